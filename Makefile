@@ -1,0 +1,42 @@
+# The README's two commands: `make run` (set up + the nightly import through Airflow on
+# synthetic exports) and `make test` (set up + the whole test suite). Both bootstrap uv
+# with pip when it is missing and install exactly what uv.lock pins, with this machine's
+# Python 3.11 (no interpreter downloads).
+
+export UV_PYTHON_DOWNLOADS := never
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
+VENV := .venv
+HOME_DIR ?= var
+PATIENTS ?= 300
+
+.PHONY: install run test lint typecheck airflow clean
+
+.uv/bin/uv:
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==0.13.9
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/rtw demo --home $(HOME_DIR) --patients $(PATIENTS)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+airflow: install
+	$(VENV)/bin/rtw airflow --home $(HOME_DIR)
+
+clean:
+	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,66 @@
+"""Where a warehouse lives: the runtime home and its folders.
+
+The home is chosen by `--home`, else env `RTW_HOME`, else `./var`. Everything the pipeline
+writes lives under it, so a data manager can point two homes at two projects safely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = Path("var")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCES_DIR = Path(os.environ.get("RTW_SOURCES_DIR", REPO_ROOT / "sources"))
+WAREHOUSE_SQL_DIR = REPO_ROOT / "warehouse"
+
+
+@dataclass(frozen=True)
+class Home:
+    """The runtime folders of one warehouse."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def marts(self) -> Path:
+        return self.root / "marts"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def airflow(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "secrets" / "pseudonym.key"
+
+    def ensure(self) -> Home:
+        for folder in (self.landing, self.archive, self.staging, self.marts, self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Home:
+    """The home given, else `RTW_HOME`, else `./var`, as an absolute path."""
+    chosen = home or os.environ.get("RTW_HOME") or DEFAULT_HOME
+    return Home(Path(chosen).expanduser().resolve())

@@ -1,0 +1,89 @@
+"""Landing discovery: which export files a source has, which are current, which are new.
+
+Exports land in `landing/<source_id>/` exactly as delivered and are never modified. Files of
+one *series* replace each other (the same Ennov form exported again, the next ODM snapshot);
+the current file of a series is the one whose name sorts last (exports carry their date in
+the name), ties broken by modification time. Older files of a series are superseded. Every
+file is identified by its sha256, and copied once into `archive/<source_id>/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl.transform.mapping import SourceMapping
+from etl.transform.records import csv_record_set_name
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    source_id: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    series: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    current: tuple[LandingFile, ...]
+    superseded: tuple[LandingFile, ...]
+    notices: tuple[str, ...]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def series_of(mapping: SourceMapping, file_name: str) -> str | None:
+    """The series a file belongs to; None when the file does not fit the mapping's pattern."""
+    if mapping.format == "odm":
+        return mapping.source_id
+    return csv_record_set_name(mapping, file_name)
+
+
+def discover(landing_dir: Path, mapping: SourceMapping) -> SourceFiles:
+    """The source's export files, split into current and superseded."""
+    folder = landing_dir / mapping.source_id
+    notices: list[str] = []
+    by_series: dict[str, list[LandingFile]] = {}
+    if not folder.is_dir():
+        return SourceFiles((), (), (f"{mapping.source_id}: no landing folder {folder}",))
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        series = series_of(mapping, path.name) if path.match(mapping.files) else None
+        if series is None:
+            notices.append(f"{mapping.source_id}: {path.name} does not match '{mapping.files}'"
+                           f"{' / ' + mapping.record_set_from_file if mapping.record_set_from_file else ''}; ignored")
+            continue
+        landing = LandingFile(mapping.source_id, path, sha256_of(path), path.stat().st_size, series)
+        by_series.setdefault(series, []).append(landing)
+    current, superseded = [], []
+    for files in by_series.values():
+        files.sort(key=lambda f: (f.name, f.path.stat().st_mtime_ns))
+        current.append(files[-1])
+        superseded.extend(files[:-1])
+    return SourceFiles(tuple(current), tuple(superseded), tuple(notices))
+
+
+def archive(landing: LandingFile, archive_dir: Path) -> Path:
+    """Copy a file into the immutable archive (once: the name carries its hash)."""
+    target = archive_dir / landing.source_id / f"{landing.sha256[:16]}__{landing.name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copy2(landing.path, partial)
+        partial.replace(target)
+    return target

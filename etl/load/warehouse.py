@@ -1,0 +1,165 @@
+"""Publishing the warehouse: build the next DuckDB file beside the live one, then swap it in.
+
+The live `warehouse.duckdb` is never written in place. Publish copies it to a private
+next-file, replaces there the rows of the sources that changed, rebuilds `core.patient`,
+records the run, checkpoints, and renames the next-file over the live one. A rename is
+atomic: an analyst holding the old file open keeps reading the old file's inode undisturbed,
+and a crash at any point leaves the last good warehouse in place. One publish at a time is
+enforced with a lock file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.transform.mapping import core_columns
+
+SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
+
+
+@contextmanager
+def _publish_lock(warehouse: Path) -> Iterator[None]:
+    lock_path = warehouse.with_name(warehouse.name + ".lock")
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for name in SCHEMA_FILES:
+        con.execute((WAREHOUSE_SQL_DIR / name).read_text())
+
+
+def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
+    """meta.source of the live warehouse (empty if there is none yet), read-only."""
+    if not warehouse.exists():
+        return {}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute("SELECT source_id, fingerprint, status FROM meta.source").fetchall()
+    finally:
+        con.close()
+    return {r[0]: {"fingerprint": r[1], "status": r[2]} for r in rows}
+
+
+def _replace_source(con: duckdb.DuckDBPyConnection, outcome: dict[str, Any]) -> None:
+    source_id = outcome["source_id"]
+    folder = Path(outcome["harmonised_dir"])
+    for table in core_columns():
+        if table == "patient":
+            continue
+        con.execute(f"DELETE FROM core.{table} WHERE source_id = ?", [source_id])
+        parquet = folder / f"{table}.parquet"
+        if parquet.exists():
+            con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM read_parquet(?)", [str(parquet)])
+    con.execute("DELETE FROM dq.quarantine WHERE source_id = ?", [source_id])
+    con.execute("INSERT INTO dq.quarantine BY NAME SELECT ? AS run_id, * FROM read_parquet(?)",
+                [outcome["run_id"], str(folder / "quarantine.parquet")])
+
+
+def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
+    """meta.source_file: current files with their counts; files no longer current are superseded."""
+    source_id = outcome["source_id"]
+    current = {f["sha256"] for f in outcome.get("files", [])}
+    failed = outcome["status"] == "failed"
+    if not failed:
+        # Rows of files that stop being current move, whole, to superseded (their quarantine too).
+        # A failed source keeps its last good data, so nothing it loaded before is superseded.
+        con.execute(
+            "UPDATE meta.source_file SET status = 'superseded', "
+            "rows_superseded = rows_loaded + rows_quarantined, rows_loaded = 0, rows_quarantined = 0, "
+            "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
+            "AND NOT list_contains(?, source_file_sha256)",
+            [run_id, source_id, sorted(current)])
+    for f in outcome.get("files", []) + outcome.get("superseded", []):
+        is_current = f["sha256"] in current
+        existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
+                               "AND source_file_sha256 = ?", [source_id, f["sha256"]]).fetchone()
+        if existing and (failed or not is_current):
+            # Known file: it keeps the counts it was last loaded with; only the note changes.
+            con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ? WHERE source_id = ? "
+                        "AND source_file_sha256 = ?", [run_id, f.get("message"), source_id, f["sha256"]])
+            continue
+        counts = outcome.get("file_counts", {}).get(f["sha256"], {}) if is_current and not failed else {}
+        status = "superseded" if not is_current else "failed" if failed else "loaded"
+        con.execute("DELETE FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
+                    [source_id, f["sha256"]])
+        con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            source_id, f["sha256"], f["name"], f["size_bytes"], f["series"], status,
+            existing[0] if existing else run_id, run_id, counts.get("rows_read", 0),
+            counts.get("rows_loaded", 0), counts.get("rows_quarantined", 0), 0,
+            f.get("message") or (outcome.get("message") if failed else None)])
+
+
+def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
+    failed = outcome["status"] == "failed"
+    previous = con.execute("SELECT fingerprint, last_loaded_run_id FROM meta.source WHERE source_id = ?",
+                           [outcome["source_id"]]).fetchone()
+    con.execute("DELETE FROM meta.source WHERE source_id = ?", [outcome["source_id"]])
+    con.execute("INSERT INTO meta.source VALUES (?, ?, ?, ?, ?, ?)", [
+        outcome["source_id"],
+        previous[0] if failed and previous else (None if failed else outcome["fingerprint"]),
+        previous[1] if failed and previous else (None if failed else run_id),
+        run_id, "failed" if failed else "loaded", outcome.get("message")])
+
+
+def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *, trigger: str,
+            started_at: datetime, unchanged: Sequence[str] = ()) -> None:
+    """Swap in a warehouse holding the harmonised outcomes of the changed sources."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with _publish_lock(warehouse):
+        next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
+        next_file.unlink(missing_ok=True)
+        if warehouse.exists():
+            shutil.copy2(warehouse, next_file)
+        con = duckdb.connect(str(next_file))
+        try:
+            if not warehouse.exists():
+                _create_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            for outcome in outcomes:
+                if outcome["status"] == "harmonised":
+                    _replace_source(con, outcome)
+                _record_files(con, run_id, outcome)
+                _record_source(con, run_id, outcome)
+            con.execute("DELETE FROM core.patient")
+            con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+            failed = sorted(o["source_id"] for o in outcomes if o["status"] == "failed")
+            con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                run_id, trigger, started_at, datetime.now(UTC),
+                "completed_with_failures" if failed else "completed",
+                sorted(o["source_id"] for o in outcomes if o["status"] == "harmonised"),
+                sorted(unchanged), failed,
+                "; ".join(o["message"] for o in outcomes if o.get("message")) or None])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        except BaseException:
+            con.close()
+            next_file.unlink(missing_ok=True)
+            raise
+        con.close()
+        with next_file.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(next_file, warehouse)
+        _fsync_dir(warehouse.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

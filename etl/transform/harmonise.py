@@ -1,0 +1,355 @@
+"""The mapping engine: record sets + a source mapping -> core-table rows and quarantine.
+
+Rules that keep every record accounted for:
+- A record (one ItemGroupData, one CSV row) with any value that cannot be harmonised is
+  quarantined whole, from every table it feeds, with every reason; never loaded half-NULL.
+- A record whose key repeats an earlier one in the same record set is quarantined as a
+  duplicate; the first copy is loaded.
+- A record set that no table maps (a new form in an export) is quarantined, so a data
+  manager sees it instead of losing it.
+Patient-level quasi-identifiers (birth date, EUPID) are used here, for ages and linkage, and
+leave only as birth year/month and keyed pseudonyms. Rejected values of those fields are
+never echoed into quarantine reasons.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from etl.transform import iccc3, icdo3
+from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, core_columns
+from etl.transform.pseudonym import (
+    PseudonymKey,
+    normalise_patient_key,
+    person_id,
+    publish_record_key,
+    record_id,
+    source_pseudonym,
+)
+from etl.transform.values import (
+    PartialDate,
+    ValueRejected,
+    map_code,
+    parse_date,
+    parse_decimal,
+    parse_integer,
+)
+
+PRIVATE_FIELDS = {"birth_date", "eupid"}
+_TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+_BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "no": False,
+                  "false": False, "0": False}
+QUARANTINE_COLUMNS = ["source_id", "source_file", "source_file_sha256", "source_record_key",
+                      "record_set", "line", "target_tables", "reasons"]
+
+
+class HarmoniseError(ValueError):
+    """A whole source cannot be harmonised (e.g. the export lacks a mapped column)."""
+
+
+@dataclass
+class HarmoniseResult:
+    tables: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
+
+
+@dataclass
+class _Record:
+    """Where one source record stands while it is harmonised."""
+
+    record_set: str
+    row: dict[str, str]
+    patient_key: str
+    clear_key: str
+    published_key: str
+    reasons: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+
+
+def _fill(template: str, row: Mapping[str, str]) -> str:
+    return _TEMPLATE_FIELD.sub(lambda m: row[m.group(1)].strip(), template)
+
+
+class _Engine:
+    def __init__(self, mapping: SourceMapping, key: PseudonymKey, run_id: str):
+        self.mapping, self.key, self.run_id = mapping, key, run_id
+        self.nulls = set(mapping.null_values)
+        self.unknown_parts = tuple(p.upper() for p in mapping.unknown_date_parts)
+        self.decimal = mapping.csv.decimal or mapping.decimal
+        self.core = core_columns()
+        self.birth: dict[str, PartialDate] = {}
+        self.eupid: dict[str, str] = {}
+
+    # -- values ---------------------------------------------------------------------------
+    def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
+        if spec.template is not None:
+            parts = [row[c].strip() for c in _TEMPLATE_FIELD.findall(spec.template)]
+            return None if all(p in self.nulls for p in parts) else _fill(spec.template, row)
+        assert spec.column is not None
+        raw = row[spec.column].strip()
+        return None if raw in self.nulls else raw
+
+    def convert(self, spec: FieldSpec, raw: str) -> Any:
+        if spec.codes is not None:
+            value: Any = map_code(raw, spec.codes)
+            if spec.type == "boolean" and not isinstance(value, bool):
+                raise ValueRejected(f"code '{raw}' maps to {value!r}, not true/false")
+            return value
+        kind = spec.type
+        if kind == "date":
+            return parse_date(raw, spec.format or self.mapping.date_format, self.unknown_parts)
+        if kind == "integer":
+            return parse_integer(raw)
+        if kind == "decimal":
+            number = parse_decimal(raw, self.decimal)
+            return number * spec.scale if spec.scale is not None else number
+        if kind == "boolean":
+            if raw.casefold() not in _BOOLEAN_WORDS:
+                raise ValueRejected(f"'{raw}' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0)")
+            return _BOOLEAN_WORDS[raw.casefold()]
+        if kind == "list":
+            assert spec.separator is not None
+            items = [self._case(spec, item.strip()) for item in raw.split(spec.separator) if item.strip()]
+            return "|".join(items) or None
+        if kind == "icdo3_histology":
+            return icdo3.parse_morphology(raw).histology
+        if kind == "icdo3_behaviour":
+            if "/" in raw or len(raw.strip()) > 1:
+                return icdo3.parse_morphology(raw).behaviour
+            if raw.strip() not in {"0", "1", "2", "3"}:
+                raise ValueRejected(f"behaviour '{raw}' is not an ICD-O-3 behaviour code (0, 1, 2, 3)")
+            return raw.strip()
+        if kind == "icdo3_topography":
+            return icdo3.parse_topography(raw)
+        return self._case(spec, raw)
+
+    @staticmethod
+    def _case(spec: FieldSpec, text: str) -> str:
+        if spec.case == "upper":
+            return text.upper()
+        if spec.case == "lower":
+            return text.lower()
+        return text
+
+    def values(self, fields: Mapping[str, FieldSpec], record: _Record) -> dict[str, Any]:
+        """Harmonise the plain fields of one record; rejected values become reasons."""
+        out: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if spec.age_at is not None or spec.ref is not None:
+                continue
+            if spec.const is not None:
+                out[name] = spec.const
+                continue
+            origin = spec.column or spec.template
+            raw = self._raw(spec, record.row)
+            if raw is None:
+                if spec.required:
+                    record.reasons.append(f"{name} ({origin}): required but empty")
+                out[name] = None
+                continue
+            try:
+                out[name] = self.convert(spec, raw)
+            except (ValueRejected, icdo3.IcdO3Error) as exc:
+                message = str(exc)
+                if name in PRIVATE_FIELDS:  # never echo a birth date or EUPID, even a broken one
+                    message = message.replace(raw, "<hidden>")
+                record.reasons.append(f"{name} ({origin}): {message}")
+                out[name] = None
+        return out
+
+    # -- records --------------------------------------------------------------------------
+    def records(self, record_set: str, frame: pd.DataFrame) -> list[_Record]:
+        mapping = self.mapping
+        needed = {mapping.patient_key} | set(_TEMPLATE_FIELD.findall(mapping.record_key)) - {"record_set"}
+        for spec in self._specs_for(record_set):
+            needed |= spec.columns()
+        missing = sorted(needed - set(frame.columns))
+        if missing and mapping.format == "csv":
+            files = ", ".join(sorted(set(frame["source_file"])))
+            raise HarmoniseError(f"{mapping.source_id}: {files} (record set {record_set}) has no column "
+                                 f"{', '.join(missing)}, which sources/{mapping.source_id}.yaml maps")
+        for column in missing:  # ODM: an item nobody filled in never shows up in the export
+            frame = frame.assign(**{column: ""})
+        result = []
+        for row in frame.astype({c: str for c in needed}).to_dict("records"):
+            patient_key = str(row[mapping.patient_key]).strip()
+            local = _fill(mapping.record_key, {**row, "record_set": record_set})
+            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "")
+            if patient_key in self.nulls:
+                record.reasons.append(f"patient key ({mapping.patient_key}): empty")
+                record.published_key = f"(no patient key)|{local}"
+            else:
+                record.published_key = publish_record_key(self.key, mapping.source_id, record.clear_key)
+            result.append(record)
+        return result
+
+    def _specs_for(self, record_set: str) -> list[FieldSpec]:
+        specs = [s for t in self.mapping.tables.values() if t.from_ == record_set for s in t.fields.values()]
+        if self.mapping.patient.from_ == record_set:
+            specs += list(self.mapping.patient.fields.values())
+        return specs
+
+    def mark_duplicates(self, records: list[_Record]) -> None:
+        first_line: dict[str, Any] = {}
+        for record in records:
+            if record.clear_key in first_line:
+                record.reasons.append(
+                    f"duplicate: record key {record.published_key} already read at line {first_line[record.clear_key]}")
+            else:
+                first_line[record.clear_key] = record.row.get("_line")
+
+    # -- tables ---------------------------------------------------------------------------
+    def patient_rows(self, records: list[_Record]) -> list[dict[str, Any]]:
+        rows = []
+        for record in records:
+            values = self.values(self.mapping.patient.fields, record)
+            record.tables.append("patient_source")
+            norm = normalise_patient_key(record.patient_key)
+            birth = values.get("birth_date")
+            if isinstance(birth, PartialDate):
+                self.birth.setdefault(norm, birth)
+            if values.get("eupid"):
+                self.eupid.setdefault(norm, str(values["eupid"]).upper())
+            rows.append({"_record": record, **values})
+        return rows
+
+    def table_rows(self, table: str, spec: TableSpec, records: list[_Record]) -> list[dict[str, Any]]:
+        rows = []
+        for record in records:
+            if spec.where and any(record.row.get(c, "").strip() not in allowed for c, allowed in spec.where.items()):
+                continue
+            record.tables.append(table)
+            values = self.values(spec.fields, record)
+            for name, fspec in spec.fields.items():
+                if fspec.age_at is not None:
+                    values[name] = self._age_days(record, values.get(fspec.age_at))
+                elif fspec.ref is not None:
+                    values[name] = self._reference(record, fspec)
+            rows.append({"_record": record, **values})
+        return rows
+
+    def _age_days(self, record: _Record, at: Any) -> int | None:
+        birth = self.birth.get(normalise_patient_key(record.patient_key))
+        if not isinstance(at, PartialDate) or birth is None:
+            return None
+        return (at.value - birth.mid_period).days
+
+    def _reference(self, record: _Record, spec: FieldSpec) -> str | None:
+        assert spec.key is not None and spec.ref is not None
+        if any(record.row[c].strip() in self.nulls for c in _TEMPLATE_FIELD.findall(spec.key)):
+            return None
+        clear = f"{record.patient_key}|{_fill(spec.key, record.row)}"
+        return record_id(self.mapping.source_id, spec.ref, publish_record_key(self.key, self.mapping.source_id, clear))
+
+    def finish(self, table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Turn harmonised rows of clean records into a frame with the core table's columns."""
+        columns = self.core[table]
+        id_column = columns[0] if columns[0] != "patient_id" else None
+        out = []
+        for row in rows:
+            record: _Record = row.pop("_record")
+            if record.reasons:
+                continue
+            final: dict[str, Any] = {}
+            for name, value in row.items():
+                if isinstance(value, PartialDate):
+                    final[name] = value.value
+                    if f"{name}_precision" in columns:
+                        final[f"{name}_precision"] = value.precision
+                else:
+                    final[name] = value
+            norm = normalise_patient_key(record.patient_key)
+            final["patient_id"] = person_id(self.key, self.mapping.source_id, record.patient_key, self.eupid.get(norm))
+            if id_column:
+                final[id_column] = record_id(self.mapping.source_id, table, record.published_key)
+            final.update(source_id=self.mapping.source_id, source_file_sha256=record.row["source_file_sha256"],
+                         source_record_key=record.published_key, run_id=self.run_id)
+            out.append(final)
+        # Core columns no mapping fills stay NULL; object dtype keeps them NULL, not NaN.
+        return pd.DataFrame(out).reindex(columns=columns).astype(object).where(lambda f: f.notna(), None)
+
+
+def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per source patient: the first clean patient record, coarsened."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        record: _Record = row["_record"]
+        norm = normalise_patient_key(record.patient_key)
+        if record.reasons or norm in seen:
+            continue
+        seen.add(norm)
+        birth = row.get("birth_date")
+        kept.append({
+            "_record": record,
+            "source_patient_pseudonym": source_pseudonym(engine.key, engine.mapping.source_id, record.patient_key),
+            "centre_id": row.get("centre_id"),
+            "link_method": "eupid" if norm in engine.eupid else "exact",
+            "match_probability": 1.0,
+            "sex": row.get("sex"),
+            "birth_year": birth.value.year if isinstance(birth, PartialDate) else None,
+            "birth_month": birth.value.month if isinstance(birth, PartialDate) and birth.precision != "year" else None,
+            "country": row.get("country"),
+        })
+    return engine.finish("patient_source", kept)
+
+
+def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],
+                     key: PseudonymKey, run_id: str) -> HarmoniseResult:
+    """Harmonise every record set of one source into core rows plus quarantine."""
+    engine = _Engine(mapping, key, run_id)
+    mapped = mapping.record_sets()
+    records = {name: engine.records(name, frame) for name, frame in record_sets.items()}
+    for recs in records.values():
+        engine.mark_duplicates(recs)
+    for name, recs in records.items():
+        if name not in mapped:
+            for record in recs:
+                record.reasons.append(f"record set {name} is not mapped in sources/{mapping.source_id}.yaml")
+
+    # Patients first: their birth dates and EUPIDs are needed by every other table.
+    patient_rows = engine.patient_rows(records.get(mapping.patient.from_, []))
+    table_rows = {table: engine.table_rows(table, spec, records.get(spec.from_, []))
+                  for table, spec in mapping.tables.items()}
+    # A record quarantined by any table is held back from all of them: finish() skips it.
+    tables = {"patient_source": _patient_source(engine, patient_rows)}
+    tables.update({table: engine.finish(table, rows) for table, rows in table_rows.items()})
+    if "diagnosis" in tables and not tables["diagnosis"].empty:
+        tables["diagnosis"] = _with_iccc3(tables["diagnosis"])
+    return HarmoniseResult(tables, _quarantine(mapping, records), _file_counts(records))
+
+
+def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
+    derived = iccc3.classify_frame(diagnosis)
+    return diagnosis.drop(columns=[c for c in derived.columns if c in diagnosis.columns]).join(derived)
+
+
+def _quarantine(mapping: SourceMapping, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
+    rows = [{
+        "source_id": mapping.source_id,
+        "source_file": r.row.get("source_file"),
+        "source_file_sha256": r.row.get("source_file_sha256"),
+        "source_record_key": r.published_key,
+        "record_set": r.record_set,
+        "line": int(r.row["_line"]) if str(r.row.get("_line", "")).isdigit() else None,
+        "target_tables": sorted(set(r.tables)),
+        "reasons": r.reasons,
+    } for recs in records.values() for r in recs if r.reasons]
+    return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+
+
+def _file_counts(records: Mapping[str, list[_Record]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for recs in records.values():
+        for r in recs:
+            c = counts.setdefault(r.row["source_file_sha256"], {"rows_read": 0, "rows_loaded": 0,
+                                                                 "rows_quarantined": 0})
+            c["rows_read"] += 1
+            c["rows_quarantined" if r.reasons else "rows_loaded"] += 1
+    return counts

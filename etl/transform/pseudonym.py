@@ -1,0 +1,78 @@
+"""Keyed pseudonyms: the only way a patient key enters the warehouse.
+
+A pseudonym is HMAC-SHA256 of the source's patient key under a secret key, so the same
+patient always gets the same pseudonym, nobody without the key can recompute it, and no
+clear patient number is ever stored. The key comes, in order, from an explicit value (the
+Airflow Variable or secrets backend), env `RTW_PSEUDONYM_KEY`, or a key file in the home,
+created with mode 0600 on first use. The key is never logged or printed: `PseudonymKey`
+hides it in its repr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KEY_ENV = "RTW_PSEUDONYM_KEY"
+_DIGEST_CHARS = 24  # 96 bits: collisions are negligible at registry scale, ids stay readable
+_SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run together
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    secret: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "PseudonymKey(<hidden>)"
+
+    def digest(self, *parts: str) -> str:
+        message = _SEPARATOR.join(parts).encode("utf-8")
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
+
+
+def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
+    """The pseudonymisation key: explicit value, else env, else the key file (created if missing)."""
+    value = explicit or os.environ.get(KEY_ENV)
+    if value:
+        return PseudonymKey(value.encode("utf-8"))
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return PseudonymKey(key_file.read_text().strip().encode("utf-8"))
+
+
+def normalise_patient_key(source_patient_key: str) -> str:
+    """Centres pad and case patient numbers inconsistently; ' 07-0042 ' and '07-0042' are one patient."""
+    return source_patient_key.strip().upper()
+
+
+def source_pseudonym(key: PseudonymKey, source_id: str, source_patient_key: str) -> str:
+    """The pseudonym of a patient within one source."""
+    return key.digest("source", source_id, normalise_patient_key(source_patient_key))
+
+
+def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid: str | None) -> str:
+    """The warehouse patient_id: from the EUPID when there is one, so sources link; else per source."""
+    if eupid and eupid.strip():
+        return key.digest("eupid", eupid.strip().upper())
+    return key.digest("person", source_id, normalise_patient_key(source_patient_key))
+
+
+def publish_record_key(key: PseudonymKey, source_id: str, clear_record_key: str) -> str:
+    """`<patient key>|<local part>` -> `<pseudonym>|<local part>`: traceable, never clear."""
+    patient_key, sep, local = clear_record_key.partition("|")
+    if not sep:
+        raise ValueError(f"record key {clear_record_key!r}: expected '<patient key>|<local part>'")
+    return f"{source_pseudonym(key, source_id, patient_key)}|{local}"
+
+
+def record_id(source_id: str, table: str, published_record_key: str) -> str:
+    """A stable row id. The record key is already pseudonymous, so a plain hash suffices."""
+    message = _SEPARATOR.join((source_id, table, published_record_key)).encode("utf-8")
+    return hashlib.sha256(message).hexdigest()[:_DIGEST_CHARS]

@@ -1,0 +1,224 @@
+"""Synthetic exports -> `rtw run` -> a warehouse compared with the generator's truth, field by field."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+
+from etl import pipeline
+from etl.config import Home, resolve_home
+from etl.synth import generate
+from etl.transform.pseudonym import PseudonymKey, publish_record_key, record_id, source_pseudonym
+
+pytestmark = pytest.mark.integration
+KEY_TEXT = "integration-test-key"
+KEY = PseudonymKey(KEY_TEXT.encode())
+NOT_COMPARED = {"source_id", "source_record_key", "source_patient_key", "treatment_source_record_key"}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> tuple[Home, Path, dict[str, Any]]:
+    home = resolve_home(tmp_path_factory.mktemp("home")).ensure()
+    generate(home.root, patients=400, seed=11)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    return home, home.root / "truth", summary
+
+
+def _table(home: Home, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def _text(value: Any) -> str:
+    """One spelling per value, so a warehouse cell and a truth cell compare as text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.6g}" if text not in {"nan"} else ""
+
+
+def _errors(truth: Path) -> set[tuple[str, str]]:
+    errors = pd.read_csv(truth / "errors.csv", dtype=str, keep_default_na=False)
+    return {(s, publish_record_key(KEY, s, k)) for s, k in zip(errors.source_id, errors.source_record_key)}
+
+
+TRUTH_TABLES = ["patient_source", "study_enrolment", "consent", "diagnosis", "molecular_alteration",
+                "tumour_board_review", "treatment", "response_assessment", "adverse_event", "follow_up"]
+
+
+@pytest.mark.parametrize("table", TRUTH_TABLES)
+def test_every_clean_record_matches_the_truth_field_by_field(loaded, table):
+    home, truth_dir, _ = loaded
+    truth = pd.read_csv(truth_dir / f"{table}.csv", dtype=str, keep_default_na=False)
+    assert len(truth) > 0, f"the generator wrote no truth for {table}"
+    truth["published_key"] = [publish_record_key(KEY, s, k) for s, k in zip(truth.source_id, truth.source_record_key)]
+    if "treatment_source_record_key" in truth:
+        truth["treatment_id"] = [
+            record_id(s, "treatment", publish_record_key(KEY, s, k)) if k else ""
+            for s, k in zip(truth.source_id, truth.treatment_source_record_key)]
+    warehouse = _table(home, f"SELECT * FROM core.{table}")
+    by_key = {(r["source_id"], r["source_record_key"]): r for r in warehouse.to_dict("records")}
+    compared = [c for c in truth.columns if c in warehouse.columns and c not in NOT_COMPARED]
+    missing, mismatches = [], []
+    for row in truth.to_dict("records"):
+        found = by_key.get((row["source_id"], row["published_key"]))
+        if found is None:
+            missing.append(row["source_record_key"])
+            continue
+        for column in compared:
+            if _text(found[column]) != _text(row[column]):
+                mismatches.append(f"{row['source_id']} {row['source_record_key']} {column}: "
+                                  f"warehouse {_text(found[column])!r}, truth {row[column]!r}")
+    assert not missing, f"{len(missing)} clean {table} records not loaded, e.g. {missing[:5]}"
+    assert not mismatches, f"{len(mismatches)} differences, e.g.\n" + "\n".join(mismatches[:15])
+    # And nothing is loaded that is neither in the truth nor a known error.
+    expected = set(zip(truth.source_id, truth.published_key)) | _errors(truth_dir)
+    unexpected = set(by_key) - expected
+    assert not unexpected, f"{len(unexpected)} {table} rows not in the truth, e.g. {sorted(unexpected)[:3]}"
+
+
+def test_linked_persons_get_one_patient_id_and_their_demographics(loaded):
+    home, truth_dir, _ = loaded
+    links = pd.read_csv(truth_dir / "links.csv", dtype=str, keep_default_na=False)
+    people = pd.read_csv(truth_dir / "patient.csv", dtype=str, keep_default_na=False).set_index("true_person_id")
+    sources = _table(home, "SELECT source_id, source_patient_pseudonym, patient_id FROM core.patient_source")
+    patient_of = {(r.source_id, r.source_patient_pseudonym): r.patient_id for r in sources.itertuples()}
+    ids_of_person: dict[str, set[str]] = {}
+    for link in links.itertuples():
+        found = patient_of.get((link.source_id, source_pseudonym(KEY, link.source_id, link.source_patient_key)))
+        if found:
+            ids_of_person.setdefault(link.true_person_id, set()).add(found)
+    assert all(len(ids) == 1 for ids in ids_of_person.values())
+    linked = links.groupby("true_person_id").size()
+    assert (linked > 1).sum() > 0, "the synthetic exports should contain linked persons"
+    patients = _table(home, "SELECT * FROM core.patient").set_index("patient_id")
+    assert len(patients) == len({next(iter(i)) for i in ids_of_person.values()})
+    tainted = _persons_with_errors(truth_dir, links)
+    differences = []
+    for person, ids in ids_of_person.items():
+        if person in tainted:
+            continue
+        row, expected = patients.loc[next(iter(ids))], people.loc[person]
+        for column in ("sex", "birth_year", "birth_month", "country", "death_date"):
+            if _text(row[column]) != _text(expected[column]):
+                differences.append(f"{person} {column}: warehouse {_text(row[column])!r}, truth {expected[column]!r}")
+    assert not differences, "\n".join(differences[:15])
+
+
+def _persons_with_errors(truth_dir: Path, links: pd.DataFrame) -> set[str]:
+    errors = pd.read_csv(truth_dir / "errors.csv", dtype=str, keep_default_na=False)
+    person_of = {(r.source_id, r.source_patient_key): r.true_person_id for r in links.itertuples()}
+    return {person_of.get((s, k.partition("|")[0]), "") for s, k in zip(errors.source_id, errors.source_record_key)}
+
+
+def test_injected_errors_that_cannot_be_harmonised_are_quarantined_and_clean_records_are_not(loaded):
+    home, truth_dir, _ = loaded
+    errors = pd.read_csv(truth_dir / "errors.csv", dtype=str, keep_default_na=False)
+    quarantine = _table(home, "SELECT source_id, source_record_key FROM dq.quarantine")
+    held = set(zip(quarantine.source_id, quarantine.source_record_key))
+    must_hold = errors[errors.error_kind.isin(["impossible_date", "invalid_code", "duplicate"])]
+    keys = {(s, publish_record_key(KEY, s, k)) for s, k in zip(must_hold.source_id, must_hold.source_record_key)}
+    assert keys, "the synthetic exports should contain unharmonisable errors"
+    assert keys <= held, f"{len(keys - held)} injected errors were loaded, e.g. {sorted(keys - held)[:3]}"
+    assert held <= _errors(truth_dir), f"clean records quarantined: {sorted(held - _errors(truth_dir))[:3]}"
+
+
+def test_every_source_row_is_accounted_for(loaded):
+    home, _, _ = loaded
+    files = _table(home, "SELECT * FROM meta.source_file")
+    assert set(files.source_id) == {"sacha_fr", "iltb", "registry_it"}
+    assert (files.rows_read == files.rows_loaded + files.rows_quarantined + files.rows_superseded).all()
+    assert (files.rows_read > 0).all()
+    quarantined = _table(home, "SELECT source_file_sha256, count(*) AS n FROM dq.quarantine GROUP BY 1")
+    counted = dict(zip(files.source_file_sha256, files.rows_quarantined))
+    assert all(counted[sha] == n for sha, n in zip(quarantined.source_file_sha256, quarantined.n))
+
+
+def test_no_direct_identifiers_reach_the_warehouse(loaded):
+    home, truth_dir, _ = loaded
+    links = pd.read_csv(truth_dir / "links.csv", dtype=str, keep_default_na=False)
+    clear_keys = set(links.source_patient_key)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        columns = con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                              "WHERE data_type = 'VARCHAR'").fetchall()
+        assert not [c for c in columns if "birth_date" in c[2] or c[2] in {"eupid", "source_patient_key"}]
+        for schema, table, column in columns:
+            values = {v for (v,) in con.execute(f'SELECT DISTINCT "{column}" FROM {schema}.{table}').fetchall()}
+            leaked = {v for v in values if v and v.split("|")[0] in clear_keys}
+            assert not leaked, f"{schema}.{table}.{column} holds clear patient keys, e.g. {sorted(leaked)[:2]}"
+    finally:
+        con.close()
+
+
+def _content_digest(home: Home) -> dict[str, str]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                             "WHERE schema_name IN ('core', 'dq') ORDER BY 1, 2").fetchall()
+        digests = {}
+        for schema, table in tables:
+            rows = con.execute(f"SELECT * FROM {schema}.{table} ORDER BY ALL").fetchall()
+            digests[f"{schema}.{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return digests
+    finally:
+        con.close()
+
+
+def test_a_second_run_on_unchanged_files_skips_them_and_changes_nothing(loaded, tmp_path):
+    home, _, _ = loaded
+    before = _content_digest(home)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary["sources_changed"] == [] and summary["sources_unchanged"] == ["iltb", "registry_it", "sacha_fr"]
+    assert _content_digest(home) == before
+
+
+def test_a_changed_export_replaces_that_source_only(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=60, seed=5)
+    pipeline.run(home, key_value=KEY_TEXT)
+    before = _table(home, "SELECT source_id, count(*) AS n FROM core.follow_up GROUP BY 1").set_index("source_id").n
+    fu = home.landing / "iltb" / "ILTB_FU.csv"
+    lines = fu.read_bytes().split(b"\r\n")
+    fu.write_bytes(b"\r\n".join([*lines[:-2], b""]))  # the centre deleted its last follow-up record
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary["sources_changed"] == ["iltb"]
+    after = _table(home, "SELECT source_id, count(*) AS n FROM core.follow_up GROUP BY 1").set_index("source_id").n
+    assert after["iltb"] == before["iltb"] - 1 and after["sacha_fr"] == before["sacha_fr"]
+    files = _table(home, "SELECT * FROM meta.source_file WHERE file_name = 'ILTB_FU.csv' ORDER BY status")
+    assert list(files.status) == ["loaded", "superseded"]
+    old = files[files.status == "superseded"].iloc[0]
+    assert old.rows_superseded == old.rows_read and old.rows_loaded == 0
+
+
+def test_one_unreadable_export_does_not_stop_the_others(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=30, seed=9)
+    odm = next((home.landing / "sacha_fr").glob("*.xml"))
+    odm.write_bytes(odm.read_bytes()[: odm.stat().st_size // 2])  # a transfer cut in half
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary["sources_failed"] == ["sacha_fr"]
+    assert odm.name in summary["message"] and "line" in summary["message"]
+    assert summary["rows"]["diagnosis"] > 0
+    state = _table(home, "SELECT status FROM meta.source_file WHERE source_id = 'sacha_fr'")
+    assert list(state.status) == ["failed"]

@@ -1,0 +1,113 @@
+"""The mapping engine on three-row inline record sets."""
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from etl.transform.harmonise import HarmoniseError, harmonise_source
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import PseudonymKey, publish_record_key
+
+KEY = PseudonymKey(b"k")
+MAPPING = SourceMapping.model_validate({
+    "source_id": "reg_test",
+    "title": "test registry",
+    "format": "csv",
+    "files": "*.csv",
+    "record_set": "REG",
+    "date_format": "%d/%m/%Y",
+    "unknown_date_parts": ["00"],
+    "null_values": ["", "99/99/9999"],
+    "decimal": ",",
+    "patient_key": "pid",
+    "record_key": "REG[{rid}]",
+    "patient": {"from": "REG", "fields": {
+        "sex": {"column": "sex", "codes": {"1": "male", "2": "female"}},
+        "birth_date": {"column": "born", "type": "date"},
+        "country": {"const": "IT"},
+    }},
+    "tables": {
+        "diagnosis": {"from": "REG", "fields": {
+            "diagnosis_date": {"column": "diag", "type": "date", "required": True},
+            "age_at_diagnosis_days": {"age_at": "diagnosis_date"},
+            "icdo3_morphology": {"column": "morph", "type": "icdo3_histology"},
+            "icdo3_behaviour": {"column": "morph", "type": "icdo3_behaviour"},
+            "icdo3_topography": {"column": "topo", "type": "icdo3_topography"},
+            "tumour_size_mm": {"column": "size", "type": "decimal", "scale": 10},
+        }},
+    },
+})
+
+
+def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["_line"] = range(2, 2 + len(frame))
+    frame["source_file"] = "reg.csv"
+    frame["source_file_sha256"] = "f" * 64
+    return frame
+
+
+CLEAN = {"rid": "1", "pid": "P1", "sex": "2", "born": "00/05/2010", "diag": "17/03/2015",
+         "morph": "8370/3", "topo": "C740", "size": "4,5"}
+
+
+def test_a_clean_record_is_harmonised_and_pseudonymised():
+    result = harmonise_source(MAPPING, {"REG": _frame([CLEAN])}, KEY, "run-1")
+    diagnosis = result.tables["diagnosis"].iloc[0]
+    assert diagnosis["diagnosis_date"] == date(2015, 3, 17)
+    assert diagnosis["diagnosis_date_precision"] == "day"
+    assert diagnosis["age_at_diagnosis_days"] == (date(2015, 3, 17) - date(2010, 5, 15)).days
+    assert (diagnosis["icdo3_morphology"], diagnosis["icdo3_behaviour"]) == ("8370", "3")
+    assert diagnosis["icdo3_topography"] == "C74.0"
+    assert diagnosis["tumour_size_mm"] == 45.0
+    assert diagnosis["iccc3_group"] == "XI" and bool(diagnosis["is_very_rare"])
+    assert diagnosis["source_record_key"] == publish_record_key(KEY, "reg_test", "P1|REG[1]")
+    assert "P1" not in diagnosis["patient_id"] + diagnosis["source_record_key"]
+    patient = result.tables["patient_source"].iloc[0]
+    assert (patient["sex"], patient["birth_year"], patient["birth_month"], patient["country"]) == (
+        "female", 2010, 5, "IT")
+    assert "birth_date" not in result.tables["patient_source"].columns
+    assert result.quarantine.empty
+    assert result.file_counts == {"f" * 64: {"rows_read": 1, "rows_loaded": 1, "rows_quarantined": 0}}
+
+
+def test_values_that_cannot_be_harmonised_quarantine_the_whole_record_with_every_reason():
+    bad = {**CLEAN, "rid": "2", "pid": "P2", "sex": "7", "diag": "31/02/2015", "born": "31/02/2010"}
+    result = harmonise_source(MAPPING, {"REG": _frame([CLEAN, bad])}, KEY, "run-1")
+    assert len(result.tables["diagnosis"]) == 1 and len(result.tables["patient_source"]) == 1
+    held = result.quarantine.iloc[0]
+    assert held["line"] == 3 and held["record_set"] == "REG"
+    assert held["target_tables"] == ["diagnosis", "patient_source"]
+    reasons = " | ".join(held["reasons"])
+    assert "sex (sex): code '7' is not in the code list (1, 2)" in reasons
+    assert "diagnosis_date (diag): '31/02/2015' is not a real date (expected dd/mm/yyyy)" in reasons
+    assert "birth_date (born): '<hidden>' is not a real date" in reasons
+    assert "31/02/2010" not in reasons  # a birth date is never echoed, even a broken one
+    assert result.file_counts["f" * 64] == {"rows_read": 2, "rows_loaded": 1, "rows_quarantined": 1}
+
+
+def test_sentinels_are_null_but_a_required_empty_field_is_not_accepted():
+    rows = [{**CLEAN, "size": "", "born": "99/99/9999"}, {**CLEAN, "rid": "2", "diag": "99/99/9999"}]
+    result = harmonise_source(MAPPING, {"REG": _frame(rows)}, KEY, "run-1")
+    diagnosis = result.tables["diagnosis"].iloc[0]
+    assert diagnosis["tumour_size_mm"] is None and diagnosis["age_at_diagnosis_days"] is None
+    assert result.quarantine.iloc[0]["reasons"] == ["diagnosis_date (diag): required but empty"]
+
+
+def test_a_repeated_record_key_is_quarantined_as_a_duplicate():
+    result = harmonise_source(MAPPING, {"REG": _frame([CLEAN, CLEAN])}, KEY, "run-1")
+    assert len(result.tables["diagnosis"]) == 1
+    assert result.quarantine.iloc[0]["reasons"][0].startswith("duplicate: record key ")
+    assert "already read at line 2" in result.quarantine.iloc[0]["reasons"][0]
+
+
+def test_a_record_set_nobody_maps_is_quarantined_not_lost():
+    result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
+    assert result.quarantine.iloc[0]["reasons"] == ["record set NEWFORM is not mapped in sources/reg_test.yaml"]
+
+
+def test_a_missing_mapped_column_fails_the_source_with_the_file_and_column():
+    frame = _frame([CLEAN]).drop(columns=["topo"])
+    with pytest.raises(HarmoniseError, match=r"reg.csv \(record set REG\) has no column topo"):
+        harmonise_source(MAPPING, {"REG": frame}, KEY, "run-1")

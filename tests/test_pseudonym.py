@@ -1,0 +1,50 @@
+import os
+import stat
+
+from etl.transform.pseudonym import (
+    PseudonymKey,
+    load_key,
+    person_id,
+    publish_record_key,
+    record_id,
+    source_pseudonym,
+)
+
+KEY = PseudonymKey(b"test-key")
+
+
+def test_pseudonyms_are_keyed_stable_and_blind_to_padding_and_case():
+    a = source_pseudonym(KEY, "iltb", "ILTB-00123")
+    assert a == source_pseudonym(KEY, "iltb", " iltb-00123 ")
+    assert a != source_pseudonym(PseudonymKey(b"other"), "iltb", "ILTB-00123")
+    assert a != source_pseudonym(KEY, "sacha_fr", "ILTB-00123")
+    assert "00123" not in a and len(a) == 24
+
+
+def test_a_shared_eupid_links_two_sources_to_one_person():
+    one = person_id(KEY, "sacha_fr", "07-0042", "EU7F3K9Q2M")
+    two = person_id(KEY, "iltb", "ILTB-00123", " eu7f3k9q2m")
+    assert one == two
+    assert person_id(KEY, "sacha_fr", "07-0042", None) != person_id(KEY, "iltb", "07-0042", None)
+
+
+def test_published_record_keys_keep_the_local_part_and_hide_the_patient():
+    published = publish_record_key(KEY, "iltb", "ILTB-00123|TREAT[2]")
+    assert published.endswith("|TREAT[2]") and "ILTB-00123" not in published
+    assert record_id("iltb", "treatment", published) != record_id("iltb", "adverse_event", published)
+
+
+def test_key_file_is_created_private_and_reused(tmp_path, monkeypatch):
+    monkeypatch.delenv("RTW_PSEUDONYM_KEY", raising=False)
+    key_file = tmp_path / "secrets" / "pseudonym.key"
+    first = load_key(key_file)
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert load_key(key_file) == first
+    assert "hidden" in repr(first) and key_file.read_text().strip() not in repr(first)
+
+
+def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTW_PSEUDONYM_KEY", "from-env")
+    assert load_key(tmp_path / "k").secret == b"from-env"
+    assert load_key(tmp_path / "k", "from-variable").secret == b"from-variable"
+    assert not (tmp_path / "k").exists()

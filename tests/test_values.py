@@ -1,0 +1,66 @@
+from datetime import date
+
+import pytest
+
+from etl.transform.values import (
+    PartialDate,
+    ValueRejected,
+    map_code,
+    parse_date,
+    parse_decimal,
+    parse_integer,
+)
+
+
+@pytest.mark.parametrize(("text", "fmt", "expected", "precision"), [
+    ("17/05/2019", "%d/%m/%Y", date(2019, 5, 17), "day"),
+    (" 17/05/2019 ", "%d/%m/%Y", date(2019, 5, 17), "day"),
+    ("UK/05/2019", "%d/%m/%Y", date(2019, 5, 1), "month"),
+    ("UK/UK/2019", "%d/%m/%Y", date(2019, 1, 1), "year"),
+    ("00/05/2010", "%d/%m/%Y", date(2010, 5, 1), "month"),
+    ("00/00/2010", "%d/%m/%Y", date(2010, 1, 1), "year"),
+    ("2019-05-17", "%Y-%m-%d", date(2019, 5, 17), "day"),
+    ("2019-05", "%Y-%m-%d", date(2019, 5, 1), "month"),
+    ("2019", "%Y-%m-%d", date(2019, 1, 1), "year"),
+    ("05/2010", "%m/%Y", date(2010, 5, 1), "month"),
+    ("29/02/2024", "%d/%m/%Y", date(2024, 2, 29), "day"),
+])
+def test_dates_parse_with_precision(text, fmt, expected, precision):
+    assert parse_date(text, fmt) == PartialDate(expected, precision)
+
+
+@pytest.mark.parametrize(("text", "fmt", "message"), [
+    ("31/02/2019", "%d/%m/%Y", "'31/02/2019' is not a real date (expected dd/mm/yyyy)"),
+    ("29/02/2023", "%d/%m/%Y", "not a real date"),
+    ("2019-13-05", "%Y-%m-%d", "'2019-13-05' is not a real date (expected yyyy-mm-dd)"),
+    ("17/UK/2019", "%d/%m/%Y", "gives a day but no month"),
+    ("2019/05/17", "%d/%m/%Y", "is not a date written dd/mm/yyyy"),
+    ("yesterday", "%Y-%m-%d", "is not a date written yyyy-mm-dd"),
+])
+def test_impossible_dates_are_rejected_with_what_was_expected(text, fmt, message):
+    with pytest.raises(ValueRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_date(text, fmt)
+
+
+def test_mid_period_stands_in_for_partial_birth_dates():
+    assert PartialDate(date(2010, 5, 1), "month").mid_period == date(2010, 5, 15)
+    assert PartialDate(date(2010, 1, 1), "year").mid_period == date(2010, 7, 1)
+    assert PartialDate(date(2010, 5, 3), "day").mid_period == date(2010, 5, 3)
+
+
+def test_codes_map_case_insensitively_and_reject_unknown_codes():
+    codes = {"M": "male", "F": "female"}
+    assert map_code(" m ", codes) == "male"
+    with pytest.raises(ValueRejected, match=r"code '7' is not in the code list \(F, M\)"):
+        map_code("7", codes)
+
+
+def test_numbers_respect_the_decimal_mark():
+    assert parse_decimal("4,5", ",") == 4.5
+    assert parse_decimal("12", ",") == 12.0
+    assert parse_decimal("0.25") == 0.25
+    with pytest.raises(ValueRejected, match="decimal mark ','"):
+        parse_decimal("1.234,5", ",")
+    assert parse_integer(" 3 ") == 3
+    with pytest.raises(ValueRejected, match="not a whole number"):
+        parse_integer("3.5")

@@ -1,0 +1,44 @@
+-- Run bookkeeping: what each nightly run did, and where every source file's rows went.
+
+CREATE SCHEMA IF NOT EXISTS meta;
+
+-- One row per run of the nightly import.
+CREATE TABLE IF NOT EXISTS meta.run (
+    run_id              VARCHAR PRIMARY KEY,
+    trigger             VARCHAR,      -- cli / airflow
+    started_at          TIMESTAMPTZ,
+    finished_at         TIMESTAMPTZ,
+    status              VARCHAR,      -- completed / completed_with_failures
+    sources_changed     VARCHAR[],
+    sources_unchanged   VARCHAR[],
+    sources_failed      VARCHAR[],
+    message             VARCHAR
+);
+
+-- One row per source file ever seen (by content): rows_read = loaded + quarantined + superseded.
+CREATE TABLE IF NOT EXISTS meta.source_file (
+    source_id           VARCHAR NOT NULL,
+    source_file_sha256  VARCHAR NOT NULL,
+    file_name           VARCHAR,
+    size_bytes          BIGINT,
+    series              VARCHAR,      -- files of one series replace each other (a form, an ODM study)
+    status              VARCHAR,      -- loaded / superseded / failed
+    first_run_id        VARCHAR,
+    last_run_id         VARCHAR,
+    rows_read           BIGINT,
+    rows_loaded         BIGINT,
+    rows_quarantined    BIGINT,
+    rows_superseded     BIGINT,
+    message             VARCHAR,
+    PRIMARY KEY (source_id, source_file_sha256)
+);
+
+-- One row per source: the fingerprint of what is loaded, so unchanged sources are skipped.
+CREATE TABLE IF NOT EXISTS meta.source (
+    source_id           VARCHAR PRIMARY KEY,
+    fingerprint         VARCHAR,      -- sha256 over current file hashes + mapping file
+    last_loaded_run_id  VARCHAR,
+    last_attempt_run_id VARCHAR,
+    status              VARCHAR,      -- loaded / failed
+    message             VARCHAR
+);
