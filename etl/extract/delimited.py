@@ -1,0 +1,332 @@
+"""Delimited-text reader for Ennov per-form CSV exports and national registry files.
+
+Values are read as the raw strings delivered (empty stays ""; harmonisation parses later), each
+record with `_line`, the physical line where it starts, which error and quarantine messages cite.
+`stage_csv` writes a file to one Parquet file of string columns plus `_line` and lineage.
+
+Gotchas of the files we receive:
+- Encoding: Ennov writes UTF-8 with a BOM (which must not stick to the first column name);
+  Italian registries write cp1252, which differs from latin-1 in 0x80-0x9F (€, curly quotes).
+  Valid UTF-8 is decisive (non-ASCII cp1252 text is almost never valid UTF-8); bytes cp1252
+  leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) mean latin-1. A sample may cut a multi-byte
+  UTF-8 character at its end: that is not a sign of cp1252. Detection sees only the sample, so
+  a bad byte further on is reported while reading, with its line.
+- Delimiter: `;` in European exports (the comma is their decimal separator), else `,`, tab,
+  `|`. `|` and `,` also occur inside values (Ennov AGENTS, free text), so the header decides.
+- Decimal commas (`4,5`) are kept as strings; the dialect only records the convention.
+- Dates: dd/mm/yyyy (the default when every value is ambiguous: European sources), mm/dd/yyyy,
+  yyyy-mm-dd, dd.mm.yyyy, Ennov month precision mm/yyyy. Sentinels (99/99/9999, 00/05/2010,
+  UK/05/2019) say nothing about the format and are ignored.
+- CRLF line endings; quoted fields may hold the delimiter, doubled quotes and line breaks, so a
+  record's line is where it starts, not its index. A ragged row is an error, never padded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import io
+import itertools
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import BinaryIO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl.extract.errors import ExtractError
+from etl.extract.staging import StageResult
+
+DELIMITERS = (";", ",", "\t", "|")  # order breaks ties: European sources first
+LINE_COLUMN = "_line"
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_ASCII_PROBE = bytes(range(32, 127)) + b"\t\r\n"
+_DECIMAL_CELL = re.compile(r"-?\d+([.,])\d+")
+_SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/\d{4}")
+_ISO_DATE = re.compile(r"\d{4}-(\d{2})-(\d{2})")
+_DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.\d{4}")
+_MONTH_YEAR = re.compile(r"(\d{1,2})/\d{4}")
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    encoding: str  # "utf-8-sig", "utf-8", "cp1252", "latin-1"
+    delimiter: str  # ";", ",", "\t", "|"
+    decimal: str  # "." or ","
+    date_format: str | None  # strptime format; None when no column looks like dates
+    quotechar: str = '"'
+
+    def __post_init__(self) -> None:
+        # Dialects also come from YAML overrides: fail before reading, not halfway through a file.
+        if len(self.delimiter) != 1 or len(self.quotechar) != 1 or self.delimiter == self.quotechar:
+            raise ValueError(f"delimiter and quotechar must be two different single characters, "
+                             f"got {self.delimiter!r} and {self.quotechar!r}")
+        if self.decimal not in (".", ","):
+            raise ValueError(f"decimal must be '.' or ',', got {self.decimal!r}")
+        codecs.lookup(self.encoding)  # LookupError names an unknown encoding
+        # Lines are split on the byte 0x0A before decoding, which needs an ASCII-compatible encoding.
+        if not _ascii_compatible(self.encoding):
+            raise ValueError(f"encoding {self.encoding!r} is not ASCII-compatible (UTF-16?); re-export as UTF-8")
+
+    def describe(self) -> str:
+        """One line for notices: "utf-8-sig, ';', decimal '.', dates %d/%m/%Y"."""
+        return f"{self.encoding}, {self.delimiter!r}, decimal {self.decimal!r}, dates {self.date_format or 'none'}"
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    try:
+        return _ASCII_PROBE.decode(encoding) == _ASCII_PROBE.decode("ascii")
+    except ValueError:
+        return False
+
+
+def sniff_dialect(path: Path, *, sample_bytes: int = 256_000, **overrides: str | None) -> CsvDialect:
+    """Detect a file's dialect from its first bytes; overrides (from the source mapping) win.
+
+    An override of None counts as not given, so optional YAML options can be passed through.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(given) - {f.name for f in fields(CsvDialect)})
+    if unknown:
+        raise TypeError(f"sniff_dialect: unknown override(s) {unknown}")
+    with path.open("rb") as handle:
+        sample = handle.read(sample_bytes)
+        truncated = bool(handle.read(1))
+    if not sample:
+        raise ExtractError(f"{path}: empty file; expected a header row naming the columns")
+    if sample.startswith(_UTF16_BOMS):
+        raise ExtractError(f"{path}: starts with a UTF-16 byte-order mark; expected UTF-8 or 8-bit text "
+                           "(re-export as UTF-8)")
+    encoding = given["encoding"] if "encoding" in given else _sniff_encoding(sample, truncated)
+    quotechar = given.get("quotechar", '"')
+    text = sample.decode(encoding, errors="replace")
+    if truncated:  # the last line is probably cut
+        text = text[: text.rfind("\n") + 1] or text
+    delimiter = given["delimiter"] if "delimiter" in given else _sniff_delimiter(text, quotechar)
+    cells = [cell.strip() for record in _parse_sample(text, delimiter, quotechar)[1:] for cell in record]
+    decimal = given["decimal"] if "decimal" in given else _sniff_decimal(cells, delimiter)
+    date_format = (given["date_format"] or None) if "date_format" in given else _sniff_date_format(cells)
+    return CsvDialect(encoding, delimiter, decimal, date_format, quotechar)
+
+
+def _sniff_encoding(sample: bytes, truncated: bool) -> str:
+    if sample.startswith(_UTF8_BOM):
+        return "utf-8-sig"
+    try:
+        # Not final when the sample was cut: a character split at its end is not an error.
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=not truncated)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _parse_sample(text: str, delimiter: str, quotechar: str) -> list[list[str]]:
+    records: list[list[str]] = []
+    with contextlib.suppress(csv.Error):  # e.g. a runaway quote: judge on what parsed before it
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar)
+        records.extend(record for record in reader if record)
+    return records
+
+
+def _sniff_delimiter(text: str, quotechar: str) -> str:
+    """The candidate giving the most records with the header's field count (at least 2 fields).
+
+    Parsing with each candidate (rather than counting characters) ignores delimiters in quotes.
+    """
+    best, best_score = DELIMITERS[0], (-1.0, 0)
+    for candidate in DELIMITERS:
+        counts = [len(record) for record in _parse_sample(text, candidate, quotechar)]
+        if not counts or counts[0] < 2:
+            continue
+        score = (sum(count == counts[0] for count in counts) / len(counts), counts[0])
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _sniff_decimal(cells: Iterable[str], delimiter: str) -> str:
+    if delimiter == ",":
+        return "."
+    separators = Counter(match[1] for cell in cells if (match := _DECIMAL_CELL.fullmatch(cell)))
+    return "," if separators[","] > separators["."] else "."
+
+
+def _sniff_date_format(cells: Iterable[str]) -> str | None:
+    """The most common date layout among cells that are plausible dates (sentinels are not)."""
+    votes: Counter[str] = Counter()
+    day_first = month_first = month_year = 0
+    for cell in cells:
+        if match := _SLASH_DATE.fullmatch(cell):
+            first, second = int(match[1]), int(match[2])
+            as_dmy, as_mdy = _is_day_month(first, second), _is_day_month(second, first)
+            if as_dmy or as_mdy:
+                votes["%d/%m/%Y"] += 1
+                day_first += as_dmy and not as_mdy
+                month_first += as_mdy and not as_dmy
+        elif (match := _ISO_DATE.fullmatch(cell)) and _is_day_month(int(match[2]), int(match[1])):
+            votes["%Y-%m-%d"] += 1
+        elif (match := _DOTTED_DATE.fullmatch(cell)) and _is_day_month(int(match[1]), int(match[2])):
+            votes["%d.%m.%Y"] += 1
+        elif (match := _MONTH_YEAR.fullmatch(cell)) and 1 <= int(match[1]) <= 12:
+            month_year += 1
+    if votes:
+        layout = votes.most_common(1)[0][0]
+        return "%m/%d/%Y" if layout == "%d/%m/%Y" and month_first > day_first else layout
+    # Month precision only counts when no column holds full dates (Ennov ENROL has both).
+    return "%m/%Y" if month_year else None
+
+
+def _is_day_month(day: int, month: int) -> bool:
+    return 1 <= day <= 31 and 1 <= month <= 12
+
+
+def iter_csv_rows(path: Path, dialect: CsvDialect, *, chunk_rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """Stream a file's records as frames of raw strings plus `_line`, the line where each record starts.
+
+    The first record is the header. A file with a header and no records yields one empty frame,
+    so callers still see its columns.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    with path.open("rb") as handle:
+        records = _records(path, _decoded_lines(path, handle, dialect.encoding), dialect)
+        header = _header(path, records)
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        yielded = False
+        for line, record in records:
+            if len(record) != len(header):
+                raise ExtractError(
+                    f"{path}, line {line}: expected {len(header)} fields, found {len(record)} "
+                    f"(delimiter {dialect.delimiter!r}; is a delimiter or line break in a value unquoted?)")
+            rows.append(record)
+            lines.append(line)
+            if len(rows) == chunk_rows:
+                yield _frame(header, rows, lines)
+                rows, lines, yielded = [], [], True
+        if rows or not yielded:
+            yield _frame(header, rows, lines)
+
+
+def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]:
+    # Decoding line by line lets an undecodable byte be reported with its line; splitting bytes on
+    # 0x0A is safe because in an ASCII-compatible encoding that byte is always a line feed.
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    number = 0
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield decoder.decode(raw)
+        except UnicodeDecodeError as error:
+            raise ExtractError(
+                f"{path}, line {number}: bytes {raw[error.start:error.end]!r} at byte {error.start + 1} of the line "
+                f"cannot be decoded as {encoding}; expected {encoding} text "
+                "(set the source's csv encoding if the file uses another)") from None
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ExtractError(f"{path}, line {number}: the file ends inside a multi-byte character; "
+                           f"expected complete {encoding} text") from None
+
+
+def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
+    """(start line, fields) of each non-blank record; a quoting error cites the record's first line."""
+    # strict: a stray quote is an error citing its line, not a value silently swallowing the next ones.
+    reader = csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quotechar, strict=True)
+    end_of_previous = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise ExtractError(f"{path}, line {end_of_previous + 1}: malformed quoting in the record starting "
+                               f"here ({error}); expected quoted values to be closed and followed by a delimiter") \
+                from None
+        start, end_of_previous = end_of_previous + 1, reader.line_num
+        if record:
+            yield start, record
+
+
+def _header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
+    first = next(records, None)
+    if first is None:
+        raise ExtractError(f"{path}: no header row; expected a first line naming the columns")
+    line, names = first
+    # A BOM survives here when the file was read with an explicit "utf-8" override.
+    header = [name.strip().lstrip("\ufeff").strip() for name in names]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise ExtractError(f"{path}, line {line}: header column {position} has no name; "
+                               "expected every column named (a trailing delimiter?)")
+        if name in seen:
+            raise ExtractError(f"{path}, line {line}: header column {position} repeats '{name}' "
+                               f"(column {seen[name]}); expected unique column names")
+        if name == LINE_COLUMN:
+            raise ExtractError(f"{path}, line {line}: header column {position} is '{LINE_COLUMN}', "
+                               "a name the reader reserves for line numbers")
+        seen[name] = position
+    return header
+
+
+def _frame(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame[LINE_COLUMN] = pd.Series(lines, dtype="int64")
+    return frame
+
+
+def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[str, str] | None = None,
+              chunk_rows: int = 50_000) -> StageResult:
+    """Stage a delimited file to one Parquet file: source columns as strings, `_line`, lineage constants.
+
+    Written under a temporary name in the same folder and renamed into place, so a failure
+    never leaves half a file where a reader would look.
+    """
+    lineage = dict(lineage or {})
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # ".partial" keeps the temp file out of any *.parquet glob over the folder.
+    descriptor, temp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+    os.close(descriptor)
+    temp = Path(temp_name)
+    rows = 0
+    try:
+        chunks = iter_csv_rows(path, dialect, chunk_rows=chunk_rows)
+        first = next(chunks)  # there is always one, maybe empty
+        schema = _staging_schema(path, list(first.columns), lineage)
+        with pq.ParquetWriter(temp, schema) as writer:
+            for chunk in itertools.chain([first], chunks):
+                writer.write_table(pa.Table.from_pandas(chunk.assign(**lineage), schema=schema, preserve_index=False))
+                rows += len(chunk)
+        os.replace(temp, out_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    notices = [f"{path.name}: {dialect.describe()}"]
+    if not rows:
+        notices.append(f"{path.name}: header only, no records")
+    return StageResult(rows=rows, notices=tuple(notices))
+
+
+def _staging_schema(path: Path, columns: list[str], lineage: dict[str, str]) -> pa.Schema:
+    clashes = sorted(set(lineage) & set(columns))
+    if clashes:
+        raise ExtractError(f"{path}: lineage column(s) {clashes} clash with the file's columns; "
+                           "expected distinct names")
+    source_columns = [name for name in columns if name != LINE_COLUMN]
+    return pa.schema([pa.field(name, pa.string()) for name in source_columns]
+                     + [pa.field(LINE_COLUMN, pa.int64())]
+                     + [pa.field(key, pa.string()) for key in lineage])
