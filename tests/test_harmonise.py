@@ -88,7 +88,7 @@ def test_values_that_cannot_be_harmonised_quarantine_the_whole_record_with_every
 
 
 def test_sentinels_are_null_but_a_required_empty_field_is_not_accepted():
-    rows = [{**CLEAN, "size": "", "born": "99/99/9999"}, {**CLEAN, "rid": "2", "diag": "99/99/9999"}]
+    rows = [{**CLEAN, "size": "", "born": "99/99/9999"}, {**CLEAN, "rid": "2", "pid": "P2", "diag": "99/99/9999"}]
     result = harmonise_source(MAPPING, {"REG": _frame(rows)}, KEY, "run-1")
     diagnosis = result.tables["diagnosis"].iloc[0]
     assert diagnosis["tumour_size_mm"] is None and diagnosis["age_at_diagnosis_days"] is None

@@ -1,0 +1,74 @@
+"""Parsing ICD-O-3 morphology and topography codes as sources write them.
+
+Sources spell the same code many ways: `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, or the
+histology in one column and the behaviour in another; `C69.2`, `C692`, `c 69.2`. These
+parsers accept those spellings and return one canonical form (histology `9510`, behaviour
+`3`, topography `C69.2`), or raise `IcdO3Error` saying what was expected.
+
+Gotchas:
+- Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
+  whether primary or metastatic) describe a specimen, not a primary tumour, and registries
+  code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
+- Topography: checked at the level of the 3-character category. The categories C00-C80 that
+  exist in ICD-O-3 exclude C27-C29, C35, C36, C43, C45, C46, C59, C78 and C79 (ICD-10-only
+  or unused numbers). The 4th character is not checked against the subsite list (C73.0 is
+  accepted though only C73.9 exists) because a full list would need a licensed copy of the
+  ICD-O-3 topography index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+VALID_BEHAVIOURS = frozenset({"0", "1", "2", "3"})
+# 3-character categories within C00-C80 that ICD-O-3 topography does not have.
+_MISSING_CATEGORIES = frozenset({27, 28, 29, 35, 36, 43, 45, 46, 59, 78, 79})
+
+_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:/?\s*(?P<behaviour>\d))?", re.IGNORECASE)
+_TOPOGRAPHY = re.compile(r"C\s*(?P<category>\d{2})\s*\.?\s*(?P<subsite>\d)", re.IGNORECASE)
+_MORPHOLOGY_EXPECTED = "expected NNNN/B (4 digits, behaviour 0-3)"
+_TOPOGRAPHY_EXPECTED = "expected Cnn.n (an ICD-O-3 site, C00.0-C80.9)"
+
+
+class IcdO3Error(ValueError):
+    """A code that is not valid ICD-O-3 as the warehouse accepts it; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Morphology:
+    histology: str  # 4 digits, e.g. "9510"
+    behaviour: str | None  # "0".."3"; None when the source gave the histology alone
+
+
+def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
+    """Parse `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, or `9510` plus a separate behaviour."""
+    match = _MORPHOLOGY.fullmatch(text.strip())
+    if match is None:
+        raise IcdO3Error(f"morphology '{text}': {_MORPHOLOGY_EXPECTED}")
+    written = match["behaviour"]
+    given = behaviour.strip() if behaviour is not None else ""
+    if written is not None and given and given != written:
+        raise IcdO3Error(f"morphology '{text}' has behaviour {written} but the behaviour given is '{behaviour}'")
+    code = written or given or None
+    if code is not None and code not in VALID_BEHAVIOURS:
+        hint = " (6 and 9 describe a metastasis: code the primary tumour)" if code in {"6", "9"} else ""
+        raise IcdO3Error(f"morphology '{text}': behaviour '{code}' is not accepted, {_MORPHOLOGY_EXPECTED}{hint}")
+    return Morphology(match["histology"], code)
+
+
+def parse_topography(text: str) -> str:
+    """Parse `C69.2`, `C692`, `c69.2` or ` C 69.2` into the dotted form `C69.2`."""
+    match = _TOPOGRAPHY.fullmatch(text.strip())
+    if match is None:
+        raise IcdO3Error(f"topography '{text}': {_TOPOGRAPHY_EXPECTED}")
+    category = int(match["category"])
+    if category > 80 or category in _MISSING_CATEGORIES:
+        raise IcdO3Error(
+            f"topography '{text}': C{category:02d} is not an ICD-O-3 site category, {_TOPOGRAPHY_EXPECTED}")
+    return f"C{match['category']}.{match['subsite']}"
+
+
+def topography_for_table(dotted: str) -> str:
+    """`C69.2` -> `C692`, the undotted form the ICCC tables use."""
+    return dotted.replace(".", "")

@@ -1,0 +1,137 @@
+"""ICCC-3 classification against the 40 derived cases of the shared reference corpus."""
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl.transform import iccc3
+from etl.transform.icdo3 import IcdO3Error
+
+REFERENCE = Path(os.environ.get("RTW_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+ICCC3_DIR = REFERENCE / "iccc3"
+needs_reference = pytest.mark.skipif(not ICCC3_DIR.is_dir(), reason=f"reference corpus not at {REFERENCE}")
+
+
+def _known_pairs() -> list[dict[str, str]]:
+    if not ICCC3_DIR.is_dir():
+        return []
+    with (ICCC3_DIR / "known_pairs.csv").open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@needs_reference
+def test_the_packaged_table_is_the_reference_table_byte_for_byte():
+    reference = ICCC3_DIR / "iccc-data-third-edition-iarc-2017.csv"
+    assert iccc3.DEFAULT_TABLE_PATH.read_bytes() == reference.read_bytes()
+    assert len(_known_pairs()) == 40
+
+
+@needs_reference
+@pytest.mark.parametrize("case", _known_pairs(), ids=lambda case: f"{case['case_id']}-{case['icdo3_morphology']}")
+def test_known_pairs_classify_as_derived(case):
+    cls = iccc3.classify(case["icdo3_histology"], case["icdo3_behaviour"], case["icdo3_topography"])
+    assert (cls.code, cls.extended, cls.group or "", cls.subgroup or "", cls.name) == (
+        case["iccc_recode"], case["iccc_extended"], case["iccc_main_group"], case["iccc_site_group"],
+        case["iccc_group_name"])
+
+
+@needs_reference
+def test_the_spreadsheet_corrupted_table_is_refused_naming_line_and_cell():
+    corrupted = ICCC3_DIR / "historical" / "iccc-data-third-edition-iarc-2017.CORRUPTED-04f7305.csv"
+    with pytest.raises(ValueError, match=r"line 5, column 'Hist IN': '98' in '98,359,836' is not dddd or dddd-dddd"):
+        iccc3.load_iccc3_table(corrupted)
+
+
+def test_any_other_malformed_cell_is_refused(tmp_path):
+    lines = iccc3.DEFAULT_TABLE_PATH.read_text(encoding="utf-8").split("\n")
+    lines[76] = lines[76].replace('"9210,9220,9240,"', '"9210,,9220,9240"')  # line 77: the tolerated comma, moved
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken\.csv: line 77, column 'Hist IN': empty item"):
+        iccc3.load_iccc3_table(broken)
+
+    lines = iccc3.DEFAULT_TABLE_PATH.read_text(encoding="utf-8").split("\n")
+    lines[57] = lines[57].replace(",C000-C809,", ",C000-809,")  # retinoblastoma, the who-2008 typo
+    broken.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 58, column 'Sites IN': 'C000-809' .* is not Cddd or Cddd-Cddd"):
+        iccc3.load_iccc3_table(broken)
+
+
+def test_overlapping_rules_of_different_codes_are_refused(tmp_path):
+    lines = iccc3.DEFAULT_TABLE_PATH.read_text(encoding="utf-8").split("\n")
+    lines.insert(5, '4,Precursor cell leukemias,2,C420,,9836,,012,,005,3')  # 9836 at C42.0 is already 011/001
+    overlapping = tmp_path / "overlapping.csv"
+    overlapping.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match="lines 5 and 6 both classify histology 9836"):
+        iccc3.load_iccc3_table(overlapping)
+
+
+def test_a_copy_of_the_table_loads_like_the_packaged_one(tmp_path):
+    copy = tmp_path / "copy.csv"
+    shutil.copy(iccc3.DEFAULT_TABLE_PATH, copy)
+    table = iccc3.load_iccc3_table(copy)
+    assert iccc3.classify("9510/3", None, "C692", table) == iccc3.classify("9510", "3", "C69.2")
+    assert table.group_names["V"] == "Retinoblastoma"
+    assert table.group_names["VIII(a)"] == "Osteosarcomas"
+
+
+def test_unmatched_and_in_situ_tumours_are_not_classified():
+    assert iccc3.classify("8960", "1", "C64.9").code == "999"
+    assert iccc3.classify("8500", "2", "C50.9") == iccc3.Iccc3Class("999", "999", None, None,
+                                                                     "Not classified by SEER or in situ")
+
+
+def test_classify_needs_a_behaviour():
+    with pytest.raises(IcdO3Error, match="a behaviour"):
+        iccc3.classify("9510", None, "C69.2")
+
+
+def test_group_of_reads_the_recode():
+    assert iccc3.group_of("081") == ("VIII", "VIII(a)")
+    assert iccc3.group_of("050") == ("V", "V")
+    assert iccc3.group_of("122") == ("XII", "XII(b)")
+    with pytest.raises(ValueError, match="not a main group"):
+        iccc3.group_of("130")
+
+
+def test_classify_frame_keeps_the_index_and_leaves_missing_inputs_empty():
+    diagnosis = pd.DataFrame({
+        "icdo3_morphology": ["9510", None, "8370/3", "8960"],
+        "icdo3_behaviour": ["3", "3", None, 1.0],
+        "icdo3_topography": ["C69.2", "C64.9", "C740", "C64.9"],
+    }, index=[10, 11, 12, 13])
+    derived = iccc3.classify_frame(diagnosis)
+    assert list(derived.columns) == iccc3.FRAME_COLUMNS
+    assert list(derived.index) == [10, 11, 12, 13]
+    assert derived.loc[10].tolist() == ["050", "035", "V", "V", False]
+    assert derived.loc[11, ["iccc3_code", "iccc3_group"]].isna().all() and pd.isna(derived.loc[11, "is_very_rare"])
+    assert derived.loc[12].tolist() == ["111", "093", "XI", "XI(a)", True]
+    assert derived.loc[13].tolist() == ["999", "999", None, None, False]
+    assert str(derived["is_very_rare"].dtype) == "boolean"
+
+
+def test_classify_frame_names_the_row_of_an_invalid_code():
+    diagnosis = pd.DataFrame({"icdo3_morphology": ["9510"], "icdo3_behaviour": ["3"], "icdo3_topography": ["C43.1"]},
+                             index=["D7"])
+    with pytest.raises(IcdO3Error, match=r"row 'D7': topography 'C43\.1'"):
+        iccc3.classify_frame(diagnosis)
+
+
+@pytest.mark.parametrize(("morphology", "topography", "very_rare"), [
+    ("8370/3", "C74.0", True),   # adrenocortical carcinoma, XI(a)
+    ("8720/3", "C44.5", True),   # melanoma, XI(d)
+    ("8973/3", "C34.1", True),   # pleuropulmonary blastoma, XII(a)
+    ("9370/3", "C41.2", True),   # chordoma, VIII(d)
+    ("8620/3", "C56.9", True),   # granulosa cell tumour, X(e)
+    ("8806/3", "C48.2", True),   # desmoplastic small round cell tumour, IX(d)
+    ("9510/3", "C69.2", False),  # retinoblastoma
+    ("8963/3", "C49.2", False),  # extrarenal rhabdoid: deliberately not on the list
+    ("8973/1", "C34.1", False),  # not classified
+])
+def test_is_very_rare(morphology, topography, very_rare):
+    cls = iccc3.classify(morphology, None, topography)
+    assert iccc3.is_very_rare(cls, morphology) is very_rare

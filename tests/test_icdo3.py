@@ -1,0 +1,62 @@
+"""ICD-O-3 code parsing: the spellings sources use, and the codes the warehouse refuses."""
+
+import pytest
+
+from etl.transform.icdo3 import IcdO3Error, Morphology, parse_morphology, parse_topography, topography_for_table
+
+
+@pytest.mark.parametrize("text", ["9510/3", "95103", "9510 / 3", "M-9510/3", "m9510/3", " 9510/3 ", "M 9510 3"])
+def test_morphology_spellings_parse_to_one_form(text):
+    assert parse_morphology(text) == Morphology("9510", "3")
+
+
+def test_histology_alone_takes_the_behaviour_given_separately():
+    assert parse_morphology("9510") == Morphology("9510", None)
+    assert parse_morphology("9421", "1") == Morphology("9421", "1")
+    assert parse_morphology("9421", " ") == Morphology("9421", None)
+    assert parse_morphology("9421/1", "1") == Morphology("9421", "1")
+
+
+@pytest.mark.parametrize(("text", "behaviour", "message"), [
+    ("95X0/3", None, "morphology '95X0/3': expected NNNN/B (4 digits, behaviour 0-3)"),
+    ("9510/7", None, "morphology '9510/7': behaviour '7' is not accepted, expected NNNN/B"),
+    ("9510/6", None, "6 and 9 describe a metastasis"),
+    ("9510", "9", "behaviour '9' is not accepted"),
+    ("", None, "morphology '': expected NNNN/B"),
+    ("951/3", None, "expected NNNN/B"),
+    ("9510/", None, "expected NNNN/B"),
+    ("9510/31", None, "expected NNNN/B"),
+    ("9421/1", "3", "has behaviour 1 but the behaviour given is '3'"),
+])
+def test_malformed_morphologies_are_rejected_saying_what_was_expected(text, behaviour, message):
+    with pytest.raises(IcdO3Error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_morphology(text, behaviour)
+
+
+@pytest.mark.parametrize("text", ["C69.2", "C692", "c69.2", " C 69.2", "C69 .2", "c692 "])
+def test_topography_spellings_parse_to_the_dotted_form(text):
+    assert parse_topography(text) == "C69.2"
+
+
+@pytest.mark.parametrize("text", ["C00.0", "C26.9", "C58.9", "C80.9"])
+def test_topography_range_edges_and_near_gaps_are_accepted(text):
+    assert parse_topography(text) == text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("C99.9", "C99 is not an ICD-O-3 site category"),
+    ("C43.1", "C43 is not an ICD-O-3 site category"),
+    ("C79.9", "C79 is not an ICD-O-3 site category"),
+    ("C28.0", "C28 is not an ICD-O-3 site category"),
+    ("C69.23", "topography 'C69.23': expected Cnn.n"),
+    ("69.2", "topography '69.2': expected Cnn.n"),
+    ("C69", "topography 'C69': expected Cnn.n"),
+    ("", "topography '': expected Cnn.n"),
+])
+def test_invalid_topographies_are_rejected_saying_what_was_expected(text, message):
+    with pytest.raises(IcdO3Error, match=message.replace(".", r"\.")):
+        parse_topography(text)
+
+
+def test_topography_for_table_drops_the_dot():
+    assert topography_for_table("C69.2") == "C692"
