@@ -173,17 +173,24 @@ def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *,
     return summarise(home, planned["run_id"])
 
 
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise LookupError(f"the warehouse has no answer to: {sql}")
+    return row
+
+
 def summarise(home: Home, run_id: str | None = None) -> dict[str, Any]:
     """Rows per core table, quarantined rows and the run's status, read from the warehouse."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         if run_id is None:
-            run_id = con.execute("SELECT run_id FROM meta.run ORDER BY started_at DESC LIMIT 1").fetchone()[0]
-        run = con.execute("SELECT status, sources_changed, sources_unchanged, sources_failed, message "
-                          "FROM meta.run WHERE run_id = ?", [run_id]).fetchone()
+            run_id = _one(con, "SELECT run_id FROM meta.run ORDER BY started_at DESC LIMIT 1")[0]
+        run = _one(con, "SELECT status, sources_changed, sources_unchanged, sources_failed, message "
+                   "FROM meta.run WHERE run_id = ?", [run_id])
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_name").fetchall()]
-        rows = {t: con.execute(f"SELECT count(*) FROM core.{t}").fetchone()[0] for t in tables}
+        rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
         quarantined = dict(con.execute(
             "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
     finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -64,7 +64,7 @@ class _Record:
     """Where one source record stands while it is harmonised."""
 
     record_set: str
-    row: dict[str, str]
+    row: dict[str, Any]
     patient_key: str
     clear_key: str
     published_key: str
@@ -177,7 +177,8 @@ class _Engine:
         for column in missing:  # ODM: an item nobody filled in never shows up in the export
             frame = frame.assign(**{column: ""})
         result = []
-        for row in frame.astype({c: str for c in needed}).to_dict("records"):
+        rows = cast(list[dict[str, Any]], frame.astype({c: str for c in needed}).to_dict("records"))
+        for row in rows:
             patient_key = str(row[mapping.patient_key]).strip()
             local = _fill(mapping.record_key, {**row, "record_set": record_set})
             record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "")
