@@ -42,8 +42,9 @@ def odm_record_sets(staged: Path) -> dict[str, pd.DataFrame]:
     con = duckdb.connect()
     try:
         con.execute(
-            "CREATE TEMP VIEW items AS SELECT * FROM read_parquet(?) "
-            "WHERE coalesce(transaction_type, '') <> 'Remove'", [str(staged)])
+            # A view cannot take prepared parameters, so the path goes in as a quoted literal.
+            f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({_sql_text(str(staged))}) "
+            "WHERE coalesce(transaction_type, '') <> 'Remove'")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()

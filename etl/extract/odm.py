@@ -1,0 +1,472 @@
+"""Streaming, safe reader for CDISC ODM ClinicalData (EDC exports): one raw row per ItemData.
+
+`iter_odm_items` yields every ItemData of every ClinicalData as an `OdmItem` (columns
+`ODM_ROW_COLUMNS`: the keys of the data hierarchy, the raw value, the effective TransactionType,
+the audit trail, the source line); `stage_odm` writes those rows to one Parquet file;
+`read_odm_metadata` returns the ItemDefs and CodeLists. Values stay the strings written in the
+file (bad values included); typing and decoding happen later.
+
+Gotchas of the format, all seen in real exports:
+- Versions: ODM 1.3.x share the namespace `.../odm/v1.3`, ODM 2.0 uses `.../odm/v2.0`, ODM 1.1 and
+  some 1.3 tools use no namespace at all (1.1 with `<!DOCTYPE ODM SYSTEM "odm1-1-0.dtd">` and
+  ISO-8859-1). Elements are matched by local name in the root's namespace, so vendor extensions
+  (`redcap:*`, an embedded HL7 FHIR resource) and everything inside them are skipped while the ODM
+  elements around them are still read. `ODMVersion` and `Granularity` are not trusted: ODM 2.0
+  examples declare `Granularity="Metadata"` and still carry ClinicalData.
+- Where the value lives: `ItemData/@Value` (1.x); the text of the typed 1.x variants
+  (`ItemDataInteger`, ..., `ItemDataBase64Binary` for REDCap file uploads), whose lower-cased suffix
+  becomes `item_data_type`; the text of `<Value>` children (ODM 2.0, and 1.3.2 files borrowing 2.0
+  constructs). Several `<Value>` children make ONE row, their texts joined by "|" (so a "|" inside a
+  value is ambiguous). `IsNull="Yes"` gives value None and is_null True; an ItemData without any
+  value gives None, an empty one "". XML turns a raw line break inside an attribute into a space,
+  so REDCap's multi-line text in `Value="..."` arrives with spaces: no parser can undo that.
+- TransactionType (Insert/Update/Remove/Upsert/Context) is inherited: an element without one takes
+  its nearest ancestor's, and `transaction_type` is that effective value. A subject may be sent
+  twice in one file (Insert, then Update): rows are reported as sent, never merged here.
+- AuditRecord may sit on the ItemData or on a container above it (ODM 1.1 puts it on FormData); like
+  TransactionType, an ItemData without one takes its nearest container's. ODM 2.0 writes it after
+  the data it audits and SiteRef may come late too, so a subject's rows are held until its
+  SubjectData ends (subjects are small). AuditRecords referenced by ID are not resolved.
+- Keys: SubjectKey, `SiteRef/@LocationOID`, StudyEventOID/RepeatKey, FormOID/RepeatKey,
+  ItemGroupOID/RepeatKey (the innermost group when groups nest), all as written ("" included;
+  REDCap writes `ItemGroupOID=""` for some sections). Classic REDCap projects have no
+  StudyEventData. ODM 2.0 has no FormData: the ItemGroupData straight under StudyEventData is the
+  form and also fills form_oid/form_repeat_key. CDISC Dataset-XML puts ItemGroupData straight under
+  ClinicalData (no SubjectData: subject_key None, USUBJID is an ordinary item) and numbers records
+  with `data:ItemGroupDataSeq`, used when there is no ItemGroupRepeatKey.
+- REDCap: a checkbox field is one item per code (`race___1`), repeating instruments are
+  FormRepeatKey, repeating events StudyEventRepeatKey; `redcap:*` attributes are ignored.
+- Only ItemData under ClinicalData are rows; those under ReferenceData are skipped (a notice).
+- `line` is where the ItemData's start tag ends (libxml2's convention), counted by this reader:
+  libxml2's own `sourceline` is wrong past line 65,535.
+- Safety: nothing is expanded, fetched or loaded (no DTD, no network). A DOCTYPE declaring entities
+  (billion laughs, external entities) is refused, and so is a reference to an undeclared entity,
+  which libxml2 would silently turn into "". libxml2's limits stay on: a single value over 10 MB
+  (a big REDCap file upload) is refused with an error rather than read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from lxml import etree
+
+from etl.extract.errors import ExtractError
+from etl.extract.staging import StageResult
+
+__all__ = ["ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata", "StageResult",
+           "iter_odm_items", "read_odm_metadata", "stage_odm"]
+
+ODM_ROW_COLUMNS: tuple[str, ...] = (
+    "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
+    "study_event_repeat_key", "form_oid", "form_repeat_key", "item_group_oid",
+    "item_group_repeat_key", "item_oid", "value", "is_null", "item_data_type",
+    "transaction_type", "audit_user", "audit_datetime", "audit_reason", "line", "clinical_data_index",
+)
+
+
+class OdmItem(NamedTuple):
+    """One ItemData: grain of a staged ODM file."""
+
+    study_oid: str | None
+    metadata_version_oid: str | None
+    subject_key: str | None
+    site_oid: str | None
+    study_event_oid: str | None
+    study_event_repeat_key: str | None
+    form_oid: str | None
+    form_repeat_key: str | None
+    item_group_oid: str | None
+    item_group_repeat_key: str | None
+    item_oid: str | None
+    value: str | None
+    is_null: bool
+    item_data_type: str | None
+    transaction_type: str | None
+    audit_user: str | None
+    audit_datetime: str | None
+    audit_reason: str | None
+    line: int
+    clinical_data_index: int
+
+
+assert OdmItem._fields == ODM_ROW_COLUMNS
+
+
+class OdmFormatError(ExtractError):
+    """The file is not well-formed XML, not ODM, or uses XML features refused for safety."""
+
+
+@dataclass(frozen=True)
+class ItemDef:
+    oid: str
+    name: str | None
+    data_type: str | None
+    code_list_oid: str | None
+
+
+@dataclass(frozen=True)
+class OdmMetadata:
+    item_defs: dict[str, ItemDef]
+    code_lists: dict[str, dict[str, str | None]]  # CodeList OID -> {coded value: decode text, None if none}
+
+
+STAGING_SCHEMA = pa.schema(
+    [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[:12]]
+    + [pa.field("is_null", pa.bool_())]
+    + [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[13:18]]
+    + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32())])
+
+# resolve_entities=False keeps entity references unexpanded, load_dtd/no_network keep libxml2 from
+# fetching anything, huge_tree=False keeps libxml2's limits on depth, text size and entity amplification.
+_SAFE_PARSER: dict[str, Any] = {
+    "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
+    "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
+_FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
+# Where a reference to an undeclared entity is looked for: ends of containers, before their rows go out.
+_ENTITY_CHECKPOINTS = frozenset({
+    "ODM", "Study", "MetaDataVersion", "ItemDef", "CodeList", "ClinicalData", "SubjectData",
+    "StudyEventData", "FormData", "ItemGroupData"})
+_UNDECLARED_ENTITY = frozenset({"WAR_UNDECLARED_ENTITY", "ERR_UNDECLARED_ENTITY"})
+_CONTAINERS = frozenset({"SubjectData", "StudyEventData", "FormData", "ItemGroupData"})
+_DATASET_XML_SEQ = "{http://www.cdisc.org/ns/Dataset-XML/v1.0}ItemGroupDataSeq"
+_KEY = {name: i for i, name in enumerate(  # positions in _Frame.keys
+    ("study_oid", "metadata_version_oid", "subject_key", "study_event_oid", "study_event_repeat_key",
+     "form_oid", "form_repeat_key", "item_group_oid", "item_group_repeat_key"))}
+
+
+def _odm_elements(path: Path) -> Iterator[tuple[str, str | None, str | None, Any, int]]:
+    """(event, local name, parent's local name, element, line) for each element of an ODM file, parsed safely.
+
+    The local name is None outside the root's namespace (vendor extensions) and anywhere inside a vendor
+    element. Once the caller has seen an element's end it is cleared and its finished siblings dropped,
+    so memory does not grow with the file.
+    """
+    # The file is fed line by line because libxml2's own line numbers (`sourceline`) go wrong past
+    # line 65,535 once finished elements are dropped; an event's line is the one where its tag ends.
+    # Lines are counted as b"\n" bytes: exact for UTF-8 and ISO-8859-x, approximate for UTF-16.
+    parser = etree.XMLPullParser(**_SAFE_PARSER)
+    names: list[str | None] = [""]  # open elements; "" stands for the root's parent
+    prefix: str | None = None  # "{namespace}" of the root, "" when it has none
+    errors_seen = 0
+    line = 1
+    try:
+        with path.open("rb") as handle:
+            while True:
+                chunk = handle.readline(_FEED_BYTES)
+                if chunk:
+                    parser.feed(chunk)
+                else:
+                    parser.close()
+                for event, elem in parser.read_events():
+                    if prefix is None:
+                        prefix = _root_prefix(path, elem, line)
+                    if event == "start":
+                        tag = elem.tag
+                        if names[-1] is None:  # inside a vendor element everything is the vendor's
+                            local = None
+                        elif prefix:
+                            local = tag[len(prefix):] if tag.startswith(prefix) else None
+                        else:
+                            local = None if tag[0] == "{" else tag
+                        names.append(local)
+                        yield event, local, names[-2], elem, line
+                        continue
+                    local = names.pop()
+                    if local in _ENTITY_CHECKPOINTS and len(parser.feed_error_log) > errors_seen:
+                        errors_seen = _refuse_undeclared_entities(path, parser.feed_error_log, errors_seen)
+                    yield event, local, names[-1], elem, line
+                    elem.clear()
+                    while elem.getprevious() is not None:
+                        del elem.getparent()[0]
+                if not chunk:
+                    return
+                line += chunk.endswith(b"\n")
+    except etree.ParseError as error:
+        at_line, column = error.position
+        message = str(error.msg or error).split(f", line {at_line}, column")[0].strip()
+        limit = any(sign in message for sign in ("XML_PARSE_HUGE", "Resource limit", "amplification"))
+        raise OdmFormatError(f"{path.name} line {max(at_line, 1)}, column {max(column, 1)}: "
+                             f"{'over a parser safety limit' if limit else 'not well-formed XML'}: {message}") from None
+
+
+def _root_prefix(path: Path, root: Any, line: int) -> str:
+    name = etree.QName(root)
+    if name.localname != "ODM":
+        raise OdmFormatError(f"{path.name} line {line}: the root element is <{name.localname}>, "
+                             "expected <ODM> (a CDISC ODM export)")
+    dtd = root.getroottree().docinfo.internalDTD
+    entities = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
+    if entities:
+        raise OdmFormatError(
+            f"{path.name} line {line}: the DOCTYPE declares entities ({', '.join(entities[:5])}); "
+            "ODM never needs them and they are refused for safety (entity expansion, file disclosure)")
+    return f"{{{name.namespace}}}" if name.namespace else ""
+
+
+def _refuse_undeclared_entities(path: Path, log: Any, seen: int) -> int:
+    for entry in list(log)[seen:]:
+        if entry.type_name in _UNDECLARED_ENTITY:
+            raise OdmFormatError(f"{path.name} line {entry.line}, column {entry.column}: {entry.message}; "
+                                 "expected plain text or a character reference (&#233;), external DTDs are not read")
+    return len(log)
+
+
+class _Frame:
+    """An open ClinicalData container: its keys as inherited, effective TransactionType, AuditRecord."""
+
+    __slots__ = ("audit", "keys", "name", "parent", "site_oid", "subject", "transaction_type")
+
+    def __init__(self, name: str, parent: _Frame | None, keys: list[str | None], transaction_type: str | None):
+        self.name = name
+        self.parent = parent
+        self.keys = keys
+        self.transaction_type = transaction_type
+        self.audit: list[str | None] | None = None  # [user, datetime, reason]
+        self.site_oid: str | None = None
+        self.subject: _Frame | None = parent.subject if parent is not None else None
+
+
+def _open_frame(local: str, attrib: Any, parent: _Frame) -> _Frame:
+    keys = list(parent.keys)
+    if local == "SubjectData":
+        keys[_KEY["subject_key"]] = attrib.get("SubjectKey")
+    elif local == "StudyEventData":
+        keys[_KEY["study_event_oid"]] = attrib.get("StudyEventOID")
+        keys[_KEY["study_event_repeat_key"]] = attrib.get("StudyEventRepeatKey")
+    elif local == "FormData":
+        keys[_KEY["form_oid"]] = attrib.get("FormOID")
+        keys[_KEY["form_repeat_key"]] = attrib.get("FormRepeatKey")
+    else:  # ItemGroupData
+        oid = attrib.get("ItemGroupOID")
+        repeat_key = attrib.get("ItemGroupRepeatKey")
+        if repeat_key is None:
+            repeat_key = attrib.get("ItemGroupDataSeq", attrib.get(_DATASET_XML_SEQ))
+        keys[_KEY["item_group_oid"]], keys[_KEY["item_group_repeat_key"]] = oid, repeat_key
+        if parent.name == "StudyEventData":  # ODM 2.0: the form is the group straight under the event
+            keys[_KEY["form_oid"]], keys[_KEY["form_repeat_key"]] = oid, repeat_key
+    frame = _Frame(local, parent, keys, attrib.get("TransactionType", parent.transaction_type))
+    if local == "SubjectData":
+        frame.subject = frame
+    return frame
+
+
+class _Item:
+    """The ItemData being read, until its end tag."""
+
+    __slots__ = ("audit", "frame", "is_null", "item_oid", "line", "transaction_type", "type", "value", "values")
+
+    def __init__(self, local: str, elem: Any, frame: _Frame, line: int):
+        self.frame = frame
+        self.item_oid: str | None = elem.get("ItemOID")
+        self.is_null = elem.get("IsNull") == "Yes"
+        self.value: str | None = elem.get("Value")
+        self.type = local[len("ItemData"):].lower() or None
+        self.transaction_type: str | None = elem.get("TransactionType", frame.transaction_type)
+        self.line = line
+        self.audit: list[str | None] | None = None
+        self.values: list[str] | None = None  # ODM 2.0 <Value> children
+
+
+def iter_odm_items(path: Path, *, notices: list[str] | None = None) -> Iterator[OdmItem]:
+    """Stream every ItemData of every ClinicalData as an `OdmItem`, in document order.
+
+    Raises OdmFormatError (naming file, line and column) for input that is not well-formed ODM.
+    Notices (no ClinicalData, empty ClinicalData, skipped elements) are appended to `notices` once
+    the file has been read to the end.
+    """
+    found = notices if notices is not None else []
+    clinical_data_index = -1
+    rows_in_clinical_data = 0
+    frame: _Frame | None = None  # innermost open container, None outside ClinicalData
+    item: _Item | None = None
+    audit: list[str | None] | None = None  # the AuditRecord being read
+    held: list[_Item] = []  # finished items of the current subject (or top-level group)
+    outside_clinical_data = 0
+    foreign: dict[str, int] = {}
+
+    for event, local, parent, elem, line in _odm_elements(path):
+        if local is None:  # vendor extension: skipped, but counted if it sits in the data
+            if event == "start" and frame is not None and parent is not None:
+                namespace = etree.QName(elem).namespace or "(none)"
+                foreign[namespace] = foreign.get(namespace, 0) + 1
+            continue
+        if event == "start":
+            if local == "ClinicalData":
+                clinical_data_index += 1
+                rows_in_clinical_data = 0
+                keys: list[str | None] = [None] * len(_KEY)
+                keys[0], keys[1] = elem.get("StudyOID"), elem.get("MetaDataVersionOID")
+                frame = _Frame(local, None, keys, None)
+            elif frame is None:
+                if local.startswith("ItemData"):
+                    outside_clinical_data += 1
+            elif local in _CONTAINERS:
+                frame = _open_frame(local, elem.attrib, frame)
+            elif local.startswith("ItemData"):
+                item = _Item(local, elem, frame, line)
+            elif local == "AuditRecord":
+                audit = [None, None, None]
+                if item is not None and parent is not None and parent.startswith("ItemData"):
+                    item.audit = audit
+                elif parent in _CONTAINERS:
+                    frame.audit = audit
+            elif local == "UserRef" and parent == "AuditRecord" and audit is not None:
+                audit[0] = elem.get("UserOID")
+            elif local == "SiteRef" and parent == "SubjectData" and frame.subject is not None:
+                frame.subject.site_oid = elem.get("LocationOID")
+            continue
+
+        # end events
+        if frame is None:
+            continue
+        if item is not None and local.startswith("ItemData"):
+            if item.type is not None:
+                item.value = elem.text or ""
+            elif item.value is None and item.values:
+                item.value = "|".join(item.values)
+            if item.is_null:
+                item.value = None
+            held.append(item)
+            rows_in_clinical_data += 1
+            item = None
+        elif local == "Value" and item is not None and parent is not None and parent.startswith("ItemData"):
+            if item.values is None:
+                item.values = []
+            item.values.append(elem.text or "")
+        elif local == "DateTimeStamp" and parent == "AuditRecord" and audit is not None:
+            audit[1] = elem.text
+        elif local == "ReasonForChange" and parent == "AuditRecord" and audit is not None:
+            audit[2] = elem.text
+        elif local == "AuditRecord":
+            audit = None
+        elif local in _CONTAINERS:
+            frame = frame.parent
+            if frame is not None and frame.name == "ClinicalData":  # a subject (or Dataset-XML record) is complete
+                yield from _rows(held, clinical_data_index)
+                held.clear()
+        elif local == "ClinicalData":
+            yield from _rows(held, clinical_data_index)
+            held.clear()
+            if rows_in_clinical_data == 0:
+                found.append(f"{path.name}: ClinicalData {clinical_data_index} "
+                             f"(StudyOID {elem.get('StudyOID')!r}) holds no ItemData")
+            frame = None
+
+    if clinical_data_index < 0:
+        found.append(f"{path.name}: no ClinicalData (metadata-only file)")
+    if outside_clinical_data:
+        found.append(f"{path.name}: {outside_clinical_data} ItemData outside ClinicalData "
+                     "(e.g. ReferenceData) skipped")
+    for namespace, count in sorted(foreign.items()):
+        found.append(f"{path.name}: {count} element(s) of namespace {namespace} inside ClinicalData ignored")
+
+
+def _rows(items: list[_Item], clinical_data_index: int) -> Iterator[OdmItem]:
+    for item in items:
+        frame: _Frame | None = item.frame
+        audit = item.audit
+        while audit is None and frame is not None:  # nearest AuditRecord, like TransactionType
+            audit, frame = frame.audit, frame.parent
+        user, stamp, reason = audit or (None, None, None)
+        keys = item.frame.keys
+        subject = item.frame.subject
+        yield OdmItem(keys[0], keys[1], keys[2], subject.site_oid if subject is not None else None,
+                      keys[3], keys[4], keys[5], keys[6], keys[7], keys[8],
+                      item.item_oid, item.value, item.is_null, item.type, item.transaction_type,
+                      user, stamp, reason, item.line, clinical_data_index)
+
+
+def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = None,
+              batch_rows: int = 50_000) -> StageResult:
+    """Stage an ODM file to one Parquet file: one row per ItemData (`ODM_ROW_COLUMNS`) plus lineage constants.
+
+    The file appears at `out_path` only when complete (written beside it as `.tmp`, then renamed).
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    lineage = dict(lineage or {})
+    clashes = sorted(set(lineage) & set(ODM_ROW_COLUMNS))
+    if clashes:
+        raise ValueError(f"lineage column(s) {clashes} clash with the ODM row columns")
+    schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
+    notices: list[str] = []
+    rows = 0
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = out_path.with_suffix(".tmp")
+    try:
+        with pq.ParquetWriter(temp, schema) as writer:
+            items = iter_odm_items(path, notices=notices)
+            while batch := list(islice(items, batch_rows)):
+                # one column at a time, so only one transposed copy of the batch exists at once
+                columns = [pa.array([row[i] for row in batch], type=field.type)
+                           for i, field in enumerate(STAGING_SCHEMA)]
+                columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                rows += len(batch)
+                del batch, columns  # else the next batch is built while this one is still alive
+            if rows == 0:  # still a readable file with the schema
+                writer.write_table(schema.empty_table())
+        os.replace(temp, out_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return StageResult(rows=rows, notices=tuple(notices))
+
+
+def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) -> OdmMetadata:
+    """ItemDefs and CodeLists of the file's MetaDataVersion(s), read before the first ClinicalData.
+
+    With several MetaDataVersions and no `metadata_version_oid`, they are merged and a later
+    definition of an OID replaces an earlier one. A CodeListItem's decode is its first
+    TranslatedText, or the English one when there are several; an EnumeratedItem has none (None).
+    """
+    item_defs: dict[str, ItemDef] = {}
+    code_lists: dict[str, dict[str, str | None]] = {}
+    wanted = False
+    item_def: list[str | None] | None = None  # [oid, name, data_type, code_list_oid]
+    code_list: dict[str, str | None] | None = None
+    coded_value: str | None = None
+    decode_lang: str | None = None
+    for event, local, parent, elem, _line in _odm_elements(path):
+        if event == "start":
+            if local == "ClinicalData":
+                break  # ODM puts the metadata first
+            if local == "MetaDataVersion":
+                wanted = metadata_version_oid is None or elem.get("OID") == metadata_version_oid
+            elif not wanted:
+                continue
+            elif local == "ItemDef":
+                item_def = [elem.get("OID"), elem.get("Name"), elem.get("DataType"), None]
+            elif local == "CodeListRef" and parent == "ItemDef" and item_def is not None:
+                item_def[3] = elem.get("CodeListOID")
+            elif local == "CodeList":
+                code_list = code_lists[elem.get("OID")] = {}
+            elif local in ("CodeListItem", "EnumeratedItem") and code_list is not None:
+                coded_value, decode_lang = elem.get("CodedValue"), None
+                if coded_value is not None:
+                    code_list[coded_value] = None
+        elif not wanted:
+            continue
+        elif local == "ItemDef" and item_def is not None:
+            oid, name, data_type, code_list_oid = item_def
+            if oid is not None:
+                item_defs[oid] = ItemDef(oid, name, data_type, code_list_oid)
+            item_def = None
+        elif local == "TranslatedText" and parent == "Decode" and code_list is not None and coded_value is not None:
+            lang = elem.get("{http://www.w3.org/XML/1998/namespace}lang")
+            english = (lang or "").lower().startswith("en")
+            if code_list[coded_value] is None or (english and not (decode_lang or "").lower().startswith("en")):
+                code_list[coded_value], decode_lang = elem.text or "", lang
+        elif local in ("CodeListItem", "EnumeratedItem"):
+            coded_value = None
+        elif local == "CodeList":
+            code_list = None
+    return OdmMetadata(item_defs=item_defs, code_lists=code_lists)

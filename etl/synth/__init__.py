@@ -1,0 +1,98 @@
+"""Synthetic exports of the three sources, with the ground truth a correct pipeline must reproduce.
+
+`generate(out, patients=N, seed=S)` writes `out/landing/<source_id>/` (what the centres would
+deliver) and `out/truth/` (what the warehouse must then hold), as docs/synthetic-exports.md
+describes. Persons are generated and written one at a time, so memory does not grow with N.
+The same arguments always give byte-identical files: every random draw comes from a
+`random.Random` seeded from (seed, person, source) strings, the export date stands in for the
+clock, and nothing iterates over a set or depends on hash order.
+
+Modules: `people` (persons and clinical course), `errors` (which record gets which error),
+`messy` (harmless messiness), one writer per source (`sacha_odm`, `iltb_csv`,
+`registry_it_csv`), `truth` (the ground truth), `vocab` (codes and reference lists).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from random import Random
+from typing import Protocol
+
+from etl.synth.errors import ErrorPlan
+from etl.synth.iltb_csv import IltbCsvWriter
+from etl.synth.people import KeyBook, make_person
+from etl.synth.records import SourcePatient
+from etl.synth.registry_it_csv import RegistryCsvWriter
+from etl.synth.sacha_odm import SachaOdmWriter
+from etl.synth.truth import EmittedRecord, TruthWriter
+
+__all__ = ["SOURCES", "SynthSummary", "generate"]
+
+SOURCES = ("sacha_fr", "iltb", "registry_it")
+DEFAULT_EXPORT_DATE = date(2026, 11, 1)
+
+
+class SourceWriter(Protocol):
+    """A source's export writer: opened as a context, fed one patient at a time."""
+
+    @property
+    def paths(self) -> list[Path]: ...
+
+    def write_patient(self, patient: SourcePatient, rng: Random, plan: ErrorPlan) -> list[EmittedRecord]: ...
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `generate` wrote: counts per source and where the files are."""
+
+    persons: int
+    patients_per_source: dict[str, int]
+    records_per_source: dict[str, int]
+    errors_per_source: dict[str, int]
+    landing_dir: Path
+    truth_dir: Path
+    files: tuple[Path, ...] = field(default=())
+
+    @property
+    def errors_injected(self) -> int:
+        return sum(self.errors_per_source.values())
+
+
+def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
+             export_date: date = DEFAULT_EXPORT_DATE) -> SynthSummary:
+    """Write synthetic exports of every source for `patients` distinct persons, and their truth."""
+    if patients < 1:
+        raise ValueError(f"patients must be at least 1, got {patients}")
+    if not 0.0 <= error_rate <= 1.0:
+        raise ValueError(f"error_rate must be between 0 and 1, got {error_rate}")
+    out = Path(out)
+    landing, truth_dir = out / "landing", out / "truth"
+    keys = KeyBook()
+    counts = dict.fromkeys(SOURCES, 0)
+    with ExitStack() as stack:
+        writers: dict[str, SourceWriter] = {
+            "sacha_fr": stack.enter_context(SachaOdmWriter(landing / "sacha_fr", export_date)),
+            "iltb": stack.enter_context(IltbCsvWriter(landing / "iltb", export_date)),
+            "registry_it": stack.enter_context(RegistryCsvWriter(landing / "registry_it", export_date)),
+        }
+        truth = stack.enter_context(TruthWriter(truth_dir))
+        for index in range(patients):
+            person, source_patients = make_person(index, seed, export_date, keys)
+            for patient in source_patients:
+                source = patient.source_id
+                render = Random(f"rtw-synth/{seed}/render/{index}/{source}")
+                plan = ErrorPlan(Random(f"rtw-synth/{seed}/errors/{index}/{source}"), error_rate)
+                records = writers[source].write_patient(patient, render, plan)
+                truth.add_source_patient(patient, records)
+                counts[source] += 1
+            truth.add_person(person)
+        truth_files = truth.paths
+    files = tuple(path for writer in writers.values() for path in writer.paths) + tuple(truth_files)
+    return SynthSummary(
+        persons=patients, patients_per_source=counts,
+        records_per_source={s: truth.records.get(s, 0) for s in SOURCES},
+        errors_per_source={s: truth.errors.get(s, 0) for s in SOURCES},
+        landing_dir=landing, truth_dir=truth_dir, files=files)
