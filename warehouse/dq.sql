@@ -1,16 +1,69 @@
--- Data quality: records held back from core, with every reason.
+-- Data quality: the rule catalogue, what each rule found on each run, and the records held back.
+-- Rules come from expectations/*.json (GX suites, one per core table), warehouse/checks/*.sql
+-- (cross-table rules) and the conformance checks harmonise applies while parsing values
+-- (expectations/harmonise.json). check_result and issue keep every run, so runs can be compared.
 
 CREATE SCHEMA IF NOT EXISTS dq;
 
--- One row per source record held back (quarantined) in the current warehouse.
+-- The rule catalogue as of the latest run: one row per rule.
+CREATE TABLE IF NOT EXISTS dq.check (
+    rule_id             VARCHAR PRIMARY KEY,
+    category            VARCHAR NOT NULL,  -- conformance / completeness / plausibility (Kahn)
+    subcategory         VARCHAR NOT NULL,  -- verification / validation
+    level               VARCHAR NOT NULL,  -- field / record / table / cross-table
+    severity            VARCHAR NOT NULL,  -- error (record quarantined) / warning (record loaded, flagged)
+    threshold           DOUBLE NOT NULL,   -- share of failing rows tolerated before the rule fails (0-1)
+    table_name          VARCHAR,           -- core table the rule judges
+    field               VARCHAR,           -- core field, NULL for record/table rules
+    description         VARCHAR NOT NULL,  -- one sentence a quality officer understands
+    expected            VARCHAR,           -- what a correct value looks like, for queries to centres
+    engine              VARCHAR NOT NULL,  -- gx / sql / harmonise
+    definition          VARCHAR NOT NULL   -- file the rule is defined in, relative to the repository
+);
+
+-- One row per run x rule x source x centre (centre_id NULL: the source's records with no centre).
+CREATE TABLE IF NOT EXISTS dq.check_result (
+    run_id              VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    centre_id           VARCHAR,
+    failing_rows        BIGINT NOT NULL,
+    denominator         BIGINT NOT NULL,
+    percent             DOUBLE,            -- 100 * failing / denominator; NULL when denominator = 0
+    threshold           DOUBLE NOT NULL,   -- after the source's override, if any
+    status              VARCHAR NOT NULL,  -- passed / failed / not_applicable / error
+    message             VARCHAR            -- why not_applicable (switched off, no rows) or the error
+);
+
+-- One row per run x rule x failing record (x field).
+CREATE TABLE IF NOT EXISTS dq.issue (
+    run_id              VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    severity            VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    centre_id           VARCHAR,
+    table_name          VARCHAR,
+    source_record_key   VARCHAR NOT NULL,  -- pseudonymised: <patient pseudonym>|<local part>
+    patient_pseudonym   VARCHAR,           -- the source's patient pseudonym (what a centre is sent)
+    record_set          VARCHAR,           -- form / item group the record came from
+    line                BIGINT,            -- where the record starts in the export
+    field               VARCHAR,
+    value               VARCHAR,           -- the offending value; birth dates and EUPIDs never shown
+    message             VARCHAR            -- what is wrong, in words
+);
+
+-- One row per source record held back (quarantined) in the current warehouse, with every reason.
+-- Rebuilt on every run: a record corrected in a later export is released on that run.
 CREATE TABLE IF NOT EXISTS dq.quarantine (
     run_id              VARCHAR NOT NULL,
     source_id           VARCHAR NOT NULL,
     source_file         VARCHAR,
     source_file_sha256  VARCHAR,
-    source_record_key   VARCHAR NOT NULL,  -- pseudonymised: <patient pseudonym>|<local part>
-    record_set          VARCHAR,           -- form / item group the record came from
-    line                BIGINT,            -- where the record starts in the export
+    source_record_key   VARCHAR NOT NULL,
+    record_set          VARCHAR,
+    line                BIGINT,
+    centre_id           VARCHAR,
     target_tables       VARCHAR[],
+    rule_ids            VARCHAR[],
     reasons             VARCHAR[]
 );
