@@ -28,6 +28,7 @@ from etl.extract.delimited import sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
 from etl.extract.odm import stage_odm
 from etl.load.warehouse import publish, read_source_state
+from etl.quality.validate import QualityPlan, quality_plan
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.pseudonym import load_key
@@ -76,7 +77,8 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
 
 
 def _file_entry(f: landing.LandingFile) -> dict[str, Any]:
-    return {"name": f.name, "sha256": f.sha256, "size_bytes": f.size_bytes, "series": f.series}
+    return {"name": f.name, "sha256": f.sha256, "size_bytes": f.size_bytes, "series": f.series,
+            "exported_on": f.exported_on.isoformat()}
 
 
 def _failed(source_id: str, run_id: str, message: str, **extra: Any) -> Outcome:
@@ -130,7 +132,7 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
 
 def harmonise_extracted(home: Home, extracted: Outcome, *, key_value: str | None = None,
                         sources_dir: Path = SOURCES_DIR) -> Outcome:
-    """Harmonise a staged source into Parquet core tables + quarantine under staging/."""
+    """Harmonise a staged source into Parquet under staging/: core tables, every record, rejections."""
     if extracted["status"] != "extracted":
         return extracted
     started = time.perf_counter()
@@ -147,29 +149,41 @@ def harmonise_extracted(home: Home, extracted: Outcome, *, key_value: str | None
     out.mkdir(parents=True, exist_ok=True)
     for table, frame in result.tables.items():
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{table}.parquet")
-    quarantine = result.quarantine
-    pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False,
-                                        schema=_QUARANTINE_SCHEMA), out / "quarantine.parquet")
-    log.info("%s: harmonised %s, quarantined %d records", source_id,
-             ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), len(quarantine))
+    pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False, schema=_RECORD_SCHEMA),
+                   out / "records.parquet")
+    pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False, schema=_REJECTION_SCHEMA),
+                   out / "rejections.parquet")
+    rejected = result.rejections["source_record_key"].nunique()
+    log.info("%s: harmonised %s; %d records rejected", source_id,
+             ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
     return {**extracted, "status": "harmonised", "harmonised_dir": str(out),
             "file_counts": result.file_counts,
             "rows": {t: len(f) for t, f in result.tables.items()},
-            "quarantined": len(quarantine),
+            "rejected": rejected,
             "seconds_harmonise": round(time.perf_counter() - started, 3)}
 
 
-_QUARANTINE_SCHEMA = pa.schema([
+_RECORD_SCHEMA = pa.schema([
     ("source_id", pa.string()), ("source_file", pa.string()), ("source_file_sha256", pa.string()),
     ("source_record_key", pa.string()), ("record_set", pa.string()), ("line", pa.int64()),
-    ("target_tables", pa.list_(pa.string())), ("reasons", pa.list_(pa.string())),
+    ("centre_id", pa.string()), ("patient_pseudonym", pa.string()), ("target_tables", pa.list_(pa.string())),
 ])
+_REJECTION_SCHEMA = pa.schema([(c, pa.string()) for c in
+                               ("source_id", "source_record_key", "rule_id", "field", "value", "message")])
 
 
-def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *, trigger: str) -> dict[str, Any]:
-    """Publish the changed sources atomically and return the run summary."""
+def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR) -> QualityPlan:
+    """The rule catalogue with every source's overrides; GX Data Docs go into the run's report folder."""
+    mappings = [load_mapping(path) for path in sorted(sources_dir.glob("*.yaml"))]
+    return quality_plan(mappings, data_docs_dir=home.reports / run_id / "data_docs")
+
+
+def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *, trigger: str,
+                sources_dir: Path = SOURCES_DIR) -> dict[str, Any]:
+    """Validate and publish the changed sources atomically and return the run summary."""
     publish(home.warehouse, planned["run_id"], outcomes, trigger=trigger,
-            started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"])
+            started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"],
+            quality=quality_plan_for(home, planned["run_id"], sources_dir=sources_dir))
     return summarise(home, planned["run_id"])
 
 
@@ -214,4 +228,4 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
         say(f"{source_id}: harmonising")
         outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
     say("publishing the warehouse")
-    return publish_run(home, planned, outcomes, trigger="cli")
+    return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)

@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS meta.run (
     sources_changed     VARCHAR[],
     sources_unchanged   VARCHAR[],
     sources_failed      VARCHAR[],
-    message             VARCHAR
+    message             VARCHAR,
+    validated           BOOLEAN,      -- the quality rules ran (a source or the rules changed)
+    rules_fingerprint   VARCHAR       -- sha256 over the rule files and source overrides validated
 );
 
 -- One row per source file ever seen (by content): rows_read = loaded + quarantined + superseded.
@@ -30,6 +32,7 @@ CREATE TABLE IF NOT EXISTS meta.source_file (
     rows_quarantined    BIGINT,
     rows_superseded     BIGINT,
     message             VARCHAR,
+    exported_on         DATE,         -- when the source system wrote the file (name date, else mtime)
     PRIMARY KEY (source_id, source_file_sha256)
 );
 

@@ -10,14 +10,27 @@ file is identified by its sha256, and copied once into `archive/<source_id>/`.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from etl.transform.mapping import SourceMapping
 from etl.transform.records import csv_record_set_name
 
 _CHUNK = 1 << 20
+_NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
+
+
+def export_day(name: str, mtime: float) -> date:
+    """The day the source system wrote the file: a YYYYMMDD date in its name, else its modification day."""
+    for match in _NAME_DAY.finditer(name):
+        try:
+            return date(*map(int, match.groups()))
+        except ValueError:
+            continue
+    return datetime.fromtimestamp(mtime, UTC).date()
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,7 @@ class LandingFile:
     sha256: str
     size_bytes: int
     series: str
+    exported_on: date
 
     @property
     def name(self) -> str:
@@ -68,7 +82,9 @@ def discover(landing_dir: Path, mapping: SourceMapping) -> SourceFiles:
             notices.append(f"{mapping.source_id}: {path.name} does not match '{mapping.files}'"
                            f"{' / ' + mapping.record_set_from_file if mapping.record_set_from_file else ''}; ignored")
             continue
-        landing = LandingFile(mapping.source_id, path, sha256_of(path), path.stat().st_size, series)
+        stat = path.stat()
+        landing = LandingFile(mapping.source_id, path, sha256_of(path), stat.st_size, series,
+                              export_day(path.name, stat.st_mtime))
         by_series.setdefault(series, []).append(landing)
     current, superseded = [], []
     for files in by_series.values():

@@ -1,8 +1,10 @@
 """Publishing the warehouse: build the next DuckDB file beside the live one, then swap it in.
 
 The live `warehouse.duckdb` is never written in place. Publish copies it to a private
-next-file, replaces there the rows of the sources that changed, rebuilds `core.patient`,
-records the run, checkpoints, and renames the next-file over the live one. A rename is
+next-file, replaces there the `stage` rows of the sources that changed, validates every stage
+record against the rule catalogue, rebuilds `core` from `stage` minus the records held back
+(and `core.patient` from it), records the run, checkpoints, and renames the next-file over the
+live one. A rename is
 atomic: an analyst holding the old file open keeps reading the old file's inode undisturbed,
 and a crash at any point leaves the last good warehouse in place. One publish at a time is
 enforced with a lock file.
@@ -22,9 +24,11 @@ from typing import Any
 import duckdb
 
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.quality.validate import QualityPlan, validate
 from etl.transform.mapping import core_columns
 
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
+EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
 
 
 @contextmanager
@@ -43,6 +47,18 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
 
 
+def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
+    for name in EVOLVING_SCHEMA_FILES:
+        con.execute((WAREHOUSE_SQL_DIR / name).read_text())
+    for table in _source_tables():
+        con.execute(f"CREATE TABLE IF NOT EXISTS stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+
+
+def _source_tables() -> list[str]:
+    """Core tables the sources feed directly (core.patient is derived from them)."""
+    return [t for t in core_columns() if t != "patient"]
+
+
 def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
     """meta.source of the live warehouse (empty if there is none yet), read-only."""
     if not warehouse.exists():
@@ -58,16 +74,32 @@ def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
 def _replace_source(con: duckdb.DuckDBPyConnection, outcome: dict[str, Any]) -> None:
     source_id = outcome["source_id"]
     folder = Path(outcome["harmonised_dir"])
-    for table in core_columns():
-        if table == "patient":
-            continue
-        con.execute(f"DELETE FROM core.{table} WHERE source_id = ?", [source_id])
-        parquet = folder / f"{table}.parquet"
+    for table in [*_source_tables(), "record", "rejection"]:
+        con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
+        parquet = folder / f"{_PARQUET_NAMES.get(table, table)}.parquet"
         if parquet.exists():
-            con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM read_parquet(?)", [str(parquet)])
-    con.execute("DELETE FROM dq.quarantine WHERE source_id = ?", [source_id])
-    con.execute("INSERT INTO dq.quarantine BY NAME SELECT ? AS run_id, * FROM read_parquet(?)",
-                [outcome["run_id"], str(folder / "quarantine.parquet")])
+            con.execute(f"INSERT INTO stage.{table} BY NAME SELECT * FROM read_parquet(?)", [str(parquet)])
+
+
+_PARQUET_NAMES = {"record": "records", "rejection": "rejections"}
+
+
+def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
+    """core = stage minus the records held back; then the derived core.patient."""
+    for table in _source_tables():
+        con.execute(f"DELETE FROM core.{table}")
+        con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM stage.{table} "
+                    "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
+    con.execute("DELETE FROM core.patient")
+    con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+    # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
+    con.execute("""
+        UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - q.n
+        FROM (SELECT f2.source_id, f2.source_file_sha256, count(q2.source_record_key) AS n
+              FROM meta.source_file f2 LEFT JOIN dq.quarantine q2
+                ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
+              WHERE f2.status = 'loaded' GROUP BY ALL) q
+        WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
 
 
 def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
@@ -97,11 +129,11 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str
         status = "superseded" if not is_current else "failed" if failed else "loaded"
         con.execute("DELETE FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
                     [source_id, f["sha256"]])
-        con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             source_id, f["sha256"], f["name"], f["size_bytes"], f["series"], status,
             existing[0] if existing else run_id, run_id, counts.get("rows_read", 0),
             counts.get("rows_loaded", 0), counts.get("rows_quarantined", 0), 0,
-            f.get("message") or (outcome.get("message") if failed else None)])
+            f.get("message") or (outcome.get("message") if failed else None), f.get("exported_on")])
 
 
 def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
@@ -116,9 +148,20 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[st
         run_id, "failed" if failed else "loaded", outcome.get("message")])
 
 
+def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated "
+                      "ORDER BY finished_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *, trigger: str,
-            started_at: datetime, unchanged: Sequence[str] = ()) -> None:
-    """Swap in a warehouse holding the harmonised outcomes of the changed sources."""
+            started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None) -> None:
+    """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
+
+    Validation runs when a source changed or the rules did; otherwise the warehouse keeps its
+    content and only the run is recorded.
+    """
+    quality = quality or QualityPlan(rules=())
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(warehouse):
         next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
@@ -129,21 +172,26 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
         try:
             if not warehouse.exists():
                 _create_schema(con)
+            _ensure_stage(con)
             con.execute("BEGIN TRANSACTION")
             for outcome in outcomes:
                 if outcome["status"] == "harmonised":
                     _replace_source(con, outcome)
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
-            con.execute("DELETE FROM core.patient")
-            con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+            changed = any(o["status"] == "harmonised" for o in outcomes)
+            validated = changed or _last_rules_fingerprint(con) != quality.fingerprint
+            if validated:
+                validate(con, run_id, quality)
+                _admit_to_core(con)
             failed = sorted(o["source_id"] for o in outcomes if o["status"] == "failed")
-            con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 run_id, trigger, started_at, datetime.now(UTC),
                 "completed_with_failures" if failed else "completed",
                 sorted(o["source_id"] for o in outcomes if o["status"] == "harmonised"),
                 sorted(unchanged), failed,
-                "; ".join(o["message"] for o in outcomes if o.get("message")) or None])
+                "; ".join(o["message"] for o in outcomes if o.get("message")) or None,
+                validated, quality.fingerprint])
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         except BaseException:

@@ -14,9 +14,10 @@ Modules: `people` (persons and clinical course), `errors` (which record gets whi
 
 from __future__ import annotations
 
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from random import Random
 from typing import Protocol
@@ -90,7 +91,12 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
                 counts[source] += 1
             truth.add_person(person)
         truth_files = truth.paths
-    files = tuple(path for writer in writers.values() for path in writer.paths) + tuple(truth_files)
+    exports = tuple(path for writer in writers.values() for path in writer.paths)
+    # Delivered files carry the export day as their modification time, as a copy from the EDC would.
+    stamp = datetime.combine(export_date, time(6, 0), UTC).timestamp()
+    for path in exports:
+        os.utime(path, (stamp, stamp))
+    files = exports + tuple(truth_files)
     return SynthSummary(
         persons=patients, patients_per_source=counts,
         records_per_source={s: truth.records.get(s, 0) for s in SOURCES},

@@ -44,8 +44,24 @@ PRIVATE_FIELDS = {"birth_date", "eupid"}
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 _BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "no": False,
                   "false": False, "0": False}
-QUARANTINE_COLUMNS = ["source_id", "source_file", "source_file_sha256", "source_record_key",
-                      "record_set", "line", "target_tables", "reasons"]
+RECORD_COLUMNS = ["source_id", "source_file", "source_file_sha256", "source_record_key", "record_set", "line",
+                  "centre_id", "patient_pseudonym", "target_tables"]
+REJECTION_COLUMNS = ["source_id", "source_record_key", "rule_id", "field", "value", "message"]
+
+# The conformance rules harmonise applies while parsing values (catalogued in expectations/harmonise.json).
+REQUIRED_PRESENT = "CONF-REQUIRED-PRESENT"
+DATE_VALID = "CONF-DATE-VALID"
+CODE_IN_LIST = "CONF-CODE-IN-LIST"
+NUMBER_VALID = "CONF-NUMBER-VALID"
+ICDO3_MORPHOLOGY = "CONF-ICDO3-MORPHOLOGY"
+ICDO3_BEHAVIOUR = "CONF-ICDO3-BEHAVIOUR"
+ICDO3_TOPOGRAPHY = "CONF-ICDO3-TOPOGRAPHY"
+KEY_UNIQUE = "CONF-KEY-UNIQUE"
+PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
+FORM_MAPPED = "CONF-FORM-MAPPED"
+_RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
+                 "icdo3_histology": ICDO3_MORPHOLOGY, "icdo3_behaviour": ICDO3_BEHAVIOUR,
+                 "icdo3_topography": ICDO3_TOPOGRAPHY}
 
 
 class HarmoniseError(ValueError):
@@ -55,8 +71,19 @@ class HarmoniseError(ValueError):
 @dataclass
 class HarmoniseResult:
     tables: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
+    records: pd.DataFrame  # every source record, clean or not, with its lineage
+    rejections: pd.DataFrame  # one row per value that could not be harmonised
     file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a record cannot be harmonised: the rule it breaks, the field and the offending value."""
+
+    rule_id: str
+    field: str | None
+    value: str | None
+    message: str
 
 
 @dataclass
@@ -68,8 +95,15 @@ class _Record:
     patient_key: str
     clear_key: str
     published_key: str
-    reasons: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.problems)
+
+    def reject(self, rule_id: str, field_name: str | None, value: str | None, message: str) -> None:
+        self.problems.append(Problem(rule_id, field_name, value, message))
 
 
 def _fill(template: str, row: Mapping[str, str]) -> str:
@@ -150,16 +184,17 @@ class _Engine:
             raw = self._raw(spec, record.row)
             if raw is None:
                 if spec.required:
-                    record.reasons.append(f"{name} ({origin}): required but empty")
+                    record.reject(REQUIRED_PRESENT, name, None, f"{name} ({origin}): required but empty")
                 out[name] = None
                 continue
             try:
                 out[name] = self.convert(spec, raw)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
-                message = str(exc)
+                message, shown = str(exc), raw
                 if name in PRIVATE_FIELDS:  # never echo a birth date or EUPID, even a broken one
-                    message = message.replace(raw, "<hidden>")
-                record.reasons.append(f"{name} ({origin}): {message}")
+                    message, shown = message.replace(raw, "<hidden>"), "<hidden>"
+                rule = CODE_IN_LIST if spec.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
+                record.reject(rule, name, shown, f"{name} ({origin}): {message}")
                 out[name] = None
         return out
 
@@ -183,7 +218,8 @@ class _Engine:
             local = _fill(mapping.record_key, {**row, "record_set": record_set})
             record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "")
             if patient_key in self.nulls:
-                record.reasons.append(f"patient key ({mapping.patient_key}): empty")
+                record.reject(PATIENT_KEY_PRESENT, mapping.patient_key, None,
+                              f"patient key ({mapping.patient_key}): empty")
                 record.published_key = f"(no patient key)|{local}"
             else:
                 record.published_key = publish_record_key(self.key, mapping.source_id, record.clear_key)
@@ -197,11 +233,16 @@ class _Engine:
         return specs
 
     def mark_duplicates(self, records: list[_Record]) -> None:
+        """A repeated record key: the first copy is loaded; the n-th repeat is rejected as `<key>#<n>`."""
         first_line: dict[str, Any] = {}
+        copies: dict[str, int] = {}
         for record in records:
             if record.clear_key in first_line:
-                record.reasons.append(
-                    f"duplicate: record key {record.published_key} already read at line {first_line[record.clear_key]}")
+                copies[record.clear_key] = copies.get(record.clear_key, 1) + 1
+                original = record.published_key
+                record.published_key = f"{original}#{copies[record.clear_key]}"
+                record.reject(KEY_UNIQUE, None, None, f"duplicate: record key {original} already read at line "
+                                                      f"{first_line[record.clear_key]}")
             else:
                 first_line[record.clear_key] = record.row.get("_line")
 
@@ -255,7 +296,7 @@ class _Engine:
         out = []
         for row in rows:
             record: _Record = row.pop("_record")
-            if record.reasons:
+            if record.rejected:
                 continue
             final: dict[str, Any] = {}
             for name, value in row.items():
@@ -283,7 +324,7 @@ def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame
     for row in rows:
         record: _Record = row["_record"]
         norm = normalise_patient_key(record.patient_key)
-        if record.reasons or norm in seen:
+        if record.rejected or norm in seen:
             continue
         seen.add(norm)
         birth = row.get("birth_date")
@@ -312,7 +353,8 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     for name, recs in records.items():
         if name not in mapped:
             for record in recs:
-                record.reasons.append(f"record set {name} is not mapped in sources/{mapping.source_id}.yaml")
+                record.reject(FORM_MAPPED, None, None,
+                              f"record set {name} is not mapped in sources/{mapping.source_id}.yaml")
 
     # Patients first: their birth dates and EUPIDs are needed by every other table.
     patient_rows = engine.patient_rows(records.get(mapping.patient.from_, []))
@@ -323,7 +365,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     tables.update({table: engine.finish(table, rows) for table, rows in table_rows.items()})
     if "diagnosis" in tables and not tables["diagnosis"].empty:
         tables["diagnosis"] = _with_iccc3(tables["diagnosis"])
-    return HarmoniseResult(tables, _quarantine(mapping, records), _file_counts(records))
+    return HarmoniseResult(tables, _records(engine, records), _rejections(mapping, records), _file_counts(records))
 
 
 def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
@@ -331,18 +373,34 @@ def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
     return diagnosis.drop(columns=[c for c in derived.columns if c in diagnosis.columns]).join(derived)
 
 
-def _quarantine(mapping: SourceMapping, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
-    rows = [{
-        "source_id": mapping.source_id,
-        "source_file": r.row.get("source_file"),
-        "source_file_sha256": r.row.get("source_file_sha256"),
-        "source_record_key": r.published_key,
-        "record_set": r.record_set,
-        "line": int(r.row["_line"]) if str(r.row.get("_line", "")).isdigit() else None,
-        "target_tables": sorted(set(r.tables)),
-        "reasons": r.reasons,
-    } for recs in records.values() for r in recs if r.reasons]
-    return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
+    mapping = engine.mapping
+    centre = mapping.patient.fields.get("centre_id")
+    rows = []
+    for recs in records.values():
+        for r in recs:
+            known_patient = r.patient_key not in engine.nulls
+            centre_raw = r.row.get(centre.column or "", "").strip() if centre is not None else ""
+            rows.append({
+                "source_id": mapping.source_id,
+                "source_file": r.row.get("source_file"),
+                "source_file_sha256": r.row.get("source_file_sha256"),
+                "source_record_key": r.published_key,
+                "record_set": r.record_set,
+                "line": int(r.row["_line"]) if str(r.row.get("_line", "")).isdigit() else None,
+                "centre_id": engine._case(centre, centre_raw) if centre and centre_raw not in engine.nulls else None,
+                "patient_pseudonym": source_pseudonym(engine.key, mapping.source_id, r.patient_key)
+                if known_patient else None,
+                "target_tables": sorted(set(r.tables)),
+            })
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def _rejections(mapping: SourceMapping, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
+    rows = [{"source_id": mapping.source_id, "source_record_key": r.published_key, "rule_id": p.rule_id,
+             "field": p.field, "value": p.value, "message": p.message}
+            for recs in records.values() for r in recs for p in r.problems]
+    return pd.DataFrame(rows, columns=REJECTION_COLUMNS)
 
 
 def _file_counts(records: Mapping[str, list[_Record]]) -> dict[str, dict[str, int]]:
@@ -352,5 +410,5 @@ def _file_counts(records: Mapping[str, list[_Record]]) -> dict[str, dict[str, in
             c = counts.setdefault(r.row["source_file_sha256"], {"rows_read": 0, "rows_loaded": 0,
                                                                  "rows_quarantined": 0})
             c["rows_read"] += 1
-            c["rows_quarantined" if r.reasons else "rows_loaded"] += 1
+            c["rows_quarantined" if r.rejected else "rows_loaded"] += 1
     return counts

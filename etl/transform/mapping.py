@@ -105,6 +105,13 @@ class CsvOptions(_Strict):
     date_format: str | None = None
 
 
+class RuleOverride(_Strict):
+    """A source's own setting for one data-quality rule (`quality:` in its YAML)."""
+
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="share of failing rows tolerated")
+    enabled: bool = Field(True, description="false: the rule does not judge this source")
+
+
 class SourceMapping(_Strict):
     source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str
@@ -125,6 +132,7 @@ class SourceMapping(_Strict):
         description="template of the local part of the record key")
     patient: PatientSpec
     tables: dict[str, TableSpec]
+    quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
 
     @model_validator(mode="after")
     def _csv_record_sets(self) -> SourceMapping:

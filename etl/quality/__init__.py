@@ -1,0 +1,1 @@
+"""Data quality: the rule catalogue, its engines, and what quality officers read."""

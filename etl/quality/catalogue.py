@@ -1,0 +1,168 @@
+"""The rule catalogue: every data-quality rule, read from the files that define it.
+
+Three kinds of file, one shape of rule (id, Kahn category and subcategory, level, severity,
+threshold, description):
+- `expectations/<table>.json`: a GX 1.x expectation suite per core table; each expectation's
+  `meta` carries the rule's catalogue entry.
+- `warehouse/checks/<rule_id>.sql`: a cross-table rule; a header of `-- key: value` lines, then
+  a query over the stage tables that returns the failing records.
+- `expectations/harmonise.json`: the conformance rules harmonise applies while parsing values
+  (a date that does not exist cannot be loaded at all), catalogued so they are reported alike.
+Adding a rule is adding a file or an entry; a source tunes rules in its YAML (`quality:`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from etl.config import REPO_ROOT
+
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+CHECKS_DIR = REPO_ROOT / "warehouse" / "checks"
+HARMONISE_RULES = "harmonise.json"
+_HEADER_LINE = re.compile(r"--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
+
+
+class CatalogueError(ValueError):
+    """A rule file is malformed; the message names the file and the rule."""
+
+
+class RuleMeta(BaseModel):
+    """What the catalogue says about a rule, whatever engine checks it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_id: str = Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+    category: Literal["conformance", "completeness", "plausibility"]
+    subcategory: Literal["verification", "validation"]
+    level: Literal["field", "record", "table", "cross-table"]
+    severity: Literal["error", "warning"]
+    threshold: float = Field(ge=0.0, le=1.0)
+    description: str = Field(min_length=10)
+    expected: str | None = None
+    table: str | None = None
+    field: str | None = None
+    scope: str | None = None  # SQL rules: which rows of `table` the rule judges (the denominator)
+
+
+@dataclass(frozen=True)
+class Rule:
+    meta: RuleMeta
+    engine: Literal["gx", "sql", "harmonise"]
+    definition: str  # the defining file, relative to the repository
+    expectation: Mapping[str, Any] | None = None  # gx: {"type", "kwargs"}
+    query: str | None = None  # sql: returns source_id, source_record_key[, field, value, message]
+
+    @property
+    def rule_id(self) -> str:
+        return self.meta.rule_id
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _meta(data: Mapping[str, Any], where: str) -> RuleMeta:
+    try:
+        return RuleMeta.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(rule)'}: {e['msg']}" for e in exc.errors())
+        raise CatalogueError(f"{where}: {problems}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CatalogueError(f"{_relative(path)}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogueError(f"{_relative(path)}: expected a JSON object")
+    return data
+
+
+def gx_rules(path: Path) -> list[Rule]:
+    """The rules of one GX suite file (`{"name", "meta": {"table"}, "expectations": [...]}`)."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    suite = _read_json(path)
+    table = (suite.get("meta") or {}).get("table")
+    if not table:
+        raise CatalogueError(f"{_relative(path)}: the suite's meta has no 'table'")
+    rules = []
+    for index, entry in enumerate(suite.get("expectations", [])):
+        where = f"{_relative(path)}: expectations[{index}]"
+        kwargs = dict(entry.get("kwargs", {}))
+        column = kwargs.get("column") or "|".join(kwargs.get("column_list", [])) or None
+        meta = _meta({"table": table, "field": column, **entry.get("meta", {})}, where)
+        try:  # fail on load, naming the rule, rather than in the middle of a night's run
+            ExpectationConfiguration(type=entry.get("type", ""), kwargs=kwargs).to_domain_obj()
+        except Exception as exc:
+            raise CatalogueError(f"{where} ({meta.rule_id}): {type(exc).__name__}: {exc}") from None
+        rules.append(Rule(meta, "gx", _relative(path), expectation={"type": entry["type"], "kwargs": kwargs}))
+    return rules
+
+
+def sql_rule(path: Path) -> Rule:
+    """One cross-table rule: `-- key: value` header lines, then the query."""
+    text = path.read_text(encoding="utf-8")
+    header: dict[str, Any] = {}
+    for line in text.splitlines():
+        match = _HEADER_LINE.match(line)
+        if not line.startswith("--"):
+            break
+        if match:
+            header[match.group(1)] = match.group(2)
+    where = _relative(path)
+    if "threshold" in header:
+        try:
+            header["threshold"] = float(header["threshold"])
+        except ValueError:
+            raise CatalogueError(f"{where}: threshold '{header['threshold']}' is not a number") from None
+    meta = _meta(header, where)
+    if path.stem != meta.rule_id:
+        raise CatalogueError(f"{where}: the file must be named after its rule_id ({meta.rule_id}.sql)")
+    if not meta.table:
+        raise CatalogueError(f"{where}: a cross-table rule needs 'table' (whose rows are the denominator)")
+    return Rule(meta, "sql", where, query=text)
+
+
+def harmonise_rules(path: Path) -> list[Rule]:
+    data = _read_json(path)
+    return [Rule(_meta(entry, f"{_relative(path)}: rules[{i}]"), "harmonise", _relative(path))
+            for i, entry in enumerate(data.get("rules", []))]
+
+
+def load_catalogue(expectations_dir: Path | None = None, checks_dir: Path | None = None) -> list[Rule]:
+    """Every rule, checked: well-formed metadata, known GX expectation types, unique ids."""
+    expectations_dir = expectations_dir or EXPECTATIONS_DIR
+    checks_dir = checks_dir or CHECKS_DIR
+    rules: list[Rule] = []
+    for path in sorted(expectations_dir.glob("*.json")):
+        rules += harmonise_rules(path) if path.name == HARMONISE_RULES else gx_rules(path)
+    rules += [sql_rule(path) for path in sorted(checks_dir.glob("*.sql"))]
+    seen: dict[str, str] = {}
+    for rule in rules:
+        if rule.rule_id in seen:
+            raise CatalogueError(f"rule {rule.rule_id} is defined twice: in {seen[rule.rule_id]} and {rule.definition}")
+        seen[rule.rule_id] = rule.definition
+    return rules
+
+
+def fingerprint(rules: Iterable[Rule], overrides: Mapping[str, Any]) -> str:
+    """Changes when a rule or a source's override changes: then validation must run again."""
+    digest = hashlib.sha256()
+    for rule in sorted(rules, key=lambda r: r.rule_id):
+        digest.update(json.dumps([rule.meta.model_dump(), rule.expectation, rule.query], sort_keys=True).encode())
+    digest.update(json.dumps(overrides, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

@@ -1,0 +1,204 @@
+"""Validation: run the whole rule catalogue over the stage tables and fill the dq schema.
+
+Every engine's findings (GX suites, SQL checks, harmonise's own conformance checks) are
+reduced to the same two sets per rule, the records judged and the records failing, and from
+there one code path writes `dq.check`, `dq.check_result` (per source and centre, against the
+threshold), `dq.issue` (per failing record) and `dq.quarantine` (records failing an
+error-severity rule, held back from core). A rule that cannot run is reported as `error` and
+the others go on; a failed rule never stops the load of clean records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from etl.quality.catalogue import Rule, fingerprint, load_catalogue
+from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
+from etl.quality.gx_suites import run_suites
+from etl.quality.sql_checks import run_checks
+from etl.transform.mapping import SourceMapping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QualityPlan:
+    """The rules to run and each source's overrides (`quality:` in sources/<source>.yaml)."""
+
+    rules: Sequence[Rule]
+    overrides: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)  # source -> rule -> ...
+    data_docs_dir: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.rules, self.overrides)
+
+
+def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | None = None,
+                 rules: Sequence[Rule] | None = None) -> QualityPlan:
+    rules = list(load_catalogue() if rules is None else rules)
+    known = {r.rule_id for r in rules}
+    overrides: dict[str, dict[str, dict[str, Any]]] = {}
+    for mapping in mappings:
+        for rule_id, override in mapping.quality.items():
+            if rule_id not in known:
+                log.warning("sources/%s.yaml: quality override for unknown rule %s ignored",
+                            mapping.source_id, rule_id)
+                continue
+            overrides.setdefault(mapping.source_id, {})[rule_id] = override.model_dump()
+    return QualityPlan(rules, overrides, data_docs_dir)
+
+
+def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> list[RuleRun]:
+    """Harmonise judged every record; its rejections are the failures (an uncatalogued rule id too)."""
+    population = con.execute("SELECT source_id, source_record_key FROM stage.record").df()
+    rejections = con.execute("SELECT rule_id, source_id, source_record_key, field, value, message "
+                             "FROM stage.rejection").df()
+    rule_ids = [r.rule_id for r in rules] + sorted(set(rejections.rule_id) - {r.rule_id for r in rules})
+    return [RuleRun(rule_id, population, rejections[rejections.rule_id == rule_id][FAILURE_COLUMNS])
+            for rule_id in rule_ids]
+
+
+def _stage_frames(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[str, pd.DataFrame]:
+    present = {t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
+    # Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls.
+    return {t: con.execute(f"SELECT * FROM stage.{t}").df() for t in sorted(tables & present)}
+
+
+def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:
+    con.execute("DELETE FROM dq.check")
+    con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        (r.rule_id, r.meta.category, r.meta.subcategory, r.meta.level, r.meta.severity, r.meta.threshold,
+         r.meta.table, r.meta.field, r.meta.description, r.meta.expected, r.engine, r.definition)
+        for r in rules])
+
+
+def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan) -> None:
+    populations = [r.population[KEY_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
+    failures = [r.failures[FAILURE_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
+    population = pd.concat(populations, ignore_index=True) if populations else pd.DataFrame(
+        columns=[*KEY_COLUMNS, "rule_id"])
+    failure = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(
+        columns=[*FAILURE_COLUMNS, "rule_id"])
+    errors = pd.DataFrame([(r.rule_id, r.error) for r in runs if r.error is not None],
+                          columns=["rule_id", "error"])
+    overrides = pd.DataFrame([(s, rule, o.get("threshold"), o.get("enabled", True))
+                              for s, rules in plan.overrides.items() for rule, o in rules.items()],
+                             columns=["source_id", "rule_id", "threshold", "enabled"])
+    for name, frame in {"population": population, "failure": failure, "rule_error": errors,
+                        "override": overrides}.items():
+        # Typed tables: an empty frame would otherwise give columns DuckDB cannot compare.
+        columns = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in frame.columns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _{name} ({columns})")
+        if not frame.empty:
+            con.register(f"_{name}_frame", frame.astype(object).where(frame.notna(), None))
+            con.execute(f"INSERT INTO _{name} BY NAME SELECT * FROM _{name}_frame")
+            con.unregister(f"_{name}_frame")
+
+
+_TYPES = {"threshold": "DOUBLE", "enabled": "BOOLEAN"}
+
+_SETTINGS = """
+CREATE OR REPLACE TEMP TABLE _setting AS
+SELECT c.rule_id, s.source_id, c.severity,
+       coalesce(o.threshold::DOUBLE, c.threshold) AS threshold,
+       coalesce(o.enabled::BOOLEAN, true) OR c.engine = 'harmonise' AS enabled  -- unparseable: never loadable
+FROM dq.check c
+CROSS JOIN (SELECT DISTINCT source_id FROM stage.record) s
+LEFT JOIN _override o USING (rule_id, source_id)
+"""
+
+_ISSUES = """
+INSERT INTO dq.issue
+SELECT DISTINCT ?, f.rule_id, coalesce(c.severity, 'error'), f.source_id, r.centre_id, c.table_name,
+       f.source_record_key, r.patient_pseudonym, r.record_set, r.line, f.field, f.value, f.message
+FROM _failure f
+LEFT JOIN dq.check c USING (rule_id)
+LEFT JOIN stage.record r USING (source_id, source_record_key)
+LEFT JOIN _setting s USING (rule_id, source_id)
+WHERE coalesce(s.enabled, true)
+"""
+
+_RESULTS = """
+INSERT INTO dq.check_result
+WITH judged AS (
+    SELECT p.rule_id, p.source_id, r.centre_id, count(DISTINCT p.source_record_key) AS denominator
+    FROM _population p LEFT JOIN stage.record r USING (source_id, source_record_key)
+    GROUP BY ALL
+), failing AS (
+    SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS failing_rows
+    FROM dq.issue WHERE run_id = $run GROUP BY ALL
+), measured AS (
+    SELECT j.rule_id, j.source_id, j.centre_id, coalesce(f.failing_rows, 0) AS failing_rows, j.denominator
+    FROM judged j LEFT JOIN failing f
+      ON f.rule_id = j.rule_id AND f.source_id = j.source_id AND f.centre_id IS NOT DISTINCT FROM j.centre_id
+)
+SELECT $run, s.rule_id, s.source_id, m.centre_id,
+       coalesce(m.failing_rows, 0), coalesce(m.denominator, 0),
+       CASE WHEN m.denominator > 0 THEN round(100.0 * m.failing_rows / m.denominator, 3) END,
+       s.threshold,
+       CASE WHEN e.error IS NOT NULL THEN 'error'
+            WHEN NOT s.enabled OR coalesce(m.denominator, 0) = 0 THEN 'not_applicable'
+            WHEN m.failing_rows > s.threshold * m.denominator THEN 'failed'
+            ELSE 'passed' END,
+       CASE WHEN e.error IS NOT NULL THEN e.error
+            WHEN NOT s.enabled THEN 'switched off in sources/' || s.source_id || '.yaml'
+            WHEN coalesce(m.denominator, 0) = 0 THEN 'no rows of this source to judge' END
+FROM _setting s
+LEFT JOIN measured m ON m.rule_id = s.rule_id AND m.source_id = s.source_id
+LEFT JOIN _rule_error e ON e.rule_id = s.rule_id
+"""
+
+_QUARANTINE = """
+INSERT INTO dq.quarantine
+SELECT $run, i.source_id, r.source_file, r.source_file_sha256, i.source_record_key, r.record_set, r.line,
+       r.centre_id, r.target_tables,
+       list(DISTINCT i.rule_id ORDER BY i.rule_id),
+       list(DISTINCT coalesce(i.message, i.rule_id || ': ' || c.description) ORDER BY
+            coalesce(i.message, i.rule_id || ': ' || c.description))
+FROM dq.issue i
+LEFT JOIN stage.record r USING (source_id, source_record_key)
+LEFT JOIN dq.check c USING (rule_id)
+WHERE i.run_id = $run AND i.severity = 'error'
+GROUP BY ALL
+"""
+
+
+def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> dict[str, Any]:
+    """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine."""
+    started = time.perf_counter()
+    rules = list(plan.rules)
+    _write_catalogue(con, rules)
+    by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
+    runs = _harmonise_runs(con, by_engine["harmonise"])
+    gx_tables = {r.meta.table for r in by_engine["gx"] if r.meta.table}
+    runs += run_suites(_stage_frames(con, gx_tables), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
+    runs += run_checks(con, by_engine["sql"])
+    _load_findings(con, runs, plan)
+    con.execute(_SETTINGS)
+    con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
+    con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
+    con.execute(_ISSUES, [run_id])
+    con.execute(_RESULTS, {"run": run_id})
+    con.execute("DELETE FROM dq.quarantine")
+    con.execute(_QUARANTINE, {"run": run_id})
+    for table in ("population", "failure", "rule_error", "override", "setting"):
+        con.execute(f"DROP TABLE IF EXISTS _{table}")
+    issues, held = con.execute(
+        "SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ?), (SELECT count(*) FROM dq.quarantine)",
+        [run_id]).fetchone() or (0, 0)
+    failed = [r for (r,) in con.execute("SELECT DISTINCT rule_id FROM dq.check_result WHERE run_id = ? "
+                                        "AND status IN ('failed', 'error') ORDER BY 1", [run_id]).fetchall()]
+    seconds = round(time.perf_counter() - started, 3)
+    log.info("validation: %d rules, %d issues, %d records held back, rules failed: %s (%.1f s)",
+             len(rules), issues, held, ", ".join(failed) or "none", seconds)
+    return {"rules": len(rules), "issues": issues, "quarantined": held, "rules_failed": failed, "seconds": seconds}

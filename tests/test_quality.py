@@ -1,0 +1,196 @@
+"""The rule catalogue and validation: rules from files, thresholds, overrides, quarantine and release."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from etl import pipeline
+from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
+from etl.quality.catalogue import CatalogueError, load_catalogue, sql_rule
+from etl.synth import generate
+from etl.transform.mapping import load_mapping
+
+KEY = "quality-test-key"
+
+
+def _rows(home: Home, sql: str, params: list[object] | None = None) -> pd.DataFrame:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+def test_the_catalogue_has_forty_rules_across_every_kahn_category_and_level():
+    rules = load_catalogue()
+    assert len(rules) >= 40
+    metas = [r.meta for r in rules]
+    assert {m.category for m in metas} == {"conformance", "completeness", "plausibility"}
+    assert {m.subcategory for m in metas} == {"verification", "validation"}
+    assert {m.level for m in metas} == {"field", "record", "table", "cross-table"}
+    assert {m.severity for m in metas} == {"error", "warning"}
+    assert {r.engine for r in rules} == {"gx", "sql", "harmonise"}
+
+
+def test_every_rule_harmonise_applies_is_catalogued():
+    from etl.transform import harmonise
+    applied = {v for k, v in vars(harmonise).items() if k.isupper() and isinstance(v, str) and v.startswith("CONF-")}
+    catalogued = {r.rule_id for r in load_catalogue() if r.engine == "harmonise"}
+    assert applied == catalogued
+
+
+def test_every_source_override_names_a_known_rule():
+    known = {r.rule_id for r in load_catalogue()}
+    for path in SOURCES_DIR.glob("*.yaml"):
+        assert set(load_mapping(path).quality) <= known, path.name
+
+
+def test_a_malformed_rule_file_is_named_with_what_is_wrong(tmp_path):
+    bad = tmp_path / "XT-BAD-RULE.sql"
+    bad.write_text("-- rule_id: XT-BAD-RULE\n-- category: plausability\n-- subcategory: validation\n"
+                   "-- level: record\n-- severity: warning\n-- threshold: 0\n-- table: diagnosis\n"
+                   "-- description: A rule with a misspelt category.\nSELECT 1\n")
+    with pytest.raises(CatalogueError, match=r"XT-BAD-RULE\.sql: category"):
+        sql_rule(bad)
+    suite = tmp_path / "diagnosis.json"
+    suite.write_text(json.dumps({"meta": {"table": "diagnosis"}, "expectations": [{
+        "type": "expect_column_values_to_be_betwen", "kwargs": {"column": "x", "min_value": 1},
+        "meta": {"rule_id": "DIAG-TYPO", "category": "conformance", "subcategory": "verification",
+                 "level": "field", "severity": "warning", "threshold": 0, "description": "A typo in the type."}}]}))
+    with pytest.raises(CatalogueError, match=r"diagnosis\.json: expectations\[0\] \(DIAG-TYPO\)"):
+        load_catalogue(tmp_path, tmp_path / "no-checks")
+
+
+# -- validation on a real run -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory) -> tuple[Home, dict[str, object]]:
+    home = resolve_home(tmp_path_factory.mktemp("dq")).ensure()
+    generate(home.root, patients=150, seed=3)
+    return home, pipeline.run(home, key_value=KEY)
+
+
+def test_every_rule_reports_for_every_source(validated):
+    home, summary = validated
+    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [summary["run_id"]])
+    n_rules = len(load_catalogue())
+    assert results.groupby("source_id").rule_id.nunique().to_dict() == dict.fromkeys(
+        ["iltb", "registry_it", "sacha_fr"], n_rules)
+    assert set(results.status) <= {"passed", "failed", "not_applicable", "error"}
+    assert not (results.status == "error").any(), results[results.status == "error"].message.tolist()
+    judged = results[results.denominator > 0]
+    assert (judged.percent.round(3) == (100 * judged.failing_rows / judged.denominator).round(3)).all()
+    failed = judged.failing_rows > judged.threshold * judged.denominator
+    assert (judged.status[failed] == "failed").all() and (judged.status[~failed] == "passed").all()
+    # A study-specific rule does not judge other studies' rows.
+    sacha_age = results[results.rule_id == "ENR-AGE-SACHA"].set_index("source_id").status
+    assert (sacha_age.drop("sacha_fr") == "not_applicable").all()
+
+
+def test_error_issues_are_quarantined_and_warnings_loaded(validated):
+    home, summary = validated
+    issues = _rows(home, "SELECT * FROM dq.issue WHERE run_id = ?", [summary["run_id"]])
+    held = _rows(home, "SELECT source_id, source_record_key FROM dq.quarantine")
+    errors = issues[issues.severity == "error"]
+    assert set(zip(errors.source_id, errors.source_record_key)) == set(zip(held.source_id, held.source_record_key))
+    warned = issues[issues.severity == "warning"][["source_id", "source_record_key", "table_name"]].dropna()
+    table, group = next(iter(warned.groupby("table_name")))
+    loaded = _rows(home, f"SELECT source_id, source_record_key FROM core.{table}")
+    assert set(zip(group.source_id, group.source_record_key)) <= set(zip(loaded.source_id, loaded.source_record_key))
+    assert issues.centre_id.notna().mean() > 0.95  # issues go back to centres
+
+
+def test_validation_writes_gx_data_docs(validated):
+    home, summary = validated
+    docs = home.reports / str(summary["run_id"]) / "data_docs" / "index.html"
+    assert docs.exists()
+    assert "core.diagnosis" in docs.read_text()
+
+
+def _tuned_sources(tmp_path: Path, source_id: str, quality: str) -> Path:
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    with (sources / f"{source_id}.yaml").open("a") as handle:
+        handle.write(quality)
+    return sources
+
+
+def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=80, seed=4)
+    sources = _tuned_sources(tmp_path, "iltb", "quality:\n  RESP-MRD-RANGE: {enabled: false}\n"
+                                               "  TBR-REASON-WHEN-NOT-FOLLOWED: {threshold: 1.0}\n")
+    summary = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND source_id = 'iltb'",
+                    [summary["run_id"]]).set_index("rule_id")
+    switched_off = results.loc[["RESP-MRD-RANGE"]]
+    assert (switched_off.status == "not_applicable").all()
+    assert (switched_off.message == "switched off in sources/iltb.yaml").all()
+    assert (results.loc[["TBR-REASON-WHEN-NOT-FOLLOWED"], "threshold"] == 1.0).all()
+    mrd = _rows(home, "SELECT count(*) AS n FROM dq.issue WHERE rule_id = 'RESP-MRD-RANGE' AND source_id = 'iltb'")
+    assert mrd.n[0] == 0
+
+
+def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_path, monkeypatch):
+    checks = tmp_path / "checks"
+    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
+    (checks / "XT-BROKEN.sql").write_text(
+        "-- rule_id: XT-BROKEN\n-- category: plausibility\n-- subcategory: validation\n-- level: cross-table\n"
+        "-- severity: error\n-- threshold: 0\n-- table: diagnosis\n"
+        "-- description: A rule whose query names a table that does not exist.\n"
+        "SELECT source_id, source_record_key FROM no_such_table\n")
+    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=40, seed=6)
+    summary = pipeline.run(home, key_value=KEY)
+    broken = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-BROKEN'",
+                   [summary["run_id"]])
+    assert set(broken.status) == {"error"} and broken.message.str.contains("no_such_table").all()
+    assert summary["rows"]["diagnosis"] > 0
+
+
+def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=300, seed=42)
+    first = pipeline.run(home, key_value=KEY)
+    held = _rows(home, "SELECT q.source_record_key, i.value FROM dq.quarantine q JOIN dq.issue i "
+                       "USING (source_id, source_record_key) WHERE i.run_id = ? AND q.source_id = 'registry_it' "
+                       "AND i.rule_id = 'CONF-CODE-IN-LIST' AND i.field = 'laterality'", [first["run_id"]])
+    assert not held.empty, "the synthetic registry export should carry an invalid laterality code"
+    export = next((home.landing / "registry_it").glob("*.csv"))
+    text = export.read_text(encoding="cp1252")
+    for bad in set(held.value):
+        text = text.replace(f";{bad};", ";D;")  # the centre answers the query: right side
+    export.write_text(text, encoding="cp1252")
+    second = pipeline.run(home, key_value=KEY)
+    assert second["sources_changed"] == ["registry_it"]
+    still = _rows(home, "SELECT source_record_key FROM dq.quarantine WHERE source_id = 'registry_it'")
+    assert not set(held.source_record_key) & set(still.source_record_key)
+    released = _rows(home, "SELECT source_record_key FROM core.diagnosis WHERE source_id = 'registry_it'")
+    assert set(held.source_record_key) <= set(released.source_record_key)
+
+
+def test_adding_a_rule_file_revalidates_unchanged_sources(tmp_path, monkeypatch):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=40, seed=9)
+    pipeline.run(home, key_value=KEY)
+    checks = tmp_path / "checks"
+    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
+    (checks / "XT-EVERY-DIAGNOSIS.sql").write_text(
+        "-- rule_id: XT-EVERY-DIAGNOSIS\n-- category: plausibility\n-- subcategory: validation\n"
+        "-- level: record\n-- severity: warning\n-- threshold: 1\n-- table: diagnosis\n"
+        "-- description: A new rule that flags every diagnosis.\n"
+        "SELECT source_id, source_record_key FROM diagnosis\n")
+    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
+    summary = pipeline.run(home, key_value=KEY)
+    assert summary["sources_changed"] == []
+    new = _rows(home, "SELECT count(*) AS n FROM dq.issue WHERE run_id = ? AND rule_id = 'XT-EVERY-DIAGNOSIS'",
+                [summary["run_id"]])
+    judged = _rows(home, "SELECT count(*) AS n FROM stage.diagnosis")  # loaded or held back: all judged
+    assert new.n[0] == judged.n[0] >= summary["rows"]["diagnosis"]

@@ -1,0 +1,14 @@
+-- rule_id: XT-SUBMISSION-BEFORE-RECOMMENDATION
+-- category: plausibility
+-- subcategory: verification
+-- level: record
+-- severity: error
+-- threshold: 0
+-- table: tumour_board_review
+-- field: recommendation_date
+-- description: The tumour board's recommendation is dated before the case was submitted to it.
+-- expected: submission on or before the recommendation
+SELECT source_id, source_record_key, recommendation_date AS value,
+       'recommended ' || recommendation_date || ', submitted ' || submission_date AS message
+FROM tumour_board_review
+WHERE recommendation_date < submission_date
