@@ -104,6 +104,52 @@ def status(home: HomeOption = None) -> None:
 
 
 @app.command()
+def report(home: HomeOption = None,
+           run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest validated run)")]
+           = None) -> None:
+    """(Re)write the HTML validation report of a run."""
+    from etl.quality.report import build_report
+
+    rtw_home = resolve_home(home)
+    if not rtw_home.warehouse.exists():
+        _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
+    try:
+        page = build_report(rtw_home.warehouse, rtw_home.reports, run_id)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"validation report: {page}")
+
+
+@app.command()
+def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) code, e.g. IT-MI01")],
+            home: HomeOption = None,
+            run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest validated run)")]
+            = None) -> None:
+    """Write a centre's open issues as XLSX and CSV to send back to it."""
+    from etl.quality.queries import write_centre_queries
+    from etl.quality.report import validated_runs
+
+    rtw_home = resolve_home(home)
+    if not rtw_home.warehouse.exists():
+        _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
+    import duckdb
+
+    con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
+    try:
+        runs = validated_runs(con)
+    finally:
+        con.close()
+    if not runs:
+        _fail("no validated run yet")
+    run_id = run_id or runs[-1]
+    try:
+        xlsx, csv_file = write_centre_queries(rtw_home.warehouse, rtw_home.reports / run_id / "queries", centre, run_id)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"queries for {centre}: {xlsx} and {csv_file}")
+
+
+@app.command()
 def airflow(home: HomeOption = None) -> None:
     """Start a local Airflow (scheduler + UI) whose DAG imports into this home."""
     from etl import airflow_local
@@ -134,7 +180,11 @@ def _print_summary(summary: dict[str, Any], seconds: float) -> None:
         console.print(f"unchanged, skipped: {', '.join(summary['sources_unchanged'])}")
     if summary["sources_failed"]:
         console.print(f"[red]failed sources: {', '.join(summary['sources_failed'])}: {summary['message']}[/red]")
+    issues = summary.get("issues") or {}
+    console.print("open issues: " + (", ".join(f"{n:,} {sev}s" for sev, n in issues.items()) or "none"))
     console.print(f"warehouse: {summary['warehouse']}")
+    if summary.get("report"):
+        console.print(f"validation report: {summary['report']}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

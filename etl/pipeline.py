@@ -28,6 +28,7 @@ from etl.extract.delimited import sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
 from etl.extract.odm import stage_odm
 from etl.load.warehouse import publish, read_source_state
+from etl.quality.report import build_report
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
@@ -184,7 +185,10 @@ def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *,
     publish(home.warehouse, planned["run_id"], outcomes, trigger=trigger,
             started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"],
             quality=quality_plan_for(home, planned["run_id"], sources_dir=sources_dir))
-    return summarise(home, planned["run_id"])
+    summary = summarise(home, planned["run_id"])
+    if summary["validated"]:
+        summary["report"] = str(build_report(home.warehouse, home.reports, planned["run_id"]))
+    return summary
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
@@ -200,18 +204,21 @@ def summarise(home: Home, run_id: str | None = None) -> dict[str, Any]:
     try:
         if run_id is None:
             run_id = _one(con, "SELECT run_id FROM meta.run ORDER BY started_at DESC LIMIT 1")[0]
-        run = _one(con, "SELECT status, sources_changed, sources_unchanged, sources_failed, message "
+        run = _one(con, "SELECT status, sources_changed, sources_unchanged, sources_failed, message, validated "
                    "FROM meta.run WHERE run_id = ?", [run_id])
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_name").fetchall()]
         rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
         quarantined = dict(con.execute(
             "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
+        issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
+                                  "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
     finally:
         con.close()
     return {"run_id": run_id, "status": run[0], "sources_changed": run[1], "sources_unchanged": run[2],
-            "sources_failed": run[3], "message": run[4], "rows": rows, "quarantined": quarantined,
-            "warehouse": str(home.warehouse)}
+            "sources_failed": run[3], "message": run[4], "validated": bool(run[5]), "rows": rows,
+            "quarantined": quarantined, "issues": issues, "warehouse": str(home.warehouse),
+            "report": str(latest) if (latest := home.reports / "latest" / "index.html").exists() else None}
 
 
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,

@@ -68,7 +68,8 @@ def test_a_clean_record_is_harmonised_and_pseudonymised():
     assert (patient["sex"], patient["birth_year"], patient["birth_month"], patient["country"]) == (
         "female", 2010, 5, "IT")
     assert "birth_date" not in result.tables["patient_source"].columns
-    assert result.quarantine.empty
+    assert result.rejections.empty
+    assert result.records.iloc[0]["centre_id"] is None or isinstance(result.records.iloc[0]["centre_id"], str)
     assert result.file_counts == {"f" * 64: {"rows_read": 1, "rows_loaded": 1, "rows_quarantined": 0}}
 
 
@@ -76,10 +77,12 @@ def test_values_that_cannot_be_harmonised_quarantine_the_whole_record_with_every
     bad = {**CLEAN, "rid": "2", "pid": "P2", "sex": "7", "diag": "31/02/2015", "born": "31/02/2010"}
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN, bad])}, KEY, "run-1")
     assert len(result.tables["diagnosis"]) == 1 and len(result.tables["patient_source"]) == 1
-    held = result.quarantine.iloc[0]
+    held = result.records[result.records.source_record_key.isin(result.rejections.source_record_key)].iloc[0]
     assert held["line"] == 3 and held["record_set"] == "REG"
     assert held["target_tables"] == ["diagnosis", "patient_source"]
-    reasons = " | ".join(held["reasons"])
+    assert set(result.rejections.rule_id) == {"CONF-CODE-IN-LIST", "CONF-DATE-VALID"}
+    assert "31/02/2010" not in set(result.rejections.value)  # shown as <hidden>
+    reasons = " | ".join(result.rejections.message)
     assert "sex (sex): code '7' is not in the code list (1, 2)" in reasons
     assert "diagnosis_date (diag): '31/02/2015' is not a real date (expected dd/mm/yyyy)" in reasons
     assert "birth_date (born): '<hidden>' is not a real date" in reasons
@@ -92,19 +95,23 @@ def test_sentinels_are_null_but_a_required_empty_field_is_not_accepted():
     result = harmonise_source(MAPPING, {"REG": _frame(rows)}, KEY, "run-1")
     diagnosis = result.tables["diagnosis"].iloc[0]
     assert diagnosis["tumour_size_mm"] is None and diagnosis["age_at_diagnosis_days"] is None
-    assert result.quarantine.iloc[0]["reasons"] == ["diagnosis_date (diag): required but empty"]
+    assert result.rejections.message.tolist() == ["diagnosis_date (diag): required but empty"]
+    assert result.rejections.rule_id.tolist() == ["CONF-REQUIRED-PRESENT"]
 
 
 def test_a_repeated_record_key_is_quarantined_as_a_duplicate():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN, CLEAN])}, KEY, "run-1")
     assert len(result.tables["diagnosis"]) == 1
-    assert result.quarantine.iloc[0]["reasons"][0].startswith("duplicate: record key ")
-    assert "already read at line 2" in result.quarantine.iloc[0]["reasons"][0]
+    duplicate = result.rejections.iloc[0]
+    assert duplicate["rule_id"] == "CONF-KEY-UNIQUE" and duplicate["message"].startswith("duplicate: record key ")
+    assert "already read at line 2" in duplicate["message"]
+    assert duplicate["source_record_key"].endswith("#2")  # the second copy, distinct from the loaded first
 
 
 def test_a_record_set_nobody_maps_is_quarantined_not_lost():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
-    assert result.quarantine.iloc[0]["reasons"] == ["record set NEWFORM is not mapped in sources/reg_test.yaml"]
+    assert result.rejections.message.tolist() == ["record set NEWFORM is not mapped in sources/reg_test.yaml"]
+    assert result.rejections.rule_id.tolist() == ["CONF-FORM-MAPPED"]
 
 
 def test_a_missing_mapped_column_fails_the_source_with_the_file_and_column():

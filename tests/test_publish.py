@@ -23,8 +23,8 @@ def _outcome(tmp_path: Path, run_id: str, diagnoses: int, *, broken: bool = Fals
         "source_record_key": [f"x|REG[{i}]" for i in range(diagnoses)], "run_id": run_id,
     })
     frame.to_parquet(folder / "diagnosis.parquet")
-    pd.DataFrame({"source_id": pd.Series(dtype=str), "source_record_key": pd.Series(dtype=str)}).to_parquet(
-        folder / "quarantine.parquet")
+    pd.DataFrame({"source_id": "reg", "source_file_sha256": "a" * 64,
+                  "source_record_key": frame.source_record_key}).to_parquet(folder / "records.parquet")
     return {"source_id": "reg", "run_id": run_id, "status": "harmonised", "harmonised_dir": str(folder),
             "fingerprint": run_id, "files": [{"name": "reg.csv", "sha256": "a" * 64, "size_bytes": 1,
                                               "series": "REG"}],

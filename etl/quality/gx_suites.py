@@ -107,7 +107,9 @@ def run_suites(frames: Mapping[str, pd.DataFrame], rules: Sequence[Rule], *,
         suite = context.suites.add(gx.ExpectationSuite(name=f"core.{table}", expectations=expectations))
         batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("stage")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[_SITE])] if data_docs_dir else []
+        actions: list[Any] = []
+        if data_docs_dir:
+            actions.append(gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[_SITE]))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"rtw_{table}", validation_definitions=[definition], actions=actions,
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS}))

@@ -76,6 +76,8 @@ def _stage_frames(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[str,
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:
     con.execute("DELETE FROM dq.check")
+    if not rules:
+        return
     con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         (r.rule_id, r.meta.category, r.meta.subcategory, r.meta.level, r.meta.severity, r.meta.threshold,
          r.meta.table, r.meta.field, r.meta.description, r.meta.expected, r.engine, r.definition)
@@ -181,7 +183,8 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
     runs = _harmonise_runs(con, by_engine["harmonise"])
     gx_tables = {r.meta.table for r in by_engine["gx"] if r.meta.table}
-    runs += run_suites(_stage_frames(con, gx_tables), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
+    if by_engine["gx"]:
+        runs += run_suites(_stage_frames(con, gx_tables), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
     runs += run_checks(con, by_engine["sql"])
     _load_findings(con, runs, plan)
     con.execute(_SETTINGS)
