@@ -1,6 +1,9 @@
 """Nightly import of every source into the Rare Tumour Warehouse.
 
 plan_run -> extract (mapped, one per changed source) -> harmonise (mapped) -> publish.
+publish validates every record against the rule catalogue inside the new warehouse file
+(error -> quarantine, warning -> issue; a failed rule never stops the load of clean records),
+swaps the file in and writes the validation report.
 The DAG only declares: every step is a function of `etl.pipeline`, the same ones `rtw run`
 calls, imported inside the tasks so parsing this file touches no database, no connection
 and no data library. Tasks pass small dicts of paths and counts, never data.
@@ -70,6 +73,7 @@ def nightly_import() -> None:
 
     @task(outlets=[WAREHOUSE], trigger_rule="all_done")
     def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Validate, publish atomically, report."""
         from etl import pipeline
 
         return pipeline.publish_run(_home(), planned, list(outcomes or []), trigger="airflow")

@@ -194,3 +194,9 @@ def test_adding_a_rule_file_revalidates_unchanged_sources(tmp_path, monkeypatch)
                 [summary["run_id"]])
     judged = _rows(home, "SELECT count(*) AS n FROM stage.diagnosis")  # loaded or held back: all judged
     assert new.n[0] == judged.n[0] >= summary["rows"]["diagnosis"]
+
+
+def test_the_rule_page_in_docs_matches_the_catalogue():
+    from etl.quality.catalogue import catalogue_markdown
+    page = (REPO_ROOT / "docs" / "rules.md").read_text()
+    assert page == catalogue_markdown(load_catalogue()), "regenerate: python -m etl.quality.catalogue > docs/rules.md"

@@ -166,3 +166,29 @@ def fingerprint(rules: Iterable[Rule], overrides: Mapping[str, Any]) -> str:
         digest.update(json.dumps([rule.meta.model_dump(), rule.expectation, rule.query], sort_keys=True).encode())
     digest.update(json.dumps(overrides, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def catalogue_markdown(rules: Iterable[Rule]) -> str:
+    """The catalogue as a Markdown page for quality officers (docs/rules.md is this, regenerated)."""
+    lines = ["# Data-quality rules", "",
+             "Generated from `expectations/` and `warehouse/checks/` by `python -m etl.quality.catalogue`; "
+             "do not edit by hand.", "",
+             "Severity *error* holds the record back (quarantine); *warning* loads it and lists it as an issue. "
+             "The threshold is the share of failing rows tolerated before the rule fails; a source can change it, "
+             "or switch the rule off, under `quality:` in its `sources/<source>.yaml`.", ""]
+    ordered = sorted(rules, key=lambda r: (r.meta.category, r.meta.subcategory, r.rule_id))
+    for category in ("conformance", "completeness", "plausibility"):
+        lines += [f"## {category.capitalize()}", "",
+                  "| rule | kind | level | severity | threshold | table.field | what it means |",
+                  "|---|---|---|---|---|---|---|"]
+        for rule in (r for r in ordered if r.meta.category == category):
+            m = rule.meta
+            where = ".".join(p for p in (m.table, m.field) if p) or "(any)"
+            lines.append(f"| `{m.rule_id}` | {m.subcategory} | {m.level} | {m.severity} | {m.threshold:g} | "
+                         f"{where} | {m.description} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(catalogue_markdown(load_catalogue()), end="")
