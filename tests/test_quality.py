@@ -200,3 +200,34 @@ def test_the_rule_page_in_docs_matches_the_catalogue():
     from etl.quality.catalogue import catalogue_markdown
     page = (REPO_ROOT / "docs" / "rules.md").read_text()
     assert page == catalogue_markdown(load_catalogue()), "regenerate: python -m etl.quality.catalogue > docs/rules.md"
+
+
+def _rule(rule_id: str):
+    return next(r for r in load_catalogue() if r.rule_id == rule_id)
+
+
+def test_crizotinib_eligibility_rules_judge_trial_patients_only():
+    """No synthetic source is the trial yet: check its rules on hand-made rows."""
+    from etl.quality.gx_suites import run_suites
+    from etl.quality.sql_checks import run_checks
+
+    enrolment = pd.DataFrame({
+        "source_id": ["trial", "trial", "trial", "reg"], "source_record_key": ["a", "b", "c", "d"],
+        "patient_id": ["p1", "p2", "p3", "p4"], "study_id": ["CRIZOTINIB"] * 3 + ["TREP"],
+        "age_at_enrolment_days": [3000, 7000, 4000, 7000], "lvef_percent": [65.0, 70.0, 55.0, 40.0]})
+    runs = {r.rule_id: r for r in run_suites({"study_enrolment": enrolment},
+                                             [_rule("ENR-LVEF-CRIZOTINIB"), _rule("ENR-AGE-CRIZOTINIB")])}
+    assert list(runs["ENR-LVEF-CRIZOTINIB"].failures.source_record_key) == ["c"]
+    assert list(runs["ENR-AGE-CRIZOTINIB"].failures.source_record_key) == ["b"]
+    assert len(runs["ENR-LVEF-CRIZOTINIB"].population) == 3  # the registry patient is not judged
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA stage")
+    con.execute("CREATE TABLE stage.study_enrolment AS SELECT * FROM enrolment")
+    con.execute("CREATE TABLE stage.molecular_alteration (source_id VARCHAR, patient_id VARCHAR, "
+                "alteration_type VARCHAR, gene_symbol VARCHAR, partner_gene VARCHAR)")
+    con.execute("INSERT INTO stage.molecular_alteration VALUES ('trial', 'p1', 'fusion', 'EML4', 'ALK'), "
+                "('trial', 'p2', 'SNV', 'ALK', NULL), ('trial', 'p3', 'fusion', 'ROS1', 'CD74')")
+    (run,) = run_checks(con, [_rule("XT-CRIZOTINIB-ALK-ROS1")])
+    assert run.error is None
+    assert list(run.failures.source_record_key) == ["b"] and len(run.population) == 3

@@ -53,6 +53,7 @@ CREATE TABLE core.study_enrolment (
     enrolment_date_precision VARCHAR,
     age_at_enrolment_days   INTEGER,
     arm                     VARCHAR,
+    lvef_percent            DOUBLE,    -- left-ventricular ejection fraction at screening (trial eligibility), %
     off_study_date          DATE,
     off_study_reason        VARCHAR,
     source_id               VARCHAR NOT NULL,
