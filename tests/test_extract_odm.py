@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import reference_corpus
 
 from etl.extract.errors import ExtractError
 from etl.extract.odm import (
@@ -27,8 +27,7 @@ from etl.extract.odm import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("RTW_REFERENCE_DIR", REPO.parent / "shared" / "reference")) / "odm"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference corpus not at {REFERENCE}")
+REFERENCE = reference_corpus.REFERENCE / "odm"
 ODM13 = "http://www.cdisc.org/ns/odm/v1.3"
 ODM20 = "http://www.cdisc.org/ns/odm/v2.0"
 
@@ -57,14 +56,12 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 # --- the reference corpus -------------------------------------------------------------------
 
-@needs_reference
 def test_the_manifest_lists_every_corpus_file():
     on_disk = sorted(p.relative_to(REFERENCE).as_posix() for p in REFERENCE.rglob("*.xml"))
     assert on_disk == sorted(MANIFEST)
     assert len(READABLE) == 39
 
 
-@needs_reference
 @pytest.mark.parametrize("name", READABLE)
 def test_every_itemdata_of_the_corpus_is_read_with_its_keys(name):
     # The manifest counts ItemData (and typed ItemDataXXX) anywhere in the file; in this corpus they
@@ -83,7 +80,6 @@ def test_every_itemdata_of_the_corpus_is_read_with_its_keys(name):
     assert all(name.split("/")[-1] in notice for notice in notices)
 
 
-@needs_reference
 def test_redcap_checkbox_items_come_one_per_code():
     rows, _ = _read(REFERENCE / "redcapr/checkboxes-1.xml")
     first = {r.item_oid: r.value for r in rows if r.subject_key == "1" and r.item_oid.startswith("check_two___")}
@@ -91,7 +87,6 @@ def test_redcap_checkbox_items_come_one_per_code():
                      "check_two___e": "0"}
 
 
-@needs_reference
 def test_cyrillic_values_round_trip():
     rows, _ = _read(REFERENCE / "redcapr/russian.xml")
     by_subject = {r.subject_key: r for r in rows if r.item_oid == "recruitment_other"}
@@ -100,7 +95,6 @@ def test_cyrillic_values_round_trip():
     assert by_subject["AAAA"].line == 5479
 
 
-@needs_reference
 def test_line_breaks_in_attribute_values_become_spaces_and_line_is_where_the_tag_ends():
     rows, _ = _read(REFERENCE / "redcap-etl/RepeatingForms.REDCap.xml")
     address = next(r for r in rows if r.item_oid == "address" and r.subject_key == "1001")
@@ -108,7 +102,6 @@ def test_line_breaks_in_attribute_values_become_spaces_and_line_is_where_the_tag
     assert address.study_event_oid is None  # classic REDCap project: FormData straight under SubjectData
 
 
-@needs_reference
 def test_redcap_repeating_forms_events_and_file_uploads():
     rows, _ = _read(REFERENCE / "redcapr/repeating-instruments.xml")
     assert Counter((r.form_oid, r.form_repeat_key) for r in rows)[("Form.bp", "3")] == 4
@@ -120,7 +113,6 @@ def test_redcap_repeating_forms_events_and_file_uploads():
     assert all(r.value.startswith("/9j/4AAQSkZJRgABAQ") for r in uploads)  # CDATA text, a JPEG
 
 
-@needs_reference
 def test_odm2_values_are_child_elements_and_the_outer_group_is_the_form():
     rows, _ = _read(REFERENCE / "cdisc-dataexchange-odm/Atlas_QS_ODMv2.xml")
     total = next(r for r in rows if r.item_oid == "IT.TOTAL_SCORE")
@@ -134,7 +126,6 @@ def test_odm2_values_are_child_elements_and_the_outer_group_is_the_form():
     assert any("http://hl7.org/fhir" in notice for notice in notices)
 
 
-@needs_reference
 def test_typed_itemdata_text_and_several_clinical_data_blocks():
     rows, _ = _read(REFERENCE / "odmxmltools-jl/test.xml")
     first = rows[2]
@@ -149,7 +140,6 @@ def test_typed_itemdata_text_and_several_clinical_data_blocks():
     assert {r.transaction_type for r in rows} == {"Insert"}
 
 
-@needs_reference
 def test_odm11_transactions_and_audit_records_are_inherited():
     # No namespace, ISO-8859-1, a DOCTYPE whose DTD is not shipped (and must not be fetched).
     rows, notices = _read(REFERENCE / "cdisc-dataexchange-odm/odm1_1_0_example.xml")
@@ -168,7 +158,6 @@ def test_odm11_transactions_and_audit_records_are_inherited():
             and r.transaction_type == "Insert"} == {""}  # ItemGroupRepeatKey="" stays ""
 
 
-@needs_reference
 def test_dataset_xml_has_no_subject_and_numbers_records_by_sequence():
     rows, _ = _read(REFERENCE / "odmlib/ae.xml")
     assert {r.subject_key for r in rows} == {None}
@@ -180,7 +169,6 @@ def test_dataset_xml_has_no_subject_and_numbers_records_by_sequence():
 
 # --- invalid inputs ---------------------------------------------------------------------------
 
-@needs_reference
 def test_not_well_formed_file_names_file_line_and_column():
     with pytest.raises(OdmFormatError) as caught:
         list(iter_odm_items(REFERENCE / "odmlib/invalid/test_odm_001.xml"))
@@ -189,14 +177,12 @@ def test_not_well_formed_file_names_file_line_and_column():
     assert isinstance(caught.value, ExtractError)
 
 
-@needs_reference
 def test_metadata_only_file_gives_no_rows_and_says_so():
     rows, notices = _read(REFERENCE / "odmlib/invalid/cdash-odm-test-invalid.xml")
     assert rows == []
     assert notices == ["cdash-odm-test-invalid.xml: no ClinicalData (metadata-only file)"]
 
 
-@needs_reference
 def test_schema_invalid_file_is_read_with_bad_values_as_raw_strings():
     rows, _ = _read(REFERENCE / "odmxmltools-jl/invalid/nvtest.xml")
     assert len(rows) == 9
@@ -378,7 +364,6 @@ def test_a_value_over_the_parser_limit_is_refused_not_truncated(tmp_path):
 
 # --- metadata ----------------------------------------------------------------------------------
 
-@needs_reference
 def test_metadata_item_defs_and_code_lists():
     odm11 = read_odm_metadata(REFERENCE / "cdisc-dataexchange-odm/odm1_1_0_example.xml")
     assert odm11.item_defs["SEX"] == ItemDef("SEX", "Sex", "text", "CodeList.001")
@@ -432,7 +417,6 @@ def test_stage_round_trip_schema_lineage_and_rows(tmp_path):
     assert set(table.column("source_file").to_pylist()) == {"edge13.xml"}
 
 
-@needs_reference
 def test_stage_empty_clinical_data_writes_a_zero_row_file_with_the_schema(tmp_path):
     out = tmp_path / "empty.parquet"
     result = stage_odm(REFERENCE / "redcapr/empty-rows.xml", out, lineage=LINEAGE)
@@ -442,7 +426,6 @@ def test_stage_empty_clinical_data_writes_a_zero_row_file_with_the_schema(tmp_pa
     assert table.num_rows == 0 and table.schema.names == [*ODM_ROW_COLUMNS, *LINEAGE]
 
 
-@needs_reference
 @pytest.mark.parametrize("name", ["redcapr/clinical-trial-1.xml", "odmlib/lb.xml", "odmxmltools-jl/test.xml"])
 def test_stage_corpus_files(tmp_path, name):
     out = tmp_path / "staged.parquet"

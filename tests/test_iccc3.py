@@ -1,36 +1,29 @@
 """ICCC-3 classification against the 40 derived cases of the shared reference corpus."""
 
 import csv
-import os
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
+import reference_corpus
 
 from etl.transform import iccc3
 from etl.transform.icdo3 import IcdO3Error
 
-REFERENCE = Path(os.environ.get("RTW_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
-ICCC3_DIR = REFERENCE / "iccc3"
-needs_reference = pytest.mark.skipif(not ICCC3_DIR.is_dir(), reason=f"reference corpus not at {REFERENCE}")
+ICCC3_DIR = reference_corpus.REFERENCE / "iccc3"
 
 
 def _known_pairs() -> list[dict[str, str]]:
-    if not ICCC3_DIR.is_dir():
-        return []
     with (ICCC3_DIR / "known_pairs.csv").open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-@needs_reference
 def test_the_packaged_table_is_the_reference_table_byte_for_byte():
     reference = ICCC3_DIR / "iccc-data-third-edition-iarc-2017.csv"
     assert iccc3.DEFAULT_TABLE_PATH.read_bytes() == reference.read_bytes()
     assert len(_known_pairs()) == 40
 
 
-@needs_reference
 @pytest.mark.parametrize("case", _known_pairs(), ids=lambda case: f"{case['case_id']}-{case['icdo3_morphology']}")
 def test_known_pairs_classify_as_derived(case):
     cls = iccc3.classify(case["icdo3_histology"], case["icdo3_behaviour"], case["icdo3_topography"])
@@ -39,7 +32,6 @@ def test_known_pairs_classify_as_derived(case):
         case["iccc_group_name"])
 
 
-@needs_reference
 def test_the_spreadsheet_corrupted_table_is_refused_naming_line_and_cell():
     corrupted = ICCC3_DIR / "historical" / "iccc-data-third-edition-iarc-2017.CORRUPTED-04f7305.csv"
     with pytest.raises(ValueError, match=r"line 5, column 'Hist IN': '98' in '98,359,836' is not dddd or dddd-dddd"):
