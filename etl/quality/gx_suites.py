@@ -70,6 +70,9 @@ def _context(data_docs_dir: Path | None) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX pins this module's logger to INFO; its per-run chatter does not belong in our logs.
+    logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if data_docs_dir is not None:
@@ -102,8 +105,11 @@ def run_suites(frames: Mapping[str, pd.DataFrame], rules: Sequence[Rule], *,
             kwargs = dict(rule.expectation["kwargs"])
             if rule.meta.threshold > 0 and "mostly" not in kwargs:
                 kwargs["mostly"] = 1.0 - rule.meta.threshold  # so Data Docs judge as the report does
-            expectations.append(ExpectationConfiguration(
-                type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())
+            try:
+                expectations.append(ExpectationConfiguration(
+                    type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())
+            except Exception as exc:  # a misspelt expectation: that rule errs, the suite runs
+                runs.append(RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {type(exc).__name__}: {exc}"))
         suite = context.suites.add(gx.ExpectationSuite(name=f"core.{table}", expectations=expectations))
         batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("stage")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
