@@ -1,180 +1,489 @@
-"""The validation report: one offline HTML page per validated run, under <home>/reports/<run_id>/.
+"""The validation report: one offline HTML page per run, `<reports>/<run_id>/index.html`.
 
-Read from the warehouse only (dq and meta): the Kahn grid, per-source and per-centre views,
-every rule against its threshold, what changed since the previous validated run, a trend over
-runs (inline SVG), and a link to the run's GX Data Docs. No CDN, no script: it opens anywhere.
+It only reads the warehouse (meta.run and the dq tables of warehouse/dq.sql): the Kahn grid,
+per source and per centre, every rule against its threshold, what changed since the previous
+validated run and a trend over runs. Everything is inside the page (inline CSS, inline SVG, a
+few lines of inline script to filter tables), so it opens offline, from a file share or a mail.
+
+Gotchas of the tables:
+- A run in which no source and no rule changed does not rerun the rules (no dq.check_result
+  rows): its page shows the findings of the latest validated run before it, still the open ones.
+- dq.check is the catalogue as of the latest run: an older run may have results of a rule since
+  removed, so catalogue columns can be missing for it.
+- dq.quarantine holds the current warehouse only; for an older run the records held back are
+  those with an error-severity issue, which is what the quarantine is built from.
 """
 
 from __future__ import annotations
 
+import html
+import logging
+import math
 import os
+import secrets
 import shutil
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+log = logging.getLogger(__name__)
 
 CATEGORIES = ("conformance", "completeness", "plausibility")
 SUBCATEGORIES = ("verification", "validation")
+STATUSES = ("passed", "failed", "error", "not_applicable")
+_JUDGED = ("passed", "failed")  # results that measured something; error and not_applicable did not
 _TEMPLATES = Path(__file__).parent / "templates"
-# A rule's status over all sources and centres: the worst one wins.
-_RANK = {"error": 3, "failed": 2, "passed": 1, "not_applicable": 0}
+_IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp"}
 
 
-def rule_status(statuses: Sequence[str]) -> str:
-    """error if any result erred, else failed if any failed, else passed if any passed."""
-    return max(statuses, key=lambda s: _RANK[s], default="not_applicable")
+class UnknownRun(ValueError):
+    """The run is not in meta.run, or no run up to it was validated."""
 
 
+@dataclass(frozen=True)
+class RunChoice:
+    """Which run a page is about, and whose findings it shows."""
+
+    run_id: str  # the run asked for
+    findings_run_id: str  # the latest validated run at or before it (run_id itself when its rules ran)
+    previous_run_id: str | None  # the validated run before findings_run_id, to compare with
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One dq.check_result row: a rule on one source and centre."""
+
+    rule_id: str
+    source_id: str
+    centre_id: str | None
+    failing_rows: int
+    denominator: int
+    threshold: float
+    status: str
+    message: str | None = None
+
+
+@dataclass
+class RuleLine:
+    """A rule over the whole run: catalogue columns, summed counts, run-level status."""
+
+    rule_id: str
+    category: str | None
+    subcategory: str | None
+    level: str | None
+    severity: str | None
+    description: str | None
+    threshold: float | None  # the catalogue's
+    status: str
+    failing_rows: int | None = None  # None: nothing was judged
+    denominator: int | None = None
+    overrides: list[tuple[str, float]] = field(default_factory=list)  # (source, threshold) differing
+    notes: list[str] = field(default_factory=list)  # why not applicable, or the error
+
+    @property
+    def percent(self) -> float | None:
+        if self.failing_rows is None or not self.denominator:
+            return None
+        return 100.0 * self.failing_rows / self.denominator
+
+
+@dataclass(frozen=True)
+class SourceRule:
+    """A rule on one source: its centres' failing rows and denominators summed."""
+
+    source_id: str
+    rule_id: str
+    failing_rows: int
+    denominator: int
+    threshold: float | None
+    status: str
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.failing_rows / self.denominator if self.denominator else None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    run_id: str
+    started_at: datetime | None
+    issues: int
+    rules_failed: int
+    validated: bool  # False: the rules did not rerun, the point repeats the last validated run
+
+
+# -- statuses -----------------------------------------------------------------------------------
+def rule_status(statuses: Iterable[str]) -> str:
+    """A rule's status over many results: error if any erred, else failed if any failed, else
+    passed if any passed, else not_applicable."""
+    seen = set(statuses)
+    return next((s for s in ("error", "failed", "passed") if s in seen), "not_applicable")
+
+
+def source_rule_status(results: Iterable[CheckResult]) -> str:
+    """A rule's status on one source: failing rows and denominators summed over its centres, then
+    compared with the threshold as the engine does (failed when failing > threshold x denominator).
+    A small centre can fail a rule its source as a whole passes."""
+    results = list(results)
+    if any(r.status == "error" for r in results):
+        return "error"
+    judged = [r for r in results if r.status in _JUDGED]
+    denominator = sum(r.denominator for r in judged)
+    if denominator == 0:
+        return "not_applicable"
+    threshold = max(r.threshold for r in judged)  # one per source (after its override)
+    return "failed" if sum(r.failing_rows for r in judged) > threshold * denominator else "passed"
+
+
+def summarise_rules(catalogue: dict[str, dict[str, Any]], results: Sequence[CheckResult],
+                    *, with_unrun: bool) -> list[RuleLine]:
+    """One line per rule with results (and, with_unrun, per catalogue rule without any)."""
+    by_rule: dict[str, list[CheckResult]] = defaultdict(list)
+    for result in results:
+        by_rule[result.rule_id].append(result)
+    rule_ids = sorted(set(by_rule) | (set(catalogue) if with_unrun else set()))
+    lines = []
+    for rule_id in rule_ids:
+        meta = catalogue.get(rule_id, {})
+        rows = by_rule.get(rule_id, [])
+        judged = [r for r in rows if r.status in _JUDGED]
+        line = RuleLine(rule_id, meta.get("category"), meta.get("subcategory"), meta.get("level"),
+                        meta.get("severity"), meta.get("description"), meta.get("threshold"),
+                        rule_status(r.status for r in rows))
+        if judged:
+            line.failing_rows = sum(r.failing_rows for r in judged)
+            line.denominator = sum(r.denominator for r in judged)
+        line.overrides = sorted({(r.source_id, r.threshold) for r in rows if r.threshold != line.threshold})
+        line.notes = sorted({f"{r.source_id}: {r.message}" for r in rows if r.message and r.status not in _JUDGED})
+        if not rows:
+            line.notes = ["no result in this run"]
+        if not meta:
+            line.notes.append("no longer in the rule catalogue")
+        lines.append(line)
+    return lines
+
+
+def kahn_grid(lines: Iterable[RuleLine]) -> dict[tuple[str, str], Counter[str]]:
+    """Rules per Kahn category x subcategory, counted by run-level status (and `total`)."""
+    grid: dict[tuple[str, str], Counter[str]] = {(c, s): Counter() for c in CATEGORIES for s in SUBCATEGORIES}
+    for line in lines:
+        cell = grid.get((line.category or "", line.subcategory or ""))
+        if cell is not None:  # a rule no longer catalogued has no category to count under
+            cell[line.status] += 1
+            cell["total"] += 1
+    return grid
+
+
+def per_source(results: Sequence[CheckResult]) -> dict[str, dict[str, SourceRule]]:
+    """source -> rule -> the rule's status on that source."""
+    grouped: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    for result in results:
+        grouped[(result.source_id, result.rule_id)].append(result)
+    sources: dict[str, dict[str, SourceRule]] = defaultdict(dict)
+    for (source_id, rule_id), rows in sorted(grouped.items()):
+        judged = [r for r in rows if r.status in _JUDGED]
+        sources[source_id][rule_id] = SourceRule(
+            source_id, rule_id, sum(r.failing_rows for r in judged), sum(r.denominator for r in judged),
+            max((r.threshold for r in judged), default=None), source_rule_status(rows))
+    return dict(sources)
+
+
+# -- reading the warehouse ----------------------------------------------------------------------
 def _records(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     cursor = con.execute(sql, list(params))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, bool]]:
+    """Every run in meta.run, oldest first, and whether its rules ran (it has check results)."""
+    return [(run_id, bool(validated)) for run_id, validated in con.execute("""
+        SELECT run_id, run_id IN (SELECT DISTINCT run_id FROM dq.check_result) AS validated
+        FROM meta.run ORDER BY started_at, run_id""").fetchall()]
+
+
 def validated_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Runs that validated, oldest first."""
-    return [r for (r,) in con.execute(
-        "SELECT run_id FROM meta.run WHERE run_id IN (SELECT DISTINCT run_id FROM dq.check_result) "
-        "ORDER BY started_at, run_id").fetchall()]
+    """Runs whose rules ran, oldest first."""
+    return [run_id for run_id, validated in _runs(con) if validated]
 
 
-def _trend_svg(points: list[dict[str, Any]]) -> str:
-    width, height, pad = 720, 220, 40
-    top = max([p["issues"] for p in points] + [1])
-    step = (width - 2 * pad) / max(len(points) - 1, 1)
-
-    def xy(i: int, value: float) -> tuple[float, float]:
-        return pad + i * step, height - pad - (height - 2 * pad) * value / top
-
-    issues = " ".join(f"{x:.1f},{y:.1f}" for i, p in enumerate(points) for x, y in [xy(i, p["issues"])])
-    dots = "".join(f'<circle class="run-point" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="#1f5fa8">'
-                   f'<title>{p["run_id"]}: {p["issues"]} issues, {p["failed"]} rules failed</title></circle>'
-                   for i, p in enumerate(points) for x, y in [xy(i, p["issues"])])
-    labels = "".join(f'<text x="{xy(i, 0)[0]:.1f}" y="{height - 12}" font-size="10" text-anchor="middle">'
-                     f'{p["failed"]} failed</text>' for i, p in enumerate(points))
-    return (f'<svg id="trend-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'role="img" aria-label="issues per run">'
-            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#99a"/>'
-            f'<text x="{pad}" y="16" font-size="11">issues per run (max {top}); rules failed below</text>'
-            f'<polyline points="{issues}" fill="none" stroke="#1f5fa8" stroke-width="2"/>{dots}{labels}</svg>')
+def choose_run(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> RunChoice:
+    """The run to report on (default: the latest in meta.run) and the validated runs its page compares."""
+    runs = _runs(con)
+    if not runs:
+        raise UnknownRun("the warehouse has no run yet: run 'rtw run' first")
+    ids = [r for r, _ in runs]
+    if run_id is None:
+        run_id = ids[-1]
+    elif run_id not in ids:
+        raise UnknownRun(f"no run {run_id!r} in meta.run; the latest runs: {', '.join(reversed(ids[-5:]))}")
+    validated = [r for r, v in runs[: ids.index(run_id) + 1] if v]
+    if not validated:
+        raise UnknownRun(f"the quality rules have not run yet at run {run_id}: no findings to report")
+    return RunChoice(run_id, validated[-1], validated[-2] if len(validated) > 1 else None)
 
 
-def _context(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    runs = validated_runs(con)
-    previous = runs[runs.index(run_id) - 1] if run_id in runs and runs.index(run_id) > 0 else None
-    run = _records(con, "SELECT * FROM meta.run WHERE run_id = ?", [run_id])[0]
-    results = _records(con, "SELECT r.*, c.category, c.subcategory FROM dq.check_result r "
-                            "JOIN dq.check c USING (rule_id) WHERE r.run_id = ?", [run_id])
-    statuses: dict[str, list[str]] = {}
-    for r in results:
-        statuses.setdefault(r["rule_id"], []).append(r["status"])
-    rules = _records(con, """
-        SELECT c.*, sum(r.failing_rows)::BIGINT AS failing, sum(r.denominator)::BIGINT AS denominator,
-               round(100.0 * sum(r.failing_rows) / nullif(sum(r.denominator), 0), 2) AS percent,
-               string_agg(DISTINCT r.message, '; ') AS message
-        FROM dq.check c LEFT JOIN dq.check_result r ON r.rule_id = c.rule_id AND r.run_id = ?
-        GROUP BY ALL ORDER BY c.category, c.rule_id""", [run_id])
-    for rule in rules:
-        rule["status"] = rule_status(statuses.get(rule["rule_id"], []))
-    grid = {(c, s): {"passed": 0, "failed": 0, "total": 0} for c in CATEGORIES for s in SUBCATEGORIES}
-    for rule in rules:
-        cell = grid[(rule["category"], rule["subcategory"])]
-        cell["total"] += 1
-        cell["passed"] += rule["status"] == "passed"
-        cell["failed"] += rule["status"] in ("failed", "error")
-    sources = []
-    for source_id in sorted({r["source_id"] for r in results}):
-        per_rule: dict[str, list[str]] = {}
-        for r in results:
-            if r["source_id"] == source_id:
-                per_rule.setdefault(r["rule_id"], []).append(r["status"])
-        verdicts = [rule_status(s) for s in per_rule.values()]
-        counts = con.execute("SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ? AND source_id = ?), "
-                             "(SELECT count(*) FROM dq.quarantine WHERE source_id = ?)",
-                             [run_id, source_id, source_id]).fetchone() or (0, 0)
-        sources.append({"source_id": source_id, **{s: verdicts.count(s) for s in _RANK},
-                        "issues": counts[0], "quarantined": counts[1]})
-    centres = _records(con, """
-        WITH judged AS (SELECT source_id, centre_id, max(denominator) AS records,
-                               string_agg(DISTINCT rule_id, ', ' ORDER BY rule_id) FILTER (WHERE status = 'failed')
-                                   AS rules_failed
-                        FROM dq.check_result WHERE run_id = $run GROUP BY ALL),
-             issues AS (SELECT source_id, centre_id, count(*) AS issues FROM dq.issue WHERE run_id = $run GROUP BY ALL),
-             held AS (SELECT source_id, centre_id, count(*) AS quarantined FROM dq.quarantine GROUP BY ALL)
-        SELECT j.source_id, j.centre_id, j.records, coalesce(i.issues, 0) AS issues,
-               coalesce(h.quarantined, 0) AS quarantined, coalesce(j.rules_failed, '') AS rules_failed
-        FROM judged j
-        LEFT JOIN issues i ON i.source_id = j.source_id AND i.centre_id IS NOT DISTINCT FROM j.centre_id
-        LEFT JOIN held h ON h.source_id = j.source_id AND h.centre_id IS NOT DISTINCT FROM j.centre_id
-        WHERE j.records > 0 ORDER BY j.source_id, j.centre_id""".replace("$run", "?"), [run_id, run_id])
-    change_rows: list[dict[str, Any]] = []
-    if previous:
-        change_rows = _records(con, """
-            WITH now AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = ?),
-                 before AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = ?)
-            SELECT coalesce(n.rule_id, b.rule_id) AS rule_id,
-                   count(*) FILTER (WHERE b.rule_id IS NULL) AS new,
-                   count(*) FILTER (WHERE n.rule_id IS NULL) AS resolved,
-                   count(*) FILTER (WHERE n.rule_id IS NOT NULL AND b.rule_id IS NOT NULL) AS persisting
-            FROM now n FULL JOIN before b ON n.rule_id = b.rule_id AND n.source_id = b.source_id
-                AND n.source_record_key = b.source_record_key AND n.field IS NOT DISTINCT FROM b.field
-            GROUP BY 1 HAVING count(*) FILTER (WHERE b.rule_id IS NULL OR n.rule_id IS NULL) > 0
-            ORDER BY 1""", [run_id, previous])
-    changes = {k: sum(r[k] for r in change_rows) for k in ("new", "resolved", "persisting")}
-    if previous:  # rules whose issues all persisted are not listed, but they count
-        changes["persisting"] = (con.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue "
-            "WHERE run_id = ? INTERSECT SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue "
-            "WHERE run_id = ?)", [run_id, previous]).fetchone() or (0,))[0]
-    trend = _records(con, """
-        SELECT r.run_id, (SELECT count(*) FROM dq.issue i WHERE i.run_id = r.run_id) AS issues,
-               (SELECT count(DISTINCT rule_id) FROM dq.check_result c WHERE c.run_id = r.run_id
-                AND c.status IN ('failed', 'error')) AS failed
-        FROM meta.run r WHERE r.run_id IN (SELECT DISTINCT run_id FROM dq.check_result)
-        ORDER BY r.started_at, r.run_id""")
-    totals = {"rules": len(rules), "failed": sum(r["status"] in ("failed", "error") for r in rules),
-              "issues": sum(s["issues"] for s in sources), "quarantined": sum(s["quarantined"] for s in sources)}
-    return {"run": run, "rules": rules, "grid": grid, "categories": CATEGORIES, "subcategories": SUBCATEGORIES,
-            "sources": sources, "centres": centres, "previous": previous, "changes": changes,
-            "change_rows": change_rows, "trend_svg": _trend_svg(trend), "totals": totals}
+def _catalogue(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    return {r["rule_id"]: r for r in _records(con, "SELECT * FROM dq.check")}
 
 
-def _point_latest(reports_dir: Path, run_id: str) -> None:
-    """reports/latest -> <run_id>, swapped atomically (a reader never sees it missing)."""
-    temporary = reports_dir / f".latest.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
+def _results(con: duckdb.DuckDBPyConnection, run_id: str) -> list[CheckResult]:
+    return [CheckResult(*row) for row in con.execute(
+        "SELECT rule_id, source_id, centre_id, failing_rows, denominator, threshold, status, message "
+        "FROM dq.check_result WHERE run_id = ? ORDER BY rule_id, source_id, centre_id", [run_id]).fetchall()]
+
+
+# Records held back in a run: the quarantine (current run only) plus what it is built from.
+_HELD = """
+    SELECT source_id, centre_id, source_record_key FROM dq.quarantine WHERE run_id = $run
+    UNION
+    SELECT source_id, centre_id, source_record_key FROM dq.issue WHERE run_id = $run AND severity = 'error'
+"""
+
+_CENTRES = f"""
+WITH judged AS (   -- one row per source x centre: the most records any rule judged there
+    SELECT source_id, centre_id, max(denominator) AS records_checked,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE status = 'failed') AS rules_failed
+    FROM dq.check_result WHERE run_id = $run GROUP BY ALL
+), issues AS (
+    SELECT source_id, centre_id, count(*) AS issues FROM dq.issue WHERE run_id = $run GROUP BY ALL
+), held AS (
+    SELECT source_id, centre_id, count(*) AS held_back FROM ({_HELD}) GROUP BY ALL
+), centres AS (
+    SELECT source_id, centre_id FROM judged UNION SELECT source_id, centre_id FROM issues
+    UNION SELECT source_id, centre_id FROM held
+)
+SELECT c.source_id, c.centre_id, coalesce(j.records_checked, 0) AS records_checked,
+       coalesce(i.issues, 0) AS issues, coalesce(h.held_back, 0) AS held_back,
+       coalesce(j.rules_failed, []) AS rules_failed
+FROM centres c
+LEFT JOIN judged j ON j.source_id = c.source_id AND j.centre_id IS NOT DISTINCT FROM c.centre_id
+LEFT JOIN issues i ON i.source_id = c.source_id AND i.centre_id IS NOT DISTINCT FROM c.centre_id
+LEFT JOIN held h ON h.source_id = c.source_id AND h.centre_id IS NOT DISTINCT FROM c.centre_id
+WHERE coalesce(j.records_checked, 0) + coalesce(i.issues, 0) + coalesce(h.held_back, 0) > 0
+ORDER BY c.source_id, c.centre_id NULLS LAST
+"""
+
+# An issue is the same issue in two runs when rule, source, record and field are. One that is
+# gone is resolved only if its rule judged that source again; an erring or switched-off rule
+# says nothing about it.
+_CHANGES = """
+WITH now AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $now),
+before AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $before),
+rechecked AS (
+    SELECT DISTINCT rule_id, source_id FROM dq.check_result WHERE run_id = $now AND status IN ('passed', 'failed')
+), paired AS (
+    SELECT coalesce(n.rule_id, b.rule_id) AS rule_id, coalesce(n.source_id, b.source_id) AS source_id,
+           n.rule_id IS NOT NULL AS is_now, b.rule_id IS NOT NULL AS was_before
+    FROM now n FULL JOIN before b
+      ON n.rule_id = b.rule_id AND n.source_id = b.source_id AND n.source_record_key = b.source_record_key
+     AND n.field IS NOT DISTINCT FROM b.field
+)
+SELECT p.rule_id,
+       count(*) FILTER (WHERE is_now AND NOT was_before) AS new,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NOT NULL) AS resolved,
+       count(*) FILTER (WHERE is_now AND was_before) AS persisting,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NULL) AS not_rechecked
+FROM paired p LEFT JOIN rechecked r USING (rule_id, source_id)
+GROUP BY p.rule_id ORDER BY p.rule_id
+"""
+
+
+def _changes(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str, Any]]:
+    if choice.previous_run_id is None:
+        return []
+    return _records(con, _CHANGES.replace("$now", "$1").replace("$before", "$2"),
+                    [choice.findings_run_id, choice.previous_run_id])
+
+
+def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
+    """Issues and failed rules per run; a run that did not validate repeats the last that did."""
+    issues = dict(con.execute("SELECT run_id, count(*) FROM dq.issue GROUP BY 1").fetchall())
+    statuses: dict[str, list[list[str]]] = defaultdict(list)  # run -> each rule's distinct statuses
+    for run_id, rule_statuses in con.execute(
+            "SELECT run_id, list(DISTINCT status) FROM dq.check_result GROUP BY run_id, rule_id").fetchall():
+        statuses[run_id].append(rule_statuses)
+    points: list[TrendPoint] = []
+    last: TrendPoint | None = None
+    for run_id, started_at in con.execute("SELECT run_id, started_at FROM meta.run ORDER BY started_at, run_id"
+                                          ).fetchall():
+        if run_id in statuses:
+            failed = sum(rule_status(s) == "failed" for s in statuses[run_id])
+            last = TrendPoint(run_id, started_at, issues.get(run_id, 0), failed, validated=True)
+            points.append(last)
+        elif last is not None:
+            points.append(TrendPoint(run_id, started_at, last.issues, last.rules_failed, validated=False))
+    return points
+
+
+def _source_summaries(run: dict[str, Any], sources: dict[str, dict[str, SourceRule]],
+                      centres: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per source: its rule statuses counted, open issues, records held back, and what the run did to it."""
+    in_run = {s: state for state in ("changed", "unchanged", "failed") for s in run[f"sources_{state}"] or []}
+    summaries = []
+    for source_id in sorted(set(sources) | set(in_run)):
+        statuses = Counter(rule.status for rule in sources.get(source_id, {}).values())
+        summaries.append({
+            "source_id": source_id, "in_run": in_run.get(source_id, "–"), **{s: statuses[s] for s in STATUSES},
+            "issues": sum(c["issues"] for c in centres if c["source_id"] == source_id),
+            "held_back": sum(c["held_back"] for c in centres if c["source_id"] == source_id)})
+    return summaries
+
+
+def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str, Any]:
+    findings = choice.findings_run_id
+    run = _records(con, "SELECT * FROM meta.run WHERE run_id = ?", [choice.run_id])[0]
+    results = _results(con, findings)
+    lines = summarise_rules(_catalogue(con), results, with_unrun=validated_runs(con)[-1] == findings)
+    sources = per_source(results)
+    centres = _records(con, _CENTRES.replace("$run", "$1"), [findings])
+    changes = _changes(con, choice)
+    statuses = Counter(line.status for line in lines)
+    return {
+        "choice": choice, "run": run, "rules": lines, "grid": kahn_grid(lines), "sources": sources,
+        "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
+        "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
+        "trend": _trend(con),
+        "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
+                   "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres)},
+    }
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "–"
+
+
+def _share(value: float | None) -> str:
+    """A percentage for people: 2.5 %, 0.04 %, 100 %."""
+    if value is None:
+        return "–"
+    if 0 < value < 0.005:  # a few failing rows among many must not read as 0 %
+        return "< 0.01 %"
+    return f"{value:.2f}".rstrip("0").rstrip(".") + " %"
+
+
+def trend_svg(points: Sequence[TrendPoint]) -> str:
+    """Two stacked line charts, open issues and rules failed per run, as inline SVG (no script, no font)."""
+    width, left, right = 760, 56, 24
+    panels = {"issues": ("open issues", 24, 112, "#1f5fa8"), "rules_failed": ("rules failed", 168, 80, "#b3261e")}
+    axis_y = 168 + 80 + 18
+    step = (width - left - right) / max(len(points) - 1, 1)
+    peaks = {key: max([getattr(p, key) for p in points] + [1]) for key in panels}
+
+    def x(i: int) -> float:
+        return left + i * step if len(points) > 1 else (left + width - right) / 2
+
+    def y(key: str, value: int) -> float:
+        _, top, height, _ = panels[key]
+        return top + height - height * value / peaks[key]
+
+    parts = [f'<svg id="trend-chart" viewBox="0 0 {width} {axis_y + 24}" width="{width}" height="{axis_y + 24}" '
+             f'role="img" aria-label="open issues and rules failed per run" font-size="11">']
+    for key, (title, top, height, colour) in panels.items():
+        line = " ".join(f"{x(i):.1f},{y(key, getattr(p, key)):.1f}" for i, p in enumerate(points))
+        parts.append(f'<text x="{left}" y="{top - 8}" font-weight="bold">{title}</text>'
+                     f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{peaks[key]}</text>'
+                     f'<text x="{left - 6}" y="{top + height + 4}" text-anchor="end">0</text>'
+                     f'<line x1="{left}" y1="{top + height}" x2="{width - right}" y2="{top + height}" stroke="#99a"/>'
+                     f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    label_every = math.ceil(len(points) / 12) or 1
+    for i, p in enumerate(points):
+        run_id = html.escape(p.run_id)
+        note = "" if p.validated else " (rules not rerun: nothing changed)"
+        dots = "".join(  # hollow when the rules did not rerun in that run
+            f'<circle cx="{x(i):.1f}" cy="{y(key, getattr(p, key)):.1f}" r="4" stroke="{colour}" '
+            f'stroke-width="1.5" fill="{colour if p.validated else "#fff"}"/>'
+            for key, (_, _, _, colour) in panels.items())
+        parts.append(f'<g class="run-point" data-run-id="{run_id}" data-issues="{p.issues}" '
+                     f'data-rules-failed="{p.rules_failed}" data-validated="{str(p.validated).lower()}">'
+                     f'<title>{run_id}: {p.issues} open issues, {p.rules_failed} rules failed{note}</title>{dots}</g>')
+        if i % label_every == 0 or i == len(points) - 1:
+            label = p.started_at.astimezone(UTC).strftime("%d %b") if p.started_at else p.run_id[:8]
+            parts.append(f'<text x="{x(i):.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _environment() -> Environment:
+    environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(when=_when, share=_share)
+    return environment
+
+
+def _place_attachments(attachments: Sequence[tuple[str, Path]], folder: Path) -> list[dict[str, Any]]:
+    """Copy each attachment into <folder>/more/ (unless it already lies under folder); return the links."""
+    links: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for title, path in attachments:
+        if not path.is_file():  # a missing extra page must not cost the quality officers their report
+            log.warning("report attachment %r: %s is not a file; left out", title, path)
+            continue
+        if path.resolve().is_relative_to(folder.resolve()):
+            href = _relative_href(path, folder)
+        else:
+            name, copies = path.name, 1
+            while name in taken:  # two attachments named alike: number the later ones
+                copies += 1
+                name = f"{copies}-{path.name}"
+            taken.add(name)
+            (folder / "more").mkdir(exist_ok=True)
+            shutil.copy2(path, folder / "more" / name)
+            href = f"more/{name}"
+        links.append({"title": title, "href": href, "is_image": path.suffix.lower() in _IMAGE_SUFFIXES})
+    return links
+
+
+def _relative_href(target: Path, folder: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
+
+
+def _point_latest(reports_dir: Path, run_id: str, newer_runs: Sequence[str]) -> None:
+    """reports/latest -> <run_id> (relative), swapped atomically so a reader never finds it missing.
+    Rewriting an older run's page leaves `latest` on a newer run that has a page."""
+    latest = reports_dir / "latest"
+    if latest.is_symlink() and os.readlink(latest) in newer_runs and (latest / "index.html").exists():
+        return
+    temporary = reports_dir / f".latest.{os.getpid()}.{secrets.token_hex(4)}"
     temporary.symlink_to(run_id, target_is_directory=True)
-    os.replace(temporary, reports_dir / "latest")
+    os.replace(temporary, latest)
 
 
 def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, *,
-                 attachments: Sequence[tuple[str, Path]] = ()) -> Path:
-    """Write <reports_dir>/<run_id>/index.html (default: the latest validated run) and point `latest` at it."""
+                 data_docs: Path | None = None, attachments: Sequence[tuple[str, Path]] = ()) -> Path:
+    """Write <reports_dir>/<run_id>/index.html (default: the latest run in meta.run), point
+    <reports_dir>/latest at it and return the page.
+
+    data_docs: a GX Data Docs index.html to link to (default: <reports_dir>/<findings run>/data_docs/
+    index.html when it exists, where the pipeline writes them). attachments: (title, file) pages or
+    images copied next to the page and linked under "More".
+    """
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        runs = validated_runs(con)
-        if not runs:
-            raise ValueError(f"{warehouse} has no validated run to report on yet")
-        run_id = run_id or runs[-1]
-        if run_id not in runs:
-            raise ValueError(f"run {run_id} was not validated; validated runs: {', '.join(runs[-5:])}")
-        context = _context(con, run_id)
+        choice = choose_run(con, run_id)
+        context = _read_report(con, choice)
+        ids = [r for r, _ in _runs(con)]
     finally:
         con.close()
-    folder = reports_dir / run_id
+    folder = reports_dir / choice.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    links = []
-    for title, path in attachments:
-        shutil.copy2(path, folder / path.name)
-        links.append((title, path.name))
-    docs = folder / "data_docs" / "index.html"
-    environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = environment.get_template("report.html.j2").render(
-        **context, data_docs="data_docs/index.html" if docs.exists() else None, attachments=links)
+    docs = data_docs or reports_dir / choice.findings_run_id / "data_docs" / "index.html"
+    if data_docs is not None and not data_docs.is_file():
+        log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
+    page_html = _environment().get_template("report.html.j2").render(
+        **context, trend_svg=trend_svg(context["trend"]), categories=CATEGORIES, subcategories=SUBCATEGORIES,
+        data_docs=_relative_href(docs, folder) if docs.is_file() else None,
+        attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
     page = folder / "index.html"
-    page.write_text(html, encoding="utf-8")
-    _point_latest(reports_dir, run_id)
+    temporary = folder / f".index.html.{secrets.token_hex(4)}"
+    temporary.write_text(page_html, encoding="utf-8")
+    os.replace(temporary, page)  # a reader never sees half a page
+    _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
     return page
