@@ -150,6 +150,47 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
 
 
 @app.command()
+def export(home: HomeOption = None,
+           public: Annotated[bool, typer.Option("--public", help="Aggregate marts with small cells suppressed")]
+           = False,
+           out: Annotated[Path | None, typer.Option(help="Folder for --public (default: <home>/public)")] = None,
+           min_cell: Annotated[int, typer.Option(min=1, help="Smallest count shown in --public")] = 5) -> None:
+    """Export the marts: Parquet to <home>/marts/current/, or with --public CSV + Parquet for publication."""
+    from etl.load.marts import export_parquet, export_public
+
+    rtw_home = resolve_home(home)
+    if not rtw_home.warehouse.exists():
+        _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
+    try:
+        if public:
+            folder = out or rtw_home.root / "public"
+            written = export_public(rtw_home.warehouse, folder, min_cell)
+            console.print(f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld)")
+        else:
+            written = export_parquet(rtw_home.warehouse, rtw_home.marts)
+            console.print(f"{len(written)} Parquet marts in {rtw_home.marts / 'current'}")
+    except LookupError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def dictionary(home: HomeOption = None,
+               out: Annotated[Path | None, typer.Option(help="Markdown file (default: print)")] = None) -> None:
+    """The data dictionary of the warehouse (every table and column, with meaning, unit, codes)."""
+    from etl.load.dictionary import dictionary_markdown, read_warehouse_catalog
+
+    rtw_home = resolve_home(home)
+    if not rtw_home.warehouse.exists():
+        _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
+    text = dictionary_markdown(read_warehouse_catalog(rtw_home.warehouse))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"data dictionary: {out}")
+
+
+@app.command()
 def airflow(home: HomeOption = None) -> None:
     """Start a local Airflow (scheduler + UI) whose DAG imports into this home."""
     from etl import airflow_local

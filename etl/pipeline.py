@@ -27,6 +27,8 @@ from etl.extract import landing
 from etl.extract.delimited import sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
 from etl.extract.odm import stage_odm
+from etl.load.dictionary import write_dictionary_page
+from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import publish, read_source_state
 from etl.quality.report import build_report
 from etl.quality.validate import QualityPlan, quality_plan
@@ -185,9 +187,15 @@ def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *,
     publish(home.warehouse, planned["run_id"], outcomes, trigger=trigger,
             started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"],
             quality=quality_plan_for(home, planned["run_id"], sources_dir=sources_dir))
-    summary = summarise(home, planned["run_id"])
+    run_id = planned["run_id"]
+    export_parquet(home.warehouse, home.marts)
+    summary = summarise(home, run_id)
     if summary["validated"]:
-        summary["report"] = str(build_report(home.warehouse, home.reports, planned["run_id"]))
+        folder = home.reports / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        attachments = [("Data dictionary", write_dictionary_page(home.warehouse, folder / "dictionary.html")),
+                       ("Survival (Kaplan-Meier)", plot_survival(home.warehouse, folder / "survival.png"))]
+        summary["report"] = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
     return summary
 
 

@@ -3,8 +3,8 @@
 The live `warehouse.duckdb` is never written in place. Publish copies it to a private
 next-file, replaces there the `stage` rows of the sources that changed, validates every stage
 record against the rule catalogue, rebuilds `core` from `stage` minus the records held back
-(and `core.patient` from it), records the run, checkpoints, and renames the next-file over the
-live one. A rename is
+(and `core.patient` from it), rebuilds the analysis `marts`, records the run, checkpoints, and
+renames the next-file over the live one. A rename is
 atomic: an analyst holding the old file open keeps reading the old file's inode undisturbed,
 and a crash at any point leaves the last good warehouse in place. One publish at a time is
 enforced with a lock file.
@@ -24,6 +24,8 @@ from typing import Any
 import duckdb
 
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.dictionary import apply_comments
+from etl.load.marts import build_marts
 from etl.quality.validate import QualityPlan, validate
 from etl.transform.mapping import core_columns
 
@@ -184,6 +186,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
             if validated:
                 validate(con, run_id, quality)
                 _admit_to_core(con)
+            build_marts(con)  # every publish: cheap, and a changed mart definition takes effect
+            apply_comments(con)
             failed = sorted(o["source_id"] for o in outcomes if o["status"] == "failed")
             con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 run_id, trigger, started_at, datetime.now(UTC),

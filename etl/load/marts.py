@@ -1,0 +1,241 @@
+"""The analysis marts: built inside publish, exported as Parquet for analysts, published with small cells withheld.
+
+- `build_marts` runs warehouse/marts/*.sql in file-name order (each file one mart, its grain and
+  definitions in its header) on the connection publish is building, so the marts swap in with
+  core, atomically. Two marts need Python, the Kaplan-Meier estimates (lifelines): their frames
+  are computed from marts.survival and registered on the connection just before their SQL file.
+- `export_parquet` writes every mart of the published warehouse to `<marts>/runs/<run_id>/` and
+  then swaps the symlink `<marts>/current` to it with one rename. A reader who resolves `current`
+  once (`os.path.realpath`) and reads from that folder reads one complete set of one run,
+  never a half-written file or a mix of two runs; the last KEEP_RUNS sets stay for readers still
+  on them. Each file carries the run id in its Parquet key-value metadata, and `_manifest.json`
+  lists the set.
+- `export_public` writes the aggregate marts for publication, small cells withheld (etl/load/suppression.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.suppression import PublicTable, Relation, suppress
+from etl.load.survival import kaplan_meier_landmarks, kaplan_meier_steps, plot_survival
+
+__all__ = ["MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
+
+MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
+KEEP_RUNS = 3
+MANIFEST = "_manifest.json"
+
+# Frames a mart's SQL reads, computed in Python from the marts built before it.
+_PYTHON_INPUTS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame]]] = {
+    "61_survival_km.sql": ("kaplan_meier_steps", kaplan_meier_steps),
+    "62_survival_landmark.sql": ("kaplan_meier_landmarks", kaplan_meier_landmarks),
+}
+
+
+def build_marts(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)build schema marts from core on this read-write connection, in the caller's transaction.
+
+    The schema is dropped first: marts are derived, and a mart whose file was removed must not linger.
+    """
+    con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
+        python_input = _PYTHON_INPUTS.get(path.name)
+        if python_input is None:
+            con.execute(path.read_text())
+            continue
+        view, compute = python_input
+        con.register(view, compute(con.execute("SELECT * FROM marts.survival").df()))
+        try:
+            con.execute(path.read_text())
+        finally:
+            con.unregister(view)
+
+
+def _mart_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts' ORDER BY table_name").fetchall()]
+
+
+def _latest_run_id(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("SELECT run_id FROM meta.run ORDER BY started_at DESC, run_id DESC LIMIT 1").fetchone()
+    return row[0] if row else "no-run"
+
+
+def _new_run_folder(runs: Path, run_id: str) -> Path:
+    folder, n = runs / run_id, 1
+    while folder.exists():  # the same run exported again: a new set beside the old one
+        n += 1
+        folder = runs / f"{run_id}.{n}"
+    return folder
+
+
+def export_parquet(warehouse: Path, marts_dir: Path) -> list[Path]:
+    """Write every mart of the published warehouse as Parquet and make it the current set atomically.
+
+    One export at a time: call it after publish (the publish lock makes that so when publish calls it).
+    """
+    runs = marts_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        run_id, names = _latest_run_id(con), _mart_names(con)
+        if not names:
+            raise LookupError(f"{warehouse} has no marts: build them before exporting")
+        folder = _new_run_folder(runs, run_id)
+        partial = runs / f".{folder.name}.{secrets.token_hex(4)}.partial"
+        partial.mkdir()
+        try:
+            _write_set(con, partial, run_id, names)
+            partial.rename(folder)  # the set appears whole under its final name
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    finally:
+        con.close()
+    _point_current(marts_dir, folder)
+    _prune(runs, keep={folder})
+    return [folder / f"{name}.parquet" for name in names]
+
+
+def _write_set(con: duckdb.DuckDBPyConnection, folder: Path, run_id: str, names: list[str]) -> None:
+    """One Parquet file per mart, each tagged with the run, and the manifest of the set."""
+    rows = {}
+    for name in names:
+        target = folder / f"{name}.parquet"
+        quoted = str(target).replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM marts.{name}) TO '{quoted}' "
+                    f"(FORMAT parquet, KV_METADATA {{run_id: '{run_id}', mart: '{name}'}})")
+        rows[name] = pq.read_metadata(target).num_rows
+    manifest = {"run_id": run_id, "exported_at": datetime.now(UTC).isoformat(), "rows": rows}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync_tree(folder)
+
+
+def _point_current(marts_dir: Path, folder: Path) -> None:
+    """Swap `current` to the new set with one rename, so a reader sees the old set or the new one."""
+    link = marts_dir / "current"
+    temporary = marts_dir / f".current.{secrets.token_hex(4)}"
+    temporary.symlink_to(folder.relative_to(marts_dir), target_is_directory=True)
+    os.replace(temporary, link)
+    _fsync_dir(marts_dir)
+
+
+def _prune(runs: Path, keep: set[Path]) -> None:
+    """Drop all but the newest KEEP_RUNS sets (readers still holding open files keep reading them)."""
+    sets = sorted((p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in sets[KEEP_RUNS:]:
+        if old not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# The aggregate marts as published. Relations name what a reader could recompute a count from.
+PUBLIC_TABLES = (
+    PublicTable(
+        "board_advice_summary", dimensions=("iccc3_subgroup", "recommendation_year"),
+        counts=("n_cases", "n_advised", "n_follow_known", "n_followed", "n_not_followed"),
+        relations=(Relation("n_cases", ("n_advised",)), Relation("n_advised", ("n_follow_known",)),
+                   Relation("n_follow_known", ("n_followed", "n_not_followed"), exact=True)),
+        derived={"proportion_followed": ("n_followed", "n_follow_known")}, has_totals=True),
+    PublicTable(
+        "actionable_events", dimensions=("source_id", "iccc3_subgroup", "event_class", "event"),
+        counts=("n_events", "n_patients", "n_patients_profiled"),
+        relations=(Relation("n_patients_profiled", ("n_patients",)),),
+        derived={"frequency": ("n_patients", "n_patients_profiled")}),
+    PublicTable(
+        "adverse_events", dimensions=("drug_name", "access_route"),
+        counts=("n_patients_exposed", "n_events", "n_events_grade3plus", "n_patients_grade3plus",
+                "n_serious_events", "n_patients_serious"),
+        relations=(Relation("n_patients_exposed", ("n_patients_grade3plus",)),
+                   Relation("n_patients_exposed", ("n_patients_serious",)),
+                   Relation("n_events", ("n_events_grade3plus",)), Relation("n_events", ("n_serious_events",))),
+        derived={"proportion_grade3plus": ("n_patients_grade3plus", "n_patients_exposed"),
+                 "proportion_serious": ("n_patients_serious", "n_patients_exposed")}),
+    PublicTable(
+        "response", dimensions=("regimen", "advice_group", "timepoint"),
+        counts=("n_assessed", "n_complete", "n_partial", "n_stable", "n_progression", "n_no_response",
+                "n_not_evaluable", "n_objective_response"),
+        relations=(Relation("n_assessed", ("n_complete", "n_partial", "n_stable", "n_progression", "n_no_response",
+                                           "n_not_evaluable"), exact=True),
+                   Relation("n_objective_response", ("n_complete", "n_partial"), exact=True),
+                   Relation("n_assessed", ("n_objective_response",))),
+        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
+    PublicTable(
+        "registry_activity", dimensions=("study_id", "centre_id", "country", "registration_year"),
+        counts=("n_registrations", "n_patients", "n_with_diagnosis_date"),
+        relations=(Relation("n_registrations", ("n_with_diagnosis_date",)),),
+        derived={column: ("n_with_diagnosis_date",) for column in
+                 ("days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75")}),
+    PublicTable(
+        "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
+        counts=("n_patients", "n_at_risk"),
+        relations=(Relation("n_patients", ("n_at_risk",)),),
+        derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")}),
+)
+
+
+def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Path]:
+    """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld.
+
+    The per-patient marts (patient_summary, board_advice, survival) and the Kaplan-Meier step table
+    (one step per event) are never published; survival is published as the landmark table.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        missing = {table.name for table in PUBLIC_TABLES} - set(_mart_names(con))
+        if missing:
+            raise LookupError(f"{warehouse} lacks the marts {sorted(missing)}: build them before exporting")
+        frames = {table.name: con.execute(f"SELECT * FROM marts.{table.name}").df() for table in PUBLIC_TABLES}
+    finally:
+        con.close()
+    written = []
+    for table in PUBLIC_TABLES:
+        published = suppress(frames[table.name], table, min_cell)
+        csv_path, parquet_path = out_dir / f"{table.name}.csv", out_dir / f"{table.name}.parquet"
+        with _replacing(csv_path) as partial:
+            published.to_csv(partial, index=False)
+        with _replacing(parquet_path) as partial:
+            pq.write_table(pa.Table.from_pandas(published, preserve_index=False), partial)
+        written += [csv_path, parquet_path]
+    return written
+
+
+@contextmanager
+def _replacing(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` that replaces it in one rename once written."""
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    try:
+        yield partial
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -1,0 +1,142 @@
+"""Small-cell suppression for published aggregates: primary and complementary.
+
+Primary: every published count from 1 to min_cell - 1 is withheld (0 is published: it names
+nobody). Complementary: a withheld count must not be recomputable from what is published. A
+reader can recompute a count from a *relation*, a total and its parts:
+- within a row, a total and its parts, e.g. n_assessed = n_complete + n_partial + ... (exact);
+  or a part of a total whose remainder is not published but implied, e.g. n_patients_exposed and
+  n_patients_grade3plus imply the patients without a grade >= 3 event, a cell of its own;
+- across rows, a totals row (NULL in a dimension = all) and the rows it sums.
+The classic heuristic then makes every relation hold either no unknown cell or at least two:
+when exactly one is unknown (withheld, or an implied remainder from 1 to min_cell - 1), the
+smallest other part is withheld too, else the total; repeat until nothing changes. Columns
+derived from counts (rates, confidence intervals, medians) are withheld with any of their counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+Cell = tuple[int, str]  # (row position, column); implied remainders use column "~<total>-<parts>"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """total = sum(parts) in each row; when not exact, a remainder total - sum(parts) is implied."""
+
+    total: str
+    parts: tuple[str, ...]
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class PublicTable:
+    """How an aggregate mart is published: its counts, the relations between them, and what derives from them."""
+
+    name: str
+    dimensions: tuple[str, ...]
+    counts: tuple[str, ...]
+    relations: tuple[Relation, ...] = ()
+    derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the counts it reveals
+    has_totals: bool = False  # rows with NULL dimensions are totals over them; every count adds up
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """Cells of which a reader knows the first equals the sum of the others."""
+
+    total: Cell
+    parts: tuple[Cell, ...]
+
+
+def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Sequence[Constraint],
+            min_cell: int) -> set[Cell]:
+    """The published cells to withhold so that no small cell can be read or recomputed."""
+    sensitive = {cell for cell, value in values.items() if 0 < value < min_cell}
+    withheld = sensitive & published
+    changed = True
+    while changed:
+        changed = False
+        for constraint in constraints:
+            cells = (constraint.total, *constraint.parts)
+            unknown = [c for c in cells if c in withheld or c not in published]
+            if len(unknown) != 1 or not (unknown[0] in withheld or unknown[0] in sensitive):
+                continue
+            # Withhold the smallest part that is still shown (positive before zero), else the total.
+            parts = [c for c in constraint.parts if c in published and c not in withheld]
+            candidates = parts or ([constraint.total] if constraint.total not in withheld else [])
+            if candidates:
+                withheld.add(min(candidates, key=lambda c: (values[c] == 0, values[c])))
+                changed = True
+    return withheld
+
+
+def _row_constraints(frame: pd.DataFrame, table: PublicTable,
+                     values: dict[Cell, int]) -> Iterable[Constraint]:
+    for row in range(len(frame)):
+        for relation in table.relations:
+            parts = [(row, part) for part in relation.parts]
+            if not relation.exact:
+                remainder = (row, f"~{relation.total}-{'-'.join(relation.parts)}")
+                values[remainder] = values[(row, relation.total)] - sum(values[p] for p in parts)
+                parts.append(remainder)
+            yield Constraint((row, relation.total), tuple(parts))
+
+
+def _margin_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Constraint]:
+    """A totals row (NULL in a dimension) equals the sum of the rows that fill that dimension in."""
+    keys = [tuple(None if pd.isna(v) else v for v in row) for row in frame[list(table.dimensions)].itertuples(False)]
+    for total_row, total_key in enumerate(keys):
+        for position, _ in enumerate(table.dimensions):
+            if total_key[position] is not None:
+                continue
+            children = [row for row, key in enumerate(keys) if key[position] is not None
+                        and all(key[i] == total_key[i] for i in range(len(key)) if i != position)]
+            if children:
+                for count in table.counts:
+                    yield Constraint((total_row, count), tuple((row, count) for row in children))
+
+
+def suppress(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.DataFrame:
+    """The frame as it may be published: small counts, their complements and what derives from them withheld.
+
+    Counts become nullable integers (NULL = withheld), and `suppressed_cells` lists the columns withheld in
+    each row, so a reader can tell withheld from missing.
+    """
+    frame = frame.reset_index(drop=True)
+    values = {(row, column): int(value) for column in table.counts for row, value in enumerate(frame[column].tolist())}
+    published = set(values)
+    constraints = list(_row_constraints(frame, table, values))
+    if table.has_totals:
+        constraints += list(_margin_constraints(frame, table))
+    withheld = protect(values, published, constraints, min_cell)
+    out = frame.copy()
+    for column in table.counts:
+        out[column] = out[column].astype("Int64")
+    masked: dict[int, list[str]] = {}
+    for row, column in sorted(withheld):
+        out.at[row, column] = pd.NA
+        masked.setdefault(row, []).append(column)
+    for column, sources in table.derived.items():
+        hidden = [row for row in range(len(out)) if any((row, count) in withheld for count in sources)]
+        out.loc[hidden, column] = None
+        for row in hidden:
+            masked.setdefault(row, []).append(column)
+    out["suppressed_cells"] = [";".join(sorted(set(masked.get(row, [])))) for row in range(len(out))]
+    if table.has_totals:
+        for column in table.dimensions:
+            out[column] = out[column].map(_label)
+    return out
+
+
+def _label(value: Any) -> str:
+    """A dimension value as published: "all" in a totals row; 2023, not 2023.0, for a year."""
+    if pd.isna(value):
+        return "all"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

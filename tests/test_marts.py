@@ -1,0 +1,573 @@
+"""Every mart equals the same figures computed independently, in pandas, from the core tables.
+
+The expected frames below never read a mart nor its SQL: they restate each mart's definition
+(the header of its warehouse/marts/*.sql) over the core tables, and the Kaplan-Meier estimates
+are recomputed with lifelines directly on per-patient times recomputed here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from lifelines import KaplanMeierFitter
+from marts_fixture import MartsWarehouse, built_warehouse
+from scipy.stats import binomtest
+
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.marts import build_marts, export_parquet
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> MartsWarehouse:
+    return built_warehouse(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def core(built: MartsWarehouse) -> dict[str, pd.DataFrame]:
+    return built.core()
+
+
+# -- comparing frames --------------------------------------------------------------------------------
+
+def _norm(value: Any) -> Any:
+    """One spelling per value, so a DuckDB cell and a pandas cell compare equal when they mean the same."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_norm(v) for v in value)
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer | int):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        return round(float(value), 9)
+    return value
+
+
+def _rows(frame: pd.DataFrame, key: list[str], columns: Iterable[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    rows = {}
+    for record in frame.to_dict("records"):
+        rows[tuple(_norm(record[k]) for k in key)] = {c: _norm(record[c]) for c in columns}
+    assert len(rows) == len(frame), f"the key {key} is not unique"
+    return rows
+
+
+def assert_same(actual: pd.DataFrame, expected: pd.DataFrame, key: list[str],
+                tolerance: dict[str, float] | None = None) -> None:
+    """The mart holds exactly the expected rows (by key) with the expected values in every expected column."""
+    columns = [c for c in expected.columns if c not in key]
+    missing_columns = set(columns) - set(actual.columns)
+    assert not missing_columns, f"mart lacks columns {sorted(missing_columns)}"
+    got, want = _rows(actual, key, columns), _rows(expected, key, columns)
+    missing, unexpected = sorted(set(want) - set(got), key=str), sorted(set(got) - set(want), key=str)
+    assert not missing and not unexpected, (f"rows differ: {len(missing)} missing, e.g. {missing[:3]}; "
+                                            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
+    tolerance = tolerance or {}
+    differences = []
+    for row_key, expected_row in want.items():
+        for column, value in expected_row.items():
+            found = got[row_key][column]
+            if column in tolerance and value is not None and found is not None:
+                same = abs(found - value) <= tolerance[column]
+            else:
+                same = found == value or (isinstance(value, float) and isinstance(found, float)
+                                          and math.isclose(found, value, rel_tol=1e-9, abs_tol=1e-9))
+            if not same:
+                differences.append(f"{row_key} {column}: mart {found!r}, expected {value!r}")
+    assert not differences, f"{len(differences)} differences, e.g.\n" + "\n".join(differences[:15])
+
+
+def _days(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (later - earlier).dt.days
+
+
+# -- the patient's first diagnosis, the shared definition of "disease" -------------------------------
+
+EVENT_ORDER = {"initial": 0, "relapse": 1, "progression": 2}
+
+
+def first_diagnoses(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    diagnosis = core["diagnosis"].assign(event_rank=lambda d: d.event_type.map(EVENT_ORDER).fillna(3))
+    ordered = diagnosis.sort_values(["patient_id", "diagnosis_date", "event_rank", "diagnosis_id"],
+                                    na_position="last")
+    return ordered.drop_duplicates("patient_id").set_index("patient_id")
+
+
+def test_patient_summary(built, core):
+    patient = core["patient"].set_index("patient_id")
+    first = first_diagnoses(core)
+    diagnosis, sources, enrolment = core["diagnosis"], core["patient_source"], core["study_enrolment"]
+    expected = pd.DataFrame({"patient_id": patient.index, "sex": patient.sex, "birth_year": patient.birth_year,
+                             "country": patient.country}).reset_index(drop=True)
+    fd = first.reindex(expected.patient_id)
+    expected["first_diagnosis_date"] = fd.diagnosis_date.to_numpy()
+    expected["first_diagnosis_event_type"] = fd.event_type.to_numpy()
+    expected["age_at_first_diagnosis_days"] = fd.age_at_diagnosis_days.to_numpy()
+    expected["age_at_first_diagnosis_years"] = (fd.age_at_diagnosis_days / 365.25).to_numpy()
+    for column in ("icdo3_morphology", "iccc3_code", "iccc3_group", "iccc3_subgroup", "is_very_rare"):
+        expected[column] = fd[column].to_numpy()
+    relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"])].groupby("patient_id").size()
+    expected["n_relapses"] = expected.patient_id.map(relapses).fillna(0).astype(int)
+    expected["n_sources"] = patient.n_sources.to_numpy()
+    def sorted_set(frame: pd.DataFrame, column: str) -> pd.Series:
+        lists = frame.dropna(subset=[column]).groupby("patient_id")[column].agg(lambda s: sorted(set(s)))
+        return expected.patient_id.map(lists).map(lambda v: v if isinstance(v, list) else [])
+
+    expected["sources"] = sorted_set(sources, "source_id")
+    expected["centres"] = sorted_set(sources, "centre_id")
+    expected["studies"] = sorted_set(enrolment, "study_id")
+    expected["first_enrolment_date"] = expected.patient_id.map(enrolment.groupby("patient_id").enrolment_date.min())
+    for column in ("vital_status", "death_date", "last_contact_date"):
+        expected[column] = patient[column].to_numpy()
+    dead = expected.vital_status == "dead"
+    death_or_contact = expected.death_date.fillna(expected.last_contact_date)
+    expected["follow_up_end_date"] = expected.last_contact_date.where(~dead, death_or_contact)
+    expected["follow_up_days"] = _days(expected.follow_up_end_date, expected.first_diagnosis_date)
+    expected["follow_up_years"] = expected.follow_up_days / 365.25
+    mart = built.query("SELECT * FROM marts.patient_summary")
+    assert len(mart) == len(patient)
+    assert_same(mart, expected, ["patient_id"],
+                tolerance={"age_at_first_diagnosis_years": 0.05 + 1e-9, "follow_up_years": 0.005 + 1e-9})
+    # The synthetic persons include linked ones, dead ones and ones without follow-up: every branch is exercised.
+    assert (mart.n_sources > 1).any() and (mart.vital_status == "dead").any() and mart.follow_up_days.isna().any()
+
+
+# -- board advice ------------------------------------------------------------------------------------
+
+def board_reviews(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The per-review endpoints of the target board, from the core tables."""
+    review = core["tumour_board_review"].copy()
+    enrolment = core["study_enrolment"].groupby(["patient_id", "study_id"]).enrolment_date.min()
+    review["enrolment_date"] = [enrolment.get((p, b), pd.NaT) for p, b in zip(review.patient_id, review.board)]
+    review["enrolment_date"] = pd.to_datetime(review.enrolment_date)
+    treatments = core["treatment"].groupby("patient_id")
+    starts, advised = [], []
+    for patient_id, recommended, agents in zip(review.patient_id, review.recommendation_date,
+                                               review.recommended_agents):
+        given = treatments.get_group(patient_id) if patient_id in treatments.groups else core["treatment"].iloc[:0]
+        after = given[given.start_date >= recommended] if pd.notna(recommended) else given.iloc[:0]
+        starts.append(after.start_date.min())
+        wanted = set(agents.split("|")) if isinstance(agents, str) else set()
+        advised.append(after[after.drug_name.isin(wanted)].start_date.min())
+    review["treatment_start_date"] = pd.to_datetime(pd.Series(starts, index=review.index))
+    review["advised_treatment_start_date"] = pd.to_datetime(pd.Series(advised, index=review.index))
+    disease = first_diagnoses(core).iccc3_subgroup
+    review["iccc3_subgroup"] = review.patient_id.map(disease).fillna("unknown")
+    review["recommendation_year"] = review.recommendation_date.dt.year
+    review["days_enrolment_to_submission"] = _days(review.submission_date, review.enrolment_date)
+    review["days_submission_to_recommendation"] = _days(review.recommendation_date, review.submission_date)
+    review["days_enrolment_to_recommendation"] = _days(review.recommendation_date, review.enrolment_date)
+    review["days_recommendation_to_treatment"] = _days(review.treatment_start_date, review.recommendation_date)
+    review["days_recommendation_to_advised_treatment"] = _days(review.advised_treatment_start_date,
+                                                               review.recommendation_date)
+    review["days_enrolment_to_treatment"] = _days(review.treatment_start_date, review.enrolment_date)
+    return review
+
+
+def test_board_advice_per_review(built, core):
+    expected = board_reviews(core)
+    columns = ["review_id", "patient_id", "board", "iccc3_subgroup", "enrolment_date", "submission_date",
+               "recommendation_date", "recommendation_year", "priority_rank", "recommendation_type",
+               "recommended_agents", "advice_followed", "reason_not_followed", "treatment_start_date",
+               "advised_treatment_start_date", "days_enrolment_to_submission", "days_submission_to_recommendation",
+               "days_enrolment_to_recommendation", "days_recommendation_to_treatment",
+               "days_recommendation_to_advised_treatment", "days_enrolment_to_treatment"]
+    mart = built.query("SELECT * FROM marts.board_advice")
+    assert_same(mart, expected[columns], ["review_id"])
+    assert mart.days_recommendation_to_treatment.notna().sum() > 20
+    assert (mart.days_recommendation_to_treatment.dropna() >= 0).all()
+
+
+def test_board_advice_summary_by_disease_and_year(built, core):
+    review = board_reviews(core)
+    cases = (review.groupby(["patient_id", "board", "submission_date"], dropna=False)
+             .agg(iccc3_subgroup=("iccc3_subgroup", "first"), recommended=("recommendation_date", "min"),
+                  is_advised=("recommendation_type", lambda s: bool((s.fillna("none") != "none").any())),
+                  is_follow_known=("advice_followed", lambda s: bool(s.notna().any())),
+                  is_followed=("advice_followed", lambda s: bool((s == True).any())))  # noqa: E712
+             .reset_index())
+    cases = cases[cases.recommended.notna()].assign(recommendation_year=lambda c: c.recommended.dt.year)
+    rows = []
+    for breakdown, dims in (("subgroup x year", ["iccc3_subgroup", "recommendation_year"]),
+                            ("subgroup", ["iccc3_subgroup"]), ("year", ["recommendation_year"]), ("overall", [])):
+        groups = cases.groupby(dims) if dims else [((), cases)]
+        for values, group in groups:
+            values = values if isinstance(values, tuple) else (values,)
+            advised = group[group.is_advised]
+            known = advised[advised.is_follow_known]
+            followed = int(known.is_followed.sum())
+            labels = dict(zip(dims, values))
+            rows.append({"breakdown": breakdown, "iccc3_subgroup": labels.get("iccc3_subgroup"),
+                         "recommendation_year": labels.get("recommendation_year"), "n_cases": len(group),
+                         "n_advised": len(advised), "n_follow_known": len(known), "n_followed": followed,
+                         "n_not_followed": len(known) - followed,
+                         "proportion_followed": followed / len(known) if len(known) else None})
+    mart = built.query("SELECT * FROM marts.board_advice_summary")
+    assert_same(mart, pd.DataFrame(rows), ["breakdown", "iccc3_subgroup", "recommendation_year"])
+    overall = mart[mart.breakdown == "overall"].iloc[0]
+    assert overall.n_cases == core["tumour_board_review"].patient_id.nunique()  # one case per patient here
+    assert 0 < overall.proportion_followed < 1
+
+
+# -- actionable events, adverse events, response -----------------------------------------------------
+
+def test_actionable_events(built, core):
+    molecular = core["molecular_alteration"].copy()
+    molecular["iccc3_subgroup"] = molecular.patient_id.map(first_diagnoses(core).iccc3_subgroup).fillna("unknown")
+    kind = molecular.alteration_type
+    molecular["event_class"] = np.where(kind == "fusion", "fusion", np.where(kind == "surface_marker",
+                                                                              "surface_marker", "gene"))
+    fusion = molecular.gene_symbol + "::" + molecular.partner_gene
+    molecular["event"] = np.where(kind == "fusion", fusion.fillna(molecular.alteration),
+                                  np.where(kind == "surface_marker", molecular.alteration.fillna(molecular.gene_symbol),
+                                           molecular.gene_symbol.fillna(molecular.alteration)))
+    molecular["event"] = molecular.event.fillna("unknown")
+    profiled = molecular.groupby(["source_id", "iccc3_subgroup"]).patient_id.nunique().rename("n_patients_profiled")
+    actionable = molecular[molecular.is_actionable == True]  # noqa: E712
+    expected = (actionable.groupby(["source_id", "iccc3_subgroup", "event_class", "event"])
+                .agg(n_events=("patient_id", "size"), n_patients=("patient_id", "nunique")).reset_index()
+                .join(profiled, on=["source_id", "iccc3_subgroup"]))
+    expected["frequency"] = expected.n_patients / expected.n_patients_profiled
+    mart = built.query("SELECT * FROM marts.actionable_events")
+    assert_same(mart, expected, ["source_id", "iccc3_subgroup", "event_class", "event"])
+    assert set(mart.event_class) == {"gene", "fusion", "surface_marker"}
+
+
+def test_adverse_events(built, core):
+    events, treatment = core["adverse_event"], core["treatment"]
+    exposure = treatment[treatment.source_id.isin(set(events.source_id))].copy()
+    exposure["access_route"] = exposure.access_route.fillna("unknown")
+    attributed = events.merge(exposure[["treatment_id", "drug_name", "access_route"]], on="treatment_id")
+    attributed["is_grade3plus"] = attributed.ctcae_grade >= 3
+    attributed["is_serious"] = attributed.is_serious.fillna(False).astype(bool)
+    rows = []
+    for (drug, route), exposed in exposure.groupby(["drug_name", "access_route"]):
+        harmed = attributed[(attributed.drug_name == drug) & (attributed.access_route == route)]
+        n_exposed = exposed.patient_id.nunique()
+        grade3 = harmed[harmed.is_grade3plus == True]  # noqa: E712
+        serious = harmed[harmed.is_serious]
+        rows.append({"drug_name": drug, "access_route": route, "n_patients_exposed": n_exposed,
+                     "n_events": len(harmed), "n_events_grade3plus": len(grade3),
+                     "n_patients_grade3plus": grade3.patient_id.nunique(),
+                     "proportion_grade3plus": grade3.patient_id.nunique() / n_exposed,
+                     "n_serious_events": len(serious), "n_patients_serious": serious.patient_id.nunique(),
+                     "proportion_serious": serious.patient_id.nunique() / n_exposed})
+    mart = built.query("SELECT * FROM marts.adverse_events")
+    assert_same(mart, pd.DataFrame(rows), ["drug_name", "access_route"])
+    assert mart.n_patients_grade3plus.sum() > 0 and set(mart.access_route) >= {"off_label", "compassionate"}
+
+
+COMPLETE, PARTIAL = {"CR", "CRi"}, {"PR", "MLFS"}
+
+
+def _advice_group(reviews: pd.DataFrame, start: Any, drugs: set[str]) -> str:
+    before = reviews[reviews.recommendation_date <= start] if pd.notna(start) else reviews.iloc[:0]
+    for followed, agents in zip(before.advice_followed, before.recommended_agents):
+        if followed is True and isinstance(agents, str) and drugs & set(agents.split("|")):
+            return "followed"
+    return "not_followed" if len(before) else "no_board_review"
+
+
+def test_response_by_regimen_and_advice(built, core):
+    treatment = core["treatment"].copy()
+    treatment["line_key"] = [str(n) if pd.notna(n) else t
+                             for n, t in zip(treatment.line_number, treatment.treatment_id)]
+    drugs = treatment.groupby(["source_id", "patient_id", "line_key"]).drug_name.agg(lambda s: sorted(set(s.dropna())))
+    treatment["drugs"] = [drugs[key] for key in zip(treatment.source_id, treatment.patient_id, treatment.line_key)]
+    reviews = core["tumour_board_review"]
+    by_patient = {p: r for p, r in reviews.groupby("patient_id")}
+    treatment["advice_group"] = [_advice_group(by_patient.get(p, reviews.iloc[:0]), start, set(d))
+                                 for p, start, d in zip(treatment.patient_id, treatment.start_date, treatment.drugs)]
+    treatment["regimen"] = treatment.drugs.map(" + ".join)
+    assessed = core["response_assessment"]
+    assessed = (assessed[assessed.timepoint.isin(["cycle1", "best"]) & assessed.treatment_id.notna()]
+                .sort_values(["assessment_date", "response_id"], na_position="last")
+                .drop_duplicates(["treatment_id", "timepoint"])
+                .merge(treatment[["treatment_id", "regimen", "advice_group"]], on="treatment_id"))
+    rows = []
+    for (regimen, advice, timepoint), group in assessed.groupby(["regimen", "advice_group", "timepoint"]):
+        response = group.response
+        counts = {"n_complete": response.isin(COMPLETE).sum(), "n_partial": response.isin(PARTIAL).sum(),
+                  "n_stable": (response == "SD").sum(), "n_progression": (response == "PD").sum(),
+                  "n_no_response": (response == "NR").sum()}
+        n = len(group)
+        responders = counts["n_complete"] + counts["n_partial"]
+        interval = binomtest(int(responders), n).proportion_ci(confidence_level=0.95, method="wilson")
+        rows.append({"regimen": regimen, "advice_group": advice, "timepoint": timepoint, "n_assessed": n, **counts,
+                     "n_not_evaluable": n - sum(counts.values()), "n_objective_response": responders,
+                     "orr": responders / n, "orr_ci_lower": interval.low, "orr_ci_upper": interval.high})
+    mart = built.query("SELECT * FROM marts.response")
+    assert_same(mart, pd.DataFrame(rows), ["regimen", "advice_group", "timepoint"],
+                tolerance={"orr_ci_lower": 1e-9, "orr_ci_upper": 1e-9})
+    assert set(mart.advice_group) == {"followed", "not_followed", "no_board_review"}
+    assert (mart.regimen.str.contains(" + ", regex=False)).any(), "combinations are one regimen"
+
+
+# -- survival ----------------------------------------------------------------------------------------
+
+def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per patient and origin: OS and EFS times and events, restated from the core tables."""
+    diagnosis, patient = core["diagnosis"], core["patient"].set_index("patient_id")
+    relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"]) & diagnosis.diagnosis_date.notna()]
+    enrolment = core["study_enrolment"].dropna(subset=["enrolment_date"])
+    origins = pd.concat([
+        relapses.groupby("patient_id").diagnosis_date.min().rename("origin_date").reset_index().assign(origin="relapse"),
+        enrolment.groupby("patient_id").enrolment_date.min().rename("origin_date").reset_index().assign(origin="enrolment"),
+    ])
+    origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
+    follow_up = core["follow_up"]
+    progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
+    columns = ["patient_id", "event_date", "event_type", "rank"]
+    disease_events = pd.concat([
+        relapses.assign(event_date=relapses.diagnosis_date, rank=np.where(relapses.event_type == "relapse", 0, 1)),
+        progressions.assign(event_date=progressions.contact_date, event_type="progression", rank=1),
+    ])[columns]
+    events_of = {p: e for p, e in disease_events.groupby("patient_id")}
+    reviews = core["tumour_board_review"].dropna(subset=["recommendation_date"])
+    followed = reviews.groupby("patient_id").advice_followed.agg(lambda s: bool((s == True).any()))  # noqa: E712
+    first = first_diagnoses(core)
+    rows = []
+    for patient_id, origin, origin_date in zip(origins.patient_id, origins.origin, origins.origin_date):
+        person = patient.loc[patient_id]
+        dead = person.vital_status == "dead"
+        death = (person.death_date if pd.notna(person.death_date) else person.last_contact_date) if dead else pd.NaT
+        os_end = death if dead else person.last_contact_date
+        mine = events_of.get(patient_id, disease_events.iloc[:0])
+        candidates = [(d, r, t) for d, t, r in zip(mine.event_date, mine.event_type, mine["rank"]) if d > origin_date]
+        if dead:
+            candidates.append((death, 2, "death"))
+        known = sorted((c for c in candidates if pd.notna(c[0])), key=lambda c: (c[0], c[1]))
+        unknown = [c for c in candidates if pd.isna(c[0])]
+        event = known[0] if known else (unknown[0] if unknown else None)
+        efs_end = event[0] if event else person.last_contact_date
+        group = first.iccc3_group.get(patient_id)
+        rows.append({
+            "patient_id": patient_id, "origin": origin, "origin_date": origin_date,
+            "iccc3_group": group if isinstance(group, str) else "unknown",
+            "advice_group": ("followed" if followed[patient_id] else "not_followed") if patient_id in followed.index
+            else "no_board_review",
+            "os_event": bool(dead), "os_end_date": os_end,
+            "os_days": (os_end - origin_date).days if pd.notna(os_end) and os_end >= origin_date else None,
+            "efs_event": event is not None, "efs_event_type": event[2] if event else None, "efs_end_date": efs_end,
+            "efs_days": (efs_end - origin_date).days if pd.notna(efs_end) and efs_end >= origin_date else None,
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return survival_times(core)
+
+
+def test_survival_times_per_patient(built, times):
+    mart = built.query("SELECT * FROM marts.survival")
+    assert_same(mart, times, ["patient_id", "origin"])
+    assert set(mart.origin) == {"relapse", "enrolment"} and mart.efs_event_type.notna().any()
+
+
+def _groups(times: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, str], pd.DataFrame, str, str]]:
+    for origin in ("relapse", "enrolment"):
+        for endpoint, days, event in (("OS", "os_days", "os_event"), ("EFS", "efs_days", "efs_event")):
+            known = times[(times.origin == origin) & times[days].notna()]
+            yield (origin, endpoint, "all", "all"), known, days, event
+            for grouping in ("iccc3_group", "advice_group"):
+                for value, members in known.groupby(grouping):
+                    yield (origin, endpoint, grouping, value), members, days, event
+
+
+def test_kaplan_meier_estimates_equal_lifelines_on_the_per_patient_times(built, times):
+    rows = []
+    for (origin, endpoint, grouping, value), members, days, event in _groups(times):
+        fitter = KaplanMeierFitter().fit(members[days].astype(float), members[event].astype(bool))
+        table, bounds = fitter.event_table, fitter.confidence_interval_survival_function_
+        for time in table.index:
+            rows.append({"origin": origin, "endpoint": endpoint, "grouping": grouping, "group_value": value,
+                         "time_days": float(time), "n_at_risk": table.at[time, "at_risk"],
+                         "n_events": table.at[time, "observed"], "n_censored": table.at[time, "censored"],
+                         "survival": fitter.survival_function_.iloc[:, 0][time],
+                         "ci_lower": bounds.iloc[:, 0][time], "ci_upper": bounds.iloc[:, 1][time]})
+    mart = built.query("SELECT * FROM marts.survival_km")
+    assert_same(mart, pd.DataFrame(rows), ["origin", "endpoint", "grouping", "group_value", "time_days"])
+
+
+def test_survival_landmarks_equal_lifelines(built, times):
+    rows = []
+    for (origin, endpoint, grouping, value), members, days, event in _groups(times):
+        durations = members[days].astype(float)
+        fitter = KaplanMeierFitter().fit(durations, members[event].astype(bool))
+        for years, landmark in ((1, 365), (2, 730), (3, 1096), (5, 1826)):
+            at_risk = int((durations >= landmark).sum())
+            bounds = fitter.confidence_interval_survival_function_
+            step = bounds[bounds.index <= landmark].iloc[-1]
+            rows.append({"origin": origin, "endpoint": endpoint, "grouping": grouping, "group_value": value,
+                         "years": years, "time_days": landmark, "n_patients": len(members), "n_at_risk": at_risk,
+                         "survival": float(fitter.predict(landmark)) if at_risk else None,
+                         "ci_lower": float(step.iloc[0]) if at_risk else None,
+                         "ci_upper": float(step.iloc[1]) if at_risk else None})
+    mart = built.query("SELECT * FROM marts.survival_landmark")
+    assert_same(mart, pd.DataFrame(rows), ["origin", "endpoint", "grouping", "group_value", "years"])
+    os_all = mart[(mart.origin == "enrolment") & (mart.endpoint == "OS") & (mart.grouping == "all")]
+    assert os_all.survival.is_monotonic_decreasing and (os_all.ci_lower <= os_all.survival).all()
+
+
+def test_the_survival_plot_is_a_png(built, tmp_path):
+    from etl.load.marts import plot_survival
+
+    png = plot_survival(built.warehouse, tmp_path / "survival.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+# -- registry activity -------------------------------------------------------------------------------
+
+def test_registry_activity(built, core):
+    enrolment = core["study_enrolment"].copy()
+    country = core["patient"].set_index("patient_id").country
+    enrolment["country"] = enrolment.patient_id.map(country).fillna("unknown")
+    enrolment["centre_id"] = enrolment.centre_id.fillna("unknown")
+    enrolment["registration_year"] = enrolment.enrolment_date.dt.year
+    diagnosis = core["diagnosis"]
+    latest = []
+    for patient_id, source_id, registered in zip(enrolment.patient_id, enrolment.source_id, enrolment.enrolment_date):
+        mine = diagnosis[(diagnosis.patient_id == patient_id) & (diagnosis.source_id == source_id)
+                         & (diagnosis.diagnosis_date <= registered)]
+        latest.append(mine.diagnosis_date.max())
+    enrolment["days"] = _days(enrolment.enrolment_date, pd.to_datetime(pd.Series(latest, index=enrolment.index)))
+    rows = []
+    for (study, centre, nation, year), group in enrolment.groupby(["study_id", "centre_id", "country",
+                                                                    "registration_year"], dropna=False):
+        known = group.days.dropna()
+        rows.append({"study_id": study, "centre_id": centre, "country": nation, "registration_year": year,
+                     "n_registrations": len(group), "n_patients": group.patient_id.nunique(),
+                     "n_with_diagnosis_date": len(known),
+                     "days_to_registration_p25": known.quantile(0.25) if len(known) else None,
+                     "days_to_registration_median": known.median() if len(known) else None,
+                     "days_to_registration_p75": known.quantile(0.75) if len(known) else None})
+    mart = built.query("SELECT * FROM marts.registry_activity")
+    assert_same(mart, pd.DataFrame(rows), ["study_id", "centre_id", "country", "registration_year"])
+    assert mart.n_registrations.sum() == len(core["study_enrolment"])
+
+
+# -- the marts as Parquet ----------------------------------------------------------------------------
+
+def test_parquet_export_is_one_complete_set_behind_a_current_link(built, tmp_path):
+    marts_dir = tmp_path / "marts"
+    first = export_parquet(built.warehouse, marts_dir)
+    second = export_parquet(built.warehouse, marts_dir)
+    current = marts_dir / "current"
+    assert current.is_symlink() and current.resolve() == second[0].parent != first[0].parent
+    names = set(built.query("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").table_name)
+    assert {p.stem for p in second} == names
+    manifest = json.loads((current / "_manifest.json").read_text())
+    for path in second:
+        table = pq.read_table(current / path.name)
+        assert table.num_rows == manifest["rows"][path.stem]
+        assert table.schema.metadata[b"run_id"].decode() == manifest["run_id"]
+    mart = built.query("SELECT * FROM marts.board_advice_summary")
+    exported = pd.read_parquet(current / "board_advice_summary.parquet")
+    pd.testing.assert_frame_equal(exported, mart, check_dtype=False)
+    for _ in range(3):
+        export_parquet(built.warehouse, marts_dir)
+    assert len([p for p in (marts_dir / "runs").iterdir()]) == 3  # older sets are pruned
+    assert not [p for p in marts_dir.rglob(".*") if p.name != ".current"]  # no partial leftovers
+    assert os.path.realpath(current).startswith(str((marts_dir / "runs").resolve()))
+
+
+# -- the definitions' edge cases, on a hand-made warehouse of two patients ---------------------------
+
+def _tiny_warehouse() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
+    lineage = {"source_id": "src", "source_file_sha256": "0" * 64, "run_id": "r1"}
+
+    def insert(table: str, **values: Any) -> None:
+        row = {**lineage, "source_record_key": f"{table}-{len(values)}-{sorted(values.items())}", **values}
+        con.execute(f"INSERT INTO core.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()))
+
+    # P1 relapsed, died on an unknown date (last contact 2021-06-01); a progression seen on the relapse day.
+    insert("patient", patient_id="P1", sex="female", vital_status="dead", last_contact_date="2021-06-01", n_sources=1)
+    insert("patient_source", patient_id="P1", source_patient_pseudonym="s1", centre_id="C1", link_method="exact")
+    insert("diagnosis", diagnosis_id="d1", patient_id="P1", event_type="initial", diagnosis_date="2020-01-01",
+           iccc3_group="III", iccc3_subgroup="III(b)")
+    insert("diagnosis", diagnosis_id="d2", patient_id="P1", event_type="relapse", diagnosis_date="2020-06-01",
+           iccc3_group="III", iccc3_subgroup="III(b)")
+    insert("follow_up", follow_up_id="f1", patient_id="P1", contact_date="2020-06-01", disease_status="progression")
+    insert("study_enrolment", enrolment_id="e1", patient_id="P1", study_id="SACHA", enrolment_date="2020-06-05")
+    # P2: the board advised drug a or b; a combination b + c started the very day of the recommendation.
+    insert("patient", patient_id="P2", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
+    insert("patient_source", patient_id="P2", source_patient_pseudonym="s2", centre_id="C2", link_method="exact")
+    insert("diagnosis", diagnosis_id="d3", patient_id="P2", event_type="initial", diagnosis_date="2021-12-01",
+           iccc3_group="I", iccc3_subgroup="I(a)")
+    insert("study_enrolment", enrolment_id="e2", patient_id="P2", study_id="ILTB", enrolment_date="2022-02-01")
+    insert("tumour_board_review", review_id="r1", patient_id="P2", board="ILTB", submission_date="2022-02-20",
+           recommendation_date="2022-03-01", priority_rank=1, recommendation_type="off_label",
+           recommended_agents="drug a|drug b", advice_followed=True)
+    for treatment_id, drug in (("t1", "drug b"), ("t2", "drug c")):
+        insert("treatment", treatment_id=treatment_id, patient_id="P2", line_number=1, drug_name=drug,
+               access_route="off_label", start_date="2022-03-01")
+    insert("response_assessment", response_id="x1", patient_id="P2", treatment_id="t1", timepoint="cycle1",
+           response="MLFS", assessment_date="2022-04-01")
+    insert("response_assessment", response_id="x2", patient_id="P2", treatment_id="t1", timepoint="cycle1",
+           response="PD", assessment_date="2022-05-01")
+    insert("adverse_event", ae_id="a1", patient_id="P2", treatment_id="t1", ctcae_grade=3, is_serious=True)
+    insert("follow_up", follow_up_id="f2", patient_id="P2", contact_date="2023-01-01", disease_status="progression")
+    build_marts(con)
+    return con
+
+
+def test_the_definitions_hold_at_their_edges():
+    con = _tiny_warehouse()
+
+    def row(sql: str) -> dict[str, Any]:
+        found = con.execute(sql).df().to_dict("records")
+        assert len(found) == 1, sql
+        return {k: _norm(v) for k, v in found[0].items()}
+
+    p1 = row("SELECT * FROM marts.patient_summary WHERE patient_id = 'P1'")
+    assert (p1["follow_up_end_date"], p1["follow_up_days"], p1["n_relapses"]) == (date(2021, 6, 1), 517, 1)
+    advice = row("SELECT * FROM marts.board_advice")
+    assert advice["treatment_start_date"] == advice["advised_treatment_start_date"] == date(2022, 3, 1)
+    assert (advice["days_recommendation_to_treatment"], advice["days_enrolment_to_recommendation"]) == (0, 28)
+    assert row("SELECT * FROM marts.board_advice_summary WHERE breakdown = 'overall'")["proportion_followed"] == 1.0
+    response = row("SELECT * FROM marts.response")
+    assert (response["regimen"], response["advice_group"], response["n_partial"], response["orr"]) == (
+        "drug b + drug c", "followed", 1, 1.0)  # the earlier of two cycle-1 assessments; MLFS is a response
+    toxicity = con.execute("SELECT drug_name, n_patients_exposed, n_patients_grade3plus, n_patients_serious "
+                           "FROM marts.adverse_events ORDER BY drug_name").fetchall()
+    assert toxicity == [("drug b", 1, 1, 1), ("drug c", 1, 0, 0)]
+    relapse = row("SELECT * FROM marts.survival WHERE patient_id = 'P1' AND origin = 'relapse'")
+    # Died on an unknown date: at the last contact. The progression on the relapse day is not after it.
+    assert (relapse["os_event"], relapse["os_days"], relapse["efs_event_type"], relapse["efs_days"]) == (
+        True, 365, "death", 365)
+    enrolled = row("SELECT * FROM marts.survival WHERE patient_id = 'P2' AND origin = 'enrolment'")
+    assert (enrolled["advice_group"], enrolled["os_event"], enrolled["efs_event_type"], enrolled["efs_days"]) == (
+        "followed", False, "progression", 334)
+    registry = row("SELECT * FROM marts.registry_activity WHERE study_id = 'SACHA'")
+    assert registry["days_to_registration_median"] == 4  # from the relapse, the latest diagnosis before it
+
+
+def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():
+    con = duckdb.connect()
+    con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
+    build_marts(con)
+    build_marts(con)  # and again: every publish rebuilds them
+    counts = dict(con.execute("SELECT table_name, estimated_size FROM duckdb_tables() "
+                              "WHERE schema_name = 'marts'").fetchall())
+    assert set(counts) >= {"patient_summary", "board_advice", "survival_km", "registry_activity"}
+    assert con.execute("SELECT n_cases, proportion_followed FROM marts.board_advice_summary").fetchall() == [(0, None)]

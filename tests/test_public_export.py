@@ -1,0 +1,153 @@
+"""`export_public`: no published count from 1 to 4, and no withheld count recomputable from what is published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from marts_fixture import MartsWarehouse, built_warehouse
+
+from etl.load.marts import PUBLIC_TABLES, export_public
+from etl.load.suppression import Constraint, PublicTable, Relation, protect, suppress
+
+MIN_CELL = 5
+
+
+# -- the algorithm on tiny hand-made tables ----------------------------------------------------------
+
+def test_a_cell_recoverable_from_its_total_is_protected_by_a_second_one():
+    table = PublicTable("by_disease", dimensions=("disease",), counts=("n_patients",), has_totals=True)
+    frame = pd.DataFrame({"disease": ["A", "B", "C", None], "n_patients": [3, 10, 12, 25]})
+    published = suppress(frame, table, MIN_CELL).set_index("disease")
+    # A alone withheld would be 25 - 10 - 12 = 3: the smallest other cell, B, goes too; the total stays.
+    assert published.n_patients.isna().to_dict() == {"A": True, "B": True, "C": False, "all": False}
+    assert published.loc["all", "n_patients"] == 25
+    assert published.loc["A", "suppressed_cells"] == "n_patients" and published.loc["C", "suppressed_cells"] == ""
+
+
+def test_within_a_row_parts_of_a_total_and_the_rates_that_derive_from_them_are_protected():
+    table = PublicTable("toxicity", dimensions=("drug",), counts=("n_exposed", "n_severe"),
+                        relations=(Relation("n_exposed", ("n_severe",)),), derived={"rate": ("n_severe", "n_exposed")})
+    frame = pd.DataFrame({"drug": ["x", "y", "z"], "n_exposed": [10, 40, 3], "n_severe": [8, 20, 0],
+                          "rate": [0.8, 0.5, 0.0]})
+    published = suppress(frame, table, MIN_CELL).set_index("drug")
+    # x: 10 exposed and 8 severe would tell that 2 were not: the part goes, the total stays.
+    assert pd.isna(published.loc["x", "n_severe"]) and published.loc["x", "n_exposed"] == 10
+    assert pd.isna(published.loc["x", "rate"])
+    assert published.loc["y"].tolist()[:3] == [40, 20, 0.5]
+    # z: 3 exposed is small; 0 severe names nobody and stays; the rate would give the total back.
+    assert pd.isna(published.loc["z", "n_exposed"]) and published.loc["z", "n_severe"] == 0
+    assert pd.isna(published.loc["z", "rate"])
+
+
+def test_an_exact_sum_within_a_row_never_leaves_one_unknown():
+    table = PublicTable("response", dimensions=("drug",), counts=("n", "n_yes", "n_no"),
+                        relations=(Relation("n", ("n_yes", "n_no"), exact=True),))
+    published = suppress(pd.DataFrame({"drug": ["x"], "n": [10], "n_yes": [7], "n_no": [3]}), table, MIN_CELL)
+    assert published.iloc[0][["n", "n_yes", "n_no"]].isna().tolist() == [False, True, True]
+
+
+def test_complementary_suppression_cascades_through_a_two_way_table_with_margins():
+    table = PublicTable("cases", dimensions=("disease", "year"), counts=("n",), has_totals=True)
+    cells = {("A", 2020): 2, ("A", 2021): 9, ("B", 2020): 8, ("B", 2021): 7}
+    rows = [{"disease": d, "year": y, "n": n} for (d, y), n in cells.items()]
+    rows += [{"disease": d, "year": None, "n": sum(n for (dd, _), n in cells.items() if dd == d)} for d in "AB"]
+    rows += [{"disease": None, "year": y, "n": sum(n for (_, yy), n in cells.items() if yy == y)} for y in (2020, 2021)]
+    rows.append({"disease": None, "year": None, "n": sum(cells.values())})
+    published = suppress(pd.DataFrame(rows), table, MIN_CELL)
+    assert_nothing_recoverable(published, table)
+    assert published.n.isna().sum() >= 4  # the 2 needs a partner in its row and in its column, and they in theirs
+
+
+def test_protect_withholds_nothing_when_no_cell_is_small():
+    values = {(0, "n"): 10, (1, "n"): 12, (2, "n"): 22}
+    constraints = [Constraint((2, "n"), ((0, "n"), (1, "n")))]
+    assert protect(values, set(values), constraints, MIN_CELL) == set()
+
+
+# -- an independent check of a published table -------------------------------------------------------
+
+def assert_nothing_recoverable(published: pd.DataFrame, table: PublicTable) -> None:
+    """What a reader can do with the published file: subtract. No small or withheld cell may come out."""
+    problems = []
+    for row in published.to_dict("records"):
+        for column in table.counts:
+            value = row[column]
+            if not pd.isna(value):
+                assert not 0 < value < MIN_CELL, f"{table.name}: {column} = {value} published"
+        for relation in table.relations:
+            cells = [row[relation.total]] + [row[p] for p in relation.parts]
+            unknown = sum(pd.isna(c) for c in cells)
+            if relation.exact and unknown == 1:
+                problems.append(f"{table.name} {row}: {relation.total} = sum{relation.parts} reveals the withheld cell")
+            if not relation.exact and unknown == 0:
+                remainder = cells[0] - sum(cells[1:])
+                if 0 < remainder < MIN_CELL:
+                    problems.append(f"{table.name}: {relation.total} - {relation.parts} = {remainder} in {row}")
+        for derived, counts in table.derived.items():
+            if not pd.isna(row[derived]) and any(pd.isna(row[c]) for c in counts):
+                problems.append(f"{table.name}: {derived} shown while one of {counts} is withheld in {row}")
+    if table.has_totals:
+        problems += _margin_problems(published, table)
+    assert not problems, "\n".join(problems[:10])
+
+
+def _margin_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
+    problems = []
+    dims = list(table.dimensions)
+    for _, total in published.iterrows():
+        for dim in dims:
+            if total[dim] != "all":
+                continue
+            others = [d for d in dims if d != dim]
+            children = published[(published[dim] != "all")
+                                 & (published[others] == total[others]).all(axis=1)] if others else \
+                published[published[dim] != "all"]
+            for count in table.counts:
+                unknown = int(pd.isna(total[count])) + int(children[count].isna().sum())
+                if len(children) and unknown == 1:
+                    problems.append(f"{table.name}: the {count} total over {dim} reveals a withheld cell at "
+                                    f"{total[others].to_dict() if others else 'overall'}")
+    return problems
+
+
+# -- the real public export --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def public(tmp_path_factory: pytest.TempPathFactory) -> tuple[MartsWarehouse, list[Path]]:
+    built = built_warehouse(tmp_path_factory)
+    return built, export_public(built.warehouse, tmp_path_factory.mktemp("public"), min_cell=MIN_CELL)
+
+
+def test_the_public_export_holds_the_aggregate_marts_only_as_csv_and_parquet(public):
+    _, paths = public
+    expected = [f"{t.name}.{ext}" for t in PUBLIC_TABLES for ext in ("csv", "parquet")]
+    assert sorted(p.name for p in paths) == sorted(expected)
+    assert not {"patient_summary", "board_advice", "survival", "survival_km"} & {p.stem for p in paths}
+    assert not [p for p in paths[0].parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("table", PUBLIC_TABLES, ids=lambda t: t.name)
+def test_no_published_cell_is_below_five_nor_recomputable(public, table):
+    built, paths = public
+    folder = paths[0].parent
+    mart = built.query(f"SELECT * FROM marts.{table.name}")
+    for published in (pd.read_csv(folder / f"{table.name}.csv", keep_default_na=False, na_values=[""]),
+                      pd.read_parquet(folder / f"{table.name}.parquet")):
+        assert len(published) == len(mart)
+        counts = published[list(table.counts)]
+        assert not ((counts > 0) & (counts < MIN_CELL)).any().any()
+        if table.has_totals:
+            for dim in table.dimensions:
+                published[dim] = published[dim].astype(str)
+        assert_nothing_recoverable(published, table)
+    # Suppression withholds, it never changes a figure: what is shown equals the mart.
+    shown = pd.read_parquet(folder / f"{table.name}.parquet")
+    for column in table.counts:
+        kept = shown[column].notna()
+        assert (shown.loc[kept, column].to_numpy() == mart.loc[kept, column].to_numpy()).all()
+        withheld = shown.loc[~kept, "suppressed_cells"].str.split(";")
+        assert all(column in listed for listed in withheld), f"a withheld {column} is not listed in suppressed_cells"
+    # The rare-disease figures are small: the export must withhold something, and still publish something.
+    assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()

@@ -1,0 +1,128 @@
+-- marts.patient_summary: one row per linked patient (core.patient).
+--
+-- Definitions
+--   first diagnosis: the patient's earliest diagnosis event in any source (by diagnosis_date;
+--     ties: initial before relapse before progression, then diagnosis_id). For a patient known
+--     only to a relapse registry it is the relapse: first_diagnosis_event_type says which.
+--   disease: ICCC-3 group and subgroup of the first diagnosis; the other marts use this subgroup
+--     as "the patient's disease", so a patient is counted under one disease everywhere.
+--   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
+--     dead patient (the last contact when the death date is unknown) and the last contact
+--     otherwise. Negative times are kept as they are: they point to a date error in a source.
+
+CREATE SCHEMA IF NOT EXISTS marts;
+
+CREATE OR REPLACE TABLE marts.patient_summary AS
+WITH first_diagnosis AS (
+    SELECT
+        patient_id,
+        diagnosis_date,
+        event_type,
+        age_at_diagnosis_days,
+        icdo3_morphology,
+        iccc3_code,
+        iccc3_group,
+        iccc3_subgroup,
+        is_very_rare
+    FROM core.diagnosis
+    QUALIFY row_number() OVER (
+        PARTITION BY patient_id
+        ORDER BY diagnosis_date NULLS LAST,
+                 CASE event_type WHEN 'initial' THEN 0 WHEN 'relapse' THEN 1 WHEN 'progression' THEN 2 ELSE 3 END,
+                 diagnosis_id
+    ) = 1
+),
+
+relapses AS (
+    SELECT patient_id, count(*) AS n_relapses
+    FROM core.diagnosis
+    WHERE event_type IN ('relapse', 'progression')
+    GROUP BY patient_id
+),
+
+sources AS (
+    SELECT
+        patient_id,
+        list_sort(list(DISTINCT source_id)) AS sources,
+        list_sort(list(DISTINCT centre_id) FILTER (WHERE centre_id IS NOT NULL)) AS centres
+    FROM core.patient_source
+    GROUP BY patient_id
+),
+
+studies AS (
+    SELECT
+        patient_id,
+        list_sort(list(DISTINCT study_id)) AS studies,
+        min(enrolment_date) AS first_enrolment_date
+    FROM core.study_enrolment
+    GROUP BY patient_id
+),
+
+follow_up_end AS (
+    SELECT
+        patient_id,
+        CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date)
+             ELSE last_contact_date END AS follow_up_end_date
+    FROM core.patient
+)
+
+SELECT
+    patient.patient_id,
+    patient.sex,
+    patient.birth_year,
+    patient.country,
+    first_diagnosis.diagnosis_date AS first_diagnosis_date,
+    first_diagnosis.event_type AS first_diagnosis_event_type,
+    first_diagnosis.age_at_diagnosis_days AS age_at_first_diagnosis_days,
+    round(first_diagnosis.age_at_diagnosis_days / 365.25, 1) AS age_at_first_diagnosis_years,
+    first_diagnosis.icdo3_morphology,
+    first_diagnosis.iccc3_code,
+    first_diagnosis.iccc3_group,
+    first_diagnosis.iccc3_subgroup,
+    first_diagnosis.is_very_rare,
+    coalesce(relapses.n_relapses, 0) AS n_relapses,
+    patient.n_sources,
+    coalesce(sources.sources, []) AS sources,
+    coalesce(sources.centres, []) AS centres,
+    coalesce(studies.studies, []) AS studies,
+    studies.first_enrolment_date,
+    patient.vital_status,
+    patient.death_date,
+    patient.last_contact_date,
+    follow_up_end.follow_up_end_date,
+    follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date AS follow_up_days,
+    round((follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date) / 365.25, 2) AS follow_up_years
+FROM core.patient AS patient
+LEFT JOIN first_diagnosis USING (patient_id)
+LEFT JOIN relapses USING (patient_id)
+LEFT JOIN sources USING (patient_id)
+LEFT JOIN studies USING (patient_id)
+LEFT JOIN follow_up_end USING (patient_id)
+ORDER BY patient.patient_id;
+
+COMMENT ON TABLE marts.patient_summary IS 'One row per linked patient: demographics, the first diagnosis and its ICCC-3 classification, the sources and studies that know the patient, vital status and follow-up time.';
+COMMENT ON COLUMN marts.patient_summary.patient_id IS 'Pseudonymous patient identifier (keyed HMAC-SHA256), the key of core.patient.';
+COMMENT ON COLUMN marts.patient_summary.sex IS 'Sex, merged over sources (conflicting sources give unknown). Codes: female / male / undetermined / unknown.';
+COMMENT ON COLUMN marts.patient_summary.birth_year IS 'Year of birth (the exact birth date is never stored). Unit: year.';
+COMMENT ON COLUMN marts.patient_summary.country IS 'Country of residence. Codes: ISO 3166-1 alpha-2.';
+COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date IS 'Date of the earliest diagnosis event recorded for the patient in any source.';
+COMMENT ON COLUMN marts.patient_summary.first_diagnosis_event_type IS 'What the first recorded diagnosis event is: the initial diagnosis, or a relapse when the sources know only that. Codes: initial / relapse / progression.';
+COMMENT ON COLUMN marts.patient_summary.age_at_first_diagnosis_days IS 'Age at the first recorded diagnosis, from the birth date inside harmonise. Unit: days.';
+COMMENT ON COLUMN marts.patient_summary.age_at_first_diagnosis_years IS 'Age at the first recorded diagnosis, age_at_first_diagnosis_days / 365.25 rounded to 0.1. Unit: years.';
+COMMENT ON COLUMN marts.patient_summary.icdo3_morphology IS 'ICD-O-3 morphology of the first diagnosis, 4 digits. Codes: ICD-O-3.';
+COMMENT ON COLUMN marts.patient_summary.iccc3_code IS 'ICCC-3 main-classification recode of the first diagnosis (IARC 2017), e.g. 011. Codes: ICCC-3 recode.';
+COMMENT ON COLUMN marts.patient_summary.iccc3_group IS 'ICCC-3 main group of the first diagnosis, a Roman numeral. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII.';
+COMMENT ON COLUMN marts.patient_summary.iccc3_subgroup IS 'ICCC-3 subgroup of the first diagnosis, e.g. I(a): the patient''s disease in every mart. Codes: ICCC-3 subgroup.';
+COMMENT ON COLUMN marts.patient_summary.is_very_rare IS 'The first diagnosis is a very rare tumour (incidence below 2 per million children per year).';
+COMMENT ON COLUMN marts.patient_summary.n_relapses IS 'Number of relapse or progression diagnosis events recorded in any source. Unit: events.';
+COMMENT ON COLUMN marts.patient_summary.n_sources IS 'Number of sources that know the patient. Unit: sources.';
+COMMENT ON COLUMN marts.patient_summary.sources IS 'The sources that know the patient, sorted. Codes: source_id of sources/*.yaml.';
+COMMENT ON COLUMN marts.patient_summary.centres IS 'The centres that reported the patient, sorted.';
+COMMENT ON COLUMN marts.patient_summary.studies IS 'The studies and registries the patient is enrolled in, sorted. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the patient''s first enrolment in any study or registry.';
+COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
+COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death, the earliest any source gives.';
+COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis to follow_up_end_date. Unit: days.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

@@ -1,0 +1,89 @@
+-- marts.board_advice: one row per tumour board review (core.tumour_board_review), that is one
+-- prioritised advice given on one submission of a patient to a molecular tumour board.
+--
+-- Definitions (the target board registry's endpoints)
+--   enrolment: the patient's first enrolment in the study the board belongs to (study_id =
+--     board, e.g. ILTB); a board with no study of its name has no enrolment date.
+--   treatment start: the first treatment (any drug, any source) started on or after the
+--     recommendation date: the time the board's case took to reach a treatment.
+--   advised treatment start: the first treatment with one of the review's recommended agents
+--     started on or after the recommendation date.
+--   disease: ICCC-3 subgroup of the patient's first diagnosis (marts.patient_summary).
+--   Intervals are whole days between the two dates; NULL when either date is unknown.
+
+CREATE OR REPLACE TABLE marts.board_advice AS
+WITH board_enrolment AS (
+    SELECT patient_id, study_id AS board, min(enrolment_date) AS enrolment_date
+    FROM core.study_enrolment
+    GROUP BY ALL
+),
+
+next_treatment AS (
+    SELECT
+        review.review_id,
+        min(treatment.start_date) AS treatment_start_date,
+        min(treatment.start_date) FILTER (
+            WHERE list_contains(string_split(review.recommended_agents, '|'), treatment.drug_name)
+        ) AS advised_treatment_start_date
+    FROM core.tumour_board_review AS review
+    JOIN core.treatment AS treatment
+        ON treatment.patient_id = review.patient_id
+       AND treatment.start_date >= review.recommendation_date
+    GROUP BY review.review_id
+)
+
+SELECT
+    review.review_id,
+    review.patient_id,
+    review.board,
+    review.source_id,
+    coalesce(patient.iccc3_subgroup, 'unknown') AS iccc3_subgroup,
+    board_enrolment.enrolment_date,
+    review.submission_date,
+    review.recommendation_date,
+    year(review.recommendation_date) AS recommendation_year,
+    review.priority_rank,
+    review.recommendation_type,
+    review.recommended_agents,
+    review.treatment_intent,
+    review.advice_followed,
+    review.reason_not_followed,
+    next_treatment.treatment_start_date,
+    next_treatment.advised_treatment_start_date,
+    review.submission_date - board_enrolment.enrolment_date AS days_enrolment_to_submission,
+    review.recommendation_date - review.submission_date AS days_submission_to_recommendation,
+    review.recommendation_date - board_enrolment.enrolment_date AS days_enrolment_to_recommendation,
+    next_treatment.treatment_start_date - review.recommendation_date AS days_recommendation_to_treatment,
+    next_treatment.advised_treatment_start_date - review.recommendation_date
+        AS days_recommendation_to_advised_treatment,
+    next_treatment.treatment_start_date - board_enrolment.enrolment_date AS days_enrolment_to_treatment
+FROM core.tumour_board_review AS review
+LEFT JOIN marts.patient_summary AS patient USING (patient_id)
+LEFT JOIN board_enrolment USING (patient_id, board)
+LEFT JOIN next_treatment USING (review_id)
+ORDER BY review.patient_id, review.submission_date, review.priority_rank, review.review_id;
+
+COMMENT ON TABLE marts.board_advice IS 'One row per tumour board review (one prioritised advice on one submission): the dates and intervals enrolment -> recommendation -> treatment start, and whether the advice was followed and why not.';
+COMMENT ON COLUMN marts.board_advice.review_id IS 'Identifier of the review, the key of core.tumour_board_review.';
+COMMENT ON COLUMN marts.board_advice.patient_id IS 'Pseudonymous patient identifier.';
+COMMENT ON COLUMN marts.board_advice.board IS 'The molecular tumour board. Codes: ILTB.';
+COMMENT ON COLUMN marts.board_advice.source_id IS 'Source the review was exported from.';
+COMMENT ON COLUMN marts.board_advice.iccc3_subgroup IS 'The patient''s disease: ICCC-3 subgroup of the first diagnosis; unknown when none is recorded. Codes: ICCC-3 subgroup.';
+COMMENT ON COLUMN marts.board_advice.enrolment_date IS 'The patient''s first enrolment in the board''s study (study_id = board).';
+COMMENT ON COLUMN marts.board_advice.submission_date IS 'Date the case was submitted to the board.';
+COMMENT ON COLUMN marts.board_advice.recommendation_date IS 'Date the board gave its recommendation.';
+COMMENT ON COLUMN marts.board_advice.recommendation_year IS 'Calendar year of the recommendation. Unit: year.';
+COMMENT ON COLUMN marts.board_advice.priority_rank IS 'Priority of this advice among the options the board gave on the submission, 1 = first choice.';
+COMMENT ON COLUMN marts.board_advice.recommendation_type IS 'Kind of treatment advised. Codes: trial / off_label / compassionate / standard / none.';
+COMMENT ON COLUMN marts.board_advice.recommended_agents IS 'Advised drugs, INN in lower case, separated by |.';
+COMMENT ON COLUMN marts.board_advice.treatment_intent IS 'Intent of the advised treatment. Codes: bridging / palliative / curative.';
+COMMENT ON COLUMN marts.board_advice.advice_followed IS 'This advice was followed; NULL when not yet known.';
+COMMENT ON COLUMN marts.board_advice.reason_not_followed IS 'Why the advice was not followed, as the centre wrote it.';
+COMMENT ON COLUMN marts.board_advice.treatment_start_date IS 'Start of the first treatment (any drug, any source) on or after the recommendation date.';
+COMMENT ON COLUMN marts.board_advice.advised_treatment_start_date IS 'Start of the first treatment with one of the recommended agents on or after the recommendation date.';
+COMMENT ON COLUMN marts.board_advice.days_enrolment_to_submission IS 'Days from enrolment to submission to the board. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_submission_to_recommendation IS 'Days from submission to recommendation. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_enrolment_to_recommendation IS 'Days from enrolment to recommendation. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_recommendation_to_treatment IS 'Days from recommendation to the start of the next treatment. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_recommendation_to_advised_treatment IS 'Days from recommendation to the start of an advised drug. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_enrolment_to_treatment IS 'Days from enrolment to the start of the next treatment after the recommendation. Unit: days.';

@@ -1,0 +1,68 @@
+-- marts.registry_activity: one row per study x centre x country x registration year.
+--
+-- Unit: a registration, one enrolment of a patient in a study or registry (core.study_enrolment).
+-- Definitions
+--   country: the patient's country of residence (core.patient), which for cross-border care can
+--     differ from the centre's.
+--   time from diagnosis to registration: from the latest diagnosis event that the same source
+--     records on or before the registration date (for a registry the initial diagnosis, for a
+--     relapse registry the relapse that led to enrolment) to the registration date.
+--   quartiles are continuous (linear interpolation), over registrations with that time known.
+
+CREATE OR REPLACE TABLE marts.registry_activity AS
+WITH registration AS (
+    SELECT
+        enrolment.enrolment_id,
+        enrolment.patient_id,
+        enrolment.source_id,
+        enrolment.study_id,
+        coalesce(enrolment.centre_id, 'unknown') AS centre_id,
+        coalesce(patient.country, 'unknown') AS country,
+        enrolment.enrolment_date,
+        year(enrolment.enrolment_date) AS registration_year
+    FROM core.study_enrolment AS enrolment
+    LEFT JOIN core.patient AS patient USING (patient_id)
+),
+
+diagnosis_before AS (
+    SELECT registration.enrolment_id, max(diagnosis.diagnosis_date) AS diagnosis_date
+    FROM registration
+    JOIN core.diagnosis AS diagnosis
+        ON diagnosis.patient_id = registration.patient_id
+       AND diagnosis.source_id = registration.source_id
+       AND diagnosis.diagnosis_date <= registration.enrolment_date
+    GROUP BY registration.enrolment_id
+),
+
+timed AS (
+    SELECT registration.*, registration.enrolment_date - diagnosis_before.diagnosis_date AS days_to_registration
+    FROM registration
+    LEFT JOIN diagnosis_before USING (enrolment_id)
+)
+
+SELECT
+    study_id,
+    centre_id,
+    country,
+    registration_year,
+    count(*) AS n_registrations,
+    count(DISTINCT patient_id) AS n_patients,
+    count(days_to_registration) AS n_with_diagnosis_date,
+    quantile_cont(days_to_registration, 0.25) AS days_to_registration_p25,
+    median(days_to_registration) AS days_to_registration_median,
+    quantile_cont(days_to_registration, 0.75) AS days_to_registration_p75
+FROM timed
+GROUP BY ALL
+ORDER BY study_id, centre_id, country, registration_year;
+
+COMMENT ON TABLE marts.registry_activity IS 'Patients registered per study, centre, country and year, and the time from diagnosis to registration.';
+COMMENT ON COLUMN marts.registry_activity.study_id IS 'Study or registry. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN marts.registry_activity.centre_id IS 'Registering centre as the source codes it; unknown when not given.';
+COMMENT ON COLUMN marts.registry_activity.country IS 'The patients'' country of residence; unknown when not given. Codes: ISO 3166-1 alpha-2.';
+COMMENT ON COLUMN marts.registry_activity.registration_year IS 'Calendar year of the registration (enrolment date). Unit: year.';
+COMMENT ON COLUMN marts.registry_activity.n_registrations IS 'Registrations (enrolments). Unit: registrations.';
+COMMENT ON COLUMN marts.registry_activity.n_patients IS 'Distinct patients registered. Unit: patients.';
+COMMENT ON COLUMN marts.registry_activity.n_with_diagnosis_date IS 'Registrations whose time from diagnosis is known (a diagnosis of the same source on or before the registration). Unit: registrations.';
+COMMENT ON COLUMN marts.registry_activity.days_to_registration_p25 IS 'First quartile of the time from diagnosis to registration. Unit: days.';
+COMMENT ON COLUMN marts.registry_activity.days_to_registration_median IS 'Median time from diagnosis to registration. Unit: days.';
+COMMENT ON COLUMN marts.registry_activity.days_to_registration_p75 IS 'Third quartile of the time from diagnosis to registration. Unit: days.';
