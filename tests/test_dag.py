@@ -70,6 +70,10 @@ def test_one_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sour
         assert runs == [("airflow", "completed", ["iltb", "registry_it", "sacha_fr"])]
         assert con.execute("SELECT count(DISTINCT source_id) FROM core.diagnosis").fetchone()[0] == 3
         assert con.execute("SELECT count(*) FROM core.patient").fetchone()[0] > 30
+        # Validation ran inside the DAG: every rule judged every source, marts built.
+        assert con.execute("SELECT count(DISTINCT rule_id) FROM dq.check_result").fetchone()[0] == \
+            con.execute("SELECT count(*) FROM dq.check").fetchone()[0] >= 40
+        assert con.execute("SELECT count(*) FROM marts.patient_summary").fetchone()[0] > 30
     finally:
         con.close()
     run_dag_once(home)
@@ -80,6 +84,7 @@ def test_one_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sour
     finally:
         con.close()
     assert latest == ([], ["iltb", "registry_it", "sacha_fr"])
+    assert (home.reports / "latest" / "index.html").is_file()
 
 
 def test_the_dag_file_is_where_the_readme_says(tmp_path):
