@@ -483,7 +483,6 @@ def test_a_large_export_streams_in_bounded_python_memory(tmp_path):
         "P001999", "S4", "IT.9", 3 + 1_999 * 123 + 121)  # 123 lines a subject; lines past 65,535 stay exact
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="ru_maxrss is POSIX only")
 def test_parser_memory_does_not_grow_with_file_size(tmp_path):
     # tracemalloc cannot see libxml2's own allocations, so compare the peak RSS of two separate runs.
     code = ("import resource, sys; from pathlib import Path; from etl.extract.odm import stage_odm; "
