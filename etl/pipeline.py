@@ -188,9 +188,9 @@ def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *,
             started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"],
             quality=quality_plan_for(home, planned["run_id"], sources_dir=sources_dir))
     run_id = planned["run_id"]
-    export_parquet(home.warehouse, home.marts)
     summary = summarise(home, run_id)
-    if summary["validated"]:
+    if summary["validated"]:  # else the Parquet marts and the report of the last validated run stand
+        export_parquet(home.warehouse, home.marts)
         folder = home.reports / run_id
         folder.mkdir(parents=True, exist_ok=True)
         attachments = [("Data dictionary", write_dictionary_page(home.warehouse, folder / "dictionary.html")),

@@ -206,8 +206,8 @@ COMMENT ON COLUMN meta.run.sources_changed IS 'Sources whose files or mapping ch
 COMMENT ON COLUMN meta.run.sources_unchanged IS 'Sources skipped because nothing changed.';
 COMMENT ON COLUMN meta.run.sources_failed IS 'Sources that could not be loaded; they keep their last good data.';
 COMMENT ON COLUMN meta.run.message IS 'Why sources failed, one message per source.';
-COMMENT ON COLUMN meta.run.validated IS 'The quality rules ran (a source or the rules changed).';
-COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rule files and source overrides validated.';
+COMMENT ON COLUMN meta.run.validated IS 'The quality rules ran and the marts were rebuilt (a source, a rule, a mart or a comment changed).';
+COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rules, source overrides, mart definitions and column comments applied.';
 
 -- meta.source_file ------------------------------------------------------------------------------
 COMMENT ON TABLE meta.source_file IS 'One row per source file ever seen (by content), with where its rows went: rows_read = rows_loaded + rows_quarantined + rows_superseded.';

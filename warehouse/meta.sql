@@ -13,8 +13,8 @@ CREATE TABLE IF NOT EXISTS meta.run (
     sources_unchanged   VARCHAR[],
     sources_failed      VARCHAR[],
     message             VARCHAR,
-    validated           BOOLEAN,      -- the quality rules ran (a source or the rules changed)
-    rules_fingerprint   VARCHAR       -- sha256 over the rule files and source overrides validated
+    validated           BOOLEAN,      -- rules and marts ran (a source or a definition changed)
+    rules_fingerprint   VARCHAR       -- sha256 over the rules, source overrides, marts and comments applied
 );
 
 -- One row per source file ever seen (by content): rows_read = loaded + quarantined + superseded.

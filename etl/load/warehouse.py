@@ -13,6 +13,7 @@ enforced with a lock file.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ import duckdb
 
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
-from etl.load.marts import build_marts
+from etl.load.marts import MARTS_SQL_DIR, build_marts
 from etl.quality.validate import QualityPlan, validate
 from etl.transform.mapping import core_columns
 
@@ -150,6 +151,14 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[st
         run_id, "failed" if failed else "loaded", outcome.get("message")])
 
 
+def _definitions_fingerprint(quality: QualityPlan) -> str:
+    """Changes when a rule, a source's override, a mart or a column comment changes."""
+    digest = hashlib.sha256(quality.fingerprint.encode())
+    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), WAREHOUSE_SQL_DIR / "comments.sql"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated "
                       "ORDER BY finished_at DESC LIMIT 1").fetchone()
@@ -160,8 +169,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
 
-    Validation runs when a source changed or the rules did; otherwise the warehouse keeps its
-    content and only the run is recorded.
+    Validation and the marts run when a source changed or a rule, mart or comment did; otherwise
+    the warehouse keeps its content and only the run is recorded.
     """
     quality = quality or QualityPlan(rules=())
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -182,12 +191,14 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
             changed = any(o["status"] == "harmonised" for o in outcomes)
-            validated = changed or _last_rules_fingerprint(con) != quality.fingerprint
+            definitions = _definitions_fingerprint(quality)
+            # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
+            validated = changed or _last_rules_fingerprint(con) != definitions
             if validated:
                 validate(con, run_id, quality)
                 _admit_to_core(con)
-            build_marts(con)  # every publish: cheap, and a changed mart definition takes effect
-            apply_comments(con)
+                build_marts(con)
+                apply_comments(con)
             failed = sorted(o["source_id"] for o in outcomes if o["status"] == "failed")
             con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 run_id, trigger, started_at, datetime.now(UTC),
@@ -195,7 +206,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
                 sorted(o["source_id"] for o in outcomes if o["status"] == "harmonised"),
                 sorted(unchanged), failed,
                 "; ".join(o["message"] for o in outcomes if o.get("message")) or None,
-                validated, quality.fingerprint])
+                validated, definitions])
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         except BaseException:
