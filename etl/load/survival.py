@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
-from lifelines import KaplanMeierFitter
+
+if TYPE_CHECKING:
+    from lifelines import KaplanMeierFitter
 
 ENDPOINTS = {"OS": ("os_days", "os_event"), "EFS": ("efs_days", "efs_event")}
 GROUPINGS: dict[str, str | None] = {"all": None, "iccc3_group": "iccc3_group", "advice_group": "advice_group"}
@@ -45,6 +48,8 @@ def _groups(times: pd.DataFrame) -> Iterator[tuple[tuple[str, str, str, str], pd
 
 
 def _fit(durations: pd.Series, events: pd.Series) -> KaplanMeierFitter:
+    from lifelines import KaplanMeierFitter  # 2-3 s to import: only runs that rebuild the marts pay it
+
     return KaplanMeierFitter(alpha=0.05).fit(durations, events, label="km")
 
 
