@@ -123,26 +123,23 @@ def report(home: HomeOption = None,
 @app.command()
 def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) code, e.g. IT-MI01")],
             home: HomeOption = None,
-            run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest validated run)")]
+            run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest run)")]
             = None) -> None:
     """Write a centre's open issues as XLSX and CSV to send back to it."""
+    import duckdb
+
     from etl.quality.queries import write_centre_queries
-    from etl.quality.report import validated_runs
+    from etl.quality.report import choose_run
 
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
-    import duckdb
-
-    con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
-    try:
-        runs = validated_runs(con)
-    finally:
-        con.close()
-    if not runs:
-        _fail("no validated run yet")
-    run_id = run_id or runs[-1]
-    try:
+    try:  # an unknown run or centre: the message lists the known ones
+        con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
+        try:
+            run_id = choose_run(con, run_id).run_id
+        finally:
+            con.close()
         xlsx, csv_file = write_centre_queries(rtw_home.warehouse, rtw_home.reports / run_id / "queries", centre, run_id)
     except ValueError as exc:
         _fail(str(exc))
