@@ -24,9 +24,8 @@ import pyarrow.parquet as pq
 
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
-from etl.extract.delimited import sniff_dialect, stage_csv
+from etl.extract.adapter import adapter_for
 from etl.extract.errors import ExtractError
-from etl.extract.odm import stage_odm
 from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import publish, read_source_state
@@ -91,11 +90,7 @@ def _failed(source_id: str, run_id: str, message: str, **extra: Any) -> Outcome:
 
 def _stage(mapping: SourceMapping, f: landing.LandingFile, out: Path) -> dict[str, Any]:
     lineage = {"source_file": f.name, "source_file_sha256": f.sha256}
-    if mapping.format == "odm":
-        result = stage_odm(f.path, out, lineage=lineage)
-    else:
-        overrides = {k: v for k, v in mapping.csv.model_dump().items() if v is not None}
-        result = stage_csv(f.path, out, sniff_dialect(f.path, **overrides), lineage=lineage)
+    result = adapter_for(mapping.format).stage(f.path, out, mapping, lineage)
     return {"rows_staged": result.rows, "notices": list(result.notices)}
 
 
@@ -111,7 +106,7 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     files, notices = [], list(found.notices)
     for f in found.current:
         entry = _file_entry(f)
-        staged = home.staging / source_id / f"{f.sha256}.parquet"
+        staged = home.staging / source_id / adapter_for(mapping.format).staged_name(f.sha256)
         try:
             landing.archive(f, home.archive)
             if not staged.exists():

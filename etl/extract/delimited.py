@@ -35,14 +35,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.extract.adapter import SourceAdapter, StageResult, record_set_of_file, refuse_if_other_format
 from etl.extract.errors import ExtractError
-from etl.extract.staging import StageResult
+
+if TYPE_CHECKING:
+    from etl.transform.mapping import SourceMapping
 
 DELIMITERS = (";", ",", "\t", "|")  # order breaks ties: European sources first
 LINE_COLUMN = "_line"
@@ -330,3 +333,24 @@ def _staging_schema(path: Path, columns: list[str], lineage: dict[str, str]) -> 
     return pa.schema([pa.field(name, pa.string()) for name in source_columns]
                      + [pa.field(LINE_COLUMN, pa.int64())]
                      + [pa.field(key, pa.string()) for key in lineage])
+
+
+class CsvAdapter(SourceAdapter):
+    """Per-form CSV (Ennov) and national registry files: one record set per file, named by the mapping."""
+
+    format = "csv"
+    description = "delimited text: per-form CSV exports, national registry files"
+    suffixes = (".csv", ".txt", ".tsv")
+    one_record_set_per_file = True
+
+    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+        refuse_if_other_format(path, "a delimited text (CSV) file")
+        overrides = {k: v for k, v in mapping.csv.model_dump().items() if v is not None}
+        return stage_csv(path, out, sniff_dialect(path, **overrides), lineage=lineage)
+
+    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
+        name = record_set_of_file(mapping, file_name) or Path(file_name).stem
+        return {name: pd.read_parquet(staged)}
+
+
+ADAPTER = CsvAdapter()

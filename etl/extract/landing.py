@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from etl.extract.adapter import adapter_for
 from etl.transform.mapping import SourceMapping
-from etl.transform.records import csv_record_set_name
 
 _CHUNK = 1 << 20
 _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
@@ -64,9 +64,7 @@ def sha256_of(path: Path) -> str:
 
 def series_of(mapping: SourceMapping, file_name: str) -> str | None:
     """The series a file belongs to; None when the file does not fit the mapping's pattern."""
-    if mapping.format == "odm":
-        return mapping.source_id
-    return csv_record_set_name(mapping, file_name)
+    return adapter_for(mapping.format).series(mapping, file_name)
 
 
 def discover(landing_dir: Path, mapping: SourceMapping) -> SourceFiles:

@@ -52,17 +52,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
+from etl.extract.adapter import LINEAGE_COLUMNS, SourceAdapter, StageResult
 from etl.extract.errors import ExtractError
-from etl.extract.staging import StageResult
 
-__all__ = ["ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata", "StageResult",
-           "iter_odm_items", "read_odm_metadata", "stage_odm"]
+if TYPE_CHECKING:
+    from etl.transform.mapping import SourceMapping
+
+__all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata",
+           "StageResult", "iter_odm_items", "odm_record_sets", "read_odm_metadata", "stage_odm"]
 
 ODM_ROW_COLUMNS: tuple[str, ...] = (
     "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
@@ -470,3 +475,76 @@ def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) ->
         elif local == "CodeList":
             code_list = None
     return OdmMetadata(item_defs=item_defs, code_lists=code_lists)
+
+
+# -- the ODM source adapter -------------------------------------------------------------------
+# A record is one ItemGroupData: staged rows (one per ItemData) are pivoted per ItemGroupOID into
+# one column per ItemOID, with the ODM keys as `_`-prefixed columns. Items sent with
+# TransactionType `Remove` are dropped (the EDC withdrew them).
+
+ODM_KEY_COLUMNS = {
+    "subject_key": "_subject_key",
+    "site_oid": "_site_oid",
+    "study_event_oid": "_study_event_oid",
+    "study_event_repeat_key": "_study_event_repeat_key",
+    "form_oid": "_form_oid",
+    "form_repeat_key": "_form_repeat_key",
+    "item_group_oid": "_item_group_oid",
+    "item_group_repeat_key": "_item_group_repeat_key",
+}
+_REPEAT_KEYS = {"study_event_repeat_key", "form_repeat_key", "item_group_repeat_key"}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def odm_record_sets(staged: Path) -> dict[str, pd.DataFrame]:
+    """Pivot one staged ODM file into a frame per ItemGroupOID."""
+    con = duckdb.connect()
+    try:
+        con.execute(
+            # A view cannot take prepared parameters, so the path goes in as a quoted literal.
+            f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({_sql_text(str(staged))}) "
+            "WHERE coalesce(transaction_type, '') <> 'Remove'")
+        groups = con.execute(
+            "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
+            "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
+        record_sets = {}
+        for group_oid, item_oids in groups:
+            keys = ", ".join(
+                f"coalesce({c}, '1') AS {a}" if c in _REPEAT_KEYS else f"{c} AS {a}"
+                for c, a in ODM_KEY_COLUMNS.items())
+            group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
+            # arg_max by line: if an item is sent twice in one record, the later one wins.
+            pivots = ", ".join(
+                f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {_sql_text(oid)}) AS {_quote(oid)}"
+                for oid in item_oids)
+            frame = con.execute(
+                f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
+                f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
+                [group_oid]).df()
+            record_sets[group_oid or "(no item group)"] = frame.fillna("")
+        return record_sets
+    finally:
+        con.close()
+
+
+class OdmAdapter(SourceAdapter):
+    format = "odm"
+    description = "CDISC ODM 1.3 / 2.0 XML (EDC exports: Ennov, REDCap, OpenClinica, ...)"
+    suffixes = (".xml", ".odm")
+    sparse_columns = True
+
+    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+        return stage_odm(path, out, lineage=lineage)
+
+    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
+        return odm_record_sets(staged)
+
+
+ADAPTER = OdmAdapter()

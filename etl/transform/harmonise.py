@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from etl.extract.adapter import adapter_for
 from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, core_columns
 from etl.transform.pseudonym import (
@@ -205,7 +206,7 @@ class _Engine:
         for spec in self._specs_for(record_set):
             needed |= spec.columns()
         missing = sorted(needed - set(frame.columns))
-        if missing and mapping.format == "csv":
+        if missing and not adapter_for(mapping.format).sparse_columns:
             files = ", ".join(sorted(set(frame["source_file"])))
             raise HarmoniseError(f"{mapping.source_id}: {files} (record set {record_set}) has no column "
                                  f"{', '.join(missing)}, which sources/{mapping.source_id}.yaml maps")

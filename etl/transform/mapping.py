@@ -115,7 +115,7 @@ class RuleOverride(_Strict):
 class SourceMapping(_Strict):
     source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str
-    format: Literal["odm", "csv"]
+    format: str = Field(description="the export format: the name of a source adapter (odm, csv, sas, excel)")
     files: str = Field(description="glob of the export files in landing/<source_id>/")
     record_set_from_file: str | None = Field(
         None, description="csv: regex with a group 'record_set' read from the file name")
@@ -133,11 +133,31 @@ class SourceMapping(_Strict):
     patient: PatientSpec
     tables: dict[str, TableSpec]
     quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
+    options: dict[str, Any] = Field({}, description="options of the format's reader (see its adapter), "
+                                                    "e.g. excel: {header_row: 2}")
+    ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped")
+    params: dict[str, str | int | float | bool] = Field(
+        {}, description="source-level parameters the data-quality rules read, e.g. max_age_years: 18")
+    study_oid: str | None = Field(None, description="odm: the StudyOID every file must carry; "
+                                                    "a file of another study is refused")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, name: str) -> str:
+        from etl.extract.adapter import adapters  # the adapters import this module
+
+        if name not in adapters():
+            raise ValueError(f"'{name}' is not a known format; known: {', '.join(sorted(adapters()))}")
+        return name
 
     @model_validator(mode="after")
-    def _csv_record_sets(self) -> SourceMapping:
-        if self.format == "csv" and not (self.record_set_from_file or self.record_set):
-            raise ValueError("a csv source needs record_set_from_file or record_set")
+    def _record_set_per_file(self) -> SourceMapping:
+        from etl.extract.adapter import adapters
+
+        adapter = adapters()[self.format]
+        if adapter.one_record_set_per_file and not (self.record_set_from_file or self.record_set):
+            raise ValueError(f"a {self.format} source needs record_set_from_file or record_set")
+        adapter.read_options(self)  # a wrong reader option fails here, naming the key
         if self.record_set_from_file and "(?P<record_set>" not in self.record_set_from_file:
             raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
         return self

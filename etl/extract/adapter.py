@@ -1,0 +1,165 @@
+"""Source adapters: one per export format, behind one small interface.
+
+An adapter turns one export file into *record sets* (one frame per form, dataset, sheet or
+ItemGroup) of raw string values with lineage, in two steps:
+
+- `stage(path, out, mapping, lineage)`: read the file once (streaming where the format
+  allows) and write what it holds to Parquet under `out`; the artefact appears only when
+  complete. Unreadable input raises `ExtractError` naming the file and the place.
+- `record_sets(staged, file_name, mapping)`: the staged artefact as frames, one per record
+  set, each with `_line` (where the record starts: a line, a row of a sheet, an observation)
+  and the lineage columns `source_file`, `source_file_sha256`.
+
+Adding a format is adding one module in `etl/extract/` that defines a module-level
+`ADAPTER`; the registry finds it, and a mapping's `format:` may then name it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from etl.extract.errors import ExtractError
+
+if TYPE_CHECKING:
+    from etl.transform.mapping import SourceMapping
+
+LINE_COLUMN = "_line"
+LINEAGE_COLUMNS = ("source_file", "source_file_sha256")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What staging one export file wrote: its record count and the format's notices."""
+
+    rows: int
+    notices: tuple[str, ...]
+
+
+class NoOptions(BaseModel):
+    """A format whose reader takes no options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceAdapter(ABC):
+    """Reads one export format. Subclasses set `format` and implement `stage` and `record_sets`."""
+
+    format: ClassVar[str]
+    description: ClassVar[str]
+    #: file name endings this format is written with (for `rtw profile`, `rtw scaffold`)
+    suffixes: ClassVar[tuple[str, ...]]
+    #: the export names each file's record set (per-form CSV, one SAS dataset a file), so files
+    #: of one record set replace each other; else a file is a whole snapshot of the source
+    one_record_set_per_file: ClassVar[bool] = False
+    #: a column the mapping names may be absent from the file (ODM leaves out items never filled)
+    sparse_columns: ClassVar[bool] = False
+
+    #: the reader options a mapping may give under `options:`; extra keys are refused
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def read_options(self, mapping: SourceMapping) -> BaseModel:
+        """The mapping's `options:` checked against this format's `Options` (raises ValueError)."""
+        return self.Options.model_validate(mapping.options)
+
+    def staged_name(self, sha256: str) -> str:
+        """Name of the staged artefact of a file under `staging/<source_id>/`."""
+        return f"{sha256}.parquet"
+
+    def series(self, mapping: SourceMapping, file_name: str) -> str | None:
+        """Files of one series replace each other; None when the file does not fit the mapping."""
+        if not self.one_record_set_per_file:
+            return mapping.source_id
+        return record_set_of_file(mapping, file_name)
+
+    @abstractmethod
+    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+        """Read an export file and write its raw rows, with lineage, to `out`."""
+
+    @abstractmethod
+    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
+        """The staged rows as one frame of strings per record set."""
+
+
+def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:
+    """The record set a one-record-set file feeds, from the mapping; None if the name does not fit."""
+    if mapping.record_set:
+        return mapping.record_set
+    if mapping.record_set_from_file is None:
+        return None
+    match = re.fullmatch(mapping.record_set_from_file, file_name)
+    return match.group("record_set") if match else None
+
+
+@cache
+def adapters() -> dict[str, SourceAdapter]:
+    """Every adapter defined in a module of `etl.extract`, by format name."""
+    import etl.extract as package
+
+    found: dict[str, SourceAdapter] = {}
+    for module_info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        adapter = getattr(module, "ADAPTER", None)
+        if isinstance(adapter, SourceAdapter):
+            if adapter.format in found:
+                raise RuntimeError(f"two adapters for format '{adapter.format}': {module.__name__} and another")
+            found[adapter.format] = adapter
+    return found
+
+
+def adapter_for(format_name: str) -> SourceAdapter:
+    try:
+        return adapters()[format_name]
+    except KeyError:
+        raise ExtractError(f"no adapter for format '{format_name}' (known: {', '.join(sorted(adapters()))})") \
+            from None
+
+
+def adapter_for_file(path: Path) -> SourceAdapter:
+    """The adapter whose file suffix the path has (for commands given a bare file)."""
+    name = path.name.lower()
+    for adapter in adapters().values():
+        if any(name.endswith(suffix) for suffix in adapter.suffixes):
+            return adapter
+    known = ", ".join(sorted(s for a in adapters().values() for s in a.suffixes))
+    raise ExtractError(f"{path.name}: unknown file type; expected one of {known}")
+
+
+# Magic numbers of formats that are plainly not text: an adapter refuses them with what they are.
+_SIGNATURES = (
+    (b"PK\x03\x04", "a zip archive (an .xlsx/.ods workbook or a zipped export)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an OLE2 file (an old .xls workbook)"),
+    (b"HEADER RECORD*******LIBRARY", "a SAS transport file (.xpt)"),
+    (b"HEADER RECORD*******LIBV8", "a SAS transport file (.xpt, version 8)"),
+    (b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc2\xea\x81\x60", "a SAS dataset (.sas7bdat)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+    (b"PAR1", "a Parquet file"),
+)
+
+
+def sniff_kind(path: Path) -> str | None:
+    """What a file plainly is, from its first bytes, when that is a known binary format; else None."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    return None
+
+
+def refuse_if_other_format(path: Path, expected: str) -> None:
+    """Raise a clear error when the file is plainly of another format than the adapter reads."""
+    kind = sniff_kind(path)
+    if kind is not None:
+        raise ExtractError(f"{path.name}: this is not {expected}: its first bytes are those of {kind}; "
+                           "check the source's `format:` or the file delivered")
