@@ -90,7 +90,8 @@ def _failed(source_id: str, run_id: str, message: str, **extra: Any) -> Outcome:
 
 def _stage(mapping: SourceMapping, f: landing.LandingFile, out: Path) -> dict[str, Any]:
     lineage = {"source_file": f.name, "source_file_sha256": f.sha256}
-    result = adapter_for(mapping.format).stage(f.path, out, mapping, lineage)
+    adapter = adapter_for(mapping.format)
+    result = adapter.stage(f.path, out, adapter.read_options(mapping), lineage)
     return {"rows_staged": result.rows, "notices": list(result.notices)}
 
 

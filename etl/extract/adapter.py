@@ -3,12 +3,16 @@
 An adapter turns one export file into *record sets* (one frame per form, dataset, sheet or
 ItemGroup) of raw string values with lineage, in two steps:
 
-- `stage(path, out, mapping, lineage)`: read the file once (streaming where the format
-  allows) and write what it holds to Parquet under `out`; the artefact appears only when
-  complete. Unreadable input raises `ExtractError` naming the file and the place.
-- `record_sets(staged, file_name, mapping)`: the staged artefact as frames, one per record
-  set, each with `_line` (where the record starts: a line, a row of a sheet, an observation)
-  and the lineage columns `source_file`, `source_file_sha256`.
+- `stage(path, out, options, lineage)`: read the file once (streaming where the format
+  allows) and write what it holds to Parquet at `out`; the artefact appears only when
+  complete. Unreadable input raises `ExtractError` naming the file and the place. `options`
+  are the format's own reader options (`Options`, from the mapping's `options:`).
+- `record_sets(staged, record_set)`: the staged artefact as frames, one per record set, each
+  with `_line` (where the record starts: a line, a row of a sheet, an observation) and the
+  lineage columns `source_file`, `source_file_sha256`. `record_set` names the file's record
+  set for formats with one record set a file (from the mapping; the file stem otherwise).
+
+Neither step needs a mapping, so `rtw profile` reads a file before any mapping exists.
 
 Adding a format is adding one module in `etl/extract/` that defines a module-level
 `ADAPTER`; the registry finds it, and a mapping's `format:` may then name it.
@@ -23,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -82,11 +86,11 @@ class SourceAdapter(ABC):
         return record_set_of_file(mapping, file_name)
 
     @abstractmethod
-    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+    def stage(self, path: Path, out: Path, options: Any, lineage: dict[str, str]) -> StageResult:
         """Read an export file and write its raw rows, with lineage, to `out`."""
 
     @abstractmethod
-    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
+    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         """The staged rows as one frame of strings per record set."""
 
 

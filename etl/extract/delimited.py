@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, BinaryIO
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import SourceAdapter, StageResult, record_set_of_file, refuse_if_other_format
+from etl.extract.adapter import SourceAdapter, StageResult, refuse_if_other_format
 from etl.extract.errors import ExtractError
 
 if TYPE_CHECKING:
@@ -335,6 +336,16 @@ def _staging_schema(path: Path, columns: list[str], lineage: dict[str, str]) -> 
                      + [pa.field(key, pa.string()) for key in lineage])
 
 
+class CsvOptions(BaseModel):
+    """Reader options of a delimited file; each one not given is detected from the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    encoding: str | None = Field(None, description="e.g. cp1252, utf-8-sig, latin-1")
+    delimiter: str | None = Field(None, description="e.g. ';', ',', a tab")
+    decimal: str | None = Field(None, description="'.' or ','")
+    date_format: str | None = Field(None, description="the date layout, for notices only")
+
+
 class CsvAdapter(SourceAdapter):
     """Per-form CSV (Ennov) and national registry files: one record set per file, named by the mapping."""
 
@@ -342,15 +353,19 @@ class CsvAdapter(SourceAdapter):
     description = "delimited text: per-form CSV exports, national registry files"
     suffixes = (".csv", ".txt", ".tsv")
     one_record_set_per_file = True
+    Options = CsvOptions
 
-    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+    def read_options(self, mapping: SourceMapping) -> CsvOptions:
+        # `csv:` is the older spelling of this format's `options:`; both may be given.
+        given = {k: v for k, v in mapping.csv.model_dump().items() if v is not None}
+        return CsvOptions.model_validate({**given, **mapping.options})
+
+    def stage(self, path: Path, out: Path, options: CsvOptions, lineage: dict[str, str]) -> StageResult:
         refuse_if_other_format(path, "a delimited text (CSV) file")
-        overrides = {k: v for k, v in mapping.csv.model_dump().items() if v is not None}
-        return stage_csv(path, out, sniff_dialect(path, **overrides), lineage=lineage)
+        return stage_csv(path, out, sniff_dialect(path, **options.model_dump()), lineage=lineage)
 
-    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
-        name = record_set_of_file(mapping, file_name) or Path(file_name).stem
-        return {name: pd.read_parquet(staged)}
+    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
+        return {record_set: pd.read_parquet(staged)}
 
 
 ADAPTER = CsvAdapter()

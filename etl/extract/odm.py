@@ -52,7 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -62,9 +62,6 @@ from lxml import etree
 
 from etl.extract.adapter import LINEAGE_COLUMNS, SourceAdapter, StageResult
 from etl.extract.errors import ExtractError
-
-if TYPE_CHECKING:
-    from etl.transform.mapping import SourceMapping
 
 __all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata",
            "StageResult", "iter_odm_items", "odm_record_sets", "read_odm_metadata", "stage_odm"]
@@ -540,10 +537,10 @@ class OdmAdapter(SourceAdapter):
     suffixes = (".xml", ".odm")
     sparse_columns = True
 
-    def stage(self, path: Path, out: Path, mapping: SourceMapping, lineage: dict[str, str]) -> StageResult:
+    def stage(self, path: Path, out: Path, options: Any, lineage: dict[str, str]) -> StageResult:
         return stage_odm(path, out, lineage=lineage)
 
-    def record_sets(self, staged: Path, file_name: str, mapping: SourceMapping) -> dict[str, pd.DataFrame]:
+    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return odm_record_sets(staged)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.adapter import adapter_for
+from etl.extract.adapter import adapter_for, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
 
@@ -21,7 +21,8 @@ def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]
     adapter = adapter_for(mapping.format)
     collected: dict[str, list[pd.DataFrame]] = {}
     for staged, file_name in staged_files:
-        for name, frame in adapter.record_sets(staged, file_name, mapping).items():
+        record_set = record_set_of_file(mapping, file_name) or Path(file_name).stem
+        for name, frame in adapter.record_sets(staged, record_set).items():
             collected.setdefault(name, []).append(frame)
     return {name: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             for name, frames in collected.items()}
