@@ -16,7 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR
+from etl.config import SOURCES_DIR
+from etl.schema import core_columns
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
@@ -164,16 +165,6 @@ class SourceMapping(_Strict):
 
     def record_sets(self) -> set[str]:
         return {self.patient.from_} | {t.from_ for t in self.tables.values()}
-
-
-def core_columns() -> dict[str, list[str]]:
-    """Column names of every core table, read from the DDL so the two never drift apart."""
-    ddl = (WAREHOUSE_SQL_DIR / "core.sql").read_text()
-    tables: dict[str, list[str]] = {}
-    for name, body in re.findall(r"CREATE TABLE core\.(\w+) \((.*?)\n\);", ddl, flags=re.S):
-        tables[name] = [m.group(1) for m in re.finditer(r"^\s{4}(\w+)\s+[A-Z]", body, flags=re.M)
-                        if m.group(1) != "PRIMARY"]
-    return tables
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,0 +1,52 @@
+"""One definition per schema: the DDL in `warehouse/*.sql` is the truth.
+
+Column lists and Arrow schemas are read from DuckDB's own catalogue after running the DDL in
+an in-memory database, so code that writes Parquet or frames for a table can never drift
+from the table it is loaded into.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import duckdb
+import pyarrow as pa
+
+from etl.config import WAREHOUSE_SQL_DIR
+
+# The DDL files that define tables, in the order they must run.
+DDL_FILES = ("core.sql", "meta.sql", "dq.sql", "stage.sql")
+
+
+@cache
+def _catalogue() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name in DDL_FILES:
+        con.execute((WAREHOUSE_SQL_DIR / name).read_text())
+    return con
+
+
+@cache
+def columns(table: str) -> tuple[str, ...]:
+    """Column names of `schema.table`, in their DDL order."""
+    schema, name = table.split(".")
+    rows = _catalogue().execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "ORDER BY column_index", [schema, name]).fetchall()
+    if not rows:
+        raise KeyError(f"no table {table} in the warehouse DDL ({', '.join(DDL_FILES)})")
+    return tuple(r[0] for r in rows)
+
+
+@cache
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema DuckDB gives `schema.table`: what Parquet written for it must match."""
+    columns(table)  # a clear error for an unknown table
+    return _catalogue().execute(f"SELECT * FROM {table} LIMIT 0").arrow().schema
+
+
+def core_columns() -> dict[str, list[str]]:
+    """Column names of every core table, in DDL order (a fresh dict: callers may change it)."""
+    tables = _catalogue().execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_oid").fetchall()
+    return {t: list(columns(f"core.{t}")) for (t,) in tables}
