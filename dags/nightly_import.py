@@ -6,7 +6,8 @@ publish validates every record against the rule catalogue inside the new warehou
 swaps the file in and writes the validation report.
 The DAG only declares: every step is a function of `etl.pipeline`, the same ones `rtw run`
 calls, imported inside the tasks so parsing this file touches no database, no connection
-and no data library. Tasks pass small dicts of paths and counts, never data.
+and no data library. Tasks pass the typed step values of `etl.steps` as JSON (paths and
+counts, never data).
 
 Configuration, read at run time: the warehouse home from env `RTW_HOME` (else the Airflow
 Variable `rtw_home`, else ./var), the pseudonymisation key from the Airflow Variable
@@ -52,7 +53,7 @@ def nightly_import() -> None:
     def plan_run() -> dict[str, Any]:
         from etl import pipeline
 
-        return pipeline.plan(_home())
+        return pipeline.plan(_home()).model_dump(mode="json")
 
     @task
     def changed_sources(planned: dict[str, Any]) -> list[dict[str, str]]:
@@ -62,21 +63,25 @@ def nightly_import() -> None:
     def extract(source: dict[str, str]) -> dict[str, Any]:
         from etl import pipeline
 
-        return pipeline.extract_source(_home(), source["run_id"], source["source_id"])
+        return pipeline.extract_source(_home(), source["run_id"], source["source_id"]).model_dump(mode="json")
 
     @task(map_index_template="{{ task.op_kwargs['extracted']['source_id'] }}")
     def harmonise(extracted: dict[str, Any]) -> dict[str, Any]:
         from etl import pipeline
+        from etl.steps import SourceOutcome
 
         key = Variable.get("rtw_pseudonym_key", default=None)
-        return pipeline.harmonise_extracted(_home(), extracted, key_value=key)
+        outcome = SourceOutcome.model_validate(extracted)
+        return pipeline.harmonise_extracted(_home(), outcome, key_value=key).model_dump(mode="json")
 
     @task(outlets=[WAREHOUSE], trigger_rule="all_done")
     def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         """Validate, publish atomically, report."""
         from etl import pipeline
+        from etl.steps import RunPlan, SourceOutcome
 
-        return pipeline.publish_run(_home(), planned, list(outcomes or []), trigger="airflow")
+        return pipeline.publish_run(_home(), RunPlan.model_validate(planned),
+                                    [SourceOutcome.model_validate(o) for o in outcomes or []], trigger="airflow")
 
     planned = plan_run()
     extracted = extract.expand(source=changed_sources(planned))

@@ -1,8 +1,9 @@
 """The nightly import as steps: plan, extract, harmonise (per source), publish (once).
 
 `rtw run` calls these in sequence; the Airflow DAG calls the very same functions as tasks,
-extract and harmonise mapped over sources. Steps exchange small JSON-able dicts (paths and
-counts, never data frames), so they can run in separate processes or on separate workers.
+extract and harmonise mapped over sources. Steps exchange the small typed values of
+`etl.steps` (paths and counts, never data frames; JSON for XCom), so they can run in separate
+processes or on separate workers.
 A source that fails (unreadable file, invalid mapping) is recorded as failed and keeps its
 last good data; the other sources go on.
 """
@@ -13,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl import schema
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import adapter_for
@@ -29,15 +31,15 @@ from etl.extract.errors import ExtractError
 from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import publish, read_source_state
-from etl.quality.report import build_report
+from etl.quality.report import UnknownRun, build_report
 from etl.quality.validate import QualityPlan, quality_plan
+from etl.steps import ExportFile, FileCounts, RunPlan, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
-from etl.transform.mapping import MappingError, SourceMapping, load_mapping
+from etl.transform.mapping import MappingError, load_mapping
 from etl.transform.pseudonym import load_key
 from etl.transform.records import load_record_sets
 
 log = logging.getLogger("rtw")
-Outcome = dict[str, Any]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -57,7 +59,7 @@ def _fingerprint(mapping_path: Path, files: list[landing.LandingFile]) -> str:
 
 
 def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = None,
-         force: bool = False) -> dict[str, Any]:
+         force: bool = False) -> RunPlan:
     """Which sources changed since the last load (by file hashes and mapping), and the run id."""
     state = read_source_state(home.warehouse)
     changed, unchanged = [], []
@@ -74,124 +76,124 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
             unchanged.append(source_id)
         else:
             changed.append(source_id)
-    return {"run_id": run_id or new_run_id(), "started_at": datetime.now(UTC).isoformat(),
-            "changed": changed, "unchanged": unchanged}
+    return RunPlan(run_id=run_id or new_run_id(), started_at=datetime.now(UTC), changed=changed,
+                   unchanged=unchanged)
 
 
-def _file_entry(f: landing.LandingFile) -> dict[str, Any]:
-    return {"name": f.name, "sha256": f.sha256, "size_bytes": f.size_bytes, "series": f.series,
-            "exported_on": f.exported_on.isoformat()}
+def _export_file(f: landing.LandingFile) -> ExportFile:
+    return ExportFile(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes, series=f.series,
+                      exported_on=f.exported_on)
 
 
-def _failed(source_id: str, run_id: str, message: str, **extra: Any) -> Outcome:
-    log.error("%s: %s", source_id, message)
-    return {"source_id": source_id, "run_id": run_id, "status": "failed", "message": message, **extra}
+def _failed(outcome: SourceOutcome, message: str) -> SourceOutcome:
+    log.error("%s: %s", outcome.source_id, message)
+    return outcome.fail(message)
 
 
-def _stage(mapping: SourceMapping, f: landing.LandingFile, out: Path) -> dict[str, Any]:
-    lineage = {"source_file": f.name, "source_file_sha256": f.sha256}
-    adapter = adapter_for(mapping.format)
-    result = adapter.stage(f.path, out, adapter.read_options(mapping), lineage)
-    return {"rows_staged": result.rows, "notices": list(result.notices)}
-
-
-def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path = SOURCES_DIR) -> Outcome:
+def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path = SOURCES_DIR) -> SourceOutcome:
     """Archive and stage the source's current files (a file already staged is not read again)."""
     started = time.perf_counter()
+    outcome = SourceOutcome(source_id=source_id, run_id=run_id, status=SourceStatus.EXTRACTED)
     try:
         mapping_path = _mapping_path(source_id, sources_dir)
         mapping = load_mapping(mapping_path)
     except MappingError as exc:
-        return _failed(source_id, run_id, str(exc))
+        return _failed(outcome, str(exc))
+    adapter = adapter_for(mapping.format)
     found = landing.discover(home.landing, mapping)
-    files, notices = [], list(found.notices)
+    outcome.superseded = [_export_file(s) for s in found.superseded]
+    outcome.notices = list(found.notices)
     for f in found.current:
-        entry = _file_entry(f)
-        staged = home.staging / source_id / adapter_for(mapping.format).staged_name(f.sha256)
+        entry = _export_file(f)
+        staged = home.staging / source_id / adapter.staged_name(f.sha256)
         try:
             landing.archive(f, home.archive)
             if not staged.exists():
-                entry.update(_stage(mapping, f, staged))
-                log.info("%s: staged %s (%s rows)", source_id, f.name, entry["rows_staged"])
+                result = adapter.stage(f.path, staged, adapter.read_options(mapping),
+                                       {"source_file": f.name, "source_file_sha256": f.sha256})
+                entry.rows_staged, entry.notices = result.rows, list(result.notices)
+                log.info("%s: staged %s (%s rows)", source_id, f.name, result.rows)
             else:
                 log.info("%s: %s already staged", source_id, f.name)
         except ExtractError as exc:
-            return _failed(source_id, run_id, str(exc), files=[{**entry, "message": str(exc)}],
-                           superseded=[_file_entry(s) for s in found.superseded], notices=notices)
-        entry["staged"] = str(staged)
-        notices += entry.get("notices", [])
-        files.append(entry)
-    if not files:
-        return _failed(source_id, run_id, f"no export files in {home.landing / source_id}", notices=notices)
-    return {"source_id": source_id, "run_id": run_id, "status": "extracted", "files": files,
-            "superseded": [_file_entry(s) for s in found.superseded], "notices": notices,
-            "fingerprint": _fingerprint(mapping_path, list(found.current)),
-            "seconds_extract": round(time.perf_counter() - started, 3)}
+            entry.message = str(exc)
+            outcome.files = [entry]
+            return _failed(outcome, str(exc))
+        entry.staged = str(staged)
+        outcome.notices += entry.notices
+        outcome.files.append(entry)
+    if not outcome.files:
+        return _failed(outcome, f"no export files in {home.landing / source_id}")
+    outcome.fingerprint = _fingerprint(mapping_path, list(found.current))
+    outcome.seconds_extract = round(time.perf_counter() - started, 3)
+    return outcome
 
 
-def harmonise_extracted(home: Home, extracted: Outcome, *, key_value: str | None = None,
-                        sources_dir: Path = SOURCES_DIR) -> Outcome:
+def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str | None = None,
+                        sources_dir: Path = SOURCES_DIR) -> SourceOutcome:
     """Harmonise a staged source into Parquet under staging/: core tables, every record, rejections."""
-    if extracted["status"] != "extracted":
+    if extracted.status is not SourceStatus.EXTRACTED:
         return extracted
     started = time.perf_counter()
-    source_id, run_id = extracted["source_id"], extracted["run_id"]
-    mapping = load_mapping(_mapping_path(source_id, sources_dir))
+    source_id, run_id = extracted.source_id, extracted.run_id
     key = load_key(home.key_file, key_value)
     try:
-        record_sets = load_record_sets(mapping, [(Path(f["staged"]), f["name"]) for f in extracted["files"]])
-        result = harmonise_source(mapping, record_sets, key, run_id)
-    except HarmoniseError as exc:
-        return _failed(source_id, run_id, str(exc), files=extracted["files"],
-                       superseded=extracted["superseded"], notices=extracted["notices"])
+        mapping = load_mapping(_mapping_path(source_id, sources_dir))
+        staged = [(Path(f.staged), f.name) for f in extracted.files if f.staged]
+        result = harmonise_source(mapping, load_record_sets(mapping, staged), key, run_id)
+    except (MappingError, HarmoniseError, ExtractError) as exc:
+        return _failed(extracted, str(exc))
     out = home.staging / source_id / "harmonised" / run_id
     out.mkdir(parents=True, exist_ok=True)
     for table, frame in result.tables.items():
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{table}.parquet")
-    pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False, schema=_RECORD_SCHEMA),
-                   out / "records.parquet")
-    pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False, schema=_REJECTION_SCHEMA),
-                   out / "rejections.parquet")
-    rejected = result.rejections["source_record_key"].nunique()
+    pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False,
+                                        schema=schema.arrow_schema("stage.record")), out / "records.parquet")
+    pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
+                                        schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
+    rejected = int(result.rejections["source_record_key"].nunique())
     log.info("%s: harmonised %s; %d records rejected", source_id,
              ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
-    return {**extracted, "status": "harmonised", "harmonised_dir": str(out),
-            "file_counts": result.file_counts,
-            "rows": {t: len(f) for t, f in result.tables.items()},
-            "rejected": rejected,
-            "seconds_harmonise": round(time.perf_counter() - started, 3)}
-
-
-_RECORD_SCHEMA = pa.schema([
-    ("source_id", pa.string()), ("source_file", pa.string()), ("source_file_sha256", pa.string()),
-    ("source_record_key", pa.string()), ("record_set", pa.string()), ("line", pa.int64()),
-    ("centre_id", pa.string()), ("patient_pseudonym", pa.string()), ("target_tables", pa.list_(pa.string())),
-])
-_REJECTION_SCHEMA = pa.schema([(c, pa.string()) for c in
-                               ("source_id", "source_record_key", "rule_id", "field", "value", "message")])
+    return extracted.model_copy(update={
+        "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
+        "file_counts": {sha: FileCounts(**counts) for sha, counts in result.file_counts.items()},
+        "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
+        "seconds_harmonise": round(time.perf_counter() - started, 3)})
 
 
 def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR) -> QualityPlan:
-    """The rule catalogue with every source's overrides; GX Data Docs go into the run's report folder."""
-    mappings = [load_mapping(path) for path in sorted(sources_dir.glob("*.yaml"))]
+    """The rule catalogue with every source's overrides; GX Data Docs go into the run's report folder.
+
+    A mapping that does not load has failed its source in extract; it must not stop the others."""
+    mappings = []
+    for path in sorted(sources_dir.glob("*.yaml")):
+        try:
+            mappings.append(load_mapping(path))
+        except MappingError:
+            continue
     return quality_plan(mappings, data_docs_dir=home.reports / run_id / "data_docs")
 
 
-def publish_run(home: Home, planned: dict[str, Any], outcomes: list[Outcome], *, trigger: str,
+def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
                 sources_dir: Path = SOURCES_DIR) -> dict[str, Any]:
     """Validate and publish the changed sources atomically and return the run summary."""
-    publish(home.warehouse, planned["run_id"], outcomes, trigger=trigger,
-            started_at=datetime.fromisoformat(planned["started_at"]), unchanged=planned["unchanged"],
-            quality=quality_plan_for(home, planned["run_id"], sources_dir=sources_dir))
-    run_id = planned["run_id"]
+    run_id = planned.run_id
+    publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
+            unchanged=planned.unchanged, quality=quality_plan_for(home, run_id, sources_dir=sources_dir))
     summary = summarise(home, run_id)
-    if summary["validated"]:  # else the Parquet marts and the report of the last validated run stand
+    attachments = []
+    if summary["validated"]:  # else the Parquet marts of the last validated run stand
         export_parquet(home.warehouse, home.marts)
         folder = home.reports / run_id
         folder.mkdir(parents=True, exist_ok=True)
         attachments = [("Data dictionary", write_dictionary_page(home.warehouse, folder / "dictionary.html")),
                        ("Survival (Kaplan-Meier)", plot_survival(home.warehouse, folder / "survival.png"))]
-        summary["report"] = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
+    if summary["validated"] or summary["sources_failed"]:
+        # A failed source is news even when nothing was revalidated: the page names it and why.
+        try:
+            summary["report"] = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
+        except UnknownRun as exc:
+            log.warning("no report for run %s: %s", run_id, exc)
     return summary
 
 
@@ -231,11 +233,11 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     say = progress or log.info
     home.ensure()
     planned = plan(home, sources_dir=sources_dir, force=force)
-    say(f"run {planned['run_id']}: changed {planned['changed'] or 'none'}, unchanged {planned['unchanged'] or 'none'}")
+    say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
     outcomes = []
-    for source_id in planned["changed"]:
+    for source_id in planned.changed:
         say(f"{source_id}: extracting")
-        extracted = extract_source(home, planned["run_id"], source_id, sources_dir=sources_dir)
+        extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
         say(f"{source_id}: harmonising")
         outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
     say("publishing the warehouse")

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from etl.load.warehouse import publish, read_source_state
+from etl.steps import SourceOutcome
 
 
-def _outcome(tmp_path: Path, run_id: str, diagnoses: int, *, broken: bool = False) -> dict:
+def _outcome(tmp_path: Path, run_id: str, diagnoses: int, *, broken: bool = False) -> SourceOutcome:
     folder = tmp_path / run_id
     folder.mkdir()
     frame = pd.DataFrame({
@@ -25,15 +26,16 @@ def _outcome(tmp_path: Path, run_id: str, diagnoses: int, *, broken: bool = Fals
     frame.to_parquet(folder / "diagnosis.parquet")
     pd.DataFrame({"source_id": "reg", "source_file_sha256": "a" * 64,
                   "source_record_key": frame.source_record_key}).to_parquet(folder / "records.parquet")
-    return {"source_id": "reg", "run_id": run_id, "status": "harmonised", "harmonised_dir": str(folder),
-            "fingerprint": run_id, "files": [{"name": "reg.csv", "sha256": "a" * 64, "size_bytes": 1,
-                                              "series": "REG"}],
-            "superseded": [], "file_counts": {"a" * 64: {"rows_read": diagnoses, "rows_loaded": diagnoses,
-                                                         "rows_quarantined": 0}}}
+    # As it would arrive from Airflow's XCom: JSON, validated into the typed step value.
+    return SourceOutcome.model_validate({
+        "source_id": "reg", "run_id": run_id, "status": "harmonised", "harmonised_dir": str(folder),
+        "fingerprint": run_id, "files": [{"name": "reg.csv", "sha256": "a" * 64, "size_bytes": 1, "series": "REG",
+                                          "exported_on": "2026-11-01"}],
+        "file_counts": {"a" * 64: {"rows_read": diagnoses, "rows_loaded": diagnoses, "rows_quarantined": 0}}})
 
 
-def _publish(warehouse: Path, outcome: dict) -> None:
-    publish(warehouse, outcome["run_id"], [outcome], trigger="test", started_at=datetime.now(UTC))
+def _publish(warehouse: Path, outcome: SourceOutcome) -> None:
+    publish(warehouse, outcome.run_id, [outcome], trigger="test", started_at=datetime.now(UTC))
 
 
 def test_a_reader_of_the_old_file_keeps_its_view_while_a_new_one_is_published(tmp_path):

@@ -28,7 +28,8 @@ from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
 from etl.quality.validate import QualityPlan, validate
-from etl.transform.mapping import core_columns
+from etl.schema import core_columns
+from etl.steps import FileCounts, SourceOutcome, SourceStatus
 
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
@@ -74,9 +75,10 @@ def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
     return {r[0]: {"fingerprint": r[1], "status": r[2]} for r in rows}
 
 
-def _replace_source(con: duckdb.DuckDBPyConnection, outcome: dict[str, Any]) -> None:
-    source_id = outcome["source_id"]
-    folder = Path(outcome["harmonised_dir"])
+def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
+    source_id = outcome.source_id
+    assert outcome.harmonised_dir is not None
+    folder = Path(outcome.harmonised_dir)
     for table in [*_source_tables(), "record", "rejection"]:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
         parquet = folder / f"{_PARQUET_NAMES.get(table, table)}.parquet"
@@ -105,11 +107,11 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
 
 
-def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
+def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
     """meta.source_file: current files with their counts; files no longer current are superseded."""
-    source_id = outcome["source_id"]
-    current = {f["sha256"] for f in outcome.get("files", [])}
-    failed = outcome["status"] == "failed"
+    source_id = outcome.source_id
+    current = {f.sha256 for f in outcome.files}
+    failed = outcome.failed
     if not failed:
         # Rows of files that stop being current move, whole, to superseded (their quarantine too).
         # A failed source keeps its last good data, so nothing it loaded before is superseded.
@@ -119,36 +121,35 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str
             "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
             "AND NOT list_contains(?, source_file_sha256)",
             [run_id, source_id, sorted(current)])
-    for f in outcome.get("files", []) + outcome.get("superseded", []):
-        is_current = f["sha256"] in current
+    for f in outcome.files + outcome.superseded:
+        is_current = f.sha256 in current
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
-                               "AND source_file_sha256 = ?", [source_id, f["sha256"]]).fetchone()
+                               "AND source_file_sha256 = ?", [source_id, f.sha256]).fetchone()
         if existing and (failed or not is_current):
             # Known file: it keeps the counts it was last loaded with; only the note changes.
             con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ? WHERE source_id = ? "
-                        "AND source_file_sha256 = ?", [run_id, f.get("message"), source_id, f["sha256"]])
+                        "AND source_file_sha256 = ?", [run_id, f.message, source_id, f.sha256])
             continue
-        counts = outcome.get("file_counts", {}).get(f["sha256"], {}) if is_current and not failed else {}
+        counts = outcome.file_counts.get(f.sha256, FileCounts()) if is_current and not failed else FileCounts()
         status = "superseded" if not is_current else "failed" if failed else "loaded"
         con.execute("DELETE FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
-                    [source_id, f["sha256"]])
+                    [source_id, f.sha256])
         con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            source_id, f["sha256"], f["name"], f["size_bytes"], f["series"], status,
-            existing[0] if existing else run_id, run_id, counts.get("rows_read", 0),
-            counts.get("rows_loaded", 0), counts.get("rows_quarantined", 0), 0,
-            f.get("message") or (outcome.get("message") if failed else None), f.get("exported_on")])
+            source_id, f.sha256, f.name, f.size_bytes, f.series, status,
+            existing[0] if existing else run_id, run_id, counts.rows_read, counts.rows_loaded,
+            counts.rows_quarantined, 0, f.message or (outcome.message if failed else None), f.exported_on])
 
 
-def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: dict[str, Any]) -> None:
-    failed = outcome["status"] == "failed"
+def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
+    failed = outcome.failed
     previous = con.execute("SELECT fingerprint, last_loaded_run_id FROM meta.source WHERE source_id = ?",
-                           [outcome["source_id"]]).fetchone()
-    con.execute("DELETE FROM meta.source WHERE source_id = ?", [outcome["source_id"]])
+                           [outcome.source_id]).fetchone()
+    con.execute("DELETE FROM meta.source WHERE source_id = ?", [outcome.source_id])
     con.execute("INSERT INTO meta.source VALUES (?, ?, ?, ?, ?, ?)", [
-        outcome["source_id"],
-        previous[0] if failed and previous else (None if failed else outcome["fingerprint"]),
+        outcome.source_id,
+        previous[0] if failed and previous else (None if failed else outcome.fingerprint),
         previous[1] if failed and previous else (None if failed else run_id),
-        run_id, "failed" if failed else "loaded", outcome.get("message")])
+        run_id, "failed" if failed else "loaded", outcome.message])
 
 
 def _definitions_fingerprint(quality: QualityPlan) -> str:
@@ -165,7 +166,7 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0] if row else None
 
 
-def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *, trigger: str,
+def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
 
@@ -185,12 +186,13 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
                 _create_schema(con)
             _ensure_stage(con)
             con.execute("BEGIN TRANSACTION")
+            harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
             for outcome in outcomes:
-                if outcome["status"] == "harmonised":
+                if outcome.status is SourceStatus.HARMONISED:
                     _replace_source(con, outcome)
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
-            changed = any(o["status"] == "harmonised" for o in outcomes)
+            changed = bool(harmonised)
             definitions = _definitions_fingerprint(quality)
             # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
             validated = changed or _last_rules_fingerprint(con) != definitions
@@ -199,13 +201,12 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[dict[str, Any]], *,
                 _admit_to_core(con)
                 build_marts(con)
                 apply_comments(con)
-            failed = sorted(o["source_id"] for o in outcomes if o["status"] == "failed")
+            failed = sorted(o.source_id for o in outcomes if o.failed)
             con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 run_id, trigger, started_at, datetime.now(UTC),
                 "completed_with_failures" if failed else "completed",
-                sorted(o["source_id"] for o in outcomes if o["status"] == "harmonised"),
-                sorted(unchanged), failed,
-                "; ".join(o["message"] for o in outcomes if o.get("message")) or None,
+                harmonised, sorted(unchanged), failed,
+                "; ".join(o.message for o in outcomes if o.message) or None,
                 validated, definitions])
             con.execute("COMMIT")
             con.execute("CHECKPOINT")

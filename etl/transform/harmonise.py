@@ -21,9 +21,11 @@ from typing import Any, cast
 
 import pandas as pd
 
+from etl import schema
 from etl.extract.adapter import adapter_for
+from etl.schema import core_columns
 from etl.transform import iccc3, icdo3
-from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, core_columns
+from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec
 from etl.transform.pseudonym import (
     PseudonymKey,
     normalise_patient_key,
@@ -45,9 +47,8 @@ PRIVATE_FIELDS = {"birth_date", "eupid"}
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 _BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "no": False,
                   "false": False, "0": False}
-RECORD_COLUMNS = ["source_id", "source_file", "source_file_sha256", "source_record_key", "record_set", "line",
-                  "centre_id", "patient_pseudonym", "target_tables"]
-REJECTION_COLUMNS = ["source_id", "source_record_key", "rule_id", "field", "value", "message"]
+RECORD_COLUMNS = list(schema.columns("stage.record"))
+REJECTION_COLUMNS = list(schema.columns("stage.rejection"))
 
 # The conformance rules harmonise applies while parsing values (catalogued in expectations/harmonise.json).
 REQUIRED_PRESENT = "CONF-REQUIRED-PRESENT"

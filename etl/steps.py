@@ -1,0 +1,80 @@
+"""What the steps of a nightly run hand each other: small typed values, JSON for Airflow's XCom.
+
+plan -> `RunPlan`; extract -> `SourceOutcome` (status extracted or failed); harmonise -> the
+same `SourceOutcome`, now harmonised or failed; publish reads the outcomes. They carry paths
+and counts, never data, so the steps can run in separate processes or on separate workers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceStatus(StrEnum):
+    EXTRACTED = "extracted"
+    HARMONISED = "harmonised"
+    FAILED = "failed"
+
+
+class RunPlan(_Step):
+    """Which sources changed since the last load (by file hashes and mapping), and the run id."""
+
+    run_id: str
+    started_at: datetime
+    changed: list[str]
+    unchanged: list[str]
+
+
+class ExportFile(_Step):
+    """One export file of a source as this run saw it."""
+
+    name: str
+    sha256: str
+    size_bytes: int
+    series: str
+    exported_on: date
+    staged: str | None = None  # the staged artefact, once extracted
+    rows_staged: int | None = None  # None: staged by an earlier run
+    notices: list[str] = []
+    message: str | None = None  # why the file could not be read
+
+
+class FileCounts(_Step):
+    """Where the records of one file went: rows_read = rows_loaded + rows_quarantined."""
+
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+
+
+class SourceOutcome(_Step):
+    """One source's result after extract, then after harmonise."""
+
+    source_id: str
+    run_id: str
+    status: SourceStatus
+    message: str | None = None  # why the source failed
+    files: list[ExportFile] = []
+    superseded: list[ExportFile] = []
+    notices: list[str] = []
+    fingerprint: str | None = None  # of the mapping and the current files: unchanged next time -> skipped
+    harmonised_dir: str | None = None
+    file_counts: dict[str, FileCounts] = {}  # by file sha256
+    rows: dict[str, int] = {}  # harmonised rows by core table
+    rejected: int = 0  # records harmonise could not turn into core rows
+    seconds_extract: float | None = None
+    seconds_harmonise: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status is SourceStatus.FAILED
+
+    def fail(self, message: str) -> SourceOutcome:
+        return self.model_copy(update={"status": SourceStatus.FAILED, "message": message})
