@@ -1,0 +1,47 @@
+"""A bad mapping fails its own source only: the others load, and the run's report names it and why."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+from etl import pipeline
+from etl.config import SOURCES_DIR, resolve_home
+from etl.synth import generate
+
+pytestmark = pytest.mark.integration
+KEY_TEXT = "isolation-test-key"
+
+
+def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=40, seed=21)
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    first = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
+    assert first["sources_failed"] == []
+
+    # A data manager's typo: an unknown key in one mapping.
+    broken = sources / "iltb.yaml"
+    broken.write_text(broken.read_text().replace("title:", "titel: oops\ntitle:", 1))
+    summary = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
+
+    assert summary["status"] == "completed_with_failures"
+    assert summary["sources_failed"] == ["iltb"]
+    assert "iltb.yaml" in summary["message"] and "titel" in summary["message"]
+    assert "sacha_fr" in summary["sources_unchanged"]
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        kept = con.execute("SELECT count(*) FROM core.study_enrolment WHERE source_id = 'iltb'").fetchone()
+    finally:
+        con.close()
+    assert kept is not None and kept[0] > 0  # the failed source keeps its last good data
+
+    # The run changed no data, yet its report is written: a failed source is news.
+    page = home.reports / summary["run_id"] / "index.html"
+    assert summary["report"] == str(page) and page.exists()
+    html = page.read_text()
+    assert 'id="sources-failed" class="failed">iltb<' in html and "titel" in html
+    assert (home.reports / "latest").resolve() == page.parent.resolve()
