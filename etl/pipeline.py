@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from etl import schema
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
-from etl.extract.adapter import adapter_for
+from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
@@ -36,8 +36,8 @@ from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.mapping import MappingError, load_mapping
-from etl.transform.pseudonym import load_key
-from etl.transform.records import load_record_sets
+from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
+from etl.transform.records import load_current_records
 
 log = logging.getLogger("rtw")
 
@@ -103,6 +103,8 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     found = landing.discover(home.landing, mapping)
     outcome.superseded = [_export_file(s) for s in found.superseded]
     outcome.notices = list(found.notices)
+    if found.problems:
+        return _failed(outcome, "; ".join(found.problems))
     for f in found.current:
         entry = _export_file(f)
         staged = home.staging / source_id / adapter.staged_name(f.sha256)
@@ -139,8 +141,9 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     key = load_key(home.key_file, key_value)
     try:
         mapping = load_mapping(_mapping_path(source_id, sources_dir))
-        staged = [(Path(f.staged), f.name) for f in extracted.files if f.staged]
-        result = harmonise_source(mapping, load_record_sets(mapping, staged), key, run_id)
+        staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
+        record_sets = load_current_records(mapping, staged)
+        result = harmonise_source(mapping, record_sets.frames, key, run_id)
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
     out = home.staging / source_id / "harmonised" / run_id
@@ -151,14 +154,35 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                                         schema=schema.arrow_schema("stage.record")), out / "records.parquet")
     pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
                                         schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
+    removals = _removal_rows(source_id, run_id, key, record_sets.removed)
+    pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
+                   out / "removals.parquet")
     rejected = int(result.rejections["source_record_key"].nunique())
     log.info("%s: harmonised %s; %d records rejected", source_id,
              ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
-        "file_counts": {sha: FileCounts(**counts) for sha, counts in result.file_counts.items()},
+        "file_counts": _file_counts(result.file_counts, record_sets.superseded),
         "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
+
+
+def _removal_rows(source_id: str, run_id: str, key: PseudonymKey, removed: Sequence[Removal]) -> list[dict[str, Any]]:
+    """The audit of records an increment deleted, by pseudonym: the clear patient key never leaves."""
+    return [{"source_id": source_id, "source_record_key": publish_record_key(key, source_id,
+                                                                            f"{r.patient_key}|{r.local_key}"),
+             "record_set": r.record_set, "level": r.level, "source_file": r.file_name,
+             "source_file_sha256": r.file_sha256, "run_id": run_id} for r in removed]
+
+
+def _file_counts(loaded: dict[str, dict[str, int]], superseded: dict[str, int]) -> dict[str, FileCounts]:
+    """Per file: its records now loaded or quarantined, plus those a later increment replaced."""
+    counts = {sha: FileCounts(**c) for sha, c in loaded.items()}
+    for sha, n in superseded.items():
+        c = counts.setdefault(sha, FileCounts())
+        c.rows_read += n
+        c.rows_superseded += n
+    return counts
 
 
 def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR) -> QualityPlan:

@@ -47,11 +47,13 @@ class ExportFile(_Step):
 
 
 class FileCounts(_Step):
-    """Where the records of one file went: rows_read = rows_loaded + rows_quarantined."""
+    """Where the records of one file went: rows_read = rows_loaded + rows_quarantined + rows_superseded
+    (a record a later increment of the same chain replaced or removed)."""
 
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    rows_superseded: int = 0
 
 
 class SourceOutcome(_Step):

@@ -45,3 +45,15 @@ CREATE TABLE IF NOT EXISTS meta.source (
     status              VARCHAR,      -- loaded / failed
     message             VARCHAR
 );
+
+-- One row per record a transactional export removed (TransactionType Remove), kept for the audit:
+-- the record is gone from stage and core, its removal is not.
+CREATE TABLE IF NOT EXISTS meta.record_removal (
+    source_id           VARCHAR NOT NULL,
+    source_record_key   VARCHAR NOT NULL,  -- <patient pseudonym>|<local part>, as the record was published
+    record_set          VARCHAR,
+    level               VARCHAR,           -- the element the Remove was written at (SubjectData ... ItemGroupData)
+    source_file         VARCHAR,           -- the increment that removed it
+    source_file_sha256  VARCHAR,
+    run_id              VARCHAR            -- the run that applied the removal
+);

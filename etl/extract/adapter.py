@@ -24,7 +24,9 @@ import importlib
 import pkgutil
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +49,37 @@ class StageResult:
 
     rows: int
     notices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What a file says of itself before it is read: a whole snapshot, or an increment in a chain."""
+
+    increment: bool = False  # applies on top of the file before it instead of replacing it
+    file_oid: str | None = None
+    prior_file_oid: str | None = None  # the file an increment follows
+    created: datetime | None = None  # when the source system wrote it, if the file says
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A record an increment deleted: kept for the audit (by pseudonym once harmonised)."""
+
+    record_set: str
+    patient_key: str
+    local_key: str
+    level: str  # the element the removal was written at, e.g. SubjectData, ItemGroupData
+    file_name: str
+    file_sha256: str
+
+
+@dataclass(frozen=True)
+class RecordSets:
+    """A source's current records, by record set, from all its current files."""
+
+    frames: dict[str, pd.DataFrame]
+    removed: tuple[Removal, ...] = ()
+    superseded: dict[str, int] = field(default_factory=dict)  # by file sha256: records a later file replaced
 
 
 class NoOptions(BaseModel):
@@ -84,6 +117,20 @@ class SourceAdapter(ABC):
         if not self.one_record_set_per_file:
             return mapping.source_id
         return record_set_of_file(mapping, file_name)
+
+    def file_header(self, path: Path) -> FileHeader:
+        """How the file relates to the others of its series; most formats only send snapshots."""
+        return FileHeader()
+
+    def combine(self, staged: Sequence[tuple[Path, str, str, str]]) -> RecordSets:
+        """The record sets of a source's current files ((staged, record set, file name, sha256), in
+        chain order), same-named ones concatenated. Formats with increments apply them here."""
+        collected: dict[str, list[pd.DataFrame]] = {}
+        for path, record_set, _, _ in staged:
+            for name, frame in self.record_sets(path, record_set).items():
+                collected.setdefault(name, []).append(frame)
+        return RecordSets({name: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+                           for name, frames in collected.items()})
 
     @abstractmethod
     def stage(self, path: Path, out: Path, options: Any, lineage: dict[str, str]) -> StageResult:

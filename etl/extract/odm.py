@@ -22,7 +22,12 @@ Gotchas of the format, all seen in real exports:
   so REDCap's multi-line text in `Value="..."` arrives with spaces: no parser can undo that.
 - TransactionType (Insert/Update/Remove/Upsert/Context) is inherited: an element without one takes
   its nearest ancestor's, and `transaction_type` is that effective value. A subject may be sent
-  twice in one file (Insert, then Update): rows are reported as sent, never merged here.
+  twice in one file (Insert, then Update): rows are reported as sent, never merged here. A
+  container (SubjectData ... ItemGroupData) sent with `TransactionType="Remove"` usually has no
+  ItemData, so it becomes a row of its own: its keys, no item_oid, transaction_type Remove.
+- FileType `Transactional` (an EDC's nightly increment) holds only what changed since the file
+  named by `PriorFileOID`; it must be applied on top of the snapshot it follows, never loaded as
+  if it were the whole study (`OdmAdapter.combine`).
 - AuditRecord may sit on the ItemData or on a container above it (ODM 1.1 puts it on FormData); like
   TransactionType, an ItemData without one takes its nearest container's. ODM 2.0 writes it after
   the data it audits and SiteRef may come late too, so a subject's rows are held until its
@@ -48,20 +53,25 @@ Gotchas of the format, all seen in real exports:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINEAGE_COLUMNS, SourceAdapter, StageResult
+from etl.extract.adapter import LINEAGE_COLUMNS, FileHeader, RecordSets, Removal, SourceAdapter, StageResult
 from etl.extract.errors import ExtractError
+
+if TYPE_CHECKING:
+    from etl.transform.mapping import SourceMapping
 
 __all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata",
            "StageResult", "iter_odm_items", "odm_record_sets", "read_odm_metadata", "stage_odm"]
@@ -270,7 +280,7 @@ class _Item:
         self.item_oid: str | None = elem.get("ItemOID")
         self.is_null = elem.get("IsNull") == "Yes"
         self.value: str | None = elem.get("Value")
-        self.type = local[len("ItemData"):].lower() or None
+        self.type = local[len("ItemData"):].lower() or None if local.startswith("ItemData") else None
         self.transaction_type: str | None = elem.get("TransactionType", frame.transaction_type)
         self.line = line
         self.audit: list[str | None] | None = None
@@ -312,6 +322,11 @@ def iter_odm_items(path: Path, *, notices: list[str] | None = None) -> Iterator[
                     outside_clinical_data += 1
             elif local in _CONTAINERS:
                 frame = _open_frame(local, elem.attrib, frame)
+                if elem.get("TransactionType") == "Remove":
+                    # A container removed in a transactional export has no ItemData to carry the news:
+                    # it becomes a row of its own, with its keys and no item (item_oid None).
+                    held.append(_Item(local, elem, frame, line))
+                    rows_in_clinical_data += 1
             elif local.startswith("ItemData"):
                 item = _Item(local, elem, frame, line)
             elif local == "AuditRecord":
@@ -500,14 +515,17 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def odm_record_sets(staged: Path) -> dict[str, pd.DataFrame]:
-    """Pivot one staged ODM file into a frame per ItemGroupOID."""
+def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.DataFrame]:
+    """Pivot one staged ODM file into a frame per ItemGroupOID.
+
+    An item a record does not carry is "" (an ItemData nobody filled is left out of an export),
+    or None with `keep_absent`, so that an increment's absent items can keep earlier values."""
     con = duckdb.connect()
     try:
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
             f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({_sql_text(str(staged))}) "
-            "WHERE coalesce(transaction_type, '') <> 'Remove'")
+            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
@@ -525,10 +543,144 @@ def odm_record_sets(staged: Path) -> dict[str, pd.DataFrame]:
                 f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
                 f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
                 [group_oid]).df()
-            record_sets[group_oid or "(no item group)"] = frame.fillna("")
+            record_sets[group_oid or "(no item group)"] = frame if keep_absent else frame.fillna("")
         return record_sets
     finally:
         con.close()
+
+
+def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
+    con = duckdb.connect()
+    try:
+        others = con.execute(
+            f"SELECT DISTINCT coalesce(study_oid, '(none)') FROM read_parquet({_sql_text(str(staged))}) "
+            "WHERE study_oid IS DISTINCT FROM ? ORDER BY 1", [study_oid]).fetchall()
+    finally:
+        con.close()
+    if others:
+        staged.unlink()
+        raise OdmFormatError(f"{path.name}: refused: its ClinicalData is of StudyOID "
+                             f"{', '.join(repr(o[0]) for o in others)}, the mapping declares {study_oid!r}; "
+                             "a file of another study is never loaded as this source")
+
+
+@dataclass(frozen=True)
+class OdmHeader:
+    """The root element's file attributes: what kind of export this is and where it sits in a chain."""
+
+    namespace: str  # "" when the file has none
+    file_type: str | None  # Snapshot / Transactional
+    file_oid: str | None
+    prior_file_oid: str | None
+    created: datetime | None
+
+
+def read_odm_header(path: Path) -> OdmHeader:
+    """The attributes of the `<ODM>` root, read from its start tag only (cheap on any file size)."""
+    for _event, _local, _parent, elem, line in _odm_elements(path):
+        created = elem.get("CreationDateTime")
+        try:
+            stamp = datetime.fromisoformat(created) if created else None
+        except ValueError:
+            raise OdmFormatError(f"{path.name} line {line}: CreationDateTime {created!r} is not an ISO 8601 "
+                                 "date-time") from None
+        if stamp is not None and stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)  # ODM allows local times without an offset: read them as UTC
+        return OdmHeader(etree.QName(elem).namespace or "", elem.get("FileType"), elem.get("FileOID"),
+                         elem.get("PriorFileOID"), stamp)
+    raise OdmFormatError(f"{path.name}: empty file; expected an <ODM> document")
+
+
+# -- applying transactional exports --------------------------------------------------------------
+_RECORD_KEYS = ("_subject_key", "_study_event_oid", "_study_event_repeat_key", "_form_oid", "_form_repeat_key",
+                "_item_group_oid", "_item_group_repeat_key")
+# The level a container Remove is written at, by the deepest key it sets.
+_LEVELS = (("item_group_oid", "ItemGroupData", 7), ("form_oid", "FormData", 5),
+           ("study_event_oid", "StudyEventData", 3), ("subject_key", "SubjectData", 1))
+
+
+def _removals(staged: Path) -> pd.DataFrame:
+    """Container Removes and item Removes of one staged file, in document order."""
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            f"SELECT subject_key, study_event_oid, coalesce(study_event_repeat_key, '1') AS study_event_repeat_key, "
+            f"form_oid, coalesce(form_repeat_key, '1') AS form_repeat_key, item_group_oid, "
+            f"coalesce(item_group_repeat_key, '1') AS item_group_repeat_key, item_oid, line "
+            f"FROM read_parquet({_sql_text(str(staged))}) WHERE transaction_type = 'Remove' ORDER BY line").df()
+    finally:
+        con.close()
+
+
+def _local_key(keys: Sequence[Any]) -> str:
+    """The default record key's local part: SE[1]/FORM[1]/IG[1], as far as the keys go."""
+    parts = [f"{keys[i]}[{keys[i + 1]}]" for i in (1, 3, 5) if i < len(keys) and keys[i] is not None]
+    return "/".join(parts)
+
+
+def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
+    """Record sets of a snapshot with the transactional files after it applied in order.
+
+    `chain`: (staged file, file name, sha256), the snapshot first. An item sent by an increment
+    (Insert, Update, Upsert) replaces the record's value, a record it does not have is added; an
+    item Remove empties the item; a container Remove deletes every record under it, and the
+    deletion is returned in `removed`. A record a later file touches is counted as superseded in
+    the file that held it before.
+    """
+    (first, _, _), increments = chain[0], chain[1:]
+    state = {name: frame.set_index(list(_RECORD_KEYS), drop=False) for name, frame in odm_record_sets(first).items()}
+    removed: list[Removal] = []
+    superseded: dict[str, int] = {}
+
+    def supersede(frame: pd.DataFrame) -> None:
+        for sha, count in frame["source_file_sha256"].value_counts().items():
+            superseded[str(sha)] = superseded.get(str(sha), 0) + int(count)
+
+    for staged, file_name, sha in increments:
+        for row in _removals(staged).itertuples(index=False):
+            keys = (row.subject_key, row.study_event_oid, row.study_event_repeat_key, row.form_oid,
+                    row.form_repeat_key, row.item_group_oid, row.item_group_repeat_key)
+            level, depth = next(((name, d) for attr, name, d in _LEVELS if getattr(row, attr) is not None),
+                                ("SubjectData", 1))
+            for record_set, frame in state.items():
+                hit = pd.Series(True, index=frame.index)
+                for i in range(depth):
+                    hit &= frame[_RECORD_KEYS[i]] == keys[i]
+                if not hit.any():
+                    continue
+                if row.item_oid is not None:  # an item withdrawn: the record stays, without it
+                    if row.item_oid in frame.columns:
+                        supersede(frame[hit])
+                        frame.loc[hit, [row.item_oid, "source_file", "source_file_sha256"]] = ["", file_name, sha]
+                    continue
+                supersede(frame[hit])
+                removed += [Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
+                            for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False)]
+                state[record_set] = frame[~hit]
+        for record_set, sent in odm_record_sets(staged, keep_absent=True).items():
+            sent = sent.set_index(list(_RECORD_KEYS), drop=False)
+            before = state.get(record_set)
+            if before is None:
+                state[record_set] = sent
+                continue
+            supersede(before[before.index.isin(sent.index)])
+            # Values sent win; items the increment did not send keep the snapshot's value.
+            state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
+    frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
+              .reset_index(drop=True) for name, frame in state.items()}
+    return RecordSets(frames, tuple(removed), superseded)
+
+
+ODM_NAMESPACES = {"1.3": "http://www.cdisc.org/ns/odm/v1.3", "2.0": "http://www.cdisc.org/ns/odm/v2.0", "none": ""}
+
+
+class OdmOptions(BaseModel):
+    """What every file of the source must be; a file that is not is refused, never loaded as if it were."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    study_oid: str | None = Field(None, description="the StudyOID of every ClinicalData")
+    odm_version: Literal["1.3", "2.0", "none"] | None = Field(
+        None, description="the ODM namespace: 1.3 (1.3.x), 2.0, or none (ODM 1.1 and tools that omit it)")
 
 
 class OdmAdapter(SourceAdapter):
@@ -536,12 +688,35 @@ class OdmAdapter(SourceAdapter):
     description = "CDISC ODM 1.3 / 2.0 XML (EDC exports: Ennov, REDCap, OpenClinica, ...)"
     suffixes = (".xml", ".odm")
     sparse_columns = True
+    Options = OdmOptions
 
-    def stage(self, path: Path, out: Path, options: Any, lineage: dict[str, str]) -> StageResult:
-        return stage_odm(path, out, lineage=lineage)
+    def read_options(self, mapping: SourceMapping) -> OdmOptions:
+        # The mapping's top-level `study_oid:` is this format's option too.
+        given = {"study_oid": mapping.study_oid} if mapping.study_oid else {}
+        return OdmOptions.model_validate({**given, **mapping.options})
+
+    def stage(self, path: Path, out: Path, options: OdmOptions, lineage: dict[str, str]) -> StageResult:
+        if options.odm_version is not None:
+            namespace, expected = read_odm_header(path).namespace, ODM_NAMESPACES[options.odm_version]
+            if namespace != expected:
+                raise OdmFormatError(f"{path.name}: refused: its ODM namespace is {namespace or '(none)'!r}, "
+                                     f"the mapping declares ODM {options.odm_version} ({expected or 'no namespace'})")
+        result = stage_odm(path, out, lineage=lineage)
+        if options.study_oid is not None:
+            _refuse_other_studies(path, out, options.study_oid)
+        return result
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return odm_record_sets(staged)
+
+    def file_header(self, path: Path) -> FileHeader:
+        header = read_odm_header(path)
+        return FileHeader(increment=(header.file_type or "").lower() == "transactional", file_oid=header.file_oid,
+                          prior_file_oid=header.prior_file_oid, created=header.created)
+
+    def combine(self, staged: Sequence[tuple[Path, str, str, str]]) -> RecordSets:
+        # Files come in chain order (landing.discover): a snapshot, then its increments.
+        return apply_transactions([(path, name, sha) for path, _, name, sha in staged])
 
 
 ADAPTER = OdmAdapter()

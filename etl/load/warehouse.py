@@ -89,6 +89,17 @@ def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> N
 _PARQUET_NAMES = {"record": "records", "rejection": "rejections"}
 
 
+def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
+    """Keep the audit of removals: a chain is re-applied on every load, a removal is recorded once."""
+    assert outcome.harmonised_dir is not None
+    parquet = Path(outcome.harmonised_dir) / "removals.parquet"
+    if parquet.exists():
+        con.execute("INSERT INTO meta.record_removal BY NAME SELECT * FROM read_parquet(?) new "
+                    "WHERE NOT EXISTS (SELECT 1 FROM meta.record_removal old WHERE old.source_id = new.source_id "
+                    "AND old.source_record_key = new.source_record_key "
+                    "AND old.source_file_sha256 = new.source_file_sha256)", [str(parquet)])
+
+
 def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
     """core = stage minus the records held back; then the derived core.patient."""
     for table in _source_tables():
@@ -99,7 +110,7 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
     con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
-        UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - q.n
+        UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
         FROM (SELECT f2.source_id, f2.source_file_sha256, count(q2.source_record_key) AS n
               FROM meta.source_file f2 LEFT JOIN dq.quarantine q2
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
@@ -137,7 +148,8 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             source_id, f.sha256, f.name, f.size_bytes, f.series, status,
             existing[0] if existing else run_id, run_id, counts.rows_read, counts.rows_loaded,
-            counts.rows_quarantined, 0, f.message or (outcome.message if failed else None), f.exported_on])
+            counts.rows_quarantined, counts.rows_superseded, f.message or (outcome.message if failed else None),
+            f.exported_on])
 
 
 def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
@@ -190,6 +202,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             for outcome in outcomes:
                 if outcome.status is SourceStatus.HARMONISED:
                     _replace_source(con, outcome)
+                    _record_removals(con, outcome)
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
             changed = bool(harmonised)

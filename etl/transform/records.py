@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.adapter import adapter_for, record_set_of_file
+from etl.extract.adapter import RecordSets, adapter_for, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
 
-def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
-    """All record sets of a source from its staged files ((staged path, original file name) pairs)."""
+def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str]]) -> RecordSets:
+    """A source's current records from its staged files ((staged path, file name, sha256), in chain order)."""
     adapter = adapter_for(mapping.format)
-    collected: dict[str, list[pd.DataFrame]] = {}
-    for staged, file_name in staged_files:
-        record_set = record_set_of_file(mapping, file_name) or Path(file_name).stem
-        for name, frame in adapter.record_sets(staged, record_set).items():
-            collected.setdefault(name, []).append(frame)
-    return {name: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            for name, frames in collected.items()}
+    return adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
+                            for staged, name, sha in staged_files])
+
+
+def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
+    """The record sets of staged files ((staged path, file name) pairs) taken as one snapshot."""
+    return load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames

@@ -1,0 +1,185 @@
+"""Transactional ODM exports: applied on top of the last snapshot, in chain order, never replacing it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from etl import pipeline
+from etl.config import SOURCES_DIR, resolve_home
+from etl.extract import landing
+from etl.extract.errors import ExtractError
+from etl.extract.odm import ADAPTER, OdmOptions, apply_transactions, read_odm_header, stage_odm
+from etl.synth import generate
+from etl.transform.mapping import load_mapping
+
+NS = "http://www.cdisc.org/ns/odm/v1.3"
+
+
+def _odm(file_oid: str, body: str, *, file_type: str = "Snapshot", prior: str | None = None,
+         created: str = "2026-11-01T01:00:00", study: str = "S1") -> str:
+    prior_attr = f' PriorFileOID="{prior}"' if prior else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{NS}" FileOID="{file_oid}" FileType="{file_type}"'
+            f'{prior_attr} CreationDateTime="{created}" ODMVersion="1.3.2">\n'
+            f'<ClinicalData StudyOID="{study}" MetaDataVersionOID="v1">\n{body}\n</ClinicalData>\n</ODM>\n')
+
+
+def _subject(key: str, groups: str, transaction: str = "") -> str:
+    kind = f' TransactionType="{transaction}"' if transaction else ""
+    return (f'<SubjectData SubjectKey="{key}"{kind}><StudyEventData StudyEventOID="SE.BASE">'
+            f'<FormData FormOID="F.DM">{groups}</FormData></StudyEventData></SubjectData>')
+
+
+def _group(oid: str, items: dict[str, str], transaction: str = "", repeat: str = "1") -> str:
+    kind = f' TransactionType="{transaction}"' if transaction else ""
+    values = "".join(f'<ItemData ItemOID="{k}" Value="{v}"/>' for k, v in items.items())
+    return f'<ItemGroupData ItemGroupOID="{oid}" ItemGroupRepeatKey="{repeat}"{kind}>{values}</ItemGroupData>'
+
+
+SNAPSHOT = _odm("F0", "".join([
+    _subject("P1", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2010-05"})
+             + _group("IG.AE", {"TERM": "nausea"}, repeat="1") + _group("IG.AE", {"TERM": "fever"}, repeat="2")),
+    _subject("P2", _group("IG.DM", {"SEX": "2", "BRTHDTC": "2012"})),
+    _subject("P3", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2015-01"})),
+]))
+# Night 1: P1's sex corrected (only the changed item is sent), P1's second AE removed, a new patient P4.
+INCREMENT_1 = _odm("F1", "".join([
+    _subject("P1", _group("IG.DM", {"SEX": "2"}, "Update")
+             + '<ItemGroupData ItemGroupOID="IG.AE" ItemGroupRepeatKey="2" TransactionType="Remove"/>'),
+    _subject("P4", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2011-03"}), "Insert"),
+]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+# Night 2: P2 withdrawn whole, P3's birth date withdrawn (an item Remove).
+INCREMENT_2 = _odm("F2", "".join([
+    '<SubjectData SubjectKey="P2" TransactionType="Remove"/>',
+    _subject("P3", '<ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="1">'
+                   '<ItemData ItemOID="BRTHDTC" Value="" TransactionType="Remove"/></ItemGroupData>', "Update"),
+]), file_type="Transactional", prior="F1", created="2026-11-03T01:00:00")
+
+
+def _staged(tmp_path: Path, name: str, text: str) -> tuple[Path, str, str]:
+    source = tmp_path / name
+    source.write_text(text)
+    out = tmp_path / f"{name}.parquet"
+    stage_odm(source, out, lineage={"source_file": name, "source_file_sha256": name})
+    return out, name, name
+
+
+def test_increments_apply_on_top_of_the_snapshot_at_the_level_they_are_written(tmp_path):
+    chain = [_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", INCREMENT_1),
+             _staged(tmp_path, "i2.xml", INCREMENT_2)]
+    result = apply_transactions(chain)
+    dm = result.frames["IG.DM"].set_index("_subject_key")
+    assert sorted(dm.index) == ["P1", "P3", "P4"]  # P2 removed whole, P4 inserted
+    assert dm.loc["P1", "SEX"] == "2" and dm.loc["P1", "BRTHDTC"] == "2010-05"  # unsent item kept
+    assert dm.loc["P3", "BRTHDTC"] == "" and dm.loc["P3", "SEX"] == "1"  # item withdrawn, record kept
+    assert dm.loc["P1", "source_file"] == "i1.xml" and dm.loc["P3", "source_file"] == "i2.xml"
+    assert dm.loc["P4", "source_file"] == "i1.xml"
+    assert list(result.frames["IG.AE"]["TERM"]) == ["nausea"]
+    removed = sorted((r.patient_key, r.record_set, r.level, r.file_name) for r in result.removed)
+    assert removed == [("P1", "IG.AE", "ItemGroupData", "i1.xml"), ("P2", "IG.DM", "SubjectData", "i2.xml")]
+    # Every record the snapshot held is loaded from it or superseded by a later file.
+    assert result.superseded == {"s.xml": 4}
+
+
+def test_a_snapshot_file_is_still_read_whole(tmp_path):
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT)])
+    assert len(result.frames["IG.DM"]) == 3 and len(result.frames["IG.AE"]) == 2 and not result.removed
+
+
+def test_the_header_says_what_kind_of_export_it_is(tmp_path):
+    path = tmp_path / "i1.xml"
+    path.write_text(INCREMENT_1)
+    header = read_odm_header(path)
+    assert (header.file_type, header.file_oid, header.prior_file_oid) == ("Transactional", "F1", "F0")
+    assert header.created == datetime(2026, 11, 2, 1, tzinfo=UTC) and header.namespace == NS
+
+
+def _landing_with(tmp_path: Path, files: dict[str, str]):
+    folder = tmp_path / "landing" / "sacha_fr"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return landing.discover(tmp_path / "landing", load_mapping(SOURCES_DIR / "sacha_fr.yaml"))
+
+
+def test_the_current_files_are_the_last_snapshot_and_its_increments_in_order(tmp_path):
+    found = _landing_with(tmp_path, {"SACHA_ODM_20261101.xml": SNAPSHOT, "SACHA_ODM_20261103.xml": INCREMENT_2,
+                                     "SACHA_ODM_20261102.xml": INCREMENT_1})
+    assert [f.name for f in found.current] == ["SACHA_ODM_20261101.xml", "SACHA_ODM_20261102.xml",
+                                               "SACHA_ODM_20261103.xml"]
+    assert not found.problems and not found.superseded
+    # A new snapshot restarts the chain: everything before it is superseded.
+    later = _odm("F9", _subject("P1", _group("IG.DM", {"SEX": "1"})), created="2026-11-04T01:00:00")
+    found = _landing_with(tmp_path, {"SACHA_ODM_20261104.xml": later})
+    assert [f.name for f in found.current] == ["SACHA_ODM_20261104.xml"] and len(found.superseded) == 3
+
+
+def test_a_gap_in_the_chain_holds_the_source_with_a_clear_reason(tmp_path):
+    found = _landing_with(tmp_path, {"SACHA_ODM_20261101.xml": SNAPSHOT, "SACHA_ODM_20261103.xml": INCREMENT_2})
+    assert found.current == ()
+    (problem,) = found.problems
+    assert "SACHA_ODM_20261103.xml" in problem and "'F1'" in problem and "missing" in problem
+
+
+def test_increments_without_a_snapshot_are_not_loaded(tmp_path):
+    found = _landing_with(tmp_path, {"SACHA_ODM_20261102.xml": INCREMENT_1})
+    assert found.current == () and "no snapshot" in found.problems[0]
+
+
+def test_a_file_of_another_study_or_odm_version_is_refused(tmp_path):
+    path = tmp_path / "other.xml"
+    path.write_text(SNAPSHOT.replace('StudyOID="S1"', 'StudyOID="OTHER"'))
+    out = tmp_path / "other.parquet"
+    with pytest.raises(ExtractError, match=r"StudyOID 'OTHER'.*declares 'S1'"):
+        ADAPTER.stage(path, out, OdmOptions(study_oid="S1"), {})
+    assert not out.exists()
+    with pytest.raises(ExtractError, match="namespace"):
+        ADAPTER.stage(path, out, OdmOptions(odm_version="2.0"), {})
+
+
+@pytest.mark.integration
+def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=60, seed=4)
+    pipeline.run(home, key_value="tx-key")
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    before = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]
+    con.close()
+    snapshot = next((home.landing / "sacha_fr").glob("*.xml"))
+    snapshot_oid = read_odm_header(snapshot).file_oid
+    increment = home.landing / "sacha_fr" / "SACHA_ODM_29991231.xml"
+    new_patient = _group("IG.DEMOG", {"DM.SEX": "1", "DM.BRTHDTC": "2012-04-02", "DM.INCLDTC": "2026-11-20",
+                                      "DM.COUNTRY": "FR"})
+    increment.write_text(_odm("INC1", _subject("NEW-001", new_patient, "Insert").replace(
+        "<StudyEventData", '<SiteRef LocationOID="FR-PAR01"/><StudyEventData'),
+        file_type="Transactional", prior=snapshot_oid, created="2999-12-31T01:00:00", study="SACHA"))
+    os.utime(increment)
+    summary = pipeline.run(home, key_value="tx-key")
+    assert summary["sources_changed"] == ["sacha_fr"] and summary["sources_failed"] == []
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        after = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]
+        files = con.execute("SELECT file_name, status, rows_read, rows_loaded + rows_quarantined + rows_superseded "
+                            "FROM meta.source_file WHERE source_id = 'sacha_fr' ORDER BY file_name").fetchall()
+    finally:
+        con.close()
+    assert after == before + 1
+    assert [f[1] for f in files] == ["loaded", "loaded"] and all(f[2] == f[3] for f in files)
+
+
+def test_the_shipped_sacha_mapping_declares_its_study(tmp_path):
+    options = ADAPTER.read_options(load_mapping(SOURCES_DIR / "sacha_fr.yaml"))
+    assert options.study_oid == "SACHA"
+
+
+def test_staging_keeps_a_removed_container_as_a_row(tmp_path):
+    staged, _, _ = _staged(tmp_path, "i2.xml", INCREMENT_2)
+    rows = duckdb.sql(f"SELECT subject_key, item_oid, transaction_type FROM read_parquet('{staged}') "
+                      "WHERE transaction_type = 'Remove' ORDER BY line").fetchall()
+    assert rows == [("P2", None, "Remove"), ("P3", "BRTHDTC", "Remove")]
+    shutil.rmtree(tmp_path / "landing", ignore_errors=True)
