@@ -103,8 +103,10 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     found = landing.discover(home.landing, mapping)
     outcome.superseded = [_export_file(s) for s in found.superseded]
     outcome.notices = list(found.notices)
-    if found.problems:
-        return _failed(outcome, "; ".join(found.problems))
+    if found.problems:  # held: the source keeps its last good data until its files can be applied
+        problem = "; ".join(found.problems)
+        outcome.files = [_export_file(f).model_copy(update={"message": problem}) for f in found.current]
+        return _failed(outcome, problem)
     for f in found.current:
         entry = _export_file(f)
         staged = home.staging / source_id / adapter.staged_name(f.sha256)

@@ -121,14 +121,14 @@ def test_the_current_files_are_the_last_snapshot_and_its_increments_in_order(tmp
 
 def test_a_gap_in_the_chain_holds_the_source_with_a_clear_reason(tmp_path):
     found = _landing_with(tmp_path, {"SACHA_ODM_20261101.xml": SNAPSHOT, "SACHA_ODM_20261103.xml": INCREMENT_2})
-    assert found.current == ()
+    assert len(found.current) == 2 and not found.superseded  # all held, none loaded
     (problem,) = found.problems
     assert "SACHA_ODM_20261103.xml" in problem and "'F1'" in problem and "missing" in problem
 
 
 def test_increments_without_a_snapshot_are_not_loaded(tmp_path):
     found = _landing_with(tmp_path, {"SACHA_ODM_20261102.xml": INCREMENT_1})
-    assert found.current == () and "no snapshot" in found.problems[0]
+    assert "no snapshot" in found.problems[0]
 
 
 def test_a_file_of_another_study_or_odm_version_is_refused(tmp_path):
@@ -171,6 +171,19 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
     assert after == before + 1
     assert [f[1] for f in files] == ["loaded", "loaded"] and all(f[2] == f[3] for f in files)
 
+    # The next night's increment follows one that never arrived: SACHA is held, not half-applied.
+    gap = home.landing / "sacha_fr" / "SACHA_ODM_30000101.xml"
+    gap.write_text(_odm("INC3", _subject("NEW-002", new_patient, "Insert"), file_type="Transactional",
+                        prior="INC2", created="3000-01-01T01:00:00", study="SACHA"))
+    summary = pipeline.run(home, key_value="tx-key")
+    assert summary["sources_failed"] == ["sacha_fr"] and "INC2" in summary["message"] and gap.name in summary["message"]
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        held = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]
+    finally:
+        con.close()
+    assert held == after
+
 
 def test_the_shipped_sacha_mapping_declares_its_study(tmp_path):
     options = ADAPTER.read_options(load_mapping(SOURCES_DIR / "sacha_fr.yaml"))
@@ -183,3 +196,14 @@ def test_staging_keeps_a_removed_container_as_a_row(tmp_path):
                       "WHERE transaction_type = 'Remove' ORDER BY line").fetchall()
     assert rows == [("P2", None, "Remove"), ("P3", "BRTHDTC", "Remove")]
     shutil.rmtree(tmp_path / "landing", ignore_errors=True)
+
+
+def test_an_odm_2_0_file_goes_through_the_same_adapter(tmp_path):
+    source = Path(__file__).parent / "reference/odm/cdisc-dataexchange-odm/RepeatingIG-UC-D-Example.xml"
+    out = tmp_path / "odm20.parquet"
+    ADAPTER.stage(source, out, OdmOptions(odm_version="2.0"), {"source_file": source.name, "source_file_sha256": "x"})
+    frames = ADAPTER.combine([(out, "", source.name, "x")]).frames
+    history = frames["IG.MEDHIST"]
+    assert len(history) == 4 and {"I.MH.ACTIVE", "_item_group_repeat_key"} <= set(history.columns)
+    with pytest.raises(ExtractError, match="namespace"):
+        ADAPTER.stage(source, tmp_path / "as13.parquet", OdmOptions(odm_version="1.3"), {})

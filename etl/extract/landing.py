@@ -109,19 +109,20 @@ def discover(landing_dir: Path, mapping: SourceMapping) -> SourceFiles:
 
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:
     """A series' current files (its last snapshot, then the increments after it, in order), the older
-    ones, and what breaks the chain (a missing increment, increments without a snapshot), if anything."""
+    ones, and what breaks the chain (a missing increment, increments without a snapshot), if anything:
+    then every file of the series is returned as current, for the source to be held with the reason."""
     if all(f.header.created is not None for f in files):
         files.sort(key=lambda f: (f.header.created, f.name))  # the file's own clock, when every file has one
     else:
         files.sort(key=lambda f: (f.name, f.path.stat().st_mtime_ns))
     snapshots = [i for i, f in enumerate(files) if not f.header.increment]
     if not snapshots:
-        return [], files, (f"{len(files)} transactional export(s) ({files[0].name}, ...) but no snapshot to apply "
+        return files, [], (f"{len(files)} transactional export(s) ({files[0].name}, ...) but no snapshot to apply "
                            "them to; expected a full (Snapshot) export first")
     chain = files[snapshots[-1]:]
     for before, after in itertools.pairwise(chain):
         if after.header.prior_file_oid is not None and after.header.prior_file_oid != before.header.file_oid:
-            return [], files, (
+            return files, [], (
                 f"{after.name} follows PriorFileOID {after.header.prior_file_oid!r}, but the export before it is "
                 f"{before.name} (FileOID {before.header.file_oid!r}): an increment is missing. The source keeps its "
                 "last good data until the missing export arrives or a new snapshot restarts the chain")
