@@ -195,6 +195,90 @@ def airflow(home: HomeOption = None) -> None:
     airflow_local.standalone(resolve_home(home).ensure())
 
 
+
+# -- onboarding a new source: profile -> scaffold -> edit -> check -> run ----------------------
+@app.command()
+def profile(file: Annotated[Path, typer.Argument(help="An export file of any supported format")],
+            home: HomeOption = None,
+            html: Annotated[Path | None, typer.Option("--html", help="HTML page to write (default: "
+                                                      "<home>/reports/profiles/<file stem>.html)")] = None) -> None:
+    """Describe an export file before any mapping exists (terminal tables and an HTML page).
+
+    Per record set and column: inferred type, share empty, distinct count and frequent values; values
+    seen fewer than 5 times are masked. Nothing is written to the warehouse.
+    """
+    from etl.extract.errors import ExtractError
+    from etl.onboard.pages import profile_tables, write_profile_page
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    if not file.is_file():
+        _fail(f"{file}: no such file")
+    try:
+        result = profile_file(read_file(file))
+    except (ExtractError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(profile_tables(result))
+    page = write_profile_page(result, html or resolve_home(home).reports / "profiles" / f"{file.stem}.html")
+    console.print(f"profile page: {page}")
+
+
+@app.command()
+def check(source: Annotated[str, typer.Argument(help="Source id: sources/<SOURCE>.yaml")],
+          home: HomeOption = None,
+          sources_dir: Annotated[Path | None, typer.Option("--sources-dir", help="Folder of the mappings "
+                                                           "(default: $RTW_SOURCES_DIR or ./sources)")] = None) -> None:
+    """Check a source's mapping against its current landing files, without publishing anything.
+
+    Exit 0 when the mapping is usable (warnings allowed), 1 with the problems listed otherwise.
+    """
+    from etl.config import SOURCES_DIR
+    from etl.onboard.check import check_source
+    from etl.onboard.pages import check_tables
+
+    rtw_home = resolve_home(home)
+    outcome = check_source(source, sources_dir or SOURCES_DIR, rtw_home.landing, rtw_home.staging)
+    console.print(check_tables(outcome))
+    if not outcome.usable:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more export files of the new source "
+                                                         "(per-form exports: every form)")],
+             source_id: Annotated[str | None, typer.Option("--source-id", help="Id of the new source "
+                                                           "(default: from the file name)")] = None,
+             out: Annotated[Path | None, typer.Option("--out", help="Where to write the draft "
+                                                      "(default: sources/<id>.yaml; '-' prints it)")] = None,
+             force: Annotated[bool, typer.Option("--force", help="Replace an existing mapping file")] = False) -> None:
+    """Draft a mapping from a file (or an ODM's metadata), with TODOs for what only you can decide."""
+    from etl.config import SOURCES_DIR
+    from etl.extract.errors import ExtractError
+    from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
+
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _fail(f"no such file: {', '.join(missing)}")
+    try:
+        draft = draft_mapping(read_sources(files, source_id))
+    except (ExtractError, ValueError) as exc:
+        _fail(str(exc))
+    if out is not None and str(out) == "-":
+        sys.stdout.write(draft.text)
+        return
+    target = out or SOURCES_DIR / f"{draft.source_id}.yaml"
+    if target.exists() and not force:
+        _fail(f"{target} exists; give --out elsewhere or --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(draft.text, encoding="utf-8")
+    problems = validate_draft(draft)
+    console.print(f"draft mapping: {target} ({draft.todos} TODOs to complete)")
+    if problems:
+        console.print("[yellow]it does not validate yet:[/yellow] " + "; ".join(problems))
+    else:
+        console.print("it validates as a mapping; complete the TODOs, then: "
+                      f"rtw check {draft.source_id}")
+
 def _print_query(con: Any, title: str, sql: str) -> None:
     result = con.execute(sql)
     table = Table(title=title)

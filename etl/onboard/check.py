@@ -1,0 +1,444 @@
+"""`rtw check SOURCE`: a mapping against the source's current landing files, without publishing.
+
+What makes a mapping unusable is an *error* (exit 1): it does not load (reported with the file
+and line of the offending key), a mapped record set or column is not in the data, most values of
+a field fail to parse (the declared date format or code list is probably wrong), or a record set
+is in the data but neither mapped nor ignored. What the nightly run would merely quarantine is a
+*warning*: codes the code list misses, dates no declared format reads, required fields left empty.
+
+Values are parsed by the harmonise engine itself, so the check agrees with the nightly run. Privacy:
+a value seen fewer than `MIN_SHOWN` times, or any value of a birth date or EUPID, is shown only by
+its shape (`99/99/9999`) and where it is (file and line), never as written.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from etl.extract.adapter import SourceAdapter, adapter_for, record_set_of_file
+from etl.extract.errors import ExtractError
+from etl.extract.landing import discover
+from etl.onboard.profile import MIN_SHOWN, shape_of
+from etl.onboard.reading import describe_file
+from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
+from etl.transform.mapping import FieldSpec, MappingError, SourceMapping, load_mapping
+
+Severity = Literal["error", "warning"]
+_TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+PRIVATE_FIELDS = frozenset({"birth_date", "eupid"})  # as harmonise: never echoed, even when broken
+MOSTLY_FAILING = 0.5  # a field failing on more than this share of its values: the mapping is wrong
+EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    where: str  # "sources/x.yaml, line 12" or "ILTB_ENROL.csv, record set ENROL, column SEX (patient.sex)"
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    source_id: str
+    mapping_path: Path
+    files: tuple[str, ...] = ()
+    record_sets: Mapping[str, int] = field(default_factory=dict)  # name -> records in the data
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def usable(self) -> bool:
+        return not self.errors
+
+
+# -- the mapping file ----------------------------------------------------------------------------
+def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
+    """Load a mapping; when it does not load, one finding per problem with the line of its key."""
+    try:
+        return load_mapping(path), []
+    except MappingError as exc:
+        failure = str(exc)
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [Finding("error", f"{path}, line {line}", f"not valid YAML: {problem}")]
+    raw = yaml.safe_load(text)
+    findings: list[Finding] = []
+    if isinstance(raw, dict):
+        try:
+            SourceMapping.model_validate(raw)
+        except ValidationError as error:
+            for problem in error.errors():
+                loc = tuple(problem["loc"])
+                located = line_of(root, loc)
+                key = ".".join(map(str, loc)) or "(top level)"
+                findings.append(Finding("error", f"{path}, line {located.line}",
+                                        f"{key}: {problem['msg']}{_allowed_hint(problem)}"))
+    if not findings:
+        # The model accepted it; a later check refused it with "<file>: <key path>: <message>".
+        message = failure.removeprefix(f"{path}: ")
+        split = split_key_path(message)
+        line = line_of_dotted(root, split[0]).line if split else 1
+        if "source_id" in message and "file name" in message:
+            line = line_of(root, ("source_id",)).line
+        findings.append(Finding("error", f"{path}, line {line}", message))
+    return None, findings
+
+
+def _allowed_hint(problem: Mapping[str, Any]) -> str:
+    """For an unknown key, the keys allowed at that place (pydantic only says 'Extra inputs ...')."""
+    if problem.get("type") != "extra_forbidden":
+        return ""
+    from etl.transform import mapping as model
+
+    parents: dict[tuple[str, ...], type[Any]] = {
+        (): model.SourceMapping, ("patient",): model.PatientSpec, ("csv",): model.CsvOptions}
+    loc = [str(p) for p in problem["loc"][:-1]]
+    owner = parents.get(tuple(loc))
+    if owner is None and len(loc) >= 2 and loc[0] == "tables":
+        owner = model.TableSpec if len(loc) == 2 else model.FieldSpec if len(loc) == 4 else None
+    if owner is None and len(loc) == 3 and loc[0] == "patient":
+        owner = model.FieldSpec
+    if owner is None and len(loc) == 2 and loc[0] == "quality":
+        owner = model.RuleOverride
+    if owner is None:
+        return ""
+    names = sorted(f.alias or name for name, f in owner.model_fields.items())
+    return f" (allowed here: {', '.join(names)})"
+
+
+# -- values --------------------------------------------------------------------------------------
+def _value_parser(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
+    """The harmonise engine's own value conversion, so check and nightly run never disagree."""
+    from etl.transform.harmonise import _Engine
+    from etl.transform.pseudonym import PseudonymKey
+
+    # No pseudonym is made here; conversion never reads the key.
+    return _Engine(mapping, PseudonymKey(b"rtw-check"), "check").convert
+
+
+def _rejection_types() -> tuple[type[Exception], ...]:
+    from etl.transform.icdo3 import IcdO3Error
+    from etl.transform.values import ValueRejected
+
+    return ValueRejected, IcdO3Error
+
+
+def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:
+    """The raw text a field reads from each record (its column, or its template filled in)."""
+    if spec.column is not None:
+        return frame[spec.column].astype("string").fillna("").str.strip()
+    template = spec.template or ""
+    names = _TEMPLATE_FIELD.findall(template)
+    parts = {n: frame[n].astype("string").fillna("").str.strip() for n in names}
+
+    def fill(i: int) -> str:
+        if all(parts[n].iat[i] == "" for n in names):
+            return ""
+        return _TEMPLATE_FIELD.sub(lambda m: str(parts[m.group(1)].iat[i]), template)
+
+    return pd.Series([fill(i) for i in range(len(frame))], index=frame.index, dtype="string")
+
+
+def _places(frame: pd.DataFrame, mask: pd.Series, limit: int = EXAMPLES) -> list[str]:
+    """'ILTB_ENROL.csv:14' for the first records selected by mask."""
+    chosen = frame.loc[mask].head(limit)
+    files = chosen["source_file"] if "source_file" in chosen else pd.Series([""] * len(chosen), index=chosen.index)
+    lines = chosen["_line"] if "_line" in chosen else pd.Series([""] * len(chosen), index=chosen.index)
+    return [f"{f}:{line}" for f, line in zip(files, lines, strict=True)]
+
+
+def _shown(value: str, count: int, private: bool) -> str:
+    """A failing value as it may be printed: as written when frequent and not private, else its shape."""
+    if count >= MIN_SHOWN and not private:
+        return f"'{value}' ×{count}"
+    return f"shape '{shape_of(value)}' ×{count}"
+
+
+def _group(spec: Any) -> tuple[str, ...]:
+    """The record sets a `from:` names: one, or a list joined into one record (the first is the head)."""
+    named = spec.from_
+    return (named,) if isinstance(named, str) else tuple(named)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A place record sets feed: `patient` or `tables.<name>`, with its fields and filter."""
+
+    name: str  # "patient" or the core table
+    key: str  # "patient" or "tables.<name>"
+    record_sets: tuple[str, ...]  # the head, then the sections joined to it
+    fields: Mapping[str, FieldSpec]
+    where: Mapping[str, list[str]] | None
+
+    @property
+    def head(self) -> str:
+        return self.record_sets[0]
+
+
+def _targets(mapping: SourceMapping) -> list[_Target]:
+    found = [_Target("patient", "patient", _group(mapping.patient), mapping.patient.fields, None)]
+    found += [_Target(name, f"tables.{name}", _group(spec), spec.fields, spec.where)
+              for name, spec in mapping.tables.items()]
+    return found
+
+
+def _record_key(mapping: SourceMapping, record_set: str) -> str:
+    own: Mapping[str, str] = getattr(mapping, "record_keys", None) or {}
+    return own.get(record_set, mapping.record_key)
+
+
+def _needed_columns(mapping: SourceMapping, target: _Target) -> dict[str, str]:
+    """column -> what needs it (for messages)."""
+    needed = {mapping.patient_key: "patient_key"}
+    for name in _TEMPLATE_FIELD.findall(_record_key(mapping, target.head)):
+        if name != "record_set":
+            needed.setdefault(name, "record_key")
+    for column in target.where or {}:
+        needed.setdefault(column, f"{target.key}.where")
+    for name, spec in target.fields.items():
+        for column in sorted(spec.columns()):
+            needed.setdefault(column, f"{target.key}.fields.{name}")
+    return needed
+
+
+def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
+    ignored: Iterable[str] = getattr(mapping, "ignore", None) or ()
+    return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in ignored)
+
+
+def _mapped_record_sets(mapping: SourceMapping) -> set[str]:
+    return {name for target in _targets(mapping) for name in target.record_sets}
+
+
+def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame], *,
+                      sparse_columns: bool = False, declared_columns: frozenset[str] = frozenset()) -> list[Finding]:
+    """Every finding about a mapping against the record sets of its current files.
+
+    sparse_columns: the format leaves out columns never filled in (ODM), so a mapped column
+    missing from the data is an error only when the file's metadata does not declare it either.
+    """
+    findings: list[Finding] = []
+    mapped = _mapped_record_sets(mapping)
+    for name in sorted(set(record_sets) - mapped):
+        if not _is_ignored(mapping, name):
+            findings.append(Finding(
+                "error", f"record set {name}",
+                f"{len(record_sets[name])} records neither mapped nor ignored: map it under `tables:` "
+                f"or list it under `ignore:` (the nightly run would quarantine every record)"))
+    for name in sorted(mapped - set(record_sets)):
+        users = [t.key for t in _targets(mapping) if name in t.record_sets]
+        findings.append(Finding(
+            "warning" if sparse_columns else "error", f"record set {name}",
+            f"mapped by {', '.join(users)} but not in the data (present: {', '.join(sorted(record_sets)) or 'none'})"))
+    convert = _value_parser(mapping)
+    rejected = _rejection_types()
+    nulls = set(mapping.null_values)
+    for target in _targets(mapping):
+        head = record_sets.get(target.head)
+        if head is None:
+            continue
+        # A joined section adds its columns to the head's records; each column is checked on the
+        # rows of the record set that holds it (the join itself is the engine's business).
+        group = {name: record_sets[name] for name in target.record_sets if name in record_sets}
+        present = {str(c) for frame in group.values() for c in frame.columns}
+        missing = {c: why for c, why in _needed_columns(mapping, target).items() if c not in present}
+        for column, why in sorted(missing.items()):
+            where = f"record set {'+'.join(target.record_sets)}, column {column} ({why})"
+            if sparse_columns and (column in declared_columns or not declared_columns):
+                findings.append(Finding("warning", where, "no value in the data (never filled in?)"))
+            else:
+                declared = " and no ItemDef declares it" if sparse_columns else ""
+                findings.append(Finding("error", where, f"not in the data{declared}; columns present: "
+                                        f"{_some(c for c in sorted(present) if not c.startswith('source_file'))}"))
+        if target.where:
+            keep = pd.Series(True, index=head.index)
+            for column, allowed in target.where.items():
+                if column in head.columns:
+                    keep &= head[column].astype("string").fillna("").str.strip().isin(allowed)
+            group[target.head] = head.loc[keep]
+        findings += _field_findings(target, group, convert, rejected, nulls)
+        if mapping.patient_key in head.columns:
+            keys = group[target.head][mapping.patient_key].astype("string").fillna("").str.strip()
+            empty_keys = int(keys.isin(nulls).sum())
+            if empty_keys:
+                findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
+                                        " (patient_key)", f"{empty_keys} records without a patient key"))
+    return _unique(findings)
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    # A record set feeding several tables repeats patient-key and column findings: keep each once.
+    seen: set[Finding] = set()
+    return [f for f in findings if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+
+
+def _some(names: Iterable[Any], limit: int = 12) -> str:
+    listed = [str(n) for n in names]
+    return ", ".join(listed[:limit]) + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
+
+
+def _holder(group: Mapping[str, pd.DataFrame], columns: set[str]) -> tuple[str, pd.DataFrame] | None:
+    """The first record set of a `from:` group holding all of a field's columns."""
+    return next(((name, frame) for name, frame in group.items() if columns <= set(frame.columns)), None)
+
+
+def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], convert: Callable[[FieldSpec, str], Any],
+                    rejected: tuple[type[Exception], ...], nulls: set[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    for name, spec in target.fields.items():
+        if spec.column is None and spec.template is None:
+            continue  # const, age_at, ref: nothing read from the data
+        holder = _holder(group, spec.columns())
+        if holder is None:
+            continue  # a missing column is its own finding
+        record_set, frame = holder
+        origin = spec.column or spec.template
+        where = f"record set {record_set}, {'column' if spec.column else 'template'} {origin} " \
+                f"({target.key}.fields.{name})"
+        raw = _raw_values(frame, spec)
+        empty = raw.isin(nulls) | (raw == "")
+        if spec.required and int(empty.sum()):
+            findings.append(Finding("warning", where, f"required but empty in {int(empty.sum())} of {len(raw)} "
+                                    f"records ({_some(_places(frame, empty))})"))
+        counts = Counter({str(k): int(v) for k, v in raw[~empty].value_counts(sort=False).items()})
+        failing: dict[str, int] = {}
+        reason = ""
+        for value, count in counts.items():
+            try:
+                convert(spec, value)
+            except rejected as exc:
+                failing[value] = count
+                reason = reason or str(exc)
+        if not failing:
+            continue
+        failed = sum(failing.values())
+        filled = sum(counts.values())
+        private = name in PRIVATE_FIELDS
+        shown = [_shown(v, n, private) for v, n in sorted(failing.items(), key=lambda item: -item[1])[:EXAMPLES]]
+        rare = raw.isin([v for v, n in failing.items() if n < MIN_SHOWN or private])
+        places = f"; at {_some(_places(frame, rare))}" if bool(rare.any()) else ""
+        what = _failure_kind(spec)
+        severity: Severity = "error" if filled >= MIN_SHOWN and failed / filled > MOSTLY_FAILING else "warning"
+        hint = f" — most values fail: {_fix_hint(spec)}" if severity == "error" else ""
+        example = "" if private else f" (e.g. {reason})" if len(failing) == 1 and min(failing.values()) >= MIN_SHOWN \
+            else ""
+        findings.append(Finding(severity, where, f"{failed} of {filled} values {what}: "
+                                f"{', '.join(shown)}{places}{example}{hint}"))
+    return findings
+
+
+def _failure_kind(spec: FieldSpec) -> str:
+    if spec.codes is not None:
+        return "are codes the code list misses"
+    if spec.type == "date":
+        return "are dates no declared format reads"
+    return f"do not read as {spec.type}"
+
+
+def _fix_hint(spec: FieldSpec) -> str:
+    if spec.codes is not None:
+        return "is this the right code list?"
+    if spec.type == "date":
+        return "declare the format the file uses (see `rtw profile`)"
+    return "is this the right column and type?"
+
+
+# -- a source's landing files --------------------------------------------------------------------
+def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[Any], staging_dir: Path | None,
+               work: Path) -> tuple[list[tuple[Path, str, str]], list[Finding]]:
+    """Stage each current file (reusing the nightly run's staged copy when there is one)."""
+    staged: list[tuple[Path, str, str]] = []
+    findings: list[Finding] = []
+    options = adapter.read_options(mapping)
+    for landing_file in files:
+        name = adapter.staged_name(landing_file.sha256)
+        existing = staging_dir / mapping.source_id / name if staging_dir is not None else None
+        if existing is not None and existing.exists():
+            staged.append((existing, landing_file.name, landing_file.sha256))
+            continue
+        out = work / name
+        try:
+            adapter.stage(landing_file.path, out, options,
+                          {"source_file": landing_file.name, "source_file_sha256": landing_file.sha256})
+        except ExtractError as exc:
+            findings.append(Finding("error", landing_file.name, str(exc)))
+            continue
+        staged.append((out, landing_file.name, landing_file.sha256))
+    return staged, findings
+
+
+def _combine(adapter: SourceAdapter, mapping: SourceMapping,
+             staged: list[tuple[Path, str, str]]) -> dict[str, pd.DataFrame]:
+    """The source's current record sets, as the nightly run sees them (increments applied by the adapter)."""
+    parts = [(path, record_set_of_file(mapping, name) or Path(name).stem, name, sha) for path, name, sha in staged]
+    combine = getattr(adapter, "combine", None)
+    if combine is not None:
+        combined = combine(parts)
+        return dict(getattr(combined, "frames", combined))
+    collected: dict[str, list[pd.DataFrame]] = {}
+    for path, record_set, _, _ in parts:
+        for name, frame in adapter.record_sets(path, record_set).items():
+            collected.setdefault(name, []).append(frame)
+    return {name: pd.concat(frames, ignore_index=True) for name, frames in collected.items()}
+
+
+def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_dir: Path | None = None) -> CheckReport:
+    """Check `sources_dir/<source_id>.yaml` against the current files of `landing_dir/<source_id>/`.
+
+    Nothing is written outside a private temporary folder, removed afterwards.
+    """
+    path = sources_dir / f"{source_id}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in sources_dir.glob("*.yaml"))) or "none"
+        return CheckReport(source_id, path, findings=(Finding(
+            "error", str(path), f"no mapping file for source '{source_id}' (mappings in {sources_dir}: {known})"),))
+    mapping, problems = mapping_findings(path)
+    if mapping is None:
+        return CheckReport(source_id, path, findings=tuple(problems))
+    found = discover(landing_dir, mapping)
+    findings = [Finding("warning", f"{landing_dir / source_id}", notice) for notice in found.notices]
+    if not found.current:
+        findings.append(Finding("error", str(landing_dir / source_id),
+                                f"no current export files matching '{mapping.files}' to check against"))
+        return CheckReport(source_id, path, findings=tuple(findings))
+    adapter = adapter_for(mapping.format)
+    names = tuple(f.name for f in found.current)
+    with tempfile.TemporaryDirectory(prefix="rtw-check-") as work:
+        staged, staging_problems = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
+        findings += staging_problems
+        try:
+            record_sets = _combine(adapter, mapping, staged) if staged else {}
+        except (ExtractError, ValueError) as exc:
+            findings.append(Finding("error", ", ".join(names), str(exc)))
+            return CheckReport(source_id, path, names, findings=tuple(findings))
+    declared: set[str] = set()
+    if adapter.sparse_columns:
+        for landing_file in found.current:
+            declared |= set(describe_file(mapping.format, landing_file.path).columns)
+    findings += check_record_sets(mapping, record_sets, sparse_columns=adapter.sparse_columns,
+                                  declared_columns=frozenset(declared))
+    counts = {name: len(frame) for name, frame in sorted(record_sets.items())}
+    return CheckReport(source_id, path, names, counts, tuple(findings))

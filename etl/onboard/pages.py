@@ -1,0 +1,98 @@
+"""How onboarding results are shown: Rich tables for the terminal, an offline HTML page for a profile.
+
+The profile page is one self-contained file (inline CSS, a few lines of script to filter columns),
+written owner-only (0600, in a 0700 folder) because even masked, a profile describes patient data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from etl.onboard.check import CheckReport
+from etl.onboard.profile import MIN_SHOWN, FileProfile, values_text
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def profile_tables(profile: FileProfile) -> RenderableType:
+    """The profile as terminal tables: a header, then one table per record set."""
+    parts: list[RenderableType] = [Text.assemble(
+        ("Profile of ", "bold"), (profile.file_name, "bold cyan"), f" ({profile.format}, "
+        f"{len(profile.record_sets)} record sets); values seen < {MIN_SHOWN} times are masked")]
+    parts += [Text(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
+    for rs in profile.record_sets:
+        labelled = any(c.label for c in rs.columns)  # CSV and Excel have none: no empty column
+        table = Table(title=f"{rs.name}: {rs.records:,} records", title_justify="left", expand=False)
+        table.add_column("column", overflow="fold")
+        if labelled:
+            table.add_column("label", overflow="fold")
+        table.add_column("type")
+        table.add_column("detail", overflow="fold")
+        table.add_column("empty", justify="right")
+        table.add_column("distinct", justify="right")
+        table.add_column("frequent values", overflow="fold")
+        for c in rs.columns:
+            cells = [c.name, *([c.label or ""] if labelled else []), c.kind, c.detail, f"{c.null_rate:.0%}",
+                     str(c.distinct), values_text(c)]
+            table.add_row(*cells)
+        parts.append(table)
+    return Group(*parts)
+
+
+def check_tables(report: CheckReport) -> RenderableType:
+    """The findings of `rtw check` as a table, then a one-line verdict."""
+    parts: list[RenderableType] = []
+    if report.record_sets:
+        sets = ", ".join(f"{name} {count:,}" for name, count in report.record_sets.items())
+        parts.append(Text(f"{report.source_id}: {len(report.files)} current file(s); record sets: {sets}", style="dim"))
+    if report.findings:
+        table = Table(title=f"rtw check {report.source_id}: {report.mapping_path}", title_justify="left")
+        table.add_column("severity")
+        table.add_column("where", overflow="fold")
+        table.add_column("problem", overflow="fold")
+        for finding in sorted(report.findings, key=lambda f: f.severity != "error"):
+            style = "red" if finding.severity == "error" else "yellow"
+            table.add_row(Text(finding.severity, style=style), finding.where, finding.message)
+        parts.append(table)
+    if report.usable:
+        verdict = Text(f"{report.source_id}: the mapping is usable ({len(report.warnings)} warnings)", style="green")
+    else:
+        verdict = Text(f"{report.source_id}: the mapping is not usable: {len(report.errors)} errors, "
+                       f"{len(report.warnings)} warnings", style="red")
+    parts.append(verdict)
+    return Group(*parts)
+
+
+def profile_html(profile: FileProfile) -> str:
+    environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("profile.html.j2").render(
+        profile=profile, min_shown=MIN_SHOWN, generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file readable by its owner only, atomically (a reader never sees half a page)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_profile_page(profile: FileProfile, out: Path) -> Path:
+    """The profile as an offline HTML page at `out` (mode 0600)."""
+    return write_private(out, profile_html(profile))

@@ -1,0 +1,304 @@
+"""Profiles of a file's record sets: per column, what its values look like, without giving them away.
+
+The inference is deliberately simple and explainable: a column is `integer`, `decimal` (with its
+mark) when at least 95 % of its non-empty values are numbers; `date` when at least 80 % match a
+known layout (the rest are sentinels such as 99/99/9999, shown only by their shape); `code` when
+few distinct values repeat (or the format declares a code list); `text` otherwise; `empty` when
+no value is filled in.
+
+Privacy: the files hold patient numbers, names and birth dates. A value seen fewer than
+`MIN_SHOWN` times is never shown; neither is any value of a date column or of a column that looks
+like an identifier (by its name or label, or because most of its values are distinct): for those
+only counts, layouts and shapes are given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from etl.onboard.reading import ColumnInfo, FileRead, data_columns
+
+MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
+TOP_VALUES = 10
+CODE_VALUES = 30  # a code-like column keeps more of its (frequent) values, for `rtw scaffold`
+NUMBER_SHARE = 0.95
+DATE_SHARE = 0.8
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
+# Names and labels of columns whose values identify a person (in the languages of our sources).
+_IDENTIFYING = re.compile(
+    r"subj|patient|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|name|nom\b|nome|cognome|vorname|"
+    r"initial|birth|brth|dob\b|nascita|naiss|geburt|address|email|phone|tel\b",
+    re.IGNORECASE)
+_UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
+# "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
+_SENTINEL = re.compile(r"(9+|0+)([/.\-](9+|0+))*")
+
+
+@dataclass(frozen=True)
+class ValueCount:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DatePattern:
+    pattern: str  # strptime-style, as a mapping's date format
+    count: int
+    share: float  # of the column's non-empty values
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """One column of one record set."""
+
+    name: str
+    kind: str  # empty / integer / decimal / date / code / text
+    detail: str  # one line for people: "decimal mark ','", "%d/%m/%Y 97 %, %m/%Y 3 %"
+    rows: int
+    nulls: int
+    distinct: int
+    top_values: tuple[ValueCount, ...]  # only values seen at least MIN_SHOWN times
+    masked_values: int  # distinct values not shown
+    hidden_reason: str | None  # why no value of the column is shown at all: date, identifier-like name, mostly distinct
+    date_patterns: tuple[DatePattern, ...] = ()
+    unparsed_shapes: tuple[ValueCount, ...] = ()  # date columns: shapes (9 for a digit) of the other values
+    sentinels: tuple[ValueCount, ...] = ()  # date columns: placeholders such as 99/99/9999
+    decimal_mark: str | None = None
+    label: str | None = None
+    declared_type: str | None = None
+    code_list: Mapping[str, str | None] | None = None
+
+    @property
+    def null_rate(self) -> float:
+        return self.nulls / self.rows if self.rows else 0.0
+
+    @property
+    def is_identifying(self) -> bool:
+        return self.hidden_reason is not None and self.kind != "date"
+
+
+@dataclass(frozen=True)
+class RecordSetProfile:
+    name: str
+    records: int
+    columns: tuple[ColumnProfile, ...]
+
+
+@dataclass(frozen=True)
+class FileProfile:
+    file_name: str
+    format: str
+    sha256: str
+    notes: tuple[str, ...]  # what the format declares (encoding, labels, ItemDefs)
+    notices: tuple[str, ...]  # what the reader noticed
+    record_sets: tuple[RecordSetProfile, ...]
+
+
+# -- dates ---------------------------------------------------------------------------------------
+def _part(name: str, digits: str) -> str:
+    return rf"(?P<{name}>{digits}|{_UNKNOWN_PART})"
+
+
+_D, _M, _Y = _part("d", r"\d{1,2}"), _part("m", r"\d{1,2}"), r"(?P<Y>\d{4})"
+_D2, _M2 = _part("d", r"\d{2}"), _part("m", r"\d{2}")
+_DATE_LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((fmt, re.compile(regex)) for fmt, regex in (
+    ("%Y-%m-%dT%H:%M:%S", rf"{_Y}-{_M2}-{_D2}[T ]\d{{2}}:\d{{2}}(:\d{{2}}(\.\d+)?)?"),
+    ("%Y-%m-%d", rf"{_Y}-{_M2}-{_D2}"),
+    ("%Y/%m/%d", rf"{_Y}/{_M2}/{_D2}"),
+    ("%Y%m%d", r"(?P<Y>(19|20)\d{2})(?P<m>\d{2})(?P<d>\d{2})"),
+    ("%Y-%m", rf"{_Y}-{_M2}"),
+    ("slash", rf"(?P<a>\d{{1,2}}|{_UNKNOWN_PART})/(?P<b>\d{{1,2}}|{_UNKNOWN_PART})/{_Y}"),
+    ("%d.%m.%Y", rf"{_D}\.{_M}\.{_Y}"),
+    ("%d-%m-%Y", rf"{_D}-{_M}-{_Y}"),
+    ("%m/%Y", rf"{_M}/{_Y}"),
+    ("%m.%Y", rf"{_M}\.{_Y}"),
+    ("%m-%Y", rf"{_M}-{_Y}"),
+    ("%Y", r"(?P<Y>(18|19|20)\d{2})"),
+))
+
+
+def _number(text: str | None, highest: int) -> bool:
+    """A day or month part: a number in range, 0/00 (unknown) or an unknown marker."""
+    if text is None or not text.isdigit():
+        return True
+    return 0 <= int(text) <= highest
+
+
+def date_layout_of(text: str) -> str | None:
+    """The date layout a value is written in ('%d/%m/%Y', ...; 'slash' when d/m and m/d both fit)."""
+    for layout, regex in _DATE_LAYOUTS:
+        match = regex.fullmatch(text)
+        if not match:
+            continue
+        parts = match.groupdict()
+        if not 1800 <= int(parts["Y"]) <= 2100:
+            return None
+        if layout == "slash":
+            first, second = parts["a"], parts["b"]
+            as_dmy = _number(first, 31) and _number(second, 12)
+            as_mdy = _number(first, 12) and _number(second, 31)
+            if as_dmy and as_mdy:
+                return "slash"
+            return "%d/%m/%Y" if as_dmy else "%m/%d/%Y" if as_mdy else None
+        if _number(parts.get("d"), 31) and _number(parts.get("m"), 12):
+            return layout
+        return None
+    return None
+
+
+def shape_of(text: str) -> str:
+    """A value with its digits as 9 and letters as x, except unknown-part markers: '31/UK/2019' -> '99/UK/9999'."""
+    parts = re.split(rf"\b({_UNKNOWN_PART})\b", text)
+    return "".join(part if i % 2 else re.sub(r"[^\W\d_]", "x", re.sub(r"\d", "9", part))
+                   for i, part in enumerate(parts))
+
+
+def is_sentinel(text: str) -> bool:
+    """An 'unknown date' placeholder: only 9s or only 0s, with date separators (99/99/9999)."""
+    return len(text) >= 4 and bool(_SENTINEL.fullmatch(text))
+
+
+def date_patterns(counts: Mapping[str, int]) -> tuple[tuple[DatePattern, ...], int]:
+    """Layouts of the non-empty values (value -> count), most common first, and how many values no
+    layout fits (sentinels such as 99/99/9999 left out of both).
+
+    A d/m/yyyy value that fits both day-first and month-first counts as the layout the column's
+    unambiguous values show (day-first when none do: our sources are European).
+    """
+    layouts: Counter[str] = Counter()
+    unmatched = 0
+    for value, count in counts.items():
+        layout = date_layout_of(value)
+        if layout is None:
+            unmatched += 0 if is_sentinel(value) else count
+        else:
+            layouts[layout] += count
+    if layouts["slash"]:
+        month_first = layouts["%m/%d/%Y"] > layouts["%d/%m/%Y"]
+        layouts["%m/%d/%Y" if month_first else "%d/%m/%Y"] += layouts.pop("slash")
+    layouts.pop("slash", None)
+    total = sum(n for v, n in counts.items() if not is_sentinel(v)) or 1
+    found = tuple(DatePattern(layout, n, n / total) for layout, n in layouts.most_common() if n)
+    return found, unmatched
+
+
+# -- columns -------------------------------------------------------------------------------------
+def _non_empty_counts(values: pd.Series) -> tuple[Counter[str], int]:
+    text = values.astype("string").fillna("").str.strip()
+    nulls = int((text == "").sum())
+    counts = Counter({str(k): int(v) for k, v in text[text != ""].value_counts(sort=False).items()})
+    return counts, nulls
+
+
+def _looks_identifying(name: str, info: ColumnInfo | None) -> bool:
+    return bool(_IDENTIFYING.search(name) or (info is not None and info.label and _IDENTIFYING.search(info.label)))
+
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
+
+
+def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None) -> ColumnProfile:
+    """Infer a column's type and summarise its values; rare and identifying values are not kept."""
+    counts, nulls = _non_empty_counts(values)
+    identifying = _looks_identifying(name, info)
+    filled = sum(counts.values())
+    distinct = len(counts)
+    kind, detail, mark = "text", "", None
+    patterns: tuple[DatePattern, ...] = ()
+    shapes: tuple[ValueCount, ...] = ()
+    sentinels: tuple[ValueCount, ...] = ()
+    if not filled:
+        kind = "empty"
+    else:
+        integers = sum(n for v, n in counts.items() if _INTEGER.fullmatch(v))
+        marks: Counter[str] = Counter()
+        for value, n in counts.items():
+            if match := _DECIMAL.fullmatch(value):
+                marks[match[2] or match[3]] += n
+        found, unmatched = date_patterns(counts)
+        dated = sum(p.count for p in found)
+        only_years = all(p.pattern == "%Y" for p in found)
+        placeholders = {v: n for v, n in counts.items() if is_sentinel(v)}
+        if found and not only_years and dated / (filled - sum(placeholders.values())) >= DATE_SHARE:
+            kind, patterns = "date", found
+            detail = ", ".join(f"{p.pattern} {_percent(p.share)}" for p in found)
+            other: Counter[str] = Counter()
+            for value, n in counts.items():
+                if date_layout_of(value) is None and value not in placeholders:
+                    other[shape_of(value)] += n
+            shapes = tuple(ValueCount(s, n) for s, n in other.most_common(5))
+            sentinels = tuple(ValueCount(v, n) for v, n in Counter(placeholders).most_common())
+            if sentinels:
+                detail += f"; placeholders {', '.join(f'{v.value} ×{v.count}' for v in sentinels)}"
+            if unmatched:
+                detail += f"; {unmatched} other ({', '.join(s.value for s in shapes)})"
+        elif (integers + marks.total()) / filled >= NUMBER_SHARE and marks:
+            mark = marks.most_common(1)[0][0]
+            kind, detail = "decimal", f"decimal mark '{mark}'" + (" (both marks seen)" if len(marks) > 1 else "")
+        elif integers / filled >= NUMBER_SHARE:
+            kind = "integer"
+            longest = max(len(v) for v in counts)
+            if distinct <= 10 and longest <= 2 and distinct * 3 <= filled and not identifying:
+                kind, detail = "code", f"{distinct} integer codes"
+        repeats = distinct * 3 <= filled  # a code list is short and its values come back
+        if kind == "text" and not identifying and distinct <= CODE_VALUES and max(map(len, counts)) <= 40 and repeats:
+            kind, detail = "code", f"{distinct} codes"
+    if info is not None and info.codes and kind in ("text", "integer"):
+        kind, detail = "code", f"{distinct} codes (code list of {len(info.codes)})"
+
+    hidden: str | None = None
+    if kind == "date":
+        hidden = "date"
+    elif identifying:
+        hidden = "identifier-like name"
+    elif kind in ("integer", "text", "decimal") and distinct > filled / 2 and filled >= MIN_SHOWN:
+        hidden = "mostly distinct"
+    limit = CODE_VALUES if kind == "code" else TOP_VALUES
+    shown = [] if hidden else [ValueCount(v, n) for v, n in counts.most_common() if n >= MIN_SHOWN][:limit]
+    return ColumnProfile(
+        name=name, kind=kind, detail=detail, rows=len(values), nulls=nulls, distinct=distinct,
+        top_values=tuple(shown), masked_values=distinct - len(shown), hidden_reason=hidden,
+        date_patterns=patterns, unparsed_shapes=shapes, sentinels=sentinels, decimal_mark=mark,
+        label=info.label if info else None, declared_type=info.declared_type if info else None,
+        code_list=info.codes if info else None)
+
+
+def profile_record_set(name: str, frame: pd.DataFrame,
+                       infos: Mapping[str, ColumnInfo] | None = None) -> RecordSetProfile:
+    """Profile every data column of one record set (lineage columns are left out)."""
+    infos = infos or {}
+    columns = tuple(profile_column(c, frame[c], infos.get(c)) for c in data_columns(frame))
+    return RecordSetProfile(name, len(frame), columns)
+
+
+def profile_file(read: FileRead) -> FileProfile:
+    """Profile every record set of a file read by `reading.read_file`."""
+    record_sets = tuple(profile_record_set(name, frame, read.details.columns)
+                        for name, frame in sorted(read.record_sets.items()))
+    return FileProfile(read.path.name, read.format, read.sha256, read.details.notes, read.notices, record_sets)
+
+
+def values_text(column: ColumnProfile, *, limit: int = 6) -> str:
+    """The top values of a column as one line: 'M 31, F 28, (3 rarer masked)'."""
+    if column.hidden_reason:
+        return f"(hidden: {column.hidden_reason})"
+    parts = [f"{v.value} ×{v.count}" for v in column.top_values[:limit]]
+    rest = len(column.top_values) - limit
+    if rest > 0:
+        parts.append(f"{rest} more")
+    if column.masked_values:
+        parts.append(f"{column.masked_values} masked (<{MIN_SHOWN}×)")
+    return ", ".join(parts)
+
+
+def frequent(values: Iterable[ValueCount]) -> list[str]:
+    """The values of a profile, all seen at least MIN_SHOWN times (what may be written into a draft)."""
+    return [v.value for v in values if v.count >= MIN_SHOWN]

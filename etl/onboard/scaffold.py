@@ -1,0 +1,409 @@
+"""`rtw scaffold FILE...`: a draft mapping for a new source, for a data manager to complete.
+
+From the files' profiles it fills in what can be read off them: the format and its reader options
+(encoding, delimiter, decimal mark), the file pattern and record set names, the date formats each
+column is written in, placeholders for unknown dates (99/99/9999) as nulls, the patient key and
+record key when a column plainly is one, the patient block from columns named like sex, birth
+date, country, EUPID and centre, and one commented skeleton per record set listing every column
+with its type, date format and codes (from an ODM CodeList, else the values seen at least
+`MIN_SHOWN` times). What only a person can decide (which core table and field a column feeds,
+what each code means) is marked TODO. The draft loads as YAML and, when the guesses hold,
+validates as a mapping; `rtw check` then compares it with the data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent
+from etl.onboard.reading import FileRead, FormatDetails, data_columns
+
+_DATE_RUN = re.compile(r"[_\-. ]?\d{6,}")  # an export date or timestamp in a file name
+_PATIENT_KEY = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|patnr", re.IGNORECASE)
+_RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
+_PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
+    "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst", re.IGNORECASE),
+    "sex": re.compile(r"sex|sesso|geschl|gender|genre", re.IGNORECASE),
+    "birth_date": re.compile(r"birth|brth|dob|nascita|naiss|geburt", re.IGNORECASE),
+    "country": re.compile(r"country|pays|paese|nazione|^land$", re.IGNORECASE),
+    "eupid": re.compile(r"eupid", re.IGNORECASE),
+}
+_SEX_WORDS = {"male": ("m", "h", "1", "male", "man", "homme", "masculin", "maschio", "mannlich", "männlich"),
+              "female": ("f", "w", "2", "female", "woman", "femme", "feminin", "féminin", "femmina", "weiblich"),
+              "unknown": ("u", "9", "unknown", "nk", "unk", "inconnu", "sconosciuto", "unbekannt")}
+# Year-first formats also read their truncations (2019-05, 2019), so those need no format of their own.
+_TRUNCATIONS = {"%Y-%m-%d": ("%Y-%m", "%Y"), "%Y/%m/%d": ("%Y",), "%Y%m%d": ("%Y",)}
+_READABLE = {"%Y-%m-%dT%H:%M:%S": "%Y-%m-%d"}  # the parser reads dates only; the time part is not kept
+DUPLICATES_TOLERATED = 0.02  # share of repeated keys a record-key column may have
+MINOR_LAYOUT = 0.05  # a date layout of fewer values than this share (and < MIN_SHOWN) is not declared
+_ODM_DEFAULT_KEYS = ("_study_event_oid", "_form_oid", "_item_group_oid")
+
+
+@dataclass(frozen=True)
+class DraftSource:
+    """What the draft is made from: the files (read and profiled) and their format's traits."""
+
+    source_id: str
+    format: str
+    one_record_set_per_file: bool
+    reader_options: frozenset[str]  # the names the format's `options:` accepts
+    files: Sequence[FileRead]
+    profiles: Sequence[FileProfile]
+    format_lists: bool = False  # the mapping model accepts a list of date formats per field
+
+
+@dataclass(frozen=True)
+class Draft:
+    source_id: str
+    text: str
+    todos: int
+
+
+def _q(value: object) -> str:
+    """A YAML flow scalar: JSON strings are valid YAML and quote everything that needs it."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def source_id_from(name: str) -> str:
+    """A source id from a file name: 'TREP_export_20261101.csv' -> 'trep_export'."""
+    stem = _DATE_RUN.sub("", Path(name).name.split(".")[0]).lower()
+    cleaned = re.sub(r"[^a-z0-9]+", "_", stem).strip("_")
+    return cleaned if re.match(r"[a-z]", cleaned or "") else f"source_{cleaned}".rstrip("_")
+
+
+def record_set_from(name: str) -> str:
+    """The record set a one-record-set file feeds, from its name: 'TREP_export_20261101.csv' -> 'TREP_export'."""
+    return _DATE_RUN.sub("", Path(name).name.split(".")[0]).strip("_- ") or "RECORDS"
+
+
+def _common_start(texts: Sequence[str]) -> str:
+    """The characters all texts start with (file names, not paths: compared character by character)."""
+    first, last = min(texts), max(texts)
+    length = next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), min(len(first), len(last)))
+    return first[:length]
+
+
+def _affixes(names: Sequence[str]) -> tuple[str, str]:
+    """Common prefix and suffix of file names, cut at a separator so no record set name is split."""
+    prefix = _common_start(names)
+    prefix = prefix[: max((i + 1 for i, c in enumerate(prefix) if not c.isalnum()), default=0)]
+    reversed_suffix = _common_start([n[::-1] for n in names])
+    suffix = reversed_suffix[::-1]
+    cut = next((i for i, c in enumerate(suffix) if not c.isalnum()), len(suffix))
+    return prefix, suffix[cut:]
+
+
+def _record_set_pattern(names: Sequence[str]) -> str:
+    """A `record_set_from_file` regex whose group is the part of the names that differs."""
+    prefix, suffix = _affixes(names)
+    dated = any(_DATE_RUN.search(n[len(prefix): len(n) - len(suffix)]) for n in names)
+    date_part = r"(?:[_\-]?\d{6,})?" if dated else ""
+    return f"{re.escape(prefix)}(?P<record_set>[A-Za-z0-9]+?){date_part}{re.escape(suffix)}"
+
+
+def record_set_names(names: Sequence[str], one_record_set_per_file: bool) -> dict[str, str | None]:
+    """File name -> the record set it feeds (None: the format names its own record sets)."""
+    if not one_record_set_per_file:
+        return dict.fromkeys(names)
+    if len(names) == 1:
+        return {names[0]: record_set_from(names[0])}
+    pattern = re.compile(_record_set_pattern(names))
+    found: dict[str, str | None] = {}
+    for name in names:
+        match = pattern.fullmatch(name)
+        found[name] = match.group("record_set") if match else record_set_from(name)
+    return found
+
+
+def file_layout(names: Sequence[str], one_record_set_per_file: bool) -> list[str]:
+    """The `files:` line and how record sets are named, as YAML lines."""
+    if len(names) == 1:
+        name = names[0]
+        glob = _DATE_RUN.sub(lambda m: m.group(0)[0] + "*" if not m.group(0)[0].isdigit() else "*", name)
+        lines = [f"files: {_q(glob)}"]
+        if one_record_set_per_file:
+            lines.append(f"record_set: {_q(record_set_from(name))}"
+                         "  # per-form exports (one file a form): use record_set_from_file instead")
+        return lines
+    prefix, suffix = _affixes(names)
+    lines = [f"files: {_q(prefix + '*' + suffix)}"]
+    if one_record_set_per_file:
+        lines.append(f"record_set_from_file: '{_record_set_pattern(names)}'")
+    return lines
+
+
+def _names_of_record_sets(draft: DraftSource) -> dict[str, str]:
+    """Record set -> the file it came from."""
+    return {rs.name: p.file_name for p in draft.profiles for rs in p.record_sets}
+
+
+def _columns(draft: DraftSource) -> dict[str, dict[str, ColumnProfile]]:
+    return {rs.name: {c.name: c for c in rs.columns} for p in draft.profiles for rs in p.record_sets}
+
+
+def _record_sets(draft: DraftSource) -> list[RecordSetProfile]:
+    return [rs for p in draft.profiles for rs in p.record_sets]
+
+
+def choose_patient_key(record_sets: Sequence[RecordSetProfile]) -> str | None:
+    """The column named like a patient number that most record sets have."""
+    seen: dict[str, int] = {}
+    for rs in record_sets:
+        for column in rs.columns:
+            if _PATIENT_KEY.search(column.name) and column.kind != "date":
+                seen[column.name] = seen.get(column.name, 0) + 1
+    return max(seen, key=lambda name: (seen[name], -len(name))) if seen else None
+
+
+def choose_record_key(frames: Mapping[str, pd.DataFrame], patient_key: str | None) -> str | None:
+    """A column that, with the patient key, identifies each record of every record set."""
+    if patient_key is None or not frames:
+        return None
+    shared: set[str] | None = None
+    for frame in frames.values():
+        candidates = {c for c in data_columns(frame) if c != patient_key and _RECORD_NO.search(c)}
+        # A few repeats are duplicates the nightly run quarantines, not a sign of the wrong key.
+        tolerated = DUPLICATES_TOLERATED * len(frame)
+        unique = {c for c in candidates
+                  if patient_key in frame and frame.duplicated([patient_key, c]).sum() <= tolerated}
+        shared = unique if shared is None else shared & unique
+    return min(shared, key=len) if shared else None
+
+
+def _date_formats(column: ColumnProfile) -> list[str]:
+    """The formats to declare for a date column, most common first.
+
+    A layout written by a handful of values is more likely an error than a convention, and a
+    column is never both day-first and month-first: those are left for `rtw check` to report.
+    """
+    found = [_READABLE.get(p.pattern, p.pattern) for p in column.date_patterns
+             if p.share >= MINOR_LAYOUT or p.count >= MIN_SHOWN]
+    covered = {t for f in found for t in _TRUNCATIONS.get(f, ())}
+    kept = list(dict.fromkeys(f for f in found if f not in covered))
+    for first, second in (("%d/%m/%Y", "%m/%d/%Y"), ("%m/%d/%Y", "%d/%m/%Y")):
+        if first in kept and second in kept and kept.index(first) < kept.index(second):
+            kept.remove(second)
+    return kept
+
+
+def _main_date_format(record_sets: Iterable[RecordSetProfile]) -> str | None:
+    votes: dict[str, int] = {}
+    for rs in record_sets:
+        for column in rs.columns:
+            formats = _date_formats(column)
+            if column.kind == "date" and formats:
+                votes[formats[0]] = votes.get(formats[0], 0) + 1
+    return max(votes, key=lambda f: votes[f]) if votes else None
+
+
+def _sex_code(code: str, decode: str | None) -> str:
+    for word in (decode, code):
+        if word is None:
+            continue
+        folded = word.strip().casefold()
+        for target, words in _SEX_WORDS.items():
+            if folded in words:
+                return target
+    return "TODO"
+
+
+def _codes(column: ColumnProfile, *, sex: bool = False) -> tuple[str, int]:
+    """The flow mapping of a column's codes, and how many codes seen in the data are left out (rare)."""
+    if column.code_list:
+        pairs = [(code, _sex_code(code, decode) if sex else (decode or code))
+                 for code, decode in column.code_list.items()]
+        left_out = 0
+    else:
+        shown = frequent(column.top_values)
+        pairs = [(code, _sex_code(code, None) if sex else code) for code in shown]
+        left_out = column.distinct - len(shown)
+    return "{" + ", ".join(f"{_q(code)}: {_q(value)}" for code, value in pairs) + "}", left_out
+
+
+def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
+               sex: bool = False) -> tuple[str, str]:
+    """('{column: X, type: date}', 'comment') for one column."""
+    parts = [f"column: {_q(column.name)}"]
+    notes = [column.label] if column.label else []
+    if column.kind == "date":
+        parts.append("type: date")
+        formats = _date_formats(column)
+        if formats and formats != [main_format]:
+            if len(formats) > 1 and format_lists:
+                parts.append(f"format: [{', '.join(_q(f) for f in formats)}]")
+            else:
+                parts.append(f"format: {_q(formats[0])}")
+                if len(formats) > 1:
+                    notes.append(f"TODO: also written {', '.join(formats[1:])}")
+        notes.append(column.detail)
+    elif column.kind in ("integer", "decimal"):
+        parts.append(f"type: {column.kind}")
+        if column.detail:
+            notes.append(column.detail)
+    elif column.kind == "code":
+        codes, left_out = _codes(column, sex=sex)
+        parts.append(f"codes: {codes}")
+        notes.append("TODO: map each code to the warehouse's value")
+        if left_out > 0:
+            notes.append(f"{left_out} rarer codes (seen < {MIN_SHOWN} times) not listed")
+    elif column.kind == "empty":
+        notes.append("empty in this file")
+    if column.null_rate:
+        notes.append(f"{column.null_rate:.0%} empty")
+    return "{" + ", ".join(parts) + "}", "; ".join(n for n in notes if n)
+
+
+def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str | None) -> tuple[list[str], int]:
+    columns = _columns(draft)
+    candidates = [name for name, cols in columns.items() if patient_key is None or patient_key in cols]
+    best = max(candidates or list(columns), key=lambda rs: sum(
+        any(p.search(c) for c in columns[rs]) for p in _PATIENT_FIELDS.values()), default="TODO")
+    lines = ["patient:", f"  from: {_q(best)}  # TODO: check: the record set with one record per patient",
+             "  fields:"]
+    todos = 1
+    chosen = 0
+    for field, pattern in _PATIENT_FIELDS.items():
+        match = next((c for name, c in columns.get(best, {}).items() if pattern.search(name)
+                      and (field != "birth_date" or c.kind == "date")), None)
+        if match is None:
+            lines.append(f"    # TODO: {field}: {{column: ...}}")
+            todos += 1
+            continue
+        spec, note = field_line(match, main_format, draft.format_lists, sex=field == "sex")
+        if field in ("centre_id", "country", "eupid"):  # plain text, whatever their values look like
+            spec, note = "{" + f"column: {_q(match.name)}, case: upper" + "}", match.label or ""
+        lines.append(f"    {field}: {spec}  # TODO: check{'; ' + note if note else ''}")
+        todos += 1
+        chosen += 1
+    if not chosen:
+        lines[-1] = "  fields: {}"
+    return lines, todos
+
+
+def _core_reference() -> list[str]:
+    from etl.schema import core_columns
+
+    bookkeeping = {"source_id", "source_file_sha256", "source_record_key", "run_id", "patient_id"}
+    lines = ["# Core tables a record set can feed, and their fields:"]
+    for table, names in core_columns().items():
+        if table in {"patient", "patient_source"}:
+            continue
+        fields = [n for n in names[1:] if n not in bookkeeping and not n.endswith("_precision")]
+        lines.append(f"#   {table}: {', '.join(fields)}")
+    return lines
+
+
+def draft_mapping(draft: DraftSource) -> Draft:
+    """The text of a draft mapping (YAML with TODO comments) for the files of one new source."""
+    record_sets = _record_sets(draft)
+    names = [p.file_name for p in draft.profiles]
+    frames = {name: frame for read in draft.files for name, frame in read.record_sets.items()}
+    patient_key = choose_patient_key(record_sets)
+    main_format = _main_date_format(record_sets)
+    sentinels = sorted({s.value for rs in record_sets for c in rs.columns for s in c.sentinels})
+    details: FormatDetails = draft.files[0].details if draft.files else FormatDetails()
+    todos = 1
+    lines = [f"# Draft mapping of source `{draft.source_id}`, written by `rtw scaffold` from {', '.join(names)}.",
+             f"# Complete every TODO, then run `rtw check {draft.source_id}` with the files in "
+             f"landing/{draft.source_id}/.",
+             "# Every key is described in docs/mapping.md; values seen fewer than "
+             f"{MIN_SHOWN} times are never copied here.",
+             f"source_id: {draft.source_id}",
+             'title: "TODO: the name of the study or registry"  # TODO',
+             f"format: {draft.format}"]
+    lines += file_layout(names, draft.one_record_set_per_file)
+    options = {k: v for k, v in (("encoding", details.encoding), ("delimiter", details.delimiter),
+                                 ("decimal", details.decimal)) if v and k in draft.reader_options}
+    if options:
+        lines.append("options: {" + ", ".join(f"{k}: {_q(v)}" for k, v in options.items()) + "}  # detected")
+    if details.decimal and details.decimal != ".":
+        lines.append(f"decimal: {_q(details.decimal)}  # decimal mark of the numbers")
+    if main_format:
+        lines.append(f"date_format: {_q(main_format)}  # the most common date layout; fields differing say format:")
+    if sentinels:
+        lines.append(f"null_values: [{', '.join(_q(v) for v in ['', *sentinels])}]  # placeholders for unknown dates")
+    if patient_key is not None:
+        lines.append(f"patient_key: {_q(patient_key)}  # TODO: check: the column holding the patient number")
+    else:
+        lines.append('patient_key: "TODO"  # TODO: the column holding the patient number')
+    todos += 1
+    has_odm_keys = all(any(k in rs_cols for k in _ODM_DEFAULT_KEYS) for rs_cols in _columns(draft).values())
+    if not has_odm_keys:
+        record_no = choose_record_key(frames, patient_key)
+        if record_no is not None:
+            lines.append(f"record_key: {_q('{record_set}[{' + record_no + '}]')}  # TODO: check: unique per patient")
+        else:
+            lines.append('record_key: "{record_set}[{_line}]"  # TODO: columns that identify a record of a patient '
+                         "(line numbers change between exports)")
+        todos += 1
+    lines.append("")
+    block, patient_todos = _patient_block(draft, patient_key, main_format)
+    lines += block
+    todos += patient_todos
+    lines += ["", "tables: {}", "# TODO: map each record set below to a core table (uncomment, name the table and "
+              "each <field>), or list it under `ignore:`.", *_core_reference()]
+    sources = _names_of_record_sets(draft)
+    for rs in record_sets:
+        todos += 1
+        lines += ["#", f"# {rs.name}: {rs.records} records, from {sources.get(rs.name, '?')}",
+                  "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
+        for column in rs.columns:
+            if column.name.startswith("_") or column.name == patient_key:
+                continue  # the patient key and ODM keys: in the keys, rarely fields
+            spec, note = field_line(column, main_format, draft.format_lists)
+            lines.append(f"#       <field>: {spec}" + (f"  # {note}" if note else ""))
+    return Draft(draft.source_id, "\n".join(lines) + "\n", todos)
+
+
+def format_lists_supported() -> bool:
+    """Whether this version of the mapping model takes a list of date formats per field."""
+    from pydantic import ValidationError
+
+    from etl.transform.mapping import FieldSpec
+
+    try:
+        FieldSpec.model_validate({"column": "x", "type": "date", "format": ["%d.%m.%Y", "%m.%Y"]})
+    except ValidationError:
+        return False
+    return True
+
+
+# -- edges: reading the files, validating the draft -----------------------------------------------
+def read_sources(paths: Sequence[Path], source_id: str | None = None) -> DraftSource:
+    """Read and profile the files of a new source (all of one format) for `draft_mapping`."""
+    from etl.extract.adapter import adapter_for_file
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    adapters = {adapter_for_file(p).format: adapter_for_file(p) for p in paths}
+    if len(adapters) != 1:
+        raise ValueError(f"the files are of several formats ({', '.join(sorted(adapters))}); "
+                         "a source sends one format: scaffold each separately")
+    adapter = next(iter(adapters.values()))
+    names = record_set_names([p.name for p in paths], adapter.one_record_set_per_file)
+    reads = [read_file(p, adapter, record_set=names[p.name]) for p in paths]
+    common = _affixes([p.name for p in paths])[0] if len(paths) > 1 else paths[0].name
+    return DraftSource(
+        source_id=source_id or source_id_from(common or paths[0].name), format=adapter.format,
+        one_record_set_per_file=adapter.one_record_set_per_file,
+        reader_options=frozenset(adapter.Options.model_fields), files=reads,
+        profiles=[profile_file(r) for r in reads], format_lists=format_lists_supported())
+
+
+def validate_draft(draft: Draft) -> list[str]:
+    """Problems of the draft as a mapping ("line N: ..."); empty when it validates."""
+    import tempfile
+
+    from etl.onboard.check import mapping_findings
+
+    with tempfile.TemporaryDirectory(prefix="rtw-scaffold-") as folder:
+        path = Path(folder) / f"{draft.source_id}.yaml"
+        path.write_text(draft.text, encoding="utf-8")
+        _, findings = mapping_findings(path)
+    return [f"{f.where.replace(str(path) + ', ', '')}: {f.message}" for f in findings]
