@@ -110,7 +110,8 @@ def test_a_repeated_record_key_is_quarantined_as_a_duplicate():
 
 def test_a_record_set_nobody_maps_is_quarantined_not_lost():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
-    assert result.rejections.message.tolist() == ["record set NEWFORM is not mapped in sources/reg_test.yaml"]
+    assert result.rejections.message.tolist() == [
+        "record set NEWFORM is not mapped in sources/reg_test.yaml (map it under tables:, or list it under ignore:)"]
     assert result.rejections.rule_id.tolist() == ["CONF-FORM-MAPPED"]
 
 
@@ -118,3 +119,90 @@ def test_a_missing_mapped_column_fails_the_source_with_the_file_and_column():
     frame = _frame([CLEAN]).drop(columns=["topo"])
     with pytest.raises(HarmoniseError, match=r"reg.csv \(record set REG\) has no column topo"):
         harmonise_source(MAPPING, {"REG": frame}, KEY, "run-1")
+
+
+def _with(**changes: object) -> SourceMapping:
+    return SourceMapping.model_validate({**MAPPING.model_dump(by_alias=True, exclude_none=True), **changes})
+
+
+def test_an_ignored_record_set_is_neither_loaded_nor_quarantined_and_its_rows_are_counted_in_a_notice():
+    mapping = _with(ignore=["AUDIT"])
+    audit = _frame([CLEAN, {**CLEAN, "rid": "2"}]).assign(source_file="audit.csv")
+    result = harmonise_source(mapping, {"REG": _frame([CLEAN]), "AUDIT": audit}, KEY, "run-1")
+    assert result.rejections.empty and set(result.records.record_set) == {"REG"}
+    assert result.notices == ["reg_test: record set AUDIT ignored (ignore: in sources/reg_test.yaml): "
+                              "2 records not loaded (audit.csv: 2)"]
+
+
+def test_several_date_formats_are_tried_in_order_with_their_precision():
+    mapping = _with(date_format=["%d/%m/%Y", "%m/%Y", "%Y"], unknown_date_parts=["00", "UK", "99"])
+    rows = [{**CLEAN, "rid": str(i), "pid": f"P{i}", "diag": diag}
+            for i, diag in enumerate(["17/03/2015", "03/2015", "2015", "UK/03/2015", "99/99/2015"], 1)]
+    result = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1")
+    diagnosis = result.tables["diagnosis"].sort_values("diagnosis_date_precision")
+    assert sorted(zip(diagnosis.diagnosis_date, diagnosis.diagnosis_date_precision)) == [
+        (date(2015, 1, 1), "year"), (date(2015, 1, 1), "year"), (date(2015, 3, 1), "month"),
+        (date(2015, 3, 1), "month"), (date(2015, 3, 17), "day")]
+    bad = harmonise_source(mapping, {"REG": _frame([{**CLEAN, "diag": "2015/03/17"}])}, KEY, "run-1")
+    assert bad.rejections.message.tolist() == [
+        "diagnosis_date (diag): '2015/03/17' is not a date written dd/mm/yyyy, mm/yyyy or yyyy"]
+
+
+def test_a_record_set_can_have_its_own_record_key_template():
+    mapping = _with(record_keys={"REG": "DIAG[{rid}]/{morph}"})
+    result = harmonise_source(mapping, {"REG": _frame([CLEAN])}, KEY, "run-1")
+    assert result.tables["diagnosis"].iloc[0]["source_record_key"] == publish_record_key(
+        KEY, "reg_test", "P1|DIAG[1]/8370/3")
+
+
+ODM_KEYS = {"_subject_key": "S1", "_site_oid": "SITE1", "_study_event_oid": "SE.BASE", "_study_event_repeat_key": "1",
+            "_form_oid": "F.DIAG", "_form_repeat_key": "1"}
+
+
+def _odm(group: str, rows: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame([{**ODM_KEYS, "_item_group_oid": group, "_item_group_repeat_key": "1", **r} for r in rows])
+    frame["_line"] = range(10, 10 + len(frame))
+    frame["source_file"] = "odm.xml"
+    frame["source_file_sha256"] = "e" * 64
+    return frame
+
+
+SECTIONS = SourceMapping.model_validate({
+    "source_id": "redcap_test", "title": "sections", "format": "odm", "files": "*.xml",
+    "patient": {"from": "IG.DEMO", "fields": {"sex": {"column": "SEX", "codes": {"1": "male", "2": "female"}}}},
+    "tables": {"diagnosis": {"from": ["IG.DIAG_A", "IG.DIAG_B"], "fields": {
+        "diagnosis_date": {"column": "DIAGDAT", "type": "date", "required": True},
+        "icdo3_morphology": {"column": "MORPH", "type": "icdo3_histology"},
+        "icdo3_topography": {"column": "TOPO", "type": "icdo3_topography"}}}},
+})
+
+
+def test_sections_of_one_form_are_joined_into_one_record_keeping_the_first_sections_key():
+    demo = _odm("IG.DEMO", [{"SEX": "1"}, {"_subject_key": "S2", "SEX": "2"}])
+    first = _odm("IG.DIAG_A", [{"DIAGDAT": "2019-05-02"}, {"_subject_key": "S2", "DIAGDAT": "2020-01-03"}])
+    second = _odm("IG.DIAG_B", [{"MORPH": "8825/1", "TOPO": "C49.9"},  # S2 has no second section: empty columns
+                                {"_subject_key": "S3", "MORPH": "9500/3"}])  # no first section: held back
+    result = harmonise_source(SECTIONS, {"IG.DEMO": demo, "IG.DIAG_A": first, "IG.DIAG_B": second}, KEY, "run-1")
+    diagnosis = result.tables["diagnosis"].set_index("diagnosis_date")
+    assert diagnosis.loc[date(2019, 5, 2), ["icdo3_morphology", "icdo3_topography"]].tolist() == ["8825", "C49.9"]
+    assert diagnosis.loc[date(2020, 1, 3), "icdo3_morphology"] is None
+    assert diagnosis.loc[date(2019, 5, 2), "source_record_key"] == publish_record_key(
+        KEY, "redcap_test", "S1|SE.BASE[1]/F.DIAG[1]/IG.DIAG_A[1]")
+    assert result.rejections.rule_id.tolist() == ["CONF-SECTION-JOINED"]
+    assert "section IG.DIAG_B has no IG.DIAG_A record with the same _subject_key" in result.rejections.message[0]
+    # Every row is accounted for: 2 + 2 head and joined rows loaded, the lonely section quarantined.
+    assert result.file_counts == {"e" * 64: {"rows_read": 6, "rows_loaded": 5, "rows_quarantined": 1}}
+
+
+def test_tabular_sections_join_on_the_given_columns_and_a_column_in_both_is_refused():
+    mapping = _with(tables={"diagnosis": {"from": ["REG", "PATH"], "join_on": ["pid", "rid"], "fields": {
+        "diagnosis_date": {"column": "diag", "type": "date"},
+        "icdo3_morphology": {"column": "morph", "type": "icdo3_histology"}}}})
+    reg = _frame([{k: v for k, v in CLEAN.items() if k != "morph"}])
+    path = _frame([{"pid": "P1", "rid": "1", "morph": "8370/3"}]).assign(source_file="path.csv",
+                                                                         source_file_sha256="a" * 64)
+    result = harmonise_source(mapping, {"REG": reg, "PATH": path}, KEY, "run-1")
+    assert result.tables["diagnosis"].iloc[0]["icdo3_morphology"] == "8370"
+    assert result.file_counts["a" * 64] == {"rows_read": 1, "rows_loaded": 1, "rows_quarantined": 0}
+    with pytest.raises(HarmoniseError, match=r"PATH and REG both have column\(s\) sex"):
+        harmonise_source(mapping, {"REG": reg, "PATH": path.assign(sex="1")}, KEY, "run-1")

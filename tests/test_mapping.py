@@ -30,7 +30,7 @@ def _write(tmp_path: Path, tables: str, sid: str = "reg_test") -> Path:
 
 def test_the_committed_mappings_are_valid():
     mappings = load_mappings(SOURCES_DIR)
-    assert set(mappings) == {"sacha_fr", "iltb", "registry_it"}
+    assert set(mappings) >= {"sacha_fr", "iltb", "registry_it"}
     assert mappings["registry_it"].csv.encoding == "cp1252"
 
 
@@ -72,3 +72,94 @@ def test_broken_yaml_is_reported_with_the_file(tmp_path):
     path.write_text("source_id: [unclosed\n")
     with pytest.raises(MappingError, match=f"{path}: not valid YAML"):
         load_mapping(path)
+
+
+FOLLOW_UP = "  follow_up:\n    from: REG\n    fields:\n      contact_date: {column: d, type: date}\n"
+
+
+def _extra(tmp_path: Path, text: str, tables: str = FOLLOW_UP) -> Path:
+    path = _write(tmp_path, tables)
+    path.write_text(path.read_text() + text)
+    return path
+
+
+def _refused(path: Path) -> str:
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    assert str(path) in str(caught.value)
+    return str(caught.value)
+
+
+def test_an_unknown_key_lists_the_keys_allowed_there(tmp_path):
+    message = _refused(_write(tmp_path, "  follow_up:\n    from: REG\n    fields:\n"
+                                        "      contact_date: {colum: d, type: date}"))
+    assert "tables.follow_up.fields.contact_date.colum: unknown key; allowed here: column, const, template" in message
+    assert "Extra inputs" not in message
+    message = _refused(_extra(tmp_path, "date_formats: ['%d.%m.%Y']\n"))
+    assert "date_formats: unknown key; allowed here: source_id, title, format" in message
+    message = _refused(_extra(tmp_path, "", tables="  follow_up:\n    form: REG\n    fields: {}\n"))
+    assert "tables.follow_up.form: unknown key; allowed here: from, join_on, fields, where" in message
+
+
+def test_date_formats_may_be_a_list_and_must_use_known_directives(tmp_path):
+    mapping = load_mapping(_extra(tmp_path, "date_format: ['%d.%m.%Y', '%m.%Y', '%Y']\n"
+                                            "unknown_date_parts: ['00', UK, '99', XX]\n"))
+    assert mapping.date_formats() == ("%d.%m.%Y", "%m.%Y", "%Y")
+    assert mapping.date_formats(mapping.tables["follow_up"].fields["contact_date"]) == ("%d.%m.%Y", "%m.%Y", "%Y")
+    message = _refused(_extra(tmp_path, "date_format: ['%d.%m.%Y', '%b %Y']\n"))
+    assert "date_format: '%b %Y': %b not understood" in message
+    message = _refused(_extra(tmp_path, "", tables="  follow_up:\n    from: REG\n    fields:\n"
+                                                   "      contact_date: {column: d, type: date, format: '%d.%m'}\n"))
+    assert "tables.follow_up.fields.contact_date.format: '%d.%m': a date format needs %Y once" in message
+
+
+def test_ignore_and_record_keys_name_record_sets_consistently(tmp_path):
+    mapping = load_mapping(_extra(tmp_path, "ignore: [AUDIT]\nrecord_keys: {REG: 'R[{rid}]'}\n"))
+    assert mapping.record_key_for("REG") == "R[{rid}]" and mapping.record_key_for("OTHER") == "REG[{rid}]"
+    assert "ignore: REG is also mapped (from:)" in _refused(_extra(tmp_path, "ignore: [REG]\n"))
+    assert "record_keys: AE is not a record set this mapping reads" in _refused(
+        _extra(tmp_path, "record_keys: {AE: 'AE[{seq}]'}\n"))
+
+
+def test_joined_sections_are_checked_when_the_mapping_loads(tmp_path):
+    joined = "  follow_up:\n    from: [REG, FU2]\n    join_on: [pid, visit]\n    fields:\n" \
+             "      contact_date: {column: d, type: date}\n"
+    mapping = load_mapping(_write(tmp_path, joined))
+    assert mapping.tables["follow_up"].record_sets() == ("REG", "FU2") and mapping.record_sets() == {"REG", "FU2"}
+    twice = joined.replace("[REG, FU2]", "[REG, FU2, REG]")
+    assert "a record set is listed twice" in _refused(_write(tmp_path, twice))
+    alone = joined + "  treatment:\n    from: FU2\n    fields:\n      drug_name: {column: x}\n"
+    assert "record set FU2 is joined as a section of REG" in _refused(_write(tmp_path, alone))
+    single = "  follow_up:\n    from: REG\n    join_on: [pid]\n    fields: {}\n"
+    assert "join_on joins the record sets of a list" in _refused(_write(tmp_path, single))
+
+
+def test_params_are_known_and_typed(tmp_path):
+    mapping = load_mapping(_extra(tmp_path, "params: {min_age_years: 0, max_age_years: 18}\n"))
+    assert mapping.params == {"min_age_years": 0, "max_age_years": 18}
+    message = _refused(_extra(tmp_path, "params: {max_age_year: 18}\n"))
+    assert "params: 'max_age_year' is not a known parameter; known: " in message and "max_age_years" in message
+    assert "max_age_years is a number (years), not 'eighteen'" in _refused(
+        _extra(tmp_path, "params: {max_age_years: eighteen}\n"))
+    assert "requires_alk_ros1 is true or false" in _refused(_extra(tmp_path, "params: {requires_alk_ros1: 1}\n"))
+
+
+@pytest.mark.parametrize(("quality", "message"), [
+    ("quality:\n  ENR-AGE-SACHA: {threshold: 0.1}\n",
+     "quality.ENR-AGE-SACHA: no such rule; did you mean ENR-AGE-"),
+    ("quality:\n  CONF-DATE-VALID: {enabled: false}\n",
+     "quality.CONF-DATE-VALID: cannot be switched off"),
+    ("quality:\n  ENR-LVEF-ELIGIBLE: {threshold: 0.1}\n",
+     "quality.ENR-LVEF-ELIGIBLE: the rule reads params min_lvef_percent, which this source does not set"),
+    ("quality:\n  RESP-MRD-RANGE: {}\n", "quality.RESP-MRD-RANGE: an override sets threshold, enabled or both"),
+    ("quality:\n  RESP-MRD-RANGE: {threshold: 2}\n", "quality.RESP-MRD-RANGE.threshold"),
+])
+def test_a_quality_override_that_cannot_apply_is_refused_with_a_pointed_error(tmp_path, quality, message):
+    assert message in _refused(_extra(tmp_path, quality))
+
+
+def test_a_quality_override_of_a_rule_the_source_can_use_is_accepted(tmp_path):
+    mapping = load_mapping(_extra(tmp_path, "params: {min_lvef_percent: 50}\nquality:\n"
+                                            "  ENR-LVEF-ELIGIBLE: {threshold: 0.1}\n"
+                                            "  CONF-DATE-VALID: {threshold: 0.5}\n"))
+    assert mapping.quality["ENR-LVEF-ELIGIBLE"].threshold == 0.1

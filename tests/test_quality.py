@@ -80,7 +80,8 @@ def test_every_rule_reports_for_every_source(validated):
     home, summary = validated
     results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [summary["run_id"]])
     n_rules = len(load_catalogue())
-    assert results.groupby("source_id").rule_id.nunique().to_dict() == dict.fromkeys(
+    per_source = results.groupby("source_id").rule_id.nunique().to_dict()
+    assert {s: per_source[s] for s in ("iltb", "registry_it", "sacha_fr")} == dict.fromkeys(
         ["iltb", "registry_it", "sacha_fr"], n_rules)
     assert set(results.status) <= {"passed", "failed", "not_applicable", "error"}
     assert not (results.status == "error").any(), results[results.status == "error"].message.tolist()
@@ -88,9 +89,11 @@ def test_every_rule_reports_for_every_source(validated):
     assert (judged.percent.round(3) == (100 * judged.failing_rows / judged.denominator).round(3)).all()
     failed = judged.failing_rows > judged.threshold * judged.denominator
     assert (judged.status[failed] == "failed").all() and (judged.status[~failed] == "passed").all()
-    # A study-specific rule does not judge other studies' rows.
-    sacha_age = results[results.rule_id == "ENR-AGE-SACHA"].set_index("source_id").status
-    assert (sacha_age.drop("sacha_fr") == "not_applicable").all()
+    # A rule reading a parameter judges only the sources that set it.
+    lvef = results[results.rule_id == "ENR-LVEF-ELIGIBLE"].set_index("source_id")
+    assert (lvef.status == "not_applicable").all() and lvef.message.str.contains("min_lvef_percent").all()
+    age = results[results.rule_id == "DIAG-AGE-REGISTRY"].set_index("source_id").status
+    assert age["registry_it"] in {"passed", "failed"} and age.drop("registry_it").eq("not_applicable").all()
 
 
 def test_error_issues_are_quarantined_and_warnings_loaded(validated):
@@ -206,28 +209,74 @@ def _rule(rule_id: str):
     return next(r for r in load_catalogue() if r.rule_id == rule_id)
 
 
-def test_crizotinib_eligibility_rules_judge_trial_patients_only():
-    """No synthetic source is the trial yet: check its rules on hand-made rows."""
-    from etl.quality.gx_suites import run_suites
-    from etl.quality.sql_checks import run_checks
-
-    enrolment = pd.DataFrame({
-        "source_id": ["trial", "trial", "trial", "reg"], "source_record_key": ["a", "b", "c", "d"],
-        "patient_id": ["p1", "p2", "p3", "p4"], "study_id": ["CRIZOTINIB"] * 3 + ["TREP"],
-        "age_at_enrolment_days": [3000, 7000, 4000, 7000], "lvef_percent": [65.0, 70.0, 55.0, 40.0]})
-    runs = {r.rule_id: r for r in run_suites({"study_enrolment": enrolment},
-                                             [_rule("ENR-LVEF-CRIZOTINIB"), _rule("ENR-AGE-CRIZOTINIB")])}
-    assert list(runs["ENR-LVEF-CRIZOTINIB"].failures.source_record_key) == ["c"]
-    assert list(runs["ENR-AGE-CRIZOTINIB"].failures.source_record_key) == ["b"]
-    assert len(runs["ENR-LVEF-CRIZOTINIB"].population) == 3  # the registry patient is not judged
+def _stage(frames: dict[str, pd.DataFrame], params: dict[str, dict[str, object]]) -> duckdb.DuckDBPyConnection:
+    from etl.quality.validate import write_source_params
 
     con = duckdb.connect()
     con.execute("CREATE SCHEMA stage")
-    con.execute("CREATE TABLE stage.study_enrolment AS SELECT * FROM enrolment")
-    con.execute("CREATE TABLE stage.molecular_alteration (source_id VARCHAR, patient_id VARCHAR, "
-                "alteration_type VARCHAR, gene_symbol VARCHAR, partner_gene VARCHAR)")
-    con.execute("INSERT INTO stage.molecular_alteration VALUES ('trial', 'p1', 'fusion', 'EML4', 'ALK'), "
-                "('trial', 'p2', 'SNV', 'ALK', NULL), ('trial', 'p3', 'fusion', 'ROS1', 'CD74')")
-    (run,) = run_checks(con, [_rule("XT-CRIZOTINIB-ALK-ROS1")])
-    assert run.error is None
-    assert list(run.failures.source_record_key) == ["b"] and len(run.population) == 3
+    for table, frame in frames.items():
+        con.register("_frame", frame)
+        con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM _frame")
+        con.unregister("_frame")
+    write_source_params(con, params)  # type: ignore[arg-type]
+    return con
+
+
+def test_eligibility_rules_read_the_source_parameters_not_a_study_id():
+    """A trial (min_lvef_percent, requires_alk_ros1, ages 0-18) and a registry without those params."""
+    from etl.quality.sql_checks import run_checks
+
+    enrolment = pd.DataFrame({
+        "source_id": ["trial", "trial", "trial", "reg", "old"], "source_record_key": ["a", "b", "c", "d", "e"],
+        "patient_id": ["p1", "p2", "p3", "p4", "p5"], "study_id": ["ANY"] * 5,
+        "age_at_enrolment_days": [3000, 7000, 4000, 7000, 9000], "lvef_percent": [65.0, 70.0, 55.0, 40.0, None]})
+    molecular = pd.DataFrame({"source_id": ["trial", "trial", "trial"], "patient_id": ["p1", "p2", "p3"],
+                              "alteration_type": ["fusion", "SNV", "fusion"], "gene_symbol": ["EML4", "ALK", "ROS1"],
+                              "partner_gene": ["ALK", None, "CD74"]})
+    params = {"trial": {"min_age_years": 0, "max_age_years": 18, "min_lvef_percent": 60, "requires_alk_ros1": True},
+              "old": {"max_age_years": 25}}
+    con = _stage({"study_enrolment": enrolment, "molecular_alteration": molecular}, params)
+    runs = {r.rule_id: r for r in run_checks(con, [_rule(i) for i in (
+        "ENR-AGE-ELIGIBLE", "ENR-LVEF-ELIGIBLE", "ENR-LVEF-PRESENT", "XT-ALK-ROS1-REQUIRED")])}
+    assert all(r.error is None for r in runs.values()), [r.error for r in runs.values()]
+    assert list(runs["ENR-AGE-ELIGIBLE"].failures.source_record_key) == ["b"]  # 'old' enrols up to 25: 9000 d ok
+    assert "age at enrolment 19.2 years; the source enrols from 0.0 to 18.0 years" in \
+        runs["ENR-AGE-ELIGIBLE"].failures.message[0]
+    assert list(runs["ENR-LVEF-ELIGIBLE"].failures.source_record_key) == ["c"]  # the registry's 40% is not judged
+    assert list(runs["ENR-LVEF-PRESENT"].failures.source_record_key) == []  # 'old' asks for no LVEF
+    assert list(runs["XT-ALK-ROS1-REQUIRED"].failures.source_record_key) == ["b"]
+
+
+def test_a_rule_reading_params_is_not_applicable_to_a_source_that_sets_none(tmp_path):
+    """Through the whole validation: the registry sets no LVEF threshold, so the LVEF rules do not judge it."""
+    from etl.quality.validate import QualityPlan, validate
+
+    enrolment = pd.DataFrame({"source_id": ["trial", "reg"], "source_record_key": ["a", "b"],
+                              "patient_id": ["p1", "p2"], "age_at_enrolment_days": [3000, 3000],
+                              "lvef_percent": [50.0, 40.0]})
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    from etl.config import WAREHOUSE_SQL_DIR
+    for ddl in ("dq.sql", "stage.sql"):
+        con.execute((WAREHOUSE_SQL_DIR / ddl).read_text())
+    con.register("_e", enrolment)
+    con.execute("CREATE TABLE stage.study_enrolment AS SELECT * FROM _e")
+    con.execute("INSERT INTO stage.record (source_id, source_record_key, centre_id) "
+                "VALUES ('trial', 'a', 'C1'), ('reg', 'b', 'C2')")
+    validate(con, "run-1", QualityPlan([_rule("ENR-LVEF-ELIGIBLE")], params={"trial": {"min_lvef_percent": 60}}))
+    results = con.execute("SELECT source_id, status, message, failing_rows FROM dq.check_result "
+                          "ORDER BY source_id").fetchall()
+    assert results == [("reg", "not_applicable", "reads params min_lvef_percent, which sources/reg.yaml does not set",
+                        0), ("trial", "failed", None, 1)]
+    assert con.execute("SELECT source_id, value FROM stage.source_param").fetchall() == [("trial", "60")]
+
+
+def test_every_rule_param_is_documented_and_no_rule_names_a_source_or_study():
+    import re
+
+    rules = load_catalogue()
+    text = "\n".join(json.dumps(r.expectation) + (r.query or "") + (r.meta.scope or "") for r in rules)
+    assert not re.search(r"source_id\s*(==|=|IN)\s*\(?'", text), "a rule names a source id: use params"
+    assert not re.search(r"study_id\s*(==|=|IN)\s*\(?'", text), "a rule names a study: use params"
+    page = (REPO_ROOT / "docs" / "rules.md").read_text()
+    for name in {p for r in rules for p in r.meta.params or []}:
+        assert f"| `{name}` |" in page

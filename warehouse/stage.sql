@@ -28,3 +28,12 @@ CREATE TABLE IF NOT EXISTS stage.rejection (
     value               VARCHAR,
     message             VARCHAR
 );
+
+-- One row per parameter a source sets under `params:` in its sources/<source>.yaml (e.g.
+-- max_age_years = 18), refreshed by each validation from every mapping. Rules that depend on
+-- whom a source enrols read these (typed, through the view stage.source_params), never a source id.
+CREATE TABLE IF NOT EXISTS stage.source_param (
+    source_id           VARCHAR NOT NULL,
+    name                VARCHAR NOT NULL,
+    value               VARCHAR
+);

@@ -9,6 +9,9 @@ threshold, description):
 - `expectations/harmonise.json`: the conformance rules harmonise applies while parsing values
   (a date that does not exist cannot be loaded at all), catalogued so they are reported alike.
 Adding a rule is adding a file or an entry; a source tunes rules in its YAML (`quality:`).
+A rule that depends on who a source enrols reads source parameters (`params`, declared in
+etl/quality/params.py and set under `params:` in a source's YAML) and judges only the sources
+that set one of them; no rule names a source or a study.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from etl.config import REPO_ROOT
+from etl.quality.params import PARAMS
 
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 CHECKS_DIR = REPO_ROOT / "warehouse" / "checks"
@@ -51,6 +55,21 @@ class RuleMeta(BaseModel):
     table: str | None = None
     field: str | None = None
     scope: str | None = None  # SQL rules: which rows of `table` the rule judges (the denominator)
+    params: list[str] | None = None  # source parameters the rule reads; it judges only sources setting one
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_list(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or []) - set(PARAMS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a source parameter (etl/quality/params.py); "
+                             f"known: {', '.join(sorted(PARAMS))}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -186,6 +205,7 @@ def catalogue_markdown(rules: Iterable[Rule]) -> str:
              "Severity *error* holds the record back (quarantine); *warning* loads it and lists it as an issue. "
              "The threshold is the share of failing rows tolerated before the rule fails; a source can change it, "
              "or switch the rule off, under `quality:` in its `sources/<source>.yaml`.", ""]
+    rules = list(rules)
     ordered = sorted(rules, key=lambda r: (r.meta.category, r.meta.subcategory, r.rule_id))
     for category in ("conformance", "completeness", "plausibility"):
         lines += [f"## {category.capitalize()}", "",
@@ -194,9 +214,22 @@ def catalogue_markdown(rules: Iterable[Rule]) -> str:
         for rule in (r for r in ordered if r.meta.category == category):
             m = rule.meta
             where = ".".join(p for p in (m.table, m.field) if p) or "(any)"
+            reads = f" Reads {', '.join(f'`{p}`' for p in m.params)}." if m.params else ""
             lines.append(f"| `{m.rule_id}` | {m.subcategory} | {m.level} | {m.severity} | {m.threshold:g} | "
-                         f"{where} | {m.description} |")
+                         f"{where} | {m.description}{reads} |")
         lines.append("")
+    lines += ["## Source parameters", "",
+              "A rule that depends on whom a source enrols reads parameters that the source sets under `params:` "
+              "in its `sources/<source>.yaml` (e.g. `params: {min_age_years: 0, max_age_years: 18}`). Such a rule "
+              "judges every source that sets at least one of its parameters (a yes/no parameter: to true) and is "
+              "*not applicable* to the others. The parameters a mapping may set (from `etl/quality/params.py`):", "",
+              "| parameter | kind | unit | meaning | read by |", "|---|---|---|---|---|"]
+    for param in PARAMS.values():
+        readers = ", ".join(f"`{r.rule_id}`" for r in sorted(rules, key=lambda r: r.rule_id)
+                            if param.name in (r.meta.params or []))
+        lines.append(f"| `{param.name}` | {param.kind} | {param.unit or ''} | {param.description} | "
+                     f"{readers or '(no rule yet)'} |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -6,6 +6,10 @@ there one code path writes `dq.check`, `dq.check_result` (per source and centre,
 threshold), `dq.issue` (per failing record) and `dq.quarantine` (records failing an
 error-severity rule, held back from core). A rule that cannot run is reported as `error` and
 the others go on; a failed rule never stops the load of clean records.
+
+Source parameters (`params:` in each mapping) are written to `stage.source_param` before the
+rules run. A rule that reads parameters judges only the sources that set one of them; for the
+others its result is `not_applicable`, saying which parameters it reads, and it raises no issue.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pandas as pd
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_suites import run_suites
+from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
 from etl.quality.sql_checks import run_checks
 from etl.transform.mapping import SourceMapping
 
@@ -36,10 +41,12 @@ class QualityPlan:
     rules: Sequence[Rule]
     overrides: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)  # source -> rule -> ...
     data_docs_dir: Path | None = None
+    params: Mapping[str, Mapping[str, ParamValue]] = field(default_factory=dict)  # source -> name -> value
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.rules, self.overrides)
+        # A changed parameter changes what the rules find: validation must run again.
+        return fingerprint(self.rules, {"overrides": self.overrides, "params": self.params})
 
 
 def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | None = None,
@@ -54,8 +61,22 @@ def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | Non
                 log.warning("sources/%s.yaml: quality override for unknown rule %s ignored",
                             mapping.source_id, rule_id)
                 continue
-            overrides.setdefault(mapping.source_id, {})[rule_id] = override.model_dump()
-    return QualityPlan(rules, overrides, data_docs_dir)
+            overrides.setdefault(mapping.source_id, {})[rule_id] = override.model_dump(exclude_none=True)
+    params = {m.source_id: dict(m.params) for m in mappings if m.params}
+    return QualityPlan(rules, overrides, data_docs_dir, params)
+
+
+def write_source_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Mapping[str, ParamValue]]) -> None:
+    """Replace stage.source_param with these sources' parameters and (re)create the typed view."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS stage")
+    con.execute("CREATE TABLE IF NOT EXISTS stage.source_param "
+                "(source_id VARCHAR NOT NULL, name VARCHAR NOT NULL, value VARCHAR)")
+    con.execute("DELETE FROM stage.source_param")
+    rows = [(source_id, name, param_text(value)) for source_id, values in sorted(params.items())
+            for name, value in sorted(values.items())]
+    if rows:
+        con.executemany("INSERT INTO stage.source_param VALUES (?, ?, ?)", rows)
+    con.execute(typed_view_sql())
 
 
 def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> list[RuleRun]:
@@ -94,11 +115,15 @@ def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan
         columns=[*FAILURE_COLUMNS, "rule_id"])
     errors = pd.DataFrame([(r.rule_id, r.error) for r in runs if r.error is not None],
                           columns=["rule_id", "error"])
-    overrides = pd.DataFrame([(s, rule, o.get("threshold"), o.get("enabled", True))
+    overrides = pd.DataFrame([(s, rule, o.get("threshold"), o.get("enabled"))
                               for s, rules in plan.overrides.items() for rule, o in rules.items()],
                              columns=["source_id", "rule_id", "threshold", "enabled"])
+    rule_params = pd.DataFrame([(r.rule_id, name) for r in plan.rules for name in r.meta.params or []],
+                               columns=["rule_id", "name"])
+    params_set = pd.DataFrame([(s, name) for s, values in plan.params.items()
+                               for name, value in values.items() if is_set(value)], columns=["source_id", "name"])
     for name, frame in {"population": population, "failure": failure, "rule_error": errors,
-                        "override": overrides}.items():
+                        "override": overrides, "rule_param": rule_params, "param_set": params_set}.items():
         # Typed tables: an empty frame would otherwise give columns DuckDB cannot compare.
         columns = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in frame.columns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _{name} ({columns})")
@@ -112,12 +137,19 @@ _TYPES = {"threshold": "DOUBLE", "enabled": "BOOLEAN"}
 
 _SETTINGS = """
 CREATE OR REPLACE TEMP TABLE _setting AS
+WITH reads AS (  -- rules that read source parameters, with the parameters listed
+    SELECT rule_id, string_agg(name, ', ' ORDER BY name) AS params FROM _rule_param GROUP BY rule_id
+)
 SELECT c.rule_id, s.source_id, c.severity,
        coalesce(o.threshold::DOUBLE, c.threshold) AS threshold,
-       coalesce(o.enabled::BOOLEAN, true) OR c.engine = 'harmonise' AS enabled  -- unparseable: never loadable
+       coalesce(o.enabled::BOOLEAN, true) OR c.engine = 'harmonise' AS enabled,  -- unparseable: never loadable
+       r.params IS NULL OR EXISTS (SELECT 1 FROM _rule_param rp JOIN _param_set ps USING (name)
+                                   WHERE rp.rule_id = c.rule_id AND ps.source_id = s.source_id) AS applies,
+       r.params
 FROM dq.check c
 CROSS JOIN (SELECT DISTINCT source_id FROM stage.record) s
 LEFT JOIN _override o USING (rule_id, source_id)
+LEFT JOIN reads r USING (rule_id)
 """
 
 _ISSUES = """
@@ -128,7 +160,7 @@ FROM _failure f
 LEFT JOIN dq.check c USING (rule_id)
 LEFT JOIN stage.record r USING (source_id, source_record_key)
 LEFT JOIN _setting s USING (rule_id, source_id)
-WHERE coalesce(s.enabled, true)
+WHERE coalesce(s.enabled AND s.applies, true)
 """
 
 _RESULTS = """
@@ -150,11 +182,13 @@ SELECT $run, s.rule_id, s.source_id, m.centre_id,
        CASE WHEN m.denominator > 0 THEN round(100.0 * m.failing_rows / m.denominator, 3) END,
        s.threshold,
        CASE WHEN e.error IS NOT NULL THEN 'error'
-            WHEN NOT s.enabled OR coalesce(m.denominator, 0) = 0 THEN 'not_applicable'
+            WHEN NOT s.enabled OR NOT s.applies OR coalesce(m.denominator, 0) = 0 THEN 'not_applicable'
             WHEN m.failing_rows > s.threshold * m.denominator THEN 'failed'
             ELSE 'passed' END,
        CASE WHEN e.error IS NOT NULL THEN e.error
             WHEN NOT s.enabled THEN 'switched off in sources/' || s.source_id || '.yaml'
+            WHEN NOT s.applies THEN 'reads params ' || s.params || ', which sources/' || s.source_id
+                                    || '.yaml does not set'
             WHEN coalesce(m.denominator, 0) = 0 THEN 'no rows of this source to judge' END
 FROM _setting s
 LEFT JOIN measured m ON m.rule_id = s.rule_id AND m.source_id = s.source_id
@@ -182,6 +216,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     rules = list(plan.rules)
     _write_catalogue(con, rules)
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
+    write_source_params(con, plan.params)
     runs = _harmonise_runs(con, by_engine["harmonise"])
     gx_tables = {r.meta.table for r in by_engine["gx"] if r.meta.table}
     if by_engine["gx"]:
@@ -195,7 +230,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     con.execute(_RESULTS, {"run": run_id})
     con.execute("DELETE FROM dq.quarantine")
     con.execute(_QUARANTINE, {"run": run_id})
-    for table in ("population", "failure", "rule_error", "override", "setting"):
+    for table in ("population", "failure", "rule_error", "override", "rule_param", "param_set", "setting"):
         con.execute(f"DROP TABLE IF EXISTS _{table}")
     issues, held = con.execute(
         "SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ?), (SELECT count(*) FROM dq.quarantine)",

@@ -6,7 +6,12 @@ Rules that keep every record accounted for:
 - A record whose key repeats an earlier one in the same record set is quarantined as a
   duplicate; the first copy is loaded.
 - A record set that no table maps (a new form in an export) is quarantined, so a data
-  manager sees it instead of losing it.
+  manager sees it instead of losing it; one the mapping lists under `ignore:` is left out on
+  purpose and counted in a notice (its rows are staged, never read as records).
+- Sections joined into one record (`from: [HEAD, SECTION, ...]`): each section row is part of
+  the head record with the same join keys (loaded or quarantined with it, and counted in its own
+  file's rows). A section row with no head record, or a second one for the same keys, is
+  quarantined as its own record (CONF-SECTION-JOINED), never dropped.
 Patient-level quasi-identifiers (birth date, EUPID) are used here, for ages and linkage, and
 leave only as birth year/month and keyed pseudonyms. Rejected values of those fields are
 never echoed into quarantine reasons.
@@ -14,6 +19,7 @@ never echoed into quarantine reasons.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +28,7 @@ from typing import Any, cast
 import pandas as pd
 
 from etl import schema
-from etl.extract.adapter import adapter_for
+from etl.extract.adapter import LINE_COLUMN, adapter_for
 from etl.schema import core_columns
 from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec
@@ -61,9 +67,15 @@ ICDO3_TOPOGRAPHY = "CONF-ICDO3-TOPOGRAPHY"
 KEY_UNIQUE = "CONF-KEY-UNIQUE"
 PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
 FORM_MAPPED = "CONF-FORM-MAPPED"
+SECTION_JOINED = "CONF-SECTION-JOINED"
 _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
                  "icdo3_histology": ICDO3_MORPHOLOGY, "icdo3_behaviour": ICDO3_BEHAVIOUR,
                  "icdo3_topography": ICDO3_TOPOGRAPHY}
+
+
+log = logging.getLogger(__name__)
+# Columns every record set carries (lineage, ODM keys): a joined record takes them from its head.
+_LINEAGE = {"source_file", "source_file_sha256", LINE_COLUMN}
 
 
 class HarmoniseError(ValueError):
@@ -76,6 +88,7 @@ class HarmoniseResult:
     records: pd.DataFrame  # every source record, clean or not, with its lineage
     rejections: pd.DataFrame  # one row per value that could not be harmonised
     file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
+    notices: list[str] = field(default_factory=list)  # e.g. the rows of ignored record sets
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class _Record:
     published_key: str
     problems: list[Problem] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
+    absorbed: list[str] = field(default_factory=list)  # file sha256 of each section row joined into it
 
     @property
     def rejected(self) -> bool:
@@ -121,6 +135,7 @@ class _Engine:
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
         self.eupid: dict[str, str] = {}
+        self._formats: dict[int, tuple[str, ...]] = {}
 
     # -- values ---------------------------------------------------------------------------
     def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
@@ -139,7 +154,10 @@ class _Engine:
             return value
         kind = spec.type
         if kind == "date":
-            return parse_date(raw, spec.format or self.mapping.date_format, self.unknown_parts)
+            formats = self._formats.get(id(spec))
+            if formats is None:
+                formats = self._formats[id(spec)] = self.mapping.date_formats(spec)
+            return parse_date(raw, formats, self.unknown_parts)
         if kind == "integer":
             return parse_integer(raw)
         if kind == "decimal":
@@ -203,7 +221,8 @@ class _Engine:
     # -- records --------------------------------------------------------------------------
     def records(self, record_set: str, frame: pd.DataFrame) -> list[_Record]:
         mapping = self.mapping
-        needed = {mapping.patient_key} | set(_TEMPLATE_FIELD.findall(mapping.record_key)) - {"record_set"}
+        record_key = mapping.record_key_for(record_set)
+        needed = {mapping.patient_key} | set(_TEMPLATE_FIELD.findall(record_key)) - {"record_set"}
         for spec in self._specs_for(record_set):
             needed |= spec.columns()
         missing = sorted(needed - set(frame.columns))
@@ -215,10 +234,12 @@ class _Engine:
             frame = frame.assign(**{column: ""})
         result = []
         rows = cast(list[dict[str, Any]], frame.astype({c: str for c in needed}).to_dict("records"))
+        absorbed_columns = [c for c in frame.columns if c.startswith(_ABSORBED)]
         for row in rows:
             patient_key = str(row[mapping.patient_key]).strip()
-            local = _fill(mapping.record_key, {**row, "record_set": record_set})
-            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "")
+            local = _fill(record_key, {**row, "record_set": record_set})
+            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "",
+                             absorbed=[row[c] for c in absorbed_columns if row[c]])
             if patient_key in self.nulls:
                 record.reject(PATIENT_KEY_PRESENT, mapping.patient_key, None,
                               f"patient key ({mapping.patient_key}): empty")
@@ -229,8 +250,8 @@ class _Engine:
         return result
 
     def _specs_for(self, record_set: str) -> list[FieldSpec]:
-        specs = [s for t in self.mapping.tables.values() if t.from_ == record_set for s in t.fields.values()]
-        if self.mapping.patient.from_ == record_set:
+        specs = [s for t in self.mapping.tables.values() if t.head == record_set for s in t.fields.values()]
+        if self.mapping.patient.head == record_set:
             specs += list(self.mapping.patient.fields.values())
         return specs
 
@@ -348,26 +369,113 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                      key: PseudonymKey, run_id: str) -> HarmoniseResult:
     """Harmonise every record set of one source into core rows plus quarantine."""
     engine = _Engine(mapping, key, run_id)
+    notices = _ignored(mapping, record_sets)
+    frames = {name: frame for name, frame in record_sets.items() if name not in mapping.ignore}
+    frames, strays = _join_sections(mapping, frames)
     mapped = mapping.record_sets()
-    records = {name: engine.records(name, frame) for name, frame in record_sets.items()}
+    records = {name: engine.records(name, frame) for name, frame in frames.items()}
+    for name, (frame, reasons) in strays.items():
+        recs = engine.records(name, frame)
+        for record, reason in zip(recs, reasons, strict=True):
+            record.reject(SECTION_JOINED, None, None, reason)
+        records[f"{name} (not joined)"] = recs
     for recs in records.values():
         engine.mark_duplicates(recs)
     for name, recs in records.items():
-        if name not in mapped:
+        if name not in mapped and not name.endswith(" (not joined)"):
             for record in recs:
                 record.reject(FORM_MAPPED, None, None,
-                              f"record set {name} is not mapped in sources/{mapping.source_id}.yaml")
+                              f"record set {name} is not mapped in sources/{mapping.source_id}.yaml "
+                              "(map it under tables:, or list it under ignore:)")
 
     # Patients first: their birth dates and EUPIDs are needed by every other table.
-    patient_rows = engine.patient_rows(records.get(mapping.patient.from_, []))
-    table_rows = {table: engine.table_rows(table, spec, records.get(spec.from_, []))
+    patient_rows = engine.patient_rows(records.get(mapping.patient.head, []))
+    table_rows = {table: engine.table_rows(table, spec, records.get(spec.head, []))
                   for table, spec in mapping.tables.items()}
     # A record quarantined by any table is held back from all of them: finish() skips it.
     tables = {"patient_source": _patient_source(engine, patient_rows)}
     tables.update({table: engine.finish(table, rows) for table, rows in table_rows.items()})
     if "diagnosis" in tables and not tables["diagnosis"].empty:
         tables["diagnosis"] = _with_iccc3(tables["diagnosis"])
-    return HarmoniseResult(tables, _records(engine, records), _rejections(mapping, records), _file_counts(records))
+    return HarmoniseResult(tables, _records(engine, records), _rejections(mapping, records), _file_counts(records),
+                           notices)
+
+
+def _ignored(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:
+    """One notice per ignored record set present, with its rows per file: how those rows are accounted for."""
+    notices = []
+    for name in mapping.ignore:
+        frame = record_sets.get(name)
+        if frame is None or frame.empty:
+            continue
+        per_file = frame.groupby("source_file").size() if "source_file" in frame.columns else pd.Series()
+        files = ", ".join(f"{f}: {n}" for f, n in sorted((str(f), int(n)) for f, n in per_file.items()))
+        notices.append(f"{mapping.source_id}: record set {name} ignored (ignore: in sources/{mapping.source_id}.yaml): "
+                       f"{len(frame)} records not loaded{f' ({files})' if files else ''}")
+    for notice in notices:
+        log.info(notice)
+    return notices
+
+
+_ABSORBED = "__absorbed__"  # per joined section: the file sha256 of the section row a record absorbed
+
+
+def _join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[pd.DataFrame, list[str]]]]:
+    """Join each `from:` list's sections onto its head's records; the section rows that join nothing.
+
+    Returns the frames with every head extended by its sections' columns (sections removed), and
+    per section the rows left over with the reason: no head record with their keys, or a repeat.
+    """
+    frames = dict(frames)
+    strays: dict[str, tuple[pd.DataFrame, list[str]]] = {}
+    done: set[str] = set()
+    for spec in (mapping.patient, *mapping.tables.values()):
+        group = spec.record_sets()
+        if len(group) == 1 or group[0] in done:
+            continue
+        done.add(group[0])
+        keys = spec.join_keys()
+        where = f"sources/{mapping.source_id}.yaml: from: [{', '.join(group)}]"
+        head = frames.get(group[0])
+        if head is None:
+            head = pd.DataFrame(columns=list(keys) + sorted(_LINEAGE))
+        for section in group[1:]:
+            rows = frames.pop(section, None)
+            if rows is None or rows.empty:
+                continue  # a missing section is empty columns
+            missing = sorted((set(keys) - set(head.columns)) | (set(keys) - set(rows.columns)))
+            if missing and not head.empty:
+                raise HarmoniseError(f"{where}: cannot join on {', '.join(missing)}: not a column of "
+                                     f"{group[0] if set(missing) - set(head.columns) else section}; "
+                                     "set join_on: to the columns that identify one record in every listed "
+                                     "record set")
+            clash = sorted((set(rows.columns) & set(head.columns)) - set(keys) - _LINEAGE
+                           - {c for c in rows.columns if c.startswith("_")})
+            if clash:
+                raise HarmoniseError(f"{where}: {section} and {group[0]} both have column(s) {', '.join(clash)}; "
+                                     "a joined record cannot take a value from two record sets: add them to "
+                                     "join_on if they must agree")
+            repeat = rows.duplicated(subset=keys, keep="first") if not missing else pd.Series(False, rows.index)
+            matched = (rows[keys].apply(tuple, axis=1).isin(set(head[keys].apply(tuple, axis=1)))
+                       if not missing and not head.empty else pd.Series(False, rows.index))
+            lonely = rows[~matched | repeat]
+            if not lonely.empty:
+                reasons = [f"section {section} has no {group[0]} record with the same {', '.join(keys)} to join"
+                           if not matched[i] else
+                           f"section {section} is repeated for the same {', '.join(keys)}; only its first "
+                           "record is joined" for i in lonely.index]
+                strays[section] = (lonely.reset_index(drop=True), reasons)
+            joining = rows[matched & ~repeat]
+            columns = [c for c in joining.columns if c not in head.columns]
+            joining = joining[keys + columns].assign(
+                **{f"{_ABSORBED}{section}": joining["source_file_sha256"]
+                   if "source_file_sha256" in joining.columns else "joined"})
+            head = head.merge(joining, on=keys, how="left").fillna("")
+            # Head records repeating the same keys all get the section's values; it is counted once.
+            head.loc[head.duplicated(subset=keys, keep="first"), f"{_ABSORBED}{section}"] = ""
+        frames[group[0]] = head
+    return frames, strays
 
 
 def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
@@ -413,4 +521,8 @@ def _file_counts(records: Mapping[str, list[_Record]]) -> dict[str, dict[str, in
                                                                  "rows_quarantined": 0})
             c["rows_read"] += 1
             c["rows_quarantined" if r.rejected else "rows_loaded"] += 1
+            for sha in r.absorbed:  # a joined section row goes where its record goes
+                a = counts.setdefault(sha, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
+                a["rows_read"] += 1
+                a["rows_quarantined" if r.rejected else "rows_loaded"] += 1
     return counts

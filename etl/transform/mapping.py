@@ -4,26 +4,58 @@ A mapping says how one source's records become core-table rows: which record set
 ItemGroupOID, or a CSV form named from the file name) feeds which core table, and for each
 core field the source column, its type, code list and date format. Adding a source of a known
 format is adding a YAML file. Mappings are validated on load; an error names the file and
-the key path (e.g. `sources/iltb.yaml: tables.treatment.fields.start_date.type`).
+the key path (e.g. `sources/iltb.yaml: tables.treatment.fields.start_date.type`); an unknown
+key lists the keys allowed at that place. docs/mapping.md is the reference of every key and
+docs/mapping.schema.json the JSON Schema generated from these models
+(`python -m etl.transform.mapping --schema`), for editors that complete and check YAML.
+
+Checks that need more than one file happen in `load_mapping`: fields against the core DDL, and
+`quality:` overrides against the rule catalogue (an unknown rule, or one that cannot apply to
+this source, is refused, with the nearest rule ids).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from etl.config import SOURCES_DIR
+from etl.quality.params import ParamValue, check_param
 from etl.schema import core_columns
+from etl.transform.values import check_date_format
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
     "icdo3_histology", "icdo3_behaviour", "icdo3_topography",
 ]
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+# Several formats are tried in order; the first that reads the value wins.
+DateFormats = str | list[str]
+# The keys that identify one form of one visit in every ODM record set: sections of a form
+# (REDCap-style ItemGroups) are joined on them unless `join_on` says otherwise.
+ODM_FORM_KEYS = ["_subject_key", "_study_event_oid", "_study_event_repeat_key", "_form_oid", "_form_repeat_key"]
+
+
+def _check_formats(formats: DateFormats | None) -> DateFormats | None:
+    if formats is None:
+        return None
+    listed = [formats] if isinstance(formats, str) else formats
+    if not listed:
+        raise ValueError("give at least one date format")
+    for fmt in listed:
+        check_date_format(fmt)
+    return formats
+
+
+def as_formats(formats: DateFormats) -> tuple[str, ...]:
+    return (formats,) if isinstance(formats, str) else tuple(formats)
 
 
 class MappingError(ValueError):
@@ -43,7 +75,8 @@ class FieldSpec(_Strict):
     type: FieldType = "text"
     codes: dict[str, Any] | None = None
     case: Literal["upper", "lower"] | None = None
-    format: str | None = Field(None, description="date format overriding the source default")
+    format: DateFormats | None = Field(
+        None, description="date format(s) overriding the source's date_format; a list is tried in order")
     required: bool = False
     scale: float | None = Field(None, description="multiply a decimal, e.g. 10 for cm -> mm")
     separator: str | None = Field(None, description="list separator in the source (type list)")
@@ -56,6 +89,8 @@ class FieldSpec(_Strict):
     def _codes_as_text(cls, codes: Any) -> Any:
         # YAML reads `1: male` with an integer key; source values are always text.
         return {str(k): v for k, v in codes.items()} if isinstance(codes, dict) else codes
+
+    _formats = field_validator("format")(_check_formats)
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
@@ -76,18 +111,51 @@ class FieldSpec(_Strict):
         return set(_TEMPLATE_FIELD.findall(text))
 
 
-class TableSpec(_Strict):
-    """One core table fed from one record set."""
+class _FromRecordSets(_Strict):
+    """`from:` one record set, or a list of record sets (sections) joined into one record."""
 
-    from_: str = Field(alias="from")
+    from_: str | list[str] = Field(
+        alias="from", description="the record set, or a list of record sets joined into one record: the "
+                                  "columns of the later ones are added to the first's records")
+    join_on: list[str] | None = Field(
+        None, description="columns that identify one record in every listed record set (from: a list); "
+                          f"default, for ODM: {', '.join(ODM_FORM_KEYS)}")
+
+    @model_validator(mode="after")
+    def _join(self) -> _FromRecordSets:
+        sets = self.record_sets()
+        if not sets or any(not s for s in sets):
+            raise ValueError("from: give a record set name, or a list of them")
+        if len(set(sets)) != len(sets):
+            raise ValueError(f"from: a record set is listed twice ({', '.join(sets)})")
+        if self.join_on is not None and len(sets) == 1:
+            raise ValueError("join_on joins the record sets of a list in from:; there is only one")
+        if self.join_on is not None and not self.join_on:
+            raise ValueError("join_on: give at least one column")
+        return self
+
+    def record_sets(self) -> tuple[str, ...]:
+        """The record sets in order; the first is the head, whose records, keys and lineage are kept."""
+        return (self.from_,) if isinstance(self.from_, str) else tuple(self.from_)
+
+    @property
+    def head(self) -> str:
+        return self.record_sets()[0]
+
+    def join_keys(self) -> list[str]:
+        return list(self.join_on) if self.join_on is not None else list(ODM_FORM_KEYS)
+
+
+class TableSpec(_FromRecordSets):
+    """One core table fed from one record set (or several joined)."""
+
     fields: dict[str, FieldSpec]
     where: dict[str, list[str]] | None = Field(None, description="keep records whose column is in the list")
 
 
-class PatientSpec(_Strict):
+class PatientSpec(_FromRecordSets):
     """Patient-level attributes: used for linkage and ages, coarsened before publish."""
 
-    from_: str = Field(alias="from")
     fields: dict[str, FieldSpec]
 
     @model_validator(mode="after")
@@ -110,7 +178,13 @@ class RuleOverride(_Strict):
     """A source's own setting for one data-quality rule (`quality:` in its YAML)."""
 
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="share of failing rows tolerated")
-    enabled: bool = Field(True, description="false: the rule does not judge this source")
+    enabled: bool | None = Field(None, description="false: the rule does not judge this source")
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> RuleOverride:
+        if self.threshold is None and self.enabled is None:
+            raise ValueError("an override sets threshold, enabled or both")
+        return self
 
 
 class SourceMapping(_Strict):
@@ -122,8 +196,11 @@ class SourceMapping(_Strict):
         None, description="csv: regex with a group 'record_set' read from the file name")
     record_set: str | None = Field(None, description="csv: the record set when there is one file")
     csv: CsvOptions = CsvOptions()
-    date_format: str = "%Y-%m-%d"
-    unknown_date_parts: list[str] = ["UK", "UNK", "00"]
+    date_format: DateFormats = Field(
+        "%Y-%m-%d", description="date format(s) of the source (%d %m %Y); a list is tried in order, "
+                                "partial patterns such as %m.%Y or %Y give month or year precision")
+    unknown_date_parts: list[str] = Field(
+        ["UK", "UNK", "00"], description="how the source writes an unknown day or month, e.g. UK, UNK, 00, 99, XX")
     null_values: list[str] = [""]
     decimal: str = "."
     patient_key: str = Field("_subject_key", description="column holding the source patient key")
@@ -131,14 +208,18 @@ class SourceMapping(_Strict):
         "{_study_event_oid}[{_study_event_repeat_key}]/{_form_oid}[{_form_repeat_key}]"
         "/{_item_group_oid}[{_item_group_repeat_key}]",
         description="template of the local part of the record key")
+    record_keys: dict[str, str] = Field(
+        {}, description="record set -> its own record key template (record_key is the default)")
     patient: PatientSpec
     tables: dict[str, TableSpec]
     quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
     options: dict[str, Any] = Field({}, description="options of the format's reader (see its adapter), "
                                                     "e.g. excel: {header_row: 2}")
-    ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped")
-    params: dict[str, str | int | float | bool] = Field(
-        {}, description="source-level parameters the data-quality rules read, e.g. max_age_years: 18")
+    ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped; their "
+                                              "rows are counted in a notice")
+    params: dict[str, ParamValue] = Field(
+        {}, description="source-level parameters the data-quality rules read, e.g. max_age_years: 18 "
+                        "(the known ones: docs/rules.md, 'Source parameters')")
     study_oid: str | None = Field(None, description="odm: the StudyOID every file must carry; "
                                                     "a file of another study is refused")
 
@@ -150,6 +231,55 @@ class SourceMapping(_Strict):
         if name not in adapters():
             raise ValueError(f"'{name}' is not a known format; known: {', '.join(sorted(adapters()))}")
         return name
+
+    _formats = field_validator("date_format")(_check_formats)
+
+    @field_validator("unknown_date_parts")
+    @classmethod
+    def _unknown_parts(cls, parts: list[str]) -> list[str]:
+        bad = [p for p in parts if not re.fullmatch(r"[A-Za-z]{1,3}|\d{1,2}", p)]
+        if bad:
+            raise ValueError(f"{bad}: an unknown day or month is written as 1-3 letters or 1-2 digits (UK, 00, 99)")
+        return parts
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return {name: check_param(name, value) for name, value in params.items()}
+
+    @model_validator(mode="after")
+    def _record_sets_used_once(self) -> SourceMapping:
+        # A joined section's rows become part of its head's records, so a section cannot also be
+        # read on its own or joined elsewhere; the head may feed other tables alone.
+        joins: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # head -> (sections, keys)
+        section_of: dict[str, str] = {}
+        for spec in (self.patient, *self.tables.values()):
+            group = spec.record_sets()
+            if len(group) == 1:
+                continue
+            join = (group[1:], tuple(spec.join_keys()))
+            if joins.setdefault(group[0], join) != join:
+                raise ValueError(f"record set {group[0]} is joined with different sections or join_on in two "
+                                 "from: lists; give the same list (and join_on) everywhere")
+            for section in group[1:]:
+                if section_of.setdefault(section, group[0]) != group[0]:
+                    raise ValueError(f"record set {section} is a section of two from: lists")
+        for group in self.record_groups():
+            for name in group[:1] if len(group) > 1 else group:
+                if name in section_of:
+                    raise ValueError(f"record set {name} is joined as a section of {section_of[name]} (from: a "
+                                     "list) and so cannot be read on its own or head another list")
+        owner = dict.fromkeys(self.record_sets())
+        mapped = set(owner)
+        both = sorted(mapped & set(self.ignore))
+        if both:
+            raise ValueError(f"ignore: {', '.join(both)} is also mapped (from:); a record set is either mapped "
+                             "or ignored")
+        unknown_keys = sorted(set(self.record_keys) - mapped)
+        if unknown_keys:
+            raise ValueError(f"record_keys: {', '.join(unknown_keys)} is not a record set this mapping reads "
+                             f"(from:): {', '.join(sorted(mapped))}")
+        return self
 
     @model_validator(mode="after")
     def _record_set_per_file(self) -> SourceMapping:
@@ -163,16 +293,107 @@ class SourceMapping(_Strict):
             raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
         return self
 
+    def record_groups(self) -> list[tuple[str, ...]]:
+        """Every distinct `from:` (one record set, or sections joined into one record), patient first."""
+        groups: list[tuple[str, ...]] = []
+        for spec in (self.patient, *self.tables.values()):
+            if spec.record_sets() not in groups:
+                groups.append(spec.record_sets())
+        return groups
+
     def record_sets(self) -> set[str]:
-        return {self.patient.from_} | {t.from_ for t in self.tables.values()}
+        """Every record set the mapping reads, joined ones included."""
+        return {name for group in self.record_groups() for name in group}
+
+    def record_key_for(self, record_set: str) -> str:
+        return self.record_keys.get(record_set, self.record_key)
+
+    def date_formats(self, spec: FieldSpec | None = None) -> tuple[str, ...]:
+        """The formats a date field is read with, in the order they are tried."""
+        return as_formats(spec.format if spec is not None and spec.format is not None else self.date_format)
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are expected at `loc` (a pydantic error location), walking the annotations."""
+    current: Any = SourceMapping
+    parts = list(loc)
+    while parts:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            part = parts.pop(0)
+            found = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            if found is None:
+                return None
+            current = found.annotation
+            continue
+        origin, args = get_origin(current), get_args(current)
+        if origin is dict or origin is list:
+            parts.pop(0)  # a key of the dict, an index of the list
+            current = args[-1]
+        elif args:  # a union (X | None): the model member, if any
+            current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+# Pydantic names the member of a union it tried (`str`, `list[str]`, `function-after[...]`) in the
+# location; a data manager wants the key only.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|literal\[.*\])$")
 
 
 def _describe(error: ValidationError) -> str:
-    lines = []
+    lines: list[str] = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"{where}: {problem['msg']}")
+        loc = tuple(p for p in problem["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            allowed = f"; allowed here: {', '.join(_keys_of(model))}" if model is not None else ""
+            message = f"unknown key{allowed}"
+        line = f"{where}: {message}"
+        if line not in lines:
+            lines.append(line)
     return "; ".join(lines)
+
+
+def _check_quality(mapping: SourceMapping, path: Path) -> None:
+    """Every `quality:` override names a catalogued rule that can apply to this source as asked."""
+    if not mapping.quality:
+        return
+    from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
+
+    try:
+        rules = {r.rule_id: r for r in load_catalogue(check_types=False)}
+    except CatalogueError as exc:
+        raise MappingError(f"{path}: quality: the rule catalogue cannot be read: {exc}") from None
+    for rule_id, override in mapping.quality.items():
+        where = f"{path}: quality.{rule_id}"
+        rule = rules.get(rule_id)
+        if rule is None:
+            near = difflib.get_close_matches(rule_id, list(rules), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise MappingError(f"{where}: no such rule{hint} (every rule: docs/rules.md)")
+        if override.enabled is False and rule.engine == "harmonise":
+            raise MappingError(f"{where}: cannot be switched off: a value that breaks it cannot be turned into a "
+                               "core value, so its record is held back whatever the setting; fix the mapping "
+                               "(codes, date_format, null_values) or raise its threshold instead")
+        reads = list(rule.meta.params or [])
+        if reads and not any(name in mapping.params for name in reads):
+            raise MappingError(f"{where}: the rule reads params {', '.join(reads)}, which this source does not "
+                               "set, so it never judges this source; set one under params: or drop the override")
+
+
+def _check_templates(mapping: SourceMapping, path: Path) -> None:
+    for name, template in {"record_key": mapping.record_key,
+                           **{f"record_keys.{k}": v for k, v in mapping.record_keys.items()}}.items():
+        if not _TEMPLATE_FIELD.findall(template):
+            raise MappingError(f"{path}: {name}: '{template}' names no column; a record key template reads "
+                               "columns in braces, e.g. 'AE[{AESEQ}]'")
 
 
 def _check_against_core(mapping: SourceMapping, path: Path) -> None:
@@ -207,9 +428,25 @@ def load_mapping(path: Path) -> SourceMapping:
     if mapping.source_id != path.stem:
         raise MappingError(f"{path}: source_id '{mapping.source_id}' must match the file name '{path.stem}'")
     _check_against_core(mapping, path)
+    _check_templates(mapping, path)
+    _check_quality(mapping, path)
     return mapping
 
 
 def load_mappings(folder: Path = SOURCES_DIR) -> dict[str, SourceMapping]:
     """Every `*.yaml` mapping in the folder, by source id."""
     return {m.source_id: m for m in (load_mapping(p) for p in sorted(folder.glob("*.yaml")))}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a mapping file (docs/mapping.schema.json), for editors and reviewers."""
+    schema = SourceMapping.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Rare Tumour Warehouse source mapping (sources/<source_id>.yaml)"
+    return schema
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--schema"]:
+        sys.exit("usage: python -m etl.transform.mapping --schema > docs/mapping.schema.json")
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

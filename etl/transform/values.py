@@ -36,8 +36,8 @@ class PartialDate:
         return self.value
 
 
-_PART_PATTERNS = {"d": r"(?P<d>[^\W_]{1,3})", "m": r"(?P<m>[^\W_]{1,3})", "Y": r"(?P<Y>\d{4})"}
 _HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy"}
+DATE_DIRECTIVES = frozenset(_HUMAN)
 
 
 def human_format(fmt: str) -> str:
@@ -45,44 +45,101 @@ def human_format(fmt: str) -> str:
     return re.sub(r"%([dmY])", lambda m: _HUMAN[m.group(1)], fmt)
 
 
-@lru_cache(maxsize=64)
-def _date_regex(fmt: str) -> re.Pattern[str]:
-    tokens = re.split(r"(%[dmY])", fmt)
+def human_formats(formats: tuple[str, ...]) -> str:
+    """('%d.%m.%Y', '%m.%Y') -> 'dd.mm.yyyy or mm.yyyy'."""
+    shown = [human_format(f) for f in formats]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+def check_date_format(fmt: str) -> str:
+    """A date format the parser understands: %d %m %Y and literal text, with a year; else ValueError."""
+    directives = re.findall(r"%(.)", fmt)
+    unknown = sorted({d for d in directives if d not in DATE_DIRECTIVES})
+    if unknown:
+        raise ValueError(f"'{fmt}': {', '.join('%' + d for d in unknown)} not understood; "
+                         "a date format uses %d (day), %m (month), %Y (4-digit year) and literal text")
+    if directives.count("Y") != 1 or any(directives.count(d) > 1 for d in "dm"):
+        raise ValueError(f"'{fmt}': a date format needs %Y once, and %d / %m at most once each")
+    return fmt
+
+
+def _part_pattern(name: str, unknown_parts: tuple[str, ...]) -> str:
+    # A day or month is 1-2 digits (00 and 99 are digits) or one of the source's letter markers;
+    # naming the markers, rather than any 1-3 letters, keeps compact formats (%d%m%Y) unambiguous.
+    letters = sorted({p for p in unknown_parts if not p.isdigit()}, key=len, reverse=True)
+    markers = "".join(f"|(?i:{re.escape(p)})" for p in letters)
+    return rf"(?P<{name}>\d{{1,2}}{markers})"
+
+
+@lru_cache(maxsize=256)
+def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
+    tokens = [t for t in re.split(r"(%[dmY])", fmt) if t]
+    parts = {"d": _part_pattern("d", unknown_parts), "m": _part_pattern("m", unknown_parts), "Y": r"(?P<Y>\d{4})"}
     if fmt.startswith("%Y"):
         # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019.
         pattern, closers = "", ""
-        for i, token in enumerate(t for t in tokens if t):
+        for i, token in enumerate(tokens):
             if token.startswith("%"):
-                pattern += _PART_PATTERNS[token[1]]
+                pattern += parts[token[1]]
             else:
                 pattern += f"(?:{re.escape(token)}" if i else re.escape(token)
                 closers += ")?"
         return re.compile(f"^{pattern}{closers}$")
-    body = "".join(_PART_PATTERNS[t[1]] if t.startswith("%") else re.escape(t) for t in tokens if t)
+    body = "".join(parts[t[1]] if t.startswith("%") else re.escape(t) for t in tokens)
     return re.compile(f"^{body}$")
 
 
-@lru_cache(maxsize=200_000)
-def parse_date(text: str, fmt: str, unknown_parts: tuple[str, ...] = ("UK", "UNK", "00", "0")) -> PartialDate:
-    """Parse a full or partial date written in `fmt` (strptime-style %d %m %Y only)."""
-    match = _date_regex(fmt).match(text.strip())
+_DEFAULT_UNKNOWN = ("UK", "UNK", "00", "0")
+
+
+class _NotReal(ValueRejected):
+    """The text has the shape of the format but is not a calendar date."""
+
+
+def _parse_one(text: str, fmt: str, unknown_parts: tuple[str, ...]) -> PartialDate | None:
+    """The date if `text` is written in `fmt`; None if it is not; _NotReal if written so but impossible."""
+    match = _date_regex(fmt, unknown_parts).match(text)
     if not match:
-        raise ValueRejected(f"'{text}' is not a date written {human_format(fmt)}")
+        return None
     parts = match.groupdict()
     year = int(parts["Y"])
     month_text, day_text = parts.get("m"), parts.get("d")
     month_known = month_text is not None and month_text.upper() not in unknown_parts
     day_known = day_text is not None and day_text.upper() not in unknown_parts
     if day_known and not month_known:
-        raise ValueRejected(f"'{text}' gives a day but no month (expected {human_format(fmt)})")
+        raise _NotReal(f"'{text}' gives a day but no month")
     try:
         month = int(month_text) if month_known and month_text else 1
         day = int(day_text) if day_known and day_text else 1
         value = date(year, month, day)
     except ValueError:
-        raise ValueRejected(f"'{text}' is not a real date (expected {human_format(fmt)})") from None
-    precision = "day" if day_known else "month" if month_known else "year"
-    return PartialDate(value, precision)
+        raise _NotReal(f"'{text}' is not a real date") from None
+    return PartialDate(value, "day" if day_known else "month" if month_known else "year")
+
+
+@lru_cache(maxsize=200_000)
+def parse_date(text: str, fmt: str | tuple[str, ...], unknown_parts: tuple[str, ...] = _DEFAULT_UNKNOWN) -> PartialDate:
+    """Parse a full or partial date written in `fmt`, or in the first of several formats that fits.
+
+    Formats are strptime-style with %d %m %Y only. A format without %d gives month precision
+    (`%m.%Y`), one with only %Y year precision; a day or month written as one of `unknown_parts`
+    (upper case: UK, UNK, 00, 99, XX, ...) lowers the precision the same way.
+    """
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    raw = text.strip()
+    impossible: _NotReal | None = None
+    for one in formats:
+        try:
+            found = _parse_one(raw, one, unknown_parts)
+        except _NotReal as exc:
+            impossible = impossible or exc  # a later format may still read it
+            continue
+        if found is not None:
+            return found
+    expected = human_formats(formats)
+    if impossible is not None:
+        raise ValueRejected(f"{impossible} (expected {expected})")
+    raise ValueRejected(f"'{text}' is not a date written {expected}")
 
 
 def map_code(text: str, codes: dict[str, object], *, case_sensitive: bool = False) -> object:
