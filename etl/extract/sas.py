@@ -1,0 +1,482 @@
+"""SAS datasets as source files: `.xpt` (SAS transport, XPORT v5/v8) and `.sas7bdat`, read with pyreadstat.
+
+A file is one dataset and one record set (an SDTM domain: DM, EX, RS, AE, ...), named from the
+file name by the mapping like a per-form CSV. `stage_sas` writes it to one Parquet file of
+strings plus `_line` (the observation number, from 1) and lineage; `read_sas_metadata` returns
+the dataset's labels and formats without reading the data (for `rtw profile` / `rtw scaffold`).
+The labels and formats also go into the staged file's schema metadata (key `rtw.sas`, JSON).
+
+Gotchas of the format:
+- Every numeric is a double. A date is a count of days since 1960-01-01, a datetime a count of
+  seconds since 1960-01-01T00:00:00, a time seconds since midnight; only the variable's display
+  format says which (`DATE9.`, `YYMMDD10.`, `E8601DA.`, `DATETIME20.`, `E8601DT.`, `TIME8.`, ...).
+  pyreadstat's own conversion is switched off: it misses month and year formats (`MONYY7.`,
+  `YEAR4.`), reads the datetime format `DTDATE.` as days, and wraps times past 24 h. Here each
+  temporal format becomes an ISO string at the precision the format shows: `DATE9.` ->
+  `2019-05-03`, `MONYY7.` -> `2019-05`, `YEAR4.` -> `2019`, `DATETIME20.` -> `2019-05-03T10:20:30`,
+  `TIME8.` -> `25:00:00`. A value outside years 1582-9999 is kept as its number (a notice says so).
+- Other numerics become text: whole numbers without `.0`, others with no more significant digits
+  than the variable's storage length holds (8 bytes: 15; a `LENGTH 4` variable keeps ~6 digits, so
+  0.1 stored in 4 bytes is "0.1", not "0.0999999642"), never in exponent notation.
+- Missing numerics (`.` and the special missing values `.A`-`.Z`, `._`) become "": pyreadstat
+  does not tell them apart in XPORT files.
+- Character values are as delivered, trailing blanks trimmed (SAS pads them). SDTM `--DTC`
+  variables are ISO 8601 text, often partial (`2019-05`, `2019`, `2019---15`): kept as written,
+  the mapping parses them with their precision.
+- Encoding: an XPORT file does not declare one (UTF-8 is assumed); a sas7bdat declares one,
+  sometimes wrongly. The `encoding` option overrides both (iconv names: latin1, cp1252, utf-8).
+  Text that does not decode is reported with its variable and observation.
+- An XPORT file may hold several datasets (a "library"); readstat reads only the first, so such
+  a file is refused rather than half read. A `.xpt` written by `PROC CPORT` (not the XPORT engine)
+  is another format altogether, and is refused with what to ask for.
+- XPORT has no row index: readstat reaches an offset by reading every observation before it, so
+  chunks are large (a few million cells) to keep memory bounded without re-reading much.
+- User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
+  read: coded values stay codes, and the format name is kept in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyreadstat
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind
+from etl.extract.errors import ExtractError
+
+__all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptions", "SasVariable",
+           "read_sas_metadata", "stage_sas", "staged_sas_metadata"]
+
+#: key of the staged Parquet schema metadata holding the dataset's labels and formats (JSON)
+SAS_METADATA_KEY = b"rtw.sas"
+
+_XPORT_V5 = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
+_XPORT_V8 = b"HEADER RECORD*******LIBV8   HEADER RECORD!!!!!!!"
+_XPORT_MEMBERS = (b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!",
+                  b"HEADER RECORD*******MEMBV8  HEADER RECORD!!!!!!!")
+_SAS7BDAT = bytes(12) + b"\xc2\xea\x81\x60\xb3\x14\x11\xcf\xbd\x92\x08\x00\x09\xc7\x31\x8c\x18\x1f\x10\x11"
+_CPORT = b"**COMPRESSED**"
+
+# A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
+_FORMAT = re.compile(r"\$?([A-Z][A-Z0-9_]*[A-Z_])?(\d+)?(?:\.(\d*))?")
+
+_Value = Literal["date", "datetime", "time"]
+_Unit = Literal["D", "M", "Y", "s"]
+
+
+def _formats(value: _Value, unit: _Unit, *names: str) -> dict[str, tuple[_Value, _Unit]]:
+    return dict.fromkeys(names, (value, unit))
+
+
+_SUFFIXED = ("", "B", "C", "D", "N", "P", "S")  # separator variants: DDMMYYB (blank), ...C (colon), ...
+# What a temporal format's values count (days or seconds) and the precision it shows.
+_TEMPORAL_FORMATS: dict[str, tuple[_Value, _Unit]] = {
+    **_formats("date", "D", "DATE", "E8601DA", "IS8601DA", "B8601DA", "ND8601DA", "WEEKDATE", "WEEKDATX",
+               "WORDDATE", "WORDDATX", "NLDATE", "NLDATEL", "NLDATEM", "NLDATES", "NLDATEW", "EURDFDD",
+               "EURDFDE", "EURDFWKX", "JULIAN",
+               *(f"{stem}{s}" for stem in ("DDMMYY", "MMDDYY", "YYMMDD") for s in _SUFFIXED)),
+    **_formats("date", "M", "MONYY", "YYMON", "NLDATEYM", "EURDFMY",
+               *(f"{stem}{s}" for stem in ("YYMM", "MMYY") for s in _SUFFIXED)),
+    **_formats("date", "Y", "YEAR"),
+    **_formats("datetime", "s", "DATETIME", "E8601DT", "IS8601DT", "B8601DT", "E8601DZ", "IS8601DZ",
+               "B8601DZ", "DATEAMPM", "MDYAMPM", "NLDATM"),
+    **_formats("datetime", "D", "DTDATE", "E8601DN", "B8601DN", "DTWKDATX"),
+    **_formats("datetime", "M", "DTMONYY"),
+    **_formats("datetime", "Y", "DTYEAR"),
+    **_formats("time", "s", "TIME", "HHMM", "TOD", "TIMEAMPM", "E8601TM", "IS8601TM", "B8601TM", "NLTIME"),
+}
+
+_SAS_EPOCH_MS = np.datetime64("1960-01-01T00:00:00", "ms")
+# Dates SAS can hold (1582-20000) narrowed to those ISO strings can carry.
+_FIRST_MS = (np.datetime64("1582-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(np.int64)
+_LAST_MS = (np.datetime64("10000-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(np.int64)
+_EXACT_INTEGER = 2.0**53
+
+#: observations per chunk are chosen so that a chunk holds about this many cells
+CHUNK_CELLS = 2_000_000
+
+
+class SasVariable(NamedTuple):
+    """What a SAS dataset declares about one variable."""
+
+    label: str | None  # "Unique Subject Identifier"
+    format: str | None  # "DATE9.", "$20.", "8.2", a user format "SEXF."; None when none is set
+    type: Literal["numeric", "character"]
+    length: int  # storage length in bytes
+    temporal: str | None = None  # "date", "date (month)", "datetime", "time": how the values are converted
+
+
+@dataclass(frozen=True)
+class SasMetadata:
+    """A SAS dataset's own description: name, label, encoding and one `SasVariable` per variable."""
+
+    file_format: str  # "XPORT v5", "XPORT v8", "sas7bdat"
+    table_name: str | None
+    file_label: str | None
+    file_encoding: str | None
+    variables: dict[str, SasVariable]
+    rows: int | None  # None when the file does not say (XPORT)
+
+    @property
+    def column_labels(self) -> dict[str, str | None]:
+        return {name: v.label for name, v in self.variables.items()}
+
+    @property
+    def column_formats(self) -> dict[str, str | None]:
+        return {name: v.format for name, v in self.variables.items()}
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "file_format": self.file_format, "table_name": self.table_name, "file_label": self.file_label,
+            "file_encoding": self.file_encoding, "rows": self.rows,
+            "variables": {name: v._asdict() for name, v in self.variables.items()}})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SasMetadata:
+        raw = json.loads(text)
+        variables = {name: SasVariable(**fields) for name, fields in raw.pop("variables").items()}
+        return cls(variables=variables, **raw)
+
+    def describe(self) -> list[str]:
+        """Short notices: the dataset, the variables converted to dates, every label and format."""
+        name = f"dataset {self.table_name}" if self.table_name else "a dataset"
+        label = f" '{self.file_label}'" if self.file_label else ""
+        rows = f", {self.rows} observations" if self.rows is not None else ""
+        encoding = f", encoding {self.file_encoding}" if self.file_encoding else ""
+        notices = [f"SAS {self.file_format}, {name}{label}, {len(self.variables)} variables{rows}{encoding}"]
+        temporal = [f"{n} {v.format} -> {v.temporal}" for n, v in self.variables.items() if v.temporal]
+        if temporal:
+            notices.append("dates converted to ISO text: " + ", ".join(temporal))
+        declared = [n + (f" '{v.label}'" if v.label else "") + (f" {v.format}" if v.format else "")
+                    for n, v in self.variables.items() if v.label or v.format]
+        if declared:
+            notices.append("labels and formats: " + "; ".join(declared))
+        return notices
+
+
+class SasOptions(BaseModel):
+    """Reader options of a SAS dataset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    encoding: str | None = Field(
+        None, description="text encoding, overriding the file's (iconv name: latin1, cp1252, utf-8)")
+
+
+# -- reading --------------------------------------------------------------------------------------
+def _file_format(path: Path) -> str:
+    """'XPORT v5', 'XPORT v8' or 'sas7bdat' from the first bytes; a clear error for anything else."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith(_XPORT_V5):
+        return "XPORT v5"
+    if head.startswith(_XPORT_V8):
+        return "XPORT v8"
+    if head.startswith(_SAS7BDAT):
+        return "sas7bdat"
+    what = "a SAS transport file (.xpt)" if path.suffix.lower() == ".xpt" else "a SAS dataset (.xpt or .sas7bdat)"
+    if not head:
+        raise ExtractError(f"{path.name}: not {what}: the file is empty")
+    if head.startswith(_CPORT):
+        raise ExtractError(f"{path.name}: not {what}: it is a SAS CPORT file (PROC CPORT), which only SAS reads; "
+                           "ask for the dataset written with the XPORT engine (or as .sas7bdat)")
+    kind = sniff_kind(path)
+    found = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
+    raise ExtractError(f"{path.name}: not {what}: {found}; expected 'HEADER RECORD*******LIBRARY' (XPORT) "
+                       "or the sas7bdat magic number")
+
+
+def _xport_members(path: Path) -> int:
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        count = 0
+        for marker in _XPORT_MEMBERS:
+            found = data.find(marker)
+            while found >= 0:
+                count += 1
+                found = data.find(marker, found + 1)
+        return count
+
+
+def _reader(file_format: str) -> Any:
+    return pyreadstat.read_sas7bdat if file_format == "sas7bdat" else pyreadstat.read_xport
+
+
+class _UndecodableText(ExtractError):
+    """Text of the file that its encoding (declared, assumed or given) does not decode."""
+
+
+def _read(path: Path, file_format: str, **kwargs: Any) -> tuple[pd.DataFrame, Any]:
+    try:
+        return _reader(file_format)(str(path), disable_datetime_conversion=True, **kwargs)  # type: ignore[no-any-return]
+    except UnicodeDecodeError as error:
+        raise _UndecodableText(f"{path.name}: text that is not UTF-8 (byte {error.object[error.start:error.end]!r}); "
+                           "expected UTF-8, or the source's `options: encoding:` (e.g. latin1, cp1252)") from None
+    except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as error:
+        message = str(error)
+        if "encoding" in message or "character set" in message:
+            given = kwargs.get("encoding")
+            raise _UndecodableText(f"{path.name}: text cannot be decoded as {given or 'the declared encoding'} "
+                               f"({message}); expected a valid `options: encoding:` (iconv name: latin1, "
+                               "cp1252, utf-8)") from None
+        raise ExtractError(f"{path.name}: unreadable {file_format} file ({message}); expected a complete "
+                           f"SAS {file_format} file (truncated or damaged in transfer?)") from None
+
+
+def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
+    """A SAS file's dataset name, label, encoding and its variables' labels and formats, without the data."""
+    file_format = _file_format(path)
+    _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
+    return _metadata(file_format, meta)
+
+
+def _metadata(file_format: str, meta: Any) -> SasMetadata:
+    variables: dict[str, SasVariable] = {}
+    for name, label in zip(meta.column_names, meta.column_labels):
+        sas_format = meta.original_variable_types.get(name) or None
+        numeric = meta.readstat_variable_types.get(name) != "string"
+        temporal = _temporal(sas_format) if numeric else None
+        variables[name] = SasVariable(
+            label=label or None, format=sas_format, type="numeric" if numeric else "character",
+            length=int(meta.variable_storage_width.get(name) or 8),
+            temporal=_describe_temporal(*temporal) if temporal else None)
+    return SasMetadata(file_format=file_format, table_name=meta.table_name or None,
+                       file_label=meta.file_label or None, file_encoding=meta.file_encoding or None,
+                       variables=variables, rows=meta.number_rows)
+
+
+def _temporal(sas_format: str | None) -> tuple[_Value, _Unit] | None:
+    match = _FORMAT.fullmatch((sas_format or "").upper())
+    return _TEMPORAL_FORMATS.get(match.group(1) or "") if match else None
+
+
+def _describe_temporal(value: _Value, unit: _Unit) -> str:
+    shown = {"D": "date", "M": "date (month)", "Y": "date (year)", "s": value}[unit]
+    return shown if value != "datetime" or unit == "s" else f"{shown} of a datetime"
+
+
+def iter_sas_chunks(path: Path, *, encoding: str | None = None,
+                    chunk_rows: int | None = None) -> Iterator[tuple[int, pd.DataFrame, SasMetadata]]:
+    """Stream a SAS file as (first observation number, raw frame, metadata), `chunk_rows` at a time."""
+    file_format = _file_format(path)
+    if file_format.startswith("XPORT"):
+        _check_xport_shape(path)
+    _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
+    metadata = _metadata(file_format, meta)
+    size = chunk_rows or max(1_000, CHUNK_CELLS // max(1, len(metadata.variables)))
+    offset = 0
+    while True:
+        try:
+            frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding)
+        except _UndecodableText as error:
+            raise _where_undecodable(path, file_format, offset, size, error) from None
+        yield offset + 1, frame, metadata
+        offset += len(frame)
+        if len(frame) < size:
+            break
+    if metadata.rows is not None and offset != metadata.rows:
+        raise ExtractError(f"{path.name}: {offset} observations read, but the file declares {metadata.rows}; "
+                           "expected a complete file (truncated in transfer?)")
+
+
+def _check_xport_shape(path: Path) -> None:
+    # readstat stops quietly at the end of a cut XPORT file: its fixed 80-byte records betray the cut.
+    size = path.stat().st_size
+    if size % 80:
+        raise ExtractError(f"{path.name}: truncated: {size} bytes is not a whole number of the 80-byte records "
+                           "XPORT is written in; expected the complete file")
+    if (members := _xport_members(path)) > 1:
+        raise ExtractError(f"{path.name}: an XPORT library of {members} datasets; expected one dataset per file "
+                           "(ask for one .xpt per domain)")
+
+
+def _where_undecodable(path: Path, file_format: str, offset: int, size: int, error: ExtractError) -> ExtractError:
+    """The error, with the variable and observation of the first value that is not UTF-8."""
+    # Read the chunk again as latin-1 (any byte decodes) and look for the bytes UTF-8 refuses.
+    frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding="latin1")
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        for position, value in enumerate(frame[column]):
+            if not isinstance(value, str):
+                continue
+            try:
+                value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                return ExtractError(f"{path.name}, observation {offset + position + 1}, variable {column}: "
+                                    f"{value!r} read as latin-1 is not UTF-8; set the source's "
+                                    "`options: encoding:` (e.g. latin1, cp1252)")
+    return error
+
+
+# -- values to text -------------------------------------------------------------------------------
+def _significant_digits(length: int) -> int:
+    # A SAS numeric of `length` bytes keeps 8*length - 11 mantissa bits (IEEE and IBM alike).
+    return max(1, math.floor((8 * min(max(length, 3), 8) - 11) * math.log10(2)))
+
+
+def numbers_as_text(values: np.ndarray, length: int = 8) -> np.ndarray:
+    """Doubles as text: whole numbers without ".0", others to the digits the storage length holds; NaN -> ""."""
+    out = np.full(len(values), "", dtype=object)
+    present = np.isfinite(values)
+    whole = present & (np.floor(values) == values) & (np.abs(values) < _EXACT_INTEGER)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    rest = present & ~whole
+    if rest.any():
+        digits = _significant_digits(length)
+        out[rest] = [_decimal_text(float(v), digits) for v in values[rest]]
+    return out
+
+
+def _decimal_text(value: float, digits: int) -> str:
+    text = f"{value:.{digits}g}"
+    if "e" in text:  # harmonise reads positional notation only
+        text = np.format_float_positional(value, precision=digits, unique=True, fractional=False, trim="-")
+    return text
+
+
+def temporal_as_text(values: np.ndarray, value: _Value, unit: _Unit) -> tuple[np.ndarray, int]:
+    """SAS dates/datetimes/times as ISO text at the format's precision; also the count out of range."""
+    out = np.full(len(values), "", dtype=object)
+    present = np.isfinite(values)
+    if value == "time":
+        out[present] = [_clock(float(v)) for v in values[present]]
+        return out, 0
+    scale = 86_400_000 if value == "date" else 1_000
+    with np.errstate(invalid="ignore", over="ignore"):
+        ms = np.where(present, np.round(values * scale), 0)
+    in_range = present & (ms >= _FIRST_MS) & (ms < _LAST_MS)
+    stamps = _SAS_EPOCH_MS + ms[in_range].astype(np.int64).astype("timedelta64[ms]")
+    if value == "date":
+        stamps = stamps.astype("datetime64[D]")  # a date carrying a fraction of a day is still that day
+    text = np.datetime_as_string(stamps, unit=unit).astype(object)
+    if unit == "s":  # milliseconds only where a value has them (E8601DT23.3)
+        fractional = ms[in_range] % 1000 != 0
+        text[fractional] = np.datetime_as_string(stamps[fractional], unit="ms")
+    out[in_range] = text
+    outside = present & ~in_range
+    out[outside] = numbers_as_text(values[outside])
+    return out, int(outside.sum())
+
+
+def _clock(seconds: float) -> str:
+    """Seconds since midnight as H:M:S, past 24 h and before 0 as SAS shows them (TIME8.: 25:00:00)."""
+    sign = "-" if seconds < 0 else ""
+    whole, micro = divmod(round(abs(seconds) * 1_000_000), 1_000_000)
+    text = f"{sign}{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    return f"{text}.{micro:06d}".rstrip("0") if micro else text
+
+
+def sas_frame_as_text(frame: pd.DataFrame, metadata: SasMetadata) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Each variable's values as text (see the module docstring), and per variable the dates kept as numbers."""
+    columns: dict[str, np.ndarray] = {}
+    outside: dict[str, int] = {}
+    for name in frame.columns:
+        variable = metadata.variables.get(name)
+        series = frame[name]
+        if variable is None or variable.type == "character" or series.dtype == object:
+            columns[name] = series.fillna("").to_numpy(dtype=object)
+            continue
+        values = series.to_numpy(dtype=np.float64)
+        temporal = _temporal(variable.format)
+        if temporal is None:
+            columns[name] = numbers_as_text(values, variable.length)
+        else:
+            columns[name], outside[name] = temporal_as_text(values, *temporal)
+    return columns, {name: count for name, count in outside.items() if count}
+
+
+# -- staging --------------------------------------------------------------------------------------
+def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, encoding: str | None = None,
+              chunk_rows: int | None = None) -> StageResult:
+    """Stage a SAS dataset to one Parquet file: variables as text, `_line`, lineage; labels in the metadata.
+
+    Written under a temporary name in the same folder and renamed into place, so a failure
+    never leaves half a file where a reader would look.
+    """
+    lineage = dict(lineage or {})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    os.close(descriptor)
+    temp = Path(temp_name)
+    rows = 0
+    outside: dict[str, int] = {}
+    metadata: SasMetadata | None = None
+    writer: pq.ParquetWriter | None = None
+    try:
+        for first, frame, metadata in iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows):
+            if writer is None:
+                schema = _staging_schema(path, metadata, lineage)
+                writer = pq.ParquetWriter(temp, schema)
+            columns, chunk_outside = sas_frame_as_text(frame, metadata)
+            for name, count in chunk_outside.items():
+                outside[name] = outside.get(name, 0) + count
+            arrays = [pa.array(columns[name], type=pa.string()) for name in metadata.variables]
+            arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
+            arrays += [pa.array([value] * len(frame), type=pa.string()) for value in lineage.values()]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            rows += len(frame)
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(temp, out)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        temp.unlink(missing_ok=True)
+        raise
+    assert metadata is not None  # iter_sas_chunks yields at least one (maybe empty) chunk
+    notices = [f"{path.name}: {line}" for line in replace(metadata, rows=rows).describe()]
+    notices += [f"{path.name}: {count} value(s) of {name} ({metadata.variables[name].format}) are not dates "
+                "between 1582 and 9999: kept as numbers" for name, count in outside.items()]
+    if not rows:
+        notices.append(f"{path.name}: no observations")
+    return StageResult(rows=rows, notices=tuple(notices))
+
+
+def _staging_schema(path: Path, metadata: SasMetadata, lineage: dict[str, str]) -> pa.Schema:
+    reserved = sorted({LINE_COLUMN, *lineage} & set(metadata.variables))
+    if reserved:
+        raise ExtractError(f"{path.name}: variable(s) {reserved} clash with the reader's own columns "
+                           f"({LINE_COLUMN}, lineage); expected other variable names")
+    fields = [pa.field(name, pa.string()) for name in metadata.variables]
+    fields.append(pa.field(LINE_COLUMN, pa.int64()))
+    fields += [pa.field(key, pa.string()) for key in lineage]
+    return pa.schema(fields, metadata={SAS_METADATA_KEY: metadata.to_json().encode()})
+
+
+def staged_sas_metadata(staged: Path) -> SasMetadata | None:
+    """The labels and formats kept in a staged SAS file's schema; None for a file staged otherwise."""
+    raw = pq.read_schema(staged).metadata or {}
+    return SasMetadata.from_json(raw[SAS_METADATA_KEY]) if SAS_METADATA_KEY in raw else None
+
+
+class SasAdapter(SourceAdapter):
+    """SAS transport (.xpt) and sas7bdat files: one dataset, one record set per file, named by the mapping."""
+
+    format = "sas"
+    description = "SAS datasets: transport files (.xpt, XPORT v5/v8) and .sas7bdat (e.g. SDTM domains)"
+    suffixes = (".xpt", ".sas7bdat")
+    one_record_set_per_file = True
+    Options = SasOptions
+
+    def stage(self, path: Path, out: Path, options: SasOptions, lineage: dict[str, str]) -> StageResult:
+        return stage_sas(path, out, lineage=lineage, encoding=options.encoding)
+
+    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
+        return {record_set: pd.read_parquet(staged)}
+
+
+ADAPTER = SasAdapter()
