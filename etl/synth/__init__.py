@@ -1,4 +1,4 @@
-"""Synthetic exports of the three sources, with the ground truth a correct pipeline must reproduce.
+"""Synthetic exports of the five sources, with the ground truth a correct pipeline must reproduce.
 
 `generate(out, patients=N, seed=S)` writes `out/landing/<source_id>/` (what the centres would
 deliver) and `out/truth/` (what the warehouse must then hold), as docs/synthetic-exports.md
@@ -8,8 +8,9 @@ The same arguments always give byte-identical files: every random draw comes fro
 clock, and nothing iterates over a set or depends on hash order.
 
 Modules: `people` (persons and clinical course), `errors` (which record gets which error),
-`messy` (harmless messiness), one writer per source (`sacha_odm`, `iltb_csv`,
-`registry_it_csv`), `truth` (the ground truth), `vocab` (codes and reference lists).
+`messy` (harmless messiness), `trials` (persons of the two trials), one writer per source
+(`sacha_odm`, `iltb_csv`, `registry_it_csv`, `esmart_sas`, `crizotinib_xlsx`), `truth` (the ground
+truth), `vocab` (codes and reference lists).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
+from etl.synth.crizotinib_xlsx import CrizotinibXlsxWriter
 from etl.synth.errors import ErrorPlan
+from etl.synth.esmart_sas import EsmartSasWriter
 from etl.synth.iltb_csv import IltbCsvWriter
 from etl.synth.people import KeyBook, make_person
 from etl.synth.records import SourcePatient
@@ -32,7 +35,7 @@ from etl.synth.truth import EmittedRecord, TruthWriter
 
 __all__ = ["SOURCES", "SynthSummary", "generate"]
 
-SOURCES = ("sacha_fr", "iltb", "registry_it")
+SOURCES = ("sacha_fr", "iltb", "registry_it", "esmart", "crizotinib_imt")
 DEFAULT_EXPORT_DATE = date(2026, 11, 1)
 
 
@@ -78,6 +81,8 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
             "sacha_fr": stack.enter_context(SachaOdmWriter(landing / "sacha_fr", export_date)),
             "iltb": stack.enter_context(IltbCsvWriter(landing / "iltb", export_date)),
             "registry_it": stack.enter_context(RegistryCsvWriter(landing / "registry_it", export_date)),
+            "esmart": stack.enter_context(EsmartSasWriter(landing / "esmart", export_date)),
+            "crizotinib_imt": stack.enter_context(CrizotinibXlsxWriter(landing / "crizotinib_imt", export_date)),
         }
         truth = stack.enter_context(TruthWriter(truth_dir))
         for index in range(patients):

@@ -9,7 +9,9 @@ of times per record whatever it decides, so changing the rate never changes the 
 Kinds (docs/synthetic-exports.md, "Injected errors"):
 - impossible_date, invalid_code: the pipeline cannot harmonise the record and quarantines it;
 - out_of_range, date_order: loaded, then flagged by data-quality rules;
-- duplicate (CSV sources only): the row is written twice; one copy loads, the other is quarantined.
+- ineligible (trials): true data that breaks an eligibility criterion (LVEF, ALK/ROS1, age);
+  an eligibility rule must flag the enrolment record;
+- duplicate (CSV and Excel sources): the row is written twice; one copy loads, the other is quarantined.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ INVALID_CODE = "invalid_code"
 OUT_OF_RANGE = "out_of_range"
 DATE_ORDER = "date_order"
 DUPLICATE = "duplicate"
+INELIGIBLE = "ineligible"  # a trial patient enrolled outside the eligibility criteria (a protocol deviation)
 QUARANTINED_KINDS = frozenset({IMPOSSIBLE_DATE, INVALID_CODE})
 
 Option = tuple[str, str]  # (error kind, core field)

@@ -41,7 +41,8 @@ T = TypeVar("T")
 DrugChooser = Callable[[Random, list[str]], tuple[str, ...]]  # (rng, drugs given so far) -> next line's drugs
 RouteChooser = Callable[[Random, tuple[str, ...]], str]  # (rng, drugs) -> access route
 
-HOME_SOURCES: tuple[tuple[str, float], ...] = (("sacha_fr", 0.45), ("iltb", 0.25), ("registry_it", 0.30))
+HOME_SOURCES: tuple[tuple[str, float], ...] = (("sacha_fr", 0.40), ("iltb", 0.22), ("registry_it", 0.26),
+                                               ("esmart", 0.08), ("crizotinib_imt", 0.04))
 ILTB_LINK_SHARE = 0.08  # of SACHA persons with a leukaemia, also submitted to the ILTB board
 REGISTRY_LINK_SHARE = 0.05  # of SACHA persons, Italian residents with a very rare tumour also in TREP
 EUPID_SHARE = 0.5  # of persons known to one source only
@@ -63,6 +64,7 @@ class KeyBook:
         self._sacha: dict[str, int] = {}
         self._iltb = 0
         self._registry = 0
+        self._trials: dict[tuple[str, str], int] = {}
         self._eupids: set[str] = set()
 
     def sacha(self, centre_id: str) -> str:
@@ -77,6 +79,14 @@ class KeyBook:
     def registry(self) -> str:
         self._registry += 1
         return f"TREP-{self._registry:06d}"
+
+    def trial(self, source_id: str, site: str) -> str:
+        """Trial subject ids, numbered per site: `ESMART-0101-0007`, `IMT-FR01-003`."""
+        number = self._trials.get((source_id, site), 0) + 1
+        self._trials[(source_id, site)] = number
+        if source_id == "esmart":
+            return f"ESMART-{site}-{number:04d}"
+        return f"IMT-{site.replace('-', '')}-{number:03d}"
 
     def eupid(self, rng: Random) -> str:
         while True:
@@ -667,8 +677,13 @@ def make_person(index: int, seed: int, export_date: date, keys: KeyBook) -> tupl
         person, patients = _sacha_person(rng, person_id, export_date, keys)
     elif home == "iltb":
         person, patients = _iltb_person(rng, person_id, export_date, keys)
-    else:
+    elif home == "registry_it":
         person, patients = _registry_person(rng, person_id, export_date, keys)
+    else:
+        from etl.synth import trials  # trials builds on this module's helpers
+
+        make = trials.esmart_person if home == "esmart" else trials.crizotinib_person
+        person, patients = make(rng, person_id, export_date, keys)
     deaths = [f.death_date for p in patients for f in p.follow_ups if f.death_date]
     deaths += [r.follow_up.death_date for p in patients for r in p.registrations if r.follow_up.death_date]
     person.death_date = min(deaths) if deaths else None

@@ -170,3 +170,5 @@ class SourcePatient:
     treatments: list[Treatment] = field(default_factory=list)
     follow_ups: list[FollowUp] = field(default_factory=list)
     registrations: list[Registration] = field(default_factory=list)
+    arm: str | None = None  # trials: the arm code the patient was allocated to
+    lvef_percent: int | None = None  # crizotinib trial: ejection fraction at screening

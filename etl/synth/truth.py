@@ -39,7 +39,7 @@ KEY_COLUMNS = ["source_id", "source_record_key", "source_patient_key"]
 TABLE_COLUMNS: dict[str, list[str]] = {
     "patient_source": ["centre_id", "link_method", "sex", "birth_year", "birth_month", "country"],
     "study_enrolment": ["study_id", "centre_id", "enrolment_date", "enrolment_date_precision",
-                        "age_at_enrolment_days"],
+                        "age_at_enrolment_days", "arm", "lvef_percent"],
     "consent": ["study_id", "consent_type", "status", "consent_date"],
     "diagnosis": ["event_type", "diagnosis_date", "diagnosis_date_precision", "age_at_diagnosis_days",
                   "icdo3_morphology", "icdo3_behaviour", "icdo3_topography", "laterality", "basis_of_diagnosis",
@@ -105,13 +105,15 @@ def patient_source_row(centre_id: str, has_eupid: bool, sex: str, birth: PDate, 
             "birth_month": "" if birth.precision == "year" else str(birth.value.month), "country": country}
 
 
-def enrolment_row(study_id: str, centre_id: str, enrolled: PDate, birth: PDate) -> Row:
+def enrolment_row(study_id: str, centre_id: str, enrolled: PDate, birth: PDate, arm: str | None = None,
+                  lvef_percent: int | None = None) -> Row:
     return {"study_id": study_id, "centre_id": centre_id, "enrolment_date": _date(enrolled.value),
-            "enrolment_date_precision": enrolled.precision, "age_at_enrolment_days": str(age_days(enrolled, birth))}
+            "enrolment_date_precision": enrolled.precision, "age_at_enrolment_days": str(age_days(enrolled, birth)),
+            "arm": _text(arm), "lvef_percent": "" if lvef_percent is None else f"{float(lvef_percent)}"}
 
 
-def consent_row(study_id: str, consented: date | None) -> Row:
-    return {"study_id": study_id, "consent_type": "registry", "status": "given", "consent_date": _date(consented)}
+def consent_row(study_id: str, consented: date | None, consent_type: str = "registry") -> Row:
+    return {"study_id": study_id, "consent_type": consent_type, "status": "given", "consent_date": _date(consented)}
 
 
 def diagnosis_row(diagnosis: Diagnosis, birth: PDate) -> Row:

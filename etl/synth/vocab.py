@@ -450,3 +450,103 @@ SACHA_AUDIT_REASONS: tuple[str, ...] = (
     "Correction demandée par le moniteur",
     "Mise à jour après compte rendu d'anatomopathologie",
 )
+
+# -- esmart: a multi-arm trial of molecularly matched targeted therapy ------------------------
+
+ATC.update({
+    "ribociclib": "L01EF02",
+    "ceralasertib": None,  # ATR inhibitor, given in trials only
+    "samotolisib": None,  # PI3K/mTOR inhibitor, given in trials only
+})
+
+# Alterations that open an ESMART arm (plus a few passengers the profile reports too).
+ESMART_ALTERATIONS: dict[str, AlterationSpec] = {a.alteration: a for a in (
+    AlterationSpec("CDK4 amplification", "CNV", "CDK4", None, None, ("panel", "WES"), True),
+    AlterationSpec("CCND2 amplification", "CNV", "CCND2", None, None, ("panel", "WES"), True),
+    AlterationSpec("CDKN2A deletion", "CNV", "CDKN2A", None, None, ("panel", "WES"), True),
+    AlterationSpec("PIK3CA p.H1047R", "SNV", "PIK3CA", None, "NM_006218.4:c.3140A>G", ("panel", "WES"), True),
+    AlterationSpec("PTEN deletion", "CNV", "PTEN", None, None, ("panel", "WES"), True),
+    AlterationSpec("BRAF p.V600E", "SNV", "BRAF", None, "NM_004333.6:c.1799T>A", ("panel", "WES"), True),
+    AlterationSpec("KIAA1549::BRAF", "fusion", "KIAA1549", "BRAF", None, ("RNA-seq",), True),
+    AlterationSpec("NF1 p.R1362*", "SNV", "NF1", None, "NM_000267.3:c.4084C>T", ("panel", "WES"), True),
+    AlterationSpec("KRAS p.G12D", "SNV", "KRAS", None, "NM_004985.5:c.35G>A", ("panel", "WES"), True),
+    AlterationSpec("BRCA2 p.S1982fs", "indel", "BRCA2", None, "NM_000059.4:c.5946del", ("panel", "WES"), True),
+    AlterationSpec("ATM deletion", "CNV", "ATM", None, None, ("panel", "WES"), True),
+    AlterationSpec("ATRX deletion", "CNV", "ATRX", None, None, ("panel", "WES"), True),
+    AlterationSpec("MYCN amplification", "CNV", "MYCN", None, None, ("panel", "WES"), False),
+    AlterationSpec("TP53 p.R248Q", "SNV", "TP53", None, "NM_000546.6:c.743G>A", ("panel", "WES"), False),
+)}
+
+
+@dataclass(frozen=True)
+class EsmartArm:
+    code: str  # SDTM ARMCD
+    name: str  # SDTM ARM
+    drugs: tuple[str, ...]
+    alterations: tuple[str, ...]  # ESMART_ALTERATIONS keys that make a patient eligible for the arm
+
+
+ESMART_ARMS: tuple[EsmartArm, ...] = (
+    EsmartArm("A", "Ribociclib + topotecan + temozolomide", ("ribociclib", "topotecan", "temozolomide"),
+              ("CDK4 amplification", "CCND2 amplification", "CDKN2A deletion")),
+    EsmartArm("B", "Ribociclib + everolimus", ("ribociclib", "everolimus"),
+              ("PIK3CA p.H1047R", "PTEN deletion", "CDKN2A deletion")),
+    EsmartArm("C", "Olaparib + irinotecan", ("olaparib", "irinotecan"), ("BRCA2 p.S1982fs", "ATM deletion")),
+    EsmartArm("D", "Trametinib", ("trametinib",), ("BRAF p.V600E", "KIAA1549::BRAF", "NF1 p.R1362*", "KRAS p.G12D")),
+    EsmartArm("E", "Olaparib + ceralasertib", ("olaparib", "ceralasertib"), ("ATRX deletion", "ATM deletion")),
+    EsmartArm("F", "Samotolisib", ("samotolisib",), ("PIK3CA p.H1047R", "PTEN deletion")),
+)
+ESMART_ACTIONABLE: tuple[tuple[str, float], ...] = (
+    ("CDKN2A deletion", 4), ("CDK4 amplification", 2), ("CCND2 amplification", 1), ("PIK3CA p.H1047R", 2),
+    ("PTEN deletion", 1.5), ("BRAF p.V600E", 1.5), ("KIAA1549::BRAF", 1.5), ("NF1 p.R1362*", 2),
+    ("KRAS p.G12D", 1), ("BRCA2 p.S1982fs", 1), ("ATM deletion", 1.5), ("ATRX deletion", 2),
+)
+# (DISEASE key, DXTERM as the English CRF writes it, weight); morphology and site from DISEASE.
+ESMART_DISEASES: tuple[tuple[str, str, float], ...] = (
+    ("neuroblastoma", "Neuroblastoma", 8), ("high_grade_glioma", "High-grade glioma", 7),
+    ("medulloblastoma", "Medulloblastoma", 4), ("rhabdomyosarcoma", "Rhabdomyosarcoma", 4),
+    ("osteosarcoma", "Osteosarcoma", 4), ("ewing_sarcoma", "Ewing sarcoma", 3),
+    ("ependymoma", "Ependymoma", 1.5), ("atrt", "Atypical teratoid rhabdoid tumour", 1),
+    ("hepatoblastoma", "Hepatoblastoma", 0.5),
+)
+# SITEID, ISO 3166 alpha-2 country, weight. SDTM writes COUNTRY as alpha-3.
+ESMART_SITES: tuple[tuple[str, str, float], ...] = (
+    ("0101", "FR", 5), ("0102", "FR", 2), ("0103", "FR", 2), ("0201", "GB", 3), ("0202", "GB", 1.5),
+    ("0301", "NL", 3), ("0401", "ES", 2), ("0402", "ES", 1), ("0501", "IT", 2), ("0502", "IT", 1.5),
+    ("0601", "DK", 1), ("0701", "CH", 1),
+)
+ISO3: dict[str, str] = {"FR": "FRA", "GB": "GBR", "NL": "NLD", "ES": "ESP", "IT": "ITA", "DK": "DNK", "CH": "CHE",
+                        "BE": "BEL", "DE": "DEU"}
+AE_BY_DRUG.update({
+    "ribociclib": (("Neutrophil count decreased", "10029366"), ("Electrocardiogram QT prolonged", "10014387")),
+    "olaparib": (("Anaemia", "10002034"), ("Nausea", "10028813")),
+    "ceralasertib": (("Anaemia", "10002034"), ("Platelet count decreased", "10035528")),
+    "samotolisib": (("Hyperglycaemia", "10020635"), ("Diarrhoea", "10012735")),
+    "topotecan": (("Febrile neutropenia", "10016288"),),
+    "irinotecan": (("Diarrhoea", "10012735"),),
+})
+
+# -- crizotinib_imt: crizotinib in ALK/ROS1-rearranged inflammatory myofibroblastic tumour ----
+
+# IMT is 8825/1 (borderline) in ICD-O-3; the rare malignant forms (epithelioid inflammatory
+# myofibroblastic sarcoma) are coded 8825/3. Sites: lung, abdomen/mesentery, bladder, head and neck.
+IMT_VARIANTS: tuple[Variant, ...] = (
+    _v("8825/1", "C34.1", "Inflammatory myofibroblastic tumour of the lung", 4),
+    _v("8825/1", "C34.3", "IMT, lower lobe of the lung", 1.5),
+    _v("8825/1", "C48.1", "Inflammatory myofibroblastic tumour of the mesentery", 3),
+    _v("8825/1", "C49.4", "Abdominal inflammatory myofibroblastic tumour", 2),
+    _v("8825/1", "C67.9", "IMT of the bladder", 1.5),
+    _v("8825/1", "C49.0", "Inflammatory myofibroblastic tumour, head and neck", 1),
+    _v("8825/3", "C48.1", "Epithelioid inflammatory myofibroblastic sarcoma", 1),
+    _v("8825/3", "C49.4", "Inflammatory myofibroblastic sarcoma of the abdomen", 0.5),
+)
+# (5' gene, 3' gene, weight); RANBP2::ALK is the fusion of the epithelioid sarcoma.
+IMT_FUSIONS: tuple[tuple[str, str, float], ...] = (
+    ("TPM3", "ALK", 4), ("TPM4", "ALK", 3), ("CLTC", "ALK", 2), ("RANBP2", "ALK", 1), ("EML4", "ALK", 1),
+    ("TFG", "ROS1", 1), ("YWHAE", "ROS1", 0.5),
+)
+# Site code, ISO 3166 alpha-2 country, weight.
+CRIZOTINIB_SITES: tuple[tuple[str, str, float], ...] = (
+    ("FR-01", "FR", 3), ("FR-02", "FR", 2), ("IT-01", "IT", 3), ("IT-02", "IT", 1.5), ("DE-01", "DE", 2),
+    ("GB-01", "GB", 2), ("NL-01", "NL", 1.5), ("ES-01", "ES", 1), ("BE-01", "BE", 1),
+)
