@@ -1,0 +1,327 @@
+"""The Excel adapter on small workbooks made here (openpyxl .xlsx, a hand-made .ods), shaped like registry forms."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from etl.extract.errors import ExtractError
+from etl.extract.excel import ADAPTER, ExcelOptions, cell_text, column_letter, read_workbook_sheets, stage_workbook
+
+LINEAGE = {"source_file": "imt.xlsx", "source_file_sha256": "0" * 64}
+
+
+def _workbook(tmp_path: Path, sheets: dict[str, list[list[object]]], name: str = "imt.xlsx") -> Path:
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for title, rows in sheets.items():
+        sheet = workbook.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    path = tmp_path / name
+    workbook.save(path)
+    return path
+
+
+def _stage(path: Path, **options: object) -> tuple[dict[str, pd.DataFrame], tuple[str, ...]]:
+    out = path.parent / "staged" / ADAPTER.staged_name("ab" * 32)
+    result = ADAPTER.stage(path, out, ExcelOptions.model_validate(options), LINEAGE)
+    record_sets = ADAPTER.record_sets(out, "ignored")
+    assert result.rows == sum(len(frame) for frame in record_sets.values())
+    return record_sets, result.notices
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return frame.drop(columns=list(LINEAGE)).to_dict("records")
+
+
+ENROLMENT = [
+    ["patient", "birth_date", "enrolled_at", "age", "lvef", "alk_rearranged", "visit_time", "centre"],
+    ["IMT-001", dt.date(2012, 3, 4), dt.datetime(2019, 5, 3, 10, 20, 30), 7, 64.5, True, dt.time(8, 30), "00123"],
+    ["IMT-002", dt.datetime(2010, 1, 2), dt.datetime(2019, 6, 1), 9.0, 0.1 + 0.2, False, None, " Milano "],
+    [],
+    ["IMT-003", None, None, None, None, None, None, "03/05/2019"],
+]
+
+
+def test_types_become_the_text_the_sheet_shows(tmp_path: Path) -> None:
+    record_sets, notices = _stage(_workbook(tmp_path, {"Enrolment": ENROLMENT}))
+    frame = record_sets["Enrolment"]
+    assert list(frame.columns) == [*ENROLMENT[0], "_line", "source_file", "source_file_sha256"]
+    assert _records(frame) == [
+        {"patient": "IMT-001", "birth_date": "2012-03-04", "enrolled_at": "2019-05-03T10:20:30", "age": "7",
+         "lvef": "64.5", "alk_rearranged": "TRUE", "visit_time": "08:30:00", "centre": "00123", "_line": 2},
+        {"patient": "IMT-002", "birth_date": "2010-01-02", "enrolled_at": "2019-06-01", "age": "9",
+         "lvef": "0.3", "alk_rearranged": "FALSE", "visit_time": "", "centre": " Milano ", "_line": 3},
+        {"patient": "IMT-003", "birth_date": "", "enrolled_at": "", "age": "", "lvef": "",
+         "alk_rearranged": "", "visit_time": "", "centre": "03/05/2019", "_line": 5},
+    ]
+    assert frame["_line"].dtype == "int64"
+    assert (frame["source_file_sha256"] == "0" * 64).all()
+    assert notices == ("imt.xlsx: sheet 'Enrolment': 3 rows", "imt.xlsx: sheet 'Enrolment': 1 blank row(s) skipped")
+
+
+def test_one_record_set_per_sheet_in_workbook_order(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"Eligibility": [["patient", "lvef"], ["IMT-001", 64]],
+                                "Response (RECIST)": [["patient", "response"], ["IMT-001", "PR"], ["IMT-002", "SD"]],
+                                "Notes": []})
+    record_sets, notices = _stage(path)
+    assert list(record_sets) == ["Eligibility", "Response (RECIST)"]
+    assert record_sets["Response (RECIST)"]["response"].tolist() == ["PR", "SD"]
+    assert "imt.xlsx: sheet 'Notes' is empty: no record set" in notices
+    staged = tmp_path / "staged" / ("ab" * 32)
+    assert sorted(p.name for p in staged.iterdir()) == ["001.parquet", "002.parquet"]
+    assert [str(t) for t in pq.read_schema(staged / "002.parquet").types] == ["string", "string", "int64",
+                                                                               "string", "string"]
+
+
+def test_sheets_option_reads_only_those(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"Readme": [["This workbook holds", None, "the IMT trial"], [None, "x", "y"]],
+                                "AE": [["patient", "term"], ["IMT-001", "Nausea"]]})
+    record_sets, _notices = _stage(path, sheets=["AE"])
+    assert list(record_sets) == ["AE"]
+    with pytest.raises(ExtractError, match=r"imt\.xlsx: no sheet named 'Adverse events'; expected one of "
+                                           r"'Readme', 'AE' \(the source's `options: sheets:`\)"):
+        _stage(path, sheets=["Adverse events"])
+
+
+def test_header_row_skips_title_rows(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"Follow-up": [["Crizotinib IMT trial: follow-up form"], ["exported 2026-11-30"],
+                                              ["patient", "contact_date"], ["IMT-001", dt.date(2021, 1, 5)]]})
+    record_sets, _notices = _stage(path, header_row=3)
+    assert _records(record_sets["Follow-up"]) == [{"patient": "IMT-001", "contact_date": "2021-01-05", "_line": 4}]
+
+
+def test_header_row_errors_name_sheet_and_row(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"Follow-up": [["patient"], ["IMT-001"]]})
+    with pytest.raises(ExtractError, match=r"sheet 'Follow-up': the header row 5 is past the sheet's last row \(2\)"):
+        _stage(path, header_row=5)
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Follow-up"
+    workbook.active["A3"] = "patient"
+    workbook.active["A4"] = "IMT-001"
+    workbook.save(path)
+    with pytest.raises(ExtractError, match=r"sheet 'Follow-up', row 1: the header row is blank; expected column "
+                                           r"names there \(the first filled row is 3"):
+        _stage(path)
+    assert _records(_stage(path, header_row=3)[0]["Follow-up"]) == [{"patient": "IMT-001", "_line": 4}]
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        ExcelOptions(header_row=0)
+
+
+def test_data_away_from_a1_keeps_sheet_row_numbers_and_cell_names(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "AE"
+    sheet["C3"], sheet["D3"] = "patient", "grade"
+    sheet["C4"], sheet["D4"] = "IMT-001", 2
+    sheet["C6"], sheet["E6"] = "IMT-002", "stray"
+    path = tmp_path / "imt.xlsx"
+    workbook.save(path)
+    with pytest.raises(ExtractError, match=r"imt\.xlsx, sheet 'AE', cell E6: a value \('stray'\) under a header cell "
+                                           r"with no name \(row 3\)"):
+        _stage(path, header_row=3)
+    sheet["E6"] = None
+    workbook.save(path)
+    record_sets, _notices = _stage(path, header_row=3)
+    assert _records(record_sets["AE"]) == [{"patient": "IMT-001", "grade": "2", "_line": 4},
+                                           {"patient": "IMT-002", "grade": "", "_line": 6}]
+
+
+def test_unnamed_empty_columns_and_blank_trailing_rows_are_dropped(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Diagnosis"
+    sheet.append(["patient", None, "morphology", None])
+    sheet.append(["IMT-001", None, "8825/1", None])
+    sheet.append(["IMT-002", "  ", "8825/3", None])
+    sheet["A10"] = "   "  # a blank cell somebody typed a space into, past the data
+    sheet["D12"] = " "  # so does a space past the data, in a column with no name
+    path = tmp_path / "imt.xlsx"
+    workbook.save(path)
+    record_sets, notices = _stage(path)
+    assert _records(record_sets["Diagnosis"]) == [{"patient": "IMT-001", "morphology": "8825/1", "_line": 2},
+                                                  {"patient": "IMT-002", "morphology": "8825/3", "_line": 3}]
+    assert "imt.xlsx: sheet 'Diagnosis': column(s) B, D have no name and no value: left out" in notices
+    assert any(n.startswith("imt.xlsx: sheet 'Diagnosis': ") and "blank row(s) skipped" in n for n in notices)
+
+
+def test_repeated_or_reserved_header_names_are_errors(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"AE": [["patient", "grade", "grade"], ["IMT-001", 1, 2]]})
+    with pytest.raises(ExtractError, match=r"imt\.xlsx, sheet 'AE', cell C1: the header repeats 'grade' \(column B\); "
+                                           "expected unique column names"):
+        _stage(path)
+    path = _workbook(tmp_path, {"AE": [["patient", "_line"], ["IMT-001", 1]]})
+    with pytest.raises(ExtractError, match=r"cell B1: the header is '_line', a name the reader reserves"):
+        _stage(path)
+    path = _workbook(tmp_path, {"AE": [["patient", "source_file"], ["IMT-001", "x.xlsx"]]})
+    with pytest.raises(ExtractError, match=r"sheet 'AE': column\(s\) \['source_file'\] clash with the lineage"):
+        _stage(path)
+
+
+def test_header_names_are_trimmed_and_line_breaks_become_spaces(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"Eligibility": [[" patient ", "LVEF\n(%)", 2019], ["IMT-001", 64, "yes"]]})
+    frame = _stage(path)[0]["Eligibility"]
+    assert list(frame.columns)[:3] == ["patient", "LVEF (%)", "2019"]
+
+
+def test_merged_cells_keep_the_value_top_left(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Treatment"
+    for row in (["patient", "drug", "cycle"], ["IMT-001", "crizotinib", 1], [None, None, 2]):
+        sheet.append(row)
+    sheet.merge_cells("A2:A3")
+    sheet.merge_cells("B2:B3")
+    path = tmp_path / "imt.xlsx"
+    workbook.save(path)
+    record_sets, notices = _stage(path)
+    assert _records(record_sets["Treatment"]) == [
+        {"patient": "IMT-001", "drug": "crizotinib", "cycle": "1", "_line": 2},
+        {"patient": "", "drug": "", "cycle": "2", "_line": 3}]
+    assert ("imt.xlsx: sheet 'Treatment': merged cells A2:A3, B2:B3: the value is in the top-left cell only, "
+            "the others are empty") in notices
+
+
+def test_hidden_sheets_are_read_and_said(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {"AE": [["patient"], ["IMT-001"]], "Lists": [["code"], ["CR"], ["PR"]]})
+    workbook = openpyxl.load_workbook(path)
+    workbook["Lists"].sheet_state = "hidden"
+    workbook.save(path)
+    assert read_workbook_sheets(path) == [("AE", False), ("Lists", True)]
+    _record_sets, notices = _stage(path)
+    assert "imt.xlsx: sheet 'Lists': 2 rows (a hidden sheet)" in notices
+
+
+def test_small_chunks_give_the_same_rows(tmp_path: Path) -> None:
+    rows: list[list[object]] = [["patient", "visit"]]
+    rows += [[f"IMT-{i:03d}", dt.date(2020, 1, 1) + dt.timedelta(days=i)] for i in range(7)]
+    rows.insert(4, [])
+    path = _workbook(tmp_path, {"Visits": rows})
+    expected = _records(_stage(path)[0]["Visits"])
+    for chunk_rows in (1, 2, 3, 7):
+        out = tmp_path / f"chunked-{chunk_rows}"
+        stage_workbook(path, out, lineage=LINEAGE, chunk_rows=chunk_rows)
+        assert _records(ADAPTER.record_sets(out, "x")["Visits"]) == expected
+    assert [r["_line"] for r in expected] == [2, 3, 4, 6, 7, 8, 9]
+
+
+def test_header_only_sheet_is_an_empty_record_set(tmp_path: Path) -> None:
+    record_sets, notices = _stage(_workbook(tmp_path, {"AE": [["patient", "term"]]}))
+    assert record_sets["AE"].empty
+    assert list(record_sets["AE"].columns) == ["patient", "term", "_line", "source_file", "source_file_sha256"]
+    assert "imt.xlsx: sheet 'AE': 0 rows" in notices
+
+
+def _ods(path: Path) -> Path:
+    cell = '<table:table-cell office:value-type="{}" {}><text:p>{}</text:p></table:table-cell>'
+    header = "".join(cell.format("string", "", name) for name in ("patient", "visit", "alive"))
+    values = (cell.format("float", 'office:value="7"', "7") + cell.format("date", 'office:date-value="2020-02-29"', "")
+              + cell.format("boolean", 'office:boolean-value="true"', "TRUE"))
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Follow up">'
+        f"<table:table-row>{header}</table:table-row><table:table-row>{values}</table:table-row>"
+        "</table:table></office:spreadsheet></office:body></office:document-content>")
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/></manifest:manifest>')
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_opendocument_spreadsheet(tmp_path: Path) -> None:
+    record_sets, _notices = _stage(_ods(tmp_path / "registry.ods"))
+    assert _records(record_sets["Follow up"]) == [{"patient": "7", "visit": "2020-02-29", "alive": "TRUE", "_line": 2}]
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"patient;visit\nIMT-001;2020-01-01\n", r"not an Excel or OpenDocument workbook: it is plain text \(a CSV"),
+    (b"<html><body><table><tr><td>patient</td></tr></table></body></html>",
+     r"not an Excel or OpenDocument workbook: it is an HTML page \(a web application's 'Excel export'\?\)"),
+    (b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!000000000000000000000000000000  ",
+     r"not an Excel or OpenDocument workbook: its first bytes are those of a SAS transport file \(\.xpt\)"),
+    (b"", r"not an Excel or OpenDocument workbook: the file is empty"),
+])
+def test_not_a_workbook(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "imt.xls"
+    path.write_bytes(content)
+    with pytest.raises(ExtractError, match=r"imt\.xls: " + expected):
+        _stage(path)
+    assert not (tmp_path / "staged").exists() or list((tmp_path / "staged").iterdir()) == []
+
+
+def test_a_zip_that_is_not_a_workbook_and_a_truncated_workbook(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "export.xlsx", "w") as archive:
+        archive.writestr("AE.csv", "patient,term\nIMT-001,Nausea\n")
+    with pytest.raises(ExtractError, match=r"export\.xlsx: not a readable workbook: a zip archive that calamine "
+                                           r"cannot read as one \(.*\); expected a complete"):
+        _stage(tmp_path / "export.xlsx")
+    path = _workbook(tmp_path, {"AE": ENROLMENT})
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ExtractError, match=r"imt\.xlsx: not a readable workbook"):
+        _stage(path)
+
+
+def test_a_failing_sheet_leaves_no_half_workbook(tmp_path: Path) -> None:
+    good = _workbook(tmp_path, {"AE": [["patient"], ["IMT-001"]]}, name="good.xlsx")
+    bad = _workbook(tmp_path, {"AE": [["patient"], ["IMT-001"]], "RS": [["patient", "patient"], ["IMT-001", "x"]]},
+                    name="bad.xlsx")
+    staged_dir = tmp_path / "staged"
+    with pytest.raises(ExtractError, match="header repeats 'patient'"):
+        stage_workbook(bad, staged_dir / "workbook", lineage=LINEAGE)
+    assert list(staged_dir.iterdir()) == []
+    stage_workbook(good, staged_dir / "workbook", lineage=LINEAGE)
+    with pytest.raises(ExtractError):
+        stage_workbook(bad, staged_dir / "workbook", lineage=LINEAGE)
+    assert [p.name for p in staged_dir.iterdir()] == ["workbook"]
+    assert list(ADAPTER.record_sets(staged_dir / "workbook", "x")) == ["AE"]
+
+
+def test_restaging_replaces_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "staged" / "workbook"
+    first = _workbook(tmp_path, {"AE": [["patient"], ["IMT-001"]], "RS": [["patient"], ["IMT-001"]]}, name="a.xlsx")
+    stage_workbook(first, out, lineage=LINEAGE)
+    second = _workbook(tmp_path, {"AE": [["patient"], ["IMT-002"]]}, name="b.xlsx")
+    stage_workbook(second, out, lineage=LINEAGE)
+    assert ADAPTER.record_sets(out, "x")["AE"]["patient"].tolist() == ["IMT-002"]
+    assert list(ADAPTER.record_sets(out, "x")) == ["AE"]
+    assert [p.name for p in out.parent.iterdir()] == ["workbook"]
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("x", "x"), (3.0, "3"), (-0.0, "0"), (64.5, "64.5"), (0.1 + 0.2, "0.3"), (1e-7, "0.0000001"),
+    (1.5e20, "150000000000000000000"), (12, "12"), (True, "TRUE"), (False, "FALSE"), (None, ""),
+    (dt.date(2019, 5, 3), "2019-05-03"), (dt.datetime(2019, 5, 3, 10, 20, 30), "2019-05-03T10:20:30"),
+    (dt.datetime(2019, 5, 3, 10, 20, 30, 100_000), "2019-05-03T10:20:30.100"), (dt.time(8, 30), "08:30:00"),
+    (dt.timedelta(hours=30, minutes=5), "30:05:00"), (dt.timedelta(seconds=-90), "-00:01:30"),
+])
+def test_cell_text(value: object, text: str) -> None:
+    assert cell_text(value) == text
+
+
+def test_column_letters() -> None:
+    assert [column_letter(i) for i in (0, 25, 26, 27, 701, 702)] == ["A", "Z", "AA", "AB", "ZZ", "AAA"]
+
+
+def test_adapter_contract() -> None:
+    assert ADAPTER.format == "excel"
+    assert not ADAPTER.one_record_set_per_file
+    assert {".xlsx", ".xls", ".ods"} <= set(ADAPTER.suffixes)
+    assert ADAPTER.staged_name("ab" * 32) == "ab" * 32
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        ExcelOptions.model_validate({"delimiter": ";"})
