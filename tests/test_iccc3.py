@@ -127,3 +127,35 @@ def test_classify_frame_names_the_row_of_an_invalid_code():
 def test_is_very_rare(morphology, topography, very_rare):
     cls = iccc3.classify(morphology, None, topography)
     assert iccc3.is_very_rare(cls, morphology) is very_rare
+
+
+# -- inflammatory myofibroblastic tumour (the crizotinib trial) ----------------------------------
+
+@pytest.mark.parametrize("topography", ["C34.1", "C48.1", "C49.4", "C67.9", "C49.0"])
+def test_imt_8825_3_is_classified_by_the_iarc_table_itself(topography):
+    cls = iccc3.classify("8825/3", None, topography)
+    assert (cls.code, cls.extended, cls.group, cls.subgroup) == ("092", "056", "IX", "IX(b)")
+    assert cls.name == "Fibroblastic and myofibroblastic tumors" and cls.extension is None
+    assert iccc3.classify("8825/3", None, topography, extensions=False) == cls
+
+
+@pytest.mark.parametrize("topography", ["C34.1", "C48.1", "C49.4", "C67.9", "C49.0"])
+def test_imt_8825_1_gets_its_malignant_counterpart_class_flagged_as_an_extension(topography):
+    assert iccc3.classify("8825", "1", topography, extensions=False).code == iccc3.NOT_CLASSIFIED
+    cls = iccc3.classify("8825", "1", topography)
+    assert (cls.code, cls.extended, cls.group, cls.subgroup) == ("092", "056", "IX", "IX(b)")
+    assert cls.extension is not None and "8825/1" in cls.extension and "extension" in cls.extension
+    assert not iccc3.is_very_rare(cls, "8825")
+
+
+def test_only_listed_codes_are_extended():
+    assert set(iccc3.EXTENSIONS) == {("8825", "1")}
+    assert iccc3.classify("8960", "1", "C64.9").code == iccc3.NOT_CLASSIFIED  # other /1 codes stay out
+    assert iccc3.classify("8825", "0", "C34.1").code == iccc3.NOT_CLASSIFIED  # a benign myofibroblastoma too
+
+
+def test_classify_frame_applies_the_extension_unless_switched_off():
+    diagnosis = pd.DataFrame({"icdo3_morphology": ["8825", "8825"], "icdo3_behaviour": ["1", "3"],
+                              "icdo3_topography": ["C48.1", "C48.1"]})
+    assert iccc3.classify_frame(diagnosis)["iccc3_code"].tolist() == ["092", "092"]
+    assert iccc3.classify_frame(diagnosis, extensions=False)["iccc3_code"].tolist() == ["999", "092"]

@@ -20,6 +20,17 @@ Gotchas of the format:
 - `Sites OUT`/`Hist OUT` are empty in this table; a table that uses them is rejected rather
   than misread.
 
+Extensions (`EXTENSIONS`): ICCC-3 classifies malignant tumours (behaviour /3, and /0-/1 only for
+intracranial and intraspinal tumours), so a borderline tumour that paediatric oncology treats as a
+cancer falls out as 999. Where a study enrols such a tumour, it is classified with its malignant
+counterpart of the same histology, and the class says so (`Iccc3Class.extension`, the reason); the
+IARC table itself is never edited. `classify(..., extensions=False)` gives the table's answer alone.
+- 8825/1, inflammatory myofibroblastic tumour (IMT): the IARC 2017 table puts 8825/3
+  (myofibroblastic sarcoma, epithelioid inflammatory myofibroblastic sarcoma) in IX(b)
+  "Fibrosarcomas, peripheral nerve sheath tumors and other fibrous neoplasms", extended 056
+  "Fibroblastic and myofibroblastic tumors", at every site; 8825/1 gets that class too, as the
+  crizotinib trial in ALK/ROS1-rearranged IMT (and the EpSSG soft-tissue sarcoma protocols) treat it.
+
 Very rare tumours (`is_very_rare`): the paediatric definition of the European EXPeRT group and
 the Joint Action on Rare Cancers (incidence < 2 per million per year; Ferrari A et al., Eur J
 Cancer 2019;110:120-6). This is a maintained list, not read from a table: every tumour in ICCC-3
@@ -32,7 +43,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -77,6 +88,24 @@ class Iccc3Class:
     group: str | None  # main group "I".."XII"; None for 999
     subgroup: str | None  # "I(a)", "V" for retinoblastoma (no subgroups); None for 999
     name: str  # Group Name of the matching row
+    extension: str | None = None  # why, when the class comes from EXTENSIONS and not from the IARC table
+
+
+@dataclass(frozen=True)
+class Iccc3Extension:
+    """A (histology, behaviour) the IARC table leaves out, classified as the same histology with another behaviour."""
+
+    histology: str
+    behaviour: str
+    classified_as_behaviour: str
+    reason: str
+
+
+EXTENSIONS: dict[tuple[str, str], Iccc3Extension] = {(e.histology, e.behaviour): e for e in (
+    Iccc3Extension("8825", "1", "3",
+                   "RTW extension: inflammatory myofibroblastic tumour 8825/1 classified with 8825/3 "
+                   "(ICCC-3 IARC 2017 leaves behaviour /1 out)"),
+)}
 
 
 @dataclass(frozen=True)
@@ -188,16 +217,26 @@ def default_table() -> Iccc3Table:
     return load_iccc3_table()
 
 
-def classify(histology: str, behaviour: str | None, topography: str, table: Iccc3Table | None = None) -> Iccc3Class:
+def classify(histology: str, behaviour: str | None, topography: str, table: Iccc3Table | None = None,
+             *, extensions: bool = True) -> Iccc3Class:
     """ICCC-3 class of one tumour; `histology` may carry the behaviour (`9510/3`), topography may be undotted.
 
-    Returns the 999 class when no rule matches; raises `IcdO3Error` on an invalid or behaviour-less code.
+    Returns the 999 class when no rule (nor, with `extensions`, an extension) matches; raises
+    `IcdO3Error` on an invalid or behaviour-less code.
     """
     morphology = parse_morphology(histology, behaviour)
     if morphology.behaviour is None:
         raise IcdO3Error(f"morphology '{histology}': a behaviour (0-3) is needed to classify under ICCC-3 IARC 2017")
     site = int(parse_topography(topography)[1:].replace(".", ""))
-    return (table or default_table()).lookup(morphology.histology, morphology.behaviour, site)
+    table = table or default_table()
+    found = table.lookup(morphology.histology, morphology.behaviour, site)
+    extension = EXTENSIONS.get((morphology.histology, morphology.behaviour)) if extensions else None
+    if found.code != NOT_CLASSIFIED or extension is None:
+        return found
+    counterpart = table.lookup(morphology.histology, extension.classified_as_behaviour, site)
+    if counterpart.code == NOT_CLASSIFIED:
+        return found
+    return replace(counterpart, extension=extension.reason)
 
 
 def is_very_rare(cls: Iccc3Class, histology: str) -> bool:
@@ -214,9 +253,13 @@ def classify_frame(
     behaviour: str | None = "icdo3_behaviour",
     topography: str = "icdo3_topography",
     table: Iccc3Table | None = None,
+    extensions: bool = True,
 ) -> pd.DataFrame:
     """ICCC-3 columns for each diagnosis row (same index); rows missing any input get NA, not 999.
 
+    `extensions` as in `classify`: the frame has no column saying a row was classified through one
+    (core.diagnosis has none); which codes are is `EXTENSIONS`, so an analyst can filter on
+    icdo3_morphology/icdo3_behaviour.
     `behaviour=None` when the histology column carries it (`9510/3`). Invalid codes raise
     `IcdO3Error` naming the row: validate them upstream (harmonise quarantines them).
     """
@@ -228,7 +271,7 @@ def classify_frame(
             df.index, df[histology], behaviours, df[topography]):
         key = (_text(raw_histology), _text(raw_behaviour), _text(raw_topography))
         if key not in cache:  # ~10^5 diagnoses share a few hundred distinct codes
-            cache[key] = _classify_row(label, *key, table)
+            cache[key] = _classify_row(label, *key, table, extensions)
         rows.append(cache[key])
     out = pd.DataFrame(rows, index=df.index, columns=FRAME_COLUMNS, dtype=object)
     out["is_very_rare"] = out["is_very_rare"].astype("boolean")
@@ -236,14 +279,14 @@ def classify_frame(
 
 
 def _classify_row(label: Any, histology: str | None, behaviour: str | None, topography: str | None,
-                  table: Iccc3Table) -> tuple[Any, ...]:
+                  table: Iccc3Table, extensions: bool) -> tuple[Any, ...]:
     if histology is None or topography is None:
         return None, None, None, None, pd.NA
     try:
         morphology = parse_morphology(histology, behaviour)
         if morphology.behaviour is None:
             return None, None, None, None, pd.NA
-        cls = classify(morphology.histology, morphology.behaviour, topography, table)
+        cls = classify(morphology.histology, morphology.behaviour, topography, table, extensions=extensions)
     except IcdO3Error as exc:
         raise IcdO3Error(f"row {label!r}: {exc}") from exc
     return cls.code, cls.extended, cls.group, cls.subgroup, is_very_rare(cls, morphology.histology)
