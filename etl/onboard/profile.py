@@ -205,6 +205,10 @@ def _percent(share: float) -> str:
     return f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
 
 
+def _codes_detail(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None) -> ColumnProfile:
     """Infer a column's type and summarise its values; rare and identifying values are not kept."""
     counts, nulls = _non_empty_counts(values)
@@ -247,12 +251,12 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
             kind = "integer"
             longest = max(len(v) for v in counts)
             if distinct <= 10 and longest <= 2 and distinct * 3 <= filled and not identifying:
-                kind, detail = "code", f"{distinct} integer codes"
+                kind, detail = "code", _codes_detail(distinct, "integer code")
         repeats = distinct * 3 <= filled  # a code list is short and its values come back
         if kind == "text" and not identifying and distinct <= CODE_VALUES and max(map(len, counts)) <= 40 and repeats:
-            kind, detail = "code", f"{distinct} codes"
+            kind, detail = "code", _codes_detail(distinct, "code")
     if info is not None and info.codes and kind in ("text", "integer"):
-        kind, detail = "code", f"{distinct} codes (code list of {len(info.codes)})"
+        kind, detail = "code", f"{_codes_detail(distinct, 'code')} (code list of {len(info.codes)})"
 
     hidden: str | None = None
     if kind == "date":

@@ -115,10 +115,10 @@ def _sas_details(path: Path) -> FormatDetails:
     formats: dict[str, Any] = dict(_attribute(metadata, "column_formats", "formats") or {})
     columns = {str(name): ColumnInfo(label=labels.get(name) or None, declared_type=formats.get(name) or None)
                for name in {*labels, *formats}}
-    notes = [f"{len(columns)} variables with labels/formats"]
+    notes: list[str] = []  # the adapter's own notices list every label and format
     table_label = _attribute(metadata, "table_label", "file_label")
     if table_label:
-        notes.insert(0, f"dataset label {table_label!r}")
+        notes.append(f"dataset label {table_label!r}")
     encoding = _attribute(metadata, "file_encoding", "encoding")
     if encoding:
         notes.append(f"encoding {encoding}")
