@@ -197,16 +197,35 @@ def airflow(home: HomeOption = None) -> None:
 
 
 # -- onboarding a new source: profile -> scaffold -> edit -> check -> run ----------------------
+ReaderOptions = Annotated[list[str] | None, typer.Option(
+    "--option", help="A reader option of the file's format, KEY=VALUE (repeatable), e.g. header_row=2 "
+                     "(Excel) or encoding=cp1252 (CSV)")]
+
+
+def _reader_options(given: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in given or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            _fail(f"--option {item!r}: expected KEY=VALUE, e.g. header_row=2")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None  # 2 -> int, [A, B] -> list
+    return options
+
+
 @app.command()
 def profile(file: Annotated[Path, typer.Argument(help="An export file of any supported format")],
             home: HomeOption = None,
             html: Annotated[Path | None, typer.Option("--html", help="HTML page to write (default: "
-                                                      "<home>/reports/profiles/<file stem>.html)")] = None) -> None:
+                                                      "<home>/reports/profiles/<file stem>.html)")] = None,
+            option: ReaderOptions = None) -> None:
     """Describe an export file before any mapping exists (terminal tables and an HTML page).
 
     Per record set and column: inferred type, share empty, distinct count and frequent values; values
     seen fewer than 5 times are masked. Nothing is written to the warehouse.
     """
+    from etl.extract.adapter import adapter_for_file
     from etl.extract.errors import ExtractError
     from etl.onboard.pages import profile_tables, write_profile_page
     from etl.onboard.profile import profile_file
@@ -215,7 +234,9 @@ def profile(file: Annotated[Path, typer.Argument(help="An export file of any sup
     if not file.is_file():
         _fail(f"{file}: no such file")
     try:
-        result = profile_file(read_file(file))
+        adapter = adapter_for_file(file)
+        options = adapter.Options.model_validate(_reader_options(option))
+        result = profile_file(read_file(file, adapter, options=options))
     except (ExtractError, ValueError) as exc:
         _fail(str(exc))
     console.print(profile_tables(result))
@@ -250,7 +271,8 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
                                                            "(default: from the file name)")] = None,
              out: Annotated[Path | None, typer.Option("--out", help="Where to write the draft "
                                                       "(default: sources/<id>.yaml; '-' prints it)")] = None,
-             force: Annotated[bool, typer.Option("--force", help="Replace an existing mapping file")] = False) -> None:
+             force: Annotated[bool, typer.Option("--force", help="Replace an existing mapping file")] = False,
+             option: ReaderOptions = None) -> None:
     """Draft a mapping from a file (or an ODM's metadata), with TODOs for what only you can decide."""
     from etl.config import SOURCES_DIR
     from etl.extract.errors import ExtractError
@@ -260,7 +282,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
     try:
-        draft = draft_mapping(read_sources(files, source_id))
+        draft = draft_mapping(read_sources(files, source_id, _reader_options(option)))
     except (ExtractError, ValueError) as exc:
         _fail(str(exc))
     if out is not None and str(out) == "-":

@@ -337,7 +337,11 @@ def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], convert:
         failed = sum(failing.values())
         filled = sum(counts.values())
         private = name in PRIVATE_FIELDS
-        shown = [_shown(v, n, private) for v, n in sorted(failing.items(), key=lambda item: -item[1])[:EXAMPLES]]
+        # Rare or private values are grouped by shape, so a shape is counted once with all its values.
+        grouped: Counter[str] = Counter()
+        for value, count in failing.items():
+            grouped[_shown(value, count, private).rsplit(" ×", 1)[0]] += count
+        shown = [f"{text} ×{count}" for text, count in grouped.most_common(EXAMPLES)]
         rare = raw.isin([v for v, n in failing.items() if n < MIN_SHOWN or private])
         places = f"; at {_some(_places(frame, rare))}" if bool(rare.any()) else ""
         what = _failure_kind(spec)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +56,8 @@ class DraftSource:
     files: Sequence[FileRead]
     profiles: Sequence[FileProfile]
     format_lists: bool = False  # the mapping model accepts a list of date formats per field
+    record_keys: bool = False  # the mapping model accepts a record key per record set
+    given_options: Mapping[str, object] = field(default_factory=dict)  # reader options the user gave
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,22 @@ def _affixes(names: Sequence[str]) -> tuple[str, str]:
     return prefix, suffix[cut:]
 
 
+def _pattern_part(text: str) -> str:
+    """Literal text of file names as regex, an export date in it matching any date."""
+    pieces = re.split(r"(\d{6,})", text)
+    return "".join(r"\d{6,}" if i % 2 else re.escape(piece) for i, piece in enumerate(pieces))
+
+
+def _glob_part(text: str) -> str:
+    return re.sub(r"\d{6,}", "*", text)
+
+
 def _record_set_pattern(names: Sequence[str]) -> str:
     """A `record_set_from_file` regex whose group is the part of the names that differs."""
     prefix, suffix = _affixes(names)
     dated = any(_DATE_RUN.search(n[len(prefix): len(n) - len(suffix)]) for n in names)
     date_part = r"(?:[_\-]?\d{6,})?" if dated else ""
-    return f"{re.escape(prefix)}(?P<record_set>[A-Za-z0-9]+?){date_part}{re.escape(suffix)}"
+    return f"{_pattern_part(prefix)}(?P<record_set>[A-Za-z0-9]+?){date_part}{_pattern_part(suffix)}"
 
 
 def record_set_names(names: Sequence[str], one_record_set_per_file: bool) -> dict[str, str | None]:
@@ -132,7 +144,7 @@ def file_layout(names: Sequence[str], one_record_set_per_file: bool) -> list[str
                          "  # per-form exports (one file a form): use record_set_from_file instead")
         return lines
     prefix, suffix = _affixes(names)
-    lines = [f"files: {_q(prefix + '*' + suffix)}"]
+    lines = [f"files: {_q(_glob_part(prefix) + '*' + _glob_part(suffix))}"]
     if one_record_set_per_file:
         lines.append(f"record_set_from_file: '{_record_set_pattern(names)}'")
     return lines
@@ -161,19 +173,52 @@ def choose_patient_key(record_sets: Sequence[RecordSetProfile]) -> str | None:
     return max(seen, key=lambda name: (seen[name], -len(name))) if seen else None
 
 
-def choose_record_key(frames: Mapping[str, pd.DataFrame], patient_key: str | None) -> str | None:
-    """A column that, with the patient key, identifies each record of every record set."""
+def _unique_with(frame: pd.DataFrame, columns: list[str]) -> bool:
+    # A few repeats are duplicates the nightly run quarantines, not a sign of the wrong key.
+    return bool(frame.duplicated(columns).sum() <= DUPLICATES_TOLERATED * len(frame))
+
+
+def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | None) -> dict[str, str | None]:
+    """Per record set, a record key template that identifies each record of a patient (None: none found).
+
+    One column shared by every record set (RECORDNO) is preferred; else each record set gets its own
+    (SDTM's AESEQ, EXSEQ), or just its name where a patient has one record (DM).
+    """
     if patient_key is None or not frames:
-        return None
-    shared: set[str] | None = None
-    for frame in frames.values():
-        candidates = {c for c in data_columns(frame) if c != patient_key and _RECORD_NO.search(c)}
-        # A few repeats are duplicates the nightly run quarantines, not a sign of the wrong key.
-        tolerated = DUPLICATES_TOLERATED * len(frame)
-        unique = {c for c in candidates
-                  if patient_key in frame and frame.duplicated([patient_key, c]).sum() <= tolerated}
-        shared = unique if shared is None else shared & unique
-    return min(shared, key=len) if shared else None
+        return dict.fromkeys(frames)
+    unique: dict[str, set[str]] = {}
+    for name, frame in frames.items():
+        candidates = [c for c in data_columns(frame) if c != patient_key and _RECORD_NO.search(c)]
+        unique[name] = {c for c in candidates if patient_key in frame and _unique_with(frame, [patient_key, c])}
+    shared = set.intersection(*unique.values())
+    if shared:
+        column = min(shared, key=len)
+        return dict.fromkeys(frames, "{record_set}[{" + column + "}]")
+    keys: dict[str, str | None] = {}
+    for name, frame in frames.items():
+        if patient_key in frame and _unique_with(frame, [patient_key]):
+            keys[name] = "{record_set}"
+        elif unique[name]:
+            keys[name] = "{record_set}[{" + min(unique[name], key=len) + "}]"
+        else:
+            keys[name] = None
+    return keys
+
+
+def _record_key_lines(keys: Mapping[str, str | None], per_record_set: bool, mapped: set[str]) -> list[str]:
+    """`record_key:` (and `record_keys:` per record set) lines. A record set may only be given its own
+    key once it is mapped, so the others' keys are drafted as comments to uncomment with their table."""
+    found = {k for k in keys.values() if k is not None}
+    fallback = '"{record_set}[{_line}]"  # TODO: columns that identify a record of a patient ' \
+               "(line numbers change between exports)"
+    if len(found) == 1 and None not in keys.values():
+        return [f"record_key: {_q(found.pop())}  # TODO: check: unique per patient"]
+    if not found or not per_record_set:
+        return [f"record_key: {fallback}"]
+    own = [f"  {_q(name)}: {_q(key)}" for name, key in keys.items() if key is not None and name in mapped]
+    later = [f"  # {_q(name)}: {_q(key)}" for name, key in keys.items() if key is not None and name not in mapped]
+    note = "  # TODO: check: each unique per patient; uncomment a record set's key when you map it"
+    return [f"record_key: {fallback}", f"record_keys:{note}" if own else f"record_keys: {{}}{note}", *own, *later]
 
 
 def _date_formats(column: ColumnProfile) -> list[str]:
@@ -259,26 +304,32 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
     return "{" + ", ".join(parts) + "}", "; ".join(n for n in notes if n)
 
 
-def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str | None) -> tuple[list[str], int]:
+def _patient_record_set(draft: DraftSource, patient_key: str | None) -> str:
+    """The record set holding the patient key and the most columns named like patient fields."""
     columns = _columns(draft)
     candidates = [name for name, cols in columns.items() if patient_key is None or patient_key in cols]
-    best = max(candidates or list(columns), key=lambda rs: sum(
+    return max(candidates or list(columns), key=lambda rs: sum(
         any(p.search(c) for c in columns[rs]) for p in _PATIENT_FIELDS.values()), default="TODO")
+
+
+def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str | None) -> tuple[list[str], int]:
+    columns = _columns(draft)
+    best = _patient_record_set(draft, patient_key)
     lines = ["patient:", f"  from: {_q(best)}  # TODO: check: the record set with one record per patient",
              "  fields:"]
     todos = 1
     chosen = 0
-    for field, pattern in _PATIENT_FIELDS.items():
+    for core_field, pattern in _PATIENT_FIELDS.items():
         match = next((c for name, c in columns.get(best, {}).items() if pattern.search(name)
-                      and (field != "birth_date" or c.kind == "date")), None)
+                      and (core_field != "birth_date" or c.kind == "date")), None)
         if match is None:
-            lines.append(f"    # TODO: {field}: {{column: ...}}")
+            lines.append(f"    # TODO: {core_field}: {{column: ...}}")
             todos += 1
             continue
-        spec, note = field_line(match, main_format, draft.format_lists, sex=field == "sex")
-        if field in ("centre_id", "country", "eupid"):  # plain text, whatever their values look like
+        spec, note = field_line(match, main_format, draft.format_lists, sex=core_field == "sex")
+        if core_field in ("centre_id", "country", "eupid"):  # plain text, whatever their values look like
             spec, note = "{" + f"column: {_q(match.name)}, case: upper" + "}", match.label or ""
-        lines.append(f"    {field}: {spec}  # TODO: check{'; ' + note if note else ''}")
+        lines.append(f"    {core_field}: {spec}  # TODO: check{'; ' + note if note else ''}")
         todos += 1
         chosen += 1
     if not chosen:
@@ -318,10 +369,12 @@ def draft_mapping(draft: DraftSource) -> Draft:
              'title: "TODO: the name of the study or registry"  # TODO',
              f"format: {draft.format}"]
     lines += file_layout(names, draft.one_record_set_per_file)
-    options = {k: v for k, v in (("encoding", details.encoding), ("delimiter", details.delimiter),
-                                 ("decimal", details.decimal)) if v and k in draft.reader_options}
+    options: dict[str, object] = {k: v for k, v in (("encoding", details.encoding), ("delimiter", details.delimiter),
+                                                    ("decimal", details.decimal)) if v and k in draft.reader_options}
+    options.update(draft.given_options)
     if options:
-        lines.append("options: {" + ", ".join(f"{k}: {_q(v)}" for k, v in options.items()) + "}  # detected")
+        listed = ", ".join(f"{k}: {_q(v)}" for k, v in options.items())
+        lines.append(f"options: {{{listed}}}  # detected, or given with --option")
     if details.decimal and details.decimal != ".":
         lines.append(f"decimal: {_q(details.decimal)}  # decimal mark of the numbers")
     if main_format:
@@ -335,12 +388,8 @@ def draft_mapping(draft: DraftSource) -> Draft:
     todos += 1
     has_odm_keys = all(any(k in rs_cols for k in _ODM_DEFAULT_KEYS) for rs_cols in _columns(draft).values())
     if not has_odm_keys:
-        record_no = choose_record_key(frames, patient_key)
-        if record_no is not None:
-            lines.append(f"record_key: {_q('{record_set}[{' + record_no + '}]')}  # TODO: check: unique per patient")
-        else:
-            lines.append('record_key: "{record_set}[{_line}]"  # TODO: columns that identify a record of a patient '
-                         "(line numbers change between exports)")
+        lines += _record_key_lines(choose_record_keys(frames, patient_key), draft.record_keys,
+                                   {_patient_record_set(draft, patient_key)})
         todos += 1
     lines.append("")
     block, patient_todos = _patient_block(draft, patient_key, main_format)
@@ -375,11 +424,13 @@ def format_lists_supported() -> bool:
 
 
 # -- edges: reading the files, validating the draft -----------------------------------------------
-def read_sources(paths: Sequence[Path], source_id: str | None = None) -> DraftSource:
+def read_sources(paths: Sequence[Path], source_id: str | None = None,
+                 options: Mapping[str, object] | None = None) -> DraftSource:
     """Read and profile the files of a new source (all of one format) for `draft_mapping`."""
     from etl.extract.adapter import adapter_for_file
     from etl.onboard.profile import profile_file
     from etl.onboard.reading import read_file
+    from etl.transform.mapping import SourceMapping
 
     adapters = {adapter_for_file(p).format: adapter_for_file(p) for p in paths}
     if len(adapters) != 1:
@@ -387,13 +438,16 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None) -> DraftSo
                          "a source sends one format: scaffold each separately")
     adapter = next(iter(adapters.values()))
     names = record_set_names([p.name for p in paths], adapter.one_record_set_per_file)
-    reads = [read_file(p, adapter, record_set=names[p.name]) for p in paths]
+    given = dict(options or {})
+    reader_options = adapter.Options.model_validate(given)
+    reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
     common = _affixes([p.name for p in paths])[0] if len(paths) > 1 else paths[0].name
     return DraftSource(
         source_id=source_id or source_id_from(common or paths[0].name), format=adapter.format,
         one_record_set_per_file=adapter.one_record_set_per_file,
         reader_options=frozenset(adapter.Options.model_fields), files=reads,
-        profiles=[profile_file(r) for r in reads], format_lists=format_lists_supported())
+        profiles=[profile_file(r) for r in reads], format_lists=format_lists_supported(),
+        record_keys="record_keys" in SourceMapping.model_fields, given_options=given)
 
 
 def validate_draft(draft: Draft) -> list[str]:
