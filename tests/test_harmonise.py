@@ -126,7 +126,7 @@ def _with(**changes: object) -> SourceMapping:
 
 
 def test_an_ignored_record_set_is_neither_loaded_nor_quarantined_and_its_rows_are_counted_in_a_notice():
-    mapping = _with(ignore=["AUDIT"])
+    mapping = _with(ignore=["AUD*"])
     audit = _frame([CLEAN, {**CLEAN, "rid": "2"}]).assign(source_file="audit.csv")
     result = harmonise_source(mapping, {"REG": _frame([CLEAN]), "AUDIT": audit}, KEY, "run-1")
     assert result.rejections.empty and set(result.records.record_set) == {"REG"}

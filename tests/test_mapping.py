@@ -117,6 +117,7 @@ def test_ignore_and_record_keys_name_record_sets_consistently(tmp_path):
     mapping = load_mapping(_extra(tmp_path, "ignore: [AUDIT]\nrecord_keys: {REG: 'R[{rid}]'}\n"))
     assert mapping.record_key_for("REG") == "R[{rid}]" and mapping.record_key_for("OTHER") == "REG[{rid}]"
     assert "ignore: REG is also mapped (from:)" in _refused(_extra(tmp_path, "ignore: [REG]\n"))
+    assert "ignore: REG is also mapped (from:)" in _refused(_extra(tmp_path, "ignore: ['R*']\n"))
     assert "record_keys: AE is not a record set this mapping reads" in _refused(
         _extra(tmp_path, "record_keys: {AE: 'AE[{seq}]'}\n"))
 

@@ -178,8 +178,10 @@ WITH judged AS (
       ON f.rule_id = j.rule_id AND f.source_id = j.source_id AND f.centre_id IS NOT DISTINCT FROM j.centre_id
 )
 SELECT $run, s.rule_id, s.source_id, m.centre_id,
-       coalesce(m.failing_rows, 0), coalesce(m.denominator, 0),
-       CASE WHEN m.denominator > 0 THEN round(100.0 * m.failing_rows / m.denominator, 3) END,
+       -- a rule reading parameters this source does not set judged none of its rows
+       CASE WHEN s.applies THEN coalesce(m.failing_rows, 0) ELSE 0 END,
+       CASE WHEN s.applies THEN coalesce(m.denominator, 0) ELSE 0 END,
+       CASE WHEN s.applies AND m.denominator > 0 THEN round(100.0 * m.failing_rows / m.denominator, 3) END,
        s.threshold,
        CASE WHEN e.error IS NOT NULL THEN 'error'
             WHEN NOT s.enabled OR NOT s.applies OR coalesce(m.denominator, 0) = 0 THEN 'not_applicable'

@@ -370,7 +370,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     """Harmonise every record set of one source into core rows plus quarantine."""
     engine = _Engine(mapping, key, run_id)
     notices = _ignored(mapping, record_sets)
-    frames = {name: frame for name, frame in record_sets.items() if name not in mapping.ignore}
+    frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
     frames, strays = _join_sections(mapping, frames)
     mapped = mapping.record_sets()
     records = {name: engine.records(name, frame) for name, frame in frames.items()}
@@ -404,9 +404,8 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
 def _ignored(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:
     """One notice per ignored record set present, with its rows per file: how those rows are accounted for."""
     notices = []
-    for name in mapping.ignore:
-        frame = record_sets.get(name)
-        if frame is None or frame.empty:
+    for name, frame in sorted(record_sets.items()):
+        if frame.empty or not mapping.is_ignored(name):
             continue
         per_file = frame.groupby("source_file").size() if "source_file" in frame.columns else pd.Series()
         files = ", ".join(f"{f}: {n}" for f, n in sorted((str(f), int(n)) for f, n in per_file.items()))

@@ -20,6 +20,7 @@ import difflib
 import json
 import re
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -215,8 +216,8 @@ class SourceMapping(_Strict):
     quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
     options: dict[str, Any] = Field({}, description="options of the format's reader (see its adapter), "
                                                     "e.g. excel: {header_row: 2}")
-    ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped; their "
-                                              "rows are counted in a notice")
+    ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped (names, or "
+                                              "patterns such as IG.AUDIT*); their rows are counted in a notice")
     params: dict[str, ParamValue] = Field(
         {}, description="source-level parameters the data-quality rules read, e.g. max_age_years: 18 "
                         "(the known ones: docs/rules.md, 'Source parameters')")
@@ -271,7 +272,7 @@ class SourceMapping(_Strict):
                                      "list) and so cannot be read on its own or head another list")
         owner = dict.fromkeys(self.record_sets())
         mapped = set(owner)
-        both = sorted(mapped & set(self.ignore))
+        both = sorted(name for name in mapped if self.is_ignored(name))
         if both:
             raise ValueError(f"ignore: {', '.join(both)} is also mapped (from:); a record set is either mapped "
                              "or ignored")
@@ -304,6 +305,9 @@ class SourceMapping(_Strict):
     def record_sets(self) -> set[str]:
         """Every record set the mapping reads, joined ones included."""
         return {name for group in self.record_groups() for name in group}
+
+    def is_ignored(self, record_set: str) -> bool:
+        return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in self.ignore)
 
     def record_key_for(self, record_set: str) -> str:
         return self.record_keys.get(record_set, self.record_key)
@@ -355,7 +359,8 @@ def _describe(error: ValidationError) -> str:
             model = _model_at(loc[:-1])
             allowed = f"; allowed here: {', '.join(_keys_of(model))}" if model is not None else ""
             message = f"unknown key{allowed}"
-        line = f"{where}: {message}"
+        # Checks across keys name their keys in the message; the location is then the top level.
+        line = f"{where}: {message}" if loc else message
         if line not in lines:
             lines.append(line)
     return "; ".join(lines)
