@@ -238,3 +238,23 @@ def test_one_unreadable_export_does_not_stop_the_others(tmp_path):
     assert summary["rows"]["diagnosis"] > 0
     state = _table(home, "SELECT status FROM meta.source_file WHERE source_id = 'sacha_fr'")
     assert list(state.status) == ["failed"]
+
+
+def test_trial_eligibility_violations_are_flagged_by_the_eligibility_rules(tmp_path):
+    """The crizotinib trial's eligibility (LVEF > 60%, an ALK/ROS1 fusion, age under 18) judges real rows."""
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=250, seed=4, error_rate=0.2)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    errors = pd.read_csv(home.root / "truth" / "errors.csv", dtype=str, keep_default_na=False)
+    ineligible = errors[errors.error_kind == "ineligible"]
+    assert set(ineligible.field) == {"lvef_percent", "age_at_enrolment_days", "molecular_alteration"}
+    assert set(ineligible.source_id) == {"crizotinib_imt"}
+    issues = _table(home, f"SELECT source_id, source_record_key, rule_id FROM dq.issue "
+                          f"WHERE run_id = '{summary['run_id']}'")
+    rules_of: dict[tuple[str, str], set[str]] = {}
+    for row in issues.itertuples():
+        rules_of.setdefault((row.source_id, _first_copy(row.source_record_key)), set()).add(row.rule_id)
+    expected = {"lvef_percent": "LVEF", "age_at_enrolment_days": "AGE", "molecular_alteration": "ALK"}
+    for error in ineligible.itertuples():
+        rules = rules_of.get((error.source_id, publish_record_key(KEY, error.source_id, error.source_record_key)), set())
+        assert any(expected[error.field] in rule for rule in rules), (error.source_record_key, error.field, rules)

@@ -6,20 +6,26 @@ import csv
 import hashlib
 import io
 import time
-from datetime import date
+import zipfile
+from datetime import date, datetime
 from pathlib import Path
 
+import openpyxl
+import pyreadstat
 import pytest
 import reference_corpus
 from lxml import etree
 
 from etl.synth import SOURCES, generate, vocab
 from etl.synth.people import REGISTRY_MAX_AGE_DAYS, SACHA_MAX_AGE_DAYS
+from etl.synth.trials import IMT, TRIAL_MAX_AGE_DAYS
 
 EXPORT_DATE = date(2026, 11, 1)
 ODM_NS = "{http://www.cdisc.org/ns/odm/v1.3}"
 ODM_XSD = reference_corpus.REFERENCE / "odm-xsd" / "1.3.2" / "ODM1-3-2.xsd"
 ERROR_KINDS = {"impossible_date", "invalid_code", "out_of_range", "date_order", "duplicate"}
+ESMART_DATASETS = ("DM", "DX", "MP", "EX", "RS", "AE", "SS")
+CRIZOTINIB_SHEETS = ("Enrolment", "Diagnosis", "Molecular", "Treatment", "Response", "AdverseEvents", "FollowUp")
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +81,34 @@ def _odm_records(root: Path) -> dict[str, dict[str, str]]:
     return records
 
 
+def _sas_rows(root: Path, dataset: str) -> list[dict[str, object]]:
+    frame, _ = pyreadstat.read_xport(str(root / "landing" / "esmart" / f"ESMART_{dataset}_20261101.xpt"))
+    return frame.to_dict("records")
+
+
+def _xlsx_rows(root: Path, sheet: str) -> list[dict[str, object]]:
+    """The sheet's records as openpyxl reads them (dates as datetimes), from the header in row 3."""
+    workbook = openpyxl.load_workbook(root / "landing" / "crizotinib_imt" / "CRIZOTINIB_IMT_export_20261101.xlsx",
+                                      read_only=True)
+    rows = list(workbook[sheet].iter_rows(min_row=3, values_only=True))
+    workbook.close()
+    header = [h for h in rows[0] if h is not None]
+    return [dict(zip(header, row)) for row in rows[1:] if any(v is not None for v in row)]
+
+
+def _esmart_key(dataset: str, row: dict[str, object]) -> str:
+    number = 1 if dataset == "DM" else int(row[f"{dataset}SEQ"])  # type: ignore[call-overload]
+    return f"{row['USUBJID']}|{dataset}[{number}]"
+
+
 def _export_keys(root: Path) -> dict[str, set[str]]:
     keys = {"sacha_fr": set(_odm_records(root))}
     keys["iltb"] = {f"{r['SUBJID']}|{form}[{r['RECORDNO']}]"
                     for form in ("ENROL", "EVENT", "ADVICE", "TREAT", "RESP", "FU") for r in _iltb_rows(root, form)}
     keys["registry_it"] = {f"{r['codice_paziente']}|REG[{r['id_record']}]" for r in _registry_rows(root)}
+    keys["esmart"] = {_esmart_key(ds, r) for ds in ESMART_DATASETS for r in _sas_rows(root, ds)}
+    keys["crizotinib_imt"] = {f"{r['Patient ID']}|{sheet}[{r['Record']}]"
+                              for sheet in CRIZOTINIB_SHEETS for r in _xlsx_rows(root, sheet)}
     return keys
 
 
@@ -89,6 +118,9 @@ def _export_eupids(root: Path) -> dict[tuple[str, str], str]:
     found.update({("iltb", r["SUBJID"]): r["EUPID"].strip().upper() for r in _iltb_rows(root, "ENROL") if r["EUPID"]})
     found.update({("registry_it", r["codice_paziente"]): r["eupid"].strip().upper()
                   for r in _registry_rows(root) if r["eupid"]})
+    found.update({("esmart", str(r["USUBJID"])): str(r["EUPID"]).upper() for r in _sas_rows(root, "DM") if r["EUPID"]})
+    found.update({("crizotinib_imt", str(r["Patient ID"])): str(r["EUPID"]).upper()
+                  for r in _xlsx_rows(root, "Enrolment") if r["EUPID"]})
     return found
 
 
@@ -124,6 +156,9 @@ def test_files_are_where_the_spec_says(small):
     assert sorted(p.name for p in (landing / "iltb").iterdir()) == sorted(
         f"ILTB_{form}.csv" for form in ("ENROL", "EVENT", "ADVICE", "TREAT", "RESP", "FU"))
     assert [p.name for p in (landing / "registry_it").iterdir()] == ["TREP_export_20261101.csv"]
+    assert sorted(p.name for p in (landing / "esmart").iterdir()) == sorted(
+        f"ESMART_{dataset}_20261101.xpt" for dataset in ESMART_DATASETS)
+    assert [p.name for p in (landing / "crizotinib_imt").iterdir()] == ["CRIZOTINIB_IMT_export_20261101.xlsx"]
     assert sorted(p.stem for p in (small / "truth").iterdir()) == sorted(
         ["links", "patient", "errors", "patient_source", "study_enrolment", "consent", "diagnosis",
          "molecular_alteration", "tumour_board_review", "treatment", "response_assessment", "adverse_event",
@@ -178,8 +213,10 @@ def test_errors_are_injected_at_the_requested_rate(medium):
     records = sum(summary.records_per_source.values())
     assert len(errors) == summary.errors_injected
     assert 0.014 <= len(errors) / records <= 0.026, (len(errors), records)
-    assert {e["error_kind"] for e in errors} == ERROR_KINDS
-    assert {e["source_id"] for e in errors if e["error_kind"] == "duplicate"} <= {"iltb", "registry_it"}
+    assert ERROR_KINDS <= {e["error_kind"] for e in errors} <= ERROR_KINDS | {"ineligible"}
+    assert {e["source_id"] for e in errors} == set(SOURCES)
+    assert {e["source_id"] for e in errors if e["error_kind"] == "duplicate"} <= {"iltb", "registry_it",
+                                                                                  "crizotinib_imt"}
     assert len({(e["source_id"], e["source_record_key"]) for e in errors}) == len(errors)
 
 
@@ -222,6 +259,83 @@ def test_an_injected_value_is_what_the_export_holds(medium):
     assert checked > 0
 
 
+def test_an_injected_value_is_what_the_trial_exports_hold(medium):
+    root, _ = medium
+    variable_of = {"diagnosis_date": "DXSTDTC", "icdo3_morphology": "DXMORPH", "ctcae_grade": "AETOXGR",
+                   "sex": "SEX", "response": "RSORRES", "alteration_type": "MPALTTYP", "vital_status": "SSORRES",
+                   "enrolment_date": "RFSTDTC", "consent_date": "RFICDTC", "start_date": "EXSTDTC",
+                   "assessment_date": "RSDTC", "onset_date": "AESTDTC"}
+    esmart = {_esmart_key(ds, r): r for ds in ESMART_DATASETS for r in _sas_rows(root, ds)}
+    checked = 0
+    for error in _truth(root, "errors"):
+        if error["source_id"] == "esmart" and error["field"] in variable_of:
+            assert esmart[error["source_record_key"]][variable_of[error["field"]]] == error["value"], error
+            checked += 1
+    assert checked > 0
+    duplicates = [e["source_record_key"] for e in _truth(root, "errors")
+                  if e["source_id"] == "crizotinib_imt" and e["error_kind"] == "duplicate"]
+    keys = [f"{r['Patient ID']}|{sheet}[{r['Record']}]" for sheet in CRIZOTINIB_SHEETS for r in _xlsx_rows(root, sheet)]
+    assert duplicates and all(keys.count(key) == 2 for key in duplicates)
+
+
+def test_esmart_files_are_sdtm_like_sas_transport_files(medium):
+    root, _ = medium
+    for dataset in ESMART_DATASETS:
+        path = root / "landing" / "esmart" / f"ESMART_{dataset}_20261101.xpt"
+        data = path.read_bytes()
+        assert data.startswith(b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"), path.name  # XPORT v5
+        assert data.count(b"01NOV26:06:00:00") >= 2 and b"SASLIB" in data[:200]  # stamped with the export day
+        frame, meta = pyreadstat.read_xport(str(path))
+        assert meta.table_name == dataset and {"STUDYID", "DOMAIN", "USUBJID"} <= set(frame.columns)
+        assert set(frame.DOMAIN) == {dataset} and all(len(name) <= 8 for name in frame.columns)
+        assert all(meta.column_names_to_labels.values())
+        dated = {name for name, fmt in meta.original_variable_types.items() if fmt == "DATE9."}
+        assert dated == {"MP": {"MPDT"}, "SS": {"SSDT", "SSDTHDT"}}.get(dataset, set()), dataset
+    dm, dx = _sas_rows(root, "DM"), _sas_rows(root, "DX")
+    assert {len(str(r["COUNTRY"])) for r in dm} == {3}  # ISO 3166 alpha-3
+    assert {len(str(r["BRTHDTC"])) for r in dm} == {7, 10}  # yyyy-mm at sites collecting month and year only
+    assert {len(str(r["DXSTDTC"])) for r in dx} >= {7, 10}  # partial diagnosis dates
+    assert {str(r["ARMCD"]) for r in dm} <= {a.code for a in vocab.ESMART_ARMS}
+
+
+def test_the_crizotinib_workbook_is_an_excel_crf_export(medium):
+    root, _ = medium
+    path = root / "landing" / "crizotinib_imt" / "CRIZOTINIB_IMT_export_20261101.xlsx"
+    workbook = openpyxl.load_workbook(path)
+    assert workbook.sheetnames == list(CRIZOTINIB_SHEETS)
+    for sheet in workbook.worksheets:
+        assert str(sheet["A1"].value).startswith("Crizotinib in children") and sheet["A2"].value.startswith("Exported")
+        assert [c.value for c in sheet[3][:2]] == ["Patient ID", "Record"]
+        last = max(row[0].row for row in sheet.iter_rows(min_row=4) if row[0].value is not None)
+        assert sheet.max_row == last + 5  # styled empty rows below the data
+    enrolment = _xlsx_rows(root, "Enrolment")
+    assert all(isinstance(r["LVEF at screening (%)"], int) and 60 < r["LVEF at screening (%)"] <= 100
+               for r in enrolment)
+    dates = [r["Enrolment date"] for r in enrolment]
+    assert any(isinstance(d, datetime) for d in dates) and any(isinstance(d, str) for d in dates)
+    assert all(len(str(r["Month/year of birth"])) == 7 for r in enrolment)
+    with zipfile.ZipFile(path) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(2026, 11, 1, 6, 0, 0)}
+
+
+def test_eligibility_violations_of_the_crizotinib_trial_are_in_the_export(tmp_path):
+    generate(tmp_path, patients=250, seed=4, error_rate=0.2)
+    ineligible = [e for e in _truth(tmp_path, "errors") if e["error_kind"] == "ineligible"]
+    assert {e["field"] for e in ineligible} == {"lvef_percent", "age_at_enrolment_days", "molecular_alteration"}
+    enrolment = {f"{r['Patient ID']}|Enrolment[{r['Record']}]": r for r in _xlsx_rows(tmp_path, "Enrolment")}
+    fusions = {r["Patient ID"] for r in _xlsx_rows(tmp_path, "Molecular") if r["Result type"] == "Fusion"}
+    for error in ineligible:
+        row = enrolment[error["source_record_key"]]
+        if error["field"] == "lvef_percent":
+            assert row["LVEF at screening (%)"] <= 60 and error["value"] == str(row["LVEF at screening (%)"])
+        elif error["field"] == "age_at_enrolment_days":
+            assert TRIAL_MAX_AGE_DAYS < int(error["value"]) < TRIAL_MAX_AGE_DAYS + 80
+        else:
+            assert row["Patient ID"] not in fusions
+    flagged = {e["source_record_key"] for e in ineligible}
+    assert not [r for r in _truth(tmp_path, "study_enrolment") if r["source_record_key"] in flagged]
+
+
 # -- truth -------------------------------------------------------------------------------------
 
 def test_links_cover_every_source_patient_and_linked_persons_share_a_eupid(medium):
@@ -254,10 +368,12 @@ def test_ages_of_clean_records_are_within_the_source_limits(medium):
         assert age >= 0, row
         if row["source_id"] == "sacha_fr":
             assert age <= SACHA_MAX_AGE_DAYS, row
+        if row["source_id"] in {"esmart", "crizotinib_imt"}:
+            assert age <= TRIAL_MAX_AGE_DAYS, row  # also from a month-precise birth date (the 15th)
     for row in _truth(root, "diagnosis"):
         age = int(row["age_at_diagnosis_days"])
         assert age >= 0, row
-        if row["source_id"] == "registry_it":
+        if row["source_id"] in {"registry_it", "esmart", "crizotinib_imt"}:
             assert age <= REGISTRY_MAX_AGE_DAYS, row
     iltb = [int(r["age_at_diagnosis_days"]) for r in _truth(root, "diagnosis") if r["source_id"] == "iltb"]
     assert sum(a < 18 * 365.25 for a in iltb) / len(iltb) > 0.9  # ILTB: children, mostly
@@ -321,8 +437,10 @@ def test_the_truth_uses_the_warehouse_vocabularies(medium):
     assert {r["vital_status"] for r in values["follow_up"]} == {"alive", "dead", "lost"}
     sizes = [r["tumour_size_mm"] for r in values["diagnosis"] if r["tumour_size_mm"]]
     assert sizes and all(float(s) == round(float(s)) for s in sizes)
+    assert {r["arm"] for r in _truth(root, "study_enrolment") if r["source_id"] == "esmart"} <= set("ABCDEF")
     for row in values["diagnosis"]:
-        assert len(row["icdo3_morphology"]) == 4 and row["icdo3_behaviour"] == "3"
+        imt = row["icdo3_morphology"] == "8825"  # inflammatory myofibroblastic tumour: /1, or /3 when malignant
+        assert len(row["icdo3_morphology"]) == 4 and row["icdo3_behaviour"] in ({"1", "3"} if imt else {"3"})
         assert row["icdo3_topography"][0] == "C" and row["icdo3_topography"][3] == "."
 
 
@@ -331,6 +449,7 @@ def test_every_diagnosis_code_of_the_vocabulary_is_classified_by_iccc3():
 
     pairs = {(v.morphology, v.topography) for d in vocab.DISEASES for v in d.variants}
     pairs |= {(m, "C42.1") for lk in vocab.LEUKAEMIAS for m, _ in lk.morphologies}
+    pairs |= {(v.morphology, v.topography) for v in IMT.variants}  # 8825/1 through the ICCC-3 extension
     unclassified = [p for p in sorted(pairs) if iccc3.classify(*p[0].split("/"), p[1]).code == iccc3.NOT_CLASSIFIED]
     assert not unclassified
 

@@ -19,6 +19,7 @@ Gotchas of the format, on purpose:
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from datetime import date, datetime, time
 from pathlib import Path
@@ -90,6 +91,10 @@ VITAL_STATUS = {"alive": "Alive", "dead": "Dead", "lost": "Lost to follow-up"}
 DISEASE_STATUS = {"no_evidence_of_disease": "No evidence of disease", "stable": "Stable disease",
                   "progression": "Progression", "unknown": "Unknown"}
 TRAILING_BLANK_ROWS = 5
+# Eligibility deviations are more common than typing errors in a small trial: the Enrolment
+# record draws its error at this multiple of the error rate.
+ENROLMENT_ERROR_BOOST = 5
+_MODIFIED = re.compile(rb">[^<]*</dcterms:modified>")
 Cell = str | int | float | date | None
 Row = dict[str, Cell]
 
@@ -166,13 +171,17 @@ class CrizotinibXlsxWriter:
 
 
 def _fixed_zip_times(data: bytes, stamp: datetime) -> bytes:
-    """The same workbook with every zip entry dated `stamp` (openpyxl dates them at the time of writing)."""
+    """The same workbook dated `stamp`: openpyxl dates the zip entries and `modified` at the time of saving."""
     out = io.BytesIO()
+    modified = f">{stamp:%Y-%m-%dT%H:%M:%S}Z</dcterms:modified>".encode()
     with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
             entry = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
             entry.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(entry, source.read(info.filename))
+            content = source.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = _MODIFIED.sub(modified, content)
+            target.writestr(entry, content)
     return out.getvalue()
 
 
@@ -199,11 +208,12 @@ class _Subject:
         return day.strftime("%d/%m/%Y") if self.text_dates else day
 
     def _emit(self, sheet: str, values: Row, rows: list[tuple[str, truth.Row]], options: list[Option],
-              corrupt: dict[Option, tuple[str, Cell]], patient_source: truth.Row | None = None) -> EmittedRecord:
+              corrupt: dict[Option, tuple[str, Cell]], rate: float | None = None) -> EmittedRecord:
         """Write one record; `corrupt` gives per error option the column and the bad value."""
         number = self.numbers.get(sheet, 0) + 1
         self.numbers[sheet] = number
-        chosen = self.plan.choose([*options, (DUPLICATE, "")])
+        plan = self.plan if rate is None else ErrorPlan(self.plan.rng, rate)
+        chosen = plan.choose([*options, (DUPLICATE, "")])
         error = None
         if chosen is not None and chosen[0] != DUPLICATE:
             column, value = corrupt[chosen]
@@ -216,7 +226,7 @@ class _Subject:
         self.owner._rows[sheet].append(cells)
         if error is not None and error.kind == DUPLICATE:
             self.owner._rows[sheet].append(list(cells))
-        record = EmittedRecord(f"{self.patient.patient_key}|{sheet}[{number}]", rows, error, patient_source)
+        record = EmittedRecord(f"{self.patient.patient_key}|{sheet}[{number}]", rows, error)
         self.records.append(record)
         return record
 
@@ -247,7 +257,8 @@ class _Subject:
         if len(patient.alterations) > 1 and fusion.alteration_type == "fusion":
             # ALK seen by immunohistochemistry, but the fusion test found no rearrangement (not written).
             corrupt[(INELIGIBLE, "molecular_alteration")] = ("", None)
-        record = self._emit("Enrolment", values, [], list(corrupt), corrupt)
+        record = self._emit("Enrolment", values, [], list(corrupt), corrupt,
+                            rate=min(1.0, plan.rate * ENROLMENT_ERROR_BOOST))
         error = record.error
         if error is not None and error.field == "age_at_enrolment_days":
             self.birth = late_birth
