@@ -26,7 +26,7 @@ def profile_tables(profile: FileProfile) -> RenderableType:
     """The profile as terminal tables: a header, then one table per record set."""
     parts: list[RenderableType] = [Text.assemble(
         ("Profile of ", "bold"), (profile.file_name, "bold cyan"), f" ({profile.format}, "
-        f"{len(profile.record_sets)} record sets); values seen < {MIN_SHOWN} times are masked")]
+        f"{_count(len(profile.record_sets), 'record set')}); values seen < {MIN_SHOWN} times are masked")]
     parts += [Text(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
     for rs in profile.record_sets:
         labelled = any(c.label for c in rs.columns)  # CSV and Excel have none: no empty column
@@ -62,13 +62,18 @@ def check_tables(report: CheckReport) -> RenderableType:
             style = "red" if finding.severity == "error" else "yellow"
             table.add_row(Text(finding.severity, style=style), finding.where, finding.message)
         parts.append(table)
+    warnings = _count(len(report.warnings), "warning")
     if report.usable:
-        verdict = Text(f"{report.source_id}: the mapping is usable ({len(report.warnings)} warnings)", style="green")
+        verdict = Text(f"{report.source_id}: the mapping is usable ({warnings})", style="green")
     else:
-        verdict = Text(f"{report.source_id}: the mapping is not usable: {len(report.errors)} errors, "
-                       f"{len(report.warnings)} warnings", style="red")
+        verdict = Text(f"{report.source_id}: the mapping is not usable: {_count(len(report.errors), 'error')}, "
+                       f"{warnings}", style="red")
     parts.append(verdict)
     return Group(*parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def profile_html(profile: FileProfile) -> str:

@@ -26,6 +26,7 @@ from etl.onboard.reading import ColumnInfo, FileRead, data_columns
 MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
 TOP_VALUES = 10
 CODE_VALUES = 30  # a code-like column keeps more of its (frequent) values, for `rtw scaffold`
+FREE_TEXT = 40  # a text column with longer values is free text: its values are never shown
 NUMBER_SHARE = 0.95
 DATE_SHARE = 0.8
 
@@ -35,6 +36,11 @@ _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
 _IDENTIFYING = re.compile(
     r"subj|patient|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|name|nom\b|nome|cognome|vorname|"
     r"initial|birth|brth|dob\b|nascita|naiss|geburt|address|email|phone|tel\b",
+    re.IGNORECASE)
+# Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
+_IDENTIFYING_LABEL = re.compile(
+    r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
+    r"\bnom\b|nascita|geburt|eupid|unified patient",
     re.IGNORECASE)
 _UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
 # "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
@@ -66,7 +72,7 @@ class ColumnProfile:
     distinct: int
     top_values: tuple[ValueCount, ...]  # only values seen at least MIN_SHOWN times
     masked_values: int  # distinct values not shown
-    hidden_reason: str | None  # why no value of the column is shown at all: date, identifier-like name, mostly distinct
+    hidden_reason: str | None  # why no value is shown at all: date, identifier-like name, free text, mostly distinct
     date_patterns: tuple[DatePattern, ...] = ()
     unparsed_shapes: tuple[ValueCount, ...] = ()  # date columns: shapes (9 for a digit) of the other values
     sentinels: tuple[ValueCount, ...] = ()  # date columns: placeholders such as 99/99/9999
@@ -198,7 +204,8 @@ def _non_empty_counts(values: pd.Series) -> tuple[Counter[str], int]:
 
 
 def _looks_identifying(name: str, info: ColumnInfo | None) -> bool:
-    return bool(_IDENTIFYING.search(name) or (info is not None and info.label and _IDENTIFYING.search(info.label)))
+    label = info.label if info is not None else None
+    return bool(_IDENTIFYING.search(name) or (label and _IDENTIFYING_LABEL.search(label)))
 
 
 def _percent(share: float) -> str:
@@ -253,7 +260,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
             if distinct <= 10 and longest <= 2 and distinct * 3 <= filled and not identifying:
                 kind, detail = "code", _codes_detail(distinct, "integer code")
         repeats = distinct * 3 <= filled  # a code list is short and its values come back
-        if kind == "text" and not identifying and distinct <= CODE_VALUES and max(map(len, counts)) <= 40 and repeats:
+        short = max(map(len, counts)) <= FREE_TEXT
+        if kind == "text" and not identifying and distinct <= CODE_VALUES and short and repeats:
             kind, detail = "code", _codes_detail(distinct, "code")
     if info is not None and info.codes and kind in ("text", "integer"):
         kind, detail = "code", f"{_codes_detail(distinct, 'code')} (code list of {len(info.codes)})"
@@ -263,6 +271,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         hidden = "date"
     elif identifying:
         hidden = "identifier-like name"
+    elif kind == "text" and counts and max(map(len, counts)) > FREE_TEXT:
+        hidden = "free text"  # notes may name people or places, however often they repeat
     elif kind in ("integer", "text", "decimal") and distinct > filled / 2 and filled >= MIN_SHOWN:
         hidden = "mostly distinct"
     limit = CODE_VALUES if kind == "code" else TOP_VALUES

@@ -115,14 +115,9 @@ def _sas_details(path: Path) -> FormatDetails:
     formats: dict[str, Any] = dict(_attribute(metadata, "column_formats", "formats") or {})
     columns = {str(name): ColumnInfo(label=labels.get(name) or None, declared_type=formats.get(name) or None)
                for name in {*labels, *formats}}
-    notes: list[str] = []  # the adapter's own notices list every label and format
-    table_label = _attribute(metadata, "table_label", "file_label")
-    if table_label:
-        notes.append(f"dataset label {table_label!r}")
+    # The adapter's own notices already name the dataset, its label, encoding and every format.
     encoding = _attribute(metadata, "file_encoding", "encoding")
-    if encoding:
-        notes.append(f"encoding {encoding}")
-    return FormatDetails(notes=tuple(notes), columns=columns, encoding=str(encoding) if encoding else None)
+    return FormatDetails(columns=columns, encoding=str(encoding) if encoding else None)
 
 
 def _attribute(metadata: Any, *names: str) -> Any:

@@ -291,6 +291,8 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         parts.append(f"type: {column.kind}")
         if column.detail:
             notes.append(column.detail)
+    elif column.kind == "code" and _RECORD_NO.search(column.name) and column.code_list is None:
+        parts.append("type: integer")  # a sequence number: it numbers records, it codes nothing
     elif column.kind == "code":
         codes, left_out = _codes(column, sex=sex)
         parts.append(f"codes: {codes}")
