@@ -54,7 +54,7 @@ from etl.synth.records import (
 TRIAL_MAX_AGE_DAYS = int(18 * YEAR) - 1  # both trials enrol before the 18th birthday
 ESMART_WINDOW_DAYS = 3600  # ESMART opened in 2016
 CRIZOTINIB_WINDOW_DAYS = 2600
-ESMART_SACHA_SHARE = 0.6  # of French ESMART patients progressing on the trial, then treated off-label
+ESMART_SACHA_SHARE = 0.85  # of French ESMART patients progressing on the trial, then treated off-label
 CRIZOTINIB_REGISTRY_SHARE = 0.7  # of crizotinib patients treated in Italy, also registered in TREP
 # Sites whose CRF collects only the month and year of birth (data minimisation).
 ESMART_MONTH_BIRTH_COUNTRIES = frozenset({"FR", "NL", "DK"})
@@ -136,7 +136,7 @@ def esmart_person(rng: Random, person_id: str, export_date: date,
     sacha_lines: list[_Line] = []
     inclusion: date | None = None
     if (sacha_centre and death is None and trial_line.end_reason == "progression" and trial_line.end is not None
-            and trial_line.end < plus(export_date, -150) and rng.random() < ESMART_SACHA_SHARE):
+            and trial_line.end < plus(export_date, -100) and rng.random() < ESMART_SACHA_SHARE):
         inclusion = plus(trial_line.end, rng.randint(20, 90))
         sacha_lines, death = _simulate_lines(
             rng, plus(inclusion, rng.randint(1, 21)), _pick(rng, (1, 2), (0.7, 0.3)), _sacha_drugs(disease, []),

@@ -511,7 +511,7 @@ ESMART_DISEASES: tuple[tuple[str, str, float], ...] = (
 )
 # SITEID, ISO 3166 alpha-2 country, weight. SDTM writes COUNTRY as alpha-3.
 ESMART_SITES: tuple[tuple[str, str, float], ...] = (
-    ("0101", "FR", 5), ("0102", "FR", 2), ("0103", "FR", 2), ("0201", "GB", 3), ("0202", "GB", 1.5),
+    ("0101", "FR", 9), ("0102", "FR", 3), ("0103", "FR", 2), ("0201", "GB", 3), ("0202", "GB", 1.5),
     ("0301", "NL", 3), ("0401", "ES", 2), ("0402", "ES", 1), ("0501", "IT", 2), ("0502", "IT", 1.5),
     ("0601", "DK", 1), ("0701", "CH", 1),
 )
