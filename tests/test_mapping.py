@@ -1,9 +1,23 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
 
-from etl.config import SOURCES_DIR
-from etl.transform.mapping import MappingError, load_mapping, load_mappings
+from etl.config import REPO_ROOT, SOURCES_DIR
+from etl.quality.params import PARAMS
+from etl.transform.mapping import (
+    CsvOptions,
+    FieldSpec,
+    MappingError,
+    PatientSpec,
+    RuleOverride,
+    SourceMapping,
+    TableSpec,
+    json_schema,
+    load_mapping,
+    load_mappings,
+)
 
 MINIMAL = """\
 source_id: {sid}
@@ -164,3 +178,59 @@ def test_a_quality_override_of_a_rule_the_source_can_use_is_accepted(tmp_path):
                                             "  ENR-LVEF-ELIGIBLE: {threshold: 0.1}\n"
                                             "  CONF-DATE-VALID: {threshold: 0.5}\n"))
     assert mapping.quality["ENR-LVEF-ELIGIBLE"].threshold == 0.1
+
+
+# -- the reference: docs/mapping.md and docs/mapping.schema.json ------------------------------------
+DOCS = REPO_ROOT / "docs"
+# Each model's keys are documented as `### \`key\`` headings under its own `## ` section.
+SECTIONS = {SourceMapping: "Top level", PatientSpec: "patient", TableSpec: "tables", FieldSpec: "fields",
+            RuleOverride: "quality", CsvOptions: "csv"}
+BASE = {"source_id": "doc_example", "title": "an example", "format": "csv", "files": "*.csv", "record_set": "REG",
+        "patient_key": "pid", "record_key": "REG[{rid}]", "patient": {"from": "REG", "fields": {}}, "tables": {}}
+
+
+def _sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _merged(base: dict, fragment: dict) -> dict:
+    out = dict(base)
+    for key, value in fragment.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_the_json_schema_in_docs_is_current_and_accepts_the_shipped_mappings():
+    import jsonschema
+    import yaml
+
+    committed = json.loads((DOCS / "mapping.schema.json").read_text())
+    assert committed == json_schema(), "regenerate: python -m etl.transform.mapping --schema > docs/mapping.schema.json"
+    for path in SOURCES_DIR.glob("*.yaml"):
+        jsonschema.validate(yaml.safe_load(path.read_text()), committed)
+
+
+def test_every_key_of_the_model_is_documented_in_its_section():
+    sections = _sections((DOCS / "mapping.md").read_text())
+    missing = [f"{title}: {key}" for model, title in SECTIONS.items() for key in
+               (f.alias or name for name, f in model.model_fields.items())
+               if f"### `{key}`" not in sections.get(title, "")]
+    assert not missing, f"document these keys in docs/mapping.md: {missing}"
+    assert all(f"`{name}`" in sections["params"] for name in PARAMS), "docs/mapping.md, params: list every parameter"
+
+
+def test_the_yaml_examples_in_the_reference_validate(tmp_path):
+    import yaml
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (DOCS / "mapping.md").read_text(), flags=re.S)
+    assert len(blocks) > 40
+    for i, block in enumerate(blocks):
+        fragment = yaml.safe_load(block)
+        whole = fragment if {"source_id", "title", "patient"} <= set(fragment) else _merged(BASE, fragment)
+        path = tmp_path / f"{whole['source_id']}.yaml"
+        path.write_text(yaml.safe_dump(whole, allow_unicode=True))
+        try:
+            load_mapping(path)
+        except MappingError as exc:
+            raise AssertionError(f"docs/mapping.md, YAML example {i + 1}:\n{block}\n{exc}") from None

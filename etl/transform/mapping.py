@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from etl.config import SOURCES_DIR
-from etl.quality.params import ParamValue, check_param
+from etl.quality.params import PARAMS, ParamValue, check_param
 from etl.schema import core_columns
 from etl.transform.values import check_date_format
 
@@ -70,15 +70,17 @@ class _Strict(BaseModel):
 class FieldSpec(_Strict):
     """How one core field is filled from a record."""
 
-    column: str | None = None
-    const: str | int | float | bool | None = None
+    column: str | None = Field(None, description="the source column (ODM: ItemOID) the value is read from")
+    const: str | int | float | bool | None = Field(None, description="the same value for every record")
     template: str | None = Field(None, description="text built from columns, e.g. '{GENE}::{PARTNER}'")
-    type: FieldType = "text"
-    codes: dict[str, Any] | None = None
-    case: Literal["upper", "lower"] | None = None
+    type: FieldType = Field("text", description="how the raw text is read: text, date, integer, decimal, boolean, "
+                                                "list, icdo3_histology, icdo3_behaviour, icdo3_topography")
+    codes: dict[str, Any] | None = Field(None, description="code list: source code -> harmonised value; an "
+                                                           "unlisted code quarantines the record")
+    case: Literal["upper", "lower"] | None = Field(None, description="change the case of a text value")
     format: DateFormats | None = Field(
         None, description="date format(s) overriding the source's date_format; a list is tried in order")
-    required: bool = False
+    required: bool = Field(False, description="true: an empty value quarantines the record")
     scale: float | None = Field(None, description="multiply a decimal, e.g. 10 for cm -> mm")
     separator: str | None = Field(None, description="list separator in the source (type list)")
     age_at: str | None = Field(None, description="date field of this table; the age in days at it")
@@ -150,14 +152,14 @@ class _FromRecordSets(_Strict):
 class TableSpec(_FromRecordSets):
     """One core table fed from one record set (or several joined)."""
 
-    fields: dict[str, FieldSpec]
+    fields: dict[str, FieldSpec] = Field(description="core column -> how it is filled")
     where: dict[str, list[str]] | None = Field(None, description="keep records whose column is in the list")
 
 
 class PatientSpec(_FromRecordSets):
     """Patient-level attributes: used for linkage and ages, coarsened before publish."""
 
-    fields: dict[str, FieldSpec]
+    fields: dict[str, FieldSpec] = Field(description="sex, birth_date, country, eupid, centre_id -> how each is filled")
 
     @model_validator(mode="after")
     def _known_fields(self) -> PatientSpec:
@@ -169,10 +171,12 @@ class PatientSpec(_FromRecordSets):
 
 
 class CsvOptions(_Strict):
-    encoding: str | None = None
-    delimiter: str | None = None
-    decimal: str | None = None
-    date_format: str | None = None
+    """The older spelling of a csv source's `options:` (each one not given is detected from the file)."""
+
+    encoding: str | None = Field(None, description="e.g. cp1252, utf-8-sig, latin-1")
+    delimiter: str | None = Field(None, description="e.g. ';', ',', a tab")
+    decimal: str | None = Field(None, description="decimal mark of the file: '.' or ','")
+    date_format: str | None = Field(None, description="the date layout, shown in notices only")
 
 
 class RuleOverride(_Strict):
@@ -189,21 +193,24 @@ class RuleOverride(_Strict):
 
 
 class SourceMapping(_Strict):
-    source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    title: str
+    """One source: `sources/<source_id>.yaml`."""
+
+    source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the file name without .yaml: lower case, "
+                                                                     "digits and _")
+    title: str = Field(description="the source's name as people know it")
     format: str = Field(description="the export format: the name of a source adapter (odm, csv, sas, excel)")
     files: str = Field(description="glob of the export files in landing/<source_id>/")
     record_set_from_file: str | None = Field(
         None, description="csv: regex with a group 'record_set' read from the file name")
     record_set: str | None = Field(None, description="csv: the record set when there is one file")
-    csv: CsvOptions = CsvOptions()
+    csv: CsvOptions = Field(CsvOptions(), description="csv: the reader options (older spelling of options:)")
     date_format: DateFormats = Field(
         "%Y-%m-%d", description="date format(s) of the source (%d %m %Y); a list is tried in order, "
                                 "partial patterns such as %m.%Y or %Y give month or year precision")
     unknown_date_parts: list[str] = Field(
         ["UK", "UNK", "00"], description="how the source writes an unknown day or month, e.g. UK, UNK, 00, 99, XX")
-    null_values: list[str] = [""]
-    decimal: str = "."
+    null_values: list[str] = Field([""], description="raw values that mean 'no value' (e.g. 99/99/9999, NK)")
+    decimal: str = Field(".", description="decimal mark of numbers in the source: '.' or ','")
     patient_key: str = Field("_subject_key", description="column holding the source patient key")
     record_key: str = Field(
         "{_study_event_oid}[{_study_event_repeat_key}]/{_form_oid}[{_form_repeat_key}]"
@@ -211,8 +218,8 @@ class SourceMapping(_Strict):
         description="template of the local part of the record key")
     record_keys: dict[str, str] = Field(
         {}, description="record set -> its own record key template (record_key is the default)")
-    patient: PatientSpec
-    tables: dict[str, TableSpec]
+    patient: PatientSpec = Field(description="where the patient-level attributes come from")
+    tables: dict[str, TableSpec] = Field(description="core table -> the record set(s) and fields that feed it")
     quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
     options: dict[str, Any] = Field({}, description="options of the format's reader (see its adapter), "
                                                     "e.g. excel: {header_row: 2}")
@@ -447,6 +454,12 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of a mapping file (docs/mapping.schema.json), for editors and reviewers."""
     schema = SourceMapping.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # The parameters a source may set are a registry (etl/quality/params.py), not a model: list them.
+    kinds = {"number": {"type": "number"}, "yes/no": {"type": "boolean"}, "text": {"type": "string"}}
+    schema["properties"]["params"].update(
+        additionalProperties=False,
+        properties={p.name: {**kinds[p.kind], "description": p.description + (f" Unit: {p.unit}." if p.unit else ""),
+                             "examples": [p.example]} for p in PARAMS.values()})
     schema["title"] = "Rare Tumour Warehouse source mapping (sources/<source_id>.yaml)"
     return schema
 
