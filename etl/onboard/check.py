@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import pandas as pd
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from etl.extract.adapter import SourceAdapter, adapter_for, record_set_of_file
 from etl.extract.errors import ExtractError
@@ -36,6 +36,7 @@ from etl.transform.mapping import FieldSpec, MappingError, SourceMapping, load_m
 
 Severity = Literal["error", "warning"]
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+_TYPE_TAG = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[A-Za-z]+\[.*\])")
 PRIVATE_FIELDS = frozenset({"birth_date", "eupid"})  # as harmonise: never echoed, even when broken
 MOSTLY_FAILING = 0.5  # a field failing on more than this share of its values: the mapping is wrong
 EXAMPLES = 3
@@ -91,11 +92,15 @@ def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
             SourceMapping.model_validate(raw)
         except ValidationError as error:
             for problem in error.errors():
-                loc = tuple(problem["loc"])
+                # pydantic names the type it tried in a union (`str`, `list[str]`): not a key of the file
+                loc = tuple(p for p in problem["loc"] if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
                 located = line_of(root, loc)
                 key = ".".join(map(str, loc)) or "(top level)"
+                message = str(problem["msg"]).removeprefix("Value error, ")
+                if problem["type"] == "extra_forbidden":
+                    message = "unknown key"
                 findings.append(Finding("error", f"{path}, line {located.line}",
-                                        f"{key}: {problem['msg']}{_allowed_hint(problem)}"))
+                                        f"{key}: {message}{_allowed_hint(problem, loc)}"))
     if not findings:
         # The model accepted it; a later check refused it with "<file>: <key path>: <message>".
         message = failure.removeprefix(f"{path}: ")
@@ -107,26 +112,44 @@ def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
     return None, findings
 
 
-def _allowed_hint(problem: Mapping[str, Any]) -> str:
+def _allowed_hint(problem: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
     """For an unknown key, the keys allowed at that place (pydantic only says 'Extra inputs ...')."""
     if problem.get("type") != "extra_forbidden":
         return ""
-    from etl.transform import mapping as model
-
-    parents: dict[tuple[str, ...], type[Any]] = {
-        (): model.SourceMapping, ("patient",): model.PatientSpec, ("csv",): model.CsvOptions}
-    loc = [str(p) for p in problem["loc"][:-1]]
-    owner = parents.get(tuple(loc))
-    if owner is None and len(loc) >= 2 and loc[0] == "tables":
-        owner = model.TableSpec if len(loc) == 2 else model.FieldSpec if len(loc) == 4 else None
-    if owner is None and len(loc) == 3 and loc[0] == "patient":
-        owner = model.FieldSpec
-    if owner is None and len(loc) == 2 and loc[0] == "quality":
-        owner = model.RuleOverride
+    owner = _model_at(loc[:-1])
     if owner is None:
         return ""
     names = sorted(f.alias or name for name, f in owner.model_fields.items())
-    return f" (allowed here: {', '.join(names)})"
+    return f"; allowed here: {', '.join(names)}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The mapping model a key path leads to, following the models' own field types
+    (`tables.diagnosis.fields.x` -> FieldSpec), so the allowed keys never drift from the model."""
+    model: type[BaseModel] | None = SourceMapping
+    key_next = False  # the previous field is a dict of models: this part is one of its keys
+    for part in loc:
+        if key_next:
+            key_next = False
+            continue
+        if model is None:
+            return None
+        field_info = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field_info is None:
+            return None
+        model, key_next = _element_model(field_info.annotation)
+    return None if key_next else model
+
+
+def _element_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(the model a field holds, whether it holds a dict of them): M, dict[str, M], list[M], M | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for argument in reversed(get_args(annotation)):  # dict[str, M]: the value type comes last
+        found, _ = _element_model(argument)
+        if found is not None:
+            return found, get_origin(annotation) is dict
+    return None, False
 
 
 # -- values --------------------------------------------------------------------------------------
