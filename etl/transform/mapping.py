@@ -173,10 +173,10 @@ class PatientSpec(_FromRecordSets):
 class CsvOptions(_Strict):
     """The older spelling of a csv source's `options:` (each one not given is detected from the file)."""
 
-    encoding: str | None = Field(None, description="e.g. cp1252, utf-8-sig, latin-1")
-    delimiter: str | None = Field(None, description="e.g. ';', ',', a tab")
-    decimal: str | None = Field(None, description="decimal mark of the file: '.' or ','")
-    date_format: str | None = Field(None, description="the date layout, shown in notices only")
+    encoding: str | None = Field(default=None, description="e.g. cp1252, utf-8-sig, latin-1")
+    delimiter: str | None = Field(default=None, description="e.g. ';', ',', a tab")
+    decimal: str | None = Field(default=None, description="decimal mark of the file: '.' or ','")
+    date_format: str | None = Field(default=None, description="the date layout, shown in notices only")
 
 
 class RuleOverride(_Strict):
