@@ -456,3 +456,41 @@ def test_rtw_scaffold_writes_a_draft_check_then_reads(files, synth_home, tmp_pat
     assert report.usable, report.errors
     (warning,) = report.warnings
     assert "patient.fields.sex" in warning.where and "shape 'x' ×1" in warning.message
+
+
+def test_check_follows_record_sets_joined_by_a_from_list():
+    raw = yaml.safe_load(_MAPPING)
+    raw["tables"]["diagnosis"]["from"] = ["REG", "PATHOLOGY"]
+    raw["tables"]["diagnosis"]["join_on"] = ["pid"]
+    raw["record_key"] = "REG[{rec}]"
+    mapping = SourceMapping.model_validate(raw)
+    registry = _registry_frame().drop(columns=["morph"])
+    pathology = _registry_frame()[["pid", "morph", "_line", "source_file", "source_file_sha256"]]
+    findings = check_record_sets(mapping, {"REG": registry, "PATHOLOGY": pathology})
+    assert not [f for f in findings if f.severity == "error" and "sex" not in f.where], findings
+    assert not [f for f in findings if "morph" in f.where or "PATHOLOGY" in f.where]
+
+
+def test_scaffold_of_sdtm_datasets_keys_each_record_set_by_its_sequence(synth_home):
+    datasets = sorted((synth_home / "landing" / "esmart").glob("*.xpt"))
+    draft = _draft(datasets, "esmart_draft")
+    raw = yaml.safe_load(draft.text)
+    assert raw["format"] == "sas" and raw["files"] == "ESMART_*_*.xpt"
+    assert raw["patient"]["from"] == "DM" and raw["patient_key"] == "USUBJID"
+    assert raw["record_keys"] == {"DM": "{record_set}"}  # the others' keys wait, commented, for their tables
+    assert '# "AE": "{record_set}[{AESEQ}]"' in draft.text
+    assert validate_draft(draft) == []
+
+
+def test_reader_options_reach_the_adapter_and_the_draft(synth_home, tmp_path):
+    (workbook,) = (synth_home / "landing" / "crizotinib_imt").glob("*.xlsx")
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path)], env={"COLUMNS": "200"})
+    assert wrong.exit_code == 1 and "header" in wrong.output  # the title rows above the header
+    shown = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path), "--option", "header_row=3"],
+                          env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    drafted = runner.invoke(app, ["scaffold", str(workbook), "--option", "header_row=3", "--out", "-"])
+    assert drafted.exit_code == 0 and yaml.safe_load(drafted.output)["options"] == {"header_row": 3}
+    bad = runner.invoke(app, ["scaffold", str(workbook), "--option", "header_row", "--out", "-"])
+    assert bad.exit_code == 1 and "KEY=VALUE" in bad.output

@@ -196,10 +196,11 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
         return dict.fromkeys(frames, "{record_set}[{" + column + "}]")
     keys: dict[str, str | None] = {}
     for name, frame in frames.items():
-        if patient_key in frame and _unique_with(frame, [patient_key]):
-            keys[name] = "{record_set}"
-        elif unique[name]:
+        # A sequence column first: one record per patient today may be two in the next export.
+        if unique[name]:
             keys[name] = "{record_set}[{" + min(unique[name], key=len) + "}]"
+        elif patient_key in frame and _unique_with(frame, [patient_key]):
+            keys[name] = "{record_set}"
         else:
             keys[name] = None
     return keys
