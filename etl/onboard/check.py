@@ -248,6 +248,9 @@ def _needed_columns(mapping: SourceMapping, target: _Target) -> dict[str, str]:
 
 
 def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
+    own = getattr(mapping, "is_ignored", None)  # the mapping's own rule, so check and run agree
+    if own is not None:
+        return bool(own(record_set))
     ignored: Iterable[str] = getattr(mapping, "ignore", None) or ()
     return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in ignored)
 
@@ -447,6 +450,8 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
         return CheckReport(source_id, path, findings=tuple(problems))
     found = discover(landing_dir, mapping)
     findings = [Finding("warning", f"{landing_dir / source_id}", notice) for notice in found.notices]
+    # A broken chain of increments holds the source in the nightly run: the same here.
+    findings += [Finding("error", f"{landing_dir / source_id}", problem) for problem in getattr(found, "problems", ())]
     if not found.current:
         findings.append(Finding("error", str(landing_dir / source_id),
                                 f"no current export files matching '{mapping.files}' to check against"))
