@@ -5,8 +5,12 @@ or raises `ValueRejected` with a message a data manager can act on: the value, a
 expected. Nothing is ever turned silently into NULL; only empty cells and the source's
 declared sentinels (e.g. `99/99/9999`) are NULL.
 
-Partial dates are common in registries (`UK/05/2019`, `00/00/2010`, ODM `2019-05`): they
-are stored as the first day of their period with a precision of `month` or `year`.
+Partial dates are common in registries (`UK/05/2019`, `00/00/2010`, `05.2019`, ODM `2019-05`):
+they are stored as the first day of their period with a precision of `month` or `year`. A source
+may write its dates several ways (`dd.mm.yyyy`, or `mm.yyyy` when the day is not known): the
+formats are tried in order and the first that reads the value wins; a value none reads is
+rejected naming every format tried. `parse_date` is on the hot path (every date of every
+record), hence its cache and the compiled pattern per format.
 """
 
 from __future__ import annotations
