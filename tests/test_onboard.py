@@ -494,3 +494,14 @@ def test_reader_options_reach_the_adapter_and_the_draft(synth_home, tmp_path):
     assert drafted.exit_code == 0 and yaml.safe_load(drafted.output)["options"] == {"header_row": 3}
     bad = runner.invoke(app, ["scaffold", str(workbook), "--option", "header_row", "--out", "-"])
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+
+
+def test_the_odm_profile_page_lists_code_lists_from_the_metadata(files, tmp_path):
+    page = tmp_path / "odm.html"
+    result = CliRunner().invoke(app, ["profile", str(files.odm), "--home", str(tmp_path), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    tree = lxml.html.fromstring(page.read_text(encoding="utf-8"))
+    (sex,) = tree.xpath("//tr[@data-column='DM.SEX']")
+    assert "Sex" in sex.text_content() and "code list: 3 codes" in sex.text_content()
+    assert [c.text for c in sex.xpath(".//details[@class='code-list']/code")] == ["1", "2", "9"]
+    assert "P00" not in page.read_text(encoding="utf-8")  # subject keys
