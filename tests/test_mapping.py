@@ -113,6 +113,10 @@ def test_an_unknown_key_lists_the_keys_allowed_there(tmp_path):
     assert "date_formats: unknown key; allowed here: source_id, title, format" in message
     message = _refused(_extra(tmp_path, "", tables="  follow_up:\n    form: REG\n    fields: {}\n"))
     assert "tables.follow_up.form: unknown key; allowed here: from, join_on, fields, where" in message
+    message = _refused(_extra(tmp_path, "options: {encodng: cp1252}\n"))
+    assert "options.encodng: unknown option of format csv; allowed: encoding, delimiter, decimal" in message
+    message = _refused(_extra(tmp_path, "quality:\n  RESP-MRD-RANGE: {treshold: 0.1}\n"))
+    assert "quality.RESP-MRD-RANGE.treshold: unknown key; allowed here: threshold, enabled" in message
 
 
 def test_date_formats_may_be_a_list_and_must_use_known_directives(tmp_path):

@@ -296,7 +296,18 @@ class SourceMapping(_Strict):
         adapter = adapters()[self.format]
         if adapter.one_record_set_per_file and not (self.record_set_from_file or self.record_set):
             raise ValueError(f"a {self.format} source needs record_set_from_file or record_set")
-        adapter.read_options(self)  # a wrong reader option fails here, naming the key
+        try:
+            adapter.read_options(self)  # a wrong reader option fails here, naming the key
+        except ValidationError as exc:
+            # The format's own model: its keys, not the mapping's, are the ones allowed under options:.
+            problems = []
+            for problem in exc.errors():
+                key = ".".join(str(p) for p in problem["loc"])
+                message = problem["msg"]
+                if problem["type"] == "extra_forbidden":
+                    message = f"unknown option of format {self.format}; allowed: {', '.join(_keys_of(adapter.Options))}"
+                problems.append(f"options.{key}: {message}")
+            raise ValueError("; ".join(problems)) from None
         if self.record_set_from_file and "(?P<record_set>" not in self.record_set_from_file:
             raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
         return self
