@@ -371,7 +371,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     engine = _Engine(mapping, key, run_id)
     notices = _ignored(mapping, record_sets)
     frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
-    frames, strays = _join_sections(mapping, frames)
+    frames, strays = join_sections(mapping, frames)
     mapped = mapping.record_sets()
     records = {name: engine.records(name, frame) for name, frame in frames.items()}
     for name, (frame, reasons) in strays.items():
@@ -419,9 +419,12 @@ def _ignored(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) ->
 _ABSORBED = "__absorbed__"  # per joined section: the file sha256 of the section row a record absorbed
 
 
-def _join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
+def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
                    ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[pd.DataFrame, list[str]]]]:
     """Join each `from:` list's sections onto its head's records; the section rows that join nothing.
+
+    Public so that `rtw check` finds a join problem (a missing join column, a column in two
+    record sets: HarmoniseError) exactly as the nightly run would.
 
     Returns the frames with every head extended by its sections' columns (sections removed), and
     per section the rows left over with the reason: no head record with their keys, or a repeat.
