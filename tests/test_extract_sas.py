@@ -264,3 +264,17 @@ def test_truncated_sas7bdat_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match=r"dm\.sas7bdat: .*(truncated|damaged)"):
         stage_sas(path, tmp_path / "staged" / "dm.parquet", lineage=LINEAGE, chunk_rows=5_000)
     assert list((tmp_path / "staged").iterdir()) == []
+
+
+@pytest.mark.parametrize("version", [5, 8])
+def test_short_observations_and_the_padding_after_them(tmp_path: Path, version: int) -> None:
+    """XPORT pads the last 80-byte record with blanks; chunks read through a window must not see extra rows."""
+    frame = pd.DataFrame({"SEX": ["M", "F", "", "U", "F"], "AGE": [1.0, np.nan, 3.0, 4.0, 5.0]})
+    path = _xpt(tmp_path, frame, version=version, formats={}, labels={})
+    for chunk_rows in (1, 2, 4, 5, 6):
+        out = tmp_path / f"chunked-{chunk_rows}.parquet"
+        assert stage_sas(path, out, lineage=LINEAGE, chunk_rows=chunk_rows).rows == 5
+        staged = pd.read_parquet(out)
+        assert staged["SEX"].tolist() == ["M", "F", "", "U", "F"]
+        assert staged["AGE"].tolist() == ["1", "", "3", "4", "5"]
+        assert staged["_line"].tolist() == [1, 2, 3, 4, 5]

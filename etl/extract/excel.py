@@ -232,7 +232,7 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     yielded = False
     number = header_row
     for number, cells in rows:
-        texts = [cell_text(cell) for cell in cells]
+        texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]  # most cells are text
         if not any(text.strip() for text in texts):
             found.blank_rows += 1
             continue
@@ -355,7 +355,7 @@ def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_ro
                 writer = pq.ParquetWriter(out, schema)
             arrays = [pa.array(column, type=pa.string()) for column in columns]
             arrays.append(pa.array(numbers, type=pa.int64()))
-            arrays += [pa.array([value] * len(numbers), type=pa.string()) for value in lineage.values()]
+            arrays += [pa.repeat(pa.scalar(value, pa.string()), len(numbers)) for value in lineage.values()]
             writer.write_table(pa.Table.from_arrays(arrays, schema=writer.schema))
             rows += len(numbers)
     finally:

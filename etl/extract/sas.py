@@ -29,14 +29,18 @@ Gotchas of the format:
 - An XPORT file may hold several datasets (a "library"); readstat reads only the first, so such
   a file is refused rather than half read. A `.xpt` written by `PROC CPORT` (not the XPORT engine)
   is another format altogether, and is refused with what to ask for.
-- XPORT has no row index: readstat reaches an offset by reading every observation before it, so
-  chunks are large (a few million cells) to keep memory bounded without re-reading much.
+- XPORT has no row index, and readstat reaches a row offset by reading every observation before
+  it (chunked reading would be quadratic). Observations are fixed-length and packed after the
+  `OBS` header record, so each chunk of a v5 file is read through a window that shows readstat
+  the file's header followed by the observations from the chunk's first on. (v8 states its
+  observation count in that record, so a window would lie: v8 is read by row offset.)
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import mmap
@@ -69,6 +73,7 @@ _XPORT_V8 = b"HEADER RECORD*******LIBV8   HEADER RECORD!!!!!!!"
 _XPORT_MEMBERS = (b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!",
                   b"HEADER RECORD*******MEMBV8  HEADER RECORD!!!!!!!")
 _SAS7BDAT = bytes(12) + b"\xc2\xea\x81\x60\xb3\x14\x11\xcf\xbd\x92\x08\x00\x09\xc7\x31\x8c\x18\x1f\x10\x11"
+_XPORT_V5_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
 _CPORT = b"**COMPRESSED**"
 
 # A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
@@ -218,9 +223,10 @@ class _UndecodableText(ExtractError):
     """Text of the file that its encoding (declared, assumed or given) does not decode."""
 
 
-def _read(path: Path, file_format: str, **kwargs: Any) -> tuple[pd.DataFrame, Any]:
+def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tuple[pd.DataFrame, Any]:
     try:
-        return _reader(file_format)(str(path), disable_datetime_conversion=True, **kwargs)  # type: ignore[no-any-return]
+        return _reader(file_format)(  # type: ignore[no-any-return]
+            str(path) if source is None else source, disable_datetime_conversion=True, **kwargs)
     except UnicodeDecodeError as error:
         raise _UndecodableText(f"{path.name}: text that is not UTF-8 (byte {error.object[error.start:error.end]!r}); "
                            "expected UTF-8, or the source's `options: encoding:` (e.g. latin1, cp1252)") from None
@@ -275,20 +281,92 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
         _check_xport_shape(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
+    layout = _xport_layout(path, metadata) if file_format == "XPORT v5" else None
     size = chunk_rows or max(1_000, CHUNK_CELLS // max(1, len(metadata.variables)))
     offset = 0
     while True:
         try:
-            frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding)
+            frame = _read_rows(path, file_format, layout, offset, size, encoding)
         except _UndecodableText as error:
-            raise _where_undecodable(path, file_format, offset, size, error) from None
+            raise _where_undecodable(path, file_format, layout, offset, size, error) from None
         yield offset + 1, frame, metadata
         offset += len(frame)
-        if len(frame) < size:
+        if len(frame) < size or offset == metadata.rows:
             break
     if metadata.rows is not None and offset != metadata.rows:
         raise ExtractError(f"{path.name}: {offset} observations read, but the file declares {metadata.rows}; "
                            "expected a complete file (truncated in transfer?)")
+
+
+class _XportLayout(NamedTuple):
+    data_start: int  # byte where the first observation starts
+    observation_length: int  # bytes per observation (XPORT packs them without gaps)
+
+
+def _xport_layout(path: Path, metadata: SasMetadata) -> _XportLayout | None:
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = data.find(_XPORT_V5_OBS)
+    length = sum(variable.length for variable in metadata.variables.values())
+    return _XportLayout(found + 80, length) if found >= 0 and length > 0 else None
+
+
+class _XportWindow(io.RawIOBase):
+    """An XPORT file seen from observation `first` on: its header, then the observations from there.
+
+    readstat reaches a row offset in XPORT by reading every observation before it, which makes
+    chunked reading quadratic; handed this window it starts at the chunk directly.
+    """
+
+    def __init__(self, path: Path, layout: _XportLayout, first: int) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._head = layout.data_start
+        self._skip = first * layout.observation_length
+        self._size = path.stat().st_size - self._skip
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = self._size - self._position if size is None or size < 0 else size
+        parts = []
+        while wanted > 0 and self._position < self._size:
+            header = self._position < self._head
+            self._file.seek(self._position if header else self._position + self._skip)
+            limit = min(wanted, self._head - self._position) if header else wanted
+            part = self._file.read(limit)
+            if not part:
+                break
+            parts.append(part)
+            self._position += len(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _read_rows(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,
+               encoding: str | None) -> pd.DataFrame:
+    if layout is None:
+        frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding)
+        return frame
+    with _XportWindow(path, layout, offset) as window:
+        frame, _meta = _read(path, file_format, window, row_limit=size, encoding=encoding)
+        return frame
 
 
 def _check_xport_shape(path: Path) -> None:
@@ -302,10 +380,11 @@ def _check_xport_shape(path: Path) -> None:
                            "(ask for one .xpt per domain)")
 
 
-def _where_undecodable(path: Path, file_format: str, offset: int, size: int, error: ExtractError) -> ExtractError:
+def _where_undecodable(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,
+                       error: ExtractError) -> ExtractError:
     """The error, with the variable and observation of the first value that is not UTF-8."""
     # Read the chunk again as latin-1 (any byte decodes) and look for the bytes UTF-8 refuses.
-    frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding="latin1")
+    frame = _read_rows(path, file_format, layout, offset, size, "latin1")
     for column in frame.columns:
         if frame[column].dtype != object:
             continue
@@ -336,15 +415,15 @@ def numbers_as_text(values: np.ndarray, length: int = 8) -> np.ndarray:
     rest = present & ~whole
     if rest.any():
         digits = _significant_digits(length)
-        out[rest] = [_decimal_text(float(v), digits) for v in values[rest]]
+        spec = f".{digits}g"
+        texts = [format(v, spec) for v in values[rest].tolist()]
+        out[rest] = [_positional(text, digits) if "e" in text else text for text in texts]
     return out
 
 
-def _decimal_text(value: float, digits: int) -> str:
-    text = f"{value:.{digits}g}"
-    if "e" in text:  # harmonise reads positional notation only
-        text = np.format_float_positional(value, precision=digits, unique=True, fractional=False, trim="-")
-    return text
+def _positional(text: str, digits: int) -> str:
+    # harmonise reads positional notation only: 1e-07 -> 0.0000001
+    return np.format_float_positional(float(text), precision=digits, unique=True, fractional=False, trim="-")
 
 
 def temporal_as_text(values: np.ndarray, value: _Value, unit: _Unit) -> tuple[np.ndarray, int]:
@@ -425,7 +504,7 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
                 outside[name] = outside.get(name, 0) + count
             arrays = [pa.array(columns[name], type=pa.string()) for name in metadata.variables]
             arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
-            arrays += [pa.array([value] * len(frame), type=pa.string()) for value in lineage.values()]
+            arrays += [pa.repeat(pa.scalar(value, pa.string()), len(frame)) for value in lineage.values()]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             rows += len(frame)
         if writer is not None:
