@@ -145,6 +145,8 @@ def test_a_column_type_comes_with_its_detail():
     assert [(v.value, v.count) for v in codes.top_values] == [("1", 7), ("2", 6)]
     assert codes.masked_values == 1  # "9" was seen once
     assert profile_column("e", pd.Series(["", " ", ""])).kind == "empty"
+    partial = profile_column("d", pd.Series(["NK/05/2019"] * 3 + ["12/05/2019"] * 5))
+    assert (partial.kind, partial.unknown_parts) == ("date", ("NK",))  # for the draft's unknown_date_parts
 
 
 def test_identifiers_are_never_shown_even_when_frequent():

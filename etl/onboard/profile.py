@@ -43,6 +43,7 @@ _IDENTIFYING_LABEL = re.compile(
     r"\bnom\b|nascita|geburt|eupid|unified patient",
     re.IGNORECASE)
 _UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
+_MARKER = re.compile(rf"\b({_UNKNOWN_PART})\b")
 # "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
 _SENTINEL = re.compile(r"(9+|0+)([/.\-](9+|0+))*")
 
@@ -76,6 +77,7 @@ class ColumnProfile:
     date_patterns: tuple[DatePattern, ...] = ()
     unparsed_shapes: tuple[ValueCount, ...] = ()  # date columns: shapes (9 for a digit) of the other values
     sentinels: tuple[ValueCount, ...] = ()  # date columns: placeholders such as 99/99/9999
+    unknown_parts: tuple[str, ...] = ()  # date columns: how an unknown day or month is written (UK, NK)
     decimal_mark: str | None = None
     label: str | None = None
     declared_type: str | None = None
@@ -226,6 +228,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
     patterns: tuple[DatePattern, ...] = ()
     shapes: tuple[ValueCount, ...] = ()
     sentinels: tuple[ValueCount, ...] = ()
+    markers: list[str] = []
     if not filled:
         kind = "empty"
     else:
@@ -247,6 +250,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
                     other[shape_of(value)] += n
             shapes = tuple(ValueCount(s, n) for s, n in other.most_common(5))
             sentinels = tuple(ValueCount(v, n) for v, n in Counter(placeholders).most_common())
+            markers = sorted({m for value in counts for m in _MARKER.findall(value) if date_layout_of(value)})
             if sentinels:
                 detail += f"; placeholders {', '.join(f'{v.value} ×{v.count}' for v in sentinels)}"
             if unmatched:
@@ -280,7 +284,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
     return ColumnProfile(
         name=name, kind=kind, detail=detail, rows=len(values), nulls=nulls, distinct=distinct,
         top_values=tuple(shown), masked_values=distinct - len(shown), hidden_reason=hidden,
-        date_patterns=patterns, unparsed_shapes=shapes, sentinels=sentinels, decimal_mark=mark,
+        date_patterns=patterns, unparsed_shapes=shapes, sentinels=sentinels, unknown_parts=tuple(markers),
+        decimal_mark=mark,
         label=info.label if info else None, declared_type=info.declared_type if info else None,
         code_list=info.codes if info else None)
 

@@ -42,6 +42,7 @@ _TRUNCATIONS = {"%Y-%m-%d": ("%Y-%m", "%Y"), "%Y/%m/%d": ("%Y",), "%Y%m%d": ("%Y
 _READABLE = {"%Y-%m-%dT%H:%M:%S": "%Y-%m-%d"}  # the parser reads dates only; the time part is not kept
 DUPLICATES_TOLERATED = 0.02  # share of repeated keys a record-key column may have
 MINOR_LAYOUT = 0.05  # a date layout of fewer values than this share (and < MIN_SHOWN) is not declared
+_DEFAULT_UNKNOWN = ("UK", "UNK", "00")  # the mapping's default unknown_date_parts
 _ODM_DEFAULT_KEYS = ("_study_event_oid", "_form_oid", "_item_group_oid")
 
 
@@ -382,6 +383,11 @@ def draft_mapping(draft: DraftSource) -> Draft:
         lines.append(f"decimal: {_q(details.decimal)}  # decimal mark of the numbers")
     if main_format:
         lines.append(f"date_format: {_q(main_format)}  # the most common date layout; fields differing say format:")
+    markers = sorted({m for rs in record_sets for c in rs.columns for m in c.unknown_parts})
+    if set(markers) - set(_DEFAULT_UNKNOWN):
+        parts = list(dict.fromkeys([*_DEFAULT_UNKNOWN, *markers]))
+        listed = ", ".join(_q(p) for p in parts)
+        lines.append(f"unknown_date_parts: [{listed}]  # how an unknown day or month is written")
     if sentinels:
         lines.append(f"null_values: [{', '.join(_q(v) for v in ['', *sentinels])}]  # placeholders for unknown dates")
     if patient_key is not None:
