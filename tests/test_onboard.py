@@ -215,6 +215,7 @@ def test_rtw_profile_prints_tables_and_writes_an_owner_only_page(files, tmp_path
     assert "geschlecht" in result.output and "masked" in result.output
     page = tmp_path / "reports" / "profiles" / "DKKR_export_20261101.html"
     assert page.is_file() and stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700 == stat.S_IMODE(page.parent.parent.stat().st_mode)
     for text in (result.output, page.read_text(encoding="utf-8")):
         assert "DE-00" not in text  # patient numbers
         assert "01.01.2010" not in text and ";X;" not in text  # a birth date, the rare sex code

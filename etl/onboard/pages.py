@@ -85,7 +85,10 @@ def profile_html(profile: FileProfile) -> str:
 
 def write_private(path: Path, text: str) -> Path:
     """Write a file readable by its owner only, atomically (a reader never sees half a page)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Folders created here are owner-only too (a profile may be the first thing written to a new home).
+    for folder in reversed([path.parent, *path.parent.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
