@@ -508,3 +508,13 @@ def test_the_odm_profile_page_lists_code_lists_from_the_metadata(files, tmp_path
     assert "Sex" in sex.text_content() and "code list: 3 codes" in sex.text_content()
     assert [c.text for c in sex.xpath(".//details[@class='code-list']/code")] == ["1", "2", "9"]
     assert "P00" not in page.read_text(encoding="utf-8")  # subject keys
+
+
+def test_a_check_across_keys_points_at_the_key_it_names(tmp_path):
+    folder, _ = _broken_copy(tmp_path, "registry_it", "patient_key: codice_paziente",
+                             "patient_key: codice_paziente\nignore: [REG]")
+    lines = (folder / "registry_it.yaml").read_text(encoding="utf-8").splitlines()
+    _, findings = mapping_findings(folder / "registry_it.yaml")
+    (finding,) = findings
+    assert finding.where.endswith(f"line {lines.index('ignore: [REG]') + 1}")
+    assert finding.message.startswith("ignore: ") and "REG" in finding.message

@@ -97,6 +97,10 @@ def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
                 located = line_of(root, loc)
                 key = ".".join(map(str, loc)) or "(top level)"
                 message = str(problem["msg"]).removeprefix("Value error, ")
+                named = split_key_path(message) if not loc else None
+                if named is not None and line_of_dotted(root, named[0]).path:
+                    # A check across keys names its key first ("ignore: DM is also mapped"): point there.
+                    located, key, message = line_of_dotted(root, named[0]), named[0], named[1]
                 if problem["type"] == "extra_forbidden":
                     message = "unknown key"
                 findings.append(Finding("error", f"{path}, line {located.line}",
