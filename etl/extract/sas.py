@@ -310,26 +310,29 @@ def _xport_layout(path: Path, metadata: SasMetadata) -> _XportLayout | None:
     return _XportLayout(found + 80, length) if found >= 0 and length > 0 else None
 
 
-class _XportWindow(io.RawIOBase):
+class _XportWindow:
     """An XPORT file seen from observation `first` on: its header, then the observations from there.
 
     readstat reaches a row offset in XPORT by reading every observation before it, which makes
-    chunked reading quadratic; handed this window it starts at the chunk directly.
+    chunked reading quadratic; handed this window it starts at the chunk directly. Reads are
+    served from a 1 MiB block: readstat asks for one observation at a time, and seeks between.
     """
 
+    _BLOCK = 1 << 20
+
     def __init__(self, path: Path, layout: _XportLayout, first: int) -> None:
-        super().__init__()
         self._file = path.open("rb")
         self._head = layout.data_start
         self._skip = first * layout.observation_length
         self._size = path.stat().st_size - self._skip
         self._position = 0
+        self._block_start, self._block = 0, b""
 
-    def readable(self) -> bool:
-        return True
+    def __enter__(self) -> _XportWindow:
+        return self
 
-    def seekable(self) -> bool:
-        return True
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
 
     def tell(self) -> int:
         return self._position
@@ -340,28 +343,35 @@ class _XportWindow(io.RawIOBase):
         return self._position
 
     def read(self, size: int | None = -1) -> bytes:
-        wanted = self._size - self._position if size is None or size < 0 else size
+        wanted = self._size - self._position if size is None or size < 0 else min(size, self._size - self._position)
         parts = []
-        while wanted > 0 and self._position < self._size:
-            header = self._position < self._head
-            self._file.seek(self._position if header else self._position + self._skip)
-            limit = min(wanted, self._head - self._position) if header else wanted
-            part = self._file.read(limit)
-            if not part:
-                break
+        while wanted > 0:
+            start = self._position - self._block_start
+            if not 0 <= start < len(self._block):
+                self._load(self._position)
+                start = 0
+                if not self._block:
+                    break
+            part = self._block[start:start + wanted]
             parts.append(part)
             self._position += len(part)
             wanted -= len(part)
         return b"".join(parts)
 
-    def close(self) -> None:
-        self._file.close()
-        super().close()
+    def _load(self, position: int) -> None:
+        # A block never straddles the header's end, where the window jumps over the skipped observations.
+        if position < self._head:
+            self._file.seek(position)
+            self._block = self._file.read(self._head - position)
+        else:
+            self._file.seek(position + self._skip)
+            self._block = self._file.read(self._BLOCK)
+        self._block_start = position
 
 
 def _read_rows(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,
                encoding: str | None) -> pd.DataFrame:
-    if layout is None:
+    if layout is None or offset == 0:  # the first chunk needs no window
         frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding)
         return frame
     with _XportWindow(path, layout, offset) as window:
