@@ -86,12 +86,19 @@ def test_every_rule_reports_for_every_source(validated):
     assert set(results.status) <= {"passed", "failed", "not_applicable", "error"}
     assert not (results.status == "error").any(), results[results.status == "error"].message.tolist()
     judged = results[results.denominator > 0]
-    assert (judged.percent.round(3) == (100 * judged.failing_rows / judged.denominator).round(3)).all()
+    # DuckDB rounds half away from zero (1/64 -> 1.563), numpy half to even: compare within the rounding
+    assert ((judged.percent - 100 * judged.failing_rows / judged.denominator).abs() <= 0.0005 + 1e-9).all()
     failed = judged.failing_rows > judged.threshold * judged.denominator
     assert (judged.status[failed] == "failed").all() and (judged.status[~failed] == "passed").all()
     # A rule reading a parameter judges only the sources that set it.
-    lvef = results[results.rule_id == "ENR-LVEF-ELIGIBLE"].set_index("source_id")
-    assert (lvef.status == "not_applicable").all() and lvef.message.str.contains("min_lvef_percent").all()
+    lvef = results[(results.rule_id == "ENR-LVEF-ELIGIBLE")
+                   & results.source_id.isin(["iltb", "registry_it", "sacha_fr"])]  # they set no LVEF threshold
+    assert len(lvef) == 3 and (lvef.status == "not_applicable").all()
+    assert lvef.message.str.contains("reads params min_lvef_percent, which sources/").all()
+    trial = results[(results.source_id == "crizotinib_imt") & results.rule_id.isin(
+        ["ENR-LVEF-ELIGIBLE", "ENR-AGE-ELIGIBLE", "XT-ALK-ROS1-REQUIRED"])]
+    if not trial.empty:  # the trial that sets those params: its eligibility rules judge its rows
+        assert set(trial.status) <= {"passed", "failed"} and (trial.denominator > 0).all()
     age = results[results.rule_id == "DIAG-AGE-REGISTRY"].groupby("source_id").status.agg(set).to_dict()
     assert age["registry_it"] <= {"passed", "failed"} and age["sacha_fr"] == age["iltb"] == {"not_applicable"}
 
