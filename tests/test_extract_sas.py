@@ -13,7 +13,9 @@ import pytest
 from etl.extract.errors import ExtractError
 from etl.extract.sas import (
     ADAPTER,
+    SasMetadata,
     SasOptions,
+    SasVariable,
     iter_sas_chunks,
     numbers_as_text,
     read_sas_metadata,
@@ -278,3 +280,13 @@ def test_short_observations_and_the_padding_after_them(tmp_path: Path, version: 
         assert staged["SEX"].tolist() == ["M", "F", "", "U", "F"]
         assert staged["AGE"].tolist() == ["1", "", "3", "4", "5"]
         assert staged["_line"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_notices_name_a_dozen_labels_and_count_the_rest() -> None:
+    variables = {f"VAR{i:02d}": SasVariable(f"Label {i}", None, "character", 8) for i in range(15)}
+    metadata = SasMetadata("XPORT v5", "LB", "Laboratory", None, variables, 3)
+    summary, labels = metadata.describe()
+    assert summary == "SAS XPORT v5, dataset LB 'Laboratory', 15 variables, 3 observations"
+    assert labels.startswith("labels and formats: VAR00 'Label 0'; VAR01 'Label 1';")
+    assert "VAR11 'Label 11'; and 3 more (the staged file's metadata has all)" in labels
+    assert "VAR12" not in labels

@@ -111,6 +111,8 @@ _FIRST_MS = (np.datetime64("1582-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(
 _LAST_MS = (np.datetime64("10000-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(np.int64)
 _EXACT_INTEGER = 2.0**53
 
+_LISTED_VARIABLES = 12  # labels and formats named in a notice; all are in the metadata
+
 #: observations per chunk are chosen so that a chunk holds about this many cells
 CHUNK_CELLS = 2_000_000
 
@@ -169,7 +171,9 @@ class SasMetadata:
         declared = [n + (f" '{v.label}'" if v.label else "") + (f" {v.format}" if v.format else "")
                     for n, v in self.variables.items() if v.label or v.format]
         if declared:
-            notices.append("labels and formats: " + "; ".join(declared))
+            more = len(declared) - _LISTED_VARIABLES
+            notices.append("labels and formats: " + "; ".join(declared[:_LISTED_VARIABLES])
+                           + (f"; and {more} more (the staged file's metadata has all)" if more > 0 else ""))
         return notices
 
 
