@@ -459,7 +459,8 @@ def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
                                      "a joined record cannot take a value from two record sets: add them to "
                                      "join_on if they must agree")
             repeat = rows.duplicated(subset=keys, keep="first") if not missing else pd.Series(False, rows.index)
-            matched = (rows[keys].apply(tuple, axis=1).isin(set(head[keys].apply(tuple, axis=1)))
+            matched = (pd.Series(pd.MultiIndex.from_frame(rows[keys].astype(str)).isin(
+                           pd.MultiIndex.from_frame(head[keys].astype(str))), index=rows.index)
                        if not missing and not head.empty else pd.Series(False, rows.index))
             lonely = rows[~matched | repeat]
             if not lonely.empty:
