@@ -126,9 +126,14 @@ def _csv_parquet(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("kind", ["xpt5", "xpt8", "sas7bdat"])
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 5])
-def test_chunks_give_the_same_rows(tmp_path: Path, chunk_rows: int) -> None:
-    path = _xpt(tmp_path)
+def test_chunks_give_the_same_rows(tmp_path: Path, chunk_rows: int, kind: str) -> None:
+    if kind == "sas7bdat":
+        path = tmp_path / "dm.sas7bdat"
+        pyreadstat.write_sas7bdat(DM, str(path), column_labels=DM_LABELS, variable_format=DM_FORMATS)
+    else:
+        path = _xpt(tmp_path, version=int(kind[-1]))
     out = tmp_path / "chunked.parquet"
     result = stage_sas(path, out, lineage=LINEAGE, chunk_rows=chunk_rows)
     assert result.rows == 4
