@@ -166,6 +166,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": _file_counts(result.file_counts, record_sets.superseded),
         "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
+        "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
 
 
