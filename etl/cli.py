@@ -99,6 +99,9 @@ def status(home: HomeOption = None) -> None:
         _print_query(con, "Source files", "SELECT source_id, file_name, status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
                      "FROM meta.source_file ORDER BY source_id, file_name, last_run_id")
+        _print_query(con, "Notices of the last run that loaded each source",
+                     "SELECT source_id, notice FROM meta.source_notice n WHERE run_id = (SELECT max(run_id) "
+                     "FROM meta.source_notice m WHERE m.source_id = n.source_id) ORDER BY source_id, notice")
     finally:
         con.close()
 

@@ -121,6 +121,8 @@ def test_rows_are_accounted_for_and_the_age_rule_judges_the_new_registry(run):
     # joined into their cases and loaded with them; the orphan held back
     assert files.loc["STEP_Histologie.csv", ["rows_read", "rows_loaded", "rows_quarantined"]].tolist() == [6, 5, 1]
     assert files.loc["STEP_Audit.csv", "rows_read"] == 0  # ignored: left out, counted in the run's notice
+    notices = _query(home, "SELECT notice FROM meta.source_notice WHERE notice LIKE '%Audit ignored%'")
+    assert "2 records not loaded" in notices.notice[0]
     results = _query(home, f"SELECT DISTINCT status FROM dq.check_result WHERE run_id = '{summary['run_id']}' "
                            "AND rule_id = 'DIAG-AGE-REGISTRY'")
     assert set(results.status) == {"passed"}

@@ -205,6 +205,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
                     _record_removals(con, outcome)
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
+                for notice in dict.fromkeys(outcome.notices):
+                    con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, outcome.source_id, notice])
             changed = bool(harmonised)
             definitions = _definitions_fingerprint(quality)
             # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
