@@ -2,7 +2,9 @@
 
 Every code here is real and chosen so the warehouse can classify it:
 - ICD-O-3 morphology/topography pairs are all classified by the IARC 2017 ICCC-3 table
-  (behaviour 3; checked in tests/test_synth.py against `etl.transform.iccc3`).
+  (behaviour 3; checked in tests/test_synth.py against `etl.transform.iccc3`), except the
+  inflammatory myofibroblastic tumour 8825/1, classified through the warehouse's documented
+  ICCC-3 extension (`etl.transform.iccc3.EXTENSIONS`).
 - Drugs are INNs with their WHO ATC code (2024 structure: protein kinase inhibitors under
   L01E*, monoclonal antibodies under L01F*); drugs still in trials have no ATC code.
 - Adverse events are MedDRA preferred terms with their 8-digit PT codes, as EDCs code them.
