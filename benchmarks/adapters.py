@@ -13,7 +13,9 @@ codes, whole numbers, decimals, dates), then times, each in its own process:
   (and, with `--openpyxl`, openpyxl read-only, the library calamine was chosen over).
 
 It prints records/s for both, the adapter's time as a multiple of the raw read's, and each
-process's peak resident memory (ru_maxrss, which includes the ~150 MiB of imported libraries).
+process's peak resident memory (ru_maxrss, including the ~170 MiB of imported libraries); for the
+adapter also the peak while staging ("stage"), before `record_sets` holds every record in memory.
+Files are written by a separate process: a child inherits the peak memory of its parent.
 """
 
 from __future__ import annotations
@@ -169,13 +171,15 @@ def _raw_read(reader: str, path: Path) -> int:
     raise ValueError(reader)
 
 
-def _adapter_read(format_name: str, path: Path, scratch: Path) -> int:
+def _adapter_read(format_name: str, path: Path, scratch: Path) -> tuple[int, float]:
+    """Stage the file and read its record sets back; the records, and the peak RSS (MiB) of staging alone."""
     from etl.extract.adapter import adapter_for
 
     adapter = adapter_for(format_name)
     out = scratch / adapter.staged_name("0" * 64)
     adapter.stage(path, out, adapter.Options(), {"source_file": path.name, "source_file_sha256": "0" * 64})
-    return sum(len(frame) for frame in adapter.record_sets(out, path.stem).values())
+    stage_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return sum(len(frame) for frame in adapter.record_sets(out, path.stem).values()), stage_peak
 
 
 def _child(kind: str, name: str, path: Path) -> None:
@@ -191,10 +195,13 @@ def _child(kind: str, name: str, path: Path) -> None:
     registry.adapters()
     with tempfile.TemporaryDirectory(prefix="rtw-bench-") as scratch:
         started = time.perf_counter()
-        rows = _adapter_read(name, path, Path(scratch)) if kind == "adapter" else _raw_read(name, path)
+        if kind == "adapter":
+            rows, stage_peak = _adapter_read(name, path, Path(scratch))
+        else:
+            rows, stage_peak = _raw_read(name, path), 0.0
         seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_kib / 1024, "stage_peak_mib": stage_peak}))
 
 
 def _measure(kind: str, name: str, path: Path) -> dict[str, float]:
@@ -208,20 +215,28 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000, help="records per file (20 columns each)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--openpyxl", action="store_true", help="also time openpyxl read-only on the .xlsx")
+    parser.add_argument("--formats", default="csv,odm,sas,excel", help="adapters to time, comma-separated")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         kind, name, path = options.child
-        _child(kind, name, Path(path))
+        if kind == "write":
+            names, records = _records(options.rows, options.seed)
+            next(case[3] for case in CASES if case[2] == name)(Path(path), names, records)
+        else:
+            _child(kind, name, Path(path))
         return
-    names, records = _records(options.rows, options.seed)
     print(f"{options.rows} records x {COLUMNS} columns per file; records/s, peak RSS per process\n")
-    print(f"{'format':<13} {'file MiB':>8}  {'adapter rec/s':>13} {'s':>6} {'MiB':>5}  "
+    print(f"{'format':<13} {'file MiB':>8}  {'adapter rec/s':>13} {'s':>6} {'MiB':>5} {'stage':>5}  "
           f"{'raw read':<26} {'rec/s':>9} {'s':>6} {'MiB':>5}  {'adapter/raw':>11}")
     with tempfile.TemporaryDirectory(prefix="rtw-bench-files-") as folder:
-        for label, format_name, suffix, write, reader in CASES:
+        for label, format_name, suffix, _write, reader in CASES:
+            if format_name not in options.formats.split(","):
+                continue
             path = Path(folder) / f"bench{suffix}"
-            write(path, names, records)
+            # Written by another process: a child inherits the peak memory of the process it forks from.
+            subprocess.run([sys.executable, __file__, "--child", "write", suffix, str(path), "--rows",
+                            str(options.rows), "--seed", str(options.seed)], check=True)
             adapter = _measure("adapter", format_name, path)
             raws = [reader, "openpyxl.read_only"] if format_name == "excel" and options.openpyxl else [reader]
             for index, raw_reader in enumerate(raws):
@@ -231,7 +246,7 @@ def main() -> None:
                                      f"expected {options.rows}")
                 head = (f"{label:<13} {path.stat().st_size / 2**20:8.1f}  "
                         f"{options.rows / adapter['seconds']:13,.0f} {adapter['seconds']:6.2f} "
-                        f"{adapter['peak_mib']:5.0f}") if index == 0 else " " * 50
+                        f"{adapter['peak_mib']:5.0f} {adapter['stage_peak_mib']:5.0f}") if index == 0 else " " * 56
                 print(f"{head}  {raw_reader:<26} {options.rows / raw['seconds']:9,.0f} {raw['seconds']:6.2f} "
                       f"{raw['peak_mib']:5.0f}  {adapter['seconds'] / raw['seconds']:10.1f}x", flush=True)
 
