@@ -113,8 +113,10 @@ _EXACT_INTEGER = 2.0**53
 
 _LISTED_VARIABLES = 12  # labels and formats named in a notice; all are in the metadata
 
-#: observations per chunk are chosen so that a chunk holds about this many cells
-CHUNK_CELLS = 2_000_000
+#: observations per chunk are chosen so that a chunk holds about this many cells: measured on
+#: 500,000 x 20 XPORT, staging peaks at +140 MiB with 500,000 cells a chunk (+400 MiB with 2 million),
+#: in the same time
+CHUNK_CELLS = 500_000
 
 
 class SasVariable(NamedTuple):
@@ -286,7 +288,8 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
     layout = _xport_layout(path, metadata) if file_format == "XPORT v5" else None
-    size = chunk_rows or max(1_000, CHUNK_CELLS // max(1, len(metadata.variables)))
+    cells = CHUNK_CELLS if layout is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
+    size = chunk_rows or max(1_000, cells // max(1, len(metadata.variables)))
     offset = 0
     while True:
         try:
