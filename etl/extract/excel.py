@@ -76,6 +76,10 @@ _EXACT_INTEGER = 2.0**53
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _MAX_LISTED = 5  # columns or merged ranges named in one notice
 
+#: rows converted and written at a time: measured on a 100,000 x 20 sheet, staging peaks at
+#: +170 MiB with 20,000 (the sheet's cells in calamine, mostly), +290 MiB with 50,000
+CHUNK_ROWS = 20_000
+
 
 class ExcelOptions(BaseModel):
     """Reader options of a workbook."""
@@ -201,7 +205,7 @@ class SheetRead:
 
 
 def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int, found: SheetRead,
-                       *, chunk_rows: int = 50_000) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
+                       *, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
     """Stream a sheet as (header, row numbers, columns of text), `chunk_rows` records at a time.
 
     The first item always comes (maybe with no records), so an empty sheet still has its header.
@@ -289,7 +293,7 @@ def _range_name(start: tuple[int, int], end: tuple[int, int]) -> str:
 
 # -- staging --------------------------------------------------------------------------------------
 def stage_workbook(path: Path, out: Path, *, header_row: int = 1, sheets: list[str] | None = None,
-                   lineage: dict[str, str] | None = None, chunk_rows: int = 50_000) -> StageResult:
+                   lineage: dict[str, str] | None = None, chunk_rows: int = CHUNK_ROWS) -> StageResult:
     """Stage a workbook to a folder `out` with one Parquet file per sheet (see the module docstring).
 
     The folder is built under a temporary name beside `out` and renamed into place, so a failure
