@@ -87,7 +87,8 @@ def _response_by_advice(result: pd.DataFrame, built: MartsWarehouse) -> None:
     assessed = built.query("SELECT count(DISTINCT r.treatment_id) AS n FROM core.response_assessment r "
                            "JOIN core.treatment USING (treatment_id) WHERE r.timepoint = 'cycle1'").n[0]
     assert result.n_assessed.sum() == assessed
-    assert np.allclose(result.orr, (result.n_responses / result.n_assessed).round(3))
+    # DuckDB rounds halves away from zero (0.5625 -> 0.563), numpy to even (0.562).
+    assert np.allclose(result.orr, result.n_responses / result.n_assessed, atol=0.0005 + 1e-9)
 
 
 def _two_year_survival(result: pd.DataFrame, built: MartsWarehouse) -> None:

@@ -222,7 +222,7 @@ COMMENT ON COLUMN meta.source_file.last_run_id IS 'Last run that changed the fil
 COMMENT ON COLUMN meta.source_file.rows_read IS 'Records read from the file. Unit: records.';
 COMMENT ON COLUMN meta.source_file.rows_loaded IS 'Records loaded into core. Unit: records.';
 COMMENT ON COLUMN meta.source_file.rows_quarantined IS 'Records held back in dq.quarantine. Unit: records.';
-COMMENT ON COLUMN meta.source_file.rows_superseded IS 'Records replaced by a later export of the same series. Unit: records.';
+COMMENT ON COLUMN meta.source_file.rows_superseded IS 'Records replaced by a later export of the same series, or by a later increment of the same ODM chain. Unit: records.';
 COMMENT ON COLUMN meta.source_file.message IS 'Why the file failed, or a note on it.';
 COMMENT ON COLUMN meta.source_file.exported_on IS 'When the source system wrote the file (date in its name, else its modification time).';
 
@@ -234,6 +234,22 @@ COMMENT ON COLUMN meta.source.last_loaded_run_id IS 'Last run that loaded the so
 COMMENT ON COLUMN meta.source.last_attempt_run_id IS 'Last run that tried to load the source.';
 COMMENT ON COLUMN meta.source.status IS 'State of the source after its last attempt. Codes: loaded / failed.';
 COMMENT ON COLUMN meta.source.message IS 'Why the last attempt failed.';
+
+-- meta.record_removal --------------------------------------------------------------------------
+COMMENT ON TABLE meta.record_removal IS 'One row per record a transactional ODM export removed (TransactionType Remove): gone from stage and core, its removal kept for the audit.';
+COMMENT ON COLUMN meta.record_removal.source_id IS 'The source (sources/<source_id>.yaml).';
+COMMENT ON COLUMN meta.record_removal.source_record_key IS 'The removed record, as <patient pseudonym>|<local part> (the ODM keys).';
+COMMENT ON COLUMN meta.record_removal.record_set IS 'The record set (ItemGroupOID) of the removed record.';
+COMMENT ON COLUMN meta.record_removal.level IS 'The element the Remove was written at. Codes: SubjectData / StudyEventData / FormData / ItemGroupData.';
+COMMENT ON COLUMN meta.record_removal.source_file IS 'Name of the increment that removed the record.';
+COMMENT ON COLUMN meta.record_removal.source_file_sha256 IS 'SHA-256 of the increment that removed the record.';
+COMMENT ON COLUMN meta.record_removal.run_id IS 'The run that first applied the removal.';
+
+-- meta.source_notice ----------------------------------------------------------------------------
+COMMENT ON TABLE meta.source_notice IS 'What the readers and the mapping engine noted about a source in a run, beyond errors: dialects, records of ignored record sets (counted here), files matching no pattern.';
+COMMENT ON COLUMN meta.source_notice.run_id IS 'The run that loaded the source.';
+COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_id>.yaml).';
+COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file or record set it is about.';
 
 -- dq.check --------------------------------------------------------------------------------------
 COMMENT ON TABLE dq.check IS 'The data-quality rule catalogue as of the latest run: one row per rule (docs/rules.md).';
