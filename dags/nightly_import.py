@@ -80,8 +80,9 @@ def nightly_import() -> None:
         from etl import pipeline
         from etl.steps import RunPlan, SourceOutcome
 
-        return pipeline.publish_run(_home(), RunPlan.model_validate(planned),
-                                    [SourceOutcome.model_validate(o) for o in outcomes or []], trigger="airflow")
+        summary = pipeline.publish_run(_home(), RunPlan.model_validate(planned),
+                                       [SourceOutcome.model_validate(o) for o in outcomes or []], trigger="airflow")
+        return summary.model_dump(mode="json")
 
     planned = plan_run()
     extracted = extract.expand(source=changed_sources(planned))

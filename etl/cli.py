@@ -10,13 +10,16 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from etl.config import resolve_home
+
+if TYPE_CHECKING:
+    from etl.steps import RunSummary
 
 app = typer.Typer(help="Rare Tumour Warehouse: nightly import of paediatric rare-tumour data.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -314,24 +317,24 @@ def _print_query(con: Any, title: str, sql: str) -> None:
     console.print(table)
 
 
-def _print_summary(summary: dict[str, Any], seconds: float) -> None:
-    table = Table(title=f"Run {summary['run_id']}: {summary['status']} in {seconds:.1f}s")
+def _print_summary(summary: RunSummary, seconds: float) -> None:
+    table = Table(title=f"Run {summary.run_id}: {summary.status} in {seconds:.1f}s")
     table.add_column("core table")
     table.add_column("rows", justify="right")
-    for name, count in summary["rows"].items():
+    for name, count in summary.rows.items():
         table.add_row(name, f"{count:,}")
     console.print(table)
-    quarantined = summary["quarantined"]
+    quarantined = summary.quarantined
     console.print("quarantined records: " + (", ".join(f"{s} {n:,}" for s, n in quarantined.items()) or "none"))
-    if summary["sources_unchanged"]:
-        console.print(f"unchanged, skipped: {', '.join(summary['sources_unchanged'])}")
-    if summary["sources_failed"]:
-        console.print(f"[red]failed sources: {', '.join(summary['sources_failed'])}: {summary['message']}[/red]")
-    issues = summary.get("issues") or {}
+    if summary.sources_unchanged:
+        console.print(f"unchanged, skipped: {', '.join(summary.sources_unchanged)}")
+    if summary.sources_failed:
+        console.print(f"[red]failed sources: {', '.join(summary.sources_failed)}: {summary.message}[/red]")
+    issues = summary.issues
     console.print("open issues: " + (", ".join(f"{n:,} {sev}s" for sev, n in issues.items()) or "none"))
-    console.print(f"warehouse: {summary['warehouse']}")
-    if summary.get("report"):
-        console.print(f"validation report: {summary['report']}")
+    console.print(f"warehouse: {summary.warehouse}")
+    if summary.report:
+        console.print(f"validation report: {summary.report}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

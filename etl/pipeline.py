@@ -33,7 +33,7 @@ from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import publish, read_source_state
 from etl.quality.report import UnknownRun, build_report
 from etl.quality.validate import QualityPlan, quality_plan
-from etl.steps import ExportFile, FileCounts, RunPlan, SourceOutcome, SourceStatus
+from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.mapping import MappingError, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
@@ -202,23 +202,23 @@ def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR
 
 
 def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
-                sources_dir: Path = SOURCES_DIR) -> dict[str, Any]:
+                sources_dir: Path = SOURCES_DIR) -> RunSummary:
     """Validate and publish the changed sources atomically and return the run summary."""
     run_id = planned.run_id
     publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
             unchanged=planned.unchanged, quality=quality_plan_for(home, run_id, sources_dir=sources_dir))
     summary = summarise(home, run_id)
     attachments = []
-    if summary["validated"]:  # else the Parquet marts of the last validated run stand
+    if summary.validated:  # else the Parquet marts of the last validated run stand
         export_parquet(home.warehouse, home.marts)
         folder = home.reports / run_id
         folder.mkdir(parents=True, exist_ok=True)
         attachments = [("Data dictionary", write_dictionary_page(home.warehouse, folder / "dictionary.html")),
                        ("Survival (Kaplan-Meier)", plot_survival(home.warehouse, folder / "survival.png"))]
-    if summary["validated"] or summary["sources_failed"]:
+    if summary.validated or summary.sources_failed:
         # A failed source is news even when nothing was revalidated: the page names it and why.
         try:
-            summary["report"] = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
+            summary.report = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
         except UnknownRun as exc:
             log.warning("no report for run %s: %s", run_id, exc)
     return summary
@@ -231,7 +231,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
     return row
 
 
-def summarise(home: Home, run_id: str | None = None) -> dict[str, Any]:
+def summarise(home: Home, run_id: str | None = None) -> RunSummary:
     """Rows per core table, quarantined rows and the run's status, read from the warehouse."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
@@ -248,14 +248,15 @@ def summarise(home: Home, run_id: str | None = None) -> dict[str, Any]:
                                   "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
     finally:
         con.close()
-    return {"run_id": run_id, "status": run[0], "sources_changed": run[1], "sources_unchanged": run[2],
-            "sources_failed": run[3], "message": run[4], "validated": bool(run[5]), "rows": rows,
-            "quarantined": quarantined, "issues": issues, "warehouse": str(home.warehouse),
-            "report": str(latest) if (latest := home.reports / "latest" / "index.html").exists() else None}
+    latest = home.reports / "latest" / "index.html"
+    return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
+                      sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,
+                      quarantined=quarantined, issues=issues, warehouse=str(home.warehouse),
+                      report=str(latest) if latest.exists() else None)
 
 
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[str], None] | None = None) -> RunSummary:
     """The whole nightly import in this process: what `rtw run` does."""
     say = progress or log.info
     home.ensure()

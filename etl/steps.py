@@ -80,3 +80,25 @@ class SourceOutcome(_Step):
 
     def fail(self, message: str) -> SourceOutcome:
         return self.model_copy(update={"status": SourceStatus.FAILED, "message": message})
+
+
+class RunStatus(StrEnum):
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"  # a source failed and kept its last good data
+
+
+class RunSummary(_Step):
+    """What a run did, read back from the warehouse it published: what `rtw run` prints."""
+
+    run_id: str
+    status: RunStatus
+    sources_changed: list[str]
+    sources_unchanged: list[str]
+    sources_failed: list[str]
+    message: str | None  # why sources failed
+    validated: bool  # the rules and marts ran (a source or a definition changed)
+    rows: dict[str, int]  # by core table
+    quarantined: dict[str, int]  # records held back, by source
+    issues: dict[str, int]  # open issues of the latest validation, by severity
+    warehouse: str
+    report: str | None  # the validation report's page

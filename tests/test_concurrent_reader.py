@@ -109,8 +109,8 @@ def test_a_reader_in_another_process_keeps_its_view_and_does_not_block_the_run(t
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         connected = _next_event(reader)
-        assert connected["event"] == "connected" and connected["snapshot"]["run_id"] == before["run_id"]
-        assert _next_event(reader) == {"event": "parquet_run", "run_id": before["run_id"]}
+        assert connected["event"] == "connected" and connected["snapshot"]["run_id"] == before.run_id
+        assert _next_event(reader) == {"event": "parquet_run", "run_id": before.run_id}
 
         # The centre deleted its last follow-up record: a changed export, published while the reader reads.
         follow_up = home.landing / "iltb" / "ILTB_FU.csv"
@@ -119,10 +119,10 @@ def test_a_reader_in_another_process_keeps_its_view_and_does_not_block_the_run(t
         started = time.monotonic()
         after = _publish_and_export(home)
         took = time.monotonic() - started
-        assert after["sources_changed"] == ["iltb"] and after["run_id"] != before["run_id"]
+        assert after.sources_changed == ["iltb"] and after.run_id != before.run_id
         assert reader.poll() is None, "the reader must still hold its connection when the run completes"
         # The reader moves to the new Parquet set as a whole, with no error on the way.
-        assert _next_event(reader) == {"event": "parquet_run", "run_id": after["run_id"]}
+        assert _next_event(reader) == {"event": "parquet_run", "run_id": after.run_id}
         stop.touch()
         done = _next_event(reader)
         assert reader.wait(timeout=60) == 0
@@ -133,7 +133,7 @@ def test_a_reader_in_another_process_keeps_its_view_and_does_not_block_the_run(t
     assert done["event"] == "done" and done["loops"] > 1
     first, final, fresh = done["first"], done["final"], done["fresh"]
     assert final == first == done["same_process"], "an open connection keeps the file it opened"
-    assert fresh["run_id"] == after["run_id"]
+    assert fresh["run_id"] == after.run_id
     assert fresh["core.follow_up"] == first["core.follow_up"] - 1
     assert fresh["marts.patient_summary"] == fresh["core.patient"]
     assert took < 300, f"the run took {took:.0f}s"

@@ -165,7 +165,7 @@ def test_injected_errors_that_cannot_be_harmonised_are_quarantined_and_clean_rec
 def test_the_issues_found_cover_the_injected_errors(loaded):
     """Issue 3's measure: issues cover >= 99% of truth/errors.csv (source + record key)."""
     home, truth_dir, summary = loaded
-    issues = _table(home, f"SELECT source_id, source_record_key FROM dq.issue WHERE run_id = '{summary['run_id']}'")
+    issues = _table(home, f"SELECT source_id, source_record_key FROM dq.issue WHERE run_id = '{summary.run_id}'")
     found = {(s, _first_copy(k)) for s, k in zip(issues.source_id, issues.source_record_key)}
     injected = _injected(truth_dir)
     covered = len(injected & found) / len(injected)
@@ -218,7 +218,7 @@ def test_a_second_run_on_unchanged_files_skips_them_and_changes_nothing(loaded, 
     home, _, _ = loaded
     before = _content_digest(home)
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary["sources_changed"] == [] and summary["sources_unchanged"] == sorted(SOURCES)
+    assert summary.sources_changed == [] and summary.sources_unchanged == sorted(SOURCES)
     assert _content_digest(home) == before
 
 
@@ -231,7 +231,7 @@ def test_a_changed_export_replaces_that_source_only(tmp_path):
     lines = fu.read_bytes().split(b"\r\n")
     fu.write_bytes(b"\r\n".join([*lines[:-2], b""]))  # the centre deleted its last follow-up record
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary["sources_changed"] == ["iltb"]
+    assert summary.sources_changed == ["iltb"]
     after = _table(home, "SELECT source_id, count(*) AS n FROM core.follow_up GROUP BY 1").set_index("source_id").n
     assert after["iltb"] == before["iltb"] - 1 and after["sacha_fr"] == before["sacha_fr"]
     files = _table(home, "SELECT * FROM meta.source_file WHERE file_name = 'ILTB_FU.csv' ORDER BY status")
@@ -246,9 +246,9 @@ def test_one_unreadable_export_does_not_stop_the_others(tmp_path):
     odm = next((home.landing / "sacha_fr").glob("*.xml"))
     odm.write_bytes(odm.read_bytes()[: odm.stat().st_size // 2])  # a transfer cut in half
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary["sources_failed"] == ["sacha_fr"]
-    assert odm.name in summary["message"] and "line" in summary["message"]
-    assert summary["rows"]["diagnosis"] > 0
+    assert summary.sources_failed == ["sacha_fr"]
+    assert odm.name in summary.message and "line" in summary.message
+    assert summary.rows["diagnosis"] > 0
     state = _table(home, "SELECT status FROM meta.source_file WHERE source_id = 'sacha_fr'")
     assert list(state.status) == ["failed"]
 
@@ -263,7 +263,7 @@ def test_trial_eligibility_violations_are_flagged_by_the_eligibility_rules(tmp_p
     assert set(ineligible.field) == {"lvef_percent", "age_at_enrolment_days", "molecular_alteration"}
     assert set(ineligible.source_id) == {"crizotinib_imt"}
     issues = _table(home, f"SELECT source_id, source_record_key, rule_id FROM dq.issue "
-                          f"WHERE run_id = '{summary['run_id']}'")
+                          f"WHERE run_id = '{summary.run_id}'")
     rules_of: dict[tuple[str, str], set[str]] = {}
     for row in issues.itertuples():
         rules_of.setdefault((row.source_id, _first_copy(row.source_record_key)), set()).add(row.rule_id)

@@ -85,12 +85,12 @@ def _query(home: Home, sql: str) -> pd.DataFrame:
 
 def test_every_clean_row_loads_and_none_is_quarantined(run):
     home, summary = run
-    assert summary["sources_failed"] == [], summary["message"]
+    assert summary.sources_failed == [], summary.message
     held = _query(home, "SELECT record_set, line, rule_ids, reasons FROM dq.quarantine")
     assert held[["record_set", "line"]].values.tolist() == [["Histologie", 7]], held.to_dict("records")
     assert list(held.rule_ids[0]) == ["CONF-SECTION-JOINED"]
     assert "section Histologie has no Faelle record with the same Patienten_ID, Fall_Nr" in held.reasons[0][0]
-    rows = summary["rows"]
+    rows = summary.rows
     assert isinstance(rows, dict)
     assert (rows["diagnosis"], rows["study_enrolment"], rows["follow_up"]) == (6, 6, 6)
 
@@ -123,6 +123,6 @@ def test_rows_are_accounted_for_and_the_age_rule_judges_the_new_registry(run):
     assert files.loc["STEP_Audit.csv", "rows_read"] == 0  # ignored: left out, counted in the run's notice
     notices = _query(home, "SELECT notice FROM meta.source_notice WHERE notice LIKE '%Audit ignored%'")
     assert "2 records not loaded" in notices.notice[0]
-    results = _query(home, f"SELECT DISTINCT status FROM dq.check_result WHERE run_id = '{summary['run_id']}' "
+    results = _query(home, f"SELECT DISTINCT status FROM dq.check_result WHERE run_id = '{summary.run_id}' "
                            "AND rule_id = 'DIAG-AGE-REGISTRY'")
     assert set(results.status) == {"passed"}

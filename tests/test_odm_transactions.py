@@ -160,7 +160,7 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
         file_type="Transactional", prior=snapshot_oid, created="2999-12-31T01:00:00", study="SACHA"))
     os.utime(increment)
     summary = pipeline.run(home, key_value="tx-key")
-    assert summary["sources_changed"] == ["sacha_fr"] and summary["sources_failed"] == []
+    assert summary.sources_changed == ["sacha_fr"] and summary.sources_failed == []
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         after = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]
@@ -176,7 +176,7 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
     gap.write_text(_odm("INC3", _subject("NEW-002", new_patient, "Insert"), file_type="Transactional",
                         prior="INC2", created="3000-01-01T01:00:00", study="SACHA"))
     summary = pipeline.run(home, key_value="tx-key")
-    assert summary["sources_failed"] == ["sacha_fr"] and "INC2" in summary["message"] and gap.name in summary["message"]
+    assert summary.sources_failed == ["sacha_fr"] and "INC2" in summary.message and gap.name in summary.message
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         held = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]

@@ -78,7 +78,7 @@ def validated(tmp_path_factory) -> tuple[Home, dict[str, object]]:
 
 def test_every_rule_reports_for_every_source(validated):
     home, summary = validated
-    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [summary["run_id"]])
+    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [summary.run_id])
     n_rules = len(load_catalogue())
     per_source = results.groupby("source_id").rule_id.nunique().to_dict()
     assert {s: per_source[s] for s in ("iltb", "registry_it", "sacha_fr")} == dict.fromkeys(
@@ -105,7 +105,7 @@ def test_every_rule_reports_for_every_source(validated):
 
 def test_error_issues_are_quarantined_and_warnings_loaded(validated):
     home, summary = validated
-    issues = _rows(home, "SELECT * FROM dq.issue WHERE run_id = ?", [summary["run_id"]])
+    issues = _rows(home, "SELECT * FROM dq.issue WHERE run_id = ?", [summary.run_id])
     held = _rows(home, "SELECT source_id, source_record_key FROM dq.quarantine")
     errors = issues[issues.severity == "error"]
     assert set(zip(errors.source_id, errors.source_record_key)) == set(zip(held.source_id, held.source_record_key))
@@ -118,7 +118,7 @@ def test_error_issues_are_quarantined_and_warnings_loaded(validated):
 
 def test_validation_writes_gx_data_docs(validated):
     home, summary = validated
-    docs = home.reports / str(summary["run_id"]) / "data_docs" / "index.html"
+    docs = home.reports / str(summary.run_id) / "data_docs" / "index.html"
     assert docs.exists()
     assert "core.diagnosis" in docs.read_text()
 
@@ -138,7 +138,7 @@ def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tmp_path):
                                                "  TBR-REASON-WHEN-NOT-FOLLOWED: {threshold: 1.0}\n")
     summary = pipeline.run(home, key_value=KEY, sources_dir=sources)
     results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND source_id = 'iltb'",
-                    [summary["run_id"]]).set_index("rule_id")
+                    [summary.run_id]).set_index("rule_id")
     switched_off = results.loc[["RESP-MRD-RANGE"]]
     assert (switched_off.status == "not_applicable").all()
     assert (switched_off.message == "switched off in sources/iltb.yaml").all()
@@ -160,9 +160,9 @@ def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_pa
     generate(home.root, patients=40, seed=6)
     summary = pipeline.run(home, key_value=KEY)
     broken = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-BROKEN'",
-                   [summary["run_id"]])
+                   [summary.run_id])
     assert set(broken.status) == {"error"} and broken.message.str.contains("no_such_table").all()
-    assert summary["rows"]["diagnosis"] > 0
+    assert summary.rows["diagnosis"] > 0
 
 
 def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path):
@@ -171,7 +171,7 @@ def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path)
     first = pipeline.run(home, key_value=KEY)
     held = _rows(home, "SELECT q.source_record_key, i.value FROM dq.quarantine q JOIN dq.issue i "
                        "USING (source_id, source_record_key) WHERE i.run_id = ? AND q.source_id = 'registry_it' "
-                       "AND i.rule_id = 'CONF-CODE-IN-LIST' AND i.field = 'laterality'", [first["run_id"]])
+                       "AND i.rule_id = 'CONF-CODE-IN-LIST' AND i.field = 'laterality'", [first.run_id])
     assert not held.empty, "the synthetic registry export should carry an invalid laterality code"
     export = next((home.landing / "registry_it").glob("*.csv"))
     text = export.read_text(encoding="cp1252")
@@ -179,7 +179,7 @@ def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path)
         text = text.replace(f";{bad};", ";D;")  # the centre answers the query: right side
     export.write_text(text, encoding="cp1252")
     second = pipeline.run(home, key_value=KEY)
-    assert second["sources_changed"] == ["registry_it"]
+    assert second.sources_changed == ["registry_it"]
     still = _rows(home, "SELECT source_record_key FROM dq.quarantine WHERE source_id = 'registry_it'")
     assert not set(held.source_record_key) & set(still.source_record_key)
     released = _rows(home, "SELECT source_record_key FROM core.diagnosis WHERE source_id = 'registry_it'")
@@ -199,11 +199,11 @@ def test_adding_a_rule_file_revalidates_unchanged_sources(tmp_path, monkeypatch)
         "SELECT source_id, source_record_key FROM diagnosis\n")
     monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
     summary = pipeline.run(home, key_value=KEY)
-    assert summary["sources_changed"] == []
+    assert summary.sources_changed == []
     new = _rows(home, "SELECT count(*) AS n FROM dq.issue WHERE run_id = ? AND rule_id = 'XT-EVERY-DIAGNOSIS'",
-                [summary["run_id"]])
+                [summary.run_id])
     judged = _rows(home, "SELECT count(*) AS n FROM stage.diagnosis")  # loaded or held back: all judged
-    assert new.n[0] == judged.n[0] >= summary["rows"]["diagnosis"]
+    assert new.n[0] == judged.n[0] >= summary.rows["diagnosis"]
 
 
 def test_the_rule_page_in_docs_matches_the_catalogue():

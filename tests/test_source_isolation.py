@@ -21,17 +21,17 @@ def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
     first = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
-    assert first["sources_failed"] == []
+    assert first.sources_failed == []
 
     # A data manager's typo: an unknown key in one mapping.
     broken = sources / "iltb.yaml"
     broken.write_text(broken.read_text().replace("title:", "titel: oops\ntitle:", 1))
     summary = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
 
-    assert summary["status"] == "completed_with_failures"
-    assert summary["sources_failed"] == ["iltb"]
-    assert "iltb.yaml" in summary["message"] and "titel" in summary["message"]
-    assert "sacha_fr" in summary["sources_unchanged"]
+    assert summary.status == "completed_with_failures"
+    assert summary.sources_failed == ["iltb"]
+    assert "iltb.yaml" in summary.message and "titel" in summary.message
+    assert "sacha_fr" in summary.sources_unchanged
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         kept = con.execute("SELECT count(*) FROM core.study_enrolment WHERE source_id = 'iltb'").fetchone()
@@ -40,8 +40,8 @@ def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
     assert kept is not None and kept[0] > 0  # the failed source keeps its last good data
 
     # The run changed no data, yet its report is written: a failed source is news.
-    page = home.reports / summary["run_id"] / "index.html"
-    assert summary["report"] == str(page) and page.exists()
+    page = home.reports / summary.run_id / "index.html"
+    assert summary.report == str(page) and page.exists()
     html = page.read_text()
     assert 'id="sources-failed" class="failed">iltb<' in html and "titel" in html
     assert (home.reports / "latest").resolve() == page.parent.resolve()
