@@ -12,7 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl.extract.errors import ExtractError
-from etl.extract.excel import ADAPTER, ExcelOptions, cell_text, column_letter, read_workbook_sheets, stage_workbook
+from etl.extract.excel import (
+    ADAPTER,
+    ExcelOptions,
+    cell_text,
+    column_letter,
+    detect_header_row,
+    read_workbook_sheets,
+    stage_workbook,
+)
 
 LINEAGE = {"source_file": "imt.xlsx", "source_file_sha256": "0" * 64}
 
@@ -98,6 +106,37 @@ def test_header_row_skips_title_rows(tmp_path: Path) -> None:
     assert _records(record_sets["Follow-up"]) == [{"patient": "IMT-001", "contact_date": "2021-01-05", "_line": 4}]
 
 
+def test_header_row_is_found_below_title_lines_on_each_sheet(tmp_path: Path) -> None:
+    path = _workbook(tmp_path, {
+        "Enrolment": [["Crizotinib IMT trial - CRF export: Enrolment"], ["Exported 01/11/2026; 2 records"],
+                      ["Patient ID", "Record", "Site", "LVEF (%)"], ["IMT-001", 1, "FR-01", 66],
+                      ["IMT-002", 1, "GB-01", None]],
+        "FollowUp": [["Patient ID", "Visit date"], ["IMT-001", dt.date(2026, 3, 10)]]})
+    record_sets, notices = _stage(path)
+    assert _records(record_sets["Enrolment"]) == [
+        {"Patient ID": "IMT-001", "Record": "1", "Site": "FR-01", "LVEF (%)": "66", "_line": 4},
+        {"Patient ID": "IMT-002", "Record": "1", "Site": "GB-01", "LVEF (%)": "", "_line": 5}]
+    assert _records(record_sets["FollowUp"]) == [{"Patient ID": "IMT-001", "Visit date": "2026-03-10", "_line": 2}]
+    assert ("imt.xlsx: sheet 'Enrolment': column names found on row 3, the rows above skipped "
+            "(set `options: header_row:` to choose another)") in notices
+    assert not any("FollowUp': column names found" in notice for notice in notices)
+    with pytest.raises(ExtractError, match=r"sheet 'Enrolment', cell B3: a value \('Record'\) under a header cell "
+                                           r"with no name \(row 1\)"):
+        _stage(path, header_row=1)
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([["Title", "", ""], ["Exported", "", ""], ["a", "b", "c"], ["x", "y", ""]], 3),
+    ([["a", "b", "c", "d"], ["1", "", "", ""], ["2", "3", "4", "5"]], 1),
+    ([["patient"], ["IMT-001"]], 1),
+    ([["", ""], ["", "patient"], ["", "IMT-001"]], 2),
+    ([["Notes on the export", "see below"], ["id", "date", "grade", "term"], ["1", "2", "3", "4"]], 2),
+    ([["", ""], ["", ""]], None),
+])
+def test_detect_header_row(rows: list[list[object]], expected: int | None) -> None:
+    assert detect_header_row(enumerate(rows, start=1)) == expected
+
+
 def test_header_row_errors_name_sheet_and_row(tmp_path: Path) -> None:
     path = _workbook(tmp_path, {"Follow-up": [["patient"], ["IMT-001"]]})
     with pytest.raises(ExtractError, match=r"sheet 'Follow-up': the header row 5 is past the sheet's last row \(2\)"):
@@ -109,8 +148,9 @@ def test_header_row_errors_name_sheet_and_row(tmp_path: Path) -> None:
     workbook.save(path)
     with pytest.raises(ExtractError, match=r"sheet 'Follow-up', row 1: the header row is blank; expected column "
                                            r"names there \(the first filled row is 3"):
-        _stage(path)
+        _stage(path, header_row=1)
     assert _records(_stage(path, header_row=3)[0]["Follow-up"]) == [{"patient": "IMT-001", "_line": 4}]
+    assert _records(_stage(path)[0]["Follow-up"]) == [{"patient": "IMT-001", "_line": 4}]
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         ExcelOptions(header_row=0)
 

@@ -31,7 +31,10 @@ Gotchas of the format:
   program that never computed its formulas has none, and those cells read as empty.
 - Merged cells hold their value in the top-left cell only; the other cells of the range are left
   empty, as delivered (a notice lists the ranges). Filling them down is the mapping's choice.
-- The header is row `header_row` (1-based, default 1); rows above it (titles, notes) are skipped.
+- The header is row `header_row` (1-based) of every sheet; rows above it (titles, notes) are
+  skipped. Without the option, each sheet's header is found: the first row filling more than half
+  as many cells as the fullest of its first 20 filled rows (title lines fill one cell), row 1 in a
+  plain sheet; a notice names the row when it is not 1. So a workbook is read before any mapping.
   A header name is the cell's text with outer blanks trimmed and line breaks made spaces. A column
   with an empty header is dropped if it holds no value (Excel's used range often runs past the
   data) and is an error if it does; a repeated name is an error. Both name the sheet and column.
@@ -49,8 +52,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +69,7 @@ from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_k
 from etl.extract.errors import ExtractError
 
 __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cell_text", "column_letter",
-           "iter_sheet_records", "read_staged_workbook", "read_workbook_sheets", "stage_workbook"]
+           "detect_header_row", "iter_sheet_records", "read_staged_workbook", "read_workbook_sheets", "stage_workbook"]
 
 #: key of each staged Parquet file's schema metadata holding its sheet's name
 SHEET_METADATA_KEY = b"rtw.sheet"
@@ -75,6 +79,7 @@ _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _EXACT_INTEGER = 2.0**53
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _MAX_LISTED = 5  # columns or merged ranges named in one notice
+_HEADER_SCAN = 20  # filled rows looked at to find a header row
 
 #: rows converted and written at a time: measured on a 100,000 x 20 sheet, staging peaks at
 #: +170 MiB with 20,000 (the sheet's cells in calamine, mostly), +290 MiB with 50,000
@@ -85,7 +90,10 @@ class ExcelOptions(BaseModel):
     """Reader options of a workbook."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    header_row: int = Field(1, ge=1, description="the row naming the columns (1-based); rows above it are skipped")
+    header_row: int | None = Field(
+        None, ge=1, description="the row naming the columns (1-based), on every sheet; rows above it are skipped. "
+        "Default: found on each sheet, the first row filling more than half as many cells as the fullest of its "
+        "first 20 rows (so title lines above a table are skipped)")
     sheets: list[str] | None = Field(None, description="the sheets to read, by name; default every worksheet")
 
 
@@ -202,19 +210,39 @@ class SheetRead:
     blank_rows: int = 0
     dropped_columns: tuple[str, ...] = ()
     merged_ranges: tuple[str, ...] = ()
+    detected_header_row: int | None = None  # when the header row was found rather than given
 
 
-def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int, found: SheetRead,
+def detect_header_row(rows: Iterable[tuple[int, list[Any]]]) -> int | None:
+    """The header among a sheet's first rows ((row number, cells)): the first filling more than half as
+    many cells as the fullest of them; None when all are blank.
+
+    Title lines ("CRF export: Enrolment", "Exported 01/11/2026") fill one cell above a wider table.
+    """
+    filled = [(number, sum(1 for cell in cells if cell_text(cell).strip())) for number, cells in rows]
+    widest = max((count for _number, count in filled), default=0)
+    if not widest:
+        return None
+    enough = widest // 2 + 1
+    return next(number for number, count in filled if count >= enough)
+
+
+def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int | None, found: SheetRead,
                        *, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
     """Stream a sheet as (header, row numbers, columns of text), `chunk_rows` records at a time.
 
     The first item always comes (maybe with no records), so an empty sheet still has its header.
-    `found` collects the blank rows skipped and the unnamed empty columns dropped.
+    `found` collects the blank rows skipped, the unnamed empty columns dropped and the header row
+    found when `header_row` is None (see `detect_header_row`).
     """
     (first_row, first_column), (last_row, _last_column) = sheet.start or (0, 0), sheet.end or (0, 0)
     # python-calamine's iter_rows yields every row from the sheet's first (row 1), but cells from its
     # first used column on: rows are numbered from 1, columns from the used range's start.
-    rows = enumerate(sheet.iter_rows(), start=1)
+    rows: Iterator[tuple[int, list[Any]]] = enumerate(sheet.iter_rows(), start=1)
+    if header_row is None:
+        head = list(islice(rows, first_row + _HEADER_SCAN))
+        header_row = found.detected_header_row = detect_header_row(head) or first_row + 1
+        rows = chain(head, rows)
     if header_row <= first_row:
         raise ExtractError(f"{path.name}, sheet '{sheet.name}', row {header_row}: the header row is blank; "
                            f"expected column names there (the first filled row is {first_row + 1}; "
@@ -292,7 +320,7 @@ def _range_name(start: tuple[int, int], end: tuple[int, int]) -> str:
 
 
 # -- staging --------------------------------------------------------------------------------------
-def stage_workbook(path: Path, out: Path, *, header_row: int = 1, sheets: list[str] | None = None,
+def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, sheets: list[str] | None = None,
                    lineage: dict[str, str] | None = None, chunk_rows: int = CHUNK_ROWS) -> StageResult:
     """Stage a workbook to a folder `out` with one Parquet file per sheet (see the module docstring).
 
@@ -340,7 +368,7 @@ def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list
     return [(name, hidden) for name, hidden in worksheets if name in wanted]
 
 
-def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_row: int, lineage: dict[str, str],
+def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_row: int | None, lineage: dict[str, str],
                  found: SheetRead, chunk_rows: int) -> int:
     rows = 0
     writer: pq.ParquetWriter | None = None
@@ -370,6 +398,9 @@ def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_ro
 def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: SheetRead) -> list[str]:
     where = f"{file_name}: sheet '{sheet}'"
     notices = [f"{where}: {rows} rows" + (" (a hidden sheet)" if hidden else "")]
+    if found.detected_header_row not in (None, 1):
+        notices.append(f"{where}: column names found on row {found.detected_header_row}, the rows above "
+                       "skipped (set `options: header_row:` to choose another)")
     if found.blank_rows:
         notices.append(f"{where}: {found.blank_rows} blank row(s) skipped")
     if found.dropped_columns:
