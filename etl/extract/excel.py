@@ -12,7 +12,8 @@ calamine 0.66-0.75 s (peak RSS 123 MiB: it holds the sheet's cells), openpyxl re
 10.2-10.3 s (52 MiB): calamine is ~15x faster. It also reads .xls, .xlsb and .ods, which
 openpyxl cannot. With calamine a sheet is loaded whole; rows are then converted and written in
 chunks, so memory is the sheet's cells plus one chunk. `benchmarks/adapters.py --openpyxl`
-measures both again, beside this adapter.
+measures both again, beside this adapter: on 100,000 x 20 it stages and reads back ~31,000
+records/s, 2.4x the time of calamine's bare iteration (openpyxl alone: ~4,100 records/s).
 
 Gotchas of the format:
 - Cells are typed, not text. A date is a serial number whose *number format* says it is a date:

@@ -36,6 +36,10 @@ Gotchas of the format:
   observation count in that record, so a window would lie: v8 is read by row offset.)
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
+
+Throughput (`benchmarks/adapters.py`, 500,000 x 20): ~74,000 records/s from XPORT and ~88,000 from
+sas7bdat, staged and read back, 2.0-2.4x the time of pyreadstat's bare read; staging peaks at the
+same memory for 100,000 or 500,000 observations.
 """
 
 from __future__ import annotations
