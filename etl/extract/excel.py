@@ -272,7 +272,7 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
             if index < len(texts) and texts[index].strip():
                 raise ExtractError(
                     f"{path.name}, sheet '{sheet.name}', cell {column_letter(first_column + index)}{number}: "
-                    f"a value ({texts[index]!r}) under a header cell with no name (row {header_row}); "
+                    f"a value under a header cell with no name (row {header_row}); "  # the value may identify a patient
                     "expected every column holding values to be named")
         records.append([texts[index] if index < len(texts) else "" for index in kept])
         numbers.append(number)

@@ -67,7 +67,15 @@ import pyarrow.parquet as pq
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINEAGE_COLUMNS, FileHeader, RecordSets, Removal, SourceAdapter, StageResult
+from etl.extract.adapter import (
+    LINEAGE_COLUMNS,
+    FileHeader,
+    RecordSets,
+    Removal,
+    SourceAdapter,
+    StageResult,
+    refuse_if_other_format,
+)
 from etl.extract.errors import ExtractError
 
 if TYPE_CHECKING:
@@ -696,6 +704,7 @@ class OdmAdapter(SourceAdapter):
         return OdmOptions.model_validate({**given, **mapping.options})
 
     def stage(self, path: Path, out: Path, options: OdmOptions, lineage: dict[str, str]) -> StageResult:
+        refuse_if_other_format(path, "a CDISC ODM (XML) file")
         if options.odm_version is not None:
             namespace, expected = read_odm_header(path).namespace, ODM_NAMESPACES[options.odm_version]
             if namespace != expected:
