@@ -99,10 +99,10 @@ def test_classify_frame_keeps_the_index_and_leaves_missing_inputs_empty():
     derived = iccc3.classify_frame(diagnosis)
     assert list(derived.columns) == iccc3.FRAME_COLUMNS
     assert list(derived.index) == [10, 11, 12, 13]
-    assert derived.loc[10].tolist() == ["050", "035", "V", "V", False]
+    assert derived.loc[10].tolist() == ["050", "035", "V", "V", False, None]
     assert derived.loc[11, ["iccc3_code", "iccc3_group"]].isna().all() and pd.isna(derived.loc[11, "is_very_rare"])
-    assert derived.loc[12].tolist() == ["111", "093", "XI", "XI(a)", True]
-    assert derived.loc[13].tolist() == ["999", "999", None, None, False]
+    assert derived.loc[12].tolist() == ["111", "093", "XI", "XI(a)", True, None]
+    assert derived.loc[13].tolist() == ["999", "999", None, None, False, None]
     assert str(derived["is_very_rare"].dtype) == "boolean"
 
 
@@ -159,3 +159,12 @@ def test_classify_frame_applies_the_extension_unless_switched_off():
                               "icdo3_topography": ["C48.1", "C48.1"]})
     assert iccc3.classify_frame(diagnosis)["iccc3_code"].tolist() == ["092", "092"]
     assert iccc3.classify_frame(diagnosis, extensions=False)["iccc3_code"].tolist() == ["999", "092"]
+
+
+def test_the_frame_says_which_diagnoses_an_extension_classified():
+    frame = pd.DataFrame({"icdo3_morphology": ["8825", "8825", "9510"], "icdo3_behaviour": ["1", "3", "3"],
+                          "icdo3_topography": ["C49.4", "C49.4", "C69.2"]})
+    derived = iccc3.classify_frame(frame)
+    assert derived.iccc3_code[0] == derived.iccc3_code[1] != iccc3.NOT_CLASSIFIED
+    assert "8825/1" in derived.iccc3_extension[0]
+    assert derived.iccc3_extension[1] is None and derived.iccc3_extension[2] is None

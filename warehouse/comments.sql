@@ -91,6 +91,7 @@ COMMENT ON COLUMN core.diagnosis.iccc3_group IS 'ICCC-3 main group, a Roman nume
 COMMENT ON COLUMN core.diagnosis.iccc3_subgroup IS 'ICCC-3 subgroup, e.g. VIII(a). Codes: ICCC-3 subgroup.';
 COMMENT ON COLUMN core.diagnosis.iccc3_extended IS 'ICCC-3 extended-classification recode (IARC 2017), e.g. 035. Codes: ICCC-3 extended recode.';
 COMMENT ON COLUMN core.diagnosis.is_very_rare IS 'A very rare tumour: incidence below 2 per million children per year.';
+COMMENT ON COLUMN core.diagnosis.iccc3_extension IS 'Why the ICCC-3 class comes from a documented RTW extension rather than the IARC 2017 table (e.g. inflammatory myofibroblastic tumour 8825/1, classified with 8825/3); NULL when the IARC table classified the diagnosis.';
 COMMENT ON COLUMN core.diagnosis.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN core.diagnosis.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
 COMMENT ON COLUMN core.diagnosis.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';

@@ -98,6 +98,7 @@ CREATE TABLE core.diagnosis (
     iccc3_subgroup          VARCHAR,   -- e.g. VIII(a)
     iccc3_extended          VARCHAR,   -- IARC 2017 extended recode, e.g. 035
     is_very_rare            BOOLEAN,
+    iccc3_extension         VARCHAR,   -- why an RTW extension classified it (e.g. IMT 8825/1); NULL: the IARC table did
     source_id               VARCHAR NOT NULL,
     source_file_sha256      VARCHAR NOT NULL,
     source_record_key       VARCHAR NOT NULL,

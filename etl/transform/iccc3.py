@@ -54,7 +54,7 @@ from etl.transform.icdo3 import IcdO3Error, parse_morphology, parse_topography
 
 DEFAULT_TABLE_PATH = Path(__file__).resolve().parent / "vocab" / "iccc3_iarc2017.csv"
 NOT_CLASSIFIED = "999"
-FRAME_COLUMNS = ["iccc3_code", "iccc3_extended", "iccc3_group", "iccc3_subgroup", "is_very_rare"]
+FRAME_COLUMNS = ["iccc3_code", "iccc3_extended", "iccc3_group", "iccc3_subgroup", "is_very_rare", "iccc3_extension"]
 
 VERY_RARE_GROUPS = frozenset({"XI"})
 # (first, last, what) histology ranges, very rare wherever ICCC-3 puts them (if it classifies them).
@@ -257,9 +257,8 @@ def classify_frame(
 ) -> pd.DataFrame:
     """ICCC-3 columns for each diagnosis row (same index); rows missing any input get NA, not 999.
 
-    `extensions` as in `classify`: the frame has no column saying a row was classified through one
-    (core.diagnosis has none); which codes are is `EXTENSIONS`, so an analyst can filter on
-    icdo3_morphology/icdo3_behaviour.
+    `extensions` as in `classify`: `iccc3_extension` says why a row was classified through one
+    (NULL when the IARC table classified it).
     `behaviour=None` when the histology column carries it (`9510/3`). Invalid codes raise
     `IcdO3Error` naming the row: validate them upstream (harmonise quarantines them).
     """
@@ -281,15 +280,16 @@ def classify_frame(
 def _classify_row(label: Any, histology: str | None, behaviour: str | None, topography: str | None,
                   table: Iccc3Table, extensions: bool) -> tuple[Any, ...]:
     if histology is None or topography is None:
-        return None, None, None, None, pd.NA
+        return None, None, None, None, pd.NA, None
     try:
         morphology = parse_morphology(histology, behaviour)
         if morphology.behaviour is None:
-            return None, None, None, None, pd.NA
+            return None, None, None, None, pd.NA, None
         cls = classify(morphology.histology, morphology.behaviour, topography, table, extensions=extensions)
     except IcdO3Error as exc:
         raise IcdO3Error(f"row {label!r}: {exc}") from exc
-    return cls.code, cls.extended, cls.group, cls.subgroup, is_very_rare(cls, morphology.histology)
+    return (cls.code, cls.extended, cls.group, cls.subgroup, is_very_rare(cls, morphology.histology),
+            cls.extension)
 
 
 def _text(value: Any) -> str | None:
