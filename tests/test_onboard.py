@@ -488,8 +488,11 @@ def test_scaffold_of_sdtm_datasets_keys_each_record_set_by_its_sequence(synth_ho
 def test_reader_options_reach_the_adapter_and_the_draft(synth_home, tmp_path):
     (workbook,) = (synth_home / "landing" / "crizotinib_imt").glob("*.xlsx")
     runner = CliRunner()
-    wrong = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path)], env={"COLUMNS": "200"})
-    assert wrong.exit_code == 1 and "header" in wrong.output  # the title rows above the header
+    found = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path)], env={"COLUMNS": "200"})
+    assert found.exit_code == 0 and "column names found on row 3" in found.output  # title rows skipped, said so
+    wrong = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path), "--option", "header_row=1"],
+                          env={"COLUMNS": "200"})
+    assert wrong.exit_code == 1 and "header" in wrong.output  # the title row taken for the header
     shown = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path), "--option", "header_row=3"],
                           env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
