@@ -82,6 +82,26 @@ class RecordSets:
     superseded: dict[str, int] = field(default_factory=dict)  # by file sha256: records a later file replaced
 
 
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What a file itself says about one of its columns (all optional)."""
+
+    label: str | None = None  # SAS label, ODM ItemDef Name
+    declared_type: str | None = None  # SAS format, ODM DataType
+    codes: dict[str, str | None] | None = None  # ODM CodeList: coded value -> decode
+
+
+@dataclass(frozen=True)
+class FormatDetails:
+    """A format's own description of a file, for onboarding: notes on the whole file, and per column."""
+
+    notes: tuple[str, ...] = ()
+    columns: dict[str, ColumnInfo] = field(default_factory=dict)
+    encoding: str | None = None
+    delimiter: str | None = None
+    decimal: str | None = None
+
+
 class NoOptions(BaseModel):
     """A format whose reader takes no options."""
 
@@ -117,6 +137,10 @@ class SourceAdapter(ABC):
         if not self.one_record_set_per_file:
             return mapping.source_id
         return record_set_of_file(mapping, file_name)
+
+    def describe(self, path: Path) -> FormatDetails:
+        """What the file declares about itself (dialect, labels, code lists); nothing for most formats."""
+        return FormatDetails()
 
     def file_header(self, path: Path) -> FileHeader:
         """How the file relates to the others of its series; most formats only send snapshots."""

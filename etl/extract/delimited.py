@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import SourceAdapter, StageResult, refuse_if_other_format
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
 from etl.extract.errors import ExtractError
 
 if TYPE_CHECKING:
@@ -366,6 +366,13 @@ class CsvAdapter(SourceAdapter):
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return {record_set: pd.read_parquet(staged)}
+
+    def describe(self, path: Path) -> FormatDetails:
+        dialect = sniff_dialect(path)
+        notes = (f"encoding {dialect.encoding}", f"delimiter {dialect.delimiter!r}",
+                 f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}")
+        return FormatDetails(notes=notes, encoding=dialect.encoding, delimiter=dialect.delimiter,
+                             decimal=dialect.decimal)
 
 
 ADAPTER = CsvAdapter()

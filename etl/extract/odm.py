@@ -69,7 +69,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl.extract.adapter import (
     LINEAGE_COLUMNS,
+    ColumnInfo,
     FileHeader,
+    FormatDetails,
     RecordSets,
     Removal,
     SourceAdapter,
@@ -717,6 +719,15 @@ class OdmAdapter(SourceAdapter):
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return odm_record_sets(staged)
+
+    def describe(self, path: Path) -> FormatDetails:
+        metadata = read_odm_metadata(path)
+        columns = {
+            oid: ColumnInfo(label=item.name, declared_type=item.data_type,
+                            codes=dict(metadata.code_lists.get(item.code_list_oid, {})) if item.code_list_oid else None)
+            for oid, item in metadata.item_defs.items()}
+        notes = (f"{len(metadata.item_defs)} ItemDefs, {len(metadata.code_lists)} CodeLists in the MetaDataVersion",)
+        return FormatDetails(notes=notes, columns=columns)
 
     def file_header(self, path: Path) -> FileHeader:
         header = read_odm_header(path)

@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 import pyreadstat
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import LINE_COLUMN, ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 
 __all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptions", "SasVariable",
@@ -577,6 +577,12 @@ class SasAdapter(SourceAdapter):
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return {record_set: pd.read_parquet(staged)}
+
+    def describe(self, path: Path) -> FormatDetails:
+        # Labels and formats come without the data (the staging notices name them too).
+        metadata = read_sas_metadata(path)
+        columns = {name: ColumnInfo(label=v.label, declared_type=v.format) for name, v in metadata.variables.items()}
+        return FormatDetails(columns=columns, encoding=metadata.file_encoding)
 
 
 ADAPTER = SasAdapter()

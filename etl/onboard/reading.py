@@ -5,46 +5,35 @@ folder (mode 0700, removed afterwards): nothing is written to the home, and only
 are held in memory, whatever the file's size.
 
 What a format declares about its columns (a CSV's dialect, SAS labels and formats, ODM ItemDefs
-and CodeLists) comes from a describer per format, registered in `_DESCRIBERS`; a format without
-one is still profiled, from its values alone.
+and CodeLists) comes from its adapter's `describe`; a format that declares nothing is still
+profiled, from its values alone.
 """
 
 from __future__ import annotations
 
-import importlib
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from etl.extract.adapter import LINE_COLUMN, LINEAGE_COLUMNS, SourceAdapter, adapter_for_file
+from etl.extract.adapter import (
+    LINE_COLUMN,
+    LINEAGE_COLUMNS,
+    ColumnInfo,
+    FormatDetails,
+    SourceAdapter,
+    adapter_for,
+    adapter_for_file,
+)
 from etl.extract.landing import sha256_of
+
+__all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "data_columns", "describe_file",
+           "read_file"]
 
 #: columns the adapters add to every record set: lineage, not data
 BOOKKEEPING_COLUMNS = frozenset({LINE_COLUMN, *LINEAGE_COLUMNS})
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    """What the file itself says about one column (all optional)."""
-
-    label: str | None = None  # SAS label, ODM ItemDef Name
-    declared_type: str | None = None  # SAS format, ODM DataType
-    codes: dict[str, str | None] | None = None  # ODM CodeList: coded value -> decode
-
-
-@dataclass(frozen=True)
-class FormatDetails:
-    """The format's own description of a file: notes for the whole file, and per column."""
-
-    notes: tuple[str, ...] = ()
-    columns: dict[str, ColumnInfo] = field(default_factory=dict)
-    encoding: str | None = None
-    delimiter: str | None = None
-    decimal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,61 +71,6 @@ def data_columns(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns if c not in BOOKKEEPING_COLUMNS]
 
 
-# -- what each format declares ------------------------------------------------------------------
-def _csv_details(path: Path) -> FormatDetails:
-    from etl.extract.delimited import sniff_dialect
-
-    dialect = sniff_dialect(path)
-    notes = (f"encoding {dialect.encoding}", f"delimiter {dialect.delimiter!r}",
-             f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}")
-    return FormatDetails(notes=notes, encoding=dialect.encoding, delimiter=dialect.delimiter, decimal=dialect.decimal)
-
-
-def _odm_details(path: Path) -> FormatDetails:
-    from etl.extract.odm import read_odm_metadata
-
-    metadata = read_odm_metadata(path)
-    columns = {
-        oid: ColumnInfo(label=item.name, declared_type=item.data_type,
-                        codes=dict(metadata.code_lists.get(item.code_list_oid, {})) if item.code_list_oid else None)
-        for oid, item in metadata.item_defs.items()}
-    notes = (f"{len(metadata.item_defs)} ItemDefs, {len(metadata.code_lists)} CodeLists in the MetaDataVersion",)
-    return FormatDetails(notes=notes, columns=columns)
-
-
-def _sas_details(path: Path) -> FormatDetails:
-    # The SAS module reads labels and formats without the data (pyreadstat metadataonly).
-    module = importlib.import_module("etl.extract.sas")
-    reader = getattr(module, "read_sas_metadata", None) or getattr(module, "sas_metadata", None)
-    if reader is None:
-        return FormatDetails()
-    metadata = reader(path)
-    labels: dict[str, Any] = dict(_attribute(metadata, "column_labels", "labels") or {})
-    formats: dict[str, Any] = dict(_attribute(metadata, "column_formats", "formats") or {})
-    columns = {str(name): ColumnInfo(label=labels.get(name) or None, declared_type=formats.get(name) or None)
-               for name in {*labels, *formats}}
-    # The adapter's own notices already name the dataset, its label, encoding and every format.
-    encoding = _attribute(metadata, "file_encoding", "encoding")
-    return FormatDetails(columns=columns, encoding=str(encoding) if encoding else None)
-
-
-def _attribute(metadata: Any, *names: str) -> Any:
-    """A metadata field by any of its names, whether the reader returns an object or a dict."""
-    for name in names:
-        value = metadata.get(name) if isinstance(metadata, dict) else getattr(metadata, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-_DESCRIBERS: dict[str, Callable[[Path], FormatDetails]] = {
-    "csv": _csv_details,
-    "odm": _odm_details,
-    "sas": _sas_details,
-}
-
-
 def describe_file(format_name: str, path: Path) -> FormatDetails:
-    """What the file's format declares about it; empty for a format without a describer."""
-    describer = _DESCRIBERS.get(format_name)
-    return describer(path) if describer is not None else FormatDetails()
+    """What the file's format declares about it (its adapter's `describe`); empty for most formats."""
+    return adapter_for(format_name).describe(path)
