@@ -28,9 +28,7 @@ import contextlib
 import csv
 import io
 import itertools
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -42,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format, written_atomically
 from etl.extract.errors import ExtractError
 
 if TYPE_CHECKING:
@@ -301,13 +299,8 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
     never leaves half a file where a reader would look.
     """
     lineage = dict(lineage or {})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # ".partial" keeps the temp file out of any *.parquet glob over the folder.
-    descriptor, temp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
-    os.close(descriptor)
-    temp = Path(temp_name)
     rows = 0
-    try:
+    with written_atomically(out_path) as temp:
         chunks = iter_csv_rows(path, dialect, chunk_rows=chunk_rows)
         first = next(chunks)  # there is always one, maybe empty
         schema = _staging_schema(path, list(first.columns), lineage)
@@ -315,10 +308,6 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
             for chunk in itertools.chain([first], chunks):
                 writer.write_table(pa.Table.from_pandas(chunk.assign(**lineage), schema=schema, preserve_index=False))
                 rows += len(chunk)
-        os.replace(temp, out_path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     notices = [f"{path.name}: {dialect.describe()}"]
     if not rows:
         notices.append(f"{path.name}: header only, no records")

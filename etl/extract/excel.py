@@ -49,10 +49,7 @@ Gotchas of the format:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -66,7 +63,7 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind, written_atomically
 from etl.extract.errors import ExtractError
 
 __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cell_text", "column_letter",
@@ -329,29 +326,21 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     never leaves half a workbook where a reader would look.
     """
     lineage = dict(lineage or {})
-    out.parent.mkdir(parents=True, exist_ok=True)
     workbook = _open_workbook(path)
     rows = 0
     notices: list[str] = []
     try:
-        temp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
-    except BaseException:
-        workbook.close()
-        raise
-    try:
-        for index, (name, hidden) in enumerate(_chosen_sheets(path, workbook, sheets), start=1):
-            sheet = workbook.get_sheet_by_name(name)
-            if sheet.start is None:
-                notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
-                continue
-            found = SheetRead(merged_ranges=tuple(_range_name(*r) for r in sorted(sheet.merged_cell_ranges or ())))
-            count = _stage_sheet(path, sheet, temp / f"{index:03d}.parquet", header_row, lineage, found, chunk_rows)
-            rows += count
-            notices += _sheet_notices(path.name, name, hidden, count, found)
-        _replace_folder(temp, out)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+        with written_atomically(out, folder=True) as temp:
+            for index, (name, hidden) in enumerate(_chosen_sheets(path, workbook, sheets), start=1):
+                sheet = workbook.get_sheet_by_name(name)
+                if sheet.start is None:
+                    notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
+                    continue
+                found = SheetRead(merged_ranges=tuple(_range_name(*r) for r in sorted(sheet.merged_cell_ranges or ())))
+                count = _stage_sheet(path, sheet, temp / f"{index:03d}.parquet", header_row, lineage, found,
+                                     chunk_rows)
+                rows += count
+                notices += _sheet_notices(path.name, name, hidden, count, found)
     finally:
         workbook.close()
     return StageResult(rows=rows, notices=tuple(notices))
@@ -413,18 +402,6 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
                        f"{' ...' if len(found.merged_ranges) > _MAX_LISTED else ''}: the value is in the "
                        "top-left cell only, the others are empty")
     return notices
-
-
-def _replace_folder(temp: Path, out: Path) -> None:
-    """Rename a finished folder into place; an older one of the same name is swapped out, then removed."""
-    if not out.exists():
-        os.replace(temp, out)
-        return
-    # rename(2) cannot replace a non-empty directory: move the old one aside first.
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-    os.replace(out, old / out.name)
-    os.replace(temp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_staged_workbook(staged: Path) -> dict[str, pd.DataFrame]:

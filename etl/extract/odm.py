@@ -52,7 +52,6 @@ Gotchas of the format, all seen in real exports:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,6 +76,7 @@ from etl.extract.adapter import (
     SourceAdapter,
     StageResult,
     refuse_if_other_format,
+    written_atomically,
 )
 from etl.extract.errors import ExtractError
 
@@ -415,7 +415,7 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
               batch_rows: int = 50_000) -> StageResult:
     """Stage an ODM file to one Parquet file: one row per ItemData (`ODM_ROW_COLUMNS`) plus lineage constants.
 
-    The file appears at `out_path` only when complete (written beside it as `.tmp`, then renamed).
+    The file appears at `out_path` only when complete (written beside it, then renamed).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
@@ -426,25 +426,18 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
     schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
     notices: list[str] = []
     rows = 0
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_path.with_suffix(".tmp")
-    try:
-        with pq.ParquetWriter(temp, schema) as writer:
-            items = iter_odm_items(path, notices=notices)
-            while batch := list(islice(items, batch_rows)):
-                # one column at a time, so only one transposed copy of the batch exists at once
-                columns = [pa.array([row[i] for row in batch], type=field.type)
-                           for i, field in enumerate(STAGING_SCHEMA)]
-                columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-                rows += len(batch)
-                del batch, columns  # else the next batch is built while this one is still alive
-            if rows == 0:  # still a readable file with the schema
-                writer.write_table(schema.empty_table())
-        os.replace(temp, out_path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with written_atomically(out_path) as temp, pq.ParquetWriter(temp, schema) as writer:
+        items = iter_odm_items(path, notices=notices)
+        while batch := list(islice(items, batch_rows)):
+            # one column at a time, so only one transposed copy of the batch exists at once
+            columns = [pa.array([row[i] for row in batch], type=field.type)
+                       for i, field in enumerate(STAGING_SCHEMA)]
+            columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            rows += len(batch)
+            del batch, columns  # else the next batch is built while this one is still alive
+        if rows == 0:  # still a readable file with the schema
+            writer.write_table(schema.empty_table())
     return StageResult(rows=rows, notices=tuple(notices))
 
 

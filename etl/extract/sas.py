@@ -48,9 +48,7 @@ import io
 import json
 import math
 import mmap
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,7 +61,15 @@ import pyarrow.parquet as pq
 import pyreadstat
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import (
+    LINE_COLUMN,
+    ColumnInfo,
+    FormatDetails,
+    SourceAdapter,
+    StageResult,
+    sniff_kind,
+    written_atomically,
+)
 from etl.extract.errors import ExtractError
 
 __all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptions", "SasVariable",
@@ -507,36 +513,27 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
     never leaves half a file where a reader would look.
     """
     lineage = dict(lineage or {})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(descriptor)
-    temp = Path(temp_name)
     rows = 0
     outside: dict[str, int] = {}
     metadata: SasMetadata | None = None
     writer: pq.ParquetWriter | None = None
-    try:
-        for first, frame, metadata in iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows):
-            if writer is None:
-                schema = _staging_schema(path, metadata, lineage)
-                writer = pq.ParquetWriter(temp, schema)
-            columns, chunk_outside = sas_frame_as_text(frame, metadata)
-            for name, count in chunk_outside.items():
-                outside[name] = outside.get(name, 0) + count
-            arrays = [pa.array(columns[name], type=pa.string()) for name in metadata.variables]
-            arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
-            arrays += [pa.repeat(pa.scalar(value, pa.string()), len(frame)) for value in lineage.values()]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            rows += len(frame)
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(temp, out)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        temp.unlink(missing_ok=True)
-        raise
+    with written_atomically(out) as temp:
+        try:
+            for first, frame, metadata in iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows):
+                if writer is None:
+                    schema = _staging_schema(path, metadata, lineage)
+                    writer = pq.ParquetWriter(temp, schema)
+                columns, chunk_outside = sas_frame_as_text(frame, metadata)
+                for name, count in chunk_outside.items():
+                    outside[name] = outside.get(name, 0) + count
+                arrays = [pa.array(columns[name], type=pa.string()) for name in metadata.variables]
+                arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
+                arrays += [pa.repeat(pa.scalar(value, pa.string()), len(frame)) for value in lineage.values()]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                rows += len(frame)
+        finally:
+            if writer is not None:
+                writer.close()
     assert metadata is not None  # iter_sas_chunks yields at least one (maybe empty) chunk
     notices = [f"{path.name}: {line}" for line in replace(metadata, rows=rows).describe()]
     notices += [f"{path.name}: {count} value(s) of {name} ({metadata.variables[name].format}) are not dates "
