@@ -39,6 +39,22 @@ def columns(table: str) -> tuple[str, ...]:
 
 
 @cache
+def column_types(table: str) -> tuple[tuple[str, str], ...]:
+    """(column, DuckDB type) of `schema.table`, in their DDL order."""
+    schema, name = table.split(".")
+    return tuple(_catalogue().execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "ORDER BY column_index", [schema, name]).fetchall())
+
+
+@cache
+def tables(schema: str) -> tuple[str, ...]:
+    """The tables the DDL defines in a schema."""
+    return tuple(t for (t,) in _catalogue().execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? ORDER BY table_oid", [schema]).fetchall())
+
+
+@cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema DuckDB gives `schema.table`: what Parquet written for it must match."""
     columns(table)  # a clear error for an unknown table
@@ -47,6 +63,4 @@ def arrow_schema(table: str) -> pa.Schema:
 
 def core_columns() -> dict[str, list[str]]:
     """Column names of every core table, in DDL order (a fresh dict: callers may change it)."""
-    tables = _catalogue().execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_oid").fetchall()
-    return {t: list(columns(f"core.{t}")) for (t,) in tables}
+    return {t: list(columns(f"core.{t}")) for t in tables("core")}

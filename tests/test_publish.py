@@ -64,3 +64,23 @@ def test_a_publish_that_fails_half_way_leaves_the_last_good_warehouse(tmp_path):
         _publish(warehouse, _outcome(tmp_path, "r2", 4, broken=True))
     assert warehouse.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_warehouse_of_an_older_version_gains_the_columns_added_since(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    _publish(warehouse, _outcome(tmp_path, "r1", 3))
+    con = duckdb.connect(str(warehouse))  # as an older version built it: without the newest column
+    try:
+        for table in ("core.diagnosis", "stage.diagnosis"):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN iccc3_extension")
+    finally:
+        con.close()
+    outcome = _outcome(tmp_path, "r2", 4)
+    parquet = Path(outcome.harmonised_dir or "") / "diagnosis.parquet"
+    pd.read_parquet(parquet).assign(iccc3_extension="why").to_parquet(parquet)  # harmonised by this version
+    _publish(warehouse, outcome)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM core.diagnosis WHERE iccc3_extension = 'why'").fetchone()[0] == 4
+    finally:
+        con.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 
+from etl import schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
@@ -54,8 +55,23 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
     for name in EVOLVING_SCHEMA_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
+    _add_new_columns(con)
     for table in _source_tables():
         con.execute(f"CREATE TABLE IF NOT EXISTS stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+        _add_new_columns(con, f"stage.{table}", f"core.{table}")
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str | None = None, like: str | None = None) -> None:
+    """A warehouse built by an older version gains the columns the DDL has since added (as NULL):
+    `table` (default: every table of the DDL) takes the columns of `like` (default: itself)."""
+    targets = [(table, like or table)] if table else [(f"{s}.{t}", f"{s}.{t}") for s in ("core", "meta", "dq")
+                                                      for t in schema.tables(s)]
+    for target, model in targets:
+        have = {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND "
+                                          "table_name = ?", target.split(".")).fetchall()}
+        for column, kind in schema.column_types(model):
+            if have and column not in have:
+                con.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {kind}')
 
 
 def _source_tables() -> list[str]:
