@@ -206,3 +206,20 @@ def test_tabular_sections_join_on_the_given_columns_and_a_column_in_both_is_refu
     assert result.file_counts["a" * 64] == {"rows_read": 1, "rows_loaded": 1, "rows_quarantined": 0}
     with pytest.raises(HarmoniseError, match=r"PATH and REG both have column\(s\) sex"):
         harmonise_source(mapping, {"REG": reg, "PATH": path.assign(sex="1")}, KEY, "run-1")
+
+
+def test_records_without_a_centre_column_take_their_patients_centre():
+    # SDTM-like: the site is on the demographics record only; adverse events are routed by the patient.
+    mapping = SourceMapping.model_validate({
+        "source_id": "trial_test", "title": "trial", "format": "csv", "files": "*.csv",
+        "record_set_from_file": r"(?P<record_set>[A-Z]+)\.csv", "date_format": "%Y-%m-%d",
+        "patient_key": "USUBJID", "record_key": "{record_set}[{SEQ}]",
+        "patient": {"from": "DM", "fields": {"centre_id": {"column": "SITEID", "case": "upper"}}},
+        "tables": {"adverse_event": {"from": "AE", "fields": {"term": {"column": "AETERM"}}}},
+    })
+    demographics = _frame([{"USUBJID": "T-1", "SEQ": "1", "SITEID": "fr-01"}])
+    events = _frame([{"USUBJID": "T-1", "SEQ": "1", "AETERM": "nausea"},
+                     {"USUBJID": "T-9", "SEQ": "1", "AETERM": "fever"}])
+    records = harmonise_source(mapping, {"DM": demographics, "AE": events}, KEY, "run-1").records
+    centres = dict(zip(records.record_set + "/" + records.line.astype(str), records.centre_id))
+    assert centres == {"DM/2": "FR-01", "AE/2": "FR-01", "AE/3": None}  # T-9 has no demographics record

@@ -135,6 +135,7 @@ class _Engine:
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
         self.eupid: dict[str, str] = {}
+        self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
         self._formats: dict[int, tuple[str, ...]] = {}
 
     # -- values ---------------------------------------------------------------------------
@@ -281,6 +282,8 @@ class _Engine:
                 self.birth.setdefault(norm, birth)
             if values.get("eupid"):
                 self.eupid.setdefault(norm, str(values["eupid"]).upper())
+            if values.get("centre_id"):
+                self.centre.setdefault(norm, str(values["centre_id"]))
             rows.append({"_record": record, **values})
         return rows
 
@@ -494,6 +497,9 @@ def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFr
         for r in recs:
             known_patient = r.patient_key not in engine.nulls
             centre_raw = r.row.get(centre.column or "", "").strip() if centre is not None else ""
+            # SDTM datasets and trial sheets name the site on the demographics record only: the
+            # other records of the patient belong to the same centre (where queries are sent).
+            own_centre = engine._case(centre, centre_raw) if centre and centre_raw not in engine.nulls else None
             rows.append({
                 "source_id": mapping.source_id,
                 "source_file": r.row.get("source_file"),
@@ -501,7 +507,7 @@ def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFr
                 "source_record_key": r.published_key,
                 "record_set": r.record_set,
                 "line": int(r.row["_line"]) if str(r.row.get("_line", "")).isdigit() else None,
-                "centre_id": engine._case(centre, centre_raw) if centre and centre_raw not in engine.nulls else None,
+                "centre_id": own_centre or engine.centre.get(normalise_patient_key(r.patient_key)),
                 "patient_pseudonym": source_pseudonym(engine.key, mapping.source_id, r.patient_key)
                 if known_patient else None,
                 "target_tables": sorted(set(r.tables)),
