@@ -66,10 +66,13 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     for path in sorted(sources_dir.glob("*.yaml")):
         source_id = path.stem
         try:
-            files = landing.discover(home.landing, load_mapping(path)).current
-            fingerprint = _fingerprint(path, list(files))
+            found = landing.discover(home.landing, load_mapping(path))
+            fingerprint = _fingerprint(path, list(found.current))
         except MappingError:
             changed.append(source_id)  # extract reports the mapping error as this source's failure
+            continue
+        if found.problems:
+            changed.append(source_id)  # extract holds the source and reports why
             continue
         previous = state.get(source_id, {})
         if not force and previous.get("fingerprint") == fingerprint and previous.get("status") == "loaded":
@@ -119,7 +122,7 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
                 log.info("%s: staged %s (%s rows)", source_id, f.name, result.rows)
             else:
                 log.info("%s: %s already staged", source_id, f.name)
-        except ExtractError as exc:
+        except (ExtractError, OSError) as exc:  # OSError: the file vanished or cannot be copied to the archive
             entry.message = str(exc)
             outcome.files = [entry]
             return _failed(outcome, str(exc))

@@ -36,3 +36,69 @@ def test_archive_copies_once_under_the_content_hash(tmp_path):
     copy = archive(landing_file, tmp_path / "archive")
     assert copy.read_bytes() == export.read_bytes() and landing_file.sha256[:16] in copy.name
     assert archive(landing_file, tmp_path / "archive") == copy
+
+
+def _registry_landing(tmp_path):
+    folder = tmp_path / "landing" / "registry_it"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_file_still_being_written_waits_for_the_next_run(tmp_path):
+    folder = _registry_landing(tmp_path)
+    export = folder / "TREP_export_20261102.csv"
+    export.write_bytes(b"id_record;x\r\n1;2\r\n")
+    now = export.stat().st_mtime + 5
+    found = discover(tmp_path / "landing", load_mappings()["registry_it"], quiet_seconds=60, now=now)
+    assert found.current == () and "not read yet" in found.notices[0] and "quiet period of 60 s" in found.notices[0]
+    later = discover(tmp_path / "landing", load_mappings()["registry_it"], quiet_seconds=60, now=now + 60)
+    assert [f.name for f in later.current] == [export.name]
+
+
+def test_a_done_marker_or_a_matching_manifest_declares_a_file_complete(tmp_path):
+    folder = _registry_landing(tmp_path)
+    marked, listed = folder / "TREP_export_20261102.csv", folder / "TREP_export_20261103.csv"
+    marked.write_bytes(b"id_record;x\r\n1;2\r\n")
+    listed.write_bytes(b"id_record;x\r\n1;3\r\n")
+    (folder / f"{marked.name}.done").touch()
+    (folder / f"{listed.name}.sha256").write_text(f"{sha256_of(listed)}  {listed.name}\n")
+    mapping = load_mappings()["registry_it"]
+    found = discover(tmp_path / "landing", mapping, quiet_seconds=3600)
+    assert sorted(f.name for f in [*found.current, *found.superseded]) == [marked.name, listed.name]
+    assert not found.notices  # the markers are not reported as stray files
+    (folder / f"{listed.name}.sha256").write_text("0" * 64)
+    found = discover(tmp_path / "landing", mapping, quiet_seconds=3600)
+    assert "checksum does not match" in " ".join(found.notices)
+
+
+def test_links_devices_and_folders_are_refused_not_followed(tmp_path):
+    folder = _registry_landing(tmp_path)
+    secret = tmp_path / "outside.csv"
+    secret.write_text("id_record;x\r\n1;secret\r\n")
+    (folder / "TREP_export_20261102.csv").symlink_to(secret)
+    (folder / "TREP_export_20261103.csv").symlink_to("/etc/passwd")
+    os.mkfifo(folder / "TREP_export_20261104.csv")
+    found = discover(tmp_path / "landing", load_mappings()["registry_it"])
+    assert found.current == () and found.problems == ()
+    assert sorted(found.notices) == [
+        "registry_it: TREP_export_20261102.csv refused: a symbolic link (exports are delivered as files, never linked in)",
+        "registry_it: TREP_export_20261103.csv refused: a symbolic link (exports are delivered as files, never linked in)",
+        "registry_it: TREP_export_20261104.csv refused: not a regular file (a device, pipe or socket)"]
+
+
+def test_an_unreadable_file_holds_its_source_with_the_reason(tmp_path, monkeypatch):
+    folder = _registry_landing(tmp_path)
+    export = folder / "TREP_export_20261102.csv"
+    export.write_bytes(b"id_record;x\r\n1;2\r\n")
+    real_open = type(export).open
+
+    def refuse(self, *args, **kwargs):  # root reads any file: a read error is simulated where it is raised
+        if self.name == export.name:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(export), "open", refuse)
+    found = discover(tmp_path / "landing", load_mappings()["registry_it"])
+    assert found.current == ()
+    assert found.problems == ("registry_it: TREP_export_20261102.csv cannot be read (Permission denied); "
+                              "expected a readable file: the source keeps its last good data",)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
+import os
 import re
 import shutil
+import stat
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +28,7 @@ from etl.extract.adapter import FileHeader, adapter_for
 from etl.extract.errors import ExtractError
 from etl.transform.mapping import SourceMapping
 
+log = logging.getLogger("rtw")
 _CHUNK = 1 << 20
 _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
@@ -74,31 +79,92 @@ def series_of(mapping: SourceMapping, file_name: str) -> str | None:
     return adapter_for(mapping.format).series(mapping, file_name)
 
 
-def discover(landing_dir: Path, mapping: SourceMapping) -> SourceFiles:
-    """The source's export files, split into current and superseded."""
+def quiet_seconds_default() -> float:
+    """How long a landing file must stay unchanged before it is read: env `RTW_QUIET_SECONDS`, else 60 s."""
+    return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
+
+
+def _refusal(folder: Path, path: Path) -> str | None:
+    """Why a landing entry is not read at all: links, devices and anything outside the folder are refused."""
+    if path.is_symlink():
+        return "a symbolic link (exports are delivered as files, never linked in)"
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        return "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+    if not path.resolve().is_relative_to(folder.resolve()):
+        return "outside the landing folder"
+    return None
+
+
+def _unstable(path: Path, file_stat: os.stat_result, quiet_seconds: float, now: float) -> str | None:
+    """Why a file may still be being written, or None when it is complete.
+
+    Complete means: a done-marker `<name>.done` sits beside it, or a manifest `<name>.sha256` whose
+    checksum the file matches; else its size and modification time have not changed for the quiet period.
+    """
+    if path.with_name(path.name + ".done").is_file():
+        return None
+    manifest = path.with_name(path.name + ".sha256")
+    if manifest.is_file():
+        declared = manifest.read_text(encoding="ascii", errors="replace").split()
+        if declared and declared[0].lower() == sha256_of(path):
+            return None
+        return f"its checksum does not match {manifest.name} (still arriving, or damaged)"
+    age = now - file_stat.st_mtime
+    if abs(age) < quiet_seconds:  # a clock a little ahead counts too; a date far off is a copy's, not a write's
+        return (f"it changed {max(age, 0):.0f} s ago, within the quiet period of {quiet_seconds:.0f} s "
+                f"(it may still be being written; a {path.name}.done marker declares it complete)")
+    return None
+
+
+def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float | None = None,
+             now: float | None = None) -> SourceFiles:
+    """The source's export files, split into current and superseded.
+
+    A file still being written (see `_unstable`) waits for the next run, with a notice: the source
+    keeps its previous file meanwhile. An unreadable file is a problem that holds the source.
+    """
     folder = landing_dir / mapping.source_id
     notices: list[str] = []
+    problems: list[str] = []
     by_series: dict[str, list[LandingFile]] = {}
     if not folder.is_dir():
         return SourceFiles((), (), (f"{mapping.source_id}: no landing folder {folder}",))
     adapter = adapter_for(mapping.format)
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    quiet = quiet_seconds_default() if quiet_seconds is None else quiet_seconds
+    clock = time.time() if now is None else now
+    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if (refused := _refusal(folder, path)) is not None:
+            if path.match(mapping.files) or not path.is_dir():
+                notices.append(f"{mapping.source_id}: {path.name} refused: {refused}")
+            continue
+        if path.name.endswith((".done", ".sha256")):
+            continue  # markers of the files beside them
         series = series_of(mapping, path.name) if path.match(mapping.files) else None
         if series is None:
             notices.append(f"{mapping.source_id}: {path.name} does not match '{mapping.files}'"
                            f"{' / ' + mapping.record_set_from_file if mapping.record_set_from_file else ''}; ignored")
             continue
-        stat = path.stat()
+        try:
+            file_stat = path.stat()
+            if (waiting := _unstable(path, file_stat, quiet, clock)) is not None:
+                notices.append(f"{mapping.source_id}: {path.name} not read yet: {waiting}")
+                log.warning("%s: %s not read yet: %s", mapping.source_id, path.name, waiting)
+                continue
+            digest = sha256_of(path)
+        except OSError as error:
+            problems.append(f"{mapping.source_id}: {path.name} cannot be read ({error.strerror or error}); "
+                            "expected a readable file: the source keeps its last good data")
+            continue
         try:
             header = adapter.file_header(path)
         except ExtractError:
             header = FileHeader()  # unreadable: staging it will fail the source with the reason
-        landing = LandingFile(mapping.source_id, path, sha256_of(path), stat.st_size, series,
-                              export_day(path.name, stat.st_mtime), header)
+        landing = LandingFile(mapping.source_id, path, digest, file_stat.st_size, series,
+                              export_day(path.name, file_stat.st_mtime), header)
         by_series.setdefault(series, []).append(landing)
     current: list[LandingFile] = []
     superseded: list[LandingFile] = []
-    problems: list[str] = []
     for files in by_series.values():
         chain, older, problem = _chain(files)
         current += chain
