@@ -230,6 +230,10 @@ class SourceMapping(_Strict):
                         "(the known ones: docs/rules.md, 'Source parameters')")
     study_oid: str | None = Field(None, description="odm: the StudyOID every file must carry; "
                                                     "a file of another study is refused")
+    max_shrink: float = Field(
+        0.10, ge=0.0, le=1.0,
+        description="hold a new export that would remove more than this share of the records its series "
+                    "holds now (or that has no records) until a data manager accepts it (rtw accept)")
 
     @field_validator("format")
     @classmethod

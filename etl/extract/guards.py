@@ -1,0 +1,76 @@
+"""Snapshot guards: a new export that would shrink its source sharply, or has no records, is held.
+
+A partial or wrong export looks like any other file: the only sign is that it holds far fewer
+records than the export it replaces. Such a file is held (the source keeps its last good data,
+the run says why, with the numbers) until a data manager accepts it with `rtw accept SOURCE
+FILE`, for when the shrink is real. An acceptance is bound to the file's content (its sha256)
+and kept under `<home>/accepted/<source_id>/`; the run that loads the file records it in
+`meta.file_acceptance`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from etl.steps import AcceptedFile, ExportFile, FileCounts
+
+
+def _folder(home_root: Path, source_id: str) -> Path:
+    return home_root / "accepted" / source_id
+
+
+def accept_file(home_root: Path, source_id: str, name: str, sha256: str) -> AcceptedFile:
+    """Record a data manager's acceptance of one export file (by content), owner-only."""
+    accepted = AcceptedFile(sha256=sha256, file_name=name, accepted_at=datetime.now(UTC),
+                            accepted_by=getpass.getuser())
+    folder = _folder(home_root, source_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = folder / f"{sha256}.json"
+    temporary = target.with_name(f".{target.name}.partial")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(accepted.model_dump_json())
+    os.replace(temporary, target)
+    return accepted
+
+
+def accepted_files(home_root: Path, source_id: str) -> dict[str, AcceptedFile]:
+    """The source's accepted files, by sha256."""
+    folder = _folder(home_root, source_id)
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for path in sorted(folder.glob("*.json")):
+        accepted = AcceptedFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        found[accepted.sha256] = accepted
+    return found
+
+
+def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, int],
+                previously_loaded: set[str], accepted: set[str], max_shrink: float) -> list[str]:
+    """Why the new files of a source must be held, one reason per series; empty when none.
+
+    `counts`: this load's records per file (sha256); `loaded`: the records each series holds in the
+    live warehouse. Only a series with a file not loaded before and not accepted is judged.
+    """
+    reasons = []
+    for series in sorted({f.series for f in files}):
+        in_series = [f for f in files if f.series == series]
+        new = [f for f in in_series if f.sha256 not in previously_loaded and f.sha256 not in accepted]
+        if not new:
+            continue
+        records = sum(counts[f.sha256].rows_read - counts[f.sha256].rows_superseded
+                      for f in in_series if f.sha256 in counts)
+        before = loaded.get(series, 0)
+        names = ", ".join(f.name for f in new)
+        if records == 0:
+            reasons.append(f"{names} has no records (the series held {before}): an empty or cut export")
+        elif before and records < (1 - max_shrink) * before:
+            reasons.append(f"{names} would leave {records} records where {before} are loaded "
+                           f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
+    return reasons

@@ -1,0 +1,74 @@
+"""Snapshot guards: an export that would shrink its source sharply, or has no records, is held until accepted."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from etl import pipeline
+from etl.cli import app
+from etl.config import resolve_home
+from etl.synth import generate
+
+pytestmark = pytest.mark.integration
+KEY_TEXT = "guard-test-key"
+
+
+def _query(home, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _registry_rows(home) -> int:
+    return _query(home, "SELECT count(*) FROM core.study_enrolment WHERE source_id = 'registry_it'")[0][0]
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=120, seed=8)
+    pipeline.run(home, key_value=KEY_TEXT)
+    (export,) = (home.landing / "registry_it").glob("*.csv")
+    return home, export
+
+
+def test_an_export_with_only_its_header_is_held_and_the_source_keeps_its_data(loaded):
+    home, export = loaded
+    before = _registry_rows(home)
+    export.write_bytes(export.read_bytes().split(b"\r\n")[0] + b"\r\n")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["registry_it"] and summary.status == "completed_with_failures"
+    assert "held" in (summary.message or "") and "has no records" in (summary.message or "")
+    assert "rtw accept registry_it" in (summary.message or "")
+    assert _registry_rows(home) == before
+    assert _query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("held",)]
+    assert ("held",) in _query(home, "SELECT status FROM meta.source_file WHERE source_id = 'registry_it'")
+
+
+def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(loaded):
+    home, export = loaded
+    before = _registry_rows(home)
+    lines = export.read_bytes().split(b"\r\n")
+    export.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["registry_it"] and "more than the 10% allowed" in (summary.message or "")
+    assert _registry_rows(home) == before
+
+    accepted = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "accepted" in accepted.output
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and "registry_it" in summary.sources_changed
+    assert 0 < _registry_rows(home) < before
+    assert _query(home, "SELECT file_name FROM meta.file_acceptance") == [(export.name,)]
+
+
+def test_accept_refuses_a_file_outside_the_landing_folder(loaded, tmp_path):
+    home, _ = loaded
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("x")
+    refused = CliRunner().invoke(app, ["accept", "registry_it", str(outside), "--home", str(home.root)])
+    assert refused.exit_code == 1 and "not an export file" in refused.output
