@@ -39,6 +39,17 @@ def core(built: MartsWarehouse) -> dict[str, pd.DataFrame]:
     return built.core()
 
 
+@pytest.fixture(scope="module")
+def latest_export(built: MartsWarehouse) -> pd.Timestamp:
+    """The last day a date in the marts can be: the latest export loaded (earlier than 1900 neither)."""
+    return pd.Timestamp(built.query("SELECT max(exported_on) AS d FROM meta.source_file WHERE status = 'loaded'").d[0])
+
+
+def possible_year(dates: pd.Series, latest: pd.Timestamp) -> pd.Series:
+    """The year of each date that can be true (1900 to the latest export); NaN for the others, as unknown."""
+    return dates.dt.year.where(dates.between(pd.Timestamp("1900-01-01"), latest))
+
+
 # -- comparing frames --------------------------------------------------------------------------------
 
 def _norm(value: Any) -> Any:
@@ -109,11 +120,12 @@ def first_diagnoses(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return ordered.drop_duplicates("patient_id").set_index("patient_id")
 
 
-def test_patient_summary(built, core):
+def test_patient_summary(built, core, latest_export):
     patient = core["patient"].set_index("patient_id")
     first = first_diagnoses(core)
     diagnosis, sources, enrolment = core["diagnosis"], core["patient_source"], core["study_enrolment"]
-    expected = pd.DataFrame({"patient_id": patient.index, "sex": patient.sex, "birth_year": patient.birth_year,
+    birth_year = patient.birth_year.where(patient.birth_year.between(1900, latest_export.year))
+    expected = pd.DataFrame({"patient_id": patient.index, "sex": patient.sex, "birth_year": birth_year,
                              "country": patient.country}).reset_index(drop=True)
     fd = first.reindex(expected.patient_id)
     expected["first_diagnosis_date"] = fd.diagnosis_date.to_numpy()
@@ -150,7 +162,7 @@ def test_patient_summary(built, core):
 
 # -- board advice ------------------------------------------------------------------------------------
 
-def board_reviews(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def board_reviews(core: dict[str, pd.DataFrame], latest: pd.Timestamp) -> pd.DataFrame:
     """The per-review endpoints of the target board, from the core tables."""
     review = core["tumour_board_review"].copy()
     enrolment = core["study_enrolment"].groupby(["patient_id", "study_id"]).enrolment_date.min()
@@ -169,7 +181,7 @@ def board_reviews(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     review["advised_treatment_start_date"] = pd.to_datetime(pd.Series(advised, index=review.index))
     disease = first_diagnoses(core).iccc3_subgroup
     review["iccc3_subgroup"] = review.patient_id.map(disease).fillna("unknown")
-    review["recommendation_year"] = review.recommendation_date.dt.year
+    review["recommendation_year"] = possible_year(review.recommendation_date, latest)
     review["days_enrolment_to_submission"] = _days(review.submission_date, review.enrolment_date)
     review["days_submission_to_recommendation"] = _days(review.recommendation_date, review.submission_date)
     review["days_enrolment_to_recommendation"] = _days(review.recommendation_date, review.enrolment_date)
@@ -180,8 +192,8 @@ def board_reviews(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return review
 
 
-def test_board_advice_per_review(built, core):
-    expected = board_reviews(core)
+def test_board_advice_per_review(built, core, latest_export):
+    expected = board_reviews(core, latest_export)
     columns = ["review_id", "patient_id", "board", "iccc3_subgroup", "enrolment_date", "submission_date",
                "recommendation_date", "recommendation_year", "priority_rank", "recommendation_type",
                "recommended_agents", "advice_followed", "reason_not_followed", "treatment_start_date",
@@ -194,10 +206,12 @@ def test_board_advice_per_review(built, core):
     assert (mart.days_recommendation_to_treatment.dropna() >= 0).all()
 
 
-def test_board_advice_summary_by_disease_and_year(built, core):
-    review = board_reviews(core)
+def test_board_advice_summary_by_disease_and_year(built, core, latest_export):
+    review = board_reviews(core, latest_export)
+    # A recommendation date that cannot be true counts as none.
+    review["recommended"] = review.recommendation_date.where(review.recommendation_year.notna())
     cases = (review.groupby(["patient_id", "board", "submission_date"], dropna=False)
-             .agg(iccc3_subgroup=("iccc3_subgroup", "first"), recommended=("recommendation_date", "min"),
+             .agg(iccc3_subgroup=("iccc3_subgroup", "first"), recommended=("recommended", "min"),
                   is_advised=("recommendation_type", lambda s: bool((s.fillna("none") != "none").any())),
                   is_follow_known=("advice_followed", lambda s: bool(s.notna().any())),
                   is_followed=("advice_followed", lambda s: bool((s == True).any())))  # noqa: E712
@@ -439,13 +453,17 @@ def test_the_survival_plot_is_a_png(built, tmp_path):
 
 # -- registry activity -------------------------------------------------------------------------------
 
-def test_registry_activity(built, core):
+def test_registry_activity(built, core, latest_export):
     enrolment = core["study_enrolment"].copy()
+    # A date that cannot be true (before 1900, after the latest export) counts as unknown.
+    possible = enrolment.enrolment_date.between(pd.Timestamp("1900-01-01"), latest_export)
+    enrolment["enrolment_date"] = enrolment.enrolment_date.where(possible)
     country = core["patient"].set_index("patient_id").country
     enrolment["country"] = enrolment.patient_id.map(country).fillna("unknown")
     enrolment["centre_id"] = enrolment.centre_id.fillna("unknown")
     enrolment["registration_year"] = enrolment.enrolment_date.dt.year
     diagnosis = core["diagnosis"]
+    diagnosis = diagnosis[diagnosis.diagnosis_date >= pd.Timestamp("1900-01-01")]
     latest = []
     for patient_id, source_id, registered in zip(enrolment.patient_id, enrolment.source_id, enrolment.enrolment_date):
         mine = diagnosis[(diagnosis.patient_id == patient_id) & (diagnosis.source_id == source_id)
@@ -496,7 +514,8 @@ def test_parquet_export_is_one_complete_set_behind_a_current_link(built, tmp_pat
 
 def _tiny_warehouse() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
+    for ddl in ("core.sql", "meta.sql"):  # the marts read the latest export date from meta.source_file
+        con.execute((WAREHOUSE_SQL_DIR / ddl).read_text())
     lineage = {"source_id": "src", "source_file_sha256": "0" * 64, "run_id": "r1"}
 
     def insert(table: str, **values: Any) -> None:
@@ -568,7 +587,8 @@ def test_the_definitions_hold_at_their_edges():
 
 def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():
     con = duckdb.connect()
-    con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
+    for ddl in ("core.sql", "meta.sql"):  # the marts read the latest export date from meta.source_file
+        con.execute((WAREHOUSE_SQL_DIR / ddl).read_text())
     build_marts(con)
     build_marts(con)  # and again: every publish rebuilds them
     counts = dict(con.execute("SELECT table_name, estimated_size FROM duckdb_tables() "

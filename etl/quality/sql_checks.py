@@ -2,17 +2,89 @@
 
 A check's query names tables without a schema (`diagnosis`, `follow_up`, ...): it runs with the
 search path set to `stage`, so it judges the records before they are admitted to core. It
-returns the failing records as `source_id, source_record_key` and, optionally, `field`, `value`
-and `message`. Its denominator is every row of its `table`, or those matching its `scope`.
+returns the failing records as `source_id, source_record_key` and, optionally, `field`, `value`,
+`message` and, for a rule that judges several tables, `table_name` (else the rule's `table`).
+Its denominator is every row of its `table`, or those matching its `scope`.
+
+Before the checks run, the temporary view `recorded_date` is built from the DDL: one row per
+date a stage record states, whatever its table. A rule about every date (not after the export,
+not before 1900) is then one query, and a date column added to core later is judged without an
+edit. It is temporary so that the published warehouse never holds a view over a stage that a
+later version reshapes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
+
 import duckdb
 import pandas as pd
 
+from etl import schema
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, RuleRun
+
+# A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
+ISSUE_COLUMNS = [*FAILURE_COLUMNS, "table_name"]
+
+# The columns of the view recorded_date: `value` is the date compared, `shown` the value as recorded.
+RECORDED_DATE = (("source_id", "VARCHAR"), ("source_file_sha256", "VARCHAR"), ("source_record_key", "VARCHAR"),
+                 ("table_name", "VARCHAR"), ("field", "VARCHAR"), ("value", "DATE"), ("shown", "VARCHAR"))
+
+
+def recorded_date_columns() -> dict[str, list[tuple[str, str]]]:
+    """Core table -> its dates as (column, kind), read from the DDL.
+
+    Kind `date` is a DATE column; kind `year` an INTEGER `*_year` column (birth_year: birth dates
+    are coarsened to a year before they reach core). core.patient is left out: it is derived
+    from the other tables after validation, never staged.
+    """
+    dated: dict[str, list[tuple[str, str]]] = {}
+    for table in schema.tables("core"):
+        if table == "patient":
+            continue
+        for column, kind in schema.column_types(f"core.{table}"):
+            if kind == "DATE":
+                dated.setdefault(table, []).append((column, "date"))
+            elif kind == "INTEGER" and column.endswith("_year"):
+                dated.setdefault(table, []).append((column, "year"))
+    return dated
+
+
+def recorded_date_sql(present: Mapping[str, Set[str]]) -> str:
+    """The statement creating the view `recorded_date` over the stage tables (`present`: table -> columns).
+
+    A year is read as 1 January of that year, as a year-precision date is stored, so it is "after
+    the export" only in a later year; it is clamped to 1-9999 so that a wild value still compares
+    (it is shown as written). A table or column the stage lacks (a partial stage in a test, a
+    warehouse not yet upgraded) is skipped rather than failing every date rule.
+    """
+    parts = []
+    for table, dates in recorded_date_columns().items():
+        columns = present.get(table, set())
+        if not {"source_id", "source_record_key"} <= columns:
+            continue
+        sha = "source_file_sha256" if "source_file_sha256" in columns else "NULL::VARCHAR"
+        for column, kind in dates:
+            if column not in columns:
+                continue
+            value = (f'make_date(least(greatest("{column}", 1), 9999)::INTEGER, 1, 1)' if kind == "year"
+                     else f'"{column}"::DATE')
+            parts.append(f"SELECT source_id, {sha} AS source_file_sha256, source_record_key, "
+                         f"'{table}' AS table_name, '{column}' AS field, {value} AS value, "
+                         f'"{column}"::VARCHAR AS shown FROM stage."{table}" WHERE "{column}" IS NOT NULL')
+    if not parts:  # nothing staged yet: an empty view of the right shape
+        parts = ["SELECT " + ", ".join(f"NULL::{kind} AS {name}" for name, kind in RECORDED_DATE) + " WHERE false"]
+    return "CREATE OR REPLACE TEMP VIEW recorded_date AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the temporary view recorded_date over the stage tables as they are on this connection."""
+    present: dict[str, set[str]] = {}
+    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                                     "WHERE schema_name = 'stage' AND NOT internal").fetchall():
+        present.setdefault(table, set()).add(column)
+    con.execute(recorded_date_sql(present))
 
 
 def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
@@ -29,14 +101,15 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
                                      f"{rule.definition}: the query returns no {', '.join(sorted(missing))}")
     if "field" not in found.columns:
         found["field"] = rule.meta.field
-    for column in ("value", "message"):
+    for column in ("value", "message", "table_name"):
         if column not in found.columns:
             found[column] = None
     found["value"] = [None if pd.isna(v) else str(v) for v in found["value"]]
-    return RuleRun(rule.rule_id, population, found[FAILURE_COLUMNS])
+    return RuleRun(rule.rule_id, population, found[ISSUE_COLUMNS])
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
+    write_recorded_dates(con)
     con.execute("SET search_path = 'stage'")
     try:
         return [run_check(con, rule) for rule in rules]

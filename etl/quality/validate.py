@@ -28,7 +28,7 @@ from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_suites import run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
-from etl.quality.sql_checks import run_checks
+from etl.quality.sql_checks import ISSUE_COLUMNS, run_checks
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,12 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> N
 
 def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan) -> None:
     populations = [r.population[KEY_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
-    failures = [r.failures[FAILURE_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
+    # Only a rule over several tables names each failure's table; the others leave it to dq.check.
+    failures = [r.failures.reindex(columns=ISSUE_COLUMNS).assign(rule_id=r.rule_id) for r in runs if r.error is None]
     population = pd.concat(populations, ignore_index=True) if populations else pd.DataFrame(
         columns=[*KEY_COLUMNS, "rule_id"])
     failure = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(
-        columns=[*FAILURE_COLUMNS, "rule_id"])
+        columns=[*ISSUE_COLUMNS, "rule_id"])
     errors = pd.DataFrame([(r.rule_id, r.error) for r in runs if r.error is not None],
                           columns=["rule_id", "error"])
     overrides = pd.DataFrame([(s, rule, o.get("threshold"), o.get("enabled"))
@@ -154,7 +155,8 @@ LEFT JOIN reads r USING (rule_id)
 
 _ISSUES = """
 INSERT INTO dq.issue
-SELECT DISTINCT ?, f.rule_id, coalesce(c.severity, 'error'), f.source_id, r.centre_id, c.table_name,
+SELECT DISTINCT ?, f.rule_id, coalesce(c.severity, 'error'), f.source_id, r.centre_id,
+       coalesce(f.table_name, c.table_name),
        f.source_record_key, r.patient_pseudonym, r.record_set, r.line, f.field, f.value, f.message
 FROM _failure f
 LEFT JOIN dq.check c USING (rule_id)

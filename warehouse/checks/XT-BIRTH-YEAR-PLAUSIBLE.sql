@@ -6,8 +6,11 @@
 -- threshold: 0
 -- table: patient_source
 -- field: birth_year
--- description: The year of birth is in the future or more than 40 years before the export, implausible for a paediatric registry.
+-- description: The year of birth is more than 40 years before the export, implausible for a paediatric registry.
 -- expected: a birth year within the 40 years before the export
+--
+-- A year of birth after the export year or before 1900 cannot be true at all: those are errors of
+-- XT-DATE-NOT-AFTER-EXPORT and XT-DATE-NOT-BEFORE-1900, so this warning leaves them out.
 SELECT p.source_id, p.source_record_key, p.birth_year AS value
 FROM patient_source p JOIN meta.source_file s USING (source_id, source_file_sha256)
-WHERE p.birth_year > year(s.exported_on) OR p.birth_year < year(s.exported_on) - 40
+WHERE p.birth_year < year(s.exported_on) - 40 AND p.birth_year >= 1900

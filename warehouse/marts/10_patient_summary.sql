@@ -9,6 +9,8 @@
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
 --     dead patient (the last contact when the death date is unknown) and the last contact
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
+--   birth year: NULL when it cannot be true (before 1900 or after the year of the latest export
+--     loaded; the XT-DATE-* rules hold such records back unless a source switches them off).
 
 CREATE SCHEMA IF NOT EXISTS marts;
 
@@ -58,6 +60,12 @@ studies AS (
     GROUP BY patient_id
 ),
 
+plausible_period AS (
+    SELECT DATE '1900-01-01' AS earliest, coalesce(max(exported_on), current_date) AS latest
+    FROM meta.source_file
+    WHERE status = 'loaded'
+),
+
 follow_up_end AS (
     SELECT
         patient_id,
@@ -69,7 +77,8 @@ follow_up_end AS (
 SELECT
     patient.patient_id,
     patient.sex,
-    patient.birth_year,
+    CASE WHEN patient.birth_year BETWEEN year(period.earliest) AND year(period.latest)
+         THEN patient.birth_year END AS birth_year,
     patient.country,
     first_diagnosis.diagnosis_date AS first_diagnosis_date,
     first_diagnosis.event_type AS first_diagnosis_event_type,
@@ -93,6 +102,7 @@ SELECT
     follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date AS follow_up_days,
     round((follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date) / 365.25, 2) AS follow_up_years
 FROM core.patient AS patient
+CROSS JOIN plausible_period AS period
 LEFT JOIN first_diagnosis USING (patient_id)
 LEFT JOIN relapses USING (patient_id)
 LEFT JOIN sources USING (patient_id)

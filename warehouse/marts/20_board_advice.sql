@@ -10,9 +10,18 @@
 --     started on or after the recommendation date.
 --   disease: ICCC-3 subgroup of the patient's first diagnosis (marts.patient_summary).
 --   Intervals are whole days between the two dates; NULL when either date is unknown.
+--   recommendation year: NULL when the recommendation date is unknown or cannot be true (before
+--     1900 or after the latest export loaded; the XT-DATE-* rules hold such records back unless a
+--     source switches them off).
 
 CREATE OR REPLACE TABLE marts.board_advice AS
-WITH board_enrolment AS (
+WITH plausible_period AS (
+    SELECT DATE '1900-01-01' AS earliest, coalesce(max(exported_on), current_date) AS latest
+    FROM meta.source_file
+    WHERE status = 'loaded'
+),
+
+board_enrolment AS (
     SELECT patient_id, study_id AS board, min(enrolment_date) AS enrolment_date
     FROM core.study_enrolment
     GROUP BY ALL
@@ -41,7 +50,8 @@ SELECT
     board_enrolment.enrolment_date,
     review.submission_date,
     review.recommendation_date,
-    year(review.recommendation_date) AS recommendation_year,
+    CASE WHEN review.recommendation_date BETWEEN period.earliest AND period.latest
+         THEN year(review.recommendation_date) END AS recommendation_year,
     review.priority_rank,
     review.recommendation_type,
     review.recommended_agents,
@@ -58,6 +68,7 @@ SELECT
         AS days_recommendation_to_advised_treatment,
     next_treatment.treatment_start_date - board_enrolment.enrolment_date AS days_enrolment_to_treatment
 FROM core.tumour_board_review AS review
+CROSS JOIN plausible_period AS period
 LEFT JOIN marts.patient_summary AS patient USING (patient_id)
 LEFT JOIN board_enrolment USING (patient_id, board)
 LEFT JOIN next_treatment USING (review_id)

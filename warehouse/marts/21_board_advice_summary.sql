@@ -10,7 +10,8 @@
 --   follow-up known: an advised case with at least one review whose advice_followed is recorded.
 --   treated according to advice: a review of the case has advice_followed = true.
 --   proportion_followed = n_followed / n_follow_known.
---   year: of the case's recommendation date; cases without one are not counted yet.
+--   year: of the case's earliest recommendation date that can be true (marts.board_advice's
+--     recommendation_year is known); cases without one are not counted yet.
 
 CREATE OR REPLACE TABLE marts.board_advice_summary AS
 WITH board_case AS (
@@ -19,13 +20,13 @@ WITH board_case AS (
         board,
         submission_date,
         any_value(iccc3_subgroup) AS iccc3_subgroup,
-        year(min(recommendation_date)) AS recommendation_year,
+        year(min(recommendation_date) FILTER (WHERE recommendation_year IS NOT NULL)) AS recommendation_year,
         bool_or(coalesce(recommendation_type, 'none') <> 'none') AS is_advised,
         bool_or(advice_followed IS NOT NULL) AS is_follow_known,
         coalesce(bool_or(advice_followed), false) AS is_followed
     FROM marts.board_advice
     GROUP BY patient_id, board, submission_date
-    HAVING min(recommendation_date) IS NOT NULL
+    HAVING min(recommendation_date) FILTER (WHERE recommendation_year IS NOT NULL) IS NOT NULL
 ),
 
 counted AS (

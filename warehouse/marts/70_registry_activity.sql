@@ -8,9 +8,29 @@
 --     records on or before the registration date (for a registry the initial diagnosis, for a
 --     relapse registry the relapse that led to enrolment) to the registration date.
 --   quartiles are continuous (linear interpolation), over registrations with that time known.
+--   a date that cannot be true (before 1900 or after the latest export loaded) counts as unknown:
+--     an enrolment so dated is counted with registration_year NULL, like one without a date, and
+--     a diagnosis so dated times no registration. The rules XT-DATE-NOT-BEFORE-1900 and
+--     XT-DATE-NOT-AFTER-EXPORT hold such records back unless a source switches them off; the
+--     mart shows no impossible year even then.
 
 CREATE OR REPLACE TABLE marts.registry_activity AS
-WITH registration AS (
+WITH plausible_period AS (
+    SELECT DATE '1900-01-01' AS earliest, coalesce(max(exported_on), current_date) AS latest
+    FROM meta.source_file
+    WHERE status = 'loaded'
+),
+
+enrolment_dated AS (  -- core.study_enrolment with its date when that can be true, else NULL
+    SELECT
+        enrolment.* REPLACE (
+            CASE WHEN enrolment.enrolment_date BETWEEN period.earliest AND period.latest
+                 THEN enrolment.enrolment_date END AS enrolment_date)
+    FROM core.study_enrolment AS enrolment
+    CROSS JOIN plausible_period AS period
+),
+
+registration AS (
     SELECT
         enrolment.enrolment_id,
         enrolment.patient_id,
@@ -20,17 +40,18 @@ WITH registration AS (
         coalesce(patient.country, 'unknown') AS country,
         enrolment.enrolment_date,
         year(enrolment.enrolment_date) AS registration_year
-    FROM core.study_enrolment AS enrolment
+    FROM enrolment_dated AS enrolment
     LEFT JOIN core.patient AS patient USING (patient_id)
 ),
 
 diagnosis_before AS (
     SELECT registration.enrolment_id, max(diagnosis.diagnosis_date) AS diagnosis_date
     FROM registration
+    CROSS JOIN plausible_period AS period
     JOIN core.diagnosis AS diagnosis
         ON diagnosis.patient_id = registration.patient_id
        AND diagnosis.source_id = registration.source_id
-       AND diagnosis.diagnosis_date <= registration.enrolment_date
+       AND diagnosis.diagnosis_date BETWEEN period.earliest AND registration.enrolment_date
     GROUP BY registration.enrolment_id
 ),
 

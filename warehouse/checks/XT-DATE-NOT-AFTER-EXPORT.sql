@@ -1,0 +1,32 @@
+-- rule_id: XT-DATE-NOT-AFTER-EXPORT
+-- category: plausibility
+-- subcategory: verification
+-- level: cross-table
+-- severity: error
+-- threshold: 0
+-- table: recorded_date
+-- description: A date (of any table: enrolment, diagnosis, treatment, contact, ...) or a year of birth is later than the day the export was made, so it cannot be true.
+-- expected: a date on or before the export date (a year of birth no later than the export year)
+--
+-- Grain: one row per failing date of a record (a record may fail on several of its dates).
+-- recorded_date is every date of every stage table, built from the DDL (etl/quality/sql_checks.py),
+-- with the year of birth read as 1 January of that year. Each record is judged against the export
+-- it came from (meta.source_file.exported_on), not the run's date: a centre cannot have known a
+-- date after it wrote the file. No tolerance: these are calendar dates with no time of day, and the
+-- export date is the source system's own. A record whose file has no export date is not judged.
+WITH dated AS (
+    SELECT d.*, f.exported_on, f.file_name
+    FROM recorded_date d
+    JOIN meta.source_file f USING (source_id, source_file_sha256)
+)
+
+SELECT
+    source_id,
+    source_record_key,
+    table_name,
+    field,
+    shown AS value,
+    table_name || '.' || field || ' ' || shown || ' is after the export of ' || exported_on
+        || ' (' || file_name || ')' AS message
+FROM dated
+WHERE value > exported_on
