@@ -55,8 +55,13 @@ class Home:
         return self.root / "secrets" / "pseudonym.key"
 
     def ensure(self) -> Home:
+        """Create the home and its folders owner-only (0700), tightening them if they exist:
+        archive and staging hold clear identifiers."""
+        from etl.fsio import private_folder
+
+        private_folder(self.root)
         for folder in (self.landing, self.archive, self.staging, self.marts, self.reports):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_folder(folder)
         return self
 
 

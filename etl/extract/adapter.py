@@ -21,14 +21,10 @@ Adding a format is adding one module in `etl/extract/` that defines a module-lev
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import re
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -167,37 +163,6 @@ class SourceAdapter(ABC):
     @abstractmethod
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         """The staged rows as one frame of strings per record set."""
-
-
-@contextmanager
-def written_atomically(out: Path, *, folder: bool = False) -> Iterator[Path]:
-    """A temporary file (or folder) beside `out` for a staged artefact, renamed to `out` when the
-    block completes and removed when it fails: a reader never finds half an artefact at `out`.
-
-    The ".partial" suffix keeps the temporary out of any *.parquet glob over the folder.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if folder:
-        temp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
-    else:
-        descriptor, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-        os.close(descriptor)
-        temp = Path(name)
-    try:
-        yield temp
-        if folder and out.exists():  # rename(2) cannot replace a non-empty folder: move the old one aside
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / out.name)
-            os.replace(temp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temp, out)
-    except BaseException:
-        if folder:
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            temp.unlink(missing_ok=True)
-        raise
 
 
 def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:

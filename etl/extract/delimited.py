@@ -40,8 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format, written_atomically
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
 from etl.extract.errors import ExtractError
+from etl.fsio import written_atomically
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping

@@ -63,8 +63,9 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind, written_atomically
+from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
+from etl.fsio import written_atomically
 
 __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cell_text", "column_letter",
            "detect_header_row", "iter_sheet_records", "read_staged_workbook", "read_workbook_sheets", "stage_workbook"]

@@ -17,13 +17,13 @@ import itertools
 import logging
 import os
 import re
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from etl import fsio
 from etl.extract.adapter import FileHeader, adapter_for
 from etl.extract.errors import ExtractError
 from etl.transform.mapping import SourceMapping
@@ -199,8 +199,5 @@ def archive(landing: LandingFile, archive_dir: Path) -> Path:
     """Copy a file into the immutable archive (once: the name carries its hash)."""
     target = archive_dir / landing.source_id / f"{landing.sha256[:16]}__{landing.name}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copy2(landing.path, partial)
-        partial.replace(target)
+        fsio.copy_file(landing.path, target)  # owner-only: archive copies hold clear identifiers
     return target

@@ -76,9 +76,9 @@ from etl.extract.adapter import (
     SourceAdapter,
     StageResult,
     refuse_if_other_format,
-    written_atomically,
 )
 from etl.extract.errors import ExtractError
+from etl.fsio import written_atomically
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping

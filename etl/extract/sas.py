@@ -68,9 +68,9 @@ from etl.extract.adapter import (
     SourceAdapter,
     StageResult,
     sniff_kind,
-    written_atomically,
 )
 from etl.extract.errors import ExtractError
+from etl.fsio import written_atomically
 
 __all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptions", "SasVariable",
            "read_sas_metadata", "stage_sas", "staged_sas_metadata"]

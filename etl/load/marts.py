@@ -16,11 +16,8 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier_landmarks, kaplan_meier_steps, plot_survival
@@ -88,22 +86,15 @@ def export_parquet(warehouse: Path, marts_dir: Path) -> list[Path]:
 
     One export at a time: call it after publish (the publish lock makes that so when publish calls it).
     """
-    runs = marts_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = fsio.private_folder(marts_dir / "runs")
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         run_id, names = _latest_run_id(con), _mart_names(con)
         if not names:
             raise LookupError(f"{warehouse} has no marts: build them before exporting")
         folder = _new_run_folder(runs, run_id)
-        partial = runs / f".{folder.name}.{secrets.token_hex(4)}.partial"
-        partial.mkdir()
-        try:
+        with fsio.written_atomically(folder, folder=True) as partial:  # the set appears whole, fsynced
             _write_set(con, partial, run_id, names)
-            partial.rename(folder)  # the set appears whole under its final name
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
     finally:
         con.close()
     _point_current(marts_dir, folder)
@@ -122,16 +113,11 @@ def _write_set(con: duckdb.DuckDBPyConnection, folder: Path, run_id: str, names:
         rows[name] = pq.read_metadata(target).num_rows
     manifest = {"run_id": run_id, "exported_at": datetime.now(UTC).isoformat(), "rows": rows}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    _fsync_tree(folder)
 
 
 def _point_current(marts_dir: Path, folder: Path) -> None:
     """Swap `current` to the new set with one rename, so a reader sees the old set or the new one."""
-    link = marts_dir / "current"
-    temporary = marts_dir / f".current.{secrets.token_hex(4)}"
-    temporary.symlink_to(folder.relative_to(marts_dir), target_is_directory=True)
-    os.replace(temporary, link)
-    _fsync_dir(marts_dir)
+    fsio.swap_symlink(marts_dir / "current", folder.relative_to(marts_dir))
 
 
 def _prune(runs: Path, keep: set[Path]) -> None:
@@ -141,21 +127,6 @@ def _prune(runs: Path, keep: set[Path]) -> None:
     for old in sets[KEEP_RUNS:]:
         if old not in keep:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # The aggregate marts as published. Relations name what a reader could recompute a count from.
@@ -209,7 +180,7 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     The per-patient marts (patient_summary, board_advice, survival) and the Kaplan-Meier step table
     (one step per event) are never published; survival is published as the landmark table.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fsio.private_folder(out_dir)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         missing = {table.name for table in PUBLIC_TABLES} - set(_mart_names(con))
@@ -222,20 +193,10 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     for table in PUBLIC_TABLES:
         published = suppress(frames[table.name], table, min_cell)
         csv_path, parquet_path = out_dir / f"{table.name}.csv", out_dir / f"{table.name}.parquet"
-        with _replacing(csv_path) as partial:
+        with fsio.written_atomically(csv_path) as partial:
             published.to_csv(partial, index=False)
-        with _replacing(parquet_path) as partial:
+        with fsio.written_atomically(parquet_path) as partial:
             pq.write_table(pa.Table.from_pandas(published, preserve_index=False), partial)
         written += [csv_path, parquet_path]
     return written
 
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target` that replaces it in one rename once written."""
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
-    try:
-        yield partial
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from etl import schema
+from etl import fsio, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
@@ -38,13 +37,12 @@ EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-ru
 
 @contextmanager
 def _publish_lock(warehouse: Path) -> Iterator[None]:
-    lock_path = warehouse.with_name(warehouse.name + ".lock")
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = fsio.open_private(warehouse.with_name(warehouse.name + ".lock"))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        yield
+    finally:
+        os.close(fd)
 
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -207,7 +205,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
         next_file.unlink(missing_ok=True)
         if warehouse.exists():
-            shutil.copy2(warehouse, next_file)
+            fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
         con = duckdb.connect(str(next_file))
         try:
             if not warehouse.exists():
@@ -246,15 +244,11 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             next_file.unlink(missing_ok=True)
             raise
         con.close()
-        with next_file.open("rb") as handle:
-            os.fsync(handle.fileno())
+        os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
+        fsio.fsync_file(next_file)
         os.replace(next_file, warehouse)
         _fsync_dir(warehouse.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsio.fsync_folder(folder)

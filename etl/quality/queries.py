@@ -23,6 +23,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
+from etl import fsio
 from etl.quality.report import RunChoice, choose_run
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,13 @@ def write_centre_queries(warehouse: Path, out_dir: Path, centre_id: str,
         rows = _query_rows(con, choice, centre_id)
     finally:
         con.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fsio.private_folder(out_dir)
     stem = _UNSAFE_IN_FILE_NAME.sub("_", f"queries_{centre_id}_{choice.run_id}")
     xlsx, csv_path = out_dir / f"{stem}.xlsx", out_dir / f"{stem}.csv"
-    _write_xlsx(xlsx, rows, centre_id)
-    _write_csv(csv_path, rows)
+    with fsio.written_atomically(xlsx) as partial:  # lists hold pseudonyms and values: owner-only
+        _write_xlsx(partial, rows, centre_id)
+    with fsio.written_atomically(csv_path) as partial:
+        _write_csv(partial, rows)
     if rows:
         log.info("%d open issues of centre %s in run %s: %s", len(rows), centre_id, choice.findings_run_id, xlsx)
     else:

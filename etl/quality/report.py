@@ -20,8 +20,6 @@ import html
 import logging
 import math
 import os
-import secrets
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,8 @@ from typing import Any
 
 import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from etl import fsio
 
 log = logging.getLogger(__name__)
 
@@ -434,8 +434,7 @@ def _place_attachments(attachments: Sequence[tuple[str, Path]], folder: Path) ->
                 copies += 1
                 name = f"{copies}-{path.name}"
             taken.add(name)
-            (folder / "more").mkdir(exist_ok=True)
-            shutil.copy2(path, folder / "more" / name)
+            fsio.copy_file(path, folder / "more" / name)
             href = f"more/{name}"
         links.append({"title": title, "href": href, "is_image": path.suffix.lower() in _IMAGE_SUFFIXES})
     return links
@@ -451,9 +450,7 @@ def _point_latest(reports_dir: Path, run_id: str, newer_runs: Sequence[str]) -> 
     latest = reports_dir / "latest"
     if latest.is_symlink() and os.readlink(latest) in newer_runs and (latest / "index.html").exists():
         return
-    temporary = reports_dir / f".latest.{os.getpid()}.{secrets.token_hex(4)}"
-    temporary.symlink_to(run_id, target_is_directory=True)
-    os.replace(temporary, latest)
+    fsio.swap_symlink(latest, run_id)
 
 
 def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, *,
@@ -472,8 +469,7 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
         ids = [r for r, _ in _runs(con)]
     finally:
         con.close()
-    folder = reports_dir / choice.run_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = fsio.private_folder(reports_dir / choice.run_id)
     docs = data_docs or reports_dir / choice.findings_run_id / "data_docs" / "index.html"
     if data_docs is not None and not data_docs.is_file():
         log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
@@ -481,9 +477,6 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
         **context, trend_svg=trend_svg(context["trend"]), categories=CATEGORIES, subcategories=SUBCATEGORIES,
         data_docs=_relative_href(docs, folder) if docs.is_file() else None,
         attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
-    page = folder / "index.html"
-    temporary = folder / f".index.html.{secrets.token_hex(4)}"
-    temporary.write_text(page_html, encoding="utf-8")
-    os.replace(temporary, page)  # a reader never sees half a page
+    page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
     _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
     return page

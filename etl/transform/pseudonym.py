@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etl import fsio
+
 KEY_ENV = "RTW_PSEUDONYM_KEY"
 _DIGEST_CHARS = 24  # 96 bits: collisions are negligible at registry scale, ids stay readable
 _SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run together
@@ -40,10 +42,7 @@ def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
     if value:
         return PseudonymKey(value.encode("utf-8"))
     if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
+        fsio.create_exclusive(key_file, secrets.token_hex(32).encode())  # whole or absent, 0600; first wins
     return PseudonymKey(key_file.read_text().strip().encode("utf-8"))
 
 
