@@ -28,7 +28,7 @@ from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_suites import run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
-from etl.quality.sql_checks import ISSUE_COLUMNS, run_checks
+from etl.quality.sql_checks import ISSUE_COLUMNS, recorded_date_columns, run_checks
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ class QualityPlan:
 
     @property
     def fingerprint(self) -> str:
-        # A changed parameter changes what the rules find: validation must run again.
-        return fingerprint(self.rules, {"overrides": self.overrides, "params": self.params})
+        # A changed parameter changes what the rules find, and so does a date column added to the
+        # DDL (the date rules judge every one): validation must run again.
+        return fingerprint(self.rules, {"overrides": self.overrides, "params": self.params,
+                                        "date_columns": recorded_date_columns()})
 
 
 def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | None = None,
