@@ -53,7 +53,9 @@ def nightly_import() -> None:
     def plan_run() -> dict[str, Any]:
         from etl import pipeline
 
-        return pipeline.plan(_home()).model_dump(mode="json")
+        # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
+        key = Variable.get("rtw_pseudonym_key", default=None)
+        return pipeline.plan(_home(), key_value=key).model_dump(mode="json")
 
     @task
     def changed_sources(planned: dict[str, Any]) -> list[dict[str, str]]:

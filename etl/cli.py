@@ -177,6 +177,31 @@ def export(home: HomeOption = None,
 
 
 @app.command()
+def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="File holding the new key "
+                                                     "(at least 32 characters, e.g. 64 hex digits)")],
+          home: HomeOption = None) -> None:
+    """Rotate the pseudonymisation key: re-key every source in one publish, then replace the key file.
+
+    The old key file is kept as secrets/pseudonym.key.<UTC time>.old (0600). A run with the old key
+    is refused afterwards.
+    """
+    from etl.transform.keyguard import RekeyError, rotate_key
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    rtw_home = resolve_home(home)
+    try:
+        done = rotate_key(rtw_home, new_key_file, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except RekeyError as exc:
+        _fail(str(exc))
+    old = (done.old_fingerprint or "none recorded")[:8]
+    kept = f"; the old key file is kept as {done.old_key_file}" if done.old_key_file else ""
+    console.print(f"re-keyed {len(done.sources)} sources in run {done.run_id}: key fingerprint {old} -> "
+                  f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}. If the DAG "
+                  "reads the key from the Airflow Variable rtw_pseudonym_key, set it to the new key before the "
+                  f"next run; then store {new_key_file} safely or delete it")
+
+
+@app.command()
 def dictionary(home: HomeOption = None,
                out: Annotated[Path | None, typer.Option(help="Markdown file (default: print)")] = None) -> None:
     """The data dictionary of the warehouse (every table and column, with meaning, unit, codes)."""

@@ -35,6 +35,7 @@ from etl.quality.report import UnknownRun, build_report
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
+from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
 from etl.transform.records import load_current_records
@@ -59,8 +60,13 @@ def _fingerprint(mapping_path: Path, files: list[landing.LandingFile]) -> str:
 
 
 def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = None,
-         force: bool = False) -> RunPlan:
-    """Which sources changed since the last load (by file hashes and mapping), and the run id."""
+         force: bool = False, key_value: str | None = None, rotate_key: bool = False) -> RunPlan:
+    """Which sources changed since the last load (by file hashes and mapping), and the run id.
+
+    First the key guard: a key other than the warehouse's (KeyMismatch) stops the run here, before
+    anything is harmonised under it. `rotate_key` is for `rtw rekey` only."""
+    run_id = run_id or new_run_id()
+    guard_key(home, run_id, key_value, rotate=rotate_key)
     state = read_source_state(home.warehouse)
     changed, unchanged = [], []
     for path in sorted(sources_dir.glob("*.yaml")):
@@ -263,7 +269,7 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     """The whole nightly import in this process: what `rtw run` does."""
     say = progress or log.info
     home.ensure()
-    planned = plan(home, sources_dir=sources_dir, force=force)
+    planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value)
     say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
     outcomes = []
     for source_id in planned.changed:

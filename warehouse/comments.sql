@@ -309,3 +309,10 @@ COMMENT ON COLUMN dq.quarantine.centre_id IS 'The centre that reported the recor
 COMMENT ON COLUMN dq.quarantine.target_tables IS 'Core tables the record would have fed.';
 COMMENT ON COLUMN dq.quarantine.rule_ids IS 'Rules the record breaks with severity error (dq.check).';
 COMMENT ON COLUMN dq.quarantine.reasons IS 'What is wrong, one message per broken rule.';
+
+-- meta.key_fingerprint --------------------------------------------------------------------------
+COMMENT ON TABLE meta.key_fingerprint IS 'One row per pseudonymisation key the warehouse has been built with; the current key has no retired_run_id. A run with another key is refused (rtw rekey rotates it).';
+COMMENT ON COLUMN meta.key_fingerprint.fingerprint IS 'HMAC-SHA256 of a fixed label under the key (hex): tells keys apart, never reveals the key.';
+COMMENT ON COLUMN meta.key_fingerprint.first_run_id IS 'The run that first published with the key: the first load, the first run after an upgrade, or a rekey.';
+COMMENT ON COLUMN meta.key_fingerprint.recorded_at IS 'When the key was first recorded (UTC).';
+COMMENT ON COLUMN meta.key_fingerprint.retired_run_id IS 'The rekey run that replaced the key; empty for the current key.';

@@ -66,3 +66,13 @@ CREATE TABLE IF NOT EXISTS meta.source_notice (
     source_id           VARCHAR NOT NULL,
     notice              VARCHAR NOT NULL
 );
+
+-- One row per pseudonymisation key the warehouse has been built with; the current one has no
+-- retired_run_id. A fingerprint is an HMAC of a fixed label under the key, never the key: a run
+-- whose key has another fingerprint is refused before it harmonises anything (rtw rekey rotates).
+CREATE TABLE IF NOT EXISTS meta.key_fingerprint (
+    fingerprint         VARCHAR NOT NULL,  -- hex HMAC-SHA256 of a fixed label under the key
+    first_run_id        VARCHAR NOT NULL,  -- the run that first published with the key
+    recorded_at         TIMESTAMPTZ,
+    retired_run_id      VARCHAR            -- the rekey run that replaced the key; NULL: current
+);

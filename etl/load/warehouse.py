@@ -30,6 +30,7 @@ from etl.load.marts import MARTS_SQL_DIR, build_marts
 from etl.quality.validate import QualityPlan, validate
 from etl.schema import core_columns
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
+from etl.transform.keyguard import record_fingerprint
 
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
@@ -212,6 +213,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
                 _create_schema(con)
             _ensure_stage(con)
             con.execute("BEGIN TRANSACTION")
+            record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
             harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
             for outcome in outcomes:
                 if outcome.status is SourceStatus.HARMONISED:

@@ -6,6 +6,9 @@ clear patient number is ever stored. The key comes, in order, from an explicit v
 Airflow Variable or secrets backend), env `RTW_PSEUDONYM_KEY`, or a key file in the home,
 created with mode 0600 on first use. The key is never logged or printed: `PseudonymKey`
 hides it in its repr.
+A key is told apart from another by its fingerprint, an HMAC of a fixed label under the key:
+the warehouse records it, and the key guard (etl/transform/keyguard.py) refuses a run whose key
+has another one, before a missing key file would be silently created anew.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from etl import fsio
 KEY_ENV = "RTW_PSEUDONYM_KEY"
 _DIGEST_CHARS = 24  # 96 bits: collisions are negligible at registry scale, ids stay readable
 _SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run together
+_FINGERPRINT_LABEL = b"rtw pseudonymisation key fingerprint v1"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class PseudonymKey:
         message = _SEPARATOR.join(parts).encode("utf-8")
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
 
+    def fingerprint(self) -> str:
+        """Identifies the key without revealing it. Not a plain hash of the key (that would match the
+        same key's hash anywhere else), and the label has no separator, so it never equals a pseudonym."""
+        return hmac.new(self.secret, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+
 
 def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
     """The pseudonymisation key: explicit value, else env, else the key file (created if missing)."""
@@ -44,6 +53,11 @@ def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
     if not key_file.exists():
         fsio.create_exclusive(key_file, secrets.token_hex(32).encode())  # whole or absent, 0600; first wins
     return PseudonymKey(key_file.read_text().strip().encode("utf-8"))
+
+
+def key_is_configured(key_file: Path, explicit: str | None = None) -> bool:
+    """A key exists (explicit, env or key file); False: `load_key` would create a new one."""
+    return bool(explicit or os.environ.get(KEY_ENV)) or key_file.exists()
 
 
 def normalise_patient_key(source_patient_key: str) -> str:

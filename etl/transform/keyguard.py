@@ -1,0 +1,193 @@
+"""The key guard: a warehouse is only ever written with the pseudonymisation key it was built with.
+
+Pseudonyms are HMACs under the key, so a run with another key does not fail: a changed
+`RTW_PSEUDONYM_KEY`, or a deleted key file silently created anew, would load every changed source
+under new pseudonyms, split each of its patients from their other sources' records and report
+"completed". So the warehouse records the fingerprint of its key (`meta.key_fingerprint`), and the
+plan step refuses a run whose key has another one, or whose key file is missing while a warehouse
+exists, before anything is harmonised. Rotating the key is an explicit act: `rtw rekey` reloads
+every source under the new key in one publish, then replaces the key file.
+
+How the fingerprint reaches publish: plan approves the run's key by writing its fingerprint, with
+the run id, to `secrets/approved_key.json`, and publish records what was approved for its own run.
+That works for the DAG too, where publish runs in another process that never sees the key.
+The key itself is never logged, printed or written anywhere but the key file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from etl import fsio
+from etl.config import Home
+from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key
+
+APPROVAL_FILE = "approved_key.json"
+MIN_NEW_KEY_CHARS = 32  # the generated keys have 64 hex characters; a short one can be guessed offline
+_SHOWN = 8  # fingerprint characters shown in messages: enough to tell keys apart, says nothing of the key
+
+
+class KeyMismatch(RuntimeError):
+    """The run's key is not the warehouse's: nothing may be harmonised with it."""
+
+
+class RekeyError(RuntimeError):
+    """A rotation that could not be done; the warehouse and the key file are unchanged."""
+
+
+def _short(fingerprint: str) -> str:
+    return fingerprint[:_SHOWN]
+
+
+def recorded_fingerprint(warehouse: Path) -> str | None:
+    """The fingerprint of the key the live warehouse was built with (None: no warehouse, or one built
+    before fingerprints were recorded)."""
+    if not warehouse.exists():
+        return None
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        row = con.execute("SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL "
+                          "ORDER BY recorded_at DESC LIMIT 1").fetchone()
+    except duckdb.CatalogException:  # a warehouse older than the guard: the next run records its key
+        return None
+    finally:
+        con.close()
+    return row[0] if row else None
+
+
+def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: bool = False) -> str:
+    """Refuse a key other than the warehouse's; approve this run's key for publish and return its fingerprint.
+
+    A fresh home (no warehouse) gets its key file created as before. `rotate` (rtw rekey only) approves
+    a new key for a run that reloads every source with it.
+    """
+    if not rotate and home.warehouse.exists() and not key_is_configured(home.key_file, key_value):
+        recorded = recorded_fingerprint(home.warehouse)
+        built = f" (fingerprint {_short(recorded)})" if recorded else ""
+        raise KeyMismatch(f"the pseudonymisation key file {home.key_file} is missing, but the warehouse was built "
+                          f"with a key{built}; restore the key file (or give the key), or rotate it with `rtw rekey`")
+    fingerprint = load_key(home.key_file, key_value).fingerprint()
+    recorded = None if rotate else recorded_fingerprint(home.warehouse)
+    if recorded is not None and recorded != fingerprint:
+        raise KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with "
+                          f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); restore the key, "
+                          "or rotate it with `rtw rekey`")
+    fsio.write_text(home.key_file.parent / APPROVAL_FILE,
+                    json.dumps({"run_id": run_id, "fingerprint": fingerprint, "rotate": rotate}))
+    return fingerprint
+
+
+def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: str) -> None:
+    """In publish's transaction: record the key plan approved for this run.
+
+    A key other than the recorded one is accepted only when plan approved a rotation; anything else
+    aborts the publish (the live warehouse stays as it was). No approval for this run (publish called
+    without plan, as some tests do): nothing is recorded.
+    """
+    approval_file = Home(warehouse.parent).key_file.parent / APPROVAL_FILE
+    try:
+        approval = json.loads(approval_file.read_text())
+    except FileNotFoundError:
+        return
+    if approval.get("run_id") != run_id:
+        return
+    fingerprint = approval["fingerprint"]
+    row = con.execute("SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL").fetchone()
+    if row and row[0] == fingerprint:
+        return
+    if row and not approval.get("rotate"):
+        raise KeyMismatch(f"run {run_id} was planned with a key (fingerprint {_short(fingerprint)}) other than "
+                          f"the warehouse's ({_short(row[0])}); nothing was published")
+    con.execute("UPDATE meta.key_fingerprint SET retired_run_id = ? WHERE retired_run_id IS NULL", [run_id])
+    con.execute("INSERT INTO meta.key_fingerprint VALUES (?, ?, ?, NULL)", [fingerprint, run_id, datetime.now(UTC)])
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `rtw rekey` did."""
+
+    run_id: str
+    sources: list[str]
+    old_fingerprint: str | None
+    new_fingerprint: str
+    old_key_file: Path | None  # where the previous key file was kept
+
+
+def read_new_key(new_key_file: Path) -> str:
+    """The new key from its file, checked: present, long enough."""
+    try:
+        value = new_key_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RekeyError(f"cannot read the new key file {new_key_file}: {exc.__class__.__name__}") from None
+    if len(value) < MIN_NEW_KEY_CHARS:
+        raise RekeyError(f"the new key in {new_key_file} has {len(value)} characters; give at least "
+                         f"{MIN_NEW_KEY_CHARS}, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`")
+    return value
+
+
+def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = None,
+          progress: Callable[[str], None] | None = None) -> Rotation:
+    """Re-key the whole warehouse in one publish: reload every source from its export files under the new
+    key, record the new fingerprint, then replace the key file (the old one kept beside it, 0600).
+
+    All or nothing: if any source cannot be reloaded, nothing is published and the key file stays.
+    The old key is not needed (everything is re-derived from the exports), so a lost key can be replaced.
+    """
+    from etl import pipeline  # the pipeline imports this module for its guard
+    from etl.config import SOURCES_DIR
+
+    if os.environ.get(KEY_ENV):
+        raise RekeyError(f"{KEY_ENV} is set, and it would win over the key file rekey installs; unset it for "
+                         "the rekey, then set it to the new key (or remove it) before the next run")
+    if not home.warehouse.exists():
+        raise RekeyError(f"no warehouse at {home.warehouse}: nothing to re-key; to start with a given key, "
+                         f"copy it to {home.key_file} (mode 0600) before the first run")
+    new_value = read_new_key(new_key_file)
+    old_fingerprint = recorded_fingerprint(home.warehouse)
+    new_fingerprint = PseudonymKey(new_value.encode("utf-8")).fingerprint()
+    if new_fingerprint == old_fingerprint:
+        raise RekeyError(f"the warehouse already uses that key (fingerprint {_short(new_fingerprint)})")
+    say = progress or (lambda message: None)
+    folder = sources_dir or SOURCES_DIR
+    home.ensure()
+    planned = pipeline.plan(home, sources_dir=folder, force=True, key_value=new_value, rotate_key=True)
+    outcomes = []
+    for source_id in planned.changed:
+        say(f"{source_id}: reloading under the new key")
+        extracted = pipeline.extract_source(home, planned.run_id, source_id, sources_dir=folder)
+        outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value, sources_dir=folder))
+    failed = [o for o in outcomes if o.failed]
+    if failed or planned.unchanged:
+        # A source kept under the old key would be cut off from the others: publish nothing.
+        (home.key_file.parent / APPROVAL_FILE).unlink(missing_ok=True)
+        for source_id in planned.changed:  # harmonised under a key never installed: of no use to anyone
+            shutil.rmtree(home.staging / source_id / "harmonised" / planned.run_id, ignore_errors=True)
+        reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
+        raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: {reasons}")
+    say("publishing the re-keyed warehouse")
+    pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=folder)
+    if recorded_fingerprint(home.warehouse) != new_fingerprint:
+        raise RekeyError("the re-keyed warehouse did not record the new key; the key file is unchanged")
+    old_key_file = _install_key(home, new_value)
+    return Rotation(run_id=planned.run_id, sources=list(planned.changed), old_fingerprint=old_fingerprint,
+                    new_fingerprint=new_fingerprint, old_key_file=old_key_file)
+
+
+def _install_key(home: Home, new_value: str) -> Path | None:
+    """Keep the old key file as `pseudonym.key.<UTC time>.old`, then replace it atomically: at every
+    moment the key file holds one whole key, never none."""
+    old_copy = None
+    if home.key_file.exists():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        old_copy = home.key_file.with_name(f"{home.key_file.name}.{stamp}.old")
+        fsio.copy_file(home.key_file, old_copy)
+    fsio.write_text(home.key_file, new_value + "\n")
+    return old_copy
