@@ -81,8 +81,9 @@ def recorded_date_sql(present: Mapping[str, Set[str]]) -> str:
 def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the temporary view recorded_date over the stage tables as they are on this connection."""
     present: dict[str, set[str]] = {}
-    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
-                                     "WHERE schema_name = 'stage' AND NOT internal").fetchall():
+    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE "
+                                     "database_name = current_database() AND schema_name = 'stage' "
+                                     "AND NOT internal").fetchall():
         present.setdefault(table, set()).add(column)
     con.execute(recorded_date_sql(present))
 
