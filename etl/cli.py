@@ -51,18 +51,30 @@ def synth(
 
 @app.command()
 def run(home: HomeOption = None,
-        force: Annotated[bool, typer.Option(help="Reload every source even if unchanged")] = False) -> None:
+        force: Annotated[bool, typer.Option(help="Reload every source even if unchanged")] = False,
+        wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another run of this "
+                                            "home to finish before giving up")] = 0) -> None:
     """Run the nightly import in this process (the same steps as the Airflow DAG)."""
     from etl import pipeline
+    from etl.publish_outputs import NOTE_PREFIX
+    from etl.runlock import RunBusy
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     rtw_home = resolve_home(home)
     started = time.perf_counter()
     try:
-        summary = pipeline.run(rtw_home, force=force, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        summary = pipeline.run(rtw_home, force=force, wait=wait,
+                               progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except RunBusy as exc:  # not a failure of this home: said on one line, whatever the width
+        console.print(f"[red]rtw: {exc}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1) from None
     except Exception as exc:  # a run that cannot complete: one line, non-zero exit
         _fail(f"the run could not complete: {exc}")
     _print_summary(summary, time.perf_counter() - started)
+    # Published, but a derived output (marts, report) was not written: exit 0, said in red.
+    for note in (summary.message or "").split("; "):
+        if note.startswith(NOTE_PREFIX):
+            console.print(f"[red]{note}[/red]", soft_wrap=True)
 
 
 @app.command()

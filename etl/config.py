@@ -6,6 +6,7 @@ writes lives under it, so a data manager can point two homes at two projects saf
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,13 @@ class Home:
         from etl.fsio import private_folder
 
         private_folder(self.root)
-        for folder in (self.landing, self.archive, self.staging, self.marts, self.reports):
+        for folder in (self.landing, self.archive, self.staging):
             private_folder(folder)
+        for derived in (self.marts, self.reports):
+            try:
+                private_folder(derived)
+            except OSError as exc:  # outputs derived after publish: their failure is noted then, not here
+                logging.getLogger("rtw").warning("%s cannot be used (%s); the data still loads", derived, exc)
         return self
 
 

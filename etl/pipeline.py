@@ -10,6 +10,7 @@ last good data; the other sources go on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -23,15 +24,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import schema
+from etl import fsio, publish_outputs, repair, runlock, schema
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
-from etl.load.dictionary import write_dictionary_page
-from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import publish, read_source_state
-from etl.quality.report import UnknownRun, build_report
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
@@ -214,22 +212,26 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
                 sources_dir: Path = SOURCES_DIR) -> RunSummary:
     """Validate and publish the changed sources atomically and return the run summary."""
     run_id = planned.run_id
+    notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
+    quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
+    if quality.data_docs_dir is not None:  # GX writes them during validation: check the place first
+        docs = quality.data_docs_dir
+        if publish_outputs.attempt(notes, "the GX Data Docs folder", lambda: fsio.private_folder(docs)) is None:
+            quality = dataclasses.replace(quality, data_docs_dir=None)
     publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
-            unchanged=planned.unchanged, quality=quality_plan_for(home, run_id, sources_dir=sources_dir))
+            unchanged=planned.unchanged, quality=quality)
+    repair.crash_point("after_swap")  # test hook: a kill right after the swap (tests/test_repair.py)
     summary = summarise(home, run_id)
-    attachments = []
+    # The warehouse is published: what follows derives from it, and a failure there is a note, never
+    # an undone publish (etl/publish_outputs.py); the next run's repair writes what is missing.
     if summary.validated:  # else the Parquet marts of the last validated run stand
-        export_parquet(home.warehouse, home.marts)
-        folder = home.reports / run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        attachments = [("Data dictionary", write_dictionary_page(home.warehouse, folder / "dictionary.html")),
-                       ("Survival (Kaplan-Meier)", plot_survival(home.warehouse, folder / "survival.png"))]
+        publish_outputs.export_marts(home, notes)
     if summary.validated or summary.sources_failed:
         # A failed source is news even when nothing was revalidated: the page names it and why.
-        try:
-            summary.report = str(build_report(home.warehouse, home.reports, run_id, attachments=attachments))
-        except UnknownRun as exc:
-            log.warning("no report for run %s: %s", run_id, exc)
+        summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
+    if notes:
+        publish_outputs.record_notes(home.warehouse, run_id, notes)
+        summary.message = "; ".join([*filter(None, [summary.message]), *notes])
     return summary
 
 
@@ -265,17 +267,24 @@ def summarise(home: Home, run_id: str | None = None) -> RunSummary:
 
 
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,
-        progress: Callable[[str], None] | None = None) -> RunSummary:
-    """The whole nightly import in this process: what `rtw run` does."""
+        progress: Callable[[str], None] | None = None, wait: float = 0.0) -> RunSummary:
+    """The whole nightly import in this process: what `rtw run` does.
+
+    Raises runlock.RunBusy when another run still holds the home after `wait` seconds."""
     say = progress or log.info
-    home.ensure()
-    planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value)
-    say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
-    outcomes = []
-    for source_id in planned.changed:
-        say(f"{source_id}: extracting")
-        extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
-        say(f"{source_id}: harmonising")
-        outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
-    say("publishing the warehouse")
-    return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+    run_id = new_run_id()
+    # Owner-only whatever the caller's umask: libraries (DuckDB, Arrow, GX) write files too.
+    # One run at a time (etl/runlock.py): a second one waits up to `wait` seconds, then RunBusy.
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        for line in repair.repair(home):  # what a killed run left behind, before anything new
+            say(line)
+        planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
+        say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
+        outcomes = []
+        for source_id in planned.changed:
+            say(f"{source_id}: extracting")
+            extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
+            say(f"{source_id}: harmonising")
+            outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
+        say("publishing the warehouse")
+        return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)

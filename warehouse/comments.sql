@@ -316,3 +316,9 @@ COMMENT ON COLUMN meta.key_fingerprint.fingerprint IS 'HMAC-SHA256 of a fixed la
 COMMENT ON COLUMN meta.key_fingerprint.first_run_id IS 'The run that first published with the key: the first load, the first run after an upgrade, or a rekey.';
 COMMENT ON COLUMN meta.key_fingerprint.recorded_at IS 'When the key was first recorded (UTC).';
 COMMENT ON COLUMN meta.key_fingerprint.retired_run_id IS 'The rekey run that replaced the key; empty for the current key.';
+
+-- meta.run_note --------------------------------------------------------------------------------
+COMMENT ON TABLE meta.run_note IS 'What went wrong after a run published the warehouse, without undoing the publish: Parquet marts, report, dictionary page or survival plot not written. The next run repairs what is missing.';
+COMMENT ON COLUMN meta.run_note.run_id IS 'The run whose publish the note follows.';
+COMMENT ON COLUMN meta.run_note.noted_at IS 'When the problem was recorded (UTC).';
+COMMENT ON COLUMN meta.run_note.note IS 'What could not be written, and why.';

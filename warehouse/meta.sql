@@ -76,3 +76,11 @@ CREATE TABLE IF NOT EXISTS meta.key_fingerprint (
     recorded_at         TIMESTAMPTZ,
     retired_run_id      VARCHAR            -- the rekey run that replaced the key; NULL: current
 );
+
+-- What went wrong after a run's publish without undoing it: a Parquet marts export, the report, the
+-- dictionary page or the survival plot that could not be written (the next run's repair retries).
+CREATE TABLE IF NOT EXISTS meta.run_note (
+    run_id              VARCHAR NOT NULL,
+    noted_at            TIMESTAMPTZ,
+    note                VARCHAR NOT NULL
+);

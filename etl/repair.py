@@ -1,0 +1,132 @@
+"""Crash repair, at the start of every run, under the run lock (so no live run owns what it touches).
+
+A run killed at any point leaves the last good warehouse in place (publish swaps it in with one
+rename), but it can leave behind:
+- temporaries: `.warehouse.duckdb.<run>.next` (and its `.wal`) of a publish cut short, `*.partial`
+  of etl/fsio.py, `*.tmp` and the `.latest.*` / `.current.*` links of older versions. They are
+  removed from the home's own folders; landing/ is left alone (a drop zone may be delivering
+  into it under a temporary name) and so is airflow/.
+- derived outputs behind the warehouse: killed after the swap, `marts/current` and
+  `reports/latest` still show the run before. They are brought in line with the live warehouse's
+  last validated run: the marts are exported again, `latest` points at that run's page, which is
+  written if it is missing.
+
+`crash_point` is a test hook: with env RTW_TEST_CRASH_AT=<name>, the process SIGKILLs itself at
+that point, as a power cut or `kill -9` would, so tests can crash a real run where they need to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import duckdb
+
+from etl import fsio
+from etl.config import Home
+from etl.publish_outputs import export_marts, write_report
+
+log = logging.getLogger("rtw")
+
+CRASH_ENV = "RTW_TEST_CRASH_AT"
+_TEMPORARY_SUFFIXES = (fsio.TEMP_SUFFIX, ".tmp")
+_OLD_LINK_PREFIXES = (".latest.", ".current.")  # symlink temporaries written before etl/fsio.py
+
+
+def crash_point(name: str) -> None:
+    """Die here, as `kill -9` would, when the test hook asks for it (a no-op otherwise)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_temporary(path: Path) -> bool:
+    name = path.name
+    return name.endswith(_TEMPORARY_SUFFIXES) or (name.startswith(_OLD_LINK_PREFIXES) and path.is_symlink())
+
+
+def stale_temporaries(home: Home) -> list[Path]:
+    """Temporaries dead runs left in the home (call under the run lock: no live run has any)."""
+    found = sorted(home.root.glob(f".{home.warehouse.name}.*.next*"))
+    for folder in (home.archive, home.staging, home.marts, home.reports, home.key_file.parent):
+        for root, folders, files in os.walk(folder):  # symlinks to folders are not followed
+            for name in [*files, *folders]:
+                path = Path(root, name)
+                if _is_temporary(path):
+                    found.append(path)
+            folders[:] = [f for f in folders if not _is_temporary(Path(root, f))]
+    return found
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _validated_runs(warehouse: Path) -> list[str]:
+    """The live warehouse's last validated run and every run after it, oldest first."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute("""
+            WITH last AS (SELECT started_at FROM meta.run WHERE validated ORDER BY started_at DESC LIMIT 1)
+            SELECT run_id FROM meta.run WHERE started_at >= (SELECT started_at FROM last)
+            ORDER BY started_at, run_id""").fetchall()
+    finally:
+        con.close()
+    return [run_id for (run_id,) in rows]
+
+
+def _marts_run(home: Home) -> str | None:
+    try:
+        manifest = json.loads((home.marts / "current" / "_manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("run_id") if isinstance(manifest, dict) else None
+
+
+def _latest_report_run(home: Home) -> str | None:
+    latest = home.reports / "latest"
+    if not latest.is_symlink() or not (latest / "index.html").is_file():
+        return None
+    return Path(os.readlink(latest)).name
+
+
+def repair(home: Home) -> list[str]:
+    """Remove dead runs' temporaries and bring the marts and the report in line with the live
+    warehouse; return what was done (empty when nothing was amiss). Failures are notes, not errors."""
+    done: list[str] = []
+    stale = stale_temporaries(home)
+    for path in stale:
+        _remove(path)
+    if stale:
+        done.append(f"repair: removed {len(stale)} temporary file(s) of dead runs: "
+                    + ", ".join(str(p.relative_to(home.root)) for p in stale[:5]) + (", ..." if len(stale) > 5 else ""))
+    if not home.warehouse.exists():
+        return done
+    current = _validated_runs(home.warehouse)
+    if not current:
+        return done
+    validated = current[0]
+    notes: list[str] = []
+    if _marts_run(home) not in current:
+        export_marts(home, notes)
+        done.append(f"repair: marts/current was behind the warehouse; exported the marts of run {validated}")
+    if _latest_report_run(home) not in current:
+        page = home.reports / validated / "index.html"
+        if page.is_file():
+            try:
+                fsio.swap_symlink(home.reports / "latest", validated)
+                done.append(f"repair: reports/latest pointed at an older run; now at run {validated}")
+            except OSError as exc:
+                notes.append(f"repair: reports/latest could not be pointed at run {validated}: {exc}")
+        else:
+            if write_report(home, validated, notes, with_pages=True):
+                done.append(f"repair: the report of run {validated} was missing; written")
+    for line in done + notes:
+        log.warning("%s", line)
+    return done + notes

@@ -1,0 +1,166 @@
+"""One run at a time per home: an OS file lock, and a lease for runs that span processes.
+
+`rtw run` is one process: it holds `flock(2)` on `<home>/.run.lock` from plan to publish. The
+kernel drops the lock when the process dies, however it dies, so a killed run never blocks the
+next one. The holder writes its run id, pid and start time into the lock file for the message a
+second run prints: "another run (<id>, pid <pid>, since <time>) holds this home".
+
+An Airflow DAG run is several processes (plan, one per source for extract and harmonise, publish),
+so no single process can hold the flock for the whole run. Its plan task takes a *lease* instead:
+under the flock it writes `<home>/.run.lease` (run id, pid, start, heartbeat). The extract and
+harmonise tasks renew the heartbeat while they work, and publish, under the flock again, checks
+the lease is still its own, publishes and removes it. Anyone taking the flock (`rtw run`, a DAG
+plan) treats a lease with a fresh heartbeat as the home being held. A lease whose heartbeat is
+older than its time-to-live (a worker killed mid-run) is dead: the next run removes it, and the
+DAG run that lost it refuses to publish rather than overwrite newer data with older outcomes.
+A DAG plan always replaces an airflow lease: `max_active_runs=1` means the DAG run that wrote it
+has ended.
+
+Why not a lease for `rtw run` too: the flock needs no heartbeat and cannot outlive its process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from etl import fsio
+from etl.config import Home
+
+LOCK_NAME = ".run.lock"
+LEASE_NAME = ".run.lease"
+LEASE_TTL_SECONDS = float(os.environ.get("RTW_LEASE_TTL", 2 * 3600))  # scheduling gaps between tasks included
+_POLL_SECONDS = 0.2
+
+
+class RunBusy(RuntimeError):
+    """Another run holds the home; the message names it."""
+
+    def __init__(self, holder: dict[str, Any]) -> None:
+        self.holder = holder
+        super().__init__(f"another run ({holder.get('run_id', 'unknown')}, pid {holder.get('pid', '?')}, "
+                         f"since {holder.get('since', '?')}) holds this home")
+
+
+def _holder(run_id: str, kind: str) -> dict[str, Any]:
+    return {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "kind": kind,
+            "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "heartbeat": time.time()}
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        found = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:  # the holder has the lock but has not written its details yet
+        found = {}
+    return found if isinstance(found, dict) else {}
+
+
+def read_lease(home: Home) -> dict[str, Any] | None:
+    """The DAG run's lease, if one is written (live or not)."""
+    try:
+        lease = json.loads((home.root / LEASE_NAME).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return lease if isinstance(lease, dict) else None
+
+
+def _is_live(lease: dict[str, Any]) -> bool:
+    return time.time() - float(lease.get("heartbeat", 0)) < LEASE_TTL_SECONDS
+
+
+@contextmanager
+def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli",
+             lease: str = "respect") -> Iterator[dict[str, Any]]:
+    """Hold the home for `run_id`, waiting up to `wait` seconds for another run; raise RunBusy after.
+
+    lease: "respect" (a live lease of another run holds the home; a dead one is removed),
+    "replace" (a DAG plan: the previous DAG run has ended), or a run id (a DAG publish: that run's
+    lease is this run's own, any other means the lease was lost).
+    """
+    fd = fsio.open_private(home.root / LOCK_NAME)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            busy = _try_hold(home, fd, lease)
+            if busy is None:
+                break
+            if time.monotonic() >= deadline:
+                raise RunBusy(busy)
+            time.sleep(_POLL_SECONDS)
+        holder = _holder(run_id, kind)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield holder
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
+    """Take the flock; None when the home is now ours, else who holds it (the flock released again)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    current = read_lease(home)
+    if lease == "replace":
+        return None
+    if lease == "respect":
+        if current is None:
+            return None
+        if not _is_live(current):
+            (home.root / LEASE_NAME).unlink(missing_ok=True)  # its DAG run died: it will not publish
+            return None
+    elif current is not None and current.get("run_id") == lease:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return current or {"run_id": f"unknown (the lease of run {lease} expired)"}
+
+
+def take_lease(home: Home, run_id: str) -> None:
+    """Take the home for a DAG run across its tasks (call under run_lock with lease="replace")."""
+    fsio.write_text(home.root / LEASE_NAME, json.dumps(_holder(run_id, "airflow")))
+
+
+def _renew(home: Home, run_id: str) -> None:
+    lease = read_lease(home)
+    if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
+        raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
+    fsio.write_text(home.root / LEASE_NAME, json.dumps({**lease, "heartbeat": time.time()}))
+
+
+def end_lease(home: Home, run_id: str) -> None:
+    """Drop the DAG run's lease (under run_lock): the home is free for the next run."""
+    lease = read_lease(home)
+    if lease and lease.get("run_id") == run_id:
+        (home.root / LEASE_NAME).unlink(missing_ok=True)
+
+
+@contextmanager
+def heartbeat(home: Home, run_id: str) -> Iterator[None]:
+    """For a DAG task between plan and publish: check the lease is this run's and keep it fresh.
+
+    Raises RunBusy when another run holds the home (this run's lease expired and was taken over).
+    """
+    _renew(home, run_id)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(min(60.0, LEASE_TTL_SECONDS / 4)):
+            with suppress(OSError, RunBusy):  # a missed beat is not fatal; a lost lease shows at publish
+                _renew(home, run_id)
+
+    beat = threading.Thread(target=renew, name=f"rtw-lease-{run_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()

@@ -1,0 +1,138 @@
+"""One run at a time per home: the file lock, the DAG lease, and two real `rtw run` at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from etl import runlock
+from etl.config import REPO_ROOT, resolve_home
+from etl.synth import generate
+
+RTW = str(Path(sys.executable).with_name("rtw"))
+BUSY = re.compile(r"another run \((?P<run>[^,]+), pid (?P<pid>\d+), since (?P<since>[^)]+)\) holds this home")
+
+
+def test_a_second_holder_is_refused_with_who_holds_the_home(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "run-a"), pytest.raises(runlock.RunBusy) as refused, \
+            runlock.run_lock(home, "run-b"):
+        pass
+    found = BUSY.search(str(refused.value))
+    assert found and found["run"] == "run-a" and int(found["pid"]) == os.getpid()
+    with runlock.run_lock(home, "run-c"):  # released when the first holder ended
+        pass
+
+
+def test_a_waiting_run_gets_the_home_when_the_holder_ends(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    release = threading.Event()
+
+    def hold() -> None:
+        with runlock.run_lock(home, "run-a"):
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    with runlock.run_lock(home, "run-b", wait=10):
+        assert 0.2 < time.monotonic() - started < 5
+    holder.join()
+
+
+def test_a_killed_holder_never_blocks_the_next_run(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    code = ("import sys, time\nfrom etl import runlock\nfrom etl.config import resolve_home\n"
+            "with runlock.run_lock(resolve_home(sys.argv[1]), 'doomed'):\n"
+            "    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(runlock.RunBusy, match="doomed"), runlock.run_lock(home, "next"):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with runlock.run_lock(home, "next"):  # the kernel dropped the lock with the process
+        pass
+
+
+def test_a_dag_lease_holds_the_home_across_tasks_until_publish_ends_it(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1")
+    with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
+        pass
+    with runlock.heartbeat(home, "dag-1"):  # an extract task of that DAG run
+        pass
+    with pytest.raises(runlock.RunBusy), runlock.heartbeat(home, "dag-2"):
+        pass
+    with runlock.run_lock(home, "dag-1", lease="dag-1"):  # its publish
+        runlock.end_lease(home, "dag-1")
+    with runlock.run_lock(home, "cli"):
+        pass
+
+
+def test_a_dead_lease_is_removed_and_its_dag_run_cannot_publish(tmp_path, monkeypatch):
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "dag-1", lease="replace"):
+        runlock.take_lease(home, "dag-1")
+    lease = json.loads((tmp_path / runlock.LEASE_NAME).read_text())
+    lease["heartbeat"] -= runlock.LEASE_TTL_SECONDS + 1  # its worker was killed long ago
+    (tmp_path / runlock.LEASE_NAME).write_text(json.dumps(lease))
+    with runlock.run_lock(home, "cli"):
+        assert runlock.read_lease(home) is None
+    with pytest.raises(runlock.RunBusy), runlock.run_lock(home, "dag-1", lease="dag-1"):
+        pass  # a lease that is no longer there is lost: publishing now could overwrite newer data
+
+
+@pytest.mark.integration
+def test_two_runs_started_at_once_one_completes_the_other_exits_cleanly(tmp_path):
+    generate(tmp_path, patients=30, seed=5)
+    env = {**os.environ, "RTW_PSEUDONYM_KEY": "two-runs-key", "COLUMNS": "200"}
+    command = [RTW, "run", "--home", str(tmp_path)]
+    runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=600)[0] for r in runs]
+    codes = sorted(r.returncode for r in runs)
+    assert codes == [0, 1], outputs
+    loser = outputs[[r.returncode for r in runs].index(1)]
+    assert BUSY.search(loser), loser
+    assert "Traceback" not in loser
+    for output in outputs:
+        assert "No such file or directory" not in output and ".tmp" not in output
+    # The winner published the warehouse; no temporary is left anywhere in the home.
+    assert (tmp_path / "warehouse.duckdb").is_file()
+    assert [p for p in tmp_path.rglob("*") if p.name.endswith((".partial", ".tmp", ".next"))] == []
+
+
+@pytest.mark.integration
+def test_a_run_told_to_wait_runs_after_the_one_holding_the_home(tmp_path):
+    generate(tmp_path, patients=30, seed=6)
+    env = {**os.environ, "RTW_PSEUDONYM_KEY": "waiting-key", "COLUMNS": "200"}
+    command = [RTW, "run", "--home", str(tmp_path), "--wait", "600"]
+    runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=900)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outputs
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        (first_finished, second_started), = con.execute(
+            "SELECT min(finished_at), max(started_at) FROM meta.run").fetchall()
+        assert con.execute("SELECT count(*) FROM meta.run").fetchone() == (2,)
+    finally:
+        con.close()
+    assert second_started >= first_finished  # one after the other, never overlapping
