@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from etl import pipeline
+from etl import pipeline, runlock
 from etl.cli import app
 from etl.config import WAREHOUSE_SQL_DIR, Home, resolve_home
 from etl.steps import RunSummary
@@ -159,7 +159,7 @@ def test_publish_records_only_the_key_plan_approved(tmp_path):
         (first, "run-1", "run-3"), (PseudonymKey(b"second-key").fingerprint(), "run-3", None)]
 
 
-def test_rekey_refuses_a_short_key_the_same_key_and_an_env_key(keyed, tmp_path, monkeypatch):
+def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_an_env_key(keyed, tmp_path, monkeypatch):
     short, same = tmp_path / "short.key", tmp_path / "same.key"
     short.write_text("too-short\n")
     same.write_text(keyed.key)
@@ -167,6 +167,10 @@ def test_rekey_refuses_a_short_key_the_same_key_and_an_env_key(keyed, tmp_path, 
         rotate_key(keyed.home, short)
     with pytest.raises(RekeyError, match="already uses that key"):
         rotate_key(keyed.home, same)
+    long_enough = tmp_path / "new.key"
+    long_enough.write_text("f0" * 32)
+    with runlock.run_lock(keyed.home, "a-nightly-run"), pytest.raises(RekeyError, match="another run"):
+        rotate_key(keyed.home, long_enough)
     monkeypatch.setenv(KEY_ENV, keyed.key)
     with pytest.raises(RekeyError, match="RTW_PSEUDONYM_KEY is set"):
         rotate_key(keyed.home, same)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from etl import fsio
+from etl import fsio, runlock
 from etl.config import Home
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key
 
@@ -157,28 +157,46 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
         raise RekeyError(f"the warehouse already uses that key (fingerprint {_short(new_fingerprint)})")
     say = progress or (lambda message: None)
     folder = sources_dir or SOURCES_DIR
-    home.ensure()
-    planned = pipeline.plan(home, sources_dir=folder, force=True, key_value=new_value, rotate_key=True)
+    run_id = pipeline.new_run_id()
+    # Under the home's run lock, like `rtw run`: a nightly run planned in between would otherwise
+    # approve the old key for its own run, and this publish would record no new fingerprint.
+    try:
+        with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id):
+            sources = _reload_and_publish(home, run_id, new_value, folder, say)
+    except runlock.RunBusy as exc:
+        raise RekeyError(f"{exc}; try again when it has finished") from None
+    if recorded_fingerprint(home.warehouse) != new_fingerprint:
+        raise RekeyError("the re-keyed warehouse did not record the new key; the key file is unchanged")
+    # A crash here leaves the warehouse on the new key and the old key file in place: runs then
+    # refuse ("the key differs") until the new key is copied in; nothing is mixed.
+    old_key_file = _install_key(home, new_value)
+    return Rotation(run_id=run_id, sources=sources, old_fingerprint=old_fingerprint,
+                    new_fingerprint=new_fingerprint, old_key_file=old_key_file)
+
+
+def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Path,
+                        say: Callable[[str], None]) -> list[str]:
+    """Every source extracted and harmonised under the new key, then one publish; or nothing published."""
+    from etl import pipeline
+
+    planned = pipeline.plan(home, sources_dir=sources_dir, run_id=run_id, force=True, key_value=new_value,
+                            rotate_key=True)
     outcomes = []
     for source_id in planned.changed:
         say(f"{source_id}: reloading under the new key")
-        extracted = pipeline.extract_source(home, planned.run_id, source_id, sources_dir=folder)
-        outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value, sources_dir=folder))
+        extracted = pipeline.extract_source(home, run_id, source_id, sources_dir=sources_dir)
+        outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value, sources_dir=sources_dir))
     failed = [o for o in outcomes if o.failed]
     if failed or planned.unchanged:
         # A source kept under the old key would be cut off from the others: publish nothing.
         (home.key_file.parent / APPROVAL_FILE).unlink(missing_ok=True)
         for source_id in planned.changed:  # harmonised under a key never installed: of no use to anyone
-            shutil.rmtree(home.staging / source_id / "harmonised" / planned.run_id, ignore_errors=True)
+            shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
         reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
         raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: {reasons}")
     say("publishing the re-keyed warehouse")
-    pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=folder)
-    if recorded_fingerprint(home.warehouse) != new_fingerprint:
-        raise RekeyError("the re-keyed warehouse did not record the new key; the key file is unchanged")
-    old_key_file = _install_key(home, new_value)
-    return Rotation(run_id=planned.run_id, sources=list(planned.changed), old_fingerprint=old_fingerprint,
-                    new_fingerprint=new_fingerprint, old_key_file=old_key_file)
+    pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+    return list(planned.changed)
 
 
 def _install_key(home: Home, new_value: str) -> Path | None:
