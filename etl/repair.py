@@ -28,6 +28,7 @@ import duckdb
 
 from etl import fsio
 from etl.config import Home
+from etl.load.warehouse import _publish_lock
 from etl.publish_outputs import export_marts, write_report
 
 log = logging.getLogger("rtw")
@@ -100,9 +101,11 @@ def repair(home: Home) -> list[str]:
     """Remove dead runs' temporaries and bring the marts and the report in line with the live
     warehouse; return what was done (empty when nothing was amiss). Failures are notes, not errors."""
     done: list[str] = []
-    stale = stale_temporaries(home)
-    for path in stale:
-        _remove(path)
+    # Under the publish lock too: a command outside the run lock (rtw forget) may be mid-publish.
+    with _publish_lock(home.warehouse):
+        stale = stale_temporaries(home)
+        for path in stale:
+            _remove(path)
     if stale:
         done.append(f"repair: removed {len(stale)} temporary file(s) of dead runs: "
                     + ", ".join(str(p.relative_to(home.root)) for p in stale[:5]) + (", ..." if len(stale) > 5 else ""))
