@@ -56,7 +56,6 @@ def run(home: HomeOption = None,
                                             "home to finish before giving up")] = 0) -> None:
     """Run the nightly import in this process (the same steps as the Airflow DAG)."""
     from etl import pipeline
-    from etl.publish_outputs import NOTE_PREFIX
     from etl.runlock import RunBusy
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -72,9 +71,8 @@ def run(home: HomeOption = None,
         _fail(f"the run could not complete: {exc}")
     _print_summary(summary, time.perf_counter() - started)
     # Published, but a derived output (marts, report) was not written: exit 0, said in red.
-    for note in (summary.message or "").split("; "):
-        if note.startswith(NOTE_PREFIX):
-            console.print(f"[red]{note}[/red]", soft_wrap=True)
+    for note in summary.notes:
+        console.print(f"[red]{note}[/red]", soft_wrap=True)
 
 
 @app.command()
@@ -97,6 +95,26 @@ def demo(home: HomeOption = None,
             _fail(str(exc))
     console.print(f"Airflow run finished; log in {log}")
     _print_summary(pipeline.summarise(rtw_home), time.perf_counter() - started)
+
+
+@app.command()
+def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. registry_it")],
+           file: Annotated[str, typer.Argument(help="The held export: its name in landing/<source>/, or a path")],
+           home: HomeOption = None) -> None:
+    """Accept an export the snapshot guard held (a real shrink): the next run loads it."""
+    from etl.extract.guards import accept_file
+    from etl.extract.landing import sha256_of
+
+    rtw_home = resolve_home(home)
+    folder = rtw_home.landing / source
+    path = Path(file) if Path(file).is_absolute() or Path(file).exists() else folder / file
+    if not folder.is_dir():
+        _fail(f"no landing folder for source '{source}' at {folder}")
+    if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+        _fail(f"{file}: not an export file in {folder}")
+    accepted = accept_file(rtw_home.root, source, path.name, sha256_of(path))
+    console.print(f"{source}: {path.name} accepted (sha256 {accepted.sha256[:12]}..., by {accepted.accepted_by}); "
+                  "the next run loads it and records the acceptance in meta.file_acceptance")
 
 
 @app.command()

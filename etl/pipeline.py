@@ -29,12 +29,13 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
-from etl.load.warehouse import publish, read_source_state
+from etl.extract.guards import accepted_files, held_series
+from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.keyguard import guard_key
-from etl.transform.mapping import MappingError, load_mapping
+from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
 from etl.transform.records import load_current_records
 
@@ -163,6 +164,10 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                                         schema=schema.arrow_schema("stage.record")), out / "records.parquet")
     pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
                                         schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
+    counts = _file_counts(result.file_counts, record_sets.superseded)
+    held = _held(home, mapping, extracted.files, counts)
+    if held:
+        return held_outcome(extracted, held)
     removals = _removal_rows(source_id, run_id, key, record_sets.removed)
     pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
                    out / "removals.parquet")
@@ -171,10 +176,29 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
              ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
-        "file_counts": _file_counts(result.file_counts, record_sets.superseded),
+        "file_counts": counts,
+        "accepted": [a for sha, a in accepted_files(home.root, source_id).items()
+                     if sha in {f.sha256 for f in extracted.files}],
         "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
+
+
+def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts]) -> list[str]:
+    """Why this load must be held (a sharp shrink, no records), judged against the live warehouse."""
+    loaded = read_loaded_files(home.warehouse, mapping.source_id)
+    by_series: dict[str, int] = {}
+    for series, records in loaded.values():
+        by_series[series] = by_series.get(series, 0) + records
+    return held_series(files, counts, by_series, set(loaded), set(accepted_files(home.root, mapping.source_id)),
+                       mapping.max_shrink)
+
+
+def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:
+    message = (f"held, its last good data kept: {'; '.join(reasons)}. If the export is right, accept it "
+               f"(rtw accept {outcome.source_id} FILE) and run again")
+    log.error("%s: %s", outcome.source_id, message)
+    return outcome.model_copy(update={"status": SourceStatus.HELD, "message": message})
 
 
 def _removal_rows(source_id: str, run_id: str, key: PseudonymKey, removed: Sequence[Removal]) -> list[dict[str, Any]]:
@@ -231,7 +255,7 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
     if notes:
         publish_outputs.record_notes(home.warehouse, run_id, notes)
-        summary.message = "; ".join([*filter(None, [summary.message]), *notes])
+        summary.notes = notes
     return summary
 
 

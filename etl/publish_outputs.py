@@ -42,9 +42,8 @@ def attempt(notes: list[str], what: str, write: Callable[[], T]) -> T | None:
     except Exception as exc:  # any failure of a derived output: the published warehouse stands
         # One line for the operator; the traceback only when debugging.
         log.error("%s could not be written: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-        # No "; " inside a note: the run summary's message joins notes with it.
         notes.append(f"{NOTE_PREFIX}{what} could not be written ({type(exc).__name__}: {exc}), "
-                     "the warehouse is published and the next run retries".replace("; ", ", "))
+                     "the warehouse is published and the next run retries")
         return None
 
 

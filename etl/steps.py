@@ -21,6 +21,7 @@ class SourceStatus(StrEnum):
     EXTRACTED = "extracted"
     HARMONISED = "harmonised"
     FAILED = "failed"
+    HELD = "held"  # read, but not loaded: an export that would shrink the source sharply (accept it to load)
 
 
 class RunPlan(_Step):
@@ -44,6 +45,15 @@ class ExportFile(_Step):
     rows_staged: int | None = None  # None: staged by an earlier run
     notices: list[str] = []
     message: str | None = None  # why the file could not be read
+
+
+class AcceptedFile(_Step):
+    """A data manager's acceptance of an export the snapshot guard held (`rtw accept`)."""
+
+    sha256: str
+    file_name: str
+    accepted_at: datetime
+    accepted_by: str
 
 
 class FileCounts(_Step):
@@ -71,12 +81,14 @@ class SourceOutcome(_Step):
     file_counts: dict[str, FileCounts] = {}  # by file sha256
     rows: dict[str, int] = {}  # harmonised rows by core table
     rejected: int = 0  # records harmonise could not turn into core rows
+    accepted: list[AcceptedFile] = []  # held exports a data manager accepted, loaded this run
     seconds_extract: float | None = None
     seconds_harmonise: float | None = None
 
     @property
     def failed(self) -> bool:
-        return self.status is SourceStatus.FAILED
+        """Not loaded this run (failed or held): the source keeps its last good data."""
+        return self.status in (SourceStatus.FAILED, SourceStatus.HELD)
 
     def fail(self, message: str) -> SourceOutcome:
         return self.model_copy(update={"status": SourceStatus.FAILED, "message": message})
@@ -102,3 +114,4 @@ class RunSummary(_Step):
     issues: dict[str, int]  # open issues of the latest validation, by severity
     warehouse: str
     report: str | None  # the validation report's page
+    notes: list[str] = []  # outputs written after the publish that failed (marts, report): recorded, not fatal

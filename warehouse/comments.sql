@@ -217,7 +217,7 @@ COMMENT ON COLUMN meta.source_file.source_file_sha256 IS 'SHA-256 of the file co
 COMMENT ON COLUMN meta.source_file.file_name IS 'Name of the file as delivered to landing/.';
 COMMENT ON COLUMN meta.source_file.size_bytes IS 'Size of the file. Unit: bytes.';
 COMMENT ON COLUMN meta.source_file.series IS 'Files of one series replace each other (a form, an ODM study).';
-COMMENT ON COLUMN meta.source_file.status IS 'State of the file. Codes: loaded / superseded / failed.';
+COMMENT ON COLUMN meta.source_file.status IS 'State of the file. held: read but not loaded, as it would shrink its source sharply (rtw accept). Codes: loaded / superseded / failed / held.';
 COMMENT ON COLUMN meta.source_file.first_run_id IS 'First run that saw the file.';
 COMMENT ON COLUMN meta.source_file.last_run_id IS 'Last run that changed the file''s state.';
 COMMENT ON COLUMN meta.source_file.rows_read IS 'Records read from the file. Unit: records.';
@@ -233,8 +233,8 @@ COMMENT ON COLUMN meta.source.source_id IS 'The source (sources/<source_id>.yaml
 COMMENT ON COLUMN meta.source.fingerprint IS 'SHA-256 over the current file hashes and the mapping file.';
 COMMENT ON COLUMN meta.source.last_loaded_run_id IS 'Last run that loaded the source.';
 COMMENT ON COLUMN meta.source.last_attempt_run_id IS 'Last run that tried to load the source.';
-COMMENT ON COLUMN meta.source.status IS 'State of the source after its last attempt. Codes: loaded / failed.';
-COMMENT ON COLUMN meta.source.message IS 'Why the last attempt failed.';
+COMMENT ON COLUMN meta.source.status IS 'State of the source after its last attempt. held: a new export was held by the snapshot guard. Codes: loaded / failed / held.';
+COMMENT ON COLUMN meta.source.message IS 'Why the last attempt failed or was held.';
 
 -- meta.record_removal --------------------------------------------------------------------------
 COMMENT ON TABLE meta.record_removal IS 'One row per record a transactional ODM export removed (TransactionType Remove): gone from stage and core, its removal kept for the audit.';
@@ -251,6 +251,15 @@ COMMENT ON TABLE meta.source_notice IS 'What the readers and the mapping engine 
 COMMENT ON COLUMN meta.source_notice.run_id IS 'The run that loaded the source.';
 COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file or record set it is about.';
+
+-- meta.file_acceptance -------------------------------------------------------------------------
+COMMENT ON TABLE meta.file_acceptance IS 'One row per export a data manager accepted (rtw accept) after the snapshot guard held it, recorded by the run that loaded it.';
+COMMENT ON COLUMN meta.file_acceptance.source_id IS 'The source (sources/<source_id>.yaml).';
+COMMENT ON COLUMN meta.file_acceptance.source_file_sha256 IS 'SHA-256 of the accepted file: an acceptance is bound to its content.';
+COMMENT ON COLUMN meta.file_acceptance.file_name IS 'Name of the accepted file as delivered to landing/.';
+COMMENT ON COLUMN meta.file_acceptance.accepted_at IS 'When the data manager accepted it.';
+COMMENT ON COLUMN meta.file_acceptance.accepted_by IS 'The operating-system user who ran rtw accept.';
+COMMENT ON COLUMN meta.file_acceptance.run_id IS 'The run that loaded the accepted file.';
 
 -- dq.check --------------------------------------------------------------------------------------
 COMMENT ON TABLE dq.check IS 'The data-quality rule catalogue as of the latest run: one row per rule (docs/rules.md).';

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta.source_file (
     file_name           VARCHAR,
     size_bytes          BIGINT,
     series              VARCHAR,      -- files of one series replace each other (a form, an ODM study)
-    status              VARCHAR,      -- loaded / superseded / failed
+    status              VARCHAR,      -- loaded / superseded / failed / held
     first_run_id        VARCHAR,
     last_run_id         VARCHAR,
     rows_read           BIGINT,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS meta.source (
     fingerprint         VARCHAR,      -- sha256 over current file hashes + mapping file
     last_loaded_run_id  VARCHAR,
     last_attempt_run_id VARCHAR,
-    status              VARCHAR,      -- loaded / failed
+    status              VARCHAR,      -- loaded / failed / held
     message             VARCHAR
 );
 
@@ -65,6 +65,17 @@ CREATE TABLE IF NOT EXISTS meta.source_notice (
     run_id              VARCHAR NOT NULL,
     source_id           VARCHAR NOT NULL,
     notice              VARCHAR NOT NULL
+);
+
+-- One row per export a data manager accepted after the snapshot guard held it (`rtw accept`),
+-- recorded by the run that loaded it.
+CREATE TABLE IF NOT EXISTS meta.file_acceptance (
+    source_id           VARCHAR NOT NULL,
+    source_file_sha256  VARCHAR NOT NULL,
+    file_name           VARCHAR,
+    accepted_at         TIMESTAMPTZ,
+    accepted_by         VARCHAR,       -- the operating-system user who ran rtw accept
+    run_id              VARCHAR        -- the run that loaded the accepted file
 );
 
 -- One row per pseudonymisation key the warehouse has been built with; the current one has no

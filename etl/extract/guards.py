@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.fsio import private_folder, write_text
 from etl.steps import AcceptedFile, ExportFile, FileCounts
 
 
@@ -28,14 +28,7 @@ def accept_file(home_root: Path, source_id: str, name: str, sha256: str) -> Acce
     """Record a data manager's acceptance of one export file (by content), owner-only."""
     accepted = AcceptedFile(sha256=sha256, file_name=name, accepted_at=datetime.now(UTC),
                             accepted_by=getpass.getuser())
-    folder = _folder(home_root, source_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = folder / f"{sha256}.json"
-    temporary = target.with_name(f".{target.name}.partial")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(accepted.model_dump_json())
-    os.replace(temporary, target)
+    write_text(private_folder(_folder(home_root, source_id)) / f"{sha256}.json", accepted.model_dump_json())
     return accepted
 
 

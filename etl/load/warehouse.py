@@ -90,6 +90,19 @@ def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
     return {r[0]: {"fingerprint": r[1], "status": r[2]} for r in rows}
 
 
+def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, tuple[str, int]]:
+    """The source's loaded files in the live warehouse: sha256 -> (series, records in effect)."""
+    if not warehouse.exists():
+        return {}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute("SELECT source_file_sha256, series, rows_read - rows_superseded FROM meta.source_file "
+                           "WHERE source_id = ? AND status = 'loaded'", [source_id]).fetchall()
+    finally:
+        con.close()
+    return {sha: (series, int(records)) for sha, series, records in rows}
+
+
 def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
     source_id = outcome.source_id
     assert outcome.harmonised_dir is not None
@@ -157,7 +170,7 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
                         "AND source_file_sha256 = ?", [run_id, f.message, source_id, f.sha256])
             continue
         counts = outcome.file_counts.get(f.sha256, FileCounts()) if is_current and not failed else FileCounts()
-        status = "superseded" if not is_current else "failed" if failed else "loaded"
+        status = "superseded" if not is_current else outcome.status.value if failed else "loaded"
         con.execute("DELETE FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
                     [source_id, f.sha256])
         con.execute("INSERT INTO meta.source_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
@@ -176,7 +189,7 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceO
         outcome.source_id,
         previous[0] if failed and previous else (None if failed else outcome.fingerprint),
         previous[1] if failed and previous else (None if failed else run_id),
-        run_id, "failed" if failed else "loaded", outcome.message])
+        run_id, outcome.status.value if failed else "loaded", outcome.message])
 
 
 def _definitions_fingerprint(quality: QualityPlan) -> str:
@@ -219,6 +232,13 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
                 if outcome.status is SourceStatus.HARMONISED:
                     _replace_source(con, outcome)
                     _record_removals(con, outcome)
+                    for accepted in outcome.accepted:
+                        con.execute("INSERT INTO meta.file_acceptance SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+                                    "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
+                                    "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
+                                                                accepted.file_name, accepted.accepted_at,
+                                                                accepted.accepted_by, run_id, outcome.source_id,
+                                                                accepted.sha256])
                 _record_files(con, run_id, outcome)
                 _record_source(con, run_id, outcome)
                 for notice in dict.fromkeys(outcome.notices):
