@@ -190,7 +190,8 @@ def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: d
     by_series: dict[str, int] = {}
     for series, records in loaded.values():
         by_series[series] = by_series.get(series, 0) + records
-    return held_series(files, counts, by_series, set(loaded), set(accepted_files(home.root, mapping.source_id)),
+    judged = [f for f in files if not mapping.is_ignored(f.series)]  # a form the mapping ignores holds nothing
+    return held_series(judged, counts, by_series, set(loaded), set(accepted_files(home.root, mapping.source_id)),
                        mapping.max_shrink)
 
 
