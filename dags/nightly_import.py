@@ -104,6 +104,8 @@ def nightly_import() -> None:
         from etl import pipeline, runlock
         from etl.steps import RunPlan, SourceOutcome
 
+        if planned is None:  # all_done: it runs after a failed plan too, which has said why
+            raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
         home, run_plan = _home(), RunPlan.model_validate(planned)
         # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
