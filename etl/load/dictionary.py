@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
 
 SCHEMAS = ("core", "marts", "meta", "dq")  # stage is internal to publish: not for analysts
@@ -152,9 +153,8 @@ def dictionary_html(tables: list[TableDoc]) -> str:
 
 def write_dictionary_page(warehouse: Path, out: Path) -> Path:
     """The HTML dictionary of a published warehouse, e.g. reports/<run_id>/dictionary.html."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(dictionary_html(read_warehouse_catalog(warehouse)), encoding="utf-8")
-    return out
+    fsio.private_folder(out.parent)
+    return fsio.write_text(out, dictionary_html(read_warehouse_catalog(warehouse)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,6 @@ written owner-only (0600, in a 0700 folder) because even masked, a profile descr
 
 from __future__ import annotations
 
-import os
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from etl import fsio
 from etl.onboard.check import CheckReport
 from etl.onboard.profile import MIN_SHOWN, FileProfile, values_text
 
@@ -84,21 +83,10 @@ def profile_html(profile: FileProfile) -> str:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write a file readable by its owner only, atomically (a reader never sees half a page)."""
-    # Folders created here are owner-only too (a profile may be the first thing written to a new home).
-    for folder in reversed([path.parent, *path.parent.parents]):
-        if not folder.exists():
-            folder.mkdir(mode=0o700)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    """Write a file readable by its owner only, atomically (a reader never sees half a page); folders it
+    creates are owner-only too (a profile may be the first thing written to a new home)."""
+    fsio.private_folder(path.parent)
+    return fsio.write_text(path, text)
 
 
 def write_profile_page(profile: FileProfile, out: Path) -> Path:
