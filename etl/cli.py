@@ -207,6 +207,38 @@ def export(home: HomeOption = None,
 
 
 @app.command()
+def forget(source: Annotated[str, typer.Option("--source", help="The source id, e.g. registry_it")],
+           patient: Annotated[str, typer.Option("--patient", help="The centre's own patient number (never "
+                                                "printed, logged or stored)")],
+           home: HomeOption = None,
+           yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False) -> None:
+    """Erase a patient who withdrew consent: warehouse, archive, staging, marts and reports, and every later run.
+
+    The erasure is recorded in meta.erasure by keyed pseudonym only. landing/ is the centre's drop zone
+    and is not touched: the patient stays out while its exports still hold them.
+    """
+    from etl.forget import ForgetError
+    from etl.forget import forget as erase
+    from etl.runlock import RunBusy
+    from etl.transform.keyguard import KeyMismatch
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    rtw_home = resolve_home(home)
+    if not yes and not typer.confirm(f"Erase this patient of {source} from {rtw_home.root}? This cannot be undone"):
+        _fail("nothing erased")
+    try:
+        done = erase(rtw_home, source, patient)
+    except (ForgetError, KeyMismatch, RunBusy) as exc:
+        _fail(str(exc))
+    person = "the person is gone from core.patient" if done.person_removed else \
+        "the person stays in core.patient through another source"
+    console.print(f"{source}: patient erased in run {done.run_id} ({done.records_removed} records; {person}); "
+                  f"{len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted; recorded "
+                  "in meta.erasure by pseudonym. landing/ is untouched: ask the centre to drop the patient "
+                  "from its exports")
+
+
+@app.command()
 def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="File holding the new key "
                                                      "(at least 32 characters, e.g. 64 hex digits)")],
           home: HomeOption = None) -> None:

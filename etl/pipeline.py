@@ -30,6 +30,7 @@ from etl.extract import landing
 from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.guards import accepted_files, held_series
+from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
@@ -153,7 +154,13 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         mapping = load_mapping(_mapping_path(source_id, sources_dir))
         staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
         record_sets = load_current_records(mapping, staged)
-        result = harmonise_source(mapping, record_sets.frames, key, run_id)
+        # Patients erased on withdrawal of consent (rtw forget) stay out while the exports still hold them;
+        # they count as superseded, so rows_read = loaded + quarantined + superseded still holds.
+        erased = erased_pseudonyms(home.warehouse, source_id)
+        frames, left_out = drop_erased(record_sets.frames, mapping, key, erased)
+        result = harmonise_source(mapping, frames, key, run_id)
+        if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
+            scrub_export_copies(home, mapping, key, erased, left_out)
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
     out = home.staging / source_id / "harmonised" / run_id
@@ -164,11 +171,15 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                                         schema=schema.arrow_schema("stage.record")), out / "records.parquet")
     pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
                                         schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
-    counts = _file_counts(result.file_counts, record_sets.superseded)
+    superseded = dict(record_sets.superseded)
+    for sha, n in left_out.items():
+        superseded[sha] = superseded.get(sha, 0) + n
+    counts = _file_counts(result.file_counts, superseded)
     held = _held(home, mapping, extracted.files, counts)
     if held:
         return held_outcome(extracted, held)
-    removals = _removal_rows(source_id, run_id, key, record_sets.removed)
+    removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
+                if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
     pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
                    out / "removals.parquet")
     rejected = int(result.rejections["source_record_key"].nunique())

@@ -331,3 +331,10 @@ COMMENT ON TABLE meta.run_note IS 'What went wrong after a run published the war
 COMMENT ON COLUMN meta.run_note.run_id IS 'The run whose publish the note follows.';
 COMMENT ON COLUMN meta.run_note.noted_at IS 'When the problem was recorded (UTC).';
 COMMENT ON COLUMN meta.run_note.note IS 'What could not be written, and why.';
+
+-- meta.erasure ---------------------------------------------------------------------------------
+COMMENT ON TABLE meta.erasure IS 'Patients erased on withdrawal of consent (rtw forget), one row per source patient, by keyed pseudonym only: never the clear patient number. Later runs leave these patients out while the centre''s exports still hold them.';
+COMMENT ON COLUMN meta.erasure.source_id IS 'The source the patient was erased from.';
+COMMENT ON COLUMN meta.erasure.source_patient_pseudonym IS 'The keyed pseudonym of the source patient key (as core.patient_source.source_patient_pseudonym).';
+COMMENT ON COLUMN meta.erasure.erased_at IS 'When the erasure was published (UTC).';
+COMMENT ON COLUMN meta.erasure.run_id IS 'The forget run that published it (meta.run, trigger forget).';

@@ -95,3 +95,12 @@ CREATE TABLE IF NOT EXISTS meta.run_note (
     noted_at            TIMESTAMPTZ,
     note                VARCHAR NOT NULL
 );
+
+-- One row per patient erased on withdrawal of consent (rtw forget), by keyed pseudonym only:
+-- harmonise leaves these patients out of every later run while the exports still hold them.
+CREATE TABLE IF NOT EXISTS meta.erasure (
+    source_id                   VARCHAR NOT NULL,
+    source_patient_pseudonym    VARCHAR NOT NULL,
+    erased_at                   TIMESTAMPTZ,
+    run_id                      VARCHAR
+);

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,7 +156,9 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         # A failed source keeps its last good data, so nothing it loaded before is superseded.
         con.execute(
             "UPDATE meta.source_file SET status = 'superseded', "
-            "rows_superseded = rows_loaded + rows_quarantined, rows_loaded = 0, rows_quarantined = 0, "
+            # rows_superseded adds up: it may already hold records of erased patients (rtw forget)
+            "rows_superseded = rows_superseded + rows_loaded + rows_quarantined, "
+            "rows_loaded = 0, rows_quarantined = 0, "
             "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
             "AND NOT list_contains(?, source_file_sha256)",
             [run_id, source_id, sorted(current)])
@@ -267,6 +269,52 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             raise
         con.close()
         os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
+        fsio.fsync_file(next_file)
+        os.replace(next_file, warehouse)
+        _fsync_dir(warehouse.parent)
+
+
+def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
+    """core, core.patient and the marts from stage, as publish derives them (for `rtw forget`)."""
+    _admit_to_core(con)
+    build_marts(con)
+    apply_comments(con)
+
+
+def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,
+                 compact: bool = False) -> None:
+    """Apply `change` in one transaction to a copy of the live warehouse and rename it in, as publish does:
+    under the publish lock, a reader never disturbed, the live file untouched if `change` raises.
+
+    compact: swap in a fresh copy of the result instead, so deleted rows do not linger in free blocks
+    of the file (an erasure must leave no bytes behind)."""
+    with _publish_lock(warehouse):
+        next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
+        fresh = warehouse.with_name(f".{warehouse.name}.{run_id}.next.fresh")  # crash repair clears .next*
+        next_file.unlink(missing_ok=True)
+        fresh.unlink(missing_ok=True)
+        fsio.copy_file(warehouse, next_file)
+        con = duckdb.connect(str(next_file))
+        try:
+            _ensure_stage(con)
+            con.execute("BEGIN TRANSACTION")
+            change(con)
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+            if compact:
+                name = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+                con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS fresh")
+                con.execute(f'COPY FROM DATABASE "{name}" TO fresh')
+                con.execute("DETACH fresh")
+        except BaseException:
+            con.close()
+            next_file.unlink(missing_ok=True)
+            fresh.unlink(missing_ok=True)
+            raise
+        con.close()
+        if compact:
+            os.replace(fresh, next_file)
+        os.chmod(next_file, fsio.FILE_MODE)
         fsio.fsync_file(next_file)
         os.replace(next_file, warehouse)
         _fsync_dir(warehouse.parent)

@@ -1,0 +1,419 @@
+"""Consent withdrawal: erase one source patient from everything under the home (`rtw forget`).
+
+The request names the centre's own patient number; it is turned into the keyed source pseudonym at
+once and never printed, logged or stored. Erasure is:
+
+- the live warehouse, in one atomic publish: the patient's stage rows (found by the record-key
+  prefix `<pseudonym>|`), the dq rows citing them, their removal audit; core and marts rebuilt
+  from stage as publish does, so core.patient loses the person unless another source still links
+  them; the rows move to `rows_superseded` in meta.source_file (rows_read still adds up);
+- the files: archive copies of exports (CSV and ODM rewritten without the patient's rows or
+  SubjectData; other formats deleted, landing/ keeps the export), the staged raw Parquet, the
+  harmonised Parquet of every run, every kept marts set, and the reports (CSV query lists
+  rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
+  rebuilt);
+- `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
+  run while the centre's exports still hold them (`drop_erased`).
+
+Gotcha: raw files hold the clear patient number, so they are matched by recomputing the pseudonym
+of each row's patient key; derived files only ever hold pseudonyms and patient ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from etl import fsio, runlock
+from etl.config import SOURCES_DIR, Home
+from etl.load.warehouse import rebuild_derived, swap_in_next
+from etl.transform.keyguard import guard_key, record_fingerprint
+from etl.transform.mapping import SourceMapping, load_mapping
+from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
+
+log = logging.getLogger("rtw")
+
+class ForgetError(ValueError):
+    """The erasure cannot be done as asked (unknown source, no such patient, no warehouse)."""
+
+
+@dataclass
+class ForgetResult:
+    run_id: str
+    source_id: str
+    records_removed: int = 0
+    person_removed: bool = False
+    files_rewritten: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """What identifies the patient in derived data: never the clear key."""
+
+    pseudonym: str
+    patient_ids: tuple[str, ...] = ()  # only those no other source still links
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.pseudonym}|"
+
+    def tokens(self) -> list[str]:
+        return [self.pseudonym, *self.patient_ids]
+
+
+# --- the erasure list, read by harmonise ---------------------------------------------------------
+
+def erased_pseudonyms(warehouse: Path, source_id: str) -> set[str]:
+    """The source pseudonyms erased from this source (empty when there is no warehouse or list yet)."""
+    if not warehouse.exists():
+        return set()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' "
+                             "AND table_name = 'erasure'").fetchone()
+        if not exists or not exists[0]:
+            return set()
+        rows = con.execute("SELECT source_patient_pseudonym FROM meta.erasure WHERE source_id = ?",
+                           [source_id]).fetchall()
+    finally:
+        con.close()
+    return {r[0] for r in rows}
+
+
+def _is_erased(values: pd.Series, key: PseudonymKey, source_id: str, erased: set[str]) -> pd.Series:
+    """Which values are the patient key of an erased patient (one HMAC per distinct key, not per row)."""
+    present = values.notna()
+    texts = values[present].astype(str)
+    hits = {t for t in texts.unique() if normalise_patient_key(t) and source_pseudonym(key, source_id, t) in erased}
+    return (present & values.astype(str).isin(hits)).astype(bool)
+
+
+def drop_erased(frames: dict[str, pd.DataFrame], mapping: SourceMapping, key: PseudonymKey,
+                erased: set[str]) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The record sets without the erased patients' records, and how many were left out per file sha256."""
+    if not erased:
+        return frames, {}
+    kept: dict[str, pd.DataFrame] = {}
+    dropped: dict[str, int] = {}
+    for name, frame in frames.items():
+        if mapping.patient_key not in frame.columns or frame.empty:
+            kept[name] = frame
+            continue
+        gone = _is_erased(frame[mapping.patient_key], key, mapping.source_id, erased)
+        if gone.any():
+            for sha, n in frame.loc[gone, "source_file_sha256"].value_counts().items():
+                dropped[str(sha)] = dropped.get(str(sha), 0) + int(n)
+        kept[name] = frame.loc[~gone].reset_index(drop=True)
+    return kept, dropped
+
+
+# --- raw files: archive copies and staged Parquet -----------------------------------------------
+
+def _patient_columns(mapping: SourceMapping) -> set[str]:
+    # The adapters stage ODM's SubjectKey as `subject_key`; the record sets call it `_subject_key`.
+    return {mapping.patient_key, mapping.patient_key.lstrip("_")}
+
+
+def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
+    table = pq.read_table(path)
+    columns = [c for c in table.column_names if c in _patient_columns(mapping)]
+    if not columns or table.num_rows == 0:
+        return False
+    gone = pd.Series(False, index=range(table.num_rows))
+    for column in columns:
+        gone |= _is_erased(table.column(column).to_pandas(), key, mapping.source_id, erased).to_numpy()
+    if not gone.any():
+        return False
+    _write_parquet(path, table.filter(pa.array(~gone.to_numpy())))
+    return True
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    with fsio.written_atomically(path) as temp:
+        pq.write_table(table, temp)
+
+
+def _scrub_csv(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
+    raw = path.read_bytes()
+    encoding = getattr(mapping.options, "encoding", None) if mapping.options is not None else None
+    for candidate in ([encoding] if encoding else ["utf-8-sig", "cp1252"]):
+        try:
+            text = raw.decode(candidate)
+            encoding = candidate
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ForgetError(f"{path.name}: cannot decode to remove the patient's rows")
+    delimiter = getattr(mapping.options, "delimiter", None) if mapping.options is not None else None
+    if not delimiter:
+        delimiter = csv.Sniffer().sniff(text.splitlines()[0], delimiters=";,\t|").delimiter
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    if not rows:
+        return False
+    header = rows[0]
+    positions = [i for i, name in enumerate(header) if name.strip() in _patient_columns(mapping)]
+    if not positions:
+        return False
+    def erased_row(row: list[str]) -> bool:
+        return any(i < len(row) and row[i].strip() and source_pseudonym(key, mapping.source_id, row[i]) in erased
+                   for i in positions)
+    kept = [header, *(r for r in rows[1:] if not erased_row(r))]
+    if len(kept) == len(rows):
+        return False
+    out = io.StringIO(newline="")
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
+    fsio.write_bytes(path, out.getvalue().encode(encoding or "utf-8"))
+    return True
+
+
+def _scrub_odm(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
+    from lxml import etree
+
+    # The archive copy was staged already, so it parsed safely; still no entities, no network.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=False)
+    tree = etree.parse(str(path), parser)
+    removed = 0
+    for subject in list(tree.iter("{*}SubjectData", "SubjectData")):
+        subject_key = subject.get("SubjectKey") or ""
+        if subject_key.strip() and source_pseudonym(key, mapping.source_id, subject_key) in erased:
+            parent = subject.getparent()
+            if parent is not None:
+                parent.remove(subject)
+                removed += 1
+    if not removed:
+        return False
+    fsio.write_bytes(path, etree.tostring(tree, xml_declaration=True, encoding=tree.docinfo.encoding or "UTF-8"))
+    return True
+
+
+def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, erased: set[str],
+                        shas: Iterable[str], holding: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+    """Archive copies and staged files of these exports (by sha256) without the erased patients:
+    (rewritten, deleted). Text copies are rewritten only where they hold the patient; a binary copy
+    is deleted when its export is known to hold them (`holding`, default: all of `shas`)."""
+    rewritten: list[str] = []
+    deleted: list[str] = []
+    source_id = mapping.source_id
+    looked_at = set(shas)
+    holds = looked_at if holding is None else set(holding)
+    for sha in sorted(looked_at):
+        for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
+            suffix = copy.suffix.lower()
+            if suffix in (".csv", ".txt", ".tsv"):
+                changed = _scrub_csv(copy, mapping, key, erased)
+            elif suffix == ".xml":
+                changed = _scrub_odm(copy, mapping, key, erased)
+            elif sha in holds:  # a binary export (SAS, Excel) cannot be rewritten safely: landing/ keeps it
+                copy.unlink()
+                deleted.append(str(copy))
+                continue
+            else:
+                continue
+            if changed:
+                rewritten.append(str(copy))
+        staged = home.staging / source_id
+        for parquet in sorted([*staged.glob(f"{sha}.parquet"), *staged.glob(f"{sha}/*.parquet")]):
+            if _scrub_raw_parquet(parquet, mapping, key, erased):
+                rewritten.append(str(parquet))
+    return rewritten, deleted
+
+
+# --- derived files: harmonised Parquet, marts, reports ------------------------------------------
+
+def _scrub_derived_parquet(path: Path, marks: _Marks) -> bool:
+    table = pq.read_table(path)
+    if table.num_rows == 0:
+        return False
+    gone = pa.array([False] * table.num_rows)
+    for name in table.column_names:
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        hit = pc.or_(pc.starts_with(column, marks.prefix), pc.is_in(column, pa.array(marks.tokens())))
+        gone = pc.or_(gone, pc.fill_null(hit, False))
+    if not pc.any(gone).as_py():
+        return False
+    _write_parquet(path, table.filter(pc.invert(gone)))
+    return True
+
+
+def _mentions(data: bytes, needles: list[bytes]) -> bool:
+    return any(n in data for n in needles)
+
+
+def _scrub_report_file(path: Path, marks: _Marks, needles: list[bytes]) -> str | None:
+    """'rewritten', 'deleted' or None for one report file."""
+    if path.suffix == ".parquet":
+        return "rewritten" if _scrub_derived_parquet(path, marks) else None
+    data = path.read_bytes()
+    if path.suffix.lower() == ".xlsx":
+        with zipfile.ZipFile(path) as workbook:  # compressed: look inside
+            if not any(_mentions(workbook.read(m), needles) for m in workbook.namelist()):
+                return None
+        path.unlink()
+        return "deleted"
+    if not _mentions(data, needles):
+        return None
+    if path.suffix.lower() == ".csv":  # a query list: one record a line, the header never cites a patient
+        lines = data.decode("utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not _mentions(line.encode(), needles)]
+        if kept:
+            fsio.write_bytes(path, "".join(kept).encode("utf-8"))
+            return "rewritten"
+    path.unlink()  # a page cannot be rewritten safely: the latest report is rebuilt below
+    return "deleted"
+
+
+# --- the warehouse -------------------------------------------------------------------------------
+
+def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
+                        started_at: datetime) -> tuple[int, _Marks]:
+    prefix = f"{pseudonym}|"
+    records = con.execute("SELECT source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
+                          "AND starts_with(source_record_key, ?) GROUP BY 1", [source_id, prefix]).fetchall()
+    person_ids = [r[0] for r in con.execute(
+        "SELECT DISTINCT patient_id FROM stage.patient_source WHERE source_id = ? AND "
+        "source_patient_pseudonym = ?", [source_id, pseudonym]).fetchall() if r[0]]
+    # The records leave the file's loaded/quarantined counts and are counted superseded: rows_read holds.
+    for sha, n in records:
+        con.execute("UPDATE meta.source_file SET rows_superseded = rows_superseded + ? WHERE source_id = ? "
+                    "AND source_file_sha256 = ? AND status = 'loaded'", [n, source_id, sha])
+    stage_tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() WHERE schema_name = "
+                                              "'stage' AND column_name = 'source_record_key'").fetchall()]
+    for table in stage_tables:
+        con.execute(f"DELETE FROM stage.{table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
+                    [source_id, prefix])
+    for table in ("dq.quarantine", "dq.issue", "meta.record_removal"):
+        con.execute(f"DELETE FROM {table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
+                    [source_id, prefix])
+    con.execute("DELETE FROM dq.issue WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
+    rebuild_derived(con)  # core from stage, core.patient, marts: as publish does
+    linked = {r[0] for r in con.execute("SELECT DISTINCT patient_id FROM core.patient_source").fetchall()}
+    marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked))
+    _sweep(con, marks)
+    con.execute("INSERT INTO meta.erasure VALUES (?, ?, ?, ?)", [source_id, pseudonym, datetime.now(UTC), run_id])
+    last = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated ORDER BY finished_at DESC "
+                       "LIMIT 1").fetchone()
+    con.execute("INSERT INTO meta.run VALUES (?, 'forget', ?, ?, 'completed', ?, [], [], ?, false, ?)", [
+        run_id, started_at, datetime.now(UTC), [source_id],
+        f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)",
+        last[0] if last else None])
+    return sum(int(n) for _, n in records), marks
+
+
+def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
+    """Whatever else still cites the patient (a check message, a mart): the safety net after the rebuild."""
+    columns = con.execute("SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c JOIN "
+                          "duckdb_tables() t USING (schema_name, table_name) WHERE c.data_type = 'VARCHAR' AND "
+                          "c.schema_name IN ('stage', 'core', 'dq', 'meta', 'marts') AND NOT "
+                          "(c.schema_name = 'meta' AND c.table_name = 'erasure')").fetchall()
+    for schema_name, table, column in columns:
+        condition = (f'starts_with("{column}", ?) OR "{column}" IN (SELECT unnest(?)) OR '
+                     f'contains("{column}", ?)')
+        con.execute(f'DELETE FROM {schema_name}.{table} WHERE {condition}',
+                    [marks.prefix, marks.tokens(), marks.pseudonym])
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | None = None,
+           sources_dir: Path = SOURCES_DIR, wait: float = 0.0) -> ForgetResult:
+    """Erase one source patient from the home (see the module docstring). Never logs the patient key."""
+    from etl.load.marts import export_parquet
+    from etl.pipeline import new_run_id
+
+    mapping_path = sources_dir / f"{source_id}.yaml"
+    if not mapping_path.exists():
+        raise ForgetError(f"unknown source '{source_id}': no mapping {mapping_path}")
+    if not normalise_patient_key(patient_key):
+        raise ForgetError("the patient key is empty")
+    if not home.warehouse.exists():
+        raise ForgetError(f"no warehouse at {home.warehouse}")
+    mapping = load_mapping(mapping_path)
+    run_id = new_run_id()
+    started_at = datetime.now(UTC)
+    result = ForgetResult(run_id=run_id, source_id=source_id)
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        guard_key(home, run_id, key_value)  # a pseudonym under another key would match nobody
+        key = load_key(home.key_file, key_value)
+        pseudonym = source_pseudonym(key, source_id, patient_key)
+        if pseudonym in erased_pseudonyms(home.warehouse, source_id):
+            raise ForgetError(f"this patient of {source_id} was erased already")
+        shas: list[str] = []
+        marks_found: list[_Marks] = []
+
+        def erase(con: duckdb.DuckDBPyConnection) -> None:
+            shas.extend(r[0] for r in con.execute(
+                "SELECT DISTINCT source_file_sha256 FROM stage.record WHERE source_id = ? AND "
+                "starts_with(source_record_key, ?)", [source_id, f"{pseudonym}|"]).fetchall())
+            if not shas:
+                raise ForgetError(f"no patient with this key in {source_id} (check the number and the source)")
+            record_fingerprint(con, home.warehouse, run_id)  # the key the guard approved, or abort
+            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
+            result.records_removed = removed
+            marks_found.append(marks)
+
+        swap_in_next(home.warehouse, run_id, erase, compact=True)
+        marks = marks_found[0]
+        result.person_removed = bool(marks.patient_ids)
+        # Older exports (superseded snapshots) may hold the patient too: every staged export is looked at.
+        staged = home.staging / source_id
+        every = {p.stem for p in staged.glob("*.parquet")} | {p.name for p in staged.glob("*/")
+                                                             if p.is_dir() and p.name != "harmonised"}
+        rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, every | set(shas), shas)
+        result.files_rewritten += rewritten
+        result.files_deleted += deleted
+        _scrub_derived_files(home, marks, result)
+        try:
+            export_parquet(home.warehouse, home.marts)
+        except Exception as exc:  # the erasure stands; the next run writes the marts again
+            log.warning("the Parquet marts could not be exported after the erasure: %s", exc)
+        _rebuild_latest_report(home)
+    return result
+
+
+def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> None:
+    # Derived files hold pseudonyms and patient ids only (a short clear number would match other bytes).
+    needles = [t.encode() for t in marks.tokens()]
+    derived = [*home.staging.glob("*/harmonised/**/*.parquet"), *home.marts.glob("runs/**/*.parquet")]
+    for path in sorted(derived):
+        if _scrub_derived_parquet(path, marks):
+            result.files_rewritten.append(str(path))
+    if home.reports.is_dir():
+        for path in sorted(p for p in home.reports.rglob("*") if p.is_file() and not p.is_symlink()):
+            outcome = _scrub_report_file(path, marks, needles)
+            if outcome == "rewritten":
+                result.files_rewritten.append(str(path))
+            elif outcome == "deleted":
+                result.files_deleted.append(str(path))
+
+
+def _rebuild_latest_report(home: Home) -> None:
+    """reports/latest must point at a page: rebuild the last validated run's page from the live warehouse."""
+    from etl.quality.report import build_report
+
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        row = con.execute("SELECT run_id FROM meta.run WHERE validated ORDER BY finished_at DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return
+    try:
+        build_report(home.warehouse, home.reports, row[0])
+    except Exception as exc:  # the erasure stands; the next run writes the report again
+        log.warning("the report could not be rebuilt after the erasure: %s", exc)

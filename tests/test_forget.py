@@ -1,0 +1,226 @@
+"""`rtw forget` end to end: a synthetic home, two patients erased, every file searched afterwards."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from etl import pipeline, synth
+from etl.cli import app
+from etl.config import Home
+from etl.transform.pseudonym import load_key, source_pseudonym
+
+KEY = "forget-test-key-0123456789abcdef0123456789"
+
+
+def _unique(keys: list[str], landing: Path, source_id: str) -> str:
+    """A key no other key contains and no other source's export mentions: a byte search finds only it."""
+    others = b"".join(p.read_bytes() for p in landing.rglob("*") if p.is_file() and p.parent.name != source_id)
+    for key in keys:
+        if not any(key in other for other in keys if other != key) and key.encode() not in others:
+            return key
+    raise AssertionError(f"no unambiguous patient key in {source_id}")
+
+
+def _registry_key(landing: Path) -> str:
+    text = next((landing / "registry_it").glob("*.csv")).read_text(encoding="cp1252")
+    keys = sorted({line.split(";")[1] for line in text.splitlines()[1:] if line.count(";") > 2})
+    return _unique(keys[len(keys) // 2:], landing, "registry_it")
+
+
+def _sacha_key(landing: Path) -> str:
+    text = next((landing / "sacha_fr").glob("*.xml")).read_text(encoding="utf-8")
+    keys = sorted(set(re.findall(r'SubjectKey="([^"]+)"', text)))
+    return _unique(keys[len(keys) // 2:], landing, "sacha_fr")
+
+
+def _text_of_table(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> list[str]:
+    if not columns:
+        return []
+    cast = " || chr(31) || ".join(f'coalesce(CAST("{c}" AS VARCHAR), \'\')' for c in columns)
+    return [r[0] for r in con.execute(f"SELECT {cast} FROM {relation}").fetchall()]
+
+
+def _traces(home: Home, needles: list[str], pseudonyms: set[str]) -> list[str]:
+    """Where any needle remains: file bytes, Parquet and DuckDB text, XLSX members (landing/, secrets/ aside)."""
+    found = []
+    for path in sorted(p for p in home.root.rglob("*") if p.is_file() and not p.is_symlink()):
+        top = path.relative_to(home.root).parts[0]
+        if top in ("landing", "secrets"):
+            continue
+        data = path.read_bytes()
+        # meta.erasure holds the pseudonyms by design: the file's bytes are searched for the rest
+        texts = [] if path.suffix == ".duckdb" else [data.decode("utf-8", errors="replace")]
+        raw_needles = [n for n in needles if n not in pseudonyms] if path.suffix == ".duckdb" else needles
+        found += [f"{path.relative_to(home.root)}: bytes of needle {needles.index(n)}" for n in raw_needles
+                  if n.encode() in data]
+        if path.suffix == ".parquet":
+            con = duckdb.connect()
+            columns = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+            texts += _text_of_table(con, f"read_parquet('{path}')", columns)
+            con.close()
+        elif path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as workbook:
+                texts += [workbook.read(m).decode("utf-8", errors="replace") for m in workbook.namelist()]
+        elif path.suffix == ".duckdb":
+            con = duckdb.connect(str(path), read_only=True)
+            relations = con.execute("SELECT schema_name, table_name, list(column_name) FROM duckdb_columns() "
+                                    "WHERE NOT internal GROUP BY ALL").fetchall()
+            for schema_name, table, columns in relations:
+                if (schema_name, table) == ("meta", "erasure"):
+                    columns = [c for c in columns if c != "source_patient_pseudonym"]  # by design
+                texts += _text_of_table(con, f'"{schema_name}"."{table}"', columns)
+            con.close()
+        found += [f"{path.relative_to(home.root)}: needle {i}" for i, needle in enumerate(needles)
+                  if any(needle in text for text in texts)]
+    return found
+
+
+def _core_counts(home: Home) -> dict[str, int]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' "
+                                            "AND table_name <> 'patient'").fetchall()]
+        return {t: con.execute(f"SELECT count(*) FROM core.{t}").fetchone()[0] for t in tables}  # type: ignore[index]
+    finally:
+        con.close()
+
+
+def _rows_of(home: Home, source_id: str, pseudonym: str) -> dict[str, int]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        tables = _core_counts(home)
+        return {t: con.execute(f"SELECT count(*) FROM core.{t} WHERE source_id = ? AND "  # type: ignore[index]
+                               "starts_with(source_record_key, ?)", [source_id, f"{pseudonym}|"]).fetchone()[0]
+                for t in tables}
+    finally:
+        con.close()
+
+
+def _person_of(home: Home, source_id: str, pseudonym: str) -> str:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        row = con.execute("SELECT patient_id FROM core.patient_source WHERE source_id = ? AND "
+                          "source_patient_pseudonym = ?", [source_id, pseudonym]).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return str(row[0])
+
+
+def _assert_rows_read_add_up(home: Home) -> None:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        wrong = con.execute("SELECT file_name FROM meta.source_file WHERE rows_read <> rows_loaded + "
+                            "rows_quarantined + rows_superseded").fetchall()
+    finally:
+        con.close()
+    assert wrong == []
+
+
+@pytest.fixture(scope="module")
+def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    home = Home(tmp_path_factory.mktemp("forget") / "home")
+    synth.generate(home.root, patients=60, seed=4)
+    shutil.rmtree(home.root / "truth")  # the generator's answer key, not part of a warehouse home
+    pipeline.run(home, key_value=KEY)
+    key = load_key(home.key_file, KEY)
+    patients = {"registry_it": _registry_key(home.landing), "sacha_fr": _sacha_key(home.landing)}
+    pseudonyms = {s: source_pseudonym(key, s, k) for s, k in patients.items()}
+    persons = {s: _person_of(home, s, p) for s, p in pseudonyms.items()}
+    before = _core_counts(home)
+    theirs = {s: _rows_of(home, s, p) for s, p in pseudonyms.items()}
+    outputs = []
+    runner = CliRunner()
+    for source_id, patient in patients.items():
+        result = runner.invoke(app, ["forget", "--source", source_id, "--patient", patient,
+                                     "--home", str(home.root), "--yes"], env={"RTW_PSEUDONYM_KEY": KEY})
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    return {"home": home, "patients": patients, "pseudonyms": pseudonyms, "persons": persons,
+            "before": before, "theirs": theirs, "outputs": outputs}
+
+
+def _pseudonyms(erased: dict[str, object]) -> list[str]:
+    pseudonyms = erased["pseudonyms"]
+    assert isinstance(pseudonyms, dict)
+    return list(pseudonyms.values())
+
+
+def _needles(erased: dict[str, object]) -> list[str]:
+    patients, pseudonyms = erased["patients"], erased["pseudonyms"]
+    assert isinstance(patients, dict) and isinstance(pseudonyms, dict)
+    needles = [*patients.values(), *pseudonyms.values(), *(f"{p}|" for p in pseudonyms.values())]
+    home = erased["home"]
+    assert isinstance(home, Home)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        linked = {r[0] for r in con.execute("SELECT patient_id FROM core.patient").fetchall()}
+    finally:
+        con.close()
+    persons = erased["persons"]
+    assert isinstance(persons, dict)
+    return needles + [p for p in persons.values() if p not in linked]  # a person another source links stays
+
+
+def test_forget_leaves_no_trace_under_the_home(erased: dict[str, object]) -> None:
+    home = erased["home"]
+    assert isinstance(home, Home)
+    assert _traces(home, _needles(erased), set(_pseudonyms(erased))) == []
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        recorded = dict(con.execute("SELECT source_id, source_patient_pseudonym FROM meta.erasure").fetchall())
+    finally:
+        con.close()
+    assert recorded == erased["pseudonyms"]
+    assert (home.reports / "latest" / "index.html").is_file()
+    assert (home.marts / "current").is_dir()
+
+
+def test_forget_keeps_the_other_patients(erased: dict[str, object]) -> None:
+    home, before, theirs = erased["home"], erased["before"], erased["theirs"]
+    assert isinstance(home, Home) and isinstance(before, dict) and isinstance(theirs, dict)
+    expected = {t: n - sum(rows[t] for rows in theirs.values()) for t, n in before.items()}
+    assert _core_counts(home) == expected
+    assert all(sum(rows.values()) > 0 for rows in theirs.values())  # the patients had data to erase
+    _assert_rows_read_add_up(home)
+
+
+def test_forget_never_prints_the_patient_key(erased: dict[str, object]) -> None:
+    outputs, patients = erased["outputs"], erased["patients"]
+    assert isinstance(outputs, list) and isinstance(patients, dict)
+    for output in outputs:
+        assert "erased" in output
+        assert not any(k in output for k in patients.values())
+
+
+def test_later_runs_keep_the_patient_out(erased: dict[str, object]) -> None:
+    home = erased["home"]
+    assert isinstance(home, Home)
+    counts = _core_counts(home)
+    # The centres send new exports that still hold the patients: copies under a new name and content.
+    for source_id, pattern, name in (("registry_it", "*.csv", "TREP_export_20261102.csv"),
+                                     ("sacha_fr", "*.xml", "SACHA_ODM_20261102.xml")):
+        export = next((home.landing / source_id).glob(pattern))
+        (home.landing / source_id / name).write_bytes(export.read_bytes() + b"\n")
+        export.unlink()
+    summary = pipeline.run(home, key_value=KEY, force=True)
+    assert summary.status == "completed", summary.message
+    assert _core_counts(home) == counts
+    assert _traces(home, _needles(erased), set(_pseudonyms(erased))) == []
+    _assert_rows_read_add_up(home)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        superseded = dict(con.execute(
+            "SELECT source_id, rows_superseded FROM meta.source_file "
+            "WHERE status = 'loaded' AND source_id IN ('registry_it', 'sacha_fr')").fetchall())
+    finally:
+        con.close()
+    assert superseded["registry_it"] == 1  # the erased patient's record, read and left out
+    assert superseded["sacha_fr"] > 0
