@@ -224,3 +224,14 @@ def test_later_runs_keep_the_patient_out(erased: dict[str, object]) -> None:
         con.close()
     assert superseded["registry_it"] == 1  # the erased patient's record, read and left out
     assert superseded["sacha_fr"] > 0
+
+
+def test_forget_refuses_an_unknown_or_erased_patient_without_naming_it(erased: dict[str, object]) -> None:
+    home, patients = erased["home"], erased["patients"]
+    assert isinstance(home, Home) and isinstance(patients, dict)
+    runner = CliRunner()
+    for patient, reason in ((patients["registry_it"], "erased already"), ("NO-SUCH-PATIENT-42", "no patient")):
+        result = runner.invoke(app, ["forget", "--source", "registry_it", "--patient", patient,
+                                     "--home", str(home.root), "--yes"], env={"RTW_PSEUDONYM_KEY": KEY})
+        assert result.exit_code == 1
+        assert reason in result.output and patient not in result.output
