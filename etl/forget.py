@@ -45,6 +45,7 @@ from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_ke
 
 log = logging.getLogger("rtw")
 
+
 class ForgetError(ValueError):
     """The erasure cannot be done as asked (unknown source, no such patient, no warehouse)."""
 
@@ -292,6 +293,8 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     for sha, n in records:
         con.execute("UPDATE meta.source_file SET rows_superseded = rows_superseded + ? WHERE source_id = ? "
                     "AND source_file_sha256 = ? AND status = 'loaded'", [n, source_id, sha])
+    person_tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() WHERE schema_name = "
+                                               "'stage' AND column_name = 'patient_id'").fetchall()}
     stage_tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() WHERE schema_name = "
                                               "'stage' AND column_name = 'source_record_key'").fetchall()]
     for table in stage_tables:
@@ -302,7 +305,9 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
                     [source_id, prefix])
     con.execute("DELETE FROM dq.issue WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
     rebuild_derived(con)  # core from stage, core.patient, marts: as publish does
-    linked = {r[0] for r in con.execute("SELECT DISTINCT patient_id FROM core.patient_source").fetchall()}
+    # The person stays if any other record still names them (another source, or one held in quarantine).
+    linked = {r[0] for t in sorted(person_tables)
+              for r in con.execute(f"SELECT DISTINCT patient_id FROM stage.{t}").fetchall()}
     marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked))
     _sweep(con, marks)
     con.execute("INSERT INTO meta.erasure VALUES (?, ?, ?, ?)", [source_id, pseudonym, datetime.now(UTC), run_id])
