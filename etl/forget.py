@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
+from etl.extract.landing import ERASED_SUFFIX
 from etl.load.warehouse import rebuild_derived, swap_in_next
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
@@ -219,6 +220,8 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
             elif suffix == ".xml":
                 changed = _scrub_odm(copy, mapping, key, erased)
             elif sha in holds:  # a binary export (SAS, Excel) cannot be rewritten safely: landing/ keeps it
+                # The tombstone keeps the next run from archiving the same export again (landing.archive).
+                fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
                 copy.unlink()
                 deleted.append(str(copy))
                 continue

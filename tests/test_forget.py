@@ -235,3 +235,26 @@ def test_forget_refuses_an_unknown_or_erased_patient_without_naming_it(erased: d
                                      "--home", str(home.root), "--yes"], env={"RTW_PSEUDONYM_KEY": KEY})
         assert result.exit_code == 1
         assert reason in result.output and patient not in result.output
+
+
+def test_a_deleted_binary_archive_copy_is_not_archived_again_from_landing(tmp_path):
+    from datetime import date
+
+    from etl.config import SOURCES_DIR, resolve_home
+    from etl.extract.landing import LandingFile, archive, sha256_of
+    from etl.forget import scrub_export_copies
+    from etl.transform.mapping import load_mapping
+    from etl.transform.pseudonym import PseudonymKey
+
+    home = resolve_home(tmp_path / "home").ensure()
+    export = home.landing / "esmart" / "ESMART_DM_20261101.xpt"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"HEADER RECORD*******LIBRARY stands in for a SAS file holding the erased patient")
+    landed = LandingFile("esmart", export, sha256_of(export), export.stat().st_size, "DM", date(2026, 11, 1))
+    copy = archive(landed, home.archive)
+    assert copy.exists()
+    _, deleted = scrub_export_copies(home, load_mapping(SOURCES_DIR / "esmart.yaml"), PseudonymKey(b"k"), {"p"},
+                                     [landed.sha256])
+    assert deleted == [str(copy)] and not copy.exists()
+    archive(landed, home.archive)  # the next run: the centre's export is still in landing/
+    assert not copy.exists() and sorted(p.name for p in copy.parent.iterdir()) == [f"{copy.name}.erased"]

@@ -195,9 +195,16 @@ def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFil
     return chain, files[:snapshots[-1]], None
 
 
+ERASED_SUFFIX = ".erased"
+
+
 def archive(landing: LandingFile, archive_dir: Path) -> Path:
-    """Copy a file into the immutable archive (once: the name carries its hash)."""
+    """Copy a file into the immutable archive (once: the name carries its hash).
+
+    A copy `rtw forget` had to delete (a binary export holding an erased patient) leaves a
+    tombstone `<copy>.erased`: the export still in landing/ is not archived again.
+    """
     target = archive_dir / landing.source_id / f"{landing.sha256[:16]}__{landing.name}"
-    if not target.exists():
+    if not target.exists() and not target.with_name(target.name + ERASED_SUFFIX).exists():
         fsio.copy_file(landing.path, target)  # owner-only: archive copies hold clear identifiers
     return target
