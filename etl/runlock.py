@@ -108,7 +108,12 @@ def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _read_holder(fd)
+        # The holder writes its details just after taking the lock: give it a moment to say who it is.
+        for _ in range(20):
+            if holder := _read_holder(fd):
+                return holder
+            time.sleep(0.05)
+        return {}
     current = read_lease(home)
     if lease == "replace":
         return None
