@@ -38,6 +38,8 @@ import pyarrow.parquet as pq
 
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
+from etl.extract.adapter import adapter_for
+from etl.extract.delimited import sniff_dialect
 from etl.extract.landing import ERASED_SUFFIX
 from etl.load.warehouse import rebuild_derived, swap_in_next
 from etl.transform.keyguard import guard_key, record_fingerprint
@@ -149,21 +151,15 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def _scrub_csv(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
-    raw = path.read_bytes()
-    encoding = getattr(mapping.options, "encoding", None) if mapping.options is not None else None
-    for candidate in ([encoding] if encoding else ["utf-8-sig", "cp1252"]):
-        try:
-            text = raw.decode(candidate)
-            encoding = candidate
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise ForgetError(f"{path.name}: cannot decode to remove the patient's rows")
-    delimiter = getattr(mapping.options, "delimiter", None) if mapping.options is not None else None
-    if not delimiter:
-        delimiter = csv.Sniffer().sniff(text.splitlines()[0], delimiters=";,\t|").delimiter
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    # The dialect the CSV adapter read the export with (the mapping's csv:/options: over what it detects).
+    adapter = adapter_for("csv")
+    dialect = sniff_dialect(path, **adapter.read_options(mapping).model_dump())
+    try:
+        text = path.read_bytes().decode(dialect.encoding)
+    except UnicodeDecodeError:
+        raise ForgetError(f"{path.name}: cannot decode as {dialect.encoding} to remove the patient's rows") from None
+    delimiter, encoding = dialect.delimiter, dialect.encoding
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=dialect.quotechar))
     if not rows:
         return False
     header = rows[0]
@@ -177,8 +173,9 @@ def _scrub_csv(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: se
     if len(kept) == len(rows):
         return False
     out = io.StringIO(newline="")
-    csv.writer(out, delimiter=delimiter, lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
-    fsio.write_bytes(path, out.getvalue().encode(encoding or "utf-8"))
+    csv.writer(out, delimiter=delimiter, quotechar=dialect.quotechar,
+               lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
+    fsio.write_bytes(path, out.getvalue().encode(encoding))
     return True
 
 

@@ -45,17 +45,9 @@ def private_folder(folder: Path) -> Path:
     return folder
 
 
-def fsync_file(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Make a file's content, or the renames and creations in a folder, durable."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make the renames and creations in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -68,10 +60,10 @@ def _seal_tree(folder: Path) -> None:
         for name in files:
             path = Path(root, name)
             os.chmod(path, FILE_MODE)
-            fsync_file(path)
+            fsync(path)
         for name in folders:
             os.chmod(Path(root, name), FOLDER_MODE)
-        fsync_folder(Path(root))
+        fsync(Path(root))
 
 
 @contextmanager
@@ -95,7 +87,7 @@ def written_atomically(out: Path, *, folder: bool = False) -> Iterator[Path]:
             _seal_tree(temp)
         else:
             os.chmod(temp, FILE_MODE)
-            fsync_file(temp)
+            fsync(temp)
         if folder and out.exists():  # rename(2) cannot replace a non-empty folder: move the old one aside
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TEMP_SUFFIX))
             os.replace(out, old / out.name)
@@ -103,7 +95,7 @@ def written_atomically(out: Path, *, folder: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temp, out)
-        fsync_folder(out.parent)
+        fsync(out.parent)
     except BaseException:
         if folder:
             shutil.rmtree(temp, ignore_errors=True)
@@ -153,7 +145,7 @@ def create_exclusive(target: Path, data: bytes) -> bool:
             os.link(temp, target)  # unlike rename, fails when target exists
         except FileExistsError:
             return False
-        fsync_folder(target.parent)
+        fsync(target.parent)
         return True
     finally:
         temp.unlink(missing_ok=True)
@@ -169,7 +161,7 @@ def swap_symlink(link: Path, target: str | os.PathLike[str]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_folder(link.parent)
+    fsync(link.parent)
 
 
 @contextmanager

@@ -85,8 +85,7 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
             unchanged.append(source_id)
         else:
             changed.append(source_id)
-    return RunPlan(run_id=run_id or new_run_id(), started_at=datetime.now(UTC), changed=changed,
-                   unchanged=unchanged)
+    return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged)
 
 
 def _export_file(f: landing.LandingFile) -> ExportFile:
@@ -163,6 +162,14 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             scrub_export_copies(home, mapping, key, erased, left_out)
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
+    superseded = dict(record_sets.superseded)
+    for sha, n in left_out.items():
+        superseded[sha] = superseded.get(sha, 0) + n
+    counts = _file_counts(result.file_counts, superseded)
+    accepted = accepted_files(home.root, source_id)
+    held = _held(home, mapping, extracted.files, counts, set(accepted))
+    if held:  # judged before anything is written: a held load leaves no harmonised files behind
+        return held_outcome(extracted, held)
     out = home.staging / source_id / "harmonised" / run_id
     out.mkdir(parents=True, exist_ok=True)
     for table, frame in result.tables.items():
@@ -171,13 +178,6 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                                         schema=schema.arrow_schema("stage.record")), out / "records.parquet")
     pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
                                         schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
-    superseded = dict(record_sets.superseded)
-    for sha, n in left_out.items():
-        superseded[sha] = superseded.get(sha, 0) + n
-    counts = _file_counts(result.file_counts, superseded)
-    held = _held(home, mapping, extracted.files, counts)
-    if held:
-        return held_outcome(extracted, held)
     removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                 if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
     pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
@@ -188,22 +188,21 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": [a for sha, a in accepted_files(home.root, source_id).items()
-                     if sha in {f.sha256 for f in extracted.files}],
+        "accepted": [a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}],
         "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
 
 
-def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts]) -> list[str]:
+def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
+          accepted: set[str]) -> list[str]:
     """Why this load must be held (a sharp shrink, no records), judged against the live warehouse."""
     loaded = read_loaded_files(home.warehouse, mapping.source_id)
     by_series: dict[str, int] = {}
     for series, records in loaded.values():
         by_series[series] = by_series.get(series, 0) + records
     judged = [f for f in files if not mapping.is_ignored(f.series)]  # a form the mapping ignores holds nothing
-    return held_series(judged, counts, by_series, set(loaded), set(accepted_files(home.root, mapping.source_id)),
-                       mapping.max_shrink)
+    return held_series(judged, counts, by_series, set(loaded), accepted, mapping.max_shrink)
 
 
 def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:

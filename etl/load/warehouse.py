@@ -215,67 +215,45 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
     Validation and the marts run when a source changed or a rule, mart or comment did; otherwise
     the warehouse keeps its content and only the run is recorded.
     """
-    quality = quality or QualityPlan(rules=())
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with _publish_lock(warehouse):
-        next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
-        next_file.unlink(missing_ok=True)
-        if warehouse.exists():
-            fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
-        con = duckdb.connect(str(next_file))
-        try:
-            if not warehouse.exists():
-                _create_schema(con)
-            _ensure_stage(con)
-            con.execute("BEGIN TRANSACTION")
-            record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
-            harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
-            for outcome in outcomes:
-                if outcome.status is SourceStatus.HARMONISED:
-                    _replace_source(con, outcome)
-                    _record_removals(con, outcome)
-                    for accepted in outcome.accepted:
-                        con.execute("INSERT INTO meta.file_acceptance SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
-                                    "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
-                                    "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
-                                                                accepted.file_name, accepted.accepted_at,
-                                                                accepted.accepted_by, run_id, outcome.source_id,
-                                                                accepted.sha256])
-                _record_files(con, run_id, outcome)
-                _record_source(con, run_id, outcome)
-                for notice in dict.fromkeys(outcome.notices):
-                    con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, outcome.source_id, notice])
-            changed = bool(harmonised)
-            definitions = _definitions_fingerprint(quality)
-            # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
-            validated = changed or _last_rules_fingerprint(con) != definitions
-            if validated:
-                validate(con, run_id, quality)
-                _admit_to_core(con)
-                build_marts(con)
-                apply_comments(con)
-            failed = sorted(o.source_id for o in outcomes if o.failed)
-            con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                run_id, trigger, started_at, datetime.now(UTC),
-                "completed_with_failures" if failed else "completed",
-                harmonised, sorted(unchanged), failed,
-                "; ".join(o.message for o in outcomes if o.message) or None,
-                validated, definitions])
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")
-        except BaseException:
-            con.close()
-            next_file.unlink(missing_ok=True)
-            raise
-        con.close()
-        os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
-        fsio.fsync_file(next_file)
-        os.replace(next_file, warehouse)
-        _fsync_dir(warehouse.parent)
+    plan = quality or QualityPlan(rules=())
+
+    def record(con: duckdb.DuckDBPyConnection) -> None:
+        record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
+        harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
+        for outcome in outcomes:
+            if outcome.status is SourceStatus.HARMONISED:
+                _replace_source(con, outcome)
+                _record_removals(con, outcome)
+                for accepted in outcome.accepted:
+                    con.execute("INSERT INTO meta.file_acceptance SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+                                "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
+                                "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
+                                                            accepted.file_name, accepted.accepted_at,
+                                                            accepted.accepted_by, run_id, outcome.source_id,
+                                                            accepted.sha256])
+            _record_files(con, run_id, outcome)
+            _record_source(con, run_id, outcome)
+            for notice in dict.fromkeys(outcome.notices):
+                con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, outcome.source_id, notice])
+        definitions = _definitions_fingerprint(plan)
+        # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
+        validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
+        if validated:
+            validate(con, run_id, plan)
+            rebuild_derived(con)
+        failed = sorted(o.source_id for o in outcomes if o.failed)
+        con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            run_id, trigger, started_at, datetime.now(UTC),
+            "completed_with_failures" if failed else "completed",
+            harmonised, sorted(unchanged), failed,
+            "; ".join(o.message for o in outcomes if o.message) or None,
+            validated, definitions])
+
+    swap_in_next(warehouse, run_id, record)
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
-    """core, core.patient and the marts from stage, as publish derives them (for `rtw forget`)."""
+    """core, core.patient and the marts from stage (after validation, and for `rtw forget`)."""
     _admit_to_core(con)
     build_marts(con)
     apply_comments(con)
@@ -283,19 +261,25 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
 
 def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,
                  compact: bool = False) -> None:
-    """Apply `change` in one transaction to a copy of the live warehouse and rename it in, as publish does:
-    under the publish lock, a reader never disturbed, the live file untouched if `change` raises.
+    """Apply `change` in one transaction to a copy of the live warehouse (a new one, with its schema,
+    when there is none yet) and rename it in: under the publish lock, a reader never disturbed, the
+    live file untouched if `change` raises.
 
     compact: swap in a fresh copy of the result instead, so deleted rows do not linger in free blocks
     of the file (an erasure must leave no bytes behind)."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(warehouse):
         next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
         fresh = warehouse.with_name(f".{warehouse.name}.{run_id}.next.fresh")  # crash repair clears .next*
         next_file.unlink(missing_ok=True)
         fresh.unlink(missing_ok=True)
-        fsio.copy_file(warehouse, next_file)
+        existed = warehouse.exists()
+        if existed:
+            fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
         con = duckdb.connect(str(next_file))
         try:
+            if not existed:
+                _create_schema(con)
             _ensure_stage(con)
             con.execute("BEGIN TRANSACTION")
             change(con)
@@ -314,11 +298,7 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
         con.close()
         if compact:
             os.replace(fresh, next_file)
-        os.chmod(next_file, fsio.FILE_MODE)
-        fsio.fsync_file(next_file)
+        os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
+        fsio.fsync(next_file)
         os.replace(next_file, warehouse)
-        _fsync_dir(warehouse.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fsio.fsync_folder(folder)
+        fsio.fsync(warehouse.parent)
