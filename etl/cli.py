@@ -132,7 +132,7 @@ def status(home: HomeOption = None) -> None:
         _print_query(con, "Source files", "SELECT source_id, file_name, status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
                      "FROM meta.source_file ORDER BY source_id, file_name, last_run_id")
-        _print_query(con, "Notices of the last run that loaded each source",
+        _print_query(con, "Latest notices of each source",
                      "SELECT source_id, notice FROM meta.source_notice n WHERE run_id = (SELECT max(run_id) "
                      "FROM meta.source_notice m WHERE m.source_id = n.source_id) ORDER BY source_id, notice")
     finally:
@@ -417,6 +417,8 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         console.print(f"unchanged, skipped: {', '.join(summary.sources_unchanged)}")
     if summary.sources_failed:
         console.print(f"[red]failed sources: {', '.join(summary.sources_failed)}: {summary.message}[/red]")
+    for notice in summary.notices:
+        console.print(f"notice {notice}", style="yellow", soft_wrap=True, markup=False)
     issues = summary.issues
     console.print("open issues: " + (", ".join(f"{n:,} {sev}s" for sev, n in issues.items()) or "none"))
     console.print(f"warehouse: {summary.warehouse}")

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import fsio, publish_outputs, repair, runlock, schema
+from etl import crash, fsio, publish_outputs, repair, runlock, schema
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import Removal, adapter_for
@@ -68,24 +68,30 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     run_id = run_id or new_run_id()
     guard_key(home, run_id, key_value, rotate=rotate_key)
     state = read_source_state(home.warehouse)
-    changed, unchanged = [], []
+    changed, unchanged, notices = [], [], {}
     for path in sorted(sources_dir.glob("*.yaml")):
         source_id = path.stem
         try:
             found = landing.discover(home.landing, load_mapping(path))
-            fingerprint = _fingerprint(path, list(found.current))
         except MappingError:
             changed.append(source_id)  # extract reports the mapping error as this source's failure
             continue
+        notices[source_id] = list(found.notices)
         if found.problems:
             changed.append(source_id)  # extract holds the source and reports why
             continue
+        # Superseded files count too: an older export re-sent late is recorded as superseded, not missed.
+        fingerprint = _fingerprint(path, [*found.current, *found.superseded])
         previous = state.get(source_id, {})
-        if not force and previous.get("fingerprint") == fingerprint and previous.get("status") == "loaded":
+        loaded = previous.get("status") == "loaded"
+        if not found.current and found.waiting and loaded:
+            unchanged.append(source_id)  # its only export is still being written: the source keeps its data
+        elif not force and previous.get("fingerprint") == fingerprint and loaded:
             unchanged.append(source_id)
         else:
             changed.append(source_id)
-    return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged)
+    return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged,
+                   notices=notices)
 
 
 def _export_file(f: landing.LandingFile) -> ExportFile:
@@ -125,6 +131,7 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
                                        {"source_file": f.name, "source_file_sha256": f.sha256})
                 entry.rows_staged, entry.notices = result.rows, list(result.notices)
                 log.info("%s: staged %s (%s rows)", source_id, f.name, result.rows)
+                crash.crash_point("extracted")
             else:
                 log.info("%s: %s already staged", source_id, f.name)
         except (ExtractError, OSError) as exc:  # OSError: the file vanished or cannot be copied to the archive
@@ -135,8 +142,9 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         outcome.notices += entry.notices
         outcome.files.append(entry)
     if not outcome.files:
-        return _failed(outcome, f"no export files in {home.landing / source_id}")
-    outcome.fingerprint = _fingerprint(mapping_path, list(found.current))
+        said = "".join(f"; {notice.removeprefix(f'{source_id}: ')}" for notice in found.notices)
+        return _failed(outcome, f"no export files in {home.landing / source_id}{said}")
+    outcome.fingerprint = _fingerprint(mapping_path, [*found.current, *found.superseded])
     outcome.seconds_extract = round(time.perf_counter() - started, 3)
     return outcome
 
@@ -171,17 +179,19 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     if held:  # judged before anything is written: a held load leaves no harmonised files behind
         return held_outcome(extracted, held)
     out = home.staging / source_id / "harmonised" / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    for table, frame in result.tables.items():
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{table}.parquet")
-    pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False,
-                                        schema=schema.arrow_schema("stage.record")), out / "records.parquet")
-    pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
-                                        schema=schema.arrow_schema("stage.rejection")), out / "rejections.parquet")
     removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                 if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
-    pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
-                   out / "removals.parquet")
+    with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
+        for table, frame in result.tables.items():
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / f"{table}.parquet")
+        pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False,
+                                            schema=schema.arrow_schema("stage.record")), folder / "records.parquet")
+        pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
+                                            schema=schema.arrow_schema("stage.rejection")),
+                       folder / "rejections.parquet")
+        pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
+                       folder / "removals.parquet")
+    crash.crash_point("harmonised")
     rejected = int(result.rejections["source_record_key"].nunique())
     log.info("%s: harmonised %s; %d records rejected", source_id,
              ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
@@ -254,13 +264,15 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         if publish_outputs.attempt(notes, "the GX Data Docs folder", lambda: fsio.private_folder(docs)) is None:
             quality = dataclasses.replace(quality, data_docs_dir=None)
     publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
-            unchanged=planned.unchanged, quality=quality)
-    repair.crash_point("after_swap")  # test hook: a kill right after the swap (tests/test_repair.py)
+            unchanged=planned.unchanged, quality=quality,
+            notices={s: planned.notices.get(s, []) for s in planned.unchanged})
+    crash.crash_point("after_swap")
     summary = summarise(home, run_id)
     # The warehouse is published: what follows derives from it, and a failure there is a note, never
     # an undone publish (etl/publish_outputs.py); the next run's repair writes what is missing.
     if summary.validated:  # else the Parquet marts of the last validated run stand
         publish_outputs.export_marts(home, notes)
+        crash.crash_point("outputs")
     if summary.validated or summary.sources_failed:
         # A failed source is news even when nothing was revalidated: the page names it and why.
         summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
@@ -292,12 +304,14 @@ def summarise(home: Home, run_id: str | None = None) -> RunSummary:
             "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
         issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
                                   "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
+        notices = [n for (n,) in con.execute("SELECT notice FROM meta.source_notice WHERE run_id = ? "
+                                             "ORDER BY source_id, notice", [run_id]).fetchall()]
     finally:
         con.close()
     latest = home.reports / "latest" / "index.html"
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
                       sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,
-                      quarantined=quarantined, issues=issues, warehouse=str(home.warehouse),
+                      quarantined=quarantined, issues=issues, notices=notices, warehouse=str(home.warehouse),
                       report=str(latest) if latest.exists() else None)
 
 

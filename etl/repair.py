@@ -11,8 +11,7 @@ rename), but it can leave behind:
   last validated run: the marts are exported again, `latest` points at that run's page, which is
   written if it is missing.
 
-`crash_point` is a test hook: with env RTW_TEST_CRASH_AT=<name>, the process SIGKILLs itself at
-that point, as a power cut or `kill -9` would, so tests can crash a real run where they need to.
+Tests crash real runs where they need to with the hook of etl/crash.py.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import duckdb
@@ -33,15 +31,9 @@ from etl.publish_outputs import export_marts, write_report
 
 log = logging.getLogger("rtw")
 
-CRASH_ENV = "RTW_TEST_CRASH_AT"
 _TEMPORARY_SUFFIXES = (fsio.TEMP_SUFFIX, ".tmp")
 _OLD_LINK_PREFIXES = (".latest.", ".current.")  # symlink temporaries written before etl/fsio.py
 
-
-def crash_point(name: str) -> None:
-    """Die here, as `kill -9` would, when the test hook asks for it (a no-op otherwise)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _is_temporary(path: Path) -> bool:

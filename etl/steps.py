@@ -31,6 +31,7 @@ class RunPlan(_Step):
     started_at: datetime
     changed: list[str]
     unchanged: list[str]
+    notices: dict[str, list[str]] = {}  # what the landing folders said, by source (refused or waiting files)
 
 
 class ExportFile(_Step):
@@ -115,3 +116,4 @@ class RunSummary(_Step):
     warehouse: str
     report: str | None  # the validation report's page
     notes: list[str] = []  # outputs written after the publish that failed (marts, report): recorded, not fatal
+    notices: list[str] = []  # this run's notices: refused, waiting or ignored landing files

@@ -183,6 +183,8 @@ def build_warehouse(path: Path) -> Path:
                 run.run_id, run.started_at, run.started_at.replace(minute=12),
                 "completed_with_failures" if run.failed else "completed", run.changed, run.unchanged, run.failed,
                 "iltb: ILTB_TREAT.csv line 3: 9 fields, expected 12" if run.failed else None, run.validated])
+        con.execute("INSERT INTO meta.source_notice VALUES (?, 'registry_it', ?)", [
+            RUNS[-1].run_id, "registry_it: TREP_export_20260301.csv refused: it is a symbolic link <a href=x>"])
         con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             (*r[:6], r.table_name, r.field, r.description, r.expected, "gx", f"expectations/{r.table_name}.json")
             for r in RULES])

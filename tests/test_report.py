@@ -117,6 +117,12 @@ def test_the_header_gives_the_run_and_its_totals(rendered):
     assert int(dom.get_element_by_id("rules-total").text) == len(dq_fixture.RULES)
 
 
+def test_the_run_s_notices_are_listed_as_text(rendered):
+    (notice,) = rendered.dom.xpath('//*[@id="notices"]//li')
+    assert notice.get("data-source") == "registry_it" and notice.text.endswith("symbolic link <a href=x>")
+    assert not notice.xpath(".//a")  # a file name is text, never markup
+
+
 def test_the_kahn_grid_counts_rules_by_run_level_status(rendered):
     statuses = _expected_statuses(3)
     category = {r.rule_id: (r.category, r.subcategory) for r in dq_fixture.RULES}

@@ -64,6 +64,7 @@ class SourceFiles:
     superseded: tuple[LandingFile, ...]
     notices: tuple[str, ...]
     problems: tuple[str, ...] = ()  # why the current files cannot be loaded: the source is held
+    waiting: tuple[str, ...] = ()  # files still being written: read by a later run
 
 
 def sha256_of(path: Path) -> str:
@@ -127,6 +128,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     folder = landing_dir / mapping.source_id
     notices: list[str] = []
     problems: list[str] = []
+    waiting: list[str] = []
     by_series: dict[str, list[LandingFile]] = {}
     if not folder.is_dir():
         return SourceFiles((), (), (f"{mapping.source_id}: no landing folder {folder}",))
@@ -147,9 +149,10 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             continue
         try:
             file_stat = path.stat()
-            if (waiting := _unstable(path, file_stat, quiet, clock)) is not None:
-                notices.append(f"{mapping.source_id}: {path.name} not read yet: {waiting}")
-                log.warning("%s: %s not read yet: %s", mapping.source_id, path.name, waiting)
+            if (unstable := _unstable(path, file_stat, quiet, clock)) is not None:
+                notices.append(f"{mapping.source_id}: {path.name} not read yet: {unstable}")
+                log.warning("%s: %s not read yet: %s", mapping.source_id, path.name, unstable)
+                waiting.append(path.name)
                 continue
             digest = sha256_of(path)
         except OSError as error:
@@ -170,7 +173,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
         current += chain
         superseded += older
         problems += [f"{mapping.source_id}: {problem}"] if problem else []
-    return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems))
+    return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems), tuple(waiting))
 
 
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:

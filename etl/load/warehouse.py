@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from etl import fsio, schema
+from etl import crash, fsio, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
@@ -209,8 +209,11 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
-            started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None) -> None:
+            started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None,
+            notices: Mapping[str, Sequence[str]] | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
+
+    notices: what the landing folders of the unchanged sources said (a refused or waiting file).
 
     Validation and the marts run when a source changed or a rule, mart or comment did; otherwise
     the warehouse keeps its content and only the run is recorded.
@@ -233,8 +236,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
                                                             accepted.sha256])
             _record_files(con, run_id, outcome)
             _record_source(con, run_id, outcome)
-            for notice in dict.fromkeys(outcome.notices):
-                con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, outcome.source_id, notice])
+        said = {o.source_id: o.notices for o in outcomes} | dict(notices or {})
+        for source_id, source_notices in said.items():
+            for notice in dict.fromkeys(source_notices):
+                con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, source_id, notice])
         definitions = _definitions_fingerprint(plan)
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
@@ -300,5 +305,6 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
             os.replace(fresh, next_file)
         os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
         fsio.fsync(next_file)
+        crash.crash_point("before_swap")
         os.replace(next_file, warehouse)
         fsio.fsync(warehouse.parent)

@@ -350,6 +350,8 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
         "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
         "trend": _trend(con),
+        "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
+                                 "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
                    "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres)},
     }

@@ -23,6 +23,7 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
+from etl import fsio
 from etl.synth.crizotinib_xlsx import CrizotinibXlsxWriter
 from etl.synth.errors import ErrorPlan
 from etl.synth.esmart_sas import EsmartSasWriter
@@ -77,6 +78,7 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
     keys = KeyBook()
     counts = dict.fromkeys(SOURCES, 0)
     with ExitStack() as stack:
+        stack.enter_context(fsio.private_umask())  # the truth links every source's patient numbers: owner-only
         writers: dict[str, SourceWriter] = {
             "sacha_fr": stack.enter_context(SachaOdmWriter(landing / "sacha_fr", export_date)),
             "iltb": stack.enter_context(IltbCsvWriter(landing / "iltb", export_date)),

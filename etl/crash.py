@@ -1,0 +1,23 @@
+"""A test hook that crashes a real run where a test needs it, as a power cut or `kill -9` would.
+
+With env RTW_TEST_CRASH_AT=<point>, the process SIGKILLs itself when it reaches that point (a no-op
+otherwise). The points, in the order a run meets them: `extracted` (a file archived and staged),
+`harmonised` (a source's harmonised Parquet written), `before_swap` (the next warehouse validated
+and written, not yet renamed in), `after_swap`, `outputs` (marts exported, report not yet written).
+tests/test_hostile.py kills a run at each.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+CRASH_ENV = "RTW_TEST_CRASH_AT"
+POINTS = ("extracted", "harmonised", "before_swap", "after_swap", "outputs")
+
+
+def crash_point(name: str) -> None:
+    """Die here when the test hook names this point."""
+    assert name in POINTS, name
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

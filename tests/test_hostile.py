@@ -1,0 +1,517 @@
+"""The hostile-input suite: every fault a nightly import has met, or must expect, tried end to end.
+
+Each case starts from a copy of one loaded home (five sources, 120 persons), does one hostile
+thing to it (a wrong, cut, re-sent or booby-trapped export, a wrong key, a second run, a
+`kill -9` at each phase of a run) and then runs the real `rtw run` in a subprocess. Every case
+asserts:
+- the exit status, and a message that names the source and the reason;
+- the other sources' rows unchanged (a digest of each source's rows in every stage table);
+- the affected source's last good data kept, or, where the input is valid but hostile in
+  content, loaded harmlessly;
+- nothing read outside the home: a canary file outside it, which the hostile inputs point at,
+  is never read (its access time stays put) and its text appears in no file under the home;
+- everything under the home still owner-only.
+
+Cases with a test of their own elsewhere (consent withdrawal: test_forget.py; key rotation:
+test_keyguard.py) are not repeated here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+from lxml import etree
+
+from etl.config import REPO_ROOT, resolve_home
+from etl.crash import CRASH_ENV, POINTS
+from etl.repair import stale_temporaries
+from etl.runlock import run_lock
+from etl.synth import generate
+
+pytestmark = pytest.mark.integration
+
+RTW = str(Path(sys.executable).with_name("rtw"))
+KEY = "hostile-suite-key"
+CANARY = "canary-5e1d-outside-the-home"
+SOURCES = ("crizotinib_imt", "esmart", "iltb", "registry_it", "sacha_fr")
+ODM_NS = "{http://www.cdisc.org/ns/odm/v1.3}"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    home: Path
+    canary: Path
+    digests: dict[str, str]
+    runs: int
+
+
+def rtw(home: Path, *args: str, env: dict[str, str | None] | None = None,
+        without_root_reads: bool = False) -> subprocess.CompletedProcess[str]:
+    """`rtw run` (or another command) in its own process, as cron or a data manager starts it.
+
+    without_root_reads: root without the capabilities that let it read any file whatever its mode."""
+    full_env = {**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250"}
+    full_env.pop(CRASH_ENV, None)
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    command = [RTW, *(args or ("run",)), "--home", str(home)]
+    if without_root_reads:
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    return subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def query(home: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def source_digests(home: Path) -> dict[str, str]:
+    """Per source, a digest of its rows in every stage table (what it contributes, quarantined too),
+    whichever run loaded them."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'stage' "
+            "AND column_name = 'source_id' AND table_name NOT LIKE 'source_param%' ORDER BY 1").fetchall()]
+        digests = {}
+        for source in SOURCES:
+            h = hashlib.sha256()
+            for table in tables:
+                columns = "* EXCLUDE (run_id)" if table != "record" and table != "rejection" else "*"
+                rows = con.execute(f"SELECT {columns} FROM stage.{table} WHERE source_id = ? ORDER BY ALL",
+                                   [source]).fetchall()
+                h.update(f"{table}:{rows!r}".encode())
+            digests[source] = h.hexdigest()
+        return digests
+    finally:
+        con.close()
+
+
+def run_count(home: Path) -> int:
+    return query(home, "SELECT count(*) FROM meta.run")[0][0]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> Loaded:
+    root = tmp_path_factory.mktemp("hostile")
+    canary = root / "outside" / "secret.txt"
+    canary.parent.mkdir()
+    canary.write_text(f"root:x:0:0:{CANARY}:/root:/bin/sh\n")
+    _set_atime_back(canary)
+    canary.read_text()  # the check "never read" needs a file system that records reads (relatime does)
+    assert canary.stat().st_atime > canary.stat().st_mtime - 86_400, "reads are not recorded here (noatime?)"
+    home = resolve_home(root / "base").ensure()
+    generate(home.root, patients=120, seed=8)
+    first = rtw(home.root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    digests = source_digests(home.root)
+    assert len(set(digests.values())) == len(SOURCES)  # every source has rows of its own
+    return Loaded(home.root, canary, digests, run_count(home.root))
+
+
+@pytest.fixture
+def home(loaded, tmp_path) -> Path:
+    copy = tmp_path / "home"
+    shutil.copytree(loaded.home, copy, symlinks=True)
+    _set_atime_back(loaded.canary)
+    return copy
+
+
+def _set_atime_back(path: Path) -> None:
+    """An access time before the change time: any read moves it (relatime)."""
+    mtime = path.stat().st_mtime
+    os.utime(path, (mtime - 86_400, mtime))
+
+
+def export(home: Path, source: str, pattern: str = "*") -> Path:
+    (found,) = sorted((home / "landing" / source).glob(pattern))
+    return found
+
+
+def assert_untouched_outside(home: Path, loaded: Loaded) -> None:
+    assert loaded.canary.stat().st_atime == loaded.canary.stat().st_mtime - 86_400, "the canary was read"
+    marker = CANARY.encode()
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert marker not in path.read_bytes(), f"the canary's text is in {path}"
+
+
+def assert_owner_only(home: Path) -> None:
+    for path in [home, *home.rglob("*")]:
+        if path.is_symlink() or path.parent.name == "landing" or path.parent.parent.name == "landing":
+            continue  # landing/ is the sources' drop zone: they deliver with their own modes
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+def assert_kept(home: Path, loaded: Loaded, *, changed: tuple[str, ...] = ()) -> None:
+    """Every source but `changed` has exactly the rows it had; nothing outside the home was read."""
+    now = source_digests(home)
+    for source in SOURCES:
+        if source not in changed:
+            assert now[source] == loaded.digests[source], f"{source}'s rows changed"
+    assert_untouched_outside(home, loaded)
+    assert_owner_only(home)
+
+
+# --- exports that must be refused or held: the source keeps its last good data ------------------
+
+def _csv_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\r\n")
+
+
+def header_only(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    f.write_bytes(_csv_lines(f)[0] + b"\r\n")
+
+
+def cut_in_half_at_a_line(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    lines = _csv_lines(f)
+    f.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
+
+
+def cut_mid_line(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+
+
+def _odm(home: Path) -> tuple[Path, etree._ElementTree]:
+    f = export(home, "sacha_fr")
+    return f, etree.parse(str(f))
+
+
+def odm_of_another_study(home: Path, loaded: Loaded) -> None:
+    f, tree = _odm(home)
+    for element in tree.iter(f"{ODM_NS}Study", f"{ODM_NS}ClinicalData"):
+        for attribute in ("OID", "StudyOID"):
+            if attribute in element.attrib:
+                element.set(attribute, "ESMART")
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+
+
+def odm_of_the_wrong_shape(home: Path, loaded: Loaded) -> None:
+    """Well formed, right study, but most subjects gone: an export job that ran on a wrong selection."""
+    f, tree = _odm(home)
+    subjects = list(tree.iter(f"{ODM_NS}SubjectData"))
+    for subject in subjects[: len(subjects) * 2 // 3]:
+        subject.getparent().remove(subject)
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+
+
+def odm_truncated(home: Path, loaded: Loaded) -> None:
+    f = export(home, "sacha_fr")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) * 2 // 3])
+
+
+def _odm_with_prolog(home: Path, prolog: str, value: str | None = None) -> None:
+    f = export(home, "sacha_fr")
+    text = f.read_text(encoding="utf-8").split("\n", 1)[1]  # drop the XML declaration
+    if value is not None:
+        text = re.sub(r'(<ItemData ItemOID="[^"]+" Value=")[^"]*(")', lambda m: m.group(1) + value + m.group(2),
+                      text, count=1)
+    f.write_text(f"<?xml version='1.0' encoding='UTF-8'?>\n{prolog}\n{text}", encoding="utf-8")
+
+
+def billion_laughs(home: Path, loaded: Loaded) -> None:
+    entities = "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    _odm_with_prolog(home, f'<!DOCTYPE ODM [<!ENTITY l0 "lol">{entities}]>', "&l9;")
+
+
+def external_entity(home: Path, loaded: Loaded) -> None:
+    _odm_with_prolog(home, f'<!DOCTYPE ODM [<!ENTITY x SYSTEM "file://{loaded.canary}">]>', "&x;")
+
+
+
+
+def sas_truncated(home: Path, loaded: Loaded) -> None:
+    f = export(home, "esmart", "ESMART_DM_*")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2 + 13])
+
+
+def excel_truncated(home: Path, loaded: Loaded) -> None:
+    f = export(home, "crizotinib_imt")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+
+
+def excel_that_is_html(home: Path, loaded: Loaded) -> None:
+    """An "Excel export" that is a web page, as some EDC download links give on an expired session."""
+    export(home, "crizotinib_imt").write_text("<html><body><script>alert(1)</script>Session expired</body></html>")
+
+
+def wrong_encoding(home: Path, loaded: Loaded) -> None:
+    """The per-form CSV is declared UTF-8; a centre's re-save turned it into cp1252."""
+    f = export(home, "iltb", "ILTB_ENROL.csv")
+    lines = f.read_bytes().decode("utf-8-sig").split("\r\n")
+    fields = lines[3].split(";")
+    fields[10] += " (rechute précoce)"  # DIAG, free text
+    lines[3] = ";".join(fields)
+    f.write_bytes("\r\n".join(lines).encode("cp1252"))
+
+
+def utf16(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    f.write_bytes(f.read_bytes().decode("cp1252").encode("utf-16"))
+
+
+def binary_garbage(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    f.write_bytes(_csv_lines(f)[0] + b"\r\n" + os.urandom(4096).replace(b"\r\n", b"") + b"\r\n")
+
+
+def column_renamed(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    lines = _csv_lines(f)
+    lines[0] = lines[0].replace(b"data_diagnosi", b"data_della_diagnosi")
+    f.write_bytes(b"\r\n".join(lines))
+
+
+def column_dropped(home: Path, loaded: Loaded) -> None:
+    f = export(home, "iltb", "ILTB_ENROL.csv")
+    rows = [line.split(b";") for line in _csv_lines(f)]
+    f.write_bytes(b"\r\n".join(b";".join(r[:5] + r[6:]) for r in rows))  # BRTHDAT gone
+
+
+def link_outside(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    f.unlink()
+    f.symlink_to(loaded.canary)
+
+
+def fifo(home: Path, loaded: Loaded) -> None:
+    """A named pipe where an export belongs: opening it for reading would block the run for good."""
+    os.mkfifo(home / "landing" / "registry_it" / "TREP_export_20261201.csv")
+
+
+def older_export_arriving_late(home: Path, loaded: Loaded) -> None:
+    """Last month's export re-sent after this month's: the newest of the series stays current."""
+    f = export(home, "registry_it")
+    lines = _csv_lines(f)
+    (f.parent / "TREP_export_20261001.csv").write_bytes(b"\r\n".join(lines[:5]) + b"\r\n")
+
+
+@dataclass(frozen=True)
+class Refused:
+    source: str
+    hostile: Callable[[Path, Loaded], None]
+    message: str  # a regex the run's output must match
+
+
+REFUSED = {
+    "header only": Refused("registry_it", header_only, r"registry_it: held.*TREP_export_\S+ has no records"),
+    "cut at a line": Refused("registry_it", cut_in_half_at_a_line, r"registry_it: held.*more than the 10% allowed"),
+    "cut mid-line": Refused("registry_it", cut_mid_line, r"registry_it.*TREP_export_\S+\.csv, line \d+: expected"),
+    "ODM of another study": Refused("sacha_fr", odm_of_another_study, r"sacha_fr.*study.*ESMART.*SACHA"),
+    "ODM of the wrong shape": Refused("sacha_fr", odm_of_the_wrong_shape, r"sacha_fr: held.*more than the 10%"),
+    "ODM truncated": Refused("sacha_fr", odm_truncated, r"sacha_fr.*SACHA_ODM_\S+\.xml.*line \d+"),
+    "billion laughs": Refused("sacha_fr", billion_laughs, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),
+    "external entity": Refused("sacha_fr", external_entity, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),
+    "SAS transport truncated": Refused("esmart", sas_truncated, r"esmart.*ESMART_DM_\S+\.xpt"),
+    "workbook truncated": Refused("crizotinib_imt", excel_truncated, r"crizotinib_imt.*CRIZOTINIB_IMT_\S+\.xlsx"),
+    "workbook that is a web page": Refused("crizotinib_imt", excel_that_is_html,
+                                           r"crizotinib_imt.*CRIZOTINIB_IMT_\S+\.xlsx.*(HTML|not an? )"),
+    "wrong encoding": Refused("iltb", wrong_encoding, r"iltb.*ILTB_ENROL\.csv.*(UTF-8|utf-8|encoding)"),
+    "UTF-16": Refused("registry_it", utf16, r"registry_it.*TREP_export_\S+\.csv.*(UTF-16|encoding|cp1252)"),
+    "binary garbage": Refused("registry_it", binary_garbage, r"registry_it.*TREP_export_\S+\.csv.*line"),
+    "column renamed": Refused("registry_it", column_renamed, r"registry_it.*data_diagnosi"),
+    "column dropped": Refused("iltb", column_dropped, r"iltb.*BRTHDAT"),
+    "link outside the home": Refused("registry_it", link_outside,
+                                     r"registry_it: no export files.*TREP_export_\S+\.csv refused: .*link"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_a_hostile_export_fails_or_holds_its_source_alone(case, home, loaded):
+    case.hostile(home, loaded)
+    done = rtw(home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output  # the run did its job for everyone else: the failure is reported
+    assert re.search(case.message, " ".join(output.split())), output
+    assert query(home, "SELECT sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 1") == [([case.source],)]
+    assert query(home, f"SELECT status FROM meta.source WHERE source_id = '{case.source}'")[0][0] in ("held", "failed")
+    assert_kept(home, loaded)
+
+
+def being_written(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    f.write_bytes(f.read_bytes()[:-200])  # with a quiet period of an hour, it changed a moment ago
+
+
+@dataclass(frozen=True)
+class Noticed:
+    source: str
+    hostile: Callable[[Path, Loaded], None]
+    notice: str  # a regex the run's output must match
+    env: tuple[tuple[str, str], ...] = ()
+
+
+NOTICED = {
+    "named pipe": Noticed("registry_it", fifo, r"registry_it: TREP_export_20261201\.csv refused: .*(pipe|regular)"),
+    "file still being written": Noticed("registry_it", being_written,
+                                        r"registry_it: TREP_export_\S+ not read yet: .*quiet period",
+                                        env=(("RTW_QUIET_SECONDS", "3600"),)),
+}
+
+
+@pytest.mark.parametrize("case", NOTICED.values(), ids=NOTICED.keys())
+def test_a_hostile_landing_file_is_set_aside_with_a_notice(case, home, loaded):
+    case.hostile(home, loaded)
+    done = rtw(home, env=dict(case.env))
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0 and "failed sources" not in output, output
+    assert re.search(case.notice, output), output
+    assert query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("loaded",)]
+    assert_kept(home, loaded)
+
+
+def test_an_older_export_arriving_late_is_recorded_as_superseded(home, loaded):
+    older_export_arriving_late(home, loaded)
+    assert rtw(home).returncode == 0
+    assert query(home, "SELECT status, rows_loaded FROM meta.source_file "
+                       "WHERE file_name = 'TREP_export_20261001.csv'") == [("superseded", 0)]
+    assert_kept(home, loaded)
+
+
+def test_an_external_dtd_is_never_read(home, loaded):
+    _odm_with_prolog(home, f'<!DOCTYPE ODM SYSTEM "file://{loaded.canary}">')
+    done = rtw(home)
+    assert done.returncode == 0 and "failed sources" not in done.stdout, done.stdout
+    assert_kept(home, loaded, changed=("sacha_fr",))  # the same data, from a file of another checksum
+
+
+def test_an_unreadable_export_fails_its_source_alone(home, loaded):
+    f = export(home, "iltb", "ILTB_FU.csv")
+    f.chmod(0)
+    done = rtw(home, without_root_reads=os.geteuid() == 0)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, output
+    assert re.search(r"iltb.*ILTB_FU\.csv.*(Permission denied|cannot be read)", output), output
+    assert query(home, "SELECT sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 1") == [(["iltb"],)]
+    assert_kept(home, loaded)
+
+
+# --- the key, the lock ----------------------------------------------------------------------------
+
+def test_another_pseudonym_key_is_refused_before_anything_is_read(home, loaded):
+    export(home, "registry_it").touch()  # a change the run would otherwise load
+    done = rtw(home, env={"RTW_PSEUDONYM_KEY": "a-different-key"})
+    assert done.returncode == 1 and "pseudonym" in done.stdout.lower() and "key" in done.stdout, done.stdout
+    assert KEY not in done.stdout + done.stderr and "a-different-key" not in done.stdout + done.stderr
+    assert run_count(home) == loaded.runs
+    assert_kept(home, loaded)
+
+
+def test_a_missing_key_file_where_a_warehouse_exists_is_refused_not_recreated(home, loaded):
+    done = rtw(home, env={"RTW_PSEUDONYM_KEY": None})
+    assert done.returncode == 1 and "key" in done.stdout, done.stdout
+    assert not list((home).glob("*key*")), "a new key was made"
+    assert run_count(home) == loaded.runs
+    assert_kept(home, loaded)
+
+
+def test_a_run_while_another_holds_the_home_exits_naming_the_holder(home, loaded):
+    with run_lock(resolve_home(home), "20261202T000000Z-held"):
+        done = rtw(home)
+    assert done.returncode == 1, done.stdout
+    assert re.search(r"another run \(20261202T000000Z-held, pid \d+, since .+\) holds this home",
+                     " ".join(done.stdout.split())), done.stdout
+    assert run_count(home) == loaded.runs
+    assert_kept(home, loaded)
+
+
+# --- valid exports with hostile content: loaded, and harmless where they are shown ---------------
+
+def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home, loaded):
+    f = export(home, "registry_it")
+    lines = _csv_lines(f)
+    header = lines[0].split(b";")
+    fields = lines[1].split(b";")
+    payload = {b"morfologia": b'=HYPERLINK("http://x.test/?"&A1;"open")'.replace(b";", b","),
+               b"codice_centro": b"<script>alert(1)</script>"}  # a centre code is shown in the report
+    for name, value in payload.items():
+        fields[header.index(name)] = value
+    lines[1] = b";".join(fields)
+    f.write_bytes(b"\r\n".join(lines))
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    values = {v for (v,) in query(home, "SELECT value FROM dq.issue WHERE source_id = 'registry_it' "
+                                        "AND run_id = (SELECT max(run_id) FROM dq.issue)")}
+    assert payload[b"morfologia"].decode() in values  # kept as the centre wrote it, to be queried
+    page = (home / "reports" / "latest" / "index.html").read_text()
+    assert "<SCRIPT>ALERT(1)</SCRIPT>" not in page and "&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;" in page
+    (centre,) = {c for (c,) in query(home, "SELECT centre_id FROM dq.issue WHERE value LIKE '=HYPERLINK%'")}
+    sent = rtw(home, "queries", "--centre", centre)
+    assert sent.returncode == 0, sent.stdout
+    from openpyxl import load_workbook
+
+    (workbook,) = (home / "reports" / "latest" / "queries").glob("*.xlsx")  # named from the centre, made safe
+    cells = [c.value for row in load_workbook(workbook).active.iter_rows() for c in row]
+    assert not any(isinstance(v, str) and v.startswith("=") for v in cells)  # no formula reaches a spreadsheet
+    assert any(isinstance(v, str) and "HYPERLINK" in v for v in cells)
+    assert_kept(home, loaded, changed=("registry_it",))
+
+
+def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loaded):
+    f = export(home, "registry_it")
+    lines = _csv_lines(f)
+    header = lines[0].split(b";")
+    fields = lines[1].split(b";")
+    fields[header.index(b"data_registrazione")] = b"01/01/2150"
+    lines[1] = b";".join(fields)
+    f.write_bytes(b"\r\n".join(lines))
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    flagged = query(home, "SELECT rule_id FROM dq.issue WHERE source_id = 'registry_it' AND value LIKE '2150%'")
+    assert ("XT-DATE-NOT-AFTER-EXPORT",) in flagged
+    years = [y for (y,) in query(home, "SELECT DISTINCT registration_year FROM marts.registry_activity")]
+    assert years and max(years) <= 2026
+    assert_kept(home, loaded, changed=("registry_it",))
+
+
+# --- kill -9 at each phase of a run ---------------------------------------------------------------
+
+def _marts_run(home: Path) -> str:
+    return json.loads((home / "marts" / "current" / "_manifest.json").read_text())["run_id"]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_run_killed_at_any_phase_loses_nothing_and_the_next_run_repairs(point, home, loaded):
+    f = export(home, "registry_it")
+    f.write_bytes(b"\r\n".join(_csv_lines(f)[:-3]) + b"\r\n")  # the last two records withdrawn
+    killed = rtw(home, env={CRASH_ENV: point})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    swapped = point in ("after_swap", "outputs")
+    assert run_count(home) == loaded.runs + swapped  # the live warehouse is the old one or the new one
+    if not swapped:
+        assert_kept(home, loaded)
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stale_temporaries(resolve_home(home)) == []
+    (live,) = query(home, "SELECT max(run_id) FROM meta.run WHERE validated")[0]
+    assert _marts_run(home) == live and os.readlink(home / "reports" / "latest") == live
+    assert query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("loaded",)]
+    assert_kept(home, loaded, changed=("registry_it",))
