@@ -157,9 +157,11 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     started = time.perf_counter()
     source_id, run_id = extracted.source_id, extracted.run_id
     key = load_key(home.key_file, key_value)
+    staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
+    if missing := [str(path) for path, _, _ in staged if not path.exists()]:
+        return _failed(extracted, f"staged file {missing[0]} is missing{_NOT_SHARED}")
     try:
         mapping = load_mapping(_mapping_path(source_id, sources_dir))
-        staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
         record_sets = load_current_records(mapping, staged)
         # Patients erased on withdrawal of consent (rtw forget) stay out while the exports still hold them;
         # they count as superseded, so rows_read = loaded + quarantined + superseded still holds.
@@ -202,6 +204,24 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
+
+
+_NOT_SHARED = (": the task before this one wrote it on a worker that does not share this home "
+               "(every worker must see the same RTW_HOME, on shared storage); nothing of the source is published")
+
+
+def missing_harmonised(outcome: SourceOutcome) -> str | None:
+    """Why a harmonised source cannot be published as it claims: a Parquet file missing, or holding
+    other rows than harmonise wrote (publish would otherwise load the source as empty or cut)."""
+    folder = Path(outcome.harmonised_dir or "")
+    expected = {f"{table}.parquet": n for table, n in outcome.rows.items()}
+    for name in ("records.parquet", "rejections.parquet", "removals.parquet", *expected):
+        path = folder / name
+        if not path.is_file():
+            return f"harmonised file {path} is missing{_NOT_SHARED}"
+        if name in expected and (found := pq.ParquetFile(path).metadata.num_rows) != expected[name]:
+            return f"harmonised file {path} holds {found} rows where harmonise wrote {expected[name]}"
+    return None
 
 
 def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
@@ -258,6 +278,8 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     """Validate and publish the changed sources atomically and return the run summary."""
     run_id = planned.run_id
     notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
+    outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
+                else o for o in outcomes]
     quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
     if quality.data_docs_dir is not None:  # GX writes them during validation: check the place first
         docs = quality.data_docs_dir

@@ -443,6 +443,27 @@ def test_a_run_while_another_holds_the_home_exits_naming_the_holder(home, loaded
     assert_kept(home, loaded)
 
 
+def test_a_step_s_files_missing_on_the_next_worker_fail_the_source_never_publish_it_empty(home, loaded):
+    """Tasks on workers that do not share the home: harmonise or publish finds the files missing."""
+    from etl import pipeline
+
+    rtw_home = resolve_home(home)
+    for source in ("registry_it", "iltb"):
+        for f in (home / "landing" / source).iterdir():
+            f.write_bytes(f.read_bytes().replace(b"\r\n", b"\n"))  # the same records, other bytes
+    planned = pipeline.plan(rtw_home, key_value=KEY)
+    registry, iltb = (pipeline.extract_source(rtw_home, planned.run_id, s) for s in ("registry_it", "iltb"))
+    Path(registry.files[0].staged or "").unlink()  # staged where this worker cannot see it
+    not_staged = pipeline.harmonise_extracted(rtw_home, registry, key_value=KEY)
+    assert not_staged.failed and "is missing: the task before this one wrote it" in (not_staged.message or "")
+    harmonised = pipeline.harmonise_extracted(rtw_home, iltb, key_value=KEY)
+    (Path(harmonised.harmonised_dir or "") / "diagnosis.parquet").unlink()
+    summary = pipeline.publish_run(rtw_home, planned, [not_staged, harmonised], trigger="test")
+    assert summary.sources_failed == ["iltb", "registry_it"]
+    assert "diagnosis.parquet is missing" in (summary.message or "")
+    assert_kept(home, loaded)
+
+
 # --- valid exports with hostile content: loaded, and harmless where they are shown ---------------
 
 def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home, loaded):
