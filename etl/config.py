@@ -2,6 +2,7 @@
 
 The home is chosen by `--home`, else env `RTW_HOME`, else `./var`. Everything the pipeline
 writes lives under it, so a data manager can point two homes at two projects safely.
+What the pipeline reads (mappings, SQL, suites) is found by etl/resources.py, installed or not.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
+
+__all__ = ["DEFAULT_HOME", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "resolve_home"]
+
 DEFAULT_HOME = Path("var")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCES_DIR = Path(os.environ.get("RTW_SOURCES_DIR", REPO_ROOT / "sources"))
-WAREHOUSE_SQL_DIR = REPO_ROOT / "warehouse"
+# Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
+SOURCES_DIR = chosen_sources_dir()
+WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from etl.config import REPO_ROOT
 from etl.quality.params import PARAMS
+from etl.resources import checks_dir, data_root, expectations_dir
 
-EXPECTATIONS_DIR = REPO_ROOT / "expectations"
-CHECKS_DIR = REPO_ROOT / "warehouse" / "checks"
+EXPECTATIONS_DIR = expectations_dir()
+CHECKS_DIR = checks_dir()
 HARMONISE_RULES = "harmonise.json"
 _HEADER_LINE = re.compile(r"--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
 
@@ -87,7 +87,7 @@ class Rule:
 
 def _relative(path: Path) -> str:
     try:
-        return str(path.relative_to(REPO_ROOT))
+        return str(path.relative_to(data_root()))
     except ValueError:
         return str(path)
 

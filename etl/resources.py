@@ -1,0 +1,75 @@
+"""Where the files the pipeline reads live: mappings, SQL, GX suites and the DAG.
+
+In the repository they are the top-level folders `sources/`, `warehouse/`, `expectations/`
+and `dags/`. The wheel carries the same folders as package data under `etl/_data/` (hatch
+`force-include` in pyproject.toml), so an installed `rtw` needs no checkout. Each folder is
+resolved once through `importlib.resources`: the packaged copy when it is there, else the
+repository's. Templates and vocabularies already live inside `etl/` and travel with it.
+
+A deployment keeping its own mappings points at them with env `RTW_SOURCES_DIR` (the DAG:
+Airflow Variable `rtw_sources_dir`, passed to `sources_dir` as the override).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+SOURCES_ENV = "RTW_SOURCES_DIR"
+SOURCES_VARIABLE = "rtw_sources_dir"  # the Airflow Variable the DAG reads and passes as the override
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGED = "_data"  # etl/_data/<folder> in the wheel; absent in a checkout
+
+
+@cache
+def data_root() -> Path:
+    """The folder holding `sources/`, `warehouse/`, `expectations/` and `dags/`: the installed
+    package data, else the repository root."""
+    packaged = files("etl") / _PACKAGED
+    # A wheel unpacks to real files; a package imported from a zip would need as_file(), and is not supported.
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged.resolve()
+    return REPO_ROOT
+
+
+def sources_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The mappings: `override` (e.g. the Airflow Variable `rtw_sources_dir`), else env
+    `RTW_SOURCES_DIR`, else the shipped `sources/`. A folder named but missing is an error
+    (a typo would otherwise import nothing, silently)."""
+    folder = chosen_sources_dir(override)
+    if not folder.is_dir():
+        where = "the override" if override else SOURCES_ENV
+        raise FileNotFoundError(f"the mappings folder {folder} (from {where}) does not exist or is not a folder; "
+                                f"point {SOURCES_ENV} or the Airflow Variable {SOURCES_VARIABLE} at a folder "
+                                "of <source>.yaml files")
+    return folder
+
+
+def chosen_sources_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """`sources_dir` without the check, for defaults computed at import (where raising would
+    turn `rtw --help` into a traceback)."""
+    chosen = override or os.environ.get(SOURCES_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else data_root() / "sources"
+
+
+def warehouse_sql_dir() -> Path:
+    """The warehouse DDL (`core.sql`, ...), with `checks/` and `marts/` inside it."""
+    return data_root() / "warehouse"
+
+
+def checks_dir() -> Path:
+    """The cross-table SQL rules of the rule catalogue."""
+    return warehouse_sql_dir() / "checks"
+
+
+def expectations_dir() -> Path:
+    """The GX suites and the harmonise rules of the rule catalogue."""
+    return data_root() / "expectations"
+
+
+def dags_dir() -> Path:
+    """The Airflow DAG folder (`AIRFLOW__CORE__DAGS_FOLDER`)."""
+    return data_root() / "dags"
