@@ -7,8 +7,9 @@ once and never printed, logged or stored. Erasure is:
   prefix `<pseudonym>|`), the dq rows citing them, their removal audit; core and marts rebuilt
   from stage as publish does, so core.patient loses the person unless another source still links
   them; the rows move to `rows_superseded` in meta.source_file (rows_read still adds up);
-- the files: archive copies of exports (CSV and ODM rewritten without the patient's rows or
-  SubjectData; other formats deleted, landing/ keeps the export), the staged raw Parquet, the
+- the files: archive copies of exports (rewritten by their adapter where the format allows,
+  `SourceAdapter.without_patients`: CSV rows, ODM SubjectData; other formats deleted, landing/
+  keeps the export), the staged raw Parquet, the
   harmonised Parquet of every run, every kept marts set, and the reports (CSV query lists
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
   rebuilt);
@@ -21,8 +22,6 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import zipfile
 from collections.abc import Iterable
@@ -39,7 +38,7 @@ import pyarrow.parquet as pq
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import adapter_for
-from etl.extract.delimited import sniff_dialect
+from etl.extract.errors import ExtractError
 from etl.extract.landing import ERASED_SUFFIX
 from etl.load.warehouse import rebuild_derived, swap_in_next
 from etl.transform.keyguard import guard_key, record_fingerprint
@@ -150,55 +149,6 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
         pq.write_table(table, temp)
 
 
-def _scrub_csv(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
-    # The dialect the CSV adapter read the export with (the mapping's csv:/options: over what it detects).
-    adapter = adapter_for("csv")
-    dialect = sniff_dialect(path, **adapter.read_options(mapping).model_dump())
-    try:
-        text = path.read_bytes().decode(dialect.encoding)
-    except UnicodeDecodeError:
-        raise ForgetError(f"{path.name}: cannot decode as {dialect.encoding} to remove the patient's rows") from None
-    delimiter, encoding = dialect.delimiter, dialect.encoding
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=dialect.quotechar))
-    if not rows:
-        return False
-    header = rows[0]
-    positions = [i for i, name in enumerate(header) if name.strip() in _patient_columns(mapping)]
-    if not positions:
-        return False
-    def erased_row(row: list[str]) -> bool:
-        return any(i < len(row) and row[i].strip() and source_pseudonym(key, mapping.source_id, row[i]) in erased
-                   for i in positions)
-    kept = [header, *(r for r in rows[1:] if not erased_row(r))]
-    if len(kept) == len(rows):
-        return False
-    out = io.StringIO(newline="")
-    csv.writer(out, delimiter=delimiter, quotechar=dialect.quotechar,
-               lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
-    fsio.write_bytes(path, out.getvalue().encode(encoding))
-    return True
-
-
-def _scrub_odm(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
-    from lxml import etree
-
-    # The archive copy was staged already, so it parsed safely; still no entities, no network.
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=False)
-    tree = etree.parse(str(path), parser)
-    removed = 0
-    for subject in list(tree.iter("{*}SubjectData", "SubjectData")):
-        subject_key = subject.get("SubjectKey") or ""
-        if subject_key.strip() and source_pseudonym(key, mapping.source_id, subject_key) in erased:
-            parent = subject.getparent()
-            if parent is not None:
-                parent.remove(subject)
-                removed += 1
-    if not removed:
-        return False
-    fsio.write_bytes(path, etree.tostring(tree, xml_declaration=True, encoding=tree.docinfo.encoding or "UTF-8"))
-    return True
-
-
 def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, erased: set[str],
                         shas: Iterable[str], holding: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """Archive copies and staged files of these exports (by sha256) without the erased patients:
@@ -209,22 +159,23 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
     source_id = mapping.source_id
     looked_at = set(shas)
     holds = looked_at if holding is None else set(holding)
+    adapter = adapter_for(mapping.format)
+
+    def is_erased(patient_key: str) -> bool:
+        return source_pseudonym(key, source_id, patient_key) in erased
+
     for sha in sorted(looked_at):
         for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
-            suffix = copy.suffix.lower()
-            if suffix in (".csv", ".txt", ".tsv"):
-                changed = _scrub_csv(copy, mapping, key, erased)
-            elif suffix == ".xml":
-                changed = _scrub_odm(copy, mapping, key, erased)
-            elif sha in holds:  # a binary export (SAS, Excel) cannot be rewritten safely: landing/ keeps it
+            try:
+                changed = adapter.without_patients(copy, mapping, is_erased)
+            except ExtractError as exc:
+                raise ForgetError(str(exc)) from None
+            if changed is None and sha in holds:  # a binary export (SAS, Excel): landing/ keeps it
                 # The tombstone keeps the next run from archiving the same export again (landing.archive).
                 fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
                 copy.unlink()
                 deleted.append(str(copy))
-                continue
-            else:
-                continue
-            if changed:
+            elif changed:
                 rewritten.append(str(copy))
         staged = home.staging / source_id
         for parquet in sorted([*staged.glob(f"{sha}.parquet"), *staged.glob(f"{sha}/*.parquet")]):

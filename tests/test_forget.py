@@ -1,4 +1,4 @@
-"""`rtw forget` end to end: a synthetic home, two patients erased, every file searched afterwards."""
+"""`rtw forget` end to end: a synthetic home, three patients erased, every file searched afterwards."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from etl import pipeline, synth
 from etl.cli import app
 from etl.config import Home
-from etl.transform.pseudonym import load_key, source_pseudonym
+from etl.transform.pseudonym import PseudonymKey, load_key, source_pseudonym
 
 KEY = "forget-test-key-0123456789abcdef0123456789"
 
@@ -38,6 +38,23 @@ def _sacha_key(landing: Path) -> str:
     text = next((landing / "sacha_fr").glob("*.xml")).read_text(encoding="utf-8")
     keys = sorted(set(re.findall(r'SubjectKey="([^"]+)"', text)))
     return _unique(keys[len(keys) // 2:], landing, "sacha_fr")
+
+
+def _crizotinib_key(home: Home, key: PseudonymKey) -> str:
+    """A patient of the workbook who is in core (not quarantined whole)."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(next((home.landing / "crizotinib_imt").glob("*.xlsx")), read_only=True)
+    rows = list(workbook["Enrolment"].iter_rows(values_only=True))
+    keys = sorted({str(r[0]) for r in rows[rows.index(next(r for r in rows if r[0] == "Patient ID")) + 1:] if r[0]})
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        linked = {p for (p,) in con.execute("SELECT source_patient_pseudonym FROM core.patient_source "
+                                            "WHERE source_id = 'crizotinib_imt'").fetchall()}
+    finally:
+        con.close()
+    return _unique([k for k in keys if source_pseudonym(key, "crizotinib_imt", k) in linked], home.landing,
+                   "crizotinib_imt")
 
 
 def _text_of_table(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> list[str]:
@@ -131,7 +148,9 @@ def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     shutil.rmtree(home.root / "truth")  # the generator's answer key, not part of a warehouse home
     pipeline.run(home, key_value=KEY)
     key = load_key(home.key_file, KEY)
-    patients = {"registry_it": _registry_key(home.landing), "sacha_fr": _sacha_key(home.landing)}
+    # A CSV, an ODM and an Excel source: each format's archive copy and staged files lose the patient.
+    patients = {"registry_it": _registry_key(home.landing), "sacha_fr": _sacha_key(home.landing),
+                "crizotinib_imt": _crizotinib_key(home, key)}
     pseudonyms = {s: source_pseudonym(key, s, k) for s, k in patients.items()}
     persons = {s: _person_of(home, s, p) for s, p in pseudonyms.items()}
     before = _core_counts(home)

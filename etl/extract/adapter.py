@@ -24,7 +24,7 @@ import importlib
 import pkgutil
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -155,6 +155,12 @@ class SourceAdapter(ABC):
                 collected.setdefault(name, []).append(frame)
         return RecordSets({name: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
                            for name, frames in collected.items()})
+
+    def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool | None:
+        """Rewrite the export copy at `path` without the records of the patients whose key `erased`
+        names (consent withdrawal, etl/forget.py): True if it changed, False if it held none of
+        them, None when the format cannot be rewritten safely (the caller deletes the copy)."""
+        return None
 
     @abstractmethod
     def stage(self, path: Path, out: Path, options: Any, lineage: dict[str, str]) -> StageResult:

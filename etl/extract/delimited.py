@@ -30,7 +30,7 @@ import io
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
 from etl.extract.errors import ExtractError
-from etl.fsio import written_atomically
+from etl.fsio import write_bytes, written_atomically
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
@@ -356,6 +356,27 @@ class CsvAdapter(SourceAdapter):
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return {record_set: pd.read_parquet(staged)}
+
+    def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
+        # Written back in the dialect it was read with (the mapping's options over what is detected).
+        dialect = sniff_dialect(path, **self.read_options(mapping).model_dump())
+        try:
+            text = path.read_bytes().decode(dialect.encoding)
+        except UnicodeDecodeError:
+            raise ExtractError(f"{path.name}: cannot decode as {dialect.encoding} to remove the patient's rows") \
+                from None
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=dialect.delimiter,
+                               quotechar=dialect.quotechar))
+        positions = [i for i, name in enumerate(rows[0] if rows else []) if name.strip() == mapping.patient_key]
+        kept = rows[:1] + [r for r in rows[1:] if not any(i < len(r) and r[i].strip() and erased(r[i])
+                                                          for i in positions)]
+        if len(kept) == len(rows):
+            return False
+        out = io.StringIO(newline="")
+        csv.writer(out, delimiter=dialect.delimiter, quotechar=dialect.quotechar,
+                   lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
+        write_bytes(path, out.getvalue().encode(dialect.encoding))
+        return True
 
     def describe(self, path: Path) -> FormatDetails:
         dialect = sniff_dialect(path)

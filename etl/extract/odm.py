@@ -52,7 +52,7 @@ Gotchas of the format, all seen in real exports:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -78,7 +78,7 @@ from etl.extract.adapter import (
     refuse_if_other_format,
 )
 from etl.extract.errors import ExtractError
-from etl.fsio import written_atomically
+from etl.fsio import write_bytes, written_atomically
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
@@ -712,6 +712,18 @@ class OdmAdapter(SourceAdapter):
 
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         return odm_record_sets(staged)
+
+    def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
+        # The copy was staged already, so it parsed safely; still no entities, no DTD, no network.
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=False)
+        tree = etree.parse(str(path), parser)
+        gone = [s for s in tree.iter("{*}SubjectData", "SubjectData")
+                if (s.get("SubjectKey") or "").strip() and erased(s.get("SubjectKey") or "")]
+        for subject in gone:
+            subject.getparent().remove(subject)
+        if gone:
+            write_bytes(path, etree.tostring(tree, xml_declaration=True, encoding=tree.docinfo.encoding or "UTF-8"))
+        return bool(gone)
 
     def describe(self, path: Path) -> FormatDetails:
         metadata = read_odm_metadata(path)
