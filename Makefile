@@ -10,7 +10,7 @@ VENV := .venv
 HOME_DIR ?= var
 PATIENTS ?= 300
 
-.PHONY: install run test lint typecheck airflow clean
+.PHONY: install run test lint typecheck airflow bench clean
 
 .uv/bin/uv:
 	$(PYTHON) -m venv .uv
@@ -35,6 +35,11 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# Issue 11's figures: per step time and peak memory, and each ratio next to its limit, for 2,000
+# and 20,000 persons (BENCH_FLAGS=--largest adds 100,000); written to benchmarks/results/<date>.json.
+bench: install
+	$(VENV)/bin/python benchmarks/bench.py $(BENCH_FLAGS)
 
 airflow: install
 	$(VENV)/bin/rtw airflow --home $(HOME_DIR)

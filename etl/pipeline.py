@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import crash, fsio, publish_outputs, repair, runlock, schema
+from etl import crash, fsio, publish_outputs, repair, runlock, schema, timing
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import Removal, adapter_for
@@ -285,19 +285,22 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         docs = quality.data_docs_dir
         if publish_outputs.attempt(notes, "the GX Data Docs folder", lambda: fsio.private_folder(docs)) is None:
             quality = dataclasses.replace(quality, data_docs_dir=None)
-    publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
-            unchanged=planned.unchanged, quality=quality,
-            notices={s: planned.notices.get(s, []) for s in planned.unchanged})
+    with timing.step("publish"):
+        publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
+                unchanged=planned.unchanged, quality=quality,
+                notices={s: planned.notices.get(s, []) for s in planned.unchanged})
     crash.crash_point("after_swap")
     summary = summarise(home, run_id)
     # The warehouse is published: what follows derives from it, and a failure there is a note, never
     # an undone publish (etl/publish_outputs.py); the next run's repair writes what is missing.
     if summary.validated:  # else the Parquet marts of the last validated run stand
-        publish_outputs.export_marts(home, notes)
+        with timing.step("export marts"):
+            publish_outputs.export_marts(home, notes)
         crash.crash_point("outputs")
     if summary.validated or summary.sources_failed:
         # A failed source is news even when nothing was revalidated: the page names it and why.
-        summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
+        with timing.step("report"):
+            summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
     if notes:
         publish_outputs.record_notes(home.warehouse, run_id, notes)
         summary.notes = notes
@@ -349,13 +352,16 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
         for line in repair.repair(home):  # what a killed run left behind, before anything new
             say(line)
-        planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
+        with timing.step("plan"):
+            planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
         say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
         outcomes = []
         for source_id in planned.changed:
             say(f"{source_id}: extracting")
-            extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
+            with timing.step(f"extract {source_id}"):
+                extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
             say(f"{source_id}: harmonising")
-            outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
+            with timing.step(f"harmonise {source_id}"):
+                outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
         say("publishing the warehouse")
         return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from etl import crash, fsio, schema
+from etl import crash, fsio, schema, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
@@ -244,8 +244,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
-            validate(con, run_id, plan)
-            rebuild_derived(con)
+            with timing.step("validate"):
+                validate(con, run_id, plan)
+            with timing.step("core and marts"):
+                rebuild_derived(con)
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, trigger, started_at, datetime.now(UTC),

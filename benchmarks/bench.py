@@ -1,0 +1,211 @@
+"""`make bench`: the nightly run at registry scale, step by step, against the limits of issue 11.
+
+    .venv/bin/python benchmarks/bench.py [--sizes 2000 20000] [--largest] [--out benchmarks/results]
+
+Each size runs in a process of its own (its memory figures are its own), on synthetic exports:
+
+1. the first `rtw run` (etl.pipeline.run), with each step's wall time and own peak resident
+   memory (etl/timing.py);
+2. a rerun with nothing changed;
+3. a rerun after 1% of one source's records changed (registry_it: a later last contact), set
+   against that source's first load alone (a home and a mappings folder holding only it);
+4. extraction against the bare library pass over the same file, measured in the same process:
+   the ODM adapter on SACHA's export against an lxml `iterparse` pass collecting every ItemData
+   value, the CSV adapter on iLTB's largest form against DuckDB's `read_csv` into Arrow.
+
+It prints one table per size and writes every figure to `<out>/<date>.json`. Each ratio is shown
+next to its limit; nothing here fails on a limit (`make test` has no timed assertions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LIMITS = {  # issue 11: the share or multiple each ratio must stay within
+    "validation share of the first run": 0.25,
+    "ODM adapter / bare lxml pass": 1.5,
+    "CSV adapter / DuckDB read_csv": 2.0,
+    "1%-changed rerun / the source's first load": 0.15,
+    "unchanged rerun / first run": 0.05,
+}
+CHANGED_SOURCE = "registry_it"
+
+
+def _timed_run(home: Any, **kwargs: Any) -> dict[str, Any]:
+    from etl import pipeline, timing
+
+    timing.recorded.clear()
+    started = time.perf_counter()
+    pipeline.run(home, **kwargs)
+    seconds = time.perf_counter() - started
+    steps = [{"step": s.name, "seconds": s.seconds, "peak_mib": s.peak_mib} for s in timing.recorded]
+    return {"seconds": round(seconds, 2), "peak_mib": max((s["peak_mib"] or 0) for s in steps), "steps": steps}
+
+
+def _change_one_percent(export: Path, seed: int) -> int:
+    """A later last-contact date on 1% of the registry's records, as a month's follow-up brings."""
+    lines = export.read_bytes().split(b"\r\n")
+    header = lines[0].split(b";")
+    column = header.index(b"data_ultimo_contatto")
+    records = [i for i in range(1, len(lines)) if lines[i].count(b";") == len(header) - 1]
+    chosen = random.Random(seed).sample(records, max(1, len(records) // 100))
+    for i in chosen:
+        fields = lines[i].split(b";")
+        fields[column] = b"30/10/2026"
+        lines[i] = b";".join(fields)
+    export.write_bytes(b"\r\n".join(lines))
+    return len(chosen)
+
+
+def _extraction_references(home: Any, scratch: Path) -> dict[str, Any]:
+    import duckdb
+    from lxml import etree
+
+    from etl.config import SOURCES_DIR
+    from etl.extract.adapter import adapter_for
+    from etl.transform.mapping import load_mapping
+
+    def stage(source: str, path: Path) -> float:
+        mapping = load_mapping(SOURCES_DIR / f"{source}.yaml")
+        adapter = adapter_for(mapping.format)
+        out = scratch / f"{source}.parquet"
+        started = time.perf_counter()
+        adapter.stage(path, out, adapter.read_options(mapping), {"source_file": path.name})
+        return time.perf_counter() - started
+
+    def lxml_pass(path: Path) -> float:
+        started = time.perf_counter()
+        values = []
+        for _, element in etree.iterparse(str(path), events=("end",), tag="{*}ItemData", resolve_entities=False):
+            values.append(element.get("Value"))
+            element.clear(keep_tail=False)
+        return time.perf_counter() - started
+
+    def duckdb_pass(path: Path) -> float:
+        started = time.perf_counter()
+        con = duckdb.connect()
+        con.execute("SELECT * FROM read_csv(?, delim = ';', header = true, all_varchar = true)",
+                    [str(path)]).fetch_arrow_table()
+        con.close()
+        return time.perf_counter() - started
+
+    odm = next((home.landing / "sacha_fr").glob("*.xml"))
+    csv_file = max((home.landing / "iltb").glob("*.csv"), key=lambda p: p.stat().st_size)
+    odm_adapter, odm_lxml = stage("sacha_fr", odm), lxml_pass(odm)
+    csv_adapter, csv_duckdb = stage("iltb", csv_file), duckdb_pass(csv_file)
+    return {"odm_file": {"name": odm.name, "mib": round(odm.stat().st_size / 2**20, 1)},
+            "odm_adapter_s": round(odm_adapter, 3), "odm_lxml_s": round(odm_lxml, 3),
+            "csv_file": {"name": csv_file.name, "mib": round(csv_file.stat().st_size / 2**20, 1)},
+            "csv_adapter_s": round(csv_adapter, 3), "csv_duckdb_s": round(csv_duckdb, 3)}
+
+
+def measure(patients: int, seed: int) -> dict[str, Any]:
+    """Every figure for one size (run in a process of its own)."""
+    from etl import timing
+    from etl.config import SOURCES_DIR, resolve_home
+    from etl.synth import generate
+
+    timing.measure_memory = True
+    os.environ.setdefault("RTW_QUIET_SECONDS", "0")
+    key = "benchmark-key"
+    with tempfile.TemporaryDirectory(prefix="rtw-bench-") as tmp:
+        root = Path(tmp)
+        home = resolve_home(root / "home").ensure()
+        started = time.perf_counter()
+        generate(home.root, patients=patients, seed=seed)
+        synth_s = time.perf_counter() - started
+        exports_mib = sum(p.stat().st_size for p in home.landing.rglob("*") if p.is_file()) / 2**20
+        first = _timed_run(home, key_value=key)
+        unchanged = _timed_run(home, key_value=key)
+        export = next((home.landing / CHANGED_SOURCE).glob("*.csv"))
+        changed_records = _change_one_percent(export, seed)
+        changed = _timed_run(home, key_value=key)
+
+        alone = resolve_home(root / "alone").ensure()  # the changed source's first load, by itself
+        mappings = root / "mappings"
+        mappings.mkdir()
+        shutil.copy(SOURCES_DIR / f"{CHANGED_SOURCE}.yaml", mappings)
+        (alone.landing / CHANGED_SOURCE).mkdir(parents=True)
+        shutil.copy(export, alone.landing / CHANGED_SOURCE)
+        source_first = _timed_run(alone, key_value=key, sources_dir=mappings)
+        extraction = _extraction_references(home, root)
+    validation = sum(s["seconds"] for s in first["steps"] if s["step"] == "validate")
+    ratios = {
+        "validation share of the first run": validation / first["seconds"],
+        "ODM adapter / bare lxml pass": extraction["odm_adapter_s"] / extraction["odm_lxml_s"],
+        "CSV adapter / DuckDB read_csv": extraction["csv_adapter_s"] / extraction["csv_duckdb_s"],
+        "1%-changed rerun / the source's first load": changed["seconds"] / source_first["seconds"],
+        "unchanged rerun / first run": unchanged["seconds"] / first["seconds"],
+    }
+    return {"patients": patients, "seed": seed, "exports_mib": round(exports_mib, 1), "synth_s": round(synth_s, 2),
+            "first_run": first, "unchanged_rerun": unchanged,
+            "changed_rerun": {**changed, "source": CHANGED_SOURCE, "records_changed": changed_records},
+            "source_first_load": {**source_first, "source": CHANGED_SOURCE},
+            "extraction": extraction,
+            "ratios": {name: {"value": round(v, 3), "limit": LIMITS[name], "within": v <= LIMITS[name]}
+                       for name, v in ratios.items()},
+            "process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _print(result: dict[str, Any]) -> None:
+    first = result["first_run"]
+    print(f"\n{result['patients']:,} persons ({result['exports_mib']} MiB of exports, synth {result['synth_s']} s)")
+    print(f"  {'step of the first run':<32}{'seconds':>9}{'peak MiB':>10}")
+    for s in first["steps"]:
+        print(f"  {s['step']:<32}{s['seconds']:>9.2f}{s['peak_mib'] or 0:>10.0f}")
+    for label, key in (("first run", "first_run"), ("unchanged rerun", "unchanged_rerun"),
+                       ("1%-changed rerun", "changed_rerun"), (f"{CHANGED_SOURCE} first load alone",
+                                                               "source_first_load")):
+        print(f"  {label:<32}{result[key]['seconds']:>9.2f}{result[key]['peak_mib']:>10.0f}")
+    e = result["extraction"]
+    print(f"  ODM {e['odm_file']['name']} ({e['odm_file']['mib']} MiB): adapter {e['odm_adapter_s']} s, "
+          f"lxml {e['odm_lxml_s']} s; CSV {e['csv_file']['name']} ({e['csv_file']['mib']} MiB): adapter "
+          f"{e['csv_adapter_s']} s, DuckDB {e['csv_duckdb_s']} s")
+    print(f"  {'ratio':<46}{'value':>8}{'limit':>8}")
+    for name, r in result["ratios"].items():
+        print(f"  {name:<46}{r['value']:>8.3f}{r['limit']:>8.2f}  {'ok' if r['within'] else 'OVER'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--largest", action="store_true", help="add 100,000 persons")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, measured in this process
+    options = parser.parse_args()
+    if options.one:
+        print(json.dumps(measure(options.one, options.seed)))
+        return
+    sizes = [*options.sizes, *([100_000] if options.largest else [])]
+    results = []
+    for size in sizes:
+        print(f"measuring {size:,} persons ...", flush=True)
+        done = subprocess.run([sys.executable, __file__, "--one", str(size), "--seed", str(options.seed)],
+                              capture_output=True, text=True, check=False, cwd=REPO)
+        if done.returncode != 0:
+            sys.exit(f"the benchmark of {size:,} persons failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        _print(results[-1])
+    options.out.mkdir(parents=True, exist_ok=True)
+    target = options.out / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    target.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "machine": {"cpus": os.cpu_count()}, "sizes": results}, indent=2) + "\n")
+    print(f"\nwritten to {target}")
+
+
+if __name__ == "__main__":
+    main()
