@@ -17,7 +17,7 @@ PATIENTS ?= 300
 	.uv/bin/pip install --quiet uv==0.13.9
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.installed
