@@ -8,6 +8,7 @@ from etl.config import REPO_ROOT, SOURCES_DIR
 from etl.quality.params import PARAMS
 from etl.transform.mapping import (
     CsvOptions,
+    Delivery,
     FieldSpec,
     MappingError,
     PatientSpec,
@@ -188,7 +189,8 @@ def test_a_quality_override_of_a_rule_the_source_can_use_is_accepted(tmp_path):
 DOCS = REPO_ROOT / "docs"
 # Each model's keys are documented as `### \`key\`` headings under its own `## ` section.
 SECTIONS = {SourceMapping: "Top level", PatientSpec: "patient", TableSpec: "tables", FieldSpec: "fields",
-            RuleOverride: "quality", CsvOptions: "csv"}
+            RuleOverride: "quality", CsvOptions: "csv",
+            Delivery: "delivery"}
 BASE = {"source_id": "doc_example", "title": "an example", "format": "csv", "files": "*.csv", "record_set": "REG",
         "patient_key": "pid", "record_key": "REG[{rid}]", "patient": {"from": "REG", "fields": {}}, "tables": {}}
 
@@ -238,3 +240,21 @@ def test_the_yaml_examples_in_the_reference_validate(tmp_path):
             load_mapping(path)
         except MappingError as exc:
             raise AssertionError(f"docs/mapping.md, YAML example {i + 1}:\n{block}\n{exc}") from None
+
+
+def test_a_delivery_names_its_drop_zone_and_never_its_credentials(tmp_path):
+    mapping = load_mapping(_extra(tmp_path, "delivery: {url: 'sftp://sftp.example.org:2222/out', connection: c}\n"))
+    assert mapping.delivery is not None and mapping.delivery.kind == "sftp"
+    assert mapping.delivery.delete_after_pull is False and mapping.delivery.checksum == "optional"
+    assert load_mapping(_extra(tmp_path, "delivery: {url: 'file:///mnt/drop'}\n")).delivery.kind == "local"
+    assert load_mapping(_extra(tmp_path, "delivery: {url: 's3://bucket/reg', endpoint_url: 'http://s3.local'}\n")
+                        ).delivery.kind == "s3"
+    assert "a password does not belong in the mapping" in _refused(
+        _extra(tmp_path, "delivery: {url: 'sftp://me:secret@sftp.example.org/out', connection: c}\n"))
+    assert "an SFTP drop zone needs connection:" in _refused(_extra(tmp_path, "delivery: {url: 'sftp://h/out'}\n"))
+    assert "unknown drop zone" in _refused(_extra(tmp_path, "delivery: {url: 'ftp://h/out'}\n"))
+    assert "an absolute path or file:///path" in _refused(_extra(tmp_path, "delivery: {url: 'drop/reg'}\n"))
+    assert "endpoint_url is for an s3:// drop zone" in _refused(
+        _extra(tmp_path, "delivery: {url: '/mnt/drop', endpoint_url: 'http://x'}\n"))
+    assert "delivery.unzipp: unknown key; allowed here: url, connection" in _refused(
+        _extra(tmp_path, "delivery: {url: '/mnt/drop', unzipp: true}\n"))

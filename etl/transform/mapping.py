@@ -23,6 +23,7 @@ import sys
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -192,6 +193,74 @@ class RuleOverride(_Strict):
         return self
 
 
+_CONNECTION_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+class Delivery(_Strict):
+    """Where a source delivers its exports (`delivery:`), for `rtw pull` and the DAG's pull step.
+
+    Credentials are never here: `connection` names them (an Airflow Connection, or for `rtw pull`
+    env `AIRFLOW_CONN_<ID>` holding a connection URI)."""
+
+    url: str = Field(description="the drop zone: sftp://host[:port]/path, s3://bucket/prefix, or a folder "
+                                 "(an absolute path or file:///path)")
+    connection: str | None = Field(
+        None, pattern=_CONNECTION_ID,
+        description="id of the Airflow Connection holding the credentials (rtw pull: env AIRFLOW_CONN_<ID>)")
+    endpoint_url: str | None = Field(None, description="s3: the server of an S3-compatible store that is not AWS")
+    delete_after_pull: bool = Field(False, description="true: remove a remote file (and its checksum sidecar) "
+                                                       "once it has landed; default: never delete")
+    unzip: bool = Field(False, description="true: deliveries are zip files (zip_files) whose members matching "
+                                           "files: are unpacked into landing")
+    zip_files: str = Field("*.zip", description="unzip: glob of the zip files in the drop zone")
+    checksum: Literal["optional", "required", "none"] = Field(
+        "optional", description="optional: verify a <name>.sha256 sidecar (or manifest line) when there; "
+                                "required: a file waits until its checksum is there; none: do not look")
+    checksum_manifest: str | None = Field(
+        None, description="name of a manifest in the drop zone listing '<sha256>  <file name>' lines (sha256sum)")
+    quiet_seconds: float | None = Field(
+        None, ge=0, description="a remote file changed more recently is left for the next pull (still being "
+                                "uploaded); default: RTW_QUIET_SECONDS, else 60; a checksum or .done marker "
+                                "declares a file complete at once")
+    wait_minutes: float = Field(360, ge=0, description="how long the DAG's sensor waits for a new export")
+
+    @field_validator("url")
+    @classmethod
+    def _known_drop_zone(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme in ("", "file"):
+            path = parts.path if parts.scheme else url
+            if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+                raise ValueError(f"'{url}': a folder drop zone is an absolute path or file:///path")
+        elif parts.scheme == "sftp":
+            if not parts.hostname:
+                raise ValueError(f"'{url}': an SFTP drop zone names its host, e.g. sftp://sftp.example.org:22/exports")
+            if parts.password is not None:
+                raise ValueError("a password does not belong in the mapping: name an Airflow Connection in "
+                                 "connection: (env AIRFLOW_CONN_<ID> for rtw pull)")
+        elif parts.scheme == "s3":
+            if not parts.netloc or "@" in parts.netloc:
+                raise ValueError(f"'{url}': an S3 drop zone is s3://bucket/prefix (credentials go in connection:)")
+        else:
+            raise ValueError(f"'{url}': unknown drop zone; give sftp://host/path, s3://bucket/prefix or a folder")
+        if parts.query or parts.fragment:
+            raise ValueError(f"'{url}': a drop zone URL has no ?query or #fragment (credentials go in connection:)")
+        return url
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> Delivery:
+        if self.endpoint_url is not None and self.kind != "s3":
+            raise ValueError("endpoint_url is for an s3:// drop zone")
+        if self.kind == "sftp" and self.connection is None:
+            raise ValueError("an SFTP drop zone needs connection: (the Airflow Connection with its credentials)")
+        return self
+
+    @property
+    def kind(self) -> Literal["sftp", "s3", "local"]:
+        scheme = urlsplit(self.url).scheme
+        return "sftp" if scheme == "sftp" else "s3" if scheme == "s3" else "local"
+
+
 class SourceMapping(_Strict):
     """One source: `sources/<source_id>.yaml`."""
 
@@ -234,6 +303,9 @@ class SourceMapping(_Strict):
         0.10, ge=0.0, le=1.0,
         description="hold a new export that would remove more than this share of the records its series "
                     "holds now (or that has no records) until a data manager accepts it (rtw accept)")
+    delivery: Delivery | None = Field(
+        None, description="where the source delivers its exports, for rtw pull; none: files are put into "
+                          "landing/<source_id>/ by hand")
 
     @field_validator("format")
     @classmethod
@@ -363,6 +435,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
         else:
             return None
+    if get_args(current):  # an optional block (X | None): its model
+        current = next((a for a in get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 

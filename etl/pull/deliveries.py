@@ -1,0 +1,342 @@
+"""The pull: new exports from a source's drop zone into `landing/<source_id>/`.
+
+For each source with a `delivery:` block: list the drop zone, keep the files that match the
+mapping (`files`, `record_set_from_file`; with `unzip`, the zip files), leave out what the
+ledger says was pulled and what may still be uploading, then land each new file: downloaded
+to a temporary dotfile in landing/<source>/ (the landing reader ignores dotfiles), size and
+checksum verified, its checksum declared beside it, renamed in atomically (etl/fsio.py). A
+file that cannot be landed leaves nothing in landing and is not in the ledger, so the next
+pull tries it again. Remote files are deleted only when the mapping says `delete_after_pull`.
+One source's failure never stops another's: every source gets its own outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from etl import fsio
+from etl.config import SOURCES_DIR, Home
+from etl.pull import checksums
+from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
+from etl.pull.dropzone import DropZone, RemoteFile, connect
+from etl.pull.ledger import Ledger, pulling, read_ledger
+from etl.pull.transfer import (
+    ChecksumMismatch,
+    Progress,
+    PullPolicy,
+    TransferFailed,
+    download,
+    retrying,
+)
+from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
+from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
+
+log = logging.getLogger("rtw")
+
+
+class PullStatus(StrEnum):
+    PULLED = "pulled"
+    NOTHING_NEW = "nothing_new"
+    NO_DROP_ZONE = "no_drop_zone"
+    FAILED = "failed"
+
+
+class SkippedFile(BaseModel):
+    """A remote file left where it is this time, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    reason: str
+
+
+class PullOutcome(BaseModel):
+    """What one pull of one source did."""
+
+    source_id: str
+    status: PullStatus
+    pulled: list[str] = Field(default_factory=list, description="landing file names written by this pull")
+    skipped: list[SkippedFile] = Field(default_factory=list, description="new remote files not pulled, with why")
+    failures: list[str] = Field(default_factory=list, description="one line per remote file that failed")
+    message: str
+
+
+class _Candidate(BaseModel):
+    remote: RemoteFile
+    expected_sha256: str | None
+
+
+class _SameContent(Exception):  # a signal, not an error: re-uploaded unchanged
+    def __init__(self, sha256: str) -> None:
+        super().__init__(sha256)
+        self.sha256 = sha256
+
+
+class _Connection:
+    """The drop zone, connected on first use and again after a failure (a dropped connection stays dropped)."""
+
+    def __init__(self, delivery: Delivery, credentials: Credentials | None, source_id: str) -> None:
+        self._delivery, self._credentials, self._source_id = delivery, credentials, source_id
+        self._zone: DropZone | None = None
+
+    def zone(self) -> DropZone:
+        if self._zone is None:
+            self._zone = connect(self._delivery, self._credentials, source_id=self._source_id)
+        return self._zone
+
+    def reset(self) -> None:
+        if self._zone is not None:
+            self._zone.close()
+            self._zone = None
+
+
+def connection_id(source_id: str, *, sources_dir: Path = SOURCES_DIR) -> str | None:
+    """The Airflow Connection id the source's drop zone needs (`delivery.connection`), or None."""
+    delivery = load_mapping(sources_dir / f"{source_id}.yaml").delivery
+    return delivery.connection if delivery is not None else None
+
+
+def credentials_for(mapping: SourceMapping, connection_uri: str | None) -> Credentials | None:
+    """The credentials given, else those of env AIRFLOW_CONN_<ID>; None when the drop zone needs none."""
+    delivery = mapping.delivery
+    assert delivery is not None
+    name = delivery.connection or "the connection"
+    if connection_uri:
+        return parse_connection(connection_uri, connection_id=f"{mapping.source_id}: connection '{name}'")
+    if delivery.connection is None:
+        return None
+    from_env = connection_uri_from_env(delivery.connection)
+    if from_env is None:
+        if delivery.kind == "local":
+            return None
+        raise CredentialsError(f"{mapping.source_id}: no credentials for connection '{delivery.connection}': set "
+                               f"env {env_name(delivery.connection)} to its connection URI (Airflow: the Connection "
+                               f"'{delivery.connection}')")
+    return parse_connection(from_env, connection_id=f"{mapping.source_id}: connection '{delivery.connection}'")
+
+
+def wanted(mapping: SourceMapping, name: str) -> bool:
+    """True when a file of this name is one of the source's exports (as the landing reader will judge it)."""
+    from etl.extract.landing import series_of  # the landing reader's own rule, not a copy of it
+
+    return PurePosixPath(name).match(mapping.files) and series_of(mapping, name) is not None
+
+
+def _quiet_seconds(delivery: Delivery) -> float:
+    if delivery.quiet_seconds is not None:
+        return delivery.quiet_seconds
+    return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
+
+
+def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile], ledger: Ledger,
+               now: float) -> tuple[list[_Candidate], list[SkippedFile]]:
+    """The remote exports to land now, and those left for later with the reason."""
+    delivery = mapping.delivery
+    assert delivery is not None
+    by_name = {f.name: f for f in listing}
+    manifest: dict[str, str] = {}
+    if delivery.checksum != "none" and delivery.checksum_manifest in by_name:
+        manifest = checksums.parse_manifest(zone.read_text(by_name[delivery.checksum_manifest]))
+    candidates, skipped = [], []
+    for remote in listing:
+        name = remote.name
+        if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
+            continue  # uploads in progress (dotfiles) and the markers of other files
+        fits = fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
+        if not fits or ledger.has(remote):
+            continue
+        expected = None
+        if delivery.checksum != "none":
+            if (sidecar := by_name.get(f"{name}.sha256")) is not None:
+                try:
+                    expected = checksums.parse_sidecar(zone.read_text(sidecar))
+                except ValueError as exc:
+                    raise ChecksumMismatch(f"{sidecar.name} {exc}") from None
+            else:
+                expected = manifest.get(name)
+        if expected is None and delivery.checksum == "required":
+            in_manifest = f" or a line in {delivery.checksum_manifest}" if delivery.checksum_manifest else ""
+            skipped.append(SkippedFile(name=name, reason=f"waiting for its checksum ({name}.sha256{in_manifest})"))
+            continue
+        declared_complete = expected is not None or f"{name}.done" in by_name
+        quiet = _quiet_seconds(delivery)
+        # An S3 object appears whole when its upload ends; a file on SFTP or a folder grows while it is written.
+        if delivery.kind != "s3" and not declared_complete and remote.modified is not None:
+            age = now - remote.modified.timestamp()
+            if abs(age) < quiet:
+                skipped.append(SkippedFile(name=name, reason=f"changed {max(age, 0):.0f} s ago, within the quiet "
+                                           f"period of {quiet:.0f} s (it may still be uploading; a {name}.done or "
+                                           f"{name}.sha256 beside it declares it complete)"))
+                continue
+        candidates.append(_Candidate(remote=remote, expected_sha256=expected))
+    return candidates, skipped
+
+
+def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
+               progress: Progress | None) -> tuple[str, list[str]]:
+    """Download one export and rename it into landing; its sha256 and the names landed."""
+    remote = candidate.remote
+    with fsio.written_atomically(folder / remote.name) as temp:
+        sha256 = download(zone, remote, temp, expected_sha256=candidate.expected_sha256, policy=policy,
+                          progress=progress)
+        if ledger.has_content(remote, sha256):
+            raise _SameContent(sha256)
+        if remote.modified is not None:  # keep the export's own time, as a copy by hand would
+            stamp = remote.modified.timestamp()
+            os.utime(temp, (stamp, stamp))
+        checksums.declare_landed(folder, remote.name, sha256)
+    return sha256, [remote.name]
+
+
+def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
+              progress: Progress | None, mapping: SourceMapping) -> tuple[str, list[str]]:
+    """Download one zip delivery to a temporary and unpack its wanted members into landing."""
+    remote = candidate.remote
+    temp = fsio.temp_name(folder / remote.name)
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsio.FILE_MODE))
+    try:
+        sha256 = download(zone, remote, temp, expected_sha256=candidate.expected_sha256, policy=policy,
+                          progress=progress)
+        if ledger.has_content(remote, sha256):
+            raise _SameContent(sha256)
+        unpacked = unpack_zip(temp, folder, lambda name: wanted(mapping, name), limits=ZipLimits(),
+                              before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
+    finally:
+        temp.unlink(missing_ok=True)
+    if not unpacked.landed:
+        raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})")
+    return sha256, unpacked.landed
+
+
+def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]) -> None:
+    zone.delete(remote)
+    for marker in listing:
+        if marker.name in (f"{remote.name}.sha256", f"{remote.name}.done"):
+            zone.delete(marker)
+
+
+def _failed(source_id: str, message: str) -> PullOutcome:
+    return PullOutcome(source_id=source_id, status=PullStatus.FAILED, failures=[message], message=message)
+
+
+def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None, sources_dir: Path = SOURCES_DIR,
+                policy: PullPolicy | None = None, progress: Progress | None = None) -> PullOutcome:
+    """Pull the source's new exports from its drop zone into `landing/<source_id>/`.
+
+    `connection_uri` is the Airflow connection URI of `delivery.connection` (the DAG passes
+    `BaseHook.get_connection(id).get_uri()`); when None it is read from env `AIRFLOW_CONN_<ID>`.
+    `progress(remote_file, bytes_so_far)` is called as bytes arrive.
+    """
+    policy = policy or PullPolicy()
+    try:
+        mapping = load_mapping(sources_dir / f"{source_id}.yaml")
+    except (MappingError, OSError) as exc:
+        return _failed(source_id, f"{source_id}: its mapping cannot be read: {exc}")
+    delivery = mapping.delivery
+    if delivery is None:
+        return PullOutcome(source_id=source_id, status=PullStatus.NO_DROP_ZONE,
+                           message=f"{source_id}: no drop zone (no delivery: in its mapping); exports are put into "
+                                   f"landing/{source_id}/ by hand")
+    try:
+        credentials = credentials_for(mapping, connection_uri)
+    except CredentialsError as exc:
+        return _failed(source_id, str(exc))
+    folder = fsio.private_folder(home.landing / source_id)
+    with pulling(home, source_id):
+        try:
+            ledger = read_ledger(home, source_id)
+        except ValueError as exc:
+            return _failed(source_id, f"{source_id}: {exc}")
+        connection = _Connection(delivery, credentials, source_id)
+        try:
+            return _pull(mapping, connection, folder, ledger, policy, progress)
+        finally:
+            connection.reset()
+
+
+def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger: Ledger, policy: PullPolicy,
+          progress: Progress | None) -> PullOutcome:
+    source_id, delivery = mapping.source_id, mapping.delivery
+    assert delivery is not None
+    where = delivery.url
+    try:
+        listing = retrying(policy, lambda: connection.zone().list_files(), what=f"{source_id}: listing {where}",
+                           on_error=connection.reset)
+        candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
+                                                                  time.time()),
+                                       what=f"{source_id}: reading checksums in {where}", on_error=connection.reset)
+    except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError) as exc:
+        return _failed(source_id, f"{source_id}: the drop zone {where} cannot be read: {exc}")
+    pulled: list[str] = []
+    failures: list[str] = []
+    notes: list[str] = []
+    for candidate in candidates:
+        remote = candidate.remote
+
+        def land(candidate: _Candidate = candidate) -> tuple[str, list[str]]:
+            zone = connection.zone()
+            if delivery.unzip:
+                return _land_zip(zone, candidate, folder, ledger, policy, progress, mapping)
+            return _land_file(zone, candidate, folder, ledger, policy, progress)
+
+        try:
+            sha256, landed = retrying(policy, land, what=f"{source_id}: {remote.path}", on_error=connection.reset)
+        except _SameContent as same:
+            ledger.record(remote, same.sha256, [])
+            skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
+            continue
+        except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError) as exc:
+            failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
+                            "pull tries it again")
+            log.error("%s", failures[-1])
+            continue
+        ledger.record(remote, sha256, landed)
+        pulled += landed
+        if delivery.delete_after_pull:
+            try:
+                _delete_remote(connection.zone(), remote, listing)
+            except Exception as exc:  # landed and recorded: a file left behind is only noted
+                notes.append(f"{remote.name} could not be deleted from the drop zone ({exc})")
+    return _outcome(source_id, where, pulled, skipped, failures, notes)
+
+
+def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[SkippedFile], failures: list[str],
+             notes: list[str]) -> PullOutcome:
+    parts = []
+    if pulled:
+        parts.append(f"pulled {len(pulled)} file(s) from {where}: {', '.join(pulled)}")
+    if failures:
+        parts.append("; ".join(f.removeprefix(f"{source_id}: ") for f in failures))
+    if not pulled and not failures:
+        parts.append(f"nothing new in {where}")
+    if skipped:
+        parts.append("left for later: " + "; ".join(f"{s.name} ({s.reason})" for s in skipped))
+    parts += notes
+    status = PullStatus.FAILED if failures else PullStatus.PULLED if pulled else PullStatus.NOTHING_NEW
+    return PullOutcome(source_id=source_id, status=status, pulled=pulled, skipped=skipped, failures=failures,
+                       message=f"{source_id}: " + "; ".join(parts))
+
+
+def source_ids(sources_dir: Path = SOURCES_DIR) -> list[str]:
+    return sorted(p.stem for p in sources_dir.glob("*.yaml"))
+
+
+def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path = SOURCES_DIR,
+             policy: PullPolicy | None = None) -> list[PullOutcome]:
+    """Pull every source (or those named), one outcome each; a failure of one never stops the others.
+    Credentials come from env AIRFLOW_CONN_<ID>."""
+    outcomes = []
+    for source_id in sources if sources is not None else source_ids(sources_dir):
+        try:
+            outcomes.append(pull_source(home, source_id, sources_dir=sources_dir, policy=policy))
+        except Exception as exc:  # an unforeseen error is this source's failure, not the loop's
+            log.exception("%s: the pull failed", source_id)
+            outcomes.append(_failed(source_id, f"{source_id}: the pull failed: {type(exc).__name__}: {exc}"))
+    return outcomes

@@ -1,0 +1,207 @@
+"""A source's drop zone as a file system: SFTP (sshfs), S3-compatible (s3fs) or a local folder.
+
+Opened from the mapping's `delivery:` and the connection's credentials; the one place that
+knows how each kind is reached. Only the top of the drop zone is listed (no subfolders), links
+and folders are not exports. Each opening is a fresh connection (fsspec caches file systems by
+their arguments; a cached one would keep a dropped connection), closed when the block ends.
+
+SFTP host keys are checked: against the connection's `host_key` extra (a public key), or its
+`known_hosts` file, else `~/.ssh/known_hosts`; only `no_host_key_check: true` turns checking off.
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, cast
+from urllib.parse import unquote, urlsplit
+
+import fsspec
+from fsspec import AbstractFileSystem
+from pydantic import BaseModel, ConfigDict
+
+from etl.pull.credentials import Credentials, CredentialsError
+from etl.transform.mapping import Delivery
+
+CONNECT_TIMEOUT_SECONDS = 20.0
+
+
+class RemoteFile(BaseModel):
+    """One file in a drop zone, as listed: `version` is its ETag (S3) or modification time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    name: str
+    size: int
+    version: str
+    modified: datetime | None = None
+
+
+class DropZone:
+    """An open drop zone: list, read and (when the mapping says so) delete its files."""
+
+    def __init__(self, delivery: Delivery, filesystem: AbstractFileSystem, root: str) -> None:
+        self.delivery = delivery
+        self.filesystem = filesystem
+        self.root = root.rstrip("/") or "/"
+
+    @property
+    def kind(self) -> str:
+        return self.delivery.kind
+
+    def list_files(self) -> list[RemoteFile]:
+        """The regular files at the top of the drop zone, by name."""
+        self.filesystem.invalidate_cache()  # a poll must see what arrived since the last one
+        files = []
+        for entry in self.filesystem.ls(self.root, detail=True):
+            if entry.get("type") != "file" or entry.get("islink"):
+                continue  # folders, links (sshfs: type 'link'; local: islink) are not exports
+            path = str(entry["name"])
+            modified = _modified(entry)
+            version = str(entry.get("ETag") or entry.get("etag") or (modified.isoformat() if modified else ""))
+            files.append(RemoteFile(path=path, name=posixpath.basename(path.rstrip("/")), size=int(entry["size"]),
+                                    version=version.strip('"'), modified=modified))
+        return sorted(files, key=lambda f: f.name)
+
+    def open(self, remote: RemoteFile) -> BinaryIO:
+        return cast(BinaryIO, self.filesystem.open(remote.path, "rb"))
+
+    def read_text(self, remote: RemoteFile, limit: int = 1 << 20) -> str:
+        """A small text file (a checksum sidecar or manifest)."""
+        with self.open(remote) as handle:
+            return handle.read(limit).decode("utf-8", errors="replace")
+
+    def delete(self, remote: RemoteFile) -> None:
+        self.filesystem.rm_file(remote.path)
+
+    def close(self) -> None:
+        _close(self.filesystem)
+
+
+def _modified(entry: dict[str, Any]) -> datetime | None:
+    value = entry.get("mtime", entry.get("LastModified"))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _close(filesystem: AbstractFileSystem) -> None:
+    """Close a connection now rather than when the garbage collector finds it."""
+    finalize = getattr(type(filesystem), "_finalize", None)
+    if finalize is None or not hasattr(filesystem, "_stack"):
+        return  # s3fs and the local file system hold nothing that must be closed at once
+    with suppress(Exception):  # sshfs: closes its SFTP channels and SSH connection (a dropped one: nothing to do)
+        finalize(filesystem.loop, filesystem._pool, filesystem._stack)
+
+
+def local_root(url: str) -> str:
+    parts = urlsplit(url)
+    return unquote(parts.path) if parts.scheme == "file" else url
+
+
+def connect(delivery: Delivery, credentials: Credentials | None, *, source_id: str) -> DropZone:
+    """The drop zone, connected with the credentials; the caller closes it."""
+    filesystem, root = _filesystem(delivery, credentials, source_id)
+    return DropZone(delivery, filesystem, root)
+
+
+@contextmanager
+def opened(delivery: Delivery, credentials: Credentials | None, *, source_id: str) -> Iterator[DropZone]:
+    """The drop zone, connected with the credentials, closed when the block ends."""
+    zone = connect(delivery, credentials, source_id=source_id)
+    try:
+        yield zone
+    finally:
+        zone.close()
+
+
+def _filesystem(delivery: Delivery, credentials: Credentials | None,
+                source_id: str) -> tuple[AbstractFileSystem, str]:
+    if delivery.kind == "local":
+        return fsspec.filesystem("file", skip_instance_cache=True), local_root(delivery.url)
+    parts = urlsplit(delivery.url)
+    if delivery.kind == "s3":
+        return fsspec.filesystem("s3", **_s3_options(delivery, credentials)), f"{parts.netloc}{parts.path}".rstrip("/")
+    if credentials is None:
+        raise CredentialsError(f"{source_id}: the SFTP drop zone needs the credentials of connection "
+                               f"'{delivery.connection}'")
+    return fsspec.filesystem("sftp", **_sftp_options(parts.hostname or "", parts.port, parts.username,
+                                                     credentials, source_id)), unquote(parts.path) or "/"
+
+
+def _s3_options(delivery: Delivery, credentials: Credentials | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+    client: dict[str, Any] = {}
+    endpoint = delivery.endpoint_url
+    if credentials is not None:
+        key = credentials.login or credentials.option("aws_access_key_id")
+        secret = credentials.password.get_secret_value() if credentials.password else \
+            credentials.option("aws_secret_access_key")
+        if key:
+            options["key"] = key
+        if secret:
+            options["secret"] = secret
+        if token := credentials.option("aws_session_token"):
+            options["token"] = token
+        if region := credentials.option("region_name"):
+            client["region_name"] = region
+        endpoint = endpoint or credentials.option("endpoint_url")
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    if client:
+        options["client_kwargs"] = client
+    options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "retries": {"max_attempts": 1}}
+    return options
+
+
+def _sftp_options(host: str, url_port: int | None, url_user: str | None, credentials: Credentials,
+                  source_id: str) -> dict[str, Any]:
+    import asyncssh  # only an SFTP drop zone needs it
+
+    options: dict[str, Any] = {"host": host, "port": url_port or credentials.port or 22,
+                               "username": credentials.login or url_user, "skip_instance_cache": True,
+                               "connect_timeout": CONNECT_TIMEOUT_SECONDS, "keepalive_interval": 15}
+    if credentials.password is not None:
+        options["password"] = credentials.password.get_secret_value()
+    passphrase = credentials.option("private_key_passphrase")
+    if (key_text := credentials.option("private_key")) is not None:
+        try:
+            options["client_keys"] = [asyncssh.import_private_key(str(key_text), passphrase)]
+        except (asyncssh.KeyImportError, ValueError):
+            raise CredentialsError(f"{source_id}: the private_key of its connection cannot be read") from None
+    elif (key_file := credentials.option("key_file")) is not None:
+        options["client_keys"] = [str(key_file)]
+        if passphrase:
+            options["passphrase"] = passphrase
+    else:
+        options["client_keys"] = None  # no key given: password only, not whatever ~/.ssh holds
+    if (host_key := credentials.option("host_key")) is not None:
+        options["known_hosts"] = ([_host_key(str(host_key), source_id)], [], [])
+    elif (known := credentials.option("known_hosts")) is not None:
+        options["known_hosts"] = str(known)
+    elif credentials.flag("no_host_key_check"):
+        options["known_hosts"] = None
+    else:
+        options["known_hosts"] = ()  # asyncssh's default: ~/.ssh/known_hosts
+    return options
+
+
+def _host_key(text: str, source_id: str) -> Any:
+    import asyncssh
+
+    try:
+        if " " in text.strip():  # "ssh-ed25519 AAAA... comment"
+            return asyncssh.import_public_key(text.strip())
+        # The base64 blob alone (Airflow's SFTP host_key): its wire form starts with the key type.
+        raw = base64.b64decode(text.strip())
+        algorithm = raw[4:4 + struct.unpack(">I", raw[:4])[0]].decode("ascii")
+        return asyncssh.import_public_key(f"{algorithm} {text.strip()}")
+    except (asyncssh.KeyImportError, ValueError, struct.error):
+        raise CredentialsError(f"{source_id}: the host_key of its connection is not a public key") from None

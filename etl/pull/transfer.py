@@ -1,0 +1,95 @@
+"""Moving one remote file to a local temporary: streamed, counted, hashed; retried when cut.
+
+A transfer is complete when as many bytes arrived as the listing announced and, when the source
+gives a checksum, when the sha256 matches. A dropped connection or a short file is retried on
+a fresh connection, with a growing pause; a checksum mismatch, a refused zip or missing
+credentials are not (trying again would give the same answer) and fail the file at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from etl.pull.credentials import CredentialsError
+from etl.pull.dropzone import DropZone, RemoteFile
+from etl.pull.unzip import ZipRefused
+
+log = logging.getLogger("rtw")
+T = TypeVar("T")
+Progress = Callable[[RemoteFile, int], None]
+
+
+class PullPolicy(BaseModel):
+    """How hard a pull tries: attempts per file (and for the listing), the first pause, doubled after each."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempts: int = 3
+    backoff_seconds: float = 2.0
+    chunk_bytes: int = 1 << 20
+
+
+class ChecksumMismatch(ValueError):
+    """The downloaded bytes are not those the source's checksum declares."""
+
+
+class TransferCutShort(OSError):
+    """Fewer (or more) bytes arrived than the drop zone listed."""
+
+
+class TransferFailed(RuntimeError):
+    """Every attempt failed; the message gives the last reason."""
+
+
+# Answers that another attempt would only repeat.
+REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError)
+
+
+def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,
+             policy: PullPolicy, progress: Progress | None = None) -> str:
+    """Stream `remote` into `temp` (which exists, owner-only); its sha256 once size and checksum are right."""
+    digest = hashlib.sha256()
+    written = 0
+    with zone.open(remote) as handle, temp.open("wb") as out:
+        while chunk := handle.read(policy.chunk_bytes):
+            out.write(chunk)
+            digest.update(chunk)
+            written += len(chunk)
+            if progress is not None:
+                progress(remote, written)
+    if written != remote.size:
+        raise TransferCutShort(f"{written} of {remote.size} bytes arrived")
+    sha256 = digest.hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise ChecksumMismatch(f"its sha256 {sha256} does not match the {expected_sha256} its checksum declares "
+                               "(damaged, or replaced during the transfer)")
+    return sha256
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def retrying(policy: PullPolicy, action: Callable[[], T], *, what: str, on_error: Callable[[], None]) -> T:
+    """`action()`, tried up to `policy.attempts` times; `on_error` (drop the connection) after each failure."""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return action()
+        except REFUSALS:
+            raise
+        except Exception as error:  # any transport error is worth another attempt
+            on_error()
+            if attempt == policy.attempts:
+                raise TransferFailed(f"{_reason(error)} (gave up after {policy.attempts} attempts)") from error
+            pause = policy.backoff_seconds * 2 ** (attempt - 1)
+            log.warning("%s: attempt %d failed (%s); trying again in %.1f s", what, attempt, _reason(error), pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,132 @@
+"""Unpacking a zip delivery into landing/, safely.
+
+A zip from outside is hostile until proven otherwise. Refused, before anything is written:
+members with an absolute path or `..` (path traversal), symbolic links, more members than
+allowed, a total uncompressed size over the limit, and a member whose compression ratio is
+that of a zip bomb. While unpacking, the bytes actually produced are counted too (a header
+may lie about a member's size). Members are flattened to their file name (landing/ is flat);
+two members of the same name are refused. Every member is written to a temporary dotfile and
+all are renamed in only when all are complete, so a refused or broken zip lands nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import zipfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict
+
+from etl import fsio
+
+_CHUNK = 1 << 20
+
+
+class ZipRefused(ValueError):
+    """A zip delivery is not unpacked; the message names the member and the reason."""
+
+
+class ZipLimits(BaseModel):
+    """Limits against zip bombs. A ratio is judged only on members large enough for it to matter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_members: int = 10_000
+    max_total_bytes: int = 8 << 30  # 8 GiB uncompressed
+    max_ratio: float = 200.0  # CSV and XML exports compress 5-30x; a bomb 1000x and more
+    ratio_floor_bytes: int = 1 << 20  # below 1 MiB, a high ratio cannot hurt
+
+
+class Unpacked(BaseModel):
+    landed: list[str]
+    skipped: list[str]  # members not matching the mapping's files
+
+
+def _refusal(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path (path traversal)"
+    if ".." in parts:
+        return "a path with '..' (path traversal)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link"
+    return None
+
+
+def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInfo]:
+    """The zip's file members, after every check that needs no unpacking; ZipRefused otherwise."""
+    members = archive.infolist()
+    if len(members) > limits.max_members:
+        raise ZipRefused(f"{len(members)} members, more than the limit of {limits.max_members} (a zip bomb?)")
+    total = 0
+    files = []
+    for info in members:
+        if (refused := _refusal(info)) is not None:
+            raise ZipRefused(f"member {info.filename!r} is {refused}")
+        if info.is_dir():
+            continue
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+            raise ZipRefused(f"member {info.filename!r} expands {ratio:.0f} times ({info.file_size} bytes), more "
+                             f"than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ZipRefused(f"members total more than the limit of {limits.max_total_bytes} bytes uncompressed "
+                             "(a zip bomb?)")
+        files.append(info)
+    return files
+
+
+def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, limits: ZipLimits | None = None,
+               before_landing: Callable[[str, str], None] | None = None) -> Unpacked:
+    """Unpack the members whose file name is `wanted` into `folder`, all or nothing.
+
+    `before_landing(name, sha256)` is called for each member once all are unpacked, just before
+    they are renamed in (the pull declares their checksums to the landing reader there)."""
+    limits = limits or ZipLimits()
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise ZipRefused(f"not a readable zip file ({exc})") from None
+    with archive, ExitStack() as renames:
+        members = check_zip(archive, limits)
+        chosen: dict[str, zipfile.ZipInfo] = {}
+        skipped = []
+        for info in members:
+            name = PurePosixPath(info.filename.replace("\\", "/")).name
+            if name.startswith(".") or not wanted(name):
+                skipped.append(info.filename)
+                continue
+            if name in chosen:
+                raise ZipRefused(f"members {chosen[name].filename!r} and {info.filename!r} both unpack to {name}")
+            chosen[name] = info
+        produced = 0
+        digests: dict[str, str] = {}
+        for name, info in chosen.items():
+            # Entered now, left (renamed in) together at the end; an error removes every temporary.
+            temp = renames.enter_context(fsio.written_atomically(folder / name))
+            written = 0
+            digest = hashlib.sha256()
+            try:
+                with archive.open(info) as member, temp.open("wb") as out:
+                    while chunk := member.read(_CHUNK):
+                        written += len(chunk)
+                        produced += len(chunk)
+                        if written > info.file_size or produced > limits.max_total_bytes:
+                            raise ZipRefused(f"member {info.filename!r} unpacks to more bytes than its header "
+                                             "declares (a zip bomb?)")
+                        out.write(chunk)
+                        digest.update(chunk)
+            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})") from None
+            except RuntimeError as exc:  # an encrypted member
+                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})") from None
+            digests[name] = digest.hexdigest()
+        if before_landing is not None:
+            for name, sha256 in digests.items():
+                before_landing(name, sha256)
+        return Unpacked(landed=sorted(chosen), skipped=skipped)
