@@ -288,6 +288,22 @@ def airflow(home: HomeOption = None) -> None:
     airflow_local.standalone(resolve_home(home).ensure())
 
 
+@app.command()
+def pull(sources: Annotated[list[str] | None, typer.Argument(help="Source ids (default: every source)")] = None,
+         home: HomeOption = None) -> None:
+    """Pull new exports from the sources' drop zones into landing/ (credentials: env AIRFLOW_CONN_<ID>)."""
+    from etl.pull import PullStatus, pull_all
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+    outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None)
+    styles = {PullStatus.PULLED: "green", PullStatus.FAILED: "red"}
+    for outcome in outcomes:  # a message is shown as it is: file names may hold [brackets]
+        console.print(outcome.message, style=styles.get(outcome.status, "dim"), soft_wrap=True, markup=False,
+                      highlight=False)
+    if any(outcome.status is PullStatus.FAILED for outcome in outcomes):
+        raise typer.Exit(code=1)
+
+
 
 # -- onboarding a new source: profile -> scaffold -> edit -> check -> run ----------------------
 ReaderOptions = Annotated[list[str] | None, typer.Option(
