@@ -12,7 +12,7 @@ import pytest
 
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
-from etl.quality.catalogue import CatalogueError, load_catalogue, sql_rule
+from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
 
@@ -121,6 +121,9 @@ def test_validation_writes_gx_data_docs(validated):
     docs = home.reports / str(summary.run_id) / "data_docs" / "index.html"
     assert docs.exists()
     assert "core.diagnosis" in docs.read_text()
+    tables = {json.loads(p.read_text()).get("meta", {}).get("table") for p in EXPECTATIONS_DIR.glob("*.json")} - {None}
+    pages = {p.relative_to(docs.parent / "validations").parts[1] for p in (docs.parent / "validations").rglob("*.html")}
+    assert pages == tables  # one validation result page per suite, built once after all of them ran
 
 
 def _tuned_sources(tmp_path: Path, source_id: str, quality: str) -> Path:
