@@ -340,3 +340,53 @@ def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path 
             log.exception("%s: the pull failed", source_id)
             outcomes.append(_failed(source_id, f"{source_id}: the pull failed: {type(exc).__name__}: {exc}"))
     return outcomes
+
+
+class DropZoneState(StrEnum):
+    NO_DROP_ZONE = "no_drop_zone"
+    NEW_EXPORT = "new_export"
+    NOTHING_NEW = "nothing_new"
+    UNREACHABLE = "unreachable"  # may pass: worth asking again
+    INVALID = "invalid"  # the mapping or the credentials: asking again gives the same answer
+
+
+class DropZoneCheck(BaseModel):
+    """Whether a new export waits in a source's drop zone (what the DAG's sensor asks)."""
+
+    source_id: str
+    state: DropZoneState
+    waiting: list[str] = Field(default_factory=list, description="remote files a pull would land now")
+    message: str
+
+
+def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = None,
+                    sources_dir: Path = SOURCES_DIR) -> DropZoneCheck:
+    """One look at the drop zone: the exports a pull would land now. Lands nothing, takes no lock."""
+    def answer(state: DropZoneState, message: str, waiting: list[str] | None = None) -> DropZoneCheck:
+        return DropZoneCheck(source_id=source_id, state=state, waiting=waiting or [],
+                             message=f"{source_id}: {message}")
+
+    try:
+        mapping = load_mapping(sources_dir / f"{source_id}.yaml")
+        delivery = mapping.delivery
+        if delivery is None:
+            return answer(DropZoneState.NO_DROP_ZONE, "no drop zone (no delivery: in its mapping)")
+        credentials = credentials_for(mapping, connection_uri)
+        ledger = read_ledger(home, source_id)
+    except (MappingError, CredentialsError, OSError, ValueError) as exc:
+        return answer(DropZoneState.INVALID, str(exc).removeprefix(f"{source_id}: "))
+    try:
+        zone = connect(delivery, credentials, source_id=source_id)
+        try:
+            candidates, _ = _new_files(mapping, zone, zone.list_files(), ledger, time.time())
+        finally:
+            zone.close()
+    except (CredentialsError, ChecksumMismatch) as exc:
+        return answer(DropZoneState.INVALID, f"the drop zone {delivery.url} cannot be read: {exc}")
+    except Exception as exc:  # any transport error: the sensor asks again at its next poke
+        return answer(DropZoneState.UNREACHABLE, f"the drop zone {delivery.url} cannot be reached: "
+                                                 f"{type(exc).__name__}: {exc}")
+    names = [c.remote.name for c in candidates]
+    if names:
+        return answer(DropZoneState.NEW_EXPORT, f"new in {delivery.url}: {', '.join(names)}", names)
+    return answer(DropZoneState.NOTHING_NEW, f"nothing new in {delivery.url}")

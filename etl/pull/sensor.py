@@ -1,0 +1,178 @@
+"""Airflow 3: wait for a source's next export in its drop zone without holding a worker slot.
+
+`DropZoneSensor` looks once (etl.pull.check_drop_zone); it succeeds at once when the source has
+no drop zone, when a new export already waits, or when the mapping or credentials are wrong
+(the pull step then fails with the reason, rather than the sensor waiting hours for nothing).
+Otherwise it defers to `DropZoneTrigger`, which polls in the triggerer until an export appears
+or the deadline passes. At the deadline the sensor succeeds with status `deadline` (the night's
+run goes on with what landing holds), unless `fail_on_deadline` is set.
+
+The trigger's serialised arguments hold the connection *id*, never the secret: the trigger
+reads the connection when it runs (env `AIRFLOW_CONN_<ID>`, else Airflow's connection lookup).
+
+This is the only module of etl/ that imports Airflow; only the DAG imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.pull.credentials import connection_uri_from_env
+from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
+from etl.transform.mapping import MappingError, load_mapping
+
+# A check that ends the wait: anything but "nothing new yet" and "cannot be reached right now".
+_FINAL = {DropZoneState.NO_DROP_ZONE, DropZoneState.NEW_EXPORT, DropZoneState.INVALID}
+
+
+def connection_uri(connection_id: str | None) -> str | None:
+    """The URI of an Airflow Connection: env AIRFLOW_CONN_<ID> first, else Airflow's lookup."""
+    if connection_id is None:
+        return None
+    if (from_env := connection_uri_from_env(connection_id)) is not None:
+        return from_env
+    from airflow.sdk import BaseHook
+
+    return str(BaseHook.get_connection(connection_id).get_uri())
+
+
+def _event(check: DropZoneCheck) -> dict[str, Any]:
+    return {"source_id": check.source_id, "status": check.state.value, "files": check.waiting,
+            "message": check.message}
+
+
+class DropZoneTrigger(BaseTrigger):
+    """Polls a source's drop zone (in a thread: the listing is blocking I/O) until a new export
+    appears or `deadline` (ISO 8601, UTC) passes; one TriggerEvent either way."""
+
+    def __init__(self, *, source_id: str, home: str, sources_dir: str, connection_id: str | None, deadline: str,
+                 poke_interval: float = 300.0) -> None:
+        super().__init__()
+        self.source_id = source_id
+        self.home = home
+        self.sources_dir = sources_dir
+        self.connection_id = connection_id
+        self.deadline = deadline
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("etl.pull.sensor.DropZoneTrigger", {
+            "source_id": self.source_id, "home": self.home, "sources_dir": self.sources_dir,
+            "connection_id": self.connection_id, "deadline": self.deadline, "poke_interval": self.poke_interval})
+
+    def _check(self) -> DropZoneCheck:
+        uri = connection_uri(self.connection_id)
+        return check_drop_zone(Home(Path(self.home)), self.source_id, connection_uri=uri,
+                               sources_dir=Path(self.sources_dir))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = datetime.fromisoformat(self.deadline)
+        last = ""
+        while True:
+            try:
+                check = await asyncio.to_thread(self._check)
+            except Exception as exc:  # the connection lookup failed: may pass, ask again
+                check = DropZoneCheck(source_id=self.source_id, state=DropZoneState.UNREACHABLE,
+                                      message=f"{self.source_id}: its connection cannot be read: {exc}")
+            if check.state in _FINAL:
+                yield TriggerEvent(_event(check))
+                return
+            if check.state is DropZoneState.UNREACHABLE:
+                self.log.warning("%s", check.message)
+                last = f" (last look: {check.message})"
+            else:
+                last = ""
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                yield TriggerEvent({"source_id": self.source_id, "status": "deadline", "files": [],
+                                    "message": f"{self.source_id}: no new export by {self.deadline}{last}"})
+                return
+            await asyncio.sleep(min(self.poke_interval, remaining))
+
+
+class DropZoneSensor(BaseSensorOperator):
+    """Waits for a new export of `source_id` in its drop zone, deferred (no worker slot meanwhile).
+
+    `deadline`: how long to wait (a timedelta from the start) or until when (a datetime); default:
+    the mapping's `delivery.wait_minutes`. Returns (XCom) `{"source_id", "status", "files",
+    "message"}` with status `new_export`, `no_drop_zone`, `invalid` or `deadline`.
+    """
+
+    template_fields = ("source_id",)
+
+    def __init__(self, *, source_id: str, deadline: timedelta | datetime | None = None,
+                 poke_interval: timedelta | float = 300.0, home: str | None = None,
+                 sources_dir: str | None = None, fail_on_deadline: bool = False, **kwargs: Any) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.source_id = source_id
+        self.deadline = deadline
+        self.home = home
+        self.sources_dir = sources_dir
+        self.fail_on_deadline = fail_on_deadline
+
+    def _sources_dir(self) -> Path:
+        return Path(self.sources_dir) if self.sources_dir else SOURCES_DIR
+
+    def _home(self) -> Home:
+        return resolve_home(self.home)
+
+    def _deadline(self, connection_wait: float) -> datetime:
+        if isinstance(self.deadline, datetime):
+            return self.deadline if self.deadline.tzinfo else self.deadline.replace(tzinfo=UTC)
+        wait = self.deadline if isinstance(self.deadline, timedelta) else timedelta(minutes=connection_wait)
+        return datetime.now(UTC) + wait
+
+    def poke(self, context: Any) -> bool:
+        return _check_now(self).state in _FINAL
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        check = _check_now(self)
+        if check.state in _FINAL:
+            self.log.info("%s", check.message)
+            return _event(check)
+        try:
+            mapping = load_mapping(self._sources_dir() / f"{self.source_id}.yaml")
+        except MappingError as exc:  # changed since the check: the pull reports it
+            return {"source_id": self.source_id, "status": "invalid", "files": [], "message": str(exc)}
+        delivery = mapping.delivery
+        assert delivery is not None
+        deadline = self._deadline(delivery.wait_minutes)
+        self.log.info("%s; waiting until %s", check.message, deadline.isoformat())
+        self.defer(trigger=DropZoneTrigger(source_id=self.source_id, home=str(self._home().root),
+                                           sources_dir=str(self._sources_dir()),
+                                           connection_id=delivery.connection, deadline=deadline.isoformat(),
+                                           poke_interval=float(self.poke_interval)),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") == "deadline" and self.fail_on_deadline:
+            from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+            if self.soft_fail:
+                raise AirflowSkipException(event["message"])
+            raise AirflowSensorTimeout(event["message"])
+        self.log.info("%s", event.get("message"))
+        return event
+
+
+def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
+    uri = None
+    try:
+        mapping = load_mapping(sensor._sources_dir() / f"{sensor.source_id}.yaml")
+        connection_id = mapping.delivery.connection if mapping.delivery else None
+    except MappingError:
+        connection_id = None  # check_drop_zone reports the mapping's error
+    try:
+        uri = connection_uri(connection_id)
+    except Exception as exc:  # no such Connection: a setup error the pull step reports too
+        return DropZoneCheck(source_id=sensor.source_id, state=DropZoneState.INVALID,
+                             message=f"{sensor.source_id}: connection '{connection_id}' cannot be read: {exc}")
+    return check_drop_zone(sensor._home(), sensor.source_id, connection_uri=uri, sources_dir=sensor._sources_dir())
