@@ -1,9 +1,20 @@
 """Nightly import of every source into the Rare Tumour Warehouse.
 
-plan_run -> extract (mapped, one per changed source) -> harmonise (mapped) -> publish.
-publish validates every record against the rule catalogue inside the new warehouse file
-(error -> quarantine, warning -> issue; a failed rule never stops the load of clean records),
-swaps the file in and writes the validation report.
+plan_run -> changed_sources -> source.extract -> source.harmonise (a mapped task group: one of
+each per changed source) -> publish -> verdict (mapped: one per changed source) and announce_change.
+
+- publish (trigger rule all_done) validates every record against the rule catalogue inside the
+  new warehouse file (error -> quarantine, warning -> issue), swaps the file in and writes the
+  report. It publishes the sources that were harmonised; a changed source without an outcome (its
+  extract or harmonise task crashed, timed out or was killed) is recorded as failed in the run
+  record (meta.run.sources_failed) with the reason its task left, and keeps its last good data.
+- verdict[<source>] fails when its source failed or was held, with a message naming the source
+  and the reason: the run's failures show on the source's own task, and the DAG run is red. The
+  first failed verdict sends one notification for all of them (etl/notify.py); the DAG's
+  on_failure_callback tells of a run that failed otherwise (plan or publish failed, timeout).
+- announce_change emits the `rtw_warehouse` Asset event, with the run id, status, changed and
+  failed sources as its extra, only when the warehouse changed; otherwise it is skipped.
+
 The DAG only declares: every step is a function of `etl.pipeline`, the same ones `rtw run`
 calls, imported inside the tasks so parsing this file touches no database, no connection
 and no data library. Tasks pass the typed step values of `etl.steps` as JSON (paths and
@@ -16,6 +27,10 @@ lock again, checks the lease is still this run's, publishes and ends it. `rtw ru
 runs see the lease and wait or refuse (etl/runlock.py); `max_active_runs=1` keeps two DAG runs
 apart as well. A task's process is made owner-only (umask 077): the home holds identifiers.
 
+Retries are for reading exports (extract), not for publish or for steps a retry cannot mend.
+Every task has an execution timeout and the run a `dagrun_timeout`. The param `force` reloads
+every source even if unchanged. docs/operations.md says how to be notified.
+
 Configuration, read at run time: the warehouse home from env `RTW_HOME` (else the Airflow
 Variable `rtw_home`, else ./var), the pseudonymisation key from the Airflow Variable
 `rtw_pseudonym_key` (so any secrets backend works), else env `RTW_PSEUDONYM_KEY`, else the
@@ -25,17 +40,25 @@ home's key file.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, Variable, dag, task
+from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-# Static at parse time (an env read, no I/O): the Asset names the warehouse file.
-WAREHOUSE = Asset(
-    name="rtw_warehouse",
-    uri=(Path(os.environ.get("RTW_HOME", "var")).resolve() / "warehouse.duckdb").as_uri(),
-)
+from etl import notify
+
+# The warehouse's identity, the same wherever this file is parsed: consumers schedule on it by name.
+WAREHOUSE = Asset(name="rtw_warehouse", uri="x-rtw://warehouse")
+
+# Reading exports may meet a share or bucket that hiccups: retry, later each time.
+READ_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(minutes=2),
+                                "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=15)}
+CRASH_KEY = "crash"  # the XCom a crashed extract or harmonise leaves for publish: why its source failed
+_REASON_CHARS = 500
 
 
 def _home() -> Any:
@@ -50,6 +73,19 @@ def _wait_seconds() -> float:
     return float(os.environ.get("RTW_RUN_WAIT", "60"))
 
 
+@contextmanager
+def _source_step(step: str, source_id: str) -> Iterator[None]:
+    """Name the task by its source, and leave publish the reason if the step crashes."""
+    context = get_current_context()
+    context["source_id"] = source_id  # type: ignore[typeddict-unknown-key]  # for map_index_template
+    try:
+        yield
+    except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
+        first_line = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
+        context["ti"].xcom_push(key=CRASH_KEY, value=f"{step} crashed: {type(exc).__name__}: {first_line}")
+        raise
+
+
 @dag(
     dag_id="rtw_nightly_import",
     description="Pull the night's exports, harmonise them and publish the warehouse",
@@ -57,66 +93,123 @@ def _wait_seconds() -> float:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 0},
+    dagrun_timeout=timedelta(hours=6),  # a night's import; the lease's 2 h TTL covers gaps between tasks
+    default_args={"owner": "rtw-data-management", "retries": 0, "execution_timeout": timedelta(hours=1)},
+    params={"force": Param(False, type="boolean",
+                           description="Reload every source, even those whose exports and mapping are unchanged")},
+    on_failure_callback=notify.on_run_failure,
     tags=["rare-tumour-warehouse"],
     doc_md=__doc__,
 )
 def nightly_import() -> None:
-    @task
+    @task(execution_timeout=timedelta(minutes=20))
     def plan_run() -> dict[str, Any]:
         from etl import pipeline, repair, runlock
 
+        force = bool(get_current_context()["params"].get("force", False))
         # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
         key = Variable.get("rtw_pseudonym_key", default=None)
         home, run_id = _home(), pipeline.new_run_id()
         with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace"):
             repair.repair(home)
-            planned = pipeline.plan(home, key_value=key, run_id=run_id)
+            planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force)
             runlock.take_lease(home, run_id)  # holds the home until publish, across tasks
         return planned.model_dump(mode="json")
 
-    @task
+    @task(execution_timeout=timedelta(minutes=5))
     def changed_sources(planned: dict[str, Any]) -> list[dict[str, str]]:
         return [{"run_id": planned["run_id"], "source_id": s} for s in planned["changed"]]
 
-    @task(map_index_template="{{ task.op_kwargs['source']['source_id'] }}")
+    @task(map_index_template="{{ source_id }}", **READ_RETRIES)
     def extract(source: dict[str, str]) -> dict[str, Any]:
         from etl import pipeline, runlock
 
-        home = _home()
-        with runlock.heartbeat(home, source["run_id"]):
-            return pipeline.extract_source(home, source["run_id"], source["source_id"]).model_dump(mode="json")
+        with _source_step("extract", source["source_id"]):
+            home = _home()
+            with runlock.heartbeat(home, source["run_id"]):
+                return pipeline.extract_source(home, source["run_id"], source["source_id"]).model_dump(mode="json")
 
-    @task(map_index_template="{{ task.op_kwargs['extracted']['source_id'] }}")
+    @task(map_index_template="{{ source_id }}")
     def harmonise(extracted: dict[str, Any]) -> dict[str, Any]:
         from etl import pipeline, runlock
         from etl.steps import SourceOutcome
 
-        key = Variable.get("rtw_pseudonym_key", default=None)
-        outcome = SourceOutcome.model_validate(extracted)
-        home = _home()
-        with runlock.heartbeat(home, outcome.run_id):
-            return pipeline.harmonise_extracted(home, outcome, key_value=key).model_dump(mode="json")
+        with _source_step("harmonise", extracted["source_id"]):
+            key = Variable.get("rtw_pseudonym_key", default=None)
+            outcome = SourceOutcome.model_validate(extracted)
+            home = _home()
+            with runlock.heartbeat(home, outcome.run_id):
+                return pipeline.harmonise_extracted(home, outcome, key_value=key).model_dump(mode="json")
 
-    @task(outlets=[WAREHOUSE], trigger_rule="all_done")
+    @task_group
+    def source(changed: dict[str, str]) -> Any:
+        """One changed source: a crash here fails this source only (publish records it as failed)."""
+        return harmonise(extract(changed))
+
+    @task(trigger_rule="all_done", execution_timeout=timedelta(hours=2))
     def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-        """Validate, publish atomically, report."""
+        """Validate, publish atomically, report; what every changed source came to."""
         from etl import pipeline, runlock
         from etl.steps import RunPlan, SourceOutcome
 
         if planned is None:  # all_done: it runs after a failed plan too, which has said why
             raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
         home, run_plan = _home(), RunPlan.model_validate(planned)
+        handed = [SourceOutcome.model_validate(o) for o in outcomes or [] if o]
+        judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
         # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
-            summary = pipeline.publish_run(home, run_plan, [SourceOutcome.model_validate(o) for o in outcomes or []],
-                                           trigger="airflow")
+            summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow")
             runlock.end_lease(home, run_plan.run_id)
-        return summary.model_dump(mode="json")
+        return {**summary.model_dump(mode="json"), "planned": run_plan.changed,
+                "verdicts": {o.source_id: {"status": o.status.value, "reason": o.message} for o in judged}}
+
+    @task(map_index_template="{{ source_id }}", execution_timeout=timedelta(minutes=5),
+          on_failure_callback=notify.on_source_failure)
+    def verdict(source: dict[str, str], published: dict[str, Any]) -> str:
+        """Fail when this source was not loaded (failed or held), naming it and why."""
+        source_id = source["source_id"]
+        get_current_context()["source_id"] = source_id  # type: ignore[typeddict-unknown-key]
+        judged = published["verdicts"].get(source_id, {"status": "failed", "reason": "publish never judged it"})
+        if judged["status"] in notify.NOT_LOADED:
+            raise AirflowFailException(f"{source_id} was not loaded ({judged['status']}): {judged['reason']}; "
+                                       "it keeps its last good data")
+        return f"{source_id}: {judged['status']}"
+
+    @task(outlets=[WAREHOUSE], execution_timeout=timedelta(minutes=5))
+    def announce_change(published: dict[str, Any]) -> None:
+        """The Asset event, with what changed, only when the warehouse did."""
+        if not published["sources_changed"] and not published["validated"]:
+            raise AirflowSkipException("the warehouse did not change: no asset event")
+        context = get_current_context()
+        context["outlet_events"][WAREHOUSE].extra = {
+            "run_id": published["run_id"], "dag_run_id": context["run_id"], "status": published["status"],
+            "sources_changed": published["sources_changed"], "sources_failed": published["sources_failed"],
+            "validated": published["validated"], "report": published["report"]}
 
     planned = plan_run()
-    extracted = extract.expand(source=changed_sources(planned))
-    publish(planned, harmonise.expand(extracted=extracted))
+    sources = changed_sources(planned)
+    published = publish(planned, source.expand(changed=sources))
+    verdict.partial(published=published).expand(source=sources)
+    announce_change(published)
+
+
+def _without_outcome(run_plan: Any, handed: set[str]) -> list[Any]:
+    """The changed sources whose tasks handed over no outcome, as failed, with the reason they left."""
+    from etl.steps import SourceOutcome, SourceStatus
+
+    ti = get_current_context()["ti"]
+    missing = []
+    for index, source_id in enumerate(run_plan.changed):  # the map index of its source.* tasks
+        if source_id in handed:
+            continue
+        reason = (ti.xcom_pull(task_ids="source.extract", key=CRASH_KEY, map_indexes=index)
+                  or ti.xcom_pull(task_ids="source.harmonise", key=CRASH_KEY, map_indexes=index)
+                  or "its extract or harmonise task ended without an outcome (killed, or its worker lost); "
+                     "see that task's log")
+        missing.append(SourceOutcome(source_id=source_id, run_id=run_plan.run_id, status=SourceStatus.FAILED,
+                                     message=reason))
+    return missing
 
 
 nightly_import()

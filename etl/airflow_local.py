@@ -7,10 +7,14 @@ configuration (read from the environment at import) never leaks into the caller.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from etl.config import REPO_ROOT, Home
 
@@ -37,23 +41,45 @@ def airflow_env(home: Home) -> dict[str, str]:
     return env
 
 
-def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+def _airflow(args: list[str], env: dict[str, str], log: Path) -> int:
     with log.open("a") as out:
         done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, stdout=out,
                               stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"'airflow {' '.join(args)}' failed (exit {done.returncode}); log: {log}\n{tail}")
+    return done.returncode
+
+
+def _failed(args: list[str], code: int, log: Path) -> RuntimeError:
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    return RuntimeError(f"'airflow {' '.join(args)}' failed (exit {code}); log: {log}\n{tail}")
+
+
+@dataclass(frozen=True)
+class DagRun:
+    """One `airflow dags test` run: whether the DAG run succeeded, and its log."""
+
+    succeeded: bool
+    log: Path
+
+
+def run_dag(home: Home, *, conf: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> DagRun:
+    """Migrate the metadata DB and run the nightly DAG once; a failed DAG run is returned, not raised.
+
+    conf: the run's params (e.g. {"force": True}); env: more environment (Variables, Connections)."""
+    run_env = airflow_env(home) | dict(env or {})
+    log = home.airflow / "demo.log"
+    log.write_text("")
+    if code := _airflow(["db", "migrate"], run_env, log):
+        raise _failed(["db", "migrate"], code, log)
+    args = ["dags", "test", DAG_ID, *(["--conf", json.dumps(dict(conf))] if conf else [])]
+    return DagRun(succeeded=_airflow(args, run_env, log) == 0, log=log)
 
 
 def run_dag_once(home: Home) -> Path:
-    """Migrate the metadata DB and run the nightly DAG once with `airflow dags test`."""
-    env = airflow_env(home)
-    log = home.airflow / "demo.log"
-    log.write_text("")
-    _airflow(["db", "migrate"], env, log)
-    _airflow(["dags", "test", DAG_ID], env, log)
-    return log
+    """Run the nightly DAG once with `airflow dags test`; RuntimeError with the log's tail if it failed."""
+    run = run_dag(home)
+    if not run.succeeded:
+        raise _failed(["dags", "test", DAG_ID], 1, run.log)
+    return run.log
 
 
 def standalone(home: Home) -> None:

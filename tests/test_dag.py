@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+from dag_servers import Inbox, Webhook, smtp_server, text_of, webhook_server
 
-from etl.airflow_local import airflow_env, run_dag_once
-from etl.config import REPO_ROOT, resolve_home
+from etl.airflow_local import DagRun, airflow_env, run_dag
+from etl.config import REPO_ROOT, Home, resolve_home
 
 DAGS = REPO_ROOT / "dags"
 
@@ -27,6 +31,14 @@ print(json.dumps({
     "heavy": heavy,
     "tasks": sorted(t.task_id for t in dag.tasks) if dag else [],
     "schedule": getattr(dag, "schedule", None) if dag else None,
+    "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag and dag.dagrun_timeout else None,
+    "params": {k: dag.params[k] for k in dag.params} if dag else {},
+    "has_failure_callback": bool(dag and dag.on_failure_callback),
+    "task_settings": {t.task_id: {
+        "owner": t.owner, "retries": t.retries, "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+        "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+        "outlets": [[o.name, o.uri] for o in t.outlets],
+        "failure_callback": bool(t.on_failure_callback)} for t in dag.tasks} if dag else {},
 }))
 """
 
@@ -53,25 +65,135 @@ def test_parsing_touches_no_database_and_no_data_library(parsed):
 
 
 def test_the_dag_has_the_documented_shape(parsed):
-    assert parsed["tasks"] == ["changed_sources", "extract", "harmonise", "plan_run", "publish"]
+    assert parsed["tasks"] == ["announce_change", "changed_sources", "plan_run", "publish", "source.extract",
+                               "source.harmonise", "verdict"]
     assert parsed["schedule"] == "0 2 * * *"
+
+
+def test_every_task_has_an_owner_and_a_timeout_and_only_reading_exports_is_retried(parsed):
+    settings = parsed["task_settings"]
+    assert {s["owner"] for s in settings.values()} == {"rtw-data-management"}
+    assert all(s["timeout"] and s["timeout"] <= 2 * 3600 for s in settings.values())
+    assert {t for t, s in settings.items() if s["retries"]} == {"source.extract"}
+    assert settings["publish"]["trigger_rule"] == "all_done" and settings["publish"]["retries"] == 0
+    assert parsed["dagrun_timeout"] == 6 * 3600
+    assert parsed["params"] == {"force": False}
+
+
+def test_failures_are_told_and_the_asset_has_a_fixed_identity(parsed):
+    settings = parsed["task_settings"]
+    assert parsed["has_failure_callback"] and settings["verdict"]["failure_callback"]
+    # Not the parse location's path: consumers in other deployments match it by name and URI.
+    assert [t for t, s in settings.items() if s["outlets"]] == ["announce_change"]
+    assert settings["announce_change"]["outlets"] == [["rtw_warehouse", "x-rtw://warehouse"]]
 
 
 # ODM, per-form CSV, national CSV, Excel, SAS: one DAG run loads every format.
 FIVE_SOURCES = ["crizotinib_imt", "esmart", "iltb", "registry_it", "sacha_fr"]
+RECIPIENTS = "data-managers@example.org"
+
+
+@pytest.fixture(scope="module")
+def notifications() -> Iterator[tuple[Inbox, Webhook, dict[str, str]]]:
+    """A real SMTP server and webhook, and the Variables and Connections that point the DAG at them."""
+    with smtp_server() as inbox, webhook_server() as hook:
+        env = {
+            "AIRFLOW_CONN_RTW_SMTP": f"smtp://{inbox.host}:{inbox.port}?disable_tls=true&disable_ssl=true"
+                                     "&from_email=rtw%40example.org&timeout=10&retry_limit=0",
+            "AIRFLOW_VAR_RTW_NOTIFY_SMTP_CONN": "rtw_smtp",
+            "AIRFLOW_VAR_RTW_NOTIFY_TO": RECIPIENTS,
+            "AIRFLOW_CONN_RTW_NOTIFY_WEBHOOK": hook.url,
+        }
+        yield inbox, hook, env
+
+
+@dataclass
+class DagRuns:
+    home: Home
+    runs: list[DagRun]
+    mails: list[list[str]]  # the texts of the mails each run sent
+    posts: list[list[dict]]  # the webhook bodies each run sent
+
+
+def _run(home: Home, notified: tuple[Inbox, Webhook, dict[str, str]], into: DagRuns, **kwargs) -> None:
+    inbox, hook, env = notified
+    mails, posts = len(inbox.messages), len(hook.posts)
+    into.runs.append(run_dag(home, env=env, **kwargs))
+    into.mails.append([text_of(m) for m in inbox.messages[mails:]])
+    into.posts.append(hook.posts[posts:])
+
+
+def _synthetic_home(root: Path) -> Home:
+    from etl.synth import generate
+
+    home = resolve_home(root).ensure()
+    generate(home.root, patients=40, seed=4)  # a seed whose 40 persons reach all five sources
+    return home
+
+
+@pytest.fixture(scope="module")
+def clean_runs(tmp_path_factory, notifications) -> DagRuns:
+    """A first run, a second with nothing changed, a third forced."""
+    runs = DagRuns(_synthetic_home(tmp_path_factory.mktemp("clean") / "home"), [], [], [])
+    _run(runs.home, notifications, runs)
+    _run(runs.home, notifications, runs)
+    _run(runs.home, notifications, runs, conf={"force": True})
+    return runs
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory, notifications) -> DagRuns:
+    """sacha_fr's ODM export cut in half (the source fails); esmart's harmonise crashes."""
+    home = _synthetic_home(tmp_path_factory.mktemp("failing") / "home")
+    odm = home.landing / "sacha_fr" / "SACHA_ODM_20261101.xml"
+    odm.write_bytes(odm.read_bytes()[: odm.stat().st_size // 2])
+    blocker = home.staging / "esmart" / "harmonised"  # a file where harmonise makes its folder: it crashes
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    runs = DagRuns(home, [], [], [])
+    _run(home, notifications, runs)
+    return runs
+
+
+def _meta_runs(home: Home) -> list[tuple]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute("SELECT run_id, trigger, status, sources_changed, sources_unchanged, sources_failed, "
+                           "message FROM meta.run ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+
+
+def _airflow_db(home: Home, sql: str) -> list[tuple]:
+    con = sqlite3.connect(home.airflow / "airflow.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _task_states(home: Home) -> dict[str, str]:
+    """The latest DAG run's task instances, by task id and source (the map index's name)."""
+    rows = _airflow_db(home, "SELECT task_id, rendered_map_index, state FROM task_instance WHERE run_id = "
+                             "(SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1)")
+    return {f"{task}[{name}]" if name else task: state for task, name, state in rows}
+
+
+def _asset_events(home: Home) -> list[dict]:
+    rows = _airflow_db(home, "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                             "WHERE a.name = 'rtw_warehouse' ORDER BY e.id")
+    return [json.loads(extra) for (extra,) in rows]
 
 
 @pytest.mark.airflow
-def test_one_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sources(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
-    from etl.synth import generate
-
-    generate(home.root, patients=40, seed=4)  # a seed whose 40 persons reach all five sources
-    run_dag_once(home)
+def test_a_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sources(clean_runs):
+    home = clean_runs.home
+    assert [r.succeeded for r in clean_runs.runs] == [True, True, True]
+    runs = _meta_runs(home)
+    assert [r[1:6] for r in runs[:2]] == [("airflow", "completed", FIVE_SOURCES, [], []),
+                                          ("airflow", "completed", [], FIVE_SOURCES, [])]
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        runs = con.execute("SELECT trigger, status, sources_changed FROM meta.run").fetchall()
-        assert runs == [("airflow", "completed", FIVE_SOURCES)]
         assert con.execute("SELECT count(DISTINCT source_id) FROM core.diagnosis").fetchone()[0] == 5
         assert con.execute("SELECT count(*) FROM core.patient").fetchone()[0] > 30
         # Validation ran inside the DAG: every rule judged every source, marts built.
@@ -80,15 +202,79 @@ def test_one_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sour
         assert con.execute("SELECT count(*) FROM marts.patient_summary").fetchone()[0] > 30
     finally:
         con.close()
-    run_dag_once(home)
+    assert (home.reports / "latest" / "index.html").is_file()
+
+
+@pytest.mark.airflow
+def test_the_force_param_reloads_every_source(clean_runs):
+    assert _meta_runs(clean_runs.home)[2][3] == FIVE_SOURCES
+
+
+@pytest.mark.airflow
+def test_clean_runs_are_green_and_tell_nobody(clean_runs):
+    assert clean_runs.mails == [[], [], []] and clean_runs.posts == [[], [], []]
+    states = _task_states(clean_runs.home)
+    assert {states[f"verdict[{s}]"] for s in FIVE_SOURCES} == {"success"}
+
+
+@pytest.mark.airflow
+def test_asset_events_carry_the_run_and_fire_only_when_the_warehouse_changed(clean_runs):
+    first, _unchanged, forced = _meta_runs(clean_runs.home)
+    events = _asset_events(clean_runs.home)
+    assert [e["run_id"] for e in events] == [first[0], forced[0]]  # none for the run that changed nothing
+    assert events[0]["status"] == "completed" and events[0]["sources_changed"] == FIVE_SOURCES
+    assert events[0]["sources_failed"] == [] and events[0]["dag_run_id"].startswith("manual__")
+    assert _task_states(clean_runs.home)["announce_change"] == "success"  # the forced run, the latest
+
+
+@pytest.mark.airflow
+def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_published(failed_run):
+    home, [run] = failed_run.home, failed_run.runs
+    assert not run.succeeded
+    assert _airflow_db(home, "SELECT state FROM dag_run") == [("failed",)]
+    states = _task_states(home)
+    assert states["verdict[sacha_fr]"] == "failed" and states["verdict[esmart]"] == "failed"
+    assert states["source.harmonise[esmart]"] == "failed"  # the crash shows on its own task too
+    assert states["publish"] == "success"
+    assert {states[f"verdict[{s}]"] for s in ("crizotinib_imt", "iltb", "registry_it")} == {"success"}
+    [(_, _, status, changed, _, failed, message)] = _meta_runs(home)
+    assert (status, changed, failed) == ("completed_with_failures", ["crizotinib_imt", "iltb", "registry_it"],
+                                         ["esmart", "sacha_fr"])
+    assert "SACHA_ODM_20261101.xml" in message and "harmonise crashed: FileExistsError" in message
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        latest = con.execute("SELECT sources_changed, sources_unchanged FROM meta.run "
-                             "ORDER BY started_at DESC LIMIT 1").fetchone()
+        assert con.execute("SELECT list(DISTINCT source_id ORDER BY source_id) FROM core.diagnosis").fetchone()[0] \
+            == ["crizotinib_imt", "iltb", "registry_it"]
     finally:
         con.close()
-    assert latest == ([], FIVE_SOURCES)
-    assert (home.reports / "latest" / "index.html").is_file()
+    log = run.log.read_text()
+    assert "sacha_fr was not loaded (failed): SACHA_ODM_20261101.xml" in log
+
+
+@pytest.mark.airflow
+def test_a_failed_run_sends_one_mail_naming_the_run_the_sources_their_reasons_and_the_report(failed_run):
+    [mails] = failed_run.mails
+    assert len(mails) == 1, mails
+    [(run_id, *_rest)] = _meta_runs(failed_run.home)
+    dag_run_id = _airflow_db(failed_run.home, "SELECT run_id FROM dag_run")[0][0]
+    text = mails[0]
+    assert run_id in text and dag_run_id in text
+    assert "sacha_fr (failed): SACHA_ODM_20261101.xml" in text
+    assert "esmart (failed): harmonise crashed: FileExistsError" in text
+    assert str(failed_run.home.reports / run_id / "index.html") in text
+    assert "Loaded: crizotinib_imt, iltb, registry_it" in text
+    [[post]] = failed_run.posts
+    assert post["run_id"] == run_id and post["dag_run_id"] == dag_run_id
+    assert sorted(s["source_id"] for s in post["sources"]) == ["esmart", "sacha_fr"]
+
+
+@pytest.mark.airflow
+def test_a_run_that_loaded_some_sources_announces_them_and_the_failed_ones(failed_run):
+    [(run_id, *_rest)] = _meta_runs(failed_run.home)
+    [event] = _asset_events(failed_run.home)
+    assert event["run_id"] == run_id and event["status"] == "completed_with_failures"
+    assert event["sources_changed"] == ["crizotinib_imt", "iltb", "registry_it"]
+    assert event["sources_failed"] == ["esmart", "sacha_fr"]
 
 
 def test_the_dag_file_is_where_the_readme_says(tmp_path):

@@ -1,0 +1,202 @@
+"""Telling the data managers that a nightly run failed: an e-mail and/or a webhook, or nothing.
+
+Who is told is read when a run fails, from Airflow Variables (so any secrets backend works):
+
+- `rtw_notify_to`: e-mail recipients, comma separated. Unset: no e-mail.
+- `rtw_notify_smtp_conn`: the id of the SMTP Connection (default `smtp_default`), used through the
+  SMTP provider's `SmtpHook`; its extras give `from_email`, `disable_tls`, `disable_ssl`, `timeout`.
+- `rtw_notify_webhook_conn`: the id of a Connection whose URL receives the failure as JSON
+  (default `rtw_notify_webhook`). No such Connection: no webhook.
+
+Nothing configured: nothing is sent and nothing fails. A notification that cannot be sent is
+logged (never with the Connection's URL or password) and never fails the run a second time.
+
+Two callbacks send it, so that a run sends one message: `on_source_failure`, the `verdict`
+task's, when sources failed or were held (the first failed source's verdict tells of them all),
+and `on_run_failure`, the DAG's, when the run failed otherwise (plan or publish failed, the run
+timed out). The message is built from plain values (`RunFailure`), without Airflow.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import socket
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("rtw.notify")
+
+PUBLISH_TASK = "publish"
+VERDICT_TASK = "verdict"
+NOT_LOADED = ("failed", "held")  # SourceStatus values of a source that keeps its last good data
+_WEBHOOK_TIMEOUT_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source this run did not load, and why."""
+
+    source_id: str
+    status: str  # failed or held
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """What a message about a failed run says."""
+
+    dag_run_id: str
+    run_id: str | None  # the warehouse's run id (meta.run); None when the run failed before publishing
+    sources: tuple[SourceFailure, ...] = ()
+    loaded: tuple[str, ...] = ()
+    report: str | None = None
+    cause: str | None = None  # why the run failed when no source says it: a task, a timeout
+
+
+def failure_from_published(dag_run_id: str, published: Mapping[str, Any], *, cause: str | None = None) -> RunFailure:
+    """The failure as the publish task handed it over (see dags/nightly_import.py, `publish`)."""
+    verdicts: Mapping[str, Mapping[str, Any]] = published.get("verdicts", {})
+    sources = tuple(SourceFailure(source_id, v["status"], v.get("reason") or "no reason recorded")
+                    for source_id, v in verdicts.items() if v["status"] in NOT_LOADED)
+    return RunFailure(dag_run_id=dag_run_id, run_id=published.get("run_id"), sources=sources,
+                      loaded=tuple(published.get("sources_changed", [])), report=published.get("report"),
+                      cause=cause)
+
+
+def subject(failure: RunFailure) -> str:
+    if failure.sources:
+        names = ", ".join(f"{s.source_id} {s.status}" for s in failure.sources)
+        return f"[rtw] nightly import {failure.run_id or failure.dag_run_id}: {names}"
+    return f"[rtw] nightly import {failure.run_id or failure.dag_run_id} failed"
+
+
+def message_text(failure: RunFailure) -> str:
+    lines = [f"Run {failure.run_id or '(none: it failed before publishing)'}, "
+             f"Airflow DAG run {failure.dag_run_id}."]
+    if failure.cause:
+        lines += ["", f"The run failed: {failure.cause}."]
+    if failure.sources:
+        lines += ["", f"Not loaded this run ({len(failure.sources)}); each keeps its last good data:"]
+        lines += [f"- {s.source_id} ({s.status}): {s.reason}" for s in failure.sources]
+    if failure.loaded:
+        lines += ["", f"Loaded: {', '.join(failure.loaded)}"]
+    lines += ["", f"Report: {failure.report}" if failure.report else
+              "Report: none written for this run (the warehouse is unchanged)"]
+    return "\n".join(lines) + "\n"
+
+
+def message_html(failure: RunFailure) -> str:
+    return f"<pre>{html.escape(message_text(failure))}</pre>"
+
+
+def payload(failure: RunFailure) -> dict[str, Any]:
+    """The webhook's JSON: the text for chat tools, the facts for machines."""
+    facts = asdict(failure)
+    facts["sources"] = [asdict(s) for s in failure.sources]
+    return {"text": f"{subject(failure)}\n{message_text(failure)}", **facts}
+
+
+def send(failure: RunFailure) -> list[str]:
+    """Send the failure where the Variables say; what was sent, for the log (never a URL or password)."""
+    sent: list[str] = []
+    recipients = _variable("rtw_notify_to")
+    if recipients:
+        conn_id = _variable("rtw_notify_smtp_conn") or "smtp_default"
+        try:
+            if _send_email(conn_id, recipients, failure):
+                sent.append(f"e-mail to {recipients} through Connection {conn_id}")
+        except Exception:  # a notification must never fail the run twice
+            log.exception("the failure e-mail through Connection %s could not be sent", conn_id)
+    webhook_id = _variable("rtw_notify_webhook_conn") or "rtw_notify_webhook"
+    connection = _connection(webhook_id)
+    if connection is not None:
+        try:
+            post_json(webhook_url(connection), payload(failure))
+            sent.append(f"webhook of Connection {webhook_id}")
+        except Exception:
+            log.exception("the failure webhook of Connection %s could not be called", webhook_id)
+    log.info("run %s failed; told: %s", failure.run_id or failure.dag_run_id, "; ".join(sent) or "nobody "
+             "(set the Airflow Variable rtw_notify_to or the Connection rtw_notify_webhook)")
+    return sent
+
+
+def on_source_failure(context: Mapping[str, Any]) -> None:
+    """The `verdict` task's on_failure_callback: the first failed source's verdict tells of them all."""
+    ti = context["ti"]
+    published = ti.xcom_pull(task_ids=PUBLISH_TASK)
+    if not published:
+        return
+    failure = failure_from_published(str(context["run_id"]), published)
+    planned: list[str] = published.get("planned", [])
+    failed = {s.source_id for s in failure.sources}
+    first = next((index for index, source_id in enumerate(planned) if source_id in failed), None)
+    if first is not None and ti.map_index == first:  # verdict is mapped over the planned sources, in order
+        send(failure)
+
+
+def on_run_failure(context: Mapping[str, Any]) -> None:
+    """The DAG's on_failure_callback: a run that failed other than by its sources (they have told)."""
+    ti = context.get("ti")
+    if ti is not None and ti.task_id == VERDICT_TASK:
+        return  # the sources failed or were held: on_source_failure has sent the message
+    reason = str(context.get("reason") or "failed")
+    if ti is None:
+        cause = f"the DAG run ended: {reason}"
+    else:
+        index = f"[{ti.map_index}]" if getattr(ti, "map_index", -1) >= 0 else ""
+        cause = f"the task {ti.task_id}{index} failed ({reason}); its log says why"
+    send(RunFailure(dag_run_id=str(context.get("run_id")), run_id=None, cause=cause))
+
+
+def webhook_url(connection: Any) -> str:
+    """The URL of a webhook Connection: its `url` extra, else the URL its fields spell."""
+    url = connection.extra_dejson.get("url")
+    if not url:
+        scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
+        port = f":{connection.port}" if connection.port else ""
+        url = f"{scheme}://{connection.host}{port}/{(connection.schema or '').lstrip('/')}"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError("a webhook URL must be http or https")
+    return str(url)
+
+
+def post_json(url: str, body: Mapping[str, Any]) -> None:
+    # Only http(s) URLs get here (webhook_url checks): urlopen would read file:// too.
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=_WEBHOOK_TIMEOUT_SECONDS) as response:
+        response.read()
+
+
+def _send_email(conn_id: str, recipients: str, failure: RunFailure) -> bool:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    if _connection(conn_id) is None:
+        log.warning("rtw_notify_to is set but there is no SMTP Connection %s: no e-mail sent", conn_id)
+        return False
+    with SmtpHook(smtp_conn_id=conn_id) as smtp:
+        smtp.send_email_smtp(to=recipients, subject=subject(failure), html_content=message_html(failure),
+                             from_email=smtp.from_email or f"rtw@{socket.getfqdn()}")
+    return True
+
+
+def _variable(key: str) -> str | None:
+    from airflow.sdk import Variable
+
+    value = Variable.get(key, default=None)
+    return str(value).strip() or None if value is not None else None
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
