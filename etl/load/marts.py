@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.suppression import PublicTable, Relation, suppress
-from etl.load.survival import kaplan_meier_landmarks, kaplan_meier_steps, plot_survival
+from etl.load.survival import kaplan_meier, plot_survival
 
 __all__ = ["MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
 
@@ -37,11 +36,8 @@ MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
 KEEP_RUNS = 3
 MANIFEST = "_manifest.json"
 
-# Frames a mart's SQL reads, computed in Python from the marts built before it.
-_PYTHON_INPUTS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame]]] = {
-    "61_survival_km.sql": ("kaplan_meier_steps", kaplan_meier_steps),
-    "62_survival_landmark.sql": ("kaplan_meier_landmarks", kaplan_meier_landmarks),
-}
+# Frames a mart's SQL reads, by view name: Kaplan-Meier estimates from marts.survival, built before them.
+_PYTHON_INPUTS = {"61_survival_km.sql": "kaplan_meier_steps", "62_survival_landmark.sql": "kaplan_meier_landmarks"}
 
 
 def build_marts(con: duckdb.DuckDBPyConnection) -> None:
@@ -50,13 +46,15 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
     The schema is dropped first: marts are derived, and a mart whose file was removed must not linger.
     """
     con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
-        python_input = _PYTHON_INPUTS.get(path.name)
-        if python_input is None:
+        view = _PYTHON_INPUTS.get(path.name)
+        if view is None:
             con.execute(path.read_text())
             continue
-        view, compute = python_input
-        con.register(view, compute(con.execute("SELECT * FROM marts.survival").df()))
+        if estimates is None:
+            estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
+        con.register(view, estimates[view])
         try:
             con.execute(path.read_text())
         finally:

@@ -53,30 +53,27 @@ def _fit(durations: pd.Series, events: pd.Series) -> KaplanMeierFitter:
     return KaplanMeierFitter(alpha=0.05).fit(durations, events, label="km")
 
 
-def kaplan_meier_steps(times: pd.DataFrame) -> pd.DataFrame:
-    """The Kaplan-Meier step function of every group, one row per distinct time (time 0 included).
+def kaplan_meier(times: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The Kaplan-Meier step function of every group (one row per distinct time, time 0 included) and
+    its survival at 1, 2, 3 and 5 years (none once nobody is at risk any more), from one fit a group.
 
     `times` is marts.survival: origin, os_days/os_event, efs_days/efs_event, iccc3_group, advice_group.
+    Returns the frames the marts read, by view name: kaplan_meier_steps, kaplan_meier_landmarks.
     """
-    rows = []
+    steps, landmarks = [], []
     for (origin, endpoint, grouping, group), durations, events in _groups(times):
         fitter = _fit(durations, events)
         table = fitter.event_table
         bounds = fitter.confidence_interval_survival_function_
-        for time in table.index:
-            rows.append((origin, endpoint, grouping, group, float(time), int(table.at[time, "at_risk"]),
-                         int(table.at[time, "observed"]), int(table.at[time, "censored"]),
-                         float(fitter.survival_function_.at[time, "km"]), float(bounds.at[time, "km_lower_0.95"]),
-                         float(bounds.at[time, "km_upper_0.95"])))
-    return pd.DataFrame(rows, columns=STEP_COLUMNS)
-
-
-def kaplan_meier_landmarks(times: pd.DataFrame) -> pd.DataFrame:
-    """Survival at 1, 2, 3 and 5 years per group; no estimate once nobody is at risk any more."""
-    rows = []
-    for (origin, endpoint, grouping, group), durations, events in _groups(times):
-        fitter = _fit(durations, events)
-        bounds = fitter.confidence_interval_survival_function_
+        survival = fitter.survival_function_["km"]
+        steps.append(pd.DataFrame({
+            "origin": origin, "endpoint": endpoint, "grouping": grouping, "group_value": group,
+            "time_days": table.index.astype(float), "n_at_risk": table["at_risk"].astype(int).to_numpy(),
+            "n_events": table["observed"].astype(int).to_numpy(),
+            "n_censored": table["censored"].astype(int).to_numpy(),
+            "survival": survival.loc[table.index].astype(float).to_numpy(),
+            "ci_lower": bounds["km_lower_0.95"].loc[table.index].astype(float).to_numpy(),
+            "ci_upper": bounds["km_upper_0.95"].loc[table.index].astype(float).to_numpy()}))
         for years in LANDMARK_YEARS:
             days = landmark_days(years)
             at_risk = int((durations >= days).sum())
@@ -86,8 +83,10 @@ def kaplan_meier_landmarks(times: pd.DataFrame) -> pd.DataFrame:
                 step = bounds.loc[:days].iloc[-1]
                 estimate = (float(fitter.survival_function_at_times(days).iloc[0]),
                             float(step["km_lower_0.95"]), float(step["km_upper_0.95"]))
-            rows.append((origin, endpoint, grouping, group, years, days, len(durations), at_risk, *estimate))
-    return pd.DataFrame(rows, columns=LANDMARK_COLUMNS)
+            landmarks.append((origin, endpoint, grouping, group, years, days, len(durations), at_risk, *estimate))
+    return {"kaplan_meier_steps": pd.concat(steps, ignore_index=True)[STEP_COLUMNS] if steps
+            else pd.DataFrame(columns=STEP_COLUMNS),
+            "kaplan_meier_landmarks": pd.DataFrame(landmarks, columns=LANDMARK_COLUMNS)}
 
 
 def plot_survival(warehouse: Path, out: Path, *, origin: str = "enrolment", min_patients: int = 10,
