@@ -9,6 +9,7 @@ the S3 API. Both are started once per test module and stopped at its end.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -148,6 +149,7 @@ def start_s3() -> S3Server:
     """moto's S3-compatible server on 127.0.0.1 and a free port."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
