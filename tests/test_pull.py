@@ -446,7 +446,8 @@ def test_the_trigger_fires_when_an_export_appears_and_times_out_at_the_deadline(
     _drop(tmp_path / "sftp", {})
 
     timed_out = asyncio.run(_first_event(_trigger(home, sources, "registry_it", connection="sensor_s3", seconds=1)))
-    assert timed_out["status"] == "deadline" and "registry_it: no new export by" in timed_out["message"]
+    assert timed_out["status"] == "deadline" and timed_out["message"].startswith("registry_it: no new export by")
+    assert "last look" not in timed_out["message"]  # the empty prefix was read, not unreachable
 
     appeared = asyncio.run(_first_event(_trigger(home, sources, "registry_it", connection="sensor_s3", seconds=20),
                                         during=lambda: _put(s3, "sensor_registry", registry)))
@@ -470,6 +471,9 @@ def test_the_sensor_succeeds_at_once_or_defers_to_its_trigger(tmp_path, home, s3
     sources = _sources(tmp_path / "sources", {
         "registry_it": f"{{url: 's3://{BUCKET}/sensor_defer', connection: defer_s3, wait_minutes: 30}}"})
     monkeypatch.setenv("AIRFLOW_CONN_DEFER_S3", s3.connection_uri())
+
+    empty = check_drop_zone(home, "registry_it", sources_dir=sources)  # an S3 prefix with no objects yet
+    assert empty.state is DropZoneState.NOTHING_NEW, empty.message
 
     def sensor(source_id: str) -> DropZoneSensor:
         return DropZoneSensor(task_id=f"wait_{source_id}", source_id=source_id, home=str(home.root),

@@ -58,7 +58,13 @@ class DropZone:
         """The regular files at the top of the drop zone, by name."""
         self.filesystem.invalidate_cache()  # a poll must see what arrived since the last one
         files = []
-        for entry in self.filesystem.ls(self.root, detail=True):
+        try:
+            entries = self.filesystem.ls(self.root, detail=True)
+        except FileNotFoundError:
+            if self.kind != "s3":
+                raise  # a missing folder is a wrong url: said, not taken for an empty drop zone
+            entries = []  # an S3 prefix exists only while it holds objects: empty, not missing
+        for entry in entries:
             if entry.get("type") != "file" or entry.get("islink"):
                 continue  # folders, links (sshfs: type 'link'; local: islink) are not exports
             path = str(entry["name"])
