@@ -183,3 +183,16 @@ def test_airflow_runs_the_packaged_dag(installed, cli_home):
     assert runs == [("airflow", "completed")]
     # The same exports and key give the same warehouse, whichever way it was run.
     assert _core_counts(home / "warehouse.duckdb") == _core_counts(cli_home / "warehouse.duckdb")
+
+
+def test_the_sources_override_wins_over_the_environment(tmp_path, monkeypatch):
+    from etl import resources
+
+    variable, environment = tmp_path / "from-variable", tmp_path / "from-env"
+    variable.mkdir()
+    environment.mkdir()
+    monkeypatch.setenv(resources.SOURCES_ENV, str(environment))
+    assert resources.sources_dir(str(variable)) == variable
+    assert resources.sources_dir(None) == environment
+    monkeypatch.delenv(resources.SOURCES_ENV)
+    assert resources.sources_dir() == resources.data_root() / "sources" == REPO_ROOT / "sources"
