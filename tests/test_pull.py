@@ -210,6 +210,8 @@ def test_a_transfer_cut_mid_file_leaves_nothing_and_is_tried_again(tmp_path, hom
     assert all(len(names) == 1 and names[0].startswith(".ILTB_FU.csv.") for names in seen_in_landing)
     assert _landed(home, "iltb") == {}  # neither the temporary dotfile nor a final file
 
+    killed = home.landing / "iltb" / ".ILTB_FU.csv.dead1234.partial"  # as a pull killed with -9 leaves it
+    killed.write_bytes(big[:1000])
     cut_once: list[int] = []
 
     def cut_first_attempt(remote, received):
@@ -220,7 +222,7 @@ def test_a_transfer_cut_mid_file_leaves_nothing_and_is_tried_again(tmp_path, hom
     retried = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST,
                           progress=cut_first_attempt)
     assert cut_once and retried.status is PullStatus.PULLED, retried.message
-    assert _landed(home, "iltb")["ILTB_FU.csv"] == big
+    assert _landed(home, "iltb")["ILTB_FU.csv"] == big and not killed.exists()
 
 
 # -- S3 --------------------------------------------------------------------------------------------

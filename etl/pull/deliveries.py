@@ -250,6 +250,10 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
         return _failed(source_id, str(exc))
     folder = fsio.private_folder(home.landing / source_id)
     with pulling(home, source_id):
+        # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
+        # Crash repair leaves landing/ alone, so the pull tidies its own.
+        for stale in folder.glob(f".*{fsio.TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
         try:
             ledger = read_ledger(home, source_id)
         except ValueError as exc:
