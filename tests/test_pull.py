@@ -171,19 +171,24 @@ def test_a_checksum_mismatch_is_refused_and_nothing_lands(tmp_path, home, sshd, 
     iltb = _exports_of(exports, "iltb")
     enrol = iltb["ILTB_ENROL.csv"]
     drop = _drop(tmp_path / "sftp" / "iltb", {"ILTB_ENROL.csv": enrol,
-                                              "ILTB_ENROL.csv.sha256": f"{'0' * 64}  ILTB_ENROL.csv\n".encode()})
+                                              "ILTB_ENROL.csv.sha256": f"{'0' * 64}  ILTB_ENROL.csv\n".encode(),
+                                              "ILTB_FU.csv": iltb["ILTB_FU.csv"], "ILTB_FU.csv.sha256": b"pending"})
     sources = _sources(tmp_path / "sources", {"iltb": f"{{url: 'sftp://127.0.0.1:{sshd.port}{drop}', "
                                                       "connection: iltb_sftp}"})
     outcome = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.FAILED
     assert f"iltb: {drop}/ILTB_ENROL.csv from sftp://" in outcome.message
     assert f"its sha256 {_sha(enrol)} does not match the {'0' * 64}" in outcome.message
+    assert f"{drop}/ILTB_FU.csv from sftp://127.0.0.1:{sshd.port}{drop} not pulled: its checksum sidecar " \
+           "ILTB_FU.csv.sha256 holds no sha256 digest" in outcome.message
     assert _landed(home, "iltb") == {}  # no partial, no final file, no checksum
     assert not (home.root / "pulled" / "iltb.json").exists()
 
     (drop / "ILTB_ENROL.csv.sha256").write_text(f"{_sha(enrol)}  ILTB_ENROL.csv\n")
+    (drop / "ILTB_FU.csv.sha256").write_text(_sha(iltb["ILTB_FU.csv"]))  # the bare digest is read too
     fixed = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
-    assert fixed.status is PullStatus.PULLED and _landed(home, "iltb")["ILTB_ENROL.csv"] == enrol
+    assert fixed.status is PullStatus.PULLED and fixed.pulled == ["ILTB_ENROL.csv", "ILTB_FU.csv"]
+    assert _landed(home, "iltb")["ILTB_ENROL.csv"] == enrol
 
 
 def test_a_transfer_cut_mid_file_leaves_nothing_and_is_tried_again(tmp_path, home, sshd):

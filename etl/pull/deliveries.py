@@ -71,6 +71,7 @@ class PullOutcome(BaseModel):
 class _Candidate(BaseModel):
     remote: RemoteFile
     expected_sha256: str | None
+    refusal: str | None = None  # why it cannot be verified (an unreadable sidecar): fails this file only
 
 
 class _SameContent(Exception):  # a signal, not an error: re-uploaded unchanged
@@ -158,7 +159,9 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                 try:
                     expected = checksums.parse_sidecar(zone.read_text(sidecar))
                 except ValueError as exc:
-                    raise ChecksumMismatch(f"{sidecar.name} {exc}") from None
+                    candidates.append(_Candidate(remote=remote, expected_sha256=None,
+                                                 refusal=f"its checksum sidecar {sidecar.name} {exc}"))
+                    continue
             else:
                 expected = manifest.get(name)
         if expected is None and delivery.checksum == "required":
@@ -283,6 +286,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     notes: list[str] = []
     for candidate in candidates:
         remote = candidate.remote
+        if candidate.refusal is not None:
+            failures.append(f"{source_id}: {remote.path} from {where} not pulled: {candidate.refusal}; nothing "
+                            "landed, the next pull tries it again")
+            continue
 
         def land(candidate: _Candidate = candidate) -> tuple[str, list[str]]:
             zone = connection.zone()
