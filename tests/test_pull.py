@@ -511,3 +511,15 @@ def test_airflow_connection_uris_and_json_are_read_alike():
     with pytest.raises(CredentialsError, match="iltb: not an Airflow connection URI") as caught:
         parse_connection("secret-without-scheme", connection_id="iltb")
     assert "secret-without-scheme" not in str(caught.value)
+
+
+def test_the_sensor_module_is_light_and_the_pull_never_imports_airflow():
+    """The DAG imports the sensor when it is parsed (no DuckDB, pandas, mapping engine then); `rtw pull`
+    runs without Airflow."""
+    probe = ("import sys, etl.pull.sensor; print(sorted(m for m in ('pandas', 'duckdb', 'pyarrow', "
+             "'great_expectations', 'etl.pipeline', 'etl.transform.mapping', 'sshfs', 's3fs') if m in sys.modules))")
+    parsed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert parsed.stdout.strip() == "[]"
+    probe = "import sys, etl.cli, etl.pull.deliveries; print(any(m.startswith('airflow') for m in sys.modules))"
+    pulled = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert pulled.stdout.strip() == "False"

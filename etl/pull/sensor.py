@@ -10,7 +10,9 @@ run goes on with what landing holds), unless `fail_on_deadline` is set.
 The trigger's serialised arguments hold the connection *id*, never the secret: the trigger
 reads the connection when it runs (env `AIRFLOW_CONN_<ID>`, else Airflow's connection lookup).
 
-This is the only module of etl/ that imports Airflow; only the DAG imports it.
+This is the only module of etl/ that imports Airflow; only the DAG imports it. The DAG file is
+parsed often and must stay light, so the pull library (mappings, fsspec, DuckDB via the schema)
+is imported inside the methods, when a task or the triggerer runs them.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.pull.credentials import connection_uri_from_env
-from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
-from etl.transform.mapping import MappingError, load_mapping
+
+if TYPE_CHECKING:
+    from etl.pull.deliveries import DropZoneCheck
 
 # A check that ends the wait: anything but "nothing new yet" and "cannot be reached right now".
-_FINAL = {DropZoneState.NO_DROP_ZONE, DropZoneState.NEW_EXPORT, DropZoneState.INVALID}
+_FINAL = {"no_drop_zone", "new_export", "invalid"}
 
 
 def connection_uri(connection_id: str | None) -> str | None:
@@ -69,11 +72,15 @@ class DropZoneTrigger(BaseTrigger):
             "connection_id": self.connection_id, "deadline": self.deadline, "poke_interval": self.poke_interval})
 
     def _check(self) -> DropZoneCheck:
+        from etl.pull.deliveries import check_drop_zone
+
         uri = connection_uri(self.connection_id)
         return check_drop_zone(Home(Path(self.home)), self.source_id, connection_uri=uri,
                                sources_dir=Path(self.sources_dir))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from etl.pull.deliveries import DropZoneCheck, DropZoneState
+
         deadline = datetime.fromisoformat(self.deadline)
         last = ""
         while True:
@@ -82,7 +89,7 @@ class DropZoneTrigger(BaseTrigger):
             except Exception as exc:  # the connection lookup failed: may pass, ask again
                 check = DropZoneCheck(source_id=self.source_id, state=DropZoneState.UNREACHABLE,
                                       message=f"{self.source_id}: its connection cannot be read: {exc}")
-            if check.state in _FINAL:
+            if check.state.value in _FINAL:
                 yield TriggerEvent(_event(check))
                 return
             if check.state is DropZoneState.UNREACHABLE:
@@ -131,11 +138,13 @@ class DropZoneSensor(BaseSensorOperator):
         return datetime.now(UTC) + wait
 
     def poke(self, context: Any) -> bool:
-        return _check_now(self).state in _FINAL
+        return _check_now(self).state.value in _FINAL
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from etl.transform.mapping import MappingError, load_mapping
+
         check = _check_now(self)
-        if check.state in _FINAL:
+        if check.state.value in _FINAL:
             self.log.info("%s", check.message)
             return _event(check)
         try:
@@ -164,6 +173,9 @@ class DropZoneSensor(BaseSensorOperator):
 
 
 def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
+    from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
+    from etl.transform.mapping import MappingError, load_mapping
+
     uri = None
     try:
         mapping = load_mapping(sensor._sources_dir() / f"{sensor.source_id}.yaml")
