@@ -148,6 +148,12 @@ def test_sftp_pull_lands_new_files_verified_and_never_twice(tmp_path, home, sshd
     os.utime(drop / "ILTB_FU.csv", (time.time() - 120, time.time() - 120))
     newer = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
     assert newer.status is PullStatus.PULLED and newer.pulled == ["ILTB_FU.csv"]
+    # Touched (a new time) but the same bytes: recognised by its sha256 and not landed again.
+    os.utime(drop / "ILTB_ADVICE.csv", (time.time() - 60, time.time() - 60))
+    touched = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
+    assert touched.status is PullStatus.NOTHING_NEW and touched.pulled == []
+    assert [(f.name, f.reason) for f in touched.skipped] == [
+        ("ILTB_ADVICE.csv", "re-uploaded with the same content as already pulled")]
 
 
 def test_a_wrong_host_key_or_missing_credentials_fail_with_the_reason(tmp_path, home, sshd, exports, monkeypatch):

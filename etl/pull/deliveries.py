@@ -131,9 +131,9 @@ def wanted(mapping: SourceMapping, name: str) -> bool:
 
 
 def _quiet_seconds(delivery: Delivery) -> float:
-    if delivery.quiet_seconds is not None:
-        return delivery.quiet_seconds
-    return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
+    from etl.extract.landing import quiet_seconds_default  # the landing reader's default: one setting for both
+
+    return delivery.quiet_seconds if delivery.quiet_seconds is not None else quiet_seconds_default()
 
 
 def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile], ledger: Ledger,
@@ -289,6 +289,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         if candidate.refusal is not None:
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {candidate.refusal}; nothing "
                             "landed, the next pull tries it again")
+            continue
+        if candidate.expected_sha256 is not None and ledger.has_content(remote, candidate.expected_sha256):
+            ledger.record(remote, candidate.expected_sha256, [])  # its checksum says: seen; not even downloaded
+            skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
             continue
 
         def land(candidate: _Candidate = candidate) -> tuple[str, list[str]]:
