@@ -82,7 +82,8 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
         yield
     except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
         first_line = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
-        context["ti"].xcom_push(key=CRASH_KEY, value=f"{step} crashed: {type(exc).__name__}: {first_line}")
+        context["ti"].xcom_push(key=CRASH_KEY, value={
+            "source_id": source_id, "reason": f"{step} crashed: {type(exc).__name__}: {first_line}"})
         raise
 
 
@@ -155,7 +156,7 @@ def nightly_import() -> None:
         if planned is None:  # all_done: it runs after a failed plan too, which has said why
             raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
         home, run_plan = _home(), RunPlan.model_validate(planned)
-        handed = [SourceOutcome.model_validate(o) for o in outcomes or [] if o]
+        handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
         judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
         # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
@@ -194,22 +195,27 @@ def nightly_import() -> None:
     announce_change(published)
 
 
+def _as_list(outcomes: Any) -> list[dict[str, Any]]:
+    """The harmonised outcomes as a list: Airflow 3.3 hands a mapped group's output over as the lone
+    value itself, not a one-item list, when a single map index returned one (the others crashed)."""
+    if isinstance(outcomes, dict):
+        return [outcomes]
+    return [o for o in outcomes or [] if o]
+
+
 def _without_outcome(run_plan: Any, handed: set[str]) -> list[Any]:
     """The changed sources whose tasks handed over no outcome, as failed, with the reason they left."""
     from etl.steps import SourceOutcome, SourceStatus
 
-    ti = get_current_context()["ti"]
-    missing = []
-    for index, source_id in enumerate(run_plan.changed):  # the map index of its source.* tasks
-        if source_id in handed:
-            continue
-        reason = (ti.xcom_pull(task_ids="source.extract", key=CRASH_KEY, map_indexes=index)
-                  or ti.xcom_pull(task_ids="source.harmonise", key=CRASH_KEY, map_indexes=index)
-                  or "its extract or harmonise task ended without an outcome (killed, or its worker lost); "
-                     "see that task's log")
-        missing.append(SourceOutcome(source_id=source_id, run_id=run_plan.run_id, status=SourceStatus.FAILED,
-                                     message=reason))
-    return missing
+    if not set(run_plan.changed) - handed:
+        return []
+    # Every map index at once: asking one that has none would log an error for nothing.
+    left = get_current_context()["ti"].xcom_pull(task_ids=["source.extract", "source.harmonise"], key=CRASH_KEY)
+    reasons = {crash["source_id"]: crash["reason"] for crash in left or [] if crash}
+    return [SourceOutcome(source_id=source_id, run_id=run_plan.run_id, status=SourceStatus.FAILED,
+                          message=reasons.get(source_id, "its extract or harmonise task ended without an outcome "
+                                                         "(killed, or its worker lost); see that task's log"))
+            for source_id in run_plan.changed if source_id not in handed]
 
 
 nightly_import()

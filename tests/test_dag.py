@@ -9,11 +9,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
 from dag_servers import Inbox, Webhook, smtp_server, text_of, webhook_server
 
+from etl import notify
 from etl.airflow_local import DagRun, airflow_env, run_dag
 from etl.config import REPO_ROOT, Home, resolve_home
 
@@ -152,6 +154,7 @@ def failed_run(tmp_path_factory, notifications) -> DagRuns:
     blocker.write_text("not a folder")
     runs = DagRuns(home, [], [], [])
     _run(home, notifications, runs)
+    _run(home, notifications, runs)  # again: only the two failed sources are planned, and fail again
     return runs
 
 
@@ -172,10 +175,10 @@ def _airflow_db(home: Home, sql: str) -> list[tuple]:
         con.close()
 
 
-def _task_states(home: Home) -> dict[str, str]:
-    """The latest DAG run's task instances, by task id and source (the map index's name)."""
+def _task_states(home: Home, *, latest: bool = True) -> dict[str, str]:
+    """The latest (else the first) DAG run's task instances, by task id and source (the map index's name)."""
     rows = _airflow_db(home, "SELECT task_id, rendered_map_index, state FROM task_instance WHERE run_id = "
-                             "(SELECT run_id FROM dag_run ORDER BY id DESC LIMIT 1)")
+                             f"(SELECT run_id FROM dag_run ORDER BY id {'DESC' if latest else ''} LIMIT 1)")
     return {f"{task}[{name}]" if name else task: state for task, name, state in rows}
 
 
@@ -229,15 +232,15 @@ def test_asset_events_carry_the_run_and_fire_only_when_the_warehouse_changed(cle
 
 @pytest.mark.airflow
 def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_published(failed_run):
-    home, [run] = failed_run.home, failed_run.runs
+    home, run = failed_run.home, failed_run.runs[0]
     assert not run.succeeded
-    assert _airflow_db(home, "SELECT state FROM dag_run") == [("failed",)]
-    states = _task_states(home)
+    assert _airflow_db(home, "SELECT state FROM dag_run ORDER BY id") == [("failed",), ("failed",)]
+    states = _task_states(home, latest=False)
     assert states["verdict[sacha_fr]"] == "failed" and states["verdict[esmart]"] == "failed"
     assert states["source.harmonise[esmart]"] == "failed"  # the crash shows on its own task too
     assert states["publish"] == "success"
     assert {states[f"verdict[{s}]"] for s in ("crizotinib_imt", "iltb", "registry_it")} == {"success"}
-    [(_, _, status, changed, _, failed, message)] = _meta_runs(home)
+    (_, _, status, changed, _, failed, message), _again = _meta_runs(home)
     assert (status, changed, failed) == ("completed_with_failures", ["crizotinib_imt", "iltb", "registry_it"],
                                          ["esmart", "sacha_fr"])
     assert "SACHA_ODM_20261101.xml" in message and "harmonise crashed: FileExistsError" in message
@@ -253,28 +256,105 @@ def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_publish
 
 @pytest.mark.airflow
 def test_a_failed_run_sends_one_mail_naming_the_run_the_sources_their_reasons_and_the_report(failed_run):
-    [mails] = failed_run.mails
-    assert len(mails) == 1, mails
-    [(run_id, *_rest)] = _meta_runs(failed_run.home)
-    dag_run_id = _airflow_db(failed_run.home, "SELECT run_id FROM dag_run")[0][0]
-    text = mails[0]
+    first, _again = failed_run.mails
+    assert len(first) == 1, first
+    run_id = _meta_runs(failed_run.home)[0][0]
+    dag_run_id = _airflow_db(failed_run.home, "SELECT run_id FROM dag_run ORDER BY id")[0][0]
+    text = first[0]
     assert run_id in text and dag_run_id in text
     assert "sacha_fr (failed): SACHA_ODM_20261101.xml" in text
     assert "esmart (failed): harmonise crashed: FileExistsError" in text
     assert str(failed_run.home.reports / run_id / "index.html") in text
     assert "Loaded: crizotinib_imt, iltb, registry_it" in text
-    [[post]] = failed_run.posts
+    [post] = failed_run.posts[0]
     assert post["run_id"] == run_id and post["dag_run_id"] == dag_run_id
     assert sorted(s["source_id"] for s in post["sources"]) == ["esmart", "sacha_fr"]
 
 
 @pytest.mark.airflow
+def test_a_run_where_only_failing_sources_changed_records_them_and_announces_nothing(failed_run):
+    # One outcome handed over (sacha_fr's), one crash: the case where Airflow hands a lone value.
+    assert not failed_run.runs[1].succeeded
+    _first, (run_id, _, status, changed, unchanged, failed, message) = _meta_runs(failed_run.home)
+    assert (status, changed, failed) == ("completed_with_failures", [], ["esmart", "sacha_fr"])
+    assert unchanged == ["crizotinib_imt", "iltb", "registry_it"]
+    assert "harmonise crashed: FileExistsError" in message
+    [mail] = failed_run.mails[1]
+    assert run_id in mail and "esmart (failed)" in mail and "sacha_fr (failed)" in mail
+    assert len(_asset_events(failed_run.home)) == 1  # the first run's: this one changed nothing
+
+
+@pytest.mark.airflow
 def test_a_run_that_loaded_some_sources_announces_them_and_the_failed_ones(failed_run):
-    [(run_id, *_rest)] = _meta_runs(failed_run.home)
-    [event] = _asset_events(failed_run.home)
+    run_id = _meta_runs(failed_run.home)[0][0]
+    event = _asset_events(failed_run.home)[0]
     assert event["run_id"] == run_id and event["status"] == "completed_with_failures"
     assert event["sources_changed"] == ["crizotinib_imt", "iltb", "registry_it"]
     assert event["sources_failed"] == ["esmart", "sacha_fr"]
+
+
+PUBLISHED = {  # what the publish task hands over (dags/nightly_import.py)
+    "run_id": "20261102T020000Z-ab12", "status": "completed_with_failures", "report": "/rtw/reports/r/index.html",
+    "sources_changed": ["iltb"], "sources_failed": ["registry_it", "sacha_fr"], "validated": True,
+    "planned": ["iltb", "registry_it", "sacha_fr"],
+    "verdicts": {"iltb": {"status": "harmonised", "reason": None},
+                 "registry_it": {"status": "held", "reason": "held, its last good data kept: 40% fewer records"},
+                 "sacha_fr": {"status": "failed", "reason": "SACHA_ODM.xml line 5012, column 7: not well-formed"}},
+}
+
+
+def test_the_failure_message_names_the_run_each_source_not_loaded_with_its_reason_and_the_report():
+    failure = notify.failure_from_published("scheduled__2026-11-02T02:00:00+00:00", PUBLISHED)
+    assert [(s.source_id, s.status) for s in failure.sources] == [("registry_it", "held"), ("sacha_fr", "failed")]
+    text = notify.message_text(failure)
+    assert "Run 20261102T020000Z-ab12, Airflow DAG run scheduled__2026-11-02T02:00:00+00:00." in text
+    assert "- registry_it (held): held, its last good data kept: 40% fewer records" in text
+    assert "- sacha_fr (failed): SACHA_ODM.xml line 5012, column 7: not well-formed" in text
+    assert "Loaded: iltb" in text and "Report: /rtw/reports/r/index.html" in text
+    assert notify.subject(failure) == "[rtw] nightly import 20261102T020000Z-ab12: registry_it held, sacha_fr failed"
+    assert "&lt;" in notify.message_html(notify.RunFailure("d", "r", cause="a <b> tag"))  # escaped in the mail
+    body = notify.payload(failure)
+    assert body["run_id"] == "20261102T020000Z-ab12" and body["sources"][1]["reason"].startswith("SACHA_ODM")
+
+
+def test_a_run_that_failed_before_publishing_says_which_task_and_that_the_warehouse_is_unchanged():
+    text = notify.message_text(notify.RunFailure("manual__x", None, cause="the task plan_run failed (task_failure)"))
+    assert "Run (none: it failed before publishing), Airflow DAG run manual__x." in text
+    assert "The run failed: the task plan_run failed (task_failure)." in text
+    assert "the warehouse is unchanged" in text
+
+
+def test_the_webhook_url_comes_from_its_connection_and_only_http_is_called():
+    def connection(conn_type: str, host: str, schema: str = "", port: int | None = None, **extra: str):
+        return SimpleNamespace(conn_type=conn_type, host=host, schema=schema, port=port, extra_dejson=extra)
+
+    assert notify.webhook_url(connection("https", "hooks.example.org", "services/T0/B0")) == \
+        "https://hooks.example.org/services/T0/B0"
+    assert notify.webhook_url(connection("http", "127.0.0.1", "hook", 8080)) == "http://127.0.0.1:8080/hook"
+    assert notify.webhook_url(connection("generic", "x", url="https://chat.example.org/h")) == \
+        "https://chat.example.org/h"
+    with pytest.raises(ValueError, match="http or https"):
+        notify.webhook_url(connection("generic", "x", url="file:///etc/passwd"))
+
+
+SEND_PROBE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+from etl import notify
+print("SENT", notify.send(notify.RunFailure(dag_run_id="manual__x", run_id="r1", cause="plan_run failed")))
+"""
+
+
+@pytest.mark.parametrize("variables", [{}, {"AIRFLOW_VAR_RTW_NOTIFY_TO": RECIPIENTS}])
+def test_with_nothing_configured_nothing_is_sent_and_nothing_fails(tmp_path, variables):
+    env = {k: v for k, v in airflow_env(resolve_home(tmp_path)).items()
+           if not k.startswith(("AIRFLOW_VAR_RTW_NOTIFY", "AIRFLOW_CONN_"))} | variables
+    done = subprocess.run([sys.executable, "-c", SEND_PROBE], env=env, capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SENT []" in done.stdout and "told: nobody" in done.stdout
+    if variables:  # recipients without an SMTP Connection: a warning, not an error
+        assert "there is no SMTP Connection smtp_default: no e-mail sent" in done.stdout
 
 
 def test_the_dag_file_is_where_the_readme_says(tmp_path):
