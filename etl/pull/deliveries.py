@@ -31,6 +31,7 @@ from etl.pull.transfer import (
     ChecksumMismatch,
     Progress,
     PullPolicy,
+    Settled,
     TransferFailed,
     download,
     retrying,
@@ -74,7 +75,7 @@ class _Candidate(BaseModel):
     refusal: str | None = None  # why it cannot be verified (an unreadable sidecar): fails this file only
 
 
-class _SameContent(Exception):  # a signal, not an error: re-uploaded unchanged
+class _SameContent(Settled):  # re-uploaded unchanged
     def __init__(self, sha256: str) -> None:
         super().__init__(sha256)
         self.sha256 = sha256

@@ -48,8 +48,12 @@ class TransferFailed(RuntimeError):
     """Every attempt failed; the message gives the last reason."""
 
 
+class Settled(Exception):  # not an error: an answer that ends the attempts
+    """Raised by an attempt that found its answer early (e.g. the bytes were pulled before)."""
+
+
 # Answers that another attempt would only repeat.
-REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError)
+REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, Settled)
 
 
 def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,
