@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,12 @@ def _context(data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_suites(frames: Mapping[str, pd.DataFrame], rules: Sequence[Rule], *,
+def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[Rule], *,
                data_docs_dir: Path | None = None) -> list[RuleRun]:
-    """Validate each table's frame against its rules; Data Docs go to `data_docs_dir` when given."""
+    """Validate each table's frame against its rules; Data Docs go to `data_docs_dir` when given.
+
+    `frame_of(table)` loads a table's rows (None: no such table), one table at a time, so memory
+    holds the largest table, not all of them."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -95,7 +98,7 @@ def run_suites(frames: Mapping[str, pd.DataFrame], rules: Sequence[Rule], *,
     runs: list[RuleRun] = []
     for table in sorted({r.meta.table for r in rules if r.meta.table}):
         table_rules = [r for r in rules if r.meta.table == table]
-        frame = frames.get(table)
+        frame = frame_of(table)
         if frame is None:
             runs += [RuleRun.failed_to_run(r.rule_id, f"table {table} is not in the warehouse") for r in table_rules]
             continue

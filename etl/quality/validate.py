@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,14 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> li
             for rule_id in rule_ids]
 
 
-def _stage_frames(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[str, pd.DataFrame]:
+def _stage_frame_reader(con: duckdb.DuckDBPyConnection) -> Callable[[str], pd.DataFrame | None]:
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
-    # Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls.
-    return {t: con.execute(f"SELECT * FROM stage.{t}").df() for t in sorted(tables & present)}
+
+    def frame_of(table: str) -> pd.DataFrame | None:
+        # Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls.
+        return con.execute(f"SELECT * FROM stage.{table}").df() if table in present else None
+    return frame_of
 
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:
@@ -224,9 +227,8 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
     write_source_params(con, plan.params)
     runs = _harmonise_runs(con, by_engine["harmonise"])
-    gx_tables = {r.meta.table for r in by_engine["gx"] if r.meta.table}
     if by_engine["gx"]:
-        runs += run_suites(_stage_frames(con, gx_tables), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
+        runs += run_suites(_stage_frame_reader(con), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
     runs += run_checks(con, by_engine["sql"])
     _load_findings(con, runs, plan)
     con.execute(_SETTINGS)
