@@ -517,7 +517,8 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
 def load_mapping(path: Path) -> SourceMapping:
     """Read and validate one mapping file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's loader when present: a run reads every mapping several times, 10x faster than pure Python
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
