@@ -50,13 +50,17 @@ from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from etl import notify
+from etl.pull.sensor import DropZoneSensor  # light at parse: the pull library loads when a task runs
 
 # The warehouse's identity, the same wherever this file is parsed: consumers schedule on it by name.
 WAREHOUSE = Asset(name="rtw_warehouse", uri="x-rtw://warehouse")
 
-# Reading exports may meet a share or bucket that hiccups: retry, later each time.
+# Reading exports may meet a share, server or bucket that hiccups: retry, later each time (2 min, 4 min, ...).
 READ_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(minutes=2),
-                                "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=15)}
+                                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)}
+PULL_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 3}
+# The sensor waits up to the mapping's delivery.wait_minutes (default 6 h) for the night's export.
+WAIT_TIMEOUT = timedelta(hours=8)
 CRASH_KEY = "crash"  # the XCom a crashed extract or harmonise leaves for publish: why its source failed
 _REASON_CHARS = 500
 
@@ -73,17 +77,21 @@ def _wait_seconds() -> float:
     return float(os.environ.get("RTW_RUN_WAIT", "60"))
 
 
+class StepFailed(RuntimeError):
+    """A source's step failed for a reason it states (not a crash): the task fails, and is retried."""
+
+
 @contextmanager
 def _source_step(step: str, source_id: str) -> Iterator[None]:
-    """Name the task by its source, and leave publish the reason if the step crashes."""
+    """Name the task by its source, and leave publish the reason if the step fails or crashes."""
     context = get_current_context()
     context["source_id"] = source_id  # type: ignore[typeddict-unknown-key]  # for map_index_template
     try:
         yield
     except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
         first_line = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
-        context["ti"].xcom_push(key=CRASH_KEY, value={
-            "source_id": source_id, "reason": f"{step} crashed: {type(exc).__name__}: {first_line}"})
+        reason = first_line if isinstance(exc, StepFailed) else f"{step} crashed: {type(exc).__name__}: {first_line}"
+        context["ti"].xcom_push(key=CRASH_KEY, value={"source_id": source_id, "reason": reason})
         raise
 
 
@@ -94,7 +102,7 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=timedelta(hours=6),  # a night's import; the lease's 2 h TTL covers gaps between tasks
+    dagrun_timeout=timedelta(hours=10),  # the wait for exports (6 h by default) and the import
     default_args={"owner": "rtw-data-management", "retries": 0, "execution_timeout": timedelta(hours=1)},
     params={"force": Param(False, type="boolean",
                            description="Reload every source, even those whose exports and mapping are unchanged")},
@@ -103,7 +111,35 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
     doc_md=__doc__,
 )
 def nightly_import() -> None:
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(execution_timeout=timedelta(minutes=5))
+    def all_sources() -> list[str]:
+        from etl.pull.deliveries import source_ids
+
+        return source_ids()
+
+    @task(map_index_template="{{ source_id }}", **PULL_RETRIES)
+    def pull_export(source_id: str) -> dict[str, Any]:
+        """New exports from the source's drop zone into landing/ (a no-op without a `delivery:` block)."""
+        from etl.pull import connection_id, pull_source
+        from etl.pull.sensor import connection_uri
+
+        with _source_step("pull", source_id):
+            outcome = pull_source(_home(), source_id, connection_uri=connection_uri(connection_id(source_id)))
+            if outcome.status.value == "failed":  # a dropped connection, a refused file: retried, then told
+                raise StepFailed(f"its pull failed: {outcome.message}")
+            return outcome.model_dump(mode="json")
+
+    @task_group
+    def pull(source_id: str) -> Any:
+        """One source: wait (deferred) for its night's export in its drop zone, then pull it."""
+        waited = DropZoneSensor(task_id="wait_for_export", source_id=source_id, execution_timeout=WAIT_TIMEOUT,
+                                map_index_template="{{ task.source_id }}")
+        pulled = pull_export(source_id)
+        waited >> pulled
+        return pulled
+
+    # all_done: a source whose pull failed keeps what landing holds; the others go on.
+    @task(execution_timeout=timedelta(minutes=20), trigger_rule="all_done")
     def plan_run() -> dict[str, Any]:
         from etl import pipeline, repair, runlock
 
@@ -148,8 +184,8 @@ def nightly_import() -> None:
         return harmonise(extract(changed))
 
     @task(trigger_rule="all_done", execution_timeout=timedelta(hours=2))
-    def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-        """Validate, publish atomically, report; what every changed source came to."""
+    def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+        """Validate, publish atomically, report; what every source came to."""
         from etl import pipeline, runlock
         from etl.steps import RunPlan, SourceOutcome
 
@@ -162,19 +198,26 @@ def nightly_import() -> None:
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
             summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow")
             runlock.end_lease(home, run_plan.run_id)
-        return {**summary.model_dump(mode="json"), "planned": run_plan.changed,
-                "verdicts": {o.source_id: {"status": o.status.value, "reason": o.message} for o in judged}}
+        verdicts = {s: {"status": "unchanged", "reason": None, "pull": None} for s in sources or run_plan.unchanged}
+        verdicts |= {o.source_id: {"status": o.status.value, "reason": o.message, "pull": None} for o in judged}
+        for source_id, why in _pull_failures(sources or []).items():
+            verdicts.setdefault(source_id, {"status": "unchanged", "reason": None})["pull"] = why
+        return {**summary.model_dump(mode="json"), "sources": sources or sorted(verdicts), "verdicts": verdicts}
 
     @task(map_index_template="{{ source_id }}", execution_timeout=timedelta(minutes=5),
           on_failure_callback=notify.on_source_failure)
-    def verdict(source: dict[str, str], published: dict[str, Any]) -> str:
-        """Fail when this source was not loaded (failed or held), naming it and why."""
-        source_id = source["source_id"]
+    def verdict(source_id: str, published: dict[str, Any]) -> str:
+        """Fail when this source's pull failed or it was not loaded (failed or held), saying why."""
         get_current_context()["source_id"] = source_id  # type: ignore[typeddict-unknown-key]
-        judged = published["verdicts"].get(source_id, {"status": "failed", "reason": "publish never judged it"})
+        judged = published["verdicts"].get(source_id) or {"status": "failed", "reason": "publish never judged it"}
+        problems = [judged["pull"]] if judged.get("pull") else []
         if judged["status"] in notify.NOT_LOADED:
-            raise AirflowFailException(f"{source_id} was not loaded ({judged['status']}): {judged['reason']}; "
-                                       "it keeps its last good data")
+            problems.append(f"not loaded ({judged['status']}): {judged['reason']}; it keeps its last good data")
+        elif problems:  # only the pull failed: say what the import did with what landing held
+            problems.append("the exports already in landing were loaded" if judged["status"] == "harmonised"
+                            else "landing held nothing new: its data is unchanged")
+        if problems:
+            raise AirflowFailException(f"{source_id}: {'; '.join(problems)}")
         return f"{source_id}: {judged['status']}"
 
     @task(outlets=[WAREHOUSE], execution_timeout=timedelta(minutes=5))
@@ -188,19 +231,30 @@ def nightly_import() -> None:
             "sources_changed": published["sources_changed"], "sources_failed": published["sources_failed"],
             "validated": published["validated"], "report": published["report"]}
 
+    sources = all_sources()
     planned = plan_run()
-    sources = changed_sources(planned)
-    published = publish(planned, source.expand(changed=sources))
-    verdict.partial(published=published).expand(source=sources)
+    pull.expand(source_id=sources) >> planned
+    changed = changed_sources(planned)
+    published = publish(planned, source.expand(changed=changed), sources)
+    verdict.partial(published=published).expand(source_id=sources)
     announce_change(published)
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:
-    """The harmonised outcomes as a list: Airflow 3.3 hands a mapped group's output over as the lone
-    value itself, not a one-item list, when a single map index returned one (the others crashed)."""
+    """The values of a mapped task as a list: Airflow 3.3 hands them over as the lone value itself, not
+    a one-item list, when a single map index returned one (the others crashed)."""
     if isinstance(outcomes, dict):
         return [outcomes]
     return [o for o in outcomes or [] if o]
+
+
+def _pull_failures(sources: list[str]) -> dict[str, str]:
+    """Why the pull of a source failed, for each source whose pull handed over no outcome."""
+    ti = get_current_context()["ti"]
+    pulled = {o["source_id"] for o in _as_list(ti.xcom_pull(task_ids="pull.pull_export"))}
+    failed = {c["source_id"]: c["reason"] for c in _as_list(ti.xcom_pull(task_ids="pull.pull_export", key=CRASH_KEY))}
+    return {s: failed.get(s, "its pull did not run: waiting for its drop zone failed (see pull.wait_for_export)")
+            for s in sources if s not in pulled}
 
 
 def _without_outcome(run_plan: Any, handed: set[str]) -> list[Any]:

@@ -12,7 +12,8 @@ Nothing configured: nothing is sent and nothing fails. A notification that canno
 logged (never with the Connection's URL or password) and never fails the run a second time.
 
 Two callbacks send it, so that a run sends one message: `on_source_failure`, the `verdict`
-task's, when sources failed or were held (the first failed source's verdict tells of them all),
+task's, when sources failed, were held or could not be pulled (the first failed source's verdict
+tells of them all),
 and `on_run_failure`, the DAG's, when the run failed otherwise (plan or publish failed, the run
 timed out). The message is built from plain values (`RunFailure`), without Airflow.
 """
@@ -61,11 +62,20 @@ class RunFailure:
 def failure_from_published(dag_run_id: str, published: Mapping[str, Any], *, cause: str | None = None) -> RunFailure:
     """The failure as the publish task handed it over (see dags/nightly_import.py, `publish`)."""
     verdicts: Mapping[str, Mapping[str, Any]] = published.get("verdicts", {})
-    sources = tuple(SourceFailure(source_id, v["status"], v.get("reason") or "no reason recorded")
-                    for source_id, v in verdicts.items() if v["status"] in NOT_LOADED)
+    sources = tuple(_source_failure(source_id, v) for source_id, v in verdicts.items()
+                    if v["status"] in NOT_LOADED or v.get("pull"))
     return RunFailure(dag_run_id=dag_run_id, run_id=published.get("run_id"), sources=sources,
                       loaded=tuple(published.get("sources_changed", [])), report=published.get("report"),
                       cause=cause)
+
+
+def _source_failure(source_id: str, verdict: Mapping[str, Any]) -> SourceFailure:
+    """A failed pull, a failed or held load, or both: the status and every reason."""
+    reasons = [verdict["pull"]] if verdict.get("pull") else []
+    if verdict["status"] in NOT_LOADED:
+        reasons.append(verdict.get("reason") or "no reason recorded")
+        return SourceFailure(source_id, verdict["status"], "; ".join(reasons))
+    return SourceFailure(source_id, "pull failed", "; ".join(reasons))
 
 
 def subject(failure: RunFailure) -> str:
@@ -132,10 +142,10 @@ def on_source_failure(context: Mapping[str, Any]) -> None:
     if not published:
         return
     failure = failure_from_published(str(context["run_id"]), published)
-    planned: list[str] = published.get("planned", [])
+    in_order: list[str] = published.get("sources", [])
     failed = {s.source_id for s in failure.sources}
-    first = next((index for index, source_id in enumerate(planned) if source_id in failed), None)
-    if first is not None and ti.map_index == first:  # verdict is mapped over the planned sources, in order
+    first = next((index for index, source_id in enumerate(in_order) if source_id in failed), None)
+    if first is not None and ti.map_index == first:  # verdict is mapped over the sources, in this order
         send(failure)
 
 

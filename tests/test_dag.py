@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import duckdb
 import pytest
@@ -17,7 +19,7 @@ from dag_servers import Inbox, Webhook, smtp_server, text_of, webhook_server
 
 from etl import notify
 from etl.airflow_local import DagRun, airflow_env, run_dag
-from etl.config import REPO_ROOT, Home, resolve_home
+from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
 
 DAGS = REPO_ROOT / "dags"
 
@@ -67,18 +69,21 @@ def test_parsing_touches_no_database_and_no_data_library(parsed):
 
 
 def test_the_dag_has_the_documented_shape(parsed):
-    assert parsed["tasks"] == ["announce_change", "changed_sources", "plan_run", "publish", "source.extract",
-                               "source.harmonise", "verdict"]
+    assert parsed["tasks"] == ["all_sources", "announce_change", "changed_sources", "plan_run", "publish",
+                               "pull.pull_export", "pull.wait_for_export", "source.extract", "source.harmonise",
+                               "verdict"]
     assert parsed["schedule"] == "0 2 * * *"
 
 
 def test_every_task_has_an_owner_and_a_timeout_and_only_reading_exports_is_retried(parsed):
     settings = parsed["task_settings"]
     assert {s["owner"] for s in settings.values()} == {"rtw-data-management"}
-    assert all(s["timeout"] and s["timeout"] <= 2 * 3600 for s in settings.values())
-    assert {t for t, s in settings.items() if s["retries"]} == {"source.extract"}
+    assert all(s["timeout"] and s["timeout"] <= 2 * 3600 for t, s in settings.items() if t != "pull.wait_for_export")
+    assert settings["pull.wait_for_export"]["timeout"] == 8 * 3600  # the drop zone's wait is 6 h by default
+    retried = {t: s["retries"] for t, s in settings.items() if s["retries"]}
+    assert retried == {"source.extract": 2, "pull.pull_export": 3}
     assert settings["publish"]["trigger_rule"] == "all_done" and settings["publish"]["retries"] == 0
-    assert parsed["dagrun_timeout"] == 6 * 3600
+    assert parsed["dagrun_timeout"] == 10 * 3600
     assert parsed["params"] == {"force": False}
 
 
@@ -117,10 +122,11 @@ class DagRuns:
     posts: list[list[dict]]  # the webhook bodies each run sent
 
 
-def _run(home: Home, notified: tuple[Inbox, Webhook, dict[str, str]], into: DagRuns, **kwargs) -> None:
+def _run(home: Home, notified: tuple[Inbox, Webhook, dict[str, str]], into: DagRuns,
+         extra_env: dict[str, str] | None = None, **kwargs) -> None:
     inbox, hook, env = notified
     mails, posts = len(inbox.messages), len(hook.posts)
-    into.runs.append(run_dag(home, env=env, **kwargs))
+    into.runs.append(run_dag(home, env=env | (extra_env or {}), **kwargs))
     into.mails.append([text_of(m) for m in inbox.messages[mails:]])
     into.posts.append(hook.posts[posts:])
 
@@ -158,6 +164,31 @@ def failed_run(tmp_path_factory, notifications) -> DagRuns:
     return runs
 
 
+@pytest.fixture(scope="module")
+def pulled_run(tmp_path_factory, notifications) -> DagRuns:
+    """Two sources with a folder drop zone: registry_it's export waits there; crizotinib_imt's there has a
+    checksum that does not match (its copy already in landing is loaded anyway)."""
+    root = tmp_path_factory.mktemp("pulling")
+    home = _synthetic_home(root / "home")
+    sources = root / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    zones = {source_id: root / "zones" / source_id for source_id in ("crizotinib_imt", "registry_it")}
+    for source_id, zone in zones.items():
+        zone.mkdir(parents=True)
+        with (sources / f"{source_id}.yaml").open("a") as mapping:
+            mapping.write(f"\ndelivery:\n  url: {zone}\n  wait_minutes: 0\n")
+    export = home.landing / "registry_it" / "TREP_export_20261101.csv"
+    export.rename(zones["registry_it"] / export.name)
+    workbook = home.landing / "crizotinib_imt" / "CRIZOTINIB_IMT_export_20261101.xlsx"
+    shutil.copy2(workbook, zones["crizotinib_imt"] / workbook.name)
+    (zones["crizotinib_imt"] / f"{workbook.name}.sha256").write_text(f"{'0' * 64}  {workbook.name}\n")
+    runs = DagRuns(home, [], [], [])
+    # Retries a second apart (Airflow caps every retry delay at max_task_retry_delay).
+    _run(home, notifications, runs, extra_env={"RTW_SOURCES_DIR": str(sources),
+                                               "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "1"})
+    return runs
+
+
 def _meta_runs(home: Home) -> list[tuple]:
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
@@ -175,11 +206,13 @@ def _airflow_db(home: Home, sql: str) -> list[tuple]:
         con.close()
 
 
-def _task_states(home: Home, *, latest: bool = True) -> dict[str, str]:
-    """The latest (else the first) DAG run's task instances, by task id and source (the map index's name)."""
-    rows = _airflow_db(home, "SELECT task_id, rendered_map_index, state FROM task_instance WHERE run_id = "
-                             f"(SELECT run_id FROM dag_run ORDER BY id {'DESC' if latest else ''} LIMIT 1)")
-    return {f"{task}[{name}]" if name else task: state for task, name, state in rows}
+def _task_states(home: Home, *, latest: bool = True, tries: bool = False) -> dict[str, Any]:
+    """The latest (else the first) DAG run's task instances, by task id and source (the map index's name):
+    their state, or (state, try number)."""
+    rows = _airflow_db(home, "SELECT task_id, rendered_map_index, state, try_number FROM task_instance WHERE "
+                             f"run_id = (SELECT run_id FROM dag_run ORDER BY id {'DESC' if latest else ''} LIMIT 1)")
+    return {f"{task}[{name}]" if name else task: (state, tried) if tries else state
+            for task, name, state, tried in rows}
 
 
 def _asset_events(home: Home) -> list[dict]:
@@ -251,7 +284,7 @@ def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_publish
     finally:
         con.close()
     log = run.log.read_text()
-    assert "sacha_fr was not loaded (failed): SACHA_ODM_20261101.xml" in log
+    assert "sacha_fr: not loaded (failed): SACHA_ODM_20261101.xml" in log
 
 
 @pytest.mark.airflow
@@ -293,28 +326,53 @@ def test_a_run_that_loaded_some_sources_announces_them_and_the_failed_ones(faile
     assert event["sources_failed"] == ["esmart", "sacha_fr"]
 
 
+@pytest.mark.airflow
+def test_exports_are_pulled_from_drop_zones_before_the_import_and_a_failed_pull_is_retried_then_told(pulled_run):
+    home, [run] = pulled_run.home, pulled_run.runs
+    assert not run.succeeded
+    states = _task_states(home, tries=True)
+    assert states["pull.pull_export[registry_it]"] == ("success", 1)
+    assert states["pull.pull_export[crizotinib_imt]"] == ("failed", 4)  # 3 retries
+    assert {states[f"pull.wait_for_export[{s}]"][0] for s in FIVE_SOURCES} == {"success"}
+    assert (home.landing / "registry_it" / "TREP_export_20261101.csv").is_file()  # pulled, then loaded
+    [(_, _, status, changed, _, failed, _)] = _meta_runs(home)
+    assert (status, changed, failed) == ("completed", FIVE_SOURCES, [])
+    assert states["verdict[crizotinib_imt]"][0] == "failed"
+    assert {states[f"verdict[{s}]"][0] for s in FIVE_SOURCES if s != "crizotinib_imt"} == {"success"}
+    assert "crizotinib_imt: its pull failed: crizotinib_imt: " in run.log.read_text()
+    [[mail]] = pulled_run.mails
+    assert "- crizotinib_imt (pull failed): its pull failed: crizotinib_imt: " in mail and "sha256" in mail
+    assert "registry_it" not in mail.split("Loaded:")[0]
+
+
 PUBLISHED = {  # what the publish task hands over (dags/nightly_import.py)
     "run_id": "20261102T020000Z-ab12", "status": "completed_with_failures", "report": "/rtw/reports/r/index.html",
     "sources_changed": ["iltb"], "sources_failed": ["registry_it", "sacha_fr"], "validated": True,
-    "planned": ["iltb", "registry_it", "sacha_fr"],
-    "verdicts": {"iltb": {"status": "harmonised", "reason": None},
-                 "registry_it": {"status": "held", "reason": "held, its last good data kept: 40% fewer records"},
-                 "sacha_fr": {"status": "failed", "reason": "SACHA_ODM.xml line 5012, column 7: not well-formed"}},
+    "sources": ["esmart", "iltb", "registry_it", "sacha_fr"],
+    "verdicts": {"esmart": {"status": "unchanged", "reason": None, "pull": "its pull failed: esmart: sftp down"},
+                 "iltb": {"status": "harmonised", "reason": None, "pull": None},
+                 "registry_it": {"status": "held", "reason": "held, its last good data kept: 40% fewer records",
+                                 "pull": None},
+                 "sacha_fr": {"status": "failed", "reason": "SACHA_ODM.xml line 5012, column 7: not well-formed",
+                              "pull": None}},
 }
 
 
 def test_the_failure_message_names_the_run_each_source_not_loaded_with_its_reason_and_the_report():
     failure = notify.failure_from_published("scheduled__2026-11-02T02:00:00+00:00", PUBLISHED)
-    assert [(s.source_id, s.status) for s in failure.sources] == [("registry_it", "held"), ("sacha_fr", "failed")]
+    assert [(s.source_id, s.status) for s in failure.sources] == [("esmart", "pull failed"), ("registry_it", "held"),
+                                                                  ("sacha_fr", "failed")]
     text = notify.message_text(failure)
     assert "Run 20261102T020000Z-ab12, Airflow DAG run scheduled__2026-11-02T02:00:00+00:00." in text
+    assert "- esmart (pull failed): its pull failed: esmart: sftp down" in text
     assert "- registry_it (held): held, its last good data kept: 40% fewer records" in text
     assert "- sacha_fr (failed): SACHA_ODM.xml line 5012, column 7: not well-formed" in text
     assert "Loaded: iltb" in text and "Report: /rtw/reports/r/index.html" in text
-    assert notify.subject(failure) == "[rtw] nightly import 20261102T020000Z-ab12: registry_it held, sacha_fr failed"
+    assert notify.subject(failure) == \
+        "[rtw] nightly import 20261102T020000Z-ab12: esmart pull failed, registry_it held, sacha_fr failed"
     assert "&lt;" in notify.message_html(notify.RunFailure("d", "r", cause="a <b> tag"))  # escaped in the mail
     body = notify.payload(failure)
-    assert body["run_id"] == "20261102T020000Z-ab12" and body["sources"][1]["reason"].startswith("SACHA_ODM")
+    assert body["run_id"] == "20261102T020000Z-ab12" and body["sources"][2]["reason"].startswith("SACHA_ODM")
 
 
 def test_a_run_that_failed_before_publishing_says_which_task_and_that_the_warehouse_is_unchanged():
