@@ -1,17 +1,22 @@
 """Nightly import of every source into the Rare Tumour Warehouse.
 
-plan_run -> changed_sources -> source.extract -> source.harmonise (a mapped task group: one of
-each per changed source) -> publish -> verdict (mapped: one per changed source) and announce_change.
+all_sources -> pull.wait_for_export -> pull.pull_export (a mapped task group: one of each per
+source) -> plan_run -> changed_sources -> source.extract -> source.harmonise (a mapped task group:
+one of each per changed source) -> publish -> verdict (mapped: one per source) and announce_change.
 
+- pull waits (deferred, no worker slot) for the night's export in the source's drop zone, up to the
+  mapping's `delivery.wait_minutes`, then pulls what is new into landing/ (etl/pull, docs/pull.md);
+  without a `delivery:` block both are instant no-ops. A failed pull is retried, then fails its
+  task; plan_run (trigger rule all_done) goes on with what landing holds.
 - publish (trigger rule all_done) validates every record against the rule catalogue inside the
   new warehouse file (error -> quarantine, warning -> issue), swaps the file in and writes the
   report. It publishes the sources that were harmonised; a changed source without an outcome (its
   extract or harmonise task crashed, timed out or was killed) is recorded as failed in the run
   record (meta.run.sources_failed) with the reason its task left, and keeps its last good data.
-- verdict[<source>] fails when its source failed or was held, with a message naming the source
-  and the reason: the run's failures show on the source's own task, and the DAG run is red. The
-  first failed verdict sends one notification for all of them (etl/notify.py); the DAG's
-  on_failure_callback tells of a run that failed otherwise (plan or publish failed, timeout).
+- verdict[<source>] fails when its source failed, was held or could not be pulled, with a message
+  naming the source and the reason: the run's failures show on the source's own task, and the DAG
+  run is red. The first failed verdict sends one notification for all of them (etl/notify.py); the
+  DAG's on_failure_callback tells of a run that failed otherwise (plan or publish failed, timeout).
 - announce_change emits the `rtw_warehouse` Asset event, with the run id, status, changed and
   failed sources as its extra, only when the warehouse changed; otherwise it is skipped.
 
@@ -27,9 +32,9 @@ lock again, checks the lease is still this run's, publishes and ends it. `rtw ru
 runs see the lease and wait or refuse (etl/runlock.py); `max_active_runs=1` keeps two DAG runs
 apart as well. A task's process is made owner-only (umask 077): the home holds identifiers.
 
-Retries are for reading exports (extract), not for publish or for steps a retry cannot mend.
-Every task has an execution timeout and the run a `dagrun_timeout`. The param `force` reloads
-every source even if unchanged. docs/operations.md says how to be notified.
+Retries are for reading exports (pull, extract), not for publish or for steps a retry cannot
+mend. Every task has an execution timeout and the run a `dagrun_timeout`. The param `force`
+reloads every source even if unchanged. docs/operations.md says how to be notified.
 
 Configuration, read at run time: the warehouse home from env `RTW_HOME` (else the Airflow
 Variable `rtw_home`, else ./var), the pseudonymisation key from the Airflow Variable
