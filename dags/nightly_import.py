@@ -37,9 +37,10 @@ mend. Every task has an execution timeout and the run a `dagrun_timeout`. The pa
 reloads every source even if unchanged. docs/operations.md says how to be notified.
 
 Configuration, read at run time: the warehouse home from env `RTW_HOME` (else the Airflow
-Variable `rtw_home`, else ./var), the pseudonymisation key from the Airflow Variable
-`rtw_pseudonym_key` (so any secrets backend works), else env `RTW_PSEUDONYM_KEY`, else the
-home's key file.
+Variable `rtw_home`, else ./var); the mappings from the Airflow Variable `rtw_sources_dir` (else
+env `RTW_SOURCES_DIR`, else the shipped ones; etl/resources.py); the pseudonymisation key from
+the Airflow Variable `rtw_pseudonym_key` (so any secrets backend works), else env
+`RTW_PSEUDONYM_KEY`, else the home's key file.
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ def _home() -> Any:
 
     os.umask(0o077)  # this task's process only: whatever it writes under the home is owner-only
     return resolve_home(os.environ.get("RTW_HOME") or Variable.get("rtw_home", default=None)).ensure()
+
+
+def _sources_dir() -> Any:
+    """The mappings: the Airflow Variable `rtw_sources_dir`, else env RTW_SOURCES_DIR, else the shipped ones."""
+    from etl.resources import SOURCES_VARIABLE, sources_dir
+
+    return sources_dir(Variable.get(SOURCES_VARIABLE, default=None))
+
+
+class MappingsDropZoneSensor(DropZoneSensor):
+    """DropZoneSensor reading the mappings where the tasks do: `sources_dir` is rendered when it runs."""
+
+    template_fields = (*DropZoneSensor.template_fields, "sources_dir")
 
 
 def _wait_seconds() -> float:
@@ -120,7 +134,7 @@ def nightly_import() -> None:
     def all_sources() -> list[str]:
         from etl.pull.deliveries import source_ids
 
-        return source_ids()
+        return source_ids(_sources_dir())
 
     @task(map_index_template="{{ source_id }}", **PULL_RETRIES)
     def pull_export(source_id: str) -> dict[str, Any]:
@@ -129,7 +143,9 @@ def nightly_import() -> None:
         from etl.pull.sensor import connection_uri
 
         with _source_step("pull", source_id):
-            outcome = pull_source(_home(), source_id, connection_uri=connection_uri(connection_id(source_id)))
+            mappings = _sources_dir()
+            uri = connection_uri(connection_id(source_id, sources_dir=mappings))
+            outcome = pull_source(_home(), source_id, connection_uri=uri, sources_dir=mappings)
             if outcome.status.value == "failed":  # a dropped connection, a refused file: retried, then told
                 raise StepFailed(f"its pull failed: {outcome.message}")
             return outcome.model_dump(mode="json")
@@ -137,8 +153,9 @@ def nightly_import() -> None:
     @task_group
     def pull(source_id: str) -> Any:
         """One source: wait (deferred) for its night's export in its drop zone, then pull it."""
-        waited = DropZoneSensor(task_id="wait_for_export", source_id=source_id, execution_timeout=WAIT_TIMEOUT,
-                                map_index_template="{{ task.source_id }}")
+        waited = MappingsDropZoneSensor(task_id="wait_for_export", source_id=source_id,
+                                        sources_dir="{{ var.value.get('rtw_sources_dir', '') }}",
+                                        execution_timeout=WAIT_TIMEOUT, map_index_template="{{ task.source_id }}")
         pulled = pull_export(source_id)
         waited >> pulled
         return pulled
@@ -154,7 +171,7 @@ def nightly_import() -> None:
         home, run_id = _home(), pipeline.new_run_id()
         with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace"):
             repair.repair(home)
-            planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force)
+            planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
             runlock.take_lease(home, run_id)  # holds the home until publish, across tasks
         return planned.model_dump(mode="json")
 
@@ -169,7 +186,8 @@ def nightly_import() -> None:
         with _source_step("extract", source["source_id"]):
             home = _home()
             with runlock.heartbeat(home, source["run_id"]):
-                return pipeline.extract_source(home, source["run_id"], source["source_id"]).model_dump(mode="json")
+                return pipeline.extract_source(home, source["run_id"], source["source_id"],
+                                               sources_dir=_sources_dir()).model_dump(mode="json")
 
     @task(map_index_template="{{ source_id }}")
     def harmonise(extracted: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +199,8 @@ def nightly_import() -> None:
             outcome = SourceOutcome.model_validate(extracted)
             home = _home()
             with runlock.heartbeat(home, outcome.run_id):
-                return pipeline.harmonise_extracted(home, outcome, key_value=key).model_dump(mode="json")
+                return pipeline.harmonise_extracted(home, outcome, key_value=key,
+                                                    sources_dir=_sources_dir()).model_dump(mode="json")
 
     @task_group
     def source(changed: dict[str, str]) -> Any:
@@ -201,7 +220,7 @@ def nightly_import() -> None:
         judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
         # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
-            summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow")
+            summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow", sources_dir=_sources_dir())
             runlock.end_lease(home, run_plan.run_id)
         verdicts = {s: {"status": "unchanged", "reason": None, "pull": None} for s in sources or run_plan.unchanged}
         verdicts |= {o.source_id: {"status": o.status.value, "reason": o.message, "pull": None} for o in judged}

@@ -184,7 +184,8 @@ def pulled_run(tmp_path_factory, notifications) -> DagRuns:
     (zones["crizotinib_imt"] / f"{workbook.name}.sha256").write_text(f"{'0' * 64}  {workbook.name}\n")
     runs = DagRuns(home, [], [], [])
     # Retries a second apart (Airflow caps every retry delay at max_task_retry_delay).
-    _run(home, notifications, runs, extra_env={"RTW_SOURCES_DIR": str(sources),
+    # The mappings from the Airflow Variable (docs/deployment.md), which every task and sensor must read.
+    _run(home, notifications, runs, extra_env={"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources),
                                                "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "1"})
     return runs
 
@@ -339,7 +340,9 @@ def test_exports_are_pulled_from_drop_zones_before_the_import_and_a_failed_pull_
     assert (status, changed, failed) == ("completed", FIVE_SOURCES, [])
     assert states["verdict[crizotinib_imt]"][0] == "failed"
     assert {states[f"verdict[{s}]"][0] for s in FIVE_SOURCES if s != "crizotinib_imt"} == {"success"}
-    assert "crizotinib_imt: its pull failed: crizotinib_imt: " in run.log.read_text()
+    log = run.log.read_text()
+    assert "registry_it: new in " in log  # the sensor read the mappings of the Variable too
+    assert "crizotinib_imt: its pull failed: crizotinib_imt: " in log
     [[mail]] = pulled_run.mails
     assert "- crizotinib_imt (pull failed): its pull failed: crizotinib_imt: " in mail and "sha256" in mail
     assert "registry_it" not in mail.split("Loaded:")[0]
