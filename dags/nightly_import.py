@@ -67,7 +67,7 @@ READ_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(minutes=2
 PULL_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 3}
 # The sensor waits up to the mapping's delivery.wait_minutes (default 6 h) for the night's export.
 WAIT_TIMEOUT = timedelta(hours=8)
-CRASH_KEY = "crash"  # the XCom a crashed extract or harmonise leaves for publish: why its source failed
+CRASH_KEY = "crash"  # the XCom a failed pull, extract or harmonise leaves for publish: why, for its source
 _REASON_CHARS = 500
 
 
@@ -85,15 +85,15 @@ def _sources_dir() -> Any:
     return sources_dir(Variable.get(SOURCES_VARIABLE, default=None))
 
 
+def _wait_seconds() -> float:
+    """How long plan and publish wait for a run holding the home (env RTW_RUN_WAIT, default 60 s)."""
+    return float(os.environ.get("RTW_RUN_WAIT", "60"))
+
+
 class MappingsDropZoneSensor(DropZoneSensor):
     """DropZoneSensor reading the mappings where the tasks do: `sources_dir` is rendered when it runs."""
 
     template_fields = (*DropZoneSensor.template_fields, "sources_dir")
-
-
-def _wait_seconds() -> float:
-    """How long plan and publish wait for a run holding the home (env RTW_RUN_WAIT, default 60 s)."""
-    return float(os.environ.get("RTW_RUN_WAIT", "60"))
 
 
 class StepFailed(RuntimeError):
@@ -222,11 +222,9 @@ def nightly_import() -> None:
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
             summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow", sources_dir=_sources_dir())
             runlock.end_lease(home, run_plan.run_id)
-        verdicts = {s: {"status": "unchanged", "reason": None, "pull": None} for s in sources or run_plan.unchanged}
-        verdicts |= {o.source_id: {"status": o.status.value, "reason": o.message, "pull": None} for o in judged}
-        for source_id, why in _pull_failures(sources or []).items():
-            verdicts.setdefault(source_id, {"status": "unchanged", "reason": None})["pull"] = why
-        return {**summary.model_dump(mode="json"), "sources": sources or sorted(verdicts), "verdicts": verdicts}
+        sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
+        return {**summary.model_dump(mode="json"), "sources": sources,
+                "verdicts": _verdicts(sources, judged, _pull_failures(sources))}
 
     @task(map_index_template="{{ source_id }}", execution_timeout=timedelta(minutes=5),
           on_failure_callback=notify.on_source_failure)
@@ -270,6 +268,16 @@ def _as_list(outcomes: Any) -> list[dict[str, Any]]:
     if isinstance(outcomes, dict):
         return [outcomes]
     return [o for o in outcomes or [] if o]
+
+
+def _verdicts(sources: list[str], judged: list[Any], pull_failures: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """What each source came to, for its verdict task and the notification: the import's status
+    (unchanged, harmonised, failed, held) and why, and why its pull failed, if it did."""
+    verdicts: dict[str, dict[str, Any]] = {s: {"status": "unchanged", "reason": None, "pull": None} for s in sources}
+    verdicts |= {o.source_id: {"status": o.status.value, "reason": o.message, "pull": None} for o in judged}
+    for source_id, why in pull_failures.items():
+        verdicts.setdefault(source_id, {"status": "unchanged", "reason": None})["pull"] = why
+    return verdicts
 
 
 def _pull_failures(sources: list[str]) -> dict[str, str]:
