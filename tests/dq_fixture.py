@@ -10,6 +10,8 @@ some issues are resolved, some new and some persist. Run 3 also has:
 - a failed source (iltb) that has no results at all;
 and FR-NAN03 is judged but has no issue. check_result rows are derived the way the engine
 derives them (failed when failing > threshold x denominator), so the tests can recompute them.
+Two held-back records carry endpoints (HELD_BACK_ENDPOINTS: a relapse, a death), staged beside a
+clean death, and marts.held_back_endpoints is built from them with the real mart SQL.
 """
 
 from __future__ import annotations
@@ -131,6 +133,14 @@ ISSUES = [
 TABLES = {"DIAG": "diagnosis", "PATIENT": "patient", "TREAT": "treatment"}
 
 
+# Endpoints carried by the last run's held-back records: (issue index in ISSUES, stage table, endpoint, values).
+HELD_BACK_ENDPOINTS = [
+    (0, "diagnosis", "relapse", {"diagnosis_id": "d-held", "event_type": "relapse"}),  # its date did not parse
+    (len(ISSUES) - 1, "follow_up", "death", {"follow_up_id": "f-held", "vital_status": "dead",
+                                              "death_date": "2026-10-01", "contact_date": "2026-10-01"}),
+]
+
+
 def pseudonym(patient: int) -> str:
     return hashlib.sha256(f"fixture-patient-{patient}".encode()).hexdigest()[:24]
 
@@ -203,6 +213,23 @@ def build_warehouse(path: Path) -> Path:
         con.executemany("INSERT INTO dq.quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             (VALIDATED[-1], i.source_id, f"{i.source_id}_export.csv", "ab" * 32, record_key(i), i.record_set,
              i.line, i.centre_id, [TABLES[i.record_set]], [i.rule_id], [i.message]) for i in held])
+        _stage_held_back_endpoints(con)
     finally:
         con.close()
     return path
+
+
+def _stage_held_back_endpoints(con: duckdb.DuckDBPyConnection) -> None:
+    """Stage the endpoint records (and a clean death, loaded) and build marts.held_back_endpoints."""
+    con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
+    con.execute("CREATE SCHEMA stage")
+    for table in ("follow_up", "diagnosis", "response_assessment"):
+        con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+    clean = (ISSUES[5], "follow_up", {"follow_up_id": "f-clean", "vital_status": "dead", "death_date": "2026-09-01"})
+    for issue, table, values in [(ISSUES[i], table, values) for i, table, _, values in HELD_BACK_ENDPOINTS] + [clean]:
+        row = {"source_id": issue.source_id, "source_file_sha256": "ab" * 32, "source_record_key": record_key(issue),
+               "run_id": VALIDATED[-1], "patient_id": pseudonym(issue.patient), **values}
+        con.execute(f"INSERT INTO stage.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()))
+    con.execute("CREATE SCHEMA marts")
+    con.execute((WAREHOUSE_SQL_DIR / "marts" / "80_held_back_endpoints.sql").read_text())

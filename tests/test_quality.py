@@ -239,7 +239,8 @@ def test_eligibility_rules_read_the_source_parameters_not_a_study_id():
     enrolment = pd.DataFrame({
         "source_id": ["trial", "trial", "trial", "reg", "old"], "source_record_key": ["a", "b", "c", "d", "e"],
         "patient_id": ["p1", "p2", "p3", "p4", "p5"], "study_id": ["ANY"] * 5,
-        "age_at_enrolment_days": [3000, 7000, 4000, 7000, 9000], "lvef_percent": [65.0, 70.0, 55.0, 40.0, None]})
+        "age_at_enrolment_days": [3000, 7000, 4000, 7000, 9000], "lvef_percent": [65.0, 70.0, 55.0, 40.0, None],
+        "enrolment_date": pd.to_datetime(["2026-01-01"] * 5).date})
     molecular = pd.DataFrame({"source_id": ["trial", "trial", "trial"], "patient_id": ["p1", "p2", "p3"],
                               "alteration_type": ["fusion", "SNV", "fusion"], "gene_symbol": ["EML4", "ALK", "ROS1"],
                               "partner_gene": ["ALK", None, "CD74"]})
@@ -250,7 +251,7 @@ def test_eligibility_rules_read_the_source_parameters_not_a_study_id():
         "ENR-AGE-ELIGIBLE", "ENR-LVEF-ELIGIBLE", "ENR-LVEF-PRESENT", "XT-ALK-ROS1-REQUIRED")])}
     assert all(r.error is None for r in runs.values()), [r.error for r in runs.values()]
     assert list(runs["ENR-AGE-ELIGIBLE"].failures.source_record_key) == ["b"]  # 'old' enrols up to 25: 9000 d ok
-    assert "age at enrolment 19.2 years; the source enrols from 0.0 to 18.0 years" in \
+    assert "age at enrolment 19 completed years (7000 days); the source enrols from 0 to 18 completed years" in \
         runs["ENR-AGE-ELIGIBLE"].failures.message[0]
     assert list(runs["ENR-LVEF-ELIGIBLE"].failures.source_record_key) == ["c"]  # the registry's 40% is not judged
     assert list(runs["ENR-LVEF-PRESENT"].failures.source_record_key) == []  # 'old' asks for no LVEF

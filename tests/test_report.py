@@ -265,3 +265,22 @@ def test_an_unknown_run_or_one_before_any_validation_is_a_clear_error(rendered, 
     with pytest.raises(UnknownRun, match="the quality rules have not run yet at run r1"):
         build_report(fresh, tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
+
+
+def test_endpoints_carried_by_held_back_records_are_listed_with_their_record_keys(rendered):
+    rows = rendered.dom.xpath('//table[@id="held-back-endpoint-table"]/tbody/tr')
+    shown = {(r.get("data-endpoint"), r.get("data-source"), r.get("data-centre"), int(r.get("data-records")),
+              int(r.get("data-missed"))) for r in rows}
+    expected = {(endpoint, dq_fixture.ISSUES[i].source_id, dq_fixture.ISSUES[i].centre_id, 1, 1)
+                for i, _, endpoint, _ in dq_fixture.HELD_BACK_ENDPOINTS}
+    assert shown == expected  # the clean death is loaded, so it is not listed
+    keys = {code.text for code in rendered.dom.xpath('//table[@id="held-back-endpoint-table"]//code')}
+    assert keys == {dq_fixture.record_key(dq_fixture.ISSUES[i]) for i, *_ in dq_fixture.HELD_BACK_ENDPOINTS}
+    assert rendered.dom.xpath('//nav/a[@href="#held-back-endpoints"]')
+
+
+def test_an_older_run_s_page_does_not_list_today_s_held_back_endpoints(rendered):
+    older = lxml.html.fromstring(build_report(rendered.warehouse, rendered.root / "older-endpoints",
+                                              VALIDATED[1]).read_bytes())
+    assert older.get_element_by_id("held-back-endpoints-unavailable") is not None
+    assert not older.xpath('//table[@id="held-back-endpoint-table"]')

@@ -1,12 +1,18 @@
--- core.patient: one row per linked person, rebuilt from core.patient_source and core.follow_up
--- after every load, so a person's row always reflects every source that knows them.
--- Merge rules: sex is the one known value all sources agree on (conflicts -> unknown);
--- birth year/month and country come from the first source (by source_id) that gives them;
--- a person is dead if any source says so (earliest death date), else the status at the
--- latest contact; last_contact_date is the latest contact in any source.
+-- core.patient: one row per linked person, rebuilt after every load from every core record of
+-- the person, so a person's row always reflects every source that knows them and every core
+-- row's patient_id is in core.patient, even when its source's registration (patient_source) was
+-- held back (the rule XT-PATIENT-KNOWN flags those records).
+-- Input: patient_record, a temporary view that etl/load/warehouse.py builds from the DDL before
+-- this file runs: patient_id and lineage of every row of every core table with a patient_id.
+-- Merge rules: sex is the one known value all registrations agree on (conflicts -> unknown);
+-- birth year/month and country come from the first registration (by source_id) that gives them,
+-- and are unknown for a person no registration reached core for; a person is dead if any source
+-- says so (earliest death date), else the status at the latest contact; last_contact_date is the
+-- latest contact in any source. Lineage cites the first registration (by source_id), else the
+-- person's first record of any table.
 
 INSERT INTO core.patient BY NAME
-WITH sources AS (
+WITH registrations AS (
     SELECT
         patient_id,
         count(DISTINCT sex) FILTER (WHERE sex IS NOT NULL AND sex <> 'unknown') AS n_known_sex,
@@ -14,12 +20,23 @@ WITH sources AS (
         first(birth_year ORDER BY birth_year IS NULL, source_id) AS birth_year,
         first(birth_month ORDER BY birth_month IS NULL, source_id) AS birth_month,
         first(country ORDER BY country IS NULL, source_id) AS country,
-        count(*) AS n_sources,
         first(source_id ORDER BY source_id, source_record_key) AS source_id,
         first(source_file_sha256 ORDER BY source_id, source_record_key) AS source_file_sha256,
         first(source_record_key ORDER BY source_id, source_record_key) AS source_record_key,
         first(run_id ORDER BY source_id, source_record_key) AS run_id
     FROM core.patient_source
+    GROUP BY patient_id
+),
+
+records AS (  -- every person with a core record, and the sources that know them
+    SELECT
+        patient_id,
+        count(DISTINCT source_id) AS n_sources,
+        first(source_id ORDER BY source_id, source_record_key) AS source_id,
+        first(source_file_sha256 ORDER BY source_id, source_record_key) AS source_file_sha256,
+        first(source_record_key ORDER BY source_id, source_record_key) AS source_record_key,
+        first(run_id ORDER BY source_id, source_record_key) AS run_id
+    FROM patient_record
     GROUP BY patient_id
 ),
 
@@ -35,19 +52,20 @@ contacts AS (
 )
 
 SELECT
-    sources.patient_id,
-    CASE WHEN n_known_sex = 1 THEN known_sex ELSE 'unknown' END AS sex,
-    birth_year,
-    birth_month,
-    country,
+    records.patient_id,
+    CASE WHEN registrations.n_known_sex = 1 THEN registrations.known_sex ELSE 'unknown' END AS sex,
+    registrations.birth_year,
+    registrations.birth_month,
+    registrations.country,
     CASE WHEN has_died THEN 'dead' ELSE coalesce(latest_vital_status, 'unknown') END AS vital_status,
     contacts.death_date,
     contacts.last_contact_date,
-    n_sources,
-    source_id,
-    source_file_sha256,
-    source_record_key,
-    run_id
-FROM sources
+    records.n_sources,
+    coalesce(registrations.source_id, records.source_id) AS source_id,
+    coalesce(registrations.source_file_sha256, records.source_file_sha256) AS source_file_sha256,
+    coalesce(registrations.source_record_key, records.source_record_key) AS source_record_key,
+    coalesce(registrations.run_id, records.run_id) AS run_id
+FROM records
+LEFT JOIN registrations USING (patient_id)
 LEFT JOIN contacts USING (patient_id)
-ORDER BY sources.patient_id;
+ORDER BY records.patient_id;

@@ -11,6 +11,9 @@
   on them. Each file carries the run id in its Parquet key-value metadata, and `_manifest.json`
   lists the set.
 - `export_public` writes the aggregate marts for publication, small cells withheld (etl/load/suppression.py).
+- Two marts say what the others leave out: `held_back_endpoints` (deaths, relapses, progressions and
+  responses of records held back in dq.quarantine, read from stage) and `left_out` (per mart and
+  reason, the rows not counted).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
     The schema is dropped first: marts are derived, and a mart whose file was removed must not linger.
     """
     con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    _ensure_quarantine_inputs(con)
     estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
         view = _PYTHON_INPUTS.get(path.name)
@@ -59,6 +63,23 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(path.read_text())
         finally:
             con.unregister(view)
+
+
+# Stage tables marts.held_back_endpoints reads (with dq.quarantine): the endpoints of held-back records.
+_HELD_BACK_INPUTS = ("follow_up", "diagnosis", "response_assessment")
+
+
+def _ensure_quarantine_inputs(con: duckdb.DuckDBPyConnection) -> None:
+    """Every publish has dq.quarantine and the stage tables; a warehouse made without them (by hand, in
+    a test) gets them empty, so that the marts build from core alone and hold no held-back endpoint."""
+    present = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    if "dq.quarantine" not in present:
+        con.execute((WAREHOUSE_SQL_DIR / "dq.sql").read_text())
+    for table in _HELD_BACK_INPUTS:
+        if f"stage.{table}" not in present:
+            con.execute("CREATE SCHEMA IF NOT EXISTS stage")
+            con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
 
 
 def _mart_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -129,13 +129,17 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
 
 
 def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
-    """core = stage minus the records held back; then the derived core.patient."""
+    """core = stage minus the records held back; then the derived core.patient (every person with a core record)."""
     for table in _source_tables():
         con.execute(f"DELETE FROM core.{table}")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM stage.{table} "
                     "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
     con.execute("DELETE FROM core.patient")
-    con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+    con.execute(_patient_record_sql())
+    try:
+        con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+    finally:
+        con.execute("DROP VIEW IF EXISTS patient_record")
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
@@ -144,6 +148,15 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
+
+
+def _patient_record_sql() -> str:
+    """The temporary view patient_record that patient.sql reads: patient_id and lineage of every row of
+    every core table with a patient_id, from the DDL (a table added later feeds core.patient unedited)."""
+    lineage = "patient_id, source_id, source_file_sha256, source_record_key, run_id"
+    parts = [f"SELECT {lineage} FROM core.{table}" for table, columns in core_columns().items()
+             if table != "patient" and "patient_id" in columns]
+    return "CREATE OR REPLACE TEMP VIEW patient_record AS\n" + "\nUNION ALL\n".join(parts)
 
 
 def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:

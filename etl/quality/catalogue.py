@@ -5,7 +5,8 @@ threshold, description):
 - `expectations/<table>.json`: a GX 1.x expectation suite per core table; each expectation's
   `meta` carries the rule's catalogue entry.
 - `warehouse/checks/<rule_id>.sql`: a cross-table rule; a header of `-- key: value` lines, then
-  a query over the stage tables that returns the failing records.
+  a query over the stage tables that returns the failing records. With `-- phase: admitted` it
+  judges, after the quarantine, only the records that reach core (references between core tables).
 - `expectations/harmonise.json`: the conformance rules harmonise applies while parsing values
   (a date that does not exist cannot be loaded at all), catalogued so they are reported alike.
 Adding a rule is adding a file or an entry; a source tunes rules in its YAML (`quality:`).
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from etl.quality.params import PARAMS
 from etl.resources import checks_dir, data_root, expectations_dir
@@ -56,6 +57,9 @@ class RuleMeta(BaseModel):
     field: str | None = None
     scope: str | None = None  # SQL rules: which rows of `table` the rule judges (the denominator)
     params: list[str] | None = None  # source parameters the rule reads; it judges only sources setting one
+    # SQL rules: `staged` judges every stage record, before the quarantine; `admitted` judges the records
+    # that reach core (stage minus the quarantine), after it: references between core tables.
+    phase: Literal["staged", "admitted"] = "staged"
 
     @field_validator("params", mode="before")
     @classmethod
@@ -70,6 +74,13 @@ class RuleMeta(BaseModel):
             raise ValueError(f"{', '.join(unknown)}: not a source parameter (etl/quality/params.py); "
                              f"known: {', '.join(sorted(PARAMS))}")
         return value
+
+    @model_validator(mode="after")
+    def _admitted_rules_warn(self) -> RuleMeta:
+        # Holding a record back after the quarantine would change what reaches core, which the rule judged.
+        if self.phase == "admitted" and self.severity != "warning":
+            raise ValueError("a rule judged after the quarantine (phase: admitted) can only be a warning")
+        return self
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ def gx_rules(path: Path, *, check_types: bool = True) -> list[Rule]:
         kwargs = dict(entry.get("kwargs", {}))
         column = kwargs.get("column") or "|".join(kwargs.get("column_list", [])) or None
         meta = _meta({"table": table, "field": column, **entry.get("meta", {})}, where)
+        if meta.phase != "staged":
+            raise CatalogueError(f"{where} ({meta.rule_id}): a GX suite judges the stage; only a SQL rule can "
+                                 "be judged after the quarantine (phase: admitted)")
         if check_types:
             _check_expectation(entry.get("type", ""), kwargs, f"{where} ({meta.rule_id})")
         rules.append(Rule(meta, "gx", _relative(path), expectation={"type": entry["type"], "kwargs": kwargs}))
@@ -215,8 +229,9 @@ def catalogue_markdown(rules: Iterable[Rule]) -> str:
             m = rule.meta
             where = ".".join(p for p in (m.table, m.field) if p) or "(any)"
             reads = f" Reads {', '.join(f'`{p}`' for p in m.params)}." if m.params else ""
+            after = " Judged after the quarantine, on the records that reach core." if m.phase == "admitted" else ""
             lines.append(f"| `{m.rule_id}` | {m.subcategory} | {m.level} | {m.severity} | {m.threshold:g} | "
-                         f"{where} | {m.description}{reads} |")
+                         f"{where} | {m.description}{reads}{after} |")
         lines.append("")
     lines += ["## Source parameters", "",
               "A rule that depends on whom a source enrols reads parameters that the source sets under `params:` "

@@ -29,16 +29,20 @@ class SourceParam:
 
 PARAMS: dict[str, SourceParam] = {p.name: p for p in (
     SourceParam("min_age_years", "number", "years",
-                "Youngest age at enrolment (inclusion, registration in a study) the source accepts.", 0),
+                "Youngest age at enrolment (inclusion, registration in a study) the source accepts, in completed "
+                "years: 1 admits a patient from the 1st birthday on.", 0),
     SourceParam("max_age_years", "number", "years",
-                "Oldest age at enrolment the source accepts: a patient is eligible up to max_age_years x "
-                "365.25 days old (18: until the 18th birthday).", 18),
+                "Oldest age at enrolment the source accepts, in completed years as a protocol's \"age 0-18\" or "
+                "\"<= 25\" means it: a patient is eligible up to the day before the birthday after max_age_years "
+                "(18: up to the day before the 19th birthday). Judged on the calendar from the birth date harmonise "
+                "used (the 15th when the source gives the month of birth only).", 18),
     SourceParam("min_age_at_diagnosis_years", "number", "years",
-                "Youngest age at initial diagnosis the source registers (registries that register by the "
-                "age at diagnosis, whatever the age at registration).", 0),
+                "Youngest age at initial diagnosis the source registers, in completed years (registries that "
+                "register by the age at diagnosis, whatever the age at registration).", 0),
     SourceParam("max_age_at_diagnosis_years", "number", "years",
-                "Oldest age at initial diagnosis the source registers (e.g. 18 for a paediatric registry; "
-                "registration itself may come later).", 18),
+                "Oldest age at initial diagnosis the source registers, in completed years (e.g. 18 for a paediatric "
+                "registry of children aged 0-18: diagnosed up to the day before the 19th birthday; registration "
+                "itself may come later).", 18),
     SourceParam("min_lvef_percent", "number", "percent",
                 "The left-ventricular ejection fraction at screening must be above this value "
                 "(core.study_enrolment.lvef_percent).", 60),

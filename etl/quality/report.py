@@ -12,6 +12,9 @@ Gotchas of the tables:
   removed, so catalogue columns can be missing for it.
 - dq.quarantine holds the current warehouse only; for an older run the records held back are
   those with an error-severity issue, which is what the quarantine is built from.
+- The endpoints that held-back records carry (deaths, relapses, progressions, responses) come
+  from marts.held_back_endpoints, which holds the current warehouse only: a page about an older
+  run says so instead of listing them.
 """
 
 from __future__ import annotations
@@ -322,6 +325,16 @@ def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
     return points
 
 
+def _held_back_endpoints(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str, Any]] | None:
+    """marts.held_back_endpoints when the page is about the current warehouse's findings; None otherwise
+    (an older run, or a warehouse without the mart)."""
+    present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' "
+                          "AND table_name = 'held_back_endpoints'").fetchone()
+    if not present or not present[0] or validated_runs(con)[-1] != choice.findings_run_id:
+        return None
+    return _records(con, "SELECT * FROM marts.held_back_endpoints ORDER BY endpoint, source_id, centre_id")
+
+
 def _source_summaries(run: dict[str, Any], sources: dict[str, dict[str, SourceRule]],
                       centres: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per source: its rule statuses counted, open issues, records held back, and what the run did to it."""
@@ -350,6 +363,7 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
         "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
         "trend": _trend(con),
+        "held_back_endpoints": _held_back_endpoints(con, choice),
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},

@@ -10,12 +10,21 @@ Before the checks run, the temporary view `recorded_date` is built from the DDL:
 date a stage record states, whatever its table. A rule about every date (not after the export,
 not before 1900) is then one query, and a date column added to core later is judged without an
 edit. It is temporary so that the published warehouse never holds a view over a stage that a
-later version reshapes.
+later version reshapes. So are the macros the rules share (warehouse/rule_functions.sql, e.g.
+`completed_years`, the age as protocols count it).
+
+Rules with `phase: admitted` run in a second pass, after the quarantine is built, over the
+schema `admitted`: one view per stage table holding the records that reach core (stage minus
+dq.quarantine), and the view `core_reference`, one row per reference a record makes to another
+core record (from the DDL: a column named after another core table's primary key; patient_id is
+a reference to the same source's registration, core.patient_source). The schema is dropped
+when the pass ends, so the published warehouse never holds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
+from functools import cache
 
 import duckdb
 import pandas as pd
@@ -23,6 +32,7 @@ import pandas as pd
 from etl import schema
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, RuleRun
+from etl.resources import warehouse_sql_dir
 
 # A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
 ISSUE_COLUMNS = [*FAILURE_COLUMNS, "table_name"]
@@ -30,6 +40,11 @@ ISSUE_COLUMNS = [*FAILURE_COLUMNS, "table_name"]
 # The columns of the view recorded_date: `value` is the date compared, `shown` the value as recorded.
 RECORDED_DATE = (("source_id", "VARCHAR"), ("source_file_sha256", "VARCHAR"), ("source_record_key", "VARCHAR"),
                  ("table_name", "VARCHAR"), ("field", "VARCHAR"), ("value", "DATE"), ("shown", "VARCHAR"))
+
+
+def rule_functions_sql() -> str:
+    """The temporary macros every SQL rule may call (warehouse/rule_functions.sql)."""
+    return (warehouse_sql_dir() / "rule_functions.sql").read_text(encoding="utf-8")
 
 
 def recorded_date_columns() -> dict[str, list[tuple[str, str]]]:
@@ -80,12 +95,7 @@ def recorded_date_sql(present: Mapping[str, Set[str]]) -> str:
 
 def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the temporary view recorded_date over the stage tables as they are on this connection."""
-    present: dict[str, set[str]] = {}
-    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE "
-                                     "database_name = current_database() AND schema_name = 'stage' "
-                                     "AND NOT internal").fetchall():
-        present.setdefault(table, set()).add(column)
-    con.execute(recorded_date_sql(present))
+    con.execute(recorded_date_sql(_stage_columns(con)))
 
 
 def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
@@ -110,9 +120,90 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
+    """Run rules of phase `staged` over every stage record."""
     write_recorded_dates(con)
+    con.execute(rule_functions_sql())
     con.execute("SET search_path = 'stage'")
     try:
         return [run_check(con, rule) for rule in rules]
     finally:
         con.execute("RESET search_path")
+
+
+@cache
+def core_references() -> tuple[tuple[str, str, str], ...]:
+    """(table, column, referenced table) for every reference between core tables, read from the DDL.
+
+    A column named after the single-column primary key of another core table refers to it;
+    patient_id refers to the patient's registration in the same source (core.patient_source),
+    since core.patient is derived from the records after validation.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute((warehouse_sql_dir() / "core.sql").read_text(encoding="utf-8"))
+        keys = {columns[0]: table for table, columns in con.execute(
+            "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+            "WHERE schema_name = 'core' AND constraint_type = 'PRIMARY KEY'").fetchall() if len(columns) == 1}
+        found = con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'core' "
+                            "ORDER BY table_name, column_index").fetchall()
+    finally:
+        con.close()
+    references = []
+    for table, column in found:
+        target = "patient_source" if keys.get(column) == "patient" else keys.get(column)
+        if target is None or target == table or table == "patient":
+            continue
+        references.append((table, column, target))
+    return tuple(references)
+
+
+def core_reference_sql(present: Mapping[str, Set[str]]) -> str:
+    """The view admitted.core_reference: one row per reference an admitted record makes, and whether
+    the referenced record reached core too (`is_known`)."""
+    parts = []
+    for table, column, target in core_references():
+        if not {"source_id", "source_record_key", column} <= present.get(table, set()) or target not in present:
+            continue
+        same = ("t.source_id = r.source_id AND t.patient_id = r.patient_id" if target == "patient_source"
+                else f't."{column}" = r."{column}"')
+        parts.append(f"SELECT r.source_id, r.source_record_key, '{table}' AS table_name, '{column}' AS field, "
+                     f"r.\"{column}\"::VARCHAR AS value, '{target}' AS target_table, "
+                     f"EXISTS (SELECT 1 FROM admitted.\"{target}\" t WHERE {same}) AS is_known "
+                     f'FROM admitted."{table}" r WHERE r."{column}" IS NOT NULL')
+    if not parts:
+        parts = ["SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS source_record_key, NULL::VARCHAR AS table_name, "
+                 "NULL::VARCHAR AS field, NULL::VARCHAR AS value, NULL::VARCHAR AS target_table, "
+                 "NULL::BOOLEAN AS is_known WHERE false"]
+    return "CREATE OR REPLACE VIEW admitted.core_reference AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def _stage_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    present: dict[str, set[str]] = {}
+    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE "
+                                     "database_name = current_database() AND schema_name = 'stage' "
+                                     "AND NOT internal").fetchall():
+        present.setdefault(table, set()).add(column)
+    return present
+
+
+def run_admitted_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
+    """Run rules of phase `admitted` over the records that reach core (dq.quarantine must be built)."""
+    if not rules:
+        return []
+    present = _stage_columns(con)
+    con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
+    con.execute("CREATE SCHEMA admitted")
+    try:
+        for table, columns in sorted(present.items()):
+            held_back = ("ANTI JOIN dq.quarantine USING (source_id, source_record_key)"
+                         if {"source_id", "source_record_key"} <= columns else "")
+            con.execute(f'CREATE VIEW admitted."{table}" AS SELECT * FROM stage."{table}" {held_back}')
+        con.execute(core_reference_sql(present))
+        con.execute(rule_functions_sql())
+        con.execute("SET search_path = 'admitted'")
+        try:
+            return [run_check(con, rule) for rule in rules]
+        finally:
+            con.execute("RESET search_path")
+    finally:
+        con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")

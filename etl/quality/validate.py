@@ -7,6 +7,12 @@ threshold), `dq.issue` (per failing record) and `dq.quarantine` (records failing
 error-severity rule, held back from core). A rule that cannot run is reported as `error` and
 the others go on; a failed rule never stops the load of clean records.
 
+Two phases. First every rule of phase `staged` (GX suites, harmonise's checks, most SQL rules)
+judges every stage record, and its errors build dq.quarantine. Then the SQL rules of phase
+`admitted` judge what actually reaches core (stage minus the quarantine): a response whose
+treatment was held back, a record whose patient's registration was. They only warn (the
+catalogue refuses an admitted-phase error), so the second pass never changes the quarantine.
+
 Source parameters (`params:` in each mapping) are written to `stage.source_param` before the
 rules run. A rule that reads parameters judges only the sources that set one of them; for the
 others its result is `not_applicable`, saying which parameters it reads, and it raises no issue.
@@ -28,7 +34,14 @@ from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_suites import run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
-from etl.quality.sql_checks import ISSUE_COLUMNS, recorded_date_columns, run_checks
+from etl.quality.sql_checks import (
+    ISSUE_COLUMNS,
+    core_references,
+    recorded_date_columns,
+    rule_functions_sql,
+    run_admitted_checks,
+    run_checks,
+)
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -45,10 +58,11 @@ class QualityPlan:
 
     @property
     def fingerprint(self) -> str:
-        # A changed parameter changes what the rules find, and so does a date column added to the
-        # DDL (the date rules judge every one): validation must run again.
+        # A changed parameter changes what the rules find, and so does a date column or a reference added
+        # to the DDL (the date and reference rules judge every one): validation must run again.
         return fingerprint(self.rules, {"overrides": self.overrides, "params": self.params,
-                                        "date_columns": recorded_date_columns()})
+                                        "date_columns": recorded_date_columns(),
+                                        "references": core_references(), "functions": rule_functions_sql()})
 
 
 def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | None = None,
@@ -229,15 +243,21 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     runs = _harmonise_runs(con, by_engine["harmonise"])
     if by_engine["gx"]:
         runs += run_suites(_stage_frame_reader(con), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
-    runs += run_checks(con, by_engine["sql"])
+    runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
     _load_findings(con, runs, plan)
     con.execute(_SETTINGS)
     con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
     con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
     con.execute(_ISSUES, [run_id])
-    con.execute(_RESULTS, {"run": run_id})
     con.execute("DELETE FROM dq.quarantine")
     con.execute(_QUARANTINE, {"run": run_id})
+    admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
+    if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
+        runs += run_admitted_checks(con, admitted)
+        _load_findings(con, runs, plan)
+        con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
+        con.execute(_ISSUES, [run_id])
+    con.execute(_RESULTS, {"run": run_id})
     for table in ("population", "failure", "rule_error", "override", "rule_param", "param_set", "setting"):
         con.execute(f"DROP TABLE IF EXISTS _{table}")
     issues, held = con.execute(

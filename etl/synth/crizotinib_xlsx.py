@@ -61,7 +61,7 @@ SOURCE_ID = "crizotinib_imt"
 STUDY_ID = "CRIZOTINIB"
 TITLE = "Crizotinib in children with ALK/ROS1-rearranged inflammatory myofibroblastic tumour - CRF export"
 HEADER_ROW = 3
-MAX_AGE_DAYS = 6574  # the eligibility rules' 18 years
+MAX_AGE_DAYS = 6940  # "age 0-18" admits up to the day before the 19th birthday, at most 6940 days after birth
 KEY_COLUMNS = ["Patient ID", "Record"]
 SHEETS: dict[str, list[str]] = {
     "Enrolment": ["Site", "Country of residence", "Sex", "Month/year of birth", "EUPID", "Informed consent date",
@@ -248,7 +248,7 @@ class _Subject:
             (INVALID_CODE, "sex"): ("Sex", plan.rng.choice(("X", "H", "9"))),
             (INELIGIBLE, "lvef_percent"): ("LVEF at screening (%)", plan.rng.randint(50, 60)),
         }
-        # Enrolled shortly after the 18th birthday, though diagnosed before it: only the age rule breaks.
+        # Enrolled shortly after the 19th birthday, though diagnosed before it: only the age rule breaks.
         late_birth = blur(plus(patient.enrolment_date, -(MAX_AGE_DAYS + 21 + plan.rng.randint(0, 20))), "month")
         last_diagnosis = max(d.date.value for d in patient.diagnoses)
         if truth.age_days(PDate(last_diagnosis), late_birth) <= MAX_AGE_DAYS:

@@ -55,7 +55,7 @@ from etl.synth.truth import EmittedRecord
 
 SOURCE_ID = "esmart"
 STUDY_ID = "ESMART"
-MAX_AGE_DAYS = 6574  # the eligibility rules' 18 years
+MAX_AGE_DAYS = 6940  # "age 0-18" admits up to the day before the 19th birthday, at most 6940 days after birth
 # Dataset -> (label, [(variable, label)]). Variables are at most 8 characters (XPORT v5).
 DATASETS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "DM": ("Demographics", [
@@ -241,8 +241,8 @@ class _Subject:
             (IMPOSSIBLE_DATE, "consent_date"): ("RFICDTC", _impossible(plan, patient.consent_date or enrolled.value)),
             (INVALID_CODE, "sex"): ("SEX", plan.rng.choice(("X", "9", "H"))),
         }
-        # A birth date typed wrong makes the patient just over 18 at enrolment, while every
-        # diagnosis stays before the 18th birthday (so only the enrolment age rule is broken).
+        # A birth date typed wrong makes the patient just past 0-18 (19) at enrolment, while every
+        # diagnosis stays before the 19th birthday (so only the enrolment age rule is broken).
         typo = blur(plus(patient.enrolment_date, -(MAX_AGE_DAYS + 21 + plan.rng.randint(0, 20))),
                     patient.birth.precision)
         last_diagnosis = max(d.date.value for d in patient.diagnoses)

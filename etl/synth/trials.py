@@ -51,7 +51,8 @@ from etl.synth.records import (
     plus,
 )
 
-TRIAL_MAX_AGE_DAYS = int(18 * YEAR) - 1  # both trials enrol before the 18th birthday
+TRIAL_MAX_AGE_DAYS = int(19 * YEAR) - 1  # "age 0-18": both trials enrol up to the day before the 19th birthday
+CLEAN_ENROLMENT_MAX_DAYS = int(18 * YEAR) - 1  # clean trial patients are enrolled before the 18th birthday
 ESMART_WINDOW_DAYS = 3600  # ESMART opened in 2016
 CRIZOTINIB_WINDOW_DAYS = 2600
 ESMART_SACHA_SHARE = 0.85  # of French ESMART patients progressing on the trial, then treated off-label
@@ -105,7 +106,7 @@ def esmart_person(rng: Random, person_id: str, export_date: date,
     to_enrolment = rng.randint(90, 400) if n_relapses == 0 else rng.randint(300, 2200)
     age_at_diagnosis = max(60, _age_days(rng, disease.age_years))
     # The margin keeps ages under 18 also from a month-precise birth date (taken as the 15th).
-    enrolment_age = min(age_at_diagnosis + to_enrolment, TRIAL_MAX_AGE_DAYS - rng.randint(20, 300))
+    enrolment_age = min(age_at_diagnosis + to_enrolment, CLEAN_ENROLMENT_MAX_DAYS - rng.randint(20, 300))
     age_at_diagnosis = max(60, min(age_at_diagnosis, enrolment_age - 90))
     enrolment = _between(rng, plus(export_date, -ESMART_WINDOW_DAYS), plus(export_date, -30))
     birth = plus(enrolment, -enrolment_age)
@@ -210,7 +211,7 @@ def crizotinib_person(rng: Random, person_id: str, export_date: date,
     relapsed = rng.random() < 0.25  # relapse after surgery, else unresectable at diagnosis
     to_enrolment = rng.randint(400, 1500) if relapsed else rng.randint(45, 150)
     age_at_diagnosis = max(60, _age_days(rng, IMT.age_years))
-    enrolment_age = min(age_at_diagnosis + to_enrolment, TRIAL_MAX_AGE_DAYS - rng.randint(20, 200))
+    enrolment_age = min(age_at_diagnosis + to_enrolment, CLEAN_ENROLMENT_MAX_DAYS - rng.randint(20, 200))
     age_at_diagnosis = max(30, min(age_at_diagnosis, enrolment_age - 45))
     enrolment = _between(rng, plus(export_date, -CRIZOTINIB_WINDOW_DAYS), plus(export_date, -30))
     birth = plus(enrolment, -enrolment_age)

@@ -8,19 +8,22 @@
 -- field: age_at_diagnosis_days
 -- scope: age_at_diagnosis_days IS NOT NULL AND coalesce(event_type, 'initial') = 'initial'
 -- params: min_age_at_diagnosis_years, max_age_at_diagnosis_years
--- description: A registry that registers patients by their age at initial diagnosis (e.g. children diagnosed at 0-18) has a patient outside that range: the birth or diagnosis date is wrong, or the patient is not in scope.
--- expected: an age at initial diagnosis within the source's range (max_age_at_diagnosis_years x 365.25 days at most)
+-- description: A registry that registers patients by their age at initial diagnosis (e.g. children diagnosed at 0-18, that is before their 19th birthday) has a patient outside that range: the birth or diagnosis date is wrong, or the patient is not in scope.
+-- expected: an age at initial diagnosis within the source's range: at most max_age_at_diagnosis_years completed years (diagnosed before the birthday after it)
 -- Grain: one row per initial diagnosis outside its source's range; relapses may come later in life.
+-- Ages are in completed years on the diagnosis date (completed_years, warehouse/rule_functions.sql).
 WITH initial_diagnosis AS (
     SELECT d.source_id, d.source_record_key, d.age_at_diagnosis_days AS age_days,
+           completed_years(d.age_at_diagnosis_days, d.diagnosis_date) AS age_years,
            p.min_age_at_diagnosis_years AS min_years, p.max_age_at_diagnosis_years AS max_years
     FROM diagnosis d
     JOIN source_params p USING (source_id)
     WHERE d.age_at_diagnosis_days IS NOT NULL AND coalesce(d.event_type, 'initial') = 'initial'
 )
 SELECT source_id, source_record_key, age_days::VARCHAR AS value,
-       'age at diagnosis ' || round(age_days / 365.25, 1) || ' years; the source registers from '
-       || coalesce(min_years::VARCHAR, '0') || ' to ' || coalesce(max_years::VARCHAR, 'any age')
-       || ' years (params min_age_at_diagnosis_years, max_age_at_diagnosis_years)' AS message
+       'age at diagnosis ' || age_years || ' completed years (' || age_days || ' days); the source registers from '
+       || coalesce(regexp_replace(min_years::VARCHAR, '\.0$', ''), '0') || ' to '
+       || coalesce(regexp_replace(max_years::VARCHAR, '\.0$', ''), 'any age')
+       || ' completed years (params min_age_at_diagnosis_years, max_age_at_diagnosis_years)' AS message
 FROM initial_diagnosis
-WHERE age_days < min_years * 365.25 OR age_days > max_years * 365.25
+WHERE age_years < min_years OR age_years > max_years

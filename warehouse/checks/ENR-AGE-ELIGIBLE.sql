@@ -8,19 +8,22 @@
 -- field: age_at_enrolment_days
 -- scope: age_at_enrolment_days IS NOT NULL
 -- params: min_age_years, max_age_years
--- description: The patient is outside the age range the study or registry enrols at inclusion (its min_age_years to max_age_years): the birth or enrolment date is wrong, or the patient was not eligible.
--- expected: an age at enrolment within the source's range (max_age_years x 365.25 days at most)
+-- description: The patient is outside the age range the study or registry enrols at inclusion (its min_age_years to max_age_years, in completed years: "0-18" admits a patient up to the day before the 19th birthday): the birth or enrolment date is wrong, or the patient was not eligible.
+-- expected: an age at enrolment within the source's range: at least min_age_years and at most max_age_years completed years (enrolled before the birthday after max_age_years)
 -- Grain: one row per enrolment record outside its source's range; a missing bound does not limit.
+-- Ages are in completed years on the enrolment date (completed_years, warehouse/rule_functions.sql).
 WITH enrolment AS (
     SELECT e.source_id, e.source_record_key, e.age_at_enrolment_days AS age_days,
+           completed_years(e.age_at_enrolment_days, e.enrolment_date) AS age_years,
            p.min_age_years, p.max_age_years
     FROM study_enrolment e
     JOIN source_params p USING (source_id)
     WHERE e.age_at_enrolment_days IS NOT NULL
 )
 SELECT source_id, source_record_key, age_days::VARCHAR AS value,
-       'age at enrolment ' || round(age_days / 365.25, 1) || ' years; the source enrols from '
-       || coalesce(min_age_years::VARCHAR, '0') || ' to ' || coalesce(max_age_years::VARCHAR, 'any age')
-       || ' years (params min_age_years, max_age_years)' AS message
+       'age at enrolment ' || age_years || ' completed years (' || age_days || ' days); the source enrols from '
+       || coalesce(regexp_replace(min_age_years::VARCHAR, '\.0$', ''), '0') || ' to '
+       || coalesce(regexp_replace(max_age_years::VARCHAR, '\.0$', ''), 'any age')
+       || ' completed years (params min_age_years, max_age_years)' AS message
 FROM enrolment
-WHERE age_days < min_age_years * 365.25 OR age_days > max_age_years * 365.25
+WHERE age_years < min_age_years OR age_years > max_age_years

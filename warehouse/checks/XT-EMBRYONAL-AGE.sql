@@ -6,9 +6,9 @@
 -- threshold: 0
 -- table: diagnosis
 -- field: age_at_diagnosis_days
--- description: An embryonal tumour (neuroblastoma, nephroblastoma, hepatoblastoma, retinoblastoma) is diagnosed at 15 or older, which is very unusual.
+-- description: An embryonal tumour (neuroblastoma, nephroblastoma, hepatoblastoma, retinoblastoma) is diagnosed on or after the 15th birthday, which is very unusual.
 -- expected: the morphology or the diagnosis/birth date confirmed
 SELECT source_id, source_record_key, icdo3_morphology || ' at ' || round(age_at_diagnosis_days / 365.25, 1) || ' y' AS value
 FROM diagnosis
-WHERE event_type = 'initial' AND age_at_diagnosis_days >= 15 * 365.25
+WHERE event_type = 'initial' AND completed_years(age_at_diagnosis_days, diagnosis_date) >= 15
   AND (icdo3_morphology IN ('9490', '9500', '8960', '8970') OR icdo3_morphology BETWEEN '9510' AND '9514')

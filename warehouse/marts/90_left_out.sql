@@ -1,0 +1,85 @@
+-- marts.left_out: one row per mart x reason: the core rows (or patients) a mart leaves out, and
+-- why, so an analyst reading a mart knows what it does not count. Every reason has a row, with 0
+-- when nothing is left out.
+--
+-- Reasons
+--   adverse_events, response: a record pointing to a treatment that is not in core (its
+--     treatment form is missing or was held back; rule XT-TREATMENT-KNOWN lists each one), and a
+--     record with no treatment at all; neither can be attributed to a drug or regimen.
+--   response: an assessment at a timepoint the mart does not report (end of treatment, ...), and
+--     a later assessment of the same treatment and timepoint (the earliest counts).
+--   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown or
+--     negative in marts.survival (a date error in a source).
+--   survival, response: endpoints (death, relapse, progression, response) carried by records
+--     held back in dq.quarantine that core does not hold otherwise (n_missed of
+--     marts.held_back_endpoints, which lists the records).
+
+CREATE OR REPLACE TABLE marts.left_out AS
+WITH treatment_reference AS (
+    SELECT 'adverse_events' AS mart, treatment_id, treatment_id IN (SELECT treatment_id FROM core.treatment) AS is_known
+    FROM core.adverse_event
+    UNION ALL
+    SELECT 'response', treatment_id, treatment_id IN (SELECT treatment_id FROM core.treatment)
+    FROM core.response_assessment
+    WHERE timepoint IN ('cycle1', 'best')
+),
+
+response_repeat AS (
+    SELECT count(*) - count(DISTINCT (treatment_id, timepoint)) AS n
+    FROM core.response_assessment
+    WHERE timepoint IN ('cycle1', 'best') AND treatment_id IN (SELECT treatment_id FROM core.treatment)
+),
+
+held_back AS (
+    SELECT
+        CASE endpoint WHEN 'response' THEN 'response' ELSE 'survival' END AS mart,
+        endpoint,
+        sum(n_missed) AS n
+    FROM marts.held_back_endpoints
+    GROUP BY ALL
+),
+
+reason (mart, reason, unit, n_rows) AS (
+    SELECT mart, 'points to a treatment that is not in core (missing or held back; XT-TREATMENT-KNOWN)',
+           CASE mart WHEN 'adverse_events' THEN 'adverse events' ELSE 'response assessments' END,
+           count(*) FILTER (WHERE treatment_id IS NOT NULL AND NOT is_known)
+    FROM treatment_reference GROUP BY mart
+    UNION ALL
+    SELECT mart, 'recorded against no treatment, so not attributed to a drug',
+           CASE mart WHEN 'adverse_events' THEN 'adverse events' ELSE 'response assessments' END,
+           count(*) FILTER (WHERE treatment_id IS NULL)
+    FROM treatment_reference GROUP BY mart
+    UNION ALL
+    SELECT 'response', 'assessed at a timepoint other than cycle 1 or best response', 'response assessments',
+           count(*) FILTER (WHERE timepoint IS NULL OR timepoint NOT IN ('cycle1', 'best'))
+    FROM core.response_assessment
+    UNION ALL
+    SELECT 'response', 'a later assessment of the same treatment and timepoint (the earliest counts)',
+           'response assessments', n
+    FROM response_repeat
+    UNION ALL
+    SELECT mart, 'unknown or negative ' || endpoint || ' time in marts.survival (a date error in a source)',
+           'patients x origins', n
+    FROM (SELECT 'survival_km' AS mart UNION ALL SELECT 'survival_landmark')
+    CROSS JOIN (SELECT count(*) FILTER (WHERE os_days IS NULL) AS os, count(*) FILTER (WHERE efs_days IS NULL) AS efs
+                FROM marts.survival)
+    CROSS JOIN LATERAL (SELECT 'OS' AS endpoint, os AS n UNION ALL SELECT 'EFS', efs)
+    UNION ALL
+    SELECT all_marts.mart, endpoint.endpoint || ' carried by a record held back in dq.quarantine, not in core otherwise '
+           || '(marts.held_back_endpoints)', endpoint.unit, coalesce(held_back.n, 0)
+    FROM (SELECT 'survival' AS mart UNION ALL SELECT 'response') AS all_marts
+    JOIN (VALUES ('survival', 'death', 'deaths'), ('survival', 'relapse', 'relapses'),
+                 ('survival', 'progression', 'progressions'), ('response', 'response', 'response assessments'))
+        AS endpoint (mart, endpoint, unit) USING (mart)
+    LEFT JOIN held_back USING (mart, endpoint)
+)
+
+SELECT mart, reason, unit, n_rows::BIGINT AS n_rows
+FROM reason
+ORDER BY mart, reason;
+
+COMMENT ON TABLE marts.left_out IS 'What each mart leaves out and why: one row per mart and reason, with the number of rows left out (0 when none), so an analyst knows what a mart does not count.';
+COMMENT ON COLUMN marts.left_out.mart IS 'The mart that leaves the rows out. Codes: adverse_events / response / survival / survival_km / survival_landmark.';
+COMMENT ON COLUMN marts.left_out.reason IS 'Why the rows are left out, in words (the rule or mart that explains it in brackets).';
+COMMENT ON COLUMN marts.left_out.unit IS 'What a left-out row is: adverse events, response assessments, patients x origins, deaths, relapses, progressions.';
+COMMENT ON COLUMN marts.left_out.n_rows IS 'How many are left out. Unit: rows (see unit).';

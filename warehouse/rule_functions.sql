@@ -1,0 +1,20 @@
+-- Functions the rules in warehouse/checks/ share, created as temporary macros on the connection
+-- that runs them (etl/quality/sql_checks.py), so the published warehouse holds none of them.
+--
+-- completed_years(age_days, on_date): the age in completed years on on_date, as protocols and
+-- registries count it: "age 0-18" admits a patient up to the day before the 19th birthday, "age
+-- <= 25" up to the day before the 26th. Harmonise computes age_days from the full birth date
+-- (age_at_enrolment_days, age_at_diagnosis_days) and then coarsens the birth date to year and
+-- month, so the birth date the age was computed from is on_date - age_days: the birthday is
+-- found on the calendar, not with 365.25-day years (which put the 19th birthday up to a day
+-- off and, with `max x 365.25`, ended "0-18" on the 18th birthday).
+-- Precision: a birth date the source gives to the month only is read as the 15th of that month
+-- (harmonise), so the birthday is judged as the 15th and a patient within half a month of the
+-- limit may be misjudged; an event date given to the month or year is stored as the first day
+-- of its period, so an upper limit is judged on that first day (never a later day than the
+-- event can have been). A 29 February birthday falls on 1 March in other years.
+-- Without a date (not expected: harmonise computes no age without one) the age is age_days / 365.25.
+CREATE OR REPLACE TEMP MACRO completed_years(age_days, on_date) AS coalesce(
+    date_diff('year', on_date - age_days::INTEGER, on_date)
+        - CASE WHEN strftime(on_date, '%m-%d') < strftime(on_date - age_days::INTEGER, '%m-%d') THEN 1 ELSE 0 END,
+    floor(age_days / 365.25)::BIGINT);
