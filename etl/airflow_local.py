@@ -55,10 +55,12 @@ def _failed(args: list[str], code: int, log: Path) -> RuntimeError:
 
 @dataclass(frozen=True)
 class DagRun:
-    """One `airflow dags test` run: whether the DAG run succeeded, and its log."""
+    """One `airflow dags test` run: whether the DAG run succeeded, its log file (rewritten by the next
+    run) and what this run wrote there."""
 
     succeeded: bool
     log: Path
+    output: str
 
 
 def run_dag(home: Home, *, conf: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> DagRun:
@@ -71,7 +73,8 @@ def run_dag(home: Home, *, conf: Mapping[str, Any] | None = None, env: Mapping[s
     if code := _airflow(["db", "migrate"], run_env, log):
         raise _failed(["db", "migrate"], code, log)
     args = ["dags", "test", DAG_ID, *(["--conf", json.dumps(dict(conf))] if conf else [])]
-    return DagRun(succeeded=_airflow(args, run_env, log) == 0, log=log)
+    succeeded = _airflow(args, run_env, log) == 0
+    return DagRun(succeeded=succeeded, log=log, output=log.read_text(errors="replace"))
 
 
 def run_dag_once(home: Home) -> Path:

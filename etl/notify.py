@@ -139,13 +139,15 @@ def on_source_failure(context: Mapping[str, Any]) -> None:
     """The `verdict` task's on_failure_callback: the first failed source's verdict tells of them all."""
     ti = context["ti"]
     published = ti.xcom_pull(task_ids=PUBLISH_TASK)
-    if not published:
+    failure = failure_from_published(str(context["run_id"]), published or {})
+    if not failure.sources:  # the verdict itself broke, not its source: the DAG's callback skips verdicts
+        send(RunFailure(dag_run_id=failure.dag_run_id, run_id=failure.run_id, report=failure.report,
+                        cause=f"the task {VERDICT_TASK}[{ti.map_index}] failed; its log says why"))
         return
-    failure = failure_from_published(str(context["run_id"]), published)
     in_order: list[str] = published.get("sources", [])
     failed = {s.source_id for s in failure.sources}
     first = next((index for index, source_id in enumerate(in_order) if source_id in failed), None)
-    if first is not None and ti.map_index == first:  # verdict is mapped over the sources, in this order
+    if ti.map_index == first:  # verdict is mapped over the sources, in this order
         send(failure)
 
 

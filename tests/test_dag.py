@@ -161,6 +161,8 @@ def failed_run(tmp_path_factory, notifications) -> DagRuns:
     runs = DagRuns(home, [], [], [])
     _run(home, notifications, runs)
     _run(home, notifications, runs)  # again: only the two failed sources are planned, and fail again
+    # Then a run with another pseudonymisation key: plan_run refuses it, nothing is published.
+    _run(home, notifications, runs, extra_env={"AIRFLOW_VAR_RTW_PSEUDONYM_KEY": "another key " + "0" * 32})
     return runs
 
 
@@ -268,13 +270,13 @@ def test_asset_events_carry_the_run_and_fire_only_when_the_warehouse_changed(cle
 def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_published(failed_run):
     home, run = failed_run.home, failed_run.runs[0]
     assert not run.succeeded
-    assert _airflow_db(home, "SELECT state FROM dag_run ORDER BY id") == [("failed",), ("failed",)]
+    assert _airflow_db(home, "SELECT state FROM dag_run ORDER BY id") == [("failed",)] * 3
     states = _task_states(home, latest=False)
     assert states["verdict[sacha_fr]"] == "failed" and states["verdict[esmart]"] == "failed"
     assert states["source.harmonise[esmart]"] == "failed"  # the crash shows on its own task too
     assert states["publish"] == "success"
     assert {states[f"verdict[{s}]"] for s in ("crizotinib_imt", "iltb", "registry_it")} == {"success"}
-    (_, _, status, changed, _, failed, message), _again = _meta_runs(home)
+    (_, _, status, changed, _, failed, message), _again = _meta_runs(home)  # the third published nothing
     assert (status, changed, failed) == ("completed_with_failures", ["crizotinib_imt", "iltb", "registry_it"],
                                          ["esmart", "sacha_fr"])
     assert "SACHA_ODM_20261101.xml" in message and "harmonise crashed: FileExistsError" in message
@@ -284,13 +286,13 @@ def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_publish
             == ["crizotinib_imt", "iltb", "registry_it"]
     finally:
         con.close()
-    log = run.log.read_text()
+    log = run.output
     assert "sacha_fr: not loaded (failed): SACHA_ODM_20261101.xml" in log
 
 
 @pytest.mark.airflow
 def test_a_failed_run_sends_one_mail_naming_the_run_the_sources_their_reasons_and_the_report(failed_run):
-    first, _again = failed_run.mails
+    first = failed_run.mails[0]
     assert len(first) == 1, first
     run_id = _meta_runs(failed_run.home)[0][0]
     dag_run_id = _airflow_db(failed_run.home, "SELECT run_id FROM dag_run ORDER BY id")[0][0]
@@ -309,13 +311,27 @@ def test_a_failed_run_sends_one_mail_naming_the_run_the_sources_their_reasons_an
 def test_a_run_where_only_failing_sources_changed_records_them_and_announces_nothing(failed_run):
     # One outcome handed over (sacha_fr's), one crash: the case where Airflow hands a lone value.
     assert not failed_run.runs[1].succeeded
-    _first, (run_id, _, status, changed, unchanged, failed, message) = _meta_runs(failed_run.home)
+    _first, (run_id, _, status, changed, unchanged, failed, message) = _meta_runs(failed_run.home)[:2]
     assert (status, changed, failed) == ("completed_with_failures", [], ["esmart", "sacha_fr"])
     assert unchanged == ["crizotinib_imt", "iltb", "registry_it"]
     assert "harmonise crashed: FileExistsError" in message
     [mail] = failed_run.mails[1]
     assert run_id in mail and "esmart (failed)" in mail and "sacha_fr (failed)" in mail
     assert len(_asset_events(failed_run.home)) == 1  # the first run's: this one changed nothing
+
+
+@pytest.mark.airflow
+def test_a_run_that_fails_before_publishing_is_told_by_the_dags_callback(failed_run):
+    assert not failed_run.runs[2].succeeded
+    assert "KeyMismatch" in failed_run.runs[2].output
+    assert len(_meta_runs(failed_run.home)) == 2  # nothing published
+    dag_run_id = _airflow_db(failed_run.home, "SELECT run_id FROM dag_run ORDER BY id DESC")[0][0]
+    [mail] = failed_run.mails[2]
+    assert f"Run (none: it failed before publishing), Airflow DAG run {dag_run_id}." in mail
+    assert "The run failed: the task publish failed (task_failure)" in mail
+    assert "the warehouse is unchanged" in mail
+    [post] = failed_run.posts[2]
+    assert post["run_id"] is None and post["cause"].startswith("the task publish failed")
 
 
 @pytest.mark.airflow
@@ -340,7 +356,7 @@ def test_exports_are_pulled_from_drop_zones_before_the_import_and_a_failed_pull_
     assert (status, changed, failed) == ("completed", FIVE_SOURCES, [])
     assert states["verdict[crizotinib_imt]"][0] == "failed"
     assert {states[f"verdict[{s}]"][0] for s in FIVE_SOURCES if s != "crizotinib_imt"} == {"success"}
-    log = run.log.read_text()
+    log = run.output
     assert "registry_it: new in " in log  # the sensor read the mappings of the Variable too
     assert "crizotinib_imt: its pull failed: crizotinib_imt: " in log
     [[mail]] = pulled_run.mails
