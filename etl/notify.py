@@ -91,7 +91,8 @@ def message_text(failure: RunFailure) -> str:
     if failure.cause:
         lines += ["", f"The run failed: {failure.cause}."]
     if failure.sources:
-        lines += ["", f"Not loaded this run ({len(failure.sources)}); each keeps its last good data:"]
+        lines += ["", f"Not loaded or not pulled this run ({len(failure.sources)}); a source not loaded keeps its "
+                      "last good data:"]
         lines += [f"- {s.source_id} ({s.status}): {s.reason}" for s in failure.sources]
     if failure.loaded:
         lines += ["", f"Loaded: {', '.join(failure.loaded)}"]
