@@ -7,7 +7,7 @@
 -- every column has one.
 
 -- core.patient ----------------------------------------------------------------------------------
-COMMENT ON TABLE core.patient IS 'One row per linked person, merged from every source that knows them (warehouse/patient.sql): sex, coarsened birth date, country, vital status.';
+COMMENT ON TABLE core.patient IS 'One row per linked person with any core record, merged from every source that knows them (warehouse/patient.sql): sex, coarsened birth date, country, vital status. A person whose only registrations were held back has a row too, with unknown demographics.';
 COMMENT ON COLUMN core.patient.patient_id IS 'Pseudonymous person identifier: keyed HMAC-SHA256, the same for a person in every source once linked.';
 COMMENT ON COLUMN core.patient.sex IS 'Sex the sources agree on; conflicting sources give unknown. Codes: female / male / undetermined / unknown.';
 COMMENT ON COLUMN core.patient.birth_year IS 'Year of birth, from the first source that gives it (the exact birth date never leaves harmonise). Unit: year.';
@@ -17,7 +17,7 @@ COMMENT ON COLUMN core.patient.vital_status IS 'Dead if any source says so, else
 COMMENT ON COLUMN core.patient.death_date IS 'Date of death, the earliest any source gives.';
 COMMENT ON COLUMN core.patient.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN core.patient.n_sources IS 'Number of sources that know the person. Unit: sources.';
-COMMENT ON COLUMN core.patient.source_id IS 'Lineage: the source whose record is cited for the row (the first by source_id).';
+COMMENT ON COLUMN core.patient.source_id IS 'Lineage: the source whose record is cited for the row (the first registration by source_id, else the person''s first record of any table).';
 COMMENT ON COLUMN core.patient.source_file_sha256 IS 'Lineage: SHA-256 of the export file the cited record came from.';
 COMMENT ON COLUMN core.patient.source_record_key IS 'Lineage: the cited record, as <patient pseudonym>|<local part>.';
 COMMENT ON COLUMN core.patient.run_id IS 'Lineage: the run that loaded the cited record.';

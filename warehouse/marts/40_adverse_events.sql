@@ -68,7 +68,7 @@ FROM exposed
 LEFT JOIN harmed USING (drug_name, access_route)
 ORDER BY drug_name, access_route;
 
-COMMENT ON TABLE marts.adverse_events IS 'Safety per drug and access route: patients exposed, patients with CTCAE grade >= 3 events and with serious events, their proportions, and event counts. Only sources that record adverse events count.';
+COMMENT ON TABLE marts.adverse_events IS 'Safety per drug and access route: patients exposed, patients with CTCAE grade >= 3 events and with serious events, their proportions, and event counts. Only sources that record adverse events count; events against a treatment not in core, or against none, are not counted (how many: marts.left_out).';
 COMMENT ON COLUMN marts.adverse_events.drug_name IS 'Drug, INN in lower case.';
 COMMENT ON COLUMN marts.adverse_events.access_route IS 'How the drug was given. Codes: trial / off_label / compassionate / standard / unknown.';
 COMMENT ON COLUMN marts.adverse_events.n_patients_exposed IS 'Patients treated with the drug by that route, in sources that record adverse events. Unit: patients.';

@@ -107,7 +107,7 @@ SELECT
 FROM rated
 ORDER BY regimen, advice_group, timepoint;
 
-COMMENT ON TABLE marts.response IS 'Objective response after cycle 1 and best overall response per regimen, by whether the treatment followed the board''s advice (the registry''s control-group comparison).';
+COMMENT ON TABLE marts.response IS 'Objective response after cycle 1 and best overall response per regimen, by whether the treatment followed the board''s advice (the registry''s control-group comparison). Assessments against a treatment not in core, or against none, are not counted (how many: marts.left_out).';
 COMMENT ON COLUMN marts.response.regimen IS 'Drugs of the treatment line, INN sorted and joined by + .';
 COMMENT ON COLUMN marts.response.advice_group IS 'Whether the line was the board''s followed advice. Codes: followed / not_followed / no_board_review.';
 COMMENT ON COLUMN marts.response.timepoint IS 'When the response was assessed. Codes: cycle1 (after the first cycle) / best (best overall response).';

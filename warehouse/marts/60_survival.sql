@@ -119,7 +119,7 @@ SELECT
 FROM timed
 ORDER BY origin, patient_id;
 
-COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates.';
+COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, or the first enrolment in any study. Codes: relapse / enrolment.';
 COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin.';
