@@ -275,3 +275,44 @@ def test_trial_eligibility_violations_are_flagged_by_the_eligibility_rules(tmp_p
         published = publish_record_key(KEY, error.source_id, error.source_record_key)
         rules = rules_of.get((error.source_id, published), set())
         assert any(expected[error.field] in rule for rule in rules), (error.source_record_key, error.field, rules)
+
+
+def test_every_reference_in_core_resolves_or_is_flagged_and_the_marts_say_what_they_miss(loaded):
+    """Issue 10: core refers only to core; what dangles is a warning a quality officer can query back."""
+    home, _, summary = loaded
+    references = " UNION ALL ".join(f"SELECT '{t}' AS table_name, source_id, source_record_key, patient_id "
+                                    f"FROM core.{t}" for t in TRUTH_TABLES)
+    orphans = _table(home, f"SELECT * FROM ({references}) "
+                           "WHERE patient_id NOT IN (SELECT patient_id FROM core.patient)")
+    assert orphans.empty, orphans.head()
+    issues = _table(home, f"SELECT rule_id, table_name, source_id, source_record_key, field, severity "
+                          f"FROM dq.issue WHERE run_id = '{summary.run_id}' "
+                          "AND rule_id IN ('XT-PATIENT-KNOWN', 'XT-TREATMENT-KNOWN')")
+    assert set(issues.severity) <= {"warning"}
+    flagged = {rule: set(zip(group.table_name, group.source_id, group.source_record_key))
+               for rule, group in issues.groupby("rule_id")}
+    unregistered = _table(home, f"SELECT table_name, source_id, source_record_key FROM ({references}) r "
+                                "WHERE table_name <> 'patient_source' AND NOT EXISTS (SELECT 1 "
+                                "FROM core.patient_source p WHERE p.source_id = r.source_id "
+                                "AND p.patient_id = r.patient_id)")
+    assert set(map(tuple, unregistered.to_numpy())) == flagged.get("XT-PATIENT-KNOWN", set())
+    dangling = _table(home, """
+        SELECT 'response_assessment' AS table_name, source_id, source_record_key FROM core.response_assessment
+        WHERE treatment_id IS NOT NULL AND treatment_id NOT IN (SELECT treatment_id FROM core.treatment)
+        UNION ALL
+        SELECT 'adverse_event', source_id, source_record_key FROM core.adverse_event
+        WHERE treatment_id IS NOT NULL AND treatment_id NOT IN (SELECT treatment_id FROM core.treatment)""")
+    assert set(map(tuple, dangling.to_numpy())) == flagged.get("XT-TREATMENT-KNOWN", set())
+    left_out = _table(home, "SELECT mart, n_rows FROM marts.left_out WHERE reason LIKE 'points to a treatment%'")
+    # The response mart reports cycle 1 and best response: those are the ones it says it leaves out.
+    reported = _table(home, "SELECT count(*) AS n FROM core.response_assessment WHERE timepoint IN ('cycle1', 'best') "
+                            "AND treatment_id NOT IN (SELECT treatment_id FROM core.treatment)")
+    assert dict(zip(left_out.mart, left_out.n_rows)) == {
+        "adverse_events": (dangling.table_name == "adverse_event").sum(), "response": reported.n[0]}
+    assert dangling.size > 0, "the synthetic exports should hold back some treatments"
+    # Every death a held-back follow-up reports is listed, by its record key, as a held-back endpoint.
+    deaths = _table(home, "SELECT source_record_key FROM stage.follow_up SEMI JOIN dq.quarantine "
+                          "USING (source_id, source_record_key) WHERE vital_status = 'dead' OR death_date IS NOT NULL")
+    listed = _table(home, "SELECT unnest(source_record_keys) AS key FROM marts.held_back_endpoints "
+                          "WHERE endpoint = 'death'")
+    assert set(deaths.source_record_key) == set(listed.key)
