@@ -277,6 +277,7 @@ def test_endpoints_carried_by_held_back_records_are_listed_with_their_record_key
     keys = {code.text for code in rendered.dom.xpath('//table[@id="held-back-endpoint-table"]//code')}
     assert keys == {dq_fixture.record_key(dq_fixture.ISSUES[i]) for i, *_ in dq_fixture.HELD_BACK_ENDPOINTS}
     assert rendered.dom.xpath('//nav/a[@href="#held-back-endpoints"]')
+    assert int(rendered.dom.get_element_by_id("held-back-endpoints-total").text) == len(dq_fixture.HELD_BACK_ENDPOINTS)
 
 
 def test_an_older_run_s_page_does_not_list_today_s_held_back_endpoints(rendered):
@@ -284,3 +285,4 @@ def test_an_older_run_s_page_does_not_list_today_s_held_back_endpoints(rendered)
                                               VALIDATED[1]).read_bytes())
     assert older.get_element_by_id("held-back-endpoints-unavailable") is not None
     assert not older.xpath('//table[@id="held-back-endpoint-table"]')
+    assert not older.xpath('//*[@id="held-back-endpoints-total"]')

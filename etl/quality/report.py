@@ -358,16 +358,18 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
     centres = _records(con, _CENTRES.replace("$run", "$1"), [findings])
     changes = _changes(con, choice)
     statuses = Counter(line.status for line in lines)
+    endpoints = _held_back_endpoints(con, choice)
     return {
         "choice": choice, "run": run, "rules": lines, "grid": kahn_grid(lines), "sources": sources,
         "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
         "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
         "trend": _trend(con),
-        "held_back_endpoints": _held_back_endpoints(con, choice),
+        "held_back_endpoints": endpoints,
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
-                   "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres)},
+                   "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres),
+                   "endpoints_held_back": None if endpoints is None else sum(e["n_records"] for e in endpoints)},
     }
 
 
