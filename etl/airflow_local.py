@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.config import REPO_ROOT, Home
+from etl.resources import dags_dir
 
 DAG_ID = "rtw_nightly_import"
 
@@ -28,7 +29,7 @@ def airflow_env(home: Home) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir()),  # the checkout's, or the installed wheel's
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
