@@ -122,8 +122,13 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
 def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
     """Run rules of phase `staged` over every stage record."""
     write_recorded_dates(con)
+    return _run_in(con, "stage", rules)
+
+
+def _run_in(con: duckdb.DuckDBPyConnection, schema: str, rules: list[Rule]) -> list[RuleRun]:
+    """Run the rules with their unqualified table names read from `schema`, and the rule functions."""
     con.execute(rule_functions_sql())
-    con.execute("SET search_path = 'stage'")
+    con.execute(f"SET search_path = '{schema}'")
     try:
         return [run_check(con, rule) for rule in rules]
     finally:
@@ -199,11 +204,6 @@ def run_admitted_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> li
                          if {"source_id", "source_record_key"} <= columns else "")
             con.execute(f'CREATE VIEW admitted."{table}" AS SELECT * FROM stage."{table}" {held_back}')
         con.execute(core_reference_sql(present))
-        con.execute(rule_functions_sql())
-        con.execute("SET search_path = 'admitted'")
-        try:
-            return [run_check(con, rule) for rule in rules]
-        finally:
-            con.execute("RESET search_path")
+        return _run_in(con, "admitted", rules)
     finally:
         con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
