@@ -291,6 +291,9 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
                 notices={s: planned.notices.get(s, []) for s in planned.unchanged})
     crash.crash_point("after_swap")
     summary = summarise(home, run_id)
+    # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
+    # readers noted about the files they read is in meta.source_notice and the report, not printed.
+    summary.notices = [n for source in sorted(planned.notices) for n in planned.notices[source]]
     # The warehouse is published: what follows derives from it, and a failure there is a note, never
     # an undone publish (etl/publish_outputs.py); the next run's repair writes what is missing.
     if summary.validated:  # else the Parquet marts of the last validated run stand
@@ -329,14 +332,13 @@ def summarise(home: Home, run_id: str | None = None) -> RunSummary:
             "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
         issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
                                   "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
-        notices = [n for (n,) in con.execute("SELECT notice FROM meta.source_notice WHERE run_id = ? "
-                                             "ORDER BY source_id, notice", [run_id]).fetchall()]
+
     finally:
         con.close()
     latest = home.reports / "latest" / "index.html"
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
                       sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,
-                      quarantined=quarantined, issues=issues, notices=notices, warehouse=str(home.warehouse),
+                      quarantined=quarantined, issues=issues, warehouse=str(home.warehouse),
                       report=str(latest) if latest.exists() else None)
 
 

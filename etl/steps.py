@@ -116,4 +116,4 @@ class RunSummary(_Step):
     warehouse: str
     report: str | None  # the validation report's page
     notes: list[str] = []  # outputs written after the publish that failed (marts, report): recorded, not fatal
-    notices: list[str] = []  # this run's notices: refused, waiting or ignored landing files
+    notices: list[str] = []  # what the landing folders said: refused, waiting or ignored files
