@@ -90,12 +90,6 @@ def _wait_seconds() -> float:
     return float(os.environ.get("RTW_RUN_WAIT", "60"))
 
 
-class MappingsDropZoneSensor(DropZoneSensor):
-    """DropZoneSensor reading the mappings where the tasks do: `sources_dir` is rendered when it runs."""
-
-    template_fields = (*DropZoneSensor.template_fields, "sources_dir")
-
-
 class StepFailed(RuntimeError):
     """A source's step failed for a reason it states (not a crash): the task fails, and is retried."""
 
@@ -153,9 +147,9 @@ def nightly_import() -> None:
     @task_group
     def pull(source_id: str) -> Any:
         """One source: wait (deferred) for its night's export in its drop zone, then pull it."""
-        waited = MappingsDropZoneSensor(task_id="wait_for_export", source_id=source_id,
-                                        sources_dir="{{ var.value.get('rtw_sources_dir', '') }}",
-                                        execution_timeout=WAIT_TIMEOUT, map_index_template="{{ task.source_id }}")
+        waited = DropZoneSensor(task_id="wait_for_export", source_id=source_id,
+                                sources_dir="{{ var.value.get('rtw_sources_dir', '') }}",
+                                execution_timeout=WAIT_TIMEOUT, map_index_template="{{ task.source_id }}")
         pulled = pull_export(source_id)
         waited >> pulled
         return pulled

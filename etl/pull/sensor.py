@@ -113,7 +113,7 @@ class DropZoneSensor(BaseSensorOperator):
     "message"}` with status `new_export`, `no_drop_zone`, `invalid` or `deadline`.
     """
 
-    template_fields = ("source_id",)
+    template_fields = ("source_id", "sources_dir")  # the DAG renders the Variable rtw_sources_dir into it
 
     def __init__(self, *, source_id: str, deadline: timedelta | datetime | None = None,
                  poke_interval: timedelta | float = 300.0, home: str | None = None,
