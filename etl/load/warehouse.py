@@ -297,6 +297,7 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
         if existed:
             fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
         con = duckdb.connect(str(next_file))
+        con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
         try:
             if not existed:
                 _create_schema(con)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from etl import timing
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
 
@@ -90,47 +91,57 @@ def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[R
 
     `frame_of(table)` loads a table's rows (None: no such table), one table at a time, so memory
     holds the largest table, not all of them."""
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
     context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
     runs: list[RuleRun] = []
     for table in sorted({r.meta.table for r in rules if r.meta.table}):
         table_rules = [r for r in rules if r.meta.table == table]
-        frame = frame_of(table)
-        if frame is None:
-            runs += [RuleRun.failed_to_run(r.rule_id, f"table {table} is not in the warehouse") for r in table_rules]
-            continue
-        expectations = []
-        for rule in table_rules:
-            assert rule.expectation is not None
-            kwargs = dict(rule.expectation["kwargs"])
-            if rule.meta.threshold > 0 and "mostly" not in kwargs:
-                kwargs["mostly"] = 1.0 - rule.meta.threshold  # so Data Docs judge as the report does
-            try:
-                expectations.append(ExpectationConfiguration(
-                    type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())
-            except Exception as exc:  # a misspelt expectation: that rule errs, the suite runs
-                runs.append(RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {type(exc).__name__}: {exc}"))
-        suite = context.suites.add(gx.ExpectationSuite(name=f"core.{table}", expectations=expectations))
-        batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("stage")
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"rtw_{table}", validation_definitions=[definition], actions=[],
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS}))
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-        by_rule = {r.rule_id: r for r in table_rules}
-        for validation in outcome.run_results.values():
-            for result in validation.results:
-                rule = by_rule[result.expectation_config.meta["rule_id"]]
-                if (problem := _exception(result.exception_info)) is not None:
-                    runs.append(RuleRun.failed_to_run(rule.rule_id, problem))
-                    continue
-                try:
-                    runs.append(RuleRun(rule.rule_id, _population(frame, rule), _failures(rule, result.result)))
-                except Exception as exc:  # a bad row_condition: the rule errs, the others go on
-                    runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
+        with timing.step(f"validate {table} (GX)"):
+            frame = frame_of(table)
+            if frame is None:
+                runs += [RuleRun.failed_to_run(r.rule_id, f"table {table} is not in the warehouse")
+                         for r in table_rules]
+            else:
+                runs += _run_suite(context, source, table, table_rules, frame)
     if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
         context.build_data_docs(site_names=[_SITE])
+    return runs
+
+
+def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule],
+               frame: pd.DataFrame) -> list[RuleRun]:
+    """One table's suite, run by a checkpoint over its frame: each rule's population and failures."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    runs: list[RuleRun] = []
+    expectations = []
+    for rule in table_rules:
+        assert rule.expectation is not None
+        kwargs = dict(rule.expectation["kwargs"])
+        if rule.meta.threshold > 0 and "mostly" not in kwargs:
+            kwargs["mostly"] = 1.0 - rule.meta.threshold  # so Data Docs judge as the report does
+        try:
+            expectations.append(ExpectationConfiguration(
+                type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())
+        except Exception as exc:  # a misspelt expectation: that rule errs, the suite runs
+            runs.append(RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {type(exc).__name__}: {exc}"))
+    suite = context.suites.add(gx.ExpectationSuite(name=f"core.{table}", expectations=expectations))
+    batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("stage")
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=f"rtw_{table}", validation_definitions=[definition], actions=[],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS}))
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    by_rule = {r.rule_id: r for r in table_rules}
+    for validation in outcome.run_results.values():
+        for result in validation.results:
+            rule = by_rule[result.expectation_config.meta["rule_id"]]
+            if (problem := _exception(result.exception_info)) is not None:
+                runs.append(RuleRun.failed_to_run(rule.rule_id, problem))
+                continue
+            try:
+                runs.append(RuleRun(rule.rule_id, _population(frame, rule), _failures(rule, result.result)))
+            except Exception as exc:  # a bad row_condition: the rule errs, the others go on
+                runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
     return runs

@@ -125,7 +125,10 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> N
         for r in rules])
 
 
-def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan) -> None:
+def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan, *,
+                   append: bool = False) -> None:
+    """The rule runs' populations, failures and errors, and the plan's settings, as temp tables for
+    the SQL that writes dq.*; `append`: add these runs' findings to those loaded before."""
     populations = [r.population[KEY_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
     # Only a rule over several tables names each failure's table; the others leave it to dq.check.
     failures = [r.failures.reindex(columns=ISSUE_COLUMNS).assign(rule_id=r.rule_id) for r in runs if r.error is None]
@@ -142,13 +145,17 @@ def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan
                                columns=["rule_id", "name"])
     params_set = pd.DataFrame([(s, name) for s, values in plan.params.items()
                                for name, value in values.items() if is_set(value)], columns=["source_id", "name"])
-    for name, frame in {"population": population, "failure": failure, "rule_error": errors,
-                        "override": overrides, "rule_param": rule_params, "param_set": params_set}.items():
-        # Typed tables: an empty frame would otherwise give columns DuckDB cannot compare.
-        columns = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in frame.columns)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _{name} ({columns})")
+    tables = {"population": population, "failure": failure, "rule_error": errors}
+    if not append:
+        tables |= {"override": overrides, "rule_param": rule_params, "param_set": params_set}
+    for name, frame in tables.items():
+        if not append:  # typed tables: an empty frame would otherwise give columns DuckDB cannot compare
+            columns = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in frame.columns)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _{name} ({columns})")
         if not frame.empty:
-            con.register(f"_{name}_frame", frame.astype(object).where(frame.notna(), None))
+            # Populations are keys, never missing: millions of rows need no NaN-to-NULL pass in Python.
+            con.register(f"_{name}_frame", frame if name == "population"
+                         else frame.astype(object).where(frame.notna(), None))
             con.execute(f"INSERT INTO _{name} BY NAME SELECT * FROM _{name}_frame")
             con.unregister(f"_{name}_frame")
 
@@ -253,8 +260,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     con.execute(_QUARANTINE, {"run": run_id})
     admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
     if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
-        runs += run_admitted_checks(con, admitted)
-        _load_findings(con, runs, plan)
+        _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
         con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
         con.execute(_ISSUES, [run_id])
     con.execute(_RESULTS, {"run": run_id})
