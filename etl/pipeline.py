@@ -332,7 +332,6 @@ def summarise(home: Home, run_id: str | None = None) -> RunSummary:
             "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
         issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
                                   "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
-
     finally:
         con.close()
     latest = home.reports / "latest" / "index.html"

@@ -90,15 +90,17 @@ def source_digests(home: Path) -> dict[str, str]:
     whichever run loaded them."""
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'stage' "
-            "AND column_name = 'source_id' AND table_name NOT LIKE 'source_param%' ORDER BY 1").fetchall()]
+        # Each stage table with a source_id, and its columns but run_id (the run that loaded a row).
+        tables = con.execute(
+            "SELECT table_name, list(column_name ORDER BY ordinal_position) FILTER (WHERE column_name <> 'run_id') "
+            "FROM information_schema.columns WHERE table_schema = 'stage' AND table_name NOT LIKE 'source_param%' "
+            "GROUP BY 1 HAVING bool_or(column_name = 'source_id') ORDER BY 1").fetchall()
         digests = {}
         for source in SOURCES:
             h = hashlib.sha256()
-            for table in tables:
-                columns = "* EXCLUDE (run_id)" if table != "record" and table != "rejection" else "*"
-                rows = con.execute(f"SELECT {columns} FROM stage.{table} WHERE source_id = ? ORDER BY ALL",
+            for table, columns in tables:
+                selected = ", ".join(f'"{c}"' for c in columns)
+                rows = con.execute(f"SELECT {selected} FROM stage.{table} WHERE source_id = ? ORDER BY ALL",
                                    [source]).fetchall()
                 h.update(f"{table}:{rows!r}".encode())
             digests[source] = h.hexdigest()
