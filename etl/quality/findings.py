@@ -4,21 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import duckdb
 import pandas as pd
 
 KEY_COLUMNS = ["source_id", "source_record_key"]
 FAILURE_COLUMNS = [*KEY_COLUMNS, "field", "value", "message"]
+JUDGED_COLUMNS = ["source_id", "centre_id", "denominator"]
 
 
 @dataclass
 class RuleRun:
-    """The rows a rule judged (its denominator) and those that failed it, or why it could not run."""
+    """How many rows a rule judged per source and centre (its denominators) and the rows that failed
+    it, or why it could not run."""
 
     rule_id: str
-    population: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=KEY_COLUMNS))
+    judged: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=JUDGED_COLUMNS))
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
     error: str | None = None
 
     @classmethod
     def failed_to_run(cls, rule_id: str, error: str) -> RuleRun:
         return cls(rule_id, error=error)
+
+
+def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFrame:
+    """The records a rule judged, `population` (a query of source_id, source_record_key), counted per
+    source and centre where they are: a rule's population is millions of keys at registry scale,
+    its denominators a few rows."""
+    has_records = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                              "AND schema_name = 'stage' AND table_name = 'record'").fetchone()
+    records = ("stage.record" if has_records and has_records[0] else
+               "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS source_record_key, NULL::VARCHAR AS centre_id)")
+    return con.execute(f"""
+        SELECT p.source_id, r.centre_id, count(DISTINCT p.source_record_key) AS denominator
+        FROM ({population}) p LEFT JOIN {records} r USING (source_id, source_record_key)
+        GROUP BY ALL""").df()

@@ -85,12 +85,13 @@ def _context(data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[Rule], *,
-               data_docs_dir: Path | None = None) -> list[RuleRun]:
+def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[Rule],
+               judge: Callable[[pd.DataFrame], pd.DataFrame], *, data_docs_dir: Path | None = None) -> list[RuleRun]:
     """Validate each table's frame against its rules; Data Docs go to `data_docs_dir` when given.
 
     `frame_of(table)` loads a table's rows (None: no such table), one table at a time, so memory
-    holds the largest table, not all of them."""
+    holds the largest table, not all of them; `judge(keys)` counts a rule's judged rows per source
+    and centre."""
     context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
     runs: list[RuleRun] = []
@@ -102,14 +103,15 @@ def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[R
                 runs += [RuleRun.failed_to_run(r.rule_id, f"table {table} is not in the warehouse")
                          for r in table_rules]
             else:
-                runs += _run_suite(context, source, table, table_rules, frame)
+                runs += _run_suite(context, source, table, table_rules, frame, judge)
     if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
-        context.build_data_docs(site_names=[_SITE])
+        with timing.step("validate Data Docs"):
+            context.build_data_docs(site_names=[_SITE])
     return runs
 
 
-def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule],
-               frame: pd.DataFrame) -> list[RuleRun]:
+def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule], frame: pd.DataFrame,
+               judge: Callable[[pd.DataFrame], pd.DataFrame]) -> list[RuleRun]:
     """One table's suite, run by a checkpoint over its frame: each rule's population and failures."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -141,7 +143,7 @@ def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule
                 runs.append(RuleRun.failed_to_run(rule.rule_id, problem))
                 continue
             try:
-                runs.append(RuleRun(rule.rule_id, _population(frame, rule), _failures(rule, result.result)))
+                runs.append(RuleRun(rule.rule_id, judge(_population(frame, rule)), _failures(rule, result.result)))
             except Exception as exc:  # a bad row_condition: the rule errs, the others go on
                 runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
     return runs

@@ -31,7 +31,7 @@ import pandas as pd
 
 from etl import schema
 from etl.quality.catalogue import Rule
-from etl.quality.findings import FAILURE_COLUMNS, RuleRun
+from etl.quality.findings import FAILURE_COLUMNS, RuleRun, count_judged
 from etl.resources import warehouse_sql_dir
 
 # A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
@@ -102,7 +102,7 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
     assert rule.query is not None and rule.meta.table is not None
     where = f"WHERE {rule.meta.scope}" if rule.meta.scope else ""
     try:
-        population = con.execute(f"SELECT source_id, source_record_key FROM {rule.meta.table} {where}").df()
+        judged = count_judged(con, f"SELECT source_id, source_record_key FROM {rule.meta.table} {where}")
         found = con.execute(rule.query).df()
     except duckdb.Error as exc:
         return RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {str(exc).splitlines()[0]}")
@@ -116,7 +116,7 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
         if column not in found.columns:
             found[column] = None
     found["value"] = [None if pd.isna(v) else str(v) for v in found["value"]]
-    return RuleRun(rule.rule_id, population, found[ISSUE_COLUMNS])
+    return RuleRun(rule.rule_id, judged, found[ISSUE_COLUMNS])
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:

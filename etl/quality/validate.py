@@ -30,8 +30,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from etl import timing
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
-from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
+from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged
 from etl.quality.gx_suites import run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
 from etl.quality.sql_checks import (
@@ -97,11 +98,11 @@ def write_source_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Map
 
 def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> list[RuleRun]:
     """Harmonise judged every record; its rejections are the failures (an uncatalogued rule id too)."""
-    population = con.execute("SELECT source_id, source_record_key FROM stage.record").df()
+    every_record = count_judged(con, "SELECT source_id, source_record_key FROM stage.record")
     rejections = con.execute("SELECT rule_id, source_id, source_record_key, field, value, message "
                              "FROM stage.rejection").df()
     rule_ids = [r.rule_id for r in rules] + sorted(set(rejections.rule_id) - {r.rule_id for r in rules})
-    return [RuleRun(rule_id, population, rejections[rejections.rule_id == rule_id][FAILURE_COLUMNS])
+    return [RuleRun(rule_id, every_record, rejections[rejections.rule_id == rule_id][FAILURE_COLUMNS])
             for rule_id in rule_ids]
 
 
@@ -113,6 +114,16 @@ def _stage_frame_reader(con: duckdb.DuckDBPyConnection) -> Callable[[str], pd.Da
         # Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls.
         return con.execute(f"SELECT * FROM stage.{table}").df() if table in present else None
     return frame_of
+
+
+def _judge(con: duckdb.DuckDBPyConnection) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def judge(keys: pd.DataFrame) -> pd.DataFrame:
+        con.register("_judged_keys", keys)
+        try:
+            return count_judged(con, "SELECT source_id, source_record_key FROM _judged_keys")
+        finally:
+            con.unregister("_judged_keys")
+    return judge
 
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:
@@ -127,13 +138,13 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> N
 
 def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan, *,
                    append: bool = False) -> None:
-    """The rule runs' populations, failures and errors, and the plan's settings, as temp tables for
+    """The rule runs' denominators, failures and errors, and the plan's settings, as temp tables for
     the SQL that writes dq.*; `append`: add these runs' findings to those loaded before."""
-    populations = [r.population[KEY_COLUMNS].assign(rule_id=r.rule_id) for r in runs if r.error is None]
+    judged = [r.judged.reindex(columns=JUDGED_COLUMNS).assign(rule_id=r.rule_id) for r in runs if r.error is None]
     # Only a rule over several tables names each failure's table; the others leave it to dq.check.
     failures = [r.failures.reindex(columns=ISSUE_COLUMNS).assign(rule_id=r.rule_id) for r in runs if r.error is None]
-    population = pd.concat(populations, ignore_index=True) if populations else pd.DataFrame(
-        columns=[*KEY_COLUMNS, "rule_id"])
+    judged_rows = pd.concat(judged, ignore_index=True) if judged else pd.DataFrame(
+        columns=[*JUDGED_COLUMNS, "rule_id"])
     failure = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(
         columns=[*ISSUE_COLUMNS, "rule_id"])
     errors = pd.DataFrame([(r.rule_id, r.error) for r in runs if r.error is not None],
@@ -145,7 +156,7 @@ def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan
                                columns=["rule_id", "name"])
     params_set = pd.DataFrame([(s, name) for s, values in plan.params.items()
                                for name, value in values.items() if is_set(value)], columns=["source_id", "name"])
-    tables = {"population": population, "failure": failure, "rule_error": errors}
+    tables = {"judged": judged_rows, "failure": failure, "rule_error": errors}
     if not append:
         tables |= {"override": overrides, "rule_param": rule_params, "param_set": params_set}
     for name, frame in tables.items():
@@ -153,14 +164,12 @@ def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan
             columns = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in frame.columns)
             con.execute(f"CREATE OR REPLACE TEMP TABLE _{name} ({columns})")
         if not frame.empty:
-            # Populations are keys, never missing: millions of rows need no NaN-to-NULL pass in Python.
-            con.register(f"_{name}_frame", frame if name == "population"
-                         else frame.astype(object).where(frame.notna(), None))
+            con.register(f"_{name}_frame", frame.astype(object).where(frame.notna(), None))
             con.execute(f"INSERT INTO _{name} BY NAME SELECT * FROM _{name}_frame")
             con.unregister(f"_{name}_frame")
 
 
-_TYPES = {"threshold": "DOUBLE", "enabled": "BOOLEAN"}
+_TYPES = {"threshold": "DOUBLE", "enabled": "BOOLEAN", "denominator": "BIGINT"}
 
 _SETTINGS = """
 CREATE OR REPLACE TEMP TABLE _setting AS
@@ -194,9 +203,7 @@ WHERE coalesce(s.enabled AND s.applies, true)
 _RESULTS = """
 INSERT INTO dq.check_result
 WITH judged AS (
-    SELECT p.rule_id, p.source_id, r.centre_id, count(DISTINCT p.source_record_key) AS denominator
-    FROM _population p LEFT JOIN stage.record r USING (source_id, source_record_key)
-    GROUP BY ALL
+    SELECT rule_id, source_id, centre_id, sum(denominator) AS denominator FROM _judged GROUP BY ALL
 ), failing AS (
     SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS failing_rows
     FROM dq.issue WHERE run_id = $run GROUP BY ALL
@@ -247,24 +254,31 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     _write_catalogue(con, rules)
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
     write_source_params(con, plan.params)
-    runs = _harmonise_runs(con, by_engine["harmonise"])
+    with timing.step("validate harmonise checks"):
+        runs = _harmonise_runs(con, by_engine["harmonise"])
     if by_engine["gx"]:
-        runs += run_suites(_stage_frame_reader(con), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
-    runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
-    _load_findings(con, runs, plan)
-    con.execute(_SETTINGS)
-    con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
-    con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
-    con.execute(_ISSUES, [run_id])
-    con.execute("DELETE FROM dq.quarantine")
-    con.execute(_QUARANTINE, {"run": run_id})
+        runs += run_suites(_stage_frame_reader(con), by_engine["gx"], _judge(con),
+                           data_docs_dir=plan.data_docs_dir)
+    with timing.step("validate SQL checks"):
+        runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
+    with timing.step("validate findings"):
+        _load_findings(con, runs, plan)
+    with timing.step("validate issues and quarantine"):
+        con.execute(_SETTINGS)
+        con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
+        con.execute(_ISSUES, [run_id])
+        con.execute("DELETE FROM dq.quarantine")
+        con.execute(_QUARANTINE, {"run": run_id})
     admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
     if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
-        _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
-        con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
-        con.execute(_ISSUES, [run_id])
-    con.execute(_RESULTS, {"run": run_id})
-    for table in ("population", "failure", "rule_error", "override", "rule_param", "param_set", "setting"):
+        with timing.step("validate admitted checks"):
+            _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
+            con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
+            con.execute(_ISSUES, [run_id])
+    with timing.step("validate results"):
+        con.execute(_RESULTS, {"run": run_id})
+    for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting"):
         con.execute(f"DROP TABLE IF EXISTS _{table}")
     issues, held = con.execute(
         "SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ?), (SELECT count(*) FROM dq.quarantine)",
