@@ -2,7 +2,9 @@
 
 Values are read as the raw strings delivered (empty stays ""; harmonisation parses later), each
 record with `_line`, the physical line where it starts, which error and quarantine messages cite.
-`stage_csv` writes a file to one Parquet file of string columns plus `_line` and lineage.
+`stage_csv` writes a file to one Parquet file of string columns plus `_line` and lineage: through
+Arrow's CSV reader when every record is one line (`etl.extract.one_line_csv`, the usual case),
+else record by record here.
 
 Gotchas of the files we receive:
 - Encoding: Ennov writes UTF-8 with a BOM (which must not stick to the first column name);
@@ -27,7 +29,6 @@ import codecs
 import contextlib
 import csv
 import io
-import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
 from etl.extract.errors import ExtractError
+from etl.extract.one_line_csv import stage_one_line_records
 from etl.fsio import write_bytes, written_atomically
 
 if TYPE_CHECKING:
@@ -300,15 +302,19 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
     never leaves half a file where a reader would look.
     """
     lineage = dict(lineage or {})
-    rows = 0
     with written_atomically(out_path) as temp:
-        chunks = iter_csv_rows(path, dialect, chunk_rows=chunk_rows)
-        first = next(chunks)  # there is always one, maybe empty
-        schema = _staging_schema(path, list(first.columns), lineage)
-        with pq.ParquetWriter(temp, schema) as writer:
-            for chunk in itertools.chain([first], chunks):
-                writer.write_table(pa.Table.from_pandas(chunk.assign(**lineage), schema=schema, preserve_index=False))
-                rows += len(chunk)
+        with path.open("rb") as handle:  # the header, checked whichever reader stages the records
+            header = _header(path, _records(path, _decoded_lines(path, handle, dialect.encoding), dialect))
+        schema = _staging_schema(path, header, lineage)
+        rows = stage_one_line_records(path, temp, header, dialect.encoding, dialect.delimiter, dialect.quotechar,
+                                      schema, lineage)
+        if rows is None:
+            rows = 0
+            with pq.ParquetWriter(temp, schema) as writer:
+                for chunk in iter_csv_rows(path, dialect, chunk_rows=chunk_rows):
+                    writer.write_table(pa.Table.from_pandas(chunk.assign(**lineage), schema=schema,
+                                                            preserve_index=False))
+                    rows += len(chunk)
     notices = [f"{path.name}: {dialect.describe()}"]
     if not rows:
         notices.append(f"{path.name}: header only, no records")

@@ -1,0 +1,99 @@
+"""The fast path of CSV staging: Arrow's multithreaded CSV reader, for files whose every record is one line.
+
+Most exports are such files, and for them a record's line is simply its index plus two (the header
+is line 1), so Arrow's reader, which knows no lines, can stage them. Whether a file is one is only
+known once read, so the file is checked as it streams, and any doubt hands it back to the
+record-by-record reader of `etl.extract.delimited`, whose errors name the line:
+- bytes that do not decode in the dialect's encoding;
+- a row Arrow cannot split into the header's fields (a ragged row, a quoted line break);
+- a line holding the quote character whose fields Python's strict csv reads otherwise, or not at
+  all (a stray quote): those few lines are read both ways and must agree;
+- a count of records other than the count of lines after the header (a blank line, a record
+  spanning lines).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+_BLOCK = 1 << 23
+
+
+def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, bytes]] | None:
+    """(lines, {line number: raw line} of the lines holding the quote character), or None when the
+    file does not decode."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    lines, has_quote, last = 0, False, b""
+    with path.open("rb") as handle:
+        try:
+            while block := handle.read(_BLOCK):
+                decoder.decode(block)
+                lines += block.count(b"\n")
+                has_quote = has_quote or quotechar in block
+                last = block[-1:]
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return None
+    quoted: dict[int, bytes] = {}
+    if has_quote:  # most files quote nothing; the others few lines
+        with path.open("rb") as handle:
+            quoted = {number: raw for number, raw in enumerate(handle, start=1) if quotechar in raw}
+    return lines + (last not in (b"", b"\n")), quoted
+
+
+def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: str, delimiter: str,
+                           quotechar: str, schema: pa.Schema, lineage: dict[str, str]) -> int | None:
+    """Stage `path` to `out` (Parquet of `schema`: string columns, `_line`, lineage) and return its
+    record count, or None when the file is not one whose every record is one line (`out` is then
+    to be overwritten by the record-by-record reader)."""
+    scanned = _scan(path, encoding, quotechar.encode(encoding))
+    if scanned is None:
+        return None
+    lines, quoted = scanned
+    text_encoding = "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+    reader_options = pa_csv.ReadOptions(column_names=header, skip_rows=1, encoding=text_encoding,
+                                        block_size=1 << 22)
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, quote_char=quotechar, double_quote=True,
+                                        escape_char=False, newlines_in_values=False, ignore_empty_lines=True)
+    convert_options = pa_csv.ConvertOptions(column_types={name: pa.string() for name in header}, null_values=[],
+                                            strings_can_be_null=False, quoted_strings_can_be_null=False)
+    constants = [pa.array([value], pa.string()) for value in lineage.values()]
+    rows = 0
+    try:
+        with pq.ParquetWriter(out, schema) as writer:
+            for batch in pa_csv.open_csv(path, reader_options, parse_options, convert_options):
+                first_line = rows + 2
+                if not _agrees(batch, first_line, quoted, encoding, delimiter, quotechar):
+                    return None
+                numbers = pa.array(np.arange(first_line, first_line + batch.num_rows, dtype=np.int64))
+                repeated = [c.take(np.zeros(batch.num_rows, dtype=np.int32)) for c in constants]
+                writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, numbers, *repeated], schema=schema))
+                rows += batch.num_rows
+            if rows == 0:
+                writer.write_table(schema.empty_table())
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    return rows if rows == lines - 1 else None
+
+
+def _agrees(batch: pa.RecordBatch, first_line: int, quoted: dict[int, bytes], encoding: str, delimiter: str,
+            quotechar: str) -> bool:
+    """Whether Python's strict csv reads the batch's quote-holding lines as Arrow did."""
+    for line in range(first_line, first_line + batch.num_rows):
+        raw = quoted.get(line)
+        if raw is None:
+            continue
+        try:
+            fields = next(csv.reader([raw.decode(encoding)], delimiter=delimiter, quotechar=quotechar, strict=True))
+        except (csv.Error, StopIteration):
+            return False
+        if fields != [column[line - first_line].as_py() for column in batch.columns]:
+            return False
+    return True

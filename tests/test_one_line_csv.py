@@ -1,0 +1,89 @@
+"""The Arrow fast path of CSV staging stages exactly what the record-by-record reader does, and hands
+every file it cannot vouch for back to that reader, whose errors name the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from etl.extract.delimited import CsvDialect, iter_csv_rows, sniff_dialect, stage_csv
+from etl.extract.errors import ExtractError
+from etl.extract.one_line_csv import stage_one_line_records
+
+LINEAGE = {"source_file": "export.csv", "source_file_sha256": "abc"}
+
+ONE_LINE_FILES = {
+    "bom, crlf": ("STUDY;SITE;SUBJID\r\nILTB;DE03;ILTB-1\r\nILTB;FR01; f \r\n".encode("utf-8-sig"), None),
+    "no final line break": (b"a;b\n1;2\n3;4", None),
+    "quoted values": (b'id;note\n1;"x; y"\n2;"say ""hi"""\n3;plain\n4;""\n', None),
+    "cp1252": ("id;nota\r\n1;città € 37,5°\r\n2;Forlì\r\n".encode("cp1252"), "cp1252"),
+    "quote inside an unquoted value": (b'id;h\n1;5\'11"\n2;ok\n', None),
+    "header only": (b"a;b;c\r\n", None),
+    "empty values": (b"a;b;c\n;;\n1;;\n", None),
+}
+
+
+def _slow(path: Path, dialect: CsvDialect) -> list[dict[str, object]]:
+    return [row for chunk in iter_csv_rows(path, dialect) for row in chunk.to_dict("records")]
+
+
+@pytest.mark.parametrize("name", ONE_LINE_FILES)
+def test_fast_path_stages_what_the_record_reader_reads(tmp_path: Path, name: str) -> None:
+    data, encoding = ONE_LINE_FILES[name]
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    dialect = sniff_dialect(path, encoding=encoding)
+    stage_csv(path, tmp_path / "staged.parquet", dialect, lineage=LINEAGE)
+    staged = pq.read_table(tmp_path / "staged.parquet")
+    expected = [{**row, **LINEAGE} for row in _slow(path, dialect)]
+    assert staged.to_pylist() == expected
+    header = [n for n in staged.column_names if n not in (*LINEAGE, "_line")]
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", header, dialect.encoding, dialect.delimiter,
+                                  dialect.quotechar, staged.schema, LINEAGE) == len(expected), \
+        "the fast path should take this file"
+
+
+HANDED_BACK = {
+    "a record spanning lines": (b'id;note\n1;"two\nlines"\n2;x\n', None),
+    "a blank line": (b"a;b\n1;2\n\n3;4\n", None),
+    "a stray quote": (b'a;b\n1;"x"y\n2;z\n', r"line 2: malformed quoting"),
+    "a ragged row": (b"a;b\n1;2\n3\n", r"line 3: expected 2 fields, found 1"),
+    "a byte the encoding lacks": (b"a;b\n1;2\n3;\xff\xfe\n", r"line 3: bytes .* cannot be decoded as utf-8"),
+    "one column": (b"a\n1\n\n2\n", None),
+}
+
+
+@pytest.mark.parametrize("name", HANDED_BACK)
+def test_files_the_fast_path_cannot_vouch_for_go_to_the_record_reader(tmp_path: Path, name: str) -> None:
+    data, error = HANDED_BACK[name]
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    dialect = CsvDialect("utf-8", ";", ".", None)
+    header = data.split(b"\n")[0].decode().split(";")
+    staged = tmp_path / "staged.parquet"
+    schema = None
+    if error is None:
+        stage_csv(path, staged, dialect, lineage=LINEAGE)
+        table = pq.read_table(staged)
+        assert table.to_pylist() == [{**row, **LINEAGE} for row in _slow(path, dialect)]
+        schema = table.schema
+    else:
+        with pytest.raises(ExtractError, match=error):
+            stage_csv(path, staged, dialect, lineage=LINEAGE)
+        assert not staged.exists()
+    if schema is not None:
+        assert stage_one_line_records(path, tmp_path / "fast.parquet", header, "utf-8", ";", '"', schema,
+                                      LINEAGE) is None
+
+
+def test_line_numbers_follow_the_file_across_arrow_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    rows = [f"P{i:07d};C{i % 31:02d};{i % 28 + 1:02d}/05/2019;\"note {i}; ok\"" for i in range(200_000)]
+    path.write_text("patient;centre;date;note\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    stage_csv(path, tmp_path / "staged.parquet", sniff_dialect(path), lineage=LINEAGE)
+    staged = pq.read_table(tmp_path / "staged.parquet", columns=["patient", "note", "_line"]).to_pydict()
+    assert len(staged["_line"]) == 200_000
+    assert staged["_line"][123_456] == 123_458 and staged["patient"][123_456] == "P0123456"
+    assert staged["note"][199_999] == "note 199999; ok"
