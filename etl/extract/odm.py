@@ -429,9 +429,8 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
     with written_atomically(out_path) as temp, pq.ParquetWriter(temp, schema) as writer:
         items = iter_odm_items(path, notices=notices)
         while batch := list(islice(items, batch_rows)):
-            # one column at a time, so only one transposed copy of the batch exists at once
-            columns = [pa.array([row[i] for row in batch], type=field.type)
-                       for i, field in enumerate(STAGING_SCHEMA)]
+            columns = [pa.array(column, type=field.type) for column, field in zip(zip(*batch), STAGING_SCHEMA,
+                                                                                    strict=True)]
             columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
             writer.write_table(pa.Table.from_arrays(columns, schema=schema))
             rows += len(batch)
