@@ -175,6 +175,14 @@ def test_the_issues_found_cover_the_injected_errors(loaded):
     assert covered >= 0.99, f"issues cover {covered:.1%} of injected errors; missed e.g. {sorted(injected - found)[:3]}"
 
 
+def test_issue_values_read_as_exported_not_as_pandas_prints_them(loaded):
+    home, _, _ = loaded
+    issues = _table(home, "SELECT rule_id, value FROM dq.issue WHERE value IS NOT NULL")
+    assert len(issues) > 100 and issues.value.str.fullmatch(r"\d{4}-\d{2}-\d{2}").any()
+    printed = issues[issues.value.str.contains(r"^(?:NaT|<NA>|nan|None)$|\d{2}:\d{2}:\d{2}$")]
+    assert printed.empty, printed.head(10).to_string()
+
+
 def test_every_source_row_is_accounted_for(loaded):
     home, _, _ = loaded
     files = _table(home, "SELECT * FROM meta.source_file")

@@ -291,3 +291,14 @@ def test_every_rule_param_is_documented_and_no_rule_names_a_source_or_study():
     page = (REPO_ROOT / "docs" / "rules.md").read_text()
     for name in {p for r in rules for p in r.meta.params or []}:
         assert f"| `{name}` |" in page
+
+
+def test_finding_values_are_shown_as_exported():
+    from datetime import date
+
+    from etl.quality.findings import shown
+
+    assert [shown(v) for v in (None, float("nan"), pd.NaT, pd.NA, "", "NaT")] == [None, None, None, None, "", "NaT"]
+    assert shown(pd.Timestamp("2017-11-16")) == "2017-11-16" == shown(date(2017, 11, 16))
+    assert shown(pd.Timestamp("2017-11-16 08:30")) == "2017-11-16 08:30:00"
+    assert [shown(45.0), shown(4.5), shown(7), shown(True)] == ["45", "4.5", "7", "True"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -25,6 +27,22 @@ class RuleRun:
     @classmethod
     def failed_to_run(cls, rule_id: str, error: str) -> RuleRun:
         return cls(rule_id, error=error)
+
+
+def shown(value: Any) -> str | None:
+    """A finding's value as the export gave it, not as pandas prints it: no `NaT`, `<NA>` or
+    `2017-11-16 00:00:00` (a DATE read through pandas comes back a midnight timestamp), no `45.0`."""
+    if value is None or (not isinstance(value, str | bytes) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, datetime):  # pandas' Timestamp too
+        if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFrame:

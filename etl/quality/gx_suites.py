@@ -17,7 +17,7 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule
-from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun
+from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun, shown
 
 log = logging.getLogger(__name__)
 _SITE = "rtw_data_docs"
@@ -37,19 +37,13 @@ def _population(frame: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     return rows[KEY_COLUMNS]
 
 
-def _text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
 def _failures(rule: Rule, result: Mapping[str, Any]) -> pd.DataFrame:
     assert rule.expectation is not None
     kwargs = rule.expectation["kwargs"]
     columns = [kwargs["column"]] if "column" in kwargs else list(kwargs.get("column_list", []))
     rows = [{
         "source_id": hit["source_id"], "source_record_key": hit["source_record_key"], "field": rule.meta.field,
-        "value": " | ".join(t for c in columns if (t := _text(hit.get(c))) is not None) or None,
+        "value": " | ".join(t for c in columns if (t := shown(hit.get(c))) is not None) or None,
         "message": None,
     } for hit in result.get("unexpected_index_list") or []]
     return pd.DataFrame(rows, columns=FAILURE_COLUMNS)

@@ -27,11 +27,10 @@ from collections.abc import Mapping, Set
 from functools import cache
 
 import duckdb
-import pandas as pd
 
 from etl import schema
 from etl.quality.catalogue import Rule
-from etl.quality.findings import FAILURE_COLUMNS, RuleRun, count_judged
+from etl.quality.findings import FAILURE_COLUMNS, RuleRun, count_judged, shown
 from etl.resources import warehouse_sql_dir
 
 # A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
@@ -115,7 +114,7 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
     for column in ("value", "message", "table_name"):
         if column not in found.columns:
             found[column] = None
-    found["value"] = [None if pd.isna(v) else str(v) for v in found["value"]]
+    found["value"] = [shown(v) for v in found["value"]]
     return RuleRun(rule.rule_id, judged, found[ISSUE_COLUMNS])
 
 
