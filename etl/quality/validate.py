@@ -118,6 +118,8 @@ def _stage_frame_reader(con: duckdb.DuckDBPyConnection) -> Callable[[str], pd.Da
 
 def _judge(con: duckdb.DuckDBPyConnection) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def judge(keys: pd.DataFrame) -> pd.DataFrame:
+        if keys.empty:  # DuckDB cannot type the columns of an empty object frame
+            return pd.DataFrame(columns=JUDGED_COLUMNS)
         con.register("_judged_keys", keys)
         try:
             return count_judged(con, "SELECT source_id, source_record_key FROM _judged_keys")
