@@ -52,12 +52,12 @@ Gotchas of the format, all seen in real exports:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -164,8 +164,35 @@ _KEY = {name: i for i, name in enumerate(  # positions in _Frame.keys
      "form_oid", "form_repeat_key", "item_group_oid", "item_group_repeat_key"))}
 
 
-def _odm_elements(path: Path) -> Iterator[tuple[str, str | None, str | None, Any, int]]:
-    """(event, local name, parent's local name, element, line) for each element of an ODM file, parsed safely.
+@dataclass(frozen=True)
+class SubDocument:
+    """Part of an ODM file parsed as a document of its own (`etl.extract.odm_chunks`): `head` (the
+    file's XML declaration, root and ClinicalData start tags), the file's bytes [start, end) fed line
+    by line, then `tail` (the closing tags)."""
+
+    head: bytes
+    start: int
+    end: int
+    tail: bytes
+    first_line: int  # the file's line of byte `start`
+
+    def pieces(self, handle: BinaryIO) -> Iterator[bytes]:
+        """The document's bytes, never an empty piece (the parser takes that for the end)."""
+        if self.head:
+            yield self.head
+        handle.seek(self.start)
+        left = self.end - self.start
+        while left > 0 and (piece := handle.readline(min(_FEED_BYTES, left))):
+            left -= len(piece)
+            yield piece
+        if self.tail:
+            yield self.tail
+
+
+def _odm_elements(path: Path, document: SubDocument | None = None
+                  ) -> Iterator[tuple[str, str | None, str | None, Any, int]]:
+    """(event, local name, parent's local name, element, line) for each element of an ODM file (or of
+    the part of it `document` names), parsed safely.
 
     The local name is None outside the root's namespace (vendor extensions) and anywhere inside a vendor
     element. Once the caller has seen an element's end it is cleared and its finished siblings dropped,
@@ -181,8 +208,10 @@ def _odm_elements(path: Path) -> Iterator[tuple[str, str | None, str | None, Any
     line = 1
     try:
         with path.open("rb") as handle:
-            while True:
-                chunk = handle.readline(_FEED_BYTES)
+            pieces = iter(lambda: handle.readline(_FEED_BYTES), b"") if document is None else document.pieces(handle)
+            if document is not None:  # the head is one piece: after it, the counter is at the part's first line
+                line = document.first_line - bool(document.head)
+            for chunk in itertools.chain(pieces, [b""]):
                 if chunk:
                     parser.feed(chunk)
                 else:
@@ -208,8 +237,6 @@ def _odm_elements(path: Path) -> Iterator[tuple[str, str | None, str | None, Any
                     elem.clear()
                     while elem.getprevious() is not None:
                         del elem.getparent()[0]
-                if not chunk:
-                    return
                 line += chunk.endswith(b"\n")
     except etree.ParseError as error:
         at_line, column = error.position
@@ -297,7 +324,8 @@ class _Item:
         self.values: list[str] | None = None  # ODM 2.0 <Value> children
 
 
-def iter_odm_items(path: Path, *, notices: list[str] | None = None) -> Iterator[OdmItem]:
+def iter_odm_items(path: Path, *, notices: list[str] | None = None,
+                   document: SubDocument | None = None) -> Iterator[OdmItem]:
     """Stream every ItemData of every ClinicalData as an `OdmItem`, in document order.
 
     Raises OdmFormatError (naming file, line and column) for input that is not well-formed ODM.
@@ -314,7 +342,7 @@ def iter_odm_items(path: Path, *, notices: list[str] | None = None) -> Iterator[
     outside_clinical_data = 0
     foreign: dict[str, int] = {}
 
-    for event, local, parent, elem, line in _odm_elements(path):
+    for event, local, parent, elem, line in _odm_elements(path, document):
         if local is None:  # vendor extension: skipped, but counted if it sits in the data
             if event == "start" and frame is not None and parent is not None:
                 namespace = etree.QName(elem).namespace or "(none)"
@@ -424,20 +452,32 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
     if clashes:
         raise ValueError(f"lineage column(s) {clashes} clash with the ODM row columns")
     schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
-    notices: list[str] = []
+    from etl.extract.odm_chunks import stage_in_parts  # it builds on this module
+
+    with written_atomically(out_path) as temp:
+        staged = stage_in_parts(path, temp, schema, lineage, batch_rows)
+        if staged is None:  # not a plain export: one pass, line by line
+            notices: list[str] = []
+            with pq.ParquetWriter(temp, schema) as writer:
+                rows = write_items(writer, iter_odm_items(path, notices=notices), schema, lineage, batch_rows)
+            staged = StageResult(rows=rows, notices=tuple(notices))
+    return staged
+
+
+def write_items(writer: pq.ParquetWriter, items: Iterator[OdmItem], schema: pa.Schema, lineage: dict[str, str],
+                batch_rows: int) -> int:
+    """Write `items` as rows of `schema` (the staging columns, then lineage constants); return how many."""
     rows = 0
-    with written_atomically(out_path) as temp, pq.ParquetWriter(temp, schema) as writer:
-        items = iter_odm_items(path, notices=notices)
-        while batch := list(islice(items, batch_rows)):
-            columns = [pa.array(column, type=field.type) for column, field in zip(zip(*batch), STAGING_SCHEMA,
-                                                                                    strict=True)]
-            columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-            rows += len(batch)
-            del batch, columns  # else the next batch is built while this one is still alive
-        if rows == 0:  # still a readable file with the schema
-            writer.write_table(schema.empty_table())
-    return StageResult(rows=rows, notices=tuple(notices))
+    while batch := list(itertools.islice(items, batch_rows)):
+        columns = [pa.array(column, type=field.type) for column, field in zip(zip(*batch), STAGING_SCHEMA,
+                                                                                strict=True)]
+        columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
+        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+        rows += len(batch)
+        del batch, columns  # else the next batch is built while this one is still alive
+    if rows == 0:  # still a readable file with the schema
+        writer.write_table(schema.empty_table())
+    return rows
 
 
 def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) -> OdmMetadata:
