@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,10 @@ def private_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for created in missing:  # mkdir's mode is filtered by the umask: set it explicitly
         os.chmod(created, FOLDER_MODE)
-    if folder.stat().st_uid == os.geteuid():  # a folder another account owns (a drop zone) is left as it is
+    status = folder.stat()
+    # A folder another account owns (a drop zone) is left as it is, and so is a shared one such as /tmp
+    # (sticky): root owns it, and a file written straight into it must not lock every other user out.
+    if status.st_uid == os.geteuid() and not status.st_mode & stat.S_ISVTX:
         os.chmod(folder, FOLDER_MODE)
     return folder
 

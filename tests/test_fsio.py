@@ -102,6 +102,15 @@ def test_an_existing_folder_is_tightened(tmp_path):
     assert _mode(home) == 0o700
 
 
+def test_a_shared_sticky_folder_like_tmp_is_left_open(tmp_path):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    fsio.write_bytes(shared / "staged.parquet", b"x")  # a file written straight into it
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert _mode(shared / "staged.parquet") == 0o600
+
+
 def test_two_writers_of_one_target_never_collide(tmp_path):
     """The race of two runs staging the same file: each has its own temporary, the last rename wins."""
     target = tmp_path / "staged.parquet"
