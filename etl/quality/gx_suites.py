@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,38 +79,40 @@ def _context(data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_suites(frame_of: Callable[[str], pd.DataFrame | None], rules: Sequence[Rule],
+def run_suites(batches_of: Callable[[str], Iterator[pd.DataFrame] | None], rules: Sequence[Rule],
                judge: Callable[[pd.DataFrame], pd.DataFrame], *, data_docs_dir: Path | None = None) -> list[RuleRun]:
-    """Validate each table's frame against its rules; Data Docs go to `data_docs_dir` when given.
+    """Validate each table's rows against its rules; Data Docs go to `data_docs_dir` when given.
 
-    `frame_of(table)` loads a table's rows (None: no such table), one table at a time, so memory
-    holds the largest table, not all of them; `judge(keys)` counts a rule's judged rows per source
-    and centre."""
+    `batches_of(table)` gives a table's rows in batches (None: no such table), so memory holds one
+    batch, whatever the size of the registry: each batch is a checkpoint run of the table's suite (one
+    validation result each in Data Docs), and a rule's findings are those of every batch.
+    `judge(keys)` counts a rule's judged rows per source and centre."""
     context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
     runs: list[RuleRun] = []
     for table in sorted({r.meta.table for r in rules if r.meta.table}):
         table_rules = [r for r in rules if r.meta.table == table]
         with timing.step(f"validate {table} (GX)"):
-            frame = frame_of(table)
-            if frame is None:
+            batches = batches_of(table)
+            if batches is None:
                 runs += [RuleRun.failed_to_run(r.rule_id, f"table {table} is not in the warehouse")
                          for r in table_rules]
-            else:
-                runs += _run_suite(context, source, table, table_rules, frame, judge)
+                continue
+            checkpoint, unusable = _checkpoint(context, source, table, table_rules)
+            found = [_run_batch(checkpoint, table_rules, frame, judge) for frame in batches]
+            runs += unusable + _combined(found)
     if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
         with timing.step("validate Data Docs"):
             context.build_data_docs(site_names=[_SITE])
     return runs
 
 
-def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule], frame: pd.DataFrame,
-               judge: Callable[[pd.DataFrame], pd.DataFrame]) -> list[RuleRun]:
-    """One table's suite, run by a checkpoint over its frame: each rule's population and failures."""
+def _checkpoint(context: Any, source: Any, table: str, table_rules: Sequence[Rule]) -> tuple[Any, list[RuleRun]]:
+    """A table's suite and the checkpoint that runs it on a batch; the rules GX cannot even build err."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    runs: list[RuleRun] = []
+    unusable: list[RuleRun] = []
     expectations = []
     for rule in table_rules:
         assert rule.expectation is not None
@@ -121,13 +123,20 @@ def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule
             expectations.append(ExpectationConfiguration(
                 type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())
         except Exception as exc:  # a misspelt expectation: that rule errs, the suite runs
-            runs.append(RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {type(exc).__name__}: {exc}"))
+            unusable.append(RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {type(exc).__name__}: {exc}"))
     suite = context.suites.add(gx.ExpectationSuite(name=f"core.{table}", expectations=expectations))
     batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("stage")
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=f"rtw_{table}", validation_definitions=[definition], actions=[],
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS}))
+    return checkpoint, unusable
+
+
+def _run_batch(checkpoint: Any, table_rules: Sequence[Rule], frame: pd.DataFrame,
+               judge: Callable[[pd.DataFrame], pd.DataFrame]) -> list[RuleRun]:
+    """The checkpoint over one batch: each rule's judged rows and failures in it."""
+    runs: list[RuleRun] = []
     outcome = checkpoint.run(batch_parameters={"dataframe": frame})
     by_rule = {r.rule_id: r for r in table_rules}
     for validation in outcome.run_results.values():
@@ -141,3 +150,17 @@ def _run_suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule
             except Exception as exc:  # a bad row_condition: the rule errs, the others go on
                 runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
     return runs
+
+
+def _combined(batches: Sequence[list[RuleRun]]) -> list[RuleRun]:
+    """One run per rule from its runs over each batch: the first error, else every batch's findings."""
+    by_rule: dict[str, list[RuleRun]] = {}
+    for runs in batches:
+        for run in runs:
+            by_rule.setdefault(run.rule_id, []).append(run)
+    combined = []
+    for rule_id, runs in by_rule.items():
+        failed = next((r for r in runs if r.error is not None), None)
+        combined.append(failed or RuleRun(rule_id, pd.concat([r.judged for r in runs], ignore_index=True),
+                                          pd.concat([r.failures for r in runs], ignore_index=True)))
+    return combined

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,14 +106,30 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> li
             for rule_id in rule_ids]
 
 
-def _stage_frame_reader(con: duckdb.DuckDBPyConnection) -> Callable[[str], pd.DataFrame | None]:
+GX_BATCH_ROWS = 200_000  # rows of a stage table validated at once: memory holds one batch
+
+
+def _stage_batches(con: duckdb.DuckDBPyConnection,
+                   rows: int = GX_BATCH_ROWS) -> Callable[[str], Iterator[pd.DataFrame] | None]:
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
 
-    def frame_of(table: str) -> pd.DataFrame | None:
-        # Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls.
-        return con.execute(f"SELECT * FROM stage.{table}").df() if table in present else None
-    return frame_of
+    def batches_of(table: str) -> Iterator[pd.DataFrame] | None:
+        return _batches(con, table, rows) if table in present else None
+    return batches_of
+
+
+def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int) -> Iterator[pd.DataFrame]:
+    """A stage table in batches of `rows`, each a query by a range of rowid (so the rules may query
+    between batches); at least one batch, maybe empty, so every rule of the table is judged. The
+    ranges are read first: rows written in the open transaction number from 2**62. Object dtype
+    keeps NULL as None (not NaN), so GX and the row conditions see real nulls."""
+    starts = [first for (first,) in con.execute(
+        f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table}) "
+        "WHERE n % ? = 0 ORDER BY rowid", [rows]).fetchall()] or [0]
+    for start, end in zip(starts, [*starts[1:], None], strict=True):
+        below = "" if end is None else f" AND rowid < {end}"
+        yield con.execute(f"SELECT * FROM stage.{table} WHERE rowid >= ?{below}", [start]).df()
 
 
 def _judge(con: duckdb.DuckDBPyConnection) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -259,7 +275,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     with timing.step("validate harmonise checks"):
         runs = _harmonise_runs(con, by_engine["harmonise"])
     if by_engine["gx"]:
-        runs += run_suites(_stage_frame_reader(con), by_engine["gx"], _judge(con),
+        runs += run_suites(_stage_batches(con), by_engine["gx"], _judge(con),
                            data_docs_dir=plan.data_docs_dir)
     with timing.step("validate SQL checks"):
         runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
