@@ -52,7 +52,8 @@ def measure(warehouse: Path, truth_dir: Path, key: PseudonymKey) -> LinkageQuali
     """Pairwise precision and recall of the warehouse's persons against the truth."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        linked = con.execute("SELECT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link").fetchall()
+        linked = con.execute("SELECT source_id, source_patient_pseudonym, patient_id "
+                             "FROM stage.patient_link").fetchall()
         review = con.execute("SELECT count(*) FROM dq.link_candidate").fetchone()
     finally:
         con.close()

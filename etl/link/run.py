@@ -29,26 +29,33 @@ FEATURES_SQL = """
 -- One row per source patient: the quasi-identifiers linkage compares (birth date as keyed tokens).
 WITH diagnosis_of_patient AS (
     SELECT DISTINCT r.source_id, r.patient_pseudonym AS source_patient_pseudonym, d.event_type,
-           d.diagnosis_date, d.icdo3_morphology, d.icdo3_topography
+           d.diagnosis_date, d.diagnosis_date_precision, d.icdo3_morphology, d.icdo3_topography
     FROM stage.diagnosis d
     JOIN stage.record r USING (source_id, source_record_key)
 ),
 first_diagnosis AS (  -- the initial diagnosis, else the earliest event (its date alone is not the onset)
     SELECT source_id, source_patient_pseudonym,
            CASE WHEN event_type = 'initial' THEN diagnosis_date END AS diagnosis_date,
+           CASE WHEN event_type = 'initial' THEN diagnosis_date_precision END AS diagnosis_date_precision,
            icdo3_morphology, icdo3_topography
     FROM diagnosis_of_patient
     QUALIFY row_number() OVER (PARTITION BY source_id, source_patient_pseudonym
                                ORDER BY event_type = 'initial' DESC, diagnosis_date NULLS LAST,
                                         icdo3_morphology, icdo3_topography) = 1
+),
+last_relapse AS (  -- a board or trial that saw the patient at relapse dates that, not the onset
+    SELECT source_id, source_patient_pseudonym, max(diagnosis_date) AS relapse_date
+    FROM diagnosis_of_patient WHERE event_type = 'relapse' GROUP BY ALL
 )
 SELECT k.source_id, k.source_patient_pseudonym AS unique_id, k.harmonised_patient_id, k.has_eupid,
        CASE WHEN p.sex IN ('female', 'male') THEN p.sex END AS sex,
        p.birth_year, p.birth_month, k.birth_date_token, k.birth_date_swapped_token,
-       p.country, p.centre_id, f.diagnosis_date, f.icdo3_morphology, f.icdo3_topography
+       p.country, p.centre_id, f.diagnosis_date, f.diagnosis_date_precision, l.relapse_date,
+       f.icdo3_morphology, f.icdo3_topography
 FROM stage.link_key k
 JOIN stage.patient_source p USING (source_id, source_patient_pseudonym)
 LEFT JOIN first_diagnosis f USING (source_id, source_patient_pseudonym)
+LEFT JOIN last_relapse l USING (source_id, source_patient_pseudonym)
 ORDER BY k.source_id, k.source_patient_pseudonym
 """
 
@@ -116,7 +123,8 @@ def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
     logging.getLogger("splink").setLevel(logging.WARNING)
     db_api = DuckDBAPI()
     model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_date_token", "birth_date_swapped_token",
-                     "country", "centre_id", "diagnosis_date", "icdo3_morphology", "icdo3_topography"]
+                     "country", "centre_id", "diagnosis_date", "diagnosis_date_precision", "relapse_date",
+                     "icdo3_morphology", "icdo3_topography"]
     tables = [db_api.register(features.loc[features.source_id == s, model_columns].reset_index(drop=True),
                               dataset_display_name=str(s)) for s in sources]
     linker = Linker(tables, splink_settings(config, prior(features, config)), log_level=None)
