@@ -47,8 +47,8 @@ CREATE TABLE IF NOT EXISTS stage.link_key (
     source_record_key           VARCHAR NOT NULL,  -- the patient record, so rtw forget erases the row
     harmonised_patient_id       VARCHAR NOT NULL,  -- harmonise's own id: the EUPID digest, else per source
     has_eupid                   BOOLEAN NOT NULL,
-    birth_date_token            VARCHAR,           -- NULL: the source gives month or year only
-    birth_date_swapped_token    VARCHAR
+    birth_token                 VARCHAR,           -- NULL: the source gives month or year only
+    birth_swapped_token         VARCHAR
 );
 
 -- One row per source patient: the person linkage put them in, rebuilt on every validated run

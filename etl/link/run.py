@@ -49,7 +49,7 @@ last_relapse AS (  -- a board or trial that saw the patient at relapse dates tha
 )
 SELECT k.source_id, k.source_patient_pseudonym AS unique_id, k.harmonised_patient_id, k.has_eupid,
        CASE WHEN p.sex IN ('female', 'male') THEN p.sex END AS sex,
-       p.birth_year, p.birth_month, k.birth_date_token, k.birth_date_swapped_token,
+       p.birth_year, p.birth_month, k.birth_token, k.birth_swapped_token,
        p.country, p.centre_id, f.diagnosis_date, f.diagnosis_date_precision, l.relapse_date,
        f.icdo3_morphology, f.icdo3_topography
 FROM stage.link_key k
@@ -122,7 +122,7 @@ def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
 
     logging.getLogger("splink").setLevel(logging.WARNING)
     db_api = DuckDBAPI()
-    model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_date_token", "birth_date_swapped_token",
+    model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_token", "birth_swapped_token",
                      "country", "centre_id", "diagnosis_date", "diagnosis_date_precision", "relapse_date",
                      "icdo3_morphology", "icdo3_topography"]
     tables = [db_api.register(features.loc[features.source_id == s, model_columns].reset_index(drop=True),

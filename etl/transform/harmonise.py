@@ -392,11 +392,11 @@ def _link_keys(engine: _Engine, patient_source: pd.DataFrame) -> pd.DataFrame:
 def birth_tokens(key: PseudonymKey, birth: PartialDate | None) -> dict[str, str | None]:
     """The keyed tokens of a day-precise birth date and of its day/month swap (when that is a date)."""
     if birth is None or birth.precision != "day":
-        return {"birth_date_token": None, "birth_date_swapped_token": None}
+        return {"birth_token": None, "birth_swapped_token": None}
     day = birth.value
     swapped = day.replace(month=day.day, day=day.month) if day.day <= 12 and day.day != day.month else None
-    return {"birth_date_token": key.digest("birth", day.isoformat()),
-            "birth_date_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
+    return {"birth_token": key.digest("birth", day.isoformat()),
+            "birth_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
 
 
 def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],
