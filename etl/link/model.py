@@ -29,6 +29,9 @@ class Level(BaseModel):
     is_null: bool = False
     m: float | None = Field(default=None, gt=0, le=1)
     u: float | None = Field(default=None, gt=0, le=1)
+    # An exact-agreement level may weigh by how rare the shared value is (Splink's term-frequency
+    # adjustment: u becomes the value's share among the records linked): a rare tumour agreeing says more.
+    term_frequency_column: str | None = None
 
     @model_validator(mode="after")
     def _weighed(self) -> Level:
@@ -82,7 +85,9 @@ def splink_settings(config: LinkageConfig, prior: float) -> dict[str, Any]:
             {"sql_condition": level.sql, "label_for_charts": level.evidence, "is_null_level": True}
             if level.is_null else
             {"sql_condition": level.sql, "label_for_charts": level.evidence,
-             "m_probability": level.m, "u_probability": level.u}
+             "m_probability": level.m, "u_probability": level.u,
+             **({"tf_adjustment_column": level.term_frequency_column, "tf_adjustment_weight": 1.0}
+                if level.term_frequency_column else {})}
             for level in levels],
     } for name, levels in config.fields.items()]
     return {
