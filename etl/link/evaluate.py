@@ -76,3 +76,26 @@ def measure(warehouse: Path, truth_dir: Path, key: PseudonymKey) -> LinkageQuali
                      and len({person_of[p] for p in m}) == 1]
     return LinkageQuality(len(true_pairs), len(found_pairs), len(true_pairs & found_pairs), len(cross),
                           len(without_eupid), int(review[0]) if review else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m etl.link.evaluate HOME`: the linkage quality of a home built from `rtw synth` exports
+    (its truth/ beside the warehouse), with the home's key (env RTW_PSEUDONYM_KEY or its key file)."""
+    import sys
+
+    from etl.config import resolve_home
+    from etl.transform.pseudonym import key_is_configured, load_key
+
+    args = sys.argv[1:] if argv is None else argv
+    home = resolve_home(Path(args[0]) if args else None)
+    if not key_is_configured(home.key_file) or not (home.root / "truth" / "links.csv").exists():
+        raise SystemExit(f"{home.root}: needs a key and truth/links.csv (a home written by rtw synth, then run)")
+    q = measure(home.warehouse, home.root / "truth", load_key(home.key_file))
+    print(f"pairs {q.true_pairs}, found {q.found_pairs}, right {q.right_pairs}: precision {q.precision:.4f}, "
+          f"recall {q.recall:.4f}, F1 {q.f1:.4f}; persons of several sources linked without a shared EUPID "
+          f"{q.linked_without_eupid}/{q.cross_source_persons} ({q.share_linked_without_eupid:.0%}); "
+          f"clerical review list {q.review_candidates}")
+
+
+if __name__ == "__main__":
+    main()
