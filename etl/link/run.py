@@ -22,7 +22,6 @@ import pandas as pd
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 
-log = logging.getLogger(__name__)
 Decisions = dict[tuple[tuple[str, str], tuple[str, str]], str]  # (left, right) in order -> link / unlink
 
 FEATURES_SQL = """
@@ -120,7 +119,7 @@ def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     from splink import DuckDBAPI, Linker  # imported here: a run without two sources never pays for it
 
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.WARNING)  # its INFO lines would fill every run's log
     db_api = DuckDBAPI()
     model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_token", "birth_swapped_token",
                      "country", "centre_id", "diagnosis_date", "diagnosis_date_precision", "relapse_date",
