@@ -233,3 +233,29 @@ def test_unlinking_a_probabilistic_pair_splits_the_person(copied_home):
     pipeline.run(copied_home, key_value=SYNTHETIC_RUN_KEY)
     (id_l, method_l, _), (id_r, method_r, _) = _method_of(copied_home, left, right)
     assert id_l != id_r and {method_l, method_r} <= {UNLINKED, EUPID}  # a EUPID of its own stays said
+
+
+def test_forgetting_a_linked_patient_leaves_no_id_drawn_from_their_key(copied_home, synthetic_run):
+    from etl.forget import forget
+
+    _, truth_dir, _ = synthetic_run
+    # A probabilistic link whose person id is this patient's own harmonise id (the smaller of the two).
+    found = _query(copied_home, """
+        SELECT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link
+        WHERE link_method = 'probabilistic' AND patient_id = harmonised_patient_id ORDER BY ALL LIMIT 1""")
+    assert not found.empty
+    source, pseudonym, person = found.iloc[0]
+    links = pd.read_csv(truth_dir / "links.csv", dtype=str, keep_default_na=False)
+    clear = next(k for s, k in zip(links.source_id, links.source_patient_key)
+                 if s == source and source_pseudonym(KEY, s, k) == pseudonym)
+    forget(copied_home, source, clear, key_value=SYNTHETIC_RUN_KEY)
+    con = duckdb.connect(str(copied_home.warehouse), read_only=True)
+    try:
+        columns = con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE "
+                              "data_type = 'VARCHAR' AND schema_name IN ('stage', 'core', 'dq', 'marts') ").fetchall()
+        cited = [f"{s}.{t}.{c}" for s, t, c in columns
+                 if con.execute(f'SELECT count(*) FROM {s}.{t} WHERE "{c}" IN (?, ?)',
+                                [person, pseudonym]).fetchone()[0]]  # type: ignore[index]
+    finally:
+        con.close()
+    assert not cited
