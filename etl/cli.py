@@ -206,6 +206,36 @@ def export(home: HomeOption = None,
         _fail(str(exc))
 
 
+PatientArgument = Annotated[str, typer.Argument(help="SOURCE:PSEUDONYM, as the report's clerical review list names "
+                                                  "the patient")]
+
+
+def _decide(first: str, second: str, decision: str, home: Path | None, note: str | None) -> None:
+    from etl.link.decision import DecisionError, parse_patient, record_decision
+    from etl.runlock import RunBusy
+
+    rtw_home = resolve_home(home)
+    try:
+        run_id = record_decision(rtw_home, parse_patient(first), parse_patient(second), decision, note=note)
+    except (DecisionError, RunBusy) as exc:
+        _fail(str(exc))
+    console.print(f"{decision} recorded in meta.link_decision (run {run_id}); it takes effect at the next run")
+
+
+@app.command()
+def link(first: PatientArgument, second: PatientArgument, home: HomeOption = None,
+         note: Annotated[str | None, typer.Option("--note", help="Why (kept with the decision)")] = None) -> None:
+    """A reviewer's decision: the two source patients are one person (from the clerical review list)."""
+    _decide(first, second, "link", home, note)
+
+
+@app.command()
+def unlink(first: PatientArgument, second: PatientArgument, home: HomeOption = None,
+           note: Annotated[str | None, typer.Option("--note", help="Why (kept with the decision)")] = None) -> None:
+    """A reviewer's decision: the two source patients are different persons, whatever the score says."""
+    _decide(first, second, "unlink", home, note)
+
+
 @app.command()
 def forget(source: Annotated[str, typer.Option("--source", help="The source id, e.g. registry_it")],
            patient: Annotated[str, typer.Option("--patient", help="The centre's own patient number (never "

@@ -40,7 +40,9 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.landing import ERASED_SUFFIX
-from etl.load.warehouse import rebuild_derived, swap_in_next
+from etl.link.model import load_config
+from etl.link.run import link_sources
+from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
@@ -255,6 +257,10 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
         con.execute(f"DELETE FROM {table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
     con.execute("DELETE FROM dq.issue WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
+    # Re-link without the patient: a person whose id was drawn from the erased patient's key gets another
+    # one, and the old id is swept below with the rest.
+    validated = con.execute("SELECT run_id FROM meta.run WHERE validated ORDER BY finished_at DESC LIMIT 1").fetchone()
+    link_sources(con, validated[0] if validated else run_id, load_config(), source_tables())
     rebuild_derived(con)  # core from stage, core.patient, marts: as publish does
     # The person stays if any other record still names them (another source, or one held in quarantine).
     linked = {r[0] for t in sorted(person_tables)

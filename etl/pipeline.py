@@ -191,6 +191,9 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
                                             schema=schema.arrow_schema("stage.rejection")),
                        folder / "rejections.parquet")
+        pq.write_table(pa.Table.from_pandas(result.link_keys, preserve_index=False,
+                                            schema=schema.arrow_schema("stage.link_key")),
+                       folder / "link_keys.parquet")
         pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
                        folder / "removals.parquet")
     crash.crash_point("harmonised")

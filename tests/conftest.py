@@ -1,7 +1,28 @@
-"""Settings every test shares."""
+"""Settings and fixtures every test shares."""
 
 import os
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 # Tests write export files and run at once: the landing quiet period (a file must be unchanged for
 # that long before it is read) is off, except in the tests of it, which pass their own.
 os.environ.setdefault("RTW_QUIET_SECONDS", "0")
+
+SYNTHETIC_RUN_KEY = "integration-test-key"
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, dict[str, Any]]:
+    """One `rtw run` of 400 synthetic persons (seed 11), shared by the modules that compare a run
+    with the generator's truth (test_end_to_end, test_linkage): (home, truth folder, run summary).
+    Read it only; a test that changes a warehouse copies the home first."""
+    from etl import pipeline
+    from etl.config import resolve_home
+    from etl.synth import generate
+
+    home = resolve_home(tmp_path_factory.mktemp("home")).ensure()
+    generate(home.root, patients=400, seed=11)
+    summary = pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    return home, home.root / "truth", summary

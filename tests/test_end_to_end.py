@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
+from conftest import SYNTHETIC_RUN_KEY
 
 from etl import pipeline
 from etl.config import Home, resolve_home
@@ -19,17 +20,14 @@ from etl.synth import SOURCES, generate
 from etl.transform.pseudonym import PseudonymKey, publish_record_key, record_id, source_pseudonym
 
 pytestmark = pytest.mark.integration
-KEY_TEXT = "integration-test-key"
+KEY_TEXT = SYNTHETIC_RUN_KEY
 KEY = PseudonymKey(KEY_TEXT.encode())
 NOT_COMPARED = {"source_id", "source_record_key", "source_patient_key", "treatment_source_record_key"}
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> tuple[Home, Path, dict[str, Any]]:
-    home = resolve_home(tmp_path_factory.mktemp("home")).ensure()
-    generate(home.root, patients=400, seed=11)
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    return home, home.root / "truth", summary
+def loaded(synthetic_run) -> tuple[Home, Path, dict[str, Any]]:
+    return synthetic_run  # conftest.py: shared with test_linkage
 
 
 def _table(home: Home, sql: str) -> pd.DataFrame:

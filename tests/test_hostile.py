@@ -90,11 +90,14 @@ def source_digests(home: Path) -> dict[str, str]:
     whichever run loaded them."""
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        # Each stage table with a source_id, and its columns but run_id (the run that loaded a row).
+        # Each stage table with a source_id, and its columns but run_id (the run that loaded a row) and
+        # what linkage derives from every source (another source's change may re-link a patient).
         tables = con.execute(
-            "SELECT table_name, list(column_name ORDER BY ordinal_position) FILTER (WHERE column_name <> 'run_id') "
+            "SELECT table_name, list(column_name ORDER BY ordinal_position) FILTER (WHERE column_name NOT IN "
+            "('run_id', 'patient_id', 'link_method', 'match_probability')) "
             "FROM information_schema.columns WHERE table_schema = 'stage' AND table_name NOT LIKE 'source_param%' "
-            "GROUP BY 1 HAVING bool_or(column_name = 'source_id') ORDER BY 1").fetchall()
+            "AND table_name <> 'patient_link' GROUP BY 1 HAVING bool_or(column_name = 'source_id') "
+            "ORDER BY 1").fetchall()
         digests = {}
         for source in SOURCES:
             h = hashlib.sha256()

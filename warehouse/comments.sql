@@ -27,8 +27,8 @@ COMMENT ON TABLE core.patient_source IS 'One row per person per source: how each
 COMMENT ON COLUMN core.patient_source.patient_id IS 'Pseudonymous person identifier (core.patient).';
 COMMENT ON COLUMN core.patient_source.source_patient_pseudonym IS 'Keyed HMAC-SHA256 pseudonym of the source''s own patient number.';
 COMMENT ON COLUMN core.patient_source.centre_id IS 'Centre that reported the person, as the source codes it.';
-COMMENT ON COLUMN core.patient_source.link_method IS 'How the record was linked to the person. Codes: exact / eupid / probabilistic.';
-COMMENT ON COLUMN core.patient_source.match_probability IS 'Probability of the link for probabilistic links. Unit: proportion (0-1).';
+COMMENT ON COLUMN core.patient_source.link_method IS 'How the record was linked to the person (docs/linkage.md): eupid, the same European patient identifier; probabilistic, a Splink match above the link threshold; clerical, a reviewer''s rtw link; unlinked, linked to no other source. Codes: eupid / probabilistic / clerical / unlinked.';
+COMMENT ON COLUMN core.patient_source.match_probability IS 'Probability of the link: the Splink match probability for probabilistic links, 1 for eupid and clerical, NULL when unlinked. Unit: proportion (0-1).';
 COMMENT ON COLUMN core.patient_source.sex IS 'Sex as this source gives it, harmonised. Codes: female / male / undetermined / unknown.';
 COMMENT ON COLUMN core.patient_source.birth_year IS 'Year of birth as this source gives it. Unit: year.';
 COMMENT ON COLUMN core.patient_source.birth_month IS 'Month of birth as this source gives it, 1-12. Unit: month.';
@@ -338,3 +338,26 @@ COMMENT ON COLUMN meta.erasure.source_id IS 'The source the patient was erased f
 COMMENT ON COLUMN meta.erasure.source_patient_pseudonym IS 'The keyed pseudonym of the source patient key (as core.patient_source.source_patient_pseudonym).';
 COMMENT ON COLUMN meta.erasure.erased_at IS 'When the erasure was published (UTC).';
 COMMENT ON COLUMN meta.erasure.run_id IS 'The forget run that published it (meta.run, trigger forget).';
+
+-- meta.link_decision ----------------------------------------------------------------------------
+COMMENT ON TABLE meta.link_decision IS 'One row per reviewer decision on a pair of source patients (rtw link / rtw unlink); linkage applies the latest decision on each pair at every run.';
+COMMENT ON COLUMN meta.link_decision.source_id_l IS 'Source of the first patient.';
+COMMENT ON COLUMN meta.link_decision.source_patient_pseudonym_l IS 'Keyed pseudonym of the first patient (as core.patient_source.source_patient_pseudonym).';
+COMMENT ON COLUMN meta.link_decision.source_id_r IS 'Source of the second patient.';
+COMMENT ON COLUMN meta.link_decision.source_patient_pseudonym_r IS 'Keyed pseudonym of the second patient.';
+COMMENT ON COLUMN meta.link_decision.decision IS 'The reviewer''s decision. Codes: link / unlink.';
+COMMENT ON COLUMN meta.link_decision.decided_by IS 'The operating-system user who recorded the decision.';
+COMMENT ON COLUMN meta.link_decision.decided_at IS 'When the decision was recorded.';
+COMMENT ON COLUMN meta.link_decision.note IS 'The reviewer''s note, if any.';
+
+-- dq.link_candidate -----------------------------------------------------------------------------
+COMMENT ON TABLE dq.link_candidate IS 'The clerical review list: pairs of source patients in two sources whose match probability lies between the review and the link threshold (docs/linkage.md).';
+COMMENT ON COLUMN dq.link_candidate.run_id IS 'The run that scored the pair.';
+COMMENT ON COLUMN dq.link_candidate.source_id_l IS 'Source of the first patient.';
+COMMENT ON COLUMN dq.link_candidate.source_patient_pseudonym_l IS 'Keyed pseudonym of the first patient.';
+COMMENT ON COLUMN dq.link_candidate.source_id_r IS 'Source of the second patient.';
+COMMENT ON COLUMN dq.link_candidate.source_patient_pseudonym_r IS 'Keyed pseudonym of the second patient.';
+COMMENT ON COLUMN dq.link_candidate.match_weight IS 'Splink match weight: log2 of the Bayes factor of all fields with the prior. Unit: bits.';
+COMMENT ON COLUMN dq.link_candidate.match_probability IS 'Splink match probability. Unit: proportion (0-1).';
+COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label (agree, swap, month-only, near, disagree, missing); never a value.';
+COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the pair, if any. Codes: link / unlink.';

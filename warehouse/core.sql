@@ -30,7 +30,7 @@ CREATE TABLE core.patient_source (
     patient_id              VARCHAR NOT NULL,
     source_patient_pseudonym VARCHAR NOT NULL,
     centre_id               VARCHAR,
-    link_method             VARCHAR NOT NULL,  -- exact / eupid / probabilistic
+    link_method             VARCHAR NOT NULL,  -- eupid / probabilistic / clerical / unlinked (etl/link)
     match_probability       DOUBLE,
     sex                     VARCHAR,   -- as this source gives it, harmonised
     birth_year              INTEGER,   -- coarsened: the exact birth date never leaves harmonise

@@ -67,3 +67,18 @@ CREATE TABLE IF NOT EXISTS dq.quarantine (
     rule_ids            VARCHAR[],
     reasons             VARCHAR[]
 );
+
+-- One row per pair of source patients (in two sources) whose match probability lies between the
+-- review and the link threshold (etl/link): the clerical review list of the report. Evidence per
+-- field is a label (agree, swap, month-only, disagree, missing, ...), never a value.
+CREATE TABLE IF NOT EXISTS dq.link_candidate (
+    run_id                      VARCHAR NOT NULL,
+    source_id_l                 VARCHAR NOT NULL,
+    source_patient_pseudonym_l  VARCHAR NOT NULL,
+    source_id_r                 VARCHAR NOT NULL,
+    source_patient_pseudonym_r  VARCHAR NOT NULL,
+    match_weight                DOUBLE NOT NULL,
+    match_probability           DOUBLE NOT NULL,
+    evidence                    VARCHAR NOT NULL,  -- JSON object: field -> evidence label
+    decision                    VARCHAR            -- a reviewer's decision on the pair, if any
+);

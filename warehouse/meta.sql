@@ -104,3 +104,16 @@ CREATE TABLE IF NOT EXISTS meta.erasure (
     erased_at                   TIMESTAMPTZ,
     run_id                      VARCHAR
 );
+
+-- One row per reviewer decision on a pair of source patients (rtw link / rtw unlink), by keyed
+-- pseudonym: linkage applies the latest decision on each pair at every run.
+CREATE TABLE IF NOT EXISTS meta.link_decision (
+    source_id_l                 VARCHAR NOT NULL,
+    source_patient_pseudonym_l  VARCHAR NOT NULL,
+    source_id_r                 VARCHAR NOT NULL,
+    source_patient_pseudonym_r  VARCHAR NOT NULL,
+    decision                    VARCHAR NOT NULL,  -- link / unlink
+    decided_by                  VARCHAR,           -- the operating-system user who ran rtw link / unlink
+    decided_at                  TIMESTAMPTZ NOT NULL,
+    note                        VARCHAR
+);

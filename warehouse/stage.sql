@@ -37,3 +37,29 @@ CREATE TABLE IF NOT EXISTS stage.source_param (
     name                VARCHAR NOT NULL,
     value               VARCHAR
 );
+
+-- One row per source patient (harmonise's link_keys.parquet): what linkage (etl/link) needs
+-- beyond the coarsened demographics of stage.patient_source. The birth date is here only as
+-- keyed HMAC tokens (of the date, and of the date with day and month swapped); never in clear.
+CREATE TABLE IF NOT EXISTS stage.link_key (
+    source_id                   VARCHAR NOT NULL,
+    source_patient_pseudonym    VARCHAR NOT NULL,
+    source_record_key           VARCHAR NOT NULL,  -- the patient record, so rtw forget erases the row
+    harmonised_patient_id       VARCHAR NOT NULL,  -- harmonise's own id: the EUPID digest, else per source
+    has_eupid                   BOOLEAN NOT NULL,
+    birth_token                 VARCHAR,           -- NULL: the source gives month or year only
+    birth_swapped_token         VARCHAR
+);
+
+-- One row per source patient: the person linkage put them in, rebuilt on every validated run
+-- from stage.link_key (so it never feeds on its own output). Every stage table's patient_id is
+-- rewritten from it through stage.record.patient_pseudonym.
+CREATE TABLE IF NOT EXISTS stage.patient_link (
+    source_id                   VARCHAR NOT NULL,
+    source_patient_pseudonym    VARCHAR NOT NULL,
+    source_record_key           VARCHAR NOT NULL,
+    harmonised_patient_id       VARCHAR NOT NULL,
+    patient_id                  VARCHAR NOT NULL,
+    link_method                 VARCHAR NOT NULL,  -- eupid / probabilistic / clerical / unlinked
+    match_probability           DOUBLE
+);

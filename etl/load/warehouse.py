@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ import duckdb
 
 from etl import crash, fsio, schema, timing
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.link.model import LinkageConfig, load_config
+from etl.link.run import link_sources
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
 from etl.quality.validate import QualityPlan, validate
@@ -32,6 +35,7 @@ from etl.schema import core_columns
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
+log = logging.getLogger(__name__)
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
 
@@ -55,7 +59,7 @@ def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
     for name in EVOLVING_SCHEMA_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
     _add_new_columns(con)
-    for table in _source_tables():
+    for table in source_tables():
         con.execute(f"CREATE TABLE IF NOT EXISTS stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
         _add_new_columns(con, f"stage.{table}", f"core.{table}")
 
@@ -73,7 +77,7 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str | None = None, l
                 con.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {kind}')
 
 
-def _source_tables() -> list[str]:
+def source_tables() -> list[str]:
     """Core tables the sources feed directly (core.patient is derived from them)."""
     return [t for t in core_columns() if t != "patient"]
 
@@ -107,14 +111,14 @@ def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> N
     source_id = outcome.source_id
     assert outcome.harmonised_dir is not None
     folder = Path(outcome.harmonised_dir)
-    for table in [*_source_tables(), "record", "rejection"]:
+    for table in [*source_tables(), "record", "rejection", "link_key"]:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
         parquet = folder / f"{_PARQUET_NAMES.get(table, table)}.parquet"
         if parquet.exists():
             con.execute(f"INSERT INTO stage.{table} BY NAME SELECT * FROM read_parquet(?)", [str(parquet)])
 
 
-_PARQUET_NAMES = {"record": "records", "rejection": "rejections"}
+_PARQUET_NAMES = {"record": "records", "rejection": "rejections", "link_key": "link_keys"}
 
 
 def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
@@ -130,7 +134,7 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
 
 def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
     """core = stage minus the records held back; then the derived core.patient (every person with a core record)."""
-    for table in _source_tables():
+    for table in source_tables():
         con.execute(f"DELETE FROM core.{table}")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM stage.{table} "
                     "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
@@ -207,11 +211,17 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceO
         run_id, outcome.status.value if failed else "loaded", outcome.message])
 
 
-def _definitions_fingerprint(quality: QualityPlan) -> str:
-    """Changes when a rule, a source's override, a mart or a column comment changes."""
+def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
+                             con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """Changes when a rule, a source's override, a mart, a column comment, the linkage model or a
+    reviewer's link decision (rtw link / unlink: it takes effect at the next run) changes."""
     digest = hashlib.sha256(quality.fingerprint.encode())
     for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), WAREHOUSE_SQL_DIR / "comments.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(b"linkage\0" + linkage.fingerprint.encode())
+    if con is not None:
+        decisions = con.execute("SELECT count(*), max(decided_at)::VARCHAR FROM meta.link_decision").fetchone()
+        digest.update(repr(decisions).encode())
     return digest.hexdigest()
 
 
@@ -232,6 +242,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
     the warehouse keeps its content and only the run is recorded.
     """
     plan = quality or QualityPlan(rules=())
+    linkage = load_config()  # a broken configuration fails the publish before anything is written
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
         record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
@@ -253,10 +264,15 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         for source_id, source_notices in said.items():
             for notice in dict.fromkeys(source_notices):
                 con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, source_id, notice])
-        definitions = _definitions_fingerprint(plan)
+        definitions = _definitions_fingerprint(plan, linkage, con)
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
+            with timing.step("linkage"):
+                summary = link_sources(con, run_id, linkage, source_tables())
+            log.info("linkage: %d source patients, %d pairs scored, %d linked probabilistically, %d by a reviewer, "
+                     "%d pairs to review", summary.source_patients, summary.pairs_scored,
+                     summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates)
             with timing.step("validate"):
                 validate(con, run_id, plan)
             with timing.step("core and marts"):

@@ -20,6 +20,7 @@ Gotchas of the tables:
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import os
@@ -349,6 +350,18 @@ def _source_summaries(run: dict[str, Any], sources: dict[str, dict[str, SourceRu
     return summaries
 
 
+def _link_candidates(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str, Any]] | None:
+    """The clerical review list (dq.link_candidate), strongest first; None when the report is of an
+    older run (the list holds the latest linkage only)."""
+    rows = _records(con, "SELECT * FROM dq.link_candidate ORDER BY match_probability DESC, source_id_l, "
+                         "source_patient_pseudonym_l, source_id_r, source_patient_pseudonym_r")
+    if rows and rows[0]["run_id"] != choice.findings_run_id:
+        return None
+    for row in rows:
+        row["evidence"] = json.loads(row["evidence"])
+    return rows
+
+
 def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str, Any]:
     findings = choice.findings_run_id
     run = _records(con, "SELECT * FROM meta.run WHERE run_id = ?", [choice.run_id])[0]
@@ -365,6 +378,7 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
         "trend": _trend(con),
         "held_back_endpoints": endpoints,
+        "link_candidates": _link_candidates(con, choice),
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},

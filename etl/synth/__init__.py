@@ -97,6 +97,8 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
                 truth.add_source_patient(patient, records)
                 counts[source] += 1
             truth.add_person(person)
+            for other in {id(p.person): p.person for p in source_patients if p.person is not person}.values():
+                truth.add_person(other)  # a look-alike child (etl/synth/identity.py)
         truth_files = truth.paths
     exports = tuple(path for writer in writers.values() for path in writer.paths)
     # Delivered files carry the export day as their modification time, as a copy from the EDC would.

@@ -239,7 +239,7 @@ class _Subject:
             "Site": patient.centre_id, "Country of residence": messy.lower_sometimes(rng, person.country, 0.03),
             "Sex": messy.lower_sometimes(rng, SEX[person.sex], 0.1),
             "Month/year of birth": patient.birth.value.strftime("%m/%Y"),
-            "EUPID": messy.lower_sometimes(rng, person.eupid, 0.03) if person.eupid else None,
+            "EUPID": messy.lower_sometimes(rng, patient.exported_eupid, 0.03) if patient.exported_eupid else None,
             "Informed consent date": self._day(patient.consent_date), "Enrolment date": self._day(enrolled),
             "LVEF at screening (%)": patient.lvef_percent,
         }
@@ -267,7 +267,7 @@ class _Subject:
             ("study_enrolment", truth.enrolment_row(STUDY_ID, patient.centre_id, enrolled, self.birth,
                                                     lvef_percent=patient.lvef_percent)),
             ("consent", truth.consent_row(STUDY_ID, patient.consent_date, "trial"))]
-        record.patient_source = truth.patient_source_row(patient.centre_id, person.eupid is not None, person.sex,
+        record.patient_source = truth.patient_source_row(patient.centre_id, patient.expected_link_method, person.sex,
                                                          self.birth, person.country)
         return error is not None and error.field == "molecular_alteration"
 

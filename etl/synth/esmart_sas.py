@@ -234,7 +234,7 @@ class _Subject:
             "AGEU": "YEARS", "SEX": SEX[person.sex], "COUNTRY": vocab.ISO3[person.country],
             "ARMCD": arm.code, "ARM": arm.name, "RFICDTC": iso(patient.consent_date), "RFSTDTC": iso(enrolled),
             "DTHDTC": iso(death), "DTHFL": "Y" if death else "",
-            "EUPID": messy.lower_sometimes(rng, person.eupid, 0.03) if person.eupid else "",
+            "EUPID": messy.lower_sometimes(rng, patient.exported_eupid, 0.03) if patient.exported_eupid else "",
         }
         corrupt: dict[Option, tuple[str, str]] = {
             (IMPOSSIBLE_DATE, "enrolment_date"): ("RFSTDTC", _impossible(plan, patient.enrolment_date)),
@@ -258,7 +258,7 @@ class _Subject:
         record.rows = [
             ("study_enrolment", truth.enrolment_row(STUDY_ID, patient.centre_id, enrolled, self.birth, arm.code)),
             ("consent", truth.consent_row(STUDY_ID, patient.consent_date, "trial"))]
-        record.patient_source = truth.patient_source_row(patient.centre_id, person.eupid is not None, person.sex,
+        record.patient_source = truth.patient_source_row(patient.centre_id, patient.expected_link_method, person.sex,
                                                          self.birth, person.country)
 
     def diagnosis(self, diagnosis: Diagnosis) -> None:

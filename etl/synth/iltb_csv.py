@@ -151,7 +151,7 @@ class _Subject:
             "SEX": messy.lower_sometimes(rng, SEX[person.sex]),
             "BRTHDAT": patient.birth.value.strftime("%m/%Y"),
             "COUNTRY": messy.lower_sometimes(rng, person.country, 0.03),
-            "EUPID": messy.lower_sometimes(rng, person.eupid, 0.03) if person.eupid else "",
+            "EUPID": messy.lower_sometimes(rng, patient.exported_eupid, 0.03) if patient.exported_eupid else "",
             "ENRDAT": dmy(patient.enrolment_date), "CONSDAT": dmy(patient.consent_date),
             "DIAG": messy.padded(rng, diagnosis.label or ""), "DIAGDAT": dmy(diagnosis.date),
             "MORPH": diagnosis.morphology, "TOPO": messy.topography(rng, diagnosis.topography, 0.1),
@@ -171,7 +171,7 @@ class _Subject:
                 ("consent", truth.consent_row(STUDY_ID, patient.consent_date)),
                 ("diagnosis", truth.diagnosis_row(diagnosis, patient.birth))]
         self._emit("ENROL", values, rows, list(corrupt), corrupt,
-                   truth.patient_source_row(patient.centre_id, person.eupid is not None, person.sex, patient.birth,
+                   truth.patient_source_row(patient.centre_id, patient.expected_link_method, person.sex, patient.birth,
                                             person.country))
 
     def alteration(self, alteration: Alteration) -> None:

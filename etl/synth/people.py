@@ -669,7 +669,8 @@ def _registry_view(rng: Random, person: Person, course: _Course, disease: vocab.
 # -- entry point -------------------------------------------------------------------------------
 
 def make_person(index: int, seed: int, export_date: date, keys: KeyBook) -> tuple[Person, list[SourcePatient]]:
-    """Person number `index` (0-based) and every source that knows them."""
+    """Person number `index` (0-based) and every source that knows them (and, rarely, a look-alike
+    child's registration: a source patient of another person, etl/synth/identity.py)."""
     rng = Random(f"rtw-synth/{seed}/person/{index}")
     person_id = f"P{index + 1:06d}"
     home = _pick(rng, *zip(*HOME_SOURCES, strict=True))
@@ -687,4 +688,8 @@ def make_person(index: int, seed: int, export_date: date, keys: KeyBook) -> tupl
     deaths = [f.death_date for p in patients for f in p.follow_ups if f.death_date]
     deaths += [r.follow_up.death_date for p in patients for r in p.registrations if r.follow_up.death_date]
     person.death_date = min(deaths) if deaths else None
+    from etl.synth import identity  # builds on this module's helpers
+
+    # Its own Random: how sources identify the person never shifts the course drawn above.
+    patients = identity.vary(Random(f"rtw-synth/{seed}/identity/{index}"), person, patients, keys, export_date)
     return person, patients

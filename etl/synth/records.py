@@ -171,4 +171,15 @@ class SourcePatient:
     follow_ups: list[FollowUp] = field(default_factory=list)
     registrations: list[Registration] = field(default_factory=list)
     arm: str | None = None  # trials: the arm code the patient was allocated to
+    eupid_exported: bool = True  # False: this source does not export the person's EUPID (linkage must find them)
+    link_method: str | None = None  # what linkage should say (truth); None: from the EUPID alone
     lvef_percent: int | None = None  # crizotinib trial: ejection fraction at screening
+
+    @property
+    def exported_eupid(self) -> str | None:
+        """The EUPID as this source exports it (None when the person has none or the source leaves it out)."""
+        return self.person.eupid if self.eupid_exported else None
+
+    @property
+    def expected_link_method(self) -> str:
+        return self.link_method or ("eupid" if self.exported_eupid else "unlinked")

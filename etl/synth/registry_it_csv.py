@@ -115,7 +115,8 @@ class RegistryCsvWriter:
             "base_diagnosi": diagnosis.basis or "", "dimensione_cm": size_cm(diagnosis.size_mm),
             "stato_vitale": messy.lower_sometimes(rng, VITAL_STATUS[follow_up.vital_status]),
             "data_ultimo_contatto": dmy(follow_up.contact_date), "data_decesso": death,
-            "eupid": person.eupid or "", "note": messy.padded(rng, registration.note, 0.2) if registration.note else "",
+            "eupid": patient.exported_eupid or "",
+            "note": messy.padded(rng, registration.note, 0.2) if registration.note else "",
         }
         birth = patient.birth
         options: list[Option] = [
@@ -143,7 +144,7 @@ class RegistryCsvWriter:
                 ("diagnosis", truth.diagnosis_row(diagnosis, birth)),
                 ("follow_up", truth.follow_up_row(follow_up))]
         return EmittedRecord(f"{patient.patient_key}|REG[{record_id}]", rows, error,
-                             truth.patient_source_row(centre, person.eupid is not None, person.sex, birth, "IT"))
+                             truth.patient_source_row(centre, patient.expected_link_method, person.sex, birth, "IT"))
 
     def _corrupt(self, chosen: Option, patient: SourcePatient, registration: Registration,
                  plan: ErrorPlan) -> tuple[str, str]:

@@ -359,7 +359,7 @@ class SachaOdmWriter:
                       plan: ErrorPlan) -> tuple[PDate, list[EmittedRecord]]:
         person = patient.person
         assert patient.enrolment_date is not None
-        eupid = messy.lower_sometimes(rng, person.eupid, 0.03) if person.eupid else None
+        eupid = messy.lower_sometimes(rng, patient.exported_eupid, 0.03) if patient.exported_eupid else None
         items: Items = [("DM.SEX", SEX[person.sex]), ("DM.BRTHDTC", iso(patient.birth)),
                         ("DM.COUNTRY", messy.lower_sometimes(rng, person.country, 0.05)), ("DM.EUPID", eupid),
                         ("DM.INCLDTC", iso(patient.enrolment_date)),
@@ -389,7 +389,8 @@ class SachaOdmWriter:
         record = EmittedRecord(key, [
             ("study_enrolment", truth.enrolment_row(STUDY_ID, patient.centre_id, PDate(patient.enrolment_date), birth)),
             ("consent", truth.consent_row(STUDY_ID, patient.consent_date))], error,
-            truth.patient_source_row(patient.centre_id, person.eupid is not None, person.sex, birth, person.country))
+            truth.patient_source_row(patient.centre_id, patient.expected_link_method, person.sex, birth,
+                                     person.country))
         return birth, [record]
 
     def _diagnosis(self, subject: _Subject, n: int, diagnosis: Diagnosis, birth: PDate, rng: Random,

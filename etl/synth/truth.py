@@ -57,7 +57,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
                       "is_serious", "relatedness", "outcome"],
     "follow_up": ["contact_date", "vital_status", "death_date", "disease_status"],
 }
-LINK_COLUMNS = ["source_id", "source_patient_key", "true_person_id"]
+LINK_COLUMNS = ["source_id", "source_patient_key", "true_person_id", "eupid_exported"]
 PATIENT_COLUMNS = ["true_person_id", "sex", "birth_year", "birth_month", "country", "death_date"]
 ERROR_COLUMNS = ["source_id", "source_record_key", "field", "error_kind", "value"]
 
@@ -99,8 +99,8 @@ def age_days(at: PDate, birth: PDate) -> int:
 
 # -- rows per core table -----------------------------------------------------------------------
 
-def patient_source_row(centre_id: str, has_eupid: bool, sex: str, birth: PDate, country: str) -> Row:
-    return {"centre_id": centre_id, "link_method": "eupid" if has_eupid else "exact", "sex": sex,
+def patient_source_row(centre_id: str, link_method: str, sex: str, birth: PDate, country: str) -> Row:
+    return {"centre_id": centre_id, "link_method": link_method, "sex": sex,
             "birth_year": str(birth.value.year),
             "birth_month": "" if birth.precision == "year" else str(birth.value.month), "country": country}
 
@@ -204,7 +204,8 @@ class TruthWriter:
     def add_source_patient(self, patient: SourcePatient, records: list[EmittedRecord]) -> None:
         source = patient.source_id
         self._writers["links"].writerow({"source_id": source, "source_patient_key": patient.patient_key,
-                                         "true_person_id": patient.person.person_id})
+                                         "true_person_id": patient.person.person_id,
+                                         "eupid_exported": "true" if patient.exported_eupid else "false"})
         keys = {"source_id": source, "source_patient_key": patient.patient_key}
         demographics = next((r for r in records if r.patient_source is not None
                              and (r.error is None or r.error.kind not in QUARANTINED_KINDS)), None)

@@ -55,6 +55,7 @@ _BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "
                   "false": False, "0": False}
 RECORD_COLUMNS = list(schema.columns("stage.record"))
 REJECTION_COLUMNS = list(schema.columns("stage.rejection"))
+LINK_KEY_COLUMNS = list(schema.columns("stage.link_key"))
 
 # The conformance rules harmonise applies while parsing values (catalogued in expectations/harmonise.json).
 REQUIRED_PRESENT = "CONF-REQUIRED-PRESENT"
@@ -89,6 +90,8 @@ class HarmoniseResult:
     rejections: pd.DataFrame  # one row per value that could not be harmonised
     file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
     notices: list[str] = field(default_factory=list)  # e.g. the rows of ignored record sets
+    # One row per source patient: keyed birth-date tokens for linkage (etl/link); never a clear date.
+    link_keys: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LINK_KEY_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class _Engine:
         self.decimal = mapping.csv.decimal or mapping.decimal
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
+        self.birth_of: dict[str, PartialDate] = {}  # by source pseudonym: the birth date linkage tokens
         self.eupid: dict[str, str] = {}
         self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
         self._formats: dict[int, tuple[str, ...]] = {}
@@ -354,11 +358,14 @@ def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame
             continue
         seen.add(norm)
         birth = row.get("birth_date")
+        pseudonym = source_pseudonym(engine.key, engine.mapping.source_id, record.patient_key)
+        if isinstance(birth, PartialDate):
+            engine.birth_of[pseudonym] = birth
         kept.append({
             "_record": record,
-            "source_patient_pseudonym": source_pseudonym(engine.key, engine.mapping.source_id, record.patient_key),
+            "source_patient_pseudonym": pseudonym,
             "centre_id": row.get("centre_id"),
-            "link_method": "eupid" if norm in engine.eupid else "exact",
+            "link_method": "eupid" if norm in engine.eupid else "unlinked",  # linkage (etl/link) revises it
             "match_probability": 1.0,
             "sex": row.get("sex"),
             "birth_year": birth.value.year if isinstance(birth, PartialDate) else None,
@@ -366,6 +373,30 @@ def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame
             "country": row.get("country"),
         })
     return engine.finish("patient_source", kept)
+
+
+def _link_keys(engine: _Engine, patient_source: pd.DataFrame) -> pd.DataFrame:
+    """Per source patient, the birth date as keyed tokens: linkage compares dates without seeing them.
+
+    The swapped token is the date with day and month exchanged, the commonest slip between
+    dd/mm and mm/dd sources; a date given to the month or year only has no tokens (its year and
+    month are in patient_source already)."""
+    rows = [{"source_id": ps["source_id"], "source_patient_pseudonym": ps["source_patient_pseudonym"],
+             "source_record_key": ps["source_record_key"], "harmonised_patient_id": ps["patient_id"],
+             "has_eupid": ps["link_method"] == "eupid",
+             **birth_tokens(engine.key, engine.birth_of.get(ps["source_patient_pseudonym"]))}
+            for ps in patient_source.to_dict("records")]
+    return pd.DataFrame(rows, columns=LINK_KEY_COLUMNS)
+
+
+def birth_tokens(key: PseudonymKey, birth: PartialDate | None) -> dict[str, str | None]:
+    """The keyed tokens of a day-precise birth date and of its day/month swap (when that is a date)."""
+    if birth is None or birth.precision != "day":
+        return {"birth_token": None, "birth_swapped_token": None}
+    day = birth.value
+    swapped = day.replace(month=day.day, day=day.month) if day.day <= 12 and day.day != day.month else None
+    return {"birth_token": key.digest("birth", day.isoformat()),
+            "birth_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
 
 
 def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],
@@ -401,7 +432,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     if "diagnosis" in tables and not tables["diagnosis"].empty:
         tables["diagnosis"] = _with_iccc3(tables["diagnosis"])
     return HarmoniseResult(tables, _records(engine, records), _rejections(mapping, records), _file_counts(records),
-                           notices)
+                           notices, _link_keys(engine, tables["patient_source"]))
 
 
 def _ignored(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:

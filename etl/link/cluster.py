@@ -1,0 +1,96 @@
+"""Persons from links: connected components of source patients, with how each was linked.
+
+A pure function of the source patients and the scored edges. Edges are taken strongest first
+(a reviewer's link, then by match probability), and one is refused when it would put two
+different EUPIDs, or two patients of one source, into one person: a chain of weaker links can
+never merge what the evidence keeps apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+CLERICAL, PROBABILISTIC, EUPID, UNLINKED = "clerical", "probabilistic", "eupid", "unlinked"
+
+
+@dataclass(frozen=True)
+class SourcePatient:
+    source_id: str
+    pseudonym: str
+    harmonised_id: str  # harmonise's id: the EUPID digest when has_eupid, else one per source patient
+    has_eupid: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.source_id, self.pseudonym
+
+
+@dataclass(frozen=True)
+class Edge:
+    left: tuple[str, str]  # (source_id, pseudonym)
+    right: tuple[str, str]
+    probability: float
+    method: str  # probabilistic / clerical
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where one source patient ends up."""
+
+    patient_id: str
+    link_method: str
+    match_probability: float | None
+
+
+def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge]) -> dict[tuple[str, str], Link]:
+    """Each source patient's person id and link method (see the module docstring)."""
+    by_key = {p.key: p for p in patients}
+    # Records sharing harmonise's id (the same EUPID) start as one person.
+    parent: dict[str, str] = {p.harmonised_id: p.harmonised_id for p in patients}
+    eupid = {p.harmonised_id: p.harmonised_id if p.has_eupid else None for p in patients}
+    sources: dict[str, set[str]] = {}
+    for p in patients:
+        sources.setdefault(p.harmonised_id, set()).add(p.source_id)
+
+    def root(node: str) -> str:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    accepted: dict[tuple[str, str], list[Edge]] = {}
+    ordered = sorted((e for e in edges if e.left in by_key and e.right in by_key),
+                     key=lambda e: (e.method != CLERICAL, -e.probability, e.left, e.right))
+    for edge in ordered:
+        a, b = root(by_key[edge.left].harmonised_id), root(by_key[edge.right].harmonised_id)
+        if a == b or (eupid[a] and eupid[b]) or sources[a] & sources[b]:
+            continue
+        low, high = sorted((a, b))  # deterministic: the smaller id is the root
+        parent[high] = low
+        eupid[low] = eupid[low] or eupid[high]
+        sources[low] |= sources.pop(high)
+        accepted.setdefault(edge.left, []).append(edge)
+        accepted.setdefault(edge.right, []).append(edge)
+
+    members: dict[str, list[SourcePatient]] = {}
+    for p in patients:
+        members.setdefault(root(p.harmonised_id), []).append(p)
+    links: dict[tuple[str, str], Link] = {}
+    for top, group in members.items():
+        person = eupid[top] or min(p.harmonised_id for p in group)
+        for p in group:
+            links[p.key] = Link(person, *_method(p, group, accepted.get(p.key, [])))
+    return links
+
+
+def _method(patient: SourcePatient, group: list[SourcePatient], edges: list[Edge]) -> tuple[str, float | None]:
+    if any(e.method == CLERICAL for e in edges):
+        return CLERICAL, 1.0
+    if patient.has_eupid and any(o.harmonised_id == patient.harmonised_id and o.key != patient.key for o in group):
+        return EUPID, 1.0
+    if edges:
+        return PROBABILISTIC, max(e.probability for e in edges)
+    if patient.has_eupid:
+        return EUPID, 1.0
+    return UNLINKED, None

@@ -1,0 +1,74 @@
+"""A reviewer's decision on a pair of source patients: `rtw link` / `rtw unlink`.
+
+Recorded in meta.link_decision by keyed pseudonym (who: the operating-system user; when), under
+the run lock, in a publish of its own. It takes effect at the next run: the decisions are part of
+the definitions fingerprint, so that run re-links and re-validates even when no export changed.
+A link joins the two patients' persons unless they hold two different EUPIDs or two patients of
+one source; an unlink removes the Splink link between the two (not a link through a third
+record, nor a shared EUPID).
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from etl import fsio, runlock
+from etl.config import Home
+
+DECISIONS = ("link", "unlink")
+
+
+class DecisionError(ValueError):
+    """The decision cannot be recorded: which patient, what is wrong."""
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    source_id: str
+    pseudonym: str
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.pseudonym}"
+
+
+def parse_patient(text: str) -> PatientRef:
+    """`SOURCE:PSEUDONYM`, as the clerical review list of the report names a patient."""
+    source_id, sep, pseudonym = text.strip().partition(":")
+    if not sep or not source_id or not pseudonym:
+        raise DecisionError(f"{text!r}: expected SOURCE:PSEUDONYM (as the report's review list shows it)")
+    return PatientRef(source_id, pseudonym)
+
+
+def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: str, *,
+                    note: str | None = None, wait: float = 0.0) -> str:
+    """Record the decision; returns the run id of the publish that recorded it."""
+    from etl.load.warehouse import swap_in_next
+    from etl.pipeline import new_run_id
+
+    if decision not in DECISIONS:
+        raise DecisionError(f"decision {decision!r}: expected one of {', '.join(DECISIONS)}")
+    if left.source_id == right.source_id:
+        raise DecisionError("both patients are of one source: linkage links patients of two sources only")
+    if not home.warehouse.exists():
+        raise DecisionError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
+    run_id = new_run_id()
+    a, b = sorted([left, right], key=lambda p: (p.source_id, p.pseudonym))
+
+    def write(con: duckdb.DuckDBPyConnection) -> None:
+        for patient in (a, b):
+            known = con.execute("SELECT count(*) FROM stage.link_key WHERE source_id = ? AND "
+                                "source_patient_pseudonym = ?", [patient.source_id, patient.pseudonym]).fetchone()
+            if not known or not known[0]:
+                raise DecisionError(f"no source patient {patient} in the warehouse (copy it from the report's "
+                                    "review list or core.patient_source)")
+        con.execute("INSERT INTO meta.link_decision VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [a.source_id, a.pseudonym, b.source_id, b.pseudonym, decision, getpass.getuser(),
+                     datetime.now(UTC), note])
+
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        swap_in_next(home.warehouse, run_id, write)
+    return run_id

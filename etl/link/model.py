@@ -1,0 +1,109 @@
+"""The linkage model: thresholds, field levels with their m and u probabilities, blocking rules.
+
+The shipped defaults are `linkage.yaml` beside this module; env RTW_LINKAGE_CONFIG names a
+deployer's own copy. The model is fixed configuration, not trained per run, so a night's links do
+not depend on who else was loaded (see the comments in linkage.yaml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONFIG_ENV = "RTW_LINKAGE_CONFIG"
+DEFAULT_CONFIG = Path(__file__).with_name("linkage.yaml")
+
+
+class Level(BaseModel):
+    """One level of a field: its SQL condition on l./r. columns and what it weighs."""
+
+    model_config = ConfigDict(extra="forbid")
+    evidence: str
+    sql: str
+    is_null: bool = False
+    m: float | None = Field(default=None, gt=0, le=1)
+    u: float | None = Field(default=None, gt=0, le=1)
+    # An exact-agreement level may weigh by how rare the shared value is (Splink's term-frequency
+    # adjustment: u becomes the value's share among the records linked): a rare tumour agreeing says more.
+    term_frequency_column: str | None = None
+
+    @model_validator(mode="after")
+    def _weighed(self) -> Level:
+        if not self.is_null and (self.m is None or self.u is None):
+            raise ValueError(f"level {self.evidence!r}: m and u are required (except on the null level)")
+        return self
+
+
+class LinkageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    link_threshold: float = Field(gt=0, lt=1)
+    review_threshold: float = Field(gt=0, lt=1)
+    prior: float = Field(gt=0, lt=1)
+    prior_rules: list[str]
+    prior_rules_recall: float = Field(gt=0, le=1)
+    fields: dict[str, list[Level]]
+    blocking_rules: list[str]
+    fingerprint: str = ""  # of the file's text: a changed model re-links at the next run
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LinkageConfig:
+        if self.review_threshold > self.link_threshold:
+            raise ValueError("review_threshold must not exceed link_threshold")
+        return self
+
+
+class LinkageConfigError(ValueError):
+    """The linkage configuration cannot be used: which file, what is wrong."""
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: Path | None = None) -> LinkageConfig:
+    """The linkage configuration (default: env RTW_LINKAGE_CONFIG, else the shipped one)."""
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        return LinkageConfig.model_validate({**raw, "fingerprint": hashlib.sha256(text.encode()).hexdigest()})
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as exc:
+        raise LinkageConfigError(f"linkage configuration {path}: {exc}") from exc
+
+
+def splink_settings(config: LinkageConfig, prior: float) -> dict[str, Any]:
+    """The Splink settings dictionary: link_only (never within a source), the configured levels."""
+    comparisons = [{
+        "output_column_name": name,
+        "comparison_levels": [
+            {"sql_condition": level.sql, "label_for_charts": level.evidence, "is_null_level": True}
+            if level.is_null else
+            {"sql_condition": level.sql, "label_for_charts": level.evidence,
+             "m_probability": level.m, "u_probability": level.u,
+             **({"tf_adjustment_column": level.term_frequency_column, "tf_adjustment_weight": 1.0}
+                if level.term_frequency_column else {})}
+            for level in levels],
+    } for name, levels in config.fields.items()]
+    return {
+        "link_type": "link_only",
+        "unique_id_column_name": "unique_id",
+        "probability_two_random_records_match": prior,
+        "comparisons": comparisons,
+        "blocking_rules_to_generate_predictions": [{"blocking_rule": rule} for rule in config.blocking_rules],
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": True,  # the mw_<field> columns: the evidence per field
+    }
+
+
+def evidence_label(config: LinkageConfig, field: str, match_weight: float) -> str:
+    """The level a pair reached on a field, from Splink's per-field match weight (mw_<field>): each
+    level weighs log2(m/u), the null level 0."""
+    weights = {"missing": 0.0} | {level.evidence: math.log2(level.m / level.u) for level in config.fields[field]
+                                  if not level.is_null and level.m and level.u}
+    return min(weights, key=lambda label: abs(weights[label] - match_weight))

@@ -1,0 +1,208 @@
+"""The linkage step of publish: persons across sources, recomputed on every validated run.
+
+It reads stage only (harmonise's own ids in stage.link_key, never last run's result), so running
+it twice gives the same persons. Steps: one feature row per source patient (SQL), Splink scores
+the pairs of two sources that a blocking rule admits, reviewers' decisions add or remove links,
+the connected components become persons (etl/link/cluster.py), and every stage table's
+patient_id is rewritten through stage.record, so the cross-table rules and core see the linked
+ids. Pairs between the two thresholds are kept in dq.link_candidate for clerical review.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
+from etl.link.model import LinkageConfig, evidence_label, splink_settings
+
+Decisions = dict[tuple[tuple[str, str], tuple[str, str]], str]  # (left, right) in order -> link / unlink
+
+FEATURES_SQL = """
+-- One row per source patient: the quasi-identifiers linkage compares (birth date as keyed tokens).
+WITH diagnosis_of_patient AS (
+    SELECT DISTINCT r.source_id, r.patient_pseudonym AS source_patient_pseudonym, d.event_type,
+           d.diagnosis_date, d.diagnosis_date_precision, d.icdo3_morphology, d.icdo3_topography
+    FROM stage.diagnosis d
+    JOIN stage.record r USING (source_id, source_record_key)
+),
+first_diagnosis AS (  -- the initial diagnosis, else the earliest event (its date alone is not the onset)
+    SELECT source_id, source_patient_pseudonym,
+           CASE WHEN event_type = 'initial' THEN diagnosis_date END AS diagnosis_date,
+           CASE WHEN event_type = 'initial' THEN diagnosis_date_precision END AS diagnosis_date_precision,
+           icdo3_morphology, icdo3_topography
+    FROM diagnosis_of_patient
+    QUALIFY row_number() OVER (PARTITION BY source_id, source_patient_pseudonym
+                               ORDER BY event_type = 'initial' DESC, diagnosis_date NULLS LAST,
+                                        icdo3_morphology, icdo3_topography) = 1
+),
+last_relapse AS (  -- a board or trial that saw the patient at relapse dates that, not the onset
+    SELECT source_id, source_patient_pseudonym, max(diagnosis_date) AS relapse_date
+    FROM diagnosis_of_patient WHERE event_type = 'relapse' GROUP BY ALL
+)
+SELECT k.source_id, k.source_patient_pseudonym AS unique_id, k.harmonised_patient_id, k.has_eupid,
+       CASE WHEN p.sex IN ('female', 'male') THEN p.sex END AS sex,
+       p.birth_year, p.birth_month, k.birth_token, k.birth_swapped_token,
+       p.country, p.centre_id, f.diagnosis_date, f.diagnosis_date_precision, l.relapse_date,
+       f.icdo3_morphology, f.icdo3_topography
+FROM stage.link_key k
+JOIN stage.patient_source p USING (source_id, source_patient_pseudonym)
+LEFT JOIN first_diagnosis f USING (source_id, source_patient_pseudonym)
+LEFT JOIN last_relapse l USING (source_id, source_patient_pseudonym)
+ORDER BY k.source_id, k.source_patient_pseudonym
+"""
+
+
+@dataclass(frozen=True)
+class LinkageSummary:
+    source_patients: int
+    pairs_scored: int
+    linked_probabilistic: int
+    linked_clerical: int
+    review_candidates: int
+
+
+def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfig,
+                 person_tables: Sequence[str]) -> LinkageSummary:
+    """Link the source patients in stage, rewrite the patient ids of `person_tables` (stage tables
+    with patient_id and source_record_key), refresh dq.link_candidate."""
+    features = con.execute(FEATURES_SQL).df()
+    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
+                for r in features.to_dict("records")]
+    pairs = score_pairs(features, config)
+    decisions = _latest_decisions(con)
+    scored = pairs.to_dict("records")
+    edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
+             for r in scored if r["match_probability"] >= config.link_threshold
+             and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
+    edges += [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
+    links = link_persons(patients, edges)
+    con.execute("DELETE FROM stage.patient_link")
+    if links:
+        mapped = pd.DataFrame([{"source_id": s, "source_patient_pseudonym": p, "patient_id": link.patient_id,
+                                "link_method": link.link_method, "match_probability": link.match_probability}
+                               for (s, p), link in links.items()])
+        con.register("linked", mapped)
+        con.execute("""
+            INSERT INTO stage.patient_link BY NAME
+            SELECT k.source_id, k.source_patient_pseudonym, k.source_record_key, k.harmonised_patient_id,
+                   l.patient_id, l.link_method, l.match_probability
+            FROM stage.link_key k JOIN linked l USING (source_id, source_patient_pseudonym)""")
+        con.unregister("linked")
+    _rewrite_patient_ids(con, person_tables)
+    with_eupid = {(r["source_id"], r["unique_id"]) for r in features.to_dict("records") if r["has_eupid"]}
+    review = _review_list(scored, with_eupid, decisions, config, run_id)
+    con.execute("DELETE FROM dq.link_candidate")
+    if not review.empty:
+        con.register("review", review)
+        con.execute("INSERT INTO dq.link_candidate BY NAME SELECT * FROM review")
+        con.unregister("review")
+    methods = [link.link_method for link in links.values()]
+    return LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
+                          len(review))
+
+
+def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
+    """Splink's scores of the pairs of two sources above the review threshold, with the evidence gammas.
+
+    Columns: source_l, id_l, source_r, id_r, match_weight, match_probability, mw_<field>..."""
+    columns = ["source_l", "id_l", "source_r", "id_r", "match_weight", "match_probability",
+               *(f"mw_{f}" for f in config.fields)]
+    sources = [s for s, frame in features.groupby("source_id", sort=True) if len(frame)]
+    if len(sources) < 2:
+        return pd.DataFrame(columns=columns)
+    from splink import DuckDBAPI, Linker  # imported here: a run without two sources never pays for it
+
+    logging.getLogger("splink").setLevel(logging.WARNING)  # its INFO lines would fill every run's log
+    db_api = DuckDBAPI()
+    model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_token", "birth_swapped_token",
+                     "country", "centre_id", "diagnosis_date", "diagnosis_date_precision", "relapse_date",
+                     "icdo3_morphology", "icdo3_topography"]
+    tables = [db_api.register(features.loc[features.source_id == s, model_columns].reset_index(drop=True),
+                              dataset_display_name=str(s)) for s in sources]
+    linker = Linker(tables, splink_settings(config, prior(features, config)), log_level=None)
+    predicted = linker.inference.predict(threshold_match_probability=config.review_threshold).as_pandas_dataframe()
+    predicted = predicted.rename(columns={"source_dataset_l": "source_l", "unique_id_l": "id_l",
+                                          "source_dataset_r": "source_r", "unique_id_r": "id_r"})
+    # One orientation per pair (source_l < source_r), so decisions and reports name a pair one way.
+    swap = predicted.source_l > predicted.source_r
+    for a, b in (("source_l", "source_r"), ("id_l", "id_r")):
+        predicted.loc[swap, [a, b]] = predicted.loc[swap, [b, a]].to_numpy()
+    return predicted[columns].sort_values(["source_l", "id_l", "source_r", "id_r"]).reset_index(drop=True)
+
+
+def prior(features: pd.DataFrame, config: LinkageConfig) -> float:
+    """P(two records of two sources are one person): pairs agreeing on the deterministic rules,
+    divided by the rules' recall, over every cross-source pair (the estimate Splink documents for
+    estimate_probability_two_random_records_match); the configured prior when none agrees."""
+    sizes = features.groupby("source_id").size()
+    pairs = (int(sizes.sum()) ** 2 - int((sizes ** 2).sum())) // 2
+    if pairs == 0:
+        return config.prior
+    con = duckdb.connect()
+    try:
+        con.register("f", features)
+        rules = " OR ".join(f"({rule})" for rule in config.prior_rules)
+        row = con.execute(f"SELECT count(*) FROM f l JOIN f r ON l.source_id < r.source_id AND ({rules})").fetchone()
+    finally:
+        con.close()
+    agreeing = int(row[0]) if row else 0
+    if agreeing == 0:
+        return config.prior
+    return min(0.5, agreeing / config.prior_rules_recall / pairs)
+
+
+def _pair(source_a: str, id_a: str, source_b: str, id_b: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    a, b = sorted(((source_a, id_a), (source_b, id_b)))
+    return a, b
+
+
+def _latest_decisions(con: duckdb.DuckDBPyConnection) -> Decisions:
+    """The latest reviewer decision on each pair (either orientation)."""
+    rows = con.execute("SELECT source_id_l, source_patient_pseudonym_l, source_id_r, source_patient_pseudonym_r, "
+                       "decision FROM meta.link_decision ORDER BY decided_at").fetchall()
+    return {_pair(*row[:4]): row[4] for row in rows}
+
+
+def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence[str]) -> None:
+    """Every stage row of a linked source patient takes the person's id (only rows that change)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE record_person AS
+        SELECT DISTINCT r.source_id, r.source_record_key, l.patient_id
+        FROM stage.record r
+        JOIN stage.patient_link l ON l.source_id = r.source_id AND l.source_patient_pseudonym = r.patient_pseudonym""")
+    try:
+        for table in person_tables:
+            con.execute(f"""
+                UPDATE stage.{table} t SET patient_id = m.patient_id FROM record_person m
+                WHERE t.source_id = m.source_id AND t.source_record_key = m.source_record_key
+                  AND t.patient_id IS DISTINCT FROM m.patient_id""")
+        con.execute("""
+            UPDATE stage.patient_source p SET link_method = l.link_method, match_probability = l.match_probability
+            FROM stage.patient_link l
+            WHERE p.source_id = l.source_id AND p.source_patient_pseudonym = l.source_patient_pseudonym""")
+    finally:
+        con.execute("DROP TABLE IF EXISTS record_person")
+
+
+def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,
+                 config: LinkageConfig, run_id: str) -> pd.DataFrame:
+    """The pairs between the thresholds, with the evidence per field; not pairs of two EUPIDs (never one
+    person, or already one), which no reviewer needs to see."""
+    rows = []
+    for r in scored:
+        left, right = (r["source_l"], r["id_l"]), (r["source_r"], r["id_r"])
+        if r["match_probability"] >= config.link_threshold or (left in with_eupid and right in with_eupid):
+            continue
+        evidence = {f: evidence_label(config, f, float(r[f"mw_{f}"])) for f in config.fields}
+        rows.append({"run_id": run_id, "source_id_l": left[0], "source_patient_pseudonym_l": left[1],
+                     "source_id_r": right[0], "source_patient_pseudonym_r": right[1],
+                     "match_weight": float(r["match_weight"]), "match_probability": float(r["match_probability"]),
+                     "evidence": json.dumps(evidence), "decision": decisions.get(_pair(*left, *right))})
+    return pd.DataFrame(rows)
