@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -27,10 +27,14 @@ from etl import crash, fsio, schema, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
+from etl.load.populations import population_digest, write_child_population
 from etl.quality.validate import QualityPlan, validate
 from etl.schema import core_columns
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
@@ -223,10 +227,12 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None,
-            notices: Mapping[str, Sequence[str]] | None = None) -> None:
+            notices: Mapping[str, Sequence[str]] | None = None, populations: pd.DataFrame | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
 
     notices: what the landing folders of the unchanged sources said (a refused or waiting file).
+    populations: the child population table (etl/load/populations.py) marts.incidence divides by;
+    None keeps the one the warehouse has (the shipped table in a new warehouse).
 
     Validation and the marts run when a source changed or a rule, mart or comment did; otherwise
     the warehouse keeps its content and only the run is recorded.
@@ -254,12 +260,16 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             for notice in dict.fromkeys(source_notices):
                 con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, source_id, notice])
         definitions = _definitions_fingerprint(plan)
+        if populations is not None:  # new figures change the incidence mart: derive again
+            definitions = hashlib.sha256(f"{definitions}|{population_digest(populations)}".encode()).hexdigest()
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
             with timing.step("validate"):
                 validate(con, run_id, plan)
             with timing.step("core and marts"):
+                if populations is not None:
+                    write_child_population(con, populations)
                 rebuild_derived(con)
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
