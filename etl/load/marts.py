@@ -33,6 +33,7 @@ from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier, plot_survival
+from etl.quality.validate import write_source_params
 
 __all__ = ["MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
 
@@ -82,6 +83,8 @@ def _ensure_quarantine_inputs(con: duckdb.DuckDBPyConnection) -> None:
         if f"stage.{table}" not in present:
             con.execute("CREATE SCHEMA IF NOT EXISTS stage")
             con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+    if "stage.source_param" not in present:  # marts.incidence reads which sources are population-based
+        write_source_params(con, {})
     if "stage.child_population" not in present:  # marts.incidence divides by the shipped table
         write_child_population(con, read_child_population(default_population_file()))
 
