@@ -83,8 +83,9 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
             first = mine.sort_values(["start_date", "drugs"]).iloc[0]
             group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
     key_line = {key: line for line, keys in zip(lines.line, lines.treatment_keys) for key in keys}
-    assessed = assessments[assessments.timepoint.isin(["cycle1", "best"])
-                           & assessments.treatment_key.isin(key_line)].copy()
+    columns = ["treatment_key", "timepoint", "assessment_date", "response", "order"]
+    assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
+                               & assessments.treatment_key.isin(key_line), columns].copy()
     assessed["line"] = assessed.treatment_key.map(key_line)
     assessed = (assessed.sort_values(["assessment_date", "order"], na_position="last")
                 .drop_duplicates(["line", "timepoint"]))
