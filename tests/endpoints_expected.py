@@ -151,7 +151,7 @@ def trial_enrolment_reasons(contacts: pd.DataFrame) -> pd.DataFrame:
 
 def _round_half_away(value: float) -> int:
     """DuckDB's round: halves away from zero."""
-    return int(math.floor(value + 0.5)) if value >= 0 else -int(math.floor(-value + 0.5))
+    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
 def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[str, int]) -> pd.DataFrame:
@@ -174,7 +174,8 @@ def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[st
         counted = mine[mine.year.isin(set(years.year)) & mine.age_years.between(low, high)]
         person_years = float(years.population.sum()) if len(years) else None
         levels = [("main_group", g, None, members) for g, members in counted.groupby("iccc3_group")]
-        levels += [("subgroup", g, s, members) for (g, s), members in counted.groupby(["iccc3_group", "iccc3_subgroup"])]
+        levels += [("subgroup", g, s, members)
+                   for (g, s), members in counted.groupby(["iccc3_group", "iccc3_subgroup"])]
         for level, group, subgroup, members in levels:
             n = members.person.nunique()
             listed = members[members.is_very_rare].person.nunique()

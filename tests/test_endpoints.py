@@ -325,14 +325,15 @@ def test_incidence_with_a_tiny_population_and_the_very_rare_flag_at_exactly_two_
     assert (row["first_year"], row["last_year"], row["n_years"], row["n_years_approximate"]) == (2019, 2021, 2, 1)
     assert (row["n_cases"], row["person_years"], row["incidence_per_million"]) == (4, 2_000_000, 2.0)
     assert row["is_very_rare_by_incidence"] is False and row["is_very_rare_listed"] is True
-    fewer = _rows(_incidence_warehouse(tmp_path, 1_000_000, 3), "SELECT * FROM marts.incidence WHERE level = 'subgroup'")
+    fewer = _rows(_incidence_warehouse(tmp_path, 1_000_000, 3),
+                  "SELECT * FROM marts.incidence WHERE level = 'subgroup'")
     assert (fewer[0]["incidence_per_million"], fewer[0]["is_very_rare_by_incidence"]) == (1.5, True)
 
 
 def test_a_population_table_with_a_mistake_is_refused_with_its_line(tmp_path):
     table = tmp_path / "child_population.csv"
     table.write_text("country,year,age_band,population,source\nIT,2020,0-17,1000,x\nIT,2021,0-14,9.5,x\n")
-    with pytest.raises(PopulationTableError, match="line 3: population '9.5'"):
+    with pytest.raises(PopulationTableError, match=r"line 3: population '9\.5'"):
         read_child_population(table)
     shipped = read_child_population(default_population_file())
     assert set(shipped.age_band) == {"0-17"} and shipped.source.str.len().gt(0).all()
