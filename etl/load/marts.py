@@ -187,6 +187,12 @@ PUBLIC_TABLES = (
                    Relation("n_assessed", ("n_objective_response",))),
         derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
     PublicTable(
+        "board_response", dimensions=("advice_group", "timepoint"),
+        counts=("n_submissions", "n_treated", "n_assessed", "n_objective_response"),
+        relations=(Relation("n_submissions", ("n_treated",)), Relation("n_treated", ("n_assessed",)),
+                   Relation("n_assessed", ("n_objective_response",))),
+        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
+    PublicTable(
         "registry_activity", dimensions=("study_id", "centre_id", "country", "registration_year"),
         counts=("n_registrations", "n_patients", "n_with_diagnosis_date"),
         relations=(Relation("n_registrations", ("n_with_diagnosis_date",)),),
