@@ -271,6 +271,14 @@ def test_survival_starts_at_the_recommendation_and_leaves_out_who_died_before_it
         ("P1", "enrolment", None), ("P1", "recommendation", "followed"), ("P2", "enrolment", None)]
     recommended = next(r for r in rows if r["origin"] == "recommendation")
     assert (recommended["origin_date"], recommended["os_days"]) == (date(2022, 3, 1), 306)
+    # Landmarks from the recommendation: at 1 year (P1 followed for 306 days) nobody is at risk any more.
+    by_advice = "origin = 'recommendation' AND endpoint = 'OS' AND grouping = 'advice_group'"
+    landmarks = {r["years"]: r for r in _rows(con, f"SELECT * FROM marts.survival_landmark WHERE {by_advice}")}
+    assert set(landmarks) == {1, 2, 3, 5} and landmarks[1]["group_value"] == "followed"
+    assert (landmarks[1]["n_patients"], landmarks[1]["n_at_risk"], landmarks[1]["survival"]) == (1, 0, None)
+    steps = _rows(con, f"SELECT time_days, n_at_risk, survival FROM marts.survival_km WHERE {by_advice} "
+                       "ORDER BY time_days")
+    assert [(s["time_days"], s["n_at_risk"], s["survival"]) for s in steps] == [(0.0, 1, 1.0), (306.0, 1, 1.0)]
 
 
 def test_trial_enrolment_visits_round_to_the_nearest_quarter():
