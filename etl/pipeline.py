@@ -31,6 +31,7 @@ from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
+from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
@@ -291,6 +292,7 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     with timing.step("publish"):
         publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
                 unchanged=planned.unchanged, quality=quality,
+                populations=read_child_population(population_file(home.root)),
                 notices={s: planned.notices.get(s, []) for s in planned.unchanged})
     crash.crash_point("after_swap")
     summary = summarise(home, run_id)

@@ -83,9 +83,10 @@ def _toxicity(result: pd.DataFrame, built: MartsWarehouse) -> None:
 
 
 def _response_by_advice(result: pd.DataFrame, built: MartsWarehouse) -> None:
-    assert list(result.advice_group) == ["followed", "no_board_review", "not_followed"]
-    assessed = built.query("SELECT count(DISTINCT r.treatment_id) AS n FROM core.response_assessment r "
-                           "JOIN core.treatment USING (treatment_id) WHERE r.timepoint = 'cycle1'").n[0]
+    # The board's control group is its own patients whose advice was not followed; other lines are not compared.
+    assert list(result.advice_group) == ["followed", "not_compared", "not_followed"]
+    # Each person's line once, whichever sources report it (marts.response_line).
+    assessed = built.query("SELECT count(*) AS n FROM marts.response_line WHERE timepoint = 'cycle1'").n[0]
     assert result.n_assessed.sum() == assessed
     # DuckDB rounds halves away from zero (0.5625 -> 0.563), numpy to even (0.562).
     assert np.allclose(result.orr, result.n_responses / result.n_assessed, atol=0.0005 + 1e-9)
@@ -101,8 +102,12 @@ def _two_year_survival(result: pd.DataFrame, built: MartsWarehouse) -> None:
 
 
 def _median_efs(result: pd.DataFrame, built: MartsWarehouse) -> None:
+    # Advice groups start at the recommendation (docs/endpoints.md): grouping from the relapse, before the
+    # advice existed, gave the followed group immortal time. The mart no longer offers it.
+    assert not len(built.query("SELECT * FROM marts.survival_km WHERE origin = 'relapse' "
+                               "AND grouping = 'advice_group'"))
     times = built.query("SELECT advice_group, efs_days, efs_event FROM marts.survival "
-                        "WHERE origin = 'relapse' AND efs_days IS NOT NULL")
+                        "WHERE origin = 'recommendation' AND efs_days IS NOT NULL")
     for group, members in times.groupby("advice_group"):
         fitter = KaplanMeierFitter().fit(members.efs_days.astype(float), members.efs_event.astype(bool))
         median = fitter.median_survival_time_

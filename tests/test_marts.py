@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import duckdb
+import endpoints_expected as expected
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -294,30 +295,25 @@ def test_adverse_events(built, core):
 COMPLETE, PARTIAL = {"CR", "CRi"}, {"PR", "MLFS"}
 
 
-def _advice_group(reviews: pd.DataFrame, start: Any, drugs: set[str]) -> str:
-    before = reviews[reviews.recommendation_date <= start] if pd.notna(start) else reviews.iloc[:0]
-    for followed, agents in zip(before.advice_followed, before.recommended_agents):
-        if pd.notna(followed) and bool(followed) and isinstance(agents, str) and drugs & set(agents.split("|")):
-            return "followed"
-    return "not_followed" if len(before) else "no_board_review"
+def core_board(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The board submissions and their advice groups, restated from core (endpoints_expected.submissions)."""
+    reviews = core["tumour_board_review"].rename(columns={"patient_id": "person"})
+    reviews["advice_followed"] = [None if pd.isna(v) else bool(v) for v in reviews.advice_followed]
+    return expected.submissions(reviews)
+
+
+def core_response_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """marts.response_line restated from core: each person's line once, whichever sources report it."""
+    treatment = core["treatment"].rename(columns={"patient_id": "person"})
+    treatment["source_line"] = [str(int(n)) if pd.notna(n) else t
+                                for n, t in zip(treatment.line_number, treatment.treatment_id)]
+    treatment["treatment_key"] = treatment.treatment_id
+    assessed = core["response_assessment"].rename(columns={"treatment_id": "treatment_key", "response_id": "order"})
+    return expected.response_lines(expected.person_lines(treatment), assessed, core_board(core))
 
 
 def test_response_by_regimen_and_advice(built, core):
-    treatment = core["treatment"].copy()
-    treatment["line_key"] = [str(n) if pd.notna(n) else t
-                             for n, t in zip(treatment.line_number, treatment.treatment_id)]
-    drugs = treatment.groupby(["source_id", "patient_id", "line_key"]).drug_name.agg(lambda s: sorted(set(s.dropna())))
-    treatment["drugs"] = [drugs[key] for key in zip(treatment.source_id, treatment.patient_id, treatment.line_key)]
-    reviews = core["tumour_board_review"]
-    by_patient = {p: r for p, r in reviews.groupby("patient_id")}
-    treatment["advice_group"] = [_advice_group(by_patient.get(p, reviews.iloc[:0]), start, set(d))
-                                 for p, start, d in zip(treatment.patient_id, treatment.start_date, treatment.drugs)]
-    treatment["regimen"] = treatment.drugs.map(" + ".join)
-    assessed = core["response_assessment"]
-    assessed = (assessed[assessed.timepoint.isin(["cycle1", "best"]) & assessed.treatment_id.notna()]
-                .sort_values(["assessment_date", "response_id"], na_position="last")
-                .drop_duplicates(["treatment_id", "timepoint"])
-                .merge(treatment[["treatment_id", "regimen", "advice_group"]], on="treatment_id"))
+    assessed = core_response_lines(core)
     rows = []
     for (regimen, advice, timepoint), group in assessed.groupby(["regimen", "advice_group", "timepoint"]):
         response = group.response
@@ -333,8 +329,14 @@ def test_response_by_regimen_and_advice(built, core):
     mart = built.query("SELECT * FROM marts.response")
     assert_same(mart, pd.DataFrame(rows), ["regimen", "advice_group", "timepoint"],
                 tolerance={"orr_ci_lower": 1e-9, "orr_ci_upper": 1e-9})
-    assert set(mart.advice_group) == {"followed", "not_followed", "no_board_review"}
+    assert set(mart.advice_group) == {"followed", "not_followed", "not_compared"}
     assert (mart.regimen.str.contains(" + ", regex=False)).any(), "combinations are one regimen"
+
+
+def test_board_response_from_core(built, core):
+    wanted = expected.board_response(core_board(core), core_response_lines(core))
+    mart = built.query("SELECT * FROM marts.board_response")
+    assert_same(mart, wanted, ["advice_group", "timepoint"], tolerance={"orr_ci_lower": 1e-9, "orr_ci_upper": 1e-9})
 
 
 # -- survival ----------------------------------------------------------------------------------------
@@ -348,6 +350,13 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
         relapses.groupby("patient_id").diagnosis_date.min().rename("origin_date").reset_index().assign(origin="relapse"),
         enrolment.groupby("patient_id").enrolment_date.min().rename("origin_date").reset_index().assign(origin="enrolment"),
     ])
+    # From the recommendation, grouped by that submission's advice; who died before it is left out.
+    dead = patient.death_date.where(patient.vital_status == "dead").fillna(
+        patient.last_contact_date.where(patient.vital_status == "dead"))
+    recommended = expected.recommendation_origin(core_board(core), dead)
+    advice_of = dict(zip(recommended.person, recommended.advice_group))
+    origins = pd.concat([origins, pd.DataFrame({"patient_id": recommended.person, "origin": "recommendation",
+                                                "origin_date": recommended.origin_date})])
     origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
     follow_up = core["follow_up"]
     progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
@@ -357,8 +366,6 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
         progressions.assign(event_date=progressions.contact_date, event_type="progression", rank=1),
     ])[columns]
     events_of = {p: e for p, e in disease_events.groupby("patient_id")}
-    reviews = core["tumour_board_review"].dropna(subset=["recommendation_date"])
-    followed = reviews.groupby("patient_id").advice_followed.agg(lambda s: bool((s == True).any()))  # noqa: E712
     first = first_diagnoses(core)
     rows = []
     for patient_id, origin, origin_date in zip(origins.patient_id, origins.origin, origins.origin_date):
@@ -378,8 +385,7 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append({
             "patient_id": patient_id, "origin": origin, "origin_date": origin_date,
             "iccc3_group": group if isinstance(group, str) else "unknown",
-            "advice_group": ("followed" if followed[patient_id] else "not_followed") if patient_id in followed.index
-            else "no_board_review",
+            "advice_group": advice_of[patient_id] if origin == "recommendation" else None,
             "os_event": bool(dead), "os_end_date": os_end,
             "os_days": (os_end - origin_date).days if pd.notna(os_end) and os_end >= origin_date else None,
             "efs_event": event is not None, "efs_event_type": event[2] if event else None, "efs_end_date": efs_end,
@@ -396,11 +402,11 @@ def times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def test_survival_times_per_patient(built, times):
     mart = built.query("SELECT * FROM marts.survival")
     assert_same(mart, times, ["patient_id", "origin"])
-    assert set(mart.origin) == {"relapse", "enrolment"} and mart.efs_event_type.notna().any()
+    assert set(mart.origin) == {"relapse", "enrolment", "recommendation"} and mart.efs_event_type.notna().any()
 
 
 def _groups(times: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, str], pd.DataFrame, str, str]]:
-    for origin in ("relapse", "enrolment"):
+    for origin in ("relapse", "enrolment", "recommendation"):
         for endpoint, days, event in (("OS", "os_days", "os_event"), ("EFS", "efs_days", "efs_event")):
             known = times[(times.origin == origin) & times[days].notna()]
             yield (origin, endpoint, "all", "all"), known, days, event
@@ -579,8 +585,12 @@ def test_the_definitions_hold_at_their_edges():
     assert (relapse["os_event"], relapse["os_days"], relapse["efs_event_type"], relapse["efs_days"]) == (
         True, 365, "death", 365)
     enrolled = row("SELECT * FROM marts.survival WHERE patient_id = 'P2' AND origin = 'enrolment'")
+    # Advice groups only from the recommendation: from the enrolment the followed group would get immortal time.
     assert (enrolled["advice_group"], enrolled["os_event"], enrolled["efs_event_type"], enrolled["efs_days"]) == (
-        "followed", False, "progression", 334)
+        None, False, "progression", 334)
+    recommended = row("SELECT * FROM marts.survival WHERE patient_id = 'P2' AND origin = 'recommendation'")
+    assert (recommended["advice_group"], recommended["origin_date"], recommended["efs_days"]) == (
+        "followed", date(2022, 3, 1), 306)
     registry = row("SELECT * FROM marts.registry_activity WHERE study_id = 'SACHA'")
     assert registry["days_to_registration_median"] == 4  # from the relapse, the latest diagnosis before it
 

@@ -191,6 +191,8 @@ COMMENT ON COLUMN core.follow_up.contact_date IS 'Date of the contact.';
 COMMENT ON COLUMN core.follow_up.vital_status IS 'Vital status at the contact. Codes: alive / dead / lost / opted_out.';
 COMMENT ON COLUMN core.follow_up.death_date IS 'Date of death, when the contact reports it.';
 COMMENT ON COLUMN core.follow_up.disease_status IS 'Disease status at the contact. Codes: no_evidence_of_disease / stable / progression / unknown.';
+COMMENT ON COLUMN core.follow_up.trial_enrolment_status IS 'Whether the patient was enrolled in a clinical trial at the contact, as the target board registry asks at each 3-monthly follow-up; NULL where a source does not ask. Codes: enrolled / not_enrolled.';
+COMMENT ON COLUMN core.follow_up.trial_enrolment_reason IS 'The physician''s reason why the patient was or was not enrolled in a trial. Codes: target_matched_trial / board_advised_trial / no_standard_option (enrolled); no_trial_available / not_eligible / in_remission / poor_general_condition / family_declined / physician_choice / trial_centre_too_far (not enrolled).';
 COMMENT ON COLUMN core.follow_up.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN core.follow_up.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
 COMMENT ON COLUMN core.follow_up.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';

@@ -204,6 +204,8 @@ CREATE TABLE core.follow_up (
     vital_status            VARCHAR,   -- alive / dead / lost / opted_out
     death_date              DATE,
     disease_status          VARCHAR,   -- no_evidence_of_disease / stable / progression / unknown
+    trial_enrolment_status  VARCHAR,   -- enrolled / not_enrolled (ILTB's 3-monthly follow-up)
+    trial_enrolment_reason  VARCHAR,   -- the physician's reason, a code (comments.sql)
     source_id               VARCHAR NOT NULL,
     source_file_sha256      VARCHAR NOT NULL,
     source_record_key       VARCHAR NOT NULL,

@@ -30,8 +30,10 @@ import pyarrow.parquet as pq
 
 from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier, plot_survival
+from etl.quality.validate import write_source_params
 
 __all__ = ["MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
 
@@ -71,7 +73,8 @@ _HELD_BACK_INPUTS = ("follow_up", "diagnosis", "response_assessment")
 
 def _ensure_quarantine_inputs(con: duckdb.DuckDBPyConnection) -> None:
     """Every publish has dq.quarantine and the stage tables; a warehouse made without them (by hand, in
-    a test) gets them empty, so that the marts build from core alone and hold no held-back endpoint."""
+    a test) gets them empty, so that the marts build from core alone and hold no held-back endpoint,
+    and the shipped child population table."""
     present = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
     if "dq.quarantine" not in present:
@@ -80,6 +83,10 @@ def _ensure_quarantine_inputs(con: duckdb.DuckDBPyConnection) -> None:
         if f"stage.{table}" not in present:
             con.execute("CREATE SCHEMA IF NOT EXISTS stage")
             con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+    if "stage.source_param" not in present:  # marts.incidence reads which sources are population-based
+        write_source_params(con, {})
+    if "stage.child_population" not in present:  # marts.incidence divides by the shipped table
+        write_child_population(con, read_child_population(default_population_file()))
 
 
 def _mart_names(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -177,6 +184,12 @@ PUBLIC_TABLES = (
         relations=(Relation("n_assessed", ("n_complete", "n_partial", "n_stable", "n_progression", "n_no_response",
                                            "n_not_evaluable"), exact=True),
                    Relation("n_objective_response", ("n_complete", "n_partial"), exact=True),
+                   Relation("n_assessed", ("n_objective_response",))),
+        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
+    PublicTable(
+        "board_response", dimensions=("advice_group", "timepoint"),
+        counts=("n_submissions", "n_treated", "n_assessed", "n_objective_response"),
+        relations=(Relation("n_submissions", ("n_treated",)), Relation("n_treated", ("n_assessed",)),
                    Relation("n_assessed", ("n_objective_response",))),
         derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
     PublicTable(

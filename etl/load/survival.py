@@ -103,12 +103,15 @@ def plot_survival(warehouse: Path, out: Path, *, origin: str = "enrolment", min_
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        steps = con.execute("SELECT * FROM marts.survival_km WHERE origin = ? AND grouping <> 'all' "
+        # Advice groups exist only from the recommendation (before it, the followed group would have immortal time).
+        steps = con.execute("SELECT * FROM marts.survival_km WHERE (origin = ? AND grouping = 'iccc3_group') "
+                            "OR (origin = 'recommendation' AND grouping = 'advice_group') "
                             "ORDER BY endpoint, grouping, group_value, time_days", [origin]).df()
     finally:
         con.close()
     figure, axes = plt.subplots(2, 2, figsize=(12, 9), sharex=True, sharey=True, squeeze=False)
-    titles = {"iccc3_group": "by ICCC-3 group", "advice_group": "by board advice"}
+    titles = {"iccc3_group": f"by ICCC-3 group (from {origin})",
+              "advice_group": "by board advice (from recommendation)"}
     for row, endpoint in enumerate(ENDPOINTS):
         for column, grouping in enumerate(titles):
             ax = axes[row][column]
@@ -128,10 +131,10 @@ def plot_survival(warehouse: Path, out: Path, *, origin: str = "enrolment", min_
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8, loc="lower left")
             if row == 1:
-                ax.set_xlabel(f"years since {origin}")
+                ax.set_xlabel("years since time zero")
             if column == 0:
                 ax.set_ylabel("survival probability")
-    figure.suptitle(f"Kaplan-Meier estimates with 95% confidence bands (origin: {origin})")
+    figure.suptitle("Kaplan-Meier estimates with 95% confidence bands")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -30,10 +30,14 @@ from etl.link.model import LinkageConfig, load_config
 from etl.link.run import link_sources
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MARTS_SQL_DIR, build_marts
+from etl.load.populations import population_digest, write_child_population
 from etl.quality.validate import QualityPlan, validate
 from etl.schema import core_columns
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
@@ -233,10 +237,12 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None,
-            notices: Mapping[str, Sequence[str]] | None = None) -> None:
+            notices: Mapping[str, Sequence[str]] | None = None, populations: pd.DataFrame | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
 
     notices: what the landing folders of the unchanged sources said (a refused or waiting file).
+    populations: the child population table (etl/load/populations.py) marts.incidence divides by;
+    None keeps the one the warehouse has (the shipped table in a new warehouse).
 
     Validation and the marts run when a source changed or a rule, mart or comment did; otherwise
     the warehouse keeps its content and only the run is recorded.
@@ -265,6 +271,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             for notice in dict.fromkeys(source_notices):
                 con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [run_id, source_id, notice])
         definitions = _definitions_fingerprint(plan, linkage, con)
+        if populations is not None:  # new figures change the incidence mart: derive again
+            definitions = hashlib.sha256(f"{definitions}|{population_digest(populations)}".encode()).hexdigest()
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
@@ -276,6 +284,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             with timing.step("validate"):
                 validate(con, run_id, plan)
             with timing.step("core and marts"):
+                if populations is not None:
+                    write_child_population(con, populations)
                 rebuild_derived(con)
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [

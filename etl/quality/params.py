@@ -46,6 +46,9 @@ PARAMS: dict[str, SourceParam] = {p.name: p for p in (
     SourceParam("min_lvef_percent", "number", "percent",
                 "The left-ventricular ejection fraction at screening must be above this value "
                 "(core.study_enrolment.lvef_percent).", 60),
+    SourceParam("population_based", "yes/no", None,
+                "true: the source registers every case of its country (a population-based registry), so its "
+                "initial diagnoses give incidence per million children (marts.incidence).", True),
     SourceParam("requires_alk_ros1", "yes/no", None,
                 "true: every enrolled patient must have an ALK or ROS1 rearrangement recorded "
                 "(core.molecular_alteration).", True),

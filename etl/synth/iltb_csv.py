@@ -42,7 +42,7 @@ FORMS: dict[str, list[str]] = {
     "ADVICE": ["SUBMDAT", "RECDAT", "PRIORITY", "RECTYPE", "AGENTS", "INTENT", "FOLLOWED", "REASON_NF"],
     "TREAT": ["LINE", "DRUG", "ATC", "ROUTE", "STDAT", "ENDAT", "ENDRSN"],
     "RESP": ["TRTREC", "ASSDAT", "TPT", "RESP", "MRD"],
-    "FU": ["FUDAT", "STATUS", "DTHDAT", "DISSTAT"],
+    "FU": ["FUDAT", "STATUS", "DTHDAT", "DISSTAT", "TRIALENR", "TRIALRSN"],
 }
 SEX = {"male": "M", "female": "F", "unknown": "U"}
 EVENT_TYPE = {"fusion": "FUSION", "SNV": "SNV", "indel": "INDEL", "CNV": "CNV", "expression": "EXPRESSION",
@@ -51,6 +51,7 @@ TIMEPOINT = {"cycle1": "C1", "best": "BOR"}
 VITAL_STATUS = {"alive": "ALIVE", "dead": "DEAD", "lost": "LOST"}
 DISEASE_STATUS = {"no_evidence_of_disease": "NED", "stable": "STABLE", "progression": "PROGRESSION",
                   "unknown": "UNKNOWN"}
+TRIAL_STATUS = {"enrolled": "Y", "not_enrolled": "N"}
 Row = dict[str, str]
 
 
@@ -248,6 +249,8 @@ class _Subject:
             "STATUS": messy.lower_sometimes(self.rng, VITAL_STATUS[follow_up.vital_status], 0.03),
             "DTHDAT": dmy(follow_up.death_date),
             "DISSTAT": DISEASE_STATUS[follow_up.disease_status] if follow_up.disease_status else "",
+            "TRIALENR": TRIAL_STATUS.get(follow_up.trial_enrolment_status or "", ""),
+            "TRIALRSN": (follow_up.trial_enrolment_reason or "").upper(),
         }
         corrupt = {
             (IMPOSSIBLE_DATE, "contact_date"): ("FUDAT", self._bad_date(follow_up.contact_date)),

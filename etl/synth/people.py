@@ -15,7 +15,7 @@ written when the first day of its period still keeps that order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from random import Random
 from typing import TypeVar
@@ -482,7 +482,7 @@ def _iltb_person(rng: Random, person_id: str, export_date: date, keys: KeyBook) 
                                            _planned(plan), lambda _rng, _drugs: next(routes), export_date, dies,
                                            "leukaemia", leukaemia.key, min_days=14, max_days=240)
     first = lines[0].start if lines else enrolment
-    follow_ups = _follow_ups(rng, first, export_date, death, "leukaemia", interval=(90, 365))
+    follow_ups = _follow_ups(rng, first, export_date, death, "leukaemia", interval=(80, 100))  # 3-monthly
     if death is None and dies and not lines:
         # Died before any board-advised treatment could start, after the board's work on the case.
         last_known = max([enrolment] + [a.report_date.value for a in alterations]
@@ -492,6 +492,7 @@ def _iltb_person(rng: Random, person_id: str, export_date: date, keys: KeyBook) 
             death = candidate
             follow_ups = [f for f in follow_ups if f.contact_date < death]
             follow_ups.append(FollowUp(min(plus(death, rng.randint(0, 20)), export_date), "dead", death, "progression"))
+    follow_ups = _with_trial_status(rng, follow_ups, lines)
     site = _iltb_site(rng)
     country = site[:2] if rng.random() < 0.97 else rng.choice(("BE", "LU", "AT", "CH", "NO", "IE"))
     person = Person(person_id, _sex(rng), birth, country, keys.eupid(rng) if rng.random() < EUPID_SHARE else None,
@@ -505,6 +506,26 @@ def _iltb_person(rng: Random, person_id: str, export_date: date, keys: KeyBook) 
                             consent_date=consent, diagnoses=[diagnosis], alterations=alterations, reviews=reviews,
                             treatments=treatments, follow_ups=follow_ups)
     return person, [patient]
+
+
+def _with_trial_status(rng: Random, follow_ups: list[FollowUp], lines: list[_Line]) -> list[FollowUp]:
+    """ILTB's follow-ups with the trial question answered at each contact with a living patient:
+    enrolled while a trial line is under way; the reason a code, missing now and then (8%)."""
+    answered = []
+    for follow_up in follow_ups:
+        if follow_up.vital_status != "alive":
+            answered.append(follow_up)
+            continue
+        day = follow_up.contact_date
+        in_trial = any(line.route == "trial" and line.start <= day and (line.end is None or day <= line.end)
+                       for line in lines)
+        status = "enrolled" if in_trial else "not_enrolled"
+        reasons = vocab.ILTB_TRIAL_REASONS[status]
+        if status == "not_enrolled" and follow_up.disease_status == "no_evidence_of_disease":
+            reasons = (("in_remission", 0.7), *reasons)
+        reason = None if rng.random() < 0.08 else _pick(rng, [r for r, _ in reasons], [w for _, w in reasons])
+        answered.append(replace(follow_up, trial_enrolment_status=status, trial_enrolment_reason=reason))
+    return answered
 
 
 def _planned(plan: list[tuple[str, tuple[str, ...]]]) -> DrugChooser:
@@ -570,6 +591,7 @@ def _iltb_view_of_sacha(rng: Random, person: Person, course: _Course, leukaemia:
     else:
         reviews.append(BoardReview(submitted, advised, 1, "NONE", (), None, None, None))
     kept = [f for f in course.follow_ups[:-1] if rng.random() < 0.5] + course.follow_ups[-1:]
+    kept = _with_trial_status(rng, kept, course.lines)  # new records: SACHA's own stay without
     site = rng.choice(vocab.ILTB_FRENCH_SITES)
     return SourcePatient("iltb", keys.iltb(), site, person, birth_month, enrolment_date=enrolment,
                          consent_date=consent, diagnoses=[diagnosis], alterations=alterations, reviews=reviews,

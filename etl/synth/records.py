@@ -141,6 +141,9 @@ class FollowUp:
     vital_status: str  # alive / dead / lost
     death_date: date | None
     disease_status: str | None  # no_evidence_of_disease / stable / progression / unknown
+    # ILTB's 3-monthly follow-up asks whether the patient is in a trial, and the physician's reason either way.
+    trial_enrolment_status: str | None = None  # enrolled / not_enrolled
+    trial_enrolment_reason: str | None = None  # a code of vocab.ILTB_TRIAL_REASONS
 
 
 @dataclass

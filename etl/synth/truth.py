@@ -55,7 +55,8 @@ TABLE_COLUMNS: dict[str, list[str]] = {
                             "mrd_value"],
     "adverse_event": ["treatment_source_record_key", "term", "meddra_code", "ctcae_grade", "onset_date", "end_date",
                       "is_serious", "relatedness", "outcome"],
-    "follow_up": ["contact_date", "vital_status", "death_date", "disease_status"],
+    "follow_up": ["contact_date", "vital_status", "death_date", "disease_status", "trial_enrolment_status",
+                  "trial_enrolment_reason"],
 }
 LINK_COLUMNS = ["source_id", "source_patient_key", "true_person_id", "eupid_exported"]
 PATIENT_COLUMNS = ["true_person_id", "sex", "birth_year", "birth_month", "country", "death_date"]
@@ -165,7 +166,9 @@ def adverse_event_row(event: AdverseEvent, treatment_key: str) -> Row:
 
 def follow_up_row(follow_up: FollowUp) -> Row:
     return {"contact_date": _date(follow_up.contact_date), "vital_status": follow_up.vital_status,
-            "death_date": _date(follow_up.death_date), "disease_status": _text(follow_up.disease_status)}
+            "death_date": _date(follow_up.death_date), "disease_status": _text(follow_up.disease_status),
+            "trial_enrolment_status": _text(follow_up.trial_enrolment_status),
+            "trial_enrolment_reason": _text(follow_up.trial_enrolment_reason)}
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -438,6 +438,13 @@ ILTB_REASONS_NOT_FOLLOWED: tuple[str, ...] = (
     "Physician preference",
     "Reimbursement refused",
 )
+# The physician's reason at each 3-monthly ILTB follow-up, by trial enrolment status, with weights.
+ILTB_TRIAL_REASONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "enrolled": (("target_matched_trial", 0.6), ("board_advised_trial", 0.3), ("no_standard_option", 0.1)),
+    "not_enrolled": (("no_trial_available", 0.3), ("not_eligible", 0.2), ("in_remission", 0.15),
+                     ("poor_general_condition", 0.1), ("family_declined", 0.1), ("physician_choice", 0.1),
+                     ("trial_centre_too_far", 0.05)),
+}
 ILTB_END_REASONS: dict[str, tuple[str, ...]] = {
     "completed": ("Completed", "Completed as planned", "Proceeded to HSCT", "Bridged to CAR-T"),
     "progression": ("Progressive disease", "Progression", "Refractory disease"),

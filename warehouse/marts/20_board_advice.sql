@@ -9,6 +9,16 @@
 --   advised treatment start: the first treatment with one of the review's recommended agents
 --     started on or after the recommendation date.
 --   disease: ICCC-3 subgroup of the patient's first diagnosis (marts.patient_summary).
+--   advice group, one value per submission (every review of it carries it), the groups of the
+--     registry's control-group comparison (marts.board_response, marts.survival origin
+--     recommendation). The submission's high-priority event is its priority-1 advice when that
+--     advises a targeted treatment (trial / off_label / compassionate: the board matched it to an
+--     actionable event); then:
+--       followed                 the priority-1 advice was followed;
+--       not_followed             no advice of the submission was followed (all known): the control;
+--       lower_priority_followed  a lower-ranked option was followed instead (in neither group);
+--       not_known                whether the advice was followed is not known yet;
+--     and no_targeted_advice when the priority-1 advice is standard treatment or none.
 --   Intervals are whole days between the two dates; NULL when either date is unknown.
 --   recommendation year: NULL when the recommendation date is unknown or cannot be true (before
 --     1900 or after the latest export loaded; the XT-DATE-* rules hold such records back unless a
@@ -25,6 +35,19 @@ board_enrolment AS (
     SELECT patient_id, study_id AS board, min(enrolment_date) AS enrolment_date
     FROM core.study_enrolment
     GROUP BY ALL
+),
+
+submission AS (
+    -- One board submission: its reviews share patient, board, submission and recommendation dates.
+    SELECT
+        review_id,
+        bool_or(priority_rank = 1 AND recommendation_type IN ('trial', 'off_label', 'compassionate'))
+            OVER reviews AS has_targeted_advice,
+        bool_or(priority_rank = 1 AND advice_followed) OVER reviews AS is_priority_followed,
+        bool_or(advice_followed) OVER reviews AS is_any_followed,
+        bool_and(advice_followed IS NOT NULL OR recommendation_type = 'none') OVER reviews AS is_follow_known
+    FROM core.tumour_board_review
+    WINDOW reviews AS (PARTITION BY patient_id, board, submission_date, recommendation_date)
 ),
 
 next_treatment AS (
@@ -58,6 +81,11 @@ SELECT
     review.treatment_intent,
     review.advice_followed,
     review.reason_not_followed,
+    CASE WHEN NOT submission.has_targeted_advice THEN 'no_targeted_advice'
+         WHEN submission.is_priority_followed THEN 'followed'
+         WHEN submission.is_any_followed THEN 'lower_priority_followed'
+         WHEN submission.is_follow_known THEN 'not_followed'
+         ELSE 'not_known' END AS advice_group,
     next_treatment.treatment_start_date,
     next_treatment.advised_treatment_start_date,
     review.submission_date - board_enrolment.enrolment_date AS days_enrolment_to_submission,
@@ -72,6 +100,7 @@ CROSS JOIN plausible_period AS period
 LEFT JOIN marts.patient_summary AS patient USING (patient_id)
 LEFT JOIN board_enrolment USING (patient_id, board)
 LEFT JOIN next_treatment USING (review_id)
+JOIN submission USING (review_id)
 ORDER BY review.patient_id, review.submission_date, review.priority_rank, review.review_id;
 
 COMMENT ON TABLE marts.board_advice IS 'One row per tumour board review (one prioritised advice on one submission): the dates and intervals enrolment -> recommendation -> treatment start, and whether the advice was followed and why not.';
@@ -90,6 +119,7 @@ COMMENT ON COLUMN marts.board_advice.recommended_agents IS 'Advised drugs, INN i
 COMMENT ON COLUMN marts.board_advice.treatment_intent IS 'Intent of the advised treatment. Codes: bridging / palliative / curative.';
 COMMENT ON COLUMN marts.board_advice.advice_followed IS 'This advice was followed; NULL when not yet known.';
 COMMENT ON COLUMN marts.board_advice.reason_not_followed IS 'Why the advice was not followed, as the centre wrote it.';
+COMMENT ON COLUMN marts.board_advice.advice_group IS 'What became of the submission''s advice (the same on every review of a submission): followed (its priority-1 targeted advice was), not_followed (no advice of it was; the control group), lower_priority_followed, not_known, or no_targeted_advice (the priority-1 advice is standard treatment or none). Codes: followed / not_followed / lower_priority_followed / not_known / no_targeted_advice.';
 COMMENT ON COLUMN marts.board_advice.treatment_start_date IS 'Start of the first treatment (any drug, any source) on or after the recommendation date.';
 COMMENT ON COLUMN marts.board_advice.advised_treatment_start_date IS 'Start of the first treatment with one of the recommended agents on or after the recommendation date.';
 COMMENT ON COLUMN marts.board_advice.days_enrolment_to_submission IS 'Days from enrolment to submission to the board. Unit: days.';

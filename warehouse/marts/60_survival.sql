@@ -7,6 +7,11 @@
 --              population of the relapsed/refractory registries; patients who never relapsed
 --              have no row for it.
 --   enrolment  the patient's first enrolment in any study or registry.
+--   recommendation  the board's recommendation date of the patient's first submission in the
+--              comparison of marts.board_advice (advice_group followed or not_followed): the
+--              group is fixed at time zero's submission, so no one is credited the time before
+--              the advice existed (immortal time). A patient who died before that recommendation
+--              has no row (not at risk when the advice was given).
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
 --        is unknown); otherwise censored at the last contact.
@@ -15,12 +20,25 @@
 --        otherwise censored at the last contact.
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown or
 --   before the origin, which only a date error in a source can cause.
--- Groups: ICCC-3 main group of the first diagnosis, and the patient's board advice group
---   (followed: some advice of a board was followed; not_followed: the patient had a board
---   recommendation but no advice was followed or it is not known yet; no_board_review).
+-- Groups: ICCC-3 main group of the first diagnosis; for the origin recommendation only, the
+--   advice group of that submission (followed / not_followed; NULL for the other origins, whose
+--   time zero comes before any advice and would give the followed group immortal time).
 
 CREATE OR REPLACE TABLE marts.survival AS
-WITH origin AS (
+WITH advice AS (
+    -- The comparable board submissions; a patient's first one is the origin recommendation.
+    SELECT DISTINCT patient_id, recommendation_date, advice_group
+    FROM marts.board_advice
+    WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
+),
+
+first_advice AS (
+    SELECT patient_id, recommendation_date, advice_group
+    FROM advice
+    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY recommendation_date, advice_group) = 1
+),
+
+origin AS (
     SELECT patient_id, 'relapse' AS origin, min(diagnosis_date) AS origin_date
     FROM core.diagnosis
     WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
@@ -29,6 +47,10 @@ WITH origin AS (
     SELECT patient_id, 'enrolment' AS origin, min(enrolment_date) AS origin_date
     FROM core.study_enrolment
     WHERE enrolment_date IS NOT NULL
+    GROUP BY patient_id
+    UNION ALL
+    SELECT patient_id, 'recommendation' AS origin, min(recommendation_date) AS origin_date
+    FROM advice
     GROUP BY patient_id
 ),
 
@@ -74,22 +96,13 @@ first_efs_event AS (
     ) = 1
 ),
 
-advice AS (
-    SELECT
-        patient_id,
-        CASE WHEN bool_or(advice_followed) THEN 'followed' ELSE 'not_followed' END AS advice_group
-    FROM core.tumour_board_review
-    WHERE recommendation_date IS NOT NULL
-    GROUP BY patient_id
-),
-
 timed AS (
     SELECT
         origin.patient_id,
         origin.origin,
         origin.origin_date,
         coalesce(patient.iccc3_group, 'unknown') AS iccc3_group,
-        coalesce(advice.advice_group, 'no_board_review') AS advice_group,
+        CASE WHEN origin.origin = 'recommendation' THEN first_advice.advice_group END AS advice_group,
         death.is_dead AS os_event,
         CASE WHEN death.is_dead THEN death.death_date ELSE death.last_contact_date END AS os_end_date,
         first_efs_event.event_type IS NOT NULL AS efs_event,
@@ -99,8 +112,10 @@ timed AS (
     FROM origin
     JOIN death USING (patient_id)
     LEFT JOIN marts.patient_summary AS patient USING (patient_id)
-    LEFT JOIN advice USING (patient_id)
+    LEFT JOIN first_advice USING (patient_id)
     LEFT JOIN first_efs_event USING (patient_id, origin)
+    -- Dead before the advice: never at risk in the comparison.
+    WHERE NOT (origin.origin = 'recommendation' AND death.is_dead AND coalesce(death.death_date < origin.origin_date, false))
 )
 
 SELECT
@@ -121,10 +136,10 @@ ORDER BY origin, patient_id;
 
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
-COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, or the first enrolment in any study. Codes: relapse / enrolment.';
+COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, or the recommendation of the first board submission in the advice comparison. Codes: relapse / enrolment / recommendation.';
 COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
-COMMENT ON COLUMN marts.survival.advice_group IS 'Whether the patient was treated according to a board''s advice. Codes: followed / not_followed / no_board_review.';
+COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
 COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the last contact.';
 COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';

@@ -7,7 +7,8 @@
 --     treatment form is missing or was held back; rule XT-TREATMENT-KNOWN lists each one), and a
 --     record with no treatment at all; neither can be attributed to a drug or regimen.
 --   response: an assessment at a timepoint the mart does not report (end of treatment, ...), and
---     a later assessment of the same treatment and timepoint (the earliest counts).
+--     another assessment of the same person's line and timepoint: a later one, or the same line
+--     reported by another source (marts.response_line: the earliest counts, each line once).
 --   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown or
 --     negative in marts.survival (a date error in a source).
 --   survival, response: endpoints (death, relapse, progression, response) carried by records
@@ -25,7 +26,8 @@ WITH treatment_reference AS (
 ),
 
 response_repeat AS (
-    SELECT count(*) - count(DISTINCT (treatment_id, timepoint)) AS n
+    -- A person's line counts once per timepoint (marts.response_line): the other assessments of it are left out.
+    SELECT count(*) - (SELECT count(*) FROM marts.response_line) AS n
     FROM core.response_assessment
     WHERE timepoint IN ('cycle1', 'best') AND treatment_id IN (SELECT treatment_id FROM core.treatment)
 ),
@@ -54,7 +56,7 @@ reason (mart, reason, unit, n_rows) AS (
            count(*) FILTER (WHERE timepoint IS NULL OR timepoint NOT IN ('cycle1', 'best'))
     FROM core.response_assessment
     UNION ALL
-    SELECT 'response', 'a later assessment of the same treatment and timepoint (the earliest counts)',
+    SELECT 'response', 'another assessment of the same line and timepoint: a later one, or the same line from another source (the earliest counts)',
            'response assessments', n
     FROM response_repeat
     UNION ALL

@@ -1,0 +1,190 @@
+"""The study endpoints restated in pandas, independently of their SQL (warehouse/marts/2*, 5*, 6*, 7*).
+
+Each function takes plain frames with the columns it names, whatever they were read from (the
+generator's truth in test_endpoints, core tables in test_marts), so the same definition is checked
+against both. `person` is whoever a row belongs to: a true person id, or a patient_id.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from scipy.stats import binomtest
+
+TARGETED = {"trial", "off_label", "compassionate"}
+OBJECTIVE = {"CR", "CRi", "PR", "MLFS"}
+
+
+def _is_true(value: Any) -> bool:
+    return value is True or value == "true" or (isinstance(value, bool) and value)
+
+
+def _is_known(value: Any) -> bool:
+    return not (value is None or value == "" or (isinstance(value, float) and math.isnan(value)) or value is pd.NA)
+
+
+def submissions(reviews: pd.DataFrame) -> pd.DataFrame:
+    """One row per board submission: person, recommendation_date, advice_group, agents (of its priority-1 advice).
+
+    reviews: person, board, submission_date, recommendation_date, priority_rank, recommendation_type,
+    recommended_agents ('a|b'), advice_followed (True / False / unknown)."""
+    rows = []
+    keys = ["person", "board", "submission_date", "recommendation_date"]
+    for key, group in reviews.groupby(keys, dropna=False):
+        first = group[group.priority_rank.astype(int) == 1]
+        followed = [_is_true(v) for v in group.advice_followed]
+        if not first.recommendation_type.isin(TARGETED).any():
+            advice = "no_targeted_advice"
+        elif any(_is_true(v) for v in first.advice_followed):
+            advice = "followed"
+        elif any(followed):
+            advice = "lower_priority_followed"
+        elif all(_is_known(v) or t == "none" for v, t in zip(group.advice_followed, group.recommendation_type)):
+            advice = "not_followed"
+        else:
+            advice = "not_known"
+        agents = {a for text in first.recommended_agents if isinstance(text, str) and text for a in text.split("|")}
+        rows.append({**dict(zip(keys, key)), "advice_group": advice, "agents": agents})
+    return pd.DataFrame(rows, columns=[*keys, "advice_group", "agents"])
+
+
+def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
+    """One row per line of a person, whichever sources report it: person, drugs (sorted tuple),
+    start_date, n_sources, treatment_keys (the source records of its treatments).
+
+    treatments: person, source_id, source_line (the source's line number, or the record for none),
+    drug_name, start_date, treatment_key."""
+    per_source = (treatments.groupby(["person", "source_id", "source_line"])
+                  .agg(drugs=("drug_name", lambda s: tuple(sorted(set(s.dropna())))),
+                       start_date=("start_date", "min"), treatment_keys=("treatment_key", set)).reset_index())
+    per_source["match"] = [str(start) if pd.notna(start) else f"{source}|{line}" for start, source, line
+                           in zip(per_source.start_date, per_source.source_id, per_source.source_line)]
+    return (per_source.groupby(["person", "drugs", "match"])
+            .agg(start_date=("start_date", "first"), n_sources=("source_id", "nunique"),
+                 treatment_keys=("treatment_keys", lambda s: set().union(*s))).reset_index())
+
+
+def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """marts.response_line: person, regimen, start_date, n_sources, advice_group, timepoint, assessment_date,
+    response. assessments: treatment_key, timepoint, assessment_date, response, order (ties);
+    board: submissions()."""
+    lines = lines.reset_index(drop=True).copy()
+    lines["line"] = lines.index
+    group_of: dict[int, tuple[Any, str]] = {}
+    comparable = board[board.advice_group.isin(["followed", "not_followed"]) & board.recommendation_date.notna()]
+    for submission in comparable.sort_values("recommendation_date").itertuples(index=False):
+        mine = lines[(lines.person == submission.person) & lines.start_date.notna()
+                     & (lines.start_date >= submission.recommendation_date)]
+        if submission.advice_group == "followed":
+            mine = mine[[bool(set(d) & submission.agents) for d in mine.drugs]]
+        if len(mine):
+            first = mine.sort_values(["start_date", "drugs"]).iloc[0]
+            group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
+    key_line = {key: line for line, keys in zip(lines.line, lines.treatment_keys) for key in keys}
+    columns = ["treatment_key", "timepoint", "assessment_date", "response", "order"]
+    assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
+                               & assessments.treatment_key.isin(key_line), columns].copy()
+    assessed["line"] = assessed.treatment_key.map(key_line)
+    assessed = (assessed.sort_values(["assessment_date", "order"], na_position="last")
+                .drop_duplicates(["line", "timepoint"]))
+    merged = assessed.merge(lines, on="line")
+    merged["regimen"] = merged.drugs.map(" + ".join)
+    merged["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in merged.line]
+    return merged[["person", "regimen", "start_date", "n_sources", "advice_group", "timepoint", "assessment_date",
+                   "response"]]
+
+
+def wilson(responders: int, n: int) -> tuple[float | None, float | None]:
+    if not n:
+        return None, None
+    interval = binomtest(responders, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return interval.low, interval.high
+
+
+def board_response(board: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """marts.board_response from submissions() and response_lines()."""
+    rows = []
+    for group in ("followed", "not_followed"):
+        mine = board[(board.advice_group == group) & board.recommendation_date.notna()]
+        answered = lines[lines.advice_group == group]
+        n_treated = len(answered.drop_duplicates(["person", "regimen", "start_date"]))
+        for timepoint in ("best", "cycle1"):
+            assessed = answered[answered.timepoint == timepoint]
+            n, responders = len(assessed), int(assessed.response.isin(OBJECTIVE).sum())
+            low, high = wilson(responders, n)
+            rows.append({"advice_group": group, "timepoint": timepoint, "n_submissions": len(mine),
+                         "n_treated": n_treated, "n_assessed": n, "n_objective_response": responders,
+                         "orr": responders / n if n else None, "orr_ci_lower": low, "orr_ci_upper": high})
+    return pd.DataFrame(rows)
+
+
+def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series) -> pd.DataFrame:
+    """marts.survival, origin recommendation: person, origin_date, advice_group; a person who died
+    before the recommendation is left out. death_dates: person -> death date (NaT when alive or unknown)."""
+    comparable = board[board.advice_group.isin(["followed", "not_followed"]) & board.recommendation_date.notna()]
+    first = comparable.sort_values(["recommendation_date", "advice_group"]).drop_duplicates("person")
+    died = first.person.map(death_dates)
+    kept = first[~(died.notna() & (died < first.recommendation_date))]
+    return pd.DataFrame({"person": kept.person, "origin_date": kept.recommendation_date,
+                         "advice_group": kept.advice_group}).reset_index(drop=True)
+
+
+def trial_enrolment_reasons(contacts: pd.DataFrame) -> pd.DataFrame:
+    """marts.trial_enrolment_reasons. contacts: person, contact_date, enrolment_date (the first in the
+    contact's source), trial_enrolment_status, trial_enrolment_reason."""
+    answered = contacts[contacts.trial_enrolment_status.notna() & (contacts.trial_enrolment_status != "")].copy()
+    days = (answered.contact_date - answered.enrolment_date).dt.days
+    quarter = 365.25 / 4
+    answered["follow_up_month"] = [max(3, 3 * _round_half_away(d / quarter)) if pd.notna(d) and d >= 0 else None
+                                   for d in days]
+    answered["trial_enrolment_reason"] = [r if isinstance(r, str) and r else "not_given"
+                                          for r in answered.trial_enrolment_reason]
+    keys = ["follow_up_month", "trial_enrolment_status", "trial_enrolment_reason"]
+    counted = (answered.groupby(keys, dropna=False)
+               .agg(n_contacts=("person", "size"), n_patients=("person", "nunique")).reset_index())
+    totals = counted.groupby(["follow_up_month", "trial_enrolment_status"], dropna=False).n_contacts.transform("sum")
+    counted["share_of_status"] = counted.n_contacts / totals
+    return counted
+
+
+def _round_half_away(value: float) -> int:
+    """DuckDB's round: halves away from zero."""
+    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
+
+
+def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[str, int]) -> pd.DataFrame:
+    """marts.incidence. cases: person, country, iccc3_group, iccc3_subgroup, diagnosis_date,
+    age_at_diagnosis_days, is_very_rare (initial diagnoses of the population-based sources);
+    populations: country, year, age_band, population, source; last_year: country -> last year."""
+    cases = cases.copy()
+    cases["age_years"] = (cases.age_at_diagnosis_days.astype(float) / 365.25).map(math.floor)
+    first = (cases.sort_values("diagnosis_date")
+             .groupby(["country", "person", "iccc3_group", "iccc3_subgroup"], dropna=False)
+             .agg(diagnosis_date=("diagnosis_date", "first"), age_years=("age_years", "first"),
+                  is_very_rare=("is_very_rare", "any")).reset_index())
+    first["year"] = first.diagnosis_date.dt.year
+    rows = []
+    for country, mine in first.groupby("country"):
+        first_year = int(cases[cases.country == country].diagnosis_date.dt.year.min())
+        years = populations[(populations.country == country)
+                            & populations.year.between(first_year, last_year[country])]
+        low, high = (int(x) for x in years.age_band.iloc[0].split("-")) if len(years) else (0, -1)
+        counted = mine[mine.year.isin(set(years.year)) & mine.age_years.between(low, high)]
+        person_years = float(years.population.sum()) if len(years) else None
+        levels = [("main_group", g, None, members) for g, members in counted.groupby("iccc3_group")]
+        levels += [("subgroup", g, s, members)
+                   for (g, s), members in counted.groupby(["iccc3_group", "iccc3_subgroup"])]
+        for level, group, subgroup, members in levels:
+            n = members.person.nunique()
+            listed = members[members.is_very_rare].person.nunique()
+            rate = n * 1e6 / person_years if person_years else None
+            rows.append({"country": country, "level": level, "iccc3_group": group, "iccc3_subgroup": subgroup,
+                         "age_band": years.age_band.iloc[0] if len(years) else None, "first_year": first_year,
+                         "last_year": last_year[country], "n_years": len(years),
+                         "n_years_approximate": int(years.source.str.startswith("approximation").sum()),
+                         "n_cases": n, "person_years": person_years, "incidence_per_million": rate,
+                         "is_very_rare_by_incidence": None if rate is None else rate < 2,
+                         "n_cases_listed_very_rare": listed, "is_very_rare_listed": listed == n})
+    return pd.DataFrame(rows)

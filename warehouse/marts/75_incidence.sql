@@ -1,0 +1,156 @@
+-- marts.incidence: one row per country x ICCC-3 main group (level main_group) and per country x
+-- ICCC-3 subgroup (level subgroup): incidence per million children per year from the
+-- population-based registries, and the very-rare flag computed from it beside the fixed list.
+--
+-- Definitions
+--   sources: those with the parameter population_based: true (stage.source_params), e.g. TREP;
+--     a trial or a hospital registry does not see every case and gives no incidence.
+--   case: a person's first initial diagnosis (core.diagnosis, event_type initial) in the group,
+--     whichever population-based sources of the country register it (counted once), with a known
+--     date and ICCC-3 class; country: the person's country as that source records it.
+--   age band: the population table's (stage.child_population, one band per country, e.g. 0-17):
+--     cases count when the age at diagnosis, in completed years (age_at_diagnosis_days / 365.25,
+--     rounded down), lies in the band, so numerator and denominator cover the same children.
+--   period: from the first year of diagnosis of the country's cases to the year before the latest
+--     export of its sources (the current year is never complete), keeping the years the
+--     population table has; cases of other years are not counted.
+--   incidence_per_million = n_cases / person_years * 1,000,000, person_years = the sum over the
+--     period of the population on 1 January of each year.
+--   is_very_rare_by_incidence: incidence_per_million < 2 (the EXPeRT / PARTNER definition: fewer
+--     than 2 per million per year; exactly 2 is not very rare); NULL without population figures.
+--   is_very_rare_listed: every case is a very rare tumour by the fixed list (core.diagnosis.is_very_rare).
+
+CREATE OR REPLACE TABLE marts.incidence AS
+WITH population_based AS (
+    SELECT source_id FROM stage.source_params WHERE population_based
+),
+
+registered AS (
+    SELECT
+        coalesce(registration.country, patient.country) AS country,
+        diagnosis.source_id,
+        diagnosis.patient_id,
+        diagnosis.iccc3_group,
+        diagnosis.iccc3_subgroup,
+        diagnosis.diagnosis_date,
+        floor(diagnosis.age_at_diagnosis_days / 365.25) AS age_years,
+        diagnosis.is_very_rare
+    FROM core.diagnosis AS diagnosis
+    JOIN population_based USING (source_id)
+    LEFT JOIN core.patient_source AS registration
+        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
+    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
+    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL
+),
+
+period AS (
+    SELECT
+        registered.country,
+        min(year(registered.diagnosis_date)) AS first_year,
+        max(year(export.exported_on)) - 1 AS last_year
+    FROM registered
+    JOIN meta.source_file AS export ON export.source_id = registered.source_id AND export.status = 'loaded'
+    GROUP BY registered.country
+),
+
+population AS (
+    SELECT
+        period.country,
+        period.first_year,
+        period.last_year,
+        child.year,
+        child.population,
+        child.age_band,
+        child.min_age_years,
+        child.max_age_years,
+        child.source LIKE 'approximation%' AS is_approximate
+    FROM period
+    JOIN stage.child_population AS child
+        ON child.country = period.country AND child.year BETWEEN period.first_year AND period.last_year
+),
+
+exposure AS (
+    SELECT
+        country,
+        any_value(age_band) AS age_band,
+        any_value(min_age_years) AS min_age_years,
+        any_value(max_age_years) AS max_age_years,
+        count(*) AS n_years,
+        count(*) FILTER (WHERE is_approximate) AS n_years_approximate,
+        sum(population) AS person_years
+    FROM population
+    GROUP BY country
+),
+
+first_case AS (
+    -- One case per person and subgroup: the first diagnosis any of the country's registries gives.
+    SELECT
+        registered.country,
+        registered.patient_id,
+        registered.iccc3_group,
+        registered.iccc3_subgroup,
+        year(min(registered.diagnosis_date)) AS diagnosis_year,
+        arg_min(registered.age_years, registered.diagnosis_date) AS age_years,
+        bool_or(registered.is_very_rare) AS is_very_rare
+    FROM registered
+    GROUP BY ALL
+),
+
+counted_case AS (
+    SELECT first_case.*
+    FROM first_case
+    JOIN exposure USING (country)
+    JOIN population
+        ON population.country = first_case.country AND population.year = first_case.diagnosis_year
+    WHERE first_case.age_years BETWEEN exposure.min_age_years AND exposure.max_age_years
+),
+
+counted AS (
+    SELECT
+        country,
+        CASE WHEN grouping(iccc3_subgroup) = 1 THEN 'main_group' ELSE 'subgroup' END AS level,
+        iccc3_group,
+        iccc3_subgroup,
+        count(DISTINCT patient_id) AS n_cases,
+        count(DISTINCT patient_id) FILTER (WHERE is_very_rare) AS n_cases_listed_very_rare
+    FROM counted_case
+    GROUP BY GROUPING SETS ((country, iccc3_group), (country, iccc3_group, iccc3_subgroup))
+)
+
+SELECT
+    counted.country,
+    counted.level,
+    counted.iccc3_group,
+    counted.iccc3_subgroup,
+    exposure.age_band,
+    period.first_year,
+    period.last_year,
+    exposure.n_years,
+    exposure.n_years_approximate,
+    counted.n_cases,
+    exposure.person_years,
+    counted.n_cases * 1e6 / exposure.person_years AS incidence_per_million,
+    counted.n_cases * 1e6 / exposure.person_years < 2 AS is_very_rare_by_incidence,
+    counted.n_cases_listed_very_rare,
+    counted.n_cases_listed_very_rare = counted.n_cases AS is_very_rare_listed
+FROM counted
+JOIN period USING (country)
+LEFT JOIN exposure USING (country)
+ORDER BY counted.country, counted.iccc3_group, counted.level, counted.iccc3_subgroup;
+
+COMMENT ON TABLE marts.incidence IS 'Incidence per million children per year by country and ICCC-3 main group or subgroup, from the population-based registries (source parameter population_based) and the child population table, with the very-rare flag (< 2 per million per year) computed beside the fixed list (docs/endpoints.md).';
+COMMENT ON COLUMN marts.incidence.country IS 'Country of residence as the registry records it. Codes: ISO 3166-1 alpha-2.';
+COMMENT ON COLUMN marts.incidence.level IS 'Whether the row is an ICCC-3 main group or a subgroup. Codes: main_group / subgroup.';
+COMMENT ON COLUMN marts.incidence.iccc3_group IS 'ICCC-3 main group. Codes: ICCC-3 main group (I to XII).';
+COMMENT ON COLUMN marts.incidence.iccc3_subgroup IS 'ICCC-3 subgroup; NULL on a main_group row. Codes: ICCC-3 subgroup.';
+COMMENT ON COLUMN marts.incidence.age_band IS 'Ages counted, in completed years, from the population table (e.g. 0-17).';
+COMMENT ON COLUMN marts.incidence.first_year IS 'First year of the period: the first year of diagnosis of the country''s cases. Unit: year.';
+COMMENT ON COLUMN marts.incidence.last_year IS 'Last year of the period: the year before the latest export of the country''s registries. Unit: year.';
+COMMENT ON COLUMN marts.incidence.n_years IS 'Years of the period with a population figure (the only years counted). Unit: years.';
+COMMENT ON COLUMN marts.incidence.n_years_approximate IS 'Of those, years whose population figure is an approximation (the table''s source column says how it was derived). Unit: years.';
+COMMENT ON COLUMN marts.incidence.n_cases IS 'Persons first diagnosed in the group in those years, at an age in the band. Unit: persons.';
+COMMENT ON COLUMN marts.incidence.person_years IS 'Sum of the yearly child populations (on 1 January) over those years; NULL without population figures. Unit: person-years.';
+COMMENT ON COLUMN marts.incidence.incidence_per_million IS 'n_cases / person_years * 1,000,000. Unit: cases per million children per year.';
+COMMENT ON COLUMN marts.incidence.is_very_rare_by_incidence IS 'Very rare by incidence: fewer than 2 per million children per year (exactly 2 is not); NULL without population figures.';
+COMMENT ON COLUMN marts.incidence.n_cases_listed_very_rare IS 'Cases that the fixed very-rare list (core.diagnosis.is_very_rare) flags. Unit: persons.';
+COMMENT ON COLUMN marts.incidence.is_very_rare_listed IS 'Every case of the row is very rare by the fixed list.';
