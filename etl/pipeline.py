@@ -35,9 +35,10 @@ from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
-from etl.transform.harmonise import HarmoniseError, harmonise_source
+from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
+from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
 from etl.transform.records import load_current_records
 
@@ -161,6 +162,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
     if missing := [str(path) for path, _, _ in staged if not path.exists()]:
         return _failed(extracted, f"staged file {missing[0]} is missing{_NOT_SHARED}")
+    out = home.staging / source_id / "harmonised" / run_id
     try:
         mapping = load_mapping(_mapping_path(source_id, sources_dir))
         record_sets = load_current_records(mapping, staged)
@@ -168,46 +170,44 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         # they count as superseded, so rows_read = loaded + quarantined + superseded still holds.
         erased = erased_pseudonyms(home.warehouse, source_id)
         frames, left_out = drop_erased(record_sets.frames, mapping, key, erased)
-        result = harmonise_source(mapping, frames, key, run_id)
-        if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
-            scrub_export_copies(home, mapping, key, erased, left_out)
+        superseded = dict(record_sets.superseded)
+        for sha, n in left_out.items():
+            superseded[sha] = superseded.get(sha, 0) + n
+        accepted = accepted_files(home.root, source_id)
+        with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
+            result = harmonise_to_folder(mapping, frames, key, run_id, folder)
+            if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
+                scrub_export_copies(home, mapping, key, erased, left_out)
+            counts = _file_counts(result.file_counts, superseded)
+            if held := _held(home, mapping, extracted.files, counts, set(accepted)):
+                raise _Held(held)  # a held load leaves no harmonised files behind
+            removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
+                        if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
+            pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
+                           folder / "removals.parquet")
+    except _Held as held_back:
+        return held_outcome(extracted, held_back.reasons)
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
-    superseded = dict(record_sets.superseded)
-    for sha, n in left_out.items():
-        superseded[sha] = superseded.get(sha, 0) + n
-    counts = _file_counts(result.file_counts, superseded)
-    accepted = accepted_files(home.root, source_id)
-    held = _held(home, mapping, extracted.files, counts, set(accepted))
-    if held:  # judged before anything is written: a held load leaves no harmonised files behind
-        return held_outcome(extracted, held)
-    out = home.staging / source_id / "harmonised" / run_id
-    removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
-                if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
-    with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
-        for table, frame in result.tables.items():
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / f"{table}.parquet")
-        pq.write_table(pa.Table.from_pandas(result.records, preserve_index=False,
-                                            schema=schema.arrow_schema("stage.record")), folder / "records.parquet")
-        pq.write_table(pa.Table.from_pandas(result.rejections, preserve_index=False,
-                                            schema=schema.arrow_schema("stage.rejection")),
-                       folder / "rejections.parquet")
-        pq.write_table(pa.Table.from_pandas(result.link_keys, preserve_index=False,
-                                            schema=schema.arrow_schema("stage.link_key")),
-                       folder / "link_keys.parquet")
-        pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
-                       folder / "removals.parquet")
     crash.crash_point("harmonised")
-    rejected = int(result.rejections["source_record_key"].nunique())
-    log.info("%s: harmonised %s; %d records rejected", source_id,
-             ", ".join(f"{t} {len(f)}" for t, f in result.tables.items()), rejected)
+    log.info("%s: harmonised %s; %d records rejected%s", source_id,
+             ", ".join(f"{t} {n}" for t, n in result.rows.items()), result.rejected,
+             f" ({result.parts} parts of whole patients)" if result.parts > 1 else "")
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
         "accepted": [a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}],
-        "rows": {t: len(f) for t, f in result.tables.items()}, "rejected": rejected,
+        "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
+
+
+class _Held(Exception):
+    """The load must be held (etl/extract/guards.py): the harmonised folder is thrown away."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
 
 
 _NOT_SHARED = (": the task before this one wrote it on a worker that does not share this home "

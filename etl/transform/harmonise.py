@@ -403,7 +403,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                      key: PseudonymKey, run_id: str) -> HarmoniseResult:
     """Harmonise every record set of one source into core rows plus quarantine."""
     engine = _Engine(mapping, key, run_id)
-    notices = _ignored(mapping, record_sets)
+    notices = ignored_notices(mapping, record_sets)
     frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
     frames, strays = join_sections(mapping, frames)
     mapped = mapping.record_sets()
@@ -435,7 +435,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                            notices, _link_keys(engine, tables["patient_source"]))
 
 
-def _ignored(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:
+def ignored_notices(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:
     """One notice per ignored record set present, with its rows per file: how those rows are accounted for."""
     notices = []
     for name, frame in sorted(record_sets.items()):

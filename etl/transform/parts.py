@@ -1,0 +1,121 @@
+"""Harmonise a large source in parts of whole patients, each written to Parquet as it is done.
+
+Everything harmonise decides about a record depends on its own patient only: ages need the
+patient's birth date, records without a centre take the patient's, a duplicate repeats a key that
+starts with the patient key, and joined sections share the patient key (where the mapping's
+`join_on` holds it). So the patients can be cut into parts, harmonised one part at a time, and the
+results appended: memory holds one part's work, not the whole source's, and the Parquet files are
+what one pass would write (in another row order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl import schema
+from etl.transform.harmonise import HarmoniseResult, harmonise_source, ignored_notices
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import PseudonymKey
+
+# Source records per part: the harmonise step of a part peaks at a few KiB per record.
+PART_RECORDS = 100_000
+# Output file -> the warehouse table its rows are loaded into (publish reads them by these names).
+_STAGE_TABLES = {"records": "stage.record", "rejections": "stage.rejection", "link_keys": "stage.link_key"}
+
+
+@dataclass
+class HarmonisedSource:
+    """What harmonising a source wrote: row counts, never the rows."""
+
+    rows: dict[str, int]  # core table -> rows
+    rejected: int  # source records quarantined
+    file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
+    notices: list[str] = field(default_factory=list)
+    parts: int = 1
+
+
+def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame], key: PseudonymKey,
+                        run_id: str, folder: Path, *, part_records: int = PART_RECORDS) -> HarmonisedSource:
+    """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`."""
+    notices = ignored_notices(mapping, record_sets)
+    frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
+    parts = part_count(mapping, frames, part_records)
+    out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts)
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for part in split_by_patient(mapping, frames, parts):
+            result = harmonise_source(mapping, part, key, run_id)
+            _append(writers, folder, result)
+            for table, frame in result.tables.items():
+                out.rows[table] = out.rows.get(table, 0) + len(frame)
+            out.rejected += int(result.rejections["source_record_key"].nunique())
+            for sha, counts in result.file_counts.items():
+                total = out.file_counts.setdefault(sha, dict.fromkeys(counts, 0))
+                for name, n in counts.items():
+                    total[name] += n
+            out.notices += result.notices
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return out
+
+
+def part_count(mapping: SourceMapping, frames: Mapping[str, pd.DataFrame], part_records: int) -> int:
+    """How many parts: one unless the source is large and every joined section carries the patient key."""
+    records = sum(len(frame) for frame in frames.values())
+    if records <= part_records:
+        return 1
+    for spec in (mapping.patient, *mapping.tables.values()):
+        if len(spec.record_sets()) > 1 and mapping.patient_key not in spec.join_keys():
+            return 1  # a section joined on other keys could belong to another part's patient
+    return math.ceil(records / part_records)
+
+
+def split_by_patient(mapping: SourceMapping, frames: Mapping[str, pd.DataFrame],
+                     parts: int) -> Iterator[dict[str, pd.DataFrame]]:
+    """The record sets cut into `parts` by a hash of the normalised patient key, every record of a
+    patient in one part. Records with no patient key, and record sets without the key column, go to
+    the first part; every part has every record set (maybe empty), so a missing column fails alike."""
+    if parts == 1:
+        yield dict(frames)
+        return
+    nulls = set(mapping.null_values)
+    buckets = {}
+    for name, frame in frames.items():
+        if mapping.patient_key not in frame.columns:
+            buckets[name] = pd.Series(0, index=frame.index)
+            continue
+        patient = frame[mapping.patient_key].astype(str).str.strip()
+        hashed = pd.util.hash_pandas_object(patient.str.upper(), index=False) % parts
+        buckets[name] = hashed.where(~patient.isin(nulls), 0)
+    for index in range(parts):
+        yield {name: frame[buckets[name].to_numpy() == index].reset_index(drop=True)
+               for name, frame in frames.items()}
+
+
+def _append(writers: dict[str, pq.ParquetWriter], folder: Path, result: HarmoniseResult) -> None:
+    outputs = {**{table: (frame, f"core.{table}") for table, frame in result.tables.items()},
+               "records": (result.records, _STAGE_TABLES["records"]),
+               "rejections": (result.rejections, _STAGE_TABLES["rejections"]),
+               "link_keys": (result.link_keys, _STAGE_TABLES["link_keys"])}
+    for name, (frame, table) in outputs.items():
+        arrow_schema = _schema_of(table, list(frame.columns))
+        rows = pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False)
+        writer = writers.get(name)
+        if writer is None:
+            writer = writers[name] = pq.ParquetWriter(folder / f"{name}.parquet", arrow_schema)
+        writer.write_table(rows)
+
+
+def _schema_of(table: str, columns: list[str]) -> pa.Schema:
+    """The warehouse's Arrow types for the frame's columns: every part writes the same schema, even
+    a part in which a column is all NULL (which pandas alone would type as null)."""
+    declared = schema.arrow_schema(table)
+    return pa.schema([declared.field(column) for column in columns])
