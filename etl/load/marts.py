@@ -35,9 +35,10 @@ from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier, plot_survival
 from etl.quality.validate import write_source_params
 
-__all__ = ["MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
+__all__ = ["MART_FUNCTIONS", "MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
 
 MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
+MART_FUNCTIONS = WAREHOUSE_SQL_DIR / "mart_functions.sql"  # temporary macros the marts share
 KEEP_RUNS = 3
 MANIFEST = "_manifest.json"
 
@@ -51,6 +52,7 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> None:
     The schema is dropped first: marts are derived, and a mart whose file was removed must not linger.
     """
     con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
     _ensure_quarantine_inputs(con)
     estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):

@@ -29,7 +29,7 @@ from etl.config import WAREHOUSE_SQL_DIR
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import link_sources
 from etl.load.dictionary import apply_comments
-from etl.load.marts import MARTS_SQL_DIR, build_marts
+from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality.validate import QualityPlan, validate
 from etl.schema import core_columns
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
+# DuckDB's memory for a publish; beyond it DuckDB spills to `<next file>.tmp` (crash repair clears it).
+# Its default, 80% of the machine, would let the buffer pool grow with the data on a shared worker.
+MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "1GB")
 
 
 @contextmanager
@@ -220,7 +223,7 @@ def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
     """Changes when a rule, a source's override, a mart, a column comment, the linkage model or a
     reviewer's link decision (rtw link / unlink: it takes effect at the next run) changes."""
     digest = hashlib.sha256(quality.fingerprint.encode())
-    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), WAREHOUSE_SQL_DIR / "comments.sql"]:
+    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(b"linkage\0" + linkage.fingerprint.encode())
     if con is not None:
@@ -325,6 +328,7 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
         con = duckdb.connect(str(next_file))
         con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
         try:
+            con.execute("SET memory_limit = ?", [MEMORY_LIMIT])
             if not existed:
                 _create_schema(con)
             _ensure_stage(con)

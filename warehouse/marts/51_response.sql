@@ -35,8 +35,7 @@ rated AS (
     SELECT
         *,
         n_complete + n_partial AS n_objective_response,
-        (n_complete + n_partial) / n_assessed AS orr,
-        1.959963984540054 AS z
+        (n_complete + n_partial) / n_assessed AS orr
     FROM counted
 )
 
@@ -53,10 +52,8 @@ SELECT
     n_not_evaluable,
     n_objective_response,
     orr,
-    (orr + z * z / (2 * n_assessed) - z * sqrt(orr * (1 - orr) / n_assessed + z * z / (4 * n_assessed * n_assessed)))
-        / (1 + z * z / n_assessed) AS orr_ci_lower,
-    (orr + z * z / (2 * n_assessed) + z * sqrt(orr * (1 - orr) / n_assessed + z * z / (4 * n_assessed * n_assessed)))
-        / (1 + z * z / n_assessed) AS orr_ci_upper
+    wilson_lower(orr, n_assessed) AS orr_ci_lower,
+    wilson_upper(orr, n_assessed) AS orr_ci_upper
 FROM rated
 ORDER BY regimen, advice_group, timepoint;
 

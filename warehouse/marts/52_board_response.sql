@@ -51,8 +51,7 @@ rated AS (
         coalesce(treated.n_treated, 0) AS n_treated,
         coalesce(counted.n_assessed, 0) AS n_assessed,
         coalesce(counted.n_objective_response, 0) AS n_objective_response,
-        counted.n_objective_response / counted.n_assessed AS orr,
-        1.959963984540054 AS z
+        counted.n_objective_response / counted.n_assessed AS orr
     FROM comparison
     LEFT JOIN submission USING (advice_group)
     LEFT JOIN treated USING (advice_group)
@@ -67,10 +66,8 @@ SELECT
     n_assessed,
     n_objective_response,
     orr,
-    (orr + z * z / (2 * n_assessed) - z * sqrt(orr * (1 - orr) / n_assessed + z * z / (4 * n_assessed * n_assessed)))
-        / (1 + z * z / n_assessed) AS orr_ci_lower,
-    (orr + z * z / (2 * n_assessed) + z * sqrt(orr * (1 - orr) / n_assessed + z * z / (4 * n_assessed * n_assessed)))
-        / (1 + z * z / n_assessed) AS orr_ci_upper
+    wilson_lower(orr, n_assessed) AS orr_ci_lower,
+    wilson_upper(orr, n_assessed) AS orr_ci_upper
 FROM rated
 ORDER BY advice_group, timepoint;
 
