@@ -25,10 +25,14 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/rtw demo --home $(HOME_DIR) --patients $(PATIENTS)
 
+# Two workers (this machine's two cores); --dist loadfile keeps each module on one worker, so a
+# module's whole-run fixture is built once.
+TEST_WORKERS ?= 2
+
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

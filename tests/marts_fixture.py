@@ -1,9 +1,9 @@
 """One real warehouse with its marts for the mart, export, dictionary and analyst-query tests.
 
 Built once per test session (module-level cache: a fixture imported into several modules would be
-built once per module): synthetic exports for 400 persons -> `pipeline.run` -> a copy of the
-published warehouse on which the marts are built and the catalog commented, as publish will do
-once it calls `build_marts` and `apply_comments`. The pipeline's own warehouse is left as published.
+built once per module) from the session's shared run of 400 persons (conftest.synthetic_run): a
+copy of its published warehouse on which the marts are built again and the catalog commented, as
+publish does. The shared run's own warehouse is left as published.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
+from conftest import SYNTHETIC_RUN_KEY
 
-from etl import pipeline
-from etl.config import Home, resolve_home
+from etl.config import Home
 from etl.load.dictionary import apply_comments
 from etl.load.marts import build_marts
-from etl.synth import generate
 
-KEY_TEXT = "marts-test-key"
+KEY_TEXT = SYNTHETIC_RUN_KEY
 CORE_TABLES = ("patient", "patient_source", "study_enrolment", "diagnosis", "molecular_alteration",
                "tumour_board_review", "treatment", "response_assessment", "adverse_event", "follow_up")
 
@@ -57,13 +57,10 @@ def add_marts(warehouse: Path) -> None:
         con.close()
 
 
-def built_warehouse(factory: pytest.TempPathFactory) -> MartsWarehouse:
+def built_warehouse(factory: pytest.TempPathFactory, synthetic_run: tuple[Any, Path, Any]) -> MartsWarehouse:
     if "default" not in _BUILT:
-        home = resolve_home(factory.mktemp("marts_home")).ensure()
-        generate(home.root, patients=400, seed=11)
-        pipeline.run(home, key_value=KEY_TEXT)
-        warehouse = home.root / "analysis" / "warehouse.duckdb"
-        warehouse.parent.mkdir()
+        home = synthetic_run[0]
+        warehouse = factory.mktemp("analysis") / "warehouse.duckdb"
         shutil.copy2(home.warehouse, warehouse)
         add_marts(warehouse)
         _BUILT["default"] = MartsWarehouse(home, warehouse)

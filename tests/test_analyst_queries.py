@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,8 @@ def example_queries() -> dict[int, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> MartsWarehouse:
-    return built_warehouse(tmp_path_factory)
+def built(tmp_path_factory: pytest.TempPathFactory, synthetic_run: Any) -> MartsWarehouse:
+    return built_warehouse(tmp_path_factory, synthetic_run)
 
 
 Check = Callable[[pd.DataFrame, MartsWarehouse], None]

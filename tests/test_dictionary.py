@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from html.parser import HTMLParser
+from typing import Any
 
 import duckdb
 import pytest
@@ -23,8 +24,8 @@ DOCS = REPO_ROOT / "docs" / "data-dictionary.md"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> MartsWarehouse:
-    return built_warehouse(tmp_path_factory)
+def built(tmp_path_factory: pytest.TempPathFactory, synthetic_run: Any) -> MartsWarehouse:
+    return built_warehouse(tmp_path_factory, synthetic_run)
 
 
 def test_a_comment_splits_into_meaning_unit_and_codes():

@@ -74,8 +74,8 @@ class CleanTruth:
 
 
 @pytest.fixture(scope="module")
-def endpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[MartsWarehouse, CleanTruth]:
-    built = built_warehouse(tmp_path_factory)
+def endpoints(tmp_path_factory: pytest.TempPathFactory, synthetic_run: Any) -> tuple[MartsWarehouse, CleanTruth]:
+    built = built_warehouse(tmp_path_factory, synthetic_run)
     sources = built.query("SELECT source_id, source_patient_pseudonym, patient_id FROM core.patient_source")
     pseudonym_to_id = {(s, p): i for s, p, i in sources.itertuples(index=False)}
     links = pd.read_csv(built.home.root / "truth" / "links.csv", dtype=str, keep_default_na=False)

@@ -56,8 +56,8 @@ def test_parts_write_what_one_pass_writes(synthetic_run: Any, tmp_path: Path, so
 
 def _joined_on(keys: list[str]) -> SourceMapping:
     return SourceMapping.model_validate({
-        "source_id": "reg", "title": "A registry", "format": "csv", "files": "*.csv", "record_set_from_file": "(?P<record_set>[A-Z]+).csv",
-        "patient_key": "pid",
+        "source_id": "reg", "title": "A registry", "format": "csv", "files": "*.csv",
+        "record_set_from_file": "(?P<record_set>[A-Z]+).csv", "patient_key": "pid",
         "patient": {"from": "REG", "fields": {"sex": {"column": "sex"}}},
         "tables": {"diagnosis": {"from": ["REG", "PATH"], "join_on": keys,
                                  "fields": {"diagnosis_date": {"column": "diag", "type": "date"}}}}})

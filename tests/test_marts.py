@@ -31,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> MartsWarehouse:
-    return built_warehouse(tmp_path_factory)
+def built(tmp_path_factory: pytest.TempPathFactory, synthetic_run: Any) -> MartsWarehouse:
+    return built_warehouse(tmp_path_factory, synthetic_run)
 
 
 @pytest.fixture(scope="module")

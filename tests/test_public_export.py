@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -115,8 +116,8 @@ def _margin_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
 # -- the real public export --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def public(tmp_path_factory: pytest.TempPathFactory) -> tuple[MartsWarehouse, list[Path]]:
-    built = built_warehouse(tmp_path_factory)
+def public(tmp_path_factory: pytest.TempPathFactory, synthetic_run: Any) -> tuple[MartsWarehouse, list[Path]]:
+    built = built_warehouse(tmp_path_factory, synthetic_run)
     return built, export_public(built.warehouse, tmp_path_factory.mktemp("public"), min_cell=MIN_CELL)
 
 

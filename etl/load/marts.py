@@ -35,7 +35,8 @@ from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier, plot_survival
 from etl.quality.validate import write_source_params
 
-__all__ = ["MART_FUNCTIONS", "MARTS_SQL_DIR", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public", "plot_survival"]
+__all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
+           "plot_survival"]
 
 MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
 MART_FUNCTIONS = WAREHOUSE_SQL_DIR / "mart_functions.sql"  # temporary macros the marts share
