@@ -9,6 +9,10 @@ import pytest
 # Tests write export files and run at once: the landing quiet period (a file must be unchanged for
 # that long before it is read) is off, except in the tests of it, which pass their own.
 os.environ.setdefault("RTW_QUIET_SECONDS", "0")
+# pytest-xdist's workers set COLUMNS and LINES; with both set, rich fixes the CLI console's size when
+# etl.cli is imported, and the tests that give the command a wide COLUMNS would see it wrapped at 80.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 SYNTHETIC_RUN_KEY = "integration-test-key"
 
