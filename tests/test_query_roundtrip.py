@@ -211,7 +211,7 @@ def test_confirmed_findings_are_waived_on_the_next_run_and_not_queried_again(ans
     home, run_id = answered.home, answered.rerun.run_id
     assert answered.rerun.validated and answered.rerun.sources_changed == []  # the waivers alone revalidated
     assert _issue(home, run_id, BASIS, 44) == []
-    ((centre, record_key, value),) = _issue(home, run_id, BASIS, 44, "dq.waived_issue")
+    ((centre, _, value),) = _issue(home, run_id, BASIS, 44, "dq.waived_issue")
     assert (centre, value) == ("IT-BO01", "2 with 8430")
     assert _issue(home, run_id, BASIS, 95) != []  # corrected, but not in the export yet
     counts = _query(home, "SELECT failing_rows, waived_rows, denominator FROM dq.check_result WHERE run_id = ? "
