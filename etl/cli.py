@@ -169,9 +169,8 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
             wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]
             = 0) -> None:
     """Send a centre its open issues: XLSX and CSV with a response column, recorded as a query batch."""
-    from etl.quality.queries import Selection, send_queries
+    from etl.quality.queries import Selection, send_queries, warehouse_key
     from etl.runlock import RunBusy
-    from etl.transform.pseudonym import load_key
 
     if new_only and reminders_older_than is not None:
         _fail("--new-only and --reminders-older-than choose different queries: give one of them")
@@ -181,7 +180,7 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     try:  # an unknown run or centre: the message lists the known ones
-        sent = send_queries(rtw_home, centre, load_key(rtw_home.key_file), run_id=run_id, selection=selection,
+        sent = send_queries(rtw_home, centre, warehouse_key(rtw_home), run_id=run_id, selection=selection,
                             older_than_days=reminders_older_than, wait=wait)
     except (ValueError, RunBusy) as exc:
         _fail(str(exc))
@@ -199,14 +198,14 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
                      wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of "
                                                          "this home")] = 0) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
-    from etl.quality.responses import ResponseFileError, import_responses
+    from etl.quality.queries import warehouse_key
+    from etl.quality.responses import import_responses
     from etl.runlock import RunBusy
-    from etl.transform.pseudonym import load_key
 
     rtw_home = resolve_home(home)
-    try:
-        summary = import_responses(rtw_home, file, load_key(rtw_home.key_file), wait=wait)
-    except (ResponseFileError, RunBusy) as exc:
+    try:  # a file that cannot be read at all, or no usable key: one line; bad rows are listed below
+        summary = import_responses(rtw_home, file, warehouse_key(rtw_home), wait=wait)
+    except (ValueError, RunBusy) as exc:
         _fail(str(exc))
     for problem in summary.problems:
         console.print(str(problem), style="red", soft_wrap=True, markup=False)  # cells may hold [brackets]

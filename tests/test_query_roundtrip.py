@@ -23,7 +23,14 @@ from typer.testing import CliRunner
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home, resolve_home
-from etl.quality.queries import HEADER, Selection, send_queries, write_centre_queries
+from etl.quality.queries import (
+    HEADER,
+    QueryKeyError,
+    Selection,
+    send_queries,
+    warehouse_key,
+    write_centre_queries,
+)
 from etl.quality.report import build_report
 from etl.quality.responses import import_responses
 from etl.transform.pseudonym import PseudonymKey
@@ -287,3 +294,10 @@ def test_a_changed_value_reopens_its_issue_and_is_queried_again(answered, change
         "lapsed: value changed, issue open again")
     bo = next(r for r in _page_rows(changed.page, "query-table") if r["data-centre"] == "IT-BO01")
     assert bo["data-reopened"] == "1"
+
+
+def test_workbooks_are_made_and_read_with_the_warehouse_key_only(answered):
+    assert warehouse_key(answered.home, SYNTHETIC_RUN_KEY).fingerprint() == KEY.fingerprint()
+    with pytest.raises(QueryKeyError, match="differs from the one this warehouse was built with") as raised:
+        warehouse_key(answered.home, "another key")
+    assert "another key" not in str(raised.value) and SYNTHETIC_RUN_KEY not in str(raised.value)

@@ -43,7 +43,8 @@ from etl import fsio, runlock
 from etl.config import Home
 from etl.quality.findings import value_hash
 from etl.quality.report import RunChoice, choose_run
-from etl.transform.pseudonym import PseudonymKey
+from etl.transform.keyguard import recorded_fingerprint
+from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,23 @@ def row_key(key: PseudonymKey, batch_id: str, identity: Sequence[str], cells: Se
 
 class UnknownCentre(ValueError):
     """The centre is not one the run judged; the message lists those with open issues."""
+
+
+class QueryKeyError(ValueError):
+    """No pseudonymisation key, or not the warehouse's: row keys made with it would never verify."""
+
+
+def warehouse_key(home: Home, key_value: str | None = None) -> PseudonymKey:
+    """The key the warehouse was built with (explicit, env or key file), never a new one: load_key would
+    create a key file, and workbooks keyed with it could not be imported."""
+    if not key_is_configured(home.key_file, key_value):
+        raise QueryKeyError(f"no pseudonymisation key: set RTW_PSEUDONYM_KEY or restore {home.key_file}")
+    key = load_key(home.key_file, key_value)
+    recorded = recorded_fingerprint(home.warehouse)
+    if recorded is not None and recorded != key.fingerprint():
+        raise QueryKeyError("the pseudonymisation key differs from the one this warehouse was built with; restore "
+                            "the key (RTW_PSEUDONYM_KEY or the key file)")
+    return key
 
 
 def spreadsheet_text(value: object) -> str:

@@ -193,9 +193,12 @@ def check_rows(rows: Sequence[tuple[int, Mapping[str, str]]], file_name: str, it
             continue
         shown = [cells.get(name, "") for name in _SHOWN]
         if row_key(key, batch_id, item.identity, shown) != given_key:
-            edited = _edited(item, cells)
-            refuse(f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited) or '(unknown)'} "
-                   f"changed since the query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
+            if edited := _edited(item, cells):
+                refuse(f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since "
+                       f"the query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
+            else:  # the cells are as sent: the key is not the one the batch was made with
+                refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
+                       f"{batch_id} was sent?); send the centre its queries again")
             continue
         answer, comment = cells.get(_RESPONSE, "").strip(), cells.get(_COMMENT, "").strip() or None
         if not answer:

@@ -13,6 +13,12 @@ judges every stage record, and its errors build dq.quarantine. Then the SQL rule
 treatment was held back, a record whose patient's registration was. They only warn (the
 catalogue refuses an admitted-phase error), so the second pass never changes the quarantine.
 
+Waivers: a finding a centre confirmed as true (meta.waiver, from `rtw responses import`) is
+matched by record, rule, field and the hash of its value where the findings become issues, so
+every engine honours it: it goes to dq.waived_issue instead of dq.issue (so no query, and for a
+confirmable error no quarantine) and counts in dq.check_result.waived_rows. A changed value no
+longer matches: the issue is open again.
+
 Source parameters (`params:` in each mapping) are written to `stage.source_param` before the
 rules run. A rule that reads parameters judges only the sources that set one of them; for the
 others its result is `not_applicable`, saying which parameters it reads, and it raises no issue.
