@@ -275,6 +275,11 @@ def test_the_report_counts_equal_an_independent_count(answered):
     assert "answered corrected but still present" in " ".join(still.text_content().split())
     ((_, record_key, _),) = _issue(home, run_id, BASIS, 95)
     assert [(r.get("data-rule"), r.get("data-record")) for r in still.xpath(".//tbody/tr")] == [(BASIS, record_key)]
+    # The changes since the previous run count the confirmed findings as waived, not as resolved.
+    waived_now = {(r, k) for r, k in _query(home, "SELECT rule_id, source_record_key FROM dq.waived_issue "
+                                                  "WHERE run_id = ?", [run_id])}
+    changes = {b.get("data-kind"): int(b.text) for b in dom.xpath('//*[@id="changes"]//b[@data-kind]')}
+    assert changes["waived"] == len(waived_now) == 3 and changes["resolved"] == 0
     points = dom.xpath('//g[@class="query-age-point"]')
     assert points[-1].get("data-open") == str(sum(int(r["data-open"]) for r in rows.values()))
     assert b"TREP-0" not in answered.page.read_bytes()

@@ -283,24 +283,29 @@ ORDER BY c.source_id, c.centre_id NULLS LAST
 
 # An issue is the same issue in two runs when rule, source, record and field are. One that is
 # gone is resolved only if its rule judged that source again; an erring or switched-off rule
-# says nothing about it.
+# says nothing about it. One the centre confirmed is waived (dq.waived_issue), not resolved.
 _CHANGES = """
 WITH now AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $now),
 before AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $before),
 rechecked AS (
     SELECT DISTINCT rule_id, source_id FROM dq.check_result WHERE run_id = $now AND status IN ('passed', 'failed')
+), waived AS (
+    SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.waived_issue WHERE run_id = $now
 ), paired AS (
     SELECT coalesce(n.rule_id, b.rule_id) AS rule_id, coalesce(n.source_id, b.source_id) AS source_id,
-           n.rule_id IS NOT NULL AS is_now, b.rule_id IS NOT NULL AS was_before
+           n.rule_id IS NOT NULL AS is_now, b.rule_id IS NOT NULL AS was_before,
+           EXISTS (SELECT 1 FROM waived w WHERE w.rule_id = b.rule_id AND w.source_id = b.source_id
+                   AND w.source_record_key = b.source_record_key AND w.field IS NOT DISTINCT FROM b.field) AS is_waived
     FROM now n FULL JOIN before b
       ON n.rule_id = b.rule_id AND n.source_id = b.source_id AND n.source_record_key = b.source_record_key
      AND n.field IS NOT DISTINCT FROM b.field
 )
 SELECT p.rule_id,
        count(*) FILTER (WHERE is_now AND NOT was_before) AS new,
-       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NOT NULL) AS resolved,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND NOT is_waived AND r.rule_id IS NOT NULL) AS resolved,
        count(*) FILTER (WHERE is_now AND was_before) AS persisting,
-       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NULL) AS not_rechecked
+       count(*) FILTER (WHERE was_before AND NOT is_now AND NOT is_waived AND r.rule_id IS NULL) AS not_rechecked,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND is_waived) AS waived
 FROM paired p LEFT JOIN rechecked r USING (rule_id, source_id)
 GROUP BY p.rule_id ORDER BY p.rule_id
 """
@@ -385,7 +390,8 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
     return {
         "choice": choice, "run": run, "rules": lines, "grid": kahn_grid(lines), "sources": sources,
         "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
-        "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
+        "change_totals": {k: sum(r[k] for r in changes)
+                          for k in ("new", "resolved", "persisting", "not_rechecked", "waived")},
         "trend": _trend(con),
         "held_back_endpoints": endpoints,
         "link_candidates": _link_candidates(con, choice),
