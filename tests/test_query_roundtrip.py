@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home, resolve_home
+from etl.quality.catalogue import HARMONISE_RULES, CatalogueError, harmonise_rules, load_catalogue
 from etl.quality.queries import (
     HEADER,
     QueryKeyError,
@@ -96,6 +97,23 @@ def _change_basis_of_diagnosis(home: Home, line: int, basis: str) -> None:
     fields[11] = basis.encode()  # base_diagnosi
     lines[line - 1] = b";".join(fields)
     export.write_bytes(b"\r\n".join(lines))
+
+
+def test_warnings_are_confirmable_errors_only_where_their_rule_says_and_conformance_never():
+    rules = {r.rule_id: r for r in load_catalogue(check_types=False)}
+    assert all(r.meta.is_confirmable for r in rules.values() if r.meta.severity == "warning")
+    confirmable_errors = {r.rule_id for r in rules.values() if r.meta.severity == "error" and r.meta.is_confirmable}
+    assert confirmable_errors == {"DIAG-AGE-REGISTRY", "ENR-AGE-ELIGIBLE", "ENR-LVEF-ELIGIBLE"}
+    assert not any(r.meta.is_confirmable for r in rules.values() if r.engine == "harmonise")
+
+
+def test_a_confirmable_conformance_rule_is_refused_by_the_catalogue(tmp_path):
+    rules = tmp_path / HARMONISE_RULES
+    rules.write_text('{"rules": [{"rule_id": "CONF-DATE-VALID", "category": "conformance", "subcategory": '
+                     '"verification", "level": "field", "severity": "error", "threshold": 0, "confirmable": true, '
+                     '"description": "A date does not exist."}]}')
+    with pytest.raises(CatalogueError, match=r"harmonise\.json \(CONF-DATE-VALID\): .* can never be confirmable"):
+        harmonise_rules(rules)
 
 
 @pytest.fixture(scope="module")
