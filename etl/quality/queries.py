@@ -361,7 +361,7 @@ def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str |
         sent.append(SentBatch(batch_id, centre_id, choice.findings_run_id, len(rows), xlsx, csv_path))
 
     if not home.warehouse.exists():
-        raise UnknownCentre(f"no warehouse at {home.warehouse}; run 'rtw run' first")
+        raise FileNotFoundError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
     with fsio.private_umask(), runlock.run_lock(home.ensure(), batch_id, wait=wait):
         swap_in_next(home.warehouse, batch_id, record)
     log.info("batch %s: %d queries for centre %s", batch_id, sent[0].queries, centre_id)
