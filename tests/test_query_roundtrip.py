@@ -324,3 +324,10 @@ def test_workbooks_are_made_and_read_with_the_warehouse_key_only(answered):
     with pytest.raises(QueryKeyError, match="differs from the one this warehouse was built with") as raised:
         warehouse_key(answered.home, "another key")
     assert "another key" not in str(raised.value) and SYNTHETIC_RUN_KEY not in str(raised.value)
+
+
+def test_new_only_and_reminders_are_one_choice(tmp_path):
+    result = CliRunner().invoke(app, ["queries", "--centre", "IT-BO01", "--new-only", "--reminders-older-than", "30",
+                                      "--home", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "give one of them" in result.stdout
+    assert not (tmp_path / "warehouse.duckdb").exists()
