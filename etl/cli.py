@@ -211,7 +211,8 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
         console.print(str(problem), style="red", soft_wrap=True, markup=False)  # cells may hold [brackets]
     console.print(f"{file.name}: {summary.rows} rows; {summary.recorded} answers recorded, {summary.already_imported} "
                   f"already imported, {summary.unanswered} unanswered, {len(summary.problems)} refused; "
-                  f"{summary.waivers_added} waivers added (they take effect at the next run)", soft_wrap=True)
+                  f"{summary.waivers_added} waivers added (they take effect at the next run)", soft_wrap=True,
+                  markup=False)
     if summary.problems:  # the good rows are recorded; the exit code says that some were not
         raise typer.Exit(code=1)
 
