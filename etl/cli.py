@@ -160,26 +160,61 @@ def report(home: HomeOption = None,
 def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) code, e.g. IT-MI01")],
             home: HomeOption = None,
             run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest run)")]
-            = None) -> None:
-    """Write a centre's open issues as XLSX and CSV to send back to it."""
-    import duckdb
+            = None,
+            new_only: Annotated[bool, typer.Option("--new-only", help="Only issues not sent to the centre before")]
+            = False,
+            reminders_older_than: Annotated[int | None, typer.Option(
+                "--reminders-older-than", min=0, metavar="DAYS",
+                help="Only queries first sent more than DAYS days ago and still unanswered")] = None,
+            wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]
+            = 0) -> None:
+    """Send a centre its open issues: XLSX and CSV with a response column, recorded as a query batch."""
+    from etl.quality.queries import Selection, send_queries, warehouse_key
+    from etl.runlock import RunBusy
 
-    from etl.quality.queries import write_centre_queries
-    from etl.quality.report import choose_run
-
+    if new_only and reminders_older_than is not None:
+        _fail("--new-only and --reminders-older-than choose different queries: give one of them")
+    selection = (Selection.NEW_ONLY if new_only else Selection.REMINDERS if reminders_older_than is not None
+                 else Selection.ALL)
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     try:  # an unknown run or centre: the message lists the known ones
-        con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
-        try:
-            run_id = choose_run(con, run_id).run_id
-        finally:
-            con.close()
-        xlsx, csv_file = write_centre_queries(rtw_home.warehouse, rtw_home.reports / run_id / "queries", centre, run_id)
-    except ValueError as exc:
+        sent = send_queries(rtw_home, centre, warehouse_key(rtw_home), run_id=run_id, selection=selection,
+                            older_than_days=reminders_older_than, wait=wait)
+    except (ValueError, RunBusy) as exc:
         _fail(str(exc))
-    console.print(f"queries for {centre}: {xlsx} and {csv_file}")
+    console.print(f"batch {sent.batch_id}: {sent.queries} queries for {centre} in {sent.xlsx} and {sent.csv}",
+                  soft_wrap=True)
+
+
+responses_app = typer.Typer(help="Answers centres send back to their queries.", no_args_is_help=True)
+app.add_typer(responses_app, name="responses")
+
+
+@responses_app.command("import")
+def responses_import(file: Annotated[Path, typer.Argument(help="A returned query workbook (.xlsx) or its .csv")],
+                     home: HomeOption = None,
+                     wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of "
+                                                         "this home")] = 0) -> None:
+    """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
+    from etl.quality.queries import warehouse_key
+    from etl.quality.responses import import_responses
+    from etl.runlock import RunBusy
+
+    rtw_home = resolve_home(home)
+    try:  # a file that cannot be read at all, or no usable key: one line; bad rows are listed below
+        summary = import_responses(rtw_home, file, warehouse_key(rtw_home), wait=wait)
+    except (ValueError, RunBusy) as exc:
+        _fail(str(exc))
+    for problem in summary.problems:
+        console.print(str(problem), style="red", soft_wrap=True, markup=False)  # cells may hold [brackets]
+    console.print(f"{file.name}: {summary.rows} rows; {summary.recorded} answers recorded, {summary.already_imported} "
+                  f"already imported, {summary.unanswered} unanswered, {len(summary.problems)} refused; "
+                  f"{summary.waivers_added} waivers added (they take effect at the next run)", soft_wrap=True,
+                  markup=False)
+    if summary.problems:  # the good rows are recorded; the exit code says that some were not
+        raise typer.Exit(code=1)
 
 
 @app.command()

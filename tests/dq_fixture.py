@@ -195,11 +195,11 @@ def build_warehouse(path: Path) -> Path:
                 "iltb: ILTB_TREAT.csv line 3: 9 fields, expected 12" if run.failed else None, run.validated])
         con.execute("INSERT INTO meta.source_notice VALUES (?, 'registry_it', ?)", [
             RUNS[-1].run_id, "registry_it: TREP_export_20260301.csv refused: it is a symbolic link <a href=x>"])
-        con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            (*r[:6], r.table_name, r.field, r.description, r.expected, "gx", f"expectations/{r.table_name}.json")
-            for r in RULES])
+        con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (*r[:6], r.table_name, r.field, r.description, r.expected, "gx", f"expectations/{r.table_name}.json",
+             r.severity == "warning") for r in RULES])
         for number, run_id in enumerate(VALIDATED, start=1):
-            con.executemany("INSERT INTO dq.check_result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            con.executemany("INSERT INTO dq.check_result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", [
                 (run_id, r["rule_id"], r["source_id"], r["centre_id"], r["failing_rows"], r["denominator"],
                  round(100 * r["failing_rows"] / r["denominator"], 3) if r["denominator"] else None,
                  r["threshold"], r["status"], r["message"]) for r in check_results(number)])

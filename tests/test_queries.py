@@ -12,11 +12,20 @@ import pytest
 from dq_fixture import FORMULA_VALUES, VALIDATED, issues_of, pseudonym
 from openpyxl import load_workbook
 
-from etl.quality.queries import COLUMNS, UnknownCentre, open_issues_by_centre, spreadsheet_text, write_centre_queries
+from etl.quality.queries import (
+    COLUMNS,
+    DRAFT_BATCH,
+    UnknownCentre,
+    open_issues_by_centre,
+    spreadsheet_text,
+    write_centre_queries,
+)
+from etl.transform.pseudonym import PseudonymKey
 
 HEADER = [name for name, _ in COLUMNS]
 LATEST = dq_fixture.RUNS[-1].run_id
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+KEY = PseudonymKey(b"queries-test-key")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +47,7 @@ def test_spreadsheet_text_neutralises_formula_starts_only():
 
 
 def test_a_centre_gets_its_open_issues_sorted_by_patient_form_and_line(warehouse, tmp_path):
-    xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "IT-RM02")  # default: the latest run
+    xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "IT-RM02", key=KEY)  # default: the latest run
     assert (xlsx.name, csv_path.name) == (f"queries_IT-RM02_{LATEST}.xlsx", f"queries_IT-RM02_{LATEST}.csv")
     expected = sorted(issues_of(3), key=lambda i: (pseudonym(i.patient), i.record_set, i.line))
     expected = [i for i in expected if i.centre_id == "IT-RM02"]
@@ -50,19 +59,27 @@ def test_a_centre_gets_its_open_issues_sorted_by_patient_form_and_line(warehouse
     sex = next(r for r in rows[1:] if r[7] == "HAR-SEX-CODE")
     assert sex[1:9] == ("registry_it", "PATIENT", 9, "patient", "sex", "3", "HAR-SEX-CODE", "error")
     assert sex[9] == "Sex must be one of the study's codes. — 3 is not one of F, M, U"
-    assert sex[10] == "F, M or U" and sex[11] is None  # the centre's answer goes there
-    # Readable: bold frozen header, a filter over every column, wide text columns.
+    assert sex[10] == "F, M or U" and sex[11] is None and sex[12] is None  # the centre's response and comment
+    assert sex[13] == DRAFT_BATCH and len(sex[14]) == 64  # hidden: the batch and the row's HMAC key
+    assert len({r[14] for r in rows[1:]}) == len(rows) - 1  # one key per row
+    # Readable: bold frozen header, a filter over every visible column, wide text columns, the key hidden.
     assert all(cell.font.b for cell in sheet[1])
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:L{len(rows)}"
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:M{len(rows)}"
     assert sheet.column_dimensions["J"].width >= 40
+    assert sheet.column_dimensions["N"].hidden and sheet.column_dimensions["O"].hidden
+    assert not sheet.column_dimensions["L"].hidden
+    # The response column offers the three answers as a list.
+    (choices,) = sheet.data_validations.dataValidation
+    assert choices.type == "list" and choices.formula1 == '"corrected,confirmed,cannot_determine"'
+    assert str(choices.sqref) == f"L2:L{len(rows)}"
     csv_rows = _csv_rows(csv_path)
     assert csv_rows[0] == HEADER and [r[0] for r in csv_rows[1:]] == [r[0] for r in rows[1:]]
 
 
 def test_formula_like_values_are_text_in_xlsx_and_csv(warehouse, tmp_path):
-    xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "IT-RM02")
+    xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "IT-RM02", key=KEY)
     sheet = load_workbook(xlsx).active
-    cells = [cell for row in sheet.iter_rows(min_row=2) for cell in row if cell.value is not None]
+    cells = [cell for row in sheet.iter_rows(min_row=2, max_col=13) for cell in row if cell.value is not None]
     assert all(cell.data_type == "s" for cell in cells if not isinstance(cell.value, int))
     assert not any(str(cell.value).startswith(FORMULA_START) for cell in cells)
     values = {cell.value for cell in sheet["G"][1:]}
@@ -77,7 +94,7 @@ def test_formula_like_values_are_text_in_xlsx_and_csv(warehouse, tmp_path):
 
 def test_an_unknown_centre_is_told_which_centres_have_issues(warehouse, tmp_path):
     with pytest.raises(UnknownCentre) as raised:
-        write_centre_queries(warehouse, tmp_path, "XX-NOWHERE")
+        write_centre_queries(warehouse, tmp_path, "XX-NOWHERE", key=KEY)
     assert isinstance(raised.value, ValueError)
     message = str(raised.value)
     assert "'XX-NOWHERE' is not a centre of run" in message
@@ -87,14 +104,14 @@ def test_an_unknown_centre_is_told_which_centres_have_issues(warehouse, tmp_path
 
 def test_a_centre_without_issues_gets_the_header_only(warehouse, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="etl.quality.queries"):
-        xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "FR-NAN03")
+        xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "FR-NAN03", key=KEY)
     assert [list(r) for r in load_workbook(xlsx).active.iter_rows(values_only=True)] == [HEADER]
     assert _csv_rows(csv_path) == [HEADER]
     assert "FR-NAN03 has no open issue" in caplog.text
 
 
 def test_an_earlier_run_and_the_centre_counts(warehouse, tmp_path):
-    xlsx, _ = write_centre_queries(warehouse, tmp_path, "IT-MI01", VALIDATED[0])
+    xlsx, _ = write_centre_queries(warehouse, tmp_path, "IT-MI01", VALIDATED[0], key=KEY)
     assert xlsx.name == f"queries_IT-MI01_{VALIDATED[0]}.xlsx"
     rows = list(load_workbook(xlsx).active.iter_rows(min_row=2, values_only=True))
     assert sorted(r[7] for r in rows) == ["DIAG-ICDO3-TOPOGRAPHY", *["LATERALITY-PAIRED"] * 3]

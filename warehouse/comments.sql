@@ -277,6 +277,7 @@ COMMENT ON COLUMN dq.check.description IS 'The rule in one sentence a quality of
 COMMENT ON COLUMN dq.check.expected IS 'What a correct value looks like, for queries to centres.';
 COMMENT ON COLUMN dq.check.engine IS 'What checks the rule. Codes: gx / sql / harmonise.';
 COMMENT ON COLUMN dq.check.definition IS 'File the rule is defined in, relative to the repository.';
+COMMENT ON COLUMN dq.check.confirmable IS 'Whether a centre may confirm a finding of the rule as true, which waives it on later runs while the value is unchanged (default: warnings yes, errors no).';
 
 -- dq.check_result -------------------------------------------------------------------------------
 COMMENT ON TABLE dq.check_result IS 'What each rule found: one row per run x rule x source x centre.';
@@ -290,6 +291,7 @@ COMMENT ON COLUMN dq.check_result.percent IS '100 * failing_rows / denominator; 
 COMMENT ON COLUMN dq.check_result.threshold IS 'Share of failing rows tolerated, after the source''s override. Unit: proportion (0-1).';
 COMMENT ON COLUMN dq.check_result.status IS 'Verdict. Codes: passed / failed / not_applicable / error.';
 COMMENT ON COLUMN dq.check_result.message IS 'Why not_applicable (switched off, no rows) or the error.';
+COMMENT ON COLUMN dq.check_result.waived_rows IS 'Rows failing the rule that a centre confirmed as true (dq.waived_issue): not counted in failing_rows. Unit: rows.';
 
 -- dq.issue --------------------------------------------------------------------------------------
 COMMENT ON TABLE dq.issue IS 'One row per run x rule x failing record (x field): what quality officers send back to centres.';
@@ -363,3 +365,68 @@ COMMENT ON COLUMN dq.link_candidate.match_weight IS 'Splink match weight: log2 o
 COMMENT ON COLUMN dq.link_candidate.match_probability IS 'Splink match probability. Unit: proportion (0-1).';
 COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label (agree, swap, month-only, near, disagree, missing); never a value.';
 COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the pair, if any. Codes: link / unlink.';
+
+-- dq.waived_issue ------------------------------------------------------------------------------
+COMMENT ON TABLE dq.waived_issue IS 'Findings a centre confirmed as true (meta.waiver): one row per run x rule x record (x field), the same columns as dq.issue; the record is loaded unflagged and not queried again while the value is the one confirmed.';
+COMMENT ON COLUMN dq.waived_issue.run_id IS 'The run (meta.run).';
+COMMENT ON COLUMN dq.waived_issue.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN dq.waived_issue.severity IS 'The rule''s severity. Codes: error / warning.';
+COMMENT ON COLUMN dq.waived_issue.source_id IS 'The source of the record.';
+COMMENT ON COLUMN dq.waived_issue.centre_id IS 'The centre of the record.';
+COMMENT ON COLUMN dq.waived_issue.table_name IS 'Core table of the record.';
+COMMENT ON COLUMN dq.waived_issue.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN dq.waived_issue.patient_pseudonym IS 'The source''s patient pseudonym.';
+COMMENT ON COLUMN dq.waived_issue.record_set IS 'Form / item group the record came from.';
+COMMENT ON COLUMN dq.waived_issue.line IS 'Where the record starts in the export.';
+COMMENT ON COLUMN dq.waived_issue.field IS 'The field judged.';
+COMMENT ON COLUMN dq.waived_issue.value IS 'The value confirmed, as exported.';
+COMMENT ON COLUMN dq.waived_issue.message IS 'What the rule found, in words.';
+COMMENT ON COLUMN dq.waived_issue.batch_id IS 'The query batch whose answer confirmed the finding (meta.query_batch).';
+COMMENT ON COLUMN dq.waived_issue.confirmed_at IS 'When the confirmation was imported.';
+
+-- meta.query_batch -------------------------------------------------------------------------------
+COMMENT ON TABLE meta.query_batch IS 'One row per batch of queries sent to a centre (rtw queries): its workbook, from which run, by whom.';
+COMMENT ON COLUMN meta.query_batch.batch_id IS 'Batch identifier, written into every row of the workbook.';
+COMMENT ON COLUMN meta.query_batch.centre_id IS 'The centre queried.';
+COMMENT ON COLUMN meta.query_batch.run_id IS 'The run whose findings were sent (meta.run).';
+COMMENT ON COLUMN meta.query_batch.sent_at IS 'When the workbook was written.';
+COMMENT ON COLUMN meta.query_batch.sent_by IS 'The operating-system user who ran rtw queries.';
+COMMENT ON COLUMN meta.query_batch.selection IS 'Which open issues were sent. Codes: all / new_only / reminders.';
+COMMENT ON COLUMN meta.query_batch.older_than_days IS 'Reminders only: queries first sent more than this many days before. Unit: days.';
+COMMENT ON COLUMN meta.query_batch.file_name IS 'The workbook written (a CSV with the same rows beside it).';
+
+-- meta.query_item --------------------------------------------------------------------------------
+COMMENT ON TABLE meta.query_item IS 'One row per issue sent in a batch (a row of its workbook), identified like an issue across runs: rule, source, record, field.';
+COMMENT ON COLUMN meta.query_item.batch_id IS 'The batch (meta.query_batch).';
+COMMENT ON COLUMN meta.query_item.row_key IS 'Hex HMAC-SHA256 under the pseudonymisation key over batch, issue and the cells shown: the hidden key of the workbook row.';
+COMMENT ON COLUMN meta.query_item.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN meta.query_item.source_id IS 'The source of the record.';
+COMMENT ON COLUMN meta.query_item.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN meta.query_item.field IS 'The field judged.';
+COMMENT ON COLUMN meta.query_item.value_hash IS 'sha256 of the value as shown (null: no value).';
+COMMENT ON COLUMN meta.query_item.severity IS 'The rule''s severity when sent. Codes: error / warning.';
+COMMENT ON COLUMN meta.query_item.cells IS 'JSON list of the row''s cells as written, so that an edited cell is named at import.';
+
+-- meta.query_response ----------------------------------------------------------------------------
+COMMENT ON TABLE meta.query_response IS 'One row per answer imported from a returned workbook (rtw responses import); a file imported again adds nothing.';
+COMMENT ON COLUMN meta.query_response.batch_id IS 'The batch answered (meta.query_batch).';
+COMMENT ON COLUMN meta.query_response.row_key IS 'The row answered (meta.query_item).';
+COMMENT ON COLUMN meta.query_response.response IS 'The centre''s answer. Codes: corrected / confirmed / cannot_determine.';
+COMMENT ON COLUMN meta.query_response.comment IS 'The centre''s comment, as written.';
+COMMENT ON COLUMN meta.query_response.file_name IS 'The returned file imported.';
+COMMENT ON COLUMN meta.query_response.file_sha256 IS 'sha256 of the returned file.';
+COMMENT ON COLUMN meta.query_response.row_number IS 'The row of the returned file (the header is row 1).';
+COMMENT ON COLUMN meta.query_response.imported_by IS 'The operating-system user who imported the file.';
+COMMENT ON COLUMN meta.query_response.imported_at IS 'When the answer was imported.';
+
+-- meta.waiver ------------------------------------------------------------------------------------
+COMMENT ON TABLE meta.waiver IS 'One row per finding a centre confirmed as true: validation waives the finding (dq.waived_issue) while the record''s value has this hash; a changed value reopens it.';
+COMMENT ON COLUMN meta.waiver.source_id IS 'The source of the record.';
+COMMENT ON COLUMN meta.waiver.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN meta.waiver.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN meta.waiver.field IS 'The field judged.';
+COMMENT ON COLUMN meta.waiver.value_hash IS 'sha256 of the value confirmed, as shown (null: no value).';
+COMMENT ON COLUMN meta.waiver.centre_id IS 'The centre that confirmed it.';
+COMMENT ON COLUMN meta.waiver.batch_id IS 'The query batch answered (meta.query_batch).';
+COMMENT ON COLUMN meta.waiver.confirmed_at IS 'When the confirmation was imported.';
+COMMENT ON COLUMN meta.waiver.imported_by IS 'The operating-system user who imported the answer.';

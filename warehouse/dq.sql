@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS dq.check (
     description         VARCHAR NOT NULL,  -- one sentence a quality officer understands
     expected            VARCHAR,           -- what a correct value looks like, for queries to centres
     engine              VARCHAR NOT NULL,  -- gx / sql / harmonise
-    definition          VARCHAR NOT NULL   -- file the rule is defined in, relative to the repository
+    definition          VARCHAR NOT NULL,  -- file the rule is defined in, relative to the repository
+    confirmable         BOOLEAN            -- a centre may confirm a finding as true, which waives it (meta.waiver)
 );
 
 -- One row per run x rule x source x centre (centre_id NULL: the source's records with no centre).
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS dq.check_result (
     percent             DOUBLE,            -- 100 * failing / denominator; NULL when denominator = 0
     threshold           DOUBLE NOT NULL,   -- after the source's override, if any
     status              VARCHAR NOT NULL,  -- passed / failed / not_applicable / error
-    message             VARCHAR            -- why not_applicable (switched off, no rows) or the error
+    message             VARCHAR,           -- why not_applicable (switched off, no rows) or the error
+    waived_rows         BIGINT             -- rows failing the rule but waived (confirmed by the centre), not failing
 );
 
 -- One row per run x rule x failing record (x field).
@@ -50,6 +52,27 @@ CREATE TABLE IF NOT EXISTS dq.issue (
     field               VARCHAR,
     value               VARCHAR,           -- the offending value; birth dates and EUPIDs never shown
     message             VARCHAR            -- what is wrong, in words
+);
+
+-- One row per run x rule x failing record (x field) that a centre confirmed as true (meta.waiver):
+-- the same columns as dq.issue, but the record is loaded unflagged and not queried again. A waived
+-- finding stays here, visible, while its value is the one confirmed; a changed value reopens it.
+CREATE TABLE IF NOT EXISTS dq.waived_issue (
+    run_id              VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    severity            VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    centre_id           VARCHAR,
+    table_name          VARCHAR,
+    source_record_key   VARCHAR NOT NULL,
+    patient_pseudonym   VARCHAR,
+    record_set          VARCHAR,
+    line                BIGINT,
+    field               VARCHAR,
+    value               VARCHAR,
+    message             VARCHAR,
+    batch_id            VARCHAR,           -- the query batch the confirmation answered (meta.query_batch)
+    confirmed_at        TIMESTAMPTZ        -- when the confirmation was imported
 );
 
 -- One row per source record held back (quarantined) in the current warehouse, with every reason.

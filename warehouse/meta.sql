@@ -117,3 +117,58 @@ CREATE TABLE IF NOT EXISTS meta.link_decision (
     decided_at                  TIMESTAMPTZ NOT NULL,
     note                        VARCHAR
 );
+
+-- Queries to centres (rtw queries, docs/queries.md). One row per batch of queries sent to a centre:
+-- the workbook written, from which run's findings, by whom.
+CREATE TABLE IF NOT EXISTS meta.query_batch (
+    batch_id            VARCHAR PRIMARY KEY,
+    centre_id           VARCHAR NOT NULL,
+    run_id              VARCHAR NOT NULL,  -- the run whose findings were sent
+    sent_at             TIMESTAMPTZ NOT NULL,
+    sent_by             VARCHAR,           -- the operating-system user who ran rtw queries
+    selection           VARCHAR NOT NULL,  -- all / new_only / reminders
+    older_than_days     INTEGER,           -- reminders: queries first sent more than this many days before
+    file_name           VARCHAR            -- the workbook written (the CSV beside it holds the same rows)
+);
+
+-- One row per issue sent in a batch (a row of its workbook), identified like an issue across runs
+-- (rule, source, record, field); `cells` holds the row's shown cells as sent, so an edit is named.
+CREATE TABLE IF NOT EXISTS meta.query_item (
+    batch_id            VARCHAR NOT NULL,
+    row_key             VARCHAR NOT NULL,  -- hex HMAC under the pseudonymisation key: batch, issue, cells
+    rule_id             VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    source_record_key   VARCHAR NOT NULL,  -- pseudonymised: <patient pseudonym>|<local part>
+    field               VARCHAR,
+    value_hash          VARCHAR NOT NULL,  -- sha256 of the value as shown ('null' for none)
+    severity            VARCHAR,
+    cells               VARCHAR NOT NULL   -- JSON list of the row's cells as written
+);
+
+-- One row per answer imported from a returned workbook (rtw responses import); a file imported
+-- again adds nothing.
+CREATE TABLE IF NOT EXISTS meta.query_response (
+    batch_id            VARCHAR NOT NULL,
+    row_key             VARCHAR NOT NULL,
+    response            VARCHAR NOT NULL,  -- corrected / confirmed / cannot_determine
+    comment             VARCHAR,           -- the centre's words, as written
+    file_name           VARCHAR,
+    file_sha256         VARCHAR,
+    row_number          BIGINT,            -- the row of the returned file
+    imported_by         VARCHAR,           -- the operating-system user who ran rtw responses import
+    imported_at         TIMESTAMPTZ NOT NULL
+);
+
+-- One row per finding a centre confirmed as true (a query answered `confirmed`), keyed by record,
+-- rule, field and the value's hash: validation waives the finding while the value is unchanged.
+CREATE TABLE IF NOT EXISTS meta.waiver (
+    source_id           VARCHAR NOT NULL,
+    source_record_key   VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    field               VARCHAR,
+    value_hash          VARCHAR NOT NULL,  -- sha256 of the value as shown ('null' for none)
+    centre_id           VARCHAR,           -- the centre that confirmed it
+    batch_id            VARCHAR NOT NULL,  -- the query batch answered
+    confirmed_at        TIMESTAMPTZ NOT NULL,
+    imported_by         VARCHAR            -- the operating-system user who imported the answer
+);

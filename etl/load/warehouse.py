@@ -220,8 +220,9 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceO
 
 def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
                              con: duckdb.DuckDBPyConnection | None = None) -> str:
-    """Changes when a rule, a source's override, a mart, a column comment, the linkage model or a
-    reviewer's link decision (rtw link / unlink: it takes effect at the next run) changes."""
+    """Changes when a rule, a source's override, a mart, a column comment, the linkage model, a
+    reviewer's link decision (rtw link / unlink: it takes effect at the next run) or a centre's
+    confirmation (meta.waiver, from rtw responses import: the next run waives it) changes."""
     digest = hashlib.sha256(quality.fingerprint.encode())
     for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -229,6 +230,10 @@ def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
     if con is not None:
         decisions = con.execute("SELECT count(*), max(decided_at)::VARCHAR FROM meta.link_decision").fetchone()
         digest.update(repr(decisions).encode())
+        waivers = con.execute("SELECT count(*), max(confirmed_at)::VARCHAR, "
+                              "bit_xor(hash(source_id, source_record_key, rule_id, field, value_hash)) "
+                              "FROM meta.waiver").fetchone()
+        digest.update(b"waivers\0" + repr(waivers).encode())
     return digest.hexdigest()
 
 

@@ -60,6 +60,9 @@ class RuleMeta(BaseModel):
     # SQL rules: `staged` judges every stage record, before the quarantine; `admitted` judges the records
     # that reach core (stage minus the quarantine), after it: references between core tables.
     phase: Literal["staged", "admitted"] = "staged"
+    # Whether a centre may confirm a finding as true (a real 19-year-old in a 0-18 registry): a confirmed
+    # finding is waived on later runs while the value stays the same. Default: warnings yes, errors no.
+    confirmable: bool | None = None
 
     @field_validator("params", mode="before")
     @classmethod
@@ -74,6 +77,16 @@ class RuleMeta(BaseModel):
             raise ValueError(f"{', '.join(unknown)}: not a source parameter (etl/quality/params.py); "
                              f"known: {', '.join(sorted(PARAMS))}")
         return value
+
+    @model_validator(mode="after")
+    def _confirmable_by_severity(self) -> RuleMeta:
+        if self.confirmable is None:
+            self.confirmable = self.severity == "warning"
+        return self
+
+    @property
+    def is_confirmable(self) -> bool:
+        return bool(self.confirmable)
 
     @model_validator(mode="after")
     def _admitted_rules_warn(self) -> RuleMeta:
@@ -181,8 +194,15 @@ def sql_rule(path: Path) -> Rule:
 
 def harmonise_rules(path: Path) -> list[Rule]:
     data = _read_json(path)
-    return [Rule(_meta(entry, f"{_relative(path)}: rules[{i}]"), "harmonise", _relative(path))
-            for i, entry in enumerate(data.get("rules", []))]
+    rules = [Rule(_meta(entry, f"{_relative(path)}: rules[{i}]"), "harmonise", _relative(path))
+             for i, entry in enumerate(data.get("rules", []))]
+    for rule in rules:
+        # A value harmonise cannot parse (an impossible date, a code not in the list) has no core value to
+        # keep: no centre's confirmation can make it loadable.
+        if rule.meta.is_confirmable:
+            raise CatalogueError(f"{rule.definition} ({rule.rule_id}): a conformance rule of harmonise can never "
+                                 "be confirmable")
+    return rules
 
 
 def load_catalogue(expectations_dir: Path | None = None, checks_dir: Path | None = None, *,
@@ -218,20 +238,22 @@ def catalogue_markdown(rules: Iterable[Rule]) -> str:
              "do not edit by hand.", "",
              "Severity *error* holds the record back (quarantine); *warning* loads it and lists it as an issue. "
              "The threshold is the share of failing rows tolerated before the rule fails; a source can change it, "
-             "or switch the rule off, under `quality:` in its `sources/<source>.yaml`.", ""]
+             "or switch the rule off, under `quality:` in its `sources/<source>.yaml`. *Confirmable*: a centre may "
+             "answer a query on the finding with `confirmed` (the value is true), which waives it on later runs while "
+             "the value stays the same (docs/queries.md).", ""]
     rules = list(rules)
     ordered = sorted(rules, key=lambda r: (r.meta.category, r.meta.subcategory, r.rule_id))
     for category in ("conformance", "completeness", "plausibility"):
         lines += [f"## {category.capitalize()}", "",
-                  "| rule | kind | level | severity | threshold | table.field | what it means |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| rule | kind | level | severity | threshold | confirmable | table.field | what it means |",
+                  "|---|---|---|---|---|---|---|---|"]
         for rule in (r for r in ordered if r.meta.category == category):
             m = rule.meta
             where = ".".join(p for p in (m.table, m.field) if p) or "(any)"
             reads = f" Reads {', '.join(f'`{p}`' for p in m.params)}." if m.params else ""
             after = " Judged after the quarantine, on the records that reach core." if m.phase == "admitted" else ""
             lines.append(f"| `{m.rule_id}` | {m.subcategory} | {m.level} | {m.severity} | {m.threshold:g} | "
-                         f"{where} | {m.description}{reads}{after} |")
+                         f"{'yes' if m.is_confirmable else 'no'} | {where} | {m.description}{reads}{after} |")
         lines.append("")
     lines += ["## Source parameters", "",
               "A rule that depends on whom a source enrols reads parameters that the source sets under `params:` "

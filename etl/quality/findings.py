@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -43,6 +44,19 @@ def shown(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+NO_VALUE_HASH = "null"
+
+
+def value_hash(value: str | None) -> str:
+    """What a waiver remembers of a finding's value (as shown): a changed value no longer matches it.
+    VALUE_HASH_SQL computes the same in DuckDB."""
+    return NO_VALUE_HASH if value is None else hashlib.sha256(f"value:{value}".encode()).hexdigest()
+
+
+def value_hash_sql(column: str) -> str:
+    return f"coalesce(sha256('value:' || {column}), '{NO_VALUE_HASH}')"
 
 
 def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFrame:

@@ -1,7 +1,14 @@
 """Queries back to a centre: its open issues of a run, as an XLSX and a CSV a data manager sends.
 
 One row per issue (dq.issue), sorted by patient pseudonym, form and line, with what is wrong and
-what is expected, and a blank column for the centre's answer. Only pseudonymous keys leave.
+what is expected, a `response` column (a data-validation list in the XLSX: corrected, confirmed,
+cannot_determine) and a `comment` column for the centre's answer. Only pseudonymous keys leave.
+
+`rtw queries` records what it sends (send_queries): a batch in meta.query_batch and each row in
+meta.query_item. Each row carries two hidden cells, the batch id and a row key: an HMAC under the
+pseudonymisation key over the batch, the issue and the cells shown, so that an edited row or a row
+of a foreign workbook is refused when the answers come back (etl/quality/responses.py). The key
+itself never leaves; the row key reveals nothing of it.
 
 Cells carry text that came from exports, so anything a spreadsheet would run as a formula (text
 starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, and XLSX cells are
@@ -11,9 +18,17 @@ written as strings. The CSV is UTF-8 with a BOM, which Excel needs to guess the 
 from __future__ import annotations
 
 import csv
+import getpass
+import hashlib
+import hmac
+import json
 import logging
 import re
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +37,103 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
 
-from etl import fsio
+from etl import fsio, runlock
+from etl.config import Home
+from etl.quality.findings import value_hash
 from etl.quality.report import RunChoice, choose_run
+from etl.transform.keyguard import recorded_fingerprint
+from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
 log = logging.getLogger(__name__)
 
-# (header, XLSX column width)
-COLUMNS: tuple[tuple[str, int], ...] = (
+class Response(StrEnum):
+    """A centre's answer to a query."""
+
+    CORRECTED = "corrected"  # the export was wrong and is corrected: the finding should go
+    CONFIRMED = "confirmed"  # the value is true: the finding is waived while it stays the same
+    CANNOT_DETERMINE = "cannot_determine"  # the centre cannot tell: the finding stays open
+
+
+class Selection(StrEnum):
+    """Which of a centre's open issues a batch sends."""
+
+    ALL = "all"
+    NEW_ONLY = "new_only"  # not sent to the centre before (with this value)
+    REMINDERS = "reminders"  # sent before, more than N days ago, still present and not answered
+
+
+# (header, XLSX column width). The cells shown are those before `response`; the last two are hidden.
+SHOWN: tuple[tuple[str, int], ...] = (
     ("patient pseudonym", 26), ("source", 13), ("form", 12), ("line", 8), ("table", 16), ("field", 20),
-    ("value", 20), ("rule id", 26), ("severity", 10), ("what is wrong", 60), ("what is expected", 36),
-    ("centre answer", 40))
+    ("value", 20), ("rule id", 26), ("severity", 10), ("what is wrong", 60), ("what is expected", 36))
+ANSWER: tuple[tuple[str, int], ...] = (("response", 18), ("comment", 40))
+HIDDEN: tuple[tuple[str, int], ...] = (("query batch", 26), ("row key", 66))
+COLUMNS: tuple[tuple[str, int], ...] = (*SHOWN, *ANSWER, *HIDDEN)
+HEADER: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
+DRAFT_BATCH = "draft"  # a workbook written without recording a batch (tests, previews): refused at import
+_ROW_KEY_LABEL = "rtw-query-row"  # keeps row keys apart from every pseudonym made with the same key
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 # Issues of records with no centre cannot be sent to one: they are in the report only.
 _ISSUES = """
 SELECT i.patient_pseudonym, i.source_id, i.record_set, i.line, i.table_name, i.field, i.value, i.rule_id,
-       i.severity, c.description, i.message, c.expected
+       i.severity, c.description, i.message, c.expected, i.source_record_key
 FROM dq.issue i LEFT JOIN dq.check c USING (rule_id)
 WHERE i.run_id = ? AND i.centre_id = ?
 ORDER BY i.patient_pseudonym NULLS LAST, i.record_set NULLS LAST, i.line NULLS LAST, i.rule_id, i.field
 """
 
 
+@dataclass(frozen=True)
+class QueryRow:
+    """One issue as a workbook row: its identity across runs and the cells shown."""
+
+    rule_id: str
+    source_id: str
+    source_record_key: str
+    field: str | None
+    value: str | None
+    severity: str
+    cells: tuple[Any, ...]  # as in SHOWN: text as written (neutralised), the line as a number
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.rule_id, self.source_id, self.source_record_key, self.field or "")
+
+
+def cell_text(value: Any) -> str:
+    """A cell as compared at import: the XLSX gives the line as a number, the CSV as text."""
+    return "" if value is None else str(value)
+
+
+def row_key(key: PseudonymKey, batch_id: str, identity: Sequence[str], cells: Sequence[Any]) -> str:
+    """The hidden key of a workbook row: an HMAC over batch, issue and cells shown (full 256 bits)."""
+    message = "\x1f".join([_ROW_KEY_LABEL, batch_id, *identity, json.dumps([cell_text(c) for c in cells])])
+    return hmac.new(key.secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 class UnknownCentre(ValueError):
     """The centre is not one the run judged; the message lists those with open issues."""
+
+
+class QueryKeyError(ValueError):
+    """No pseudonymisation key, or not the warehouse's: row keys made with it would never verify."""
+
+
+def warehouse_key(home: Home, key_value: str | None = None) -> PseudonymKey:
+    """The key the warehouse was built with (explicit, env or key file), never a new one: load_key would
+    create a key file, and workbooks keyed with it could not be imported."""
+    if not key_is_configured(home.key_file, key_value):
+        raise QueryKeyError(f"no pseudonymisation key: set RTW_PSEUDONYM_KEY or restore {home.key_file}")
+    key = load_key(home.key_file, key_value)
+    recorded = recorded_fingerprint(home.warehouse)
+    if recorded is not None and recorded != key.fingerprint():
+        raise QueryKeyError("the pseudonymisation key differs from the one this warehouse was built with; restore "
+                            "the key (RTW_PSEUDONYM_KEY or the key file)")
+    return key
 
 
 def spreadsheet_text(value: object) -> str:
@@ -82,20 +168,34 @@ def open_issues_by_centre(warehouse: Path, run_id: str | None = None) -> dict[st
         con.close()
 
 
-def _query_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[list[Any]]:
+def _written(value: Any) -> Any:
+    """A cell as the workbook holds it: the line a number, all else neutralised text (None: empty)."""
+    if value is None or isinstance(value, int):
+        return value
+    # Control characters are not allowed in XLSX XML; a stray one must not lose the whole list.
+    return ILLEGAL_CHARACTERS_RE.sub("\N{REPLACEMENT CHARACTER}", spreadsheet_text(value))
+
+
+def _query_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[QueryRow]:
     rows = []
     for (pseudonym, source_id, record_set, line, table_name, field, value, rule_id, severity, description,
-         message, expected) in con.execute(_ISSUES, [choice.findings_run_id, centre_id]).fetchall():
-        rows.append([pseudonym, source_id, record_set, line, table_name, field, value, rule_id, severity,
-                     _what_is_wrong(description, message), expected, None])
+         message, expected, record_key) in con.execute(_ISSUES, [choice.findings_run_id, centre_id]).fetchall():
+        cells = (pseudonym, source_id, record_set, line, table_name, field, value, rule_id, severity,
+                 _what_is_wrong(description, message), expected)
+        rows.append(QueryRow(rule_id, source_id, record_key, field, value, severity,
+                             tuple(_written(c) for c in cells)))
     return rows
+
+
+def _sheet_rows(rows: Sequence[QueryRow], batch_id: str, key: PseudonymKey) -> list[list[Any]]:
+    return [[*r.cells, None, None, batch_id, row_key(key, batch_id, r.identity, r.cells)] for r in rows]
 
 
 def _write_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
-        writer.writerow([header for header, _ in COLUMNS])
-        writer.writerows([[v if isinstance(v, int) else spreadsheet_text(v) for v in row] for row in rows])
+        writer.writerow(HEADER)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
 
 
 def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_id: str) -> None:
@@ -114,41 +214,155 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_id: str) -> No
             if isinstance(value, int):  # the line number: a number, to sort on
                 sheet.cell(row=row_number, column=column, value=value)
                 continue
-            # Control characters are not allowed in XLSX XML; a stray one must not lose the whole list.
-            text = ILLEGAL_CHARACTERS_RE.sub("\N{REPLACEMENT CHARACTER}", spreadsheet_text(value))
-            cell = sheet.cell(row=row_number, column=column, value=text)
+            cell = sheet.cell(row=row_number, column=column, value=value)
             cell.data_type = "s"  # a string, whatever it looks like: never a formula
+    visible = len(SHOWN) + len(ANSWER)
+    response = get_column_letter(len(SHOWN) + 1)
+    choices = DataValidation(type="list", formula1='"' + ",".join(r.value for r in Response) + '"', allow_blank=True,
+                             showErrorMessage=True, errorTitle="response",
+                             error="Choose corrected, confirmed or cannot_determine")
+    sheet.add_data_validation(choices)
+    choices.add(f"{response}2:{response}{max(len(rows), 1) + 1}")
+    for column in range(visible + 1, len(COLUMNS) + 1):  # batch id and row key: hidden, read back at import
+        sheet.column_dimensions[get_column_letter(column)].hidden = True
     sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{len(rows) + 1}"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(visible)}{len(rows) + 1}"
     book.properties.title = f"Data queries for centre {centre_id}"
     book.save(path)
 
 
-def write_centre_queries(warehouse: Path, out_dir: Path, centre_id: str,
-                         run_id: str | None = None) -> tuple[Path, Path]:
+def _centre_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[QueryRow]:
+    counts = _open_issue_counts(con, choice)
+    if centre_id not in counts:
+        with_issues = [f"{c} ({n})" for c, n in counts.items() if n]
+        raise UnknownCentre(f"centre {centre_id!r} is not a centre of run {choice.run_id}; centres with open "
+                            f"issues: {', '.join(with_issues) or 'none'}")
+    return _query_rows(con, choice, centre_id)
+
+
+def _write_files(out_dir: Path, stem: str, rows: Sequence[QueryRow], centre_id: str, batch_id: str,
+                 key: PseudonymKey) -> tuple[Path, Path]:
+    fsio.private_folder(out_dir)
+    stem = _UNSAFE_IN_FILE_NAME.sub("_", stem)
+    xlsx, csv_path = out_dir / f"{stem}.xlsx", out_dir / f"{stem}.csv"
+    sheet_rows = _sheet_rows(rows, batch_id, key)
+    with fsio.written_atomically(xlsx) as partial:  # lists hold pseudonyms and values: owner-only
+        _write_xlsx(partial, sheet_rows, centre_id)
+    with fsio.written_atomically(csv_path) as partial:
+        _write_csv(partial, sheet_rows)
+    return xlsx, csv_path
+
+
+def write_centre_queries(warehouse: Path, out_dir: Path, centre_id: str, run_id: str | None = None, *,
+                         key: PseudonymKey, batch_id: str = DRAFT_BATCH) -> tuple[Path, Path]:
     """Write <out_dir>/queries_<centre>_<run>.xlsx and .csv with the centre's open issues of the run
-    (default: the latest); return (xlsx, csv). A centre with no open issue gets the header only."""
+    (default: the latest); return (xlsx, csv). A centre with no open issue gets the header only.
+    Nothing is recorded: answers to such a workbook are refused at import; send_queries records."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         choice = choose_run(con, run_id)
-        counts = _open_issue_counts(con, choice)
-        if centre_id not in counts:
-            with_issues = [f"{c} ({n})" for c, n in counts.items() if n]
-            raise UnknownCentre(f"centre {centre_id!r} is not a centre of run {choice.run_id}; centres with open "
-                                f"issues: {', '.join(with_issues) or 'none'}")
-        rows = _query_rows(con, choice, centre_id)
+        rows = _centre_rows(con, choice, centre_id)
     finally:
         con.close()
-    fsio.private_folder(out_dir)
-    stem = _UNSAFE_IN_FILE_NAME.sub("_", f"queries_{centre_id}_{choice.run_id}")
-    xlsx, csv_path = out_dir / f"{stem}.xlsx", out_dir / f"{stem}.csv"
-    with fsio.written_atomically(xlsx) as partial:  # lists hold pseudonyms and values: owner-only
-        _write_xlsx(partial, rows, centre_id)
-    with fsio.written_atomically(csv_path) as partial:
-        _write_csv(partial, rows)
+    xlsx, csv_path = _write_files(out_dir, f"queries_{centre_id}_{choice.run_id}", rows, centre_id, batch_id, key)
     if rows:
         log.info("%d open issues of centre %s in run %s: %s", len(rows), centre_id, choice.findings_run_id, xlsx)
     else:
         log.info("centre %s has no open issue in run %s: %s holds the header only", centre_id,
                  choice.findings_run_id, xlsx)
     return xlsx, csv_path
+
+
+@dataclass(frozen=True)
+class SentBatch:
+    """A batch of queries recorded in meta.query_batch, and the files written."""
+
+    batch_id: str
+    centre_id: str
+    run_id: str
+    queries: int
+    xlsx: Path
+    csv: Path
+
+
+def new_batch_id(centre_id: str, now: datetime) -> str:
+    return _UNSAFE_IN_FILE_NAME.sub("_", f"Q{now.strftime('%Y%m%dT%H%M%SZ')}-{centre_id}-{secrets.token_hex(2)}")
+
+
+def _sent_before(con: duckdb.DuckDBPyConnection, centre_id: str) -> set[tuple[str, str, str, str, str]]:
+    """Issues (identity + value hash) already sent to the centre in an earlier batch."""
+    return {tuple(r) for r in con.execute(  # type: ignore[misc]
+        "SELECT i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, ''), i.value_hash "
+        "FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = ?",
+        [centre_id]).fetchall()}
+
+
+def _due_reminders(con: duckdb.DuckDBPyConnection, centre_id: str, older_than: datetime
+                   ) -> set[tuple[str, str, str, str]]:
+    """Issues first sent to the centre before `older_than` and not answered since (or answered
+    `corrected`, which a later run found still present: they are in the findings sent now)."""
+    return {tuple(r) for r in con.execute(  # type: ignore[misc]
+        """
+        WITH sent AS (
+            SELECT i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, '') AS field,
+                   b.sent_at
+            FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = $centre
+        ), answered AS (
+            SELECT s.rule_id, s.source_id, s.source_record_key, s.field,
+                   arg_max(r.response, r.imported_at) AS response
+            FROM sent s JOIN meta.query_response r USING (batch_id, row_key) GROUP BY ALL
+        )
+        SELECT s.rule_id, s.source_id, s.source_record_key, s.field FROM sent s
+        LEFT JOIN answered a USING (rule_id, source_id, source_record_key, field)
+        GROUP BY ALL
+        HAVING min(s.sent_at) < $older AND coalesce(any_value(a.response), 'corrected') = 'corrected'
+        """, {"centre": centre_id, "older": older_than}).fetchall()}
+
+
+def select_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[QueryRow], centre_id: str, selection: Selection,
+                older_than_days: int | None, now: datetime) -> list[QueryRow]:
+    """The rows a batch of this selection sends, of the centre's open issues `rows`."""
+    if selection is Selection.NEW_ONLY:
+        before = _sent_before(con, centre_id)
+        return [r for r in rows if (*r.identity, value_hash(r.value)) not in before]
+    if selection is Selection.REMINDERS:
+        due = _due_reminders(con, centre_id, now - timedelta(days=older_than_days or 0))
+        return [r for r in rows if r.identity in due]
+    return list(rows)
+
+
+def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str | None = None,
+                 selection: Selection = Selection.ALL, older_than_days: int | None = None,
+                 wait: float = 0.0, now: datetime | None = None) -> SentBatch:
+    """Write the centre's queries to <reports>/<run>/queries/ and record the batch in meta.query_batch
+    and meta.query_item, in a publish of its own under the run lock (the files are written inside it:
+    a batch is recorded only with its workbook, a workbook only with its batch)."""
+    from etl.load.warehouse import swap_in_next
+
+    if selection is Selection.REMINDERS and older_than_days is None:
+        raise ValueError("reminders need --reminders-older-than DAYS")
+    now = now or datetime.now(UTC)
+    batch_id = new_batch_id(centre_id, now)
+    sent: list[SentBatch] = []
+
+    def record(con: duckdb.DuckDBPyConnection) -> None:
+        choice = choose_run(con, run_id)
+        rows = select_rows(con, _centre_rows(con, choice, centre_id), centre_id, selection, older_than_days, now)
+        out_dir = home.reports / choice.run_id / "queries"
+        xlsx, csv_path = _write_files(out_dir, f"queries_{batch_id}", rows, centre_id, batch_id, key)
+        con.execute("INSERT INTO meta.query_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+            batch_id, centre_id, choice.findings_run_id, now, getpass.getuser(), selection.value,
+            older_than_days if selection is Selection.REMINDERS else None, xlsx.name])
+        if rows:
+            con.executemany("INSERT INTO meta.query_item VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                (batch_id, row_key(key, batch_id, r.identity, r.cells), r.rule_id, r.source_id, r.source_record_key,
+                 r.field, value_hash(r.value), r.severity, json.dumps([cell_text(c) for c in r.cells]))
+                for r in rows])
+        sent.append(SentBatch(batch_id, centre_id, choice.findings_run_id, len(rows), xlsx, csv_path))
+
+    if not home.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), batch_id, wait=wait):
+        swap_in_next(home.warehouse, batch_id, record)
+    log.info("batch %s: %d queries for centre %s", batch_id, sent[0].queries, centre_id)
+    return sent[0]

@@ -12,6 +12,8 @@ Gotchas of the tables:
   removed, so catalogue columns can be missing for it.
 - dq.quarantine holds the current warehouse only; for an older run the records held back are
   those with an error-severity issue, which is what the quarantine is built from.
+- The queries to centres (etl/quality/query_status.py) are counted as of the start of the run after
+  the page's run, or now on the latest run's page, so a page rebuilt after `rtw queries` shows them.
 - The endpoints that held-back records carry (deaths, relapses, progressions, responses) come
   from marts.held_back_endpoints, which holds the current warehouse only: a page about an older
   run says so instead of listing them.
@@ -35,6 +37,7 @@ import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
+from etl.quality.query_status import AgePoint, age_trend, as_of_for, per_centre, queries_as_of, waivers
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class CheckResult:
     threshold: float
     status: str
     message: str | None = None
+    waived_rows: int = 0  # failing rows a centre confirmed as true (not in failing_rows)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class RuleLine:
     status: str
     failing_rows: int | None = None  # None: nothing was judged
     denominator: int | None = None
+    waived_rows: int = 0
     overrides: list[tuple[str, float]] = field(default_factory=list)  # (source, threshold) differing
     notes: list[str] = field(default_factory=list)  # why not applicable, or the error
 
@@ -163,6 +168,7 @@ def summarise_rules(catalogue: dict[str, dict[str, Any]], results: Sequence[Chec
         if judged:
             line.failing_rows = sum(r.failing_rows for r in judged)
             line.denominator = sum(r.denominator for r in judged)
+            line.waived_rows = sum(r.waived_rows for r in judged)
         line.overrides = sorted({(r.source_id, r.threshold) for r in rows if r.threshold != line.threshold})
         line.notes = sorted({f"{r.source_id}: {r.message}" for r in rows if r.message and r.status not in _JUDGED})
         if not rows:
@@ -239,8 +245,9 @@ def _catalogue(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
 
 def _results(con: duckdb.DuckDBPyConnection, run_id: str) -> list[CheckResult]:
     return [CheckResult(*row) for row in con.execute(
-        "SELECT rule_id, source_id, centre_id, failing_rows, denominator, threshold, status, message "
-        "FROM dq.check_result WHERE run_id = ? ORDER BY rule_id, source_id, centre_id", [run_id]).fetchall()]
+        "SELECT rule_id, source_id, centre_id, failing_rows, denominator, threshold, status, message, "
+        "coalesce(waived_rows, 0) FROM dq.check_result WHERE run_id = ? ORDER BY rule_id, source_id, centre_id",
+        [run_id]).fetchall()]
 
 
 # Records held back in a run: the quarantine (current run only) plus what it is built from.
@@ -276,24 +283,29 @@ ORDER BY c.source_id, c.centre_id NULLS LAST
 
 # An issue is the same issue in two runs when rule, source, record and field are. One that is
 # gone is resolved only if its rule judged that source again; an erring or switched-off rule
-# says nothing about it.
+# says nothing about it. One the centre confirmed is waived (dq.waived_issue), not resolved.
 _CHANGES = """
 WITH now AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $now),
 before AS (SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.issue WHERE run_id = $before),
 rechecked AS (
     SELECT DISTINCT rule_id, source_id FROM dq.check_result WHERE run_id = $now AND status IN ('passed', 'failed')
+), waived AS (
+    SELECT DISTINCT rule_id, source_id, source_record_key, field FROM dq.waived_issue WHERE run_id = $now
 ), paired AS (
     SELECT coalesce(n.rule_id, b.rule_id) AS rule_id, coalesce(n.source_id, b.source_id) AS source_id,
-           n.rule_id IS NOT NULL AS is_now, b.rule_id IS NOT NULL AS was_before
+           n.rule_id IS NOT NULL AS is_now, b.rule_id IS NOT NULL AS was_before,
+           EXISTS (SELECT 1 FROM waived w WHERE w.rule_id = b.rule_id AND w.source_id = b.source_id
+                   AND w.source_record_key = b.source_record_key AND w.field IS NOT DISTINCT FROM b.field) AS is_waived
     FROM now n FULL JOIN before b
       ON n.rule_id = b.rule_id AND n.source_id = b.source_id AND n.source_record_key = b.source_record_key
      AND n.field IS NOT DISTINCT FROM b.field
 )
 SELECT p.rule_id,
        count(*) FILTER (WHERE is_now AND NOT was_before) AS new,
-       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NOT NULL) AS resolved,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND NOT is_waived AND r.rule_id IS NOT NULL) AS resolved,
        count(*) FILTER (WHERE is_now AND was_before) AS persisting,
-       count(*) FILTER (WHERE was_before AND NOT is_now AND r.rule_id IS NULL) AS not_rechecked
+       count(*) FILTER (WHERE was_before AND NOT is_now AND NOT is_waived AND r.rule_id IS NULL) AS not_rechecked,
+       count(*) FILTER (WHERE was_before AND NOT is_now AND is_waived) AS waived
 FROM paired p LEFT JOIN rechecked r USING (rule_id, source_id)
 GROUP BY p.rule_id ORDER BY p.rule_id
 """
@@ -372,17 +384,25 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
     changes = _changes(con, choice)
     statuses = Counter(line.status for line in lines)
     endpoints = _held_back_endpoints(con, choice)
+    as_of = as_of_for(con, choice.run_id)
+    queries = queries_as_of(con, findings, as_of)
+    waived = con.execute("SELECT count(*) FROM dq.waived_issue WHERE run_id = ?", [findings]).fetchone()
     return {
         "choice": choice, "run": run, "rules": lines, "grid": kahn_grid(lines), "sources": sources,
         "source_summaries": _source_summaries(run, sources, centres), "centres": centres, "changes": changes,
-        "change_totals": {k: sum(r[k] for r in changes) for k in ("new", "resolved", "persisting", "not_rechecked")},
+        "change_totals": {k: sum(r[k] for r in changes)
+                          for k in ("new", "resolved", "persisting", "not_rechecked", "waived")},
         "trend": _trend(con),
         "held_back_endpoints": endpoints,
         "link_candidates": _link_candidates(con, choice),
+        "query_centres": per_centre(queries), "queries_as_of": as_of,
+        "corrected_still_present": [q for q in queries if q.response == "corrected" and q.is_present],
+        "waivers": waivers(con, findings, as_of), "query_trend": age_trend(con, validated_runs(con)),
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
                    "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres),
+                   "waived": waived[0] if waived else 0,
                    "endpoints_held_back": None if endpoints is None else sum(e["n_records"] for e in endpoints)},
     }
 
@@ -436,6 +456,46 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
         parts.append(f'<g class="run-point" data-run-id="{run_id}" data-issues="{p.issues}" '
                      f'data-rules-failed="{p.rules_failed}" data-validated="{str(p.validated).lower()}">'
                      f'<title>{run_id}: {p.issues} open issues, {p.rules_failed} rules failed{note}</title>{dots}</g>')
+        if i % label_every == 0 or i == len(points) - 1:
+            label = p.started_at.astimezone(UTC).strftime("%d %b") if p.started_at else p.run_id[:8]
+            parts.append(f'<text x="{x(i):.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def query_age_svg(points: Sequence[AgePoint]) -> str:
+    """Median and oldest age of the open queries per validated run, in days, as inline SVG."""
+    width, left, right, top, height = 760, 56, 24, 24, 120
+    axis_y = top + height + 18
+    step = (width - left - right) / max(len(points) - 1, 1)
+    peak = max([p.oldest_age_days or 0 for p in points] + [1])
+
+    def x(i: int) -> float:
+        return left + i * step if len(points) > 1 else (left + width - right) / 2
+
+    def y(days: float) -> float:
+        return top + height - height * days / peak
+
+    parts = [f'<svg id="query-age-chart" viewBox="0 0 {width} {axis_y + 24}" width="{width}" height="{axis_y + 24}" '
+             f'role="img" aria-label="age of open queries per run, in days" font-size="11">',
+             f'<text x="{left}" y="{top - 8}" font-weight="bold">age of open queries (days): '
+             f'<tspan fill="#1f5fa8">median</tspan>, <tspan fill="#b3261e">oldest</tspan></text>',
+             f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{peak}</text>'
+             f'<text x="{left - 6}" y="{top + height + 4}" text-anchor="end">0</text>'
+             f'<line x1="{left}" y1="{top + height}" x2="{width - right}" y2="{top + height}" stroke="#99a"/>']
+    for key, colour in (("median_age_days", "#1f5fa8"), ("oldest_age_days", "#b3261e")):
+        line = " ".join(f"{x(i):.1f},{y(getattr(p, key) or 0):.1f}" for i, p in enumerate(points))
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    label_every = math.ceil(len(points) / 12) or 1
+    for i, p in enumerate(points):
+        run_id = html.escape(p.run_id)
+        median = "–" if p.median_age_days is None else f"{p.median_age_days:g}"
+        oldest = "–" if p.oldest_age_days is None else str(p.oldest_age_days)
+        parts.append(f'<g class="query-age-point" data-run-id="{run_id}" data-open="{p.still_open}" '
+                     f'data-median="{median}" data-oldest="{oldest}"><title>{run_id}: {p.still_open} open queries, '
+                     f'median age {median} days, oldest {oldest} days</title>'
+                     f'<circle cx="{x(i):.1f}" cy="{y(p.median_age_days or 0):.1f}" r="4" fill="#1f5fa8"/>'
+                     f'<circle cx="{x(i):.1f}" cy="{y(p.oldest_age_days or 0):.1f}" r="4" fill="#b3261e"/></g>')
         if i % label_every == 0 or i == len(points) - 1:
             label = p.started_at.astimezone(UTC).strftime("%d %b") if p.started_at else p.run_id[:8]
             parts.append(f'<text x="{x(i):.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>')
@@ -506,7 +566,8 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     if data_docs is not None and not data_docs.is_file():
         log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
     page_html = _environment().get_template("report.html.j2").render(
-        **context, trend_svg=trend_svg(context["trend"]), categories=CATEGORIES, subcategories=SUBCATEGORIES,
+        **context, trend_svg=trend_svg(context["trend"]), query_age_svg=query_age_svg(context["query_trend"]),
+        categories=CATEGORIES, subcategories=SUBCATEGORIES,
         data_docs=_relative_href(docs, folder) if docs.is_file() else None,
         attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page

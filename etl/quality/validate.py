@@ -13,6 +13,12 @@ judges every stage record, and its errors build dq.quarantine. Then the SQL rule
 treatment was held back, a record whose patient's registration was. They only warn (the
 catalogue refuses an admitted-phase error), so the second pass never changes the quarantine.
 
+Waivers: a finding a centre confirmed as true (meta.waiver, from `rtw responses import`) is
+matched by record, rule, field and the hash of its value where the findings become issues, so
+every engine honours it: it goes to dq.waived_issue instead of dq.issue (so no query, and for a
+confirmable error no quarantine) and counts in dq.check_result.waived_rows. A changed value no
+longer matches: the issue is open again.
+
 Source parameters (`params:` in each mapping) are written to `stage.source_param` before the
 rules run. A rule that reads parameters judges only the sources that set one of them; for the
 others its result is `not_applicable`, saying which parameters it reads, and it raises no issue.
@@ -32,7 +38,7 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
-from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged
+from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged, value_hash_sql
 from etl.quality.gx_suites import run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
 from etl.quality.sql_checks import (
@@ -148,10 +154,10 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> N
     con.execute("DELETE FROM dq.check")
     if not rules:
         return
-    con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    con.executemany("INSERT INTO dq.check VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         (r.rule_id, r.meta.category, r.meta.subcategory, r.meta.level, r.meta.severity, r.meta.threshold,
-         r.meta.table, r.meta.field, r.meta.description, r.meta.expected, r.engine, r.definition)
-        for r in rules])
+         r.meta.table, r.meta.field, r.meta.description, r.meta.expected, r.engine, r.definition,
+         r.meta.is_confirmable) for r in rules])
 
 
 def _load_findings(con: duckdb.DuckDBPyConnection, runs: Sequence[RuleRun], plan: QualityPlan, *,
@@ -206,17 +212,54 @@ LEFT JOIN _override o USING (rule_id, source_id)
 LEFT JOIN reads r USING (rule_id)
 """
 
-_ISSUES = """
-INSERT INTO dq.issue
-SELECT DISTINCT ?, f.rule_id, coalesce(c.severity, 'error'), f.source_id, r.centre_id,
-       coalesce(f.table_name, c.table_name),
-       f.source_record_key, r.patient_pseudonym, r.record_set, r.line, f.field, f.value, f.message
-FROM _failure f
-LEFT JOIN dq.check c USING (rule_id)
-LEFT JOIN stage.record r USING (source_id, source_record_key)
-LEFT JOIN _setting s USING (rule_id, source_id)
-WHERE coalesce(s.enabled AND s.applies, true)
+# A finding a centre confirmed (meta.waiver: same record, rule, field and value, a rule still
+# confirmable) is waived: kept in dq.waived_issue, not in dq.issue, so it is neither queried again nor,
+# for an error, quarantined. Every engine's findings pass here, so GX, SQL and harmonise rules alike.
+_WAIVERS = """
+CREATE OR REPLACE TEMP TABLE _waiver AS
+SELECT w.source_id, w.source_record_key, w.rule_id, w.field, w.value_hash,
+       arg_max(w.batch_id, w.confirmed_at) AS batch_id, max(w.confirmed_at) AS confirmed_at
+FROM meta.waiver w JOIN dq.check c USING (rule_id)
+WHERE c.confirmable
+GROUP BY ALL
 """
+_NO_WAIVERS = """
+CREATE OR REPLACE TEMP TABLE _waiver (source_id VARCHAR, source_record_key VARCHAR, rule_id VARCHAR, field VARCHAR,
+                                      value_hash VARCHAR, batch_id VARCHAR, confirmed_at TIMESTAMPTZ)
+"""
+
+_FINDINGS = f"""
+CREATE OR REPLACE TEMP TABLE _finding AS
+WITH found AS (
+    SELECT DISTINCT f.rule_id, coalesce(c.severity, 'error') AS severity, f.source_id, r.centre_id,
+           coalesce(f.table_name, c.table_name) AS table_name,
+           f.source_record_key, r.patient_pseudonym, r.record_set, r.line, f.field, f.value, f.message
+    FROM _failure f
+    LEFT JOIN dq.check c USING (rule_id)
+    LEFT JOIN stage.record r USING (source_id, source_record_key)
+    LEFT JOIN _setting s USING (rule_id, source_id)
+    WHERE coalesce(s.enabled AND s.applies, true)
+)
+SELECT f.*, w.batch_id, w.confirmed_at
+FROM found f LEFT JOIN _waiver w
+  ON w.source_id = f.source_id AND w.source_record_key = f.source_record_key AND w.rule_id = f.rule_id
+ AND w.field IS NOT DISTINCT FROM f.field AND w.value_hash = {value_hash_sql("f.value")}
+"""
+
+_ISSUE_COLUMNS = ("rule_id, severity, source_id, centre_id, table_name, source_record_key, patient_pseudonym, "
+                  "record_set, line, field, value, message")
+_ISSUES = f"INSERT INTO dq.issue SELECT ?, {_ISSUE_COLUMNS} FROM _finding WHERE batch_id IS NULL"
+_WAIVED = (f"INSERT INTO dq.waived_issue SELECT ?, {_ISSUE_COLUMNS}, batch_id, confirmed_at FROM _finding "
+           "WHERE batch_id IS NOT NULL")
+
+
+def _write_issues(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """dq.issue and dq.waived_issue of the run from the findings loaded (_failure)."""
+    con.execute(_FINDINGS)
+    for table, insert in (("issue", _ISSUES), ("waived_issue", _WAIVED)):
+        con.execute(f"DELETE FROM dq.{table} WHERE run_id = ?", [run_id])
+        con.execute(insert, [run_id])
+
 
 _RESULTS = """
 INSERT INTO dq.check_result
@@ -225,10 +268,16 @@ WITH judged AS (
 ), failing AS (
     SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS failing_rows
     FROM dq.issue WHERE run_id = $run GROUP BY ALL
+), waived AS (
+    SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS waived_rows
+    FROM dq.waived_issue WHERE run_id = $run GROUP BY ALL
 ), measured AS (
-    SELECT j.rule_id, j.source_id, j.centre_id, coalesce(f.failing_rows, 0) AS failing_rows, j.denominator
+    SELECT j.rule_id, j.source_id, j.centre_id, coalesce(f.failing_rows, 0) AS failing_rows, j.denominator,
+           coalesce(w.waived_rows, 0) AS waived_rows
     FROM judged j LEFT JOIN failing f
       ON f.rule_id = j.rule_id AND f.source_id = j.source_id AND f.centre_id IS NOT DISTINCT FROM j.centre_id
+    LEFT JOIN waived w
+      ON w.rule_id = j.rule_id AND w.source_id = j.source_id AND w.centre_id IS NOT DISTINCT FROM j.centre_id
 )
 SELECT $run, s.rule_id, s.source_id, m.centre_id,
        -- a rule reading parameters this source does not set judged none of its rows
@@ -244,7 +293,8 @@ SELECT $run, s.rule_id, s.source_id, m.centre_id,
             WHEN NOT s.enabled THEN 'switched off in sources/' || s.source_id || '.yaml'
             WHEN NOT s.applies THEN 'reads params ' || s.params || ', which sources/' || s.source_id
                                     || '.yaml does not set'
-            WHEN coalesce(m.denominator, 0) = 0 THEN 'no rows of this source to judge' END
+            WHEN coalesce(m.denominator, 0) = 0 THEN 'no rows of this source to judge' END,
+       CASE WHEN s.applies THEN coalesce(m.waived_rows, 0) ELSE 0 END
 FROM _setting s
 LEFT JOIN measured m ON m.rule_id = s.rule_id AND m.source_id = s.source_id
 LEFT JOIN _rule_error e ON e.rule_id = s.rule_id
@@ -265,6 +315,12 @@ GROUP BY ALL
 """
 
 
+def _has_table(con: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                        "AND schema_name = ? AND table_name = ?", [schema_name, table]).fetchone()
+    return bool(found and found[0])
+
+
 def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> dict[str, Any]:
     """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine."""
     started = time.perf_counter()
@@ -283,20 +339,20 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
         _load_findings(con, runs, plan)
     with timing.step("validate issues and quarantine"):
         con.execute(_SETTINGS)
-        con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
+        con.execute(_WAIVERS if _has_table(con, "meta", "waiver") else _NO_WAIVERS)
         con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
-        con.execute(_ISSUES, [run_id])
+        _write_issues(con, run_id)
         con.execute("DELETE FROM dq.quarantine")
         con.execute(_QUARANTINE, {"run": run_id})
     admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
     if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
         with timing.step("validate admitted checks"):
             _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
-            con.execute("DELETE FROM dq.issue WHERE run_id = ?", [run_id])
-            con.execute(_ISSUES, [run_id])
+            _write_issues(con, run_id)
     with timing.step("validate results"):
         con.execute(_RESULTS, {"run": run_id})
-    for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting"):
+    for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting", "waiver",
+                  "finding"):
         con.execute(f"DROP TABLE IF EXISTS _{table}")
     issues, held = con.execute(
         "SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ?), (SELECT count(*) FROM dq.quarantine)",

@@ -3,6 +3,7 @@
 -- subcategory: validation
 -- level: field
 -- severity: error
+-- confirmable: true
 -- threshold: 0
 -- table: diagnosis
 -- field: age_at_diagnosis_days

@@ -3,6 +3,7 @@
 -- subcategory: validation
 -- level: field
 -- severity: error
+-- confirmable: true
 -- threshold: 0
 -- table: study_enrolment
 -- field: age_at_enrolment_days

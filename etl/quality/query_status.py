@@ -1,0 +1,180 @@
+"""Where the queries to centres stand: sent, answered, confirmed, still open and how old, per centre.
+
+Read from meta.query_batch / query_item / query_response / waiver and the findings of a run
+(dq.issue, dq.waived_issue), for the report. A query is an issue as identified across runs (rule,
+source, record, field) sent to a centre, however many batches carried it; its age counts from the
+first batch. As of a moment `as_of` (the report of the latest run: now; of an older run: the start
+of the run after it, so its page shows what was known before the next run), against the findings
+of the run:
+- answered: a response imported by then; the latest one counts;
+- open: not answered, and still among the run's issues; a query whose issue is gone is closed;
+- corrected but still present: answered `corrected`, yet the issue is still there;
+- reopened: answered `confirmed`, yet the issue is open again (its value changed since).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+_QUERIES = """
+WITH sent AS (
+    SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
+           coalesce(i.field, '') AS field, b.sent_at
+    FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
+    WHERE b.sent_at <= $as_of
+), answered AS (   -- one row per query: its latest answer by then
+    SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
+           arg_max(r.response, r.imported_at) AS response
+    FROM sent s JOIN meta.query_response r USING (batch_id, row_key)
+    WHERE r.imported_at <= $as_of
+    GROUP BY 1, 2, 3, 4, 5
+), present AS (
+    SELECT DISTINCT rule_id, source_id, source_record_key, coalesce(field, '') AS field
+    FROM dq.issue WHERE run_id = $run
+), queries AS (   -- one row per query (centre x issue identity)
+    SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field, min(s.sent_at) AS first_sent
+    FROM sent s GROUP BY 1, 2, 3, 4, 5
+)
+SELECT q.centre_id, q.rule_id, q.source_id, q.source_record_key, nullif(q.field, '') AS field, q.first_sent,
+       a.response, p.rule_id IS NOT NULL AS is_present,
+       floor(extract(epoch FROM ($as_of - q.first_sent)) / 86400)::INTEGER AS age_days
+FROM queries q
+LEFT JOIN answered a USING (centre_id, rule_id, source_id, source_record_key, field)
+LEFT JOIN present p USING (rule_id, source_id, source_record_key, field)
+ORDER BY q.centre_id, q.source_id, q.source_record_key, q.rule_id, q.field
+"""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query to a centre, as of a moment."""
+
+    centre_id: str
+    rule_id: str
+    source_id: str
+    source_record_key: str  # pseudonymised
+    field: str | None
+    first_sent: datetime
+    response: str | None
+    is_present: bool  # still among the run's issues
+    age_days: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.response is None and self.is_present
+
+
+@dataclass(frozen=True)
+class CentreQueries:
+    """A centre's queries counted: the report's table."""
+
+    centre_id: str
+    sent: int
+    answered: int
+    confirmed: int
+    corrected_still_present: int
+    reopened: int
+    still_open: int
+    median_age_days: float | None  # of the open ones
+    oldest_age_days: int | None
+
+
+@dataclass(frozen=True)
+class AgePoint:
+    """Open queries at one validated run, and their age."""
+
+    run_id: str
+    started_at: datetime | None
+    still_open: int
+    median_age_days: float | None
+    oldest_age_days: int | None
+
+
+def _median(values: list[int]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return float(ordered[middle]) if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def has_query_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    """A warehouse of a version before the query round trip has none of its tables until its next publish."""
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name IN "
+                        "('query_batch', 'query_item', 'query_response', 'waiver')").fetchone()
+    return bool(found and found[0] == 4)
+
+
+def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime) -> list[Query]:
+    if not has_query_tables(con):
+        return []
+    rows = con.execute(_QUERIES, {"run": findings_run_id, "as_of": as_of}).fetchall()
+    return [Query(*row) for row in rows]
+
+
+def per_centre(queries: list[Query]) -> list[CentreQueries]:
+    by_centre: dict[str, list[Query]] = {}
+    for query in queries:
+        by_centre.setdefault(query.centre_id, []).append(query)
+    summary = []
+    for centre_id, centre in sorted(by_centre.items()):
+        ages = [q.age_days for q in centre if q.is_open]
+        summary.append(CentreQueries(
+            centre_id, len(centre), sum(q.response is not None for q in centre),
+            sum(q.response == "confirmed" for q in centre),
+            sum(q.response == "corrected" and q.is_present for q in centre),
+            sum(q.response == "confirmed" and q.is_present for q in centre),
+            len(ages), _median(ages), max(ages, default=None)))
+    return summary
+
+
+def as_of_for(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | None = None) -> datetime:
+    """The moment a run's page describes: the start of the next run, or now for the latest run."""
+    later = con.execute("SELECT min(started_at) FROM meta.run WHERE started_at > (SELECT started_at FROM meta.run "
+                        "WHERE run_id = ?)", [run_id]).fetchone()
+    return later[0] if later and later[0] is not None else (now or datetime.now(UTC))
+
+
+def age_trend(con: duckdb.DuckDBPyConnection, validated: list[str], now: datetime | None = None) -> list[AgePoint]:
+    """Open queries and their age at each validated run (as of the start of the run after it)."""
+    if not has_query_tables(con):
+        return []
+    started = dict(con.execute("SELECT run_id, started_at FROM meta.run").fetchall())
+    points = []
+    for run_id in validated:
+        ages = [q.age_days for q in queries_as_of(con, run_id, as_of_for(con, run_id, now)) if q.is_open]
+        points.append(AgePoint(run_id, started.get(run_id), len(ages), _median(ages), max(ages, default=None)))
+    return points
+
+
+_WAIVERS = """
+WITH waived AS (SELECT DISTINCT source_id, source_record_key, rule_id, coalesce(field, '') AS field
+                FROM dq.waived_issue WHERE run_id = $run),
+reopened AS (SELECT DISTINCT source_id, source_record_key, rule_id, coalesce(field, '') AS field
+             FROM dq.issue WHERE run_id = $run)
+SELECT w.source_id, w.centre_id, w.rule_id, w.field, w.source_record_key, w.batch_id, w.confirmed_at,
+       w.imported_by,
+       CASE WHEN v.rule_id IS NOT NULL THEN 'waived'
+            WHEN o.rule_id IS NOT NULL THEN 'lapsed: value changed, issue open again'
+            ELSE 'not found in this run' END AS status
+FROM meta.waiver w
+LEFT JOIN waived v ON v.source_id = w.source_id AND v.source_record_key = w.source_record_key
+      AND v.rule_id = w.rule_id AND v.field = coalesce(w.field, '')
+LEFT JOIN reopened o ON o.source_id = w.source_id AND o.source_record_key = w.source_record_key
+      AND o.rule_id = w.rule_id AND o.field = coalesce(w.field, '')
+WHERE w.confirmed_at <= $as_of
+ORDER BY w.centre_id, w.source_id, w.source_record_key, w.rule_id, w.field
+"""
+
+
+def waivers(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime) -> list[dict[str, Any]]:
+    """Every waiver by then, with whether the run waived it, found it changed (lapsed) or not at all."""
+    if not has_query_tables(con):
+        return []
+    cursor = con.execute(_WAIVERS, {"run": findings_run_id, "as_of": as_of})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,287 @@
+"""Answers from centres: a returned query workbook (XLSX or CSV) read, checked row by row, recorded.
+
+A centre fills the `response` column (corrected, confirmed, cannot_determine) and may write a
+`comment`; nothing else may change. Each row is checked against what was sent (meta.query_item):
+its batch must be one this warehouse sent, its hidden row key one of that batch's, and its shown
+cells must still give that key (an HMAC under the pseudonymisation key, etl/quality/queries.py).
+A row that fails is reported with the file, its row number and what is wrong; the other rows are
+still taken. Answers go to meta.query_response with who imported them and when; importing the
+same file again adds nothing.
+
+`confirmed` makes a waiver (meta.waiver) keyed by record, rule, field and the value's hash, which
+validation applies on the next run (etl/quality/validate.py): the finding moves to
+dq.waived_issue while the value stays the same, and reopens when an export changes it. Only rules
+the catalogue marks confirmable can be confirmed (a real 19-year-old in a 0-18 registry is, an
+impossible date never is); a confirmation of another rule is refused with a row error.
+
+Gotchas of returned files: Excel keeps the hidden columns and the line as a number; a CSV saved
+again by Excel may be `;`-separated in some locales (the delimiter is sniffed), and its cells are
+compared as text.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from etl import fsio, runlock
+from etl.config import Home
+from etl.quality.catalogue import Rule, load_catalogue
+from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
+from etl.transform.pseudonym import PseudonymKey
+
+log = logging.getLogger(__name__)
+
+_SHOWN = [name for name, _ in SHOWN]
+_RESPONSE, _COMMENT = (name for name, _ in ANSWER)
+_BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
+
+
+class ResponseFileError(ValueError):
+    """The file as a whole cannot be read as a returned query workbook; the message names it."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that was not taken: which file, which row (the header is row 1), what is wrong."""
+
+    file_name: str
+    row_number: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file_name} row {self.row_number}: {self.message}"
+
+
+@dataclass
+class ImportSummary:
+    """What an import took and refused."""
+
+    file_name: str
+    rows: int = 0  # rows read (empty rows left out)
+    unanswered: int = 0
+    recorded: int = 0  # answers new to meta.query_response
+    already_imported: int = 0
+    waivers_added: int = 0
+    waivers_withdrawn: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A row as sent (meta.query_item)."""
+
+    batch_id: str
+    row_key: str
+    rule_id: str
+    source_id: str
+    source_record_key: str
+    field: str | None
+    value_hash: str
+    cells: tuple[str, ...]
+    centre_id: str
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.rule_id, self.source_id, self.source_record_key, self.field or "")
+
+
+def read_returned(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, header -> cell text) for each non-empty row of a returned .xlsx or .csv."""
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        rows = _xlsx_rows(path)
+    elif suffix == ".csv":
+        rows = _csv_rows(path)
+    else:
+        raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch")
+    header: list[str] | None = None
+    for number, row in enumerate(rows, start=1):
+        if header is None:
+            header = [cell_text(c).strip() for c in row]
+            if missing := [h for h in HEADER if h not in header]:
+                raise ResponseFileError(f"{path.name} row 1: the columns {', '.join(repr(m) for m in missing)} are "
+                                        "missing; expected the header of a query workbook sent by rtw queries")
+            continue
+        cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in enumerate(header) if name}
+        if any(v.strip() for v in cells.values()):
+            yield number, cells
+    if header is None:
+        raise ResponseFileError(f"{path.name}: the file is empty; expected the header of a query workbook")
+
+
+def _xlsx_rows(path: Path) -> Iterator[Sequence[Any]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors for a broken file
+        raise ResponseFileError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+    try:
+        sheet = book["queries"] if "queries" in book.sheetnames else book.worksheets[0]
+        yield from sheet.iter_rows(values_only=True)
+    finally:
+        book.close()
+
+
+def _csv_rows(path: Path) -> Iterator[Sequence[Any]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ResponseFileError(f"{path.name}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None
+    try:
+        dialect: Any = csv.Sniffer().sniff(text.partition("\n")[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    yield from csv.reader(text.splitlines(), dialect)
+
+
+def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tuple[str, str], _Item]:
+    if not batch_ids:
+        return {}
+    found = con.execute(
+        "SELECT i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key, i.field, i.value_hash, i.cells, "
+        "b.centre_id FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) "
+        "WHERE list_contains(?, i.batch_id)", [list(batch_ids)]).fetchall()
+    return {(r[0], r[1]): _Item(batch_id=r[0], row_key=r[1], rule_id=r[2], source_id=r[3], source_record_key=r[4],
+                                field=r[5], value_hash=r[6], cells=tuple(json.loads(r[7])), centre_id=r[8])
+            for r in found}
+
+
+def _edited(item: _Item, cells: Mapping[str, str]) -> list[str]:
+    return [name for name, sent in zip(_SHOWN, item.cells, strict=True) if cells.get(name, "") != sent]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    item: _Item
+    response: Response
+    comment: str | None
+    row_number: int
+
+
+def check_rows(rows: Sequence[tuple[int, Mapping[str, str]]], file_name: str, items: Mapping[tuple[str, str], _Item],
+               known_batches: set[str], rules: Mapping[str, Rule], key: PseudonymKey,
+               summary: ImportSummary) -> list[_Answer]:
+    """The answers of the rows that pass every check; a RowProblem in `summary` for each that does not."""
+    answers = []
+    for number, cells in rows:
+        summary.rows += 1
+
+        def refuse(message: str, number: int = number) -> None:
+            summary.problems.append(RowProblem(file_name, number, message))
+
+        batch_id, given_key = cells.get(_BATCH, "").strip(), cells.get(_ROW_KEY, "").strip()
+        if batch_id not in known_batches:
+            refuse(f"query batch {batch_id!r} was not sent from this warehouse (column {_BATCH!r}); is this a "
+                   "workbook of another warehouse, or was the column edited?")
+            continue
+        item = items.get((batch_id, given_key))
+        if item is None:
+            refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
+                   "another workbook or its key edited")
+            continue
+        shown = [cells.get(name, "") for name in _SHOWN]
+        if row_key(key, batch_id, item.identity, shown) != given_key:
+            if edited := _edited(item, cells):
+                refuse(f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since "
+                       f"the query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
+            else:  # the cells are as sent: the key is not the one the batch was made with
+                refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
+                       f"{batch_id} was sent?); send the centre its queries again")
+            continue
+        answer, comment = cells.get(_RESPONSE, "").strip(), cells.get(_COMMENT, "").strip() or None
+        if not answer:
+            if comment:
+                refuse(f"a comment without a response: choose one of {', '.join(r.value for r in Response)} in "
+                       f"column {_RESPONSE!r}")
+            else:
+                summary.unanswered += 1
+            continue
+        try:
+            response = Response(answer.lower())
+        except ValueError:
+            refuse(f"response {answer!r} is not one of {', '.join(r.value for r in Response)} (column {_RESPONSE!r})")
+            continue
+        rule = rules.get(item.rule_id)
+        if response is Response.CONFIRMED and (rule is None or not rule.meta.is_confirmable):
+            refuse(f"rule {item.rule_id} cannot be confirmed: a value it finds cannot be true (an impossible date, a "
+                   "code not in the list) or must not be loaded as it is; answer corrected once the source is "
+                   "corrected, or cannot_determine")
+            continue
+        answers.append(_Answer(item, response, comment, number))
+    return answers
+
+
+def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
+            who: str, now: datetime, summary: ImportSummary) -> None:
+    for answer in answers:
+        item = answer.item
+        seen = con.execute("SELECT count(*) FROM meta.query_response WHERE batch_id = ? AND row_key = ? AND "
+                           "response = ? AND comment IS NOT DISTINCT FROM ?",
+                           [item.batch_id, item.row_key, answer.response.value, answer.comment]).fetchone()
+        if seen and seen[0]:
+            summary.already_imported += 1
+            continue
+        con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            item.batch_id, item.row_key, answer.response.value, answer.comment, file_name, file_sha256,
+            answer.row_number, who, now])
+        summary.recorded += 1
+        same = [item.source_id, item.source_record_key, item.rule_id, item.field, item.value_hash]
+        where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
+                 "AND value_hash = ?")
+        if answer.response is Response.CONFIRMED:
+            exists = con.execute(f"SELECT count(*) FROM meta.waiver WHERE {where}", same).fetchone()
+            if not exists or not exists[0]:
+                con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [*same[:2], item.rule_id, item.field, item.value_hash, item.centre_id, item.batch_id,
+                             now, who])
+                summary.waivers_added += 1
+        else:  # the centre took a confirmation back (a later answer on the same value)
+            gone = con.execute(f"DELETE FROM meta.waiver WHERE {where} RETURNING 1", same).fetchall()
+            summary.waivers_withdrawn += len(gone)
+
+
+def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
+                     rules: Sequence[Rule] | None = None) -> ImportSummary:
+    """Read, check and record the answers of a returned query workbook (.xlsx or .csv), in a publish of
+    its own under the run lock; the waivers take effect at the next run."""
+    from etl.load.warehouse import swap_in_next
+    from etl.pipeline import new_run_id
+
+    if not home.warehouse.exists():
+        raise ResponseFileError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
+    if not path.is_file():
+        raise ResponseFileError(f"{path}: no such file")
+    rows = list(read_returned(path))
+    file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    catalogue = {r.rule_id: r for r in (load_catalogue(check_types=False) if rules is None else rules)}
+    summary = ImportSummary(path.name)
+    now, who = datetime.now(UTC), getpass.getuser()
+
+    def record(con: duckdb.DuckDBPyConnection) -> None:
+        batch_ids = sorted({cells.get(_BATCH, "").strip() for _, cells in rows} - {""})
+        known = {b for (b,) in con.execute("SELECT batch_id FROM meta.query_batch WHERE list_contains(?, batch_id)",
+                                           [batch_ids]).fetchall()}
+        answers = check_rows(rows, path.name, _items(con, sorted(known)), known, catalogue, key, summary)
+        _record(con, answers, path.name, file_sha256, who, now, summary)
+
+    run_id = new_run_id(now)
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        swap_in_next(home.warehouse, run_id, record)
+    for problem in summary.problems:
+        log.warning("%s", problem)
+    log.info("%s: %d rows, %d answers recorded, %d already imported, %d unanswered, %d refused, %d waivers added",
+             path.name, summary.rows, summary.recorded, summary.already_imported, summary.unanswered,
+             len(summary.problems), summary.waivers_added)
+    return summary
