@@ -86,13 +86,18 @@ def _stage_parts(path: Path, parts: Sequence[SubDocument], out: Path, schema: pa
     return rows, notices
 
 
-def _second_process(path: Path, out: Path, lineage: dict[str, str], batch_rows: int) -> subprocess.Popen[str] | None:
+def _second_process(path: Path, half: SubDocument, out: Path, lineage: dict[str, str],
+                    batch_rows: int) -> subprocess.Popen[str] | None:
     """A process staging the second half (a plain interpreter: nothing of the caller's main module is
-    imported again, and a daemon, such as a Celery pool process, may start it)."""
+    imported again, and a daemon, such as a Celery pool process, may start it). It is told where the
+    half lies, and the file's size and time, which it checks instead of planning again."""
     if (os.cpu_count() or 1) < 2:
         return None
-    return subprocess.Popen([sys.executable, "-m", __name__, str(path), str(out), str(batch_rows), json.dumps(lineage)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = path.stat()
+    where = {"head": half.head.decode("latin-1"), "start": half.start, "end": half.end, "first_line": half.first_line,
+             "size": seen.st_size, "mtime_ns": seen.st_mtime_ns}
+    return subprocess.Popen([sys.executable, "-m", __name__, str(path), str(out), str(batch_rows), json.dumps(lineage),
+                             json.dumps(where)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, str],
@@ -103,7 +108,7 @@ def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, 
     if parts is None:
         return None
     second = fsio.temp_name(out)
-    other = _second_process(path, second, lineage, batch_rows)
+    other = _second_process(path, parts[2], second, lineage, batch_rows)
     try:
         try:
             rows, notices = _stage_parts(path, parts[:2] if other else parts, out, schema, lineage, batch_rows)
@@ -143,10 +148,11 @@ def _append(first: Path, second: Path) -> None:
 
 
 if __name__ == "__main__":  # the second process: stage the second half, print (rows, notices)
-    _path, _out, _batch_rows, _lineage = sys.argv[1:]
-    _given = json.loads(_lineage)
+    _path, _out, _batch_rows, _lineage, _where = sys.argv[1:]
+    _given, _half = json.loads(_lineage), json.loads(_where)
     _schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in _given)])
-    _plan = plan_parts(Path(_path), min_bytes=0)
-    if _plan is None:
+    _seen = Path(_path).stat()
+    if (_seen.st_size, _seen.st_mtime_ns) != (_half["size"], _half["mtime_ns"]):
         sys.exit("the file changed while it was staged")
-    print(json.dumps(_stage_parts(Path(_path), _plan[2:], Path(_out), _schema, _given, int(_batch_rows))))
+    _part = SubDocument(_half["head"].encode("latin-1"), _half["start"], _half["end"], b"", _half["first_line"])
+    print(json.dumps(_stage_parts(Path(_path), [_part], Path(_out), _schema, _given, int(_batch_rows))))

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from etl.config import DUCKDB_MEMORY_LIMIT
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 
@@ -75,7 +76,7 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
     features = con.execute(FEATURES_SQL).df()
     patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
                 for r in features.to_dict("records")]
-    pairs = score_pairs(features, config)
+    pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
     scored = pairs.to_dict("records")
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
@@ -108,7 +109,21 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
                           len(review))
 
 
-def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
+def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
+    """Where scoring may spill: beside the warehouse's own spill folder, so crash repair clears both."""
+    row = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    return f"{row[0] if row else '.tmp'}.linkage"
+
+
+def _scoring_database(spill_to: str) -> duckdb.DuckDBPyConnection:
+    """Splink's own DuckDB, in memory up to the run's limit, then on disk at `spill_to`."""
+    scoring = duckdb.connect()
+    scoring.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
+    scoring.execute("SET temp_directory = ?", [spill_to])
+    return scoring
+
+
+def score_pairs(features: pd.DataFrame, config: LinkageConfig, *, spill_to: str) -> pd.DataFrame:
     """Splink's scores of the pairs of two sources above the review threshold, with the evidence gammas.
 
     Columns: source_l, id_l, source_r, id_r, match_weight, match_probability, mw_<field>..."""
@@ -120,14 +135,18 @@ def score_pairs(features: pd.DataFrame, config: LinkageConfig) -> pd.DataFrame:
     from splink import DuckDBAPI, Linker  # imported here: a run without two sources never pays for it
 
     logging.getLogger("splink").setLevel(logging.WARNING)  # its INFO lines would fill every run's log
-    db_api = DuckDBAPI()
+    scoring = _scoring_database(spill_to)
+    db_api = DuckDBAPI(scoring)
     model_columns = ["unique_id", "sex", "birth_year", "birth_month", "birth_token", "birth_swapped_token",
                      "country", "centre_id", "diagnosis_date", "diagnosis_date_precision", "relapse_date",
                      "icdo3_morphology", "icdo3_topography"]
     tables = [db_api.register(features.loc[features.source_id == s, model_columns].reset_index(drop=True),
                               dataset_display_name=str(s)) for s in sources]
     linker = Linker(tables, splink_settings(config, prior(features, config)), log_level=None)
-    predicted = linker.inference.predict(threshold_match_probability=config.review_threshold).as_pandas_dataframe()
+    try:
+        predicted = linker.inference.predict(threshold_match_probability=config.review_threshold).as_pandas_dataframe()
+    finally:
+        scoring.close()
     predicted = predicted.rename(columns={"source_dataset_l": "source_l", "unique_id_l": "id_l",
                                           "source_dataset_r": "source_r", "unique_id_r": "id_r"})
     # One orientation per pair (source_l < source_r), so decisions and reports name a pair one way.

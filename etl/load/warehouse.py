@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from etl import crash, fsio, schema, timing
-from etl.config import WAREHOUSE_SQL_DIR
+from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import link_sources
 from etl.load.dictionary import apply_comments
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SCHEMA_FILES = ("core.sql", "meta.sql", "dq.sql")
 EVOLVING_SCHEMA_FILES = ("meta.sql", "dq.sql", "stage.sql")  # idempotent: re-run on every publish
-# DuckDB's memory for a publish; beyond it DuckDB spills to `<next file>.tmp` (crash repair clears it).
-# Its default, 80% of the machine, would let the buffer pool grow with the data on a shared worker.
-MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "1GB")
 
 
 @contextmanager
@@ -333,7 +330,8 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
         con = duckdb.connect(str(next_file))
         con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
         try:
-            con.execute("SET memory_limit = ?", [MEMORY_LIMIT])
+            # Beyond it DuckDB spills to `<next file>.tmp`, which crash repair clears with the `.next` file.
+            con.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
             if not existed:
                 _create_schema(con)
             _ensure_stage(con)

@@ -112,7 +112,7 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> li
             for rule_id in rule_ids]
 
 
-GX_BATCH_ROWS = 200_000  # rows of a stage table validated at once: memory holds one batch
+GX_BATCH_ROWS = 100_000  # rows of a stage table validated at once: memory holds one batch
 
 
 def _stage_batches(con: duckdb.DuckDBPyConnection,
