@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 from conftest import SYNTHETIC_RUN_KEY
+from warehouse_query import query_frame as _table
 
 from etl import pipeline
 from etl.config import Home, resolve_home
@@ -28,14 +29,6 @@ NOT_COMPARED = {"source_id", "source_record_key", "source_patient_key", "treatme
 @pytest.fixture(scope="module")
 def loaded(synthetic_run) -> tuple[Home, Path, dict[str, Any]]:
     return synthetic_run  # conftest.py: shared with test_linkage
-
-
-def _table(home: Home, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
 
 
 def _text(value: Any) -> str:

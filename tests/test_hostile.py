@@ -34,6 +34,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from lxml import etree
+from warehouse_query import query_rows as query
 
 from etl.config import REPO_ROOT, resolve_home
 from etl.crash import CRASH_ENV, POINTS
@@ -75,14 +76,6 @@ def rtw(home: Path, *args: str, env: dict[str, str | None] | None = None,
         command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
     return subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=600,
                           check=False)
-
-
-def query(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def source_digests(home: Path) -> dict[str, str]:
@@ -247,8 +240,6 @@ def billion_laughs(home: Path, loaded: Loaded) -> None:
 
 def external_entity(home: Path, loaded: Loaded) -> None:
     _odm_with_prolog(home, f'<!DOCTYPE ODM [<!ENTITY x SYSTEM "file://{loaded.canary}">]>', "&x;")
-
-
 
 
 def sas_truncated(home: Path, loaded: Loaded) -> None:

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 from conftest import SYNTHETIC_RUN_KEY
+from warehouse_query import query_frame as _query
 
 from etl import pipeline
 from etl.config import Home, resolve_home
@@ -82,13 +83,6 @@ def test_a_decision_names_two_patients_of_two_sources(tmp_path):
 
 
 # -- a synthetic run against the truth ----------------------------------------------------------
-
-def _query(home: Home, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
 
 
 def test_pairwise_linkage_meets_the_targets_and_links_without_eupids(synthetic_run):

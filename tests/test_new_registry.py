@@ -13,15 +13,13 @@ import re
 from datetime import date
 from pathlib import Path
 
-import duckdb
-import pandas as pd
 import pytest
+from warehouse_query import query_frame as _query
 
 from etl import pipeline
 from etl.config import REPO_ROOT, Home, resolve_home
 
 KEY = "new-registry-test-key"
-
 
 
 def _documented_mapping() -> str:
@@ -73,14 +71,6 @@ def run(tmp_path_factory) -> tuple[Home, dict[str, object]]:
     _csv(landing / "STEP_Audit.csv", ["Eintrag", "Patienten_ID", "Benutzer", "Änderung"],
          [("1", "DE-0001", "müller", "Größe korrigiert"), ("2", "DE-0002", "schröder", "Status")])
     return home, pipeline.run(home, key_value=KEY, sources_dir=sources)
-
-
-def _query(home: Home, sql: str) -> pd.DataFrame:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
 
 
 def test_every_clean_row_loads_and_none_is_quarantined(run):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
+from warehouse_query import query_rows as _query
 
 from etl import pipeline
 from etl.cli import app
@@ -13,14 +13,6 @@ from etl.synth import generate
 
 pytestmark = pytest.mark.integration
 KEY_TEXT = "guard-test-key"
-
-
-def _query(home, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _registry_rows(home) -> int:
