@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -346,6 +347,70 @@ def summarise(home: Home, run_id: str | None = None) -> RunSummary:
                       report=str(latest) if latest.exists() else None)
 
 
+def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | None, sources_dir: Path,
+                   say: Callable[[str], None] = log.info) -> tuple[SourceOutcome, list[timing.StepTime]]:
+    """Extract and harmonise one source, and the steps it took (timed here, in a worker or not)."""
+    first = len(timing.recorded)
+    say(f"{source_id}: extracting")
+    with timing.step(f"extract {source_id}"):
+        extracted = extract_source(home, run_id, source_id, sources_dir=sources_dir)
+    say(f"{source_id}: harmonising")
+    with timing.step(f"harmonise {source_id}"):
+        outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
+    return outcome, timing.recorded[first:]
+
+
+# A run whose changed sources' exports hold this much is prepared in worker processes, two sources
+# at a time (this machine's two cores; harmonise is Python, one core a source). Below it a worker's
+# start (its imports) costs more than it saves.
+PARALLEL_MIN_BYTES = int(os.environ.get("RTW_PARALLEL_MIN_BYTES", 64 << 20))
+PARALLEL_SOURCES = 2
+
+
+def _export_bytes(home: Home, source_ids: Sequence[str]) -> int:
+    return sum(f.stat().st_size for s in source_ids if (home.landing / s).is_dir()
+               for f in (home.landing / s).iterdir() if f.is_file())
+
+
+def _in_worker(root: str, run_id: str, source_id: str, key_value: str | None, sources_dir: str, log_level: int,
+               measure_memory: bool) -> tuple[SourceOutcome, list[timing.StepTime]]:
+    """A worker process's job: one source, under the run's umask; its log lines go to stderr as the run's."""
+    logging.basicConfig(level=log_level, format="%(levelname)s %(message)s")
+    timing.measure_memory = measure_memory
+    with fsio.private_umask():
+        recorded = prepare_source(Home(Path(root)), run_id, source_id, key_value, Path(sources_dir))
+    return recorded
+
+
+def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sources_dir: Path,
+                        say: Callable[[str], None]) -> list[SourceOutcome]:
+    """Each changed source in a process of its own, two at a time, the largest first: the sources
+    run side by side, and the memory a source's harmonise leaves behind goes with its process. A
+    process that dies (out of memory, killed) fails its own source, never the others."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+    from multiprocessing import get_context
+
+    spawn = get_context("spawn")  # a fresh interpreter: never a fork of a process holding threads
+
+    def one(source_id: str) -> tuple[SourceOutcome, list[timing.StepTime]]:
+        say(f"{source_id}: extracting and harmonising (worker process)")
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as worker:
+                return worker.submit(_in_worker, str(home.root), planned.run_id, source_id, key_value,
+                                     str(sources_dir), logging.getLogger().getEffectiveLevel(),
+                                     timing.measure_memory).result()
+        except Exception as exc:  # the process died, or its result could not come back
+            failed = SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.EXTRACTED)
+            return _failed(failed, f"its extract and harmonise process failed: {exc!r}"), []
+
+    order = sorted(planned.changed, key=lambda s: -_export_bytes(home, [s]))
+    with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES) as threads:
+        done = dict(zip(order, threads.map(one, order), strict=True))
+    for _, steps in done.values():
+        timing.recorded.extend(steps)
+    return [done[source_id][0] for source_id in planned.changed]
+
+
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,
         progress: Callable[[str], None] | None = None, wait: float = 0.0) -> RunSummary:
     """The whole nightly import in this process: what `rtw run` does.
@@ -361,13 +426,10 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
         with timing.step("plan"):
             planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
         say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
-        outcomes = []
-        for source_id in planned.changed:
-            say(f"{source_id}: extracting")
-            with timing.step(f"extract {source_id}"):
-                extracted = extract_source(home, planned.run_id, source_id, sources_dir=sources_dir)
-            say(f"{source_id}: harmonising")
-            with timing.step(f"harmonise {source_id}"):
-                outcomes.append(harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir))
+        if _export_bytes(home, planned.changed) >= PARALLEL_MIN_BYTES and len(planned.changed) > 1:
+            outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
+        else:
+            outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]
+                        for source_id in planned.changed]
         say("publishing the warehouse")
         return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
