@@ -1,6 +1,7 @@
 """The nightly import as steps: plan, extract, harmonise (per source), publish (once).
 
-`rtw run` calls these in sequence; the Airflow DAG calls the very same functions as tasks,
+`rtw run` calls these in sequence (a large run prepares its sources in worker processes, two at a
+time); the Airflow DAG calls the very same functions as tasks,
 extract and harmonise mapped over sources. Steps exchange the small typed values of
 `etl.steps` (paths and counts, never data frames; JSON for XCom), so they can run in separate
 processes or on separate workers.
@@ -378,8 +379,7 @@ def _in_worker(root: str, run_id: str, source_id: str, key_value: str | None, so
     logging.basicConfig(level=log_level, format="%(levelname)s %(message)s")
     timing.measure_memory = measure_memory
     with fsio.private_umask():
-        recorded = prepare_source(Home(Path(root)), run_id, source_id, key_value, Path(sources_dir))
-    return recorded
+        return prepare_source(Home(Path(root)), run_id, source_id, key_value, Path(sources_dir))
 
 
 def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sources_dir: Path,
