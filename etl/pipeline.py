@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -373,42 +376,37 @@ def _export_bytes(home: Home, source_ids: Sequence[str]) -> int:
                for f in (home.landing / s).iterdir() if f.is_file())
 
 
-def _in_worker(root: str, run_id: str, source_id: str, key_value: str | None, sources_dir: str, log_level: int,
-               measure_memory: bool) -> tuple[SourceOutcome, list[timing.StepTime]]:
-    """A worker process's job: one source, under the run's umask; its log lines go to stderr as the run's."""
-    logging.basicConfig(level=log_level, format="%(levelname)s %(message)s")
-    timing.measure_memory = measure_memory
-    with fsio.private_umask():
-        return prepare_source(Home(Path(root)), run_id, source_id, key_value, Path(sources_dir))
-
-
 def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sources_dir: Path,
                         say: Callable[[str], None]) -> list[SourceOutcome]:
-    """Each changed source in a process of its own, two at a time, the largest first: the sources
-    run side by side, and the memory a source's harmonise leaves behind goes with its process. A
-    process that dies (out of memory, killed) fails its own source, never the others."""
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-    from multiprocessing import get_context
-
-    spawn = get_context("spawn")  # a fresh interpreter: never a fork of a process holding threads
+    """Each changed source in a process of its own (etl/source_worker.py), two at a time, the largest
+    first: the sources run side by side, and the memory a source's harmonise leaves behind goes with
+    its process. A process that dies (out of memory, killed) fails its own source, never the others."""
+    from concurrent.futures import ThreadPoolExecutor
 
     def one(source_id: str) -> tuple[SourceOutcome, list[timing.StepTime]]:
         say(f"{source_id}: extracting and harmonising (worker process)")
-        try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as worker:
-                return worker.submit(_in_worker, str(home.root), planned.run_id, source_id, key_value,
-                                     str(sources_dir), logging.getLogger().getEffectiveLevel(),
-                                     timing.measure_memory).result()
-        except Exception as exc:  # the process died, or its result could not come back
+        job = {"home": str(home.root), "run_id": planned.run_id, "source_id": source_id, "key_value": key_value,
+               "sources_dir": str(sources_dir), "log_level": logging.getLogger().getEffectiveLevel(),
+               "measure_memory": timing.measure_memory}
+        # A plain interpreter (`-m`): the caller's main module is not imported again. The job, key
+        # included, goes on stdin, never on the command line; log lines go to the run's stderr.
+        worker = subprocess.run([sys.executable, "-m", "etl.source_worker"], input=json.dumps(job),
+                                stdout=subprocess.PIPE, text=True, check=False)
+        answer = worker.stdout.strip().splitlines()[-1:] if worker.returncode == 0 else []
+        if not answer:
             failed = SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.EXTRACTED)
-            return _failed(failed, f"its extract and harmonise process failed: {exc!r}"), []
+            how = (f"was killed by signal {-worker.returncode}" if worker.returncode < 0
+                   else f"exited with status {worker.returncode}")
+            return _failed(failed, f"its extract and harmonise process {how}; the run's log says why"), []
+        done = json.loads(answer[0])
+        return SourceOutcome.model_validate(done["outcome"]), [timing.StepTime(**s) for s in done["steps"]]
 
     order = sorted(planned.changed, key=lambda s: -_export_bytes(home, [s]))
     with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES) as threads:
-        done = dict(zip(order, threads.map(one, order), strict=True))
-    for _, steps in done.values():
+        prepared = dict(zip(order, threads.map(one, order), strict=True))
+    for _, steps in prepared.values():
         timing.recorded.extend(steps)
-    return [done[source_id][0] for source_id in planned.changed]
+    return [prepared[source_id][0] for source_id in planned.changed]
 
 
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,

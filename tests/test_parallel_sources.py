@@ -78,4 +78,4 @@ def test_a_worker_that_dies_fails_its_source_and_the_run_says_why(exports, tmp_p
     assert [o.source_id for o in outcomes] == planned.changed
     for outcome in outcomes:
         assert outcome.status is SourceStatus.FAILED
-        assert "its extract and harmonise process failed" in (outcome.message or "")
+        assert "its extract and harmonise process was killed by signal 9" in (outcome.message or "")

@@ -1,0 +1,32 @@
+"""A worker process of `rtw run` (etl/pipeline.py): extract and harmonise one source.
+
+Told what to do as one JSON object on stdin (home, run id, source, key, mappings folder, log level);
+answers with one JSON line on stdout (the source's outcome and the steps it took). Its log lines go
+to stderr, the run's. A crash or a kill leaves no answer: the run fails the source with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from etl import fsio, timing
+from etl.config import Home
+from etl.pipeline import prepare_source
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    logging.basicConfig(level=job["log_level"], format="%(levelname)s %(message)s", stream=sys.stderr)
+    timing.measure_memory = job["measure_memory"]
+    with fsio.private_umask():
+        outcome, steps = prepare_source(Home(Path(job["home"])), job["run_id"], job["source_id"], job["key_value"],
+                                        Path(job["sources_dir"]))
+    print(json.dumps({"outcome": outcome.model_dump(mode="json"), "steps": [dataclasses.asdict(s) for s in steps]}))
+
+
+if __name__ == "__main__":
+    main()
