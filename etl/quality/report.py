@@ -421,6 +421,14 @@ def _share(value: float | None) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") + " %"
 
 
+def _run_label(point: TrendPoint | AgePoint, i: int, count: int, x: float, axis_y: int) -> str:
+    """The run's date under the axis, for at most 12 runs of a chart and the last; else nothing."""
+    if i % (math.ceil(count / 12) or 1) and i != count - 1:
+        return ""
+    label = point.started_at.astimezone(UTC).strftime("%d %b") if point.started_at else point.run_id[:8]
+    return f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>'
+
+
 def trend_svg(points: Sequence[TrendPoint]) -> str:
     """Two stacked line charts, open issues and rules failed per run, as inline SVG (no script, no font)."""
     width, left, right = 760, 56, 24
@@ -445,7 +453,6 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
                      f'<text x="{left - 6}" y="{top + height + 4}" text-anchor="end">0</text>'
                      f'<line x1="{left}" y1="{top + height}" x2="{width - right}" y2="{top + height}" stroke="#99a"/>'
                      f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
-    label_every = math.ceil(len(points) / 12) or 1
     for i, p in enumerate(points):
         run_id = html.escape(p.run_id)
         note = "" if p.validated else " (rules not rerun: nothing changed)"
@@ -456,9 +463,7 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
         parts.append(f'<g class="run-point" data-run-id="{run_id}" data-issues="{p.issues}" '
                      f'data-rules-failed="{p.rules_failed}" data-validated="{str(p.validated).lower()}">'
                      f'<title>{run_id}: {p.issues} open issues, {p.rules_failed} rules failed{note}</title>{dots}</g>')
-        if i % label_every == 0 or i == len(points) - 1:
-            label = p.started_at.astimezone(UTC).strftime("%d %b") if p.started_at else p.run_id[:8]
-            parts.append(f'<text x="{x(i):.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>')
+        parts.append(_run_label(p, i, len(points), x(i), axis_y))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -486,7 +491,6 @@ def query_age_svg(points: Sequence[AgePoint]) -> str:
     for key, colour in (("median_age_days", "#1f5fa8"), ("oldest_age_days", "#b3261e")):
         line = " ".join(f"{x(i):.1f},{y(getattr(p, key) or 0):.1f}" for i, p in enumerate(points))
         parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
-    label_every = math.ceil(len(points) / 12) or 1
     for i, p in enumerate(points):
         run_id = html.escape(p.run_id)
         median = "–" if p.median_age_days is None else f"{p.median_age_days:g}"
@@ -496,9 +500,7 @@ def query_age_svg(points: Sequence[AgePoint]) -> str:
                      f'median age {median} days, oldest {oldest} days</title>'
                      f'<circle cx="{x(i):.1f}" cy="{y(p.median_age_days or 0):.1f}" r="4" fill="#1f5fa8"/>'
                      f'<circle cx="{x(i):.1f}" cy="{y(p.oldest_age_days or 0):.1f}" r="4" fill="#b3261e"/></g>')
-        if i % label_every == 0 or i == len(points) - 1:
-            label = p.started_at.astimezone(UTC).strftime("%d %b") if p.started_at else p.run_id[:8]
-            parts.append(f'<text x="{x(i):.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>')
+        parts.append(_run_label(p, i, len(points), x(i), axis_y))
     parts.append("</svg>")
     return "".join(parts)
 
