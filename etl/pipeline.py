@@ -392,14 +392,16 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
         # included, goes on stdin, never on the command line; log lines go to the run's stderr.
         worker = subprocess.run([sys.executable, "-m", "etl.source_worker"], input=json.dumps(job),
                                 stdout=subprocess.PIPE, text=True, check=False)
-        answer = worker.stdout.strip().splitlines()[-1:] if worker.returncode == 0 else []
-        if not answer:
+        try:
+            if worker.returncode != 0:
+                raise ValueError(worker.returncode)
+            done = json.loads(worker.stdout.strip().splitlines()[-1])
+            return SourceOutcome.model_validate(done["outcome"]), [timing.StepTime(**s) for s in done["steps"]]
+        except (IndexError, TypeError, KeyError, ValueError):  # no answer, or not one it would give
             failed = SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.EXTRACTED)
             how = (f"was killed by signal {-worker.returncode}" if worker.returncode < 0
-                   else f"exited with status {worker.returncode}")
+                   else f"exited with status {worker.returncode}" if worker.returncode else "gave no answer")
             return _failed(failed, f"its extract and harmonise process {how}; the run's log says why"), []
-        done = json.loads(answer[0])
-        return SourceOutcome.model_validate(done["outcome"]), [timing.StepTime(**s) for s in done["steps"]]
 
     order = sorted(planned.changed, key=lambda s: -_export_bytes(home, [s]))
     with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES) as threads:
