@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from etl import fsio, runlock
 from etl.config import Home
 
 DECISIONS = ("link", "unlink")
@@ -46,7 +45,7 @@ def parse_patient(text: str) -> PatientRef:
 def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: str, *,
                     note: str | None = None, wait: float = 0.0) -> str:
     """Record the decision; returns the run id of the publish that recorded it."""
-    from etl.load.warehouse import swap_in_next
+    from etl.load.warehouse import change_warehouse
     from etl.pipeline import new_run_id
 
     if decision not in DECISIONS:
@@ -69,6 +68,5 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
                     [a.source_id, a.pseudonym, b.source_id, b.pseudonym, decision, getpass.getuser(),
                      datetime.now(UTC), note])
 
-    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
-        swap_in_next(home.warehouse, run_id, write)
+    change_warehouse(home, run_id, write, wait=wait)
     return run_id

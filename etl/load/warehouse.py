@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from etl import crash, fsio, schema, timing
-from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR
+from etl import crash, fsio, runlock, schema, timing
+from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import link_sources
 from etl.load.dictionary import apply_comments
@@ -308,6 +308,14 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
     _admit_to_core(con)
     build_marts(con)
     apply_comments(con)
+
+
+def change_warehouse(home: Home, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,
+                     wait: float = 0.0) -> None:
+    """Apply `change` between nightly runs (a reviewer's link decision, a query batch, a centre's answers):
+    under the run lock (waiting up to `wait` seconds, then runlock.RunBusy), to a copy swapped in."""
+    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        swap_in_next(home.warehouse, run_id, change)
 
 
 def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,

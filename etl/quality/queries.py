@@ -39,7 +39,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from etl import fsio, runlock
+from etl import fsio
 from etl.config import Home
 from etl.quality.findings import value_hash
 from etl.quality.report import RunChoice, choose_run
@@ -337,7 +337,7 @@ def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str |
     """Write the centre's queries to <reports>/<run>/queries/ and record the batch in meta.query_batch
     and meta.query_item, in a publish of its own under the run lock (the files are written inside it:
     a batch is recorded only with its workbook, a workbook only with its batch)."""
-    from etl.load.warehouse import swap_in_next
+    from etl.load.warehouse import change_warehouse
 
     if selection is Selection.REMINDERS and older_than_days is None:
         raise ValueError("reminders need --reminders-older-than DAYS")
@@ -362,7 +362,6 @@ def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str |
 
     if not home.warehouse.exists():
         raise FileNotFoundError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
-    with fsio.private_umask(), runlock.run_lock(home.ensure(), batch_id, wait=wait):
-        swap_in_next(home.warehouse, batch_id, record)
+    change_warehouse(home, batch_id, record, wait=wait)
     log.info("batch %s: %d queries for centre %s", batch_id, sent[0].queries, centre_id)
     return sent[0]

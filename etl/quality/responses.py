@@ -34,7 +34,6 @@ from typing import Any
 
 import duckdb
 
-from etl import fsio, runlock
 from etl.config import Home
 from etl.quality.catalogue import Rule, load_catalogue
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
@@ -256,7 +255,7 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
                      rules: Sequence[Rule] | None = None) -> ImportSummary:
     """Read, check and record the answers of a returned query workbook (.xlsx or .csv), in a publish of
     its own under the run lock; the waivers take effect at the next run."""
-    from etl.load.warehouse import swap_in_next
+    from etl.load.warehouse import change_warehouse
     from etl.pipeline import new_run_id
 
     if not home.warehouse.exists():
@@ -277,8 +276,7 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
         _record(con, answers, path.name, file_sha256, who, now, summary)
 
     run_id = new_run_id(now)
-    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
-        swap_in_next(home.warehouse, run_id, record)
+    change_warehouse(home, run_id, record, wait=wait)
     for problem in summary.problems:
         log.warning("%s", problem)
     log.info("%s: %d rows, %d answers recorded, %d already imported, %d unanswered, %d refused, %d waivers added",
