@@ -43,6 +43,7 @@ from etl.extract.landing import ERASED_SUFFIX
 from etl.link.model import load_config
 from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
+from etl.schema import in_warehouse
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
@@ -87,9 +88,7 @@ def erased_pseudonyms(warehouse: Path, source_id: str) -> set[str]:
         return set()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' "
-                             "AND table_name = 'erasure'").fetchone()
-        if not exists or not exists[0]:
+        if not in_warehouse(con, "meta.erasure"):
             return set()
         rows = con.execute("SELECT source_patient_pseudonym FROM meta.erasure WHERE source_id = ?",
                            [source_id]).fetchall()

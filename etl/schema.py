@@ -61,6 +61,15 @@ def arrow_schema(table: str) -> pa.Schema:
     return _catalogue().execute(f"SELECT * FROM {table} LIMIT 0").arrow().schema
 
 
+def in_warehouse(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the database on `con` has `schema.table` (a warehouse an older version wrote may not have
+    it until its next publish)."""
+    schema, name = table.split(".")
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchone()
+    return bool(found and found[0])
+
+
 def core_columns() -> dict[str, list[str]]:
     """Column names of every core table, in DDL order (a fresh dict: callers may change it)."""
     return {t: list(columns(f"core.{t}")) for t in tables("core")}

@@ -10,6 +10,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from etl.schema import in_warehouse
+
 KEY_COLUMNS = ["source_id", "source_record_key"]
 FAILURE_COLUMNS = [*KEY_COLUMNS, "field", "value", "message"]
 JUDGED_COLUMNS = ["source_id", "centre_id", "denominator"]
@@ -63,9 +65,7 @@ def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFram
     """The records a rule judged, `population` (a query of source_id, source_record_key), counted per
     source and centre where they are: a rule's population is millions of keys at registry scale,
     its denominators a few rows."""
-    has_records = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                              "AND schema_name = 'stage' AND table_name = 'record'").fetchone()
-    records = ("stage.record" if has_records and has_records[0] else
+    records = ("stage.record" if in_warehouse(con, "stage.record") else
                "(SELECT NULL::VARCHAR AS source_id, NULL::VARCHAR AS source_record_key, NULL::VARCHAR AS centre_id)")
     return con.execute(f"""
         SELECT p.source_id, r.centre_id, count(DISTINCT p.source_record_key) AS denominator

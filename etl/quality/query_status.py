@@ -20,6 +20,8 @@ from typing import Any
 
 import duckdb
 
+from etl.schema import in_warehouse
+
 _QUERIES = """
 WITH sent AS (
     SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
@@ -104,9 +106,8 @@ def _median(values: list[int]) -> float | None:
 
 def has_query_tables(con: duckdb.DuckDBPyConnection) -> bool:
     """A warehouse of a version before the query round trip has none of its tables until its next publish."""
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name IN "
-                        "('query_batch', 'query_item', 'query_response', 'waiver')").fetchone()
-    return bool(found and found[0] == 4)
+    return all(in_warehouse(con, f"meta.{table}") for table in ("query_batch", "query_item", "query_response",
+                                                                   "waiver"))
 
 
 def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime) -> list[Query]:

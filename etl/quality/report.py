@@ -38,6 +38,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
 from etl.quality.query_status import AgePoint, age_trend, as_of_for, per_centre, queries_as_of, waivers
+from etl.schema import in_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -341,9 +342,7 @@ def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
 def _held_back_endpoints(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str, Any]] | None:
     """marts.held_back_endpoints when the page is about the current warehouse's findings; None otherwise
     (an older run, or a warehouse without the mart)."""
-    present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' "
-                          "AND table_name = 'held_back_endpoints'").fetchone()
-    if not present or not present[0] or validated_runs(con)[-1] != choice.findings_run_id:
+    if not in_warehouse(con, "marts.held_back_endpoints") or validated_runs(con)[-1] != choice.findings_run_id:
         return None
     return _records(con, "SELECT * FROM marts.held_back_endpoints ORDER BY endpoint, source_id, centre_id")
 

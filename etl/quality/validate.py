@@ -49,6 +49,7 @@ from etl.quality.sql_checks import (
     run_admitted_checks,
     run_checks,
 )
+from etl.schema import in_warehouse
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -315,12 +316,6 @@ GROUP BY ALL
 """
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                        "AND schema_name = ? AND table_name = ?", [schema_name, table]).fetchone()
-    return bool(found and found[0])
-
-
 def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> dict[str, Any]:
     """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine."""
     started = time.perf_counter()
@@ -339,7 +334,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
         _load_findings(con, runs, plan)
     with timing.step("validate issues and quarantine"):
         con.execute(_SETTINGS)
-        con.execute(_WAIVERS if _has_table(con, "meta", "waiver") else _NO_WAIVERS)
+        con.execute(_WAIVERS if in_warehouse(con, "meta.waiver") else _NO_WAIVERS)
         con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
         _write_issues(con, run_id)
         con.execute("DELETE FROM dq.quarantine")
