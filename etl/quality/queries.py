@@ -48,6 +48,7 @@ from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
 log = logging.getLogger(__name__)
 
+
 class Response(StrEnum):
     """A centre's answer to a query."""
 
