@@ -14,6 +14,7 @@ of the run:
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,11 +98,7 @@ class AgePoint:
 
 
 def _median(values: list[int]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return float(ordered[middle]) if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return float(statistics.median(values)) if values else None
 
 
 def has_query_tables(con: duckdb.DuckDBPyConnection) -> bool:
