@@ -61,6 +61,15 @@ def value_hash_sql(column: str) -> str:
     return f"coalesce(sha256('value:' || {column}), '{NO_VALUE_HASH}')"
 
 
+def judged_rows(keys: pd.DataFrame, centres: pd.Series) -> pd.DataFrame:
+    """What count_judged counts, for rows already in memory: their keys and each row's centre."""
+    if keys.empty:
+        return pd.DataFrame(columns=JUDGED_COLUMNS)
+    counted = (keys.assign(centre_id=centres).groupby(["source_id", "centre_id"], dropna=False, sort=False)
+               ["source_record_key"].nunique())
+    return counted.rename("denominator").reset_index()[JUDGED_COLUMNS]
+
+
 def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFrame:
     """The records a rule judged, `population` (a query of source_id, source_record_key), counted per
     source and centre where they are: a rule's population is millions of keys at registry scale,

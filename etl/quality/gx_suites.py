@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,20 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule
-from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun, shown
+from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun, judged_rows, shown
 
 log = logging.getLogger(__name__)
 _SITE = "rtw_data_docs"
 # Expectations that judge every row in scope, null or not; the others skip nulls, as GX does.
 _COUNT_NULLS = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_null"}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of a stage table validated at once, and each row's centre (same index) for the denominators."""
+
+    rows: pd.DataFrame
+    centres: pd.Series
 
 
 def _population(frame: pd.DataFrame, rule: Rule) -> pd.DataFrame:
@@ -79,14 +88,13 @@ def _context(data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_suites(batches_of: Callable[[str], Iterator[pd.DataFrame] | None], rules: Sequence[Rule],
-               judge: Callable[[pd.DataFrame], pd.DataFrame], *, data_docs_dir: Path | None = None) -> list[RuleRun]:
+def run_suites(batches_of: Callable[[str], Iterator[Batch] | None], rules: Sequence[Rule], *,
+               data_docs_dir: Path | None = None) -> list[RuleRun]:
     """Validate each table's rows against its rules; Data Docs go to `data_docs_dir` when given.
 
     `batches_of(table)` gives a table's rows in batches (None: no such table), so memory holds one
     batch, whatever the size of the registry: each batch is a checkpoint run of the table's suite (one
-    validation result each in Data Docs), and a rule's findings are those of every batch.
-    `judge(keys)` counts a rule's judged rows per source and centre."""
+    validation result each in Data Docs), and a rule's findings are those of every batch."""
     context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
     runs: list[RuleRun] = []
@@ -99,7 +107,10 @@ def run_suites(batches_of: Callable[[str], Iterator[pd.DataFrame] | None], rules
                          for r in table_rules]
                 continue
             checkpoint, unusable = _checkpoint(context, source, table, table_rules)
-            found = [_run_batch(checkpoint, table_rules, frame, judge) for frame in batches]
+            found = []
+            for batch in batches:
+                found.append(_run_batch(checkpoint, table_rules, batch))
+                _forget_batches(source)
             runs += unusable + _combined(found)
     if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
         with timing.step("validate Data Docs"):
@@ -133,11 +144,10 @@ def _checkpoint(context: Any, source: Any, table: str, table_rules: Sequence[Rul
     return checkpoint, unusable
 
 
-def _run_batch(checkpoint: Any, table_rules: Sequence[Rule], frame: pd.DataFrame,
-               judge: Callable[[pd.DataFrame], pd.DataFrame]) -> list[RuleRun]:
+def _run_batch(checkpoint: Any, table_rules: Sequence[Rule], batch: Batch) -> list[RuleRun]:
     """The checkpoint over one batch: each rule's judged rows and failures in it."""
     runs: list[RuleRun] = []
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    outcome = checkpoint.run(batch_parameters={"dataframe": batch.rows})
     by_rule = {r.rule_id: r for r in table_rules}
     for validation in outcome.run_results.values():
         for result in validation.results:
@@ -146,10 +156,22 @@ def _run_batch(checkpoint: Any, table_rules: Sequence[Rule], frame: pd.DataFrame
                 runs.append(RuleRun.failed_to_run(rule.rule_id, problem))
                 continue
             try:
-                runs.append(RuleRun(rule.rule_id, judge(_population(frame, rule)), _failures(rule, result.result)))
+                population = _population(batch.rows, rule)
+                runs.append(RuleRun(rule.rule_id, judged_rows(population, batch.centres[population.index]),
+                                    _failures(rule, result.result)))
             except Exception as exc:  # a bad row_condition: the rule errs, the others go on
                 runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
     return runs
+
+
+def _forget_batches(source: Any) -> None:
+    """Drop what GX keeps of the batches it validated: its execution engine caches every batch's
+    data frame and every metric computed on it for the life of the data source, so memory would
+    otherwise hold every stage table at once."""
+    engine = source.get_execution_engine()
+    engine.batch_manager.reset_batch_cache()
+    engine.batch_manager.batch_data_cache.clear()
+    engine._metric_cache.clear()
 
 
 def _combined(batches: Sequence[list[RuleRun]]) -> list[RuleRun]:
