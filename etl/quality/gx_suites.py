@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,20 @@ def _exception(info: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _context(data_docs_dir: Path | None) -> Any:
+def _import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations  # noqa: F401
+
+
+def import_gx_meanwhile() -> None:
+    """Import GX on a thread of its own: its import takes seconds of Python, which a run can spend
+    while it waits on something else (worker processes, DuckDB). Validation's own import then finds
+    the module loaded, or waits for this one to finish (Python's import lock)."""
+    threading.Thread(target=_import_gx, name="import-gx", daemon=True).start()
+
+
+def _context(data_docs_dir: Path | None) -> Any:
+    _import_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
