@@ -14,8 +14,8 @@ from pathlib import Path
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
-__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home",
-           "resolve_home"]
+__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "REPO_ROOT", "SOURCES_DIR",
+           "WAREHOUSE_SQL_DIR", "Home", "resolve_home"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -24,6 +24,8 @@ WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 # What one DuckDB database of a run may hold in memory before it spills to disk (the publish's
 # warehouse, linkage's scoring). DuckDB's default, 80% of the machine, lets memory grow with the data.
 DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "1GB")
+# Linkage scores in a DuckDB of its own while the warehouse's stays open: the two limits add up.
+LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from etl.config import DUCKDB_MEMORY_LIMIT
+from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 
@@ -116,9 +116,9 @@ def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _scoring_database(spill_to: str) -> duckdb.DuckDBPyConnection:
-    """Splink's own DuckDB, in memory up to the run's limit, then on disk at `spill_to`."""
+    """Splink's own DuckDB, in memory up to linkage's limit, then on disk at `spill_to`."""
     scoring = duckdb.connect()
-    scoring.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
+    scoring.execute("SET memory_limit = ?", [LINKAGE_MEMORY_LIMIT])
     scoring.execute("SET temp_directory = ?", [spill_to])
     return scoring
 

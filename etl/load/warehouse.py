@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from etl import crash, fsio, runlock, schema, timing
+from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import link_sources
@@ -286,8 +286,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             log.info("linkage: %d source patients, %d pairs scored, %d linked probabilistically, %d by a reviewer, "
                      "%d pairs to review", summary.source_patients, summary.pairs_scored,
                      summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates)
+            memory.release()  # linkage's frames, before validation's batches
             with timing.step("validate"):
                 validate(con, run_id, plan)
+            memory.release()
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from etl import timing
+from etl import memory, timing
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun, judged_rows, shown
 
@@ -153,7 +153,10 @@ def _checkpoint(context: Any, source: Any, table: str, table_rules: Sequence[Rul
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=f"rtw_{table}", validation_definitions=[definition], actions=[],
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS}))
+        # Every failing row by its keys; not GX's query listing every index of them, which it would
+        # also keep in the stored results.
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEY_COLUMNS,
+                       "return_unexpected_index_query": False}))
     return checkpoint, unusable
 
 
@@ -185,6 +188,7 @@ def _forget_batches(source: Any) -> None:
     engine.batch_manager.reset_batch_cache()
     engine.batch_manager.batch_data_cache.clear()
     engine._metric_cache.clear()
+    memory.release()
 
 
 def _combined(batches: Sequence[list[RuleRun]]) -> list[RuleRun]:
