@@ -3,7 +3,8 @@
 Each format's adapter (etl/extract) says what a record is: an ODM ItemGroupData, a CSV row, a
 SAS observation, a row of an Excel sheet. Record sets of the same name from several current
 files of a source (per-form exports) are concatenated here. Every record keeps `_line` (where
-it starts in the export) and the file's lineage columns.
+it starts in the export) and the file's lineage columns. The current records are Arrow tables,
+compact until harmonise takes them a part at a time (etl/transform/parts.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.adapter import RecordSets, adapter_for, record_set_of_file
+from etl.extract.adapter import RecordSets, adapter_for, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
 
@@ -25,4 +26,5 @@ def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, 
 
 def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
     """The record sets of staged files ((staged path, file name) pairs) taken as one snapshot."""
-    return load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
+    tables = load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
+    return {name: record_frame(table) for name, table in tables.items()}
