@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from etl.extract.errors import ExtractError
@@ -154,12 +155,14 @@ class SourceAdapter(ABC):
 
     def combine(self, staged: Sequence[tuple[Path, str, str, str]]) -> RecordSets:
         """The record sets of a source's current files ((staged, record set, file name, sha256), in
-        chain order), same-named ones concatenated. Formats with increments apply them here."""
+        chain order), same-named ones concatenated, compact (`compact_record_table`). Formats with
+        increments apply them here."""
         collected: dict[str, list[pa.Table]] = {}
         for path, record_set, _, _ in staged:
             for name, table in self.record_tables(path, record_set).items():
                 collected.setdefault(name, []).append(table)
-        return RecordSets({name: concat_record_tables(tables) for name, tables in collected.items()})
+        return RecordSets({name: compact_record_table(concat_record_tables(tables))
+                           for name, tables in collected.items()})
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool | None:
         """Rewrite the export copy at `path` without the records of the patients whose key `erased`
@@ -181,8 +184,32 @@ class SourceAdapter(ABC):
 
 
 def record_frame(table: pa.Table) -> pd.DataFrame:
-    """A record set as harmonise reads it: text as Python strings (object columns), None for a null."""
-    return table.to_pandas()
+    """A record set as harmonise reads it: text as Python strings (object columns), None for a null.
+
+    Dictionary-encoded text (`compact_record_table`) is decoded first: pandas would make it Categorical."""
+    plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema])
+    return (table if plain.equals(table.schema) else table.cast(plain)).to_pandas()
+
+
+def compact_record_table(table: pa.Table) -> pa.Table:
+    """The record set with each text column that repeats its values (lineage, ODM keys, codes, dates)
+    dictionary-encoded: a large source's record sets held whole are then a fraction of their text."""
+    columns = []
+    for column in table.columns:
+        if is_text(column.type) and not pa.types.is_dictionary(column.type) and len(column):
+            encoded = pc.dictionary_encode(column)
+            column = encoded if encoded.nbytes < column.nbytes // 2 else column
+        columns.append(column)
+    return pa.table(columns, schema=pa.schema(
+        [field.with_type(column.type) for field, column in zip(table.schema, columns, strict=True)],
+        metadata=table.schema.metadata))
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """A string column, plain (as staged) or dictionary-encoded (`compact_record_table`)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def concat_record_tables(tables: Sequence[pa.Table]) -> pa.Table:

@@ -76,6 +76,7 @@ from etl.extract.adapter import (
     Removal,
     SourceAdapter,
     StageResult,
+    compact_record_table,
     record_frame,
     refuse_if_other_format,
 )
@@ -587,7 +588,9 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
                 f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
                 f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
                 [group_oid]).fetch_arrow_table()
-            record_sets[group_oid or "(no item group)"] = table if keep_absent else _nulls_as_empty(table)
+            # Compacted group by group: DuckDB's result buffers go before the next group's are made.
+            record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
+                table if keep_absent else _nulls_as_empty(table)))
         return record_sets
     finally:
         con.close()
@@ -602,6 +605,14 @@ def _nulls_as_empty(table: pa.Table) -> pa.Table:
     """Every null text "" (what a pandas `fillna("")` of the frame gives); `_line` is never null."""
     return pa.table([pc.fill_null(column, "") if pa.types.is_string(column.type) or pa.types.is_large_string(
         column.type) else column for column in table.columns], names=table.column_names)
+
+
+def _owned(table: pa.Table) -> pa.Table:
+    """The table in Arrow's own memory. A column DuckDB exported keeps its whole result alive, every
+    column of it, for as long as any one is held (the C data interface releases them together)."""
+    memory = pa.default_cpu_memory_manager()
+    return pa.table([pa.chunked_array([chunk.copy_to(memory) for chunk in column.chunks], column.type)
+                     for column in table.columns], schema=table.schema)
 
 
 def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
@@ -725,13 +736,14 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
-    return RecordSets({name: pa.Table.from_pandas(frame, preserve_index=False) for name, frame in frames.items()},
-                      tuple(removed), superseded)
+    return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
+                       for name, frame in frames.items()}, tuple(removed), superseded)
 
 
 def _in_file_order(table: pa.Table) -> pa.Table:
     """The records by file, then line (a stable sort, as for a chain); one file is in that order already."""
-    order = pc.sort_indices(table, sort_keys=[("source_file", "ascending"), ("_line", "ascending")])
+    keys = pa.table({"source_file": table["source_file"].cast(pa.string()), "_line": table["_line"]})
+    order = pc.sort_indices(keys, sort_keys=[("source_file", "ascending"), ("_line", "ascending")])
     if pc.all(pc.equal(order, pa.array(range(len(table)), pa.uint64()))).as_py() is not False:
         return table
     return table.take(order)

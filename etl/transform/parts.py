@@ -25,13 +25,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import schema
-from etl.extract.adapter import record_frame
+from etl.extract.adapter import is_text, record_frame
 from etl.transform.harmonise import HarmoniseResult, harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 
-# Source records per part: the harmonise step of a part peaks at a few KiB per record.
-PART_RECORDS = 100_000
+# Source records per part: the harmonise step of a part peaks at a few KiB per record (iLTB at
+# 100,000 persons: parts of 100,000 records peak 250 MiB above the record sets, of 25,000 under
+# 100 MiB), and each part costs a few hundredths of a second more (7% of harmonise at 25,000).
+PART_RECORDS = 25_000
 # Output file -> the warehouse table its rows are loaded into (publish reads them by these names).
 _STAGE_TABLES = {"records": "stage.record", "rejections": "stage.rejection", "link_keys": "stage.link_key"}
 
@@ -114,14 +116,10 @@ def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]
     # the dtype the whole has (an integer column with a null anywhere is float64), whatever its own nulls.
     others = {name: {column: record_frame(table.select([column]))[column].to_numpy()
                      for column, kind in zip(table.column_names, table.schema.types, strict=True)
-                     if table.column(column).null_count and not _is_text(kind)}
+                     if table.column(column).null_count and not is_text(kind)}
               for name, table in record_sets.items()}
     for index in range(parts):
         yield {name: _part_frame(table, buckets[name] == index, others[name]) for name, table in record_sets.items()}
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _part_frame(table: pa.Table, chosen: np.ndarray, others: Mapping[str, np.ndarray]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from etl.extract.adapter import RecordSets, adapter_for, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
@@ -20,8 +21,11 @@ from etl.transform.mapping import SourceMapping
 def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str]]) -> RecordSets:
     """A source's current records from its staged files ((staged path, file name, sha256), in chain order)."""
     adapter = adapter_for(mapping.format)
-    return adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
-                            for staged, name, sha in staged_files])
+    current = adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
+                               for staged, name, sha in staged_files])
+    # Arrow's pool keeps what staging and reading freed: hand it back before harmonise needs the room.
+    pa.default_memory_pool().release_unused()
+    return current
 
 
 def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
