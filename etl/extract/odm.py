@@ -565,7 +565,9 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
 
     An item a record does not carry is "" (an ItemData nobody filled is left out of an export),
     or null with `keep_absent`, so that an increment's absent items can keep earlier values."""
-    con = duckdb.connect()
+    # One thread: each thread's share of a pivot's hash table is memory (~40 MiB at 100,000 persons), and
+    # a large run prepares two sources side by side on this machine's two cores anyway.
+    con = duckdb.connect(config={"threads": 1})
     try:
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
