@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
-from etl.extract.adapter import adapter_for
+from etl.extract.adapter import adapter_for, record_frame
 from etl.extract.errors import ExtractError
 from etl.extract.landing import ERASED_SUFFIX
 from etl.link.model import load_config
@@ -105,23 +105,27 @@ def _is_erased(values: pd.Series, key: PseudonymKey, source_id: str, erased: set
     return (present & values.astype(str).isin(hits)).astype(bool)
 
 
-def drop_erased(frames: dict[str, pd.DataFrame], mapping: SourceMapping, key: PseudonymKey,
-                erased: set[str]) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: PseudonymKey,
+                erased: set[str]) -> tuple[dict[str, pa.Table], dict[str, int]]:
     """The record sets without the erased patients' records, and how many were left out per file sha256."""
     if not erased:
-        return frames, {}
-    kept: dict[str, pd.DataFrame] = {}
+        return record_sets, {}
+    kept: dict[str, pa.Table] = {}
     dropped: dict[str, int] = {}
-    for name, frame in frames.items():
-        if mapping.patient_key not in frame.columns or frame.empty:
-            kept[name] = frame
+    for name, table in record_sets.items():
+        if mapping.patient_key not in table.column_names or table.num_rows == 0:
+            kept[name] = table
             continue
-        gone = _is_erased(frame[mapping.patient_key], key, mapping.source_id, erased)
+        gone = _is_erased(_column(table, mapping.patient_key), key, mapping.source_id, erased).to_numpy()
         if gone.any():
-            for sha, n in frame.loc[gone, "source_file_sha256"].value_counts().items():
+            for sha, n in _column(table, "source_file_sha256")[gone].value_counts().items():
                 dropped[str(sha)] = dropped.get(str(sha), 0) + int(n)
-        kept[name] = frame.loc[~gone].reset_index(drop=True)
+        kept[name] = table.filter(pa.array(~gone))
     return kept, dropped
+
+
+def _column(table: pa.Table, name: str) -> pd.Series:
+    return record_frame(table.select([name]))[name]
 
 
 # --- raw files: archive copies and staged Parquet -----------------------------------------------

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,7 +19,7 @@ from etl.transform.records import load_current_records
 KEY = PseudonymKey(b"parts-test-key")
 
 
-def _record_sets(home: Any, source_id: str) -> tuple[SourceMapping, dict[str, pd.DataFrame]]:
+def _record_sets(home: Any, source_id: str) -> tuple[SourceMapping, dict[str, pa.Table]]:
     """The source's current record sets, read from the shared run's staging as harmonise reads them."""
     mapping = load_mapping(SOURCES_DIR / f"{source_id}.yaml")
     adapter = adapter_for(mapping.format)
@@ -64,7 +65,7 @@ def _joined_on(keys: list[str]) -> SourceMapping:
 
 
 def test_a_section_joined_without_the_patient_key_keeps_one_part() -> None:
-    frames = {"REG": pd.DataFrame({"pid": [str(i) for i in range(10)]})}
+    frames = {"REG": pa.table({"pid": [str(i) for i in range(10)]})}
     assert part_count(_joined_on(["case_no"]), frames, part_records=2) == 1
     assert part_count(_joined_on(["pid", "case_no"]), frames, part_records=2) == 5
     assert part_count(_joined_on(["pid", "case_no"]), frames, part_records=10) == 1

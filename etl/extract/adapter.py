@@ -7,10 +7,15 @@ ItemGroup) of raw string values with lineage, in two steps:
   allows) and write what it holds to Parquet at `out`; the artefact appears only when
   complete. Unreadable input raises `ExtractError` naming the file and the place. `options`
   are the format's own reader options (`Options`, from the mapping's `options:`).
-- `record_sets(staged, record_set)`: the staged artefact as frames, one per record set, each
-  with `_line` (where the record starts: a line, a row of a sheet, an observation) and the
+- `record_tables(staged, record_set)`: the staged artefact as Arrow tables, one per record set,
+  each with `_line` (where the record starts: a line, a row of a sheet, an observation) and the
   lineage columns `source_file`, `source_file_sha256`. `record_set` names the file's record
   set for formats with one record set a file (from the mapping; the file stem otherwise).
+  `record_sets(staged, record_set)` gives the same as pandas frames (`record_frame`).
+
+Record sets stay Arrow tables until harmonise takes them, a part of whole patients at a time
+(etl/transform/parts.py): as Python strings a large source's raw values take several times the
+memory (a 100,000-person ODM export: 659 MiB of object strings).
 
 Neither step needs a mapping, so `rtw profile` reads a file before any mapping exists.
 
@@ -32,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from etl.extract.errors import ExtractError
@@ -75,9 +82,9 @@ class Removal:
 
 @dataclass(frozen=True)
 class RecordSets:
-    """A source's current records, by record set, from all its current files."""
+    """A source's current records, by record set, from all its current files (Arrow: compact)."""
 
-    frames: dict[str, pd.DataFrame]
+    frames: dict[str, pa.Table]
     removed: tuple[Removal, ...] = ()
     superseded: dict[str, int] = field(default_factory=dict)  # by file sha256: records a later file replaced
 
@@ -148,13 +155,14 @@ class SourceAdapter(ABC):
 
     def combine(self, staged: Sequence[tuple[Path, str, str, str]]) -> RecordSets:
         """The record sets of a source's current files ((staged, record set, file name, sha256), in
-        chain order), same-named ones concatenated. Formats with increments apply them here."""
-        collected: dict[str, list[pd.DataFrame]] = {}
+        chain order), same-named ones concatenated, compact (`compact_record_table`). Formats with
+        increments apply them here."""
+        collected: dict[str, list[pa.Table]] = {}
         for path, record_set, _, _ in staged:
-            for name, frame in self.record_sets(path, record_set).items():
-                collected.setdefault(name, []).append(frame)
-        return RecordSets({name: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-                           for name, frames in collected.items()})
+            for name, table in self.record_tables(path, record_set).items():
+                collected.setdefault(name, []).append(table)
+        return RecordSets({name: compact_record_table(concat_record_tables(tables))
+                           for name, tables in collected.items()})
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool | None:
         """Rewrite the export copy at `path` without the records of the patients whose key `erased`
@@ -167,8 +175,48 @@ class SourceAdapter(ABC):
         """Read an export file and write its raw rows, with lineage, to `out`."""
 
     @abstractmethod
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
+        """The staged rows as one Arrow table of strings per record set."""
+
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
-        """The staged rows as one frame of strings per record set."""
+        """The staged rows as one frame of strings per record set (`record_frame` of each table)."""
+        return {name: record_frame(table) for name, table in self.record_tables(staged, record_set).items()}
+
+
+def record_frame(table: pa.Table) -> pd.DataFrame:
+    """A record set as harmonise reads it: text as Python strings (object columns), None for a null.
+
+    Dictionary-encoded text (`compact_record_table`) is decoded first: pandas would make it Categorical."""
+    plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema])
+    return (table if plain.equals(table.schema) else table.cast(plain)).to_pandas()
+
+
+def compact_record_table(table: pa.Table) -> pa.Table:
+    """The record set with each text column that repeats its values (lineage, ODM keys, codes, dates)
+    dictionary-encoded: a large source's record sets held whole are then a fraction of their text."""
+    columns = []
+    for column in table.columns:
+        if is_text(column.type) and not pa.types.is_dictionary(column.type) and len(column):
+            encoded = pc.dictionary_encode(column)
+            column = encoded if encoded.nbytes < column.nbytes // 2 else column
+        columns.append(column)
+    return pa.table(columns, schema=pa.schema(
+        [field.with_type(column.type) for field, column in zip(table.schema, columns, strict=True)],
+        metadata=table.schema.metadata))
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """A string column, plain (as staged) or dictionary-encoded (`compact_record_table`)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def concat_record_tables(tables: Sequence[pa.Table]) -> pa.Table:
+    """Same-named record sets of several files as one; a column one file lacks is null in its rows."""
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:

@@ -360,8 +360,8 @@ class CsvAdapter(SourceAdapter):
         refuse_if_other_format(path, "a delimited text (CSV) file")
         return stage_csv(path, out, sniff_dialect(path, **options.model_dump()), lineage=lineage)
 
-    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
-        return {record_set: pd.read_parquet(staged)}
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
+        return {record_set: pq.read_table(staged)}
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
         # Written back in the dialect it was read with (the mapping's options over what is detected).

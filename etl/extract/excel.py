@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import python_calamine as calamine
@@ -405,15 +404,15 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
     return notices
 
 
-def read_staged_workbook(staged: Path) -> dict[str, pd.DataFrame]:
-    """A staged workbook folder as one frame per sheet, by sheet name, in workbook order."""
+def read_staged_workbook(staged: Path) -> dict[str, pa.Table]:
+    """A staged workbook folder as one table per sheet, by sheet name, in workbook order."""
     if not staged.is_dir():
         raise ExtractError(f"{staged}: not a staged workbook folder")
-    record_sets: dict[str, pd.DataFrame] = {}
+    record_sets: dict[str, pa.Table] = {}
     for part in sorted(staged.glob("*.parquet")):
         table = pq.read_table(part)
         name = (table.schema.metadata or {}).get(SHEET_METADATA_KEY, part.stem.encode()).decode()
-        record_sets[name] = table.to_pandas()
+        record_sets[name] = table
     return record_sets
 
 
@@ -433,7 +432,7 @@ class ExcelAdapter(SourceAdapter):
     def stage(self, path: Path, out: Path, options: ExcelOptions, lineage: dict[str, str]) -> StageResult:
         return stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets, lineage=lineage)
 
-    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return read_staged_workbook(staged)
 
 

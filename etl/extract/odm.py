@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
@@ -75,6 +76,8 @@ from etl.extract.adapter import (
     Removal,
     SourceAdapter,
     StageResult,
+    compact_record_table,
+    record_frame,
     refuse_if_other_format,
 )
 from etl.extract.errors import ExtractError
@@ -84,7 +87,7 @@ if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
 
 __all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata",
-           "StageResult", "iter_odm_items", "odm_record_sets", "read_odm_metadata", "stage_odm"]
+           "StageResult", "iter_odm_items", "odm_record_sets", "odm_record_tables", "read_odm_metadata", "stage_odm"]
 
 ODM_ROW_COLUMNS: tuple[str, ...] = (
     "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
@@ -557,12 +560,14 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.DataFrame]:
-    """Pivot one staged ODM file into a frame per ItemGroupOID.
+def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, pa.Table]:
+    """Pivot one staged ODM file into a table per ItemGroupOID.
 
     An item a record does not carry is "" (an ItemData nobody filled is left out of an export),
-    or None with `keep_absent`, so that an increment's absent items can keep earlier values."""
-    con = duckdb.connect()
+    or null with `keep_absent`, so that an increment's absent items can keep earlier values."""
+    # One thread: each thread's share of a pivot's hash table is memory (~40 MiB at 100,000 persons), and
+    # a large run prepares two sources side by side on this machine's two cores anyway.
+    con = duckdb.connect(config={"threads": 1})
     try:
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
@@ -581,14 +586,35 @@ def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.
             pivots = ", ".join(
                 f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {_sql_text(oid)}) AS {_quote(oid)}"
                 for oid in item_oids)
-            frame = con.execute(
+            table = con.execute(
                 f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
                 f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
-                [group_oid]).df()
-            record_sets[group_oid or "(no item group)"] = frame if keep_absent else frame.fillna("")
+                [group_oid]).fetch_arrow_table()
+            # Compacted group by group: DuckDB's result buffers go before the next group's are made.
+            record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
+                table if keep_absent else _nulls_as_empty(table)))
         return record_sets
     finally:
         con.close()
+
+
+def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.DataFrame]:
+    """`odm_record_tables` as pandas frames (None where a table has null)."""
+    return {name: record_frame(table) for name, table in odm_record_tables(staged, keep_absent=keep_absent).items()}
+
+
+def _nulls_as_empty(table: pa.Table) -> pa.Table:
+    """Every null text "" (what a pandas `fillna("")` of the frame gives); `_line` is never null."""
+    return pa.table([pc.fill_null(column, "") if pa.types.is_string(column.type) or pa.types.is_large_string(
+        column.type) else column for column in table.columns], names=table.column_names)
+
+
+def _owned(table: pa.Table) -> pa.Table:
+    """The table in Arrow's own memory. A column DuckDB exported keeps its whole result alive, every
+    column of it, for as long as any one is held (the C data interface releases them together)."""
+    memory = pa.default_cpu_memory_manager()
+    return pa.table([pa.chunked_array([chunk.copy_to(memory) for chunk in column.chunks], column.type)
+                     for column in table.columns], schema=table.schema)
 
 
 def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
@@ -670,6 +696,8 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
     the file that held it before.
     """
     (first, _, _), increments = chain[0], chain[1:]
+    if not increments:  # the nightly snapshot: its records stay Arrow, as read
+        return RecordSets({name: _in_file_order(table) for name, table in odm_record_tables(first).items()})
     state = {name: frame.set_index(list(_RECORD_KEYS), drop=False) for name, frame in odm_record_sets(first).items()}
     removed: list[Removal] = []
     superseded: dict[str, int] = {}
@@ -710,7 +738,17 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
-    return RecordSets(frames, tuple(removed), superseded)
+    return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
+                       for name, frame in frames.items()}, tuple(removed), superseded)
+
+
+def _in_file_order(table: pa.Table) -> pa.Table:
+    """The records by file, then line (a stable sort, as for a chain); one file is in that order already."""
+    keys = pa.table({"source_file": table["source_file"].cast(pa.string()), "_line": table["_line"]})
+    order = pc.sort_indices(keys, sort_keys=[("source_file", "ascending"), ("_line", "ascending")])
+    if pc.all(pc.equal(order, pa.array(range(len(table)), pa.uint64()))).as_py() is not False:
+        return table
+    return table.take(order)
 
 
 ODM_NAMESPACES = {"1.3": "http://www.cdisc.org/ns/odm/v1.3", "2.0": "http://www.cdisc.org/ns/odm/v2.0", "none": ""}
@@ -749,8 +787,8 @@ class OdmAdapter(SourceAdapter):
             _refuse_other_studies(path, out, options.study_oid)
         return result
 
-    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
-        return odm_record_sets(staged)
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
+        return odm_record_tables(staged)
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
         # The copy was staged already, so it parsed safely; still no entities, no DTD, no network.

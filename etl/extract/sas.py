@@ -572,8 +572,8 @@ class SasAdapter(SourceAdapter):
     def stage(self, path: Path, out: Path, options: SasOptions, lineage: dict[str, str]) -> StageResult:
         return stage_sas(path, out, lineage=lineage, encoding=options.encoding)
 
-    def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
-        return {record_set: pd.read_parquet(staged)}
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
+        return {record_set: pq.read_table(staged)}
 
     def describe(self, path: Path) -> FormatDetails:
         # Labels and formats come without the data (the staging notices name them too).

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from etl.extract.adapter import SourceAdapter, adapter_for, record_set_of_file
+from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
 from etl.extract.landing import discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
@@ -431,7 +432,8 @@ def _combine(adapter: SourceAdapter, mapping: SourceMapping,
     combine = getattr(adapter, "combine", None)
     if combine is not None:
         combined = combine(parts)
-        return dict(getattr(combined, "frames", combined))
+        frames = getattr(combined, "frames", combined)  # record sets are Arrow tables: onboarding reads pandas
+        return {name: record_frame(table) if isinstance(table, pa.Table) else table for name, table in frames.items()}
     collected: dict[str, list[pd.DataFrame]] = {}
     for path, record_set, _, _ in parts:
         for name, frame in adapter.record_sets(path, record_set).items():

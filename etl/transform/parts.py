@@ -6,6 +6,10 @@ starts with the patient key, and joined sections share the patient key (where th
 `join_on` holds it). So the patients can be cut into parts, harmonised one part at a time, and the
 results appended: memory holds one part's work, not the whole source's, and the Parquet files are
 what one pass would write (in another row order).
+
+The record sets come as Arrow tables (etl/extract/adapter.py) and a part becomes pandas frames of
+Python strings only when its turn comes: as strings, the whole source would take several times
+the memory its harmonise does.
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import schema
+from etl.extract.adapter import is_text, record_frame
 from etl.transform.harmonise import HarmoniseResult, harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 
-# Source records per part: the harmonise step of a part peaks at a few KiB per record.
-PART_RECORDS = 100_000
+# Source records per part: the harmonise step of a part peaks at a few KiB per record (iLTB at
+# 100,000 persons: parts of 100,000 records peak 250 MiB above the record sets, of 25,000 under
+# 100 MiB), and each part costs a few hundredths of a second more (7% of harmonise at 25,000).
+PART_RECORDS = 25_000
 # Output file -> the warehouse table its rows are loaded into (publish reads them by these names).
 _STAGE_TABLES = {"records": "stage.record", "rejections": "stage.rejection", "link_keys": "stage.link_key"}
 
@@ -41,17 +49,19 @@ class HarmonisedSource:
     parts: int = 1
 
 
-def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame], key: PseudonymKey,
+def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
                         run_id: str, folder: Path, *, part_records: int = PART_RECORDS) -> HarmonisedSource:
     """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`."""
-    notices = ignored_notices(mapping, record_sets)
-    frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
-    parts = part_count(mapping, frames, part_records)
+    notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
+                                        if mapping.is_ignored(name)})
+    tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
+    parts = part_count(mapping, tables, part_records)
     out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts)
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        for part in split_by_patient(mapping, frames, parts):
+        for part in split_by_patient(mapping, tables, parts):
             result = harmonise_source(mapping, part, key, run_id)
+            del part  # the next part is made while this name still holds the last one
             _append(writers, folder, result)
             for table, frame in result.tables.items():
                 out.rows[table] = out.rows.get(table, 0) + len(frame)
@@ -61,15 +71,21 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pd.Dat
                 for name, n in counts.items():
                     total[name] += n
             out.notices += result.notices
+            del result  # likewise, while the next part is harmonised
     finally:
         for writer in writers.values():
             writer.close()
     return out
 
 
-def part_count(mapping: SourceMapping, frames: Mapping[str, pd.DataFrame], part_records: int) -> int:
+def _lineage_of(table: pa.Table) -> pd.DataFrame:
+    """What an ignored record set's notice needs: its rows' files (all of it when it has no lineage)."""
+    return record_frame(table.select(["source_file"]) if "source_file" in table.column_names else table)
+
+
+def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part_records: int) -> int:
     """How many parts: one unless the source is large and every joined section carries the patient key."""
-    records = sum(len(frame) for frame in frames.values())
+    records = sum(len(table) for table in record_sets.values())
     if records <= part_records:
         return 1
     for spec in (mapping.patient, *mapping.tables.values()):
@@ -78,26 +94,39 @@ def part_count(mapping: SourceMapping, frames: Mapping[str, pd.DataFrame], part_
     return math.ceil(records / part_records)
 
 
-def split_by_patient(mapping: SourceMapping, frames: Mapping[str, pd.DataFrame],
+def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table],
                      parts: int) -> Iterator[dict[str, pd.DataFrame]]:
     """The record sets cut into `parts` by a hash of the normalised patient key, every record of a
-    patient in one part. Records with no patient key, and record sets without the key column, go to
-    the first part; every part has every record set (maybe empty), so a missing column fails alike."""
+    patient in one part, each part as pandas frames. Records with no patient key, and record sets
+    without the key column, go to the first part; every part has every record set (maybe empty), so
+    a missing column fails alike."""
     if parts == 1:
-        yield dict(frames)
+        yield {name: record_frame(table) for name, table in record_sets.items()}
         return
     nulls = set(mapping.null_values)
-    buckets = {}
-    for name, frame in frames.items():
-        if mapping.patient_key not in frame.columns:
-            buckets[name] = pd.Series(0, index=frame.index)
+    buckets: dict[str, np.ndarray] = {}
+    for name, table in record_sets.items():
+        if mapping.patient_key not in table.column_names:
+            buckets[name] = np.zeros(len(table), dtype=np.int64)
             continue
-        patient = frame[mapping.patient_key].astype(str).str.strip()
+        patient = record_frame(table.select([mapping.patient_key]))[mapping.patient_key].astype(str).str.strip()
         hashed = pd.util.hash_pandas_object(patient.str.upper(), index=False) % parts
-        buckets[name] = hashed.where(~patient.isin(nulls), 0)
+        buckets[name] = hashed.where(~patient.isin(nulls), 0).to_numpy()
+    # A non-text column holding a null (never `_line` as staged) is taken from the whole: a part has
+    # the dtype the whole has (an integer column with a null anywhere is float64), whatever its own nulls.
+    others = {name: {column: record_frame(table.select([column]))[column].to_numpy()
+                     for column, kind in zip(table.column_names, table.schema.types, strict=True)
+                     if table.column(column).null_count and not is_text(kind)}
+              for name, table in record_sets.items()}
     for index in range(parts):
-        yield {name: frame[buckets[name].to_numpy() == index].reset_index(drop=True)
-               for name, frame in frames.items()}
+        yield {name: _part_frame(table, buckets[name] == index, others[name]) for name, table in record_sets.items()}
+
+
+def _part_frame(table: pa.Table, chosen: np.ndarray, others: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    frame = record_frame(table.filter(pa.array(chosen)))
+    for column, values in others.items():
+        frame[column] = values[chosen]
+    return frame
 
 
 def _append(writers: dict[str, pq.ParquetWriter], folder: Path, result: HarmoniseResult) -> None:

@@ -3,7 +3,8 @@
 Each format's adapter (etl/extract) says what a record is: an ODM ItemGroupData, a CSV row, a
 SAS observation, a row of an Excel sheet. Record sets of the same name from several current
 files of a source (per-form exports) are concatenated here. Every record keeps `_line` (where
-it starts in the export) and the file's lineage columns.
+it starts in the export) and the file's lineage columns. The current records are Arrow tables,
+compact until harmonise takes them a part at a time (etl/transform/parts.py).
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from etl.extract.adapter import RecordSets, adapter_for, record_set_of_file
+from etl.extract.adapter import RecordSets, adapter_for, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
 
 def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str]]) -> RecordSets:
     """A source's current records from its staged files ((staged path, file name, sha256), in chain order)."""
     adapter = adapter_for(mapping.format)
-    return adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
-                            for staged, name, sha in staged_files])
+    current = adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
+                               for staged, name, sha in staged_files])
+    # Arrow's pool keeps what staging and reading freed: hand it back before harmonise needs the room.
+    pa.default_memory_pool().release_unused()
+    return current
 
 
 def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
     """The record sets of staged files ((staged path, file name) pairs) taken as one snapshot."""
-    return load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
+    tables = load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
+    return {name: record_frame(table) for name, table in tables.items()}
