@@ -108,7 +108,7 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
             break
         left = left - len(block) if left > 0 else left
         suspicious = b"&" in block and _ENTITY_REFERENCE.search(block) is not None  # `in` is a memchr
-        pieces = (rest + block).splitlines(keepends=True) if rest else block.splitlines(keepends=True)
+        pieces = _lines(rest + block if rest else block)
         rest = b""
         if not pieces[-1].endswith(b"\n") and len(pieces[-1]) < FEED_BYTES:
             rest = pieces.pop()  # the line goes on in the next read
@@ -118,6 +118,18 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
         yield [rest], False  # searched with the block it came in
     if document is not None and document.tail:
         yield [document.tail], False
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """`data` cut after each b"\n", as readline cuts: a lone b"\r" ends no line (libxml2 would then see
+    a document in other pieces, and might refuse it for another reason first)."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        pieces = [line + b"\n" for line in data.split(b"\n")]
+        pieces[-1] = pieces[-1][:-1]
+        if not pieces[-1]:
+            pieces.pop()
+        return pieces
+    return data.splitlines(keepends=True)  # the same cuts, faster
 
 
 def root_prefix(path: Path, root: Any, line: int) -> str:
@@ -226,9 +238,13 @@ def _record_batch(flat: list[Any], frames: list[list[Any]], own_audits: dict[int
                 audit, frame = frame[_AUDIT], frame[_PARENT]
             found.append(audit or (None, None, None))
         audit_columns = [pa.array(column, pa.string()) for column in zip(*found, strict=True)]
-    elif own_audits:
-        found = [own_audits.get(row) or (None, None, None) for row in range(rows)]
-        audit_columns = [pa.array(column, pa.string()) for column in zip(*found, strict=True)]
+    elif own_audits:  # few: filled in place
+        audit_columns = []
+        for part in range(3):
+            column: list[str | None] = [None] * rows
+            for row, audit in own_audits.items():
+                column[row] = audit[part]
+            audit_columns.append(pa.array(column, pa.string()))
     else:
         audit_columns = [pa.nulls(rows, pa.string())] * 3
     indexes: list[int] = []
@@ -274,6 +290,7 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
     segments: list[tuple[int, int]] = []  # (rows flushed so far, their clinical_data_index)
     audit: list[str | None] | None = None  # the AuditRecord being read
     vendor: Any = None  # the vendor element being skipped, with all it holds
+    item_elem: Any = None  # the plain ItemData being read: its end is known without asking its tag
 
     # The ItemData being read, until its end tag
     item_open = False
@@ -304,13 +321,30 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                     vendor = None
                                 drop_finished(elem)
                             continue
+                        if elem is item_elem:  # the plain ItemData being read ends: its row is complete
+                            item_elem = None
+                            if frame is None:
+                                drop_finished(elem)
+                                continue
+                            if item_values and item_value is None:
+                                item_value = "|".join(item_values)
+                            if item_audit is not None:
+                                own_audits[len(flat) // _ROW] = item_audit
+                            extend((item_oid, None if item_null else item_value, item_null, None, item_tt, item_line,
+                                    item_frame[_INDEX]))
+                            rows_in_clinical_data += 1
+                            item_open = False
+                            if frame[_NAME] == "ClinicalData":  # no container will free it
+                                drop_finished(elem)
+                            continue
                         tag = elem.tag
                         if tag == item_tag:  # the plain ItemData: most events of an export
-                            if event == "start":
-                                if frame is None:
-                                    outside_clinical_data += 1
-                                    continue
-                                item_open, item_frame, item_line = True, frame, line
+                            if event == "end":  # not the one being read: one inside it was
+                                drop_finished(elem)
+                            elif frame is None:
+                                outside_clinical_data += 1
+                            else:
+                                item_open, item_frame, item_line, item_elem = True, frame, line, elem
                                 item_oid = item_value = item_tt = item_type = item_audit = item_values = None
                                 item_null = False
                                 for name, value in elem.items():  # one call: cheaper than four `get`
@@ -324,19 +358,6 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                         item_tt = value
                                 if item_tt is None:
                                     item_tt = frame[_TT]
-                            elif frame is None or not item_open:
-                                drop_finished(elem)
-                            else:
-                                if item_values and item_value is None:
-                                    item_value = "|".join(item_values)
-                                if item_audit is not None:
-                                    own_audits[len(flat) // _ROW] = item_audit
-                                extend((item_oid, None if item_null else item_value, item_null, None, item_tt,
-                                        item_line, item_frame[_INDEX]))
-                                rows_in_clinical_data += 1
-                                item_open = False
-                                if frame[_NAME] == "ClinicalData":  # no container will free it
-                                    drop_finished(elem)
                             continue
 
                         if prefix is None:
@@ -378,7 +399,7 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                 item_null = elem.get("IsNull") == "Yes"
                                 item_tt = elem.get("TransactionType", frame[_TT])
                                 item_type = local[len("ItemData"):].lower() or None
-                                item_audit = item_values = None
+                                item_audit = item_values = item_elem = None
                             elif local == "AuditRecord":
                                 audit = [None, None, None]
                                 parent = _parent_name(elem, prefix)
