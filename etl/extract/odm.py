@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -80,21 +80,30 @@ from etl.extract.adapter import (
     record_frame,
     refuse_if_other_format,
 )
-from etl.extract.errors import ExtractError
+from etl.extract.odm_items import (
+    ENTITY_CHECKPOINTS,
+    ODM_ROW_COLUMNS,
+    SAFE_PARSER,
+    STAGING_SCHEMA,
+    OdmFormatError,
+    SubDocument,
+    drop_finished,
+    feed_pieces,
+    format_error,
+    no_cyclic_gc,
+    read_item_batches,
+    refuse_undeclared_entities,
+    root_prefix,
+    write_batches,
+)
 from etl.fsio import write_bytes, written_atomically
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
 
-__all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "ItemDef", "OdmFormatError", "OdmItem", "OdmMetadata",
-           "StageResult", "iter_odm_items", "odm_record_sets", "odm_record_tables", "read_odm_metadata", "stage_odm"]
-
-ODM_ROW_COLUMNS: tuple[str, ...] = (
-    "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
-    "study_event_repeat_key", "form_oid", "form_repeat_key", "item_group_oid",
-    "item_group_repeat_key", "item_oid", "value", "is_null", "item_data_type",
-    "transaction_type", "audit_user", "audit_datetime", "audit_reason", "line", "clinical_data_index",
-)
+__all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "STAGING_SCHEMA", "ItemDef", "OdmFormatError", "OdmItem",
+           "OdmMetadata", "StageResult", "SubDocument", "iter_odm_items", "odm_record_sets", "odm_record_tables",
+           "read_odm_metadata", "stage_odm"]
 
 
 class OdmItem(NamedTuple):
@@ -125,10 +134,6 @@ class OdmItem(NamedTuple):
 assert OdmItem._fields == ODM_ROW_COLUMNS
 
 
-class OdmFormatError(ExtractError):
-    """The file is not well-formed XML, not ODM, or uses XML features refused for safety."""
-
-
 @dataclass(frozen=True)
 class ItemDef:
     oid: str
@@ -143,77 +148,22 @@ class OdmMetadata:
     code_lists: dict[str, dict[str, str | None]]  # CodeList OID -> {coded value: decode text, None if none}
 
 
-STAGING_SCHEMA = pa.schema(
-    [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[:12]]
-    + [pa.field("is_null", pa.bool_())]
-    + [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[13:18]]
-    + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32())])
-
-# resolve_entities=False keeps entity references unexpanded, load_dtd/no_network keep libxml2 from
-# fetching anything, huge_tree=False keeps libxml2's limits on depth, text size and entity amplification.
-_SAFE_PARSER: dict[str, Any] = {
-    "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
-    "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
-_FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
-# Where a reference to an undeclared entity is looked for: ends of containers, before their rows go out.
-_ENTITY_CHECKPOINTS = frozenset({
-    "ODM", "Study", "MetaDataVersion", "ItemDef", "CodeList", "ClinicalData", "SubjectData",
-    "StudyEventData", "FormData", "ItemGroupData"})
-_UNDECLARED_ENTITY = frozenset({"WAR_UNDECLARED_ENTITY", "ERR_UNDECLARED_ENTITY"})
-_CONTAINERS = frozenset({"SubjectData", "StudyEventData", "FormData", "ItemGroupData"})
-_DATASET_XML_SEQ = "{http://www.cdisc.org/ns/Dataset-XML/v1.0}ItemGroupDataSeq"
-_KEY = {name: i for i, name in enumerate(  # positions in _Frame.keys
-    ("study_oid", "metadata_version_oid", "subject_key", "study_event_oid", "study_event_repeat_key",
-     "form_oid", "form_repeat_key", "item_group_oid", "item_group_repeat_key"))}
-
-
-@dataclass(frozen=True)
-class SubDocument:
-    """Part of an ODM file parsed as a document of its own (`etl.extract.odm_chunks`): `head` (the
-    file's XML declaration, root and ClinicalData start tags), the file's bytes [start, end) fed line
-    by line, then `tail` (the closing tags)."""
-
-    head: bytes
-    start: int
-    end: int
-    tail: bytes
-    first_line: int  # the file's line of byte `start`
-
-    def pieces(self, handle: BinaryIO) -> Iterator[bytes]:
-        """The document's bytes, never an empty piece (the parser takes that for the end)."""
-        if self.head:
-            yield self.head
-        handle.seek(self.start)
-        left = self.end - self.start
-        while left > 0 and (piece := handle.readline(min(_FEED_BYTES, left))):
-            left -= len(piece)
-            yield piece
-        if self.tail:
-            yield self.tail
-
-
-def _odm_elements(path: Path, document: SubDocument | None = None
-                  ) -> Iterator[tuple[str, str | None, str | None, Any, int]]:
-    """(event, local name, parent's local name, element, line) for each element of an ODM file (or of
-    the part of it `document` names), parsed safely.
+def _odm_elements(path: Path) -> Iterator[tuple[str, str | None, str | None, Any, int]]:
+    """(event, local name, parent's local name, element, line) for each element of an ODM file, parsed safely.
 
     The local name is None outside the root's namespace (vendor extensions) and anywhere inside a vendor
     element. Once the caller has seen an element's end it is cleared and its finished siblings dropped,
-    so memory does not grow with the file.
+    so memory does not grow with the file. The metadata and the header are read this way; the ItemData,
+    where speed matters, by `odm_items.read_item_batches`, which follows the same rules.
     """
-    # The file is fed line by line because libxml2's own line numbers (`sourceline`) go wrong past
-    # line 65,535 once finished elements are dropped; an event's line is the one where its tag ends.
-    # Lines are counted as b"\n" bytes: exact for UTF-8 and ISO-8859-x, approximate for UTF-16.
-    parser = etree.XMLPullParser(**_SAFE_PARSER)
+    parser = etree.XMLPullParser(**SAFE_PARSER)
     names: list[str | None] = [""]  # open elements; "" stands for the root's parent
     prefix: str | None = None  # "{namespace}" of the root, "" when it has none
     errors_seen = 0
     line = 1
     try:
         with path.open("rb") as handle:
-            pieces = iter(lambda: handle.readline(_FEED_BYTES), b"") if document is None else document.pieces(handle)
-            if document is not None:  # the head is one piece: after it, the counter is at the part's first line
-                line = document.first_line - bool(document.head)
+            pieces = itertools.chain.from_iterable(pieces for pieces, _ in feed_pieces(handle))
             for chunk in itertools.chain(pieces, [b""]):
                 if chunk:
                     parser.feed(chunk)
@@ -221,7 +171,7 @@ def _odm_elements(path: Path, document: SubDocument | None = None
                     parser.close()
                 for event, elem in parser.read_events():
                     if prefix is None:
-                        prefix = _root_prefix(path, elem, line)
+                        prefix = root_prefix(path, elem, line)
                     if event == "start":
                         tag = elem.tag
                         if names[-1] is None:  # inside a vendor element everything is the vendor's
@@ -234,97 +184,13 @@ def _odm_elements(path: Path, document: SubDocument | None = None
                         yield event, local, names[-2], elem, line
                         continue
                     local = names.pop()
-                    if local in _ENTITY_CHECKPOINTS and len(parser.feed_error_log) > errors_seen:
-                        errors_seen = _refuse_undeclared_entities(path, parser.feed_error_log, errors_seen)
+                    if local in ENTITY_CHECKPOINTS and len(parser.feed_error_log) > errors_seen:
+                        errors_seen = refuse_undeclared_entities(path, parser.feed_error_log, errors_seen)
                     yield event, local, names[-1], elem, line
-                    elem.clear()
-                    while elem.getprevious() is not None:
-                        del elem.getparent()[0]
+                    drop_finished(elem)
                 line += chunk.endswith(b"\n")
     except etree.ParseError as error:
-        at_line, column = error.position
-        message = str(error.msg or error).split(f", line {at_line}, column")[0].strip()
-        limit = any(sign in message for sign in ("XML_PARSE_HUGE", "Resource limit", "amplification"))
-        raise OdmFormatError(f"{path.name} line {max(at_line, 1)}, column {max(column, 1)}: "
-                             f"{'over a parser safety limit' if limit else 'not well-formed XML'}: {message}") from None
-
-
-def _root_prefix(path: Path, root: Any, line: int) -> str:
-    name = etree.QName(root)
-    if name.localname != "ODM":
-        raise OdmFormatError(f"{path.name} line {line}: the root element is <{name.localname}>, "
-                             "expected <ODM> (a CDISC ODM export)")
-    dtd = root.getroottree().docinfo.internalDTD
-    entities = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
-    if entities:
-        raise OdmFormatError(
-            f"{path.name} line {line}: the DOCTYPE declares entities ({', '.join(entities[:5])}); "
-            "ODM never needs them and they are refused for safety (entity expansion, file disclosure)")
-    return f"{{{name.namespace}}}" if name.namespace else ""
-
-
-def _refuse_undeclared_entities(path: Path, log: Any, seen: int) -> int:
-    for entry in list(log)[seen:]:
-        if entry.type_name in _UNDECLARED_ENTITY:
-            raise OdmFormatError(f"{path.name} line {entry.line}, column {entry.column}: {entry.message}; "
-                                 "expected plain text or a character reference (&#233;), external DTDs are not read")
-    return len(log)
-
-
-class _Frame:
-    """An open ClinicalData container: its keys as inherited, effective TransactionType, AuditRecord."""
-
-    __slots__ = ("audit", "keys", "name", "parent", "site_oid", "subject", "transaction_type")
-
-    def __init__(self, name: str, parent: _Frame | None, keys: list[str | None], transaction_type: str | None):
-        self.name = name
-        self.parent = parent
-        self.keys = keys
-        self.transaction_type = transaction_type
-        self.audit: list[str | None] | None = None  # [user, datetime, reason]
-        self.site_oid: str | None = None
-        self.subject: _Frame | None = parent.subject if parent is not None else None
-
-
-def _open_frame(local: str, attrib: Any, parent: _Frame) -> _Frame:
-    keys = list(parent.keys)
-    if local == "SubjectData":
-        keys[_KEY["subject_key"]] = attrib.get("SubjectKey")
-    elif local == "StudyEventData":
-        keys[_KEY["study_event_oid"]] = attrib.get("StudyEventOID")
-        keys[_KEY["study_event_repeat_key"]] = attrib.get("StudyEventRepeatKey")
-    elif local == "FormData":
-        keys[_KEY["form_oid"]] = attrib.get("FormOID")
-        keys[_KEY["form_repeat_key"]] = attrib.get("FormRepeatKey")
-    else:  # ItemGroupData
-        oid = attrib.get("ItemGroupOID")
-        repeat_key = attrib.get("ItemGroupRepeatKey")
-        if repeat_key is None:
-            repeat_key = attrib.get("ItemGroupDataSeq", attrib.get(_DATASET_XML_SEQ))
-        keys[_KEY["item_group_oid"]], keys[_KEY["item_group_repeat_key"]] = oid, repeat_key
-        if parent.name == "StudyEventData":  # ODM 2.0: the form is the group straight under the event
-            keys[_KEY["form_oid"]], keys[_KEY["form_repeat_key"]] = oid, repeat_key
-    frame = _Frame(local, parent, keys, attrib.get("TransactionType", parent.transaction_type))
-    if local == "SubjectData":
-        frame.subject = frame
-    return frame
-
-
-class _Item:
-    """The ItemData being read, until its end tag."""
-
-    __slots__ = ("audit", "frame", "is_null", "item_oid", "line", "transaction_type", "type", "value", "values")
-
-    def __init__(self, local: str, elem: Any, frame: _Frame, line: int):
-        self.frame = frame
-        self.item_oid: str | None = elem.get("ItemOID")
-        self.is_null = elem.get("IsNull") == "Yes"
-        self.value: str | None = elem.get("Value")
-        self.type = local[len("ItemData"):].lower() or None if local.startswith("ItemData") else None
-        self.transaction_type: str | None = elem.get("TransactionType", frame.transaction_type)
-        self.line = line
-        self.audit: list[str | None] | None = None
-        self.values: list[str] | None = None  # ODM 2.0 <Value> children
+        raise format_error(path, error) from None
 
 
 def iter_odm_items(path: Path, *, notices: list[str] | None = None,
@@ -335,111 +201,8 @@ def iter_odm_items(path: Path, *, notices: list[str] | None = None,
     Notices (no ClinicalData, empty ClinicalData, skipped elements) are appended to `notices` once
     the file has been read to the end.
     """
-    found = notices if notices is not None else []
-    clinical_data_index = -1
-    rows_in_clinical_data = 0
-    frame: _Frame | None = None  # innermost open container, None outside ClinicalData
-    item: _Item | None = None
-    audit: list[str | None] | None = None  # the AuditRecord being read
-    held: list[_Item] = []  # finished items of the current subject (or top-level group)
-    outside_clinical_data = 0
-    foreign: dict[str, int] = {}
-
-    for event, local, parent, elem, line in _odm_elements(path, document):
-        if local is None:  # vendor extension: skipped, but counted if it sits in the data
-            if event == "start" and frame is not None and parent is not None:
-                namespace = etree.QName(elem).namespace or "(none)"
-                foreign[namespace] = foreign.get(namespace, 0) + 1
-            continue
-        if event == "start":
-            if local == "ClinicalData":
-                clinical_data_index += 1
-                rows_in_clinical_data = 0
-                keys: list[str | None] = [None] * len(_KEY)
-                keys[0], keys[1] = elem.get("StudyOID"), elem.get("MetaDataVersionOID")
-                frame = _Frame(local, None, keys, None)
-            elif frame is None:
-                if local.startswith("ItemData"):
-                    outside_clinical_data += 1
-            elif local in _CONTAINERS:
-                frame = _open_frame(local, elem.attrib, frame)
-                if elem.get("TransactionType") == "Remove":
-                    # A container removed in a transactional export has no ItemData to carry the news:
-                    # it becomes a row of its own, with its keys and no item (item_oid None).
-                    held.append(_Item(local, elem, frame, line))
-                    rows_in_clinical_data += 1
-            elif local.startswith("ItemData"):
-                item = _Item(local, elem, frame, line)
-            elif local == "AuditRecord":
-                audit = [None, None, None]
-                if item is not None and parent is not None and parent.startswith("ItemData"):
-                    item.audit = audit
-                elif parent in _CONTAINERS:
-                    frame.audit = audit
-            elif local == "UserRef" and parent == "AuditRecord" and audit is not None:
-                audit[0] = elem.get("UserOID")
-            elif local == "SiteRef" and parent == "SubjectData" and frame.subject is not None:
-                frame.subject.site_oid = elem.get("LocationOID")
-            continue
-
-        # end events
-        if frame is None:
-            continue
-        if item is not None and local.startswith("ItemData"):
-            if item.type is not None:
-                item.value = elem.text or ""
-            elif item.value is None and item.values:
-                item.value = "|".join(item.values)
-            if item.is_null:
-                item.value = None
-            held.append(item)
-            rows_in_clinical_data += 1
-            item = None
-        elif local == "Value" and item is not None and parent is not None and parent.startswith("ItemData"):
-            if item.values is None:
-                item.values = []
-            item.values.append(elem.text or "")
-        elif local == "DateTimeStamp" and parent == "AuditRecord" and audit is not None:
-            audit[1] = elem.text
-        elif local == "ReasonForChange" and parent == "AuditRecord" and audit is not None:
-            audit[2] = elem.text
-        elif local == "AuditRecord":
-            audit = None
-        elif local in _CONTAINERS:
-            frame = frame.parent
-            if frame is not None and frame.name == "ClinicalData":  # a subject (or Dataset-XML record) is complete
-                yield from _rows(held, clinical_data_index)
-                held.clear()
-        elif local == "ClinicalData":
-            yield from _rows(held, clinical_data_index)
-            held.clear()
-            if rows_in_clinical_data == 0:
-                found.append(f"{path.name}: ClinicalData {clinical_data_index} "
-                             f"(StudyOID {elem.get('StudyOID')!r}) holds no ItemData")
-            frame = None
-
-    if clinical_data_index < 0:
-        found.append(f"{path.name}: no ClinicalData (metadata-only file)")
-    if outside_clinical_data:
-        found.append(f"{path.name}: {outside_clinical_data} ItemData outside ClinicalData "
-                     "(e.g. ReferenceData) skipped")
-    for namespace, count in sorted(foreign.items()):
-        found.append(f"{path.name}: {count} element(s) of namespace {namespace} inside ClinicalData ignored")
-
-
-def _rows(items: list[_Item], clinical_data_index: int) -> Iterator[OdmItem]:
-    for item in items:
-        frame: _Frame | None = item.frame
-        audit = item.audit
-        while audit is None and frame is not None:  # nearest AuditRecord, like TransactionType
-            audit, frame = frame.audit, frame.parent
-        user, stamp, reason = audit or (None, None, None)
-        keys = item.frame.keys
-        subject = item.frame.subject
-        yield OdmItem(keys[0], keys[1], keys[2], subject.site_oid if subject is not None else None,
-                      keys[3], keys[4], keys[5], keys[6], keys[7], keys[8],
-                      item.item_oid, item.value, item.is_null, item.type, item.transaction_type,
-                      user, stamp, reason, item.line, clinical_data_index)
+    for batch in read_item_batches(path, notices=notices if notices is not None else [], document=document):
+        yield from map(OdmItem._make, zip(*(column.to_pylist() for column in batch.columns), strict=True))
 
 
 def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = None,
@@ -459,28 +222,13 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
 
     with written_atomically(out_path) as temp:
         staged = stage_in_parts(path, temp, schema, lineage, batch_rows)
-        if staged is None:  # not a plain export: one pass, line by line
+        if staged is None:  # not a plain export: one pass
             notices: list[str] = []
-            with pq.ParquetWriter(temp, schema) as writer:
-                rows = write_items(writer, iter_odm_items(path, notices=notices), schema, lineage, batch_rows)
+            with pq.ParquetWriter(temp, schema) as writer, no_cyclic_gc():
+                rows = write_batches(writer, read_item_batches(path, notices=notices, batch_rows=batch_rows),
+                                     schema, lineage)
             staged = StageResult(rows=rows, notices=tuple(notices))
     return staged
-
-
-def write_items(writer: pq.ParquetWriter, items: Iterator[OdmItem], schema: pa.Schema, lineage: dict[str, str],
-                batch_rows: int) -> int:
-    """Write `items` as rows of `schema` (the staging columns, then lineage constants); return how many."""
-    rows = 0
-    while batch := list(itertools.islice(items, batch_rows)):
-        columns = [pa.array(column, type=field.type) for column, field in zip(zip(*batch), STAGING_SCHEMA,
-                                                                                strict=True)]
-        columns += [pa.array([value] * len(batch), pa.string()) for value in lineage.values()]
-        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-        rows += len(batch)
-        del batch, columns  # else the next batch is built while this one is still alive
-    if rows == 0:  # still a readable file with the schema
-        writer.write_table(schema.empty_table())
-    return rows
 
 
 def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) -> OdmMetadata:

@@ -22,15 +22,15 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import fsio
+from etl.extract import odm_part
 from etl.extract.adapter import StageResult
-from etl.extract.odm import STAGING_SCHEMA, SubDocument, iter_odm_items, write_items
+from etl.extract.odm_items import SubDocument
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +72,6 @@ def _line_breaks(data: mmap.mmap, start: int, end: int) -> int:
     return sum(data[at:min(at + (8 << 20), end)].count(b"\n") for at in range(start, end, 8 << 20))
 
 
-def _stage_parts(path: Path, parts: Sequence[SubDocument], out: Path, schema: pa.Schema,
-                 lineage: dict[str, str], batch_rows: int) -> tuple[int, list[str]]:
-    """Stage `parts` in order to `out`: (rows, notices)."""
-    notices: list[str] = []
-
-    def items() -> Iterator:  # type: ignore[type-arg]
-        for part in parts:
-            yield from iter_odm_items(path, notices=notices, document=part)
-
-    with pq.ParquetWriter(out, schema) as writer:
-        rows = write_items(writer, items(), schema, lineage, batch_rows)
-    return rows, notices
-
-
 def _second_process(path: Path, half: SubDocument, out: Path, lineage: dict[str, str],
                     batch_rows: int) -> subprocess.Popen[str] | None:
     """A process staging the second half (a plain interpreter: nothing of the caller's main module is
@@ -96,8 +82,9 @@ def _second_process(path: Path, half: SubDocument, out: Path, lineage: dict[str,
     seen = path.stat()
     where = {"head": half.head.decode("latin-1"), "start": half.start, "end": half.end, "first_line": half.first_line,
              "size": seen.st_size, "mtime_ns": seen.st_mtime_ns}
-    return subprocess.Popen([sys.executable, "-m", __name__, str(path), str(out), str(batch_rows), json.dumps(lineage),
-                             json.dumps(where)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", odm_part.__name__, str(path), str(out), str(batch_rows),
+                             json.dumps(lineage), json.dumps(where)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, str],
@@ -110,49 +97,31 @@ def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, 
     second = fsio.temp_name(out)
     other = _second_process(path, parts[2], second, lineage, batch_rows)
     try:
-        try:
-            rows, notices = _stage_parts(path, parts[:2] if other else parts, out, schema, lineage, batch_rows)
-        except Exception as error:  # the one-pass reader will say exactly what is wrong, and where
-            log.debug("%s: staged in one pass after a part failed: %s", path.name, error)
-            return None
-        if other is not None:
-            said, complaint = other.communicate()
-            if other.returncode != 0:
-                log.debug("%s: staged in one pass after a part failed: %s", path.name, complaint[-2000:])
+        with pq.ParquetWriter(out, schema) as writer:
+            try:
+                rows, notices = odm_part.write_parts(writer, path, parts[:2] if other else parts, schema, lineage,
+                                                     batch_rows)
+            except Exception as error:  # the one-pass reader will say exactly what is wrong, and where
+                log.debug("%s: staged in one pass after a part failed: %s", path.name, error)
                 return None
-            more, more_notices = json.loads(said)
-            rows, notices = rows + more, notices + more_notices
-        # The prolog's ClinicalData holds no ItemData; any other notice is for the reference reader.
-        if len(notices) != 1 or "holds no ItemData" not in notices[0]:
-            log.debug("%s: staged in one pass for its notices: %s", path.name, notices)
-            return None
-        if other is not None:
-            _append(out, second)
+            if other is not None:
+                said, complaint = other.communicate()
+                if other.returncode != 0:
+                    log.debug("%s: staged in one pass after a part failed: %s", path.name, complaint[-2000:])
+                    return None
+                more, more_notices = json.loads(said)
+                rows, notices = rows + more, notices + more_notices
+            # The prolog's ClinicalData holds no ItemData; any other notice is for the reference reader.
+            if len(notices) != 1 or "holds no ItemData" not in notices[0]:
+                log.debug("%s: staged in one pass for its notices: %s", path.name, notices)
+                return None
+            if other is not None:  # the second half's row groups, after the first's
+                second_half = pq.ParquetFile(second)
+                for group in range(second_half.num_row_groups):
+                    writer.write_table(second_half.read_row_group(group))
     finally:
         if other is not None and other.poll() is None:
             other.kill()
             other.wait()
         second.unlink(missing_ok=True)
     return StageResult(rows=rows, notices=())
-
-
-def _append(first: Path, second: Path) -> None:
-    """Rewrite `first` as its rows followed by `second`'s, a row group at a time."""
-    joined = fsio.temp_name(first)
-    with pq.ParquetWriter(joined, pq.read_schema(first)) as writer:
-        for path in (first, second):
-            reader = pq.ParquetFile(path)
-            for group in range(reader.num_row_groups):
-                writer.write_table(reader.read_row_group(group))
-    os.replace(joined, first)
-
-
-if __name__ == "__main__":  # the second process: stage the second half, print (rows, notices)
-    _path, _out, _batch_rows, _lineage, _where = sys.argv[1:]
-    _given, _half = json.loads(_lineage), json.loads(_where)
-    _schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in _given)])
-    _seen = Path(_path).stat()
-    if (_seen.st_size, _seen.st_mtime_ns) != (_half["size"], _half["mtime_ns"]):
-        sys.exit("the file changed while it was staged")
-    _part = SubDocument(_half["head"].encode("latin-1"), _half["start"], _half["end"], b"", _half["first_line"])
-    print(json.dumps(_stage_parts(Path(_path), [_part], Path(_out), _schema, _given, int(_batch_rows))))

@@ -1,0 +1,534 @@
+"""The ItemData reader behind ODM staging: one streaming pass, rows out as Arrow record batches.
+
+`read_item_batches` is the hot loop of `etl.extract.odm` (whose docstring records the format's
+gotchas; every one is honoured here, with the same rows, lines, errors and notices as before).
+What makes it fast, since the XML parsing itself is libxml2's:
+- one Python step per XML event, in one function: no generator between the parser and the rows;
+- the plain `<ItemData>` (almost every event of an export) is tested first, by its full tag;
+- a row is 7 values appended to one flat list, turned into columns by slicing once a batch;
+- the keys of the data hierarchy are kept once per container (a "frame"), not once per row, and
+  spread to the rows by Arrow's `take`;
+- an ItemData is not cleared at its end: its ItemGroupData is, which frees it with its siblings;
+- the libxml2 error log (a copy per look) is only looked at for undeclared entities once a DOCTYPE
+  or an entity reference other than the five predefined ones has been fed.
+
+Only lxml and pyarrow are imported, so the second process of `odm_chunks` starts fast.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from lxml import etree
+
+from etl.extract.errors import ExtractError
+
+ODM_ROW_COLUMNS: tuple[str, ...] = (
+    "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
+    "study_event_repeat_key", "form_oid", "form_repeat_key", "item_group_oid",
+    "item_group_repeat_key", "item_oid", "value", "is_null", "item_data_type",
+    "transaction_type", "audit_user", "audit_datetime", "audit_reason", "line", "clinical_data_index",
+)
+
+STAGING_SCHEMA = pa.schema(
+    [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[:12]]
+    + [pa.field("is_null", pa.bool_())]
+    + [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[13:18]]
+    + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32())])
+
+
+class OdmFormatError(ExtractError):
+    """The file is not well-formed XML, not ODM, or uses XML features refused for safety."""
+
+
+# resolve_entities=False keeps entity references unexpanded, load_dtd/no_network keep libxml2 from
+# fetching anything, huge_tree=False keeps libxml2's limits on depth, text size and entity amplification.
+SAFE_PARSER: dict[str, Any] = {
+    "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
+    "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
+FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
+# Where a reference to an undeclared entity is looked for: ends of containers, before their rows go out.
+ENTITY_CHECKPOINTS = frozenset({
+    "ODM", "Study", "MetaDataVersion", "ItemDef", "CodeList", "ClinicalData", "SubjectData",
+    "StudyEventData", "FormData", "ItemGroupData"})
+_UNDECLARED_ENTITY = frozenset({"WAR_UNDECLARED_ENTITY", "ERR_UNDECLARED_ENTITY"})
+# An "&" that is neither a character reference nor one of XML's five entities: only after one has been
+# fed can libxml2 have logged an undeclared entity (a cut "&am" counts: better one look too many).
+_ENTITY_REFERENCE = re.compile(rb"&(?!(?:lt|gt|amp|apos|quot);|#)")
+_CONTAINERS = frozenset({"SubjectData", "StudyEventData", "FormData", "ItemGroupData"})
+_DATASET_XML_SEQ = "{http://www.cdisc.org/ns/Dataset-XML/v1.0}ItemGroupDataSeq"
+# A container's attributes that set keys, by container (an attribute of another container's is ignored).
+_KEY_ATTRIBUTES_OF = {
+    "SubjectData": frozenset({"SubjectKey"}),
+    "StudyEventData": frozenset({"StudyEventOID", "StudyEventRepeatKey"}),
+    "FormData": frozenset({"FormOID", "FormRepeatKey"}),
+    "ItemGroupData": frozenset({"ItemGroupOID", "ItemGroupRepeatKey", "ItemGroupDataSeq", _DATASET_XML_SEQ}),
+}
+
+
+@dataclass(frozen=True)
+class SubDocument:
+    """Part of an ODM file parsed as a document of its own (`etl.extract.odm_chunks`): `head` (the
+    file's XML declaration, root and ClinicalData start tags), the file's bytes [start, end) fed line
+    by line, then `tail` (the closing tags)."""
+
+    head: bytes
+    start: int
+    end: int
+    tail: bytes
+    first_line: int  # the file's line of byte `start`
+
+
+def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterator[tuple[list[bytes], bool]]:
+    """The file (or `document`) as lists of pieces to feed, each with whether it may hold an entity reference.
+
+    A piece is a line (up to and including its b"\\n"), or part of one over FEED_BYTES; never empty
+    (the parser takes that for the end). Lines are cut from large reads because reading them one by
+    one costs more than parsing them.
+    """
+    if document is not None:
+        if document.head:
+            yield [document.head], b"&" in document.head and _ENTITY_REFERENCE.search(document.head) is not None
+        handle.seek(document.start)
+        left = document.end - document.start
+    else:
+        left = -1
+    rest = b""
+    while left:
+        block = handle.read(FEED_BYTES if left < 0 else min(FEED_BYTES, left))
+        if not block:
+            break
+        left = left - len(block) if left > 0 else left
+        suspicious = b"&" in block and _ENTITY_REFERENCE.search(block) is not None  # `in` is a memchr
+        pieces = _lines(rest + block if rest else block)
+        rest = b""
+        if not pieces[-1].endswith(b"\n") and len(pieces[-1]) < FEED_BYTES:
+            rest = pieces.pop()  # the line goes on in the next read
+        if pieces:
+            yield pieces, suspicious
+    if rest:
+        yield [rest], False  # searched with the block it came in
+    if document is not None and document.tail:
+        yield [document.tail], False
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """`data` cut after each b"\n", as readline cuts: a lone b"\r" ends no line (libxml2 would then see
+    a document in other pieces, and might refuse it for another reason first)."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        pieces = [line + b"\n" for line in data.split(b"\n")]
+        pieces[-1] = pieces[-1][:-1]
+        if not pieces[-1]:
+            pieces.pop()
+        return pieces
+    return data.splitlines(keepends=True)  # the same cuts, faster
+
+
+def root_prefix(path: Path, root: Any, line: int) -> str:
+    """`{namespace}` of the root (or ""), after checking it is <ODM> and its DOCTYPE declares no entity."""
+    name = etree.QName(root)
+    if name.localname != "ODM":
+        raise OdmFormatError(f"{path.name} line {line}: the root element is <{name.localname}>, "
+                             "expected <ODM> (a CDISC ODM export)")
+    dtd = root.getroottree().docinfo.internalDTD
+    entities = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
+    if entities:
+        raise OdmFormatError(
+            f"{path.name} line {line}: the DOCTYPE declares entities ({', '.join(entities[:5])}); "
+            "ODM never needs them and they are refused for safety (entity expansion, file disclosure)")
+    return f"{{{name.namespace}}}" if name.namespace else ""
+
+
+def refuse_undeclared_entities(path: Path, log: Any, seen: int) -> int:
+    """Raise for the first undeclared entity logged after entry `seen`; else return how many are logged."""
+    for entry in list(log)[seen:]:
+        if entry.type_name in _UNDECLARED_ENTITY:
+            raise OdmFormatError(f"{path.name} line {entry.line}, column {entry.column}: {entry.message}; "
+                                 "expected plain text or a character reference (&#233;), external DTDs are not read")
+    return len(log)
+
+
+def format_error(path: Path, error: etree.ParseError) -> OdmFormatError:
+    """libxml2's refusal as an error naming the file, line and column."""
+    at_line, column = error.position
+    message = str(error.msg or error).split(f", line {at_line}, column")[0].strip()
+    limit = any(sign in message for sign in ("XML_PARSE_HUGE", "Resource limit", "amplification"))
+    return OdmFormatError(f"{path.name} line {max(at_line, 1)}, column {max(column, 1)}: "
+                          f"{'over a parser safety limit' if limit else 'not well-formed XML'}: {message}")
+
+
+def drop_finished(elem: Any) -> None:
+    """Free a finished element and its finished earlier siblings, so memory does not grow with the file."""
+    elem.clear()
+    while elem.getprevious() is not None:
+        del elem.getparent()[0]
+
+
+# A frame is an open ClinicalData container, a list for speed:
+# [parent frame, local name, effective TransactionType, its subject's site (a list of one, shared by
+#  the subject's frames, as SiteRef may come late; None outside a subject), AuditRecord, index in the
+#  batch's frame table, keys (study, metadata version, subject, event, event repeat, form, form
+#  repeat, group, group repeat)]. Nothing points back at a frame, so no reference cycle is made and
+#  the cyclic garbage collector can stay off while a file is read (`no_cyclic_gc`).
+_PARENT, _NAME, _TT, _SITE, _AUDIT, _INDEX, _KEYS = range(7)
+_ROW = 7  # a row in the flat list: item_oid, value, is_null, item_data_type, transaction_type, line, frame index
+
+
+def _open_frame(local: str, elem: Any, parent: list[Any], frames: list[list[Any]]) -> tuple[list[Any], str | None]:
+    """The frame a container opens, and its own TransactionType. Attributes are read in one `items()`
+    (lxml's `get` parses its argument each time: four of them cost more than the rest of a frame)."""
+    keys, wanted = parent[_KEYS], _KEY_ATTRIBUTES_OF[local]
+    own_tt = oid = repeat_key = seq = dataset_seq = None
+    for name, value in elem.items():
+        if name == "TransactionType":
+            own_tt = value
+        elif name in wanted:
+            if name == "ItemGroupDataSeq":
+                seq = value
+            elif name == _DATASET_XML_SEQ:
+                dataset_seq = value
+            elif name.endswith("RepeatKey"):
+                repeat_key = value
+            else:
+                oid = value
+    if local == "SubjectData":
+        keys = (*keys[:2], oid, *keys[3:])
+    elif local == "StudyEventData":
+        keys = (*keys[:3], oid, repeat_key, *keys[5:])
+    elif local == "FormData":
+        keys = (*keys[:5], oid, repeat_key, *keys[7:])
+    else:  # ItemGroupData
+        if repeat_key is None:
+            repeat_key = seq if seq is not None else dataset_seq
+        if parent[_NAME] == "StudyEventData":  # ODM 2.0: the form is the group straight under the event
+            keys = (*keys[:5], oid, repeat_key, oid, repeat_key)
+        else:
+            keys = (*keys[:7], oid, repeat_key)
+    site = [None] if local == "SubjectData" else parent[_SITE]
+    frame = [parent, local, parent[_TT] if own_tt is None else own_tt, site, None, len(frames), keys]
+    frames.append(frame)
+    return frame, own_tt
+
+
+def _record_batch(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, list[str | None]],
+                  segments: list[tuple[int, int]]) -> pa.RecordBatch:
+    """The rows in `flat` as a batch of STAGING_SCHEMA; a row's keys, site and inherited AuditRecord
+    come from its frame, its clinical_data_index from `segments` ((rows so far, index) per flush)."""
+    rows = len(flat) // _ROW
+    frame_index = flat[6::_ROW]
+    take = pa.array(frame_index, pa.int32())
+    key_columns = list(zip(*(frame[_KEYS] for frame in frames), strict=True))
+    keys = [pa.array(column, pa.string()).take(take) for column in key_columns]
+    sites = [frame[_SITE][0] if frame[_SITE] is not None else None for frame in frames]
+    site = pa.array(sites, pa.string()).take(take)
+    audit_columns: list[pa.Array]
+    if any(frame[_AUDIT] is not None for frame in frames):  # nearest AuditRecord, like TransactionType
+        found = []
+        for row, index in enumerate(frame_index):
+            audit, frame = own_audits.get(row), frames[index]
+            while audit is None and frame is not None:
+                audit, frame = frame[_AUDIT], frame[_PARENT]
+            found.append(audit or (None, None, None))
+        audit_columns = [pa.array(column, pa.string()) for column in zip(*found, strict=True)]
+    elif own_audits:  # few: filled in place
+        audit_columns = []
+        for part in range(3):
+            column: list[str | None] = [None] * rows
+            for row, audit in own_audits.items():
+                column[row] = audit[part]
+            audit_columns.append(pa.array(column, pa.string()))
+    else:
+        audit_columns = [pa.nulls(rows, pa.string())] * 3
+    indexes: list[int] = []
+    done = 0
+    for end, clinical_data_index in segments:
+        indexes += [clinical_data_index] * (end - done)
+        done = end
+    return pa.RecordBatch.from_arrays(
+        [*keys[:3], site, *keys[3:], pa.array(flat[0::_ROW], pa.string()), pa.array(flat[1::_ROW], pa.string()),
+         pa.array(flat[2::_ROW], pa.bool_()), pa.array(flat[3::_ROW], pa.string()),
+         pa.array(flat[4::_ROW], pa.string()), *audit_columns, pa.array(flat[5::_ROW], pa.int64()),
+         pa.array(indexes, pa.int32())], schema=STAGING_SCHEMA)
+
+
+def read_item_batches(path: Path, *, notices: list[str], document: SubDocument | None = None,
+                      batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+    """Every ItemData of every ClinicalData (and every container sent with TransactionType Remove) as
+    rows of STAGING_SCHEMA, in document order, in batches of about `batch_rows` (cut between subjects).
+
+    Raises OdmFormatError (naming file, line and column) for input that is not well-formed ODM.
+    Notices (no ClinicalData, empty ClinicalData, skipped elements) are appended to `notices`.
+    """
+    # The file is fed line by line because libxml2's own line numbers (`sourceline`) go wrong past
+    # line 65,535 once finished elements are dropped; an event's line is the one where its tag ends.
+    # Lines are counted as b"\n" bytes: exact for UTF-8 and ISO-8859-x, approximate for UTF-16.
+    parser = etree.XMLPullParser(**SAFE_PARSER)
+    feed, events = parser.feed, parser.read_events()
+    prefix: str | None = None  # "{namespace}" of the root, "" when it has none
+    item_tag = ""  # the plain ItemData's full tag, once the root is known
+    watch_entities = False
+    errors_seen = 0
+    line = 1 if document is None else document.first_line - bool(document.head)
+
+    clinical_data_index = -1
+    rows_in_clinical_data = 0
+    outside_clinical_data = 0
+    foreign: dict[str, int] = {}
+    frame: list[Any] | None = None  # innermost open container, None outside ClinicalData
+    frames: list[list[Any]] = []  # the frames the batch's rows point to
+    flat: list[Any] = []  # the rows read, _ROW values each
+    extend = flat.extend
+    own_audits: dict[int, list[str | None]] = {}  # row -> an AuditRecord of the ItemData itself
+    segments: list[tuple[int, int]] = []  # (rows flushed so far, their clinical_data_index)
+    audit: list[str | None] | None = None  # the AuditRecord being read
+    vendor: Any = None  # the vendor element being skipped, with all it holds
+    item_elem: Any = None  # the plain ItemData being read: its end is known without asking its tag
+
+    # The ItemData being read, until its end tag
+    item_open = False
+    item_oid: str | None = None
+    item_value: str | None = None
+    item_null = False
+    item_type: str | None = None
+    item_tt: str | None = None
+    item_line = 0
+    item_frame: list[Any] = []
+    item_audit: list[str | None] | None = None
+    item_values: list[str] | None = None
+
+    try:
+        with path.open("rb") as handle:
+            for pieces, suspicious in _with_end(feed_pieces(handle, document)):
+                if suspicious:
+                    watch_entities = True
+                for chunk in pieces:
+                    if chunk:
+                        feed(chunk)
+                    else:
+                        parser.close()
+                    for event, elem in events:
+                        if vendor is not None:  # inside a vendor element everything is the vendor's
+                            if event == "end":
+                                if elem is vendor:
+                                    vendor = None
+                                drop_finished(elem)
+                            continue
+                        if elem is item_elem:  # the plain ItemData being read ends: its row is complete
+                            item_elem = None
+                            if frame is None:
+                                drop_finished(elem)
+                                continue
+                            if item_values and item_value is None:
+                                item_value = "|".join(item_values)
+                            if item_audit is not None:
+                                own_audits[len(flat) // _ROW] = item_audit
+                            extend((item_oid, None if item_null else item_value, item_null, None, item_tt, item_line,
+                                    item_frame[_INDEX]))
+                            rows_in_clinical_data += 1
+                            item_open = False
+                            if frame[_NAME] == "ClinicalData":  # no container will free it
+                                drop_finished(elem)
+                            continue
+                        tag = elem.tag
+                        if tag == item_tag:  # the plain ItemData: most events of an export
+                            if event == "end":  # not the one being read: one inside it was
+                                drop_finished(elem)
+                            elif frame is None:
+                                outside_clinical_data += 1
+                            else:
+                                item_open, item_frame, item_line, item_elem = True, frame, line, elem
+                                item_oid = item_value = item_tt = item_type = item_audit = item_values = None
+                                item_null = False
+                                for name, value in elem.items():  # one call: cheaper than four `get`
+                                    if name == "ItemOID":
+                                        item_oid = value
+                                    elif name == "Value":
+                                        item_value = value
+                                    elif name == "IsNull":
+                                        item_null = value == "Yes"
+                                    elif name == "TransactionType":
+                                        item_tt = value
+                                if item_tt is None:
+                                    item_tt = frame[_TT]
+                            continue
+
+                        if prefix is None:
+                            prefix = root_prefix(path, elem, line)
+                            item_tag = prefix + "ItemData"
+                            watch_entities = watch_entities or bool(elem.getroottree().docinfo.doctype)
+                        if prefix:
+                            local = tag[len(prefix):] if tag.startswith(prefix) else None
+                        else:
+                            local = None if tag[0] == "{" else tag
+                        if local is None:  # a vendor extension: skipped, but counted if it sits in the data
+                            if frame is not None:
+                                namespace = etree.QName(elem).namespace or "(none)"
+                                foreign[namespace] = foreign.get(namespace, 0) + 1
+                            vendor = elem  # (its start: a vendor element's end is met above)
+                            continue
+
+                        if event == "start":
+                            if local == "ClinicalData":
+                                clinical_data_index += 1
+                                rows_in_clinical_data = 0
+                                frame = [None, local, None, None, None, len(frames),
+                                         (elem.get("StudyOID"), elem.get("MetaDataVersionOID"), *(None,) * 7)]
+                                frames.append(frame)
+                            elif frame is None:
+                                if local.startswith("ItemData"):
+                                    outside_clinical_data += 1
+                            elif local in _CONTAINERS:
+                                frame, own_tt = _open_frame(local, elem, frame, frames)
+                                if own_tt == "Remove":
+                                    # A container removed in a transactional export has no ItemData to carry the
+                                    # news: it becomes a row of its own, with its keys and no item (item_oid None).
+                                    extend((elem.get("ItemOID"), elem.get("Value"), elem.get("IsNull") == "Yes",
+                                            None, own_tt, line, frame[_INDEX]))
+                                    rows_in_clinical_data += 1
+                            elif local.startswith("ItemData"):  # a typed variant: ItemDataString, ...
+                                item_open, item_frame, item_line = True, frame, line
+                                item_oid, item_value = elem.get("ItemOID"), elem.get("Value")
+                                item_null = elem.get("IsNull") == "Yes"
+                                item_tt = elem.get("TransactionType", frame[_TT])
+                                item_type = local[len("ItemData"):].lower() or None
+                                item_audit = item_values = item_elem = None
+                            elif local == "AuditRecord":
+                                audit = [None, None, None]
+                                parent = _parent_name(elem, prefix)
+                                if item_open and parent.startswith("ItemData"):
+                                    item_audit = audit
+                                elif parent in _CONTAINERS:
+                                    frame[_AUDIT] = audit
+                            elif (local == "UserRef" and audit is not None
+                                  and _parent_name(elem, prefix) == "AuditRecord"):
+                                audit[0] = elem.get("UserOID")
+                            elif (local == "SiteRef" and frame[_SITE] is not None
+                                  and _parent_name(elem, prefix) == "SubjectData"):
+                                frame[_SITE][0] = elem.get("LocationOID")
+                            continue
+
+                        # end events
+                        if watch_entities and local in ENTITY_CHECKPOINTS and len(parser.feed_error_log) > errors_seen:
+                            errors_seen = refuse_undeclared_entities(path, parser.feed_error_log, errors_seen)
+                        if frame is None:
+                            pass
+                        elif local in _CONTAINERS:
+                            frame = frame[_PARENT]
+                            if frame is not None and frame[_NAME] == "ClinicalData":
+                                # A subject (or Dataset-XML record) is complete: its rows may go out.
+                                drop_finished(elem)
+                                segments.append((len(flat) // _ROW, clinical_data_index))
+                                if len(flat) >= batch_rows * _ROW:
+                                    yield _record_batch(flat, frames, own_audits, segments)
+                                    flat.clear()
+                                    own_audits.clear()
+                                    segments.clear()
+                                    frames = _reindexed(frame)
+                                continue
+                            elem.clear()  # its earlier siblings go with its subject
+                            continue
+                        elif item_open and local.startswith("ItemData"):  # a typed variant ends
+                            if item_type is not None:
+                                item_value = elem.text or ""
+                            elif item_value is None and item_values:
+                                item_value = "|".join(item_values)
+                            if item_audit is not None:
+                                own_audits[len(flat) // _ROW] = item_audit
+                            extend((item_oid, None if item_null else item_value, item_null, item_type, item_tt,
+                                    item_line, item_frame[_INDEX]))
+                            rows_in_clinical_data += 1
+                            item_open = False
+                        elif local == "Value":
+                            if item_open and _parent_name(elem, prefix).startswith("ItemData"):
+                                if item_values is None:
+                                    item_values = []
+                                item_values.append(elem.text or "")
+                        elif local == "DateTimeStamp" or local == "ReasonForChange":
+                            if audit is not None and _parent_name(elem, prefix) == "AuditRecord":
+                                audit[1 if local == "DateTimeStamp" else 2] = elem.text
+                        elif local == "AuditRecord":
+                            audit = None
+                        elif local == "ClinicalData":
+                            segments.append((len(flat) // _ROW, clinical_data_index))
+                            if rows_in_clinical_data == 0:
+                                notices.append(f"{path.name}: ClinicalData {clinical_data_index} "
+                                               f"(StudyOID {elem.get('StudyOID')!r}) holds no ItemData")
+                            frame = None
+                        drop_finished(elem)
+                    line += chunk.endswith(b"\n")
+    except etree.ParseError as error:
+        raise format_error(path, error) from None
+
+    flushed = segments[-1][0] if segments else 0
+    if flushed:  # rows after the last complete subject never went out
+        del flat[flushed * _ROW:]
+        yield _record_batch(flat, frames, own_audits, segments)
+    if clinical_data_index < 0:
+        notices.append(f"{path.name}: no ClinicalData (metadata-only file)")
+    if outside_clinical_data:
+        notices.append(f"{path.name}: {outside_clinical_data} ItemData outside ClinicalData "
+                       "(e.g. ReferenceData) skipped")
+    for namespace, count in sorted(foreign.items()):
+        notices.append(f"{path.name}: {count} element(s) of namespace {namespace} inside ClinicalData ignored")
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector off for a while (it is back on after, if it was on).
+
+    Reading a file keeps many small lists alive (rows, frames): every few thousand, CPython's
+    collector walks all of them, which cost as much as the parsing. The reader makes no reference
+    cycle, so nothing is left for the collector to find; reference counting frees all as before.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _with_end(pieces: Iterator[tuple[list[bytes], bool]]) -> Iterator[tuple[list[bytes], bool]]:
+    """`pieces`, then the empty piece that tells the parser the document is complete."""
+    yield from pieces
+    yield [b""], False
+
+
+def _parent_name(elem: Any, prefix: str) -> str:
+    """The local name of an element's parent ("" for the root's): outside vendor elements, always ODM's."""
+    parent = elem.getparent()
+    return "" if parent is None else parent.tag[len(prefix):]
+
+
+def _reindexed(frame: list[Any] | None) -> list[list[Any]]:
+    """A new frame table holding the open frames, the only ones later rows can point to."""
+    chain = []
+    while frame is not None:
+        chain.append(frame)
+        frame = frame[_PARENT]
+    chain.reverse()
+    for index, open_frame in enumerate(chain):
+        open_frame[_INDEX] = index
+    return chain
+
+
+def write_batches(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
+                  lineage: dict[str, str]) -> int:
+    """Write `batches` as rows of `schema` (the staging columns, then lineage constants); return how many."""
+    rows = 0
+    for batch in batches:
+        constants = [pa.repeat(pa.scalar(value, pa.string()), batch.num_rows) for value in lineage.values()]
+        writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, *constants], schema=schema))
+        rows += batch.num_rows
+    if rows == 0:  # still a readable file with the schema
+        writer.write_table(schema.empty_table())
+    return rows
