@@ -291,8 +291,6 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
                 else o for o in outcomes]
     quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
-    if any(o.status is SourceStatus.HARMONISED for o in outcomes):
-        import_gx_meanwhile()  # while the stage tables load and linkage runs in DuckDB
     if quality.data_docs_dir is not None:  # GX writes them during validation: check the place first
         docs = quality.data_docs_dir
         if publish_outputs.attempt(notes, "the GX Data Docs folder", lambda: fsio.private_folder(docs)) is None:

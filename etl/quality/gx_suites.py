@@ -77,8 +77,9 @@ def _import_gx() -> None:
 
 def import_gx_meanwhile() -> None:
     """Import GX on a thread of its own: its import takes seconds of Python, which a run can spend
-    while it waits on something else (worker processes, DuckDB). Validation's own import then finds
-    the module loaded, or waits for this one to finish (Python's import lock)."""
+    while it only waits on its source workers. Validation's own import then finds the module loaded,
+    or waits for this one to finish (Python's import lock). Not beside Python work: both would
+    share the interpreter lock (measured: linkage at 2,000 persons went from 0.75 to 2.3 s)."""
     threading.Thread(target=_import_gx, name="import-gx", daemon=True).start()
 
 
