@@ -27,10 +27,20 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
     summary = pipeline.run(home, key_value=KEY_TEXT)
     plan = pipeline.quality_plan_for(home, summary.run_id)
 
+    batches_read: list[str] = []  # the table of each batch validated
+    read_batches = validation._batches
+
+    def counted(con: duckdb.DuckDBPyConnection, table: str, rows: int):  # type: ignore[no-untyped-def]
+        for batch in read_batches(con, table, rows):
+            batches_read.append(table)
+            yield batch
+    monkeypatch.setattr(validation, "_batches", counted)
+
     def findings(rows: int) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
         copy = tmp_path / f"batches-{rows}.duckdb"
         shutil.copy(home.warehouse, copy)
         monkeypatch.setattr(validation, "GX_BATCH_ROWS", rows)
+        batches_read.clear()
         con = duckdb.connect(str(copy))
         try:
             validation.validate(con, summary.run_id, plan)
@@ -44,5 +54,8 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
     con.close()
     assert largest and largest[0] > 100
     rows = largest[0] // 3 + 1  # the largest tables span three batches, and a checkpoint run costs GX a second
-    whole, batched = findings(1_000_000), findings(rows)
+    whole = findings(1_000_000)
+    assert batches_read.count("follow_up") == 1
+    batched = findings(rows)
+    assert max(batches_read.count(table) for table in set(batches_read)) == 3
     assert whole["dq.issue"] and whole == batched

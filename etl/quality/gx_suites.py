@@ -1,6 +1,7 @@
 """Per-table rules: the GX suites under expectations/, run with Great Expectations 1.x.
 
-Each core table's stage rows are validated as one pandas batch. GX returns every failing row
+Each core table's stage rows are validated in pandas batches (validate.GX_BATCH_ROWS rows, what
+GX keeps of a batch dropped once it is judged). GX returns every failing row
 (result format COMPLETE, indexed by source_id + source_record_key), which the runner turns into
 issues per source and centre. The same run writes GX Data Docs, linked from the report.
 """

@@ -116,8 +116,7 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> li
 GX_BATCH_ROWS = 100_000  # rows of a stage table validated at once: memory holds one batch
 
 
-def _stage_batches(con: duckdb.DuckDBPyConnection,
-                   rows: int = GX_BATCH_ROWS) -> Callable[[str], Iterator[Batch] | None]:
+def _stage_batches(con: duckdb.DuckDBPyConnection, rows: int) -> Callable[[str], Iterator[Batch] | None]:
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
 
@@ -318,7 +317,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     with timing.step("validate harmonise checks"):
         runs = _harmonise_runs(con, by_engine["harmonise"])
     if by_engine["gx"]:
-        runs += run_suites(_stage_batches(con), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
+        runs += run_suites(_stage_batches(con, GX_BATCH_ROWS), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
     with timing.step("validate SQL checks"):
         runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
     with timing.step("validate findings"):
