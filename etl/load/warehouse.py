@@ -286,10 +286,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             log.info("linkage: %d source patients, %d pairs scored, %d linked probabilistically, %d by a reviewer, "
                      "%d pairs to review", summary.source_patients, summary.pairs_scored,
                      summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates)
-            memory.release()  # linkage's frames, before validation's batches
+            memory.release(summary.source_patients)  # linkage's frames, before validation's batches
             with timing.step("validate"):
                 validate(con, run_id, plan)
-            memory.release()
+            memory.release(summary.source_patients)
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)

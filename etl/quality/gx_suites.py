@@ -126,6 +126,7 @@ def run_suites(batches_of: Callable[[str], Iterator[Batch] | None], rules: Seque
             for batch in batches:
                 found.append(_run_batch(checkpoint, table_rules, batch))
                 _forget_batches(source)
+                memory.release(len(batch.rows))
             runs += unusable + _combined(found)
     if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
         with timing.step("validate Data Docs"):
@@ -190,7 +191,6 @@ def _forget_batches(source: Any) -> None:
     engine.batch_manager.reset_batch_cache()
     engine.batch_manager.batch_data_cache.clear()
     engine._metric_cache.clear()
-    memory.release()
 
 
 def _combined(batches: Sequence[list[RuleRun]]) -> list[RuleRun]:
