@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
-from etl.extract.adapter import adapter_for, record_frame
+from etl.extract.adapter import adapter_for, record_column
 from etl.extract.errors import ExtractError
 from etl.extract.landing import ERASED_SUFFIX
 from etl.link.model import load_config
@@ -116,16 +116,12 @@ def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: P
         if mapping.patient_key not in table.column_names or table.num_rows == 0:
             kept[name] = table
             continue
-        gone = _is_erased(_column(table, mapping.patient_key), key, mapping.source_id, erased).to_numpy()
+        gone = _is_erased(record_column(table, mapping.patient_key), key, mapping.source_id, erased).to_numpy()
         if gone.any():
-            for sha, n in _column(table, "source_file_sha256")[gone].value_counts().items():
+            for sha, n in record_column(table, "source_file_sha256")[gone].value_counts().items():
                 dropped[str(sha)] = dropped.get(str(sha), 0) + int(n)
         kept[name] = table.filter(pa.array(~gone))
     return kept, dropped
-
-
-def _column(table: pa.Table, name: str) -> pd.Series:
-    return record_frame(table.select([name]))[name]
 
 
 # --- raw files: archive copies and staged Parquet -----------------------------------------------

@@ -191,6 +191,11 @@ def record_frame(table: pa.Table) -> pd.DataFrame:
     return (table if plain.equals(table.schema) else table.cast(plain)).to_pandas()
 
 
+def record_column(table: pa.Table, name: str) -> pd.Series:
+    """One column of a record set as harmonise reads it (`record_frame`)."""
+    return record_frame(table.select([name]))[name]
+
+
 def compact_record_table(table: pa.Table) -> pa.Table:
     """The record set with each text column that repeats its values (lineage, ODM keys, codes, dates)
     dictionary-encoded: a large source's record sets held whole are then a fraction of their text."""

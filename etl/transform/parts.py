@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import schema
-from etl.extract.adapter import is_text, record_frame
+from etl.extract.adapter import is_text, record_column, record_frame
 from etl.transform.harmonise import HarmoniseResult, harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
@@ -109,12 +109,12 @@ def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]
         if mapping.patient_key not in table.column_names:
             buckets[name] = np.zeros(len(table), dtype=np.int64)
             continue
-        patient = record_frame(table.select([mapping.patient_key]))[mapping.patient_key].astype(str).str.strip()
+        patient = record_column(table, mapping.patient_key).astype(str).str.strip()
         hashed = pd.util.hash_pandas_object(patient.str.upper(), index=False) % parts
         buckets[name] = hashed.where(~patient.isin(nulls), 0).to_numpy()
     # A non-text column holding a null (never `_line` as staged) is taken from the whole: a part has
     # the dtype the whole has (an integer column with a null anywhere is float64), whatever its own nulls.
-    others = {name: {column: record_frame(table.select([column]))[column].to_numpy()
+    others = {name: {column: record_column(table, column).to_numpy()
                      for column, kind in zip(table.column_names, table.schema.types, strict=True)
                      if table.column(column).null_count and not is_text(kind)}
               for name, table in record_sets.items()}
