@@ -5,7 +5,7 @@
 -- Input: patient_record, a temporary view that etl/load/warehouse.py builds from the DDL before
 -- this file runs: patient_id and lineage of every row of every core table with a patient_id.
 -- Merge rules: sex is the one known value all registrations agree on (conflicts -> unknown);
--- birth year/month and country come from the first registration (by source_id) that gives them,
+-- birth year/month and country come from the first registration (by source_id, record key) that gives them,
 -- and are unknown for a person no registration reached core for; a person is dead if any source
 -- says so (earliest death date), else the status at the latest contact; last_contact_date is the
 -- latest contact in any source. Lineage cites the first registration (by source_id), else the
@@ -17,13 +17,11 @@ WITH registrations AS (
         patient_id,
         count(DISTINCT sex) FILTER (WHERE sex IS NOT NULL AND sex <> 'unknown') AS n_known_sex,
         min(sex) FILTER (WHERE sex IS NOT NULL AND sex <> 'unknown') AS known_sex,
-        first(birth_year ORDER BY birth_year IS NULL, source_id) AS birth_year,
-        first(birth_month ORDER BY birth_month IS NULL, source_id) AS birth_month,
-        first(country ORDER BY country IS NULL, source_id) AS country,
-        first(source_id ORDER BY source_id, source_record_key) AS source_id,
-        first(source_file_sha256 ORDER BY source_id, source_record_key) AS source_file_sha256,
-        first(source_record_key ORDER BY source_id, source_record_key) AS source_record_key,
-        first(run_id ORDER BY source_id, source_record_key) AS run_id
+        arg_min(birth_year, (source_id, source_record_key)) AS birth_year,  -- arg_min skips a NULL value
+        arg_min(birth_month, (source_id, source_record_key)) AS birth_month,
+        arg_min(country, (source_id, source_record_key)) AS country,
+        min({'source_id': source_id, 'source_record_key': source_record_key,
+             'source_file_sha256': source_file_sha256, 'run_id': run_id}) AS lineage
     FROM core.patient_source
     GROUP BY patient_id
 ),
@@ -32,10 +30,8 @@ records AS (  -- every person with a core record, and the sources that know them
     SELECT
         patient_id,
         count(DISTINCT source_id) AS n_sources,
-        first(source_id ORDER BY source_id, source_record_key) AS source_id,
-        first(source_file_sha256 ORDER BY source_id, source_record_key) AS source_file_sha256,
-        first(source_record_key ORDER BY source_id, source_record_key) AS source_record_key,
-        first(run_id ORDER BY source_id, source_record_key) AS run_id
+        min({'source_id': source_id, 'source_record_key': source_record_key,
+             'source_file_sha256': source_file_sha256, 'run_id': run_id}) AS lineage
     FROM patient_record
     GROUP BY patient_id
 ),
@@ -61,10 +57,7 @@ SELECT
     contacts.death_date,
     contacts.last_contact_date,
     records.n_sources,
-    coalesce(registrations.source_id, records.source_id) AS source_id,
-    coalesce(registrations.source_file_sha256, records.source_file_sha256) AS source_file_sha256,
-    coalesce(registrations.source_record_key, records.source_record_key) AS source_record_key,
-    coalesce(registrations.run_id, records.run_id) AS run_id
+    unnest(coalesce(registrations.lineage, records.lineage))  -- its four columns
 FROM records
 LEFT JOIN registrations USING (patient_id)
 LEFT JOIN contacts USING (patient_id)
