@@ -23,7 +23,7 @@ SOURCES_DIR = chosen_sources_dir()
 WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 # What one DuckDB database of a run may hold in memory before it spills to disk (the publish's
 # warehouse, linkage's scoring). DuckDB's default, 80% of the machine, lets memory grow with the data.
-DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "1GB")
+DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "512MB")
 # Linkage scores in a DuckDB of its own while the warehouse's stays open: the two limits add up.
 LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
 

@@ -28,16 +28,27 @@ _SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run
 _FINGERPRINT_LABEL = b"rtw pseudonymisation key fingerprint v1"
 
 
+_REMEMBERED = 1 << 17  # digests a key keeps: a harmonise part's patients, ~25 MB at most
+
+
 @dataclass(frozen=True)
 class PseudonymKey:
     secret: bytes = field(repr=False)
+    # Harmonise asks for the same patient's pseudonyms once per record: an HMAC is computed once.
+    _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return "PseudonymKey(<hidden>)"
 
     def digest(self, *parts: str) -> str:
-        message = _SEPARATOR.join(parts).encode("utf-8")
-        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
+        message = _SEPARATOR.join(parts)
+        found = self._digests.get(message)
+        if found is None:
+            if len(self._digests) >= _REMEMBERED:
+                self._digests.clear()
+            found = self._digests[message] = hmac.new(self.secret, message.encode("utf-8"),
+                                                      hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
+        return found
 
     def fingerprint(self) -> str:
         """Identifies the key without revealing it. Not a plain hash of the key (that would match the
