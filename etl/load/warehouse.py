@@ -281,7 +281,6 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
-            _commit_step(con)
             with timing.step("linkage"):
                 summary = link_sources(con, run_id, linkage, source_tables())
             log.info("linkage: %d source patients, %d pairs scored, %d linked probabilistically, %d by a reviewer, "
@@ -291,7 +290,6 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             with timing.step("validate"):
                 validate(con, run_id, plan)
             memory.release(summary.source_patients)
-            _commit_step(con)
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)
@@ -305,14 +303,6 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             validated, definitions])
 
     swap_in_next(warehouse, run_id, record)
-
-
-def _commit_step(con: duckdb.DuckDBPyConnection) -> None:
-    """Commit what the publish has done so far and go on in a new transaction. The next-file is
-    private until it is renamed in (a failure deletes it), so this costs no atomicity; it lets DuckDB
-    write the step's rows out and evict them, where a transaction's own changes stay pinned."""
-    con.execute("COMMIT")
-    con.execute("BEGIN TRANSACTION")
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:

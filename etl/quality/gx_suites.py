@@ -113,6 +113,17 @@ def run_suites(batches_of: Callable[[str], Iterator[Batch] | None], rules: Seque
     context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
     runs: list[RuleRun] = []
+    with memory.settled():
+        runs += _run_tables(context, source, batches_of, rules)
+    if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
+        with timing.step("validate Data Docs"):
+            context.build_data_docs(site_names=[_SITE])
+    return runs
+
+
+def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[Batch] | None],
+                rules: Sequence[Rule]) -> list[RuleRun]:
+    runs: list[RuleRun] = []
     for table in sorted({r.meta.table for r in rules if r.meta.table}):
         table_rules = [r for r in rules if r.meta.table == table]
         with timing.step(f"validate {table} (GX)"):
@@ -128,9 +139,6 @@ def run_suites(batches_of: Callable[[str], Iterator[Batch] | None], rules: Seque
                 _forget_batches(source)
                 memory.release(len(batch.rows))
             runs += unusable + _combined(found)
-    if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
-        with timing.step("validate Data Docs"):
-            context.build_data_docs(site_names=[_SITE])
     return runs
 
 
