@@ -136,10 +136,13 @@ def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int) -> Iterator[
         "WHERE n % ? = 0 ORDER BY rowid", [rows]).fetchall()] or [0]
     for start, end in zip(starts, [*starts[1:], None], strict=True):
         within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
-        frame = con.execute(f"SELECT t.* FROM stage.{table} t WHERE {within} ORDER BY t.rowid").df()
-        centres = con.execute(f"SELECT r.centre_id FROM stage.{table} t LEFT JOIN stage.record r "
-                              f"USING (source_id, source_record_key) WHERE {within} ORDER BY t.rowid").df()
-        yield Batch(frame, centres["centre_id"].set_axis(frame.index))
+        frame = con.execute(f"SELECT t.*, r.centre_id AS {_CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+                            f"USING (source_id, source_record_key) WHERE {within} ORDER BY t.rowid").df()
+        centres = frame.pop(_CENTRE)
+        yield Batch(frame, centres)
+
+
+_CENTRE = "_record_centre"  # a batch's centres, read with its rows (a stage table may have its own centre_id)
 
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:

@@ -117,6 +117,10 @@ class _Record:
     problems: list[Problem] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     absorbed: list[str] = field(default_factory=list)  # file sha256 of each section row joined into it
+    norm: str = field(init=False)  # the normalised patient key, asked for by every table of the record
+
+    def __post_init__(self) -> None:
+        self.norm = normalise_patient_key(self.patient_key)
 
     @property
     def rejected(self) -> bool:
@@ -223,11 +227,11 @@ class _Engine:
             if spec.const is not None:
                 out[name] = spec.const
                 continue
-            origin = spec.column or spec.template
             raw = self._raw(spec, record.row)
             if raw is None:
                 if spec.required:
-                    record.reject(REQUIRED_PRESENT, name, None, f"{name} ({origin}): required but empty")
+                    record.reject(REQUIRED_PRESENT, name, None,
+                                  f"{name} ({spec.column or spec.template}): required but empty")
                 out[name] = None
                 continue
             try:
@@ -237,7 +241,7 @@ class _Engine:
                 if name in PRIVATE_FIELDS:  # never echo a birth date or EUPID, even a broken one
                     message, shown = message.replace(raw, "<hidden>"), "<hidden>"
                 rule = CODE_IN_LIST if spec.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
-                record.reject(rule, name, shown, f"{name} ({origin}): {message}")
+                record.reject(rule, name, shown, f"{name} ({spec.column or spec.template}): {message}")
                 out[name] = None
         return out
 
@@ -298,7 +302,7 @@ class _Engine:
         for record in records:
             values = self.values(self.mapping.patient.fields, record)
             record.tables.append("patient_source")
-            norm = normalise_patient_key(record.patient_key)
+            norm = record.norm
             birth = values.get("birth_date")
             if isinstance(birth, PartialDate):
                 self.birth.setdefault(norm, birth)
@@ -325,7 +329,7 @@ class _Engine:
         return rows
 
     def _age_days(self, record: _Record, at: Any) -> int | None:
-        birth = self.birth.get(normalise_patient_key(record.patient_key))
+        birth = self.birth.get(record.norm)
         if not isinstance(at, PartialDate) or birth is None:
             return None
         return (at.value - birth.mid_period).days
@@ -341,6 +345,7 @@ class _Engine:
         """Turn harmonised rows of clean records into a frame with the core table's columns."""
         columns = self.core[table]
         id_column = columns[0] if columns[0] != "patient_id" else None
+        with_precision = {c.removesuffix("_precision") for c in columns if c.endswith("_precision")}
         out = []
         for row in rows:
             record: _Record = row.pop("_record")
@@ -350,12 +355,12 @@ class _Engine:
             for name, value in row.items():
                 if isinstance(value, PartialDate):
                     final[name] = value.value
-                    if f"{name}_precision" in columns:
+                    if name in with_precision:
                         final[f"{name}_precision"] = value.precision
                 else:
                     final[name] = value
-            norm = normalise_patient_key(record.patient_key)
-            final["patient_id"] = person_id(self.key, self.mapping.source_id, record.patient_key, self.eupid.get(norm))
+            final["patient_id"] = person_id(self.key, self.mapping.source_id, record.patient_key,
+                                            self.eupid.get(record.norm))
             if id_column:
                 final[id_column] = record_id(self.mapping.source_id, table, record.published_key)
             final.update(source_id=self.mapping.source_id, source_file_sha256=record.row["source_file_sha256"],
@@ -379,7 +384,7 @@ def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame
     kept = []
     for row in rows:
         record: _Record = row["_record"]
-        norm = normalise_patient_key(record.patient_key)
+        norm = record.norm
         if record.rejected or norm in seen:
             continue
         seen.add(norm)
@@ -564,7 +569,7 @@ def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFr
                 "source_record_key": r.published_key,
                 "record_set": r.record_set,
                 "line": int(r.row["_line"]) if str(r.row.get("_line", "")).isdigit() else None,
-                "centre_id": own_centre or engine.centre.get(normalise_patient_key(r.patient_key)),
+                "centre_id": own_centre or engine.centre.get(r.norm),
                 "patient_pseudonym": source_pseudonym(engine.key, mapping.source_id, r.patient_key)
                 if known_patient else None,
                 "target_tables": sorted(set(r.tables)),
