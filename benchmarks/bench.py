@@ -11,7 +11,10 @@ Each size runs in a process of its own (its memory figures are its own), on synt
 3. a rerun after 1% of one source's records changed (registry_it: a later last contact), set
    against that source's first load alone (a home and a mappings folder holding only it);
 4. extraction against the bare library pass over the same file, measured in the same process
-   (best of three of each):
+   (best of three of each);
+5. the machine's speed before and after (a fixed Python loop): a shared machine's figures move
+   between runs, so compare runs with it at hand.
+Extraction's references:
    the ODM adapter on SACHA's export against an lxml `iterparse` pass collecting every ItemData
    value, the CSV adapter on iLTB's largest form against DuckDB's `read_csv` into Arrow.
 
@@ -45,6 +48,19 @@ LIMITS = {  # issue 11: the share or multiple each ratio must stay within
     "unchanged rerun / first run": 0.05,
 }
 CHANGED_SOURCE = "registry_it"
+
+
+def python_loop_s() -> float:
+    """Seconds of a fixed pure-Python loop, best of three: the machine's speed at the time. This
+    machine is shared, and its speed moved by up to 40% between runs of the same code on one day:
+    compare runs by their figures divided by this."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
 
 
 def _timed_run(home: Any, **kwargs: Any) -> dict[str, Any]:
@@ -160,6 +176,7 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
     timing.measure_memory = True
     os.environ.setdefault("RTW_QUIET_SECONDS", "0")
     key = "benchmark-key"
+    speed_before = python_loop_s()
     with tempfile.TemporaryDirectory(prefix="rtw-bench-") as tmp:
         root = Path(tmp)
         home = resolve_home(root / "home").ensure()
@@ -190,6 +207,7 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
         "unchanged rerun / first run": unchanged["seconds"] / first["seconds"],
     }
     return {"patients": patients, "seed": seed, "exports_mib": round(exports_mib, 1), "synth_s": round(synth_s, 2),
+            "python_loop_s": {"before": speed_before, "after": python_loop_s()},
             "first_run": first, "unchanged_rerun": unchanged,
             "changed_rerun": {**changed, "source": CHANGED_SOURCE, "records_changed": changed_records},
             "source_first_load": {**source_first, "source": CHANGED_SOURCE},
@@ -201,7 +219,9 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
 
 def _print(result: dict[str, Any]) -> None:
     first = result["first_run"]
-    print(f"\n{result['patients']:,} persons ({result['exports_mib']} MiB of exports, synth {result['synth_s']} s)")
+    loop = result["python_loop_s"]
+    print(f"\n{result['patients']:,} persons ({result['exports_mib']} MiB of exports, synth {result['synth_s']} s; "
+          f"machine speed: a fixed Python loop {loop['before']} s before, {loop['after']} s after)")
     print(f"  {'step of the first run':<32}{'seconds':>9}{'peak MiB':>10}")
     for s in first["steps"]:
         print(f"  {s['step']:<32}{s['seconds']:>9.2f}{s['peak_mib'] or 0:>10.0f}")

@@ -4,7 +4,7 @@ CPython frees a batch's millions of small strings to the C heap, and glibc keeps
 pages when live objects sit between them: the process's resident memory then grows with every
 batch although it holds only one. A garbage collection (GX's result objects hold frames in
 reference cycles) and `malloc_trim` return them, so memory holds one batch, not the high-water
-mark of all of them.
+mark of all of them. Arrow's own pool is handed back apart (`release_arrow`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ _TRIM = _malloc_trim()
 # Below this many rows the garbage is small, and a collection costs ~0.2 s once GX, Splink and
 # pandas are loaded (a dozen per run made `make test` minutes slower).
 WORTH_ROWS = 20_000
+
+
+def release_arrow() -> None:
+    """Arrow's pool keeps what Arrow freed (reading, staging) for its next allocation: hand it back
+    before Python work that needs the room."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def release(rows: int) -> None:

@@ -28,4 +28,5 @@ def test_the_benchmark_writes_every_step_and_ratio(tmp_path):
                                    "CSV adapter / DuckDB read_csv", "1%-changed rerun / the source's first load",
                                    "unchanged rerun / first run"}
     assert all(r["value"] > 0 and r["limit"] > 0 for r in size["ratios"].values())
-    assert "ratio" in done.stdout and "validation share" in done.stdout
+    assert size["python_loop_s"]["before"] > 0 and size["python_loop_s"]["after"] > 0
+    assert "ratio" in done.stdout and "validation share" in done.stdout and "machine speed" in done.stdout

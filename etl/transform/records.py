@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
+from etl import memory
 from etl.extract.adapter import RecordSets, adapter_for, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
@@ -23,8 +23,7 @@ def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, 
     adapter = adapter_for(mapping.format)
     current = adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
                                for staged, name, sha in staged_files])
-    # Arrow's pool keeps what staging and reading freed: hand it back before harmonise needs the room.
-    pa.default_memory_pool().release_unused()
+    memory.release_arrow()  # what staging and reading freed, before harmonise needs the room
     return current
 
 
