@@ -26,13 +26,14 @@ run: install
 	$(VENV)/bin/rtw demo --home $(HOME_DIR) --patients $(PATIENTS)
 
 # Two workers (this machine's two cores); --dist loadfile keeps each module on one worker, so a
-# module's whole-run fixture is built once.
+# module's whole-run fixture is built once. The slowest tests are listed at the end (the suite must
+# stay under 15 minutes here).
 TEST_WORKERS ?= 2
 
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 lint: install
 	$(VENV)/bin/ruff check .
