@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from etl.config import LINKAGE_MEMORY_LIMIT
+from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 
@@ -75,10 +76,10 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
     with patient_id and source_record_key), refresh dq.link_candidate."""
     features = con.execute(FEATURES_SQL).df()
     patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
-                for r in features.to_dict("records")]
+                for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])]
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
-    scored = pairs.to_dict("records")
+    scored = row_dicts(pairs)
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
              for r in scored if r["match_probability"] >= config.link_threshold
              and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
@@ -97,7 +98,7 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
             FROM stage.link_key k JOIN linked l USING (source_id, source_patient_pseudonym)""")
         con.unregister("linked")
     _rewrite_patient_ids(con, person_tables)
-    with_eupid = {(r["source_id"], r["unique_id"]) for r in features.to_dict("records") if r["has_eupid"]}
+    with_eupid = {p.key for p in patients if p.has_eupid}
     review = _review_list(scored, with_eupid, decisions, config, run_id)
     con.execute("DELETE FROM dq.link_candidate")
     if not review.empty:
