@@ -28,7 +28,7 @@ _SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run
 _FINGERPRINT_LABEL = b"rtw pseudonymisation key fingerprint v1"
 
 
-_REMEMBERED = 1 << 17  # digests a key keeps: a harmonise part's patients, ~25 MB at most
+_REMEMBERED = 1 << 17  # digests a key keeps: a harmonise part's patients, ~30 MB at most
 
 
 @dataclass(frozen=True)
