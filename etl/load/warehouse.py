@@ -258,19 +258,9 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
     def record(con: duckdb.DuckDBPyConnection) -> None:
         record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
         harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
-        for outcome in outcomes:
-            if outcome.status is SourceStatus.HARMONISED:
-                _replace_source(con, outcome)
-                _record_removals(con, outcome)
-                for accepted in outcome.accepted:
-                    con.execute("INSERT INTO meta.file_acceptance SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
-                                "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
-                                "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
-                                                            accepted.file_name, accepted.accepted_at,
-                                                            accepted.accepted_by, run_id, outcome.source_id,
-                                                            accepted.sha256])
-            _record_files(con, run_id, outcome)
-            _record_source(con, run_id, outcome)
+        with timing.step("load stage"):
+            for outcome in outcomes:
+                _load_outcome(con, run_id, outcome)
         said = {o.source_id: o.notices for o in outcomes} | dict(notices or {})
         for source_id, source_notices in said.items():
             for notice in dict.fromkeys(source_notices):
@@ -303,6 +293,23 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             validated, definitions])
 
     swap_in_next(warehouse, run_id, record)
+
+
+def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
+    """A source's outcome into the warehouse: its stage rows, removals and accepted files when it was
+    harmonised; its files and its status always."""
+    if outcome.status is SourceStatus.HARMONISED:
+        _replace_source(con, outcome)
+        _record_removals(con, outcome)
+        for accepted in outcome.accepted:
+            con.execute("INSERT INTO meta.file_acceptance SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+                        "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
+                        "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
+                                                    accepted.file_name, accepted.accepted_at,
+                                                    accepted.accepted_by, run_id, outcome.source_id,
+                                                    accepted.sha256])
+    _record_files(con, run_id, outcome)
+    _record_source(con, run_id, outcome)
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
@@ -347,8 +354,9 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
             _ensure_stage(con)
             con.execute("BEGIN TRANSACTION")
             change(con)
-            con.execute("COMMIT")
-            con.execute("CHECKPOINT")
+            with timing.step("write the warehouse"):
+                con.execute("COMMIT")
+                con.execute("CHECKPOINT")
             if compact:
                 name = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
                 con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS fresh")
