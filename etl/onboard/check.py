@@ -33,10 +33,16 @@ from etl.extract.landing import discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import describe_file
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
-from etl.transform.mapping import FieldSpec, MappingError, SourceMapping, load_mapping
+from etl.transform.mapping import (
+    FieldSpec,
+    MappingError,
+    SourceMapping,
+    load_mapping,
+    template_fields,
+    template_pieces,
+)
 
 Severity = Literal["error", "warning"]
-_TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 _TYPE_TAG = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[A-Za-z]+\[.*\])")
 PRIVATE_FIELDS = frozenset({"birth_date", "eupid"})  # as harmonise: never echoed, even when broken
 MOSTLY_FAILING = 0.5  # a field failing on more than this share of its values: the mapping is wrong
@@ -179,13 +185,14 @@ def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:
     if spec.column is not None:
         return frame[spec.column].astype("string").fillna("").str.strip()
     template = spec.template or ""
-    names = _TEMPLATE_FIELD.findall(template)
+    literals, names = template_pieces(template)
     parts = {n: frame[n].astype("string").fillna("").str.strip() for n in names}
 
     def fill(i: int) -> str:
         if all(parts[n].iat[i] == "" for n in names):
             return ""
-        return _TEMPLATE_FIELD.sub(lambda m: str(parts[m.group(1)].iat[i]), template)
+        return literals[0] + "".join(str(parts[n].iat[i]) + literal for n, literal in zip(names, literals[1:],
+                                                                                             strict=True))
 
     return pd.Series([fill(i) for i in range(len(frame))], index=frame.index, dtype="string")
 
@@ -241,7 +248,7 @@ def _record_key(mapping: SourceMapping, record_set: str) -> str:
 def _needed_columns(mapping: SourceMapping, target: _Target) -> dict[str, str]:
     """column -> what needs it (for messages)."""
     needed = {mapping.patient_key: "patient_key"}
-    for name in _TEMPLATE_FIELD.findall(_record_key(mapping, target.head)):
+    for name in template_fields(_record_key(mapping, target.head)):
         if name != "record_set":
             needed.setdefault(name, "record_key")
     for column in target.where or {}:

@@ -19,9 +19,7 @@ never echoed into quarantine reasons.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +31,7 @@ from etl.extract.adapter import LINE_COLUMN, adapter_for
 from etl.frames import row_dicts
 from etl.schema import core_columns
 from etl.transform import iccc3, icdo3
-from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec
+from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, template_fields, template_pieces
 from etl.transform.pseudonym import (
     PseudonymKey,
     normalise_patient_key,
@@ -52,7 +50,6 @@ from etl.transform.values import (
 )
 
 PRIVATE_FIELDS = {"birth_date", "eupid"}
-_TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 _BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "no": False,
                   "false": False, "0": False}
 RECORD_COLUMNS = list(schema.columns("stage.record"))
@@ -131,20 +128,9 @@ class _Record:
         self.problems.append(Problem(rule_id, field_name, value, message))
 
 
-@functools.cache
-def _template(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A `{field}` template as its literals and its fields: `a{x}b{y}` is ('a', 'b', '') and ('x', 'y')."""
-    pieces = _TEMPLATE_FIELD.split(template)
-    return tuple(pieces[0::2]), tuple(pieces[1::2])
-
-
-def _template_fields(template: str) -> tuple[str, ...]:
-    return _template(template)[1]
-
-
 def _fill(template: str, row: Mapping[str, str], record_set: str | None = None) -> str:
     """The template with each `{field}` the row's value, stripped (`{record_set}`: the one given)."""
-    literals, fields = _template(template)
+    literals, fields = template_pieces(template)
     out = [literals[0]]
     for name, literal in zip(fields, literals[1:], strict=True):
         out.append(record_set if name == "record_set" and record_set is not None else row[name].strip())
@@ -168,7 +154,7 @@ class _Engine:
     # -- values ---------------------------------------------------------------------------
     def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
         if spec.template is not None:
-            parts = [row[c].strip() for c in _template_fields(spec.template)]
+            parts = [row[c].strip() for c in template_fields(spec.template)]
             return None if all(p in self.nulls for p in parts) else _fill(spec.template, row)
         assert spec.column is not None
         raw = row[spec.column].strip()
@@ -250,7 +236,7 @@ class _Engine:
     def records(self, record_set: str, frame: pd.DataFrame) -> list[_Record]:
         mapping = self.mapping
         record_key = mapping.record_key_for(record_set)
-        needed = {mapping.patient_key} | set(_template_fields(record_key)) - {"record_set"}
+        needed = {mapping.patient_key} | set(template_fields(record_key)) - {"record_set"}
         for spec in self._specs_for(record_set):
             needed |= spec.columns()
         missing = sorted(needed - set(frame.columns))
@@ -337,7 +323,7 @@ class _Engine:
 
     def _reference(self, record: _Record, spec: FieldSpec) -> str | None:
         assert spec.key is not None and spec.ref is not None
-        if any(record.row[c].strip() in self.nulls for c in _template_fields(spec.key)):
+        if any(record.row[c].strip() in self.nulls for c in template_fields(spec.key)):
             return None
         clear = f"{record.patient_key}|{_fill(spec.key, record.row)}"
         return record_id(self.mapping.source_id, spec.ref, publish_record_key(self.key, self.mapping.source_id, clear))

@@ -17,6 +17,7 @@ this source, is refused, with the nearest rule ids).
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 import sys
@@ -38,6 +39,19 @@ FieldType = Literal[
     "icdo3_histology", "icdo3_behaviour", "icdo3_topography",
 ]
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+
+
+@functools.cache
+def template_pieces(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A `{column}` template as its literals and its columns: `a{x}b{y}` is ('a', 'b', '') and ('x', 'y').
+    Parsed once per template: harmonise fills one per record."""
+    pieces = _TEMPLATE_FIELD.split(template)
+    return tuple(pieces[0::2]), tuple(pieces[1::2])
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The columns a template reads, in order."""
+    return template_pieces(template)[1]
 # Several formats are tried in order; the first that reads the value wins.
 DateFormats = str | list[str]
 # The keys that identify one form of one visit in every ODM record set: sections of a form
@@ -112,7 +126,7 @@ class FieldSpec(_Strict):
         if self.column is not None:
             return {self.column}
         text = self.template or self.key or ""
-        return set(_TEMPLATE_FIELD.findall(text))
+        return set(template_fields(text))
 
 
 class _FromRecordSets(_Strict):
@@ -492,7 +506,7 @@ def _check_quality(mapping: SourceMapping, path: Path) -> None:
 def _check_templates(mapping: SourceMapping, path: Path) -> None:
     for name, template in {"record_key": mapping.record_key,
                            **{f"record_keys.{k}": v for k, v in mapping.record_keys.items()}}.items():
-        if not _TEMPLATE_FIELD.findall(template):
+        if not template_fields(template):
             raise MappingError(f"{path}: {name}: '{template}' names no column; a record key template reads "
                                "columns in braces, e.g. 'AE[{AESEQ}]'")
 
