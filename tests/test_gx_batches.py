@@ -1,14 +1,18 @@
-"""GX validates a stage table in batches of rows, and the findings are those of one whole-table pass."""
+"""GX validates a stage table in batches of rows, and the findings are those of one whole-table pass;
+a rerun judges only the sources whose rows changed, and finds what judging every source finds."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from etl import pipeline
 from etl.config import resolve_home
+from etl.quality import gx_memo
 from etl.quality import validate as validation
 from etl.synth import generate
 
@@ -27,14 +31,7 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
     summary = pipeline.run(home, key_value=KEY_TEXT)
     plan = pipeline.quality_plan_for(home, summary.run_id)
 
-    batches_read: list[str] = []  # the table of each batch validated
-    read_batches = validation._batches
-
-    def counted(con: duckdb.DuckDBPyConnection, table: str, rows: int):  # type: ignore[no-untyped-def]
-        for batch in read_batches(con, table, rows):
-            batches_read.append(table)
-            yield batch
-    monkeypatch.setattr(validation, "_batches", counted)
+    batches_read = _count_batches(monkeypatch)
 
     def findings(rows: int) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
         copy = tmp_path / f"batches-{rows}.duckdb"
@@ -43,6 +40,7 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
         batches_read.clear()
         con = duckdb.connect(str(copy))
         try:
+            _forget_findings(con)  # else nothing would be judged again
             validation.validate(con, summary.run_id, plan)
             return {table: con.execute(sql).fetchall() for table, sql in FINDINGS.items()}
         finally:
@@ -55,7 +53,94 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
     assert largest and largest[0] > 100
     rows = largest[0] // 3 + 1  # the largest tables span three batches, and a checkpoint run costs GX a second
     whole = findings(1_000_000)
-    assert batches_read.count("follow_up") == 1
+    assert [t for t, _ in batches_read].count("follow_up") == 1
     batched = findings(rows)
-    assert max(batches_read.count(table) for table in set(batches_read)) == 3
+    assert max([t for t, _ in batches_read].count(table) for table, _ in batches_read) == 3
     assert whole["dq.issue"] and whole == batched
+
+
+def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
+    """(table, sources) of each batch GX is given from now on."""
+    read: list[tuple[str, tuple[str, ...]]] = []
+    read_batches = gx_memo._batches
+
+    def counted(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]):  # type: ignore[no-untyped-def]
+        for batch in read_batches(con, table, rows, sources):
+            read.append((table, tuple(sorted(set(batch.rows.source_id)))))
+            yield batch
+    monkeypatch.setattr(gx_memo, "_batches", counted)
+    return read
+
+
+def _forget_findings(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("gx_judged", "gx_denominator", "gx_failure"):
+        con.execute(f"DELETE FROM dq.{table}")
+
+
+def _rerun_findings(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+    return {table: con.execute(sql.replace("ORDER BY", "WHERE run_id = $run ORDER BY") if "run_id" in sql else sql,
+                               {"run": run_id}).fetchall()
+            for table, sql in FINDINGS.items()}
+
+
+def _later_contacts(export: Path) -> None:
+    """A later last contact on some records, and on the first one a death without its date (a GX finding)."""
+    lines = export.read_bytes().split(b"\r\n")
+    header = lines[0].split(b";")
+    contact, vital, death = (header.index(name) for name in (b"data_ultimo_contatto", b"stato_vitale", b"data_decesso"))
+    for i in range(1, len(lines), 5):
+        fields = lines[i].split(b";")
+        if len(fields) == len(header):
+            fields[contact] = b"30/10/2026"
+            if i == 1:
+                fields[vital], fields[death] = b"M", b""
+            lines[i] = b";".join(fields)
+    export.write_bytes(b"\r\n".join(lines))
+
+
+@pytest.mark.integration
+def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds(tmp_path, monkeypatch):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=60, seed=5)
+    pipeline.run(home, key_value=KEY_TEXT)
+    batches_read = _count_batches(monkeypatch)
+    _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
+    rerun = pipeline.run(home, key_value=KEY_TEXT)
+    assert rerun.sources_changed == ["registry_it"]
+    assert batches_read and {sources for _, sources in batches_read} == {("registry_it",)}
+
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        remembered = _rerun_findings(con, rerun.run_id)
+        judged_by = dict(con.execute("SELECT source_id, list(DISTINCT run_id) FROM dq.gx_judged GROUP BY 1").fetchall())
+    finally:
+        con.close()
+    assert judged_by["registry_it"] == [rerun.run_id] and all(
+        runs != [rerun.run_id] for source, runs in judged_by.items() if source != "registry_it")
+
+    # Every source judged again from scratch finds the same, the new finding included.
+    copy = tmp_path / "all-judged.duckdb"
+    shutil.copy(home.warehouse, copy)
+    plan = pipeline.quality_plan_for(home, rerun.run_id)
+    con = duckdb.connect(str(copy))
+    try:
+        _forget_findings(con)
+        batches_read.clear()
+        validation.validate(con, rerun.run_id, plan)
+        assert {s for _, sources in batches_read for s in sources} == set(judged_by)
+        assert _rerun_findings(con, rerun.run_id) == remembered
+        new_finding = ("SELECT count(*) FROM dq.issue i JOIN dq.check USING (rule_id) WHERE run_id = ? AND "
+                       "engine = 'gx' AND source_id = 'registry_it' AND i.field = 'death_date'")
+        assert con.execute(new_finding, [rerun.run_id]).fetchone() == (1,)
+
+        # A rule changed: its table is judged again for every source, the other tables are not.
+        changed = next(r for r in plan.rules if r.engine == "gx" and r.meta.table == "follow_up")
+        rules = [dataclasses.replace(r, meta=r.meta.model_copy(update={"threshold": 0.5})) if r is changed else r
+                 for r in plan.rules]
+        batches_read.clear()
+        validation.validate(con, rerun.run_id, dataclasses.replace(plan, rules=rules))
+        assert {t for t, _ in batches_read} == {"follow_up"}
+        assert {s for _, sources in batches_read for s in sources} == set(judged_by) & {
+            s for (s,) in con.execute("SELECT DISTINCT source_id FROM stage.follow_up").fetchall()}
+    finally:
+        con.close()

@@ -354,6 +354,26 @@ COMMENT ON COLUMN meta.link_decision.decided_by IS 'The operating-system user wh
 COMMENT ON COLUMN meta.link_decision.decided_at IS 'When the decision was recorded.';
 COMMENT ON COLUMN meta.link_decision.note IS 'The reviewer''s note, if any.';
 
+-- dq.gx_judged, dq.gx_denominator, dq.gx_failure ----------------------------------------------------
+COMMENT ON TABLE dq.gx_judged IS 'One row per core table x source whose rows GX last judged: its findings (dq.gx_denominator, dq.gx_failure) are reused while the fingerprint holds, so a run validates only the sources whose rows changed.';
+COMMENT ON COLUMN dq.gx_judged.table_name IS 'The core table (its GX suite).';
+COMMENT ON COLUMN dq.gx_judged.source_id IS 'The source whose rows were judged.';
+COMMENT ON COLUMN dq.gx_judged.fingerprint IS 'SHA-256 of the rows (with their centres), the table''s GX rules and the GX version.';
+COMMENT ON COLUMN dq.gx_judged.run_id IS 'The run that judged them: its GX Data Docs show them.';
+COMMENT ON TABLE dq.gx_denominator IS 'How many records each GX rule judged, per source and centre, as last judged (dq.gx_judged).';
+COMMENT ON COLUMN dq.gx_denominator.table_name IS 'The core table.';
+COMMENT ON COLUMN dq.gx_denominator.source_id IS 'The source.';
+COMMENT ON COLUMN dq.gx_denominator.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN dq.gx_denominator.centre_id IS 'The centre; NULL: records with no centre.';
+COMMENT ON COLUMN dq.gx_denominator.denominator IS 'Records judged. Unit: records.';
+COMMENT ON TABLE dq.gx_failure IS 'Each row a GX rule found failing, as last judged (dq.gx_judged), before waivers: every run makes dq.issue from these.';
+COMMENT ON COLUMN dq.gx_failure.table_name IS 'The core table.';
+COMMENT ON COLUMN dq.gx_failure.source_id IS 'The source of the record.';
+COMMENT ON COLUMN dq.gx_failure.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN dq.gx_failure.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN dq.gx_failure.field IS 'The field judged.';
+COMMENT ON COLUMN dq.gx_failure.value IS 'The offending value, as exported.';
+
 -- dq.link_candidate -----------------------------------------------------------------------------
 COMMENT ON TABLE dq.link_candidate IS 'The clerical review list: pairs of source patients in two sources whose match probability lies between the review and the link threshold (docs/linkage.md).';
 COMMENT ON COLUMN dq.link_candidate.run_id IS 'The run that scored the pair.';

@@ -105,3 +105,32 @@ CREATE TABLE IF NOT EXISTS dq.link_candidate (
     evidence                    VARCHAR NOT NULL,  -- JSON object: field -> evidence label
     decision                    VARCHAR            -- a reviewer's decision on the pair, if any
 );
+
+-- What GX found in each source's rows of a table, kept so that a run judges again only the rows that
+-- changed (etl/quality/gx_memo.py). A source's findings stand while the fingerprint of its rows, their
+-- centres and the table's rules is the one recorded here; the run named judged them (its Data Docs).
+CREATE TABLE IF NOT EXISTS dq.gx_judged (
+    table_name          VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    fingerprint         VARCHAR NOT NULL,
+    run_id              VARCHAR NOT NULL
+);
+
+-- One row per rule x source x centre GX judged (as dq.check_result's denominator, before the threshold).
+CREATE TABLE IF NOT EXISTS dq.gx_denominator (
+    table_name          VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    centre_id           VARCHAR,
+    denominator         BIGINT NOT NULL
+);
+
+-- One row per rule x row GX found failing (before waivers: dq.issue is made from these every run).
+CREATE TABLE IF NOT EXISTS dq.gx_failure (
+    table_name          VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    source_record_key   VARCHAR NOT NULL,
+    field               VARCHAR,
+    value               VARCHAR
+);

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,9 @@ import duckdb
 import pandas as pd
 
 from etl import timing
+from etl.quality import gx_memo
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged, value_hash_sql
-from etl.quality.gx_suites import Batch, run_suites
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
 from etl.quality.sql_checks import (
     ISSUE_COLUMNS,
@@ -114,35 +114,6 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> li
 
 
 GX_BATCH_ROWS = 100_000  # rows of a stage table validated at once: memory holds one batch
-
-
-def _stage_batches(con: duckdb.DuckDBPyConnection, rows: int) -> Callable[[str], Iterator[Batch] | None]:
-    present = {t for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
-
-    def batches_of(table: str) -> Iterator[Batch] | None:
-        return _batches(con, table, rows) if table in present else None
-    return batches_of
-
-
-def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int) -> Iterator[Batch]:
-    """A stage table in batches of `rows`, each a query by a range of rowid (so the rules may query
-    between batches); at least one batch, maybe empty, so every rule of the table is judged. The
-    ranges are read first: rows written in the open transaction number from 2**62. Object dtype
-    keeps NULL as None (not NaN), so GX and the row conditions see real nulls. Each row comes with
-    its record's centre (stage.record holds one row per record key), for the rules' denominators."""
-    starts = [first for (first,) in con.execute(
-        f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table}) "
-        "WHERE n % ? = 0 ORDER BY rowid", [rows]).fetchall()] or [0]
-    for start, end in zip(starts, [*starts[1:], None], strict=True):
-        within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
-        frame = con.execute(f"SELECT t.*, r.centre_id AS {_CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
-                            f"USING (source_id, source_record_key) WHERE {within} ORDER BY t.rowid").df()
-        centres = frame.pop(_CENTRE)
-        yield Batch(frame, centres)
-
-
-_CENTRE = "_record_centre"  # a batch's centres, read with its rows (a stage table may have its own centre_id)
 
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> None:
@@ -320,7 +291,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     with timing.step("validate harmonise checks"):
         runs = _harmonise_runs(con, by_engine["harmonise"])
     if by_engine["gx"]:
-        runs += run_suites(_stage_batches(con, GX_BATCH_ROWS), by_engine["gx"], data_docs_dir=plan.data_docs_dir)
+        runs += gx_memo.judge(con, run_id, by_engine["gx"], batch_rows=GX_BATCH_ROWS, data_docs_dir=plan.data_docs_dir)
     with timing.step("validate SQL checks"):
         runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
     with timing.step("validate findings"):

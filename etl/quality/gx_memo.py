@@ -1,0 +1,183 @@
+"""What GX found in each source's rows, kept so that a run judges again only the rows that changed.
+
+A GX rule judges a row by that row alone, or (uniqueness) by the rows of its source: every id the
+suites hold unique is drawn from the source's id. So what GX found in one source's rows of a table
+stands while those rows, their centres and the table's rules are what they were. A run fingerprints
+each source's rows of each table, judges only the sources whose fingerprint is not the one in
+dq.gx_judged, takes the others' denominators and failures from dq.gx_denominator and dq.gx_failure,
+and then remembers what it judged. A nightly run in which one source changed validates that source
+alone, and when no source's rows changed GX is not even imported. Waivers, thresholds and the
+quarantine are applied to the findings afterwards, every run, whichever run judged them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from etl.quality.catalogue import Rule, fingerprint
+from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun
+from etl.quality.gx_suites import Batch, run_suites
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """A table's sources by fingerprint, and which of them GX must judge this run."""
+
+    table: str
+    fingerprints: dict[str, str]  # source -> fingerprint of its rows, their centres and the table's rules
+    reused: dict[str, str]  # source -> the run whose findings still hold
+
+    @property
+    def to_judge(self) -> list[str]:
+        return sorted(s for s in self.fingerprints if s not in self.reused)
+
+
+def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *, batch_rows: int,
+          data_docs_dir: Path | None = None) -> list[RuleRun]:
+    """Every GX rule's findings over every source's stage rows: judged now where the rows changed,
+    remembered otherwise (module docstring). What is judged now is remembered for the next run."""
+    present = {t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
+    tables = sorted({r.meta.table for r in rules if r.meta.table})
+    plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t]) for t in tables if t in present}
+    # A table missing from stage goes to GX as well, whose runner reports its rules as errors.
+    judged_now = [r for r in rules if r.meta.table not in plans or plans[r.meta.table].to_judge]
+    reused = sorted({(s, run) for p in plans.values() for s, run in p.reused.items()})
+    if reused:
+        log.info("GX findings reused for rows unchanged since they were judged: %s",
+                 ", ".join(f"{s} (run {run})" for s, run in reused))
+
+    def batches_of(table: str) -> Iterator[Batch] | None:
+        return _batches(con, table, batch_rows, plans[table].to_judge) if table in plans else None
+
+    fresh = run_suites(batches_of, judged_now, data_docs_dir=data_docs_dir) if judged_now else []
+    remembered = _recall(con, plans)
+    _forget_stale(con, plans)
+    _remember(con, run_id, plans, judged_now, fresh)
+    return _merged(rules, fresh, remembered)
+
+
+def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule]) -> TablePlan:
+    """Fingerprint each source's rows of `table` (every column but run_id, each row with its record's
+    centre: what the batches give GX) with the table's rules, and find the ones judged before."""
+    columns = [c for (c,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'stage' AND table_name = ? "
+        "ORDER BY column_index", [table]).fetchall() if c != "run_id"]
+    rows = ", ".join(f't."{c}"' for c in columns)
+    rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
+                                             "columns": columns})
+    sums = con.execute(
+        f"SELECT t.source_id, count(*), sum(hash(struct_pack({rows}), r.centre_id)::HUGEINT) FROM stage.{table} t "
+        "LEFT JOIN stage.record r USING (source_id, source_record_key) GROUP BY ALL").fetchall()
+    prints = {source: hashlib.sha256(f"{rules_digest}|{n}|{total}".encode()).hexdigest() for source, n, total in sums}
+    known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.gx_judged WHERE table_name = ?",
+                        [table]).fetchall()
+    reused = {source: run for source, print_, run in known if prints.get(source) == print_}
+    return TablePlan(table, prints, reused)
+
+
+def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[Batch]:
+    """The sources' rows of a stage table in batches of `rows`, each a query by a range of rowid (so
+    the rules may query between batches); at least one batch, maybe empty, so every rule of the table
+    is judged. The ranges are read first: rows written in the open transaction number from 2**62.
+    Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls. Each row
+    comes with its record's centre (stage.record holds one row per record key), for the denominators."""
+    starts = [first for (first,) in con.execute(
+        f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
+        "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",
+        {"sources": sources, "rows": rows}).fetchall()] or [0]
+    for start, end in zip(starts, [*starts[1:], None], strict=True):
+        within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
+        frame = con.execute(f"SELECT t.*, r.centre_id AS {_CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+                            f"USING (source_id, source_record_key) WHERE {within} AND list_contains(?, t.source_id) "
+                            "ORDER BY t.rowid", [sources]).df()
+        centres = frame.pop(_CENTRE)
+        yield Batch(frame, centres)
+
+
+_CENTRE = "_record_centre"  # a batch's centres, read with its rows (a stage table may have its own centre_id)
+
+
+def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:
+    """The remembered findings of the sources not judged again, one run per rule."""
+    wanted = pd.DataFrame([(p.table, s) for p in plans.values() for s in p.reused], columns=["table_name", "source_id"])
+    if wanted.empty:
+        return []
+    con.register("_gx_reused", wanted)
+    try:
+        judged = con.execute("SELECT d.rule_id, d.source_id, d.centre_id, d.denominator FROM dq.gx_denominator d "
+                             "SEMI JOIN _gx_reused USING (table_name, source_id)").df()
+        failures = con.execute("SELECT f.rule_id, f.source_id, f.source_record_key, f.field, f.value, "
+                               "NULL::VARCHAR AS message FROM dq.gx_failure f "
+                               "SEMI JOIN _gx_reused USING (table_name, source_id)").df()
+    finally:
+        con.unregister("_gx_reused")
+    rule_ids = sorted(set(judged.rule_id) | set(failures.rule_id))
+    return [RuleRun(rule_id, judged[judged.rule_id == rule_id][JUDGED_COLUMNS].reset_index(drop=True),
+                    failures[failures.rule_id == rule_id][FAILURE_COLUMNS].reset_index(drop=True))
+            for rule_id in rule_ids]
+
+
+def _forget_stale(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> None:
+    """Drop what no longer holds: a source judged again, gone from stage, or a table without rules."""
+    kept = pd.DataFrame([(p.table, s) for p in plans.values() for s in p.reused], columns=["table_name", "source_id"])
+    con.register("_gx_kept", kept.astype(object))
+    try:
+        for table in ("gx_judged", "gx_denominator", "gx_failure"):
+            con.execute(f"DELETE FROM dq.{table} t WHERE NOT EXISTS (SELECT 1 FROM _gx_kept k "
+                        "WHERE k.table_name = t.table_name AND k.source_id = t.source_id)")
+    finally:
+        con.unregister("_gx_kept")
+
+
+def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, TablePlan], judged_now: Sequence[Rule],
+              fresh: Sequence[RuleRun]) -> None:
+    """Keep what GX judged this run, per table and source; not a table one of whose rules erred (it is
+    judged again next run)."""
+    erred = {r.rule_id for r in fresh if r.error is not None}
+    table_of = {r.rule_id: r.meta.table for r in judged_now}
+    tables = {t for t in {r.meta.table for r in judged_now} - {table_of[rule] for rule in erred} if t in plans}
+    judged = pd.DataFrame([(t, s, plans[t].fingerprints[s], run_id) for t in sorted(tables)
+                           for s in plans[t].to_judge], columns=["table_name", "source_id", "fingerprint", "run_id"])
+    denominators = [r.judged.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
+                    for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
+    failures = [r.failures.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
+                for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
+    for table, frames in (("gx_judged", [judged]), ("gx_denominator", denominators), ("gx_failure", failures)):
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if frame.empty:
+            continue
+        con.register("_gx_memo", frame.astype(object).where(frame.notna(), None))
+        try:
+            con.execute(f"INSERT INTO dq.{table} BY NAME SELECT * EXCLUDE (message) FROM _gx_memo"
+                        if "message" in frame.columns else f"INSERT INTO dq.{table} BY NAME SELECT * FROM _gx_memo")
+        finally:
+            con.unregister("_gx_memo")
+
+
+def _merged(rules: Sequence[Rule], fresh: Sequence[RuleRun], remembered: Sequence[RuleRun]) -> list[RuleRun]:
+    """One run per GX rule: its error if it erred now, else the findings judged now and remembered."""
+    parts: dict[str, list[RuleRun]] = {r.rule_id: [] for r in rules}
+    for run in [*fresh, *remembered]:
+        parts.setdefault(run.rule_id, []).append(run)
+    merged = []
+    for rule_id, runs in parts.items():
+        failed = next((r for r in runs if r.error is not None), None)
+        if failed is not None:
+            merged.append(failed)
+        elif not runs:
+            merged.append(RuleRun(rule_id))
+        else:
+            merged.append(RuleRun(rule_id, pd.concat([r.judged for r in runs], ignore_index=True),
+                                  pd.concat([r.failures for r in runs], ignore_index=True)))
+    return merged
