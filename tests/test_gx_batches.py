@@ -102,7 +102,7 @@ def _later_contacts(export: Path) -> None:
 def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds(tmp_path, monkeypatch):
     home = resolve_home(tmp_path / "home").ensure()
     generate(home.root, patients=60, seed=5)
-    pipeline.run(home, key_value=KEY_TEXT)
+    first = pipeline.run(home, key_value=KEY_TEXT)
     batches_read = _count_batches(monkeypatch)
     _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
     rerun = pipeline.run(home, key_value=KEY_TEXT)
@@ -117,6 +117,11 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         con.close()
     assert judged_by["registry_it"] == [rerun.run_id] and all(
         runs != [rerun.run_id] for source, runs in judged_by.items() if source != "registry_it")
+    # The report links this run's Data Docs (registry_it) and those of the run that judged the others.
+    page = (home.reports / rerun.run_id / "index.html").read_text()
+    assert (home.reports / first.run_id / "data_docs" / "index.html").is_file()
+    assert 'id="data-docs" href="data_docs/index.html"' in page
+    assert f'class="earlier-data-docs" href="../{first.run_id}/data_docs/index.html"' in page
 
     # Every source judged again from scratch finds the same, the new finding included.
     copy = tmp_path / "all-judged.duckdb"

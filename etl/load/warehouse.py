@@ -139,10 +139,10 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
 def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
     """core = stage minus the records held back; then the derived core.patient (every person with a core record)."""
     for table in source_tables():
-        con.execute(f"DELETE FROM core.{table}")
+        _emptied(con, table)
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM stage.{table} "
                     "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
-    con.execute("DELETE FROM core.patient")
+    _emptied(con, "patient")
     con.execute(_patient_record_sql())
     try:
         con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
@@ -156,6 +156,19 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
+
+
+def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Empty core.<table> by dropping it and creating it again from its own definition (columns added
+    since included; its comments come back with apply_comments). A DELETE of every row costs DuckDB
+    each row's index entry and delete marker, written out at the commit: at 20,000 persons core took
+    6.9 s and the commit 7.6 s that way, 1.7 s and 2.4 s this way."""
+    (definition,) = con.execute("SELECT sql FROM duckdb_tables() WHERE schema_name = 'core' AND table_name = ?",
+                                [table]).fetchone() or (None,)
+    if definition is None:
+        raise LookupError(f"core.{table} is not in the warehouse")
+    con.execute(f"DROP TABLE core.{table}")
+    con.execute(definition)
 
 
 def _patient_record_sql() -> str:

@@ -347,6 +347,17 @@ def _held_back_endpoints(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> l
     return _records(con, "SELECT * FROM marts.held_back_endpoints ORDER BY endpoint, source_id, centre_id")
 
 
+def _gx_judged_by(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str, list[str]]:
+    """The earlier runs whose GX findings the page shows, with the sources each judged: when the page
+    is about the current warehouse, the findings of sources whose rows did not change are those of the
+    run that judged them (etl/quality/gx_memo.py), and so are their Data Docs."""
+    if not in_warehouse(con, "dq.gx_judged") or validated_runs(con)[-1] != choice.findings_run_id:
+        return {}
+    return {run: sources for run, sources in con.execute(
+        "SELECT run_id, list(DISTINCT source_id ORDER BY source_id) FROM dq.gx_judged WHERE run_id <> ? "
+        "GROUP BY 1 ORDER BY 1", [choice.findings_run_id]).fetchall()}
+
+
 def _source_summaries(run: dict[str, Any], sources: dict[str, dict[str, SourceRule]],
                       centres: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per source: its rule statuses counted, open issues, records held back, and what the run did to it."""
@@ -552,7 +563,8 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     <reports_dir>/latest at it and return the page.
 
     data_docs: a GX Data Docs index.html to link to (default: <reports_dir>/<findings run>/data_docs/
-    index.html when it exists, where the pipeline writes them). attachments: (title, file) pages or
+    index.html when it exists, where the pipeline writes them; beside it, those of the earlier runs
+    whose GX findings still hold for sources that did not change). attachments: (title, file) pages or
     images copied next to the page and linked under "More".
     """
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -560,16 +572,20 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
         choice = choose_run(con, run_id)
         context = _read_report(con, choice)
         ids = [r for r, _ in _runs(con)]
+        earlier_docs = _gx_judged_by(con, choice)
     finally:
         con.close()
     folder = fsio.private_folder(reports_dir / choice.run_id)
     docs = data_docs or reports_dir / choice.findings_run_id / "data_docs" / "index.html"
     if data_docs is not None and not data_docs.is_file():
         log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
+    earlier = [{"run_id": run, "sources": sources, "href": _relative_href(path, folder)}
+               for run, sources in earlier_docs.items()
+               if (path := reports_dir / run / "data_docs" / "index.html").is_file()]
     page_html = _environment().get_template("report.html.j2").render(
         **context, trend_svg=trend_svg(context["trend"]), query_age_svg=query_age_svg(context["query_trend"]),
         categories=CATEGORIES, subcategories=SUBCATEGORIES,
-        data_docs=_relative_href(docs, folder) if docs.is_file() else None,
+        data_docs=_relative_href(docs, folder) if docs.is_file() else None, earlier_data_docs=earlier,
         attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
     _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
