@@ -11,9 +11,10 @@ import duckdb
 import pytest
 
 from etl import pipeline
-from etl.config import resolve_home
+from etl.config import Home, resolve_home
 from etl.quality import gx_memo
 from etl.quality import validate as validation
+from etl.steps import RunSummary
 from etl.synth import generate
 
 KEY_TEXT = "gx-batch-key"
@@ -24,11 +25,17 @@ FINDINGS = {
 }
 
 
-@pytest.mark.integration
-def test_batches_of_a_few_rows_find_what_one_pass_finds(tmp_path, monkeypatch):
-    home = resolve_home(tmp_path / "home").ensure()
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary]:
+    """A home after its first run (tests that change it work on a copy)."""
+    home = resolve_home(tmp_path_factory.mktemp("gx") / "home").ensure()
     generate(home.root, patients=60, seed=5)
-    summary = pipeline.run(home, key_value=KEY_TEXT)
+    return home, pipeline.run(home, key_value=KEY_TEXT)
+
+
+@pytest.mark.integration
+def test_batches_of_a_few_rows_find_what_one_pass_finds(first_run, tmp_path, monkeypatch):
+    home, summary = first_run
     plan = pipeline.quality_plan_for(home, summary.run_id)
 
     batches_read = _count_batches(monkeypatch)
@@ -99,10 +106,9 @@ def _later_contacts(export: Path) -> None:
 
 
 @pytest.mark.integration
-def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds(tmp_path, monkeypatch):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=60, seed=5)
-    first = pipeline.run(home, key_value=KEY_TEXT)
+def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds(first_run, tmp_path, monkeypatch):
+    shutil.copytree(first_run[0].root, tmp_path / "home", symlinks=True)
+    home, first = resolve_home(tmp_path / "home"), first_run[1]
     batches_read = _count_batches(monkeypatch)
     _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
     rerun = pipeline.run(home, key_value=KEY_TEXT)

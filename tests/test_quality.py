@@ -13,6 +13,7 @@ import pytest
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
 from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
+from etl.quality.sql_checks import RuleAbortedPublish
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
 
@@ -166,6 +167,24 @@ def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_pa
                    [summary.run_id])
     assert set(broken.status) == {"error"} and broken.message.str.contains("no_such_table").all()
     assert summary.rows["diagnosis"] > 0
+
+
+def test_a_rule_that_fails_while_it_runs_fails_the_publish_naming_the_rule(tmp_path, monkeypatch):
+    # A runtime error aborts DuckDB's transaction, so the run cannot go on: it must say which rule, and why.
+    checks = tmp_path / "checks"
+    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
+    (checks / "XT-ABORTS.sql").write_text(
+        "-- rule_id: XT-ABORTS\n-- category: plausibility\n-- subcategory: validation\n-- level: record\n"
+        "-- severity: warning\n-- threshold: 0\n-- table: diagnosis\n"
+        "-- description: A rule whose query cannot convert the values it reads.\n"
+        "SELECT source_id, source_record_key FROM diagnosis WHERE CAST(source_record_key AS INTEGER) > 0\n")
+    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=20, seed=6)
+    with pytest.raises(RuleAbortedPublish, match=r"rule XT-ABORTS \(.*XT-ABORTS.sql\) failed while it ran: "
+                                                 r"Conversion Error.*nothing of this run was published"):
+        pipeline.run(home, key_value=KEY)
+    assert not home.warehouse.exists()
 
 
 def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun
 from etl.quality.gx_suites import Batch, run_suites
@@ -49,7 +50,8 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
     tables = sorted({r.meta.table for r in rules if r.meta.table})
-    plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t]) for t in tables if t in present}
+    with timing.step("validate GX fingerprints"):
+        plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t]) for t in tables if t in present}
     # A table missing from stage goes to GX as well, whose runner reports its rules as errors.
     judged_now = [r for r in rules if r.meta.table not in plans or plans[r.meta.table].to_judge]
     reused = sorted({(s, run) for p in plans.values() for s, run in p.reused.items()})
@@ -61,9 +63,10 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         return _batches(con, table, batch_rows, plans[table].to_judge) if table in plans else None
 
     fresh = run_suites(batches_of, judged_now, data_docs_dir=data_docs_dir) if judged_now else []
-    remembered = _recall(con, plans)
-    _forget_stale(con, plans)
-    _remember(con, run_id, plans, judged_now, fresh)
+    with timing.step("validate GX findings kept"):
+        remembered = _recall(con, plans)
+        _forget_stale(con, plans)
+        _remember(con, run_id, plans, judged_now, fresh)
     return _merged(rules, fresh, remembered)
 
 

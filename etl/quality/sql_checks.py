@@ -23,6 +23,7 @@ when the pass ends, so the published warehouse never holds it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Set
 from functools import cache
 
@@ -104,6 +105,7 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
         judged = count_judged(con, f"SELECT source_id, source_record_key FROM {rule.meta.table} {where}")
         found = con.execute(rule.query).df()
     except duckdb.Error as exc:
+        _refuse_aborted(con, rule, exc)
         return RuleRun.failed_to_run(rule.rule_id, f"{rule.definition}: {str(exc).splitlines()[0]}")
     missing = {"source_id", "source_record_key"} - set(found.columns)
     if missing:
@@ -116,6 +118,20 @@ def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
             found[column] = None
     found["value"] = [shown(v) for v in found["value"]]
     return RuleRun(rule.rule_id, judged, found[ISSUE_COLUMNS])
+
+
+class RuleAbortedPublish(RuntimeError):
+    """A rule's query failed while it ran (out of memory, a value it could not convert): DuckDB then
+    aborts the transaction, and with it the publish. A rule that fails to compile only errs."""
+
+
+def _refuse_aborted(con: duckdb.DuckDBPyConnection, rule: Rule, exc: duckdb.Error) -> None:
+    try:
+        con.execute("SELECT 1")
+    except duckdb.TransactionException:
+        raise RuleAbortedPublish(
+            f"rule {rule.rule_id} ({rule.definition}) failed while it ran: {str(exc).splitlines()[0]}; DuckDB "
+            "aborted the publish's transaction, so nothing of this run was published") from exc
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
@@ -131,7 +147,8 @@ def _run_in(con: duckdb.DuckDBPyConnection, schema: str, rules: list[Rule]) -> l
     try:
         return [run_check(con, rule) for rule in rules]
     finally:
-        con.execute("RESET search_path")
+        with contextlib.suppress(duckdb.TransactionException):  # aborted: the publish fails, saying why
+            con.execute("RESET search_path")
 
 
 @cache
@@ -205,4 +222,5 @@ def run_admitted_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> li
         con.execute(core_reference_sql(present))
         return _run_in(con, "admitted", rules)
     finally:
-        con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
