@@ -113,7 +113,7 @@ _CENTRE = "_record_centre"  # a batch's centres, read with its rows (a stage tab
 
 def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:
     """The remembered findings of the sources not judged again, one run per rule."""
-    wanted = pd.DataFrame([(p.table, s) for p in plans.values() for s in p.reused], columns=["table_name", "source_id"])
+    wanted = _reused(plans)
     if wanted.empty:
         return []
     con.register("_gx_reused", wanted)
@@ -133,14 +133,18 @@ def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list
 
 def _forget_stale(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> None:
     """Drop what no longer holds: a source judged again, gone from stage, or a table without rules."""
-    kept = pd.DataFrame([(p.table, s) for p in plans.values() for s in p.reused], columns=["table_name", "source_id"])
-    con.register("_gx_kept", kept.astype(object))
+    con.register("_gx_kept", _reused(plans))
     try:
         for table in ("gx_judged", "gx_denominator", "gx_failure"):
             con.execute(f"DELETE FROM dq.{table} t WHERE NOT EXISTS (SELECT 1 FROM _gx_kept k "
                         "WHERE k.table_name = t.table_name AND k.source_id = t.source_id)")
     finally:
         con.unregister("_gx_kept")
+
+
+def _reused(plans: dict[str, TablePlan]) -> pd.DataFrame:
+    return pd.DataFrame([(p.table, s) for p in plans.values() for s in p.reused],
+                        columns=["table_name", "source_id"], dtype=object)
 
 
 def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, TablePlan], judged_now: Sequence[Rule],
@@ -154,16 +158,15 @@ def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, Tabl
                            for s in plans[t].to_judge], columns=["table_name", "source_id", "fingerprint", "run_id"])
     denominators = [r.judged.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
                     for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
-    failures = [r.failures.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
-                for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
+    failures = [r.failures.drop(columns="message").assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
+                for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]  # a GX finding has none
     for table, frames in (("gx_judged", [judged]), ("gx_denominator", denominators), ("gx_failure", failures)):
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if frame.empty:
             continue
         con.register("_gx_memo", frame.astype(object).where(frame.notna(), None))
         try:
-            con.execute(f"INSERT INTO dq.{table} BY NAME SELECT * EXCLUDE (message) FROM _gx_memo"
-                        if "message" in frame.columns else f"INSERT INTO dq.{table} BY NAME SELECT * FROM _gx_memo")
+            con.execute(f"INSERT INTO dq.{table} BY NAME SELECT * FROM _gx_memo")
         finally:
             con.unregister("_gx_memo")
 
