@@ -51,7 +51,8 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
     tables = sorted({r.meta.table for r in rules if r.meta.table})
     with timing.step("validate GX fingerprints"):
-        plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t]) for t in tables if t in present}
+        centres = _sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
+        plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in present}
     # A table missing from stage goes to GX as well, whose runner reports its rules as errors.
     judged_now = [r for r in rules if r.meta.table not in plans or plans[r.meta.table].to_judge]
     reused = sorted({(s, run) for p in plans.values() for s, run in p.reused.items()})
@@ -70,23 +71,30 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     return _merged(rules, fresh, remembered)
 
 
-def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule]) -> TablePlan:
-    """Fingerprint each source's rows of `table` (every column but run_id, each row with its record's
-    centre: what the batches give GX) with the table's rules, and find the ones judged before."""
+def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
+          centres: dict[str, str]) -> TablePlan:
+    """Fingerprint each source's rows of `table` (every column but run_id) and its records' centres
+    (what the batches give GX) with the table's rules, and find the sources judged before."""
     columns = [c for (c,) in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'stage' AND table_name = ? "
         "ORDER BY column_index", [table]).fetchall() if c != "run_id"]
-    rows = ", ".join(f't."{c}"' for c in columns)
     rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
                                              "columns": columns})
-    sums = con.execute(
-        f"SELECT t.source_id, count(*), sum(hash(struct_pack({rows}), r.centre_id)::HUGEINT) FROM stage.{table} t "
-        "LEFT JOIN stage.record r USING (source_id, source_record_key) GROUP BY ALL").fetchall()
-    prints = {source: hashlib.sha256(f"{rules_digest}|{n}|{total}".encode()).hexdigest() for source, n, total in sums}
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    rows = _sums(con, f"SELECT {quoted} FROM stage.{table}")
+    prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
+              for source, rows_sum in rows.items()}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.gx_judged WHERE table_name = ?",
                         [table]).fetchall()
     reused = {source: run for source, print_, run in known if prints.get(source) == print_}
     return TablePlan(table, prints, reused)
+
+
+def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
+    """Per source_id, the count and the sum of the row hashes of `rows`: the same for the same rows in
+    any order, different (but for a 2**-64 chance) when a value changes, a row comes or goes."""
+    return {source: f"{n}:{total}" for source, n, total in con.execute(
+        f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}
 
 
 def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[Batch]:
