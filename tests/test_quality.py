@@ -151,17 +151,24 @@ def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tmp_path):
     assert mrd.n[0] == 0
 
 
-def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_path, monkeypatch):
+def _home_with_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule_id: str, header: str, query: str,
+                    patients: int) -> Home:
+    """A synthetic home, and the catalogue with one more SQL rule."""
     checks = tmp_path / "checks"
     shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
-    (checks / "XT-BROKEN.sql").write_text(
-        "-- rule_id: XT-BROKEN\n-- category: plausibility\n-- subcategory: validation\n-- level: cross-table\n"
-        "-- severity: error\n-- threshold: 0\n-- table: diagnosis\n"
-        "-- description: A rule whose query names a table that does not exist.\n"
-        "SELECT source_id, source_record_key FROM no_such_table\n")
+    (checks / f"{rule_id}.sql").write_text(
+        f"-- rule_id: {rule_id}\n-- category: plausibility\n-- subcategory: validation\n{header}{query}\n")
     monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
     home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=40, seed=6)
+    generate(home.root, patients=patients, seed=6)
+    return home
+
+
+def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_path, monkeypatch):
+    home = _home_with_rule(tmp_path, monkeypatch, "XT-BROKEN", (
+        "-- level: cross-table\n-- severity: error\n-- threshold: 0\n-- table: diagnosis\n"
+        "-- description: A rule whose query names a table that does not exist.\n"),
+        "SELECT source_id, source_record_key FROM no_such_table", patients=40)
     summary = pipeline.run(home, key_value=KEY)
     broken = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-BROKEN'",
                    [summary.run_id])
@@ -171,16 +178,10 @@ def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_pa
 
 def test_a_rule_that_fails_while_it_runs_fails_the_publish_naming_the_rule(tmp_path, monkeypatch):
     # A runtime error aborts DuckDB's transaction, so the run cannot go on: it must say which rule, and why.
-    checks = tmp_path / "checks"
-    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
-    (checks / "XT-ABORTS.sql").write_text(
-        "-- rule_id: XT-ABORTS\n-- category: plausibility\n-- subcategory: validation\n-- level: record\n"
-        "-- severity: warning\n-- threshold: 0\n-- table: diagnosis\n"
-        "-- description: A rule whose query cannot convert the values it reads.\n"
-        "SELECT source_id, source_record_key FROM diagnosis WHERE CAST(source_record_key AS INTEGER) > 0\n")
-    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=20, seed=6)
+    home = _home_with_rule(tmp_path, monkeypatch, "XT-ABORTS", (
+        "-- level: record\n-- severity: warning\n-- threshold: 0\n-- table: diagnosis\n"
+        "-- description: A rule whose query cannot convert the values it reads.\n"),
+        "SELECT source_id, source_record_key FROM diagnosis WHERE CAST(source_record_key AS INTEGER) > 0", patients=20)
     with pytest.raises(RuleAbortedPublish, match=r"rule XT-ABORTS \(.*XT-ABORTS.sql\) failed while it ran: "
                                                  r"Conversion Error.*nothing of this run was published"):
         pipeline.run(home, key_value=KEY)
