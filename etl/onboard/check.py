@@ -37,9 +37,9 @@ from etl.transform.mapping import (
     FieldSpec,
     MappingError,
     SourceMapping,
+    fill_template,
     load_mapping,
     template_fields,
-    template_pieces,
 )
 
 Severity = Literal["error", "warning"]
@@ -185,14 +185,12 @@ def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:
     if spec.column is not None:
         return frame[spec.column].astype("string").fillna("").str.strip()
     template = spec.template or ""
-    literals, names = template_pieces(template)
+    names = template_fields(template)
     parts = {n: frame[n].astype("string").fillna("").str.strip() for n in names}
 
     def fill(i: int) -> str:
-        if all(parts[n].iat[i] == "" for n in names):
-            return ""
-        return literals[0] + "".join(str(parts[n].iat[i]) + literal for n, literal in zip(names, literals[1:],
-                                                                                             strict=True))
+        values = [str(parts[n].iat[i]) for n in names]
+        return "" if all(v == "" for v in values) else fill_template(template, values)
 
     return pd.Series([fill(i) for i in range(len(frame))], index=frame.index, dtype="string")
 

@@ -25,7 +25,7 @@ import pandas as pd
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun
-from etl.quality.gx_suites import Batch, run_suites
+from etl.quality.gx_suites import Batch, combined_runs, run_suites
 
 log = logging.getLogger(__name__)
 
@@ -180,18 +180,7 @@ def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, Tabl
 
 
 def _merged(rules: Sequence[Rule], fresh: Sequence[RuleRun], remembered: Sequence[RuleRun]) -> list[RuleRun]:
-    """One run per GX rule: its error if it erred now, else the findings judged now and remembered."""
-    parts: dict[str, list[RuleRun]] = {r.rule_id: [] for r in rules}
-    for run in [*fresh, *remembered]:
-        parts.setdefault(run.rule_id, []).append(run)
-    merged = []
-    for rule_id, runs in parts.items():
-        failed = next((r for r in runs if r.error is not None), None)
-        if failed is not None:
-            merged.append(failed)
-        elif not runs:
-            merged.append(RuleRun(rule_id))
-        else:
-            merged.append(RuleRun(rule_id, pd.concat([r.judged for r in runs], ignore_index=True),
-                                  pd.concat([r.failures for r in runs], ignore_index=True)))
-    return merged
+    """One run per GX rule: its error if it erred now, else the findings judged now and remembered
+    (none: a table no source has rows in)."""
+    runs = {r.rule_id: r for r in combined_runs([fresh, remembered])}
+    return [runs.get(r.rule_id) or RuleRun(r.rule_id) for r in rules]

@@ -138,7 +138,7 @@ def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[
                 found.append(_run_batch(checkpoint, table_rules, batch))
                 _forget_batches(source)
                 memory.release(len(batch.rows))
-            runs += unusable + _combined(found)
+            runs += unusable + combined_runs(found)
     return runs
 
 
@@ -201,7 +201,7 @@ def _forget_batches(source: Any) -> None:
     engine._metric_cache.clear()
 
 
-def _combined(batches: Sequence[list[RuleRun]]) -> list[RuleRun]:
+def combined_runs(batches: Sequence[Sequence[RuleRun]]) -> list[RuleRun]:
     """One run per rule from its runs over each batch: the first error, else every batch's findings."""
     by_rule: dict[str, list[RuleRun]] = {}
     for runs in batches:

@@ -31,7 +31,7 @@ from etl.extract.adapter import LINE_COLUMN, adapter_for
 from etl.frames import row_dicts
 from etl.schema import core_columns
 from etl.transform import iccc3, icdo3
-from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, template_fields, template_pieces
+from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
     normalise_patient_key,
@@ -130,12 +130,8 @@ class _Record:
 
 def _fill(template: str, row: Mapping[str, str], record_set: str | None = None) -> str:
     """The template with each `{field}` the row's value, stripped (`{record_set}`: the one given)."""
-    literals, fields = template_pieces(template)
-    out = [literals[0]]
-    for name, literal in zip(fields, literals[1:], strict=True):
-        out.append(record_set if name == "record_set" and record_set is not None else row[name].strip())
-        out.append(literal)
-    return "".join(out)
+    return fill_template(template, [record_set if name == "record_set" and record_set is not None
+                                    else row[name].strip() for name in template_fields(template)])
 
 
 class _Engine:
@@ -155,7 +151,7 @@ class _Engine:
     def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
         if spec.template is not None:
             parts = [row[c].strip() for c in template_fields(spec.template)]
-            return None if all(p in self.nulls for p in parts) else _fill(spec.template, row)
+            return None if all(p in self.nulls for p in parts) else fill_template(spec.template, parts)
         assert spec.column is not None
         raw = row[spec.column].strip()
         return None if raw in self.nulls else raw

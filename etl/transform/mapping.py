@@ -21,6 +21,7 @@ import functools
 import json
 import re
 import sys
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -52,6 +53,14 @@ def template_pieces(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def template_fields(template: str) -> tuple[str, ...]:
     """The columns a template reads, in order."""
     return template_pieces(template)[1]
+
+
+def fill_template(template: str, values: Sequence[str]) -> str:
+    """The template with the values of its columns (in `template_fields` order) in their places."""
+    literals = template_pieces(template)[0]
+    return literals[0] + "".join(value + literal for value, literal in zip(values, literals[1:], strict=True))
+
+
 # Several formats are tried in order; the first that reads the value wins.
 DateFormats = str | list[str]
 # The keys that identify one form of one visit in every ODM record set: sections of a form
