@@ -339,10 +339,15 @@ def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
     return points
 
 
+def _about_the_warehouse(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> bool:
+    """Whether the page's findings are the warehouse's own (its latest validation), not an older run's."""
+    return validated_runs(con)[-1] == choice.findings_run_id
+
+
 def _held_back_endpoints(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str, Any]] | None:
     """marts.held_back_endpoints when the page is about the current warehouse's findings; None otherwise
     (an older run, or a warehouse without the mart)."""
-    if not in_warehouse(con, "marts.held_back_endpoints") or validated_runs(con)[-1] != choice.findings_run_id:
+    if not in_warehouse(con, "marts.held_back_endpoints") or not _about_the_warehouse(con, choice):
         return None
     return _records(con, "SELECT * FROM marts.held_back_endpoints ORDER BY endpoint, source_id, centre_id")
 
@@ -351,7 +356,7 @@ def _gx_judged_by(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str
     """The earlier runs whose GX findings the page shows, with the sources each judged: when the page
     is about the current warehouse, the findings of sources whose rows did not change are those of the
     run that judged them (etl/quality/gx_memo.py), and so are their Data Docs."""
-    if not in_warehouse(con, "dq.gx_judged") or validated_runs(con)[-1] != choice.findings_run_id:
+    if not in_warehouse(con, "dq.gx_judged") or not _about_the_warehouse(con, choice):
         return {}
     return {run: sources for run, sources in con.execute(
         "SELECT run_id, list(DISTINCT source_id ORDER BY source_id) FROM dq.gx_judged WHERE run_id <> ? "
