@@ -1,5 +1,6 @@
 """GX validates a stage table in batches of rows, and the findings are those of one whole-table pass;
-a rerun judges only the sources whose rows changed, and finds what judging every source finds."""
+a rerun judges only the sources whose rows changed, and finds what judging every source finds; core
+is written by its difference from the admitted stage rows, and holds what a rebuild holds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from etl import pipeline
 from etl.config import Home, resolve_home
+from etl.load import warehouse
 from etl.quality import gx_memo
 from etl.quality import validate as validation
 from etl.steps import RunSummary
@@ -153,5 +155,48 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         assert {t for t, _ in batches_read} == {"follow_up"}
         assert {s for _, sources in batches_read for s in sources} == set(judged_by) & {
             s for (s,) in con.execute("SELECT DISTINCT source_id FROM stage.follow_up").fetchall()}
+    finally:
+        con.close()
+
+
+def _core_differs_from_admitted_stage(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Per source table, the rows in core but not in stage minus the quarantine, or the other way round."""
+    differences = {}
+    for table in warehouse.source_tables():
+        admitted = (f"SELECT * FROM stage.{table} ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
+        core = f"SELECT * FROM core.{table}"
+        row = con.execute(f"SELECT (SELECT count(*) FROM ({core} EXCEPT ALL {admitted})) + "
+                          f"(SELECT count(*) FROM ({admitted} EXCEPT ALL {core}))").fetchone()
+        differences[table] = row[0] if row else -1
+    return differences
+
+
+@pytest.mark.integration
+def test_core_is_written_by_its_difference_and_holds_what_a_rebuild_holds(first_run, tmp_path):
+    copy = tmp_path / "rewritten.duckdb"
+    shutil.copy(first_run[0].warehouse, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        keys = "SELECT source_id || '|' || source_record_key, rowid FROM core.follow_up"
+        before = dict(con.execute(keys).fetchall())
+        con.execute("BEGIN")
+        # A few later contacts, and another record held back.
+        changed = con.execute("UPDATE stage.follow_up SET contact_date = contact_date + 1 "
+                              "WHERE contact_date IS NOT NULL AND hash(source_record_key) % 10 = 0").fetchone()
+        held = con.execute("INSERT INTO dq.quarantine (run_id, source_id, source_record_key) "
+                           "SELECT 'a run', source_id, source_record_key FROM stage.follow_up "
+                           "ANTI JOIN dq.quarantine USING (source_id, source_record_key) "
+                           "WHERE hash(source_record_key) % 10 = 1 LIMIT 1").fetchone()
+        assert changed and 0 < changed[0] < len(before) // 4 and held == (1,)
+        warehouse._admit_to_core(con)
+        assert set(_core_differs_from_admitted_stage(con).values()) == {0}
+        after = dict(con.execute(keys).fetchall())
+        kept = {key for key, rowid in after.items() if before.get(key) == rowid}
+        assert len(after) == len(before) - 1 and len(kept) == len(before) - changed[0] - 1  # the others written anew
+
+        # Most rows changed: the table is emptied and filled, with the same result.
+        con.execute("UPDATE stage.follow_up SET run_id = 'another run'")
+        warehouse._admit_to_core(con)
+        assert set(_core_differs_from_admitted_stage(con).values()) == {0}
     finally:
         con.close()
