@@ -1,6 +1,7 @@
 """GX validates a stage table in batches of rows, and the findings are those of one whole-table pass;
 a rerun judges only the sources whose rows changed, and finds what judging every source finds; core
-is written by its difference from the admitted stage rows, and holds what a rebuild holds."""
+is written by its difference from the admitted stage rows, and holds what a rebuild holds; linkage
+keeps the last run's persons while nothing it links from changed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 from etl import pipeline
 from etl.config import Home, resolve_home
+from etl.link import run as linkage
+from etl.link.model import load_config
 from etl.load import warehouse
 from etl.quality import gx_memo
 from etl.quality import validate as validation
@@ -81,6 +84,21 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str
     return read
 
 
+LINKS = "SELECT * FROM stage.patient_link ORDER BY ALL"
+
+
+def _count_scorings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The features linkage scores from now on, one entry per scoring."""
+    scored: list[int] = []
+    score_pairs = linkage.score_pairs
+
+    def counted(features, config, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(len(features))
+        return score_pairs(features, config, **kwargs)
+    monkeypatch.setattr(linkage, "score_pairs", counted)
+    return scored
+
+
 def _forget_findings(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("gx_judged", "gx_denominator", "gx_failure"):
         con.execute(f"DELETE FROM dq.{table}")
@@ -111,11 +129,12 @@ def _later_contacts(export: Path) -> None:
 def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds(first_run, tmp_path, monkeypatch):
     shutil.copytree(first_run[0].root, tmp_path / "home", symlinks=True)
     home, first = resolve_home(tmp_path / "home"), first_run[1]
-    batches_read = _count_batches(monkeypatch)
+    batches_read, scorings = _count_batches(monkeypatch), _count_scorings(monkeypatch)
     _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
     rerun = pipeline.run(home, key_value=KEY_TEXT)
     assert rerun.sources_changed == ["registry_it"]
     assert batches_read and {sources for _, sources in batches_read} == {("registry_it",)}
+    assert scorings == []  # later contacts link no one anew
 
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
@@ -137,6 +156,11 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
     plan = pipeline.quality_plan_for(home, rerun.run_id)
     con = duckdb.connect(str(copy))
     try:
+        kept_links = con.execute(LINKS).fetchall()
+        con.execute("DELETE FROM dq.link_scored")
+        linkage.link_sources(con, rerun.run_id, load_config(), warehouse.source_tables())
+        assert len(scorings) == 1 and con.execute(LINKS).fetchall() == kept_links
+
         _forget_findings(con)
         batches_read.clear()
         validation.validate(con, rerun.run_id, plan)
@@ -198,5 +222,32 @@ def test_core_is_written_by_its_difference_and_holds_what_a_rebuild_holds(first_
         con.execute("UPDATE stage.follow_up SET run_id = 'another run'")
         warehouse._admit_to_core(con)
         assert set(_core_differs_from_admitted_stage(con).values()) == {0}
+    finally:
+        con.close()
+
+
+@pytest.mark.integration
+def test_linkage_scores_again_only_when_a_feature_a_decision_or_the_model_changed(first_run, tmp_path, monkeypatch):
+    copy = tmp_path / "linked.duckdb"
+    shutil.copy(first_run[0].warehouse, copy)
+    scorings = _count_scorings(monkeypatch)
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("BEGIN")
+        candidates = con.execute("SELECT * FROM dq.link_candidate ORDER BY ALL").fetchall()
+        linked = con.execute(LINKS).fetchall()
+        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        assert scorings == [] and con.execute(LINKS).fetchall() == linked
+        assert con.execute("SELECT * FROM dq.link_candidate ORDER BY ALL").fetchall() == candidates
+
+        con.execute("UPDATE stage.patient_source SET centre_id = 'another centre' "
+                    "WHERE rowid = (SELECT min(rowid) FROM stage.patient_source)")
+        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        assert len(scorings) == 1
+        con.execute("INSERT INTO meta.link_decision SELECT a.source_id, a.source_patient_pseudonym, b.source_id, "
+                    "b.source_patient_pseudonym, 'unlink', 'a reviewer', now(), NULL FROM stage.patient_source a, "
+                    "stage.patient_source b WHERE a.source_id < b.source_id LIMIT 1")
+        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        assert len(scorings) == 2
     finally:
         con.close()

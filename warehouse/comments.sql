@@ -386,6 +386,16 @@ COMMENT ON COLUMN dq.link_candidate.match_probability IS 'Splink match probabili
 COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label (agree, swap, month-only, near, disagree, missing); never a value.';
 COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the pair, if any. Codes: link / unlink.';
 
+-- dq.link_scored --------------------------------------------------------------------------------
+COMMENT ON TABLE dq.link_scored IS 'What the current persons (stage.patient_link) and review list (dq.link_candidate) were linked from: while the fingerprint holds, a run keeps them instead of scoring the pairs again. One row.';
+COMMENT ON COLUMN dq.link_scored.fingerprint IS 'SHA-256 of the linkage feature rows, the linkage model, the reviewers'' decisions and the versions of Splink and the warehouse code.';
+COMMENT ON COLUMN dq.link_scored.run_id IS 'The run that scored the pairs.';
+COMMENT ON COLUMN dq.link_scored.source_patients IS 'Source patients linked. Unit: patients.';
+COMMENT ON COLUMN dq.link_scored.pairs_scored IS 'Pairs of two sources scored above the review threshold. Unit: pairs.';
+COMMENT ON COLUMN dq.link_scored.linked_probabilistic IS 'Source patients linked by their match probability. Unit: patients.';
+COMMENT ON COLUMN dq.link_scored.linked_clerical IS 'Source patients linked by a reviewer''s decision. Unit: patients.';
+COMMENT ON COLUMN dq.link_scored.review_candidates IS 'Pairs on the clerical review list. Unit: pairs.';
+
 -- dq.waived_issue ------------------------------------------------------------------------------
 COMMENT ON TABLE dq.waived_issue IS 'Findings a centre confirmed as true (meta.waiver): one row per run x rule x record (x field), the same columns as dq.issue; the record is loaded unflagged and not queried again while the value is the one confirmed.';
 COMMENT ON COLUMN dq.waived_issue.run_id IS 'The run (meta.run).';

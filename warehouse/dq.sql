@@ -106,6 +106,18 @@ CREATE TABLE IF NOT EXISTS dq.link_candidate (
     decision                    VARCHAR            -- a reviewer's decision on the pair, if any
 );
 
+-- What the persons of stage.patient_link and the pairs of dq.link_candidate were linked from
+-- (etl/link/run.py): while the fingerprint holds, a run keeps them instead of scoring again. One row.
+CREATE TABLE IF NOT EXISTS dq.link_scored (
+    fingerprint           VARCHAR NOT NULL,
+    run_id                VARCHAR NOT NULL,
+    source_patients       BIGINT NOT NULL,
+    pairs_scored          BIGINT NOT NULL,
+    linked_probabilistic  BIGINT NOT NULL,
+    linked_clerical       BIGINT NOT NULL,
+    review_candidates     BIGINT NOT NULL
+);
+
 -- What GX found in each source's rows of a table, kept so that a run judges again only the rows that
 -- changed (etl/quality/gx_memo.py). A source's findings stand while the fingerprint of its rows, their
 -- centres and the table's rules is the one recorded here; the run named judged them (its Data Docs).

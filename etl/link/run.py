@@ -6,14 +6,21 @@ the pairs of two sources that a blocking rule admits, reviewers' decisions add o
 the connected components become persons (etl/link/cluster.py), and every stage table's
 patient_id is rewritten through stage.record, so the cross-table rules and core see the linked
 ids. Pairs between the two thresholds are kept in dq.link_candidate for clerical review.
+
+The persons are a function of the feature rows, the model, the reviewers' decisions and the code
+alone. When their fingerprint is the one in dq.link_scored (a night that brought follow-up but no
+new or changed registration or diagnosis), the last run's persons stand and nothing is scored:
+stage.patient_link is carried over to this run's records and dq.link_candidate kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from importlib.metadata import version
 from typing import Any
 
 import duckdb
@@ -23,6 +30,8 @@ from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
+
+log = logging.getLogger(__name__)
 
 Decisions = dict[tuple[tuple[str, str], tuple[str, str]], str]  # (left, right) in order -> link / unlink
 
@@ -73,8 +82,60 @@ class LinkageSummary:
 def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfig,
                  person_tables: Sequence[str]) -> LinkageSummary:
     """Link the source patients in stage, rewrite the patient ids of `person_tables` (stage tables
-    with patient_id and source_record_key), refresh dq.link_candidate."""
+    with patient_id and source_record_key), refresh dq.link_candidate (module docstring)."""
     features = con.execute(FEATURES_SQL).df()
+    inputs = _inputs_fingerprint(con, features, config)
+    summary = _links_kept(con, inputs)
+    if summary is None:
+        summary = _link_anew(con, run_id, config, features)
+        con.execute("DELETE FROM dq.link_scored")
+        con.execute("INSERT INTO dq.link_scored VALUES (?, ?, ?, ?, ?, ?, ?)", [inputs, run_id, *astuple(summary)])
+    else:
+        log.info("linkage: the persons of the last run stand (no linkage feature, model or decision changed)")
+    _rewrite_patient_ids(con, person_tables)
+    return summary
+
+
+def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, features: pd.DataFrame, config: LinkageConfig) -> str:
+    """SHA-256 of what the persons depend on: the feature rows (in any order), the model, the decisions
+    and the versions of Splink and of this code."""
+    con.register("link_features", features)
+    try:
+        rows = con.execute("SELECT count(*), sum(hash(f)::HUGEINT) FROM link_features f").fetchone()
+    finally:
+        con.unregister("link_features")
+    decisions = con.execute("SELECT count(*), sum(hash(d)::HUGEINT) FROM meta.link_decision d").fetchone()
+    return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|splink {version('splink')}|"
+                          f"rtw {version('rare-tumour-warehouse')}".encode()).hexdigest()
+
+
+def _links_kept(con: duckdb.DuckDBPyConnection, inputs: str) -> LinkageSummary | None:
+    """The last run's persons, carried to this run's records, when they were linked from `inputs`."""
+    row = con.execute("SELECT source_patients, pairs_scored, linked_probabilistic, linked_clerical, "
+                      "review_candidates FROM dq.link_scored WHERE fingerprint = ?", [inputs]).fetchone()
+    if row is None:
+        return None
+    # A reloaded source's records are new rows of stage.link_key: each takes its source patient's person.
+    con.execute("CREATE OR REPLACE TEMP TABLE linked AS SELECT DISTINCT source_id, source_patient_pseudonym, "
+                "patient_id, link_method, match_probability FROM stage.patient_link")
+    try:
+        con.execute("DELETE FROM stage.patient_link")
+        con.execute(_INSERT_LINKS)
+    finally:
+        con.execute("DROP TABLE IF EXISTS linked")
+    return LinkageSummary(*row)
+
+
+_INSERT_LINKS = """
+    INSERT INTO stage.patient_link BY NAME
+    SELECT k.source_id, k.source_patient_pseudonym, k.source_record_key, k.harmonised_patient_id,
+           l.patient_id, l.link_method, l.match_probability
+    FROM stage.link_key k JOIN linked l USING (source_id, source_patient_pseudonym)"""
+
+
+def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfig,
+               features: pd.DataFrame) -> LinkageSummary:
+    """Score the pairs, cluster them into persons (stage.patient_link), list the pairs to review."""
     patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
                 for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])]
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
@@ -91,13 +152,8 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
                                 "link_method": link.link_method, "match_probability": link.match_probability}
                                for (s, p), link in links.items()])
         con.register("linked", mapped)
-        con.execute("""
-            INSERT INTO stage.patient_link BY NAME
-            SELECT k.source_id, k.source_patient_pseudonym, k.source_record_key, k.harmonised_patient_id,
-                   l.patient_id, l.link_method, l.match_probability
-            FROM stage.link_key k JOIN linked l USING (source_id, source_patient_pseudonym)""")
+        con.execute(_INSERT_LINKS)
         con.unregister("linked")
-    _rewrite_patient_ids(con, person_tables)
     with_eupid = {p.key for p in patients if p.has_eupid}
     review = _review_list(scored, with_eupid, decisions, config, run_id)
     con.execute("DELETE FROM dq.link_candidate")
