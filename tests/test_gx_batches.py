@@ -134,16 +134,19 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
     rerun = pipeline.run(home, key_value=KEY_TEXT)
     assert rerun.sources_changed == ["registry_it"]
     assert batches_read and {sources for _, sources in batches_read} == {("registry_it",)}
+    # Only follow-up changed: its other tables' new lineage (the export's sha256) is nothing GX reads.
+    assert {table for table, _ in batches_read} == {"follow_up"}
     assert scorings == []  # later contacts link no one anew
 
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         remembered = _rerun_findings(con, rerun.run_id)
-        judged_by = dict(con.execute("SELECT source_id, list(DISTINCT run_id) FROM dq.gx_judged GROUP BY 1").fetchall())
+        judged_by = {(table, source): run for table, source, run in con.execute(
+            "SELECT table_name, source_id, run_id FROM dq.gx_judged").fetchall()}
     finally:
         con.close()
-    assert judged_by["registry_it"] == [rerun.run_id] and all(
-        runs != [rerun.run_id] for source, runs in judged_by.items() if source != "registry_it")
+    assert [judged for judged, run in judged_by.items() if run == rerun.run_id] == [("follow_up", "registry_it")]
+    every_source = {source for _, source in judged_by}
     # The report links this run's Data Docs (registry_it) and those of the run that judged the others.
     page = (home.reports / rerun.run_id / "index.html").read_text()
     assert (home.reports / first.run_id / "data_docs" / "index.html").is_file()
@@ -164,7 +167,7 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         _forget_findings(con)
         batches_read.clear()
         validation.validate(con, rerun.run_id, plan)
-        assert {s for _, sources in batches_read for s in sources} == set(judged_by)
+        assert {s for _, sources in batches_read for s in sources} == every_source
         assert _rerun_findings(con, rerun.run_id) == remembered
         new_finding = ("SELECT count(*) FROM dq.issue i JOIN dq.check USING (rule_id) WHERE run_id = ? AND "
                        "engine = 'gx' AND source_id = 'registry_it' AND i.field = 'death_date'")
@@ -177,7 +180,7 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         batches_read.clear()
         validation.validate(con, rerun.run_id, dataclasses.replace(plan, rules=rules))
         assert {t for t, _ in batches_read} == {"follow_up"}
-        assert {s for _, sources in batches_read for s in sources} == set(judged_by) & {
+        assert {s for _, sources in batches_read for s in sources} == every_source & {
             s for (s,) in con.execute("SELECT DISTINCT source_id FROM stage.follow_up").fetchall()}
     finally:
         con.close()
@@ -251,3 +254,16 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_or_the_model_change
         assert len(scorings) == 2
     finally:
         con.close()
+
+
+def test_a_fingerprint_covers_the_columns_the_rules_read_and_the_keys():
+    plan = validation.quality_plan([])
+    columns = ["follow_up_id", "patient_id", "contact_date", "vital_status", "death_date", "source_id",
+               "source_file_sha256", "source_record_key", "run_id"]
+    rules = [r for r in plan.rules if r.engine == "gx" and r.meta.table == "follow_up"]
+    read = gx_memo.read_columns(columns, rules)
+    assert {"contact_date", "vital_status", "death_date", "source_id", "source_record_key"} <= set(read)
+    assert not {"patient_id", "source_file_sha256", "run_id"} & set(read)
+    whole_table = dataclasses.replace(rules[0], expectation={"type": "expect_table_row_count_to_be_between",
+                                                             "kwargs": {"min_value": 1}})
+    assert gx_memo.read_columns(columns, [*rules, whole_table]) == columns

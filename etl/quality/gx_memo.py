@@ -2,8 +2,9 @@
 
 A GX rule judges a row by that row alone, or (uniqueness) by the rows of its source: every id the
 suites hold unique is drawn from the source's id. So what GX found in one source's rows of a table
-stands while those rows, their centres and the table's rules are what they were. A run fingerprints
-each source's rows of each table, judges only the sources whose fingerprint is not the one in
+stands while the columns the table's rules read, the rows' centres and the rules are what they were
+(a reloaded export's new lineage, or a person id linkage rewrote, changes nothing GX reads). A run
+fingerprints each source's rows of each table, judges only the sources whose fingerprint is not the one in
 dq.gx_judged, takes the others' denominators and failures from dq.gx_denominator and dq.gx_failure,
 and then remembers what it judged. A nightly run in which one source changed validates that source
 alone, and when no source's rows changed GX is not even imported. Waivers, thresholds and the
@@ -13,7 +14,9 @@ quarantine are applied to the findings afterwards, every run, whichever run judg
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,7 +27,7 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
-from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun
+from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_suites import Batch, combined_runs, run_suites
 
 log = logging.getLogger(__name__)
@@ -73,14 +76,14 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
           centres: dict[str, str]) -> TablePlan:
-    """Fingerprint each source's rows of `table` (every column but run_id) and its records' centres
-    (what the batches give GX) with the table's rules, and find the sources judged before."""
+    """Fingerprint each source's rows of `table` (the columns its rules read) and its records' centres
+    with the table's rules, and find the sources judged before."""
     columns = [c for (c,) in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'stage' AND table_name = ? "
-        "ORDER BY column_index", [table]).fetchall() if c != "run_id"]
+        "ORDER BY column_index", [table]).fetchall()]
     rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
                                              "columns": columns})
-    quoted = ", ".join(f'"{c}"' for c in columns)
+    quoted = ", ".join(f'"{c}"' for c in read_columns(columns, table_rules))
     rows = _sums(con, f"SELECT {quoted} FROM stage.{table}")
     prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
               for source, rows_sum in rows.items()}
@@ -88,6 +91,17 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
                         [table]).fetchall()
     reused = {source: run for source, print_, run in known if prints.get(source) == print_}
     return TablePlan(table, prints, reused)
+
+
+def read_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:
+    """The columns GX's findings on a table can depend on: those its rules name (column, column_list,
+    column_A, in a row condition, ...) and the keys findings are given by; every column when a rule
+    judges the table as a whole (expect_table_*)."""
+    expectations = [r.expectation or {} for r in table_rules]
+    if any(str(e.get("type", "")).startswith("expect_table_") for e in expectations):
+        return list(columns)
+    named = json.dumps(expectations)
+    return [c for c in columns if c in KEY_COLUMNS or re.search(rf"\b{re.escape(c)}\b", named)]
 
 
 def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
