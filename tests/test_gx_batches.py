@@ -87,6 +87,15 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str
 LINKS = "SELECT * FROM stage.patient_link ORDER BY ALL"
 
 
+def _rows_not_of_their_person(con: duckdb.DuckDBPyConnection) -> int:
+    """Stage rows whose patient_id is not their source patient's person (stage.patient_link)."""
+    return sum(con.execute(
+        f"SELECT count(*) FROM stage.{table} t JOIN stage.record r USING (source_id, source_record_key) "
+        "JOIN (SELECT DISTINCT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link) l "
+        "ON l.source_id = r.source_id AND l.source_patient_pseudonym = r.patient_pseudonym "
+        "WHERE t.patient_id IS DISTINCT FROM l.patient_id").fetchone()[0] for table in warehouse.source_tables())
+
+
 def _count_scorings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The features linkage scores from now on, one entry per scoring."""
     scored: list[int] = []
@@ -163,6 +172,7 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         con.execute("DELETE FROM dq.link_scored")
         linkage.link_sources(con, rerun.run_id, load_config(), warehouse.source_tables())
         assert len(scorings) == 1 and con.execute(LINKS).fetchall() == kept_links
+        assert _rows_not_of_their_person(con) == 0
 
         _forget_findings(con)
         batches_read.clear()
@@ -247,10 +257,18 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_or_the_model_change
                     "WHERE rowid = (SELECT min(rowid) FROM stage.patient_source)")
         linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
         assert len(scorings) == 1
-        con.execute("INSERT INTO meta.link_decision SELECT a.source_id, a.source_patient_pseudonym, b.source_id, "
-                    "b.source_patient_pseudonym, 'unlink', 'a reviewer', now(), NULL FROM stage.patient_source a, "
-                    "stage.patient_source b WHERE a.source_id < b.source_id LIMIT 1")
+        assert _rows_not_of_their_person(con) == 0
+        linked = con.execute("SELECT DISTINCT a.source_id, a.source_patient_pseudonym, b.source_id, "
+                             "b.source_patient_pseudonym FROM stage.patient_link a JOIN stage.patient_link b "
+                             "USING (patient_id) WHERE a.source_id < b.source_id AND a.link_method = 'probabilistic' "
+                             "ORDER BY ALL LIMIT 1").fetchone()
+        assert linked is not None
+        con.execute("INSERT INTO meta.link_decision VALUES (?, ?, ?, ?, 'unlink', 'a reviewer', now(), NULL)",
+                    list(linked))
         linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        persons = con.execute("SELECT count(DISTINCT patient_id) FROM stage.patient_link WHERE (source_id, "
+                              "source_patient_pseudonym) IN ((?, ?), (?, ?))", list(linked)).fetchone()
+        assert persons == (2,) and _rows_not_of_their_person(con) == 0  # the rows of the split person too
         assert len(scorings) == 2
     finally:
         con.close()

@@ -362,9 +362,11 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
     """core, core.patient and the marts from stage (after validation, and for `rtw forget`)."""
-    _admit_to_core(con)
-    build_marts(con)
-    apply_comments(con)
+    with timing.step("core"):
+        _admit_to_core(con)
+    with timing.step("marts"):
+        build_marts(con)
+        apply_comments(con)
 
 
 def change_warehouse(home: Home, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,
