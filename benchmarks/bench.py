@@ -284,7 +284,10 @@ def main() -> None:
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         _print(results[-1])
     options.out.mkdir(parents=True, exist_ok=True)
-    target = options.out / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    day = f"{datetime.now(UTC):%Y-%m-%d}"
+    target, again = options.out / f"{day}.json", 2
+    while target.exists():  # a second benchmark the same day keeps the first
+        target, again = options.out / f"{day}-{again}.json", again + 1
     target.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                   "machine": {"cpus": os.cpu_count()}, "sizes": results}, indent=2) + "\n")
     print(f"\nwritten to {target}")
