@@ -42,7 +42,8 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 # Issue 11's figures: per step time and peak memory, and each ratio next to its limit, for 2,000
-# and 20,000 persons (BENCH_FLAGS=--largest adds 100,000); written to benchmarks/results/<date>.json.
+# and 20,000 persons (BENCH_FLAGS=--largest adds 100,000); written to benchmarks/results/<date>.json
+# (<date>-2.json for a second one that day).
 bench: install
 	$(VENV)/bin/python benchmarks/bench.py $(BENCH_FLAGS)
 
