@@ -388,7 +388,8 @@ COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the p
 
 -- dq.link_scored --------------------------------------------------------------------------------
 COMMENT ON TABLE dq.link_scored IS 'What the current persons (stage.patient_link) and review list (dq.link_candidate) were linked from: while the fingerprint holds, a run keeps them instead of scoring the pairs again. One row.';
-COMMENT ON COLUMN dq.link_scored.fingerprint IS 'SHA-256 of the linkage feature rows, the linkage model, the reviewers'' decisions and the versions of Splink and the warehouse code.';
+COMMENT ON COLUMN dq.link_scored.fingerprint IS 'SHA-256 of the linkage feature rows, the linkage model, the reviewers'' decisions, the linkage code (etl/link) and the versions of Splink and DuckDB.';
+COMMENT ON COLUMN dq.link_scored.links_checksum IS 'Count and hash sum of the persons stage.patient_link held after the scoring: kept only while it still holds them.';
 COMMENT ON COLUMN dq.link_scored.run_id IS 'The run that scored the pairs.';
 COMMENT ON COLUMN dq.link_scored.source_patients IS 'Source patients linked. Unit: patients.';
 COMMENT ON COLUMN dq.link_scored.pairs_scored IS 'Pairs of two sources scored above the review threshold. Unit: pairs.';

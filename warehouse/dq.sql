@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS dq.link_candidate (
 -- (etl/link/run.py): while the fingerprint holds, a run keeps them instead of scoring again. One row.
 CREATE TABLE IF NOT EXISTS dq.link_scored (
     fingerprint           VARCHAR NOT NULL,
+    links_checksum        VARCHAR NOT NULL,
     run_id                VARCHAR NOT NULL,
     source_patients       BIGINT NOT NULL,
     pairs_scored          BIGINT NOT NULL,

@@ -51,9 +51,10 @@ CREATE TABLE IF NOT EXISTS stage.link_key (
     birth_swapped_token         VARCHAR
 );
 
--- One row per source patient: the person linkage put them in, rebuilt on every validated run
--- from stage.link_key (so it never feeds on its own output). Every stage table's patient_id is
--- rewritten from it through stage.record.patient_pseudonym.
+-- One row per source patient: the person linkage put them in, scored from stage.link_key (never
+-- from its own output) or, while nothing linkage reads changed, carried over from the last scoring
+-- (dq.link_scored). Every stage table's patient_id is rewritten from it through
+-- stage.record.patient_pseudonym.
 CREATE TABLE IF NOT EXISTS stage.patient_link (
     source_id                   VARCHAR NOT NULL,
     source_patient_pseudonym    VARCHAR NOT NULL,

@@ -1,7 +1,7 @@
 """The linkage step of publish: persons across sources, recomputed on every validated run.
 
-It reads stage only (harmonise's own ids in stage.link_key, never last run's result), so running
-it twice gives the same persons. Steps: one feature row per source patient (SQL), Splink scores
+It scores from stage only (harmonise's own ids in stage.link_key, never last run's result), so
+running it twice gives the same persons. Steps: one feature row per source patient (SQL), Splink scores
 the pairs of two sources that a blocking rule admits, reviewers' decisions add or remove links,
 the connected components become persons (etl/link/cluster.py), and every stage table's
 patient_id is rewritten through stage.record, so the cross-table rules and core see the linked
@@ -9,18 +9,22 @@ ids. Pairs between the two thresholds are kept in dq.link_candidate for clerical
 
 The persons are a function of the feature rows, the model, the reviewers' decisions and the code
 alone. When their fingerprint is the one in dq.link_scored (a night that brought follow-up but no
-new or changed registration or diagnosis), the last run's persons stand and nothing is scored:
-stage.patient_link is carried over to this run's records and dq.link_candidate kept.
+new or changed registration or diagnosis), and stage.patient_link still holds the persons that
+scoring gave (its checksum is kept beside the fingerprint), the last run's persons stand and
+nothing is scored: stage.patient_link is carried over to this run's records and dq.link_candidate
+kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -77,6 +81,7 @@ class LinkageSummary:
     linked_probabilistic: int
     linked_clerical: int
     review_candidates: int
+    scored_in: str  # the run that scored the pairs: this one, or an earlier one whose persons stand
 
 
 def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfig,
@@ -84,40 +89,60 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
     """Link the source patients in stage, rewrite the patient ids of `person_tables` (stage tables
     with patient_id and source_record_key), refresh dq.link_candidate (module docstring)."""
     features = con.execute(FEATURES_SQL).df()
-    inputs = _inputs_fingerprint(con, features, config)
+    fingerprint = _inputs_fingerprint(con, features, config)
     # Whose person the stage rows name now: a source not reloaded names the last run's persons.
     con.execute("CREATE OR REPLACE TEMP TABLE previous_link AS "
                 "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link")
-    summary = _links_kept(con, inputs)
-    if summary is None:
-        summary = _link_anew(con, run_id, config, features)
-        con.execute("DELETE FROM dq.link_scored")
-        con.execute("INSERT INTO dq.link_scored VALUES (?, ?, ?, ?, ?, ?, ?)", [inputs, run_id, *astuple(summary)])
-    else:
-        log.info("linkage: the persons of the last run stand (no linkage feature, model or decision changed)")
-    _rewrite_patient_ids(con, person_tables)
+    try:
+        summary = _keep_last_links(con, fingerprint)
+        if summary is None:
+            summary = _link_anew(con, run_id, config, features)
+            con.execute("DELETE FROM dq.link_scored")
+            con.execute("INSERT INTO dq.link_scored (fingerprint, links_checksum, run_id, source_patients, "
+                        "pairs_scored, linked_probabilistic, linked_clerical, review_candidates) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [fingerprint, _links_checksum(con), run_id, summary.source_patients, summary.pairs_scored,
+                         summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates])
+        _rewrite_patient_ids(con, person_tables)
+    finally:
+        _drop(con, "previous_link")
     return summary
 
 
+# The code that turns features into persons: a new version of it links again.
+_CODE = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
+
+
 def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, features: pd.DataFrame, config: LinkageConfig) -> str:
-    """SHA-256 of what the persons depend on: the feature rows (in any order), the model, the decisions
-    and the versions of Splink and of this code."""
+    """SHA-256 of what the persons depend on: the feature rows (in any order), the model, the decisions,
+    this package's linkage code and the versions of Splink and DuckDB."""
     con.register("link_features", features)
     try:
         rows = con.execute("SELECT count(*), sum(hash(f)::HUGEINT) FROM link_features f").fetchone()
     finally:
         con.unregister("link_features")
     decisions = con.execute("SELECT count(*), sum(hash(d)::HUGEINT) FROM meta.link_decision d").fetchone()
-    return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|splink {version('splink')}|"
-                          f"rtw {version('rare-tumour-warehouse')}".encode()).hexdigest()
+    return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}|splink {version('splink')}|"
+                          f"duckdb {duckdb.__version__}".encode()).hexdigest()
 
 
-def _links_kept(con: duckdb.DuckDBPyConnection, inputs: str) -> LinkageSummary | None:
-    """The last run's persons, carried to this run's records, when they were linked from `inputs`."""
+def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
+    """Of the persons in stage.patient_link (one per source patient, in any order)."""
+    row = con.execute("SELECT count(*), sum(hash(l)::HUGEINT) FROM (SELECT DISTINCT source_id, "
+                      "source_patient_pseudonym, patient_id, link_method, match_probability "
+                      "FROM stage.patient_link) l").fetchone()
+    return str(row)
+
+
+def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> LinkageSummary | None:
+    """When the last scoring was of `fingerprint` and stage.patient_link is still what it gave: its
+    persons carried to this run's records (stage.patient_link rewritten), and its summary; else None."""
     row = con.execute("SELECT source_patients, pairs_scored, linked_probabilistic, linked_clerical, "
-                      "review_candidates FROM dq.link_scored WHERE fingerprint = ?", [inputs]).fetchone()
+                      "review_candidates, run_id FROM dq.link_scored WHERE fingerprint = ? AND links_checksum = ?",
+                      [fingerprint, _links_checksum(con)]).fetchone()
     if row is None:
         return None
+    log.info("linkage: the persons scored in run %s stand (no linkage feature, model or decision changed)", row[5])
     # A reloaded source's records are new rows of stage.link_key: each takes its source patient's person.
     con.execute("CREATE OR REPLACE TEMP TABLE linked AS SELECT DISTINCT source_id, source_patient_pseudonym, "
                 "patient_id, link_method, match_probability FROM stage.patient_link")
@@ -125,8 +150,15 @@ def _links_kept(con: duckdb.DuckDBPyConnection, inputs: str) -> LinkageSummary |
         con.execute("DELETE FROM stage.patient_link")
         con.execute(_INSERT_LINKS)
     finally:
-        con.execute("DROP TABLE IF EXISTS linked")
+        _drop(con, "linked")
     return LinkageSummary(*row)
+
+
+def _drop(con: duckdb.DuckDBPyConnection, temp_table: str) -> None:
+    """Drop a temporary table, unless the transaction is aborted: then the error that aborted it is the
+    one to report, and the table goes with the connection."""
+    with contextlib.suppress(duckdb.TransactionException):
+        con.execute(f"DROP TABLE IF EXISTS {temp_table}")
 
 
 _INSERT_LINKS = """
@@ -166,7 +198,7 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.unregister("review")
     methods = [link.link_method for link in links.values()]
     return LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
-                          len(review))
+                          len(review), run_id)
 
 
 def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
@@ -274,8 +306,7 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
               AND (p.link_method IS DISTINCT FROM l.link_method
                    OR p.match_probability IS DISTINCT FROM l.match_probability)""")
     finally:
-        con.execute("DROP TABLE IF EXISTS record_person")
-        con.execute("DROP TABLE IF EXISTS previous_link")
+        _drop(con, "record_person")
 
 
 def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,

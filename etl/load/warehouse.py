@@ -12,6 +12,7 @@ enforced with a lock file.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -158,8 +159,8 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
 
 
-# Past this share of a table's rows to delete, emptying it and inserting every row costs less.
-_REWRITE_SHARE = 0.25
+# The share of a table's rows past which emptying it and inserting every row costs less than deleting them.
+_MOST_TO_DELETE = 0.25
 
 
 def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -170,8 +171,10 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
     deletes row by row: past a quarter of the table (a first load, a new rule, the largest source
     reloaded) the table is emptied and filled instead."""
     columns = ", ".join(f'"{c}"' for (c,) in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = ? "
-        "ORDER BY column_index", [table]).fetchall())
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'core' "
+        "AND table_name = ? ORDER BY column_index", [table]).fetchall())
+    if not columns:
+        raise LookupError(f"core.{table} is not in the warehouse")
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h FROM ({admitted})")
@@ -180,7 +183,7 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
     try:
         stale, present = con.execute("SELECT count(*) FILTER (WHERE h NOT IN (SELECT h FROM admitted_row)), "
                                      "count(*) FROM core_row").fetchone() or (0, 0)
-        if stale > _REWRITE_SHARE * present:
+        if stale > _MOST_TO_DELETE * present:
             _emptied(con, table)
             con.execute(f"INSERT INTO core.{table} BY NAME {admitted}")
             return
@@ -189,9 +192,10 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
                         "(SELECT r FROM core_row ANTI JOIN admitted_row USING (h))")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}) "
                     f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
-    finally:
-        con.execute("DROP TABLE IF EXISTS admitted_row")
-        con.execute("DROP TABLE IF EXISTS core_row")
+    finally:  # unless the transaction is aborted: then its cause is the error to report
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("DROP TABLE IF EXISTS admitted_row")
+            con.execute("DROP TABLE IF EXISTS core_row")
 
 
 def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -322,9 +326,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         if validated:
             with timing.step("linkage"):
                 summary = link_sources(con, run_id, linkage, source_tables())
-            log.info("linkage: %d source patients, %d pairs scored, %d linked probabilistically, %d by a reviewer, "
-                     "%d pairs to review", summary.source_patients, summary.pairs_scored,
-                     summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates)
+            log.info("linkage: %d source patients, %d pairs scored (run %s), %d linked probabilistically, "
+                     "%d by a reviewer, %d pairs to review", summary.source_patients, summary.pairs_scored,
+                     summary.scored_in, summary.linked_probabilistic, summary.linked_clerical,
+                     summary.review_candidates)
             memory.release(summary.source_patients)  # linkage's frames, before validation's batches
             with timing.step("validate"):
                 validate(con, run_id, plan)

@@ -83,7 +83,7 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
         "ORDER BY column_index", [table]).fetchall()]
     rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
                                              "columns": columns})
-    quoted = ", ".join(f'"{c}"' for c in read_columns(columns, table_rules))
+    quoted = ", ".join(f'"{c}"' for c in judged_columns(columns, table_rules))
     rows = _sums(con, f"SELECT {quoted} FROM stage.{table}")
     prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
               for source, rows_sum in rows.items()}
@@ -93,7 +93,7 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
     return TablePlan(table, prints, reused)
 
 
-def read_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:
+def judged_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:
     """The columns GX's findings on a table can depend on: those its rules name (column, column_list,
     column_A, in a row condition, ...) and the keys findings are given by; every column when a rule
     judges the table as a whole (expect_table_*)."""
