@@ -42,7 +42,8 @@ contacts AS (
         bool_or(vital_status = 'dead' OR death_date IS NOT NULL) AS has_died,
         min(death_date) AS death_date,
         max(contact_date) AS last_contact_date,
-        arg_max(vital_status, contact_date) AS latest_vital_status
+        arg_max(vital_status, (contact_date, source_id, source_record_key))  -- ties: the last record
+            FILTER (WHERE contact_date IS NOT NULL) AS latest_vital_status
     FROM core.follow_up
     GROUP BY patient_id
 )

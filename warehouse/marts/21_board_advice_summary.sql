@@ -19,7 +19,7 @@ WITH board_case AS (
         patient_id,
         board,
         submission_date,
-        any_value(iccc3_subgroup) AS iccc3_subgroup,
+        min(iccc3_subgroup) AS iccc3_subgroup,
         year(min(recommendation_date) FILTER (WHERE recommendation_year IS NOT NULL)) AS recommendation_year,
         bool_or(coalesce(recommendation_type, 'none') <> 'none') AS is_advised,
         bool_or(advice_followed IS NOT NULL) AS is_follow_known,

@@ -26,7 +26,7 @@ WITH source_line AS (
         coalesce(CAST(line_number AS VARCHAR), treatment_id) AS line_key,
         list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)) AS drugs,
         min(start_date) AS start_date,
-        list(treatment_id) AS treatment_ids
+        list(treatment_id ORDER BY treatment_id) AS treatment_ids
     FROM core.treatment
     GROUP BY ALL
 ),
@@ -44,7 +44,7 @@ person_line AS (
         start_date,
         md5(patient_id || '|' || array_to_string(drugs, '+') || '|' || match_key) AS line_id,
         count(DISTINCT source_id) AS n_sources,
-        flatten(list(treatment_ids)) AS treatment_ids
+        list_sort(flatten(list(treatment_ids))) AS treatment_ids
     FROM matched_line
     GROUP BY patient_id, drugs, start_date, match_key
 ),

@@ -90,7 +90,8 @@ first_case AS (
         registered.iccc3_group,
         registered.iccc3_subgroup,
         year(min(registered.diagnosis_date)) AS diagnosis_year,
-        arg_min(registered.age_years, registered.diagnosis_date) AS age_years,
+        arg_min(registered.age_years, (registered.diagnosis_date, registered.age_years))
+            FILTER (WHERE registered.diagnosis_date IS NOT NULL) AS age_years,
         bool_or(registered.is_very_rare) AS is_very_rare
     FROM registered
     GROUP BY ALL
