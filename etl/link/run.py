@@ -118,20 +118,23 @@ def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, features: pd.DataFrame, 
     this package's linkage code and the versions of Splink and DuckDB."""
     con.register("link_features", features)
     try:
-        rows = con.execute("SELECT count(*), sum(hash(f)::HUGEINT) FROM link_features f").fetchone()
+        rows = _sum_of_rows(con, "SELECT * FROM link_features")
     finally:
         con.unregister("link_features")
-    decisions = con.execute("SELECT count(*), sum(hash(d)::HUGEINT) FROM meta.link_decision d").fetchone()
+    decisions = _sum_of_rows(con, "SELECT * FROM meta.link_decision")
     return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}|splink {version('splink')}|"
                           f"duckdb {duckdb.__version__}".encode()).hexdigest()
 
 
 def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
     """Of the persons in stage.patient_link (one per source patient, in any order)."""
-    row = con.execute("SELECT count(*), sum(hash(l)::HUGEINT) FROM (SELECT DISTINCT source_id, "
-                      "source_patient_pseudonym, patient_id, link_method, match_probability "
-                      "FROM stage.patient_link) l").fetchone()
-    return str(row)
+    return _sum_of_rows(con, "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id, link_method, "
+                             "match_probability FROM stage.patient_link")
+
+
+def _sum_of_rows(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The count and the sum of the row hashes of `query`: the same for the same rows in any order."""
+    return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}) r").fetchone())
 
 
 def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> LinkageSummary | None:

@@ -170,32 +170,28 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
     the commit 7.4 -> 1.0 s). A reloaded source's rows all differ (their file and run), and DuckDB
     deletes row by row: past a quarter of the table (a first load, a new rule, the largest source
     reloaded) the table is emptied and filled instead."""
-    columns = ", ".join(f'"{c}"' for (c,) in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'core' "
-        "AND table_name = ? ORDER BY column_index", [table]).fetchall())
-    if not columns:
-        raise LookupError(f"core.{table} is not in the warehouse")
+    columns = ", ".join(f'"{c}"' for c in core_columns()[table])
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h FROM ({admitted})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h "
                 f"FROM core.{table}")
+    con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r FROM core_row ANTI JOIN admitted_row USING (h)")
     try:
-        stale, present = con.execute("SELECT count(*) FILTER (WHERE h NOT IN (SELECT h FROM admitted_row)), "
-                                     "count(*) FROM core_row").fetchone() or (0, 0)
+        stale, present = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM core_row)"
+                                     ).fetchone() or (0, 0)
         if stale > _MOST_TO_DELETE * present:
             _emptied(con, table)
             con.execute(f"INSERT INTO core.{table} BY NAME {admitted}")
             return
         if stale:
-            con.execute(f"DELETE FROM core.{table} WHERE rowid IN "
-                        "(SELECT r FROM core_row ANTI JOIN admitted_row USING (h))")
+            con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}) "
                     f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
     finally:  # unless the transaction is aborted: then its cause is the error to report
         with contextlib.suppress(duckdb.TransactionException):
-            con.execute("DROP TABLE IF EXISTS admitted_row")
-            con.execute("DROP TABLE IF EXISTS core_row")
+            for temp in ("admitted_row", "core_row", "stale_row"):
+                con.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
 def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
