@@ -450,6 +450,45 @@ def test_survival_landmarks_equal_lifelines(built, times):
     assert os_all.survival.is_monotonic_decreasing and (os_all.ci_lower <= os_all.survival).all()
 
 
+EDGE_CASES = {  # durations, events: what a registry's follow-up can hand the estimator
+    "ties, censored at an event time": ([5, 5, 5, 8, 8, 12, 20, 20], [1, 1, 0, 1, 0, 1, 0, 1]),
+    "everyone dies": ([3, 7, 7, 30], [1, 1, 1, 1]),
+    "nobody dies": ([10, 400, 800], [0, 0, 0]),
+    "one patient": ([365], [1]),
+    "deaths on day 0": ([0, 0, 4, 900, 2000], [1, 0, 1, 0, 1]),
+    "a negative time (an event before the origin)": ([-3, 2, 2, 50], [1, 0, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_kaplan_meier_is_bit_for_bit_lifelines_at_the_edges(case):
+    from etl.load.survival import kaplan_meier
+
+    durations, events = EDGE_CASES[case]
+    times = pd.DataFrame({"origin": "enrolment", "os_days": durations, "os_event": events,
+                          "efs_days": np.nan, "efs_event": False, "iccc3_group": "IX", "advice_group": None})
+    estimates = kaplan_meier(times)
+    steps = estimates["kaplan_meier_steps"]
+    steps = steps[(steps.grouping == "all") & (steps.endpoint == "OS")]
+    fitter = KaplanMeierFitter().fit(pd.Series(durations, dtype=float), pd.Series(events, dtype=bool))
+    table, bounds = fitter.event_table, fitter.confidence_interval_survival_function_
+    assert steps.time_days.tolist() == table.index.astype(float).tolist()
+    assert steps.n_at_risk.tolist() == table.at_risk.tolist() and steps.n_events.tolist() == table.observed.tolist()
+    assert steps.n_censored.tolist() == table.censored.tolist()
+    assert steps.survival.tolist() == fitter.survival_function_.iloc[:, 0].tolist()  # equal, not close
+    assert steps.ci_lower.tolist() == bounds.iloc[:, 0].tolist()
+    assert steps.ci_upper.tolist() == bounds.iloc[:, 1].tolist()
+    marks = estimates["kaplan_meier_landmarks"]
+    for mark in marks[(marks.grouping == "all") & (marks.endpoint == "OS")].itertuples():
+        if mark.n_at_risk:
+            assert mark.survival == fitter.predict(mark.time_days)
+        else:
+            assert pd.isna(mark.survival)
+    # A group is as its own fit: the ICCC-3 group holds everyone here.
+    by_group = estimates["kaplan_meier_steps"]
+    assert by_group[by_group.grouping == "iccc3_group"].survival.tolist() == steps.survival.tolist()
+
+
 def test_the_survival_plot_is_a_png(built, tmp_path):
     from etl.load.marts import plot_survival
 

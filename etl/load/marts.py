@@ -2,7 +2,7 @@
 
 - `build_marts` runs warehouse/marts/*.sql in file-name order (each file one mart, its grain and
   definitions in its header) on the connection publish is building, so the marts swap in with
-  core, atomically. Two marts need Python, the Kaplan-Meier estimates (lifelines): their frames
+  core, atomically. Two marts need Python, the Kaplan-Meier estimates (etl/load/survival.py): their frames
   are computed from marts.survival and registered on the connection just before their SQL file.
 - `export_parquet` writes every mart of the published warehouse to `<marts>/runs/<run_id>/` and
   then swaps the symlink `<marts>/current` to it with one rename. A reader who resolves `current`

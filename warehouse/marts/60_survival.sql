@@ -1,6 +1,6 @@
 -- marts.survival: one row per patient (core.patient) x origin: the per-patient times behind the
 -- Kaplan-Meier estimates (marts.survival_km and marts.survival_landmark, computed from this table
--- with lifelines when the marts are built).
+-- by etl/load/survival.py when the marts are built).
 --
 -- Origins (time zero)
 --   relapse    the patient's first relapse or progression diagnosis in any source: the

@@ -1,10 +1,10 @@
 -- marts.survival_km: one row per origin x endpoint x grouping x group x distinct time: the
 -- Kaplan-Meier step function with its 95% confidence interval.
 --
--- Input: kaplan_meier_steps, a frame etl/load/marts.py computes from marts.survival with
--- lifelines' KaplanMeierFitter (exponential Greenwood interval, i.e. on the log(-log) scale)
--- and registers on the connection just before this file runs. Patients whose time is NULL in
--- marts.survival are left out. Time 0 is the first row of every curve.
+-- Input: kaplan_meier_steps, a frame etl/load/survival.py computes from marts.survival as
+-- lifelines' KaplanMeierFitter does, bit for bit (exponential Greenwood interval, i.e. on the
+-- log(-log) scale), and etl/load/marts.py registers on the connection just before this file
+-- runs. Patients whose time is NULL in marts.survival are left out. Time 0 is the first row of every curve.
 
 CREATE OR REPLACE TABLE marts.survival_km AS
 SELECT
@@ -22,7 +22,7 @@ SELECT
 FROM kaplan_meier_steps
 ORDER BY origin, endpoint, grouping, group_value, time_days;
 
-COMMENT ON TABLE marts.survival_km IS 'Kaplan-Meier estimates of overall and event-free survival per origin and group, one row per distinct time, with 95% confidence intervals (lifelines).';
+COMMENT ON TABLE marts.survival_km IS 'Kaplan-Meier estimates of overall and event-free survival per origin and group, one row per distinct time, with 95% confidence intervals (exponential Greenwood, as lifelines).';
 COMMENT ON COLUMN marts.survival_km.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation.';
 COMMENT ON COLUMN marts.survival_km.endpoint IS 'Overall or event-free survival. Codes: OS / EFS.';
 COMMENT ON COLUMN marts.survival_km.grouping IS 'What the patients are grouped by. Codes: all / iccc3_group / advice_group.';

@@ -1,8 +1,8 @@
 -- marts.survival_landmark: one row per origin x endpoint x grouping x group x landmark (1, 2,
 -- 3 and 5 years): survival at fixed times, the form in which survival is published.
 --
--- Input: kaplan_meier_landmarks, a frame etl/load/marts.py computes from marts.survival with
--- lifelines and registers on the connection just before this file runs. A landmark is
+-- Input: kaplan_meier_landmarks, a frame etl/load/survival.py computes from marts.survival
+-- and etl/load/marts.py registers on the connection just before this file runs. A landmark is
 -- round(years * 365.25) days; the estimate is the Kaplan-Meier step at or before it, and NULL
 -- once nobody is at risk any more (the curve is not defined beyond the last follow-up).
 
@@ -22,7 +22,7 @@ SELECT
 FROM kaplan_meier_landmarks
 ORDER BY origin, endpoint, grouping, group_value, years;
 
-COMMENT ON TABLE marts.survival_landmark IS 'Kaplan-Meier survival at 1, 2, 3 and 5 years per origin, endpoint and group, with 95% confidence intervals (lifelines).';
+COMMENT ON TABLE marts.survival_landmark IS 'Kaplan-Meier survival at 1, 2, 3 and 5 years per origin, endpoint and group, with 95% confidence intervals (exponential Greenwood, as lifelines).';
 COMMENT ON COLUMN marts.survival_landmark.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation.';
 COMMENT ON COLUMN marts.survival_landmark.endpoint IS 'Overall or event-free survival. Codes: OS / EFS.';
 COMMENT ON COLUMN marts.survival_landmark.grouping IS 'What the patients are grouped by. Codes: all / iccc3_group / advice_group.';
