@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,8 @@ def _content_digest(home: Home) -> dict[str, str]:
 
 
 def test_a_second_run_on_unchanged_files_skips_them_and_changes_nothing(loaded, tmp_path):
-    home, _, _ = loaded
+    shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
+    home = resolve_home(tmp_path / "home")
     before = _content_digest(home)
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_changed == [] and summary.sources_unchanged == sorted(SOURCES)
