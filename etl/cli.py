@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from etl.config import resolve_home
+from etl import fsio
+from etl.config import Home, resolve_home
 
 if TYPE_CHECKING:
     from etl.steps import RunSummary
@@ -139,20 +142,37 @@ def status(home: HomeOption = None) -> None:
         con.close()
 
 
+WaitOption = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]
+
+
+@contextmanager
+def _holding(rtw_home: Home, command: str, wait: float) -> Iterator[None]:
+    """Hold the home's run lock while a command writes what a run also writes (the report's `latest`,
+    the marts' `current`): a run in progress is waited for up to `wait` seconds, then named."""
+    from etl.runlock import RunBusy, run_lock
+
+    try:
+        with fsio.private_umask(), run_lock(rtw_home, f"rtw {command}", wait=wait):
+            yield
+    except RunBusy as exc:
+        _fail(f"{exc}; try again when it has finished, or give --wait SECONDS")
+
+
 @app.command()
 def report(home: HomeOption = None,
            run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest validated run)")]
-           = None) -> None:
+           = None, wait: WaitOption = 0) -> None:
     """(Re)write the HTML validation report of a run."""
     from etl.quality.report import build_report
 
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
-    try:
-        page = build_report(rtw_home.warehouse, rtw_home.reports, run_id)
-    except ValueError as exc:
-        _fail(str(exc))
+    with _holding(rtw_home, "report", wait):
+        try:
+            page = build_report(rtw_home.warehouse, rtw_home.reports, run_id)
+        except ValueError as exc:
+            _fail(str(exc))
     console.print(f"validation report: {page}")
 
 
@@ -166,8 +186,7 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
             reminders_older_than: Annotated[int | None, typer.Option(
                 "--reminders-older-than", min=0, metavar="DAYS",
                 help="Only queries first sent more than DAYS days ago and still unanswered")] = None,
-            wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]
-            = 0) -> None:
+            wait: WaitOption = 0) -> None:
     """Send a centre its open issues: XLSX and CSV with a response column, recorded as a query batch."""
     from etl.quality.queries import Selection, send_queries, warehouse_key
     from etl.runlock import RunBusy
@@ -195,8 +214,7 @@ app.add_typer(responses_app, name="responses")
 @responses_app.command("import")
 def responses_import(file: Annotated[Path, typer.Argument(help="A returned query workbook (.xlsx) or its .csv")],
                      home: HomeOption = None,
-                     wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of "
-                                                         "this home")] = 0) -> None:
+                     wait: WaitOption = 0) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
     from etl.quality.queries import warehouse_key
     from etl.quality.responses import import_responses
@@ -222,23 +240,26 @@ def export(home: HomeOption = None,
            public: Annotated[bool, typer.Option("--public", help="Aggregate marts with small cells suppressed")]
            = False,
            out: Annotated[Path | None, typer.Option(help="Folder for --public (default: <home>/public)")] = None,
-           min_cell: Annotated[int, typer.Option(min=1, help="Smallest count shown in --public")] = 5) -> None:
+           min_cell: Annotated[int, typer.Option(min=1, help="Smallest count shown in --public")] = 5,
+           wait: WaitOption = 0) -> None:
     """Export the marts: Parquet to <home>/marts/current/, or with --public CSV + Parquet for publication."""
     from etl.load.marts import export_parquet, export_public
 
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
-    try:
-        if public:
-            folder = out or rtw_home.root / "public"
-            written = export_public(rtw_home.warehouse, folder, min_cell)
-            console.print(f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld)")
-        else:
-            written = export_parquet(rtw_home.warehouse, rtw_home.marts)
-            console.print(f"{len(written)} Parquet marts in {rtw_home.marts / 'current'}")
-    except LookupError as exc:
-        _fail(str(exc))
+    with _holding(rtw_home, "export", wait):
+        try:
+            if public:
+                folder = out or rtw_home.root / "public"
+                written = export_public(rtw_home.warehouse, folder, min_cell)
+                message = f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld)"
+            else:
+                written = export_parquet(rtw_home.warehouse, rtw_home.marts)
+                message = f"{len(written)} Parquet marts in {rtw_home.marts / 'current'}"
+        except LookupError as exc:
+            _fail(str(exc))
+    console.print(message)
 
 
 PatientArgument = Annotated[str, typer.Argument(help="SOURCE:PSEUDONYM, as the report's clerical review list names "

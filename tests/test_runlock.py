@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,36 @@ def test_a_run_told_to_wait_runs_after_the_one_holding_the_home(tmp_path):
     finally:
         con.close()
     assert second_started >= first_finished  # one after the other, never overlapping
+
+
+def test_report_and_export_wait_for_a_run_holding_the_home_and_otherwise_name_it(synthetic_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    shutil.copytree(synthetic_run[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
+    home = resolve_home(tmp_path / "home")
+    runner = CliRunner()
+    latest = os.readlink(home.reports / "latest")
+    with runlock.run_lock(home, "nightly-1"):  # they write the report's `latest` and the marts' `current` too
+        for command in ("report", "export"):
+            refused = runner.invoke(app, [command, "--home", str(home.root)], env={"COLUMNS": "250"})
+            assert refused.exit_code == 1 and "another run (nightly-1, pid" in refused.output, refused.output
+            assert "--wait" in refused.output
+    assert os.readlink(home.reports / "latest") == latest
+
+    released = threading.Event()
+
+    def hold() -> None:
+        with runlock.run_lock(home, "nightly-2"):
+            released.wait(5)
+        released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    threading.Timer(0.5, released.set).start()
+    done = runner.invoke(app, ["export", "--home", str(home.root), "--wait", "30"], env={"COLUMNS": "250"})
+    assert done.exit_code == 0, done.output
+    assert released.is_set() and "Parquet marts in" in done.output  # it ran once the holder had ended
+    holder.join()
