@@ -7,6 +7,7 @@ from the table it is loaded into.
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 
 import duckdb
@@ -68,6 +69,14 @@ def in_warehouse(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                         "AND schema_name = ? AND table_name = ?", [schema, name]).fetchone()
     return bool(found and found[0])
+
+
+def drop_temp_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop temporary tables, unless the transaction is aborted: then the error that aborted it is the
+    one to report, and the tables go with the connection."""
+    with contextlib.suppress(duckdb.TransactionException):
+        for name in names:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def core_columns() -> dict[str, list[str]]:

@@ -17,7 +17,6 @@ kept.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
+from etl.schema import drop_temp_tables
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
                          summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates])
         _rewrite_patient_ids(con, person_tables)
     finally:
-        _drop(con, "previous_link")
+        drop_temp_tables(con, "previous_link")
     return summary
 
 
@@ -153,15 +153,8 @@ def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> Linkag
         con.execute("DELETE FROM stage.patient_link")
         con.execute(_INSERT_LINKS)
     finally:
-        _drop(con, "linked")
+        drop_temp_tables(con, "linked")
     return LinkageSummary(*row)
-
-
-def _drop(con: duckdb.DuckDBPyConnection, temp_table: str) -> None:
-    """Drop a temporary table, unless the transaction is aborted: then the error that aborted it is the
-    one to report, and the table goes with the connection."""
-    with contextlib.suppress(duckdb.TransactionException):
-        con.execute(f"DROP TABLE IF EXISTS {temp_table}")
 
 
 _INSERT_LINKS = """
@@ -309,7 +302,7 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
               AND (p.link_method IS DISTINCT FROM l.link_method
                    OR p.match_probability IS DISTINCT FROM l.match_probability)""")
     finally:
-        _drop(con, "record_person")
+        drop_temp_tables(con, "record_person")
 
 
 def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,

@@ -62,12 +62,12 @@ def _steps(patients: pd.DataFrame) -> pd.DataFrame:
     # at risk at a time: everyone who entered, less those removed at an earlier time
     at_risk = by_group["entrance"].cumsum() - (by_group["removed"].cumsum() - table["removed"])
     deaths = table["observed"]
+    keys = [table[c] for c in GROUP]
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_survival = pd.Series(np.log(at_risk - deaths) - np.log(at_risk)).groupby(
-            [table[c] for c in GROUP], sort=False).cumsum()
+        log_survival = pd.Series(np.log(at_risk - deaths) - np.log(at_risk)).groupby(keys, sort=False).cumsum()
         population = at_risk.astype("uint64")
         greenwood = (deaths / (population * (population - deaths))).replace([np.inf], 0).groupby(
-            [table[c] for c in GROUP], sort=False).cumsum()
+            keys, sort=False).cumsum()
         survival = np.exp(log_survival)
         v = np.log(survival)
         spread = Z_95 * np.sqrt(greenwood) / v

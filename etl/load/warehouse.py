@@ -12,7 +12,6 @@ enforced with a lock file.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import logging
@@ -33,7 +32,7 @@ from etl.load.dictionary import apply_comments
 from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality.validate import QualityPlan, validate
-from etl.schema import core_columns
+from etl.schema import core_columns, drop_temp_tables
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
@@ -173,11 +172,12 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
     columns = ", ".join(f'"{c}"' for c in core_columns()[table])
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h FROM ({admitted})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h "
-                f"FROM core.{table}")
-    con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r FROM core_row ANTI JOIN admitted_row USING (h)")
     try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h FROM ({admitted})")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h "
+                    f"FROM core.{table}")
+        con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r FROM core_row ANTI JOIN admitted_row "
+                    "USING (h)")
         stale, present = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM core_row)"
                                      ).fetchone() or (0, 0)
         if stale > _MOST_TO_DELETE * present:
@@ -188,10 +188,8 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
             con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}) "
                     f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
-    finally:  # unless the transaction is aborted: then its cause is the error to report
-        with contextlib.suppress(duckdb.TransactionException):
-            for temp in ("admitted_row", "core_row", "stale_row"):
-                con.execute(f"DROP TABLE IF EXISTS {temp}")
+    finally:
+        drop_temp_tables(con, "admitted_row", "core_row", "stale_row")
 
 
 def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:

@@ -4,7 +4,8 @@
 -- Input: kaplan_meier_steps, a frame etl/load/survival.py computes from marts.survival as
 -- lifelines' KaplanMeierFitter does, bit for bit (exponential Greenwood interval, i.e. on the
 -- log(-log) scale), and etl/load/marts.py registers on the connection just before this file
--- runs. Patients whose time is NULL in marts.survival are left out. Time 0 is the first row of every curve.
+-- runs. Patients whose time is NULL in marts.survival are left out. Time 0 is the first row of
+-- every curve.
 
 CREATE OR REPLACE TABLE marts.survival_km AS
 SELECT
