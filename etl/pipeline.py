@@ -38,7 +38,7 @@ from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
-from etl.quality.gx_suites import import_gx_meanwhile
+from etl.quality import gx_process
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError
@@ -290,6 +290,8 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
                 else o for o in outcomes]
+    if any(o.status is SourceStatus.HARMONISED for o in outcomes):  # GX imported while stage loads and links
+        gx_process.start_early()
     quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
     if quality.data_docs_dir is not None:  # GX writes them during validation: check the place first
         docs = quality.data_docs_dir
@@ -427,8 +429,9 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
         with timing.step("plan"):
             planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
         say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
+        if planned.changed:  # validation will want GX: its process imports it while the sources are prepared
+            gx_process.start_early()
         if _export_bytes(home, planned.changed) >= PARALLEL_MIN_BYTES and len(planned.changed) > 1:
-            import_gx_meanwhile()  # this process only waits on its workers: validation's import costs nothing
             outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
         else:
             outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]

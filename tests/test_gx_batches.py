@@ -1,7 +1,8 @@
 """GX validates a stage table in batches of rows, and the findings are those of one whole-table pass;
 a rerun judges only the sources whose rows changed, and finds what judging every source finds; core
 is written by its difference from the admitted stage rows, and holds what a rebuild holds; linkage
-keeps the last run's persons while nothing it links from changed."""
+keeps the last run's persons while nothing it links from changed. GX judges in a process of its own,
+whose death errs the GX rules only, and whose answers never outlive their validation."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from etl.config import Home, resolve_home
 from etl.link import run as linkage
 from etl.link.model import load_config
 from etl.load import warehouse
-from etl.quality import gx_memo
+from etl.quality import gx_memo, gx_process
 from etl.quality import validate as validation
 from etl.steps import RunSummary
 from etl.synth import generate
@@ -74,13 +75,15 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(first_run, tmp_path, mon
 def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
     """(table, sources) of each batch GX is given from now on."""
     read: list[tuple[str, tuple[str, ...]]] = []
-    read_batches = gx_memo._batches
+    batch_files = gx_memo._batch_files
 
-    def counted(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]):  # type: ignore[no-untyped-def]
-        for batch in read_batches(con, table, rows, sources):
-            read.append((table, tuple(sorted(set(batch.rows.source_id)))))
-            yield batch
-    monkeypatch.setattr(gx_memo, "_batches", counted)
+    def counted(con: duckdb.DuckDBPyConnection, table: str, *args):  # type: ignore[no-untyped-def]
+        files = batch_files(con, table, *args)
+        for path in files:
+            sources = duckdb.sql(f"SELECT DISTINCT source_id FROM read_parquet('{path}') ORDER BY 1").fetchall()
+            read.append((table, tuple(s for (s,) in sources)))
+        return files
+    monkeypatch.setattr(gx_memo, "_batch_files", counted)
     return read
 
 
@@ -300,3 +303,78 @@ def test_a_fingerprint_covers_the_columns_the_rules_read_and_the_keys():
     whole_table = dataclasses.replace(rules[0], expectation={"type": "expect_table_row_count_to_be_between",
                                                              "kwargs": {"min_value": 1}})
     assert gx_memo.judged_columns(columns, [*rules, whole_table]) == columns
+
+
+def _validated_again(home: Home, run_id: str, copy: Path, docs: Path | None = None) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+    """Every source judged again on a copy of the warehouse: its findings."""
+    shutil.copy(home.warehouse, copy)
+    plan = dataclasses.replace(pipeline.quality_plan_for(home, run_id), data_docs_dir=docs)
+    con = duckdb.connect(str(copy))
+    try:
+        _forget_findings(con)
+        validation.validate(con, run_id, plan)
+        return {table: con.execute(sql).fetchall() for table, sql in FINDINGS.items()}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def judged_again(first_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+    """The first run's findings, every source judged again."""
+    home, summary = first_run
+    return _validated_again(home, summary.run_id, tmp_path_factory.mktemp("judged") / "again.duckdb")
+
+
+@pytest.mark.integration
+def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation(first_run, judged_again, tmp_path):
+    home, summary = first_run
+    process = gx_process.ready()
+    assert _validated_again(home, summary.run_id, tmp_path / "one.duckdb", tmp_path / "docs") == judged_again
+    assert gx_process.ready() is process and process.alive
+    assert (tmp_path / "docs" / "index.html").is_file()
+    assert not list(tmp_path.glob("*.gx"))  # the batch files are removed
+    assert judged_again["dq.issue"]
+
+
+@pytest.mark.integration
+def test_a_gx_process_that_dies_errs_the_gx_rules_and_the_next_validation_starts_another(
+        first_run, judged_again, tmp_path, monkeypatch):
+    home, summary = first_run
+    submit = gx_process.GxProcess.submit
+
+    def submit_and_die(process: gx_process.GxProcess, job: gx_process.Job) -> None:
+        submit(process, job)
+        process._process.kill()
+    monkeypatch.setattr(gx_process.GxProcess, "submit", submit_and_die)
+    _validated_again(home, summary.run_id, tmp_path / "killed.duckdb")
+    con = duckdb.connect(str(tmp_path / "killed.duckdb"), read_only=True)
+    try:
+        results = con.execute("SELECT c.engine, r.status, r.message FROM dq.check_result r JOIN dq.check c "
+                              "USING (rule_id) WHERE c.engine <> 'harmonise'").fetchall()
+    finally:
+        con.close()
+    assert {(status, message) for engine, status, message in results if engine == "gx"} == {
+        ("error", "the GX process was killed by signal SIGKILL while judging; the run's log says why")}
+    assert {status for engine, status, _ in results if engine == "sql"} >= {"passed", "failed"}
+
+    monkeypatch.setattr(gx_process.GxProcess, "submit", submit)
+    assert _validated_again(home, summary.run_id, tmp_path / "again.duckdb") == judged_again
+
+
+@pytest.mark.integration
+def test_a_validation_cut_short_leaves_no_answer_to_the_next_and_gx_raising_fails_it(
+        first_run, judged_again, tmp_path, monkeypatch):
+    home, summary = first_run
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("an SQL check broke")
+    monkeypatch.setattr(validation, "run_checks", broken)
+    with pytest.raises(RuntimeError, match="an SQL check broke"):
+        _validated_again(home, summary.run_id, tmp_path / "cut.duckdb")
+    assert not list(tmp_path.glob("*.gx"))
+    monkeypatch.undo()
+    assert _validated_again(home, summary.run_id, tmp_path / "after.duckdb") == judged_again
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(gx_process.GxFailed, match="Traceback"):  # GX cannot write its Data Docs there
+        _validated_again(home, summary.run_id, tmp_path / "no-docs.duckdb", tmp_path / "a-file" / "docs")

@@ -17,7 +17,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -28,7 +30,8 @@ import pandas as pd
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
-from etl.quality.gx_suites import Batch, combined_runs, run_suites
+from etl.quality.gx_process import CENTRE, GxProcess, Job, ready
+from etl.quality.gx_suites import combined_runs
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +49,46 @@ class TablePlan:
         return sorted(s for s in self.fingerprints if s not in self.reused)
 
 
+class Judging:
+    """GX judging the changed sources' rows in its process while the run goes on (validation takes the
+    `runs` when it needs them, then waits until the Data Docs are `written`), and the findings kept."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule],
+                 plans: dict[str, TablePlan], judged_now: Sequence[Rule], process: GxProcess | None,
+                 folder: Path | None):
+        self._con, self._run_id, self._rules, self._plans = con, run_id, rules, plans
+        self._judged_now, self._process, self._folder = judged_now, process, folder
+        self._answered = process is None
+
+    def runs(self) -> list[RuleRun]:
+        """Every GX rule's findings: judged now where the rows changed, remembered otherwise. What is
+        judged now is remembered for the next run."""
+        fresh = self._process.runs() if self._process else []
+        with timing.step("validate GX findings kept"):
+            remembered = _recall(self._con, self._plans)
+            _forget_stale(self._con, self._plans)
+            _remember(self._con, self._run_id, self._plans, self._judged_now, fresh)
+        return _merged(self._rules, fresh, remembered)
+
+    def written(self) -> None:
+        """Wait until GX has written the Data Docs of what it judged."""
+        if self._process:
+            self._process.docs_written()
+        self._answered = True
+
+    def close(self) -> None:
+        """Remove the batch files; a process whose answers were not all taken is ended, so that the
+        next validation never reads them as its own."""
+        if not self._answered and self._process:
+            self._process.abandon()
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
 def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *, batch_rows: int,
-          data_docs_dir: Path | None = None) -> list[RuleRun]:
-    """Every GX rule's findings over every source's stage rows: judged now where the rows changed,
-    remembered otherwise (module docstring). What is judged now is remembered for the next run."""
+          data_docs_dir: Path | None = None) -> Judging:
+    """Start judging every GX rule over the sources whose rows changed (module docstring): their rows go
+    to GX's process as batch files, and GX judges while the run goes on."""
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
     tables = sorted({r.meta.table for r in rules if r.meta.table})
@@ -62,16 +101,19 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     if reused:
         log.info("GX findings reused for rows unchanged since they were judged: %s",
                  ", ".join(f"{s} (run {run})" for s, run in reused))
-
-    def batches_of(table: str) -> Iterator[Batch] | None:
-        return _batches(con, table, batch_rows, plans[table].to_judge) if table in plans else None
-
-    fresh = run_suites(batches_of, judged_now, data_docs_dir=data_docs_dir) if judged_now else []
-    with timing.step("validate GX findings kept"):
-        remembered = _recall(con, plans)
-        _forget_stale(con, plans)
-        _remember(con, run_id, plans, judged_now, fresh)
-    return _merged(rules, fresh, remembered)
+    if not judged_now:  # nothing changed that GX reads: GX is not even imported
+        return Judging(con, run_id, rules, plans, judged_now, None, None)
+    folder = _batch_folder(con)
+    try:
+        with timing.step("validate GX batches written"):
+            files = {t: _batch_files(con, t, batch_rows, plans[t].to_judge, folder)
+                     for t in sorted({r.meta.table for r in judged_now if r.meta.table}) if t in plans}
+        process = ready()
+        process.submit(Job(judged_now, files, data_docs_dir))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Judging(con, run_id, rules, plans, judged_now, process, folder)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
@@ -111,26 +153,46 @@ def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
         f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}
 
 
-def _batches(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[Batch]:
-    """The sources' rows of a stage table in batches of `rows`, each a query by a range of rowid (so
-    the rules may query between batches); at least one batch, maybe empty, so every rule of the table
-    is judged. The ranges are read first: rows written in the open transaction number from 2**62.
-    Object dtype keeps NULL as None (not NaN), so GX and the row conditions see real nulls. Each row
-    comes with its record's centre (stage.record holds one row per record key), for the denominators."""
+def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
+    """A new private folder for the batch files: beside the database being written (a publish's
+    `.next` file, whose leftovers crash repair clears), or a temporary one for a database in memory."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    if row and row[0]:
+        beside = Path(f"{row[0]}.gx")
+        shutil.rmtree(beside, ignore_errors=True)
+        beside.mkdir(mode=0o700)
+        return beside
+    return Path(tempfile.mkdtemp(prefix="rtw-gx-"))
+
+
+def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
+                 folder: Path) -> list[Path]:
+    """The sources' rows of a stage table as Parquet files of `rows` rows each, in rowid order; at least
+    one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written in
+    the open transaction number from 2**62. Each row comes with its record's centre (stage.record holds
+    one row per record key), for the denominators."""
     starts = [first for (first,) in con.execute(
         f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
         "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",
         {"sources": sources, "rows": rows}).fetchall()] or [0]
-    for start, end in zip(starts, [*starts[1:], None], strict=True):
+    wanted = _sql_list(sources)
+    files = []
+    for n, (start, end) in enumerate(zip(starts, [*starts[1:], None], strict=True)):
         within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
-        frame = con.execute(f"SELECT t.*, r.centre_id AS {_CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
-                            f"USING (source_id, source_record_key) WHERE {within} AND list_contains(?, t.source_id) "
-                            "ORDER BY t.rowid", [sources]).df()
-        centres = frame.pop(_CENTRE)
-        yield Batch(frame, centres)
+        path = folder / f"{table}-{n:05d}.parquet"
+        con.execute(f"COPY (SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+                    f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
+                    f"ORDER BY t.rowid) TO {_sql_text(str(path))} (FORMAT parquet)")
+        files.append(path)
+    return files
 
 
-_CENTRE = "_record_centre"  # a batch's centres, read with its rows (a stage table may have its own centre_id)
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_list(texts: Sequence[str]) -> str:
+    return "[" + ", ".join(_sql_text(t) for t in texts) + "]::VARCHAR[]"
 
 
 def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:

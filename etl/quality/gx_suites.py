@@ -3,14 +3,14 @@
 Each core table's stage rows are validated in pandas batches (validate.GX_BATCH_ROWS rows, what
 GX keeps of a batch dropped once it is judged). GX returns every failing row
 (result format COMPLETE, indexed by source_id + source_record_key), which the runner turns into
-issues per source and centre. The same run writes GX Data Docs, linked from the report.
+issues per source and centre. The same run writes GX Data Docs, linked from the report. All of
+this runs in GX's own process (etl/quality/gx_process.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,21 +71,14 @@ def _exception(info: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _import_gx() -> None:
+def import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations  # noqa: F401
 
 
-def import_gx_meanwhile() -> None:
-    """Import GX on a thread of its own: its import takes seconds of Python, which a run can spend
-    while it only waits on its source workers. Validation's own import then finds the module loaded,
-    or waits for this one to finish (Python's import lock). Not beside Python work: both would
-    share the interpreter lock (measured: linkage at 2,000 persons went from 0.75 to 2.3 s)."""
-    threading.Thread(target=_import_gx, name="import-gx", daemon=True).start()
-
-
-def _context(data_docs_dir: Path | None) -> Any:
-    _import_gx()
+def new_context(data_docs_dir: Path | None) -> Any:
+    """An ephemeral GX context, writing its Data Docs to `data_docs_dir` when given."""
+    import_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -103,22 +96,23 @@ def _context(data_docs_dir: Path | None) -> Any:
     return context
 
 
-def run_suites(batches_of: Callable[[str], Iterator[Batch] | None], rules: Sequence[Rule], *,
-               data_docs_dir: Path | None = None) -> list[RuleRun]:
-    """Validate each table's rows against its rules; Data Docs go to `data_docs_dir` when given.
+def run_suites(context: Any, batches_of: Callable[[str], Iterator[Batch] | None],
+               rules: Sequence[Rule]) -> list[RuleRun]:
+    """Validate each table's rows against its rules, in `context` (whose Data Docs, written after,
+    show every result).
 
     `batches_of(table)` gives a table's rows in batches (None: no such table), so memory holds one
     batch, whatever the size of the registry: each batch is a checkpoint run of the table's suite (one
     validation result each in Data Docs), and a rule's findings are those of every batch."""
-    context = _context(data_docs_dir)
     source = context.data_sources.add_pandas("rtw_stage")
-    runs: list[RuleRun] = []
     with memory.settled():
-        runs += _run_tables(context, source, batches_of, rules)
-    if data_docs_dir:  # once, from every suite and result the context holds (per checkpoint, it rebuilt them all)
-        with timing.step("validate Data Docs"):
-            context.build_data_docs(site_names=[_SITE])
-    return runs
+        return _run_tables(context, source, batches_of, rules)
+
+
+def write_data_docs(context: Any) -> None:
+    """Once, from every suite and result the context holds (per checkpoint, GX would rebuild them all)."""
+    with timing.step("validate Data Docs"):
+        context.build_data_docs(site_names=[_SITE])
 
 
 def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[Batch] | None],

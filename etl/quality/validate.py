@@ -290,24 +290,36 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     write_source_params(con, plan.params)
     with timing.step("validate harmonise checks"):
         runs = _harmonise_runs(con, by_engine["harmonise"])
-    if by_engine["gx"]:
-        runs += gx_memo.judge(con, run_id, by_engine["gx"], batch_rows=GX_BATCH_ROWS, data_docs_dir=plan.data_docs_dir)
-    with timing.step("validate SQL checks"):
-        runs += run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
-    with timing.step("validate findings"):
-        _load_findings(con, runs, plan)
-    with timing.step("validate issues and quarantine"):
-        con.execute(_SETTINGS)
-        con.execute(_WAIVERS if in_warehouse(con, "meta.waiver") else _NO_WAIVERS)
-        con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
-        _write_issues(con, run_id)
-        con.execute("DELETE FROM dq.quarantine")
-        con.execute(_QUARANTINE, {"run": run_id})
-    admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
-    if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
-        with timing.step("validate admitted checks"):
-            _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
+    # GX judges in its own process while the SQL rules run here, and writes its Data Docs meanwhile too.
+    judging = gx_memo.judge(con, run_id, by_engine["gx"], batch_rows=GX_BATCH_ROWS,
+                            data_docs_dir=plan.data_docs_dir) if by_engine["gx"] else None
+    try:
+        with timing.step("validate SQL checks"):
+            sql_runs = run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
+        if judging:
+            with timing.step("validate GX awaited"):
+                runs += judging.runs()
+        runs += sql_runs
+        with timing.step("validate findings"):
+            _load_findings(con, runs, plan)
+        with timing.step("validate issues and quarantine"):
+            con.execute(_SETTINGS)
+            con.execute(_WAIVERS if in_warehouse(con, "meta.waiver") else _NO_WAIVERS)
+            con.execute("DELETE FROM dq.check_result WHERE run_id = ?", [run_id])
             _write_issues(con, run_id)
+            con.execute("DELETE FROM dq.quarantine")
+            con.execute(_QUARANTINE, {"run": run_id})
+        admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
+        if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
+            with timing.step("validate admitted checks"):
+                _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
+                _write_issues(con, run_id)
+        if judging:
+            with timing.step("validate Data Docs awaited"):
+                judging.written()
+    finally:
+        if judging:
+            judging.close()
     with timing.step("validate results"):
         con.execute(_RESULTS, {"run": run_id})
     for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting", "waiver",
