@@ -38,7 +38,7 @@ from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
-from etl.quality import gx_process
+from etl.quality import gx_memo, gx_process
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError
@@ -290,8 +290,9 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
                 else o for o in outcomes]
-    if any(o.status is SourceStatus.HARMONISED for o in outcomes):  # GX imported while stage loads and links
-        gx_process.start_early()
+    harmonised = [o for o in outcomes if o.status is SourceStatus.HARMONISED]
+    if harmonised and sum(n for o in harmonised for n in o.rows.values()) < gx_memo.IN_PROCESS_ROWS:
+        gx_process.start_early()  # GX imported in its process while stage loads and linkage runs
     quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
     if quality.data_docs_dir is not None:  # GX writes them during validation: check the place first
         docs = quality.data_docs_dir
@@ -372,6 +373,9 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
 # start (its imports) costs more than it saves.
 PARALLEL_MIN_BYTES = int(os.environ.get("RTW_PARALLEL_MIN_BYTES", 64 << 20))
 PARALLEL_SOURCES = 2
+# From this much in changed exports (some 60,000 persons) GX will judge in the run's own process
+# (gx_memo.IN_PROCESS_ROWS): it is imported here meanwhile, not started in a process of its own.
+GX_HERE_MIN_BYTES = 200 << 20
 
 
 def _export_bytes(home: Home, source_ids: Sequence[str]) -> int:
@@ -429,9 +433,13 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
         with timing.step("plan"):
             planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
         say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
-        if planned.changed:  # validation will want GX: its process imports it while the sources are prepared
+        exports = _export_bytes(home, planned.changed)
+        in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
+        if planned.changed and exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
             gx_process.start_early()
-        if _export_bytes(home, planned.changed) >= PARALLEL_MIN_BYTES and len(planned.changed) > 1:
+        elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
+            gx_process.import_meanwhile()
+        if in_workers:
             outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
         else:
             outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]

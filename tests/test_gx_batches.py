@@ -79,7 +79,7 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str
 
     def counted(con: duckdb.DuckDBPyConnection, table: str, *args):  # type: ignore[no-untyped-def]
         files = batch_files(con, table, *args)
-        for path in files:
+        for path, _ in files:
             sources = duckdb.sql(f"SELECT DISTINCT source_id FROM read_parquet('{path}') ORDER BY 1").fetchall()
             read.append((table, tuple(s for (s,) in sources)))
         return files
@@ -326,7 +326,8 @@ def judged_again(first_run, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 @pytest.mark.integration
-def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation(first_run, judged_again, tmp_path):
+def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation_unless_it_grew(
+        first_run, judged_again, tmp_path, monkeypatch):
     home, summary = first_run
     process = gx_process.ready()
     assert _validated_again(home, summary.run_id, tmp_path / "one.duckdb", tmp_path / "docs") == judged_again
@@ -334,6 +335,10 @@ def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation(first_ru
     assert (tmp_path / "docs" / "index.html").is_file()
     assert not list(tmp_path.glob("*.gx"))  # the batch files are removed
     assert judged_again["dq.issue"]
+
+    monkeypatch.setattr(gx_memo, "END_AFTER_ROWS", 1)  # as if it had judged a large registry
+    assert _validated_again(home, summary.run_id, tmp_path / "two.duckdb") == judged_again
+    assert not process.alive and gx_process.ready() is not process
 
 
 @pytest.mark.integration
@@ -378,3 +383,14 @@ def test_a_validation_cut_short_leaves_no_answer_to_the_next_and_gx_raising_fail
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(gx_process.GxFailed, match="Traceback"):  # GX cannot write its Data Docs there
         _validated_again(home, summary.run_id, tmp_path / "no-docs.duckdb", tmp_path / "a-file" / "docs")
+
+
+@pytest.mark.integration
+def test_a_registry_too_large_for_a_second_process_is_judged_here_and_finds_the_same(
+        first_run, judged_again, tmp_path, monkeypatch):
+    home, summary = first_run
+    process = gx_process.ready()
+    monkeypatch.setattr(gx_memo, "IN_PROCESS_ROWS", 1)
+    assert _validated_again(home, summary.run_id, tmp_path / "here.duckdb", tmp_path / "docs") == judged_again
+    assert not process.alive  # the process started early gave its memory back first
+    assert (tmp_path / "docs" / "index.html").is_file() and not list(tmp_path.glob("*.gx"))

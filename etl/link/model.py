@@ -71,7 +71,7 @@ def load_config(path: Path | None = None) -> LinkageConfig:
     path = path or config_path()
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml's, where built
         return LinkageConfig.model_validate({**raw, "fingerprint": hashlib.sha256(text.encode()).hexdigest()})
     except (OSError, yaml.YAMLError, ValueError, TypeError) as exc:
         raise LinkageConfigError(f"linkage configuration {path}: {exc}") from exc

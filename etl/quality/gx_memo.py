@@ -30,10 +30,13 @@ import pandas as pd
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
-from etl.quality.gx_process import CENTRE, GxProcess, Job, ready
+from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import combined_runs
 
 log = logging.getLogger(__name__)
+
+END_AFTER_ROWS = 100_000  # GX's process ends after judging this many rows (Judging.written)
+IN_PROCESS_ROWS = 1_000_000  # from this many rows to judge, GX judges in the run's process (gx_process.GxHere)
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,14 @@ class TablePlan:
 
 
 class Judging:
-    """GX judging the changed sources' rows in its process while the run goes on (validation takes the
+    """GX judging the changed sources' rows, in its process while the run goes on (validation takes the
     `runs` when it needs them, then waits until the Data Docs are `written`), and the findings kept."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule],
-                 plans: dict[str, TablePlan], judged_now: Sequence[Rule], process: GxProcess | None,
-                 folder: Path | None):
+                 plans: dict[str, TablePlan], judged_now: Sequence[Rule], process: Judge | None = None,
+                 folder: Path | None = None, rows: int = 0):
         self._con, self._run_id, self._rules, self._plans = con, run_id, rules, plans
-        self._judged_now, self._process, self._folder = judged_now, process, folder
+        self._judged_now, self._process, self._folder, self._rows = judged_now, process, folder, rows
         self._answered = process is None
 
     def runs(self) -> list[RuleRun]:
@@ -71,9 +74,13 @@ class Judging:
         return _merged(self._rules, fresh, remembered)
 
     def written(self) -> None:
-        """Wait until GX has written the Data Docs of what it judged."""
+        """Wait until GX has written the Data Docs of what it judged. A process that judged many rows
+        ends then: what it grew to goes back to the system before core and marts (a small one stays,
+        for the next validation in this process to skip the import)."""
         if self._process:
             self._process.docs_written()
+            if self._rows >= END_AFTER_ROWS:
+                self._process.end()
         self._answered = True
 
     def close(self) -> None:
@@ -102,18 +109,20 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         log.info("GX findings reused for rows unchanged since they were judged: %s",
                  ", ".join(f"{s} (run {run})" for s, run in reused))
     if not judged_now:  # nothing changed that GX reads: GX is not even imported
-        return Judging(con, run_id, rules, plans, judged_now, None, None)
+        return Judging(con, run_id, rules, plans, judged_now)
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
             files = {t: _batch_files(con, t, batch_rows, plans[t].to_judge, folder)
                      for t in sorted({r.meta.table for r in judged_now if r.meta.table}) if t in plans}
-        process = ready()
-        process.submit(Job(judged_now, files, data_docs_dir))
+        rows = sum(n for batches in files.values() for _, n in batches)
+        process: Judge = ready() if rows < IN_PROCESS_ROWS else _here()
+        process.submit(Job(judged_now, {t: [path for path, _ in batches] for t, batches in files.items()},
+                           data_docs_dir))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Judging(con, run_id, rules, plans, judged_now, process, folder)
+    return Judging(con, run_id, rules, plans, judged_now, process, folder, rows)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
@@ -153,6 +162,12 @@ def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
         f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}
 
 
+def _here() -> GxHere:
+    end_early()  # its memory is wanted here
+    log.info("GX judges in this process: %s rows or more to judge", f"{IN_PROCESS_ROWS:,}")
+    return GxHere()
+
+
 def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
     """A new private folder for the batch files: beside the database being written (a publish's
     `.next` file, whose leftovers crash repair clears), or a temporary one for a database in memory."""
@@ -166,8 +181,9 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
 
 
 def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
-                 folder: Path) -> list[Path]:
-    """The sources' rows of a stage table as Parquet files of `rows` rows each, in rowid order; at least
+                 folder: Path) -> list[tuple[Path, int]]:
+    """The sources' rows of a stage table as Parquet files of `rows` rows each (with their count), in
+    rowid order; at least
     one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written in
     the open transaction number from 2**62. Each row comes with its record's centre (stage.record holds
     one row per record key), for the denominators."""
@@ -180,10 +196,11 @@ def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources:
     for n, (start, end) in enumerate(zip(starts, [*starts[1:], None], strict=True)):
         within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
         path = folder / f"{table}-{n:05d}.parquet"
-        con.execute(f"COPY (SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
-                    f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
-                    f"ORDER BY t.rowid) TO {_sql_text(str(path))} (FORMAT parquet)")
-        files.append(path)
+        written = con.execute(
+            f"COPY (SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+            f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
+            f"ORDER BY t.rowid) TO {_sql_text(str(path))} (FORMAT parquet)").fetchone()
+        files.append((path, written[0] if written else 0))
     return files
 
 
