@@ -17,6 +17,7 @@ from etl import pipeline
 from etl.config import Home, resolve_home
 from etl.link import run as linkage
 from etl.link.model import load_config
+from etl.link.run import LINKAGE_WRITES
 from etl.load import warehouse
 from etl.quality import gx_memo, gx_process
 from etl.quality import validate as validation
@@ -394,3 +395,27 @@ def test_a_registry_too_large_for_a_second_process_is_judged_here_and_finds_the_
     assert _validated_again(home, summary.run_id, tmp_path / "here.duckdb", tmp_path / "docs") == judged_again
     assert not process.alive  # the process started early gave its memory back first
     assert (tmp_path / "docs" / "index.html").is_file() and not list(tmp_path.glob("*.gx"))
+
+
+@pytest.mark.integration
+def test_gx_begins_before_linkage_unless_a_rule_reads_what_linkage_writes(first_run, tmp_path):
+    home, summary = first_run
+    shutil.copy(home.warehouse, tmp_path / "early.duckdb")
+    plan = pipeline.quality_plan_for(home, summary.run_id)
+    rules = [r for r in plan.rules if r.engine == "gx"]
+    reads_person = dataclasses.replace(rules[0], expectation={
+        "type": "expect_column_values_to_not_be_null", "kwargs": {"column": "patient_id"}})
+    con = duckdb.connect(str(tmp_path / "early.duckdb"))
+    try:
+        _forget_findings(con)
+        assert gx_memo.judge(con, summary.run_id, [*rules, reads_person], batch_rows=validation.GX_BATCH_ROWS,
+                             unless_reading=LINKAGE_WRITES) is None
+        judging = validation.start_judging(con, summary.run_id, plan, unless_reading=LINKAGE_WRITES)
+        assert judging is not None
+        try:
+            assert {r.rule_id for r in judging.runs()} == {r.rule_id for r in rules}
+            judging.written()
+        finally:
+            judging.close()
+    finally:
+        con.close()

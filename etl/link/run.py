@@ -277,6 +277,10 @@ def _latest_decisions(con: duckdb.DuckDBPyConnection) -> Decisions:
     return {_pair(*row[:4]): row[4] for row in rows}
 
 
+# The stage columns linkage writes: a rule reading none of them judges the same rows before linkage as after.
+LINKAGE_WRITES = frozenset({"patient_id", "link_method", "match_probability"})
+
+
 def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence[str]) -> None:
     """Every stage row of a linked source patient takes the person's id. Only the records of source
     patients whose rows may name another id are looked at: a person other than harmonise's id (a

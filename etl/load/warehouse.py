@@ -27,11 +27,11 @@ import duckdb
 from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
 from etl.link.model import LinkageConfig, load_config
-from etl.link.run import link_sources
+from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
-from etl.quality.validate import QualityPlan, validate
+from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.schema import core_columns, drop_temp_tables
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
@@ -318,15 +318,22 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
         validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
         if validated:
-            with timing.step("linkage"):
-                summary = link_sources(con, run_id, linkage, source_tables())
+            with timing.step("validate"):  # GX judges while linkage runs, unless a rule reads what linkage writes
+                judging = start_judging(con, run_id, plan, unless_reading=LINKAGE_WRITES)
+            try:
+                with timing.step("linkage"):
+                    summary = link_sources(con, run_id, linkage, source_tables())
+            except BaseException:
+                if judging:
+                    judging.close()
+                raise
             log.info("linkage: %d source patients, %d pairs scored (run %s), %d linked probabilistically, "
                      "%d by a reviewer, %d pairs to review", summary.source_patients, summary.pairs_scored,
                      summary.scored_in, summary.linked_probabilistic, summary.linked_clerical,
                      summary.review_candidates)
             memory.release(summary.source_patients)  # linkage's frames, before validation's batches
             with timing.step("validate"):
-                validate(con, run_id, plan)
+                validate(con, run_id, plan, judging)
             memory.release(summary.source_patients)
             with timing.step("core and marts"):
                 if populations is not None:

@@ -19,7 +19,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -46,6 +46,7 @@ class TablePlan:
     table: str
     fingerprints: dict[str, str]  # source -> fingerprint of its rows, their centres and the table's rules
     reused: dict[str, str]  # source -> the run whose findings still hold
+    columns: tuple[str, ...] = ()  # the columns the fingerprints cover (judged_columns)
 
     @property
     def to_judge(self) -> list[str]:
@@ -93,15 +94,18 @@ class Judging:
 
 
 def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *, batch_rows: int,
-          data_docs_dir: Path | None = None) -> Judging:
+          data_docs_dir: Path | None = None, unless_reading: Collection[str] = ()) -> Judging | None:
     """Start judging every GX rule over the sources whose rows changed (module docstring): their rows go
-    to GX's process as batch files, and GX judges while the run goes on."""
+    to GX's process as batch files, and GX judges while the run goes on. None, nothing started, when a
+    rule reads one of the columns `unless_reading` (which the run has yet to write)."""
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
     tables = sorted({r.meta.table for r in rules if r.meta.table})
     with timing.step("validate GX fingerprints"):
         centres = _sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
         plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in present}
+    if any(set(p.columns) & set(unless_reading) for p in plans.values()):
+        return None
     # A table missing from stage goes to GX as well, whose runner reports its rules as errors.
     judged_now = [r for r in rules if r.meta.table not in plans or plans[r.meta.table].to_judge]
     reused = sorted({(s, run) for p in plans.values() for s, run in p.reused.items()})
@@ -134,14 +138,15 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
         "ORDER BY column_index", [table]).fetchall()]
     rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
                                              "columns": columns})
-    quoted = ", ".join(f'"{c}"' for c in judged_columns(columns, table_rules))
+    judged = judged_columns(columns, table_rules)
+    quoted = ", ".join(f'"{c}"' for c in judged)
     rows = _sums(con, f"SELECT {quoted} FROM stage.{table}")
     prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
               for source, rows_sum in rows.items()}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.gx_judged WHERE table_name = ?",
                         [table]).fetchall()
     reused = {source: run for source, print_, run in known if prints.get(source) == print_}
-    return TablePlan(table, prints, reused)
+    return TablePlan(table, prints, reused, tuple(judged))
 
 
 def judged_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,8 +281,21 @@ GROUP BY ALL
 """
 
 
-def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> dict[str, Any]:
-    """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine."""
+def start_judging(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan, *,
+                  unless_reading: Collection[str] = ()) -> gx_memo.Judging | None:
+    """GX's judging of the stage tables, begun ahead of `validate` (which takes it): None when there
+    are no GX rules, or one reads a column of `unless_reading`, which the run is yet to write."""
+    rules = [r for r in plan.rules if r.engine == "gx"]
+    if not rules:
+        return None
+    return gx_memo.judge(con, run_id, rules, batch_rows=GX_BATCH_ROWS, data_docs_dir=plan.data_docs_dir,
+                         unless_reading=unless_reading)
+
+
+def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
+             judging: gx_memo.Judging | None = None) -> dict[str, Any]:
+    """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine.
+    `judging`: GX's judging begun before (start_judging), else it begins here."""
     started = time.perf_counter()
     rules = list(plan.rules)
     _write_catalogue(con, rules)
@@ -291,8 +304,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan) -> 
     with timing.step("validate harmonise checks"):
         runs = _harmonise_runs(con, by_engine["harmonise"])
     # GX judges in its own process while the SQL rules run here, and writes its Data Docs meanwhile too.
-    judging = gx_memo.judge(con, run_id, by_engine["gx"], batch_rows=GX_BATCH_ROWS,
-                            data_docs_dir=plan.data_docs_dir) if by_engine["gx"] else None
+    judging = judging or start_judging(con, run_id, plan)
     try:
         with timing.step("validate SQL checks"):
             sql_runs = run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
