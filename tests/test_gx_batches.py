@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -419,3 +422,17 @@ def test_gx_begins_before_linkage_unless_a_rule_reads_what_linkage_writes(first_
             judging.close()
     finally:
         con.close()
+
+
+def test_the_gx_process_ends_with_the_run_that_started_it(tmp_path):
+    """A run over before GX is even imported does not leave it importing (nor keep its caller's pipes open)."""
+    started = subprocess.run([sys.executable, "-c", "import os; from etl.quality import gx_process; "
+                              "gx_process.start_early(); print(gx_process._ready._process.pid)"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
+    pid = int(started.stdout.strip())
+    for _ in range(30):  # ended by the kernel at once; GX's import alone would take it seconds
+        if not Path(f"/proc/{pid}").exists() or "(Z)" in Path(f"/proc/{pid}/stat").read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the GX process {pid} outlived the run that started it")

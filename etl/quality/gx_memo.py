@@ -188,10 +188,9 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
 def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
                  folder: Path) -> list[tuple[Path, int]]:
     """The sources' rows of a stage table as Parquet files of `rows` rows each (with their count), in
-    rowid order; at least
-    one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written in
-    the open transaction number from 2**62. Each row comes with its record's centre (stage.record holds
-    one row per record key), for the denominators."""
+    rowid order; at least one, maybe empty, so every rule of the table is judged. The ranges are read
+    first: rows written in the open transaction number from 2**62. Each row comes with its record's
+    centre (stage.record holds one row per record key), for the denominators."""
     starts = [first for (first,) in con.execute(
         f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
         "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",

@@ -21,6 +21,7 @@ and the run goes on; an exception in GX fails the validation, as it would in the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pickle
@@ -82,7 +83,7 @@ class GxProcess:
 
     def __init__(self) -> None:
         # A plain interpreter (`-m`): the caller's main module is not imported again.
-        self._process = subprocess.Popen([sys.executable, "-m", "etl.quality.gx_process"],
+        self._process = subprocess.Popen([sys.executable, "-m", "etl.quality.gx_process", str(os.getpid())],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._job: Job | None = None
         self._ended = False
@@ -269,7 +270,21 @@ def _serve(job: Job, answer: IO[bytes]) -> None:
     timing.recorded.clear()
 
 
+def _end_with(run_pid: int) -> None:
+    """Be ended by the kernel as soon as the run's process ends, however it ends (Linux): a short run's
+    caller is not kept waiting, on the run's stderr this process shares, while GX is still imported
+    for nothing. (Bound to the thread that started this process: the run's own, which outlives it.)"""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != run_pid:  # it ended before the request was made
+        sys.exit(0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def main() -> None:
+    _end_with(int(sys.argv[1]))
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a library's print goes to the log, not into an answer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, whose end ends this process

@@ -298,14 +298,14 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
     `judging`: GX's judging begun before (start_judging), else it begins here."""
     started = time.perf_counter()
     rules = list(plan.rules)
-    _write_catalogue(con, rules)
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
-    write_source_params(con, plan.params)
-    with timing.step("validate harmonise checks"):
-        runs = _harmonise_runs(con, by_engine["harmonise"])
-    # GX judges in its own process while the SQL rules run here, and writes its Data Docs meanwhile too.
-    judging = judging or start_judging(con, run_id, plan)
-    try:
+    try:  # whatever happens, the judging is closed: its process never holds answers for the next validation
+        _write_catalogue(con, rules)
+        write_source_params(con, plan.params)
+        with timing.step("validate harmonise checks"):
+            runs = _harmonise_runs(con, by_engine["harmonise"])
+        # GX judges in its own process while the SQL rules run here, and writes its Data Docs meanwhile too.
+        judging = judging or start_judging(con, run_id, plan)
         with timing.step("validate SQL checks"):
             sql_runs = run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
         if judging:
