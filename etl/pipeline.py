@@ -373,8 +373,12 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
 # start (its imports) costs more than it saves.
 PARALLEL_MIN_BYTES = int(os.environ.get("RTW_PARALLEL_MIN_BYTES", 64 << 20))
 PARALLEL_SOURCES = 2
-# From this much in changed exports (some 60,000 persons) GX will judge in the run's own process
-# (gx_memo.IN_PROCESS_ROWS): it is imported here meanwhile, not started in a process of its own.
+# GX's process is started with the run when its changed exports hold GX_EARLY_MIN_BYTES or more. Below
+# (some 1,000 persons) a run reaches validation in seconds, or does not validate at all (its changed
+# sources failed or were held): the process starts when validation asks for it. From GX_HERE_MIN_BYTES
+# (some 60,000 persons) GX will judge in the run's own process (gx_memo.IN_PROCESS_ROWS), imported
+# meanwhile on a thread.
+GX_EARLY_MIN_BYTES = 4 << 20
 GX_HERE_MIN_BYTES = 200 << 20
 
 
@@ -435,7 +439,7 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
         say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
         exports = _export_bytes(home, planned.changed)
         in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
-        if planned.changed and exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
+        if GX_EARLY_MIN_BYTES <= exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
             gx_process.start_early()
         elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
             gx_process.import_meanwhile()

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from etl import pipeline
+from etl import pipeline, timing
 from etl.config import Home, resolve_home
 from etl.link import run as linkage
 from etl.link.model import load_config
@@ -115,6 +115,24 @@ def _count_scorings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return scored
 
 
+def _started_early(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], gx_process.GxProcess]]:
+    """From now on, runs start GX's process early whatever their size; each start: the validation steps
+    timed before it, and the process."""
+    gx_process.end_early()
+    monkeypatch.setattr(pipeline, "GX_EARLY_MIN_BYTES", 0)
+    starts: list[tuple[list[str], gx_process.GxProcess]] = []
+    start_early, first = gx_process.start_early, len(timing.recorded)
+
+    def recorded() -> None:
+        start_early()
+        if not starts:
+            assert gx_process._ready is not None
+            starts.append(([s.name for s in timing.recorded[first:] if s.name.startswith("validate")],
+                           gx_process._ready))
+    monkeypatch.setattr(gx_process, "start_early", recorded)
+    return starts
+
+
 def _forget_findings(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("gx_judged", "gx_denominator", "gx_failure"):
         con.execute(f"DELETE FROM dq.{table}")
@@ -147,8 +165,11 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
     home, first = resolve_home(tmp_path / "home"), first_run[1]
     batches_read, scorings = _count_batches(monkeypatch), _count_scorings(monkeypatch)
     _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
+    started_early = _started_early(monkeypatch)
     rerun = pipeline.run(home, key_value=KEY_TEXT)
     assert rerun.sources_changed == ["registry_it"]
+    # GX's process was started with the run, before any validation step, and judged.
+    assert [steps for steps, _ in started_early] == [[]] and gx_process._ready is started_early[0][1]
     assert batches_read and {sources for _, sources in batches_read} == {("registry_it",)}
     # Only follow-up changed: its other tables' new lineage (the export's sha256) is nothing GX reads.
     assert {table for table, _ in batches_read} == {"follow_up"}

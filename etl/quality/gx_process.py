@@ -21,7 +21,6 @@ and the run goes on; an exception in GX fails the validation, as it would in the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import pickle
@@ -83,7 +82,7 @@ class GxProcess:
 
     def __init__(self) -> None:
         # A plain interpreter (`-m`): the caller's main module is not imported again.
-        self._process = subprocess.Popen([sys.executable, "-m", "etl.quality.gx_process", str(os.getpid())],
+        self._process = subprocess.Popen([sys.executable, "-c", _START, str(os.getpid())],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._job: Job | None = None
         self._ended = False
@@ -270,21 +269,25 @@ def _serve(job: Job, answer: IO[bytes]) -> None:
     timing.recorded.clear()
 
 
-def _end_with(run_pid: int) -> None:
-    """Be ended by the kernel as soon as the run's process ends, however it ends (Linux): a short run's
-    caller is not kept waiting, on the run's stderr this process shares, while GX is still imported
-    for nothing. (Bound to the thread that started this process: the run's own, which outlives it.)"""
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != run_pid:  # it ended before the request was made
-        sys.exit(0)
-
-
-_PR_SET_PDEATHSIG = 1
+# The process's first lines, before any import that takes time: the kernel is asked to end it as soon
+# as the run's process ends, however it ends (Linux; bound to the thread that started it, the run's
+# own), so a run over before GX is imported does not leave it importing for nothing, nor its caller
+# waiting on the stderr they share. Then the process serves (`main`, by its module's name: the answers
+# are pickled by their classes' module).
+_START = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except AttributeError:
+    pass
+if os.getppid() != int(sys.argv[1]):  # the run ended before the request was made
+    sys.exit(0)
+from etl.quality.gx_process import main
+main()
+"""
 
 
 def main() -> None:
-    _end_with(int(sys.argv[1]))
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a library's print goes to the log, not into an answer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, whose end ends this process
@@ -303,10 +306,3 @@ def main() -> None:
             return
         with fsio.private_umask():
             _serve(job, answer)
-
-
-if __name__ == "__main__":
-    # From the module's own name, not __main__'s: the answers are pickled by their classes' module.
-    from etl.quality.gx_process import main as serve
-
-    serve()
