@@ -1,21 +1,22 @@
 """Great Expectations in a process of its own, started early: where a run's GX suites run.
 
 GX's import costs seconds of Python (4 s on this machine: scipy, altair and SQLAlchemy come with
-it), and its checkpoints are Python too. So a run starts this process as soon as it knows a source
-changed (`start_early`): GX is imported on the other core while the run extracts, harmonises and
-links. Validation then hands it a `Job`, the rows to judge as Parquet files, one per batch (DuckDB
-writes them: the run holds no data frame of them), and goes on with its SQL checks while GX judges,
-and with its issues while GX writes the Data Docs.
+it), and its checkpoints are Python too. So a run whose changed exports are not tiny starts this
+process as soon as it knows them (`start_early`): GX is imported on the other core while the run
+extracts and harmonises. Once the stage is loaded, validation hands it a `Job`, the rows to judge
+as Parquet files, one per batch (DuckDB writes them: the run holds no data frame of them), and goes
+on with linkage and its SQL checks while GX judges, and with its issues while GX writes Data Docs.
+
+The process serves one job after another (a test session validates many times) until its stdin
+closes; the kernel ends it when the run's process ends, however that ends. Messages are pickled
+both ways over its stdin and stdout; its own stdout goes to stderr, so a library's print cannot
+garble them. Its log lines go to stderr, the run's. A process that dies fails the GX rules, each
+with the reason, and the run goes on; an exception in GX fails the validation, as it would in the
+run's process.
 
 A registry so large that a second interpreter's memory beside the run's would pass the run's limit
 (`gx_memo.IN_PROCESS_ROWS` rows to judge) is judged in the run's own process instead (`GxHere`), from
 the same batch files, with the import done on a thread while the source workers run.
-
-The process serves one job after another (a test session validates many times) until its stdin
-closes, as it does when the run's process ends, however it ends. Messages are pickled both ways over
-its stdin and stdout; its own stdout goes to stderr, so a library's print cannot garble them. Its
-log lines go to stderr, the run's. A process that dies fails the GX rules, each with the reason,
-and the run goes on; an exception in GX fails the validation, as it would in the run's process.
 """
 
 from __future__ import annotations

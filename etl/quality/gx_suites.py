@@ -4,7 +4,7 @@ Each core table's stage rows are validated in pandas batches (validate.GX_BATCH_
 GX keeps of a batch dropped once it is judged). GX returns every failing row
 (result format COMPLETE, indexed by source_id + source_record_key), which the runner turns into
 issues per source and centre. The same run writes GX Data Docs, linked from the report. All of
-this runs in GX's own process (etl/quality/gx_process.py).
+this runs in GX's own process (etl/quality/gx_process.py), or in the run's for a very large registry.
 """
 
 from __future__ import annotations
