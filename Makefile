@@ -25,12 +25,13 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/rtw demo --home $(HOME_DIR) --patients $(PATIENTS)
 
-# Three workers on this machine's two cores: the DAG, Celery and subprocess tests wait on their
-# children, and a third worker fills those waits (measured: 1.79 cores busy with two workers, 1.9
-# with three). --dist loadfile keeps each module on one worker, so a module's whole-run fixture is
+# Four workers on this machine's two cores: the DAG, Celery and subprocess tests wait on their
+# children (and validations on GX's process), and more workers fill those waits (measured: 1.79 cores
+# busy with two workers, 1.9 with three; the suite in 14 min 26 s with three, 13 min 6 s with four).
+# --dist loadfile keeps each module on one worker, so a module's whole-run fixture is
 # built once; the 400-person run of conftest.py is built once for all workers. The slowest tests are
 # listed at the end (the suite must stay under 15 minutes here).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 test: install
 	$(VENV)/bin/ruff check .
