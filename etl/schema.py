@@ -71,6 +71,11 @@ def in_warehouse(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(found and found[0])
 
 
+def sql_text(text: str) -> str:
+    """`text` as an SQL string literal, for the statements that take no parameters (COPY, a view)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def drop_temp_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop temporary tables, unless the transaction is aborted: then the error that aborted it is the
     one to report, and the tables go with the connection."""

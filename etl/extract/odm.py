@@ -97,6 +97,7 @@ from etl.extract.odm_items import (
     write_batches,
 )
 from etl.fsio import write_bytes, written_atomically
+from etl.schema import sql_text
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
@@ -304,10 +305,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, pa.Table]:
     """Pivot one staged ODM file into a table per ItemGroupOID.
 
@@ -319,7 +316,7 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
     try:
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
-            f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({_sql_text(str(staged))}) "
+            f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({sql_text(str(staged))}) "
             "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
@@ -332,7 +329,7 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
             group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
             # arg_max by line: if an item is sent twice in one record, the later one wins.
             pivots = ", ".join(
-                f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {_sql_text(oid)}) AS {_quote(oid)}"
+                f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {sql_text(oid)}) AS {_quote(oid)}"
                 for oid in item_oids)
             table = con.execute(
                 f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
@@ -369,7 +366,7 @@ def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
     con = duckdb.connect()
     try:
         others = con.execute(
-            f"SELECT DISTINCT coalesce(study_oid, '(none)') FROM read_parquet({_sql_text(str(staged))}) "
+            f"SELECT DISTINCT coalesce(study_oid, '(none)') FROM read_parquet({sql_text(str(staged))}) "
             "WHERE study_oid IS DISTINCT FROM ? ORDER BY 1", [study_oid]).fetchall()
     finally:
         con.close()
@@ -423,7 +420,7 @@ def _removals(staged: Path) -> pd.DataFrame:
             f"SELECT subject_key, study_event_oid, coalesce(study_event_repeat_key, '1') AS study_event_repeat_key, "
             f"form_oid, coalesce(form_repeat_key, '1') AS form_repeat_key, item_group_oid, "
             f"coalesce(item_group_repeat_key, '1') AS item_group_repeat_key, item_oid, line "
-            f"FROM read_parquet({_sql_text(str(staged))}) WHERE transaction_type = 'Remove' ORDER BY line").df()
+            f"FROM read_parquet({sql_text(str(staged))}) WHERE transaction_type = 'Remove' ORDER BY line").df()
     finally:
         con.close()
 

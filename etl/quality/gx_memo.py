@@ -32,6 +32,7 @@ from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import combined_runs
+from etl.schema import sql_text
 
 log = logging.getLogger(__name__)
 
@@ -203,17 +204,13 @@ def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources:
         written = con.execute(
             f"COPY (SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
             f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
-            f"ORDER BY t.rowid) TO {_sql_text(str(path))} (FORMAT parquet)").fetchone()
+            f"ORDER BY t.rowid) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
         files.append((path, written[0] if written else 0))
     return files
 
 
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _sql_list(texts: Sequence[str]) -> str:
-    return "[" + ", ".join(_sql_text(t) for t in texts) + "]::VARCHAR[]"
+    return "[" + ", ".join(sql_text(t) for t in texts) + "]::VARCHAR[]"
 
 
 def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:
