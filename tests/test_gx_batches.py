@@ -457,3 +457,18 @@ def test_the_gx_process_ends_with_the_run_that_started_it(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail(f"the GX process {pid} outlived the run that started it")
+
+
+LAZY_PROBE = """
+import sys
+from etl.quality import gx_suites
+gx_suites.import_gx()
+print(type(sys.modules["scipy.stats"]).__name__)
+from scipy import stats
+print(round(float(stats.norm.ppf(0.975)), 6), type(sys.modules["scipy.stats"]).__name__)
+"""
+
+
+def test_gx_imports_scipy_stats_only_when_it_is_used():
+    done = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["_LazyModule", "1.959964", "module"]

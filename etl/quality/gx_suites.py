@@ -9,8 +9,10 @@ this runs in GX's own process (etl/quality/gx_process.py), or in the run's for a
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +73,33 @@ def _exception(info: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+# GX imports scipy.stats with its distribution expectations (KL divergence, KS tests), which no rule of
+# the catalogue uses: 1.2 s of GX's 4 s import on this machine, paid by every run that validates.
+# Loaded lazily, it is imported only if one of them is used.
+_IMPORTED_ON_USE = ("scipy.stats",)
+
+
 def import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if "great_expectations" not in sys.modules:
+        for name in _IMPORTED_ON_USE:
+            _import_on_use(name)
     import great_expectations  # noqa: F401
+
+
+def _import_on_use(name: str) -> None:
+    """Put module `name` in place now, executed at its first attribute read (importlib's LazyLoader)."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
 
 
 def new_context(data_docs_dir: Path | None) -> Any:
