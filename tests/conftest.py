@@ -1,12 +1,11 @@
 """Settings and fixtures every test shares."""
 
-import fcntl
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_build import built_once
 
 # Tests write export files and run at once: the landing quiet period (a file must be unchanged for
 # that long before it is read) is off, except in the tests of it, which pass their own.
@@ -30,16 +29,11 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, 
     from etl.steps import RunSummary
     from etl.synth import generate
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
-    home = resolve_home(shared / "synthetic-run" / "home")
-    summary_file = shared / "synthetic-run" / "summary.json"
-    summary_file.parent.mkdir(exist_ok=True)
-    with (shared / "synthetic-run.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not summary_file.is_file():  # written last: a home cut short by a crash is built again
-            shutil.rmtree(home.root, ignore_errors=True)
-            home.ensure()
-            generate(home.root, patients=400, seed=11)
-            summary_file.write_text(pipeline.run(home, key_value=SYNTHETIC_RUN_KEY).model_dump_json())
-    return home, home.root / "truth", RunSummary.model_validate_json(summary_file.read_text())
+    def build(folder: Path) -> None:
+        home = resolve_home(folder / "home").ensure()
+        generate(home.root, patients=400, seed=11)
+        (folder / "summary.json").write_text(pipeline.run(home, key_value=SYNTHETIC_RUN_KEY).model_dump_json())
+
+    folder = built_once(tmp_path_factory, "synthetic-run", build)
+    home = resolve_home(folder / "home")
+    return home, home.root / "truth", RunSummary.model_validate_json((folder / "summary.json").read_text())

@@ -13,179 +13,51 @@ asserts:
 - everything under the home still owner-only.
 
 Cases with a test of their own elsewhere (consent withdrawal: test_forget.py; key rotation:
-test_keyguard.py) are not repeated here.
+test_keyguard.py) are not repeated here; the `kill -9` cases are in test_killed_runs.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
-import signal
-import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pytest
+from hostile_home import KEY, Loaded, assert_kept, copy_home, csv_lines, export, load_once, rtw, run_count
 from lxml import etree
 from warehouse_query import query_rows as query
 
-from etl.config import REPO_ROOT, resolve_home
-from etl.crash import CRASH_ENV, POINTS
-from etl.repair import stale_temporaries
+from etl.config import resolve_home
 from etl.runlock import run_lock
-from etl.synth import generate
 
 pytestmark = pytest.mark.integration
-
-RTW = str(Path(sys.executable).with_name("rtw"))
-KEY = "hostile-suite-key"
-CANARY = "canary-5e1d-outside-the-home"
-SOURCES = ("crizotinib_imt", "esmart", "iltb", "registry_it", "sacha_fr")
-ODM_NS = "{http://www.cdisc.org/ns/odm/v1.3}"
-
-
-@dataclass(frozen=True)
-class Loaded:
-    home: Path
-    canary: Path
-    digests: dict[str, str]
-    runs: int
-
-
-def rtw(home: Path, *args: str, env: dict[str, str | None] | None = None,
-        without_root_reads: bool = False) -> subprocess.CompletedProcess[str]:
-    """`rtw run` (or another command) in its own process, as cron or a data manager starts it.
-
-    without_root_reads: root without the capabilities that let it read any file whatever its mode."""
-    full_env = {**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250"}
-    full_env.pop(CRASH_ENV, None)
-    for name, value in (env or {}).items():
-        if value is None:
-            full_env.pop(name, None)
-        else:
-            full_env[name] = value
-    command = [RTW, *(args or ("run",)), "--home", str(home)]
-    if without_root_reads:
-        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
-    return subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=600,
-                          check=False)
-
-
-def source_digests(home: Path) -> dict[str, str]:
-    """Per source, a digest of its rows in every stage table (what it contributes, quarantined too),
-    whichever run loaded them."""
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        # Each stage table with a source_id, and its columns but run_id (the run that loaded a row) and
-        # what linkage derives from every source (another source's change may re-link a patient).
-        tables = con.execute(
-            "SELECT table_name, list(column_name ORDER BY ordinal_position) FILTER (WHERE column_name NOT IN "
-            "('run_id', 'patient_id', 'link_method', 'match_probability')) "
-            "FROM information_schema.columns WHERE table_schema = 'stage' AND table_name NOT LIKE 'source_param%' "
-            "AND table_name <> 'patient_link' GROUP BY 1 HAVING bool_or(column_name = 'source_id') "
-            "ORDER BY 1").fetchall()
-        digests = {}
-        for source in SOURCES:
-            h = hashlib.sha256()
-            for table, columns in tables:
-                selected = ", ".join(f'"{c}"' for c in columns)
-                rows = con.execute(f"SELECT {selected} FROM stage.{table} WHERE source_id = ? ORDER BY ALL",
-                                   [source]).fetchall()
-                h.update(f"{table}:{rows!r}".encode())
-            digests[source] = h.hexdigest()
-        return digests
-    finally:
-        con.close()
-
-
-def run_count(home: Path) -> int:
-    return query(home, "SELECT count(*) FROM meta.run")[0][0]
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory) -> Loaded:
-    root = tmp_path_factory.mktemp("hostile")
-    canary = root / "outside" / "secret.txt"
-    canary.parent.mkdir()
-    canary.write_text(f"root:x:0:0:{CANARY}:/root:/bin/sh\n")
-    _set_atime_back(canary)
-    canary.read_text()  # the check "never read" needs a file system that records reads (relatime does)
-    assert canary.stat().st_atime > canary.stat().st_mtime - 86_400, "reads are not recorded here (noatime?)"
-    home = resolve_home(root / "base").ensure()
-    generate(home.root, patients=120, seed=8)
-    first = rtw(home.root)
-    assert first.returncode == 0, first.stdout + first.stderr
-    digests = source_digests(home.root)
-    assert len(set(digests.values())) == len(SOURCES)  # every source has rows of its own
-    return Loaded(home.root, canary, digests, run_count(home.root))
+    return load_once(tmp_path_factory)
 
 
 @pytest.fixture
 def home(loaded, tmp_path) -> Path:
-    copy = tmp_path / "home"
-    shutil.copytree(loaded.home, copy, symlinks=True)
-    _set_atime_back(loaded.canary)
-    return copy
+    return copy_home(loaded, tmp_path)
 
 
-def _set_atime_back(path: Path) -> None:
-    """An access time before the change time: any read moves it (relatime)."""
-    mtime = path.stat().st_mtime
-    os.utime(path, (mtime - 86_400, mtime))
-
-
-def export(home: Path, source: str, pattern: str = "*") -> Path:
-    (found,) = sorted((home / "landing" / source).glob(pattern))
-    return found
-
-
-def assert_untouched_outside(home: Path, loaded: Loaded) -> None:
-    assert loaded.canary.stat().st_atime == loaded.canary.stat().st_mtime - 86_400, "the canary was read"
-    marker = CANARY.encode()
-    for path in home.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            assert marker not in path.read_bytes(), f"the canary's text is in {path}"
-
-
-def assert_owner_only(home: Path) -> None:
-    for path in [home, *home.rglob("*")]:
-        if path.is_symlink() or path.parent.name == "landing" or path.parent.parent.name == "landing":
-            continue  # landing/ is the sources' drop zone: they deliver with their own modes
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
-
-
-def assert_kept(home: Path, loaded: Loaded, *, changed: tuple[str, ...] = ()) -> None:
-    """Every source but `changed` has exactly the rows it had; nothing outside the home was read."""
-    now = source_digests(home)
-    for source in SOURCES:
-        if source not in changed:
-            assert now[source] == loaded.digests[source], f"{source}'s rows changed"
-    assert_untouched_outside(home, loaded)
-    assert_owner_only(home)
+ODM_NS = "{http://www.cdisc.org/ns/odm/v1.3}"
 
 
 # --- exports that must be refused or held: the source keeps its last good data ------------------
 
-def _csv_lines(path: Path) -> list[bytes]:
-    return path.read_bytes().split(b"\r\n")
-
-
 def header_only(home: Path, loaded: Loaded) -> None:
     f = export(home, "registry_it")
-    f.write_bytes(_csv_lines(f)[0] + b"\r\n")
+    f.write_bytes(csv_lines(f)[0] + b"\r\n")
 
 
 def cut_in_half_at_a_line(home: Path, loaded: Loaded) -> None:
     f = export(home, "registry_it")
-    lines = _csv_lines(f)
+    lines = csv_lines(f)
     f.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
 
 
@@ -276,19 +148,19 @@ def utf16(home: Path, loaded: Loaded) -> None:
 
 def binary_garbage(home: Path, loaded: Loaded) -> None:
     f = export(home, "registry_it")
-    f.write_bytes(_csv_lines(f)[0] + b"\r\n" + os.urandom(4096).replace(b"\r\n", b"") + b"\r\n")
+    f.write_bytes(csv_lines(f)[0] + b"\r\n" + os.urandom(4096).replace(b"\r\n", b"") + b"\r\n")
 
 
 def column_renamed(home: Path, loaded: Loaded) -> None:
     f = export(home, "registry_it")
-    lines = _csv_lines(f)
+    lines = csv_lines(f)
     lines[0] = lines[0].replace(b"data_diagnosi", b"data_della_diagnosi")
     f.write_bytes(b"\r\n".join(lines))
 
 
 def column_dropped(home: Path, loaded: Loaded) -> None:
     f = export(home, "iltb", "ILTB_ENROL.csv")
-    rows = [line.split(b";") for line in _csv_lines(f)]
+    rows = [line.split(b";") for line in csv_lines(f)]
     f.write_bytes(b"\r\n".join(b";".join(r[:5] + r[6:]) for r in rows))  # BRTHDAT gone
 
 
@@ -306,7 +178,7 @@ def fifo(home: Path, loaded: Loaded) -> None:
 def older_export_arriving_late(home: Path, loaded: Loaded) -> None:
     """Last month's export re-sent after this month's: the newest of the series stays current."""
     f = export(home, "registry_it")
-    lines = _csv_lines(f)
+    lines = csv_lines(f)
     (f.parent / "TREP_export_20261001.csv").write_bytes(b"\r\n".join(lines[:5]) + b"\r\n")
 
 
@@ -464,7 +336,7 @@ def test_a_step_s_files_missing_on_the_next_worker_fail_the_source_never_publish
 
 def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home, loaded):
     f = export(home, "registry_it")
-    lines = _csv_lines(f)
+    lines = csv_lines(f)
     header = lines[0].split(b";")
     fields = lines[1].split(b";")
     payload = {b"morfologia": b'=HYPERLINK("http://x.test/?"&A1;"open")'.replace(b";", b","),
@@ -494,7 +366,7 @@ def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home
 
 def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loaded):
     f = export(home, "registry_it")
-    lines = _csv_lines(f)
+    lines = csv_lines(f)
     header = lines[0].split(b";")
     fields = lines[1].split(b";")
     fields[header.index(b"data_registrazione")] = b"01/01/2150"
@@ -506,41 +378,4 @@ def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loade
     assert ("XT-DATE-NOT-AFTER-EXPORT",) in flagged
     years = [y for (y,) in query(home, "SELECT DISTINCT registration_year FROM marts.registry_activity")]
     assert years and max(years) <= 2026
-    assert_kept(home, loaded, changed=("registry_it",))
-
-
-# --- kill -9 at each phase of a run ---------------------------------------------------------------
-
-def _marts_run(home: Path) -> str:
-    return json.loads((home / "marts" / "current" / "_manifest.json").read_text())["run_id"]
-
-
-@pytest.mark.parametrize("point", POINTS)
-def test_a_run_killed_at_any_phase_loses_nothing_and_the_next_run_repairs(point, home, loaded):
-    f = export(home, "registry_it")
-    f.write_bytes(b"\r\n".join(_csv_lines(f)[:-3]) + b"\r\n")  # the last two records withdrawn
-    before = _marts_run(home)
-    killed = rtw(home, env={CRASH_ENV: point})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    swapped = point in ("after_swap", "outputs")
-    assert run_count(home) == loaded.runs + swapped  # the live warehouse is the old one or the new one
-    if not swapped:
-        assert_kept(home, loaded)
-    leftovers = []
-    if point == "after_swap":  # the new warehouse is live, its outputs are not
-        assert _marts_run(home) == before and os.readlink(home / "reports" / "latest") == before
-        (killed_run,) = query(home, "SELECT max(run_id) FROM meta.run")[0]
-        # What kills during publish leave behind, for the repair to clear.
-        leftovers = [home / f".warehouse.duckdb.{killed_run}-dead.next", home / "staging" / ".x.parquet.ab12.partial"]
-        for path in leftovers:
-            path.write_text("half")
-    done = rtw(home)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert stale_temporaries(resolve_home(home)) == []
-    assert not any(p.exists() for p in leftovers)
-    if point == "after_swap":
-        assert "repair:" in done.stdout
-    (live,) = query(home, "SELECT max(run_id) FROM meta.run WHERE validated")[0]
-    assert _marts_run(home) == live and os.readlink(home / "reports" / "latest") == live
-    assert query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("loaded",)]
     assert_kept(home, loaded, changed=("registry_it",))
