@@ -28,24 +28,29 @@ def _catalogue() -> duckdb.DuckDBPyConnection:
 
 
 @cache
-def columns(table: str) -> tuple[str, ...]:
-    """Column names of `schema.table`, in their DDL order."""
-    schema, name = table.split(".")
-    rows = _catalogue().execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-        "ORDER BY column_index", [schema, name]).fetchall()
-    if not rows:
-        raise KeyError(f"no table {table} in the warehouse DDL ({', '.join(DDL_FILES)})")
-    return tuple(r[0] for r in rows)
+def _tables_columns() -> dict[str, tuple[tuple[str, str], ...]]:
+    """(column, DuckDB type) of every table the DDL defines, in DDL order, by `schema.table` (one
+    catalogue query for all: a query per table cost an unchanged run 0.08 s)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in _catalogue().execute(
+            "SELECT schema_name || '.' || table_name, column_name, data_type FROM duckdb_columns() "
+            "ORDER BY schema_name, table_name, column_index").fetchall():
+        found.setdefault(table, []).append((column, kind))
+    return {table: tuple(typed) for table, typed in found.items()}
+
+
+def column_types(table: str) -> tuple[tuple[str, str], ...]:
+    """(column, DuckDB type) of `schema.table`, in their DDL order."""
+    try:
+        return _tables_columns()[table]
+    except KeyError:
+        raise KeyError(f"no table {table} in the warehouse DDL ({', '.join(DDL_FILES)})") from None
 
 
 @cache
-def column_types(table: str) -> tuple[tuple[str, str], ...]:
-    """(column, DuckDB type) of `schema.table`, in their DDL order."""
-    schema, name = table.split(".")
-    return tuple(_catalogue().execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-        "ORDER BY column_index", [schema, name]).fetchall())
+def columns(table: str) -> tuple[str, ...]:
+    """Column names of `schema.table`, in their DDL order."""
+    return tuple(column for column, _ in column_types(table))
 
 
 @cache

@@ -58,7 +58,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pyreadstat
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl.extract.adapter import (
@@ -231,17 +230,16 @@ def _xport_members(path: Path) -> int:
         return count
 
 
-def _reader(file_format: str) -> Any:
-    return pyreadstat.read_sas7bdat if file_format == "sas7bdat" else pyreadstat.read_xport
-
-
 class _UndecodableText(ExtractError):
     """Text of the file that its encoding (declared, assumed or given) does not decode."""
 
 
 def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tuple[pd.DataFrame, Any]:
+    import pyreadstat  # here, not above: every run discovers this adapter, few read SAS (its import is 0.07 s)
+
+    reader = pyreadstat.read_sas7bdat if file_format == "sas7bdat" else pyreadstat.read_xport
     try:
-        return _reader(file_format)(  # type: ignore[no-any-return]
+        return reader(  # type: ignore[no-any-return]
             str(path) if source is None else source, disable_datetime_conversion=True, **kwargs)
     except UnicodeDecodeError as error:
         raise _UndecodableText(f"{path.name}: text that is not UTF-8 (byte {error.object[error.start:error.end]!r}); "

@@ -539,9 +539,16 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
 
 def load_mapping(path: Path) -> SourceMapping:
     """Read and validate one mapping file."""
+    return _mapping_of(path, path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=64)
+def _mapping_of(path: Path, text: str) -> SourceMapping:
+    """The mapping a file's text gives, validated once per process: a run reads each mapping several
+    times (planning, extraction, harmonising, validation), and a mapping is frozen."""
     try:
-        # libyaml's loader when present: a run reads every mapping several times, 10x faster than pure Python
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        # libyaml's loader when present: 10x faster than pure Python
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
