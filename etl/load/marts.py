@@ -34,6 +34,7 @@ from etl.load.populations import default_population_file, read_child_population,
 from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier, plot_survival
 from etl.quality.validate import write_source_params
+from etl.schema import sql_text
 
 __all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
            "plot_survival"]
@@ -136,8 +137,7 @@ def _write_set(con: duckdb.DuckDBPyConnection, folder: Path, run_id: str, names:
     rows = {}
     for name in names:
         target = folder / f"{name}.parquet"
-        quoted = str(target).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM marts.{name}) TO '{quoted}' "
+        con.execute(f"COPY (SELECT * FROM marts.{name}) TO {sql_text(str(target))} "
                     f"(FORMAT parquet, KV_METADATA {{run_id: '{run_id}', mart: '{name}'}})")
         rows[name] = pq.read_metadata(target).num_rows
     manifest = {"run_id": run_id, "exported_at": datetime.now(UTC).isoformat(), "rows": rows}

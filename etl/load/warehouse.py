@@ -416,7 +416,7 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
                 con.execute("CHECKPOINT")
             if compact:
                 name = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-                con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS fresh")
+                con.execute(f"ATTACH {schema.sql_text(str(fresh))} AS fresh")
                 con.execute(f'COPY FROM DATABASE "{name}" TO fresh')
                 con.execute("DETACH fresh")
         except BaseException:
