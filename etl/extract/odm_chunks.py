@@ -1,16 +1,19 @@
-"""The fast path of ODM staging: a plain export parsed in two halves, on two cores.
+"""The fast path of ODM staging: a plain export read subject by subject, in parts, on two cores.
 
 A plain export is what EDC systems write every night: one ClinicalData, no DOCTYPE, no
-ReferenceData items, each SubjectData starting a line. Such a file is cut before the SubjectData
-line nearest its middle, and each half is parsed as a document of its own (the file's declaration
-and start tags, the half, the closing tags; `odm.SubDocument`), the second by a second process;
-the halves' Parquet is joined in file order. (The prolog before the first subject is a part of its
-own, parsed with the first half, so its content is checked as in the whole file.)
+ReferenceData items, each SubjectData starting a line. Such a file is cut before SubjectData lines
+into parts of some PART_LINES lines (under MAX_PART_LINES: `odm_subjects` takes its lines from
+libxml2, which counts an element's line only to 65,535), and each part is parsed as a document of
+its own (the file's declaration and start tags, the part, the closing tags; `odm_items.SubDocument`)
+by `odm_subjects`. From MIN_BYTES, the later half of the parts is staged by a second process; the
+halves' Parquet is joined in file order. (The prolog before the first subject is a part of its own,
+read by the one-pass reader, so its content is checked as in the whole file.)
 
 Nothing is believed: a cut that does not fall between two subjects at the top level of ClinicalData
 (inside a comment, a CDATA section, a subject) leaves a part unclosed, which libxml2 refuses.
-Any refusal, and any notice a part raises (the prolog's empty ClinicalData aside), sends the whole
-file to the one-pass reader, whose errors and notices are the reference.
+Any refusal, anything `odm_subjects` does not read itself, and any notice a part raises (the
+prolog's empty ClinicalData aside), sends the whole file to the one-pass reader, whose rows, errors
+and notices are the reference.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from etl.extract.odm_items import SubDocument
 
 log = logging.getLogger(__name__)
 
-MIN_BYTES = 8 << 20  # below this one pass is fast enough, and a second process not worth starting
+MIN_BYTES = 8 << 20  # below this one process reads it all, a second one not worth starting
+# libxml2 knows the line of an element only up to 65,535 (`odm_subjects`): a part is cut shorter.
+PART_LINES, MAX_PART_LINES = 40_000, 60_000
 _CLOSE = b"</ClinicalData></ODM>\n"
 _SUBJECT_LINE = re.compile(rb"\n[ \t]*<SubjectData[\s>]")
 _ATTRIBUTES = rb"""(?:\s+[^\s=>/]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*>"""
@@ -43,28 +48,65 @@ _CLINICAL_DATA = re.compile(rb"<ClinicalData" + _ATTRIBUTES)
 _DECLARATION = re.compile(rb"<\?xml[^>]*\?>")
 
 
-def plan_parts(path: Path, *, min_bytes: int | None = None) -> list[SubDocument] | None:
-    """The prolog and the two halves of a plain export, or None."""
-    if path.stat().st_size < (MIN_BYTES if min_bytes is None else min_bytes):
+def plan_parts(path: Path) -> list[SubDocument] | None:
+    """The prolog, then the subjects in parts under MAX_PART_LINES lines each, of a plain export; or None."""
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _plan(data)
+
+
+def _plan(data: mmap.mmap) -> list[SubDocument] | None:
+    clinical = data.find(b"<ClinicalData")
+    if (clinical < 0 or data.find(b"<ClinicalData", clinical + 1) >= 0 or data.find(b"<!DOCTYPE", 0, clinical) >= 0
+            or data.find(b"<ItemData", 0, clinical) >= 0):
         return None
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        clinical = data.find(b"<ClinicalData")
-        if (clinical < 0 or data.find(b"<ClinicalData", clinical + 1) >= 0 or data.find(b"<!DOCTYPE", 0, clinical) >= 0
-                or data.find(b"<ItemData", 0, clinical) >= 0):
-            return None
-        root, start_tag = _ROOT.search(data, 0, clinical), _CLINICAL_DATA.match(data, clinical)
-        declaration = _DECLARATION.match(data)
-        first = _SUBJECT_LINE.search(data, clinical)
-        middle = _SUBJECT_LINE.search(data, max(clinical, len(data) // 2))
-        if root is None or start_tag is None or first is None or middle is None or middle.start() <= first.start():
-            return None
-        first_subject, cut = first.start() + 1, middle.start() + 1
-        head = (declaration.group() + b"\n" if declaration else b"") + root.group() + b"\n" + start_tag.group() + b"\n"
-        first_line = 1 + _line_breaks(data, 0, first_subject)
-        cut_line = first_line + _line_breaks(data, first_subject, cut)
-        return [SubDocument(b"", 0, first_subject, _CLOSE, 1),
-                SubDocument(head, first_subject, cut, _CLOSE, first_line),
-                SubDocument(head, cut, len(data), b"", cut_line)]
+    root, start_tag = _ROOT.search(data, 0, clinical), _CLINICAL_DATA.match(data, clinical)
+    declaration = _DECLARATION.match(data)
+    first = _SUBJECT_LINE.search(data, clinical)
+    if root is None or start_tag is None or first is None:
+        return None
+    head = (declaration.group() + b"\n" if declaration else b"") + root.group() + b"\n" + start_tag.group() + b"\n"
+    start = first.start() + 1
+    line = 1 + _line_breaks(data, 0, start)
+    parts = [SubDocument(b"", 0, start, _CLOSE, 1)]
+    # Parts of about PART_LINES lines, by the mean length of the first subjects' lines; each cut is made
+    # before a SubjectData line.
+    sample = data[start:start + (1 << 20)]
+    line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
+    while start < len(data):
+        cut_at = _SUBJECT_LINE.search(data, start + PART_LINES * line_bytes)
+        end = cut_at.start() + 1 if cut_at else len(data)
+        lines = _line_breaks(data, start, end)
+        if lines >= MAX_PART_LINES:  # longer lines here than on average: the last cut that keeps it short
+            last = None
+            for match in _SUBJECT_LINE.finditer(data, start, _line_start(data, start, MAX_PART_LINES - 1)):
+                last = match
+            if last is None:
+                return None  # a subject as long as a part
+            end = last.start() + 1
+            lines = _line_breaks(data, start, end)
+        parts.append(SubDocument(head, start, end, b"" if end == len(data) else _CLOSE, line))
+        start, line = end, line + lines
+    return parts
+
+
+def _line_start(data: mmap.mmap, start: int, lines: int) -> int:
+    """Where the line `lines` lines after the one at `start` begins (the end of data if sooner)."""
+    at = start
+    while lines > 0:
+        block = data[at:at + (8 << 20)]
+        if not block:
+            return len(data)
+        breaks = block.count(b"\n")
+        if breaks >= lines:
+            for _ in range(lines):
+                at = data.find(b"\n", at) + 1
+            return at
+        lines -= breaks
+        at += len(block)
+    return at
 
 
 def _line_breaks(data: mmap.mmap, start: int, end: int) -> int:
@@ -72,34 +114,45 @@ def _line_breaks(data: mmap.mmap, start: int, end: int) -> int:
     return sum(data[at:min(at + (8 << 20), end)].count(b"\n") for at in range(start, end, 8 << 20))
 
 
-def _second_process(path: Path, half: SubDocument, out: Path, lineage: dict[str, str],
+def _second_process(path: Path, parts: list[SubDocument], out: Path, lineage: dict[str, str],
                     batch_rows: int) -> subprocess.Popen[str] | None:
-    """A process staging the second half (a plain interpreter: nothing of the caller's main module is
-    imported again, and a daemon, such as a Celery pool process, may start it). It is told where the
-    half lies, and the file's size and time, which it checks instead of planning again."""
+    """A process staging `parts` (a plain interpreter: nothing of the caller's main module is imported
+    again, and a daemon, such as a Celery pool process, may start it). It is told where the parts lie,
+    and the file's size and time, which it checks instead of planning again."""
     if (os.cpu_count() or 1) < 2:
         return None
     seen = path.stat()
-    where = {"head": half.head.decode("latin-1"), "start": half.start, "end": half.end, "first_line": half.first_line,
-             "size": seen.st_size, "mtime_ns": seen.st_mtime_ns}
+    where = {"parts": [{"head": p.head.decode("latin-1"), "start": p.start, "end": p.end, "tail": p.tail.decode(
+        "latin-1"), "first_line": p.first_line} for p in parts], "size": seen.st_size, "mtime_ns": seen.st_mtime_ns}
     return subprocess.Popen([sys.executable, "-m", odm_part.__name__, str(path), str(out), str(batch_rows),
                              json.dumps(lineage), json.dumps(where)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
+def _halves(parts: list[SubDocument]) -> tuple[list[SubDocument], list[SubDocument]]:
+    """The parts in two runs of about the same bytes, the first with the prolog."""
+    total = parts[-1].end
+    for at, part in enumerate(parts):
+        if at > 1 and part.end - total / 2 > total / 2 - part.start:
+            return parts[:at], parts[at:]
+    return parts, []
+
+
 def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, str],
                    batch_rows: int) -> StageResult | None:
-    """Stage a plain export to `out` in two halves, or return None (then `out` is to be written by the
-    one-pass reader): not a plain export, or a part refused or noticed something."""
+    """Stage a plain export to `out` part by part (the second half by a second process when the file
+    holds MIN_BYTES), or return None (then `out` is to be written by the one-pass reader): not a plain
+    export, or a part refused or noticed something."""
     parts = plan_parts(path)
     if parts is None:
         return None
+    mine, theirs = _halves(parts) if path.stat().st_size >= MIN_BYTES else (parts, [])
     second = fsio.temp_name(out)
-    other = _second_process(path, parts[2], second, lineage, batch_rows)
+    other = _second_process(path, theirs, second, lineage, batch_rows) if theirs else None
     try:
         with pq.ParquetWriter(out, schema) as writer:
             try:
-                rows, notices = odm_part.write_parts(writer, path, parts[:2] if other else parts, schema, lineage,
+                rows, notices = odm_part.write_parts(writer, path, mine if other else parts, schema, lineage,
                                                      batch_rows)
             except Exception as error:  # the one-pass reader will say exactly what is wrong, and where
                 log.debug("%s: staged in one pass after a part failed: %s", path.name, error)

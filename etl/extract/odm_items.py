@@ -219,9 +219,12 @@ def _open_frame(local: str, elem: Any, parent: list[Any], frames: list[list[Any]
 
 
 def _record_batch(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, list[str | None]],
-                  segments: list[tuple[int, int]]) -> pa.RecordBatch:
+                  segments: list[tuple[int, int]], *, inherited_audits: bool | None = None) -> pa.RecordBatch:
     """The rows in `flat` as a batch of STAGING_SCHEMA; a row's keys, site and inherited AuditRecord
-    come from its frame, its clinical_data_index from `segments` ((rows so far, index) per flush)."""
+    come from its frame, its clinical_data_index from `segments` ((rows so far, index) per flush).
+
+    inherited_audits: whether a frame above a row may hold an AuditRecord (None: look at `frames`,
+    which then holds every frame)."""
     rows = len(flat) // _ROW
     frame_index = flat[6::_ROW]
     take = pa.array(frame_index, pa.int32())
@@ -230,7 +233,9 @@ def _record_batch(flat: list[Any], frames: list[list[Any]], own_audits: dict[int
     sites = [frame[_SITE][0] if frame[_SITE] is not None else None for frame in frames]
     site = pa.array(sites, pa.string()).take(take)
     audit_columns: list[pa.Array]
-    if any(frame[_AUDIT] is not None for frame in frames):  # nearest AuditRecord, like TransactionType
+    if inherited_audits is None:
+        inherited_audits = any(frame[_AUDIT] is not None for frame in frames)
+    if inherited_audits:  # nearest AuditRecord, like TransactionType
         found = []
         for row, index in enumerate(frame_index):
             audit, frame = own_audits.get(row), frames[index]

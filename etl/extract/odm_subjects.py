@@ -1,0 +1,313 @@
+"""The plain export's reader: each SubjectData read whole, as a tree, once it has ended.
+
+`odm_items.read_item_batches` reads any ODM with one Python step per XML event, start and end
+(four for a line of `<ItemData .../>`, with the line fed on its own to count lines). A plain
+export, what EDC systems write every night, needs none of that: here libxml2 reports only the
+ends of SubjectData, and each subject's tree is walked in Python (ItemData, the most of it, cost
+one iteration and one `items()` each). Rows, keys and audit trails are those of
+`read_item_batches` (its batch builder makes them), lines are libxml2's `sourceline`, exact in a
+document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
+file into parts that are shorter.
+
+Plain means: ClinicalData holds only SubjectData, SubjectData holds SiteRef, AuditRecord and
+StudyEventData, StudyEventData FormData, FormData ItemGroupData, ItemGroupData `<ItemData>`
+(not its typed variants, not ODM 2.0's `<Value>` children); AuditRecords anywhere in that
+hierarchy; no entity reference but XML's five, no vendor element. Anything else raises
+`NotPlain`, and the file goes to `read_item_batches`, whose rows, errors and notices are the
+reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from lxml import etree
+
+from etl.extract.odm_items import (
+    _AUDIT,
+    _DATASET_XML_SEQ,
+    _INDEX,
+    _KEYS,
+    _ROW,
+    _SITE,
+    _TT,
+    SAFE_PARSER,
+    SubDocument,
+    _record_batch,
+    feed_pieces,
+    format_error,
+    root_prefix,
+)
+
+
+class NotPlain(Exception):
+    """The part holds something only the general reader reads; the message says what."""
+
+
+_PARSER = {**SAFE_PARSER, "tag": ("{*}ODM", "{*}ClinicalData", "{*}SubjectData")}
+# Attribute names whose absence from the file lets its rows be read with fewer calls (longest first).
+_RARE_ATTRIBUTES = (b"TransactionType", b"ItemGroupDataSeq", b"IsNull")
+
+
+def read_subject_batches(path: Path, document: SubDocument, *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+    """The rows of `read_item_batches(path, document=document)`, in batches of about `batch_rows`.
+
+    Raises NotPlain for what is not a plain export, OdmFormatError for what is not well-formed."""
+    parser = etree.XMLPullParser(**_PARSER)
+    events = parser.read_events()
+    # The document's line L is the file's line first_line + L - 1 - (the head's lines).
+    shift = document.first_line - 1 - document.head.count(b"\n")
+    root: Any = None
+    subjects: _Subjects | None = None
+    rare, tail = False, b""
+    try:
+        with path.open("rb") as handle:
+            for pieces, suspicious in feed_pieces(handle, document):
+                if suspicious:
+                    raise NotPlain("an entity reference other than XML's five")
+                data = b"".join(pieces)
+                if not rare:
+                    seen = tail + data  # a name cut between two reads of a very long line is still found
+                    rare = any(name in seen for name in _RARE_ATTRIBUTES)
+                    tail = data[-len(_RARE_ATTRIBUTES[0]):]
+                parser.feed(data)
+                for event, elem in events:
+                    if root is None:
+                        root = elem
+                        prefix = root_prefix(path, elem, shift + (elem.sourceline or 1))
+                    elif subjects is None:
+                        if event != "start" or elem.tag != prefix + "ClinicalData" or elem.getparent() is not root:
+                            raise NotPlain(f"a <{elem.tag}> before ClinicalData")
+                        subjects = _Subjects(elem, prefix, shift)
+                    elif event == "start":
+                        if elem.tag != subjects.subject_tag:
+                            raise NotPlain(f"a <{elem.tag}> in ClinicalData")
+                    elif elem.tag == subjects.subject_tag:
+                        subjects.rare_attributes = rare  # of every byte fed so far, so of this subject's
+                        subjects.read(elem)
+                        if len(subjects.flat) >= batch_rows * _ROW:
+                            yield subjects.batch()
+                    elif elem is subjects.clinical:
+                        subjects.close()
+                    elif elem is not root:
+                        raise NotPlain(f"a <{elem.tag}> in ClinicalData")
+            parser.close()
+    except etree.ParseError as error:
+        raise format_error(path, error) from None
+    if subjects is None or not subjects.rows:
+        raise NotPlain("no ItemData")  # the general reader has a notice for it
+    if subjects.flat:
+        yield subjects.batch()
+
+
+class _Subjects:
+    """The rows of the subjects read so far, as `odm_items` keeps them: frames (here only those rows
+    point to) and a flat row list."""
+
+    def __init__(self, clinical: Any, prefix: str, shift: int) -> None:
+        self.clinical, self.shift = clinical, shift
+        self.subject_tag = prefix + "SubjectData"
+        self.tags = {prefix + name: name for name in (
+            "SiteRef", "AuditRecord", "StudyEventData", "FormData", "ItemGroupData", "ItemData", "UserRef",
+            "LocationRef", "DateTimeStamp", "ReasonForChange", "SourceID")}
+        self.item_tag, self.audit_tag = prefix + "ItemData", prefix + "AuditRecord"
+        study = (clinical.get("StudyOID"), clinical.get("MetaDataVersionOID"), *(None,) * 7)
+        self.clinical_frame: list[Any] = [None, "ClinicalData", None, None, None, 0, study]
+        self.frames: list[list[Any]] = []
+        self.flat: list[Any] = []
+        self.own_audits: dict[int, list[str | None]] = {}
+        self.audited_containers = False
+        self.rows = 0  # read so far
+        self.last: Any = None  # the subject read before, kept (cleared) until the next one ends
+        # Attributes a plain ItemData may lack; until the file has shown one, its items are read by
+        # two `get`s (a third of `items()`'s cost).
+        self.rare_attributes = False
+
+    def read(self, subject: Any) -> None:
+        if subject.getparent() is not self.clinical:
+            raise NotPlain("a SubjectData below ClinicalData's top level")
+        if subject.getprevious() is not self.last:
+            raise NotPlain("ClinicalData holds more than SubjectData")
+        before = len(self.flat)
+        if self.rare_attributes:
+            self._container(subject, "SubjectData", self.clinical_frame)
+        else:
+            self._lean_subject(subject)
+        self.rows += (len(self.flat) - before) // _ROW
+        subject.clear()
+        if self.last is not None:
+            subject.getparent().remove(self.last)
+        self.last = subject
+
+    def close(self) -> None:
+        if len(self.clinical) != (self.last is not None):
+            raise NotPlain("ClinicalData holds more than SubjectData")
+
+    def batch(self) -> pa.RecordBatch:
+        batch = _record_batch(self.flat, self.frames, self.own_audits, [(len(self.flat) // _ROW, 0)],
+                              inherited_audits=self.audited_containers)
+        self.flat.clear()
+        self.own_audits.clear()
+        self.frames = []
+        self.audited_containers = False
+        return batch
+
+    def _row_frame(self, frame: list[Any]) -> int:
+        """The frame's index in the batch's frame table, where it goes once a row points to it."""
+        if frame[_INDEX] is None:
+            frame[_INDEX] = len(self.frames)
+            self.frames.append(frame)
+        return int(frame[_INDEX])
+
+    def _container(self, elem: Any, name: str, parent: list[Any]) -> None:
+        """A container's frame and rows, then its children's, in document order."""
+        keys = parent[_KEYS]
+        if name == "ItemGroupData":
+            repeat_key = elem.get("ItemGroupRepeatKey")
+            if repeat_key is None and self.rare_attributes:
+                repeat_key = elem.get("ItemGroupDataSeq")
+                if repeat_key is None:
+                    repeat_key = elem.get(_DATASET_XML_SEQ)
+            keys = (*keys[:7], elem.get("ItemGroupOID"), repeat_key)
+        elif name == "FormData":
+            keys = (*keys[:5], elem.get("FormOID"), elem.get("FormRepeatKey"), *keys[7:])
+        elif name == "StudyEventData":
+            keys = (*keys[:3], elem.get("StudyEventOID"), elem.get("StudyEventRepeatKey"), *keys[5:])
+        else:
+            keys = (*keys[:2], elem.get("SubjectKey"), *keys[3:])
+        own_tt = elem.get("TransactionType") if self.rare_attributes else None
+        site = [None] if name == "SubjectData" else parent[_SITE]
+        frame = [parent, name, parent[_TT] if own_tt is None else own_tt, site, None, None, keys]
+        if own_tt == "Remove":  # a container removed by a transactional export: a row of its own
+            self.flat.extend((elem.get("ItemOID"), elem.get("Value"), elem.get("IsNull") == "Yes", None, own_tt,
+                              self.shift + elem.sourceline, self._row_frame(frame)))
+        if name == "ItemGroupData":
+            self._items(elem, frame)
+            return
+        inner, tags = _INNER[name], self.tags
+        for child in elem:
+            local = tags.get(child.tag)
+            if local == inner:
+                self._container(child, local, frame)
+            elif local == "AuditRecord":
+                frame[_AUDIT] = self._audit(child)
+                self.audited_containers = True
+            elif local == "SiteRef" and name == "SubjectData" and not len(child):
+                site[0] = child.get("LocationOID")
+            else:
+                raise NotPlain(f"a <{child.tag}> in {name}")
+
+    def _lean_subject(self, subject: Any) -> None:
+        """`_container` for a subject of a file without the rare attributes (no TransactionType, so no
+        Remove; no IsNull, no ItemGroupDataSeq), unrolled: what most nightly exports are."""
+        tags, item_tag, extend, frames, shift = self.tags, self.item_tag, self.flat.extend, self.frames, self.shift
+        study, version = self.clinical_frame[_KEYS][:2]
+        subject_key = subject.get("SubjectKey")
+        site: list[str | None] = [None]
+        subject_frame = [self.clinical_frame, "SubjectData", None, site, None, None,
+                         (study, version, subject_key, *(None,) * 6)]
+        for event in subject:
+            local = tags.get(event.tag)
+            if local != "StudyEventData":
+                if local == "SiteRef" and not len(event):
+                    site[0] = event.get("LocationOID")
+                else:
+                    self._other_child(event, local, subject_frame)
+                continue
+            event_oid, event_repeat = event.get("StudyEventOID"), event.get("StudyEventRepeatKey")
+            event_frame = [subject_frame, "StudyEventData", None, site, None, None,
+                           (study, version, subject_key, event_oid, event_repeat, *(None,) * 4)]
+            for form in event:
+                local = tags.get(form.tag)
+                if local != "FormData":
+                    self._other_child(form, local, event_frame)
+                    continue
+                form_keys = (study, version, subject_key, event_oid, event_repeat, form.get("FormOID"),
+                             form.get("FormRepeatKey"))
+                form_frame = [event_frame, "FormData", None, site, None, None, (*form_keys, None, None)]
+                for group in form:
+                    local = tags.get(group.tag)
+                    if local != "ItemGroupData":
+                        self._other_child(group, local, form_frame)
+                        continue
+                    frame = [form_frame, "ItemGroupData", None, site, None, len(frames),
+                             (*form_keys, group.get("ItemGroupOID"), group.get("ItemGroupRepeatKey"))]
+                    frames.append(frame)
+                    index = frame[_INDEX]
+                    for item in group:
+                        if item.tag != item_tag:
+                            self._other_child(item, tags.get(item.tag), frame)
+                            continue
+                        if len(item):
+                            self._item_audit(item)
+                        extend((item.get("ItemOID"), item.get("Value"), False, None, None, shift + item.sourceline,
+                                index))
+
+    def _other_child(self, child: Any, local: str | None, frame: list[Any]) -> None:
+        """A container's child that is not the next container down: its AuditRecord, or not plain."""
+        if local != "AuditRecord":
+            raise NotPlain(f"a <{child.tag}> in {frame[1]}")
+        frame[_AUDIT] = self._audit(child)
+        self.audited_containers = True
+
+    def _items(self, group: Any, frame: list[Any]) -> None:
+        """The ItemData of a group: the hot loop of a plain export."""
+        extend, item_tag, shift, inherited = self.flat.extend, self.item_tag, self.shift, frame[_TT]
+        index = self._row_frame(frame) if len(group) else None
+        for item in group:
+            if item.tag != item_tag:
+                if item.tag != self.audit_tag:
+                    raise NotPlain(f"a <{item.tag}> in ItemGroupData")
+                frame[_AUDIT] = self._audit(item)
+                self.audited_containers = True
+                continue
+            if len(item):
+                self._item_audit(item)
+            if not self.rare_attributes:
+                extend((item.get("ItemOID"), item.get("Value"), False, None, inherited, shift + item.sourceline, index))
+                continue
+            oid = value = tt = None
+            null = False
+            for name, text in item.items():
+                if name == "ItemOID":
+                    oid = text
+                elif name == "Value":
+                    value = text
+                elif name == "IsNull":
+                    null = text == "Yes"
+                elif name == "TransactionType":
+                    tt = text
+            extend((oid, None if null else value, null, None, inherited if tt is None else tt,
+                    shift + item.sourceline, index))
+
+    def _item_audit(self, item: Any) -> None:
+        audit = None
+        for child in item:
+            if child.tag != self.audit_tag:
+                raise NotPlain(f"a <{child.tag}> in ItemData")
+            audit = self._audit(child)
+        if audit is not None:
+            self.own_audits[len(self.flat) // _ROW] = audit
+
+    def _audit(self, record: Any) -> list[str | None]:
+        """[user, date-time, reason] of an AuditRecord, as `read_item_batches` reads them."""
+        audit: list[str | None] = [None, None, None]
+        for child in record:
+            local = self.tags.get(child.tag)
+            if len(child):
+                raise NotPlain(f"a <{child.tag}> with elements in AuditRecord")
+            if local == "UserRef":
+                audit[0] = child.get("UserOID")
+            elif local == "DateTimeStamp":
+                audit[1] = child.text
+            elif local == "ReasonForChange":
+                audit[2] = child.text
+            elif local not in ("LocationRef", "SourceID"):
+                raise NotPlain(f"a <{child.tag}> in AuditRecord")
+        return audit
+
+
+_INNER = {"SubjectData": "StudyEventData", "StudyEventData": "FormData", "FormData": "ItemGroupData"}
