@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format, staging_writer
 from etl.extract.errors import ExtractError
 from etl.extract.one_line_csv import stage_one_line_records
 from etl.fsio import write_bytes, written_atomically
@@ -310,7 +310,7 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
                                       schema, lineage)
         if rows is None:
             rows = 0
-            with pq.ParquetWriter(temp, schema) as writer:
+            with staging_writer(temp, schema) as writer:
                 for chunk in iter_csv_rows(path, dialect, chunk_rows=chunk_rows):
                     writer.write_table(pa.Table.from_pandas(chunk.assign(**lineage), schema=schema,
                                                             preserve_index=False))

@@ -62,7 +62,7 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind, staging_writer
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
@@ -373,7 +373,7 @@ def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_ro
                                    + [pa.field(LINE_COLUMN, pa.int64())]
                                    + [pa.field(key, pa.string()) for key in lineage],
                                    metadata={SHEET_METADATA_KEY: sheet.name.encode()})
-                writer = pq.ParquetWriter(out, schema)
+                writer = staging_writer(out, schema)
             arrays = [pa.array(column, type=pa.string()) for column in columns]
             arrays.append(pa.array(numbers, type=pa.int64()))
             arrays += [pa.repeat(pa.scalar(value, pa.string()), len(numbers)) for value in lineage.values()]

@@ -79,23 +79,20 @@ from etl.extract.adapter import (
     compact_record_table,
     record_frame,
     refuse_if_other_format,
+    staging_writer,
 )
 from etl.extract.odm_items import (
     ENTITY_CHECKPOINTS,
     ODM_ROW_COLUMNS,
-    SAFE_PARSER,
     STAGING_SCHEMA,
-    OdmFormatError,
-    SubDocument,
     drop_finished,
     feed_pieces,
-    format_error,
     no_cyclic_gc,
     read_item_batches,
     refuse_undeclared_entities,
-    root_prefix,
     write_batches,
 )
+from etl.extract.odm_xml import SAFE_PARSER, OdmFormatError, SubDocument, format_error, root_prefix
 from etl.fsio import write_bytes, written_atomically
 from etl.schema import sql_text
 
@@ -225,7 +222,7 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
         staged = stage_in_parts(path, temp, schema, lineage, batch_rows)
         if staged is None:  # not a plain export: one pass
             notices: list[str] = []
-            with pq.ParquetWriter(temp, schema) as writer, no_cyclic_gc():
+            with staging_writer(temp, schema) as writer, no_cyclic_gc():
                 rows = write_batches(writer, read_item_batches(path, notices=notices, batch_rows=batch_rows),
                                      schema, lineage)
             staged = StageResult(rows=rows, notices=tuple(notices))
@@ -363,17 +360,12 @@ def _owned(table: pa.Table) -> pa.Table:
 
 
 def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
-    con = duckdb.connect()
-    try:
-        others = con.execute(
-            f"SELECT DISTINCT coalesce(study_oid, '(none)') FROM read_parquet({sql_text(str(staged))}) "
-            "WHERE study_oid IS DISTINCT FROM ? ORDER BY 1", [study_oid]).fetchall()
-    finally:
-        con.close()
+    studies = pc.unique(pq.read_table(staged, columns=["study_oid"]).column(0)).to_pylist()
+    others = sorted("(none)" if study is None else study for study in studies if study != study_oid)
     if others:
         staged.unlink()
         raise OdmFormatError(f"{path.name}: refused: its ClinicalData is of StudyOID "
-                             f"{', '.join(repr(o[0]) for o in others)}, the mapping declares {study_oid!r}; "
+                             f"{', '.join(repr(o) for o in others)}, the mapping declares {study_oid!r}; "
                              "a file of another study is never loaded as this source")
 
 

@@ -4,9 +4,9 @@ A plain export is what EDC systems write every night: one ClinicalData, no DOCTY
 ReferenceData items, each SubjectData starting a line. Such a file is cut before SubjectData lines
 into parts of some PART_LINES lines (under MAX_PART_LINES: `odm_subjects` takes its lines from
 libxml2, which counts an element's line only to 65,535), and each part is parsed as a document of
-its own (the file's declaration and start tags, the part, the closing tags; `odm_items.SubDocument`)
-by `odm_subjects`. From MIN_BYTES, the later half of the parts is staged by a second process; the
-halves' Parquet is joined in file order. (The prolog before the first subject is a part of its own,
+its own (the file's declaration and start tags, the part, the closing tags; `odm_xml.SubDocument`)
+by `odm_subjects`. From MIN_BYTES, the later half of the parts is read by a second process, whose
+rows (marshalled lists) are written after the first half's. (The prolog before the first subject is a part of its own,
 read by the one-pass reader, so its content is checked as in the whole file.)
 
 Nothing is believed: a cut that does not fall between two subjects at the top level of ClinicalData
@@ -20,26 +20,30 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import mmap
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from etl import fsio
-from etl.extract import odm_part
-from etl.extract.adapter import StageResult
-from etl.extract.odm_items import SubDocument
+from etl.extract import odm_subjects
+from etl.extract.adapter import StageResult, staging_writer
+from etl.extract.odm_items import columns_batch, no_cyclic_gc, read_item_batches, write_batches
+from etl.extract.odm_subjects import read_subject_columns
+from etl.extract.odm_xml import RowColumns, SubDocument
 
 log = logging.getLogger(__name__)
 
 MIN_BYTES = 8 << 20  # below this one process reads it all, a second one not worth starting
 # libxml2 knows the line of an element only up to 65,535 (`odm_subjects`): a part is cut shorter.
-PART_LINES, MAX_PART_LINES = 40_000, 60_000
+PART_LINES, MAX_PART_LINES = 20_000, 60_000
+FIRST_SHARE = 0.45
 _CLOSE = b"</ClinicalData></ODM>\n"
 _SUBJECT_LINE = re.compile(rb"\n[ \t]*<SubjectData[\s>]")
 _ATTRIBUTES = rb"""(?:\s+[^\s=>/]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*>"""
@@ -114,33 +118,49 @@ def _line_breaks(data: mmap.mmap, start: int, end: int) -> int:
     return sum(data[at:min(at + (8 << 20), end)].count(b"\n") for at in range(start, end, 8 << 20))
 
 
-def _second_process(path: Path, parts: list[SubDocument], out: Path, lineage: dict[str, str],
-                    batch_rows: int) -> subprocess.Popen[str] | None:
-    """A process staging `parts` (a plain interpreter: nothing of the caller's main module is imported
-    again, and a daemon, such as a Celery pool process, may start it). It is told where the parts lie,
-    and the file's size and time, which it checks instead of planning again."""
+def _second_process(path: Path, parts: list[SubDocument], out: Path, batch_rows: int) -> subprocess.Popen[str] | None:
+    """A process reading `parts` to `out` (`odm_subjects`, a plain interpreter importing only lxml:
+    nothing of the caller's main module is imported again, and a daemon, such as a Celery pool
+    process, may start it). It is told where the parts lie, and the file's size and time, which it
+    checks instead of planning again."""
     if (os.cpu_count() or 1) < 2:
         return None
     seen = path.stat()
-    where = {"parts": [{"head": p.head.decode("latin-1"), "start": p.start, "end": p.end, "tail": p.tail.decode(
-        "latin-1"), "first_line": p.first_line} for p in parts], "size": seen.st_size, "mtime_ns": seen.st_mtime_ns}
-    return subprocess.Popen([sys.executable, "-m", odm_part.__name__, str(path), str(out), str(batch_rows),
-                             json.dumps(lineage), json.dumps(where)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    where = {"parts": [{"head": p.head.decode("latin-1"), "start": p.start, "end": p.end,
+                        "tail": p.tail.decode("latin-1"), "first_line": p.first_line} for p in parts],
+             "size": seen.st_size, "mtime_ns": seen.st_mtime_ns, "batch_rows": batch_rows}
+    return subprocess.Popen([sys.executable, "-m", odm_subjects.__name__, str(path), str(out), json.dumps(where)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _halves(parts: list[SubDocument]) -> tuple[list[SubDocument], list[SubDocument]]:
-    """The parts in two runs of about the same bytes, the first with the prolog."""
-    total = parts[-1].end
+    """The parts in two runs, the first with the prolog and FIRST_SHARE of the bytes: this process also
+    writes the second's rows, which starts later (its imports)."""
+    share = parts[-1].end * FIRST_SHARE
     for at, part in enumerate(parts):
-        if at > 1 and part.end - total / 2 > total / 2 - part.start:
+        if at > 1 and part.end - share > share - part.start:
             return parts[:at], parts[at:]
     return parts, []
 
 
+def _batches(path: Path, parts: Sequence[SubDocument], notices: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    for part in parts:
+        if part.head:  # subjects
+            yield from map(columns_batch, read_subject_columns(path, part, batch_rows=batch_rows))
+        else:  # the prolog, read by the reference reader: its checks and notices
+            yield from read_item_batches(path, notices=notices, document=part, batch_rows=batch_rows)
+
+
+def _marshalled_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The batches the second process wrote."""
+    with path.open("rb") as handle:
+        while size := handle.read(8):
+            yield columns_batch(RowColumns(*marshal.loads(handle.read(int.from_bytes(size, "little")))))
+
+
 def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, str],
                    batch_rows: int) -> StageResult | None:
-    """Stage a plain export to `out` part by part (the second half by a second process when the file
+    """Stage a plain export to `out` part by part (the later half by a second process when the file
     holds MIN_BYTES), or return None (then `out` is to be written by the one-pass reader): not a plain
     export, or a part refused or noticed something."""
     parts = plan_parts(path)
@@ -148,30 +168,26 @@ def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, 
         return None
     mine, theirs = _halves(parts) if path.stat().st_size >= MIN_BYTES else (parts, [])
     second = fsio.temp_name(out)
-    other = _second_process(path, theirs, second, lineage, batch_rows) if theirs else None
+    other = _second_process(path, theirs, second, batch_rows) if theirs else None
+    notices: list[str] = []
     try:
-        with pq.ParquetWriter(out, schema) as writer:
+        with staging_writer(out, schema) as writer, no_cyclic_gc():
             try:
-                rows, notices = odm_part.write_parts(writer, path, mine if other else parts, schema, lineage,
-                                                     batch_rows)
+                rows = write_batches(writer, _batches(path, mine if other else parts, notices, batch_rows), schema,
+                                     lineage)
             except Exception as error:  # the one-pass reader will say exactly what is wrong, and where
                 log.debug("%s: staged in one pass after a part failed: %s", path.name, error)
                 return None
-            if other is not None:
-                said, complaint = other.communicate()
-                if other.returncode != 0:
-                    log.debug("%s: staged in one pass after a part failed: %s", path.name, complaint[-2000:])
-                    return None
-                more, more_notices = json.loads(said)
-                rows, notices = rows + more, notices + more_notices
             # The prolog's ClinicalData holds no ItemData; any other notice is for the reference reader.
             if len(notices) != 1 or "holds no ItemData" not in notices[0]:
                 log.debug("%s: staged in one pass for its notices: %s", path.name, notices)
                 return None
-            if other is not None:  # the second half's row groups, after the first's
-                second_half = pq.ParquetFile(second)
-                for group in range(second_half.num_row_groups):
-                    writer.write_table(second_half.read_row_group(group))
+            if other is not None:
+                _, complaint = other.communicate()
+                if other.returncode != 0:
+                    log.debug("%s: staged in one pass after a part failed: %s", path.name, complaint[-2000:])
+                    return None
+                rows += write_batches(writer, _marshalled_batches(second), schema, lineage)
     finally:
         if other is not None and other.poll() is None:
             other.kill()

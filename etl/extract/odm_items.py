@@ -12,24 +12,44 @@ What makes it fast, since the XML parsing itself is libxml2's:
 - the libxml2 error log (a copy per look) is only looked at for undeclared entities once a DOCTYPE
   or an entity reference other than the five predefined ones has been fed.
 
-Only lxml and pyarrow are imported, so the second process of `odm_chunks` starts fast.
+What it shares with `odm_subjects`, the reader of plain exports, is in `odm_xml`.
 """
 
 from __future__ import annotations
 
 import gc
-import re
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from lxml import etree
 
-from etl.extract.errors import ExtractError
+from etl.extract.odm_xml import (
+    AUDIT,
+    DATASET_XML_SEQ,
+    ENTITY_REFERENCE,
+    INDEX,
+    KEYS,
+    NAME,
+    PARENT,
+    ROW,
+    SAFE_PARSER,
+    SITE,
+    TT,
+    OdmFormatError,
+    RowColumns,
+    SubDocument,
+    Text,
+    format_error,
+    root_prefix,
+    row_columns,
+)
 
 ODM_ROW_COLUMNS: tuple[str, ...] = (
     "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
@@ -45,46 +65,20 @@ STAGING_SCHEMA = pa.schema(
     + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32())])
 
 
-class OdmFormatError(ExtractError):
-    """The file is not well-formed XML, not ODM, or uses XML features refused for safety."""
-
-
-# resolve_entities=False keeps entity references unexpanded, load_dtd/no_network keep libxml2 from
-# fetching anything, huge_tree=False keeps libxml2's limits on depth, text size and entity amplification.
-SAFE_PARSER: dict[str, Any] = {
-    "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
-    "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
 FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
 # Where a reference to an undeclared entity is looked for: ends of containers, before their rows go out.
 ENTITY_CHECKPOINTS = frozenset({
     "ODM", "Study", "MetaDataVersion", "ItemDef", "CodeList", "ClinicalData", "SubjectData",
     "StudyEventData", "FormData", "ItemGroupData"})
 _UNDECLARED_ENTITY = frozenset({"WAR_UNDECLARED_ENTITY", "ERR_UNDECLARED_ENTITY"})
-# An "&" that is neither a character reference nor one of XML's five entities: only after one has been
-# fed can libxml2 have logged an undeclared entity (a cut "&am" counts: better one look too many).
-_ENTITY_REFERENCE = re.compile(rb"&(?!(?:lt|gt|amp|apos|quot);|#)")
 _CONTAINERS = frozenset({"SubjectData", "StudyEventData", "FormData", "ItemGroupData"})
-_DATASET_XML_SEQ = "{http://www.cdisc.org/ns/Dataset-XML/v1.0}ItemGroupDataSeq"
 # A container's attributes that set keys, by container (an attribute of another container's is ignored).
 _KEY_ATTRIBUTES_OF = {
     "SubjectData": frozenset({"SubjectKey"}),
     "StudyEventData": frozenset({"StudyEventOID", "StudyEventRepeatKey"}),
     "FormData": frozenset({"FormOID", "FormRepeatKey"}),
-    "ItemGroupData": frozenset({"ItemGroupOID", "ItemGroupRepeatKey", "ItemGroupDataSeq", _DATASET_XML_SEQ}),
+    "ItemGroupData": frozenset({"ItemGroupOID", "ItemGroupRepeatKey", "ItemGroupDataSeq", DATASET_XML_SEQ}),
 }
-
-
-@dataclass(frozen=True)
-class SubDocument:
-    """Part of an ODM file parsed as a document of its own (`etl.extract.odm_chunks`): `head` (the
-    file's XML declaration, root and ClinicalData start tags), the file's bytes [start, end) fed line
-    by line, then `tail` (the closing tags)."""
-
-    head: bytes
-    start: int
-    end: int
-    tail: bytes
-    first_line: int  # the file's line of byte `start`
 
 
 def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterator[tuple[list[bytes], bool]]:
@@ -96,7 +90,7 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
     """
     if document is not None:
         if document.head:
-            yield [document.head], b"&" in document.head and _ENTITY_REFERENCE.search(document.head) is not None
+            yield [document.head], b"&" in document.head and ENTITY_REFERENCE.search(document.head) is not None
         handle.seek(document.start)
         left = document.end - document.start
     else:
@@ -107,7 +101,7 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
         if not block:
             break
         left = left - len(block) if left > 0 else left
-        suspicious = b"&" in block and _ENTITY_REFERENCE.search(block) is not None  # `in` is a memchr
+        suspicious = b"&" in block and ENTITY_REFERENCE.search(block) is not None  # `in` is a memchr
         pieces = _lines(rest + block if rest else block)
         rest = b""
         if not pieces[-1].endswith(b"\n") and len(pieces[-1]) < FEED_BYTES:
@@ -132,21 +126,6 @@ def _lines(data: bytes) -> list[bytes]:
     return data.splitlines(keepends=True)  # the same cuts, faster
 
 
-def root_prefix(path: Path, root: Any, line: int) -> str:
-    """`{namespace}` of the root (or ""), after checking it is <ODM> and its DOCTYPE declares no entity."""
-    name = etree.QName(root)
-    if name.localname != "ODM":
-        raise OdmFormatError(f"{path.name} line {line}: the root element is <{name.localname}>, "
-                             "expected <ODM> (a CDISC ODM export)")
-    dtd = root.getroottree().docinfo.internalDTD
-    entities = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
-    if entities:
-        raise OdmFormatError(
-            f"{path.name} line {line}: the DOCTYPE declares entities ({', '.join(entities[:5])}); "
-            "ODM never needs them and they are refused for safety (entity expansion, file disclosure)")
-    return f"{{{name.namespace}}}" if name.namespace else ""
-
-
 def refuse_undeclared_entities(path: Path, log: Any, seen: int) -> int:
     """Raise for the first undeclared entity logged after entry `seen`; else return how many are logged."""
     for entry in list(log)[seen:]:
@@ -156,15 +135,6 @@ def refuse_undeclared_entities(path: Path, log: Any, seen: int) -> int:
     return len(log)
 
 
-def format_error(path: Path, error: etree.ParseError) -> OdmFormatError:
-    """libxml2's refusal as an error naming the file, line and column."""
-    at_line, column = error.position
-    message = str(error.msg or error).split(f", line {at_line}, column")[0].strip()
-    limit = any(sign in message for sign in ("XML_PARSE_HUGE", "Resource limit", "amplification"))
-    return OdmFormatError(f"{path.name} line {max(at_line, 1)}, column {max(column, 1)}: "
-                          f"{'over a parser safety limit' if limit else 'not well-formed XML'}: {message}")
-
-
 def drop_finished(elem: Any) -> None:
     """Free a finished element and its finished earlier siblings, so memory does not grow with the file."""
     elem.clear()
@@ -172,20 +142,10 @@ def drop_finished(elem: Any) -> None:
         del elem.getparent()[0]
 
 
-# A frame is an open ClinicalData container, a list for speed:
-# [parent frame, local name, effective TransactionType, its subject's site (a list of one, shared by
-#  the subject's frames, as SiteRef may come late; None outside a subject), AuditRecord, index in the
-#  batch's frame table, keys (study, metadata version, subject, event, event repeat, form, form
-#  repeat, group, group repeat)]. Nothing points back at a frame, so no reference cycle is made and
-#  the cyclic garbage collector can stay off while a file is read (`no_cyclic_gc`).
-_PARENT, _NAME, _TT, _SITE, _AUDIT, _INDEX, _KEYS = range(7)
-_ROW = 7  # a row in the flat list: item_oid, value, is_null, item_data_type, transaction_type, line, frame index
-
-
 def _open_frame(local: str, elem: Any, parent: list[Any], frames: list[list[Any]]) -> tuple[list[Any], str | None]:
     """The frame a container opens, and its own TransactionType. Attributes are read in one `items()`
     (lxml's `get` parses its argument each time: four of them cost more than the rest of a frame)."""
-    keys, wanted = parent[_KEYS], _KEY_ATTRIBUTES_OF[local]
+    keys, wanted = parent[KEYS], _KEY_ATTRIBUTES_OF[local]
     own_tt = oid = repeat_key = seq = dataset_seq = None
     for name, value in elem.items():
         if name == "TransactionType":
@@ -193,7 +153,7 @@ def _open_frame(local: str, elem: Any, parent: list[Any], frames: list[list[Any]
         elif name in wanted:
             if name == "ItemGroupDataSeq":
                 seq = value
-            elif name == _DATASET_XML_SEQ:
+            elif name == DATASET_XML_SEQ:
                 dataset_seq = value
             elif name.endswith("RepeatKey"):
                 repeat_key = value
@@ -208,60 +168,46 @@ def _open_frame(local: str, elem: Any, parent: list[Any], frames: list[list[Any]
     else:  # ItemGroupData
         if repeat_key is None:
             repeat_key = seq if seq is not None else dataset_seq
-        if parent[_NAME] == "StudyEventData":  # ODM 2.0: the form is the group straight under the event
+        if parent[NAME] == "StudyEventData":  # ODM 2.0: the form is the group straight under the event
             keys = (*keys[:5], oid, repeat_key, oid, repeat_key)
         else:
             keys = (*keys[:7], oid, repeat_key)
-    site = [None] if local == "SubjectData" else parent[_SITE]
-    frame = [parent, local, parent[_TT] if own_tt is None else own_tt, site, None, len(frames), keys]
+    site = [None] if local == "SubjectData" else parent[SITE]
+    frame = [parent, local, parent[TT] if own_tt is None else own_tt, site, None, len(frames), keys]
     frames.append(frame)
     return frame, own_tt
 
 
-def _record_batch(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, list[str | None]],
-                  segments: list[tuple[int, int]], *, inherited_audits: bool | None = None) -> pa.RecordBatch:
-    """The rows in `flat` as a batch of STAGING_SCHEMA; a row's keys, site and inherited AuditRecord
-    come from its frame, its clinical_data_index from `segments` ((rows so far, index) per flush).
-
-    inherited_audits: whether a frame above a row may hold an AuditRecord (None: look at `frames`,
-    which then holds every frame)."""
-    rows = len(flat) // _ROW
-    frame_index = flat[6::_ROW]
-    take = pa.array(frame_index, pa.int32())
-    key_columns = list(zip(*(frame[_KEYS] for frame in frames), strict=True))
-    keys = [pa.array(column, pa.string()).take(take) for column in key_columns]
-    sites = [frame[_SITE][0] if frame[_SITE] is not None else None for frame in frames]
-    site = pa.array(sites, pa.string()).take(take)
-    audit_columns: list[pa.Array]
-    if inherited_audits is None:
-        inherited_audits = any(frame[_AUDIT] is not None for frame in frames)
-    if inherited_audits:  # nearest AuditRecord, like TransactionType
-        found = []
-        for row, index in enumerate(frame_index):
-            audit, frame = own_audits.get(row), frames[index]
-            while audit is None and frame is not None:
-                audit, frame = frame[_AUDIT], frame[_PARENT]
-            found.append(audit or (None, None, None))
-        audit_columns = [pa.array(column, pa.string()) for column in zip(*found, strict=True)]
-    elif own_audits:  # few: filled in place
-        audit_columns = []
-        for part in range(3):
-            column: list[str | None] = [None] * rows
-            for row, audit in own_audits.items():
-                column[row] = audit[part]
-            audit_columns.append(pa.array(column, pa.string()))
-    else:
-        audit_columns = [pa.nulls(rows, pa.string())] * 3
-    indexes: list[int] = []
-    done = 0
-    for end, clinical_data_index in segments:
-        indexes += [clinical_data_index] * (end - done)
-        done = end
+def columns_batch(columns: RowColumns) -> pa.RecordBatch:
+    """Rows as a batch of STAGING_SCHEMA: the keys and site spread from the frames by Arrow's `take`."""
+    rows, frames = columns.rows, columns.frames
+    take = _numbers(columns.frame_index, pa.int32(), rows)
+    keys = [_text_array(column, frames).take(take) for column in columns.keys]
+    site = _text_array(columns.sites, frames).take(take)
+    audits = [_text_array(column, rows) for column in columns.audits] or [pa.nulls(rows, pa.string())] * 3
     return pa.RecordBatch.from_arrays(
-        [*keys[:3], site, *keys[3:], pa.array(flat[0::_ROW], pa.string()), pa.array(flat[1::_ROW], pa.string()),
-         pa.array(flat[2::_ROW], pa.bool_()), pa.array(flat[3::_ROW], pa.string()),
-         pa.array(flat[4::_ROW], pa.string()), *audit_columns, pa.array(flat[5::_ROW], pa.int64()),
-         pa.array(indexes, pa.int32())], schema=STAGING_SCHEMA)
+        [*keys[:3], site, *keys[3:], _text_array(columns.item_oid, rows), _text_array(columns.value, rows),
+         _numbers(columns.is_null, pa.int8(), rows).cast(pa.bool_()), _text_array(columns.item_data_type, rows),
+         _text_array(columns.transaction_type, rows), *audits, _numbers(columns.line, pa.int64(), rows),
+         _numbers(columns.clinical_data_index, pa.int32(), rows)], schema=STAGING_SCHEMA)
+
+
+def _numbers(data: bytes, kind: pa.DataType, length: int) -> pa.Array:
+    return pa.Array.from_buffers(kind, length, [None, pa.py_buffer(data)])
+
+
+def _text_array(column: Text, length: int) -> pa.Array:
+    joined, nulls = column
+    if len(nulls) == length:  # no value (and none at all: "" would split into one)
+        return pa.nulls(length, pa.string())
+    offsets = pa.py_buffer(array("i", [0, len(joined)]).tobytes())
+    values = pc.list_flatten(pc.split_pattern(
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(joined)]), "\0"))
+    if nulls:
+        null = np.zeros(len(values), dtype=bool)
+        null[nulls] = True
+        values = pc.if_else(pa.array(null), pa.scalar(None, pa.string()), values)
+    return values
 
 
 def read_item_batches(path: Path, *, notices: list[str], document: SubDocument | None = None,
@@ -289,7 +235,7 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
     foreign: dict[str, int] = {}
     frame: list[Any] | None = None  # innermost open container, None outside ClinicalData
     frames: list[list[Any]] = []  # the frames the batch's rows point to
-    flat: list[Any] = []  # the rows read, _ROW values each
+    flat: list[Any] = []  # the rows read, ROW values each
     extend = flat.extend
     own_audits: dict[int, list[str | None]] = {}  # row -> an AuditRecord of the ItemData itself
     segments: list[tuple[int, int]] = []  # (rows flushed so far, their clinical_data_index)
@@ -334,12 +280,12 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                             if item_values and item_value is None:
                                 item_value = "|".join(item_values)
                             if item_audit is not None:
-                                own_audits[len(flat) // _ROW] = item_audit
+                                own_audits[len(flat) // ROW] = item_audit
                             extend((item_oid, None if item_null else item_value, item_null, None, item_tt, item_line,
-                                    item_frame[_INDEX]))
+                                    item_frame[INDEX]))
                             rows_in_clinical_data += 1
                             item_open = False
-                            if frame[_NAME] == "ClinicalData":  # no container will free it
+                            if frame[NAME] == "ClinicalData":  # no container will free it
                                 drop_finished(elem)
                             continue
                         tag = elem.tag
@@ -362,7 +308,7 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                     elif name == "TransactionType":
                                         item_tt = value
                                 if item_tt is None:
-                                    item_tt = frame[_TT]
+                                    item_tt = frame[TT]
                             continue
 
                         if prefix is None:
@@ -396,13 +342,13 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                     # A container removed in a transactional export has no ItemData to carry the
                                     # news: it becomes a row of its own, with its keys and no item (item_oid None).
                                     extend((elem.get("ItemOID"), elem.get("Value"), elem.get("IsNull") == "Yes",
-                                            None, own_tt, line, frame[_INDEX]))
+                                            None, own_tt, line, frame[INDEX]))
                                     rows_in_clinical_data += 1
                             elif local.startswith("ItemData"):  # a typed variant: ItemDataString, ...
                                 item_open, item_frame, item_line = True, frame, line
                                 item_oid, item_value = elem.get("ItemOID"), elem.get("Value")
                                 item_null = elem.get("IsNull") == "Yes"
-                                item_tt = elem.get("TransactionType", frame[_TT])
+                                item_tt = elem.get("TransactionType", frame[TT])
                                 item_type = local[len("ItemData"):].lower() or None
                                 item_audit = item_values = item_elem = None
                             elif local == "AuditRecord":
@@ -411,13 +357,13 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                 if item_open and parent.startswith("ItemData"):
                                     item_audit = audit
                                 elif parent in _CONTAINERS:
-                                    frame[_AUDIT] = audit
+                                    frame[AUDIT] = audit
                             elif (local == "UserRef" and audit is not None
                                   and _parent_name(elem, prefix) == "AuditRecord"):
                                 audit[0] = elem.get("UserOID")
-                            elif (local == "SiteRef" and frame[_SITE] is not None
+                            elif (local == "SiteRef" and frame[SITE] is not None
                                   and _parent_name(elem, prefix) == "SubjectData"):
-                                frame[_SITE][0] = elem.get("LocationOID")
+                                frame[SITE][0] = elem.get("LocationOID")
                             continue
 
                         # end events
@@ -426,13 +372,13 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                         if frame is None:
                             pass
                         elif local in _CONTAINERS:
-                            frame = frame[_PARENT]
-                            if frame is not None and frame[_NAME] == "ClinicalData":
+                            frame = frame[PARENT]
+                            if frame is not None and frame[NAME] == "ClinicalData":
                                 # A subject (or Dataset-XML record) is complete: its rows may go out.
                                 drop_finished(elem)
-                                segments.append((len(flat) // _ROW, clinical_data_index))
-                                if len(flat) >= batch_rows * _ROW:
-                                    yield _record_batch(flat, frames, own_audits, segments)
+                                segments.append((len(flat) // ROW, clinical_data_index))
+                                if len(flat) >= batch_rows * ROW:
+                                    yield columns_batch(row_columns(flat, frames, own_audits, segments))
                                     flat.clear()
                                     own_audits.clear()
                                     segments.clear()
@@ -446,9 +392,9 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                             elif item_value is None and item_values:
                                 item_value = "|".join(item_values)
                             if item_audit is not None:
-                                own_audits[len(flat) // _ROW] = item_audit
+                                own_audits[len(flat) // ROW] = item_audit
                             extend((item_oid, None if item_null else item_value, item_null, item_type, item_tt,
-                                    item_line, item_frame[_INDEX]))
+                                    item_line, item_frame[INDEX]))
                             rows_in_clinical_data += 1
                             item_open = False
                         elif local == "Value":
@@ -462,7 +408,7 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                         elif local == "AuditRecord":
                             audit = None
                         elif local == "ClinicalData":
-                            segments.append((len(flat) // _ROW, clinical_data_index))
+                            segments.append((len(flat) // ROW, clinical_data_index))
                             if rows_in_clinical_data == 0:
                                 notices.append(f"{path.name}: ClinicalData {clinical_data_index} "
                                                f"(StudyOID {elem.get('StudyOID')!r}) holds no ItemData")
@@ -474,8 +420,8 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
 
     flushed = segments[-1][0] if segments else 0
     if flushed:  # rows after the last complete subject never went out
-        del flat[flushed * _ROW:]
-        yield _record_batch(flat, frames, own_audits, segments)
+        del flat[flushed * ROW:]
+        yield columns_batch(row_columns(flat, frames, own_audits, segments))
     if clinical_data_index < 0:
         notices.append(f"{path.name}: no ClinicalData (metadata-only file)")
     if outside_clinical_data:
@@ -519,10 +465,10 @@ def _reindexed(frame: list[Any] | None) -> list[list[Any]]:
     chain = []
     while frame is not None:
         chain.append(frame)
-        frame = frame[_PARENT]
+        frame = frame[PARENT]
     chain.reverse()
     for index, open_frame in enumerate(chain):
-        open_frame[_INDEX] = index
+        open_frame[INDEX] = index
     return chain
 
 

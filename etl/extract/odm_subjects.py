@@ -1,13 +1,16 @@
-"""The plain export's reader: each SubjectData read whole, as a tree, once it has ended.
+"""The plain export's reader: a part of the file parsed whole, its subjects' trees walked in Python.
 
 `odm_items.read_item_batches` reads any ODM with one Python step per XML event, start and end
 (four for a line of `<ItemData .../>`, with the line fed on its own to count lines). A plain
-export, what EDC systems write every night, needs none of that: here libxml2 reports only the
-ends of SubjectData, and each subject's tree is walked in Python (ItemData, the most of it, cost
-one iteration and one `items()` each). Rows, keys and audit trails are those of
-`read_item_batches` (its batch builder makes them), lines are libxml2's `sourceline`, exact in a
-document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
+export, what EDC systems write every night, needs none of that: here libxml2 parses a part of
+some 40,000 lines at once, and each subject's tree is walked in Python, an ItemData (most of it)
+costing one iteration and two `get`s. Rows, keys and audit trails are those of
+`read_item_batches` (`odm_xml.row_columns` makes them), lines are libxml2's `sourceline`, exact in
+a document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
 file into parts that are shorter.
+
+Only lxml is imported: run as `python -m etl.extract.odm_subjects PATH OUT WHERE`, it is the second
+process of `odm_chunks`, which starts in a twentieth of a second.
 
 Plain means: ClinicalData holds only SubjectData, SubjectData holds SiteRef, AuditRecord and
 StudyEventData, StudyEventData FormData, FormData ItemGroupData, ItemGroupData `<ItemData>`
@@ -19,27 +22,31 @@ reference.
 
 from __future__ import annotations
 
+import gc
+import json
+import marshal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from lxml import etree
 
-from etl.extract.odm_items import (
-    _AUDIT,
-    _DATASET_XML_SEQ,
-    _INDEX,
-    _KEYS,
-    _ROW,
-    _SITE,
-    _TT,
+from etl.extract.odm_xml import (
+    AUDIT,
+    DATASET_XML_SEQ,
+    ENTITY_REFERENCE,
+    INDEX,
+    KEYS,
+    ROW,
     SAFE_PARSER,
+    SITE,
+    TT,
+    RowColumns,
     SubDocument,
-    _record_batch,
-    feed_pieces,
     format_error,
     root_prefix,
+    row_columns,
 )
 
 
@@ -47,57 +54,39 @@ class NotPlain(Exception):
     """The part holds something only the general reader reads; the message says what."""
 
 
-_PARSER = {**SAFE_PARSER, "tag": ("{*}ODM", "{*}ClinicalData", "{*}SubjectData")}
-# Attribute names whose absence from the file lets its rows be read with fewer calls (longest first).
+# One part is parsed at once (libxml2's push parser, fed piece by piece, takes half as long again).
+_PARSER = {name: value for name, value in SAFE_PARSER.items() if name != "events"}
+# Attribute names whose absence from a part lets its rows be read with fewer calls.
 _RARE_ATTRIBUTES = (b"TransactionType", b"ItemGroupDataSeq", b"IsNull")
 
 
-def read_subject_batches(path: Path, document: SubDocument, *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-    """The rows of `read_item_batches(path, document=document)`, in batches of about `batch_rows`.
+def read_subject_columns(path: Path, document: SubDocument, *, batch_rows: int = 50_000) -> Iterator[RowColumns]:
+    """The rows of `odm_items.read_item_batches(path, document=document)`, in batches of about `batch_rows`.
 
     Raises NotPlain for what is not a plain export, OdmFormatError for what is not well-formed."""
-    parser = etree.XMLPullParser(**_PARSER)
-    events = parser.read_events()
-    # The document's line L is the file's line first_line + L - 1 - (the head's lines).
-    shift = document.first_line - 1 - document.head.count(b"\n")
-    root: Any = None
-    subjects: _Subjects | None = None
-    rare, tail = False, b""
+    with path.open("rb") as handle:
+        handle.seek(document.start)
+        data = handle.read(document.end - document.start)
+    if b"&" in data and ENTITY_REFERENCE.search(data):
+        raise NotPlain("an entity reference other than XML's five")
     try:
-        with path.open("rb") as handle:
-            for pieces, suspicious in feed_pieces(handle, document):
-                if suspicious:
-                    raise NotPlain("an entity reference other than XML's five")
-                data = b"".join(pieces)
-                if not rare:
-                    seen = tail + data  # a name cut between two reads of a very long line is still found
-                    rare = any(name in seen for name in _RARE_ATTRIBUTES)
-                    tail = data[-len(_RARE_ATTRIBUTES[0]):]
-                parser.feed(data)
-                for event, elem in events:
-                    if root is None:
-                        root = elem
-                        prefix = root_prefix(path, elem, shift + (elem.sourceline or 1))
-                    elif subjects is None:
-                        if event != "start" or elem.tag != prefix + "ClinicalData" or elem.getparent() is not root:
-                            raise NotPlain(f"a <{elem.tag}> before ClinicalData")
-                        subjects = _Subjects(elem, prefix, shift)
-                    elif event == "start":
-                        if elem.tag != subjects.subject_tag:
-                            raise NotPlain(f"a <{elem.tag}> in ClinicalData")
-                    elif elem.tag == subjects.subject_tag:
-                        subjects.rare_attributes = rare  # of every byte fed so far, so of this subject's
-                        subjects.read(elem)
-                        if len(subjects.flat) >= batch_rows * _ROW:
-                            yield subjects.batch()
-                    elif elem is subjects.clinical:
-                        subjects.close()
-                    elif elem is not root:
-                        raise NotPlain(f"a <{elem.tag}> in ClinicalData")
-            parser.close()
+        root = etree.fromstring(document.head + data + document.tail, etree.XMLParser(**_PARSER))
     except etree.ParseError as error:
         raise format_error(path, error) from None
-    if subjects is None or not subjects.rows:
+    # The document's line L is the file's line first_line + L - 1 - (the head's lines).
+    shift = document.first_line - 1 - document.head.count(b"\n")
+    prefix = root_prefix(path, root, shift + (root.sourceline or 1))
+    if len(root) != 1 or root[0].tag != prefix + "ClinicalData":
+        raise NotPlain("the part is not one ClinicalData")
+    subjects = _Subjects(root[0], prefix, shift, rare_attributes=any(name in data for name in _RARE_ATTRIBUTES))
+    del data
+    for subject in root[0]:
+        if subject.tag != subjects.subject_tag:
+            raise NotPlain(f"a <{subject.tag}> in ClinicalData")
+        subjects.read(subject)
+        if len(subjects.flat) >= batch_rows * ROW:
+            yield subjects.batch()
+    if not subjects.rows:
         raise NotPlain("no ItemData")  # the general reader has a notice for it
     if subjects.flat:
         yield subjects.batch()
@@ -107,8 +96,8 @@ class _Subjects:
     """The rows of the subjects read so far, as `odm_items` keeps them: frames (here only those rows
     point to) and a flat row list."""
 
-    def __init__(self, clinical: Any, prefix: str, shift: int) -> None:
-        self.clinical, self.shift = clinical, shift
+    def __init__(self, clinical: Any, prefix: str, shift: int, *, rare_attributes: bool) -> None:
+        self.shift = shift
         self.subject_tag = prefix + "SubjectData"
         self.tags = {prefix + name: name for name in (
             "SiteRef", "AuditRecord", "StudyEventData", "FormData", "ItemGroupData", "ItemData", "UserRef",
@@ -121,34 +110,20 @@ class _Subjects:
         self.own_audits: dict[int, list[str | None]] = {}
         self.audited_containers = False
         self.rows = 0  # read so far
-        self.last: Any = None  # the subject read before, kept (cleared) until the next one ends
-        # Attributes a plain ItemData may lack; until the file has shown one, its items are read by
-        # two `get`s (a third of `items()`'s cost).
-        self.rare_attributes = False
+        # Without the rare attributes an ItemData is read by two `get`s (a third of `items()`'s cost).
+        self.rare_attributes = rare_attributes
 
     def read(self, subject: Any) -> None:
-        if subject.getparent() is not self.clinical:
-            raise NotPlain("a SubjectData below ClinicalData's top level")
-        if subject.getprevious() is not self.last:
-            raise NotPlain("ClinicalData holds more than SubjectData")
         before = len(self.flat)
         if self.rare_attributes:
             self._container(subject, "SubjectData", self.clinical_frame)
         else:
             self._lean_subject(subject)
-        self.rows += (len(self.flat) - before) // _ROW
-        subject.clear()
-        if self.last is not None:
-            subject.getparent().remove(self.last)
-        self.last = subject
+        self.rows += (len(self.flat) - before) // ROW
 
-    def close(self) -> None:
-        if len(self.clinical) != (self.last is not None):
-            raise NotPlain("ClinicalData holds more than SubjectData")
-
-    def batch(self) -> pa.RecordBatch:
-        batch = _record_batch(self.flat, self.frames, self.own_audits, [(len(self.flat) // _ROW, 0)],
-                              inherited_audits=self.audited_containers)
+    def batch(self) -> RowColumns:
+        batch = row_columns(self.flat, self.frames, self.own_audits, [(len(self.flat) // ROW, 0)],
+                            inherited_audits=self.audited_containers)
         self.flat.clear()
         self.own_audits.clear()
         self.frames = []
@@ -157,20 +132,20 @@ class _Subjects:
 
     def _row_frame(self, frame: list[Any]) -> int:
         """The frame's index in the batch's frame table, where it goes once a row points to it."""
-        if frame[_INDEX] is None:
-            frame[_INDEX] = len(self.frames)
+        if frame[INDEX] is None:
+            frame[INDEX] = len(self.frames)
             self.frames.append(frame)
-        return int(frame[_INDEX])
+        return int(frame[INDEX])
 
     def _container(self, elem: Any, name: str, parent: list[Any]) -> None:
         """A container's frame and rows, then its children's, in document order."""
-        keys = parent[_KEYS]
+        keys = parent[KEYS]
         if name == "ItemGroupData":
             repeat_key = elem.get("ItemGroupRepeatKey")
             if repeat_key is None and self.rare_attributes:
                 repeat_key = elem.get("ItemGroupDataSeq")
                 if repeat_key is None:
-                    repeat_key = elem.get(_DATASET_XML_SEQ)
+                    repeat_key = elem.get(DATASET_XML_SEQ)
             keys = (*keys[:7], elem.get("ItemGroupOID"), repeat_key)
         elif name == "FormData":
             keys = (*keys[:5], elem.get("FormOID"), elem.get("FormRepeatKey"), *keys[7:])
@@ -179,8 +154,8 @@ class _Subjects:
         else:
             keys = (*keys[:2], elem.get("SubjectKey"), *keys[3:])
         own_tt = elem.get("TransactionType") if self.rare_attributes else None
-        site = [None] if name == "SubjectData" else parent[_SITE]
-        frame = [parent, name, parent[_TT] if own_tt is None else own_tt, site, None, None, keys]
+        site = [None] if name == "SubjectData" else parent[SITE]
+        frame = [parent, name, parent[TT] if own_tt is None else own_tt, site, None, None, keys]
         if own_tt == "Remove":  # a container removed by a transactional export: a row of its own
             self.flat.extend((elem.get("ItemOID"), elem.get("Value"), elem.get("IsNull") == "Yes", None, own_tt,
                               self.shift + elem.sourceline, self._row_frame(frame)))
@@ -193,7 +168,7 @@ class _Subjects:
             if local == inner:
                 self._container(child, local, frame)
             elif local == "AuditRecord":
-                frame[_AUDIT] = self._audit(child)
+                frame[AUDIT] = self._audit(child)
                 self.audited_containers = True
             elif local == "SiteRef" and name == "SubjectData" and not len(child):
                 site[0] = child.get("LocationOID")
@@ -204,7 +179,7 @@ class _Subjects:
         """`_container` for a subject of a file without the rare attributes (no TransactionType, so no
         Remove; no IsNull, no ItemGroupDataSeq), unrolled: what most nightly exports are."""
         tags, item_tag, extend, frames, shift = self.tags, self.item_tag, self.flat.extend, self.frames, self.shift
-        study, version = self.clinical_frame[_KEYS][:2]
+        study, version = self.clinical_frame[KEYS][:2]
         subject_key = subject.get("SubjectKey")
         site: list[str | None] = [None]
         subject_frame = [self.clinical_frame, "SubjectData", None, site, None, None,
@@ -236,7 +211,7 @@ class _Subjects:
                     frame = [form_frame, "ItemGroupData", None, site, None, len(frames),
                              (*form_keys, group.get("ItemGroupOID"), group.get("ItemGroupRepeatKey"))]
                     frames.append(frame)
-                    index = frame[_INDEX]
+                    index = frame[INDEX]
                     for item in group:
                         if item.tag != item_tag:
                             self._other_child(item, tags.get(item.tag), frame)
@@ -250,18 +225,18 @@ class _Subjects:
         """A container's child that is not the next container down: its AuditRecord, or not plain."""
         if local != "AuditRecord":
             raise NotPlain(f"a <{child.tag}> in {frame[1]}")
-        frame[_AUDIT] = self._audit(child)
+        frame[AUDIT] = self._audit(child)
         self.audited_containers = True
 
     def _items(self, group: Any, frame: list[Any]) -> None:
         """The ItemData of a group: the hot loop of a plain export."""
-        extend, item_tag, shift, inherited = self.flat.extend, self.item_tag, self.shift, frame[_TT]
+        extend, item_tag, shift, inherited = self.flat.extend, self.item_tag, self.shift, frame[TT]
         index = self._row_frame(frame) if len(group) else None
         for item in group:
             if item.tag != item_tag:
                 if item.tag != self.audit_tag:
                     raise NotPlain(f"a <{item.tag}> in ItemGroupData")
-                frame[_AUDIT] = self._audit(item)
+                frame[AUDIT] = self._audit(item)
                 self.audited_containers = True
                 continue
             if len(item):
@@ -290,7 +265,7 @@ class _Subjects:
                 raise NotPlain(f"a <{child.tag}> in ItemData")
             audit = self._audit(child)
         if audit is not None:
-            self.own_audits[len(self.flat) // _ROW] = audit
+            self.own_audits[len(self.flat) // ROW] = audit
 
     def _audit(self, record: Any) -> list[str | None]:
         """[user, date-time, reason] of an AuditRecord, as `read_item_batches` reads them."""
@@ -311,3 +286,24 @@ class _Subjects:
 
 
 _INNER = {"SubjectData": "StudyEventData", "StudyEventData": "FormData", "FormData": "ItemGroupData"}
+
+
+def _stage_parts(path: Path, out: Path, where: dict[str, Any]) -> None:
+    """The second process of `odm_chunks`: the rows of the parts `where` names, written to `out` batch
+    by batch (its length in 8 bytes, then the batch marshalled), after checking the file's size and
+    time instead of planning again."""
+    seen = path.stat()
+    if (seen.st_size, seen.st_mtime_ns) != (where["size"], where["mtime_ns"]):
+        sys.exit("the file changed while it was staged")
+    parts = [SubDocument(str(p["head"]).encode("latin-1"), int(p["start"]), int(p["end"]),
+                         str(p["tail"]).encode("latin-1"), int(p["first_line"])) for p in where["parts"]]
+    gc.disable()  # no reference cycle is made (`odm_items.no_cyclic_gc`)
+    with out.open("wb") as handle:
+        for part in parts:
+            for columns in read_subject_columns(path, part, batch_rows=int(where["batch_rows"])):
+                data = marshal.dumps(tuple(columns))  # in one piece: `marshal.load` reads a file bit by bit
+                handle.write(len(data).to_bytes(8, "little") + data)
+
+
+if __name__ == "__main__":
+    _stage_parts(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+
+from etl.extract.adapter import staging_writer
 
 _BLOCK = 1 << 23
 
@@ -67,7 +68,7 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
     constants = [pa.array([value], pa.string()) for value in lineage.values()]
     rows = 0
     try:
-        with pq.ParquetWriter(out, schema) as writer:
+        with staging_writer(out, schema) as writer:
             for batch in pa_csv.open_csv(path, reader_options, parse_options, convert_options):
                 first_line = rows + 2
                 if not _agrees(batch, first_line, quoted, encoding, delimiter, quotechar):

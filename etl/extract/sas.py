@@ -67,6 +67,7 @@ from etl.extract.adapter import (
     SourceAdapter,
     StageResult,
     sniff_kind,
+    staging_writer,
 )
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
@@ -520,7 +521,7 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
             for first, frame, metadata in iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows):
                 if writer is None:
                     schema = _staging_schema(path, metadata, lineage)
-                    writer = pq.ParquetWriter(temp, schema)
+                    writer = staging_writer(temp, schema)
                 columns, chunk_outside = sas_frame_as_text(frame, metadata)
                 for name, count in chunk_outside.items():
                     outside[name] = outside.get(name, 0) + count

@@ -1,0 +1,152 @@
+"""What both ODM readers share (`odm_items`, the one-pass reader of any ODM, and `odm_subjects`,
+the reader of plain exports): libxml2's safe settings, the form of an error, and the rows as they
+are kept while a file is read, turned into columns once a batch.
+
+Only lxml is imported (no pyarrow), so `odm_subjects` starts fast in a second process.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lxml import etree
+
+from etl.extract.errors import ExtractError
+
+
+class OdmFormatError(ExtractError):
+    """The file is not well-formed XML, not ODM, or uses XML features refused for safety."""
+
+
+# resolve_entities=False keeps entity references unexpanded, load_dtd/no_network keep libxml2 from
+# fetching anything, huge_tree=False keeps libxml2's limits on depth, text size and entity amplification.
+SAFE_PARSER: dict[str, Any] = {
+    "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
+    "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
+# An "&" that is neither a character reference nor one of XML's five entities: only after one has been
+# fed can libxml2 have logged an undeclared entity (a cut "&am" counts: better one look too many).
+ENTITY_REFERENCE = re.compile(rb"&(?!(?:lt|gt|amp|apos|quot);|#)")
+DATASET_XML_SEQ = "{http://www.cdisc.org/ns/Dataset-XML/v1.0}ItemGroupDataSeq"
+
+
+@dataclass(frozen=True)
+class SubDocument:
+    """Part of an ODM file parsed as a document of its own (`etl.extract.odm_chunks`): `head` (the
+    file's XML declaration, root and ClinicalData start tags), the file's bytes [start, end), then
+    `tail` (the closing tags)."""
+
+    head: bytes
+    start: int
+    end: int
+    tail: bytes
+    first_line: int  # the file's line of byte `start`
+
+
+def root_prefix(path: Path, root: Any, line: int) -> str:
+    """`{namespace}` of the root (or ""), after checking it is <ODM> and its DOCTYPE declares no entity."""
+    name = etree.QName(root)
+    if name.localname != "ODM":
+        raise OdmFormatError(f"{path.name} line {line}: the root element is <{name.localname}>, "
+                             "expected <ODM> (a CDISC ODM export)")
+    dtd = root.getroottree().docinfo.internalDTD
+    entities = [entity.name for entity in dtd.iterentities()] if dtd is not None else []
+    if entities:
+        raise OdmFormatError(
+            f"{path.name} line {line}: the DOCTYPE declares entities ({', '.join(entities[:5])}); "
+            "ODM never needs them and they are refused for safety (entity expansion, file disclosure)")
+    return f"{{{name.namespace}}}" if name.namespace else ""
+
+
+def format_error(path: Path, error: etree.ParseError) -> OdmFormatError:
+    """libxml2's refusal as an error naming the file, line and column."""
+    at_line, column = error.position
+    message = str(error.msg or error).split(f", line {at_line}, column")[0].strip()
+    limit = any(sign in message for sign in ("XML_PARSE_HUGE", "Resource limit", "amplification"))
+    return OdmFormatError(f"{path.name} line {max(at_line, 1)}, column {max(column, 1)}: "
+                          f"{'over a parser safety limit' if limit else 'not well-formed XML'}: {message}")
+
+
+# A frame is an open ClinicalData container, a list for speed:
+# [parent frame, local name, effective TransactionType, its subject's site (a list of one, shared by
+#  the subject's frames, as SiteRef may come late; None outside a subject), AuditRecord, index in the
+#  batch's frame table, keys (study, metadata version, subject, event, event repeat, form, form
+#  repeat, group, group repeat)]. Nothing points back at a frame, so no reference cycle is made and
+#  the cyclic garbage collector can stay off while a file is read (`no_cyclic_gc`).
+PARENT, NAME, TT, SITE, AUDIT, INDEX, KEYS = range(7)
+ROW = 7  # a row in the flat list: item_oid, value, is_null, item_data_type, transaction_type, line, frame index
+
+
+# A text column packed: its values in UTF-8, joined by NUL (which no XML text can hold, so none is
+# ever read), null values as "" there; and the positions of the nulls.
+Text = tuple[bytes, list[int]]
+
+
+class RowColumns(NamedTuple):
+    """A batch of rows packed for Arrow (`odm_items.columns_batch`), in Python's built-in types only, so
+    that marshal carries it between processes fast: text columns as `Text`, numbers as machine ints.
+    The keys and sites are given once per frame, each row's frame by its index."""
+
+    rows: int
+    frames: int
+    frame_index: bytes  # int32 per row
+    keys: list[Text]  # the 9 keys of the frames: study ... group repeat
+    sites: Text  # of the frames
+    audits: list[Text]  # user, date-time, reason per row; [] when no row has one
+    item_oid: Text
+    value: Text
+    is_null: bytes  # a byte per row, 0 or 1
+    item_data_type: Text
+    transaction_type: Text
+    line: bytes  # int64 per row
+    clinical_data_index: bytes  # int32 per row
+
+
+def _text(values: list[str | None]) -> Text:
+    try:  # mostly no null: a TypeError says there is one
+        return "\0".join(values).encode(), []  # type: ignore[arg-type]
+    except TypeError:
+        return "\0".join(["" if value is None else value for value in values]).encode(), [
+            row for row, value in enumerate(values) if value is None]
+
+
+def row_columns(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, list[str | None]],
+                segments: list[tuple[int, int]], *, inherited_audits: bool | None = None) -> RowColumns:
+    """The rows in `flat` as columns; a row's keys, site and inherited AuditRecord come from its frame,
+    its clinical_data_index from `segments` ((rows so far, index) per flush).
+
+    inherited_audits: whether a frame above a row may hold an AuditRecord (None: look at `frames`,
+    which then holds every frame)."""
+    rows = len(flat) // ROW
+    frame_index = flat[6::ROW]
+    audits: list[list[str | None]] = []
+    if inherited_audits is None:
+        inherited_audits = any(frame[AUDIT] is not None for frame in frames)
+    if inherited_audits:  # nearest AuditRecord, like TransactionType
+        found = []
+        for row, index in enumerate(frame_index):
+            audit, frame = own_audits.get(row), frames[index]
+            while audit is None and frame is not None:
+                audit, frame = frame[AUDIT], frame[PARENT]
+            found.append(audit or (None, None, None))
+        audits = [list(column) for column in zip(*found, strict=True)]
+    elif own_audits:  # few: filled in place
+        for part in range(3):
+            column: list[str | None] = [None] * rows
+            for row, audit in own_audits.items():
+                column[row] = audit[part]
+            audits.append(column)
+    indexes = array("i")
+    done = 0
+    for end, clinical_data_index in segments:
+        indexes.extend([clinical_data_index] * (end - done))
+        done = end
+    keys = zip(*(frame[KEYS] for frame in frames), strict=True)
+    return RowColumns(rows, len(frames), array("i", frame_index).tobytes(), [_text(list(column)) for column in keys],
+                      _text([frame[SITE][0] if frame[SITE] is not None else None for frame in frames]),
+                      [_text(column) for column in audits], _text(flat[0::ROW]), _text(flat[1::ROW]),
+                      bytes(flat[2::ROW]), _text(flat[3::ROW]), _text(flat[4::ROW]), array("q", flat[5::ROW]).tobytes(),
+                      indexes.tobytes())
