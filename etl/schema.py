@@ -61,6 +61,14 @@ def tables(schema: str) -> tuple[str, ...]:
 
 
 @cache
+def primary_keys(schema: str) -> dict[str, tuple[str, ...]]:
+    """The primary key columns of each table of a schema that has one."""
+    return {table: tuple(columns) for table, columns in _catalogue().execute(
+        "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+        "WHERE schema_name = ? AND constraint_type = 'PRIMARY KEY'", [schema]).fetchall()}
+
+
+@cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema DuckDB gives `schema.table`: what Parquet written for it must match."""
     columns(table)  # a clear error for an unknown table

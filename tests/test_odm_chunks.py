@@ -45,8 +45,9 @@ def _export(tmp_path: Path, subjects: int, *, middle: str = "", subject_attribut
 
 @pytest.fixture
 def small_parts(monkeypatch):
-    """Small files take the fast path too."""
+    """Small files are cut in small parts, their later half read by the second process."""
     monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
 
 
 def _both_ways(path: Path, tmp_path: Path, monkeypatch) -> tuple[object, object]:
@@ -78,9 +79,14 @@ def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, capl
     assert not list(tmp_path.glob(".*")), "no temporary left behind"
 
 
-def test_line_numbers_past_65535_are_the_files(tmp_path, monkeypatch, small_parts, caplog):
-    # libxml2 counts an element's line only to 65,535: the parts are kept shorter, their lines shifted.
+def test_line_numbers_past_65535_are_the_files(tmp_path, monkeypatch, caplog):
+    # libxml2 counts an element's line only to 65,535: parts are kept shorter, however long they were
+    # meant to be, and their lines shifted.
+    monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(odm_chunks, "PART_LINES", 10**6)
     path = _export(tmp_path, 12_000, subject_attributes="")  # 144,000 lines
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None and len(parts) == 4  # the prolog and three parts under MAX_PART_LINES
     with caplog.at_level("DEBUG", logger=odm_chunks.__name__):
         _both_ways(path, tmp_path, monkeypatch)
     assert _kept(caplog)

@@ -159,16 +159,8 @@ def core_references() -> tuple[tuple[str, str, str], ...]:
     patient_id refers to the patient's registration in the same source (core.patient_source),
     since core.patient is derived from the records after validation.
     """
-    con = duckdb.connect()
-    try:
-        con.execute((warehouse_sql_dir() / "core.sql").read_text(encoding="utf-8"))
-        keys = {columns[0]: table for table, columns in con.execute(
-            "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
-            "WHERE schema_name = 'core' AND constraint_type = 'PRIMARY KEY'").fetchall() if len(columns) == 1}
-        found = con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'core' "
-                            "ORDER BY table_name, column_index").fetchall()
-    finally:
-        con.close()
+    keys = {columns[0]: table for table, columns in schema.primary_keys("core").items() if len(columns) == 1}
+    found = [(table, column) for table in sorted(schema.tables("core")) for column in schema.columns(f"core.{table}")]
     references = []
     for table, column in found:
         target = "patient_source" if keys.get(column) == "patient" else keys.get(column)
