@@ -40,7 +40,7 @@ from etl.extract.odm_xml import RowColumns, SubDocument
 
 log = logging.getLogger(__name__)
 
-MIN_BYTES = 8 << 20  # below this one process reads it all, a second one not worth starting
+MIN_BYTES = 2 << 20  # below this one process reads it all, a second one not worth starting
 # libxml2 knows the line of an element only up to 65,535 (`odm_subjects`): a part is cut shorter.
 PART_LINES, MAX_PART_LINES = 20_000, 60_000
 FIRST_SHARE = 0.45
