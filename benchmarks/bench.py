@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,16 @@ def _change_one_percent(export: Path, seed: int) -> int:
     return len(chosen)
 
 
+def _best_of_three(reader: Callable[[], float], reference: Callable[[], float]) -> tuple[float, float]:
+    """The best of three timings each (the first call also pays one-time imports), taken in turns, so
+    that a change of the machine's speed weighs on both alike."""
+    readers, references = [], []
+    for _ in range(3):
+        readers.append(reader())
+        references.append(reference())
+    return min(readers), min(references)
+
+
 def _extraction_references(home: Any, scratch: Path) -> dict[str, Any]:
     import duckdb
     from lxml import etree
@@ -177,11 +188,8 @@ def _extraction_references(home: Any, scratch: Path) -> dict[str, Any]:
 
     odm = next((home.landing / "sacha_fr").glob("*.xml"))
     csv_file = max((home.landing / "iltb").glob("*.csv"), key=lambda p: p.stat().st_size)
-    # Best of three each, reader and reference alike: the first call also pays one-time imports.
-    odm_adapter, odm_lxml = (min(measure() for _ in range(3)) for measure in
-                             (lambda: stage("sacha_fr", odm), lambda: lxml_pass(odm)))
-    csv_adapter, csv_duckdb = (min(measure() for _ in range(3)) for measure in
-                               (lambda: stage("iltb", csv_file), lambda: duckdb_pass(csv_file)))
+    odm_adapter, odm_lxml = _best_of_three(lambda: stage("sacha_fr", odm), lambda: lxml_pass(odm))
+    csv_adapter, csv_duckdb = _best_of_three(lambda: stage("iltb", csv_file), lambda: duckdb_pass(csv_file))
     return {"odm_file": {"name": odm.name, "mib": round(odm.stat().st_size / 2**20, 1)},
             "odm_adapter_s": round(odm_adapter, 3), "odm_lxml_s": round(odm_lxml, 3),
             "csv_file": {"name": csv_file.name, "mib": round(csv_file.stat().st_size / 2**20, 1)},

@@ -3,6 +3,8 @@ stages exactly what the one-pass reader stages, and hands every file that is not
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -181,6 +183,19 @@ def test_a_file_that_is_not_plain_is_staged_in_one_pass(tmp_path, monkeypatch, s
     assert fast == slow
     keys = set(pq.read_table(tmp_path / "fast.parquet", columns=["subject_key"]).column(0).to_pylist())
     assert "GONE" not in keys and len(keys) == 200
+
+
+def test_a_cut_answer_of_the_second_process_sends_the_file_to_one_pass(tmp_path, monkeypatch, small_parts, caplog):
+    def cut_answer(path: Path, parts: object, out: Path, batch_rows: int) -> subprocess.Popen[str]:
+        write = f"open({str(out)!r}, 'wb').write(bytes([200] + [0] * 7) + b'cut')"  # 3 bytes of 200 announced
+        return subprocess.Popen([sys.executable, "-c", write], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+
+    monkeypatch.setattr(odm_chunks, "_second_process", cut_answer)
+    path = _export(tmp_path, 400)
+    with caplog.at_level("DEBUG", logger=odm_chunks.__name__):
+        fast, slow = _both_ways(path, tmp_path, monkeypatch)
+    assert not _kept(caplog) and fast == slow
 
 
 def test_a_broken_part_gets_the_one_pass_readers_error(tmp_path, monkeypatch, small_parts):

@@ -6,8 +6,9 @@ into parts of some PART_LINES lines (under MAX_PART_LINES: `odm_subjects` takes 
 libxml2, which counts an element's line only to 65,535), and each part is parsed as a document of
 its own (the file's declaration and start tags, the part, the closing tags; `odm_xml.SubDocument`)
 by `odm_subjects`. From MIN_BYTES, the later half of the parts is read by a second process, whose
-rows (marshalled lists) are written after the first half's. (The prolog before the first subject is a part of its own,
-read by the one-pass reader, so its content is checked as in the whole file.)
+rows (packed columns, `odm_xml.RowColumns`) are written after the first half's. (The prolog before
+the first subject is a part of its own, read by the one-pass reader, so its content is checked as in
+the whole file.)
 
 Nothing is believed: a cut that does not fall between two subjects at the top level of ClinicalData
 (inside a comment, a CDATA section, a subject) leaves a part unclosed, which libxml2 refuses.
@@ -152,7 +153,7 @@ def _batches(path: Path, parts: Sequence[SubDocument], notices: list[str], batch
 
 
 def _marshalled_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The batches the second process wrote."""
+    """The batches the second process wrote: each its length in 8 bytes, then its `RowColumns` marshalled."""
     with path.open("rb") as handle:
         while size := handle.read(8):
             yield columns_batch(RowColumns(*marshal.loads(handle.read(int.from_bytes(size, "little")))))
@@ -184,10 +185,13 @@ def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, 
                 return None
             if other is not None:
                 _, complaint = other.communicate()
-                if other.returncode != 0:
-                    log.debug("%s: staged in one pass after a part failed: %s", path.name, complaint[-2000:])
+                try:
+                    if other.returncode != 0:
+                        raise ValueError(complaint[-2000:])
+                    rows += write_batches(writer, _marshalled_batches(second), schema, lineage)
+                except Exception as error:
+                    log.debug("%s: staged in one pass after the second process failed: %s", path.name, error)
                     return None
-                rows += write_batches(writer, _marshalled_batches(second), schema, lineage)
     finally:
         if other is not None and other.poll() is None:
             other.kill()
