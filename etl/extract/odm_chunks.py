@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MIN_BYTES = 2 << 20  # below this one process reads it all, a second one not worth starting
 # libxml2 knows the line of an element only up to 65,535 (`odm_subjects`): a part is cut shorter.
 PART_LINES, MAX_PART_LINES = 20_000, 60_000
-FIRST_SHARE = 0.45
+LEAD_BYTES = 3 << 19
 _CLOSE = b"</ClinicalData></ODM>\n"
 _SUBJECT_LINE = re.compile(rb"\n[ \t]*<SubjectData[\s>]")
 _ATTRIBUTES = rb"""(?:\s+[^\s=>/]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*>"""
@@ -135,9 +135,10 @@ def _second_process(path: Path, parts: list[SubDocument], out: Path, batch_rows:
 
 
 def _halves(parts: list[SubDocument]) -> tuple[list[SubDocument], list[SubDocument]]:
-    """The parts in two runs, the first with the prolog and FIRST_SHARE of the bytes: this process also
-    writes the second's rows, which starts later (its imports)."""
-    share = parts[-1].end * FIRST_SHARE
+    """The parts in two runs that end together, the first with the prolog. This process also writes the
+    second's rows (some 0.3 of reading them) and the second starts later (its imports, while this one
+    reads some LEAD_BYTES): this one reads (LEAD_BYTES + 0.7 of the file) / 1.7."""
+    share = (LEAD_BYTES + 0.7 * parts[-1].end) / 1.7
     for at, part in enumerate(parts):
         if at > 1 and part.end - share > share - part.start:
             return parts[:at], parts[at:]
