@@ -49,6 +49,7 @@ def _export(tmp_path: Path, subjects: int, *, middle: str = "", subject_attribut
 def small_parts(monkeypatch):
     """Small files are cut in small parts, their later half read by the second process."""
     monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(odm_chunks, "LEAD_BYTES", 0)
     monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
 
 
@@ -68,10 +69,13 @@ def _kept(caplog) -> bool:
 @pytest.mark.parametrize("two_processes", [True, False])
 def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, caplog, two_processes):
     monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0 if two_processes else 1 << 60)
+    monkeypatch.setattr(odm_chunks, "LEAD_BYTES", 0)
     monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
     path = _export(tmp_path, 400)
     parts = odm_chunks.plan_parts(path)
     assert parts is not None and len(parts) > 5  # the prolog, then parts of about 300 lines
+    first, second = odm_chunks._halves(parts)
+    assert first[0] is parts[0] and first + second == parts and len(second) >= len(parts) // 3
     assert parts[0].head == b"" and all(p.head for p in parts[1:])
     assert [p.start for p in parts[1:]] == [p.end for p in parts[:-1]] and parts[-1].end == path.stat().st_size
     with caplog.at_level("DEBUG", logger=odm_chunks.__name__):
