@@ -47,6 +47,7 @@ from etl.extract.odm_xml import (
     SubDocument,
     Text,
     format_error,
+    item_attributes,
     root_prefix,
     row_columns,
 )
@@ -296,17 +297,8 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                 outside_clinical_data += 1
                             else:
                                 item_open, item_frame, item_line, item_elem = True, frame, line, elem
-                                item_oid = item_value = item_tt = item_type = item_audit = item_values = None
-                                item_null = False
-                                for name, value in elem.items():  # one call: cheaper than four `get`
-                                    if name == "ItemOID":
-                                        item_oid = value
-                                    elif name == "Value":
-                                        item_value = value
-                                    elif name == "IsNull":
-                                        item_null = value == "Yes"
-                                    elif name == "TransactionType":
-                                        item_tt = value
+                                item_type = item_audit = item_values = None
+                                item_oid, item_value, item_null, item_tt = item_attributes(elem)
                                 if item_tt is None:
                                     item_tt = frame[TT]
                             continue

@@ -45,6 +45,7 @@ from etl.extract.odm_xml import (
     RowColumns,
     SubDocument,
     format_error,
+    item_attributes,
     root_prefix,
     row_columns,
 )
@@ -244,17 +245,7 @@ class _Subjects:
             if not self.rare_attributes:
                 extend((item.get("ItemOID"), item.get("Value"), False, None, inherited, shift + item.sourceline, index))
                 continue
-            oid = value = tt = None
-            null = False
-            for name, text in item.items():
-                if name == "ItemOID":
-                    oid = text
-                elif name == "Value":
-                    value = text
-                elif name == "IsNull":
-                    null = text == "Yes"
-                elif name == "TransactionType":
-                    tt = text
+            oid, value, null, tt = item_attributes(item)
             extend((oid, None if null else value, null, None, inherited if tt is None else tt,
                     shift + item.sourceline, index))
 

@@ -61,6 +61,23 @@ def root_prefix(path: Path, root: Any, line: int) -> str:
     return f"{{{name.namespace}}}" if name.namespace else ""
 
 
+def item_attributes(elem: Any) -> tuple[str | None, str | None, bool, str | None]:
+    """(ItemOID, Value, IsNull="Yes", its own TransactionType) of an ItemData, read in one `items()`
+    (lxml's `get` parses its argument each time: four of them cost more)."""
+    oid = value = transaction_type = None
+    null = False
+    for name, text in elem.items():
+        if name == "ItemOID":
+            oid = text
+        elif name == "Value":
+            value = text
+        elif name == "IsNull":
+            null = text == "Yes"
+        elif name == "TransactionType":
+            transaction_type = text
+    return oid, value, null, transaction_type
+
+
 def format_error(path: Path, error: etree.ParseError) -> OdmFormatError:
     """libxml2's refusal as an error naming the file, line and column."""
     at_line, column = error.position
