@@ -81,6 +81,7 @@ from etl.extract.adapter import (
     refuse_if_other_format,
     staging_writer,
 )
+from etl.extract.odm_chunks import stage_in_parts
 from etl.extract.odm_items import (
     ENTITY_CHECKPOINTS,
     ODM_ROW_COLUMNS,
@@ -216,7 +217,6 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
     if clashes:
         raise ValueError(f"lineage column(s) {clashes} clash with the ODM row columns")
     schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
-    from etl.extract.odm_chunks import stage_in_parts  # it builds on this module
 
     with written_atomically(out_path) as temp:
         staged = stage_in_parts(path, temp, schema, lineage, batch_rows)
