@@ -74,8 +74,9 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     First the key guard: a key other than the warehouse's (KeyMismatch) stops the run here, before
     anything is harmonised under it. `rotate_key` is for `rtw rekey` only."""
     run_id = run_id or new_run_id()
-    guard_key(home, run_id, key_value, rotate=rotate_key)
-    state = read_source_state(home.warehouse)
+    with schema.reading(home.warehouse) as live:
+        guard_key(home, run_id, key_value, rotate=rotate_key, live=live)
+        state = read_source_state(home.warehouse, live)
     changed, unchanged, notices = [], [], {}
     for path in sorted(sources_dir.glob("*.yaml")):
         source_id = path.stem
@@ -298,13 +299,15 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         docs = quality.data_docs_dir
         if publish_outputs.attempt(notes, "the GX Data Docs folder", lambda: fsio.private_folder(docs)) is None:
             quality = dataclasses.replace(quality, data_docs_dir=None)
+    summaries: list[RunSummary] = []
     with timing.step("publish"):
         publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
                 unchanged=planned.unchanged, quality=quality,
                 populations=read_child_population(population_file(home.root)),
-                notices={s: planned.notices.get(s, []) for s in planned.unchanged})
+                notices={s: planned.notices.get(s, []) for s in planned.unchanged},
+                read_back=lambda con: summaries.append(_summary(con, home, run_id)))
     crash.crash_point("after_swap")
-    summary = summarise(home, run_id)
+    summary = summaries[0]
     # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
     # readers noted about the files they read is in meta.source_notice and the report, not printed.
     summary.notices = [n for source in sorted(planned.notices) for n in planned.notices[source]]
@@ -332,22 +335,27 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 
 
 def summarise(home: Home, run_id: str | None = None) -> RunSummary:
-    """Rows per core table, quarantined rows and the run's status, read from the warehouse."""
+    """Rows per core table, quarantined rows and the run's status (the last run's by default), read
+    from the warehouse."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        if run_id is None:
-            run_id = _one(con, "SELECT run_id FROM meta.run ORDER BY started_at DESC LIMIT 1")[0]
-        run = _one(con, "SELECT status, sources_changed, sources_unchanged, sources_failed, message, validated "
-                   "FROM meta.run WHERE run_id = ?", [run_id])
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_name").fetchall()]
-        rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
-        quarantined = dict(con.execute(
-            "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
-        issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
-                                  "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
+        return _summary(con, home, run_id)
     finally:
         con.close()
+
+
+def _summary(con: duckdb.DuckDBPyConnection, home: Home, run_id: str | None) -> RunSummary:
+    if run_id is None:
+        run_id = _one(con, "SELECT run_id FROM meta.run ORDER BY started_at DESC LIMIT 1")[0]
+    run = _one(con, "SELECT status, sources_changed, sources_unchanged, sources_failed, message, validated "
+               "FROM meta.run WHERE run_id = ?", [run_id])
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core' ORDER BY table_name").fetchall()]
+    rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
+    quarantined = dict(con.execute(
+        "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
+    issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
+                              "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
     latest = home.reports / "latest" / "index.html"
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
                       sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,

@@ -8,7 +8,9 @@ from the table it is loaded into.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -73,6 +75,21 @@ def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema DuckDB gives `schema.table`: what Parquet written for it must match."""
     columns(table)  # a clear error for an unknown table
     return _catalogue().execute(f"SELECT * FROM {table} LIMIT 0").arrow().schema
+
+
+@contextlib.contextmanager
+def reading(warehouse: Path, con: duckdb.DuckDBPyConnection | None = None
+            ) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """`con`, or else a read-only connection to `warehouse` for the block; None when there is no
+    warehouse yet. (A connection costs some 20 ms: a run's plan reads several things through one.)"""
+    if con is not None or not warehouse.exists():
+        yield con
+        return
+    own = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 def in_warehouse(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -88,15 +88,11 @@ def source_tables() -> list[str]:
     return [t for t in core_columns() if t != "patient"]
 
 
-def read_source_state(warehouse: Path) -> dict[str, dict[str, Any]]:
-    """meta.source of the live warehouse (empty if there is none yet), read-only."""
-    if not warehouse.exists():
-        return {}
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = con.execute("SELECT source_id, fingerprint, status FROM meta.source").fetchall()
-    finally:
-        con.close()
+def read_source_state(warehouse: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, dict[str, Any]]:
+    """meta.source of the live warehouse (empty if there is none yet), read-only (through `con`, a
+    connection to it, if given)."""
+    with schema.reading(warehouse, con) as live:
+        rows = [] if live is None else live.execute("SELECT source_id, fingerprint, status FROM meta.source").fetchall()
     return {r[0]: {"fingerprint": r[1], "status": r[2]} for r in rows}
 
 
@@ -289,8 +285,12 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None,
-            notices: Mapping[str, Sequence[str]] | None = None, populations: pd.DataFrame | None = None) -> None:
+            notices: Mapping[str, Sequence[str]] | None = None, populations: pd.DataFrame | None = None,
+            read_back: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
+
+    read_back: called with the new warehouse, its run recorded, before it is committed (what the run
+    summary says, read without connecting again).
 
     notices: what the landing folders of the unchanged sources said (a refused or waiting file).
     populations: the child population table (etl/load/populations.py) marts.incidence divides by;
@@ -346,6 +346,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             harmonised, sorted(unchanged), failed,
             "; ".join(o.message for o in outcomes if o.message) or None,
             validated, definitions])
+        if read_back is not None:
+            read_back(con)
 
     swap_in_next(warehouse, run_id, record)
 

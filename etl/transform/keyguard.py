@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from etl import fsio, runlock
+from etl import fsio, runlock, schema
 from etl.config import Home
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key
 
@@ -47,35 +47,34 @@ def _short(fingerprint: str) -> str:
     return fingerprint[:_SHOWN]
 
 
-def recorded_fingerprint(warehouse: Path) -> str | None:
+def recorded_fingerprint(warehouse: Path, con: duckdb.DuckDBPyConnection | None = None) -> str | None:
     """The fingerprint of the key the live warehouse was built with (None: no warehouse, or one built
-    before fingerprints were recorded)."""
-    if not warehouse.exists():
-        return None
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        row = con.execute("SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL "
-                          "ORDER BY recorded_at DESC LIMIT 1").fetchone()
-    except duckdb.CatalogException:  # a warehouse older than the guard: the next run records its key
-        return None
-    finally:
-        con.close()
+    before fingerprints were recorded); read through `con`, a connection to it, if given."""
+    with schema.reading(warehouse, con) as live:
+        if live is None:
+            return None
+        try:
+            row = live.execute("SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL "
+                               "ORDER BY recorded_at DESC LIMIT 1").fetchone()
+        except duckdb.CatalogException:  # a warehouse older than the guard: the next run records its key
+            return None
     return row[0] if row else None
 
 
-def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: bool = False) -> str:
+def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: bool = False,
+              live: duckdb.DuckDBPyConnection | None = None) -> str:
     """Refuse a key other than the warehouse's; approve this run's key for publish and return its fingerprint.
 
     A fresh home (no warehouse) gets its key file created as before. `rotate` (rtw rekey only) approves
-    a new key for a run that reloads every source with it.
+    a new key for a run that reloads every source with it. `live`: a connection to the live warehouse.
     """
     if not rotate and home.warehouse.exists() and not key_is_configured(home.key_file, key_value):
-        recorded = recorded_fingerprint(home.warehouse)
+        recorded = recorded_fingerprint(home.warehouse, live)
         built = f" (fingerprint {_short(recorded)})" if recorded else ""
         raise KeyMismatch(f"the pseudonymisation key file {home.key_file} is missing, but the warehouse was built "
                           f"with a key{built}; restore the key file (or give the key), or rotate it with `rtw rekey`")
     fingerprint = load_key(home.key_file, key_value).fingerprint()
-    recorded = None if rotate else recorded_fingerprint(home.warehouse)
+    recorded = None if rotate else recorded_fingerprint(home.warehouse, live)
     if recorded is not None and recorded != fingerprint:
         raise KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with "
                           f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); restore the key, "
