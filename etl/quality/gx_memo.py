@@ -19,7 +19,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -31,7 +31,7 @@ from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
-from etl.quality.gx_suites import combined_runs
+from etl.quality.gx_suites import Batch, combined_runs
 from etl.schema import sql_text
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,9 @@ class Judging:
 def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *, batch_rows: int,
           data_docs_dir: Path | None = None, unless_reading: Collection[str] = ()) -> Judging | None:
     """Start judging every GX rule over the sources whose rows changed (module docstring): their rows go
-    to GX's process as batch files, and GX judges while the run goes on. None, nothing started, when a
-    rule reads one of the columns `unless_reading` (which the run has yet to write)."""
+    to GX's process as batch files, and GX judges while the run goes on; from IN_PROCESS_ROWS rows, GX
+    judges them here and now, read from `con`. None, nothing started, when a rule reads one of the
+    columns `unless_reading` (which the run has yet to write)."""
     present = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
     tables = sorted({r.meta.table for r in rules if r.meta.table})
@@ -115,19 +116,24 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
                  ", ".join(f"{s} (run {run})" for s, run in reused))
     if not judged_now:  # nothing changed that GX reads: GX is not even imported
         return Judging(con, run_id, rules, plans, judged_now)
+    counts = {t: _rows_to_judge(con, t, plans[t].to_judge)
+              for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
+    if sum(counts.values()) >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
+        here = _here(lambda table: _batches_here(con, table, batch_rows, plans[table].to_judge)
+                     if table in counts else None)
+        here.submit(Job(judged_now, {}, data_docs_dir))
+        return Judging(con, run_id, rules, plans, judged_now, here, rows=sum(counts.values()))
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
-            files = {t: _batch_files(con, t, batch_rows, plans[t].to_judge, folder)
-                     for t in sorted({r.meta.table for r in judged_now if r.meta.table}) if t in plans}
-        rows = sum(n for batches in files.values() for _, n in batches)
-        process: Judge = ready() if rows < IN_PROCESS_ROWS else _here()
+            files = {t: _batch_files(con, t, batch_rows, plans[t].to_judge, folder) for t in counts}
+        process = ready()
         process.submit(Job(judged_now, {t: [path for path, _ in batches] for t, batches in files.items()},
                            data_docs_dir))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Judging(con, run_id, rules, plans, judged_now, process, folder, rows)
+    return Judging(con, run_id, rules, plans, judged_now, process, folder, sum(counts.values()))
 
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
@@ -168,10 +174,10 @@ def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
         f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}
 
 
-def _here() -> GxHere:
+def _here(batches_of: Callable[[str], Iterator[Batch] | None]) -> GxHere:
     end_early()  # its memory is wanted here
     log.info("GX judges in this process: %s rows or more to judge", f"{IN_PROCESS_ROWS:,}")
-    return GxHere()
+    return GxHere(batches_of)
 
 
 def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
@@ -186,27 +192,45 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
     return Path(tempfile.mkdtemp(prefix="rtw-gx-"))
 
 
-def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
-                 folder: Path) -> list[tuple[Path, int]]:
-    """The sources' rows of a stage table as Parquet files of `rows` rows each (with their count), in
-    rowid order; at least one, maybe empty, so every rule of the table is judged. The ranges are read
-    first: rows written in the open transaction number from 2**62. Each row comes with its record's
-    centre (stage.record holds one row per record key), for the denominators."""
+def _rows_to_judge(con: duckdb.DuckDBPyConnection, table: str, sources: list[str]) -> int:
+    row = con.execute(f"SELECT count(*) FROM stage.{table} WHERE list_contains(?, source_id)", [sources]).fetchone()
+    return row[0] if row else 0
+
+
+def _batch_rows(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[str]:
+    """The queries of the sources' rows of a stage table, `rows` rows each, in rowid order; at least
+    one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written
+    in the open transaction number from 2**62. Each row comes with its record's centre (stage.record
+    holds one row per record key), for the denominators."""
     starts = [first for (first,) in con.execute(
         f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
         "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",
         {"sources": sources, "rows": rows}).fetchall()] or [0]
     wanted = _sql_list(sources)
-    files = []
-    for n, (start, end) in enumerate(zip(starts, [*starts[1:], None], strict=True)):
+    for start, end in zip(starts, [*starts[1:], None], strict=True):
         within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
+        yield (f"SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+               f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
+               "ORDER BY t.rowid")
+
+
+def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
+                 folder: Path) -> list[tuple[Path, int]]:
+    """The batches of `_batch_rows` as Parquet files (with their counts), for GX's process."""
+    files = []
+    for n, query in enumerate(_batch_rows(con, table, rows, sources)):
         path = folder / f"{table}-{n:05d}.parquet"
-        written = con.execute(
-            f"COPY (SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
-            f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
-            f"ORDER BY t.rowid) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
+        written = con.execute(f"COPY ({query}) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
         files.append((path, written[0] if written else 0))
     return files
+
+
+def _batches_here(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[Batch]:
+    """The batches of `_batch_rows` as data frames, for GX judging in this process: the very frames
+    GX's process reads from the files."""
+    for query in _batch_rows(con, table, rows, sources):
+        frame = con.execute(query).df()
+        yield Batch(frame, frame.pop(CENTRE))
 
 
 def _sql_list(texts: Sequence[str]) -> str:

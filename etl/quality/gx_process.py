@@ -16,7 +16,8 @@ run's process.
 
 A registry so large that a second interpreter's memory beside the run's would pass the run's limit
 (`gx_memo.IN_PROCESS_ROWS` rows to judge) is judged in the run's own process instead (`GxHere`), from
-the same batch files, with the import done on a thread while the source workers run.
+the same batches read straight from the run's connection, with the import done on a thread while
+the source workers run.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -165,19 +166,23 @@ class GxProcess:
 class GxHere:
     """The same judging in the run's own process, for a registry so large that a second interpreter
     beside the run would pass its memory limit (100,000 persons: 1,645 MiB peak, against 1,421 MiB
-    judged here). Nothing overlaps: GX judges when the runs are asked for, and an exception is GX's own."""
+    judged here). Nothing overlaps: GX judges as the job is submitted, its batches read straight from
+    the run's connection (`batches_of`: no batch files), and an exception is GX's own."""
 
-    def __init__(self) -> None:
+    def __init__(self, batches_of: Callable[[str], Iterator[Batch] | None]) -> None:
+        self._batches_of = batches_of
         self._job: Job | None = None
         self._context: Any = None
+        self._runs: list[RuleRun] = []
 
     def submit(self, job: Job) -> None:
         self._job = job
+        self._context = new_context(job.data_docs_dir)
+        self._runs = run_suites(self._context, self._batches_of, job.rules)
 
     def runs(self) -> list[RuleRun]:
         assert self._job is not None
-        self._context, runs = _judged(self._job)
-        return runs
+        return self._runs
 
     def docs_written(self) -> None:
         if self._job is not None and self._job.data_docs_dir is not None and self._context is not None:
