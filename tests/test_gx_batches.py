@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from etl import pipeline, timing
@@ -81,11 +82,13 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str
     read: list[tuple[str, tuple[str, ...]]] = []
     batch_files = gx_memo._batch_files
 
-    def counted(con: duckdb.DuckDBPyConnection, table: str, *args):  # type: ignore[no-untyped-def]
-        files = batch_files(con, table, *args)
+    def counted(con: duckdb.DuckDBPyConnection, plan: gx_memo.TablePlan, *args):  # type: ignore[no-untyped-def]
+        files = batch_files(con, plan, *args)
         for path, _ in files:
+            # only the columns the table's rules can read (those its fingerprint covers), and the centre
+            assert pq.ParquetFile(path).schema_arrow.names == [*plan.columns, gx_process.CENTRE]
             sources = duckdb.sql(f"SELECT DISTINCT source_id FROM read_parquet('{path}') ORDER BY 1").fetchall()
-            read.append((table, tuple(s for (s,) in sources)))
+            read.append((plan.table, tuple(s for (s,) in sources)))
         return files
     monkeypatch.setattr(gx_memo, "_batch_files", counted)
     return read

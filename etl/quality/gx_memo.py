@@ -119,14 +119,13 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     counts = {t: _rows_to_judge(con, t, plans[t].to_judge)
               for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
     if sum(counts.values()) >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
-        here = _here(lambda table: _batches_here(con, table, batch_rows, plans[table].to_judge)
-                     if table in counts else None)
+        here = _here(lambda table: _batches_here(con, plans[table], batch_rows) if table in counts else None)
         here.submit(Job(judged_now, {}, data_docs_dir))
         return Judging(con, run_id, rules, plans, judged_now, here, rows=sum(counts.values()))
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
-            files = {t: _batch_files(con, t, batch_rows, plans[t].to_judge, folder) for t in counts}
+            files = {t: _batch_files(con, plans[t], batch_rows, folder) for t in counts}
         process = ready()
         process.submit(Job(judged_now, {t: [path for path, _ in batches] for t, batches in files.items()},
                            data_docs_dir))
@@ -197,38 +196,40 @@ def _rows_to_judge(con: duckdb.DuckDBPyConnection, table: str, sources: list[str
     return row[0] if row else 0
 
 
-def _batch_rows(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[str]:
-    """The queries of the sources' rows of a stage table, `rows` rows each, in rowid order; at least
+def _batch_rows(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int) -> Iterator[str]:
+    """The queries of the rows to judge of a stage table, `rows` rows each, in rowid order; at least
     one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written
-    in the open transaction number from 2**62. Each row comes with its record's centre (stage.record
-    holds one row per record key), for the denominators."""
+    in the open transaction number from 2**62. A row has the columns the table's rules can read (the
+    fingerprint's: GX's findings depend on no other), and its record's centre (stage.record holds one
+    row per record key), for the denominators."""
+    table, sources = plan.table, plan.to_judge
     starts = [first for (first,) in con.execute(
         f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
         "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",
         {"sources": sources, "rows": rows}).fetchall()] or [0]
     wanted = _sql_list(sources)
+    columns = ", ".join(f't."{c}"' for c in plan.columns)
     for start, end in zip(starts, [*starts[1:], None], strict=True):
         within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
-        yield (f"SELECT t.*, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
+        yield (f"SELECT {columns}, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
                f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
                "ORDER BY t.rowid")
 
 
-def _batch_files(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str],
-                 folder: Path) -> list[tuple[Path, int]]:
+def _batch_files(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int, folder: Path) -> list[tuple[Path, int]]:
     """The batches of `_batch_rows` as Parquet files (with their counts), for GX's process."""
     files = []
-    for n, query in enumerate(_batch_rows(con, table, rows, sources)):
-        path = folder / f"{table}-{n:05d}.parquet"
+    for n, query in enumerate(_batch_rows(con, plan, rows)):
+        path = folder / f"{plan.table}-{n:05d}.parquet"
         written = con.execute(f"COPY ({query}) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
         files.append((path, written[0] if written else 0))
     return files
 
 
-def _batches_here(con: duckdb.DuckDBPyConnection, table: str, rows: int, sources: list[str]) -> Iterator[Batch]:
+def _batches_here(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int) -> Iterator[Batch]:
     """The batches of `_batch_rows` as data frames, for GX judging in this process: the very frames
     GX's process reads from the files."""
-    for query in _batch_rows(con, table, rows, sources):
+    for query in _batch_rows(con, plan, rows):
         frame = con.execute(query).df()
         yield Batch(frame, frame.pop(CENTRE))
 
