@@ -125,6 +125,9 @@ def test_validation_writes_gx_data_docs(validated):
     tables = {json.loads(p.read_text()).get("meta", {}).get("table") for p in EXPECTATIONS_DIR.glob("*.json")} - {None}
     pages = {p.relative_to(docs.parent / "validations").parts[1] for p in (docs.parent / "validations").rglob("*.html")}
     assert pages == tables  # one validation result page per suite, built once after all of them ran
+    diagnosis = "".join(p.read_text() for p in (docs.parent / "validations" / "core" / "diagnosis").rglob("*.html"))
+    assert "Unexpected Value" in diagnosis  # a failing rule's values, counted
+    assert "source_record_key" not in diagnosis  # not every failing row: those are the issues (dq.issue)
 
 
 def _tuned_sources(tmp_path: Path, source_id: str, quality: str) -> Path:
@@ -322,3 +325,25 @@ def test_finding_values_are_shown_as_exported():
     assert shown(pd.Timestamp("2017-11-16")) == "2017-11-16" == shown(date(2017, 11, 16))
     assert shown(pd.Timestamp("2017-11-16 08:30")) == "2017-11-16 08:30:00"
     assert [shown(45.0), shown(4.5), shown(7), shown(True)] == ["45", "4.5", "7", "True"]
+
+
+def test_a_batch_counts_each_populations_denominators_as_records_per_source_and_centre():
+    from etl.quality.findings import Denominators, judged_rows
+
+    def same(found: pd.DataFrame, expected: pd.DataFrame) -> bool:
+        def rows(frame: pd.DataFrame) -> list[tuple]:  # type: ignore[type-arg]
+            return sorted(map(tuple, frame.astype(object).where(frame.notna(), None).to_numpy().tolist()), key=str)
+        return list(found.columns) == list(expected.columns) and rows(found) == rows(expected)
+
+    keys = pd.DataFrame({"source_id": ["a", "a", "b", "a", "b", "c"], "source_record_key": [f"k{i}" for i in range(6)]})
+    centres = pd.Series(["c1", None, "c1", "c1", None, "c2"])
+    batch = Denominators(keys, centres)
+    for rows in ([0, 1, 2, 3, 4, 5], [0, 3], [1, 4], [5], [], [2, 4, 0]):
+        population = keys.iloc[rows]
+        assert same(batch.of(population), judged_rows(population, centres[population.index])), rows
+    assert same(batch.of(keys), pd.DataFrame({"source_id": ["a", "a", "b", "b", "c"],
+                                               "centre_id": ["c1", None, "c1", None, "c2"],
+                                               "denominator": [2, 1, 1, 1, 1]}))
+    repeated = pd.DataFrame({"source_id": ["a", "a"], "source_record_key": ["k", "k"]})  # one record, two rows
+    assert batch.of(keys.iloc[[]]).empty
+    assert Denominators(repeated, pd.Series(["c1", "c1"])).of(repeated).denominator.tolist() == [1]

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from etl.schema import in_warehouse
@@ -68,6 +69,34 @@ def judged_rows(keys: pd.DataFrame, centres: pd.Series) -> pd.DataFrame:
     counted = (keys.assign(centre_id=centres).groupby(["source_id", "centre_id"], dropna=False, sort=False)
                ["source_record_key"].nunique())
     return counted.rename("denominator").reset_index()[JUDGED_COLUMNS]
+
+
+class Denominators:
+    """judged_rows for the populations of one batch of rows, counted fast: each row's source and centre
+    are numbered once per batch, and a population's denominators are a count of its rows' numbers.
+    A batch whose keys repeat (records counted once each), or whose index is not 0..n-1, is left to
+    judged_rows."""
+
+    def __init__(self, keys: pd.DataFrame, centres: pd.Series) -> None:
+        self._centres = centres
+        index = keys.index
+        self._counted = (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+                         and not keys.duplicated().any())
+        if self._counted:
+            sources, self._source_names = pd.factorize(keys["source_id"], use_na_sentinel=False)
+            centre_codes, self._centre_names = pd.factorize(centres, use_na_sentinel=False)
+            self._codes = sources * len(self._centre_names) + centre_codes
+
+    def of(self, population: pd.DataFrame) -> pd.DataFrame:
+        """The denominators of `population`, rows of the batch (their keys, the batch's index)."""
+        if not self._counted or population.empty:
+            return judged_rows(population, self._centres[population.index])
+        counts = np.bincount(self._codes[population.index.to_numpy()],
+                             minlength=len(self._source_names) * len(self._centre_names))
+        present = counts.nonzero()[0]
+        sources, centres = np.divmod(present, len(self._centre_names))
+        return pd.DataFrame({"source_id": self._source_names[sources], "centre_id": self._centre_names[centres],
+                             "denominator": counts[present]}, columns=JUDGED_COLUMNS)
 
 
 def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from etl import memory, timing
 from etl.quality.catalogue import Rule
-from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, RuleRun, judged_rows, shown
+from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, Denominators, RuleRun, shown
 
 log = logging.getLogger(__name__)
 _SITE = "rtw_data_docs"
@@ -207,6 +207,7 @@ def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[
     outcome = validator.validate_expectation_suite(suite)
     runs: list[RuleRun] = []
     by_rule = {r.rule_id: r for r in table_rules}
+    denominators = Denominators(batch.rows[KEY_COLUMNS], batch.centres)
     for result in outcome.results:
         assert result.expectation_config is not None
         rule = by_rule[result.expectation_config.meta["rule_id"]]
@@ -215,8 +216,7 @@ def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[
             continue
         try:
             population = _population(batch.rows, rule)
-            runs.append(RuleRun(rule.rule_id, judged_rows(population, batch.centres[population.index]),
-                                _failures(rule, result.result)))
+            runs.append(RuleRun(rule.rule_id, denominators.of(population), _failures(rule, result.result)))
         except Exception as exc:  # a bad row_condition: the rule errs, the others go on
             runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
     _store(context, suite, validator.active_batch_id, outcome)
