@@ -354,7 +354,7 @@ def judged_again(first_run, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 @pytest.mark.integration
-def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation_unless_it_grew(
+def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation_unless_it_grew_or_the_stage_is_large(
         first_run, judged_again, tmp_path, monkeypatch):
     home, summary = first_run
     process = gx_process.ready()
@@ -367,6 +367,12 @@ def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation_unless_i
     monkeypatch.setattr(gx_memo, "END_AFTER_ROWS", 1)  # as if it had judged a large registry
     assert _validated_again(home, summary.run_id, tmp_path / "two.duckdb") == judged_again
     assert not process.alive and gx_process.ready() is not process
+
+    monkeypatch.undo()
+    process = gx_process.ready()
+    monkeypatch.setattr(gx_memo, "END_BESIDE_STAGE_ROWS", 1)  # as if it had judged a little of a large registry
+    assert _validated_again(home, summary.run_id, tmp_path / "three.duckdb") == judged_again
+    assert not process.alive
 
 
 @pytest.mark.integration

@@ -37,6 +37,9 @@ from etl.schema import sql_text
 log = logging.getLogger(__name__)
 
 END_AFTER_ROWS = 100_000  # GX's process ends after judging this many rows (Judging.written)
+# ... or after judging rows of a stage this large: core and marts, built next over the whole warehouse,
+# peak with it beside them (100,000 persons, one source 1% changed: 1,507 MiB for the process tree).
+END_BESIDE_STAGE_ROWS = 1_000_000
 IN_PROCESS_ROWS = 1_000_000  # from this many rows to judge, GX judges in the run's process (gx_process.GxHere)
 
 
@@ -60,9 +63,9 @@ class Judging:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule],
                  plans: dict[str, TablePlan], judged_now: Sequence[Rule], process: Judge | None = None,
-                 folder: Path | None = None, rows: int = 0):
+                 folder: Path | None = None, ends: bool = False):
         self._con, self._run_id, self._rules, self._plans = con, run_id, rules, plans
-        self._judged_now, self._process, self._folder, self._rows = judged_now, process, folder, rows
+        self._judged_now, self._process, self._folder, self._ends = judged_now, process, folder, ends
         self._answered = process is None
 
     def runs(self) -> list[RuleRun]:
@@ -76,12 +79,12 @@ class Judging:
         return _merged(self._rules, fresh, remembered)
 
     def written(self) -> None:
-        """Wait until GX has written the Data Docs of what it judged. A process that judged many rows
-        ends then: what it grew to goes back to the system before core and marts (a small one stays,
-        for the next validation in this process to skip the import)."""
+        """Wait until GX has written the Data Docs of what it judged. A process that judged many rows,
+        or judged beside a large stage, ends then: its memory goes back to the system before core and
+        marts (a small one stays, for the next validation in this process to skip the import)."""
         if self._process:
             self._process.docs_written()
-            if self._rows >= END_AFTER_ROWS:
+            if self._ends:
                 self._process.end()
         self._answered = True
 
@@ -100,12 +103,12 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     to GX's process as batch files, and GX judges while the run goes on; from IN_PROCESS_ROWS rows, GX
     judges them here and now, read from `con`. None, nothing started, when a rule reads one of the
     columns `unless_reading` (which the run has yet to write)."""
-    present = {t for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall()}
+    stage = dict(con.execute(
+        "SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall())
     tables = sorted({r.meta.table for r in rules if r.meta.table})
     with timing.step("validate GX fingerprints"):
         centres = _sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
-        plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in present}
+        plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in stage}
     if any(set(p.columns) & set(unless_reading) for p in plans.values()):
         return None
     # A table missing from stage goes to GX as well, whose runner reports its rules as errors.
@@ -121,7 +124,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     if sum(counts.values()) >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
         here = _here(lambda table: _batches_here(con, plans[table], batch_rows) if table in counts else None)
         here.submit(Job(judged_now, {}, data_docs_dir))
-        return Judging(con, run_id, rules, plans, judged_now, here, rows=sum(counts.values()))
+        return Judging(con, run_id, rules, plans, judged_now, here, ends=True)
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
@@ -132,7 +135,8 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Judging(con, run_id, rules, plans, judged_now, process, folder, sum(counts.values()))
+    ends = sum(counts.values()) >= END_AFTER_ROWS or sum(stage.values()) >= END_BESIDE_STAGE_ROWS
+    return Judging(con, run_id, rules, plans, judged_now, process, folder, ends)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
