@@ -331,9 +331,7 @@ def test_a_batch_counts_each_populations_denominators_as_records_per_source_and_
     from etl.quality.findings import Denominators, judged_rows
 
     def same(found: pd.DataFrame, expected: pd.DataFrame) -> bool:
-        def rows(frame: pd.DataFrame) -> list[tuple]:  # type: ignore[type-arg]
-            return sorted(map(tuple, frame.astype(object).where(frame.notna(), None).to_numpy().tolist()), key=str)
-        return list(found.columns) == list(expected.columns) and rows(found) == rows(expected)
+        return list(found.columns) == list(expected.columns) and _in_any_order(found) == _in_any_order(expected)
 
     keys = pd.DataFrame({"source_id": ["a", "a", "b", "a", "b", "c"], "source_record_key": [f"k{i}" for i in range(6)]})
     centres = pd.Series(["c1", None, "c1", "c1", None, "c2"])
@@ -347,3 +345,33 @@ def test_a_batch_counts_each_populations_denominators_as_records_per_source_and_
     repeated = pd.DataFrame({"source_id": ["a", "a"], "source_record_key": ["k", "k"]})  # one record, two rows
     assert batch.of(keys.iloc[[]]).empty
     assert Denominators(repeated, pd.Series(["c1", "c1"])).of(repeated).denominator.tolist() == [1]
+
+
+def test_sql_rules_of_one_table_and_scope_count_their_records_once(validated, tmp_path, monkeypatch):
+    from etl.quality import sql_checks
+
+    home, summary = validated
+    shutil.copy(home.warehouse, tmp_path / "copy.duckdb")
+    rules = [r for r in pipeline.quality_plan_for(home, summary.run_id).rules
+             if r.engine == "sql" and r.meta.phase == "staged"]
+    counted: list[str] = []
+    count = sql_checks.count_judged
+    monkeypatch.setattr(sql_checks, "count_judged", lambda con, population: counted.append(population) or
+                        count(con, population))
+    con = duckdb.connect(str(tmp_path / "copy.duckdb"))
+    try:
+        together = sql_checks.run_checks(con, rules)
+        assert len(counted) == len({(r.meta.table, r.meta.scope) for r in rules}) < len(rules)
+        alone = [sql_checks.run_checks(con, [rule])[0] for rule in rules]
+    finally:
+        con.close()
+    assert [r.rule_id for r in together] == [r.rule_id for r in alone]
+    for one, other in zip(together, alone, strict=True):
+        assert one.error is None and _in_any_order(one.judged) == _in_any_order(other.judged)
+        assert _in_any_order(one.failures) == _in_any_order(other.failures)
+    assert sum(int(r.judged.denominator.sum()) for r in together) > 0
+
+
+def _in_any_order(frame: pd.DataFrame) -> list[tuple]:  # type: ignore[type-arg]
+    """A frame's rows, NULLs as None, sorted: to compare frames whatever their row order."""
+    return sorted(map(tuple, frame.astype(object).where(frame.notna(), None).to_numpy().tolist()), key=str)

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Set
 from functools import cache
 
 import duckdb
+import pandas as pd
 
 from etl import schema
 from etl.quality.catalogue import Rule
@@ -98,11 +99,18 @@ def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(recorded_date_sql(_stage_columns(con)))
 
 
-def run_check(con: duckdb.DuckDBPyConnection, rule: Rule) -> RuleRun:
+def run_check(con: duckdb.DuckDBPyConnection, rule: Rule, counted: dict[str, pd.DataFrame] | None = None) -> RuleRun:
+    """The rule's denominators and failures. `counted`: the denominators of the populations counted
+    before, by their query (the rules of one table and scope judge the same records: counting them
+    was four fifths of the SQL rules' time)."""
     assert rule.query is not None and rule.meta.table is not None
     where = f"WHERE {rule.meta.scope}" if rule.meta.scope else ""
+    population = f"SELECT source_id, source_record_key FROM {rule.meta.table} {where}"
+    counted = {} if counted is None else counted
     try:
-        judged = count_judged(con, f"SELECT source_id, source_record_key FROM {rule.meta.table} {where}")
+        if population not in counted:
+            counted[population] = count_judged(con, population)
+        judged = counted[population].copy()
         found = con.execute(rule.query).df()
     except duckdb.Error as exc:
         _refuse_aborted(con, rule, exc)
@@ -145,7 +153,8 @@ def _run_in(con: duckdb.DuckDBPyConnection, schema: str, rules: list[Rule]) -> l
     con.execute(rule_functions_sql())
     con.execute(f"SET search_path = '{schema}'")
     try:
-        return [run_check(con, rule) for rule in rules]
+        counted: dict[str, pd.DataFrame] = {}  # the tables do not change while the rules run
+        return [run_check(con, rule, counted) for rule in rules]
     finally:
         with contextlib.suppress(duckdb.TransactionException):  # aborted: the publish fails, saying why
             con.execute("RESET search_path")
