@@ -82,13 +82,14 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str
     read: list[tuple[str, tuple[str, ...]]] = []
     batch_files = gx_memo._batch_files
 
-    def counted(con: duckdb.DuckDBPyConnection, plan: gx_memo.TablePlan, *args):  # type: ignore[no-untyped-def]
-        files = batch_files(con, plan, *args)
+    def counted(con: duckdb.DuckDBPyConnection, batches: gx_memo._Batches, *args):  # type: ignore[no-untyped-def]
+        files = batch_files(con, batches, *args)
+        assert sum(n for _, n in files) == batches.rows
         for path, _ in files:
             # only the columns the table's rules can read (those its fingerprint covers), and the centre
-            assert pq.ParquetFile(path).schema_arrow.names == [*plan.columns, gx_process.CENTRE]
+            assert pq.ParquetFile(path).schema_arrow.names == [*batches.plan.columns, gx_process.CENTRE]
             sources = duckdb.sql(f"SELECT DISTINCT source_id FROM read_parquet('{path}') ORDER BY 1").fetchall()
-            read.append((plan.table, tuple(s for (s,) in sources)))
+            read.append((batches.plan.table, tuple(s for (s,) in sources)))
         return files
     monkeypatch.setattr(gx_memo, "_batch_files", counted)
     return read

@@ -119,23 +119,24 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
                  ", ".join(f"{s} (run {run})" for s, run in reused))
     if not judged_now:  # nothing changed that GX reads: GX is not even imported
         return Judging(con, run_id, rules, plans, judged_now)
-    counts = {t: _rows_to_judge(con, t, plans[t].to_judge)
-              for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
-    if sum(counts.values()) >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
-        here = _here(lambda table: _batches_here(con, plans[table], batch_rows) if table in counts else None)
+    batches = {t: _Batches.of(con, plans[t], batch_rows)
+               for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
+    rows = sum(b.rows for b in batches.values())
+    if rows >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
+        here = _here(lambda table: batches[table].frames(con) if table in batches else None)
         here.submit(Job(judged_now, {}, data_docs_dir))
         return Judging(con, run_id, rules, plans, judged_now, here, ends=True)
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
-            files = {t: _batch_files(con, plans[t], batch_rows, folder) for t in counts}
+            files = {t: _batch_files(con, b, folder) for t, b in batches.items()}
         process = ready()
-        process.submit(Job(judged_now, {t: [path for path, _ in batches] for t, batches in files.items()},
+        process.submit(Job(judged_now, {t: [path for path, _ in written] for t, written in files.items()},
                            data_docs_dir))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    ends = sum(counts.values()) >= END_AFTER_ROWS or sum(stage.values()) >= END_BESIDE_STAGE_ROWS
+    ends = rows >= END_AFTER_ROWS or sum(stage.values()) >= END_BESIDE_STAGE_ROWS
     return Judging(con, run_id, rules, plans, judged_now, process, folder, ends)
 
 
@@ -195,47 +196,52 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
     return Path(tempfile.mkdtemp(prefix="rtw-gx-"))
 
 
-def _rows_to_judge(con: duckdb.DuckDBPyConnection, table: str, sources: list[str]) -> int:
-    row = con.execute(f"SELECT count(*) FROM stage.{table} WHERE list_contains(?, source_id)", [sources]).fetchone()
-    return row[0] if row else 0
+@dataclass(frozen=True)
+class _Batches:
+    """The rows to judge of a stage table in batches of `size` rows, in rowid order: where each batch
+    starts, at least one (maybe empty, so every rule of the table is judged), and how many rows."""
+
+    plan: TablePlan
+    starts: list[int]
+    rows: int
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection, plan: TablePlan, size: int) -> _Batches:
+        """Read in one pass, before any batch: rows written in the open transaction number from 2**62."""
+        found = con.execute(
+            f"SELECT rowid, total FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n, "
+            f"count(*) OVER () AS total FROM stage.{plan.table} WHERE list_contains($sources, source_id)) "
+            "WHERE n % $size = 0 ORDER BY rowid", {"sources": plan.to_judge, "size": size}).fetchall()
+        return cls(plan, [start for start, _ in found] or [0], found[0][1] if found else 0)
+
+    def queries(self) -> Iterator[str]:
+        """Each batch's query. A row has the columns the table's rules can read (the fingerprint's:
+        GX's findings depend on no other), and its record's centre (stage.record holds one row per
+        record key), for the denominators."""
+        wanted = _sql_list(self.plan.to_judge)
+        columns = ", ".join(f't."{c}"' for c in self.plan.columns)
+        for start, end in zip(self.starts, [*self.starts[1:], None], strict=True):
+            within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
+            yield (f"SELECT {columns}, r.centre_id AS {CENTRE} FROM stage.{self.plan.table} t LEFT JOIN stage.record r "
+                   f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
+                   "ORDER BY t.rowid")
+
+    def frames(self, con: duckdb.DuckDBPyConnection) -> Iterator[Batch]:
+        """The batches as data frames, for GX judging in this process: the very frames GX's process
+        reads from the files (`_batch_files`)."""
+        for query in self.queries():
+            frame = con.execute(query).df()
+            yield Batch(frame, frame.pop(CENTRE))
 
 
-def _batch_rows(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int) -> Iterator[str]:
-    """The queries of the rows to judge of a stage table, `rows` rows each, in rowid order; at least
-    one, maybe empty, so every rule of the table is judged. The ranges are read first: rows written
-    in the open transaction number from 2**62. A row has the columns the table's rules can read (the
-    fingerprint's: GX's findings depend on no other), and its record's centre (stage.record holds one
-    row per record key), for the denominators."""
-    table, sources = plan.table, plan.to_judge
-    starts = [first for (first,) in con.execute(
-        f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n FROM stage.{table} "
-        "WHERE list_contains($sources, source_id)) WHERE n % $rows = 0 ORDER BY rowid",
-        {"sources": sources, "rows": rows}).fetchall()] or [0]
-    wanted = _sql_list(sources)
-    columns = ", ".join(f't."{c}"' for c in plan.columns)
-    for start, end in zip(starts, [*starts[1:], None], strict=True):
-        within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
-        yield (f"SELECT {columns}, r.centre_id AS {CENTRE} FROM stage.{table} t LEFT JOIN stage.record r "
-               f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
-               "ORDER BY t.rowid")
-
-
-def _batch_files(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int, folder: Path) -> list[tuple[Path, int]]:
-    """The batches of `_batch_rows` as Parquet files (with their counts), for GX's process."""
+def _batch_files(con: duckdb.DuckDBPyConnection, batches: _Batches, folder: Path) -> list[tuple[Path, int]]:
+    """The batches as Parquet files (with their counts), for GX's process."""
     files = []
-    for n, query in enumerate(_batch_rows(con, plan, rows)):
-        path = folder / f"{plan.table}-{n:05d}.parquet"
+    for n, query in enumerate(batches.queries()):
+        path = folder / f"{batches.plan.table}-{n:05d}.parquet"
         written = con.execute(f"COPY ({query}) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
         files.append((path, written[0] if written else 0))
     return files
-
-
-def _batches_here(con: duckdb.DuckDBPyConnection, plan: TablePlan, rows: int) -> Iterator[Batch]:
-    """The batches of `_batch_rows` as data frames, for GX judging in this process: the very frames
-    GX's process reads from the files."""
-    for query in _batch_rows(con, plan, rows):
-        frame = con.execute(query).df()
-        yield Batch(frame, frame.pop(CENTRE))
 
 
 def _sql_list(texts: Sequence[str]) -> str:
