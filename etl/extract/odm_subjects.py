@@ -3,8 +3,8 @@
 `odm_items.read_item_batches` reads any ODM with one Python step per XML event, start and end
 (four for a line of `<ItemData .../>`, with the line fed on its own to count lines). A plain
 export, what EDC systems write every night, needs none of that: here libxml2 parses a part of
-`odm_chunks.PART_LINES` lines at once, and each subject's tree is walked in Python, an ItemData (most of it)
-costing one iteration and two `get`s. Rows, keys and audit trails are those of
+`odm_chunks.PART_LINES` lines at once, and each subject's tree is walked in Python, an ItemData
+(most of it) costing one iteration and two `get`s. Rows, keys and audit trails are those of
 `read_item_batches` (`odm_xml.row_columns` makes them), lines are libxml2's `sourceline`, exact in
 a document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
 file into parts that are shorter.

@@ -3,9 +3,9 @@
 Each core table's stage rows are validated in pandas batches (validate.GX_BATCH_ROWS rows, what
 GX keeps of a batch dropped once it is judged). GX returns every failing row
 (result format COMPLETE, indexed by source_id + source_record_key), which the runner turns into
-issues per source and centre. The same run writes GX Data Docs, linked from the report (from
-results stored without those lists: `_store`). All of
-this runs in GX's own process (etl/quality/gx_process.py), or in the run's for a very large registry.
+issues per source and centre. The same run writes GX Data Docs, linked from the report, from
+results stored without those lists (`_store`). All of this runs in GX's own process
+(etl/quality/gx_process.py), or in the run's for a very large registry.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def run_suites(context: Any, batches_of: Callable[[str], Iterator[Batch] | None]
 
 
 def write_data_docs(context: Any) -> None:
-    """Once, from every suite and result the context holds (a checkpoint action would rebuild them all each time)."""
+    """Once, from every suite and result the context holds (a checkpoint action would rebuild them
+    all each time)."""
     with timing.step("validate Data Docs"):
         context.build_data_docs(site_names=[_SITE])
 
