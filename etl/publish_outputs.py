@@ -62,7 +62,7 @@ def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool)
                     ("Data dictionary", "the data dictionary page",
                      lambda: write_dictionary_page(home.warehouse, folder / "dictionary.html")),
                     ("Survival (Kaplan-Meier)", "the survival plot",
-                     lambda: plot_survival(home.warehouse, folder / "survival.png"))):
+                     lambda: plot_survival(home.warehouse, folder / "survival.svg"))):
                 page = attempt(notes, what, write)
                 if page is not None:
                     attachments.append((title, page))

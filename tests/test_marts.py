@@ -489,13 +489,6 @@ def test_kaplan_meier_is_bit_for_bit_lifelines_at_the_edges(case):
     assert by_group[by_group.grouping == "iccc3_group"].survival.tolist() == steps.survival.tolist()
 
 
-def test_the_survival_plot_is_a_png(built, tmp_path):
-    from etl.load.marts import plot_survival
-
-    png = plot_survival(built.warehouse, tmp_path / "survival.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-
-
 # -- registry activity -------------------------------------------------------------------------------
 
 def test_registry_activity(built, core, latest_export):

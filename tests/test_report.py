@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,33 +12,18 @@ import duckdb
 import lxml.html
 import pytest
 from dq_fixture import VALIDATED, issue_key, issues_of
+from headless_chromium import dump_dom, screenshot
 
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.quality.report import CheckResult, UnknownRun, build_report, rule_status, source_rule_status
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LATEST, FINDINGS, PREVIOUS = dq_fixture.RUNS[-1].run_id, VALIDATED[2], VALIDATED[1]
-
-
-def _chromium() -> str:
-    found = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Chromium is needed to render the report: apt-get install chromium (.ci/run does)")
-    return found
 
 
 def _render(page: Path, work: Path) -> tuple[lxml.html.HtmlElement, Path]:
     """The DOM Chromium builds from the page, and a screenshot of it."""
-    shot = work / "report.png"
-    base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={work / 'profile'}"]
-    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
-                         check=True)
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()], capture_output=True,
-                   timeout=120, check=True)
-    assert "</html>" in dom.stdout, dom.stderr[-2000:]
-    return lxml.html.fromstring(dom.stdout), shot
+    dom = dump_dom(page, work)
+    return lxml.html.fromstring(dom), screenshot(page, work, work / "report.png")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import PublicTable, Relation, suppress
-from etl.load.survival import kaplan_meier, plot_survival
+from etl.load.survival import kaplan_meier
+from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
 from etl.schema import sql_text
 

@@ -5,15 +5,12 @@ computed here for every group at once, in a handful of vectorised steps. They ar
 estimator with 95% exponential Greenwood intervals (on the log(-log) scale, so bounds stay within
 0-1), computed with the very operations lifelines' KaplanMeierFitter uses: the tests hold them to
 lifelines on every group of the marts' fixture. lifelines fitted one group at a time and took 2-3 s
-to import, paid by every run that rebuilt the marts. Pure functions take and return frames; only
-`plot_survival` reads the warehouse and writes a file.
+to import, paid by every run that rebuilt the marts. Pure functions take and return frames; the
+report's plot of them is etl/load/survival_plot.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -109,56 +106,3 @@ def kaplan_meier(times: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "kaplan_meier_landmarks": pd.DataFrame(columns=LANDMARK_COLUMNS)}
     steps = _steps(patients)
     return {"kaplan_meier_steps": steps[STEP_COLUMNS], "kaplan_meier_landmarks": _landmarks(patients, steps)}
-
-
-def plot_survival(warehouse: Path, out: Path, *, origin: str = "enrolment", min_patients: int = 10,
-                  max_years: float = 10) -> Path:
-    """A PNG of OS and EFS curves (with 95% bands) by ICCC-3 group and by board advice, for the report.
-
-    Groups with fewer than `min_patients` patients are left out: their curves are mostly noise. The
-    time axis stops at `max_years`: registries follow patients for decades, relapses for a few years.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a worker or in CI
-    import matplotlib.pyplot as plt
-
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        # Advice groups exist only from the recommendation (before it, the followed group would have immortal time).
-        steps = con.execute("SELECT * FROM marts.survival_km WHERE (origin = ? AND grouping = 'iccc3_group') "
-                            "OR (origin = 'recommendation' AND grouping = 'advice_group') "
-                            "ORDER BY endpoint, grouping, group_value, time_days", [origin]).df()
-    finally:
-        con.close()
-    figure, axes = plt.subplots(2, 2, figsize=(12, 9), sharex=True, sharey=True, squeeze=False)
-    titles = {"iccc3_group": f"by ICCC-3 group (from {origin})",
-              "advice_group": "by board advice (from recommendation)"}
-    for row, endpoint in enumerate(ENDPOINTS):
-        for column, grouping in enumerate(titles):
-            ax = axes[row][column]
-            curves = steps[(steps.endpoint == endpoint) & (steps.grouping == grouping)]
-            for group, curve in curves.groupby("group_value", sort=True):
-                size = int(curve.n_at_risk.iloc[0])
-                if size < min_patients:
-                    continue
-                years = curve.time_days / DAYS_PER_YEAR
-                (line,) = ax.step(years, curve.survival, where="post", label=f"{group} (n={size})")
-                ax.fill_between(years, curve.ci_lower, curve.ci_upper, step="post", alpha=0.15,
-                                color=line.get_color())
-            ax.set_title(f"{endpoint} {titles[grouping]}")
-            ax.set_ylim(0, 1.02)
-            ax.set_xlim(0, max_years)
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8, loc="lower left")
-            if row == 1:
-                ax.set_xlabel("years since time zero")
-            if column == 0:
-                ax.set_ylabel("survival probability")
-    figure.suptitle("Kaplan-Meier estimates with 95% confidence bands")
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return out
