@@ -79,11 +79,12 @@ def _steps(patients: pd.DataFrame) -> pd.DataFrame:
 def _landmarks(patients: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """Each group's estimate at 1, 2, 3 and 5 years: the step function's value at the landmark (the
     last step at or before it), none once nobody is at risk any more."""
-    marks = pd.concat([
-        patients.assign(reached=patients["days"] >= landmark_days(years)).groupby(GROUP).agg(
-            n_patients=("days", "size"), n_at_risk=("reached", "sum")).reset_index().assign(
-            years=years, time_days=landmark_days(years))
-        for years in LANDMARK_YEARS], ignore_index=True)
+    reached = patients[GROUP].assign(n_patients=1, **{str(years): patients["days"] >= landmark_days(years)
+                                                      for years in LANDMARK_YEARS})
+    counts = reached.groupby(GROUP).sum().reset_index()  # one grouping of the patients for every landmark
+    marks = pd.concat([counts[[*GROUP, "n_patients"]].assign(
+        n_at_risk=counts[str(years)], years=years, time_days=landmark_days(years)) for years in LANDMARK_YEARS],
+        ignore_index=True)
     last = steps[[*GROUP, "time_days", "survival", "ci_lower", "ci_upper"]].rename(columns={"time_days": "step"})
     marks["at"] = marks["time_days"].astype(float)
     found = pd.merge_asof(marks.sort_values("at", kind="stable"), last.sort_values("step", kind="stable"),

@@ -205,6 +205,7 @@ WITH found AS (
     LEFT JOIN stage.record r USING (source_id, source_record_key)
     LEFT JOIN _setting s USING (rule_id, source_id)
     WHERE coalesce(s.enabled AND s.applies, true)
+      AND ($rules::VARCHAR[] IS NULL OR list_contains($rules::VARCHAR[], f.rule_id))
 )
 SELECT f.*, w.batch_id, w.confirmed_at
 FROM found f LEFT JOIN _waiver w
@@ -219,11 +220,14 @@ _WAIVED = (f"INSERT INTO dq.waived_issue SELECT ?, {_ISSUE_COLUMNS}, batch_id, c
            "WHERE batch_id IS NOT NULL")
 
 
-def _write_issues(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """dq.issue and dq.waived_issue of the run from the findings loaded (_failure)."""
-    con.execute(_FINDINGS)
+def _write_issues(con: duckdb.DuckDBPyConnection, run_id: str, added: Sequence[Rule] = ()) -> None:
+    """dq.issue and dq.waived_issue of the run from the findings loaded (_failure). `added`: only these
+    rules' findings, added to the issues written before (the admitted phase's rules, judged after the
+    others: writing every issue of the run again took seconds at 100,000 persons)."""
+    con.execute(_FINDINGS, {"rules": [r.rule_id for r in added] if added else None})
     for table, insert in (("issue", _ISSUES), ("waived_issue", _WAIVED)):
-        con.execute(f"DELETE FROM dq.{table} WHERE run_id = ?", [run_id])
+        if not added:
+            con.execute(f"DELETE FROM dq.{table} WHERE run_id = ?", [run_id])
         con.execute(insert, [run_id])
 
 
@@ -322,10 +326,10 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
             con.execute("DELETE FROM dq.quarantine")
             con.execute(_QUARANTINE, {"run": run_id})
         admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
-        if admitted:  # second phase: judge what reaches core; the issues are written again with its findings
+        if admitted:  # second phase: judge what reaches core; its findings are added to the issues
             with timing.step("validate admitted checks"):
                 _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
-                _write_issues(con, run_id)
+                _write_issues(con, run_id, added=admitted)
         if judging:
             with timing.step("validate Data Docs awaited"):
                 judging.written()
