@@ -252,10 +252,10 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     for table in stage_tables:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
-    for table in ("dq.quarantine", "dq.issue", "meta.record_removal"):
+    for table in ("dq.quarantine", "dq.issue_span", "meta.record_removal"):
         con.execute(f"DELETE FROM {table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
-    con.execute("DELETE FROM dq.issue WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
+    con.execute("DELETE FROM dq.issue_span WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
     # Re-link without the patient: a person whose id was drawn from the erased patient's key gets another
     # one, and the old id is swept below with the rest.
     validated = con.execute("SELECT run_id FROM meta.run WHERE validated ORDER BY finished_at DESC LIMIT 1").fetchone()

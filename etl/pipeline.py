@@ -354,8 +354,10 @@ def _summary(con: duckdb.DuckDBPyConnection, home: Home, run_id: str | None) -> 
     rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
     quarantined = dict(con.execute(
         "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
-    issues = dict(con.execute("SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) "
-                              "FROM dq.issue) GROUP BY 1 ORDER BY 1").fetchall())
+    latest_issues = ("SELECT severity, count(*) FROM dq.issue_span WHERE last_validation IS NULL" if
+                     schema.in_warehouse(con, "dq.issue_span") else  # from before the spans, not yet published
+                     "SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) FROM dq.issue)")
+    issues = dict(con.execute(f"{latest_issues} GROUP BY 1 ORDER BY 1").fetchall())
     latest = home.reports / "latest" / "index.html"
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
                       sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+import pandas as pd
 
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.quality import issue_spans
 
 
 class Rule(NamedTuple):
@@ -203,10 +205,13 @@ def build_warehouse(path: Path) -> Path:
                 (run_id, r["rule_id"], r["source_id"], r["centre_id"], r["failing_rows"], r["denominator"],
                  round(100 * r["failing_rows"] / r["denominator"], 3) if r["denominator"] else None,
                  r["threshold"], r["status"], r["message"]) for r in check_results(number)])
-            con.executemany("INSERT INTO dq.issue VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (run_id, i.rule_id, SEVERITY[i.rule_id], i.source_id, i.centre_id, TABLES[i.record_set],
-                 record_key(i), pseudonym(i.patient), i.record_set, i.line, i.field, i.value, i.message)
-                for i in issues_of(number)])
+            found = pd.DataFrame([
+                (i.rule_id, SEVERITY[i.rule_id], i.source_id, i.centre_id, TABLES[i.record_set], record_key(i),
+                 pseudonym(i.patient), i.record_set, i.line, i.field, i.value, i.message) for i in issues_of(number)],
+                columns=list(issue_spans.ISSUE_COLUMNS))
+            con.register("found", found)
+            issue_spans.record(con, run_id, "found")  # as validation records them
+            con.unregister("found")
         # The quarantine is rebuilt on every validated run: only the last one's records are in it.
         last = len(VALIDATED)
         held = [i for i in issues_of(last) if SEVERITY[i.rule_id] == "error"]

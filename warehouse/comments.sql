@@ -293,8 +293,30 @@ COMMENT ON COLUMN dq.check_result.status IS 'Verdict. Codes: passed / failed / n
 COMMENT ON COLUMN dq.check_result.message IS 'Why not_applicable (switched off, no rows) or the error.';
 COMMENT ON COLUMN dq.check_result.waived_rows IS 'Rows failing the rule that a centre confirmed as true (dq.waived_issue): not counted in failing_rows. Unit: rows.';
 
+-- dq.validation ---------------------------------------------------------------------------------
+COMMENT ON TABLE dq.validation IS 'The validated runs, numbered in the order they validated: dq.issue_span counts runs by them.';
+COMMENT ON COLUMN dq.validation.run_id IS 'The run (meta.run).';
+COMMENT ON COLUMN dq.validation.number IS 'The run''s place among the validated runs: 1, 2, ...';
+
+-- dq.issue_span ---------------------------------------------------------------------------------
+COMMENT ON TABLE dq.issue_span IS 'One row per rule x failing record (x field) x unbroken series of validated runs that found it alike: dq.issue without repeating what each run found again.';
+COMMENT ON COLUMN dq.issue_span.first_validation IS 'The first validated run that found it (dq.validation.number).';
+COMMENT ON COLUMN dq.issue_span.last_validation IS 'The last validated run that found it (dq.validation.number); NULL while the latest validation finds it.';
+COMMENT ON COLUMN dq.issue_span.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN dq.issue_span.severity IS 'Severity of the rule. Codes: error / warning.';
+COMMENT ON COLUMN dq.issue_span.source_id IS 'The source of the record.';
+COMMENT ON COLUMN dq.issue_span.centre_id IS 'The centre that reported the record.';
+COMMENT ON COLUMN dq.issue_span.table_name IS 'Core table the record belongs to.';
+COMMENT ON COLUMN dq.issue_span.source_record_key IS 'The record, pseudonymised: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN dq.issue_span.patient_pseudonym IS 'The source''s patient pseudonym, what a centre is sent.';
+COMMENT ON COLUMN dq.issue_span.record_set IS 'Form or item group the record came from.';
+COMMENT ON COLUMN dq.issue_span.line IS 'Line of the export where the record starts. Unit: line number.';
+COMMENT ON COLUMN dq.issue_span.field IS 'Field that fails, if the rule is about one.';
+COMMENT ON COLUMN dq.issue_span.value IS 'The offending value; birth dates and EUPIDs are never shown.';
+COMMENT ON COLUMN dq.issue_span.message IS 'What is wrong, in words.';
+
 -- dq.issue --------------------------------------------------------------------------------------
-COMMENT ON TABLE dq.issue IS 'One row per run x rule x failing record (x field): what quality officers send back to centres.';
+COMMENT ON VIEW dq.issue IS 'One row per run x rule x failing record (x field): what quality officers send back to centres. A view of dq.issue_span.';
 COMMENT ON COLUMN dq.issue.run_id IS 'The run (meta.run).';
 COMMENT ON COLUMN dq.issue.rule_id IS 'The rule (dq.check).';
 COMMENT ON COLUMN dq.issue.severity IS 'Severity of the rule. Codes: error / warning.';

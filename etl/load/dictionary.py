@@ -66,9 +66,11 @@ def split_comment(comment: str | None) -> tuple[str, str, str]:
 
 def read_catalog(con: duckdb.DuckDBPyConnection) -> list[TableDoc]:
     """Tables and columns of the documented schemas with their comments, in a stable order."""
-    tables = con.execute(
-        "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE schema_name IN ? "
-        "ORDER BY list_position(?, schema_name), table_name", [list(SCHEMAS), list(SCHEMAS)]).fetchall()
+    tables = con.execute(  # the views too (dq.issue): readers query them as tables
+        "SELECT schema_name, table_name, comment FROM (SELECT schema_name, table_name, comment FROM duckdb_tables() "
+        "UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() WHERE NOT internal) "
+        "WHERE schema_name IN ? ORDER BY list_position(?, schema_name), table_name",
+        [list(SCHEMAS), list(SCHEMAS)]).fetchall()
     columns = con.execute(
         "SELECT schema_name, table_name, column_name, data_type, comment FROM duckdb_columns() "
         "WHERE schema_name IN ? ORDER BY schema_name, table_name, column_index", [list(SCHEMAS)]).fetchall()

@@ -31,6 +31,7 @@ from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
+from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.schema import core_columns, drop_temp_tables
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
@@ -60,6 +61,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
+    issue_spans.from_rows(con, (WAREHOUSE_SQL_DIR / "dq.sql").read_text())  # a warehouse from before the spans
     for name in EVOLVING_SCHEMA_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
     _add_new_columns(con, [(f"{s}.{t}", f"{s}.{t}") for s in ("core", "meta", "dq") for t in schema.tables(s)])

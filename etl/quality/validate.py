@@ -37,7 +37,7 @@ import duckdb
 import pandas as pd
 
 from etl import timing
-from etl.quality import gx_memo
+from etl.quality import gx_memo, issue_spans
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged, value_hash_sql
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
@@ -213,22 +213,23 @@ FROM found f LEFT JOIN _waiver w
  AND w.field IS NOT DISTINCT FROM f.field AND w.value_hash = {value_hash_sql("f.value")}
 """
 
-_ISSUE_COLUMNS = ("rule_id, severity, source_id, centre_id, table_name, source_record_key, patient_pseudonym, "
-                  "record_set, line, field, value, message")
-_ISSUES = f"INSERT INTO dq.issue SELECT ?, {_ISSUE_COLUMNS} FROM _finding WHERE batch_id IS NULL"
+_ISSUE_COLUMNS = ", ".join(issue_spans.ISSUE_COLUMNS)
 _WAIVED = (f"INSERT INTO dq.waived_issue SELECT ?, {_ISSUE_COLUMNS}, batch_id, confirmed_at FROM _finding "
            "WHERE batch_id IS NOT NULL")
 
 
 def _write_issues(con: duckdb.DuckDBPyConnection, run_id: str, added: Sequence[Rule] = ()) -> None:
-    """dq.issue and dq.waived_issue of the run from the findings loaded (_failure). `added`: only these
-    rules' findings, added to the issues written before (the admitted phase's rules, judged after the
-    others: writing every issue of the run again took seconds at 100,000 persons)."""
+    """The run's issues (the temporary table _run_issue, recorded in dq.issue once complete) and its
+    dq.waived_issue, from the findings loaded (_failure). `added`: only these rules' findings, added to
+    the issues written before (the admitted phase's rules, judged after the others)."""
     con.execute(_FINDINGS, {"rules": [r.rule_id for r in added] if added else None})
-    for table, insert in (("issue", _ISSUES), ("waived_issue", _WAIVED)):
-        if not added:
-            con.execute(f"DELETE FROM dq.{table} WHERE run_id = ?", [run_id])
-        con.execute(insert, [run_id])
+    issues = f"SELECT {_ISSUE_COLUMNS} FROM _finding WHERE batch_id IS NULL"
+    if added:
+        con.execute(f"INSERT INTO _run_issue {issues}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _run_issue AS {issues}")
+        con.execute("DELETE FROM dq.waived_issue WHERE run_id = ?", [run_id])
+    con.execute(_WAIVED, [run_id])
 
 
 _RESULTS = """
@@ -237,7 +238,7 @@ WITH judged AS (
     SELECT rule_id, source_id, centre_id, sum(denominator) AS denominator FROM _judged GROUP BY ALL
 ), failing AS (
     SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS failing_rows
-    FROM dq.issue WHERE run_id = $run GROUP BY ALL
+    FROM _run_issue GROUP BY ALL
 ), waived AS (
     SELECT rule_id, source_id, centre_id, count(DISTINCT source_record_key) AS waived_rows
     FROM dq.waived_issue WHERE run_id = $run GROUP BY ALL
@@ -277,10 +278,10 @@ SELECT $run, i.source_id, r.source_file, r.source_file_sha256, i.source_record_k
        list(DISTINCT i.rule_id ORDER BY i.rule_id),
        list(DISTINCT coalesce(i.message, i.rule_id || ': ' || c.description) ORDER BY
             coalesce(i.message, i.rule_id || ': ' || c.description))
-FROM dq.issue i
+FROM _run_issue i
 LEFT JOIN stage.record r USING (source_id, source_record_key)
 LEFT JOIN dq.check c USING (rule_id)
-WHERE i.run_id = $run AND i.severity = 'error'
+WHERE i.severity = 'error'
 GROUP BY ALL
 """
 
@@ -330,6 +331,8 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
             with timing.step("validate admitted checks"):
                 _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
                 _write_issues(con, run_id, added=admitted)
+        with timing.step("validate issues recorded"):
+            issue_spans.record(con, run_id, "_run_issue")
         if judging:
             with timing.step("validate Data Docs awaited"):
                 judging.written()
@@ -338,12 +341,11 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
             judging.close()
     with timing.step("validate results"):
         con.execute(_RESULTS, {"run": run_id})
-    for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting", "waiver",
-                  "finding"):
-        con.execute(f"DROP TABLE IF EXISTS _{table}")
     issues, held = con.execute(
-        "SELECT (SELECT count(*) FROM dq.issue WHERE run_id = ?), (SELECT count(*) FROM dq.quarantine)",
-        [run_id]).fetchone() or (0, 0)
+        "SELECT (SELECT count(*) FROM _run_issue), (SELECT count(*) FROM dq.quarantine)").fetchone() or (0, 0)
+    for table in ("judged", "failure", "rule_error", "override", "rule_param", "param_set", "setting", "waiver",
+                  "finding", "run_issue"):
+        con.execute(f"DROP TABLE IF EXISTS _{table}")
     failed = [r for (r,) in con.execute("SELECT DISTINCT rule_id FROM dq.check_result WHERE run_id = ? "
                                         "AND status IN ('failed', 'error') ORDER BY 1", [run_id]).fetchall()]
     seconds = round(time.perf_counter() - started, 3)
