@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from array import array
 from dataclasses import dataclass
+from itertools import compress, count, repeat
+from operator import is_
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,11 +127,11 @@ class RowColumns(NamedTuple):
 def _text(values: list[str | None]) -> Text:
     try:  # mostly no null: a TypeError says there is one
         return "\0".join(values).encode(), []  # type: ignore[arg-type]
-    except TypeError:
-        if values.count(None) == len(values):  # a column no row has (a plain export's types): in C
-            return b"\0" * (len(values) - 1), list(range(len(values)))
-        return "\0".join(["" if value is None else value for value in values]).encode(), [
-            row for row, value in enumerate(values) if value is None]
+    except TypeError:  # the nulls found in C: most such columns are null but for a few rows (audit trails)
+        nulls = list(compress(count(), map(is_, values, repeat(None))))
+        if len(nulls) == len(values):  # a column no row has (a plain export's item types)
+            return b"\0" * (len(values) - 1), nulls
+        return "\0".join([value or "" for value in values]).encode(), nulls
 
 
 def row_columns(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, list[str | None]],
@@ -161,7 +163,7 @@ def row_columns(flat: list[Any], frames: list[list[Any]], own_audits: dict[int, 
     indexes = array("i")
     done = 0
     for end, clinical_data_index in segments:
-        indexes.extend([clinical_data_index] * (end - done))
+        indexes.extend(array("i", [clinical_data_index]) * (end - done))
         done = end
     keys = zip(*(frame[KEYS] for frame in frames), strict=True)
     return RowColumns(rows, len(frames), array("i", frame_index).tobytes(), [_text(list(column)) for column in keys],
