@@ -84,16 +84,18 @@ def survival_svg(steps: pd.DataFrame, *, origin: str, min_patients: int, max_yea
         for column, (grouping, label) in enumerate(titles.items()):
             panel = Panel(left=80 + column * 580, top=70 + row * 415, width=500, height=340, years=max_years)
             curves = steps[(steps.endpoint == endpoint) & (steps.grouping == grouping)]
-            drawn = [(str(group), curve) for group, curve in curves.groupby("group_value", sort=True)
-                     if int(curve.n_at_risk.iloc[0]) >= min_patients]
+            sized = [(str(group), int(curve.n_at_risk.iloc[0]), curve)
+                     for group, curve in curves.groupby("group_value", sort=True)]
+            drawn = [(group, size, curve) for group, size, curve in sized if size >= min_patients]
             parts += _panel(panel, f"{endpoint} {label}", endpoint, grouping, drawn,
                             x_label=row == len(ENDPOINTS) - 1, y_label=column == 0, clip=f"panel-{row}-{column}")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Sequence[tuple[str, pd.DataFrame]], *,
-           x_label: bool, y_label: bool, clip: str) -> list[str]:
+def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Sequence[tuple[str, int, pd.DataFrame]],
+           *, x_label: bool, y_label: bool, clip: str) -> list[str]:
+    """A panel's axes and its curves: (group, patients, the group's steps) each."""
     left, top, right, bottom = panel.left, panel.top, panel.left + panel.width, panel.top + panel.height
     parts = [f'<g class="panel" data-endpoint={quoteattr(endpoint)} data-grouping={quoteattr(grouping)}>',
              f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{panel.width}" height="{panel.height}"/>'
@@ -115,37 +117,38 @@ def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Seque
         parts.append(f'<text transform="translate({left - 48} {top + panel.height / 2}) rotate(-90)" '
                      'text-anchor="middle">survival probability</text>')
     parts.append(f'<g clip-path="url(#{clip})">')
-    for index, (group, curve) in enumerate(curves):
+    for index, (group, size, curve) in enumerate(curves):
         colour = PALETTE[index % len(PALETTE)]
         years = curve.time_days.to_numpy(dtype=float) / DAYS_PER_YEAR
-        parts.append(f'<g class="curve" data-group={quoteattr(group)} data-n="{int(curve.n_at_risk.iloc[0])}">')
-        for lower, upper in _bands(panel, years, curve.ci_lower.to_numpy(dtype=float),
+        kept = _visible(panel, years)
+        parts.append(f'<g class="curve" data-group={quoteattr(group)} data-n="{size}">')
+        for lower, upper in _bands(panel, years, kept, curve.ci_lower.to_numpy(dtype=float),
                                    curve.ci_upper.to_numpy(dtype=float)):
             parts.append(f'<path class="band" d="M{upper} L{lower} Z" fill="{colour}" fill-opacity="0.15"/>')
-        line = _steps(panel, years, curve.survival.to_numpy(dtype=float))
+        line = _steps(panel, years, kept, curve.survival.to_numpy(dtype=float))
         parts.append(f'<path class="line" d="M{line}" fill="none" stroke="{colour}" stroke-width="1.5"/></g>')
     parts.append("</g>")
     parts.append(f'<rect x="{left}" y="{top}" width="{panel.width}" height="{panel.height}" fill="none" '
                  'stroke="black" stroke-width="0.8"/>')
-    parts += _legend(panel, [group for group, _ in curves], [int(c.n_at_risk.iloc[0]) for _, c in curves])
+    parts += _legend(panel, [f"{group} (n={size})" for group, size, _ in curves])
     parts.append("</g>")
     return parts
 
 
-def _legend(panel: Panel, groups: Sequence[str], sizes: Sequence[int]) -> list[str]:
-    """The groups and their sizes in the lower left corner, where the curves have usually fallen away."""
-    if not groups:
+def _legend(panel: Panel, labels: Sequence[str]) -> list[str]:
+    """The curves' labels in the lower left corner, where the curves have usually fallen away."""
+    if not labels:
         return []
-    height = 16 * len(groups) + 8
+    height = 16 * len(labels) + 8
     left, top = panel.left + 8, panel.top + panel.height - 8 - height
-    width = 28 + 7 * max(len(f"{g} (n={n})") for g, n in zip(groups, sizes, strict=True))
+    width = 28 + 7 * max(len(label) for label in labels)
     parts = [f'<g class="legend" font-size="11"><rect x="{left}" y="{top}" width="{width}" height="{height}" '
              'fill="white" fill-opacity="0.8" stroke="#cccccc"/>']
-    for index, (group, size) in enumerate(zip(groups, sizes, strict=True)):
+    for index, label in enumerate(labels):
         y = top + 12 + 16 * index
         colour = PALETTE[index % len(PALETTE)]
         parts += [f'<line x1="{left + 4}" y1="{y}" x2="{left + 22}" y2="{y}" stroke="{colour}" stroke-width="2"/>',
-                  f'<text x="{left + 26}" y="{y + 4}">{escape(f"{group} (n={size})")}</text>']
+                  f'<text x="{left + 26}" y="{y + 4}">{escape(label)}</text>']
     parts.append("</g>")
     return parts
 
@@ -167,11 +170,9 @@ def _visible(panel: Panel, years: np.ndarray) -> np.ndarray:
     return keep[last_in_pixel]
 
 
-def _steps(panel: Panel, years: np.ndarray, survival: np.ndarray) -> str:
-    """The path (after its M) of a step function that holds each value until the next time."""
-    if not len(years):
-        return ""
-    kept = _visible(panel, years)
+def _steps(panel: Panel, years: np.ndarray, kept: np.ndarray, survival: np.ndarray) -> str:
+    """The path (after its M) of a step function that holds each value until the next time, through
+    the `kept` steps (`_visible`)."""
     xs, ys = panel.x(years[kept]), panel.y(survival[kept])
     points = [f"{xs[0]:.1f},{ys[0]:.1f}"]
     for x, y in zip(xs[1:], ys[1:], strict=True):
@@ -179,10 +180,11 @@ def _steps(panel: Panel, years: np.ndarray, survival: np.ndarray) -> str:
     return " ".join(points)
 
 
-def _bands(panel: Panel, years: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> Iterator[tuple[str, str]]:
-    """The band between two step functions, as (lower edge backwards, upper edge forwards) point lists,
-    one pair for each run of times where both bounds are known (none once nobody is at risk)."""
-    kept = _visible(panel, years)
+def _bands(panel: Panel, years: np.ndarray, kept: np.ndarray, lower: np.ndarray,
+           upper: np.ndarray) -> Iterator[tuple[str, str]]:
+    """The band between two step functions through the `kept` steps, as (lower edge backwards, upper
+    edge forwards) point lists, one pair for each run of times where both bounds are known (none once
+    nobody is at risk)."""
     known = ~(np.isnan(lower[kept]) | np.isnan(upper[kept]))
     runs = np.split(kept, np.flatnonzero(np.diff(known.astype(np.int8))) + 1)
     for run in runs:
