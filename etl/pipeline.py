@@ -38,7 +38,7 @@ from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
-from etl.quality import gx_memo, gx_process
+from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError
@@ -354,10 +354,7 @@ def _summary(con: duckdb.DuckDBPyConnection, home: Home, run_id: str | None) -> 
     rows = {t: _one(con, f"SELECT count(*) FROM core.{t}")[0] for t in tables}
     quarantined = dict(con.execute(
         "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
-    latest_issues = ("SELECT severity, count(*) FROM dq.issue_span WHERE last_validation IS NULL" if
-                     schema.in_warehouse(con, "dq.issue_span") else  # from before the spans, not yet published
-                     "SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) FROM dq.issue)")
-    issues = dict(con.execute(f"{latest_issues} GROUP BY 1 ORDER BY 1").fetchall())
+    issues = issue_spans.latest_by_severity(con)
     latest = home.reports / "latest" / "index.html"
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
                       sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,

@@ -16,7 +16,6 @@ from conftest import SYNTHETIC_RUN_KEY
 from etl import pipeline
 from etl.config import WAREHOUSE_SQL_DIR, resolve_home
 from etl.quality import issue_spans
-from etl.quality.report import _ISSUES_PER_RUN
 
 COLUMNS = list(issue_spans.ISSUE_COLUMNS)
 
@@ -57,7 +56,7 @@ def test_each_run_reads_back_its_issues_and_the_spans_hold_what_changed(tmp_path
     # A found by runs 1-3 and again by 5; B (NULL centre and value, equal all the same) by 1 and 3; C by 2.
     assert spans == [("R1", "p|1", 1, 3), ("R1", "p|1", 5, None), ("R1", "p|3", 2, 2), ("R2", "p|2", 1, 1),
                      ("R2", "p|2", 3, 3)]
-    assert dict(con.execute(_ISSUES_PER_RUN).fetchall()) == {run: len(issues) for run, issues in RUNS.items()}
+    assert issue_spans.issues_per_run(con) == {run: len(issues) for run, issues in RUNS.items()}
     # The latest run validated again replaces its issues; an earlier one cannot.
     _record(con, "run-5", [B, C])
     assert _issues_of(con, "run-5") == {B, C} and _issues_of(con, "run-3") == {A, B}
@@ -82,7 +81,7 @@ def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
             con.execute(f"INSERT INTO dq.issue VALUES (?, {', '.join('?' * len(COLUMNS))})", [run_id, *issue])
     con.execute("INSERT INTO meta.run (run_id, started_at, validated) VALUES ('unchanged', ?, false)",
                 [start + timedelta(days=10)])
-    issue_spans.from_rows(con, (WAREHOUSE_SQL_DIR / "dq.sql").read_text())
+    issue_spans.from_rows(con)
     (kind,) = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'dq' "
                           "AND table_name = 'issue'").fetchone() or (None,)
     assert kind == "VIEW"
@@ -93,7 +92,7 @@ def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
     # run-5 ran first here: A's spans are 1 (run-5) and 3-5 (run-3 .. run-1), B's 3 and 5, C's 4.
     assert con.execute("SELECT count(*), count(*) FILTER (WHERE last_validation IS NULL) FROM dq.issue_span"
                        ).fetchone() == (5, 2)
-    issue_spans.from_rows(con, (WAREHOUSE_SQL_DIR / "dq.sql").read_text())  # converted once
+    issue_spans.from_rows(con)  # converted once
     assert con.execute("SELECT count(*) FROM dq.issue_span").fetchone() == (5,)
 
 

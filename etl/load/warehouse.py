@@ -61,7 +61,7 @@ def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
-    issue_spans.from_rows(con, (WAREHOUSE_SQL_DIR / "dq.sql").read_text())  # a warehouse from before the spans
+    issue_spans.from_rows(con)  # a warehouse from before the spans
     for name in EVOLVING_SCHEMA_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
     _add_new_columns(con, [(f"{s}.{t}", f"{s}.{t}") for s in ("core", "meta", "dq") for t in schema.tables(s)])

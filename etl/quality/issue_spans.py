@@ -9,12 +9,16 @@ readers see one row per run x issue, as before.
 
 A run's issues are handed over whole (`record`): the spans the run no longer finds end with the
 validation before it, and the issues no open span holds start one. A rolled-back publish takes its
-validation number and its spans with it.
+validation number and its spans with it. What is counted across runs is counted from the spans
+(`issues_per_run`, `latest_by_severity`), also in a warehouse from before them, not yet published to.
 """
 
 from __future__ import annotations
 
 import duckdb
+
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.schema import in_warehouse
 
 ISSUE_COLUMNS = ("rule_id", "severity", "source_id", "centre_id", "table_name", "source_record_key",
                  "patient_pseudonym", "record_set", "line", "field", "value", "message")
@@ -69,15 +73,43 @@ DROP TABLE dq.issue_by_run;
 """
 
 
-def from_rows(con: duckdb.DuckDBPyConnection, create_schema: str) -> None:
+def from_rows(con: duckdb.DuckDBPyConnection) -> None:
     """A warehouse made before the spans kept dq.issue as a table of every run's issues: its rows become
-    spans, its validated runs are numbered (by start), and `create_schema` (warehouse/dq.sql) makes
-    the view dq.issue in its place. Nothing to do in a warehouse with the spans."""
+    spans, its validated runs are numbered (by start), and warehouse/dq.sql makes the view dq.issue in
+    its place. Nothing to do in a warehouse with the spans."""
     (kind,) = con.execute("SELECT coalesce(any_value(table_type), '') FROM information_schema.tables WHERE "
                           "table_catalog = current_database() AND table_schema = 'dq' AND table_name = 'issue'"
                           ).fetchone() or ("",)
     if kind != "BASE TABLE":
         return
     con.execute("ALTER TABLE dq.issue RENAME TO issue_by_run")
-    con.execute(create_schema)
+    con.execute((WAREHOUSE_SQL_DIR / "dq.sql").read_text())
     con.execute(_FROM_ROWS)
+
+
+# Per validation, the spans begun minus those ended before it, summed over the validations up to it:
+# the spans are counted, never spread over the runs (a year of runs x 100,000 issues).
+_PER_RUN = """
+WITH delta AS (
+    SELECT first_validation AS number, count(*) AS n FROM dq.issue_span GROUP BY ALL
+    UNION ALL
+    SELECT last_validation + 1, -count(*) FROM dq.issue_span WHERE last_validation IS NOT NULL GROUP BY ALL
+)
+SELECT v.run_id, sum(coalesce(sum(d.n), 0)) OVER (ORDER BY v.number)
+FROM dq.validation v LEFT JOIN delta d USING (number)
+GROUP BY v.run_id, v.number
+"""
+
+
+def issues_per_run(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many issues each validated run found."""
+    spans = in_warehouse(con, "dq.issue_span")
+    return dict(con.execute(_PER_RUN if spans else "SELECT run_id, count(*) FROM dq.issue GROUP BY 1").fetchall())
+
+
+def latest_by_severity(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The latest validation's issues per severity (the open spans)."""
+    latest = ("SELECT severity, count(*) FROM dq.issue_span WHERE last_validation IS NULL"
+              if in_warehouse(con, "dq.issue_span") else
+              "SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) FROM dq.issue)")
+    return dict(con.execute(f"{latest} GROUP BY 1 ORDER BY 1").fetchall())

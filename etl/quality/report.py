@@ -37,6 +37,7 @@ import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
+from etl.quality import issue_spans
 from etl.quality.query_status import AgePoint, age_trend, as_of_for, per_centre, queries_as_of, waivers
 from etl.schema import in_warehouse
 
@@ -319,24 +320,9 @@ def _changes(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> list[dict[str
                     [choice.findings_run_id, choice.previous_run_id])
 
 
-# Per validation, the spans begun minus those ended before it, summed over the validations up to it:
-# the spans are counted, never spread over the runs (a year of runs x 100,000 issues).
-_ISSUES_PER_RUN = """
-WITH delta AS (
-    SELECT first_validation AS number, count(*) AS n FROM dq.issue_span GROUP BY ALL
-    UNION ALL
-    SELECT last_validation + 1, -count(*) FROM dq.issue_span WHERE last_validation IS NOT NULL GROUP BY ALL
-)
-SELECT v.run_id, sum(coalesce(sum(d.n), 0)) OVER (ORDER BY v.number)
-FROM dq.validation v LEFT JOIN delta d USING (number)
-GROUP BY v.run_id, v.number
-"""
-
-
 def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
     """Issues and failed rules per run; a run that did not validate repeats the last that did."""
-    issues = dict(con.execute(_ISSUES_PER_RUN if in_warehouse(con, "dq.issue_span") else
-                              "SELECT run_id, count(*) FROM dq.issue GROUP BY 1").fetchall())
+    issues = issue_spans.issues_per_run(con)
     statuses: dict[str, list[list[str]]] = defaultdict(list)  # run -> each rule's distinct statuses
     for run_id, rule_statuses in con.execute(
             "SELECT run_id, list(DISTINCT status) FROM dq.check_result GROUP BY run_id, rule_id").fetchall():
