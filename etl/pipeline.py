@@ -181,8 +181,10 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         for sha, n in left_out.items():
             superseded[sha] = superseded.get(sha, 0) + n
         accepted = accepted_files(home.root, source_id)
+        last_load = read_source_state(home.warehouse).get(source_id, {}).get("last_loaded_run_id")
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
-            result = harmonise_to_folder(mapping, frames, key, run_id, folder)
+            result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
+                home.staging / source_id / "harmonised" / last_load if last_load else None))
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
@@ -197,9 +199,11 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
     crash.crash_point("harmonised")
-    log.info("%s: harmonised %s; %d records rejected%s", source_id,
+    log.info("%s: harmonised %s; %d records rejected%s%s", source_id,
              ", ".join(f"{t} {n}" for t, n in result.rows.items()), result.rejected,
-             f" ({result.parts} parts of whole patients)" if result.parts > 1 else "")
+             f" ({result.parts} parts of whole patients)" if result.parts > 1 else "",
+             f"; {result.carried} patients with unchanged records carried over from the last load"
+             if result.carried else "")
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,

@@ -53,7 +53,8 @@ def test_a_reader_of_the_old_file_keeps_its_view_while_a_new_one_is_published(tm
         assert fresh.execute("SELECT count(*) FROM meta.run").fetchone()[0] == 2
     finally:
         fresh.close()
-    assert read_source_state(warehouse) == {"reg": {"fingerprint": "r2", "status": "loaded"}}
+    assert read_source_state(warehouse) == {"reg": {"fingerprint": "r2", "status": "loaded",
+                                                  "last_loaded_run_id": "r2"}}
 
 
 def test_a_publish_that_fails_half_way_leaves_the_last_good_warehouse(tmp_path):

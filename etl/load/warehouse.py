@@ -94,8 +94,9 @@ def read_source_state(warehouse: Path, con: duckdb.DuckDBPyConnection | None = N
     """meta.source of the live warehouse (empty if there is none yet), read-only (through `con`, a
     connection to it, if given)."""
     with schema.reading(warehouse, con) as live:
-        rows = [] if live is None else live.execute("SELECT source_id, fingerprint, status FROM meta.source").fetchall()
-    return {r[0]: {"fingerprint": r[1], "status": r[2]} for r in rows}
+        rows = [] if live is None else live.execute(
+            "SELECT source_id, fingerprint, status, last_loaded_run_id FROM meta.source").fetchall()
+    return {r[0]: {"fingerprint": r[1], "status": r[2], "last_loaded_run_id": r[3]} for r in rows}
 
 
 def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, tuple[str, int]]:

@@ -88,6 +88,7 @@ class HarmoniseResult:
     records: pd.DataFrame  # every source record, clean or not, with its lineage
     rejections: pd.DataFrame  # one row per value that could not be harmonised
     file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
+    patient_counts: pd.DataFrame  # PATIENT_COUNT_COLUMNS: what each source patient's rows counted, by record set
     notices: list[str] = field(default_factory=list)  # e.g. the rows of ignored record sets
     # One row per source patient: keyed birth-date tokens for linkage (etl/link); never a clear date.
     link_keys: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LINK_KEY_COLUMNS))
@@ -114,7 +115,7 @@ class _Record:
     published_key: str
     problems: list[Problem] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
-    absorbed: list[str] = field(default_factory=list)  # file sha256 of each section row joined into it
+    absorbed: list[tuple[str, str]] = field(default_factory=list)  # (record set, file sha256) of each joined row
     norm: str = field(init=False)  # the normalised patient key, asked for by every table of the record
 
     def __post_init__(self) -> None:
@@ -249,7 +250,7 @@ class _Engine:
             patient_key = str(row[mapping.patient_key]).strip()
             local = _fill(record_key, row, record_set)
             record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "",
-                             absorbed=[row[c] for c in absorbed_columns if row[c]])
+                             absorbed=[(c.removeprefix(_ABSORBED), row[c]) for c in absorbed_columns if row[c]])
             if patient_key in self.nulls:
                 record.reject(PATIENT_KEY_PRESENT, mapping.patient_key, None,
                               f"patient key ({mapping.patient_key}): empty")
@@ -438,7 +439,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     if "diagnosis" in tables and not tables["diagnosis"].empty:
         tables["diagnosis"] = _with_iccc3(tables["diagnosis"])
     return HarmoniseResult(tables, _records(engine, records), _rejections(mapping, records), _file_counts(records),
-                           notices, _link_keys(engine, tables["patient_source"]))
+                           _patient_counts(engine, records), notices, _link_keys(engine, tables["patient_source"]))
 
 
 def ignored_notices(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[str]:
@@ -523,7 +524,9 @@ def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
 
 def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
     derived = iccc3.classify_frame(diagnosis)
-    return diagnosis.drop(columns=[c for c in derived.columns if c in diagnosis.columns]).join(derived)
+    joined = diagnosis.drop(columns=[c for c in derived.columns if c in diagnosis.columns]).join(derived)
+    # The core table's column order, as a part without diagnoses (not classified) has it.
+    return joined[[*diagnosis.columns, *(c for c in derived.columns if c not in diagnosis.columns)]]
 
 
 def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
@@ -567,8 +570,28 @@ def _file_counts(records: Mapping[str, list[_Record]]) -> dict[str, dict[str, in
                                                                  "rows_quarantined": 0})
             c["rows_read"] += 1
             c["rows_quarantined" if r.rejected else "rows_loaded"] += 1
-            for sha in r.absorbed:  # a joined section row goes where its record goes
+            for _, sha in r.absorbed:  # a joined section row goes where its record goes
                 a = counts.setdefault(sha, {"rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0})
                 a["rows_read"] += 1
                 a["rows_quarantined" if r.rejected else "rows_loaded"] += 1
     return counts
+
+
+PATIENT_COUNT_COLUMNS = ["source_patient_pseudonym", "record_set", "rows_read", "rows_quarantined"]
+
+
+def _patient_counts(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
+    """Per source patient and record set: the rows read (a joined section row in its own record set)
+    and those quarantined with their record. What a run that carries the patient over counts for its
+    files (etl/transform/carry_over.py); records without a patient key are never carried over."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for recs in records.values():
+        for r in recs:
+            if r.patient_key in engine.nulls:
+                continue
+            pseudonym = source_pseudonym(engine.key, engine.mapping.source_id, r.patient_key)
+            for record_set in (r.record_set, *(section for section, _ in r.absorbed)):
+                c = counts.setdefault((pseudonym, record_set), [0, 0])
+                c[0] += 1
+                c[1] += r.rejected
+    return pd.DataFrame([(*k, *v) for k, v in counts.items()], columns=PATIENT_COUNT_COLUMNS)

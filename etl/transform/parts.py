@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from etl import schema
 from etl.extract.adapter import is_text, record_column, record_frame
-from etl.transform.harmonise import HarmoniseResult, harmonise_source, ignored_notices
+from etl.transform import carry_over
+from etl.transform.harmonise import harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 
@@ -47,35 +48,60 @@ class HarmonisedSource:
     file_counts: dict[str, dict[str, int]]  # sha256 -> rows_read / rows_loaded / rows_quarantined
     notices: list[str] = field(default_factory=list)
     parts: int = 1
+    carried: int = 0  # source patients whose rows were carried over from the last load (etl/transform/carry_over.py)
 
 
 def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
-                        run_id: str, folder: Path, *, part_records: int = PART_RECORDS) -> HarmonisedSource:
-    """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`."""
+                        run_id: str, folder: Path, *, part_records: int = PART_RECORDS,
+                        previous: Path | None = None) -> HarmonisedSource:
+    """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`.
+
+    previous: the folder of the source's last load, whose patients with unchanged records are
+    carried over rather than harmonised again (etl/transform/carry_over.py)."""
     notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
-    parts = part_count(mapping, tables, part_records)
-    out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts)
+    patients = carry_over.patients(mapping, tables, key, previous)
+    rows = patients.fresh_rows if patients is not None else None
+    parts = part_count(mapping, tables, part_records, rows)
+    out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts,
+                           carried=patients.carried_patients if patients is not None else 0)
     writers: dict[str, pq.ParquetWriter] = {}
+    written: dict[str, int] = {}  # rows per file name
+    counted = []
     try:
-        for part in split_by_patient(mapping, tables, parts):
+        for part in split_by_patient(mapping, tables, parts, rows):
             result = harmonise_source(mapping, part, key, run_id)
             del part  # the next part is made while this name still holds the last one
-            _append(writers, folder, result)
-            for table, frame in result.tables.items():
-                out.rows[table] = out.rows.get(table, 0) + len(frame)
+            outputs = {**result.tables, "records": result.records, "rejections": result.rejections,
+                       "link_keys": result.link_keys}
+            for name, frame in outputs.items():
+                _write(writers, written, folder, name,
+                       pa.Table.from_pandas(frame, schema=_schema_of(name, list(frame.columns)), preserve_index=False))
             out.rejected += int(result.rejections["source_record_key"].nunique())
-            for sha, counts in result.file_counts.items():
-                total = out.file_counts.setdefault(sha, dict.fromkeys(counts, 0))
-                for name, n in counts.items():
-                    total[name] += n
+            _add_counts(out.file_counts, result.file_counts)
             out.notices += result.notices
-            del result  # likewise, while the next part is harmonised
+            counted.append(result.patient_counts)
+            del result, outputs  # likewise, while the next part is harmonised
+        if patients is not None:
+            for name, rows_carried in carry_over.carried_rows(patients, mapping, run_id):
+                _write(writers, written, folder, name, rows_carried)
+                if name == "rejections":
+                    out.rejected += len(set(rows_carried.column("source_record_key").to_pylist()))
+            _add_counts(out.file_counts, patients.carried_file_counts())
+            carry_over.write_memo(patients, counted, folder, mapping, key)
     finally:
         for writer in writers.values():
             writer.close()
+    out.rows = {name: n for name, n in written.items() if name not in _STAGE_TABLES}
     return out
+
+
+def _add_counts(total: dict[str, dict[str, int]], counts: Mapping[str, Mapping[str, int]]) -> None:
+    for sha, by_name in counts.items():
+        into = total.setdefault(sha, dict.fromkeys(by_name, 0))
+        for name, n in by_name.items():
+            into[name] += n
 
 
 def _lineage_of(table: pa.Table) -> pd.DataFrame:
@@ -83,9 +109,11 @@ def _lineage_of(table: pa.Table) -> pd.DataFrame:
     return record_frame(table.select(["source_file"]) if "source_file" in table.column_names else table)
 
 
-def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part_records: int) -> int:
-    """How many parts: one unless the source is large and every joined section carries the patient key."""
-    records = sum(len(table) for table in record_sets.values())
+def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part_records: int,
+               rows: Mapping[str, np.ndarray] | None = None) -> int:
+    """How many parts: one unless the source is large and every joined section carries the patient key.
+    rows: the rows to harmonise of each record set (default all)."""
+    records = sum(int(rows[name].sum()) if rows is not None else len(table) for name, table in record_sets.items())
     if records <= part_records:
         return 1
     for spec in (mapping.patient, *mapping.tables.values()):
@@ -94,19 +122,19 @@ def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part
     return math.ceil(records / part_records)
 
 
-def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table],
-                     parts: int) -> Iterator[dict[str, pd.DataFrame]]:
+def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], parts: int,
+                     rows: Mapping[str, np.ndarray] | None = None) -> Iterator[dict[str, pd.DataFrame]]:
     """The record sets cut into `parts` by a hash of the normalised patient key, every record of a
     patient in one part, each part as pandas frames. Records with no patient key, and record sets
     without the key column, go to the first part; every part has every record set (maybe empty), so
-    a missing column fails alike."""
-    if parts == 1:
+    a missing column fails alike. rows: the rows to harmonise of each record set (default all)."""
+    if parts == 1 and rows is None:
         yield {name: record_frame(table) for name, table in record_sets.items()}
         return
     nulls = set(mapping.null_values)
     buckets: dict[str, np.ndarray] = {}
     for name, table in record_sets.items():
-        if mapping.patient_key not in table.column_names:
+        if parts == 1 or mapping.patient_key not in table.column_names:
             buckets[name] = np.zeros(len(table), dtype=np.int64)
             continue
         patient = record_column(table, mapping.patient_key).astype(str).str.strip()
@@ -119,7 +147,8 @@ def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]
                      if table.column(column).null_count and not is_text(kind)}
               for name, table in record_sets.items()}
     for index in range(parts):
-        yield {name: _part_frame(table, buckets[name] == index, others[name]) for name, table in record_sets.items()}
+        yield {name: _part_frame(table, (buckets[name] == index) & (rows[name] if rows is not None else True),
+                                 others[name]) for name, table in record_sets.items()}
 
 
 def _part_frame(table: pa.Table, chosen: np.ndarray, others: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -129,22 +158,18 @@ def _part_frame(table: pa.Table, chosen: np.ndarray, others: Mapping[str, np.nda
     return frame
 
 
-def _append(writers: dict[str, pq.ParquetWriter], folder: Path, result: HarmoniseResult) -> None:
-    outputs = {**{table: (frame, f"core.{table}") for table, frame in result.tables.items()},
-               "records": (result.records, _STAGE_TABLES["records"]),
-               "rejections": (result.rejections, _STAGE_TABLES["rejections"]),
-               "link_keys": (result.link_keys, _STAGE_TABLES["link_keys"])}
-    for name, (frame, table) in outputs.items():
-        arrow_schema = _schema_of(table, list(frame.columns))
-        rows = pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False)
-        writer = writers.get(name)
-        if writer is None:
-            writer = writers[name] = pq.ParquetWriter(folder / f"{name}.parquet", arrow_schema)
-        writer.write_table(rows)
+def _write(writers: dict[str, pq.ParquetWriter], written: dict[str, int], folder: Path, name: str,
+           rows: pa.Table) -> None:
+    """Append `rows` to `<name>.parquet`, whose schema its first rows set (the declared types of their columns)."""
+    writer = writers.get(name)
+    if writer is None:
+        writer = writers[name] = pq.ParquetWriter(folder / f"{name}.parquet", rows.schema)
+    writer.write_table(rows.select(writer.schema.names).cast(writer.schema))
+    written[name] = written.get(name, 0) + len(rows)
 
 
-def _schema_of(table: str, columns: list[str]) -> pa.Schema:
+def _schema_of(name: str, columns: list[str]) -> pa.Schema:
     """The warehouse's Arrow types for the frame's columns: every part writes the same schema, even
     a part in which a column is all NULL (which pandas alone would type as null)."""
-    declared = schema.arrow_schema(table)
+    declared = schema.arrow_schema(_STAGE_TABLES.get(name, f"core.{name}"))
     return pa.schema([declared.field(column) for column in columns])

@@ -1,0 +1,224 @@
+"""Carry over the harmonised rows of the patients whose records did not change since the last load.
+
+A nightly snapshot repeats most of what the last one held. Everything harmonise decides about a
+record depends on its own patient only (etl/transform/parts.py), so a patient whose records are
+what they were (every value, line and record set) harmonises as before: their rows are taken from
+the harmonised folder of the source's last load, stamped with this load's lineage (the file each
+record set now comes from, this run), and only the other patients, and the records without a
+patient key, are harmonised. The folder written is what harmonising everything would write (in
+another row order), and publish loads it as ever.
+
+Each load's folder holds MEMO: per source patient (`who`, a digest of the patient key, and the
+pseudonym), a digest of their records and, per record set, the rows read and quarantined (what the
+patient adds to the file counts). Both digests are MD5 behind a secret derived from the
+pseudonymisation key: neither can be recomputed from a guessed patient number or record, and
+DuckDB computes them over the whole source at once. A memo is used only when it was written
+under the same mapping, key and harmonise code. A source is carried over only when each record set
+comes from one file (a chain of increments is harmonised whole) and every record set carries the
+patient key, joined sections joined on it; otherwise no memo is written and everything is harmonised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl import schema
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.extract.adapter import record_column
+from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import PseudonymKey, source_pseudonym
+
+MEMO = "patients.parquet"
+_MEMO_COLUMNS = ["who", "source_patient_pseudonym", "digest", *PATIENT_COUNT_COLUMNS[1:]]
+_VERSION = 1
+_FILE_COLUMNS = ("source_file", "source_file_sha256")  # which export a row came from: stamped, not compared
+_SEPARATOR, _NULL = "\x1f", "\x1e"
+
+
+@dataclass
+class Patients:
+    """A load's source patients, each with the digest of their records, and what can be carried over."""
+
+    fresh: pd.DataFrame  # who, source_patient_pseudonym, digest: the patients harmonised now
+    fresh_rows: dict[str, np.ndarray]  # record set -> its rows to harmonise (the patients not carried over)
+    files: dict[str, tuple[str, str]]  # record set -> (file name, sha256) it comes from now
+    carried: pd.DataFrame  # the memo rows of the patients carried over (_MEMO_COLUMNS)
+    previous: Path | None  # the folder they are carried from
+
+    @property
+    def carried_patients(self) -> int:
+        return int(self.carried["source_patient_pseudonym"].nunique())
+
+    def carried_file_counts(self) -> dict[str, dict[str, int]]:
+        """What the carried patients' rows count for the files they come from now (sha256 -> counts)."""
+        counts: dict[str, dict[str, int]] = {}
+        by_set = self.carried.groupby("record_set")[["rows_read", "rows_quarantined"]].sum()
+        for record_set, (read, quarantined) in by_set.iterrows():
+            c = counts.setdefault(self.files[str(record_set)][1], {"rows_read": 0, "rows_loaded": 0,
+                                                                   "rows_quarantined": 0})
+            c["rows_read"] += int(read)
+            c["rows_loaded"] += int(read - quarantined)
+            c["rows_quarantined"] += int(quarantined)
+        return counts
+
+
+def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: PseudonymKey,
+             previous: Path | None) -> Patients | None:
+    """The source's patients and those carried over from `previous` (the folder of the last load);
+    None when the source cannot be carried over (see the module's docstring)."""
+    files = _files_of(mapping, tables)
+    if files is None:
+        return None
+    nulls = set(mapping.null_values)
+    norms = {}  # record set -> each row's normalised patient key (None: no key), in memory only
+    with duckdb.connect() as con:
+        rows = []
+        for index, name in enumerate(sorted(tables)):
+            table = tables[name]
+            patient = record_column(table, mapping.patient_key).astype(str).str.strip()
+            norms[name] = patient.str.upper().where(~patient.isin(nulls), None)
+            con.register(f"set{index}", table.append_column("_norm", pa.array(norms[name], pa.string()))
+                         .append_column("_order", pa.array(np.arange(len(table)))))
+            rows.append(f"SELECT _norm, {index} AS record_set, _order, {_row_hash(name, table)} AS h "
+                        f"FROM set{index} WHERE _norm IS NOT NULL")
+        secret = _memo_secret(key)
+        found = con.execute(f"""
+            SELECT _norm AS norm, md5(? || _norm) AS who,
+                   md5(? || string_agg(h, '' ORDER BY record_set, _order)) AS digest
+            FROM ({" UNION ALL ".join(rows) or "SELECT NULL AS _norm, 0 AS record_set, 0 AS _order, '' AS h"})
+            GROUP BY _norm""", [f"who {secret}", f"records {secret}"]).df()
+    carried = _carried(mapping, key, previous, found[["who", "digest"]])
+    fresh_patients = found[~found["who"].isin(carried["who"])]
+    fresh_patients.insert(0, "source_patient_pseudonym", pd.Series(
+        [source_pseudonym(key, mapping.source_id, norm) for norm in fresh_patients["norm"]],
+        index=fresh_patients.index, dtype=object))
+    kept = set(found["norm"]) - set(fresh_patients["norm"])
+    fresh_rows = {name: ~norm.isin(kept).to_numpy() for name, norm in norms.items()}
+    return Patients(fresh_patients[["who", "source_patient_pseudonym", "digest"]], fresh_rows, files, carried,
+                    previous if len(carried) else None)
+
+
+def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[str, tuple[str, str]] | None:
+    """Each record set's one file (name, sha256), or None when the source cannot be carried over."""
+    for spec in (mapping.patient, *mapping.tables.values()):
+        if len(spec.record_sets()) > 1 and mapping.patient_key not in spec.join_keys():
+            return None  # a section joined on other keys may belong to another patient's record
+    files = {}
+    for name, table in tables.items():
+        if not {mapping.patient_key, *_FILE_COLUMNS} <= set(table.column_names):
+            return None
+        if len(table) == 0:
+            continue
+        found = pa.Table.from_arrays([table.column(c).combine_chunks().dictionary_decode()
+                                      if pa.types.is_dictionary(table.column(c).type) else table.column(c)
+                                      for c in _FILE_COLUMNS], names=list(_FILE_COLUMNS)).group_by(
+            list(_FILE_COLUMNS)).aggregate([])
+        if len(found) != 1:
+            return None  # records of one set from several files (increments): harmonised whole
+        files[name] = (found.column(0)[0].as_py(), found.column(1)[0].as_py())
+    return files
+
+
+def _row_hash(name: str, table: pa.Table) -> str:
+    """SQL for an MD5 of everything harmonise reads in a row: its record set, columns, values and
+    line; the file it comes from is left out."""
+    columns = sorted(c for c in table.column_names if c not in _FILE_COLUMNS)
+    header = schema.sql_text(_SEPARATOR.join([name, *columns]))
+    values = ", ".join(f"coalesce(\"{c}\"::VARCHAR, chr({ord(_NULL)}))" for c in columns)
+    return f"md5(concat_ws(chr({ord(_SEPARATOR)}), {header}, {values}))"
+
+
+def _memo_secret(key: PseudonymKey) -> str:
+    """A secret of the key's own for the memo's digests: without it a digest cannot be recomputed from
+    a guess of a patient's records."""
+    return hmac.new(key.secret, b"rtw carry over memo", hashlib.sha256).hexdigest()
+
+
+def _carried(mapping: SourceMapping, key: PseudonymKey, previous: Path | None, digests: pd.DataFrame) -> pd.DataFrame:
+    """The previous memo's rows of the patients whose digest is the same now."""
+    memo = previous / MEMO if previous is not None else None
+    if memo is None or not memo.is_file():
+        return pd.DataFrame(columns=_MEMO_COLUMNS)
+    stored = pq.read_table(memo)
+    if (stored.schema.metadata or {}).get(b"rtw") != _header(mapping, key):
+        return pd.DataFrame(columns=_MEMO_COLUMNS)
+    return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS]
+
+
+def _header(mapping: SourceMapping, key: PseudonymKey) -> bytes:
+    """What a memo holds for: its format, the mapping, the key (its fingerprint) and harmonise's code."""
+    return json.dumps({"version": _VERSION, "mapping": hashlib.sha256(mapping.model_dump_json().encode()).hexdigest(),
+                       "key": key.fingerprint(), "code": code_digest()}, sort_keys=True).encode()
+
+
+@cache
+def code_digest() -> str:
+    """The code and tables harmonise runs on (etl/transform with its vocabularies, the warehouse's
+    columns) and the versions of the libraries that type its values: a change harmonises everything."""
+    digest = hashlib.sha256(f"pandas {pd.__version__} pyarrow {pa.__version__} numpy {np.__version__}".encode())
+    here = Path(__file__).parent
+    for path in sorted([*here.rglob("*"), WAREHOUSE_SQL_DIR / "core.sql", WAREHOUSE_SQL_DIR / "stage.sql"]):
+        if path.is_file() and path.suffix != ".pyc":
+            digest.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def carried_rows(found: Patients, mapping: SourceMapping, run_id: str) -> Iterator[tuple[str, pa.Table]]:
+    """Per harmonised file name (`diagnosis`, `records`, ...), the carried patients' rows from the
+    previous folder with this load's lineage: a core row the file of its table's head record set and
+    this run, a record the file of its record set (its line is what it was: the digest covers it)."""
+    if found.previous is None:
+        return
+    heads = {"patient_source": mapping.patient.head, **{t: spec.head for t, spec in mapping.tables.items()}}
+    with duckdb.connect() as con:
+        con.register("carried", pa.table({"p": found.carried["source_patient_pseudonym"].unique()}))
+        con.register("file_now", pa.table({"record_set": list(found.files),
+                                           "file": [f for f, _ in found.files.values()],
+                                           "sha": [s for _, s in found.files.values()]}))
+        carried = "split_part(source_record_key, '|', 1) IN (SELECT p FROM carried)"
+        for path in sorted(found.previous.glob("*.parquet")):
+            name, source = path.stem, schema.sql_text(str(path))
+            if name == "records":
+                query = (f"SELECT r.* REPLACE (coalesce(f.file, r.source_file) AS source_file, "
+                         f"coalesce(f.sha, r.source_file_sha256) AS source_file_sha256) "
+                         f"FROM read_parquet({source}) r LEFT JOIN file_now f USING (record_set) WHERE {carried}")
+            elif name in heads:
+                sha = found.files.get(heads[name], (None, None))[1]
+                stamped = f"{schema.sql_text(sha)} AS source_file_sha256, " if sha else ""
+                query = (f"SELECT * REPLACE ({stamped}{schema.sql_text(run_id)} AS run_id) "
+                         f"FROM read_parquet({source}) WHERE {carried}")
+            elif name in ("rejections", "link_keys"):
+                query = f"SELECT * FROM read_parquet({source}) WHERE {carried}"
+            else:
+                continue  # removals and the memo: of the load that wrote them
+            yield name, con.execute(query).fetch_arrow_table()
+
+
+def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, mapping: SourceMapping,
+               key: PseudonymKey) -> None:
+    """This load's MEMO: every patient's digest with their counts (harmonised now or carried over)."""
+    counts = pd.concat([c for c in fresh_counts if not c.empty] or [pd.DataFrame(columns=PATIENT_COUNT_COLUMNS)],
+                       ignore_index=True)
+    fresh = found.fresh.merge(counts, on="source_patient_pseudonym")
+    memo = pd.concat([frame for frame in (fresh[_MEMO_COLUMNS], found.carried) if not frame.empty]
+                     or [pd.DataFrame(columns=_MEMO_COLUMNS)], ignore_index=True)
+    table = pa.Table.from_pandas(memo.astype({"rows_read": "int64", "rows_quarantined": "int64"}),
+                                 schema=_MEMO_SCHEMA, preserve_index=False)
+    pq.write_table(table.replace_schema_metadata({"rtw": _header(mapping, key)}), folder / MEMO)
+
+
+_MEMO_SCHEMA = pa.schema([("who", pa.string()), ("source_patient_pseudonym", pa.string()), ("digest", pa.string()),
+                          ("record_set", pa.string()), ("rows_read", pa.int64()), ("rows_quarantined", pa.int64())])

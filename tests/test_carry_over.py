@@ -1,0 +1,162 @@
+"""A load that carries over the patients whose records did not change writes what harmonising every
+patient writes (etl/transform/carry_over.py)."""
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import SYNTHETIC_RUN_KEY
+from test_harmonise_parts import _record_sets, _sorted
+
+from etl import pipeline
+from etl.config import resolve_home
+from etl.extract.adapter import record_frame
+from etl.transform import carry_over
+from etl.transform.mapping import SourceMapping
+from etl.transform.parts import harmonise_to_folder
+from etl.transform.pseudonym import PseudonymKey
+
+KEY = PseudonymKey(b"carry-over-test-key")
+NEW_SHA = "f" * 64
+
+
+def _next_export(mapping: SourceMapping, frames: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """The record sets as the next snapshot sends them: from new files, one patient gone, a value of
+    three others changed in their first record of each set, and a changed patient key's case aside."""
+    patients = sorted({str(k).strip().upper() for table in frames.values()
+                       for k in table.column(mapping.patient_key).to_pylist()} - set(mapping.null_values))
+    gone, changed = patients[0], set(patients[1:4])
+    out = {}
+    for name, table in frames.items():
+        frame = record_frame(table)
+        norm = frame[mapping.patient_key].astype(str).str.strip().str.upper()
+        frame = frame[norm != gone].reset_index(drop=True)
+        norm = norm[norm != gone].reset_index(drop=True)
+        text = [c for c in frame.columns if frame[c].dtype == object and not c.startswith(("_", "source_file"))
+                and c != mapping.patient_key]
+        first = norm[norm.isin(changed)].drop_duplicates().index
+        for column in text[:3]:
+            frame.loc[first, column] = "changed " + frame.loc[first, column].astype(str)
+        frame["source_file"] = f"next_{name}.csv"
+        frame["source_file_sha256"] = NEW_SHA
+        plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                           for f in table.schema])
+        out[name] = pa.Table.from_pandas(frame, schema=plain, preserve_index=False)
+    return out
+
+
+def _folder(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("source_id", ["sacha_fr", "iltb", "esmart", "registry_it", "crizotinib_imt"])
+def test_a_load_carrying_patients_over_writes_what_harmonising_all_writes(synthetic_run: Any, tmp_path: Path,
+                                                                          source_id: str) -> None:
+    home, _, _ = synthetic_run
+    mapping, frames = _record_sets(home, source_id)
+    last = _folder(tmp_path, "last")
+    first = harmonise_to_folder(mapping, frames, KEY, "run-1", last)
+    assert first.carried == 0 and (last / carry_over.MEMO).is_file()
+    now = _next_export(mapping, frames)
+    whole, carried = _folder(tmp_path, "whole"), _folder(tmp_path, "carried")
+    one = harmonise_to_folder(mapping, now, KEY, "run-2", whole)
+    two = harmonise_to_folder(mapping, now, KEY, "run-2", carried, previous=last, part_records=50)
+    patients = pq.read_table(whole / carry_over.MEMO).column("source_patient_pseudonym").unique()
+    assert 0 < two.carried <= len(patients) - 3  # the three changed patients are harmonised again
+    assert (two.rows, two.rejected, two.file_counts, two.notices) == (one.rows, one.rejected, one.file_counts,
+                                                                      one.notices)
+    assert set(two.file_counts) == {NEW_SHA}  # every row counts for the file it comes from now
+    names = sorted(p.name for p in whole.glob("*.parquet"))
+    assert names == sorted(p.name for p in carried.glob("*.parquet"))
+    for name in names:
+        assert pq.read_schema(carried / name) == pq.read_schema(whole / name), name
+        pd.testing.assert_frame_equal(_sorted(carried / name), _sorted(whole / name), obj=name)
+    records = pq.read_table(carried / "records.parquet").to_pandas()
+    assert set(records["source_file_sha256"]) == {NEW_SHA}
+    assert set(pq.read_table(carried / "patient_source.parquet").column("run_id").to_pylist()) == {"run-2"}
+
+
+def test_a_memo_of_another_key_or_mapping_carries_nothing_over(synthetic_run: Any, tmp_path: Path) -> None:
+    home, _, _ = synthetic_run
+    mapping, frames = _record_sets(home, "registry_it")
+    last = _folder(tmp_path, "last")
+    harmonise_to_folder(mapping, frames, KEY, "run-1", last)
+    assert harmonise_to_folder(mapping, frames, KEY, "run-2", _folder(tmp_path, "same"), previous=last).carried > 0
+    other_key = harmonise_to_folder(mapping, frames, PseudonymKey(b"another key"), "run-2",
+                                    _folder(tmp_path, "key"), previous=last)
+    edited = mapping.model_copy(update={"title": "renamed"})
+    other_mapping = harmonise_to_folder(edited, frames, KEY, "run-2", _folder(tmp_path, "mapping"), previous=last)
+    assert other_key.carried == other_mapping.carried == 0
+
+
+def test_records_of_one_set_from_several_files_are_harmonised_whole(synthetic_run: Any, tmp_path: Path) -> None:
+    home, _, _ = synthetic_run
+    mapping, frames = _record_sets(home, "registry_it")
+    name, table = next(iter(frames.items()))
+    files = pa.array(["a.csv" if i % 2 else "b.csv" for i in range(len(table))])
+    split = {name: table.set_column(table.column_names.index("source_file"), "source_file", files)}
+    last = _folder(tmp_path, "last")
+    harmonise_to_folder(mapping, split, KEY, "run-1", last)
+    assert not (last / carry_over.MEMO).exists()
+
+
+def _later_contact(export: Path, every: int) -> None:
+    """A later last-contact date on every `every`-th record of the registry's export."""
+    lines = export.read_bytes().split(b"\r\n")
+    column = lines[0].split(b";").index(b"data_ultimo_contatto")
+    for i in range(1, len(lines), every):
+        fields = lines[i].split(b";")
+        if len(fields) > column:
+            fields[column] = b"30/10/2026"
+            lines[i] = b";".join(fields)
+    export.write_bytes(b"\r\n".join(lines))
+
+
+def _contents(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stage and core table's rows (sorted, without the run ids) and the files' counts."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        found = {}
+        for schema_name, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                              "WHERE schema_name IN ('stage', 'core')").fetchall():
+            columns = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
+                                                 "AND table_name = ? AND column_name <> 'run_id'",
+                                                 [schema_name, table]).fetchall()]
+            found[f"{schema_name}.{table}"] = con.execute(
+                f"SELECT {', '.join(columns)} FROM {schema_name}.{table} ORDER BY ALL").fetchall()
+        found["meta.source_file"] = con.execute(
+            "SELECT source_id, source_file_sha256, status, rows_read, rows_loaded, rows_quarantined, rows_superseded "
+            "FROM meta.source_file ORDER BY ALL").fetchall()
+        return found
+    finally:
+        con.close()
+
+
+def test_a_nightly_run_carries_the_unchanged_patients_over(synthetic_run: Any, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A registry export with 1 record in 20 changed: the rerun carries the other patients over and
+    publishes what a rerun harmonising every patient publishes."""
+    homes = []
+    for name in ("carried", "whole"):
+        home = resolve_home(tmp_path / name / "home")
+        shutil.copytree(synthetic_run[0].root, home.root, symlinks=True)
+        _later_contact(next((home.landing / "registry_it").glob("*.csv")), every=20)
+        homes.append(home)
+    carried, whole = homes
+    for memo in (whole.staging / "registry_it" / "harmonised").glob(f"*/{carry_over.MEMO}"):
+        memo.unlink()  # the last load's patients are unknown: everyone is harmonised
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        for home in homes:
+            summary = pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+            assert summary.sources_changed == ["registry_it"] and summary.status == "completed", summary.message
+    said = [r.getMessage() for r in caplog.records if "carried over" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("registry_it: harmonised"), said
+    assert _contents(carried.warehouse) == _contents(whole.warehouse)
