@@ -36,10 +36,10 @@ import pyarrow.parquet as pq
 
 from etl import schema
 from etl.config import WAREHOUSE_SQL_DIR
-from etl.extract.adapter import record_column
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
+from etl.transform.records import patient_keys
 
 MEMO = "patients.parquet"
 _MEMO_COLUMNS = ["who", "source_patient_pseudonym", "digest", *PATIENT_COUNT_COLUMNS[1:]]
@@ -57,6 +57,7 @@ class Patients:
     files: dict[str, tuple[str, str]]  # record set -> (file name, sha256) it comes from now
     carried: pd.DataFrame  # the memo rows of the patients carried over (_MEMO_COLUMNS)
     previous: Path | None  # the folder they are carried from
+    header: bytes  # what the digests hold for (_header)
 
     @property
     def carried_patients(self) -> int:
@@ -80,27 +81,26 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     """The source's patients and those carried over from `previous` (the folder of the last load);
     None when the source cannot be carried over (see the module's docstring)."""
     files = _files_of(mapping, tables)
-    if files is None:
+    if files is None or not tables:
         return None
-    nulls = set(mapping.null_values)
     norms = {}  # record set -> each row's normalised patient key (None: no key), in memory only
     with duckdb.connect() as con:
         rows = []
         for index, name in enumerate(sorted(tables)):
             table = tables[name]
-            patient = record_column(table, mapping.patient_key).astype(str).str.strip()
-            norms[name] = patient.str.upper().where(~patient.isin(nulls), None)
+            norms[name] = patient_keys(mapping, table)
             con.register(f"set{index}", table.append_column("_norm", pa.array(norms[name], pa.string()))
                          .append_column("_order", pa.array(np.arange(len(table)))))
-            rows.append(f"SELECT _norm, {index} AS record_set, _order, {_row_hash(name, table)} AS h "
+            rows.append(f"SELECT _norm, {index} AS record_set, _order, {_row_hash(table)} AS h "
                         f"FROM set{index} WHERE _norm IS NOT NULL")
         secret = _memo_secret(key)
         found = con.execute(f"""
             SELECT _norm AS norm, md5(? || _norm) AS who,
-                   md5(? || string_agg(h, '' ORDER BY record_set, _order)) AS digest
-            FROM ({" UNION ALL ".join(rows) or "SELECT NULL AS _norm, 0 AS record_set, 0 AS _order, '' AS h"})
+                   md5(? || string_agg(record_set::VARCHAR || h, ',' ORDER BY record_set, _order)) AS digest
+            FROM ({" UNION ALL ".join(rows)})
             GROUP BY _norm""", [f"who {secret}", f"records {secret}"]).df()
-    carried = _carried(mapping, key, previous, found[["who", "digest"]])
+    header = _header(mapping, key, tables)
+    carried = _carried(previous, header, found[["who", "digest"]])
     fresh_patients = found[~found["who"].isin(carried["who"])]
     fresh_patients.insert(0, "source_patient_pseudonym", pd.Series(
         [source_pseudonym(key, mapping.source_id, norm) for norm in fresh_patients["norm"]],
@@ -108,7 +108,7 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     kept = set(found["norm"]) - set(fresh_patients["norm"])
     fresh_rows = {name: ~norm.isin(kept).to_numpy() for name, norm in norms.items()}
     return Patients(fresh_patients[["who", "source_patient_pseudonym", "digest"]], fresh_rows, files, carried,
-                    previous if len(carried) else None)
+                    previous if len(carried) else None, header)
 
 
 def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[str, tuple[str, str]] | None:
@@ -132,13 +132,15 @@ def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[st
     return files
 
 
-def _row_hash(name: str, table: pa.Table) -> str:
-    """SQL for an MD5 of everything harmonise reads in a row: its record set, columns, values and
-    line; the file it comes from is left out."""
-    columns = sorted(c for c in table.column_names if c not in _FILE_COLUMNS)
-    header = schema.sql_text(_SEPARATOR.join([name, *columns]))
-    values = ", ".join(f"coalesce(\"{c}\"::VARCHAR, chr({ord(_NULL)}))" for c in columns)
-    return f"md5(concat_ws(chr({ord(_SEPARATOR)}), {header}, {values}))"
+def _row_hash(table: pa.Table) -> str:
+    """SQL for an MD5 of everything harmonise reads in a row, its values and line (its record set and
+    columns are in the memo's header); the file it comes from is left out."""
+    values = ", ".join(f"coalesce(\"{c}\"::VARCHAR, chr({ord(_NULL)}))" for c in _compared(table))
+    return f"md5(concat_ws(chr({ord(_SEPARATOR)}), {values}))"
+
+
+def _compared(table: pa.Table) -> list[str]:
+    return sorted(c for c in table.column_names if c not in _FILE_COLUMNS)
 
 
 def _memo_secret(key: PseudonymKey) -> str:
@@ -147,21 +149,23 @@ def _memo_secret(key: PseudonymKey) -> str:
     return hmac.new(key.secret, b"rtw carry over memo", hashlib.sha256).hexdigest()
 
 
-def _carried(mapping: SourceMapping, key: PseudonymKey, previous: Path | None, digests: pd.DataFrame) -> pd.DataFrame:
+def _carried(previous: Path | None, header: bytes, digests: pd.DataFrame) -> pd.DataFrame:
     """The previous memo's rows of the patients whose digest is the same now."""
     memo = previous / MEMO if previous is not None else None
     if memo is None or not memo.is_file():
         return pd.DataFrame(columns=_MEMO_COLUMNS)
     stored = pq.read_table(memo)
-    if (stored.schema.metadata or {}).get(b"rtw") != _header(mapping, key):
+    if (stored.schema.metadata or {}).get(b"rtw") != header:
         return pd.DataFrame(columns=_MEMO_COLUMNS)
     return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS]
 
 
-def _header(mapping: SourceMapping, key: PseudonymKey) -> bytes:
-    """What a memo holds for: its format, the mapping, the key (its fingerprint) and harmonise's code."""
+def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.Table]) -> bytes:
+    """What a memo's digests hold for: its format, the mapping, the key (its fingerprint), harmonise's
+    code, and the record sets in the order digested with the columns compared."""
     return json.dumps({"version": _VERSION, "mapping": hashlib.sha256(mapping.model_dump_json().encode()).hexdigest(),
-                       "key": key.fingerprint(), "code": code_digest()}, sort_keys=True).encode()
+                       "key": key.fingerprint(), "code": code_digest(),
+                       "record_sets": [[name, _compared(tables[name])] for name in sorted(tables)]}).encode()
 
 
 @cache
@@ -207,8 +211,7 @@ def carried_rows(found: Patients, mapping: SourceMapping, run_id: str) -> Iterat
             yield name, con.execute(query).fetch_arrow_table()
 
 
-def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, mapping: SourceMapping,
-               key: PseudonymKey) -> None:
+def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path) -> None:
     """This load's MEMO: every patient's digest with their counts (harmonised now or carried over)."""
     counts = pd.concat([c for c in fresh_counts if not c.empty] or [pd.DataFrame(columns=PATIENT_COUNT_COLUMNS)],
                        ignore_index=True)
@@ -217,7 +220,7 @@ def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, 
                      or [pd.DataFrame(columns=_MEMO_COLUMNS)], ignore_index=True)
     table = pa.Table.from_pandas(memo.astype({"rows_read": "int64", "rows_quarantined": "int64"}),
                                  schema=_MEMO_SCHEMA, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata({"rtw": _header(mapping, key)}), folder / MEMO)
+    pq.write_table(table.replace_schema_metadata({"rtw": found.header}), folder / MEMO)
 
 
 _MEMO_SCHEMA = pa.schema([("who", pa.string()), ("source_patient_pseudonym", pa.string()), ("digest", pa.string()),

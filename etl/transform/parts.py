@@ -30,6 +30,7 @@ from etl.transform import carry_over
 from etl.transform.harmonise import harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
+from etl.transform.records import patient_keys
 
 # Source records per part: the harmonise step of a part peaks at a few KiB per record (iLTB at
 # 100,000 persons: parts of 100,000 records peak 250 MiB above the record sets, of 25,000 under
@@ -89,7 +90,7 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Tab
                 if name == "rejections":
                     out.rejected += len(set(rows_carried.column("source_record_key").to_pylist()))
             _add_counts(out.file_counts, patients.carried_file_counts())
-            carry_over.write_memo(patients, counted, folder, mapping, key)
+            carry_over.write_memo(patients, counted, folder)
     finally:
         for writer in writers.values():
             writer.close()
@@ -131,15 +132,14 @@ def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]
     if parts == 1 and rows is None:
         yield {name: record_frame(table) for name, table in record_sets.items()}
         return
-    nulls = set(mapping.null_values)
     buckets: dict[str, np.ndarray] = {}
     for name, table in record_sets.items():
         if parts == 1 or mapping.patient_key not in table.column_names:
             buckets[name] = np.zeros(len(table), dtype=np.int64)
             continue
-        patient = record_column(table, mapping.patient_key).astype(str).str.strip()
-        hashed = pd.util.hash_pandas_object(patient.str.upper(), index=False) % parts
-        buckets[name] = hashed.where(~patient.isin(nulls), 0).to_numpy()
+        patient = patient_keys(mapping, table)
+        hashed = pd.util.hash_pandas_object(patient, index=False) % parts
+        buckets[name] = hashed.where(patient.notna(), 0).to_numpy()
     # A non-text column holding a null (never `_line` as staged) is taken from the whole: a part has
     # the dtype the whole has (an integer column with a null anywhere is float64), whatever its own nulls.
     others = {name: {column: record_column(table, column).to_numpy()

@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from etl import memory
-from etl.extract.adapter import RecordSets, adapter_for, record_frame, record_set_of_file
+from etl.extract.adapter import RecordSets, adapter_for, record_column, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
 
 
@@ -31,3 +32,12 @@ def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]
     """The record sets of staged files ((staged path, file name) pairs) taken as one snapshot."""
     tables = load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
     return {name: record_frame(table) for name, table in tables.items()}
+
+
+def patient_keys(mapping: SourceMapping, table: pa.Table) -> pd.Series:
+    """Each record's normalised patient key (`normalise_patient_key`), None where it has none: what
+    harmonise tells patients apart by. Each distinct key is normalised once."""
+    codes, keys = pd.factorize(record_column(table, mapping.patient_key).astype(str), use_na_sentinel=False)
+    stripped = pd.Series(keys, dtype=object).str.strip()
+    normalised = stripped.str.upper().where(~stripped.isin(set(mapping.null_values)), None)
+    return pd.Series(normalised.to_numpy()[codes], dtype=object)
