@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import SYNTHETIC_RUN_KEY
-from test_harmonise_parts import _record_sets, _sorted
+from test_harmonise_parts import _record_sets
 
 from etl import pipeline
 from etl.config import resolve_home
@@ -24,6 +24,7 @@ from etl.transform.pseudonym import PseudonymKey
 
 KEY = PseudonymKey(b"carry-over-test-key")
 NEW_SHA = "f" * 64
+_LINEAGE = ["source_file_sha256", "run_id"]  # a core row's export and run
 
 
 def _next_export(mapping: SourceMapping, frames: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -49,6 +50,11 @@ def _next_export(mapping: SourceMapping, frames: dict[str, pa.Table]) -> dict[st
                            for f in table.schema])
         out[name] = pa.Table.from_pandas(frame, schema=plain, preserve_index=False)
     return out
+
+
+def _sorted(path: Path, leaving_out: list[str] | None = None) -> pd.DataFrame:
+    frame = pq.read_table(path).to_pandas().drop(columns=leaving_out or []).astype(str)
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
 def _folder(tmp_path: Path, name: str) -> Path:
@@ -78,10 +84,18 @@ def test_a_load_carrying_patients_over_writes_what_harmonising_all_writes(synthe
     assert names == sorted(p.name for p in carried.glob("*.parquet"))
     for name in names:
         assert pq.read_schema(carried / name) == pq.read_schema(whole / name), name
-        pd.testing.assert_frame_equal(_sorted(carried / name), _sorted(whole / name), obj=name)
-    records = pq.read_table(carried / "records.parquet").to_pandas()
-    assert set(records["source_file_sha256"]) == {NEW_SHA}
-    assert set(pq.read_table(carried / "patient_source.parquet").column("run_id").to_pylist()) == {"run-2"}
+        if name.removesuffix(".parquet") in {"patient_source", *mapping.tables}:  # a core table: lineage aside
+            pd.testing.assert_frame_equal(_sorted(carried / name, _LINEAGE), _sorted(whole / name, _LINEAGE), obj=name)
+        else:
+            pd.testing.assert_frame_equal(_sorted(carried / name), _sorted(whole / name), obj=name)
+    # A record names the export it comes from now; a carried core row the export and run that loaded it.
+    assert set(pq.read_table(carried / "records.parquet").column("source_file_sha256").to_pylist()) == {NEW_SHA}
+    old_files = {sha for table in frames.values() for sha in table.column("source_file_sha256").to_pylist()}
+    lineage = pd.concat([pq.read_table(carried / f"{table}.parquet", columns=_LINEAGE).to_pandas()
+                         for table in ("patient_source", *mapping.tables)]).drop_duplicates()
+    assert "run-1" in set(lineage["run_id"])
+    assert all(sha == NEW_SHA if run == "run-2" else sha in old_files
+               for sha, run in lineage.itertuples(index=False)), lineage
 
 
 def test_a_memo_of_another_key_or_mapping_carries_nothing_over(synthetic_run: Any, tmp_path: Path) -> None:
@@ -121,15 +135,17 @@ def _later_contact(export: Path, every: int) -> None:
 
 
 def _contents(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every stage and core table's rows (sorted, without the run ids) and the files' counts."""
+    """Every stage and core table's rows (sorted; lineage aside but where each record is now,
+    stage.record) and the files' counts."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         found = {}
         for schema_name, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                               "WHERE schema_name IN ('stage', 'core')").fetchall():
+            lineage = ("run_id",) if table == "record" else ("run_id", "source_file_sha256")
             columns = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                                                 "AND table_name = ? AND column_name <> 'run_id'",
-                                                 [schema_name, table]).fetchall()]
+                                                 "AND table_name = ? AND NOT list_contains(?, column_name)",
+                                                 [schema_name, table, list(lineage)]).fetchall()]
             found[f"{schema_name}.{table}"] = con.execute(
                 f"SELECT {', '.join(columns)} FROM {schema_name}.{table} ORDER BY ALL").fetchall()
         found["meta.source_file"] = con.execute(
@@ -160,3 +176,10 @@ def test_a_nightly_run_carries_the_unchanged_patients_over(synthetic_run: Any, t
     said = [r.getMessage() for r in caplog.records if "carried over" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("registry_it: harmonised"), said
     assert _contents(carried.warehouse) == _contents(whole.warehouse)
+    con = duckdb.connect(str(carried.warehouse), read_only=True)
+    try:  # the carried patients' rows are the rows of the load before, the changed ones this run's
+        runs = con.execute("SELECT count(DISTINCT run_id) FROM core.follow_up WHERE source_id = 'registry_it'"
+                           ).fetchone()
+    finally:
+        con.close()
+    assert runs == (2,)

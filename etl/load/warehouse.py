@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
@@ -113,14 +114,56 @@ def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, tuple[str, i
 
 
 def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
+    """The source's stage rows become its harmonised files' rows."""
     source_id = outcome.source_id
     assert outcome.harmonised_dir is not None
     folder = Path(outcome.harmonised_dir)
     for table in [*source_tables(), "record", "rejection", "link_key"]:
-        con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
         parquet = folder / f"{_PARQUET_NAMES.get(table, table)}.parquet"
         if parquet.exists():
-            con.execute(f"INSERT INTO stage.{table} BY NAME SELECT * FROM read_parquet(?)", [str(parquet)])
+            _replace_difference(con, table, source_id, parquet)
+        else:
+            con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
+
+
+def _replace_difference(con: duckdb.DuckDBPyConnection, table: str, source_id: str, parquet: Path) -> None:
+    """Make the source's rows of stage.<table> the rows of `parquet` by deleting and inserting only the
+    rows that differ (by the hash of every column but those linkage writes, equal rows counted): a
+    patient carried over (etl/transform/carry_over.py) keeps their rows, and the commit writes what
+    changed. When most rows differ (a first load, a new export of another layout) the source's rows
+    are deleted and all inserted, as DuckDB deletes a listed row at a time."""
+    staged_columns = [c for (c,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'stage' "
+        "AND table_name = ? ORDER BY column_index", [table]).fetchall() if c not in LINKAGE_WRITES]
+    if not set(staged_columns) <= set(pq.read_schema(parquet).names):  # a column the files lack: rows differ
+        _refill(con, table, source_id, "SELECT * FROM read_parquet(?)", [str(parquet)])
+        return
+    compared = ", ".join(f'"{c}"' for c in staged_columns)
+    numbered = f"hash({compared}) AS _h, row_number() OVER (PARTITION BY hash({compared})) AS _n"
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE arriving_row AS SELECT *, {numbered} FROM read_parquet(?)",
+                    [str(parquet)])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE staged_row AS SELECT rowid AS _r, {numbered} "
+                    f"FROM stage.{table} WHERE source_id = ?", [source_id])
+        con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT _r FROM staged_row ANTI JOIN arriving_row "
+                    "USING (_h, _n)")
+        stale, staged = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM staged_row)"
+                                    ).fetchone() or (0, 0)
+        if stale > _MOST_TO_DELETE * staged:
+            _refill(con, table, source_id, "SELECT * EXCLUDE (_h, _n) FROM arriving_row")
+            return
+        if stale:
+            con.execute(f"DELETE FROM stage.{table} WHERE rowid IN (SELECT _r FROM stale_row)")
+        con.execute(f"INSERT INTO stage.{table} BY NAME SELECT * EXCLUDE (_h, _n) FROM arriving_row "
+                    "ANTI JOIN staged_row USING (_h, _n)")
+    finally:
+        drop_temp_tables(con, "arriving_row", "staged_row", "stale_row")
+
+
+def _refill(con: duckdb.DuckDBPyConnection, table: str, source_id: str, rows: str, params: list[Any] | None = None
+            ) -> None:
+    con.execute(f"DELETE FROM stage.{table} WHERE source_id = ?", [source_id])
+    con.execute(f"INSERT INTO stage.{table} BY NAME {rows}", params)
 
 
 _PARQUET_NAMES = {"record": "records", "rejection": "rejections", "link_key": "link_keys"}

@@ -3,10 +3,11 @@
 A nightly snapshot repeats most of what the last one held. Everything harmonise decides about a
 record depends on its own patient only (etl/transform/parts.py), so a patient whose records are
 what they were (every value, line and record set) harmonises as before: their rows are taken from
-the harmonised folder of the source's last load, stamped with this load's lineage (the file each
-record set now comes from, this run), and only the other patients, and the records without a
-patient key, are harmonised. The folder written is what harmonising everything would write (in
-another row order), and publish loads it as ever.
+the harmonised folder of the source's last load, and only the other patients, and the records
+without a patient key, are harmonised. Their core rows keep their lineage, the export that
+delivered them as they are and the run that loaded them then (still in the archive), so publish
+finds them unchanged: stage and core change by the rows that changed. Their records (stage.record,
+where each record is now, which the quality report and the file counts read) name the new export.
 
 Each load's folder holds MEMO: per source patient (`who`, a digest of the patient key, and the
 pseudonym), a digest of their records and, per record set, the rows read and quarantined (what the
@@ -180,13 +181,13 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def carried_rows(found: Patients, mapping: SourceMapping, run_id: str) -> Iterator[tuple[str, pa.Table]]:
+def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
     """Per harmonised file name (`diagnosis`, `records`, ...), the carried patients' rows from the
-    previous folder with this load's lineage: a core row the file of its table's head record set and
-    this run, a record the file of its record set (its line is what it was: the digest covers it)."""
+    previous folder. A record (stage.record: where each record is now) takes the file its record set
+    comes from now; its line is what it was (the digest covers it). A core row keeps its lineage:
+    the export that delivered it as it is, and the run that loaded it then."""
     if found.previous is None:
         return
-    heads = {"patient_source": mapping.patient.head, **{t: spec.head for t, spec in mapping.tables.items()}}
     with duckdb.connect() as con:
         con.register("carried", pa.table({"p": found.carried["source_patient_pseudonym"].unique()}))
         con.register("file_now", pa.table({"record_set": list(found.files),
@@ -199,15 +200,10 @@ def carried_rows(found: Patients, mapping: SourceMapping, run_id: str) -> Iterat
                 query = (f"SELECT r.* REPLACE (coalesce(f.file, r.source_file) AS source_file, "
                          f"coalesce(f.sha, r.source_file_sha256) AS source_file_sha256) "
                          f"FROM read_parquet({source}) r LEFT JOIN file_now f USING (record_set) WHERE {carried}")
-            elif name in heads:
-                sha = found.files.get(heads[name], (None, None))[1]
-                stamped = f"{schema.sql_text(sha)} AS source_file_sha256, " if sha else ""
-                query = (f"SELECT * REPLACE ({stamped}{schema.sql_text(run_id)} AS run_id) "
-                         f"FROM read_parquet({source}) WHERE {carried}")
-            elif name in ("rejections", "link_keys"):
+            elif name not in ("removals", Path(MEMO).stem):  # those are of the load that wrote them
                 query = f"SELECT * FROM read_parquet({source}) WHERE {carried}"
             else:
-                continue  # removals and the memo: of the load that wrote them
+                continue
             yield name, con.execute(query).fetch_arrow_table()
 
 

@@ -85,7 +85,7 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Tab
             counted.append(result.patient_counts)
             del result, outputs  # likewise, while the next part is harmonised
         if patients is not None:
-            for name, rows_carried in carry_over.carried_rows(patients, mapping, run_id):
+            for name, rows_carried in carry_over.carried_rows(patients):
                 _write(writers, written, folder, name, rows_carried)
                 if name == "rejections":
                     out.rejected += len(set(rows_carried.column("source_record_key").to_pylist()))
