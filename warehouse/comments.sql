@@ -18,9 +18,9 @@ COMMENT ON COLUMN core.patient.death_date IS 'Date of death, the earliest any so
 COMMENT ON COLUMN core.patient.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN core.patient.n_sources IS 'Number of sources that know the person. Unit: sources.';
 COMMENT ON COLUMN core.patient.source_id IS 'Lineage: the source whose record is cited for the row (the first registration by source_id, else the person''s first record of any table).';
-COMMENT ON COLUMN core.patient.source_file_sha256 IS 'Lineage: SHA-256 of the export file the cited record came from.';
+COMMENT ON COLUMN core.patient.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the cited record as it now is.';
 COMMENT ON COLUMN core.patient.source_record_key IS 'Lineage: the cited record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.patient.run_id IS 'Lineage: the run that loaded the cited record.';
+COMMENT ON COLUMN core.patient.run_id IS 'Lineage: the run that loaded the cited record as it now is.';
 
 -- core.patient_source ---------------------------------------------------------------------------
 COMMENT ON TABLE core.patient_source IS 'One row per person per source: how each source knows the person and how it was linked.';
@@ -34,9 +34,9 @@ COMMENT ON COLUMN core.patient_source.birth_year IS 'Year of birth as this sourc
 COMMENT ON COLUMN core.patient_source.birth_month IS 'Month of birth as this source gives it, 1-12. Unit: month.';
 COMMENT ON COLUMN core.patient_source.country IS 'Country of residence as this source gives it. Codes: ISO 3166-1 alpha-2.';
 COMMENT ON COLUMN core.patient_source.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.patient_source.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.patient_source.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.patient_source.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.patient_source.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.patient_source.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.study_enrolment --------------------------------------------------------------------------
 COMMENT ON TABLE core.study_enrolment IS 'One row per enrolment (registration) of a person in a study or registry.';
@@ -52,9 +52,9 @@ COMMENT ON COLUMN core.study_enrolment.lvef_percent IS 'Left-ventricular ejectio
 COMMENT ON COLUMN core.study_enrolment.off_study_date IS 'Date the person went off study.';
 COMMENT ON COLUMN core.study_enrolment.off_study_reason IS 'Why the person went off study, as the source gives it.';
 COMMENT ON COLUMN core.study_enrolment.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.study_enrolment.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.study_enrolment.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.study_enrolment.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.study_enrolment.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.study_enrolment.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.consent ----------------------------------------------------------------------------------
 COMMENT ON TABLE core.consent IS 'One row per consent given, refused or withdrawn by a person for a study.';
@@ -66,9 +66,9 @@ COMMENT ON COLUMN core.consent.status IS 'State of the consent. Codes: given / w
 COMMENT ON COLUMN core.consent.consent_date IS 'Date the consent was given or refused.';
 COMMENT ON COLUMN core.consent.withdrawal_date IS 'Date the consent was withdrawn.';
 COMMENT ON COLUMN core.consent.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.consent.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.consent.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.consent.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.consent.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.consent.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.diagnosis --------------------------------------------------------------------------------
 COMMENT ON TABLE core.diagnosis IS 'One row per diagnosis event of a person (initial diagnosis, relapse, progression), coded in ICD-O-3 and classified in ICCC-3.';
@@ -93,9 +93,9 @@ COMMENT ON COLUMN core.diagnosis.iccc3_extended IS 'ICCC-3 extended-classificati
 COMMENT ON COLUMN core.diagnosis.is_very_rare IS 'A very rare tumour: incidence below 2 per million children per year.';
 COMMENT ON COLUMN core.diagnosis.iccc3_extension IS 'Why the ICCC-3 class comes from a documented RTW extension rather than the IARC 2017 table (e.g. inflammatory myofibroblastic tumour 8825/1, classified with 8825/3); NULL when the IARC table classified the diagnosis.';
 COMMENT ON COLUMN core.diagnosis.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.diagnosis.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.diagnosis.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.diagnosis.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.diagnosis.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.diagnosis.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.molecular_alteration ---------------------------------------------------------------------
 COMMENT ON TABLE core.molecular_alteration IS 'One row per molecular alteration or marker reported for a person.';
@@ -111,9 +111,9 @@ COMMENT ON COLUMN core.molecular_alteration.is_actionable IS 'The alteration can
 COMMENT ON COLUMN core.molecular_alteration.report_date IS 'Date of the report; partial dates at the first day of their period.';
 COMMENT ON COLUMN core.molecular_alteration.report_date_precision IS 'How much of report_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.molecular_alteration.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.molecular_alteration.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.molecular_alteration.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.molecular_alteration.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.molecular_alteration.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.molecular_alteration.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.tumour_board_review ----------------------------------------------------------------------
 COMMENT ON TABLE core.tumour_board_review IS 'One row per molecular tumour board review: one prioritised advice given on one submission of a person.';
@@ -129,9 +129,9 @@ COMMENT ON COLUMN core.tumour_board_review.treatment_intent IS 'Intent of the ad
 COMMENT ON COLUMN core.tumour_board_review.advice_followed IS 'This advice was followed; NULL when not yet known or nothing was advised.';
 COMMENT ON COLUMN core.tumour_board_review.reason_not_followed IS 'Why the advice was not followed, as the centre wrote it.';
 COMMENT ON COLUMN core.tumour_board_review.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.tumour_board_review.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.tumour_board_review.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.tumour_board_review.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.tumour_board_review.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.tumour_board_review.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.treatment --------------------------------------------------------------------------------
 COMMENT ON TABLE core.treatment IS 'One row per drug given in a line of treatment.';
@@ -146,9 +146,9 @@ COMMENT ON COLUMN core.treatment.start_date_precision IS 'How much of start_date
 COMMENT ON COLUMN core.treatment.end_date IS 'End of the drug; NULL while ongoing.';
 COMMENT ON COLUMN core.treatment.end_reason IS 'Why the drug ended, as the source gives it (e.g. completed, progression, toxicity, death).';
 COMMENT ON COLUMN core.treatment.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.treatment.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.treatment.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.treatment.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.treatment.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.treatment.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.response_assessment ----------------------------------------------------------------------
 COMMENT ON TABLE core.response_assessment IS 'One row per response assessment of a treatment.';
@@ -161,9 +161,9 @@ COMMENT ON COLUMN core.response_assessment.criteria IS 'Response criteria. Codes
 COMMENT ON COLUMN core.response_assessment.response IS 'Response category. Codes: CR / PR / SD / PD / NE / CRi / MLFS / NR.';
 COMMENT ON COLUMN core.response_assessment.mrd_value IS 'Minimal residual disease (leukaemia). Unit: %.';
 COMMENT ON COLUMN core.response_assessment.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.response_assessment.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.response_assessment.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.response_assessment.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.response_assessment.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.response_assessment.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.adverse_event ----------------------------------------------------------------------------
 COMMENT ON TABLE core.adverse_event IS 'One row per adverse event, graded in CTCAE v5.';
@@ -179,9 +179,9 @@ COMMENT ON COLUMN core.adverse_event.is_serious IS 'A serious adverse event (reg
 COMMENT ON COLUMN core.adverse_event.relatedness IS 'Relation to the treatment as the investigator judges it. Codes: related / not_related / unknown.';
 COMMENT ON COLUMN core.adverse_event.outcome IS 'Outcome of the event. Codes: recovered / recovering / not_recovered / sequelae / fatal / unknown.';
 COMMENT ON COLUMN core.adverse_event.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.adverse_event.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.adverse_event.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.adverse_event.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.adverse_event.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.adverse_event.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- core.follow_up --------------------------------------------------------------------------------
 COMMENT ON TABLE core.follow_up IS 'One row per follow-up contact with a person.';
@@ -194,9 +194,9 @@ COMMENT ON COLUMN core.follow_up.disease_status IS 'Disease status at the contac
 COMMENT ON COLUMN core.follow_up.trial_enrolment_status IS 'Whether the patient was enrolled in a clinical trial at the contact, as the target board registry asks at each 3-monthly follow-up; NULL where a source does not ask. Codes: enrolled / not_enrolled.';
 COMMENT ON COLUMN core.follow_up.trial_enrolment_reason IS 'The physician''s reason why the patient was or was not enrolled in a trial. Codes: target_matched_trial / board_advised_trial / no_standard_option (enrolled); no_trial_available / not_eligible / in_remission / poor_general_condition / family_declined / physician_choice / trial_centre_too_far (not enrolled).';
 COMMENT ON COLUMN core.follow_up.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN core.follow_up.source_file_sha256 IS 'Lineage: SHA-256 of the export file the record came from.';
+COMMENT ON COLUMN core.follow_up.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
 COMMENT ON COLUMN core.follow_up.source_record_key IS 'Lineage: the source record, as <patient pseudonym>|<local part>.';
-COMMENT ON COLUMN core.follow_up.run_id IS 'Lineage: the run that loaded the record.';
+COMMENT ON COLUMN core.follow_up.run_id IS 'Lineage: the run that loaded the record as it now is.';
 
 -- meta.run --------------------------------------------------------------------------------------
 COMMENT ON TABLE meta.run IS 'One row per run of the nightly import: what it loaded, skipped and failed.';

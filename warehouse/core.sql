@@ -1,7 +1,8 @@
 -- Core schema of the Rare Tumour Warehouse (PARTNER-style).
 -- Grain of each table is stated above it. Every table carries the lineage columns
 -- source_id, source_file_sha256, source_record_key, run_id, so any row can be traced to the
--- exact record of the exact export it came from. No direct identifiers: patient_id and
+-- exact record of the exact export it came from: the export that delivered it as it now is (a
+-- later export repeating it unchanged leaves the row as it was). No direct identifiers: patient_id and
 -- source_patient_pseudonym are keyed HMAC-SHA256 pseudonyms; birth dates are kept as year
 -- and month only. Dates that sources give partially carry a *_precision column
 -- (day, month, year).
