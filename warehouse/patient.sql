@@ -1,9 +1,11 @@
--- core.patient: one row per linked person, rebuilt after every load from every core record of
--- the person, so a person's row always reflects every source that knows them and every core
+-- core.patient: one row per linked person, derived after every load (again for the persons whose
+-- core rows changed) from every core record of the person, so a person's row always reflects every source that knows them and every core
 -- row's patient_id is in core.patient, even when its source's registration (patient_source) was
 -- held back (the rule XT-PATIENT-KNOWN flags those records).
--- Input: patient_record, a temporary view that etl/load/warehouse.py builds from the DDL before
--- this file runs: patient_id and lineage of every row of every core table with a patient_id.
+-- Input: temporary views etl/load/warehouse.py makes before this file runs, over the persons to
+-- derive (all, or those whose core rows changed; their rows are deleted first): patient_record,
+-- patient_id and lineage of every row of every core table with a patient_id (from the DDL);
+-- patient_registration, their rows of core.patient_source; patient_contact, of core.follow_up.
 -- Merge rules: sex is the one known value all registrations agree on (conflicts -> unknown);
 -- birth year/month and country come from the first registration (by source_id, record key) that gives them,
 -- and are unknown for a person no registration reached core for; a person is dead if any source
@@ -22,7 +24,7 @@ WITH registrations AS (
         arg_min(country, (source_id, source_record_key)) AS country,
         min({'source_id': source_id, 'source_record_key': source_record_key,
              'source_file_sha256': source_file_sha256, 'run_id': run_id}) AS lineage
-    FROM core.patient_source
+    FROM patient_registration
     GROUP BY patient_id
 ),
 
@@ -44,7 +46,7 @@ contacts AS (
         max(contact_date) AS last_contact_date,
         arg_max(vital_status, (contact_date, source_id, source_record_key))  -- ties: the last record
             FILTER (WHERE contact_date IS NOT NULL) AS latest_vital_status
-    FROM core.follow_up
+    FROM patient_contact
     GROUP BY patient_id
 )
 

@@ -180,16 +180,17 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
                     "AND old.source_file_sha256 = new.source_file_sha256)", [str(parquet)])
 
 
-def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
-    """core = stage minus the records held back; then the derived core.patient (every person with a core record)."""
-    for table in source_tables():
-        _admit_difference(con, table)
-    _emptied(con, "patient")
-    con.execute(_patient_record_sql())
+def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False) -> None:
+    """core = stage minus the records held back; then the derived core.patient (every person with a
+    core record), derived again for the persons whose core rows changed, or for all (`whole`: when
+    patient.sql or the tables may have changed, and when a table was filled anew)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE changed_person (patient_id VARCHAR)")
     try:
-        con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+        for table in source_tables():
+            whole = _admit_difference(con, table) or whole
+        _derive_patients(con, whole=whole)
     finally:
-        con.execute("DROP VIEW IF EXISTS patient_record")
+        drop_temp_tables(con, "changed_person")
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
@@ -200,36 +201,63 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection) -> None:
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
 
 
+def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
+    """core.patient from every core row of each person (patient.sql): all persons, or those in
+    changed_person (a person's row depends on their own core rows only)."""
+    if whole:
+        _emptied(con, "patient")
+        scope = ""
+    else:
+        con.execute("DELETE FROM core.patient WHERE patient_id IN (SELECT patient_id FROM changed_person)")
+        scope = " WHERE patient_id IN (SELECT patient_id FROM changed_person)"
+    views = {"patient_record": f"SELECT * FROM ({_patient_record_sql()}){scope}",
+             "patient_registration": f"SELECT * FROM core.patient_source{scope}",
+             "patient_contact": f"SELECT * FROM core.follow_up{scope}"}
+    try:
+        for name, query in views.items():
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+        con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
+    finally:
+        for name in views:
+            con.execute(f"DROP VIEW IF EXISTS {name}")
+
+
 # The share of a table's rows past which emptying it and inserting every row costs less than deleting them.
 _MOST_TO_DELETE = 0.25
 
 
-def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> None:
+def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     """Make core.<table> the stage rows not held back by deleting and inserting only the rows that
     differ (by the hash of every column): a night in which one source changed a little changes a
     little of core, and the commit writes little (100,000 persons, nothing changed: core 7.8 -> 2.7 s,
     the commit 7.4 -> 1.0 s). A reloaded source's rows all differ (their file and run), and DuckDB
     deletes row by row: past a quarter of the table (a first load, a new rule, the largest source
-    reloaded) the table is emptied and filled instead."""
+    reloaded) the table is emptied and filled instead. The persons of the rows deleted and inserted
+    go to changed_person; True: the table was filled anew (every person may have changed)."""
     columns = ", ".join(f'"{c}"' for c in core_columns()[table])
+    person = "patient_id" if "patient_id" in core_columns()[table] else "NULL::VARCHAR"
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h FROM ({admitted})")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h, {person} AS p "
+                    f"FROM ({admitted})")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h, {person} AS p "
                     f"FROM core.{table}")
-        con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r FROM core_row ANTI JOIN admitted_row "
+        con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r, p FROM core_row ANTI JOIN admitted_row "
                     "USING (h)")
         stale, present = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM core_row)"
                                      ).fetchone() or (0, 0)
         if stale > _MOST_TO_DELETE * present:
             _emptied(con, table)
             con.execute(f"INSERT INTO core.{table} BY NAME {admitted}")
-            return
+            return True
+        con.execute("INSERT INTO changed_person SELECT p FROM stale_row UNION "
+                    "SELECT p FROM admitted_row ANTI JOIN core_row USING (h)")
         if stale:
             con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
         con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}) "
                     f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
+        return False
     finally:
         drop_temp_tables(con, "admitted_row", "core_row", "stale_row")
 
@@ -248,12 +276,11 @@ def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def _patient_record_sql() -> str:
-    """The temporary view patient_record that patient.sql reads: patient_id and lineage of every row of
+    """What the view patient_record that patient.sql reads selects: patient_id and lineage of every row of
     every core table with a patient_id, from the DDL (a table added later feeds core.patient unedited)."""
     lineage = "patient_id, source_id, source_file_sha256, source_record_key, run_id"
-    parts = [f"SELECT {lineage} FROM core.{table}" for table, columns in core_columns().items()
-             if table != "patient" and "patient_id" in columns]
-    return "CREATE OR REPLACE TEMP VIEW patient_record AS\n" + "\nUNION ALL\n".join(parts)
+    return "\nUNION ALL\n".join(f"SELECT {lineage} FROM core.{table}" for table, columns in core_columns().items()
+                                 if table != "patient" and "patient_id" in columns)
 
 
 def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
@@ -306,11 +333,13 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceO
 
 def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
                              con: duckdb.DuckDBPyConnection | None = None) -> str:
-    """Changes when a rule, a source's override, a mart, a column comment, the linkage model, a
-    reviewer's link decision (rtw link / unlink: it takes effect at the next run) or a centre's
-    confirmation (meta.waiver, from rtw responses import: the next run waives it) changes."""
+    """Changes when a rule, a source's override, a mart, core.patient's derivation or the core tables,
+    a column comment, the linkage model, a reviewer's link decision (rtw link / unlink: it takes
+    effect at the next run) or a centre's confirmation (meta.waiver, from rtw responses import: the
+    next run waives it) changes."""
     digest = hashlib.sha256(quality.fingerprint.encode())
-    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql"]:
+    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql",
+                 WAREHOUSE_SQL_DIR / "patient.sql", WAREHOUSE_SQL_DIR / "core.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(b"linkage\0" + linkage.fingerprint.encode())
     if con is not None:
@@ -362,7 +391,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         if populations is not None:  # new figures change the incidence mart: derive again
             definitions = hashlib.sha256(f"{definitions}|{population_digest(populations)}".encode()).hexdigest()
         # Nothing new to judge or derive: the warehouse keeps its content, only the run is recorded.
-        validated = bool(harmonised) or _last_rules_fingerprint(con) != definitions
+        redefined = _last_rules_fingerprint(con) != definitions
+        validated = bool(harmonised) or redefined
         if validated:
             with timing.step("validate"):  # GX judges while linkage runs, unless a rule reads what linkage writes
                 judging = start_judging(con, run_id, plan, unless_reading=LINKAGE_WRITES)
@@ -384,7 +414,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)
-                rebuild_derived(con)
+                rebuild_derived(con, whole=redefined)
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, trigger, started_at, datetime.now(UTC),
@@ -415,10 +445,11 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
     _record_source(con, run_id, outcome)
 
 
-def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
-    """core, core.patient and the marts from stage (after validation, and for `rtw forget`)."""
+def rebuild_derived(con: duckdb.DuckDBPyConnection, *, whole: bool = False) -> None:
+    """core, core.patient and the marts from stage (after validation, and for `rtw forget`).
+    whole: derive core.patient for every person, not only those whose core rows changed."""
     with timing.step("core"):
-        _admit_to_core(con)
+        _admit_to_core(con, whole=whole)
     with timing.step("marts"):
         build_marts(con)
         apply_comments(con)
