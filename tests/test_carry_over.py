@@ -28,8 +28,8 @@ _LINEAGE = ["source_file_sha256", "run_id"]  # a core row's export and run
 
 
 def _next_export(mapping: SourceMapping, frames: dict[str, pa.Table]) -> dict[str, pa.Table]:
-    """The record sets as the next snapshot sends them: from new files, one patient gone, a value of
-    three others changed in their first record of each set, and a changed patient key's case aside."""
+    """The record sets as the next snapshot sends them: from new files, one patient gone, and three
+    values changed in the first record of each set of three other patients."""
     patients = sorted({str(k).strip().upper() for table in frames.values()
                        for k in table.column(mapping.patient_key).to_pylist()} - set(mapping.null_values))
     gone, changed = patients[0], set(patients[1:4])

@@ -135,27 +135,29 @@ def _replace_difference(con: duckdb.DuckDBPyConnection, table: str, source_id: s
     staged_columns = [c for (c,) in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'stage' "
         "AND table_name = ? ORDER BY column_index", [table]).fetchall() if c not in LINKAGE_WRITES]
-    if not set(staged_columns) <= set(pq.read_schema(parquet).names):  # a column the files lack: rows differ
-        _refill(con, table, source_id, "SELECT * FROM read_parquet(?)", [str(parquet)])
+    files = "read_parquet(?, file_row_number = true)"
+    every = f"SELECT * EXCLUDE (file_row_number) FROM {files}"
+    staged = con.execute(f"SELECT count(*) FROM stage.{table} WHERE source_id = ?", [source_id]).fetchone()
+    if not staged or not staged[0] or not set(staged_columns) <= set(pq.read_schema(parquet).names):
+        _refill(con, table, source_id, every, [str(parquet)])  # nothing to keep (or a column the files lack)
         return
     compared = ", ".join(f'"{c}"' for c in staged_columns)
     numbered = f"hash({compared}) AS _h, row_number() OVER (PARTITION BY hash({compared})) AS _n"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE arriving_row AS SELECT *, {numbered} FROM read_parquet(?)",
-                    [str(parquet)])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE arriving_row AS SELECT file_row_number AS _f, {numbered} "
+                    f"FROM {files}", [str(parquet)])
         con.execute(f"CREATE OR REPLACE TEMP TABLE staged_row AS SELECT rowid AS _r, {numbered} "
                     f"FROM stage.{table} WHERE source_id = ?", [source_id])
         con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT _r FROM staged_row ANTI JOIN arriving_row "
                     "USING (_h, _n)")
-        stale, staged = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM staged_row)"
-                                    ).fetchone() or (0, 0)
-        if stale > _MOST_TO_DELETE * staged:
-            _refill(con, table, source_id, "SELECT * EXCLUDE (_h, _n) FROM arriving_row")
+        stale = con.execute("SELECT count(*) FROM stale_row").fetchone() or (0,)
+        if stale[0] > _MOST_TO_DELETE * staged[0]:
+            _refill(con, table, source_id, every, [str(parquet)])
             return
-        if stale:
+        if stale[0]:
             con.execute(f"DELETE FROM stage.{table} WHERE rowid IN (SELECT _r FROM stale_row)")
-        con.execute(f"INSERT INTO stage.{table} BY NAME SELECT * EXCLUDE (_h, _n) FROM arriving_row "
-                    "ANTI JOIN staged_row USING (_h, _n)")
+        con.execute(f"INSERT INTO stage.{table} BY NAME {every} WHERE file_row_number IN "
+                    "(SELECT _f FROM arriving_row ANTI JOIN staged_row USING (_h, _n))", [str(parquet)])
     finally:
         drop_temp_tables(con, "arriving_row", "staged_row", "stale_row")
 

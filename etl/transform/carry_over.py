@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from etl import schema
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.extract.adapter import LINE_COLUMN
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
@@ -92,12 +93,14 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
             norms[name] = patient_keys(mapping, table)
             con.register(f"set{index}", table.append_column("_norm", pa.array(norms[name], pa.string()))
                          .append_column("_order", pa.array(np.arange(len(table)))))
-            rows.append(f"SELECT _norm, {index} AS record_set, _order, {_row_hash(table)} AS h "
-                        f"FROM set{index} WHERE _norm IS NOT NULL")
+            rows.append(f"SELECT _norm, {_row_text(index, table)} AS r FROM set{index} WHERE _norm IS NOT NULL")
         secret = _memo_secret(key)
+        # A patient's rows as a multiset: the count and the sums of their MD5s (the two halves apart,
+        # so no sum overflows). No sort, no concatenation: a few bytes a patient, whatever their rows.
         found = con.execute(f"""
             SELECT _norm AS norm, md5(? || _norm) AS who,
-                   md5(? || string_agg(record_set::VARCHAR || h, ',' ORDER BY record_set, _order)) AS digest
+                   md5(? || count(*)::VARCHAR || ',' || sum(md5_number_upper(r))::VARCHAR
+                         || ',' || sum(md5_number_lower(r))::VARCHAR) AS digest
             FROM ({" UNION ALL ".join(rows)})
             GROUP BY _norm""", [f"who {secret}", f"records {secret}"]).df()
     header = _header(mapping, key, tables)
@@ -133,11 +136,13 @@ def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[st
     return files
 
 
-def _row_hash(table: pa.Table) -> str:
-    """SQL for an MD5 of everything harmonise reads in a row, its values and line (its record set and
-    columns are in the memo's header); the file it comes from is left out."""
+def _row_text(index: int, table: pa.Table) -> str:
+    """SQL for everything harmonise reads in a row of record set number `index`: its values and line
+    (its record set's name and columns are in the memo's header), or its place where it has no line
+    (a repeated record key's first copy wins); the file it comes from is left out."""
     values = ", ".join(f"coalesce(\"{c}\"::VARCHAR, chr({ord(_NULL)}))" for c in _compared(table))
-    return f"md5(concat_ws(chr({ord(_SEPARATOR)}), {values}))"
+    place = "" if LINE_COLUMN in table.column_names else ", _order::VARCHAR"
+    return f"concat_ws(chr({ord(_SEPARATOR)}), '{index}'{place}, {values})"
 
 
 def _compared(table: pa.Table) -> list[str]:
