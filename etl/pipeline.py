@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -311,6 +312,9 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
                 notices={s: planned.notices.get(s, []) for s in planned.unchanged},
                 read_back=lambda con: summaries.append(_summary(con, home, run_id)))
     crash.crash_point("after_swap")
+    for outcome in outcomes:
+        if outcome.status is SourceStatus.HARMONISED:
+            _keep_only(Path(outcome.harmonised_dir or ""))
     summary = summaries[0]
     # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
     # readers noted about the files they read is in meta.source_notice and the report, not printed.
@@ -329,6 +333,14 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         publish_outputs.record_notes(home.warehouse, run_id, notes)
         summary.notes = notes
     return summary
+
+
+def _keep_only(published: Path) -> None:
+    """Remove the source's other harmonised folders once `published` is: none is read again (the next
+    load carries its unchanged patients over from this one), and each holds a copy of the source."""
+    for folder in published.parent.iterdir():
+        if folder != published and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:

@@ -170,12 +170,15 @@ def test_a_nightly_run_carries_the_unchanged_patients_over(synthetic_run: Any, t
     for memo in (whole.staging / "registry_it" / "harmonised").glob(f"*/{carry_over.MEMO}"):
         memo.unlink()  # the last load's patients are unknown: everyone is harmonised
     with caplog.at_level(logging.INFO, logger="rtw"):
-        for home in homes:
-            summary = pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
-            assert summary.sources_changed == ["registry_it"] and summary.status == "completed", summary.message
+        summaries = [pipeline.run(home, key_value=SYNTHETIC_RUN_KEY) for home in homes]
+    for summary in summaries:
+        assert summary.sources_changed == ["registry_it"] and summary.status == "completed", summary.message
     said = [r.getMessage() for r in caplog.records if "carried over" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("registry_it: harmonised"), said
     assert _contents(carried.warehouse) == _contents(whole.warehouse)
+    # Only the folder of the registry's load is kept: the next load carries over from it.
+    assert [p.name for p in (carried.staging / "registry_it" / "harmonised").iterdir()] == [summaries[0].run_id]
+    assert any((carried.staging / "iltb" / "harmonised").iterdir())  # an unchanged source keeps its own
     con = duckdb.connect(str(carried.warehouse), read_only=True)
     try:  # the carried patients' rows are the rows of the load before, the changed ones this run's
         runs = con.execute("SELECT count(DISTINCT run_id) FROM core.follow_up WHERE source_id = 'registry_it'"
