@@ -313,8 +313,8 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
                 read_back=lambda con: summaries.append(_summary(con, home, run_id)))
     crash.crash_point("after_swap")
     for outcome in outcomes:
-        if outcome.status is SourceStatus.HARMONISED:
-            _keep_only(Path(outcome.harmonised_dir or ""))
+        if outcome.status is SourceStatus.HARMONISED and outcome.harmonised_dir:
+            _keep_only(home, outcome.source_id, Path(outcome.harmonised_dir))
     summary = summaries[0]
     # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
     # readers noted about the files they read is in meta.source_notice and the report, not printed.
@@ -335,11 +335,14 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     return summary
 
 
-def _keep_only(published: Path) -> None:
+def _keep_only(home: Home, source_id: str, published: Path) -> None:
     """Remove the source's other harmonised folders once `published` is: none is read again (the next
     load carries its unchanged patients over from this one), and each holds a copy of the source."""
-    for folder in published.parent.iterdir():
-        if folder != published and folder.is_dir() and not folder.is_symlink():
+    folders = home.staging / source_id / "harmonised"
+    if published.parent.resolve() != folders.resolve():
+        return  # not where this home's harmonise writes: nothing here is ours to remove
+    for folder in folders.iterdir():
+        if folder.name != published.name and folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
 
 
