@@ -117,9 +117,8 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
 
 def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[str, tuple[str, str]] | None:
     """Each record set's one file (name, sha256), or None when the source cannot be carried over."""
-    for spec in (mapping.patient, *mapping.tables.values()):
-        if len(spec.record_sets()) > 1 and mapping.patient_key not in spec.join_keys():
-            return None  # a section joined on other keys may belong to another patient's record
+    if not mapping.joins_on_patient_key():
+        return None  # a section joined on other keys may belong to another patient's record
     files = {}
     for name, table in tables.items():
         if not {mapping.patient_key, *_FILE_COLUMNS} <= set(table.column_names):

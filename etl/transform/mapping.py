@@ -423,6 +423,12 @@ class SourceMapping(_Strict):
         """Every record set the mapping reads, joined ones included."""
         return {name for group in self.record_groups() for name in group}
 
+    def joins_on_patient_key(self) -> bool:
+        """Every section joined onto a head joins on the patient key among others: a patient's
+        records never take a section row of another patient (parts and carry-over rely on it)."""
+        return all(len(spec.record_sets()) == 1 or self.patient_key in spec.join_keys()
+                   for spec in (self.patient, *self.tables.values()))
+
     def is_ignored(self, record_set: str) -> bool:
         return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in self.ignore)
 

@@ -115,11 +115,8 @@ def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part
     """How many parts: one unless the source is large and every joined section carries the patient key.
     rows: the rows to harmonise of each record set (default all)."""
     records = sum(int(rows[name].sum()) if rows is not None else len(table) for name, table in record_sets.items())
-    if records <= part_records:
-        return 1
-    for spec in (mapping.patient, *mapping.tables.values()):
-        if len(spec.record_sets()) > 1 and mapping.patient_key not in spec.join_keys():
-            return 1  # a section joined on other keys could belong to another part's patient
+    if records <= part_records or not mapping.joins_on_patient_key():
+        return 1  # (a section joined on other keys could belong to another part's patient)
     return math.ceil(records / part_records)
 
 
