@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from etl import memory
 from etl.extract.adapter import RecordSets, adapter_for, record_column, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import normalise_patient_key
 
 
 def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str]]) -> RecordSets:
@@ -38,6 +40,6 @@ def patient_keys(mapping: SourceMapping, table: pa.Table) -> pd.Series:
     """Each record's normalised patient key (`normalise_patient_key`), None where it has none: what
     harmonise tells patients apart by. Each distinct key is normalised once."""
     codes, keys = pd.factorize(record_column(table, mapping.patient_key).astype(str), use_na_sentinel=False)
-    stripped = pd.Series(keys, dtype=object).str.strip()
-    normalised = stripped.str.upper().where(~stripped.isin(set(mapping.null_values)), None)
-    return pd.Series(normalised.to_numpy()[codes], dtype=object)
+    nulls = set(mapping.null_values)
+    normalised = np.array([None if key.strip() in nulls else normalise_patient_key(key) for key in keys], dtype=object)
+    return pd.Series(normalised[codes], dtype=object)
