@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import SYNTHETIC_RUN_KEY
-from test_harmonise_parts import _record_sets
+from test_harmonise_parts import _record_sets, _sorted
 
 from etl import pipeline
 from etl.config import resolve_home
@@ -50,11 +50,6 @@ def _next_export(mapping: SourceMapping, frames: dict[str, pa.Table]) -> dict[st
                            for f in table.schema])
         out[name] = pa.Table.from_pandas(frame, schema=plain, preserve_index=False)
     return out
-
-
-def _sorted(path: Path, leaving_out: list[str] | None = None) -> pd.DataFrame:
-    frame = pq.read_table(path).to_pandas().drop(columns=leaving_out or []).astype(str)
-    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
 def _folder(tmp_path: Path, name: str) -> Path:

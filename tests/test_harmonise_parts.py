@@ -28,8 +28,8 @@ def _record_sets(home: Any, source_id: str) -> tuple[SourceMapping, dict[str, pa
     return mapping, load_current_records(mapping, staged).frames
 
 
-def _sorted(path: Path) -> pd.DataFrame:
-    frame = pq.read_table(path).to_pandas().astype(str)
+def _sorted(path: Path, leaving_out: list[str] | None = None) -> pd.DataFrame:
+    frame = pq.read_table(path).to_pandas().drop(columns=leaving_out or []).astype(str)
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
