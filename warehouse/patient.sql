@@ -1,7 +1,7 @@
 -- core.patient: one row per linked person, derived after every load (again for the persons whose
--- core rows changed) from every core record of the person, so a person's row always reflects every source that knows them and every core
--- row's patient_id is in core.patient, even when its source's registration (patient_source) was
--- held back (the rule XT-PATIENT-KNOWN flags those records).
+-- core rows changed) from every core record of the person, so a person's row always reflects
+-- every source that knows them and every core row's patient_id is in core.patient, even when its
+-- source's registration (patient_source) was held back (the rule XT-PATIENT-KNOWN flags those records).
 -- Input: temporary views etl/load/warehouse.py makes before this file runs, over the persons to
 -- derive (all, or those whose core rows changed; their rows are deleted first): patient_record,
 -- patient_id and lineage of every row of every core table with a patient_id (from the DDL);
