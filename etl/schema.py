@@ -8,7 +8,7 @@ from the table it is loaded into.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -104,6 +104,11 @@ def in_warehouse(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 def sql_text(text: str) -> str:
     """`text` as an SQL string literal, for the statements that take no parameters (COPY, a view)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def sql_list(texts: Iterable[str]) -> str:
+    """`texts` as an SQL list of strings (VARCHAR[]), for the statements that take no parameters."""
+    return "[" + ", ".join(sql_text(t) for t in texts) + "]::VARCHAR[]"
 
 
 def drop_temp_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:

@@ -396,6 +396,28 @@ COMMENT ON COLUMN dq.gx_failure.source_record_key IS 'Pseudonymised record key: 
 COMMENT ON COLUMN dq.gx_failure.field IS 'The field judged.';
 COMMENT ON COLUMN dq.gx_failure.value IS 'The offending value, as exported.';
 
+-- dq.rule_judged, dq.rule_denominator, dq.rule_failure ----------------------------------------------
+COMMENT ON TABLE dq.rule_judged IS 'One row per phase of the rules x source whose records the SQL rules and harmonise''s checks last judged: their findings (dq.rule_denominator, dq.rule_failure) are reused while the fingerprint holds, so a run validates only the sources whose stage rows changed.';
+COMMENT ON COLUMN dq.rule_judged.phase IS 'staged (judged every stage record; harmonise''s checks too) or admitted (judged the records that reach core).';
+COMMENT ON COLUMN dq.rule_judged.source_id IS 'The source whose records were judged.';
+COMMENT ON COLUMN dq.rule_judged.fingerprint IS 'SHA-256 of the source''s stage rows and export files, the stage tables of no source, the rules with their settings, the validation code and the DuckDB version; for phase admitted, also the source''s records in dq.quarantine.';
+COMMENT ON COLUMN dq.rule_judged.run_id IS 'The run that judged them.';
+COMMENT ON TABLE dq.rule_denominator IS 'How many records each SQL or harmonise rule judged, per source and centre, as last judged (dq.rule_judged).';
+COMMENT ON COLUMN dq.rule_denominator.phase IS 'The rule''s phase (dq.rule_judged).';
+COMMENT ON COLUMN dq.rule_denominator.source_id IS 'The source.';
+COMMENT ON COLUMN dq.rule_denominator.rule_id IS 'The rule (dq.check).';
+COMMENT ON COLUMN dq.rule_denominator.centre_id IS 'The centre; NULL: records with no centre.';
+COMMENT ON COLUMN dq.rule_denominator.denominator IS 'Records judged. Unit: records.';
+COMMENT ON TABLE dq.rule_failure IS 'Each record an SQL or harmonise rule found failing, as last judged (dq.rule_judged), before waivers: every run makes dq.issue from these.';
+COMMENT ON COLUMN dq.rule_failure.phase IS 'The rule''s phase (dq.rule_judged).';
+COMMENT ON COLUMN dq.rule_failure.source_id IS 'The source of the record.';
+COMMENT ON COLUMN dq.rule_failure.rule_id IS 'The rule (dq.check; harmonise may name a rule the catalogue lacks).';
+COMMENT ON COLUMN dq.rule_failure.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
+COMMENT ON COLUMN dq.rule_failure.field IS 'The field judged.';
+COMMENT ON COLUMN dq.rule_failure.value IS 'The offending value, as exported.';
+COMMENT ON COLUMN dq.rule_failure.message IS 'What the rule said of the record, if more than its description.';
+COMMENT ON COLUMN dq.rule_failure.table_name IS 'The table of the record, for a rule over several tables; NULL: the rule''s table (dq.check).';
+
 -- dq.link_candidate -----------------------------------------------------------------------------
 COMMENT ON TABLE dq.link_candidate IS 'The clerical review list: pairs of source patients in two sources whose match probability lies between the review and the link threshold (docs/linkage.md).';
 COMMENT ON COLUMN dq.link_candidate.run_id IS 'The run that scored the pair.';

@@ -165,3 +165,34 @@ CREATE TABLE IF NOT EXISTS dq.gx_failure (
     field               VARCHAR,
     value               VARCHAR
 );
+
+-- What the SQL rules and harmonise's checks found in each source, kept so that a run judges again only
+-- the sources whose stage rows changed (etl/quality/rule_memo.py): per phase of the rules (staged /
+-- admitted), a source's findings stand while the fingerprint recorded here holds.
+CREATE TABLE IF NOT EXISTS dq.rule_judged (
+    phase               VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    fingerprint         VARCHAR NOT NULL,
+    run_id              VARCHAR NOT NULL
+);
+
+-- One row per rule x source x centre judged (as dq.check_result's denominator, before the threshold).
+CREATE TABLE IF NOT EXISTS dq.rule_denominator (
+    phase               VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    centre_id           VARCHAR,
+    denominator         BIGINT NOT NULL
+);
+
+-- One row per rule x record found failing (before waivers: dq.issue is made from these every run).
+CREATE TABLE IF NOT EXISTS dq.rule_failure (
+    phase               VARCHAR NOT NULL,
+    source_id           VARCHAR NOT NULL,
+    rule_id             VARCHAR NOT NULL,
+    source_record_key   VARCHAR NOT NULL,
+    field               VARCHAR,
+    value               VARCHAR,
+    message             VARCHAR,
+    table_name          VARCHAR
+);

@@ -29,10 +29,10 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
-from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun
+from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun, row_sums
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import Batch, combined_runs
-from etl.schema import sql_text
+from etl.schema import sql_list, sql_text
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         "SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall())
     tables = sorted({r.meta.table for r in rules if r.meta.table})
     with timing.step("validate GX fingerprints"):
-        centres = _sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
+        centres = row_sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
         plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in stage}
     if any(set(p.columns) & set(unless_reading) for p in plans.values()):
         return None
@@ -151,7 +151,7 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
                                              "columns": columns})
     judged = judged_columns(columns, table_rules)
     quoted = ", ".join(f'"{c}"' for c in judged)
-    rows = _sums(con, f"SELECT {quoted} FROM stage.{table}")
+    rows = row_sums(con, f"SELECT {quoted} FROM stage.{table}")
     prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
               for source, rows_sum in rows.items()}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.gx_judged WHERE table_name = ?",
@@ -169,13 +169,6 @@ def judged_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[
         return list(columns)
     named = json.dumps(expectations)
     return [c for c in columns if c in KEY_COLUMNS or re.search(rf"\b{re.escape(c)}\b", named)]
-
-
-def _sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
-    """Per source_id, the count and the sum of the row hashes of `rows`: the same for the same rows in
-    any order, different (but for a 2**-64 chance) when a value changes, a row comes or goes."""
-    return {source: f"{n}:{total}" for source, n, total in con.execute(
-        f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}
 
 
 def _here(batches_of: Callable[[str], Iterator[Batch] | None]) -> GxHere:
@@ -218,7 +211,7 @@ class _Batches:
         """Each batch's query. A row has the columns the table's rules can read (the fingerprint's:
         GX's findings depend on no other), and its record's centre (stage.record holds one row per
         record key), for the denominators."""
-        wanted = _sql_list(self.plan.to_judge)
+        wanted = sql_list(self.plan.to_judge)
         columns = ", ".join(f't."{c}"' for c in self.plan.columns)
         for start, end in zip(self.starts, [*self.starts[1:], None], strict=True):
             within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
@@ -242,10 +235,6 @@ def _batch_files(con: duckdb.DuckDBPyConnection, batches: _Batches, folder: Path
         written = con.execute(f"COPY ({query}) TO {sql_text(str(path))} (FORMAT parquet)").fetchone()
         files.append((path, written[0] if written else 0))
     return files
-
-
-def _sql_list(texts: Sequence[str]) -> str:
-    return "[" + ", ".join(sql_text(t) for t in texts) + "]::VARCHAR[]"
 
 
 def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:

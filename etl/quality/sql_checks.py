@@ -16,15 +16,20 @@ later version reshapes. So are the macros the rules share (warehouse/rule_functi
 Rules with `phase: admitted` run in a second pass, after the quarantine is built, over the
 schema `admitted`: one view per stage table holding the records that reach core (stage minus
 dq.quarantine), and the view `core_reference`, one row per reference a record makes to another
-core record (from the DDL: a column named after another core table's primary key; patient_id is
-a reference to the same source's registration, core.patient_source). The schema is dropped
-when the pass ends, so the published warehouse never holds it.
+core record of its source (from the DDL: a column named after another core table's primary key;
+patient_id is a reference to the same source's registration, core.patient_source). The schema is
+dropped when the pass ends, so the published warehouse never holds it.
+
+Every rule judges a source's records by that source's records alone (its queries join on
+source_id). So either pass can judge some sources only (`sources`): its tables are then views of
+those sources' rows (the schema `judged` for the first pass), and the other sources' findings are
+the ones remembered (etl/quality/rule_memo.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Set
+from collections.abc import Collection, Iterator, Mapping, Set
 from functools import cache
 
 import duckdb
@@ -34,6 +39,7 @@ from etl import schema
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, RuleRun, count_judged, shown
 from etl.resources import warehouse_sql_dir
+from etl.schema import sql_list
 
 # A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
 ISSUE_COLUMNS = [*FAILURE_COLUMNS, "table_name"]
@@ -67,8 +73,9 @@ def recorded_date_columns() -> dict[str, list[tuple[str, str]]]:
     return dated
 
 
-def recorded_date_sql(present: Mapping[str, Set[str]]) -> str:
-    """The statement creating the view `recorded_date` over the stage tables (`present`: table -> columns).
+def recorded_date_sql(present: Mapping[str, Set[str]], schema_name: str = "stage") -> str:
+    """The statement creating the view `recorded_date` over the tables of `schema_name` (`present`:
+    table -> columns).
 
     A year is read as 1 January of that year, as a year-precision date is stored, so it is "after
     the export" only in a later year; it is clamped to 1-9999 so that a wild value still compares
@@ -88,15 +95,16 @@ def recorded_date_sql(present: Mapping[str, Set[str]]) -> str:
                      else f'"{column}"::DATE')
             parts.append(f"SELECT source_id, {sha} AS source_file_sha256, source_record_key, "
                          f"'{table}' AS table_name, '{column}' AS field, {value} AS value, "
-                         f'"{column}"::VARCHAR AS shown FROM stage."{table}" WHERE "{column}" IS NOT NULL')
+                         f'"{column}"::VARCHAR AS shown FROM {schema_name}."{table}" WHERE "{column}" IS NOT NULL')
     if not parts:  # nothing staged yet: an empty view of the right shape
         parts = ["SELECT " + ", ".join(f"NULL::{kind} AS {name}" for name, kind in RECORDED_DATE) + " WHERE false"]
     return "CREATE OR REPLACE TEMP VIEW recorded_date AS\n" + "\nUNION ALL\n".join(parts)
 
 
-def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the temporary view recorded_date over the stage tables as they are on this connection."""
-    con.execute(recorded_date_sql(_stage_columns(con)))
+def write_recorded_dates(con: duckdb.DuckDBPyConnection, schema_name: str = "stage") -> None:
+    """(Re)create the temporary view recorded_date over the stage tables as they are on this connection
+    (or over the views of `schema_name`, of some sources' rows)."""
+    con.execute(recorded_date_sql(_stage_columns(con), schema_name))
 
 
 def run_check(con: duckdb.DuckDBPyConnection, rule: Rule, counted: dict[str, pd.DataFrame] | None = None) -> RuleRun:
@@ -142,10 +150,15 @@ def _refuse_aborted(con: duckdb.DuckDBPyConnection, rule: Rule, exc: duckdb.Erro
             "aborted the publish's transaction, so nothing of this run was published") from exc
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
-    """Run rules of phase `staged` over every stage record."""
-    write_recorded_dates(con)
-    return _run_in(con, "stage", rules)
+def run_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule],
+               sources: Collection[str] | None = None) -> list[RuleRun]:
+    """Run rules of phase `staged` over every stage record, or the records of `sources`."""
+    if sources is None:
+        write_recorded_dates(con)
+        return _run_in(con, "stage", rules)
+    with _views(con, "judged", sources, held_back=False) as present:
+        con.execute(recorded_date_sql(present, "judged"))
+        return _run_in(con, "judged", rules)
 
 
 def _run_in(con: duckdb.DuckDBPyConnection, schema: str, rules: list[Rule]) -> list[RuleRun]:
@@ -186,8 +199,8 @@ def core_reference_sql(present: Mapping[str, Set[str]]) -> str:
     for table, column, target in core_references():
         if not {"source_id", "source_record_key", column} <= present.get(table, set()) or target not in present:
             continue
-        same = ("t.source_id = r.source_id AND t.patient_id = r.patient_id" if target == "patient_source"
-                else f't."{column}" = r."{column}"')
+        same = "t.source_id = r.source_id AND " + ("t.patient_id = r.patient_id" if target == "patient_source"
+                                                   else f't."{column}" = r."{column}"')
         parts.append(f"SELECT r.source_id, r.source_record_key, '{table}' AS table_name, '{column}' AS field, "
                      f"r.\"{column}\"::VARCHAR AS value, '{target}' AS target_table, "
                      f"EXISTS (SELECT 1 FROM admitted.\"{target}\" t WHERE {same}) AS is_known "
@@ -208,20 +221,34 @@ def _stage_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return present
 
 
-def run_admitted_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> list[RuleRun]:
-    """Run rules of phase `admitted` over the records that reach core (dq.quarantine must be built)."""
+def run_admitted_checks(con: duckdb.DuckDBPyConnection, rules: list[Rule],
+                        sources: Collection[str] | None = None) -> list[RuleRun]:
+    """Run rules of phase `admitted` over the records that reach core (dq.quarantine must be built),
+    or those of `sources`."""
     if not rules:
         return []
-    present = _stage_columns(con)
-    con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
-    con.execute("CREATE SCHEMA admitted")
-    try:
-        for table, columns in sorted(present.items()):
-            held_back = ("ANTI JOIN dq.quarantine USING (source_id, source_record_key)"
-                         if {"source_id", "source_record_key"} <= columns else "")
-            con.execute(f'CREATE VIEW admitted."{table}" AS SELECT * FROM stage."{table}" {held_back}')
+    with _views(con, "admitted", sources, held_back=True) as present:
         con.execute(core_reference_sql(present))
         return _run_in(con, "admitted", rules)
+
+
+@contextlib.contextmanager
+def _views(con: duckdb.DuckDBPyConnection, schema_name: str, sources: Collection[str] | None, *,
+           held_back: bool) -> Iterator[dict[str, set[str]]]:
+    """The schema `schema_name` of one view per stage table (yields its tables' columns): the rows of
+    `sources` (None: all), without the records dq.quarantine holds back if `held_back`. Dropped after."""
+    present = _stage_columns(con)
+    con.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+    con.execute(f"CREATE SCHEMA {schema_name}")
+    try:
+        for table, columns in sorted(present.items()):
+            rows = f'SELECT * FROM stage."{table}"'
+            if held_back and {"source_id", "source_record_key"} <= columns:
+                rows += " ANTI JOIN dq.quarantine USING (source_id, source_record_key)"
+            if sources is not None and "source_id" in columns:
+                rows += f" WHERE list_contains({sql_list(sorted(sources))}, source_id)"
+            con.execute(f'CREATE VIEW {schema_name}."{table}" AS {rows}')
+        yield present
     finally:
         with contextlib.suppress(duckdb.TransactionException):
-            con.execute("DROP SCHEMA IF EXISTS admitted CASCADE")
+            con.execute(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")

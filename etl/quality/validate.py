@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import duckdb
 import pandas as pd
 
 from etl import timing
-from etl.quality import gx_memo, issue_spans
+from etl.quality import gx_memo, issue_spans, rule_memo
 from etl.quality.catalogue import Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged, value_hash_sql
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
@@ -49,7 +49,7 @@ from etl.quality.sql_checks import (
     run_admitted_checks,
     run_checks,
 )
-from etl.schema import in_warehouse
+from etl.schema import in_warehouse, sql_list
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,16 @@ def write_source_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Map
     con.execute(typed_view_sql())
 
 
-def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> list[RuleRun]:
-    """Harmonise judged every record; its rejections are the failures (an uncatalogued rule id too)."""
-    every_record = count_judged(con, "SELECT source_id, source_record_key FROM stage.record")
+def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], sources: Sequence[str] | None
+                    ) -> list[RuleRun]:
+    """Harmonise judged every record (of `sources`, None: all); its rejections are the failures (an
+    uncatalogued rule id too)."""
+    if sources == []:
+        return []
+    of_sources = "" if sources is None else f" WHERE list_contains({sql_list(sources)}, source_id)"
+    every_record = count_judged(con, f"SELECT source_id, source_record_key FROM stage.record{of_sources}")
     rejections = con.execute("SELECT rule_id, source_id, source_record_key, field, value, message "
-                             "FROM stage.rejection").df()
+                             f"FROM stage.rejection{of_sources}").df()
     rule_ids = [r.rule_id for r in rules] + sorted(set(rejections.rule_id) - {r.rule_id for r in rules})
     return [RuleRun(rule_id, every_record, rejections[rejections.rule_id == rule_id][FAILURE_COLUMNS])
             for rule_id in rule_ids]
@@ -297,6 +302,24 @@ def start_judging(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan
                          unless_reading=unless_reading)
 
 
+def _judged(run: Callable[[duckdb.DuckDBPyConnection, list[Rule], Sequence[str] | None], list[RuleRun]],
+            con: duckdb.DuckDBPyConnection, rules: list[Rule], sources: rule_memo.SourcePlan) -> list[RuleRun]:
+    """`run` (run_checks, run_admitted_checks) over the sources to judge; nothing when none is."""
+    return run(con, rules, sources.sources) if rules and sources.to_judge else []
+
+
+def _keep(con: duckdb.DuckDBPyConnection, run_id: str, sources: rule_memo.SourcePlan,
+          judged_now: Sequence[RuleRun]) -> None:
+    rule_memo.keep(con, run_id, sources, [r.rule_id for r in judged_now],
+                   [r.rule_id for r in judged_now if r.error is not None])
+
+
+def _log_reused(sources: rule_memo.SourcePlan) -> None:
+    if sources.reused:
+        log.info("SQL and harmonise findings reused for sources unchanged since they were judged: %s",
+                 ", ".join(f"{s} (run {run})" for s, run in sorted(sources.reused.items())))
+
+
 def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
              judging: gx_memo.Judging | None = None) -> dict[str, Any]:
     """Judge the stage tables; fill dq.check, dq.check_result, dq.issue and rebuild dq.quarantine.
@@ -307,18 +330,24 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
     try:  # whatever happens, the judging is closed: its process never holds answers for the next validation
         _write_catalogue(con, rules)
         write_source_params(con, plan.params)
+        with timing.step("validate fingerprints"):
+            stage = rule_memo.stage_sums(con, rules)
+            staged = rule_memo.plan(con, "staged", plan.fingerprint, stage)
+        _log_reused(staged)
         with timing.step("validate harmonise checks"):
-            runs = _harmonise_runs(con, by_engine["harmonise"])
+            judged_now = _harmonise_runs(con, by_engine["harmonise"], staged.sources)
         # GX judges in its own process while the SQL rules run here, and writes its Data Docs meanwhile too.
         judging = judging or start_judging(con, run_id, plan)
         with timing.step("validate SQL checks"):
-            sql_runs = run_checks(con, [r for r in by_engine["sql"] if r.meta.phase == "staged"])
+            judged_now += _judged(run_checks, con, [r for r in by_engine["sql"] if r.meta.phase == "staged"],
+                                  staged)
+        runs = []
         if judging:
             with timing.step("validate GX awaited"):
                 runs += judging.runs()
-        runs += sql_runs
         with timing.step("validate findings"):
-            _load_findings(con, runs, plan)
+            _load_findings(con, runs + judged_now, plan)
+            _keep(con, run_id, staged, judged_now)
         with timing.step("validate issues and quarantine"):
             con.execute(_SETTINGS)
             con.execute(_WAIVERS if in_warehouse(con, "meta.waiver") else _NO_WAIVERS)
@@ -329,7 +358,10 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
         admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
         if admitted:  # second phase: judge what reaches core; its findings are added to the issues
             with timing.step("validate admitted checks"):
-                _load_findings(con, run_admitted_checks(con, admitted), plan, append=True)
+                reached = rule_memo.plan(con, "admitted", plan.fingerprint, rule_memo.with_quarantine(con, stage))
+                judged_now = _judged(run_admitted_checks, con, admitted, reached)
+                _load_findings(con, judged_now, plan, append=True)
+                _keep(con, run_id, reached, judged_now)
                 _write_issues(con, run_id, added=admitted)
         with timing.step("validate issues recorded"):
             issue_spans.record(con, run_id, "_run_issue")
