@@ -138,7 +138,7 @@ def _started_early(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], gx_
 
 
 def _forget_findings(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("gx_judged", "gx_denominator", "gx_failure"):
+    for table in ("gx_judged", "gx_denominator", "gx_failure", "rule_judged", "rule_denominator", "rule_failure"):
         con.execute(f"DELETE FROM dq.{table}")
 
 

@@ -14,7 +14,8 @@ from etl.steps import SourceStatus
 from etl.synth import generate
 
 KEY = "parallel-sources-key"
-_RUN_COLUMNS = {"run_id", "first_run_id", "last_run_id", "loaded_at", "created_at", "started_at", "finished_at"}
+_RUN_COLUMNS = {"run_id", "first_run_id", "last_run_id", "loaded_at", "created_at", "started_at", "finished_at",
+                "fingerprint"}  # dq.rule_judged's: of stage rows, which hold their run id
 
 
 @pytest.fixture(scope="module")
