@@ -1,19 +1,21 @@
 """The SQL rules and harmonise's checks judge again only the sources whose stage rows changed (the
 admitted phase also those whose quarantine changed), and a validation that reuses the other sources'
-findings finds what judging every source finds."""
+findings finds what judging every source finds. Core then compares the rows of those sources only."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from test_gx_batches import _core_differs_from_admitted_stage
 
 from etl import pipeline
+from etl.load import warehouse
 from etl.quality import validate as validation
 from etl.quality.findings import value_hash
 from etl.quality.validate import QualityPlan
@@ -44,11 +46,14 @@ def validated(synthetic_run: Any, tmp_path: Path) -> Iterator[tuple[duckdb.DuckD
 def _judged_sources(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Collection[str] | None]]:
     """(phase, sources) of each pass of the SQL rules from now on; sources None: every source."""
     passes: list[tuple[str, Collection[str] | None]] = []
-    for phase, name in (("staged", "run_checks"), ("admitted", "run_admitted_checks")):
-        def spied(con, rules, sources=None, run=getattr(validation, name), phase=phase):  # type: ignore[no-untyped-def]
+
+    def spy(phase: str, run: Callable[..., Any]) -> Callable[..., Any]:
+        def spied(con, rules, sources=None):  # type: ignore[no-untyped-def]
             passes.append((phase, None if sources is None else tuple(sources)))
             return run(con, rules, sources)
-        monkeypatch.setattr(validation, name, spied)
+        return spied
+    monkeypatch.setattr(validation, "run_checks", spy("staged", validation.run_checks))
+    monkeypatch.setattr(validation, "run_admitted_checks", spy("admitted", validation.run_admitted_checks))
     return passes
 
 
@@ -60,6 +65,23 @@ def _findings(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, list[tup
 def _judged_by(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
     return {(phase, source): run for phase, source, run in
             con.execute("SELECT phase, source_id, run_id FROM dq.rule_judged").fetchall()}
+
+
+def _admitted(con: duckdb.DuckDBPyConnection, admitted_from: dict[str, str],
+              monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, ...] | None]:
+    """Admit the validated stage to core (as publish does after validation): the sources whose core rows
+    were compared, and core then holds what stage minus the quarantine holds."""
+    compared: set[tuple[str, ...] | None] = set()
+    admit_difference = warehouse._admit_difference
+
+    def spied(con, table, sources=None):  # type: ignore[no-untyped-def]
+        compared.add(None if sources is None else tuple(sources))
+        return admit_difference(con, table, sources)
+    with monkeypatch.context() as patched:
+        patched.setattr(warehouse, "_admit_difference", spied)
+        warehouse._admit_to_core(con, admitted_from=admitted_from)
+    assert set(_core_differs_from_admitted_stage(con).values()) == {0}
+    return compared
 
 
 def _judged_anew(con: duckdb.DuckDBPyConnection, plan: QualityPlan, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -98,8 +120,9 @@ def test_a_validation_judges_again_only_the_changed_sources_and_finds_what_judgi
                         "AND source_record_key = (SELECT max(source_record_key) FROM stage.diagnosis "
                         "WHERE source_id = 'registry_it' AND diagnosis_date IS NOT NULL)").fetchone()
     assert gone == (1,) and dated == (1,)
-    validation.validate(con, "rerun", plan)
+    admitted_from = validation.validate(con, "rerun", plan)["admitted_from"]
     assert passes == [("staged", ("registry_it",)), ("admitted", ("registry_it",))]
+    assert _admitted(con, admitted_from, monkeypatch) == {("registry_it",)}
     assert _judged_by(con) == {(phase, s): "rerun" if s == "registry_it" else first
                                for phase in ("staged", "admitted") for s in sources}
     found = _findings(con, "rerun")
@@ -117,8 +140,11 @@ def test_a_validation_judges_again_only_the_changed_sources_and_finds_what_judgi
     con.execute("INSERT INTO meta.waiver (source_id, source_record_key, rule_id, field, value_hash, batch_id, "
                 "confirmed_at) VALUES (?, ?, ?, ?, ?, 'batch', now())", [*waived[:4], value_hash(waived[4])])
     passes.clear()
-    validation.validate(con, "waived", plan)
+    admitted_from = validation.validate(con, "waived", plan)["admitted_from"]
     assert passes == [("admitted", (waived[0],))]
+    assert _admitted(con, admitted_from, monkeypatch) == {(waived[0],)}
+    assert con.execute("SELECT count(*) FROM core.study_enrolment WHERE source_id = ? AND source_record_key = ?",
+                       waived[:2]).fetchone() == (1,)
     assert con.execute("SELECT count(*) FROM dq.waived_issue WHERE run_id = 'waived'").fetchone() == (1,)
     assert _findings(con, "waived") == _judged_anew(con, plan, "waived")
 
@@ -134,7 +160,7 @@ def test_a_validation_judges_again_only_the_changed_sources_and_finds_what_judgi
 
 @pytest.mark.integration
 def test_a_rule_that_errs_is_reported_and_nothing_judged_with_it_is_remembered(validated, monkeypatch):
-    con, plan, first = validated
+    con, plan, _ = validated
     broken = next(r for r in plan.rules if r.rule_id == "XT-SEX-SITE")
     rules = [dataclasses.replace(r, query="SELECT no_such_column FROM diagnosis") if r is broken else r
              for r in plan.rules]

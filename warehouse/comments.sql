@@ -345,6 +345,11 @@ COMMENT ON COLUMN dq.quarantine.target_tables IS 'Core tables the record would h
 COMMENT ON COLUMN dq.quarantine.rule_ids IS 'Rules the record breaks with severity error (dq.check).';
 COMMENT ON COLUMN dq.quarantine.reasons IS 'What is wrong, one message per broken rule.';
 
+-- meta.core_admitted ---------------------------------------------------------------------------
+COMMENT ON TABLE meta.core_admitted IS 'One row per source: the fingerprint of the stage rows and quarantine core was last admitted from. A publish compares the core rows of the sources whose fingerprint changed only; empty (rtw forget), it compares all.';
+COMMENT ON COLUMN meta.core_admitted.source_id IS 'The source.';
+COMMENT ON COLUMN meta.core_admitted.fingerprint IS 'SHA-256 as dq.rule_judged''s for phase admitted: the source''s stage rows, export files and records held in dq.quarantine, with the rules and the validation code.';
+
 -- meta.key_fingerprint --------------------------------------------------------------------------
 COMMENT ON TABLE meta.key_fingerprint IS 'One row per pseudonymisation key the warehouse has been built with; the current key has no retired_run_id. A run with another key is refused (rtw rekey rotates it).';
 COMMENT ON COLUMN meta.key_fingerprint.fingerprint IS 'HMAC-SHA256 of a fixed label under the key (hex): tells keys apart, never reveals the key.';

@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS meta.key_fingerprint (
     retired_run_id      VARCHAR            -- the rekey run that replaced the key; NULL: current
 );
 
+-- Per source, what core was last admitted from: the fingerprint of its stage rows and quarantine
+-- (etl/quality/rule_memo.py, phase admitted). A publish compares the core rows of the other sources only.
+CREATE TABLE IF NOT EXISTS meta.core_admitted (
+    source_id           VARCHAR PRIMARY KEY,
+    fingerprint         VARCHAR NOT NULL
+);
+
 -- What went wrong after a run's publish without undoing it: a Parquet marts export, the report, the
 -- dictionary page or the survival plot that could not be written (the next run's repair retries).
 CREATE TABLE IF NOT EXISTS meta.run_note (

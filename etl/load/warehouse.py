@@ -34,7 +34,7 @@ from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
-from etl.schema import core_columns, drop_temp_tables
+from etl.schema import core_columns, drop_temp_tables, sql_list
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
@@ -182,17 +182,25 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
                     "AND old.source_file_sha256 = new.source_file_sha256)", [str(parquet)])
 
 
-def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False) -> None:
+def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
+                   admitted_from: Mapping[str, str] | None = None) -> None:
     """core = stage minus the records held back; then the derived core.patient (every person with a
     core record), derived again for the persons whose core rows changed, or for all (`whole`: when
-    patient.sql or the tables may have changed, and when a table was filled anew)."""
+    patient.sql or the tables may have changed, and when a table was filled anew).
+
+    Only the core rows of the sources whose admitted rows changed since core was last admitted from
+    them (meta.core_admitted, `admitted_from`) are compared; all when not told, or not recorded."""
+    sources = None if whole else _changed_since_admitted(con, admitted_from)
     con.execute("CREATE OR REPLACE TEMP TABLE changed_person (patient_id VARCHAR)")
     try:
         for table in source_tables():
-            whole = _admit_difference(con, table) or whole
+            whole = _admit_difference(con, table, sources) or whole
         _derive_patients(con, whole=whole)
     finally:
         drop_temp_tables(con, "changed_person")
+    con.execute("DELETE FROM meta.core_admitted")
+    if admitted_from:
+        con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
@@ -201,6 +209,17 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False) -> No
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
+
+
+def _changed_since_admitted(con: duckdb.DuckDBPyConnection, admitted_from: Mapping[str, str] | None
+                            ) -> list[str] | None:
+    """The sources whose admitted rows are not those core was last admitted from (gone ones too);
+    None, every source, when either is unknown."""
+    recorded = dict(con.execute("SELECT source_id, fingerprint FROM meta.core_admitted").fetchall())
+    if admitted_from is None or not recorded:
+        return None
+    changed = {s for s, found in admitted_from.items() if recorded.get(s) != found}
+    return sorted(changed | (recorded.keys() - admitted_from.keys()))
 
 
 def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
@@ -228,26 +247,28 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
 _MOST_TO_DELETE = 0.25
 
 
-def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Sequence[str] | None = None) -> bool:
     """Make core.<table> the stage rows not held back by deleting and inserting only the rows that
     differ (by the hash of every column): a night in which one source changed a little changes a
     little of core, and the commit writes little (100,000 persons, nothing changed: core 7.8 -> 2.7 s,
     the commit 7.4 -> 1.0 s). A reloaded source's rows all differ (their file and run), and DuckDB
     deletes row by row: past a quarter of the table (a first load, a new rule, the largest source
     reloaded) the table is emptied and filled instead. The persons of the rows deleted and inserted
-    go to changed_person; True: the table was filled anew (every person may have changed)."""
+    go to changed_person; True: the table was filled anew (every person may have changed). `sources`:
+    compare only their rows (None: all)."""
     columns = ", ".join(f'"{c}"' for c in core_columns()[table])
     person = "patient_id" if "patient_id" in core_columns()[table] else "NULL::VARCHAR"
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
+    of_sources = "" if sources is None else f" WHERE list_contains({sql_list(sources)}, source_id)"
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h, {person} AS p "
-                    f"FROM ({admitted})")
+                    f"FROM ({admitted}{of_sources})")
         con.execute(f"CREATE OR REPLACE TEMP TABLE core_row AS SELECT rowid AS r, hash({columns}) AS h, {person} AS p "
-                    f"FROM core.{table}")
+                    f"FROM core.{table}{of_sources}")
         con.execute("CREATE OR REPLACE TEMP TABLE stale_row AS SELECT r, p FROM core_row ANTI JOIN admitted_row "
                     "USING (h)")
-        stale, present = con.execute("SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM core_row)"
+        stale, present = con.execute(f"SELECT (SELECT count(*) FROM stale_row), (SELECT count(*) FROM core.{table})"
                                      ).fetchone() or (0, 0)
         if stale > _MOST_TO_DELETE * present:
             _emptied(con, table)
@@ -257,7 +278,7 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str) -> bool:
                     "SELECT p FROM admitted_row ANTI JOIN core_row USING (h)")
         if stale:
             con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
-        con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}) "
+        con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}{of_sources}) "
                     f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
         return False
     finally:
@@ -411,12 +432,12 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
                      summary.review_candidates)
             memory.release(summary.source_patients)  # linkage's frames, before validation's batches
             with timing.step("validate"):
-                validate(con, run_id, plan, judging)
+                validation = validate(con, run_id, plan, judging)
             memory.release(summary.source_patients)
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)
-                rebuild_derived(con, whole=redefined)
+                rebuild_derived(con, whole=redefined, admitted_from=validation["admitted_from"])
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, trigger, started_at, datetime.now(UTC),
@@ -447,11 +468,14 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
     _record_source(con, run_id, outcome)
 
 
-def rebuild_derived(con: duckdb.DuckDBPyConnection, *, whole: bool = False) -> None:
+def rebuild_derived(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
+                    admitted_from: Mapping[str, str] | None = None) -> None:
     """core, core.patient and the marts from stage (after validation, and for `rtw forget`).
-    whole: derive core.patient for every person, not only those whose core rows changed."""
+    whole: derive core.patient for every person, not only those whose core rows changed.
+    admitted_from: per source, the fingerprint of its admitted rows (validate's), to compare only the
+    core rows of the sources whose fingerprint is not the one core was last admitted from."""
     with timing.step("core"):
-        _admit_to_core(con, whole=whole)
+        _admit_to_core(con, whole=whole, admitted_from=admitted_from)
     with timing.step("marts"):
         build_marts(con)
         apply_comments(con)

@@ -356,9 +356,9 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
             con.execute("DELETE FROM dq.quarantine")
             con.execute(_QUARANTINE, {"run": run_id})
         admitted = [r for r in by_engine["sql"] if r.meta.phase == "admitted"]
+        reached = rule_memo.plan(con, "admitted", plan.fingerprint, rule_memo.with_quarantine(con, stage))
         if admitted:  # second phase: judge what reaches core; its findings are added to the issues
             with timing.step("validate admitted checks"):
-                reached = rule_memo.plan(con, "admitted", plan.fingerprint, rule_memo.with_quarantine(con, stage))
                 judged_now = _judged(run_admitted_checks, con, admitted, reached)
                 _load_findings(con, judged_now, plan, append=True)
                 _keep(con, run_id, reached, judged_now)
@@ -383,4 +383,6 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
     seconds = round(time.perf_counter() - started, 3)
     log.info("validation: %d rules, %d issues, %d records held back, rules failed: %s (%.1f s)",
              len(rules), issues, held, ", ".join(failed) or "none", seconds)
-    return {"rules": len(rules), "issues": issues, "quarantined": held, "rules_failed": failed, "seconds": seconds}
+    # admitted_from: per source, the fingerprint of what reaches core (its stage rows minus the quarantine)
+    return {"rules": len(rules), "issues": issues, "quarantined": held, "rules_failed": failed, "seconds": seconds,
+            "admitted_from": reached.fingerprints}
