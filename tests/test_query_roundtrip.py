@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +33,7 @@ from etl.quality.queries import (
     warehouse_key,
     write_centre_queries,
 )
+from etl.quality.query_status import AgePoint, age_trend
 from etl.quality.report import build_report
 from etl.quality.responses import import_responses
 from etl.transform.pseudonym import PseudonymKey
@@ -301,6 +303,21 @@ def test_the_report_counts_equal_an_independent_count(answered):
     points = dom.xpath('//g[@class="query-age-point"]')
     assert points[-1].get("data-open") == str(sum(int(r["data-open"]) for r in rows.values()))
     assert b"TREP-0" not in answered.page.read_bytes()
+
+
+def test_the_age_of_open_queries_counts_from_the_first_batch_sent(answered):
+    """A run described as of a moment before any batch was sent had no query open; after, as the page says."""
+    run_id = answered.rerun.run_id
+    con = duckdb.connect(str(answered.home.warehouse), read_only=True)
+    try:
+        (started,) = con.execute("SELECT started_at FROM meta.run WHERE run_id = ?", [run_id]).fetchone()
+        assert age_trend(con, [run_id], now=datetime(2000, 1, 1, tzinfo=UTC)) == [
+            AgePoint(run_id, started, 0, None, None)]
+        (point,) = age_trend(con, [run_id])
+    finally:
+        con.close()
+    rows = _page_rows(answered.page, "query-table")
+    assert point.still_open == sum(int(r["data-open"]) for r in rows) > 0
 
 
 def test_a_changed_value_reopens_its_issue_and_is_queried_again(answered, changed):

@@ -142,9 +142,13 @@ def age_trend(con: duckdb.DuckDBPyConnection, validated: list[str], now: datetim
     if not has_query_tables(con):
         return []
     started = dict(con.execute("SELECT run_id, started_at FROM meta.run").fetchall())
+    (first_sent,) = con.execute("SELECT min(sent_at) FROM meta.query_batch").fetchone() or (None,)
     points = []
     for run_id in validated:
-        ages = [q.age_days for q in queries_as_of(con, run_id, as_of_for(con, run_id, now)) if q.is_open]
+        as_of = as_of_for(con, run_id, now)
+        # Before the first batch no query was open: a year of nightly runs asks nothing of them.
+        sent = first_sent is not None and first_sent <= as_of
+        ages = [q.age_days for q in queries_as_of(con, run_id, as_of) if q.is_open] if sent else []
         points.append(AgePoint(run_id, started.get(run_id), len(ages), _median(ages), max(ages, default=None)))
     return points
 
