@@ -4,6 +4,8 @@
   definitions in its header) on the connection publish is building, so the marts swap in with
   core, atomically. Two marts need Python, the Kaplan-Meier estimates (etl/load/survival.py): their frames
   are computed from marts.survival and registered on the connection just before their SQL file.
+  Told which core tables changed, it rebuilds only the marts that read one, or a mart whose rows
+  changed, or anything outside core and the marts (stage, dq and meta change with every publish).
 - `export_parquet` writes every mart of the published warehouse to `<marts>/runs/<run_id>/` and
   then swaps the symlink `<marts>/current` to it with one rename. A reader who resolves `current`
   once (`os.path.realpath`) and reads from that folder reads one complete set of one run,
@@ -19,9 +21,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -40,6 +47,8 @@ from etl.schema import sql_text
 __all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
            "plot_survival"]
 
+log = logging.getLogger(__name__)
+
 MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
 MART_FUNCTIONS = WAREHOUSE_SQL_DIR / "mart_functions.sql"  # temporary macros the marts share
 KEEP_RUNS = 3
@@ -49,27 +58,78 @@ MANIFEST = "_manifest.json"
 _PYTHON_INPUTS = {"61_survival_km.sql": "kaplan_meier_steps", "62_survival_landmark.sql": "kaplan_meier_landmarks"}
 
 
-def build_marts(con: duckdb.DuckDBPyConnection) -> None:
+@dataclass(frozen=True)
+class _Mart:
+    """A mart's SQL file, the table it makes and the tables it reads (core.x, marts.y, ...)."""
+
+    path: Path
+    table: str
+    reads: frozenset[str]
+
+
+_READS = re.compile(r"\b((?:core|stage|dq|meta|marts)\.\w+)")
+_MAKES = re.compile(r"CREATE OR REPLACE TABLE marts\.(\w+)")
+_TRACKED = ("core.", "marts.")  # whose changes build_marts is told or finds; other schemas change every publish
+
+
+def _marts() -> list[_Mart]:
+    marts = []
+    for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        made = _MAKES.search(code)
+        if made is None:
+            raise ValueError(f"{path} makes no table marts.<name> (CREATE OR REPLACE TABLE marts.<name> AS ...)")
+        reads = set(_READS.findall(code)) | ({"marts.survival"} if path.name in _PYTHON_INPUTS else set())
+        marts.append(_Mart(path, made.group(1), frozenset(reads - {f"marts.{made.group(1)}"})))
+    return marts
+
+
+def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None = None) -> None:
     """(Re)build schema marts from core on this read-write connection, in the caller's transaction.
 
-    The schema is dropped first: marts are derived, and a mart whose file was removed must not linger.
+    changed: the core tables whose rows changed since the marts were built (core.<table>): only the
+    marts that read one, or a mart whose rows changed, or a table outside core and the marts, are
+    built again. None: the schema is dropped and every mart built. A mart whose file was removed
+    never lingers.
     """
-    con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    marts = _marts()
+    if changed is None:
+        con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    for gone in sorted(set(_mart_names(con)) - {m.table for m in marts}):
+        con.execute(f"DROP TABLE marts.{gone}")
     con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
     _ensure_quarantine_inputs(con)
+    built, moved = set(_mart_names(con)), None if changed is None else set(changed)
+    read = {table for m in marts for table in m.reads}
     estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
-    for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
-        view = _PYTHON_INPUTS.get(path.name)
-        if view is None:
-            con.execute(path.read_text())
+    kept = []
+    for mart in marts:
+        name = f"marts.{mart.table}"
+        if moved is not None and mart.table in built and all(
+                t.startswith(_TRACKED) and t not in moved for t in mart.reads):
+            kept.append(mart.table)
             continue
-        if estimates is None:
-            estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
-        con.register(view, estimates[view])
-        try:
-            con.execute(path.read_text())
-        finally:
-            con.unregister(view)
+        before = _rows_digest(con, name) if moved is not None and mart.table in built and name in read else None
+        view = _PYTHON_INPUTS.get(mart.path.name)
+        if view is None:
+            con.execute(mart.path.read_text())
+        else:
+            if estimates is None:
+                estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
+            con.register(view, estimates[view])
+            try:
+                con.execute(mart.path.read_text())
+            finally:
+                con.unregister(view)
+        if moved is not None and (before is None or _rows_digest(con, name) != before):
+            moved.add(name)
+    if kept:
+        log.info("marts kept, nothing they read changed: %s", ", ".join(kept))
+
+
+def _rows_digest(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Any, ...] | None:
+    """The count and the sum of the row hashes of `table`: equal for the same rows in any order."""
+    return con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM {table} r").fetchone()
 
 
 # Stage tables marts.held_back_endpoints reads (with dq.quarantine): the endpoints of held-back records.

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,24 +184,32 @@ def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> 
 
 
 def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
-                   admitted_from: Mapping[str, str] | None = None) -> None:
+                   admitted_from: Mapping[str, str] | None = None) -> set[str]:
     """core = stage minus the records held back; then the derived core.patient (every person with a
     core record), derived again for the persons whose core rows changed, or for all (`whole`: when
     patient.sql or the tables may have changed, and when a table was filled anew).
 
     Only the core rows of the sources whose admitted rows changed since core was last admitted from
-    them (meta.core_admitted, `admitted_from`) are compared; all when not told, or not recorded."""
+    them (meta.core_admitted, `admitted_from`) are compared; all when not told, or not recorded.
+    Returns the core tables whose rows changed (core.<table>)."""
     sources = None if whole else _changed_since_admitted(con, admitted_from)
+    changed = set()
     con.execute("CREATE OR REPLACE TEMP TABLE changed_person (patient_id VARCHAR)")
     try:
         for table in source_tables():
-            whole = _admit_difference(con, table, sources) or whole
+            admission = _admit_difference(con, table, sources)
+            whole = whole or admission is Admission.REFILLED
+            if admission is not Admission.KEPT:
+                changed.add(f"core.{table}")
+        if whole or changed:
+            changed.add("core.patient")
         _derive_patients(con, whole=whole)
     finally:
         drop_temp_tables(con, "changed_person")
     con.execute("DELETE FROM meta.core_admitted")
     if admitted_from:
         con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
+    return changed
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
@@ -247,15 +256,24 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
 _MOST_TO_DELETE = 0.25
 
 
-def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Sequence[str] | None = None) -> bool:
+class Admission(Enum):
+    """What admitting the stage rows did to a core table."""
+
+    KEPT = "kept"  # no row differed
+    CHANGED = "changed"  # the rows that differed deleted and inserted
+    REFILLED = "refilled"  # emptied and filled anew
+
+
+def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Sequence[str] | None = None
+                      ) -> Admission:
     """Make core.<table> the stage rows not held back by deleting and inserting only the rows that
     differ (by the hash of every column): a night in which one source changed a little changes a
     little of core, and the commit writes little (100,000 persons, nothing changed: core 7.8 -> 2.7 s,
     the commit 7.4 -> 1.0 s). A reloaded source's rows all differ (their file and run), and DuckDB
     deletes row by row: past a quarter of the table (a first load, a new rule, the largest source
     reloaded) the table is emptied and filled instead. The persons of the rows deleted and inserted
-    go to changed_person; True: the table was filled anew (every person may have changed). `sources`:
-    compare only their rows (None: all)."""
+    go to changed_person; REFILLED: the table was filled anew (every person may have changed).
+    `sources`: compare only their rows (None: all)."""
     columns = ", ".join(f'"{c}"' for c in core_columns()[table])
     person = "patient_id" if "patient_id" in core_columns()[table] else "NULL::VARCHAR"
     admitted = (f"SELECT {columns} FROM stage.{table} "
@@ -273,14 +291,14 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Seque
         if stale > _MOST_TO_DELETE * present:
             _emptied(con, table)
             con.execute(f"INSERT INTO core.{table} BY NAME {admitted}")
-            return True
+            return Admission.REFILLED
         con.execute("INSERT INTO changed_person SELECT p FROM stale_row UNION "
                     "SELECT p FROM admitted_row ANTI JOIN core_row USING (h)")
         if stale:
             con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
-        con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}{of_sources}) "
-                    f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
-        return False
+        (inserted,) = con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}{of_sources}) "
+                                  f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)").fetchone() or (0,)
+        return Admission.CHANGED if stale or inserted else Admission.KEPT
     finally:
         drop_temp_tables(con, "admitted_row", "core_row", "stale_row")
 
@@ -471,13 +489,14 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
 def rebuild_derived(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
                     admitted_from: Mapping[str, str] | None = None) -> None:
     """core, core.patient and the marts from stage (after validation, and for `rtw forget`).
-    whole: derive core.patient for every person, not only those whose core rows changed.
+    whole: derive core.patient for every person, not only those whose core rows changed, and build
+    every mart, not only those whose inputs changed.
     admitted_from: per source, the fingerprint of its admitted rows (validate's), to compare only the
     core rows of the sources whose fingerprint is not the one core was last admitted from."""
     with timing.step("core"):
-        _admit_to_core(con, whole=whole, admitted_from=admitted_from)
+        changed = _admit_to_core(con, whole=whole, admitted_from=admitted_from)
     with timing.step("marts"):
-        build_marts(con)
+        build_marts(con, None if whole else changed)
         apply_comments(con)
 
 

@@ -1,0 +1,62 @@
+"""The marts are built again only where what they read changed, and then hold what building every mart holds."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from etl.load import warehouse
+from etl.load.marts import build_marts
+
+
+def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts' "
+                                       "ORDER BY 1").fetchall()]
+    return {name: con.execute(f"SELECT * FROM marts.{name} ORDER BY ALL").fetchall() for name in names}
+
+
+def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCaptureFixture) -> set[str]:
+    """Change stage as `change` says, admit it to core and build the marts it touches: the marts kept."""
+    con.execute("BEGIN")
+    con.execute(change)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="etl.load.marts"):
+        warehouse.rebuild_derived(con)
+    con.execute("COMMIT")
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("marts kept")]
+    return set(said[0].split(": ", 1)[1].split(", ")) if said else set()
+
+
+@pytest.mark.integration
+def test_only_the_marts_reading_a_changed_table_are_built_and_they_hold_what_building_all_holds(
+        synthetic_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home, _, _ = synthetic_run
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(home.warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        # Later contacts: follow-up and the patients change; treatments, responses and adverse events do not.
+        later = ("UPDATE stage.follow_up SET contact_date = contact_date + 30 WHERE contact_date IS NOT NULL "
+                 "AND hash(source_record_key) % 7 = 0")
+        kept = _rebuilt(con, later, caplog)
+        assert {"adverse_events", "board_advice_summary", "response", "board_response"} <= kept
+        assert not kept & {"patient_summary", "survival", "survival_km", "trial_enrolment_reasons"}
+        incremental = _marts(con)
+        con.execute("BEGIN")
+        build_marts(con)
+        con.execute("COMMIT")
+        assert incremental == _marts(con)
+
+        # A changed adverse event: its mart is built again.
+        graded = ("UPDATE stage.adverse_event SET ctcae_grade = 3 WHERE source_record_key = "
+                  "(SELECT min(source_record_key) FROM stage.adverse_event WHERE ctcae_grade < 3)")
+        assert "adverse_events" not in _rebuilt(con, graded, caplog)
+        incremental = _marts(con)
+        con.execute("BEGIN")
+        build_marts(con)
+        con.execute("COMMIT")
+        assert incremental == _marts(con)
