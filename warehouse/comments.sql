@@ -346,7 +346,7 @@ COMMENT ON COLUMN dq.quarantine.rule_ids IS 'Rules the record breaks with severi
 COMMENT ON COLUMN dq.quarantine.reasons IS 'What is wrong, one message per broken rule.';
 
 -- meta.core_admitted ---------------------------------------------------------------------------
-COMMENT ON TABLE meta.core_admitted IS 'One row per source: the fingerprint of the stage rows and quarantine core was last admitted from. A publish compares the core rows of the sources whose fingerprint changed only; empty (rtw forget), it compares all.';
+COMMENT ON TABLE meta.core_admitted IS 'One row per source: the fingerprint of the stage rows and quarantine core was last admitted from. A publish compares only the core rows of the sources whose fingerprint changed; when the table is empty (after rtw forget), it compares all.';
 COMMENT ON COLUMN meta.core_admitted.source_id IS 'The source.';
 COMMENT ON COLUMN meta.core_admitted.fingerprint IS 'SHA-256 as dq.rule_judged''s for phase admitted: the source''s stage rows, export files and records held in dq.quarantine, with the rules and the validation code.';
 
