@@ -209,7 +209,6 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
     con.execute("DELETE FROM meta.core_admitted")
     if admitted_from:
         con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
-    return changed
     # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
@@ -218,6 +217,7 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
+    return changed
 
 
 def _changed_since_admitted(con: duckdb.DuckDBPyConnection, admitted_from: Mapping[str, str] | None
