@@ -88,15 +88,14 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
                  person_tables: Sequence[str]) -> LinkageSummary:
     """Link the source patients in stage, rewrite the patient ids of `person_tables` (stage tables
     with patient_id and source_record_key), refresh dq.link_candidate (module docstring)."""
-    features = con.execute(FEATURES_SQL).df()
-    fingerprint = _inputs_fingerprint(con, features, config)
+    fingerprint = _inputs_fingerprint(con, config)
     # Whose person the stage rows name now: a source not reloaded names the last run's persons.
     con.execute("CREATE OR REPLACE TEMP TABLE previous_link AS "
                 "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link")
     try:
         summary = _keep_last_links(con, fingerprint)
-        if summary is None:
-            summary = _link_anew(con, run_id, config, features)
+        if summary is None:  # the features are read only to be scored
+            summary = _link_anew(con, run_id, config, con.execute(FEATURES_SQL).df())
             con.execute("DELETE FROM dq.link_scored")
             con.execute("INSERT INTO dq.link_scored (fingerprint, links_checksum, run_id, source_patients, "
                         "pairs_scored, linked_probabilistic, linked_clerical, review_candidates) "
@@ -113,14 +112,10 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
 _CODE = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
 
 
-def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, features: pd.DataFrame, config: LinkageConfig) -> str:
+def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> str:
     """SHA-256 of what the persons depend on: the feature rows (in any order), the model, the decisions,
     this package's linkage code and the versions of Splink and DuckDB."""
-    con.register("link_features", features)
-    try:
-        rows = _sum_of_rows(con, "SELECT * FROM link_features")
-    finally:
-        con.unregister("link_features")
+    rows = _sum_of_rows(con, FEATURES_SQL)
     decisions = _sum_of_rows(con, "SELECT * FROM meta.link_decision")
     return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}|splink {version('splink')}|"
                           f"duckdb {duckdb.__version__}".encode()).hexdigest()
@@ -134,7 +129,7 @@ def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
 
 def _sum_of_rows(con: duckdb.DuckDBPyConnection, query: str) -> str:
     """The count and the sum of the row hashes of `query`: the same for the same rows in any order."""
-    return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}) r").fetchone())
+    return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}\n) r").fetchone())
 
 
 def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> LinkageSummary | None:
@@ -147,14 +142,20 @@ def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> Linkag
         return None
     log.info("linkage: the persons scored in run %s stand (no linkage feature, model or decision changed)", row[5])
     # A reloaded source's records are new rows of stage.link_key: each takes its source patient's person.
+    # The other rows stay as they are (rewriting all of them cost the commit too).
     con.execute("CREATE OR REPLACE TEMP TABLE linked AS SELECT DISTINCT source_id, source_patient_pseudonym, "
                 "patient_id, link_method, match_probability FROM stage.patient_link")
     try:
-        con.execute("DELETE FROM stage.patient_link")
-        con.execute(_INSERT_LINKS)
+        con.execute("DELETE FROM stage.patient_link p "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM stage.link_key k WHERE {_SAME_KEY})")
+        con.execute(f"{_INSERT_LINKS} WHERE NOT EXISTS (SELECT 1 FROM stage.patient_link p WHERE {_SAME_KEY})")
     finally:
         drop_temp_tables(con, "linked")
     return LinkageSummary(*row)
+
+
+_SAME_KEY = " AND ".join(f"k.{c} = p.{c}" for c in ("source_id", "source_patient_pseudonym", "source_record_key",
+                                                     "harmonised_patient_id"))
 
 
 _INSERT_LINKS = """
