@@ -101,10 +101,9 @@ def recorded_date_sql(present: Mapping[str, Set[str]], schema_name: str = "stage
     return "CREATE OR REPLACE TEMP VIEW recorded_date AS\n" + "\nUNION ALL\n".join(parts)
 
 
-def write_recorded_dates(con: duckdb.DuckDBPyConnection, schema_name: str = "stage") -> None:
-    """(Re)create the temporary view recorded_date over the stage tables as they are on this connection
-    (or over the views of `schema_name`, of some sources' rows)."""
-    con.execute(recorded_date_sql(_stage_columns(con), schema_name))
+def write_recorded_dates(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the temporary view recorded_date over the stage tables as they are on this connection."""
+    con.execute(recorded_date_sql(_stage_columns(con)))
 
 
 def run_check(con: duckdb.DuckDBPyConnection, rule: Rule, counted: dict[str, pd.DataFrame] | None = None) -> RuleRun:
