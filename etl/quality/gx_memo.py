@@ -29,7 +29,7 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
-from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, KEY_COLUMNS, RuleRun, row_sums
+from etl.quality.findings import KEY_COLUMNS, RuleRun, row_sums
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import Batch, combined_runs
 from etl.schema import sql_list, sql_text
@@ -59,24 +59,30 @@ class TablePlan:
 
 class Judging:
     """GX judging the changed sources' rows, in its process while the run goes on (validation takes the
-    `runs` when it needs them, then waits until the Data Docs are `written`), and the findings kept."""
+    `runs` when it needs them, `keep`s the findings, then waits until the Data Docs are `written`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule],
-                 plans: dict[str, TablePlan], judged_now: Sequence[Rule], process: Judge | None = None,
-                 folder: Path | None = None, ends: bool = False):
-        self._con, self._run_id, self._rules, self._plans = con, run_id, rules, plans
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, TablePlan],
+                 judged_now: Sequence[Rule], process: Judge | None = None, folder: Path | None = None,
+                 ends: bool = False):
+        self._con, self._run_id, self._plans = con, run_id, plans
         self._judged_now, self._process, self._folder, self._ends = judged_now, process, folder, ends
         self._answered = process is None
+        self._fresh: list[RuleRun] = []
 
     def runs(self) -> list[RuleRun]:
-        """Every GX rule's findings: judged now where the rows changed, remembered otherwise. What is
-        judged now is remembered for the next run."""
-        fresh = self._process.runs() if self._process else []
+        """What GX judged now, where the rows changed: one run per rule (its error, if it erred).
+        `keep` adds what was found before in the other rows."""
+        self._fresh = combined_runs([self._process.runs()]) if self._process else []
+        return self._fresh
+
+    def keep(self) -> None:
+        """With the run's findings loaded (validate's temporary tables _judged and _failure): add those
+        remembered for the sources not judged again (not of a rule that erred now), forget what no
+        longer holds, and remember what was judged now for the next run."""
         with timing.step("validate GX findings kept"):
-            remembered = _recall(self._con, self._plans)
+            _recall(self._con, self._plans, [r.rule_id for r in self._fresh if r.error is not None])
             _forget_stale(self._con, self._plans)
-            _remember(self._con, self._run_id, self._plans, self._judged_now, fresh)
-        return _merged(self._rules, fresh, remembered)
+            _remember(self._con, self._run_id, self._plans, self._judged_now, self._fresh)
 
     def written(self) -> None:
         """Wait until GX has written the Data Docs of what it judged. A process that judged many rows,
@@ -118,14 +124,14 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         log.info("GX findings reused for rows unchanged since they were judged: %s",
                  ", ".join(f"{s} (run {run})" for s, run in reused))
     if not judged_now:  # nothing changed that GX reads: GX is not even imported
-        return Judging(con, run_id, rules, plans, judged_now)
+        return Judging(con, run_id, plans, judged_now)
     batches = {t: _Batches.of(con, plans[t], batch_rows)
                for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
     rows = sum(b.rows for b in batches.values())
     if rows >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
         here = _here(lambda table: batches[table].frames(con) if table in batches else None)
         here.submit(Job(judged_now, {}, data_docs_dir))
-        return Judging(con, run_id, rules, plans, judged_now, here, ends=True)
+        return Judging(con, run_id, plans, judged_now, here, ends=True)
     folder = _batch_folder(con)
     try:
         with timing.step("validate GX batches written"):
@@ -137,7 +143,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         shutil.rmtree(folder, ignore_errors=True)
         raise
     ends = rows >= END_AFTER_ROWS or sum(stage.values()) >= END_BESIDE_STAGE_ROWS
-    return Judging(con, run_id, rules, plans, judged_now, process, folder, ends)
+    return Judging(con, run_id, plans, judged_now, process, folder, ends)
 
 
 def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule],
@@ -237,24 +243,21 @@ def _batch_files(con: duckdb.DuckDBPyConnection, batches: _Batches, folder: Path
     return files
 
 
-def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> list[RuleRun]:
-    """The remembered findings of the sources not judged again, one run per rule."""
+def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan], erred: Sequence[str]) -> None:
+    """Add the remembered findings of the sources not judged again to the run's, in SQL (at 100,000
+    persons some 25,000 failures), but those of a rule that erred now: its error stands alone."""
     wanted = _reused(plans)
     if wanted.empty:
-        return []
+        return
     con.register("_gx_reused", wanted)
     try:
-        judged = con.execute("SELECT d.rule_id, d.source_id, d.centre_id, d.denominator FROM dq.gx_denominator d "
-                             "SEMI JOIN _gx_reused USING (table_name, source_id)").df()
-        failures = con.execute("SELECT f.rule_id, f.source_id, f.source_record_key, f.field, f.value, "
-                               "NULL::VARCHAR AS message FROM dq.gx_failure f "
-                               "SEMI JOIN _gx_reused USING (table_name, source_id)").df()
+        kept = "SEMI JOIN _gx_reused USING (table_name, source_id) WHERE NOT list_contains($erred::VARCHAR[], rule_id)"
+        con.execute("INSERT INTO _judged BY NAME SELECT rule_id, source_id, centre_id, denominator "
+                    f"FROM dq.gx_denominator {kept}", {"erred": list(erred)})
+        con.execute("INSERT INTO _failure BY NAME SELECT rule_id, source_id, source_record_key, field, value "
+                    f"FROM dq.gx_failure {kept}", {"erred": list(erred)})
     finally:
         con.unregister("_gx_reused")
-    rule_ids = sorted(set(judged.rule_id) | set(failures.rule_id))
-    return [RuleRun(rule_id, judged[judged.rule_id == rule_id][JUDGED_COLUMNS].reset_index(drop=True),
-                    failures[failures.rule_id == rule_id][FAILURE_COLUMNS].reset_index(drop=True))
-            for rule_id in rule_ids]
 
 
 def _forget_stale(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan]) -> None:
@@ -295,10 +298,3 @@ def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, Tabl
             con.execute(f"INSERT INTO dq.{table} BY NAME SELECT * FROM _gx_memo")
         finally:
             con.unregister("_gx_memo")
-
-
-def _merged(rules: Sequence[Rule], fresh: Sequence[RuleRun], remembered: Sequence[RuleRun]) -> list[RuleRun]:
-    """One run per GX rule: its error if it erred now, else the findings judged now and remembered
-    (none: a table no source has rows in)."""
-    runs = {r.rule_id: r for r in combined_runs([fresh, remembered])}
-    return [runs.get(r.rule_id) or RuleRun(r.rule_id) for r in rules]

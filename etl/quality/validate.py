@@ -347,6 +347,8 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
                 runs += judging.runs()
         with timing.step("validate findings"):
             _load_findings(con, runs + judged_now, plan)
+            if judging:
+                judging.keep()
             _keep(con, run_id, staged, judged_now)
         with timing.step("validate issues and quarantine"):
             con.execute(_SETTINGS)
