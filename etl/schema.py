@@ -106,6 +106,11 @@ def sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def rows_digest(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The count and the sum of the row hashes of `query`: the same for the same rows in any order."""
+    return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}\n) r").fetchone())
+
+
 def sql_list(texts: Iterable[str]) -> str:
     """`texts` as an SQL list of strings (VARCHAR[]), for the statements that take no parameters."""
     return "[" + ", ".join(sql_text(t) for t in texts) + "]::VARCHAR[]"

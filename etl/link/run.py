@@ -33,7 +33,7 @@ from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
-from etl.schema import drop_temp_tables
+from etl.schema import drop_temp_tables, rows_digest
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +115,16 @@ _CODE = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(__file__).pa
 def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> str:
     """SHA-256 of what the persons depend on: the feature rows (in any order), the model, the decisions,
     this package's linkage code and the versions of Splink and DuckDB."""
-    rows = _sum_of_rows(con, FEATURES_SQL)
-    decisions = _sum_of_rows(con, "SELECT * FROM meta.link_decision")
+    rows = rows_digest(con, FEATURES_SQL)
+    decisions = rows_digest(con, "SELECT * FROM meta.link_decision")
     return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}|splink {version('splink')}|"
                           f"duckdb {duckdb.__version__}".encode()).hexdigest()
 
 
 def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
     """Of the persons in stage.patient_link (one per source patient, in any order)."""
-    return _sum_of_rows(con, "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id, link_method, "
+    return rows_digest(con, "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id, link_method, "
                              "match_probability FROM stage.patient_link")
-
-
-def _sum_of_rows(con: duckdb.DuckDBPyConnection, query: str) -> str:
-    """The count and the sum of the row hashes of `query`: the same for the same rows in any order."""
-    return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}\n) r").fetchone())
 
 
 def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> LinkageSummary | None:

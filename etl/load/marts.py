@@ -28,7 +28,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -42,7 +41,7 @@ from etl.load.suppression import PublicTable, Relation, suppress
 from etl.load.survival import kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
-from etl.schema import sql_text
+from etl.schema import rows_digest, sql_text
 
 __all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
            "plot_survival"]
@@ -109,7 +108,8 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
                 t.startswith(_TRACKED) and t not in moved for t in mart.reads):
             kept.append(mart.table)
             continue
-        before = _rows_digest(con, name) if moved is not None and mart.table in built and name in read else None
+        rows = f"SELECT * FROM {name}"
+        before = rows_digest(con, rows) if moved is not None and mart.table in built and name in read else None
         view = _PYTHON_INPUTS.get(mart.path.name)
         if view is None:
             con.execute(mart.path.read_text())
@@ -121,15 +121,11 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
                 con.execute(mart.path.read_text())
             finally:
                 con.unregister(view)
-        if moved is not None and (before is None or _rows_digest(con, name) != before):
+        if moved is not None and (before is None or rows_digest(con, rows) != before):
             moved.add(name)
     if kept:
         log.info("marts kept, nothing they read changed: %s", ", ".join(kept))
 
-
-def _rows_digest(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Any, ...] | None:
-    """The count and the sum of the row hashes of `table`: equal for the same rows in any order."""
-    return con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM {table} r").fetchone()
 
 
 # Stage tables marts.held_back_endpoints reads (with dq.quarantine): the endpoints of held-back records.
