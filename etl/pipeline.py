@@ -37,6 +37,7 @@ from etl.extract.adapter import Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
+from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality import gx_memo, gx_process, issue_spans
@@ -460,19 +461,21 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
         for line in repair.repair(home):  # what a killed run left behind, before anything new
             say(line)
-        with timing.step("plan"):
-            planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
-        say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
-        exports = _export_bytes(home, planned.changed)
-        in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
-        if GX_EARLY_MIN_BYTES <= exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
-            gx_process.start_early()
-        elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
-            gx_process.import_meanwhile()
-        if in_workers:
-            outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
-        else:
-            outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]
-                        for source_id in planned.changed]
-        say("publishing the warehouse")
-        return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+        # publish's copy of the warehouse is made meanwhile (etl/load/next_copy.py)
+        with next_copy.copy_ahead(home.warehouse, run_id):
+            with timing.step("plan"):
+                planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
+            say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
+            exports = _export_bytes(home, planned.changed)
+            in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
+            if GX_EARLY_MIN_BYTES <= exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
+                gx_process.start_early()
+            elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
+                gx_process.import_meanwhile()
+            if in_workers:
+                outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
+            else:
+                outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]
+                            for source_id in planned.changed]
+            say("publishing the warehouse")
+            return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)

@@ -2,10 +2,10 @@
 
 A run killed at any point leaves the last good warehouse in place (publish swaps it in with one
 rename), but it can leave behind:
-- temporaries: `.warehouse.duckdb.<run>.next` (and its `.wal`) of a publish cut short, `*.partial`
-  of etl/fsio.py, `*.tmp` and the `.latest.*` / `.current.*` links of older versions. They are
-  removed from the home's own folders; landing/ is left alone (a drop zone may be delivering
-  into it under a temporary name) and so is airflow/.
+- temporaries: `.warehouse.duckdb.<run>.next` (its `.wal`, the `.partial` copy it is made from) of a
+  publish cut short, `*.partial` of etl/fsio.py, `*.tmp` and the `.latest.*` / `.current.*` links
+  of older versions. They are removed from the home's own folders; landing/ is left alone (a drop
+  zone may be delivering into it under a temporary name) and so is airflow/.
 - derived outputs behind the warehouse: killed after the swap, `marts/current` and
   `reports/latest` still show the run before. They are brought in line with the live warehouse's
   last validated run: the marts are exported again, `latest` points at that run's page, which is
@@ -43,7 +43,8 @@ def _is_temporary(path: Path) -> bool:
 
 def stale_temporaries(home: Home) -> list[Path]:
     """Temporaries dead runs left in the home (call under the run lock: no live run has any)."""
-    found = sorted(home.root.glob(f".{home.warehouse.name}.*.next*"))
+    name = home.warehouse.name  # the next-file, and the copy of the live file it was being made of
+    found = sorted([*home.root.glob(f".{name}.*.next*"), *home.root.glob(f"..{name}.*.next.*{fsio.TEMP_SUFFIX}")])
     for folder in (home.archive, home.staging, home.marts, home.reports, home.key_file.parent):
         for root, folders, files in os.walk(folder):  # symlinks to folders are not followed
             for name in [*files, *folders]:

@@ -50,6 +50,7 @@ def test_stale_temporaries_are_found_in_the_home_but_never_in_landing(tmp_path):
     home = resolve_home(tmp_path).ensure()
     stale = [tmp_path / ".warehouse.duckdb.20260101T000000Z-dead.next",
              tmp_path / ".warehouse.duckdb.20260101T000000Z-dead.next.wal",
+             tmp_path / "..warehouse.duckdb.20260101T000000Z-dead.next.x1y2.partial",  # its copy cut short
              home.staging / "src" / ".abc.parquet.1234.partial",
              home.archive / "src" / "abc__export.csv.partial",
              home.reports / "r1" / ".index.html.tmp"]

@@ -1,7 +1,8 @@
 """Publishing the warehouse: build the next DuckDB file beside the live one, then swap it in.
 
 The live `warehouse.duckdb` is never written in place. Publish copies it to a private
-next-file, replaces there the `stage` rows of the sources that changed, validates every stage
+next-file (`rtw run` makes that copy ahead, while it prepares the sources: etl/load/next_copy.py),
+replaces there the `stage` rows of the sources that changed, validates every stage
 record against the rule catalogue, rebuilds `core` from `stage` minus the records held back
 (and `core.patient` from it), rebuilds the analysis `marts`, records the run, checkpoints, and
 renames the next-file over the live one. A rename is
@@ -30,6 +31,7 @@ from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
+from etl.load import next_copy
 from etl.load.dictionary import apply_comments
 from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
@@ -518,12 +520,13 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
     of the file (an erasure must leave no bytes behind)."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(warehouse):
-        next_file = warehouse.with_name(f".{warehouse.name}.{run_id}.next")
-        fresh = warehouse.with_name(f".{warehouse.name}.{run_id}.next.fresh")  # crash repair clears .next*
-        next_file.unlink(missing_ok=True)
+        next_file = next_copy.next_file(warehouse, run_id)
+        fresh = next_file.with_name(f"{next_file.name}.fresh")  # crash repair clears .next*
         fresh.unlink(missing_ok=True)
         existed = warehouse.exists()
-        if existed:
+        if not existed:
+            next_file.unlink(missing_ok=True)
+        elif not next_copy.take(warehouse, next_file):  # none made ahead, or of another file: none there now
             fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
         con = duckdb.connect(str(next_file))
         con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
