@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -316,6 +317,7 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     for outcome in outcomes:
         if outcome.status is SourceStatus.HARMONISED and outcome.harmonised_dir:
             _keep_only(home, outcome.source_id, Path(outcome.harmonised_dir))
+            _drop_stale_staged(home, outcome)
     summary = summaries[0]
     # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
     # readers noted about the files they read is in meta.source_notice and the report, not printed.
@@ -345,6 +347,23 @@ def _keep_only(home: Home, source_id: str, published: Path) -> None:
     for folder in folders.iterdir():
         if folder.name != published.name and folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+_STAGED_NAME = re.compile(r"[0-9a-f]{64}(\.parquet)?")  # adapter.staged_name: a file's SHA-256, a file or a folder
+
+
+def _drop_stale_staged(home: Home, outcome: SourceOutcome) -> None:
+    """Remove the staged copies of the source's exports that are no longer current once its outcome is
+    published: a superseded export is never harmonised again (each night's registry export left its copy
+    behind, 1.3 MB at 100,000 persons), and one that comes back is staged again from landing."""
+    current = {Path(f.staged).name for f in outcome.files if f.staged}
+    folder = home.staging / outcome.source_id
+    for staged in folder.iterdir() if folder.is_dir() else ():
+        if staged.name not in current and _STAGED_NAME.fullmatch(staged.name) and not staged.is_symlink():
+            if staged.is_dir():
+                shutil.rmtree(staged, ignore_errors=True)
+            else:
+                staged.unlink(missing_ok=True)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:

@@ -1,6 +1,7 @@
 """A load that carries over the patients whose records did not change writes what harmonising every
 patient writes (etl/transform/carry_over.py)."""
 
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -174,6 +175,10 @@ def test_a_nightly_run_carries_the_unchanged_patients_over(synthetic_run: Any, t
     # Only the folder of the registry's load is kept: the next load carries over from it.
     assert [p.name for p in (carried.staging / "registry_it" / "harmonised").iterdir()] == [summaries[0].run_id]
     assert any((carried.staging / "iltb" / "harmonised").iterdir())  # an unchanged source keeps its own
+    # Nor is the staged copy of the export the new one superseded kept: only the new one's.
+    export = next((carried.landing / "registry_it").glob("*.csv"))
+    staged = sorted(p.name for p in (carried.staging / "registry_it").iterdir() if p.name != "harmonised")
+    assert staged == [f"{hashlib.sha256(export.read_bytes()).hexdigest()}.parquet"]
     con = duckdb.connect(str(carried.warehouse), read_only=True)
     try:  # the carried patients' rows are the rows of the load before, the changed ones this run's
         runs = con.execute("SELECT count(DISTINCT run_id) FROM core.follow_up WHERE source_id = 'registry_it'"
