@@ -68,6 +68,7 @@ class _Mart:
 
 _READS = re.compile(r"\b((?:core|stage|dq|meta|marts)\.\w+)")
 _MAKES = re.compile(r"CREATE OR REPLACE TABLE marts\.(\w+)")
+_TEXT = re.compile(r"'(?:[^']|'')*'")  # an SQL string literal
 _TRACKED = ("core.", "marts.")  # whose changes build_marts is told or finds; other schemas change every publish
 
 
@@ -75,6 +76,7 @@ def _marts() -> list[_Mart]:
     marts = []
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
         code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        code = _TEXT.sub("''", code)  # a table a comment names (COMMENT ON ... IS '...') is not read
         made = _MAKES.search(code)
         if made is None:
             raise ValueError(f"{path} makes no table marts.<name> (CREATE OR REPLACE TABLE marts.<name> AS ...)")

@@ -37,7 +37,7 @@ from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
-from etl.schema import core_columns, drop_temp_tables, sql_list
+from etl.schema import core_columns, drop_temp_tables, rows_digest, sql_list
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
@@ -203,9 +203,8 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
             whole = whole or admission is Admission.REFILLED
             if admission is not Admission.KEPT:
                 changed.add(f"core.{table}")
-        if whole or changed:
+        if _derive_patients(con, whole=whole) or whole:
             changed.add("core.patient")
-        _derive_patients(con, whole=whole)
     finally:
         drop_temp_tables(con, "changed_person")
     con.execute("DELETE FROM meta.core_admitted")
@@ -233,15 +232,18 @@ def _changed_since_admitted(con: duckdb.DuckDBPyConnection, admitted_from: Mappi
     return sorted(changed | (recorded.keys() - admitted_from.keys()))
 
 
-def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
+def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> bool:
     """core.patient from every core row of each person (patient.sql): all persons, or those in
-    changed_person (a person's row depends on their own core rows only)."""
+    changed_person (a person's row depends on their own core rows only). True when the rows of those
+    persons changed (a new adverse event changes none): always when `whole`."""
+    before = None
     if whole:
         _emptied(con, "patient")
         scope = ""
     else:
-        con.execute("DELETE FROM core.patient WHERE patient_id IN (SELECT patient_id FROM changed_person)")
         scope = " WHERE patient_id IN (SELECT patient_id FROM changed_person)"
+        before = rows_digest(con, f"SELECT * FROM core.patient{scope}")
+        con.execute(f"DELETE FROM core.patient{scope}")
     views = {"patient_record": f"SELECT * FROM ({_patient_record_sql()}){scope}",
              "patient_registration": f"SELECT * FROM core.patient_source{scope}",
              "patient_contact": f"SELECT * FROM core.follow_up{scope}"}
@@ -252,6 +254,7 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> None:
     finally:
         for name in views:
             con.execute(f"DROP VIEW IF EXISTS {name}")
+    return before is None or rows_digest(con, f"SELECT * FROM core.patient{scope}") != before
 
 
 # The share of a table's rows past which emptying it and inserting every row costs less than deleting them.
