@@ -188,7 +188,7 @@ def _extraction_references(home: Any, scratch: Path) -> dict[str, Any]:
         started = time.perf_counter()
         con = duckdb.connect()
         con.execute("SELECT * FROM read_csv(?, delim = ';', header = true, all_varchar = true)",
-                    [str(path)]).fetch_arrow_table()
+                    [str(path)]).to_arrow_table()
         con.close()
         return time.perf_counter() - started
 

@@ -331,7 +331,7 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
             table = con.execute(
                 f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
                 f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
-                [group_oid]).fetch_arrow_table()
+                [group_oid]).to_arrow_table()
             # Compacted group by group: DuckDB's result buffers go before the next group's are made.
             record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
                 table if keep_absent else _nulls_as_empty(table)))

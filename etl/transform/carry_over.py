@@ -208,7 +208,7 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
                 query = f"SELECT * FROM read_parquet({source}) WHERE {carried}"
             else:
                 continue
-            yield name, con.execute(query).fetch_arrow_table()
+            yield name, con.execute(query).to_arrow_table()
 
 
 def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path) -> None:
