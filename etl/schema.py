@@ -111,9 +111,12 @@ def rows_digest(con: duckdb.DuckDBPyConnection, query: str) -> str:
     return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}\n) r").fetchone())
 
 
-def sql_list(texts: Iterable[str]) -> str:
-    """`texts` as an SQL list of strings (VARCHAR[]), for the statements that take no parameters."""
-    return "[" + ", ".join(sql_text(t) for t in texts) + "]::VARCHAR[]"
+def among(column: str, texts: Iterable[str]) -> str:
+    """SQL: `column` is one of `texts` (false for none): an IN list of constants, a filter DuckDB pushes
+    into the table scan (one source's rows of stage.record at 100,000 persons: 1.0 ms, 2.5 ms with
+    list_contains, 12.5 ms for all)."""
+    listed = ", ".join(sql_text(t) for t in texts)
+    return f"{column} IN ({listed})" if listed else "false"
 
 
 def drop_temp_tables(con: duckdb.DuckDBPyConnection, *names: str) -> None:

@@ -37,7 +37,7 @@ from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
-from etl.schema import core_columns, drop_temp_tables, rows_digest, sql_list
+from etl.schema import among, core_columns, drop_temp_tables, rows_digest
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
@@ -283,7 +283,7 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Seque
     person = "patient_id" if "patient_id" in core_columns()[table] else "NULL::VARCHAR"
     admitted = (f"SELECT {columns} FROM stage.{table} "
                 "ANTI JOIN dq.quarantine USING (source_id, source_record_key)")
-    of_sources = "" if sources is None else f" WHERE list_contains({sql_list(sources)}, source_id)"
+    of_sources = "" if sources is None else f" WHERE {among('source_id', sources)}"
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE admitted_row AS SELECT hash({columns}) AS h, {person} AS p "
                     f"FROM ({admitted}{of_sources})")

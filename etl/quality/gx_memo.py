@@ -32,7 +32,7 @@ from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import KEY_COLUMNS, RuleRun, row_sums
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import Batch, combined_runs
-from etl.schema import sql_list, sql_text
+from etl.schema import among, sql_text
 
 log = logging.getLogger(__name__)
 
@@ -209,20 +209,20 @@ class _Batches:
         """Read in one pass, before any batch: rows written in the open transaction number from 2**62."""
         found = con.execute(
             f"SELECT rowid, total FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n, "
-            f"count(*) OVER () AS total FROM stage.{plan.table} WHERE list_contains($sources, source_id)) "
-            "WHERE n % $size = 0 ORDER BY rowid", {"sources": plan.to_judge, "size": size}).fetchall()
+            f"count(*) OVER () AS total FROM stage.{plan.table} WHERE {among('source_id', plan.to_judge)}) "
+            "WHERE n % $size = 0 ORDER BY rowid", {"size": size}).fetchall()
         return cls(plan, [start for start, _ in found] or [0], found[0][1] if found else 0)
 
     def queries(self) -> Iterator[str]:
         """Each batch's query. A row has the columns the table's rules can read (the fingerprint's:
         GX's findings depend on no other), and its record's centre (stage.record holds one row per
         record key), for the denominators."""
-        wanted = sql_list(self.plan.to_judge)
+        wanted = among("t.source_id", self.plan.to_judge)
         columns = ", ".join(f't."{c}"' for c in self.plan.columns)
         for start, end in zip(self.starts, [*self.starts[1:], None], strict=True):
             within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
             yield (f"SELECT {columns}, r.centre_id AS {CENTRE} FROM stage.{self.plan.table} t LEFT JOIN stage.record r "
-                   f"USING (source_id, source_record_key) WHERE {within} AND list_contains({wanted}, t.source_id) "
+                   f"USING (source_id, source_record_key) WHERE {within} AND {wanted} "
                    "ORDER BY t.rowid")
 
     def frames(self, con: duckdb.DuckDBPyConnection) -> Iterator[Batch]:

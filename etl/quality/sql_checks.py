@@ -39,7 +39,7 @@ from etl import schema
 from etl.quality.catalogue import Rule
 from etl.quality.findings import FAILURE_COLUMNS, RuleRun, count_judged, shown
 from etl.resources import warehouse_sql_dir
-from etl.schema import sql_list
+from etl.schema import among
 
 # A failing record may also name its table (rules over several tables); NULL: the rule's `table`.
 ISSUE_COLUMNS = [*FAILURE_COLUMNS, "table_name"]
@@ -245,7 +245,7 @@ def _views(con: duckdb.DuckDBPyConnection, schema_name: str, sources: Collection
             if held_back and {"source_id", "source_record_key"} <= columns:
                 rows += " ANTI JOIN dq.quarantine USING (source_id, source_record_key)"
             if sources is not None and "source_id" in columns:
-                rows += f" WHERE list_contains({sql_list(sorted(sources))}, source_id)"
+                rows += f" WHERE {among('source_id', sorted(sources))}"
             con.execute(f'CREATE VIEW {schema_name}."{table}" AS {rows}')
         yield present
     finally:

@@ -49,7 +49,7 @@ from etl.quality.sql_checks import (
     run_admitted_checks,
     run_checks,
 )
-from etl.schema import in_warehouse, sql_list
+from etl.schema import among, in_warehouse
 from etl.transform.mapping import SourceMapping
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], sourc
     uncatalogued rule id too)."""
     if sources == []:
         return []
-    of_sources = "" if sources is None else f" WHERE list_contains({sql_list(sources)}, source_id)"
+    of_sources = "" if sources is None else f" WHERE {among('source_id', sources)}"
     every_record = count_judged(con, f"SELECT source_id, source_record_key FROM stage.record{of_sources}")
     rejections = con.execute("SELECT rule_id, source_id, source_record_key, field, value, message "
                              f"FROM stage.rejection{of_sources}").df()
