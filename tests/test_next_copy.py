@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from etl import fsio
 from etl.load import next_copy
 from etl.load.warehouse import swap_in_next
 
@@ -27,11 +28,16 @@ def _leftovers(warehouse: Path) -> list[str]:
     return sorted(p.name for p in warehouse.parent.iterdir() if ".next" in p.name or p.name.endswith(".partial"))
 
 
-def test_a_publish_takes_the_copy_made_ahead_of_the_live_file(tmp_path):
+def test_a_publish_takes_the_copy_made_ahead_of_the_live_file(tmp_path, monkeypatch):
     warehouse = tmp_path / "warehouse.duckdb"
     swap_in_next(warehouse, "run-1", _note("first"))
     with next_copy.copy_ahead(warehouse, "run-2"):
         target = next_copy.next_file(warehouse, "run-2")
+        next_copy._ahead[target].thread.join()
+
+        def copied_again(*_: object) -> None:
+            raise AssertionError("publish copied the warehouse again")
+        monkeypatch.setattr(fsio, "copy_file", copied_again)
         swap_in_next(warehouse, "run-2", _note("second"))
         assert not target.exists()  # renamed in
     assert _notes(warehouse) == ["first", "second"]
