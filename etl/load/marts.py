@@ -129,7 +129,6 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
         log.info("marts kept, nothing they read changed: %s", ", ".join(kept))
 
 
-
 # Stage tables marts.held_back_endpoints reads (with dq.quarantine): the endpoints of held-back records.
 _HELD_BACK_INPUTS = ("follow_up", "diagnosis", "response_assessment")
 

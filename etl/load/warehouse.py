@@ -203,7 +203,7 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
             whole = whole or admission is Admission.REFILLED
             if admission is not Admission.KEPT:
                 changed.add(f"core.{table}")
-        if _derive_patients(con, whole=whole) or whole:
+        if _derive_patients(con, whole=whole):  # always when whole
             changed.add("core.patient")
     finally:
         drop_temp_tables(con, "changed_person")
