@@ -8,6 +8,7 @@ from the table it is loaded into.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,11 @@ from etl.config import WAREHOUSE_SQL_DIR
 
 # The DDL files that define tables, in the order they must run.
 DDL_FILES = ("core.sql", "meta.sql", "dq.sql", "stage.sql")
+# core.sql declares each table's key as its PRIMARY KEY; the warehouse makes the tables without it
+# (`unindexed`) and publish checks the keys instead. DuckDB rewrites a table's whole key index when a
+# row of it changes: a 1% change of core.follow_up at 100,000 persons took 0.61 s with the index and
+# 0.13 s without (the commit 0.43 -> 0.04 s), and filling core on a first load 5.3 s against 2.3 s.
+_KEY_CLAUSE = re.compile(r" PRIMARY KEY(?=,|\n)|,\s*PRIMARY KEY \([^)]*\)")
 
 
 @cache
@@ -27,6 +33,28 @@ def _catalogue() -> duckdb.DuckDBPyConnection:
     for name in DDL_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
     return con
+
+
+def unindexed(ddl: str) -> str:
+    """DDL as the warehouse runs it: the keys it declares (PRIMARY KEY) left out."""
+    return _KEY_CLAUSE.sub("", ddl)
+
+
+@cache
+def _unindexed_catalogue() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(unindexed((WAREHOUSE_SQL_DIR / "core.sql").read_text()))
+    return con
+
+
+def unindexed_definition(table: str) -> str:
+    """The CREATE TABLE of core table `schema.table` as the warehouse makes it (`unindexed`)."""
+    schema, name = table.split(".")
+    found = _unindexed_catalogue().execute(
+        "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]).fetchone()
+    if found is None:
+        raise LookupError(f"{table} is not a table of core.sql")
+    return str(found[0])
 
 
 @cache

@@ -19,6 +19,7 @@ import duckdb
 
 from etl import fsio
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.schema import primary_keys
 
 SCHEMAS = ("core", "marts", "meta", "dq")  # stage is internal to publish: not for analysts
 SCHEMA_TITLES = {
@@ -45,6 +46,15 @@ class TableDoc:
     name: str
     description: str
     columns: tuple[ColumnDoc, ...]
+    key: tuple[str, ...] = ()  # the columns that identify a row, as the DDL declares them
+
+    @property
+    def key_note(self) -> str:
+        """What the key is, for a reader: core's keys are checked by each publish, not indexed."""
+        if not self.key:
+            return ""
+        how = "unique, checked by each publish" if self.schema == "core" else "unique"
+        return f"Key: {', '.join(self.key)} ({how})."
 
     @property
     def qualified_name(self) -> str:
@@ -77,8 +87,14 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[TableDoc]:
     by_table: dict[tuple[str, str], list[ColumnDoc]] = {}
     for schema, table, name, data_type, comment in columns:
         by_table.setdefault((schema, table), []).append(ColumnDoc(name, data_type, *split_comment(comment)))
-    return [TableDoc(schema, table, (comment or "").strip(), tuple(by_table.get((schema, table), [])))
+    return [TableDoc(schema, table, (comment or "").strip(), tuple(by_table.get((schema, table), [])),
+                     _keys(schema).get(table, ()))
             for schema, table, comment in tables]
+
+
+def _keys(schema: str) -> dict[str, tuple[str, ...]]:
+    """The keys the DDL declares (marts have none: their grain is in their comment)."""
+    return primary_keys(schema) if schema in ("core", "meta", "dq") else {}
 
 
 def read_warehouse_catalog(warehouse: Path) -> list[TableDoc]:
@@ -108,7 +124,8 @@ def dictionary_markdown(tables: list[TableDoc]) -> str:
         lines += [f"- [`{t.qualified_name}`](#{t.schema}{t.name}): {_cell(t.description)}" for t in in_schema]
         lines.append("")
         for table in in_schema:
-            lines += [f"### {table.qualified_name}", "", _cell(table.description), "",
+            lines += [f"### {table.qualified_name}", "", _cell(" ".join(filter(None, (table.description,
+                                                                                    table.key_note)))), "",
                       "| column | type | meaning | unit | codes |", "|---|---|---|---|---|"]
             lines += [f"| `{c.name}` | {c.data_type} | {_cell(c.meaning)} | {_cell(c.unit)} | {_cell(c.codes)} |"
                       for c in table.columns]
@@ -143,7 +160,8 @@ def dictionary_html(tables: list[TableDoc]) -> str:
         parts.append(f"<h2>{esc(schema)}: {esc(SCHEMA_TITLES[schema])}</h2>")
         for table in in_schema:
             parts += [f'<section class="table-doc" id="{esc(table.qualified_name)}">',
-                      f"<h3><code>{esc(table.qualified_name)}</code></h3>", f"<p>{esc(table.description)}</p>",
+                      f"<h3><code>{esc(table.qualified_name)}</code></h3>",
+                      f"<p>{esc(' '.join(filter(None, (table.description, table.key_note))))}</p>",
                       "<table><thead><tr><th>column</th><th>type</th><th>meaning</th><th>unit</th><th>codes</th>"
                       "</tr></thead><tbody>"]
             parts += [f"<tr><td><code>{esc(c.name)}</code></td><td>{esc(c.data_type)}</td><td>{esc(c.meaning)}</td>"

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import fsio
+from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import PublicTable, Relation, suppress
@@ -110,21 +110,22 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
                 t.startswith(_TRACKED) and t not in moved for t in mart.reads):
             kept.append(mart.table)
             continue
-        rows = f"SELECT * FROM {name}"
-        before = rows_digest(con, rows) if moved is not None and mart.table in built and name in read else None
-        view = _PYTHON_INPUTS.get(mart.path.name)
-        if view is None:
-            con.execute(mart.path.read_text())
-        else:
-            if estimates is None:
-                estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
-            con.register(view, estimates[view])
-            try:
+        with timing.step(f"mart {mart.table}"):
+            rows = f"SELECT * FROM {name}"
+            before = rows_digest(con, rows) if moved is not None and mart.table in built and name in read else None
+            view = _PYTHON_INPUTS.get(mart.path.name)
+            if view is None:
                 con.execute(mart.path.read_text())
-            finally:
-                con.unregister(view)
-        if moved is not None and (before is None or rows_digest(con, rows) != before):
-            moved.add(name)
+            else:
+                if estimates is None:
+                    estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
+                con.register(view, estimates[view])
+                try:
+                    con.execute(mart.path.read_text())
+                finally:
+                    con.unregister(view)
+            if moved is not None and (before is None or rows_digest(con, rows) != before):
+                moved.add(name)
     if kept:
         log.info("marts kept, nothing they read changed: %s", ", ".join(kept))
 

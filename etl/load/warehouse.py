@@ -17,7 +17,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -61,7 +61,8 @@ def _publish_lock(warehouse: Path) -> Iterator[None]:
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
     for name in SCHEMA_FILES:
-        con.execute((WAREHOUSE_SQL_DIR / name).read_text())
+        ddl = (WAREHOUSE_SQL_DIR / name).read_text()
+        con.execute(schema.unindexed(ddl) if name == "core.sql" else ddl)  # core's keys: _check_keys
 
 
 def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
@@ -194,6 +195,7 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
     Only the core rows of the sources whose admitted rows changed since core was last admitted from
     them (meta.core_admitted, `admitted_from`) are compared; all when not told, or not recorded.
     Returns the core tables whose rows changed (core.<table>)."""
+    _drop_key_indexes(con)
     sources = None if whole else _changed_since_admitted(con, admitted_from)
     changed = set()
     con.execute("CREATE OR REPLACE TEMP TABLE changed_person (patient_id VARCHAR)")
@@ -207,6 +209,7 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
             changed.add("core.patient")
     finally:
         drop_temp_tables(con, "changed_person")
+    _check_keys(con, changed)
     con.execute("DELETE FROM meta.core_admitted")
     if admitted_from:
         con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
@@ -219,6 +222,35 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")
     return changed
+
+
+class KeyViolation(RuntimeError):
+    """Two rows of a core table hold one key: a fault of this code (harmonise refuses a record key read
+    twice), which fails the publish."""
+
+
+def _check_keys(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
+    """The key core.sql declares for each of `tables` (core.<table>, whose rows changed) is unique:
+    the warehouse does not index it (`schema.unindexed`)."""
+    keys = schema.primary_keys("core")
+    for table in sorted(tables):
+        key = ", ".join(keys[table.removeprefix("core.")])
+        held_twice = con.execute(f"SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
+        if held_twice:
+            raise KeyViolation(f"{table}: more than one row holds the key ({key}) {', '.join(map(str, held_twice))}; "
+                               "nothing was published")
+
+
+def _drop_key_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """The core tables of a warehouse made before their keys were checked rather than indexed, made
+    again without the index (once; rows as they were)."""
+    for (table,) in con.execute(
+            "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE database_name = current_database() "
+            "AND schema_name = 'core' AND constraint_type = 'PRIMARY KEY' ORDER BY 1").fetchall():
+        con.execute(f"ALTER TABLE core.{table} RENAME TO {table}_indexed")
+        con.execute(schema.unindexed_definition(f"core.{table}"))
+        con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM core.{table}_indexed")
+        con.execute(f"DROP TABLE core.{table}_indexed")
 
 
 def _changed_since_admitted(con: duckdb.DuckDBPyConnection, admitted_from: Mapping[str, str] | None
@@ -309,16 +341,12 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Seque
 
 
 def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Empty core.<table> by dropping it and creating it again from its own definition (columns added
-    since included; its comments come back with apply_comments). A DELETE of every row costs DuckDB
-    each row's index entry and delete marker, written out at the commit: at 20,000 persons core took
-    6.9 s and the commit 7.6 s that way, 1.7 s and 2.4 s this way."""
-    (definition,) = con.execute("SELECT sql FROM duckdb_tables() WHERE schema_name = 'core' AND table_name = ?",
-                                [table]).fetchone() or (None,)
-    if definition is None:
-        raise LookupError(f"core.{table} is not in the warehouse")
+    """Empty core.<table> by dropping it and creating it again from its definition (its comments come
+    back with apply_comments). A DELETE of every row costs DuckDB each row's delete marker, written out
+    at the commit (with the key indexes core had then: at 20,000 persons core took 6.9 s and the commit
+    7.6 s that way, 1.7 s and 2.4 s this way)."""
     con.execute(f"DROP TABLE core.{table}")
-    con.execute(definition)
+    con.execute(schema.unindexed_definition(f"core.{table}"))
 
 
 def _patient_record_sql() -> str:
