@@ -135,8 +135,16 @@ def sql_text(text: str) -> str:
 
 
 def rows_digest(con: duckdb.DuckDBPyConnection, query: str) -> str:
-    """The count and the sum of the row hashes of `query`: the same for the same rows in any order."""
+    """The count and the sum of the row hashes of `query`: the same for the same rows in any order,
+    different (but for a 2**-64 chance) when a value changes, a row comes or goes."""
     return str(con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM ({query}\n) r").fetchone())
+
+
+def rows_digest_by_source(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, str]:
+    """`rows_digest` of the rows of `query` of each source_id, written "count:sum" (the form the
+    fingerprints stored in dq.rule_judged and dq.gx_judged hold)."""
+    return {source: f"{n}:{total}" for source, n, total in con.execute(
+        f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({query}) r GROUP BY ALL").fetchall()}
 
 
 def among(column: str, texts: Iterable[str]) -> str:

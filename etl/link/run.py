@@ -278,17 +278,19 @@ LINKAGE_WRITES = frozenset({"patient_id", "link_method", "match_probability"})
 
 
 def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence[str]) -> None:
-    """Every stage row of a linked source patient takes the person's id. Only the records of source
-    patients whose rows may name another id are looked at: a person other than harmonise's id (a
-    reloaded source's rows come with harmonise's), or other than the last run's (previous_link). At
-    100,000 persons that is 2% of them, and each table's update took 0.05 s instead of 0.5 s."""
+    """Every stage row of a linked source patient takes the person's id. A row names harmonise's id
+    (loaded this run) or the last run's person (kept: previous_link, which knows every source patient
+    of the last run), so only the records of source patients linked to another person than either are
+    looked at. At 100,000 persons that is 2% of them: each table's update took 0.05 s instead of 0.5 s,
+    and a first load's 0.4 s instead of 2.4 s (its source patients have no last run: every record was
+    looked at), linkage's peak 1,174 MiB instead of 1,231-1,281."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE record_person AS
         SELECT DISTINCT r.source_id, r.source_record_key, l.patient_id
         FROM stage.patient_link l
         LEFT JOIN previous_link p USING (source_id, source_patient_pseudonym)
         JOIN stage.record r ON r.source_id = l.source_id AND r.patient_pseudonym = l.source_patient_pseudonym
-        WHERE l.patient_id <> l.harmonised_patient_id OR p.patient_id IS DISTINCT FROM l.patient_id""")
+        WHERE l.patient_id <> l.harmonised_patient_id OR p.patient_id <> l.patient_id""")
     try:
         for table in person_tables:
             con.execute(f"""

@@ -38,7 +38,7 @@ from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import PublicTable, Relation, suppress
-from etl.load.survival import kaplan_meier
+from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
 from etl.schema import rows_digest, sql_text
@@ -59,9 +59,10 @@ _PYTHON_INPUTS = {"61_survival_km.sql": "kaplan_meier_steps", "62_survival_landm
 
 @dataclass(frozen=True)
 class _Mart:
-    """A mart's SQL file, the table it makes and the tables it reads (core.x, marts.y, ...)."""
+    """A mart's SQL file and its text, the table it makes and the tables it reads (core.x, marts.y, ...)."""
 
     path: Path
+    sql: str
     table: str
     reads: frozenset[str]
 
@@ -75,13 +76,14 @@ _TRACKED = ("core.", "marts.")  # whose changes build_marts is told or finds; ot
 def _marts() -> list[_Mart]:
     marts = []
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
-        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        sql = path.read_text()
+        code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
         code = _TEXT.sub("''", code)  # a table a comment names (COMMENT ON ... IS '...') is not read
         made = _MAKES.search(code)
         if made is None:
             raise ValueError(f"{path} makes no table marts.<name> (CREATE OR REPLACE TABLE marts.<name> AS ...)")
         reads = set(_READS.findall(code)) | ({"marts.survival"} if path.name in _PYTHON_INPUTS else set())
-        marts.append(_Mart(path, made.group(1), frozenset(reads - {f"marts.{made.group(1)}"})))
+        marts.append(_Mart(path, sql, made.group(1), frozenset(reads - {f"marts.{made.group(1)}"})))
     return marts
 
 
@@ -115,13 +117,13 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
             before = rows_digest(con, rows) if moved is not None and mart.table in built and name in read else None
             view = _PYTHON_INPUTS.get(mart.path.name)
             if view is None:
-                con.execute(mart.path.read_text())
+                con.execute(mart.sql)
             else:
                 if estimates is None:
-                    estimates = kaplan_meier(con.execute("SELECT * FROM marts.survival").df())
+                    estimates = kaplan_meier(con.execute(f"SELECT {', '.join(TIMES_COLUMNS)} FROM marts.survival").df())
                 con.register(view, estimates[view])
                 try:
-                    con.execute(mart.path.read_text())
+                    con.execute(mart.sql)
                 finally:
                     con.unregister(view)
             if moved is not None and (before is None or rows_digest(con, rows) != before):

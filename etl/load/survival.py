@@ -16,6 +16,8 @@ import pandas as pd
 
 ENDPOINTS = {"OS": ("os_days", "os_event"), "EFS": ("efs_days", "efs_event")}
 GROUPINGS: dict[str, str | None] = {"all": None, "iccc3_group": "iccc3_group", "advice_group": "advice_group"}
+# What kaplan_meier reads of marts.survival (fetching its other columns too took as long again).
+TIMES_COLUMNS = ["origin", *(c for pair in ENDPOINTS.values() for c in pair), *filter(None, GROUPINGS.values())]
 LANDMARK_YEARS = (1, 2, 3, 5)
 DAYS_PER_YEAR = 365.25
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile, as scipy.stats.norm.ppf(0.975) gives it
@@ -119,7 +121,8 @@ def kaplan_meier(times: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The Kaplan-Meier step function of every group (one row per distinct time, time 0 included) and
     its survival at 1, 2, 3 and 5 years (none once nobody is at risk any more).
 
-    `times` is marts.survival: origin, os_days/os_event, efs_days/efs_event, iccc3_group, advice_group.
+    `times`: the TIMES_COLUMNS of marts.survival (origin, os_days/os_event, efs_days/efs_event, iccc3_group,
+    advice_group).
     Returns the frames the marts read, by view name: kaplan_meier_steps, kaplan_meier_landmarks.
     """
     patients, groups = _patients(times)

@@ -112,10 +112,3 @@ def count_judged(con: duckdb.DuckDBPyConnection, population: str) -> pd.DataFram
         SELECT p.source_id, r.centre_id, count(*) AS denominator
         FROM p LEFT JOIN {records} r USING (source_id, source_record_key)
         GROUP BY ALL""").df()
-
-
-def row_sums(con: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
-    """Per source_id, the count and the sum of the row hashes of `rows`: the same for the same rows in
-    any order, different (but for a 2**-64 chance) when a value changes, a row comes or goes."""
-    return {source: f"{n}:{total}" for source, n, total in con.execute(
-        f"SELECT source_id, count(*), sum(hash(r)::HUGEINT) FROM ({rows}) r GROUP BY ALL").fetchall()}

@@ -29,10 +29,10 @@ import pandas as pd
 
 from etl import timing
 from etl.quality.catalogue import Rule, fingerprint
-from etl.quality.findings import KEY_COLUMNS, RuleRun, row_sums
+from etl.quality.findings import KEY_COLUMNS, RuleRun
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import Batch, combined_runs
-from etl.schema import among, sql_text
+from etl.schema import among, rows_digest_by_source, sql_text
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
         "SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = 'stage'").fetchall())
     tables = sorted({r.meta.table for r in rules if r.meta.table})
     with timing.step("validate GX fingerprints"):
-        centres = row_sums(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
+        centres = rows_digest_by_source(con, "SELECT source_id, source_record_key, centre_id FROM stage.record")
         plans = {t: _plan(con, t, [r for r in rules if r.meta.table == t], centres) for t in tables if t in stage}
     if any(set(p.columns) & set(unless_reading) for p in plans.values()):
         return None
@@ -157,7 +157,7 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
                                              "columns": columns})
     judged = judged_columns(columns, table_rules)
     quoted = ", ".join(f'"{c}"' for c in judged)
-    rows = row_sums(con, f"SELECT {quoted} FROM stage.{table}")
+    rows = rows_digest_by_source(con, f"SELECT {quoted} FROM stage.{table}")
     prints = {source: hashlib.sha256(f"{rules_digest}|{rows_sum}|{centres.get(source)}".encode()).hexdigest()
               for source, rows_sum in rows.items()}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.gx_judged WHERE table_name = ?",

@@ -20,13 +20,13 @@ import hashlib
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
 
 from etl.quality.catalogue import Rule
-from etl.quality.findings import row_sums
-from etl.schema import in_warehouse
+from etl.schema import in_warehouse, rows_digest_by_source
 
 _CODE = ("findings.py", "rule_memo.py", "sql_checks.py", "validate.py")  # what judges, beside the plan
 _FILES = "SELECT source_id, source_file_sha256, file_name, size_bytes, series, exported_on FROM meta.source_file"
@@ -59,27 +59,31 @@ def stage_sums(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> dict[st
         "SELECT table_name, bool_or(column_name = 'source_id') FROM duckdb_columns() WHERE database_name = "
         "current_database() AND schema_name = 'stage' AND NOT internal GROUP BY ALL ORDER BY 1").fetchall()
     queries = "\n".join(r.query or "" for r in rules)
-    sums = {name: row_sums(con, f'SELECT * FROM stage."{name}"' if sourced else
+    sums = {name: rows_digest_by_source(con, f'SELECT * FROM stage."{name}"' if sourced else
                            f'SELECT \'\' AS source_id, * FROM stage."{name}"')
             for name, sourced in tables if sourced or re.search(rf"\b{re.escape(name)}\b", queries)}
     if in_warehouse(con, "meta.source_file"):
-        sums["meta.source_file"] = row_sums(con, _FILES)
+        sums["meta.source_file"] = rows_digest_by_source(con, _FILES)
     sources = sorted({s for found in sums.values() for s in found} | {""})
     return {s: "|".join(f"{name}={found.get(s, '')}" for name, found in sorted(sums.items())) for s in sources}
 
 
 def with_quarantine(con: duckdb.DuckDBPyConnection, sums: dict[str, str]) -> dict[str, str]:
     """`sums` with each source's records held in dq.quarantine: what the admitted phase reads too."""
-    held = row_sums(con, "SELECT source_id, source_record_key FROM dq.quarantine")
+    held = rows_digest_by_source(con, "SELECT source_id, source_record_key FROM dq.quarantine")
     return {s: f"{found}|held={held.get(s, '')}" for s, found in sums.items()}
+
+
+@cache
+def _code_digest() -> str:
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in _CODE)).hexdigest()
 
 
 def plan(con: duckdb.DuckDBPyConnection, phase: str, plan_fingerprint: str, sums: dict[str, str]) -> SourcePlan:
     """Fingerprint each source for `phase` (stage_sums, with_quarantine) and find those judged before."""
-    here = Path(__file__).parent
-    common = hashlib.sha256(f"{phase}|{plan_fingerprint}|duckdb {duckdb.__version__}|{sums.get('', '')}".encode())
-    for name in _CODE:
-        common.update((here / name).read_bytes())
+    common = hashlib.sha256(f"{phase}|{plan_fingerprint}|duckdb {duckdb.__version__}|{sums.get('', '')}|"
+                            f"{_code_digest()}".encode())
     prints = {s: hashlib.sha256(f"{common.hexdigest()}|{found}".encode()).hexdigest()
               for s, found in sums.items() if s}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.rule_judged WHERE phase = ?",
