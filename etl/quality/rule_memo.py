@@ -60,7 +60,7 @@ def stage_sums(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule]) -> dict[st
         "current_database() AND schema_name = 'stage' AND NOT internal GROUP BY ALL ORDER BY 1").fetchall()
     queries = "\n".join(r.query or "" for r in rules)
     sums = {name: rows_digest_by_source(con, f'SELECT * FROM stage."{name}"' if sourced else
-                           f'SELECT \'\' AS source_id, * FROM stage."{name}"')
+                                        f'SELECT \'\' AS source_id, * FROM stage."{name}"')
             for name, sourced in tables if sourced or re.search(rf"\b{re.escape(name)}\b", queries)}
     if in_warehouse(con, "meta.source_file"):
         sums["meta.source_file"] = rows_digest_by_source(con, _FILES)
