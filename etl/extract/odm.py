@@ -88,13 +88,13 @@ from etl.extract.odm_items import (
     STAGING_SCHEMA,
     drop_finished,
     feed_pieces,
-    no_cyclic_gc,
     read_item_batches,
     refuse_undeclared_entities,
     write_batches,
 )
 from etl.extract.odm_xml import SAFE_PARSER, OdmFormatError, SubDocument, format_error, root_prefix
 from etl.fsio import write_bytes, written_atomically
+from etl.memory import no_cyclic_gc
 from etl.schema import sql_text
 
 if TYPE_CHECKING:

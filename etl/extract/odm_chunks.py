@@ -35,9 +35,10 @@ import pyarrow as pa
 from etl import fsio
 from etl.extract import odm_subjects
 from etl.extract.adapter import StageResult, staging_writer
-from etl.extract.odm_items import columns_batch, no_cyclic_gc, read_item_batches, write_batches
+from etl.extract.odm_items import columns_batch, read_item_batches, write_batches
 from etl.extract.odm_subjects import read_subject_columns
 from etl.extract.odm_xml import RowColumns, SubDocument
+from etl.memory import no_cyclic_gc
 
 log = logging.getLogger(__name__)
 

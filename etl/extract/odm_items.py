@@ -17,10 +17,8 @@ What it shares with `odm_subjects`, the reader of plain exports, is in `odm_xml`
 
 from __future__ import annotations
 
-import gc
 from array import array
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -421,23 +419,6 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                        "(e.g. ReferenceData) skipped")
     for namespace, count in sorted(foreign.items()):
         notices.append(f"{path.name}: {count} element(s) of namespace {namespace} inside ClinicalData ignored")
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Keep the cyclic garbage collector off for a while (it is back on after, if it was on).
-
-    Reading a file keeps many small lists alive (rows, frames): every few thousand, CPython's
-    collector walks all of them, which cost as much as the parsing. The reader makes no reference
-    cycle, so nothing is left for the collector to find; reference counting frees all as before.
-    """
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _with_end(pieces: Iterator[tuple[list[bytes], bool]]) -> Iterator[tuple[list[bytes], bool]]:

@@ -290,7 +290,7 @@ def _stage_parts(path: Path, out: Path, where: dict[str, Any]) -> None:
         sys.exit("the file changed while it was staged")
     parts = [SubDocument(str(p["head"]).encode("latin-1"), int(p["start"]), int(p["end"]),
                          str(p["tail"]).encode("latin-1"), int(p["first_line"])) for p in where["parts"]]
-    gc.disable()  # no reference cycle is made (`odm_items.no_cyclic_gc`)
+    gc.disable()  # no reference cycle is made (`etl.memory.no_cyclic_gc`)
     with out.open("wb") as handle:
         for part in parts:
             for columns in read_subject_columns(path, part, batch_rows=int(where["batch_rows"])):

@@ -23,6 +23,7 @@ the source workers run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import pickle
@@ -281,6 +282,8 @@ def _serve(job: Job, answer: IO[bytes]) -> None:
 # waiting on the stderr they share. Then the process serves (`main`, by its module's name: the answers
 # are pickled by their classes' module).
 _START = """
+import gc
+gc.disable()  # until GX is imported: the collections its millions of objects set off find no garbage
 import ctypes, os, signal, sys
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -305,6 +308,11 @@ def main() -> None:
     logging.basicConfig(level=settings["log_level"], format="%(levelname)s %(message)s", stream=sys.stderr)
     timing.measure_memory = settings["measure_memory"]
     import_gx()  # now, while the run still extracts
+    # The collector, off since the process started (_START), back on with what the imports made left
+    # out of its collections (they live as long as the process): else its first full collection walks
+    # them all during the first job (2,000 persons: GX awaited 1.10-1.12 s without, 0.70-0.89 s with).
+    gc.freeze()
+    gc.enable()
     while True:
         try:
             job = pickle.load(jobs)

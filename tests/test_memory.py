@@ -1,0 +1,32 @@
+"""The cyclic garbage collector kept off for work that makes no garbage cycle, and back as it was after."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import pytest
+
+from etl.memory import no_cyclic_gc
+
+
+@pytest.mark.parametrize("was_on", [True, False])
+def test_the_collector_is_off_within_and_as_it_was_after(was_on):
+    (gc.enable if was_on else gc.disable)()
+    try:
+        with no_cyclic_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled() is was_on
+        with pytest.raises(ValueError), no_cyclic_gc():
+            raise ValueError("work that fails")
+        assert gc.isenabled() is was_on
+    finally:
+        gc.enable()
+
+
+def test_importing_gx_leaves_the_collector_on():
+    # In a fresh interpreter: this one may have imported GX already, which import_gx then skips.
+    check = ("import gc, sys; from etl.quality.gx_suites import import_gx; import_gx(); "
+             "assert 'great_expectations' in sys.modules and gc.isenabled()")
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=120)
