@@ -283,7 +283,7 @@ def _serve(job: Job, answer: IO[bytes]) -> None:
 # are pickled by their classes' module).
 _START = """
 import gc
-gc.disable()  # until GX is imported: the collections its millions of objects set off find no garbage
+gc.disable()  # until GX is imported: the collections its ~180,000 objects set off find no garbage
 import ctypes, os, signal, sys
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
