@@ -43,8 +43,8 @@ def _is_temporary(path: Path) -> bool:
 
 def stale_temporaries(home: Home) -> list[Path]:
     """Temporaries dead runs left in the home (call under the run lock: no live run has any)."""
-    name = home.warehouse.name  # the next-file, and the copy of the live file it was being made of
-    found = sorted([*home.root.glob(f".{name}.*.next*"), *home.root.glob(f"..{name}.*.next.*{fsio.TEMP_SUFFIX}")])
+    live = home.warehouse.name  # the next-file, and the copy of the live file it was being made of
+    found = sorted([*home.root.glob(f".{live}.*.next*"), *home.root.glob(f"..{live}.*.next.*{fsio.TEMP_SUFFIX}")])
     for folder in (home.archive, home.staging, home.marts, home.reports, home.key_file.parent):
         for root, folders, files in os.walk(folder):  # symlinks to folders are not followed
             for name in [*files, *folders]:
