@@ -6,13 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 import reference_corpus
 
-from etl.extract import odm_chunks
+from etl.extract import odm_chunks, odm_subjects
 from etl.extract.odm import OdmFormatError, stage_odm
+from etl.extract.odm_xml import SubDocument
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
 CORPUS = sorted(p.relative_to(reference_corpus.REFERENCE).as_posix()
@@ -235,3 +237,124 @@ def test_the_public_corpus_stages_as_in_one_pass(tmp_path, monkeypatch, name):
     # Most of it is handed back (REDCap's classic projects have no StudyEventData, ODM 2.0 puts
     # groups in events and values in <Value>); the rest must stage the same either way.
     _both_ways(reference_corpus.REFERENCE / name, tmp_path, monkeypatch)
+
+
+# ---- the lean walk in C (etl/extract/_odm_lean.c): the same columns as the Python walk, or it hands back ----
+
+def test_the_c_walk_is_built():
+    # hatch_build.py compiles it with the package; without it ODM staging is correct, but slow.
+    from etl.extract import _odm_lean
+
+    assert odm_subjects._odm_lean is _odm_lean
+
+
+def _lean_subject(key: str, body: str, site: str = '<SiteRef LocationOID="FR01"/>') -> str:
+    return (f'  <SubjectData SubjectKey="{key}">{site}<StudyEventData StudyEventOID="SE.1">'
+            f'<FormData FormOID="F.1">{body}</FormData></StudyEventData></SubjectData>\n')
+
+
+def _group(items: str, attributes: str = 'ItemGroupOID="IG.1"') -> str:
+    return f"<ItemGroupData {attributes}>{items}</ItemGroupData>"
+
+
+ITEMS = '<ItemData ItemOID="A" Value="1"/>\n<ItemData ItemOID="B" Value="2"/>'
+# Lean subjects the C walk reads (True) or hands to the Python walk (False), between plain ones.
+LEAN = {
+    "plain": (_lean_subject("P", _group(ITEMS)), True),
+    "no value, an empty value, no OID, a namespaced Value": (_lean_subject("V", _group(
+        '<ItemData ItemOID="A"/><ItemData ItemOID="B" Value=""/><ItemData Value="3"/>'
+        '<ItemData xmlns:x="urn:x" ItemOID="C" x:Value="4"/>')), True),
+    "no SiteRef, two SiteRefs, one after the events": (
+        _lean_subject("S0", _group(ITEMS), site="") + _lean_subject("S2", _group(ITEMS)).replace(
+            "</StudyEventData></SubjectData>", '</StudyEventData><SiteRef LocationOID="LATE"/></SubjectData>'), True),
+    "groups without items, repeat keys, missing keys": (
+        '  <SubjectData><StudyEventData StudyEventRepeatKey="2"><FormData FormRepeatKey="3">'
+        '<ItemGroupData ItemGroupOID="E"/>' + _group(ITEMS, 'ItemGroupRepeatKey="4"') +
+        '<ItemGroupData ItemGroupOID="F"></ItemGroupData></FormData><FormData FormOID="F.2"/></StudyEventData>'
+        "<StudyEventData/></SubjectData>\n", True),
+    "item AuditRecords: one, two, partial, empty texts": (_lean_subject("A", _group(
+        f'<ItemData ItemOID="A" Value="1">{AUDIT}</ItemData>'
+        f'<ItemData ItemOID="B" Value="2">{AUDIT}{AUDIT.replace("U1", "U2").replace("typo", "second")}</ItemData>'
+        '<ItemData ItemOID="C" Value="3"><AuditRecord><UserRef UserOID="U3"/></AuditRecord></ItemData>'
+        '<ItemData ItemOID="D" Value="4"><AuditRecord><DateTimeStamp></DateTimeStamp><ReasonForChange/>'
+        '<SourceID>x</SourceID></AuditRecord></ItemData>')), True),
+    "references, CDATA, non-ASCII, stray text": (_lean_subject("R", _group(
+        '<ItemData ItemOID="A" Value="&lt;&#233;&amp;é€𝄞"/>text between items'
+        '<ItemData ItemOID="B" Value="x"><AuditRecord><ReasonForChange><![CDATA[a<b]]></ReasonForChange>'
+        '</AuditRecord></ItemData>')), True),
+    "text and a CDATA section in one reason (one text node: the parser strips CDATA)": (_lean_subject("T", _group(
+        '<ItemData ItemOID="B" Value="x"><AuditRecord><ReasonForChange>a<![CDATA[b]]></ReasonForChange>'
+        '</AuditRecord></ItemData>')), True),
+    "an AuditRecord of a group": (_lean_subject("G", _group(ITEMS + AUDIT)), False),
+    "an AuditRecord of a subject": (_lean_subject("U", _group(ITEMS), site=AUDIT), False),
+    "an ItemData in a form": (_lean_subject("F", '<ItemData ItemOID="A" Value="1"/>' + _group(ITEMS)), False),
+    "Value children of an ItemData": (_lean_subject("V", _group(
+        '<ItemData ItemOID="A"><Value>a</Value></ItemData>')), False),
+    "an element in an AuditRecord's child": (_lean_subject("E", _group(
+        '<ItemData ItemOID="A" Value="1"><AuditRecord><UserRef UserOID="U"><x/></UserRef></AuditRecord></ItemData>'
+    )), False),
+}
+
+
+def _walked(path: Path, parts: list[SubDocument], batch_rows: int) -> list[object]:
+    """Each part's batches, or the walk's refusal."""
+    walked: list[object] = []
+    for part in parts:
+        try:
+            walked.append(list(odm_subjects.read_subject_columns(path, part, batch_rows=batch_rows)))
+        except odm_subjects.NotPlain as refusal:
+            walked.append(f"not plain: {refusal}")
+    return walked
+
+
+@pytest.mark.parametrize("name", LEAN)
+def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name):
+    subject, read_in_c = LEAN[name]
+    path = _export(tmp_path, 6, middle=subject, subject_attributes="")
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None
+    lean, answers = odm_subjects._odm_lean, []
+
+    def read(*args: object) -> object:
+        answers.append(lean.read(*args))
+        return answers[-1]
+
+    for batch_rows in (1, 5, 50_000):
+        with monkeypatch.context() as patched:
+            patched.setattr(odm_subjects, "_odm_lean", SimpleNamespace(read=read))
+            in_c = _walked(path, parts[1:], batch_rows)
+        with monkeypatch.context() as patched:
+            patched.setattr(odm_subjects, "_odm_lean", None)
+            in_python = _walked(path, parts[1:], batch_rows)
+        assert in_c == in_python
+        assert (None not in answers) is read_in_c
+    _both_ways(path, tmp_path, monkeypatch)  # and the file stages as the one-pass reader stages it
+
+
+def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
+    path = _export(tmp_path, 3, subject_attributes="")
+    path.write_text(path.read_text().replace(f' xmlns="{NS}"', ""))
+    part = odm_chunks.plan_parts(path)[1]  # type: ignore[index]
+    columns = list(odm_subjects.read_subject_columns(path, part))
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(odm_subjects, "_odm_lean", None)
+        assert columns == list(odm_subjects.read_subject_columns(path, part))
+    assert columns[0].rows == 18 and columns[0].keys[0] == (b"SACHA\0SACHA\0SACHA", [])
+
+
+def test_the_c_walk_takes_only_an_lxml_element():
+    with pytest.raises(TypeError, match="lxml"):
+        odm_subjects._odm_lean.read(object(), None, None, None, 0, 1, 0)
+
+
+def test_a_part_over_65535_lines_is_walked_the_same_in_c(tmp_path):
+    # Parts are cut shorter; one that is not gets, from the C walk too, what lxml's sourceline says there.
+    path = _export(tmp_path, 6_000, subject_attributes="")  # 72,000 lines
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None
+    whole = SubDocument(parts[1].head, parts[1].start, parts[-1].end, parts[-1].tail, parts[1].first_line)
+    columns = list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(odm_subjects, "_odm_lean", None)
+        assert columns == list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
+    assert sum(c.rows for c in columns) == 36_000

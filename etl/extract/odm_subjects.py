@@ -1,4 +1,4 @@
-"""The plain export's reader: a part of the file parsed whole, its subjects' trees walked in Python.
+"""The plain export's reader: a part of the file parsed whole, its subjects' trees walked in C or in Python.
 
 `odm_items.read_item_batches` reads any ODM with one Python step per XML event, start and end
 (four for a line of `<ItemData .../>`, with the line fed on its own to count lines). A plain
@@ -8,6 +8,13 @@ export, what EDC systems write every night, needs none of that: here libxml2 par
 `read_item_batches` (`odm_xml.row_columns` makes them), lines are libxml2's `sourceline`, exact in
 a document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
 file into parts that are shorter.
+
+A lean part (no TransactionType, IsNull or ItemGroupDataSeq in it) is walked in C
+(`_odm_lean.c`, compiled with the package by hatch_build.py), which writes the columns of these
+rows without a Python step per ItemData, and hands back to this walk, from the subject where it
+stopped, anything it does not read exactly as this walk does (an AuditRecord above an ItemData, an
+element out of place): this walk is the reference, and reads everything where the C walk could not
+be compiled.
 
 Only lxml is imported: run as `python -m etl.extract.odm_subjects PATH OUT WHERE`, it is the second
 process of `odm_chunks`, which starts in a twentieth of a second.
@@ -27,6 +34,7 @@ import json
 import marshal
 import sys
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +52,17 @@ from etl.extract.odm_xml import (
     TT,
     RowColumns,
     SubDocument,
+    Text,
     format_error,
     item_attributes,
     root_prefix,
     row_columns,
 )
+
+try:  # compiled with the package (hatch_build.py); without it, every subject is read in Python
+    from etl.extract import _odm_lean
+except ImportError:  # pragma: no cover - an install that could not compile it
+    _odm_lean = None  # type: ignore[assignment]
 
 
 class NotPlain(Exception):
@@ -83,7 +97,23 @@ def read_subject_columns(path: Path, document: SubDocument, *, batch_rows: int =
         raise NotPlain("the part is not one ClinicalData")
     subjects = _Subjects(root[0], prefix, shift, rare_attributes=any(name in data for name in _RARE_ATTRIBUTES))
     del data
-    for subject in root[0]:
+    start = 0
+    if _odm_lean is not None and not subjects.rare_attributes:
+        clinical, namespace = root[0], prefix[1:-1] or None
+        study, version = subjects.clinical_frame[KEYS][:2]
+        while start >= 0:
+            read = _odm_lean.read(clinical, namespace, study, version, shift, batch_rows, start)
+            if read is None:
+                break  # those subjects are read in Python, below
+            start, columns = read[0], _lean_columns(*read[1:])
+            if columns.rows:
+                subjects.rows += columns.rows
+                yield columns
+        else:
+            if not subjects.rows:
+                raise NotPlain("no ItemData")  # the general reader has a notice for it
+            return
+    for subject in islice(root[0], start, None):
         if subject.tag != subjects.subject_tag:
             raise NotPlain(f"a <{subject.tag}> in ClinicalData")
         subjects.read(subject)
@@ -93,6 +123,15 @@ def read_subject_columns(path: Path, document: SubDocument, *, batch_rows: int =
         raise NotPlain("no ItemData")  # the general reader has a notice for it
     if subjects.flat:
         yield subjects.batch()
+
+
+def _lean_columns(rows: int, frames: int, frame_index: bytes, keys: list[Text], sites: Text, audits: list[Text],
+                  item_oid: Text, value: Text, line: bytes) -> RowColumns:
+    """`_odm_lean.read`'s columns as `_Subjects.batch` gives them: a lean part holds no IsNull, item data
+    type or TransactionType, and one ClinicalData."""
+    no_value: Text = (b"\0" * (rows - 1), list(range(rows))) if rows else (b"", [])
+    return RowColumns(rows, frames, frame_index, keys, sites, audits, item_oid, value, bytes(rows), no_value, no_value,
+                      line, bytes(4 * rows))
 
 
 class _Subjects:

@@ -1,0 +1,364 @@
+/* The lean subjects of a plain ODM export, read in C: `odm_subjects`' hot loop without a Python step per ItemData.
+ *
+ * `read(clinical, namespace, study, version, shift, batch_rows, start)` walks the SubjectData of a parsed
+ * ClinicalData (an lxml element), from its child number `start`, down the libxml2 tree lxml built, and
+ * returns the columns of `odm_subjects._Subjects._lean_subject`'s rows for the subjects read
+ * (`odm_xml.RowColumns` but for the columns a lean part holds no value of), cut after the subject that
+ * brings the rows to `batch_rows`: (next start or -1 at the end, rows, frames, frame index, the 9 keys,
+ * sites, audits, item OIDs, values, lines). It returns None for anything it does not read exactly as
+ * the Python walk does (an element out of place, an AuditRecord above an ItemData, an attribute that is
+ * not one text node, a line libxml2 may not know): the caller then reads those subjects in Python, whose
+ * rows, refusals and errors are the reference.
+ *
+ * It only reads the tree, which the caller's `clinical` keeps alive; every value is copied into the
+ * columns before it returns. lxml's public header gives the element's node (`struct LxmlElement`).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#include <libxml/tree.h>
+#include "lxml.etree.h"
+
+static const xmlChar EMPTY[] = "";
+
+/* ---- growing byte buffers, and Text columns (odm_xml.Text: values joined by NUL, nulls' positions) ---- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const void *src, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        char *data = PyMem_Realloc(b->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+typedef struct {
+    Buf joined, nulls; /* nulls: Py_ssize_t positions */
+    Py_ssize_t count;
+} Text;
+
+static int text_add(Text *t, const xmlChar *value) {
+    if (t->count > 0 && buf_add(&t->joined, "\0", 1) < 0) return -1;
+    if (value == NULL) {
+        Py_ssize_t at = t->count;
+        if (buf_add(&t->nulls, &at, sizeof at) < 0) return -1;
+    } else if (buf_add(&t->joined, value, (Py_ssize_t)strlen((const char *)value)) < 0) {
+        return -1;
+    }
+    t->count++;
+    return 0;
+}
+
+static PyObject *text_object(const Text *t) { /* (bytes, [positions]) */
+    Py_ssize_t n = t->nulls.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    PyObject *nulls = PyList_New(n);
+    if (nulls == NULL) return NULL;
+    const Py_ssize_t *at = (const Py_ssize_t *)t->nulls.data;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *number = PyLong_FromSsize_t(at[i]);
+        if (number == NULL) {
+            Py_DECREF(nulls);
+            return NULL;
+        }
+        PyList_SET_ITEM(nulls, i, number);
+    }
+    return Py_BuildValue("(y#N)", t->joined.data ? t->joined.data : "", t->joined.len, nulls);
+}
+
+/* ---- the tree ---- */
+
+#define KEYS 9 /* study, metadata version, subject, event, event repeat, form, form repeat, group, group repeat */
+
+typedef struct {
+    Py_ssize_t row;
+    const xmlChar *user, *stamp, *reason;
+} Audit;
+
+typedef struct {
+    const xmlChar *namespace; /* NULL: no namespace */
+    Text keys[KEYS], sites, item_oid, value;
+    Buf frame_index, line, audits;
+    Py_ssize_t rows, frames;
+    long shift;
+} Walk;
+
+enum { READ = 0, LEFT = 1, FAILED = -1 }; /* LEFT: not read here, the Python walk reads it */
+
+static int is(const xmlNode *node, const Walk *w, const char *name) {
+    if (node->type != XML_ELEMENT_NODE || strcmp((const char *)node->name, name) != 0) return 0;
+    if (w->namespace == NULL) return node->ns == NULL;
+    return node->ns != NULL && node->ns->href != NULL && strcmp((const char *)node->ns->href, (const char *)w->namespace) == 0;
+}
+#define IS(node, name) is(node, w, name)
+
+/* The next child lxml iterates (an element; text is skipped): *left set for a comment, a processing
+ * instruction or an entity reference, which the Python walk refuses. */
+static xmlNode *next_element(xmlNode *node, int *left) {
+    for (; node != NULL; node = node->next) {
+        if (node->type == XML_ELEMENT_NODE) return node;
+        if (node->type != XML_TEXT_NODE && node->type != XML_CDATA_SECTION_NODE) {
+            *left = 1;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+#define CHILDREN(child, parent) \
+    for (xmlNode *child = next_element((parent)->children, &left); child != NULL; child = next_element(child->next, &left))
+
+static int has_elements(xmlNode *node, int *left) { return next_element(node->children, left) != NULL; }
+
+/* The attribute `name` without a namespace, as lxml's get() gives it: NULL when absent; *left set when
+ * its value is not one text node. */
+static const xmlChar *attribute(const xmlNode *node, const char *name, int *left) {
+    for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
+        if (a->ns != NULL || strcmp((const char *)a->name, name) != 0) continue;
+        const xmlNode *text = a->children;
+        if (text == NULL) return EMPTY;
+        if (text->type != XML_TEXT_NODE || text->next != NULL) {
+            *left = 1;
+            return NULL;
+        }
+        return text->content ? text->content : EMPTY;
+    }
+    return NULL;
+}
+
+/* An element's text, as lxml's .text gives it for one text node (several: *left). */
+static const xmlChar *text_of(const xmlNode *node, int *left) {
+    const xmlNode *text = node->children;
+    if (text == NULL || (text->type != XML_TEXT_NODE && text->type != XML_CDATA_SECTION_NODE)) return NULL;
+    if (text->next != NULL && (text->next->type == XML_TEXT_NODE || text->next->type == XML_CDATA_SECTION_NODE)) {
+        *left = 1;
+        return NULL;
+    }
+    return text->content ? text->content : EMPTY;
+}
+
+/* An ItemData's AuditRecord (the last, if several), as `_Subjects._audit` reads it. */
+static int item_audit(Walk *w, xmlNode *item) {
+    int left = 0, found = 0;
+    Audit audit = {w->rows, NULL, NULL, NULL};
+    CHILDREN(record, item) {
+        if (!IS(record, "AuditRecord")) return LEFT;
+        audit.user = audit.stamp = audit.reason = NULL;
+        CHILDREN(child, record) {
+            if (has_elements(child, &left) || left) return LEFT;
+            if (IS(child, "UserRef")) {
+                audit.user = attribute(child, "UserOID", &left);
+            } else if (IS(child, "DateTimeStamp")) {
+                audit.stamp = text_of(child, &left);
+            } else if (IS(child, "ReasonForChange")) {
+                audit.reason = text_of(child, &left);
+            } else if (!IS(child, "LocationRef") && !IS(child, "SourceID")) {
+                return LEFT;
+            }
+        }
+        if (left) return LEFT;
+        found = 1;
+    }
+    if (left) return LEFT;
+    if (found && buf_add(&w->audits, &audit, sizeof audit) < 0) return FAILED;
+    return READ;
+}
+
+static int items(Walk *w, xmlNode *group, int32_t frame) {
+    int left = 0;
+    CHILDREN(item, group) {
+        if (!IS(item, "ItemData")) return LEFT;
+        if (item->children != NULL && has_elements(item, &left)) {
+            int done = item_audit(w, item);
+            if (done != READ) return done;
+        }
+        if (left || item->line == 0 || item->line >= 65535) return LEFT;
+        const xmlChar *oid = NULL, *value = NULL;
+        for (const xmlAttr *a = item->properties; a != NULL; a = a->next) {
+            if (a->ns != NULL) continue;
+            const xmlChar **to = strcmp((const char *)a->name, "ItemOID") == 0 ? &oid
+                               : strcmp((const char *)a->name, "Value") == 0 ? &value : NULL;
+            if (to == NULL) continue;
+            const xmlNode *text = a->children;
+            if (text != NULL && (text->type != XML_TEXT_NODE || text->next != NULL)) return LEFT;
+            *to = text != NULL && text->content != NULL ? text->content : EMPTY;
+        }
+        int64_t line = (int64_t)w->shift + (int64_t)item->line;
+        if (text_add(&w->item_oid, oid) < 0 || text_add(&w->value, value) < 0
+            || buf_add(&w->line, &line, sizeof line) < 0 || buf_add(&w->frame_index, &frame, sizeof frame) < 0)
+            return FAILED;
+        w->rows++;
+    }
+    return left ? LEFT : READ;
+}
+
+static int subject(Walk *w, xmlNode *node, const xmlChar *study, const xmlChar *version) {
+    int left = 0;
+    if (!IS(node, "SubjectData")) return LEFT;
+    const xmlChar *keys[KEYS] = {study, version, attribute(node, "SubjectKey", &left)};
+    const xmlChar *site = NULL;
+    Py_ssize_t first_frame = w->frames;
+    CHILDREN(child, node) { /* the last SiteRef is the subject's site, wherever it stands */
+        if (IS(child, "SiteRef")) {
+            if (has_elements(child, &left)) return LEFT;
+            site = attribute(child, "LocationOID", &left);
+        } else if (!IS(child, "StudyEventData")) {
+            return LEFT; /* an AuditRecord of the subject, or not plain */
+        }
+    }
+    if (left) return LEFT;
+    CHILDREN(event, node) {
+        if (!IS(event, "StudyEventData")) continue;
+        keys[3] = attribute(event, "StudyEventOID", &left);
+        keys[4] = attribute(event, "StudyEventRepeatKey", &left);
+        CHILDREN(form, event) {
+            if (!IS(form, "FormData")) return LEFT;
+            keys[5] = attribute(form, "FormOID", &left);
+            keys[6] = attribute(form, "FormRepeatKey", &left);
+            CHILDREN(group, form) {
+                if (!IS(group, "ItemGroupData")) return LEFT;
+                keys[7] = attribute(group, "ItemGroupOID", &left);
+                keys[8] = attribute(group, "ItemGroupRepeatKey", &left);
+                if (left) return LEFT;
+                for (int k = 0; k < KEYS; k++)
+                    if (text_add(&w->keys[k], keys[k]) < 0) return FAILED;
+                int done = items(w, group, (int32_t)w->frames++);
+                if (done != READ) return done;
+            }
+        }
+    }
+    if (left) return LEFT;
+    for (Py_ssize_t f = first_frame; f < w->frames; f++)
+        if (text_add(&w->sites, site) < 0) return FAILED;
+    return READ;
+}
+
+/* The audits as three Text columns of `rows` values (user, date-time, reason), or [] when none. */
+static PyObject *audit_columns(const Walk *w) {
+    Py_ssize_t n = w->audits.len / (Py_ssize_t)sizeof(Audit);
+    PyObject *columns = PyList_New(0);
+    if (columns == NULL || n == 0) return columns;
+    const Audit *audits = (const Audit *)w->audits.data;
+    for (int part = 0; part < 3; part++) {
+        Text column;
+        memset(&column, 0, sizeof column);
+        PyObject *object = NULL;
+        Py_ssize_t next = 0;
+        int failed = 0;
+        for (Py_ssize_t row = 0; row < w->rows && !failed; row++) { /* a row has one audit at most */
+            const xmlChar *value = NULL;
+            if (next < n && audits[next].row == row) {
+                value = part == 0 ? audits[next].user : part == 1 ? audits[next].stamp : audits[next].reason;
+                next++;
+            }
+            failed = text_add(&column, value) < 0;
+        }
+        if (!failed) object = text_object(&column);
+        PyMem_Free(column.joined.data);
+        PyMem_Free(column.nulls.data);
+        if (object == NULL || PyList_Append(columns, object) < 0) {
+            Py_XDECREF(object);
+            Py_DECREF(columns);
+            return NULL;
+        }
+        Py_DECREF(object);
+    }
+    return columns;
+}
+
+static void walk_free(Walk *w) {
+    Text *texts[] = {&w->sites, &w->item_oid, &w->value};
+    for (int k = 0; k < KEYS; k++) {
+        PyMem_Free(w->keys[k].joined.data);
+        PyMem_Free(w->keys[k].nulls.data);
+    }
+    for (int t = 0; t < 3; t++) {
+        PyMem_Free(texts[t]->joined.data);
+        PyMem_Free(texts[t]->nulls.data);
+    }
+    PyMem_Free(w->frame_index.data);
+    PyMem_Free(w->line.data);
+    PyMem_Free(w->audits.data);
+}
+
+static PyObject *bytes_of(const Buf *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", b->len); }
+
+static PyObject *walk_result(const Walk *w, Py_ssize_t next) {
+    PyObject *keys = PyList_New(KEYS);
+    if (keys == NULL) return NULL;
+    for (int k = 0; k < KEYS; k++) {
+        PyObject *column = text_object(&w->keys[k]);
+        if (column == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyList_SET_ITEM(keys, k, column);
+    }
+    return Py_BuildValue("(nnnNNNNNNN)", next, w->rows, w->frames, bytes_of(&w->frame_index), keys,
+                         text_object(&w->sites), audit_columns(w), text_object(&w->item_oid), text_object(&w->value),
+                         bytes_of(&w->line));
+}
+
+static const xmlChar *utf8_or_null(PyObject *object) {
+    return object == Py_None ? NULL : (const xmlChar *)PyUnicode_AsUTF8(object);
+}
+
+static PyObject *lean_read(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *clinical, *namespace, *study_object, *version_object;
+    long shift;
+    Py_ssize_t batch_rows, start;
+    if (!PyArg_ParseTuple(args, "OOOOlnn", &clinical, &namespace, &study_object, &version_object, &shift, &batch_rows,
+                          &start))
+        return NULL;
+    if (strcmp(Py_TYPE(clinical)->tp_name, "lxml.etree._Element") != 0) {
+        PyErr_SetString(PyExc_TypeError, "clinical: an lxml.etree._Element expected");
+        return NULL;
+    }
+    Walk w;
+    memset(&w, 0, sizeof w);
+    w.shift = shift;
+    w.namespace = utf8_or_null(namespace);
+    const xmlChar *study = utf8_or_null(study_object), *version = utf8_or_null(version_object);
+    if (PyErr_Occurred()) return NULL;
+    xmlNode *node = ((struct LxmlElement *)clinical)->_c_node;
+    int left = 0, done = READ;
+    Py_ssize_t at = 0;
+    xmlNode *child = next_element(node->children, &left);
+    for (; child != NULL && at < start; at++) child = next_element(child->next, &left);
+    for (; child != NULL && done == READ && w.rows < batch_rows; at++) {
+        done = subject(&w, child, study, version);
+        child = next_element(child->next, &left);
+    }
+    PyObject *result = NULL;
+    if (done == READ && !left) {
+        result = walk_result(&w, child == NULL ? -1 : at);
+    } else if (done != FAILED) {
+        result = Py_NewRef(Py_None);
+    }
+    walk_free(&w);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"read", lean_read, METH_VARARGS,
+     "read(clinical, namespace, study, version, shift, batch_rows, start): the columns of the lean subjects "
+     "from child `start` on, cut after the subject that brings them to batch_rows rows; None for the Python "
+     "walk to read them."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odm_lean", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__odm_lean(void) { return PyModule_Create(&module); }

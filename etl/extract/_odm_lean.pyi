@@ -1,0 +1,7 @@
+# The C walk of a plain export's lean subjects (_odm_lean.c, built by hatch_build.py).
+from typing import Any
+
+from etl.extract.odm_xml import Text
+
+def read(clinical: Any, namespace: str | None, study: str | None, version: str | None, shift: int, batch_rows: int,
+         start: int, /) -> tuple[int, int, int, bytes, list[Text], Text, list[Text], Text, Text, bytes] | None: ...

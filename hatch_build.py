@@ -1,0 +1,44 @@
+"""Builds the package's one C extension, `etl.extract._odm_lean` (ODM's hot loop), next to its source.
+
+Hatchling runs this for every wheel, editable ones too (`uv sync`): the extension is compiled in
+place, against lxml's own headers (lxml ships them, with libxml2's), and goes into the wheel. Where it
+cannot be compiled (no C compiler, no Python headers), the build says so and goes on: the ODM reader
+then walks every subject in Python, the same rows more slowly (`tests/test_odm_lean.py` fails there).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+EXTENSION, SOURCE = "etl.extract._odm_lean", "etl/extract/_odm_lean.c"
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        import lxml
+        from setuptools import Distribution, Extension
+        from setuptools.command.build_ext import build_ext
+
+        build = Path(self.root) / "build"
+        extension = Extension(EXTENSION, [SOURCE], include_dirs=lxml.get_include(), extra_compile_args=["-O2"])
+        command = build_ext(Distribution({"ext_modules": [extension], "script_name": "hatch_build.py"}))
+        # An editable install imports it from the checkout. A wheel takes it from build/ (a file in the
+        # checkout may be mapped by a running reader: it is never written over but by an editable install).
+        command.inplace = version == "editable"
+        command.build_temp, command.build_lib = str(build / "temp"), str(build / "lib")
+        command.ensure_finalized()
+        try:
+            command.run()
+        except Exception as error:  # the reader falls back to Python: slower, not wrong
+            print(f"hatch_build: {EXTENSION} not built ({error}); ODM subjects will be read in Python",
+                  file=sys.stderr)
+            return
+        if not command.inplace:
+            built = Path(command.get_ext_fullpath(EXTENSION))
+            build_data["force_include"][str(built)] = f"etl/extract/{built.name}"
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
