@@ -30,6 +30,7 @@ typedef struct {
 } Buf;
 
 static int buf_add(Buf *b, const void *src, Py_ssize_t n) {
+    if (n == 0) return 0; /* nothing to copy: an empty value to a buffer not yet allocated */
     if (b->len + n > b->cap) {
         Py_ssize_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;
