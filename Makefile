@@ -54,4 +54,4 @@ airflow: install
 	$(VENV)/bin/rtw airflow --home $(HOME_DIR)
 
 clean:
-	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(HOME_DIR) .pytest_cache .ruff_cache .mypy_cache build

@@ -1,9 +1,11 @@
-"""Builds the package's one C extension, `etl.extract._odm_lean` (ODM's hot loop), next to its source.
+"""Builds the package's one C extension, `etl.extract._odm_lean` (ODM's hot loop in C).
 
-Hatchling runs this for every wheel, editable ones too (`uv sync`): the extension is compiled in
-place, against lxml's own headers (lxml ships them, with libxml2's), and goes into the wheel. Where it
-cannot be compiled (no C compiler, no Python headers), the build says so and goes on: the ODM reader
-then walks every subject in Python, the same rows more slowly (`tests/test_odm_lean.py` fails there).
+Hatchling runs this for every wheel: for an editable one (`uv sync`, `make install`) the extension
+is compiled in place, beside its source, where the checkout imports it from; for a wheel to install
+elsewhere, under build/ and into the wheel. It is compiled against lxml's own headers (lxml ships
+them, with libxml2's). Where it cannot be compiled (no C compiler, no Python headers), the build says
+so and goes on: ODM exports are then read in Python, the same rows more slowly
+(`tests/test_odm_chunks.py::test_the_c_walk_is_built` fails there).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 EXTENSION, SOURCE = "etl.extract._odm_lean", "etl/extract/_odm_lean.c"
 
 
-class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+class CustomBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         import lxml
         from setuptools import Distribution, Extension
@@ -26,8 +28,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         build = Path(self.root) / "build"
         extension = Extension(EXTENSION, [SOURCE], include_dirs=lxml.get_include(), extra_compile_args=["-O2"])
         command = build_ext(Distribution({"ext_modules": [extension], "script_name": "hatch_build.py"}))
-        # An editable install imports it from the checkout. A wheel takes it from build/ (a file in the
-        # checkout may be mapped by a running reader: it is never written over but by an editable install).
+        # Only an editable install writes over the checkout's copy, which a running reader may have mapped.
         command.inplace = version == "editable"
         command.build_temp, command.build_lib = str(build / "temp"), str(build / "lib")
         command.ensure_finalized()
