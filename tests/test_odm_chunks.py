@@ -243,11 +243,15 @@ def test_the_public_corpus_stages_as_in_one_pass(tmp_path, monkeypatch, name):
 
 # ---- the lean walk in C (etl/extract/_odm_lean.c): the same columns as the Python walk, or it hands back ----
 
-def test_the_c_walk_is_built():
+def test_the_c_walk_is_built(monkeypatch, caplog):
     # hatch_build.py compiles it with the package; without it ODM staging is correct, but slow.
     from etl.extract import _odm_lean
 
-    assert odm_subjects._odm_lean is _odm_lean
+    assert odm_subjects._odm_lean is _odm_lean is odm_subjects._c_walk()
+    # Compiled against another lxml (whose structures it reads), it is not used, and the log says so.
+    monkeypatch.setattr(odm_subjects.etree, "__version__", "0.0.1")
+    assert odm_subjects._c_walk() is None
+    assert "not the lxml 0.0.1" in caplog.text
 
 
 def _lean_subject(key: str, body: str, site: str = '<SiteRef LocationOID="FR01"/>') -> str:

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include <libxml/tree.h>
+#include <libxml/xmlversion.h>
+#include "lxml-version.h"
 #include "lxml.etree.h"
 
 static const xmlChar EMPTY[] = "";
@@ -362,4 +364,13 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odm_lean", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__odm_lean(void) { return PyModule_Create(&module); }
+/* The lxml and libxml2 whose structures it was compiled against: `odm_subjects` uses it with those only. */
+PyMODINIT_FUNC PyInit__odm_lean(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && (PyModule_AddStringConstant(m, "LXML_VERSION", LXML_VERSION_STRING) < 0
+                      || PyModule_AddStringConstant(m, "LIBXML_VERSION", LIBXML_DOTTED_VERSION) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import marshal
 import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from lxml import etree
@@ -59,10 +61,26 @@ from etl.extract.odm_xml import (
     row_columns,
 )
 
-try:  # compiled with the package (hatch_build.py); without it, every subject is read in Python
-    from etl.extract import _odm_lean
-except ImportError:  # pragma: no cover - an install that could not compile it
-    _odm_lean = None  # type: ignore[assignment]
+
+def _c_walk() -> ModuleType | None:
+    """The C walk (compiled with the package by hatch_build.py), if it was compiled against the lxml and
+    libxml2 imported here (it reads their structures); else None: every subject is read in Python."""
+    try:
+        from etl.extract import _odm_lean
+    except ImportError:  # an install that could not compile it
+        return None
+    imported, compiled = (etree.__version__, ".".join(map(str, etree.LIBXML_VERSION))), (
+        _odm_lean.LXML_VERSION, _odm_lean.LIBXML_VERSION)
+    if imported != compiled:
+        logging.getLogger(__name__).warning(
+            "ODM's C walk was compiled against lxml %s (libxml2 %s), not the lxml %s (libxml2 %s) imported: "
+            "ODM subjects are read in Python, more slowly, until the package is installed again",
+            *compiled, *imported)
+        return None
+    return _odm_lean
+
+
+_odm_lean = _c_walk()
 
 
 class NotPlain(Exception):
