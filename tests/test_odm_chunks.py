@@ -349,8 +349,36 @@ def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
 
 
 def test_the_c_walk_takes_only_an_lxml_element():
+    from lxml import etree
+
+    read = odm_subjects._odm_lean.read
     with pytest.raises(TypeError, match="lxml"):
-        odm_subjects._odm_lean.read(object(), None, None, None, 0, 1, 0)
+        read(object(), None, None, None, 0, 1, 0)
+    with pytest.raises(ValueError, match="without its node"):
+        read(etree._Element.__new__(etree._Element), None, None, None, 0, 1, 0)
+    with pytest.raises(ValueError, match="batch_rows"):
+        read(etree.fromstring("<ClinicalData/>"), None, None, None, 0, 0, 0)
+
+    class Custom(etree.ElementBase):  # an element class of one's own is an element too
+        pass
+
+    assert read(Custom(), None, None, None, 0, 1, 0) == (-1, 0, 0, b"", [(b"", [])] * 9, (b"", []), [], (b"", []),
+                                                         (b"", []), b"")
+
+
+def test_the_c_walk_hands_back_a_document_with_a_dtd(tmp_path):
+    # A DTD may give an attribute a default value, which lxml's get() reads (plan_parts never makes such a
+    # part: a file with a DOCTYPE is read in one pass).
+    path = _export(tmp_path, 0, middle=_lean_subject("D", _group('<ItemData ItemOID="A"/>')), subject_attributes="")
+    part = odm_chunks.plan_parts(path)[1]  # type: ignore[index]
+    dtd = b'<!DOCTYPE ODM [<!ATTLIST ItemData Value CDATA "DEFAULT">]>\n'
+    head = part.head.replace(b"?>\n", b"?>\n" + dtd, 1)
+    with_dtd = SubDocument(head, part.start, part.end, part.tail, part.first_line + 1)
+    columns = list(odm_subjects.read_subject_columns(path, with_dtd))
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(odm_subjects, "_odm_lean", None)
+        assert columns == list(odm_subjects.read_subject_columns(path, with_dtd))
+    assert columns[0].value == (b"DEFAULT", [])
 
 
 def test_a_part_over_65535_lines_is_walked_the_same_in_c(tmp_path):

@@ -23,6 +23,7 @@
 #include "lxml.etree.h"
 
 static const xmlChar EMPTY[] = "";
+static PyTypeObject *element_type; /* lxml.etree._Element */
 
 /* ---- growing byte buffers, and Text columns (odm_xml.Text: values joined by NUL, nulls' positions) ---- */
 
@@ -237,6 +238,7 @@ static int subject(Walk *w, xmlNode *node, const xmlChar *study, const xmlChar *
                 if (left) return LEFT;
                 for (int k = 0; k < KEYS; k++)
                     if (text_add(&w->keys[k], keys[k]) < 0) return FAILED;
+                if (w->frames >= INT32_MAX) return LEFT; /* frame indexes are int32 */
                 int done = items(w, group, (int32_t)w->frames++);
                 if (done != READ) return done;
             }
@@ -326,17 +328,27 @@ static PyObject *lean_read(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOlnn", &clinical, &namespace, &study_object, &version_object, &shift, &batch_rows,
                           &start))
         return NULL;
-    if (strcmp(Py_TYPE(clinical)->tp_name, "lxml.etree._Element") != 0) {
+    if (!PyObject_TypeCheck(clinical, element_type)) { /* a custom element class is one too */
         PyErr_SetString(PyExc_TypeError, "clinical: an lxml.etree._Element expected");
         return NULL;
     }
+    xmlNode *node = ((struct LxmlElement *)clinical)->_c_node;
+    if (node == NULL || batch_rows < 1) {
+        PyErr_SetString(PyExc_ValueError, node == NULL ? "clinical: an element proxy without its node"
+                                                       : "batch_rows: 1 or more expected");
+        return NULL;
+    }
+    /* A DTD may give attributes default values, which lxml's get() reads and this walk does not; a line
+     * shift beyond any file's would overflow. */
+    if ((node->doc != NULL && (node->doc->intSubset != NULL || node->doc->extSubset != NULL))
+        || shift < -(1L << 40) || shift > (1L << 40))
+        return Py_NewRef(Py_None);
     Walk w;
     memset(&w, 0, sizeof w);
     w.shift = shift;
     w.namespace = utf8_or_null(namespace);
     const xmlChar *study = utf8_or_null(study_object), *version = utf8_or_null(version_object);
     if (PyErr_Occurred()) return NULL;
-    xmlNode *node = ((struct LxmlElement *)clinical)->_c_node;
     int left = 0, done = READ;
     Py_ssize_t at = 0;
     xmlNode *child = next_element(node->children, &left);
@@ -364,8 +376,20 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odm_lean", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-/* The lxml and libxml2 whose structures it was compiled against: `odm_subjects` uses it with those only. */
+/* lxml.etree._Element, which `clinical` must be (or a subclass), and the lxml and libxml2 whose
+ * structures this was compiled against: `odm_subjects` uses it with those only. */
 PyMODINIT_FUNC PyInit__odm_lean(void) {
+    PyObject *etree = PyImport_ImportModule("lxml.etree");
+    if (etree == NULL) return NULL;
+    PyObject *type = PyObject_GetAttrString(etree, "_Element");
+    Py_DECREF(etree);
+    if (type == NULL) return NULL;
+    if (!PyType_Check(type)) {
+        Py_DECREF(type);
+        PyErr_SetString(PyExc_ImportError, "lxml.etree._Element is not a type");
+        return NULL;
+    }
+    element_type = (PyTypeObject *)type; /* kept for the module's life */
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddStringConstant(m, "LXML_VERSION", LXML_VERSION_STRING) < 0
                       || PyModule_AddStringConstant(m, "LIBXML_VERSION", LIBXML_DOTTED_VERSION) < 0)) {
