@@ -16,7 +16,7 @@ PATIENTS ?= 300
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet uv==0.13.9
 
-$(VENV)/.installed: pyproject.toml uv.lock hatch_build.py etl/extract/_odm_lean.c | $(UV)
+$(VENV)/.installed: pyproject.toml uv.lock hatch_build.py etl/extract/_odm_walk.c | $(UV)
 	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
 	touch $@
 

@@ -1,4 +1,4 @@
-"""Builds the package's one C extension, `etl.extract._odm_lean` (ODM's hot loop in C).
+"""Builds the package's one C extension, `etl.extract._odm_walk` (ODM's hot loop in C).
 
 Hatchling runs this for every wheel: for an editable one (`uv sync`, `make install`) the extension
 is compiled in place, beside its source, where the checkout imports it from; for a wheel to install
@@ -16,7 +16,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-EXTENSION, SOURCE = "etl.extract._odm_lean", "etl/extract/_odm_lean.c"
+EXTENSION, SOURCE = "etl.extract._odm_walk", "etl/extract/_odm_walk.c"
 
 
 class CustomBuildHook(BuildHookInterface):

@@ -241,13 +241,13 @@ def test_the_public_corpus_stages_as_in_one_pass(tmp_path, monkeypatch, name):
     _both_ways(reference_corpus.REFERENCE / name, tmp_path, monkeypatch)
 
 
-# ---- the lean walk in C (etl/extract/_odm_lean.c): the same columns as the Python walk, or it hands back ----
+# ---- the lean walk in C (etl/extract/_odm_walk.c): the same columns as the Python walk, or it hands back ----
 
 def test_the_c_walk_is_built(monkeypatch, caplog):
     # hatch_build.py compiles it with the package; without it ODM staging is correct, but slow.
-    from etl.extract import _odm_lean
+    from etl.extract import _odm_walk
 
-    assert odm_subjects._odm_lean is _odm_lean is odm_subjects._c_walk()
+    assert odm_subjects._odm_walk is _odm_walk is odm_subjects._c_walk()
     # Compiled against another lxml (whose structures it reads), it is not used, and the log says so.
     monkeypatch.setattr(odm_subjects.etree, "__version__", "0.0.1")
     assert odm_subjects._c_walk() is None
@@ -313,13 +313,39 @@ def _walked(path: Path, parts: list[SubDocument], batch_rows: int) -> list[objec
     return walked
 
 
-@pytest.mark.parametrize("name", LEAN)
-def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name):
-    subject, read_in_c = LEAN[name]
-    path = _export(tmp_path, 6, middle=subject, subject_attributes="")
+# Subjects of transactional exports (TransactionType, IsNull, sequence numbers): the Python walk's
+# `_container` path, whose frames are made as rows point to them.
+TRANSACTIONAL = {
+    "a subject, an event, a form and a group removed, with a removed group's own values": (
+        '  <SubjectData SubjectKey="R1" TransactionType="Remove"/>\n'
+        '  <SubjectData SubjectKey="R2"><StudyEventData StudyEventOID="SE.1" TransactionType="Remove"/>'
+        '<StudyEventData StudyEventOID="SE.2"><FormData FormOID="F.1" FormRepeatKey="2" TransactionType="Remove"/>'
+        '<FormData FormOID="F.2">' + _group("", 'ItemGroupOID="G" ItemGroupRepeatKey="3" TransactionType="Remove" '
+                                            'ItemOID="I" Value="v" IsNull="Yes"') +
+        _group(ITEMS) + "</FormData></StudyEventData></SubjectData>\n", True),
+    "items null, updated, inheriting a form's TransactionType": (_lean_subject("N", "").replace(
+        '<FormData FormOID="F.1">', '<FormData FormOID="F.1" TransactionType="Upsert">' + _group(
+            '<ItemData ItemOID="A" Value="1" IsNull="Yes"/><ItemData ItemOID="B" IsNull="No" Value="2"/>'
+            '<ItemData ItemOID="C" Value="3" TransactionType="Update"/>'
+            f'<ItemData ItemOID="D" IsNull="Yes">{AUDIT}</ItemData>')), True),
+    "sequence numbers: ItemGroupDataSeq, Dataset-XML's, a repeat key before both": (_lean_subject("Q", "".join((
+        _group(ITEMS, 'ItemGroupOID="G" ItemGroupDataSeq="4"'),
+        _group(ITEMS, 'ItemGroupOID="G" xmlns:d="http://www.cdisc.org/ns/Dataset-XML/v1.0" d:ItemGroupDataSeq="5"'),
+        _group(ITEMS, 'ItemGroupOID="G" ItemGroupRepeatKey="6" ItemGroupDataSeq="7"'),
+        _group("", 'ItemGroupOID="EMPTY"')))), True),
+    "a removed form with an AuditRecord": (_lean_subject("A", "").replace(
+        '<FormData FormOID="F.1">', f'<FormData FormOID="F.1" TransactionType="Remove">{AUDIT}'), False),
+}
+
+
+@pytest.mark.parametrize(("name", "transactional"), [
+    *((name, False) for name in LEAN), *((name, True) for name in [*LEAN, *TRANSACTIONAL])])
+def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name, transactional):
+    subject, read_in_c = {**LEAN, **TRANSACTIONAL}[name]
+    path = _export(tmp_path, 6, middle=subject, subject_attributes=' TransactionType="Insert"' if transactional else "")
     parts = odm_chunks.plan_parts(path)
     assert parts is not None
-    lean, answers = odm_subjects._odm_lean, []
+    lean, answers = odm_subjects._odm_walk, []
 
     def read(*args: object) -> object:
         answers.append(lean.read(*args))
@@ -327,10 +353,10 @@ def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name
 
     for batch_rows in (1, 5, 50_000):
         with monkeypatch.context() as patched:
-            patched.setattr(odm_subjects, "_odm_lean", SimpleNamespace(read=read))
+            patched.setattr(odm_subjects, "_odm_walk", SimpleNamespace(read=read))
             in_c = _walked(path, parts[1:], batch_rows)
         with monkeypatch.context() as patched:
-            patched.setattr(odm_subjects, "_odm_lean", None)
+            patched.setattr(odm_subjects, "_odm_walk", None)
             in_python = _walked(path, parts[1:], batch_rows)
         assert in_c == in_python
         assert (None not in answers) is read_in_c
@@ -343,7 +369,7 @@ def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
     part = odm_chunks.plan_parts(path)[1]  # type: ignore[index]
     columns = list(odm_subjects.read_subject_columns(path, part))
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_lean", None)
+        patched.setattr(odm_subjects, "_odm_walk", None)
         assert columns == list(odm_subjects.read_subject_columns(path, part))
     assert columns[0].rows == 18 and columns[0].keys[0] == (b"SACHA\0SACHA\0SACHA", [])
 
@@ -351,19 +377,20 @@ def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
 def test_the_c_walk_takes_only_an_lxml_element():
     from lxml import etree
 
-    read = odm_subjects._odm_lean.read
+    def read(clinical: object, batch_rows: int = 1) -> object:
+        return odm_subjects._odm_walk.read(clinical, None, None, None, 0, batch_rows, 0, True)
+
     with pytest.raises(TypeError, match="lxml"):
-        read(object(), None, None, None, 0, 1, 0)
+        read(object())
     with pytest.raises(ValueError, match="without its node"):
-        read(etree._Element.__new__(etree._Element), None, None, None, 0, 1, 0)
+        read(etree._Element.__new__(etree._Element))
     with pytest.raises(ValueError, match="batch_rows"):
-        read(etree.fromstring("<ClinicalData/>"), None, None, None, 0, 0, 0)
+        read(etree.fromstring("<ClinicalData/>"), 0)
 
     class Custom(etree.ElementBase):  # an element class of one's own is an element too
         pass
 
-    assert read(Custom(), None, None, None, 0, 1, 0) == (-1, 0, 0, b"", [(b"", [])] * 9, (b"", []), [], (b"", []),
-                                                         (b"", []), b"")
+    assert read(Custom()) == (-1, 0, 0, b"", [(b"", [])] * 9, (b"", []), [], (b"", []), (b"", []), b"", None, b"")
 
 
 def test_the_c_walk_hands_back_a_document_with_a_dtd(tmp_path):
@@ -376,7 +403,7 @@ def test_the_c_walk_hands_back_a_document_with_a_dtd(tmp_path):
     with_dtd = SubDocument(head, part.start, part.end, part.tail, part.first_line + 1)
     columns = list(odm_subjects.read_subject_columns(path, with_dtd))
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_lean", None)
+        patched.setattr(odm_subjects, "_odm_walk", None)
         assert columns == list(odm_subjects.read_subject_columns(path, with_dtd))
     assert columns[0].value == (b"DEFAULT", [])
 
@@ -389,7 +416,7 @@ def test_a_part_over_65535_lines_is_walked_the_same_in_c(tmp_path):
     whole = SubDocument(parts[1].head, parts[1].start, parts[-1].end, parts[-1].tail, parts[1].first_line)
     columns = list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_lean", None)
+        patched.setattr(odm_subjects, "_odm_walk", None)
         assert columns == list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
     assert sum(c.rows for c in columns) == 36_000
 
@@ -402,7 +429,8 @@ ELEMENTS = [b'<ItemData ItemOID="Z" Value="9"/>', b'<ItemData ItemOID="Y"/>', b'
             b"<ReasonForChange>r<![CDATA[s]]></ReasonForChange></AuditRecord></ItemData>",
             b'<q:ItemData xmlns:q="urn:q" ItemOID="n"/>', b'<ItemData xmlns="urn:other" ItemOID="o"/>']
 ATTRIBUTES = [b' Value="v"', b' ItemOID="o"', b' xmlns:q="urn:q" q:Value="w"', b' SubjectKey="k"',
-              b' Value="&lt;&#233;"', b' ItemGroupRepeatKey="&amp;"', b' LocationOID="L"', b' IsNull="Yes"']
+              b' Value="&lt;&#233;"', b' ItemGroupRepeatKey="&amp;"', b' LocationOID="L"', b' IsNull="Yes"',
+              b' TransactionType="Remove"', b' TransactionType="Update"', b' ItemGroupDataSeq="9"']
 
 
 def _mutated(data: bytes, rng: random.Random) -> bytes:
@@ -426,18 +454,20 @@ def _mutated(data: bytes, rng: random.Random) -> bytes:
 def test_the_c_walk_and_the_python_walk_agree_on_mutated_exports(tmp_path, monkeypatch):
     # 80,000 such files agreed when the C walk was written (and ran clean under ASan and UBSan).
     rng = random.Random(11)
-    base = _export(tmp_path, 2, middle="".join(s for s, read_in_c in LEAN.values() if read_in_c),
-                   subject_attributes="").read_bytes()
+    lean = "".join(s for s, read_in_c in LEAN.values() if read_in_c)
+    transactional = lean + "".join(s for s, read_in_c in TRANSACTIONAL.values() if read_in_c)
+    bases = [_export(tmp_path, 2, middle=lean, subject_attributes="").read_bytes(),
+             _export(tmp_path, 2, middle=transactional, subject_attributes=' TransactionType="Insert"').read_bytes()]
     path, read_in_c = tmp_path / "mutated.xml", 0
-    for _ in range(300):
-        path.write_bytes(_mutated(base, rng))
+    for n in range(400):
+        path.write_bytes(_mutated(bases[n % 2], rng))
         parts = odm_chunks.plan_parts(path)
         if parts is None:  # no longer plain (a SubjectData's line start cut away)
             continue
         for batch_rows in (1, 50_000):
             in_c = _walked(path, parts[1:], batch_rows)
             with monkeypatch.context() as patched:
-                patched.setattr(odm_subjects, "_odm_lean", None)
+                patched.setattr(odm_subjects, "_odm_walk", None)
                 assert in_c == _walked(path, parts[1:], batch_rows), path.read_text(errors="replace")
         read_in_c += any(isinstance(walked, list) and walked for walked in in_c)
     assert read_in_c > 50  # many of them stay lean and well-formed

@@ -115,7 +115,7 @@ def test_the_wheel_carries_every_file_the_code_reads(installed):
     assert "etl/quality/templates/report.html.j2" in names
     assert "etl/transform/vocab/iccc3_iarc2017.csv" in names
     # And ODM's C walk, compiled for this Python (hatch_build.py).
-    assert [n for n in names if n.startswith("etl/extract/_odm_lean.") and n.endswith(".so")]
+    assert [n for n in names if n.startswith("etl/extract/_odm_walk.") and n.endswith(".so")]
 
 
 def test_etl_and_its_data_come_from_the_installed_wheel(installed):

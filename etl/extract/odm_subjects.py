@@ -9,12 +9,11 @@ export, what EDC systems write every night, needs none of that: here libxml2 par
 a document under 65,535 lines (beyond, libxml2 guesses from the next text): `odm_chunks` cuts the
 file into parts that are shorter.
 
-A lean part (no TransactionType, IsNull or ItemGroupDataSeq in it) is walked in C
-(`_odm_lean.c`, compiled with the package by hatch_build.py), which writes the columns of these
-rows without a Python step per ItemData, and hands back to this walk, from the subject where it
-stopped, anything it does not read exactly as this walk does (an AuditRecord above an ItemData, an
-element out of place): this walk is the reference, and reads everything where the C walk could not
-be compiled.
+The subjects are walked in C (`_odm_walk.c`, compiled with the package by hatch_build.py), which
+writes the columns of these rows without a Python step per ItemData, and hands back to this walk,
+from the subject where its batch started, anything it does not read exactly as this walk does (an
+AuditRecord above an ItemData, an element out of place, a DTD): this walk is the reference, and
+reads everything where the C walk could not be compiled.
 
 Only lxml is imported: run as `python -m etl.extract.odm_subjects PATH OUT WHERE`, it is the second
 process of `odm_chunks`, which starts in a twentieth of a second.
@@ -66,21 +65,21 @@ def _c_walk() -> ModuleType | None:
     """The C walk (compiled with the package by hatch_build.py), if it was compiled against the lxml and
     libxml2 imported here (it reads their structures); else None: every subject is read in Python."""
     try:
-        from etl.extract import _odm_lean
+        from etl.extract import _odm_walk
     except ImportError:  # an install that could not compile it
         return None
     imported, compiled = (etree.__version__, ".".join(map(str, etree.LIBXML_VERSION))), (
-        _odm_lean.LXML_VERSION, _odm_lean.LIBXML_VERSION)
+        _odm_walk.LXML_VERSION, _odm_walk.LIBXML_VERSION)
     if imported != compiled:
         logging.getLogger(__name__).warning(
             "ODM's C walk was compiled against lxml %s (libxml2 %s), not the lxml %s (libxml2 %s) imported: "
             "ODM subjects are read in Python, more slowly, until the package is installed again",
             *compiled, *imported)
         return None
-    return _odm_lean
+    return _odm_walk
 
 
-_odm_lean = _c_walk()
+_odm_walk = _c_walk()
 
 
 class NotPlain(Exception):
@@ -116,14 +115,15 @@ def read_subject_columns(path: Path, document: SubDocument, *, batch_rows: int =
     subjects = _Subjects(root[0], prefix, shift, rare_attributes=any(name in data for name in _RARE_ATTRIBUTES))
     del data
     start = 0
-    if _odm_lean is not None and not subjects.rare_attributes:
+    if _odm_walk is not None:
         clinical, namespace = root[0], prefix[1:-1] or None
         study, version = subjects.clinical_frame[KEYS][:2]
         while start >= 0:
-            read = _odm_lean.read(clinical, namespace, study, version, shift, batch_rows, start)
+            read = _odm_walk.read(clinical, namespace, study, version, shift, batch_rows, start,
+                                  not subjects.rare_attributes)
             if read is None:
                 break  # those subjects are read in Python, below
-            start, columns = read[0], _lean_columns(*read[1:])
+            start, columns = read[0], _c_columns(*read[1:])
             if columns.rows:
                 subjects.rows += columns.rows
                 yield columns
@@ -143,13 +143,13 @@ def read_subject_columns(path: Path, document: SubDocument, *, batch_rows: int =
         yield subjects.batch()
 
 
-def _lean_columns(rows: int, frames: int, frame_index: bytes, keys: list[Text], sites: Text, audits: list[Text],
-                  item_oid: Text, value: Text, line: bytes) -> RowColumns:
-    """`_odm_lean.read`'s columns as `_Subjects.batch` gives them: a lean part holds no IsNull, item data
-    type or TransactionType, and one ClinicalData."""
+def _c_columns(rows: int, frames: int, frame_index: bytes, keys: list[Text], sites: Text, audits: list[Text],
+               item_oid: Text, value: Text, is_null: bytes, transaction_type: Text | None, line: bytes) -> RowColumns:
+    """`_odm_walk.read`'s columns as `_Subjects.batch` gives them: a part holds no item data type and one
+    ClinicalData; a lean part no TransactionType (None)."""
     no_value: Text = (b"\0" * (rows - 1), list(range(rows))) if rows else (b"", [])
-    return RowColumns(rows, frames, frame_index, keys, sites, audits, item_oid, value, bytes(rows), no_value, no_value,
-                      line, bytes(4 * rows))
+    return RowColumns(rows, frames, frame_index, keys, sites, audits, item_oid, value, is_null, no_value,
+                      no_value if transaction_type is None else transaction_type, line, bytes(4 * rows))
 
 
 class _Subjects:

@@ -1,14 +1,15 @@
-/* The lean subjects of a plain ODM export, read in C: `odm_subjects`' hot loop without a Python step per ItemData.
+/* The subjects of a plain ODM export, read in C: `odm_subjects`' hot loop without a Python step per ItemData.
  *
- * `read(clinical, namespace, study, version, shift, batch_rows, start)` walks the SubjectData of a parsed
- * ClinicalData (an lxml element), from its child number `start`, down the libxml2 tree lxml built, and
- * returns the columns of `odm_subjects._Subjects._lean_subject`'s rows for the subjects read
- * (`odm_xml.RowColumns` but for the columns a lean part holds no value of), cut after the subject that
- * brings the rows to `batch_rows`: (next start or -1 at the end, rows, frames, frame index, the 9 keys,
- * sites, audits, item OIDs, values, lines). It returns None for anything it does not read exactly as
- * the Python walk does (an element out of place, an AuditRecord above an ItemData, an attribute that is
- * not one text node, a line libxml2 may not know): the caller then reads those subjects in Python, whose
- * rows, refusals and errors are the reference.
+ * `read(clinical, namespace, study, version, shift, batch_rows, start, eager_groups)` walks the SubjectData
+ * of a parsed ClinicalData (an lxml element), from its child number `start`, down the libxml2 tree lxml
+ * built, and returns the columns of the rows `odm_subjects._Subjects` reads from those subjects
+ * (`_container`; `_lean_subject` with eager_groups, which gives every group a frame at once), cut after
+ * the subject that brings the rows to `batch_rows`: (next start or -1 at the end, rows, frames, frame
+ * index, the 9 keys, sites, audits, item OIDs, values, is-null bytes, TransactionTypes or None when no
+ * row has one, lines). It returns None for anything it does not read exactly as the Python walk does (an
+ * element out of place, an AuditRecord above an ItemData, an attribute that is not one text node, a DTD,
+ * a line libxml2 may not know): the caller then reads those subjects in Python, whose rows, refusals and
+ * errors are the reference.
  *
  * It only reads the tree, which the caller's `clinical` keeps alive; every value is copied into the
  * columns before it returns. lxml's public header gives the element's node (`struct LxmlElement`).
@@ -94,9 +95,11 @@ typedef struct {
 
 typedef struct {
     const xmlChar *namespace; /* NULL: no namespace */
-    Text keys[KEYS], sites, item_oid, value;
-    Buf frame_index, line, audits;
+    int eager_groups;         /* every group a frame, as the lean walk (`_lean_subject`) gives them */
+    Text keys[KEYS], sites, item_oid, value, tt;
+    Buf frame_index, line, audits, is_null;
     Py_ssize_t rows, frames;
+    int any_tt;
     long shift;
 } Walk;
 
@@ -180,40 +183,143 @@ static int item_audit(Walk *w, xmlNode *item) {
     return READ;
 }
 
-static int items(Walk *w, xmlNode *group, int32_t frame) {
+/* A container being read: its keys (those of the levels below it NULL), its TransactionType (its own, else
+ * its parent's), and its index in the batch's frame table once a row points to it (-1 before), as
+ * `_Subjects._container` keeps its frame. */
+typedef struct {
+    const xmlChar *keys[KEYS];
+    const xmlChar *tt;
+    Py_ssize_t index;
+} Frame;
+
+static int frame_index(Walk *w, Frame *f) {
+    if (f->index < 0) {
+        if (w->frames >= INT32_MAX) return LEFT; /* frame indexes are int32 */
+        for (int k = 0; k < KEYS; k++)
+            if (text_add(&w->keys[k], f->keys[k]) < 0) return FAILED;
+        f->index = w->frames++;
+    }
+    return READ;
+}
+
+/* The attributes a row reads (no namespace), in one pass over them: *left for a value of several nodes. */
+typedef struct {
+    const xmlChar *oid, *value, *is_null, *tt;
+} RowAttributes;
+
+static void row_attributes(const xmlNode *node, RowAttributes *found, int *left) {
+    memset(found, 0, sizeof *found);
+    for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
+        if (a->ns != NULL) continue;
+        const char *name = (const char *)a->name;
+        const xmlChar **to = strcmp(name, "ItemOID") == 0           ? &found->oid
+                             : strcmp(name, "Value") == 0           ? &found->value
+                             : strcmp(name, "IsNull") == 0          ? &found->is_null
+                             : strcmp(name, "TransactionType") == 0 ? &found->tt
+                                                                    : NULL;
+        if (to == NULL) continue;
+        const xmlNode *text = a->children;
+        if (text != NULL && (text->type != XML_TEXT_NODE || text->next != NULL)) {
+            *left = 1;
+            return;
+        }
+        *to = text != NULL && text->content != NULL ? text->content : EMPTY;
+    }
+}
+
+static int add_row(Walk *w, const xmlChar *oid, const xmlChar *value, char is_null, const xmlChar *tt,
+                   const xmlNode *node, Py_ssize_t frame) {
+    if (node->line == 0 || node->line >= 65535) return LEFT; /* libxml2 may not know the line */
+    int64_t line = (int64_t)w->shift + (int64_t)node->line;
+    int32_t index = (int32_t)frame;
+    if (text_add(&w->item_oid, oid) < 0 || text_add(&w->value, value) < 0 || buf_add(&w->is_null, &is_null, 1) < 0
+        || text_add(&w->tt, tt) < 0 || buf_add(&w->line, &line, sizeof line) < 0
+        || buf_add(&w->frame_index, &index, sizeof index) < 0)
+        return FAILED;
+    w->any_tt |= tt != NULL;
+    w->rows++;
+    return READ;
+}
+
+static int is_yes(const xmlChar *value) { return value != NULL && strcmp((const char *)value, "Yes") == 0; }
+
+static const char DATASET_XML[] = "http://www.cdisc.org/ns/Dataset-XML/v1.0";
+
+/* The Dataset-XML ItemGroupDataSeq attribute (odm_xml.DATASET_XML_SEQ). */
+static const xmlChar *dataset_xml_seq(const xmlNode *node, int *left) {
+    for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
+        if (a->ns == NULL || a->ns->href == NULL || strcmp((const char *)a->ns->href, DATASET_XML) != 0
+            || strcmp((const char *)a->name, "ItemGroupDataSeq") != 0)
+            continue;
+        const xmlNode *text = a->children;
+        if (text == NULL) return EMPTY;
+        if (text->type != XML_TEXT_NODE || text->next != NULL) {
+            *left = 1;
+            return NULL;
+        }
+        return text->content ? text->content : EMPTY;
+    }
+    return NULL;
+}
+
+/* A container's frame (level 0 a subject ... 3 a group) below `parent`, and its own row when a transactional
+ * export removes it. */
+static int open_container(Walk *w, const xmlNode *node, const Frame *parent, Frame *f, int level) {
     int left = 0;
+    memcpy(f->keys, parent->keys, sizeof f->keys);
+    if (level == 0) {
+        f->keys[2] = attribute(node, "SubjectKey", &left);
+    } else if (level == 1) {
+        f->keys[3] = attribute(node, "StudyEventOID", &left);
+        f->keys[4] = attribute(node, "StudyEventRepeatKey", &left);
+    } else if (level == 2) {
+        f->keys[5] = attribute(node, "FormOID", &left);
+        f->keys[6] = attribute(node, "FormRepeatKey", &left);
+    } else {
+        f->keys[7] = attribute(node, "ItemGroupOID", &left);
+        const xmlChar *repeat = attribute(node, "ItemGroupRepeatKey", &left);
+        if (repeat == NULL) repeat = attribute(node, "ItemGroupDataSeq", &left);
+        if (repeat == NULL) repeat = dataset_xml_seq(node, &left);
+        f->keys[8] = repeat;
+    }
+    RowAttributes own;
+    row_attributes(node, &own, &left);
+    if (left) return LEFT;
+    f->tt = own.tt != NULL ? own.tt : parent->tt;
+    f->index = -1;
+    if (own.tt == NULL || strcmp((const char *)own.tt, "Remove") != 0) return READ;
+    int done = frame_index(w, f);
+    return done != READ ? done : add_row(w, own.oid, own.value, (char)is_yes(own.is_null), own.tt, node, f->index);
+}
+
+static int items(Walk *w, xmlNode *group, Frame *g) {
+    int left = 0;
+    /* The Python walk gives a group a frame once it has children (the lean walk: every group, at once). */
+    if (w->eager_groups || has_elements(group, &left)) {
+        int done = frame_index(w, g);
+        if (done != READ) return done;
+    }
     CHILDREN(item, group) {
-        if (!IS(item, "ItemData")) return LEFT;
+        if (!IS(item, "ItemData")) return LEFT; /* an AuditRecord of the group, or not plain */
         if (item->children != NULL && has_elements(item, &left)) {
             int done = item_audit(w, item);
             if (done != READ) return done;
         }
-        if (left || item->line == 0 || item->line >= 65535) return LEFT;
-        const xmlChar *oid = NULL, *value = NULL;
-        for (const xmlAttr *a = item->properties; a != NULL; a = a->next) {
-            if (a->ns != NULL) continue;
-            const xmlChar **to = strcmp((const char *)a->name, "ItemOID") == 0 ? &oid
-                               : strcmp((const char *)a->name, "Value") == 0 ? &value : NULL;
-            if (to == NULL) continue;
-            const xmlNode *text = a->children;
-            if (text != NULL && (text->type != XML_TEXT_NODE || text->next != NULL)) return LEFT;
-            *to = text != NULL && text->content != NULL ? text->content : EMPTY;
-        }
-        int64_t line = (int64_t)w->shift + (int64_t)item->line;
-        if (text_add(&w->item_oid, oid) < 0 || text_add(&w->value, value) < 0
-            || buf_add(&w->line, &line, sizeof line) < 0 || buf_add(&w->frame_index, &frame, sizeof frame) < 0)
-            return FAILED;
-        w->rows++;
+        RowAttributes found;
+        row_attributes(item, &found, &left);
+        if (left) return LEFT;
+        char is_null = (char)is_yes(found.is_null);
+        int done = add_row(w, found.oid, is_null ? NULL : found.value, is_null, found.tt != NULL ? found.tt : g->tt,
+                           item, g->index);
+        if (done != READ) return done;
     }
     return left ? LEFT : READ;
 }
 
-static int subject(Walk *w, xmlNode *node, const xmlChar *study, const xmlChar *version) {
+static int subject(Walk *w, xmlNode *node, const Frame *clinical) {
     int left = 0;
     if (!IS(node, "SubjectData")) return LEFT;
-    const xmlChar *keys[KEYS] = {study, version, attribute(node, "SubjectKey", &left)};
     const xmlChar *site = NULL;
-    Py_ssize_t first_frame = w->frames;
     CHILDREN(child, node) { /* the last SiteRef is the subject's site, wherever it stands */
         if (IS(child, "SiteRef")) {
             if (has_elements(child, &left)) return LEFT;
@@ -223,27 +329,26 @@ static int subject(Walk *w, xmlNode *node, const xmlChar *study, const xmlChar *
         }
     }
     if (left) return LEFT;
+    Py_ssize_t first_frame = w->frames;
+    Frame levels[4];
+    int done = open_container(w, node, clinical, &levels[0], 0);
     CHILDREN(event, node) {
+        if (done != READ) return done;
         if (!IS(event, "StudyEventData")) continue;
-        keys[3] = attribute(event, "StudyEventOID", &left);
-        keys[4] = attribute(event, "StudyEventRepeatKey", &left);
+        done = open_container(w, event, &levels[0], &levels[1], 1);
         CHILDREN(form, event) {
+            if (done != READ) return done;
             if (!IS(form, "FormData")) return LEFT;
-            keys[5] = attribute(form, "FormOID", &left);
-            keys[6] = attribute(form, "FormRepeatKey", &left);
+            done = open_container(w, form, &levels[1], &levels[2], 2);
             CHILDREN(group, form) {
-                if (!IS(group, "ItemGroupData")) return LEFT;
-                keys[7] = attribute(group, "ItemGroupOID", &left);
-                keys[8] = attribute(group, "ItemGroupRepeatKey", &left);
-                if (left) return LEFT;
-                for (int k = 0; k < KEYS; k++)
-                    if (text_add(&w->keys[k], keys[k]) < 0) return FAILED;
-                if (w->frames >= INT32_MAX) return LEFT; /* frame indexes are int32 */
-                int done = items(w, group, (int32_t)w->frames++);
                 if (done != READ) return done;
+                if (!IS(group, "ItemGroupData")) return LEFT;
+                done = open_container(w, group, &levels[2], &levels[3], 3);
+                if (done == READ) done = items(w, group, &levels[3]);
             }
         }
     }
+    if (done != READ) return done;
     if (left) return LEFT;
     for (Py_ssize_t f = first_frame; f < w->frames; f++)
         if (text_add(&w->sites, site) < 0) return FAILED;
@@ -284,18 +389,19 @@ static PyObject *audit_columns(const Walk *w) {
 }
 
 static void walk_free(Walk *w) {
-    Text *texts[] = {&w->sites, &w->item_oid, &w->value};
+    Text *texts[] = {&w->sites, &w->item_oid, &w->value, &w->tt};
     for (int k = 0; k < KEYS; k++) {
         PyMem_Free(w->keys[k].joined.data);
         PyMem_Free(w->keys[k].nulls.data);
     }
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < 4; t++) {
         PyMem_Free(texts[t]->joined.data);
         PyMem_Free(texts[t]->nulls.data);
     }
     PyMem_Free(w->frame_index.data);
     PyMem_Free(w->line.data);
     PyMem_Free(w->audits.data);
+    PyMem_Free(w->is_null.data);
 }
 
 static PyObject *bytes_of(const Buf *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", b->len); }
@@ -311,22 +417,25 @@ static PyObject *walk_result(const Walk *w, Py_ssize_t next) {
         }
         PyList_SET_ITEM(keys, k, column);
     }
-    return Py_BuildValue("(nnnNNNNNNN)", next, w->rows, w->frames, bytes_of(&w->frame_index), keys,
+    /* No TransactionType on any row (a lean part): None, for the caller's column of nulls. */
+    PyObject *tt = w->any_tt ? text_object(&w->tt) : Py_NewRef(Py_None);
+    return Py_BuildValue("(nnnNNNNNNNNN)", next, w->rows, w->frames, bytes_of(&w->frame_index), keys,
                          text_object(&w->sites), audit_columns(w), text_object(&w->item_oid), text_object(&w->value),
-                         bytes_of(&w->line));
+                         bytes_of(&w->is_null), tt, bytes_of(&w->line));
 }
 
 static const xmlChar *utf8_or_null(PyObject *object) {
     return object == Py_None ? NULL : (const xmlChar *)PyUnicode_AsUTF8(object);
 }
 
-static PyObject *lean_read(PyObject *module, PyObject *args) {
+static PyObject *walk_read(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *clinical, *namespace, *study_object, *version_object;
     long shift;
     Py_ssize_t batch_rows, start;
-    if (!PyArg_ParseTuple(args, "OOOOlnn", &clinical, &namespace, &study_object, &version_object, &shift, &batch_rows,
-                          &start))
+    int eager_groups;
+    if (!PyArg_ParseTuple(args, "OOOOlnnp", &clinical, &namespace, &study_object, &version_object, &shift, &batch_rows,
+                          &start, &eager_groups))
         return NULL;
     if (!PyObject_TypeCheck(clinical, element_type)) { /* a custom element class is one too */
         PyErr_SetString(PyExc_TypeError, "clinical: an lxml.etree._Element expected");
@@ -346,15 +455,16 @@ static PyObject *lean_read(PyObject *module, PyObject *args) {
     Walk w;
     memset(&w, 0, sizeof w);
     w.shift = shift;
+    w.eager_groups = eager_groups;
     w.namespace = utf8_or_null(namespace);
-    const xmlChar *study = utf8_or_null(study_object), *version = utf8_or_null(version_object);
+    Frame clinical_frame = {{utf8_or_null(study_object), utf8_or_null(version_object)}, NULL, -1};
     if (PyErr_Occurred()) return NULL;
     int left = 0, done = READ;
     Py_ssize_t at = 0;
     xmlNode *child = next_element(node->children, &left);
     for (; child != NULL && at < start; at++) child = next_element(child->next, &left);
     for (; child != NULL && done == READ && w.rows < batch_rows; at++) {
-        done = subject(&w, child, study, version);
+        done = subject(&w, child, &clinical_frame);
         child = next_element(child->next, &left);
     }
     PyObject *result = NULL;
@@ -368,17 +478,17 @@ static PyObject *lean_read(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"read", lean_read, METH_VARARGS,
-     "read(clinical, namespace, study, version, shift, batch_rows, start): the columns of the lean subjects "
-     "from child `start` on, cut after the subject that brings them to batch_rows rows; None for the Python "
-     "walk to read them."},
+    {"read", walk_read, METH_VARARGS,
+     "read(clinical, namespace, study, version, shift, batch_rows, start, eager_groups): the columns of the "
+     "subjects from child `start` on, cut after the subject that brings them to batch_rows rows; None for the "
+     "Python walk to read them."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odm_lean", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odm_walk", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 /* lxml.etree._Element, which `clinical` must be (or a subclass), and the lxml and libxml2 whose
  * structures this was compiled against: `odm_subjects` uses it with those only. */
-PyMODINIT_FUNC PyInit__odm_lean(void) {
+PyMODINIT_FUNC PyInit__odm_walk(void) {
     PyObject *etree = PyImport_ImportModule("lxml.etree");
     if (etree == NULL) return NULL;
     PyObject *type = PyObject_GetAttrString(etree, "_Element");
