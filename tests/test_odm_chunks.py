@@ -234,6 +234,23 @@ def test_only_plain_exports_are_planned(tmp_path, small_parts, prolog):
         assert odm_chunks.plan_parts(path) is None  # two ClinicalData
 
 
+@pytest.mark.parametrize(("encoding", "planned"), [("UTF-8", True), ("utf8", True), ("ISO-8859-1", True),
+                                                   ("windows-1252", True), ("UTF-7", False), ("UTF-16", False)])
+def test_only_an_export_whose_markup_is_ascii_is_planned(tmp_path, monkeypatch, encoding, planned):
+    # In UTF-7 "+AFQ-ransactionType" is TransactionType: the looks at bytes (a transactional part, a DOCTYPE,
+    # an entity) would not see it.
+    path = _export(tmp_path, 0, middle=_lean_subject("U", _group(
+        '<ItemData ItemOID="A" Value="1" +AEk-sNull="Yes"/>', 'ItemGroupOID="G" +AFQ-ransactionType="Remove"')))
+    text = path.read_text().replace('encoding="UTF-8"', f'encoding="{encoding}"')
+    path.write_bytes(text.encode("utf-16" if encoding == "UTF-16" else "ascii"))
+    assert (odm_chunks.plan_parts(path) is not None) is planned
+    if encoding == "UTF-7":
+        _both_ways(path, tmp_path, monkeypatch)
+        rows = pq.read_table(tmp_path / "fast.parquet", columns=["transaction_type", "is_null"]).to_pylist()
+        assert rows == [{"transaction_type": "Remove", "is_null": False}, {"transaction_type": "Remove",
+                                                                           "is_null": True}]
+
+
 @pytest.mark.parametrize("name", CORPUS)
 def test_the_public_corpus_stages_as_in_one_pass(tmp_path, monkeypatch, name):
     # Most of it is handed back (REDCap's classic projects have no StudyEventData, ODM 2.0 puts

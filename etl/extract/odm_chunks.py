@@ -1,8 +1,10 @@
 """The fast path of ODM staging: a plain export read subject by subject, in parts, on two cores.
 
 A plain export is what EDC systems write every night: one ClinicalData, no DOCTYPE, no
-ReferenceData items, each SubjectData starting a line. Such a file is cut before SubjectData lines
-into parts of some PART_LINES lines (under MAX_PART_LINES: `odm_subjects` takes its lines from
+ReferenceData items, each SubjectData starting a line, in an encoding that writes the markup as
+ASCII does (UTF-8, ISO-8859-*; not UTF-7, whose "+AFQ-ransactionType" the looks at bytes would
+miss). Such a file is cut before SubjectData lines into parts of some PART_LINES lines (under
+MAX_PART_LINES: `odm_subjects` takes its lines from
 libxml2, which counts an element's line only to 65,535), and each part is parsed as a document of
 its own (the file's declaration and start tags, the part, the closing tags; `odm_xml.SubDocument`)
 by `odm_subjects`. From MIN_BYTES, the later half of the parts is read by a second process, whose
@@ -52,6 +54,9 @@ _ATTRIBUTES = rb"""(?:\s+[^\s=>/]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*>"""
 _ROOT = re.compile(rb"<ODM" + _ATTRIBUTES)
 _CLINICAL_DATA = re.compile(rb"<ClinicalData" + _ATTRIBUTES)
 _DECLARATION = re.compile(rb"<\?xml[^>]*\?>")
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
+# Encodings that write XML's markup as ASCII does, so that the looks for names and tags above hold.
+_ASCII_MARKUP = re.compile(rb"(?i)utf-?8|(?:us-)?ascii|iso-?8859-\d+|latin-?1|(?:windows|cp)-?125\d")
 
 
 def plan_parts(path: Path) -> list[SubDocument] | None:
@@ -73,6 +78,9 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
     first = _SUBJECT_LINE.search(data, clinical)
     if root is None or start_tag is None or first is None:
         return None
+    encoding = _ENCODING.search(declaration.group()) if declaration else None
+    if encoding and not _ASCII_MARKUP.fullmatch(encoding.group(1)):
+        return None  # markup in other bytes than ASCII's (UTF-7: "+AFQ-ransactionType"): no byte look holds
     head = (declaration.group() + b"\n" if declaration else b"") + root.group() + b"\n" + start_tag.group() + b"\n"
     start = first.start() + 1
     line = 1 + _line_breaks(data, 0, start)
