@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import marshal
 import sys
 from collections.abc import Iterator
@@ -71,6 +70,8 @@ def _c_walk() -> ModuleType | None:
     imported, compiled = (etree.__version__, ".".join(map(str, etree.LIBXML_VERSION))), (
         _odm_walk.LXML_VERSION, _odm_walk.LIBXML_VERSION)
     if imported != compiled:
+        import logging  # here only: the second process starts sooner without it
+
         logging.getLogger(__name__).warning(
             "ODM's C walk was compiled against lxml %s (libxml2 %s), not the lxml %s (libxml2 %s) imported: "
             "ODM subjects are read in Python, more slowly, until the package is installed again",
