@@ -108,7 +108,8 @@ enum { READ = 0, LEFT = 1, FAILED = -1 }; /* LEFT: not read here, the Python wal
 static int is(const xmlNode *node, const Walk *w, const char *name) {
     if (node->type != XML_ELEMENT_NODE || strcmp((const char *)node->name, name) != 0) return 0;
     if (w->namespace == NULL) return node->ns == NULL;
-    return node->ns != NULL && node->ns->href != NULL && strcmp((const char *)node->ns->href, (const char *)w->namespace) == 0;
+    return node->ns != NULL && node->ns->href != NULL
+           && strcmp((const char *)node->ns->href, (const char *)w->namespace) == 0;
 }
 #define IS(node, name) is(node, w, name)
 
@@ -124,8 +125,9 @@ static xmlNode *next_element(xmlNode *node, int *left) {
     }
     return NULL;
 }
-#define CHILDREN(child, parent) \
-    for (xmlNode *child = next_element((parent)->children, &left); child != NULL; child = next_element(child->next, &left))
+#define CHILDREN(child, parent)                                                            \
+    for (xmlNode *child = next_element((parent)->children, &left); child != NULL; \
+         child = next_element(child->next, &left))
 
 static int has_elements(xmlNode *node, int *left) { return next_element(node->children, left) != NULL; }
 
