@@ -131,20 +131,30 @@ static xmlNode *next_element(xmlNode *node, int *left) {
 
 static int has_elements(xmlNode *node, int *left) { return next_element(node->children, left) != NULL; }
 
-/* The attribute `name` without a namespace, as lxml's get() gives it: NULL when absent; *left set when
- * its value is not one text node. */
-static const xmlChar *attribute(const xmlNode *node, const char *name, int *left) {
+/* An attribute's value, as lxml's get() gives it; *left set when it is not one text node. */
+static const xmlChar *value_of(const xmlAttr *a, int *left) {
+    const xmlNode *text = a->children;
+    if (text == NULL) return EMPTY;
+    if (text->type != XML_TEXT_NODE || text->next != NULL) {
+        *left = 1;
+        return NULL;
+    }
+    return text->content ? text->content : EMPTY;
+}
+
+/* The attribute `name` in the namespace `href` (NULL: none): NULL when absent. */
+static const xmlChar *attribute_in(const xmlNode *node, const char *href, const char *name, int *left) {
     for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
-        if (a->ns != NULL || strcmp((const char *)a->name, name) != 0) continue;
-        const xmlNode *text = a->children;
-        if (text == NULL) return EMPTY;
-        if (text->type != XML_TEXT_NODE || text->next != NULL) {
-            *left = 1;
-            return NULL;
-        }
-        return text->content ? text->content : EMPTY;
+        int in_namespace = href == NULL ? a->ns == NULL
+                                        : a->ns != NULL && a->ns->href != NULL
+                                              && strcmp((const char *)a->ns->href, href) == 0;
+        if (in_namespace && strcmp((const char *)a->name, name) == 0) return value_of(a, left);
     }
     return NULL;
+}
+
+static const xmlChar *attribute(const xmlNode *node, const char *name, int *left) {
+    return attribute_in(node, NULL, name, left);
 }
 
 /* An element's text, as lxml's .text gives it for one text node (several: *left). */
@@ -219,13 +229,7 @@ static void row_attributes(const xmlNode *node, RowAttributes *found, int *left)
                              : strcmp(name, "IsNull") == 0          ? &found->is_null
                              : strcmp(name, "TransactionType") == 0 ? &found->tt
                                                                     : NULL;
-        if (to == NULL) continue;
-        const xmlNode *text = a->children;
-        if (text != NULL && (text->type != XML_TEXT_NODE || text->next != NULL)) {
-            *left = 1;
-            return;
-        }
-        *to = text != NULL && text->content != NULL ? text->content : EMPTY;
+        if (to != NULL) *to = value_of(a, left);
     }
 }
 
@@ -245,24 +249,7 @@ static int add_row(Walk *w, const xmlChar *oid, const xmlChar *value, char is_nu
 
 static int is_yes(const xmlChar *value) { return value != NULL && strcmp((const char *)value, "Yes") == 0; }
 
-static const char DATASET_XML[] = "http://www.cdisc.org/ns/Dataset-XML/v1.0";
-
-/* The Dataset-XML ItemGroupDataSeq attribute (odm_xml.DATASET_XML_SEQ). */
-static const xmlChar *dataset_xml_seq(const xmlNode *node, int *left) {
-    for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
-        if (a->ns == NULL || a->ns->href == NULL || strcmp((const char *)a->ns->href, DATASET_XML) != 0
-            || strcmp((const char *)a->name, "ItemGroupDataSeq") != 0)
-            continue;
-        const xmlNode *text = a->children;
-        if (text == NULL) return EMPTY;
-        if (text->type != XML_TEXT_NODE || text->next != NULL) {
-            *left = 1;
-            return NULL;
-        }
-        return text->content ? text->content : EMPTY;
-    }
-    return NULL;
-}
+static const char DATASET_XML[] = "http://www.cdisc.org/ns/Dataset-XML/v1.0"; /* odm_xml.DATASET_XML_SEQ's */
 
 /* A container's frame (level 0 a subject ... 3 a group) below `parent`, and its own row when a transactional
  * export removes it. */
@@ -281,7 +268,7 @@ static int open_container(Walk *w, const xmlNode *node, const Frame *parent, Fra
         f->keys[7] = attribute(node, "ItemGroupOID", &left);
         const xmlChar *repeat = attribute(node, "ItemGroupRepeatKey", &left);
         if (repeat == NULL) repeat = attribute(node, "ItemGroupDataSeq", &left);
-        if (repeat == NULL) repeat = dataset_xml_seq(node, &left);
+        if (repeat == NULL) repeat = attribute_in(node, DATASET_XML, "ItemGroupDataSeq", &left);
         f->keys[8] = repeat;
     }
     RowAttributes own;
