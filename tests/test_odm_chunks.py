@@ -258,7 +258,7 @@ def test_the_public_corpus_stages_as_in_one_pass(tmp_path, monkeypatch, name):
     _both_ways(reference_corpus.REFERENCE / name, tmp_path, monkeypatch)
 
 
-# ---- the lean walk in C (etl/extract/_odm_walk.c): the same columns as the Python walk, or it hands back ----
+# ---- the walk in C (etl/extract/_odm_walk.c): the same columns as the Python walk, or it hands back ----
 
 def test_the_c_walk_is_built(monkeypatch, caplog):
     # hatch_build.py compiles it with the package; without it ODM staging is correct, but slow.
