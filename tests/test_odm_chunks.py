@@ -330,6 +330,15 @@ def _walked(path: Path, parts: list[SubDocument], batch_rows: int) -> list[objec
     return walked
 
 
+def _walked_in_c(path: Path, parts: list[SubDocument], batch_rows: int) -> list[object]:
+    """`_walked` with the C walk as it is set, after checking the Python walk alone walks the same."""
+    in_c = _walked(path, parts, batch_rows)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(odm_subjects, "_odm_walk", None)
+        assert in_c == _walked(path, parts, batch_rows), path.read_text(errors="replace")
+    return in_c
+
+
 # Subjects of transactional exports (TransactionType, IsNull, sequence numbers): the Python walk's
 # `_container` path, whose frames are made as rows point to them.
 TRANSACTIONAL = {
@@ -371,11 +380,7 @@ def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name
     for batch_rows in (1, 5, 50_000):
         with monkeypatch.context() as patched:
             patched.setattr(odm_subjects, "_odm_walk", SimpleNamespace(read=read))
-            in_c = _walked(path, parts[1:], batch_rows)
-        with monkeypatch.context() as patched:
-            patched.setattr(odm_subjects, "_odm_walk", None)
-            in_python = _walked(path, parts[1:], batch_rows)
-        assert in_c == in_python
+            _walked_in_c(path, parts[1:], batch_rows)
         assert (None not in answers) is read_in_c
     _both_ways(path, tmp_path, monkeypatch)  # and the file stages as the one-pass reader stages it
 
@@ -384,10 +389,7 @@ def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
     path = _export(tmp_path, 3, subject_attributes="")
     path.write_text(path.read_text().replace(f' xmlns="{NS}"', ""))
     part = odm_chunks.plan_parts(path)[1]  # type: ignore[index]
-    columns = list(odm_subjects.read_subject_columns(path, part))
-    with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_walk", None)
-        assert columns == list(odm_subjects.read_subject_columns(path, part))
+    [columns] = _walked_in_c(path, [part], 50_000)
     assert columns[0].rows == 18 and columns[0].keys[0] == (b"SACHA\0SACHA\0SACHA", [])
 
 
@@ -418,10 +420,7 @@ def test_the_c_walk_hands_back_a_document_with_a_dtd(tmp_path):
     dtd = b'<!DOCTYPE ODM [<!ATTLIST ItemData Value CDATA "DEFAULT">]>\n'
     head = part.head.replace(b"?>\n", b"?>\n" + dtd, 1)
     with_dtd = SubDocument(head, part.start, part.end, part.tail, part.first_line + 1)
-    columns = list(odm_subjects.read_subject_columns(path, with_dtd))
-    with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_walk", None)
-        assert columns == list(odm_subjects.read_subject_columns(path, with_dtd))
+    [columns] = _walked_in_c(path, [with_dtd], 50_000)
     assert columns[0].value == (b"DEFAULT", [])
 
 
@@ -431,10 +430,7 @@ def test_a_part_over_65535_lines_is_walked_the_same_in_c(tmp_path):
     parts = odm_chunks.plan_parts(path)
     assert parts is not None
     whole = SubDocument(parts[1].head, parts[1].start, parts[-1].end, parts[-1].tail, parts[1].first_line)
-    columns = list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
-    with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(odm_subjects, "_odm_walk", None)
-        assert columns == list(odm_subjects.read_subject_columns(path, whole, batch_rows=10**6))
+    [columns] = _walked_in_c(path, [whole], 10**6)
     assert sum(c.rows for c in columns) == 36_000
 
 
@@ -450,13 +446,16 @@ ATTRIBUTES = [b' Value="v"', b' ItemOID="o"', b' xmlns:q="urn:q" q:Value="w"', b
               b' TransactionType="Remove"', b' TransactionType="Update"', b' ItemGroupDataSeq="9"']
 
 
+_NAME_END = re.compile(rb"[\s>/]")
+
+
 def _mutated(data: bytes, rng: random.Random) -> bytes:
     """`data` with one to four elements or attributes added, elements or bytes removed, among its subjects."""
     first = data.index(b"<SubjectData")
     for _ in range(rng.randint(1, 4)):
         end = data.rindex(b"</ClinicalData>")
         at, kind = data.index(b"<", rng.randrange(first, end)), rng.random()
-        name_end, closed = re.compile(rb"[\s>/]").search(data, at + 1).start(), data.find(b"/>", at)
+        name_end, closed = _NAME_END.search(data, at + 1).start(), data.find(b"/>", at)
         if kind < 0.45:
             data = data[:at] + rng.choice(ELEMENTS) + data[at:]
         elif kind < 0.75 and data[at + 1:at + 2] not in (b"/", b"!", b"?"):
@@ -468,7 +467,7 @@ def _mutated(data: bytes, rng: random.Random) -> bytes:
     return data
 
 
-def test_the_c_walk_and_the_python_walk_agree_on_mutated_exports(tmp_path, monkeypatch):
+def test_the_c_walk_and_the_python_walk_agree_on_mutated_exports(tmp_path):
     # 80,000 such files agreed when the C walk was written (and ran clean under ASan and UBSan).
     rng = random.Random(11)
     lean = "".join(s for s, read_in_c in LEAN.values() if read_in_c)
@@ -482,9 +481,6 @@ def test_the_c_walk_and_the_python_walk_agree_on_mutated_exports(tmp_path, monke
         if parts is None:  # no longer plain (a SubjectData's line start cut away)
             continue
         for batch_rows in (1, 50_000):
-            in_c = _walked(path, parts[1:], batch_rows)
-            with monkeypatch.context() as patched:
-                patched.setattr(odm_subjects, "_odm_walk", None)
-                assert in_c == _walked(path, parts[1:], batch_rows), path.read_text(errors="replace")
+            in_c = _walked_in_c(path, parts[1:], batch_rows)
         read_in_c += any(isinstance(walked, list) and walked for walked in in_c)
     assert read_in_c > 50  # many of them stay lean and well-formed
