@@ -105,11 +105,15 @@ typedef struct {
 
 enum { READ = 0, LEFT = 1, FAILED = -1 }; /* LEFT: not read here, the Python walk reads it */
 
+/* Whether `ns` is the namespace `href` (NULL: none). */
+static int in_namespace(const xmlNs *ns, const char *href) {
+    if (href == NULL) return ns == NULL;
+    return ns != NULL && ns->href != NULL && strcmp((const char *)ns->href, href) == 0;
+}
+
 static int is(const xmlNode *node, const Walk *w, const char *name) {
-    if (node->type != XML_ELEMENT_NODE || strcmp((const char *)node->name, name) != 0) return 0;
-    if (w->namespace == NULL) return node->ns == NULL;
-    return node->ns != NULL && node->ns->href != NULL
-           && strcmp((const char *)node->ns->href, (const char *)w->namespace) == 0;
+    return node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, name) == 0
+           && in_namespace(node->ns, (const char *)w->namespace);
 }
 #define IS(node, name) is(node, w, name)
 
@@ -144,12 +148,8 @@ static const xmlChar *value_of(const xmlAttr *a, int *left) {
 
 /* The attribute `name` in the namespace `href` (NULL: none): NULL when absent. */
 static const xmlChar *attribute_in(const xmlNode *node, const char *href, const char *name, int *left) {
-    for (const xmlAttr *a = node->properties; a != NULL; a = a->next) {
-        int in_namespace = href == NULL ? a->ns == NULL
-                                        : a->ns != NULL && a->ns->href != NULL
-                                              && strcmp((const char *)a->ns->href, href) == 0;
-        if (in_namespace && strcmp((const char *)a->name, name) == 0) return value_of(a, left);
-    }
+    for (const xmlAttr *a = node->properties; a != NULL; a = a->next)
+        if (in_namespace(a->ns, href) && strcmp((const char *)a->name, name) == 0) return value_of(a, left);
     return NULL;
 }
 
