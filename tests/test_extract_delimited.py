@@ -127,11 +127,19 @@ def test_undecodable_byte_names_file_line_and_encoding(tmp_path: Path) -> None:
     (["17.05.2019", "01.12.2020"], "%d.%m.%Y"),
     (["05/2019", "12/2020"], "%m/%Y"),
     (["abc", "12", "C69.2"], None),
+    # A value counts as often as it occurs (the sniffing looks at each distinct one once).
+    (["2019-05-17"] * 3 + ["01/02/2020", "25/12/2020"], "%Y-%m-%d"),
+    (["12/25/2020"] * 2 + ["25/12/2020"], "%m/%d/%Y"),
 ])
 def test_date_format_detection(tmp_path: Path, dates: list[str], expected: str | None) -> None:
     rows = "".join(f"{i};{date}\n" for i, date in enumerate(dates))
     path = _write(tmp_path, "dates.csv", f"id;event_date\n{rows}".encode())
     assert sniff_dialect(path).date_format == expected
+
+
+def test_the_decimal_separator_of_most_cells_wins_repeats_counted(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sizes.csv", b"id;size\n1;1,5\n2;1,5\n3;1,5\n4;2.5\n5;3.5\n")
+    assert sniff_dialect(path).decimal == ","
 
 
 def test_comma_delimiter_keeps_dot_decimal(tmp_path: Path) -> None:
