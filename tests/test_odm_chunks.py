@@ -7,12 +7,15 @@ import random
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 import reference_corpus
+from lxml import etree
 
 from etl.extract import odm_chunks, odm_subjects
 from etl.extract.odm import OdmFormatError, stage_odm
@@ -49,12 +52,16 @@ def _export(tmp_path: Path, subjects: int, *, middle: str = "", subject_attribut
     return path
 
 
-@pytest.fixture
-def small_parts(monkeypatch):
-    """Small files are cut in small parts, their later half read by the second process."""
-    monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0)
+def _read_by(monkeypatch, reader: str) -> None:
+    """Small files cut in small parts, read on two threads, or their later half by a second process."""
+    monkeypatch.setattr(odm_chunks, "PROCESS_MIN_BYTES", 0 if reader == "processes" else 1 << 60)
     monkeypatch.setattr(odm_chunks, "LEAD_BYTES", 0)
     monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
+
+
+@pytest.fixture(params=["threads", "processes"])
+def small_parts(monkeypatch, request):
+    _read_by(monkeypatch, request.param)
 
 
 def _both_ways(path: Path, tmp_path: Path, monkeypatch) -> tuple[object, object]:
@@ -70,11 +77,11 @@ def _kept(caplog) -> bool:
     return not [r for r in caplog.records if "one pass" in r.getMessage()]
 
 
-@pytest.mark.parametrize("two_processes", [True, False])
-def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, caplog, two_processes):
-    monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0 if two_processes else 1 << 60)
-    monkeypatch.setattr(odm_chunks, "LEAD_BYTES", 0)
-    monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
+@pytest.mark.parametrize("reader", ["threads", "processes", "one process"])
+def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, caplog, reader):
+    _read_by(monkeypatch, "processes" if reader == "one process" else reader)
+    if reader == "one process":  # a machine of one core
+        monkeypatch.setattr(odm_chunks.os, "cpu_count", lambda: 1)
     path = _export(tmp_path, 400)
     parts = odm_chunks.plan_parts(path)
     assert parts is not None and len(parts) > 5  # the prolog, then parts of about 300 lines
@@ -89,10 +96,47 @@ def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, capl
     assert not list(tmp_path.glob(".*")), "no temporary left behind"
 
 
+def test_on_threads_the_parts_are_read_beside_the_writing_and_no_thread_is_left(tmp_path, monkeypatch):
+    _read_by(monkeypatch, "threads")
+    readers: set[str] = set()
+    read = odm_chunks.read_subject_columns
+
+    def noted(*args: object, **kwargs: object) -> object:
+        readers.add(threading.current_thread().name)
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(odm_chunks, "read_subject_columns", noted)
+    path = _export(tmp_path, 400)
+    assert stage_odm(path, tmp_path / "fast.parquet", lineage=LINEAGE).rows == 400 * 6
+    assert readers and all(name.startswith("odm-part") for name in readers), readers
+    assert not [t for t in threading.enumerate() if t.name.startswith("odm-part")]
+
+
+def test_a_part_refused_on_a_thread_stops_the_reading(tmp_path, monkeypatch):
+    _read_by(monkeypatch, "threads")
+    monkeypatch.setattr(odm_chunks, "READ_AHEAD", 1)
+    parts: list[int] = []
+    read = odm_chunks.read_subject_columns
+
+    def refused(path: Path, part: SubDocument, **kwargs: object) -> object:
+        parts.append(part.start)
+        if len(parts) == 2:
+            raise odm_subjects.NotPlain("refused here")
+        return read(path, part, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(odm_chunks, "read_subject_columns", refused)
+    path = _export(tmp_path, 400)
+    planned = odm_chunks.plan_parts(path)
+    assert planned is not None and len(planned) > 8
+    assert stage_odm(path, tmp_path / "fast.parquet", lineage=LINEAGE).rows == 400 * 6  # by the one-pass reader
+    assert len(parts) <= 3, "parts were read after the refusal was taken"  # the refused part, one ahead
+    assert not [t for t in threading.enumerate() if t.name.startswith("odm-part")]
+
+
 def test_line_numbers_past_65535_are_the_files(tmp_path, monkeypatch, caplog):
     # libxml2 counts an element's line only to 65,535: parts are kept shorter, however long they were
     # meant to be, and their lines shifted.
-    monkeypatch.setattr(odm_chunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(odm_chunks, "PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(odm_chunks, "PART_LINES", 10**6)
     path = _export(tmp_path, 12_000, subject_attributes="")  # 144,000 lines
     parts = odm_chunks.plan_parts(path)
@@ -193,7 +237,9 @@ def test_a_file_that_is_not_plain_is_staged_in_one_pass(tmp_path, monkeypatch, s
     assert "GONE" not in keys and len(keys) == 200
 
 
-def test_a_cut_answer_of_the_second_process_sends_the_file_to_one_pass(tmp_path, monkeypatch, small_parts, caplog):
+def test_a_cut_answer_of_the_second_process_sends_the_file_to_one_pass(tmp_path, monkeypatch, caplog):
+    _read_by(monkeypatch, "processes")
+
     def cut_answer(path: Path, parts: object, out: Path, batch_rows: int) -> subprocess.Popen[str]:
         write = f"open({str(out)!r}, 'wb').write(bytes([200] + [0] * 7) + b'cut')"  # 3 bytes of 200 announced
         return subprocess.Popen([sys.executable, "-c", write], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -210,7 +256,7 @@ def test_a_broken_part_gets_the_one_pass_readers_error(tmp_path, monkeypatch, sm
     path = _export(tmp_path, 200, middle='  <SubjectData SubjectKey="BAD">\n    <ItemData ItemOID="X" Value="1">\n')
     with pytest.raises(OdmFormatError) as fast:
         stage_odm(path, tmp_path / "fast.parquet", lineage=LINEAGE)
-    monkeypatch.setattr(odm_chunks, "MIN_BYTES", 1 << 60)
+    monkeypatch.setattr(odm_chunks, "plan_parts", lambda path: None)  # the one-pass reader, the reference
     with pytest.raises(OdmFormatError) as slow:
         stage_odm(path, tmp_path / "slow.parquet", lineage=LINEAGE)
     assert str(fast.value) == str(slow.value) and "line" in str(fast.value)
@@ -432,6 +478,41 @@ def test_a_part_over_65535_lines_is_walked_the_same_in_c(tmp_path):
     whole = SubDocument(parts[1].head, parts[1].start, parts[-1].end, parts[-1].tail, parts[1].first_line)
     [columns] = _walked_in_c(path, [whole], 10**6)
     assert sum(c.rows for c in columns) == 36_000
+
+
+def test_the_c_walk_lets_other_threads_run():
+    # It reads the tree without the GIL (odm_chunks reads parts on two threads): another thread runs
+    # Python while it walks. Holding the GIL, it would let none run in the first half of the walk (but
+    # for a moment at its start: this thread may be made to hand the GIL over before the call).
+    items = "".join(f'<ItemData ItemOID="I{k}" Value="{k}"/>' for k in range(300))
+    subjects = "".join(f'<SubjectData SubjectKey="S{n}"><StudyEventData StudyEventOID="E"><FormData FormOID="F">'
+                       f'<ItemGroupData ItemGroupOID="G">{items}</ItemGroupData></FormData></StudyEventData>'
+                       f"</SubjectData>\n" for n in range(1_000))
+    root = etree.fromstring(f'<ODM xmlns="{NS}"><ClinicalData StudyOID="S" MetaDataVersionOID="V">\n{subjects}'
+                            "</ClinicalData></ODM>".encode())
+    beats: list[float] = []
+    beating = threading.Event()
+
+    def beat() -> None:
+        while beating.is_set():
+            beats.append(time.perf_counter())
+
+    beating.set()
+    other = threading.Thread(target=beat)
+    other.start()
+    walks = []
+    try:
+        for _ in range(3):
+            started = time.perf_counter()
+            walked = odm_subjects._odm_walk.read(root[0], NS, "S", "V", 0, 10**7, 0, True)
+            walks.append((started, time.perf_counter()))
+            assert walked is not None and walked[1] == 300_000
+    finally:
+        beating.clear()
+        other.join()
+    beats_inside = [sum(start + 0.006 < t < (start + end) / 2 for t in beats) for start, end in walks]
+    assert all(end - start > 0.015 for start, end in walks), walks
+    assert sum(map(bool, beats_inside)) >= 2, beats_inside  # a busy machine may starve a thread a while
 
 
 # What the mutations below put where an element or an attribute may start: the C walk's corners.

@@ -13,6 +13,8 @@
  *
  * It only reads the tree, which the caller's `clinical` keeps alive; every value is copied into the
  * columns before it returns. lxml's public header gives the element's node (`struct LxmlElement`).
+ * The walk itself runs without the GIL (its buffers come from the raw allocator), so that another
+ * thread parses the next part meanwhile (`odm_chunks`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,11 +40,8 @@ static int buf_add(Buf *b, const void *src, Py_ssize_t n) {
     if (b->len + n > b->cap) {
         Py_ssize_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;
-        char *data = PyMem_Realloc(b->data, cap);
-        if (data == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
+        char *data = PyMem_RawRealloc(b->data, cap);
+        if (data == NULL) return -1;
         b->data = data;
         b->cap = cap;
     }
@@ -364,9 +363,9 @@ static PyObject *audit_columns(const Walk *w) {
             }
             failed = text_add(&column, value) < 0;
         }
-        if (!failed) object = text_object(&column);
-        PyMem_Free(column.joined.data);
-        PyMem_Free(column.nulls.data);
+        object = failed ? PyErr_NoMemory() : text_object(&column);
+        PyMem_RawFree(column.joined.data);
+        PyMem_RawFree(column.nulls.data);
         if (object == NULL || PyList_Append(columns, object) < 0) {
             Py_XDECREF(object);
             Py_DECREF(columns);
@@ -380,17 +379,17 @@ static PyObject *audit_columns(const Walk *w) {
 static void walk_free(Walk *w) {
     Text *texts[] = {&w->sites, &w->item_oid, &w->value, &w->tt};
     for (int k = 0; k < KEYS; k++) {
-        PyMem_Free(w->keys[k].joined.data);
-        PyMem_Free(w->keys[k].nulls.data);
+        PyMem_RawFree(w->keys[k].joined.data);
+        PyMem_RawFree(w->keys[k].nulls.data);
     }
     for (int t = 0; t < 4; t++) {
-        PyMem_Free(texts[t]->joined.data);
-        PyMem_Free(texts[t]->nulls.data);
+        PyMem_RawFree(texts[t]->joined.data);
+        PyMem_RawFree(texts[t]->nulls.data);
     }
-    PyMem_Free(w->frame_index.data);
-    PyMem_Free(w->line.data);
-    PyMem_Free(w->audits.data);
-    PyMem_Free(w->is_null.data);
+    PyMem_RawFree(w->frame_index.data);
+    PyMem_RawFree(w->line.data);
+    PyMem_RawFree(w->audits.data);
+    PyMem_RawFree(w->is_null.data);
 }
 
 static PyObject *bytes_of(const Buf *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", b->len); }
@@ -452,14 +451,19 @@ static PyObject *walk_read(PyObject *module, PyObject *args) {
     Py_ssize_t at = 0;
     xmlNode *child = next_element(node->children, &left);
     for (; child != NULL && at < start; at++) child = next_element(child->next, &left);
+    /* Without the GIL: nothing here touches a Python object. */
+    Py_BEGIN_ALLOW_THREADS
     for (; child != NULL && done == READ && w.rows < batch_rows; at++) {
         done = subject(&w, child, &clinical_frame);
         child = next_element(child->next, &left);
     }
+    Py_END_ALLOW_THREADS
     PyObject *result = NULL;
-    if (done == READ && !left) {
+    if (done == FAILED) {
+        PyErr_NoMemory(); /* the walk's only failure: a buffer not grown */
+    } else if (done == READ && !left) {
         result = walk_result(&w, child == NULL ? -1 : at);
-    } else if (done != FAILED) {
+    } else {
         result = Py_NewRef(Py_None);
     }
     walk_free(&w);
