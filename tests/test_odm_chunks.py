@@ -112,6 +112,19 @@ def test_on_threads_the_parts_are_read_beside_the_writing_and_no_thread_is_left(
     assert not [t for t in threading.enumerate() if t.name.startswith("odm-part")]
 
 
+def test_without_the_c_walk_a_second_process_reads_instead_of_threads(tmp_path, monkeypatch, caplog):
+    # Python's walk holds the GIL: threads would read the parts one after the other.
+    _read_by(monkeypatch, "threads")
+    monkeypatch.setattr(odm_subjects, "_odm_walk", None)
+    started: list[object] = []
+    second = odm_chunks._second_process
+    monkeypatch.setattr(odm_chunks, "_second_process", lambda *args: started.append(args) or second(*args))
+    path = _export(tmp_path, 400)
+    with caplog.at_level("DEBUG", logger=odm_chunks.__name__):
+        fast, slow = _both_ways(path, tmp_path, monkeypatch)
+    assert _kept(caplog) and fast == slow and started
+
+
 def test_a_part_refused_on_a_thread_stops_the_reading(tmp_path, monkeypatch):
     _read_by(monkeypatch, "threads")
     monkeypatch.setattr(odm_chunks, "READ_AHEAD", 1)

@@ -4,16 +4,17 @@ A plain export is what EDC systems write every night: one ClinicalData, no DOCTY
 ReferenceData items, each SubjectData starting a line, in an encoding that writes the markup as
 ASCII does (UTF-8, ISO-8859-*; not UTF-7, whose "+AFQ-ransactionType" the looks at bytes would
 miss). Such a file is cut before SubjectData lines into parts of some PART_LINES lines (under
-MAX_PART_LINES: `odm_subjects` takes its lines from
-libxml2, which counts an element's line only to 65,535), and each part is parsed as a document of
-its own (the file's declaration and start tags, the part, the closing tags; `odm_xml.SubDocument`)
-by `odm_subjects`. Below PROCESS_MIN_BYTES the parts are read on two threads, a few ahead of the one
-this thread writes (lxml's parse and the C walk run without the GIL). From it, the later half of the
-parts is read by a second process, whose rows (packed columns, `odm_xml.RowColumns`) are written after
-the first half's: there a process of its own reads faster than a thread, which shares the GIL, and
-below it the process's start (its imports) costs more than it gains. (The prolog before the first
-subject is a part of its own, read by the one-pass reader, so its content is checked as in the whole
-file.)
+MAX_PART_LINES: `odm_subjects` takes its lines from libxml2, which counts an element's line only to
+65,535), and each part is parsed as a document of its own (the file's declaration and start tags,
+the part, the closing tags; `odm_xml.SubDocument`) by `odm_subjects`.
+
+Below PROCESS_MIN_BYTES the parts are read on two threads, a few ahead of the one this thread writes
+(lxml's parse and the C walk run without the GIL). From it, and where subjects are walked in Python
+(which holds the GIL), the later half of the parts is read by a second process, whose rows (packed
+columns, `odm_xml.RowColumns`) are written after the first half's: a process of its own reads faster
+there than a thread, and below it its start (its imports) costs more than it gains. (The prolog
+before the first subject is a part of its own, read by the one-pass reader, so its content is
+checked as in the whole file.)
 
 Nothing is believed: a cut that does not fall between two subjects at the top level of ClinicalData
 (inside a comment, a CDATA section, a subject) leaves a part unclosed, which libxml2 refuses.
@@ -207,7 +208,8 @@ def stage_in_parts(path: Path, out: Path, schema: pa.Schema, lineage: dict[str, 
     parts = plan_parts(path)
     if parts is None:
         return None
-    on_threads = path.stat().st_size < PROCESS_MIN_BYTES
+    # Threads read side by side only where the C walk lets go of the GIL; Python's walk holds it.
+    on_threads = path.stat().st_size < PROCESS_MIN_BYTES and odm_subjects.walks_in_c()
     mine, theirs = (parts, []) if on_threads else _halves(parts)
     second = fsio.temp_name(out)
     other = _second_process(path, theirs, second, batch_rows) if theirs else None

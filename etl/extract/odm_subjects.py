@@ -83,6 +83,11 @@ def _c_walk() -> ModuleType | None:
 _odm_walk = _c_walk()
 
 
+def walks_in_c() -> bool:
+    """Whether subjects are walked in C (and so without holding the GIL)."""
+    return _odm_walk is not None
+
+
 class NotPlain(Exception):
     """The part holds something only the general reader reads; the message says what."""
 
