@@ -139,9 +139,9 @@ def test_sftp_pull_lands_new_files_verified_and_never_twice(tmp_path, home, sshd
     assert pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources,
                        policy=FAST).status is PullStatus.NOTHING_NEW
     assert sorted(p.name for p in drop.iterdir()) == sorted([*iltb, "README.txt"])  # nothing deleted remotely
-    ledger = home.root / "pulled" / "iltb.json"
+    ledger = home.root / "pulled" / "iltb.jsonl"
     assert stat.S_IMODE(ledger.stat().st_mode) == 0o600 and stat.S_IMODE(ledger.parent.stat().st_mode) == 0o700
-    entries = json.loads(ledger.read_text())
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert {e["sha256"] for e in entries} == {_sha(d) for d in iltb.values()}
 
     # A new version of one form (another size and time) is pulled; the others are not.
@@ -189,7 +189,7 @@ def test_a_checksum_mismatch_is_refused_and_nothing_lands(tmp_path, home, sshd, 
     assert f"{drop}/ILTB_FU.csv from sftp://127.0.0.1:{sshd.port}{drop} not pulled: its checksum sidecar " \
            "ILTB_FU.csv.sha256 holds no sha256 digest" in outcome.message
     assert _landed(home, "iltb") == {}  # no partial, no final file, no checksum
-    assert not (home.root / "pulled" / "iltb.json").exists()
+    assert not (home.root / "pulled" / "iltb.jsonl").exists()
 
     (drop / "ILTB_ENROL.csv.sha256").write_text(f"{_sha(enrol)}  ILTB_ENROL.csv\n")
     (drop / "ILTB_FU.csv.sha256").write_text(_sha(iltb["ILTB_FU.csv"]))  # the bare digest is read too
@@ -308,6 +308,26 @@ def test_a_local_folder_drop_zone_waits_for_quiet_files_and_deletes_only_when_to
     pulled = pull_source(home, "sacha_fr", sources_dir=sources, policy=FAST)
     assert pulled.status is PullStatus.PULLED and _landed(home, "sacha_fr")[name] == sacha[name]
     assert list(drop.iterdir()) == []  # the file and its marker, deleted as the mapping says
+
+
+def test_a_pull_mends_a_ledger_cut_short_by_a_crash_and_reads_an_earlier_versions_list(tmp_path, home, exports):
+    iltb = _exports_of(exports, "iltb")
+    drop = _drop(tmp_path / "mnt" / "iltb", iltb)
+    sources = _sources(tmp_path / "sources", {"iltb": f"{{url: '{drop}', quiet_seconds: 0}}"})
+    assert pull_source(home, "iltb", sources_dir=sources, policy=FAST).status is PullStatus.PULLED
+    ledger = home.root / "pulled" / "iltb.jsonl"
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    assert len(lines) == len(iltb)
+    ledger.write_bytes(b"".join(lines[:-1]) + lines[-1][:30])  # a crash while the last file was recorded
+    again = pull_source(home, "iltb", sources_dir=sources, policy=FAST)
+    assert again.status is PullStatus.PULLED and again.pulled == json.loads(lines[-1])["landed"]  # not recorded
+    mended = ledger.read_text().splitlines()
+    assert len(mended) == len(iltb) and all(json.loads(line) for line in mended)
+    # A ledger as earlier versions wrote it, one JSON list, is read, and rewritten as lines.
+    ledger.with_suffix(".json").write_text(json.dumps([json.loads(line) for line in mended], indent=1))
+    ledger.unlink()
+    assert pull_source(home, "iltb", sources_dir=sources, policy=FAST).status is PullStatus.NOTHING_NEW
+    assert ledger.read_text().splitlines() == mended and not ledger.with_suffix(".json").exists()
 
 
 def _zip(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

@@ -259,7 +259,7 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
         for stale in folder.glob(f".*{fsio.TEMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
         try:
-            ledger = read_ledger(home, source_id)
+            ledger = read_ledger(home, source_id, mend=True)
         except ValueError as exc:
             return _failed(source_id, f"{source_id}: {exc}")
         connection = _Connection(delivery, credentials, source_id)

@@ -1,28 +1,36 @@
-"""The ledger of what was pulled from a source's drop zone: `<home>/pulled/<source_id>.json`.
+"""The ledger of what was pulled from a source's drop zone: `<home>/pulled/<source_id>.jsonl`.
 
 A remote file is known by its path, size and version (S3 ETag, else modification time); the
 sha256 of what was downloaded is kept too, so a file re-uploaded unchanged (new time, same
 content) is not landed twice. The ledger, not landing/, says what was pulled: cleaning landing/
-does not make the drop zone's old files new again. Owner-only; rewritten atomically; one pull
-of a source at a time (an exclusive lock beside it), so the DAG and `rtw pull` cannot land the
-same file twice.
+does not make the drop zone's old files new again. Owner-only; one pull of a source at a time (an
+exclusive lock beside it), so the DAG and `rtw pull` cannot land the same file twice.
+
+One JSON line per file pulled, appended and fsynced: a night's pull writes its own lines, not the
+years of deliveries before it (a ledger rewritten whole grew to every night's cost). A crash in an
+append leaves a last line without its newline, which is not recorded (its file is pulled again)
+and is cut off before the next append. A ledger of the JSON list of earlier versions
+(`<source_id>.json`) is rewritten as lines by the first pull that reads it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from etl import fsio
 from etl.config import Home
 from etl.pull.dropzone import RemoteFile
+
+log = logging.getLogger(__name__)
 
 
 class PulledFile(BaseModel):
@@ -43,7 +51,7 @@ def _key(remote_path: str, size: int, version: str) -> str:
 
 
 class Ledger:
-    """What one source's drop zone has given: read at the start of a pull, saved after each file."""
+    """What one source's drop zone has given: read at the start of a pull, a line added after each file."""
 
     def __init__(self, path: Path, entries: list[PulledFile]) -> None:
         self.path = path
@@ -62,29 +70,95 @@ class Ledger:
     def record(self, remote: RemoteFile, sha256: str, landed: list[str]) -> None:
         entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
                            landed=landed, pulled_at=datetime.now(UTC))
+        _append(self.path, (entry.model_dump_json() + "\n").encode("utf-8"))
         self.entries.append(entry)
         self._keys.add(_key(remote.path, remote.size, remote.version))
         self._contents.add((remote.path, sha256))
-        fsio.write_text(self.path, json.dumps([e.model_dump(mode="json") for e in self.entries], indent=1))
+
+
+def _append(path: Path, line: bytes) -> None:
+    fsio.private_folder(path.parent)
+    fd = fsio.open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        written = memoryview(line)
+        while written:  # a write may take only part of it (a full disk)
+            written = written[os.write(fd, written):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def ledger_folder(home: Home) -> Path:
     return home.root / "pulled"
 
 
-def read_ledger(home: Home, source_id: str) -> Ledger:
+def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     """The source's ledger (empty when nothing was pulled yet); a damaged ledger is an error, not a
-    fresh start: that would pull every old file again."""
-    path = ledger_folder(home) / f"{source_id}.json"
+    fresh start: that would pull every old file again. A last line cut short is not read.
+
+    mend: make the file ready for appending first (a pull does, holding `pulling`'s lock; a look at
+    the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
+    cut off, one whole but for its newline given it."""
+    path = ledger_folder(home) / f"{source_id}.jsonl"
+    if mend:
+        _mend(path)
+    earlier = path.with_suffix(".json")
     if not path.exists():
-        return Ledger(path, [])
+        return Ledger(path, _listed(earlier) if earlier.exists() else [])
+    lines = path.read_bytes().splitlines(keepends=True)
+    if lines and not lines[-1].endswith(b"\n") and not _whole(lines[-1]):
+        lines.pop()  # an append cut short: that file was not recorded
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            with _readable(f"{path} line {number}"):
+                entries.append(PulledFile.model_validate_json(line))
+    return Ledger(path, entries)
+
+
+def _mend(path: Path) -> None:
+    earlier = path.with_suffix(".json")
+    if earlier.exists():
+        if not path.exists():
+            fsio.write_text(path, "".join(e.model_dump_json() + "\n" for e in _listed(earlier)))
+        earlier.unlink()  # or a pull that rewrote it stopped before this
+        fsio.fsync(path.parent)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole == len(data):
+        return
+    if _whole(data[whole:]):  # saved so by an editor
+        _append(path, b"\n")
+    else:
+        log.warning("%s: its last line was cut short (a pull stopped while recording a file): it is dropped, and "
+                    "that file will be pulled again", path)
+        os.truncate(path, whole)
+
+
+def _whole(line: bytes) -> bool:
     try:
-        entries = [PulledFile.model_validate(item) for item in json.loads(path.read_text(encoding="utf-8"))]
-    except (ValueError, TypeError, ValidationError) as exc:
-        raise ValueError(f"{path}: the ledger of pulled files cannot be read ({exc.__class__.__name__}); "
+        PulledFile.model_validate_json(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed(earlier: Path) -> list[PulledFile]:
+    """The entries of an earlier version's ledger, a JSON list."""
+    with _readable(str(earlier)):
+        return [PulledFile.model_validate(item) for item in json.loads(earlier.read_text(encoding="utf-8"))]
+
+
+@contextmanager
+def _readable(where: str) -> Iterator[None]:
+    try:
+        yield
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"{where}: the ledger of pulled files cannot be read ({exc.__class__.__name__}); "
                          "restore it from a backup: without it every file in the drop zone would be pulled "
                          "again") from None
-    return Ledger(path, entries)
 
 
 @contextmanager
