@@ -106,7 +106,7 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     if not path.exists():
         return Ledger(path, _listed(earlier) if earlier.exists() else [])
     lines = path.read_bytes().splitlines(keepends=True)
-    if lines and not lines[-1].endswith(b"\n") and not _whole(lines[-1]):
+    if lines and not lines[-1].endswith(b"\n") and not _complete(lines[-1]):
         lines.pop()  # an append cut short: that file was not recorded
     entries = []
     for number, line in enumerate(lines, start=1):
@@ -129,7 +129,7 @@ def _mend(path: Path) -> None:
     whole = data.rfind(b"\n") + 1
     if whole == len(data):
         return
-    if _whole(data[whole:]):  # saved so by an editor
+    if _complete(data[whole:]):  # saved so by an editor
         _append(path, b"\n")
     else:
         log.warning("%s: its last line was cut short (a pull stopped while recording a file): it is dropped, and "
@@ -137,7 +137,7 @@ def _mend(path: Path) -> None:
         os.truncate(path, whole)
 
 
-def _whole(line: bytes) -> bool:
+def _complete(line: bytes) -> bool:
     try:
         PulledFile.model_validate_json(line)
     except ValueError:
