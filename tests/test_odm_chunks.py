@@ -367,8 +367,23 @@ LEAN = {
     "text and a CDATA section in one reason (one text node: the parser strips CDATA)": (_lean_subject("T", _group(
         '<ItemData ItemOID="B" Value="x"><AuditRecord><ReasonForChange>a<![CDATA[b]]></ReasonForChange>'
         '</AuditRecord></ItemData>')), True),
-    "an AuditRecord of a group": (_lean_subject("G", _group(ITEMS + AUDIT)), False),
-    "an AuditRecord of a subject": (_lean_subject("U", _group(ITEMS), site=AUDIT), False),
+    "an AuditRecord of a group": (_lean_subject("G", _group(ITEMS + AUDIT)), True),
+    "an AuditRecord of a subject": (_lean_subject("U", _group(ITEMS), site=AUDIT), True),
+    # A row's audit is its ItemData's, else its nearest container's, wherever that stands among the
+    # container's children (the last of several); an empty one stops the search, as an item's does.
+    "AuditRecords at every level, nearer ones first": (
+        f'  <SubjectData SubjectKey="L">{AUDIT.replace("U1", "SUBJECT")}<StudyEventData StudyEventOID="SE.1">'
+        '<FormData FormOID="F.1">' + _group(ITEMS + AUDIT.replace("U1", "GROUP")) +
+        _group('<ItemData ItemOID="C" Value="3">' + AUDIT.replace("U1", "ITEM") + "</ItemData>" + ITEMS) +
+        AUDIT.replace("U1", "FORM1") + AUDIT.replace("U1", "FORM2") + "</FormData>" +
+        '<FormData FormOID="F.2">' + _group(ITEMS) + "<AuditRecord/></FormData>" +
+        '<FormData FormOID="F.3">' + _group(ITEMS) + "</FormData>" +
+        AUDIT.replace("U1", "EVENT") + "</StudyEventData>" +
+        '<StudyEventData StudyEventOID="SE.2">' + "<FormData FormOID=\"F.4\">" + _group(ITEMS) +
+        "</FormData></StudyEventData></SubjectData>\n", True),
+    "an AuditRecord of a container without rows": (_lean_subject("W", _group(AUDIT) + _group(ITEMS)), True),
+    "an AuditRecord of a container with an element in a child": (_lean_subject("X", _group(ITEMS) + AUDIT.replace(
+        '<UserRef UserOID="U1"/>', '<UserRef UserOID="U1"><x/></UserRef>')), False),
     "an ItemData in a form": (_lean_subject("F", '<ItemData ItemOID="A" Value="1"/>' + _group(ITEMS)), False),
     "Value children of an ItemData": (_lean_subject("V", _group(
         '<ItemData ItemOID="A"><Value>a</Value></ItemData>')), False),
@@ -419,7 +434,11 @@ TRANSACTIONAL = {
         _group(ITEMS, 'ItemGroupOID="G" ItemGroupRepeatKey="6" ItemGroupDataSeq="7"'),
         _group("", 'ItemGroupOID="EMPTY"')))), True),
     "a removed form with an AuditRecord": (_lean_subject("A", "").replace(
-        '<FormData FormOID="F.1">', f'<FormData FormOID="F.1" TransactionType="Remove">{AUDIT}'), False),
+        '<FormData FormOID="F.1">', f'<FormData FormOID="F.1" TransactionType="Remove">{AUDIT}'), True),
+    "a removed group whose AuditRecord follows its item, in an audited form": (_lean_subject("B", "").replace(
+        '<FormData FormOID="F.1">', f'<FormData FormOID="F.1">{AUDIT.replace("U1", "FORM")}' + _group(
+            '<ItemData ItemOID="A" Value="1"/>' + AUDIT.replace("U1", "GROUP"),
+            'ItemGroupOID="G" TransactionType="Remove"') + _group(ITEMS, 'ItemGroupOID="H"')), True),
 }
 
 

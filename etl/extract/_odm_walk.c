@@ -6,10 +6,10 @@
  * (`_container`; `_lean_subject` with eager_groups, which gives every group a frame at once), cut after
  * the subject that brings the rows to `batch_rows`: (next start or -1 at the end, rows, frames, frame
  * index, the 9 keys, sites, audits, item OIDs, values, is-null bytes, TransactionTypes or None when no
- * row has one, lines). It returns None for anything it does not read exactly as the Python walk does (an
- * element out of place, an AuditRecord above an ItemData, an attribute that is not one text node, a DTD,
- * a line libxml2 may not know): the caller then reads those subjects in Python, whose rows, refusals and
- * errors are the reference.
+ * row has one, lines); a row's audit is its ItemData's AuditRecord, else its nearest container's. It
+ * returns None for anything it does not read exactly as the Python walk does (an element out of place, an
+ * attribute that is not one text node, a DTD, a line libxml2 may not know): the caller then reads those
+ * subjects in Python, whose rows, refusals and errors are the reference.
  *
  * It only reads the tree, which the caller's `clinical` keeps alive; every value is copied into the
  * columns before it returns. lxml's public header gives the element's node (`struct LxmlElement`).
@@ -92,11 +92,17 @@ typedef struct {
     const xmlChar *user, *stamp, *reason;
 } Audit;
 
+/* A container's AuditRecord, for its rows [audit.row, end) that have none nearer (`audit_columns`). */
+typedef struct {
+    Audit audit;
+    Py_ssize_t end;
+} Fill;
+
 typedef struct {
     const xmlChar *namespace; /* NULL: no namespace */
     int eager_groups;         /* every group a frame, as the lean walk (`_lean_subject`) gives them */
     Text keys[KEYS], sites, item_oid, value, tt;
-    Buf frame_index, line, audits, is_null;
+    Buf frame_index, line, audits, fills, is_null;
     Py_ssize_t rows, frames;
     int any_tt;
     long shift;
@@ -167,31 +173,56 @@ static const xmlChar *text_of(const xmlNode *node, int *left) {
     return text->content ? text->content : EMPTY;
 }
 
-/* An ItemData's AuditRecord (the last, if several), as `_Subjects._audit` reads it. */
+/* An AuditRecord's user, date-time and reason, as `_Subjects._audit` reads them. */
+static int read_audit(const Walk *w, xmlNode *record, Audit *audit) {
+    int left = 0;
+    audit->user = audit->stamp = audit->reason = NULL;
+    CHILDREN(child, record) {
+        if (has_elements(child, &left) || left) return LEFT;
+        if (IS(child, "UserRef")) {
+            audit->user = attribute(child, "UserOID", &left);
+        } else if (IS(child, "DateTimeStamp")) {
+            audit->stamp = text_of(child, &left);
+        } else if (IS(child, "ReasonForChange")) {
+            audit->reason = text_of(child, &left);
+        } else if (!IS(child, "LocationRef") && !IS(child, "SourceID")) {
+            return LEFT;
+        }
+    }
+    return left ? LEFT : READ;
+}
+
+/* An ItemData's AuditRecord (the last, if several), its row's own. */
 static int item_audit(Walk *w, xmlNode *item) {
     int left = 0, found = 0;
     Audit audit = {w->rows, NULL, NULL, NULL};
     CHILDREN(record, item) {
-        if (!IS(record, "AuditRecord")) return LEFT;
-        audit.user = audit.stamp = audit.reason = NULL;
-        CHILDREN(child, record) {
-            if (has_elements(child, &left) || left) return LEFT;
-            if (IS(child, "UserRef")) {
-                audit.user = attribute(child, "UserOID", &left);
-            } else if (IS(child, "DateTimeStamp")) {
-                audit.stamp = text_of(child, &left);
-            } else if (IS(child, "ReasonForChange")) {
-                audit.reason = text_of(child, &left);
-            } else if (!IS(child, "LocationRef") && !IS(child, "SourceID")) {
-                return LEFT;
-            }
-        }
-        if (left) return LEFT;
+        if (!IS(record, "AuditRecord") || read_audit(w, record, &audit) != READ) return LEFT;
         found = 1;
     }
     if (left) return LEFT;
     if (found && buf_add(&w->audits, &audit, sizeof audit) < 0) return FAILED;
     return READ;
+}
+
+/* A container's AuditRecord (the last of its children, wherever it stands) and whether it has one. */
+typedef struct {
+    Audit audit;
+    int found;
+    Py_ssize_t first_row; /* its first row (its own, when removed): the rows below it follow */
+} ContainerAudit;
+
+static int container_audit(const Walk *w, xmlNode *record, ContainerAudit *c) {
+    c->found = 1;
+    return read_audit(w, record, &c->audit);
+}
+
+/* Its AuditRecord for the container's rows, once they are all read (so nearer ones come first). */
+static int fill(Walk *w, ContainerAudit *c) {
+    if (!c->found) return READ;
+    Fill f = {c->audit, w->rows};
+    f.audit.row = c->first_row;
+    return buf_add(&w->fills, &f, sizeof f) < 0 ? FAILED : READ;
 }
 
 /* A container being read: its keys (those of the levels below it NULL), its TransactionType (its own, else
@@ -280,7 +311,7 @@ static int open_container(Walk *w, const xmlNode *node, const Frame *parent, Fra
     return done != READ ? done : add_row(w, own.oid, own.value, (char)is_yes(own.is_null), own.tt, node, f->index);
 }
 
-static int items(Walk *w, xmlNode *group, Frame *g) {
+static int items(Walk *w, xmlNode *group, Frame *g, ContainerAudit *audit) {
     int left = 0;
     /* The Python walk gives a group a frame once it has children (the lean walk: every group, at once). */
     if (w->eager_groups || has_elements(group, &left)) {
@@ -288,7 +319,10 @@ static int items(Walk *w, xmlNode *group, Frame *g) {
         if (done != READ) return done;
     }
     CHILDREN(item, group) {
-        if (!IS(item, "ItemData")) return LEFT; /* an AuditRecord of the group, or not plain */
+        if (!IS(item, "ItemData")) {
+            if (!IS(item, "AuditRecord") || container_audit(w, item, audit) != READ) return LEFT;
+            continue;
+        }
         if (item->children != NULL && has_elements(item, &left)) {
             int done = item_audit(w, item);
             if (done != READ) return done;
@@ -308,34 +342,54 @@ static int subject(Walk *w, xmlNode *node, const Frame *clinical) {
     int left = 0;
     if (!IS(node, "SubjectData")) return LEFT;
     const xmlChar *site = NULL;
+    ContainerAudit audits[4] = {{.first_row = w->rows}};
     CHILDREN(child, node) { /* the last SiteRef is the subject's site, wherever it stands */
         if (IS(child, "SiteRef")) {
             if (has_elements(child, &left)) return LEFT;
             site = attribute(child, "LocationOID", &left);
+        } else if (IS(child, "AuditRecord")) {
+            if (container_audit(w, child, &audits[0]) != READ) return LEFT;
         } else if (!IS(child, "StudyEventData")) {
-            return LEFT; /* an AuditRecord of the subject, or not plain */
+            return LEFT;
         }
     }
     if (left) return LEFT;
     Py_ssize_t first_frame = w->frames;
     Frame levels[4];
     int done = open_container(w, node, clinical, &levels[0], 0);
+    /* Each level's AuditRecord is read among its children, then given to its rows without a nearer one. */
+#define OPEN(level, element, parent)                                                   \
+    audits[level] = (ContainerAudit){.first_row = w->rows};                            \
+    done = open_container(w, element, &levels[parent], &levels[level], level)
+#define AUDIT_OF(level, child)                                                         \
+    if (IS(child, "AuditRecord")) {                                                    \
+        if (container_audit(w, child, &audits[level]) != READ) return LEFT;            \
+        continue;                                                                      \
+    }
     CHILDREN(event, node) {
         if (done != READ) return done;
         if (!IS(event, "StudyEventData")) continue;
-        done = open_container(w, event, &levels[0], &levels[1], 1);
+        OPEN(1, event, 0);
         CHILDREN(form, event) {
             if (done != READ) return done;
+            AUDIT_OF(1, form);
             if (!IS(form, "FormData")) return LEFT;
-            done = open_container(w, form, &levels[1], &levels[2], 2);
+            OPEN(2, form, 1);
             CHILDREN(group, form) {
                 if (done != READ) return done;
+                AUDIT_OF(2, group);
                 if (!IS(group, "ItemGroupData")) return LEFT;
-                done = open_container(w, group, &levels[2], &levels[3], 3);
-                if (done == READ) done = items(w, group, &levels[3]);
+                OPEN(3, group, 2);
+                if (done == READ) done = items(w, group, &levels[3], &audits[3]);
+                if (done == READ) done = fill(w, &audits[3]);
             }
+            if (done == READ) done = fill(w, &audits[2]);
         }
+        if (done == READ) done = fill(w, &audits[1]);
     }
+#undef OPEN
+#undef AUDIT_OF
+    if (done == READ) done = fill(w, &audits[0]);
     if (done != READ) return done;
     if (left) return LEFT;
     for (Py_ssize_t f = first_frame; f < w->frames; f++)
@@ -343,24 +397,33 @@ static int subject(Walk *w, xmlNode *node, const Frame *clinical) {
     return READ;
 }
 
-/* The audits as three Text columns of `rows` values (user, date-time, reason), or [] when none. */
+/* The audits as three Text columns of `rows` values (user, date-time, reason), or [] when no row has one
+ * and no container had one. A row's audit is its own, else its nearest container's (`fills`, nearer first). */
 static PyObject *audit_columns(const Walk *w) {
-    Py_ssize_t n = w->audits.len / (Py_ssize_t)sizeof(Audit);
+    Py_ssize_t own = w->audits.len / (Py_ssize_t)sizeof(Audit), fills = w->fills.len / (Py_ssize_t)sizeof(Fill);
     PyObject *columns = PyList_New(0);
-    if (columns == NULL || n == 0) return columns;
+    if (columns == NULL || (own == 0 && fills == 0) || w->rows == 0) return columns;
+    const Audit **of_row = PyMem_RawCalloc((size_t)w->rows, sizeof *of_row);
+    if (of_row == NULL) {
+        Py_DECREF(columns);
+        return PyErr_NoMemory();
+    }
     const Audit *audits = (const Audit *)w->audits.data;
+    for (Py_ssize_t a = 0; a < own; a++) of_row[audits[a].row] = &audits[a];
+    for (const Fill *fill = (const Fill *)w->fills.data; fill < (const Fill *)w->fills.data + fills; fill++)
+        for (Py_ssize_t row = fill->audit.row; row < fill->end; row++)
+            if (of_row[row] == NULL) of_row[row] = &fill->audit;
     for (int part = 0; part < 3; part++) {
         Text column;
         memset(&column, 0, sizeof column);
         PyObject *object = NULL;
-        Py_ssize_t next = 0;
         int failed = 0;
-        for (Py_ssize_t row = 0; row < w->rows && !failed; row++) { /* a row has one audit at most */
-            const xmlChar *value = NULL;
-            if (next < n && audits[next].row == row) {
-                value = part == 0 ? audits[next].user : part == 1 ? audits[next].stamp : audits[next].reason;
-                next++;
-            }
+        for (Py_ssize_t row = 0; row < w->rows && !failed; row++) {
+            const Audit *audit = of_row[row];
+            const xmlChar *value = audit == NULL ? NULL
+                                   : part == 0   ? audit->user
+                                   : part == 1   ? audit->stamp
+                                                 : audit->reason;
             failed = text_add(&column, value) < 0;
         }
         object = failed ? PyErr_NoMemory() : text_object(&column);
@@ -369,10 +432,12 @@ static PyObject *audit_columns(const Walk *w) {
         if (object == NULL || PyList_Append(columns, object) < 0) {
             Py_XDECREF(object);
             Py_DECREF(columns);
+            PyMem_RawFree(of_row);
             return NULL;
         }
         Py_DECREF(object);
     }
+    PyMem_RawFree(of_row);
     return columns;
 }
 
@@ -389,6 +454,7 @@ static void walk_free(Walk *w) {
     PyMem_RawFree(w->frame_index.data);
     PyMem_RawFree(w->line.data);
     PyMem_RawFree(w->audits.data);
+    PyMem_RawFree(w->fills.data);
     PyMem_RawFree(w->is_null.data);
 }
 
