@@ -100,14 +100,22 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
     cut off, one whole but for its newline given it."""
     path = ledger_folder(home) / f"{source_id}.jsonl"
-    if mend:
-        _mend(path)
     earlier = path.with_suffix(".json")
+    if mend:
+        _as_lines(earlier, path)
     if not path.exists():
         return Ledger(path, _listed(earlier) if earlier.exists() else [])
     lines = path.read_bytes().splitlines(keepends=True)
-    if lines and not lines[-1].endswith(b"\n") and not _complete(lines[-1]):
-        lines.pop()  # an append cut short: that file was not recorded
+    if lines and not lines[-1].endswith(b"\n"):  # saved so by an editor, or an append cut short
+        if _complete(lines[-1]):
+            if mend:
+                _append(path, b"\n")
+        else:  # that file was not recorded
+            cut = lines.pop()
+            if mend:
+                log.warning("%s: its last line was cut short (a pull stopped while recording a file): it is "
+                            "dropped, and that file will be pulled again", path)
+                os.truncate(path, path.stat().st_size - len(cut))
     entries = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
@@ -116,25 +124,14 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     return Ledger(path, entries)
 
 
-def _mend(path: Path) -> None:
-    earlier = path.with_suffix(".json")
-    if earlier.exists():
-        if not path.exists():
-            fsio.write_text(path, "".join(e.model_dump_json() + "\n" for e in _listed(earlier)))
-        earlier.unlink()  # or a pull that rewrote it stopped before this
-        fsio.fsync(path.parent)
+def _as_lines(earlier: Path, path: Path) -> None:
+    """The JSON list of an earlier version rewritten as the ledger's lines, then removed."""
+    if not earlier.exists():
+        return
     if not path.exists():
-        return
-    data = path.read_bytes()
-    whole = data.rfind(b"\n") + 1
-    if whole == len(data):
-        return
-    if _complete(data[whole:]):  # saved so by an editor
-        _append(path, b"\n")
-    else:
-        log.warning("%s: its last line was cut short (a pull stopped while recording a file): it is dropped, and "
-                    "that file will be pulled again", path)
-        os.truncate(path, whole)
+        fsio.write_text(path, "".join(e.model_dump_json() + "\n" for e in _listed(earlier)))
+    earlier.unlink()  # or a pull that rewrote it stopped before this
+    fsio.fsync(path.parent)
 
 
 def _complete(line: bytes) -> bool:
