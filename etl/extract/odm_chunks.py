@@ -180,17 +180,17 @@ def _read_ahead(path: Path, parts: Sequence[SubDocument], notices: list[str],
     def read(part: SubDocument) -> list[pa.RecordBatch]:
         return list(_batches(path, [part], notices, batch_rows))
 
-    with ThreadPoolExecutor(2, thread_name_prefix="odm-part") as pool:
-        reading: deque[Future[list[pa.RecordBatch]]] = deque()
-        try:
-            for part in parts:
-                reading.append(pool.submit(read, part))
-                if len(reading) > READ_AHEAD:
-                    yield from reading.popleft().result()
-            while reading:
+    pool = ThreadPoolExecutor(2, thread_name_prefix="odm-part")
+    reading: deque[Future[list[pa.RecordBatch]]] = deque()
+    try:
+        for part in parts:
+            reading.append(pool.submit(read, part))
+            if len(reading) > READ_AHEAD:
                 yield from reading.popleft().result()
-        finally:
-            pool.shutdown(cancel_futures=True)
+        while reading:
+            yield from reading.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # waits for the parts being read
 
 
 def _marshalled_batches(path: Path) -> Iterator[pa.RecordBatch]:
