@@ -96,7 +96,7 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     """The source's ledger (empty when nothing was pulled yet); a damaged ledger is an error, not a
     fresh start: that would pull every old file again. A last line cut short is not read.
 
-    mend: make the file ready for appending first (a pull does, holding `pulling`'s lock; a look at
+    mend: also make the file ready for appending (a pull does, holding `pulling`'s lock; a look at
     the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
     cut off, one whole but for its newline given it."""
     path = ledger_folder(home) / f"{source_id}.jsonl"
