@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
-from etl.extract.adapter import adapter_for, record_column
+from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
 from etl.extract.landing import ERASED_SUFFIX
 from etl.link.model import load_config
@@ -179,7 +179,7 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
             elif changed:
                 rewritten.append(str(copy))
         staged = home.staging / source_id
-        for parquet in sorted([*staged.glob(f"{sha}.parquet"), *staged.glob(f"{sha}/*.parquet")]):
+        for parquet in sorted([*staged.glob(f"{sha}*.parquet"), *staged.glob(f"{sha}*/*.parquet")]):
             if _scrub_raw_parquet(parquet, mapping, key, erased):
                 rewritten.append(str(parquet))
     return rewritten, deleted
@@ -333,8 +333,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
         result.person_removed = bool(marks.patient_ids)
         # Older exports (superseded snapshots) may hold the patient too: every staged export is looked at.
         staged = home.staging / source_id
-        every = {p.stem for p in staged.glob("*.parquet")} | {p.name for p in staged.glob("*/")
-                                                             if p.is_dir() and p.name != "harmonised"}
+        every = {p.name[:64] for p in (staged.iterdir() if staged.is_dir() else ()) if STAGED_NAME.fullmatch(p.name)}
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, every | set(shas), shas)
         result.files_rewritten += rewritten
         result.files_deleted += deleted

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import crash, fsio, publish_outputs, repair, runlock, schema, timing
-from etl.config import SOURCES_DIR, Home
+from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR, Home
 from etl.extract import landing
-from etl.extract.adapter import Removal, adapter_for
+from etl.extract.adapter import STAGED_NAME, Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
@@ -43,6 +43,7 @@ from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_source_state
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
+from etl.resources import code_digest, code_files
 from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
@@ -63,8 +64,22 @@ def _mapping_path(source_id: str, sources_dir: Path) -> Path:
     return sources_dir / f"{source_id}.yaml"
 
 
+@cache
+def intake_code_digest() -> str:
+    """The code and libraries that turn a source's exports into its stage rows. An upgrade of them
+    loads every source again at the next run (harmonise still carries over the patients it would
+    harmonise as before: etl/transform/carry_over.py), so the warehouse is never what an earlier
+    version made of exports this version would read otherwise."""
+    here = Path(__file__).parent
+    return code_digest([*code_files(here / "extract"), *code_files(here / "transform"),
+                        *(here / name for name in ("pipeline.py", "schema.py", "frames.py", "steps.py")),
+                        here / "load" / "warehouse.py", *(WAREHOUSE_SQL_DIR / f"{s}.sql" for s in ("stage", "core"))],
+                       "lxml", "pandas", "pyarrow", "numpy", "duckdb", "pyreadstat", "openpyxl")
+
+
 def _fingerprint(mapping_path: Path, files: list[landing.LandingFile]) -> str:
-    digest = hashlib.sha256(mapping_path.read_bytes())
+    """What a source's load is made of: its mapping, its exports and the code that reads them."""
+    digest = hashlib.sha256(mapping_path.read_bytes() + intake_code_digest().encode())
     for f in sorted(files, key=lambda f: f.sha256):
         digest.update(f.sha256.encode())
     return digest.hexdigest()
@@ -133,14 +148,14 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         problem = "; ".join(found.problems)
         outcome.files = [_export_file(f).model_copy(update={"message": problem}) for f in found.current]
         return _failed(outcome, problem)
+    options = adapter.read_options(mapping)
     for f in found.current:
         entry = _export_file(f)
-        staged = home.staging / source_id / adapter.staged_name(f.sha256)
+        staged = home.staging / source_id / adapter.staged_as(f.sha256, options)
         try:
             landing.archive(f, home.archive)
             if not staged.exists():
-                result = adapter.stage(f.path, staged, adapter.read_options(mapping),
-                                       {"source_file": f.name, "source_file_sha256": f.sha256})
+                result = adapter.stage(f.path, staged, options, {"source_file": f.name, "source_file_sha256": f.sha256})
                 entry.rows_staged, entry.notices = result.rows, list(result.notices)
                 log.info("%s: staged %s (%s rows)", source_id, f.name, result.rows)
                 crash.crash_point("extracted")
@@ -349,7 +364,6 @@ def _keep_only(home: Home, source_id: str, published: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-_STAGED_NAME = re.compile(r"[0-9a-f]{64}(\.parquet)?")  # adapter.staged_name: a file's SHA-256, a file or a folder
 
 
 def _drop_stale_staged(home: Home, outcome: SourceOutcome) -> None:
@@ -359,7 +373,7 @@ def _drop_stale_staged(home: Home, outcome: SourceOutcome) -> None:
     current = {Path(f.staged).name for f in outcome.files if f.staged}
     folder = home.staging / outcome.source_id
     for staged in folder.iterdir() if folder.is_dir() else ():
-        if staged.name not in current and _STAGED_NAME.fullmatch(staged.name) and not staged.is_symlink():
+        if staged.name not in current and STAGED_NAME.fullmatch(staged.name) and not staged.is_symlink():
             if staged.is_dir():
                 shutil.rmtree(staged, ignore_errors=True)
             else:

@@ -12,8 +12,11 @@ Airflow Variable `rtw_sources_dir`, passed to `sources_dir` as the override).
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 from functools import cache
+from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
@@ -73,3 +76,22 @@ def expectations_dir() -> Path:
 def dags_dir() -> Path:
     """The Airflow DAG folder (`AIRFLOW__CORE__DAGS_FOLDER`)."""
     return data_root() / "dags"
+
+
+def code_files(folder: Path) -> list[Path]:
+    """The files below `folder` that make its code what it is: sources, templates, vocabularies; not
+    what a build or Python leaves there (compiled modules, bytecode), which differ between machines."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix not in (".so", ".pyd", ".o", ".pyc")]
+
+
+def code_digest(paths: Iterable[Path], *libraries: str) -> str:
+    """SHA-256 of the code a memo is computed by: each file's name and bytes (in path order) and the
+    installed versions of `libraries`. A memo (carried-over rows, verdicts, linked persons) kept under
+    another digest is computed again: an upgrade redoes what its change could change, nothing more."""
+    digest = hashlib.sha256()
+    for library in libraries:
+        digest.update(f"{library} {version(library)}\0".encode())
+    for path in sorted(paths):
+        data = path.read_bytes()
+        digest.update(f"{path.name}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()

@@ -16,8 +16,11 @@ import pytest
 from conftest import SYNTHETIC_RUN_KEY
 from warehouse_query import query_frame as _table
 
-from etl import pipeline
-from etl.config import Home, resolve_home
+from etl import pipeline, timing
+from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.extract import adapter
+from etl.load import warehouse
+from etl.steps import SourceOutcome
 from etl.synth import SOURCES, generate
 from etl.transform.pseudonym import PseudonymKey, publish_record_key, record_id, source_pseudonym
 
@@ -224,6 +227,68 @@ def test_a_second_run_on_unchanged_files_skips_them_and_changes_nothing(loaded, 
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_changed == [] and summary.sources_unchanged == sorted(SOURCES)
     assert _content_digest(home) == before
+
+
+def _core_rows_digest(home: Home) -> dict[str, str]:
+    """Per core table, its rows but for the run that loaded them."""
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        return {table: hashlib.sha256(repr(con.execute(
+            f"SELECT * EXCLUDE (run_id) FROM core.{table} ORDER BY ALL").fetchall()).encode()).hexdigest()
+            for (table,) in con.execute("SELECT table_name FROM duckdb_columns() WHERE schema_name = 'core' "
+                                        "AND column_name = 'run_id' ORDER BY 1").fetchall()}
+
+
+def test_an_upgrade_loads_every_source_and_derives_every_mart_again_and_changes_no_row(loaded, tmp_path,
+                                                                                     monkeypatch):
+    shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
+    home = resolve_home(tmp_path / "home")
+    before = _core_rows_digest(home)
+    marts = sorted(p.stem.split("_", 1)[1] for p in (pipeline.WAREHOUSE_SQL_DIR / "marts").glob("*.sql"))
+
+    def built_marts() -> list[str]:
+        return sorted(s.name.removeprefix("mart ") for s in timing.recorded if s.name.startswith("mart "))
+
+    # The code that reads exports upgraded: every source is loaded again, at the first run after.
+    monkeypatch.setattr(pipeline, "intake_code_digest", lambda: "the intake upgraded")
+    timing.recorded.clear()
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_changed == sorted(SOURCES) and summary.sources_failed == []
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_changed == []
+    # The code that derives core and the marts upgraded: every mart is built again.
+    timing.recorded.clear()
+    pipeline.run(home, key_value=KEY_TEXT)
+    assert built_marts() == []
+    monkeypatch.setattr(warehouse, "derive_code_digest", lambda: "the derivation upgraded")
+    pipeline.run(home, key_value=KEY_TEXT)
+    assert built_marts() == marts
+    assert _core_rows_digest(home) == before
+
+
+def test_new_reader_options_or_an_upgraded_reader_stage_the_export_again(loaded, tmp_path, monkeypatch):
+    shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)
+    home = resolve_home(tmp_path / "home")
+
+    def staged(outcome: SourceOutcome) -> tuple[str, bool]:
+        """The staged copy's name, and whether it was staged now (not an earlier run's)."""
+        (export,) = outcome.files
+        assert export.staged is not None
+        return Path(export.staged).name, export.rows_staged is not None
+
+    name, now = staged(pipeline.extract_source(home, "again", "registry_it"))
+    assert not now  # the shared run's copy: the same file, read alike
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    mapping = sources / "registry_it.yaml"
+    mapping.write_text(mapping.read_text().replace("encoding: cp1252", "encoding: latin-1"))
+    summary = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
+    assert summary.sources_changed == ["registry_it"] and summary.sources_failed == []
+    (now_staged,) = (home.staging / "registry_it").glob("*.parquet")  # the copy read otherwise is gone
+    assert now_staged.name[:64] == name[:64] and now_staged.name != name
+    assert staged(pipeline.extract_source(home, "again", "registry_it", sources_dir=sources)) == (now_staged.name,
+                                                                                                  False)
+    monkeypatch.setattr(adapter, "_readers_digest", lambda: "the readers upgraded")
+    upgraded, now = staged(pipeline.extract_source(home, "upgraded", "registry_it", sources_dir=sources))
+    assert now and upgraded not in {name, now_staged.name}
 
 
 def test_a_changed_export_replaces_that_source_only(tmp_path):

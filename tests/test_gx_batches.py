@@ -285,7 +285,8 @@ def test_core_is_written_by_its_difference_and_holds_what_a_rebuild_holds(first_
 
 
 @pytest.mark.integration
-def test_linkage_scores_again_only_when_a_feature_a_decision_or_the_model_changed(first_run, tmp_path, monkeypatch):
+def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_code_changed(first_run, tmp_path,
+                                                                                           monkeypatch):
     copy = tmp_path / "linked.duckdb"
     shutil.copy(first_run[0].warehouse, copy)
     scorings = _count_scorings(monkeypatch)
@@ -324,6 +325,11 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_or_the_model_change
                               "source_patient_pseudonym) IN ((?, ?), (?, ?))", list(linked)).fetchone()
         assert persons == (2,) and _rows_not_of_their_person(con) == 0  # the rows of the split person too
         assert len(scorings) == 2
+        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        assert len(scorings) == 2
+        monkeypatch.setattr(linkage, "_CODE", "linkage upgraded")
+        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        assert len(scorings) == 3
     finally:
         con.close()
 

@@ -16,6 +16,7 @@ from test_gx_batches import _core_differs_from_admitted_stage
 
 from etl import pipeline
 from etl.load import warehouse
+from etl.quality import gx_memo, rule_memo
 from etl.quality import validate as validation
 from etl.quality.findings import value_hash
 from etl.quality.validate import QualityPlan
@@ -174,3 +175,19 @@ def test_a_rule_that_errs_is_reported_and_nothing_judged_with_it_is_remembered(v
     validation.validate(con, "mended", plan)
     assert passes == [("staged", None), ("admitted", None)]
     assert _findings(con, "mended") == _judged_anew(con, plan, "mended")
+
+
+@pytest.mark.integration
+def test_an_upgrade_of_the_code_that_judges_judges_every_source_again(validated, monkeypatch):
+    con, plan, first = validated
+    passes = _judged_sources(monkeypatch)
+    validation.validate(con, "same code", plan)
+    assert passes == [] and set(_judged_by(con).values()) == {first}
+
+    monkeypatch.setattr(rule_memo, "_code_digest", lambda: "the SQL rules upgraded")
+    monkeypatch.setattr(gx_memo, "_code_digest", lambda: "the GX suites upgraded")
+    validation.validate(con, "upgraded", plan)
+    assert passes == [("staged", None), ("admitted", None)]
+    assert set(_judged_by(con).values()) == {"upgraded"}
+    gx_judged = con.execute("SELECT DISTINCT run_id FROM dq.gx_judged").fetchall()
+    assert gx_judged == [("upgraded",)]

@@ -198,3 +198,23 @@ def test_the_sources_override_wins_over_the_environment(tmp_path, monkeypatch):
     assert resources.sources_dir(None) == environment
     monkeypatch.delenv(resources.SOURCES_ENV)
     assert resources.sources_dir() == resources.data_root() / "sources" == REPO_ROOT / "sources"
+
+
+def test_a_code_digest_changes_with_a_files_name_bytes_or_boundary_and_a_librarys_version(tmp_path, monkeypatch):
+    from etl import resources
+
+    def files(**texts: str) -> list[Path]:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        for name, text in texts.items():
+            (folder / name).write_text(text)
+        return [folder / name for name in texts]
+
+    digest = resources.code_digest(files(a="ab", b="c"))
+    assert resources.code_digest(reversed(files(a="ab", b="c"))) == digest  # in path order, whatever given
+    assert digest not in {resources.code_digest(files(a="a", b="bc")), resources.code_digest(files(a="ab", c="c")),
+                          resources.code_digest(files(a="ab", b="d")), resources.code_digest(files(a="ab"))}
+    with_duckdb = resources.code_digest(files(a="ab", b="c"), "duckdb")
+    assert with_duckdb != digest
+    monkeypatch.setattr(resources, "version", lambda library: "another version")
+    assert resources.code_digest(files(a="ab", b="c"), "duckdb") != with_duckdb

@@ -210,7 +210,7 @@ COMMENT ON COLUMN meta.run.sources_unchanged IS 'Sources skipped because nothing
 COMMENT ON COLUMN meta.run.sources_failed IS 'Sources that could not be loaded; they keep their last good data.';
 COMMENT ON COLUMN meta.run.message IS 'Why sources failed, one message per source.';
 COMMENT ON COLUMN meta.run.validated IS 'The quality rules ran and the marts were rebuilt (a source, a rule, a mart or a comment changed).';
-COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rules, source overrides, mart definitions and column comments applied.';
+COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rules, source overrides, mart definitions, column comments and the code deriving core and the marts (etl/load, with the versions of DuckDB, pandas and numpy) applied: another one validates and derives everything again.';
 
 -- meta.source_file ------------------------------------------------------------------------------
 COMMENT ON TABLE meta.source_file IS 'One row per source file ever seen (by content), with where its rows went: rows_read = rows_loaded + rows_quarantined + rows_superseded.';
@@ -232,7 +232,7 @@ COMMENT ON COLUMN meta.source_file.exported_on IS 'When the source system wrote 
 -- meta.source -----------------------------------------------------------------------------------
 COMMENT ON TABLE meta.source IS 'One row per source: the fingerprint of what is loaded, so an unchanged source is skipped.';
 COMMENT ON COLUMN meta.source.source_id IS 'The source (sources/<source_id>.yaml).';
-COMMENT ON COLUMN meta.source.fingerprint IS 'SHA-256 over the current file hashes and the mapping file.';
+COMMENT ON COLUMN meta.source.fingerprint IS 'SHA-256 over the current file hashes, the mapping file and the code reading them into stage (etl/extract, etl/transform, ..., with the versions of the libraries it reads with): an upgrade of that code loads the source again.';
 COMMENT ON COLUMN meta.source.last_loaded_run_id IS 'Last run that loaded the source.';
 COMMENT ON COLUMN meta.source.last_attempt_run_id IS 'Last run that tried to load the source.';
 COMMENT ON COLUMN meta.source.status IS 'State of the source after its last attempt. held: a new export was held by the snapshot guard. Codes: loaded / failed / held.';
@@ -385,7 +385,7 @@ COMMENT ON COLUMN meta.link_decision.note IS 'The reviewer''s note, if any.';
 COMMENT ON TABLE dq.gx_judged IS 'One row per core table x source whose rows GX last judged: its findings (dq.gx_denominator, dq.gx_failure) are reused while the fingerprint holds, so a run validates only the sources whose rows changed.';
 COMMENT ON COLUMN dq.gx_judged.table_name IS 'The core table (its GX suite).';
 COMMENT ON COLUMN dq.gx_judged.source_id IS 'The source whose rows were judged.';
-COMMENT ON COLUMN dq.gx_judged.fingerprint IS 'SHA-256 of the rows (with their centres), the table''s GX rules and the GX version.';
+COMMENT ON COLUMN dq.gx_judged.fingerprint IS 'SHA-256 of the rows (with their centres), the table''s GX rules, the code that judges them and the GX version.';
 COMMENT ON COLUMN dq.gx_judged.run_id IS 'The run that judged them: its GX Data Docs show them.';
 COMMENT ON TABLE dq.gx_denominator IS 'How many records each GX rule judged, per source and centre, as last judged (dq.gx_judged).';
 COMMENT ON COLUMN dq.gx_denominator.table_name IS 'The core table.';

@@ -25,6 +25,7 @@ Adding a format is adding one module in `etl/extract/` that defines a module-lev
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import pkgutil
 import re
@@ -43,11 +44,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from etl.extract.errors import ExtractError
+from etl.resources import code_digest, code_files
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
 
 LINE_COLUMN = "_line"
+# SourceAdapter.staged_as, a file or a folder (a file's SHA-256 alone: as staged before the reading was in the name)
+STAGED_NAME = re.compile(r"[0-9a-f]{64}(\.[0-9a-f]{16})?(\.parquet)?")
 LINEAGE_COLUMNS = ("source_file", "source_file_sha256")
 
 
@@ -136,9 +140,17 @@ class SourceAdapter(ABC):
         """The mapping's `options:` checked against this format's `Options` (raises ValueError)."""
         return self.Options.model_validate(mapping.options)
 
-    def staged_name(self, sha256: str) -> str:
-        """Name of the staged artefact of a file under `staging/<source_id>/`."""
-        return f"{sha256}.parquet"
+    def staged_name(self, stem: str) -> str:
+        """Name of a staged artefact (a file here, a folder for some formats) from its stem."""
+        return f"{stem}.parquet"
+
+    def staged_as(self, sha256: str, options: BaseModel) -> str:
+        """Name of the staged artefact of a file read with `options`, under `staging/<source_id>/`: the
+        file's SHA-256 (first, so that every staged copy of an export is found by it), then a digest of
+        how it was read (the options, the readers' code, the libraries they read with). New options in
+        a mapping or an upgraded reader stage the file again, instead of reusing rows read otherwise."""
+        reading = hashlib.sha256(f"{options.model_dump_json()}|{_readers_digest()}".encode()).hexdigest()
+        return self.staged_name(f"{sha256}.{reading[:16]}")
 
     def series(self, mapping: SourceMapping, file_name: str) -> str | None:
         """Files of one series replace each other; None when the file does not fit the mapping."""
@@ -245,6 +257,13 @@ def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:
         return None
     match = re.fullmatch(mapping.record_set_from_file, file_name)
     return match.group("record_set") if match else None
+
+
+@cache
+def _readers_digest() -> str:
+    """The readers (this package, its C walk's source included) and the libraries they read with."""
+    return code_digest(code_files(Path(__file__).parent), "lxml", "pyarrow", "pandas", "numpy", "duckdb",
+                       "pyreadstat", "openpyxl")
 
 
 @cache

@@ -22,7 +22,6 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
+from etl.resources import code_digest
 from etl.schema import drop_temp_tables, rows_digest
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
 
 
 # The code that turns features into persons: a new version of it links again.
-_CODE = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
+_CODE = code_digest(Path(__file__).parent.glob("*.py"), "splink", "duckdb")
 
 
 def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> str:
@@ -117,8 +117,7 @@ def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -
     this package's linkage code and the versions of Splink and DuckDB."""
     rows = rows_digest(con, FEATURES_SQL)
     decisions = rows_digest(con, "SELECT * FROM meta.link_decision")
-    return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}|splink {version('splink')}|"
-                          f"duckdb {duckdb.__version__}".encode()).hexdigest()
+    return hashlib.sha256(f"{rows}|{decisions}|{config.fingerprint}|{_CODE}".encode()).hexdigest()
 
 
 def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
+from etl.resources import code_digest, code_files
 from etl.schema import among, core_columns, drop_temp_tables, rows_digest
 from etl.steps import FileCounts, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
@@ -409,13 +411,20 @@ def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceO
         run_id, outcome.status.value if failed else "loaded", outcome.message])
 
 
+@cache
+def derive_code_digest() -> str:
+    """The code and libraries that derive core and the marts from stage (etl/load: the core rows by
+    difference, the Kaplan-Meier estimates, ...): an upgrade of them derives everything again."""
+    return code_digest(code_files(Path(__file__).parent), "duckdb", "pandas", "numpy")
+
+
 def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
                              con: duckdb.DuckDBPyConnection | None = None) -> str:
     """Changes when a rule, a source's override, a mart, core.patient's derivation or the core tables,
-    a column comment, the linkage model, a reviewer's link decision (rtw link / unlink: it takes
-    effect at the next run) or a centre's confirmation (meta.waiver, from rtw responses import: the
-    next run waives it) changes."""
-    digest = hashlib.sha256(quality.fingerprint.encode())
+    a column comment, the code that derives them, the linkage model, a reviewer's link decision (rtw
+    link / unlink: it takes effect at the next run) or a centre's confirmation (meta.waiver, from rtw
+    responses import: the next run waives it) changes."""
+    digest = hashlib.sha256(f"{quality.fingerprint}|{derive_code_digest()}".encode())
     for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql",
                  WAREHOUSE_SQL_DIR / "patient.sql", WAREHOUSE_SQL_DIR / "core.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

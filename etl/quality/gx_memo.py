@@ -2,13 +2,14 @@
 
 A GX rule judges a row by that row alone, or (uniqueness) by the rows of its source: every id the
 suites hold unique is drawn from the source's id. So what GX found in one source's rows of a table
-stands while the columns the table's rules read, the rows' centres and the rules are what they were
-(a reloaded export's new lineage, or a person id linkage rewrote, changes nothing GX reads). A run
-fingerprints each source's rows of each table, judges only the sources whose fingerprint is not the one in
-dq.gx_judged, takes the others' denominators and failures from dq.gx_denominator and dq.gx_failure,
-and then remembers what it judged. A nightly run in which one source changed validates that source
-alone, and when no source's rows changed GX is not even imported. Waivers, thresholds and the
-quarantine are applied to the findings afterwards, every run, whichever run judged them.
+stands while the columns the table's rules read, the rows' centres, the rules and the code that
+judges (ours and GX's) are what they were (a reloaded export's new lineage, or a person id linkage
+rewrote, changes nothing GX reads). A run fingerprints each source's rows of each table, judges
+only the sources whose fingerprint is not the one in dq.gx_judged, takes the others' denominators
+and failures from dq.gx_denominator and dq.gx_failure, and then remembers what it judged. A nightly
+run in which one source changed validates that source alone, and when no source's rows changed GX
+is not even imported. Waivers, thresholds and the quarantine are applied to the findings
+afterwards, every run, whichever run judged them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -32,6 +33,7 @@ from etl.quality.catalogue import Rule, fingerprint
 from etl.quality.findings import KEY_COLUMNS, RuleRun
 from etl.quality.gx_process import CENTRE, GxHere, Job, Judge, end_early, ready
 from etl.quality.gx_suites import Batch, combined_runs
+from etl.resources import code_digest
 from etl.schema import among, rows_digest_by_source, sql_text
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ END_AFTER_ROWS = 100_000  # GX's process ends after judging this many rows (Judg
 # peak with it beside them (100,000 persons, one source 1% changed: 1,507 MiB for the process tree).
 END_BESIDE_STAGE_ROWS = 1_000_000
 IN_PROCESS_ROWS = 1_000_000  # from this many rows to judge, GX judges in the run's process (gx_process.GxHere)
+_CODE = ("findings.py", "gx_memo.py", "gx_process.py", "gx_suites.py")  # what judges, beside the rules
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,7 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
     columns = [c for (c,) in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'stage' AND table_name = ? "
         "ORDER BY column_index", [table]).fetchall()]
-    rules_digest = fingerprint(table_rules, {"great_expectations": version("great_expectations"),
-                                             "columns": columns})
+    rules_digest = fingerprint(table_rules, {"code": _code_digest(), "columns": columns})
     judged = judged_columns(columns, table_rules)
     quoted = ", ".join(f'"{c}"' for c in judged)
     rows = rows_digest_by_source(con, f"SELECT {quoted} FROM stage.{table}")
@@ -164,6 +166,12 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
                         [table]).fetchall()
     reused = {source: run for source, print_, run in known if prints.get(source) == print_}
     return TablePlan(table, prints, reused, tuple(judged))
+
+
+@cache
+def _code_digest() -> str:
+    """What turns rows into GX's findings: the batches, the suites, the findings' form, and GX."""
+    return code_digest((Path(__file__).with_name(name) for name in _CODE), "great_expectations")
 
 
 def judged_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from etl.quality.catalogue import Rule
+from etl.resources import code_digest
 from etl.schema import in_warehouse, rows_digest_by_source
 
 _CODE = ("findings.py", "rule_memo.py", "sql_checks.py", "validate.py")  # what judges, beside the plan
@@ -76,14 +77,12 @@ def with_quarantine(con: duckdb.DuckDBPyConnection, sums: dict[str, str]) -> dic
 
 @cache
 def _code_digest() -> str:
-    here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / name).read_bytes() for name in _CODE)).hexdigest()
+    return code_digest((Path(__file__).with_name(name) for name in _CODE), "duckdb")
 
 
 def plan(con: duckdb.DuckDBPyConnection, phase: str, plan_fingerprint: str, sums: dict[str, str]) -> SourcePlan:
     """Fingerprint each source for `phase` (stage_sums, with_quarantine) and find those judged before."""
-    common = hashlib.sha256(f"{phase}|{plan_fingerprint}|duckdb {duckdb.__version__}|{sums.get('', '')}|"
-                            f"{_code_digest()}".encode())
+    common = hashlib.sha256(f"{phase}|{plan_fingerprint}|{sums.get('', '')}|{_code_digest()}".encode())
     prints = {s: hashlib.sha256(f"{common.hexdigest()}|{found}".encode()).hexdigest()
               for s, found in sums.items() if s}
     known = con.execute("SELECT source_id, fingerprint, run_id FROM dq.rule_judged WHERE phase = ?",

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import schema
+from etl import resources, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.extract.adapter import LINE_COLUMN
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
@@ -175,14 +175,14 @@ def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.T
 
 @cache
 def code_digest() -> str:
-    """The code and tables harmonise runs on (etl/transform with its vocabularies, the warehouse's
-    columns) and the versions of the libraries that type its values: a change harmonises everything."""
-    digest = hashlib.sha256(f"pandas {pd.__version__} pyarrow {pa.__version__} numpy {np.__version__}".encode())
-    here = Path(__file__).parent
-    for path in sorted([*here.rglob("*"), WAREHOUSE_SQL_DIR / "core.sql", WAREHOUSE_SQL_DIR / "stage.sql"]):
-        if path.is_file() and path.suffix != ".pyc":
-            digest.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    """The code and tables harmonise runs on (etl/transform with its vocabularies, what it reads staged
+    rows and the warehouse's columns with) and the versions of the libraries that type its values: a
+    change harmonises everything."""
+    etl = Path(__file__).parents[1]
+    return resources.code_digest([*resources.code_files(etl / "transform"), etl / "extract" / "adapter.py",
+                                  *(etl / name for name in ("frames.py", "schema.py", "quality/params.py")),
+                                  WAREHOUSE_SQL_DIR / "core.sql", WAREHOUSE_SQL_DIR / "stage.sql"],
+                                 "pandas", "pyarrow", "numpy")
 
 
 def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
