@@ -417,14 +417,25 @@ def _summary(con: duckdb.DuckDBPyConnection, home: Home, run_id: str | None) -> 
 
 def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | None, sources_dir: Path,
                    say: Callable[[str], None] = log.info) -> tuple[SourceOutcome, list[timing.StepTime]]:
-    """Extract and harmonise one source, and the steps it took (timed here, in a worker or not)."""
+    """Extract and harmonise one source, and the steps it took (timed here, in a worker or not).
+
+    What neither step expected (a bug, a damaged file under the home) fails this source only, as the
+    death of a worker process or a DAG task does: the others are published. The outcome says which
+    exception; its text (it may quote a value) goes to the log only."""
     first = len(timing.recorded)
-    say(f"{source_id}: extracting")
-    with timing.step(f"extract {source_id}"):
-        extracted = extract_source(home, run_id, source_id, sources_dir=sources_dir)
-    say(f"{source_id}: harmonising")
-    with timing.step(f"harmonise {source_id}"):
-        outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
+    extracted = SourceOutcome(source_id=source_id, run_id=run_id, status=SourceStatus.EXTRACTED)
+    try:
+        say(f"{source_id}: extracting")
+        with timing.step(f"extract {source_id}"):
+            extracted = extract_source(home, run_id, source_id, sources_dir=sources_dir)
+        say(f"{source_id}: harmonising")
+        with timing.step(f"harmonise {source_id}"):
+            outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
+    except Exception as exc:
+        log.debug("%s: extract and harmonise failed", source_id, exc_info=True)
+        log.error("%s: extract and harmonise failed: %s: %s", source_id, type(exc).__name__, exc)
+        outcome = _failed(extracted, f"its extract and harmonise failed unexpectedly ({type(exc).__name__}); "
+                                     "the run's log says why")
     return outcome, timing.recorded[first:]
 
 

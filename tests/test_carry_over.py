@@ -110,6 +110,38 @@ def test_a_memo_of_another_key_mapping_or_code_carries_nothing_over(synthetic_ru
     assert other_key.carried == other_mapping.carried == other_code.carried == 0
 
 
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _one_row_less(path: Path) -> None:
+    table = pq.read_table(path)
+    pq.write_table(table.slice(1), path)
+
+
+@pytest.mark.parametrize(("damage", "file"), [(_truncated, carry_over.MEMO), (_truncated, "follow_up.parquet"),
+                                              (Path.unlink, "diagnosis.parquet"), (_one_row_less, "records.parquet")])
+def test_a_last_load_that_cannot_be_read_back_whole_carries_nothing_over(
+        synthetic_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Any, file: str) -> None:
+    home, _, _ = synthetic_run
+    mapping, frames = _record_sets(home, "registry_it")
+    last = _folder(tmp_path, "last")
+    harmonise_to_folder(mapping, frames, KEY, "run-1", last)
+    now = _next_export(mapping, frames)
+    whole = harmonise_to_folder(mapping, now, KEY, "run-2", _folder(tmp_path, "whole"))
+    damage(last / file)
+    with caplog.at_level(logging.WARNING):
+        again = harmonise_to_folder(mapping, now, KEY, "run-2", _folder(tmp_path, "again"), previous=last)
+    assert again.carried == 0 and (again.rows, again.rejected, again.file_counts) == (whole.rows, whole.rejected,
+                                                                                      whole.file_counts)
+    names = sorted(p.name for p in (tmp_path / "whole").glob("*.parquet"))
+    assert names == sorted(p.name for p in (tmp_path / "again").glob("*.parquet"))
+    for name in names:
+        pd.testing.assert_frame_equal(_sorted(tmp_path / "again" / name), _sorted(tmp_path / "whole" / name), obj=name)
+    (said,) = [r.getMessage() for r in caplog.records if "cannot be read back" in r.getMessage()]
+    assert said.startswith("registry_it: ") and str(last / file) in said and "harmonised again" in said
+
+
 def test_records_of_one_set_from_several_files_are_harmonised_whole(synthetic_run: Any, tmp_path: Path) -> None:
     home, _, _ = synthetic_run
     mapping, frames = _record_sets(home, "registry_it")

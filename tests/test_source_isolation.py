@@ -45,3 +45,28 @@ def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
     html = page.read_text()
     assert 'id="sources-failed" class="failed">iltb<' in html and "titel" in html
     assert (home.reports / "latest").resolve() == page.parent.resolve()
+
+
+def test_what_a_source_did_not_expect_fails_it_alone_and_its_text_stays_in_the_log(tmp_path, monkeypatch, caplog):
+    """A bug, or a damaged file under the home, in one source's harmonise: the run goes on, as it does
+    when a worker process or a DAG task dies."""
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=60, seed=5)
+    harmonise = pipeline.harmonise_to_folder
+
+    def failing(mapping, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if mapping.source_id == "esmart":
+            raise RuntimeError("a value of the export")
+        return harmonise(mapping, *args, **kwargs)
+    monkeypatch.setattr(pipeline, "harmonise_to_folder", failing)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.status == "completed_with_failures" and summary.sources_failed == ["esmart"]
+    assert summary.sources_changed == ["crizotinib_imt", "iltb", "registry_it", "sacha_fr"]
+    assert "failed unexpectedly (RuntimeError)" in summary.message and "a value" not in summary.message
+    assert any("esmart" in r.getMessage() and "a value of the export" in r.getMessage() for r in caplog.records)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        loaded = dict(con.execute("SELECT source_id, count(*) FROM core.study_enrolment GROUP BY 1").fetchall())
+    finally:
+        con.close()
+    assert "esmart" not in loaded and set(loaded) == {"crizotinib_imt", "iltb", "registry_it", "sacha_fr"}

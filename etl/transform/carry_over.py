@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,6 +47,7 @@ from etl.transform.records import patient_keys
 MEMO = "patients.parquet"
 _MEMO_COLUMNS = ["who", "source_patient_pseudonym", "digest", *PATIENT_COUNT_COLUMNS[1:]]
 _VERSION = 1
+_FILES = b"rtw_files"  # the memo's metadata key: file name -> rows, of the files its load wrote
 _FILE_COLUMNS = ("source_file", "source_file_sha256")  # which export a row came from: stamped, not compared
 _SEPARATOR, _NULL = "\x1f", "\x1e"
 
@@ -154,14 +156,34 @@ def _memo_secret(key: PseudonymKey) -> str:
     return hmac.new(key.secret, b"rtw carry over memo", hashlib.sha256).hexdigest()
 
 
+class Unreadable(Exception):
+    """The last load's folder cannot be read back (a damaged or missing file): nothing is carried over."""
+
+
+@contextmanager
+def _reading_back(path: Path) -> Iterator[None]:
+    """Reading the last load's files: what a damaged one raises, as Unreadable naming it."""
+    try:
+        yield
+    except (OSError, pa.ArrowException, duckdb.Error) as exc:
+        raise Unreadable(f"{path}: {type(exc).__name__}: {exc}") from exc
+
+
 def _carried(previous: Path | None, header: bytes, digests: pd.DataFrame) -> pd.DataFrame:
     """The previous memo's rows of the patients whose digest is the same now."""
-    memo = previous / MEMO if previous is not None else None
-    if memo is None or not memo.is_file():
+    if previous is None or not (memo := previous / MEMO).is_file():
         return pd.DataFrame(columns=_MEMO_COLUMNS)
-    stored = pq.read_table(memo)
-    if (stored.schema.metadata or {}).get(b"rtw") != header:
+    with _reading_back(memo):
+        stored = pq.read_table(memo)
+    metadata = stored.schema.metadata or {}
+    if metadata.get(b"rtw") != header:
         return pd.DataFrame(columns=_MEMO_COLUMNS)
+    for name, rows in json.loads(metadata[_FILES]).items():  # what the load wrote is all there
+        path = previous / f"{name}.parquet"
+        with _reading_back(path):
+            found = pq.read_metadata(path).num_rows
+        if found != rows:
+            raise Unreadable(f"{path}: holds {found} rows, its load wrote {rows}")
     return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS]
 
 
@@ -208,11 +230,14 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
                 query = f"SELECT * FROM read_parquet({source}) WHERE {carried}"
             else:
                 continue
-            yield name, con.execute(query).to_arrow_table()
+            with _reading_back(path):
+                rows = con.execute(query).to_arrow_table()
+            yield name, rows
 
 
-def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path) -> None:
-    """This load's MEMO: every patient's digest with their counts (harmonised now or carried over)."""
+def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, written: Mapping[str, int]) -> None:
+    """This load's MEMO: every patient's digest with their counts (harmonised now or carried over), and
+    the rows of each file written to `folder` (the next load reads them back only when all are there)."""
     counts = pd.concat([c for c in fresh_counts if not c.empty] or [pd.DataFrame(columns=PATIENT_COUNT_COLUMNS)],
                        ignore_index=True)
     fresh = found.fresh.merge(counts, on="source_patient_pseudonym")
@@ -220,7 +245,8 @@ def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path) 
                      or [pd.DataFrame(columns=_MEMO_COLUMNS)], ignore_index=True)
     table = pa.Table.from_pandas(memo.astype({"rows_read": "int64", "rows_quarantined": "int64"}),
                                  schema=_MEMO_SCHEMA, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata({"rtw": found.header}), folder / MEMO)
+    pq.write_table(table.replace_schema_metadata({"rtw": found.header, _FILES: json.dumps(dict(written))}),
+                   folder / MEMO)
 
 
 _MEMO_SCHEMA = pa.schema([("who", pa.string()), ("source_patient_pseudonym", pa.string()), ("digest", pa.string()),

@@ -14,6 +14,7 @@ the memory its harmonise does.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from etl.transform.harmonise import harmonise_source, ignored_notices
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 from etl.transform.records import patient_keys
+
+log = logging.getLogger(__name__)
 
 # Source records per part: the harmonise step of a part peaks at a few KiB per record (iLTB at
 # 100,000 persons: parts of 100,000 records peak 250 MiB above the record sets, of 25,000 under
@@ -58,7 +61,20 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Tab
     """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`.
 
     previous: the folder of the source's last load, whose patients with unchanged records are
-    carried over rather than harmonised again (etl/transform/carry_over.py)."""
+    carried over rather than harmonised again (etl/transform/carry_over.py). A file of it that cannot
+    be read back (damaged on disk) carries nothing over: every patient is harmonised, with a warning."""
+    try:
+        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, previous)
+    except carry_over.Unreadable as exc:
+        log.warning("%s: the last load's harmonised rows cannot be read back (%s): every patient is "
+                    "harmonised again", mapping.source_id, exc)
+        for written in folder.glob("*.parquet"):
+            written.unlink()
+        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, None)
+
+
+def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
+                         run_id: str, folder: Path, part_records: int, previous: Path | None) -> HarmonisedSource:
     notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
@@ -90,7 +106,7 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Tab
                 if name == "rejections":
                     out.rejected += len(set(rows_carried.column("source_record_key").to_pylist()))
             _add_counts(out.file_counts, patients.carried_file_counts())
-            carry_over.write_memo(patients, counted, folder)
+            carry_over.write_memo(patients, counted, folder, written)
     finally:
         for writer in writers.values():
             writer.close()
