@@ -154,6 +154,10 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         staged = home.staging / source_id / adapter.staged_as(f.sha256, options)
         try:
             landing.archive(f, home.archive)
+            if staged.exists() and not adapter.staged_whole(staged):
+                log.warning("%s: the staged copy of %s (%s) cannot be read back: staged again", source_id, f.name,
+                            staged.name)
+                _remove(staged)
             if not staged.exists():
                 result = adapter.stage(f.path, staged, options, {"source_file": f.name, "source_file_sha256": f.sha256})
                 entry.rows_staged, entry.notices = result.rows, list(result.notices)
@@ -374,10 +378,15 @@ def _drop_stale_staged(home: Home, outcome: SourceOutcome) -> None:
     folder = home.staging / outcome.source_id
     for staged in folder.iterdir() if folder.is_dir() else ():
         if staged.name not in current and STAGED_NAME.fullmatch(staged.name) and not staged.is_symlink():
-            if staged.is_dir():
-                shutil.rmtree(staged, ignore_errors=True)
-            else:
-                staged.unlink(missing_ok=True)
+            _remove(staged)
+
+
+def _remove(staged: Path) -> None:
+    """A staged artefact, a file or a folder."""
+    if staged.is_dir():
+        shutil.rmtree(staged, ignore_errors=True)
+    else:
+        staged.unlink(missing_ok=True)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:

@@ -291,6 +291,21 @@ def test_new_reader_options_or_an_upgraded_reader_stage_the_export_again(loaded,
     assert now and upgraded not in {name, now_staged.name}
 
 
+@pytest.mark.parametrize("source_id", ["registry_it", "crizotinib_imt"])  # a staged file, a workbook's folder
+def test_a_staged_copy_damaged_on_disk_is_staged_again(loaded, tmp_path, caplog, source_id):
+    shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)
+    home = resolve_home(tmp_path / "home")
+    (staged,) = [p for p in (home.staging / source_id).iterdir() if p.name != "harmonised"]
+    damaged = next(staged.glob("*.parquet")) if staged.is_dir() else staged
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    outcome = pipeline.extract_source(home, "again", source_id)
+    (export,) = outcome.files
+    assert export.staged == str(staged) and export.rows_staged
+    assert adapter.parquet_whole(damaged)
+    assert any("cannot be read back: staged again" in r.getMessage() for r in caplog.records)
+    assert pipeline.harmonise_extracted(home, outcome, key_value=KEY_TEXT).status.value == "harmonised"
+
+
 def test_a_changed_export_replaces_that_source_only(tmp_path):
     home = resolve_home(tmp_path / "home").ensure()
     generate(home.root, patients=60, seed=5)

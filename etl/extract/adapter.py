@@ -144,6 +144,10 @@ class SourceAdapter(ABC):
         """Name of a staged artefact (a file here, a folder for some formats) from its stem."""
         return f"{stem}.parquet"
 
+    def staged_whole(self, staged: Path) -> bool:
+        """Whether a staged artefact reads back: a file cut short or damaged on disk is staged again."""
+        return parquet_whole(staged)
+
     def staged_as(self, sha256: str, options: BaseModel) -> str:
         """Name of the staged artefact of a file read with `options`, under `staging/<source_id>/`: the
         file's SHA-256 (first, so that every staged copy of an export is found by it), then a digest of
@@ -194,6 +198,15 @@ class SourceAdapter(ABC):
     def record_sets(self, staged: Path, record_set: str) -> dict[str, pd.DataFrame]:
         """The staged rows as one frame of strings per record set (`record_frame` of each table)."""
         return {name: record_frame(table) for name, table in self.record_tables(staged, record_set).items()}
+
+
+def parquet_whole(path: Path) -> bool:
+    """Whether a Parquet file's footer reads (a file cut short has none)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
 
 
 def record_frame(table: pa.Table) -> pd.DataFrame:

@@ -62,7 +62,7 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, sniff_kind, staging_writer
+from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, parquet_whole, sniff_kind, staging_writer
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
@@ -425,9 +425,12 @@ class ExcelAdapter(SourceAdapter):
     one_record_set_per_file = False
     Options = ExcelOptions
 
-    def staged_name(self, sha256: str) -> str:
+    def staged_name(self, stem: str) -> str:
         # A folder: one Parquet file per sheet.
-        return sha256
+        return stem
+
+    def staged_whole(self, staged: Path) -> bool:
+        return staged.is_dir() and all(parquet_whole(part) for part in staged.glob("*.parquet"))
 
     def stage(self, path: Path, out: Path, options: ExcelOptions, lineage: dict[str, str]) -> StageResult:
         return stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets, lineage=lineage)
