@@ -416,7 +416,7 @@ def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[A
     for landing_file in files:
         name = adapter.staged_as(landing_file.sha256, options)
         existing = staging_dir / mapping.source_id / name if staging_dir is not None else None
-        if existing is not None and existing.exists():
+        if existing is not None and existing.exists() and adapter.staged_whole(existing):
             staged.append((existing, landing_file.name, landing_file.sha256))
             continue
         out = work / name
