@@ -44,6 +44,7 @@ from etl.link.model import load_config
 from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
 from etl.schema import in_warehouse
+from etl.transform.carry_over import recount_memo
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
@@ -349,10 +350,12 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
 def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> None:
     # Derived files hold pseudonyms and patient ids only (a short clear number would match other bytes).
     needles = [t.encode() for t in marks.tokens()]
-    derived = [*home.staging.glob("*/harmonised/**/*.parquet"), *home.marts.glob("runs/**/*.parquet")]
-    for path in sorted(derived):
+    harmonised = sorted(home.staging.glob("*/harmonised/**/*.parquet"))
+    for path in sorted([*harmonised, *home.marts.glob("runs/**/*.parquet")]):
         if _scrub_derived_parquet(path, marks):
             result.files_rewritten.append(str(path))
+    for folder in sorted({p.parent for p in harmonised if str(p) in result.files_rewritten}):
+        recount_memo(folder)  # the next load carries the other patients over from it still
     if home.reports.is_dir():
         for path in sorted(p for p in home.reports.rglob("*") if p.is_file() and not p.is_symlink()):
             outcome = _scrub_report_file(path, marks, needles)

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from etl import crash, fsio, publish_outputs, repair, runlock, schema, timing
 from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR, Home
 from etl.extract import landing
-from etl.extract.adapter import STAGED_NAME, Removal, adapter_for
+from etl.extract.adapter import READER_LIBRARIES, STAGED_NAME, Removal, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.guards import accepted_files, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
@@ -74,7 +74,7 @@ def intake_code_digest() -> str:
     return code_digest([*code_files(here / "extract"), *code_files(here / "transform"),
                         *(here / name for name in ("pipeline.py", "schema.py", "frames.py", "steps.py")),
                         here / "load" / "warehouse.py", *(WAREHOUSE_SQL_DIR / f"{s}.sql" for s in ("stage", "core"))],
-                       "lxml", "pandas", "pyarrow", "numpy", "duckdb", "pyreadstat", "openpyxl")
+                       *READER_LIBRARIES)
 
 
 def _fingerprint(mapping_path: Path, files: list[landing.LandingFile]) -> str:
@@ -441,8 +441,7 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
         with timing.step(f"harmonise {source_id}"):
             outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
     except Exception as exc:
-        log.debug("%s: extract and harmonise failed", source_id, exc_info=True)
-        log.error("%s: extract and harmonise failed: %s: %s", source_id, type(exc).__name__, exc)
+        log.error("%s: extract and harmonise failed: %s: %s", source_id, type(exc).__name__, exc, exc_info=True)
         outcome = _failed(extracted, f"its extract and harmonise failed unexpectedly ({type(exc).__name__}); "
                                      "the run's log says why")
     return outcome, timing.recorded[first:]

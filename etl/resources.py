@@ -80,8 +80,10 @@ def dags_dir() -> Path:
 
 def code_files(folder: Path) -> list[Path]:
     """The files below `folder` that make its code what it is: sources, templates, vocabularies; not
-    what a build or Python leaves there (compiled modules, bytecode), which differ between machines."""
-    return [p for p in folder.rglob("*") if p.is_file() and p.suffix not in (".so", ".pyd", ".o", ".pyc")]
+    what a build or Python leaves there (compiled modules, bytecode and its temporaries, hidden files),
+    which differ between machines and come and go while a run reads the folder."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix not in (".so", ".pyd", ".o", ".pyc")
+            and not any(part == "__pycache__" or part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def code_digest(paths: Iterable[Path], *libraries: str) -> str:
@@ -91,7 +93,7 @@ def code_digest(paths: Iterable[Path], *libraries: str) -> str:
     digest = hashlib.sha256()
     for library in libraries:
         digest.update(f"{library} {version(library)}\0".encode())
-    for path in sorted(paths):
+    for path in sorted(p.resolve() for p in paths):  # one order however the installation's path is spelled
         data = path.read_bytes()
         digest.update(f"{path.name}\0{len(data)}\0".encode() + data)
     return digest.hexdigest()

@@ -84,7 +84,7 @@ def test_one_record_set_per_sheet_in_workbook_order(tmp_path: Path) -> None:
     assert record_sets["Response (RECIST)"]["response"].tolist() == ["PR", "SD"]
     assert "imt.xlsx: sheet 'Notes' is empty: no record set" in notices
     staged = tmp_path / "staged" / ("ab" * 32)
-    assert sorted(p.name for p in staged.iterdir()) == ["001.parquet", "002.parquet"]
+    assert sorted(p.name for p in staged.iterdir()) == ["001.parquet", "002.parquet", "sheets.json"]
     assert [str(t) for t in pq.read_schema(staged / "002.parquet").types] == ["string", "string", "int64",
                                                                                "string", "string"]
 
@@ -341,6 +341,20 @@ def test_restaging_replaces_the_folder(tmp_path: Path) -> None:
     assert ADAPTER.record_sets(out, "x")["AE"]["patient"].tolist() == ["IMT-002"]
     assert list(ADAPTER.record_sets(out, "x")) == ["AE"]
     assert [p.name for p in out.parent.iterdir()] == ["workbook"]
+
+
+def test_a_staged_workbook_is_whole_only_with_every_sheet_it_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "staged" / "workbook"
+    book = _workbook(tmp_path, {"AE": [["patient"], ["IMT-001"]], "RS": [["patient"], ["IMT-001"]]}, name="a.xlsx")
+    stage_workbook(book, out, lineage=LINEAGE)
+    assert ADAPTER.staged_whole(out)
+    first, second = sorted(out.glob("*.parquet"))
+    second.write_bytes(second.read_bytes()[:-20])
+    assert not ADAPTER.staged_whole(out)
+    stage_workbook(book, out, lineage=LINEAGE)
+    first.unlink()
+    assert not ADAPTER.staged_whole(out)  # a sheet's rows gone with its file
+    assert not ADAPTER.staged_whole(tmp_path / "nothing staged")
 
 
 @pytest.mark.parametrize(("value", "text"), [

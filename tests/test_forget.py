@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import zipfile
@@ -219,7 +220,7 @@ def test_forget_never_prints_the_patient_key(erased: dict[str, object]) -> None:
         assert not any(k in output for k in patients.values())
 
 
-def test_later_runs_keep_the_patient_out(erased: dict[str, object]) -> None:
+def test_later_runs_keep_the_patient_out(erased: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
     home = erased["home"]
     assert isinstance(home, Home)
     counts = _core_counts(home)
@@ -229,8 +230,13 @@ def test_later_runs_keep_the_patient_out(erased: dict[str, object]) -> None:
         export = next((home.landing / source_id).glob(pattern))
         (home.landing / source_id / name).write_bytes(export.read_bytes() + b"\n")
         export.unlink()
-    summary = pipeline.run(home, key_value=KEY, force=True)
+    with caplog.at_level(logging.INFO):
+        summary = pipeline.run(home, key_value=KEY, force=True)
     assert summary.status == "completed", summary.message
+    # The folders forget rewrote are read back whole: the other patients are carried over.
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "cannot be read back" in m]
+    assert {m.split(":")[0] for m in said if "carried over from the last load" in m} >= {"registry_it", "sacha_fr"}
     assert _core_counts(home) == counts
     assert _traces(home, _needles(erased), set(_pseudonyms(erased))) == []
     _assert_rows_read_add_up(home)

@@ -218,3 +218,21 @@ def test_a_code_digest_changes_with_a_files_name_bytes_or_boundary_and_a_library
     assert with_duckdb != digest
     monkeypatch.setattr(resources, "version", lambda library: "another version")
     assert resources.code_digest(files(a="ab", b="c"), "duckdb") != with_duckdb
+
+
+def test_a_code_digest_is_the_same_however_the_installation_is_reached_and_whatever_python_leaves(tmp_path):
+    from etl import resources
+
+    code, sql = tmp_path / "real" / "etl", tmp_path / "real" / "warehouse"
+    for folder, name in ((code, "b.py"), (code, "z.py"), (sql, "core.sql")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    (tmp_path / "zz-link").symlink_to(tmp_path / "real")  # sorts after "real": another order unresolved
+    digest = resources.code_digest([*resources.code_files(code), sql / "core.sql"])
+    # A process reaching the package through a symlink, the SQL through the real path (as REPO_ROOT is).
+    assert resources.code_digest([*resources.code_files(tmp_path / "zz-link" / "etl"), sql / "core.sql"]) == digest
+    (code / "__pycache__").mkdir()
+    (code / "__pycache__" / "b.cpython-311.pyc.139872").write_bytes(b"half written")
+    (code / ".b.py.swp").write_bytes(b"an editor's")
+    assert sorted(p.name for p in resources.code_files(code)) == ["b.py", "z.py"]
+    assert resources.code_digest([*resources.code_files(code), sql / "core.sql"]) == digest

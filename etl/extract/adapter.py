@@ -53,6 +53,8 @@ LINE_COLUMN = "_line"
 # SourceAdapter.staged_as, a file or a folder (a file's SHA-256 alone: as staged before the reading was in the name)
 STAGED_NAME = re.compile(r"[0-9a-f]{64}(\.[0-9a-f]{16})?(\.parquet)?")
 LINEAGE_COLUMNS = ("source_file", "source_file_sha256")
+# The libraries the readers read with (their versions are part of how a file was read: staged_as).
+READER_LIBRARIES = ("lxml", "pyarrow", "pandas", "numpy", "duckdb", "pyreadstat", "python-calamine")
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,7 @@ def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:
 @cache
 def _readers_digest() -> str:
     """The readers (this package, its C walk's source included) and the libraries they read with."""
-    return code_digest(code_files(Path(__file__).parent), "lxml", "pyarrow", "pandas", "numpy", "duckdb",
-                       "pyreadstat", "openpyxl")
+    return code_digest(code_files(Path(__file__).parent), *READER_LIBRARIES)
 
 
 @cache

@@ -49,6 +49,7 @@ Gotchas of the format:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cel
 
 #: key of each staged Parquet file's schema metadata holding its sheet's name
 SHEET_METADATA_KEY = b"rtw.sheet"
+SHEETS_STAGED = "sheets.json"  # in a staged workbook's folder: its sheets' files, for staged_whole
 
 _ZIP = b"PK\x03\x04"
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -331,16 +333,18 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     notices: list[str] = []
     try:
         with written_atomically(out, folder=True) as temp:
+            parts = []
             for index, (name, hidden) in enumerate(_chosen_sheets(path, workbook, sheets), start=1):
                 sheet = workbook.get_sheet_by_name(name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
                     continue
                 found = SheetRead(merged_ranges=tuple(_range_name(*r) for r in sorted(sheet.merged_cell_ranges or ())))
-                count = _stage_sheet(path, sheet, temp / f"{index:03d}.parquet", header_row, lineage, found,
-                                     chunk_rows)
+                parts.append(f"{index:03d}.parquet")
+                count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows)
                 rows += count
                 notices += _sheet_notices(path.name, name, hidden, count, found)
+            (temp / SHEETS_STAGED).write_text(json.dumps(parts))
     finally:
         workbook.close()
     return StageResult(rows=rows, notices=tuple(notices))
@@ -430,7 +434,11 @@ class ExcelAdapter(SourceAdapter):
         return stem
 
     def staged_whole(self, staged: Path) -> bool:
-        return staged.is_dir() and all(parquet_whole(part) for part in staged.glob("*.parquet"))
+        try:
+            parts = json.loads((staged / SHEETS_STAGED).read_text())
+        except (OSError, ValueError):
+            return False
+        return all(parquet_whole(staged / part) for part in parts)
 
     def stage(self, path: Path, out: Path, options: ExcelOptions, lineage: dict[str, str]) -> StageResult:
         return stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets, lineage=lineage)

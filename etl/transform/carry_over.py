@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import resources, schema
+from etl import fsio, resources, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.extract.adapter import LINE_COLUMN
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
@@ -165,6 +165,8 @@ def _reading_back(path: Path) -> Iterator[None]:
     """Reading the last load's files: what a damaged one raises, as Unreadable naming it."""
     try:
         yield
+    except (MemoryError, pa.ArrowMemoryError, duckdb.OutOfMemoryException):
+        raise  # not the file's fault: harmonising everything would need more memory still
     except (OSError, pa.ArrowException, duckdb.Error) as exc:
         raise Unreadable(f"{path}: {type(exc).__name__}: {exc}") from exc
 
@@ -247,6 +249,22 @@ def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, 
                                  schema=_MEMO_SCHEMA, preserve_index=False)
     pq.write_table(table.replace_schema_metadata({"rtw": found.header, _FILES: json.dumps(dict(written))}),
                    folder / MEMO)
+
+
+def recount_memo(folder: Path) -> None:
+    """The memo's rows per file as `folder` holds them now: `rtw forget` rewrote files of it without a
+    patient (and the memo without their row). A listed file that is missing stays as the memo says."""
+    memo = folder / MEMO
+    if not memo.is_file():
+        return
+    table = pq.read_table(memo)
+    metadata = dict(table.schema.metadata or {})
+    if _FILES not in metadata:
+        return
+    files = {name: pq.read_metadata(folder / f"{name}.parquet").num_rows if (folder / f"{name}.parquet").is_file()
+             else rows for name, rows in json.loads(metadata[_FILES]).items()}
+    with fsio.written_atomically(memo) as temp:
+        pq.write_table(table.replace_schema_metadata({**metadata, _FILES: json.dumps(files).encode()}), temp)
 
 
 _MEMO_SCHEMA = pa.schema([("who", pa.string()), ("source_patient_pseudonym", pa.string()), ("digest", pa.string()),
