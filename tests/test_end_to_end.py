@@ -17,7 +17,7 @@ from conftest import SYNTHETIC_RUN_KEY
 from warehouse_query import query_frame as _table
 
 from etl import pipeline, timing
-from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR, Home, resolve_home
 from etl.extract import adapter
 from etl.load import warehouse
 from etl.steps import SourceOutcome
@@ -243,7 +243,7 @@ def test_an_upgrade_loads_every_source_and_derives_every_mart_again_and_changes_
     shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
     home = resolve_home(tmp_path / "home")
     before = _core_rows_digest(home)
-    marts = sorted(p.stem.split("_", 1)[1] for p in (pipeline.WAREHOUSE_SQL_DIR / "marts").glob("*.sql"))
+    marts = sorted(p.stem.split("_", 1)[1] for p in (WAREHOUSE_SQL_DIR / "marts").glob("*.sql"))
 
     def built_marts() -> list[str]:
         return sorted(s.name.removeprefix("mart ") for s in timing.recorded if s.name.startswith("mart "))
@@ -286,7 +286,7 @@ def test_new_reader_options_or_an_upgraded_reader_stage_the_export_again(loaded,
     assert now_staged.name[:64] == name[:64] and now_staged.name != name
     assert staged(pipeline.extract_source(home, "again", "registry_it", sources_dir=sources)) == (now_staged.name,
                                                                                                   False)
-    monkeypatch.setattr(adapter, "_readers_digest", lambda: "the readers upgraded")
+    monkeypatch.setattr(adapter, "readers_digest", lambda: "the readers upgraded")
     upgraded, now = staged(pipeline.extract_source(home, "upgraded", "registry_it", sources_dir=sources))
     assert now and upgraded not in {name, now_staged.name}
 

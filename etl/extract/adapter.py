@@ -155,7 +155,7 @@ class SourceAdapter(ABC):
         file's SHA-256 (first, so that every staged copy of an export is found by it), then a digest of
         how it was read (the options, the readers' code, the libraries they read with). New options in
         a mapping or an upgraded reader stage the file again, instead of reusing rows read otherwise."""
-        reading = hashlib.sha256(f"{options.model_dump_json()}|{_readers_digest()}".encode()).hexdigest()
+        reading = hashlib.sha256(f"{options.model_dump_json()}|{readers_digest()}".encode()).hexdigest()
         return self.staged_name(f"{sha256}.{reading[:16]}")
 
     def series(self, mapping: SourceMapping, file_name: str) -> str | None:
@@ -275,7 +275,7 @@ def record_set_of_file(mapping: SourceMapping, file_name: str) -> str | None:
 
 
 @cache
-def _readers_digest() -> str:
+def readers_digest() -> str:
     """The readers (this package, its C walk's source included) and the libraries they read with."""
     return code_digest(code_files(Path(__file__).parent), *READER_LIBRARIES)
 

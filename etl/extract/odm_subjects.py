@@ -12,8 +12,8 @@ file into parts that are shorter.
 The subjects are walked in C (`_odm_walk.c`, compiled with the package by hatch_build.py), which
 writes the columns of these rows without a Python step per ItemData, and hands back to this walk,
 from the subject where its batch started, anything it does not read exactly as this walk does (an
-element out of place, a DTD): this walk is the reference, and
-reads everything where the C walk could not be compiled.
+element out of place, a DTD): this walk is the reference, and reads everything where the C walk
+could not be compiled.
 
 Only lxml is imported: run as `python -m etl.extract.odm_subjects PATH OUT WHERE`, it is the second
 process of `odm_chunks`, which starts in a twentieth of a second.
