@@ -123,7 +123,7 @@ class NoOptions(BaseModel):
 
 
 class SourceAdapter(ABC):
-    """Reads one export format. Subclasses set `format` and implement `stage` and `record_sets`."""
+    """Reads one export format. Subclasses set `format` and implement `stage` and `record_tables`."""
 
     format: ClassVar[str]
     description: ClassVar[str]
