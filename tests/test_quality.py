@@ -236,6 +236,8 @@ def test_the_rule_page_in_docs_matches_the_catalogue():
     from etl.quality.catalogue import catalogue_markdown
     page = (REPO_ROOT / "docs" / "rules.md").read_text()
     assert page == catalogue_markdown(load_catalogue()), "regenerate: python -m etl.quality.catalogue > docs/rules.md"
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert f"a catalogue of {len(load_catalogue())} data-quality rules" in readme
 
 
 def _rule(rule_id: str):
