@@ -104,15 +104,27 @@ def demo(home: HomeOption = None,
 def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. registry_it")],
            file: Annotated[str, typer.Argument(help="The held export: its name in landing/<source>/, or a path")],
            home: HomeOption = None) -> None:
-    """Accept an export the snapshot guard held (a real shrink): the next run loads it."""
+    """Accept an export the snapshot guard held (a real shrink): the next run loads it. A loaded file no
+    longer in landing (a form the source stopped sending): the next run loads the source without it."""
     from etl.extract.guards import accept_file
     from etl.extract.landing import sha256_of
+    from etl.load.warehouse import read_loaded_files
 
     rtw_home = resolve_home(home)
     folder = rtw_home.landing / source
     path = Path(file) if Path(file).is_absolute() or Path(file).exists() else folder / file
     if not folder.is_dir():
         _fail(f"no landing folder for source '{source}' at {folder}")
+    if not path.exists() and Path(file).name == file:
+        gone = [(sha, f) for sha, f in read_loaded_files(rtw_home.warehouse, source).items() if f.name == file]
+        if not gone:
+            _fail(f"{file}: neither an export file in {folder} nor a file the warehouse holds of {source}")
+        for sha, _ in gone:
+            accept_file(rtw_home.root, source, file, sha)
+        records = sum(f.records for _, f in gone)
+        console.print(f"{source}: the departure of {file} (series {gone[0][1].series}, {records} records) accepted; "
+                      "the next run loads the source without it")
+        return
     if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
         _fail(f"{file}: not an export file in {folder}")
     accepted = accept_file(rtw_home.root, source, path.name, sha256_of(path))

@@ -112,8 +112,8 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         fingerprint = _fingerprint(path, [*found.current, *found.superseded])
         previous = state.get(source_id, {})
         loaded = previous.get("status") == "loaded"
-        if not found.current and found.waiting and loaded:
-            unchanged.append(source_id)  # its only export is still being written: the source keeps its data
+        if found.series_only_waiting and loaded:
+            unchanged.append(source_id)  # a series' only export is still being written: the source keeps its data
         elif not force and previous.get("fingerprint") == fingerprint and loaded:
             unchanged.append(source_id)
         else:
@@ -265,12 +265,10 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
 def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
           accepted: set[str]) -> list[str]:
     """Why this load must be held (a sharp shrink, no records), judged against the live warehouse."""
-    loaded = read_loaded_files(home.warehouse, mapping.source_id)
-    by_series: dict[str, int] = {}
-    for series, records in loaded.values():
-        by_series[series] = by_series.get(series, 0) + records
-    judged = [f for f in files if not mapping.is_ignored(f.series)]  # a form the mapping ignores holds nothing
-    return held_series(judged, counts, by_series, set(loaded), accepted, mapping.max_shrink)
+    loaded = {sha: f for sha, f in read_loaded_files(home.warehouse, mapping.source_id).items()
+              if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
+    judged = [f for f in files if not mapping.is_ignored(f.series)]
+    return held_series(judged, counts, loaded, accepted, mapping.max_shrink)
 
 
 def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,6 +47,14 @@ class ExportFile(_Step):
     rows_staged: int | None = None  # None: staged by an earlier run
     notices: list[str] = []
     message: str | None = None  # why the file could not be read
+
+
+class LoadedFile(NamedTuple):
+    """A file loaded in the live warehouse, as the snapshot guard judges the next load against it."""
+
+    series: str
+    records: int  # its records in effect (read less superseded)
+    name: str
 
 
 class AcceptedFile(_Step):

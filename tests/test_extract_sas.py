@@ -220,6 +220,17 @@ def test_truncated_file_leaves_no_artefact(tmp_path: Path) -> None:
     assert list(staged_dir.iterdir()) == []
 
 
+def test_a_file_cut_at_a_record_inside_an_observation_is_refused_and_its_padding_is_not(tmp_path: Path) -> None:
+    # 73-byte observations (USUBJID $65 and a number): a cut at an 80-byte record splits one.
+    big = pd.DataFrame({"USUBJID": [f"ESM-{i:04d}".ljust(65, "x") for i in range(77)], "AGE": np.arange(77.0)})
+    path = _xpt(tmp_path, big, formats={}, labels={})
+    whole = path.read_bytes()
+    assert stage_sas(path, tmp_path / "whole.parquet", lineage=LINEAGE).rows == 77  # blank padding is no cut
+    path.write_bytes(whole[:len(whole) - 80])
+    with pytest.raises(ExtractError, match=r"dm\.xpt: truncated: observation \d+ is cut short after \d+ of its 73 "):
+        stage_sas(path, tmp_path / "cut.parquet", lineage=LINEAGE)
+
+
 def test_failure_keeps_an_earlier_artefact_intact(tmp_path: Path) -> None:
     good = _xpt(tmp_path)
     out = tmp_path / "staged" / "dm.parquet"

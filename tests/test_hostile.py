@@ -90,6 +90,13 @@ def odm_of_the_wrong_shape(home: Path, loaded: Loaded) -> None:
     tree.write(str(f), xml_declaration=True, encoding="UTF-8")
 
 
+def odm_snapshot_removing_a_subject(home: Path, loaded: Loaded) -> None:
+    """A Remove in a snapshot: read as it stands, the subject's records would vanish unaccounted for."""
+    f, tree = _odm(home)
+    tree.find(f".//{ODM_NS}SubjectData").set("TransactionType", "Remove")
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+
+
 def odm_truncated(home: Path, loaded: Loaded) -> None:
     f = export(home, "sacha_fr")
     data = f.read_bytes()
@@ -139,6 +146,12 @@ def wrong_encoding(home: Path, loaded: Loaded) -> None:
     fields[10] += " (rechute précoce)"  # DIAG, free text
     lines[3] = ";".join(fields)
     f.write_bytes("\r\n".join(lines).encode("cp1252"))
+
+
+def utf8_mark_under_cp1252(home: Path, loaded: Loaded) -> None:
+    """A centre re-saved the cp1252 export as "CSV UTF-8": read as cp1252, the mark would join the first name."""
+    f = export(home, "registry_it")
+    f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes().decode("cp1252").encode("utf-8"))
 
 
 def utf16(home: Path, loaded: Loaded) -> None:
@@ -196,6 +209,8 @@ REFUSED = {
     "ODM of another study": Refused("sacha_fr", odm_of_another_study, r"sacha_fr.*study.*ESMART.*SACHA"),
     "ODM of the wrong shape": Refused("sacha_fr", odm_of_the_wrong_shape, r"sacha_fr: held.*more than the 10%"),
     "ODM truncated": Refused("sacha_fr", odm_truncated, r"sacha_fr.*SACHA_ODM_\S+\.xml.*line \d+"),
+    "ODM snapshot removing": Refused("sacha_fr", odm_snapshot_removing_a_subject,
+                                     r"sacha_fr.*SACHA_ODM_\S+\.xml: line \d+: TransactionType=\"Remove\" in a snap"),
     "billion laughs": Refused("sacha_fr", billion_laughs, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),
     "external entity": Refused("sacha_fr", external_entity, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),
     "SAS transport truncated": Refused("esmart", sas_truncated, r"esmart.*ESMART_DM_\S+\.xpt"),
@@ -203,6 +218,8 @@ REFUSED = {
     "workbook that is a web page": Refused("crizotinib_imt", excel_that_is_html,
                                            r"crizotinib_imt.*CRIZOTINIB_IMT_\S+\.xlsx.*(HTML|not an? )"),
     "wrong encoding": Refused("iltb", wrong_encoding, r"iltb.*ILTB_ENROL\.csv.*(UTF-8|utf-8|encoding)"),
+    "UTF-8 mark under cp1252": Refused("registry_it", utf8_mark_under_cp1252,
+                                       r"registry_it.*TREP_export_\S+\.csv: starts with a UTF-8 byte-order mark"),
     "UTF-16": Refused("registry_it", utf16, r"registry_it.*TREP_export_\S+\.csv.*(UTF-16|encoding|cp1252)"),
     "binary garbage": Refused("registry_it", binary_garbage, r"registry_it.*TREP_export_\S+\.csv.*line"),
     "column renamed": Refused("registry_it", column_renamed, r"registry_it.*data_diagnosi"),
@@ -379,3 +396,27 @@ def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loade
     years = [y for (y,) in query(home, "SELECT DISTINCT registration_year FROM marts.registry_activity")]
     assert years and max(years) <= 2026
     assert_kept(home, loaded, changed=("registry_it",))
+
+
+def test_an_item_group_sent_twice_in_a_snapshot_is_held_back_as_a_duplicate_not_merged(home, loaded):
+    f, tree = _odm(home)
+    group = tree.find(f".//{ODM_NS}ItemGroupData[@ItemGroupOID='IG.DIAG']")
+    copy = etree.fromstring(etree.tostring(group))
+    for item in copy.iter(f"{ODM_NS}ItemData"):
+        item.set("Value", "9999-01-01" if "DTC" in item.get("ItemOID") else "CONFLICTING COPY")
+    group.addnext(copy)
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+    diagnoses = "SELECT count(*), count(DISTINCT diagnosis_date) FROM core.diagnosis WHERE source_id = 'sacha_fr'"
+    before, read_before = query(home, diagnoses), query(
+        home, "SELECT rows_read FROM meta.source_file WHERE source_id = 'sacha_fr' AND status = 'loaded'")
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (read, loaded_, held, superseded), = query(
+        home, "SELECT rows_read, rows_loaded, rows_quarantined, rows_superseded FROM meta.source_file "
+              "WHERE source_id = 'sacha_fr' AND status = 'loaded'")
+    assert read == read_before[0][0] + 1 == loaded_ + held + superseded  # the copy is a record of its own
+    reasons = [r for (rs,) in query(home, "SELECT reasons FROM dq.quarantine WHERE source_id = 'sacha_fr' "
+                                          "AND record_set = 'IG.DIAG'") for r in rs]
+    assert any("duplicate: record key" in r for r in reasons)
+    assert query(home, diagnoses) == before  # the first sending stands, not the copy's values
+    assert not query(home, "SELECT 1 FROM core.diagnosis WHERE year(diagnosis_date) = 9999")

@@ -64,3 +64,36 @@ def test_accept_refuses_a_file_outside_the_landing_folder(loaded, tmp_path):
     outside.write_text("x")
     refused = CliRunner().invoke(app, ["accept", "registry_it", str(outside), "--home", str(home.root)])
     assert refused.exit_code == 1 and "not an export file" in " ".join(refused.output.split())  # lines wrap
+
+
+def _iltb_follow_up(home) -> int:
+    return _query(home, "SELECT count(*) FROM core.follow_up WHERE source_id = 'iltb'")[0][0]
+
+
+def test_a_form_missing_from_a_delivery_holds_the_source_until_its_departure_is_accepted(loaded):
+    home, _ = loaded
+    before = _iltb_follow_up(home)
+    (home.landing / "iltb" / "ILTB_FU.csv").unlink()
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"] and summary.status == "completed_with_failures"
+    assert "no export of ILTB_FU.csv (series FU" in (summary.message or "")
+    assert _iltb_follow_up(home) == before > 0  # not dropped as "superseded"
+
+    accepted = CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "departure of ILTB_FU.csv" in " ".join(accepted.output.split())
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and "iltb" in summary.sources_changed
+    assert _iltb_follow_up(home) == 0
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # gone for good: nothing held after
+
+
+def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypatch):
+    home, _ = loaded
+    before = _iltb_follow_up(home)
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    follow_up.write_bytes(follow_up.read_bytes())  # rewritten in place: changed seconds ago
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "3600")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert "iltb" in summary.sources_unchanged and summary.sources_failed == []
+    assert _iltb_follow_up(home) == before > 0
+    assert any("ILTB_FU.csv not read yet" in n for n in summary.notices)

@@ -112,6 +112,11 @@ def sniff_dialect(path: Path, *, sample_bytes: int = 256_000, **overrides: str |
         raise ExtractError(f"{path}: starts with a UTF-16 byte-order mark; expected UTF-8 or 8-bit text "
                            "(re-export as UTF-8)")
     encoding = given["encoding"] if "encoding" in given else _sniff_encoding(sample, truncated)
+    if sample.startswith(_UTF8_BOM) and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        # Read as the mapping says, the mark would become part of the first column's name ("ï»¿id").
+        raise ExtractError(f"{path}: starts with a UTF-8 byte-order mark, but the mapping says the encoding is "
+                           f"{encoding}; expected {encoding} text without the mark: the export was saved as UTF-8 "
+                           f"(export it again as {encoding}, or set csv: {{encoding: utf-8-sig}} in the mapping)")
     quotechar = given.get("quotechar", '"')
     text = sample.decode(encoding, errors="replace")
     if truncated:  # the last line is probably cut

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from etl.fsio import private_folder, write_text
-from etl.steps import AcceptedFile, ExportFile, FileCounts
+from etl.steps import AcceptedFile, ExportFile, FileCounts, LoadedFile
 
 
 def _folder(home_root: Path, source_id: str) -> Path:
@@ -44,26 +44,38 @@ def accepted_files(home_root: Path, source_id: str) -> dict[str, AcceptedFile]:
     return found
 
 
-def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, int],
-                previously_loaded: set[str], accepted: set[str], max_shrink: float) -> list[str]:
+def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, LoadedFile],
+                accepted: set[str], max_shrink: float) -> list[str]:
     """Why the new files of a source must be held, one reason per series; empty when none.
 
-    `counts`: this load's records per file (sha256); `loaded`: the records each series holds in the
-    live warehouse. Only a series with a file not loaded before and not accepted is judged.
+    `counts`: this load's records per file (sha256); `loaded`: the files loaded in the live warehouse
+    (sha256). A series with a file not loaded before and not accepted is judged; a loaded series with
+    no file now is held too (a form's export missing from a delivery), unless its departure was
+    accepted (`rtw accept` of its loaded file's name).
     """
+    before_by_series: dict[str, int] = {}
+    for f in loaded.values():
+        before_by_series[f.series] = before_by_series.get(f.series, 0) + f.records
     reasons = []
     for series in sorted({f.series for f in files}):
         in_series = [f for f in files if f.series == series]
-        new = [f for f in in_series if f.sha256 not in previously_loaded and f.sha256 not in accepted]
+        new = [f for f in in_series if f.sha256 not in loaded and f.sha256 not in accepted]
         if not new:
             continue
         records = sum(counts[f.sha256].rows_read - counts[f.sha256].rows_superseded
                       for f in in_series if f.sha256 in counts)
-        before = loaded.get(series, 0)
+        before = before_by_series.get(series, 0)
         names = ", ".join(f.name for f in new)
         if records == 0:
             reasons.append(f"{names} has no records (the series held {before}): an empty or cut export")
         elif before and records < (1 - max_shrink) * before:
             reasons.append(f"{names} would leave {records} records where {before} are loaded "
                            f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
+    delivered = {f.series for f in files}
+    for series in sorted(set(before_by_series) - delivered):
+        gone = sorted(f.name for sha, f in loaded.items() if f.series == series and sha not in accepted)
+        if gone and before_by_series[series]:
+            reasons.append(f"no export of {', '.join(gone)} (series {series}, {before_by_series[series]} records "
+                           "loaded) in landing: a file missing from the delivery (if the source no longer sends "
+                           "it, accepting that file's name accepts its departure)")
     return reasons

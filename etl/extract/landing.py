@@ -65,6 +65,13 @@ class SourceFiles:
     notices: tuple[str, ...]
     problems: tuple[str, ...] = ()  # why the current files cannot be loaded: the source is held
     waiting: tuple[str, ...] = ()  # files still being written: read by a later run
+    waiting_series: tuple[str, ...] = ()  # the series of each of them
+
+    @property
+    def series_only_waiting(self) -> list[str]:
+        """The series whose only files are still being written: read now, the source would lose them."""
+        current = {f.series for f in self.current}
+        return sorted(set(self.waiting_series) - current)
 
 
 def sha256_of(path: Path) -> str:
@@ -122,13 +129,14 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
              now: float | None = None) -> SourceFiles:
     """The source's export files, split into current and superseded.
 
-    A file still being written (see `_unstable`) waits for the next run, with a notice: the source
-    keeps its previous file meanwhile. An unreadable file is a problem that holds the source.
+    A file still being written (see `_unstable`) waits for the next run, with a notice: its series
+    keeps its previous file meanwhile (a series with no other file keeps the source unchanged: the
+    plan). An unreadable file is a problem that holds the source.
     """
     folder = landing_dir / mapping.source_id
     notices: list[str] = []
     problems: list[str] = []
-    waiting: list[str] = []
+    waiting: list[tuple[str, str]] = []  # (name, series)
     by_series: dict[str, list[LandingFile]] = {}
     if not folder.is_dir():
         return SourceFiles((), (), (f"{mapping.source_id}: no landing folder {folder}",))
@@ -152,7 +160,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             if (unstable := _unstable(path, file_stat, quiet, clock)) is not None:
                 notices.append(f"{mapping.source_id}: {path.name} not read yet: {unstable}")
                 log.warning("%s: %s not read yet: %s", mapping.source_id, path.name, unstable)
-                waiting.append(path.name)
+                waiting.append((path.name, series))
                 continue
             digest = sha256_of(path)
         except OSError as error:
@@ -173,7 +181,8 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
         current += chain
         superseded += older
         problems += [f"{mapping.source_id}: {problem}"] if problem else []
-    return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems), tuple(waiting))
+    return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems),
+                       tuple(name for name, _ in waiting), tuple(series for _, series in waiting))
 
 
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:

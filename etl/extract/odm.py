@@ -311,33 +311,53 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
     # a large run prepares two sources side by side on this machine's two cores anyway.
     con = duckdb.connect(config={"threads": 1})
     try:
+        keyed = ", ".join(f"coalesce({c}, '1') AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
-            f"CREATE TEMP VIEW items AS SELECT * FROM read_parquet({sql_text(str(staged))}) "
+            f"CREATE TEMP VIEW items AS SELECT * REPLACE ({keyed}) FROM read_parquet({sql_text(str(staged))}) "
             "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
         record_sets = {}
         for group_oid, item_oids in groups:
-            keys = ", ".join(
-                f"coalesce({c}, '1') AS {a}" if c in _REPEAT_KEYS else f"{c} AS {a}"
-                for c, a in ODM_KEY_COLUMNS.items())
-            group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
-            # arg_max by line: if an item is sent twice in one record, the later one wins.
-            pivots = ", ".join(
-                f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {sql_text(oid)}) AS {_quote(oid)}"
-                for oid in item_oids)
-            table = con.execute(
-                f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, {pivots} "
-                f"FROM items WHERE item_group_oid IS NOT DISTINCT FROM ? GROUP BY {group_by} ORDER BY _line",
-                [group_oid]).to_arrow_table()
+            table = _pivot(con, group_oid, item_oids, copies=False)
+            if not keep_absent and _sent_twice(table, item_oids):
+                table = _pivot(con, group_oid, item_oids, copies=True)
+            table = table.drop_columns(["_items"])
             # Compacted group by group: DuckDB's result buffers go before the next group's are made.
             record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
                 table if keep_absent else _nulls_as_empty(table)))
         return record_sets
     finally:
         con.close()
+
+
+def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
+           copies: bool) -> pa.Table:
+    """One ItemGroupOID's records, a column per item, with `_items`, how many items each gathered.
+    With `copies`, a record whose keys were sent twice (two ItemGroupData alike, an item repeated) is
+    as many records, the n-th sending of each item in the n-th; else an item sent twice in one record
+    keeps its later value (what an increment means)."""
+    keys = ", ".join(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items())
+    group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
+    pivots = ", ".join(
+        f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {sql_text(oid)}) AS {_quote(oid)}"
+        for oid in item_oids)
+    copy = f"row_number() OVER (PARTITION BY {', '.join(ODM_KEY_COLUMNS)}, item_oid ORDER BY line)" if copies else "1"
+    return con.execute(
+        f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, count(*) AS _items, {pivots} "
+        f"FROM (SELECT *, {copy} AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM ?) "
+        f"GROUP BY {group_by}, _copy ORDER BY _line", [group_oid]).to_arrow_table()
+
+
+def _sent_twice(table: pa.Table, item_oids: Sequence[str]) -> bool:
+    """Whether a record gathered more items than it has columns filled: an item sent twice under its keys."""
+    filled = [pc.cast(pc.is_valid(table[oid]), pa.int64()) for oid in item_oids]
+    total = filled[0]
+    for column in filled[1:]:
+        total = pc.add(total, column)
+    return bool(pc.any(pc.greater(table["_items"], total)).as_py())
 
 
 def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.DataFrame]:
@@ -432,7 +452,12 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
     deletion is returned in `removed`. A record a later file touches is counted as superseded in
     the file that held it before.
     """
-    (first, _, _), increments = chain[0], chain[1:]
+    (first, first_name, _), increments = chain[0], chain[1:]
+    if not (removes := _removals(first)).empty:  # read as it stands, it would lose those records unaccounted for
+        raise OdmFormatError(
+            f"{first_name}: line {removes['line'].iloc[0]}: TransactionType=\"Remove\" in a snapshot export, which "
+            "holds every record as it is and removes none; expected FileType=\"Transactional\" for an export that "
+            "removes records")
     if not increments:  # the nightly snapshot: its records stay Arrow, as read
         return RecordSets({name: _in_file_order(table) for name, table in odm_record_tables(first).items()})
     state = {name: frame.set_index(list(_RECORD_KEYS), drop=False) for name, frame in odm_record_sets(first).items()}

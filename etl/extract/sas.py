@@ -297,6 +297,8 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
     layout = _xport_layout(path, metadata) if file_format == "XPORT v5" else None
+    if layout is not None:
+        _check_whole_observations(path, layout)
     cells = CHUNK_CELLS if layout is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
     size = chunk_rows or max(1_000, cells // max(1, len(metadata.variables)))
     offset = 0
@@ -404,6 +406,21 @@ def _check_xport_shape(path: Path) -> None:
     if (members := _xport_members(path)) > 1:
         raise ExtractError(f"{path.name}: an XPORT library of {members} datasets; expected one dataset per file "
                            "(ask for one .xpt per domain)")
+
+
+def _check_whole_observations(path: Path, layout: _XportLayout) -> None:
+    """A cut at an 80-byte record inside an observation: readstat drops the part quietly. After the
+    last whole observation, XPORT only pads the last record with blanks."""
+    size = path.stat().st_size
+    rest = (size - layout.data_start) % layout.observation_length
+    if rest == 0:
+        return
+    with path.open("rb") as handle:
+        handle.seek(size - rest)
+        if handle.read(rest).strip(b" "):
+            whole = (size - layout.data_start) // layout.observation_length
+            raise ExtractError(f"{path.name}: truncated: observation {whole + 1} is cut short after {rest} of its "
+                               f"{layout.observation_length} bytes; expected the complete file")
 
 
 def _where_undecodable(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,

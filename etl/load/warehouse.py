@@ -40,7 +40,7 @@ from etl.quality import issue_spans
 from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.resources import code_digest, code_files
 from etl.schema import among, core_columns, drop_temp_tables, rows_digest
-from etl.steps import FileCounts, SourceOutcome, SourceStatus
+from etl.steps import FileCounts, LoadedFile, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
 if TYPE_CHECKING:
@@ -106,17 +106,17 @@ def read_source_state(warehouse: Path, con: duckdb.DuckDBPyConnection | None = N
     return {r[0]: {"fingerprint": r[1], "status": r[2], "last_loaded_run_id": r[3]} for r in rows}
 
 
-def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, tuple[str, int]]:
-    """The source's loaded files in the live warehouse: sha256 -> (series, records in effect)."""
+def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, LoadedFile]:
+    """The source's loaded files in the live warehouse, by sha256."""
     if not warehouse.exists():
         return {}
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        rows = con.execute("SELECT source_file_sha256, series, rows_read - rows_superseded FROM meta.source_file "
-                           "WHERE source_id = ? AND status = 'loaded'", [source_id]).fetchall()
+        rows = con.execute("SELECT source_file_sha256, series, rows_read - rows_superseded, file_name "
+                           "FROM meta.source_file WHERE source_id = ? AND status = 'loaded'", [source_id]).fetchall()
     finally:
         con.close()
-    return {sha: (series, int(records)) for sha, series, records in rows}
+    return {sha: LoadedFile(series, int(records), name) for sha, series, records, name in rows}
 
 
 def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
