@@ -50,7 +50,7 @@ from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.parts import harmonise_to_folder
-from etl.transform.pseudonym import PseudonymKey, load_key, publish_record_key
+from etl.transform.pseudonym import PseudonymKey, load_key, published_key
 from etl.transform.records import load_current_records
 
 log = logging.getLogger("rtw")
@@ -280,8 +280,7 @@ def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:
 
 def _removal_rows(source_id: str, run_id: str, key: PseudonymKey, removed: Sequence[Removal]) -> list[dict[str, Any]]:
     """The audit of records an increment deleted, by pseudonym: the clear patient key never leaves."""
-    return [{"source_id": source_id, "source_record_key": publish_record_key(key, source_id,
-                                                                            f"{r.patient_key}|{r.local_key}"),
+    return [{"source_id": source_id, "source_record_key": published_key(key, source_id, r.patient_key, r.local_key),
              "record_set": r.record_set, "level": r.level, "source_file": r.file_name,
              "source_file_sha256": r.file_sha256, "run_id": run_id} for r in removed]
 

@@ -206,6 +206,26 @@ def test_no_direct_identifiers_reach_the_warehouse(loaded):
         con.close()
 
 
+def test_no_age_and_its_date_give_a_birth_date_back(loaded):
+    """An age in days and its event's date would give the birth date back (date - age): ages count from
+    the 15th of the birth month (1 July of a year), what the warehouse publishes of a birth date."""
+    home, _, _ = loaded
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        ages = con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                           "WHERE column_name LIKE 'age_at_%_days' AND table_schema IN ('core', 'marts', 'stage')"
+                           ).fetchall()
+        assert len(ages) >= 3
+        for schema, table, age in ages:
+            event = age.removeprefix("age_at_").removesuffix("_days") + "_date"
+            birthdays = con.execute(f'SELECT DISTINCT strftime("{event}" - "{age}"::INTEGER, \'%m-%d\') '
+                                    f'FROM {schema}.{table} WHERE "{age}" IS NOT NULL').fetchall()
+            assert birthdays and {d[-2:] for (d,) in birthdays} <= {"15", "01"}, (schema, table, birthdays[:5])
+            assert {d for (d,) in birthdays if d.endswith("01")} <= {"07-01"}
+    finally:
+        con.close()
+
+
 def _content_digest(home: Home) -> dict[str, str]:
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:

@@ -223,3 +223,26 @@ def test_records_without_a_centre_column_take_their_patients_centre():
     records = harmonise_source(mapping, {"DM": demographics, "AE": events}, KEY, "run-1").records
     centres = dict(zip(records.record_set + "/" + records.line.astype(str), records.centre_id))
     assert centres == {"DM/2": "FR-01", "AE/2": "FR-01", "AE/3": None}  # T-9 has no demographics record
+
+
+_DUMPED = MAPPING.model_dump(by_alias=True, exclude_none=True)
+NOTED = SourceMapping.model_validate({**_DUMPED, "tables": {**_DUMPED["tables"], "treatment": {
+    "from": "REG", "fields": {"drug_name": {"column": "note"}, "start_date": {"column": "diag", "type": "date"}}}}})
+
+
+def test_the_patient_s_own_number_never_leaves_harmonise_in_a_value_a_message_or_a_record_key():
+    rows = [CLEAN | {"pid": "TREP-0007", "rid": "trep-0007-1", "note": "see file of TREP-0007"},
+            CLEAN | {"pid": "TREP-0008", "rid": "8", "sex": "TREP-0008", "note": "ok"},
+            CLEAN | {"pid": "07|0009", "rid": "9", "note": "ok"}]
+    result = harmonise_source(NOTED, {"REG": _frame(rows)}, KEY, "run-1")
+    shown = " ".join(str(v) for frame in [result.records, result.rejections, *result.tables.values()]
+                     for v in frame.astype(str).to_numpy().ravel())
+    assert "TREP-0007" not in shown.upper() and "TREP-0008" not in shown.upper()
+    assert "07|0009" not in shown and "|0009" not in shown
+    noted = result.rejections[result.rejections.rule_id == "CONF-TEXT-NO-PATIENT-KEY"]
+    assert noted.value.tolist() == ["<hidden>"] and "holds the patient's own number" in noted.message.iloc[0]
+    coded = result.rejections[result.rejections.rule_id == "CONF-CODE-IN-LIST"]
+    assert coded.value.tolist() == ["<hidden>"]  # a code field holding the number: refused, not echoed
+    keys = set(result.records.source_record_key)
+    assert any(k.endswith("|REG[" + k.split("|")[0] + "-1]") for k in keys)  # the number, replaced by the pseudonym
+    assert any(k.endswith("|REG[9]") for k in keys)  # a key with "|": pseudonymised whole

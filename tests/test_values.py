@@ -42,10 +42,10 @@ def test_impossible_dates_are_rejected_with_what_was_expected(text, fmt, message
         parse_date(text, fmt)
 
 
-def test_mid_period_stands_in_for_partial_birth_dates():
-    assert PartialDate(date(2010, 5, 1), "month").mid_period == date(2010, 5, 15)
-    assert PartialDate(date(2010, 1, 1), "year").mid_period == date(2010, 7, 1)
-    assert PartialDate(date(2010, 5, 3), "day").mid_period == date(2010, 5, 3)
+def test_ages_count_from_the_birth_month_as_the_warehouse_knows_it():
+    assert PartialDate(date(2010, 5, 1), "month").age_anchor == date(2010, 5, 15)
+    assert PartialDate(date(2010, 1, 1), "year").age_anchor == date(2010, 7, 1)
+    assert PartialDate(date(2010, 5, 3), "day").age_anchor == date(2010, 5, 15)  # not the day: date - age would give it
 
 
 def test_codes_map_case_insensitively_and_reject_unknown_codes():

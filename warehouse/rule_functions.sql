@@ -3,14 +3,14 @@
 --
 -- completed_years(age_days, on_date): the age in completed years on on_date, as protocols and
 -- registries count it: "age 0-18" admits a patient up to the day before the 19th birthday, "age
--- <= 25" up to the day before the 26th. Harmonise computes age_days from the full birth date
--- (age_at_enrolment_days, age_at_diagnosis_days) and then coarsens the birth date to year and
--- month, so the birth date the age was computed from is on_date - age_days: the birthday is
--- found on the calendar, not with 365.25-day years (which put the 19th birthday up to a day
--- off and, with `max x 365.25`, ended "0-18" on the 18th birthday).
--- Precision: a birth date the source gives to the month only is read as the 15th of that month
--- (harmonise), so the birthday is judged as the 15th and a patient within half a month of the
--- limit may be misjudged; an event date given to the month or year is stored as the first day
+-- <= 25" up to the day before the 26th. Harmonise computes age_days (age_at_enrolment_days,
+-- age_at_diagnosis_days) from the birth date as the warehouse knows it, to the month: from the
+-- 15th of the birth month (from the day itself, on_date - age_days would publish the birth date).
+-- So the birth date the age was computed from is on_date - age_days: the birthday is found on the
+-- calendar, not with 365.25-day years (which put the 19th birthday up to a day off and, with
+-- `max x 365.25`, ended "0-18" on the 18th birthday).
+-- Precision: the birthday is judged as the 15th of the birth month, so a patient within half a
+-- month of the limit may be misjudged; an event date given to the month or year is stored as the first day
 -- of its period, so an upper limit is judged on that first day (never a later day than the
 -- event can have been). A 29 February birthday falls on 1 March in other years.
 -- Without a date (not expected: harmonise computes no age without one) the age is age_days / 365.25.

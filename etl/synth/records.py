@@ -20,12 +20,11 @@ class PDate:
 
     @property
     def age_anchor(self) -> date:
-        """The date taken for ages when this is a birth date: the 15th of a month-precise date."""
-        if self.precision == "month":
-            return self.value.replace(day=15)
+        """The date taken for ages when this is a birth date: the 15th of its month (the warehouse
+        knows birth dates to the month), 1 July of a year-precise one."""
         if self.precision == "year":
             return self.value.replace(month=7, day=1)
-        return self.value
+        return self.value.replace(day=15)
 
 
 def blur(day: date, precision: str) -> PDate:

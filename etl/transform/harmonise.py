@@ -34,9 +34,10 @@ from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
+    holds_patient_key,
     normalise_patient_key,
     person_id,
-    publish_record_key,
+    published_key,
     record_id,
     source_pseudonym,
 )
@@ -66,6 +67,8 @@ ICDO3_BEHAVIOUR = "CONF-ICDO3-BEHAVIOUR"
 ICDO3_TOPOGRAPHY = "CONF-ICDO3-TOPOGRAPHY"
 KEY_UNIQUE = "CONF-KEY-UNIQUE"
 PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
+NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
+_FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
 FORM_MAPPED = "CONF-FORM-MAPPED"
 SECTION_JOINED = "CONF-SECTION-JOINED"
 _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
@@ -219,10 +222,15 @@ class _Engine:
                 out[name] = None
                 continue
             try:
-                out[name] = self.convert(spec, raw)
+                out[name] = value = self.convert(spec, raw)
+                if spec.codes is None and spec.type in _FREE_TEXT and holds_patient_key(value or "", record.norm):
+                    out[name] = None  # the patient's number typed into a note: held back, never shown
+                    record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
+                                  f"{name} ({spec.column or spec.template}): holds the patient's own number (hidden)")
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
-                if name in PRIVATE_FIELDS:  # never echo a birth date or EUPID, even a broken one
+                # Never echo a birth date or EUPID, even a broken one, nor the patient's number typed elsewhere.
+                if name in PRIVATE_FIELDS or holds_patient_key(raw, record.patient_key):
                     message, shown = message.replace(raw, "<hidden>"), "<hidden>"
                 rule = CODE_IN_LIST if spec.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
                 record.reject(rule, name, shown, f"{name} ({spec.column or spec.template}): {message}")
@@ -256,7 +264,7 @@ class _Engine:
                               f"patient key ({mapping.patient_key}): empty")
                 record.published_key = f"(no patient key)|{local}"
             else:
-                record.published_key = publish_record_key(self.key, mapping.source_id, record.clear_key)
+                record.published_key = published_key(self.key, mapping.source_id, patient_key, local)
             result.append(record)
         return result
 
@@ -316,14 +324,14 @@ class _Engine:
         birth = self.birth.get(record.norm)
         if not isinstance(at, PartialDate) or birth is None:
             return None
-        return (at.value - birth.mid_period).days
+        return (at.value - birth.age_anchor).days
 
     def _reference(self, record: _Record, spec: FieldSpec) -> str | None:
         assert spec.key is not None and spec.ref is not None
         if any(record.row[c].strip() in self.nulls for c in template_fields(spec.key)):
             return None
-        clear = f"{record.patient_key}|{_fill(spec.key, record.row)}"
-        return record_id(self.mapping.source_id, spec.ref, publish_record_key(self.key, self.mapping.source_id, clear))
+        return record_id(self.mapping.source_id, spec.ref, published_key(
+            self.key, self.mapping.source_id, record.patient_key, _fill(spec.key, record.row)))
 
     def finish(self, table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Turn harmonised rows of clean records into a frame with the core table's columns."""

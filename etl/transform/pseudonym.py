@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +89,32 @@ def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid:
     return key.digest("person", source_id, normalise_patient_key(source_patient_key))
 
 
+_SHORTEST_KEY_HIDDEN = 4  # a shorter patient number ("7") is found in any text; alone it names nobody
+
+
+def holds_patient_key(text: str, source_patient_key: str) -> bool:
+    """Whether `text` repeats the patient's own number (a record number made from it, a note naming
+    the patient), whatever its case: such a text cannot leave harmonise as it is."""
+    norm = normalise_patient_key(source_patient_key)
+    return len(norm) >= _SHORTEST_KEY_HIDDEN and norm in text.upper()
+
+
+def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str) -> str:
+    """`<pseudonym>|<local part>`: traceable, never clear. The local part (a record number, a form's
+    keys) has the patient's own number, where it repeats it, replaced by the pseudonym."""
+    pseudonym = source_pseudonym(key, source_id, source_patient_key)
+    if holds_patient_key(local, source_patient_key):
+        local = re.sub(re.escape(normalise_patient_key(source_patient_key)), pseudonym, local, flags=re.IGNORECASE)
+    return f"{pseudonym}|{local}"
+
+
 def publish_record_key(key: PseudonymKey, source_id: str, clear_record_key: str) -> str:
-    """`<patient key>|<local part>` -> `<pseudonym>|<local part>`: traceable, never clear."""
+    """`<patient key>|<local part>` -> `<pseudonym>|<local part>` (`published_key`), for a patient key
+    without "|"; harmonise hands the two parts apart."""
     patient_key, sep, local = clear_record_key.partition("|")
     if not sep:
         raise ValueError(f"record key {clear_record_key!r}: expected '<patient key>|<local part>'")
-    return f"{source_pseudonym(key, source_id, patient_key)}|{local}"
+    return published_key(key, source_id, patient_key, local)
 
 
 def record_id(source_id: str, table: str, published_record_key: str) -> str:

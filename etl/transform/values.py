@@ -31,13 +31,13 @@ class PartialDate:
     precision: str  # day / month / year
 
     @property
-    def mid_period(self) -> date:
-        """The date standing in for a partial one when computing ages: the 15th, or 1 July."""
-        if self.precision == "month":
-            return self.value.replace(day=15)
+    def age_anchor(self) -> date:
+        """The date ages are counted from when this is a birth date: the 15th of its month, or 1 July
+        of its year. A day-precise birth date too: the warehouse knows birth dates to the month, and an
+        age in days counted from the day itself would give the day back (the event's date minus the age)."""
         if self.precision == "year":
             return self.value.replace(month=7, day=1)
-        return self.value
+        return self.value.replace(day=15)
 
 
 _HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy"}
