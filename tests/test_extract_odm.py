@@ -229,7 +229,7 @@ ODM13_EDGE_CASES = f"""<?xml version="1.0" encoding="UTF-8"?>
                 <DateTimeStamp>2024-03-04T11:00:00</DateTimeStamp>
                 <ReasonForChange>entered on the wrong patient</ReasonForChange></AuditRecord>
             </ItemData>
-            <redcap:Note><ItemData ItemOID="IT.VENDOR" Value="not ODM data"/></redcap:Note>
+            <redcap:Note><redcap:Text>not ODM data</redcap:Text></redcap:Note>
             <ItemDataString ItemOID="IT.NOTE"><![CDATA[a < b & c]]></ItemDataString>
           </ItemGroupData>
         </FormData>

@@ -97,6 +97,16 @@ def odm_snapshot_removing_a_subject(home: Path, loaded: Loaded) -> None:
     tree.write(str(f), xml_declaration=True, encoding="UTF-8")
 
 
+def odm_values_inside_a_vendor_element(home: Path, loaded: Loaded) -> None:
+    """An ItemGroupData wrapped in an EDC's own element: skipped as the vendor's, its values would be lost."""
+    f, tree = _odm(home)
+    group = tree.find(f".//{ODM_NS}ItemGroupData[@ItemGroupOID='IG.DIAG']")
+    wrap = etree.Element("{urn:ennov}Wrap")
+    group.addprevious(wrap)
+    wrap.append(group)
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+
+
 def odm_truncated(home: Path, loaded: Loaded) -> None:
     f = export(home, "sacha_fr")
     data = f.read_bytes()
@@ -209,6 +219,8 @@ REFUSED = {
     "ODM of another study": Refused("sacha_fr", odm_of_another_study, r"sacha_fr.*study.*ESMART.*SACHA"),
     "ODM of the wrong shape": Refused("sacha_fr", odm_of_the_wrong_shape, r"sacha_fr: held.*more than the 10%"),
     "ODM truncated": Refused("sacha_fr", odm_truncated, r"sacha_fr.*SACHA_ODM_\S+\.xml.*line \d+"),
+    "ODM values in a vendor element": Refused("sacha_fr", odm_values_inside_a_vendor_element,
+                                              r"sacha_fr.*SACHA_ODM_\S+\.xml: line \d+: an ItemData inside"),
     "ODM snapshot removing": Refused("sacha_fr", odm_snapshot_removing_a_subject,
                                      r"sacha_fr.*SACHA_ODM_\S+\.xml: line \d+: TransactionType=\"Remove\" in a snap"),
     "billion laughs": Refused("sacha_fr", billion_laughs, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),

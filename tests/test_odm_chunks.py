@@ -213,7 +213,7 @@ SUBJECTS = {
                                            '<ItemData ItemOID="IT.0"><Value>a</Value><Value>b</Value></ItemData>'),
                        False),
     "a vendor element in a group": (_subject(1).replace(
-        "\n      </ItemGroupData>", '<v:x xmlns:v="urn:v"><ItemData ItemOID="V" Value="1"/></v:x></ItemGroupData>'),
+        "\n      </ItemGroupData>", '<v:x xmlns:v="urn:v"><v:y Value="1"/></v:x></ItemGroupData>'),
         False),
     "an Annotation on a form": (_subject(1).replace(
         '<FormData FormOID="F.DEMOG">', '<FormData FormOID="F.DEMOG"><Annotation SeqNum="1"/>'), False),

@@ -270,6 +270,13 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                 if elem is vendor:
                                     vendor = None
                                 drop_finished(elem)
+                            elif frame is not None and elem.tag.startswith(item_tag):
+                                # ODM's own values under a container ODM does not know: skipped, they would be lost
+                                raise OdmFormatError(
+                                    f"{path.name}: line {line}: an ItemData inside <{vendor.tag}>, an element of "
+                                    "another namespace, within ClinicalData; expected clinical data in ODM's own "
+                                    "containers (a vendor extension around values is not read, and its values "
+                                    "would be lost)")
                             continue
                         if elem is item_elem:  # the plain ItemData being read ends: its row is complete
                             item_elem = None
