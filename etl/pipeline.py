@@ -36,11 +36,11 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
-from etl.extract.guards import accepted_files, held_series
+from etl.extract.guards import accepted_files, gone_record_sets, held_series
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
-from etl.load.warehouse import publish, read_loaded_files, read_source_state
+from etl.load.warehouse import publish, read_loaded_files, read_loaded_record_sets, read_source_state
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.resources import code_digest
@@ -211,7 +211,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
-            if held := _held(home, mapping, extracted.files, counts, set(accepted)):
+            if held := _held(home, mapping, extracted.files, counts, set(accepted), folder / "records.parquet"):
                 raise _Held(held)  # a held load leaves no harmonised files behind
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
@@ -263,12 +263,19 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
 
 
 def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
-          accepted: set[str]) -> list[str]:
-    """Why this load must be held (a sharp shrink, no records), judged against the live warehouse."""
+          accepted: set[str], records: Path) -> list[str]:
+    """Why this load must be held (a sharp shrink, no records, a form gone), judged against the live
+    warehouse; `records`: the harmonised records of this load."""
     loaded = {sha: f for sha, f in read_loaded_files(home.warehouse, mapping.source_id).items()
               if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
     judged = [f for f in files if not mapping.is_ignored(f.series)]
-    return held_series(judged, counts, loaded, accepted, mapping.max_shrink)
+    reasons = held_series(judged, counts, loaded, accepted, mapping.max_shrink)
+    if any(f.sha256 not in loaded and f.sha256 not in accepted for f in judged):  # a new export, not accepted
+        now = pq.read_table(records, columns=["record_set"]).column("record_set").value_counts().to_pylist()
+        before = {s: n for s, n in read_loaded_record_sets(home.warehouse, mapping.source_id).items()
+                  if not mapping.is_ignored(s)}
+        reasons += gone_record_sets(before, {c["values"]: c["counts"] for c in now})
+    return reasons
 
 
 def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:

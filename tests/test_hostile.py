@@ -143,6 +143,16 @@ def excel_truncated(home: Path, loaded: Loaded) -> None:
     f.write_bytes(data[: len(data) // 2])
 
 
+def excel_without_a_sheet(home: Path, loaded: Loaded) -> None:
+    """A workbook whose export job left the Response sheet out: under max_shrink, but a whole form gone."""
+    from openpyxl import load_workbook
+
+    f = export(home, "crizotinib_imt")
+    workbook = load_workbook(f)
+    workbook.remove(workbook["Response"])
+    workbook.save(f)
+
+
 def excel_that_is_html(home: Path, loaded: Loaded) -> None:
     """An "Excel export" that is a web page, as some EDC download links give on an expired session."""
     export(home, "crizotinib_imt").write_text("<html><body><script>alert(1)</script>Session expired</body></html>")
@@ -227,6 +237,8 @@ REFUSED = {
     "external entity": Refused("sacha_fr", external_entity, r"sacha_fr.*SACHA_ODM_\S+\.xml.*entit"),
     "SAS transport truncated": Refused("esmart", sas_truncated, r"esmart.*ESMART_DM_\S+\.xpt"),
     "workbook truncated": Refused("crizotinib_imt", excel_truncated, r"crizotinib_imt.*CRIZOTINIB_IMT_\S+\.xlsx"),
+    "workbook without a sheet": Refused("crizotinib_imt", excel_without_a_sheet,
+                                        r"crizotinib_imt: held.*no records of Response \(\d+ records loaded\)"),
     "workbook that is a web page": Refused("crizotinib_imt", excel_that_is_html,
                                            r"crizotinib_imt.*CRIZOTINIB_IMT_\S+\.xlsx.*(HTML|not an? )"),
     "wrong encoding": Refused("iltb", wrong_encoding, r"iltb.*ILTB_ENROL\.csv.*(UTF-8|utf-8|encoding)"),

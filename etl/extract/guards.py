@@ -44,6 +44,16 @@ def accepted_files(home_root: Path, source_id: str) -> dict[str, AcceptedFile]:
     return found
 
 
+def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[str]:
+    """A record set (a form, a sheet, an item group) the live warehouse holds records of and this load
+    has none of: an export job that left a form out, within any max_shrink. One reason for them all."""
+    gone = sorted(s for s, n in before.items() if n and not now.get(s))
+    if not gone:
+        return []
+    listed = ", ".join(f"{s} ({before[s]} records loaded)" for s in gone)
+    return [f"no records of {listed} in the new export: a form left out of it"]
+
+
 def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, LoadedFile],
                 accepted: set[str], max_shrink: float) -> list[str]:
     """Why the new files of a source must be held, one reason per series; empty when none.

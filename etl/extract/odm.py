@@ -12,8 +12,8 @@ Gotchas of the format, all seen in real exports:
   ISO-8859-1). Elements are matched by local name in the root's namespace, so vendor extensions
   (`redcap:*`, an embedded HL7 FHIR resource) and everything inside them are skipped while the ODM
   elements around them are still read; but an ODM ItemData inside a vendor element within
-  ClinicalData refuses the file (its values would be lost unsaid). `ODMVersion` and `Granularity` are not trusted: ODM 2.0
-  examples declare `Granularity="Metadata"` and still carry ClinicalData.
+  ClinicalData refuses the file (its values would be lost unsaid). `ODMVersion` and `Granularity`
+  are not trusted: ODM 2.0 examples declare `Granularity="Metadata"` and still carry ClinicalData.
 - Where the value lives: `ItemData/@Value` (1.x); the text of the typed 1.x variants
   (`ItemDataInteger`, ..., `ItemDataBase64Binary` for REDCap file uploads), whose lower-cased suffix
   becomes `item_data_type`; the text of `<Value>` children (ODM 2.0, and 1.3.2 files borrowing 2.0
