@@ -152,6 +152,12 @@ def test_identifiers_are_never_shown_even_when_frequent():
     assert keys.top_values == () and keys.hidden_reason == "identifier-like name"
     unique = profile_column("ref", pd.Series([f"R{i}" for i in range(20)]))
     assert unique.top_values == () and unique.hidden_reason == "mostly distinct"
+    for name in ("IPP", "Fallnummer", "patiëntnummer", "NHC"):  # names of patient numbers in our sources' languages
+        assert profile_column(name, pd.Series(["P1"] * 6)).hidden_reason == "identifier-like name", name
+    # A patient number under a name nobody could guess, repeated on each follow-up row: still hidden.
+    follow_up = profile_column("X1", pd.Series([f"ILTB-{i:05d}" for i in range(40) for _ in range(6)]))
+    assert follow_up.top_values == () and follow_up.hidden_reason == "many number-like values"
+    assert profile_column("RESP", pd.Series(["CR", "PR", "SD", "PD"] * 20)).top_values  # codes stay shown
 
 
 # -- profile: every format ---------------------------------------------------------------------
