@@ -26,6 +26,16 @@ def test_the_newest_file_of_a_series_is_current_and_older_ones_are_superseded(tm
     assert [f.name for f in found.superseded] == ["SACHA_ODM_20261001.xml"]
 
 
+def test_a_copy_of_an_export_under_another_name_is_set_aside_with_a_notice(tmp_path):
+    folder = tmp_path / "landing" / "iltb"
+    folder.mkdir(parents=True)
+    (folder / "ILTB_FU.csv").write_text("the follow-up form")
+    (folder / "ILTB_FU2.csv").write_text("the follow-up form")  # read, it would be counted as ILTB_FU.csv
+    found = discover(tmp_path / "landing", load_mappings()["iltb"])
+    assert [f.name for f in found.current] == ["ILTB_FU.csv"]
+    assert found.notices == ("iltb: ILTB_FU2.csv set aside: the same bytes as ILTB_FU.csv (a copy)",)
+
+
 def test_archive_copies_once_under_the_content_hash(tmp_path):
     folder = tmp_path / "landing" / "registry_it"
     folder.mkdir(parents=True)

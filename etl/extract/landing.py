@@ -181,8 +181,23 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
         current += chain
         superseded += older
         problems += [f"{mapping.source_id}: {problem}"] if problem else []
+    current = _without_copies(mapping.source_id, current, notices)
     return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems),
                        tuple(name for name, _ in waiting), tuple(series for _, series in waiting))
+
+
+def _without_copies(source_id: str, current: list[LandingFile], notices: list[str]) -> list[LandingFile]:
+    """The current files less byte-identical copies of one of them under another name (a file copied
+    in landing/): a copy would be read as that file, its records named after it, and counted once."""
+    first: dict[str, LandingFile] = {}
+    kept = []
+    for f in sorted(current, key=lambda f: f.name):
+        if f.sha256 in first:
+            notices.append(f"{source_id}: {f.name} set aside: the same bytes as {first[f.sha256].name} (a copy)")
+            continue
+        first[f.sha256] = f
+        kept.append(f)
+    return [f for f in current if f in kept]
 
 
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:
