@@ -233,12 +233,14 @@ NOTED = SourceMapping.model_validate({**_DUMPED, "tables": {**_DUMPED["tables"],
 def test_the_patient_s_own_number_never_leaves_harmonise_in_a_value_a_message_or_a_record_key():
     rows = [CLEAN | {"pid": "TREP-0007", "rid": "trep-0007-1", "note": "see file of TREP-0007"},
             CLEAN | {"pid": "TREP-0008", "rid": "8", "sex": "TREP-0008", "note": "ok"},
-            CLEAN | {"pid": "07|0009", "rid": "9", "note": "ok"}]
+            CLEAN | {"pid": "07|0009", "rid": "9", "note": "ok"},
+            CLEAN | {"pid": "P10", "rid": "10", "born": "03/04/2009", "diag": "2009-04-03T", "note": "ok"}]
     result = harmonise_source(NOTED, {"REG": _frame(rows)}, KEY, "run-1")
     shown = " ".join(str(v) for frame in [result.records, result.rejections, *result.tables.values()]
                      for v in frame.astype(str).to_numpy().ravel())
     assert "TREP-0007" not in shown.upper() and "TREP-0008" not in shown.upper()
     assert "07|0009" not in shown and "|0009" not in shown
+    assert "2009-04-03" not in shown  # the birth date typed into the diagnosis date: refused, not echoed
     noted = result.rejections[result.rejections.rule_id == "CONF-TEXT-NO-PATIENT-KEY"]
     assert noted.value.tolist() == ["<hidden>"] and "holds the patient's own number" in noted.message.iloc[0]
     coded = result.rejections[result.rejections.rule_id == "CONF-CODE-IN-LIST"]

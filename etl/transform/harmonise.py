@@ -69,6 +69,7 @@ KEY_UNIQUE = "CONF-KEY-UNIQUE"
 PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
 NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
 _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
+_BIRTH_WRITTEN = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%m/%d/%Y")  # how a typed date may read
 FORM_MAPPED = "CONF-FORM-MAPPED"
 SECTION_JOINED = "CONF-SECTION-JOINED"
 _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
@@ -197,6 +198,14 @@ class _Engine:
             return icdo3.parse_topography(raw)
         return self._case(spec, raw)
 
+    def _private(self, record: _Record, raw: str) -> bool:
+        """Whether a value repeats the record's patient number or, written any usual way, birth date."""
+        if holds_patient_key(raw, record.patient_key):
+            return True
+        birth = self.birth.get(record.norm)
+        return (birth is not None and birth.precision == "day"
+                and any(birth.value.strftime(layout) in raw for layout in _BIRTH_WRITTEN))
+
     @staticmethod
     def _case(spec: FieldSpec, text: str) -> str:
         if spec.case == "upper":
@@ -229,8 +238,9 @@ class _Engine:
                                   f"{name} ({spec.column or spec.template}): holds the patient's own number (hidden)")
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
-                # Never echo a birth date or EUPID, even a broken one, nor the patient's number typed elsewhere.
-                if name in PRIVATE_FIELDS or holds_patient_key(raw, record.patient_key):
+                # Never echo a birth date or EUPID, even a broken one, nor the patient's number or birth
+                # date typed into another field.
+                if name in PRIVATE_FIELDS or self._private(record, raw):
                     message, shown = message.replace(raw, "<hidden>"), "<hidden>"
                 rule = CODE_IN_LIST if spec.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
                 record.reject(rule, name, shown, f"{name} ({spec.column or spec.template}): {message}")
