@@ -120,7 +120,7 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
         if not gone:
             _fail(f"{file}: neither an export file in {folder} nor a file the warehouse holds of {source}")
         for sha, _ in gone:
-            accept_file(rtw_home.root, source, file, sha)
+            accept_file(rtw_home.root, source, file, sha, departure=True)
         records = sum(f.records for _, f in gone)
         console.print(f"{source}: the departure of {file} (series {gone[0][1].series}, {records} records) accepted; "
                       "the next run loads the source without it")

@@ -44,7 +44,7 @@ from etl.load.warehouse import publish, read_loaded_files, read_loaded_record_se
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.resources import code_digest
-from etl.steps import ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
+from etl.steps import AcceptedFile, ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform import carry_over
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
@@ -211,7 +211,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
-            if held := _held(home, mapping, extracted.files, counts, set(accepted), folder / "records.parquet"):
+            if held := _held(home, mapping, extracted.files, counts, accepted, folder / "records.parquet"):
                 raise _Held(held)  # a held load leaves no harmonised files behind
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
@@ -230,7 +230,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": [a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}],
+        "accepted": [a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}
+                     or (a.departure and sha in read_loaded_files(home.warehouse, source_id))],
         "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
@@ -263,17 +264,20 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
 
 
 def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
-          accepted: set[str], records: Path) -> list[str]:
+          accepted: dict[str, AcceptedFile], records: Path) -> list[str]:
     """Why this load must be held (a sharp shrink, no records, a form gone), judged against the live
     warehouse; `records`: the harmonised records of this load."""
     loaded = {sha: f for sha, f in read_loaded_files(home.warehouse, mapping.source_id).items()
               if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
     judged = [f for f in files if not mapping.is_ignored(f.series)]
-    reasons = held_series(judged, counts, loaded, accepted, mapping.max_shrink)
+    departed = {sha for sha, a in accepted.items() if a.departure}
+    reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, departed)
     if any(f.sha256 not in loaded and f.sha256 not in accepted for f in judged):  # a new export, not accepted
         now = pq.read_table(records, columns=["record_set"]).column("record_set").value_counts().to_pylist()
-        before = {s: n for s, n in read_loaded_record_sets(home.warehouse, mapping.source_id).items()
-                  if not mapping.is_ignored(s)}
+        before: dict[str, int] = {}
+        for (record_set, sha), n in read_loaded_record_sets(home.warehouse, mapping.source_id).items():
+            if not mapping.is_ignored(record_set) and sha not in departed:  # a departed form's records go
+                before[record_set] = before.get(record_set, 0) + n
         reasons += gone_record_sets(before, {c["values"]: c["counts"] for c in now})
     return reasons
 

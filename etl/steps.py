@@ -64,6 +64,7 @@ class AcceptedFile(_Step):
     file_name: str
     accepted_at: datetime
     accepted_by: str
+    departure: bool = False  # a loaded file no longer delivered: the source loads without it
 
 
 class FileCounts(_Step):

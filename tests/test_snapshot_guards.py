@@ -74,17 +74,36 @@ def test_a_form_missing_from_a_delivery_holds_the_source_until_its_departure_is_
     home, _ = loaded
     before = _iltb_follow_up(home)
     (home.landing / "iltb" / "ILTB_FU.csv").unlink()
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == ["iltb"] and summary.status == "completed_with_failures"
-    assert "no export of ILTB_FU.csv (series FU" in (summary.message or "")
+    follow_up_gone = pipeline.run(home, key_value=KEY_TEXT)
+    assert follow_up_gone.sources_failed == ["iltb"] and follow_up_gone.status == "completed_with_failures"
+    assert "no export of ILTB_FU.csv (series FU" in (follow_up_gone.message or "")
     assert _iltb_follow_up(home) == before > 0  # not dropped as "superseded"
 
+    # The same night another form of the delivery is new: accepting the departure is still all it takes.
+    enrol = home.landing / "iltb" / "ILTB_ENROL.csv"
+    enrol.write_bytes(enrol.read_bytes() + b"\r\n")
     accepted = CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
     assert accepted.exit_code == 0 and "departure of ILTB_FU.csv" in " ".join(accepted.output.split())
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == [] and "iltb" in summary.sources_changed
+    assert summary.sources_failed == [] and "iltb" in summary.sources_changed, summary.message
     assert _iltb_follow_up(home) == 0
+    assert ("ILTB_FU.csv",) in _query(home, "SELECT file_name FROM meta.file_acceptance WHERE source_id = 'iltb'")
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # gone for good: nothing held after
+
+
+def test_a_form_accepted_once_for_a_shrink_is_still_held_when_it_goes_missing(loaded):
+    home, _ = loaded
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    lines = follow_up.read_bytes().split(b"\r\n")
+    follow_up.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]  # the shrink
+    assert CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)]).exit_code == 0
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    kept = _iltb_follow_up(home)
+    follow_up.unlink()
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"] and "no export of ILTB_FU.csv" in (summary.message or "")
+    assert _iltb_follow_up(home) == kept > 0
 
 
 def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,10 +25,11 @@ def _folder(home_root: Path, source_id: str) -> Path:
     return home_root / "accepted" / source_id
 
 
-def accept_file(home_root: Path, source_id: str, name: str, sha256: str) -> AcceptedFile:
-    """Record a data manager's acceptance of one export file (by content), owner-only."""
+def accept_file(home_root: Path, source_id: str, name: str, sha256: str, *, departure: bool = False) -> AcceptedFile:
+    """Record a data manager's acceptance of one export file (by content), owner-only; `departure`: of
+    a loaded file no longer delivered."""
     accepted = AcceptedFile(sha256=sha256, file_name=name, accepted_at=datetime.now(UTC),
-                            accepted_by=getpass.getuser())
+                            accepted_by=getpass.getuser(), departure=departure)
     write_text(private_folder(_folder(home_root, source_id)) / f"{sha256}.json", accepted.model_dump_json())
     return accepted
 
@@ -55,13 +57,13 @@ def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[
 
 
 def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, LoadedFile],
-                accepted: set[str], max_shrink: float) -> list[str]:
+                accepted: set[str], max_shrink: float, departed: AbstractSet[str] = frozenset()) -> list[str]:
     """Why the new files of a source must be held, one reason per series; empty when none.
 
     `counts`: this load's records per file (sha256); `loaded`: the files loaded in the live warehouse
     (sha256). A series with a file not loaded before and not accepted is judged; a loaded series with
     no file now is held too (a form's export missing from a delivery), unless its departure was
-    accepted (`rtw accept` of its loaded file's name).
+    accepted (`departed`: `rtw accept` of its loaded file's name).
     """
     before_by_series: dict[str, int] = {}
     for f in loaded.values():
@@ -83,7 +85,7 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
                            f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
     delivered = {f.series for f in files}
     for series in sorted(set(before_by_series) - delivered):
-        gone = sorted(f.name for sha, f in loaded.items() if f.series == series and sha not in accepted)
+        gone = sorted(f.name for sha, f in loaded.items() if f.series == series and sha not in departed)
         if gone and before_by_series[series]:
             reasons.append(f"no export of {', '.join(gone)} (series {series}, {before_by_series[series]} records "
                            "loaded) in landing: a file missing from the delivery (if the source no longer sends "

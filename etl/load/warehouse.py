@@ -119,17 +119,17 @@ def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, LoadedFile]:
     return {sha: LoadedFile(series, int(records), name) for sha, series, records, name in rows}
 
 
-def read_loaded_record_sets(warehouse: Path, source_id: str) -> dict[str, int]:
-    """The source's records in the live warehouse by record set (form, sheet, item group)."""
+def read_loaded_record_sets(warehouse: Path, source_id: str) -> dict[tuple[str, str], int]:
+    """The source's records in the live warehouse by record set (form, sheet, item group) and file."""
     if not warehouse.exists():
         return {}
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        rows = con.execute("SELECT record_set, count(*) FROM stage.record WHERE source_id = ? AND record_set "
-                           "IS NOT NULL GROUP BY 1", [source_id]).fetchall()
+        rows = con.execute("SELECT record_set, source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
+                           "AND record_set IS NOT NULL GROUP BY 1, 2", [source_id]).fetchall()
     finally:
         con.close()
-    return dict(rows)
+    return {(record_set, sha): n for record_set, sha, n in rows}
 
 
 def _replace_source(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
