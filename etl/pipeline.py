@@ -112,14 +112,20 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         fingerprint = _fingerprint(path, [*found.current, *found.superseded])
         previous = state.get(source_id, {})
         loaded = previous.get("status") == "loaded"
-        if found.series_only_waiting and loaded:
-            unchanged.append(source_id)  # a series' only export is still being written: the source keeps its data
+        if found.series_only_waiting and _holds_any(home, source_id, found.series_only_waiting):
+            unchanged.append(source_id)  # a loaded form's only export is still being written: the source keeps its data
         elif not force and previous.get("fingerprint") == fingerprint and loaded:
             unchanged.append(source_id)
         else:
             changed.append(source_id)
     return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged,
                    notices=notices)
+
+
+def _holds_any(home: Home, source_id: str, series: Sequence[str]) -> bool:
+    """Whether the live warehouse holds a file of any of the source's `series` (whatever last night's
+    status: a held source keeps its loaded files). A form never loaded waits without stopping the others."""
+    return any(f.series in series for f in read_loaded_files(home.warehouse, source_id).values())
 
 
 def _export_file(f: landing.LandingFile) -> ExportFile:

@@ -116,3 +116,30 @@ def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypat
     assert "iltb" in summary.sources_unchanged and summary.sources_failed == []
     assert _iltb_follow_up(home) == before > 0
     assert any("ILTB_FU.csv not read yet" in n for n in summary.notices)
+
+
+def test_a_new_form_whose_file_never_settles_waits_without_stopping_the_others(loaded):
+    home, _ = loaded
+    folder = home.landing / "iltb"
+    (folder / "ILTB_QOL.csv").write_bytes((folder / "ILTB_FU.csv").read_bytes().split(b"\r\n")[0] + b"\r\n")
+    (folder / "ILTB_QOL.csv.sha256").write_text("deadbeef  ILTB_QOL.csv\n")  # damaged: it waits, every night
+    lines = (folder / "ILTB_FU.csv").read_bytes().split(b"\r\n")
+    (folder / "ILTB_FU.csv").write_bytes(b"\r\n".join(lines[:-3] + lines[-2:]))  # a follow-up row less
+    before = _iltb_follow_up(home)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert "iltb" in summary.sources_changed and summary.sources_failed == []
+    assert _iltb_follow_up(home) == before - 1
+
+
+def test_a_loaded_form_still_being_written_keeps_a_source_held_last_night_as_it_was(loaded, monkeypatch):
+    home, _ = loaded
+    advice = home.landing / "iltb" / "ILTB_ADVICE.csv"
+    aside = home.root / "ILTB_ADVICE.csv"
+    advice.rename(aside)
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]  # held: a form missing
+    aside.rename(advice)
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    follow_up.write_bytes(follow_up.read_bytes())  # being rewritten as the run starts
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "3600")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert "iltb" in summary.sources_unchanged and summary.sources_failed == [], summary.message
