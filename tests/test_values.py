@@ -5,6 +5,7 @@ import pytest
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
+    age_days,
     map_code,
     parse_date,
     parse_decimal,
@@ -46,6 +47,13 @@ def test_ages_count_from_the_birth_month_as_the_warehouse_knows_it():
     assert PartialDate(date(2010, 5, 1), "month").age_anchor == date(2010, 5, 15)
     assert PartialDate(date(2010, 1, 1), "year").age_anchor == date(2010, 7, 1)
     assert PartialDate(date(2010, 5, 3), "day").age_anchor == date(2010, 5, 15)  # not the day: date - age would give it
+
+
+def test_a_newborn_s_age_is_never_negative_and_an_event_before_birth_is():
+    born = PartialDate(date(2024, 1, 3), "day")
+    assert age_days(PartialDate(date(2024, 1, 5), "day"), born) == 0  # diagnosed two days old, before the 15th
+    assert age_days(PartialDate(date(2024, 2, 14), "day"), born) == 30
+    assert age_days(PartialDate(date(2023, 12, 20), "day"), born) < 0  # before the birth: a date error, flagged
 
 
 def test_codes_map_case_insensitively_and_reject_unknown_codes():

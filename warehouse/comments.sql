@@ -46,7 +46,7 @@ COMMENT ON COLUMN core.study_enrolment.study_id IS 'Study or registry. Codes: SA
 COMMENT ON COLUMN core.study_enrolment.centre_id IS 'Enrolling centre, as the source codes it.';
 COMMENT ON COLUMN core.study_enrolment.enrolment_date IS 'Date of enrolment (registration); partial dates at the first day of their period.';
 COMMENT ON COLUMN core.study_enrolment.enrolment_date_precision IS 'How much of enrolment_date the source gave. Codes: day / month / year.';
-COMMENT ON COLUMN core.study_enrolment.age_at_enrolment_days IS 'Age at enrolment, counted from the 15th of the birth month (birth dates are known to the month; from the day itself the age would give the birth date back). Unit: days.';
+COMMENT ON COLUMN core.study_enrolment.age_at_enrolment_days IS 'Age at enrolment, counted from the 15th of the birth month (birth dates are known to the month; from the day itself the age would give the birth date back), 0 for an event in the birth month before the 15th. Unit: days.';
 COMMENT ON COLUMN core.study_enrolment.arm IS 'Treatment arm of a trial.';
 COMMENT ON COLUMN core.study_enrolment.lvef_percent IS 'Left-ventricular ejection fraction at screening (trial eligibility). Unit: %.';
 COMMENT ON COLUMN core.study_enrolment.off_study_date IS 'Date the person went off study.';
@@ -77,7 +77,7 @@ COMMENT ON COLUMN core.diagnosis.patient_id IS 'Pseudonymous person identifier (
 COMMENT ON COLUMN core.diagnosis.event_type IS 'Which event the diagnosis is. Codes: initial / relapse / progression.';
 COMMENT ON COLUMN core.diagnosis.diagnosis_date IS 'Date of the diagnosis event; partial dates at the first day of their period.';
 COMMENT ON COLUMN core.diagnosis.diagnosis_date_precision IS 'How much of diagnosis_date the source gave. Codes: day / month / year.';
-COMMENT ON COLUMN core.diagnosis.age_at_diagnosis_days IS 'Age at the diagnosis event, counted from the 15th of the birth month (birth dates are known to the month; from the day itself the age would give the birth date back). Unit: days.';
+COMMENT ON COLUMN core.diagnosis.age_at_diagnosis_days IS 'Age at the diagnosis event, counted from the 15th of the birth month (birth dates are known to the month; from the day itself the age would give the birth date back), 0 for an event in the birth month before the 15th. Unit: days.';
 COMMENT ON COLUMN core.diagnosis.icdo3_morphology IS 'ICD-O-3 histology, 4 digits (e.g. 9510 retinoblastoma). Codes: ICD-O-3.';
 COMMENT ON COLUMN core.diagnosis.icdo3_behaviour IS 'ICD-O-3 behaviour. Codes: 0 benign / 1 uncertain / 2 in situ / 3 malignant.';
 COMMENT ON COLUMN core.diagnosis.icdo3_topography IS 'ICD-O-3 topography, C00.0 - C80.9 (e.g. C69.2 retina). Codes: ICD-O-3.';

@@ -94,8 +94,10 @@ def _text(value: object) -> str:
 
 
 def age_days(at: PDate, birth: PDate) -> int:
-    """`age_at_*_days`: event date (first day of its period) minus the birth date (the 15th if month-precise)."""
-    return (at.value - birth.age_anchor).days
+    """`age_at_*_days`: event date (first day of its period) minus the birth date's age anchor (the 15th
+    of its month), 0 for an event in the birth month before the anchor (harmonise's values.age_days)."""
+    days = (at.value - birth.age_anchor).days
+    return max(days, 0) if at.value >= birth.value else days
 
 
 # -- rows per core table -----------------------------------------------------------------------

@@ -44,6 +44,7 @@ from etl.transform.pseudonym import (
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
+    age_days,
     map_code,
     parse_date,
     parse_decimal,
@@ -334,7 +335,7 @@ class _Engine:
         birth = self.birth.get(record.norm)
         if not isinstance(at, PartialDate) or birth is None:
             return None
-        return (at.value - birth.age_anchor).days
+        return age_days(at, birth)
 
     def _reference(self, record: _Record, spec: FieldSpec) -> str | None:
         assert spec.key is not None and spec.ref is not None

@@ -40,6 +40,14 @@ class PartialDate:
         return self.value.replace(day=15)
 
 
+def age_days(at: PartialDate, birth: PartialDate) -> int:
+    """An age in days counted from the birth date's age anchor (the 15th of its month); an event in the
+    birth month before the anchor, but not before the birth itself, is 0 days (a newborn's diagnosis),
+    not a negative age. An event before the birth stays negative: a date error the rules flag."""
+    days = (at.value - birth.age_anchor).days
+    return max(days, 0) if at.value >= birth.value else days
+
+
 _HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy"}
 DATE_DIRECTIVES = frozenset(_HUMAN)
 
