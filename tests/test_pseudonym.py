@@ -1,8 +1,11 @@
 import os
 import stat
 
+import pytest
+
 from etl.transform.pseudonym import (
     PseudonymKey,
+    holds_patient_key,
     load_key,
     person_id,
     publish_record_key,
@@ -48,3 +51,16 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     assert load_key(tmp_path / "k").secret == b"from-env"
     assert load_key(tmp_path / "k", "from-variable").secret == b"from-variable"
     assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.parametrize(("text", "key", "holds"), [
+    ("see the file of ILTB-00012", " iltb-00012 ", True),
+    ("record trep-0007-1", "TREP-0007", True),
+    ("ILTB-000123", "ILTB-00012", False),  # a longer number, not this one
+    ("NM_004119.3:c.2503G>T", "2503", False),  # digits only: counted from six
+    ("dose 2503 mg", "2503", False),
+    ("dossier 100234", "100234", True),
+    ("REG[7]", "7", False),  # too short to name anyone
+])
+def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_values(text, key, holds):
+    assert holds_patient_key(text, key) is holds

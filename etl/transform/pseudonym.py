@@ -89,14 +89,27 @@ def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid:
     return key.digest("person", source_id, normalise_patient_key(source_patient_key))
 
 
-_SHORTEST_KEY_HIDDEN = 4  # a shorter patient number ("7") is found in any text; alone it names nobody
+# A shorter patient number is found in any text and alone names nobody: "7", or digits only ("2503"
+# is in an HGVS c.2503G>T, a year, a dose), which count from six.
+_SHORTEST_KEY_HIDDEN, _SHORTEST_NUMBER_HIDDEN = 4, 6
+
+
+def _key_pattern(source_patient_key: str) -> re.Pattern[str] | None:
+    """The patient's number standing on its own in a text (not inside a longer run of letters or digits)."""
+    norm = normalise_patient_key(source_patient_key)
+    if len(norm) < (_SHORTEST_NUMBER_HIDDEN if norm.isdigit() else _SHORTEST_KEY_HIDDEN):
+        return None
+    return re.compile(rf"(?<![A-Z0-9]){re.escape(norm)}(?![A-Z0-9])", re.IGNORECASE)
 
 
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
     """Whether `text` repeats the patient's own number (a record number made from it, a note naming
     the patient), whatever its case: such a text cannot leave harmonise as it is."""
     norm = normalise_patient_key(source_patient_key)
-    return len(norm) >= _SHORTEST_KEY_HIDDEN and norm in text.upper()
+    if not norm or norm not in text.upper():  # the common case, before any pattern
+        return False
+    pattern = _key_pattern(norm)
+    return pattern is not None and pattern.search(text) is not None
 
 
 def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str) -> str:
@@ -104,7 +117,9 @@ def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, lo
     keys) has the patient's own number, where it repeats it, replaced by the pseudonym."""
     pseudonym = source_pseudonym(key, source_id, source_patient_key)
     if holds_patient_key(local, source_patient_key):
-        local = re.sub(re.escape(normalise_patient_key(source_patient_key)), pseudonym, local, flags=re.IGNORECASE)
+        pattern = _key_pattern(source_patient_key)
+        assert pattern is not None
+        local = pattern.sub(pseudonym, local)
     return f"{pseudonym}|{local}"
 
 
