@@ -22,6 +22,7 @@ from etl.extract.odm import (
     OdmFormatError,
     OdmItem,
     iter_odm_items,
+    odm_record_tables,
     read_odm_metadata,
     stage_odm,
 )
@@ -498,3 +499,21 @@ def test_parser_memory_does_not_grow_with_file_size(tmp_path):
         assert rows == expected
     # Holding the tree of the extra 100,000 ItemData would cost ~85 MB; streaming costs nothing extra.
     assert peaks[2_000] - peaks[1_000] < 30_000, peaks  # KiB
+
+
+def test_an_item_group_sent_twice_is_two_records_each_with_only_its_own_values(tmp_path):
+    # The copy sends an item the first sending lacks: it must not fill the first record.
+    body = ('<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="A" Value="first"/></ItemGroupData>\n'
+            '<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="A" Value="copy"/>'
+            '<ItemData ItemOID="B" Value="copy-B"/></ItemGroupData>')
+    path = _write(tmp_path, "twice.xml", f"""<?xml version="1.0" encoding="UTF-8"?>
+<ODM xmlns="{ODM13}" FileType="Snapshot"><ClinicalData StudyOID="S" MetaDataVersionOID="M">
+<SubjectData SubjectKey="P1"><StudyEventData StudyEventOID="SE"><FormData FormOID="F">
+{body}
+</FormData></StudyEventData></SubjectData></ClinicalData></ODM>
+""")
+    stage_odm(path, tmp_path / "twice.parquet", lineage={"source_file": "twice.xml", "source_file_sha256": "0" * 64})
+    rows = odm_record_tables(tmp_path / "twice.parquet")["IG"].select(["A", "B", "_line"]).to_pylist()
+    assert rows == [{"A": "first", "B": "", "_line": 4}, {"A": "copy", "B": "copy-B", "_line": 5}]
+    increment = odm_record_tables(tmp_path / "twice.parquet", keep_absent=True)["IG"].select(["A", "B"]).to_pylist()
+    assert increment == [{"A": "copy", "B": "copy-B"}]  # in an increment the later sending wins

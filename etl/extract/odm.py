@@ -315,7 +315,8 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
         keyed = ", ".join(f"coalesce({c}, '1') AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
         con.execute(
             # A view cannot take prepared parameters, so the path goes in as a quoted literal.
-            f"CREATE TEMP VIEW items AS SELECT * REPLACE ({keyed}) FROM read_parquet({sql_text(str(staged))}) "
+            f"CREATE TEMP VIEW items AS SELECT * REPLACE ({keyed}) FROM read_parquet({sql_text(str(staged))}, "
+            "file_row_number = true) "
             "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
@@ -337,19 +338,52 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
 def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
            copies: bool) -> pa.Table:
     """One ItemGroupOID's records, a column per item, with `_items`, how many items each gathered.
-    With `copies`, a record whose keys were sent twice (two ItemGroupData alike, an item repeated) is
-    as many records, the n-th sending of each item in the n-th; else an item sent twice in one record
-    keeps its later value (what an increment means)."""
+    With `copies`, a record whose keys were sent twice is as many records (`_copies`); else an item
+    sent twice in one record keeps its later value (what an increment means)."""
     keys = ", ".join(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items())
     group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
     pivots = ", ".join(
         f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {sql_text(oid)}) AS {_quote(oid)}"
         for oid in item_oids)
-    copy = f"row_number() OVER (PARTITION BY {', '.join(ODM_KEY_COLUMNS)}, item_oid ORDER BY line)" if copies else "1"
-    return con.execute(
-        f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, count(*) AS _items, {pivots} "
-        f"FROM (SELECT *, {copy} AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM ?) "
-        f"GROUP BY {group_by}, _copy ORDER BY _line", [group_oid]).to_arrow_table()
+    rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
+    if copies:
+        con.register("_copies", _copies(con, group_oid))
+        rows = ("(SELECT i.*, coalesce(c.copy, 1) AS _copy FROM items i LEFT JOIN _copies c USING (file_row_number) "
+                "WHERE i.item_group_oid IS NOT DISTINCT FROM $group)")
+    try:
+        return con.execute(
+            f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, count(*) AS _items, {pivots} "
+            f"FROM {rows} GROUP BY {group_by}, _copy ORDER BY _line", {"group": group_oid}).to_arrow_table()
+    finally:
+        if copies:
+            con.unregister("_copies")
+
+
+def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
+    """Which sending of its keys each item of a record sent twice belongs to (file_row_number -> copy):
+    in document order, a new copy starts where an item comes again under the same keys (a second
+    ItemGroupData alike, or an item repeated in one). The first copy is the record; harmonise holds
+    the others back as duplicate keys, as for any format."""
+    keys = ", ".join(ODM_KEY_COLUMNS)
+    same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM d.{c}" for c in ODM_KEY_COLUMNS)
+    rows = con.execute(
+        f"SELECT {', '.join(f'i.{c}' for c in ODM_KEY_COLUMNS)}, i.item_oid, i.file_row_number FROM items i "
+        f"SEMI JOIN (SELECT {keys} FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group "
+        f"GROUP BY {keys}, item_oid HAVING count(*) > 1) d ON {same} "
+        f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.line, i.file_row_number", {"group": group_oid}
+    ).fetchall()
+    copy_of: dict[tuple[Any, ...], tuple[int, set[str]]] = {}  # a record's keys -> its copy now, the items in it
+    numbers, copies = [], []
+    for *record, item_oid, number in rows:
+        key = tuple(record)
+        copy, seen = copy_of.get(key, (1, set()))
+        if item_oid in seen:
+            copy, seen = copy + 1, set()
+        seen.add(item_oid)
+        copy_of[key] = (copy, seen)
+        numbers.append(number)
+        copies.append(copy)
+    return pa.table({"file_row_number": pa.array(numbers, pa.int64()), "copy": pa.array(copies, pa.int64())})
 
 
 def _sent_twice(table: pa.Table, item_oids: Sequence[str]) -> bool:
