@@ -158,6 +158,10 @@ def test_identifiers_are_never_shown_even_when_frequent():
     follow_up = profile_column("X1", pd.Series([f"ILTB-{i:05d}" for i in range(40) for _ in range(6)]))
     assert follow_up.top_values == () and follow_up.hidden_reason == "many number-like values"
     assert profile_column("RESP", pd.Series(["CR", "PR", "SD", "PD"] * 20)).top_values  # codes stay shown
+    sizes = profile_column("dimensione_mm", pd.Series([str(5 + i % 75) for i in range(600)]))
+    assert sizes.hidden_reason is None and sizes.top_values  # a measurement is not a number that names
+    for name in ("historia_familiar", "dossier_complet"):  # yes/no questions, not identifiers
+        assert profile_column(name, pd.Series(["Y", "N"] * 5)).hidden_reason is None, name
 
 
 # -- profile: every format ---------------------------------------------------------------------

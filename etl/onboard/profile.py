@@ -34,17 +34,18 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
 # Names and labels of columns whose values identify a person (in the languages of our sources).
 _IDENTIFYING = re.compile(
-    r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|\bipp\b|\bnip\b|fall_?n|dossier|"
-    r"\bnhc\b|historia|name|nom\b|nome|cognome|vorname|initial|birth|brth|dob\b|nascita|naiss|geburt|address|"
-    r"email|phone|tel\b",
+    r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|\bipp\b|\bnip\b|"
+    r"\bfall_?n(?:r|ummer)|\bdossier(?:_?n|$)|\bnhc\b|historia_?cl|name|nom\b|nome|cognome|vorname|initial|birth|"
+    r"brth|dob\b|nascita|naiss|geburt|address|email|phone|tel\b",
     re.IGNORECASE)
 # Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
 _IDENTIFYING_LABEL = re.compile(
     r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
     r"\bnom\b|nascita|geburt|eupid|unified patient",
     re.IGNORECASE)
-# A patient or record number: letters and digits, a digit among them, maybe cut by - _ / . ("ILTB-00012").
-_NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)*")
+# A patient or record number: letters and digits, a digit among them, with a letter or cut by - _ / .
+# ("ILTB-00012", "01-0001"); plain numbers are measurements as often.
+_NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)*")
 _UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
 _MARKER = re.compile(rf"\b({_UNKNOWN_PART})\b")
 # "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
@@ -287,7 +288,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         hidden = "free text"  # notes may name people or places, however often they repeat
     elif kind in ("integer", "text", "decimal") and distinct > filled / 2 and filled >= MIN_SHOWN:
         hidden = "mostly distinct"
-    elif kind in ("integer", "text") and distinct > CODE_VALUES and _numbers_mostly(counts):
+    elif kind == "text" and distinct > CODE_VALUES and _numbers_mostly(counts):
         hidden = "many number-like values"  # a patient number under a name not known to identify, repeated per row
     limit = CODE_VALUES if kind == "code" else TOP_VALUES
     shown = [] if hidden else [ValueCount(v, n) for v, n in counts.most_common() if n >= MIN_SHOWN][:limit]
