@@ -106,29 +106,23 @@ def read_source_state(warehouse: Path, con: duckdb.DuckDBPyConnection | None = N
     return {r[0]: {"fingerprint": r[1], "status": r[2], "last_loaded_run_id": r[3]} for r in rows}
 
 
+def _live_rows(warehouse: Path, sql: str, parameters: list[Any]) -> list[Any]:
+    """The rows of a query of the live warehouse (none when there is no warehouse yet)."""
+    with schema.reading(warehouse) as live:
+        return [] if live is None else live.execute(sql, parameters).fetchall()
+
+
 def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, LoadedFile]:
     """The source's loaded files in the live warehouse, by sha256."""
-    if not warehouse.exists():
-        return {}
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = con.execute("SELECT source_file_sha256, series, rows_read - rows_superseded, file_name "
-                           "FROM meta.source_file WHERE source_id = ? AND status = 'loaded'", [source_id]).fetchall()
-    finally:
-        con.close()
+    rows = _live_rows(warehouse, "SELECT source_file_sha256, series, rows_read - rows_superseded, file_name "
+                                 "FROM meta.source_file WHERE source_id = ? AND status = 'loaded'", [source_id])
     return {sha: LoadedFile(series, int(records), name) for sha, series, records, name in rows}
 
 
 def read_loaded_record_sets(warehouse: Path, source_id: str) -> dict[tuple[str, str], int]:
     """The source's records in the live warehouse by record set (form, sheet, item group) and file."""
-    if not warehouse.exists():
-        return {}
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = con.execute("SELECT record_set, source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
-                           "AND record_set IS NOT NULL GROUP BY 1, 2", [source_id]).fetchall()
-    finally:
-        con.close()
+    rows = _live_rows(warehouse, "SELECT record_set, source_file_sha256, count(*) FROM stage.record "
+                                 "WHERE source_id = ? AND record_set IS NOT NULL GROUP BY 1, 2", [source_id])
     return {(record_set, sha): n for record_set, sha, n in rows}
 
 
