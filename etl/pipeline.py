@@ -236,11 +236,18 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": [a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}
-                     or (a.departure and sha in read_loaded_files(home.warehouse, source_id))],
+        "accepted": _acceptances_used(home, extracted, accepted),
         "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
+
+
+def _acceptances_used(home: Home, extracted: SourceOutcome, accepted: dict[str, AcceptedFile]) -> list[AcceptedFile]:
+    """The acceptances this load acts on, for meta.file_acceptance: of the files it reads, and of the
+    departures of files the warehouse still holds (this load leaves them out)."""
+    read = {f.sha256 for f in extracted.files}
+    held = read_loaded_files(home.warehouse, extracted.source_id) if any(a.departure for a in accepted.values()) else {}
+    return [a for sha, a in accepted.items() if sha in read or (a.departure and sha in held)]
 
 
 class _Held(Exception):
