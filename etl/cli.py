@@ -28,6 +28,7 @@ app = typer.Typer(help="Rare Tumour Warehouse: nightly import of paediatric rare
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=False)
 HomeOption = Annotated[Path | None, typer.Option("--home", help="Runtime home (default: $RTW_HOME or ./var)")]
+STRICT_FAILED = 3  # rtw run --strict: published, but a source failed or was held
 
 
 def _fail(message: str) -> None:
@@ -56,7 +57,9 @@ def synth(
 def run(home: HomeOption = None,
         force: Annotated[bool, typer.Option(help="Reload every source even if unchanged")] = False,
         wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another run of this "
-                                            "home to finish before giving up")] = 0) -> None:
+                                            "home to finish before giving up")] = 0,
+        strict: Annotated[bool, typer.Option(help="Exit 3 when a source failed or was held (for cron: the others "
+                                             "were still published)")] = False) -> None:
     """Run the nightly import in this process (the same steps as the Airflow DAG)."""
     from etl import pipeline
     from etl.runlock import RunBusy
@@ -76,6 +79,8 @@ def run(home: HomeOption = None,
     # Published, but a derived output (marts, report) was not written: exit 0, said in red.
     for note in summary.notes:
         console.print(f"[red]{note}[/red]", soft_wrap=True)
+    if strict and summary.sources_failed:
+        raise typer.Exit(code=STRICT_FAILED)
 
 
 @app.command()

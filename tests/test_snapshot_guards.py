@@ -143,3 +143,13 @@ def test_a_loaded_form_still_being_written_keeps_a_source_held_last_night_as_it_
     monkeypatch.setenv("RTW_QUIET_SECONDS", "3600")
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert "iltb" in summary.sources_unchanged and summary.sources_failed == [], summary.message
+
+
+def test_rtw_run_strict_exits_3_when_a_source_was_held_and_the_others_are_still_published(loaded):
+    home, export = loaded
+    export.write_bytes(export.read_bytes().split(b"\r\n")[0] + b"\r\n")
+    env = {"RTW_PSEUDONYM_KEY": KEY_TEXT, "RTW_QUIET_SECONDS": "0"}
+    plain = CliRunner().invoke(app, ["run", "--home", str(home.root)], env=env)
+    assert plain.exit_code == 0 and "failed sources: registry_it" in " ".join(plain.output.split())
+    strict = CliRunner().invoke(app, ["run", "--strict", "--home", str(home.root)], env=env)
+    assert strict.exit_code == 3 and "failed sources: registry_it" in " ".join(strict.output.split())
