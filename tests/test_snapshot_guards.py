@@ -55,7 +55,7 @@ def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(loaded):
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == [] and "registry_it" in summary.sources_changed
     assert 0 < _registry_rows(home) < before
-    assert _query(home, "SELECT file_name FROM meta.file_acceptance") == [(export.name,)]
+    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance") == [(export.name, False)]
 
 
 def test_accept_refuses_a_file_outside_the_landing_folder(loaded, tmp_path):
@@ -87,7 +87,8 @@ def test_a_form_missing_from_a_delivery_holds_the_source_until_its_departure_is_
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == [] and "iltb" in summary.sources_changed, summary.message
     assert _iltb_follow_up(home) == 0
-    assert ("ILTB_FU.csv",) in _query(home, "SELECT file_name FROM meta.file_acceptance WHERE source_id = 'iltb'")
+    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance WHERE source_id = 'iltb'") == [
+        ("ILTB_FU.csv", True)]
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # gone for good: nothing held after
 
 

@@ -255,13 +255,14 @@ COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_i
 COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file or record set it is about.';
 
 -- meta.file_acceptance -------------------------------------------------------------------------
-COMMENT ON TABLE meta.file_acceptance IS 'One row per export a data manager accepted (rtw accept) after the snapshot guard held it, recorded by the run that loaded it.';
+COMMENT ON TABLE meta.file_acceptance IS 'One row per export a data manager accepted (rtw accept) after the snapshot guard held it, or whose departure from the delivery was accepted, recorded by the run that acted on it.';
 COMMENT ON COLUMN meta.file_acceptance.source_id IS 'The source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN meta.file_acceptance.source_file_sha256 IS 'SHA-256 of the accepted file: an acceptance is bound to its content.';
 COMMENT ON COLUMN meta.file_acceptance.file_name IS 'Name of the accepted file as delivered to landing/.';
 COMMENT ON COLUMN meta.file_acceptance.accepted_at IS 'When the data manager accepted it.';
 COMMENT ON COLUMN meta.file_acceptance.accepted_by IS 'The operating-system user who ran rtw accept.';
 COMMENT ON COLUMN meta.file_acceptance.run_id IS 'The run that loaded the accepted file.';
+COMMENT ON COLUMN meta.file_acceptance.departure IS 'True: a loaded file no longer delivered was accepted to go (its form leaves the warehouse); false: a held export was accepted to load.';
 
 -- dq.check --------------------------------------------------------------------------------------
 COMMENT ON TABLE dq.check IS 'The data-quality rule catalogue as of the latest run: one row per rule (docs/rules.md).';

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS meta.file_acceptance (
     file_name           VARCHAR,
     accepted_at         TIMESTAMPTZ,
     accepted_by         VARCHAR,       -- the operating-system user who ran rtw accept
-    run_id              VARCHAR        -- the run that loaded the accepted file
+    run_id              VARCHAR,       -- the run that loaded the accepted file
+    departure           BOOLEAN        -- the file's departure was accepted: the source loads without it
 );
 
 -- One row per pseudonymisation key the warehouse has been built with; the current one has no
