@@ -36,7 +36,7 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
-from etl.extract.guards import accepted_files, gone_record_sets, held_series
+from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
@@ -210,6 +210,10 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         for sha, n in left_out.items():
             superseded[sha] = superseded.get(sha, 0) + n
         accepted = accepted_files(home.root, source_id)
+        delivered = {f.sha256 for f in extracted.files}
+        for name in withdraw_departures(home.root, source_id, delivered):
+            log.warning("%s: %s is delivered again: the acceptance of its departure is withdrawn", source_id, name)
+        departed = accepted_files(home.root, source_id, departures=True)
         last_load = read_source_state(home.warehouse).get(source_id, {}).get("last_loaded_run_id")
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
@@ -217,7 +221,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
-            if held := _held(home, mapping, extracted.files, counts, accepted, folder / "records.parquet"):
+            if held := _held(home, mapping, extracted.files, counts, accepted, departed, folder / "records.parquet"):
                 raise _Held(held)  # a held load leaves no harmonised files behind
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
@@ -236,18 +240,19 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": _acceptances_used(home, extracted, accepted),
+        "accepted": _acceptances_used(home, extracted, accepted, departed),
         "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
 
 
-def _acceptances_used(home: Home, extracted: SourceOutcome, accepted: dict[str, AcceptedFile]) -> list[AcceptedFile]:
+def _acceptances_used(home: Home, extracted: SourceOutcome, accepted: dict[str, AcceptedFile],
+                      departed: dict[str, AcceptedFile]) -> list[AcceptedFile]:
     """The acceptances this load acts on, for meta.file_acceptance: of the files it reads, and of the
     departures of files the warehouse still holds (this load leaves them out)."""
-    read = {f.sha256 for f in extracted.files}
-    held = read_loaded_files(home.warehouse, extracted.source_id) if any(a.departure for a in accepted.values()) else {}
-    return [a for sha, a in accepted.items() if sha in read or (a.departure and sha in held)]
+    held = read_loaded_files(home.warehouse, extracted.source_id) if departed else {}
+    return [*(a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}),
+            *(a for sha, a in departed.items() if sha in held)]
 
 
 class _Held(Exception):
@@ -277,14 +282,14 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
 
 
 def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
-          accepted: dict[str, AcceptedFile], records: Path) -> list[str]:
+          accepted: dict[str, AcceptedFile], departed: dict[str, AcceptedFile], records: Path) -> list[str]:
     """Why this load must be held (a sharp shrink, no records, a form gone), judged against the live
-    warehouse; `records`: the harmonised records of this load."""
+    warehouse; `records`: the harmonised records of this load. `accepted`: exports accepted to load,
+    `departed`: loaded files accepted to go (none of them delivered: withdraw_departures)."""
     loaded = {sha: f for sha, f in read_loaded_files(home.warehouse, mapping.source_id).items()
               if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
     judged = [f for f in files if not mapping.is_ignored(f.series)]
-    departed = {sha for sha, a in accepted.items() if a.departure}
-    reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, departed)
+    reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, set(departed))
     if any(f.sha256 not in loaded and f.sha256 not in accepted for f in judged):  # a new export, not accepted
         now = pq.read_table(records, columns=["record_set"]).column("record_set").value_counts().to_pylist()
         before: dict[str, int] = {}

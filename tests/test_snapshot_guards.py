@@ -105,6 +105,10 @@ def test_a_form_accepted_once_for_a_shrink_is_still_held_when_it_goes_missing(lo
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == ["iltb"] and "no export of ILTB_FU.csv" in (summary.message or "")
     assert _iltb_follow_up(home) == kept > 0
+    assert CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)]).exit_code == 0
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance WHERE source_id = 'iltb' "
+                        "ORDER BY departure") == [("ILTB_FU.csv", False), ("ILTB_FU.csv", True)]  # both, kept apart
 
 
 def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypatch):
@@ -154,3 +158,37 @@ def test_rtw_run_strict_exits_3_when_a_source_was_held_and_the_others_are_still_
     assert plain.exit_code == 0 and "failed sources: registry_it" in " ".join(plain.output.split())
     strict = CliRunner().invoke(app, ["run", "--strict", "--home", str(home.root)], env=env)
     assert strict.exit_code == 3 and "failed sources: registry_it" in " ".join(strict.output.split())
+
+
+def test_a_departure_accepted_covers_that_departure_only(loaded):
+    home, _ = loaded
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    original = follow_up.read_bytes()
+    follow_up.unlink()
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
+    assert CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)]).exit_code == 0
+    follow_up.write_bytes(original)  # back before the next run: the form stays, the acceptance is withdrawn
+    kept = pipeline.run(home, key_value=KEY_TEXT)
+    assert kept.sources_failed == [] and _iltb_follow_up(home) > 0
+    assert _query(home, "SELECT count(*) FROM meta.file_acceptance WHERE departure")[0][0] == 0
+    follow_up.unlink()  # gone again later: held again, nobody accepted this departure
+    again = pipeline.run(home, key_value=KEY_TEXT)
+    assert again.sources_failed == ["iltb"] and "no export of ILTB_FU.csv" in (again.message or "")
+
+
+def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a_shrink(loaded):
+    home, _ = loaded
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    original = follow_up.read_bytes()
+    follow_up.unlink()
+    pipeline.run(home, key_value=KEY_TEXT)
+    CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # the form departed
+    lines = original.split(b"\r\n")
+    header, rows = lines[0], [line for line in lines[1:] if line]
+    bigger = [header, *rows, *(row.replace(b";", b"9;", 1) for row in rows)]  # another export, twice the rows
+    follow_up.write_bytes(b"\r\n".join(bigger) + b"\r\n")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    follow_up.write_bytes(original)  # the departed file again: half of what is loaded now
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"] and "more than the 10% allowed" in (summary.message or "")

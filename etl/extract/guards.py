@@ -25,25 +25,41 @@ def _folder(home_root: Path, source_id: str) -> Path:
     return home_root / "accepted" / source_id
 
 
+_DEPARTURE = ".departure.json"  # a departure's acceptance, beside (never over) the same file's to load
+
+
 def accept_file(home_root: Path, source_id: str, name: str, sha256: str, *, departure: bool = False) -> AcceptedFile:
     """Record a data manager's acceptance of one export file (by content), owner-only; `departure`: of
     a loaded file no longer delivered."""
     accepted = AcceptedFile(sha256=sha256, file_name=name, accepted_at=datetime.now(UTC),
                             accepted_by=getpass.getuser(), departure=departure)
-    write_text(private_folder(_folder(home_root, source_id)) / f"{sha256}.json", accepted.model_dump_json())
+    name = f"{sha256}{_DEPARTURE}" if departure else f"{sha256}.json"
+    write_text(private_folder(_folder(home_root, source_id)) / name, accepted.model_dump_json())
     return accepted
 
 
-def accepted_files(home_root: Path, source_id: str) -> dict[str, AcceptedFile]:
-    """The source's accepted files, by sha256."""
+def accepted_files(home_root: Path, source_id: str, *, departures: bool = False) -> dict[str, AcceptedFile]:
+    """The source's acceptances of files to load (or, with `departures`, to go), by sha256."""
     folder = _folder(home_root, source_id)
     if not folder.is_dir():
         return {}
     found = {}
     for path in sorted(folder.glob("*.json")):
-        accepted = AcceptedFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        found[accepted.sha256] = accepted
+        if path.name.endswith(_DEPARTURE) == departures:
+            accepted = AcceptedFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            found[accepted.sha256] = accepted
     return found
+
+
+def withdraw_departures(home_root: Path, source_id: str, delivered: AbstractSet[str]) -> list[str]:
+    """Withdraw the departure acceptances of files delivered again (it covered one departure, not a
+    later one): the names of their files."""
+    withdrawn = []
+    for sha, accepted in accepted_files(home_root, source_id, departures=True).items():
+        if sha in delivered:
+            (_folder(home_root, source_id) / f"{sha}{_DEPARTURE}").unlink(missing_ok=True)
+            withdrawn.append(accepted.file_name)
+    return withdrawn
 
 
 def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[str]:

@@ -531,11 +531,12 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         for accepted in outcome.accepted:
             con.execute("INSERT INTO meta.file_acceptance (source_id, source_file_sha256, file_name, accepted_at, "
                         "accepted_by, run_id, departure) SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
-                        "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND "
-                        "source_file_sha256 = ?)", [outcome.source_id, accepted.sha256,
-                                                    accepted.file_name, accepted.accepted_at,
-                                                    accepted.accepted_by, run_id, accepted.departure,
-                                                    outcome.source_id, accepted.sha256])
+                        "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND source_file_sha256 = ? "
+                        "AND departure IS NOT DISTINCT FROM ?)", [outcome.source_id, accepted.sha256,
+                                                                  accepted.file_name, accepted.accepted_at,
+                                                                  accepted.accepted_by, run_id, accepted.departure,
+                                                                  outcome.source_id, accepted.sha256,
+                                                                  accepted.departure])
     _record_files(con, run_id, outcome)
     _record_source(con, run_id, outcome)
 
