@@ -9,6 +9,7 @@ from etl.transform.pseudonym import (
     load_key,
     person_id,
     publish_record_key,
+    published_key,
     record_id,
     source_pseudonym,
 )
@@ -61,6 +62,14 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     ("dose 2503 mg", "2503", False),
     ("dossier 100234", "100234", True),
     ("REG[7]", "7", False),  # too short to name anyone
+    ("note straße12", "STRASSE12", True),  # compared case-folded, whatever the alphabet
 ])
 def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_values(text, key, holds):
     assert holds_patient_key(text, key) is holds
+
+
+def test_a_record_key_s_local_part_never_keeps_the_patient_s_number_even_inside_a_longer_one():
+    for patient, local in (("12345", "12345-01"), ("ILTB-00012", "ILTB-00012A"), ("ILTB-00012", "iltb-00012b/FU")):
+        published = published_key(KEY, "s", patient, local)
+        assert patient.casefold() not in published.casefold(), published
+    assert published_key(KEY, "s", "P7", "REG[P7]").endswith("|REG[P7]")  # too short to name anyone

@@ -94,32 +94,25 @@ def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid:
 _SHORTEST_KEY_HIDDEN, _SHORTEST_NUMBER_HIDDEN = 4, 6
 
 
-def _key_pattern(source_patient_key: str) -> re.Pattern[str] | None:
-    """The patient's number standing on its own in a text (not inside a longer run of letters or digits)."""
-    norm = normalise_patient_key(source_patient_key)
-    if len(norm) < (_SHORTEST_NUMBER_HIDDEN if norm.isdigit() else _SHORTEST_KEY_HIDDEN):
-        return None
-    return re.compile(rf"(?<![A-Z0-9]){re.escape(norm)}(?![A-Z0-9])", re.IGNORECASE)
-
-
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
-    """Whether `text` repeats the patient's own number (a record number made from it, a note naming
-    the patient), whatever its case: such a text cannot leave harmonise as it is."""
-    norm = normalise_patient_key(source_patient_key)
-    if not norm or norm not in text.upper():  # the common case, before any pattern
+    """Whether a free text repeats the patient's own number (a note naming the patient), whatever its
+    case, standing on its own (not inside a longer run of letters or digits): such a text cannot
+    leave harmonise as it is."""
+    norm = normalise_patient_key(source_patient_key).casefold()
+    folded = text.casefold()
+    if len(norm) < (_SHORTEST_NUMBER_HIDDEN if norm.isdigit() else _SHORTEST_KEY_HIDDEN) or norm not in folded:
         return False
-    pattern = _key_pattern(norm)
-    return pattern is not None and pattern.search(text) is not None
+    return re.search(rf"(?<![^\W_]){re.escape(norm)}(?![^\W_])", folded) is not None
 
 
 def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str) -> str:
     """`<pseudonym>|<local part>`: traceable, never clear. The local part (a record number, a form's
-    keys) has the patient's own number, where it repeats it, replaced by the pseudonym."""
+    keys) has the patient's own number replaced by the pseudonym wherever it holds it, even inside a
+    longer number ("12345-01"): a wrong replacement there costs nothing."""
     pseudonym = source_pseudonym(key, source_id, source_patient_key)
-    if holds_patient_key(local, source_patient_key):
-        pattern = _key_pattern(source_patient_key)
-        assert pattern is not None
-        local = pattern.sub(pseudonym, local)
+    norm = normalise_patient_key(source_patient_key)
+    if len(norm) >= _SHORTEST_KEY_HIDDEN and norm.casefold() in local.casefold():
+        local = re.sub(re.escape(norm), pseudonym, local, flags=re.IGNORECASE)
     return f"{pseudonym}|{local}"
 
 
