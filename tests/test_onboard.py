@@ -152,7 +152,8 @@ def test_identifiers_are_never_shown_even_when_frequent():
     assert keys.top_values == () and keys.hidden_reason == "identifier-like name"
     unique = profile_column("ref", pd.Series([f"R{i}" for i in range(20)]))
     assert unique.top_values == () and unique.hidden_reason == "mostly distinct"
-    for name in ("IPP", "Fallnummer", "patiëntnummer", "NHC"):  # names of patient numbers in our sources' languages
+    for name in ("IPP", "Fallnummer", "patiëntnummer", "NHC", "num_dossier", "pat_fallnr", "KH_Fallnummer",
+                 "n_historia", "NHC_HOSP"):  # names of patient numbers in our sources' languages, prefixed too
         assert profile_column(name, pd.Series(["P1"] * 6)).hidden_reason == "identifier-like name", name
     # A patient number under a name nobody could guess, repeated on each follow-up row: still hidden.
     follow_up = profile_column("X1", pd.Series([f"ILTB-{i:05d}" for i in range(40) for _ in range(6)]))

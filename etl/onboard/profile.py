@@ -34,9 +34,10 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
 # Names and labels of columns whose values identify a person (in the languages of our sources).
 _IDENTIFYING = re.compile(
-    r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|\bipp\b|\bnip\b|"
-    r"\bfall_?n(?:r|ummer)|\bdossier(?:_?n|$)|\bnhc\b|historia_?cl|name|nom\b|nome|cognome|vorname|initial|birth|"
-    r"brth|dob\b|nascita|naiss|geburt|address|email|phone|tel\b",
+    r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
+    r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
+    r"(?<![a-z])historia(?:_?cl|$)|name|nom\b|nome|cognome|vorname|initial|birth|brth|dob\b|nascita|naiss|geburt|"
+    r"address|email|phone|tel\b",
     re.IGNORECASE)
 # Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
 _IDENTIFYING_LABEL = re.compile(
