@@ -54,6 +54,11 @@ def test_a_newborn_s_age_is_never_negative_and_an_event_before_birth_is():
     assert age_days(PartialDate(date(2024, 1, 5), "day"), born) == 0  # diagnosed two days old, before the 15th
     assert age_days(PartialDate(date(2024, 2, 14), "day"), born) == 30
     assert age_days(PartialDate(date(2023, 12, 20), "day"), born) < 0  # before the birth: a date error, flagged
+    late_in_month = PartialDate(date(2020, 5, 25), "day")
+    assert age_days(PartialDate(date(2020, 5, 20), "day"), late_in_month) == -1  # before the birth, near the 15th
+    in_may = PartialDate(date(2020, 5, 1), "month")
+    assert age_days(PartialDate(date(2020, 1, 1), "year"), in_may) == 0  # "2020" may be after May 2020
+    assert age_days(PartialDate(date(2019, 1, 1), "year"), in_may) < 0
 
 
 def test_codes_map_case_insensitively_and_reject_unknown_codes():

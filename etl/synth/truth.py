@@ -34,6 +34,7 @@ from etl.synth.records import (
     SourcePatient,
     Treatment,
 )
+from etl.transform import values
 
 KEY_COLUMNS = ["source_id", "source_record_key", "source_patient_key"]
 TABLE_COLUMNS: dict[str, list[str]] = {
@@ -94,10 +95,9 @@ def _text(value: object) -> str:
 
 
 def age_days(at: PDate, birth: PDate) -> int:
-    """`age_at_*_days`: event date (first day of its period) minus the birth date's age anchor (the 15th
-    of its month), 0 for an event in the birth month before the anchor (harmonise's values.age_days)."""
-    days = (at.value - birth.age_anchor).days
-    return max(days, 0) if at.value >= birth.value else days
+    """`age_at_*_days` as harmonise computes it (etl/transform/values.py: from the birth's age anchor,
+    the 15th of its month)."""
+    return values.age_days(values.PartialDate(at.value, at.precision), values.PartialDate(birth.value, birth.precision))
 
 
 # -- rows per core table -----------------------------------------------------------------------

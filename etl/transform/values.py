@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 
@@ -31,6 +31,15 @@ class PartialDate:
     precision: str  # day / month / year
 
     @property
+    def period_end(self) -> date:
+        """The last day the date can be: itself, or the last day of its month or year."""
+        if self.precision == "year":
+            return self.value.replace(month=12, day=31)
+        if self.precision == "month":
+            return (self.value.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        return self.value
+
+    @property
     def age_anchor(self) -> date:
         """The date ages are counted from when this is a birth date: the 15th of its month, or 1 July
         of its year. A day-precise birth date too: the warehouse knows birth dates to the month, and an
@@ -41,11 +50,12 @@ class PartialDate:
 
 
 def age_days(at: PartialDate, birth: PartialDate) -> int:
-    """An age in days counted from the birth date's age anchor (the 15th of its month); an event in the
-    birth month before the anchor, but not before the birth itself, is 0 days (a newborn's diagnosis),
-    not a negative age. An event before the birth stays negative: a date error the rules flag."""
+    """An age in days counted from the birth date's age anchor (the 15th of its month). An event that
+    surely came before the birth (its whole period before it) is negative, at least -1: a date error
+    the rules flag; any other event is at least 0 (a newborn's diagnosis before the 15th, a diagnosis
+    known to the year of a birth known to the month)."""
     days = (at.value - birth.age_anchor).days
-    return max(days, 0) if at.value >= birth.value else days
+    return min(days, -1) if at.period_end < birth.value else max(days, 0)
 
 
 _HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy"}
