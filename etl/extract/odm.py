@@ -363,7 +363,9 @@ def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
     """Which sending of its keys each item of a record sent twice belongs to (file_row_number -> copy):
     in document order, a new copy starts where an item comes again under the same keys (a second
     ItemGroupData alike, or an item repeated in one). The first copy is the record; harmonise holds
-    the others back as duplicate keys, as for any format."""
+    the others back as duplicate keys, as for any format. Not exact when a copy sends, before its
+    first repeated item, one the first sending lacked (it joins the first record): that needs the
+    ItemGroupData each item came in, which staging does not keep."""
     keys = ", ".join(ODM_KEY_COLUMNS)
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM d.{c}" for c in ODM_KEY_COLUMNS)
     rows = con.execute(
