@@ -69,7 +69,8 @@ def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_valu
 
 
 def test_a_record_key_s_local_part_never_keeps_the_patient_s_number_even_inside_a_longer_one():
-    for patient, local in (("12345", "12345-01"), ("ILTB-00012", "ILTB-00012A"), ("ILTB-00012", "iltb-00012b/FU")):
+    for patient, local in (("12345", "12345-01"), ("ILTB-00012", "ILTB-00012A"), ("ILTB-00012", "iltb-00012b/FU"),
+                           ("straße12", "straße12-01"), ("straße12", "STRASSE12-01"), ("İST1", "i̇st1-3")):
         published = published_key(KEY, "s", patient, local)
         assert patient.casefold() not in published.casefold(), published
     assert published_key(KEY, "s", "P7", "REG[P7]").endswith("|REG[P7]")  # too short to name anyone

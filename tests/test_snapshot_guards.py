@@ -192,3 +192,31 @@ def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a
     follow_up.write_bytes(original)  # the departed file again: half of what is loaded now
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == ["iltb"] and "more than the 10% allowed" in (summary.message or "")
+
+
+def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(loaded):
+    import duckdb
+
+    from etl.extract.guards import accept_file, accepted_files, withdraw_departures
+
+    home, _ = loaded
+    legacy = accept_file(home.root, "iltb", "ILTB_OLD.csv", "a" * 64, departure=True)
+    folder = home.root / "accepted" / "iltb"
+    (folder / f"{legacy.sha256}.departure.json").rename(folder / f"{legacy.sha256}.json")  # as stored before
+    assert list(accepted_files(home.root, "iltb", departures=True)) == [legacy.sha256]
+    assert accepted_files(home.root, "iltb") == {}
+    assert withdraw_departures(home.root, "iltb", {legacy.sha256}) == ["ILTB_OLD.csv"]
+    assert not any(folder.iterdir())
+
+    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
+    lines = follow_up.read_bytes().split(b"\r\n")
+    follow_up.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
+    pipeline.run(home, key_value=KEY_TEXT)  # held: the shrink
+    CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    with duckdb.connect(str(home.warehouse)) as con:  # an older warehouse: the column added, NULL
+        con.execute("UPDATE meta.file_acceptance SET departure = NULL")
+    enrol = home.landing / "iltb" / "ILTB_ENROL.csv"
+    enrol.write_bytes(enrol.read_bytes() + b"\r\n")  # iltb read again, ILTB_FU.csv and its acceptance with it
+    assert "iltb" in pipeline.run(home, key_value=KEY_TEXT).sources_changed
+    assert _query(home, "SELECT count(*) FROM meta.file_acceptance WHERE source_id = 'iltb'")[0][0] == 1

@@ -38,26 +38,32 @@ def accept_file(home_root: Path, source_id: str, name: str, sha256: str, *, depa
     return accepted
 
 
-def accepted_files(home_root: Path, source_id: str, *, departures: bool = False) -> dict[str, AcceptedFile]:
-    """The source's acceptances of files to load (or, with `departures`, to go), by sha256."""
+def _acceptances(home_root: Path, source_id: str, departures: bool) -> dict[str, tuple[Path, AcceptedFile]]:
+    """The source's acceptances of one kind, by sha256, with their files. The kind is the content's (a
+    departure an earlier version stored as `<sha>.json` too) or the name's."""
     folder = _folder(home_root, source_id)
     if not folder.is_dir():
         return {}
     found = {}
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(_DEPARTURE) == departures:
-            accepted = AcceptedFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-            found[accepted.sha256] = accepted
+        accepted = AcceptedFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        if (accepted.departure or path.name.endswith(_DEPARTURE)) == departures:
+            found[accepted.sha256] = (path, accepted)
     return found
+
+
+def accepted_files(home_root: Path, source_id: str, *, departures: bool = False) -> dict[str, AcceptedFile]:
+    """The source's acceptances of files to load (or, with `departures`, to go), by sha256."""
+    return {sha: accepted for sha, (_, accepted) in _acceptances(home_root, source_id, departures).items()}
 
 
 def withdraw_departures(home_root: Path, source_id: str, delivered: AbstractSet[str]) -> list[str]:
     """Withdraw the departure acceptances of files delivered again (it covered one departure, not a
     later one): the names of their files."""
     withdrawn = []
-    for sha, accepted in accepted_files(home_root, source_id, departures=True).items():
+    for sha, (path, accepted) in _acceptances(home_root, source_id, departures=True).items():
         if sha in delivered:
-            (_folder(home_root, source_id) / f"{sha}{_DEPARTURE}").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             withdrawn.append(accepted.file_name)
     return withdrawn
 

@@ -532,7 +532,7 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             con.execute("INSERT INTO meta.file_acceptance (source_id, source_file_sha256, file_name, accepted_at, "
                         "accepted_by, run_id, departure) SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
                         "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND source_file_sha256 = ? "
-                        "AND departure IS NOT DISTINCT FROM ?)", [outcome.source_id, accepted.sha256,
+                        "AND coalesce(departure, false) = ?)", [outcome.source_id, accepted.sha256,
                                                                   accepted.file_name, accepted.accepted_at,
                                                                   accepted.accepted_by, run_id, accepted.departure,
                                                                   outcome.source_id, accepted.sha256,

@@ -113,6 +113,8 @@ def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, lo
     norm = normalise_patient_key(source_patient_key)
     if len(norm) >= _SHORTEST_KEY_HIDDEN and norm.casefold() in local.casefold():
         local = re.sub(re.escape(norm), pseudonym, local, flags=re.IGNORECASE)
+        if norm.casefold() in local.casefold():  # only case-folding finds it (straße12 in STRASSE12-01)
+            local = hashlib.sha256(f"{pseudonym}{_SEPARATOR}{local}".encode()).hexdigest()[:_DIGEST_CHARS]
     return f"{pseudonym}|{local}"
 
 
