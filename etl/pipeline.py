@@ -44,7 +44,7 @@ from etl.load.warehouse import publish, read_loaded_files, read_loaded_record_se
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.resources import code_digest
-from etl.steps import AcceptedFile, ExportFile, FileCounts, RunPlan, RunSummary, SourceOutcome, SourceStatus
+from etl.steps import AcceptedFile, ExportFile, FileCounts, LoadedFile, RunPlan, RunSummary, SourceOutcome, SourceStatus
 from etl.transform import carry_over
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
@@ -214,6 +214,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         for name in withdraw_departures(home.root, source_id, delivered):
             log.warning("%s: %s is delivered again: the acceptance of its departure is withdrawn", source_id, name)
         departed = accepted_files(home.root, source_id, departures=True)
+        loaded = read_loaded_files(home.warehouse, source_id)  # what the guards and the acceptances judge by
         last_load = read_source_state(home.warehouse).get(source_id, {}).get("last_loaded_run_id")
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
@@ -221,7 +222,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
-            if held := _held(home, mapping, extracted.files, counts, accepted, departed, folder / "records.parquet"):
+            if held := _held(home, mapping, loaded, extracted.files, counts, accepted, departed,
+                             folder / "records.parquet"):
                 raise _Held(held)  # a held load leaves no harmonised files behind
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
@@ -240,19 +242,11 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": _acceptances_used(home, extracted, accepted, departed),
+        "accepted": [*(a for sha, a in accepted.items() if sha in delivered),  # the acceptances it acts on
+                     *(a for sha, a in departed.items() if sha in loaded)],
         "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
         "seconds_harmonise": round(time.perf_counter() - started, 3)})
-
-
-def _acceptances_used(home: Home, extracted: SourceOutcome, accepted: dict[str, AcceptedFile],
-                      departed: dict[str, AcceptedFile]) -> list[AcceptedFile]:
-    """The acceptances this load acts on, for meta.file_acceptance: of the files it reads, and of the
-    departures of files the warehouse still holds (this load leaves them out)."""
-    held = read_loaded_files(home.warehouse, extracted.source_id) if departed else {}
-    return [*(a for sha, a in accepted.items() if sha in {f.sha256 for f in extracted.files}),
-            *(a for sha, a in departed.items() if sha in held)]
 
 
 class _Held(Exception):
@@ -281,12 +275,13 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
     return None
 
 
-def _held(home: Home, mapping: SourceMapping, files: list[ExportFile], counts: dict[str, FileCounts],
-          accepted: dict[str, AcceptedFile], departed: dict[str, AcceptedFile], records: Path) -> list[str]:
+def _held(home: Home, mapping: SourceMapping, loaded_files: dict[str, LoadedFile], files: list[ExportFile],
+          counts: dict[str, FileCounts], accepted: dict[str, AcceptedFile], departed: dict[str, AcceptedFile],
+          records: Path) -> list[str]:
     """Why this load must be held (a sharp shrink, no records, a form gone), judged against the live
-    warehouse; `records`: the harmonised records of this load. `accepted`: exports accepted to load,
-    `departed`: loaded files accepted to go (none of them delivered: withdraw_departures)."""
-    loaded = {sha: f for sha, f in read_loaded_files(home.warehouse, mapping.source_id).items()
+    warehouse (`loaded_files`); `records`: the harmonised records of this load. `accepted`: exports
+    accepted to load, `departed`: loaded files accepted to go (none of them delivered: withdraw_departures)."""
+    loaded = {sha: f for sha, f in loaded_files.items()
               if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
     judged = [f for f in files if not mapping.is_ignored(f.series)]
     reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, set(departed))
