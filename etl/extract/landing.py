@@ -189,15 +189,13 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
 def _without_copies(source_id: str, current: list[LandingFile], notices: list[str]) -> list[LandingFile]:
     """The current files less byte-identical copies of one of them under another name (a file copied
     in landing/): a copy would be read as that file, its records named after it, and counted once."""
-    first: dict[str, LandingFile] = {}
-    kept = []
+    first: dict[str, str] = {}  # sha256 -> the name kept
     for f in sorted(current, key=lambda f: f.name):
         if f.sha256 in first:
-            notices.append(f"{source_id}: {f.name} set aside: the same bytes as {first[f.sha256].name} (a copy)")
-            continue
-        first[f.sha256] = f
-        kept.append(f)
-    return [f for f in current if f in kept]
+            notices.append(f"{source_id}: {f.name} set aside: the same bytes as {first[f.sha256]} (a copy)")
+        else:
+            first[f.sha256] = f.name
+    return [f for f in current if first[f.sha256] == f.name]
 
 
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:
