@@ -10,7 +10,7 @@ import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
 
 from etl.load.marts import PUBLIC_TABLES, export_public
-from etl.load.suppression import Constraint, PublicTable, Relation, protect, suppress
+from etl.load.suppression import Constraint, PublicTable, Relation, generalise, protect, suppress
 
 MIN_CELL = 5
 
@@ -152,3 +152,34 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
         assert all(column in listed for listed in withheld), f"a withheld {column} is not listed in suppressed_cells"
     # The rare-disease figures are small: the export must withhold something, and still publish something.
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
+
+
+# -- labels ------------------------------------------------------------------------------------------
+
+def test_a_label_fewer_than_five_persons_share_is_published_as_other():
+    table = PublicTable("activity", dimensions=("centre", "country"), counts=("n_patients",),
+                        written={"centre": frozenset(), "country": frozenset({"FR", "IT"})}, persons="n_patients")
+    frame = pd.DataFrame({"centre": ["FR-01", "FR-01", "Dr Martin", "IT-01", None],
+                          "country": ["FR", "Lyon 3e", "FR", "IT", "unknown"], "n_patients": [12, 2, 1, 3, 4]})
+    published = suppress(generalise(frame, table, MIN_CELL), table, MIN_CELL)
+    # FR-01 is shown for 12 persons in one row, so also in its row of 2; IT and FR are ISO codes;
+    # the mart's own "unknown" and a missing centre stay as they are.
+    assert published.centre.tolist()[:4] == ["FR-01", "FR-01", "other", "other"] and pd.isna(published.centre[4])
+    assert published.country.tolist() == ["FR", "other", "FR", "IT", "unknown"]
+    assert published.n_patients.isna().tolist() == [False, True, True, True, True]  # counts as before
+
+
+def test_no_published_label_was_written_for_fewer_than_five_persons(public):
+    built, paths = public
+    recoded = 0
+    for table in (t for t in PUBLIC_TABLES if t.written):
+        mart = built.query(f"SELECT * FROM marts.{table.name}")
+        shown = pd.read_parquet(paths[0].parent / f"{table.name}.parquet")
+        for column, closed in table.written.items():
+            shared = set(mart.loc[mart[table.persons] >= MIN_CELL, column]) | closed | {"unknown"}
+            assert set(shown[column].dropna()) - shared <= {"other"}, f"{table.name}.{column}"
+            recoded += int((shown[column] == "other").sum())
+            # a shared label keeps every row it had
+            kept = mart[column].isin(shared)
+            assert (shown.loc[kept, column] == mart.loc[kept, column]).all()
+    assert recoded  # the synthetic registries hold rare drugs, centres and regimens

@@ -36,8 +36,9 @@ import pyarrow.parquet as pq
 
 from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
-from etl.load.suppression import PublicTable, Relation, suppress
+from etl.load.suppression import PublicTable, Relation, generalise, suppress
 from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
@@ -231,7 +232,8 @@ PUBLIC_TABLES = (
         "actionable_events", dimensions=("source_id", "iccc3_subgroup", "event_class", "event"),
         counts=("n_events", "n_patients", "n_patients_profiled"),
         relations=(Relation("n_patients_profiled", ("n_patients",)),),
-        derived={"frequency": ("n_patients", "n_patients_profiled")}),
+        derived={"frequency": ("n_patients", "n_patients_profiled")},
+        written={"event": frozenset()}, persons="n_patients"),
     PublicTable(
         "adverse_events", dimensions=("drug_name", "access_route"),
         counts=("n_patients_exposed", "n_events", "n_events_grade3plus", "n_patients_grade3plus",
@@ -240,7 +242,8 @@ PUBLIC_TABLES = (
                    Relation("n_patients_exposed", ("n_patients_serious",)),
                    Relation("n_events", ("n_events_grade3plus",)), Relation("n_events", ("n_serious_events",))),
         derived={"proportion_grade3plus": ("n_patients_grade3plus", "n_patients_exposed"),
-                 "proportion_serious": ("n_patients_serious", "n_patients_exposed")}),
+                 "proportion_serious": ("n_patients_serious", "n_patients_exposed")},
+        written={"drug_name": frozenset()}, persons="n_patients_exposed"),
     PublicTable(
         "response", dimensions=("regimen", "advice_group", "timepoint"),
         counts=("n_assessed", "n_complete", "n_partial", "n_stable", "n_progression", "n_no_response",
@@ -249,7 +252,8 @@ PUBLIC_TABLES = (
                                            "n_not_evaluable"), exact=True),
                    Relation("n_objective_response", ("n_complete", "n_partial"), exact=True),
                    Relation("n_assessed", ("n_objective_response",))),
-        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
+        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")},
+        written={"regimen": frozenset()}, persons="n_assessed"),  # lines: one child in five lines of a regimen counts 5
     PublicTable(
         "board_response", dimensions=("advice_group", "timepoint"),
         counts=("n_submissions", "n_treated", "n_assessed", "n_objective_response"),
@@ -261,7 +265,8 @@ PUBLIC_TABLES = (
         counts=("n_registrations", "n_patients", "n_with_diagnosis_date"),
         relations=(Relation("n_registrations", ("n_with_diagnosis_date",)),),
         derived={column: ("n_with_diagnosis_date",) for column in
-                 ("days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75")}),
+                 ("days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75")},
+        written={"centre_id": frozenset(), "country": ISO_3166_ALPHA2}, persons="n_patients"),
     PublicTable(
         "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
         counts=("n_patients", "n_at_risk"),
@@ -271,7 +276,8 @@ PUBLIC_TABLES = (
 
 
 def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Path]:
-    """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld.
+    """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld
+    and every label a centre wrote that fewer than min_cell persons share read as "other".
 
     The per-patient marts (patient_summary, board_advice, survival) and the Kaplan-Meier step table
     (one step per event) are never published; survival is published as the landmark table.
@@ -287,7 +293,7 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
         con.close()
     written = []
     for table in PUBLIC_TABLES:
-        published = suppress(frames[table.name], table, min_cell)
+        published = suppress(generalise(frames[table.name], table, min_cell), table, min_cell)
         csv_path, parquet_path = out_dir / f"{table.name}.csv", out_dir / f"{table.name}.parquet"
         with fsio.written_atomically(csv_path) as partial:
             published.to_csv(partial, index=False)

@@ -11,6 +11,10 @@ The classic heuristic then makes every relation hold either no unknown cell or a
 when exactly one is unknown (withheld, or an implied remainder from 1 to min_cell - 1), the
 smallest other part is withheld too, else the total; repeat until nothing changes. Columns
 derived from counts (rates, confidence intervals, medians) are withheld with any of their counts.
+
+Labels: a count withheld leaves its row's label shown, so a label a centre wrote (a drug name, a
+centre code, a country) is published only when it is in the column's closed list (ISO 3166 for a
+country) or shared: some row shows it for at least min_cell persons. Any other reads "other".
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class PublicTable:
     relations: tuple[Relation, ...] = ()
     derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the counts it reveals
     has_totals: bool = False  # rows with NULL dimensions are totals over them; every count adds up
+    # Dimensions whose labels centres write -> the labels always published (the column's closed list, if any).
+    written: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    persons: str = ""  # the count of persons a row's labels describe: shared labels are shown for min_cell of them
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,28 @@ def suppress(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.D
     if table.has_totals:
         for column in table.dimensions:
             out[column] = out[column].map(_label)
+    return out
+
+
+OTHER = "other"
+_MART_WORDS = frozenset({"unknown", OTHER})  # what the marts themselves write for a missing value
+
+
+def generalise(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.DataFrame:
+    """The frame with every written label that is neither in its closed list nor shared read as "other".
+
+    A label is shared when some row shows it for at least min_cell persons (table.persons): a count
+    of persons in one row is a floor of those sharing it. Rows keep their own counts, so several
+    rows may read "other" (a drug misspelt with a name and a drug given to two children).
+    """
+    if not table.written:
+        return frame
+    out = frame.copy()
+    common = frame[table.persons] >= min_cell
+    for column, closed in table.written.items():
+        shared = set(frame.loc[common, column].dropna()) | closed | _MART_WORDS
+        rare = frame[column].notna() & ~frame[column].isin(shared)
+        out.loc[rare, column] = OTHER
     return out
 
 
