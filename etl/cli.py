@@ -254,8 +254,8 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
 
 @app.command()
 def export(home: HomeOption = None,
-           public: Annotated[bool, typer.Option("--public", help="Aggregate marts with small cells suppressed")]
-           = False,
+           public: Annotated[bool, typer.Option(
+               "--public", help="Aggregate marts with small cells suppressed, rare written labels as 'other'")] = False,
            out: Annotated[Path | None, typer.Option(help="Folder for --public (default: <home>/public)")] = None,
            min_cell: Annotated[int, typer.Option(min=1, help="Smallest count shown in --public")] = 5,
            wait: WaitOption = 0) -> None:
@@ -270,7 +270,8 @@ def export(home: HomeOption = None,
             if public:
                 folder = out or rtw_home.root / "public"
                 written = export_public(rtw_home.warehouse, folder, min_cell)
-                message = f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld)"
+                message = (f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld, "
+                           f"labels fewer than {min_cell} persons share as 'other')")
             else:
                 written = export_parquet(rtw_home.warehouse, rtw_home.marts)
                 message = f"{len(written)} Parquet marts in {rtw_home.marts / 'current'}"
