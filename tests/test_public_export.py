@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,19 @@ def test_no_published_label_was_written_for_fewer_than_five_persons(public):
             kept = mart[column].isin(shared)
             assert (shown.loc[kept, column] == mart.loc[kept, column]).all()
     assert recoded  # the synthetic registries hold rare drugs, centres and regimens
+
+
+def test_rtw_export_public_writes_the_tables_and_says_what_it_withheld(synthetic_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    shutil.copytree(synthetic_run[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
+    done = CliRunner().invoke(app, ["export", "--public", "--home", str(tmp_path / "home"), "--out",
+                                    str(tmp_path / "public")], env={"COLUMNS": "250"})
+    assert done.exit_code == 0, done.output
+    assert "counts below 5 withheld, labels fewer than 5 persons share as 'other'" in done.output
+    assert sorted(p.name for p in (tmp_path / "public").iterdir()) == sorted(
+        f"{t.name}.{ext}" for t in PUBLIC_TABLES for ext in ("csv", "parquet"))
+    activity = pd.read_csv(tmp_path / "public" / "registry_activity.csv", keep_default_na=False)
+    assert "other" in set(activity.centre_id) and "FR" in set(activity.country)
