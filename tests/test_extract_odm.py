@@ -150,7 +150,7 @@ def test_odm11_transactions_and_audit_records_are_inherited():
     assert update == OdmItem(
         "123-456-789", "MetaDataVersion.001", "P001", None, "VISIT_1", None, "Page 1", None, "VITALS", "1",
         "SBP", "130", False, None, "Update", "User.002", "2001-05-31T08:47:07-05:00",
-        "Error in initial data entry", 233, 0)
+        "Error in initial data entry", 233, 0, 5)  # P001's sixth ItemGroupData
     first = rows[0]
     # The AuditRecord is on FormData; its DateTimeStamp is malformed in the source and kept as written.
     assert (first.subject_key, first.item_oid, first.audit_user, first.audit_datetime, first.audit_reason) == (
@@ -251,17 +251,17 @@ def test_odm13_keys_nulls_transactions_audit_and_sites(tmp_path):
     rows, notices = _read(_write(tmp_path, "edge13.xml", ODM13_EDGE_CASES))
     assert [r._replace(study_oid=None, metadata_version_oid=None) for r in rows] == [
         OdmItem(None, None, "P1", "SITE.FR01", "SE.DIAG", "2", "F.DIAG", "1", "IG.DIAG", "3",
-                "IT.MORPH", "9510/3", False, None, "Insert", "U.form", "2024-01-02T10:00:00", None, 14, 0),
+                "IT.MORPH", "9510/3", False, None, "Insert", "U.form", "2024-01-02T10:00:00", None, 14, 0, 0),
         OdmItem(None, None, "P1", "SITE.FR01", "SE.DIAG", "2", "F.DIAG", "1", "IG.DIAG", "3",
-                "IT.TOPO", None, True, None, "Insert", "U.form", "2024-01-02T10:00:00", None, 15, 0),
+                "IT.TOPO", None, True, None, "Insert", "U.form", "2024-01-02T10:00:00", None, 15, 0, 0),
         OdmItem(None, None, "P1", "SITE.FR01", "SE.DIAG", "2", "F.DIAG", "1", "IG.DIAG", "3",
                 "IT.SIDE", "L", False, None, "Remove", "U.item", "2024-03-04T11:00:00",
-                "entered on the wrong patient", 16, 0),
+                "entered on the wrong patient", 16, 0, 0),
         OdmItem(None, None, "P1", "SITE.FR01", "SE.DIAG", "2", "F.DIAG", "1", "IG.DIAG", "3",
-                "IT.NOTE", "a < b & c", False, "string", "Insert", "U.form", "2024-01-02T10:00:00", None, 22, 0),
+                "IT.NOTE", "a < b & c", False, "string", "Insert", "U.form", "2024-01-02T10:00:00", None, 22, 0, 0),
         # SiteRef after the data (out of schema order) still applies: a subject's rows wait for its end.
         OdmItem(None, None, "P2", "SITE.IT02", "SE.DIAG", None, "F.DIAG", None, "IG.DIAG", None,
-                "IT.MORPH", "", False, None, None, None, None, None, 29, 0),
+                "IT.MORPH", "", False, None, None, None, None, None, 29, 0, 0),
     ]
     assert notices == ["edge13.xml: 1 ItemData outside ClinicalData (e.g. ReferenceData) skipped",
                        "edge13.xml: 1 element(s) of namespace https://projectredcap.org inside ClinicalData ignored"]
@@ -411,9 +411,9 @@ def test_stage_round_trip_schema_lineage_and_rows(tmp_path):
     table = pq.read_table(out)
     assert table.schema.names == [*ODM_ROW_COLUMNS, *LINEAGE]
     types = dict(zip(table.schema.names, table.schema.types))
-    assert (types["is_null"], types["line"], types["clinical_data_index"]) == (pa.bool_(), pa.int64(), pa.int32())
-    assert {types[name] for name in table.schema.names if name not in ("is_null", "line", "clinical_data_index")} == {
-        pa.string()}
+    numbers = ("line", "clinical_data_index", "container")
+    assert (types["is_null"], *(types[name] for name in numbers)) == (pa.bool_(), pa.int64(), pa.int32(), pa.int32())
+    assert {types[name] for name in table.schema.names if name not in ("is_null", *numbers)} == {pa.string()}
     assert [tuple(row.values())[:len(ODM_ROW_COLUMNS)] for row in table.to_pylist()] == list(iter_odm_items(source))
     assert set(table.column("source_file").to_pylist()) == {"edge13.xml"}
 
@@ -517,3 +517,26 @@ def test_an_item_group_sent_twice_is_two_records_each_with_only_its_own_values(t
     assert rows == [{"A": "first", "B": "", "_line": 4}, {"A": "copy", "B": "copy-B", "_line": 5}]
     increment = odm_record_tables(tmp_path / "twice.parquet", keep_absent=True)["IG"].select(["A", "B"]).to_pylist()
     assert increment == [{"A": "copy", "B": "copy-B"}]  # in an increment the later sending wins
+
+
+@pytest.mark.parametrize("on_one_line", [False, True], ids=["lines", "one line"])
+def test_a_copy_is_its_whole_item_group_whatever_the_order_of_its_items(tmp_path, on_one_line):
+    # The copy sends B, which the first sending lacks, before A, which it repeats: B is the copy's.
+    # A group sent in two parts with no item in common is one record; an item twice in one group is a copy.
+    groups = ['<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="A" Value="first"/></ItemGroupData>',
+              '<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="B" Value="copy-B"/>'
+              '<ItemData ItemOID="A" Value="copy"/></ItemGroupData>',
+              '<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="C" Value="copy-C"/></ItemGroupData>',
+              '<ItemGroupData ItemGroupOID="IG"><ItemData ItemOID="C" Value="third-C"/>'
+              '<ItemData ItemOID="C" Value="fourth-C"/></ItemGroupData>']
+    forms = "".join(f'<SubjectData SubjectKey="{subject}"><StudyEventData StudyEventOID="SE"><FormData FormOID="F">'
+                    + ("" if on_one_line else "\n").join(groups) + "</FormData></StudyEventData></SubjectData>"
+                    for subject in ("P1", "P2"))
+    path = _write(tmp_path, "twice.xml", f"""<?xml version="1.0" encoding="UTF-8"?>
+<ODM xmlns="{ODM13}" FileType="Snapshot"><ClinicalData StudyOID="S" MetaDataVersionOID="M">{forms}</ClinicalData></ODM>
+""")
+    stage_odm(path, tmp_path / "twice.parquet", lineage={"source_file": "twice.xml", "source_file_sha256": "0" * 64})
+    rows = odm_record_tables(tmp_path / "twice.parquet")["IG"].select(["_subject_key", "A", "B", "C"]).to_pylist()
+    expected = [{"A": "first", "B": "", "C": ""}, {"A": "copy", "B": "copy-B", "C": "copy-C"},
+                {"A": "", "B": "", "C": "third-C"}, {"A": "", "B": "", "C": "fourth-C"}]
+    assert rows == [{"_subject_key": subject, **row} for subject in ("P1", "P2") for row in expected]

@@ -2,9 +2,9 @@
 
 `iter_odm_items` yields every ItemData of every ClinicalData as an `OdmItem` (columns
 `ODM_ROW_COLUMNS`: the keys of the data hierarchy, the raw value, the effective TransactionType,
-the audit trail, the source line); `stage_odm` writes those rows to one Parquet file;
-`read_odm_metadata` returns the ItemDefs and CodeLists. Values stay the strings written in the
-file (bad values included); typing and decoding happen later.
+the audit trail, the source line, its ItemGroupData's number in its subject); `stage_odm` writes
+those rows to one Parquet file; `read_odm_metadata` returns the ItemDefs and CodeLists. Values stay
+the strings written in the file (bad values included); typing and decoding happen later.
 
 Gotchas of the format, all seen in real exports:
 - Versions: ODM 1.3.x share the namespace `.../odm/v1.3`, ODM 2.0 uses `.../odm/v2.0`, ODM 1.1 and
@@ -129,6 +129,7 @@ class OdmItem(NamedTuple):
     audit_reason: str | None
     line: int
     clinical_data_index: int
+    container: int  # its ItemGroupData's number in its subject: two sent with the same keys differ
 
 
 assert OdmItem._fields == ODM_ROW_COLUMNS
@@ -361,28 +362,32 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
 
 def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
     """Which sending of its keys each item of a record sent twice belongs to (file_row_number -> copy):
-    in document order, a new copy starts where an item comes again under the same keys (a second
-    ItemGroupData alike, or an item repeated in one). The first copy is the record; harmonise holds
-    the others back as duplicate keys, as for any format. Not exact when a copy sends, before its
-    first repeated item, one the first sending lacked (it joins the first record): that needs the
-    ItemGroupData each item came in, which staging does not keep."""
+    in document order, a new copy starts with the ItemGroupData in which an item comes again under the
+    same keys, or at the item itself when it comes again in one ItemGroupData. The first copy is the
+    record; harmonise holds the others back as duplicate keys, as for any format. ItemGroupData with
+    the same keys and no item in common are one record, sent in parts."""
     keys = ", ".join(ODM_KEY_COLUMNS)
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM d.{c}" for c in ODM_KEY_COLUMNS)
     rows = con.execute(
-        f"SELECT {', '.join(f'i.{c}' for c in ODM_KEY_COLUMNS)}, i.item_oid, i.file_row_number FROM items i "
-        f"SEMI JOIN (SELECT {keys} FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group "
+        f"SELECT {', '.join(f'i.{c}' for c in ODM_KEY_COLUMNS)}, i.container, i.item_oid, i.file_row_number "
+        f"FROM items i SEMI JOIN (SELECT {keys} FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group "
         f"GROUP BY {keys}, item_oid HAVING count(*) > 1) d ON {same} "
         f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.line, i.file_row_number", {"group": group_oid}
     ).fetchall()
-    copy_of: dict[tuple[Any, ...], tuple[int, set[str]]] = {}  # a record's keys -> its copy now, the items in it
+    items_of: dict[tuple[Any, ...], set[str]] = {}  # (a record's keys, container) -> the items it sent
+    for *record, container, item_oid, _ in rows:
+        items_of.setdefault((*record, container), set()).add(item_oid)
+    copy_of: dict[tuple[Any, ...], tuple[int, Any, set[str]]] = {}  # keys -> its copy now, container, items in it
     numbers, copies = [], []
-    for *record, item_oid, number in rows:
+    for *record, container, item_oid, number in rows:
         key = tuple(record)
-        copy, seen = copy_of.get(key, (1, set()))
-        if item_oid in seen:
-            copy, seen = copy + 1, set()
+        copy, current, seen = copy_of.get(key, (0, None, set()))
+        if container != current and (not copy or items_of[(*key, container)] & seen):
+            copy, seen = copy + 1, set()  # an ItemGroupData that sends again what the copy holds: the next copy
+        elif item_oid in seen:
+            copy, seen = copy + 1, set()  # an item sent twice in one ItemGroupData
         seen.add(item_oid)
-        copy_of[key] = (copy, seen)
+        copy_of[key] = (copy, container, seen)
         numbers.append(number)
         copies.append(copy)
     return pa.table({"file_row_number": pa.array(numbers, pa.int64()), "copy": pa.array(copies, pa.int64())})

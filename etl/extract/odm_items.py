@@ -54,14 +54,14 @@ ODM_ROW_COLUMNS: tuple[str, ...] = (
     "study_oid", "metadata_version_oid", "subject_key", "site_oid", "study_event_oid",
     "study_event_repeat_key", "form_oid", "form_repeat_key", "item_group_oid",
     "item_group_repeat_key", "item_oid", "value", "is_null", "item_data_type",
-    "transaction_type", "audit_user", "audit_datetime", "audit_reason", "line", "clinical_data_index",
+    "transaction_type", "audit_user", "audit_datetime", "audit_reason", "line", "clinical_data_index", "container",
 )
 
 STAGING_SCHEMA = pa.schema(
     [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[:12]]
     + [pa.field("is_null", pa.bool_())]
     + [pa.field(name, pa.string()) for name in ODM_ROW_COLUMNS[13:18]]
-    + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32())])
+    + [pa.field("line", pa.int64()), pa.field("clinical_data_index", pa.int32()), pa.field("container", pa.int32())])
 
 
 FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
@@ -188,7 +188,24 @@ def columns_batch(columns: RowColumns) -> pa.RecordBatch:
         [*keys[:3], site, *keys[3:], _text_array(columns.item_oid, rows), _text_array(columns.value, rows),
          _numbers(columns.is_null, pa.int8(), rows).cast(pa.bool_()), _text_array(columns.item_data_type, rows),
          _text_array(columns.transaction_type, rows), *audits, _numbers(columns.line, pa.int64(), rows),
-         _numbers(columns.clinical_data_index, pa.int32(), rows)], schema=STAGING_SCHEMA)
+         _numbers(columns.clinical_data_index, pa.int32(), rows), _containers(columns.frame_index, keys[2])],
+        schema=STAGING_SCHEMA)
+
+
+def _containers(frame_index: bytes, subject: pa.Array) -> pa.Array:
+    """Each row's container (the ItemGroupData of an ItemData) numbered from 0 within its subject's run of
+    rows, which tells two ItemGroupData sent with the same keys apart. A container's rows are consecutive
+    and every reader cuts its batches between subjects, so every reader numbers alike."""
+    rows = len(subject)
+    if not rows:
+        return pa.array([], pa.int32())
+    frames = np.frombuffer(frame_index, np.int32)
+    new_container = np.ones(rows, bool)
+    new_container[1:] = frames[1:] != frames[:-1]
+    new_subject = np.ones(rows, bool)
+    new_subject[1:] = pc.fill_null(pc.not_equal(subject[1:], subject[:-1]), True).to_numpy(zero_copy_only=False)
+    counted = np.cumsum(new_container, dtype=np.int32)
+    return pa.array(counted - np.maximum.accumulate(np.where(new_subject, counted, 0)), pa.int32())
 
 
 def _numbers(data: bytes, kind: pa.DataType, length: int) -> pa.Array:
