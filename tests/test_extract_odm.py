@@ -540,3 +540,18 @@ def test_a_copy_is_its_whole_item_group_whatever_the_order_of_its_items(tmp_path
     expected = [{"A": "first", "B": "", "C": ""}, {"A": "copy", "B": "copy-B", "C": "copy-C"},
                 {"A": "", "B": "", "C": "third-C"}, {"A": "", "B": "", "C": "fourth-C"}]
     assert rows == [{"_subject_key": subject, **row} for subject in ("P1", "P2") for row in expected]
+
+
+def test_a_subject_sent_twice_resends_its_item_groups_as_copies(tmp_path):
+    def subject(key: str, items: str) -> str:
+        return (f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="SE"><FormData FormOID="F">'
+                f'<ItemGroupData ItemGroupOID="IG">{items}</ItemGroupData></FormData></StudyEventData></SubjectData>\n')
+    path = _write(tmp_path, "twice.xml", f"""<?xml version="1.0" encoding="UTF-8"?>
+<ODM xmlns="{ODM13}" FileType="Snapshot"><ClinicalData StudyOID="S" MetaDataVersionOID="M">
+{subject("P1", '<ItemData ItemOID="A" Value="first"/>')}{subject("P2", '<ItemData ItemOID="A" Value="other"/>')}\
+{subject("P1", '<ItemData ItemOID="B" Value="copy-B"/><ItemData ItemOID="A" Value="copy"/>')}</ClinicalData></ODM>
+""")
+    stage_odm(path, tmp_path / "twice.parquet", lineage={"source_file": "twice.xml", "source_file_sha256": "0" * 64})
+    rows = odm_record_tables(tmp_path / "twice.parquet")["IG"].select(["_subject_key", "A", "B"]).to_pylist()
+    assert rows == [{"_subject_key": "P1", "A": "first", "B": ""}, {"_subject_key": "P2", "A": "other", "B": ""},
+                    {"_subject_key": "P1", "A": "copy", "B": "copy-B"}]

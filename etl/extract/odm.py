@@ -374,20 +374,32 @@ def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
         f"GROUP BY {keys}, item_oid HAVING count(*) > 1) d ON {same} "
         f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.line, i.file_row_number", {"group": group_oid}
     ).fetchall()
-    items_of: dict[tuple[Any, ...], set[str]] = {}  # (a record's keys, container) -> the items it sent
-    for *record, container, item_oid, _ in rows:
-        items_of.setdefault((*record, container), set()).add(item_oid)
-    copy_of: dict[tuple[Any, ...], tuple[int, Any, set[str]]] = {}  # keys -> its copy now, container, items in it
-    numbers, copies = [], []
+    # Each row's ItemGroupData: its rows are consecutive in the staged file and share a container
+    # number (numbered within a subject's rows: a subject sent twice numbers from 0 again).
+    elements, items_of = [], []
+    last: dict[tuple[Any, ...], tuple[Any, int, int]] = {}  # a record's keys -> its last container, row, element
     for *record, container, item_oid, number in rows:
         key = tuple(record)
-        copy, current, seen = copy_of.get(key, (0, None, set()))
-        if container != current and (not copy or items_of[(*key, container)] & seen):
+        before = last.get(key)
+        if before is not None and before[:2] == (container, number - 1):
+            element = before[2]
+        else:
+            element = len(items_of)
+            items_of.append(set())
+        items_of[element].add(item_oid)
+        last[key] = (container, number, element)
+        elements.append(element)
+    copy_of: dict[tuple[Any, ...], tuple[int, int, set[str]]] = {}  # keys -> its copy now, element, items in it
+    numbers, copies = [], []
+    for (*record, _, item_oid, number), element in zip(rows, elements, strict=True):
+        key = tuple(record)
+        copy, current, seen = copy_of.get(key, (0, -1, set()))
+        if element != current and (not copy or items_of[element] & seen):
             copy, seen = copy + 1, set()  # an ItemGroupData that sends again what the copy holds: the next copy
         elif item_oid in seen:
             copy, seen = copy + 1, set()  # an item sent twice in one ItemGroupData
         seen.add(item_oid)
-        copy_of[key] = (copy, container, seen)
+        copy_of[key] = (copy, element, seen)
         numbers.append(number)
         copies.append(copy)
     return pa.table({"file_row_number": pa.array(numbers, pa.int64()), "copy": pa.array(copies, pa.int64())})
