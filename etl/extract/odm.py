@@ -376,7 +376,8 @@ def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
     ).fetchall()
     # Each row's ItemGroupData: its rows are consecutive in the staged file and share a container
     # number (numbered within a subject's rows: a subject sent twice numbers from 0 again).
-    elements, items_of = [], []
+    elements: list[int] = []
+    items_of: list[set[str]] = []  # each ItemGroupData's items
     last: dict[tuple[Any, ...], tuple[Any, int, int]] = {}  # a record's keys -> its last container, row, element
     for *record, container, item_oid, number in rows:
         key = tuple(record)
