@@ -81,6 +81,21 @@ def test_a_done_marker_or_a_matching_manifest_declares_a_file_complete(tmp_path)
     assert "checksum does not match" in " ".join(found.notices)
 
 
+def test_a_done_marker_older_than_its_file_declares_nothing(tmp_path):
+    # Yesterday's marker is still there while tonight's export is rewritten in place.
+    folder = _registry_landing(tmp_path)
+    export = folder / "TREP_export_20261102.csv"
+    export.write_bytes(b"id_record;x\r\n1;2\r\n")
+    marker = folder / f"{export.name}.done"
+    marker.touch()
+    os.utime(marker, (export.stat().st_mtime - 86400,) * 2)
+    mapping = load_mappings()["registry_it"]
+    found = discover(tmp_path / "landing", mapping, quiet_seconds=3600)
+    assert found.current == () and "marker written after it declares it complete" in found.notices[0]
+    os.utime(marker, (export.stat().st_mtime,) * 2)
+    assert [f.name for f in discover(tmp_path / "landing", mapping, quiet_seconds=3600).current] == [export.name]
+
+
 def test_links_devices_and_folders_are_refused_not_followed(tmp_path):
     folder = _registry_landing(tmp_path)
     secret = tmp_path / "outside.csv"

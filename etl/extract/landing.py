@@ -12,6 +12,7 @@ file is identified by its sha256, and copied once into `archive/<source_id>/`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -107,11 +108,14 @@ def _refusal(folder: Path, path: Path) -> str | None:
 def _unstable(path: Path, file_stat: os.stat_result, quiet_seconds: float, now: float) -> str | None:
     """Why a file may still be being written, or None when it is complete.
 
-    Complete means: a done-marker `<name>.done` sits beside it, or a manifest `<name>.sha256` whose
+    Complete means: a done-marker `<name>.done` sits beside it, not older than the file (one left by an
+    earlier delivery says nothing of a file being rewritten), or a manifest `<name>.sha256` whose
     checksum the file matches; else its size and modification time have not changed for the quiet period.
     """
-    if path.with_name(path.name + ".done").is_file():
-        return None
+    done = path.with_name(path.name + ".done")
+    with contextlib.suppress(OSError):
+        if done.is_file() and done.stat().st_mtime >= file_stat.st_mtime:
+            return None
     manifest = path.with_name(path.name + ".sha256")
     if manifest.is_file():
         declared = manifest.read_text(encoding="ascii", errors="replace").split()
@@ -121,7 +125,7 @@ def _unstable(path: Path, file_stat: os.stat_result, quiet_seconds: float, now: 
     age = now - file_stat.st_mtime
     if abs(age) < quiet_seconds:  # a clock a little ahead counts too; a date far off is a copy's, not a write's
         return (f"it changed {max(age, 0):.0f} s ago, within the quiet period of {quiet_seconds:.0f} s "
-                f"(it may still be being written; a {path.name}.done marker declares it complete)")
+                f"(it may still be being written; a {path.name}.done marker written after it declares it complete)")
     return None
 
 

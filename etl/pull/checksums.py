@@ -37,4 +37,4 @@ def parse_manifest(text: str) -> dict[str, str]:
 
 def declare_landed(folder: Path, name: str, sha256: str) -> None:
     """Tell the landing reader the file `name` about to be renamed into `folder` is complete."""
-    fsio.write_text(folder / f"{name}.sha256", f"{sha256}  {name}\n", encoding="ascii")
+    fsio.write_text(folder / f"{name}.sha256", f"{sha256}  {name}\n", encoding="utf-8")  # Forlì, Besançon

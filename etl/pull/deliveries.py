@@ -25,7 +25,7 @@ from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
-from etl.pull.dropzone import DropZone, RemoteFile, connect
+from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
 from etl.pull.ledger import Ledger, pulling, read_ledger
 from etl.pull.transfer import (
     ChecksumMismatch,
@@ -40,6 +40,9 @@ from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
 from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
 
 log = logging.getLogger("rtw")
+# The longest landing name the pull makes of a remote name, over it: its temporary `.<name>.<8 hex>.partial`
+# and its archive copy `<16 hex>__<name>`; a file system takes 255 bytes.
+_NAME_BYTES = 255 - 18
 
 
 class PullStatus(StrEnum):
@@ -154,33 +157,60 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         fits = fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
         if not fits or ledger.has(remote):
             continue
-        expected = None
+        if (refusal := _unlandable(name)) is not None:
+            candidates.append(_Candidate(remote=remote, expected_sha256=None, refusal=refusal))
+            continue
+        expected, declared_by = None, None
         if delivery.checksum != "none":
             if (sidecar := by_name.get(f"{name}.sha256")) is not None:
                 try:
-                    expected = checksums.parse_sidecar(zone.read_text(sidecar))
+                    expected, declared_by = checksums.parse_sidecar(zone.read_text(sidecar)), sidecar
                 except ValueError as exc:
                     candidates.append(_Candidate(remote=remote, expected_sha256=None,
                                                  refusal=f"its checksum sidecar {sidecar.name} {exc}"))
                     continue
-            else:
-                expected = manifest.get(name)
+            elif (expected := manifest.get(name)) is not None:
+                declared_by = by_name[str(delivery.checksum_manifest)]
         if expected is None and delivery.checksum == "required":
             in_manifest = f" or a line in {delivery.checksum_manifest}" if delivery.checksum_manifest else ""
             skipped.append(SkippedFile(name=name, reason=f"waiting for its checksum ({name}.sha256{in_manifest})"))
             continue
-        declared_complete = expected is not None or f"{name}.done" in by_name
+        # A marker older than its file was left by an earlier delivery: the file may be being rewritten.
+        declared_complete = _newer(declared_by, remote) or _newer(by_name.get(f"{name}.done"), remote)
         quiet = _quiet_seconds(delivery)
         # An S3 object appears whole when its upload ends; a file on SFTP or a folder grows while it is written.
         if delivery.kind != "s3" and not declared_complete and remote.modified is not None:
             age = now - remote.modified.timestamp()
             if abs(age) < quiet:
+                markers = f"a {name}.done" + (f" or {name}.sha256" if delivery.checksum != "none" else "")
                 skipped.append(SkippedFile(name=name, reason=f"changed {max(age, 0):.0f} s ago, within the quiet "
-                                           f"period of {quiet:.0f} s (it may still be uploading; a {name}.done or "
-                                           f"{name}.sha256 beside it declares it complete)"))
+                                           f"period of {quiet:.0f} s (it may still be uploading; {markers} beside "
+                                           "it, written after it, declares it complete)"))
                 continue
         candidates.append(_Candidate(remote=remote, expected_sha256=expected))
     return candidates, skipped
+
+
+def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
+    """Whether a marker (checksum, .done) is there and not older than the file it declares complete."""
+    if marker is None:
+        return False
+    return marker.modified is None or remote.modified is None or marker.modified >= remote.modified
+
+
+def _unlandable(name: str) -> str | None:
+    """Why a remote file of this name cannot land as it is named, or None."""
+    if not name.isprintable():
+        return f"its name holds a control character ({shown(name)}): rename it in the drop zone"
+    if len(name.encode("utf-8")) > _NAME_BYTES:
+        return (f"its name is {len(name.encode('utf-8'))} bytes long, landing keeps names of at most {_NAME_BYTES}: "
+                "rename it in the drop zone")
+    return None
+
+
+def shown(text: str) -> str:
+    """A remote name as a message may show it: a line break or other control character escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
@@ -219,11 +249,23 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
     return sha256, unpacked.landed
 
 
-def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]) -> None:
+def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]) -> str | None:
+    """Delete a pulled file and its markers, unless the file changed since it was listed (a new version
+    uploaded while this one was pulled: it stays for the next pull). Why it stayed, or None."""
+    now = zone.stat(remote)
+    if now is None or (now.size, now.version) != (remote.size, remote.version):
+        return (f"{remote.name} was not deleted from the drop zone: it changed while it was pulled (the next pull "
+                "takes it)")
     zone.delete(remote)
     for marker in listing:
         if marker.name in (f"{remote.name}.sha256", f"{remote.name}.done"):
             zone.delete(marker)
+    return None
+
+
+def _resent(candidate: _Candidate, ledger: Ledger) -> bool:
+    last = ledger.last(candidate.remote.path)
+    return last is not None and (last.sha256, last.size) == (candidate.expected_sha256, candidate.remote.size)
 
 
 def _failed(source_id: str, message: str) -> PullOutcome:
@@ -280,7 +322,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
                                                                   time.time()),
                                        what=f"{source_id}: reading checksums in {where}", on_error=connection.reset)
-    except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError) as exc:
+    except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
         return _failed(source_id, f"{source_id}: the drop zone {where} cannot be read: {exc}")
     pulled: list[str] = []
     failures: list[str] = []
@@ -288,12 +330,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
-            failures.append(f"{source_id}: {remote.path} from {where} not pulled: {candidate.refusal}; nothing "
-                            "landed, the next pull tries it again")
-            continue
-        if candidate.expected_sha256 is not None and ledger.has_content(remote, candidate.expected_sha256):
-            ledger.record(remote, candidate.expected_sha256, [])  # its checksum says: seen; not even downloaded
-            skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
+            failures.append(f"{source_id}: {shown(remote.path)} from {where} not pulled: {candidate.refusal}; "
+                            "nothing landed, the next pull tries it again")
             continue
 
         def land(candidate: _Candidate = candidate) -> tuple[str, list[str]]:
@@ -308,7 +346,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             ledger.record(remote, same.sha256, [])
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
             continue
-        except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError) as exc:
+        except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
                             "pull tries it again")
             log.error("%s", failures[-1])
@@ -317,7 +355,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         pulled += landed
         if delivery.delete_after_pull:
             try:
-                _delete_remote(connection.zone(), remote, listing)
+                if (kept := _delete_remote(connection.zone(), remote, listing)) is not None:
+                    notes.append(kept)
             except Exception as exc:  # landed and recorded: a file left behind is only noted
                 notes.append(f"{remote.name} could not be deleted from the drop zone ({exc})")
     return _outcome(source_id, where, pulled, skipped, failures, notes)
@@ -402,7 +441,9 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
     except Exception as exc:  # any transport error: the sensor asks again at its next poke
         return answer(DropZoneState.UNREACHABLE, f"the drop zone {delivery.url} cannot be reached: "
                                                  f"{type(exc).__name__}: {exc}")
-    names = [c.remote.name for c in candidates]
+    # What a pull would land: not a file it refuses, nor one whose checksum says it is the last pulled
+    # from its path again (the pull downloads it to be sure, and lands nothing).
+    names = [c.remote.name for c in candidates if c.refusal is None and not _resent(c, ledger)]
     if names:
         return answer(DropZoneState.NEW_EXPORT, f"new in {delivery.url}: {', '.join(names)}", names)
     return answer(DropZoneState.NOTHING_NEW, f"nothing new in {delivery.url}")

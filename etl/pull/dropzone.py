@@ -12,7 +12,10 @@ SFTP host keys are checked: against the connection's `host_key` extra (a public 
 from __future__ import annotations
 
 import base64
+import errno
+import os
 import posixpath
+import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -42,6 +45,10 @@ class RemoteFile(BaseModel):
     modified: datetime | None = None
 
 
+class RemoteRefused(ValueError):
+    """A listed file that must not be read as it now is (a link or a pipe put in its place)."""
+
+
 class DropZone:
     """An open drop zone: list, read and (when the mapping says so) delete its files."""
 
@@ -67,14 +74,30 @@ class DropZone:
         for entry in entries:
             if entry.get("type") != "file" or entry.get("islink"):
                 continue  # folders, links (sshfs: type 'link'; local: islink) are not exports
-            path = str(entry["name"])
-            modified = _modified(entry)
-            version = str(entry.get("ETag") or entry.get("etag") or (modified.isoformat() if modified else ""))
-            files.append(RemoteFile(path=path, name=posixpath.basename(path.rstrip("/")), size=int(entry["size"]),
-                                    version=version.strip('"'), modified=modified))
+            files.append(_remote(entry))
         return sorted(files, key=lambda f: f.name)
 
+    def stat(self, remote: RemoteFile) -> RemoteFile | None:
+        """The file at `remote`'s path as it is now (None when gone or no longer a regular file)."""
+        self.filesystem.invalidate_cache()
+        try:
+            entry = self.filesystem.info(remote.path)
+        except FileNotFoundError:
+            return None
+        return _remote(entry) if entry.get("type") == "file" and not entry.get("islink") else None
+
     def open(self, remote: RemoteFile) -> BinaryIO:
+        if self.kind == "local":  # the listing left links out; one swapped in since must not be followed
+            try:
+                fd = os.open(remote.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise RemoteRefused(f"{remote.name} became a link after it was listed: not followed") from None
+                raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise RemoteRefused(f"{remote.name} is no longer a regular file")
+            return os.fdopen(fd, "rb")
         return cast(BinaryIO, self.filesystem.open(remote.path, "rb"))
 
     def read_text(self, remote: RemoteFile, limit: int = 1 << 20) -> str:
@@ -87,6 +110,14 @@ class DropZone:
 
     def close(self) -> None:
         _close(self.filesystem)
+
+
+def _remote(entry: dict[str, Any]) -> RemoteFile:
+    path = str(entry["name"])
+    modified = _modified(entry)
+    version = str(entry.get("ETag") or entry.get("etag") or (modified.isoformat() if modified else ""))
+    return RemoteFile(path=path, name=posixpath.basename(path.rstrip("/")), size=int(entry["size"]),
+                      version=version.strip('"'), modified=modified)
 
 
 def _modified(entry: dict[str, Any]) -> datetime | None:
@@ -183,6 +214,8 @@ def _sftp_options(host: str, url_port: int | None, url_user: str | None, credent
         except (asyncssh.KeyImportError, ValueError):
             raise CredentialsError(f"{source_id}: the private_key of its connection cannot be read") from None
     elif (key_file := credentials.option("key_file")) is not None:
+        if not os.path.isfile(str(key_file)):
+            raise CredentialsError(f"{source_id}: the key_file of its connection is not a file on this machine")
         options["client_keys"] = [str(key_file)]
         if passphrase:
             options["passphrase"] = passphrase

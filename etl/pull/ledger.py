@@ -2,9 +2,11 @@
 
 A remote file is known by its path, size and version (S3 ETag, else modification time); the
 sha256 of what was downloaded is kept too, so a file re-uploaded unchanged (new time, same
-content) is not landed twice. The ledger, not landing/, says what was pulled: cleaning landing/
-does not make the drop zone's old files new again. Owner-only; one pull of a source at a time (an
-exclusive lock beside it), so the DAG and `rtw pull` cannot land the same file twice.
+content) is not landed twice. Both are compared with the last file pulled from that path only: a
+source that corrects a file back to an earlier version (A, B, then A again) sends a new export.
+The ledger, not landing/, says what was pulled: cleaning landing/ does not make the drop zone's
+old files new again. Owner-only; one pull of a source at a time (an exclusive lock beside it), so
+the DAG and `rtw pull` cannot land the same file twice.
 
 One JSON line per file pulled, appended and fsynced: a night's pull writes its own lines, not the
 years of deliveries before it (a ledger rewritten whole grew to every night's cost). A crash in an
@@ -46,34 +48,34 @@ class PulledFile(BaseModel):
     pulled_at: datetime
 
 
-def _key(remote_path: str, size: int, version: str) -> str:
-    return f"{remote_path}|{size}|{version}"
-
-
 class Ledger:
     """What one source's drop zone has given: read at the start of a pull, a line added after each file."""
 
     def __init__(self, path: Path, entries: list[PulledFile]) -> None:
         self.path = path
         self.entries = entries
-        self._keys = {_key(e.remote_path, e.size, e.version) for e in entries}
-        self._contents = {(e.remote_path, e.sha256) for e in entries}
+        self._last = {e.remote_path: e for e in entries}  # the last file pulled from each path
+
+    def last(self, remote_path: str) -> PulledFile | None:
+        """The last file pulled from this path, or None."""
+        return self._last.get(remote_path)
 
     def has(self, remote: RemoteFile) -> bool:
-        """True when this version of the remote file was pulled already."""
-        return _key(remote.path, remote.size, remote.version) in self._keys
+        """True when this version of the remote file is the last one pulled from its path."""
+        last = self._last.get(remote.path)
+        return last is not None and (last.size, last.version) == (remote.size, remote.version)
 
     def has_content(self, remote: RemoteFile, sha256: str) -> bool:
-        """True when this content was pulled from this remote path already (re-uploaded unchanged)."""
-        return (remote.path, sha256) in self._contents
+        """True when this content is the last pulled from this remote path (re-uploaded unchanged)."""
+        last = self._last.get(remote.path)
+        return last is not None and last.sha256 == sha256
 
     def record(self, remote: RemoteFile, sha256: str, landed: list[str]) -> None:
         entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
                            landed=landed, pulled_at=datetime.now(UTC))
         _append(self.path, (entry.model_dump_json() + "\n").encode("utf-8"))
         self.entries.append(entry)
-        self._keys.add(_key(remote.path, remote.size, remote.version))
-        self._contents.add((remote.path, sha256))
+        self._last[remote.path] = entry
 
 
 def _append(path: Path, line: bytes) -> None:

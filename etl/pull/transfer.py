@@ -18,7 +18,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from etl.pull.credentials import CredentialsError
-from etl.pull.dropzone import DropZone, RemoteFile
+from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused
 from etl.pull.unzip import ZipRefused
 
 log = logging.getLogger("rtw")
@@ -53,7 +53,7 @@ class Settled(Exception):  # not an error: an answer that ends the attempts
 
 
 # Answers that another attempt would only repeat.
-REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, Settled)
+REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, Settled)
 
 
 def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,

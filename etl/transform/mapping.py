@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -251,23 +251,25 @@ class Delivery(_Strict):
     @classmethod
     def _known_drop_zone(cls, url: str) -> str:
         parts = urlsplit(url)
+        # A refused URL may hold credentials (s3://KEY:SECRET@bucket, ?password=): errors show it without them.
+        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
         if parts.scheme in ("", "file"):
             path = parts.path if parts.scheme else url
             if parts.netloc not in ("", "localhost") or not path.startswith("/"):
-                raise ValueError(f"'{url}': a folder drop zone is an absolute path or file:///path")
+                raise ValueError(f"'{shown}': a folder drop zone is an absolute path or file:///path")
         elif parts.scheme == "sftp":
             if not parts.hostname:
-                raise ValueError(f"'{url}': an SFTP drop zone names its host, e.g. sftp://sftp.example.org:22/exports")
+                raise ValueError(f"'{shown}': an SFTP drop zone names its host, e.g. sftp://sftp.example.org:22/exports")
             if parts.password is not None:
                 raise ValueError("a password does not belong in the mapping: name an Airflow Connection in "
                                  "connection: (env AIRFLOW_CONN_<ID> for rtw pull)")
         elif parts.scheme == "s3":
             if not parts.netloc or "@" in parts.netloc:
-                raise ValueError(f"'{url}': an S3 drop zone is s3://bucket/prefix (credentials go in connection:)")
+                raise ValueError(f"'{shown}': an S3 drop zone is s3://bucket/prefix (credentials go in connection:)")
         else:
-            raise ValueError(f"'{url}': unknown drop zone; give sftp://host/path, s3://bucket/prefix or a folder")
+            raise ValueError(f"'{shown}': unknown drop zone; give sftp://host/path, s3://bucket/prefix or a folder")
         if parts.query or parts.fragment:
-            raise ValueError(f"'{url}': a drop zone URL has no ?query or #fragment (credentials go in connection:)")
+            raise ValueError(f"'{shown}': a drop zone URL has no ?query or #fragment (credentials go in connection:)")
         return url
 
     @model_validator(mode="after")
