@@ -18,6 +18,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -172,6 +173,15 @@ def test_a_wrong_host_key_or_missing_credentials_fail_with_the_reason(tmp_path, 
     refused = pull_source(home, "iltb", connection_uri=wrong, sources_dir=sources, policy=FAST)
     assert refused.status is PullStatus.FAILED and "cannot be read" in refused.message
     assert "gave up after 3 attempts" in refused.message and _landed(home, "iltb") == {}
+
+    stranger = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")],
+                              check=True)
+    assert stranger.returncode == 0
+    not_ours = sshd.connection_uri().replace(quote(str(sshd.client_key), safe=""),
+                                             quote(str(tmp_path / "stranger"), safe=""))
+    denied = pull_source(home, "iltb", connection_uri=not_ours, sources_dir=sources, policy=FAST)
+    assert denied.status is PullStatus.FAILED and "attempts" not in denied.message, denied.message
+    assert "the SFTP server refused the credentials of connection 'iltb_sftp' (PermissionError)" in denied.message
 
 
 def test_a_checksum_mismatch_is_refused_and_nothing_lands(tmp_path, home, sshd, exports):

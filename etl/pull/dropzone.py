@@ -169,8 +169,15 @@ def _filesystem(delivery: Delivery, credentials: Credentials | None,
     if credentials is None:
         raise CredentialsError(f"{source_id}: the SFTP drop zone needs the credentials of connection "
                                f"'{delivery.connection}'")
-    return fsspec.filesystem("sftp", **_sftp_options(parts.hostname or "", parts.port, parts.username,
-                                                     credentials, source_id)), unquote(parts.path) or "/"
+    options = _sftp_options(parts.hostname or "", parts.port, parts.username, credentials, source_id)
+    import asyncssh
+
+    try:
+        return fsspec.filesystem("sftp", **options), unquote(parts.path) or "/"
+    except (PermissionError, asyncssh.PermissionDenied, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        # Trying again would be refused again (sshfs says PermissionError): said at once, naming the connection.
+        raise CredentialsError(f"{source_id}: the SFTP server refused the credentials of connection "
+                               f"'{delivery.connection}' ({type(exc).__name__})") from None
 
 
 def _s3_options(delivery: Delivery, credentials: Credentials | None) -> dict[str, Any]:
