@@ -14,9 +14,11 @@ dq.waived_issue while the value stays the same, and reopens when an export chang
 the catalogue marks confirmable can be confirmed (a real 19-year-old in a 0-18 registry is, an
 impossible date never is); a confirmation of another rule is refused with a row error.
 
-Gotchas of returned files: Excel keeps the hidden columns and the line as a number; a CSV saved
-again by Excel may be `;`-separated in some locales (the delimiter is sniffed), and its cells are
-compared as text.
+Gotchas of returned files: Excel keeps the hidden columns and the line as a number, and a centre
+may answer on a copied or renamed sheet (every sheet with the query header is read). A CSV saved
+again by Excel may be `;`-separated in some locales (the delimiter is sniffed from the header; the
+quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks) and in the Windows
+code page (read as Windows-1252 when it is not UTF-8); its cells are compared as text.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from __future__ import annotations
 import csv
 import getpass
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -50,16 +53,22 @@ class ResponseFileError(ValueError):
     """The file as a whole cannot be read as a returned query workbook; the message names it."""
 
 
+def _row_name(sheet: str | None, number: int) -> str:
+    return f"row {number}" if sheet is None else f"sheet {sheet!r} row {number}"
+
+
 @dataclass(frozen=True)
 class RowProblem:
-    """A row that was not taken: which file, which row (the header is row 1), what is wrong."""
+    """A row that was not taken (or taken with a warning): which file, which sheet when a workbook has
+    several query sheets, which row (the header is row 1), what is wrong."""
 
     file_name: str
     row_number: int
     message: str
+    sheet: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.file_name} row {self.row_number}: {self.message}"
+        return f"{self.file_name} {_row_name(self.sheet, self.row_number)}: {self.message}"
 
 
 @dataclass
@@ -95,31 +104,46 @@ class _Item:
         return (self.rule_id, self.source_id, self.source_record_key, self.field or "")
 
 
-def read_returned(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number, header -> cell text) for each non-empty row of a returned .xlsx or .csv."""
+class ReturnedRow(NamedTuple):
+    """A non-empty row of a returned file: its sheet (named when a workbook has several query sheets),
+    its number (the header is row 1) and header -> cell text."""
+
+    sheet: str | None
+    number: int
+    cells: dict[str, str]
+
+
+def read_returned(path: Path) -> Iterator[ReturnedRow]:
+    """Each non-empty row of a returned .xlsx (every sheet with the query header) or .csv."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        rows = _xlsx_rows(path)
+        sheets: list[tuple[str | None, list[Sequence[Any]]]] = [*_xlsx_sheets(path)]
     elif suffix == ".csv":
-        rows = _csv_rows(path)
+        sheets = [(None, _csv_rows(path))]
     else:
         raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch")
-    header: list[str] | None = None
-    for number, row in enumerate(rows, start=1):
-        if header is None:
-            header = [cell_text(c).strip() for c in row]
-            if missing := [h for h in HEADER if h not in header]:
-                raise ResponseFileError(f"{path.name} row 1: the columns {', '.join(repr(m) for m in missing)} are "
-                                        "missing; expected the header of a query workbook sent by rtw queries")
-            continue
-        cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in enumerate(header) if name}
-        if any(v.strip() for v in cells.values()):
-            yield number, cells
-    if header is None:
-        raise ResponseFileError(f"{path.name}: the file is empty; expected the header of a query workbook")
+    several = len(sheets) > 1
+    for sheet, rows in sheets:
+        where = path.name if sheet is None else f"{path.name} sheet {sheet!r}"
+        if not rows:
+            raise ResponseFileError(f"{where}: empty; expected the header of a query workbook")
+        header = _header(rows[0])
+        if missing := [h for h in HEADER if h not in header]:
+            raise ResponseFileError(f"{where} row 1: the columns {', '.join(repr(m) for m in missing)} are missing; "
+                                    "expected the header of a query workbook sent by rtw queries")
+        for number, row in enumerate(rows[1:], start=2):
+            cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in enumerate(header) if name}
+            if any(v.strip() for v in cells.values()):
+                yield ReturnedRow(sheet if several else None, number, cells)
 
 
-def _xlsx_rows(path: Path) -> Iterator[Sequence[Any]]:
+def _header(row: Sequence[Any]) -> list[str]:
+    return [cell_text(c).strip() for c in row]
+
+
+def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
+    """Every sheet with the query header: a centre may answer on a copied or renamed sheet. If none has
+    it, the sheet `queries` or else the first, whose header the error names."""
     from openpyxl import load_workbook
 
     try:
@@ -127,22 +151,31 @@ def _xlsx_rows(path: Path) -> Iterator[Sequence[Any]]:
     except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors for a broken file
         raise ResponseFileError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
     try:
-        sheet = book["queries"] if "queries" in book.sheetnames else book.worksheets[0]
-        yield from sheet.iter_rows(values_only=True)
+        sheets = [(sheet.title, list(sheet.iter_rows(values_only=True))) for sheet in book.worksheets]
     finally:
         book.close()
+    if not sheets:
+        raise ResponseFileError(f"{path.name}: the workbook has no sheet; expected the sheet 'queries'")
+    with_header = [(title, rows) for title, rows in sheets if rows and set(HEADER) <= set(_header(rows[0]))]
+    return with_header or [next((s for s in sheets if s[0] == "queries"), sheets[0])]
 
 
-def _csv_rows(path: Path) -> Iterator[Sequence[Any]]:
+def _csv_rows(path: Path) -> list[Sequence[Any]]:
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ResponseFileError(f"{path.name}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None
-    try:
-        dialect: Any = csv.Sniffer().sniff(text.partition("\n")[0], delimiters=",;\t")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:  # Excel on Windows saves "CSV" in the ANSI code page; rtw's own text has an em dash (0x97)
+            text = data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise ResponseFileError(f"{path.name}: neither UTF-8 nor Windows-1252 text ({exc}); save the CSV as "
+                                    "UTF-8") from None
+    try:  # only the delimiter: the sniffer guesses the quoting wrong from a header without quotes
+        delimiter = csv.Sniffer().sniff(text.partition("\n")[0], delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    yield from csv.reader(text.splitlines(), dialect)
+        delimiter = ","
+    # Excel's quoting ("" inside a quoted cell); newline="" keeps line breaks inside quoted cells as written.
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
 
 
 def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tuple[str, str], _Item]:
@@ -167,18 +200,19 @@ class _Answer:
     response: Response
     comment: str | None
     row_number: int
+    sheet: str | None = None
 
 
-def check_rows(rows: Sequence[tuple[int, Mapping[str, str]]], file_name: str, items: Mapping[tuple[str, str], _Item],
+def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple[str, str], _Item],
                known_batches: set[str], rules: Mapping[str, Rule], key: PseudonymKey,
                summary: ImportSummary) -> list[_Answer]:
     """The answers of the rows that pass every check; a RowProblem in `summary` for each that does not."""
     answers = []
-    for number, cells in rows:
+    for sheet, number, cells in rows:
         summary.rows += 1
 
-        def refuse(message: str, number: int = number) -> None:
-            summary.problems.append(RowProblem(file_name, number, message))
+        def refuse(message: str, number: int = number, sheet: str | None = sheet) -> None:
+            summary.problems.append(RowProblem(file_name, number, message, sheet))
 
         batch_id, given_key = cells.get(_BATCH, "").strip(), cells.get(_ROW_KEY, "").strip()
         if batch_id not in known_batches:
@@ -218,7 +252,7 @@ def check_rows(rows: Sequence[tuple[int, Mapping[str, str]]], file_name: str, it
                    "code not in the list) or must not be loaded as it is; answer corrected once the source is "
                    "corrected, or cannot_determine")
             continue
-        answers.append(_Answer(item, response, comment, number))
+        answers.append(_Answer(item, response, comment, number, sheet))
     return answers
 
 
@@ -233,7 +267,8 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
             summary.already_imported += 1
             continue
         con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            item.batch_id, item.row_key, answer.response.value, answer.comment, file_name, file_sha256,
+            item.batch_id, item.row_key, answer.response.value, answer.comment,
+            file_name if answer.sheet is None else f"{file_name} sheet {answer.sheet!r}", file_sha256,
             answer.row_number, who, now])
         summary.recorded += 1
         same = [item.source_id, item.source_record_key, item.rule_id, item.field, item.value_hash]
@@ -269,7 +304,7 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
     now, who = datetime.now(UTC), getpass.getuser()
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
-        batch_ids = sorted({cells.get(_BATCH, "").strip() for _, cells in rows} - {""})
+        batch_ids = sorted({r.cells.get(_BATCH, "").strip() for r in rows} - {""})
         known = {b for (b,) in con.execute("SELECT batch_id FROM meta.query_batch WHERE list_contains(?, batch_id)",
                                            [batch_ids]).fetchall()}
         answers = check_rows(rows, path.name, _items(con, sorted(known)), known, catalogue, key, summary)
