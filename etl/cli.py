@@ -244,10 +244,14 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
         _fail(str(exc))
     for problem in summary.problems:
         console.print(str(problem), style="red", soft_wrap=True, markup=False)  # cells may hold [brackets]
+    for warning in summary.warnings:
+        console.print(str(warning), style="yellow", soft_wrap=True, markup=False)
+    rare = "".join(f", {n} {what}" for n, what in [(summary.repeated, "repeated in the file"),
+                                                   (summary.superseded, "superseded by a newer batch's answer")] if n)
     console.print(f"{file.name}: {summary.rows} rows; {summary.recorded} answers recorded, {summary.already_imported} "
-                  f"already imported, {summary.unanswered} unanswered, {len(summary.problems)} refused; "
-                  f"{summary.waivers_added} waivers added (they take effect at the next run)", soft_wrap=True,
-                  markup=False)
+                  f"already imported{rare}, {summary.unanswered} unanswered, {len(summary.problems)} refused; "
+                  f"{summary.waivers_added} waivers added (they take effect at the next run), "
+                  f"{summary.waivers_withdrawn} waivers withdrawn", soft_wrap=True, markup=False)
     if summary.problems:  # the good rows are recorded; the exit code says that some were not
         raise typer.Exit(code=1)
 

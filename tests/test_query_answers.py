@@ -1,15 +1,32 @@
-"""Returned query files as centres really send them back: written with the writers rtw queries uses,
-then touched as a centre or Excel would."""
+"""Returned query files as centres really send them back, and answers that come late, twice or out of order.
+
+The reading tests write files with the writers rtw queries uses and touch them as a centre or Excel would.
+The answer tests copy the shared synthetic run (IT-BO01 has two confirmable warnings of
+XT-BASIS-VS-MORPHOLOGY, lines 44 and 95) and send, answer and import batches on the copy.
+"""
 
 from __future__ import annotations
 
 import csv
+import logging
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
 
+import duckdb
 import pytest
+from conftest import SYNTHETIC_RUN_KEY
 from openpyxl import load_workbook
+from test_query_roundtrip import BASIS, KEY, _answer_xlsx, _change_basis_of_diagnosis, _query, _sheet_row
+from typer.testing import CliRunner, Result
 
-from etl.quality.queries import HEADER, _write_csv, _write_xlsx
-from etl.quality.responses import ResponseFileError, read_returned
+from etl import pipeline
+from etl.cli import app
+from etl.config import Home, resolve_home
+from etl.quality.queries import HEADER, SentBatch, _write_csv, _write_xlsx, send_queries
+from etl.quality.query_status import queries_as_of
+from etl.quality.report import choose_run
+from etl.quality.responses import ResponseFileError, import_responses, read_returned
 
 RESPONSE, COMMENT = HEADER.index("response"), HEADER.index("comment")
 # Cells as rtw writes them: a rule description with quotes and an em dash, a comment with line breaks.
@@ -80,3 +97,118 @@ def test_a_sheet_without_the_query_columns_is_named(tmp_path):
     with pytest.raises(ResponseFileError, match=r"queries\.xlsx sheet 'Feuil1' row 1: the columns 'response' are "
                                                 r"missing"):
         list(read_returned(path))
+
+
+@pytest.fixture
+def home(synthetic_run, tmp_path: Path) -> Home:
+    shutil.copytree(synthetic_run[0].root, tmp_path / "home", symlinks=True)
+    return resolve_home(tmp_path / "home")
+
+
+def _waivers(home: Home) -> list[tuple[str, str]]:
+    return [tuple(r) for r in _query(home, "SELECT batch_id, value_hash FROM meta.waiver WHERE centre_id = 'IT-BO01'")]
+
+
+def _answer(batch: SentBatch, out: Path, response: str, comment: str | None = None) -> Path:
+    _answer_xlsx(batch.xlsx, out, {(BASIS, 44): (response, comment)})
+    return out
+
+
+def _status(home: Home) -> dict[int, str | None]:
+    """Line -> the answer query_status counts for IT-BO01's basis queries (in the latest run's findings)."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        run = choose_run(con).findings_run_id
+        lines = dict(con.execute("SELECT source_record_key, line FROM dq.issue WHERE run_id = ? AND rule_id = ? "
+                                 "AND centre_id = 'IT-BO01'", [run, BASIS]).fetchall())
+        queries = queries_as_of(con, run, datetime.now(UTC))
+    finally:
+        con.close()
+    return {lines[q.source_record_key]: q.response for q in queries
+            if q.rule_id == BASIS and q.source_record_key in lines}
+
+
+def _import_cli(home: Home, path: Path) -> Result:
+    return CliRunner().invoke(app, ["responses", "import", str(path), "--home", str(home.root)],
+                              env={"RTW_PSEUDONYM_KEY": SYNTHETIC_RUN_KEY, "COLUMNS": "400"})
+
+
+@pytest.mark.integration
+def test_a_confirmation_after_a_withdrawal_is_recorded_and_waives_again(home, tmp_path):
+    batch = send_queries(home, "IT-BO01", KEY)
+    first = import_responses(home, _answer(batch, tmp_path / "a.xlsx", "confirmed", "checked"), KEY)
+    assert (first.recorded, first.waivers_added) == (1, 1) and len(_waivers(home)) == 1
+    withdrawn = _import_cli(home, _answer(batch, tmp_path / "b.xlsx", "cannot_determine"))
+    assert withdrawn.exit_code == 0 and "1 waivers withdrawn" in withdrawn.stdout
+    assert _waivers(home) == []
+    again = import_responses(home, _answer(batch, tmp_path / "c.xlsx", "confirmed", "checked"), KEY)
+    assert (again.recorded, again.already_imported, again.waivers_added) == (1, 0, 1) and len(_waivers(home)) == 1
+    assert _status(home)[44] == "confirmed"
+    assert import_responses(home, tmp_path / "c.xlsx", KEY).already_imported == 1  # the latest answer, again
+
+
+@pytest.mark.integration
+def test_a_row_answered_twice_differently_is_refused_and_the_same_answer_taken_once(home, tmp_path, caplog):
+    batch = send_queries(home, "IT-BO01", KEY)
+    out = tmp_path / "answers.xlsx"
+    rows = _answer_xlsx(batch.xlsx, out, {(BASIS, 44): ("confirmed", None), (BASIS, 95): ("corrected", "done")})
+    book = load_workbook(out)
+    sheet = book.active
+    for line, response in ((44, "corrected"), (95, "corrected")):  # the centre duplicated two rows
+        copied = [c.value for c in sheet[rows[f"{BASIS}@{line}"]]]
+        copied[RESPONSE] = response
+        sheet.append(copied)
+    book.save(out)
+    last = sheet.max_row
+    with caplog.at_level(logging.INFO, logger="etl.quality.responses"):
+        summary = import_responses(home, out, KEY)
+    first = rows[f"{BASIS}@44"]
+    assert [(p.row_number, p.message) for p in summary.problems] == [
+        (first, f"answers the same query as row {last - 1} differently ('corrected' there, 'confirmed' here); "
+                "neither row is taken: keep one of them"),
+        (last - 1, f"answers the same query as row {first} differently ('confirmed' there, 'corrected' here); "
+                   "neither row is taken: keep one of them")]
+    assert (summary.recorded, summary.repeated, summary.waivers_added) == (1, 1, 0) and _waivers(home) == []
+    assert _query(home, "SELECT response, comment FROM meta.query_response") == [("corrected", "done")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the command line prints them once
+
+
+@pytest.mark.integration
+def test_an_old_batch_answered_late_does_not_override_a_newer_batch(home, tmp_path):
+    old, new = send_queries(home, "IT-BO01", KEY), send_queries(home, "IT-BO01", KEY)
+    assert import_responses(home, _answer(new, tmp_path / "new.xlsx", "confirmed"), KEY).waivers_added == 1
+    late = import_responses(home, _answer(old, tmp_path / "old.xlsx", "cannot_determine"), KEY)
+    (warning,) = late.warnings
+    assert str(warning) == (f"old.xlsx row {_sheet_row(old.xlsx, BASIS, 44)}: answers batch {old.batch_id}, but the "
+                            f"same query was answered 'confirmed' in batch {new.batch_id}, sent later: the newer "
+                            "answer stands and this one is not taken")
+    assert (late.recorded, late.superseded, late.waivers_withdrawn, late.problems) == (0, 1, 0, [])
+    assert [b for b, _ in _waivers(home)] == [new.batch_id] and _status(home)[44] == "confirmed"
+
+
+@pytest.mark.integration
+def test_rows_of_two_batches_in_one_file_count_the_newer_batch(home, tmp_path):
+    old, new = send_queries(home, "IT-BO01", KEY), send_queries(home, "IT-BO01", KEY)
+    out = tmp_path / "both.xlsx"
+    _answer_xlsx(old.xlsx, out, {(BASIS, 95): ("confirmed", None)})
+    book = load_workbook(out)
+    newer = next(r for r in load_workbook(new.xlsx).active.iter_rows(min_row=2, values_only=True)
+                 if r[HEADER.index("rule id")] == BASIS and r[HEADER.index("line")] == 95)
+    book.active.append([*newer[:RESPONSE], "cannot_determine", *newer[RESPONSE + 1:]])  # pasted below
+    book.save(out)
+    summary = import_responses(home, out, KEY)
+    assert (summary.recorded, summary.waivers_added, summary.waivers_withdrawn) == (2, 1, 1)
+    assert _waivers(home) == [] and _status(home)[95] == "cannot_determine"
+
+
+@pytest.mark.integration
+def test_a_confirmation_of_a_value_changed_since_is_no_waiver_that_takes_effect(home, tmp_path):
+    batch = send_queries(home, "IT-BO01", KEY)
+    _change_basis_of_diagnosis(home, 44, "1")
+    pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    result = _import_cli(home, _answer(batch, tmp_path / "late.xlsx", "confirmed"))
+    row = _sheet_row(batch.xlsx, BASIS, 44)
+    assert result.exit_code == 0
+    assert (f"late.xlsx row {row}: the value has changed since batch {batch.batch_id} was sent; this confirmation "
+            "covers the old value only: send the centre its queries again") in result.stdout
+    assert "1 answers recorded" in result.stdout and "0 waivers added" in result.stdout

@@ -310,7 +310,7 @@ def _due_reminders(con: duckdb.DuckDBPyConnection, centre_id: str, older_than: d
             FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = $centre
         ), answered AS (
             SELECT s.rule_id, s.source_id, s.source_record_key, s.field,
-                   arg_max(r.response, r.imported_at) AS response
+                   arg_max(r.response, (s.sent_at, r.imported_at)) AS response  -- as query_status counts
             FROM sent s JOIN meta.query_response r USING (batch_id, row_key) GROUP BY ALL
         )
         SELECT s.rule_id, s.source_id, s.source_record_key, s.field FROM sent s

@@ -6,7 +6,8 @@ source, record, field) sent to a centre, however many batches carried it; its ag
 first batch. As of a moment `as_of` (the report of the latest run: now; of an older run: the start
 of the run after it, so its page shows what was known before the next run), against the findings
 of the run:
-- answered: a response imported by then; the latest one counts;
+- answered: a response imported by then; the latest one to the newest batch answered counts (rows
+  of two batches answered in one file are imported at the same moment);
 - open: not answered, and still among the run's issues; a query whose issue is gone is closed;
 - corrected but still present: answered `corrected`, yet the issue is still there;
 - reopened: answered `confirmed`, yet the issue is open again (its value changed since).
@@ -29,9 +30,9 @@ WITH sent AS (
            coalesce(i.field, '') AS field, b.sent_at
     FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
     WHERE b.sent_at <= $as_of
-), answered AS (   -- one row per query: its latest answer by then
+), answered AS (   -- one row per query: its latest answer by then to the newest batch answered
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
-           arg_max(r.response, r.imported_at) AS response
+           arg_max(r.response, (s.sent_at, r.imported_at)) AS response
     FROM sent s JOIN meta.query_response r USING (batch_id, row_key)
     WHERE r.imported_at <= $as_of
     GROUP BY 1, 2, 3, 4, 5

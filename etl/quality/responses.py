@@ -6,7 +6,9 @@ its batch must be one this warehouse sent, its hidden row key one of that batch'
 cells must still give that key (an HMAC under the pseudonymisation key, etl/quality/queries.py).
 A row that fails is reported with the file, its row number and what is wrong; the other rows are
 still taken. Answers go to meta.query_response with who imported them and when; importing the
-same file again adds nothing.
+same file again adds nothing. A query's answer is the latest one to its newest batch answered: an
+answer to an older batch, imported after the newer batch was answered, is not taken (a warning names
+both batches), and a row answered twice in one file differently is refused, both rows named.
 
 `confirmed` makes a waiver (meta.waiver) keyed by record, rule, field and the value's hash, which
 validation applies on the next run (etl/quality/validate.py): the finding moves to
@@ -39,7 +41,9 @@ import duckdb
 
 from etl.config import Home
 from etl.quality.catalogue import Rule, load_catalogue
+from etl.quality.findings import value_hash_sql
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
+from etl.quality.report import choose_run
 from etl.transform.pseudonym import PseudonymKey
 
 log = logging.getLogger(__name__)
@@ -80,9 +84,12 @@ class ImportSummary:
     unanswered: int = 0
     recorded: int = 0  # answers new to meta.query_response
     already_imported: int = 0
-    waivers_added: int = 0
+    repeated: int = 0  # rows repeating another row's answer in the file: taken once
+    superseded: int = 0  # answers to an older batch than one already answered for the query: not taken
+    waivers_added: int = 0  # that take effect at the next run (not those of a value changed since)
     waivers_withdrawn: int = 0
-    problems: list[RowProblem] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)  # rows refused
+    warnings: list[RowProblem] = field(default_factory=list)  # taken for an old value, or left for a newer answer
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class _Item:
     value_hash: str
     cells: tuple[str, ...]
     centre_id: str
+    sent_at: datetime
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
@@ -183,10 +191,11 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
         return {}
     found = con.execute(
         "SELECT i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key, i.field, i.value_hash, i.cells, "
-        "b.centre_id FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) "
+        "b.centre_id, b.sent_at FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) "
         "WHERE list_contains(?, i.batch_id)", [list(batch_ids)]).fetchall()
     return {(r[0], r[1]): _Item(batch_id=r[0], row_key=r[1], rule_id=r[2], source_id=r[3], source_record_key=r[4],
-                                field=r[5], value_hash=r[6], cells=tuple(json.loads(r[7])), centre_id=r[8])
+                                field=r[5], value_hash=r[6], cells=tuple(json.loads(r[7])), centre_id=r[8],
+                                sent_at=r[9])
             for r in found}
 
 
@@ -201,6 +210,10 @@ class _Answer:
     comment: str | None
     row_number: int
     sheet: str | None = None
+
+    @property
+    def given(self) -> tuple[Response, str | None]:
+        return self.response, self.comment
 
 
 def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple[str, str], _Item],
@@ -253,18 +266,75 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
                    "corrected, or cannot_determine")
             continue
         answers.append(_Answer(item, response, comment, number, sheet))
+    answers = _once_per_row(answers, file_name, summary)
+    order = {(r.sheet, r.number): i for i, r in enumerate(rows)}
+    summary.problems.sort(key=lambda p: order.get((p.sheet, p.row_number), len(order)))
     return answers
+
+
+def _once_per_row(answers: Sequence[_Answer], file_name: str, summary: ImportSummary) -> list[_Answer]:
+    """A query answered in several rows of the file (a duplicated row, a copied sheet): the same answer is
+    taken once; different answers are all refused, for which one the centre meant is unknown."""
+    by_row: dict[tuple[str, str], list[_Answer]] = {}
+    for answer in answers:
+        by_row.setdefault((answer.item.batch_id, answer.item.row_key), []).append(answer)
+    taken = []
+    for same in by_row.values():
+        if all(a.given == same[0].given for a in same):
+            taken.append(same[0])
+            summary.repeated += len(same) - 1
+            continue
+        for answer in same:
+            other = next(o for o in same if o.given != answer.given)
+            differs = (f"{other.response.value!r} there, {answer.response.value!r} here"
+                       if other.response is not answer.response else "another comment")
+            summary.problems.append(RowProblem(
+                file_name, answer.row_number, f"answers the same query as {_row_name(other.sheet, other.row_number)} "
+                f"differently ({differs}); neither row is taken: keep one of them", answer.sheet))
+    return taken
+
+
+def _newer_answer(con: duckdb.DuckDBPyConnection, item: _Item) -> tuple[str, str] | None:
+    """(batch, response) of the latest answer to the same query in a batch sent after the item's."""
+    found = con.execute(
+        "SELECT b.batch_id, r.response FROM meta.query_response r JOIN meta.query_item i USING (batch_id, row_key) "
+        "JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = ? AND b.sent_at > ? AND i.rule_id = ? "
+        "AND i.source_id = ? AND i.source_record_key = ? AND coalesce(i.field, '') = ? "
+        "ORDER BY b.sent_at DESC, r.imported_at DESC LIMIT 1",
+        [item.centre_id, item.sent_at, *item.identity]).fetchone()
+    return (found[0], found[1]) if found else None
+
+
+def _value_changed(con: duckdb.DuckDBPyConnection, findings_run_id: str, item: _Item) -> bool:
+    """Whether the run finds the query's issue with another value than the one sent."""
+    found = {h for (h,) in con.execute(
+        f"SELECT {value_hash_sql('value')} FROM (SELECT value, rule_id, source_id, source_record_key, field "
+        "FROM dq.issue WHERE run_id = $run UNION ALL SELECT value, rule_id, source_id, source_record_key, field "
+        "FROM dq.waived_issue WHERE run_id = $run) WHERE rule_id = $rule AND source_id = $source "
+        "AND source_record_key = $record AND coalesce(field, '') = $field",
+        {"run": findings_run_id, "rule": item.rule_id, "source": item.source_id, "record": item.source_record_key,
+         "field": item.field or ""}).fetchall()}
+    return bool(found) and item.value_hash not in found
 
 
 def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
             who: str, now: datetime, summary: ImportSummary) -> None:
+    findings_run_id = choose_run(con).findings_run_id if answers else ""
     for answer in answers:
         item = answer.item
-        seen = con.execute("SELECT count(*) FROM meta.query_response WHERE batch_id = ? AND row_key = ? AND "
-                           "response = ? AND comment IS NOT DISTINCT FROM ?",
-                           [item.batch_id, item.row_key, answer.response.value, answer.comment]).fetchone()
-        if seen and seen[0]:
+
+        def warn(message: str, answer: _Answer = answer) -> None:
+            summary.warnings.append(RowProblem(file_name, answer.row_number, message, answer.sheet))
+
+        latest = con.execute("SELECT response, comment FROM meta.query_response WHERE batch_id = ? AND row_key = ? "
+                             "ORDER BY imported_at DESC LIMIT 1", [item.batch_id, item.row_key]).fetchone()
+        if latest == (answer.response.value, answer.comment):  # the latest only: a re-confirmation is new
             summary.already_imported += 1
+            continue
+        if newer := _newer_answer(con, item):
+            warn(f"answers batch {item.batch_id}, but the same query was answered {newer[1]!r} in batch {newer[0]}, "
+                 "sent later: the newer answer stands and this one is not taken")
+            summary.superseded += 1
             continue
         con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             item.batch_id, item.row_key, answer.response.value, answer.comment,
@@ -275,12 +345,17 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
         where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
                  "AND value_hash = ?")
         if answer.response is Response.CONFIRMED:
+            changed = _value_changed(con, findings_run_id, item)
+            if changed:  # its waiver matches the value sent, not the one the next run will find
+                warn(f"the value has changed since batch {item.batch_id} was sent; this confirmation covers the old "
+                     "value only: send the centre its queries again")
             exists = con.execute(f"SELECT count(*) FROM meta.waiver WHERE {where}", same).fetchone()
             if not exists or not exists[0]:
                 con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [*same[:2], item.rule_id, item.field, item.value_hash, item.centre_id, item.batch_id,
                              now, who])
-                summary.waivers_added += 1
+                if not changed:
+                    summary.waivers_added += 1
         else:  # the centre took a confirmation back (a later answer on the same value)
             gone = con.execute(f"DELETE FROM meta.waiver WHERE {where} RETURNING 1", same).fetchall()
             summary.waivers_withdrawn += len(gone)
@@ -312,9 +387,10 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
 
     run_id = new_run_id(now)
     change_warehouse(home, run_id, record, wait=wait)
-    for problem in summary.problems:
-        log.warning("%s", problem)
-    log.info("%s: %d rows, %d answers recorded, %d already imported, %d unanswered, %d refused, %d waivers added",
-             path.name, summary.rows, summary.recorded, summary.already_imported, summary.unanswered,
-             len(summary.problems), summary.waivers_added)
+    for problem in [*summary.problems, *summary.warnings]:  # info: the command line prints them itself
+        log.info("%s", problem)
+    log.info("%s: %d rows, %d answers recorded, %d already imported, %d repeated, %d superseded, %d unanswered, "
+             "%d refused, %d waivers added, %d waivers withdrawn", path.name, summary.rows, summary.recorded,
+             summary.already_imported, summary.repeated, summary.superseded, summary.unanswered,
+             len(summary.problems), summary.waivers_added, summary.waivers_withdrawn)
     return summary
