@@ -13,8 +13,9 @@ once and never printed, logged or stored. Erasure is:
   harmonised Parquet of every run, every kept marts set, and the reports (CSV query lists
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
   rebuilt);
-- `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
-  run while the centre's exports still hold them (`drop_erased`).
+- `meta.erasure`, by pseudonym only, with the fingerprint of the key it was made under: harmonise
+  reads it and leaves the patient out of every later run while the centre's exports still hold
+  them (`drop_erased`), after `rtw rekey` too (`Erasures`).
 
 Gotcha: raw files hold the clear patient number, so they are matched by recomputing the pseudonym
 of each row's patient key; derived files only ever hold pseudonyms and patient ids.
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
 from etl.schema import in_warehouse
 from etl.transform.carry_over import recount_memo
+from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
@@ -83,31 +86,108 @@ class _Marks:
 
 # --- the erasure list, read by harmonise ---------------------------------------------------------
 
-def erased_pseudonyms(warehouse: Path, source_id: str) -> set[str]:
-    """The source pseudonyms erased from this source (empty when there is no warehouse or list yet)."""
+class ErasureKeyMissing(HarmoniseError):
+    """Erasures were made under a key whose kept file is gone: they cannot be enforced."""
+
+
+@dataclass
+class Erasures:
+    """A source's erasures by the fingerprint of the key each pseudonym was made under.
+
+    A pseudonym is an HMAC under one key, and the erased patient's clear number is gone from every
+    copy forget scrubbed: after `rtw rekey` an erasure can only be recognised by computing each
+    patient's pseudonym under the key it was made under again, from the old key file rekey kept
+    beside the key file (`pseudonym.key.<time>.old`). `pseudonym in erasures` is true for an erased
+    pseudonym under any key, and for the current pseudonym of an erased patient found by `drop_erased`.
+    """
+
+    source_id: str
+    by_key: dict[str | None, set[str]]  # None: a warehouse that records no key (the harmonising key)
+    key_file: Path
+    found: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return any(self.by_key.values())
+
+    def __contains__(self, pseudonym: object) -> bool:
+        return pseudonym in self.found or any(pseudonym in p for p in self.by_key.values())
+
+    def keyed(self, key: PseudonymKey) -> list[tuple[PseudonymKey, set[str]]]:
+        """Each key an erasure was made under, with its pseudonyms; `key` is the one harmonising.
+        Refuses (ErasureKeyMissing) when a key's file is gone: those patients would silently come back."""
+        current = key.fingerprint()
+        kept = {k.fingerprint(): k for k in _kept_keys(self.key_file)} if set(self.by_key) - {None, current} else {}
+        keyed: list[tuple[PseudonymKey, set[str]]] = []
+        for fingerprint, pseudonyms in sorted(self.by_key.items(), key=lambda item: item[0] or ""):
+            found = key if fingerprint in (None, current) else kept.get(fingerprint or "")
+            if found is None:
+                raise ErasureKeyMissing(
+                    f"{len(pseudonyms)} erasure(s) of {self.source_id} (rtw forget) were made under the key with "
+                    f"fingerprint {(fingerprint or '')[:8]}, and no key file in {self.key_file.parent} has it: those "
+                    f"patients cannot be kept out, so {self.source_id} is not loaded. Put that key's file back "
+                    f"as {self.key_file.name}.<time>.old (mode 0600; rtw rekey kept it so), then run again")
+            keyed.append((found, pseudonyms))
+        return keyed
+
+
+def _kept_keys(key_file: Path) -> list[PseudonymKey]:
+    """The key file and the old key files rtw rekey kept beside it."""
+    files = [key_file, *sorted(key_file.parent.glob(f"{key_file.name}.*.old"))]
+    return [PseudonymKey(f.read_text(encoding="utf-8").strip().encode("utf-8")) for f in files if f.is_file()]
+
+
+def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
+    """The source's erasures (none when there is no warehouse or list yet). An erasure recorded without
+    its key (before the column existed) was made under the key in use when it was made."""
+    erasures = Erasures(source_id, {}, Home(warehouse.parent).key_file)
     if not warehouse.exists():
-        return set()
+        return erasures
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         if not in_warehouse(con, "meta.erasure"):
-            return set()
-        rows = con.execute("SELECT source_patient_pseudonym FROM meta.erasure WHERE source_id = ?",
-                           [source_id]).fetchall()
+            return erasures
+        recorded = "e.key_fingerprint" if con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meta' AND table_name = 'erasure' "
+            "AND column_name = 'key_fingerprint'").fetchone() != (0,) else "NULL"
+        in_use = ("(SELECT k.fingerprint FROM meta.key_fingerprint k WHERE k.recorded_at <= e.erased_at "
+                  "ORDER BY k.recorded_at DESC LIMIT 1)") if in_warehouse(con, "meta.key_fingerprint") else "NULL"
+        rows = con.execute(f"SELECT coalesce({recorded}, {in_use}), e.source_patient_pseudonym FROM meta.erasure e "
+                           "WHERE e.source_id = ?", [source_id]).fetchall()
     finally:
         con.close()
-    return {r[0] for r in rows}
+    for fingerprint, pseudonym in rows:
+        erasures.by_key.setdefault(fingerprint, set()).add(pseudonym)
+    return erasures
 
 
-def _is_erased(values: pd.Series, key: PseudonymKey, source_id: str, erased: set[str]) -> pd.Series:
-    """Which values are the patient key of an erased patient (one HMAC per distinct key, not per row)."""
+def _erased_test(key: PseudonymKey, source_id: str, erased: Erasures | AbstractSet[str]) -> Callable[[str], bool]:
+    """Whether a clear patient key is an erased patient's; a plain set holds pseudonyms under `key`."""
+    if not isinstance(erased, Erasures):
+        return lambda patient_key: source_pseudonym(key, source_id, patient_key) in erased
+    keyed = erased.keyed(key)
+
+    def is_erased(patient_key: str) -> bool:
+        for under, pseudonyms in keyed:
+            if source_pseudonym(under, source_id, patient_key) in pseudonyms:
+                erased.found.add(source_pseudonym(key, source_id, patient_key))  # its pseudonym now
+                return True
+        return False
+
+    return is_erased
+
+
+def _is_erased(values: pd.Series, key: PseudonymKey, source_id: str,
+               erased: Erasures | AbstractSet[str]) -> pd.Series:
+    """Which values are the patient key of an erased patient (one HMAC per distinct key and key file, not per row)."""
     present = values.notna()
     texts = values[present].astype(str)
-    hits = {t for t in texts.unique() if normalise_patient_key(t) and source_pseudonym(key, source_id, t) in erased}
+    is_erased = _erased_test(key, source_id, erased)
+    hits = {t for t in texts.unique() if normalise_patient_key(t) and is_erased(t)}
     return (present & values.astype(str).isin(hits)).astype(bool)
 
 
 def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: PseudonymKey,
-                erased: set[str]) -> tuple[dict[str, pa.Table], dict[str, int]]:
+                erased: Erasures | AbstractSet[str]) -> tuple[dict[str, pa.Table], dict[str, int]]:
     """The record sets without the erased patients' records, and how many were left out per file sha256."""
     if not erased:
         return record_sets, {}
@@ -132,7 +212,8 @@ def _patient_columns(mapping: SourceMapping) -> set[str]:
     return {mapping.patient_key, mapping.patient_key.lstrip("_")}
 
 
-def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey, erased: set[str]) -> bool:
+def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey,
+                       erased: Erasures | AbstractSet[str]) -> bool:
     table = pq.read_table(path)
     columns = [c for c in table.column_names if c in _patient_columns(mapping)]
     if not columns or table.num_rows == 0:
@@ -151,7 +232,7 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
         pq.write_table(table, temp)
 
 
-def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, erased: set[str],
+def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, erased: Erasures | AbstractSet[str],
                         shas: Iterable[str], holding: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """Archive copies and staged files of these exports (by sha256) without the erased patients:
     (rewritten, deleted). Text copies are rewritten only where they hold the patient; a binary copy
@@ -162,10 +243,7 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
     looked_at = set(shas)
     holds = looked_at if holding is None else set(holding)
     adapter = adapter_for(mapping.format)
-
-    def is_erased(patient_key: str) -> bool:
-        return source_pseudonym(key, source_id, patient_key) in erased
-
+    is_erased = _erased_test(key, source_id, erased)
     for sha in sorted(looked_at):
         for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
             try:
@@ -235,7 +313,7 @@ def _scrub_report_file(path: Path, marks: _Marks, needles: list[bytes]) -> str |
 # --- the warehouse -------------------------------------------------------------------------------
 
 def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
-                        started_at: datetime) -> tuple[int, _Marks]:
+                        started_at: datetime, fingerprint: str) -> tuple[int, _Marks]:
     prefix = f"{pseudonym}|"
     records = con.execute("SELECT source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
                           "AND starts_with(source_record_key, ?) GROUP BY 1", [source_id, prefix]).fetchall()
@@ -267,7 +345,7 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
               for r in con.execute(f"SELECT DISTINCT patient_id FROM stage.{t}").fetchall()}
     marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked))
     _sweep(con, marks)
-    con.execute("INSERT INTO meta.erasure VALUES (?, ?, ?, ?)", [source_id, pseudonym, datetime.now(UTC), run_id])
+    _record_erasure(con, source_id, pseudonym, run_id, fingerprint)
     last = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated ORDER BY finished_at DESC "
                        "LIMIT 1").fetchone()
     con.execute("INSERT INTO meta.run VALUES (?, 'forget', ?, ?, 'completed', ?, [], [], ?, false, ?)", [
@@ -275,6 +353,12 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
         f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)",
         last[0] if last else None])
     return sum(int(n) for _, n in records), marks
+
+
+def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
+                    fingerprint: str) -> None:
+    con.execute("INSERT INTO meta.erasure (source_id, source_patient_pseudonym, erased_at, run_id, key_fingerprint) "
+                "VALUES (?, ?, ?, ?, ?)", [source_id, pseudonym, datetime.now(UTC), run_id, fingerprint])
 
 
 def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
@@ -313,7 +397,11 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
         guard_key(home, run_id, key_value)  # a pseudonym under another key would match nobody
         key = load_key(home.key_file, key_value)
         pseudonym = source_pseudonym(key, source_id, patient_key)
-        if pseudonym in erased_pseudonyms(home.warehouse, source_id):
+        try:  # under the key of each earlier erasure: one made before a rekey names another pseudonym
+            erased_already = _erased_test(key, source_id, erased_pseudonyms(home.warehouse, source_id))(patient_key)
+        except ErasureKeyMissing as exc:
+            raise ForgetError(str(exc)) from None
+        if erased_already:
             raise ForgetError(f"this patient of {source_id} was erased already")
         shas: list[str] = []
         marks_found: list[_Marks] = []
@@ -325,7 +413,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             if not shas:
                 raise ForgetError(f"no patient with this key in {source_id} (check the number and the source)")
             record_fingerprint(con, home.warehouse, run_id)  # the key the guard approved, or abort
-            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
+            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at, key.fingerprint())
             result.records_removed = removed
             marks_found.append(marks)
 
