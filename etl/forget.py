@@ -10,7 +10,10 @@ once and never printed, logged or stored. Erasure is:
 - the files: archive copies of exports (rewritten by their adapter where the format allows,
   `SourceAdapter.without_patients`: CSV rows, ODM SubjectData; other formats deleted, landing/
   keeps the export), the staged raw Parquet, the
-  harmonised Parquet of every run, every kept marts set, and the reports (CSV query lists
+  harmonised Parquet of every run, every kept marts set (without the rows of a person another
+  source still links, too: they hold the patient's contribution; once the set without the patient
+  is written, the sets from before the erasure are deleted, as their aggregates count the patient),
+  and the reports (CSV query lists
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
   rebuilt);
 - `meta.erasure`, by pseudonym only, with the fingerprint of the key it was made under: harmonise
@@ -24,6 +27,7 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 from __future__ import annotations
 
 import logging
+import shutil
 import zipfile
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
@@ -75,6 +79,9 @@ class _Marks:
 
     pseudonym: str
     patient_ids: tuple[str, ...] = ()  # only those no other source still links
+    # Persons another source still links: their person-level rows in a kept marts set (patient_summary,
+    # survival, ...) hold the patient's contribution (a source, an enrolment date) under the person's id.
+    persons_kept: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -82,6 +89,11 @@ class _Marks:
 
     def tokens(self) -> list[str]:
         return [self.pseudonym, *self.patient_ids]
+
+    def of_history(self) -> _Marks:
+        """For kept marts sets: the surviving persons' rows go too (history; the next set is derived
+        from the warehouse without the patient, and so is the set forget exports)."""
+        return _Marks(self.pseudonym, (*self.patient_ids, *self.persons_kept))
 
 
 # --- the erasure list, read by harmonise ---------------------------------------------------------
@@ -343,7 +355,8 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     # The person stays if any other record still names them (another source, or one held in quarantine).
     linked = {r[0] for t in sorted(person_tables)
               for r in con.execute(f"SELECT DISTINCT patient_id FROM stage.{t}").fetchall()}
-    marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked))
+    marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked),
+                   tuple(p for p in person_ids if p in linked))
     _sweep(con, marks)
     _record_erasure(con, source_id, pseudonym, run_id, fingerprint)
     last = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated ORDER BY finished_at DESC "
@@ -428,9 +441,11 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
         result.files_deleted += deleted
         _scrub_derived_files(home, marks, result)
         try:
-            export_parquet(home.warehouse, home.marts)
+            exported = export_parquet(home.warehouse, home.marts)
         except Exception as exc:  # the erasure stands; the next run writes the marts again
             log.warning("the Parquet marts could not be exported after the erasure: %s", exc)
+        else:
+            result.files_deleted += _drop_sets_before(home.marts / "runs", exported[0].parent)
         _rebuild_latest_report(home)
     return result
 
@@ -439,8 +454,11 @@ def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> Non
     # Derived files hold pseudonyms and patient ids only (a short clear number would match other bytes).
     needles = [t.encode() for t in marks.tokens()]
     harmonised = sorted(home.staging.glob("*/harmonised/**/*.parquet"))
-    for path in sorted([*harmonised, *home.marts.glob("runs/**/*.parquet")]):
+    for path in harmonised:  # the other sources' records of a surviving person stay: later runs carry them over
         if _scrub_derived_parquet(path, marks):
+            result.files_rewritten.append(str(path))
+    for path in sorted(home.marts.glob("runs/**/*.parquet")):
+        if _scrub_derived_parquet(path, marks.of_history()):
             result.files_rewritten.append(str(path))
     for folder in sorted({p.parent for p in harmonised if str(p) in result.files_rewritten}):
         recount_memo(folder)  # the next load carries the other patients over from it still
@@ -451,6 +469,17 @@ def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> Non
                 result.files_rewritten.append(str(path))
             elif outcome == "deleted":
                 result.files_deleted.append(str(path))
+
+
+def _drop_sets_before(runs: Path, erased_in: Path) -> list[str]:
+    """The kept marts sets other than the one written after the erasure. Their aggregates (counts,
+    survival curves) still count the patient, which no rewrite can take out: a set from before the
+    erasure goes whole, once a set without the patient is current."""
+    dropped = []
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".") and p != erased_in):
+        shutil.rmtree(folder)
+        dropped.append(str(folder))
+    return dropped
 
 
 def _rebuild_latest_report(home: Home) -> None:
