@@ -369,6 +369,12 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
                   f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}. If the DAG "
                   "reads the key from the Airflow Variable rtw_pseudonym_key, set it to the new key before the "
                   f"next run; then store {new_key_file} safely or delete it")
+    if done.decisions_converted or done.decisions_dropped:
+        console.print(f"{done.decisions_converted} reviewer decisions (rtw link / unlink) now name the new "
+                      f"pseudonyms; {len(done.decisions_dropped)} dropped, as they name a patient rekey could not "
+                      "find (record them again from the next report's review list if the patient comes back):")
+        for dropped in done.decisions_dropped:
+            console.print(f"  dropped: {dropped}")
 
 
 @app.command()

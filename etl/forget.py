@@ -224,6 +224,18 @@ def _patient_columns(mapping: SourceMapping) -> set[str]:
     return {mapping.patient_key, mapping.patient_key.lstrip("_")}
 
 
+def staged_patient_keys(staged: Path, mapping: SourceMapping) -> set[str]:
+    """The clear patient keys in one staged export (a Parquet file, or a folder of them)."""
+    keys: set[str] = set()
+    for part in [staged] if staged.is_file() else sorted(staged.glob("*.parquet")):
+        columns = [c for c in pq.read_schema(part).names if c in _patient_columns(mapping)]
+        if columns:
+            table = pq.read_table(part, columns=columns)
+            for column in columns:
+                keys |= {t for t in record_column(table, column).dropna().astype(str) if normalise_patient_key(t)}
+    return keys
+
+
 def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey,
                        erased: Erasures | AbstractSet[str]) -> bool:
     table = pq.read_table(path)

@@ -1,18 +1,23 @@
 """`rtw rekey` keeps what was decided under the old key: erasures (rtw forget) stay enforced, with
-the old key file rekey kept, or loudly refused without it."""
+the old key file rekey kept, or loudly refused without it; reviewers' decisions name the new
+pseudonyms, and those that cannot are reported."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from typer.testing import CliRunner
 
 from etl import pipeline
+from etl.cli import app
 from etl.config import Home, resolve_home
 from etl.forget import forget
+from etl.link.decision import PatientRef, record_decision
 from etl.synth import generate
 from etl.transform.keyguard import rotate_key
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
@@ -110,3 +115,78 @@ def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(buil
     assert "registry_it" in summary.message and "cannot be kept out" in summary.message
     assert old_fingerprint[:8] in summary.message and "pseudonym.key.<time>.old" in summary.message
     assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
+
+
+def _truth(home: Home, key: PseudonymKey) -> dict[tuple[str, str], str]:
+    """(source, pseudonym) -> the patient's clear number, from the generator's answer key."""
+    with (home.root / "truth" / "links.csv").open() as truth:
+        rows = list(csv.DictReader(truth))
+    return {(r["source_id"], source_pseudonym(key, r["source_id"], r["source_patient_key"])): r["source_patient_key"]
+            for r in rows}
+
+
+def _persons(home: Home) -> dict[tuple[str, str], tuple[str, str]]:
+    """(source, pseudonym) -> (person, link method)."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        rows = con.execute("SELECT source_id, source_patient_pseudonym, patient_id, link_method "
+                           "FROM stage.patient_link").fetchall()
+    finally:
+        con.close()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def _two_unlinked(home: Home) -> tuple[PatientRef, PatientRef]:
+    """Two patients of two sources, without EUPIDs, each alone in their person: a link can join them."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        alone = con.execute("""
+            SELECT DISTINCT k.source_id, k.source_patient_pseudonym FROM stage.link_key k
+            JOIN stage.patient_link l USING (source_id, source_patient_pseudonym)
+            WHERE NOT k.has_eupid AND k.source_id IN ('registry_it', 'iltb') AND l.patient_id IN (
+                SELECT patient_id FROM stage.patient_link GROUP BY 1 HAVING count(DISTINCT source_id) = 1)
+            ORDER BY 1, 2""").fetchall()
+    finally:
+        con.close()
+    first = next(PatientRef(*r) for r in alone if r[0] == "iltb")
+    second = next(PatientRef(*r) for r in alone if r[0] == "registry_it")
+    return first, second
+
+
+def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(built: Home, tmp_path: Path) -> None:
+    home = _copy(built, tmp_path)
+    old_key = _key(home)
+    first, second = _two_unlinked(home)
+    record_decision(home, first, second, "link", note="one child, per the centres")
+    con = duckdb.connect(str(home.warehouse))
+    try:  # a decision on a patient the exports no longer hold
+        con.execute("INSERT INTO meta.link_decision VALUES ('iltb', 'ffffffffffffffffffffffff', 'registry_it', ?, "
+                    "'unlink', 'reviewer', now(), NULL)", [second.pseudonym])
+    finally:
+        con.close()
+    assert pipeline.run(home).status == "completed"
+    persons = _persons(home)
+    assert persons[(first.source_id, first.pseudonym)] == persons[(second.source_id, second.pseudonym)]
+
+    numbers = _truth(home, old_key)
+    new_key_file = tmp_path / "new.key"
+    new_key_file.write_text(NEW_KEY + "\n")
+    result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "1 reviewer decisions (rtw link / unlink) now name the new pseudonyms; 1 dropped" in said
+    assert "dropped: unlink of iltb:ffffffffffffffffffffffff and registry_it:" in said
+    assert "iltb:ffffffffffffffffffffffff in no export" in said
+
+    new_key = PseudonymKey(NEW_KEY.encode())
+    new = [(p.source_id, source_pseudonym(new_key, p.source_id, numbers[(p.source_id, p.pseudonym)]))
+           for p in (first, second)]
+    persons = _persons(home)
+    assert persons[new[0]] == persons[new[1]] and persons[new[0]][1] == "clerical"
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        decisions = con.execute("SELECT source_id_l, source_patient_pseudonym_l, source_id_r, "
+                                "source_patient_pseudonym_r, decision, note FROM meta.link_decision").fetchall()
+    finally:
+        con.close()
+    assert decisions == [(*new[0], *new[1], "link", "one child, per the centres")]

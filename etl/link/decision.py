@@ -13,10 +13,12 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
 from etl.config import Home
+from etl.schema import drop_temp_tables, in_warehouse, reading
 
 DECISIONS = ("link", "unlink")
 
@@ -70,3 +72,45 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
 
     change_warehouse(home, run_id, write, wait=wait)
     return run_id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One recorded decision, as meta.link_decision holds it."""
+
+    left: PatientRef
+    right: PatientRef
+    decision: str
+    decided_by: str | None
+    decided_at: datetime
+
+    def __str__(self) -> str:
+        return f"{self.decision} of {self.left} and {self.right} ({self.decided_by}, {self.decided_at:%Y-%m-%d})"
+
+
+def read_decisions(warehouse: Path) -> list[Decision]:
+    """Every recorded decision, oldest first (none without a warehouse)."""
+    with reading(warehouse) as con:
+        if con is None or not in_warehouse(con, "meta.link_decision"):
+            return []
+        rows = con.execute("SELECT source_id_l, source_patient_pseudonym_l, source_id_r, source_patient_pseudonym_r, "
+                           "decision, decided_by, decided_at FROM meta.link_decision ORDER BY decided_at").fetchall()
+    return [Decision(PatientRef(r[0], r[1]), PatientRef(r[2], r[3]), r[4], r[5], r[6]) for r in rows]
+
+
+def convert_decisions(con: duckdb.DuckDBPyConnection, conversions: list[list[str]]) -> None:
+    """In rtw rekey's publish: the decisions name their patients by the new key's pseudonyms
+    (`conversions`: source, old pseudonym, new pseudonym). A decision on a patient rekey did not find
+    under the old key names nobody any more: it goes (rekey's output said which)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE rekeyed (source_id VARCHAR, old VARCHAR, new VARCHAR)")
+    try:
+        if conversions:
+            con.executemany("INSERT INTO rekeyed VALUES (?, ?, ?)", conversions)
+        for side in ("l", "r"):
+            con.execute(f"UPDATE meta.link_decision d SET source_patient_pseudonym_{side} = k.new FROM rekeyed k "
+                        f"WHERE k.source_id = d.source_id_{side} AND k.old = d.source_patient_pseudonym_{side}")
+        con.execute("DELETE FROM meta.link_decision d WHERE " + " OR ".join(
+            f"NOT EXISTS (SELECT 1 FROM rekeyed k WHERE k.source_id = d.source_id_{side} "
+            f"AND k.new = d.source_patient_pseudonym_{side})" for side in ("l", "r")))
+    finally:
+        drop_temp_tables(con, "rekeyed")

@@ -17,6 +17,7 @@ The key itself is never logged, printed or written anywhere but the key file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -28,7 +29,11 @@ import duckdb
 
 from etl import fsio, runlock, schema
 from etl.config import Home
-from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key
+from etl.link.decision import read_decisions
+from etl.steps import SourceOutcome
+from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key, source_pseudonym
+
+log = logging.getLogger(__name__)
 
 APPROVAL_FILE = "approved_key.json"
 MIN_NEW_KEY_CHARS = 32  # the generated keys have 64 hex characters; a short one can be guessed offline
@@ -109,6 +114,10 @@ def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: 
         con.execute("UPDATE meta.erasure SET key_fingerprint = ? WHERE key_fingerprint IS NULL", [row[0]])
     con.execute("UPDATE meta.key_fingerprint SET retired_run_id = ? WHERE retired_run_id IS NULL", [run_id])
     con.execute("INSERT INTO meta.key_fingerprint VALUES (?, ?, ?, NULL)", [fingerprint, run_id, datetime.now(UTC)])
+    if "decisions" in approval:  # rtw rekey found the reviewers' patients under both keys
+        from etl.link.decision import convert_decisions
+
+        convert_decisions(con, approval["decisions"])
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class Rotation:
     old_fingerprint: str | None
     new_fingerprint: str
     old_key_file: Path | None  # where the previous key file was kept
+    decisions_converted: int = 0  # reviewers' link / unlink decisions, now naming the new pseudonyms
+    decisions_dropped: tuple[str, ...] = ()  # those whose patients are in no export: what and why
 
 
 def read_new_key(new_key_file: Path) -> str:
@@ -163,7 +174,7 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     # approve the old key for its own run, and this publish would record no new fingerprint.
     try:
         with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id):
-            sources = _reload_and_publish(home, run_id, new_value, folder, say)
+            sources, converted, dropped = _reload_and_publish(home, run_id, new_value, folder, say)
     except runlock.RunBusy as exc:
         raise RekeyError(f"{exc}; try again when it has finished") from None
     if recorded_fingerprint(home.warehouse) != new_fingerprint:
@@ -172,12 +183,14 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     # refuse ("the key differs") until the new key is copied in; nothing is mixed.
     old_key_file = _install_key(home, new_value)
     return Rotation(run_id=run_id, sources=sources, old_fingerprint=old_fingerprint,
-                    new_fingerprint=new_fingerprint, old_key_file=old_key_file)
+                    new_fingerprint=new_fingerprint, old_key_file=old_key_file, decisions_converted=converted,
+                    decisions_dropped=tuple(dropped))
 
 
 def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Path,
-                        say: Callable[[str], None]) -> list[str]:
-    """Every source extracted and harmonised under the new key, then one publish; or nothing published."""
+                        say: Callable[[str], None]) -> tuple[list[str], int, list[str]]:
+    """Every source extracted and harmonised under the new key, then one publish; or nothing published.
+    Returns the sources, and how many reviewers' decisions were converted and which were dropped."""
     from etl import pipeline
 
     planned = pipeline.plan(home, sources_dir=sources_dir, run_id=run_id, force=True, key_value=new_value,
@@ -195,9 +208,46 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Pa
             shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
         reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
         raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: {reasons}")
+    conversions, dropped = _rekeyed_decisions(home, outcomes, PseudonymKey(new_value.encode("utf-8")), sources_dir)
+    approval_file = home.key_file.parent / APPROVAL_FILE  # publish converts them in its transaction
+    fsio.write_text(approval_file, json.dumps({**json.loads(approval_file.read_text()), "decisions": conversions}))
     say("publishing the re-keyed warehouse")
     pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
-    return list(planned.changed)
+    return list(planned.changed), len(read_decisions(home.warehouse)), dropped
+
+
+def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], new_key: PseudonymKey,
+                       sources_dir: Path) -> tuple[list[list[str]], list[str]]:
+    """The reviewers' decisions name patients by pseudonym under the old key: each patient is found by
+    their clear number in the staged exports just reloaded. Returns (source, old, new pseudonym) of each
+    patient found, and the decisions on a patient in no export (or without the old key file), described."""
+    from etl.forget import staged_patient_keys
+    from etl.transform.mapping import load_mapping
+
+    decisions = read_decisions(home.warehouse)
+    if not decisions:
+        return [], []
+    old_key = load_key(home.key_file) if home.key_file.exists() else None
+    named = {(p.source_id, p.pseudonym) for d in decisions for p in (d.left, d.right)}
+    new_of: dict[tuple[str, str], str] = {}
+    for outcome in outcomes:
+        if old_key is None or not any(source_id == outcome.source_id for source_id, _ in named):
+            continue
+        mapping = load_mapping(sources_dir / f"{outcome.source_id}.yaml")
+        for number in {n for f in outcome.files if f.staged for n in staged_patient_keys(Path(f.staged), mapping)}:
+            old = (outcome.source_id, source_pseudonym(old_key, outcome.source_id, number))
+            if old in named:
+                new_of[old] = source_pseudonym(new_key, outcome.source_id, number)
+    dropped = []
+    for decision in decisions:
+        lost = [str(p) for p in (decision.left, decision.right) if (p.source_id, p.pseudonym) not in new_of]
+        if lost:
+            why = f"the old key file {home.key_file} is missing" if old_key is None else \
+                f"{' and '.join(lost)} in no export"
+            dropped.append(f"{decision}: {why}")
+    for message in dropped:
+        log.warning("rekey: a reviewer's decision is dropped, it names nobody under the new key: %s", message)
+    return [[s, old, new] for (s, old), new in sorted(new_of.items())], dropped
 
 
 def _install_key(home: Home, new_value: str) -> Path | None:
