@@ -319,7 +319,10 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
            patient: Annotated[str, typer.Option("--patient", help="The centre's own patient number (never "
                                                 "printed, logged or stored)")],
            home: HomeOption = None,
-           yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False) -> None:
+           yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+           not_loaded: Annotated[bool, typer.Option("--not-loaded", help="The patient is not loaded yet (only in a "
+                                                    "new export in landing/, or a held load): record the erasure "
+                                                    "ahead, so no run loads them")] = False) -> None:
     """Erase a patient who withdrew consent: warehouse, archive, staging, marts and reports, and every later run.
 
     The erasure is recorded in meta.erasure by keyed pseudonym only. landing/ is the centre's drop zone
@@ -335,9 +338,15 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
     if not yes and not typer.confirm(f"Erase this patient of {source} from {rtw_home.root}? This cannot be undone"):
         _fail("nothing erased")
     try:
-        done = erase(rtw_home, source, patient)
+        done = erase(rtw_home, source, patient, not_loaded=not_loaded)
     except (ForgetError, KeyMismatch, RunBusy) as exc:
         _fail(str(exc))
+    if not done.loaded:
+        console.print(f"{source}: this patient is not loaded in the warehouse; the erasure is recorded ahead in "
+                      f"meta.erasure (run {done.run_id}): no run will load them, and {len(done.files_rewritten)} "
+                      f"staged or archived files were rewritten, {len(done.files_deleted)} deleted. landing/ is "
+                      "untouched: ask the centre to drop the patient from its exports")
+        return
     person = "the person is gone from core.patient" if done.person_removed else \
         "the person stays in core.patient through another source"
     console.print(f"{source}: patient erased in run {done.run_id} ({done.records_removed} records; {person}); "

@@ -69,6 +69,7 @@ class ForgetResult:
     source_id: str
     records_removed: int = 0
     person_removed: bool = False
+    loaded: bool = True  # False: recorded ahead of the patient's first load (`not_loaded`)
     files_rewritten: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
 
@@ -260,7 +261,8 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
                         shas: Iterable[str], holding: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """Archive copies and staged files of these exports (by sha256) without the erased patients:
     (rewritten, deleted). Text copies are rewritten only where they hold the patient; a binary copy
-    is deleted when its export is known to hold them (`holding`, default: all of `shas`)."""
+    is deleted when its export is known to hold them (`holding`, default: all of `shas`), or its
+    staged copy did."""
     rewritten: list[str] = []
     deleted: list[str] = []
     source_id = mapping.source_id
@@ -269,22 +271,24 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
     adapter = adapter_for(mapping.format)
     is_erased = _erased_test(key, source_id, erased)
     for sha in sorted(looked_at):
+        staged = home.staging / source_id
+        held = False  # its staged copy held the patient: so does the export (a held or superseded one, too)
+        for parquet in sorted([*staged.glob(f"{sha}*.parquet"), *staged.glob(f"{sha}*/*.parquet")]):
+            if _scrub_raw_parquet(parquet, mapping, key, erased):
+                rewritten.append(str(parquet))
+                held = True
         for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
             try:
                 changed = adapter.without_patients(copy, mapping, is_erased)
             except ExtractError as exc:
                 raise ForgetError(str(exc)) from None
-            if changed is None and sha in holds:  # a binary export (SAS, Excel): landing/ keeps it
+            if changed is None and (sha in holds or held):  # a binary export (SAS, Excel): landing/ keeps it
                 # The tombstone keeps the next run from archiving the same export again (landing.archive).
                 fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
                 copy.unlink()
                 deleted.append(str(copy))
             elif changed:
                 rewritten.append(str(copy))
-        staged = home.staging / source_id
-        for parquet in sorted([*staged.glob(f"{sha}*.parquet"), *staged.glob(f"{sha}*/*.parquet")]):
-            if _scrub_raw_parquet(parquet, mapping, key, erased):
-                rewritten.append(str(parquet))
     return rewritten, deleted
 
 
@@ -371,13 +375,17 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
                    tuple(p for p in person_ids if p in linked))
     _sweep(con, marks)
     _record_erasure(con, source_id, pseudonym, run_id, fingerprint)
+    _record_run(con, run_id, started_at, source_id,
+                f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)")
+    return sum(int(n) for _, n in records), marks
+
+
+def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime, source_id: str,
+                message: str) -> None:
     last = con.execute("SELECT rules_fingerprint FROM meta.run WHERE validated ORDER BY finished_at DESC "
                        "LIMIT 1").fetchone()
     con.execute("INSERT INTO meta.run VALUES (?, 'forget', ?, ?, 'completed', ?, [], [], ?, false, ?)", [
-        run_id, started_at, datetime.now(UTC), [source_id],
-        f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)",
-        last[0] if last else None])
-    return sum(int(n) for _, n in records), marks
+        run_id, started_at, datetime.now(UTC), [source_id], message, last[0] if last else None])
 
 
 def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
@@ -402,8 +410,12 @@ def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
 # --- the command ---------------------------------------------------------------------------------
 
 def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | None = None,
-           sources_dir: Path = SOURCES_DIR, wait: float = 0.0) -> ForgetResult:
-    """Erase one source patient from the home (see the module docstring). Never logs the patient key."""
+           sources_dir: Path = SOURCES_DIR, wait: float = 0.0, not_loaded: bool = False) -> ForgetResult:
+    """Erase one source patient from the home (see the module docstring). Never logs the patient key.
+
+    not_loaded: a patient the warehouse does not hold (only in an export not loaded yet: a new one in
+    landing/, or a held load's) is recorded in meta.erasure ahead, so no run ever loads them, and the
+    staged and archived copies of the source's exports lose them; without it such a patient is refused."""
     from etl.load.marts import export_parquet
     from etl.pipeline import new_run_id
 
@@ -435,22 +447,32 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             shas.extend(r[0] for r in con.execute(
                 "SELECT DISTINCT source_file_sha256 FROM stage.record WHERE source_id = ? AND "
                 "starts_with(source_record_key, ?)", [source_id, f"{pseudonym}|"]).fetchall())
-            if not shas:
-                raise ForgetError(f"no patient with this key in {source_id} (check the number and the source)")
+            if not shas and not not_loaded:
+                raise ForgetError(f"no patient with this key is loaded from {source_id} (check the number and the "
+                                  "source); nothing was erased. If the patient is only in an export not loaded yet "
+                                  "(in landing/, or a held load), record the erasure ahead with --not-loaded")
             record_fingerprint(con, home.warehouse, run_id)  # the key the guard approved, or abort
+            if not shas:  # nothing loaded to erase: harmonise keeps the patient out from the next run on
+                _record_erasure(con, source_id, pseudonym, run_id, key.fingerprint())
+                _record_run(con, run_id, started_at, source_id,
+                            f"consent withdrawal: one patient of {source_id} not loaded yet, erasure recorded ahead")
+                return
             removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at, key.fingerprint())
             result.records_removed = removed
             marks_found.append(marks)
 
         swap_in_next(home.warehouse, run_id, erase, compact=True)
-        marks = marks_found[0]
-        result.person_removed = bool(marks.patient_ids)
-        # Older exports (superseded snapshots) may hold the patient too: every staged export is looked at.
+        # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
         staged = home.staging / source_id
         every = {p.name[:64] for p in (staged.iterdir() if staged.is_dir() else ()) if STAGED_NAME.fullmatch(p.name)}
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, every | set(shas), shas)
         result.files_rewritten += rewritten
         result.files_deleted += deleted
+        if not marks_found:  # never loaded: no derived file names the patient
+            result.loaded = False
+            return result
+        marks = marks_found[0]
+        result.person_removed = bool(marks.patient_ids)
         _scrub_derived_files(home, marks, result)
         try:
             exported = export_parquet(home.warehouse, home.marts)
