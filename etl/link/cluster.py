@@ -43,8 +43,10 @@ class Link:
     match_probability: float | None
 
 
-def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge]) -> dict[tuple[str, str], Link]:
-    """Each source patient's person id and link method (see the module docstring)."""
+def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
+                 refused: list[tuple[Edge, str]] | None = None) -> dict[tuple[str, str], Link]:
+    """Each source patient's person id and link method (see the module docstring). `refused` collects
+    the reviewers' links refused, with why: a decision that could not take effect must be said."""
     by_key = {p.key: p for p in patients}
     # Records sharing harmonise's id (the same EUPID) start as one person.
     parent: dict[str, str] = {p.harmonised_id: p.harmonised_id for p in patients}
@@ -64,7 +66,14 @@ def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge]) -> di
                      key=lambda e: (e.method != CLERICAL, -e.probability, e.left, e.right))
     for edge in ordered:
         a, b = root(by_key[edge.left].harmonised_id), root(by_key[edge.right].harmonised_id)
-        if a == b or (eupid[a] and eupid[b]) or sources[a] & sources[b]:
+        if a == b:
+            continue
+        clash = sources[a] & sources[b]
+        why = "their persons hold two different EUPIDs" if eupid[a] and eupid[b] else \
+            f"their persons each hold a patient of {', '.join(sorted(clash))}" if clash else None
+        if why:
+            if refused is not None and edge.method == CLERICAL:
+                refused.append((edge, why))
             continue
         low, high = sorted((a, b))  # deterministic: the smaller id is the root
         parent[high] = low

@@ -5,7 +5,8 @@ the run lock, in a publish of its own. It takes effect at the next run: the deci
 the definitions fingerprint, so that run re-links and re-validates even when no export changed.
 A link joins the two patients' persons unless they hold two different EUPIDs or two patients of
 one source; an unlink removes the Splink link between the two (not a link through a third
-record, nor a shared EUPID).
+record, nor a shared EUPID). What the EUPIDs already decide is refused here; a decision the run
+cannot apply (a clash with another decision or link) is said in its log and notices (etl/link/run.py).
 """
 
 from __future__ import annotations
@@ -66,12 +67,38 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
             if not known or not known[0]:
                 raise DecisionError(f"no source patient {patient} in the warehouse (copy it from the report's "
                                     "review list or core.patient_source)")
+        _refuse_what_cannot_apply(con, a, b, decision)
         con.execute("INSERT INTO meta.link_decision VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [a.source_id, a.pseudonym, b.source_id, b.pseudonym, decision, getpass.getuser(),
                      datetime.now(UTC), note])
 
     change_warehouse(home, run_id, write, wait=wait)
     return run_id
+
+
+def _refuse_what_cannot_apply(con: duckdb.DuckDBPyConnection, a: PatientRef, b: PatientRef, decision: str) -> None:
+    """What the warehouse knows already: EUPIDs decide before any reviewer (etl/link/cluster.py)."""
+    def eupid_group(patient: PatientRef) -> tuple[str, bool, set[str]]:
+        found = con.execute("SELECT any_value(harmonised_patient_id), bool_or(has_eupid) FROM stage.link_key "
+                            "WHERE source_id = ? AND source_patient_pseudonym = ?",
+                            [patient.source_id, patient.pseudonym]).fetchone() or (None, False)
+        sources = {s for (s,) in con.execute("SELECT DISTINCT source_id FROM stage.link_key WHERE "
+                                             "harmonised_patient_id = ?", [found[0]]).fetchall()}
+        return found[0], bool(found[1]), sources
+
+    (id_a, eupid_a, sources_a), (id_b, eupid_b, sources_b) = eupid_group(a), eupid_group(b)
+    if id_a == id_b:
+        raise DecisionError(f"{a} and {b} share an EUPID, so they are one person whatever a reviewer decides"
+                            + ("; if they are two children, ask the centres to correct the EUPID"
+                               if decision == "unlink" else ": nothing to link"))
+    if decision != "link":
+        return
+    if eupid_a and eupid_b:
+        raise DecisionError(f"{a} and {b} hold two different EUPIDs, which are never one person, so the link could "
+                            "not take effect; if they are one child, ask the centres to correct the EUPID")
+    if clash := sources_a & sources_b:
+        raise DecisionError(f"{a} and {b} cannot be one person: through their EUPIDs each already holds a patient of "
+                            f"{', '.join(sorted(clash))}, and a person has one patient per source")
 
 
 @dataclass(frozen=True)

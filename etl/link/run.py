@@ -30,7 +30,7 @@ import pandas as pd
 
 from etl.config import LINKAGE_MEMORY_LIMIT
 from etl.frames import row_dicts
-from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
+from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 from etl.resources import code_digest
 from etl.schema import drop_temp_tables, rows_digest
@@ -171,7 +171,9 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
              for r in scored if r["match_probability"] >= config.link_threshold
              and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
     edges += [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
-    links = link_persons(patients, edges)
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons(patients, edges, refused)
+    _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
     con.execute("DELETE FROM stage.patient_link")
     if links:
         mapped = pd.DataFrame([{"source_id": s, "source_patient_pseudonym": p, "patient_id": link.patient_id,
@@ -270,6 +272,39 @@ def _latest_decisions(con: duckdb.DuckDBPyConnection) -> Decisions:
     rows = con.execute("SELECT source_id_l, source_patient_pseudonym_l, source_id_r, source_patient_pseudonym_r, "
                        "decision FROM meta.link_decision ORDER BY decided_at").fetchall()
     return {_pair(*row[:4]): row[4] for row in rows}
+
+
+def _name(patient: tuple[str, str]) -> str:
+    return f"{patient[0]}:{patient[1]}"
+
+
+def unapplied_decisions(decisions: Decisions, links: dict[tuple[str, str], Link],
+                        refused: list[tuple[Edge, str]]) -> list[tuple[str, str]]:
+    """The reviewers' decisions this linkage could not apply, as (source, what and why): a link the
+    clustering refused, an unlink of two patients still one person (a shared EUPID, or links through
+    other patients), a decision on a patient the warehouse no longer holds."""
+    said = [(edge.left[0], f"the reviewer's link of {_name(edge.left)} and {_name(edge.right)} was not applied: "
+                           f"{why}, and a person has one EUPID and one patient per source")
+            for edge, why in refused]
+    for (a, b), decision in sorted(decisions.items()):
+        gone = [_name(p) for p in (a, b) if p not in links]
+        if gone:
+            said.append((a[0], f"the reviewer's {decision} of {_name(a)} and {_name(b)} was not applied: "
+                               f"{' and '.join(gone)} is not in the warehouse"))
+        elif decision == "unlink" and links[a].patient_id == links[b].patient_id:
+            said.append((a[0], f"the reviewer's unlink of {_name(a)} and {_name(b)} was not applied: they are still "
+                               "one person, through a shared EUPID or their links to other patients of that person "
+                               "(unlink those too, or ask the centre to correct the EUPID)"))
+    return said
+
+
+def _note_unapplied(con: duckdb.DuckDBPyConnection, run_id: str, unapplied: list[tuple[str, str]]) -> None:
+    """In the run's log and its notices (meta.source_notice, in the report): the reviewer learns it had no effect."""
+    for source_id, message in unapplied:
+        log.warning("linkage: %s", message)
+        notice = [run_id, source_id, f"linkage: {message}"]
+        con.execute("INSERT INTO meta.source_notice SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM meta.source_notice "
+                    "WHERE run_id = ? AND source_id = ? AND notice = ?)", notice * 2)
 
 
 # The stage columns linkage writes: a rule reading none of them judges the same rows before linkage as after.
