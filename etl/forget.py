@@ -16,9 +16,9 @@ once and never printed, logged or stored. Erasure is:
   and the reports (CSV query lists
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
   rebuilt);
-- `meta.erasure`, by pseudonym only, with the fingerprint of the key it was made under: harmonise
-  reads it and leaves the patient out of every later run while the centre's exports still hold
-  them (`drop_erased`), after `rtw rekey` too (`Erasures`).
+- `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
+  run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
+  pseudonym is checked under the key it was made under (`Erasures`).
 
 Gotcha: raw files hold the clear patient number, so they are matched by recomputing the pseudonym
 of each row's patient key; derived files only ever hold pseudonyms and patient ids.
@@ -150,8 +150,10 @@ def _kept_keys(key_file: Path) -> list[PseudonymKey]:
 
 
 def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
-    """The source's erasures (none when there is no warehouse or list yet). An erasure recorded without
-    its key (before the column existed) was made under the key in use when it was made."""
+    """The source's erasures (none when there is no warehouse or list yet), each under the key in use
+    when it was made: meta.key_fingerprint's latest key recorded by then. Forget and rekey both hold
+    the run lock, so an erasure is never made while the key changes. (No key recorded by then: a
+    warehouse older than the key guard, whose first guarded run recorded the key it had.)"""
     erasures = Erasures(source_id, {}, Home(warehouse.parent).key_file)
     if not warehouse.exists():
         return erasures
@@ -159,13 +161,11 @@ def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
     try:
         if not in_warehouse(con, "meta.erasure"):
             return erasures
-        recorded = "e.key_fingerprint" if con.execute(
-            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meta' AND table_name = 'erasure' "
-            "AND column_name = 'key_fingerprint'").fetchone() != (0,) else "NULL"
-        in_use = ("(SELECT k.fingerprint FROM meta.key_fingerprint k WHERE k.recorded_at <= e.erased_at "
-                  "ORDER BY k.recorded_at DESC LIMIT 1)") if in_warehouse(con, "meta.key_fingerprint") else "NULL"
-        rows = con.execute(f"SELECT coalesce({recorded}, {in_use}), e.source_patient_pseudonym FROM meta.erasure e "
-                           "WHERE e.source_id = ?", [source_id]).fetchall()
+        in_use = ("coalesce((SELECT k.fingerprint FROM meta.key_fingerprint k WHERE k.recorded_at <= e.erased_at "
+                  "ORDER BY k.recorded_at DESC LIMIT 1), (SELECT k.fingerprint FROM meta.key_fingerprint k "
+                  "ORDER BY k.recorded_at LIMIT 1))") if in_warehouse(con, "meta.key_fingerprint") else "NULL"
+        rows = con.execute(f"SELECT {in_use}, e.source_patient_pseudonym FROM meta.erasure e WHERE e.source_id = ?",
+                           [source_id]).fetchall()
     finally:
         con.close()
     for fingerprint, pseudonym in rows:
@@ -341,7 +341,7 @@ def _scrub_report_file(path: Path, marks: _Marks, needles: list[bytes]) -> str |
 # --- the warehouse -------------------------------------------------------------------------------
 
 def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
-                        started_at: datetime, fingerprint: str) -> tuple[int, _Marks]:
+                        started_at: datetime) -> tuple[int, _Marks]:
     prefix = f"{pseudonym}|"
     records = con.execute("SELECT source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
                           "AND starts_with(source_record_key, ?) GROUP BY 1", [source_id, prefix]).fetchall()
@@ -374,7 +374,7 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked),
                    tuple(p for p in person_ids if p in linked))
     _sweep(con, marks)
-    _record_erasure(con, source_id, pseudonym, run_id, fingerprint)
+    _record_erasure(con, source_id, pseudonym, run_id)
     _record_run(con, run_id, started_at, source_id,
                 f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)")
     return sum(int(n) for _, n in records), marks
@@ -388,10 +388,10 @@ def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetim
         run_id, started_at, datetime.now(UTC), [source_id], message, last[0] if last else None])
 
 
-def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
-                    fingerprint: str) -> None:
-    con.execute("INSERT INTO meta.erasure (source_id, source_patient_pseudonym, erased_at, run_id, key_fingerprint) "
-                "VALUES (?, ?, ?, ?, ?)", [source_id, pseudonym, datetime.now(UTC), run_id, fingerprint])
+def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str) -> None:
+    """After record_fingerprint: erased_at tells the key the pseudonym was made under (`erased_pseudonyms`)."""
+    con.execute("INSERT INTO meta.erasure (source_id, source_patient_pseudonym, erased_at, run_id) VALUES (?, ?, ?, ?)",
+                [source_id, pseudonym, datetime.now(UTC), run_id])
 
 
 def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
@@ -453,11 +453,11 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
                                   "(in landing/, or a held load), record the erasure ahead with --not-loaded")
             record_fingerprint(con, home.warehouse, run_id)  # the key the guard approved, or abort
             if not shas:  # nothing loaded to erase: harmonise keeps the patient out from the next run on
-                _record_erasure(con, source_id, pseudonym, run_id, key.fingerprint())
+                _record_erasure(con, source_id, pseudonym, run_id)
                 _record_run(con, run_id, started_at, source_id,
                             f"consent withdrawal: one patient of {source_id} not loaded yet, erasure recorded ahead")
                 return
-            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at, key.fingerprint())
+            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
             result.records_removed = removed
             marks_found.append(marks)
 

@@ -106,13 +106,11 @@ CREATE TABLE IF NOT EXISTS meta.run_note (
 
 -- One row per patient erased on withdrawal of consent (rtw forget), by keyed pseudonym only:
 -- harmonise leaves these patients out of every later run while the exports still hold them.
--- After rtw rekey a pseudonym is recognised under the key it was made under (its kept old key file).
 CREATE TABLE IF NOT EXISTS meta.erasure (
     source_id                   VARCHAR NOT NULL,
     source_patient_pseudonym    VARCHAR NOT NULL,
     erased_at                   TIMESTAMPTZ,
-    run_id                      VARCHAR,
-    key_fingerprint             VARCHAR        -- the key the pseudonym was made under (meta.key_fingerprint)
+    run_id                      VARCHAR
 );
 
 -- One row per reviewer decision on a pair of source patients (rtw link / rtw unlink), by keyed

@@ -110,8 +110,6 @@ def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: 
     if row and not approval.get("rotate"):
         raise KeyMismatch(f"run {run_id} was planned with a key (fingerprint {_short(fingerprint)}) other than "
                           f"the warehouse's ({_short(row[0])}); nothing was published")
-    if row:  # erasures name pseudonyms under the retiring key: harmonise checks them under it (etl/forget.py)
-        con.execute("UPDATE meta.erasure SET key_fingerprint = ? WHERE key_fingerprint IS NULL", [row[0]])
     con.execute("UPDATE meta.key_fingerprint SET retired_run_id = ? WHERE retired_run_id IS NULL", [run_id])
     con.execute("INSERT INTO meta.key_fingerprint VALUES (?, ?, ?, NULL)", [fingerprint, run_id, datetime.now(UTC)])
     if "decisions" in approval:  # rtw rekey found the reviewers' patients under both keys
