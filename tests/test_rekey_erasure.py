@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from typer.testing import CliRunner
+from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.cli import app
@@ -52,12 +53,8 @@ def _key(home: Home) -> PseudonymKey:
 
 
 def _loaded(home: Home, source_id: str) -> set[str]:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        return {p for (p,) in con.execute("SELECT DISTINCT source_patient_pseudonym FROM stage.patient_source "
-                                          "WHERE source_id = ?", [source_id]).fetchall()}
-    finally:
-        con.close()
+    return {p for (p,) in query_rows(home, "SELECT DISTINCT source_patient_pseudonym FROM stage.patient_source "
+                                           "WHERE source_id = ?", [source_id])}
 
 
 def _registry_patient(home: Home) -> str:
@@ -122,12 +119,8 @@ def _truth(home: Home, key: PseudonymKey) -> dict[tuple[str, str], str]:
 
 def _persons(home: Home) -> dict[tuple[str, str], tuple[str, str]]:
     """(source, pseudonym) -> (person, link method)."""
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        rows = con.execute("SELECT source_id, source_patient_pseudonym, patient_id, link_method "
-                           "FROM stage.patient_link").fetchall()
-    finally:
-        con.close()
+    rows = query_rows(home, "SELECT source_id, source_patient_pseudonym, patient_id, link_method "
+                            "FROM stage.patient_link")
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
@@ -178,10 +171,6 @@ def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(built: H
            for p in (first, second)]
     persons = _persons(home)
     assert persons[new[0]] == persons[new[1]] and persons[new[0]][1] == "clerical"
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        decisions = con.execute("SELECT source_id_l, source_patient_pseudonym_l, source_id_r, "
-                                "source_patient_pseudonym_r, decision, note FROM meta.link_decision").fetchall()
-    finally:
-        con.close()
+    decisions = query_rows(home, "SELECT source_id_l, source_patient_pseudonym_l, source_id_r, "
+                                 "source_patient_pseudonym_r, decision, note FROM meta.link_decision")
     assert decisions == [(*new[0], *new[1], "link", "one child, per the centres")]
