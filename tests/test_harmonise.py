@@ -248,3 +248,23 @@ def test_the_patient_s_own_number_never_leaves_harmonise_in_a_value_a_message_or
     keys = set(result.records.source_record_key)
     assert any(k.endswith("|REG[" + k.split("|")[0] + "-1]") for k in keys)  # the number, replaced by the pseudonym
     assert any(k.endswith("|REG[9]") for k in keys)  # a key with "|": pseudonymised whole
+
+
+def test_a_code_list_translates_and_the_declared_type_then_reads_the_translated_value():
+    # A registry writing its own diagnosis codes: NB01 is neuroblastoma, ICD-O-3 9500/3.
+    mapping = _with(tables={"diagnosis": {"from": "REG", "fields": {
+        "diagnosis_date": {"column": "diag", "type": "date", "codes": {"NEU": "17/03/2015"}},
+        "icdo3_morphology": {"column": "morph", "type": "icdo3_histology", "codes": {"NB01": "9500/3"}},
+        "icdo3_behaviour": {"column": "morph", "type": "icdo3_behaviour", "codes": {"NB01": "9500/3"}},
+        "icdo3_topography": {"column": "topo", "type": "icdo3_topography", "codes": {"ADR": "C740"}},
+        "tumour_size_mm": {"column": "size", "type": "decimal", "scale": 10, "codes": {"GROSS": "4,5", "KLEIN": 1}},
+        "event_type": {"column": "sex", "codes": {"1": "Initial", "2": "Initial"}, "case": "lower"}}}})
+    rows = [{**CLEAN, "diag": "NEU", "morph": "NB01", "topo": "ADR", "size": "GROSS"},
+            {**CLEAN, "rid": "2", "diag": "NEU", "morph": "NB01", "topo": "ADR", "size": "klein"}]
+    result = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1")
+    assert result.rejections.empty
+    diagnosis = result.tables["diagnosis"].iloc[0]
+    assert (diagnosis["icdo3_morphology"], diagnosis["icdo3_behaviour"]) == ("9500", "3")
+    assert diagnosis["icdo3_topography"] == "C74.0" and diagnosis["event_type"] == "initial"
+    assert diagnosis["diagnosis_date"] == date(2015, 3, 17)
+    assert result.tables["diagnosis"].tumour_size_mm.tolist() == [45.0, 10.0]

@@ -258,3 +258,24 @@ def test_a_delivery_names_its_drop_zone_and_never_its_credentials(tmp_path):
         _extra(tmp_path, "delivery: {url: '/mnt/drop', endpoint_url: 'http://x'}\n"))
     assert "delivery.unzipp: unknown key; allowed here: url, connection" in _refused(
         _extra(tmp_path, "delivery: {url: '/mnt/drop', unzipp: true}\n"))
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("icdo3_morphology: {column: d, type: icdo3_histology, codes: {NB01: '9500/3', NB02: neuroblastoma}}",
+     "tables.diagnosis.fields.icdo3_morphology.codes: code 'NB02' maps to 'neuroblastoma', which type "
+     "icdo3_histology cannot read"),
+    ("tumour_size_mm: {column: d, type: decimal, codes: {G: big}}",
+     "tables.diagnosis.fields.tumour_size_mm.codes: code 'G' maps to 'big'"),
+    ("tumour_size_mm: {column: d, scale: 10}",
+     "tables.diagnosis.fields.tumour_size_mm: scale is read with type decimal only (this field's type: text)"),
+    ("icdo3_morphology: {column: d, format: '%Y'}", "format is read with type date only"),
+])
+def test_a_code_list_or_key_the_field_s_type_cannot_use_is_refused_naming_the_field(tmp_path, field, expected):
+    assert expected in _refused(_write(tmp_path, f"  diagnosis:\n    from: REG\n    fields:\n      {field}\n"))
+
+
+def test_a_code_list_value_of_the_declared_type_loads(tmp_path):
+    mapping = load_mapping(_write(tmp_path, "  diagnosis:\n    from: REG\n    fields:\n"
+                                            "      icdo3_morphology: {column: d, type: icdo3_histology, "
+                                            "codes: {NB01: '9500/3', X: null}}\n"))
+    assert mapping.tables["diagnosis"].fields["icdo3_morphology"].codes == {"NB01": "9500/3", "X": None}

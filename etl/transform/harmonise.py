@@ -163,11 +163,30 @@ class _Engine:
         return None if raw in self.nulls else raw
 
     def convert(self, spec: FieldSpec, raw: str) -> Any:
-        if spec.codes is not None:
-            value: Any = map_code(raw, spec.codes)
-            if spec.type == "boolean" and not isinstance(value, bool):
-                raise ValueRejected(f"code '{raw}' maps to {value!r}, not true/false")
+        if spec.codes is None:
+            return self.typed(spec, raw)
+        return self.translated(spec, raw, map_code(raw, spec.codes))
+
+    def translated(self, spec: FieldSpec, code: str, value: Any) -> Any:
+        """A code list's value read as the field's type: the code is translated, then typed
+        (`{type: icdo3_histology, codes: {NB01: "9500/3"}}` gives 9500). Loading a mapping checks
+        every value of its code lists this way, so a value the type cannot read is refused there."""
+        if value is None or (spec.type == "boolean" and isinstance(value, bool)):
             return value
+        if spec.type == "text":
+            return self._case(spec, value) if isinstance(value, str) else value
+        if spec.type in ("integer", "decimal") and isinstance(value, int | float) and not isinstance(value, bool):
+            if spec.type == "integer" and not float(value).is_integer():
+                raise ValueRejected(f"code '{code}' maps to {value!r}, not a whole number")
+            number = int(value) if spec.type == "integer" else float(value)
+            return number * spec.scale if spec.scale is not None and spec.type == "decimal" else number
+        try:
+            return self.typed(spec, str(value))
+        except (ValueRejected, icdo3.IcdO3Error) as exc:
+            raise ValueRejected(f"code '{code}' maps to {value!r}, which type {spec.type} cannot read: {exc}") from None
+
+    def typed(self, spec: FieldSpec, raw: str) -> Any:
+        """The raw text read as the field's type (its case, scale, date formats and decimal mark applied)."""
         kind = spec.type
         if kind == "date":
             formats = self._formats.get(id(spec))
@@ -423,6 +442,22 @@ def birth_tokens(key: PseudonymKey, birth: PartialDate | None) -> dict[str, str 
     swapped = day.replace(month=day.day, day=day.month) if day.day <= 12 and day.day != day.month else None
     return {"birth_token": key.digest("birth", day.isoformat()),
             "birth_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
+
+
+def code_list_problems(mapping: SourceMapping) -> list[str]:
+    """'<key path>.codes: code 'X' maps to ...' for each code list value its field's type cannot read:
+    a mapping error, refused when the mapping loads rather than quarantining every record."""
+    engine = _Engine(mapping, PseudonymKey(b"rtw-mapping"), "mapping")  # no pseudonym is made
+    specs = [("patient", mapping.patient.fields), *((f"tables.{t}", s.fields) for t, s in mapping.tables.items())]
+    problems = []
+    for where, fields in specs:
+        for name, spec in fields.items():
+            for code, value in (spec.codes or {}).items():
+                try:
+                    engine.translated(spec, code, value)
+                except ValueRejected as exc:
+                    problems.append(f"{where}.fields.{name}.codes: {exc}")
+    return problems
 
 
 def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],

@@ -99,8 +99,9 @@ class FieldSpec(_Strict):
     template: str | None = Field(None, description="text built from columns, e.g. '{GENE}::{PARTNER}'")
     type: FieldType = Field("text", description="how the raw text is read: text, date, integer, decimal, boolean, "
                                                 "list, icdo3_histology, icdo3_behaviour, icdo3_topography")
-    codes: dict[str, Any] | None = Field(None, description="code list: source code -> harmonised value; an "
-                                                           "unlisted code quarantines the record")
+    codes: dict[str, Any] | None = Field(None, description="code list: source code -> harmonised value, then "
+                                                           "read as the field's type; an unlisted code "
+                                                           "quarantines the record")
     case: Literal["upper", "lower"] | None = Field(None, description="change the case of a text value")
     format: DateFormats | None = Field(
         None, description="date format(s) overriding the source's date_format; a list is tried in order")
@@ -129,6 +130,10 @@ class FieldSpec(_Strict):
             raise ValueError("ref needs key: the local record key template of the referenced record")
         if self.type == "list" and not self.separator:
             raise ValueError("type list needs separator")
+        # A key the type does not use would be silently ignored: refused instead.
+        for key, types in (("scale", ("decimal",)), ("format", ("date",)), ("separator", ("list",))):
+            if getattr(self, key) is not None and self.type not in types:
+                raise ValueError(f"{key} is read with type {' or '.join(types)} only (this field's type: {self.type})")
         return self
 
     def columns(self) -> set[str]:
@@ -545,10 +550,24 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
                                    f"'{fspec.ref}' is not a table of this mapping")
 
 
+def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
+    """Every value of a typed field's code list reads as that type (codes are translated, then typed)."""
+    if not any(spec.codes and spec.type != "text"
+               for fields in (mapping.patient.fields, *(t.fields for t in mapping.tables.values()))
+               for spec in fields.values()):
+        return
+    from etl.transform.harmonise import code_list_problems  # harmonise imports this module
+
+    problems = code_list_problems(mapping)
+    if problems:
+        raise MappingError(f"{path}: {problems[0]}")
+
+
 def load_mapping(path: Path) -> SourceMapping:
     """Read and validate one mapping file."""
     mapping = _mapping_of(path, path.read_text(encoding="utf-8"))
     _check_against_core(mapping, path)
+    _check_code_lists(mapping, path)
     _check_templates(mapping, path)
     _check_quality(mapping, path)  # against the rule catalogue as it is now
     return mapping
