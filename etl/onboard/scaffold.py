@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,11 @@ _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "country": re.compile(r"country|pays|paese|nazione|^land$", re.IGNORECASE),
     "eupid": re.compile(r"eupid", re.IGNORECASE),
 }
-_SEX_WORDS = {"male": ("m", "h", "1", "male", "man", "homme", "masculin", "maschio", "mannlich", "männlich"),
-              "female": ("f", "w", "2", "female", "woman", "femme", "feminin", "féminin", "femmina", "weiblich"),
-              "unknown": ("u", "9", "unknown", "nk", "unk", "inconnu", "sconosciuto", "unbekannt")}
+_SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
+                       "männlich"),
+              "female": ("f", "w", "2", "female", "woman", "femme", "mujer", "feminin", "féminin", "femenino",
+                         "femmina", "weiblich"),
+              "unknown": ("u", "9", "unknown", "nk", "unk", "inconnu", "sconosciuto", "unbekannt", "desconocido")}
 # Year-first formats also read their truncations (2019-05, 2019), so those need no format of their own.
 _TRUNCATIONS = {"%Y-%m-%d": ("%Y-%m", "%Y"), "%Y/%m/%d": ("%Y",), "%Y%m%d": ("%Y",)}
 _READABLE = {"%Y-%m-%dT%H:%M:%S": "%Y-%m-%d"}  # the parser reads dates only; the time part is not kept
@@ -249,26 +252,41 @@ def _main_date_format(record_sets: Iterable[RecordSetProfile]) -> str | None:
     return max(votes, key=lambda f: votes[f]) if votes else None
 
 
-def _sex_code(code: str, decode: str | None) -> str:
-    for word in (decode, code):
-        if word is None:
-            continue
-        folded = word.strip().casefold()
-        for target, words in _SEX_WORDS.items():
-            if folded in words:
-                return target
-    return "TODO"
+def _letter_m(letters: set[str]) -> str:
+    """M is male in English, German (männlich) and French (masculin), but mujer (female) in Spanish:
+    only the column's other codes tell (H/M: hombre/mujer; M/F, M/W: male/female)."""
+    spanish, other = "h" in letters, bool(letters & {"f", "w"})
+    return "female" if spanish and not other else "male" if other and not spanish else "TODO"
+
+
+def _sex_word(word: str, letters: set[str]) -> str | None:
+    folded = word.strip().casefold()
+    if folded == "m":
+        return _letter_m(letters)
+    return next((target for target, words in _SEX_WORDS.items() if folded in words), None)
+
+
+def sex_values(pairs: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """(code, decode) -> (code, warehouse sex or TODO). Two codes never get the same value: both are
+    left TODO, as is a code whose meaning depends on the language (M)."""
+    letters = {w.strip().casefold() for pair in pairs for w in pair if w is not None}
+    found = []
+    for code, decode in pairs:
+        words = [w for w in (decode, code) if w is not None]
+        found.append((code, next((v for v in (_sex_word(w, letters) for w in words) if v is not None), "TODO")))
+    taken = Counter(value for _, value in found)
+    return [(code, value if taken[value] == 1 else "TODO") for code, value in found]
 
 
 def _codes(column: ColumnProfile, *, sex: bool = False) -> tuple[str, int]:
     """The flow mapping of a column's codes, and how many codes seen in the data are left out (rare)."""
     if column.code_list:
-        pairs = [(code, _sex_code(code, decode) if sex else (decode or code))
-                 for code, decode in column.code_list.items()]
+        listed = list(column.code_list.items())
+        pairs = sex_values(listed) if sex else [(code, decode or code) for code, decode in listed]
         left_out = 0
     else:
         shown = frequent(column.top_values)
-        pairs = [(code, _sex_code(code, None) if sex else code) for code in shown]
+        pairs = sex_values([(code, None) for code in shown]) if sex else [(code, code) for code in shown]
         left_out = column.distinct - len(shown)
     return "{" + ", ".join(f"{_q(code)}: {_q(value)}" for code, value in pairs) + "}", left_out
 
