@@ -32,3 +32,41 @@ def test_two_codes_are_never_drafted_to_the_same_sex():
     assert sex_values([("1", "Male"), ("M", None), ("F", None)]) == [("1", "TODO"), ("M", "TODO"), ("F", "female")]
     assert sex_values([("H", None), ("M", None), ("F", None)]) == [("H", "male"), ("M", "TODO"), ("F", "female")]
     assert sex_values([("V", "hombre"), ("M", "mujer")]) == [("V", "male"), ("M", "female")]
+
+
+def _visits(key: str = "Kennung") -> pd.DataFrame:
+    """A small registry's follow-up: 12 patients × 6 visits, each patient number seen 6 times."""
+    return pd.DataFrame({key: [f"KR-{1000 + p}" for p in range(12) for _ in range(6)],
+                         "Besuch": [str(v) for _ in range(12) for v in range(1, 7)],
+                         "Status": ["L", "L", "V", "L", "L", "L"] * 12,
+                         "Klinik": [f"DE-{k:02d}" for k in (1, 1, 2, 2, 3, 3) for _ in range(12)]})
+
+
+def test_patient_numbers_and_names_are_hidden_by_their_name_in_european_languages():
+    for name in ("Pat_Nr", "PatNr", "pat_no", "nombre", "apellido1", "apellido2", "Vorname", "Nachname",
+                 "prénom", "cognome", "achternaam", "voornaam", "DNI"):
+        shown = profile_column(name, pd.Series(["KR-1000"] * 6 + ["Hugo"] * 6 + ["Ana"] * 5))
+        assert shown.top_values == () and shown.hidden_reason == "identifier-like name", name
+    assert profile_column("provincia", pd.Series(["Sevilla"] * 6 + ["Madrid"] * 5)).top_values
+
+
+def test_a_patient_number_repeated_per_visit_is_hidden_and_never_drafted_as_codes(tmp_path):
+    from etl.onboard.profile import profile_record_set
+    from etl.onboard.scaffold import draft_mapping
+
+    frame = _visits()
+    profile = profile_record_set("Verlauf", frame)
+    by_name = {c.name: c for c in profile.columns}
+    assert by_name["Kennung"].top_values == ()
+    assert by_name["Kennung"].hidden_reason == "numbers the records of each patient"
+    assert by_name["Klinik"].top_values and by_name["Status"].top_values  # centres and codes stay shown
+    spec, note = field_line(by_name["Kennung"], None, True)
+    assert "KR-1" not in spec + note and "codes" not in spec
+    # The same through a whole draft, the patient number named Pat_Nr: no value of it anywhere.
+    path = tmp_path / "KR_Verlauf_20261101.csv"
+    _visits("Pat_Nr").to_csv(path, sep=";", index=False)
+    from etl.onboard.scaffold import read_sources
+
+    draft = draft_mapping(read_sources([path]))
+    assert "KR-1" not in draft.text
+    assert 'patient_key: "Pat_Nr"' in draft.text

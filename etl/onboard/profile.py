@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -36,13 +36,14 @@ _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
 _IDENTIFYING = re.compile(
     r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
     r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
-    r"(?<![a-z])historia(?:_?cl|$)|name|nom\b|nome|cognome|vorname|initial|birth|brth|dob\b|nascita|naiss|geburt|"
+    r"(?<![a-z])historia(?:_?cl|$)|(?<![a-z])pat_?(?:nr|no|num)|(?<![a-z])dni(?![a-z])|codice_?fiscale|"
+    r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|"
     r"address|email|phone|tel\b",
     re.IGNORECASE)
 # Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
 _IDENTIFYING_LABEL = re.compile(
     r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
-    r"\bnom\b|nascita|geburt|eupid|unified patient",
+    r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|eupid|unified patient",
     re.IGNORECASE)
 # A patient or record number: letters and digits, a digit among them, with a letter or cut by - _ / .
 # ("ILTB-00012", "01-0001"); plain numbers are measurements as often.
@@ -302,12 +303,48 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         code_list=info.codes if info else None)
 
 
+def _numbering(column: ColumnProfile, values: pd.Series) -> bool:
+    """Whether a column's shown values are shaped like patient or case numbers (ILTB-00012, 100037)."""
+    shown = [v.value for v in column.top_values]
+    return len(shown) >= 2 and all(_NUMBER_SHAPED.fullmatch(v) or (_INTEGER.fullmatch(v) and len(v) >= 3)
+                                   for v in shown)
+
+
+def numbers_records(frame: pd.DataFrame, column: str, others: Iterable[str]) -> bool:
+    """Whether a repeating column, with another column of no more distinct values (a visit number),
+    identifies each row: the values then number patients (12 patients × 6 visits), however few."""
+    values = frame[column].astype("string").fillna("").str.strip()
+    filled = values != ""
+    distinct = values[filled].nunique()
+    if distinct == 0 or distinct == int(filled.sum()):
+        return False
+    for other in others:
+        second = frame[other].astype("string").fillna("").str.strip()
+        both = filled & (second != "")
+        if int(both.sum()) < int(filled.sum()) * 0.9 or second[both].nunique() > distinct:
+            continue
+        if not pd.DataFrame({"a": values[both], "b": second[both]}).duplicated().any():
+            return True
+    return False
+
+
 def profile_record_set(name: str, frame: pd.DataFrame,
                        infos: Mapping[str, ColumnInfo] | None = None) -> RecordSetProfile:
-    """Profile every data column of one record set (lineage columns are left out)."""
+    """Profile every data column of one record set (lineage columns are left out).
+
+    A column is judged with its record set too: number-like values that, with a visit or sequence
+    column, identify each row number the patients (or their cases), and are hidden however often
+    each repeats; a small registry's patient numbers stay below the "many number-like values" count.
+    """
     infos = infos or {}
-    columns = tuple(profile_column(c, frame[c], infos.get(c)) for c in data_columns(frame))
-    return RecordSetProfile(name, len(frame), columns)
+    names = data_columns(frame)
+    columns = [profile_column(c, frame[c], infos.get(c)) for c in names]
+    for i, column in enumerate(columns):
+        if not column.hidden_reason and _numbering(column, frame[column.name]) and numbers_records(
+                frame, column.name, [c for c in names if c != column.name]):
+            columns[i] = replace(column, top_values=(), masked_values=column.distinct,
+                                 hidden_reason="numbers the records of each patient")
+    return RecordSetProfile(name, len(frame), tuple(columns))
 
 
 def profile_file(read: FileRead) -> FileProfile:

@@ -26,7 +26,7 @@ from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSet
 from etl.onboard.reading import FileRead, FormatDetails, data_columns
 
 _DATE_RUN = re.compile(r"[_\-. ]?\d{6,}")  # an export date or timestamp in a file name
-_PATIENT_KEY = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|patnr", re.IGNORECASE)
+_PATIENT_KEY = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr", re.IGNORECASE)
 _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst", re.IGNORECASE),
@@ -313,6 +313,8 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
             notes.append(column.detail)
     elif column.kind == "code" and _RECORD_NO.search(column.name) and column.code_list is None:
         parts.append("type: integer")  # a sequence number: it numbers records, it codes nothing
+    elif column.is_identifying and column.code_list is None:
+        notes.append(f"values not shown ({column.hidden_reason})")  # never copied into a code list
     elif column.kind == "code":
         codes, left_out = _codes(column, sex=sex)
         parts.append(f"codes: {codes}")
