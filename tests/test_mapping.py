@@ -279,3 +279,14 @@ def test_a_code_list_value_of_the_declared_type_loads(tmp_path):
                                             "      icdo3_morphology: {column: d, type: icdo3_histology, "
                                             "codes: {NB01: '9500/3', X: null}}\n"))
     assert mapping.tables["diagnosis"].fields["icdo3_morphology"].codes == {"NB01": "9500/3", "X": None}
+
+
+def test_a_key_given_twice_is_refused_naming_the_key_and_its_lines(tmp_path):
+    path = _write(tmp_path, FOLLOW_UP)
+    # A draft's `fields:` written twice: the fields uncommented under the first would be dropped.
+    path.write_text(path.read_text().replace("  fields:\n    sex:", "  fields: {}\n  fields:\n    sex:"))
+    message = _refused(path)
+    assert "patient.fields: given twice (lines 10 and 11)" in message
+    path.write_text(_write(tmp_path, FOLLOW_UP).read_text().replace(
+        "{1: male, 2: female}", "{1: male, 2: female, '1': unknown}"))
+    assert "patient.fields.sex.codes.1: given twice (lines 11 and 11)" in _refused(path)

@@ -70,3 +70,21 @@ def test_a_patient_number_repeated_per_visit_is_hidden_and_never_drafted_as_code
     draft = draft_mapping(read_sources([path]))
     assert "KR-1" not in draft.text
     assert 'patient_key: "Pat_Nr"' in draft.text
+
+
+def test_a_draft_without_patient_fields_has_no_key_twice_and_check_points_at_a_repeated_key(tmp_path):
+    from etl.onboard.check import mapping_findings
+    from etl.onboard.scaffold import draft_mapping, read_sources
+    from etl.transform.mapping import repeated_key
+
+    path = tmp_path / "KR_Befund_20261101.csv"
+    pd.DataFrame({"Pat_Nr": [f"KR-{i}" for i in range(8)], "Befund": ["A", "B"] * 4}).to_csv(path, index=False)
+    draft = draft_mapping(read_sources([path]))
+    assert "  fields: {}" in draft.text and draft.text.count("\n  fields:") == 1
+    assert repeated_key(yaml.compose(draft.text)) is None
+    mapping = tmp_path / "kr_befund.yaml"
+    mapping.write_text(draft.text.replace("  fields: {}", "  fields: {}\n  fields:\n    country: {const: DE}"))
+    first = mapping.read_text().splitlines().index("  fields: {}") + 1
+    _, findings = mapping_findings(mapping)
+    assert [(f.where, f.message.split(";")[0]) for f in findings] == [
+        (f"{mapping}, line {first + 1}", f"patient.fields: given twice (lines {first} and {first + 1})")]

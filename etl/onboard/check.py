@@ -39,6 +39,7 @@ from etl.transform.mapping import (
     SourceMapping,
     fill_template,
     load_mapping,
+    repeated_key,
     template_fields,
 )
 
@@ -92,6 +93,11 @@ def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Finding("error", f"{path}, line {line}", f"not valid YAML: {problem}")]
+    repeated = repeated_key(root)
+    if repeated is not None:  # YAML would keep the last silently: point at the second
+        key, first, second = repeated
+        return None, [Finding("error", f"{path}, line {second}", f"{key}: given twice (lines {first} and "
+                              f"{second}); YAML would keep only the last, ignoring the first: give the key once")]
     raw = yaml.safe_load(text)
     findings: list[Finding] = []
     if isinstance(raw, dict):

@@ -356,8 +356,8 @@ def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str
         lines.append(f"    {core_field}: {spec}  # TODO: check{'; ' + note if note else ''}")
         todos += 1
         chosen += 1
-    if not chosen:
-        lines[-1] = "  fields: {}"
+    if not chosen:  # `fields:` with nothing under it is null: an empty mapping until one is uncommented
+        lines[2] = "  fields: {}  # TODO: replace {} by the fields below once you uncomment one"
     return lines, todos
 
 

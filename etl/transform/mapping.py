@@ -573,15 +573,42 @@ def load_mapping(path: Path) -> SourceMapping:
     return mapping
 
 
+def repeated_key(node: yaml.Node | None, path: tuple[str, ...] = ()) -> tuple[str, int, int] | None:
+    """The first key given twice in one mapping of a YAML node tree: (key path, its lines, 1-based).
+    YAML keeps the last silently, so a field uncommented under a second `fields:` would be lost."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                continue
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                return ".".join((*path, key.value)), seen[key.value], line
+            seen[key.value] = line
+            found = repeated_key(value, (*path, key.value))
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            if (found := repeated_key(item, (*path, str(i)))) is not None:
+                return found
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def _mapping_of(path: Path, text: str) -> SourceMapping:
     """The mapping a file's text gives, parsed and validated once per process: a run reads each mapping
     several times (planning, extraction, harmonising, validation), and a mapping is frozen."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when present: 10x faster than pure Python
     try:
-        # libyaml's loader when present: 10x faster than pure Python
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        repeated = repeated_key(yaml.compose(text, Loader=loader))
+        raw = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from None
+    if repeated is not None:
+        key, first, second = repeated
+        raise MappingError(f"{path}: {key}: given twice (lines {first} and {second}); YAML would keep only "
+                           "the last, ignoring the first: give the key once")
     if not isinstance(raw, dict):
         raise MappingError(f"{path}: expected a mapping of keys at the top level")
     try:
