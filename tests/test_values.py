@@ -1,3 +1,4 @@
+import re
 from datetime import date
 
 import pytest
@@ -74,6 +75,12 @@ def test_numbers_respect_the_decimal_mark():
     assert parse_decimal("0.25") == 0.25
     with pytest.raises(ValueRejected, match="decimal mark ','"):
         parse_decimal("1.234,5", ",")
+    for thousands in ("1.200", "0.5", "1.200.000"):  # a thousands separator, or another notation: never guessed
+        expected = rf"'{re.escape(thousands)}' is not a number written with decimal mark ','"
+        with pytest.raises(ValueRejected, match=expected):
+            parse_decimal(thousands, ",")
+    with pytest.raises(ValueRejected, match=r"decimal mark '\.'"):
+        parse_decimal("1,200")
     assert parse_integer(" 3 ") == 3
     with pytest.raises(ValueRejected, match="not a whole number"):
         parse_integer("3.5")

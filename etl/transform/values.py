@@ -180,9 +180,12 @@ def map_code(text: str, codes: dict[str, object], *, case_sensitive: bool = Fals
 def parse_decimal(text: str, decimal_mark: str = ".") -> float:
     """'4,5' with a decimal comma -> 4.5; thousands separators are not accepted (ambiguous)."""
     raw = text.strip()
+    # In a decimal-comma source `1.200` is more likely 1200 than 1.2: any other mark is refused.
+    other = "," if decimal_mark == "." else "."
     candidate = raw.replace(decimal_mark, ".") if decimal_mark != "." else raw
-    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
-        raise ValueRejected(f"'{text}' is not a number written with decimal mark '{decimal_mark}'")
+    if other in raw or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
+        raise ValueRejected(f"'{text}' is not a number written with decimal mark '{decimal_mark}' "
+                            "(thousands separators are not read)")
     return float(candidate)
 
 
