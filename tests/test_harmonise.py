@@ -268,3 +268,17 @@ def test_a_code_list_translates_and_the_declared_type_then_reads_the_translated_
     assert diagnosis["icdo3_topography"] == "C74.0" and diagnosis["event_type"] == "initial"
     assert diagnosis["diagnosis_date"] == date(2015, 3, 17)
     assert result.tables["diagnosis"].tumour_size_mm.tolist() == [45.0, 10.0]
+
+
+@pytest.mark.parametrize("given", [{"options": {"decimal": ","}}, {"csv": {"decimal": ","}}, {"decimal": ","},
+                                   {"options": {"decimal": ","}, "decimal": ","}])
+def test_the_decimal_mark_is_read_from_options_csv_or_decimal(given):
+    plain = {k: v for k, v in MAPPING.model_dump(by_alias=True, exclude_none=True).items() if k != "decimal"}
+    mapping = SourceMapping.model_validate({**plain, **given})
+    result = harmonise_source(mapping, {"REG": _frame([CLEAN])}, KEY, "run-1")
+    assert result.rejections.empty and result.tables["diagnosis"].iloc[0]["tumour_size_mm"] == 45.0
+
+
+def test_two_different_decimal_marks_are_refused():
+    with pytest.raises(ValueError, match=r"decimal: '\.' but the reader's options give decimal ','"):
+        _with(decimal=".", options={"decimal": ","})

@@ -145,7 +145,7 @@ class _Engine:
         self.mapping, self.key, self.run_id = mapping, key, run_id
         self.nulls = set(mapping.null_values)
         self.unknown_parts = tuple(p.upper() for p in mapping.unknown_date_parts)
-        self.decimal = mapping.csv.decimal or mapping.decimal
+        self.decimal = mapping.decimal_mark()
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
         self.birth_of: dict[str, PartialDate] = {}  # by source pseudonym: the birth date linkage tokens

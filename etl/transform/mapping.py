@@ -414,6 +414,9 @@ class SourceMapping(_Strict):
                     message = f"unknown option of format {self.format}; allowed: {', '.join(_keys_of(adapter.Options))}"
                 problems.append(f"options.{key}: {message}")
             raise ValueError("; ".join(problems)) from None
+        if "decimal" in self.model_fields_set and self.decimal_mark() != self.decimal:
+            raise ValueError(f"decimal: '{self.decimal}' but the reader's options give decimal "
+                             f"'{self.decimal_mark()}'; give one decimal mark")
         if self.record_set_from_file and "(?P<record_set>" not in self.record_set_from_file:
             raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
         return self
@@ -438,6 +441,12 @@ class SourceMapping(_Strict):
 
     def is_ignored(self, record_set: str) -> bool:
         return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in self.ignore)
+
+    def decimal_mark(self) -> str:
+        """The mark numbers are read with: the reader's `decimal` option (`options:`, or its older
+        spelling `csv:`; options: wins as in the reader), else the top-level `decimal:`."""
+        given = self.options.get("decimal") or self.csv.decimal
+        return str(given) if given else self.decimal
 
     def record_key_for(self, record_set: str) -> str:
         return self.record_keys.get(record_set, self.record_key)
