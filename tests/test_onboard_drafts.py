@@ -88,3 +88,23 @@ def test_a_draft_without_patient_fields_has_no_key_twice_and_check_points_at_a_r
     _, findings = mapping_findings(mapping)
     assert [(f.where, f.message.split(";")[0]) for f in findings] == [
         (f"{mapping}, line {first + 1}", f"patient.fields: given twice (lines {first} and {first + 1})")]
+
+
+def test_date_times_are_profiled_drafted_checked_and_read_alike():
+    from etl.onboard.check import check_record_sets
+    from etl.transform.mapping import SourceMapping
+
+    stamps = pd.Series([f"2021-03-{d:02d}T14:30:00" for d in range(1, 21)])
+    column = profile_column("Datum", stamps)
+    assert column.kind == "date" and column.date_patterns[0].pattern == "%Y-%m-%dT%H:%M:%S"
+    spec, _ = field_line(column, None, True)
+    assert yaml.safe_load(spec) == {"column": "Datum", "type": "date", "format": "%Y-%m-%d"}
+    frame = pd.DataFrame({"pid": [f"P{i}" for i in range(20)], "Datum": stamps, "source_file": "v.csv",
+                          "_line": range(2, 22)})
+    for declared in ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):  # what scaffold drafts, and what profile reports
+        mapping = SourceMapping.model_validate({
+            "source_id": "dt", "title": "t", "format": "csv", "files": "*.csv", "record_set": "V",
+            "patient_key": "pid", "record_key": "V[{pid}]", "patient": {"from": "V", "fields": {}},
+            "tables": {"follow_up": {"from": "V", "fields": {
+                "contact_date": {"column": "Datum", "type": "date", "format": declared}}}}})
+        assert check_record_sets(mapping, {"V": frame}) == [], declared

@@ -7,6 +7,7 @@ from etl.transform.values import (
     PartialDate,
     ValueRejected,
     age_days,
+    check_date_format,
     map_code,
     parse_date,
     parse_decimal,
@@ -84,3 +85,16 @@ def test_numbers_respect_the_decimal_mark():
     assert parse_integer(" 3 ") == 3
     with pytest.raises(ValueRejected, match="not a whole number"):
         parse_integer("3.5")
+
+
+def test_a_date_time_gives_its_date_under_a_year_first_format_or_with_time_directives():
+    day = PartialDate(date(2021, 3, 4), "day")
+    for text in ("2021-03-04T14:30:00", "2021-03-04 14:30", "2021-03-04T14:30:00.250+01:00", "2021-03-04"):
+        assert parse_date(text, "%Y-%m-%d") == day, text
+    assert parse_date("2021-03-04T14:30:00", "%Y-%m-%dT%H:%M:%S") == day
+    assert parse_date("04.03.2021 14:30", "%d.%m.%Y %H:%M") == day
+    assert check_date_format("%Y-%m-%dT%H:%M:%S") == "%Y-%m-%dT%H:%M:%S"
+    with pytest.raises(ValueRejected, match=r"not a date written dd\.mm\.yyyy"):
+        parse_date("04.03.2021 14:30", "%d.%m.%Y")  # a day-first format says where its time is
+    with pytest.raises(ValueRejected):
+        parse_date("2021-03T14:30", "%Y-%m-%d")  # a time after a month is no ISO date-time

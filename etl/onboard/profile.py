@@ -123,7 +123,11 @@ def _part(name: str, digits: str) -> str:
 _D, _M, _Y = _part("d", r"\d{1,2}"), _part("m", r"\d{1,2}"), r"(?P<Y>\d{4})"
 _D2, _M2 = _part("d", r"\d{2}"), _part("m", r"\d{2}")
 _DATE_LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((fmt, re.compile(regex)) for fmt, regex in (
-    ("%Y-%m-%dT%H:%M:%S", rf"{_Y}-{_M2}-{_D2}[T ]\d{{2}}:\d{{2}}(:\d{{2}}(\.\d+)?)?"),
+    # Date-times as adapters and exports write them; a date field reads their date (see scaffold).
+    ("%Y-%m-%dT%H:%M:%S", rf"{_Y}-{_M2}-{_D2}T\d{{2}}:\d{{2}}:\d{{2}}(\.\d+)?"),
+    ("%Y-%m-%d %H:%M:%S", rf"{_Y}-{_M2}-{_D2} \d{{2}}:\d{{2}}:\d{{2}}(\.\d+)?"),
+    ("%Y-%m-%dT%H:%M", rf"{_Y}-{_M2}-{_D2}T\d{{2}}:\d{{2}}"),
+    ("%Y-%m-%d %H:%M", rf"{_Y}-{_M2}-{_D2} \d{{2}}:\d{{2}}"),
     ("%Y-%m-%d", rf"{_Y}-{_M2}-{_D2}"),
     ("%Y/%m/%d", rf"{_Y}/{_M2}/{_D2}"),
     ("%Y%m%d", r"(?P<Y>(19|20)\d{2})(?P<m>\d{2})(?P<d>\d{2})"),

@@ -42,7 +42,8 @@ _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "
               "unknown": ("u", "9", "unknown", "nk", "unk", "inconnu", "sconosciuto", "unbekannt", "desconocido")}
 # Year-first formats also read their truncations (2019-05, 2019), so those need no format of their own.
 _TRUNCATIONS = {"%Y-%m-%d": ("%Y-%m", "%Y"), "%Y/%m/%d": ("%Y",), "%Y%m%d": ("%Y",)}
-_READABLE = {"%Y-%m-%dT%H:%M:%S": "%Y-%m-%d"}  # the parser reads dates only; the time part is not kept
+# A year-first date format also reads an ISO date-time's date (2021-03-04T14:30:00), the time dropped.
+_READABLE = dict.fromkeys(("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"), "%Y-%m-%d")
 DUPLICATES_TOLERATED = 0.02  # share of repeated keys a record-key column may have
 MINOR_LAYOUT = 0.05  # a date layout of fewer values than this share (and < MIN_SHOWN) is not declared
 _DEFAULT_UNKNOWN = ("UK", "UNK", "00")  # the mapping's default unknown_date_parts

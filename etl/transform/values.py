@@ -58,13 +58,17 @@ def age_days(at: PartialDate, birth: PartialDate) -> int:
     return min(days, -1) if at.period_end < birth.value else max(days, 0)
 
 
-_HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy"}
+_HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy", "H": "HH", "M": "MM", "S": "SS"}
 DATE_DIRECTIVES = frozenset(_HUMAN)
+# A date field keeps the date: the time of a date-time (%H %M %S, or an ISO date-time read with a
+# year-first format) is read and dropped.
+_TIME_PARTS = {"H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}(?:\.\d+)?"}
+_ISO_TIME = r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
 
 
 def human_format(fmt: str) -> str:
     """'%d/%m/%Y' -> 'dd/mm/yyyy', for error messages."""
-    return re.sub(r"%([dmY])", lambda m: _HUMAN[m.group(1)], fmt)
+    return re.sub(r"%([dmYHMS])", lambda m: _HUMAN[m.group(1)], fmt)
 
 
 def human_formats(formats: tuple[str, ...]) -> str:
@@ -74,14 +78,16 @@ def human_formats(formats: tuple[str, ...]) -> str:
 
 
 def check_date_format(fmt: str) -> str:
-    """A date format the parser understands: %d %m %Y and literal text, with a year; else ValueError."""
+    """A date format the parser understands: %d %m %Y and literal text, with a year, and optionally a
+    time (%H %M %S, read and dropped); else ValueError."""
     directives = re.findall(r"%(.)", fmt)
     unknown = sorted({d for d in directives if d not in DATE_DIRECTIVES})
     if unknown:
         raise ValueError(f"'{fmt}': {', '.join('%' + d for d in unknown)} not understood; "
-                         "a date format uses %d (day), %m (month), %Y (4-digit year) and literal text")
-    if directives.count("Y") != 1 or any(directives.count(d) > 1 for d in "dm"):
-        raise ValueError(f"'{fmt}': a date format needs %Y once, and %d / %m at most once each")
+                         "a date format uses %d (day), %m (month), %Y (4-digit year), literal text, and "
+                         "%H %M %S for a time (dropped: a date field keeps the date)")
+    if directives.count("Y") != 1 or any(directives.count(d) > 1 for d in "dmHMS"):
+        raise ValueError(f"'{fmt}': a date format needs %Y once, and %d / %m / %H / %M / %S at most once each")
     return fmt
 
 
@@ -95,10 +101,12 @@ def _part_pattern(name: str, unknown_parts: tuple[str, ...]) -> str:
 
 @lru_cache(maxsize=256)
 def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
-    tokens = [t for t in re.split(r"(%[dmY])", fmt) if t]
-    parts = {"d": _part_pattern("d", unknown_parts), "m": _part_pattern("m", unknown_parts), "Y": r"(?P<Y>\d{4})"}
+    tokens = [t for t in re.split(r"(%[dmYHMS])", fmt) if t]
+    parts = {"d": _part_pattern("d", unknown_parts), "m": _part_pattern("m", unknown_parts), "Y": r"(?P<Y>\d{4})",
+             **_TIME_PARTS}
     if fmt.startswith("%Y"):
-        # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019.
+        # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019; one ending with the day
+        # also reads an ISO date-time (2019-05-17T14:30:00), its time dropped.
         pattern, closers = "", ""
         for i, token in enumerate(tokens):
             if token.startswith("%"):
@@ -106,7 +114,8 @@ def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
             else:
                 pattern += f"(?:{re.escape(token)}" if i else re.escape(token)
                 closers += ")?"
-        return re.compile(f"^{pattern}{closers}$")
+        time = _ISO_TIME if fmt.endswith("%d") else ""
+        return re.compile(f"^{pattern}{time}{closers}$")
     body = "".join(parts[t[1]] if t.startswith("%") else re.escape(t) for t in tokens)
     return re.compile(f"^{body}$")
 
@@ -143,9 +152,9 @@ def _parse_one(text: str, fmt: str, unknown_parts: tuple[str, ...]) -> PartialDa
 def parse_date(text: str, fmt: str | tuple[str, ...], unknown_parts: tuple[str, ...] = _DEFAULT_UNKNOWN) -> PartialDate:
     """Parse a full or partial date written in `fmt`, or in the first of several formats that fits.
 
-    Formats are strptime-style with %d %m %Y only. A format without %d gives month precision
-    (`%m.%Y`), one with only %Y year precision; a day or month written as one of `unknown_parts`
-    (upper case: UK, UNK, 00, 99, XX, ...) lowers the precision the same way.
+    Formats are strptime-style with %d %m %Y (and %H %M %S: the time is dropped). A format without
+    %d gives month precision (`%m.%Y`), one with only %Y year precision; a day or month written as
+    one of `unknown_parts` (upper case: UK, UNK, 00, 99, XX, ...) lowers the precision the same way.
     """
     formats = (fmt,) if isinstance(fmt, str) else fmt
     raw = text.strip()
