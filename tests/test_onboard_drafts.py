@@ -108,3 +108,22 @@ def test_date_times_are_profiled_drafted_checked_and_read_alike():
             "tables": {"follow_up": {"from": "V", "fields": {
                 "contact_date": {"column": "Datum", "type": "date", "format": declared}}}}})
         assert check_record_sets(mapping, {"V": frame}) == [], declared
+
+
+def test_check_never_shows_a_date_value_however_often_it_is_seen():
+    from etl.onboard.check import check_record_sets
+    from etl.transform.mapping import SourceMapping
+
+    # A visit date written month-first on 6 rows of one patient: failing, frequent, still a date.
+    dates = ["03/25/2021"] * 6 + ["25.03.2021"] * 8
+    frame = pd.DataFrame({"pid": [f"P{i}" for i in range(14)], "Datum": dates, "source_file": "v.csv",
+                          "_line": range(2, 16)})
+    mapping = SourceMapping.model_validate({
+        "source_id": "dt", "title": "t", "format": "csv", "files": "*.csv", "record_set": "V",
+        "patient_key": "pid", "record_key": "V[{pid}]", "date_format": "%d.%m.%Y",
+        "patient": {"from": "V", "fields": {}},
+        "tables": {"follow_up": {"from": "V", "fields": {"contact_date": {"column": "Datum", "type": "date"}}}}})
+    (finding,) = check_record_sets(mapping, {"V": frame})
+    assert "6 of 14 values are dates no declared format reads" in finding.message
+    assert "03/25/2021" not in finding.message and "shape '99/99/9999' ×6" in finding.message
+    assert "v.csv:2" in finding.message  # where to look, instead

@@ -7,8 +7,8 @@ is in the data but neither mapped nor ignored. What the nightly run would merely
 *warning*: codes the code list misses, dates no declared format reads, required fields left empty.
 
 Values are parsed by the harmonise engine itself, so the check agrees with the nightly run. Privacy:
-a value seen fewer than `MIN_SHOWN` times, or any value of a birth date or EUPID, is shown only by
-its shape (`99/99/9999`) and where it is (file and line), never as written.
+a value seen fewer than `MIN_SHOWN` times, any value of a date field, or of a birth date or EUPID,
+is shown only by its shape (`99/99/9999`) and where it is (file and line), never as written.
 """
 
 from __future__ import annotations
@@ -378,7 +378,7 @@ def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], convert:
             continue
         failed = sum(failing.values())
         filled = sum(counts.values())
-        private = name in PRIVATE_FIELDS
+        private = name in PRIVATE_FIELDS or spec.type == "date"  # a date may be a birth or visit date: never shown
         # Rare or private values are grouped by shape, so a shape is counted once with all its values.
         grouped: Counter[str] = Counter()
         for value, count in failing.items():
