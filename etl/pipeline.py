@@ -118,8 +118,23 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
             unchanged.append(source_id)
         else:
             changed.append(source_id)
+    for folder in unmapped_landing(home, sources_dir):
+        said = (f"{folder.name}: landing folder {folder} has no mapping {sources_dir / (folder.name + '.yaml')}: "
+                "its files are not read (RTW_SOURCES_DIR, when set, replaces the shipped mappings folder)")
+        log.warning("%s", said)
+        notices[folder.name] = [said]
     return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged,
                    notices=notices)
+
+
+def unmapped_landing(home: Home, sources_dir: Path) -> list[Path]:
+    """Landing folders no mapping of `sources_dir` reads: a source whose exports arrive but are never
+    loaded (a mapping folder that replaced the shipped one, a misspelt source id) must not go unnoticed."""
+    if not home.landing.is_dir():
+        return []
+    mapped = {p.stem for p in sources_dir.glob("*.yaml")}
+    return sorted(f for f in home.landing.iterdir()
+                  if f.is_dir() and not f.name.startswith(".") and f.name not in mapped)
 
 
 def _holds_any(home: Home, source_id: str, series: Sequence[str]) -> bool:
