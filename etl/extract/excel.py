@@ -31,7 +31,10 @@ Gotchas of the format:
   empty: calamine does not return them. A formula gives its cached value; a workbook written by a
   program that never computed its formulas has none, and those cells read as empty.
 - Merged cells hold their value in the top-left cell only; the other cells of the range are left
-  empty, as delivered (a notice lists the ranges). Filling them down is the mapping's choice.
+  empty, as delivered (a notice lists the ranges). Nothing fills them down, not even a mapping
+  option: a patient number merged over a patient's rows leaves the rows below the first without a
+  key (quarantined). The remedy is at the source: an export without merged cells, or unmerged
+  and filled down in the workbook before it lands (docs/adapters.md).
 - The header is row `header_row` (1-based) of every sheet; rows above it (titles, notes) are
   skipped. Without the option, each sheet's header is found: the first row filling more than half
   as many cells as the fullest of its first 20 filled rows (title lines fill one cell), row 1 in a
