@@ -11,7 +11,7 @@ import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
 
 from etl.load.marts import PUBLIC_TABLES, export_public
-from etl.load.suppression import Constraint, PublicTable, Relation, generalise, protect, suppress
+from etl.load.suppression import Constraint, GroupTotals, PublicTable, Relation, generalise, protect, suppress
 
 MIN_CELL = 5
 
@@ -62,6 +62,21 @@ def test_complementary_suppression_cascades_through_a_two_way_table_with_margins
     assert published.n.isna().sum() >= 4  # the 2 needs a partner in its row and in its column, and they in theirs
 
 
+def test_a_row_totalling_each_grouping_protects_a_small_group_in_every_grouping():
+    # survival_landmark's grouping 'all' row sums the ICCC-3 groups and, apart, the advice groups.
+    table = PublicTable("landmark", dimensions=("grouping", "group_value"), counts=("n_patients",),
+                        group_totals=(GroupTotals("grouping", "all", within=()),))
+    frame = pd.DataFrame({"grouping": ["all", "iccc3_group", "iccc3_group", "iccc3_group", "advice_group",
+                                       "advice_group"],
+                          "group_value": ["all", "I", "II", "III", "followed", "not_followed"],
+                          "n_patients": [30, 3, 12, 15, 14, 16]})
+    published = suppress(frame, table, MIN_CELL).set_index("group_value")
+    # I alone withheld would be 30 - 12 - 15 = 3: II goes too; the advice groups add up on their own.
+    assert published.n_patients.isna().to_dict() == {"all": False, "I": True, "II": True, "III": False,
+                                                     "followed": False, "not_followed": False}
+    assert_nothing_recoverable(published.reset_index(), table)
+
+
 def test_protect_withholds_nothing_when_no_cell_is_small():
     values = {(0, "n"): 10, (1, "n"): 12, (2, "n"): 22}
     constraints = [Constraint((2, "n"), ((0, "n"), (1, "n")))]
@@ -92,7 +107,26 @@ def assert_nothing_recoverable(published: pd.DataFrame, table: PublicTable) -> N
                 problems.append(f"{table.name}: {derived} shown while one of {counts} is withheld in {row}")
     if table.has_totals:
         problems += _margin_problems(published, table)
+    problems += _group_total_problems(published, table)
     assert not problems, "\n".join(problems[:10])
+
+
+def _group_total_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
+    """A row labelled as a total (grouping 'all') less the shown groups of one grouping gives a lone withheld one."""
+    problems = []
+    for totals in table.group_totals:
+        for _, total in published[published[totals.dimension] == totals.label].iterrows():
+            same = (published[list(totals.within)] == total[list(totals.within)]).all(axis=1)
+            groups = published[same & (published[totals.dimension] != totals.label)]
+            for grouping, children in groups.groupby(totals.dimension):
+                for count in table.counts:
+                    unknown = int(pd.isna(total[count])) + int(children[count].isna().sum())
+                    if unknown == 1:
+                        problems.append(f"{table.name}: the {count} total of {grouping} reveals a withheld cell at "
+                                        f"{total[list(totals.within)].to_dict()}")
+                    elif unknown == 0 and total[count] < children[count].sum():
+                        problems.append(f"{table.name}: {grouping} adds up to more than its total {total.to_dict()}")
+    return problems
 
 
 def _margin_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
@@ -153,6 +187,22 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
         assert all(column in listed for listed in withheld), f"a withheld {column} is not listed in suppressed_cells"
     # The rare-disease figures are small: the export must withhold something, and still publish something.
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
+
+
+def test_every_row_labelled_all_is_declared_as_a_total(public):
+    """A row reading 'all' that suppression does not know as a total is a total a reader subtracts from."""
+    built, _ = public
+    for table in PUBLIC_TABLES:
+        mart = built.query(f"SELECT * FROM marts.{table.name}")
+        labelled = mart[list(table.dimensions)].astype(str).eq("all").any(axis=1)
+        if table.has_totals:
+            labelled |= mart[list(table.dimensions)].isna().any(axis=1)
+        declared = pd.Series(False, index=mart.index)
+        for totals in table.group_totals:
+            declared |= mart[totals.dimension] == totals.label
+        if table.has_totals:
+            declared |= mart[list(table.dimensions)].isna().any(axis=1)
+        assert not (labelled & ~declared).any(), f"{table.name}: rows labelled all are not declared as totals"
 
 
 # -- labels ------------------------------------------------------------------------------------------

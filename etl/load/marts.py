@@ -38,7 +38,7 @@ from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
-from etl.load.suppression import PublicTable, Relation, generalise, suppress
+from etl.load.suppression import GroupTotals, PublicTable, Relation, generalise, suppress
 from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
@@ -271,7 +271,9 @@ PUBLIC_TABLES = (
         "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
         counts=("n_patients", "n_at_risk"),
         relations=(Relation("n_patients", ("n_at_risk",)),),
-        derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")}),
+        derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")},
+        # the grouping 'all' row sums the ICCC-3 groups, and the advice groups, of its origin, endpoint and landmark
+        group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),)),
 )
 
 

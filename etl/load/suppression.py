@@ -6,7 +6,10 @@ reader can recompute a count from a *relation*, a total and its parts:
 - within a row, a total and its parts, e.g. n_assessed = n_complete + n_partial + ... (exact);
   or a part of a total whose remainder is not published but implied, e.g. n_patients_exposed and
   n_patients_grade3plus imply the patients without a grade >= 3 event, a cell of its own;
-- across rows, a totals row (NULL in a dimension = all) and the rows it sums.
+- across rows, a totals row (NULL in a dimension = all) and the rows it sums; or a row a table
+  declares the total of groups (GroupTotals: survival_landmark's grouping 'all' row sums the groups
+  of each other grouping). Such totals are taken as exact: a patient in no group of a grouping would
+  make a remainder, but a reader who takes it for 0 must not recover a cell either.
 The classic heuristic then makes every relation hold either no unknown cell or at least two:
 when exactly one is unknown (withheld, or an implied remainder from 1 to min_cell - 1), the
 smallest other part is withheld too, else the total; repeat until nothing changes. Columns
@@ -38,6 +41,16 @@ class Relation:
 
 
 @dataclass(frozen=True)
+class GroupTotals:
+    """Rows whose `dimension` reads `label` total, for every other value of `dimension`, the rows with
+    that value that agree with them on `within` (each count adds up)."""
+
+    dimension: str
+    label: str
+    within: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PublicTable:
     """How an aggregate mart is published: its counts, the relations between them, and what derives from them."""
 
@@ -47,6 +60,7 @@ class PublicTable:
     relations: tuple[Relation, ...] = ()
     derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the counts it reveals
     has_totals: bool = False  # rows with NULL dimensions are totals over them; every count adds up
+    group_totals: tuple[GroupTotals, ...] = ()  # rows labelled as totals of other rows' groups
     # Dimensions whose labels centres write -> the labels always published (the column's closed list, if any).
     written: Mapping[str, frozenset[str]] = field(default_factory=dict)
     persons: str = ""  # the count of persons a row's labels describe: shared labels are shown for min_cell of them
@@ -108,6 +122,19 @@ def _margin_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Con
                     yield Constraint((total_row, count), tuple((row, count) for row in children))
 
 
+def _group_total_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Constraint]:
+    """A row labelled as the total equals, for each other value of its dimension, the sum of the rows of that value."""
+    for totals in table.group_totals:
+        key = frame[list(totals.within)].astype(str).agg("\x1f".join, axis=1) if totals.within else \
+            pd.Series("", index=frame.index)
+        is_total = frame[totals.dimension] == totals.label
+        for total_row in frame.index[is_total]:
+            same = frame[~is_total & (key == key[total_row])]
+            for _, children in same.groupby(totals.dimension, sort=False):
+                for count in table.counts:
+                    yield Constraint((total_row, count), tuple((row, count) for row in children.index))
+
+
 def suppress(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.DataFrame:
     """The frame as it may be published: small counts, their complements and what derives from them withheld.
 
@@ -120,6 +147,7 @@ def suppress(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.D
     constraints = list(_row_constraints(frame, table, values))
     if table.has_totals:
         constraints += list(_margin_constraints(frame, table))
+    constraints += list(_group_total_constraints(frame, table))
     withheld = protect(values, published, constraints, min_cell)
     out = frame.copy()
     for column in table.counts:
