@@ -14,6 +14,8 @@
 --   survival, response: endpoints (death, relapse, progression, response) carried by records
 --     held back in dq.quarantine that core does not hold otherwise (n_missed of
 --     marts.held_back_endpoints, which lists the records).
+--   survival: follow-up and diagnosis records refused while being read, whose death, relapse
+--     or progression, if any, is not known (endpoint unknown in marts.held_back_endpoints).
 
 CREATE OR REPLACE TABLE marts.left_out AS
 WITH treatment_reference AS (
@@ -36,7 +38,8 @@ held_back AS (
     SELECT
         CASE endpoint WHEN 'response' THEN 'response' ELSE 'survival' END AS mart,
         endpoint,
-        sum(n_missed) AS n
+        sum(n_missed) AS n,
+        sum(n_records) AS n_records
     FROM marts.held_back_endpoints
     GROUP BY ALL
 ),
@@ -74,6 +77,10 @@ reason (mart, reason, unit, n_rows) AS (
                  ('survival', 'progression', 'progressions'), ('response', 'response', 'response assessments'))
         AS endpoint (mart, endpoint, unit) USING (mart)
     LEFT JOIN held_back USING (mart, endpoint)
+    UNION ALL
+    SELECT 'survival', 'a follow-up or diagnosis record refused while being read: a death, relapse or progression '
+           || 'it may carry is not known (marts.held_back_endpoints, endpoint unknown)', 'records',
+           coalesce((SELECT sum(n_records) FROM held_back WHERE endpoint = 'unknown'), 0)
 )
 
 SELECT mart, reason, unit, n_rows::BIGINT AS n_rows
@@ -83,5 +90,5 @@ ORDER BY mart, reason;
 COMMENT ON TABLE marts.left_out IS 'What each mart leaves out and why: one row per mart and reason, with the number of rows left out (0 when none), so an analyst knows what a mart does not count.';
 COMMENT ON COLUMN marts.left_out.mart IS 'The mart that leaves the rows out. Codes: adverse_events / response / survival / survival_km / survival_landmark.';
 COMMENT ON COLUMN marts.left_out.reason IS 'Why the rows are left out, in words (the rule or mart that explains it in brackets).';
-COMMENT ON COLUMN marts.left_out.unit IS 'What a left-out row is: adverse events, response assessments, patients x origins, deaths, relapses, progressions.';
+COMMENT ON COLUMN marts.left_out.unit IS 'What a left-out row is: adverse events, response assessments, patients x origins, deaths, relapses, progressions, records.';
 COMMENT ON COLUMN marts.left_out.n_rows IS 'How many are left out. Unit: rows (see unit).';
