@@ -66,10 +66,10 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
                  treatment_keys=("treatment_keys", lambda s: set().union(*s))).reset_index())
 
 
-def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
-    """marts.response_line: person, regimen, start_date, n_sources, advice_group, timepoint, assessment_date,
-    response. assessments: treatment_key, timepoint, assessment_date, response, order (ties);
-    board: submissions()."""
+def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """person_lines() with line (a number) and advice_group: the comparable submission each line answers
+    (its first line after the recommendation, with an advised drug when followed; the earlier
+    submission's when two), not_compared for every other line. Assessed or not. board: submissions()."""
     lines = lines.reset_index(drop=True).copy()
     lines["line"] = lines.index
     group_of: dict[int, tuple[Any, str]] = {}
@@ -82,6 +82,15 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
         if len(mine):
             first = mine.sort_values(["start_date", "drugs"]).iloc[0]
             group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
+    lines["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in lines.line]
+    return lines
+
+
+def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """marts.response_line: person, regimen, start_date, n_sources, advice_group, timepoint, assessment_date,
+    response. assessments: treatment_key, timepoint, assessment_date, response, order (ties);
+    board: submissions()."""
+    lines = answered_lines(lines, board)
     key_line = {key: line for line, keys in zip(lines.line, lines.treatment_keys) for key in keys}
     columns = ["treatment_key", "timepoint", "assessment_date", "response", "order"]
     assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
@@ -91,7 +100,6 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
                 .drop_duplicates(["line", "timepoint"]))
     merged = assessed.merge(lines, on="line")
     merged["regimen"] = merged.drugs.map(" + ".join)
-    merged["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in merged.line]
     return merged[["person", "regimen", "start_date", "n_sources", "advice_group", "timepoint", "assessment_date",
                    "response"]]
 
@@ -103,15 +111,16 @@ def wilson(responders: int, n: int) -> tuple[float | None, float | None]:
     return interval.low, interval.high
 
 
-def board_response(board: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
-    """marts.board_response from submissions() and response_lines()."""
+def board_response(board: pd.DataFrame, answered: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """marts.board_response from submissions(), answered_lines() and response_lines(): a submission's line
+    counts as treated whether or not it was assessed."""
     rows = []
     for group in ("followed", "not_followed"):
         mine = board[(board.advice_group == group) & board.recommendation_date.notna()]
-        answered = lines[lines.advice_group == group]
-        n_treated = len(answered.drop_duplicates(["person", "regimen", "start_date"]))
+        n_treated = int((answered.advice_group == group).sum())
+        answered_assessed = lines[lines.advice_group == group]
         for timepoint in ("best", "cycle1"):
-            assessed = answered[answered.timepoint == timepoint]
+            assessed = answered_assessed[answered_assessed.timepoint == timepoint]
             n, responders = len(assessed), int(assessed.response.isin(OBJECTIVE).sum())
             low, high = wilson(responders, n)
             rows.append({"advice_group": group, "timepoint": timepoint, "n_submissions": len(mine),

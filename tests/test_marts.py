@@ -302,14 +302,19 @@ def core_board(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return expected.submissions(reviews)
 
 
-def core_response_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """marts.response_line restated from core: each person's line once, whichever sources report it."""
+def core_person_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each person's line once, whichever sources report it, restated from core."""
     treatment = core["treatment"].rename(columns={"patient_id": "person"})
     treatment["source_line"] = [str(int(n)) if pd.notna(n) else t
                                 for n, t in zip(treatment.line_number, treatment.treatment_id)]
     treatment["treatment_key"] = treatment.treatment_id
+    return expected.person_lines(treatment)
+
+
+def core_response_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """marts.response_line restated from core: each person's line once, whichever sources report it."""
     assessed = core["response_assessment"].rename(columns={"treatment_id": "treatment_key", "response_id": "order"})
-    return expected.response_lines(expected.person_lines(treatment), assessed, core_board(core))
+    return expected.response_lines(core_person_lines(core), assessed, core_board(core))
 
 
 def test_response_by_regimen_and_advice(built, core):
@@ -334,7 +339,8 @@ def test_response_by_regimen_and_advice(built, core):
 
 
 def test_board_response_from_core(built, core):
-    wanted = expected.board_response(core_board(core), core_response_lines(core))
+    answered = expected.answered_lines(core_person_lines(core), core_board(core))
+    wanted = expected.board_response(core_board(core), answered, core_response_lines(core))
     mart = built.query("SELECT * FROM marts.board_response")
     assert_same(mart, wanted, ["advice_group", "timepoint"], tolerance={"orr_ci_lower": 1e-9, "orr_ci_upper": 1e-9})
 
@@ -625,6 +631,28 @@ def test_the_definitions_hold_at_their_edges():
         "followed", date(2022, 3, 1), 306)
     registry = row("SELECT * FROM marts.registry_activity WHERE study_id = 'SACHA'")
     assert registry["days_to_registration_median"] == 4  # from the relapse, the latest diagnosis before it
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
+    row = {"source_id": "src", "source_file_sha256": "0" * 64, "run_id": "r1",
+           "source_record_key": f"{table}-{sorted(values.items())}", **values}
+    con.execute(f"INSERT INTO core.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
+    con = _tiny_warehouse()
+    # P3: a control; the line after the recommendation has no assessment (yet).
+    _insert(con, "patient", patient_id="P3", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
+    _insert(con, "tumour_board_review", review_id="r3", patient_id="P3", board="ILTB", submission_date="2022-05-01",
+            recommendation_date="2022-05-10", priority_rank=1, recommendation_type="trial",
+            recommended_agents="drug a", advice_followed=False)
+    _insert(con, "treatment", treatment_id="t3", patient_id="P3", line_number=1, drug_name="drug d",
+            start_date="2022-06-01")
+    build_marts(con)
+    counts = con.execute("SELECT advice_group, timepoint, n_submissions, n_treated, n_assessed "
+                         "FROM marts.board_response ORDER BY ALL").fetchall()
+    assert counts == [("followed", "best", 1, 1, 0), ("followed", "cycle1", 1, 1, 1),
+                      ("not_followed", "best", 1, 1, 0), ("not_followed", "cycle1", 1, 1, 0)]
 
 
 def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():
