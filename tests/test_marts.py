@@ -443,13 +443,15 @@ def test_survival_landmarks_equal_lifelines(built, times):
         fitter = KaplanMeierFitter().fit(durations, members[event].astype(bool))
         for years, landmark in ((1, 365), (2, 730), (3, 1096), (5, 1826)):
             at_risk = int((durations >= landmark).sum())
+            # beyond the last follow-up: defined only when an event took the curve to 0
+            known = at_risk > 0 or fitter.survival_function_.iloc[-1, 0] == 0
             bounds = fitter.confidence_interval_survival_function_
             step = bounds[bounds.index <= landmark].iloc[-1]
             rows.append({"origin": origin, "endpoint": endpoint, "grouping": grouping, "group_value": value,
                          "years": years, "time_days": landmark, "n_patients": len(members), "n_at_risk": at_risk,
-                         "survival": float(fitter.predict(landmark)) if at_risk else None,
-                         "ci_lower": float(step.iloc[0]) if at_risk else None,
-                         "ci_upper": float(step.iloc[1]) if at_risk else None})
+                         "survival": float(fitter.predict(landmark)) if known else None,
+                         "ci_lower": float(step.iloc[0]) if known else None,
+                         "ci_upper": float(step.iloc[1]) if known else None})
     mart = built.query("SELECT * FROM marts.survival_landmark")
     assert_same(mart, pd.DataFrame(rows), ["origin", "endpoint", "grouping", "group_value", "years"])
     os_all = mart[(mart.origin == "enrolment") & (mart.endpoint == "OS") & (mart.grouping == "all")]
@@ -488,7 +490,9 @@ def test_kaplan_meier_is_bit_for_bit_lifelines_at_the_edges(case):
     for mark in marks[(marks.grouping == "all") & (marks.endpoint == "OS")].itertuples():
         if mark.n_at_risk:
             assert mark.survival == fitter.predict(mark.time_days)
-        else:
+        elif fitter.survival_function_.iloc[-1, 0] == 0:  # an event took the last patient: 0 for good
+            assert (mark.survival, mark.ci_lower, mark.ci_upper) == (0.0, 0.0, 0.0)
+        else:  # beyond a censored last follow-up the curve is not defined
             assert pd.isna(mark.survival)
     # A group is as its own fit: the ICCC-3 group holds everyone here.
     by_group = estimates["kaplan_meier_steps"]

@@ -101,7 +101,7 @@ def _steps(patients: pd.DataFrame) -> pd.DataFrame:
 
 def _landmarks(patients: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """Each group's estimate at 1, 2, 3 and 5 years: the step function's value at the landmark (the
-    last step at or before it), none once nobody is at risk any more."""
+    last step at or before it); none once nobody is at risk any more, unless the curve reached 0."""
     reached = patients[["group"]].assign(n_patients=1, **{str(years): patients["days"] >= landmark_days(years)
                                                           for years in LANDMARK_YEARS})
     counts = reached.groupby("group").sum().reset_index()  # one grouping of the patients for every landmark
@@ -112,14 +112,17 @@ def _landmarks(patients: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     marks["at"] = marks["time_days"].astype(float)
     found = pd.merge_asof(marks.sort_values("at", kind="stable"), last.sort_values("step", kind="stable"),
                           left_on="at", right_on="step", by="group", direction="backward")
-    found.loc[found["n_at_risk"] == 0, ["survival", "ci_lower", "ci_upper"]] = np.nan
+    # Nobody at risk: past the last follow-up the curve is not defined when that was censored; once
+    # an event took the last patient it stays at 0, the estimate (as lifelines gives it).
+    beyond = (found["n_at_risk"] == 0) & (found["survival"] > 0)
+    found.loc[beyond, ["survival", "ci_lower", "ci_upper"]] = np.nan
     return found.sort_values(["group", "years"], kind="stable", ignore_index=True)[
         ["group", *LANDMARK_COLUMNS[len(GROUP):]]]
 
 
 def kaplan_meier(times: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The Kaplan-Meier step function of every group (one row per distinct time, time 0 included) and
-    its survival at 1, 2, 3 and 5 years (none once nobody is at risk any more).
+    its survival at 1, 2, 3 and 5 years (none once nobody is at risk any more, unless the curve reached 0).
 
     `times`: the TIMES_COLUMNS of marts.survival (origin, os_days/os_event, efs_days/efs_event, iccc3_group,
     advice_group).

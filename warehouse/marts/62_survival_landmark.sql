@@ -3,8 +3,10 @@
 --
 -- Input: kaplan_meier_landmarks, a frame etl/load/survival.py computes from marts.survival
 -- and etl/load/marts.py registers on the connection just before this file runs. A landmark is
--- round(years * 365.25) days; the estimate is the Kaplan-Meier step at or before it, and NULL
--- once nobody is at risk any more (the curve is not defined beyond the last follow-up).
+-- round(years * 365.25) days; the estimate is the Kaplan-Meier step at or before it. Once nobody
+-- is at risk any more it is NULL when the last observation was censored (the curve is not defined
+-- beyond the last follow-up), and 0 when it was an event that took the last patient (the curve
+-- reached 0 and stays there, as lifelines gives it; its interval is 0 to 0).
 
 CREATE OR REPLACE TABLE marts.survival_landmark AS
 SELECT
@@ -31,6 +33,6 @@ COMMENT ON COLUMN marts.survival_landmark.years IS 'Landmark time. Unit: years.'
 COMMENT ON COLUMN marts.survival_landmark.time_days IS 'Landmark time, round(years * 365.25). Unit: days.';
 COMMENT ON COLUMN marts.survival_landmark.n_patients IS 'Patients in the group with a known time. Unit: patients.';
 COMMENT ON COLUMN marts.survival_landmark.n_at_risk IS 'Patients followed for at least time_days without an event. Unit: patients.';
-COMMENT ON COLUMN marts.survival_landmark.survival IS 'Kaplan-Meier estimate of survival at the landmark; NULL when nobody is at risk. Unit: proportion (0-1).';
+COMMENT ON COLUMN marts.survival_landmark.survival IS 'Kaplan-Meier estimate of survival at the landmark; NULL when nobody is at risk and the last observation was censored (0 once an event took the last patient). Unit: proportion (0-1).';
 COMMENT ON COLUMN marts.survival_landmark.ci_lower IS 'Lower bound of the 95% confidence interval (exponential Greenwood). Unit: proportion (0-1).';
 COMMENT ON COLUMN marts.survival_landmark.ci_upper IS 'Upper bound of the 95% confidence interval (exponential Greenwood). Unit: proportion (0-1).';
