@@ -35,7 +35,9 @@ def submissions(reviews: pd.DataFrame) -> pd.DataFrame:
     for key, group in reviews.groupby(keys, dropna=False):
         first = group[group.priority_rank.astype(int) == 1]
         followed = [_is_true(v) for v in group.advice_followed]
-        if not first.recommendation_type.isin(TARGETED).any():
+        if first.empty:  # the priority-1 advice is not known (its review held back)
+            advice = "not_known"
+        elif not first.recommendation_type.isin(TARGETED).any():
             advice = "no_targeted_advice"
         elif any(_is_true(v) for v in first.advice_followed):
             advice = "followed"

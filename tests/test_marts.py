@@ -203,6 +203,9 @@ def test_board_advice_per_review(built, core, latest_export):
                "days_recommendation_to_advised_treatment", "days_enrolment_to_treatment"]
     mart = built.query("SELECT * FROM marts.board_advice")
     assert_same(mart, expected[columns], ["review_id"])
+    key = ["person", "board", "submission_date", "recommendation_date"]
+    groups = mart.rename(columns={"patient_id": "person"})[[*key, "advice_group"]].drop_duplicates()
+    assert_same(groups, core_board(core)[[*key, "advice_group"]], key)
     assert mart.days_recommendation_to_treatment.notna().sum() > 20
     assert (mart.days_recommendation_to_treatment.dropna() >= 0).all()
 
@@ -657,6 +660,23 @@ def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
                          "FROM marts.board_response ORDER BY ALL").fetchall()
     assert counts == [("followed", "best", 1, 1, 0), ("followed", "cycle1", 1, 1, 1),
                       ("not_followed", "best", 1, 1, 0), ("not_followed", "cycle1", 1, 1, 0)]
+
+
+def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():
+    con = _tiny_warehouse()
+    # P3's first-choice review was held back: only the second choice, standard treatment, reached core.
+    _insert(con, "patient", patient_id="P3", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
+    _insert(con, "tumour_board_review", review_id="r3", patient_id="P3", board="ILTB", submission_date="2022-05-01",
+            recommendation_date="2022-05-10", priority_rank=2, recommendation_type="standard",
+            recommended_agents="drug d", advice_followed=False)
+    build_marts(con)
+    assert con.execute("SELECT advice_group FROM marts.board_advice WHERE patient_id = 'P3'").fetchall() == [
+        ("not_known",)]
+    reviews = con.execute("SELECT patient_id AS person, board, submission_date, recommendation_date, priority_rank, "
+                          "recommendation_type, recommended_agents, advice_followed "
+                          "FROM core.tumour_board_review").df()
+    assert dict(zip(expected.submissions(reviews).person, expected.submissions(reviews).advice_group)) == {
+        "P2": "followed", "P3": "not_known"}
 
 
 def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():

@@ -18,7 +18,9 @@
 --       not_followed             no advice of the submission was followed (all known): the control;
 --       lower_priority_followed  a lower-ranked option was followed instead (in neither group);
 --       not_known                whether the advice was followed is not known yet;
---     and no_targeted_advice when the priority-1 advice is standard treatment or none.
+--     no_targeted_advice when the priority-1 advice is standard treatment or none; and not_known
+--     too when core holds no priority-1 advice of the submission (its review held back in
+--     dq.quarantine, or not sent): what the board advised first is not known.
 --   Intervals are whole days between the two dates; NULL when either date is unknown.
 --   recommendation year: NULL when the recommendation date is unknown or cannot be true (before
 --     1900 or after the latest export loaded; the XT-DATE-* rules hold such records back unless a
@@ -41,6 +43,7 @@ submission AS (
     -- One board submission: its reviews share patient, board, submission and recommendation dates.
     SELECT
         review_id,
+        bool_or(priority_rank = 1) OVER reviews AS has_priority_advice,
         bool_or(priority_rank = 1 AND recommendation_type IN ('trial', 'off_label', 'compassionate'))
             OVER reviews AS has_targeted_advice,
         bool_or(priority_rank = 1 AND advice_followed) OVER reviews AS is_priority_followed,
@@ -81,7 +84,8 @@ SELECT
     review.treatment_intent,
     review.advice_followed,
     review.reason_not_followed,
-    CASE WHEN NOT submission.has_targeted_advice THEN 'no_targeted_advice'
+    CASE WHEN NOT submission.has_priority_advice THEN 'not_known'
+         WHEN NOT submission.has_targeted_advice THEN 'no_targeted_advice'
          WHEN submission.is_priority_followed THEN 'followed'
          WHEN submission.is_any_followed THEN 'lower_priority_followed'
          WHEN submission.is_follow_known THEN 'not_followed'
@@ -119,7 +123,7 @@ COMMENT ON COLUMN marts.board_advice.recommended_agents IS 'Advised drugs, INN i
 COMMENT ON COLUMN marts.board_advice.treatment_intent IS 'Intent of the advised treatment. Codes: bridging / palliative / curative.';
 COMMENT ON COLUMN marts.board_advice.advice_followed IS 'This advice was followed; NULL when not yet known.';
 COMMENT ON COLUMN marts.board_advice.reason_not_followed IS 'Why the advice was not followed, as the centre wrote it.';
-COMMENT ON COLUMN marts.board_advice.advice_group IS 'What became of the submission''s advice (the same on every review of a submission): followed (its priority-1 targeted advice was), not_followed (no advice of it was; the control group), lower_priority_followed, not_known, or no_targeted_advice (the priority-1 advice is standard treatment or none). Codes: followed / not_followed / lower_priority_followed / not_known / no_targeted_advice.';
+COMMENT ON COLUMN marts.board_advice.advice_group IS 'What became of the submission''s advice (the same on every review of a submission): followed (its priority-1 targeted advice was), not_followed (no advice of it was; the control group), lower_priority_followed, not_known (whether it was followed, or the priority-1 advice itself, is not known), or no_targeted_advice (the priority-1 advice is standard treatment or none). Codes: followed / not_followed / lower_priority_followed / not_known / no_targeted_advice.';
 COMMENT ON COLUMN marts.board_advice.treatment_start_date IS 'Start of the first treatment (any drug, any source) on or after the recommendation date.';
 COMMENT ON COLUMN marts.board_advice.advised_treatment_start_date IS 'Start of the first treatment with one of the recommended agents on or after the recommendation date.';
 COMMENT ON COLUMN marts.board_advice.days_enrolment_to_submission IS 'Days from enrolment to submission to the board. Unit: days.';
