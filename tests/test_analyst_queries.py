@@ -133,6 +133,12 @@ CHECKS: dict[int, Check] = {1: _patients_per_group, 2: _board_intervals, 3: _pro
                             9: _median_efs, 10: _registrations}
 
 
+def test_the_registrations_question_asks_for_what_its_query_adds_up():
+    title, sql = example_queries()[10]
+    # n_registrations adds up over centres and countries; n_patients of registry_activity would not.
+    assert "registrations" in title and "patients" not in title and "sum(n_registrations)" in sql
+
+
 def test_the_document_has_ten_questions_each_with_a_check():
     assert sorted(example_queries()) == sorted(CHECKS) == list(range(1, 11))
 

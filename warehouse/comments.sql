@@ -42,7 +42,7 @@ COMMENT ON COLUMN core.patient_source.run_id IS 'Lineage: the run that loaded th
 COMMENT ON TABLE core.study_enrolment IS 'One row per enrolment (registration) of a person in a study or registry.';
 COMMENT ON COLUMN core.study_enrolment.enrolment_id IS 'Identifier of the enrolment, derived from its source record.';
 COMMENT ON COLUMN core.study_enrolment.patient_id IS 'Pseudonymous person identifier (core.patient).';
-COMMENT ON COLUMN core.study_enrolment.study_id IS 'Study or registry. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN core.study_enrolment.study_id IS 'Study or registry. Codes: SACHA / ILTB / TREP / ESMART / CRIZOTINIB.';
 COMMENT ON COLUMN core.study_enrolment.centre_id IS 'Enrolling centre, as the source codes it.';
 COMMENT ON COLUMN core.study_enrolment.enrolment_date IS 'Date of enrolment (registration); partial dates at the first day of their period.';
 COMMENT ON COLUMN core.study_enrolment.enrolment_date_precision IS 'How much of enrolment_date the source gave. Codes: day / month / year.';
@@ -60,7 +60,7 @@ COMMENT ON COLUMN core.study_enrolment.run_id IS 'Lineage: the run that loaded t
 COMMENT ON TABLE core.consent IS 'One row per consent given, refused or withdrawn by a person for a study.';
 COMMENT ON COLUMN core.consent.consent_id IS 'Identifier of the consent, derived from its source record.';
 COMMENT ON COLUMN core.consent.patient_id IS 'Pseudonymous person identifier (core.patient).';
-COMMENT ON COLUMN core.consent.study_id IS 'Study the consent is for. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN core.consent.study_id IS 'Study the consent is for. Codes: SACHA / ILTB / TREP / ESMART / CRIZOTINIB.';
 COMMENT ON COLUMN core.consent.consent_type IS 'What was consented to. Codes: registry.';
 COMMENT ON COLUMN core.consent.status IS 'State of the consent. Codes: given / withdrawn / refused.';
 COMMENT ON COLUMN core.consent.consent_date IS 'Date the consent was given or refused.';

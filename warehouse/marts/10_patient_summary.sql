@@ -128,7 +128,7 @@ COMMENT ON COLUMN marts.patient_summary.n_relapses IS 'Number of relapse or prog
 COMMENT ON COLUMN marts.patient_summary.n_sources IS 'Number of sources that know the patient. Unit: sources.';
 COMMENT ON COLUMN marts.patient_summary.sources IS 'The sources that know the patient, sorted. Codes: source_id of sources/*.yaml.';
 COMMENT ON COLUMN marts.patient_summary.centres IS 'The centres that reported the patient, sorted.';
-COMMENT ON COLUMN marts.patient_summary.studies IS 'The studies and registries the patient is enrolled in, sorted. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN marts.patient_summary.studies IS 'The studies and registries the patient is enrolled in, sorted. Codes: SACHA / ILTB / TREP / ESMART / CRIZOTINIB.';
 COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the patient''s first enrolment in any study or registry.';
 COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
 COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death, the earliest any source gives.';

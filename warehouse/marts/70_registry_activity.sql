@@ -77,7 +77,7 @@ GROUP BY ALL
 ORDER BY study_id, centre_id, country, registration_year;
 
 COMMENT ON TABLE marts.registry_activity IS 'Patients registered per study, centre, country and year, and the time from diagnosis to registration.';
-COMMENT ON COLUMN marts.registry_activity.study_id IS 'Study or registry. Codes: SACHA / ILTB / TREP.';
+COMMENT ON COLUMN marts.registry_activity.study_id IS 'Study or registry. Codes: SACHA / ILTB / TREP / ESMART / CRIZOTINIB.';
 COMMENT ON COLUMN marts.registry_activity.centre_id IS 'Registering centre as the source codes it; unknown when not given.';
 COMMENT ON COLUMN marts.registry_activity.country IS 'The patients'' country of residence; unknown when not given. Codes: ISO 3166-1 alpha-2.';
 COMMENT ON COLUMN marts.registry_activity.registration_year IS 'Calendar year of the registration (enrolment date). Unit: year.';
