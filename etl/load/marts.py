@@ -14,8 +14,9 @@
   lists the set.
 - `export_public` writes the aggregate marts for publication, small cells withheld (etl/load/suppression.py).
 - Two marts say what the others leave out: `held_back_endpoints` (deaths, relapses, progressions and
-  responses of records held back in dq.quarantine, read from stage) and `left_out` (per mart and
-  reason, the rows not counted).
+  responses of records held back in dq.quarantine, read from stage; follow-ups and diagnoses refused
+  while being read, whose values stage does not keep, as endpoint `unknown`) and `left_out` (per mart
+  and reason, the rows not counted).
 """
 
 from __future__ import annotations
