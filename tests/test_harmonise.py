@@ -258,7 +258,8 @@ def test_a_code_list_translates_and_the_declared_type_then_reads_the_translated_
         "icdo3_behaviour": {"column": "morph", "type": "icdo3_behaviour", "codes": {"NB01": "9500/3"}},
         "icdo3_topography": {"column": "topo", "type": "icdo3_topography", "codes": {"ADR": "C740"}},
         "tumour_size_mm": {"column": "size", "type": "decimal", "scale": 10, "codes": {"GROSS": "4,5", "KLEIN": 1}},
-        "event_type": {"column": "sex", "codes": {"1": "Initial", "2": "Initial"}, "case": "lower"}}}})
+        # a text field's code list gives the harmonised value as written: `case` is for text read as written
+        "event_type": {"column": "sex", "codes": {"1": "initial", "2": "initial"}, "case": "upper"}}}})
     rows = [{**CLEAN, "diag": "NEU", "morph": "NB01", "topo": "ADR", "size": "GROSS"},
             {**CLEAN, "rid": "2", "diag": "NEU", "morph": "NB01", "topo": "ADR", "size": "klein"}]
     result = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1")
@@ -282,3 +283,15 @@ def test_the_decimal_mark_is_read_from_options_csv_or_decimal(given):
 def test_two_different_decimal_marks_are_refused():
     with pytest.raises(ValueError, match=r"decimal: '\.' but the reader's options give decimal ','"):
         _with(decimal=".", options={"decimal": ","})
+
+
+def test_a_point_reads_as_the_number_a_reader_typed_and_a_thousands_group_in_text_is_refused():
+    # A decimal-comma source: "1.200" written as text is more likely 1200 than 1.2; an Excel number
+    # cell reaches harmonise written with a point (1.234 is a number, whatever its shape).
+    rows = [{**CLEAN, "size": "67.5"}, {**CLEAN, "rid": "2", "size": "1.234"}]
+    text = harmonise_source(MAPPING, {"REG": _frame(rows)}, KEY, "run-1")
+    assert text.tables["diagnosis"].tumour_size_mm.tolist() == [675.0]  # cm, scale 10
+    assert "'1.234' is not a number written with decimal mark ','" in " ".join(text.rejections["message"])
+    workbook = harmonise_source(_with(format="excel", files="*.xlsx", options={}), {"REG": _frame(rows)}, KEY,
+                                "run-1")
+    assert workbook.rejections.empty and workbook.tables["diagnosis"].tumour_size_mm.tolist() == [675.0, 12.34]

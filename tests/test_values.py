@@ -76,10 +76,12 @@ def test_numbers_respect_the_decimal_mark():
     assert parse_decimal("0.25") == 0.25
     with pytest.raises(ValueRejected, match="decimal mark ','"):
         parse_decimal("1.234,5", ",")
-    for thousands in ("1.200", "0.5", "1.200.000"):  # a thousands separator, or another notation: never guessed
+    for thousands in ("1.200", "12.500", "-1.200.000"):  # a point before each group of three: never guessed
         expected = rf"'{re.escape(thousands)}' is not a number written with decimal mark ','"
         with pytest.raises(ValueRejected, match=expected):
             parse_decimal(thousands, ",")
+    assert parse_decimal("67.5", ",") == 67.5 and parse_decimal("0.125", ",") == 0.125  # a point, plainly
+    assert parse_decimal("1.234", ",", typed=True) == 1.234  # an Excel number cell, a SAS numeric
     with pytest.raises(ValueRejected, match=r"decimal mark '\.'"):
         parse_decimal("1,200")
     assert parse_integer(" 3 ") == 3
@@ -98,3 +100,9 @@ def test_a_date_time_gives_its_date_under_a_year_first_format_or_with_time_direc
         parse_date("04.03.2021 14:30", "%d.%m.%Y")  # a day-first format says where its time is
     with pytest.raises(ValueRejected):
         parse_date("2021-03T14:30", "%Y-%m-%d")  # a time after a month is no ISO date-time
+    for impossible, fmt in (("2019-05-17T99:99:99", "%Y-%m-%d"), ("2019-05-17 25:61", "%Y-%m-%d"),
+                            ("2019-05-17T00:00:00+99:99", "%Y-%m-%d"), ("17/05/2019 99:99", "%d/%m/%Y %H:%M"),
+                            ("17/05/2019 23:60", "%d/%m/%Y %H:%M")):
+        with pytest.raises(ValueRejected):
+            parse_date(impossible, fmt)
+    assert parse_date("2019-05-17T23:59:59-11:30", "%Y-%m-%d") == PartialDate(date(2019, 5, 17), "day")

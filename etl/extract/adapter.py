@@ -134,6 +134,9 @@ class SourceAdapter(ABC):
     one_record_set_per_file: ClassVar[bool] = False
     #: a column the mapping names may be absent from the file (ODM leaves out items never filled)
     sparse_columns: ClassVar[bool] = False
+    #: numbers arrive typed (an Excel number cell, a SAS numeric) and are written with a point,
+    #: whatever decimal mark the source's text uses
+    typed_numbers: ClassVar[bool] = False
 
     #: the reader options a mapping may give under `options:`; extra keys are refused
     Options: ClassVar[type[BaseModel]] = NoOptions

@@ -427,6 +427,7 @@ class ExcelAdapter(SourceAdapter):
     """Excel (.xlsx, .xlsm, .xlsb, .xls) and OpenDocument (.ods) workbooks: one record set per sheet."""
 
     format = "excel"
+    typed_numbers = True
     description = "Excel and OpenDocument workbooks (.xlsx, .xlsm, .xlsb, .xls, .ods): one record set per sheet"
     suffixes = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
     one_record_set_per_file = False

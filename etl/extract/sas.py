@@ -580,6 +580,7 @@ class SasAdapter(SourceAdapter):
     """SAS transport (.xpt) and sas7bdat files: one dataset, one record set per file, named by the mapping."""
 
     format = "sas"
+    typed_numbers = True
     description = "SAS datasets: transport files (.xpt, XPORT v5/v8) and .sas7bdat (e.g. SDTM domains)"
     suffixes = (".xpt", ".sas7bdat")
     one_record_set_per_file = True

@@ -146,6 +146,7 @@ class _Engine:
         self.nulls = set(mapping.null_values)
         self.unknown_parts = tuple(p.upper() for p in mapping.unknown_date_parts)
         self.decimal = mapping.decimal_mark()
+        self.typed_numbers = adapter_for(mapping.format).typed_numbers
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
         self.birth_of: dict[str, PartialDate] = {}  # by source pseudonym: the birth date linkage tokens
@@ -174,7 +175,7 @@ class _Engine:
         if value is None or (spec.type == "boolean" and isinstance(value, bool)):
             return value
         if spec.type == "text":
-            return self._case(spec, value) if isinstance(value, str) else value
+            return value  # the code list's value is the harmonised value, as written (not re-cased)
         if spec.type in ("integer", "decimal") and isinstance(value, int | float) and not isinstance(value, bool):
             if spec.type == "integer" and not float(value).is_integer():
                 raise ValueRejected(f"code '{code}' maps to {value!r}, not a whole number")
@@ -196,7 +197,7 @@ class _Engine:
         if kind == "integer":
             return parse_integer(raw)
         if kind == "decimal":
-            number = parse_decimal(raw, self.decimal)
+            number = parse_decimal(raw, self.decimal, typed=self.typed_numbers)
             return number * spec.scale if spec.scale is not None else number
         if kind == "boolean":
             if raw.casefold() not in _BOOLEAN_WORDS:

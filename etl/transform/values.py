@@ -62,8 +62,9 @@ _HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy", "H": "HH", "M": "MM", "S": "SS"}
 DATE_DIRECTIVES = frozenset(_HUMAN)
 # A date field keeps the date: the time of a date-time (%H %M %S, or an ISO date-time read with a
 # year-first format) is read and dropped.
-_TIME_PARTS = {"H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}(?:\.\d+)?"}
-_ISO_TIME = r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+_TIME_PARTS = {"H": r"(?:[01]\d|2[0-3])", "M": r"[0-5]\d", "S": r"[0-5]\d(?:\.\d+)?"}
+_ISO_TIME = (r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+             r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?")
 
 
 def human_format(fmt: str) -> str:
@@ -186,13 +187,17 @@ def map_code(text: str, codes: dict[str, object], *, case_sensitive: bool = Fals
     raise ValueRejected(f"code '{text}' is not in the code list ({allowed})")
 
 
-def parse_decimal(text: str, decimal_mark: str = ".") -> float:
-    """'4,5' with a decimal comma -> 4.5; thousands separators are not accepted (ambiguous)."""
+def parse_decimal(text: str, decimal_mark: str = ".", *, typed: bool = False) -> float:
+    """'4,5' with a decimal comma -> 4.5; thousands separators are not accepted (ambiguous).
+
+    A point reads as a decimal point in a decimal-comma source too (4.5), but not where it stands before
+    each group of three digits (`1.200`, `12.500.000`): more likely 1200 than 1.2, so refused. A number
+    a reader typed (`typed`: an Excel number cell, a SAS numeric) is written with a point, whatever it is.
+    """
     raw = text.strip()
-    # In a decimal-comma source `1.200` is more likely 1200 than 1.2: any other mark is refused.
-    other = "," if decimal_mark == "." else "."
     candidate = raw.replace(decimal_mark, ".") if decimal_mark != "." else raw
-    if other in raw or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
+    thousands = decimal_mark == "," and not typed and re.fullmatch(r"[+-]?[1-9]\d{0,2}(\.\d{3})+", raw)
+    if thousands or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
         raise ValueRejected(f"'{text}' is not a number written with decimal mark '{decimal_mark}' "
                             "(thousands separators are not read)")
     return float(candidate)
