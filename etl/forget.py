@@ -150,10 +150,10 @@ def _kept_keys(key_file: Path) -> list[PseudonymKey]:
 
 
 def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
-    """The source's erasures (none when there is no warehouse or list yet), each under the key in use
-    when it was made: meta.key_fingerprint's latest key recorded by then. Forget and rekey both hold
-    the run lock, so an erasure is never made while the key changes. (No key recorded by then: a
-    warehouse older than the key guard, whose first guarded run recorded the key it had.)"""
+    """The source's erasures (none when there is no warehouse or list yet), each under the key it was
+    made under: its key_fingerprint; for an erasure recorded before that column, the key in use when
+    it was made: meta.key_fingerprint's latest key recorded by then (no key recorded by then: a
+    warehouse older than the key guard, whose first guarded run recorded the key it had)."""
     erasures = Erasures(source_id, {}, Home(warehouse.parent).key_file)
     if not warehouse.exists():
         return erasures
@@ -161,9 +161,12 @@ def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
     try:
         if not in_warehouse(con, "meta.erasure"):
             return erasures
-        in_use = ("coalesce((SELECT k.fingerprint FROM meta.key_fingerprint k WHERE k.recorded_at <= e.erased_at "
-                  "ORDER BY k.recorded_at DESC LIMIT 1), (SELECT k.fingerprint FROM meta.key_fingerprint k "
-                  "ORDER BY k.recorded_at LIMIT 1))") if in_warehouse(con, "meta.key_fingerprint") else "NULL"
+        recorded = "e.key_fingerprint" if "key_fingerprint" in {c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'meta' AND table_name = 'erasure'"
+        ).fetchall()} else "NULL"  # a warehouse not yet published by this version
+        in_use = (f"coalesce({recorded}, (SELECT k.fingerprint FROM meta.key_fingerprint k WHERE k.recorded_at <= "
+                  "e.erased_at ORDER BY k.recorded_at DESC LIMIT 1), (SELECT k.fingerprint FROM meta.key_fingerprint "
+                  "k ORDER BY k.recorded_at LIMIT 1))") if in_warehouse(con, "meta.key_fingerprint") else "NULL"
         rows = con.execute(f"SELECT {in_use}, e.source_patient_pseudonym FROM meta.erasure e WHERE e.source_id = ?",
                            [source_id]).fetchall()
     finally:
@@ -389,8 +392,10 @@ def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetim
 
 
 def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str) -> None:
-    """After record_fingerprint: erased_at tells the key the pseudonym was made under (`erased_pseudonyms`)."""
-    con.execute("INSERT INTO meta.erasure (source_id, source_patient_pseudonym, erased_at, run_id) VALUES (?, ?, ?, ?)",
+    """After record_fingerprint: with the fingerprint of the key in use, the one the pseudonym was made
+    under (`erased_pseudonyms`; not told by clocks, which two hosts may not agree on)."""
+    con.execute("INSERT INTO meta.erasure (source_id, source_patient_pseudonym, erased_at, run_id, key_fingerprint) "
+                "SELECT ?, ?, ?, ?, (SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL)",
                 [source_id, pseudonym, datetime.now(UTC), run_id])
 
 

@@ -92,6 +92,21 @@ def test_a_patient_forgotten_before_a_rekey_stays_out_after_it(built: Home, tmp_
     assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
 
 
+def test_a_patient_forgotten_after_a_rekey_stays_out_whatever_the_clocks_say(built: Home, tmp_path: Path) -> None:
+    home = _copy(built, tmp_path)
+    new_key = _rekey(home, tmp_path)
+    patient = _registry_patient(home)
+    forget(home, "registry_it", patient)
+    con = duckdb.connect(str(home.warehouse))
+    try:  # forgotten on a host whose clock is an hour behind the one that rekeyed
+        con.execute("UPDATE meta.erasure SET erased_at = erased_at - INTERVAL 1 HOUR")
+    finally:
+        con.close()
+    _redeliver(home, 4)
+    assert pipeline.run(home).status == "completed"
+    assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
+
+
 def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(built: Home, tmp_path: Path) -> None:
     home = _copy(built, tmp_path)
     patient = _registry_patient(home)

@@ -370,6 +370,7 @@ COMMENT ON COLUMN meta.erasure.source_id IS 'The source the patient was erased f
 COMMENT ON COLUMN meta.erasure.source_patient_pseudonym IS 'The keyed pseudonym of the source patient key (as core.patient_source.source_patient_pseudonym).';
 COMMENT ON COLUMN meta.erasure.erased_at IS 'When the erasure was published (UTC).';
 COMMENT ON COLUMN meta.erasure.run_id IS 'The forget run that published it (meta.run, trigger forget).';
+COMMENT ON COLUMN meta.erasure.key_fingerprint IS 'The fingerprint of the key the pseudonym was made under (meta.key_fingerprint): after rtw rekey the patient is still recognised, under that key. NULL for an erasure recorded before the column: the key in use at erased_at.';
 
 -- meta.link_decision ----------------------------------------------------------------------------
 COMMENT ON TABLE meta.link_decision IS 'One row per reviewer decision on a pair of source patients (rtw link / rtw unlink); linkage applies the latest decision on each pair at every run.';

@@ -110,7 +110,8 @@ CREATE TABLE IF NOT EXISTS meta.erasure (
     source_id                   VARCHAR NOT NULL,
     source_patient_pseudonym    VARCHAR NOT NULL,
     erased_at                   TIMESTAMPTZ,
-    run_id                      VARCHAR
+    run_id                      VARCHAR,
+    key_fingerprint             VARCHAR
 );
 
 -- One row per reviewer decision on a pair of source patients (rtw link / rtw unlink), by keyed
