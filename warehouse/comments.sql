@@ -187,9 +187,11 @@ COMMENT ON COLUMN core.adverse_event.run_id IS 'Lineage: the run that loaded the
 COMMENT ON TABLE core.follow_up IS 'One row per follow-up contact with a person.';
 COMMENT ON COLUMN core.follow_up.follow_up_id IS 'Identifier of the contact, derived from its source record.';
 COMMENT ON COLUMN core.follow_up.patient_id IS 'Pseudonymous person identifier (core.patient).';
-COMMENT ON COLUMN core.follow_up.contact_date IS 'Date of the contact.';
+COMMENT ON COLUMN core.follow_up.contact_date IS 'Date of the contact; one given to the month or year is the first day of its period (contact_date_precision).';
+COMMENT ON COLUMN core.follow_up.contact_date_precision IS 'How much of contact_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.follow_up.vital_status IS 'Vital status at the contact. Codes: alive / dead / lost / opted_out.';
-COMMENT ON COLUMN core.follow_up.death_date IS 'Date of death, when the contact reports it.';
+COMMENT ON COLUMN core.follow_up.death_date IS 'Date of death, when the contact reports it; one given to the month or year is the first day of its period (death_date_precision).';
+COMMENT ON COLUMN core.follow_up.death_date_precision IS 'How much of death_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.follow_up.disease_status IS 'Disease status at the contact. Codes: no_evidence_of_disease / stable / progression / unknown.';
 COMMENT ON COLUMN core.follow_up.trial_enrolment_status IS 'Whether the patient was enrolled in a clinical trial at the contact, as the target board registry asks at each 3-monthly follow-up; NULL where a source does not ask. Codes: enrolled / not_enrolled.';
 COMMENT ON COLUMN core.follow_up.trial_enrolment_reason IS 'The physician''s reason why the patient was or was not enrolled in a trial. Codes: target_matched_trial / board_advised_trial / no_standard_option (enrolled); no_trial_available / not_eligible / in_remission / poor_general_condition / family_declined / physician_choice / trial_centre_too_far (not enrolled).';

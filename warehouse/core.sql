@@ -202,8 +202,10 @@ CREATE TABLE core.follow_up (
     follow_up_id            VARCHAR NOT NULL PRIMARY KEY,
     patient_id              VARCHAR NOT NULL,
     contact_date            DATE,
+    contact_date_precision  VARCHAR,
     vital_status            VARCHAR,   -- alive / dead / lost / opted_out
     death_date              DATE,
+    death_date_precision    VARCHAR,
     disease_status          VARCHAR,   -- no_evidence_of_disease / stable / progression / unknown
     trial_enrolment_status  VARCHAR,   -- enrolled / not_enrolled (ILTB's 3-monthly follow-up)
     trial_enrolment_reason  VARCHAR,   -- the physician's reason, a code (comments.sql)

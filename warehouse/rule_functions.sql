@@ -14,6 +14,12 @@
 -- of its period, so an upper limit is judged on that first day (never a later day than the
 -- event can have been). A 29 February birthday falls on 1 March in other years.
 -- Without a date (not expected: harmonise computes no age without one) the age is age_days / 365.25.
+-- period_end(d, given): the last day a date given (its precision: day / month / year) can be (stored as the
+-- first day of its period): a death known to be in 2019 is not before a diagnosis in May 2019.
+CREATE OR REPLACE TEMP MACRO period_end(d, given) AS CASE given
+    WHEN 'year' THEN make_date(year(d), 12, 31)
+    WHEN 'month' THEN last_day(d)
+    ELSE d END;
 CREATE OR REPLACE TEMP MACRO completed_years(age_days, on_date) AS coalesce(
     date_diff('year', on_date - age_days::INTEGER, on_date)
         - CASE WHEN strftime(on_date, '%m-%d') < strftime(on_date - age_days::INTEGER, '%m-%d') THEN 1 ELSE 0 END,

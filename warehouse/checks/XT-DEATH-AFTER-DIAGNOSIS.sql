@@ -13,4 +13,4 @@ WITH first_diagnosis AS (
 )
 SELECT f.source_id, f.source_record_key, f.death_date AS value
 FROM follow_up f JOIN first_diagnosis d USING (source_id, patient_id)
-WHERE f.death_date < d.diagnosed
+WHERE period_end(f.death_date, f.death_date_precision) < d.diagnosed  -- a death in "2019" may be in December

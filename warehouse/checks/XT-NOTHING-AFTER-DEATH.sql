@@ -9,9 +9,11 @@
 -- description: The patient is seen alive, or a contact is recorded, after the date of death given in the same source.
 -- expected: no contact after the date of death
 WITH death AS (
-    SELECT source_id, patient_id, min(death_date) AS died FROM follow_up WHERE death_date IS NOT NULL GROUP BY ALL
+    -- the last day each death can be (a death in "2019" may be in December)
+    SELECT source_id, patient_id, min(period_end(death_date, death_date_precision)) AS died
+    FROM follow_up WHERE death_date IS NOT NULL GROUP BY ALL
 )
 SELECT f.source_id, f.source_record_key, f.contact_date AS value,
-       'contact ' || f.contact_date || ' after death on ' || d.died AS message
+       'contact ' || f.contact_date || ' after death (on ' || d.died || ' at the latest)' AS message
 FROM follow_up f JOIN death d USING (source_id, patient_id)
 WHERE f.contact_date > d.died + INTERVAL 30 DAY AND f.vital_status <> 'dead'
