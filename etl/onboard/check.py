@@ -38,8 +38,8 @@ from etl.transform.mapping import (
     MappingError,
     SourceMapping,
     fill_template,
+    given_twice,
     load_mapping,
-    repeated_key,
     template_fields,
 )
 
@@ -93,11 +93,9 @@ def mapping_findings(path: Path) -> tuple[SourceMapping | None, list[Finding]]:
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Finding("error", f"{path}, line {line}", f"not valid YAML: {problem}")]
-    repeated = repeated_key(root)
-    if repeated is not None:  # YAML would keep the last silently: point at the second
-        key, first, second = repeated
-        return None, [Finding("error", f"{path}, line {second}", f"{key}: given twice (lines {first} and "
-                              f"{second}); YAML would keep only the last, ignoring the first: give the key once")]
+    twice = given_twice(root)
+    if twice is not None:  # YAML would keep the last silently: point at the second
+        return None, [Finding("error", f"{path}, line {twice[0]}", twice[1])]
     raw = yaml.safe_load(text)
     findings: list[Finding] = []
     if isinstance(raw, dict):

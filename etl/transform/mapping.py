@@ -582,6 +582,16 @@ def load_mapping(path: Path) -> SourceMapping:
     return mapping
 
 
+def given_twice(node: yaml.Node | None) -> tuple[int, str] | None:
+    """(its second line, what is wrong) of the first key given twice in a YAML node tree, or None."""
+    found = repeated_key(node)
+    if found is None:
+        return None
+    key, first, second = found
+    return second, (f"{key}: given twice (lines {first} and {second}); YAML would keep only the last, ignoring "
+                    "the first: give the key once")
+
+
 def repeated_key(node: yaml.Node | None, path: tuple[str, ...] = ()) -> tuple[str, int, int] | None:
     """The first key given twice in one mapping of a YAML node tree: (key path, its lines, 1-based).
     YAML keeps the last silently, so a field uncommented under a second `fields:` would be lost."""
@@ -613,16 +623,14 @@ def _mapping_of(path: Path, text: str) -> SourceMapping:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        repeated = repeated_key(node)
+        twice = given_twice(node)
         raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from None
     finally:
         loader.dispose()
-    if repeated is not None:
-        key, first, second = repeated
-        raise MappingError(f"{path}: {key}: given twice (lines {first} and {second}); YAML would keep only "
-                           "the last, ignoring the first: give the key once")
+    if twice is not None:
+        raise MappingError(f"{path}: {twice[1]}")
     if not isinstance(raw, dict):
         raise MappingError(f"{path}: expected a mapping of keys at the top level")
     try:
