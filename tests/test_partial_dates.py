@@ -1,6 +1,7 @@
 """A date given to the month or year is stored as the first day of its period with its precision; the
 rules comparing a death with other dates judge it by the last day it can be (a death in "2019" may be
-in December), so a centre is not queried about data that are consistent."""
+in December), so a centre is not queried about data that are consistent; and core.patient places such
+a death in the middle of the days it can be on, so no follow-up or survival time comes out negative."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import duckdb
 
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.load import warehouse
 from etl.quality.catalogue import load_catalogue
 from etl.quality.sql_checks import run_checks
 
@@ -62,3 +64,70 @@ def test_contacts_and_treatments_are_after_a_death_known_to_the_year_only_after_
                                                ("started-in-2020", date(2020, 1, 2)))]})
     assert _flagged(con, "XT-NOTHING-AFTER-DEATH") == {"seen-in-2020"}
     assert _flagged(con, "XT-TREATMENT-NOT-AFTER-DEATH") == {"started-in-2020"}
+
+
+def _core(rows: dict[str, list[dict[str, Any]]], exported_on: date = date(2026, 11, 1)) -> duckdb.DuckDBPyConnection:
+    """A warehouse whose core holds `rows` of person p1 (each row's own source_id, else 'reg'), each
+    source's file exported on `exported_on`; core.patient derived from them as every publish does."""
+    con = duckdb.connect()
+    warehouse._create_schema(con)
+    warehouse._ensure_stage(con)
+    for table, table_rows in rows.items():
+        for row in table_rows:
+            row = {"source_id": "reg", "patient_id": "p1", "source_file_sha256": "0" * 64, "run_id": "r", **row}
+            con.execute(f"INSERT INTO core.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()))
+    con.execute("INSERT INTO meta.source_file (source_id, source_file_sha256, status, exported_on) "
+                "SELECT DISTINCT source_id, source_file_sha256, 'loaded', ? FROM core.follow_up", [exported_on])
+    warehouse._derive_patients(con, whole=True)
+    return con
+
+
+def _placed(con: duckdb.DuckDBPyConnection) -> tuple[date, str]:
+    [row] = con.execute("SELECT death_date, death_date_precision FROM core.patient").fetchall()
+    return row
+
+
+def _diagnosis(day: date) -> dict[str, Any]:
+    return {"diagnosis_id": "d1", "source_record_key": "d1", "diagnosis_date": day, "diagnosis_date_precision": "day",
+            "event_type": "initial"}
+
+
+def _alive(key: str, seen: date) -> dict[str, Any]:
+    return {"follow_up_id": key, "source_record_key": key, "vital_status": "alive", "contact_date": seen,
+            "contact_date_precision": "day"}
+
+
+def test_a_death_known_to_the_year_is_placed_in_the_middle_of_the_days_after_the_diagnosis():
+    con = _core({"diagnosis": [_diagnosis(DIAGNOSED)], "follow_up": [_death("in-2019", date(2019, 1, 1), "year")]})
+    assert _placed(con) == (date(2019, 9, 1), "year")  # 3 May + 242 days // 2: never before the diagnosis
+    no_diagnosis = _core({"follow_up": [_death("in-2019", date(2019, 1, 1), "year")]})
+    assert _placed(no_diagnosis) == (date(2019, 7, 2), "year")
+
+
+def test_a_death_known_to_the_month_comes_after_the_last_day_seen_alive_and_treated_in_it():
+    seen = _core({"follow_up": [_death("in-june", date(2020, 6, 1), "month"), _alive("seen", date(2020, 6, 20)),
+                                _alive("seen-after", date(2020, 8, 1))]})  # contradicts the death: not a bound
+    assert _placed(seen) == (date(2020, 6, 25), "month")
+    treated = _core({"follow_up": [_death("in-june", date(2020, 6, 1), "month")],
+                     "treatment": [{"treatment_id": "t1", "source_record_key": "t1", "start_date": date(2020, 6, 10),
+                                    "drug_name": "x"}]})
+    assert _placed(treated) == (date(2020, 6, 20), "month")
+
+
+def test_a_death_known_to_the_year_of_the_export_is_not_placed_after_the_export():
+    con = _core({"follow_up": [_death("in-2026", date(2026, 1, 1), "year")]}, exported_on=date(2026, 3, 1))
+    assert _placed(con) == (date(2026, 1, 30), "year")
+
+
+def test_of_the_deaths_sources_give_the_one_that_must_have_come_first_is_taken_the_most_precise_of_equals():
+    day = _death("on-12-june", date(2019, 6, 12), "day", source_id="b")
+    assert _placed(_core({"follow_up": [_death("in-2019", date(2019, 1, 1), "year"), day]})) == \
+           (date(2019, 6, 12), "day")
+    assert _placed(_core({"follow_up": [_death("in-2018", date(2018, 1, 1), "year"), day]})) == \
+           (date(2018, 7, 2), "year")
+    assert _placed(_core({"follow_up": [_death("in-june", date(2019, 6, 1), "month"),
+                                        _death("on-30-june", date(2019, 6, 30), "day", source_id="b")]})) == \
+           (date(2019, 6, 30), "day")
+    # A death given to the day keeps its day, whatever else the sources say.
+    assert _placed(_core({"follow_up": [day, _alive("seen-later", date(2019, 7, 1))]})) == (date(2019, 6, 12), "day")

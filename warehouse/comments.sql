@@ -14,7 +14,8 @@ COMMENT ON COLUMN core.patient.birth_year IS 'Year of birth, from the first sour
 COMMENT ON COLUMN core.patient.birth_month IS 'Month of birth, 1-12. Unit: month.';
 COMMENT ON COLUMN core.patient.country IS 'Country of residence, from the first source that gives it. Codes: ISO 3166-1 alpha-2.';
 COMMENT ON COLUMN core.patient.vital_status IS 'Dead if any source says so, else the status at the latest contact. Codes: alive / dead / lost / opted_out / unknown.';
-COMMENT ON COLUMN core.patient.death_date IS 'Date of death, the earliest any source gives.';
+COMMENT ON COLUMN core.patient.death_date IS 'Date of death: the one that must have come first of those the sources give (the earliest last day it can be). One known only to its month or year is the middle of the days it can be on, after the last date the person was alive on in that period (a contact saying so, a diagnosis, a treatment''s start) and not after the export (death_date_precision).';
+COMMENT ON COLUMN core.patient.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN core.patient.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN core.patient.n_sources IS 'Number of sources that know the person. Unit: sources.';
 COMMENT ON COLUMN core.patient.source_id IS 'Lineage: the source whose record is cited for the row (the first registration by source_id, else the person''s first record of any table).';

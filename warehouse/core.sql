@@ -18,6 +18,7 @@ CREATE TABLE core.patient (
     country                 VARCHAR,   -- ISO 3166-1 alpha-2, country of residence
     vital_status            VARCHAR,   -- alive / dead / lost / opted_out / unknown
     death_date              DATE,
+    death_date_precision    VARCHAR,   -- day / month / year
     last_contact_date       DATE,
     n_sources               INTEGER,
     source_id               VARCHAR NOT NULL,  -- the source that contributed the demographics

@@ -97,6 +97,7 @@ SELECT
     studies.first_enrolment_date,
     patient.vital_status,
     patient.death_date,
+    patient.death_date_precision,
     patient.last_contact_date,
     follow_up_end.follow_up_end_date,
     follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date AS follow_up_days,
@@ -131,7 +132,8 @@ COMMENT ON COLUMN marts.patient_summary.centres IS 'The centres that reported th
 COMMENT ON COLUMN marts.patient_summary.studies IS 'The studies and registries the patient is enrolled in, sorted. Codes: SACHA / ILTB / TREP / ESMART / CRIZOTINIB.';
 COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the patient''s first enrolment in any study or registry.';
 COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
-COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death, the earliest any source gives.';
+COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patient): the earliest any source gives; one known only to its month or year is placed in the middle of that period, after the last date the patient was alive on.';
+COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis to follow_up_end_date. Unit: days.';

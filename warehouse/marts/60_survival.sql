@@ -14,7 +14,8 @@
 --              has no row (not at risk when the advice was given).
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
---        is unknown); otherwise censored at the last contact.
+--        is unknown; one known only to its month or year placed in its period by core.patient);
+--        otherwise censored at the last contact.
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
 --        follow-up contact with disease_status progression, or death, strictly after the origin;
 --        otherwise censored at the last contact.
@@ -141,7 +142,7 @@ COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
 COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the last contact.';
-COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (the last contact if the death date is unknown), else the last contact.';
+COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (core.patient: one known only to its month or year is placed in that period; the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
 COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the last contact.';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
