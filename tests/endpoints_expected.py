@@ -1,4 +1,4 @@
-"""The study endpoints restated in pandas, independently of their SQL (warehouse/marts/2*, 5*, 6*, 7*).
+"""The study endpoints restated in pandas, independently of their SQL (warehouse/marts/2*, 4*, 5*, 6*, 7*).
 
 Each function takes plain frames with the columns it names, whatever they were read from (the
 generator's truth in test_endpoints, core tables in test_marts), so the same definition is checked
@@ -69,9 +69,10 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
 
 
 def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
-    """person_lines() with line (a number) and advice_group: the comparable submission each line answers
-    (its first line after the recommendation, with an advised drug when followed; the earlier
-    submission's when two), not_compared for every other line. Assessed or not. board: submissions()."""
+    """marts.treatment_line: person_lines() with line (a number), advice_group and recommendation_date: the
+    comparable submission each line answers (its first line after the recommendation, with an advised drug
+    when followed; the earlier submission's when two), not_compared for every other line. Assessed or not.
+    board: submissions()."""
     lines = lines.reset_index(drop=True).copy()
     lines["line"] = lines.index
     group_of: dict[int, tuple[Any, str]] = {}
@@ -85,6 +86,7 @@ def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
             first = mine.sort_values(["start_date", "drugs"]).iloc[0]
             group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
     lines["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in lines.line]
+    lines["recommendation_date"] = [group_of.get(line, (None, ""))[0] for line in lines.line]
     return lines
 
 

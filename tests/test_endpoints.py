@@ -130,6 +130,18 @@ def test_board_response_equals_the_truth(endpoints):
     assert cycle1["followed", "cycle1"] > 10 and cycle1["not_followed", "cycle1"] > 0
 
 
+def test_treatment_lines_count_each_line_of_a_person_once_assessed_or_not(endpoints):
+    built, truth = endpoints
+    answered = expected.answered_lines(_person_lines(truth), _board(truth))
+    wanted = pd.DataFrame({"patient_id": answered.person, "regimen": answered.drugs.map(" + ".join),
+                           "start_date": answered.start_date, "n_sources": answered.n_sources,
+                           "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
+    assert wanted.start_date.notna().all(), "the synthetic sources give every line a start: the key below is one"
+    mart = built.query("SELECT * FROM marts.treatment_line")
+    assert_same(mart, wanted, ["patient_id", "regimen", "start_date"])
+    assert (mart.n_sources > 1).any(), "some persons' lines come from two sources: counted once"
+
+
 def test_response_lines_count_each_line_of_a_person_once(endpoints):
     built, truth = endpoints
     wanted = _response_lines(truth).rename(columns={"person": "patient_id"})

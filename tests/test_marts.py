@@ -320,6 +320,22 @@ def core_response_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return expected.response_lines(core_person_lines(core), assessed, core_board(core))
 
 
+def test_treatment_lines_from_core(built, core):
+    answered = expected.answered_lines(core_person_lines(core), core_board(core))
+    wanted = pd.DataFrame({"treatment_ids": [tuple(sorted(keys)) for keys in answered.treatment_keys],
+                           "patient_id": answered.person, "regimen": answered.drugs.map(" + ".join),
+                           "start_date": answered.start_date, "n_sources": answered.n_sources,
+                           "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
+    mart = built.query("SELECT * FROM marts.treatment_line")
+    assert_same(mart, wanted, ["treatment_ids"])
+    assert not mart.line_id.duplicated().any()
+    # Every treatment in one line, and the assessed lines are these lines.
+    assert sorted(t for ids in mart.treatment_ids for t in ids) == sorted(core["treatment"].treatment_id)
+    assessed = built.query("SELECT DISTINCT line_id, patient_id, regimen, start_date, n_sources, advice_group "
+                           "FROM marts.response_line")
+    assert len(assessed) == len(assessed.merge(mart, on=list(assessed.columns)))
+
+
 def test_response_by_regimen_and_advice(built, core):
     assessed = core_response_lines(core)
     rows = []
@@ -660,6 +676,12 @@ def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
                          "FROM marts.board_response ORDER BY ALL").fetchall()
     assert counts == [("followed", "best", 1, 1, 0), ("followed", "cycle1", 1, 1, 1),
                       ("not_followed", "best", 1, 1, 0), ("not_followed", "cycle1", 1, 1, 0)]
+    # Both lines are in marts.treatment_line, which n_treated counts; only P2's, assessed, in marts.response_line.
+    lines = con.execute("SELECT patient_id, regimen, advice_group, recommendation_date, treatment_ids "
+                        "FROM marts.treatment_line ORDER BY patient_id").fetchall()
+    assert lines == [("P2", "drug b + drug c", "followed", date(2022, 3, 1), ["t1", "t2"]),
+                     ("P3", "drug d", "not_followed", date(2022, 5, 10), ["t3"])]
+    assert con.execute("SELECT DISTINCT patient_id FROM marts.response_line").fetchall() == [("P2",)]
 
 
 def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():

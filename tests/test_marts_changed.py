@@ -43,7 +43,7 @@ def test_only_the_marts_reading_a_changed_table_are_built_and_they_hold_what_bui
         later = ("UPDATE stage.follow_up SET contact_date = contact_date + 30 WHERE contact_date IS NOT NULL "
                  "AND hash(source_record_key) % 7 = 0")
         kept = _rebuilt(con, later, caplog)
-        assert {"adverse_events", "board_advice_summary", "response", "board_response"} <= kept
+        assert {"adverse_events", "board_advice_summary", "treatment_line", "response", "board_response"} <= kept
         assert not kept & {"patient_summary", "survival", "survival_km", "trial_enrolment_reasons"}
         incremental = _marts(con)
         con.execute("BEGIN")

@@ -160,7 +160,8 @@ def test_the_public_export_holds_the_aggregate_marts_only_as_csv_and_parquet(pub
     _, paths = public
     expected = [f"{t.name}.{ext}" for t in PUBLIC_TABLES for ext in ("csv", "parquet")]
     assert sorted(p.name for p in paths) == sorted(expected)
-    assert not {"patient_summary", "board_advice", "survival", "survival_km"} & {p.stem for p in paths}
+    assert not {"patient_summary", "board_advice", "treatment_line", "response_line", "survival", "survival_km"} & {
+        p.stem for p in paths}
     assert not [p for p in paths[0].parent.iterdir() if p.name.startswith(".")]
 
 

@@ -282,8 +282,9 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld
     and every label a centre wrote that fewer than min_cell persons share read as "other".
 
-    The per-patient marts (patient_summary, board_advice, survival) and the Kaplan-Meier step table
-    (one step per event) are never published; survival is published as the landmark table.
+    The per-patient marts (patient_summary, board_advice, treatment_line, response_line, survival) and the
+    Kaplan-Meier step table (one step per event) are never published; survival is published as the landmark
+    table, treatment lines as the response and board_response counts.
     """
     fsio.private_folder(out_dir)
     con = duckdb.connect(str(warehouse), read_only=True)

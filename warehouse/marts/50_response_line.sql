@@ -1,85 +1,17 @@
 -- marts.response_line: one row per person x treatment line x timepoint (cycle1, best) with a
 -- response: the unit the response marts count (marts.response, marts.board_response).
 --
--- A line is counted once per person, whichever sources report it: a person known to several
--- sources has one patient_id, and their lines are matched across sources by patient, drugs and
--- start date (a line whose start date is unknown stays one line per source and line number).
+-- Lines are those of marts.treatment_line: each line of a person once, whichever sources report
+-- it (matched by patient, drugs and start date), with the board advice group it answers; its
+-- header gives the definitions of a line and of the advice groups.
 -- Definitions
---   line: the treatments a source records under one line number for a patient (a treatment
---     without a line number is a line of its own); drugs sorted, start = the earliest start.
 --   response: the earliest assessment of any of the line's treatments, in any source, at the
 --     timepoint (ties by response_id).
---   advice group, the target board registry's comparison (groups of marts.board_advice):
---     followed      the first line started on or after the recommendation of a submission whose
---                   priority-1 targeted advice was followed, that gives one of the advised drugs;
---     not_followed  the first line (any drugs) started on or after the recommendation of a
---                   submission none of whose advice was followed: the control group;
---     not_compared  every other line (other studies, later lines, lower-priority advice followed,
---                   follow not known, no targeted advice).
---   A line that answers two submissions belongs to the earlier one.
 
 CREATE OR REPLACE TABLE marts.response_line AS
-WITH source_line AS (
-    SELECT
-        source_id,
-        patient_id,
-        coalesce(CAST(line_number AS VARCHAR), treatment_id) AS line_key,
-        list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)) AS drugs,
-        min(start_date) AS start_date,
-        list(treatment_id ORDER BY treatment_id) AS treatment_ids
-    FROM core.treatment
-    GROUP BY ALL
-),
-
-matched_line AS (
-    SELECT *, coalesce(CAST(start_date AS VARCHAR), source_id || '|' || line_key) AS match_key
-    FROM source_line
-),
-
-person_line AS (
-    -- The same line from several sources: one line of the person.
-    SELECT
-        patient_id,
-        drugs,
-        start_date,
-        md5(patient_id || '|' || array_to_string(drugs, '+') || '|' || match_key) AS line_id,
-        count(DISTINCT source_id) AS n_sources,
-        list_sort(flatten(list(treatment_ids))) AS treatment_ids
-    FROM matched_line
-    GROUP BY patient_id, drugs, start_date, match_key
-),
-
-line_treatment AS (
+WITH line_treatment AS (
     SELECT line_id, unnest(treatment_ids) AS treatment_id
-    FROM person_line
-),
-
-submission AS (
-    SELECT DISTINCT
-        patient_id,
-        recommendation_date,
-        advice_group,
-        string_split(recommended_agents, '|') AS agents
-    FROM marts.board_advice
-    WHERE priority_rank = 1 AND advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
-),
-
-endpoint_line AS (
-    -- Each submission's line: the first one after the recommendation (that gives an advised drug
-    -- when the advice was followed); a line answering two submissions goes to the earlier one.
-    SELECT line_id, advice_group
-    FROM (
-        SELECT submission.*, person_line.line_id
-        FROM submission
-        JOIN person_line
-            ON person_line.patient_id = submission.patient_id
-           AND person_line.start_date >= submission.recommendation_date
-           AND (submission.advice_group = 'not_followed' OR list_has_any(person_line.drugs, submission.agents))
-        QUALIFY row_number() OVER (
-            PARTITION BY submission.patient_id, submission.recommendation_date
-            ORDER BY person_line.start_date, person_line.line_id) = 1
-    )
-    QUALIFY row_number() OVER (PARTITION BY line_id ORDER BY recommendation_date) = 1
+    FROM marts.treatment_line
 ),
 
 assessment AS (
@@ -97,22 +29,21 @@ assessment AS (
 )
 
 SELECT
-    person_line.line_id,
-    person_line.patient_id,
-    array_to_string(person_line.drugs, ' + ') AS regimen,
-    person_line.start_date,
-    person_line.n_sources,
-    coalesce(endpoint_line.advice_group, 'not_compared') AS advice_group,
+    line.line_id,
+    line.patient_id,
+    line.regimen,
+    line.start_date,
+    line.n_sources,
+    line.advice_group,
     assessment.timepoint,
     assessment.assessment_date,
     assessment.response,
     assessment.response IN ('CR', 'CRi', 'PR', 'MLFS') AS is_objective_response
 FROM assessment
-JOIN person_line USING (line_id)
-LEFT JOIN endpoint_line USING (line_id)
-ORDER BY person_line.patient_id, person_line.start_date, line_id, assessment.timepoint;
+JOIN marts.treatment_line AS line USING (line_id)
+ORDER BY line.patient_id, line.start_date, line_id, assessment.timepoint;
 
-COMMENT ON TABLE marts.response_line IS 'One row per person, treatment line and timepoint (cycle 1, best) with a response: each line counted once whichever sources report it, with the board advice group it answers. The unit of marts.response and marts.board_response.';
+COMMENT ON TABLE marts.response_line IS 'One row per person, treatment line and timepoint (cycle 1, best) with a response: the assessed lines of marts.treatment_line, each counted once whichever sources report it, with the board advice group it answers. The unit of marts.response and marts.board_response.';
 COMMENT ON COLUMN marts.response_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.response_line.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.response_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + .';

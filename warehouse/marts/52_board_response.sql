@@ -6,12 +6,12 @@
 --   off_label, compassionate: the high-priority actionable event), in the two comparable groups of
 --   marts.board_advice: followed (the priority-1 advice was followed) and not_followed (no advice
 --   of the submission was followed: the control group, patients of the same board only).
--- Unit: each submission's line (marts.response_line): the first line after the recommendation,
---   with an advised drug when the advice was followed; counted once whichever sources report it.
--- n_submissions counts the group's submissions, n_treated those with such a line (assessed or
---   not: restated from core.treatment, as marts.response_line holds assessed lines only; a line
---   answering two submissions counts once, for the earlier), n_assessed those whose line has a
---   response at the timepoint. orr = n_objective_response / n_assessed
+-- Unit: each submission's line (marts.treatment_line, its advice_group; marts.response_line when
+--   assessed): the first line after the recommendation, with an advised drug when the advice was
+--   followed; counted once whichever sources report it.
+-- n_submissions counts the group's submissions, n_treated those with such a line, assessed or not
+--   (a line answering two submissions counts once, for the earlier), n_assessed those whose line
+--   has a response at the timepoint. orr = n_objective_response / n_assessed
 --   (NE or missing counted as non-response), with the Wilson score 95% interval.
 
 CREATE OR REPLACE TABLE marts.board_response AS
@@ -27,52 +27,10 @@ submission AS (
     GROUP BY advice_group
 ),
 
-person_line AS (
-    -- The person's lines as marts.response_line matches them across sources, assessed or not:
-    -- response_line holds assessed lines only. A line answering a submission starts on or after
-    -- its recommendation, so its start is known and the line is one per patient, drugs and start.
-    SELECT
-        patient_id,
-        drugs,
-        start_date,
-        md5(patient_id || '|' || array_to_string(drugs, '+') || '|' || CAST(start_date AS VARCHAR)) AS line_id
-    FROM (
-        SELECT
-            patient_id,
-            list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)) AS drugs,
-            min(start_date) AS start_date
-        FROM core.treatment
-        GROUP BY source_id, patient_id, coalesce(CAST(line_number AS VARCHAR), treatment_id)
-    )
-    WHERE start_date IS NOT NULL
-    GROUP BY ALL
-),
-
-submission_line AS (
-    -- Each submission's line, as marts.response_line gives it; a line answering two goes to the earlier.
-    SELECT advice_group, line_id
-    FROM (
-        SELECT comparable.*, person_line.line_id
-        FROM (
-            SELECT DISTINCT patient_id, recommendation_date, advice_group,
-                   string_split(recommended_agents, '|') AS agents
-            FROM marts.board_advice
-            WHERE priority_rank = 1 AND advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
-        ) AS comparable
-        JOIN person_line
-            ON person_line.patient_id = comparable.patient_id
-           AND person_line.start_date >= comparable.recommendation_date
-           AND (comparable.advice_group = 'not_followed' OR list_has_any(person_line.drugs, comparable.agents))
-        QUALIFY row_number() OVER (
-            PARTITION BY comparable.patient_id, comparable.recommendation_date
-            ORDER BY person_line.start_date, person_line.line_id) = 1
-    )
-    QUALIFY row_number() OVER (PARTITION BY line_id ORDER BY recommendation_date) = 1
-),
-
 treated AS (
     SELECT advice_group, count(*) AS n_treated
-    FROM submission_line
+    FROM marts.treatment_line
+    WHERE advice_group IN ('followed', 'not_followed')
     GROUP BY advice_group
 ),
 
