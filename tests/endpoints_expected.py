@@ -68,6 +68,11 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
                  treatment_keys=("treatment_keys", lambda s: set().union(*s))).reset_index())
 
 
+def regimen(drugs: tuple[str, ...]) -> str:
+    """A line's drugs as the marts write them: joined by ' + ', unknown when no treatment names one."""
+    return " + ".join(drugs) or "unknown"
+
+
 def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     """marts.treatment_line: person_lines() with line (a number), advice_group and recommendation_date: the
     comparable submission each line answers (its first line after the recommendation, with an advised drug
@@ -103,7 +108,7 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
     assessed = (assessed.sort_values(["assessment_date", "order"], na_position="last")
                 .drop_duplicates(["line", "timepoint"]))
     merged = assessed.merge(lines, on="line")
-    merged["regimen"] = merged.drugs.map(" + ".join)
+    merged["regimen"] = merged.drugs.map(regimen)
     return merged[["person", "regimen", "start_date", "n_sources", "advice_group", "timepoint", "assessment_date",
                    "response"]]
 

@@ -133,7 +133,7 @@ def test_board_response_equals_the_truth(endpoints):
 def test_treatment_lines_count_each_line_of_a_person_once_assessed_or_not(endpoints):
     built, truth = endpoints
     answered = expected.answered_lines(_person_lines(truth), _board(truth))
-    wanted = pd.DataFrame({"patient_id": answered.person, "regimen": answered.drugs.map(" + ".join),
+    wanted = pd.DataFrame({"patient_id": answered.person, "regimen": answered.drugs.map(expected.regimen),
                            "start_date": answered.start_date, "n_sources": answered.n_sources,
                            "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
     assert wanted.start_date.notna().all(), "the synthetic sources give every line a start: the key below is one"

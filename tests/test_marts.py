@@ -323,7 +323,7 @@ def core_response_lines(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def test_treatment_lines_from_core(built, core):
     answered = expected.answered_lines(core_person_lines(core), core_board(core))
     wanted = pd.DataFrame({"treatment_ids": [tuple(sorted(keys)) for keys in answered.treatment_keys],
-                           "patient_id": answered.person, "regimen": answered.drugs.map(" + ".join),
+                           "patient_id": answered.person, "regimen": answered.drugs.map(expected.regimen),
                            "start_date": answered.start_date, "n_sources": answered.n_sources,
                            "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
     mart = built.query("SELECT * FROM marts.treatment_line")
@@ -682,6 +682,34 @@ def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
     assert lines == [("P2", "drug b + drug c", "followed", date(2022, 3, 1), ["t1", "t2"]),
                      ("P3", "drug d", "not_followed", date(2022, 5, 10), ["t3"])]
     assert con.execute("SELECT DISTINCT patient_id FROM marts.response_line").fetchall() == [("P2",)]
+
+
+def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
+    con = _tiny_warehouse()
+    # P3 and P4, controls: the line after each recommendation names no drug (TRT-DRUG-PRESENT only warns).
+    for patient_id in ("P3", "P4"):
+        _insert(con, "patient", patient_id=patient_id, vital_status="alive", last_contact_date="2023-01-01",
+                n_sources=1)
+        _insert(con, "tumour_board_review", review_id=f"r-{patient_id}", patient_id=patient_id, board="ILTB",
+                submission_date="2022-05-01", recommendation_date="2022-05-10", priority_rank=1,
+                recommendation_type="trial", recommended_agents="drug a", advice_followed=False)
+        _insert(con, "treatment", treatment_id=f"t-{patient_id}", patient_id=patient_id, line_number=1,
+                drug_name=None, start_date="2022-06-01")
+    _insert(con, "response_assessment", response_id="x3", patient_id="P3", treatment_id="t-P3", timepoint="cycle1",
+            response="PR", assessment_date="2022-07-01")
+    build_marts(con)
+    lines = con.execute("SELECT patient_id, regimen, advice_group, line_id IS NOT NULL FROM marts.treatment_line "
+                        "WHERE patient_id IN ('P3', 'P4') ORDER BY patient_id").fetchall()
+    assert lines == [("P3", "unknown", "not_followed", True), ("P4", "unknown", "not_followed", True)]
+    control = con.execute("SELECT n_submissions, n_treated, n_assessed, n_objective_response FROM marts.board_response "
+                          "WHERE advice_group = 'not_followed' AND timepoint = 'cycle1'").fetchall()
+    assert control == [(2, 2, 1, 1)]
+    response = con.execute("SELECT regimen, n_assessed FROM marts.response WHERE advice_group = 'not_followed'")
+    assert response.fetchall() == [("unknown", 1)]
+    # Only P2's later cycle-1 assessment is another of a line already counted.
+    repeats = con.execute("SELECT n_rows FROM marts.left_out WHERE mart = 'response' "
+                          "AND reason LIKE 'another assessment%'").fetchall()
+    assert repeats == [(1,)]
 
 
 def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():

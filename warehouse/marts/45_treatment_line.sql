@@ -7,7 +7,9 @@
 -- start date (a line whose start date is unknown stays one line per source and line number).
 -- Definitions
 --   line: the treatments a source records under one line number for a patient (a treatment
---     without a line number is a line of its own); drugs sorted, start = the earliest start.
+--     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
+--     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is a line too, of regimen
+--     unknown, matched across sources by its start date.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -23,7 +25,9 @@ WITH source_line AS (
         source_id,
         patient_id,
         coalesce(CAST(line_number AS VARCHAR), treatment_id) AS line_key,
-        list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)) AS drugs,
+        -- [] when no treatment names its drug: NULL would leave the line without an id.
+        coalesce(list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)), []::VARCHAR[])
+            AS drugs,
         min(start_date) AS start_date,
         list(treatment_id ORDER BY treatment_id) AS treatment_ids
     FROM core.treatment
@@ -79,7 +83,8 @@ endpoint_line AS (
 SELECT
     person_line.line_id,
     person_line.patient_id,
-    array_to_string(person_line.drugs, ' + ') AS regimen,
+    CASE WHEN len(person_line.drugs) = 0 THEN 'unknown' ELSE array_to_string(person_line.drugs, ' + ') END
+        AS regimen,
     person_line.start_date,
     person_line.n_sources,
     coalesce(endpoint_line.advice_group, 'not_compared') AS advice_group,
@@ -92,7 +97,7 @@ ORDER BY person_line.patient_id, person_line.start_date, line_id;
 COMMENT ON TABLE marts.treatment_line IS 'One row per treatment line of a person, assessed or not: each line counted once whichever sources report it, with the board submission it answers. The lines of marts.response_line and of n_treated in marts.board_response.';
 COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.treatment_line.patient_id IS 'Pseudonymous patient identifier.';
-COMMENT ON COLUMN marts.treatment_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + .';
+COMMENT ON COLUMN marts.treatment_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
 COMMENT ON COLUMN marts.treatment_line.start_date IS 'Start of the line: the earliest start of its treatments; NULL when no source gives one.';
 COMMENT ON COLUMN marts.treatment_line.n_sources IS 'Sources that report this line (it is counted once). Unit: sources.';
 COMMENT ON COLUMN marts.treatment_line.advice_group IS 'The board comparison the line belongs to: the first line after a followed priority-1 targeted advice, the first line after a submission whose advice was not followed (control), or neither. Codes: followed / not_followed / not_compared.';

@@ -46,7 +46,7 @@ ORDER BY line.patient_id, line.start_date, line_id, assessment.timepoint;
 COMMENT ON TABLE marts.response_line IS 'One row per person, treatment line and timepoint (cycle 1, best) with a response: the assessed lines of marts.treatment_line, each counted once whichever sources report it, with the board advice group it answers. The unit of marts.response and marts.board_response.';
 COMMENT ON COLUMN marts.response_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.response_line.patient_id IS 'Pseudonymous patient identifier.';
-COMMENT ON COLUMN marts.response_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + .';
+COMMENT ON COLUMN marts.response_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
 COMMENT ON COLUMN marts.response_line.start_date IS 'Start of the line: the earliest start of its treatments.';
 COMMENT ON COLUMN marts.response_line.n_sources IS 'Sources that report this line (it is counted once). Unit: sources.';
 COMMENT ON COLUMN marts.response_line.advice_group IS 'The board comparison the line belongs to: the first line after a followed priority-1 targeted advice, the first line after a submission whose advice was not followed (control), or neither. Codes: followed / not_followed / not_compared.';

@@ -3,8 +3,9 @@
 -- Unit: an assessed treatment line of a person (marts.response_line): a line reported by several
 -- sources counted once, with its earliest assessment at the timepoint.
 -- Definitions
---   regimen: the drugs of the line, sorted and joined by ' + '; sources record a line's response
---     against its first drug, so a combination is one regimen, not one row per drug.
+--   regimen: the drugs of the line, sorted and joined by ' + ' (unknown when no treatment of the
+--     line names its drug); sources record a line's response against its first drug, so a
+--     combination is one regimen, not one row per drug.
 --   advice group (marts.response_line): followed / not_followed (the target board registry's
 --     control group) / not_compared. The headline comparison, all regimens together, is
 --     marts.board_response.
@@ -58,7 +59,7 @@ FROM rated
 ORDER BY regimen, advice_group, timepoint;
 
 COMMENT ON TABLE marts.response IS 'Objective response after cycle 1 and best overall response per regimen, by whether the treatment followed the board''s advice (the registry''s control-group comparison). Each person''s line counted once across sources. Assessments against a treatment not in core, or against none, are not counted (how many: marts.left_out).';
-COMMENT ON COLUMN marts.response.regimen IS 'Drugs of the treatment line, INN sorted and joined by + .';
+COMMENT ON COLUMN marts.response.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
 COMMENT ON COLUMN marts.response.advice_group IS 'The board comparison the line belongs to (marts.response_line): the first line after a followed priority-1 targeted advice, the first line after advice not followed (control), or neither. Codes: followed / not_followed / not_compared.';
 COMMENT ON COLUMN marts.response.timepoint IS 'When the response was assessed. Codes: cycle1 (after the first cycle) / best (best overall response).';
 COMMENT ON COLUMN marts.response.n_assessed IS 'Treatment lines with a response at this timepoint. Unit: treatment lines.';
