@@ -35,7 +35,7 @@ CASES = [  # Patienten_ID, Fall_Nr, Klinik, Geschlecht, Geburtsdatum, Diagnoseda
     ("DE-0001", "1", "muc01", "w", "03.2012", "17.05.2019", "02.06.2019", "11.10.2024", "lebend", ""),
     ("DE-0002", "2", "BER02", "m", "11.2008", "05.2018", "20.07.2018", "03.2024", "lebend", ""),
     ("DE-0003", "3", "HAM01", "m", "01.2015", "00.09.2020", "15.10.2020", "22.01.2025", "lebend", ""),
-    ("DE-0004", "4", "MUC01", "w", "06.2010", "XX.XX.2017", "2018", "14.02.2021", "verstorben", "14.02.2021"),
+    ("DE-0004", "4", "MUC01", "w", "06.2010", "XX.XX.2017", "2018", "14.02.2021", "verstorben", "02.2021"),
     ("DE-0005", "5", "BER02", "d", "09.2016", "12.12.2021", "03.01.2022", "01.2025", "lebend", "unbekannt"),
     ("DE-0006", "6", "HAM01", "u", "02.2013", "08.03.2022", "01.04.2022", "08.2024", "lost to follow-up", ""),
 ]
@@ -100,6 +100,12 @@ def test_partial_dates_keep_their_precision(run):
     assert dict(zip(enrolment.p, enrolment.n, strict=True)) == {"day": 5, "year": 1}
     patients = _query(home, "SELECT birth_year, birth_month, sex FROM core.patient ORDER BY birth_year")
     assert patients.birth_month.notna().all() and set(patients.sex) == {"female", "male", "undetermined", "unknown"}
+    # A death known to the month: placed in its middle, and the centre asked for the day (a warning: loaded).
+    death = _query(home, "SELECT death_date, death_date_precision FROM core.patient WHERE death_date IS NOT NULL")
+    assert [(d.date(), p) for d, p in zip(death.death_date, death.death_date_precision, strict=True)] == [
+        (date(2021, 2, 14), "month")]
+    asked = _query(home, "SELECT value FROM dq.issue WHERE rule_id = 'FU-DEATH-DATE-COMPLETE'")
+    assert asked.value.tolist() == ["month"]
 
 
 def test_rows_are_accounted_for_and_the_age_rule_judges_the_new_registry(run):
