@@ -211,22 +211,124 @@ def test_header_names_are_trimmed_and_line_breaks_become_spaces(tmp_path: Path) 
     assert list(frame.columns)[:3] == ["patient", "LVEF (%)", "2019"]
 
 
-def test_merged_cells_keep_the_value_top_left(tmp_path: Path) -> None:
+def _merged(tmp_path: Path, rows: list[list[object]], merges: list[str], *, title: str = "Follow-up",
+            origin: str = "A1") -> Path:
+    """A one-sheet workbook with `rows` written from cell `origin` and the `merges` ranges merged."""
     workbook = openpyxl.Workbook()
     sheet = workbook.active
-    sheet.title = "Treatment"
-    for row in (["patient", "drug", "cycle"], ["IMT-001", "crizotinib", 1], [None, None, 2]):
-        sheet.append(row)
-    sheet.merge_cells("A2:A3")
-    sheet.merge_cells("B2:B3")
+    sheet.title = title
+    first = sheet[origin]
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                sheet.cell(first.row + r, first.column + c, value)
+    for merge in merges:
+        sheet.merge_cells(merge)  # openpyxl keeps the top-left value and empties the rest, as Excel does
     path = tmp_path / "imt.xlsx"
     workbook.save(path)
-    record_sets, notices = _stage(path)
-    assert _records(record_sets["Treatment"]) == [
-        {"patient": "IMT-001", "drug": "crizotinib", "cycle": "1", "_line": 2},
-        {"patient": "", "drug": "", "cycle": "2", "_line": 3}]
-    assert ("imt.xlsx: sheet 'Treatment': merged cells A2:A3, B2:B3: the value is in the top-left cell only, "
-            "the others are empty") in notices
+    return path
+
+
+# A registry's follow-up sheet: the patient number and centre written once, merged over the patient's
+# rows; a diagnosis merged over two columns and two rows; a merged block running past a patient's last
+# row (row 8: nothing of its own).
+FOLLOW_UP = [
+    ["patient", "centre", "diagnosis", "subtype", "visit", "status"],
+    ["IMT-001", "Milano", "IMT", None, dt.date(2020, 1, 5), "CR"],
+    [None, None, None, None, dt.date(2020, 7, 1), "CR"],
+    [None, None, "relapse", "ALK+", dt.date(2021, 2, 3), "PD"],
+    ["IMT-002", 7, "IMT", "ROS1+", dt.date(2020, 3, 4), "SD"],
+    [None, None, None, None, dt.date(2020, 9, 9), None],
+    [None, None, None, None, None, "PR"],
+    [None, None, None, None, None, None],
+    ["IMT-003", "Gent", None, None, dt.date(2021, 1, 1), "CR"],
+]
+FOLLOW_UP_MERGES = ["A2:A4", "B2:B4", "C2:D3", "A5:A8", "B5:B8"]
+
+
+def test_merged_cells_keep_the_value_top_left_by_default(tmp_path: Path) -> None:
+    record_sets, notices = _stage(_merged(tmp_path, FOLLOW_UP, FOLLOW_UP_MERGES))
+    records = _records(record_sets["Follow-up"])
+    assert [(r["patient"], r["centre"], r["diagnosis"], r["subtype"]) for r in records] == [
+        ("IMT-001", "Milano", "IMT", ""), ("", "", "", ""), ("", "", "relapse", "ALK+"),
+        ("IMT-002", "7", "IMT", "ROS1+"), ("", "", "", ""), ("", "", "", ""), ("IMT-003", "Gent", "", "")]
+    assert [r["_line"] for r in records] == [2, 3, 4, 5, 6, 7, 9]
+    assert ("imt.xlsx: sheet 'Follow-up': merged cells A2:A4, B2:B4, C2:D3, A5:A8, B5:B8 in the data rows: the "
+            "value is in the top-left cell only, the others are empty (`options: {merged_cells: fill}` gives every "
+            "cell of a range its value)") in notices
+    assert ExcelOptions().merged_cells == "top_left"
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 20_000])
+def test_merged_cells_fill_gives_every_row_its_patient(tmp_path: Path, chunk_rows: int) -> None:
+    path = _merged(tmp_path, FOLLOW_UP, FOLLOW_UP_MERGES)
+    out = tmp_path / f"fill-{chunk_rows}"
+    result = stage_workbook(path, out, merged_cells="fill", lineage=LINEAGE, chunk_rows=chunk_rows)
+    records = _records(ADAPTER.record_sets(out, "x")["Follow-up"])
+    assert [(r["patient"], r["centre"], r["diagnosis"], r["subtype"], r["status"], r["_line"]) for r in records] == [
+        ("IMT-001", "Milano", "IMT", "IMT", "CR", 2),  # C2:D3: the range's value over its columns too
+        ("IMT-001", "Milano", "IMT", "IMT", "CR", 3),
+        ("IMT-001", "Milano", "relapse", "ALK+", "PD", 4),
+        ("IMT-002", "7", "IMT", "ROS1+", "SD", 5),
+        ("IMT-002", "7", "", "", "", 6),
+        ("IMT-002", "7", "", "", "PR", 7),
+        ("IMT-003", "Gent", "", "", "CR", 9)]  # row 8 holds only merged cells: a blank row, as before
+    assert "imt.xlsx: sheet 'Follow-up': 1 blank row(s) skipped" in result.notices
+    assert ("imt.xlsx: sheet 'Follow-up': merged cells A2:A4, B2:B4, C2:D3, A5:A8, B5:B8 filled: every cell of a "
+            "range reads its top-left value (merged_cells: fill)") in result.notices
+
+
+def test_merged_cells_fill_a_table_away_from_a1_and_below_a_title(tmp_path: Path) -> None:
+    rows: list[list[object]] = [["Follow-up export", None, None], [None, None, None],
+                                ["patient", "visit", "status"], ["IMT-001", 1, "CR"], [None, 2, "PD"]]
+    path = _merged(tmp_path, rows, ["C2:E2", "C5:C6"], origin="C2")  # the title merged over the table's width
+    record_sets, notices = _stage(path, merged_cells="fill")
+    assert [(r["patient"], r["visit"], r["_line"]) for r in _records(record_sets["Follow-up"])] == [
+        ("IMT-001", "1", 5), ("IMT-001", "2", 6)]
+    assert not [n for n in notices if "C2:E2" in n]  # above the header: not the data's, not filled, not listed
+
+
+def test_a_merged_header_is_read_as_delivered(tmp_path: Path) -> None:
+    # A name merged over two columns: the second column has no name (not the first's, which would repeat it).
+    rows: list[list[object]] = [["patient", "response", None], ["IMT-001", "PR", "2020-05-01"]]
+    with pytest.raises(ExtractError, match=r"cell C2: a value under a header cell with no name \(row 1: the cell is "
+                                           r"part of merged cells B1:C1, whose text is in B1; unmerge them"):
+        _stage(_merged(tmp_path, rows, ["B1:C1"]), merged_cells="fill")
+    rows = [["patient", "response", None], ["IMT-001", "PR", None]]
+    record_sets, _notices = _stage(_merged(tmp_path, rows, ["B1:C1"]), merged_cells="fill")
+    assert list(record_sets["Follow-up"].columns)[:2] == ["patient", "response"]  # the empty column dropped
+    # A name merged down from the header into the data rows: they are not filled with the column's name.
+    rows = [["patient", "visit"], [None, 1], [None, 2], ["IMT-002", 1]]
+    record_sets, notices = _stage(_merged(tmp_path, rows, ["A1:A3"]), merged_cells="fill")
+    assert [r["patient"] for r in _records(record_sets["Follow-up"])] == ["", "", "IMT-002"]
+    assert ("imt.xlsx: sheet 'Follow-up': merged cells A1:A3 run from the header row (or above it) into the data "
+            "rows: the data rows are left empty, not filled with the header's text") in notices
+    # A header over two rows, its first column merged down: header_row 2 reads the merge's empty cell.
+    rows = [["patient", "visit", None], [None, "date", "status"], ["IMT-001", "2020-01-01", "CR"]]
+    with pytest.raises(ExtractError, match=r"cell A3: a value under a header cell with no name \(row 2: the cell is "
+                                           r"part of merged cells A1:A2, whose text is in A1"):
+        _stage(_merged(tmp_path, rows, ["A1:A2", "B1:C1"]), header_row=2, merged_cells="fill")
+
+
+def test_merged_cells_fill_is_said_where_the_workbook_kind_gives_no_ranges(tmp_path: Path) -> None:
+    _record_sets, notices = _stage(_ods(tmp_path / "registry.ods"), merged_cells="fill")
+    assert ("registry.ods: sheet 'Follow up': merged cells cannot be read from this kind of workbook "
+            "(python-calamine reads them from .xlsx, .xlsm and .xls): none filled (merged_cells: fill)") in notices
+    _record_sets, notices = _stage(_ods(tmp_path / "registry.ods"))
+    assert not [n for n in notices if "merged" in n]
+
+
+def test_a_changed_merged_cells_option_stages_the_workbook_again() -> None:
+    sha = "ab" * 32
+    names = {ADAPTER.staged_as(sha, ExcelOptions.model_validate(given))
+             for given in ({}, {"merged_cells": "top_left"}, {"merged_cells": "fill"})}
+    assert len(names) == 2 and all(name.startswith(sha) for name in names)
+    assert ADAPTER.staged_as(sha, ExcelOptions()) == ADAPTER.staged_as(sha, ExcelOptions(merged_cells="top_left"))
+
+
+def test_merged_cells_is_top_left_or_fill() -> None:
+    with pytest.raises(ValueError, match="Input should be 'top_left' or 'fill'"):
+        ExcelOptions.model_validate({"merged_cells": "fill_down"})
 
 
 def test_hidden_sheets_are_read_and_said(tmp_path: Path) -> None:

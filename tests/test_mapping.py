@@ -242,6 +242,67 @@ def test_the_yaml_examples_in_the_reference_validate(tmp_path):
             raise AssertionError(f"docs/mapping.md, YAML example {i + 1}:\n{block}\n{exc}") from None
 
 
+def _excel(tmp_path: Path, options: str) -> Path:
+    """A workbook source's mapping with `options` given on one line (line 18 of the file)."""
+    path = _extra(tmp_path, options)
+    text = path.read_text().replace("format: csv\nfiles: \"*.csv\"", "format: excel\nfiles: \"*.xlsx\"")
+    path.write_text(text)
+    assert text.splitlines()[17] == options.rstrip("\n")
+    return path
+
+
+def test_merged_cells_is_an_excel_option_top_left_by_default(tmp_path):
+    from etl.extract.adapter import adapter_for
+
+    adapter = adapter_for("excel")
+    assert adapter.read_options(load_mapping(_excel(tmp_path, "params: {}\n"))).merged_cells == "top_left"
+    mapping = load_mapping(_excel(tmp_path, "options: {header_row: 2, merged_cells: fill}\n"))
+    assert adapter.read_options(mapping).merged_cells == "fill"
+    assert "options.merged_cells: unknown option of format csv" in _refused(
+        _extra(tmp_path, "options: {merged_cells: fill}\n"))
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ("options: {merged_cells: fil}", "options.merged_cells: Input should be 'top_left' or 'fill'"),
+    ("options: {merge_cells: fill}", "options.merge_cells: unknown option of format excel; allowed: header_row, "
+                                     "sheets, merged_cells (did you mean merged_cells?)"),
+])
+def test_a_merged_cells_typo_is_refused_naming_the_file_and_line(tmp_path, options, expected):
+    from etl.onboard.check import mapping_findings
+
+    path = _excel(tmp_path, options + "\n")
+    assert f"{path}: {expected}" in _refused(path)  # the nightly run: the file and the key
+    mapping, findings = mapping_findings(path)  # rtw check: the file and the line
+    assert mapping is None
+    assert [(f.where, f.message) for f in findings] == [(f"{path}, line 18", expected)]
+
+
+def test_the_json_schema_gives_each_format_its_reader_options(tmp_path):
+    import jsonschema
+    import yaml
+
+    from etl.extract.adapter import adapters
+
+    schema = json_schema()
+    assert schema["properties"]["format"]["enum"] == sorted(adapters())
+    assert schema["$defs"]["options_excel"]["properties"]["merged_cells"]["enum"] == ["top_left", "fill"]
+    raw = yaml.safe_load(_excel(tmp_path, "options: {merged_cells: fill}\n").read_text())
+    jsonschema.validate(raw, schema)
+    for typo in ({"merged_cells": "fil"}, {"merge_cells": "fill"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**raw, "options": typo}, schema)
+    jsonschema.validate({**raw, "format": "csv", "options": {"encoding": "cp1252"}}, schema)
+
+
+def test_every_reader_option_is_named_in_the_reference():
+    from etl.extract.adapter import adapters
+
+    options = _sections((DOCS / "mapping.md").read_text())["Top level"].split("### `options`")[1].split("### ")[0]
+    missing = [f"{name}: {key}" for name, adapter in adapters().items() for key in adapter.Options.model_fields
+               if f"`{key}`" not in options]
+    assert not missing, f"docs/mapping.md, options: name these reader options: {missing}"
+
+
 def test_a_delivery_names_its_drop_zone_and_never_its_credentials(tmp_path):
     mapping = load_mapping(_extra(tmp_path, "delivery: {url: 'sftp://sftp.example.org:2222/out', connection: c}\n"))
     assert mapping.delivery is not None and mapping.delivery.kind == "sftp"

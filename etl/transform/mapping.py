@@ -320,8 +320,9 @@ class SourceMapping(_Strict):
     patient: PatientSpec = Field(description="where the patient-level attributes come from")
     tables: dict[str, TableSpec] = Field(description="core table -> the record set(s) and fields that feed it")
     quality: dict[str, RuleOverride] = Field({}, description="rule_id -> threshold / enabled for this source")
-    options: dict[str, Any] = Field({}, description="options of the format's reader (see its adapter), "
-                                                    "e.g. excel: {header_row: 2}")
+    options: dict[str, Any] = Field({}, description="options of the format's reader, checked by its adapter "
+                                                    "(docs/adapters.md), e.g. for excel {header_row: 2, "
+                                                    "merged_cells: fill}")
     ignore: list[str] = Field([], description="record sets neither loaded nor reported as unmapped (names, or "
                                               "patterns such as IG.AUDIT*); their rows are counted in a notice")
     params: dict[str, ParamValue] = Field(
@@ -411,7 +412,10 @@ class SourceMapping(_Strict):
                 key = ".".join(str(p) for p in problem["loc"])
                 message = problem["msg"]
                 if problem["type"] == "extra_forbidden":
-                    message = f"unknown option of format {self.format}; allowed: {', '.join(_keys_of(adapter.Options))}"
+                    allowed = _keys_of(adapter.Options)
+                    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                    message = (f"unknown option of format {self.format}; allowed: {', '.join(allowed)}"
+                               + (f" (did you mean {near[0]}?)" if near else ""))
                 problems.append(f"options.{key}: {message}")
             raise ValueError("; ".join(problems)) from None
         if "decimal" in self.model_fields_set and self.decimal_mark() != self.decimal:
@@ -657,6 +661,18 @@ def json_schema() -> dict[str, Any]:
         additionalProperties=False,
         properties={p.name: {**kinds[p.kind], "description": p.description + (f" Unit: {p.unit}." if p.unit else ""),
                              "examples": [p.example]} for p in PARAMS.values()})
+    # A format's reader options are its adapter's model (e.g. ExcelOptions in etl/extract/excel.py), the one
+    # definition the loader validates `options:` with: given here per format, so that an editor completes
+    # and checks `options:` for the `format:` the file names.
+    from etl.extract.adapter import adapters  # the adapters import this module
+
+    formats = sorted(adapters())
+    schema["properties"]["format"]["enum"] = formats
+    for name in formats:
+        schema["$defs"][f"options_{name}"] = adapters()[name].Options.model_json_schema()
+    schema["allOf"] = [{"if": {"properties": {"format": {"const": name}}, "required": ["format"]},
+                        "then": {"properties": {"options": {"$ref": f"#/$defs/options_{name}"}}}}
+                       for name in formats]
     schema["title"] = "Rare Tumour Warehouse source mapping (sources/<source_id>.yaml)"
     return schema
 
