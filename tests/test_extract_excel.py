@@ -276,6 +276,7 @@ def test_merged_cells_fill_gives_every_row_its_patient(tmp_path: Path, chunk_row
     assert "imt.xlsx: sheet 'Follow-up': 1 blank row(s) skipped" in result.notices
     assert ("imt.xlsx: sheet 'Follow-up': merged cells A2:A4, B2:B4, C2:D3, A5:A8, B5:B8 filled: every cell of a "
             "range reads its top-left value (merged_cells: fill)") in result.notices
+    assert result.advised_options == {}
 
 
 def test_merged_cells_fill_a_table_away_from_a1_and_below_a_title(tmp_path: Path) -> None:
@@ -316,6 +317,13 @@ def test_merged_cells_fill_is_said_where_the_workbook_kind_gives_no_ranges(tmp_p
             "(python-calamine reads them from .xlsx, .xlsm and .xls): none filled (merged_cells: fill)") in notices
     _record_sets, notices = _stage(_ods(tmp_path / "registry.ods"))
     assert not [n for n in notices if "merged" in n]
+
+
+def test_the_reader_advises_fill_for_merged_cells_in_the_data_rows(tmp_path: Path) -> None:
+    path = _merged(tmp_path, FOLLOW_UP, FOLLOW_UP_MERGES)
+    assert ADAPTER.stage(path, tmp_path / "a", ExcelOptions(), LINEAGE).advised_options == {"merged_cells": "fill"}
+    plain = _workbook(tmp_path, {"Follow-up": FOLLOW_UP[:2]}, name="plain.xlsx")
+    assert ADAPTER.stage(plain, tmp_path / "b", ExcelOptions(), LINEAGE).advised_options == {}
 
 
 def test_a_changed_merged_cells_option_stages_the_workbook_again() -> None:

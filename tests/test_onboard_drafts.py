@@ -127,3 +127,65 @@ def test_check_never_shows_a_date_value_however_often_it_is_seen():
     assert "6 of 14 values are dates no declared format reads" in finding.message
     assert "03/25/2021" not in finding.message and "shape '99/99/9999' ×6" in finding.message
     assert "v.csv:2" in finding.message  # where to look, instead
+
+
+def _merged_register(path):
+    """An Excel follow-up register: 12 patients × 3 visits, the patient number and centre merged over
+    each patient's rows (the value in the top-left cell only)."""
+    import datetime as dt
+
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Verlauf"
+    sheet.append(["Pat_Nr", "Klinik", "Kontakt", "Status"])
+    for p in range(12):
+        first = sheet.max_row + 1
+        for v in range(3):
+            sheet.append([f"KR-{1000 + p}" if v == 0 else None, f"DE-{p % 3:02d}" if v == 0 else None,
+                          dt.date(2020 + v, 1 + p, 1), "L"])
+        sheet.merge_cells(f"A{first}:A{first + 2}")
+        sheet.merge_cells(f"B{first}:B{first + 2}")
+    workbook.save(path)
+    return path
+
+
+def test_merged_cells_are_said_by_profile_drafted_by_scaffold_and_read_by_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+    from etl.onboard.check import check_source
+    from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
+
+    landing = tmp_path / "landing" / "kr_verlauf"
+    landing.mkdir(parents=True)
+    workbook = _merged_register(landing / "KR_Verlauf_20261101.xlsx")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path)], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    said = " ".join(shown.output.split())  # as one line, however the terminal wrapped it
+    assert "merged cells A2:A4, B2:B4, A5:A7, B5:B7, A8:A10 and 19 more in the data rows" in said
+    assert "`options: {merged_cells: fill}` gives every cell of a range its value" in said
+    filled = runner.invoke(app, ["profile", str(workbook), "--home", str(tmp_path), "--option", "merged_cells=fill"],
+                           env={"COLUMNS": "250"})
+    assert filled.exit_code == 0, filled.output
+    assert "filled: every cell of a range reads its top-left value" in " ".join(filled.output.split())
+
+    draft = draft_mapping(read_sources([workbook], "kr_verlauf"))
+    raw = yaml.safe_load(draft.text)
+    assert raw["options"] == {"merged_cells": "fill"} and "# TODO: check merged_cells: fill" in draft.text
+    assert raw["patient_key"] == "Pat_Nr" and validate_draft(draft) == []
+    assert "KR-1" not in draft.text
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    mapping = sources / "kr_verlauf.yaml"
+    mapping.write_text(draft.text)
+    report = check_source("kr_verlauf", sources, tmp_path / "landing")
+    assert report.usable and report.record_sets == {"Verlauf": 36}
+    assert not [f for f in report.findings if "without a patient key" in f.message], report.findings
+    mapping.write_text(draft.text.replace('options: {merged_cells: "fill"}', "options: {merged_cells: top_left}"))
+    report = check_source("kr_verlauf", sources, tmp_path / "landing")
+    assert [f.message for f in report.findings if "without a patient key" in f.message] == [
+        "24 records without a patient key"]

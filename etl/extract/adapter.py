@@ -30,7 +30,7 @@ import importlib
 import pkgutil
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -63,6 +63,9 @@ class StageResult:
 
     rows: int
     notices: tuple[str, ...]
+    #: reader options the file calls for that were not given (an Excel sheet with merged cells in its
+    #: data rows: merged_cells: fill), for `rtw scaffold` to draft; a notice says each too
+    advised_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

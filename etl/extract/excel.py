@@ -450,6 +450,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     workbook = _open_workbook(path)
     rows = 0
     notices: list[str] = []
+    merged_in_data = False
     try:
         with written_atomically(out, folder=True) as temp:
             parts = []
@@ -466,10 +467,12 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                                      _NO_RANGES if merged is None else merged, fill)
                 rows += count
                 notices += _sheet_notices(path.name, name, hidden, count, found)
+                merged_in_data = merged_in_data or len(found.merged_in_data) > 0
             (temp / SHEETS_STAGED).write_text(json.dumps(parts))
     finally:
         workbook.close()
-    return StageResult(rows=rows, notices=tuple(notices))
+    advised = {"merged_cells": "fill"} if merged_in_data and merged_cells != "fill" else {}
+    return StageResult(rows=rows, notices=tuple(notices), advised_options=advised)
 
 
 def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list[str] | None) -> list[tuple[str, bool]]:

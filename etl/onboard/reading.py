@@ -12,7 +12,8 @@ profiled, from its values alone.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class FileRead:
     record_sets: dict[str, pd.DataFrame]
     notices: tuple[str, ...]
     details: FormatDetails
+    advised_options: Mapping[str, Any] = field(default_factory=dict)  # StageResult.advised_options
 
 
 def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: str | None = None,
@@ -63,7 +65,8 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         # Without a mapping, a one-record-set file's record set is named after the file.
         record_sets = chosen.record_sets(staged, record_set or path.stem)
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
-    return FileRead(path, chosen.format, sha, record_sets, result.notices, describe_file(chosen.format, path))
+    return FileRead(path, chosen.format, sha, record_sets, result.notices, describe_file(chosen.format, path),
+                    result.advised_options)
 
 
 def data_columns(frame: pd.DataFrame) -> list[str]:

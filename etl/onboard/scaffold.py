@@ -1,14 +1,16 @@
 """`rtw scaffold FILE...`: a draft mapping for a new source, for a data manager to complete.
 
 From the files' profiles it fills in what can be read off them: the format and its reader options
-(encoding, delimiter, decimal mark), the file pattern and record set names, the date formats each
-column is written in, placeholders for unknown dates (99/99/9999) as nulls, the patient key and
-record key when a column plainly is one, the patient block from columns named like sex, birth
-date, country, EUPID and centre, and one commented skeleton per record set listing every column
-with its type, date format and codes (from an ODM CodeList, else the values seen at least
-`MIN_SHOWN` times). What only a person can decide (which core table and field a column feeds,
-what each code means) is marked TODO. The draft loads as YAML and, when the guesses hold,
-validates as a mapping; `rtw check` then compares it with the data.
+(encoding, delimiter, decimal mark, and those the reader advises, such as an Excel workbook's
+`merged_cells: fill` where merged cells lie in its data rows: the files are then read with them,
+so the draft's keys and columns are those of the filled rows), the file pattern and record set
+names, the date formats each column is written in, placeholders for unknown dates (99/99/9999) as
+nulls, the patient key and record key when a column plainly is one, the patient block from columns
+named like sex, birth date, country, EUPID and centre, and one commented skeleton per record set
+listing every column with its type, date format and codes (from an ODM CodeList, else the values
+seen at least `MIN_SHOWN` times). What only a person can decide (which core table and field a
+column feeds, what each code means) is marked TODO. The draft loads as YAML and, when the guesses
+hold, validates as a mapping; `rtw check` then compares it with the data.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class DraftSource:
     format_lists: bool = False  # the mapping model accepts a list of date formats per field
     record_keys: bool = False  # the mapping model accepts a record key per record set
     given_options: Mapping[str, object] = field(default_factory=dict)  # reader options the user gave
+    advised_options: Mapping[str, object] = field(default_factory=dict)  # the reader advised, the files read with
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,12 @@ def draft_mapping(draft: DraftSource) -> Draft:
     options: dict[str, object] = {k: v for k, v in (("encoding", details.encoding), ("delimiter", details.delimiter),
                                                     ("decimal", details.decimal)) if v and k in draft.reader_options}
     options.update(draft.given_options)
+    options.update(draft.advised_options)
+    if draft.advised_options:
+        advised = ", ".join(f"{k}: {v}" for k, v in draft.advised_options.items())
+        lines.append(f"# TODO: check {advised}: advised by the reader for these files, which the draft was read "
+                     "with (`rtw profile` says why)")
+        todos += 1
     if options:
         listed = ", ".join(f"{k}: {_q(v)}" for k, v in options.items())
         lines.append(f"options: {{{listed}}}  # detected, or given with --option")
@@ -471,13 +480,17 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
     given = dict(options or {})
     reader_options = adapter.Options.model_validate(given)
     reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
+    advised = {k: v for read in reads for k, v in read.advised_options.items() if k not in given}
+    if advised:  # read again as the draft will read them, so its keys and profiles are the filled rows'
+        reader_options = adapter.Options.model_validate({**given, **advised})
+        reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
     common = _affixes([p.name for p in paths])[0] if len(paths) > 1 else paths[0].name
     return DraftSource(
         source_id=source_id or source_id_from(common or paths[0].name), format=adapter.format,
         one_record_set_per_file=adapter.one_record_set_per_file,
         reader_options=frozenset(adapter.Options.model_fields), files=reads,
         profiles=[profile_file(r) for r in reads], format_lists=format_lists_supported(),
-        record_keys="record_keys" in SourceMapping.model_fields, given_options=given)
+        record_keys="record_keys" in SourceMapping.model_fields, given_options=given, advised_options=advised)
 
 
 def validate_draft(draft: Draft) -> list[str]:
