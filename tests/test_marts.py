@@ -371,17 +371,24 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     diagnosis, patient = core["diagnosis"], core["patient"].set_index("patient_id")
     relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"]) & diagnosis.diagnosis_date.notna()]
     enrolment = core["study_enrolment"].dropna(subset=["enrolment_date"])
-    origins = pd.concat([
-        relapses.groupby("patient_id").diagnosis_date.min().rename("origin_date").reset_index().assign(origin="relapse"),
-        enrolment.groupby("patient_id").enrolment_date.min().rename("origin_date").reset_index().assign(origin="enrolment"),
-    ])
+
+    def earliest(rows: pd.DataFrame, day: str, origin: str) -> pd.DataFrame:
+        """Each patient's earliest date; of equal ones, the most precise (a partial date is its period's first)."""
+        rows = rows.assign(origin_date=rows[day], origin_date_precision=rows[f"{day}_precision"].fillna("day"),
+                           rank=rows[f"{day}_precision"].map({"month": 1, "year": 2}).fillna(0))
+        first = rows.sort_values(["patient_id", "origin_date", "rank"]).groupby("patient_id").head(1)
+        return first[["patient_id", "origin_date", "origin_date_precision"]].assign(origin=origin)
+
+    origins = pd.concat([earliest(relapses, "diagnosis_date", "relapse"),
+                         earliest(enrolment, "enrolment_date", "enrolment")])
     # From the recommendation, grouped by that submission's advice; who died before it is left out.
     dead = patient.death_date.where(patient.vital_status == "dead").fillna(
         patient.last_contact_date.where(patient.vital_status == "dead"))
     recommended = expected.recommendation_origin(core_board(core), dead)
     advice_of = dict(zip(recommended.person, recommended.advice_group))
     origins = pd.concat([origins, pd.DataFrame({"patient_id": recommended.person, "origin": "recommendation",
-                                                "origin_date": recommended.origin_date})])
+                                                "origin_date": recommended.origin_date,
+                                                "origin_date_precision": "day"})])
     origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
     follow_up = core["follow_up"]
     progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
@@ -393,7 +400,8 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     events_of = {p: e for p, e in disease_events.groupby("patient_id")}
     first = first_diagnoses(core)
     rows = []
-    for patient_id, origin, origin_date in zip(origins.patient_id, origins.origin, origins.origin_date):
+    for patient_id, origin, origin_date, precision in zip(origins.patient_id, origins.origin, origins.origin_date,
+                                                          origins.origin_date_precision):
         person = patient.loc[patient_id]
         dead = person.vital_status == "dead"
         death = (person.death_date if pd.notna(person.death_date) else person.last_contact_date) if dead else pd.NaT
@@ -408,7 +416,7 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
         efs_end = event[0] if event else person.last_contact_date
         group = first.iccc3_group.get(patient_id)
         rows.append({
-            "patient_id": patient_id, "origin": origin, "origin_date": origin_date,
+            "patient_id": patient_id, "origin": origin, "origin_date": origin_date, "origin_date_precision": precision,
             "iccc3_group": group if isinstance(group, str) else "unknown",
             "advice_group": advice_of[patient_id] if origin == "recommendation" else None,
             "os_event": bool(dead), "os_end_date": os_end,

@@ -40,17 +40,23 @@ first_advice AS (
 ),
 
 origin AS (
-    SELECT patient_id, 'relapse' AS origin, min(diagnosis_date) AS origin_date
+    -- A partial date is the first day of its period: of equal dates, the most precise gives the precision.
+    SELECT patient_id, 'relapse' AS origin, min(diagnosis_date) AS origin_date,
+           arg_min(coalesce(diagnosis_date_precision, 'day'),
+                   (diagnosis_date, coalesce(diagnosis_date_precision, 'day'))) AS origin_date_precision
     FROM core.diagnosis
     WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
     GROUP BY patient_id
     UNION ALL
-    SELECT patient_id, 'enrolment' AS origin, min(enrolment_date) AS origin_date
+    SELECT patient_id, 'enrolment' AS origin, min(enrolment_date) AS origin_date,
+           arg_min(coalesce(enrolment_date_precision, 'day'),
+                   (enrolment_date, coalesce(enrolment_date_precision, 'day'))) AS origin_date_precision
     FROM core.study_enrolment
     WHERE enrolment_date IS NOT NULL
     GROUP BY patient_id
     UNION ALL
-    SELECT patient_id, 'recommendation' AS origin, min(recommendation_date) AS origin_date
+    SELECT patient_id, 'recommendation' AS origin, min(recommendation_date) AS origin_date,
+           'day' AS origin_date_precision
     FROM advice
     GROUP BY patient_id
 ),
@@ -102,6 +108,7 @@ timed AS (
         origin.patient_id,
         origin.origin,
         origin.origin_date,
+        origin.origin_date_precision,
         coalesce(patient.iccc3_group, 'unknown') AS iccc3_group,
         CASE WHEN origin.origin = 'recommendation' THEN first_advice.advice_group END AS advice_group,
         death.is_dead AS os_event,
@@ -123,6 +130,7 @@ SELECT
     patient_id,
     origin,
     origin_date,
+    origin_date_precision,
     iccc3_group,
     advice_group,
     os_event,
@@ -138,7 +146,8 @@ ORDER BY origin, patient_id;
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, or the recommendation of the first board submission in the advice comparison. Codes: relapse / enrolment / recommendation.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin.';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is the first day of its period (origin_date_precision).';
+COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year may be longer than it was by up to that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
 COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the last contact.';
