@@ -45,32 +45,22 @@ same memory for 100,000 or 500,000 observations.
 from __future__ import annotations
 
 import io
-import json
 import math
 import mmap
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import (
-    LINE_COLUMN,
-    ColumnInfo,
-    FormatDetails,
-    SourceAdapter,
-    StageResult,
-    sniff_kind,
-    staging_writer,
-)
+from etl.extract import readstat
+from etl.extract.adapter import ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
-from etl.fsio import written_atomically
+from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
 __all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptions", "SasVariable",
            "read_sas_metadata", "stage_sas", "staged_sas_metadata"]
@@ -89,17 +79,13 @@ _CPORT = b"**COMPRESSED**"
 # A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
 _FORMAT = re.compile(r"\$?([A-Z][A-Z0-9_]*[A-Z_])?(\d+)?(?:\.(\d*))?")
 
-_Value = Literal["date", "datetime", "time"]
-_Unit = Literal["D", "M", "Y", "s"]
-
-
-def _formats(value: _Value, unit: _Unit, *names: str) -> dict[str, tuple[_Value, _Unit]]:
+def _formats(value: Shown, unit: Precision, *names: str) -> dict[str, tuple[Shown, Precision]]:
     return dict.fromkeys(names, (value, unit))
 
 
 _SUFFIXED = ("", "B", "C", "D", "N", "P", "S")  # separator variants: DDMMYYB (blank), ...C (colon), ...
 # What a temporal format's values count (days or seconds) and the precision it shows.
-_TEMPORAL_FORMATS: dict[str, tuple[_Value, _Unit]] = {
+_TEMPORAL_FORMATS: dict[str, tuple[Shown, Precision]] = {
     **_formats("date", "D", "DATE", "E8601DA", "IS8601DA", "B8601DA", "ND8601DA", "WEEKDATE", "WEEKDATX",
                "WORDDATE", "WORDDATX", "NLDATE", "NLDATEL", "NLDATEM", "NLDATES", "NLDATEW", "EURDFDD",
                "EURDFDE", "EURDFWKX", "JULIAN",
@@ -115,86 +101,18 @@ _TEMPORAL_FORMATS: dict[str, tuple[_Value, _Unit]] = {
     **_formats("time", "s", "TIME", "HHMM", "TOD", "TIMEAMPM", "E8601TM", "IS8601TM", "B8601TM", "NLTIME"),
 }
 
-_SAS_EPOCH_MS = np.datetime64("1960-01-01T00:00:00", "ms")
-# Dates SAS can hold (1582-20000) narrowed to those ISO strings can carry.
-_FIRST_MS = (np.datetime64("1582-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(np.int64)
-_LAST_MS = (np.datetime64("10000-01-01T00:00:00", "ms") - _SAS_EPOCH_MS).astype(np.int64)
-_EXACT_INTEGER = 2.0**53
-
-_LISTED_VARIABLES = 12  # labels and formats named in a notice; all are in the metadata
-
-#: observations per chunk are chosen so that a chunk holds about this many cells: measured on
-#: 500,000 x 20 XPORT, staging peaks at +140 MiB with 500,000 cells a chunk (+400 MiB with 2 million),
-#: in the same time
-CHUNK_CELLS = 500_000
+#: A SAS variable's declaration (shared with the other ReadStat formats).
+SasVariable = Variable
 
 
-class SasVariable(NamedTuple):
-    """What a SAS dataset declares about one variable."""
-
-    label: str | None  # "Unique Subject Identifier"
-    format: str | None  # "DATE9.", "$20.", "8.2", a user format "SEXF."; None when none is set
-    type: Literal["numeric", "character"]
-    length: int  # storage length in bytes
-    temporal: str | None = None  # "date", "date (month)", "datetime", "time": how the values are converted
-
-
-@dataclass(frozen=True)
-class SasMetadata:
+class SasMetadata(Dataset):
     """A SAS dataset's own description: name, label, encoding and one `SasVariable` per variable."""
 
-    file_format: str  # "XPORT v5", "XPORT v8", "sas7bdat"
-    table_name: str | None
-    file_label: str | None
-    file_encoding: str | None
-    variables: dict[str, SasVariable]
-    rows: int | None  # None when the file does not say (XPORT)
-
-    @property
-    def column_labels(self) -> dict[str, str | None]:
-        return {name: v.label for name, v in self.variables.items()}
-
-    @property
-    def column_formats(self) -> dict[str, str | None]:
-        return {name: v.format for name, v in self.variables.items()}
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "file_format": self.file_format, "table_name": self.table_name, "file_label": self.file_label,
-            "file_encoding": self.file_encoding, "rows": self.rows,
-            "variables": {name: v._asdict() for name, v in self.variables.items()}})
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> SasMetadata:
-        raw = json.loads(text)
-        variables = {name: SasVariable(**fields) for name, fields in raw.pop("variables").items()}
-        return cls(variables=variables, **raw)
-
-    def describe(self) -> list[str]:
-        """Short notices: the dataset, the variables converted to dates, every label and format."""
-        name = f"dataset {self.table_name}" if self.table_name else "a dataset"
-        label = f" '{self.file_label}'" if self.file_label else ""
-        rows = f", {self.rows} observations" if self.rows is not None else ""
-        encoding = f", encoding {self.file_encoding}" if self.file_encoding else ""
-        notices = [f"SAS {self.file_format}, {name}{label}, {len(self.variables)} variables{rows}{encoding}"]
-        temporal = [f"{n} {v.format} -> {v.temporal}" for n, v in self.variables.items() if v.temporal]
-        if temporal:
-            notices.append("dates converted to ISO text: " + ", ".join(temporal))
-        declared = [n + (f" '{v.label}'" if v.label else "") + (f" {v.format}" if v.format else "")
-                    for n, v in self.variables.items() if v.label or v.format]
-        if declared:
-            more = len(declared) - _LISTED_VARIABLES
-            notices.append("labels and formats: " + "; ".join(declared[:_LISTED_VARIABLES])
-                           + (f"; and {more} more (the staged file's metadata has all)" if more > 0 else ""))
-        return notices
+    package = "SAS"
 
 
-class SasOptions(BaseModel):
+class SasOptions(EncodingOptions):
     """Reader options of a SAS dataset."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    encoding: str | None = Field(
-        None, description="text encoding, overriding the file's (iconv name: latin1, cp1252, utf-8)")
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -231,29 +149,11 @@ def _xport_members(path: Path) -> int:
         return count
 
 
-class _UndecodableText(ExtractError):
-    """Text of the file that its encoding (declared, assumed or given) does not decode."""
-
-
 def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tuple[pd.DataFrame, Any]:
     import pyreadstat  # here, not above: every run discovers this adapter, few read SAS (its import is 0.07 s)
 
     reader = pyreadstat.read_sas7bdat if file_format == "sas7bdat" else pyreadstat.read_xport
-    try:
-        return reader(  # type: ignore[no-any-return]
-            str(path) if source is None else source, disable_datetime_conversion=True, **kwargs)
-    except UnicodeDecodeError as error:
-        raise _UndecodableText(f"{path.name}: text that is not UTF-8 (byte {error.object[error.start:error.end]!r}); "
-                           "expected UTF-8, or the source's `options: encoding:` (e.g. latin1, cp1252)") from None
-    except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as error:
-        message = str(error)
-        if "encoding" in message or "character set" in message:
-            given = kwargs.get("encoding")
-            raise _UndecodableText(f"{path.name}: text cannot be decoded as {given or 'the declared encoding'} "
-                               f"({message}); expected a valid `options: encoding:` (iconv name: latin1, "
-                               "cp1252, utf-8)") from None
-        raise ExtractError(f"{path.name}: unreadable {file_format} file ({message}); expected a complete "
-                           f"SAS {file_format} file (truncated or damaged in transfer?)") from None
+    return readstat.read_with(reader, path, "SAS", file_format, source, **kwargs)
 
 
 def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
@@ -264,28 +164,23 @@ def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
 
 
 def _metadata(file_format: str, meta: Any) -> SasMetadata:
-    variables: dict[str, SasVariable] = {}
+    variables: dict[str, Variable] = {}
     for name, label in zip(meta.column_names, meta.column_labels):
         sas_format = meta.original_variable_types.get(name) or None
         numeric = meta.readstat_variable_types.get(name) != "string"
         temporal = _temporal(sas_format) if numeric else None
-        variables[name] = SasVariable(
+        variables[name] = Variable(
             label=label or None, format=sas_format, type="numeric" if numeric else "character",
             length=int(meta.variable_storage_width.get(name) or 8),
-            temporal=_describe_temporal(*temporal) if temporal else None)
+            temporal=readstat.describe_temporal(*temporal) if temporal else None)
     return SasMetadata(file_format=file_format, table_name=meta.table_name or None,
                        file_label=meta.file_label or None, file_encoding=meta.file_encoding or None,
                        variables=variables, rows=meta.number_rows)
 
 
-def _temporal(sas_format: str | None) -> tuple[_Value, _Unit] | None:
+def _temporal(sas_format: str | None) -> tuple[Shown, Precision] | None:
     match = _FORMAT.fullmatch((sas_format or "").upper())
     return _TEMPORAL_FORMATS.get(match.group(1) or "") if match else None
-
-
-def _describe_temporal(value: _Value, unit: _Unit) -> str:
-    shown = {"D": "date", "M": "date (month)", "Y": "date (year)", "s": value}[unit]
-    return shown if value != "datetime" or unit == "s" else f"{shown} of a datetime"
 
 
 def iter_sas_chunks(path: Path, *, encoding: str | None = None,
@@ -300,20 +195,13 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     if layout is not None:
         _check_whole_observations(path, layout)
     cells = CHUNK_CELLS if layout is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
-    size = chunk_rows or max(1_000, cells // max(1, len(metadata.variables)))
-    offset = 0
-    while True:
-        try:
-            frame = _read_rows(path, file_format, layout, offset, size, encoding)
-        except _UndecodableText as error:
-            raise _where_undecodable(path, file_format, layout, offset, size, error) from None
-        yield offset + 1, frame, metadata
-        offset += len(frame)
-        if len(frame) < size or offset == metadata.rows:
-            break
-    if metadata.rows is not None and offset != metadata.rows:
-        raise ExtractError(f"{path.name}: {offset} observations read, but the file declares {metadata.rows}; "
-                           "expected a complete file (truncated in transfer?)")
+    size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
+
+    def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
+        return _read_rows(path, file_format, layout, offset, size, encoding)
+
+    for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding):
+        yield first, frame, metadata
 
 
 class _XportLayout(NamedTuple):
@@ -423,26 +311,6 @@ def _check_whole_observations(path: Path, layout: _XportLayout) -> None:
                                f"{layout.observation_length} bytes; expected the complete file")
 
 
-def _where_undecodable(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,
-                       error: ExtractError) -> ExtractError:
-    """The error, with the variable and observation of the first value that is not UTF-8."""
-    # Read the chunk again as latin-1 (any byte decodes) and look for the bytes UTF-8 refuses.
-    frame = _read_rows(path, file_format, layout, offset, size, "latin1")
-    for column in frame.columns:
-        if frame[column].dtype != object:
-            continue
-        for position, value in enumerate(frame[column]):
-            if not isinstance(value, str):
-                continue
-            try:
-                value.encode("latin-1").decode("utf-8")
-            except UnicodeError:
-                return ExtractError(f"{path.name}, observation {offset + position + 1}, variable {column}: "
-                                    f"{value!r} read as latin-1 is not UTF-8; set the source's "
-                                    "`options: encoding:` (e.g. latin1, cp1252)")
-    return error
-
-
 # -- values to text -------------------------------------------------------------------------------
 def _significant_digits(length: int) -> int:
     # A SAS numeric of `length` bytes keeps 8*length - 11 mantissa bits (IEEE and IBM alike).
@@ -451,73 +319,19 @@ def _significant_digits(length: int) -> int:
 
 def numbers_as_text(values: np.ndarray, length: int = 8) -> np.ndarray:
     """Doubles as text: whole numbers without ".0", others to the digits the storage length holds; NaN -> ""."""
-    out = np.full(len(values), "", dtype=object)
-    present = np.isfinite(values)
-    whole = present & (np.floor(values) == values) & (np.abs(values) < _EXACT_INTEGER)
-    out[whole] = values[whole].astype(np.int64).astype(str)
-    rest = present & ~whole
-    if rest.any():
-        digits = _significant_digits(length)
-        spec = f".{digits}g"
-        texts = [format(v, spec) for v in values[rest].tolist()]
-        out[rest] = [_positional(text, digits) if "e" in text else text for text in texts]
-    return out
+    return readstat.numbers_as_text(values, _significant_digits(length))
 
 
-def _positional(text: str, digits: int) -> str:
-    # harmonise reads positional notation only: 1e-07 -> 0.0000001
-    return np.format_float_positional(float(text), precision=digits, unique=True, fractional=False, trim="-")
-
-
-def temporal_as_text(values: np.ndarray, value: _Value, unit: _Unit) -> tuple[np.ndarray, int]:
+def temporal_as_text(values: np.ndarray, value: Shown, unit: Precision) -> tuple[np.ndarray, int]:
     """SAS dates/datetimes/times as ISO text at the format's precision; also the count out of range."""
-    out = np.full(len(values), "", dtype=object)
-    present = np.isfinite(values)
-    if value == "time":
-        out[present] = [_clock(float(v)) for v in values[present]]
-        return out, 0
-    scale = 86_400_000 if value == "date" else 1_000
-    with np.errstate(invalid="ignore", over="ignore"):
-        ms = np.where(present, np.round(values * scale), 0)
-    in_range = present & (ms >= _FIRST_MS) & (ms < _LAST_MS)
-    stamps = _SAS_EPOCH_MS + ms[in_range].astype(np.int64).astype("timedelta64[ms]")
-    if value == "date":
-        stamps = stamps.astype("datetime64[D]")  # a date carrying a fraction of a day is still that day
-    text = np.datetime_as_string(stamps, unit=unit).astype(object)
-    if unit == "s":  # milliseconds only where a value has them (E8601DT23.3)
-        fractional = ms[in_range] % 1000 != 0
-        text[fractional] = np.datetime_as_string(stamps[fractional], unit="ms")
-    out[in_range] = text
-    outside = present & ~in_range
-    out[outside] = numbers_as_text(values[outside])
-    return out, int(outside.sum())
+    return readstat.temporal_as_text(values, value, unit, count_ms=86_400_000 if value == "date" else 1_000)
 
 
-def _clock(seconds: float) -> str:
-    """Seconds since midnight as H:M:S, past 24 h and before 0 as SAS shows them (TIME8.: 25:00:00)."""
-    sign = "-" if seconds < 0 else ""
-    whole, micro = divmod(round(abs(seconds) * 1_000_000), 1_000_000)
-    text = f"{sign}{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-    return f"{text}.{micro:06d}".rstrip("0") if micro else text
-
-
-def sas_frame_as_text(frame: pd.DataFrame, metadata: SasMetadata) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Each variable's values as text (see the module docstring), and per variable the dates kept as numbers."""
-    columns: dict[str, np.ndarray] = {}
-    outside: dict[str, int] = {}
-    for name in frame.columns:
-        variable = metadata.variables.get(name)
-        series = frame[name]
-        if variable is None or variable.type == "character" or series.dtype == object:
-            columns[name] = series.fillna("").to_numpy(dtype=object)
-            continue
-        values = series.to_numpy(dtype=np.float64)
-        temporal = _temporal(variable.format)
-        if temporal is None:
-            columns[name] = numbers_as_text(values, variable.length)
-        else:
-            columns[name], outside[name] = temporal_as_text(values, *temporal)
-    return columns, {name: count for name, count in outside.items() if count}
+def _as_text(variable: Variable, values: np.ndarray) -> tuple[np.ndarray, int]:
+    temporal = _temporal(variable.format)
+    if temporal is None:
+        return numbers_as_text(values, variable.length), 0
+    return temporal_as_text(values, *temporal)
 
 
 # -- staging --------------------------------------------------------------------------------------
@@ -528,52 +342,14 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
     Written under a temporary name in the same folder and renamed into place, so a failure
     never leaves half a file where a reader would look.
     """
-    lineage = dict(lineage or {})
-    rows = 0
-    outside: dict[str, int] = {}
-    metadata: SasMetadata | None = None
-    writer: pq.ParquetWriter | None = None
-    with written_atomically(out) as temp:
-        try:
-            for first, frame, metadata in iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows):
-                if writer is None:
-                    schema = _staging_schema(path, metadata, lineage)
-                    writer = staging_writer(temp, schema)
-                columns, chunk_outside = sas_frame_as_text(frame, metadata)
-                for name, count in chunk_outside.items():
-                    outside[name] = outside.get(name, 0) + count
-                arrays = [pa.array(columns[name], type=pa.string()) for name in metadata.variables]
-                arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
-                arrays += [pa.repeat(pa.scalar(value, pa.string()), len(frame)) for value in lineage.values()]
-                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-                rows += len(frame)
-        finally:
-            if writer is not None:
-                writer.close()
-    assert metadata is not None  # iter_sas_chunks yields at least one (maybe empty) chunk
-    notices = [f"{path.name}: {line}" for line in replace(metadata, rows=rows).describe()]
-    notices += [f"{path.name}: {count} value(s) of {name} ({metadata.variables[name].format}) are not dates "
-                "between 1582 and 9999: kept as numbers" for name, count in outside.items()]
-    if not rows:
-        notices.append(f"{path.name}: no observations")
-    return StageResult(rows=rows, notices=tuple(notices))
-
-
-def _staging_schema(path: Path, metadata: SasMetadata, lineage: dict[str, str]) -> pa.Schema:
-    reserved = sorted({LINE_COLUMN, *lineage} & set(metadata.variables))
-    if reserved:
-        raise ExtractError(f"{path.name}: variable(s) {reserved} clash with the reader's own columns "
-                           f"({LINE_COLUMN}, lineage); expected other variable names")
-    fields = [pa.field(name, pa.string()) for name in metadata.variables]
-    fields.append(pa.field(LINE_COLUMN, pa.int64()))
-    fields += [pa.field(key, pa.string()) for key in lineage]
-    return pa.schema(fields, metadata={SAS_METADATA_KEY: metadata.to_json().encode()})
+    staged = readstat.stage_dataset(path, out, iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
+                                    _as_text, dict(lineage or {}), SAS_METADATA_KEY)
+    return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
 
 
 def staged_sas_metadata(staged: Path) -> SasMetadata | None:
     """The labels and formats kept in a staged SAS file's schema; None for a file staged otherwise."""
-    raw = pq.read_schema(staged).metadata or {}
-    return SasMetadata.from_json(raw[SAS_METADATA_KEY]) if SAS_METADATA_KEY in raw else None
+    return readstat.staged_metadata(staged, SAS_METADATA_KEY, SasMetadata)
 
 
 class SasAdapter(SourceAdapter):
