@@ -112,6 +112,43 @@ def write_sas7bdat(path: Path, names: list[str], records: list[list[object]]) ->
     pyreadstat.write_sas7bdat(frame, str(path), variable_format=formats)
 
 
+def _dated_frame(names: list[str], records: list[list[object]], epoch: dt.date,
+                 seconds: bool) -> tuple[object, list[str]]:
+    """The records with dates as counts since `epoch` (days, or seconds), numbers as doubles."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=names)
+    dates = [name for name in names if name.startswith("DATE")]
+    for name in dates:
+        frame[name] = [(d - epoch).days * (86_400 if seconds else 1) for d in frame[name]]
+    for name in names:
+        if name.startswith(("DATE", "COUNT", "VALUE")):
+            frame[name] = frame[name].astype(float)
+    return frame, dates
+
+
+def write_sav(path: Path, names: list[str], records: list[list[object]]) -> None:
+    """Bytecode-compressed, as SPSS saves by default."""
+    import pyreadstat
+
+    frame, dates = _dated_frame(names, records, dt.date(1582, 10, 14), seconds=True)
+    pyreadstat.write_sav(frame, str(path), row_compress=True, variable_format=dict.fromkeys(dates, "DATE11"))
+
+
+def write_zsav(path: Path, names: list[str], records: list[list[object]]) -> None:
+    import pyreadstat
+
+    frame, dates = _dated_frame(names, records, dt.date(1582, 10, 14), seconds=True)
+    pyreadstat.write_sav(frame, str(path), compress=True, variable_format=dict.fromkeys(dates, "DATE11"))
+
+
+def write_dta(path: Path, names: list[str], records: list[list[object]]) -> None:
+    import pyreadstat
+
+    frame, dates = _dated_frame(names, records, dt.date(1960, 1, 1), seconds=False)
+    pyreadstat.write_dta(frame, str(path), variable_format=dict.fromkeys(dates, "%td"))
+
+
 def write_xlsx(path: Path, names: list[str], records: list[list[object]]) -> None:
     import openpyxl
 
@@ -129,6 +166,9 @@ CASES = [
     ("ODM", "odm", ".xml", write_odm, "lxml.iterparse"),
     ("SAS xpt", "sas", ".xpt", write_xpt, "pyreadstat.read_xport"),
     ("SAS sas7bdat", "sas", ".sas7bdat", write_sas7bdat, "pyreadstat.read_sas7bdat"),
+    ("SPSS sav", "spss", ".sav", write_sav, "pyreadstat.read_sav"),
+    ("SPSS zsav", "spss", ".zsav", write_zsav, "pyreadstat.read_sav"),
+    ("Stata dta", "stata", ".dta", write_dta, "pyreadstat.read_dta"),
     ("Excel xlsx", "excel", ".xlsx", write_xlsx, "calamine.iter_rows"),
 ]
 
@@ -215,7 +255,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000, help="records per file (20 columns each)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--openpyxl", action="store_true", help="also time openpyxl read-only on the .xlsx")
-    parser.add_argument("--formats", default="csv,odm,sas,excel", help="adapters to time, comma-separated")
+    parser.add_argument("--formats", default="csv,odm,sas,spss,stata,excel", help="adapters to time, comma-separated")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:

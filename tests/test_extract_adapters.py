@@ -60,6 +60,18 @@ def _sas7bdat(folder: Path) -> Path:
     return path
 
 
+def _sav(folder: Path) -> Path:
+    path = folder / "elig.sav"
+    pyreadstat.write_sav(pd.DataFrame({"PATIENT": ["IMT-001"], "LVEF": [64.0]}), str(path))
+    return path
+
+
+def _dta(folder: Path) -> Path:
+    path = folder / "elig.dta"
+    pyreadstat.write_dta(pd.DataFrame({"PATIENT": ["IMT-001"], "LVEF": [64.0]}), str(path))
+    return path
+
+
 def _xlsx(folder: Path) -> Path:
     workbook = openpyxl.Workbook()
     workbook.active.title = "Eligibility"
@@ -82,13 +94,15 @@ OWN_FILES: dict[str, tuple[Callable[[Path], Path], str, dict[str, str]]] = {
     "csv": (_csv, "ELIG", {"patient": "IMT-001", "lvef": "64"}),
     "odm": (_odm, "IG.ELIG", {"LVEF": "64", "_subject_key": "IMT-001"}),
     "sas": (_xpt, "elig", {"PATIENT": "IMT-001", "LVEF": "64"}),
+    "spss": (_sav, "elig", {"PATIENT": "IMT-001", "LVEF": "64"}),
+    "stata": (_dta, "elig", {"PATIENT": "IMT-001", "LVEF": "64"}),
     "excel": (_xlsx, "Eligibility", {"patient": "IMT-001", "lvef": "64"}),
 }
 
 
 def test_every_adapter_is_found_by_the_registry() -> None:
     found = adapters()
-    assert {"csv", "odm", "sas", "excel"} <= set(found)
+    assert {"csv", "odm", "sas", "spss", "stata", "excel"} <= set(found)
     for name, adapter in found.items():
         assert isinstance(adapter, SourceAdapter)
         assert adapter.format == name
@@ -107,7 +121,8 @@ def test_no_two_adapters_claim_a_suffix() -> None:
 
 @pytest.mark.parametrize(("name", "format_name"), [
     ("DM.xpt", "sas"), ("ae.SAS7BDAT", "sas"), ("imt.xlsx", "excel"), ("imt.XLS", "excel"), ("registry.ods", "excel"),
-    ("ELIG.csv", "csv"), ("sacha.xml", "odm"),
+    ("ELIG.csv", "csv"), ("sacha.xml", "odm"), ("registry.sav", "spss"), ("registry.ZSAV", "spss"),
+    ("registry.dta", "stata"),
 ])
 def test_adapter_for_file_by_suffix(name: str, format_name: str) -> None:
     assert adapter_for_file(Path(name)).format == format_name
@@ -152,6 +167,17 @@ REFUSALS = [
     ("sas", _zip, r"export\.zip: not a SAS dataset .*: its first bytes are those of a zip archive"),
     ("sas", _csv, r"ELIG\.csv: not a SAS dataset .*: it begins with b'patient;lvef"),
     ("sas", _odm, r"imt\.xml: not a SAS dataset .*: it begins with b'<\?xml"),
+    ("sas", _sav, r"elig\.sav: not a SAS dataset .*: its first bytes are those of an SPSS data file \(\.sav\)"),
+    ("csv", _sav, r"elig\.sav: this is not a delimited text \(CSV\) file: .* an SPSS data file \(\.sav\)"),
+    ("csv", _dta, r"elig\.dta: this is not a delimited text \(CSV\) file: .* a Stata dataset \(\.dta\)"),
+    ("spss", _dta, r"elig\.dta: not an SPSS data file \(\.sav, \.zsav\): its first bytes are those of a Stata"),
+    ("spss", _xpt, r"elig\.xpt: not an SPSS data file .*: its first bytes are those of a SAS transport file"),
+    ("spss", _xlsx, r"imt\.xlsx: not an SPSS data file .*: its first bytes are those of a zip archive"),
+    ("spss", _csv, r"ELIG\.csv: not an SPSS data file .*: it begins with b'patient;lvef"),
+    ("stata", _sav, r"elig\.sav: not a Stata dataset \(\.dta\): its first bytes are those of an SPSS data file"),
+    ("stata", _sas7bdat, r"elig\.sas7bdat: not a Stata dataset .*: its first bytes are those of a SAS dataset"),
+    ("stata", _xlsx, r"imt\.xlsx: not a Stata dataset .*: its first bytes are those of a zip archive"),
+    ("stata", _odm, r"imt\.xml: not a Stata dataset .*: it begins with b'<\?xml"),
     ("excel", _xpt, r"elig\.xpt: not an Excel or OpenDocument workbook: .* a SAS transport file \(\.xpt\)"),
     ("excel", _sas7bdat, r"elig\.sas7bdat: not an Excel or OpenDocument workbook: .* a SAS dataset"),
     ("excel", _csv, r"ELIG\.csv: not an Excel or OpenDocument workbook: it is plain text"),

@@ -327,6 +327,11 @@ _SIGNATURES = (
     (b"HEADER RECORD*******LIBRARY", "a SAS transport file (.xpt)"),
     (b"HEADER RECORD*******LIBV8", "a SAS transport file (.xpt, version 8)"),
     (b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc2\xea\x81\x60", "a SAS dataset (.sas7bdat)"),
+    (b"$FL2", "an SPSS data file (.sav)"),
+    (b"$FL3", "an SPSS compressed data file (.zsav)"),
+    (b"<stata_dta>", "a Stata dataset (.dta)"),
+    # Stata releases 113-115 (Stata 8-12): release, byte order, file type 1, a zero byte
+    *((bytes((release, order, 1, 0)), "a Stata dataset (.dta)") for release in (113, 114, 115) for order in (1, 2)),
     (b"\x1f\x8b", "a gzip archive"),
     (b"%PDF", "a PDF document"),
     (b"PAR1", "a Parquet file"),

@@ -5,6 +5,7 @@ file name by the mapping like a per-form CSV. `stage_sas` writes it to one Parqu
 strings plus `_line` (the observation number, from 1) and lineage; `read_sas_metadata` returns
 the dataset's labels and formats without reading the data (for `rtw profile` / `rtw scaffold`).
 The labels and formats also go into the staged file's schema metadata (key `rtw.sas`, JSON).
+What is done alike to SAS, SPSS and Stata files is in `readstat.py`.
 
 Gotchas of the format:
 - Every numeric is a double. A date is a count of days since 1960-01-01, a datetime a count of

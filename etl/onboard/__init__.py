@@ -2,7 +2,7 @@
 
 - `reading`: a file (any registered format) -> its record sets, staged through the format's own
   adapter into a private temporary folder, plus what the format itself declares about its columns
-  (CSV dialect, SAS labels and formats, ODM ItemDefs and CodeLists).
+  (CSV dialect, SAS labels and formats, SPSS and Stata value labels, ODM ItemDefs and CodeLists).
 - `profile`: per record set and column, the inferred type, null rate, distinct count and top values;
   values seen fewer than `MIN_SHOWN` times are never shown (exports hold identifiers).
 - `check`: a mapping against a source's current landing files, without publishing anything.

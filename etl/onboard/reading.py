@@ -4,9 +4,9 @@ A file is staged by its adapter exactly as the nightly run stages it, but into a
 folder (mode 0700, removed afterwards): nothing is written to the home, and only the record sets
 are held in memory, whatever the file's size.
 
-What a format declares about its columns (a CSV's dialect, SAS labels and formats, ODM ItemDefs
-and CodeLists) comes from its adapter's `describe`; a format that declares nothing is still
-profiled, from its values alone.
+What a format declares about its columns (a CSV's dialect, SAS labels and formats, SPSS and Stata
+value labels, ODM ItemDefs and CodeLists) comes from its adapter's `describe`; a format that
+declares nothing is still profiled, from its values alone.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ so the draft's keys and columns are those of the filled rows), the file pattern 
 names, the date formats each column is written in, placeholders for unknown dates (99/99/9999) as
 nulls, the patient key and record key when a column plainly is one, the patient block from columns
 named like sex, birth date, country, EUPID and centre, and one commented skeleton per record set
-listing every column with its type, date format and codes (from an ODM CodeList, else the values
-seen at least `MIN_SHOWN` times). What only a person can decide (which core table and field a
-column feeds, what each code means) is marked TODO. The draft loads as YAML and, when the guesses
-hold, validates as a mapping; `rtw check` then compares it with the data.
+listing every column with its type, date format and codes (from an ODM CodeList or SPSS/Stata value
+labels, else the values seen at least `MIN_SHOWN` times). What only a person can decide (which core
+table and field a column feeds, what each code means) is marked TODO. The draft loads as YAML and,
+when the guesses hold, validates as a mapping; `rtw check` then compares it with the data.
 """
 
 from __future__ import annotations

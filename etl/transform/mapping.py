@@ -297,7 +297,8 @@ class SourceMapping(_Strict):
     source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the file name without .yaml: lower case, "
                                                                      "digits and _")
     title: str = Field(description="the source's name as people know it")
-    format: str = Field(description="the export format: the name of a source adapter (odm, csv, sas, excel)")
+    format: str = Field(description="the export format: the name of a source adapter "
+                                    "(odm, csv, sas, spss, stata, excel)")
     files: str = Field(description="glob of the export files in landing/<source_id>/")
     record_set_from_file: str | None = Field(
         None, description="csv: regex with a group 'record_set' read from the file name")

@@ -1,0 +1,287 @@
+"""The SPSS adapter on small .sav and .zsav files written here with pyreadstat, shaped like a national
+registry's cases: value labels, user-missing codes, SPSS date formats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pyreadstat
+import pytest
+
+from etl.extract.errors import ExtractError
+from etl.extract.spss import (
+    ADAPTER,
+    SpssOptions,
+    iter_spss_chunks,
+    read_spss_metadata,
+    stage_spss,
+    staged_spss_metadata,
+)
+
+LINEAGE = {"source_file": "cases.sav", "source_file_sha256": "0" * 64}
+
+CASES = pd.DataFrame({
+    "pid": ["NL-001", "NL-002", "NL-003", "NL-004"],
+    "sex": [1.0, 2.0, 9.0, np.nan],
+    "age": [3.0, 12.5, 99.0, 0.1 + 0.2],
+    "dob": [dt.date(2019, 5, 3), None, dt.date(1960, 1, 1), dt.date(1582, 10, 15)],
+    "regdt": [dt.datetime(2019, 5, 3, 10, 20, 30), None, dt.datetime(2019, 5, 3, 10, 20, 30, 250_000),
+              dt.datetime(1582, 10, 14)],
+    "regmon": [dt.date(2019, 5, 3), dt.date(2019, 5, 31), None, None],
+    "status": ["A", "D", "NA", ""],
+    "city": ["Köln", "", "Zürich", "'s-Hertogenbosch"],
+})
+FORMATS = {"sex": "F1.0", "age": "F5.1", "dob": "DATE11", "regdt": "DATETIME23.2", "regmon": "MOYR8"}
+LABELS = {"pid": "Patient number", "sex": "Sex", "dob": "Date of birth", "status": "Vital status"}
+VALUE_LABELS = {"sex": {1: "male", 2: "female", 9: "not known"}, "status": {"A": "alive", "D": "dead"}}
+MISSING = {"sex": [9], "age": [{"lo": 90, "hi": 99}], "status": ["NA"]}
+
+EXPECTED = [
+    {"pid": "NL-001", "sex": "1", "age": "3", "dob": "2019-05-03", "regdt": "2019-05-03T10:20:30", "regmon": "2019-05",
+     "status": "A", "city": "Köln", "_line": 1},
+    {"pid": "NL-002", "sex": "2", "age": "12.5", "dob": "", "regdt": "", "regmon": "2019-05", "status": "D",
+     "city": "", "_line": 2},
+    {"pid": "NL-003", "sex": "9", "age": "99", "dob": "1960-01-01", "regdt": "2019-05-03T10:20:30.250", "regmon": "",
+     "status": "NA", "city": "Zürich", "_line": 3},
+    {"pid": "NL-004", "sex": "", "age": "0.3", "dob": "1582-10-15", "regdt": "1582-10-14T00:00:00", "regmon": "",
+     "status": "", "city": "'s-Hertogenbosch", "_line": 4},
+]
+
+
+def _sav(tmp_path: Path, frame: pd.DataFrame = CASES, name: str = "cases.sav", *,
+         formats: dict[str, str] | None = None, **options: object) -> Path:
+    path = tmp_path / name
+    settings = {"column_labels": LABELS, "variable_value_labels": VALUE_LABELS, "missing_ranges": MISSING,
+                "variable_format": FORMATS} if frame is CASES else {}
+    if formats is not None:
+        settings["variable_format"] = formats
+    pyreadstat.write_sav(frame, str(path), file_label="Registry cases", **{**settings, **options})
+    return path
+
+
+def _stage(path: Path, **options: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    out = path.parent / "staged" / "cases.parquet"
+    result = ADAPTER.stage(path, out, SpssOptions(**options), LINEAGE)
+    (frame,) = ADAPTER.record_sets(out, "CASES").values()
+    assert result.rows == len(frame)
+    return frame, result.notices
+
+
+@pytest.mark.parametrize(("name", "options", "kind"), [
+    ("cases.sav", {}, "sav"),
+    ("cases.sav", {"row_compress": True}, "sav (compressed)"),
+    ("cases.zsav", {"compress": True}, "zsav"),
+])
+def test_dates_numbers_user_missing_and_codes(tmp_path: Path, name: str, options: dict[str, bool], kind: str) -> None:
+    frame, notices = _stage(_sav(tmp_path, name=name, **options))
+    assert list(frame.columns) == [*CASES.columns, "_line", "source_file", "source_file_sha256"]
+    assert frame.drop(columns=list(LINEAGE)).to_dict("records") == EXPECTED
+    assert frame["_line"].dtype == "int64" and all(frame[c].dtype == object for c in CASES.columns)
+    assert notices[0] == f"{name}: SPSS {kind}, a dataset 'Registry cases', 8 variables, 4 observations, encoding UTF-8"
+    assert notices[1] == (f"{name}: dates converted to ISO text: dob DATE11 -> date, regdt DATETIME23.2 -> datetime, "
+                          "regmon MOYR8 -> date (month)")
+    assert "pid 'Patient number' A6; sex 'Sex' F1.0;" in notices[2]
+    assert notices[3] == (f"{name}: value labels, not applied (the data keeps the codes; a mapping's codes: translate "
+                          "them): sex 1 'male', 2 'female', 9 'not known'; status A 'alive', D 'dead'")
+    assert notices[4] == (f"{name}: values the file declares missing, kept as delivered (a mapping's codes: or "
+                          "null_values: say what they mean): sex 9; age 90 thru 99; status 'NA'")
+
+
+SECONDS_1582 = (dt.datetime(2019, 5, 3, 10, 20, 30) - dt.datetime(1582, 10, 14)).total_seconds()
+
+
+@pytest.mark.parametrize(("spss_format", "value", "expected", "temporal"), [
+    ("DATE11", SECONDS_1582, "2019-05-03", "date"),
+    ("ADATE10", SECONDS_1582, "2019-05-03", "date"),
+    ("EDATE10", SECONDS_1582, "2019-05-03", "date"),
+    ("SDATE10", SECONDS_1582, "2019-05-03", "date"),
+    ("JDATE7", SECONDS_1582, "2019-05-03", "date"),
+    ("MOYR8", SECONDS_1582, "2019-05", "date (month)"),
+    ("QYR6", SECONDS_1582, "2019", "date (year)"),
+    ("WKYR8", SECONDS_1582, "2019", "date (year)"),
+    ("DATETIME20", SECONDS_1582, "2019-05-03T10:20:30", "datetime"),
+    ("YMDHMS19", SECONDS_1582, "2019-05-03T10:20:30", "datetime"),
+    ("TIME8", 90_000.0, "25:00:00", "time"),
+    ("TIME11.2", 59.5, "00:00:59.5", "time"),
+    ("DTIME11", 2 * 86_400 + 3600.0, "49:00:00", "time"),
+    ("MTIME5", 125.0, "00:02:05", "time"),
+    ("WKDAY3", 3.0, "3", None),  # a day of the week, not a date
+    ("MONTH3", 5.0, "5", None),
+    ("F8.2", 3.5, "3.5", None),  # the print format's decimals are not applied
+    ("DOLLAR8.2", 1234.5, "1234.5", None),
+])
+def test_each_print_format(tmp_path: Path, spss_format: str, value: float, expected: str,
+                           temporal: str | None) -> None:
+    path = _sav(tmp_path, pd.DataFrame({"v": [value]}), formats={"v": spss_format})
+    frame, _notices = _stage(path)
+    assert frame["v"].tolist() == [expected]
+    assert read_spss_metadata(path).variables["v"].temporal == temporal
+
+
+def test_metadata_without_the_data_and_in_the_staged_file(tmp_path: Path) -> None:
+    path = _sav(tmp_path)
+    metadata = read_spss_metadata(path)
+    assert (metadata.file_format, metadata.file_label, metadata.file_encoding, metadata.rows) == (
+        "sav", "Registry cases", "UTF-8", 4)
+    assert metadata.variables["dob"][:2] == ("Date of birth", "DATE11")
+    assert metadata.variables["pid"].type == "character" and metadata.variables["age"].type == "numeric"
+    assert metadata.codes == {"sex": {"1": "male", "2": "female", "9": "not known"},
+                              "status": {"A": "alive", "D": "dead"}}
+    assert metadata.missing == {"sex": ("9",), "age": ("90 thru 99",), "status": ("'NA'",)}
+
+    out = tmp_path / "staged.parquet"
+    stage_spss(path, out, lineage=LINEAGE)
+    assert staged_spss_metadata(out) == metadata
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"a": ["1"]}).to_parquet(other)
+    assert staged_spss_metadata(other) is None
+
+
+def test_value_labels_are_the_code_lists_profile_and_scaffold_see(tmp_path: Path) -> None:
+    """Value labels are described as each column's code list, except for a variable of measure scale,
+    whose labels name only its sentinels (an age with 999 'not known' is no code list)."""
+    frame = pd.DataFrame({"sex": [1.0, 2.0], "age": [3.0, 999.0]})
+    path = _sav(tmp_path, frame, variable_value_labels={"sex": {1: "male", 2: "female"}, "age": {999: "not known"}},
+                variable_measure={"sex": "nominal", "age": "scale"}, column_labels={"sex": "Sex"})
+    details = ADAPTER.describe(path)
+    assert details.columns["sex"].codes == {"1": "male", "2": "female"}
+    assert details.columns["sex"].label == "Sex" and details.columns["sex"].declared_type == "F8.2"
+    assert details.columns["age"].codes is None
+    assert details.encoding is None  # declared by the file: a draft mapping need not repeat it
+
+
+@pytest.mark.parametrize("name", ["cases.sav", "cases.zsav"])
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 5])
+def test_chunks_give_the_same_rows(tmp_path: Path, chunk_rows: int, name: str) -> None:
+    path = _sav(tmp_path, name=name, compress=name.endswith("zsav"))
+    out = tmp_path / "chunked.parquet"
+    assert stage_spss(path, out, lineage=LINEAGE, chunk_rows=chunk_rows).rows == 4
+    assert pd.read_parquet(out).drop(columns=list(LINEAGE)).to_dict("records") == EXPECTED
+    firsts = [first for first, _frame, _metadata in iter_spss_chunks(path, chunk_rows=chunk_rows)]
+    assert firsts == list(range(1, 5, chunk_rows))  # the file says how many cases it holds
+
+
+def test_a_file_that_does_not_declare_its_case_count(tmp_path: Path) -> None:
+    path = _sav(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[80:84] = struct.pack("<i", -1)  # the header's case count: -1, unknown
+    path.write_bytes(bytes(data))
+    assert read_spss_metadata(path).rows is None
+    for chunk_rows in (1, 2, 4):
+        out = tmp_path / f"chunked-{chunk_rows}.parquet"
+        assert stage_spss(path, out, lineage=LINEAGE, chunk_rows=chunk_rows).rows == 4
+        assert pd.read_parquet(out).drop(columns=list(LINEAGE)).to_dict("records") == EXPECTED
+
+
+def test_file_without_cases(tmp_path: Path) -> None:
+    frame, notices = _stage(_sav(tmp_path, CASES.iloc[:0]))
+    assert frame.empty
+    assert list(frame.columns) == [*CASES.columns, "_line", "source_file", "source_file_sha256"]
+    assert notices[-1] == "cases.sav: no observations"
+
+
+def test_dates_outside_the_calendar_stay_numbers(tmp_path: Path) -> None:
+    path = _sav(tmp_path, pd.DataFrame({"dx": [SECONDS_1582, -1e12, 1e15]}), formats={"dx": "DATE11"})
+    frame, notices = _stage(path)
+    assert frame["dx"].tolist() == ["2019-05-03", "-1000000000000", "1000000000000000"]
+    assert "cases.sav: 2 value(s) of dx (DATE11) are not dates between 1582 and 9999: kept as numbers" in notices
+
+
+def test_undecodable_text_names_the_variable_and_observation(tmp_path: Path) -> None:
+    path = _sav(tmp_path, pd.DataFrame({"pid": ["NL-1", "NL-2", "NL-3"], "city": ["Koln", "Munchen", "Graz"]}))
+    path.write_bytes(path.read_bytes().replace(b"Munchen", b"M\xfcnchen"))  # latin-1 in a file declaring UTF-8
+    with pytest.raises(ExtractError, match=r"cases\.sav, observation 2, variable city: 'München' read as latin-1 "
+                                           r"is not UTF-8; set the source's `options: encoding:`"):
+        _stage(path)
+    assert list((tmp_path / "staged").iterdir()) == []
+    with pytest.raises(ExtractError, match=r"observation 2, variable city"):
+        stage_spss(path, tmp_path / "chunked.parquet", lineage=LINEAGE, chunk_rows=1)  # found in its own chunk
+    staged, notices = _stage(path, encoding="latin1")
+    assert staged["city"].tolist() == ["Koln", "München", "Graz"]
+    assert notices[0].endswith("encoding latin1")
+
+
+def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ExtractError, match=r"cases\.sav: text cannot be decoded as no-such-encoding .*expected a "
+                                           r"valid `options: encoding:`"):
+        _stage(_sav(tmp_path), encoding="no-such-encoding")
+
+
+def _portable() -> bytes:
+    splash = b"ASCII SPSS PORT FILE".ljust(200, b" ")
+    return splash + bytes(range(256)) + b"SPSSPORT" + b"A8/20261201" * 3
+
+
+@pytest.mark.parametrize(("content", "name", "expected"), [
+    (b"pid,sex\nNL-001,1\n", "cases.sav", r"cases\.sav: not an SPSS data file \(\.sav, \.zsav\): it begins with "
+                                          r"b'pid,sex\\nNL-001,1\\n'; expected '\$FL2'"),
+    (b"PK\x03\x04" + bytes(60), "cases.sav", r"not an SPSS data file .*: its first bytes are those of a zip archive"),
+    (b"", "cases.zsav", r"cases\.zsav: not an SPSS data file \(\.sav, \.zsav\): the file is empty"),
+    (_portable(), "cases.sav", r"it is an SPSS portable file \(\.por\), which this reader does not read; ask for "
+                               r"the data saved as \.sav"),
+    (b"<stata_dta><header><release>118</release>", "cases.sav", r"its first bytes are those of a Stata dataset"),
+    (b"$FL2@(#) SPSS DATA FILE", "cases.sav", r"cases\.sav: truncated: 23 bytes, less than the 176-byte header"),
+])
+def test_not_an_spss_file(tmp_path: Path, content: bytes, name: str, expected: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ExtractError, match=expected):
+        _stage(path)
+    with pytest.raises(ExtractError, match=expected):
+        read_spss_metadata(path)
+    assert not (tmp_path / "staged").exists() or list((tmp_path / "staged").iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [{}, {"row_compress": True}, {"compress": True}],
+                         ids=["uncompressed", "bytecode", "zlib"])
+@pytest.mark.parametrize("kept", [0.02, 0.5, 0.999])
+def test_a_cut_file_is_refused_and_leaves_no_artefact(tmp_path: Path, options: dict[str, bool], kept: float) -> None:
+    big = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(20_000)], "age": np.arange(20_000, dtype=float)})
+    path = _sav(tmp_path, big, **options)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * kept)])
+    staged = tmp_path / "staged"
+    with pytest.raises(ExtractError, match=r"cases\.sav(, observations \d+-\d+)?: unreadable "
+                                           r"(z?sav|sav \(compressed\)) file \(.*\); expected a complete SPSS .* "
+                                           r"\(truncated or damaged"):
+        stage_spss(path, staged / "cases.parquet", lineage=LINEAGE, chunk_rows=3_000)
+    assert list(staged.iterdir()) == []
+
+
+def test_failure_keeps_an_earlier_artefact_intact(tmp_path: Path) -> None:
+    good = _sav(tmp_path)
+    out = tmp_path / "staged" / "cases.parquet"
+    stage_spss(good, out, lineage=LINEAGE)
+    before = out.read_bytes()
+    bad = tmp_path / "bad.sav"
+    bad.write_bytes(good.read_bytes()[:400])
+    with pytest.raises(ExtractError):
+        stage_spss(bad, out, lineage=LINEAGE)
+    assert out.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["cases.parquet"]
+
+
+def test_a_variable_named_like_a_reader_column_is_refused(tmp_path: Path) -> None:
+    path = _sav(tmp_path, pd.DataFrame({"source_file": ["x"]}))
+    with pytest.raises(ExtractError, match=r"variable\(s\) \['source_file'\] clash with the reader's own columns"):
+        _stage(path)
+
+
+def test_staged_schema_is_strings_line_and_lineage(tmp_path: Path) -> None:
+    out = tmp_path / "cases.parquet"
+    stage_spss(_sav(tmp_path), out, lineage=LINEAGE)
+    schema = pq.read_schema(out)
+    assert [str(t) for t in schema.types] == ["string"] * len(CASES.columns) + ["int64", "string", "string"]
+
+
+def test_adapter_contract() -> None:
+    assert ADAPTER.format == "spss" and ADAPTER.one_record_set_per_file and ADAPTER.typed_numbers
+    assert set(ADAPTER.suffixes) == {".sav", ".zsav"}
+    assert ADAPTER.staged_name("ab" * 32) == "ab" * 32 + ".parquet"
+    with pytest.raises(ValueError, match="delimiter"):
+        SpssOptions.model_validate({"delimiter": ";"})
