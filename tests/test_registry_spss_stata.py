@@ -28,6 +28,7 @@ import yaml
 from warehouse_query import query_frame, query_rows
 
 from etl.config import REPO_ROOT, resolve_home
+from etl.onboard.check import check_source
 from etl.onboard.profile import profile_file
 from etl.onboard.reading import read_file
 from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
@@ -249,9 +250,12 @@ def test_profile_and_scaffold_read_the_value_labels(loaded):
     assert "NL-000" not in draft.text  # patient numbers are never copied into a draft
 
 
-def _replace_delivery(home: Path, content: bytes, suffix: str) -> None:
-    (delivered,) = (home / "landing" / "nrt_nl").glob(f"*.{suffix}")
-    delivered.write_bytes(content)
+@pytest.mark.parametrize("format_name", ["spss", "stata"])
+def test_rtw_check_finds_nothing_to_fix(loaded, format_name):
+    home, sources = loaded[format_name]
+    report = check_source("nrt_nl", sources, home / "landing")
+    assert report.usable and not report.findings, report.findings
+    assert report.record_sets == {"CASES": 6}
 
 
 @pytest.mark.parametrize(("format_name", "hostile", "message"), [
@@ -267,13 +271,12 @@ def test_a_cut_or_foreign_delivery_fails_the_source_and_keeps_its_rows(loaded, t
     home = tmp_path / "home"
     shutil.copytree(base, home, symlinks=True)
     before = {table: query_rows(home, f"SELECT {CORE[table]} FROM core.{table} ORDER BY ALL") for table in CORE}
-    suffix = WRITERS[format_name][0]
-    (delivered,) = (home / "landing" / "nrt_nl").glob(f"*.{suffix}")
+    delivered = home / "landing" / "nrt_nl" / f"NRT_20261201.{WRITERS[format_name][0]}"
     good = delivered.read_bytes()
-    content = {"cut": good[: len(good) * 2 // 3], "empty": b"",
-               "csv": (loaded["csv"][0] / "landing" / "nrt_nl" / "NRT_20261201.csv").read_bytes(),
-               "sav": (loaded["spss"][0] / "landing" / "nrt_nl" / "NRT_20261201.sav").read_bytes()}[hostile]
-    _replace_delivery(home, content, suffix)
+    delivered.write_bytes({"cut": good[: len(good) * 2 // 3], "empty": b"",  # overwritten in place, a new sha256
+                           "csv": (loaded["csv"][0] / "landing" / "nrt_nl" / "NRT_20261201.csv").read_bytes(),
+                           "sav": (loaded["spss"][0] / "landing" / "nrt_nl" / "NRT_20261201.sav").read_bytes(),
+                           }[hostile])
     done = rtw_run(home, sources)
     output = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 0, output  # the run did its job: the failure is reported, not a crash
