@@ -377,3 +377,30 @@ def test_sql_rules_of_one_table_and_scope_count_their_records_once(validated, tm
 def _in_any_order(frame: pd.DataFrame) -> list[tuple]:  # type: ignore[type-arg]
     """A frame's rows, NULLs as None, sorted: to compare frames whatever their row order."""
     return sorted(map(tuple, frame.astype(object).where(frame.notna(), None).to_numpy().tolist()), key=str)
+
+
+def test_data_docs_show_a_hostile_value_as_text_never_run_it(tmp_path):
+    """GX writes the unexpected values it stores into its pages as they are: an export's value must
+    reach the Data Docs as text, never as markup a browser runs."""
+    import lxml.html
+    from headless_chromium import dump_dom
+
+    from etl.quality import gx_suites
+
+    hostile = ['<script>document.title = "run"</script>', '"><img src=x onerror="document.title = \'run\'">',
+               "NM_000546.6:c.215C>G & <b>bold</b>"]
+    rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": [f"EVENT[{i}]" for i in range(3)],
+                         "hgvs": hostile})
+    rules = [r for r in load_catalogue(check_types=False) if r.rule_id == "MOL-HGVS-SYNTAX"]
+    context = gx_suites.new_context(tmp_path / "docs")
+    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
+    (run,) = gx_suites.run_suites(context, lambda t: iter([batch]) if t == "molecular_alteration" else None, rules)
+    gx_suites.write_data_docs(context)
+    assert sorted(run.failures.value) == sorted(hostile)  # the issues keep the values as exported
+    (page,) = (tmp_path / "docs" / "validations").rglob("*.html")
+    dom = lxml.html.fromstring(dump_dom(page, tmp_path))
+    assert dom.findtext(".//title") != "run"
+    assert not [s for s in dom.iter("script") if "run" in (s.text or "")] and not dom.xpath("//img[@onerror]")
+    assert not dom.xpath("//b[text()='bold']")
+    shown = {cell.text_content() for cell in dom.iter("td")}
+    assert set(hostile) <= shown  # each value shown as the centre wrote it

@@ -6,10 +6,15 @@ GX keeps of a batch dropped once it is judged). GX returns every failing row
 issues per source and centre. The same run writes GX Data Docs, linked from the report, from
 results stored without those lists (`_store`). All of this runs in GX's own process
 (etl/quality/gx_process.py), or in the run's for a very large registry.
+
+Gotcha of the Data Docs: GX writes the unexpected values it stores into its pages as they are, markup
+and all, so a value an export holds (`<script>...`) would run in the browser of whoever opens them.
+The values are stored HTML-escaped (`_as_page_text`): the pages show them as written.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import logging
 import os
@@ -197,6 +202,8 @@ _RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": 
 # runs below take to dq.issue. Serialising them for GX's store took a quarter of GX's time at 100,000
 # persons. The Data Docs show the unexpected values and their counts, as for GX's SUMMARY format.
 _NOT_STORED = ("unexpected_index_list", "unexpected_list")
+# What the stored results keep of the failing values, which the Data Docs write into their pages unescaped.
+_SHOWN_VALUES = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list")
 
 
 def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[Rule], batch: Batch) -> list[RuleRun]:
@@ -241,10 +248,25 @@ def _store(context: Any, suite: Any, batch_id: str | None, outcome: Any) -> None
     for result in outcome.results:
         for name in _NOT_STORED:
             (result.result or {}).pop(name, None)
+        for name in _SHOWN_VALUES:
+            if name in (result.result or {}):
+                result.result[name] = _as_page_text(result.result[name])
     suite_id = ExpectationSuiteIdentifier(name=suite.name)
     context.validation_results_store.store_validation_results(
         outcome, ValidationResultIdentifier(expectation_suite_identifier=suite_id, run_id=run_id,
                                             batch_identifier=batch_id), suite_id)
+
+
+def _as_page_text(value: Any) -> Any:
+    """Every text in `value` (a value, or the lists and dicts GX keeps them in) HTML-escaped, so that a
+    page GX writes it into unescaped shows it as written."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {k: _as_page_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_as_page_text(v) for v in value)
+    return value
 
 
 def _forget_batches(source: Any) -> None:
