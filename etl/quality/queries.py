@@ -11,8 +11,10 @@ of a foreign workbook is refused when the answers come back (etl/quality/respons
 itself never leaves; the row key reveals nothing of it.
 
 Cells carry text that came from exports, so anything a spreadsheet would run as a formula (text
-starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, and XLSX cells are
-written as strings. The CSV is UTF-8 with a BOM, which Excel needs to guess the encoding.
+starting with `=`, `+`, `-`, `@`, tab or carriage return, also after a separator or line break inside
+the text, where a `;` locale starts a cell: etl/spreadsheet.py) gets a `'`, and XLSX cells are written
+as strings. Both files hold the same cell text, which the row key covers. The CSV is UTF-8 with a BOM,
+which Excel needs to guess the encoding.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from etl import fsio
 from etl.config import Home
 from etl.quality.findings import value_hash
 from etl.quality.report import RunChoice, choose_run
+from etl.spreadsheet import spreadsheet_text
 from etl.transform.keyguard import recorded_fingerprint
 from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
@@ -75,7 +78,6 @@ COLUMNS: tuple[tuple[str, int], ...] = (*SHOWN, *ANSWER, *HIDDEN)
 HEADER: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 DRAFT_BATCH = "draft"  # a workbook written without recording a batch (tests, previews): refused at import
 _ROW_KEY_LABEL = "rtw-query-row"  # keeps row keys apart from every pseudonym made with the same key
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 # Issues of records with no centre cannot be sent to one: they are in the report only.
@@ -135,12 +137,6 @@ def warehouse_key(home: Home, key_value: str | None = None) -> PseudonymKey:
         raise QueryKeyError("the pseudonymisation key differs from the one this warehouse was built with; restore "
                             "the key (RTW_PSEUDONYM_KEY or the key file)")
     return key
-
-
-def spreadsheet_text(value: object) -> str:
-    """Text a spreadsheet shows as it is and never evaluates: a leading `'` before formula starts."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _what_is_wrong(description: str | None, message: str | None) -> str:
