@@ -113,6 +113,18 @@ def test_duplicate_or_empty_header_names_column_position(tmp_path: Path, header:
         _read_all(path, CsvDialect("utf-8", ";", ".", None))
 
 
+def test_a_header_name_is_quoted_in_the_error_so_it_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    """The message goes to the run's log, the printed summary and meta.source_file: a repeated column
+    name holding a line break and an escape sequence is shown escaped, on the message's one line."""
+    name = "X\r\nERROR other_source: forged \x1b[2J"
+    path = _write(tmp_path, "forged.csv", f'a;"{name}";"{name}"\r\n1;2;3\r\n'.encode())
+    with pytest.raises(ExtractError) as raised:
+        _read_all(path, CsvDialect("utf-8", ";", ".", None))
+    message = str(raised.value)
+    assert message.isprintable(), message
+    assert f"header column 3 repeats {name!r} (column 2)" in message
+
+
 def test_undecodable_byte_names_file_line_and_encoding(tmp_path: Path) -> None:
     path = _write(tmp_path, "TREP_export_20240101.csv", REGISTRY_IT.encode("cp1252"))
     with pytest.raises(ExtractError, match=r"TREP_export_20240101\.csv, line 2: .*utf-8"):

@@ -291,7 +291,7 @@ def _header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
             raise ExtractError(f"{path}, line {line}: header column {position} has no name; "
                                "expected every column named (a trailing delimiter?)")
         if name in seen:
-            raise ExtractError(f"{path}, line {line}: header column {position} repeats '{name}' "
+            raise ExtractError(f"{path}, line {line}: header column {position} repeats {name!r} "
                                f"(column {seen[name]}); expected unique column names")
         if name == LINE_COLUMN:
             raise ExtractError(f"{path}, line {line}: header column {position} is '{LINE_COLUMN}', "
