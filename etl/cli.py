@@ -20,6 +20,7 @@ from rich.table import Table
 
 from etl import fsio
 from etl.config import Home, resolve_home
+from etl.terminal import plain
 
 if TYPE_CHECKING:
     from etl.steps import RunSummary
@@ -32,7 +33,7 @@ STRICT_FAILED = 3  # rtw run --strict: published, but a source failed or was hel
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]rtw: {message}[/red]")
+    console.print(plain(f"rtw: {message}", "red"))  # messages quote exports: never markup
     raise typer.Exit(code=1)
 
 
@@ -538,8 +539,8 @@ def _print_query(con: Any, title: str, sql: str) -> None:
     table = Table(title=title)
     for column in result.description:
         table.add_column(column[0])
-    for row in result.fetchall():
-        table.add_row(*("" if v is None else str(v) for v in row))
+    for row in result.fetchall():  # notices and messages quote exports: plain text
+        table.add_row(*(plain(v) for v in row))
     console.print(table)
 
 
@@ -554,8 +555,8 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
     console.print("quarantined records: " + (", ".join(f"{s} {n:,}" for s, n in quarantined.items()) or "none"))
     if summary.sources_unchanged:
         console.print(f"unchanged, skipped: {', '.join(summary.sources_unchanged)}")
-    if summary.sources_failed:
-        console.print(f"[red]failed sources: {', '.join(summary.sources_failed)}: {summary.message}[/red]")
+    if summary.sources_failed:  # the message quotes the export (a StudyOID, a column name): plain text
+        console.print(plain(f"failed sources: {', '.join(summary.sources_failed)}: {summary.message}", "red"))
     for notice in summary.notices:
         console.print(f"notice {notice}", style="yellow", soft_wrap=True, markup=False)
     issues = summary.issues

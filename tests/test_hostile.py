@@ -405,6 +405,30 @@ def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home
     assert_kept(home, loaded, changed=("registry_it",))
 
 
+def test_what_an_export_wrote_reaches_the_terminal_as_text_never_as_markup_or_escape_sequences(home, loaded):
+    """A StudyOID quoted in a failure and SAS labels in a notice: Rich read a `[/red]` in them as markup (a
+    traceback and exit 1 after a run that had published, and `rtw status` failed alike), and the terminal
+    ran their escape sequences. They are printed as text, control characters escaped."""
+    import pyreadstat
+
+    f, tree = _odm(home)
+    next(tree.iter(f"{ODM_NS}ClinicalData")).set("StudyOID", "[/red]\nERROR forged line")
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+    xpt = export(home, "esmart", "ESMART_DX_*.xpt")
+    frame, meta = pyreadstat.read_xport(str(xpt))
+    labels = [*meta.column_labels[:-1], "[link=http://x.test/]x[/link]"]
+    pyreadstat.write_xport(frame, str(xpt), file_label="\x1b[2J[/red]", column_labels=labels,
+                           table_name=meta.table_name, file_format_version=5)
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "StudyOID '[/red]\\nERROR forged line'" in done.stdout  # refused, and said so on its line
+    status = rtw(home, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "\\x1b[2J[/red]" in status.stdout and "[link=http://x.test/]x[/link]" in status.stdout
+    assert "\x1b" not in done.stdout + status.stdout  # Rich writes no colours to a pipe: any ESC came from the export
+    assert_kept(home, loaded, changed=("esmart",))
+
+
 def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loaded):
     f = export(home, "registry_it")
     lines = csv_lines(f)

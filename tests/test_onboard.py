@@ -230,6 +230,18 @@ def test_rtw_profile_prints_tables_and_writes_an_owner_only_page(files, tmp_path
     assert not (tmp_path / "warehouse.duckdb").exists()  # nothing is published
 
 
+def test_rtw_profile_shows_the_file_s_names_and_values_as_text(tmp_path):
+    """A column named `[/red]` made Rich raise MarkupError (a traceback, no profile) and a frequent value's
+    escape sequence reached the terminal: both are shown as written, the escape as `\\x1b`."""
+    export = tmp_path / "export.csv"
+    export.write_text("id;note;[/red]\r\n" + "".join(f"{i};[link=http://x.test/]x[/link] \x1b[2J;x\r\n"
+                                                     for i in range(6)), encoding="utf-8")
+    result = CliRunner().invoke(app, ["profile", str(export), "--home", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "[/red]" in result.output and "[link=http://x.test/]x[/link] \\x1b[2J" in result.output
+    assert "\x1b" not in result.output
+
+
 def test_rtw_profile_of_an_unknown_file_type_says_so(tmp_path):
     odd = tmp_path / "export.json"
     odd.write_text("{}")

@@ -105,6 +105,20 @@ def test_an_unknown_centre_is_told_which_centres_have_issues(warehouse, tmp_path
     assert not list(tmp_path.iterdir())
 
 
+def test_the_message_naming_the_centres_is_printed_as_text_whatever_a_centre_code_holds(capsys):
+    """rtw queries --centre with a typo lists the centres with open issues, whose codes come from exports:
+    a centre '[/X]' made Rich raise MarkupError instead of the one-line reason."""
+    import typer
+
+    from etl import cli
+
+    message = "centre 'NOPE' is not a centre of run R; centres with open issues: IT-MI01 (1), [/X] (1) \x1b[2J"
+    with pytest.raises(typer.Exit):
+        cli._fail(message)
+    assert capsys.readouterr().out.replace("\n", " ").split() == (
+        "rtw: " + message.replace("\x1b", "\\x1b")).split()
+
+
 def test_a_centre_without_issues_gets_the_header_only(warehouse, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="etl.quality.queries"):
         xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "FR-NAN03", key=KEY)

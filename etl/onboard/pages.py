@@ -1,5 +1,8 @@
 """How onboarding results are shown: Rich tables for the terminal, an offline HTML page for a profile.
 
+What the tables show comes from the file being onboarded (column names, labels, values, sheet names):
+plain text for Rich, never markup, its control characters escaped (etl/terminal.py).
+
 The profile page is one self-contained file (inline CSS, a few lines of script to filter columns),
 written owner-only (0600, in a 0700 folder) because even masked, a profile describes patient data.
 """
@@ -17,6 +20,7 @@ from rich.text import Text
 from etl import fsio
 from etl.onboard.check import CheckReport
 from etl.onboard.profile import MIN_SHOWN, FileProfile, values_text
+from etl.terminal import plain, printable
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -24,12 +28,12 @@ _TEMPLATES = Path(__file__).parent / "templates"
 def profile_tables(profile: FileProfile) -> RenderableType:
     """The profile as terminal tables: a header, then one table per record set."""
     parts: list[RenderableType] = [Text.assemble(
-        ("Profile of ", "bold"), (profile.file_name, "bold cyan"), f" ({profile.format}, "
+        ("Profile of ", "bold"), (printable(profile.file_name), "bold cyan"), f" ({profile.format}, "
         f"{_count(len(profile.record_sets), 'record set')}); values seen < {MIN_SHOWN} times are masked")]
-    parts += [Text(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
+    parts += [plain(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
     for rs in profile.record_sets:
         labelled = any(c.label for c in rs.columns)  # CSV and Excel have none: no empty column
-        table = Table(title=f"{rs.name}: {rs.records:,} records", title_justify="left", expand=False)
+        table = Table(title=plain(f"{rs.name}: {rs.records:,} records"), title_justify="left", expand=False)
         table.add_column("column", overflow="fold")
         if labelled:
             table.add_column("label", overflow="fold")
@@ -41,7 +45,7 @@ def profile_tables(profile: FileProfile) -> RenderableType:
         for c in rs.columns:
             cells = [c.name, *([c.label or ""] if labelled else []), c.kind, c.detail, f"{c.null_rate:.0%}",
                      str(c.distinct), values_text(c)]
-            table.add_row(*cells)
+            table.add_row(*(plain(cell) for cell in cells))
         parts.append(table)
     return Group(*parts)
 
@@ -59,7 +63,7 @@ def check_tables(report: CheckReport) -> RenderableType:
         table.add_column("problem", overflow="fold")
         for finding in sorted(report.findings, key=lambda f: f.severity != "error"):
             style = "red" if finding.severity == "error" else "yellow"
-            table.add_row(Text(finding.severity, style=style), finding.where, finding.message)
+            table.add_row(Text(finding.severity, style=style), plain(finding.where), plain(finding.message))
         parts.append(table)
     warnings = _count(len(report.warnings), "warning")
     if report.usable:
