@@ -232,7 +232,11 @@ app.add_typer(responses_app, name="responses")
 @responses_app.command("import")
 def responses_import(file: Annotated[Path, typer.Argument(help="A returned query workbook (.xlsx) or its .csv")],
                      home: HomeOption = None,
-                     wait: WaitOption = 0) -> None:
+                     wait: WaitOption = 0,
+                     encoding: Annotated[str | None, typer.Option(
+                         "--encoding", metavar="CODE_PAGE",
+                         help="The code page a returned CSV was saved in when it is not UTF-8, e.g. cp1250 (Polish, "
+                              "Czech, Hungarian Excel); default: Windows-1252. An XLSX needs none")] = None) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
     from etl.quality.queries import warehouse_key
     from etl.quality.responses import import_responses
@@ -240,7 +244,7 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
 
     rtw_home = resolve_home(home)
     try:  # a file that cannot be read at all, or no usable key: one line; bad rows are listed below
-        summary = import_responses(rtw_home, file, warehouse_key(rtw_home), wait=wait)
+        summary = import_responses(rtw_home, file, warehouse_key(rtw_home), wait=wait, encoding=encoding)
     except (ValueError, RunBusy) as exc:
         _fail(str(exc))
     for problem in summary.problems:

@@ -73,6 +73,43 @@ def test_a_file_neither_utf8_nor_windows_1252_is_refused_with_its_name(tmp_path)
         list(read_returned(path))
 
 
+def _resaved(written: Path, path: Path, encoding: str) -> Path:
+    """The CSV as Excel saves it again in a `;` locale, in the code page `encoding`, without a BOM."""
+    with written.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    with path.open("w", encoding=encoding, newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(table)
+    return path
+
+
+CENTRAL_EUROPEAN = "Łódź: dr Dvořák ověřil, Győr — ťažký prípad"  # cp1250; "ť" is no Windows-1252 byte
+
+
+def test_a_csv_saved_in_the_central_european_code_page_reads_back_when_the_import_is_told_so(tmp_path):
+    """Polish, Czech and Hungarian Excel save "CSV" in cp1250: read as Windows-1252, "ł", "ř" and "ő" came
+    back as other letters ("£odzi", "Dvoøák"), and "ť" made the whole file refused."""
+    sent = [[*row[:COMMENT], CENTRAL_EUROPEAN, *row[COMMENT + 1:]] for row in _sent_rows()]
+    written = tmp_path / "queries.csv"
+    _write_csv(written, sent)
+    path = _resaved(written, tmp_path / "resaved.csv", "cp1250")
+    with pytest.raises(ResponseFileError, match=r"resaved\.csv: neither UTF-8 nor Windows-1252.*--encoding cp1250"):
+        list(read_returned(path))
+    assert [r.cells for r in read_returned(path, "cp1250")] == [_expected(row) for row in sent]
+    assert [r.cells for r in read_returned(written, "utf-8")] == [_expected(row) for row in sent]
+
+
+def test_an_encoding_that_is_unknown_or_not_the_file_s_is_refused_with_the_file_s_name(tmp_path):
+    written = tmp_path / "answers.csv"
+    _write_csv(written, [[*row[:COMMENT], CENTRAL_EUROPEAN, *row[COMMENT + 1:]] for row in _sent_rows()])  # UTF-8
+    with pytest.raises(ResponseFileError, match=r"answers\.csv: unknown encoding 'cp9999'"):
+        list(read_returned(written, "cp9999"))
+    with pytest.raises(ResponseFileError, match=r"answers\.csv: starts with a UTF-8 byte-order mark, so it is UTF-8"):
+        list(read_returned(written, "cp1250"))
+    resaved = _resaved(written, tmp_path / "resaved.csv", "cp1250")
+    with pytest.raises(ResponseFileError, match=r"resaved\.csv: not utf-8 text"):
+        list(read_returned(resaved, "utf-8"))
+
+
 def test_answers_on_a_copied_sheet_are_read_and_named_by_sheet(tmp_path):
     path = tmp_path / "queries.xlsx"
     sent = _sent_rows()
@@ -128,8 +165,8 @@ def _status(home: Home) -> dict[int, str | None]:
             if q.rule_id == BASIS and q.source_record_key in lines}
 
 
-def _import_cli(home: Home, path: Path) -> Result:
-    return CliRunner().invoke(app, ["responses", "import", str(path), "--home", str(home.root)],
+def _import_cli(home: Home, path: Path, *options: str) -> Result:
+    return CliRunner().invoke(app, ["responses", "import", str(path), "--home", str(home.root), *options],
                               env={"RTW_PSEUDONYM_KEY": SYNTHETIC_RUN_KEY, "COLUMNS": "400"})
 
 
@@ -145,6 +182,23 @@ def test_a_confirmation_after_a_withdrawal_is_recorded_and_waives_again(home, tm
     assert (again.recorded, again.already_imported, again.waivers_added) == (1, 0, 1) and len(_waivers(home)) == 1
     assert _status(home)[44] == "confirmed"
     assert import_responses(home, tmp_path / "c.xlsx", KEY).already_imported == 1  # the latest answer, again
+
+
+@pytest.mark.integration
+def test_rtw_responses_import_reads_a_central_european_csv_with_its_code_page_given(home, tmp_path):
+    batch = send_queries(home, "IT-BO01", KEY)
+    with batch.csv.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    table[1][RESPONSE], table[1][COMMENT] = "cannot_determine", CENTRAL_EUROPEAN
+    answers = tmp_path / "odpowiedzi.csv"
+    with answers.open("w", encoding="cp1250", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(table)
+    refused = _import_cli(home, answers)
+    assert refused.exit_code == 1 and "--encoding cp1250" in refused.stdout
+    done = _import_cli(home, answers, "--encoding", "cp1250")
+    assert done.exit_code == 0, done.stdout
+    assert "1 answers recorded" in done.stdout
+    assert _query(home, "SELECT response, comment FROM meta.query_response") == [("cannot_determine", CENTRAL_EUROPEAN)]
 
 
 @pytest.mark.integration

@@ -20,11 +20,14 @@ Gotchas of returned files: Excel keeps the hidden columns and the line as a numb
 may answer on a copied or renamed sheet (every sheet with the query header is read). A CSV saved
 again by Excel may be `;`-separated in some locales (the delimiter is sniffed from the header; the
 quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks) and in the Windows
-code page (read as Windows-1252 when it is not UTF-8); its cells are compared as text.
+code page of its locale. A CSV that is not UTF-8 is read as Windows-1252 (Western Europe) unless the
+import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
+"ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import getpass
 import hashlib
@@ -121,13 +124,14 @@ class ReturnedRow(NamedTuple):
     cells: dict[str, str]
 
 
-def read_returned(path: Path) -> Iterator[ReturnedRow]:
-    """Each non-empty row of a returned .xlsx (every sheet with the query header) or .csv."""
+def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedRow]:
+    """Each non-empty row of a returned .xlsx (every sheet with the query header) or .csv. encoding: the
+    CSV's code page when it is not UTF-8 (default: Windows-1252); an XLSX holds Unicode and needs none."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         sheets: list[tuple[str | None, list[Sequence[Any]]]] = [*_xlsx_sheets(path)]
     elif suffix == ".csv":
-        sheets = [(None, _csv_rows(path))]
+        sheets = [(None, _csv_rows(path, encoding))]
     else:
         raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch")
     several = len(sheets) > 1
@@ -168,16 +172,40 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
     return with_header or [next((s for s in sheets if s[0] == "queries"), sheets[0])]
 
 
-def _csv_rows(path: Path) -> list[Sequence[Any]]:
+def _csv_text(path: Path, encoding: str | None) -> str:
     data = path.read_bytes()
+    if encoding is not None:
+        return _decoded(path, data, encoding)
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:  # Excel on Windows saves "CSV" in the ANSI code page; rtw's own text has an em dash (0x97)
-            text = data.decode("cp1252")
+            return data.decode("cp1252")
         except UnicodeDecodeError as exc:
             raise ResponseFileError(f"{path.name}: neither UTF-8 nor Windows-1252 text ({exc}); save the CSV as "
-                                    "UTF-8") from None
+                                    "UTF-8, or give its code page (--encoding cp1250 for Central European "
+                                    "Excel)") from None
+
+
+def _decoded(path: Path, data: bytes, encoding: str) -> str:
+    """The CSV's text in the code page the quality officer named: that one only, never a guess."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ResponseFileError(f"{path.name}: unknown encoding {encoding!r}; expected a code page such as "
+                                "cp1250, cp1252 or utf-8") from None
+    if data.startswith(codecs.BOM_UTF8) and name not in {"utf-8", "utf-8-sig"}:
+        raise ResponseFileError(f"{path.name}: starts with a UTF-8 byte-order mark, so it is UTF-8 text, not "
+                                f"{encoding}; import it without an encoding")
+    try:
+        return data.decode("utf-8-sig" if name == "utf-8" else name)
+    except UnicodeDecodeError as exc:
+        raise ResponseFileError(f"{path.name}: not {encoding} text ({exc}); give the code page the CSV was saved "
+                                "in, or none for UTF-8") from None
+
+
+def _csv_rows(path: Path, encoding: str | None = None) -> list[Sequence[Any]]:
+    text = _csv_text(path, encoding)
     try:  # only the delimiter: the sniffer guesses the quoting wrong from a header without quotes
         delimiter = csv.Sniffer().sniff(text.partition("\n")[0], delimiters=",;\t").delimiter
     except csv.Error:
@@ -362,9 +390,10 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
 
 
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
-                     rules: Sequence[Rule] | None = None) -> ImportSummary:
+                     rules: Sequence[Rule] | None = None, encoding: str | None = None) -> ImportSummary:
     """Read, check and record the answers of a returned query workbook (.xlsx or .csv), in a publish of
-    its own under the run lock; the waivers take effect at the next run."""
+    its own under the run lock; the waivers take effect at the next run. encoding: a CSV's code page when
+    it is not UTF-8 (default: Windows-1252)."""
     from etl.load.warehouse import change_warehouse
     from etl.pipeline import new_run_id
 
@@ -372,7 +401,7 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
         raise ResponseFileError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
     if not path.is_file():
         raise ResponseFileError(f"{path}: no such file")
-    rows = list(read_returned(path))
+    rows = list(read_returned(path, encoding))
     file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     catalogue = {r.rule_id: r for r in (load_catalogue(check_types=False) if rules is None else rules)}
     summary = ImportSummary(path.name)
