@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home, resolve_home
-from etl.quality.queries import HEADER, SentBatch, _write_csv, _write_xlsx, send_queries
+from etl.quality.queries import HEADER, SentBatch, _write_csv, _write_xlsx, _written, send_queries
 from etl.quality.query_status import queries_as_of
 from etl.quality.report import choose_run
 from etl.quality.responses import ResponseFileError, import_responses, read_returned
@@ -64,6 +64,20 @@ def test_a_csv_saved_again_by_excel_on_windows_reads_back(tmp_path):
         csv.writer(handle, delimiter=";").writerows(table)
     assert b"\x97" in path.read_bytes()  # the em dash, not UTF-8
     assert [r.cells for r in read_returned(path)] == [_expected(row) for row in sent]
+
+
+def test_a_cell_longer_than_a_spreadsheet_holds_is_cut_alike_in_both_files_and_reads_back(tmp_path):
+    """openpyxl cuts a text cell at 32,767 characters (Excel's limit) when it writes the XLSX, so a row whose
+    value, or the message quoting it, was longer read back as edited however untouched (a 1 MB date in
+    an export): the cell is cut before it is written, alike in both files and in the row key's cells."""
+    sent = [_written(cell) for cell in [*SENT[:6], "9" * 40_000, *SENT[7:]]]
+    row = [*sent, "corrected", None, "Q1", "k" * 64]
+    xlsx, csv_path = tmp_path / "queries.xlsx", tmp_path / "queries.csv"
+    _write_xlsx(xlsx, [row], "IT-X01")
+    _write_csv(csv_path, [row])
+    for path in (xlsx, csv_path):
+        assert [r.cells for r in read_returned(path)] == [_expected(row)], path.name
+    assert 32_000 < len(sent[6]) <= 32_767 and sent[6].startswith("9" * 32_000) and "40,000 characters" in sent[6]
 
 
 def test_a_file_neither_utf8_nor_windows_1252_is_refused_with_its_name(tmp_path):

@@ -13,8 +13,9 @@ itself never leaves; the row key reveals nothing of it.
 Cells carry text that came from exports, so anything a spreadsheet would run as a formula (text
 starting with `=`, `+`, `-`, `@`, tab or carriage return, also after a separator or line break inside
 the text, where a `;` locale starts a cell: etl/spreadsheet.py) gets a `'`, and XLSX cells are written
-as strings. Both files hold the same cell text, which the row key covers. The CSV is UTF-8 with a BOM,
-which Excel needs to guess the encoding.
+as strings. A text longer than a spreadsheet cell holds (32,767 characters: openpyxl cuts it there when
+it writes) is cut before, with a note of its length. Both files hold the same cell text, which the row
+key covers. The CSV is UTF-8 with a BOM, which Excel needs to guess the encoding.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ HEADER: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 DRAFT_BATCH = "draft"  # a workbook written without recording a batch (tests, previews): refused at import
 _ROW_KEY_LABEL = "rtw-query-row"  # keeps row keys apart from every pseudonym made with the same key
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_CELL_CHARACTERS = 32_767  # what an Excel cell holds; openpyxl cuts a longer text there when it writes
 
 # Issues of records with no centre cannot be sent to one: they are in the report only.
 _ISSUES = """
@@ -166,11 +168,16 @@ def open_issues_by_centre(warehouse: Path, run_id: str | None = None) -> dict[st
 
 
 def _written(value: Any) -> Any:
-    """A cell as the workbook holds it: the line a number, all else neutralised text (None: empty)."""
+    """A cell as the workbook holds it: the line a number, all else neutralised text (None: empty), cut
+    to what a cell holds."""
     if value is None or isinstance(value, int):
         return value
     # Control characters are not allowed in XLSX XML; a stray one must not lose the whole list.
-    return ILLEGAL_CHARACTERS_RE.sub("\N{REPLACEMENT CHARACTER}", spreadsheet_text(value))
+    text = ILLEGAL_CHARACTERS_RE.sub("\N{REPLACEMENT CHARACTER}", spreadsheet_text(value))
+    if len(text) <= _CELL_CHARACTERS:
+        return text
+    note = f" … [cut: {len(text):,} characters, more than a spreadsheet cell holds]"
+    return text[:_CELL_CHARACTERS - len(note)] + note
 
 
 def _query_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[QueryRow]:
