@@ -357,6 +357,14 @@ def test_response_by_regimen_and_advice(built, core):
     assert (mart.regimen.str.contains(" + ", regex=False)).any(), "combinations are one regimen"
 
 
+def test_the_wilson_interval_is_held_to_0_1_and_null_without_a_denominator():
+    con = duckdb.connect()
+    con.execute((WAREHOUSE_SQL_DIR / "mart_functions.sql").read_text())
+    rows = con.execute("SELECT n, wilson_lower(0.0, n), wilson_upper(1.0, n) FROM range(1, 200) AS t(n)").fetchall()
+    assert all(low == 0.0 and high == 1.0 for _, low, high in rows), [r for r in rows if r[1] != 0.0 or r[2] != 1.0]
+    assert con.execute("SELECT wilson_lower(0.5, 0), wilson_upper(NULL, 5)").fetchone() == (None, None)
+
+
 def test_board_response_from_core(built, core):
     answered = expected.answered_lines(core_person_lines(core), core_board(core))
     wanted = expected.board_response(core_board(core), answered, core_response_lines(core))
