@@ -125,6 +125,16 @@ def test_a_header_name_is_quoted_in_the_error_so_it_cannot_forge_a_log_line(tmp_
     assert f"header column 3 repeats {name!r} (column 2)" in message
 
 
+def test_a_quote_never_closed_is_said_with_the_line_it_opens_on(tmp_path: Path) -> None:
+    """An open quote makes one field of the rest of the file, past csv's field limit: said as such,
+    not as a vague quoting error."""
+    rest = "".join(f"{n};x;y\r\n" for n in range(2, 20_000))
+    path = _write(tmp_path, "open_quote.csv", f'a;b;c\r\n1;"never closed;y\r\n{rest}'.encode())
+    with pytest.raises(ExtractError, match=r"open_quote\.csv, line 2: a value in the record starting here runs past "
+                                           r"131,072 characters \(a quote opened and never closed"):
+        _read_all(path, CsvDialect("utf-8", ";", ".", None))
+
+
 def test_undecodable_byte_names_file_line_and_encoding(tmp_path: Path) -> None:
     path = _write(tmp_path, "TREP_export_20240101.csv", REGISTRY_IT.encode("cp1252"))
     with pytest.raises(ExtractError, match=r"TREP_export_20240101\.csv, line 2: .*utf-8"):

@@ -270,6 +270,11 @@ def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[
         except StopIteration:
             return
         except csv.Error as error:
+            if "field larger than field limit" in str(error):
+                raise ExtractError(
+                    f"{path}, line {end_of_previous + 1}: a value in the record starting here runs past "
+                    f"{csv.field_size_limit():,} characters (a quote opened and never closed, or a value that long); "
+                    "expected quoted values to be closed and values of at most that length") from None
             raise ExtractError(f"{path}, line {end_of_previous + 1}: malformed quoting in the record starting "
                                f"here ({error}); expected quoted values to be closed and followed by a delimiter") \
                 from None
