@@ -355,6 +355,7 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
                 else o for o in outcomes]
     harmonised = [o for o in outcomes if o.status is SourceStatus.HARMONISED]
+    prepared = {o.source_id for o in outcomes}  # the others' notices are the plan's: unchanged, or no mapping
     if harmonised and sum(n for o in harmonised for n in o.rows.values()) < gx_memo.IN_PROCESS_ROWS:
         gx_process.start_early()  # GX imported in its process while stage loads and linkage runs
     quality = quality_plan_for(home, run_id, sources_dir=sources_dir)
@@ -367,7 +368,7 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
                 unchanged=planned.unchanged, quality=quality,
                 populations=read_child_population(population_file(home.root)),
-                notices={s: planned.notices.get(s, []) for s in planned.unchanged},
+                notices={s: said for s, said in planned.notices.items() if s not in prepared},
                 read_back=lambda con: summaries.append(_summary(con, home, run_id)))
     crash.crash_point("after_swap")
     for outcome in outcomes:

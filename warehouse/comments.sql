@@ -252,9 +252,9 @@ COMMENT ON COLUMN meta.record_removal.source_file_sha256 IS 'SHA-256 of the incr
 COMMENT ON COLUMN meta.record_removal.run_id IS 'The run that first applied the removal.';
 
 -- meta.source_notice ----------------------------------------------------------------------------
-COMMENT ON TABLE meta.source_notice IS 'What the readers and the mapping engine noted about a source in a run, beyond errors: dialects, records of ignored record sets (counted here), files matching no pattern.';
-COMMENT ON COLUMN meta.source_notice.run_id IS 'The run that loaded the source.';
-COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_id>.yaml).';
+COMMENT ON TABLE meta.source_notice IS 'What the landing folders, the readers and the mapping engine noted about a source in a run, beyond errors: dialects, records of ignored record sets (counted here), files matching no pattern or still being written, a landing folder no mapping reads.';
+COMMENT ON COLUMN meta.source_notice.run_id IS 'The run that noted it.';
+COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_id>.yaml), or a landing folder no mapping reads (landing/<source_id>/).';
 COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file or record set it is about.';
 
 -- meta.file_acceptance -------------------------------------------------------------------------

@@ -58,9 +58,9 @@ CREATE TABLE IF NOT EXISTS meta.record_removal (
     run_id              VARCHAR            -- the run that applied the removal
 );
 
--- What the readers and the mapping engine noted about a source in a run, beyond errors: a file's
--- dialect, records of ignored record sets (counted here, as they are neither loaded nor
--- quarantined), files that match no pattern.
+-- What the landing folders, the readers and the mapping engine noted about a source in a run,
+-- beyond errors: a file's dialect, records of ignored record sets (counted here, as they are
+-- neither loaded nor quarantined), files that match no pattern, a landing folder no mapping reads.
 CREATE TABLE IF NOT EXISTS meta.source_notice (
     run_id              VARCHAR NOT NULL,
     source_id           VARCHAR NOT NULL,

@@ -471,7 +471,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
     read_back: called with the new warehouse, its run recorded, before it is committed (what the run
     summary says, read without connecting again).
 
-    notices: what the landing folders of the unchanged sources said (a refused or waiting file).
+    notices: what the landing folders of the sources without an outcome said: an unchanged source's
+    (a refused or waiting file), a landing folder no mapping reads.
     populations: the child population table (etl/load/populations.py) marts.incidence divides by;
     None keeps the one the warehouse has (the shipped table in a new warehouse).
 
