@@ -23,6 +23,7 @@ from etl.config import Home, resolve_home
 from etl.terminal import plain
 
 if TYPE_CHECKING:
+    from etl.extract.file_names import PatientNumbers
     from etl.steps import RunSummary
 
 app = typer.Typer(help="Rare Tumour Warehouse: nightly import of paediatric rare-tumour data.",
@@ -108,10 +109,12 @@ def demo(home: HomeOption = None,
 
 @app.command()
 def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. registry_it")],
-           file: Annotated[str, typer.Argument(help="The held export: its name in landing/<source>/, or a path")],
+           file: Annotated[str, typer.Argument(help="The held export: its name in landing/<source>/, or a path; "
+                                               "a loaded file: its name as rtw status shows it, or its sha256")],
            home: HomeOption = None) -> None:
     """Accept an export the snapshot guard held (a real shrink): the next run loads it. A loaded file no
     longer in landing (a form the source stopped sending): the next run loads the source without it."""
+    from etl.extract.file_names import shown_file_name
     from etl.extract.guards import accept_file
     from etl.extract.landing import sha256_of
     from etl.load.warehouse import read_loaded_files
@@ -121,21 +124,58 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     path = Path(file) if Path(file).is_absolute() or Path(file).exists() else folder / file
     if not folder.is_dir():
         _fail(f"no landing folder for source '{source}' at {folder}")
+    numbers = _patient_numbers(rtw_home, source)
+    if not path.exists() and Path(file).name == file and (landed := _landing_file(folder, file)) is not None:
+        path = landed  # given by its sha256: the name a message shows may hide a patient number
     if not path.exists() and Path(file).name == file:
-        gone = [(sha, f) for sha, f in read_loaded_files(rtw_home.warehouse, source).items() if f.name == file]
+        loaded = read_loaded_files(rtw_home.warehouse, source)
+        gone = [(sha, f) for sha, f in loaded.items() if f.name == file or _is_sha256_of(file, sha)]
         if not gone:
-            _fail(f"{file}: neither an export file in {folder} nor a file the warehouse holds of {source}")
-        for sha, _ in gone:
-            accept_file(rtw_home.root, source, file, sha, departure=True)
+            _fail(f"{shown_file_name(file, numbers)}: neither an export file in {folder} nor a file the warehouse "
+                  f"holds of {source} (by its name as rtw status shows it, or its sha256)")
+        if len(gone) > 1:  # files shown alike: their names held patient numbers
+            _fail(f"{file} names {len(gone)} loaded files of {source}; give the sha256 of the one that is gone "
+                  f"(rtw status lists them): {', '.join(sha[:12] for sha, _ in gone)}")
+        for sha, f in gone:
+            accept_file(rtw_home.root, source, f.name, sha, departure=True)
         records = sum(f.records for _, f in gone)
-        console.print(f"{source}: the departure of {file} (series {gone[0][1].series}, {records} records) accepted; "
-                      "the next run loads the source without it")
+        console.print(f"{source}: the departure of {gone[0][1].name} (series {gone[0][1].series}, {records} records) "
+                      "accepted; the next run loads the source without it", soft_wrap=True, markup=False)
         return
     if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
-        _fail(f"{file}: not an export file in {folder}")
-    accepted = accept_file(rtw_home.root, source, path.name, sha256_of(path))
-    console.print(f"{source}: {path.name} accepted (sha256 {accepted.sha256[:12]}..., by {accepted.accepted_by}); "
-                  "the next run loads it and records the acceptance in meta.file_acceptance")
+        _fail(f"{shown_file_name(path.name, numbers)}: not an export file in {folder}")
+    shown = shown_file_name(path.name, numbers)
+    accepted = accept_file(rtw_home.root, source, shown, sha256_of(path))
+    console.print(f"{source}: {shown} accepted (sha256 {accepted.sha256[:12]}..., by {accepted.accepted_by}); "
+                  "the next run loads it and records the acceptance in meta.file_acceptance", soft_wrap=True,
+                  markup=False)
+
+
+def _landing_file(folder: Path, given: str) -> Path | None:
+    """The export file in `folder` whose sha256 `given` is (or begins), if any."""
+    from etl.extract.landing import sha256_of
+
+    if len(given) < 12 or any(c not in "0123456789abcdef" for c in given.lower()):
+        return None
+    return next((p for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()
+                 and _is_sha256_of(given, sha256_of(p))), None)
+
+
+def _is_sha256_of(given: str, sha256: str) -> bool:
+    """Whether `given` is the sha256 of a file, or the beginning of it that rtw status shows."""
+    return len(given) >= 12 and sha256.startswith(given.lower())
+
+
+def _patient_numbers(rtw_home: Home, source: str) -> PatientNumbers:
+    """What patient numbers look like in the source's file names (etl/extract/file_names.py)."""
+    from etl.config import SOURCES_DIR
+    from etl.extract.file_names import PatientNumbers
+    from etl.transform.mapping import MappingError, load_mapping
+
+    try:
+        return PatientNumbers.staged(rtw_home.staging, load_mapping(SOURCES_DIR / f"{source}.yaml"))
+    except (MappingError, OSError):  # no mapping: no key known, any long number is taken for one
+        return PatientNumbers.of([])
 
 
 @app.command()
@@ -150,7 +190,8 @@ def status(home: HomeOption = None) -> None:
     try:
         _print_query(con, "Last runs", "SELECT run_id, trigger, status, sources_changed, sources_unchanged, "
                      "sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 5")
-        _print_query(con, "Source files", "SELECT source_id, file_name, status, rows_read, rows_loaded, "
+        _print_query(con, "Source files", "SELECT source_id, file_name, left(source_file_sha256, 12) AS sha256, "
+                     "status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
                      "FROM meta.source_file ORDER BY source_id, file_name, last_run_id")
         _print_query(con, "Latest notices of each source",

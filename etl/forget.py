@@ -55,6 +55,7 @@ from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
+from etl.transform.records import patient_columns
 
 log = logging.getLogger("rtw")
 
@@ -223,27 +224,10 @@ def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: P
 
 # --- raw files: archive copies and staged Parquet -----------------------------------------------
 
-def _patient_columns(mapping: SourceMapping) -> set[str]:
-    # The adapters stage ODM's SubjectKey as `subject_key`; the record sets call it `_subject_key`.
-    return {mapping.patient_key, mapping.patient_key.lstrip("_")}
-
-
-def staged_patient_keys(staged: Path, mapping: SourceMapping) -> set[str]:
-    """The clear patient keys in one staged export (a Parquet file, or a folder of them)."""
-    keys: set[str] = set()
-    for part in [staged] if staged.is_file() else sorted(staged.glob("*.parquet")):
-        columns = [c for c in pq.read_schema(part).names if c in _patient_columns(mapping)]
-        if columns:
-            table = pq.read_table(part, columns=columns)
-            for column in columns:
-                keys |= {t for t in record_column(table, column).dropna().astype(str) if normalise_patient_key(t)}
-    return keys
-
-
 def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey,
                        erased: Erasures | AbstractSet[str]) -> bool:
     table = pq.read_table(path)
-    columns = [c for c in table.column_names if c in _patient_columns(mapping)]
+    columns = [c for c in table.column_names if c in patient_columns(mapping)]
     if not columns or table.num_rows == 0:
         return False
     gone = pd.Series(False, index=range(table.num_rows))

@@ -30,12 +30,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from etl import crash, fsio, publish_outputs, repair, runlock, schema, timing
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
-from etl.extract.adapter import STAGED_NAME, Removal, adapter_for, readers_digest
+from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
+from etl.extract.file_names import PatientNumbers, shown_file_name
 from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load import next_copy
@@ -51,7 +53,7 @@ from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, published_key
-from etl.transform.records import load_current_records
+from etl.transform.records import load_current_records, with_file_names
 
 log = logging.getLogger("rtw")
 
@@ -100,11 +102,15 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     for path in sorted(sources_dir.glob("*.yaml")):
         source_id = path.stem
         try:
-            found = landing.discover(home.landing, load_mapping(path))
+            mapping = load_mapping(path)
         except MappingError:
             changed.append(source_id)  # extract reports the mapping error as this source's failure
             continue
-        notices[source_id] = list(found.notices)
+        found = landing.discover(home.landing, mapping)
+        numbers = PatientNumbers.staged(home.staging, mapping)  # read only if a notice names a file
+        notices[source_id] = [found.shown(notice, numbers) for notice in found.notices]
+        for waiting in found.waiting_notices:
+            log.warning("%s", found.shown(waiting, numbers))
         if found.problems:
             changed.append(source_id)  # extract holds the source and reports why
             continue
@@ -143,9 +149,9 @@ def _holds_any(home: Home, source_id: str, series: Sequence[str]) -> bool:
     return any(f.series in series for f in read_loaded_files(home.warehouse, source_id).values())
 
 
-def _export_file(f: landing.LandingFile) -> ExportFile:
-    return ExportFile(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes, series=f.series,
-                      exported_on=f.exported_on)
+def _export_file(f: landing.LandingFile, numbers: PatientNumbers) -> ExportFile:
+    return ExportFile(name=shown_file_name(f.name, numbers), sha256=f.sha256, size_bytes=f.size_bytes,
+                      series=f.series, exported_on=f.exported_on)
 
 
 def _failed(outcome: SourceOutcome, message: str) -> SourceOutcome:
@@ -154,7 +160,10 @@ def _failed(outcome: SourceOutcome, message: str) -> SourceOutcome:
 
 
 def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path = SOURCES_DIR) -> SourceOutcome:
-    """Archive and stage the source's current files (a file already staged is not read again)."""
+    """Archive and stage the source's current files (a file already staged is not read again).
+
+    The outcome names every file as shown (etl/extract/file_names.py), once the current files are
+    staged and so their patient keys known: a file's name may hold a patient number."""
     started = time.perf_counter()
     outcome = SourceOutcome(source_id=source_id, run_id=run_id, status=SourceStatus.EXTRACTED)
     try:
@@ -164,42 +173,61 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         return _failed(outcome, str(exc))
     adapter = adapter_for(mapping.format)
     found = landing.discover(home.landing, mapping)
-    outcome.superseded = [_export_file(s) for s in found.superseded]
-    outcome.notices = list(found.notices)
+    numbers = PatientNumbers.staged(home.staging, mapping)
     if found.problems:  # held: the source keeps its last good data until its files can be applied
-        problem = "; ".join(found.problems)
-        outcome.files = [_export_file(f).model_copy(update={"message": problem}) for f in found.current]
+        problem = found.shown("; ".join(found.problems), numbers)
+        outcome.files = [_export_file(f, numbers).model_copy(update={"message": problem}) for f in found.current]
+        outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
+        outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]
+        outcome.notices = list(outcome.landing_notices)
         return _failed(outcome, problem)
     options = adapter.read_options(mapping)
+    staged: list[tuple[landing.LandingFile, Path, StageResult | None]] = []
+    unread: tuple[landing.LandingFile, str] | None = None
     for f in found.current:
-        entry = _export_file(f)
-        staged = home.staging / source_id / adapter.staged_as(f.sha256, options)
         try:
-            landing.archive(f, home.archive)
-            if staged.exists() and not adapter.staged_whole(staged):
-                log.warning("%s: the staged copy of %s (%s) cannot be read back: staged again", source_id, f.name,
-                            staged.name)
-                _remove(staged)
-            if not staged.exists():
-                result = adapter.stage(f.path, staged, options, {"source_file": f.name, "source_file_sha256": f.sha256})
-                entry.rows_staged, entry.notices = result.rows, list(result.notices)
-                log.info("%s: staged %s (%s rows)", source_id, f.name, result.rows)
-                crash.crash_point("extracted")
-            else:
-                log.info("%s: %s already staged", source_id, f.name)
+            staged.append((f, *_stage(home, adapter, options, f)))
         except (ExtractError, OSError) as exc:  # OSError: the file vanished or cannot be copied to the archive
-            entry.message = str(exc)
-            outcome.files = [entry]
-            return _failed(outcome, str(exc))
-        entry.staged = str(staged)
+            unread = (f, str(exc))
+            break
+    outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
+    outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]
+    outcome.notices = list(outcome.landing_notices)
+    for f, path, result in staged:
+        entry = _export_file(f, numbers).model_copy(update={"staged": str(path)})
+        if result is None:
+            log.info("%s: %s already staged", source_id, entry.name)
+        else:
+            entry.rows_staged, entry.notices = result.rows, [found.shown(n, numbers) for n in result.notices]
+            log.info("%s: staged %s (%s rows)", source_id, entry.name, result.rows)
         outcome.notices += entry.notices
         outcome.files.append(entry)
+    if unread is not None:
+        message = found.shown(unread[1], numbers)
+        outcome.files = [_export_file(unread[0], numbers).model_copy(update={"message": message})]
+        return _failed(outcome, message)
     if not outcome.files:
-        said = "".join(f"; {notice.removeprefix(f'{source_id}: ')}" for notice in found.notices)
+        said = "".join(f"; {notice.removeprefix(f'{source_id}: ')}" for notice in outcome.notices)
         return _failed(outcome, f"no export files in {home.landing / source_id}{said}")
     outcome.fingerprint = _fingerprint(mapping_path, [*found.current, *found.superseded])
     outcome.seconds_extract = round(time.perf_counter() - started, 3)
     return outcome
+
+
+def _stage(home: Home, adapter: SourceAdapter, options: BaseModel, f: landing.LandingFile
+           ) -> tuple[Path, StageResult | None]:
+    """Archive a current file and stage it; the staged copy, and what staging said (None: staged before).
+    Its lineage names it as delivered: staging holds clear identifiers, and harmonise names it as shown."""
+    staged = home.staging / f.source_id / adapter.staged_as(f.sha256, options)
+    landing.archive(f, home.archive)
+    if staged.exists() and not adapter.staged_whole(staged):
+        log.warning("%s: the staged copy %s cannot be read back: staged again", f.source_id, staged.name)
+        _remove(staged)
+    if staged.exists():
+        return staged, None
+    result = adapter.stage(f.path, staged, options, {"source_file": f.name, "source_file_sha256": f.sha256})
+    crash.crash_point("extracted")
+    return staged, result
 
 
 def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str | None = None,
@@ -210,26 +238,30 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     started = time.perf_counter()
     source_id, run_id = extracted.source_id, extracted.run_id
     key = load_key(home.key_file, key_value)
-    staged = [(Path(f.staged), f.name, f.sha256) for f in extracted.files if f.staged]
-    if missing := [str(path) for path, _, _ in staged if not path.exists()]:
+    staged = [(Path(f.staged), f.series, f.name, f.sha256) for f in extracted.files if f.staged]
+    if missing := [str(path) for path, _, _, _ in staged if not path.exists()]:
         return _failed(extracted, f"staged file {missing[0]} is missing{_NOT_SHARED}")
     out = home.staging / source_id / "harmonised" / run_id
     try:
         mapping = load_mapping(_mapping_path(source_id, sources_dir))
         record_sets = load_current_records(mapping, staged)
+        names = {f.sha256: f.name for f in extracted.files}  # as shown: the staged lineage has them as delivered
         # Patients erased on withdrawal of consent (rtw forget) stay out while the exports still hold them;
         # they count as superseded, so rows_read = loaded + quarantined + superseded still holds.
         erased = erased_pseudonyms(home.warehouse, source_id)
-        frames, left_out = drop_erased(record_sets.frames, mapping, key, erased)
+        frames, left_out = drop_erased(with_file_names(record_sets.frames, names), mapping, key, erased)
         superseded = dict(record_sets.superseded)
         for sha, n in left_out.items():
             superseded[sha] = superseded.get(sha, 0) + n
-        accepted = accepted_files(home.root, source_id)
-        delivered = {f.sha256 for f in extracted.files}
-        for name in withdraw_departures(home.root, source_id, delivered):
-            log.warning("%s: %s is delivered again: the acceptance of its departure is withdrawn", source_id, name)
-        departed = accepted_files(home.root, source_id, departures=True)
+        # An acceptance keeps the name it was given (rtw accept): recorded under the name shown.
+        accepted = {sha: a.model_copy(update={"file_name": names.get(sha, a.file_name)})
+                    for sha, a in accepted_files(home.root, source_id).items()}
+        for sha in withdraw_departures(home.root, source_id, set(names)):
+            log.warning("%s: %s is delivered again: the acceptance of its departure is withdrawn", source_id,
+                        names[sha])
         loaded = read_loaded_files(home.warehouse, source_id)  # what the guards and the acceptances judge by
+        departed = {sha: a.model_copy(update={"file_name": loaded[sha].name if sha in loaded else a.file_name})
+                    for sha, a in accepted_files(home.root, source_id, departures=True).items()}
         last_load = read_source_state(home.warehouse).get(source_id, {}).get("last_loaded_run_id")
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
@@ -257,7 +289,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
     return extracted.model_copy(update={
         "status": SourceStatus.HARMONISED, "harmonised_dir": str(out),
         "file_counts": counts,
-        "accepted": [*(a for sha, a in accepted.items() if sha in delivered),  # the acceptances it acts on
+        "accepted": [*(a for sha, a in accepted.items() if sha in names),  # the acceptances it acts on
                      *(a for sha, a in departed.items() if sha in loaded)],
         "rows": result.rows, "rejected": result.rejected,
         "notices": [*extracted.notices, *result.notices],
@@ -378,7 +410,10 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
     summary = summaries[0]
     # What the landing folders said (refused, waiting, ignored files): a data manager must see it. What the
     # readers noted about the files they read is in meta.source_notice and the report, not printed.
-    summary.notices = [n for source in sorted(planned.notices) for n in planned.notices[source]]
+    # A changed source's are its extract's: they show names once its files' patient keys are known.
+    landing_notices = planned.notices | {o.source_id: o.landing_notices for o in outcomes
+                                         if o.source_id in planned.notices and o.landing_notices is not None}
+    summary.notices = [n for source in sorted(landing_notices) for n in landing_notices[source]]
     # The warehouse is published: what follows derives from it, and a failure there is a note, never
     # an undone publish (etl/publish_outputs.py); the next run's repair writes what is missing.
     if summary.validated:  # else the Parquet marts of the last validated run stand

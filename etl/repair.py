@@ -100,8 +100,10 @@ def repair(home: Home) -> list[str]:
         for path in stale:
             _remove(path)
     if stale:
-        done.append(f"repair: removed {len(stale)} temporary file(s) of dead runs: "
-                    + ", ".join(str(p.relative_to(home.root)) for p in stale[:5]) + (", ..." if len(stale) > 5 else ""))
+        # By folder: a temporary copy of an export bears its name, which may hold a patient number.
+        folders = sorted({str(p.parent.relative_to(home.root)) for p in stale})
+        done.append(f"repair: removed {len(stale)} temporary file(s) of dead runs in "
+                    + ", ".join(folders[:5]) + (", ..." if len(folders) > 5 else ""))
     if not home.warehouse.exists():
         return done
     current = _validated_runs(home.warehouse)

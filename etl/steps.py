@@ -87,6 +87,8 @@ class SourceOutcome(_Step):
     files: list[ExportFile] = []
     superseded: list[ExportFile] = []
     notices: list[str] = []
+    # Those of its landing folder (refused, waiting, ignored files): printed. None: extract never read the folder.
+    landing_notices: list[str] | None = None
     fingerprint: str | None = None  # of the mapping and the current files: unchanged next time -> skipped
     harmonised_dir: str | None = None
     file_counts: dict[str, FileCounts] = {}  # by file sha256

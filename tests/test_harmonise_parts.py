@@ -25,7 +25,8 @@ def _record_sets(home: Any, source_id: str) -> tuple[SourceMapping, dict[str, pa
     adapter = adapter_for(mapping.format)
     current = landing.discover(home.landing, mapping).current
     options = adapter.read_options(mapping)
-    staged = [(home.staging / source_id / adapter.staged_as(f.sha256, options), f.name, f.sha256) for f in current]
+    staged = [(home.staging / source_id / adapter.staged_as(f.sha256, options), f.series, f.name, f.sha256)
+              for f in current]
     return mapping, load_current_records(mapping, staged).frames
 
 

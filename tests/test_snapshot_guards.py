@@ -205,7 +205,7 @@ def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(lo
     (folder / f"{legacy.sha256}.departure.json").rename(folder / f"{legacy.sha256}.json")  # as stored before
     assert list(accepted_files(home.root, "iltb", departures=True)) == [legacy.sha256]
     assert accepted_files(home.root, "iltb") == {}
-    assert withdraw_departures(home.root, "iltb", {legacy.sha256}) == ["ILTB_OLD.csv"]
+    assert withdraw_departures(home.root, "iltb", {legacy.sha256}) == [legacy.sha256]
     assert not any(folder.iterdir())
 
     follow_up = home.landing / "iltb" / "ILTB_FU.csv"

@@ -219,7 +219,7 @@ COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rules, source 
 COMMENT ON TABLE meta.source_file IS 'One row per source file ever seen (by content), with where its rows went: rows_read = rows_loaded + rows_quarantined + rows_superseded.';
 COMMENT ON COLUMN meta.source_file.source_id IS 'The source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN meta.source_file.source_file_sha256 IS 'SHA-256 of the file content, its identity.';
-COMMENT ON COLUMN meta.source_file.file_name IS 'Name of the file as delivered to landing/.';
+COMMENT ON COLUMN meta.source_file.file_name IS 'Name of the file as delivered to landing/, a patient number in it shown as {patient} (files shown alike are told apart by their SHA-256).';
 COMMENT ON COLUMN meta.source_file.size_bytes IS 'Size of the file. Unit: bytes.';
 COMMENT ON COLUMN meta.source_file.series IS 'Files of one series replace each other (a form, an ODM study).';
 COMMENT ON COLUMN meta.source_file.status IS 'State of the file. held: read but not loaded, as it would shrink its source sharply (rtw accept). Codes: loaded / superseded / failed / held.';
@@ -247,7 +247,7 @@ COMMENT ON COLUMN meta.record_removal.source_id IS 'The source (sources/<source_
 COMMENT ON COLUMN meta.record_removal.source_record_key IS 'The removed record, as <patient pseudonym>|<local part> (the ODM keys).';
 COMMENT ON COLUMN meta.record_removal.record_set IS 'The record set (ItemGroupOID) of the removed record.';
 COMMENT ON COLUMN meta.record_removal.level IS 'The element the Remove was written at. Codes: SubjectData / StudyEventData / FormData / ItemGroupData.';
-COMMENT ON COLUMN meta.record_removal.source_file IS 'Name of the increment that removed the record.';
+COMMENT ON COLUMN meta.record_removal.source_file IS 'Name of the increment that removed the record, a patient number in it shown as {patient}.';
 COMMENT ON COLUMN meta.record_removal.source_file_sha256 IS 'SHA-256 of the increment that removed the record.';
 COMMENT ON COLUMN meta.record_removal.run_id IS 'The run that first applied the removal.';
 
@@ -255,13 +255,13 @@ COMMENT ON COLUMN meta.record_removal.run_id IS 'The run that first applied the 
 COMMENT ON TABLE meta.source_notice IS 'What the landing folders, the readers and the mapping engine noted about a source in a run, beyond errors: dialects, records of ignored record sets (counted here), files matching no pattern or still being written, a landing folder no mapping reads.';
 COMMENT ON COLUMN meta.source_notice.run_id IS 'The run that noted it.';
 COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_id>.yaml), or a landing folder no mapping reads (landing/<source_id>/).';
-COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file or record set it is about.';
+COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file (a patient number in its name shown as {patient}) or record set it is about.';
 
 -- meta.file_acceptance -------------------------------------------------------------------------
 COMMENT ON TABLE meta.file_acceptance IS 'One row per export a data manager accepted (rtw accept) after the snapshot guard held it, or whose departure from the delivery was accepted, recorded by the run that acted on it.';
 COMMENT ON COLUMN meta.file_acceptance.source_id IS 'The source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN meta.file_acceptance.source_file_sha256 IS 'SHA-256 of the accepted file: an acceptance is bound to its content.';
-COMMENT ON COLUMN meta.file_acceptance.file_name IS 'Name of the accepted file as delivered to landing/.';
+COMMENT ON COLUMN meta.file_acceptance.file_name IS 'Name of the accepted file as delivered to landing/, a patient number in it shown as {patient}.';
 COMMENT ON COLUMN meta.file_acceptance.accepted_at IS 'When the data manager accepted it.';
 COMMENT ON COLUMN meta.file_acceptance.accepted_by IS 'The operating-system user who ran rtw accept.';
 COMMENT ON COLUMN meta.file_acceptance.run_id IS 'The run that loaded the accepted file.';
@@ -339,7 +339,7 @@ COMMENT ON COLUMN dq.issue.message IS 'What is wrong, in words.';
 COMMENT ON TABLE dq.quarantine IS 'One row per source record held back from core in the current warehouse, with every reason; rebuilt on every run.';
 COMMENT ON COLUMN dq.quarantine.run_id IS 'The run that held the record back.';
 COMMENT ON COLUMN dq.quarantine.source_id IS 'The source of the record.';
-COMMENT ON COLUMN dq.quarantine.source_file IS 'Name of the export file.';
+COMMENT ON COLUMN dq.quarantine.source_file IS 'Name of the export file, a patient number in it shown as {patient}.';
 COMMENT ON COLUMN dq.quarantine.source_file_sha256 IS 'SHA-256 of the export file.';
 COMMENT ON COLUMN dq.quarantine.source_record_key IS 'The record, pseudonymised: <patient pseudonym>|<local part>.';
 COMMENT ON COLUMN dq.quarantine.record_set IS 'Form or item group the record came from.';

@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS meta.record_removal (
 -- What the landing folders, the readers and the mapping engine noted about a source in a run,
 -- beyond errors: a file's dialect, records of ignored record sets (counted here, as they are
 -- neither loaded nor quarantined), files that match no pattern, a landing folder no mapping reads.
+-- A file whose name holds a patient number is named with {patient} in its place, here and in
+-- every other table (etl/extract/file_names.py).
 CREATE TABLE IF NOT EXISTS meta.source_notice (
     run_id              VARCHAR NOT NULL,
     source_id           VARCHAR NOT NULL,

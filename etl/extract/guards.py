@@ -17,6 +17,7 @@ from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.extract.file_names import PATIENT
 from etl.fsio import private_folder, write_text
 from etl.steps import AcceptedFile, ExportFile, FileCounts, LoadedFile
 
@@ -59,13 +60,19 @@ def accepted_files(home_root: Path, source_id: str, *, departures: bool = False)
 
 def withdraw_departures(home_root: Path, source_id: str, delivered: AbstractSet[str]) -> list[str]:
     """Withdraw the departure acceptances of files delivered again (it covered one departure, not a
-    later one): the names of their files."""
+    later one): the sha256 of their files."""
     withdrawn = []
-    for sha, (path, accepted) in _acceptances(home_root, source_id, departures=True).items():
+    for sha, (path, _) in _acceptances(home_root, source_id, departures=True).items():
         if sha in delivered:
             path.unlink(missing_ok=True)
-            withdrawn.append(accepted.file_name)
+            withdrawn.append(sha)
     return withdrawn
+
+
+def _named(name: str, sha256: str) -> str:
+    """A file in a reason, by its name as shown; with its sha256 when that name hides a patient number
+    (files shown alike are then told apart, and `rtw accept` takes the sha256)."""
+    return f"{name} (sha256 {sha256[:12]})" if PATIENT in name else name
 
 
 def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[str]:
@@ -99,7 +106,7 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
         records = sum(counts[f.sha256].rows_read - counts[f.sha256].rows_superseded
                       for f in in_series if f.sha256 in counts)
         before = before_by_series.get(series, 0)
-        names = ", ".join(f.name for f in new)
+        names = ", ".join(_named(f.name, f.sha256) for f in new)
         if records == 0:
             reasons.append(f"{names} has no records (the series held {before}): an empty or cut export")
         elif before and records < (1 - max_shrink) * before:
@@ -107,9 +114,9 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
                            f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
     delivered = {f.series for f in files}
     for series in sorted(set(before_by_series) - delivered):
-        gone = sorted(f.name for sha, f in loaded.items() if f.series == series and sha not in departed)
+        gone = sorted(_named(f.name, sha) for sha, f in loaded.items() if f.series == series and sha not in departed)
         if gone and before_by_series[series]:
             reasons.append(f"no export of {', '.join(gone)} (series {series}, {before_by_series[series]} records "
                            "loaded) in landing: a file missing from the delivery (if the source no longer sends "
-                           "it, accepting that file's name accepts its departure)")
+                           "it, accepting that file, by its name or sha256, accepts its departure)")
     return reasons

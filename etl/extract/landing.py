@@ -13,9 +13,9 @@ file is identified by its sha256, and copied once into `archive/<source_id>/`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
-import logging
 import os
 import re
 import stat
@@ -27,9 +27,9 @@ from pathlib import Path
 from etl import fsio
 from etl.extract.adapter import FileHeader, adapter_for
 from etl.extract.errors import ExtractError
+from etl.extract.file_names import PatientNumbers, names_shown
 from etl.transform.mapping import SourceMapping
 
-log = logging.getLogger("rtw")
 _CHUNK = 1 << 20
 _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
@@ -67,6 +67,18 @@ class SourceFiles:
     problems: tuple[str, ...] = ()  # why the current files cannot be loaded: the source is held
     waiting: tuple[str, ...] = ()  # files still being written: read by a later run
     waiting_series: tuple[str, ...] = ()  # the series of each of them
+    waiting_notices: tuple[str, ...] = ()  # why each of them waits: the plan logs it
+    names: tuple[str, ...] = ()  # every name in the folder: what the notices and problems may quote
+
+    def shown(self, text: str, numbers: PatientNumbers) -> str:
+        """A notice or a message about these files with every name in it as shown (etl/extract/file_names.py)."""
+        return names_shown(text, self._with_digits, numbers)
+
+    @functools.cached_property
+    def _with_digits(self) -> tuple[str, ...]:
+        """The names that may hold a number, longest first: a folder of a file per patient has thousands,
+        and each of its notices is looked at."""
+        return tuple(sorted((n for n in self.names if any(c.isdigit() for c in n)), key=len, reverse=True))
 
     @property
     def series_only_waiting(self) -> list[str]:
@@ -140,14 +152,15 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     folder = landing_dir / mapping.source_id
     notices: list[str] = []
     problems: list[str] = []
-    waiting: list[tuple[str, str]] = []  # (name, series)
+    waiting: list[tuple[str, str, str]] = []  # (name, series, notice)
     by_series: dict[str, list[LandingFile]] = {}
     if not folder.is_dir():
         return SourceFiles((), (), (f"{mapping.source_id}: no landing folder {folder}",))
     adapter = adapter_for(mapping.format)
     quiet = quiet_seconds_default() if quiet_seconds is None else quiet_seconds
     clock = time.time() if now is None else now
-    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+    paths = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for path in paths:
         if (refused := _refusal(folder, path)) is not None:
             if path.match(mapping.files) or not path.is_dir():
                 notices.append(f"{mapping.source_id}: {path.name} refused: {refused}")
@@ -163,8 +176,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             file_stat = path.stat()
             if (unstable := _unstable(path, file_stat, quiet, clock)) is not None:
                 notices.append(f"{mapping.source_id}: {path.name} not read yet: {unstable}")
-                log.warning("%s: %s not read yet: %s", mapping.source_id, path.name, unstable)
-                waiting.append((path.name, series))
+                waiting.append((path.name, series, notices[-1]))
                 continue
             digest = sha256_of(path)
         except OSError as error:
@@ -187,7 +199,8 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
         problems += [f"{mapping.source_id}: {problem}"] if problem else []
     current = _without_copies(mapping.source_id, current, notices)
     return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems),
-                       tuple(name for name, _ in waiting), tuple(series for _, series in waiting))
+                       tuple(name for name, _, _ in waiting), tuple(series for _, series, _ in waiting),
+                       tuple(notice for _, _, notice in waiting), tuple(p.name for p in paths))
 
 
 def _without_copies(source_id: str, current: list[LandingFile], notices: list[str]) -> list[LandingFile]:

@@ -401,9 +401,10 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
                                "AND source_file_sha256 = ?", [source_id, f.sha256]).fetchone()
         if existing and (failed or not is_current):
-            # Known file: it keeps the counts it was last loaded with; only the note changes.
-            con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ? WHERE source_id = ? "
-                        "AND source_file_sha256 = ?", [run_id, f.message, source_id, f.sha256])
+            # Known file: it keeps the counts it was last loaded with; the note changes, and the name (one
+            # recorded before names were shown without patient numbers is shown so now).
+            con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ?, file_name = ? WHERE source_id = ? "
+                        "AND source_file_sha256 = ?", [run_id, f.message, f.name, source_id, f.sha256])
             continue
         counts = outcome.file_counts.get(f.sha256, FileCounts()) if is_current and not failed else FileCounts()
         status = "superseded" if not is_current else outcome.status.value if failed else "loaded"

@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -29,7 +29,8 @@ from pydantic import BaseModel, ValidationError
 
 from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
-from etl.extract.landing import discover
+from etl.extract.file_names import PatientNumbers, staged_keys
+from etl.extract.landing import SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import describe_file
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
@@ -42,6 +43,7 @@ from etl.transform.mapping import (
     load_mapping,
     template_fields,
 )
+from etl.transform.records import staged_patient_keys
 
 Severity = Literal["error", "warning"]
 _TYPE_TAG = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[A-Za-z]+\[.*\])")
@@ -464,23 +466,28 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
     if mapping is None:
         return CheckReport(source_id, path, findings=tuple(problems))
     found = discover(landing_dir, mapping)
+    known_keys = staged_keys(staging_dir / source_id, mapping) if staging_dir is not None else set()
+    numbers = PatientNumbers.of(known_keys)
     findings = [Finding("warning", f"{landing_dir / source_id}", notice) for notice in found.notices]
     # A broken chain of increments holds the source in the nightly run: the same here.
     findings += [Finding("error", f"{landing_dir / source_id}", problem) for problem in getattr(found, "problems", ())]
     if not found.current:
         findings.append(Finding("error", str(landing_dir / source_id),
                                 f"no current export files matching '{mapping.files}' to check against"))
-        return CheckReport(source_id, path, findings=tuple(findings))
+        return _names_shown(CheckReport(source_id, path, findings=tuple(findings)), found, numbers)
     adapter = adapter_for(mapping.format)
     names = tuple(f.name for f in found.current)
     with tempfile.TemporaryDirectory(prefix="rtw-check-") as work:
         staged, staging_problems = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
+        # The files' own patient keys, read before the temporary folder goes: their names may hold them.
+        numbers = PatientNumbers.of(known_keys.union(*(staged_patient_keys(staged_file, mapping)
+                                                       for staged_file, _, _ in staged)))
         findings += staging_problems
         try:
             record_sets = _combine(adapter, mapping, staged) if staged else {}
         except (ExtractError, ValueError) as exc:
             findings.append(Finding("error", ", ".join(names), str(exc)))
-            return CheckReport(source_id, path, names, findings=tuple(findings))
+            return _names_shown(CheckReport(source_id, path, names, findings=tuple(findings)), found, numbers)
     declared: set[str] = set()
     if adapter.sparse_columns:
         for landing_file in found.current:
@@ -488,4 +495,12 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
     findings += check_record_sets(mapping, record_sets, sparse_columns=adapter.sparse_columns,
                                   declared_columns=frozenset(declared))
     counts = {name: len(frame) for name, frame in sorted(record_sets.items())}
-    return CheckReport(source_id, path, names, counts, tuple(findings))
+    return _names_shown(CheckReport(source_id, path, names, counts, tuple(findings)), found, numbers)
+
+
+def _names_shown(report: CheckReport, found: SourceFiles, numbers: PatientNumbers) -> CheckReport:
+    """The report with every landing file named as the nightly run names it: a name may hold a patient
+    number (etl/extract/file_names.py)."""
+    return replace(report, files=tuple(found.shown(name, numbers) for name in report.files),
+                   findings=tuple(Finding(f.severity, found.shown(f.where, numbers), found.shown(f.message, numbers))
+                                  for f in report.findings))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import fsio
 from etl.config import SOURCES_DIR, Home
+from etl.extract.file_names import PatientNumbers, names_shown, shown_file_name
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
@@ -306,13 +307,15 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
             return _failed(source_id, f"{source_id}: {exc}")
         connection = _Connection(delivery, credentials, source_id)
         try:
-            return _pull(mapping, connection, folder, ledger, policy, progress)
+            return _pull(mapping, connection, folder, ledger, policy, progress,
+                         PatientNumbers.staged(home.staging, mapping))
         finally:
             connection.reset()
 
 
 def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger: Ledger, policy: PullPolicy,
-          progress: Progress | None) -> PullOutcome:
+          progress: Progress | None, numbers: PatientNumbers) -> PullOutcome:
+    """The pull of one source; its outcome names the files as shown (etl/extract/file_names.py)."""
     source_id, delivery = mapping.source_id, mapping.delivery
     assert delivery is not None
     where = delivery.url
@@ -321,12 +324,14 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                            on_error=connection.reset)
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
                                                                   time.time()),
-                                       what=f"{source_id}: reading checksums in {where}", on_error=connection.reset)
+                                       what=f"{source_id}: reading checksums in {where}", on_error=connection.reset,
+                                       said=lambda line: names_shown(line, [f.name for f in listing], numbers))
     except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
         return _failed(source_id, f"{source_id}: the drop zone {where} cannot be read: {exc}")
     pulled: list[str] = []
     failures: list[str] = []
     notes: list[str] = []
+    names = {f.name for f in listing}  # what the messages may quote, and the zip members landed
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
@@ -341,7 +346,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             return _land_file(zone, candidate, folder, ledger, policy, progress)
 
         try:
-            sha256, landed = retrying(policy, land, what=f"{source_id}: {remote.path}", on_error=connection.reset)
+            sha256, landed = retrying(policy, land, what=f"{source_id}: {remote.path}", on_error=connection.reset,
+                                      said=lambda line: names_shown(line, names, numbers))
         except _SameContent as same:
             ledger.record(remote, same.sha256, [])
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
@@ -349,17 +355,29 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
                             "pull tries it again")
-            log.error("%s", failures[-1])
+            log.error("%s", names_shown(failures[-1], names, numbers))
             continue
         ledger.record(remote, sha256, landed)
         pulled += landed
+        names.update(landed)
         if delivery.delete_after_pull:
             try:
                 if (kept := _delete_remote(connection.zone(), remote, listing)) is not None:
                     notes.append(kept)
             except Exception as exc:  # landed and recorded: a file left behind is only noted
                 notes.append(f"{remote.name} could not be deleted from the drop zone ({exc})")
-    return _outcome(source_id, where, pulled, skipped, failures, notes)
+    return _names_shown(_outcome(source_id, where, pulled, skipped, failures, notes), names, numbers)
+
+
+def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers) -> PullOutcome:
+    """The outcome with every file name in it as shown: a name may hold a patient number."""
+    def said(text: str) -> str:
+        return names_shown(text, names, numbers)
+
+    return outcome.model_copy(update={
+        "pulled": [said(n) for n in outcome.pulled], "failures": [said(f) for f in outcome.failures],
+        "skipped": [SkippedFile(name=said(s.name), reason=said(s.reason)) for s in outcome.skipped],
+        "message": said(outcome.message)})
 
 
 def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[SkippedFile], failures: list[str],
@@ -443,7 +461,9 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
                                                  f"{type(exc).__name__}: {exc}")
     # What a pull would land: not a file it refuses, nor one whose checksum says it is the last pulled
     # from its path again (the pull downloads it to be sure, and lands nothing).
-    names = [c.remote.name for c in candidates if c.refusal is None and not _resent(c, ledger)]
+    numbers = PatientNumbers.staged(home.staging, mapping)
+    names = [shown_file_name(c.remote.name, numbers) for c in candidates
+             if c.refusal is None and not _resent(c, ledger)]
     if names:
         return answer(DropZoneState.NEW_EXPORT, f"new in {delivery.url}: {', '.join(names)}", names)
     return answer(DropZoneState.NOTHING_NEW, f"nothing new in {delivery.url}")

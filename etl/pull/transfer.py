@@ -82,8 +82,10 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def retrying(policy: PullPolicy, action: Callable[[], T], *, what: str, on_error: Callable[[], None]) -> T:
-    """`action()`, tried up to `policy.attempts` times; `on_error` (drop the connection) after each failure."""
+def retrying(policy: PullPolicy, action: Callable[[], T], *, what: str, on_error: Callable[[], None],
+             said: Callable[[str], str] = lambda line: line) -> T:
+    """`action()`, tried up to `policy.attempts` times; `on_error` (drop the connection) after each failure.
+    `said`: how a failed attempt is logged (the files named as shown: etl/extract/file_names.py)."""
     for attempt in range(1, policy.attempts + 1):
         try:
             return action()
@@ -94,6 +96,7 @@ def retrying(policy: PullPolicy, action: Callable[[], T], *, what: str, on_error
             if attempt == policy.attempts:
                 raise TransferFailed(f"{_reason(error)} (gave up after {policy.attempts} attempts)") from error
             pause = policy.backoff_seconds * 2 ** (attempt - 1)
-            log.warning("%s: attempt %d failed (%s); trying again in %.1f s", what, attempt, _reason(error), pause)
+            failed = f"{what}: attempt {attempt} failed ({_reason(error)}); trying again in {pause:.1f} s"
+            log.warning("%s", said(failed))
             time.sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -219,8 +219,8 @@ def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], new_key: Pseud
     """The reviewers' decisions name patients by pseudonym under the old key: each patient is found by
     their clear number in the staged exports just reloaded. Returns (source, old, new pseudonym) of each
     patient found, and the decisions on a patient in no export (or without the old key file), described."""
-    from etl.forget import staged_patient_keys
     from etl.transform.mapping import load_mapping
+    from etl.transform.records import staged_patient_keys
 
     decisions = read_decisions(home.warehouse)
     if not decisions:

@@ -94,13 +94,19 @@ def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid:
 _SHORTEST_KEY_HIDDEN, _SHORTEST_NUMBER_HIDDEN = 4, 6
 
 
+def names_a_patient(source_patient_key: str) -> bool:
+    """Whether a patient key, found in a text or a file name, would name its patient (see above)."""
+    norm = normalise_patient_key(source_patient_key)
+    return len(norm) >= (_SHORTEST_NUMBER_HIDDEN if norm.isdigit() else _SHORTEST_KEY_HIDDEN)
+
+
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
     """Whether a free text repeats the patient's own number (a note naming the patient), whatever its
     case, standing on its own (not inside a longer run of letters or digits): such a text cannot
     leave harmonise as it is."""
     norm = normalise_patient_key(source_patient_key).casefold()
     folded = text.casefold()
-    if len(norm) < (_SHORTEST_NUMBER_HIDDEN if norm.isdigit() else _SHORTEST_KEY_HIDDEN) or norm not in folded:
+    if not names_a_patient(norm) or norm not in folded:
         return False
     return re.search(rf"(?<![^\W_]){re.escape(norm)}(?![^\W_])", folded) is not None
 

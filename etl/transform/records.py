@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from etl import memory
 from etl.extract.adapter import RecordSets, adapter_for, record_column, record_frame, record_set_of_file
@@ -21,18 +23,20 @@ from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import normalise_patient_key
 
 
-def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str]]) -> RecordSets:
-    """A source's current records from its staged files ((staged path, file name, sha256), in chain order)."""
+def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, str, str, str]]) -> RecordSets:
+    """A source's current records from its staged files ((staged path, series, file name as shown, sha256),
+    in chain order). A one-record-set file's record set is its series: it is read from the name as
+    delivered, which may hold a patient number and so never leaves extract (etl/extract/file_names.py)."""
     adapter = adapter_for(mapping.format)
-    current = adapter.combine([(staged, record_set_of_file(mapping, name) or Path(name).stem, name, sha)
-                               for staged, name, sha in staged_files])
+    current = adapter.combine(staged_files)
     memory.release_arrow()  # what staging and reading freed, before harmonise needs the room
     return current
 
 
 def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
     """The record sets of staged files ((staged path, file name) pairs) taken as one snapshot."""
-    tables = load_current_records(mapping, [(staged, name, "") for staged, name in staged_files]).frames
+    tables = load_current_records(mapping, [(staged, record_set_of_file(mapping, name) or Path(name).stem, name, "")
+                                            for staged, name in staged_files]).frames
     return {name: record_frame(table) for name, table in tables.items()}
 
 
@@ -43,3 +47,44 @@ def patient_keys(mapping: SourceMapping, table: pa.Table) -> pd.Series:
     nulls = set(mapping.null_values)
     normalised = np.array([None if key.strip() in nulls else normalise_patient_key(key) for key in keys], dtype=object)
     return pd.Series(normalised[codes], dtype=object)
+
+
+def patient_columns(mapping: SourceMapping) -> set[str]:
+    # The adapters stage ODM's SubjectKey as `subject_key`; the record sets call it `_subject_key`.
+    return {mapping.patient_key, mapping.patient_key.lstrip("_")}
+
+
+def staged_patient_keys(staged: Path, mapping: SourceMapping) -> set[str]:
+    """The clear patient keys in one staged export (a Parquet file, or a folder of them). Each column's
+    distinct values are taken first: a large ODM export repeats its subject keys on millions of rows."""
+    keys: set[str] = set()
+    for part in [staged] if staged.is_file() else sorted(staged.glob("*.parquet")):
+        for column in [c for c in pq.read_schema(part).names if c in patient_columns(mapping)]:
+            values = pq.read_table(part, columns=[column]).column(0)
+            if pa.types.is_dictionary(values.type):
+                values = values.cast(values.type.value_type)
+            distinct = record_column(pa.table({column: values.unique()}), column)
+            keys |= {t for t in distinct.dropna().astype(str) if normalise_patient_key(t)}
+    return keys
+
+
+def with_file_names(frames: dict[str, pa.Table], names: dict[str, str]) -> dict[str, pa.Table]:
+    """The record sets with their lineage column `source_file` naming each file as `names` (by sha256)
+    does: staging keeps a file's name as delivered, and it may hold a patient number
+    (etl/extract/file_names.py). A row of a file not in `names` keeps its name."""
+    shas, shown = pa.array(list(names), pa.string()), pa.array(list(names.values()), pa.string())
+    renamed = {}
+    for record_set, table in frames.items():
+        if "source_file" not in table.column_names or "source_file_sha256" not in table.column_names:
+            renamed[record_set] = table
+            continue
+        sha = table.column("source_file_sha256")
+        if pa.types.is_dictionary(sha.type):
+            sha = sha.cast(sha.type.value_type)
+        delivered = table.column("source_file")
+        encoded = pa.types.is_dictionary(delivered.type)
+        name = pc.coalesce(pc.take(shown, pc.index_in(sha, value_set=shas)),
+                           delivered.cast(delivered.type.value_type) if encoded else delivered)
+        renamed[record_set] = table.set_column(table.schema.get_field_index("source_file"), "source_file",
+                                               pc.dictionary_encode(name) if encoded else name)
+    return renamed

@@ -1,0 +1,104 @@
+"""A landing file's name as the warehouse, the logs, the reports and `rtw` show it: without a patient number.
+
+Some sources deliver a file per patient (`Fall_123456_Verlauf.csv`, `patient-ILTB-00012.xlsx`): the
+name holds the patient's number, which stays in landing/, archive/ and staging/ (they hold clear
+identifiers) and goes nowhere else. `shown_file_name` replaces each patient number in a name by
+`{patient}`; everything that names a landing file outside those folders names it so
+(meta.source_file, stage.record and dq.quarantine, notices, messages, logs, rtw status, accept, pull).
+
+A patient number is what the source's own patient keys look like: each key of its staged exports
+gives a shape (each run of digits and of letters by its length, the rest as written, except that
+'-', '_' and ' ' stand for each other: ILTB-00012 gives four letters, a separator, five digits), so
+the number of a patient whose file arrives before anyone read their key is found too. As in free
+text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
+digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
+run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long.
+When no key of the source is known yet (nothing staged), any run of six or more digits is taken for
+one, unless it reads as a date (YYYYMMDD, with a time after it).
+
+The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
+SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from etl.extract.adapter import STAGED_NAME
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import names_a_patient, normalise_patient_key
+from etl.transform.records import staged_patient_keys
+
+PATIENT = "{patient}"
+_LETTERS = r"[^\W\d_]"
+_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)
+_SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
+_A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
+_ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
+
+
+def _edge(run: str) -> str:
+    """What may not touch a number at an end that is this run: more of the same kind."""
+    return r"\d" if run[0].isdigit() else _LETTERS if run[0].isalpha() else ""
+
+
+def key_shape(key: str) -> str:
+    """The regex of the numbers shaped like a patient key (see the module docstring)."""
+    runs = _RUNS.findall(normalise_patient_key(key))
+    body = "".join(rf"\d{{{len(r)}}}" if r[0].isdigit() else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
+                   else f"[{_SEPARATORS}]" if r in _SEPARATORS else re.escape(r) for r in runs)
+    first, last = _edge(runs[0]), _edge(runs[-1])
+    return f"{f'(?<!{first})' if first else ''}{body}{f'(?!{last})' if last else ''}"
+
+
+class PatientNumbers:
+    """What a patient number looks like in one source's file names; its keys are read when first needed
+    (a name without a digit never needs them)."""
+
+    def __init__(self, keys: Callable[[], Iterable[str]]) -> None:
+        self._keys = keys
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> PatientNumbers:
+        known = list(keys)
+        return cls(lambda: known)
+
+    @classmethod
+    def staged(cls, staging: Path, mapping: SourceMapping) -> PatientNumbers:
+        """The keys of every export of the source staged in `staging` (the home's staging/)."""
+        return cls(lambda: staged_keys(staging / mapping.source_id, mapping))
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        shapes = {key_shape(k) for k in self._keys() if names_a_patient(k) and any(c.isdigit() for c in k)}
+        if not shapes:
+            return _ANY_LONG_NUMBER
+        return re.compile("|".join(sorted(shapes, key=lambda s: (-len(s), s))))
+
+
+def staged_keys(folder: Path, mapping: SourceMapping) -> set[str]:
+    """The patient keys of the staged exports in a source's staging folder."""
+    if not folder.is_dir():
+        return set()
+    return {k for staged in sorted(folder.iterdir()) if STAGED_NAME.fullmatch(staged.name)
+            for k in staged_patient_keys(staged, mapping)}
+
+
+def shown_file_name(name: str, numbers: PatientNumbers) -> str:
+    """A landing file's name as shown anywhere outside landing/, archive/ and staging/: each patient
+    number in it replaced by {patient}."""
+    if not any(c.isdigit() for c in name):
+        return name
+    return numbers.pattern.sub(PATIENT, name)
+
+
+def names_shown(text: str, names: Iterable[str], numbers: PatientNumbers) -> str:
+    """A message that may quote landing files (a notice, a reader's error with the file's path), with
+    each of `names` in it as shown."""
+    for name in sorted(dict.fromkeys(names), key=len, reverse=True):  # longest first: no name cut inside another
+        if name in text and (shown := shown_file_name(name, numbers)) != name:
+            text = text.replace(name, shown)
+    return text

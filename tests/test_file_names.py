@@ -1,0 +1,160 @@
+"""A landing file's name never shows a patient number outside landing/, archive/ and staging/.
+
+Some sources deliver a file per patient (`Fall_123456_Verlauf.csv`): the warehouse, the run's
+notices, messages and log, the report and `rtw status` name such a file with `{patient}` in place of
+the number, and keep the rest (forms, dates) so a data manager still finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+from warehouse_query import query_rows
+
+from etl import pipeline
+from etl.cli import app
+from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.steps import RunSummary
+
+KEY = "file-names-test-key"
+NUMBERS = re.compile(r"123456|234567|345678|987654")  # the patients' numbers, in their files' names
+WIDE = {"COLUMNS": "400"}  # rtw status a row a line: no number cut in two
+
+
+@pytest.mark.parametrize(("keys", "name", "shown"), [
+    (["234567"], "Fall_123456_Verlauf.csv", "Fall_{patient}_Verlauf.csv"),  # a new patient: the keys' shape
+    (["234567"], "Fall123456.csv", "Fall{patient}.csv"),
+    (["234567"], "Verlauf_20261101.csv", "Verlauf_20261101.csv"),  # a date is longer than the keys
+    (["ILTB-00001"], "patient-ILTB-00012.xlsx", "patient-{patient}.xlsx"),
+    (["ILTB-00001"], "patient_iltb_00012.xlsx", "patient_{patient}.xlsx"),
+    (["ILTB-00001"], "ILTB_ENROL.csv", "ILTB_ENROL.csv"),
+    (["01-0001"], "sacha_fr_2026-12-01.xml", "sacha_fr_2026-12-01.xml"),
+    (["01-0001", "2503", "7"], "sacha_03-0042.xml", "sacha_{patient}.xml"),  # short keys name nobody
+    ([], "Fall_123456_Verlauf.csv", "Fall_{patient}_Verlauf.csv"),  # no key known: any long number
+    ([], "SACHA_ODM_20261101.xml", "SACHA_ODM_20261101.xml"),
+    ([], "export_20261101_0230.csv", "export_20261101_0230.csv"),
+    ([], "export_20261101023000.csv", "export_20261101023000.csv"),
+])
+def test_a_file_name_is_shown_without_the_patient_numbers_it_holds(keys, name, shown):
+    from etl.extract.file_names import PatientNumbers, shown_file_name
+
+    assert shown_file_name(name, PatientNumbers.of(keys)) == shown
+
+
+HEADER = ("id_record;codice_paziente;codice_centro;sesso;data_nascita;data_diagnosi;data_registrazione;morfologia;"
+          "comportamento;topografia;lateralita;base_diagnosi;dimensione_cm;stato_vitale;data_ultimo_contatto;"
+          "data_decesso;eupid;note")
+
+
+def _case_file(folder: Path, number: str) -> None:
+    """A German registry's export of one patient (a case: `Fall`), in the Italian registry's layout."""
+    row = f"1;{number};IT-BO01;2;27/03/2010;05/11/2018;04/07/2019;8260;3;C73.9;N;7;1,3;V;18/03/2026;;;"
+    (folder / f"Fall_{number}_Verlauf.csv").write_bytes(f"{HEADER}\r\n{row}\r\n".encode("cp1252"))
+
+
+@pytest.fixture
+def per_patient(tmp_path, monkeypatch) -> tuple[Home, Path]:
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
+    home = resolve_home(tmp_path / "home").ensure()
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    mapping = (SOURCES_DIR / "registry_it.yaml").read_text(encoding="utf-8")
+    mapping = mapping.replace("source_id: registry_it", "source_id: registry_de")
+    (sources / "registry_de.yaml").write_text(re.sub(r"(?m)^files: .*$", 'files: "Fall_*_Verlauf.csv"', mapping))
+    folder = home.landing / "registry_de"
+    folder.mkdir()
+    for number in ("123456", "234567"):  # the later name is the current export, the other superseded
+        _case_file(folder, number)
+    (folder / "Fall_345678_Notiz.txt").write_text("not an export")  # named in a notice: matches no pattern
+    return home, sources
+
+
+def _warehouse_texts(home: Home) -> list[str]:
+    """Every text the warehouse holds, read a table at a time."""
+    texts = []
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        tables = con.execute("SELECT schema_name, table_name, list(column_name) FROM duckdb_columns() WHERE "
+                             "data_type = 'VARCHAR' AND schema_name IN ('meta', 'stage', 'core', 'dq', 'marts') "
+                             "GROUP BY ALL").fetchall()
+        for schema, table, columns in tables:
+            quoted = ", ".join(f'"{column}"' for column in columns)
+            texts += [v for row in con.execute(f"SELECT DISTINCT {quoted} FROM {schema}.{table}").fetchall()
+                      for v in row if v]
+    return texts
+
+
+def _report_texts(home: Home) -> list[str]:
+    return [page.read_text(encoding="utf-8") for page in home.reports.rglob("index.html")]
+
+
+def _said(home: Home, summary: RunSummary, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the run printed and logged, and what `rtw status` shows after it."""
+    status = CliRunner().invoke(app, ["status", "--home", str(home.root)], env=WIDE)
+    assert status.exit_code == 0, status.output
+    return [*summary.notices, summary.message or "", *(r.getMessage() for r in caplog.records), status.output]
+
+
+def _leaks(home: Home, summary: RunSummary, caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [text for text in [*_warehouse_texts(home), *_report_texts(home), *_said(home, summary, caplog)]
+            if NUMBERS.search(text)]
+
+
+@pytest.mark.integration
+def test_a_file_per_patient_is_named_without_the_number_everywhere(per_patient, caplog):
+    home, sources = per_patient
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        summary = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert summary.sources_failed == [] and summary.report
+    files = query_rows(home, "SELECT file_name, status FROM meta.source_file WHERE source_id = 'registry_de' "
+                             "ORDER BY status")
+    assert files == [("Fall_{patient}_Verlauf.csv", "loaded"), ("Fall_{patient}_Verlauf.csv", "superseded")]
+    assert query_rows(home, "SELECT DISTINCT source_file FROM stage.record WHERE source_id = 'registry_de'") == [
+        ("Fall_{patient}_Verlauf.csv",)]
+    assert "registry_de: Fall_{patient}_Notiz.txt does not match 'Fall_*_Verlauf.csv'; ignored" in summary.notices
+    assert _leaks(home, summary, caplog) == []
+
+    # The next export cannot be read: its error names the file (the path, in the reader's words).
+    (home.landing / "registry_de" / "Fall_987654_Verlauf.csv").write_bytes(f"{HEADER}\r\n1;987654;\"cut".encode())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        failed = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert failed.sources_failed == ["registry_de"] and "Fall_{patient}_Verlauf.csv, line 2" in (failed.message or "")
+    assert _leaks(home, failed, caplog) == []
+
+    # An export with no records is held; the message names it with its sha256, which rtw accept takes.
+    empty = home.landing / "registry_de" / "Fall_987654_Verlauf.csv"
+    empty.write_bytes(f"{HEADER}\r\n".encode())
+    held = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    sha = hashlib.sha256(empty.read_bytes()).hexdigest()
+    assert f"Fall_{{patient}}_Verlauf.csv (sha256 {sha[:12]}) has no records" in (held.message or "")
+    accepted = CliRunner().invoke(app, ["accept", "registry_de", sha[:12], "--home", str(home.root)], env=WIDE)
+    assert accepted.exit_code == 0 and "Fall_{patient}_Verlauf.csv accepted" in accepted.output, accepted.output
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        loaded = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert loaded.sources_failed == []
+    assert query_rows(home, "SELECT file_name FROM meta.file_acceptance") == [("Fall_{patient}_Verlauf.csv",)]
+    assert _leaks(home, loaded, caplog) == [] and not NUMBERS.search(accepted.output)
+
+
+def test_a_pull_names_the_files_it_lands_without_the_numbers(per_patient, tmp_path):
+    from etl.pull import pull_source
+    from etl.pull.deliveries import check_drop_zone
+
+    home, sources = per_patient
+    drop_zone = tmp_path / "drop_zone"
+    drop_zone.mkdir()
+    _case_file(drop_zone, "987654")
+    mapping = sources / "registry_de.yaml"
+    mapping.write_text(mapping.read_text() + f"\ndelivery: {{url: '{drop_zone}', quiet_seconds: 0}}\n")
+    waiting = check_drop_zone(home, "registry_de", sources_dir=sources)
+    pulled = pull_source(home, "registry_de", sources_dir=sources)
+    assert (home.landing / "registry_de" / "Fall_987654_Verlauf.csv").is_file()  # landed as delivered
+    assert pulled.pulled == ["Fall_{patient}_Verlauf.csv"] and waiting.waiting == ["Fall_{patient}_Verlauf.csv"]
+    assert not NUMBERS.search(pulled.model_dump_json() + waiting.model_dump_json())
