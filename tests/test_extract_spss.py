@@ -155,6 +155,23 @@ def test_value_labels_are_the_code_lists_profile_and_scaffold_see(tmp_path: Path
     assert details.encoding is None  # declared by the file: a draft mapping need not repeat it
 
 
+def test_codes_and_missing_values_of_a_date_are_written_as_its_dates(tmp_path: Path) -> None:
+    """A date variable's sentinels (0, SPSS's day 0, 'not known'; 9999-12-31 'not applicable') are said as the
+    staged data write them, so that a mapping's null_values or codes copied from the notice or the draft match."""
+    unknown = (dt.datetime(9999, 12, 31) - dt.datetime(1582, 10, 14)).total_seconds()
+    born = (dt.datetime(2012, 3, 1) - dt.datetime(1582, 10, 14)).total_seconds()
+    path = _sav(tmp_path, pd.DataFrame({"dob": [born, 0.0, unknown]}), formats={"dob": "EDATE10"},
+                variable_value_labels={"dob": {0.0: "not known", unknown: "not applicable"}},
+                missing_ranges={"dob": [0.0, {"lo": born + 86_400, "hi": unknown}]})
+    frame, notices = _stage(path)
+    assert frame["dob"].tolist() == ["2012-03-01", "1582-10-14", "9999-12-31"]
+    metadata = read_spss_metadata(path)
+    assert metadata.codes == {"dob": {"1582-10-14": "not known", "9999-12-31": "not applicable"}}
+    assert metadata.missing == {"dob": ("2012-03-02 thru 9999-12-31", "1582-10-14")}
+    assert ADAPTER.describe(path).columns["dob"].codes == {"1582-10-14": "not known", "9999-12-31": "not applicable"}
+    assert any(n.endswith("dob 1582-10-14 'not known', 9999-12-31 'not applicable'") for n in notices)
+
+
 @pytest.mark.parametrize("name", ["cases.sav", "cases.zsav"])
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 5])
 def test_chunks_give_the_same_rows(tmp_path: Path, chunk_rows: int, name: str) -> None:

@@ -180,6 +180,19 @@ def test_metadata_without_the_data_and_in_the_staged_file(tmp_path: Path) -> Non
     assert details.columns["dob"].label == "Date of birth" and details.columns["dob"].codes is None
 
 
+def test_value_labels_of_a_date_are_written_as_its_dates(tmp_path: Path) -> None:
+    """A %td's labelled sentinels (9999-12-31 'alive', -1 'unknown') are said as the staged data write them."""
+    path = tmp_path / "deaths.dta"
+    pyreadstat.write_dta(pd.DataFrame({"dod": [MAY_3_2019, 2936549.0, -1.0]}), str(path),
+                         variable_format={"dod": "%td"},
+                         variable_value_labels={"dod": {2936549: "alive", -1: "unknown"}})
+    frame, notices = _stage(path)
+    assert frame["dod"].tolist() == ["2019-05-03", "9999-12-31", "1959-12-31"]
+    assert read_stata_metadata(path).codes == {"dod": {"1959-12-31": "unknown", "9999-12-31": "alive"}}
+    assert ADAPTER.describe(path).columns["dod"].codes == {"1959-12-31": "unknown", "9999-12-31": "alive"}
+    assert any(n.endswith("dod 1959-12-31 'unknown', 9999-12-31 'alive'") for n in notices)
+
+
 @pytest.mark.parametrize("version", [15, 12])
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 5])
 def test_chunks_give_the_same_rows(tmp_path: Path, chunk_rows: int, version: int) -> None:

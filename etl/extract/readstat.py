@@ -420,11 +420,13 @@ def staged_metadata(staged: Path, metadata_key: bytes, kind: type[DatasetT]) -> 
     return kind.from_json(raw[metadata_key]) if metadata_key in raw else None
 
 
-def code_text(code: object, numeric: bool) -> str:
-    """A value label's code as the staged values write it: 1.0 -> "1"; a numeric variable's special
-    missing value, which pyreadstat gives as its letter, -> ".a"."""
+def code_text(code: object, variable: Variable, as_text: NumbersAsText) -> str:
+    """A value the file declares of a variable (a value label's code, a missing value) as its staged
+    values write it, by the variable's own `as_text`: 1.0 -> "1"; a date variable's count as its date (a
+    label on an SPSS date's 0 is '1582-10-14', where the data say so, not '0'); a numeric variable's
+    special missing value, which pyreadstat gives as its letter, -> ".a"."""
     if isinstance(code, str):
-        return f".{code}" if numeric else code
+        return f".{code}" if variable.type == "numeric" else code
     if isinstance(code, (int, float, np.integer, np.floating)):
-        return str(numbers_as_text(np.array([code], dtype=np.float64))[0])
+        return str(as_text(variable, np.array([code], dtype=np.float64))[0][0])
     return str(code)

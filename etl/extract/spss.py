@@ -28,7 +28,9 @@ Gotchas of the format:
   as missing in its statistics, the warehouse says what they mean.
 - Value labels (1 'male', 2 'female') are not applied: the data keeps the codes, and the labels are
   shown by `rtw profile` and drafted by `rtw scaffold` as each variable's code list (not for a
-  variable of measure *scale*, whose labels name only its sentinels, e.g. 999 'not known').
+  variable of measure *scale*, whose labels name only its sentinels, e.g. 999 'not known'). Codes
+  and missing values are written as the data are: a date's `0 'not known'` is `1582-10-14`, its
+  day 0, as the value in the data is.
 - String values: SPSS pads them with blanks, which readstat trims.
 - Encoding: a file declares its own (a character-encoding record, else a code page in its header;
   UTF-8 since SPSS 16 in Unicode mode), and readstat decodes with it. The `encoding` option
@@ -152,28 +154,28 @@ def _metadata(file_format: str, meta: Any) -> SpssMetadata:
             label=label or None, format=spss_format, type="numeric" if numeric else "character",
             length=int(meta.variable_storage_width.get(name) or 8),
             temporal=readstat.describe_temporal(*temporal) if temporal else None)
-    codes = {name: {readstat.code_text(code, variables[name].type == "numeric"): str(label)
-                    for code, label in labels.items()}
+    codes = {name: {readstat.code_text(code, variables[name], _as_text): str(label) for code, label in labels.items()}
              for name, labels in meta.variable_value_labels.items() if name in variables}
-    missing = {name: tuple(_missing_text(entry) for entry in ranges)
+    missing = {name: tuple(_missing_text(entry, variables[name]) for entry in ranges)
                for name, ranges in meta.missing_ranges.items() if ranges and name in variables}
     return SpssMetadata(file_format=file_format, table_name=meta.table_name or None,
                         file_label=meta.file_label or None, file_encoding=meta.file_encoding or None,
                         variables=variables, rows=meta.number_rows, codes=codes, missing=missing)
 
 
-def _missing_text(entry: dict[str, Any]) -> str:
-    """A MISSING VALUES entry as SPSS writes it: 9, 'NA', 90 thru 99, lowest thru -1."""
+def _missing_text(entry: dict[str, Any], variable: Variable) -> str:
+    """A MISSING VALUES entry as SPSS writes it, its values as the data are staged: 9, 'NA', 90 thru 99,
+    lowest thru -1, 9999-12-31."""
     low, high = entry["lo"], entry["hi"]
     if isinstance(low, str):
         return repr(low) if low == high else f"{low!r} thru {high!r}"
-    return _number(low) if low == high else f"{_number(low)} thru {_number(high)}"
+    return _bound(low, variable) if low == high else f"{_bound(low, variable)} thru {_bound(high, variable)}"
 
 
-def _number(value: float) -> str:
+def _bound(value: float, variable: Variable) -> str:
     if abs(value) >= 1e300:  # LOWEST, HIGHEST: the largest double
         return "lowest" if value < 0 else "highest"
-    return str(readstat.numbers_as_text(np.array([value], dtype=np.float64))[0])
+    return readstat.code_text(value, variable, _as_text)
 
 
 def _temporal(spss_format: str | None) -> tuple[Shown, Precision] | None:

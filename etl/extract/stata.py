@@ -26,7 +26,8 @@ Gotchas of the format:
   applicable', 'refused', ...) are kept as written (`.a`), like codes, which the mapping
   translates (`codes: {.a: unknown}`) or lists in `null_values`; a notice counts them.
 - Value labels are not applied: the data keeps the codes, and the labels (`.a` ones too) are shown
-  by `rtw profile` and drafted by `rtw scaffold` as each variable's code list.
+  by `rtw profile` and drafted by `rtw scaffold` as each variable's code list, their codes written
+  as the data are (a `%td`'s label on 2936549 is on `9999-12-31`).
 - String values are as delivered: Stata does not pad them, so trailing blanks are the source's.
 - Encoding: a release 118 or 119 file (Stata 14 and later) is UTF-8. Older releases declare none;
   readstat reads them as Windows-1252 (what Stata on Windows wrote) and a notice says so. The
@@ -153,8 +154,7 @@ def _metadata(release: int, meta: Any, encoding: str | None) -> StataMetadata:
             label=label or None, format=stata_format, type="numeric" if numeric else "character",
             length=int(meta.variable_storage_width.get(name) or 8),
             temporal=_describe(temporal) if temporal else None)
-    codes = {name: {readstat.code_text(code, variables[name].type == "numeric"): str(label)
-                    for code, label in labels.items()}
+    codes = {name: {readstat.code_text(code, variables[name], _as_text): str(label) for code, label in labels.items()}
              for name, labels in meta.variable_value_labels.items() if name in variables}
     declared = "UTF-8" if release >= _UTF8_FROM else None
     return StataMetadata(file_format=f"dta {release}", table_name=meta.table_name or None,
