@@ -22,6 +22,7 @@ from etl.extract.spss import (
     stage_spss,
     staged_spss_metadata,
 )
+from etl.onboard.reading import read_file
 
 LINEAGE = {"source_file": "cases.sav", "source_file_sha256": "0" * 64}
 
@@ -170,6 +171,22 @@ def test_codes_and_missing_values_of_a_date_are_written_as_its_dates(tmp_path: P
     assert metadata.missing == {"dob": ("2012-03-02 thru 9999-12-31", "1582-10-14")}
     assert ADAPTER.describe(path).columns["dob"].codes == {"1582-10-14": "not known", "9999-12-31": "not applicable"}
     assert any(n.endswith("dob 1582-10-14 'not known', 9999-12-31 'not applicable'") for n in notices)
+
+
+def test_profile_and_scaffold_read_the_labels_in_the_encoding_given(tmp_path: Path) -> None:
+    """A file declaring UTF-8 whose labels are Windows-1252: `rtw profile --option encoding=cp1252` (and
+    scaffold) read its labels with the encoding given, as the data are staged; they failed on the labels."""
+    path = _sav(tmp_path, pd.DataFrame({"sex": [1.0, 2.0]}), column_labels={"sex": "Größe"},
+                variable_value_labels={"sex": {1: "männlich", 2: "weiblich"}})
+    # Windows-1252 is shorter: the labels keep their length with blanks, which SPSS trims.
+    path.write_bytes(path.read_bytes().replace("Größe".encode(), "Größe".encode("cp1252") + b"  ")
+                     .replace("männlich".encode(), "männlich".encode("cp1252") + b" "))
+    with pytest.raises(ExtractError, match="cannot be decoded"):
+        ADAPTER.describe(path)
+    read = read_file(path, ADAPTER, options=SpssOptions(encoding="cp1252"))
+    assert read.details.columns["sex"].label == "Größe"
+    assert read.details.columns["sex"].codes == {"1": "männlich", "2": "weiblich"}
+    assert read.record_sets["cases"]["sex"].tolist() == ["1", "2"]
 
 
 @pytest.mark.parametrize("name", ["cases.sav", "cases.zsav"])

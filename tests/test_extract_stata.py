@@ -24,6 +24,8 @@ from etl.extract.stata import (
     staged_stata_metadata,
     without_leap_seconds,
 )
+from etl.onboard.profile import profile_file
+from etl.onboard.reading import read_file
 
 LINEAGE = {"source_file": "cases.dta", "source_file_sha256": "0" * 64}
 
@@ -243,6 +245,22 @@ def test_an_old_release_is_read_as_windows_1252(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match=r"observation 2, variable city: 'G\\x81teborg' read as latin-1 is not "
                                            r"WINDOWS-1252"):
         _stage(path)
+
+
+def test_profile_and_scaffold_read_the_labels_in_the_encoding_given(tmp_path: Path) -> None:
+    """An old release written on a Mac: `rtw profile --option encoding=macintosh` (and scaffold) read the
+    labels and value labels with the encoding given, as the data are staged, not as Windows-1252."""
+    frame = pd.DataFrame({"sex": [1.0, 2.0], "city": ["Malmo", "Goteborg"]})
+    path = tmp_path / "cases.dta"
+    pyreadstat.write_dta(frame, str(path), version=12, column_labels={"sex": "Geschlecht Größe"},
+                         variable_value_labels={"sex": {1: "männlich", 2: "weiblich"}})
+    for text in ("Geschlecht Größe", "männlich"):  # as Stata on a Mac wrote them (NUL-terminated)
+        utf8, mac = text.encode(), text.encode("macintosh")
+        _with_bytes(path, utf8, mac + bytes(len(utf8) - len(mac)))
+    read = read_file(path, ADAPTER, options=StataOptions(encoding="macintosh"))
+    assert read.details.columns["sex"].label == "Geschlecht Größe"
+    assert read.details.columns["sex"].codes == {"1": "männlich", "2": "weiblich"}
+    assert profile_file(read).record_sets[0].columns[0].label == "Geschlecht Größe"
 
 
 def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:

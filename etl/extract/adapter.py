@@ -170,8 +170,9 @@ class SourceAdapter(ABC):
             return mapping.source_id
         return record_set_of_file(mapping, file_name)
 
-    def describe(self, path: Path) -> FormatDetails:
-        """What the file declares about itself (dialect, labels, code lists); nothing for most formats."""
+    def describe(self, path: Path, options: Any = None) -> FormatDetails:
+        """What the file declares about itself (dialect, labels, code lists), read with the format's reader
+        `options` when given (a text encoding overriding the file's); nothing for most formats."""
         return FormatDetails()
 
     def file_header(self, path: Path) -> FileHeader:

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -401,7 +401,7 @@ class CsvAdapter(SourceAdapter):
         write_bytes(path, out.getvalue().encode(dialect.encoding))
         return True
 
-    def describe(self, path: Path) -> FormatDetails:
+    def describe(self, path: Path, options: Any = None) -> FormatDetails:
         dialect = sniff_dialect(path)
         notes = (f"encoding {dialect.encoding}", f"delimiter {dialect.delimiter!r}",
                  f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}")

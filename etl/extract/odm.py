@@ -619,7 +619,7 @@ class OdmAdapter(SourceAdapter):
             write_bytes(path, etree.tostring(tree, xml_declaration=True, encoding=tree.docinfo.encoding or "UTF-8"))
         return bool(gone)
 
-    def describe(self, path: Path) -> FormatDetails:
+    def describe(self, path: Path, options: Any = None) -> FormatDetails:
         metadata = read_odm_metadata(path)
         columns = {
             oid: ColumnInfo(label=item.name, declared_type=item.data_type,

@@ -369,9 +369,9 @@ class SasAdapter(SourceAdapter):
     def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return {record_set: pq.read_table(staged)}
 
-    def describe(self, path: Path) -> FormatDetails:
+    def describe(self, path: Path, options: SasOptions | None = None) -> FormatDetails:
         # Labels and formats come without the data (the staging notices name them too).
-        metadata = read_sas_metadata(path)
+        metadata = read_sas_metadata(path, options.encoding if options else None)
         columns = {name: ColumnInfo(label=v.label, declared_type=v.format) for name, v in metadata.variables.items()}
         return FormatDetails(columns=columns, encoding=metadata.file_encoding)
 

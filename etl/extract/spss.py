@@ -243,11 +243,12 @@ class SpssAdapter(SourceAdapter):
     def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return {record_set: pq.read_table(staged)}
 
-    def describe(self, path: Path) -> FormatDetails:
-        # Labels, formats and code lists come without the data (the staging notices name them too). The
-        # encoding is not given: the file declares it, and a draft mapping need not repeat it.
+    def describe(self, path: Path, options: SpssOptions | None = None) -> FormatDetails:
+        # Labels, formats and code lists come without the data (the staging notices name them too), their
+        # text decoded as staging decodes it. The encoding is not given back: the file declares it (or the
+        # options did), and a draft mapping need not repeat it.
         file_format = _file_format(path)
-        _frame, meta = _read(path, file_format, metadataonly=True)
+        _frame, meta = _read(path, file_format, metadataonly=True, encoding=options.encoding if options else None)
         metadata = _metadata(file_format, meta)
         scale = {name for name, measure in meta.variable_measure.items() if measure == "scale"}
         columns = {}

@@ -282,9 +282,10 @@ class StataAdapter(SourceAdapter):
     def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return {record_set: pq.read_table(staged)}
 
-    def describe(self, path: Path) -> FormatDetails:
-        # Labels, formats and code lists come without the data (the staging notices name them too).
-        metadata = read_stata_metadata(path)
+    def describe(self, path: Path, options: StataOptions | None = None) -> FormatDetails:
+        # Labels, formats and code lists come without the data (the staging notices name them too), their
+        # text decoded as staging decodes it.
+        metadata = read_stata_metadata(path, options.encoding if options else None)
         columns = {}
         for name, variable in metadata.variables.items():
             codes: dict[str, str | None] = dict(metadata.codes.get(name, {}))

@@ -65,8 +65,8 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         # Without a mapping, a one-record-set file's record set is named after the file.
         record_sets = chosen.record_sets(staged, record_set or path.stem)
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
-    return FileRead(path, chosen.format, sha, record_sets, result.notices, describe_file(chosen.format, path),
-                    result.advised_options)
+    return FileRead(path, chosen.format, sha, record_sets, result.notices,
+                    describe_file(chosen.format, path, reader_options), result.advised_options)
 
 
 def data_columns(frame: pd.DataFrame) -> list[str]:
@@ -74,6 +74,7 @@ def data_columns(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns if c not in BOOKKEEPING_COLUMNS]
 
 
-def describe_file(format_name: str, path: Path) -> FormatDetails:
-    """What the file's format declares about it (its adapter's `describe`); empty for most formats."""
-    return adapter_for(format_name).describe(path)
+def describe_file(format_name: str, path: Path, options: Any = None) -> FormatDetails:
+    """What the file's format declares about it (its adapter's `describe`, read with the reader `options`
+    when given); empty for most formats."""
+    return adapter_for(format_name).describe(path, options)
