@@ -229,9 +229,11 @@ def test_dates_outside_the_calendar_stay_numbers(tmp_path: Path) -> None:
 def test_undecodable_text_names_the_variable_and_observation(tmp_path: Path) -> None:
     path = _sav(tmp_path, pd.DataFrame({"pid": ["NL-1", "NL-2", "NL-3"], "city": ["Koln", "Munchen", "Graz"]}))
     path.write_bytes(path.read_bytes().replace(b"Munchen", b"M\xfcnchen"))  # latin-1 in a file declaring UTF-8
-    with pytest.raises(ExtractError, match=r"cases\.sav, observation 2, variable city: 'München' read as latin-1 "
-                                           r"is not UTF-8; set the source's `options: encoding:`"):
+    with pytest.raises(ExtractError, match=r"cases\.sav, observation 2, variable city: bytes b'\\xfc' at byte 2 of "
+                                           r"the value are not UTF-8 \(the value is not shown: it may identify a "
+                                           r"patient\); set the source's `options: encoding:`") as refused:
         _stage(path)
+    assert "nchen" not in str(refused.value)
     assert list((tmp_path / "staged").iterdir()) == []
     with pytest.raises(ExtractError, match=r"observation 2, variable city"):
         stage_spss(path, tmp_path / "chunked.parquet", lineage=LINEAGE, chunk_rows=1)  # found in its own chunk

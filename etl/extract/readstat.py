@@ -206,7 +206,9 @@ def read_in_chunks(path: Path, declared_rows: int | None, size: int, read_rows: 
 
 def where_undecodable(path: Path, as_latin1: pd.DataFrame, offset: int, expected: str,
                       error: ExtractError) -> ExtractError:
-    """The error, with the variable and observation of the first value that is not `expected` text.
+    """The error, with the variable and observation of the first value that is not `expected` text, and
+    the bytes that are not: never the value, which may name a patient (the message is logged and kept
+    in meta.run, meta.source_file and meta.source).
 
     `as_latin1` is the chunk read again as latin-1 (any byte decodes): its values are the file's
     bytes, which are looked at as the expected encoding would read them."""
@@ -220,13 +222,26 @@ def where_undecodable(path: Path, as_latin1: pd.DataFrame, offset: int, expected
         for position, value in enumerate(as_latin1[column]):
             if not isinstance(value, str):
                 continue
+            raw = value.encode("latin-1")
             try:
-                value.encode("latin-1").decode(codec)
-            except UnicodeError:
-                return ExtractError(f"{path.name}, observation {offset + position + 1}, variable {column}: "
-                                    f"{value!r} read as latin-1 is not {expected}; set the source's "
-                                    "`options: encoding:` (e.g. latin1, cp1252)")
+                raw.decode(codec)
+            except UnicodeDecodeError as undecodable:
+                return ExtractError(
+                    f"{path.name}, observation {offset + position + 1}, variable {column}: bytes "
+                    f"{raw[undecodable.start:undecodable.end]!r} at byte {undecodable.start + 1} of the value are "
+                    f"not {expected} (the value is not shown: it may identify a patient); {_encoding_hint(raw, codec)}")
     return error
+
+
+def _encoding_hint(raw: bytes, codec: str) -> str:
+    if codec != "utf-8":
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return "the value reads as UTF-8: set the source's `options: encoding: utf-8`"
+    return "set the source's `options: encoding:` (e.g. latin1, cp1252, cp1250)"
 
 
 def chunk_rows(variables: int, cells: int = CHUNK_CELLS) -> int:
