@@ -189,3 +189,20 @@ def test_merged_cells_are_said_by_profile_drafted_by_scaffold_and_read_by_check(
     report = check_source("kr_verlauf", sources, tmp_path / "landing")
     assert [f.message for f in report.findings if "without a patient key" in f.message] == [
         "24 records without a patient key"]
+
+
+def test_a_label_s_line_break_or_escape_stays_in_its_comment(tmp_path):
+    """A variable label is copied into the draft's comments: its line break began a line of its own, a live
+    key of the draft (here null_values, which the draft validated with), and its ESC made the draft no YAML."""
+    import pyreadstat
+
+    from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
+
+    path = tmp_path / "cases.sav"
+    frame = pd.DataFrame({"pid": [f"NL-{i:03d}" for i in range(12)], "grp": [1.0, 2.0] * 6, "wt": [3.5] * 12})
+    pyreadstat.write_sav(frame, str(path), column_labels={"wt": "Weight\nnull_values: ['3.5']\n#",
+                                                          "grp": "Group \x1b[2J"})
+    draft = draft_mapping(read_sources([path], "cases"))
+    raw = yaml.safe_load(draft.text)
+    assert "null_values" not in raw and validate_draft(draft) == []
+    assert "# Weight\\nnull_values: ['3.5']\\n#" in draft.text and "Group \\x1b[2J" in draft.text

@@ -26,6 +26,7 @@ import pandas as pd
 
 from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent
 from etl.onboard.reading import FileRead, FormatDetails, data_columns
+from etl.terminal import printable
 
 _DATE_RUN = re.compile(r"[_\-. ]?\d{6,}")  # an export date or timestamp in a file name
 _PATIENT_KEY = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr", re.IGNORECASE)
@@ -78,6 +79,13 @@ class Draft:
 def _q(value: object) -> str:
     """A YAML flow scalar: JSON strings are valid YAML and quote everything that needs it."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def _comment(text: str) -> str:
+    """Text from the files (a label, a sheet or file name) for a YAML comment: on its one line, its line
+    breaks and control characters escaped. A label's line break began a line of its own, a key of the
+    draft ('Sex\\nnull_values: [...]'), and an ESC made the draft no YAML at all."""
+    return printable(text)
 
 
 def source_id_from(name: str) -> str:
@@ -329,7 +337,7 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         notes.append("empty in this file")
     if column.null_rate:
         notes.append(f"{column.null_rate:.0%} empty")
-    return "{" + ", ".join(parts) + "}", "; ".join(n for n in notes if n)
+    return "{" + ", ".join(parts) + "}", _comment("; ".join(n for n in notes if n))
 
 
 def _patient_record_set(draft: DraftSource, patient_key: str | None) -> str:
@@ -356,7 +364,7 @@ def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str
             continue
         spec, note = field_line(match, main_format, draft.format_lists, sex=core_field == "sex")
         if core_field in ("centre_id", "country", "eupid"):  # plain text, whatever their values look like
-            spec, note = "{" + f"column: {_q(match.name)}, case: upper" + "}", match.label or ""
+            spec, note = "{" + f"column: {_q(match.name)}, case: upper" + "}", _comment(match.label or "")
         lines.append(f"    {core_field}: {spec}  # TODO: check{'; ' + note if note else ''}")
         todos += 1
         chosen += 1
@@ -388,7 +396,8 @@ def draft_mapping(draft: DraftSource) -> Draft:
     sentinels = sorted({s.value for rs in record_sets for c in rs.columns for s in c.sentinels})
     details: FormatDetails = draft.files[0].details if draft.files else FormatDetails()
     todos = 1
-    lines = [f"# Draft mapping of source `{draft.source_id}`, written by `rtw scaffold` from {', '.join(names)}.",
+    lines = [f"# Draft mapping of source `{draft.source_id}`, written by `rtw scaffold` from "
+             f"{_comment(', '.join(names))}.",
              f"# Complete every TODO, then run `rtw check {draft.source_id}` with the files in "
              f"landing/{draft.source_id}/.",
              "# Every key is described in docs/mapping.md; values seen fewer than "
@@ -439,7 +448,7 @@ def draft_mapping(draft: DraftSource) -> Draft:
     sources = _names_of_record_sets(draft)
     for rs in record_sets:
         todos += 1
-        lines += ["#", f"# {rs.name}: {rs.records} records, from {sources.get(rs.name, '?')}",
+        lines += ["#", f"# {_comment(rs.name)}: {rs.records} records, from {_comment(sources.get(rs.name, '?'))}",
                   "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
