@@ -212,6 +212,19 @@ def test_a_file_that_does_not_declare_its_case_count(tmp_path: Path) -> None:
         assert pd.read_parquet(out).drop(columns=list(LINEAGE)).to_dict("records") == EXPECTED
 
 
+@pytest.mark.parametrize("declared", [2**30, 2_000_000_000])
+def test_a_huge_declared_case_count_is_checked_too(tmp_path: Path, declared: int) -> None:
+    """readstat takes a case count from 2**30 on for 'not said': 4 cases of a file declaring 2,000,000,000
+    were loaded as whole; the header's count is checked as any other."""
+    path = _sav(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[80:84] = struct.pack("<i", declared)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ExtractError, match=f"cases.sav: 4 observations read, but the file declares {declared}"):
+        _stage(path)
+    assert list((tmp_path / "staged").iterdir()) == []
+
+
 def test_file_without_cases(tmp_path: Path) -> None:
     frame, notices = _stage(_sav(tmp_path, CASES.iloc[:0]))
     assert frame.empty

@@ -37,7 +37,8 @@ Gotchas of the format:
   overrides it (iconv names: latin1, cp1252, utf-8), for a file that declares it wrongly. Text that
   does not decode is reported with its variable and case.
 - A cut file: readstat refuses a compressed file cut anywhere, and an uncompressed one holding
-  fewer cases than its header declares; a file that does not declare its number of cases (-1: rare,
+  fewer cases than its header declares (readstat takes a count from 2**30 on for 'not said', so the
+  count read here is the header's own); a file that does not declare its number of cases (-1: rare,
   from streaming writers) and is cut at a case boundary cannot be told from a whole one (the
   source's `max_shrink` guard then holds it if it shrank). An SPSS *portable* file (`.por`, text)
   is another format, refused with what to ask for.
@@ -60,8 +61,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -105,8 +107,18 @@ class SpssOptions(EncodingOptions):
 
 
 # -- reading --------------------------------------------------------------------------------------
+class _Header(NamedTuple):
+    file_format: str  # 'sav', 'sav (compressed)' or 'zsav'
+    cases: int | None  # how many cases the header declares; None: it does not say (-1)
+
+
 def _file_format(path: Path) -> str:
     """'sav', 'sav (compressed)' or 'zsav' from the header; a clear error for anything else."""
+    return _header(path).file_format
+
+
+def _header(path: Path) -> _Header:
+    """The file's kind and declared case count, from its header; a clear error for anything else."""
     with path.open("rb") as handle:
         head = handle.read(512)
     if head[:4] in (b"$FL2", b"$FL3"):
@@ -115,8 +127,8 @@ def _file_format(path: Path) -> str:
                                "of an SPSS data file; expected the complete file")
         layout = struct.unpack("<i", head[64:68])[0]
         order = "<" if layout in (2, 3) else ">"  # the layout code is 2 or 3 in the writer's byte order
-        compression = struct.unpack(f"{order}i", head[72:76])[0]
-        return _COMPRESSION.get(compression, "sav")
+        compression, _weight, cases = struct.unpack(f"{order}iii", head[72:84])
+        return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
     what = "an SPSS data file (.sav, .zsav)"
     if not head:
         raise ExtractError(f"{path.name}: not {what}: the file is empty")
@@ -186,9 +198,12 @@ def _temporal(spss_format: str | None) -> tuple[Shown, Precision] | None:
 def iter_spss_chunks(path: Path, *, encoding: str | None = None,
                      chunk_rows: int | None = None) -> Iterator[tuple[int, pd.DataFrame, SpssMetadata]]:
     """Stream an SPSS file as (first case number, raw frame, metadata), `chunk_rows` at a time."""
-    file_format = _file_format(path)
+    file_format, declared = _header(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
+    if metadata.rows is None and declared is not None:
+        # readstat takes a count from 2**30 on for 'not said' (-1), and would read what the file holds
+        metadata = replace(metadata, rows=declared)
     cells = CHUNK_CELLS if file_format == "sav" else 4 * CHUNK_CELLS  # compressed: fewer decompressions to skip
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
 
