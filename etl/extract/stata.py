@@ -33,9 +33,12 @@ Gotchas of the format:
   readstat reads them as Windows-1252 (what Stata on Windows wrote) and a notice says so. The
   `encoding` option overrides both (iconv names: latin1, cp1252, utf-8, macintosh). Text that does
   not decode is reported with its variable and observation.
-- A cut file: a release 117+ file ends with a map of its sections, so a cut one is refused before
-  any observation is read; an older one when the observations run short of the count its header
-  declares.
+- A cut file: readstat reads every observation of a file cut in its value labels, which come last,
+  and drops them quietly (an old release whose header declares fewer observations than it holds
+  likewise: the rest are taken for value labels). So a file must end where it says: a release 117+
+  file at the last offset of its map of sections; a release 113-115 file after its observations and
+  the value label tables after them, each of the length it states (releases before 113, Stata 7 and
+  older, are not checked). A file cut in its observations is refused by readstat too.
 - Reading in chunks: observations have a fixed length, and readstat seeks to a row offset.
 
 Throughput (`benchmarks/adapters.py --rows 200000 --formats stata`, 20 variables, release 119; a
@@ -49,6 +52,7 @@ against 4.7 s (2.1x). Staging peaks at 237 MiB for 200,000 observations and 238 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -84,6 +88,8 @@ _MONTH_CODES = {"Mon", "mon", "Month", "month", "NN", "nn"}
 _YEAR_CODES = {"CC", "cc", "YY", "yy"}
 _CLOCK_CODES = {"HH", "Hh", "hH", "hh", "MM", "mm", "SS", "ss"}
 _PERIODS_A_YEAR = {"m": 12, "q": 4, "h": 2, "w": 52, "y": 1}
+# Bytes per value of releases 113-115's numeric types (byte, int, long, float, double); a string's type is its length.
+_OLD_WIDTHS = {251: 1, 252: 2, 253: 4, 254: 4, 255: 8}
 
 _DAY_MS = 86_400_000
 # The leap seconds, each inserted at the end of these days (UTC); none since 2016, none announced.
@@ -127,6 +133,76 @@ def _release(path: Path) -> int:
     found_text = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
     raise ExtractError(f"{path.name}: not {what}: {found_text}; expected '<stata_dta>' (release 117-119) or the "
                        "binary header of release 104-115")
+
+
+def _check_length(path: Path, release: int) -> None:
+    """A file cut in its value labels, the last section, or whose header declares fewer observations than
+    it holds: readstat reads the observations and drops the rest quietly. A release 117+ file says where
+    it ends (its map of sections); in 113-115 the observations are followed by value label tables, each
+    of the length it says."""
+    size = path.stat().st_size
+    end = _mapped_end(path, release) if release >= 117 else _labels_end(path, release, size) if release >= 113 else size
+    if end is not None and end != size:
+        raise ExtractError(f"{path.name}: {size:,} bytes, where the file's header and sections end at byte "
+                           f"{end:,}; expected the complete file (truncated or damaged in transfer?)")
+
+
+def _mapped_end(path: Path, release: int) -> int | None:
+    """Where a release 117+ file ends by its map (the map's last offset); None without a readable map
+    (readstat refuses such a file itself). The map follows the header, whose dataset label (which may
+    say anything, `<map>` too) is stepped over by its length."""
+    with path.open("rb") as handle:
+        head = handle.read(2048)  # the header: at most 80 characters of label, 4 bytes each
+    order, label = head.find(b"<byteorder>"), head.find(b"<label>")
+    if order < 0 or label < 0:
+        return None
+    byte_order = "<" if head[order + 11:order + 14] == b"LSF" else ">"
+    width = 1 if release == 117 else 2
+    position = label + 7 + width + int.from_bytes(head[label + 7:label + 7 + width], "little" if byte_order == "<"
+                                                  else "big")
+    if not head.startswith(b"</label><timestamp>", position):
+        return None
+    position += 19
+    position += 1 + head[position] if position < len(head) else 0
+    if not head.startswith(b"</timestamp></header><map>", position) or len(head) < position + 26 + 14 * 8:
+        return None
+    return int(struct.unpack_from(f"{byte_order}14Q", head, position + 26)[-1])
+
+
+def _labels_end(path: Path, release: int, size: int) -> int:
+    """Where a release 113-115 file's last value label table ends: the descriptors (variable types,
+    names, sort list, formats, value label names, labels), the expansion fields, the observations, then
+    each table (its length, name and padding, then n, text length, n offsets, n values, the text)."""
+    with path.open("rb") as handle:
+        head = handle.read(109)
+        if len(head) < 109:
+            return 109
+        order = "<" if head[1] == 2 else ">"  # 2: LOHI
+        variables, observations = struct.unpack_from(f"{order}HI", head, 4)
+        types = handle.read(variables)
+        position = 109 + variables * (1 + 33 + 2 + (12 if release == 113 else 49) + 33 + 81) + 2
+        while True:  # expansion fields, a zero type and length last
+            handle.seek(position)
+            field = handle.read(5)
+            if len(field) < 5:
+                return position
+            kind, length = struct.unpack(f"{order}Bi", field)
+            position += 5
+            if kind == 0 and length == 0:
+                break
+            position += length
+        position += observations * sum(_OLD_WIDTHS.get(kind, kind) for kind in types)
+        while position < size:
+            handle.seek(position)
+            table = handle.read(48)
+            if len(table) < 48:
+                return position + 48
+            length = struct.unpack_from(f"{order}i", table)[0]
+            entries, text = struct.unpack_from(f"{order}ii", table, 40)
+            if length != 8 + 8 * entries + text:
+                return position  # not a table: no file ends here
+            position += 40 + length
+    return position
 
 
 def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tuple[pd.DataFrame, Any]:
@@ -191,6 +267,7 @@ def iter_stata_chunks(path: Path, *, encoding: str | None = None,
     """Stream a Stata file as (first observation number, raw frame, metadata), `chunk_rows` at a time."""
     release = _release(path)
     file_format = f"dta {release}"
+    _check_length(path, release)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(release, meta, encoding)
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables))
