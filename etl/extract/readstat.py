@@ -7,7 +7,9 @@ observations a chunk at a time with pyreadstat, and say what each variable's for
 module holds what is done to every one of them alike:
 
 - `Dataset`, `Variable`: a dataset's own description (what `rtw profile` shows and the staged
-  file's schema metadata keeps), with its notices;
+  file's schema metadata keeps), with its notices; `declared_variables` and `declared_codes` make it
+  from pyreadstat's metadata (the codes written as the values are, `code_text`), `column_details`
+  gives it to `rtw profile` and `rtw scaffold`;
 - `read_with`: one pyreadstat read, its errors turned into an `ExtractError` naming the file;
 - `read_in_chunks`: observations `size` at a time, the count checked against what the file
   declares, undecodable text located (`where_undecodable`: the variable and observation);
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, Self, TypeVar
@@ -35,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, staging_writer
+from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
@@ -433,6 +435,39 @@ def staged_metadata(staged: Path, metadata_key: bytes, kind: type[DatasetT]) -> 
     """The description kept in a staged file's schema under `metadata_key`; None for a file staged otherwise."""
     raw = pq.read_schema(staged).metadata or {}
     return kind.from_json(raw[metadata_key]) if metadata_key in raw else None
+
+
+# -- what a dataset declares ----------------------------------------------------------------------
+#: a variable's display format -> what its values are written as ('date', 'date (month)', 'datetime',
+#: 'time', ...: `describe_temporal`), None for a format whose values are not dates or times
+TemporalOf = Callable[[str | None], str | None]
+
+
+def declared_variables(meta: Any, temporal_of: TemporalOf) -> dict[str, Variable]:
+    """The variables pyreadstat's metadata declares: label, format, type, storage length, and what a
+    numeric variable's format makes of its values (`temporal_of`)."""
+    variables: dict[str, Variable] = {}
+    for name, label in zip(meta.column_names, meta.column_labels):
+        display = meta.original_variable_types.get(name) or None
+        numeric = meta.readstat_variable_types.get(name) != "string"
+        variables[name] = Variable(
+            label=label or None, format=display, type="numeric" if numeric else "character",
+            length=int(meta.variable_storage_width.get(name) or 8), temporal=temporal_of(display) if numeric else None)
+    return variables
+
+
+def declared_codes(meta: Any, variables: Mapping[str, Variable], as_text: NumbersAsText) -> dict[str, dict[str, str]]:
+    """The value labels pyreadstat's metadata declares: variable -> code as its values are staged -> label."""
+    return {name: {code_text(code, variables[name], as_text): str(label) for code, label in labels.items()}
+            for name, labels in meta.variable_value_labels.items() if name in variables}
+
+
+def column_details(metadata: Dataset, without_codes: Collection[str] = ()) -> dict[str, ColumnInfo]:
+    """A dataset's variables as `rtw profile` and `rtw scaffold` see them: label, format and code list
+    (none for the variables `without_codes`)."""
+    return {name: ColumnInfo(label=variable.label, declared_type=variable.format,
+                             codes=None if name in without_codes else dict(metadata.codes.get(name, {})) or None)
+            for name, variable in metadata.variables.items()}
 
 
 def code_text(code: object, variable: Variable, as_text: NumbersAsText) -> str:

@@ -59,7 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -165,23 +165,19 @@ def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
 
 
 def _metadata(file_format: str, meta: Any) -> SasMetadata:
-    variables: dict[str, Variable] = {}
-    for name, label in zip(meta.column_names, meta.column_labels):
-        sas_format = meta.original_variable_types.get(name) or None
-        numeric = meta.readstat_variable_types.get(name) != "string"
-        temporal = _temporal(sas_format) if numeric else None
-        variables[name] = Variable(
-            label=label or None, format=sas_format, type="numeric" if numeric else "character",
-            length=int(meta.variable_storage_width.get(name) or 8),
-            temporal=readstat.describe_temporal(*temporal) if temporal else None)
     return SasMetadata(file_format=file_format, table_name=meta.table_name or None,
                        file_label=meta.file_label or None, file_encoding=meta.file_encoding or None,
-                       variables=variables, rows=meta.number_rows)
+                       variables=readstat.declared_variables(meta, _temporal_text), rows=meta.number_rows)
 
 
 def _temporal(sas_format: str | None) -> tuple[Shown, Precision] | None:
     match = _FORMAT.fullmatch((sas_format or "").upper())
     return _TEMPORAL_FORMATS.get(match.group(1) or "") if match else None
+
+
+def _temporal_text(sas_format: str | None) -> str | None:
+    temporal = _temporal(sas_format)
+    return readstat.describe_temporal(*temporal) if temporal else None
 
 
 def iter_sas_chunks(path: Path, *, encoding: str | None = None,
@@ -372,8 +368,7 @@ class SasAdapter(SourceAdapter):
     def describe(self, path: Path, options: SasOptions | None = None) -> FormatDetails:
         # Labels and formats come without the data (the staging notices name them too).
         metadata = read_sas_metadata(path, options.encoding if options else None)
-        columns = {name: ColumnInfo(label=v.label, declared_type=v.format) for name, v in metadata.variables.items()}
-        return FormatDetails(columns=columns, encoding=metadata.file_encoding)
+        return FormatDetails(columns=readstat.column_details(metadata), encoding=metadata.file_encoding)
 
 
 ADAPTER = SasAdapter()

@@ -71,7 +71,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -157,17 +157,8 @@ def read_spss_metadata(path: Path, encoding: str | None = None) -> SpssMetadata:
 
 
 def _metadata(file_format: str, meta: Any) -> SpssMetadata:
-    variables: dict[str, Variable] = {}
-    for name, label in zip(meta.column_names, meta.column_labels):
-        spss_format = meta.original_variable_types.get(name) or None
-        numeric = meta.readstat_variable_types.get(name) != "string"
-        temporal = _temporal(spss_format) if numeric else None
-        variables[name] = Variable(
-            label=label or None, format=spss_format, type="numeric" if numeric else "character",
-            length=int(meta.variable_storage_width.get(name) or 8),
-            temporal=readstat.describe_temporal(*temporal) if temporal else None)
-    codes = {name: {readstat.code_text(code, variables[name], _as_text): str(label) for code, label in labels.items()}
-             for name, labels in meta.variable_value_labels.items() if name in variables}
+    variables = readstat.declared_variables(meta, _temporal_text)
+    codes = readstat.declared_codes(meta, variables, _as_text)
     missing = {name: tuple(_missing_text(entry, variables[name]) for entry in ranges)
                for name, ranges in meta.missing_ranges.items() if ranges and name in variables}
     return SpssMetadata(file_format=file_format, table_name=meta.table_name or None,
@@ -193,6 +184,11 @@ def _bound(value: float, variable: Variable) -> str:
 def _temporal(spss_format: str | None) -> tuple[Shown, Precision] | None:
     name = (spss_format or "").upper().rstrip("0123456789.")
     return _TEMPORAL_FORMATS.get(name)
+
+
+def _temporal_text(spss_format: str | None) -> str | None:
+    temporal = _temporal(spss_format)
+    return readstat.describe_temporal(*temporal) if temporal else None
 
 
 def iter_spss_chunks(path: Path, *, encoding: str | None = None,
@@ -266,11 +262,7 @@ class SpssAdapter(SourceAdapter):
         _frame, meta = _read(path, file_format, metadataonly=True, encoding=options.encoding if options else None)
         metadata = _metadata(file_format, meta)
         scale = {name for name, measure in meta.variable_measure.items() if measure == "scale"}
-        columns = {}
-        for name, variable in metadata.variables.items():
-            codes: dict[str, str | None] = {} if name in scale else dict(metadata.codes.get(name, {}))
-            columns[name] = ColumnInfo(label=variable.label, declared_type=variable.format, codes=codes or None)
-        return FormatDetails(columns=columns)
+        return FormatDetails(columns=readstat.column_details(metadata, without_codes=scale))
 
 
 ADAPTER = SpssAdapter()

@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import ColumnInfo, FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import Dataset, EncodingOptions, Precision, Variable
 
@@ -221,17 +221,8 @@ def read_stata_metadata(path: Path, encoding: str | None = None) -> StataMetadat
 
 
 def _metadata(release: int, meta: Any, encoding: str | None) -> StataMetadata:
-    variables: dict[str, Variable] = {}
-    for name, label in zip(meta.column_names, meta.column_labels):
-        stata_format = meta.original_variable_types.get(name) or None
-        numeric = meta.readstat_variable_types.get(name) != "string"
-        temporal = _temporal(stata_format) if numeric else None
-        variables[name] = Variable(
-            label=label or None, format=stata_format, type="numeric" if numeric else "character",
-            length=int(meta.variable_storage_width.get(name) or 8),
-            temporal=_describe(temporal) if temporal else None)
-    codes = {name: {readstat.code_text(code, variables[name], _as_text): str(label) for code, label in labels.items()}
-             for name, labels in meta.variable_value_labels.items() if name in variables}
+    variables = readstat.declared_variables(meta, _temporal_text)
+    codes = readstat.declared_codes(meta, variables, _as_text)
     declared = "UTF-8" if release >= _UTF8_FROM else None
     return StataMetadata(file_format=f"dta {release}", table_name=meta.table_name or None,
                          file_label=meta.file_label or None, file_encoding=encoding or declared,
@@ -258,7 +249,10 @@ def _temporal(stata_format: str | None) -> _Temporal | None:
     return _Temporal(unit, shown)
 
 
-def _describe(temporal: _Temporal) -> str:
+def _temporal_text(stata_format: str | None) -> str | None:
+    temporal = _temporal(stata_format)
+    if temporal is None:
+        return None
     return readstat.describe_temporal("datetime" if temporal.unit in ("c", "C") else "date", temporal.shown)
 
 
@@ -363,11 +357,7 @@ class StataAdapter(SourceAdapter):
         # Labels, formats and code lists come without the data (the staging notices name them too), their
         # text decoded as staging decodes it.
         metadata = read_stata_metadata(path, options.encoding if options else None)
-        columns = {}
-        for name, variable in metadata.variables.items():
-            codes: dict[str, str | None] = dict(metadata.codes.get(name, {}))
-            columns[name] = ColumnInfo(label=variable.label, declared_type=variable.format, codes=codes or None)
-        return FormatDetails(columns=columns)
+        return FormatDetails(columns=readstat.column_details(metadata))
 
 
 ADAPTER = StataAdapter()
