@@ -20,7 +20,7 @@ from rich.table import Table
 
 from etl import fsio
 from etl.config import Home, resolve_home
-from etl.terminal import plain
+from etl.terminal import log_to_terminal, plain
 
 if TYPE_CHECKING:
     from etl.extract.file_names import PatientNumbers
@@ -66,7 +66,7 @@ def run(home: HomeOption = None,
     from etl import pipeline
     from etl.runlock import RunBusy
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
     started = time.perf_counter()
     try:
@@ -379,7 +379,7 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
     from etl.runlock import RunBusy
     from etl.transform.keyguard import KeyMismatch
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
     if not yes and not typer.confirm(f"Erase this patient of {source} from {rtw_home.root}? This cannot be undone"):
         _fail("nothing erased")
@@ -412,7 +412,7 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
     """
     from etl.transform.keyguard import RekeyError, rotate_key
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
     try:
         done = rotate_key(rtw_home, new_key_file, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
@@ -463,12 +463,11 @@ def pull(sources: Annotated[list[str] | None, typer.Argument(help="Source ids (d
     """Pull new exports from the sources' drop zones into landing/ (credentials: env AIRFLOW_CONN_<ID>)."""
     from etl.pull import PullStatus, pull_all
 
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+    log_to_terminal(logging.ERROR)
     outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None)
     styles = {PullStatus.PULLED: "green", PullStatus.FAILED: "red"}
-    for outcome in outcomes:  # a message is shown as it is: file names may hold [brackets]
-        console.print(outcome.message, style=styles.get(outcome.status, "dim"), soft_wrap=True, markup=False,
-                      highlight=False)
+    for outcome in outcomes:  # a message is shown as it is: file names may hold [brackets], an ESC
+        console.print(plain(outcome.message, styles.get(outcome.status, "dim")), soft_wrap=True)
     if any(outcome.status is PullStatus.FAILED for outcome in outcomes):
         raise typer.Exit(code=1)
 
@@ -602,8 +601,8 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         console.print(f"unchanged, skipped: {', '.join(summary.sources_unchanged)}")
     if summary.sources_failed:  # the message quotes the export (a StudyOID, a column name): plain text
         console.print(plain(f"failed sources: {', '.join(summary.sources_failed)}: {summary.message}", "red"))
-    for notice in summary.notices:
-        console.print(f"notice {notice}", style="yellow", soft_wrap=True, markup=False)
+    for notice in summary.notices:  # they quote landing files and folders by their names: plain text
+        console.print(plain(f"notice {notice}", "yellow"), soft_wrap=True)
     issues = summary.issues
     console.print("open issues: " + (", ".join(f"{n:,} {sev}s" for sev, n in issues.items()) or "none"))
     console.print(f"warehouse: {summary.warehouse}")

@@ -8,11 +8,13 @@ and values). Two things would run it:
 - a terminal runs the escape sequences it is sent (`ESC[2J` clears the screen), and a line break
   starts a line that looks like another message.
 So such text is printed as a Rich Text (never markup), its control and format characters (line
-breaks, ESC, a bidi override) written as escapes: `\\x1b`, `\\n`, `\\u202e`.
+breaks, ESC, a bidi override) written as escapes: `\\x1b`, `\\n`, `\\u202e`; and `rtw`'s log lines
+alike (`log_to_terminal`): a notice naming a landing file or folder quotes its name as delivered.
 """
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 from rich.text import Text
@@ -30,3 +32,17 @@ def printable(text: str) -> str:
 def plain(text: object, style: str = "") -> Text:
     """`text` for a Rich console or table: no markup, nothing a terminal runs."""
     return Text(printable("" if text is None else str(text)), style=style)
+
+
+class _PlainLog(logging.Formatter):
+    """Log lines as `printable` text; a traceback, which is this code's, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
+def log_to_terminal(level: int) -> None:
+    """`rtw`'s log on stderr, from `level` on, each message on its line and never running the terminal."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainLog("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -468,3 +468,19 @@ def test_an_item_group_sent_twice_in_a_snapshot_is_held_back_as_a_duplicate_not_
     assert any("duplicate: record key" in r for r in reasons)
     assert query(home, diagnoses) == before  # the first sending stands, not the copy's values
     assert not query(home, "SELECT 1 FROM core.diagnosis WHERE year(diagnosis_date) = 9999")
+
+
+def test_a_landing_name_reaches_the_terminal_as_text_in_the_run_s_notices_and_log(home, loaded):
+    """A landing file matching no pattern and a landing folder no mapping reads are named in the run's
+    notices (stdout) and log (stderr) as delivered: an ESC in a name cleared the screen and a line break
+    forged a line, as the notices were printed with only Rich's markup off and the log as it was."""
+    (home / "landing" / "iltb" / "notes\x1b[2J.txt").write_text("not an export")
+    (home / "landing" / "iltb" / "notes\x1b[2J.txt").chmod(0o600)
+    (home / "landing" / "iltb\nERROR forged").mkdir(mode=0o700)
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "notice iltb: notes\\x1b[2J.txt does not match" in done.stdout
+    assert "WARNING iltb\\nERROR forged: landing folder" in done.stderr
+    assert "\x1b" not in done.stdout + done.stderr  # Rich writes no colours to a pipe: any ESC came from a name
+    assert not any(line.startswith("ERROR forged") for line in (done.stdout + done.stderr).splitlines())
+    assert_kept(home, loaded, changed=())
