@@ -66,7 +66,8 @@ def test_contacts_and_treatments_are_after_a_death_known_to_the_year_only_after_
     assert _flagged(con, "XT-TREATMENT-NOT-AFTER-DEATH") == {"started-in-2020"}
 
 
-def _core(rows: dict[str, list[dict[str, Any]]], exported_on: date = date(2026, 11, 1)) -> duckdb.DuckDBPyConnection:
+def _core(rows: dict[str, list[dict[str, Any]]],
+          exported_on: date | None = date(2026, 11, 1)) -> duckdb.DuckDBPyConnection:
     """A warehouse whose core holds `rows` of person p1 (each row's own source_id, else 'reg'), each
     source's file exported on `exported_on`; core.patient derived from them as every publish does."""
     con = duckdb.connect()
@@ -118,6 +119,15 @@ def test_a_death_known_to_the_month_comes_after_the_last_day_seen_alive_and_trea
 def test_a_death_known_to_the_year_of_the_export_is_not_placed_after_the_export():
     con = _core({"follow_up": [_death("in-2026", date(2026, 1, 1), "year")]}, exported_on=date(2026, 3, 1))
     assert _placed(con) == (date(2026, 1, 30), "year")
+
+
+def test_a_death_from_an_export_of_unknown_date_is_placed_in_the_middle_of_its_period_still():
+    # meta.source_file without the export's date (exported_on NULL): the year bounds the death, not its first day.
+    con = _core({"follow_up": [_death("in-2019", date(2019, 1, 1), "year")]}, exported_on=None)
+    assert _placed(con) == (date(2019, 7, 2), "year")
+    # An export dated before the death's period (a data error) leaves it on its first day, never before.
+    early = _core({"follow_up": [_death("in-2019", date(2019, 1, 1), "year")]}, exported_on=date(2018, 6, 1))
+    assert _placed(early) == (date(2019, 1, 1), "year")
 
 
 def test_of_the_deaths_sources_give_the_one_that_must_have_come_first_is_taken_the_most_precise_of_equals():

@@ -7,6 +7,7 @@
 -- patient_id and lineage of every row of every core table with a patient_id (from the DDL);
 -- patient_registration, their rows of core.patient_source; patient_contact, of core.follow_up;
 -- patient_alive_on, the dates they were alive on (a contact saying so, a diagnosis, a treatment's start).
+-- And the macro period_end of warehouse/rule_functions.sql: the last day a partial date can be.
 -- Merge rules: sex is the one known value all registrations agree on (conflicts -> unknown);
 -- birth year/month and country come from the first registration (by source_id, record key) that gives them,
 -- and are unknown for a person no registration reached core for; a person is dead if any source
@@ -58,10 +59,10 @@ deaths AS (  -- each death a source gives: the days it can be on
     SELECT
         contact.patient_id,
         contact.death_date AS first_day,
-        least(CASE contact.death_date_precision WHEN 'year' THEN make_date(year(contact.death_date), 12, 31)
-                                                WHEN 'month' THEN last_day(contact.death_date)
-                                                ELSE contact.death_date END,
-              greatest(file.exported_on, contact.death_date)) AS last_day,  -- least and greatest skip a NULL
+        -- Not after the export, nor before its first day (an export dated before it); least skips a NULL: an
+        -- export whose date is not known bounds nothing.
+        greatest(contact.death_date, least(period_end(contact.death_date, contact.death_date_precision),
+                                           file.exported_on)) AS last_day,
         coalesce(contact.death_date_precision, 'day') AS precision
     FROM patient_contact AS contact
     LEFT JOIN meta.source_file AS file USING (source_id, source_file_sha256)

@@ -1,5 +1,6 @@
 -- Functions the rules in warehouse/checks/ share, created as temporary macros on the connection
--- that runs them (etl/quality/sql_checks.py), so the published warehouse holds none of them.
+-- that runs them (etl/quality/sql_checks.py), so the published warehouse holds none of them;
+-- period_end places a partial death in core.patient too (warehouse/patient.sql), as the rules judge it.
 --
 -- completed_years(age_days, on_date): the age in completed years on on_date, as protocols and
 -- registries count it: "age 0-18" admits a patient up to the day before the 19th birthday, "age

@@ -37,6 +37,7 @@ from etl.load.dictionary import apply_comments
 from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
+from etl.quality.sql_checks import rule_functions_sql
 from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.resources import code_digest, code_files
 from etl.schema import among, core_columns, drop_temp_tables, rows_digest
@@ -292,6 +293,7 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> bool:
     try:
         for name, query in views.items():
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+        con.execute(rule_functions_sql())  # period_end: a partial death's last day, as the rules judge it
         con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
     finally:
         for name in views:
