@@ -61,6 +61,13 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     per_source = (treatments.groupby(["person", "source_id", "source_line"])
                   .agg(drugs=("drug_name", lambda s: tuple(sorted(set(s.dropna())))),
                        start_date=("start_date", "min"), treatment_keys=("treatment_key", set)).reset_index())
+    # A line naming no drug is the person's line naming them on the same start (the first by drugs).
+    named: dict[tuple[Any, Any], tuple[str, ...]] = {}
+    for person, start, drugs in zip(per_source.person, per_source.start_date, per_source.drugs):
+        if drugs and pd.notna(start):
+            named[(person, start)] = min(named.get((person, start), drugs), drugs)
+    per_source["drugs"] = [drugs or named.get((person, start), drugs) for person, start, drugs
+                           in zip(per_source.person, per_source.start_date, per_source.drugs)]
     per_source["match"] = [str(start) if pd.notna(start) else f"{source}|{line}" for start, source, line
                            in zip(per_source.start_date, per_source.source_id, per_source.source_line)]
     return (per_source.groupby(["person", "drugs", "match"])

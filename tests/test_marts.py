@@ -700,6 +700,25 @@ def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
     assert con.execute("SELECT DISTINCT patient_id FROM marts.response_line").fetchall() == [("P2",)]
 
 
+def test_a_line_one_source_gives_without_its_drug_is_the_line_another_names_on_the_same_start():
+    con = _tiny_warehouse()
+    _insert(con, "patient", patient_id="P5", vital_status="alive", last_contact_date="2023-01-01", n_sources=2)
+    _insert(con, "treatment", treatment_id="t-named", patient_id="P5", line_number=1, drug_name="crizotinib",
+            start_date="2022-06-01")
+    _insert(con, "treatment", treatment_id="t-unnamed", patient_id="P5", line_number=1, drug_name=None,
+            start_date="2022-06-01", source_id="other")
+    _insert(con, "treatment", treatment_id="t-later", patient_id="P5", line_number=2, drug_name=None,
+            start_date="2022-09-01", source_id="other")
+    _insert(con, "response_assessment", response_id="x5", patient_id="P5", treatment_id="t-unnamed",
+            timepoint="best", response="PR", assessment_date="2022-08-01", source_id="other")
+    build_marts(con)
+    lines = con.execute("SELECT regimen, n_sources, treatment_ids FROM marts.treatment_line WHERE patient_id = 'P5' "
+                        "ORDER BY start_date").fetchall()
+    assert lines == [("crizotinib", 2, ["t-named", "t-unnamed"]), ("unknown", 1, ["t-later"])]
+    assessed = con.execute("SELECT regimen, response FROM marts.response_line WHERE patient_id = 'P5'").fetchall()
+    assert assessed == [("crizotinib", "PR")]
+
+
 def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
     con = _tiny_warehouse()
     # P3 and P4, controls: the line after each recommendation names no drug (TRT-DRUG-PRESENT only warns).

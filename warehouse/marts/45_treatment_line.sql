@@ -8,8 +8,8 @@
 -- Definitions
 --   line: the treatments a source records under one line number for a patient (a treatment
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
---     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is a line too, of regimen
---     unknown, matched across sources by its start date.
+--     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
+--     names them on the same start date (the first by drugs, of two), else a line of regimen unknown.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -34,9 +34,22 @@ WITH source_line AS (
     GROUP BY ALL
 ),
 
-matched_line AS (
-    SELECT *, coalesce(CAST(start_date AS VARCHAR), source_id || '|' || line_key) AS match_key
+named_line AS (  -- the drugs of a line that names them, by person and start (of two, the first)
+    SELECT patient_id, start_date, min(drugs) AS drugs
     FROM source_line
+    WHERE len(drugs) > 0 AND start_date IS NOT NULL
+    GROUP BY ALL
+),
+
+matched_line AS (
+    -- A line naming no drug is the person's line that names them on the same start, if any: one source
+    -- leaving a line's drug out does not make it a second line.
+    SELECT
+        source_line.* REPLACE (CASE WHEN len(source_line.drugs) = 0 THEN coalesce(named_line.drugs, source_line.drugs)
+                                    ELSE source_line.drugs END AS drugs),
+        coalesce(CAST(source_line.start_date AS VARCHAR), source_id || '|' || line_key) AS match_key
+    FROM source_line
+    LEFT JOIN named_line USING (patient_id, start_date)
 ),
 
 person_line AS (
