@@ -24,11 +24,17 @@ DAG_ID = "rtw_nightly_import"
 
 
 def airflow_env(home: Home) -> dict[str, str]:
-    """Environment for an Airflow that keeps everything under `<home>/airflow`."""
+    """Environment for an Airflow that keeps everything under `<home>/airflow`.
+
+    `airflow standalone` starts its scheduler, API server, DAG processor and triggerer as `airflow ...`
+    found on PATH: this interpreter's scripts folder comes first, so `make airflow` and `rtw airflow`
+    work without the environment being activated (they found no `airflow`, or another installation's)."""
     airflow_home = home.airflow
     airflow_home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    scripts = str(Path(sys.executable).parent)
     env.update({
+        "PATH": os.pathsep.join([scripts, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != scripts)]),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir()),  # the checkout's, or the installed wheel's
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

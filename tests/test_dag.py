@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -248,3 +249,14 @@ def test_parse_does_not_read_the_home(tmp_path):
     subprocess.run([sys.executable, "-c", PARSE_PROBE, str(DAGS)], env=env, capture_output=True,
                    check=True, timeout=300)
     assert sorted(p.name for p in home.root.iterdir()) == ["airflow"]
+
+
+def test_the_local_airflow_finds_its_own_commands_without_the_environment_activated(tmp_path, monkeypatch):
+    # `make airflow` and `rtw airflow` run `airflow standalone`, which starts its scheduler, API server,
+    # DAG processor and triggerer as `airflow ...` looked up on PATH: with the environment not activated
+    # (the Makefile calls .venv/bin/rtw), each stopped with FileNotFoundError: 'airflow'.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    env = airflow_env(resolve_home(tmp_path))
+    assert shutil.which("airflow", path=env["PATH"]) == str(Path(sys.executable).with_name("airflow"))
+    done = subprocess.run(["airflow", "version"], env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
