@@ -504,3 +504,21 @@ print(round(float(stats.norm.ppf(0.975)), 6), type(sys.modules["scipy.stats"])._
 def test_gx_imports_scipy_stats_only_when_it_is_used():
     done = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["_LazyModule", "1.959964", "module"]
+
+
+GX_LOG_PROBE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # an Airflow task's level
+from etl.quality import gx_suites
+gx_suites.import_gx()
+gx_suites.new_context(None)
+logging.getLogger("great_expectations").warning("a warning of GX still shows")
+"""
+
+
+def test_gx_says_only_its_warnings_in_a_run_that_logs_at_info():
+    # Under Airflow (INFO) GX's process wrote its import's ~200 INFO lines to the task's stderr, which the
+    # task log shows as errors: a publish that succeeded had hundreds of red lines.
+    done = subprocess.run([sys.executable, "-c", GX_LOG_PROBE], capture_output=True, text=True, check=True)
+    assert "great_expectations" not in done.stderr.replace("WARNING:great_expectations:a warning", "")
+    assert "a warning of GX still shows" in done.stderr

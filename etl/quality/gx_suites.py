@@ -88,6 +88,12 @@ _IMPORTED_ON_USE = ("scipy.stats",)
 
 def import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # GX logs some 200 lines at INFO while it imports and makes a context ("Skipping registering function
+    # ..."). An Airflow task logs at INFO and shows what a process writes to stderr (GX's process does) as
+    # errors: a publish that succeeded had hundreds of red lines in its log. GX's warnings still show.
+    gx_log = logging.getLogger("great_expectations")
+    if gx_log.level == logging.NOTSET:
+        gx_log.setLevel(logging.WARNING)
     if "great_expectations" in sys.modules:
         return
     for name in _IMPORTED_ON_USE:
