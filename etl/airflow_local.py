@@ -21,6 +21,9 @@ from etl.config import REPO_ROOT, Home
 from etl.resources import dags_dir
 
 DAG_ID = "rtw_nightly_import"
+# Airflow's UI and REST API show a Variable's value unless its name holds one of the sensitive words
+# ([core] sensitive_var_conn_names adds to them): `rtw_pseudonym_key` holds none, so the key was shown.
+SENSITIVE_NAMES = ("pseudonym_key",)
 
 
 def airflow_env(home: Home) -> dict[str, str]:
@@ -42,11 +45,18 @@ def airflow_env(home: Home) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": _sensitive_names(env.get("AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES")),
         "GX_ANALYTICS_ENABLED": "False",
         "RTW_HOME": str(home.root),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     })
     return env
+
+
+def _sensitive_names(configured: str | None) -> str:
+    """The names Airflow hides the values of, besides its own: the configured ones and the key's."""
+    names = [n.strip() for n in (configured or "").split(",") if n.strip()]
+    return ",".join(dict.fromkeys([*names, *SENSITIVE_NAMES]))
 
 
 def _airflow(args: list[str], env: dict[str, str], log: Path) -> int:

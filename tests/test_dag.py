@@ -260,3 +260,20 @@ def test_the_local_airflow_finds_its_own_commands_without_the_environment_activa
     assert shutil.which("airflow", path=env["PATH"]) == str(Path(sys.executable).with_name("airflow"))
     done = subprocess.run(["airflow", "version"], env=env, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+MASK_PROBE = """
+import airflow  # its settings configure what the API server and the UI hide
+from airflow._shared.secrets_masker import redact
+print(redact("k" * 64, "rtw_pseudonym_key"))
+"""
+
+
+def test_the_local_airflow_hides_the_pseudonymisation_key_in_its_ui_and_api(tmp_path):
+    # Airflow shows a Variable's value unless its name holds a sensitive word: GET /api/v2/variables (and
+    # the UI's Variables page) showed the key of the Variable rtw_pseudonym_key in clear.
+    env = airflow_env(resolve_home(tmp_path))
+    done = subprocess.run([sys.executable, "-c", MASK_PROBE], env=env, capture_output=True, text=True, check=True,
+                          timeout=120)
+    assert done.stdout.split() == ["***"]
+    assert "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES=pseudonym_key" in (REPO_ROOT / "docs" / "deployment.md").read_text()
