@@ -56,7 +56,7 @@ from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from etl import notify
-from etl.pull.sensor import DropZoneSensor  # light at parse: the pull library loads when a task runs
+from etl.pull.sensor import DropZoneSensor, home_setting  # light at parse: the pull library loads when a task runs
 
 # The warehouse's identity, the same wherever this file is parsed: consumers schedule on it by name.
 WAREHOUSE = Asset(name="rtw_warehouse", uri="x-rtw://warehouse")
@@ -75,7 +75,7 @@ def _home() -> Any:
     from etl.config import resolve_home
 
     os.umask(0o077)  # this task's process only: whatever it writes under the home is owner-only
-    return resolve_home(os.environ.get("RTW_HOME") or Variable.get("rtw_home", default=None)).ensure()
+    return resolve_home(home_setting()).ensure()  # env RTW_HOME, else the Variable rtw_home: as the sensor
 
 
 def _sources_dir() -> Any:

@@ -18,6 +18,7 @@ is imported inside the methods, when a task or the triggerer runs them.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,17 @@ if TYPE_CHECKING:
 
 # A check that ends the wait: anything but "nothing new yet" and "cannot be reached right now".
 _FINAL = {"no_drop_zone", "new_export", "invalid"}
+
+
+HOME_VARIABLE = "rtw_home"
+
+
+def home_setting() -> str | None:
+    """Where the DAG's tasks and sensors find the home: env RTW_HOME, else the Airflow Variable `rtw_home`
+    (None: resolve_home's ./var). Read when a task runs, never at parse."""
+    from airflow.sdk import Variable
+
+    return os.environ.get("RTW_HOME") or Variable.get(HOME_VARIABLE, default=None)
 
 
 def connection_uri(connection_id: str | None) -> str | None:
@@ -129,7 +141,9 @@ class DropZoneSensor(BaseSensorOperator):
         return Path(self.sources_dir) if self.sources_dir else SOURCES_DIR
 
     def _home(self) -> Home:
-        return resolve_home(self.home)
+        # The home the DAG's tasks use, the Variable rtw_home too: the pull ledger there says which exports
+        # are already in; with ./var's (none) every export in the drop zone looked new, and the wait ended at once.
+        return resolve_home(self.home or home_setting())
 
     def _deadline(self, connection_wait: float) -> datetime:
         if isinstance(self.deadline, datetime):

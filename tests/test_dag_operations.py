@@ -1,0 +1,86 @@
+"""The nightly DAG as a data manager runs it: the home named by the Airflow Variable `rtw_home`, a publish
+that fails, and a DAG run that finds another still holding the home; each failure told once, with why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from dag_runs import DagRuns, Notified, notifications, run_into, synthetic_home
+
+from etl import runlock
+from etl.airflow_local import DAG_ID, airflow_env
+from etl.config import SOURCES_DIR, Home
+
+
+@pytest.fixture(scope="module")
+def notified() -> Iterator[Notified]:
+    with notifications() as servers:
+        yield servers
+
+
+@dataclass
+class OperatedRuns(DagRuns):
+    home_after_failed_publish: str = ""  # what `rtw run` met then: "free", or why it was refused
+    holding_dag_run: str = ""  # the DAG run whose lease held the home during the third run
+    lease_after: dict | None = None  # the lease after the third run
+
+
+def _home_for_rtw(home: Home) -> str:
+    try:
+        with runlock.run_lock(home, "rtw run"):
+            return "free"
+    except runlock.RunBusy as busy:
+        return str(busy)
+
+
+def _airflow(home: Home, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "airflow", *args], env=airflow_env(home) | env,
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def operated(tmp_path_factory, notified) -> OperatedRuns:
+    """Three nights of a deployment that names its home by the Airflow Variable rtw_home (not env RTW_HOME),
+    whose registry_it delivers to a drop zone: a first load; a forced run whose publish runs out of memory;
+    a run while another DAG run (triggered, its plan run: it holds the home's lease) is still queued."""
+    root = tmp_path_factory.mktemp("operated")
+    home = synthetic_home(root / "home")
+    sources, zone = root / "sources", root / "zone"
+    shutil.copytree(SOURCES_DIR, sources)
+    zone.mkdir()
+    with (sources / "registry_it.yaml").open("a") as mapping:
+        mapping.write(f"\ndelivery:\n  url: {zone}\n  wait_minutes: 0\n")
+    export = home.landing / "registry_it" / "TREP_export_20261101.csv"
+    export.rename(zone / export.name)
+    env = {"RTW_HOME": "", "AIRFLOW_VAR_RTW_HOME": str(home.root), "AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources),
+           "RTW_RUN_WAIT": "2"}
+    runs = OperatedRuns(home, [], [], [])
+    run_into(home, notified, runs, extra_env=env)
+    run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"}, conf={"force": True})
+    runs.home_after_failed_publish = _home_for_rtw(home)
+    # Another DAG run holds the home: triggered (no scheduler runs here: it stays queued), its plan run.
+    triggered = json.loads(_airflow(home, env, "dags", "trigger", DAG_ID, "-o", "json").strip().splitlines()[-1])
+    runs.holding_dag_run = triggered[0]["dag_run_id"]
+    _airflow(home, env, "tasks", "test", DAG_ID, "plan_run", runs.holding_dag_run)
+    run_into(home, notified, runs, extra_env=env)
+    runs.lease_after = runlock.read_lease(home)
+    return runs
+
+
+@pytest.mark.airflow
+def test_the_drop_zone_sensor_reads_the_pull_ledger_of_the_home_the_variable_names(operated):
+    # With the home named by the Variable only, the sensor read ./var's ledger (empty): last night's export,
+    # pulled already, looked new, and the wait for tonight's ended at once.
+    first, second = operated.runs[0].output, operated.runs[1].output
+    assert "registry_it: new in " in first
+    assert (operated.home.landing / "registry_it" / "TREP_export_20261101.csv").is_file()  # pulled, then loaded
+    assert "registry_it: nothing new in " in second
+    assert "registry_it: new in " not in second
