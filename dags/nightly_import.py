@@ -28,7 +28,8 @@ counts, never data).
 One run at a time per home: a DAG run spans several processes, so no task can hold the home's
 file lock for all of it. plan_run takes the lock, repairs what a killed run left, and writes a
 lease (`<home>/.run.lease`); extract and harmonise keep its heartbeat fresh; publish takes the
-lock again, checks the lease is still this run's, publishes and ends it. `rtw run` and other DAG
+lock again, checks the lease is still this run's, publishes and ends it (or, when the publish fails,
+releases it: the home is free, and a retry of publish may take it back). `rtw run` and other DAG
 runs see the lease and wait or refuse (etl/runlock.py); `max_active_runs=1` keeps two DAG runs
 apart as well. A task's process is made owner-only (umask 077): the home holds identifiers.
 
@@ -214,7 +215,11 @@ def nightly_import() -> None:
         judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
         # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
         with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
-            summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow", sources_dir=_sources_dir())
+            try:
+                summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow", sources_dir=_sources_dir())
+            except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
+                runlock.release_lease(home, run_plan.run_id)
+                raise
             runlock.end_lease(home, run_plan.run_id)
         sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
         return {**summary.model_dump(mode="json"), "sources": sources,

@@ -14,7 +14,9 @@ plan) treats a lease with a fresh heartbeat as the home being held. A lease whos
 older than its time-to-live (a worker killed mid-run) is dead: the next run removes it, and the
 DAG run that lost it refuses to publish rather than overwrite newer data with older outcomes.
 A DAG plan always replaces an airflow lease: `max_active_runs=1` means the DAG run that wrote it
-has ended.
+has ended. A publish that fails releases the lease: the home is free at once (it was held for the
+lease's time-to-live, `rtw run` refused, naming a run that had ended), yet a retry of that publish
+(the task cleared) may still take it back while no other run has.
 
 Why not a lease for `rtw run` too: the flock needs no heartbeat and cannot outlive its process.
 """
@@ -42,12 +44,23 @@ _POLL_SECONDS = 0.2
 
 
 class RunBusy(RuntimeError):
-    """Another run holds the home; the message names it."""
+    """Another run holds the home; the message names it (and, for a DAG run's lease, its DAG run, when
+    it was last renewed and when it lapses)."""
 
     def __init__(self, holder: dict[str, Any]) -> None:
         self.holder = holder
-        super().__init__(f"another run ({holder.get('run_id', 'unknown')}, pid {holder.get('pid', '?')}, "
-                         f"since {holder.get('since', '?')}) holds this home")
+        said = (f"another run ({holder.get('run_id', 'unknown')}, pid {holder.get('pid', '?')}, "
+                f"since {holder.get('since', '?')}) holds this home")
+        if holder.get("lease") and "heartbeat" in holder:
+            renewed = float(holder["heartbeat"])
+            dag_run = f"Airflow DAG run {holder['dag_run_id']}" if holder.get("dag_run_id") else "an Airflow DAG run"
+            said += (f": {dag_run}, by its lease ({LEASE_NAME}), renewed {_utc(renewed)}; if that DAG run is no "
+                     f"longer running, the lease lapses at {_utc(renewed + LEASE_TTL_SECONDS)} (RTW_LEASE_TTL)")
+        super().__init__(said)
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _holder(run_id: str, kind: str) -> dict[str, Any]:
@@ -73,7 +86,7 @@ def read_lease(home: Home) -> dict[str, Any] | None:
 
 
 def _is_live(lease: dict[str, Any]) -> bool:
-    return time.time() - float(lease.get("heartbeat", 0)) < LEASE_TTL_SECONDS
+    return not lease.get("released") and time.time() - float(lease.get("heartbeat", 0)) < LEASE_TTL_SECONDS
 
 
 @contextmanager
@@ -81,7 +94,7 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli",
              lease: str = "respect") -> Iterator[dict[str, Any]]:
     """Hold the home for `run_id`, waiting up to `wait` seconds for another run; raise RunBusy after.
 
-    lease: "respect" (a live lease of another run holds the home; a dead one is removed),
+    lease: "respect" (a live lease of another run holds the home; a dead or released one is removed),
     "replace" (a DAG plan: the previous DAG run has ended), or a run id (a DAG publish: that run's
     lease is this run's own, any other means the lease was lost).
     """
@@ -121,12 +134,15 @@ def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
         if current is None:
             return None
         if not _is_live(current):
-            (home.root / LEASE_NAME).unlink(missing_ok=True)  # its DAG run died: it will not publish
+            (home.root / LEASE_NAME).unlink(missing_ok=True)  # its DAG run died or failed: it will not publish
             return None
     elif current is not None and current.get("run_id") == lease:
         return None
     fcntl.flock(fd, fcntl.LOCK_UN)
-    return current or {"run_id": f"unknown (the lease of run {lease} expired)"}
+    if current is None:
+        return {"run_id": f"unknown (the lease of run {lease} is gone: it lapsed, or another run took the home "
+                          "and has ended)"}
+    return {**current, "lease": True}
 
 
 def take_lease(home: Home, run_id: str) -> None:
@@ -146,6 +162,14 @@ def end_lease(home: Home, run_id: str) -> None:
     lease = read_lease(home)
     if lease and lease.get("run_id") == run_id:
         (home.root / LEASE_NAME).unlink(missing_ok=True)
+
+
+def release_lease(home: Home, run_id: str) -> None:
+    """After a failed publish (under run_lock): the home is free for any run, which removes the lease; until
+    one does, a retry of that publish may take it back (its outcomes are still the newest)."""
+    lease = read_lease(home)
+    if lease and lease.get("run_id") == run_id:
+        fsio.write_text(home.root / LEASE_NAME, json.dumps({**lease, "released": True}))
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from dag_runs import DagRuns, Notified, notifications, run_into, synthetic_home
+from dag_runs import DagRuns, Notified, airflow_db, notifications, run_into, synthetic_home
 
 from etl import runlock
 from etl.airflow_local import DAG_ID, airflow_env
@@ -84,3 +84,14 @@ def test_the_drop_zone_sensor_reads_the_pull_ledger_of_the_home_the_variable_nam
     assert (operated.home.landing / "registry_it" / "TREP_export_20261101.csv").is_file()  # pulled, then loaded
     assert "registry_it: nothing new in " in second
     assert "registry_it: new in " not in second
+
+
+@pytest.mark.airflow
+def test_a_failed_publish_leaves_the_home_free_for_rtw_run(operated):
+    # Its lease was kept for RTW_LEASE_TTL (2 h): `rtw run`, report, export, forget were refused, naming a run
+    # that had ended, "try again when it has finished".
+    assert not operated.runs[1].succeeded
+    states = airflow_db(operated.home, "SELECT t.state FROM task_instance t JOIN dag_run d ON d.run_id = t.run_id "
+                                       "WHERE t.task_id = 'publish' ORDER BY d.id")
+    assert states[:2] == [("success",), ("failed",)]
+    assert operated.home_after_failed_publish == "free"

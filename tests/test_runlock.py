@@ -100,6 +100,25 @@ def test_a_dead_lease_is_removed_and_its_dag_run_cannot_publish(tmp_path, monkey
         pass  # a lease that is no longer there is lost: publishing now could overwrite newer data
 
 
+def test_a_dag_run_whose_publish_failed_leaves_the_home_free_and_its_publish_may_be_retried(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1")
+    with pytest.raises(runlock.RunBusy) as held, runlock.run_lock(home, "cli"):
+        pass  # while the DAG run works, a live lease holds the home, and the message says whose it is
+    assert BUSY.search(str(held.value)) and "by its lease (.run.lease), renewed " in str(held.value)
+    assert "the lease lapses at " in str(held.value)
+    with runlock.run_lock(home, "dag-1", lease="dag-1"):  # its publish fails
+        runlock.release_lease(home, "dag-1")
+    with runlock.run_lock(home, "dag-1", lease="dag-1"):  # a retry of that publish (the task cleared)
+        pass
+    with runlock.run_lock(home, "cli"):  # `rtw run` is not held off for the lease's time-to-live
+        assert runlock.read_lease(home) is None
+    with pytest.raises(runlock.RunBusy, match="the lease of run dag-1 is gone"), \
+            runlock.run_lock(home, "dag-1", lease="dag-1"):
+        pass  # once another run has had the home, the failed run's outcomes may be older than what is live
+
+
 @pytest.mark.integration
 def test_two_runs_started_at_once_one_completes_the_other_exits_cleanly(tmp_path):
     generate(tmp_path, patients=30, seed=5)
