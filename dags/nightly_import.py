@@ -27,11 +27,13 @@ counts, never data).
 
 One run at a time per home: a DAG run spans several processes, so no task can hold the home's
 file lock for all of it. plan_run takes the lock, repairs what a killed run left, and writes a
-lease (`<home>/.run.lease`); extract and harmonise keep its heartbeat fresh; publish takes the
-lock again, checks the lease is still this run's, publishes and ends it (or, when the publish fails,
-releases it: the home is free, and a retry of publish may take it back). `rtw run` and other DAG
-runs see the lease and wait or refuse (etl/runlock.py); `max_active_runs=1` keeps two DAG runs
-apart as well. A task's process is made owner-only (umask 077): the home holds identifiers.
+lease (`<home>/.run.lease`, naming its DAG run); extract and harmonise keep its heartbeat fresh;
+publish takes the lock again, checks the lease is still this run's, publishes and ends it (or, when
+the publish fails, releases it: the home is free, and a retry of publish may take it back). `rtw
+run` sees the lease and waits or refuses (etl/runlock.py); so does another DAG run's plan while the
+DAG run the lease names is still running: `max_active_runs=1` keeps the scheduled and manual runs
+apart, but not a backfill's. A task's process is made owner-only (umask 077): the home holds
+identifiers.
 
 Retries are for reading exports (pull, extract), not for publish or for steps a retry cannot
 mend. Every task has an execution timeout and the run a `dagrun_timeout`. The param `force`
@@ -160,14 +162,16 @@ def nightly_import() -> None:
     def plan_run() -> dict[str, Any]:
         from etl import pipeline, repair, runlock
 
-        force = bool(get_current_context()["params"].get("force", False))
+        context = get_current_context()
+        force = bool(context["params"].get("force", False))
         # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
         key = Variable.get("rtw_pseudonym_key", default=None)
         home, run_id = _home(), pipeline.new_run_id()
-        with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace"):
+        with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
+                              running=lambda lease: _still_running(lease, context)):
             repair.repair(home)
             planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
-            runlock.take_lease(home, run_id)  # holds the home until publish, across tasks
+            runlock.take_lease(home, run_id, dag_run_id=context["run_id"])  # holds the home until publish
         return planned.model_dump(mode="json")
 
     @task(execution_timeout=timedelta(minutes=5))
@@ -259,6 +263,20 @@ def nightly_import() -> None:
     published = publish(planned, source.expand(changed=changed), sources)
     verdict.partial(published=published).expand(source_id=sources)
     announce_change(published)
+
+
+def _still_running(lease: dict[str, Any], context: Any) -> bool:
+    """Whether the DAG run a live lease names is another one, still queued or running (a backfill's runs
+    are not kept apart by max_active_runs): its plan holds the home until its publish ends the lease."""
+    dag_run_id = lease.get("dag_run_id")
+    if not dag_run_id or dag_run_id == context["run_id"]:
+        return False
+    ti = context["ti"]
+    try:
+        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=dag_run_id)
+    except Exception:  # no such DAG run (deleted, or of another Airflow): nothing will end the lease
+        return False
+    return str(getattr(state, "value", state)) in ("queued", "running")
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:

@@ -13,10 +13,13 @@ the lease is still its own, publishes and removes it. Anyone taking the flock (`
 plan) treats a lease with a fresh heartbeat as the home being held. A lease whose heartbeat is
 older than its time-to-live (a worker killed mid-run) is dead: the next run removes it, and the
 DAG run that lost it refuses to publish rather than overwrite newer data with older outcomes.
-A DAG plan always replaces an airflow lease: `max_active_runs=1` means the DAG run that wrote it
-has ended. A publish that fails releases the lease: the home is free at once (it was held for the
-lease's time-to-live, `rtw run` refused, naming a run that had ended), yet a retry of that publish
-(the task cleared) may still take it back while no other run has.
+A DAG plan replaces an airflow lease unless the DAG run that wrote it (the lease names it) is still
+running: `max_active_runs=1` does not hold a backfill's runs apart from the others, nor from one
+another (a backfill has its own limit), and a plan that took over a running DAG run's lease left
+that run to fail at publish, saying its lease had expired. A publish that fails releases the
+lease: the home is free at once (it was held for the lease's time-to-live, `rtw run` refused,
+naming a run that had ended), yet a retry of that publish (the task cleared) may still take it
+back while no other run has.
 
 Why not a lease for `rtw run` too: the flock needs no heartbeat and cannot outlive its process.
 """
@@ -29,7 +32,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -90,19 +93,20 @@ def _is_live(lease: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli",
-             lease: str = "respect") -> Iterator[dict[str, Any]]:
+def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", lease: str = "respect",
+             running: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[dict[str, Any]]:
     """Hold the home for `run_id`, waiting up to `wait` seconds for another run; raise RunBusy after.
 
     lease: "respect" (a live lease of another run holds the home; a dead or released one is removed),
-    "replace" (a DAG plan: the previous DAG run has ended), or a run id (a DAG publish: that run's
-    lease is this run's own, any other means the lease was lost).
+    "replace" (a DAG plan: the lease of a DAG run that has ended is replaced; `running(lease)` tells
+    whether the DAG run a live lease names is still running, and then it holds the home), or a run id
+    (a DAG publish: that run's lease is this run's own, any other means the lease was lost).
     """
     fd = fsio.open_private(home.root / LOCK_NAME)
     deadline = time.monotonic() + wait
     try:
         while True:
-            busy = _try_hold(home, fd, lease)
+            busy = _try_hold(home, fd, lease, running)
             if busy is None:
                 break
             if time.monotonic() >= deadline:
@@ -116,7 +120,8 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli",
         os.close(fd)  # releases the flock
 
 
-def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
+def _try_hold(home: Home, fd: int, lease: str,
+              running: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
     """Take the flock; None when the home is now ours, else who holds it (the flock released again)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -129,8 +134,9 @@ def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
         return {}
     current = read_lease(home)
     if lease == "replace":
-        return None
-    if lease == "respect":
+        if current is None or not _is_live(current) or running is None or not running(current):
+            return None
+    elif lease == "respect":
         if current is None:
             return None
         if not _is_live(current):
@@ -145,9 +151,10 @@ def _try_hold(home: Home, fd: int, lease: str) -> dict[str, Any] | None:
     return {**current, "lease": True}
 
 
-def take_lease(home: Home, run_id: str) -> None:
-    """Take the home for a DAG run across its tasks (call under run_lock with lease="replace")."""
-    fsio.write_text(home.root / LEASE_NAME, json.dumps(_holder(run_id, "airflow")))
+def take_lease(home: Home, run_id: str, *, dag_run_id: str | None = None) -> None:
+    """Take the home for a DAG run across its tasks (call under run_lock with lease="replace");
+    `dag_run_id`: Airflow's id of that DAG run, by which another DAG run's plan asks whether it still runs."""
+    fsio.write_text(home.root / LEASE_NAME, json.dumps({**_holder(run_id, "airflow"), "dag_run_id": dag_run_id}))
 
 
 def _renew(home: Home, run_id: str) -> None:

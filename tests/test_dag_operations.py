@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from dag_runs import DagRuns, Notified, airflow_db, notifications, run_into, synthetic_home
+from dag_runs import DagRuns, Notified, airflow_db, meta_runs, notifications, run_into, synthetic_home, task_states
 
 from etl import runlock
 from etl.airflow_local import DAG_ID, airflow_env
@@ -95,3 +95,14 @@ def test_a_failed_publish_leaves_the_home_free_for_rtw_run(operated):
                                        "WHERE t.task_id = 'publish' ORDER BY d.id")
     assert states[:2] == [("success",), ("failed",)]
     assert operated.home_after_failed_publish == "free"
+
+
+@pytest.mark.airflow
+def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(operated):
+    # A backfill's runs are not kept apart by max_active_runs: a plan took over the lease of a DAG run
+    # still running, which then failed at publish ("the lease ... expired").
+    assert not operated.runs[2].succeeded
+    assert task_states(operated.home)["plan_run"] == "failed"
+    assert operated.lease_after is not None and operated.lease_after["dag_run_id"] == operated.holding_dag_run
+    assert len(meta_runs(operated.home)) == 1  # the first night's: nothing else was published
+    assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[2].output

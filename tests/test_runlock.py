@@ -119,6 +119,18 @@ def test_a_dag_run_whose_publish_failed_leaves_the_home_free_and_its_publish_may
         pass  # once another run has had the home, the failed run's outcomes may be older than what is live
 
 
+def test_a_dag_plan_replaces_the_lease_of_a_dag_run_that_has_ended_not_of_one_still_running(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1", dag_run_id="backfill__2026-12-01T02:00:00+00:00")
+    with pytest.raises(runlock.RunBusy, match=r"Airflow DAG run backfill__2026-12-01T02:00:00\+00:00, by its lease"), \
+            runlock.run_lock(home, "dag-2", lease="replace", running=lambda lease: True):
+        pass
+    with runlock.run_lock(home, "dag-2", lease="replace", running=lambda lease: False):
+        runlock.take_lease(home, "dag-2", dag_run_id="scheduled__2026-12-02T02:00:00+00:00")
+    assert runlock.read_lease(home)["run_id"] == "dag-2"
+
+
 @pytest.mark.integration
 def test_two_runs_started_at_once_one_completes_the_other_exits_cleanly(tmp_path):
     generate(tmp_path, patients=30, seed=5)
