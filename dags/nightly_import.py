@@ -15,8 +15,9 @@ one of each per changed source) -> publish -> verdict (mapped: one per source) a
   record (meta.run.sources_failed) with the reason its task left, and keeps its last good data.
 - verdict[<source>] fails when its source failed, was held or could not be pulled, with a message
   naming the source and the reason: the run's failures show on the source's own task, and the DAG
-  run is red. The first failed verdict sends one notification for all of them (etl/notify.py); the
-  DAG's on_failure_callback tells of a run that failed otherwise (plan or publish failed, timeout).
+  run is red. The first failed verdict sends one notification for all of them (etl/notify.py);
+  publish, as it fails, tells of a plan or publish that failed, with why; the DAG's
+  on_failure_callback tells of a run that failed otherwise (a task killed, a timeout).
 - announce_change emits the `rtw_warehouse` Asset event, with the run id, status, changed and
   failed sources as its extra, only when the warehouse changed; otherwise it is skipped.
 
@@ -105,9 +106,38 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
-        first_line = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
-        reason = first_line if isinstance(exc, StepFailed) else f"{step} crashed: {type(exc).__name__}: {first_line}"
+        reason = _first_line(exc) if isinstance(exc, StepFailed) else f"{step} crashed: {_said(exc)}"
         context["ti"].xcom_push(key=CRASH_KEY, value={"source_id": source_id, "reason": reason})
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+@contextmanager
+def _plan_step() -> Iterator[None]:
+    """plan_run: if it fails, leave why for the run's failure message, which publish sends."""
+    try:
+        yield
+    except BaseException as exc:
+        get_current_context()["ti"].xcom_push(key=notify.FAILURE_KEY, value=_said(exc))
+        raise
+
+
+@contextmanager
+def _telling(*, plan_failed: bool) -> Iterator[None]:
+    """publish: if the run fails here (or failed in plan_run), send its one message, with why. The DAG's
+    callback, which Airflow hands the last task to fail, named publish after a plan that failed, and
+    never the reason (a key other than the warehouse's, another run holding the home, a disk full)."""
+    try:
+        yield
+    except BaseException as exc:
+        notify.on_run_step_failure(get_current_context(), None if plan_failed else _said(exc))
         raise
 
 
@@ -162,17 +192,18 @@ def nightly_import() -> None:
     def plan_run() -> dict[str, Any]:
         from etl import pipeline, repair, runlock
 
-        context = get_current_context()
-        force = bool(context["params"].get("force", False))
-        # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
-        key = Variable.get("rtw_pseudonym_key", default=None)
-        home, run_id = _home(), pipeline.new_run_id()
-        with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
-                              running=lambda lease: _still_running(lease, context)):
-            repair.repair(home)
-            planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
-            runlock.take_lease(home, run_id, dag_run_id=context["run_id"])  # holds the home until publish
-        return planned.model_dump(mode="json")
+        with _plan_step():  # why it fails is said in the run's failure message
+            context = get_current_context()
+            force = bool(context["params"].get("force", False))
+            # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
+            key = Variable.get("rtw_pseudonym_key", default=None)
+            home, run_id = _home(), pipeline.new_run_id()
+            with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
+                                  running=lambda lease: _still_running(lease, context)):
+                repair.repair(home)
+                planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
+                runlock.take_lease(home, run_id, dag_run_id=context["run_id"])  # holds the home until publish
+            return planned.model_dump(mode="json")
 
     @task(execution_timeout=timedelta(minutes=5))
     def changed_sources(planned: dict[str, Any]) -> list[dict[str, str]]:
@@ -212,19 +243,22 @@ def nightly_import() -> None:
         from etl import pipeline, runlock
         from etl.steps import RunPlan, SourceOutcome
 
-        if planned is None:  # all_done: it runs after a failed plan too, which has said why
-            raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
-        home, run_plan = _home(), RunPlan.model_validate(planned)
-        handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
-        judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
-        # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
-        with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
-            try:
-                summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow", sources_dir=_sources_dir())
-            except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
-                runlock.release_lease(home, run_plan.run_id)
-                raise
-            runlock.end_lease(home, run_plan.run_id)
+        if planned is None:  # all_done: it runs after a failed plan too; the run's message says why plan failed
+            with _telling(plan_failed=True):
+                raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
+        with _telling(plan_failed=False):
+            home, run_plan = _home(), RunPlan.model_validate(planned)
+            handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
+            judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
+            # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
+            with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
+                try:
+                    summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
+                                                   sources_dir=_sources_dir())
+                except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
+                    runlock.release_lease(home, run_plan.run_id)
+                    raise
+                runlock.end_lease(home, run_plan.run_id)
         sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
         return {**summary.model_dump(mode="json"), "sources": sources,
                 "verdicts": _verdicts(sources, judged, _pull_failures(sources))}

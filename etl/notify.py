@@ -11,11 +11,12 @@ Who is told is read when a run fails, from Airflow Variables (so any secrets bac
 Nothing configured: nothing is sent and nothing fails. A notification that cannot be sent is
 logged (never with the Connection's URL or password) and never fails the run a second time.
 
-Two callbacks send it, so that a run sends one message: `on_source_failure`, the `verdict`
-task's, when sources failed, were held or could not be pulled (the first failed source's verdict
-tells of them all),
-and `on_run_failure`, the DAG's, when the run failed otherwise (plan or publish failed, the run
-timed out). The message is built from plain values (`RunFailure`), without Airflow.
+Three places send it, so that a run sends one message: `on_source_failure`, the `verdict`
+task's callback, when sources failed, were held or could not be pulled (the first failed source's
+verdict tells of them all); `on_run_step_failure`, from the publish task as it fails, when plan_run
+or publish failed, naming the task and the reason; and `on_run_failure`, the DAG's, when the run
+failed otherwise (a task killed, the run timed out). The message is built from plain values
+(`RunFailure`), without Airflow.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from urllib.parse import urlsplit
 log = logging.getLogger("rtw.notify")
 
 PUBLISH_TASK = "publish"
+PLAN_TASK = "plan_run"
 VERDICT_TASK = "verdict"
+FAILURE_KEY = "failure"  # the XCom plan_run leaves when it fails: the exception, on one line
+TOLD_KEY = "told"  # the XCom publish leaves once it has sent the run's failure message
 NOT_LOADED = ("failed", "held")  # SourceStatus values of a source that keeps its last good data
 _WEBHOOK_TIMEOUT_SECONDS = 15
 
@@ -152,18 +156,58 @@ def on_source_failure(context: Mapping[str, Any]) -> None:
         send(failure)
 
 
+def on_run_step_failure(context: Mapping[str, Any], publish_failed: str | None) -> None:
+    """From inside the publish task, as it fails: the run failed before any source could be judged.
+
+    `publish_failed`: why publish failed (the exception, on one line), or None when there was no plan to
+    publish: then the cause is the plan_run's, with the reason it left (FAILURE_KEY)."""
+    ti = context["ti"]
+    if publish_failed is not None:
+        cause = f"the task {PUBLISH_TASK} failed: {publish_failed}"
+    else:
+        try:
+            why = _pulled(ti, PLAN_TASK, FAILURE_KEY)
+        except Exception:  # the message goes out all the same
+            log.warning("the reason plan_run left could not be read", exc_info=True)
+            why = None
+        cause = f"the task {PLAN_TASK} failed: {why}" if why else f"the task {PLAN_TASK} failed; its log says why"
+    send(RunFailure(dag_run_id=str(context["run_id"]), run_id=None, cause=cause))
+    try:
+        ti.xcom_push(key=TOLD_KEY, value=True)
+    except Exception:  # the DAG's callback then tells of the run too: twice rather than never
+        log.warning("could not record that the run's failure was told", exc_info=True)
+
+
 def on_run_failure(context: Mapping[str, Any]) -> None:
-    """The DAG's on_failure_callback: a run that failed other than by its sources (they have told)."""
+    """The DAG's on_failure_callback: a run that failed other than by its sources (they have told), and
+    that publish has not told of (it was killed, or the run timed out)."""
     ti = context.get("ti")
     if ti is not None and ti.task_id == VERDICT_TASK:
         return  # the sources failed or were held: on_source_failure has sent the message
     reason = str(context.get("reason") or "failed")
+    if ti is not None and ti.task_id == PUBLISH_TASK and reason != "timed_out" and _publish_told(ti):
+        return
     if ti is None:
         cause = f"the DAG run ended: {reason}"
     else:
         index = f"[{ti.map_index}]" if getattr(ti, "map_index", -1) >= 0 else ""
         cause = f"the task {ti.task_id}{index} failed ({reason}); its log says why"
     send(RunFailure(dag_run_id=str(context.get("run_id")), run_id=None, cause=cause))
+
+
+def _publish_told(ti: Any) -> bool:
+    """Whether publish sent the run's message before it failed. When it cannot be asked (`airflow dags test`
+    runs the callback where no XCom can be read; there a task that dies ends the whole test), it did."""
+    try:
+        return bool(_pulled(ti, PUBLISH_TASK, TOLD_KEY))
+    except Exception:
+        return True
+
+
+def _pulled(ti: Any, task_id: str, key: str) -> Any:
+    """What an unmapped task of this run left under `key` (None: nothing), asked from any task instance."""
+    left = ti.xcom_pull(task_ids=[task_id], key=key)  # a list: whatever the asking task's map index
+    return left[0] if left else None
 
 
 def webhook_url(connection: Any) -> str:

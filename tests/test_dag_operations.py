@@ -98,6 +98,14 @@ def test_a_failed_publish_leaves_the_home_free_for_rtw_run(operated):
 
 
 @pytest.mark.airflow
+def test_a_failed_publish_is_told_once_with_its_reason(operated):
+    [mail] = operated.mails[1]
+    assert "The run failed: the task publish failed: OutOfMemoryException: Out of Memory Error" in mail
+    [post] = operated.posts[1]
+    assert post["cause"].startswith("the task publish failed: OutOfMemoryException")
+
+
+@pytest.mark.airflow
 def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(operated):
     # A backfill's runs are not kept apart by max_active_runs: a plan took over the lease of a DAG run
     # still running, which then failed at publish ("the lease ... expired").
@@ -106,3 +114,13 @@ def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(oper
     assert operated.lease_after is not None and operated.lease_after["dag_run_id"] == operated.holding_dag_run
     assert len(meta_runs(operated.home)) == 1  # the first night's: nothing else was published
     assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[2].output
+
+
+@pytest.mark.airflow
+def test_a_plan_that_failed_is_told_once_naming_plan_run_and_why(operated):
+    # Airflow hands the DAG's callback the last task to fail: publish, which runs after a failed plan (and
+    # fails for want of one). The message said "the task publish failed (task_failure); its log says why".
+    [mail] = operated.mails[2]
+    assert "The run failed: the task plan_run failed: RunBusy: another run (" in mail
+    assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in mail
+    assert "the task publish failed" not in mail

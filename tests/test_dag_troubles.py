@@ -154,7 +154,7 @@ def test_a_run_where_only_failing_sources_changed_records_them_and_announces_not
 
 
 @pytest.mark.airflow
-def test_a_run_that_fails_before_publishing_is_told_by_the_dags_callback(failed_run):
+def test_a_run_that_fails_before_publishing_is_told_naming_the_task_that_failed_and_why(failed_run):
     assert not failed_run.runs[2].succeeded
     assert "KeyMismatch: the pseudonymisation key differs from the one this warehouse was built with" \
         in failed_run.runs[2].output
@@ -164,10 +164,11 @@ def test_a_run_that_fails_before_publishing_is_told_by_the_dags_callback(failed_
     dag_run_id = airflow_db(failed_run.home, "SELECT run_id FROM dag_run ORDER BY id DESC")[0][0]
     [mail] = failed_run.mails[2]
     assert f"Run (none: it failed before publishing), Airflow DAG run {dag_run_id}." in mail
-    assert "The run failed: the task publish failed (task_failure)" in mail
+    assert "The run failed: the task plan_run failed: KeyMismatch: the pseudonymisation key differs from the one " \
+           "this warehouse was built with (fingerprint " in mail
     assert "the warehouse is unchanged" in mail
     [post] = failed_run.posts[2]
-    assert post["run_id"] is None and post["cause"].startswith("the task publish failed")
+    assert post["run_id"] is None and post["cause"].startswith("the task plan_run failed: KeyMismatch")
 
 
 @pytest.mark.airflow
