@@ -117,8 +117,8 @@ def test_a_record_set_nobody_maps_is_quarantined_not_lost():
 
 def test_a_missing_mapped_column_fails_the_source_with_the_file_and_column():
     frame = _frame([CLEAN]).drop(columns=["topo"])
-    with pytest.raises(HarmoniseError, match=r"reg.csv \(record set REG\) has no column topo"):
-        harmonise_source(MAPPING, {"REG": frame}, KEY, "run-1")
+    with pytest.raises(HarmoniseError, match=r"^reg.csv \(record set REG\) has no column topo"):
+        harmonise_source(MAPPING, {"REG": frame}, KEY, "run-1")  # the source's name is said once, before it
 
 
 def _with(**changes: object) -> SourceMapping:

@@ -278,7 +278,8 @@ class _Engine:
         missing = sorted(needed - set(frame.columns))
         if missing and not adapter_for(mapping.format).sparse_columns:
             files = ", ".join(sorted(set(frame["source_file"])))
-            raise HarmoniseError(f"{mapping.source_id}: {files} (record set {record_set}) has no column "
+            # No source id in front: the run's message, its verdict and rtw status put it there already.
+            raise HarmoniseError(f"{files} (record set {record_set}) has no column "
                                  f"{', '.join(missing)}, which sources/{mapping.source_id}.yaml maps")
         for column in missing:  # ODM: an item nobody filled in never shows up in the export
             frame = frame.assign(**{column: ""})
