@@ -34,7 +34,8 @@ STRICT_FAILED = 3  # rtw run --strict: published, but a source failed or was hel
 
 
 def _fail(message: str) -> None:
-    console.print(plain(f"rtw: {message}", "red"))  # messages quote exports: never markup
+    # Messages quote exports: never markup. One line whatever the width (cron and pipes have 80 columns).
+    console.print(plain(f"rtw: {message}", "red"), soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -73,14 +74,14 @@ def run(home: HomeOption = None,
         summary = pipeline.run(rtw_home, force=force, wait=wait,
                                progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     except RunBusy as exc:  # not a failure of this home: said on one line, whatever the width
-        console.print(f"[red]rtw: {exc}[/red]", soft_wrap=True)
+        console.print(plain(f"rtw: {exc}", "red"), soft_wrap=True)
         raise typer.Exit(code=1) from None
     except Exception as exc:  # a run that cannot complete: one line, non-zero exit
         _fail(f"the run could not complete: {exc}")
     _print_summary(summary, time.perf_counter() - started)
     # Published, but a derived output (marts, report) was not written: exit 0, said in red.
-    for note in summary.notes:
-        console.print(f"[red]{note}[/red]", soft_wrap=True)
+    for note in summary.notes:  # they may quote an exception's text
+        console.print(plain(note, "red"), soft_wrap=True)
     if strict and summary.sources_failed:
         raise typer.Exit(code=STRICT_FAILED)
 
