@@ -158,3 +158,34 @@ def test_a_pull_names_the_files_it_lands_without_the_numbers(per_patient, tmp_pa
     assert (home.landing / "registry_de" / "Fall_987654_Verlauf.csv").is_file()  # landed as delivered
     assert pulled.pulled == ["Fall_{patient}_Verlauf.csv"] and waiting.waiting == ["Fall_{patient}_Verlauf.csv"]
     assert not NUMBERS.search(pulled.model_dump_json() + waiting.model_dump_json())
+
+
+def test_a_name_recorded_in_clear_before_names_were_shown_is_renamed_in_the_history_too():
+    """A warehouse built before names were shown: the upgrade's run (which reloads every source) renames
+    the file in meta.source_file and in what earlier runs wrote of it."""
+    from datetime import date
+
+    from etl.load import warehouse
+    from etl.steps import ExportFile, SourceOutcome, SourceStatus
+
+    con = duckdb.connect()
+    warehouse._create_schema(con)
+    clear, shown, sha = "Fall_123456_Verlauf.csv", "Fall_{patient}_Verlauf.csv", "ab" * 32
+    con.execute("INSERT INTO meta.source_file (source_id, source_file_sha256, file_name, status, first_run_id) "
+                "VALUES ('reg', ?, ?, 'loaded', 'old')", [sha, clear])
+    con.execute("INSERT INTO meta.source_notice VALUES ('old', 'reg', ?), ('old', 'other', ?)",
+                [f"reg: {clear}: cp1252, ';'", f"other: {clear}"])
+    con.execute("INSERT INTO meta.record_removal (source_id, source_record_key, source_file, source_file_sha256) "
+                "VALUES ('reg', 'p|x', ?, ?)", [clear, sha])
+    con.execute("INSERT INTO meta.file_acceptance (source_id, source_file_sha256, file_name) VALUES ('reg', ?, ?)",
+                [sha, clear])
+    outcome = SourceOutcome(source_id="reg", run_id="new", status=SourceStatus.HARMONISED, files=[
+        ExportFile(name=shown, sha256=sha, size_bytes=1, series="Verlauf", exported_on=date(2026, 12, 1))])
+    warehouse._record_files(con, "new", outcome)
+    texts = [row[0] for table, column in (("source_file", "file_name"), ("source_notice", "notice"),
+                                          ("record_removal", "source_file"), ("file_acceptance", "file_name"))
+             for row in con.execute(f"SELECT {column} FROM meta.{table} WHERE source_id = 'reg'").fetchall()]
+    assert texts == [shown, f"reg: {shown}: cp1252, ';'", shown, shown]
+    # Another source's notice is that source's to rename.
+    assert con.execute("SELECT notice FROM meta.source_notice WHERE source_id = 'other'").fetchall() == [
+        (f"other: {clear}",)]

@@ -41,7 +41,7 @@ from etl.quality.sql_checks import rule_functions_sql
 from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.resources import code_digest, code_files
 from etl.schema import among, core_columns, drop_temp_tables, rows_digest
-from etl.steps import FileCounts, LoadedFile, SourceOutcome, SourceStatus
+from etl.steps import ExportFile, FileCounts, LoadedFile, SourceOutcome, SourceStatus
 from etl.transform.keyguard import record_fingerprint
 
 if TYPE_CHECKING:
@@ -398,6 +398,7 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
             "AND NOT list_contains(?, source_file_sha256)",
             [run_id, source_id, sorted(current)])
+    _rename_in_history(con, source_id, outcome.files + outcome.superseded)
     for f in outcome.files + outcome.superseded:
         is_current = f.sha256 in current
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
@@ -417,6 +418,24 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             existing[0] if existing else run_id, run_id, counts.rows_read, counts.rows_loaded,
             counts.rows_quarantined, counts.rows_superseded, f.message or (outcome.message if failed else None),
             f.exported_on])
+
+
+def _rename_in_history(con: duckdb.DuckDBPyConnection, source_id: str, files: Sequence[ExportFile]) -> None:
+    """A file recorded under another name than it is shown by now (before names were shown without
+    patient numbers, etl/extract/file_names.py) is renamed in what earlier runs wrote of it too: their
+    notices, removals and acceptances (meta.source_file's row takes the name where it is written)."""
+    recorded = dict(con.execute("SELECT source_file_sha256, file_name FROM meta.source_file WHERE source_id = ?",
+                                [source_id]).fetchall())
+    for f in files:
+        old = recorded.get(f.sha256)
+        if not old or old == f.name:
+            continue
+        con.execute("UPDATE meta.source_notice SET notice = replace(notice, ?, ?) WHERE source_id = ? "
+                    "AND contains(notice, ?)", [old, f.name, source_id, old])
+        con.execute("UPDATE meta.record_removal SET source_file = ? WHERE source_id = ? AND source_file_sha256 = ?",
+                    [f.name, source_id, f.sha256])
+        con.execute("UPDATE meta.file_acceptance SET file_name = ? WHERE source_id = ? AND source_file_sha256 = ?",
+                    [f.name, source_id, f.sha256])
 
 
 def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
