@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from etl import fsio
+from etl import crash, fsio
 from etl.load import next_copy
 from etl.load.warehouse import swap_in_next
 
@@ -67,3 +68,28 @@ def test_a_copy_no_publish_took_is_removed(tmp_path):
     with next_copy.copy_ahead(tmp_path / "none.duckdb", "run-3"):  # no warehouse yet: nothing to copy
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb", "warehouse.duckdb.lock"]
+
+
+def test_a_publish_that_fails_leaves_no_copy_wal_or_spill_behind(tmp_path, monkeypatch):
+    """A failed publish (here the last fsync before the swap, as on a full disk; or the change itself)
+    removes its next file and what DuckDB wrote beside it at once: on a full disk the space is wanted
+    now, not at the next run's repair. The live file is untouched."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    swap_in_next(warehouse, "run-1", _note("first"))
+
+    def disk_full(point: str) -> None:
+        if point == "before_swap":
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(crash, "crash_point", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        swap_in_next(warehouse, "run-2", _note("second"))
+    monkeypatch.undo()
+    assert _leftovers(warehouse) == []
+
+    def fails(con: duckdb.DuckDBPyConnection) -> None:
+        _note("third")(con)
+        raise RuntimeError("a change that fails")
+    with pytest.raises(RuntimeError):
+        swap_in_next(warehouse, "run-3", fails)
+    assert _leftovers(warehouse) == []
+    assert _notes(warehouse) == ["first"]

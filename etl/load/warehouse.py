@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -614,34 +615,45 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
             next_file.unlink(missing_ok=True)
         elif not next_copy.take(warehouse, next_file):  # none made ahead, or of another file: none there now
             fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
-        con = duckdb.connect(str(next_file))
-        con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
         try:
-            # Beyond it DuckDB spills to `<next file>.tmp`, which crash repair clears with the `.next` file.
-            con.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
-            if not existed:
-                _create_schema(con)
-            _ensure_stage(con)
-            con.execute("BEGIN TRANSACTION")
-            change(con)
-            with timing.step("write the warehouse"):
-                con.execute("COMMIT")
-                con.execute("CHECKPOINT")
-            if compact:
-                name = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-                con.execute(f"ATTACH {schema.sql_text(str(fresh))} AS fresh")
-                con.execute(f'COPY FROM DATABASE "{name}" TO fresh')
-                con.execute("DETACH fresh")
+            _change_and_swap(warehouse, next_file, fresh, change, existed=existed, compact=compact)
         except BaseException:
-            con.close()
-            next_file.unlink(missing_ok=True)
-            fresh.unlink(missing_ok=True)
+            # A failed publish leaves nothing of its own (a full-size copy, its WAL, DuckDB's spill): on a
+            # full disk the space is wanted now, not at the next run's repair.
+            for leftover in (next_file, fresh):
+                for path in (leftover, leftover.with_name(f"{leftover.name}.wal")):
+                    path.unlink(missing_ok=True)
+                shutil.rmtree(leftover.with_name(f"{leftover.name}.tmp"), ignore_errors=True)
             raise
-        con.close()
+
+
+def _change_and_swap(warehouse: Path, next_file: Path, fresh: Path,
+                     change: Callable[[duckdb.DuckDBPyConnection], None], *, existed: bool, compact: bool) -> None:
+    """swap_in_next's work on the next file, once it holds the live warehouse (nothing when not `existed`)."""
+    con = duckdb.connect(str(next_file))
+    con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
+    try:
+        # Beyond it DuckDB spills to `<next file>.tmp`, which crash repair clears with the `.next` file.
+        con.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
+        if not existed:
+            _create_schema(con)
+        _ensure_stage(con)
+        con.execute("BEGIN TRANSACTION")
+        change(con)
+        with timing.step("write the warehouse"):
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
         if compact:
-            os.replace(fresh, next_file)
-        os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
-        fsio.fsync(next_file)
-        crash.crash_point("before_swap")
-        os.replace(next_file, warehouse)
-        fsio.fsync(warehouse.parent)
+            name = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            con.execute(f"ATTACH {schema.sql_text(str(fresh))} AS fresh")
+            con.execute(f'COPY FROM DATABASE "{name}" TO fresh')
+            con.execute("DETACH fresh")
+    finally:
+        con.close()
+    if compact:
+        os.replace(fresh, next_file)
+    os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
+    fsio.fsync(next_file)
+    crash.crash_point("before_swap")
+    os.replace(next_file, warehouse)
+    fsio.fsync(warehouse.parent)
