@@ -209,6 +209,16 @@ class SourceAdapter(ABC):
         return {name: record_frame(table) for name, table in self.record_tables(staged, record_set).items()}
 
 
+class OneTableAdapter(SourceAdapter):
+    """A format whose file is one record set (named by the mapping), staged as one Parquet file: per-form
+    CSV, a SAS, SPSS or Stata dataset."""
+
+    one_record_set_per_file = True
+
+    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
+        return {record_set: pq.read_table(staged)}
+
+
 def parquet_whole(path: Path) -> bool:
     """Whether a Parquet file's footer reads (a file cut short has none)."""
     try:

@@ -38,10 +38,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, refuse_if_other_format, staging_writer
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, refuse_if_other_format, staging_writer
 from etl.extract.errors import ExtractError
 from etl.extract.one_line_csv import stage_one_line_records
 from etl.fsio import write_bytes, written_atomically
@@ -359,13 +358,12 @@ class CsvOptions(BaseModel):
     date_format: str | None = Field(None, description="the date layout, for notices only")
 
 
-class CsvAdapter(SourceAdapter):
+class CsvAdapter(OneTableAdapter):
     """Per-form CSV (Ennov) and national registry files: one record set per file, named by the mapping."""
 
     format = "csv"
     description = "delimited text: per-form CSV exports, national registry files"
     suffixes = (".csv", ".txt", ".tsv")
-    one_record_set_per_file = True
     Options = CsvOptions
 
     def read_options(self, mapping: SourceMapping) -> CsvOptions:
@@ -376,9 +374,6 @@ class CsvAdapter(SourceAdapter):
     def stage(self, path: Path, out: Path, options: CsvOptions, lineage: dict[str, str]) -> StageResult:
         refuse_if_other_format(path, "a delimited text (CSV) file")
         return stage_csv(path, out, sniff_dialect(path, **options.model_dump()), lineage=lineage)
-
-    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
-        return {record_set: pq.read_table(staged)}
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
         # Written back in the dialect it was read with (the mapping's options over what is detected).

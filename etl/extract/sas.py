@@ -55,11 +55,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -349,21 +347,17 @@ def staged_sas_metadata(staged: Path) -> SasMetadata | None:
     return readstat.staged_metadata(staged, SAS_METADATA_KEY, SasMetadata)
 
 
-class SasAdapter(SourceAdapter):
+class SasAdapter(OneTableAdapter):
     """SAS transport (.xpt) and sas7bdat files: one dataset, one record set per file, named by the mapping."""
 
     format = "sas"
     typed_numbers = True
     description = "SAS datasets: transport files (.xpt, XPORT v5/v8) and .sas7bdat (e.g. SDTM domains)"
     suffixes = (".xpt", ".sas7bdat")
-    one_record_set_per_file = True
     Options = SasOptions
 
     def stage(self, path: Path, out: Path, options: SasOptions, lineage: dict[str, str]) -> StageResult:
         return stage_sas(path, out, lineage=lineage, encoding=options.encoding)
-
-    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
-        return {record_set: pq.read_table(staged)}
 
     def describe(self, path: Path, options: SasOptions | None = None) -> FormatDetails:
         # Labels and formats come without the data (the staging notices name them too).

@@ -67,11 +67,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -238,21 +236,17 @@ def staged_spss_metadata(staged: Path) -> SpssMetadata | None:
     return readstat.staged_metadata(staged, SPSS_METADATA_KEY, SpssMetadata)
 
 
-class SpssAdapter(SourceAdapter):
+class SpssAdapter(OneTableAdapter):
     """SPSS .sav and .zsav files: one dataset, one record set per file, named by the mapping."""
 
     format = "spss"
     typed_numbers = True
     description = "SPSS data files (.sav, .zsav), e.g. a national registry's cases"
     suffixes = (".sav", ".zsav")
-    one_record_set_per_file = True
     Options = SpssOptions
 
     def stage(self, path: Path, out: Path, options: SpssOptions, lineage: dict[str, str]) -> StageResult:
         return stage_spss(path, out, lineage=lineage, encoding=options.encoding)
-
-    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
-        return {record_set: pq.read_table(staged)}
 
     def describe(self, path: Path, options: SpssOptions | None = None) -> FormatDetails:
         # Labels, formats and code lists come without the data (the staging notices name them too), their

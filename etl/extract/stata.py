@@ -59,11 +59,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, SourceAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import Dataset, EncodingOptions, Precision, Variable
 
@@ -337,21 +335,17 @@ def staged_stata_metadata(staged: Path) -> StataMetadata | None:
     return readstat.staged_metadata(staged, STATA_METADATA_KEY, StataMetadata)
 
 
-class StataAdapter(SourceAdapter):
+class StataAdapter(OneTableAdapter):
     """Stata .dta files: one dataset, one record set per file, named by the mapping."""
 
     format = "stata"
     typed_numbers = True
     description = "Stata datasets (.dta, releases 104-119)"
     suffixes = (".dta",)
-    one_record_set_per_file = True
     Options = StataOptions
 
     def stage(self, path: Path, out: Path, options: StataOptions, lineage: dict[str, str]) -> StageResult:
         return stage_stata(path, out, lineage=lineage, encoding=options.encoding)
-
-    def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
-        return {record_set: pq.read_table(staged)}
 
     def describe(self, path: Path, options: StataOptions | None = None) -> FormatDetails:
         # Labels, formats and code lists come without the data (the staging notices name them too), their
