@@ -678,13 +678,19 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
     con.execute(f"INSERT INTO core.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
+def _not_followed(con: duckdb.DuckDBPyConnection, patient_id: str, *, priority_rank: int = 1,
+                  recommendation_type: str = "trial", recommended_agents: str = "drug a") -> None:
+    """A patient submitted to the ILTB board on 2022-05-01, advised on 2022-05-10, the advice not followed."""
+    _insert(con, "patient", patient_id=patient_id, vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
+    _insert(con, "tumour_board_review", review_id=f"r-{patient_id}", patient_id=patient_id, board="ILTB",
+            submission_date="2022-05-01", recommendation_date="2022-05-10", priority_rank=priority_rank,
+            recommendation_type=recommendation_type, recommended_agents=recommended_agents, advice_followed=False)
+
+
 def test_a_submission_s_line_is_treated_whether_or_not_it_was_assessed():
     con = _tiny_warehouse()
     # P3: a control; the line after the recommendation has no assessment (yet).
-    _insert(con, "patient", patient_id="P3", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
-    _insert(con, "tumour_board_review", review_id="r3", patient_id="P3", board="ILTB", submission_date="2022-05-01",
-            recommendation_date="2022-05-10", priority_rank=1, recommendation_type="trial",
-            recommended_agents="drug a", advice_followed=False)
+    _not_followed(con, "P3")
     _insert(con, "treatment", treatment_id="t3", patient_id="P3", line_number=1, drug_name="drug d",
             start_date="2022-06-01")
     build_marts(con)
@@ -723,11 +729,7 @@ def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
     con = _tiny_warehouse()
     # P3 and P4, controls: the line after each recommendation names no drug (TRT-DRUG-PRESENT only warns).
     for patient_id in ("P3", "P4"):
-        _insert(con, "patient", patient_id=patient_id, vital_status="alive", last_contact_date="2023-01-01",
-                n_sources=1)
-        _insert(con, "tumour_board_review", review_id=f"r-{patient_id}", patient_id=patient_id, board="ILTB",
-                submission_date="2022-05-01", recommendation_date="2022-05-10", priority_rank=1,
-                recommendation_type="trial", recommended_agents="drug a", advice_followed=False)
+        _not_followed(con, patient_id)
         _insert(con, "treatment", treatment_id=f"t-{patient_id}", patient_id=patient_id, line_number=1,
                 drug_name=None, start_date="2022-06-01")
     _insert(con, "response_assessment", response_id="x3", patient_id="P3", treatment_id="t-P3", timepoint="cycle1",
@@ -750,10 +752,7 @@ def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
 def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():
     con = _tiny_warehouse()
     # P3's first-choice review was held back: only the second choice, standard treatment, reached core.
-    _insert(con, "patient", patient_id="P3", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
-    _insert(con, "tumour_board_review", review_id="r3", patient_id="P3", board="ILTB", submission_date="2022-05-01",
-            recommendation_date="2022-05-10", priority_rank=2, recommendation_type="standard",
-            recommended_agents="drug d", advice_followed=False)
+    _not_followed(con, "P3", priority_rank=2, recommendation_type="standard", recommended_agents="drug d")
     build_marts(con)
     assert con.execute("SELECT advice_group FROM marts.board_advice WHERE patient_id = 'P3'").fetchall() == [
         ("not_known",)]
