@@ -16,13 +16,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from own_key_home import home_with_own_key
 from typer.testing import CliRunner
 
 from etl import pipeline, runlock
 from etl.cli import app
-from etl.config import WAREHOUSE_SQL_DIR, Home, resolve_home
+from etl.config import WAREHOUSE_SQL_DIR, Home
 from etl.steps import RunSummary
-from etl.synth import generate
 from etl.transform.keyguard import (
     APPROVAL_FILE,
     KeyMismatch,
@@ -47,11 +47,7 @@ class KeyedHome:
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedHome]:
     """A fresh home whose first run created its key file (no key given, none in the environment)."""
-    home = resolve_home(tmp_path_factory.mktemp("keyguard") / "home")
-    generate(home.root, patients=40, seed=4)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(KEY_ENV, raising=False)
-        first = pipeline.run(home)
+    home, first = home_with_own_key(tmp_path_factory.mktemp("keyguard"), seed=4)
     yield KeyedHome(home, home.key_file.read_text().strip(), first)
 
 

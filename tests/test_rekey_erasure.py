@@ -11,15 +11,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from own_key_home import home_with_own_key
 from typer.testing import CliRunner
 from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import Home, resolve_home
+from etl.config import Home
 from etl.forget import forget
 from etl.link.decision import PatientRef, record_decision
-from etl.synth import generate
 from etl.transform.keyguard import rotate_key
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
 
@@ -29,11 +29,8 @@ NEW_KEY = "rekey-test-new-key-0123456789abcdef0123456789"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     """A small home whose first run created its key file."""
-    home = resolve_home(tmp_path_factory.mktemp("rekey_erasure") / "home")
-    generate(home.root, patients=40, seed=12)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(KEY_ENV, raising=False)
-        assert pipeline.run(home).status == "completed"
+    home, first = home_with_own_key(tmp_path_factory.mktemp("rekey_erasure"), seed=12)
+    assert first.status == "completed"
     yield home
 
 
