@@ -95,10 +95,22 @@ def shown_file_name(name: str, numbers: PatientNumbers) -> str:
     return numbers.pattern.sub(PATIENT, name)
 
 
+class QuotedNames:
+    """The file names a message may quote (a notice, a reader's error with the file's path): those that may
+    hold a number, longest first so no name is cut inside another. Made once for many messages: a folder
+    of a file per patient has thousands, and each of its messages is looked at."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._names = sorted({n for n in names if any(c.isdigit() for c in n)}, key=lambda n: (-len(n), n))
+
+    def shown(self, text: str, numbers: PatientNumbers) -> str:
+        """`text` with each of the names in it as shown."""
+        for name in self._names:
+            if name in text and (shown := shown_file_name(name, numbers)) != name:
+                text = text.replace(name, shown)
+        return text
+
+
 def names_shown(text: str, names: Iterable[str], numbers: PatientNumbers) -> str:
-    """A message that may quote landing files (a notice, a reader's error with the file's path), with
-    each of `names` in it as shown."""
-    for name in sorted(dict.fromkeys(names), key=len, reverse=True):  # longest first: no name cut inside another
-        if name in text and (shown := shown_file_name(name, numbers)) != name:
-            text = text.replace(name, shown)
-    return text
+    """One message with each of `names` in it as shown (`QuotedNames` serves many)."""
+    return QuotedNames(names).shown(text, numbers)

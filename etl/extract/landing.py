@@ -27,7 +27,7 @@ from pathlib import Path
 from etl import fsio
 from etl.extract.adapter import FileHeader, adapter_for
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, names_shown
+from etl.extract.file_names import PatientNumbers, QuotedNames
 from etl.transform.mapping import SourceMapping
 
 _CHUNK = 1 << 20
@@ -72,13 +72,11 @@ class SourceFiles:
 
     def shown(self, text: str, numbers: PatientNumbers) -> str:
         """A notice or a message about these files with every name in it as shown (etl/extract/file_names.py)."""
-        return names_shown(text, self._with_digits, numbers)
+        return self._quoted.shown(text, numbers)
 
     @functools.cached_property
-    def _with_digits(self) -> tuple[str, ...]:
-        """The names that may hold a number, longest first: a folder of a file per patient has thousands,
-        and each of its notices is looked at."""
-        return tuple(sorted((n for n in self.names if any(c.isdigit() for c in n)), key=len, reverse=True))
+    def _quoted(self) -> QuotedNames:
+        return QuotedNames(self.names)
 
     @property
     def series_only_waiting(self) -> list[str]:

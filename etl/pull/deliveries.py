@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from etl import fsio
 from etl.config import SOURCES_DIR, Home
-from etl.extract.file_names import PatientNumbers, names_shown, shown_file_name
+from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, shown_file_name
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
@@ -371,8 +371,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
 
 def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers) -> PullOutcome:
     """The outcome with every file name in it as shown: a name may hold a patient number."""
+    quoted = QuotedNames(names)
+
     def said(text: str) -> str:
-        return names_shown(text, names, numbers)
+        return quoted.shown(text, numbers)
 
     return outcome.model_copy(update={
         "pulled": [said(n) for n in outcome.pulled], "failures": [said(f) for f in outcome.failures],
