@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,3 +34,21 @@ def screenshot(page: Path, work: Path, shot: Path, size: str = "1280,2000") -> P
     subprocess.run([*_chromium(), f"--user-data-dir={work / 'chromium'}", f"--screenshot={shot}",
                     f"--window-size={size}", page.as_uri()], capture_output=True, timeout=120, check=True)
     return shot
+
+
+_WIDTH_PROBE = """<script>window.addEventListener("load", () => {
+  const probe = document.createElement("output"); probe.id = "width-probe";
+  probe.textContent = document.documentElement.scrollWidth + " " + document.documentElement.clientWidth;
+  document.body.appendChild(probe); });</script>"""
+
+
+def document_width(page: Path, work: Path, window_width: int) -> tuple[int, int]:
+    """(the page's width, the window's) as Chromium lays the page out in a window that wide: a page
+    wider than its window scrolls sideways. A copy of the page is measured, with a script added."""
+    probe = work / f"width-{window_width}-{page.name}"
+    probe.write_text(page.read_text(encoding="utf-8") + _WIDTH_PROBE, encoding="utf-8")
+    dom = subprocess.run([*_chromium(), f"--user-data-dir={work / 'chromium'}", f"--window-size={window_width},2000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    found = lxml.html.fromstring(dom.stdout).get_element_by_id("width-probe").text
+    scroll, client = map(int, found.split())
+    return scroll, client

@@ -269,3 +269,14 @@ def test_an_older_run_s_page_does_not_list_today_s_held_back_endpoints(rendered)
     assert older.get_element_by_id("held-back-endpoints-unavailable") is not None
     assert not older.xpath('//table[@id="held-back-endpoint-table"]')
     assert not older.xpath('//*[@id="held-back-endpoints-total"]')
+
+
+@pytest.mark.parametrize("window_width", [1024, 1400])
+def test_the_report_of_a_real_run_is_no_wider_than_the_window(synthetic_run, tmp_path, window_width):
+    """A quality officer reads the page without scrolling sideways: long ODM record keys
+    (`<pseudonym>|SE.FOLLOWUP[5]/F.FU[1]/IG.FU[1]`) and rule ids once pushed it wider than 1,400 pixels."""
+    from headless_chromium import document_width
+
+    home, _, _ = synthetic_run
+    page_width, window = document_width((home.reports / "latest" / "index.html").resolve(), tmp_path, window_width)
+    assert page_width <= window
