@@ -295,3 +295,60 @@ def test_a_point_reads_as_the_number_a_reader_typed_and_a_thousands_group_in_tex
     workbook = harmonise_source(_with(format="excel", files="*.xlsx", options={}), {"REG": _frame(rows)}, KEY,
                                 "run-1")
     assert workbook.rejections.empty and workbook.tables["diagnosis"].tumour_size_mm.tolist() == [675.0, 12.34]
+
+
+WIDE = _with(tables={
+    "treatment": {"from": "REG", "repeat": [1, 2, 3], "fields": {
+        "drug_name": {"column": "chemo{repeat}_drug", "case": "lower"},
+        "start_date": {"column": "chemo{repeat}_start", "type": "date"},
+        "access_route": {"const": "standard"}}},
+    "response_assessment": {"from": "REG", "repeat": [1, 2, 3], "fields": {
+        "response": {"column": "chemo{repeat}_resp"},
+        "treatment_id": {"ref": "treatment", "key": "REG[{rid}]/{repeat}"}}},
+})
+
+
+def _chemo(rid: str, pid: str, *groups: tuple[str, str, str]) -> dict[str, str]:
+    """A wide case row: three chemotherapy column groups (drug, start, response), empty when not given."""
+    row = {**CLEAN, "rid": rid, "pid": pid}
+    for n, (drug, start, response) in enumerate([*groups, *[("", "", "")] * (3 - len(groups))], start=1):
+        row.update({f"chemo{n}_drug": drug, f"chemo{n}_start": start, f"chemo{n}_resp": response})
+    return row
+
+
+def test_a_wide_record_gives_a_row_per_column_group_that_is_not_empty():
+    rows = [_chemo("1", "P1", ("Vincristine", "01/04/2015", "PR"), ("IRINOTECAN", "00/09/2015", "")),
+            _chemo("2", "P2")]
+    result = harmonise_source(WIDE, {"REG": _frame(rows)}, KEY, "run-1")
+    assert result.rejections.empty
+    treatment = result.tables["treatment"]
+    assert treatment[["drug_name", "start_date", "start_date_precision", "access_route"]].values.tolist() == [
+        ["vincristine", date(2015, 4, 1), "day", "standard"], ["irinotecan", date(2015, 9, 1), "month", "standard"]]
+    # One record: both rows carry its key; each row has an id of its own, which a ref of its group finds.
+    assert set(treatment.source_record_key) == {publish_record_key(KEY, "reg_test", "P1|REG[1]")}
+    assert treatment.treatment_id.nunique() == 2
+    response = result.tables["response_assessment"]
+    assert response[["response", "treatment_id"]].values.tolist() == [["PR", treatment.treatment_id[0]]]
+    assert result.records.target_tables.map(list).tolist() == [
+        ["patient_source", "response_assessment", "treatment"], ["patient_source"]]
+    assert result.file_counts["f" * 64] == {"rows_read": 2, "rows_loaded": 2, "rows_quarantined": 0}
+
+
+def test_a_value_no_group_can_read_quarantines_the_whole_record_naming_the_group_s_column():
+    rows = [_chemo("1", "P1", ("vincristine", "01/04/2015", "PR"), ("irinotecan", "31/02/2015", "SD"))]
+    result = harmonise_source(WIDE, {"REG": _frame(rows)}, KEY, "run-1")
+    assert all(result.tables[t].empty for t in ("treatment", "response_assessment", "patient_source"))
+    (reason,) = result.rejections.message
+    assert reason.startswith("start_date (chemo2_start): ")
+    assert result.file_counts["f" * 64]["rows_quarantined"] == 1
+
+
+@pytest.mark.parametrize(("repeat", "fields", "message"), [
+    ([], {"drug_name": {"column": "chemo{repeat}_drug"}}, "give at least one column group"),
+    ([1, 1], {"drug_name": {"column": "chemo{repeat}_drug"}}, "a group is listed twice"),
+    (["a/b"], {"drug_name": {"column": "chemo{repeat}_drug"}}, "'a/b' is not a group name"),
+    ([1, 2], {"drug_name": {"column": "chemo_drug"}}, "no field reads a column of the group"),
+])
+def test_a_repeat_that_cannot_work_is_refused(repeat, fields, message):
+    with pytest.raises(ValueError, match=message):
+        _with(tables={"treatment": {"from": "REG", "repeat": repeat, "fields": fields}})

@@ -239,7 +239,7 @@ class _Target:
 
 def _targets(mapping: SourceMapping) -> list[_Target]:
     found = [_Target("patient", "patient", _group(mapping.patient), mapping.patient.fields, None)]
-    found += [_Target(name, f"tables.{name}", _group(spec), spec.fields, spec.where)
+    found += [_Target(name, f"tables.{name}", _group(spec), spec.every_field(), spec.where)
               for name, spec in mapping.tables.items()]
     return found
 

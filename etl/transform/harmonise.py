@@ -301,7 +301,7 @@ class _Engine:
         return result
 
     def _specs_for(self, record_set: str) -> list[FieldSpec]:
-        specs = [s for t in self.mapping.tables.values() if t.head == record_set for s in t.fields.values()]
+        specs = [s for t in self.mapping.tables.values() if t.head == record_set for s in t.every_field().values()]
         if self.mapping.patient.head == record_set:
             specs += list(self.mapping.patient.fields.values())
         return specs
@@ -338,18 +338,24 @@ class _Engine:
         return rows
 
     def table_rows(self, table: str, spec: TableSpec, records: list[_Record]) -> list[dict[str, Any]]:
+        """A row of the table per record, or with `repeat:` per column group that is not all empty."""
         rows = []
+        groups, repeated = spec.groups(), spec.repeated_fields()
         for record in records:
             if spec.where and any(record.row.get(c, "").strip() not in allowed for c, allowed in spec.where.items()):
                 continue
-            record.tables.append(table)
-            values = self.values(spec.fields, record)
-            for name, fspec in spec.fields.items():
-                if fspec.age_at is not None:
-                    values[name] = self._age_days(record, values.get(fspec.age_at))
-                elif fspec.ref is not None:
-                    values[name] = self._reference(record, fspec)
-            rows.append({"_record": record, **values})
+            for group, fields in groups:
+                if group is not None and all(self._raw(fields[name], record.row) is None for name in repeated):
+                    continue
+                values = self.values(fields, record)
+                for name, fspec in fields.items():
+                    if fspec.age_at is not None:
+                        values[name] = self._age_days(record, values.get(fspec.age_at))
+                    elif fspec.ref is not None:
+                        values[name] = self._reference(record, fspec)
+                rows.append({"_record": record, "_group": group, **values})
+                if table not in record.tables:
+                    record.tables.append(table)
         return rows
 
     def _age_days(self, record: _Record, at: Any) -> int | None:
@@ -373,6 +379,7 @@ class _Engine:
         out = []
         for row in rows:
             record: _Record = row.pop("_record")
+            group = row.pop("_group", None)
             if record.rejected:
                 continue
             final: dict[str, Any] = {}
@@ -385,8 +392,9 @@ class _Engine:
                     final[name] = value
             final["patient_id"] = person_id(self.key, self.mapping.source_id, record.patient_key,
                                             self.eupid.get(record.norm))
-            if id_column:
-                final[id_column] = record_id(self.mapping.source_id, table, record.published_key)
+            if id_column:  # a column group's row: the record's key and the group (`repeat:`), as a ref's key gives it
+                row_key = record.published_key if group is None else f"{record.published_key}/{group}"
+                final[id_column] = record_id(self.mapping.source_id, table, row_key)
             final.update(source_id=self.mapping.source_id, source_file_sha256=record.row["source_file_sha256"],
                          source_record_key=record.published_key, run_id=self.run_id)
             out.append(final)

@@ -178,11 +178,67 @@ class _FromRecordSets(_Strict):
         return list(self.join_on) if self.join_on is not None else list(ODM_FORM_KEYS)
 
 
+REPEAT = "{repeat}"  # in a repeated table's column, template or key: the column group
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 class TableSpec(_FromRecordSets):
     """One core table fed from one record set (or several joined)."""
 
     fields: dict[str, FieldSpec] = Field(description="core column -> how it is filled")
     where: dict[str, list[str]] | None = Field(None, description="keep records whose column is in the list")
+    repeat: list[str] | None = Field(
+        None, description="the column groups of a wide record set, each a row of this table: {repeat} in a "
+                          "field's column, template or key is the group, e.g. chemo{repeat}_drug with "
+                          "repeat: [1, 2, 3]; a group whose columns are all empty makes no row")
+
+    @field_validator("repeat", mode="before")
+    @classmethod
+    def _groups_as_text(cls, groups: Any) -> Any:
+        # YAML reads `repeat: [1, 2, 3]` as integers; they stand for parts of column names.
+        return [str(g) for g in groups] if isinstance(groups, list) else groups
+
+    @model_validator(mode="after")
+    def _repeat(self) -> TableSpec:
+        if self.repeat is None:
+            return self
+        if not self.repeat:
+            raise ValueError("repeat: give at least one column group, e.g. [1, 2, 3]")
+        if bad := [g for g in self.repeat if not _GROUP_NAME.fullmatch(g)]:
+            raise ValueError(f"repeat: '{bad[0]}' is not a group name (letters, digits, _ and - only)")
+        if len(set(self.repeat)) != len(self.repeat):
+            raise ValueError(f"repeat: a group is listed twice ({', '.join(self.repeat)})")
+        if not self.repeated_fields():
+            raise ValueError("repeat: no field reads a column of the group: write {repeat} where the group's "
+                             "columns differ, e.g. column: chemo{repeat}_drug")
+        return self
+
+    def repeated_fields(self) -> list[str]:
+        """The fields that read a column of the group: a group where all are empty makes no row."""
+        return [name for name, spec in self.fields.items() if REPEAT in (spec.column or spec.template or "")]
+
+    def groups(self) -> list[tuple[str | None, dict[str, FieldSpec]]]:
+        """Each column group with its fields, `{repeat}` read as the group; one group None (the fields as
+        given) for a table without repeat."""
+        if self.repeat is None:
+            return [(None, self.fields)]
+        return [(group, {name: _in_group(spec, group) for name, spec in self.fields.items()})
+                for group in self.repeat]
+
+    def every_field(self) -> dict[str, FieldSpec]:
+        """Every field as harmonise reads it: a repeated field once per group, as `name[group]`."""
+        if self.repeat is None:
+            return dict(self.fields)
+        repeated = set(self.repeated_fields()) | {n for n, s in self.fields.items() if REPEAT in (s.key or "")}
+        found = {name: spec for name, spec in self.fields.items() if name not in repeated}
+        for group, fields in self.groups():
+            found.update({f"{name}[{group}]": fields[name] for name in repeated})
+        return found
+
+
+def _in_group(spec: FieldSpec, group: str) -> FieldSpec:
+    return spec.model_copy(update={name: value.replace(REPEAT, group) for name in ("column", "template", "key")
+                                   if (value := getattr(spec, name)) is not None})
 
 
 class PatientSpec(_FromRecordSets):
