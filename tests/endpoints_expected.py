@@ -102,6 +102,14 @@ def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     return lines
 
 
+RESPONSES_BEST_FIRST = ("CR", "CRi", "MLFS", "PR", "SD", "NR", "PD")
+
+
+def _best_first(response: object) -> int:
+    """A response's place in the best overall response order; NE and a missing one come last."""
+    return RESPONSES_BEST_FIRST.index(response) if response in RESPONSES_BEST_FIRST else len(RESPONSES_BEST_FIRST)
+
+
 def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     """marts.response_line: person, regimen, start_date, n_sources, advice_group, timepoint, assessment_date,
     response. assessments: treatment_key, timepoint, assessment_date, response, order (ties);
@@ -112,7 +120,10 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
     assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
                                & assessments.treatment_key.isin(key_line), columns].copy()
     assessed["line"] = assessed.treatment_key.map(key_line)
-    assessed = (assessed.sort_values(["assessment_date", "order"], na_position="last")
+    # The best overall response is the best one given (NE or missing last), the cycle-1 one the earliest.
+    assessed["rank"] = [_best_first(response) if timepoint == "best" else 0
+                        for timepoint, response in zip(assessed.timepoint, assessed.response)]
+    assessed = (assessed.sort_values(["rank", "assessment_date", "order"], na_position="last")
                 .drop_duplicates(["line", "timepoint"]))
     merged = assessed.merge(lines, on="line")
     merged["regimen"] = merged.drugs.map(regimen)

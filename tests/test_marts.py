@@ -725,6 +725,22 @@ def test_a_line_one_source_gives_without_its_drug_is_the_line_another_names_on_t
     assert assessed == [("crizotinib", "PR")]
 
 
+def test_a_line_s_best_overall_response_is_the_best_its_sources_give_and_after_cycle_1_the_earliest():
+    con = _tiny_warehouse()
+    # P2's line (t1 + t2): its board registry says best NE (May), another source best CR (June), a third PR.
+    for response_id, treatment_id, response, day in (("b1", "t1", "NE", "2022-05-01"), ("b2", "t2", "CR", "2022-06-01"),
+                                                     ("b3", "t2", "PR", "2022-04-15")):
+        _insert(con, "response_assessment", response_id=response_id, patient_id="P2", treatment_id=treatment_id,
+                timepoint="best", response=response, assessment_date=day, source_id=f"source-{response_id}")
+    build_marts(con)
+    assessed = con.execute("SELECT timepoint, response, assessment_date, is_objective_response "
+                           "FROM marts.response_line WHERE patient_id = 'P2' ORDER BY timepoint").fetchall()
+    # cycle1 stays the earliest of two assessments (MLFS in April, not PD in May)
+    assert assessed == [("best", "CR", date(2022, 6, 1), True), ("cycle1", "MLFS", date(2022, 4, 1), True)]
+    best = con.execute("SELECT n_assessed, n_complete, n_not_evaluable FROM marts.response WHERE timepoint = 'best'")
+    assert best.fetchall() == [(1, 1, 0)]
+
+
 def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
     con = _tiny_warehouse()
     # P3 and P4, controls: the line after each recommendation names no drug (TRT-DRUG-PRESENT only warns).

@@ -18,3 +18,10 @@ CREATE OR REPLACE TEMP MACRO wilson_upper(p, n) AS CASE
     (p + 1.959963984540054 * 1.959963984540054 / (2 * n)
        + 1.959963984540054 * sqrt(p * (1 - p) / n + 1.959963984540054 * 1.959963984540054 / (4 * n * n)))
     / (1 + 1.959963984540054 * 1.959963984540054 / n)) END;
+
+-- response_rank(response): the order of responses, best first, by which a line's best overall
+-- response is chosen when sources or treatments of the line give several: CR, CRi, MLFS, PR (the
+-- RECIST and leukaemia responses, complete before partial), SD, NR, PD, then NE and a missing response
+-- (not evaluable: chosen only when nothing else was assessed).
+CREATE OR REPLACE TEMP MACRO response_rank(response) AS
+    coalesce(list_position(['CR', 'CRi', 'MLFS', 'PR', 'SD', 'NR', 'PD'], response), 8);

@@ -5,8 +5,9 @@
 -- it (matched by patient, drugs and start date), with the board advice group it answers; its
 -- header gives the definitions of a line and of the advice groups.
 -- Definitions
---   response: the earliest assessment of any of the line's treatments, in any source, at the
---     timepoint (ties by response_id).
+--   response: at cycle1, the earliest assessment of any of the line's treatments, in any source;
+--     at best (the best overall response), the best of them by response_rank (CR, CRi, MLFS, PR, SD,
+--     NR, PD, then NE or missing), of equal ones the earliest; ties by response_id.
 
 CREATE OR REPLACE TABLE marts.response_line AS
 WITH line_treatment AS (
@@ -23,9 +24,12 @@ assessment AS (
     FROM line_treatment
     JOIN core.response_assessment AS response USING (treatment_id)
     WHERE response.timepoint IN ('cycle1', 'best')
+    -- Two sources or two drugs of a line may each give a best response: the line's is the best of them
+    -- (the earliest would let an NE of one source hide a CR another reports).
     QUALIFY row_number() OVER (
         PARTITION BY line_treatment.line_id, response.timepoint
-        ORDER BY response.assessment_date NULLS LAST, response.response_id) = 1
+        ORDER BY CASE WHEN response.timepoint = 'best' THEN response_rank(response.response) END,
+                 response.assessment_date NULLS LAST, response.response_id) = 1
 )
 
 SELECT
@@ -51,6 +55,6 @@ COMMENT ON COLUMN marts.response_line.start_date IS 'Start of the line: the earl
 COMMENT ON COLUMN marts.response_line.n_sources IS 'Sources that report this line (it is counted once). Unit: sources.';
 COMMENT ON COLUMN marts.response_line.advice_group IS 'The board comparison the line belongs to: the first line after a followed priority-1 targeted advice, the first line after a submission whose advice was not followed (control), or neither. Codes: followed / not_followed / not_compared.';
 COMMENT ON COLUMN marts.response_line.timepoint IS 'When the response was assessed. Codes: cycle1 (after the first cycle) / best (best overall response).';
-COMMENT ON COLUMN marts.response_line.assessment_date IS 'Date of the assessment counted (the earliest of the line at this timepoint).';
+COMMENT ON COLUMN marts.response_line.assessment_date IS 'Date of the assessment counted: at cycle1 the earliest of the line, at best that of the best response of the line (of equal ones the earliest).';
 COMMENT ON COLUMN marts.response_line.response IS 'The response. Codes: CR / PR / SD / PD / NE / CRi / MLFS / NR; NULL when missing.';
 COMMENT ON COLUMN marts.response_line.is_objective_response IS 'Complete or partial response: CR, CRi, PR or MLFS.';

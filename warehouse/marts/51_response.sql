@@ -1,7 +1,7 @@
 -- marts.response: one row per regimen x advice group x timepoint (cycle1, best).
 --
 -- Unit: an assessed treatment line of a person (marts.response_line): a line reported by several
--- sources counted once, with its earliest assessment at the timepoint.
+-- sources counted once, with its earliest assessment after cycle 1 and its best overall response.
 -- Definitions
 --   regimen: the drugs of the line, sorted and joined by ' + ' (unknown when no treatment of the
 --     line names its drug); sources record a line's response against its first drug, so a
