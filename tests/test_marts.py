@@ -26,6 +26,8 @@ from scipy.stats import binomtest
 
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.marts import build_marts, export_parquet
+from etl.load.populations import read_child_population, write_child_population
+from etl.quality.validate import write_source_params
 
 pytestmark = pytest.mark.integration
 
@@ -777,6 +779,30 @@ def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():
                           "FROM core.tumour_board_review").df()
     assert dict(zip(expected.submissions(reviews).person, expected.submissions(reviews).advice_group)) == {
         "P2": "followed", "P3": "not_known"}
+
+
+def test_a_country_with_cases_but_no_population_figures_has_its_cases_and_no_incidence(tmp_path):
+    con = _tiny_warehouse()
+    write_source_params(con, {"registry_it": {"population_based": True}, "registry_fr": {"population_based": True}})
+    table = tmp_path / "child_population.csv"  # Italy only
+    table.write_text("country,year,age_band,population,source\nIT,2020,0-17,1000000,x\nIT,2021,0-17,1000000,x\n")
+    write_child_population(con, read_child_population(table))
+    for source_id in ("registry_it", "registry_fr"):
+        con.execute("INSERT INTO meta.source_file (source_id, file_name, source_file_sha256, status, exported_on) "
+                    "VALUES (?, 'export.csv', ?, 'loaded', DATE '2022-06-01')", [source_id, source_id])
+    # One Italian case; French cases in 2020 (aged 8), 2021 (aged 18) and 2022 (after the period: not counted).
+    for patient_id, country, year, age_days in (("I1", "IT", 2020, 3000), ("F1", "FR", 2020, 3000),
+                                                ("F2", "FR", 2021, 6600), ("F3", "FR", 2022, 3000)):
+        _insert(con, "patient", patient_id=patient_id, country=country, n_sources=1)
+        _insert(con, "diagnosis", source_id=f"registry_{country.lower()}", diagnosis_id=f"d-{patient_id}",
+                patient_id=patient_id, event_type="initial", diagnosis_date=f"{year}-05-01",
+                age_at_diagnosis_days=age_days, iccc3_group="XI", iccc3_subgroup="XI(b)", is_very_rare=True)
+    build_marts(con)
+    rows = con.execute("SELECT country, age_band, first_year, last_year, n_years, n_cases, person_years, "
+                       "incidence_per_million, is_very_rare_by_incidence FROM marts.incidence "
+                       "WHERE level = 'subgroup' ORDER BY country").fetchall()
+    assert rows == [("FR", None, 2020, 2021, 0, 2, None, None, None),
+                    ("IT", "0-17", 2020, 2021, 2, 1, 2_000_000, 0.5, True)]  # 1 case / 2 million person-years
 
 
 def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():

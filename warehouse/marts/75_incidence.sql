@@ -13,7 +13,9 @@
 --     rounded down), lies in the band, so numerator and denominator cover the same children.
 --   period: from the first year of diagnosis of the country's cases to the year before the latest
 --     export of its sources (the current year is never complete), keeping the years the
---     population table has; cases of other years are not counted.
+--     population table has; cases of other years are not counted. A country with cases but no
+--     population figures has its rows all the same: the cases of its period at any age, and no
+--     person_years, incidence or flag.
 --   incidence_per_million = n_cases / person_years * 1,000,000, person_years = the sum over the
 --     period of the population on 1 January of each year.
 --   is_very_rare_by_incidence: incidence_per_million < 2 (the EXPeRT / PARTNER definition: fewer
@@ -98,12 +100,18 @@ first_case AS (
 ),
 
 counted_case AS (
+    -- A country without population figures keeps its cases of the period, at any age (it has no band),
+    -- so that it shows with its cases and no incidence rather than not at all.
     SELECT first_case.*
     FROM first_case
-    JOIN exposure USING (country)
-    JOIN population
+    JOIN period USING (country)
+    LEFT JOIN exposure USING (country)
+    LEFT JOIN population
         ON population.country = first_case.country AND population.year = first_case.diagnosis_year
-    WHERE first_case.age_years BETWEEN exposure.min_age_years AND exposure.max_age_years
+    WHERE CASE WHEN exposure.country IS NULL
+               THEN first_case.diagnosis_year BETWEEN period.first_year AND period.last_year
+               ELSE population.year IS NOT NULL
+                    AND first_case.age_years BETWEEN exposure.min_age_years AND exposure.max_age_years END
 ),
 
 counted AS (
@@ -126,8 +134,8 @@ SELECT
     exposure.age_band,
     period.first_year,
     period.last_year,
-    exposure.n_years,
-    exposure.n_years_approximate,
+    coalesce(exposure.n_years, 0) AS n_years,
+    coalesce(exposure.n_years_approximate, 0) AS n_years_approximate,
     counted.n_cases,
     exposure.person_years,
     counted.n_cases * 1e6 / exposure.person_years AS incidence_per_million,
@@ -144,14 +152,14 @@ COMMENT ON COLUMN marts.incidence.country IS 'Country of residence as the regist
 COMMENT ON COLUMN marts.incidence.level IS 'Whether the row is an ICCC-3 main group or a subgroup. Codes: main_group / subgroup.';
 COMMENT ON COLUMN marts.incidence.iccc3_group IS 'ICCC-3 main group. Codes: ICCC-3 main group (I to XII).';
 COMMENT ON COLUMN marts.incidence.iccc3_subgroup IS 'ICCC-3 subgroup; NULL on a main_group row. Codes: ICCC-3 subgroup.';
-COMMENT ON COLUMN marts.incidence.age_band IS 'Ages counted, in completed years, from the population table (e.g. 0-17).';
+COMMENT ON COLUMN marts.incidence.age_band IS 'Ages counted, in completed years, from the population table (e.g. 0-17); NULL without population figures (cases of every age counted).';
 COMMENT ON COLUMN marts.incidence.first_year IS 'First year of the period: the first year of diagnosis of the country''s cases. Unit: year.';
 COMMENT ON COLUMN marts.incidence.last_year IS 'Last year of the period: the year before the latest export of the country''s registries. Unit: year.';
 COMMENT ON COLUMN marts.incidence.n_years IS 'Years of the period with a population figure (the only years counted). Unit: years.';
 COMMENT ON COLUMN marts.incidence.n_years_approximate IS 'Of those, years whose population figure is an approximation (the table''s source column says how it was derived). Unit: years.';
 COMMENT ON COLUMN marts.incidence.n_cases IS 'Persons first diagnosed in the group in those years, at an age in the band. Unit: persons.';
 COMMENT ON COLUMN marts.incidence.person_years IS 'Sum of the yearly child populations (on 1 January) over those years; NULL without population figures. Unit: person-years.';
-COMMENT ON COLUMN marts.incidence.incidence_per_million IS 'n_cases / person_years * 1,000,000. Unit: cases per million children per year.';
+COMMENT ON COLUMN marts.incidence.incidence_per_million IS 'n_cases / person_years * 1,000,000; NULL without population figures. Unit: cases per million children per year.';
 COMMENT ON COLUMN marts.incidence.is_very_rare_by_incidence IS 'Very rare by incidence: fewer than 2 per million children per year (exactly 2 is not); NULL without population figures.';
 COMMENT ON COLUMN marts.incidence.n_cases_listed_very_rare IS 'Cases that the fixed very-rare list (core.diagnosis.is_very_rare) flags. Unit: persons.';
 COMMENT ON COLUMN marts.incidence.is_very_rare_listed IS 'Every case of the row is very rare by the fixed list.';
