@@ -11,11 +11,11 @@
 --   age band: the population table's (stage.child_population, one band per country, e.g. 0-17):
 --     cases count when the age at diagnosis, in completed years (age_at_diagnosis_days / 365.25,
 --     rounded down), lies in the band, so numerator and denominator cover the same children.
---   period: from the first year of diagnosis of the country's cases to the year before the latest
---     export of its sources (the current year is never complete), keeping the years the
---     population table has; cases of other years are not counted. A country with cases but no
---     population figures has its rows all the same: the cases of its period at any age, and no
---     person_years, incidence or flag.
+--   period: from the first year of any initial diagnosis of the country's sources (every group, any
+--     age: it shows registration had begun) to the year before the latest export of its sources
+--     (the current year is never complete), keeping the years the population table has; cases of
+--     other years are not counted. A country with cases but no population figures has its rows all
+--     the same: the cases of its period at any age, and no person_years, incidence or flag.
 --   incidence_per_million = n_cases / person_years * 1,000,000, person_years = the sum over the
 --     period of the population on 1 January of each year.
 --   is_very_rare_by_incidence: incidence_per_million < 2 (the EXPeRT / PARTNER definition: fewer
@@ -153,7 +153,7 @@ COMMENT ON COLUMN marts.incidence.level IS 'Whether the row is an ICCC-3 main gr
 COMMENT ON COLUMN marts.incidence.iccc3_group IS 'ICCC-3 main group. Codes: ICCC-3 main group (I to XII).';
 COMMENT ON COLUMN marts.incidence.iccc3_subgroup IS 'ICCC-3 subgroup; NULL on a main_group row. Codes: ICCC-3 subgroup.';
 COMMENT ON COLUMN marts.incidence.age_band IS 'Ages counted, in completed years, from the population table (e.g. 0-17); NULL without population figures (cases of every age counted).';
-COMMENT ON COLUMN marts.incidence.first_year IS 'First year of the period: the first year of diagnosis of the country''s cases. Unit: year.';
+COMMENT ON COLUMN marts.incidence.first_year IS 'First year of the period: the first year of any initial diagnosis the country''s registries give (every group, any age). Unit: year.';
 COMMENT ON COLUMN marts.incidence.last_year IS 'Last year of the period: the year before the latest export of the country''s registries. Unit: year.';
 COMMENT ON COLUMN marts.incidence.n_years IS 'Years of the period with a population figure (the only years counted). Unit: years.';
 COMMENT ON COLUMN marts.incidence.n_years_approximate IS 'Of those, years whose population figure is an approximation (the table''s source column says how it was derived). Unit: years.';
