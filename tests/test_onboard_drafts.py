@@ -206,3 +206,27 @@ def test_a_label_s_line_break_or_escape_stays_in_its_comment(tmp_path):
     raw = yaml.safe_load(draft.text)
     assert "null_values" not in raw and validate_draft(draft) == []
     assert "# Weight\\nnull_values: ['3.5']\\n#" in draft.text and "Group \\x1b[2J" in draft.text
+
+
+def test_numbered_column_groups_are_drafted_as_repeat_and_the_hint_maps_them(tmp_path):
+    """A wide registry row (chemo1_drug, chemo1_start, chemo2_drug, ...): the draft names its groups and
+    how `repeat:` maps them, zero-padded numbers quoted so YAML keeps them as the columns' text."""
+    from etl.onboard.scaffold import draft_mapping, numbered_groups, read_sources
+
+    assert numbered_groups(["pid", "icdo3_morph", "chemo1_drug", "chemo2_drug", "chemo1_start", "chemo2_start",
+                            "fu01_date", "fu02_date"]) == [
+        (["1", "2"], ["chemo{repeat}_drug", "chemo{repeat}_start"]), (["01", "02"], ["fu{repeat}_date"])]
+    path = tmp_path / "WR_Cases_20261101.csv"
+    pd.DataFrame({"pid": [f"WR-{i}" for i in range(8)], "chemo1_drug": ["vincristine"] * 8,
+                  "chemo2_drug": ["irinotecan", ""] * 4, "fu01_date": ["2024-01-02"] * 8,
+                  "fu02_date": ["2025-01-02"] * 8}).to_csv(path, index=False)
+    text = draft_mapping(read_sources([path])).text
+    assert ('#   numbered column groups chemo{repeat}_drug: rows of one table with repeat: [1, 2] and column: '
+            '"chemo{repeat}_drug" (docs/mapping.md)') in text
+    assert 'repeat: ["01", "02"] and column: "fu{repeat}_date"' in text
+    # The hint, as a table of a mapping, reads both groups' columns.
+    from etl.transform.mapping import TableSpec
+
+    table = TableSpec.model_validate(yaml.safe_load('{from: Cases, repeat: ["01", "02"], '
+                                                    'fields: {contact_date: {column: "fu{repeat}_date"}}}'))
+    assert [fields["contact_date"].column for _, fields in table.groups()] == ["fu01_date", "fu02_date"]

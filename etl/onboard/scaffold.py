@@ -373,6 +373,37 @@ def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str
     return lines, todos
 
 
+_NUMBERED = re.compile(r"\d+")
+
+
+def numbered_groups(columns: Iterable[str]) -> list[tuple[list[str], list[str]]]:
+    """The numbered column groups of a wide record set (`chemo1_drug`, `chemo1_start`, `chemo2_drug`,
+    ...), for `repeat:`: [(the groups' numbers, the columns as `chemo{repeat}_drug`)], columns of the
+    same numbers together. A column is in a group when another column differs from it in one run of
+    digits only; the numbers are listed in order."""
+    numbers: dict[str, set[str]] = {}
+    for name in columns:
+        for found in _NUMBERED.finditer(name):
+            pattern = f"{name[:found.start()]}{{repeat}}{name[found.end():]}"
+            numbers.setdefault(pattern, set()).add(found.group())
+    by_numbers: dict[tuple[str, ...], list[str]] = {}
+    for pattern, seen in numbers.items():
+        if len(seen) > 1:
+            by_numbers.setdefault(tuple(sorted(seen, key=lambda n: (len(n), n))), []).append(pattern)
+    return [(list(seen), patterns) for seen, patterns in by_numbers.items()]
+
+
+def _repeat_lines(columns: Iterable[str]) -> list[str]:
+    """Comment lines naming a record set's numbered column groups and how `repeat:` maps them."""
+    lines = []
+    for seen, patterns in numbered_groups(columns):
+        # YAML reads 01 as the number 1: a zero-padded group is quoted to stay the column's text.
+        groups = ", ".join(n if n == str(int(n)) else _q(n) for n in seen)
+        lines.append(f"#   numbered column groups {_comment(', '.join(patterns))}: rows of one table with "
+                     f"repeat: [{groups}] and column: {_q(patterns[0])} (docs/mapping.md)")
+    return lines
+
+
 def _core_reference() -> list[str]:
     from etl.schema import core_columns
 
@@ -449,6 +480,7 @@ def draft_mapping(draft: DraftSource) -> Draft:
     for rs in record_sets:
         todos += 1
         lines += ["#", f"# {_comment(rs.name)}: {rs.records} records, from {_comment(sources.get(rs.name, '?'))}",
+                  *_repeat_lines(c.name for c in rs.columns if c.name != patient_key),
                   "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
