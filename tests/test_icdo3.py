@@ -60,3 +60,16 @@ def test_invalid_topographies_are_rejected_saying_what_was_expected(text, messag
 
 def test_topography_for_table_drops_the_dot():
     assert topography_for_table("C69.2") == "C692"
+
+
+@pytest.mark.parametrize("text", ["9999/3", "9994/3", "0000/3", "7999/1", "M-1234/3", "99993"])
+def test_a_histology_outside_icd_o_3_is_rejected_naming_it(text):
+    """ICD-O-3 histologies run 8000-9993 (ICD-O-3.2); `9999` is an "unknown" filler, never a tumour."""
+    with pytest.raises(IcdO3Error, match=rf"morphology '{text}': histology \d{{4}} is not an ICD-O-3 histology"):
+        parse_morphology(text)
+
+
+@pytest.mark.parametrize("text", ["8000/3", "9993/3", "9509/3", "8158/1", "9749/3"])
+def test_the_first_last_and_newest_histologies_are_accepted(text):
+    histology, _, behaviour = text.partition("/")
+    assert parse_morphology(text) == Morphology(histology, behaviour)

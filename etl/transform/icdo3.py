@@ -6,6 +6,9 @@ parsers accept those spellings and return one canonical form (histology `9510`, 
 `3`, topography `C69.2`), or raise `IcdO3Error` saying what was expected.
 
 Gotchas:
+- Histology: ICD-O-3 neoplasm codes run from 8000 (neoplasm NOS) to 9993 (ICD-O-3.2; the IARC
+  2017 ICCC-3 table classifies up to 9993 too). Anything outside, such as the `9999` some
+  systems write for "unknown", is rejected rather than stored and left unclassified (999).
 - Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
   whether primary or metastatic) describe a specimen, not a primary tumour, and registries
   code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
@@ -22,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 VALID_BEHAVIOURS = frozenset({"0", "1", "2", "3"})
+FIRST_HISTOLOGY, LAST_HISTOLOGY = 8000, 9993
 # 3-character categories within C00-C80 that ICD-O-3 topography does not have.
 _MISSING_CATEGORIES = frozenset({27, 28, 29, 35, 36, 43, 45, 46, 59, 78, 79})
 
@@ -54,7 +58,11 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
     if code is not None and code not in VALID_BEHAVIOURS:
         hint = " (6 and 9 describe a metastasis: code the primary tumour)" if code in {"6", "9"} else ""
         raise IcdO3Error(f"morphology '{text}': behaviour '{code}' is not accepted, {_MORPHOLOGY_EXPECTED}{hint}")
-    return Morphology(match["histology"], code)
+    histology = match["histology"]
+    if not FIRST_HISTOLOGY <= int(histology) <= LAST_HISTOLOGY:
+        raise IcdO3Error(f"morphology '{text}': histology {histology} is not an ICD-O-3 histology "
+                         f"({FIRST_HISTOLOGY}-{LAST_HISTOLOGY}), {_MORPHOLOGY_EXPECTED}")
+    return Morphology(histology, code)
 
 
 def parse_topography(text: str) -> str:
