@@ -43,7 +43,7 @@ def _stage(rows: dict[str, list[dict[str, Any]]], sources: list[str]) -> duckdb.
     con = duckdb.connect()
     con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())
     con.execute("CREATE SCHEMA stage")
-    for table in ("study_enrolment", "diagnosis"):
+    for table in dict.fromkeys(["study_enrolment", "diagnosis", *rows]):
         con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
         for row in rows.get(table, []):
             names = ", ".join(row)
@@ -119,7 +119,7 @@ def test_the_morphology_age_warnings_turn_on_a_birthday(rule_id, morphology, top
     birth = date(2005, 8, 9)
     birthday = _birthday(birth, years)
     rows = [_record("any", key, "diagnosis", "diagnosis_date", birth, day) | {
-        "icdo3_morphology": morphology, "icdo3_topography": topography}
+        "icdo3_morphology": morphology, "icdo3_behaviour": "3", "icdo3_topography": topography}
         for key, day in (("day-before", birthday - timedelta(days=1)), ("birthday", birthday))]
     con = _stage({"diagnosis": rows}, [])
     assert set(_flagged(con, rule_id)) == ({"birthday"} if flagged_from_birthday else {"day-before"})

@@ -1,0 +1,88 @@
+"""The SQL rules that judge ICD-O-3 codes (warehouse/checks/XT-*.sql), on hand-made records.
+
+Each case is one diagnosis staged in the real DDL (tests/test_age_limits.py builds the stage) and
+judged by the real rule: a tumour the rule means is flagged, a look-alike it does not mean is not.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from test_age_limits import _birthday, _flagged, _record, _stage
+
+BIRTH = date(2008, 5, 20)
+
+
+def _diagnosis(key: str, morphology: str, topography: str, age_years: int, **more: Any) -> dict[str, Any]:
+    """A diagnosis `age_years` after BIRTH (on the birthday), its morphology written `9510/3`."""
+    histology, _, behaviour = morphology.partition("/")
+    return _record("any", key, "diagnosis", "diagnosis_date", BIRTH, _birthday(BIRTH, age_years)) | {
+        "icdo3_morphology": histology, "icdo3_behaviour": behaviour, "icdo3_topography": topography} | more
+
+
+def _judged(rule_id: str, cases: list[tuple[str, dict[str, Any], bool]],
+            rows: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    flagged = _flagged(_stage({"diagnosis": [row for _, row, _ in cases], **(rows or {})}, []), rule_id)
+    assert set(flagged) == {key for key, _, expected in cases if expected}
+
+
+EMBRYONAL = [  # (key, diagnosis, flagged)
+    ("neuroblastoma-at-15", _diagnosis("neuroblastoma-at-15", "9500/3", "C74.9", 15), True),
+    ("ganglioneuroblastoma-at-16", _diagnosis("ganglioneuroblastoma-at-16", "9490/3", "C48.0", 16), True),
+    ("nephroblastoma-at-17", _diagnosis("nephroblastoma-at-17", "8960/3", "C64.9", 17), True),
+    ("hepatoblastoma-at-15", _diagnosis("hepatoblastoma-at-15", "8970/3", "C22.0", 15), True),
+    ("neuroblastoma-at-14", _diagnosis("neuroblastoma-at-14", "9500/3", "C74.9", 14), False),
+    # a source that does not say which event it records gives its first diagnoses (as DIAG-AGE-REGISTRY reads it)
+    ("no-event-type-at-16", _diagnosis("no-event-type-at-16", "9500/3", "C74.9", 16, event_type=None), True),
+    ("relapse-at-16", _diagnosis("relapse-at-16", "9500/3", "C74.9", 16, event_type="relapse"), False),
+    # the benign end of the same lines: a ganglioneuroma is a tumour of adolescents and adults
+    ("ganglioneuroma-at-16", _diagnosis("ganglioneuroma-at-16", "9490/0", "C48.0", 16), False),
+    ("mesoblastic-nephroma-at-15", _diagnosis("mesoblastic-nephroma-at-15", "8960/1", "C64.9", 15), False),
+    ("retinocytoma-at-16", _diagnosis("retinocytoma-at-16", "9510/0", "C69.2", 16), False),
+]
+
+
+@pytest.mark.parametrize("case", EMBRYONAL, ids=lambda case: case[0])
+def test_embryonal_age_flags_the_malignant_embryonal_tumours_only(case):
+    _judged("XT-EMBRYONAL-AGE", [case])
+
+
+RETINOBLASTOMA = [
+    ("at-6", _diagnosis("at-6", "9510/3", "C69.2", 6), True),
+    ("diffuse-at-7", _diagnosis("diffuse-at-7", "9513/3", "C69.2", 7), True),
+    ("at-5", _diagnosis("at-5", "9510/3", "C69.2", 5), False),
+    ("no-event-type-at-8", _diagnosis("no-event-type-at-8", "9510/3", "C69.2", 8, event_type=None), True),
+    # a retinocytoma (retinoma) is benign and found at any age
+    ("retinocytoma-at-9", _diagnosis("retinocytoma-at-9", "9510/0", "C69.2", 9), False),
+    # a relapse is dated when it happens, years after the diagnosis at 2
+    ("relapse-at-7", _diagnosis("relapse-at-7", "9510/3", "C69.6", 7, event_type="relapse"), False),
+]
+
+
+@pytest.mark.parametrize("case", RETINOBLASTOMA, ids=lambda case: case[0])
+def test_retinoblastoma_age_flags_a_late_first_diagnosis_only(case):
+    _judged("XT-RETINOBLASTOMA-AGE", [case])
+
+
+ADULT_CARCINOMA = [
+    ("colon-adenocarcinoma-at-15", _diagnosis("colon-adenocarcinoma-at-15", "8140/3", "C18.7", 15), True),
+    ("lung-squamous-at-17", _diagnosis("lung-squamous-at-17", "8070/3", "C34.1", 17), True),
+    ("breast-dcis-at-17", _diagnosis("breast-dcis-at-17", "8500/2", "C50.4", 17), True),
+    ("colon-adenocarcinoma-at-20", _diagnosis("colon-adenocarcinoma-at-20", "8140/3", "C18.7", 20), False),
+    # benign polyps and adenomas of children (juvenile polyposis, FAP) are no carcinoma
+    ("colon-adenoma-at-12", _diagnosis("colon-adenoma-at-12", "8140/0", "C18.7", 12), False),
+    ("polyposis-at-14", _diagnosis("polyposis-at-14", "8220/0", "C18.9", 14), False),
+    # the childhood tumours of these organs: appendiceal and bronchial neuroendocrine tumours,
+    # solid pseudopapillary neoplasm of the pancreas (adolescent girls)
+    ("appendix-net-at-12", _diagnosis("appendix-net-at-12", "8240/3", "C18.1", 12), False),
+    ("bronchial-carcinoid-at-16", _diagnosis("bronchial-carcinoid-at-16", "8240/3", "C34.0", 16), False),
+    ("pancreas-spn-at-14", _diagnosis("pancreas-spn-at-14", "8452/3", "C25.1", 14), False),
+]
+
+
+@pytest.mark.parametrize("case", ADULT_CARCINOMA, ids=lambda case: case[0])
+def test_adult_carcinoma_age_flags_adult_type_carcinomas_only(case):
+    _judged("XT-ADULT-CARCINOMA-AGE", [case])
+
