@@ -15,7 +15,7 @@ from test_age_limits import _birthday, _flagged, _record, _stage
 BIRTH = date(2008, 5, 20)
 
 
-def _diagnosis(key: str, morphology: str, topography: str, age_years: int, **more: Any) -> dict[str, Any]:
+def _diagnosis(key: str, morphology: str, topography: str | None, age_years: int, **more: Any) -> dict[str, Any]:
     """A diagnosis `age_years` after BIRTH (on the birthday), its morphology written `9510/3`."""
     histology, _, behaviour = morphology.partition("/")
     return _record("any", key, "diagnosis", "diagnosis_date", BIRTH, _birthday(BIRTH, age_years)) | {
@@ -86,3 +86,31 @@ ADULT_CARCINOMA = [
 def test_adult_carcinoma_age_flags_adult_type_carcinomas_only(case):
     _judged("XT-ADULT-CARCINOMA-AGE", [case])
 
+
+
+def _basis(key: str, morphology: str, topography: str | None, basis: str,
+           flagged: bool = False) -> tuple[str, dict[str, Any], bool]:
+    return key, _diagnosis(key, morphology, topography, 3, basis_of_diagnosis=basis), flagged
+
+
+BASIS = [  # basis 0 death certificate, 1 clinical, 2 clinical investigation (imaging), 7 histology of the primary
+    _basis("medulloblastoma-on-imaging", "9470/3", "C71.6", "2", flagged=True),
+    _basis("neuroblastoma-clinical", "9500/3", "C74.9", "1", flagged=True),
+    _basis("cerebral-glioma-on-imaging", "9380/3", "C71.0", "2", flagged=True),
+    _basis("retinoblastoma-death-certificate", "9510/3", "C69.2", "0", flagged=True),
+    _basis("neuroblastoma-histology", "9500/3", "C74.9", "7"),
+    _basis("unspecified-on-imaging", "8000/3", "C71.9", "2"),
+    # diagnosed without tissue as the standard of care: a retinoblastoma is not biopsied (the needle
+    # seeds the tumour out of the eye), a diffuse pontine or optic pathway glioma is diagnosed on MRI
+    _basis("retinoblastoma-on-fundoscopy", "9510/3", "C69.2", "1"),
+    _basis("retinoblastoma-on-imaging", "9511/3", "C69.2", "2"),
+    _basis("dipg-on-imaging", "9380/3", "C71.7", "2"),
+    _basis("diffuse-midline-glioma-on-imaging", "9385/3", "C71.7", "2"),
+    _basis("optic-pathway-glioma-on-imaging", "9380/3", "C72.3", "2"),
+    _basis("glioma-without-site-on-imaging", "9380/3", None, "2", flagged=True),
+]
+
+
+@pytest.mark.parametrize("case", BASIS, ids=lambda case: case[0])
+def test_basis_vs_morphology_spares_the_tumours_diagnosed_without_tissue(case):
+    _judged("XT-BASIS-VS-MORPHOLOGY", [case])
