@@ -114,3 +114,22 @@ BASIS = [  # basis 0 death certificate, 1 clinical, 2 clinical investigation (im
 @pytest.mark.parametrize("case", BASIS, ids=lambda case: case[0])
 def test_basis_vs_morphology_spares_the_tumours_diagnosed_without_tissue(case):
     _judged("XT-BASIS-VS-MORPHOLOGY", [case])
+
+
+SEX_SITE = [  # (sex, topography, flagged): C51-C58 female genital organs, C60-C63 male genital organs
+    ("male", "C56.9", True), ("male", "C51.0", True), ("male", "C58.9", True),
+    ("female", "C62.9", True), ("female", "C60.0", True), ("female", "C63.7", True),
+    ("female", "C56.9", False), ("male", "C62.1", False), ("male", "C63.7", False),
+    ("male", "C50.9", False), ("female", "C64.9", False), ("male", "C49.5", False),
+    ("undetermined", "C56.9", False), ("unknown", "C62.9", False),
+]
+
+
+def test_sex_site_flags_a_genital_organ_of_the_other_sex():
+    cases = [(f"{sex}-{site}", _diagnosis(f"{sex}-{site}", "8910/3", site, 3), flagged)
+             for sex, site, flagged in SEX_SITE]
+    registrations = [{"source_id": "any", "patient_id": row["patient_id"], "sex": sex,
+                      "source_patient_pseudonym": row["patient_id"], "source_file_sha256": "0" * 64,
+                      "source_record_key": row["patient_id"], "run_id": "r"}
+                     for (sex, _, _), (_, row, _) in zip(SEX_SITE, cases, strict=True)]
+    _judged("XT-SEX-SITE", cases, {"patient_source": registrations})
