@@ -16,6 +16,7 @@ from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR
 from etl.quality.catalogue import load_catalogue
 from etl.quality.sql_checks import run_checks
 from etl.quality.validate import write_source_params
+from etl.transform import iccc3
 from etl.transform.mapping import load_mapping
 
 # (source, the rule judging its age limit, the table and the date the age is taken on, the limit in years)
@@ -118,8 +119,10 @@ def test_a_source_without_an_age_limit_is_not_judged_and_relapses_are_not_judged
 def test_the_morphology_age_warnings_turn_on_a_birthday(rule_id, morphology, topography, years, flagged_from_birthday):
     birth = date(2005, 8, 9)
     birthday = _birthday(birth, years)
+    classified = iccc3.classify(morphology, "3", topography)  # as harmonise classifies it
     rows = [_record("any", key, "diagnosis", "diagnosis_date", birth, day) | {
-        "icdo3_morphology": morphology, "icdo3_behaviour": "3", "icdo3_topography": topography}
+        "icdo3_morphology": morphology, "icdo3_behaviour": "3", "icdo3_topography": topography,
+        "iccc3_code": classified.code, "iccc3_extended": classified.extended}
         for key, day in (("day-before", birthday - timedelta(days=1)), ("birthday", birthday))]
     con = _stage({"diagnosis": rows}, [])
     assert set(_flagged(con, rule_id)) == ({"birthday"} if flagged_from_birthday else {"day-before"})

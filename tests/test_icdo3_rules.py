@@ -12,14 +12,19 @@ from typing import Any
 import pytest
 from test_age_limits import _birthday, _flagged, _record, _stage
 
+from etl.transform import iccc3
+
 BIRTH = date(2008, 5, 20)
 
 
 def _diagnosis(key: str, morphology: str, topography: str | None, age_years: int, **more: Any) -> dict[str, Any]:
-    """A diagnosis `age_years` after BIRTH (on the birthday), its morphology written `9510/3`."""
+    """A diagnosis `age_years` after BIRTH (on the birthday), its morphology written `9510/3`, classified
+    as harmonise classifies it."""
     histology, _, behaviour = morphology.partition("/")
+    classified = iccc3.classify(histology, behaviour, topography) if topography else None
     return _record("any", key, "diagnosis", "diagnosis_date", BIRTH, _birthday(BIRTH, age_years)) | {
-        "icdo3_morphology": histology, "icdo3_behaviour": behaviour, "icdo3_topography": topography} | more
+        "icdo3_morphology": histology, "icdo3_behaviour": behaviour, "icdo3_topography": topography,
+        "iccc3_code": classified and classified.code, "iccc3_extended": classified and classified.extended} | more
 
 
 def _judged(rule_id: str, cases: list[tuple[str, dict[str, Any], bool]],
@@ -33,6 +38,7 @@ EMBRYONAL = [  # (key, diagnosis, flagged)
     ("ganglioneuroblastoma-at-16", _diagnosis("ganglioneuroblastoma-at-16", "9490/3", "C48.0", 16), True),
     ("nephroblastoma-at-17", _diagnosis("nephroblastoma-at-17", "8960/3", "C64.9", 17), True),
     ("hepatoblastoma-at-15", _diagnosis("hepatoblastoma-at-15", "8970/3", "C22.0", 15), True),
+    ("cystic-nephroblastoma-at-16", _diagnosis("cystic-nephroblastoma-at-16", "8959/3", "C64.9", 16), True),
     ("neuroblastoma-at-14", _diagnosis("neuroblastoma-at-14", "9500/3", "C74.9", 14), False),
     # a source that does not say which event it records gives its first diagnoses (as DIAG-AGE-REGISTRY reads it)
     ("no-event-type-at-16", _diagnosis("no-event-type-at-16", "9500/3", "C74.9", 16, event_type=None), True),
