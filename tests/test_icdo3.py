@@ -5,7 +5,8 @@ import pytest
 from etl.transform.icdo3 import IcdO3Error, Morphology, parse_morphology, parse_topography, topography_for_table
 
 
-@pytest.mark.parametrize("text", ["9510/3", "95103", "9510 / 3", "M-9510/3", "m9510/3", " 9510/3 ", "M 9510 3"])
+@pytest.mark.parametrize("text", ["9510/3", "95103", "9510 / 3", "M-9510/3", "m9510/3", " 9510/3 ", "M 9510 3",
+                                  "9510-3", "M-9510-3"])
 def test_morphology_spellings_parse_to_one_form(text):
     assert parse_morphology(text) == Morphology("9510", "3")
 
@@ -20,7 +21,8 @@ def test_histology_alone_takes_the_behaviour_given_separately():
 @pytest.mark.parametrize(("text", "behaviour", "message"), [
     ("95X0/3", None, "morphology '95X0/3': expected NNNN/B (4 digits, behaviour 0-3)"),
     ("9510/7", None, "morphology '9510/7': behaviour '7' is not accepted, expected NNNN/B"),
-    ("9510/6", None, "6 and 9 describe a metastasis"),
+    ("9510/6", None, "/6 is a metastatic site, /9 a tumour not known to be primary or metastatic"),
+    ("9510-9514", None, "expected NNNN/B"),
     ("9510", "9", "behaviour '9' is not accepted"),
     ("", None, "morphology '': expected NNNN/B"),
     ("951/3", None, "expected NNNN/B"),
@@ -50,7 +52,8 @@ def test_topography_range_edges_and_near_gaps_are_accepted(text):
     ("C28.0", "C28 is not an ICD-O-3 site category"),
     ("C69.23", "topography 'C69.23': expected Cnn.n"),
     ("69.2", "topography '69.2': expected Cnn.n"),
-    ("C69", "topography 'C69': expected Cnn.n"),
+    ("C69", "topography 'C69': the subsite \\(4th character\\) is missing, expected Cnn.n"),
+    ("c71", "topography 'c71': the subsite"),
     ("", "topography '': expected Cnn.n"),
 ])
 def test_invalid_topographies_are_rejected_saying_what_was_expected(text, message):

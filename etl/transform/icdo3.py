@@ -1,6 +1,6 @@
 """Parsing ICD-O-3 morphology and topography codes as sources write them.
 
-Sources spell the same code many ways: `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, or the
+Sources spell the same code many ways: `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, `9510-3`, or the
 histology in one column and the behaviour in another; `C69.2`, `C692`, `c 69.2`. These
 parsers accept those spellings and return one canonical form (histology `9510`, behaviour
 `3`, topography `C69.2`), or raise `IcdO3Error` saying what was expected.
@@ -12,6 +12,8 @@ Gotchas:
 - Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
   whether primary or metastatic) describe a specimen, not a primary tumour, and registries
   code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
+- Topography: a 3-character category alone (`C71`) is rejected, not read as `C71.9`: ICCC-3
+  splits some categories by subsite (C72.3 optic nerve) and some have no `.9` (C38, C76).
 - Topography: checked at the level of the 3-character category. The categories C00-C80 that
   exist in ICD-O-3 exclude C27-C29, C35, C36, C43, C45, C46, C59, C78 and C79 (ICD-10-only
   or unused numbers). The 4th character is not checked against the subsite list (C73.0 is
@@ -29,8 +31,9 @@ FIRST_HISTOLOGY, LAST_HISTOLOGY = 8000, 9993
 # 3-character categories within C00-C80 that ICD-O-3 topography does not have.
 _MISSING_CATEGORIES = frozenset({27, 28, 29, 35, 36, 43, 45, 46, 59, 78, 79})
 
-_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:/?\s*(?P<behaviour>\d))?", re.IGNORECASE)
+_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:[/-]?\s*(?P<behaviour>\d))?", re.IGNORECASE)
 _TOPOGRAPHY = re.compile(r"C\s*(?P<category>\d{2})\s*\.?\s*(?P<subsite>\d)", re.IGNORECASE)
+_CATEGORY_ONLY = re.compile(r"C\s*\d{2}\s*\.?", re.IGNORECASE)
 _MORPHOLOGY_EXPECTED = "expected NNNN/B (4 digits, behaviour 0-3)"
 _TOPOGRAPHY_EXPECTED = "expected Cnn.n (an ICD-O-3 site, C00.0-C80.9)"
 
@@ -46,7 +49,7 @@ class Morphology:
 
 
 def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
-    """Parse `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, or `9510` plus a separate behaviour."""
+    """Parse `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, `9510-3`, or `9510` plus a separate behaviour."""
     match = _MORPHOLOGY.fullmatch(text.strip())
     if match is None:
         raise IcdO3Error(f"morphology '{text}': {_MORPHOLOGY_EXPECTED}")
@@ -56,7 +59,8 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
         raise IcdO3Error(f"morphology '{text}' has behaviour {written} but the behaviour given is '{behaviour}'")
     code = written or given or None
     if code is not None and code not in VALID_BEHAVIOURS:
-        hint = " (6 and 9 describe a metastasis: code the primary tumour)" if code in {"6", "9"} else ""
+        hint = (" (/6 is a metastatic site, /9 a tumour not known to be primary or metastatic: code the primary "
+                "tumour, malignant /3)") if code in {"6", "9"} else ""
         raise IcdO3Error(f"morphology '{text}': behaviour '{code}' is not accepted, {_MORPHOLOGY_EXPECTED}{hint}")
     histology = match["histology"]
     if not FIRST_HISTOLOGY <= int(histology) <= LAST_HISTOLOGY:
@@ -68,6 +72,10 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
 def parse_topography(text: str) -> str:
     """Parse `C69.2`, `C692`, `c69.2` or ` C 69.2` into the dotted form `C69.2`."""
     match = _TOPOGRAPHY.fullmatch(text.strip())
+    if match is None and _CATEGORY_ONLY.fullmatch(text.strip()):
+        # Not read as Cnn.9: the ICCC-3 sites split categories (9380 is an astrocytoma at C72.3, another
+        # glioma elsewhere in C72), and not every category has a .9 (C76, C38).
+        raise IcdO3Error(f"topography '{text}': the subsite (4th character) is missing, {_TOPOGRAPHY_EXPECTED}")
     if match is None:
         raise IcdO3Error(f"topography '{text}': {_TOPOGRAPHY_EXPECTED}")
     category = int(match["category"])
