@@ -8,7 +8,7 @@ import pytest
 import reference_corpus
 
 from etl.transform import iccc3
-from etl.transform.icdo3 import IcdO3Error
+from etl.transform.icdo3 import IcdO3Error, parse_topography
 
 ICCC3_DIR = reference_corpus.REFERENCE / "iccc3"
 
@@ -168,3 +168,13 @@ def test_the_frame_says_which_diagnoses_an_extension_classified():
     assert derived.iccc3_code[0] == derived.iccc3_code[1] != iccc3.NOT_CLASSIFIED
     assert "8825/1" in derived.iccc3_extension[0]
     assert derived.iccc3_extension[1] is None and derived.iccc3_extension[2] is None
+
+
+def test_every_site_the_iarc_table_names_is_an_icd_o_3_site_the_warehouse_accepts():
+    """The subsite list of etl.transform.icdo3 against the table: each range's first and last site exists."""
+    table = iccc3.default_table()
+    ends = {site for rules in table.rules_by_histology.values() for rule in rules
+            for first_last in rule.sites for site in first_last}
+    assert len(ends) > 80  # 91 in the IARC 2017 table
+    for site in sorted(ends):
+        assert parse_topography(f"C{site:03d}") == f"C{site // 10:02d}.{site % 10}"

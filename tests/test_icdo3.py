@@ -1,5 +1,7 @@
 """ICD-O-3 code parsing: the spellings sources use, and the codes the warehouse refuses."""
 
+import re
+
 import pytest
 
 from etl.transform.icdo3 import IcdO3Error, Morphology, parse_morphology, parse_topography, topography_for_table
@@ -76,3 +78,24 @@ def test_a_histology_outside_icd_o_3_is_rejected_naming_it(text):
 def test_the_first_last_and_newest_histologies_are_accepted(text):
     histology, _, behaviour = text.partition("/")
     assert parse_morphology(text) == Morphology(histology, behaviour)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("C73.0", "C73 has C73.9"),                                    # thyroid: 999 instead of XI(b)
+    ("C56.0", "C56 has C56.9"),                                    # ovary: 999 instead of X(c)
+    ("C64.1", "C64 has C64.9"),                                    # kidney: 999 instead of VI(a)
+    ("C61.0", "C61 has C61.9"),
+    ("C74.5", "C74 has C74.0, C74.1, C74.9"),                      # classified, but no such site
+    ("C76.9", "C76 has C76.0, C76.1, C76.2, C76.3, C76.4, C76.5, C76.7, C76.8"),
+    ("C14.1", "C14 has C14.0, C14.2, C14.8"),                      # ICD-O-2's laryngopharynx
+    ("C69.7", "C69 has"),
+])
+def test_a_subsite_the_category_does_not_have_is_rejected_naming_the_ones_it_has(text, message):
+    with pytest.raises(IcdO3Error, match=re.escape(f"topography '{text}': {text} is not an ICD-O-3 site: {message}")):
+        parse_topography(text)
+
+
+@pytest.mark.parametrize("text", ["C73.9", "C56.9", "C64.9", "C61.9", "C74.0", "C74.1", "C76.7", "C14.2", "C42.4",
+                                  "C69.6", "C72.3", "C77.9", "C80.9", "C22.1", "C63.7", "C57.7"])
+def test_subsites_that_exist_are_accepted(text):
+    assert parse_topography(text) == text

@@ -14,11 +14,11 @@ Gotchas:
   code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
 - Topography: a 3-character category alone (`C71`) is rejected, not read as `C71.9`: ICCC-3
   splits some categories by subsite (C72.3 optic nerve) and some have no `.9` (C38, C76).
-- Topography: checked at the level of the 3-character category. The categories C00-C80 that
-  exist in ICD-O-3 exclude C27-C29, C35, C36, C43, C45, C46, C59, C78 and C79 (ICD-10-only
-  or unused numbers). The 4th character is not checked against the subsite list (C73.0 is
-  accepted though only C73.9 exists) because a full list would need a licensed copy of the
-  ICD-O-3 topography index.
+- Topography: checked against the subsites ICD-O-3 has (`SUBSITES`, the codes alone, no terms).
+  The categories C00-C80 exclude C27-C29, C35, C36, C43, C45, C46, C59, C78 and C79 (ICD-10-only
+  or unused numbers), and many categories have one subsite (C73.9 thyroid, C56.9 ovary, C64.9
+  kidney): a `C73.0` is rejected, as ICCC-3 would leave a thyroid carcinoma there unclassified
+  (999), and `C74.5` too, though ICCC-3's range C74.0-C74.9 would classify it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,19 @@ from dataclasses import dataclass
 
 VALID_BEHAVIOURS = frozenset({"0", "1", "2", "3"})
 FIRST_HISTOLOGY, LAST_HISTOLOGY = 8000, 9993
-# 3-character categories within C00-C80 that ICD-O-3 topography does not have.
-_MISSING_CATEGORIES = frozenset({27, 28, 29, 35, 36, 43, 45, 46, 59, 78, 79})
+# ICD-O-3 topography: category -> the 4th characters it has (as ICD-10 chapter II, with C42, C77.x
+# and C80.9 as ICD-O-3 defines them; C14.1 was dropped in ICD-O-3).
+SUBSITES: dict[int, str] = {
+    0: "012345689", 1: "9", 2: "0123489", 3: "019", 4: "0189", 5: "01289", 6: "01289", 7: "9", 8: "0189",
+    9: "0189", 10: "0123489", 11: "012389", 12: "9", 13: "01289", 14: "028", 15: "01234589", 16: "012345689",
+    17: "012389", 18: "0123456789", 19: "9", 20: "9", 21: "0128", 22: "01", 23: "9", 24: "0189",
+    25: "01234789", 26: "089", 30: "01", 31: "012389", 32: "012389", 33: "9", 34: "012389", 37: "9",
+    38: "012348", 39: "089", 40: "012389", 41: "0123489", 42: "01234", 44: "0123456789", 47: "012345689",
+    48: "0128", 49: "012345689", 50: "012345689", 51: "01289", 52: "9", 53: "0189", 54: "012389", 55: "9",
+    56: "9", 57: "01234789", 58: "9", 60: "01289", 61: "9", 62: "019", 63: "012789", 64: "9", 65: "9",
+    66: "9", 67: "0123456789", 68: "0189", 69: "012345689", 70: "019", 71: "0123456789", 72: "01234589",
+    73: "9", 74: "019", 75: "01234589", 76: "01234578", 77: "01234589", 80: "9",
+}
 
 _MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:[/-]?\s*(?P<behaviour>\d))?", re.IGNORECASE)
 _TOPOGRAPHY = re.compile(r"C\s*(?P<category>\d{2})\s*\.?\s*(?P<subsite>\d)", re.IGNORECASE)
@@ -78,11 +89,15 @@ def parse_topography(text: str) -> str:
         raise IcdO3Error(f"topography '{text}': the subsite (4th character) is missing, {_TOPOGRAPHY_EXPECTED}")
     if match is None:
         raise IcdO3Error(f"topography '{text}': {_TOPOGRAPHY_EXPECTED}")
-    category = int(match["category"])
-    if category > 80 or category in _MISSING_CATEGORIES:
+    category, subsite = int(match["category"]), match["subsite"]
+    if category not in SUBSITES:
         raise IcdO3Error(
             f"topography '{text}': C{category:02d} is not an ICD-O-3 site category, {_TOPOGRAPHY_EXPECTED}")
-    return f"C{match['category']}.{match['subsite']}"
+    if subsite not in SUBSITES[category]:
+        has = ", ".join(f"C{category:02d}.{s}" for s in SUBSITES[category])
+        raise IcdO3Error(f"topography '{text}': C{category:02d}.{subsite} is not an ICD-O-3 site: "
+                         f"C{category:02d} has {has}")
+    return f"C{match['category']}.{subsite}"
 
 
 def topography_for_table(dotted: str) -> str:
