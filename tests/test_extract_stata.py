@@ -300,6 +300,32 @@ def test_not_a_stata_file(tmp_path: Path, content: bytes, name: str, expected: s
         read_stata_metadata(path)
 
 
+@pytest.mark.parametrize(("version", "release"), [(8, 113), (10, 114), (12, 115), (13, 117), (14, 118), (15, 119)])
+def test_every_release_pyreadstat_writes_loads(tmp_path: Path, version: int, release: int) -> None:
+    frame, notices = _stage(_dta(tmp_path, pd.DataFrame({"pid": ["SE-001", "SE-002"], "dob": [MAY_3_2019, 0.0]}),
+                                 version=version, formats={"dob": "%td"}))
+    assert notices[0].startswith(f"cases.dta: Stata dta {release}, a dataset, 2 variables, 2 observations")
+    assert frame[["pid", "dob"]].to_dict("records") == [{"pid": "SE-001", "dob": "2019-05-03"},
+                                                        {"pid": "SE-002", "dob": "1960-01-01"}]
+
+
+@pytest.mark.parametrize("release", [120, 121, 116])
+def test_a_release_readstat_cannot_read_is_refused_with_what_to_ask_for(tmp_path: Path, release: int) -> None:
+    """Stata 18's releases 120 and 121 (118 and 119 with alias variables) were reported as a damaged file
+    (readstat: 'not supported')."""
+    path = _with_bytes(_dta(tmp_path), b"<release>119</release>", f"<release>{release}</release>".encode())
+    why = ", the release Stata 18 and later write for a dataset holding alias variables \\(frames\\)" \
+        if release in (120, 121) else ""
+    expected = (rf"cases\.dta: a Stata dta {release} file{why}, which this reader \(pyreadstat\) cannot read; expected "
+                r"release 104-119: ask for the dataset saved as release 118 \(in Stata: `saveold \"file\.dta\", "
+                r"version\(14\)`\), or 119 for more than 32,767 variables")
+    with pytest.raises(ExtractError, match=expected):
+        _stage(path)
+    with pytest.raises(ExtractError, match=expected):
+        read_stata_metadata(path)
+    assert list((tmp_path / "staged").iterdir()) == []
+
+
 @pytest.mark.parametrize("version", [15, 13, 12])
 @pytest.mark.parametrize("kept", [0.02, 0.5, 0.999])
 def test_a_cut_file_is_refused_and_leaves_no_artefact(tmp_path: Path, version: int, kept: float) -> None:

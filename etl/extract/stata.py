@@ -39,6 +39,9 @@ Gotchas of the format:
   file at the last offset of its map of sections; a release 113-115 file after its observations and
   the value label tables after them, each of the length it states (releases before 113, Stata 7 and
   older, are not checked). A file cut in its observations is refused by readstat too.
+- Releases 120 and 121 (Stata 18 and later, for a dataset holding alias variables, made with
+  frames) are not read by readstat: such a file is refused with its release and what to ask for
+  (the dataset saved as release 118: `saveold "file.dta", version(14)`), not as a damaged file.
 - Reading in chunks: observations have a fixed length, and readstat seeks to a row offset.
 
 Throughput (`benchmarks/adapters.py --rows 200000 --formats stata`, 20 variables, release 119; a
@@ -73,6 +76,8 @@ STATA_METADATA_KEY = b"rtw.stata"
 
 _XML_HEADER = re.compile(rb"<stata_dta><header><release>(\d{3})</release>")
 _OLD_RELEASES = range(104, 116)  # binary header: release byte, byte order (1 or 2), file type 1
+_XML_RELEASES = range(117, 120)  # what readstat reads of the releases with an XML-like header
+_ALIAS_RELEASES = (120, 121)  # Stata 18's, for a dataset holding alias variables (frames); readstat reads neither
 _UTF8_FROM = 118  # releases from Stata 14 on are UTF-8
 _ASSUMED_ENCODING = "WINDOWS-1252"  # readstat's reading of an older release
 
@@ -121,7 +126,7 @@ def _release(path: Path) -> int:
     with path.open("rb") as handle:
         head = handle.read(64)
     if found := _XML_HEADER.match(head):
-        return int(found.group(1))
+        return _readable_release(path, int(found.group(1)))
     if len(head) >= 4 and head[0] in _OLD_RELEASES and head[1] in (1, 2) and head[2] == 1:
         return head[0]
     what = "a Stata dataset (.dta)"
@@ -131,6 +136,18 @@ def _release(path: Path) -> int:
     found_text = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
     raise ExtractError(f"{path.name}: not {what}: {found_text}; expected '<stata_dta>' (release 117-119) or the "
                        "binary header of release 104-115")
+
+
+def _readable_release(path: Path, release: int) -> int:
+    """The release, if readstat reads it; else an error saying how to save the dataset so that it does
+    (readstat's own is 'not supported', which the reading error would take for a damaged file)."""
+    if release in _XML_RELEASES:
+        return release
+    why = (", the release Stata 18 and later write for a dataset holding alias variables (frames)"
+           if release in _ALIAS_RELEASES else "")
+    raise ExtractError(f"{path.name}: a Stata dta {release} file{why}, which this reader (pyreadstat) cannot read; "
+                       "expected release 104-119: ask for the dataset saved as release 118 (in Stata: "
+                       "`saveold \"file.dta\", version(14)`), or 119 for more than 32,767 variables")
 
 
 def _check_length(path: Path, release: int) -> None:
