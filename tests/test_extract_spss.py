@@ -271,8 +271,8 @@ def _portable() -> bytes:
                                           r"b'pid,sex\\nNL-001,1\\n'; expected '\$FL2'"),
     (b"PK\x03\x04" + bytes(60), "cases.sav", r"not an SPSS data file .*: its first bytes are those of a zip archive"),
     (b"", "cases.zsav", r"cases\.zsav: not an SPSS data file \(\.sav, \.zsav\): the file is empty"),
-    (_portable(), "cases.sav", r"it is an SPSS portable file \(\.por\), which this reader does not read; ask for "
-                               r"the data saved as \.sav"),
+    (_portable(), "cases.sav", r"it is an SPSS portable file \(\.por\), which is not read: .*; ask for the data "
+                               r"saved as \.sav"),
     (b"<stata_dta><header><release>118</release>", "cases.sav", r"its first bytes are those of a Stata dataset"),
     (b"$FL2@(#) SPSS DATA FILE", "cases.sav", r"cases\.sav: truncated: 23 bytes, less than the 176-byte header"),
 ])
@@ -284,6 +284,29 @@ def test_not_an_spss_file(tmp_path: Path, content: bytes, name: str, expected: s
     with pytest.raises(ExtractError, match=expected):
         read_spss_metadata(path)
     assert not (tmp_path / "staged").exists() or list((tmp_path / "staged").iterdir()) == []
+
+
+def test_a_portable_file_is_refused_saying_why_by_staging_and_by_rtw_profile(tmp_path: Path) -> None:
+    """pyreadstat reads a .por, but as ASCII (Köln's ö comes out as replacement characters) and with its
+    user-missing values emptied (read_por has no user_missing) and forgotten (missing_ranges is {}): refused,
+    with the reasons, and `rtw profile` says them too (it called the file an unknown file type)."""
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    path = tmp_path / "cases.por"
+    pyreadstat.write_por(CASES[["pid", "sex", "status"]], str(path))  # it writes ASCII only
+    why = (r"cases\.por: not an SPSS data file \(\.sav, \.zsav\): it is an SPSS portable file \(\.por\), which is not "
+           r"read: its text is ASCII only \(a letter such as ë or ø comes out as a replacement character\) and "
+           r"pyreadstat reads its user-missing values as empty, dropping which values the file declares missing \(a 9 "
+           r"'unknown' would load as no value\); ask for the data saved as \.sav")
+    with pytest.raises(ExtractError, match=why):
+        _stage(path)
+    with pytest.raises(ExtractError, match=why):
+        read_spss_metadata(path)
+    profiled = CliRunner().invoke(app, ["profile", str(path)], env={"COLUMNS": "400"})
+    assert profiled.exit_code != 0
+    assert "it is an SPSS portable file (.por), which is not read: its text is ASCII only" in profiled.output
 
 
 @pytest.mark.parametrize("options", [{}, {"row_compress": True}, {"compress": True}],
@@ -330,7 +353,7 @@ def test_staged_schema_is_strings_line_and_lineage(tmp_path: Path) -> None:
 
 def test_adapter_contract() -> None:
     assert ADAPTER.format == "spss" and ADAPTER.one_record_set_per_file and ADAPTER.typed_numbers
-    assert set(ADAPTER.suffixes) == {".sav", ".zsav"}
+    assert set(ADAPTER.suffixes) == {".sav", ".zsav", ".por"}  # .por: refused, saying why
     assert ADAPTER.staged_name("ab" * 32) == "ab" * 32 + ".parquet"
     with pytest.raises(ValueError, match="delimiter"):
         SpssOptions.model_validate({"delimiter": ";"})

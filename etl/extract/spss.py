@@ -40,8 +40,12 @@ Gotchas of the format:
   fewer cases than its header declares (readstat takes a count from 2**30 on for 'not said', so the
   count read here is the header's own); a file that does not declare its number of cases (-1: rare,
   from streaming writers) and is cut at a case boundary cannot be told from a whole one (the
-  source's `max_shrink` guard then holds it if it shrank). An SPSS *portable* file (`.por`, text)
-  is another format, refused with what to ask for.
+  source's `max_shrink` guard then holds it if it shrank).
+- An SPSS *portable* file (`.por`, text, from SPSS's EXPORT) is refused, with why and what to ask
+  for (a .sav), though pyreadstat reads one: its character set is ASCII (accented letters of names,
+  centres and free text arrive as replacement characters; no `encoding` helps), and `read_por` reads
+  user-missing values as empty and forgets the MISSING VALUES (its `user_missing` is not offered), so
+  a 9 'unknown' would silently be no value. Value labels and dates it reads as a .sav's.
 - Reading in chunks: readstat reaches a row offset by seeking in an uncompressed file, but by
   decompressing every case before it in a compressed one (bytecode cheaply, zlib less so);
   compressed files are therefore read in chunks four times larger (100,000 cases of 20 variables),
@@ -81,6 +85,10 @@ SPSS_METADATA_KEY = b"rtw.spss"
 
 _SPSS_EPOCH = np.datetime64("1582-10-14T00:00:00", "ms")
 _PORTABLE = b"SPSSPORT"  # after a 200-byte splash and a 256-byte character table
+# Why a portable file is refused, though pyreadstat reads one (see the module docstring).
+_PORTABLE_UNSAFE = ("its text is ASCII only (a letter such as ë or ø comes out as a replacement character) and "
+                    "pyreadstat reads its user-missing values as empty, dropping which values the file declares "
+                    "missing (a 9 'unknown' would load as no value)")
 _HEADER_BYTES = 176
 _COMPRESSION = {0: "sav", 1: "sav (compressed)", 2: "zsav"}
 
@@ -131,8 +139,8 @@ def _header(path: Path) -> _Header:
     if not head:
         raise ExtractError(f"{path.name}: not {what}: the file is empty")
     if _PORTABLE in head:
-        raise ExtractError(f"{path.name}: not {what}: it is an SPSS portable file (.por), which this reader does "
-                           "not read; ask for the data saved as .sav (File > Save As > SPSS Statistics)")
+        raise ExtractError(f"{path.name}: not {what}: it is an SPSS portable file (.por), which is not read: "
+                           f"{_PORTABLE_UNSAFE}; ask for the data saved as .sav (File > Save As > SPSS Statistics)")
     kind = sniff_kind(path)
     found = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
     raise ExtractError(f"{path.name}: not {what}: {found}; expected '$FL2' (.sav) or '$FL3' (.zsav)")
@@ -242,7 +250,7 @@ class SpssAdapter(OneTableAdapter):
     format = "spss"
     typed_numbers = True
     description = "SPSS data files (.sav, .zsav), e.g. a national registry's cases"
-    suffixes = (".sav", ".zsav")
+    suffixes = (".sav", ".zsav", ".por")  # .por only to be refused with the reason, not as an unknown file type
     Options = SpssOptions
 
     def stage(self, path: Path, out: Path, options: SpssOptions, lineage: dict[str, str]) -> StageResult:
