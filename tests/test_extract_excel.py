@@ -1,8 +1,10 @@
-"""The Excel adapter on small workbooks made here (openpyxl .xlsx, a hand-made .ods), shaped like registry forms."""
+"""The Excel adapter on small workbooks made here (openpyxl .xlsx, hand-made .ods and .xlsb), like registry forms."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.excel import (
     ADAPTER,
     ExcelOptions,
+    _says,
     cell_text,
     column_letter,
     detect_header_row,
@@ -311,14 +314,6 @@ def test_a_merged_header_is_read_as_delivered(tmp_path: Path) -> None:
         _stage(_merged(tmp_path, rows, ["A1:A2", "B1:C1"]), header_row=2, merged_cells="fill")
 
 
-def test_merged_cells_fill_is_said_where_the_workbook_kind_gives_no_ranges(tmp_path: Path) -> None:
-    _record_sets, notices = _stage(_ods(tmp_path / "registry.ods"), merged_cells="fill")
-    assert ("registry.ods: sheet 'Follow up': merged cells cannot be read from this kind of workbook "
-            "(python-calamine reads them from .xlsx, .xlsm and .xls): none filled (merged_cells: fill)") in notices
-    _record_sets, notices = _stage(_ods(tmp_path / "registry.ods"))
-    assert not [n for n in notices if "merged" in n]
-
-
 def test_the_reader_advises_fill_for_merged_cells_in_the_data_rows(tmp_path: Path) -> None:
     path = _merged(tmp_path, FOLLOW_UP, FOLLOW_UP_MERGES)
     assert ADAPTER.stage(path, tmp_path / "a", ExcelOptions(), LINEAGE).advised_options == {"merged_cells": "fill"}
@@ -369,18 +364,20 @@ def test_header_only_sheet_is_an_empty_record_set(tmp_path: Path) -> None:
     assert "imt.xlsx: sheet 'AE': 0 rows" in notices
 
 
-def _ods(path: Path) -> Path:
+def _ods(path: Path, rows: str = "") -> Path:
+    """An OpenDocument spreadsheet as office programs write it: sheet 'Follow up' of `rows` (table-row
+    elements), by default a header and one row of typed cells."""
     cell = '<table:table-cell office:value-type="{}" {}><text:p>{}</text:p></table:table-cell>'
     header = "".join(cell.format("string", "", name) for name in ("patient", "visit", "alive"))
     values = (cell.format("float", 'office:value="7"', "7") + cell.format("date", 'office:date-value="2020-02-29"', "")
               + cell.format("boolean", 'office:boolean-value="true"', "TRUE"))
+    rows = rows or f"<table:table-row>{header}</table:table-row><table:table-row>{values}</table:table-row>"
     content = (
         '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
         'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
         'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
         'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
-        '<office:body><office:spreadsheet><table:table table:name="Follow up">'
-        f"<table:table-row>{header}</table:table-row><table:table-row>{values}</table:table-row>"
+        f'<office:body><office:spreadsheet><table:table table:name="Follow up">{rows}'
         "</table:table></office:spreadsheet></office:body></office:document-content>")
     manifest = (
         '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
@@ -392,6 +389,111 @@ def _ods(path: Path) -> Path:
         archive.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
     return path
+
+
+def _ods_cell(text: str = "", **spans: int) -> str:
+    """A text cell, spanning `rows`/`columns` (a merged range's top-left), or `covered` by a merge."""
+    if spans.pop("covered", 0):
+        return "<table:covered-table-cell/>"
+    spanned = " ".join(f'table:number-{kind}-spanned="{n}"' for kind, n in spans.items())
+    return f'<table:table-cell office:value-type="string" {spanned}><text:p>{text}</text:p></table:table-cell>'
+
+
+#: Written as LibreOffice writes it: the table starting in column B (an empty cell first), the patient and
+#: centre merged over rows 2-4, a note merged across two columns on two identical rows written once
+#: (number-rows-repeated), the used columns and rows padded with repeated empty cells.
+MERGED_ODS_ROWS = (
+    '<table:table-row><table:table-cell/>' + "".join(_ods_cell(n) for n in ("patient", "centre", "visit"))
+    + '<table:table-cell table:number-columns-repeated="1020"/></table:table-row>'
+    + '<table:table-row><table:table-cell/>' + _ods_cell("P1", rows=3, columns=1) + _ods_cell("X", rows=3)
+    + _ods_cell("1") + "</table:table-row>"
+    + "".join(f'<table:table-row><table:table-cell/>{_ods_cell(covered=1) * 2}{_ods_cell(v)}</table:table-row>'
+              for v in ("2", "3"))
+    + '<table:table-row table:number-rows-repeated="2"><table:table-cell/>' + _ods_cell("P2", columns=2)
+    + _ods_cell(covered=1) + _ods_cell("1") + "</table:table-row>"
+    + '<table:table-row table:number-rows-repeated="1048570"><table:table-cell table:number-columns-repeated="1024"/>'
+    "</table:table-row>")
+
+
+def test_merged_cells_of_an_opendocument_spreadsheet_are_filled_as_an_xlsx_s(tmp_path: Path) -> None:
+    """calamine gives no merged ranges of an .ods: fill read it unfilled (the rows below a patient's first
+    without a patient key), with a notice; its content.xml says them, and they are filled as an .xlsx's."""
+    path = _ods(tmp_path / "registry.ods", MERGED_ODS_ROWS)
+    record_sets, notices = _stage(path, merged_cells="fill")
+    assert _records(record_sets["Follow up"]) == [
+        {"patient": "P1", "centre": "X", "visit": "1", "_line": 2},
+        {"patient": "P1", "centre": "X", "visit": "2", "_line": 3},
+        {"patient": "P1", "centre": "X", "visit": "3", "_line": 4},
+        {"patient": "P2", "centre": "P2", "visit": "1", "_line": 5},
+        {"patient": "P2", "centre": "P2", "visit": "1", "_line": 6},
+    ]
+    assert ("registry.ods: sheet 'Follow up': merged cells B2:B4, C2:C4, B5:C5, B6:C6 filled: every cell of a range "
+            "reads its top-left value (merged_cells: fill)") in notices
+    result = ADAPTER.stage(path, tmp_path / "as_delivered", ExcelOptions(), LINEAGE)
+    assert [r["patient"] for r in _records(ADAPTER.record_sets(tmp_path / "as_delivered", "x")["Follow up"])] == \
+        ["P1", "", "", "P2", "P2"]
+    assert result.advised_options == {"merged_cells": "fill"}
+    assert ("registry.ods: sheet 'Follow up': merged cells B2:B4, C2:C4, B5:C5, B6:C6 in the data rows: the value "
+            "is in the top-left cell only, the others are empty (`options: {merged_cells: fill}` gives every cell "
+            "of a range its value)") in result.notices
+
+
+@pytest.mark.parametrize("block", [1, 4, 9, 1 << 20])
+def test_an_opendocument_spreadsheet_is_parsed_only_when_it_holds_a_span(block: int) -> None:
+    assert _says(io.BytesIO(b'<table:table-cell table:number-rows-spanned="3">'), b"-spanned=", block)
+    assert not _says(io.BytesIO(b"<table:table-cell><text:p>rows-spanned 3</text:p>"), b"-spanned=", block)
+
+
+def _xlsb_record(kind: int, data: bytes = b"") -> bytes:
+    """A BIFF12 record: its type and size as 7-bit varints, then its data."""
+    head = bytes([kind & 0x7F | 0x80, kind >> 7]) if kind > 0x7F else bytes([kind])
+    size, encoded = len(data), b""
+    while not encoded or size:
+        encoded += bytes([size & 0x7F | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+    return head + encoded + data
+
+
+def _xlsb_text(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def _xlsb(path: Path, rows: list[list[str | None]], merges: list[tuple[int, int, int, int]]) -> Path:
+    """A binary workbook (.xlsb) of one sheet 'Follow up' of text cells, with merged cells (first row, last
+    row, first column, last column; 0-based), as the BIFF12 records Excel writes: no library here writes one."""
+    records = [_xlsb_record(0x81), _xlsb_record(0x94, struct.pack("<4I", 0, len(rows) - 1, 0, len(rows[0]) - 1)),
+               _xlsb_record(0x91)]
+    for number, cells in enumerate(rows):
+        records.append(_xlsb_record(0x00, struct.pack("<IIHBBI", number, 0, 300, 0, 0, 0)))  # BrtRowHdr
+        records += [_xlsb_record(0x06, struct.pack("<II", column, 0) + _xlsb_text(text))  # BrtCellSt
+                    for column, text in enumerate(cells) if text is not None]
+    records += [_xlsb_record(0x92), _xlsb_record(0xB1, struct.pack("<I", len(merges)))]
+    records += [_xlsb_record(0xB0, struct.pack("<4I", *merge)) for merge in merges]  # BrtMergeCell
+    records += [_xlsb_record(0xB2), _xlsb_record(0x82)]
+    sheet = _xlsb_record(0x9C, struct.pack("<II", 0, 1) + _xlsb_text("rId1") + _xlsb_text("Follow up"))  # BrtBundleSh
+    workbook = _xlsb_record(0x83) + _xlsb_record(0x8F) + sheet + _xlsb_record(0x90) + _xlsb_record(0x84)
+    relationships = '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/{}" Target="{}"/></Relationships>'  # noqa: E501
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("_rels/.rels", relationships.format("officeDocument", "xl/workbook.bin"))
+        archive.writestr("xl/workbook.bin", workbook)
+        archive.writestr("xl/_rels/workbook.bin.rels", relationships.format("worksheet", "worksheets/sheet1.bin"))
+        archive.writestr("xl/worksheets/sheet1.bin", b"".join(records))
+    return path
+
+
+def test_merged_cells_fill_of_a_binary_workbook_is_refused_naming_the_file_and_option(tmp_path: Path) -> None:
+    """calamine reads no merged ranges of an .xlsb: fill read it unfilled, with a notice, and the rows below a
+    patient's first went to quarantine; the option is refused, the workbook read as delivered without it."""
+    path = _xlsb(tmp_path / "registry.xlsb", [["patient", "visit"], ["P1", "1"], [None, "2"]], [(1, 2, 0, 0)])
+    staged = tmp_path / "staged" / ADAPTER.staged_name("ab" * 32)
+    with pytest.raises(ExtractError, match=r"registry\.xlsb: `options: \{merged_cells: fill\}` cannot be applied: the "
+                                           r"merged cells of this kind of workbook \(\.xlsb\) are not read; expected "
+                                           r"the workbook saved as \.xlsx, or its merged cells unmerged and filled in, "
+                                           r"and the option removed"):
+        ADAPTER.stage(path, staged, ExcelOptions(merged_cells="fill"), LINEAGE)
+    assert not staged.exists()
+    record_sets, _notices = _stage(path)
+    assert [r["patient"] for r in _records(record_sets["Follow up"])] == ["P1", ""]
 
 
 def test_opendocument_spreadsheet(tmp_path: Path) -> None:
