@@ -286,6 +286,27 @@ def test_not_an_spss_file(tmp_path: Path, content: bytes, name: str, expected: s
     assert not (tmp_path / "staged").exists() or list((tmp_path / "staged").iterdir()) == []
 
 
+def test_a_date_of_0_is_staged_as_spss_shows_it_and_said_to_be_a_date_typed_as_0(tmp_path: Path) -> None:
+    """SPSS's day 0 is 1582-10-14, no date of a patient: a 0 in a date is a date left empty and typed as 0. It
+    was staged as 1582-10-14 unsaid (a core date then quarantined as 'before 1900', a mistyped century?)."""
+    may_3_2019 = (dt.datetime(2019, 5, 3) - dt.datetime(1582, 10, 14)).total_seconds()
+    frame = pd.DataFrame({"pid": ["NL-001", "NL-002", "NL-003"], "dx": [0.0, may_3_2019, 0.0],
+                          "seen": [0.0, np.nan, 1.0], "at": [0.0, 3600.0, np.nan]})
+    staged, notices = _stage(_sav(tmp_path, frame, formats={"dx": "DATE11", "seen": "DATETIME20", "at": "TIME8"}))
+    assert staged[["dx", "seen", "at"]].to_dict("records") == [
+        {"dx": "1582-10-14", "seen": "1582-10-14T00:00:00", "at": "00:00:00"},
+        {"dx": "2019-05-03", "seen": "", "at": "01:00:00"},
+        {"dx": "1582-10-14", "seen": "1582-10-14T00:00:01", "at": ""}]
+    day_zero = [n for n in notices if "day 0" in n]
+    assert day_zero == [
+        "cases.sav: 2 value(s) of dx (DATE11) are 0, SPSS's day 0, staged as it shows them (1582-10-14): almost "
+        "always a date left empty and typed as 0; read as a date, it quarantines its record (XT-DATE-NOT-BEFORE-1900) "
+        'unless the mapping\'s null_values lists "1582-10-14"',
+        "cases.sav: 1 value(s) of seen (DATETIME20) are 0, SPSS's day 0, staged as it shows them (1582-10-14T00:00:00):"
+        " almost always a date left empty and typed as 0; read as a date, it quarantines its record "
+        '(XT-DATE-NOT-BEFORE-1900) unless the mapping\'s null_values lists "1582-10-14T00:00:00"']  # at's 0: midnight
+
+
 def test_a_portable_file_is_refused_saying_why_by_staging_and_by_rtw_profile(tmp_path: Path) -> None:
     """pyreadstat reads a .por, but as ASCII (Köln's ö comes out as replacement characters) and with its
     user-missing values emptied (read_por has no user_missing) and forgotten (missing_ranges is {}): refused,

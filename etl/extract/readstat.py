@@ -78,6 +78,9 @@ class Dataset:
     its `package` ("SAS") in the notices."""
 
     package: ClassVar[str] = ""
+    #: the package's day 0 is no date of a patient (SPSS's 1582-10-14, not SAS's or Stata's 1960-01-01): a 0 in
+    #: a date variable is a date left empty and typed as 0, which a notice counts
+    day_zero_typed: ClassVar[bool] = False
 
     file_format: str  # "XPORT v5", "sas7bdat", "sav", "zsav", "dta 118"
     table_name: str | None
@@ -365,6 +368,7 @@ class StagedDataset:
     metadata: Dataset
     not_dates: dict[str, int]
     special_missing: dict[str, int]
+    day_zero: dict[str, tuple[int, str]] = field(default_factory=dict)  # variable -> (how many, as staged)
 
     def notices(self, path: Path) -> list[str]:
         """The dataset's description, then what was kept as written, and an empty dataset said."""
@@ -375,6 +379,10 @@ class StagedDataset:
         notices += [f"{path.name}: {count} value(s) of {name} are {metadata.package} special missing values "
                     "(.a-.z), kept as written (.a): a mapping's codes: or null_values: say what they mean"
                     for name, count in self.special_missing.items()]
+        notices += [f"{path.name}: {count} value(s) of {name} ({metadata.variables[name].format}) are 0, "
+                    f"{metadata.package}'s day 0, staged as it shows them ({text}): almost always a date left empty "
+                    "and typed as 0; read as a date, it quarantines its record (XT-DATE-NOT-BEFORE-1900) unless the "
+                    f"mapping's null_values lists \"{text}\"" for name, (count, text) in self.day_zero.items()]
         if not self.rows:
             notices.append(f"{path.name}: no observations")
         return notices
@@ -391,6 +399,7 @@ def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFram
     rows = 0
     not_dates: dict[str, int] = {}
     special: dict[str, int] = {}
+    day_zero: dict[str, tuple[int, str]] = {}
     metadata: Dataset | None = None
     writer: pq.ParquetWriter | None = None
     with written_atomically(out) as temp:
@@ -409,6 +418,9 @@ def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFram
                         not_dates[name] = not_dates.get(name, 0) + column.not_dates
                     if column.special_missing:
                         special[name] = special.get(name, 0) + column.special_missing
+                    if metadata.day_zero_typed and (zeros := _day_zero(frame[name], metadata.variables[name])):
+                        count, _text = day_zero.get(name, (0, ""))
+                        day_zero[name] = (count + zeros, code_text(0, metadata.variables[name], as_text))
                 arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
                 arrays += [pa.repeat(pa.scalar(value, pa.string()), len(frame)) for value in lineage.values()]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
@@ -417,7 +429,14 @@ def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFram
             if writer is not None:
                 writer.close()
     assert metadata is not None  # the chunks are at least one (maybe empty)
-    return StagedDataset(rows, metadata, not_dates, special)
+    return StagedDataset(rows, metadata, not_dates, special, day_zero)
+
+
+def _day_zero(values: pd.Series, variable: Variable) -> int:
+    """How many values of a date variable (not a time: its 0 is midnight) are 0."""
+    if variable.temporal in (None, "time"):
+        return 0
+    return int((pd.to_numeric(values, errors="coerce") == 0).sum())
 
 
 def _staging_schema(path: Path, metadata: Dataset, lineage: Mapping[str, str], metadata_key: bytes) -> pa.Schema:
