@@ -2,7 +2,8 @@
 
 The inference is deliberately simple and explainable: a column is `integer`, `decimal` (with its
 mark) when at least 95 % of its non-empty values are numbers; `date` when at least 80 % match a
-known layout (the rest are sentinels such as 99/99/9999, shown only by their shape); `code` when
+known layout (the rest are sentinels such as 99/99/9999 or codes the format's value labels name,
+which are left out of that share, and other values, shown only by their shape); `code` when
 few distinct values repeat (or the format declares a code list); `text` otherwise; `empty` when
 no value is filled in.
 
@@ -237,6 +238,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
     """Infer a column's type and summarise its values; rare and identifying values are not kept."""
     counts, nulls = _non_empty_counts(values)
     identifying = _looks_identifying(name, info)
+    # A date variable's value labels name its placeholders (9999-12-31 'not known'): judged as 99/99/9999 is.
+    labelled = set(info.codes) if info is not None and info.codes else set()
     filled = sum(counts.values())
     distinct = len(counts)
     kind, detail, mark = "text", "", None
@@ -252,10 +255,10 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         for value, n in counts.items():
             if match := _DECIMAL.fullmatch(value):
                 marks[match[2] or match[3]] += n
-        found, unmatched = date_patterns(counts)
+        found, unmatched = date_patterns({v: n for v, n in counts.items() if v not in labelled})
         dated = sum(p.count for p in found)
         only_years = all(p.pattern == "%Y" for p in found)
-        placeholders = {v: n for v, n in counts.items() if is_sentinel(v)}
+        placeholders = {v: n for v, n in counts.items() if is_sentinel(v) or v in labelled}
         if found and not only_years and dated / (filled - sum(placeholders.values())) >= DATE_SHARE:
             kind, patterns = "date", found
             detail = ", ".join(f"{p.pattern} {_percent(p.share)}" for p in found)

@@ -4,13 +4,14 @@ From the files' profiles it fills in what can be read off them: the format and i
 (encoding, delimiter, decimal mark, and those the reader advises, such as an Excel workbook's
 `merged_cells: fill` where merged cells lie in its data rows: the files are then read with them,
 so the draft's keys and columns are those of the filled rows), the file pattern and record set
-names, the date formats each column is written in, placeholders for unknown dates (99/99/9999) as
-nulls, the patient key and record key when a column plainly is one, the patient block from columns
-named like sex, birth date, country, EUPID and centre, and one commented skeleton per record set
-listing every column with its type, date format and codes (from an ODM CodeList or SPSS/Stata value
-labels, else the values seen at least `MIN_SHOWN` times). What only a person can decide (which core
-table and field a column feeds, what each code means) is marked TODO. The draft loads as YAML and,
-when the guesses hold, validates as a mapping; `rtw check` then compares it with the data.
+names, the date formats each column is written in, placeholders for unknown dates (99/99/9999, and
+the codes a date variable's value labels name: 9999-12-31 'not known') as nulls, the patient key
+and record key when a column plainly is one, the patient block from columns named like sex, birth
+date, country, EUPID and centre, and one commented skeleton per record set listing every column
+with its type, date format and codes (from an ODM CodeList or SPSS/Stata value labels, else the
+values seen at least `MIN_SHOWN` times). What only a person can decide (which core table and field
+a column feeds, what each code means) is marked TODO. The draft loads as YAML and, when the guesses
+hold, validates as a mapping; `rtw check` then compares it with the data.
 """
 
 from __future__ import annotations
@@ -254,6 +255,13 @@ def _date_formats(column: ColumnProfile) -> list[str]:
     return kept
 
 
+def _labelled_placeholders(record_sets: Iterable[RecordSetProfile]) -> set[str]:
+    """The codes a date column's value labels name (9999-12-31 'not known', Stata's .a), seen in the data
+    or not: placeholders of an unknown date, as 99/99/9999 is. A date column has no `codes:` (every date
+    would be a code not listed), so they are drafted as null values."""
+    return {code for rs in record_sets for c in rs.columns if c.kind == "date" for code in c.code_list or ()}
+
+
 def _main_date_format(record_sets: Iterable[RecordSetProfile]) -> str | None:
     votes: dict[str, int] = {}
     for rs in record_sets:
@@ -319,6 +327,9 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
                 if len(formats) > 1:
                     notes.append(f"TODO: also written {', '.join(formats[1:])}")
         notes.append(column.detail)
+        if column.code_list:
+            labelled = ", ".join(f"{code} '{label}'" if label else code for code, label in column.code_list.items())
+            notes.append(f"TODO: check: labelled {labelled} read as no value (null_values)")
     elif column.kind in ("integer", "decimal"):
         parts.append(f"type: {column.kind}")
         if column.detail:
@@ -424,7 +435,8 @@ def draft_mapping(draft: DraftSource) -> Draft:
     frames = {name: frame for read in draft.files for name, frame in read.record_sets.items()}
     patient_key = choose_patient_key(record_sets)
     main_format = _main_date_format(record_sets)
-    sentinels = sorted({s.value for rs in record_sets for c in rs.columns for s in c.sentinels})
+    labelled = _labelled_placeholders(record_sets)
+    sentinels = sorted({s.value for rs in record_sets for c in rs.columns for s in c.sentinels} | labelled)
     details: FormatDetails = draft.files[0].details if draft.files else FormatDetails()
     todos = 1
     lines = [f"# Draft mapping of source `{draft.source_id}`, written by `rtw scaffold` from "
@@ -459,7 +471,10 @@ def draft_mapping(draft: DraftSource) -> Draft:
         listed = ", ".join(_q(p) for p in parts)
         lines.append(f"unknown_date_parts: [{listed}]  # how an unknown day or month is written")
     if sentinels:
-        lines.append(f"null_values: [{', '.join(_q(v) for v in ['', *sentinels])}]  # placeholders for unknown dates")
+        check = "; TODO: check the codes labelled in date columns (see their fields)" if labelled else ""
+        lines.append(f"null_values: [{', '.join(_q(v) for v in ['', *sentinels])}]  # placeholders for unknown "
+                     f"dates{check}")
+        todos += bool(labelled)
     if patient_key is not None:
         lines.append(f"patient_key: {_q(patient_key)}  # TODO: check: the column holding the patient number")
     else:
