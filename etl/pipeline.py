@@ -37,7 +37,7 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, shown_file_name
+from etl.extract.file_names import PatientNumbers, QuotedNames, shown_file_name, shown_record_sets
 from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load import next_copy
@@ -198,7 +198,9 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         if result is None:
             log.info("%s: %s already staged", source_id, entry.name)
         else:
-            entry.rows_staged, entry.notices = result.rows, [found.shown(n, numbers) for n in result.notices]
+            sheets = QuotedNames(result.quoted)  # a sheet's name may hold a patient number like a file's
+            entry.rows_staged = result.rows
+            entry.notices = [found.shown(sheets.shown(n, numbers), numbers) for n in result.notices]
             log.info("%s: staged %s (%s rows)", source_id, entry.name, result.rows)
         outcome.notices += entry.notices
         outcome.files.append(entry)
@@ -249,7 +251,9 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         # Patients erased on withdrawal of consent (rtw forget) stay out while the exports still hold them;
         # they count as superseded, so rows_read = loaded + quarantined + superseded still holds.
         erased = erased_pseudonyms(home.warehouse, source_id)
-        frames, left_out = drop_erased(with_file_names(record_sets.frames, names), mapping, key, erased)
+        frames = shown_record_sets(with_file_names(record_sets.frames, names),
+                                   PatientNumbers.staged(home.staging, mapping))  # a sheet per patient
+        frames, left_out = drop_erased(frames, mapping, key, erased)
         superseded = dict(record_sets.superseded)
         for sha, n in left_out.items():
             superseded[sha] = superseded.get(sha, 0) + n

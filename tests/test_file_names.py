@@ -189,3 +189,69 @@ def test_a_name_recorded_in_clear_before_names_were_shown_is_renamed_in_the_hist
     # Another source's notice is that source's to rename.
     assert con.execute("SELECT notice FROM meta.source_notice WHERE source_id = 'other'").fetchall() == [
         (f"other: {clear}",)]
+
+
+SHEETS_MAPPING = """\
+source_id: kr_sheets
+title: A registry's workbook with a sheet per patient
+format: excel
+files: "KR_register_*.xlsx"
+patient_key: Pat_Nr
+record_key: "{record_set}[{Kontakt}]"
+record_keys: {Patienten: "{record_set}"}
+patient:
+  from: Patienten
+  fields:
+    sex: {column: Geschlecht, codes: {m: male, w: female}}
+    centre_id: {column: Klinik}
+tables:
+  follow_up:
+    from: "Verlauf_{patient}"
+    fields:
+      contact_date: {column: Kontakt, type: date, required: true}
+      vital_status: {column: Status, codes: {L: alive, V: dead}}
+"""
+
+
+@pytest.fixture
+def sheet_per_patient(tmp_path, monkeypatch) -> tuple[Home, Path]:
+    """A registry's workbook: its patients on one sheet, each one's visits on a sheet named after them,
+    and a note on a sheet no mapping reads (its records are quarantined)."""
+    import openpyxl
+
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
+    home = resolve_home(tmp_path / "home").ensure()
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "kr_sheets.yaml").write_text(SHEETS_MAPPING)
+    workbook = openpyxl.Workbook()
+    patients = workbook.active
+    patients.title = "Patienten"
+    patients.append(["Pat_Nr", "Geschlecht", "Klinik"])
+    for number, visits in (("123456", 2), ("234567", 3)):
+        patients.append([number, "w", "KR-01"])
+        sheet = workbook.create_sheet(f"Verlauf_{number}")
+        sheet.append(["Pat_Nr", "Kontakt", "Status"])
+        for day in range(1, visits + 1):
+            sheet.append([number, f"2026-0{day}-15", "L"])
+    note = workbook.create_sheet("Notiz_345678")
+    note.append(["Pat_Nr", "Kontakt", "Notiz"])
+    note.append(["345678", "2026-02-01", "Rückruf"])
+    (home.landing / "kr_sheets").mkdir()
+    workbook.save(home.landing / "kr_sheets" / "KR_register_20261201.xlsx")
+    return home, sources
+
+
+@pytest.mark.integration
+def test_a_sheet_per_patient_is_one_record_set_named_without_the_numbers(sheet_per_patient, caplog):
+    home, sources = sheet_per_patient
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        summary = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert summary.sources_failed == [] and summary.report
+    assert query_rows(home, "SELECT record_set, count(*) FROM stage.record GROUP BY ALL ORDER BY 1") == [
+        ("Notiz_{patient}", 1), ("Patienten", 2), ("Verlauf_{patient}", 5)]
+    assert query_rows(home, "SELECT count(*) FROM core.follow_up") == [(5,)]
+    assert query_rows(home, "SELECT DISTINCT record_set FROM dq.quarantine") == [("Notiz_{patient}",)]
+    notices = query_rows(home, "SELECT notice FROM meta.source_notice WHERE contains(notice, 'Verlauf')")
+    assert ("KR_register_20261201.xlsx: sheet 'Verlauf_{patient}': 3 rows",) in notices
+    assert _leaks(home, summary, caplog) == []

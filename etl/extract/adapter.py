@@ -66,6 +66,9 @@ class StageResult:
     #: reader options the file calls for that were not given (an Excel sheet with merged cells in its
     #: data rows: merged_cells: fill), for `rtw scaffold` to draft; a notice says each too
     advised_options: Mapping[str, Any] = field(default_factory=dict)
+    #: names besides the file's that the notices quote (an Excel workbook's sheets): they may hold a patient
+    #: number, and are shown as file names are (etl/extract/file_names.py)
+    quoted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

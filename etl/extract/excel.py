@@ -540,7 +540,8 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     try:
         with written_atomically(out, folder=True) as temp:
             parts = []
-            for index, (name, hidden) in enumerate(_chosen_sheets(path, workbook, sheets), start=1):
+            chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
+            for index, (name, hidden) in enumerate(chosen, start=1):
                 sheet = workbook.get_sheet_by_name(name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
@@ -565,7 +566,8 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     finally:
         workbook.close()
     advised = {"merged_cells": "fill"} if merged_in_data and merged_cells != "fill" else {}
-    return StageResult(rows=rows, notices=tuple(notices), advised_options=advised)
+    return StageResult(rows=rows, notices=tuple(notices), advised_options=advised,
+                       quoted=tuple(name for name, _ in chosen))
 
 
 def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list[str] | None) -> list[tuple[str, bool]]:

@@ -18,16 +18,22 @@ one, unless it reads as a date (YYYYMMDD, with a time after it).
 
 The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
 SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
+
+A record set's name is shown the same way (`shown_record_sets`): a registry that sends a sheet per patient
+(`Pat_123456`) has one record set `Pat_{patient}` holding every such sheet's rows, which a mapping maps
+or ignores by that name; a notice quoting the sheet (`StageResult.quoted`) shows it so too.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from etl.extract.adapter import STAGED_NAME
+import pyarrow as pa
+
+from etl.extract.adapter import STAGED_NAME, compact_record_table, concat_record_tables
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import names_a_patient, normalise_patient_key
 from etl.transform.records import staged_patient_keys
@@ -93,6 +99,26 @@ def shown_file_name(name: str, numbers: PatientNumbers) -> str:
     if not any(c.isdigit() for c in name):
         return name
     return numbers.pattern.sub(PATIENT, name)
+
+
+def shown_record_sets(record_sets: Mapping[str, pa.Table], numbers: PatientNumbers) -> dict[str, pa.Table]:
+    """A source's record sets by their names as shown: those whose names differ only in the patient number
+    (a sheet per patient) are one record set, their rows in the order read (like per-form files)."""
+    grouped: dict[str, list[pa.Table]] = {}
+    for name, table in record_sets.items():
+        grouped.setdefault(shown_file_name(name, numbers), []).append(table)
+    return {name: tables[0] if len(tables) == 1 else compact_record_table(concat_record_tables(
+        [_decoded(t) for t in tables])) for name, tables in grouped.items()}
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """The record set with its text as plain strings: compact ones encode each its own way, and concatenate
+    only so."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_dictionary(column.type):
+            plain = column.type.value_type
+            table = table.set_column(i, table.field(i).with_type(plain), column.cast(plain))
+    return table
 
 
 class QuotedNames:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, staged_keys
+from etl.extract.file_names import PatientNumbers, shown_record_sets, staged_keys
 from etl.extract.landing import SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import describe_file
@@ -436,14 +436,16 @@ def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[A
     return staged, findings
 
 
-def _combine(adapter: SourceAdapter, mapping: SourceMapping,
-             staged: list[tuple[Path, str, str]]) -> dict[str, pd.DataFrame]:
-    """The source's current record sets, as the nightly run sees them (increments applied by the adapter)."""
+def _combine(adapter: SourceAdapter, mapping: SourceMapping, staged: list[tuple[Path, str, str]],
+             numbers: PatientNumbers) -> dict[str, pd.DataFrame]:
+    """The source's current record sets, as the nightly run sees them (increments applied by the adapter,
+    named as shown: a sheet per patient is one record set)."""
     parts = [(path, record_set_of_file(mapping, name) or Path(name).stem, name, sha) for path, name, sha in staged]
     combine = getattr(adapter, "combine", None)
     if combine is not None:
         combined = combine(parts)
         frames = getattr(combined, "frames", combined)  # record sets are Arrow tables: onboarding reads pandas
+        frames = shown_record_sets(frames, numbers)
         return {name: record_frame(table) if isinstance(table, pa.Table) else table for name, table in frames.items()}
     collected: dict[str, list[pd.DataFrame]] = {}
     for path, record_set, _, _ in parts:
@@ -484,7 +486,7 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
                                                        for staged_file, _, _ in staged)))
         findings += staging_problems
         try:
-            record_sets = _combine(adapter, mapping, staged) if staged else {}
+            record_sets = _combine(adapter, mapping, staged, numbers) if staged else {}
         except (ExtractError, ValueError) as exc:
             findings.append(Finding("error", ", ".join(names), str(exc)))
             return _names_shown(CheckReport(source_id, path, names, findings=tuple(findings)), found, numbers)
