@@ -255,3 +255,22 @@ def test_a_sheet_per_patient_is_one_record_set_named_without_the_numbers(sheet_p
     notices = query_rows(home, "SELECT notice FROM meta.source_notice WHERE contains(notice, 'Verlauf')")
     assert ("KR_register_20261201.xlsx: sheet 'Verlauf_{patient}': 3 rows",) in notices
     assert _leaks(home, summary, caplog) == []
+
+
+def test_a_zip_refused_names_its_members_without_the_numbers(per_patient, tmp_path, caplog):
+    """A zip delivery whose members are refused: the failure names them as landing would."""
+    import zipfile
+
+    from etl.pull import pull_source
+
+    home, sources = per_patient
+    drop_zone = tmp_path / "drop_zone"
+    drop_zone.mkdir()
+    with zipfile.ZipFile(drop_zone / "delivery_20261201.zip", "w") as delivery:
+        delivery.writestr("export/Fall_987654_Notiz.txt", "not an export")
+    mapping = sources / "registry_de.yaml"
+    mapping.write_text(mapping.read_text() + f"\ndelivery: {{url: '{drop_zone}', quiet_seconds: 0, unzip: true}}\n")
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        pulled = pull_source(home, "registry_de", sources_dir=sources)
+    assert pulled.pulled == [] and "members: export/Fall_{patient}_Notiz.txt" in " ".join(pulled.failures)
+    assert not NUMBERS.search(pulled.model_dump_json() + " ".join(r.getMessage() for r in caplog.records))

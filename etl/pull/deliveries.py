@@ -246,7 +246,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
     finally:
         temp.unlink(missing_ok=True)
     if not unpacked.landed:
-        raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})")
+        raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})",
+                         unpacked.skipped)
     return sha256, unpacked.landed
 
 
@@ -353,6 +354,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
             continue
         except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
+            names.update(exc.members if isinstance(exc, ZipRefused) else ())  # quoted: shown as landed names
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
                             "pull tries it again")
             log.error("%s", names_shown(failures[-1], names, numbers))

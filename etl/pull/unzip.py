@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 
@@ -26,7 +26,12 @@ _CHUNK = 1 << 20
 
 
 class ZipRefused(ValueError):
-    """A zip delivery is not unpacked; the message names the member and the reason."""
+    """A zip delivery is not unpacked; the message names the member and the reason. `members`: the member
+    names it quotes, which may hold a patient number (shown as landing names are: etl/extract/file_names.py)."""
+
+    def __init__(self, message: str, members: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.members = tuple(members)
 
 
 class ZipLimits(BaseModel):
@@ -66,13 +71,13 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
     files = []
     for info in members:
         if (refused := _refusal(info)) is not None:
-            raise ZipRefused(f"member {info.filename!r} is {refused}")
+            raise ZipRefused(f"member {info.filename!r} is {refused}", [info.filename])
         if info.is_dir():
             continue
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
             raise ZipRefused(f"member {info.filename!r} expands {ratio:.0f} times ({info.file_size} bytes), more "
-                             f"than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
+                             f"than the limit of {limits.max_ratio:.0f} (a zip bomb?)", [info.filename])
         total += info.file_size
         if total > limits.max_total_bytes:
             raise ZipRefused(f"members total more than the limit of {limits.max_total_bytes} bytes uncompressed "
@@ -102,7 +107,8 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                 skipped.append(info.filename)
                 continue
             if name in chosen:
-                raise ZipRefused(f"members {chosen[name].filename!r} and {info.filename!r} both unpack to {name}")
+                raise ZipRefused(f"members {chosen[name].filename!r} and {info.filename!r} both unpack to {name}",
+                                 [chosen[name].filename, info.filename, name])
             chosen[name] = info
         produced = 0
         digests: dict[str, str] = {}
@@ -118,13 +124,13 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                         produced += len(chunk)
                         if written > info.file_size or produced > limits.max_total_bytes:
                             raise ZipRefused(f"member {info.filename!r} unpacks to more bytes than its header "
-                                             "declares (a zip bomb?)")
+                                             "declares (a zip bomb?)", [info.filename])
                         out.write(chunk)
                         digest.update(chunk)
             except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})") from None
+                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})", [info.filename]) from None
             except RuntimeError as exc:  # an encrypted member
-                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})") from None
+                raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})", [info.filename]) from None
             digests[name] = digest.hexdigest()
         if before_landing is not None:
             for name, sha256 in digests.items():
