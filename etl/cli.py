@@ -496,7 +496,7 @@ def _reader_options(given: list[str] | None) -> dict[str, Any]:
 def profile(file: Annotated[Path, typer.Argument(help="An export file of any supported format")],
             home: HomeOption = None,
             html: Annotated[Path | None, typer.Option("--html", help="HTML page to write (default: "
-                                                      "<home>/reports/profiles/<file stem>.html)")] = None,
+                                                      "<home>/reports/profiles/<file stem, as shown>.html)")] = None,
             option: ReaderOptions = None) -> None:
     """Describe an export file before any mapping exists (terminal tables and an HTML page).
 
@@ -518,7 +518,9 @@ def profile(file: Annotated[Path, typer.Argument(help="An export file of any sup
     except (ExtractError, ValueError) as exc:
         _fail(str(exc))
     console.print(profile_tables(result))
-    page = write_profile_page(result, html or resolve_home(home).reports / "profiles" / f"{file.stem}.html")
+    # Named after the file as shown: a patient number in its name would be in reports/.
+    default = resolve_home(home).reports / "profiles" / f"{Path(result.file_name).stem}.html"
+    page = write_profile_page(result, html or default)
     console.print(f"profile page: {page}")
 
 

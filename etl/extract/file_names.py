@@ -64,13 +64,16 @@ class PatientNumbers:
     """What a patient number looks like in one source's file names; its keys are read when first needed
     (a name without a digit never needs them)."""
 
-    def __init__(self, keys: Callable[[], Iterable[str]]) -> None:
+    def __init__(self, keys: Callable[[], Iterable[str]], *, any_long_number: bool = False) -> None:
         self._keys = keys
+        self._any_long_number = any_long_number
 
     @classmethod
-    def of(cls, keys: Iterable[str]) -> PatientNumbers:
+    def of(cls, keys: Iterable[str], *, any_long_number: bool = False) -> PatientNumbers:
+        """`any_long_number`: a run of six or more digits that is not a date counts too, besides the keys'
+        shapes (onboarding: the keys given are a guess, no mapping names the patient key yet)."""
         known = list(keys)
-        return cls(lambda: known)
+        return cls(lambda: known, any_long_number=any_long_number)
 
     @classmethod
     def staged(cls, staging: Path, mapping: SourceMapping) -> PatientNumbers:
@@ -82,6 +85,8 @@ class PatientNumbers:
         shapes = {key_shape(k) for k in self._keys() if names_a_patient(k) and any(c.isdigit() for c in k)}
         if not shapes:
             return _ANY_LONG_NUMBER
+        if self._any_long_number:
+            shapes.add(_ANY_LONG_NUMBER.pattern)
         return re.compile("|".join(sorted(shapes, key=lambda s: (-len(s), s))))
 
 

@@ -358,7 +358,7 @@ def profile_file(read: FileRead) -> FileProfile:
     """Profile every record set of a file read by `reading.read_file`."""
     record_sets = tuple(profile_record_set(name, frame, read.details.columns)
                         for name, frame in sorted(read.record_sets.items()))
-    return FileProfile(read.path.name, read.format, read.sha256, read.details.notes, read.notices, record_sets)
+    return FileProfile(read.name, read.format, read.sha256, read.details.notes, read.notices, record_sets)
 
 
 def values_text(column: ColumnProfile, *, limit: int = 6) -> str:

@@ -7,12 +7,19 @@ are held in memory, whatever the file's size.
 What a format declares about its columns (a CSV's dialect, SAS labels and formats, SPSS and Stata
 value labels, ODM ItemDefs and CodeLists) comes from its adapter's `describe`; a format that
 declares nothing is still profiled, from its values alone.
+
+A file's name, its record sets' names (a sheet per patient) and the notices quoting them are shown as
+the nightly run shows them (etl/extract/file_names.py), on the terminal, the profile page and in a
+draft mapping alike: a patient number in them reads `{patient}`. No mapping says yet which column is
+the patient key: the values of the columns named like one (`PATIENT_KEY_NAME`) give the numbers'
+shapes, and any run of six or more digits that is not a date counts too.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,10 @@ from etl.extract.adapter import (
     SourceAdapter,
     adapter_for,
     adapter_for_file,
+    record_column,
+    record_frame,
 )
+from etl.extract.file_names import PatientNumbers, QuotedNames, shown_file_name, shown_record_sets
 from etl.extract.landing import sha256_of
 
 __all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "data_columns", "describe_file",
@@ -35,6 +45,8 @@ __all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "da
 
 #: columns the adapters add to every record set: lineage, not data
 BOOKKEEPING_COLUMNS = frozenset({LINE_COLUMN, *LINEAGE_COLUMNS})
+#: names of columns that may hold the patient key (the scaffold's guess of it too)
+PATIENT_KEY_NAME = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class FileRead:
     notices: tuple[str, ...]
     details: FormatDetails
     advised_options: Mapping[str, Any] = field(default_factory=dict)  # StageResult.advised_options
+    name: str = ""  # the file's name as shown: a patient number in it as {patient}
 
 
 def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: str | None = None,
@@ -63,10 +76,20 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         staged = Path(folder) / chosen.staged_name(sha)
         result = chosen.stage(path, staged, reader_options, {"source_file": path.name, "source_file_sha256": sha})
         # Without a mapping, a one-record-set file's record set is named after the file.
-        record_sets = chosen.record_sets(staged, record_set or path.stem)
+        tables = chosen.record_tables(staged, record_set or path.stem)
+        numbers = PatientNumbers.of(_patient_keys(tables.values()), any_long_number=True)
+        record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
-    return FileRead(path, chosen.format, sha, record_sets, result.notices,
-                    describe_file(chosen.format, path, reader_options), result.advised_options)
+    quoted = QuotedNames([path.name, *result.quoted, *tables])
+    return FileRead(path, chosen.format, sha, record_sets, tuple(quoted.shown(n, numbers) for n in result.notices),
+                    describe_file(chosen.format, path, reader_options), result.advised_options,
+                    shown_file_name(path.name, numbers))
+
+
+def _patient_keys(tables: Iterable[Any]) -> set[str]:
+    """The values of the columns named like a patient key: what the file's patient numbers look like."""
+    return {str(v) for t in tables for c in t.column_names if PATIENT_KEY_NAME.search(c)
+            for v in record_column(t, c).dropna().unique()}
 
 
 def data_columns(frame: pd.DataFrame) -> list[str]:

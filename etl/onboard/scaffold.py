@@ -20,17 +20,20 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
+from etl.extract.file_names import PATIENT
 from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent
-from etl.onboard.reading import FileRead, FormatDetails, data_columns
+from etl.onboard.reading import PATIENT_KEY_NAME, FileRead, FormatDetails, data_columns
 from etl.terminal import printable
 
-_DATE_RUN = re.compile(r"[_\-. ]?\d{6,}")  # an export date or timestamp in a file name
-_PATIENT_KEY = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr", re.IGNORECASE)
+# An export date or timestamp in a file name, or a patient number (shown as {patient}: the names a draft is
+# made from are shown so, etl/onboard/reading.py): the part of a name that differs between a series' files.
+_VARYING = rf"\d{{6,}}|{re.escape(PATIENT)}"
+_DATE_RUN = re.compile(rf"[_\-. ]?(?:{_VARYING})")
 _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst", re.IGNORECASE),
@@ -120,12 +123,13 @@ def _affixes(names: Sequence[str]) -> tuple[str, str]:
 
 def _pattern_part(text: str) -> str:
     """Literal text of file names as regex, an export date in it matching any date."""
-    pieces = re.split(r"(\d{6,})", text)
-    return "".join(r"\d{6,}" if i % 2 else re.escape(piece) for i, piece in enumerate(pieces))
+    pieces = re.split(f"({_VARYING})", text)
+    return "".join((".+?" if piece == PATIENT else r"\d{6,}") if i % 2 else re.escape(piece)
+                   for i, piece in enumerate(pieces))
 
 
 def _glob_part(text: str) -> str:
-    return re.sub(r"\d{6,}", "*", text)
+    return re.sub(_VARYING, "*", text)
 
 
 def _record_set_pattern(names: Sequence[str]) -> str:
@@ -154,7 +158,7 @@ def file_layout(names: Sequence[str], one_record_set_per_file: bool) -> list[str
     """The `files:` line and how record sets are named, as YAML lines."""
     if len(names) == 1:
         name = names[0]
-        glob = _DATE_RUN.sub(lambda m: m.group(0)[0] + "*" if not m.group(0)[0].isdigit() else "*", name)
+        glob = _DATE_RUN.sub(lambda m: m.group(0)[0] + "*" if m.group(0)[0] in "_-. " else "*", name)
         lines = [f"files: {_q(glob)}"]
         if one_record_set_per_file:
             lines.append(f"record_set: {_q(record_set_from(name))}"
@@ -185,7 +189,7 @@ def choose_patient_key(record_sets: Sequence[RecordSetProfile]) -> str | None:
     seen: dict[str, int] = {}
     for rs in record_sets:
         for column in rs.columns:
-            if _PATIENT_KEY.search(column.name) and column.kind != "date":
+            if PATIENT_KEY_NAME.search(column.name) and column.kind != "date":
                 seen[column.name] = seen.get(column.name, 0) + 1
     return max(seen, key=lambda name: (seen[name], -len(name))) if seen else None
 
@@ -431,7 +435,7 @@ def _core_reference() -> list[str]:
 def draft_mapping(draft: DraftSource) -> Draft:
     """The text of a draft mapping (YAML with TODO comments) for the files of one new source."""
     record_sets = _record_sets(draft)
-    names = [p.file_name for p in draft.profiles]
+    names = list(dict.fromkeys(p.file_name for p in draft.profiles))  # a file per patient: one name shown
     frames = {name: frame for read in draft.files for name, frame in read.record_sets.items()}
     patient_key = choose_patient_key(record_sets)
     main_format = _main_date_format(record_sets)
@@ -540,13 +544,23 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
     if advised:  # read again as the draft will read them, so its keys and profiles are the filled rows'
         reader_options = adapter.Options.model_validate({**given, **advised})
         reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
-    common = _affixes([p.name for p in paths])[0] if len(paths) > 1 else paths[0].name
+    shown_names = list(dict.fromkeys(r.name for r in reads))  # a file per patient: one name shown
+    shown = record_set_names(shown_names, adapter.one_record_set_per_file)
+    reads = [_named(r, shown[r.name]) for r in reads]  # as the draft names them: without a patient number
+    common = _affixes(shown_names)[0] if len(shown_names) > 1 else shown_names[0]
     return DraftSource(
-        source_id=source_id or source_id_from(common or paths[0].name), format=adapter.format,
+        source_id=source_id or source_id_from(common or shown_names[0]), format=adapter.format,
         one_record_set_per_file=adapter.one_record_set_per_file,
         reader_options=frozenset(adapter.Options.model_fields), files=reads,
         profiles=[profile_file(r) for r in reads], format_lists=format_lists_supported(),
         record_keys="record_keys" in SourceMapping.model_fields, given_options=given, advised_options=advised)
+
+
+def _named(read: FileRead, record_set: str | None) -> FileRead:
+    """A one-record-set file's record set named after the file's name as shown (None: the format names them)."""
+    if record_set is None:
+        return read
+    return replace(read, record_sets=dict(zip([record_set], read.record_sets.values(), strict=False)))
 
 
 def validate_draft(draft: Draft) -> list[str]:
