@@ -181,16 +181,23 @@ def _patient_numbers(rtw_home: Home, source: str) -> PatientNumbers:
 
 @app.command()
 def status(home: HomeOption = None) -> None:
-    """The last runs and the state of every source file."""
+    """The last runs (those that failed before publishing too), and the state of every source file."""
     import duckdb
+
+    from etl import run_record
 
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
+        if nights := run_record.unpublished(rtw_home, set()):
+            _print_runs([], nights)
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
     try:
-        _print_query(con, "Last runs", "SELECT run_id, trigger, status, sources_changed, sources_unchanged, "
-                     "sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 5")
+        published = con.execute(
+            "SELECT epoch(started_at), run_id, trigger, status, sources_changed, sources_unchanged, sources_failed, "
+            "message FROM meta.run ORDER BY started_at DESC LIMIT ?", [_RUNS_SHOWN]).fetchall()
+        all_published = {run_id for (run_id,) in con.execute("SELECT run_id FROM meta.run").fetchall()}
+        _print_runs(published, run_record.unpublished(rtw_home, all_published))
         _print_query(con, "Source files", "SELECT source_id, file_name, left(source_file_sha256, 12) AS sha256, "
                      "status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
@@ -200,6 +207,29 @@ def status(home: HomeOption = None) -> None:
                      "FROM meta.source_notice m WHERE m.source_id = n.source_id) ORDER BY source_id, notice")
     finally:
         con.close()
+
+
+_RUNS_SHOWN = 10
+_REASON_SHOWN = 200  # characters of a run's reason
+
+
+def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
+    """The last runs, newest first: those meta.run records, and the nights that did not publish (failed,
+    killed or still running: etl/run_record.py), with the step they ended in and why."""
+    from datetime import UTC, datetime
+
+    rows = [(started, run_id, trigger, run_status, "", changed, unchanged, failed, message)
+            for started, run_id, trigger, run_status, changed, unchanged, failed, message in published]
+    rows += [(n.started_at.timestamp(), n.run_id, n.trigger, n.status, n.step, None, None, None, n.reason)
+             for n in nights]
+    table = Table(title="Last runs")
+    for column in ("started (UTC)", "run_id", "trigger", "status", "step", "sources_changed", "sources_unchanged",
+                   "sources_failed", "reason"):
+        table.add_column(column)
+    for started, *shown, reason in sorted(rows, key=lambda r: r[0], reverse=True)[:_RUNS_SHOWN]:
+        when = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, *(plain(v) for v in shown), plain((reason or "")[:_REASON_SHOWN]))
+    console.print(table)
 
 
 WaitOption = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]

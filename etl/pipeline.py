@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from etl import crash, fsio, publish_outputs, repair, runlock, schema, timing
+from etl import crash, fsio, publish_outputs, repair, run_record, runlock, schema, timing
 from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
@@ -505,21 +505,33 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
 
     What neither step expected (a bug, a damaged file under the home) fails this source only, as the
     death of a worker process or a DAG task does: the others are published. The outcome says which
-    exception; its text (it may quote a value) goes to the log only."""
+    step and exception, as the DAG's task would (`crash_reason`); its whole text goes to the log only."""
     first = len(timing.recorded)
     extracted = SourceOutcome(source_id=source_id, run_id=run_id, status=SourceStatus.EXTRACTED)
+    step = "extract"
     try:
         say(f"{source_id}: extracting")
         with timing.step(f"extract {source_id}"):
             extracted = extract_source(home, run_id, source_id, sources_dir=sources_dir)
+        step = "harmonise"
         say(f"{source_id}: harmonising")
         with timing.step(f"harmonise {source_id}"):
             outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
     except Exception as exc:
-        log.error("%s: extract and harmonise failed: %s: %s", source_id, type(exc).__name__, exc, exc_info=True)
-        outcome = _failed(extracted, f"its extract and harmonise failed unexpectedly ({type(exc).__name__}); "
-                                     "the run's log says why")
+        log.error("%s: %s failed: %s: %s", source_id, step, type(exc).__name__, exc, exc_info=True)
+        outcome = _failed(extracted, crash_reason(home, step, source_id, exc, sources_dir))
     return outcome, timing.recorded[first:]
+
+
+def crash_reason(home: Home, step: str, source_id: str, exc: BaseException, sources_dir: Path) -> str:
+    """Why a source's step crashed, as meta.run and the notification say it, whether `rtw run` or a DAG task
+    ran it: the step, the exception's type and first line (etl/run_record.py), the source's patient numbers
+    hidden as in its file names."""
+    try:
+        numbers = PatientNumbers.staged(home.staging, load_mapping(_mapping_path(source_id, sources_dir)))
+        return f"{step} crashed: {run_record.said(exc, numbers)}"
+    except Exception:  # its mapping or staged keys unreadable: any long number is taken for a patient's
+        return f"{step} crashed: {run_record.said(exc)}"
 
 
 # A run whose changed sources' exports hold this much is prepared in worker processes, two sources
@@ -586,11 +598,16 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     run_id = new_run_id()
     # Owner-only whatever the caller's umask: libraries (DuckDB, Arrow, GX) write files too.
     # One run at a time (etl/runlock.py): a second one waits up to `wait` seconds, then RunBusy.
-    with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+    # What it does until it publishes is recorded in the home, and why it fails, for rtw status: a run that
+    # fails (another run holding the home too) or is killed cannot write the warehouse (etl/run_record.py).
+    night = run_record.Night(home, run_id, "cli")
+    with night.failing(), fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait):
+        night.begin("repair")
         for line in repair.repair(home):  # what a killed run left behind, before anything new
             say(line)
         # publish's copy of the warehouse is made meanwhile (etl/load/next_copy.py)
         with next_copy.copy_ahead(home.warehouse, run_id):
+            night.reached("plan")
             with timing.step("plan"):
                 planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
             say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
@@ -601,9 +618,15 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
                 gx_process.import_meanwhile()
             if in_workers:
+                night.reached(f"extract and harmonise {', '.join(planned.changed)} (worker processes)")
                 outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
             else:
-                outcomes = [prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0]
-                            for source_id in planned.changed]
+                outcomes = []
+                for source_id in planned.changed:
+                    night.reached(f"extract and harmonise {source_id}")
+                    outcomes.append(prepare_source(home, planned.run_id, source_id, key_value, sources_dir, say)[0])
             say("publishing the warehouse")
-            return publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+            night.reached("publish")
+            summary = publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+            night.published()
+            return summary

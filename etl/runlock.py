@@ -151,6 +151,34 @@ def _try_hold(home: Home, fd: int, lease: str,
     return {**current, "lease": True}
 
 
+def holds(home: Home, run_id: str) -> bool:
+    """Whether run `run_id` still holds the home, as far as one who takes no lock can tell (`rtw status`):
+    a DAG run by its live lease, a process by the lock file naming it while it lives (on another host: while
+    the lock file names it; a run that takes the home after it writes its own name there)."""
+    lease = read_lease(home)
+    if lease is not None and lease.get("run_id") == run_id and _is_live(lease):
+        return True
+    try:
+        holder = json.loads((home.root / LOCK_NAME).read_bytes() or b"{}")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(holder, dict) or holder.get("run_id") != run_id:
+        return False
+    return holder.get("host") != socket.gethostname() or _process_lives(int(holder.get("pid", 0)))
+
+
+def _process_lives(pid: int) -> bool:
+    if pid <= 0:  # not a process: kill(0) would ask this process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process
+        return True
+    return True
+
+
 def take_lease(home: Home, run_id: str, *, dag_run_id: str | None = None) -> None:
     """Take the home for a DAG run across its tasks (call under run_lock with lease="replace");
     `dag_run_id`: Airflow's id of that DAG run, by which another DAG run's plan asks whether it still runs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 
 import duckdb
@@ -47,23 +48,26 @@ def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
     assert (home.reports / "latest").resolve() == page.parent.resolve()
 
 
-def test_what_a_source_did_not_expect_fails_it_alone_and_its_text_stays_in_the_log(tmp_path, monkeypatch, caplog):
+def test_what_a_source_did_not_expect_fails_it_alone_saying_the_step_and_first_line(tmp_path, monkeypatch, caplog):
     """A bug, or a damaged file under the home, in one source's harmonise: the run goes on, as it does
-    when a worker process or a DAG task dies."""
+    when a worker process or a DAG task dies, and the run record says why as the DAG's does: the step,
+    the exception and its first line, a patient number in it hidden; the whole text is in the log."""
     home = resolve_home(tmp_path / "home").ensure()
     generate(home.root, patients=60, seed=5)
+    with (home.root / "truth" / "links.csv").open() as links:
+        patient = next(row["source_patient_key"] for row in csv.DictReader(links) if row["source_id"] == "esmart")
     harmonise = pipeline.harmonise_to_folder
 
     def failing(mapping, *args, **kwargs):  # type: ignore[no-untyped-def]
         if mapping.source_id == "esmart":
-            raise RuntimeError("a value of the export")
+            raise RuntimeError(f"a value of patient {patient}\nthe rest of the text")
         return harmonise(mapping, *args, **kwargs)
     monkeypatch.setattr(pipeline, "harmonise_to_folder", failing)
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.status == "completed_with_failures" and summary.sources_failed == ["esmart"]
     assert summary.sources_changed == ["crizotinib_imt", "iltb", "registry_it", "sacha_fr"]
-    assert "failed unexpectedly (RuntimeError)" in summary.message and "a value" not in summary.message
-    assert any("esmart" in r.getMessage() and "a value of the export" in r.getMessage() for r in caplog.records)
+    assert summary.message == "harmonise crashed: RuntimeError: a value of patient {patient}"
+    assert any("esmart" in r.getMessage() and "the rest of the text" in r.getMessage() for r in caplog.records)
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         loaded = dict(con.execute("SELECT source_id, count(*) FROM core.study_enrolment GROUP BY 1").fetchall())

@@ -1,0 +1,172 @@
+"""The record of a night that did not publish: what `rtw status` shows beside the warehouse's runs.
+
+A run that publishes is recorded in the warehouse (meta.run); one that fails before (a step that
+raises, a key refused, a disk full, another run holding the home) or is killed cannot be: only a
+publish writes the warehouse. So every run, `rtw run` and the DAG's alike, keeps a record in the home,
+`runs/<run_id>.json`: written when it takes the home (step `plan`, or the DAG's `plan_run`), moved on at
+each step, and removed once its publish is done. A run that fails rewrites it as failed, with the step
+and the first line of why (`said`); a run that could not take the home leaves one too. A record still
+`running` whose run no longer holds the home (etl/runlock.py: neither its process nor its DAG run's
+lease is alive) ended without a word: killed (kill -9, out of memory, a power cut) in the step it
+names; the next run to take the home writes it so.
+
+What a reason quotes passes `etl/terminal.py`'s `printable` and has each patient number hidden as file
+names are (etl/extract/file_names.py): an exception's first line may quote a path or a value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from etl import fsio, runlock
+from etl.config import Home
+from etl.terminal import printable
+
+if TYPE_CHECKING:
+    from etl.extract.file_names import PatientNumbers
+
+log = logging.getLogger("rtw")
+
+RECORDS = "runs"  # <home>/runs/<run_id>.json
+KEPT = 100  # the newest records of nights that did not publish kept; older ones are removed
+TAKING = "take the home"  # the step of a run that found the home held by another
+KILLED = "ended without a word: killed (kill -9, out of memory, a power cut); the run's log may say more"
+_REASON_CHARS = 500
+_RUN_STAMP = re.compile(r"(\d{8}T\d{6}Z)")  # of a run id (etl/pipeline.py, new_run_id)
+
+
+class NightRecord(BaseModel):
+    """One run that has not published (yet): where it got to and, when it failed, why."""
+
+    run_id: str
+    trigger: str  # cli / airflow
+    dag_run_id: str | None = None
+    started_at: datetime
+    step: str  # the step it is in, or failed in: plan, extract and harmonise <source>, publish, a DAG task
+    status: Literal["running", "failed", "killed"] = "running"
+    reason: str | None = None
+    ended_at: datetime | None = None
+    pid: int
+    host: str
+
+
+def said(exc: BaseException, numbers: PatientNumbers | None = None) -> str:
+    """An exception as a reason: its type and first line, printable, each patient number hidden."""
+    from etl.extract.file_names import PatientNumbers, shown_file_name
+
+    first = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
+    # A run id's stamp (a temporary's name quotes it) is a time, not a patient's number: kept as it is.
+    pieces = _RUN_STAMP.split(first)
+    shown = "".join(p if i % 2 else shown_file_name(p, numbers or PatientNumbers.of([])) for i, p in enumerate(pieces))
+    return printable(f"{type(exc).__name__}: {shown}")
+
+
+def _folder(home: Home) -> Path:
+    return home.root / RECORDS
+
+
+def _path(home: Home, run_id: str) -> Path:
+    return _folder(home) / f"{run_id}.json"
+
+
+def _read(path: Path) -> NightRecord | None:
+    try:
+        return NightRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):  # gone meanwhile, or not ours
+        return None
+
+
+def _write(home: Home, record: NightRecord) -> None:
+    """Never the run's failure a second time: a record that cannot be written (the disk full) is logged."""
+    try:
+        fsio.private_folder(_folder(home))
+        fsio.write_text(_path(home, record.run_id), record.model_dump_json())
+    except OSError as exc:
+        log.warning("the record of run %s could not be written: %s", record.run_id, exc)
+
+
+@dataclass
+class Night:
+    """One run's record as the run goes: `step` is where it is, and where a failure is said to be."""
+
+    home: Home
+    run_id: str
+    trigger: str  # cli / airflow
+    step: str = TAKING
+    dag_run_id: str | None = None
+
+    def begin(self, step: str) -> None:
+        """The run has taken the home (call under the run lock): record it, and the runs recorded running
+        before as killed (none of them holds the home now)."""
+        for record in _records(self.home):
+            if record.status == "running" and record.run_id != self.run_id:
+                _write(self.home, record.model_copy(update={"status": "killed", "reason": KILLED}))
+        for old in _records(self.home)[:-KEPT]:
+            _path(self.home, old.run_id).unlink(missing_ok=True)
+        self.step = step
+        _write(self.home, NightRecord(run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id,
+                                      started_at=datetime.now(UTC), step=step, pid=os.getpid(),
+                                      host=socket.gethostname()))
+
+    def reached(self, step: str) -> None:
+        """The run went on to `step` (a DAG task: another process of the run): where a killed run died."""
+        self.step = step
+        if (record := _read(_path(self.home, self.run_id))) is not None and record.status == "running":
+            _write(self.home, record.model_copy(update={"step": step}))
+
+    def published(self) -> None:
+        """meta.run holds the run now."""
+        _path(self.home, self.run_id).unlink(missing_ok=True)
+
+    @contextmanager
+    def failing(self) -> Iterator[None]:
+        """Record the run as failed in its step if the block raises (then re-raised): another run holding
+        the home in words of its own, anything else by `said`."""
+        try:
+            yield
+        except runlock.RunBusy as exc:
+            self._fail(printable(str(exc)))
+            raise
+        except BaseException as exc:  # a timeout or an interrupt too: the night ended here
+            self._fail(said(exc))
+            raise
+
+    def _fail(self, reason: str) -> None:
+        """Recorded even when the run never took the home (it has no record yet)."""
+        now = datetime.now(UTC)
+        record = _read(_path(self.home, self.run_id)) or NightRecord(
+            run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id, started_at=now, step=self.step,
+            pid=os.getpid(), host=socket.gethostname())
+        _write(self.home, record.model_copy(update={"status": "failed", "step": self.step, "reason": reason,
+                                                    "ended_at": now}))
+
+
+def _records(home: Home) -> list[NightRecord]:
+    """Every record, oldest first."""
+    folder = _folder(home)
+    found = [r for path in folder.glob("*.json") if (r := _read(path)) is not None] if folder.is_dir() else []
+    return sorted(found, key=lambda r: (r.started_at, r.run_id))
+
+
+def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:
+    """The nights that did not publish (a run killed after its publish is in `published_runs`), oldest
+    first; one recorded running whose run no longer holds the home is shown killed."""
+    nights = []
+    for record in _records(home):
+        if record.run_id in published_runs:
+            continue
+        if record.status == "running" and not runlock.holds(home, record.run_id):
+            record = record.model_copy(update={"status": "killed", "reason": KILLED})
+        nights.append(record)
+    return nights
