@@ -106,9 +106,16 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
-        reason = _first_line(exc) if isinstance(exc, StepFailed) else f"{step} crashed: {_said(exc)}"
+        reason = _first_line(exc) if isinstance(exc, StepFailed) else _crash_reason(step, source_id, exc)
         context["ti"].xcom_push(key=CRASH_KEY, value={"source_id": source_id, "reason": reason})
         raise
+
+
+def _crash_reason(step: str, source_id: str, exc: BaseException) -> str:
+    """As `rtw run` says it (meta.run, the notification): the step, the exception's type and first line."""
+    from etl import pipeline
+
+    return pipeline.crash_reason(_home(), step, source_id, exc, _sources_dir())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -116,14 +123,27 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _said(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+    from etl import run_record
+
+    return run_record.said(exc)
+
+
+def _night(run_id: str, step: str) -> Any:
+    """This DAG run's record in the home (etl/run_record.py), which `rtw status` reads: a night that fails
+    before it publishes cannot be recorded in the warehouse."""
+    from etl import run_record
+
+    return run_record.Night(_home(), run_id, "airflow", step=step, dag_run_id=get_current_context()["run_id"])
 
 
 @contextmanager
-def _plan_step() -> Iterator[None]:
-    """plan_run: if it fails, leave why for the run's failure message, which publish sends."""
+def _plan_step(run_id: str) -> Iterator[Any]:
+    """plan_run, with the run's record: if it fails, leave why for the run's failure message, which publish
+    sends, and in the home."""
     try:
-        yield
+        night = _night(run_id, "plan_run")
+        with night.failing():
+            yield night
     except BaseException as exc:
         get_current_context()["ti"].xcom_push(key=notify.FAILURE_KEY, value=_said(exc))
         raise
@@ -192,14 +212,15 @@ def nightly_import() -> None:
     def plan_run() -> dict[str, Any]:
         from etl import pipeline, repair, runlock
 
-        with _plan_step():  # why it fails is said in the run's failure message
+        with _plan_step(pipeline.new_run_id()) as night:  # why it fails: in the run's failure message, rtw status
             context = get_current_context()
             force = bool(context["params"].get("force", False))
             # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
             key = Variable.get("rtw_pseudonym_key", default=None)
-            home, run_id = _home(), pipeline.new_run_id()
+            home, run_id = night.home, night.run_id
             with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
                                   running=lambda lease: _still_running(lease, context)):
+                night.begin("plan_run")
                 repair.repair(home)
                 planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
                 runlock.take_lease(home, run_id, dag_run_id=context["run_id"])  # holds the home until publish
@@ -247,18 +268,24 @@ def nightly_import() -> None:
             with _telling(plan_failed=True):
                 raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
         with _telling(plan_failed=False):
-            home, run_plan = _home(), RunPlan.model_validate(planned)
-            handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
-            judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
-            # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
-            with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow", lease=run_plan.run_id):
-                try:
-                    summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
-                                                   sources_dir=_sources_dir())
-                except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
-                    runlock.release_lease(home, run_plan.run_id)
-                    raise
-                runlock.end_lease(home, run_plan.run_id)
+            run_plan = RunPlan.model_validate(planned)
+            night = _night(run_plan.run_id, "publish")
+            night.reached("publish")
+            with night.failing():
+                home = night.home
+                handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
+                judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
+                # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
+                with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow",
+                                      lease=run_plan.run_id):
+                    try:
+                        summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
+                                                       sources_dir=_sources_dir())
+                    except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
+                        runlock.release_lease(home, run_plan.run_id)
+                        raise
+                    runlock.end_lease(home, run_plan.run_id)
+            night.published()
         sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
         return {**summary.model_dump(mode="json"), "sources": sources,
                 "verdicts": _verdicts(sources, judged, _pull_failures(sources))}
