@@ -11,11 +11,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
 __all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "REPO_ROOT", "SOURCES_DIR",
-           "WAREHOUSE_SQL_DIR", "Home", "resolve_home"]
+           "WAREHOUSE_SQL_DIR", "Home", "SettingError", "resolve_home", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -26,6 +27,20 @@ WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "512MB")
 # Linkage scores in a DuckDB of its own while the warehouse's stays open: the two limits add up.
 LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
+
+
+class SettingError(ValueError):
+    """A setting of the environment the run cannot use: the message names it and what it expects."""
+
+
+def set_memory_limit(con: Any, limit: str, setting: str) -> None:
+    """DuckDB's memory limit on `con` (a DuckDBPyConnection), a limit it cannot read named by its setting."""
+    import duckdb
+
+    try:
+        con.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as exc:
+        raise SettingError(f"{setting}={limit!r} is not a memory size DuckDB reads (e.g. 512MB, 2GB): {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ and the first line of why (`said`); a run that could not take the home leaves on
 lease is alive) ended without a word: killed (kill -9, out of memory, a power cut) in the step it
 names; the next run to take the home writes it so.
 
-What a reason quotes passes `etl/terminal.py`'s `printable` and has each patient number hidden as file
-names are (etl/extract/file_names.py): an exception's first line may quote a path or a value.
+A reason quotes the first line of an error of the system or of this project's own only (another's may
+quote an export's value: its type is said, its text goes to the log); what it quotes passes
+`etl/terminal.py`'s `printable` and has each patient number hidden as file names are
+(etl/extract/file_names.py): a path may hold one.
 """
 
 from __future__ import annotations
@@ -61,10 +63,24 @@ class NightRecord(BaseModel):
     host: str
 
 
+def _in_words(exc: BaseException) -> bool:
+    """Whether an exception's text may be a reason: one of the system (a file, the disk, memory) or of
+    this project's own (its messages name files, columns and keys, never an export's value). Any other's
+    text may quote a value it met (a library's "could not convert '12/03/2011'...", a bug's): a date of
+    birth or a name would reach the warehouse and the notification; its text goes to the log only."""
+    import duckdb
+
+    own = type(exc).__module__.split(".")[0] == "etl"
+    return own or isinstance(exc, OSError | MemoryError | duckdb.IOException | duckdb.OutOfMemoryException)
+
+
 def said(exc: BaseException, numbers: PatientNumbers | None = None) -> str:
-    """An exception as a reason: its type and first line, printable, each patient number hidden."""
+    """An exception as a reason: its type and, for one whose text is safe to say (`_in_words`), its first
+    line, printable, each patient number hidden."""
     from etl.extract.file_names import PatientNumbers, shown_file_name
 
+    if not _in_words(exc):
+        return f"{type(exc).__name__} (its text, which may quote an export's value, is in the run's log)"
     first = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
     # A run id's stamp (a temporary's name quotes it) is a time, not a patient's number: kept as it is.
     pieces = _RUN_STAMP.split(first)

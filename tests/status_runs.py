@@ -4,7 +4,8 @@ from __future__ import annotations
 
 # A setting DuckDB refuses when publish opens the next warehouse: the publish fails, the warehouse stands.
 PUBLISH_FAILS = {"RTW_DUCKDB_MEMORY_LIMIT": "lots"}
-PUBLISH_REASON = "ParserException: Parser Error: Memory must have a number"
+PUBLISH_REASON = ("SettingError: RTW_DUCKDB_MEMORY_LIMIT='lots' is not a memory size DuckDB reads (e.g. 512MB, 2GB): "
+                  "Parser Error: Memory must have a number")
 
 
 def last_runs(said_on_terminal: str) -> list[list[str]]:

@@ -103,4 +103,13 @@ def test_a_reason_hides_patient_numbers_and_keeps_run_ids():
     assert said(crash, PatientNumbers.of(["123456"])) == (
         "FileNotFoundError: [Errno 2] No such file: '/h/staging/.x.20261104T020000Z-beef.partial/"
         "Fall_{patient}_Verlauf.csv'")
-    assert said(ValueError("bad\x1b[2J value 7654321\nsecond line")) == "ValueError: bad\\x1b[2J value {patient}"
+    from etl.transform.harmonise import HarmoniseError
+
+    assert said(HarmoniseError("bad\x1b[2J file 7654321.csv\nsecond line")) == (
+        "HarmoniseError: bad\\x1b[2J file {patient}.csv")
+
+
+def test_a_reason_never_quotes_the_text_of_an_error_that_may_hold_an_export_s_value():
+    """A library's or a bug's message may quote what it met: a date of birth, a name."""
+    shown = said(ValueError("time data '12/03/2011' does not match format '%Y-%m-%d'"))
+    assert shown == "ValueError (its text, which may quote an export's value, is in the run's log)"

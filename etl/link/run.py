@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from etl.config import LINKAGE_MEMORY_LIMIT
+from etl.config import LINKAGE_MEMORY_LIMIT, set_memory_limit
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
@@ -203,7 +203,7 @@ def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
 def _scoring_database(spill_to: str) -> duckdb.DuckDBPyConnection:
     """Splink's own DuckDB, in memory up to linkage's limit, then on disk at `spill_to`."""
     scoring = duckdb.connect()
-    scoring.execute("SET memory_limit = ?", [LINKAGE_MEMORY_LIMIT])
+    set_memory_limit(scoring, LINKAGE_MEMORY_LIMIT, "RTW_LINKAGE_MEMORY_LIMIT")
     scoring.execute("SET temp_directory = ?", [spill_to])
     return scoring
 

@@ -30,7 +30,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from etl import crash, fsio, memory, runlock, schema, timing
-from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home
+from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, set_memory_limit
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load import next_copy
@@ -634,7 +634,7 @@ def _change_and_swap(warehouse: Path, next_file: Path, fresh: Path,
     con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
     try:
         # Beyond it DuckDB spills to `<next file>.tmp`, which crash repair clears with the `.next` file.
-        con.execute("SET memory_limit = ?", [DUCKDB_MEMORY_LIMIT])
+        set_memory_limit(con, DUCKDB_MEMORY_LIMIT, "RTW_DUCKDB_MEMORY_LIMIT")
         if not existed:
             _create_schema(con)
         _ensure_stage(con)
