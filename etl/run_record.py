@@ -45,7 +45,9 @@ KEPT = 100  # the newest records of nights that did not publish kept; older ones
 TAKING = "take the home"  # the step of a run that found the home held by another
 KILLED = "ended without a word: killed (kill -9, out of memory, a power cut); the run's log may say more"
 _REASON_CHARS = 500
-_RUN_STAMP = re.compile(r"(\d{8}T\d{6}Z)")  # of a run id (etl/pipeline.py, new_run_id)
+# Times a reason quotes, never a patient's number: a run id's stamp (etl/pipeline.py, new_run_id) and an
+# ISO time with its microseconds (an Airflow DAG run id, manual__2026-12-05T11:03:41.119659+00:00).
+_RUN_STAMP = re.compile(r"(\d{8}T\d{6}Z|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?)")
 
 
 class NightRecord(BaseModel):
@@ -82,7 +84,7 @@ def said(exc: BaseException, numbers: PatientNumbers | None = None) -> str:
     if not _in_words(exc):
         return f"{type(exc).__name__} (its text, which may quote an export's value, is in the run's log)"
     first = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
-    # A run id's stamp (a temporary's name quotes it) is a time, not a patient's number: kept as it is.
+    # A run's time (a temporary's name, a DAG run id quote it) is not a patient's number: kept as it is.
     pieces = _RUN_STAMP.split(first)
     shown = "".join(p if i % 2 else shown_file_name(p, numbers or PatientNumbers.of([])) for i, p in enumerate(pieces))
     return printable(f"{type(exc).__name__}: {shown}")

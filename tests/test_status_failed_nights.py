@@ -107,6 +107,8 @@ def test_a_reason_hides_patient_numbers_and_keeps_run_ids():
 
     assert said(HarmoniseError("bad\x1b[2J file 7654321.csv\nsecond line")) == (
         "HarmoniseError: bad\\x1b[2J file {patient}.csv")
+    held = HarmoniseError("held by Airflow DAG run manual__2026-12-05T11:03:41.119659+00:00")  # a time, kept
+    assert said(held) == f"HarmoniseError: {held}"
 
 
 def test_a_reason_never_quotes_the_text_of_an_error_that_may_hold_an_export_s_value():
