@@ -1,0 +1,50 @@
+"""A hand-made stage to run the catalogue's SQL rules on: every core table's columns from the real DDL
+(warehouse/core.sql), a few records of one source, its params and its export's date. The rules run as
+validation runs them (etl/quality/sql_checks.py), in DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from etl import schema
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.quality.catalogue import load_catalogue
+from etl.quality.sql_checks import run_checks
+from etl.quality.validate import write_source_params
+
+SOURCE = "src"
+EXPORTED_ON = date(2026, 11, 1)
+
+
+def stage(rows: Mapping[str, Sequence[Mapping[str, Any]]], params: Mapping[str, Any] | None = None,
+          exported_on: date | None = EXPORTED_ON) -> duckdb.DuckDBPyConnection:
+    """A stage holding `rows` (table -> records; each record's source is SOURCE and its patient p1 unless
+    it says otherwise), the source's `params` and one export file of `exported_on`."""
+    con = duckdb.connect()
+    for ddl in ("core.sql", "meta.sql"):
+        con.execute((WAREHOUSE_SQL_DIR / ddl).read_text())
+    con.execute("CREATE SCHEMA stage")
+    for table in schema.tables("core"):
+        if table != "patient":
+            con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+    con.execute("INSERT INTO meta.source_file (source_id, source_file_sha256, file_name, status, exported_on) "
+                "VALUES (?, 'f1', 'export.csv', 'loaded', ?)", [SOURCE, exported_on])
+    for table, records in rows.items():
+        for record in records:
+            row = {"source_id": SOURCE, "patient_id": "p1", "source_file_sha256": "f1", "run_id": "r1", **record}
+            con.execute(f"INSERT INTO stage.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()))
+    write_source_params(con, {SOURCE: dict(params or {})})
+    return con
+
+
+def flagged(con: duckdb.DuckDBPyConnection, rule_id: str) -> dict[str, str | None]:
+    """The records the rule flags: source_record_key -> its message."""
+    rule = next(r for r in load_catalogue(check_types=False) if r.rule_id == rule_id)
+    [run] = run_checks(con, [rule])
+    assert run.error is None, run.error
+    return dict(zip(run.failures.source_record_key, run.failures.message, strict=True))
