@@ -71,3 +71,22 @@ def test_advice_followed_by_a_treatment_known_to_the_month_of_the_recommendation
                       | {"patient_id": k} for k, (start, precision) in starts.items()]})
     # Started in May 2019 (maybe after the 10th), with no date, or advised on no known day: may be right.
     assert set(flagged(con, "XT-ADVICE-FOLLOWED-TREATMENT")) == {"earlier-month", "other-drug"}
+
+
+def _follow_up(key: str, seen: date, status: str | None, died: date | None = None,
+               died_precision: str | None = None) -> dict[str, Any]:
+    return {"follow_up_id": key, "source_record_key": key, "contact_date": seen, "contact_date_precision": "day",
+            "vital_status": status, "death_date": died, "death_date_precision": died_precision}
+
+
+def test_a_contact_after_the_death_is_flagged_from_the_next_day_whatever_its_status_but_dead():
+    died = date(2019, 6, 1)
+    con = stage({"follow_up": [
+        _follow_up("death-reported-later", date(2019, 6, 15), "dead", died, "day"),  # the day the centre learnt
+        _follow_up("seen-on-the-day", died, "alive"),
+        _follow_up("seen-next-day", date(2019, 6, 2), "alive"),
+        _follow_up("seen-10-days-after", date(2019, 6, 11), "alive"),
+        _follow_up("lost-after", date(2019, 7, 1), "lost"),
+        _follow_up("no-status-after", date(2019, 8, 1), None)]})
+    assert set(flagged(con, "XT-NOTHING-AFTER-DEATH")) == {"seen-next-day", "seen-10-days-after", "lost-after",
+                                                           "no-status-after"}
