@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -45,6 +45,21 @@ class Batch:
     centres: pd.Series
 
 
+# A pair of columns (end after start) is skipped by GX when the values its ignore_row_if names are
+# missing: by default when both are, "either_value_is_missing" when one is.
+_PAIR_SKIPPED_IF: dict[str, Literal["all", "any"] | None] = {
+    "both_values_are_missing": "all", "either_value_is_missing": "any", "neither": None}
+
+
+def _columns(kwargs: Mapping[str, Any]) -> list[str]:
+    """The columns an expectation judges: its column, its column list, or its pair (column_A, column_B)."""
+    if "column" in kwargs:
+        return [kwargs["column"]]
+    if "column_list" in kwargs:
+        return list(kwargs["column_list"])
+    return [kwargs[c] for c in ("column_A", "column_B") if c in kwargs]
+
+
 def _population(frame: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     assert rule.expectation is not None
     kwargs = rule.expectation["kwargs"]
@@ -54,18 +69,22 @@ def _population(frame: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     column = kwargs.get("column")
     if column and rule.expectation["type"] not in _COUNT_NULLS:
         rows = rows[rows[column].notna()]
+    if "column_A" in kwargs and (how := _PAIR_SKIPPED_IF[kwargs.get("ignore_row_if", "both_values_are_missing")]):
+        rows = rows.dropna(subset=_columns(kwargs), how=how)
     return rows[KEY_COLUMNS]
 
 
 def _failures(rule: Rule, result: Mapping[str, Any]) -> pd.DataFrame:
+    """A finding per failing row, with the values judged; a rule over several columns (an end before
+    its start) names each column with its value, so the centre is told which dates disagree."""
     assert rule.expectation is not None
-    kwargs = rule.expectation["kwargs"]
-    columns = [kwargs["column"]] if "column" in kwargs else list(kwargs.get("column_list", []))
-    rows = [{
-        "source_id": hit["source_id"], "source_record_key": hit["source_record_key"], "field": rule.meta.field,
-        "value": " | ".join(t for c in columns if (t := shown(hit.get(c))) is not None) or None,
-        "message": None,
-    } for hit in result.get("unexpected_index_list") or []]
+    columns = _columns(rule.expectation["kwargs"])
+    rows = []
+    for hit in result.get("unexpected_index_list") or []:
+        values = {c: t for c in columns if (t := shown(hit.get(c))) is not None}
+        rows.append({"source_id": hit["source_id"], "source_record_key": hit["source_record_key"],
+                     "field": rule.meta.field, "value": " | ".join(values.values()) or None,
+                     "message": ", ".join(f"{c} {t}" for c, t in values.items()) if len(columns) > 1 else None})
     return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
 
 
