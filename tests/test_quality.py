@@ -89,7 +89,7 @@ def test_every_rule_reports_for_every_source(validated):
     judged = results[results.denominator > 0]
     # DuckDB rounds half away from zero (1/64 -> 1.563), numpy half to even: compare within the rounding
     assert ((judged.percent - 100 * judged.failing_rows / judged.denominator).abs() <= 0.0005 + 1e-9).all()
-    failed = judged.failing_rows > judged.threshold * judged.denominator
+    failed = judged.failing_rows > (judged.threshold * judged.denominator).round(9)
     assert (judged.status[failed] == "failed").all() and (judged.status[~failed] == "passed").all()
     # A rule reading a parameter judges only the sources that set it.
     lvef = results[(results.rule_id == "ENR-LVEF-ELIGIBLE")
@@ -189,6 +189,34 @@ def test_a_rule_that_fails_while_it_runs_fails_the_publish_naming_the_rule(tmp_p
                                                  r"Conversion Error.*nothing of this run was published"):
         pipeline.run(home, key_value=KEY)
     assert not home.warehouse.exists()
+
+
+# 50 records of one centre of a source, the largest; the rule below flags 29 of them, 58% exactly.
+_FIFTY = ("source_record_key IN (SELECT DISTINCT source_record_key FROM record WHERE source_id || '/' || centre_id = "
+          "(SELECT source_id || '/' || centre_id FROM record GROUP BY ALL ORDER BY count(*) DESC, 1 LIMIT 1) "
+          "ORDER BY 1 LIMIT 50)")
+
+
+def test_a_share_of_failing_rows_equal_to_the_threshold_is_tolerated(tmp_path, monkeypatch):
+    """29 of 50 is 58%, the threshold: tolerated, though 0.58 x 50 is 28.999999999999996 in floating point."""
+    import dataclasses
+
+    from etl.quality.report import CheckResult, source_rule_status
+
+    home = _home_with_rule(tmp_path, monkeypatch, "XT-AT-THRESHOLD", (
+        f"-- level: record\n-- severity: warning\n-- threshold: 0.58\n-- table: record\n-- scope: {_FIFTY}\n"
+        "-- description: A rule failing as many rows as its threshold tolerates.\n"),
+        f"SELECT source_id, source_record_key FROM record WHERE {_FIFTY} ORDER BY source_record_key LIMIT 29",
+        patients=60)
+    summary = pipeline.run(home, key_value=KEY)
+    judged = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-AT-THRESHOLD' "
+                         "AND denominator > 0", [summary.run_id])
+    assert judged[["failing_rows", "denominator", "status"]].values.tolist() == [[29, 50, "passed"]]
+    # The report sums a source's centres and judges them alike.
+    row = judged.iloc[0]
+    at_threshold = CheckResult("XT-AT-THRESHOLD", row.source_id, row.centre_id, 29, 50, 0.58, "passed")
+    assert source_rule_status([at_threshold]) == "passed"
+    assert source_rule_status([dataclasses.replace(at_threshold, failing_rows=30)]) == "failed"
 
 
 def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path):
