@@ -453,3 +453,20 @@ def test_an_end_before_its_start_is_shown_with_both_dates_and_judged_only_with_b
         {"source_record_key": "ends-before", "value": "2019-05-01 | 2019-05-20",
          "message": "end_date 2019-05-01, start_date 2019-05-20"}]
     assert run.judged.denominator.tolist() == [2]
+
+
+def test_a_response_whose_criteria_are_not_given_is_not_judged_as_a_solid_tumours():
+    """A leukaemia response (CRi) without its criteria is one of the source's codes (harmonise checks
+    those), not a wrong RECIST category to hold back; with solid-tumour criteria it is."""
+    from etl.quality import gx_suites
+
+    rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-criteria", "recist", "leukaemia"],
+                         "criteria": [None, "RECIST1.1", "leukaemia"], "response": ["CRi", "CRi", "CRi"]})
+    rules = [r for r in load_catalogue(check_types=False) if r.rule_id in ("RESP-SOLID-CODE", "RESP-LEUKAEMIA-CODE")]
+    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
+    runs = gx_suites.run_suites(gx_suites.new_context(None),
+                                lambda t: iter([batch]) if t == "response_assessment" else None, rules)
+    assert {r.rule_id: list(r.failures.source_record_key) for r in runs} == {"RESP-SOLID-CODE": ["recist"],
+                                                                             "RESP-LEUKAEMIA-CODE": []}
+    assert {r.rule_id: int(r.judged.denominator.sum()) for r in runs} == {"RESP-SOLID-CODE": 1,
+                                                                         "RESP-LEUKAEMIA-CODE": 1}
