@@ -434,20 +434,27 @@ def test_data_docs_show_a_hostile_value_as_text_never_run_it(tmp_path):
     assert set(hostile) <= shown  # each value shown as the centre wrote it
 
 
-def test_an_end_before_its_start_is_shown_with_both_dates_and_judged_only_with_both():
-    """A GX rule over a pair of columns (TRT-END-AFTER-START) tells the centre which dates disagree;
-    a line with no end date is not judged (GX skips it), so it is not counted in the denominator."""
+def test_a_gx_rule_over_a_pair_of_columns_shows_both_values_and_judges_rows_with_both(tmp_path):
+    """A finding of a GX rule over a pair of columns (an end before its start) tells the centre which
+    values disagree; a row GX skips (no end date) is not counted in the denominator."""
     from datetime import date
 
     from etl.quality import gx_suites
+    from etl.quality.catalogue import gx_rules
 
+    suite = tmp_path / "treatment.json"
+    suite.write_text(json.dumps({"meta": {"table": "treatment"}, "expectations": [{
+        "type": "expect_column_pair_values_a_to_be_greater_than_b",
+        "kwargs": {"column_A": "end_date", "column_B": "start_date", "or_equal": True,
+                   "ignore_row_if": "either_value_is_missing"},
+        "meta": {"rule_id": "TRT-PAIR", "category": "plausibility", "subcategory": "verification", "level": "record",
+                 "severity": "error", "threshold": 0, "description": "The treatment ends before it starts."}}]}))
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["ends-before", "same-day", "no-end"],
                          "start_date": [date(2019, 5, 20)] * 3,
                          "end_date": [date(2019, 5, 1), date(2019, 5, 20), None]})
-    rules = [r for r in load_catalogue(check_types=False) if r.rule_id == "TRT-END-AFTER-START"]
     batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
     (run,) = gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == "treatment" else None,
-                                  rules)
+                                  gx_rules(suite, check_types=False))
     assert run.error is None, run.error
     assert run.failures[["source_record_key", "value", "message"]].to_dict("records") == [
         {"source_record_key": "ends-before", "value": "2019-05-01 | 2019-05-20",

@@ -6,10 +6,19 @@ Each rule runs as validation runs it, in DuckDB, on a hand-made stage (tests/rul
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import duckdb
+import pytest
 from rule_stage import flagged, stage
+
+from etl import pipeline
+from etl.config import resolve_home
+from etl.synth import generate
 
 DIAGNOSED = date(2019, 5, 20)
 
@@ -90,3 +99,69 @@ def test_a_contact_after_the_death_is_flagged_from_the_next_day_whatever_its_sta
         _follow_up("no-status-after", date(2019, 8, 1), None)]})
     assert set(flagged(con, "XT-NOTHING-AFTER-DEATH")) == {"seen-next-day", "seen-10-days-after", "lost-after",
                                                            "no-status-after"}
+
+
+def test_an_end_known_to_the_month_of_the_start_is_not_before_it():
+    """Error rules, which hold the record back: a line (an adverse event) that ended "in June 2023" may
+    have ended on the 29th, when it started; one ended in May did not."""
+    june, started = date(2023, 6, 1), date(2023, 6, 29)
+    ends = {"in-june": (june, "month"), "in-2023": (date(2023, 1, 1), "year"), "same-day": (started, "day"),
+            "ongoing": (None, None), "in-may": (date(2023, 5, 1), "month"), "day-before": (date(2023, 6, 28), "day")}
+    con = stage({
+        "treatment": [_treatment(k, started) | {"end_date": end, "end_date_precision": precision}
+                      for k, (end, precision) in ends.items()],
+        "adverse_event": [{"ae_id": k, "source_record_key": k, "onset_date": started, "end_date": end,
+                           "end_date_precision": precision} for k, (end, precision) in ends.items()]})
+    treatment = flagged(con, "TRT-END-AFTER-START")
+    assert set(treatment) == set(flagged(con, "AE-END-AFTER-ONSET")) == {"in-may", "day-before"}
+    assert treatment["in-may"] == "ends 2023-05-01 (known to the month), starts 2023-06-29"
+
+
+def test_a_recommendation_known_to_the_month_of_the_submission_is_not_before_it():
+    submitted = date(2021, 3, 10)
+    recommended = {"in-march": (date(2021, 3, 1), "month"), "same-day": (submitted, "day"),
+                   "in-february": (date(2021, 2, 1), "month"), "day-before": (date(2021, 3, 9), "day")}
+    con = stage({"tumour_board_review": [
+        {"review_id": k, "source_record_key": k, "board": "B", "submission_date": submitted,
+         "recommendation_date": day, "recommendation_date_precision": precision}
+        for k, (day, precision) in recommended.items()]})
+    assert set(flagged(con, "XT-SUBMISSION-BEFORE-RECOMMENDATION")) == {"in-february", "day-before"}
+
+
+_LINE_DATES = re.compile(r'(<ItemData ItemOID="TR.STDTC" Value="(\d{4}-\d{2})-\d{2}"/>\s*'
+                         r'<ItemData ItemOID="TR.ENDTC" Value=")\d{4}-\d{2}-\d{2}(")')
+
+
+def _end_in_the_month_it_started(odm: Path) -> tuple[date, date]:
+    """Rewrite the first treatment line's end as the month of its start (ODM's truncated 2023-06), as a
+    centre that knows only the month writes it; keep the export's mtime. Returns (start, end as stored)."""
+    stat = odm.stat()
+    text = odm.read_text(encoding="utf-8")
+    match = _LINE_DATES.search(text)
+    assert match, "the synthetic ODM should carry a treatment line with a start and an end"
+    odm.write_text(text[:match.start()] + match.group(1) + match.group(2) + match.group(3) + text[match.end():],
+                   encoding="utf-8")
+    os.utime(odm, (stat.st_atime, stat.st_mtime))
+    start = date.fromisoformat(re.search(r'TR.STDTC" Value="([\d-]+)"', match.group(0)).group(1))
+    return start, start.replace(day=1)
+
+
+@pytest.mark.integration
+def test_a_treatment_ended_in_the_month_it_started_is_loaded_with_its_precision(tmp_path):
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=20, seed=5)
+    (odm,) = (home.landing / "sacha_fr").glob("*.xml")
+    start, end = _end_in_the_month_it_started(odm)
+    summary = pipeline.run(home, key_value="rules-dates-key")
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        (key,) = con.execute("SELECT source_record_key FROM stage.treatment WHERE source_id = 'sacha_fr' "
+                             "AND start_date = ? AND end_date = ?", [start, end]).fetchone()
+        issues = con.execute("SELECT rule_id FROM dq.issue WHERE run_id = ? AND source_record_key = ?",
+                             [summary.run_id, key]).fetchall()
+        assert ("TRT-END-AFTER-START",) not in issues
+        # Loaded, not held back as ending before it started, and known to end in that month.
+        assert con.execute("SELECT end_date_precision FROM core.treatment WHERE source_record_key = ?",
+                           [key]).fetchall() == [("month",)]
+    finally:
+        con.close()

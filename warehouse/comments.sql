@@ -121,8 +121,10 @@ COMMENT ON TABLE core.tumour_board_review IS 'One row per molecular tumour board
 COMMENT ON COLUMN core.tumour_board_review.review_id IS 'Identifier of the review, derived from its source record.';
 COMMENT ON COLUMN core.tumour_board_review.patient_id IS 'Pseudonymous person identifier (core.patient).';
 COMMENT ON COLUMN core.tumour_board_review.board IS 'The molecular tumour board. Codes: ILTB.';
-COMMENT ON COLUMN core.tumour_board_review.submission_date IS 'Date the case was submitted to the board.';
-COMMENT ON COLUMN core.tumour_board_review.recommendation_date IS 'Date the board gave its recommendation.';
+COMMENT ON COLUMN core.tumour_board_review.submission_date IS 'Date the case was submitted to the board; partial dates at the first day of their period.';
+COMMENT ON COLUMN core.tumour_board_review.submission_date_precision IS 'How much of submission_date the source gave. Codes: day / month / year.';
+COMMENT ON COLUMN core.tumour_board_review.recommendation_date IS 'Date the board gave its recommendation; partial dates at the first day of their period.';
+COMMENT ON COLUMN core.tumour_board_review.recommendation_date_precision IS 'How much of recommendation_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.tumour_board_review.priority_rank IS 'Priority of this advice among the board''s options on the submission, 1 = first choice.';
 COMMENT ON COLUMN core.tumour_board_review.recommendation_type IS 'Kind of treatment advised. Codes: trial / off_label / compassionate / standard / none.';
 COMMENT ON COLUMN core.tumour_board_review.recommended_agents IS 'Advised drugs, INN in lower case, separated by |.';
@@ -144,7 +146,8 @@ COMMENT ON COLUMN core.treatment.atc_code IS 'WHO ATC code of the drug, e.g. L01
 COMMENT ON COLUMN core.treatment.access_route IS 'How the drug was accessed. Codes: trial / off_label / compassionate / standard.';
 COMMENT ON COLUMN core.treatment.start_date IS 'Start of the drug; partial dates at the first day of their period.';
 COMMENT ON COLUMN core.treatment.start_date_precision IS 'How much of start_date the source gave. Codes: day / month / year.';
-COMMENT ON COLUMN core.treatment.end_date IS 'End of the drug; NULL while ongoing.';
+COMMENT ON COLUMN core.treatment.end_date IS 'End of the drug; NULL while ongoing; partial dates at the first day of their period.';
+COMMENT ON COLUMN core.treatment.end_date_precision IS 'How much of end_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.treatment.end_reason IS 'Why the drug ended, as the source gives it (e.g. completed, progression, toxicity, death).';
 COMMENT ON COLUMN core.treatment.source_id IS 'Lineage: the source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN core.treatment.source_file_sha256 IS 'Lineage: SHA-256 of the export file that delivered the record as it now is (a later export repeating it unchanged leaves it; stage.record names the export each record is in now).';
@@ -174,8 +177,10 @@ COMMENT ON COLUMN core.adverse_event.treatment_id IS 'The treatment the event is
 COMMENT ON COLUMN core.adverse_event.term IS 'MedDRA preferred term, e.g. Febrile neutropenia.';
 COMMENT ON COLUMN core.adverse_event.meddra_code IS 'MedDRA preferred-term code. Codes: MedDRA.';
 COMMENT ON COLUMN core.adverse_event.ctcae_grade IS 'CTCAE v5 grade. Codes: 1 mild / 2 moderate / 3 severe / 4 life-threatening / 5 death.';
-COMMENT ON COLUMN core.adverse_event.onset_date IS 'Date the event started.';
-COMMENT ON COLUMN core.adverse_event.end_date IS 'Date the event ended; NULL while ongoing.';
+COMMENT ON COLUMN core.adverse_event.onset_date IS 'Date the event started; partial dates at the first day of their period.';
+COMMENT ON COLUMN core.adverse_event.onset_date_precision IS 'How much of onset_date the source gave. Codes: day / month / year.';
+COMMENT ON COLUMN core.adverse_event.end_date IS 'Date the event ended; NULL while ongoing; partial dates at the first day of their period.';
+COMMENT ON COLUMN core.adverse_event.end_date_precision IS 'How much of end_date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN core.adverse_event.is_serious IS 'A serious adverse event (regulatory definition: death, life-threatening, hospitalisation, disability, ...).';
 COMMENT ON COLUMN core.adverse_event.relatedness IS 'Relation to the treatment as the investigator judges it. Codes: related / not_related / unknown.';
 COMMENT ON COLUMN core.adverse_event.outcome IS 'Outcome of the event. Codes: recovered / recovering / not_recovered / sequelae / fatal / unknown.';

@@ -132,7 +132,9 @@ CREATE TABLE core.tumour_board_review (
     patient_id              VARCHAR NOT NULL,
     board                   VARCHAR,
     submission_date         DATE,
+    submission_date_precision VARCHAR,
     recommendation_date     DATE,
+    recommendation_date_precision VARCHAR,
     priority_rank           INTEGER,
     recommendation_type     VARCHAR,   -- trial / off_label / compassionate / standard / none
     recommended_agents      VARCHAR,   -- INN, '|'-separated
@@ -156,6 +158,7 @@ CREATE TABLE core.treatment (
     start_date              DATE,
     start_date_precision    VARCHAR,
     end_date                DATE,
+    end_date_precision      VARCHAR,
     end_reason              VARCHAR,
     source_id               VARCHAR NOT NULL,
     source_file_sha256      VARCHAR NOT NULL,
@@ -188,7 +191,9 @@ CREATE TABLE core.adverse_event (
     meddra_code             VARCHAR,
     ctcae_grade             INTEGER,   -- CTCAE v5, 1-5
     onset_date              DATE,
+    onset_date_precision    VARCHAR,
     end_date                DATE,
+    end_date_precision      VARCHAR,
     is_serious              BOOLEAN,
     relatedness             VARCHAR,   -- related / not_related / unknown
     outcome                 VARCHAR,   -- recovered / recovering / not_recovered / sequelae / fatal / unknown
