@@ -35,13 +35,14 @@ _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
 
 def export_day(name: str, mtime: float) -> date:
-    """The day the source system wrote the file: a YYYYMMDD date in its name, else its modification day."""
+    """The day the source system wrote the file: the latest YYYYMMDD date in its name, else its
+    modification day. The latest: a name may carry an earlier date too (a protocol version's, the start
+    of the period exported), and every record dated after it would fail XT-DATE-NOT-AFTER-EXPORT."""
+    days = []
     for match in _NAME_DAY.finditer(name):
-        try:
-            return date(*map(int, match.groups()))
-        except ValueError:
-            continue
-    return datetime.fromtimestamp(mtime, UTC).date()
+        with contextlib.suppress(ValueError):  # 20261131 is no day
+            days.append(date(*map(int, match.groups())))
+    return max(days, default=datetime.fromtimestamp(mtime, UTC).date())
 
 
 @dataclass(frozen=True)
