@@ -12,7 +12,8 @@ import pytest
 
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
-from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
+from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, Rule, load_catalogue, sql_rule
+from etl.quality.findings import RuleRun
 from etl.quality.sql_checks import RuleAbortedPublish
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
@@ -439,7 +440,6 @@ def test_a_gx_rule_over_a_pair_of_columns_shows_both_values_and_judges_rows_with
     values disagree; a row GX skips (no end date) is not counted in the denominator."""
     from datetime import date
 
-    from etl.quality import gx_suites
     from etl.quality.catalogue import gx_rules
 
     suite = tmp_path / "treatment.json"
@@ -452,9 +452,7 @@ def test_a_gx_rule_over_a_pair_of_columns_shows_both_values_and_judges_rows_with
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["ends-before", "same-day", "no-end"],
                          "start_date": [date(2019, 5, 20)] * 3,
                          "end_date": [date(2019, 5, 1), date(2019, 5, 20), None]})
-    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
-    (run,) = gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == "treatment" else None,
-                                  gx_rules(suite, check_types=False))
+    (run,) = _gx_runs("treatment", rows, gx_rules(suite, check_types=False))
     assert run.error is None, run.error
     assert run.failures[["source_record_key", "value", "message"]].to_dict("records") == [
         {"source_record_key": "ends-before", "value": "2019-05-01 | 2019-05-20",
@@ -465,15 +463,32 @@ def test_a_gx_rule_over_a_pair_of_columns_shows_both_values_and_judges_rows_with
 def test_a_response_whose_criteria_are_not_given_is_not_judged_as_a_solid_tumours():
     """A leukaemia response (CRi) without its criteria is one of the source's codes (harmonise checks
     those), not a wrong RECIST category to hold back; with solid-tumour criteria it is."""
-    from etl.quality import gx_suites
-
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-criteria", "recist", "leukaemia"],
                          "criteria": [None, "RECIST1.1", "leukaemia"], "response": ["CRi", "CRi", "CRi"]})
-    rules = [r for r in load_catalogue(check_types=False) if r.rule_id in ("RESP-SOLID-CODE", "RESP-LEUKAEMIA-CODE")]
-    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
-    runs = gx_suites.run_suites(gx_suites.new_context(None),
-                                lambda t: iter([batch]) if t == "response_assessment" else None, rules)
+    runs = _gx_runs("response_assessment", rows, _catalogued("RESP-SOLID-CODE", "RESP-LEUKAEMIA-CODE"))
     assert {r.rule_id: list(r.failures.source_record_key) for r in runs} == {"RESP-SOLID-CODE": ["recist"],
                                                                              "RESP-LEUKAEMIA-CODE": []}
     assert {r.rule_id: int(r.judged.denominator.sum()) for r in runs} == {"RESP-SOLID-CODE": 1,
                                                                          "RESP-LEUKAEMIA-CODE": 1}
+
+
+def test_hgvs_descriptions_on_a_protein_mitochondrial_or_non_coding_reference_are_hgvs():
+    written = {"coding": "NM_000546.6:c.743G>A", "protein": "NP_000537.3:p.Arg248Gln",
+               "mitochondrial": "NC_012920.1:m.3243A>G", "non-coding": "NR_003051.3:n.100A>G",
+               "ensembl-protein": "ENSP00000269305.4:p.Arg248Gln", "no-reference": "p.R248Q",
+               "no-prefix": "NM_000546.6:743G>A"}
+    rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": list(written), "hgvs": list(written.values())})
+    (run,) = _gx_runs("molecular_alteration", rows, _catalogued("MOL-HGVS-SYNTAX"))
+    assert set(run.failures.source_record_key) == {"no-reference", "no-prefix"}
+
+
+def _catalogued(*rule_ids: str) -> list[Rule]:
+    return [r for r in load_catalogue(check_types=False) if r.rule_id in rule_ids]
+
+
+def _gx_runs(table: str, rows: pd.DataFrame, rules: list[Rule]) -> list[RuleRun]:
+    """The rules of `table` run by GX over `rows`, one batch of one centre."""
+    from etl.quality import gx_suites
+
+    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
+    return gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == table else None, rules)
