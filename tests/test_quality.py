@@ -294,7 +294,7 @@ def test_eligibility_rules_read_the_source_parameters_not_a_study_id():
         "source_id": ["trial", "trial", "trial", "reg", "old"], "source_record_key": ["a", "b", "c", "d", "e"],
         "patient_id": ["p1", "p2", "p3", "p4", "p5"], "study_id": ["ANY"] * 5,
         "age_at_enrolment_days": [3000, 7000, 4000, 7000, 9000], "lvef_percent": [65.0, 70.0, 55.0, 40.0, None],
-        "enrolment_date": pd.to_datetime(["2026-01-01"] * 5).date})
+        "enrolment_date": pd.to_datetime(["2026-01-01"] * 5).date, "enrolment_date_precision": ["day"] * 5})
     molecular = pd.DataFrame({"source_id": ["trial", "trial", "trial"], "patient_id": ["p1", "p2", "p3"],
                               "alteration_type": ["fusion", "SNV", "fusion"], "gene_symbol": ["EML4", "ALK", "ROS1"],
                               "partner_gene": ["ALK", None, "CD74"]})

@@ -165,3 +165,30 @@ def test_a_treatment_ended_in_the_month_it_started_is_loaded_with_its_precision(
                            [key]).fetchall() == [("month",)]
     finally:
         con.close()
+
+
+BORN_IN_JUNE_2019 = date(2019, 6, 15)  # ages count from the 15th of the birth month (harmonise's age_days)
+
+
+def _aged(key: str, on: str, day: date, precision: str) -> dict[str, Any]:
+    age = {"enrolment_date": "age_at_enrolment_days", "diagnosis_date": "age_at_diagnosis_days"}[on]
+    row = {"source_record_key": key, on: day, f"{on}_precision": precision, age: (day - BORN_IN_JUNE_2019).days}
+    if on == "enrolment_date":
+        return row | {"enrolment_id": key, "study_id": "S"}
+    return row | {"diagnosis_id": key, "event_type": "initial"}
+
+
+def test_a_lower_age_limit_is_judged_on_the_last_day_a_date_known_to_the_month_or_year_can_be():
+    """Born in June 2019, enrolled (diagnosed) "in June 2020" or "in 2020": may be 1 already; in May 2020
+    or on 14 June 2020 not yet. The upper limit is still judged on the first day (never flagged wrongly)."""
+    days = {"june-2020": (date(2020, 6, 1), "month"), "in-2020": (date(2020, 1, 1), "year"),
+            "may-2020": (date(2020, 5, 1), "month"), "14-june-2020": (date(2020, 6, 14), "day")}
+    for on, rule_id, table, limit in (("enrolment_date", "ENR-AGE-ELIGIBLE", "study_enrolment", "min_age_years"),
+                                      ("diagnosis_date", "DIAG-AGE-REGISTRY", "diagnosis",
+                                       "min_age_at_diagnosis_years")):
+        con = stage({table: [_aged(k, on, day, precision) for k, (day, precision) in days.items()]}, {limit: 1})
+        assert set(flagged(con, rule_id)) == {"may-2020", "14-june-2020"}, rule_id
+    upper = stage({"study_enrolment": [_aged("june-2020", "enrolment_date", date(2020, 6, 1), "month"),
+                                       _aged("july-2020", "enrolment_date", date(2020, 7, 1), "month")]},
+                  {"max_age_years": 0})
+    assert set(flagged(upper, "ENR-AGE-ELIGIBLE")) == {"july-2020"}  # June 2020 may be before the 1st birthday

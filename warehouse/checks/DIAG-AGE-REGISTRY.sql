@@ -12,10 +12,12 @@
 -- description: A registry that registers patients by their age at initial diagnosis (e.g. children diagnosed at 0-18, that is before their 19th birthday) has a patient outside that range: the birth or diagnosis date is wrong, or the patient is not in scope.
 -- expected: an age at initial diagnosis within the source's range: at most max_age_at_diagnosis_years completed years (diagnosed before the birthday after it)
 -- Grain: one row per initial diagnosis outside its source's range; relapses may come later in life.
--- Ages are in completed years on the diagnosis date (completed_years, warehouse/rule_functions.sql).
+-- Ages are in completed years on the diagnosis date (completed_years, warehouse/rule_functions.sql);
+-- for one known to the month or year, the upper limit on its first possible day, the lower on its last.
 WITH initial_diagnosis AS (
     SELECT d.source_id, d.source_record_key, d.age_at_diagnosis_days AS age_days,
-           completed_years(d.age_at_diagnosis_days, d.diagnosis_date) AS age_years,
+           completed_years(d.age_at_diagnosis_days, d.diagnosis_date) AS age_years,  -- on its first possible day
+           oldest_years(d.age_at_diagnosis_days, d.diagnosis_date, d.diagnosis_date_precision) AS oldest_age_years,
            p.min_age_at_diagnosis_years AS min_years, p.max_age_at_diagnosis_years AS max_years
     FROM diagnosis d
     JOIN source_params p USING (source_id)
@@ -27,4 +29,4 @@ SELECT source_id, source_record_key, age_days::VARCHAR AS value,
        || coalesce(regexp_replace(max_years::VARCHAR, '\.0$', ''), 'any age')
        || ' completed years (params min_age_at_diagnosis_years, max_age_at_diagnosis_years)' AS message
 FROM initial_diagnosis
-WHERE age_years < min_years OR age_years > max_years
+WHERE oldest_age_years < min_years OR age_years > max_years

@@ -12,10 +12,12 @@
 -- description: The patient is outside the age range the study or registry enrols at inclusion (its min_age_years to max_age_years, in completed years: "0-18" admits a patient up to the day before the 19th birthday): the birth or enrolment date is wrong, or the patient was not eligible.
 -- expected: an age at enrolment within the source's range: at least min_age_years and at most max_age_years completed years (enrolled before the birthday after max_age_years)
 -- Grain: one row per enrolment record outside its source's range; a missing bound does not limit.
--- Ages are in completed years on the enrolment date (completed_years, warehouse/rule_functions.sql).
+-- Ages are in completed years on the enrolment date (completed_years, warehouse/rule_functions.sql);
+-- for one known to the month or year, the upper limit on its first possible day, the lower on its last.
 WITH enrolment AS (
     SELECT e.source_id, e.source_record_key, e.age_at_enrolment_days AS age_days,
-           completed_years(e.age_at_enrolment_days, e.enrolment_date) AS age_years,
+           completed_years(e.age_at_enrolment_days, e.enrolment_date) AS age_years,  -- on its first possible day
+           oldest_years(e.age_at_enrolment_days, e.enrolment_date, e.enrolment_date_precision) AS oldest_age_years,
            p.min_age_years, p.max_age_years
     FROM study_enrolment e
     JOIN source_params p USING (source_id)
@@ -27,4 +29,4 @@ SELECT source_id, source_record_key, age_days::VARCHAR AS value,
        || coalesce(regexp_replace(max_age_years::VARCHAR, '\.0$', ''), 'any age')
        || ' completed years (params min_age_years, max_age_years)' AS message
 FROM enrolment
-WHERE age_years < min_age_years OR age_years > max_age_years
+WHERE oldest_age_years < min_age_years OR age_years > max_age_years
