@@ -192,3 +192,20 @@ def test_a_lower_age_limit_is_judged_on_the_last_day_a_date_known_to_the_month_o
                                        _aged("july-2020", "enrolment_date", date(2020, 7, 1), "month")]},
                   {"max_age_years": 0})
     assert set(flagged(upper, "ENR-AGE-ELIGIBLE")) == {"july-2020"}  # June 2020 may be before the 1st birthday
+
+
+def test_a_person_in_two_sources_is_judged_in_each_source_by_that_sources_records():
+    """Linked, the person has one patient_id in both sources; a rule queries a centre only about what its
+    own source says (another source's death, diagnosis or fusion is not the centre's to answer)."""
+    other = {"source_id": "other"}
+    con = stage({
+        "follow_up": [_follow_up("died-elsewhere", date(2019, 6, 1), "dead", date(2019, 6, 1), "day") | other],
+        "diagnosis": [_diagnosis(date(2019, 5, 20)) | other],
+        "molecular_alteration": [{"alteration_id": "m1", "source_record_key": "m1", "alteration_type": "fusion",
+                                  "gene_symbol": "EML4", "partner_gene": "ALK"} | other],
+        "treatment": [_treatment("treated-after-death-elsewhere", date(2019, 7, 1))],
+        "study_enrolment": [_enrolment("enrolled-before-diagnosis-elsewhere", date(2019, 5, 1))]},
+        {"requires_alk_ros1": True})
+    assert flagged(con, "XT-TREATMENT-NOT-AFTER-DEATH") == {}
+    assert flagged(con, "XT-ENROLMENT-AFTER-DIAGNOSIS") == {}
+    assert set(flagged(con, "XT-ALK-ROS1-REQUIRED")) == {"enrolled-before-diagnosis-elsewhere"}

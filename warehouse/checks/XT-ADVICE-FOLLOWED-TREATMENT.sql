@@ -6,7 +6,7 @@
 -- threshold: 0.05
 -- table: tumour_board_review
 -- field: advice_followed
--- description: The advice is marked as followed, but no treatment with a recommended agent starts on or after the recommendation.
+-- description: The advice is marked as followed, but no treatment with a recommended agent starts on or after the recommendation in that source.
 -- expected: a treatment with a recommended agent started after the recommendation, or advice_followed corrected
 --
 -- Grain: one row per review marked followed whose patient has, in the same source, no treatment with

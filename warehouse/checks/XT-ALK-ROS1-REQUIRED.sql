@@ -6,7 +6,7 @@
 -- threshold: 0
 -- table: study_enrolment
 -- params: requires_alk_ros1
--- description: The study requires an ALK or ROS1 rearrangement (e.g. the crizotinib trial), but the patient has none recorded.
+-- description: The study requires an ALK or ROS1 rearrangement (e.g. the crizotinib trial), but the patient has none recorded in that source.
 -- expected: an ALK or ROS1 fusion (or rearrangement) in the molecular results
 -- Grain: one row per enrolment, in sources with requires_alk_ros1 true, whose patient has no ALK/ROS1 fusion.
 WITH alk_ros1 AS (

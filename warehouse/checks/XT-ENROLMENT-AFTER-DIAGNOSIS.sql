@@ -6,7 +6,7 @@
 -- threshold: 0.02
 -- table: study_enrolment
 -- field: enrolment_date
--- description: The patient is enrolled before the first diagnosis of the tumour the study is about.
+-- description: The patient is enrolled before the first diagnosis of the tumour the study is about, as the same source records it.
 -- expected: enrolment on or after the first diagnosis
 --
 -- Grain: one row per enrolment that surely comes before the first diagnosis: the last day it can be

@@ -6,7 +6,7 @@
 -- threshold: 0
 -- table: treatment
 -- field: start_date
--- description: A treatment starts after the patient's date of death.
+-- description: A treatment starts after the patient's date of death given in the same source.
 -- expected: treatment starts before death
 WITH death AS (
     -- the last day each death can be (a death in "2019" may be in December)
