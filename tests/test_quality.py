@@ -492,3 +492,13 @@ def _gx_runs(table: str, rows: pd.DataFrame, rules: list[Rule]) -> list[RuleRun]
 
     batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
     return gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == table else None, rules)
+
+
+def test_a_diagnosis_without_morphology_is_a_missing_morphology_not_an_unusual_combination():
+    """DIAG-MORPHOLOGY-PRESENT asks for the missing histology; DIAG-ICCC3-DERIVED judges the combinations
+    of a histology, which a diagnosis without one has not."""
+    rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-morphology", "unusual", "classified"],
+                         "icdo3_morphology": [None, "8140", "9510"], "iccc3_group": [None, None, "V"]})
+    runs = _gx_runs("diagnosis", rows, _catalogued("DIAG-MORPHOLOGY-PRESENT", "DIAG-ICCC3-DERIVED"))
+    assert {r.rule_id: set(r.failures.source_record_key) for r in runs} == {
+        "DIAG-MORPHOLOGY-PRESENT": {"no-morphology"}, "DIAG-ICCC3-DERIVED": {"unusual"}}
