@@ -188,7 +188,8 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         try:
             staged.append((f, *_stage(home, adapter, options, f)))
         except (ExtractError, OSError) as exc:  # OSError: the file vanished or cannot be copied to the archive
-            unread = (f, str(exc))
+            quoted = QuotedNames(exc.quoted if isinstance(exc, ExtractError) else ())  # a sheet, too
+            unread = (f, quoted.shown(str(exc), numbers))
             break
     outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
     outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]

@@ -274,3 +274,20 @@ def test_a_zip_refused_names_its_members_without_the_numbers(per_patient, tmp_pa
         pulled = pull_source(home, "registry_de", sources_dir=sources)
     assert pulled.pulled == [] and "members: export/Fall_{patient}_Notiz.txt" in " ".join(pulled.failures)
     assert not NUMBERS.search(pulled.model_dump_json() + " ".join(r.getMessage() for r in caplog.records))
+
+
+@pytest.mark.integration
+def test_an_error_naming_a_sheet_per_patient_shows_it_without_the_number(sheet_per_patient, caplog):
+    """An extract error (not a notice) quoting a sheet: a header that repeats a name on a patient's sheet."""
+    import openpyxl
+
+    home, sources = sheet_per_patient
+    path = home.landing / "kr_sheets" / "KR_register_20261201.xlsx"
+    workbook = openpyxl.load_workbook(path)
+    workbook["Verlauf_234567"]["D1"] = "Kontakt"  # the header repeats a name: the workbook cannot be read
+    workbook.save(path)
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        failed = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert failed.sources_failed == ["kr_sheets"]
+    assert "sheet 'Verlauf_{patient}', cell D1: the header repeats 'Kontakt'" in (failed.message or "")
+    assert _leaks(home, failed, caplog) == []

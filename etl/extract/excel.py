@@ -537,6 +537,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     rows = 0
     notices: list[str] = []
     merged_in_data = False
+    worksheets = [name for name, _hidden in _worksheets(workbook)]  # what an error may quote
     try:
         with written_atomically(out, folder=True) as temp:
             parts = []
@@ -563,6 +564,8 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                 notices += _sheet_notices(path.name, name, hidden, count, found)
                 merged_in_data = merged_in_data or len(found.merged_in_data) > 0
             (temp / SHEETS_STAGED).write_text(json.dumps(parts))
+    except ExtractError as exc:  # it may name a sheet, whose name may hold a patient number like a file's
+        raise ExtractError(str(exc), quoted=worksheets) from None
     finally:
         workbook.close()
     advised = {"merged_cells": "fill"} if merged_in_data and merged_cells != "fill" else {}

@@ -21,7 +21,8 @@ SHA-256 beside it in meta.source_file tells apart files whose names differ only 
 
 A record set's name is shown the same way (`shown_record_sets`): a registry that sends a sheet per patient
 (`Pat_123456`) has one record set `Pat_{patient}` holding every such sheet's rows, which a mapping maps
-or ignores by that name; a notice quoting the sheet (`StageResult.quoted`) shows it so too.
+or ignores by that name; a notice or an error quoting the sheet (`StageResult.quoted`, `ExtractError.quoted`)
+shows it so too.
 """
 
 from __future__ import annotations
