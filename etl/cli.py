@@ -349,7 +349,7 @@ def export(home: HomeOption = None,
     with _holding(rtw_home, "export", wait):
         try:
             if public:
-                folder = out or rtw_home.root / "public"
+                folder = out or rtw_home.public
                 written = export_public(rtw_home.warehouse, folder, min_cell)
                 message = (f"{len(written)} files for publication in {folder} (counts below {min_cell} withheld, "
                            f"labels fewer than {min_cell} persons share as 'other')")
@@ -430,6 +430,9 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
                   f"{len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted; recorded "
                   "in meta.erasure by pseudonym. landing/ is untouched: ask the centre to drop the patient "
                   "from its exports")
+    if done.public_withdrawn:
+        console.print(f"{rtw_home.public} counted the patient and is removed: run 'rtw export --public' again "
+                      "(with the --min-cell you publish with); copies of it already sent out still count them")
 
 
 @app.command()

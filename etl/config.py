@@ -74,6 +74,11 @@ class Home:
         return self.root / "reports"
 
     @property
+    def public(self) -> Path:
+        """Where `rtw export --public` writes the aggregates for publication by default."""
+        return self.root / "public"
+
+    @property
     def airflow(self) -> Path:
         return self.root / "airflow"
 

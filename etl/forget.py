@@ -15,7 +15,8 @@ once and never printed, logged or stored. Erasure is:
   is written, the sets from before the erasure are deleted, as their aggregates count the patient),
   and the reports (CSV query lists
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
-  rebuilt);
+  rebuilt), and the public export in <home>/public (its aggregates count the patient: removed, and
+  `rtw forget` says to run `rtw export --public` again);
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
@@ -73,6 +74,7 @@ class ForgetResult:
     loaded: bool = True  # False: recorded ahead of the patient's first load (`not_loaded`)
     files_rewritten: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
+    public_withdrawn: bool = False  # <home>/public (rtw export --public) counted the patient: removed
 
 
 @dataclass(frozen=True)
@@ -469,6 +471,9 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             log.warning("the Parquet marts could not be exported after the erasure: %s", exc)
         else:
             result.files_deleted += _drop_sets_before(home.marts / "runs", exported[0].parent)
+        withdrawn = _withdraw_public_export(home.public)
+        result.files_deleted += withdrawn
+        result.public_withdrawn = bool(withdrawn)
         _rebuild_latest_report(home)
     return result
 
@@ -503,6 +508,21 @@ def _drop_sets_before(runs: Path, erased_in: Path) -> list[str]:
         shutil.rmtree(folder)
         dropped.append(str(folder))
     return dropped
+
+
+def _withdraw_public_export(public: Path) -> list[str]:
+    """The tables of the public export (rtw export --public) removed: like a marts set's, its aggregates
+    count the patient. It is not written again here: what is published, and with which smallest cell
+    (--min-cell, recorded nowhere), is the data manager's call, so `rtw forget` says to export it again.
+    Every table goes, one an older version wrote too; the folder, if nothing else is in it."""
+    if not public.is_dir():
+        return []
+    tables = sorted(p for p in public.iterdir() if p.suffix in (".csv", ".parquet") and p.is_file())
+    for path in tables:
+        path.unlink()
+    if not any(public.iterdir()):
+        public.rmdir()
+    return [str(p) for p in tables]
 
 
 def _rebuild_latest_report(home: Home) -> None:

@@ -158,6 +158,8 @@ def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     theirs = {s: _rows_of(home, s, p) for s, p in pseudonyms.items()}
     outputs = []
     runner = CliRunner()
+    published = runner.invoke(app, ["export", "--public", "--home", str(home.root)], env={"RTW_PSEUDONYM_KEY": KEY})
+    assert published.exit_code == 0 and sorted(home.public.glob("*.csv")), published.output
     for source_id, patient in patients.items():
         result = runner.invoke(app, ["forget", "--source", source_id, "--patient", patient,
                                      "--home", str(home.root), "--yes"], env={"RTW_PSEUDONYM_KEY": KEY})
@@ -201,6 +203,15 @@ def test_forget_leaves_no_trace_under_the_home(erased: dict[str, object]) -> Non
     assert recorded == erased["pseudonyms"]
     assert (home.reports / "latest" / "index.html").is_file()
     assert (home.marts / "current").is_dir()
+
+
+def test_forget_withdraws_the_public_export_and_says_to_write_it_again(erased: dict[str, object]) -> None:
+    """Its aggregates counted the patient, like the marts sets from before the erasure."""
+    home, outputs = erased["home"], erased["outputs"]
+    assert isinstance(home, Home) and isinstance(outputs, list)
+    assert not home.public.exists()
+    said = " ".join(" ".join(o.split()) for o in outputs)
+    assert f"{home.public} counted the patient and is removed: run 'rtw export --public' again" in said
 
 
 def test_forget_keeps_the_other_patients(erased: dict[str, object]) -> None:
