@@ -24,10 +24,11 @@ import duckdb
 
 from etl import fsio
 from etl.config import Home
+from etl.extract.landing import ERASED_SUFFIX
 from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
-from etl.load.warehouse import _publish_lock
-from etl.quality.report import UnknownRun, build_report
+from etl.load.warehouse import NAMES_SHOWN_NOTICE, _publish_lock
+from etl.quality.report import UnknownRun, build_report, show_file_names
 
 log = logging.getLogger("rtw")
 
@@ -74,7 +75,43 @@ def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool)
             log.warning("no report for run %s: %s", run_id, exc)
             return None
 
-    return attempt(notes, "the validation report", build)
+    report = attempt(notes, "the validation report", build)
+    attempt(notes, "the file names in the reports of earlier runs", lambda: show_names_in_earlier_reports(home, run_id))
+    return report
+
+
+def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
+    """When the run renamed files in the history (an upgrade from a version that wrote file names with
+    their patient numbers: warehouse._rename_in_history), the report files of earlier runs are rewritten
+    with each such file's name as shown. The clear names are those of the files' archive copies: the
+    warehouse keeps none. A file gone from landing before the upgrade is not renamed (nothing shows what
+    its number looks like), nor is it in the old pages."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        sources = [s for (s,) in con.execute(
+            "SELECT DISTINCT source_id FROM meta.source_notice WHERE run_id = ? AND contains(notice, ?) ORDER BY 1",
+            [run_id, NAMES_SHOWN_NOTICE]).fetchall()]
+        if not sources:
+            return []
+        shown_as = {(s, sha[:16]): name for s, sha, name in con.execute(
+            "SELECT source_id, source_file_sha256, file_name FROM meta.source_file WHERE list_contains(?, source_id)",
+            [sources]).fetchall()}
+        earlier = [r for (r,) in con.execute("SELECT run_id FROM meta.run WHERE run_id <> ? ORDER BY 1",
+                                             [run_id]).fetchall()]
+    finally:
+        con.close()
+    shown: dict[str, str] = {}
+    for source_id in sources:
+        for copy in sorted((home.archive / source_id).glob("*__*")):
+            prefix, _, clear = copy.name.partition("__")
+            name = shown_as.get((source_id, prefix))
+            if name is not None and clear.removesuffix(ERASED_SUFFIX) != name:
+                shown[clear.removesuffix(ERASED_SUFFIX)] = name
+    changed = show_file_names(home.reports, shown, runs=earlier)
+    if changed:
+        log.info("the reports of %d earlier run(s): %d file(s) now name the exports without patient numbers",
+                 len({p.relative_to(home.reports).parts[0] for p in changed}), len(changed))
+    return changed
 
 
 def record_notes(warehouse: Path, run_id: str, notes: list[str]) -> None:

@@ -185,7 +185,8 @@ def test_a_name_recorded_in_clear_before_names_were_shown_is_renamed_in_the_hist
     texts = [row[0] for table, column in (("source_file", "file_name"), ("source_notice", "notice"),
                                           ("record_removal", "source_file"), ("file_acceptance", "file_name"))
              for row in con.execute(f"SELECT {column} FROM meta.{table} WHERE source_id = 'reg'").fetchall()]
-    assert texts == [shown, f"reg: {shown}: cp1252, ';'", shown, shown]
+    assert texts == [shown, f"reg: {shown}: cp1252, ';'", f"reg: 1 {warehouse.NAMES_SHOWN_NOTICE} (in the warehouse, "
+                     "and in the report pages and query lists of earlier runs)", shown, shown]
     # Another source's notice is that source's to rename.
     assert con.execute("SELECT notice FROM meta.source_notice WHERE source_id = 'other'").fetchall() == [
         (f"other: {clear}",)]
@@ -291,3 +292,65 @@ def test_an_error_naming_a_sheet_per_patient_shows_it_without_the_number(sheet_p
     assert failed.sources_failed == ["kr_sheets"]
     assert "sheet 'Verlauf_{patient}', cell D1: the header repeats 'Kontakt'" in (failed.message or "")
     assert _leaks(home, failed, caplog) == []
+
+
+def _as_an_earlier_version_left_it(home: Home, run_id: str) -> list[Path]:
+    """The home as a version before names were shown left it: meta.source_file and the run's report files
+    name the archived files in clear (their archive copies keep the names as delivered). The report files."""
+    clear = {copy.name[:16]: copy.name.partition("__")[2] for copy in (home.archive / "registry_de").iterdir()}
+    with duckdb.connect(str(home.warehouse)) as con:
+        for prefix, name in clear.items():
+            con.execute("UPDATE meta.source_file SET file_name = ? WHERE starts_with(source_file_sha256, ?)",
+                        [name, prefix])
+        (loaded,) = con.execute("SELECT file_name FROM meta.source_file WHERE status = 'loaded'").fetchone()
+    pages = [p for p in (home.reports / run_id).rglob("*") if p.suffix in (".html", ".csv") and p.is_file()]
+    for page in pages:
+        page.write_text(page.read_text(encoding="utf-8").replace("Fall_{patient}_Verlauf.csv", loaded),
+                        encoding="utf-8")
+    return pages
+
+
+@pytest.mark.integration
+def test_the_upgrade_shows_the_names_in_the_report_pages_of_earlier_runs_too(per_patient, caplog):
+    home, sources = per_patient
+    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))]
+
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        upgraded = pipeline.run(home, key_value=KEY, sources_dir=sources, force=True)  # an upgrade reloads all
+    assert upgraded.sources_failed == [] and upgraded.notes == []
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))] == []
+    assert "Fall_{patient}_Verlauf.csv" in (home.reports / earlier.run_id / "index.html").read_text(encoding="utf-8")
+    assert _leaks(home, upgraded, caplog) == []
+    assert query_rows(home, "SELECT notice FROM meta.source_notice WHERE run_id = ? AND contains(notice, 'earlier "
+                            "version')", [upgraded.run_id]) == [
+        ("registry_de: 1 file name(s) an earlier version recorded with a patient number are shown without it (in "
+         "the warehouse, and in the report pages and query lists of earlier runs)",)]
+
+
+def test_the_report_files_of_earlier_runs_are_rewritten_with_the_names_shown(tmp_path):
+    """Pages (their text as HTML writes it), query lists and workbooks; a longer name is not cut inside."""
+    import openpyxl
+
+    from etl.quality.report import show_file_names
+
+    run = tmp_path / "reports" / "old"
+    run.mkdir(parents=True)
+    (run / "index.html").write_text("<td>Fall_123456_Verlauf.csv</td><td>Fall_123456_Verlauf.csv.bak</td>"
+                                    "<td>R&amp;D_234567.csv</td>")
+    (run / "queries.csv").write_text("source_file,field\nFall_123456_Verlauf.csv,sex\n")
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["source_file", "Fall_123456_Verlauf.csv"])
+    workbook.save(run / "queries.xlsx")
+    (tmp_path / "reports" / "new").mkdir()
+    shown = {"Fall_123456_Verlauf.csv": "Fall_{patient}_Verlauf.csv", "R&D_234567.csv": "R&D_{patient}.csv",
+             "Fall_123456_Verlauf.csv.bak": "Fall_{patient}_Verlauf.csv.bak"}
+    changed = show_file_names(tmp_path / "reports", shown, runs=["old", "new", "gone"])
+    assert sorted(p.name for p in changed) == ["index.html", "queries.csv", "queries.xlsx"]
+    assert (run / "index.html").read_text() == ("<td>Fall_{patient}_Verlauf.csv</td><td>Fall_{patient}_Verlauf.csv.bak"
+                                                "</td><td>R&amp;D_{patient}.csv</td>")
+    assert (run / "queries.csv").read_text() == "source_file,field\nFall_{patient}_Verlauf.csv,sex\n"
+    assert [c.value for c in next(openpyxl.load_workbook(run / "queries.xlsx").active.iter_rows())] == [
+        "source_file", "Fall_{patient}_Verlauf.csv"]
+    assert show_file_names(tmp_path / "reports", shown, runs=["old"]) == []  # once is enough

@@ -399,7 +399,7 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
             "AND NOT list_contains(?, source_file_sha256)",
             [run_id, source_id, sorted(current)])
-    _rename_in_history(con, source_id, outcome.files + outcome.superseded)
+    _rename_in_history(con, run_id, source_id, outcome.files + outcome.superseded)
     for f in outcome.files + outcome.superseded:
         is_current = f.sha256 in current
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
@@ -421,16 +421,26 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             f.exported_on])
 
 
-def _rename_in_history(con: duckdb.DuckDBPyConnection, source_id: str, files: Sequence[ExportFile]) -> None:
+#: what the notice of a run that renamed files in the history says (etl/publish_outputs.py looks for it)
+NAMES_SHOWN_NOTICE = "file name(s) an earlier version recorded with a patient number are shown without it"
+
+
+def _rename_in_history(con: duckdb.DuckDBPyConnection, run_id: str, source_id: str,
+                       files: Sequence[ExportFile]) -> None:
     """A file recorded under another name than it is shown by now (before names were shown without
     patient numbers, etl/extract/file_names.py) is renamed in what earlier runs wrote of it too: their
-    notices, removals and acceptances (meta.source_file's row takes the name where it is written)."""
+    notices, removals and acceptances (meta.source_file's row takes the name where it is written). A
+    notice of the run says so: after the publish, the report pages of earlier runs are rewritten too
+    (etl/publish_outputs.py), their clear names read from the archive copies' (landing.archive)."""
     recorded = dict(con.execute("SELECT source_file_sha256, file_name FROM meta.source_file WHERE source_id = ?",
                                 [source_id]).fetchall())
-    for f in files:
-        old = recorded.get(f.sha256)
-        if not old or old == f.name:
-            continue
+    renamed = [f for f in files if recorded.get(f.sha256) not in (None, f.name)]
+    if renamed:
+        con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [
+            run_id, source_id, f"{source_id}: {len(renamed)} {NAMES_SHOWN_NOTICE} (in the warehouse, and in the "
+                               "report pages and query lists of earlier runs)"])
+    for f in renamed:
+        old = recorded[f.sha256]
         con.execute("UPDATE meta.source_notice SET notice = replace(notice, ?, ?) WHERE source_id = ? "
                     "AND contains(notice, ?)", [old, f.name, source_id, old])
         con.execute("UPDATE meta.record_removal SET source_file = ? WHERE source_id = ? AND source_file_sha256 = ?",

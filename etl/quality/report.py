@@ -26,8 +26,10 @@ import json
 import logging
 import math
 import os
+import re
+import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -597,3 +599,47 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
     _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
     return page
+
+
+# -- file names an earlier version wrote in clear -------------------------------------------------
+_TEXT_SUFFIXES = {".html", ".csv", ".json", ".txt"}  # a page, a query list, GX's Data Docs data
+
+
+def show_file_names(reports_dir: Path, shown: Mapping[str, str], *, runs: Iterable[str]) -> list[Path]:
+    """The report files of `runs` with each file name a version before names were shown wrote in clear
+    (a key of `shown`) written as it is shown now (its value, etl/extract/file_names.py): pages, query
+    lists and the workbooks' cells. The files that changed. Longest names first: none is cut inside another."""
+    if not shown:
+        return []
+    texts = {**shown, **{html.escape(clear): html.escape(name) for clear, name in shown.items()}}
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(texts, key=lambda n: (-len(n), n))).encode())
+
+    def rewritten(data: bytes) -> bytes:
+        return pattern.sub(lambda m: texts[m.group().decode()].encode(), data)
+
+    changed = []
+    for run_id in runs:
+        folder = reports_dir / run_id
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) \
+                if folder.is_dir() and not folder.is_symlink() else []:
+            suffix = path.suffix.lower()
+            if suffix == ".xlsx":
+                if _show_in_workbook(path, rewritten):
+                    changed.append(path)
+            elif suffix in _TEXT_SUFFIXES and (data := path.read_bytes()) != (new := rewritten(data)):
+                fsio.write_bytes(path, new)
+                changed.append(path)
+    return changed
+
+
+def _show_in_workbook(path: Path, rewritten: Callable[[bytes], bytes]) -> bool:
+    """A workbook (a zip of XML parts) with each part rewritten; False when no part changes."""
+    with zipfile.ZipFile(path) as workbook:
+        parts = [(info, workbook.read(info)) for info in workbook.infolist()]
+    new = [(info, rewritten(data)) for info, data in parts]
+    if all(a[1] == b[1] for a, b in zip(parts, new, strict=True)):
+        return False
+    with fsio.written_atomically(path) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as workbook:
+        for info, data in new:
+            workbook.writestr(info, data)
+    return True
