@@ -292,6 +292,12 @@ def test_an_error_naming_a_sheet_per_patient_shows_it_without_the_number(sheet_p
     assert failed.sources_failed == ["kr_sheets"]
     assert "sheet 'Verlauf_{patient}', cell D1: the header repeats 'Kontakt'" in (failed.message or "")
     assert _leaks(home, failed, caplog) == []
+    # rtw check stages the file itself and says the same.
+    from etl.onboard.check import check_source
+
+    errors = check_source("kr_sheets", sources, home.landing, home.staging).errors
+    assert "sheet 'Verlauf_{patient}', cell D1: the header repeats" in errors[0].message
+    assert not [e for e in errors if "234567" in e.where + e.message]
 
 
 def _as_an_earlier_version_left_it(home: Home, run_id: str) -> list[Path]:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, shown_record_sets, staged_keys
+from etl.extract.file_names import PatientNumbers, QuotedNames, shown_record_sets, staged_keys
 from etl.extract.landing import SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import describe_file
@@ -414,10 +414,13 @@ def _fix_hint(spec: FieldSpec) -> str:
 
 # -- a source's landing files --------------------------------------------------------------------
 def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[Any], staging_dir: Path | None,
-               work: Path) -> tuple[list[tuple[Path, str, str]], list[Finding]]:
-    """Stage each current file (reusing the nightly run's staged copy when there is one)."""
+               work: Path) -> tuple[list[tuple[Path, str, str]], list[Finding], QuotedNames]:
+    """Stage each current file (reusing the nightly run's staged copy when there is one); the names besides
+    the files' that the findings quote (a workbook's sheets: shown as file names are, once the source's
+    patient numbers are known)."""
     staged: list[tuple[Path, str, str]] = []
     findings: list[Finding] = []
+    quoted: list[str] = []
     options = adapter.read_options(mapping)
     for landing_file in files:
         name = adapter.staged_as(landing_file.sha256, options)
@@ -431,9 +434,10 @@ def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[A
                           {"source_file": landing_file.name, "source_file_sha256": landing_file.sha256})
         except ExtractError as exc:
             findings.append(Finding("error", landing_file.name, str(exc)))
+            quoted += exc.quoted
             continue
         staged.append((out, landing_file.name, landing_file.sha256))
-    return staged, findings
+    return staged, findings, QuotedNames(quoted)
 
 
 def _combine(adapter: SourceAdapter, mapping: SourceMapping, staged: list[tuple[Path, str, str]],
@@ -480,11 +484,11 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
     adapter = adapter_for(mapping.format)
     names = tuple(f.name for f in found.current)
     with tempfile.TemporaryDirectory(prefix="rtw-check-") as work:
-        staged, staging_problems = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
+        staged, staging_problems, sheets = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
         # The files' own patient keys, read before the temporary folder goes: their names may hold them.
         numbers = PatientNumbers.of(known_keys.union(*(staged_patient_keys(staged_file, mapping)
                                                        for staged_file, _, _ in staged)))
-        findings += staging_problems
+        findings += [replace(f, message=sheets.shown(f.message, numbers)) for f in staging_problems]
         try:
             record_sets = _combine(adapter, mapping, staged, numbers) if staged else {}
         except (ExtractError, ValueError) as exc:
