@@ -120,8 +120,10 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
     assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
                                & assessments.treatment_key.isin(key_line), columns].copy()
     assessed["line"] = assessed.treatment_key.map(key_line)
-    # The best overall response is the best one given (NE or missing last), the cycle-1 one the earliest.
-    assessed["rank"] = [_best_first(response) if timepoint == "best" else 0
+    # The best overall response is the best one given (NE or missing last), the cycle-1 one the earliest
+    # evaluable (NE or missing only when no other is given).
+    last = len(RESPONSES_BEST_FIRST)
+    assessed["rank"] = [_best_first(response) if timepoint == "best" else int(_best_first(response) == last)
                         for timepoint, response in zip(assessed.timepoint, assessed.response)]
     assessed = (assessed.sort_values(["rank", "assessment_date", "order"], na_position="last")
                 .drop_duplicates(["line", "timepoint"]))

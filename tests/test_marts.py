@@ -743,6 +743,17 @@ def test_a_line_s_best_overall_response_is_the_best_its_sources_give_and_after_c
     assert best.fetchall() == [(1, 1, 0)]
 
 
+def test_a_line_s_cycle_1_response_is_the_earliest_evaluable_one_of_its_sources():
+    con = _tiny_warehouse()
+    # P2's line, assessed MLFS in April and PD in May: another source found cycle 1 not evaluable in March.
+    _insert(con, "response_assessment", response_id="c0", patient_id="P2", treatment_id="t2", timepoint="cycle1",
+            response="NE", assessment_date="2022-03-01", source_id="source-c0")
+    build_marts(con)
+    assessed = con.execute("SELECT response, assessment_date FROM marts.response_line "
+                           "WHERE patient_id = 'P2' AND timepoint = 'cycle1'").fetchall()
+    assert assessed == [("MLFS", date(2022, 4, 1))]  # not the NE, which would count as a non-response
+
+
 def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
     con = _tiny_warehouse()
     # P3 and P4, controls: the line after each recommendation names no drug (TRT-DRUG-PRESENT only warns).

@@ -25,3 +25,6 @@ CREATE OR REPLACE TEMP MACRO wilson_upper(p, n) AS CASE
 -- (not evaluable: chosen only when nothing else was assessed).
 CREATE OR REPLACE TEMP MACRO response_rank(response) AS
     coalesce(list_position(['CR', 'CRi', 'MLFS', 'PR', 'SD', 'NR', 'PD'], response), 8);
+
+-- not_evaluable(response): NE or missing, the last of response_rank's order.
+CREATE OR REPLACE TEMP MACRO not_evaluable(response) AS response_rank(response) = 8;

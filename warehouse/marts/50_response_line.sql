@@ -5,9 +5,10 @@
 -- it (matched by patient, drugs and start date), with the board advice group it answers; its
 -- header gives the definitions of a line and of the advice groups.
 -- Definitions
---   response: at cycle1, the earliest assessment of any of the line's treatments, in any source;
---     at best (the best overall response), the best of them by response_rank (CR, CRi, MLFS, PR, SD,
---     NR, PD, then NE or missing), of equal ones the earliest; ties by response_id.
+--   response: at cycle1, the earliest evaluable assessment of any of the line's treatments, in any
+--     source (NE or missing only when none is evaluable); at best (the best overall response), the
+--     best of them by response_rank (CR, CRi, MLFS, PR, SD, NR, PD, then NE or missing), of equal
+--     ones the earliest; ties by response_id.
 
 CREATE OR REPLACE TABLE marts.response_line AS
 WITH line_treatment AS (
@@ -24,11 +25,13 @@ assessment AS (
     FROM line_treatment
     JOIN core.response_assessment AS response USING (treatment_id)
     WHERE response.timepoint IN ('cycle1', 'best')
-    -- Two sources or two drugs of a line may each give a best response: the line's is the best of them
-    -- (the earliest would let an NE of one source hide a CR another reports).
+    -- Two sources or two drugs of a line may each give a response: the line's best is the best of them,
+    -- its cycle-1 one the earliest evaluable (the earliest would let an NE of one source hide a CR or a
+    -- PR another reports).
     QUALIFY row_number() OVER (
         PARTITION BY line_treatment.line_id, response.timepoint
-        ORDER BY CASE WHEN response.timepoint = 'best' THEN response_rank(response.response) END,
+        ORDER BY CASE WHEN response.timepoint = 'best' THEN response_rank(response.response)
+                      ELSE not_evaluable(response.response)::INTEGER END,
                  response.assessment_date NULLS LAST, response.response_id) = 1
 )
 
