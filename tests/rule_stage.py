@@ -1,6 +1,7 @@
 """A hand-made stage to run the catalogue's SQL rules on: every core table's columns from the real DDL
 (warehouse/core.sql), a few records of one source, its params and its export's date. The rules run as
-validation runs them (etl/quality/sql_checks.py), in DuckDB."""
+validation runs them (etl/quality/sql_checks.py), in DuckDB. A GX rule runs on a frame of a few records
+as validation runs its suite (etl/quality/gx_suites.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from datetime import date
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from etl import schema
 from etl.config import WAREHOUSE_SQL_DIR
-from etl.quality.catalogue import load_catalogue
+from etl.quality.catalogue import Rule, load_catalogue
+from etl.quality.findings import RuleRun
 from etl.quality.sql_checks import run_checks
 from etl.quality.validate import write_source_params
 
@@ -42,9 +45,28 @@ def stage(rows: Mapping[str, Sequence[Mapping[str, Any]]], params: Mapping[str, 
     return con
 
 
+def catalogued(*rule_ids: str) -> list[Rule]:
+    return [r for r in load_catalogue(check_types=False) if r.rule_id in rule_ids]
+
+
 def flagged(con: duckdb.DuckDBPyConnection, rule_id: str) -> dict[str, str | None]:
     """The records the rule flags: source_record_key -> its message."""
-    rule = next(r for r in load_catalogue(check_types=False) if r.rule_id == rule_id)
+    [rule] = catalogued(rule_id)
     [run] = run_checks(con, [rule])
     assert run.error is None, run.error
     return dict(zip(run.failures.source_record_key, run.failures.message, strict=True))
+
+
+def gx_runs(table: str, rows: pd.DataFrame, rules: list[Rule]) -> list[RuleRun]:
+    """The rules of `table` run by GX over `rows`, one batch of one centre."""
+    from etl.quality import gx_suites
+
+    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
+    return gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == table else None, rules)
+
+
+def gx_flagged(table: str, rule_id: str, rows: pd.DataFrame) -> set[str]:
+    """The records of `rows` (source SOURCE unless they say otherwise) the GX rule flags."""
+    [run] = gx_runs(table, rows.assign(source_id=rows.get("source_id", SOURCE)), catalogued(rule_id))
+    assert run.error is None, run.error
+    return set(run.failures.source_record_key)

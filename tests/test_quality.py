@@ -9,11 +9,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from rule_stage import catalogued, gx_runs
 
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
-from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, Rule, load_catalogue, sql_rule
-from etl.quality.findings import RuleRun
+from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
 from etl.quality.sql_checks import RuleAbortedPublish
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
@@ -41,7 +41,7 @@ def test_the_catalogue_has_forty_rules_across_every_kahn_category_and_level():
     assert {r.engine for r in rules} == {"gx", "sql", "harmonise"}
 
 
-def test_every_rule_harmonise_applies_is_catalogued():
+def test_every_rule_harmonise_applies_iscatalogued():
     from etl.transform import harmonise
     applied = {v for k, v in vars(harmonise).items() if k.isupper() and isinstance(v, str) and v.startswith("CONF-")}
     catalogued = {r.rule_id for r in load_catalogue() if r.engine == "harmonise"}
@@ -452,7 +452,7 @@ def test_a_gx_rule_over_a_pair_of_columns_shows_both_values_and_judges_rows_with
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["ends-before", "same-day", "no-end"],
                          "start_date": [date(2019, 5, 20)] * 3,
                          "end_date": [date(2019, 5, 1), date(2019, 5, 20), None]})
-    (run,) = _gx_runs("treatment", rows, gx_rules(suite, check_types=False))
+    (run,) = gx_runs("treatment", rows, gx_rules(suite, check_types=False))
     assert run.error is None, run.error
     assert run.failures[["source_record_key", "value", "message"]].to_dict("records") == [
         {"source_record_key": "ends-before", "value": "2019-05-01 | 2019-05-20",
@@ -465,7 +465,7 @@ def test_a_response_whose_criteria_are_not_given_is_not_judged_as_a_solid_tumour
     those), not a wrong RECIST category to hold back; with solid-tumour criteria it is."""
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-criteria", "recist", "leukaemia"],
                          "criteria": [None, "RECIST1.1", "leukaemia"], "response": ["CRi", "CRi", "CRi"]})
-    runs = _gx_runs("response_assessment", rows, _catalogued("RESP-SOLID-CODE", "RESP-LEUKAEMIA-CODE"))
+    runs = gx_runs("response_assessment", rows, catalogued("RESP-SOLID-CODE", "RESP-LEUKAEMIA-CODE"))
     assert {r.rule_id: list(r.failures.source_record_key) for r in runs} == {"RESP-SOLID-CODE": ["recist"],
                                                                              "RESP-LEUKAEMIA-CODE": []}
     assert {r.rule_id: int(r.judged.denominator.sum()) for r in runs} == {"RESP-SOLID-CODE": 1,
@@ -478,20 +478,8 @@ def test_hgvs_descriptions_on_a_protein_mitochondrial_or_non_coding_reference_ar
                "ensembl-protein": "ENSP00000269305.4:p.Arg248Gln", "no-reference": "p.R248Q",
                "no-prefix": "NM_000546.6:743G>A"}
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": list(written), "hgvs": list(written.values())})
-    (run,) = _gx_runs("molecular_alteration", rows, _catalogued("MOL-HGVS-SYNTAX"))
+    (run,) = gx_runs("molecular_alteration", rows, catalogued("MOL-HGVS-SYNTAX"))
     assert set(run.failures.source_record_key) == {"no-reference", "no-prefix"}
-
-
-def _catalogued(*rule_ids: str) -> list[Rule]:
-    return [r for r in load_catalogue(check_types=False) if r.rule_id in rule_ids]
-
-
-def _gx_runs(table: str, rows: pd.DataFrame, rules: list[Rule]) -> list[RuleRun]:
-    """The rules of `table` run by GX over `rows`, one batch of one centre."""
-    from etl.quality import gx_suites
-
-    batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
-    return gx_suites.run_suites(gx_suites.new_context(None), lambda t: iter([batch]) if t == table else None, rules)
 
 
 def test_a_diagnosis_without_morphology_is_a_missing_morphology_not_an_unusual_combination():
@@ -499,7 +487,7 @@ def test_a_diagnosis_without_morphology_is_a_missing_morphology_not_an_unusual_c
     of a histology, which a diagnosis without one has not."""
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-morphology", "unusual", "classified"],
                          "icdo3_morphology": [None, "8140", "9510"], "iccc3_group": [None, None, "V"]})
-    runs = _gx_runs("diagnosis", rows, _catalogued("DIAG-MORPHOLOGY-PRESENT", "DIAG-ICCC3-DERIVED"))
+    runs = gx_runs("diagnosis", rows, catalogued("DIAG-MORPHOLOGY-PRESENT", "DIAG-ICCC3-DERIVED"))
     assert {r.rule_id: set(r.failures.source_record_key) for r in runs} == {
         "DIAG-MORPHOLOGY-PRESENT": {"no-morphology"}, "DIAG-ICCC3-DERIVED": {"unusual"}}
 
