@@ -209,3 +209,17 @@ def test_a_person_in_two_sources_is_judged_in_each_source_by_that_sources_record
     assert flagged(con, "XT-TREATMENT-NOT-AFTER-DEATH") == {}
     assert flagged(con, "XT-ENROLMENT-AFTER-DIAGNOSIS") == {}
     assert set(flagged(con, "XT-ALK-ROS1-REQUIRED")) == {"enrolled-before-diagnosis-elsewhere"}
+
+
+def test_a_death_is_asked_for_its_date_only_when_no_record_of_the_source_gives_it():
+    """The death form dates it, a later follow-up repeats "dead" without the date: nothing to ask. A person
+    reported dead without a date in every record of the source is asked, whatever another source says."""
+    con = stage({"follow_up": [
+        _follow_up("death-form", date(2020, 3, 1), "dead", date(2020, 3, 1), "day"),
+        _follow_up("later-follow-up", date(2021, 1, 1), "dead"),
+        _follow_up("undated", date(2020, 5, 1), "dead") | {"patient_id": "p2"},
+        _follow_up("undated-again", date(2021, 5, 1), "dead") | {"patient_id": "p2"},
+        _follow_up("dated-elsewhere", date(2020, 5, 1), "dead", date(2020, 5, 1), "day")
+        | {"patient_id": "p2", "source_id": "other"},
+        _follow_up("alive", date(2020, 5, 1), "alive") | {"patient_id": "p3"}]})
+    assert set(flagged(con, "FU-DEATH-DATE-WHEN-DEAD")) == {"undated", "undated-again"}
