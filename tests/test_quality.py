@@ -305,8 +305,8 @@ def test_eligibility_rules_read_the_source_parameters_not_a_study_id():
         "ENR-AGE-ELIGIBLE", "ENR-LVEF-ELIGIBLE", "ENR-LVEF-PRESENT", "XT-ALK-ROS1-REQUIRED")])}
     assert all(r.error is None for r in runs.values()), [r.error for r in runs.values()]
     assert list(runs["ENR-AGE-ELIGIBLE"].failures.source_record_key) == ["b"]  # 'old' enrols up to 25: 9000 d ok
-    assert "age at enrolment 19 completed years (7000 days); the source enrols from 0 to 18 completed years" in \
-        runs["ENR-AGE-ELIGIBLE"].failures.message[0]
+    assert ("age at enrolment at least 19 completed years (7000 days); the source enrols from 0 to 18 completed "
+            "years") in runs["ENR-AGE-ELIGIBLE"].failures.message[0]
     assert list(runs["ENR-LVEF-ELIGIBLE"].failures.source_record_key) == ["c"]  # the registry's 40% is not judged
     assert list(runs["ENR-LVEF-PRESENT"].failures.source_record_key) == []  # 'old' asks for no LVEF
     assert list(runs["XT-ALK-ROS1-REQUIRED"].failures.source_record_key) == ["b"]

@@ -19,6 +19,7 @@ from rule_stage import flagged, stage
 from etl import pipeline
 from etl.config import resolve_home
 from etl.synth import generate
+from etl.transform.values import PartialDate, age_days
 
 DIAGNOSED = date(2019, 5, 20)
 
@@ -179,15 +180,15 @@ def _aged(key: str, on: str, day: date, precision: str) -> dict[str, Any]:
 
 
 def test_a_lower_age_limit_is_judged_on_the_last_day_a_date_known_to_the_month_or_year_can_be():
-    """Born in June 2019, enrolled (diagnosed) "in June 2020" or "in 2020": may be 1 already; in May 2020
-    or on 14 June 2020 not yet. The upper limit is still judged on the first day (never flagged wrongly)."""
+    """Born in June 2019, enrolled (diagnosed) "in June 2020", "in 2020" or on 14 June 2020 (born on the 1st):
+    may be 1 already; in May 2020 not yet. The upper limit is judged on the first day (never flagged wrongly)."""
     days = {"june-2020": (date(2020, 6, 1), "month"), "in-2020": (date(2020, 1, 1), "year"),
             "may-2020": (date(2020, 5, 1), "month"), "14-june-2020": (date(2020, 6, 14), "day")}
     for on, rule_id, table, limit in (("enrolment_date", "ENR-AGE-ELIGIBLE", "study_enrolment", "min_age_years"),
                                       ("diagnosis_date", "DIAG-AGE-REGISTRY", "diagnosis",
                                        "min_age_at_diagnosis_years")):
         con = stage({table: [_aged(k, on, day, precision) for k, (day, precision) in days.items()]}, {limit: 1})
-        assert set(flagged(con, rule_id)) == {"may-2020", "14-june-2020"}, rule_id
+        assert set(flagged(con, rule_id)) == {"may-2020"}, rule_id
     upper = stage({"study_enrolment": [_aged("june-2020", "enrolment_date", date(2020, 6, 1), "month"),
                                        _aged("july-2020", "enrolment_date", date(2020, 7, 1), "month")]},
                   {"max_age_years": 0})
@@ -223,3 +224,38 @@ def test_a_death_is_asked_for_its_date_only_when_no_record_of_the_source_gives_i
         | {"patient_id": "p2", "source_id": "other"},
         _follow_up("alive", date(2020, 5, 1), "alive") | {"patient_id": "p3"}]})
     assert set(flagged(con, "FU-DEATH-DATE-WHEN-DEAD")) == {"undated", "undated-again"}
+
+
+
+def _diagnosed_at(key: str, anchor: date, day: date, precision: str = "day") -> dict[str, Any]:
+    """An initial diagnosis with its age as harmonise counts it, from the birth's anchor (values.py)."""
+    return {"diagnosis_id": key, "source_record_key": key, "diagnosis_date": day, "diagnosis_date_precision": precision,
+            "event_type": "initial", "age_at_diagnosis_days": age_days(PartialDate(day, precision), anchor)}
+
+
+def test_an_age_limit_flags_only_an_age_surely_outside_it_whatever_day_of_the_known_birth_period():
+    """Born "in 2001" (ages count from 1 July): diagnosed on 1 July 2020, the patient may have been born in
+    December and be 18, within a 0-18 registry; on 1 January 2021 surely 19. Born in June 2001 (ages count
+    from the 15th), diagnosed on 20 June 2020: may be born on the 30th, so 18; on 1 July 2020 surely 19.
+    The lower limit alike: born "in 2019", diagnosed on 1 January 2020, may be 1 already."""
+    in_2001, june_2001, in_2019 = PartialDate(date(2001, 1, 1), "year"), PartialDate(date(2001, 6, 1), "month"), \
+        PartialDate(date(2019, 1, 1), "year")
+    births = {"in-2001-july": (in_2001, date(2020, 7, 1)), "in-2001-january": (in_2001, date(2021, 1, 1)),
+              "june-2001-20-june": (june_2001, date(2020, 6, 20)), "june-2001-1-july": (june_2001, date(2020, 7, 1)),
+              "in-2019-january": (in_2019, date(2020, 1, 1)), "in-2019-december-2019": (in_2019, date(2019, 12, 31))}
+    con = stage({"diagnosis": [_diagnosed_at(k, born, day) for k, (born, day) in births.items()]},
+                {"min_age_at_diagnosis_years": 1, "max_age_at_diagnosis_years": 18})
+    found = flagged(con, "DIAG-AGE-REGISTRY")
+    assert set(found) == {"in-2001-january", "june-2001-1-july", "in-2019-december-2019"}
+    assert "age at diagnosis at least 19 completed years" in str(found["in-2001-january"])
+    assert "age at diagnosis at most 0 completed years" in str(found["in-2019-december-2019"])
+
+
+def test_an_enrolment_age_limit_reads_the_birth_period_as_the_diagnosis_limit_does():
+    """The same definition (warehouse/rule_functions.sql) for ENR-AGE-ELIGIBLE: born "in 2001", enrolled on
+    1 July 2020 in a 0-18 trial may be 18; enrolled "in 2021" (from its first day) surely 19."""
+    born = PartialDate(date(2001, 1, 1), "year")
+    rows = [_enrolment("july-2020", date(2020, 7, 1)), _enrolment("in-2021", date(2021, 1, 1), "year")]
+    rows = [r | {"age_at_enrolment_days": age_days(PartialDate(r["enrolment_date"], r["enrolment_date_precision"]),
+                                                   born)} for r in rows]
+    assert set(flagged(stage({"study_enrolment": rows}, {"max_age_years": 18}), "ENR-AGE-ELIGIBLE")) == {"in-2021"}

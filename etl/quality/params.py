@@ -34,8 +34,9 @@ PARAMS: dict[str, SourceParam] = {p.name: p for p in (
     SourceParam("max_age_years", "number", "years",
                 "Oldest age at enrolment the source accepts, in completed years as a protocol's \"age 0-18\" or "
                 "\"<= 25\" means it: a patient is eligible up to the day before the birthday after max_age_years "
-                "(18: up to the day before the 19th birthday). Judged on the calendar, the birthday being the 15th of "
-                "the birth month (the warehouse knows birth dates to the month).", 18),
+                "(18: up to the day before the 19th birthday). Judged on the calendar, only an age surely over it "
+                "flagged: the warehouse knows a birth to the month or the year, so the patient is taken as born on "
+                "the last day it can be.", 18),
     SourceParam("min_age_at_diagnosis_years", "number", "years",
                 "Youngest age at initial diagnosis the source registers, in completed years (registries that "
                 "register by the age at diagnosis, whatever the age at registration).", 0),
