@@ -3,7 +3,8 @@ exported_on): a day read too early from the file's name would hold back every re
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from rule_stage import flagged, stage
 
@@ -22,4 +23,18 @@ def test_a_record_dated_on_its_export_day_or_before_passes_and_the_next_day_is_f
     con = stage({"follow_up": [{"follow_up_id": k, "source_record_key": k, "contact_date": seen}
                                for k, seen in (("2020", date(2020, 5, 4)), ("export-day", day),
                                                ("next-day", date(2026, 11, 2)))]}, exported_on=day)
+    assert set(flagged(con, "XT-DATE-NOT-AFTER-EXPORT")) == {"next-day"}
+
+
+def test_an_export_dated_by_its_file_time_is_the_latest_day_that_time_is_anywhere():
+    """Written at 00:30 in Paris on 2 November (23:30 UTC on 1 November), a file without a date in its name
+    holds records the centre dated 2 November: they are not after its export; 3 November is."""
+    written = datetime(2026, 11, 2, 0, 30, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+    day = export_day("TREP_export.csv", written)
+    assert day == date(2026, 11, 2)
+    assert export_day("TREP_export.csv", datetime(2026, 11, 1, 9, 59, tzinfo=UTC).timestamp()) == date(2026, 11, 1)
+    assert export_day("TREP_export_20261101.csv", written) == date(2026, 11, 1)  # the name's day is the source's
+    con = stage({"follow_up": [{"follow_up_id": k, "source_record_key": k, "contact_date": seen}
+                               for k, seen in (("centre-day", date(2026, 11, 2)), ("next-day", date(2026, 11, 3)))]},
+                exported_on=day)
     assert set(flagged(con, "XT-DATE-NOT-AFTER-EXPORT")) == {"next-day"}

@@ -21,7 +21,7 @@ import re
 import stat
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from etl import fsio
@@ -32,17 +32,21 @@ from etl.transform.mapping import SourceMapping
 
 _CHUNK = 1 << 20
 _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
+_LATEST_ZONE = timezone(timedelta(hours=14))  # where a day begins first (Kiribati, Line Islands)
 
 
 def export_day(name: str, mtime: float) -> date:
-    """The day the source system wrote the file: the latest YYYYMMDD date in its name, else its
-    modification day. The latest: a name may carry an earlier date too (a protocol version's, the start
-    of the period exported), and every record dated after it would fail XT-DATE-NOT-AFTER-EXPORT."""
+    """The day the source system wrote the file: the latest YYYYMMDD date in its name, else the latest
+    day its modification time is anywhere (UTC+14). The latest: a name may carry an earlier date too (a
+    protocol version's, the start of the period exported), and every record dated after it would fail
+    XT-DATE-NOT-AFTER-EXPORT, an error. A file time is an instant, while a centre dates its records by its
+    own day, in a time zone the warehouse does not know: written at 00:30 in Paris on 2 November, the file
+    is 1 November in UTC, and a record of 2 November would be held back."""
     days = []
     for match in _NAME_DAY.finditer(name):
         with contextlib.suppress(ValueError):  # 20261131 is no day
             days.append(date(*map(int, match.groups())))
-    return max(days, default=datetime.fromtimestamp(mtime, UTC).date())
+    return max(days, default=datetime.fromtimestamp(mtime, _LATEST_ZONE).date())
 
 
 @dataclass(frozen=True)
