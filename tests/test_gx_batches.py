@@ -149,7 +149,8 @@ def _rerun_findings(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, li
 
 
 def _later_contacts(export: Path) -> None:
-    """A later last contact on some records, and on the first one a death without its date (a GX finding)."""
+    """A later last contact on some records, and on the first one a death known to the month only (a GX
+    finding: FU-DEATH-DATE-COMPLETE)."""
     lines = export.read_bytes().split(b"\r\n")
     header = lines[0].split(b";")
     contact, vital, death = (header.index(name) for name in (b"data_ultimo_contatto", b"stato_vitale", b"data_decesso"))
@@ -158,7 +159,7 @@ def _later_contacts(export: Path) -> None:
         if len(fields) == len(header):
             fields[contact] = b"30/10/2026"
             if i == 1:
-                fields[vital], fields[death] = b"M", b""
+                fields[vital], fields[death] = b"M", b"00/10/2026"
             lines[i] = b";".join(fields)
     export.write_bytes(b"\r\n".join(lines))
 
@@ -214,7 +215,7 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
         assert {s for _, sources in batches_read for s in sources} == every_source
         assert _rerun_findings(con, rerun.run_id) == remembered
         new_finding = ("SELECT count(*) FROM dq.issue i JOIN dq.check USING (rule_id) WHERE run_id = ? AND "
-                       "engine = 'gx' AND source_id = 'registry_it' AND i.field = 'death_date'")
+                       "engine = 'gx' AND source_id = 'registry_it' AND i.field = 'death_date_precision'")
         assert con.execute(new_finding, [rerun.run_id]).fetchone() == (1,)
 
         # A rule changed: its table is judged again for every source, the other tables are not.
@@ -336,12 +337,12 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
 
 def test_a_fingerprint_covers_the_columns_the_rules_read_and_the_keys():
     plan = validation.quality_plan([])
-    columns = ["follow_up_id", "patient_id", "contact_date", "vital_status", "death_date", "source_id",
-               "source_file_sha256", "source_record_key", "run_id"]
+    columns = ["follow_up_id", "patient_id", "contact_date", "vital_status", "death_date", "death_date_precision",
+               "source_id", "source_file_sha256", "source_record_key", "run_id"]
     rules = [r for r in plan.rules if r.engine == "gx" and r.meta.table == "follow_up"]
     judged = gx_memo.judged_columns(columns, rules)
-    assert {"contact_date", "vital_status", "death_date", "source_id", "source_record_key"} <= set(judged)
-    assert not {"patient_id", "source_file_sha256", "run_id"} & set(judged)
+    assert {"contact_date", "vital_status", "death_date_precision", "source_id", "source_record_key"} <= set(judged)
+    assert not {"patient_id", "source_file_sha256", "run_id", "death_date"} & set(judged)  # a SQL rule reads it
     whole_table = dataclasses.replace(rules[0], expectation={"type": "expect_table_row_count_to_be_between",
                                                              "kwargs": {"min_value": 1}})
     assert gx_memo.judged_columns(columns, [*rules, whole_table]) == columns
