@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from etl import fsio
 from etl.config import Home, resolve_home
@@ -218,18 +219,31 @@ def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
     killed or still running: etl/run_record.py), with the step they ended in and why."""
     from datetime import UTC, datetime
 
-    rows = [(started, run_id, trigger, run_status, "", changed, unchanged, failed, message)
+    rows = [(started, run_id, trigger, run_status, "", _sources(changed, unchanged, failed),
+             (message or "")[:_REASON_SHOWN * max(1, len(failed or ()))])
             for started, run_id, trigger, run_status, changed, unchanged, failed, message in published]
-    rows += [(n.started_at.timestamp(), n.run_id, n.trigger, n.status, n.step, None, None, None, n.reason)
+    rows += [(n.started_at.timestamp(), n.run_id, n.trigger, n.status, n.step, [], (n.reason or "")[:_REASON_SHOWN])
              for n in nights]
     table = Table(title="Last runs")
-    for column in ("started (UTC)", "run_id", "trigger", "status", "step", "sources_changed", "sources_unchanged",
-                   "sources_failed", "reason"):
-        table.add_column(column)
-    for started, *shown, reason in sorted(rows, key=lambda r: r[0], reverse=True)[:_RUNS_SHOWN]:
+    table.add_column("started (UTC)", min_width=10)  # narrow: the time under the date
+    table.add_column("run_id", no_wrap=True)  # read whole, or not at all
+    table.add_column("trigger")
+    table.add_column("status", overflow="fold")  # completed_with_failures, one word: folded, never cut
+    table.add_column("step")
+    # Lists and sentences: they share the room left and wrap in it; a path in a reason folds, never cut.
+    table.add_column("sources", ratio=1)
+    table.add_column("reason", ratio=1, overflow="fold")
+    for started, *shown, sources, reason in sorted(rows, key=lambda r: r[0], reverse=True)[:_RUNS_SHOWN]:
         when = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(when, *(plain(v) for v in shown), plain((reason or "")[:_REASON_SHOWN]))
+        table.add_row(when, *(plain(v) for v in shown), Text("\n").join(plain(line) for line in sources), plain(reason))
     console.print(table)
+
+
+def _sources(changed: list[str] | None, unchanged: list[str] | None, failed: list[str] | None) -> list[str]:
+    """A published run's sources by what became of them, by name (a list's repr, brackets and quotes, wrapped
+    badly): a line each of those changed, unchanged and failed, none for an empty one."""
+    kinds = (("changed", changed), ("unchanged", unchanged), ("failed", failed))
+    return [f"{kind}: {', '.join(names)}" for kind, names in kinds if names]
 
 
 WaitOption = Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for a run of this home")]

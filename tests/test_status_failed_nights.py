@@ -98,6 +98,19 @@ def test_a_source_whose_harmonise_crashes_under_rtw_run_is_recorded_as_the_dag_r
     assert _runs(home)[0][-1] == message
 
 
+@pytest.mark.parametrize("width", [120, 200])
+def test_a_run_s_sources_are_listed_by_name_in_a_table_that_fits_the_terminal(home, width):
+    """They were Python lists ("['crizotinib_imt', 'esmart', ...]") in three columns of nine, which wrapped
+    a name a line at 150 columns."""
+    done = rtw(home, "status", env={"COLUMNS": str(width)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = done.stdout.split("Source files", 1)[0]
+    assert max(map(len, table.splitlines())) <= width
+    assert not {"[", "'"} & set(table)
+    if width == 200:
+        assert "changed: crizotinib_imt, esmart, iltb, registry_it, sacha_fr" in table
+
+
 def test_a_reason_hides_patient_numbers_and_keeps_run_ids():
     crash = FileNotFoundError(2, "No such file", "/h/staging/.x.20261104T020000Z-beef.partial/Fall_123456_Verlauf.csv")
     assert said(crash, PatientNumbers.of(["123456"])) == (
