@@ -211,7 +211,7 @@ def status(home: HomeOption = None) -> None:
 
 
 _RUNS_SHOWN = 10
-_REASON_SHOWN = 200  # characters of a run's reason
+_REASON_SHOWN = 200  # characters of a run's reason, for each source it names
 
 
 def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
@@ -650,7 +650,8 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
     if summary.sources_unchanged:
         console.print(f"unchanged, skipped: {', '.join(summary.sources_unchanged)}")
     if summary.sources_failed:  # the message quotes the export (a StudyOID, a column name): plain text
-        console.print(plain(f"failed sources: {', '.join(summary.sources_failed)}: {summary.message}", "red"))
+        # It names each failed source before its reason (meta.run.message): naming them first said each twice.
+        console.print(plain(f"failed sources: {summary.message or ', '.join(summary.sources_failed)}", "red"))
     for notice in summary.notices:  # they quote landing files and folders by their names: plain text
         console.print(plain(f"notice {notice}", "yellow"), soft_wrap=True)
     issues = summary.issues

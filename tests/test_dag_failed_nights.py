@@ -70,4 +70,4 @@ def test_a_crashed_harmonise_task_is_recorded_as_rtw_run_records_it(nights):
     [(_, _, _, _, _, failed, message)] = meta_runs(home)
     blocker = home.staging / "esmart" / "harmonised"
     assert failed == ["esmart"]
-    assert message == f"harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'"
+    assert message == f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'"

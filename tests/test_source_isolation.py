@@ -66,7 +66,7 @@ def test_what_a_source_did_not_expect_fails_it_alone_saying_the_step_and_error(t
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.status == "completed_with_failures" and summary.sources_failed == ["esmart"]
     assert summary.sources_changed == ["crizotinib_imt", "iltb", "registry_it", "sacha_fr"]
-    assert summary.message == ("harmonise crashed: RuntimeError (its text, which may quote an export's value, "
+    assert summary.message == ("esmart: harmonise crashed: RuntimeError (its text, which may quote an export's value, "
                                "is in the run's log)")
     assert patient not in summary.message
     assert any("esmart" in r.getMessage() and "the rest of the text" in r.getMessage() for r in caplog.records)

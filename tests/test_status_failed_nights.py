@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hostile_home import Loaded, copy_home, load_once, rtw, run_count
+from hostile_home import Loaded, copy_home, export, load_once, rtw, run_count
 from status_runs import PUBLISH_FAILS, PUBLISH_REASON, failed_night, last_runs
 from warehouse_query import query_rows as query
 
@@ -86,15 +86,22 @@ def test_a_first_night_that_failed_is_listed_without_a_warehouse(tmp_path):
 
 def test_a_source_whose_harmonise_crashes_under_rtw_run_is_recorded_as_the_dag_records_it(home, loaded):
     """The step and the exception's first line, as a DAG task leaves them (test_dag_troubles.py): rtw run
-    said only the exception's type, "its extract and harmonise failed unexpectedly (FileExistsError)"."""
+    said only the exception's type, "its extract and harmonise failed unexpectedly (FileExistsError)".
+    Beside it another source fails otherwise: each reason names its source, once (the run's message joined
+    the reasons alone, and a data manager could not tell which source failed why)."""
     blocker = home / "staging" / "esmart" / "harmonised"  # a file where harmonise makes its folder
     shutil.rmtree(blocker)
     blocker.write_text("not a folder")
+    trep = export(home, "registry_it")
+    trep.write_bytes(b"id_record;;sesso\r\n1;2;F\r\n")  # a header column without a name
     done = rtw(home, "run", "--force")
     assert done.returncode == 0, done.stdout + done.stderr
     [(failed, message)] = query(home, "SELECT sources_failed, message FROM meta.run ORDER BY started_at DESC LIMIT 1")
-    assert failed == ["esmart"]
-    assert message == f"harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'"
+    assert failed == ["esmart", "registry_it"]
+    assert message == (f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'; "
+                       f"registry_it: {trep}, line 1: header column 2 has no name; expected every column named "
+                       "(a trailing delimiter?)")
+    assert f"failed sources: {message}" in " ".join(done.stdout.split())  # as rtw run prints it: each named once
     assert _runs(home)[0][-1] == message
 
 

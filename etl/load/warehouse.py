@@ -558,12 +558,18 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             run_id, trigger, started_at, datetime.now(UTC),
             "completed_with_failures" if failed else "completed",
             harmonised, sorted(unchanged), failed,
-            "; ".join(o.message for o in outcomes if o.message) or None,
-            validated, definitions])
+            run_message(outcomes), validated, definitions])
         if read_back is not None:
             read_back(con)
 
     swap_in_next(warehouse, run_id, record)
+
+
+def run_message(outcomes: Iterable[SourceOutcome]) -> str | None:
+    """meta.run.message: why each source failed, each reason after its source's name (said once: a
+    message that begins with it already is not named twice)."""
+    said = [f"{o.source_id}: {o.message.removeprefix(f'{o.source_id}: ')}" for o in outcomes if o.message]
+    return "; ".join(said) or None
 
 
 def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
