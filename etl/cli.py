@@ -186,19 +186,22 @@ def status(home: HomeOption = None) -> None:
     import duckdb
 
     from etl import run_record
+    from etl.pull.nights import read_pulls
 
     rtw_home = resolve_home(home)
+    pulls = read_pulls(rtw_home)
     if not rtw_home.warehouse.exists():
-        if nights := run_record.unpublished(rtw_home, set()):
-            _print_runs([], nights)
+        if (nights := run_record.unpublished(rtw_home, set())) or pulls:
+            _print_runs([], nights, pulls)
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
     try:
         published = con.execute(
             "SELECT epoch(started_at), run_id, trigger, status, sources_changed, sources_unchanged, sources_failed, "
-            "message FROM meta.run ORDER BY started_at DESC LIMIT ?", [_RUNS_SHOWN]).fetchall()
+            # One more than shown: when the oldest shown began to pull (etl/pull/nights.py).
+            "message FROM meta.run ORDER BY started_at DESC LIMIT ?", [_RUNS_SHOWN + 1]).fetchall()
         all_published = {run_id for (run_id,) in con.execute("SELECT run_id FROM meta.run").fetchall()}
-        _print_runs(published, run_record.unpublished(rtw_home, all_published))
+        _print_runs(published, run_record.unpublished(rtw_home, all_published), pulls)
         _print_query(con, "Source files", "SELECT source_id, file_name, left(source_file_sha256, 12) AS sha256, "
                      "status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
@@ -211,12 +214,13 @@ def status(home: HomeOption = None) -> None:
 
 
 _RUNS_SHOWN = 10
-_REASON_SHOWN = 200  # characters of a run's reason, for each source it names
+_REASON_SHOWN = 400  # characters of a run's reason, for each source it names (a path, a URL may be long)
 
 
-def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
+def _print_runs(published: list[tuple[Any, ...]], nights: list[Any], pulls: list[Any]) -> None:
     """The last runs, newest first: those meta.run records, and the nights that did not publish (failed,
-    killed or still running: etl/run_record.py), with the step they ended in and why."""
+    killed or still running: etl/run_record.py), with the step they ended in and why; and the pulls from
+    drop zones that failed before each (etl/pull/nights.py)."""
     from datetime import UTC, datetime
 
     rows = [(started, run_id, trigger, run_status, "", _sources(changed, unchanged, failed),
@@ -224,6 +228,7 @@ def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
             for started, run_id, trigger, run_status, changed, unchanged, failed, message in published]
     rows += [(n.started_at.timestamp(), n.run_id, n.trigger, n.status, n.step, [], (n.reason or "")[:_REASON_SHOWN])
              for n in nights]
+    rows = _with_failed_pulls(sorted(rows, key=lambda r: r[0]), pulls)
     table = Table(title="Last runs")
     table.add_column("started (UTC)", min_width=10)  # narrow: the time under the date
     table.add_column("run_id", no_wrap=True)  # read whole, or not at all
@@ -233,10 +238,35 @@ def _print_runs(published: list[tuple[Any, ...]], nights: list[Any]) -> None:
     # Lists and sentences: they share the room left and wrap in it; a path in a reason folds, never cut.
     table.add_column("sources", ratio=1)
     table.add_column("reason", ratio=1, overflow="fold")
-    for started, *shown, sources, reason in sorted(rows, key=lambda r: r[0], reverse=True)[:_RUNS_SHOWN]:
+    for started, *shown in rows[::-1][:_RUNS_SHOWN]:
         when = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(when, *(plain(v) for v in shown), Text("\n").join(plain(line) for line in sources), plain(reason))
+        table.add_row(when, *(Text("\n").join(map(plain, v)) if isinstance(v, list) else plain(v) for v in shown))
     console.print(table)
+
+
+def _with_failed_pulls(rows: list[tuple[Any, ...]], pulls: list[Any]) -> list[tuple[Any, ...]]:
+    """The runs, oldest first, each with the failed pulls it went on without (a source's last pull since the
+    run before started failed: its status says so, its reason names the source and why), then a row of its
+    own for each failed pull no run has followed yet. A night whose only failure was a pull published
+    `completed`: the warehouse records what was imported, not what was pulled."""
+    from datetime import UTC, datetime
+
+    from etl.pull.nights import failed_before
+
+    def at(started: float | None) -> datetime | None:
+        return None if started is None else datetime.fromtimestamp(started, UTC)
+
+    shown = []
+    for before, (started, run_id, trigger, run_status, step, sources, reason) in zip(
+            [None, *(r[0] for r in rows)], rows, strict=False):
+        if failed := failed_before(pulls, at(before), at(started)):
+            run_status = [run_status, "pull failed"]
+            pulled = [f"pull failed: {(p.failure or '')[:_REASON_SHOWN]}" for p in failed]
+            reason = "; ".join([reason, *pulled] if reason else pulled)
+        shown.append((started, run_id, trigger, run_status, step, sources, reason))
+    last = rows[-1][0] if rows else None
+    return shown + [(p.at.timestamp(), "", "pull", "failed", "pull", [], (p.failure or "")[:_REASON_SHOWN])
+                    for p in failed_before(pulls, at(last), None)]
 
 
 def _sources(changed: list[str] | None, unchanged: list[str] | None, failed: list[str] | None) -> list[str]:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import duckdb
 import pytest
+from status_runs import last_runs
 from transport_servers import S3_SECRET, S3Server, SshServer, start_s3, start_sshd
 
 from etl import pipeline
@@ -456,6 +457,56 @@ def test_pull_all_then_run_loads_every_source(tmp_path, home, sshd, s3, exports,
         con.close()
     delivered = {(s, _sha(d)) for s in SOURCES for d in _exports_of(exports, s).values()}
     assert loaded == delivered
+
+
+def _status(home: Home) -> subprocess.CompletedProcess[str]:
+    rtw = Path(sys.executable).with_name("rtw")
+    return subprocess.run([str(rtw), "status", "--home", str(home.root)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "1000"}, timeout=120, check=False)
+
+
+def test_a_night_whose_only_failure_was_its_pull_says_so_in_rtw_status(tmp_path, home, sshd, exports):
+    """The import loads what landing holds: the night published `completed`, and only its verdict and the
+    notification said the pull had failed. rtw status now names the source and why, on the run that went on
+    without it, and on its own row while no run has followed."""
+    for source_id in SOURCES:
+        if source_id != "iltb":
+            shutil.copytree(exports / source_id, home.landing / source_id)
+    iltb = _exports_of(exports, "iltb")
+    drop = _drop(tmp_path / "sftp" / "iltb", iltb)
+    sources = _sources(tmp_path / "sources", {"iltb": f"{{url: 'sftp://127.0.0.1:{sshd.port}{drop}', "
+                                                      "connection: iltb_sftp}"})
+    assert pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources,
+                       policy=FAST).status is PullStatus.PULLED
+    first = pipeline.run(home, key_value="pull-test-key", sources_dir=sources)
+    assert first.status == "completed", first.message
+
+    follow_up = iltb["ILTB_FU.csv"] + iltb["ILTB_FU.csv"].splitlines(keepends=True)[-1]  # re-sent, one row more
+    _drop(drop, {"ILTB_FU.csv": follow_up, "ILTB_FU.csv.sha256": f"{'0' * 64}  ILTB_FU.csv\n".encode()})
+    refused = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
+    assert refused.status is PullStatus.FAILED
+    why = f"iltb: {drop}/ILTB_FU.csv from sftp://127.0.0.1:{sshd.port}{drop} not pulled: its sha256 {_sha(follow_up)}"
+    waiting = _status(home)
+    assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+    assert [[*r[2:5], r[-1][:len(why)]] for r in last_runs(waiting.stdout)[:2]] == [
+        ["pull", "failed", "pull", why], ["cli", "completed", "", ""]]  # no run has followed yet
+
+    second = pipeline.run(home, key_value="pull-test-key", sources_dir=sources)
+    assert second.status == "completed" and second.sources_failed == []  # what landing held was imported
+    shown = _status(home).stdout
+    rows = last_runs(shown)
+    assert [(r[1], r[3]) for r in rows] == [(second.run_id, "completed"), (first.run_id, "completed")]
+    assert rows[0][-1].startswith(f"pull failed: {why}") and rows[1][-1] == ""
+    statuses = [line.split("│")[4].strip() for line in shown.split("Source files")[0].splitlines() if "│" in line]
+    assert statuses == ["completed", "pull failed", "completed"]  # said under the run's status too
+
+    (drop / "ILTB_FU.csv.sha256").write_text(_sha(follow_up))
+    assert pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources,
+                       policy=FAST).status is PullStatus.PULLED
+    third = pipeline.run(home, key_value="pull-test-key", sources_dir=sources)
+    rows = last_runs(_status(home).stdout)
+    assert [(r[1], r[-1][:13]) for r in rows] == [(third.run_id, ""), (second.run_id, "pull failed: "),
+                                                  (first.run_id, "")]
 
 
 # -- the sensor's trigger, against the real servers ---------------------------------------------------

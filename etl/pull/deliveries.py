@@ -28,6 +28,7 @@ from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
 from etl.pull.ledger import Ledger, pulling, read_ledger
+from etl.pull.nights import record_pull
 from etl.pull.transfer import (
     ChecksumMismatch,
     Progress,
@@ -38,6 +39,7 @@ from etl.pull.transfer import (
     retrying,
 )
 from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
+from etl.run_record import said
 from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
 
 log = logging.getLogger("rtw")
@@ -276,13 +278,28 @@ def _failed(source_id: str, message: str) -> PullOutcome:
 
 def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None, sources_dir: Path = SOURCES_DIR,
                 policy: PullPolicy | None = None, progress: Progress | None = None) -> PullOutcome:
-    """Pull the source's new exports from its drop zone into `landing/<source_id>/`.
+    """Pull the source's new exports from its drop zone into `landing/<source_id>/`, and record what the
+    pull came to for `rtw status` (etl/pull/nights.py).
 
     `connection_uri` is the Airflow connection URI of `delivery.connection` (the DAG passes
     `BaseHook.get_connection(id).get_uri()`); when None it is read from env `AIRFLOW_CONN_<ID>`.
     `progress(remote_file, bytes_so_far)` is called as bytes arrive.
     """
-    policy = policy or PullPolicy()
+    outcome = _pull_source(home, source_id, connection_uri, sources_dir, policy or PullPolicy(), progress)
+    _recorded(home, outcome)
+    return outcome
+
+
+def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
+    """A pull of a source with a drop zone, recorded: a night whose only failure is a pull publishes
+    `completed`, and the warehouse records what was imported, not what was pulled."""
+    if outcome.status is not PullStatus.NO_DROP_ZONE:
+        record_pull(home, outcome.source_id, outcome.message if outcome.status is PullStatus.FAILED else None)
+    return outcome
+
+
+def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources_dir: Path, policy: PullPolicy,
+                 progress: Progress | None) -> PullOutcome:
     try:
         mapping = load_mapping(sources_dir / f"{source_id}.yaml")
     except (MappingError, OSError) as exc:
@@ -415,7 +432,8 @@ def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path 
             outcomes.append(pull_source(home, source_id, sources_dir=sources_dir, policy=policy))
         except Exception as exc:  # an unforeseen error is this source's failure, not the loop's
             log.exception("%s: the pull failed", source_id)
-            outcomes.append(_failed(source_id, f"{source_id}: the pull failed: {type(exc).__name__}: {exc}"))
+            # Said as a run's reason is (etl/run_record.py): its text may quote what it met; the log has it.
+            outcomes.append(_recorded(home, _failed(source_id, f"{source_id}: the pull failed: {said(exc)}")))
     return outcomes
 
 
