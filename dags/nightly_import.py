@@ -261,7 +261,7 @@ def nightly_import() -> None:
     @task(trigger_rule="all_done", execution_timeout=timedelta(hours=2))
     def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
         """Validate, publish atomically, report; what every source came to."""
-        from etl import pipeline, runlock
+        from etl import pipeline, run_record, runlock
         from etl.steps import RunPlan, SourceOutcome
 
         if planned is None:  # all_done: it runs after a failed plan too; the run's message says why plan failed
@@ -269,8 +269,8 @@ def nightly_import() -> None:
                 raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
         with _telling(plan_failed=False):
             run_plan = RunPlan.model_validate(planned)
-            night = _night(run_plan.run_id, "publish")
-            night.reached("publish")
+            night = _night(run_plan.run_id, run_record.DAG_PUBLISH)
+            night.reached(run_record.DAG_PUBLISH)  # this process: if it dies, rtw status says killed at once
             with night.failing():
                 home = night.home
                 handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]

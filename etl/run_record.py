@@ -8,7 +8,9 @@ each step, and removed once its publish is done. A run that fails rewrites it as
 and the first line of why (`said`); a run that could not take the home leaves one too. A record still
 `running` whose run no longer holds the home (etl/runlock.py: neither its process nor its DAG run's
 lease is alive) ended without a word: killed (kill -9, out of memory, a power cut) in the step it
-names; the next run to take the home writes it so.
+names; the next run to take the home writes it so. A DAG run's lease lives two hours after its last
+task: a record in the DAG's publish whose process (publish records its own) is gone from this host is
+killed at once, as publish is the run's last step and one process.
 
 A reason quotes the first line of an error of the system or of this project's own only (another's may
 quote an export's value: its type is said, its text goes to the log); what it quotes passes
@@ -45,6 +47,7 @@ KEPT = 100  # the newest records of nights that did not publish kept; older ones
 TAKING = "take the home"  # the step of a run that found the home held by another
 KILLED = "ended without a word: killed (kill -9, out of memory, a power cut); the run's log may say more"
 _REASON_CHARS = 500
+DAG_PUBLISH = "publish"  # the DAG's publish task (dags/nightly_import.py), the step its record names
 # Times a reason quotes, never a patient's number: a run id's stamp (etl/pipeline.py, new_run_id) and an
 # ISO time with its microseconds (an Airflow DAG run id, manual__2026-12-05T11:03:41.119659+00:00).
 _RUN_STAMP = re.compile(r"(\d{8}T\d{6}Z|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?)")
@@ -138,10 +141,12 @@ class Night:
                                       host=socket.gethostname()))
 
     def reached(self, step: str) -> None:
-        """The run went on to `step` (a DAG task: another process of the run): where a killed run died."""
+        """The run went on to `step` (a DAG task: another process of the run): where a killed run died, and
+        the process now doing it (`_killed_in_publish`)."""
         self.step = step
         if (record := _read(_path(self.home, self.run_id))) is not None and record.status == "running":
-            _write(self.home, record.model_copy(update={"step": step}))
+            _write(self.home, record.model_copy(update={"step": step, "pid": os.getpid(),
+                                                        "host": socket.gethostname()}))
 
     def published(self) -> None:
         """meta.run holds the run now."""
@@ -177,6 +182,16 @@ def _records(home: Home) -> list[NightRecord]:
     return sorted(found, key=lambda r: (r.started_at, r.run_id))
 
 
+def _killed_in_publish(record: NightRecord) -> bool:
+    """A DAG run whose publish task's process, on this host, is gone: publish is the run's last step and one
+    process (no retry; every other task of the run has ended before it), so nothing of the run is left to
+    publish it. Its lease, which the extract and harmonise tasks of several processes keep fresh, holds the
+    home until it lapses (RTW_LEASE_TTL, 2 h): by the lease alone it looked `running` that long. On another
+    host the process cannot be asked: the lease decides."""
+    return (record.trigger == "airflow" and record.step == DAG_PUBLISH and record.host == socket.gethostname()
+            and not runlock.process_lives(record.pid))
+
+
 def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:
     """The nights that did not publish (a run killed after its publish is in `published_runs`), oldest
     first; one recorded running whose run no longer holds the home is shown killed."""
@@ -184,7 +199,7 @@ def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:
     for record in _records(home):
         if record.run_id in published_runs:
             continue
-        if record.status == "running" and not runlock.holds(home, record.run_id):
+        if record.status == "running" and (not runlock.holds(home, record.run_id) or _killed_in_publish(record)):
             record = record.model_copy(update={"status": "killed", "reason": KILLED})
         nights.append(record)
     return nights

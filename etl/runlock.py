@@ -164,10 +164,11 @@ def holds(home: Home, run_id: str) -> bool:
         return False
     if not isinstance(holder, dict) or holder.get("run_id") != run_id:
         return False
-    return holder.get("host") != socket.gethostname() or _process_lives(int(holder.get("pid", 0)))
+    return holder.get("host") != socket.gethostname() or process_lives(int(holder.get("pid", 0)))
 
 
-def _process_lives(pid: int) -> bool:
+def process_lives(pid: int) -> bool:
+    """Whether process `pid` of this host lives (pid reuse aside: a pid gone is certain, one alive may not be)."""
     if pid <= 0:  # not a process: kill(0) would ask this process group
         return False
     try:
