@@ -24,10 +24,11 @@ import duckdb
 
 from etl import fsio
 from etl.config import Home
+from etl.extract.file_names import PATIENT
 from etl.extract.landing import ERASED_SUFFIX
 from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
-from etl.load.warehouse import NAMES_SHOWN_NOTICE, _publish_lock
+from etl.load.warehouse import NAMES_SHOWN_NOTICE, RECORD_SETS_SHOWN_NOTICE, _publish_lock, record_set_in_clear
 from etl.quality.report import UnknownRun, build_report, show_file_names
 
 log = logging.getLogger("rtw")
@@ -85,13 +86,20 @@ def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
     their patient numbers: warehouse._rename_in_history), the report files of earlier runs are rewritten
     with each such file's name as shown. The clear names are those of the files' archive copies: the
     warehouse keeps none. A file gone from landing before the upgrade is not renamed (nothing shows what
-    its number looks like), nor is it in the old pages."""
+    its number looks like), nor is it in the old pages. Likewise a record set renamed in the history
+    (warehouse._rename_record_sets_in_history: a sheet per patient), found in the pages by the shape of
+    its name as shown now (`Verlauf_{patient}`: `Verlauf_` and a number)."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         sources = [s for (s,) in con.execute(
             "SELECT DISTINCT source_id FROM meta.source_notice WHERE run_id = ? AND contains(notice, ?) ORDER BY 1",
             [run_id, NAMES_SHOWN_NOTICE]).fetchall()]
-        if not sources:
+        # Record sets (a sheet per patient) an earlier version named in clear: by what they are shown as now.
+        record_sets = [n for (n,) in con.execute(
+            "SELECT DISTINCT record_set FROM stage.record WHERE contains(record_set, ?) AND source_id IN ("
+            "SELECT source_id FROM meta.source_notice WHERE run_id = ? AND contains(notice, ?)) ORDER BY 1",
+            [PATIENT, run_id, RECORD_SETS_SHOWN_NOTICE]).fetchall()]
+        if not sources and not record_sets:
             return []
         shown_as = {(s, sha[:16]): name for s, sha, name in con.execute(
             "SELECT source_id, source_file_sha256, file_name FROM meta.source_file WHERE list_contains(?, source_id)",
@@ -107,7 +115,8 @@ def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
             name = shown_as.get((source_id, prefix))
             if name is not None and clear.removesuffix(ERASED_SUFFIX) != name:
                 shown[clear.removesuffix(ERASED_SUFFIX)] = name
-    changed = show_file_names(home.reports, shown, runs=earlier)
+    changed = show_file_names(home.reports, shown, runs=earlier,
+                              in_clear={name: record_set_in_clear(name) for name in record_sets})
     if changed:
         log.info("the reports of %d earlier run(s): %d file(s) now name the exports without patient numbers",
                  len({p.relative_to(home.reports).parts[0] for p in changed}), len(changed))

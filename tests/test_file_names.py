@@ -360,3 +360,31 @@ def test_the_report_files_of_earlier_runs_are_rewritten_with_the_names_shown(tmp
     assert [c.value for c in next(openpyxl.load_workbook(run / "queries.xlsx").active.iter_rows())] == [
         "source_file", "Fall_{patient}_Verlauf.csv"]
     assert show_file_names(tmp_path / "reports", shown, runs=["old"]) == []  # once is enough
+
+
+@pytest.mark.integration
+def test_the_upgrade_shows_a_sheet_per_patient_without_the_number_in_the_history_and_earlier_reports(
+        sheet_per_patient, caplog):
+    home, sources = sheet_per_patient
+    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    # As a version before record sets were shown left the home: a sheet per patient named in clear in the
+    # records, the notices, the issues and the run's report pages.
+    with duckdb.connect(str(home.warehouse)) as con:
+        con.execute("UPDATE stage.record SET record_set = 'Notiz_345678' WHERE record_set = 'Notiz_{patient}'")
+        con.execute("UPDATE stage.record SET record_set = 'Verlauf_123456' WHERE record_set = 'Verlauf_{patient}'")
+        con.execute("UPDATE meta.source_notice SET notice = replace(notice, 'Verlauf_{patient}', 'Verlauf_234567')")
+        con.execute("UPDATE dq.issue_span SET record_set = replace(record_set, '{patient}', '345678'), "
+                    "message = replace(message, '{patient}', '345678')")
+    pages = [p for p in (home.reports / earlier.run_id).rglob("*") if p.suffix in (".html", ".csv") and p.is_file()]
+    for page in pages:
+        page.write_text(page.read_text(encoding="utf-8").replace("Notiz_{patient}", "Notiz_345678")
+                        .replace("Verlauf_{patient}", "Verlauf_234567"), encoding="utf-8")
+    assert _leaks(home, earlier, caplog)
+
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        upgraded = pipeline.run(home, key_value=KEY, sources_dir=sources, force=True)  # an upgrade reloads all
+    assert upgraded.sources_failed == [] and upgraded.notes == []
+    assert _leaks(home, upgraded, caplog) == []
+    assert "Notiz_{patient}" in (home.reports / earlier.run_id / "index.html").read_text(encoding="utf-8")
+    assert query_rows(home, "SELECT count(*) FROM meta.source_notice WHERE run_id = ? AND contains(notice, "
+                            "'record set name(s) an earlier version')", [upgraded.run_id]) == [(1,)]

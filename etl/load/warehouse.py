@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 
 from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, set_memory_limit
+from etl.extract.file_names import PATIENT
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load import next_copy
@@ -449,6 +451,58 @@ def _rename_in_history(con: duckdb.DuckDBPyConnection, run_id: str, source_id: s
                     [f.name, source_id, f.sha256])
 
 
+#: what the notice of a run that renamed record sets in the history says (etl/publish_outputs.py looks for it)
+RECORD_SETS_SHOWN_NOTICE = "record set name(s) an earlier version recorded with a patient number are shown without it"
+
+
+def record_set_in_clear(shown: str) -> re.Pattern[str]:
+    """The names a record set shown as `shown` (`Verlauf_{patient}`) had before record sets were shown
+    without patient numbers: `{patient}` as a run of letters, digits, '-' and '_' holding a digit."""
+    before, _, after = shown.partition(PATIENT)
+    return re.compile(rf"(?<![\w-]){re.escape(before)}(?=[\w-]*\d)[\w-]+?{re.escape(after)}(?![\w-])")
+
+
+def _rename_record_sets_in_history(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
+    """A record set an earlier version recorded under its clear name (a sheet per patient, `Verlauf_123456`,
+    before etl/extract/file_names.py's shown_record_sets) is renamed, as the source's records now name
+    it (`Verlauf_{patient}`), in what earlier runs wrote of it: their notices, issue spans and removals
+    (stage.record and dq.quarantine are the source's new rows). A notice of the run says so: after the
+    publish, the report pages of earlier runs are rewritten too (etl/publish_outputs.py)."""
+    source_id = outcome.source_id
+    assert outcome.harmonised_dir is not None
+    records = Path(outcome.harmonised_dir) / f"{_PARQUET_NAMES['record']}.parquet"
+    if not records.exists():
+        return
+    shown = [n for (n,) in con.execute("SELECT DISTINCT record_set FROM read_parquet(?) WHERE contains(record_set, ?)",
+                                       [str(records), PATIENT]).fetchall()]
+    if not shown:
+        return
+    recorded = [n for (n,) in con.execute("SELECT DISTINCT record_set FROM stage.record WHERE source_id = ? AND "
+                                          "record_set IS NOT NULL AND NOT contains(record_set, ?)",
+                                          [source_id, PATIENT]).fetchall()]
+    patterns = {name: record_set_in_clear(name) for name in shown}
+    renamed = {old for old in recorded if any(p.fullmatch(old) for p in patterns.values())}
+    if not renamed:
+        return
+    con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [
+        run_id, source_id, f"{source_id}: {len(renamed)} {RECORD_SETS_SHOWN_NOTICE} (in the warehouse, and in the "
+                           "report pages and query lists of earlier runs)"])
+
+    def shown_names(text: str | None) -> str | None:  # by the pattern: a sheet no longer sent is renamed too
+        for name, pattern in patterns.items():
+            text = None if text is None else pattern.sub(name.replace("\\", r"\\"), text)
+        return text
+
+    for table, columns in (("meta.source_notice", ("notice",)), ("dq.issue_span", ("record_set", "message")),
+                           ("dq.waived_issue", ("record_set", "message")), ("meta.record_removal", ("record_set",))):
+        rows = con.execute(f"SELECT DISTINCT {', '.join(columns)} FROM {table} WHERE source_id = ?",
+                           [source_id]).fetchall()
+        for row in rows:
+            if (new := tuple(shown_names(v) for v in row)) != row:
+                con.execute(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE source_id = ? AND "
+                            + " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in columns), [*new, source_id, *row])
+
+
 def _record_source(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
     failed = outcome.failed
     previous = con.execute("SELECT fingerprint, last_loaded_run_id FROM meta.source WHERE source_id = ?",
@@ -576,6 +630,7 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
     """A source's outcome into the warehouse: its stage rows, removals and accepted files when it was
     harmonised; its files and its status always."""
     if outcome.status is SourceStatus.HARMONISED:
+        _rename_record_sets_in_history(con, run_id, outcome)
         _replace_source(con, outcome)
         _record_removals(con, outcome)
         for accepted in outcome.accepted:

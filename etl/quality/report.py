@@ -605,17 +605,29 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
 _TEXT_SUFFIXES = {".html", ".csv", ".json", ".txt"}  # a page, a query list, GX's Data Docs data
 
 
-def show_file_names(reports_dir: Path, shown: Mapping[str, str], *, runs: Iterable[str]) -> list[Path]:
+def show_file_names(reports_dir: Path, shown: Mapping[str, str], *, runs: Iterable[str],
+                    in_clear: Mapping[str, re.Pattern[str]] | None = None) -> list[Path]:
     """The report files of `runs` with each file name a version before names were shown wrote in clear
     (a key of `shown`) written as it is shown now (its value, etl/extract/file_names.py): pages, query
-    lists and the workbooks' cells. The files that changed. Longest names first: none is cut inside another."""
-    if not shown:
+    lists and the workbooks' cells. The files that changed. Longest names first: none is cut inside another.
+    `in_clear`: names shown now (a record set `Verlauf_{patient}`) by the pattern of what they were written
+    before (`Verlauf_123456`, not known one by one: the warehouse never kept them)."""
+    if not shown and not in_clear:
         return []
     texts = {**shown, **{html.escape(clear): html.escape(name) for clear, name in shown.items()}}
-    pattern = re.compile("|".join(re.escape(n) for n in sorted(texts, key=lambda n: (-len(n), n))).encode())
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(texts, key=lambda n: (-len(n), n))).encode()) \
+        if texts else None
+    patterns = [(clear, html.escape(name)) for name, clear in sorted((in_clear or {}).items())]
 
     def rewritten(data: bytes) -> bytes:
-        return pattern.sub(lambda m: texts[m.group().decode()].encode(), data)
+        if pattern is not None:
+            data = pattern.sub(lambda m: texts[m.group().decode()].encode(), data)
+        if patterns:
+            text = data.decode("utf-8", "surrogateescape")
+            for clear, name in patterns:
+                text = clear.sub(name.replace("\\", r"\\"), text)
+            data = text.encode("utf-8", "surrogateescape")
+        return data
 
     changed = []
     for run_id in runs:
