@@ -826,3 +826,14 @@ def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():
                               "WHERE schema_name = 'marts'").fetchall())
     assert set(counts) >= {"patient_summary", "board_advice", "survival_km", "registry_activity"}
     assert con.execute("SELECT n_cases, proportion_followed FROM marts.board_advice_summary").fetchall() == [(0, None)]
+
+
+def test_a_recommendation_known_to_the_month_is_a_survival_origin_known_to_the_month():
+    con = _tiny_warehouse()
+    # P2's board recommendation was given 'in March 2022' (core keeps its precision since it has the column).
+    con.execute("UPDATE core.tumour_board_review SET recommendation_date_precision = 'month' WHERE review_id = 'r1'")
+    build_marts(con)
+    assert con.execute("SELECT recommendation_date_precision FROM marts.board_advice").fetchall() == [("month",)]
+    origin = con.execute("SELECT origin_date, origin_date_precision FROM marts.survival "
+                         "WHERE patient_id = 'P2' AND origin = 'recommendation'").fetchall()
+    assert origin == [(date(2022, 3, 1), "month")]  # not 'day': a time from it may be longer than it was

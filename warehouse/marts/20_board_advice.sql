@@ -76,6 +76,7 @@ SELECT
     board_enrolment.enrolment_date,
     review.submission_date,
     review.recommendation_date,
+    review.recommendation_date_precision,
     CASE WHEN review.recommendation_date BETWEEN period.earliest AND period.latest
          THEN year(review.recommendation_date) END AS recommendation_year,
     review.priority_rank,
@@ -115,7 +116,8 @@ COMMENT ON COLUMN marts.board_advice.source_id IS 'Source the review was exporte
 COMMENT ON COLUMN marts.board_advice.iccc3_subgroup IS 'The patient''s disease: ICCC-3 subgroup of the first diagnosis; unknown when none is recorded. Codes: ICCC-3 subgroup.';
 COMMENT ON COLUMN marts.board_advice.enrolment_date IS 'The patient''s first enrolment in the board''s study (study_id = board).';
 COMMENT ON COLUMN marts.board_advice.submission_date IS 'Date the case was submitted to the board.';
-COMMENT ON COLUMN marts.board_advice.recommendation_date IS 'Date the board gave its recommendation.';
+COMMENT ON COLUMN marts.board_advice.recommendation_date IS 'Date the board gave its recommendation; one a source gives only to the month or year is the first day of its period (recommendation_date_precision).';
+COMMENT ON COLUMN marts.board_advice.recommendation_date_precision IS 'How much of the recommendation date the source gave. Codes: day / month / year.';
 COMMENT ON COLUMN marts.board_advice.recommendation_year IS 'Calendar year of the recommendation. Unit: year.';
 COMMENT ON COLUMN marts.board_advice.priority_rank IS 'Priority of this advice among the options the board gave on the submission, 1 = first choice.';
 COMMENT ON COLUMN marts.board_advice.recommendation_type IS 'Kind of treatment advised. Codes: trial / off_label / compassionate / standard / none.';

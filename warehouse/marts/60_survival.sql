@@ -28,7 +28,7 @@
 CREATE OR REPLACE TABLE marts.survival AS
 WITH advice AS (
     -- The comparable board submissions; a patient's first one is the origin recommendation.
-    SELECT DISTINCT patient_id, recommendation_date, advice_group
+    SELECT DISTINCT patient_id, recommendation_date, recommendation_date_precision, advice_group
     FROM marts.board_advice
     WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
 ),
@@ -56,7 +56,8 @@ origin AS (
     GROUP BY patient_id
     UNION ALL
     SELECT patient_id, 'recommendation' AS origin, min(recommendation_date) AS origin_date,
-           'day' AS origin_date_precision
+           arg_min(coalesce(recommendation_date_precision, 'day'),
+                   (recommendation_date, coalesce(recommendation_date_precision, 'day'))) AS origin_date_precision
     FROM advice
     GROUP BY patient_id
 ),
