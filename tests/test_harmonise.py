@@ -352,3 +352,10 @@ def test_a_value_no_group_can_read_quarantines_the_whole_record_naming_the_group
 def test_a_repeat_that_cannot_work_is_refused(repeat, fields, message):
     with pytest.raises(ValueError, match=message):
         _with(tables={"treatment": {"from": "REG", "repeat": repeat, "fields": fields}})
+
+
+def test_a_where_naming_a_column_group_is_refused_it_judges_the_whole_record():
+    # It read no column ('chemo{repeat}_type' is none), so it kept no record: the table was silently empty.
+    with pytest.raises(ValueError, match="names a column group, but where: keeps or drops the whole record"):
+        _with(tables={"treatment": {"from": "REG", "repeat": [1, 2], "where": {"chemo{repeat}_type": ["chemo"]},
+                                    "fields": {"drug_name": {"column": "chemo{repeat}_drug"}}}})

@@ -211,6 +211,10 @@ class TableSpec(_FromRecordSets):
         if not self.repeated_fields():
             raise ValueError("repeat: no field reads a column of the group: write {repeat} where the group's "
                              "columns differ, e.g. column: chemo{repeat}_drug")
+        if grouped := [c for c in self.where or {} if REPEAT in c]:
+            # where: keeps or drops the whole record; its column named with {repeat} is no column at all
+            raise ValueError(f"where: '{grouped[0]}' names a column group, but where: keeps or drops the whole "
+                             "record, every group alike: filter on a column of the record (without {repeat})")
         return self
 
     def repeated_fields(self) -> list[str]:
