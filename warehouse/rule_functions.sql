@@ -27,6 +27,9 @@ CREATE OR REPLACE TEMP MACRO period_end(d, given) AS CASE given
     WHEN 'year' THEN make_date(year(d), 12, 31)
     WHEN 'month' THEN last_day(d)
     ELSE d END;
+-- date_given(d, given): a date as the source gave it, for a finding's message: '2023-06-01 (known to the month)'.
+CREATE OR REPLACE TEMP MACRO date_given(d, given) AS d::VARCHAR
+    || CASE WHEN given IN ('month', 'year') THEN ' (known to the ' || given || ')' ELSE '' END;
 CREATE OR REPLACE TEMP MACRO years_since(born, on_date) AS date_diff('year', born, on_date)
     - CASE WHEN strftime(on_date, '%m-%d') < strftime(born, '%m-%d') THEN 1 ELSE 0 END;
 CREATE OR REPLACE TEMP MACRO completed_years(age_days, on_date) AS coalesce(

@@ -13,8 +13,6 @@
 -- (an end known to the month or year, period_end) is before the first day its onset can be. An
 -- event ending on the day of its onset passes; one without an end (ongoing) or an onset is not judged.
 SELECT source_id, source_record_key, end_date AS value,
-       'ends ' || end_date || CASE WHEN end_date_precision IN ('month', 'year')
-                                   THEN ' (known to the ' || end_date_precision || ')' ELSE '' END
-       || ', onset ' || onset_date AS message
+       'ends ' || date_given(end_date, end_date_precision) || ', onset ' || onset_date AS message
 FROM adverse_event
 WHERE period_end(end_date, end_date_precision) < onset_date

@@ -13,8 +13,6 @@
 -- (an end known to the month or year, period_end) is before the first day its start can be. A line
 -- ending on the day it starts passes; a line without an end (ongoing) or a start is not judged.
 SELECT source_id, source_record_key, end_date AS value,
-       'ends ' || end_date || CASE WHEN end_date_precision IN ('month', 'year')
-                                   THEN ' (known to the ' || end_date_precision || ')' ELSE '' END
-       || ', starts ' || start_date AS message
+       'ends ' || date_given(end_date, end_date_precision) || ', starts ' || start_date AS message
 FROM treatment
 WHERE period_end(end_date, end_date_precision) < start_date
