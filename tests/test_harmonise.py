@@ -359,3 +359,11 @@ def test_a_where_naming_a_column_group_is_refused_it_judges_the_whole_record():
     with pytest.raises(ValueError, match="names a column group, but where: keeps or drops the whole record"):
         _with(tables={"treatment": {"from": "REG", "repeat": [1, 2], "where": {"chemo{repeat}_type": ["chemo"]},
                                     "fields": {"drug_name": {"column": "chemo{repeat}_drug"}}}})
+
+
+def test_a_gene_symbol_takes_hgnc_s_case_with_its_open_reading_frame_in_lower_case():
+    mapping = _with(tables={"molecular_alteration": {"from": "REG", "fields": {
+        "gene_symbol": {"column": "gene", "case": "gene"}, "partner_gene": {"column": "partner", "case": "gene"}}}})
+    rows = [{**CLEAN, "gene": "c11ORF95", "partner": "rela"}, {**CLEAN, "rid": "2", "gene": "eml4", "partner": "Alk"}]
+    found = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1").tables["molecular_alteration"]
+    assert found[["gene_symbol", "partner_gene"]].values.tolist() == [["C11orf95", "RELA"], ["EML4", "ALK"]]

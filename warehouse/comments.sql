@@ -216,7 +216,7 @@ COMMENT ON COLUMN meta.run.status IS 'Outcome of the run. Codes: completed / com
 COMMENT ON COLUMN meta.run.sources_changed IS 'Sources whose files or mapping changed and were loaded.';
 COMMENT ON COLUMN meta.run.sources_unchanged IS 'Sources skipped because nothing changed.';
 COMMENT ON COLUMN meta.run.sources_failed IS 'Sources that could not be loaded; they keep their last good data.';
-COMMENT ON COLUMN meta.run.message IS 'Why sources failed, one message per source.';
+COMMENT ON COLUMN meta.run.message IS 'Why sources failed: one reason per failed source, each named by its source id (esmart: harmonise crashed: ...).';
 COMMENT ON COLUMN meta.run.validated IS 'The quality rules ran and the marts were rebuilt (a source, a rule, a mart or a comment changed).';
 COMMENT ON COLUMN meta.run.rules_fingerprint IS 'SHA-256 over the rules, source overrides, mart definitions, column comments and the code deriving core and the marts (etl/load, with the versions of DuckDB, pandas and numpy) applied: another one validates and derives everything again.';
 

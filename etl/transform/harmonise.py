@@ -45,6 +45,7 @@ from etl.transform.values import (
     PartialDate,
     ValueRejected,
     age_days,
+    gene_symbol_case,
     map_code,
     parse_date,
     parse_decimal,
@@ -233,6 +234,8 @@ class _Engine:
             return text.upper()
         if spec.case == "lower":
             return text.lower()
+        if spec.case == "gene":
+            return gene_symbol_case(text)
         return text
 
     def values(self, fields: Mapping[str, FieldSpec], record: _Record) -> dict[str, Any]:

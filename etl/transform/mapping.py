@@ -102,7 +102,9 @@ class FieldSpec(_Strict):
     codes: dict[str, Any] | None = Field(None, description="code list: source code -> harmonised value, then "
                                                            "read as the field's type; an unlisted code "
                                                            "quarantines the record")
-    case: Literal["upper", "lower"] | None = Field(None, description="change the case of a text value")
+    case: Literal["upper", "lower", "gene"] | None = Field(
+        None, description="change the case of a text value; gene: upper case but the 'orf' of an HGNC symbol "
+                          "(C11orf95)")
     format: DateFormats | None = Field(
         None, description="date format(s) overriding the source's date_format; a list is tried in order")
     required: bool = Field(False, description="true: an empty value quarantines the record")

@@ -208,3 +208,12 @@ def parse_integer(text: str) -> int:
     if not re.fullmatch(r"[+-]?\d+", raw):
         raise ValueRejected(f"'{text}' is not a whole number")
     return int(raw)
+
+
+# HGNC symbols are upper case but for the "orf" (open reading frame) of C<chromosome>orf<n>: C11orf95.
+_OPEN_READING_FRAME = re.compile(r"\b(C(?:[1-9]|1[0-9]|2[0-2]|X|Y))ORF(\d+)", re.IGNORECASE)
+
+
+def gene_symbol_case(text: str) -> str:
+    """A gene symbol (or a fusion, `C11orf95::RELA`) in HGNC's case: upper, the 'orf' infix lower."""
+    return _OPEN_READING_FRAME.sub(lambda m: f"{m.group(1).upper()}orf{m.group(2)}", text.upper())
