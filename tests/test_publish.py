@@ -24,7 +24,7 @@ def _outcome(tmp_path: Path, run_id: str, diagnoses: int, *, broken: bool = Fals
         "source_record_key": [f"x|REG[{i}]" for i in range(diagnoses)], "run_id": run_id,
     })
     frame.to_parquet(folder / "diagnosis.parquet")
-    pd.DataFrame({"source_id": "reg", "source_file_sha256": "a" * 64,
+    pd.DataFrame({"source_id": "reg", "source_file_sha256": "a" * 64, "record_set": "REG",
                   "source_record_key": frame.source_record_key}).to_parquet(folder / "records.parquet")
     # As it would arrive from Airflow's XCom: JSON, validated into the typed step value.
     return SourceOutcome.model_validate({
