@@ -38,3 +38,17 @@ def test_an_export_dated_by_its_file_time_is_the_latest_day_that_time_is_anywher
                                for k, seen in (("centre-day", date(2026, 11, 2)), ("next-day", date(2026, 11, 3)))]},
                 exported_on=day)
     assert set(flagged(con, "XT-DATE-NOT-AFTER-EXPORT")) == {"next-day"}
+
+
+def test_an_odm_without_a_date_in_its_name_is_dated_by_its_creation_date_time(tmp_path):
+    """An ODM says when it was written, in the writer's own zone: that day, not the file time of a copy
+    pulled days later (nor the UTC day of a file written just after midnight in Paris)."""
+    from etl.extract.adapter import adapter_for
+
+    export = tmp_path / "SACHA_ODM.xml"
+    export.write_text('<?xml version="1.0"?><ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileType="Snapshot" '
+                      'FileOID="F1" CreationDateTime="2026-11-02T00:30:00+01:00"></ODM>', encoding="utf-8")
+    created = adapter_for("odm").file_header(export).created
+    pulled_later = datetime(2026, 11, 5, 3, 0, tzinfo=UTC).timestamp()
+    assert export_day(export.name, pulled_later, created) == date(2026, 11, 2)
+    assert export_day("SACHA_ODM_20261101.xml", pulled_later, created) == date(2026, 11, 1)  # the name wins

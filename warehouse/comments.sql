@@ -235,7 +235,7 @@ COMMENT ON COLUMN meta.source_file.rows_loaded IS 'Records loaded into core. Uni
 COMMENT ON COLUMN meta.source_file.rows_quarantined IS 'Records held back in dq.quarantine. Unit: records.';
 COMMENT ON COLUMN meta.source_file.rows_superseded IS 'Records replaced by a later export of the same series, or by a later increment of the same ODM chain. Unit: records.';
 COMMENT ON COLUMN meta.source_file.message IS 'Why the file failed, or a note on it.';
-COMMENT ON COLUMN meta.source_file.exported_on IS 'When the source system wrote the file (the latest date in its name, else the latest calendar day its modification time can be anywhere, UTC+14).';
+COMMENT ON COLUMN meta.source_file.exported_on IS 'When the source system wrote the file (the latest date in its name, else the day the file says it was written, an ODM''s CreationDateTime, else the latest calendar day its modification time can be anywhere, UTC+14).';
 
 -- meta.source -----------------------------------------------------------------------------------
 COMMENT ON TABLE meta.source IS 'One row per source: the fingerprint of what is loaded, so an unchanged source is skipped.';

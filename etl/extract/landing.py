@@ -35,18 +35,22 @@ _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 _LATEST_ZONE = timezone(timedelta(hours=14))  # where a day begins first (Kiribati, Line Islands)
 
 
-def export_day(name: str, mtime: float) -> date:
-    """The day the source system wrote the file: the latest YYYYMMDD date in its name, else the latest
-    day its modification time is anywhere (UTC+14). The latest: a name may carry an earlier date too (a
-    protocol version's, the start of the period exported), and every record dated after it would fail
-    XT-DATE-NOT-AFTER-EXPORT, an error. A file time is an instant, while a centre dates its records by its
-    own day, in a time zone the warehouse does not know: written at 00:30 in Paris on 2 November, the file
-    is 1 November in UTC, and a record of 2 November would be held back."""
+def export_day(name: str, mtime: float, created: datetime | None = None) -> date:
+    """The day the source system wrote the file: the latest YYYYMMDD date in its name, else the day the
+    file says it was written (an ODM's CreationDateTime, in the writer's own time zone), else the latest
+    day its modification time is anywhere (UTC+14). The latest date of a name: it may carry an earlier one
+    too (a protocol version's, the start of the period exported), and every record dated after it would
+    fail XT-DATE-NOT-AFTER-EXPORT, an error. A file time is an instant, and a copy's (a pull, a transfer)
+    at that, while a centre dates its records by its own day, in a time zone the warehouse does not know:
+    written at 00:30 in Paris on 2 November, the file is 1 November in UTC, and a record of 2 November
+    would be held back."""
     days = []
     for match in _NAME_DAY.finditer(name):
         with contextlib.suppress(ValueError):  # 20261131 is no day
             days.append(date(*map(int, match.groups())))
-    return max(days, default=datetime.fromtimestamp(mtime, _LATEST_ZONE).date())
+    if days:
+        return max(days)
+    return created.date() if created is not None else datetime.fromtimestamp(mtime, _LATEST_ZONE).date()
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
         except ExtractError:
             header = FileHeader()  # unreadable: staging it will fail the source with the reason
         landing = LandingFile(mapping.source_id, path, digest, file_stat.st_size, series,
-                              export_day(path.name, file_stat.st_mtime), header)
+                              export_day(path.name, file_stat.st_mtime, header.created), header)
         by_series.setdefault(series, []).append(landing)
     current: list[LandingFile] = []
     superseded: list[LandingFile] = []
