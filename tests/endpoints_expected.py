@@ -8,6 +8,7 @@ against both. `person` is whoever a row belongs to: a true person id, or a patie
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -192,12 +193,19 @@ def _round_half_away(value: float) -> int:
     return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
+def _completed_years(on: date, age_days: int) -> int:
+    """The age in completed years on the calendar, the birthday `age_days` before `on`."""
+    born = on - timedelta(days=age_days)
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
 def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[str, int]) -> pd.DataFrame:
     """marts.incidence. cases: person, country, iccc3_group, iccc3_subgroup, diagnosis_date,
     age_at_diagnosis_days, is_very_rare (initial diagnoses of the population-based sources);
     populations: country, year, age_band, population, source; last_year: country -> last year."""
     cases = cases.copy()
-    cases["age_years"] = (cases.age_at_diagnosis_days.astype(float) / 365.25).map(math.floor)
+    cases["age_years"] = [_completed_years(pd.Timestamp(on).date(), int(days))
+                          for on, days in zip(cases.diagnosis_date, cases.age_at_diagnosis_days, strict=True)]
     first = (cases.sort_values("diagnosis_date")
              .groupby(["country", "person", "iccc3_group", "iccc3_subgroup"], dropna=False)
              .agg(diagnosis_date=("diagnosis_date", "first"), age_years=("age_years", "first"),

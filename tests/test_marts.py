@@ -816,6 +816,26 @@ def test_a_country_with_cases_but_no_population_figures_has_its_cases_and_no_inc
                     ("IT", "0-17", 2020, 2021, 2, 1, 2_000_000, 0.5, True)]  # 1 case / 2 million person-years
 
 
+def test_incidence_counts_an_age_in_completed_years_on_the_calendar(tmp_path):
+    """Diagnosed on the 18th birthday (born 15 March 2000, the anchor of a birth known to the month): 18, out
+    of a 0-17 band. age_days / 365.25 made 6,574 days 17.998 years, so such a child was counted."""
+    con = _tiny_warehouse()
+    write_source_params(con, {"registry_it": {"population_based": True}})
+    table = tmp_path / "child_population.csv"
+    table.write_text("country,year,age_band,population,source\nIT,2018,0-17,1000000,x\n")
+    write_child_population(con, read_child_population(table))
+    con.execute("INSERT INTO meta.source_file (source_id, file_name, source_file_sha256, status, exported_on) "
+                "VALUES ('registry_it', 'export.csv', 'it', 'loaded', DATE '2019-06-01')")
+    for patient_id, diagnosed in (("I1", date(2018, 3, 15)), ("I2", date(2018, 3, 14))):  # 18, then 17
+        _insert(con, "patient", patient_id=patient_id, country="IT", n_sources=1)
+        _insert(con, "diagnosis", source_id="registry_it", diagnosis_id=f"d-{patient_id}", patient_id=patient_id,
+                event_type="initial", diagnosis_date=diagnosed.isoformat(),
+                age_at_diagnosis_days=(diagnosed - date(2000, 3, 15)).days, iccc3_group="XI",
+                iccc3_subgroup="XI(b)", is_very_rare=True)
+    build_marts(con)
+    assert con.execute("SELECT n_cases FROM marts.incidence WHERE level = 'subgroup'").fetchall() == [(1,)]
+
+
 def test_the_marts_build_on_an_empty_warehouse_as_on_a_first_publish():
     con = duckdb.connect()
     for ddl in ("core.sql", "meta.sql"):  # the marts read the latest export date from meta.source_file

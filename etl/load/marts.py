@@ -45,6 +45,7 @@ from etl.load.populations import default_population_file, read_child_population,
 from etl.load.suppression import GroupTotals, PublicTable, Relation, generalise, suppress
 from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
+from etl.quality.sql_checks import rule_functions_sql
 from etl.quality.validate import write_source_params
 from etl.schema import rows_digest, sql_text
 from etl.spreadsheet import spreadsheet_text
@@ -106,6 +107,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
         con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
     for gone in sorted(set(_mart_names(con)) - {m.table for m in marts}):
         con.execute(f"DROP TABLE marts.{gone}")
+    con.execute(rule_functions_sql())  # an age in completed years, as the rules count it
     con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
     _ensure_quarantine_inputs(con)
     built, moved = set(_mart_names(con)), None if changed is None else set(changed)

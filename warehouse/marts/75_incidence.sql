@@ -9,8 +9,9 @@
 --     whichever population-based sources of the country register it (counted once), with a known
 --     date and ICCC-3 class; country: the person's country as that source records it.
 --   age band: the population table's (stage.child_population, one band per country, e.g. 0-17):
---     cases count when the age at diagnosis, in completed years (age_at_diagnosis_days / 365.25,
---     rounded down), lies in the band, so numerator and denominator cover the same children.
+--     cases count when the age at diagnosis, in completed years (completed_years of
+--     rule_functions.sql: on the calendar, as the age rules count it), lies in the band, so numerator
+--     and denominator cover the same children.
 --   period: from the first year of any initial diagnosis of the country's sources (every group, any
 --     age: it shows registration had begun) to the year before the latest export of its sources
 --     (the current year is never complete), keeping the years the population table has; cases of
@@ -35,7 +36,7 @@ registered AS (
         diagnosis.iccc3_group,
         diagnosis.iccc3_subgroup,
         diagnosis.diagnosis_date,
-        floor(diagnosis.age_at_diagnosis_days / 365.25) AS age_years,
+        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years,
         diagnosis.is_very_rare
     FROM core.diagnosis AS diagnosis
     JOIN population_based USING (source_id)
