@@ -526,8 +526,8 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
 
 def crash_reason(home: Home, step: str, source_id: str, exc: BaseException, sources_dir: Path) -> str:
     """Why a source's step crashed, as meta.run and the notification say it, whether `rtw run` or a DAG task
-    ran it: the step, the exception's type and first line (etl/run_record.py), the source's patient numbers
-    hidden as in its file names."""
+    ran it: the step and the exception as `run_record.said` says it (its first line only for an error of
+    the system or the project's own), the source's patient numbers hidden as in its file names."""
     try:
         numbers = PatientNumbers.staged(home.staging, load_mapping(_mapping_path(source_id, sources_dir)))
         return f"{step} crashed: {run_record.said(exc, numbers)}"

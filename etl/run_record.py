@@ -130,15 +130,18 @@ class Night:
     def begin(self, step: str) -> None:
         """The run has taken the home (call under the run lock): record it, and the runs recorded running
         before as killed (none of them holds the home now)."""
-        for record in _records(self.home):
+        records = _records(self.home)
+        for record in records:
             if record.status == "running" and record.run_id != self.run_id:
                 _write(self.home, record.model_copy(update={"status": "killed", "reason": KILLED}))
-        for old in _records(self.home)[:-KEPT]:
+        for old in records[:-KEPT]:
             _path(self.home, old.run_id).unlink(missing_ok=True)
         self.step = step
-        _write(self.home, NightRecord(run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id,
-                                      started_at=datetime.now(UTC), step=step, pid=os.getpid(),
-                                      host=socket.gethostname()))
+        _write(self.home, self._new_record(datetime.now(UTC)))
+
+    def _new_record(self, started_at: datetime) -> NightRecord:
+        return NightRecord(run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id,
+                           started_at=started_at, step=self.step, pid=os.getpid(), host=socket.gethostname())
 
     def reached(self, step: str) -> None:
         """The run went on to `step` (a DAG task: another process of the run): where a killed run died, and
@@ -168,9 +171,7 @@ class Night:
     def _fail(self, reason: str) -> None:
         """Recorded even when the run never took the home (it has no record yet)."""
         now = datetime.now(UTC)
-        record = _read(_path(self.home, self.run_id)) or NightRecord(
-            run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id, started_at=now, step=self.step,
-            pid=os.getpid(), host=socket.gethostname())
+        record = _read(_path(self.home, self.run_id)) or self._new_record(now)
         _write(self.home, record.model_copy(update={"status": "failed", "step": self.step, "reason": reason,
                                                     "ended_at": now}))
 
