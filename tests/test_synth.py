@@ -436,6 +436,16 @@ def test_nothing_happens_after_death(medium):
                 assert not death or not row[column] or row[column] <= death, (table, column, row, death)
 
 
+def test_a_tumour_of_a_sex_specific_organ_is_of_a_person_of_that_sex(medium):
+    """XT-SEX-SITE flags a boy's ovarian tumour; clean synthetic data must give it nothing to flag."""
+    root, _ = medium
+    sex = {(r["source_id"], r["source_patient_key"]): r["sex"] for r in _truth(root, "patient_source")}
+    sites = [(sex.get((d["source_id"], d["source_patient_key"])), d["icdo3_topography"])
+             for d in _truth(root, "diagnosis")]  # a patient whose registration has an injected error: None
+    assert {"male"} == {s for s, site in sites if "C60" <= site < "C64"} - {None}
+    assert {"female"} == {s for s, site in sites if "C51" <= site < "C59"} - {None}
+
+
 def test_the_truth_uses_the_warehouse_vocabularies(medium):
     root, _ = medium
     values = {table: _truth(root, table) for table in ("diagnosis", "treatment", "adverse_event",

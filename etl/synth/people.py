@@ -121,8 +121,17 @@ def _recorded(rng: Random, day: date, after: date, p_month: float, p_year: float
     return recorded if recorded.value > after else PDate(day)
 
 
-def _sex(rng: Random) -> str:
-    return _pick(rng, ("male", "female", "unknown"), (0.54, 0.455, 0.005))
+def _sex(rng: Random, sites: tuple[str, ...] = ()) -> str:
+    """The person's sex; a tumour of a sex-specific organ (C51-C58 female, C60-C63 male) fixes it, so the
+    synthetic truth holds no paratesticular sarcoma of a girl for XT-SEX-SITE to flag. The draw is made
+    either way: the generator's later draws stay as they were."""
+    drawn = _pick(rng, ("male", "female", "unknown"), (0.54, 0.455, 0.005))
+    for site in sites:
+        if "C51" <= site < "C59":
+            return "female"
+        if "C60" <= site < "C64":
+            return "male"
+    return drawn
 
 
 @dataclass
@@ -383,7 +392,7 @@ def _sacha_person(rng: Random, person_id: str, export_date: date, keys: KeyBook)
         centre = _pick(rng, [c for c, _ in vocab.SACHA_CENTRES], vocab.SACHA_CENTRE_WEIGHTS)
         country = "FR" if rng.random() < 0.95 else _pick(rng, *zip(*vocab.SACHA_FOREIGN_RESIDENCE, strict=True))
     linked = cross_border or also_iltb
-    person = Person(person_id, _sex(rng), birth, country,
+    person = Person(person_id, _sex(rng, (variant.topography,)), birth, country,
                     keys.eupid(rng) if linked or rng.random() < EUPID_SHARE else None, "sacha_fr")
 
     sacha = SourcePatient("sacha_fr", keys.sacha(centre), centre, person, PDate(birth),
@@ -659,7 +668,8 @@ def _registry_person(rng: Random, person_id: str, export_date: date,
                                      _registry_diagnosis(rng, second, second_variant, later, birth),
                                      rows[0].follow_up, _note(rng, status)))
     centre = _pick(rng, [c for c, _ in vocab.REGISTRY_CENTRES], [w for _, w in vocab.REGISTRY_CENTRES])
-    person = Person(person_id, _sex(rng), birth, "IT", keys.eupid(rng) if rng.random() < EUPID_SHARE else None,
+    sites = tuple(row.diagnosis.topography for row in rows)
+    person = Person(person_id, _sex(rng, sites), birth, "IT", keys.eupid(rng) if rng.random() < EUPID_SHARE else None,
                     "registry_it", death)
     patient = SourcePatient("registry_it", keys.registry(), centre, person, PDate(birth), registrations=rows)
     return person, [patient]
