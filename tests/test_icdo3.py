@@ -20,6 +20,24 @@ def test_histology_alone_takes_the_behaviour_given_separately():
     assert parse_morphology("9421/1", "1") == Morphology("9421", "1")
 
 
+@pytest.mark.parametrize("text", ["8500/33", "85003 3", "8500/3 3", "8500/3-3", "8500/3.3", "8500/3/3", "850033",
+                                  "M-8500/33", "8500-3-3", " 8500 / 3 / 3 "])
+def test_a_grade_digit_after_the_behaviour_is_read_as_the_grade(text):
+    """ICD-O-3's 6th digit (grade or differentiation), written as registries separate it."""
+    assert parse_morphology(text) == Morphology("8500", "3", "3")
+
+
+@pytest.mark.parametrize(("text", "grade"), [("9500/31", "1"), ("9680/36", "6"), ("9702/35", "5"), ("8000/39", "9")])
+def test_every_grade_code_is_kept_as_written(text, grade):
+    assert parse_morphology(text).grade == grade
+
+
+@pytest.mark.parametrize("text", ["9500/30", "9500/3 0", "9500/3-0", "950030"])
+def test_a_grade_digit_that_is_no_icd_o_3_grade_is_refused_naming_it(text):
+    with pytest.raises(IcdO3Error, match=re.escape(f"morphology '{text}': grade '0' is not an ICD-O-3 grade (1-4")):
+        parse_morphology(text)
+
+
 @pytest.mark.parametrize(("text", "behaviour", "message"), [
     ("95X0/3", None, "morphology '95X0/3': expected NNNN/B (4 digits, behaviour 0-3)"),
     ("9510/7", None, "morphology '9510/7': behaviour '7' is not accepted, expected NNNN/B"),
@@ -29,7 +47,8 @@ def test_histology_alone_takes_the_behaviour_given_separately():
     ("", None, "morphology '': expected NNNN/B"),
     ("951/3", None, "expected NNNN/B"),
     ("9510/", None, "expected NNNN/B"),
-    ("9510/31", None, "expected NNNN/B"),
+    ("9510/3ab", None, "expected NNNN/B"),
+    ("9510/312", None, "expected NNNN/B"),
     ("9421/1", "3", "has behaviour 1 but the behaviour given is '3'"),
 ])
 def test_malformed_morphologies_are_rejected_saying_what_was_expected(text, behaviour, message):

@@ -9,6 +9,10 @@ Gotchas:
 - Histology: ICD-O-3 neoplasm codes run from 8000 (neoplasm NOS) to 9993 (ICD-O-3.2; the IARC
   2017 ICCC-3 table classifies up to 9993 too). Anything outside, such as the `9999` some
   systems write for "unknown", is rejected rather than stored and left unclassified (999).
+- Grade: ICD-O-3 writes a 6th digit for grade or differentiation (`8500/33`, a poorly differentiated
+  ductal carcinoma), and registries separate it as they like (`8500/3 3`, `8500/3-3`, `8500/3.3`,
+  `8500/3/3`, `850033`). It is read, never taken for a behaviour: 1-4 grade I-IV, 5-8 the cell line
+  of a lymphoma or leukaemia (T, B, null, NK), 9 not determined; any other digit (`0`) is refused.
 - Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
   whether primary or metastatic) describe a specimen, not a primary tumour, and registries
   code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
@@ -27,6 +31,8 @@ import re
 from dataclasses import dataclass
 
 VALID_BEHAVIOURS = frozenset({"0", "1", "2", "3"})
+VALID_GRADES = frozenset("123456789")
+GRADES = "1-4 grade I-IV, 5 T-cell, 6 B-cell, 7 null cell, 8 NK cell, 9 not determined"
 FIRST_HISTOLOGY, LAST_HISTOLOGY = 8000, 9993
 # ICD-O-3 topography: category -> the 4th characters it has (as ICD-10 chapter II, with C42, C77.x
 # and C80.9 as ICD-O-3 defines them; C14.1 was dropped in ICD-O-3).
@@ -42,10 +48,11 @@ SUBSITES: dict[int, str] = {
     73: "9", 74: "019", 75: "01234589", 76: "01234578", 77: "01234589", 80: "9",
 }
 
-_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:[/-]?\s*(?P<behaviour>\d))?", re.IGNORECASE)
+_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:[/-]?\s*(?P<behaviour>\d)"
+                         r"(?:\s*[/.-]?\s*(?P<grade>\d))?)?", re.IGNORECASE)
 _TOPOGRAPHY = re.compile(r"C\s*(?P<category>\d{2})\s*\.?\s*(?P<subsite>\d)", re.IGNORECASE)
 _CATEGORY_ONLY = re.compile(r"C\s*\d{2}\s*\.?", re.IGNORECASE)
-_MORPHOLOGY_EXPECTED = "expected NNNN/B (4 digits, behaviour 0-3)"
+_MORPHOLOGY_EXPECTED = "expected NNNN/B (4 digits, behaviour 0-3), or NNNN/BG with a grade digit G 1-9"
 _TOPOGRAPHY_EXPECTED = "expected Cnn.n (an ICD-O-3 site, C00.0-C80.9)"
 
 
@@ -57,10 +64,12 @@ class IcdO3Error(ValueError):
 class Morphology:
     histology: str  # 4 digits, e.g. "9510"
     behaviour: str | None  # "0".."3"; None when the source gave the histology alone
+    grade: str | None = None  # "1".."9", the 6th digit of `8500/33`; None when the code has none
 
 
 def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
-    """Parse `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, `9510-3`, or `9510` plus a separate behaviour."""
+    """Parse `9510/3`, `95103`, `M-9510/3`, `9510 / 3`, `9510-3`, or `9510` plus a separate behaviour;
+    a grade digit may follow the behaviour (`8500/33`, `8500/3 3`, `8500/3-3`, `8500/3.3`, `850033`)."""
     match = _MORPHOLOGY.fullmatch(text.strip())
     if match is None:
         raise IcdO3Error(f"morphology '{text}': {_MORPHOLOGY_EXPECTED}")
@@ -77,7 +86,10 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
     if not FIRST_HISTOLOGY <= int(histology) <= LAST_HISTOLOGY:
         raise IcdO3Error(f"morphology '{text}': histology {histology} is not an ICD-O-3 histology "
                          f"({FIRST_HISTOLOGY}-{LAST_HISTOLOGY}), {_MORPHOLOGY_EXPECTED}")
-    return Morphology(histology, code)
+    grade = match["grade"]
+    if grade is not None and grade not in VALID_GRADES:
+        raise IcdO3Error(f"morphology '{text}': grade '{grade}' is not an ICD-O-3 grade ({GRADES})")
+    return Morphology(histology, code, grade)
 
 
 def parse_topography(text: str) -> str:
