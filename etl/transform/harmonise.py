@@ -72,6 +72,8 @@ PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
 NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
 _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
 _BIRTH_WRITTEN = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%m/%d/%Y")  # how a typed date may read
+# The parts of an ICD-O-3 morphology (8500/33) a mapping may also read from a column of their own.
+_ICDO3_PARTS = {"icdo3_behaviour": "behaviour"}
 FORM_MAPPED = "CONF-FORM-MAPPED"
 SECTION_JOINED = "CONF-SECTION-JOINED"
 _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
@@ -220,6 +222,43 @@ class _Engine:
             return icdo3.parse_topography(raw)
         return self._case(spec, raw)
 
+    def _code_parts_agree(self, fields: Mapping[str, FieldSpec], values: Mapping[str, Any], record: _Record) -> None:
+        """A part of the code (the behaviour) read from a column of its own must be the one the morphology writes:
+        `8500/3` beside a behaviour `2` is malignant or in situ, which decides its ICCC-3 class, and the
+        record cannot say which is right. Such a record is quarantined naming both columns and values."""
+        for m_name, m_spec in fields.items():
+            written = self._morphology_written(m_spec, record) if values.get(m_name) is not None else None
+            if written is None:
+                continue
+            m_raw, morphology = written
+            for name, spec in fields.items():
+                part = _ICDO3_PARTS.get(spec.type)
+                own = getattr(morphology, part) if part else None
+                given = values.get(name)
+                if part is None or own is None or given is None or own == given:
+                    continue
+                raw = self._raw(spec, record.row) or ""
+                if self._private(record, raw) or self._private(record, m_raw):
+                    raw = m_raw = "<hidden>"
+                record.reject(ICDO3_BEHAVIOUR if part == "behaviour" else ICDO3_MORPHOLOGY, name, f"{m_raw} vs {raw}",
+                              f"{name} ({spec.column or spec.template}): {part} '{raw}' contradicts {m_name} "
+                              f"({m_spec.column or m_spec.template}) '{m_raw}', whose {part} is {own}: correct "
+                              "one of them")
+
+    def _morphology_written(self, spec: FieldSpec, record: _Record) -> tuple[str, icdo3.Morphology] | None:
+        """The raw text of an `icdo3_histology` field and the whole morphology it writes (its code list's
+        value when it has one); None for another type, or a value that is not one."""
+        raw = self._raw(spec, record.row) if spec.type == "icdo3_histology" else None
+        if raw is None:
+            return None
+        code = map_code(raw, spec.codes) if spec.codes is not None else raw
+        if code is None:
+            return None
+        try:
+            return raw, icdo3.parse_morphology(str(code))
+        except icdo3.IcdO3Error:
+            return None
+
     def _private(self, record: _Record, raw: str) -> bool:
         """Whether a value repeats the record's patient number or, written any usual way, birth date."""
         if holds_patient_key(raw, record.patient_key):
@@ -351,6 +390,7 @@ class _Engine:
                 if group is not None and all(self._raw(fields[name], record.row) is None for name in repeated):
                     continue
                 values = self.values(fields, record)
+                self._code_parts_agree(fields, values, record)
                 for name, fspec in fields.items():
                     if fspec.age_at is not None:
                         values[name] = self._age_days(record, values.get(fspec.age_at))

@@ -1,0 +1,57 @@
+"""An ICD-O-3 code whose parts come from two columns, through the mapping engine.
+
+The Italian registry (sources/registry_it.yaml) delivers the morphology in `morfologia` and the
+behaviour in `comportamento`; a centre may still write the behaviour into the morphology too
+(`8500/3`), and the two may disagree. Which one is right decides the ICCC-3 class (an in situ /2 is
+not classified), so the record is quarantined naming both columns and values.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from etl.config import SOURCES_DIR
+from etl.transform.harmonise import ICDO3_BEHAVIOUR, HarmoniseResult, harmonise_source
+from etl.transform.mapping import SourceMapping, load_mapping
+from etl.transform.pseudonym import PseudonymKey
+
+KEY = PseudonymKey(b"icdo3-columns")
+REGISTRY = load_mapping(SOURCES_DIR / "registry_it.yaml")
+CASE = {"id_record": "1", "codice_paziente": "P1", "codice_centro": "IT01", "sesso": "2", "data_nascita": "00/05/2010",
+        "eupid": "", "data_registrazione": "01/06/2015", "data_diagnosi": "17/03/2015", "morfologia": "8500",
+        "comportamento": "3", "topografia": "C50.9", "lateralita": "S", "base_diagnosi": "7", "dimensione_cm": "",
+        "data_ultimo_contatto": "01/06/2016", "stato_vitale": "V", "data_decesso": ""}
+
+
+def _harmonised(mapping: SourceMapping, **values: str) -> HarmoniseResult:
+    frame = pd.DataFrame([{**CASE, **values}]).assign(_line=2, source_file="TREP_export_20160601.csv",
+                                                       source_file_sha256="b" * 64)
+    return harmonise_source(mapping, {"REG": frame}, KEY, "run-1")
+
+
+@pytest.mark.parametrize(("morfologia", "written", "comportamento"), [
+    ("8500/3", "3", "2"), ("85003", "3", "2"), ("M-8500/2", "2", "3"), ("8500/33", "3", "2")])
+def test_a_behaviour_column_that_contradicts_the_morphology_quarantines_the_record_naming_both(morfologia, written,
+                                                                                              comportamento):
+    result = _harmonised(REGISTRY, morfologia=morfologia, comportamento=comportamento)
+    assert result.tables["diagnosis"].empty and result.tables["follow_up"].empty
+    reason = result.rejections.iloc[0]
+    assert len(result.rejections) == 1
+    assert (reason["rule_id"], reason["field"], reason["value"]) == (
+        ICDO3_BEHAVIOUR, "icdo3_behaviour", f"{morfologia} vs {comportamento}")
+    assert reason["message"] == (f"icdo3_behaviour (comportamento): behaviour '{comportamento}' contradicts "
+                                 f"icdo3_morphology (morfologia) '{morfologia}', whose behaviour is {written}: "
+                                 "correct one of them")
+    assert result.file_counts["b" * 64] == {"rows_read": 1, "rows_loaded": 0, "rows_quarantined": 1}
+
+
+@pytest.mark.parametrize(("morfologia", "comportamento", "behaviour"), [
+    ("8500", "2", "2"), ("8500/2", "2", "2"), ("8500/3", "3", "3"), ("8500/3", "", "3"), ("8500/33", "3", "3")])
+def test_a_behaviour_column_that_agrees_or_is_empty_loads_the_record(morfologia, comportamento, behaviour):
+    result = _harmonised(REGISTRY, morfologia=morfologia, comportamento=comportamento)
+    assert result.rejections.empty, list(result.rejections.message)
+    diagnosis = result.tables["diagnosis"].iloc[0]
+    # An empty behaviour column keeps its field empty, as before: the morphology's own is not copied into it.
+    assert diagnosis["icdo3_morphology"] == "8500"
+    assert diagnosis["icdo3_behaviour"] == (behaviour if comportamento else None)
