@@ -4,7 +4,14 @@ import re
 
 import pytest
 
-from etl.transform.icdo3 import IcdO3Error, Morphology, parse_morphology, parse_topography, topography_for_table
+from etl.transform.icdo3 import (
+    IcdO3Error,
+    Morphology,
+    parse_grade,
+    parse_morphology,
+    parse_topography,
+    topography_for_table,
+)
 
 
 @pytest.mark.parametrize("text", ["9510/3", "95103", "9510 / 3", "M-9510/3", "m9510/3", " 9510/3 ", "M 9510 3",
@@ -36,6 +43,23 @@ def test_every_grade_code_is_kept_as_written(text, grade):
 def test_a_grade_digit_that_is_no_icd_o_3_grade_is_refused_naming_it(text):
     with pytest.raises(IcdO3Error, match=re.escape(f"morphology '{text}': grade '0' is not an ICD-O-3 grade (1-4")):
         parse_morphology(text)
+
+
+@pytest.mark.parametrize(("text", "grade"), [("3", "3"), (" 9 ", "9"), ("8500/33", "3"), ("8500/3 1", "1"),
+                                           ("8500/3", None), ("8500", None)])
+def test_a_grade_is_read_alone_or_from_its_morphology(text, grade):
+    assert parse_grade(text) == grade
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0", "grade '0' is not an ICD-O-3 grade (1-4"),
+    ("8500/30", "morphology '8500/30': grade '0' is not an ICD-O-3 grade"),
+    ("G3", "grade 'G3' is not an ICD-O-3 grade (1-4 grade I-IV, 5 T-cell, 6 B-cell, 7 null cell, 8 NK cell, "
+           "9 not determined), nor a morphology NNNN/BG"),
+])
+def test_a_grade_that_is_no_icd_o_3_grade_is_refused(text, message):
+    with pytest.raises(IcdO3Error, match=re.escape(message)):
+        parse_grade(text)
 
 
 @pytest.mark.parametrize(("text", "behaviour", "message"), [

@@ -3,7 +3,8 @@
 The Italian registry (sources/registry_it.yaml) delivers the morphology in `morfologia` and the
 behaviour in `comportamento`; a centre may still write the behaviour into the morphology too
 (`8500/3`), and the two may disagree. Which one is right decides the ICCC-3 class (an in situ /2 is
-not classified), so the record is quarantined naming both columns and values.
+not classified), so the record is quarantined naming both columns and values. The grade, ICD-O-3's
+6th digit, is read by `type: icdo3_grade` into core.diagnosis.grade, and checked the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from etl.config import SOURCES_DIR
-from etl.transform.harmonise import ICDO3_BEHAVIOUR, HarmoniseResult, harmonise_source
+from etl.transform.harmonise import ICDO3_BEHAVIOUR, ICDO3_MORPHOLOGY, HarmoniseResult, harmonise_source
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey
 
@@ -28,6 +29,12 @@ def _harmonised(mapping: SourceMapping, **values: str) -> HarmoniseResult:
     frame = pd.DataFrame([{**CASE, **values}]).assign(_line=2, source_file="TREP_export_20160601.csv",
                                                        source_file_sha256="b" * 64)
     return harmonise_source(mapping, {"REG": frame}, KEY, "run-1")
+
+
+def _with_diagnosis_fields(**fields: dict[str, str]) -> SourceMapping:
+    raw = REGISTRY.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    raw["tables"]["diagnosis"]["fields"].update(fields)
+    return SourceMapping.model_validate(raw)
 
 
 @pytest.mark.parametrize(("morfologia", "written", "comportamento"), [
@@ -55,3 +62,35 @@ def test_a_behaviour_column_that_agrees_or_is_empty_loads_the_record(morfologia,
     # An empty behaviour column keeps its field empty, as before: the morphology's own is not copied into it.
     assert diagnosis["icdo3_morphology"] == "8500"
     assert diagnosis["icdo3_behaviour"] == (behaviour if comportamento else None)
+
+
+@pytest.mark.parametrize(("morfologia", "grade"), [("9500/31", "1"), ("8500/3 3", "3"), ("8500/3-4", "4"),
+                                                   ("8500/3.9", "9"), ("850032", "2"), ("8500/3", None),
+                                                   ("8500", None)])
+def test_the_grade_of_the_morphology_is_loaded_into_diagnosis_grade(morfologia, grade):
+    mapping = _with_diagnosis_fields(grade={"column": "morfologia", "type": "icdo3_grade"})
+    result = _harmonised(mapping, morfologia=morfologia, comportamento="")
+    assert result.rejections.empty, list(result.rejections.message)
+    assert result.tables["diagnosis"].iloc[0]["grade"] == grade
+
+
+@pytest.mark.parametrize(("grado", "message"), [
+    ("0", "grade (grado): grade '0' is not an ICD-O-3 grade (1-4 grade I-IV"),
+    ("8500/30", "grade (grado): morphology '8500/30': grade '0' is not an ICD-O-3 grade (1-4 grade I-IV")])
+def test_a_grade_that_is_no_icd_o_3_grade_is_refused_naming_it(grado, message):
+    mapping = _with_diagnosis_fields(grade={"column": "grado", "type": "icdo3_grade"})
+    result = _harmonised(mapping, grado=grado)
+    assert result.tables["diagnosis"].empty
+    reason = result.rejections.iloc[0]
+    assert (reason["rule_id"], reason["field"], reason["value"]) == (ICDO3_MORPHOLOGY, "grade", grado)
+    assert reason["message"].startswith(message)
+
+
+def test_a_grade_column_that_contradicts_the_morphology_quarantines_the_record_naming_both():
+    mapping = _with_diagnosis_fields(grade={"column": "grado", "type": "icdo3_grade"})
+    result = _harmonised(mapping, morfologia="8500/33", grado="2")
+    assert result.tables["diagnosis"].empty
+    reason = result.rejections.iloc[0]
+    assert (reason["rule_id"], reason["field"], reason["value"]) == (ICDO3_MORPHOLOGY, "grade", "8500/33 vs 2")
+    assert reason["message"] == ("grade (grado): grade '2' contradicts icdo3_morphology (morfologia) '8500/33', "
+                                 "whose grade is 3: correct one of them")

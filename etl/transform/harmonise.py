@@ -73,12 +73,12 @@ NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
 _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
 _BIRTH_WRITTEN = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%m/%d/%Y")  # how a typed date may read
 # The parts of an ICD-O-3 morphology (8500/33) a mapping may also read from a column of their own.
-_ICDO3_PARTS = {"icdo3_behaviour": "behaviour"}
+_ICDO3_PARTS = {"icdo3_behaviour": "behaviour", "icdo3_grade": "grade"}
 FORM_MAPPED = "CONF-FORM-MAPPED"
 SECTION_JOINED = "CONF-SECTION-JOINED"
 _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_VALID,
                  "icdo3_histology": ICDO3_MORPHOLOGY, "icdo3_behaviour": ICDO3_BEHAVIOUR,
-                 "icdo3_topography": ICDO3_TOPOGRAPHY}
+                 "icdo3_grade": ICDO3_MORPHOLOGY, "icdo3_topography": ICDO3_TOPOGRAPHY}
 
 
 log = logging.getLogger(__name__)
@@ -218,14 +218,17 @@ class _Engine:
             if raw.strip() not in {"0", "1", "2", "3"}:
                 raise ValueRejected(f"behaviour '{raw}' is not an ICD-O-3 behaviour code (0, 1, 2, 3)")
             return raw.strip()
+        if kind == "icdo3_grade":
+            return icdo3.parse_grade(raw)
         if kind == "icdo3_topography":
             return icdo3.parse_topography(raw)
         return self._case(spec, raw)
 
     def _code_parts_agree(self, fields: Mapping[str, FieldSpec], values: Mapping[str, Any], record: _Record) -> None:
-        """A part of the code (the behaviour) read from a column of its own must be the one the morphology writes:
-        `8500/3` beside a behaviour `2` is malignant or in situ, which decides its ICCC-3 class, and the
-        record cannot say which is right. Such a record is quarantined naming both columns and values."""
+        """A part of the code (the behaviour, the grade) read from a column of its own must be the one the
+        morphology writes: `8500/3` beside a behaviour `2` is malignant or in situ, which decides its ICCC-3
+        class, and the record cannot say which is right. Such a record is quarantined naming both columns
+        and values."""
         for m_name, m_spec in fields.items():
             written = self._morphology_written(m_spec, record) if values.get(m_name) is not None else None
             if written is None:

@@ -92,6 +92,17 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
     return Morphology(histology, code, grade)
 
 
+def parse_grade(text: str) -> str | None:
+    """The grade of `8500/33` (however separated), or a grade written alone (`3`); None for a morphology
+    written without one (`8500/3`): the source did not grade that tumour."""
+    raw = text.strip()
+    if len(raw) > 1 and _MORPHOLOGY.fullmatch(raw):
+        return parse_morphology(raw).grade
+    if raw not in VALID_GRADES:
+        raise IcdO3Error(f"grade '{text}' is not an ICD-O-3 grade ({GRADES}), nor a morphology NNNN/BG with one")
+    return raw
+
+
 def parse_topography(text: str) -> str:
     """Parse `C69.2`, `C692`, `c69.2` or ` C 69.2` into the dotted form `C69.2`."""
     match = _TOPOGRAPHY.fullmatch(text.strip())

@@ -37,7 +37,7 @@ from etl.transform.values import check_date_format
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
-    "icdo3_histology", "icdo3_behaviour", "icdo3_topography",
+    "icdo3_histology", "icdo3_behaviour", "icdo3_grade", "icdo3_topography",
 ]
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 
@@ -98,7 +98,8 @@ class FieldSpec(_Strict):
     const: str | int | float | bool | None = Field(None, description="the same value for every record")
     template: str | None = Field(None, description="text built from columns, e.g. '{GENE}::{PARTNER}'")
     type: FieldType = Field("text", description="how the raw text is read: text, date, integer, decimal, boolean, "
-                                                "list, icdo3_histology, icdo3_behaviour, icdo3_topography")
+                                                "list, icdo3_histology, icdo3_behaviour, icdo3_grade, "
+                                                "icdo3_topography")
     codes: dict[str, Any] | None = Field(None, description="code list: source code -> harmonised value, then "
                                                            "read as the field's type; an unlisted code "
                                                            "quarantines the record")
