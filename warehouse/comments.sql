@@ -82,7 +82,7 @@ COMMENT ON COLUMN core.diagnosis.age_at_diagnosis_days IS 'Age at the diagnosis 
 COMMENT ON COLUMN core.diagnosis.icdo3_morphology IS 'ICD-O-3 histology, 4 digits (e.g. 9510 retinoblastoma). Codes: ICD-O-3.';
 COMMENT ON COLUMN core.diagnosis.icdo3_behaviour IS 'ICD-O-3 behaviour. Codes: 0 benign / 1 uncertain / 2 in situ / 3 malignant.';
 COMMENT ON COLUMN core.diagnosis.icdo3_topography IS 'ICD-O-3 topography, C00.0 - C80.9 (e.g. C69.2 retina). Codes: ICD-O-3.';
-COMMENT ON COLUMN core.diagnosis.grade IS 'Tumour grade as the source gives it.';
+COMMENT ON COLUMN core.diagnosis.grade IS 'Tumour grade as the source gives it; read from an ICD-O-3 morphology (type icdo3_grade), its 6th digit: 1-4 grade I-IV, 5 T-cell, 6 B-cell, 7 null cell, 8 NK cell, 9 not determined.';
 COMMENT ON COLUMN core.diagnosis.laterality IS 'Side of a paired organ. Codes: left / right / bilateral / not_applicable / unknown.';
 COMMENT ON COLUMN core.diagnosis.basis_of_diagnosis IS 'Most valid basis of diagnosis (ENCR). Codes: 0 death certificate only / 1 clinical / 2 clinical investigation / 4 specific tumour markers / 5 cytology / 6 histology of a metastasis / 7 histology of the primary / 9 unknown.';
 COMMENT ON COLUMN core.diagnosis.disease_label IS 'The source''s own wording of the disease.';

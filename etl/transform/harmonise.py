@@ -20,9 +20,9 @@ never echoed into quarantine reasons.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -80,6 +80,22 @@ _RULE_BY_TYPE = {"date": DATE_VALID, "integer": NUMBER_VALID, "decimal": NUMBER_
                  "icdo3_histology": ICDO3_MORPHOLOGY, "icdo3_behaviour": ICDO3_BEHAVIOUR,
                  "icdo3_grade": ICDO3_MORPHOLOGY, "icdo3_topography": ICDO3_TOPOGRAPHY}
 
+
+
+class _CodePart(NamedTuple):
+    """A field reading a part of an ICD-O-3 morphology (behaviour, grade) beside the field reading it whole."""
+
+    morphology: str
+    morphology_spec: FieldSpec
+    name: str
+    spec: FieldSpec
+    part: str
+
+
+def _code_parts(fields: Mapping[str, FieldSpec]) -> list[_CodePart]:
+    return [_CodePart(m_name, m_spec, name, spec, _ICDO3_PARTS[spec.type])
+            for m_name, m_spec in fields.items() if m_spec.type == "icdo3_histology"
+            for name, spec in fields.items() if spec.type in _ICDO3_PARTS]
 
 log = logging.getLogger(__name__)
 # Columns every record set carries (lineage, ODM keys): a joined record takes them from its head.
@@ -224,34 +240,35 @@ class _Engine:
             return icdo3.parse_topography(raw)
         return self._case(spec, raw)
 
-    def _code_parts_agree(self, fields: Mapping[str, FieldSpec], values: Mapping[str, Any], record: _Record) -> None:
+    def _code_parts_agree(self, pairs: Sequence[_CodePart], values: Mapping[str, Any], record: _Record) -> None:
         """A part of the code (the behaviour, the grade) read from a column of its own must be the one the
         morphology writes: `8500/3` beside a behaviour `2` is malignant or in situ, which decides its ICCC-3
         class, and the record cannot say which is right. Such a record is quarantined naming both columns
         and values."""
-        for m_name, m_spec in fields.items():
-            written = self._morphology_written(m_spec, record) if values.get(m_name) is not None else None
+        for pair in pairs:
+            given = values.get(pair.name)
+            written = self._morphology_written(pair.morphology_spec, record) \
+                if given is not None and values.get(pair.morphology) is not None else None
             if written is None:
                 continue
             m_raw, morphology = written
-            for name, spec in fields.items():
-                part = _ICDO3_PARTS.get(spec.type)
-                own = getattr(morphology, part) if part else None
-                given = values.get(name)
-                if part is None or own is None or given is None or own == given:
-                    continue
-                raw = self._raw(spec, record.row) or ""
-                if self._private(record, raw) or self._private(record, m_raw):
-                    raw = m_raw = "<hidden>"
-                record.reject(ICDO3_BEHAVIOUR if part == "behaviour" else ICDO3_MORPHOLOGY, name, f"{m_raw} vs {raw}",
-                              f"{name} ({spec.column or spec.template}): {part} '{raw}' contradicts {m_name} "
-                              f"({m_spec.column or m_spec.template}) '{m_raw}', whose {part} is {own}: correct "
-                              "one of them")
+            own = getattr(morphology, pair.part)
+            if own is None or own == given:
+                continue
+            raw = self._raw(pair.spec, record.row) or ""
+            if self._private(record, raw) or self._private(record, m_raw):
+                raw = m_raw = "<hidden>"
+            m_spec, spec = pair.morphology_spec, pair.spec
+            record.reject(ICDO3_BEHAVIOUR if pair.part == "behaviour" else ICDO3_MORPHOLOGY, pair.name,
+                          f"{m_raw} vs {raw}",
+                          f"{pair.name} ({spec.column or spec.template}): {pair.part} '{raw}' contradicts "
+                          f"{pair.morphology} ({m_spec.column or m_spec.template}) '{m_raw}', whose {pair.part} "
+                          f"is {own}: correct one of them")
 
     def _morphology_written(self, spec: FieldSpec, record: _Record) -> tuple[str, icdo3.Morphology] | None:
         """The raw text of an `icdo3_histology` field and the whole morphology it writes (its code list's
-        value when it has one); None for another type, or a value that is not one."""
-        raw = self._raw(spec, record.row) if spec.type == "icdo3_histology" else None
+        value when it has one); None for a value that is not one."""
+        raw = self._raw(spec, record.row)
         if raw is None:
             return None
         code = map_code(raw, spec.codes) if spec.codes is not None else raw
@@ -386,6 +403,7 @@ class _Engine:
         """A row of the table per record, or with `repeat:` per column group that is not all empty."""
         rows = []
         groups, repeated = spec.groups(), spec.repeated_fields()
+        code_parts = {group: _code_parts(fields) for group, fields in groups}  # found once, not per record
         for record in records:
             if spec.where and any(record.row.get(c, "").strip() not in allowed for c, allowed in spec.where.items()):
                 continue
@@ -393,7 +411,8 @@ class _Engine:
                 if group is not None and all(self._raw(fields[name], record.row) is None for name in repeated):
                     continue
                 values = self.values(fields, record)
-                self._code_parts_agree(fields, values, record)
+                if code_parts[group]:
+                    self._code_parts_agree(code_parts[group], values, record)
                 for name, fspec in fields.items():
                     if fspec.age_at is not None:
                         values[name] = self._age_days(record, values.get(fspec.age_at))
