@@ -230,3 +230,25 @@ def test_numbered_column_groups_are_drafted_as_repeat_and_the_hint_maps_them(tmp
     table = TableSpec.model_validate(yaml.safe_load('{from: Cases, repeat: ["01", "02"], '
                                                     'fields: {contact_date: {column: "fu{repeat}_date"}}}'))
     assert [fields["contact_date"].column for _, fields in table.groups()] == ["fu01_date", "fu02_date"]
+
+
+def test_unrelated_column_groups_numbered_alike_are_drafted_as_separate_repeats(tmp_path):
+    """A registry numbers its follow-ups (`fu_1_date`) and its radiotherapies (`rt1dose`) 1, 2: two tables,
+    so two `repeat:` hints; one hint naming both led to a table reading a follow-up date and a dose as
+    one row."""
+    from etl.onboard.scaffold import draft_mapping, numbered_groups, read_sources
+
+    assert numbered_groups(["pid", "fu_1_date", "fu_2_date", "rt1dose", "rt2dose", "fu_1_status", "fu_2_status",
+                            "IT.CHEMO1_DRUG", "IT.CHEMO2_DRUG", "IT.CHEMO1_START", "IT.CHEMO2_START"]) == [
+        (["1", "2"], ["fu_{repeat}_date", "fu_{repeat}_status"]), (["1", "2"], ["rt{repeat}dose"]),
+        (["1", "2"], ["IT.CHEMO{repeat}_DRUG", "IT.CHEMO{repeat}_START"])]
+    path = tmp_path / "WR_Cases_20261101.csv"
+    pd.DataFrame({"pid": [f"WR-{i}" for i in range(8)], "fu_1_date": ["2024-01-02"] * 8,
+                  "fu_2_date": ["2025-01-02"] * 8, "rt1dose": ["54"] * 8, "rt2dose": ["", "45"] * 4}
+                 ).to_csv(path, index=False)
+    hints = [line for line in draft_mapping(read_sources([path])).text.splitlines() if "numbered column groups" in line]
+    assert hints == [
+        '#   numbered column groups fu_{repeat}_date: rows of one table with repeat: [1, 2] and column: '
+        '"fu_{repeat}_date" (docs/mapping.md)',
+        '#   numbered column groups rt{repeat}dose: rows of one table with repeat: [1, 2] and column: '
+        '"rt{repeat}dose" (docs/mapping.md)']

@@ -389,23 +389,35 @@ def _patient_block(draft: DraftSource, patient_key: str | None, main_format: str
 
 
 _NUMBERED = re.compile(r"\d+")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def group_stem(pattern: str) -> str:
+    """What the columns of one numbered group share: the first word of the name (`chemo` of
+    `chemo{repeat}_drug` and `CHEMO_START_{repeat}`), after an ODM OID's namespace (`IT.`); the first word
+    after the number when none comes before it (`{repeat}_drug`)."""
+    before, _, after = pattern.partition("{repeat}")
+    before = before.rsplit(".", 1)[-1]
+    return next(iter(_WORD.findall(before) or _WORD.findall(after)), "").lower()
 
 
 def numbered_groups(columns: Iterable[str]) -> list[tuple[list[str], list[str]]]:
     """The numbered column groups of a wide record set (`chemo1_drug`, `chemo1_start`, `chemo2_drug`,
-    ...), for `repeat:`: [(the groups' numbers, the columns as `chemo{repeat}_drug`)], columns of the
-    same numbers together. A column is in a group when another column differs from it in one run of
-    digits only; the numbers are listed in order."""
+    ...), for `repeat:`: [(the groups' numbers, the columns as `chemo{repeat}_drug`)]. A column is numbered
+    when another column differs from it in one run of digits only; the columns of one group share a stem
+    (`group_stem`) and their numbers form the same set, so a registry's follow-ups (`fu_1_date`) and its
+    radiotherapies (`rt1dose`) numbered alike are two groups, each a table of its own. Numbers in order."""
     numbers: dict[str, set[str]] = {}
     for name in columns:
         for found in _NUMBERED.finditer(name):
             pattern = f"{name[:found.start()]}{{repeat}}{name[found.end():]}"
             numbers.setdefault(pattern, set()).add(found.group())
-    by_numbers: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[tuple[str, ...], str], list[str]] = {}
     for pattern, seen in numbers.items():
         if len(seen) > 1:
-            by_numbers.setdefault(tuple(sorted(seen, key=lambda n: (len(n), n))), []).append(pattern)
-    return [(list(seen), patterns) for seen, patterns in by_numbers.items()]
+            ordered = tuple(sorted(seen, key=lambda n: (len(n), n)))
+            groups.setdefault((ordered, group_stem(pattern)), []).append(pattern)
+    return [(list(seen), patterns) for (seen, _), patterns in groups.items()]
 
 
 def _repeat_lines(columns: Iterable[str]) -> list[str]:
