@@ -252,3 +252,29 @@ def test_unrelated_column_groups_numbered_alike_are_drafted_as_separate_repeats(
         '"fu_{repeat}_date" (docs/mapping.md)',
         '#   numbered column groups rt{repeat}dose: rows of one table with repeat: [1, 2] and column: '
         '"rt{repeat}dose" (docs/mapping.md)']
+
+
+def test_gene_symbol_columns_are_drafted_in_hgnc_case_not_as_a_code_list(tmp_path):
+    """The shipped mappings read genes with `case: gene`. The draft listed a gene column's frequent symbols as
+    codes, so a rarer gene (or C11orf95) would have been quarantined as a code not listed; a fusion's partner
+    beside it (PARTNER) too. A yes/no column named like a gene, and Italian `genere` (sex), are no genes."""
+    from etl.onboard.scaffold import draft_mapping, read_sources
+
+    rows = 12
+    path = tmp_path / "MOL_Events_20261101.csv"
+    pd.DataFrame({"pid": [f"MOL-{i:03d}" for i in range(rows)],
+                  "GENE": ["KMT2A"] * 6 + ["ETV6"] * 5 + ["C11orf95"],
+                  "PARTNER": ["AFF1"] * 5 + ["RUNX1"] * 5 + ["", "RELA"],
+                  "gene_test_done": ["Y"] * 6 + ["N"] * 6,
+                  "genere": ["M"] * 6 + ["F"] * 6}).to_csv(path, index=False)
+    lines = {line.split('column: "')[1].split('"')[0]: line
+             for line in draft_mapping(read_sources([path])).text.splitlines() if line.startswith("#       <field>:")}
+    assert lines["GENE"].startswith('#       <field>: {column: "GENE", case: gene}  # gene symbols in HGNC')
+    assert lines["PARTNER"].startswith('#       <field>: {column: "PARTNER", case: gene}')
+    assert "case: gene" not in lines["gene_test_done"] and "codes:" in lines["gene_test_done"]
+    assert "case: gene" not in lines["genere"] and "codes:" in lines["genere"]
+    # A draft's field line, uncommented into a molecular alteration, is a field of the mapping.
+    from etl.transform.mapping import FieldSpec
+
+    spec = FieldSpec.model_validate(yaml.safe_load(lines["GENE"].split("<field>: ")[1].split("  #")[0]))
+    assert spec.case == "gene"

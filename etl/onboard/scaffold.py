@@ -42,6 +42,15 @@ _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "country": re.compile(r"country|pays|paese|nazione|^land$", re.IGNORECASE),
     "eupid": re.compile(r"eupid", re.IGNORECASE),
 }
+# A gene symbol's column, by its name (GENE, MPGENE, "Partner gene", gene_symbol; not general, genere, genetic)
+# or its label ("Gene Symbol (HGNC)", "Fusion Partner Gene"); a fusion's partner beside a gene column (PARTNER).
+_GENE_NAME = re.compile(r"genes?(?![a-z])|g[eè]ne(?![a-z])|(?<![a-z])gen(?![a-z])", re.IGNORECASE)
+_GENE_LABEL = re.compile(r"\bg[eè]nes?\b", re.IGNORECASE)
+_PARTNER_NAME = re.compile(r"partn|partenaire", re.IGNORECASE)
+# What a gene symbol or a fusion of two looks like (KMT2A, C11orf95::RELA, HLA-A), so a yes/no column named
+# like a gene (gene_test_done: Y/N) is not taken for one.
+_GENE_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9-]+(?:::[A-Za-z][A-Za-z0-9-]+)?")
+_NOT_SYMBOLS = {"yes", "no", "ja", "nein", "oui", "non", "si", "sì", "true", "false", "unknown", "nk", "na"}
 _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
                        "männlich"),
               "female": ("f", "w", "2", "female", "woman", "femme", "mujer", "feminin", "féminin", "femenino",
@@ -315,12 +324,32 @@ def _codes(column: ColumnProfile, *, sex: bool = False) -> tuple[str, int]:
     return "{" + ", ".join(f"{_q(code)}: {_q(value)}" for code, value in pairs) + "}", left_out
 
 
+def _symbol_like(column: ColumnProfile) -> bool:
+    """Whether a text column's values, as far as they are shown, are written like gene symbols."""
+    if column.kind not in ("code", "text") or column.code_list:
+        return False
+    return all(_GENE_SYMBOL.fullmatch(v.value) and v.value.lower() not in _NOT_SYMBOLS for v in column.top_values)
+
+
+def gene_columns(columns: Sequence[ColumnProfile]) -> set[str]:
+    """The columns of a record set holding gene symbols, drafted with HGNC's case (`case: gene`): those named
+    or labelled like a gene, and beside one, a fusion's partner (`PARTNER`)."""
+    genes = {c.name for c in columns if (_GENE_NAME.search(c.name) or (c.label and _GENE_LABEL.search(c.label)))
+             and _symbol_like(c)}
+    if genes:
+        genes |= {c.name for c in columns if _PARTNER_NAME.search(c.name) and _symbol_like(c)}
+    return genes
+
+
 def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
-               sex: bool = False) -> tuple[str, str]:
-    """('{column: X, type: date}', 'comment') for one column."""
+               sex: bool = False, gene: bool = False) -> tuple[str, str]:
+    """('{column: X, type: date}', 'comment') for one column; `gene`: it holds gene symbols."""
     parts = [f"column: {_q(column.name)}"]
     notes = [column.label] if column.label else []
-    if column.kind == "date":
+    if gene:  # a symbol is no code: a code list would hold back every gene not listed (a rare one)
+        parts.append("case: gene")
+        notes.append("gene symbols in HGNC's case (C11orf95::RELA)")
+    elif column.kind == "date":
         parts.append("type: date")
         formats = _date_formats(column)
         if formats and formats != [main_format]:
@@ -513,10 +542,11 @@ def draft_mapping(draft: DraftSource) -> Draft:
         lines += ["#", f"# {_comment(rs.name)}: {rs.records} records, from {_comment(sources.get(rs.name, '?'))}",
                   *_repeat_lines(c.name for c in rs.columns if c.name != patient_key),
                   "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
+        genes = gene_columns(rs.columns)
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
                 continue  # the patient key and ODM keys: in the keys, rarely fields
-            spec, note = field_line(column, main_format, draft.format_lists)
+            spec, note = field_line(column, main_format, draft.format_lists, gene=column.name in genes)
             lines.append(f"#       <field>: {spec}" + (f"  # {note}" if note else ""))
     return Draft(draft.source_id, "\n".join(lines) + "\n", todos)
 
