@@ -584,15 +584,17 @@ def profile(file: Annotated[Path, typer.Argument(help="An export file of any sup
     from etl.extract.errors import ExtractError
     from etl.onboard.pages import profile_tables, write_profile_page
     from etl.onboard.profile import profile_file
-    from etl.onboard.reading import read_file
+    from etl.onboard.reading import read_file, reader_options, shown_error
 
     if not file.is_file():
         _fail(f"{file}: no such file")
     try:
         adapter = adapter_for_file(file)
-        options = adapter.Options.model_validate(_reader_options(option))
+        options = reader_options(adapter, _reader_options(option))
         result = profile_file(read_file(file, adapter, options=options))
-    except (ExtractError, ValueError) as exc:
+    except ExtractError as exc:  # names as the run shows them: a patient number in the file's or a sheet's
+        _fail(shown_error(exc, [file]))
+    except ValueError as exc:
         _fail(str(exc))
     console.print(profile_tables(result))
     # Named after the file as shown: a patient number in its name would be in reports/.
@@ -633,6 +635,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     """Draft a mapping from a file (or an ODM's metadata), with TODOs for what only you can decide."""
     from etl.config import SOURCES_DIR
     from etl.extract.errors import ExtractError
+    from etl.onboard.reading import shown_error
     from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
 
     missing = [str(f) for f in files if not f.is_file()]
@@ -640,7 +643,9 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
         _fail(f"no such file: {', '.join(missing)}")
     try:
         draft = draft_mapping(read_sources(files, source_id, _reader_options(option)))
-    except (ExtractError, ValueError) as exc:
+    except ExtractError as exc:  # names as the run shows them: a patient number in a file's or a sheet's
+        _fail(shown_error(exc, files))
+    except ValueError as exc:
         _fail(str(exc))
     if out is not None and str(out) == "-":
         sys.stdout.write(draft.text)

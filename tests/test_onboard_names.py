@@ -64,3 +64,39 @@ def test_a_draft_holds_no_patient_number_and_reads_the_files_as_a_run_does(tmp_p
     assert validate_draft(per_patient) == []
     sheets = draft_mapping(read_sources([_workbook(tmp_path / "Verlauf_20261101.xlsx")]))
     assert 'from: "Pat_{patient}"' in sheets.text and not NUMBERS.search(sheets.text)
+
+
+def test_a_file_that_cannot_be_read_is_named_without_the_number_and_still_found(tmp_path):
+    """A reader's refusal printed by profile and scaffold named the file (and a sheet) as delivered, a patient
+    number in it. Now as the run names them, with what finds them again: the file's place among those given,
+    the sheet's in its workbook; the line, row and what was expected stay."""
+    good = _visits(tmp_path / "Fall_654321_Verlauf.csv", "654321")
+    bad = tmp_path / "Fall_123456_Verlauf.csv"
+    bad.write_text("PATNR;VISDAT;WERT\n123456;01.02.2024;3\n123456;01.03.2024\n", encoding="utf-8")
+    profiled = CliRunner().invoke(app, ["profile", str(bad), "--home", str(tmp_path / "home")], env=WIDE)
+    drafted = CliRunner().invoke(app, ["scaffold", str(good), str(bad), "--out", "-"], env=WIDE)
+    for result in (profiled, drafted):
+        assert result.exit_code == 1 and not NUMBERS.search(result.output), result.output
+        assert "Fall_{patient}_Verlauf.csv" in result.output and "line 3: expected 3 fields, found 2" in result.output
+    assert "Fall_{patient}_Verlauf.csv (file 2 of the 2 given), line 3" in drafted.output
+
+
+def test_a_sheet_that_cannot_be_read_is_named_without_the_number_and_its_place_in_the_workbook(tmp_path):
+    workbook = _workbook(tmp_path / "register.xlsx")
+    for command in (["profile", str(workbook), "--home", str(tmp_path / "home")], ["scaffold", str(workbook),
+                                                                                    "--out", "-"]):
+        result = CliRunner().invoke(app, [*command, "--option", "header_row=3"], env=WIDE)
+        assert result.exit_code == 1 and not NUMBERS.search(result.output), result.output
+        assert "sheet 'Pat_{patient}' (sheet 1 of the workbook): the header row 3 is past" in result.output
+
+
+def test_a_reader_option_refused_says_which_and_the_format_s_options_on_one_line(tmp_path):
+    """pydantic's own text ran over several lines, printed with literal \\n, and a link; now one line."""
+    workbook = _workbook(tmp_path / "register.xlsx")
+    result = CliRunner().invoke(app, ["profile", str(workbook), "--home", str(tmp_path / "home"),
+                                      "--option", "header_row=x", "--option", "bogus=1"], env=WIDE)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "rtw: --option header_row: Input should be a valid integer, unable to parse string as an integer; "
+        "--option bogus: not an option of this format (excel reader options: header_row, sheets, merged_cells; "
+        "docs/adapters.md)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,12 @@ from etl.extract.adapter import (
     record_column,
     record_frame,
 )
+from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, QuotedNames, shown_file_name, shown_record_sets
 from etl.extract.landing import sha256_of
 
-__all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "data_columns", "describe_file",
-           "read_file"]
+__all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "OptionError", "data_columns",
+           "describe_file", "read_file", "reader_options", "shown_error"]
 
 #: columns the adapters add to every record set: lineage, not data
 BOOKKEEPING_COLUMNS = frozenset({LINE_COLUMN, *LINEAGE_COLUMNS})
@@ -101,3 +102,54 @@ def describe_file(format_name: str, path: Path, options: Any = None) -> FormatDe
     """What the file's format declares about it (its adapter's `describe`, read with the reader `options`
     when given); empty for most formats."""
     return adapter_for(format_name).describe(path, options)
+
+
+class OptionError(ValueError):
+    """A reader option given with `--option` that the format does not take, or a value it cannot read."""
+
+
+def reader_options(adapter: SourceAdapter, given: Mapping[str, Any]) -> Any:
+    """The format's reader options from those given, or an `OptionError` saying, on one line, which option is
+    wrong and why, and the options the format takes (pydantic's own text ran over lines, with a web link)."""
+    from pydantic import ValidationError
+
+    try:
+        return adapter.Options.model_validate(dict(given))
+    except ValidationError as exc:
+        wrong = "; ".join(f"--option {'.'.join(str(p) for p in e['loc']) or '?'}: "
+                          f"{'not an option of this format' if e['type'] == 'extra_forbidden' else e['msg']}"
+                          for e in exc.errors())
+        known = ", ".join(adapter.Options.model_fields) or "none"
+        raise OptionError(f"{wrong} ({adapter.format} reader options: {known}; docs/adapters.md)") from None
+
+
+def shown_error(exc: ExtractError, paths: Sequence[Path]) -> str:
+    """A reader's refusal as `rtw profile` and `rtw scaffold` print it: the names it quotes (the file's, a
+    workbook's sheets: `ExtractError.quoted`) as the nightly run shows them, a patient number as {patient}
+    (any run of six or more digits that is not a date: the file's keys are unknown, it was not read).
+
+    The text that says what to fix (line, row, cell, column, what was expected) stays whole. A name whose
+    number is hidden says where it is instead, so the data manager still finds it: a file its place among
+    those given (a file per patient), a sheet its place in the workbook (a sheet per patient)."""
+    numbers = PatientNumbers.of([], any_long_number=True)
+    text = str(exc)
+    for name, place in _places(exc, paths):
+        shown = shown_file_name(name, numbers)
+        if shown == name or name not in text:
+            continue
+        quoted = f"'{name}'"
+        if quoted in text:
+            text = text.replace(quoted, f"'{shown}' ({place})")
+        else:
+            text = text.replace(name, f"{shown} ({place})" if place else shown)
+    return text
+
+
+def _places(exc: ExtractError, paths: Sequence[Path]) -> list[tuple[str, str]]:
+    """(a name an error may quote, where it is), longest first so no name is cut inside another: the files'
+    paths and names (a path as given, its place among several), and the workbook's sheets, in its order."""
+    many = len(paths) > 1
+    places = [(str(p), f"file {i} of the {len(paths)} given" if many else "") for i, p in enumerate(paths, start=1)]
+    places += [(p.name, place) for (_, place), p in zip(places, paths, strict=True)]
+    places += [(sheet, f"sheet {i} of the workbook") for i, sheet in enumerate(exc.quoted, start=1)]
+    return sorted(places, key=lambda item: -len(item[0]))

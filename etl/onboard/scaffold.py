@@ -571,6 +571,7 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
     from etl.extract.adapter import adapter_for_file
     from etl.onboard.profile import profile_file
     from etl.onboard.reading import read_file
+    from etl.onboard.reading import reader_options as checked_options
     from etl.transform.mapping import SourceMapping
 
     adapters = {adapter_for_file(p).format: adapter_for_file(p) for p in paths}
@@ -580,11 +581,11 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
     adapter = next(iter(adapters.values()))
     names = record_set_names([p.name for p in paths], adapter.one_record_set_per_file)
     given = dict(options or {})
-    reader_options = adapter.Options.model_validate(given)
+    reader_options = checked_options(adapter, given)
     reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
     advised = {k: v for read in reads for k, v in read.advised_options.items() if k not in given}
     if advised:  # read again as the draft will read them, so its keys and profiles are the filled rows'
-        reader_options = adapter.Options.model_validate({**given, **advised})
+        reader_options = checked_options(adapter, {**given, **advised})
         reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
     shown_names = list(dict.fromkeys(r.name for r in reads))  # a file per patient: one name shown
     shown = record_set_names(shown_names, adapter.one_record_set_per_file)
