@@ -278,3 +278,15 @@ def test_gene_symbol_columns_are_drafted_in_hgnc_case_not_as_a_code_list(tmp_pat
 
     spec = FieldSpec.model_validate(yaml.safe_load(lines["GENE"].split("<field>: ")[1].split("  #")[0]))
     assert spec.case == "gene"
+
+
+@pytest.mark.parametrize("key", ["cod_paz", "id_paciente", "patiëntnummer"])
+def test_a_patient_number_named_in_italian_spanish_or_dutch_is_hidden_and_drafted_as_the_patient_key(tmp_path, key):
+    """`cod_paz` (Italian registries' short form), `id_paciente`, `patiëntnummer`: named like no patient key the
+    tools knew, their values were shown wherever each repeated 5 times, and the draft's patient_key was TODO."""
+    from etl.onboard.scaffold import draft_mapping, read_sources
+
+    assert profile_column(key, pd.Series(["PZ-100"] * 6 + ["PZ-200"] * 6)).hidden_reason == "identifier-like name"
+    path = tmp_path / "REG_Casi_20261101.csv"
+    pd.DataFrame({key: [f"PZ-{100 + i}" for i in range(8)], "sesso": ["1", "2"] * 4}).to_csv(path, index=False)
+    assert yaml.safe_load(draft_mapping(read_sources([path])).text)["patient_key"] == key

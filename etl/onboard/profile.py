@@ -35,7 +35,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
 # Names and labels of columns whose values identify a person (in the languages of our sources).
 _IDENTIFYING = re.compile(
-    r"subj|pati.nt|paziente|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
+    r"subj|pati.nt|paziente|paciente|(?<![a-z])paz(?![a-z])|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
     r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
     r"(?<![a-z])historia(?:_?cl|$)|(?<![a-z])pat_?(?:nr|no|num)|(?<![a-z])dni(?![a-z])|codice_?fiscale|"
     r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|"

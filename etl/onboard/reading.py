@@ -47,7 +47,8 @@ __all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "Op
 #: columns the adapters add to every record set: lineage, not data
 BOOKKEEPING_COLUMNS = frozenset({LINE_COLUMN, *LINEAGE_COLUMNS})
 #: names of columns that may hold the patient key (the scaffold's guess of it too)
-PATIENT_KEY_NAME = re.compile(r"subj|patient|paziente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr", re.IGNORECASE)
+PATIENT_KEY_NAME = re.compile(r"subj|pati[eë]nt|paziente|paciente|patno|pat_?id|^pid$|usubjid|codice_paz|pat_?nr|"
+                              r"(?<![a-z])paz(?![a-z])", re.IGNORECASE)  # cod_paz, id_paz: Italian registries
 
 
 @dataclass(frozen=True)
