@@ -12,7 +12,7 @@ alone. When their fingerprint is the one in dq.link_scored (a night that brought
 new or changed registration or diagnosis), and stage.patient_link still holds the persons that
 scoring gave (its checksum is kept beside the fingerprint), the last run's persons stand and
 nothing is scored: stage.patient_link is carried over to this run's records and dq.link_candidate
-kept.
+kept, as this run's list (the report of a run shows that run's list only).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
     con.execute("CREATE OR REPLACE TEMP TABLE previous_link AS "
                 "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link")
     try:
-        summary = _keep_last_links(con, fingerprint)
+        summary = _keep_last_links(con, fingerprint, run_id)
         if summary is None:  # the features are read only to be scored
             summary = _link_anew(con, run_id, config, con.execute(FEATURES_SQL).df())
             con.execute("DELETE FROM dq.link_scored")
@@ -126,9 +126,10 @@ def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
                              "match_probability FROM stage.patient_link")
 
 
-def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> LinkageSummary | None:
+def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str, run_id: str) -> LinkageSummary | None:
     """When the last scoring was of `fingerprint` and stage.patient_link is still what it gave: its
-    persons carried to this run's records (stage.patient_link rewritten), and its summary; else None."""
+    persons carried to this run's records (stage.patient_link rewritten), its review list made this
+    run's, and its summary; else None."""
     row = con.execute("SELECT source_patients, pairs_scored, linked_probabilistic, linked_clerical, "
                       "review_candidates, run_id FROM dq.link_scored WHERE fingerprint = ? AND links_checksum = ?",
                       [fingerprint, _links_checksum(con)]).fetchone()
@@ -145,6 +146,9 @@ def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str) -> Linkag
         con.execute(f"{_INSERT_LINKS} WHERE NOT EXISTS (SELECT 1 FROM stage.patient_link p WHERE {_SAME_KEY})")
     finally:
         drop_temp_tables(con, "linked")
+    # The list is this run's linkage as much as the scoring run's: the report of this run shows it
+    # (it lists a run's own pairs only; dq.link_scored still names the run that scored them).
+    con.execute("UPDATE dq.link_candidate SET run_id = ?", [run_id])
     return LinkageSummary(*row)
 
 
