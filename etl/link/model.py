@@ -8,7 +8,6 @@ not depend on who else was loaded (see the comments in linkage.yaml).
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -96,14 +95,18 @@ def splink_settings(config: LinkageConfig, prior: float) -> dict[str, Any]:
         "probability_two_random_records_match": prior,
         "comparisons": comparisons,
         "blocking_rules_to_generate_predictions": [{"blocking_rule": rule} for rule in config.blocking_rules],
-        "retain_matching_columns": False,
-        "retain_intermediate_calculation_columns": True,  # the mw_<field> columns: the evidence per field
+        # gamma_<field>, the level each field reached (the evidence), comes only with the compared
+        # values; score_pairs keeps the gammas and drops the values.
+        "retain_matching_columns": True,
+        "retain_intermediate_calculation_columns": False,
     }
 
 
-def evidence_label(config: LinkageConfig, field: str, match_weight: float) -> str:
-    """The level a pair reached on a field, from Splink's per-field match weight (mw_<field>): each
-    level weighs log2(m/u), the null level 0."""
-    weights = {"missing": 0.0} | {level.evidence: math.log2(level.m / level.u) for level in config.fields[field]
-                                  if not level.is_null and level.m and level.u}
-    return min(weights, key=lambda label: abs(weights[label] - match_weight))
+def evidence_label(config: LinkageConfig, field: str, gamma: int) -> str:
+    """The level a pair reached on a field, from Splink's comparison vector value (gamma_<field>): -1
+    is the null level, else the levels count down to 0 from the first. Not from the level's weight:
+    two levels may weigh alike (same-site weighs 0, as a missing value does)."""
+    if gamma < 0:
+        return "missing"
+    levels = [level.evidence for level in config.fields[field] if not level.is_null]
+    return levels[len(levels) - 1 - gamma]

@@ -215,9 +215,10 @@ def _scoring_database(spill_to: str) -> duckdb.DuckDBPyConnection:
 def score_pairs(features: pd.DataFrame, config: LinkageConfig, *, spill_to: str) -> pd.DataFrame:
     """Splink's scores of the pairs of two sources above the review threshold, with the evidence gammas.
 
-    Columns: source_l, id_l, source_r, id_r, match_weight, match_probability, mw_<field>..."""
+    Columns: source_l, id_l, source_r, id_r, match_weight, match_probability, gamma_<field>... (the
+    level each field reached; the compared values Splink returns with them are dropped here)."""
     columns = ["source_l", "id_l", "source_r", "id_r", "match_weight", "match_probability",
-               *(f"mw_{f}" for f in config.fields)]
+               *(f"gamma_{f}" for f in config.fields)]
     sources = [s for s, frame in features.groupby("source_id", sort=True) if len(frame)]
     if len(sources) < 2:
         return pd.DataFrame(columns=columns)
@@ -354,7 +355,7 @@ def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]],
         left, right = (r["source_l"], r["id_l"]), (r["source_r"], r["id_r"])
         if r["match_probability"] >= config.link_threshold or (left in with_eupid and right in with_eupid):
             continue
-        evidence = {f: evidence_label(config, f, float(r[f"mw_{f}"])) for f in config.fields}
+        evidence = {f: evidence_label(config, f, int(r[f"gamma_{f}"])) for f in config.fields}
         rows.append({"run_id": run_id, "source_id_l": left[0], "source_patient_pseudonym_l": left[1],
                      "source_id_r": right[0], "source_patient_pseudonym_r": right[1],
                      "match_weight": float(r["match_weight"]), "match_probability": float(r["match_probability"]),

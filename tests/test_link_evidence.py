@@ -1,0 +1,58 @@
+"""Scoring tiny feature frames with the real Splink (etl/link/run.py score_pairs): what the clerical
+review list says of a pair, and which pairs the shipped model scores and links."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from etl.link.model import LinkageConfig, load_config
+from etl.link.run import _review_list, score_pairs
+
+
+def _child(source: str, name: str, **given: Any) -> dict[str, Any]:
+    """One feature row (FEATURES_SQL's columns): a boy born in June 2015 with a hepatoblastoma."""
+    row = {"source_id": source, "unique_id": name, "harmonised_patient_id": f"h-{source}-{name}", "has_eupid": False,
+           "sex": "male", "birth_year": 2015, "birth_month": 6, "birth_token": "token-a", "birth_swapped_token": None,
+           "country": "FR", "centre_id": "FR01", "diagnosis_date": pd.Timestamp("2016-03-01"),
+           "diagnosis_date_precision": "day", "relapse_date": pd.NaT, "icdo3_morphology": "8970",
+           "icdo3_topography": "C22.0"}
+    return row | given
+
+
+def _features(*rows: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["birth_year"] = frame.birth_year.astype("Int32")
+    frame["birth_month"] = frame.birth_month.astype("Int32")
+    frame["diagnosis_date"] = pd.to_datetime(frame.diagnosis_date)
+    frame["relapse_date"] = pd.to_datetime(frame.relapse_date)
+    return frame
+
+
+def _everything_reviewed() -> LinkageConfig:
+    return load_config().model_copy(update={"review_threshold": 1e-9, "link_threshold": 1 - 1e-12})
+
+
+def _evidence(features: pd.DataFrame, config: LinkageConfig, tmp_path) -> dict[tuple[str, str], dict[str, str]]:
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    review = _review_list(scored, set(), {}, config, "run")
+    return {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
+            for r in review.itertuples()}
+
+
+def test_the_review_list_names_the_level_each_field_reached(tmp_path) -> None:
+    """same-site weighs nothing (m = u), as a missing value does: it was shown as 'missing'."""
+    config = _everything_reviewed()
+    features = _features(
+        _child("esmart", "a", icdo3_topography="C22.0"),
+        _child("sacha_fr", "b", icdo3_topography="C22.1", relapse_date=pd.Timestamp("2017-01-01")),
+        _child("sacha_fr", "c", icdo3_topography=None, birth_token="token-b",
+               diagnosis_date=pd.Timestamp("2016-03-04")))
+    evidence = _evidence(features, config, tmp_path)
+    assert evidence[("a", "b")]["icdo3_topography"] == "same-site"
+    assert evidence[("a", "b")]["relapse_date"] == "missing"
+    assert evidence[("a", "c")]["icdo3_topography"] == "missing"
+    assert evidence[("a", "c")]["birth_date"] == "same-month-other-day"
+    assert evidence[("a", "c")]["diagnosis_date"] == "within-week"
