@@ -56,3 +56,18 @@ def test_the_review_list_names_the_level_each_field_reached(tmp_path) -> None:
     assert evidence[("a", "c")]["icdo3_topography"] == "missing"
     assert evidence[("a", "c")]["birth_date"] == "same-month-other-day"
     assert evidence[("a", "c")]["diagnosis_date"] == "within-week"
+
+
+def test_a_birth_date_known_to_the_year_only_is_scored_and_weighs_for_the_pair(tmp_path) -> None:
+    """A trial's SDTM BRTHDTC may give the year only ('2015'): such a child was never scored, so never linked."""
+    config = load_config()
+    features = _features(
+        _child("esmart", "a", birth_month=None, birth_token=None),
+        _child("sacha_fr", "b"),
+        _child("sacha_fr", "c", sex="female", icdo3_morphology="9500", icdo3_topography="C74.0",
+               diagnosis_date=pd.Timestamp("2019-05-01")))
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill"))
+    pair = scored[(scored.id_l == "a") & (scored.id_r == "b")]
+    assert len(pair) == 1 and pair.match_probability.iloc[0] >= config.link_threshold
+    evidence = _evidence(features, _everything_reviewed(), tmp_path)
+    assert evidence[("a", "b")]["birth_date"] == "year-only"
