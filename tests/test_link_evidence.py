@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pandas as pd
+import pytest
 
-from etl.link.model import LinkageConfig, load_config
-from etl.link.run import _review_list, score_pairs
+from etl.link.model import LinkageConfig, LinkageConfigError, load_config
+from etl.link.run import _review_list, linking_edges, score_pairs
 
 
 def _child(source: str, name: str, **given: Any) -> dict[str, Any]:
@@ -29,6 +30,13 @@ def _features(*rows: dict[str, Any]) -> pd.DataFrame:
     frame["diagnosis_date"] = pd.to_datetime(frame.diagnosis_date)
     frame["relapse_date"] = pd.to_datetime(frame.relapse_date)
     return frame
+
+
+def _others(count: int) -> list[dict[str, Any]]:
+    """Children born in other years with other tumours: a morphology agreeing weighs by how rare it is
+    among all the records (term frequency), and in a frame of three every morphology is common."""
+    return [_child(("esmart", "sacha_fr")[n % 2], f"other-{n}", birth_year=2000 + n % 10, birth_token=f"t-{n}",
+                   icdo3_morphology=f"{9000 + n}") for n in range(count)]
 
 
 def _everything_reviewed() -> LinkageConfig:
@@ -71,3 +79,33 @@ def test_a_birth_date_known_to_the_year_only_is_scored_and_weighs_for_the_pair(t
     assert len(pair) == 1 and pair.match_probability.iloc[0] >= config.link_threshold
     evidence = _evidence(features, _everything_reviewed(), tmp_path)
     assert evidence[("a", "b")]["birth_date"] == "year-only"
+
+
+def test_twins_of_two_sexes_with_one_tumour_are_reviewed_not_linked(tmp_path) -> None:
+    """Born the same day at the same centre, both with a hepatoblastoma diagnosed weeks apart, a boy in
+    one source and a girl in the other: everything but sex agrees, and scored 0.999. One child whose sex
+    a source mistyped is rarer than twins, so a pair whose sexes disagree waits for a reviewer."""
+    config = load_config()
+    features = _features(
+        _child("esmart", "boy"),
+        _child("sacha_fr", "girl", sex="female", diagnosis_date=pd.Timestamp("2016-04-20")),
+        *_others(30))
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    (twins,) = [r for r in scored if (r["id_l"], r["id_r"]) == ("boy", "girl")]
+    assert twins["match_probability"] >= config.link_threshold
+    assert linking_edges(scored, {}, config) == []
+    review = _review_list(scored, set(), {}, config, "run")
+    listed = [(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r) for r in review.itertuples()]
+    assert listed == [("boy", "girl")]
+    assert json.loads(review.evidence.iloc[0])["sex"] == "disagree"
+    # A reviewer who finds them one child links them.
+    (edge,) = linking_edges(scored, {(("esmart", "boy"), ("sacha_fr", "girl")): "link"}, config)
+    assert edge.method == "clerical"
+
+
+def test_review_when_names_levels_the_model_has(tmp_path) -> None:
+    text = load_config().model_dump(exclude={"fingerprint"})
+    text["review_when"] = {"sex": ["differs"]}
+    (tmp_path / "linkage.yaml").write_text(json.dumps(text))
+    with pytest.raises(LinkageConfigError, match=r"sex has no level 'differs' \(its levels: missing, agree"):
+        load_config(tmp_path / "linkage.yaml")

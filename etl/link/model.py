@@ -48,12 +48,19 @@ class LinkageConfig(BaseModel):
     prior_rules_recall: float = Field(gt=0, le=1)
     fields: dict[str, list[Level]]
     blocking_rules: list[str]
+    # field -> evidence labels: a pair showing one of them is never linked on its score, only reviewed.
+    review_when: dict[str, list[str]] = Field(default_factory=dict)
     fingerprint: str = ""  # of the file's text: a changed model re-links at the next run
 
     @model_validator(mode="after")
     def _ordered(self) -> LinkageConfig:
         if self.review_threshold > self.link_threshold:
             raise ValueError("review_threshold must not exceed link_threshold")
+        for field, labels in self.review_when.items():
+            known = [level.evidence for level in self.fields.get(field, [])]
+            if unknown := [label for label in labels if label not in known]:
+                raise ValueError(f"review_when: {field} has no level {', '.join(map(repr, unknown))}"
+                                 + (f" (its levels: {', '.join(known)})" if known else " (no such field)"))
         return self
 
 

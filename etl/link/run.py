@@ -171,10 +171,7 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
     scored = row_dicts(pairs)
-    edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
-             for r in scored if r["match_probability"] >= config.link_threshold
-             and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
-    edges += [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
+    edges = linking_edges(scored, decisions, config)
     refused: list[tuple[Edge, str]] = []
     links = link_persons(patients, edges, refused)
     _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
@@ -196,6 +193,23 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
     methods = [link.link_method for link in links.values()]
     return LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
                           len(review), run_id)
+
+
+def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig) -> list[Edge]:
+    """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
+    unlinked, and the pairs a reviewer linked."""
+    edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
+             for r in scored if _linked_on_score(r, config)
+             and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
+    return edges + [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
+
+
+def _linked_on_score(scored: dict[Any, Any], config: LinkageConfig) -> bool:
+    """At or above the link threshold, and showing no evidence that sends a pair to a reviewer whatever
+    its score (review_when: twins born one day share everything but sex)."""
+    return bool(scored["match_probability"] >= config.link_threshold) and not any(
+        evidence_label(config, field, int(scored[f"gamma_{field}"])) in labels
+        for field, labels in config.review_when.items())
 
 
 def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
@@ -348,12 +362,13 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
 
 def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,
                  config: LinkageConfig, run_id: str) -> pd.DataFrame:
-    """The pairs between the thresholds, with the evidence per field; not pairs of two EUPIDs (never one
-    person, or already one), which no reviewer needs to see."""
+    """The pairs between the thresholds (and those above it that review_when holds back), with the
+    evidence per field; not pairs of two EUPIDs (never one person, or already one), which no reviewer
+    needs to see."""
     rows = []
     for r in scored:
         left, right = (r["source_l"], r["id_l"]), (r["source_r"], r["id_r"])
-        if r["match_probability"] >= config.link_threshold or (left in with_eupid and right in with_eupid):
+        if _linked_on_score(r, config) or (left in with_eupid and right in with_eupid):
             continue
         evidence = {f: evidence_label(config, f, int(r[f"gamma_{f}"])) for f in config.fields}
         rows.append({"run_id": run_id, "source_id_l": left[0], "source_patient_pseudonym_l": left[1],
