@@ -159,15 +159,70 @@ def board_response(board: pd.DataFrame, answered: pd.DataFrame, lines: pd.DataFr
     return pd.DataFrame(rows)
 
 
-def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series) -> pd.DataFrame:
-    """marts.survival, origin recommendation: person, origin_date, advice_group; a person who died
-    before the recommendation is left out. death_dates: person -> death date (NaT when alive or unknown)."""
+def period_end(first_day: date, precision: str | None) -> date:
+    """The last day a date given to the day, month or year (stored as its period's first day) can be."""
+    if precision == "year":
+        return date(first_day.year, 12, 31)
+    if precision == "month":
+        following = date(first_day.year + first_day.month // 12, first_day.month % 12 + 1, 1)
+        return following - timedelta(days=1)
+    return first_day
+
+
+def placed_date(first_day: date, precision: str | None, not_before: date | None = None,
+                not_after: date | None = None) -> date:
+    """A date known only to its month or year placed in the middle of the days it can be on (as registries
+    impute an incidence date, and core.patient a death): not before `not_before` (the first day the birth can
+    be on) when that lies in the period, not after `not_after` (the end of follow-up) unless that comes before
+    the period (a date error, left to show)."""
+    last = period_end(first_day, precision)
+    if not_after is not None:
+        last = max(first_day, min(last, not_after))
+    first = not_before if not_before is not None and first_day < not_before <= last else first_day
+    return first + timedelta(days=(last - first).days // 2)
+
+
+def birth_first_day(birth_year: Any, birth_month: Any) -> date | None:
+    """The first day a birth known to its year (and month) can be on."""
+    if birth_year is None or pd.isna(birth_year):
+        return None
+    return date(int(birth_year), 1 if birth_month is None or pd.isna(birth_month) else int(birth_month), 1)
+
+
+PRECISION_RANK = {"day": 0, "month": 1, "year": 2}
+
+
+def first_given(dates: pd.DataFrame) -> pd.DataFrame:
+    """Per person, the date that must have come first (the earliest last day it can be; of equal ones the most
+    precise, then the earliest first day, then by `tie`), as core.patient chooses among deaths and
+    marts.survival among origins. dates: person, first_day, precision, tie."""
+    dates = dates.assign(precision=dates.precision.fillna("day"))
+    dates["last_day"] = [period_end(pd.Timestamp(d).date(), p) for d, p in zip(dates.first_day, dates.precision)]
+    dates["rank"] = dates.precision.map(PRECISION_RANK)
+    ordered = dates.sort_values(["person", "last_day", "rank", "first_day", "tie"], kind="stable")
+    return ordered.drop_duplicates("person").drop(columns=["last_day", "rank"]).reset_index(drop=True)
+
+
+def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
+                          ends: dict[Any, tuple[date | None, date | None]] | None = None) -> pd.DataFrame:
+    """marts.survival, origin recommendation: person, origin_date, origin_date_precision, advice_group; a
+    person who died before the first day the recommendation can be on is left out. death_dates: person ->
+    death date (NaT when alive or unknown). board: submissions(), with recommendation_date_precision when
+    known (else day). ends: person -> (first day of the birth, end of follow-up) that bound a recommendation
+    known only to its month or year (placed_date)."""
     comparable = board[board.advice_group.isin(["followed", "not_followed"]) & board.recommendation_date.notna()]
-    first = comparable.sort_values(["recommendation_date", "advice_group"]).drop_duplicates("person")
+    precision = (comparable.recommendation_date_precision if "recommendation_date_precision" in comparable
+                 else pd.Series("day", index=comparable.index))
+    first = first_given(pd.DataFrame({"person": comparable.person, "first_day": comparable.recommendation_date,
+                                      "precision": precision, "tie": comparable.advice_group}))
     died = first.person.map(death_dates)
-    kept = first[~(died.notna() & (died < first.recommendation_date))]
-    return pd.DataFrame({"person": kept.person, "origin_date": kept.recommendation_date,
-                         "advice_group": kept.advice_group}).reset_index(drop=True)
+    kept = first[~(died.notna() & (died < first.first_day))]
+    ends = ends or {}
+    placed = [placed_date(pd.Timestamp(d).date(), p, *ends.get(person, (None, None)))
+              for person, d, p in zip(kept.person, kept.first_day, kept.precision)]
+    return pd.DataFrame({"person": kept.person, "origin_date": pd.to_datetime(pd.Series(placed, dtype=object)).values,
+                         "origin_date_precision": kept.precision,
+                         "advice_group": kept.tie}).reset_index(drop=True)
 
 
 def trial_enrolment_reasons(contacts: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 -- Functions the marts in warehouse/marts/ share, created as temporary macros on the connection
--- that builds them (etl/load/marts.py), so the published warehouse holds none of them.
+-- that builds them (etl/load/marts.py), so the published warehouse holds none of them; after those of
+-- warehouse/rule_functions.sql (period_end, completed_years), which they and the marts read.
 --
 -- wilson_lower(p, n) / wilson_upper(p, n): the Wilson score 95% confidence interval of a
 -- proportion p of n (z = 1.959963984540054, the 97.5th percentile of the normal distribution).
@@ -28,3 +29,27 @@ CREATE OR REPLACE TEMP MACRO response_rank(response) AS
 
 -- not_evaluable(response): NE or missing, the last of response_rank's order.
 CREATE OR REPLACE TEMP MACRO not_evaluable(response) AS response_rank(response) = 8;
+
+-- placed_date(first_day, given, not_before, not_after): a date given (its precision: day / month / year;
+-- stored as the first day of its period) placed in the middle of the days it can be on, as core.patient
+-- places a death (warehouse/patient.sql) and as cancer registries impute an incidence date known to the
+-- month or year (mid-month, mid-year, within what else is known of the patient, e.g. SEER's and
+-- EUROCARE's rules): not before not_before (the first day the birth can be on) when that falls in the
+-- period, and not after not_after (e.g. the end of follow-up) unless that is before the period (a date
+-- error, left to show as a negative time). A day stays its day; the 16th of a 31-day month, the 15th of a
+-- 30-day one; 2 July of a year (1 July of a leap year). greatest and least skip a NULL bound.
+CREATE OR REPLACE TEMP MACRO placed_last_day(first_day, given, not_after) AS
+    greatest(first_day, least(period_end(first_day, coalesce(given, 'day')), not_after));
+CREATE OR REPLACE TEMP MACRO placed_first_day(first_day, given, not_before, not_after) AS CASE
+    WHEN not_before > first_day AND not_before <= placed_last_day(first_day, given, not_after) THEN not_before
+    ELSE first_day END;
+CREATE OR REPLACE TEMP MACRO placed_date(first_day, given, not_before, not_after) AS
+    placed_first_day(first_day, given, not_before, not_after)
+    + ((placed_last_day(first_day, given, not_after) - placed_first_day(first_day, given, not_before, not_after))
+       // 2)::INTEGER;
+
+-- birth_first_day(birth_year, birth_month): the first day a birth known to its year (and month) can be on;
+-- NULL for a year or month no date can have (a data error bounds nothing).
+CREATE OR REPLACE TEMP MACRO birth_first_day(birth_year, birth_month) AS CASE
+    WHEN birth_year BETWEEN 1 AND 9999 AND coalesce(birth_month, 1) BETWEEN 1 AND 12
+    THEN make_date(birth_year, coalesce(birth_month, 1), 1) END;

@@ -9,6 +9,11 @@
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
 --     dead patient (the last contact when the death date is unknown) and the last contact
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
+--     A first diagnosis known only to its month or year starts the follow-up in the middle of the
+--     days it can be on (placed_date of mart_functions.sql, as marts.survival places its origins):
+--     not before the first day the birth can be on, not after a diagnosis or a treatment start known
+--     to the day, nor after the end of follow-up. first_diagnosis_date stays the date as the source
+--     gave it (the first day of its period), beside first_diagnosis_date_precision.
 --   birth year: NULL when it cannot be true (before 1900 or after the year of the latest export
 --     loaded; the XT-DATE-* rules hold such records back unless a source switches them off).
 
@@ -19,6 +24,7 @@ WITH first_diagnosis AS (
     SELECT
         patient_id,
         diagnosis_date,
+        coalesce(diagnosis_date_precision, 'day') AS diagnosis_date_precision,
         event_type,
         age_at_diagnosis_days,
         icdo3_morphology,
@@ -72,6 +78,31 @@ follow_up_end AS (
         CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date)
              ELSE last_contact_date END AS follow_up_end_date
     FROM core.patient
+),
+
+known_to_the_day AS (
+    -- Dates known to the day that the first diagnosis cannot be after: any diagnosis, any treatment's start.
+    SELECT patient_id, diagnosis_date AS known_on FROM core.diagnosis
+    WHERE coalesce(diagnosis_date_precision, 'day') = 'day'
+    UNION ALL
+    SELECT patient_id, start_date FROM core.treatment
+    WHERE coalesce(start_date_precision, 'day') = 'day'
+),
+
+follow_up_start AS (
+    SELECT
+        first_diagnosis.patient_id,
+        placed_date(first_diagnosis.diagnosis_date, first_diagnosis.diagnosis_date_precision,
+                    birth_first_day(patient.birth_year, patient.birth_month),
+                    least(min(known.known_on), any_value(follow_up_end.follow_up_end_date))) AS follow_up_start_date
+    FROM first_diagnosis
+    JOIN core.patient AS patient USING (patient_id)
+    LEFT JOIN follow_up_end USING (patient_id)
+    -- on or after the first day of its period: an earlier one (a date error) bounds nothing
+    LEFT JOIN known_to_the_day AS known
+        ON known.patient_id = first_diagnosis.patient_id AND known.known_on >= first_diagnosis.diagnosis_date
+    GROUP BY first_diagnosis.patient_id, first_diagnosis.diagnosis_date, first_diagnosis.diagnosis_date_precision,
+             patient.birth_year, patient.birth_month
 )
 
 SELECT
@@ -81,6 +112,7 @@ SELECT
          THEN patient.birth_year END AS birth_year,
     patient.country,
     first_diagnosis.diagnosis_date AS first_diagnosis_date,
+    first_diagnosis.diagnosis_date_precision AS first_diagnosis_date_precision,
     first_diagnosis.event_type AS first_diagnosis_event_type,
     first_diagnosis.age_at_diagnosis_days AS age_at_first_diagnosis_days,
     round(first_diagnosis.age_at_diagnosis_days / 365.25, 1) AS age_at_first_diagnosis_years,
@@ -100,8 +132,8 @@ SELECT
     patient.death_date_precision,
     patient.last_contact_date,
     follow_up_end.follow_up_end_date,
-    follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date AS follow_up_days,
-    round((follow_up_end.follow_up_end_date - first_diagnosis.diagnosis_date) / 365.25, 2) AS follow_up_years
+    follow_up_end.follow_up_end_date - follow_up_start.follow_up_start_date AS follow_up_days,
+    round((follow_up_end.follow_up_end_date - follow_up_start.follow_up_start_date) / 365.25, 2) AS follow_up_years
 FROM core.patient AS patient
 CROSS JOIN plausible_period AS period
 LEFT JOIN first_diagnosis USING (patient_id)
@@ -109,6 +141,7 @@ LEFT JOIN relapses USING (patient_id)
 LEFT JOIN sources USING (patient_id)
 LEFT JOIN studies USING (patient_id)
 LEFT JOIN follow_up_end USING (patient_id)
+LEFT JOIN follow_up_start USING (patient_id)
 ORDER BY patient.patient_id;
 
 COMMENT ON TABLE marts.patient_summary IS 'One row per linked patient: demographics, the first diagnosis and its ICCC-3 classification, the sources and studies that know the patient, vital status and follow-up time.';
@@ -116,7 +149,8 @@ COMMENT ON COLUMN marts.patient_summary.patient_id IS 'Pseudonymous patient iden
 COMMENT ON COLUMN marts.patient_summary.sex IS 'Sex, merged over sources (conflicting sources give unknown). Codes: female / male / undetermined / unknown.';
 COMMENT ON COLUMN marts.patient_summary.birth_year IS 'Year of birth (the exact birth date is never stored). Unit: year.';
 COMMENT ON COLUMN marts.patient_summary.country IS 'Country of residence. Codes: ISO 3166-1 alpha-2.';
-COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date IS 'Date of the earliest diagnosis event recorded for the patient in any source.';
+COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date IS 'Date of the earliest diagnosis event recorded for the patient in any source, as the source gave it: the first day of its period when known only to the month or year (first_diagnosis_date_precision).';
+COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date_precision IS 'How much of the first diagnosis date the source gave; month or year: the follow-up starts in the middle of the days it can be on (an analysis may leave such patients out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.first_diagnosis_event_type IS 'What the first recorded diagnosis event is: the initial diagnosis, or a relapse when the sources know only that. Codes: initial / relapse / progression.';
 COMMENT ON COLUMN marts.patient_summary.age_at_first_diagnosis_days IS 'Age at the first recorded diagnosis, from the birth date inside harmonise. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.age_at_first_diagnosis_years IS 'Age at the first recorded diagnosis, age_at_first_diagnosis_days / 365.25 rounded to 0.1. Unit: years.';
@@ -136,5 +170,5 @@ COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patie
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
-COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis to follow_up_end_date. Unit: days.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after a diagnosis or treatment known to the day or the end of follow-up) to follow_up_end_date. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

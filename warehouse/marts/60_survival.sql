@@ -12,6 +12,12 @@
 --              group is fixed at time zero's submission, so no one is credited the time before
 --              the advice existed (immortal time). A patient who died before that recommendation
 --              has no row (not at risk when the advice was given).
+--   Of several dates (sources, records), the one that must have come first: the earliest last day it can be,
+--   of equal ones the most precise (as core.patient chooses among deaths). One known only to its month or year
+--   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
+--   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
+--   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for
+--   want of a day. origin_date_precision keeps what the source gave: an analysis may leave such rows out.
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
 --        is unknown; one known only to its month or year placed in its period by core.patient);
@@ -19,8 +25,8 @@
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
 --        follow-up contact with disease_status progression, or death, strictly after the origin;
 --        otherwise censored at the last contact.
---   A time is NULL (and the patient left out of the estimates) when its end date is unknown or
---   before the origin, which only a date error in a source can cause.
+--   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
+--   dated, nor a death) or before the origin (a date error in a source); marts.left_out counts each.
 -- Groups: ICCC-3 main group of the first diagnosis; for the origin recommendation only, the
 --   advice group of that submission (followed / not_followed; NULL for the other origins, whose
 --   time zero comes before any advice and would give the followed group immortal time).
@@ -33,42 +39,62 @@ WITH advice AS (
     WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
 ),
 
-first_advice AS (
-    SELECT patient_id, recommendation_date, advice_group
-    FROM advice
-    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY recommendation_date, advice_group) = 1
-),
-
-origin AS (
-    -- A partial date is the first day of its period: of equal dates, the most precise gives the precision.
-    SELECT patient_id, 'relapse' AS origin, min(diagnosis_date) AS origin_date,
-           arg_min(coalesce(diagnosis_date_precision, 'day'),
-                   (diagnosis_date, coalesce(diagnosis_date_precision, 'day'))) AS origin_date_precision
+origin_given AS (
+    -- Every date that can be a patient's origin, as its source gave it (a partial date is the first day of its period).
+    SELECT patient_id, 'relapse' AS origin, diagnosis_date AS first_day,
+           coalesce(diagnosis_date_precision, 'day') AS precision, NULL::VARCHAR AS advice_group
     FROM core.diagnosis
     WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
-    GROUP BY patient_id
     UNION ALL
-    SELECT patient_id, 'enrolment' AS origin, min(enrolment_date) AS origin_date,
-           arg_min(coalesce(enrolment_date_precision, 'day'),
-                   (enrolment_date, coalesce(enrolment_date_precision, 'day'))) AS origin_date_precision
+    SELECT patient_id, 'enrolment', enrolment_date, coalesce(enrolment_date_precision, 'day'), NULL
     FROM core.study_enrolment
     WHERE enrolment_date IS NOT NULL
-    GROUP BY patient_id
     UNION ALL
-    SELECT patient_id, 'recommendation' AS origin, min(recommendation_date) AS origin_date,
-           arg_min(coalesce(recommendation_date_precision, 'day'),
-                   (recommendation_date, coalesce(recommendation_date_precision, 'day'))) AS origin_date_precision
+    SELECT patient_id, 'recommendation', recommendation_date, coalesce(recommendation_date_precision, 'day'),
+           advice_group
     FROM advice
-    GROUP BY patient_id
 ),
 
-death AS (
+first_origin AS (
+    -- The date that must have come first: the earliest last day it can be; of equal ones, the most precise (as
+    -- core.patient chooses among deaths): a relapse "in 2021" and one on 10 March 2021 make a first relapse on
+    -- 10 March. For the recommendation, its submission's advice group (of equal dates, followed).
+    SELECT
+        patient_id,
+        origin,
+        arg_min({'first_day': first_day, 'precision': precision, 'advice_group': advice_group},
+                (period_end(first_day, precision), CASE precision WHEN 'day' THEN 0 WHEN 'month' THEN 1 ELSE 2 END,
+                 first_day, advice_group)) AS given
+    FROM origin_given
+    GROUP BY patient_id, origin
+),
+
+vital AS (
+    -- Vital status, the death date, and the end of follow-up the times run to; the first day the birth can be on.
     SELECT
         patient_id,
         coalesce(vital_status = 'dead', false) AS is_dead,
         CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date) END AS death_date,
-        last_contact_date
+        last_contact_date,
+        CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date)
+             ELSE last_contact_date END AS follow_up_end_date,
+        birth_first_day(birth_year, birth_month) AS birth_first_day
     FROM core.patient
+),
+
+origin AS (
+    -- An origin known to its month or year is placed in the middle of the days it can be on (placed_date):
+    -- not before the birth, not after the end of follow-up (the death, else the last contact).
+    SELECT
+        first_origin.patient_id,
+        first_origin.origin,
+        placed_date(first_origin.given.first_day, first_origin.given.precision, vital.birth_first_day,
+                    vital.follow_up_end_date) AS origin_date,
+        first_origin.given.first_day AS origin_first_day,
+        first_origin.given.precision AS origin_date_precision,
+        first_origin.given.advice_group AS advice_group
+    FROM first_origin
+    JOIN vital USING (patient_id)
 ),
 
 efs_event AS (
@@ -93,7 +119,7 @@ first_efs_event AS (
         SELECT patient_id, event_date, event_type, event_rank FROM efs_event
         UNION ALL
         SELECT patient_id, death_date AS event_date, 'death' AS event_type, 2 AS event_rank
-        FROM death
+        FROM vital
         WHERE is_dead
     ) AS candidate
         ON candidate.patient_id = origin.patient_id
@@ -111,20 +137,20 @@ timed AS (
         origin.origin_date,
         origin.origin_date_precision,
         coalesce(patient.iccc3_group, 'unknown') AS iccc3_group,
-        CASE WHEN origin.origin = 'recommendation' THEN first_advice.advice_group END AS advice_group,
-        death.is_dead AS os_event,
-        CASE WHEN death.is_dead THEN death.death_date ELSE death.last_contact_date END AS os_end_date,
+        CASE WHEN origin.origin = 'recommendation' THEN origin.advice_group END AS advice_group,
+        vital.is_dead AS os_event,
+        vital.follow_up_end_date AS os_end_date,
         first_efs_event.event_type IS NOT NULL AS efs_event,
         first_efs_event.event_type AS efs_event_type,
         CASE WHEN first_efs_event.event_type IS NOT NULL THEN first_efs_event.event_date
-             ELSE death.last_contact_date END AS efs_end_date
+             ELSE vital.last_contact_date END AS efs_end_date
     FROM origin
-    JOIN death USING (patient_id)
+    JOIN vital USING (patient_id)
     LEFT JOIN marts.patient_summary AS patient USING (patient_id)
-    LEFT JOIN first_advice USING (patient_id)
     LEFT JOIN first_efs_event USING (patient_id, origin)
-    -- Dead before the advice: never at risk in the comparison.
-    WHERE NOT (origin.origin = 'recommendation' AND death.is_dead AND coalesce(death.death_date < origin.origin_date, false))
+    -- Dead before the advice (before the first day it can be on): never at risk in the comparison.
+    WHERE NOT (origin.origin = 'recommendation' AND vital.is_dead
+               AND coalesce(vital.death_date < origin.origin_first_day, false))
 )
 
 SELECT
@@ -147,8 +173,8 @@ ORDER BY origin, patient_id;
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, or the recommendation of the first board submission in the advice comparison. Codes: relapse / enrolment / recommendation.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is the first day of its period (origin_date_precision).';
-COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year may be longer than it was by up to that period (an analysis may leave such rows out). Codes: day / month / year.';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact.';
+COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
 COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the last contact.';
