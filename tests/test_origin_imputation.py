@@ -3,7 +3,7 @@ month or year is placed in the middle of the days it can be on, as registries im
 as core.patient places a partial death: not before the birth, not after the end of follow-up (and, for the
 first diagnosis, not after a diagnosis or treatment known to the day). Each figure is worked out by hand.
 Until this was fixed such an origin was the first day of its period: a time from "2021" was up to a year
-too long."""
+too long. And marts.left_out says what the survival and incidence marts leave out, and why."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.marts import build_marts
+from etl.load.populations import read_child_population, write_child_population
+from etl.quality.validate import write_source_params
 
 
 class Warehouse:
@@ -196,3 +198,55 @@ def test_the_pandas_restatement_places_a_date_as_the_sql_does(first_day, precisi
     [(sql,)] = con.execute("SELECT placed_date(?::DATE, ?::VARCHAR, ?::DATE, ?::DATE)",
                            [first_day, precision, not_before, not_after]).fetchall()
     assert sql == placed
+
+
+# -- what the marts leave out, and why ------------------------------------------------------------------------
+
+def _left_out(con: duckdb.DuckDBPyConnection, mart: str) -> dict[str, int]:
+    return {reason.split(":")[0]: n for reason, n in con.execute(
+        "SELECT reason, n_rows FROM marts.left_out WHERE mart = ?", [mart]).fetchall()}
+
+
+def test_the_survival_marts_say_whom_they_leave_out_and_why():
+    warehouse = Warehouse()
+    warehouse.patient("P1", last_contact=None)  # never contacted: no end of follow-up
+    warehouse.relapse("P1", "2021-03-01", "day")
+    warehouse.insert("patient", patient_id="P2", vital_status="dead", last_contact_date=None, n_sources=1)
+    warehouse.relapse("P2", "2021-03-01", "day")  # dead, the death undated, and no contact dated
+    warehouse.patient("P3", last_contact="2020-01-01")
+    warehouse.relapse("P3", "2021-03-01", "day")  # last seen before the relapse: a date error
+    warehouse.patient("P4", died="2022-02-25")  # died before the advice came (1 March)
+    warehouse.insert("tumour_board_review", review_id="r1", patient_id="P4", board="ILTB",
+                     submission_date="2022-02-20", recommendation_date="2022-03-01", priority_rank=1,
+                     recommendation_type="trial", recommended_agents="drug a", advice_followed=False)
+    build_marts(warehouse.con)
+    for mart in ("survival_km", "survival_landmark"):
+        assert _left_out(warehouse.con, mart) == {"unknown OS time in marts.survival": 2,
+                                                  "unknown EFS time in marts.survival": 2,
+                                                  "negative OS time in marts.survival": 1,
+                                                  "negative EFS time in marts.survival": 1}
+    assert _left_out(warehouse.con, "survival")["died before the recommendation"] == 1
+    assert warehouse.con.execute("SELECT count(*) FROM marts.survival WHERE origin = 'recommendation'").fetchall() == [
+        (0,)]
+
+
+def test_incidence_says_how_many_cases_it_leaves_out_for_an_unknown_age_or_one_outside_the_band(tmp_path):
+    warehouse = Warehouse()
+    write_source_params(warehouse.con, {"registry": {"population_based": True}})
+    table = tmp_path / "child_population.csv"
+    table.write_text("country,year,age_band,population,source\nIT,2020,0-17,1000000,x\nIT,2021,0-17,1000000,x\n")
+    write_child_population(warehouse.con, read_child_population(table))
+    warehouse.con.execute("INSERT INTO meta.source_file (source_id, file_name, source_file_sha256, status, "
+                          "exported_on) VALUES ('registry', 'r.csv', 'x', 'loaded', DATE '2022-06-01')")
+    # counted (aged 8); no birth date (age unknown); aged 18; and a case of 2022, a year not counted at all
+    for patient_id, year, age_days in (("I1", 2020, 3000), ("I2", 2020, None), ("I3", 2021, 6600),
+                                       ("I4", 2022, None)):
+        warehouse.insert("patient", patient_id=patient_id, country="IT", n_sources=1)
+        warehouse.insert("diagnosis", source_id="registry", diagnosis_id=f"d-{patient_id}", patient_id=patient_id,
+                         event_type="initial", diagnosis_date=f"{year}-05-01", age_at_diagnosis_days=age_days,
+                         iccc3_group="XI", iccc3_subgroup="XI(b)", is_very_rare=True)
+    build_marts(warehouse.con)
+    assert warehouse.con.execute("SELECT n_cases FROM marts.incidence WHERE level = 'subgroup'").fetchall() == [(1,)]
+    assert _left_out(warehouse.con, "incidence") == {
+        "age at diagnosis unknown (no birth date)": 1,
+        "age at diagnosis outside the age band of the population table (e.g. 18 in 0-17)": 1}

@@ -9,8 +9,14 @@
 --   response: an assessment at a timepoint the mart does not report (end of treatment, ...), and
 --     another assessment of the same person's line and timepoint: a later one, or the same line
 --     reported by another source (marts.response_line: the earliest counts, each line once).
---   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown or
---     negative in marts.survival (a date error in a source).
+--   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown in
+--     marts.survival (no date ends the follow-up: no contact dated, nor a death; a death without a
+--     date counts at the last contact), or negative (it ends before the origin: a date error in a source).
+--   survival: a patient who died before the recommendation of their first submission in the advice
+--     comparison, left out of the origin recommendation (never at risk while the advice existed).
+--   incidence: a case (person x ICCC-3 subgroup, as marts.incidence counts it: the first initial
+--     diagnosis in a population-based registry, in a year it counts) whose age at diagnosis is unknown
+--     (no birth date), or outside the population table's band (e.g. 18 in 0-17).
 --   survival, response: endpoints (death, relapse, progression, response) carried by records
 --     held back in dq.quarantine that core does not hold otherwise (n_missed of
 --     marts.held_back_endpoints, which lists the records).
@@ -44,6 +50,53 @@ held_back AS (
     GROUP BY ALL
 ),
 
+survival_time AS (  -- a time unknown (no end date) or negative, per endpoint, for both marts of the estimates
+    SELECT mart, endpoint, count(*) FILTER (WHERE end_date IS NULL) AS unknown,
+           count(*) FILTER (WHERE end_date < origin_date) AS negative
+    FROM marts.survival
+    CROSS JOIN LATERAL (SELECT 'OS' AS endpoint, os_end_date AS end_date
+                        UNION ALL SELECT 'EFS', efs_end_date)
+    CROSS JOIN (SELECT 'survival_km' AS mart UNION ALL SELECT 'survival_landmark')
+    GROUP BY ALL
+),
+
+incidence_registered AS (  -- as marts.incidence: initial diagnoses of the population-based registries
+    SELECT
+        coalesce(registration.country, patient.country) AS country,
+        diagnosis.source_id,
+        diagnosis.patient_id,
+        diagnosis.iccc3_group,
+        diagnosis.iccc3_subgroup,
+        diagnosis.diagnosis_date,
+        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years
+    FROM core.diagnosis AS diagnosis
+    JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
+    LEFT JOIN core.patient_source AS registration
+        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
+    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
+    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL
+),
+
+incidence_case AS (
+    -- Each first case, in a year marts.incidence counts (up to the year before the latest export, with a
+    -- population figure), with the band of that figure.
+    SELECT first_case.*, child.min_age_years, child.max_age_years
+    FROM (
+        SELECT country, patient_id, iccc3_group, iccc3_subgroup, year(min(diagnosis_date)) AS diagnosis_year,
+               arg_min(age_years, (diagnosis_date, age_years)) AS age_years
+        FROM incidence_registered
+        GROUP BY ALL
+    ) AS first_case
+    JOIN (
+        SELECT registered.country, max(year(export.exported_on)) - 1 AS last_year
+        FROM incidence_registered AS registered
+        JOIN meta.source_file AS export ON export.source_id = registered.source_id AND export.status = 'loaded'
+        GROUP BY registered.country
+    ) AS period ON period.country = first_case.country AND first_case.diagnosis_year <= period.last_year
+    JOIN stage.child_population AS child
+        ON child.country = first_case.country AND child.year = first_case.diagnosis_year
+),
+
 reason (mart, reason, unit, n_rows) AS (
     SELECT mart, 'points to a treatment that is not in core (missing or held back; XT-TREATMENT-KNOWN)',
            CASE mart WHEN 'adverse_events' THEN 'adverse events' ELSE 'response assessments' END,
@@ -63,12 +116,26 @@ reason (mart, reason, unit, n_rows) AS (
            'response assessments', n
     FROM response_repeat
     UNION ALL
-    SELECT mart, 'unknown or negative ' || endpoint || ' time in marts.survival (a date error in a source)',
-           'patients x origins', n
-    FROM (SELECT 'survival_km' AS mart UNION ALL SELECT 'survival_landmark')
-    CROSS JOIN (SELECT count(*) FILTER (WHERE os_days IS NULL) AS os, count(*) FILTER (WHERE efs_days IS NULL) AS efs
-                FROM marts.survival)
-    CROSS JOIN LATERAL (SELECT 'OS' AS endpoint, os AS n UNION ALL SELECT 'EFS', efs)
+    SELECT mart, 'unknown ' || endpoint || ' time in marts.survival: no date ends the follow-up (no contact '
+           || 'dated, nor a death)', 'patients x origins', unknown
+    FROM survival_time
+    UNION ALL
+    SELECT mart, 'negative ' || endpoint || ' time in marts.survival: it ends before the origin (a date error in '
+           || 'a source)', 'patients x origins', negative
+    FROM survival_time
+    UNION ALL
+    SELECT 'survival', 'died before the recommendation: never at risk while the advice existed (origin recommendation)',
+           'patients', (SELECT count(DISTINCT patient_id) FROM marts.board_advice
+                        WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL)
+                       - (SELECT count(*) FROM marts.survival WHERE origin = 'recommendation')
+    UNION ALL
+    SELECT 'incidence', 'age at diagnosis unknown (no birth date): not placed in the age band', 'cases',
+           count(*) FILTER (WHERE age_years IS NULL)
+    FROM incidence_case
+    UNION ALL
+    SELECT 'incidence', 'age at diagnosis outside the age band of the population table (e.g. 18 in 0-17)', 'cases',
+           count(*) FILTER (WHERE NOT age_years BETWEEN min_age_years AND max_age_years)
+    FROM incidence_case
     UNION ALL
     SELECT all_marts.mart, endpoint.endpoint || ' carried by a record held back in dq.quarantine, not in core otherwise '
            || '(marts.held_back_endpoints)', endpoint.unit, coalesce(held_back.n, 0)
@@ -88,7 +155,7 @@ FROM reason
 ORDER BY mart, reason;
 
 COMMENT ON TABLE marts.left_out IS 'What each mart leaves out and why: one row per mart and reason, with the number of rows left out (0 when none), so an analyst knows what a mart does not count.';
-COMMENT ON COLUMN marts.left_out.mart IS 'The mart that leaves the rows out. Codes: adverse_events / response / survival / survival_km / survival_landmark.';
+COMMENT ON COLUMN marts.left_out.mart IS 'The mart that leaves the rows out. Codes: adverse_events / incidence / response / survival / survival_km / survival_landmark.';
 COMMENT ON COLUMN marts.left_out.reason IS 'Why the rows are left out, in words (the rule or mart that explains it in brackets).';
-COMMENT ON COLUMN marts.left_out.unit IS 'What a left-out row is: adverse events, response assessments, patients x origins, deaths, relapses, progressions, records.';
+COMMENT ON COLUMN marts.left_out.unit IS 'What a left-out row is: adverse events, response assessments, patients, patients x origins, deaths, relapses, progressions, records, cases (person x ICCC-3 subgroup).';
 COMMENT ON COLUMN marts.left_out.n_rows IS 'How many are left out. Unit: rows (see unit).';
