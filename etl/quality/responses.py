@@ -23,6 +23,10 @@ quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks
 code page of its locale. A CSV that is not UTF-8 is read as Windows-1252 (Western Europe) unless the
 import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text.
+
+A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
+unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
+(openpyxl pads every row to it: A1:XFD1048576 made one cell in the last row a million rows of 16,384).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import hashlib
 import io
 import json
 import logging
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +48,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from etl.config import Home
+from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 from etl.quality.catalogue import Rule, load_catalogue
 from etl.quality.findings import value_hash_sql
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
@@ -54,6 +60,9 @@ log = logging.getLogger(__name__)
 _SHOWN = [name for name, _ in SHOWN]
 _RESPONSE, _COMMENT = (name for name, _ in ANSWER)
 _BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
+# The most a returned file may hold (a CSV's bytes, a workbook's unpacked members): a centre's list is
+# ~1 KiB a row, so 128 MiB is above 100,000 queries; a zip bomb of a few hundred KiB is far above it.
+MAX_RETURNED_BYTES = 128 << 20
 
 
 class ResponseFileError(ValueError):
@@ -143,8 +152,9 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
         if missing := [h for h in HEADER if h not in header]:
             raise ResponseFileError(f"{where} row 1: the columns {', '.join(repr(m) for m in missing)} are missing; "
                                     "expected the header of a query workbook sent by rtw queries")
+        named = [(i, name) for i, name in enumerate(header) if name]  # not every column a header spans
         for number, row in enumerate(rows[1:], start=2):
-            cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in enumerate(header) if name}
+            cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in named}
             if any(v.strip() for v in cells.values()):
                 yield ReturnedRow(sheet if several else None, number, cells)
 
@@ -158,21 +168,43 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
     it, the sheet `queries` or else the first, whose header the error names."""
     from openpyxl import load_workbook
 
-    try:
+    _check_unpacked_size(path)
+    try:  # read-only: a sheet is parsed only when its rows are read, so both steps may meet a broken file
         book = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zipfile, KeyError or its own errors for a broken file
+        try:
+            sheets = [(sheet.title, _sheet_rows(sheet)) for sheet in book.worksheets]
+        finally:
+            book.close()
+    except Exception as exc:  # openpyxl raises zipfile, KeyError, XML or its own errors for a broken file
         raise ResponseFileError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
-    try:
-        sheets = [(sheet.title, list(sheet.iter_rows(values_only=True))) for sheet in book.worksheets]
-    finally:
-        book.close()
     if not sheets:
         raise ResponseFileError(f"{path.name}: the workbook has no sheet; expected the sheet 'queries'")
     with_header = [(title, rows) for title, rows in sheets if rows and set(HEADER) <= set(_header(rows[0]))]
     return with_header or [next((s for s in sheets if s[0] == "queries"), sheets[0])]
 
 
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse a workbook whose members unpack to more than a returned list can hold (a zip bomb), before
+    openpyxl reads any; a file that is no zip at all is left to openpyxl to name."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip(archive, ZipLimits(max_total_bytes=MAX_RETURNED_BYTES))
+    except zipfile.BadZipFile:
+        return
+    except ZipRefused as exc:
+        raise ResponseFileError(f"{path.name}: {exc}; expected a returned query workbook") from None
+
+
+def _sheet_rows(sheet: Any) -> list[Sequence[Any]]:
+    # A sheet may declare its size (A1:XFD1048576); read as declared, every row is padded to it.
+    sheet.reset_dimensions()
+    return list(sheet.iter_rows(values_only=True))
+
+
 def _csv_text(path: Path, encoding: str | None) -> str:
+    if (size := path.stat().st_size) > MAX_RETURNED_BYTES:
+        raise ResponseFileError(f"{path.name}: {size:,} bytes, more than the limit of {MAX_RETURNED_BYTES:,} for a "
+                                "returned query list")
     data = path.read_bytes()
     if encoding is not None:
         return _decoded(path, data, encoding)
@@ -211,7 +243,11 @@ def _csv_rows(path: Path, encoding: str | None = None) -> list[Sequence[Any]]:
     except csv.Error:
         delimiter = ","
     # Excel's quoting ("" inside a quoted cell); newline="" keeps line breaks inside quoted cells as written.
-    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return list(reader)
+    except csv.Error as exc:  # a cell over the reader's field limit (131,072 characters)
+        raise ResponseFileError(f"{path.name} line {reader.line_num}: {exc}; expected a returned query list") from None
 
 
 def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tuple[str, str], _Item]:
