@@ -6,15 +6,27 @@ The files are written with the writers rtw queries uses, then touched as an atta
 
 from __future__ import annotations
 
+import csv
 import re
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 from test_query_answers import SENT, _expected
 
-from etl.quality.queries import HEADER, _write_csv, _write_xlsx
-from etl.quality.responses import MAX_RETURNED_BYTES, ResponseFileError, _xlsx_sheets, read_returned
+from etl.quality.queries import HEADER, _write_csv, _write_xlsx, cell_text, row_key
+from etl.quality.responses import (
+    MAX_RETURNED_BYTES,
+    ImportSummary,
+    ResponseFileError,
+    _Item,
+    _xlsx_sheets,
+    check_rows,
+    read_returned,
+)
+from etl.transform.pseudonym import PseudonymKey
 
 SHEET = "xl/worksheets/sheet1.xml"
 
@@ -84,3 +96,67 @@ def test_a_workbook_whose_sheet_cannot_be_parsed_is_refused_with_its_name(tmp_pa
     _rewritten(sent, broken, SHEET, lambda xml: xml[: len(xml) // 2])
     with pytest.raises(ResponseFileError, match=r"^answers\.xlsx: not a readable \.xlsx workbook"):
         list(read_returned(broken))
+
+
+# A query about a date, as sent: the cells shown, the identity the row key covers.
+DATED = ["P-0001", "registry_it", "FOLLOW_UP", 12, "follow_up", "contact_date", "2027-11-16",
+         "XT-DATE-NOT-AFTER-EXPORT", "error", "A date is after the export", "on or before the export"]
+IDENTITY = ("XT-DATE-NOT-AFTER-EXPORT", "registry_it", "r-12", "contact_date")
+KEY = PseudonymKey(b"test-key-0123456789abcdef0123456789")
+
+
+def _sent_item(cells: list[object]) -> _Item:
+    return _Item(batch_id="Q1", row_key=row_key(KEY, "Q1", IDENTITY, cells), rule_id=IDENTITY[0],
+                 source_id=IDENTITY[1], source_record_key=IDENTITY[2], field=IDENTITY[3], value_hash="h",
+                 cells=tuple(cell_text(c) for c in cells), centre_id="IT-X01", sent_at=datetime.now(UTC))
+
+
+def _checked(path: Path, item: _Item) -> tuple[int, list[str]]:
+    """(answers taken, problems) of the returned file, checked against the one row sent."""
+    summary = ImportSummary(path.name)  # answered cannot_determine: no rule needed
+    taken = check_rows(list(read_returned(path)), path.name, {("Q1", item.row_key): item}, {"Q1"}, {}, KEY, summary)
+    return len(taken), [p.message for p in summary.problems]
+
+
+def _workbook(path: Path, item: _Item, cells: list[object]) -> None:
+    _write_xlsx(path, [[*cells, "cannot_determine", None, "Q1", item.row_key]], "IT-X01")
+
+
+def test_a_workbook_whose_spreadsheet_typed_a_date_and_a_number_is_read_as_sent(tmp_path):
+    """The CSV opened in Excel or LibreOffice (which read `2027-11-16` as a date and 12 as a number) and saved
+    as XLSX: the date came back a date cell, read as '2027-11-16 00:00:00', and every such row was refused
+    as 'value changed'; a writer that keeps numbers as floats gave the line as '12.0'."""
+    item = _sent_item(DATED)
+    path = tmp_path / "answers.xlsx"
+    _workbook(path, item, DATED)
+    book = load_workbook(path)
+    book.active.cell(row=2, column=HEADER.index("value") + 1, value=datetime(2027, 11, 16))
+    book.active.cell(row=2, column=HEADER.index("line") + 1, value=12.0)
+    book.save(path)
+    assert _checked(path, item) == (1, [])
+
+
+@pytest.mark.parametrize("written", ["16/11/2027", "11/16/2027", "16.11.2027"])
+def test_a_csv_saved_again_by_a_spreadsheet_with_its_dates_in_the_locale_s_layout_is_read_as_sent(tmp_path, written):
+    """Excel saves a date it read from the CSV in the locale's short layout (French, US, German)."""
+    item = _sent_item(DATED)
+    sent = tmp_path / "sent.xlsx"
+    _workbook(sent, item, DATED)
+    rows = load_workbook(sent).active.iter_rows(values_only=True)
+    table = [["" if v is None else str(v) for v in row] for row in rows]
+    table[1][HEADER.index("value")] = written
+    path = tmp_path / "answers.csv"
+    with path.open("w", encoding="cp1252", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(table)
+    assert _checked(path, item) == (1, [])
+
+
+@pytest.mark.parametrize(("value", "returned"), [("2027-11-16", "17/11/2027"), ("12345678901234567890", "1.23457E+19"),
+                                                 ("29/02/2013", "2013-03-01 00:00:00"), ("19", "19.5")])
+def test_a_cell_a_spreadsheet_could_not_have_re_typed_so_is_still_refused_as_edited(tmp_path, value, returned):
+    cells = [*DATED[:6], value, *DATED[7:]]
+    item = _sent_item(cells)
+    path = tmp_path / "answers.xlsx"
+    _workbook(path, item, [*cells[:6], returned, *cells[7:]])
+    assert _checked(path, item) == (0, ["column 'value' changed since the query was sent; only 'response' and "
+                                        "'comment' may be filled in"])

@@ -22,7 +22,9 @@ again by Excel may be `;`-separated in some locales (the delimiter is sniffed fr
 quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks) and in the Windows
 code page of its locale. A CSV that is not UTF-8 is read as Windows-1252 (Western Europe) unless the
 import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
-"ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text.
+"ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
+spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
+the cell sent.
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -38,10 +40,12 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -263,8 +267,53 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
             for r in found}
 
 
+# What a spreadsheet does to a text cell it reads as a number or a date (a CSV opened, then saved as CSV
+# or XLSX): 0012 -> 12, 12 -> 12.0 (a float cell), 2027-11-16 -> a date cell ('2027-11-16 00:00:00') or
+# the locale's short date. Day-first and month-first are both taken: each is some locale's.
+_NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d{1,4})?")
+_DATE_LAYOUTS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d")
+_MIDNIGHT = (" 00:00:00", "T00:00:00")
+
+
+def _as_number(text: str) -> Decimal | None:
+    text = text.strip()
+    return Decimal(text.replace(",", ".")) if _NUMBER.fullmatch(text) else None
+
+
+def _as_dates(text: str) -> set[date]:
+    """The days `text` may stand for, in the layouts spreadsheets write (none: not a date)."""
+    text = text.strip()
+    for midnight in _MIDNIGHT:
+        text = text.removesuffix(midnight)
+    days = set()
+    for layout in _DATE_LAYOUTS:
+        try:
+            days.add(datetime.strptime(text, layout).date())
+        except ValueError:
+            continue
+    return days
+
+
+def _retyped_alike(sent: str, returned: str) -> bool:
+    """Whether a returned cell is the one sent, or what a spreadsheet makes of it: the same number or day,
+    written its way. A number it shortened (1.23457E+19) or another day is an edit."""
+    if returned == sent:
+        return True
+    number = _as_number(sent)
+    if number is not None and number == _as_number(returned):
+        return True
+    return bool(_as_dates(sent) & _as_dates(returned))
+
+
+def _shown_as_sent(item: _Item, cells: Mapping[str, str]) -> list[str]:
+    """The shown cells of a returned row, each taken as sent where a spreadsheet only re-typed it."""
+    return [sent if _retyped_alike(sent, cells.get(name, "")) else cells.get(name, "")
+            for name, sent in zip(_SHOWN, item.cells, strict=True)]
+
+
 def _edited(item: _Item, cells: Mapping[str, str]) -> list[str]:
-    return [name for name, sent in zip(_SHOWN, item.cells, strict=True) if cells.get(name, "") != sent]
+    return [name for name, sent in zip(_SHOWN, item.cells, strict=True)
+            if not _retyped_alike(sent, cells.get(name, ""))]
 
 
 @dataclass(frozen=True)
@@ -301,8 +350,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
                    "another workbook or its key edited")
             continue
-        shown = [cells.get(name, "") for name in _SHOWN]
-        if row_key(key, batch_id, item.identity, shown) != given_key:
+        if row_key(key, batch_id, item.identity, _shown_as_sent(item, cells)) != given_key:
             if edited := _edited(item, cells):
                 refuse(f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since "
                        f"the query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
