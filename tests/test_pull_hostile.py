@@ -154,7 +154,7 @@ def test_without_checksums_the_wait_names_only_the_done_marker(tmp_path, home, d
     _send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 1)
     waiting = _pull(home, sources)
     assert waiting.status is PullStatus.NOTHING_NEW
-    assert f"a {EXPORT}.done beside it, written after it, declares it complete" in waiting.message
+    assert f"a marker file {EXPORT}.done beside it, written after it, declares it complete" in waiting.message
 
 
 def test_the_sensor_counts_only_what_a_pull_would_land(tmp_path, home, drop):

@@ -185,7 +185,8 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         if delivery.kind != "s3" and not declared_complete and remote.modified is not None:
             age = now - remote.modified.timestamp()
             if abs(age) < quiet:
-                markers = f"a {name}.done" + (f" or {name}.sha256" if delivery.checksum != "none" else "")
+                markers = f"a marker file {name}.done" + (
+                    f" or a checksum file {name}.sha256" if delivery.checksum != "none" else "")
                 skipped.append(SkippedFile(name=name, reason=f"changed {max(age, 0):.0f} s ago, within the quiet "
                                            f"period of {quiet:.0f} s (it may still be uploading; {markers} beside "
                                            "it, written after it, declares it complete)"))
