@@ -100,3 +100,17 @@ def test_a_reader_option_refused_says_which_and_the_format_s_options_on_one_line
         "rtw: --option header_row: Input should be a valid integer, unable to parse string as an integer; "
         "--option bogus: not an option of this format (excel reader options: header_row, sheets, merged_cells; "
         "docs/adapters.md)")
+
+
+def test_the_notices_of_sheets_per_patient_say_which_sheet_each_is(tmp_path):
+    """Both sheets of a sheet-per-patient workbook read `sheet 'Pat_{patient}': 1 rows`: which notice was which
+    could not be told. Each now says its sheet's place, as a refusal does, and one row is a row."""
+    from etl.onboard.reading import read_file
+
+    workbook = _workbook(tmp_path / "Verlauf_20261101.xlsx")
+    assert read_file(workbook).notices == (
+        "Verlauf_20261101.xlsx: sheet 'Pat_{patient}' (sheet 1 of the workbook): 1 row",
+        "Verlauf_20261101.xlsx: sheet 'Pat_{patient}' (sheet 2 of the workbook): 1 row")
+    result = CliRunner().invoke(app, ["profile", str(workbook), "--home", str(tmp_path / "home")], env=WIDE)
+    assert "sheet 'Pat_{patient}' (sheet 2 of the workbook): 1 row\n" in result.output
+    assert not NUMBERS.search(result.output)

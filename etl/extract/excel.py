@@ -615,7 +615,7 @@ def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_ro
 
 def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: SheetRead) -> list[str]:
     where = f"{file_name}: sheet '{sheet}'"
-    notices = [f"{where}: {rows} rows" + (" (a hidden sheet)" if hidden else "")]
+    notices = [f"{where}: {rows} row{'' if rows == 1 else 's'}" + (" (a hidden sheet)" if hidden else "")]
     if found.detected_header_row not in (None, 1):
         notices.append(f"{where}: column names found on row {found.detected_header_row}, the rows above "
                        "skipped (set `options: header_row:` to choose another)")

@@ -83,9 +83,28 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
     quoted = QuotedNames([path.name, *result.quoted, *tables])
-    return FileRead(path, chosen.format, sha, record_sets, tuple(quoted.shown(n, numbers) for n in result.notices),
+    placed = _sheets_placed(result.quoted, numbers, reader_options)
+    notices = tuple(quoted.shown(_placed(n, placed), numbers) for n in result.notices)
+    return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
                     shown_file_name(path.name, numbers))
+
+
+def _sheets_placed(sheets: Sequence[str], numbers: PatientNumbers, options: Any) -> dict[str, str]:
+    """The sheets whose name is shown with its patient number hidden, each with its place among those read:
+    a sheet per patient is `Pat_{patient}` in every notice, which could not tell one sheet from another."""
+    # Staging names the sheets it read in the workbook's order: every one, unless `sheets:` chose some.
+    among = "those chosen by `sheets`" if getattr(options, "sheets", None) else "the workbook"
+    return {sheet: f"sheet {i} of {among}" for i, sheet in enumerate(sheets, start=1)
+            if shown_file_name(sheet, numbers) != sheet}
+
+
+def _placed(notice: str, places: Mapping[str, str]) -> str:
+    """A notice with each sheet it quotes (`sheet 'Pat_123456'`) followed by its place, before the name is
+    shown without its number; as `shown_error` places a sheet a refusal quotes."""
+    for sheet, place in places.items():
+        notice = notice.replace(f"'{sheet}'", f"'{sheet}' ({place})")
+    return notice
 
 
 def _patient_keys(tables: Iterable[Any]) -> set[str]:
