@@ -30,6 +30,7 @@ CODE_VALUES = 30  # a code-like column keeps more of its (frequent) values, for 
 FREE_TEXT = 40  # a text column with longer values is free text: its values are never shown
 NUMBER_SHARE = 0.95
 DATE_SHARE = 0.8
+SHAPE_SHARE = 0.9  # the share of a column's values written like ICD-O-3 codes for it to be shaped so (the rest errors)
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
@@ -49,6 +50,15 @@ _IDENTIFYING_LABEL = re.compile(
 # A patient or record number: letters and digits, a digit among them, with a letter or cut by - _ / .
 # ("ILTB-00012", "01-0001"); plain numbers are measurements as often.
 _NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)*")
+# How ICD-O-3 codes are written, as etl/transform/icdo3.py reads them, whether or not each is a valid code (a
+# `9999` or a `C73.0` is an error of the data, not another kind of column): a morphology 8000-9999 with or without
+# its behaviour and grade (8825/3, 88253, M-8825/3, 8500/33, 9500); a topography C00.0-C80.9 with or without the dot
+# (C74.0, C740; not C01, as centres are numbered too); a behaviour, one digit ICD-O-3 defines.
+_ICDO3_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("morphology", re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?:\s*[/-]?\s*\d(?:\s*[/.-]?\s*\d)?)?", re.IGNORECASE)),
+    ("topography", re.compile(r"C\s*[0-8]\d\s*\.?\s*\d", re.IGNORECASE)),
+    ("behaviour", re.compile(r"[012369]")),
+)
 _UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
 _MARKER = re.compile(rf"\b({_UNKNOWN_PART})\b")
 # "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
@@ -89,6 +99,7 @@ class ColumnProfile:
     label: str | None = None
     declared_type: str | None = None
     code_list: Mapping[str, str | None] | None = None
+    icdo3_shape: str | None = None  # morphology / topography / behaviour: how (nearly) all values are written
 
     @property
     def null_rate(self) -> float:
@@ -226,6 +237,17 @@ def _numbers_mostly(counts: Counter[str]) -> bool:
     return sum(1 for v in counts if _NUMBER_SHAPED.fullmatch(v)) >= 0.9 * len(counts)
 
 
+def icdo3_shape(counts: Mapping[str, int]) -> str | None:
+    """The ICD-O-3 code (morphology, topography, behaviour) the non-empty values (value -> count) are written
+    as, at least `SHAPE_SHARE` of them; None when they are not. Only the values' shape: a column of single
+    digits is shaped like behaviours whatever it holds, so what the column is for is judged by its name too."""
+    filled = sum(counts.values())
+    for shape, regex in _ICDO3_SHAPES:
+        if filled and sum(n for v, n in counts.items() if regex.fullmatch(v)) >= SHAPE_SHARE * filled:
+            return shape
+    return None
+
+
 def _percent(share: float) -> str:
     return f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
 
@@ -307,7 +329,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         date_patterns=patterns, unparsed_shapes=shapes, sentinels=sentinels, unknown_parts=tuple(markers),
         decimal_mark=mark,
         label=info.label if info else None, declared_type=info.declared_type if info else None,
-        code_list=info.codes if info else None)
+        code_list=info.codes if info else None, icdo3_shape=icdo3_shape(counts))
 
 
 def _numbering(column: ColumnProfile, values: pd.Series) -> bool:

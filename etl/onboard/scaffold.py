@@ -50,6 +50,20 @@ _PARTNER_NAME = re.compile(r"partn|partenaire", re.IGNORECASE)
 # What a gene symbol or a fusion of two looks like (KMT2A, C11orf95::RELA, HLA-A), so a yes/no column named
 # like a gene (gene_test_done: Y/N) is not taken for one.
 _GENE_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9-]+(?:::[A-Za-z][A-Za-z0-9-]+)?")
+# ICD-O-3 columns, by their name or label in our sources' languages (MORPH, morfologia, histologie, istologia; TOPO,
+# topografia, "Primary site", sede, Lokalisation; comportamento, comportement, Dignität, gedrag) and the codes their
+# values are shaped as (profile.icdo3_shape): drafted with the type that reads any code, not a list of those seen.
+# ICD-O / CIM-O / CIE-O alone name either code, which the values' shape tells.
+_ICDO3 = r"|icd.?o|cim.?o|cie.?o"
+_ICDO3_TYPES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    ("icdo3_histology", "morphology", re.compile(r"morph|morfo|histol|histot|istol|istot" + _ICDO3, re.IGNORECASE)),
+    ("icdo3_topography", "topography",
+     re.compile(r"topo|site|sede|sitio|locali[sz]|lokali[sz]|localiz" + _ICDO3, re.IGNORECASE)),
+    ("icdo3_behaviour", "behaviour", re.compile(r"behavio|comport|dignit|verhalt|gedrag", re.IGNORECASE)),
+)
+_ICDO3_NOTES = {"icdo3_histology": "ICD-O-3 morphologies: the type reads any code (9500/3 -> 9500)",
+                "icdo3_topography": "ICD-O-3 topographies: the type reads any site (C740 -> C74.0)",
+                "icdo3_behaviour": "ICD-O-3 behaviours: the type reads 0-3 (6 and 9 are refused)"}
 _NOT_SYMBOLS = {"yes", "no", "ja", "nein", "oui", "non", "si", "sì", "true", "false", "unknown", "nk", "na"}
 _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
                        "männlich"),
@@ -341,6 +355,18 @@ def gene_columns(columns: Sequence[ColumnProfile]) -> set[str]:
     return genes
 
 
+def icdo3_type(column: ColumnProfile) -> str | None:
+    """The ICD-O-3 type a column is read with (`icdo3_histology`, `icdo3_topography`, `icdo3_behaviour`): named or
+    labelled like one and its values shaped like its codes; None otherwise (a centre's SITE of NL01, a column of
+    digits named otherwise, a code list of local codes: NB01 -> 9500/3)."""
+    if column.icdo3_shape is None:
+        return None
+    for kind, shape, names in _ICDO3_TYPES:
+        if shape == column.icdo3_shape and (names.search(column.name) or (column.label and names.search(column.label))):
+            return kind
+    return None
+
+
 def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
                sex: bool = False, gene: bool = False) -> tuple[str, str]:
     """('{column: X, type: date}', 'comment') for one column; `gene`: it holds gene symbols."""
@@ -349,6 +375,9 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
     if gene:  # a symbol is no code: a code list would hold back every gene not listed (a rare one)
         parts.append("case: gene")
         notes.append("gene symbols in HGNC's case (C11orf95::RELA)")
+    elif icdo3 := icdo3_type(column):  # a code list would hold back every rarer code than those seen
+        parts.append(f"type: {icdo3}")
+        notes.append(_ICDO3_NOTES[icdo3])
     elif column.kind == "date":
         parts.append("type: date")
         formats = _date_formats(column)
