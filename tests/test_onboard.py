@@ -234,7 +234,7 @@ def test_rtw_profile_shows_the_file_s_names_and_values_as_text(tmp_path):
     """A column named `[/red]` made Rich raise MarkupError (a traceback, no profile) and a frequent value's
     escape sequence reached the terminal: both are shown as written, the escape as `\\x1b`."""
     export = tmp_path / "export.csv"
-    export.write_text("id;note;[/red]\r\n" + "".join(f"{i};[link=http://x.test/]x[/link] \x1b[2J;x\r\n"
+    export.write_text("id;tag;[/red]\r\n" + "".join(f"{i};[link=http://x.test/]x[/link] \x1b[2J;x\r\n"
                                                      for i in range(6)), encoding="utf-8")
     result = CliRunner().invoke(app, ["profile", str(export), "--home", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -4,13 +4,15 @@ The inference is deliberately simple and explainable: a column is `integer`, `de
 mark) when at least 95 % of its non-empty values are numbers; `date` when at least 80 % match a
 known layout (the rest are sentinels such as 99/99/9999 or codes the format's value labels name,
 which are left out of that share, and other values, shown only by their shape); `code` when
-few distinct values repeat (or the format declares a code list); `text` otherwise; `empty` when
-no value is filled in.
+few distinct values repeat and are no free text (or the format declares a code list); `text`
+otherwise; `empty` when no value is filled in. Free text is told by its column's name or label
+(notes, comments, remarks), a long value, or values written as sentences (`is_free_text`), never
+by repetition: a note reading `città di Forlì` on six rows is no code.
 
 Privacy: the files hold patient numbers, names and birth dates. A value seen fewer than
-`MIN_SHOWN` times is never shown; neither is any value of a date column or of a column that looks
-like an identifier (by its name or label, or because most of its values are distinct): for those
-only counts, layouts and shapes are given.
+`MIN_SHOWN` times is never shown; neither is any value of a date column, of free text, or of a
+column that looks like an identifier (by its name or label, or because most of its values are
+distinct): for those only counts, layouts and shapes are given.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
 TOP_VALUES = 10
 CODE_VALUES = 30  # a code-like column keeps more of its (frequent) values, for `rtw scaffold`
 FREE_TEXT = 40  # a text column with longer values is free text: its values are never shown
+PROSE_WORDS = 6  # a value of this many words is a sentence, however it is punctuated
+SENTENCE_SHARE = 0.2  # of a column's distinct values, sentences enough to make it free text
 NUMBER_SHARE = 0.95
 DATE_SHARE = 0.8
 SHAPE_SHARE = 0.9  # the share of a column's values written like ICD-O-3 codes for it to be shaped so (the rest errors)
@@ -47,6 +51,16 @@ _IDENTIFYING_LABEL = re.compile(
     r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
     r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|eupid|unified patient",
     re.IGNORECASE)
+# Names and labels of free-text columns in our sources' languages: notes, comments, remarks, "other, specify",
+# free text (note, nota, Notiz, notitie, commento, Kommentar, comentario, remarque, Bemerkung, Anmerkung, osservazioni,
+# observaciones, opmerking, toelichting, specificare, préciser, SDTM's COVAL).
+_FREE_TEXT_NAME = re.compile(
+    r"not(?:e|es|a|as|iz|itie|ities|izen)(?![a-z])|comm?ent|komment|remar|bemerk|anmerk|osserv|observaci|annot|"
+    r"opmerk|toelicht|specif|pr[ée]ciser|precisare|free.?text|freitext|texte?.?libre|testo.?libero|vrije.?tekst|"
+    r"(?<![a-z])coval(?![a-z])", re.IGNORECASE)
+_WORDS = re.compile(r"\S*[^\W\d_]\S*")  # runs between spaces with a letter: p.G12D and [link=x.test] are one each
+# A word followed by a sentence's punctuation ("trasferito, vedi cartella."; not p.G12D, nor a code's "CR: ...").
+_PUNCTUATED = re.compile(r"[^\W\d_][.,;!?](?:\s|$)")
 # A patient or record number: letters and digits, a digit among them, with a letter or cut by - _ / .
 # ("ILTB-00012", "01-0001"); plain numbers are measurements as often.
 _NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)*")
@@ -232,6 +246,25 @@ def _looks_identifying(name: str, info: ColumnInfo | None) -> bool:
     return bool(_IDENTIFYING.search(name) or (label and _IDENTIFYING_LABEL.search(label)))
 
 
+def _sentence(value: str) -> bool:
+    """Whether a value is written as a sentence: words punctuated as one, or many words."""
+    words = len(_WORDS.findall(value))
+    return words >= PROSE_WORDS or (words >= 2 and bool(_PUNCTUATED.search(value)))
+
+
+def is_free_text(name: str, info: ColumnInfo | None, counts: Mapping[str, int]) -> bool:
+    """Whether a text column holds free text, whose values are never shown nor drafted as codes, however often
+    one repeats (a note reading `città di Forlì` on six rows names a place, not a code): its name or label says
+    notes, comments or remarks; or a value is longer than `FREE_TEXT`; or a fifth of its distinct values are
+    sentences. A code is a word or a few (M, ALIVE, Y, arm B, Stable disease, Completed as planned)."""
+    label = info.label if info is not None else None
+    if _FREE_TEXT_NAME.search(name) or (label and _FREE_TEXT_NAME.search(label)):
+        return True
+    if any(len(v) > FREE_TEXT for v in counts):
+        return True
+    return bool(counts) and sum(map(_sentence, counts)) >= SENTENCE_SHARE * len(counts)
+
+
 def _numbers_mostly(counts: Counter[str]) -> bool:
     """Whether most distinct values are shaped like a patient or record number."""
     return sum(1 for v in counts if _NUMBER_SHAPED.fullmatch(v)) >= 0.9 * len(counts)
@@ -264,6 +297,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
     labelled = set(info.codes) if info is not None and info.codes else set()
     filled = sum(counts.values())
     distinct = len(counts)
+    free_text = is_free_text(name, info, counts)  # a text column so is no code list, and shows no value
     kind, detail, mark = "text", "", None
     patterns: tuple[DatePattern, ...] = ()
     shapes: tuple[ValueCount, ...] = ()
@@ -304,8 +338,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
             if distinct <= 10 and longest <= 2 and distinct * 3 <= filled and not identifying:
                 kind, detail = "code", _codes_detail(distinct, "integer code")
         repeats = distinct * 3 <= filled  # a code list is short and its values come back
-        short = max(map(len, counts)) <= FREE_TEXT
-        if kind == "text" and not identifying and distinct <= CODE_VALUES and short and repeats:
+        if kind == "text" and not identifying and distinct <= CODE_VALUES and not free_text and repeats:
             kind, detail = "code", _codes_detail(distinct, "code")
     if info is not None and info.codes and kind in ("text", "integer"):
         kind, detail = "code", f"{_codes_detail(distinct, 'code')} (code list of {len(info.codes)})"
@@ -315,7 +348,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         hidden = "date"
     elif identifying:
         hidden = "identifier-like name"
-    elif kind == "text" and counts and max(map(len, counts)) > FREE_TEXT:
+    elif kind == "text" and free_text:
         hidden = "free text"  # notes may name people or places, however often they repeat
     elif kind in ("integer", "text", "decimal") and distinct > filled / 2 and filled >= MIN_SHOWN:
         hidden = "mostly distinct"
