@@ -76,6 +76,26 @@ def test_the_shape_allows_a_few_errors_and_not_more():
     assert icdo3_shape({"C74.0": 5, "C740": 5, "C71": 1}) == "topography"  # a missing subsite: an error
     assert icdo3_shape({"C01": 6, "C02": 6}) is None  # centres numbered C01, C02: no sites
     assert icdo3_shape({"2019": 10}) is None  # a year is no morphology
+    assert icdo3_shape({"8720": 10, "8720/3": 1}) == "histology"  # the behaviour in a column of its own
+
+
+def test_the_behaviour_a_morphology_writes_is_drafted_as_a_field_of_its_own(tmp_path):
+    """`9500/3` read as icdo3_histology gives 9500 and drops the 3: a draft whose morphology column writes the
+    behaviour, in a record set without a behaviour column, drafts it as a second field of that column (as the
+    shipped mappings read DXMORPH twice); without it the warehouse had no behaviour and no ICCC-3 class."""
+    from etl.onboard.scaffold import draft_mapping, read_sources
+
+    export = tmp_path / "REG_Casi_20261101.csv"
+    cases = {"cod_paz": [f"PZ-{100 + i}" for i in range(13)], "MORPH": MORPHOLOGIES, "TOPO": TOPOGRAPHIES}
+    pd.DataFrame(cases).to_csv(export, index=False)
+    fields = [line for line in draft_mapping(read_sources([export])).text.splitlines() if "<field>:" in line]
+    assert [f.split("<field>: ")[1].split("  #")[0] for f in fields] == [
+        '{column: "MORPH", type: icdo3_histology}', '{column: "MORPH", type: icdo3_behaviour}',
+        '{column: "TOPO", type: icdo3_topography}']
+    pd.DataFrame({**cases, "comportamento": ["3"] * 13}).to_csv(export, index=False)  # a column of its own
+    text = draft_mapping(read_sources([export])).text
+    assert '{column: "MORPH", type: icdo3_behaviour}' not in text
+    assert '{column: "comportamento", type: icdo3_behaviour}' in text
 
 
 def test_a_draft_s_icdo3_fields_read_a_code_the_file_did_not_hold(tmp_path):

@@ -68,8 +68,9 @@ _NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.
 # `9999` or a `C73.0` is an error of the data, not another kind of column): a morphology 8000-9999 with or without
 # its behaviour and grade (8825/3, 88253, M-8825/3, 8500/33, 9500); a topography C00.0-C80.9 with or without the dot
 # (C74.0, C740; not C01, as centres are numbered too); a behaviour, one digit ICD-O-3 defines.
+_MORPHOLOGY_SHAPE = re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?P<behaviour>\s*[/-]?\s*\d(?:\s*[/.-]?\s*\d)?)?",
+                               re.IGNORECASE)
 _ICDO3_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("morphology", re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?:\s*[/-]?\s*\d(?:\s*[/.-]?\s*\d)?)?", re.IGNORECASE)),
     ("topography", re.compile(r"C\s*[0-8]\d\s*\.?\s*\d", re.IGNORECASE)),
     ("behaviour", re.compile(r"[012369]")),
 )
@@ -271,12 +272,20 @@ def _numbers_mostly(counts: Counter[str]) -> bool:
 
 
 def icdo3_shape(counts: Mapping[str, int]) -> str | None:
-    """The ICD-O-3 code (morphology, topography, behaviour) the non-empty values (value -> count) are written
-    as, at least `SHAPE_SHARE` of them; None when they are not. Only the values' shape: a column of single
-    digits is shaped like behaviours whatever it holds, so what the column is for is judged by its name too."""
+    """The ICD-O-3 code the non-empty values (value -> count) are written as, at least `SHAPE_SHARE` of them:
+    `morphology` (mostly with the behaviour, 9500/3), `histology` (mostly without, 9500), `topography` or
+    `behaviour`; None when they are not. Only the values' shape: a column of single digits is shaped like
+    behaviours whatever it holds, so what the column is for is judged by its name too."""
     filled = sum(counts.values())
+    if not filled:
+        return None
+    morphologies = [(match, n) for v, n in counts.items() if (match := _MORPHOLOGY_SHAPE.fullmatch(v))]
+    written = sum(n for _, n in morphologies)
+    if written >= SHAPE_SHARE * filled:
+        with_behaviour = sum(n for match, n in morphologies if match["behaviour"])
+        return "morphology" if with_behaviour * 2 >= written else "histology"
     for shape, regex in _ICDO3_SHAPES:
-        if filled and sum(n for v, n in counts.items() if regex.fullmatch(v)) >= SHAPE_SHARE * filled:
+        if sum(n for v, n in counts.items() if regex.fullmatch(v)) >= SHAPE_SHARE * filled:
             return shape
     return None
 

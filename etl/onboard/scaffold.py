@@ -56,7 +56,7 @@ _GENE_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9-]+(?:::[A-Za-z][A-Za-z0-9-]+)?")
 # ICD-O / CIM-O / CIE-O alone name either code, which the values' shape tells.
 _ICDO3 = r"|icd.?o|cim.?o|cie.?o"
 _ICDO3_TYPES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    ("icdo3_histology", "morphology", re.compile(r"morph|morfo|histol|histot|istol|istot" + _ICDO3, re.IGNORECASE)),
+    ("icdo3_histology", "histology", re.compile(r"morph|morfo|histol|histot|istol|istot" + _ICDO3, re.IGNORECASE)),
     ("icdo3_topography", "topography",
      re.compile(r"topo|site|sede|sitio|locali[sz]|lokali[sz]|localiz" + _ICDO3, re.IGNORECASE)),
     ("icdo3_behaviour", "behaviour", re.compile(r"behavio|comport|dignit|verhalt|gedrag", re.IGNORECASE)),
@@ -362,9 +362,21 @@ def icdo3_type(column: ColumnProfile) -> str | None:
     if column.icdo3_shape is None:
         return None
     for kind, shape, names in _ICDO3_TYPES:
-        if shape == column.icdo3_shape and (names.search(column.name) or (column.label and names.search(column.label))):
+        shaped = column.icdo3_shape == shape or (shape, column.icdo3_shape) == ("histology", "morphology")
+        if shaped and (names.search(column.name) or (column.label and names.search(column.label))):
             return kind
     return None
+
+
+def written_behaviour(columns: Sequence[ColumnProfile]) -> str | None:
+    """The morphology column whose codes write the behaviour (9500/3) in a record set with no behaviour column of
+    its own: its behaviour is a field too (`type: icdo3_behaviour` of the same column), without which the
+    warehouse has no behaviour and derives no ICCC-3 class; None otherwise."""
+    types = {c.name: icdo3_type(c) for c in columns}
+    if "icdo3_behaviour" in types.values():
+        return None
+    return next((c.name for c in columns if types[c.name] == "icdo3_histology" and c.icdo3_shape == "morphology"),
+                None)
 
 
 def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
@@ -572,11 +584,15 @@ def draft_mapping(draft: DraftSource) -> Draft:
                   *_repeat_lines(c.name for c in rs.columns if c.name != patient_key),
                   "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
         genes = gene_columns(rs.columns)
+        behaviour = written_behaviour(rs.columns)
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
                 continue  # the patient key and ODM keys: in the keys, rarely fields
             spec, note = field_line(column, main_format, draft.format_lists, gene=column.name in genes)
             lines.append(f"#       <field>: {spec}" + (f"  # {note}" if note else ""))
+            if column.name == behaviour:
+                lines.append(f"#       <field>: {{column: {_q(column.name)}, type: icdo3_behaviour}}  # the behaviour "
+                             "its morphologies write (9500/3 -> 3): without it no ICCC-3 class is derived")
     return Draft(draft.source_id, "\n".join(lines) + "\n", todos)
 
 
