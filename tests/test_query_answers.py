@@ -14,18 +14,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import lxml.html
 import pytest
 from conftest import SYNTHETIC_RUN_KEY
 from openpyxl import load_workbook
-from test_query_roundtrip import BASIS, KEY, _answer_xlsx, _change_basis_of_diagnosis, _query, _sheet_row
+from test_query_roundtrip import (
+    BASIS,
+    KEY,
+    RULE_COLUMN,
+    VALUE_COLUMN,
+    _answer_xlsx,
+    _change_basis_of_diagnosis,
+    _page_rows,
+    _query,
+    _sheet_row,
+)
 from typer.testing import CliRunner, Result
 
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home, resolve_home
-from etl.quality.queries import HEADER, SentBatch, _write_csv, _write_xlsx, _written, send_queries
-from etl.quality.query_status import queries_as_of
-from etl.quality.report import choose_run
+from etl.quality.queries import HEADER, Selection, SentBatch, _write_csv, _write_xlsx, _written, send_queries
+from etl.quality.query_status import CentreQueries, per_centre, queries_as_of
+from etl.quality.report import build_report, choose_run
 from etl.quality.responses import ResponseFileError, import_responses, read_returned
 
 RESPONSE, COMMENT = HEADER.index("response"), HEADER.index("comment")
@@ -280,3 +291,51 @@ def test_a_confirmation_of_a_value_changed_since_is_no_waiver_that_takes_effect(
     assert (f"late.xlsx row {row}: the value has changed since batch {batch.batch_id} was sent; this confirmation "
             "covers the old value only: send the centre its queries again") in result.stdout
     assert "1 answers recorded" in result.stdout and "0 waivers added" in result.stdout
+
+
+def _centre_counts(home: Home, centre_id: str = "IT-BO01") -> CentreQueries:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        queries = queries_as_of(con, choose_run(con).findings_run_id, datetime.now(UTC))
+    finally:
+        con.close()
+    return next(c for c in per_centre(queries) if c.centre_id == centre_id)
+
+
+def _sent(batch: SentBatch) -> list[tuple[str, int, str]]:
+    """(rule, line, value) of each row of a batch's workbook."""
+    return [(r[RULE_COLUMN], r[HEADER.index("line")], r[VALUE_COLUMN])
+            for r in load_workbook(batch.xlsx).active.iter_rows(min_row=2, values_only=True)]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("response", ["cannot_determine", "corrected", "confirmed"])
+def test_an_answer_covers_the_value_it_was_given_for_and_a_new_value_reopens_the_query(home, tmp_path, response):
+    """IT-BO01 answers the query about '2 with 8430' (line 44); the next export has '1 with 8430'. The
+    answer was counted for the new value: cannot_determine as answered (never open, never reminded),
+    corrected as "corrected but still present". The query is open again, and says it reopened."""
+    batch = send_queries(home, "IT-BO01", KEY)  # 44 and 95 of XT-BASIS-VS-MORPHOLOGY, 49 of CONF-CODE-IN-LIST
+    assert import_responses(home, _answer(batch, tmp_path / "a.xlsx", response), KEY).recorded == 1
+    answered = _centre_counts(home)
+    assert (answered.answered, answered.reopened, answered.still_open) == (1, 0, 2)
+    _change_basis_of_diagnosis(home, 44, "1")
+    pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    reopened = _centre_counts(home)
+    assert (reopened.sent, reopened.answered, reopened.confirmed, reopened.corrected_still_present,
+            reopened.reopened, reopened.still_open) == (3, 0, 0, 0, 1, 3)
+    assert _status(home)[44] is None  # no answer stands for the value found now
+    resent = send_queries(home, "IT-BO01", KEY, selection=Selection.NEW_ONLY)
+    assert _sent(resent) == [(BASIS, 44, "1 with 8430")]
+    assert _centre_counts(home) == reopened  # sent again, not answered yet: still open
+    reminders = send_queries(home, "IT-BO01", KEY, selection=Selection.REMINDERS, older_than_days=0)
+    assert sorted((rule, line) for rule, line, _ in _sent(reminders)) == [
+        ("CONF-CODE-IN-LIST", 49), (BASIS, 44), (BASIS, 95)]
+    page = build_report(home.warehouse, home.reports)
+    row = next(r for r in _page_rows(page, "query-table") if r["data-centre"] == "IT-BO01")
+    assert (row["data-answered"], row["data-reopened"], row["data-open"]) == ("0", "1", "3")
+    assert not lxml.html.fromstring(page.read_text(encoding="utf-8")).xpath('//*[@id="corrected-still-present"]')
+    _answer_xlsx(resent.xlsx, tmp_path / "b.xlsx", {(BASIS, 44): ("cannot_determine", None)})
+    assert import_responses(home, tmp_path / "b.xlsx", KEY).recorded == 1
+    assert (_centre_counts(home).reopened, _centre_counts(home).still_open, _status(home)[44]) == (
+        0, 2, "cannot_determine")
+

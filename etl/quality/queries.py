@@ -45,6 +45,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from etl import fsio
 from etl.config import Home
 from etl.quality.findings import value_hash
+from etl.quality.query_status import queries_as_of
 from etl.quality.report import RunChoice, choose_run
 from etl.spreadsheet import spreadsheet_text
 from etl.transform.keyguard import recorded_fingerprint
@@ -66,7 +67,7 @@ class Selection(StrEnum):
 
     ALL = "all"
     NEW_ONLY = "new_only"  # not sent to the centre before (with this value)
-    REMINDERS = "reminders"  # sent before, more than N days ago, still present and not answered
+    REMINDERS = "reminders"  # sent more than N days ago, still present, no answer for the value found now
 
 
 # (header, XLSX column width). The cells shown are those before `response`; the last two are hidden.
@@ -301,36 +302,24 @@ def _sent_before(con: duckdb.DuckDBPyConnection, centre_id: str) -> set[tuple[st
         [centre_id]).fetchall()}
 
 
-def _due_reminders(con: duckdb.DuckDBPyConnection, centre_id: str, older_than: datetime
-                   ) -> set[tuple[str, str, str, str]]:
-    """Issues first sent to the centre before `older_than` and not answered since (or answered
-    `corrected`, which a later run found still present: they are in the findings sent now)."""
-    return {tuple(r) for r in con.execute(  # type: ignore[misc]
-        """
-        WITH sent AS (
-            SELECT i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, '') AS field,
-                   b.sent_at
-            FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = $centre
-        ), answered AS (
-            SELECT s.rule_id, s.source_id, s.source_record_key, s.field,
-                   arg_max(r.response, (s.sent_at, r.imported_at)) AS response  -- as query_status counts
-            FROM sent s JOIN meta.query_response r USING (batch_id, row_key) GROUP BY ALL
-        )
-        SELECT s.rule_id, s.source_id, s.source_record_key, s.field FROM sent s
-        LEFT JOIN answered a USING (rule_id, source_id, source_record_key, field)
-        GROUP BY ALL
-        HAVING min(s.sent_at) < $older AND coalesce(any_value(a.response), 'corrected') = 'corrected'
-        """, {"centre": centre_id, "older": older_than}).fetchall()}
+def _due_reminders(con: duckdb.DuckDBPyConnection, findings_run_id: str, centre_id: str, older_than: datetime,
+                   now: datetime) -> set[tuple[str, str, str, str]]:
+    """Queries first sent to the centre before `older_than` that the run finds open (not answered, or
+    answered for a value it no longer finds) or answered `corrected` and still there: as the report counts
+    them (etl/quality/query_status.py)."""
+    return {(q.rule_id, q.source_id, q.source_record_key, q.field or "")
+            for q in queries_as_of(con, findings_run_id, now)
+            if q.centre_id == centre_id and q.first_sent < older_than and (q.is_open or q.is_corrected_still_present)}
 
 
-def select_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[QueryRow], centre_id: str, selection: Selection,
-                older_than_days: int | None, now: datetime) -> list[QueryRow]:
-    """The rows a batch of this selection sends, of the centre's open issues `rows`."""
+def select_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, rows: Sequence[QueryRow], centre_id: str,
+                selection: Selection, older_than_days: int | None, now: datetime) -> list[QueryRow]:
+    """The rows a batch of this selection sends, of the centre's open issues `rows` in the run chosen."""
     if selection is Selection.NEW_ONLY:
         before = _sent_before(con, centre_id)
         return [r for r in rows if (*r.identity, value_hash(r.value)) not in before]
     if selection is Selection.REMINDERS:
-        due = _due_reminders(con, centre_id, now - timedelta(days=older_than_days or 0))
+        due = _due_reminders(con, choice.findings_run_id, centre_id, now - timedelta(days=older_than_days or 0), now)
         return [r for r in rows if r.identity in due]
     return list(rows)
 
@@ -351,7 +340,8 @@ def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str |
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
         choice = choose_run(con, run_id)
-        rows = select_rows(con, _centre_rows(con, choice, centre_id), centre_id, selection, older_than_days, now)
+        rows = select_rows(con, choice, _centre_rows(con, choice, centre_id), centre_id, selection, older_than_days,
+                           now)
         out_dir = home.reports / choice.run_id / "queries"
         xlsx, csv_path = _write_files(out_dir, f"queries_{batch_id}", rows, centre_id, batch_id, key)
         con.execute("INSERT INTO meta.query_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [

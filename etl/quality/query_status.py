@@ -1,16 +1,20 @@
 """Where the queries to centres stand: sent, answered, confirmed, still open and how old, per centre.
 
 Read from meta.query_batch / query_item / query_response / waiver and the findings of a run
-(dq.issue, dq.waived_issue), for the report. A query is an issue as identified across runs (rule,
-source, record, field) sent to a centre, however many batches carried it; its age counts from the
-first batch. As of a moment `as_of` (the report of the latest run: now; of an older run: the start
-of the run after it, so its page shows what was known before the next run), against the findings
-of the run:
-- answered: a response imported by then; the latest one to the newest batch answered counts (rows
-  of two batches answered in one file are imported at the same moment);
-- open: not answered, and still among the run's issues; a query whose issue is gone is closed;
-- corrected but still present: answered `corrected`, yet the issue is still there;
-- reopened: answered `confirmed`, yet the issue is open again (its value changed since).
+(dq.issue, dq.waived_issue), for the report and the reminders (etl/quality/queries.py). A query is an
+issue as identified across runs (rule, source, record, field) sent to a centre, however many batches
+carried it; its age counts from the first batch. An answer is about a value: the one shown in the row it
+answers. As of a moment `as_of` (the report of the latest run: now; of an older run: the start of the
+run after it, so its page shows what was known before the next run), against the findings of the run:
+- answered: a response imported by then (the latest one to the newest batch answered: rows of two
+  batches answered in one file are imported at the same moment), which stands: given for the value the
+  run finds, or the issue is gone;
+- reopened: answered, but the run finds the issue with another value than the one answered (a
+  confirmed value changed, so its waiver lapsed; a correction that is still wrong or a new error; a
+  new value to look at): the answer no longer stands, and the query is open again;
+- open: not answered (or reopened), and still among the run's issues; a query whose issue is gone is
+  closed;
+- corrected but still present: answered `corrected`, yet the issue is still there with that value.
 """
 
 from __future__ import annotations
@@ -22,34 +26,42 @@ from typing import Any
 
 import duckdb
 
+from etl.quality.findings import value_hash_sql
 from etl.schema import in_warehouse
 
-_QUERIES = """
+_QUERIES = f"""
 WITH sent AS (
     SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
-           coalesce(i.field, '') AS field, b.sent_at
+           coalesce(i.field, '') AS field, i.value_hash, b.sent_at
     FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
     WHERE b.sent_at <= $as_of
-), answered AS (   -- one row per query: its latest answer by then to the newest batch answered
+), answered AS (   -- one row per query: its latest answer by then to the newest batch answered, and the value
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
-           arg_max(r.response, (s.sent_at, r.imported_at)) AS response
+           arg_max({{'response': r.response, 'value_hash': s.value_hash}}, (s.sent_at, r.imported_at)) AS answer
     FROM sent s JOIN meta.query_response r USING (batch_id, row_key)
     WHERE r.imported_at <= $as_of
     GROUP BY 1, 2, 3, 4, 5
-), present AS (
-    SELECT DISTINCT rule_id, source_id, source_record_key, coalesce(field, '') AS field
-    FROM dq.issue WHERE run_id = $run
+), present AS (    -- the run's open findings of each issue identity, and the values they have
+    SELECT rule_id, source_id, source_record_key, coalesce(field, '') AS field,
+           list(DISTINCT {value_hash_sql('value')}) AS value_hashes
+    FROM dq.issue WHERE run_id = $run GROUP BY ALL
 ), queries AS (   -- one row per query (centre x issue identity)
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field, min(s.sent_at) AS first_sent
     FROM sent s GROUP BY 1, 2, 3, 4, 5
+), judged AS (
+    SELECT q.*, a.answer, p.value_hashes,
+           coalesce(NOT list_contains(p.value_hashes, a.answer.value_hash), false) AS is_answer_for_another_value
+    FROM queries q
+    LEFT JOIN answered a USING (centre_id, rule_id, source_id, source_record_key, field)
+    LEFT JOIN present p USING (rule_id, source_id, source_record_key, field)
 )
-SELECT q.centre_id, q.rule_id, q.source_id, q.source_record_key, nullif(q.field, '') AS field, q.first_sent,
-       a.response, p.rule_id IS NOT NULL AS is_present,
-       floor(extract(epoch FROM ($as_of - q.first_sent)) / 86400)::INTEGER AS age_days
-FROM queries q
-LEFT JOIN answered a USING (centre_id, rule_id, source_id, source_record_key, field)
-LEFT JOIN present p USING (rule_id, source_id, source_record_key, field)
-ORDER BY q.centre_id, q.source_id, q.source_record_key, q.rule_id, q.field
+SELECT centre_id, rule_id, source_id, source_record_key, nullif(field, '') AS field, first_sent,
+       CASE WHEN NOT is_answer_for_another_value THEN answer.response END AS response,
+       value_hashes IS NOT NULL AS is_present,
+       floor(extract(epoch FROM ($as_of - first_sent)) / 86400)::INTEGER AS age_days,
+       CASE WHEN is_answer_for_another_value THEN answer.response END AS answer_for_another_value
+FROM judged
+ORDER BY centre_id, source_id, source_record_key, rule_id, field
 """
 
 
@@ -63,13 +75,23 @@ class Query:
     source_record_key: str  # pseudonymised
     field: str | None
     first_sent: datetime
-    response: str | None
+    response: str | None  # the answer that stands: for the value the run finds (or the last, if the issue is gone)
     is_present: bool  # still among the run's issues
     age_days: int
+    answer_for_another_value: str | None = None  # the latest answer, when it was for a value the run no longer finds
+
+    @property
+    def is_reopened(self) -> bool:
+        return self.answer_for_another_value is not None
 
     @property
     def is_open(self) -> bool:
+        """Still found, and no answer stands for the value found (none, or one given for another value)."""
         return self.response is None and self.is_present
+
+    @property
+    def is_corrected_still_present(self) -> bool:
+        return self.response == "corrected" and self.is_present
 
 
 @dataclass(frozen=True)
@@ -125,8 +147,7 @@ def per_centre(queries: list[Query]) -> list[CentreQueries]:
         summary.append(CentreQueries(
             centre_id, len(centre), sum(q.response is not None for q in centre),
             sum(q.response == "confirmed" for q in centre),
-            sum(q.response == "corrected" and q.is_present for q in centre),
-            sum(q.response == "confirmed" and q.is_present for q in centre),
+            sum(q.is_corrected_still_present for q in centre), sum(q.is_reopened for q in centre),
             len(ages), _median(ages), max(ages, default=None)))
     return summary
 
