@@ -369,9 +369,11 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
         console.print(str(warning), style="yellow", soft_wrap=True, markup=False)
     rare = "".join(f", {n} {what}" for n, what in [(summary.repeated, "repeated in the file"),
                                                    (summary.superseded, "superseded by a newer batch's answer")] if n)
+    not_found = (f"{summary.waivers_not_found} waivers for a value no longer found (they take effect only if it comes "
+                 "back), " if summary.waivers_not_found else "")
     console.print(f"{file.name}: {summary.rows} rows; {summary.recorded} answers recorded, {summary.already_imported} "
                   f"already imported{rare}, {summary.unanswered} unanswered, {len(summary.problems)} refused; "
-                  f"{summary.waivers_added} waivers added (they take effect at the next run), "
+                  f"{summary.waivers_added} waivers added (they take effect at the next run), {not_found}"
                   f"{summary.waivers_withdrawn} waivers withdrawn", soft_wrap=True, markup=False)
     if summary.problems:  # the good rows are recorded; the exit code says that some were not
         raise typer.Exit(code=1)

@@ -25,6 +25,7 @@ from test_query_roundtrip import (
     VALUE_COLUMN,
     _answer_xlsx,
     _change_basis_of_diagnosis,
+    _issue,
     _page_rows,
     _query,
     _sheet_row,
@@ -291,6 +292,7 @@ def test_a_confirmation_of_a_value_changed_since_is_no_waiver_that_takes_effect(
     assert (f"late.xlsx row {row}: the value has changed since batch {batch.batch_id} was sent; this confirmation "
             "covers the old value only: send the centre its queries again") in result.stdout
     assert "1 answers recorded" in result.stdout and "0 waivers added" in result.stdout
+    assert "1 waivers for a value no longer found (they take effect only if it comes back)" in result.stdout
 
 
 def _centre_counts(home: Home, centre_id: str = "IT-BO01") -> CentreQueries:
@@ -339,3 +341,20 @@ def test_an_answer_covers_the_value_it_was_given_for_and_a_new_value_reopens_the
     assert (_centre_counts(home).reopened, _centre_counts(home).still_open, _status(home)[44]) == (
         0, 2, "cannot_determine")
 
+
+@pytest.mark.integration
+def test_a_confirmation_of_a_finding_no_longer_found_is_counted_apart_from_the_waivers_added(home, tmp_path):
+    """The export corrected line 44 (basis 7, histology: no finding) before the centre's confirmation came back:
+    its waiver was counted among those that "take effect at the next run", which it never does."""
+    batch = send_queries(home, "IT-BO01", KEY)
+    _change_basis_of_diagnosis(home, 44, "7")
+    pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    result = _import_cli(home, _answer(batch, tmp_path / "late.xlsx", "confirmed"))
+    assert result.exit_code == 0, result.stdout
+    assert ("1 answers recorded, 0 already imported, 2 unanswered, 0 refused; 0 waivers added (they take effect at "
+            "the next run), 1 waivers for a value no longer found (they take effect only if it comes back), 0 "
+            "waivers withdrawn") in result.stdout
+    assert len(_waivers(home)) == 1  # the centre confirmed that value: should it come back, it is not asked again
+    _change_basis_of_diagnosis(home, 44, "2")
+    back = pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    assert [value for _, _, value in _issue(home, back.run_id, BASIS, 44, "dq.waived_issue")] == ["2 with 8430"]

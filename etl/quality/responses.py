@@ -12,7 +12,9 @@ both batches), and a row answered twice in one file differently is refused, both
 
 `confirmed` makes a waiver (meta.waiver) keyed by record, rule, field and the value's hash, which
 validation applies on the next run (etl/quality/validate.py): the finding moves to
-dq.waived_issue while the value stays the same, and reopens when an export changes it. Only rules
+dq.waived_issue while the value stays the same, and reopens when an export changes it. A confirmation
+of a value the latest run does not find (changed since, or the finding gone) makes its waiver all the
+same, counted apart from those that take effect at the next run. Only rules
 the catalogue marks confirmable can be confirmed (a real 19-year-old in a 0-18 registry is, an
 impossible date never is); a confirmation of another rule is refused with a row error.
 
@@ -102,7 +104,8 @@ class ImportSummary:
     already_imported: int = 0
     repeated: int = 0  # rows repeating another row's answer in the file: taken once
     superseded: int = 0  # answers to an older batch than one already answered for the query: not taken
-    waivers_added: int = 0  # that take effect at the next run (not those of a value changed since)
+    waivers_added: int = 0  # that take effect at the next run: for a value the latest run finds
+    waivers_not_found: int = 0  # for a value the latest run does not find (changed since, or the finding gone)
     waivers_withdrawn: int = 0
     problems: list[RowProblem] = field(default_factory=list)  # rows refused
     warnings: list[RowProblem] = field(default_factory=list)  # taken for an old value, or left for a newer answer
@@ -417,16 +420,15 @@ def _newer_answer(con: duckdb.DuckDBPyConnection, item: _Item) -> tuple[str, str
     return (found[0], found[1]) if found else None
 
 
-def _value_changed(con: duckdb.DuckDBPyConnection, findings_run_id: str, item: _Item) -> bool:
-    """Whether the run finds the query's issue with another value than the one sent."""
-    found = {h for (h,) in con.execute(
+def _values_found(con: duckdb.DuckDBPyConnection, findings_run_id: str, item: _Item) -> set[str]:
+    """The hashes of the values the run finds the query's issue with, open or waived (none: it is gone)."""
+    return {h for (h,) in con.execute(
         f"SELECT {value_hash_sql('value')} FROM (SELECT value, rule_id, source_id, source_record_key, field "
         "FROM dq.issue WHERE run_id = $run UNION ALL SELECT value, rule_id, source_id, source_record_key, field "
         "FROM dq.waived_issue WHERE run_id = $run) WHERE rule_id = $rule AND source_id = $source "
         "AND source_record_key = $record AND coalesce(field, '') = $field",
         {"run": findings_run_id, "rule": item.rule_id, "source": item.source_id, "record": item.source_record_key,
          "field": item.field or ""}).fetchall()}
-    return bool(found) and item.value_hash not in found
 
 
 def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
@@ -457,8 +459,10 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
         where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
                  "AND value_hash = ?")
         if answer.response is Response.CONFIRMED:
-            changed = _value_changed(con, findings_run_id, item)
-            if changed:  # its waiver matches the value sent, not the one the next run will find
+            # The waiver is made for the value sent even when the run no longer finds it: it can only ever waive
+            # what the centre confirmed, and a finding that comes back with it is not queried again.
+            found = _values_found(con, findings_run_id, item)
+            if found and item.value_hash not in found:  # the next run finds another value, which stays open
                 warn(f"the value has changed since batch {item.batch_id} was sent; this confirmation covers the old "
                      "value only: send the centre its queries again")
             exists = con.execute(f"SELECT count(*) FROM meta.waiver WHERE {where}", same).fetchone()
@@ -466,8 +470,10 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
                 con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [*same[:2], item.rule_id, item.field, item.value_hash, item.centre_id, item.batch_id,
                              now, who])
-                if not changed:
+                if item.value_hash in found:
                     summary.waivers_added += 1
+                else:
+                    summary.waivers_not_found += 1
         else:  # the centre took a confirmation back (a later answer on the same value)
             gone = con.execute(f"DELETE FROM meta.waiver WHERE {where} RETURNING 1", same).fetchall()
             summary.waivers_withdrawn += len(gone)
@@ -503,7 +509,8 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
     for problem in [*summary.problems, *summary.warnings]:  # info: the command line prints them itself
         log.info("%s", problem)
     log.info("%s: %d rows, %d answers recorded, %d already imported, %d repeated, %d superseded, %d unanswered, "
-             "%d refused, %d waivers added, %d waivers withdrawn", path.name, summary.rows, summary.recorded,
-             summary.already_imported, summary.repeated, summary.superseded, summary.unanswered,
-             len(summary.problems), summary.waivers_added, summary.waivers_withdrawn)
+             "%d refused, %d waivers added, %d waivers for a value no longer found, %d waivers withdrawn", path.name,
+             summary.rows, summary.recorded, summary.already_imported, summary.repeated, summary.superseded,
+             summary.unanswered, len(summary.problems), summary.waivers_added, summary.waivers_not_found,
+             summary.waivers_withdrawn)
     return summary
