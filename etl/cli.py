@@ -352,7 +352,8 @@ def responses_import(file: Annotated[Path, typer.Argument(help="A returned query
                      encoding: Annotated[str | None, typer.Option(
                          "--encoding", metavar="CODE_PAGE",
                          help="The code page a returned CSV was saved in when it is not UTF-8, e.g. cp1250 (Polish, "
-                              "Czech, Hungarian Excel); default: Windows-1252. An XLSX needs none")] = None) -> None:
+                              "Czech, Hungarian Excel); default: Windows-1252. An XLSX, and Excel's Unicode text "
+                              "(UTF-16) renamed .csv, need none")] = None) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
     from etl.quality.queries import warehouse_key
     from etl.quality.responses import import_responses

@@ -6,7 +6,9 @@ The files are written with the writers rtw queries uses, then touched as an atta
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 import zipfile
 from datetime import UTC, datetime
@@ -160,3 +162,30 @@ def test_a_cell_a_spreadsheet_could_not_have_re_typed_so_is_still_refused_as_edi
     _workbook(path, item, [*cells[:6], returned, *cells[7:]])
     assert _checked(path, item) == (0, ["column 'value' changed since the query was sent; only 'response' and "
                                         "'comment' may be filled in"])
+
+
+def _unicode_text(sent: Path, path: Path, encoding: str, bom: bytes) -> Path:
+    """The CSV as Excel saves it as "Unicode text" (UTF-16 after its byte-order mark, tab-separated), renamed .csv."""
+    with sent.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    text = io.StringIO(newline="")
+    csv.writer(text, delimiter="\t").writerows(table)
+    path.write_bytes(bom + text.getvalue().encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(("encoding", "bom"), [("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE)])
+def test_excel_s_unicode_text_renamed_csv_reads_back_as_sent(tmp_path, encoding, bom):
+    """Read as Windows-1252, every character came with a NUL and the file was refused as 'the columns ... are
+    missing'. The byte-order mark says UTF-16; the delimiter is sniffed, a tab."""
+    item = _sent_item(DATED)
+    sent = tmp_path / "sent.csv"
+    _write_csv(sent, [[*DATED, "cannot_determine", "Łódź — vérifié\tle 3", "Q1", item.row_key]])
+    path = _unicode_text(sent, tmp_path / "answers.csv", encoding, bom)
+    assert _checked(path, item) == (1, [])
+    assert [r.cells["comment"] for r in read_returned(path)] == ["Łódź — vérifié\tle 3"]
+    assert [r.cells for r in read_returned(path, "utf-16")] == [r.cells for r in read_returned(path)]
+    with pytest.raises(ResponseFileError, match=r"^answers\.csv: starts with a UTF-16 byte-order mark, so it is UTF-16 "
+                                                r"text \(Excel's Unicode text\), not cp1250; import it without an "
+                                                r"encoding$"):
+        list(read_returned(path, "cp1250"))

@@ -22,7 +22,8 @@ Gotchas of returned files: Excel keeps the hidden columns and the line as a numb
 may answer on a copied or renamed sheet (every sheet with the query header is read). A CSV saved
 again by Excel may be `;`-separated in some locales (the delimiter is sniffed from the header; the
 quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks) and in the Windows
-code page of its locale. A CSV that is not UTF-8 is read as Windows-1252 (Western Europe) unless the
+code page of its locale, or saved as "Unicode text" (UTF-16 with a byte-order mark, tab-separated) and
+renamed .csv. A CSV that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the
 import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
@@ -69,6 +70,7 @@ _BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
 # The most a returned file may hold (a CSV's bytes, a workbook's unpacked members): a centre's list is
 # ~1 KiB a row, so 128 MiB is above 100,000 queries; a zip bomb of a few hundred KiB is far above it.
 MAX_RETURNED_BYTES = 128 << 20
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" starts with the first
 
 
 class ResponseFileError(ValueError):
@@ -215,6 +217,8 @@ def _csv_text(path: Path, encoding: str | None) -> str:
     data = path.read_bytes()
     if encoding is not None:
         return _decoded(path, data, encoding)
+    if data.startswith(_UTF16_BOMS):
+        return _utf16(path, data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -224,6 +228,15 @@ def _csv_text(path: Path, encoding: str | None) -> str:
             raise ResponseFileError(f"{path.name}: neither UTF-8 nor Windows-1252 text ({exc}); save the CSV as "
                                     "UTF-8, or give its code page (--encoding cp1250 for Central European "
                                     "Excel)") from None
+
+
+def _utf16(path: Path, data: bytes) -> str:
+    """Excel's "Unicode text" (a centre may rename it .csv): UTF-16 after its byte-order mark, tab-separated."""
+    try:
+        return data.decode("utf-16")  # the byte-order mark says which byte comes first, and is dropped
+    except UnicodeDecodeError as exc:
+        raise ResponseFileError(f"{path.name}: starts with a UTF-16 byte-order mark but is not UTF-16 text ({exc}); "
+                                "save the workbook as XLSX or as CSV UTF-8") from None
 
 
 def _decoded(path: Path, data: bytes, encoding: str) -> str:
@@ -236,6 +249,11 @@ def _decoded(path: Path, data: bytes, encoding: str) -> str:
     if data.startswith(codecs.BOM_UTF8) and name not in {"utf-8", "utf-8-sig"}:
         raise ResponseFileError(f"{path.name}: starts with a UTF-8 byte-order mark, so it is UTF-8 text, not "
                                 f"{encoding}; import it without an encoding")
+    if data.startswith(_UTF16_BOMS):
+        if not name.startswith("utf-16"):
+            raise ResponseFileError(f"{path.name}: starts with a UTF-16 byte-order mark, so it is UTF-16 text (Excel's "
+                                    f"Unicode text), not {encoding}; import it without an encoding")
+        return _utf16(path, data)
     try:
         return data.decode("utf-8-sig" if name == "utf-8" else name)
     except UnicodeDecodeError as exc:
