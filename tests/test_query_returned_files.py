@@ -189,3 +189,45 @@ def test_excel_s_unicode_text_renamed_csv_reads_back_as_sent(tmp_path, encoding,
                                                 r"text \(Excel's Unicode text\), not cp1250; import it without an "
                                                 r"encoding$"):
         list(read_returned(path, "cp1250"))
+
+
+HOSTILE = "A" * 32_000  # a cell as long as a spreadsheet holds
+SHORTENED = f"'{'A' * 60}…' (32,000 characters)"
+
+
+def test_cell_text_a_refusal_quotes_is_shortened(tmp_path):
+    """A returned batch id or response was quoted whole: a 32,000-character cell made a 32,000-character line."""
+    item = _sent_item(DATED)
+    path = tmp_path / "answers.csv"
+    _write_csv(path, [[*DATED, HOSTILE, None, "Q1", item.row_key], [*DATED, "confirmed", None, HOSTILE, item.row_key]])
+    taken, (response, batch) = _checked(path, item)
+    assert taken == 0
+    assert response == (f"response {SHORTENED} is not one of corrected, confirmed, cannot_determine (column "
+                        "'response')")
+    assert batch.startswith(f"query batch {SHORTENED} was not sent from this warehouse")
+
+
+@pytest.mark.filterwarnings("ignore:Title is more than 31 characters")
+def test_a_sheet_name_a_refusal_quotes_is_shortened(tmp_path):
+    path = tmp_path / "answers.xlsx"
+    _write_xlsx(path, [_answered_row()], "IT-X01")
+    book = load_workbook(path)
+    book["queries"].delete_cols(HEADER.index("response") + 1)
+    book["queries"].title = "B" * 300  # Excel allows 31 characters; a hand-made file any number
+    book.save(path)
+    with pytest.raises(ResponseFileError) as refused:
+        list(read_returned(path))
+    assert str(refused.value).startswith(f"answers.xlsx sheet '{'B' * 60}…' (300 characters) row 1: the columns "
+                                         "'response' are missing")
+
+
+def test_a_broken_workbook_s_error_quoting_the_file_is_shortened(tmp_path):
+    """openpyxl's error names what it did not find, as the file spells it: a sheet's relation id of 5,000 digits."""
+    sent = tmp_path / "sent.xlsx"
+    _write_xlsx(sent, [_answered_row()], "IT-X01")
+    broken = tmp_path / "answers.xlsx"
+    _rewritten(sent, broken, "xl/workbook.xml", lambda xml: xml.replace(b'r:id="rId1"', b'r:id="' + b"9" * 5000 + b'"'))
+    with pytest.raises(ResponseFileError) as refused:
+        list(read_returned(broken))
+    assert str(refused.value) == (f"answers.xlsx: not a readable .xlsx workbook (KeyError: '{'9' * 199}… (5,002 "
+                                  "characters))")

@@ -71,14 +71,27 @@ _BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
 # ~1 KiB a row, so 128 MiB is above 100,000 queries; a zip bomb of a few hundred KiB is far above it.
 MAX_RETURNED_BYTES = 128 << 20
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" starts with the first
+_QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
 
 
 class ResponseFileError(ValueError):
     """The file as a whole cannot be read as a returned query workbook; the message names it."""
 
 
+def _cut(text: str, limit: int = _QUOTED_CHARACTERS) -> str:
+    """Text from a returned file as a message shows it: its start, and its length when it is longer."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _quoted(text: str) -> str:
+    """A returned cell or sheet name as a message quotes it: in quotes (a line break escaped), cut as _cut."""
+    if len(text) <= _QUOTED_CHARACTERS:
+        return repr(text)
+    return f"{text[:_QUOTED_CHARACTERS] + '…'!r} ({len(text):,} characters)"
+
+
 def _row_name(sheet: str | None, number: int) -> str:
-    return f"row {number}" if sheet is None else f"sheet {sheet!r} row {number}"
+    return f"row {number}" if sheet is None else f"sheet {_quoted(sheet)} row {number}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,7 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
         raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch")
     several = len(sheets) > 1
     for sheet, rows in sheets:
-        where = path.name if sheet is None else f"{path.name} sheet {sheet!r}"
+        where = path.name if sheet is None else f"{path.name} sheet {_quoted(sheet)}"
         if not rows:
             raise ResponseFileError(f"{where}: empty; expected the header of a query workbook")
         header = _header(rows[0])
@@ -185,7 +198,8 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
         finally:
             book.close()
     except Exception as exc:  # openpyxl raises zipfile, KeyError, XML or its own errors for a broken file
-        raise ResponseFileError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+        raise ResponseFileError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__}: "
+                                f"{_cut(str(exc), 200)})") from None  # the error may quote the file's XML
     if not sheets:
         raise ResponseFileError(f"{path.name}: the workbook has no sheet; expected the sheet 'queries'")
     with_header = [(title, rows) for title, rows in sheets if rows and set(HEADER) <= set(_header(rows[0]))]
@@ -363,7 +377,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
 
         batch_id, given_key = cells.get(_BATCH, "").strip(), cells.get(_ROW_KEY, "").strip()
         if batch_id not in known_batches:
-            refuse(f"query batch {batch_id!r} was not sent from this warehouse (column {_BATCH!r}); is this a "
+            refuse(f"query batch {_quoted(batch_id)} was not sent from this warehouse (column {_BATCH!r}); is this a "
                    "workbook of another warehouse, or was the column edited?")
             continue
         item = items.get((batch_id, given_key))
@@ -390,7 +404,8 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
         try:
             response = Response(answer.lower())
         except ValueError:
-            refuse(f"response {answer!r} is not one of {', '.join(r.value for r in Response)} (column {_RESPONSE!r})")
+            refuse(f"response {_quoted(answer)} is not one of {', '.join(r.value for r in Response)} "
+                   f"(column {_RESPONSE!r})")
             continue
         rule = rules.get(item.rule_id)
         if response is Response.CONFIRMED and (rule is None or not rule.meta.is_confirmable):
