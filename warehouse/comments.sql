@@ -510,7 +510,7 @@ COMMENT ON COLUMN meta.query_response.imported_by IS 'The operating-system user 
 COMMENT ON COLUMN meta.query_response.imported_at IS 'When the answer was imported.';
 
 -- meta.waiver ------------------------------------------------------------------------------------
-COMMENT ON TABLE meta.waiver IS 'One row per finding a centre confirmed as true: validation waives the finding (dq.waived_issue) while the record''s value has this hash; a changed value reopens it.';
+COMMENT ON TABLE meta.waiver IS 'One row per finding a centre confirmed as true: validation waives the finding (dq.waived_issue) while the record''s value has this hash; a changed value reopens it. A confirmation of a value the run no longer finds makes its waiver too: it takes effect if that value comes back.';
 COMMENT ON COLUMN meta.waiver.source_id IS 'The source of the record.';
 COMMENT ON COLUMN meta.waiver.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
 COMMENT ON COLUMN meta.waiver.rule_id IS 'The rule (dq.check).';
