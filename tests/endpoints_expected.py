@@ -225,6 +225,40 @@ def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
                          "advice_group": kept.tie}).reset_index(drop=True)
 
 
+MALIGNANT = {"3", "6", "9"}  # ICD-O-3 behaviours of a malignant tumour
+DEATH_CERTIFICATE_ONLY = "0"  # ENCR basis of diagnosis
+
+
+def diagnosis_origin(diagnoses: pd.DataFrame, registered: set[Any], death_dates: pd.Series,
+                     ends: dict[Any, tuple[date | None, date | None]] | None = None,
+                     known_on: dict[Any, list[date]] | None = None) -> pd.DataFrame:
+    """marts.survival, origin diagnosis: person, origin_date, origin_date_precision. Of a person a population-based
+    registry registered (`registered`), the malignant initial diagnoses (behaviour /3, /6 or /9) not known from a
+    death certificate only; the one that must have come first (first_given), placed in its period (placed_date) not
+    before the birth and not after the end of follow-up (`ends`: person -> (first day of the birth, end of
+    follow-up)) nor after a date known to the day on or after its period's first day (`known_on`: person -> the
+    days of their diagnoses and treatment starts known to the day). A person who died before the first day the
+    diagnosis can be on is left out. diagnoses: person, event_type, diagnosis_date, diagnosis_date_precision,
+    icdo3_behaviour, basis_of_diagnosis; death_dates: person -> death date (NaT when alive)."""
+    origins = diagnoses[(diagnoses.event_type == "initial") & diagnoses.icdo3_behaviour.isin(MALIGNANT)
+                        & (diagnoses.basis_of_diagnosis != DEATH_CERTIFICATE_ONLY) & diagnoses.diagnosis_date.notna()
+                        & diagnoses.person.isin(registered)]
+    first = first_given(pd.DataFrame({"person": origins.person, "first_day": origins.diagnosis_date,
+                                      "precision": origins.diagnosis_date_precision.replace("", None), "tie": ""}))
+    died = first.person.map(death_dates)
+    kept = first[~(died.notna() & (died < first.first_day))]
+    ends, known_on = ends or {}, known_on or {}
+    placed = []
+    for person, first_day, precision in zip(kept.person, kept.first_day, kept.precision):
+        day = pd.Timestamp(first_day).date()
+        born, end = ends.get(person, (None, None))
+        # a date known to the day before the period's first day (a date error) bounds nothing; the end always does
+        bounds = [d for d in known_on.get(person, []) if d >= day] + ([end] if end is not None else [])
+        placed.append(placed_date(day, precision, born, min(bounds) if bounds else None))
+    return pd.DataFrame({"person": kept.person, "origin_date": pd.to_datetime(pd.Series(placed, dtype=object)).values,
+                         "origin_date_precision": kept.precision}).reset_index(drop=True)
+
+
 def trial_enrolment_reasons(contacts: pd.DataFrame) -> pd.DataFrame:
     """marts.trial_enrolment_reasons. contacts: person, contact_date, enrolment_date (the first in the
     contact's source), trial_enrolment_status, trial_enrolment_reason."""

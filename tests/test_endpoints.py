@@ -169,6 +169,45 @@ def test_survival_from_the_recommendation_equals_the_truth(endpoints):
     assert list(km.origin) == ["recommendation"]
 
 
+def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
+    """OS from the first malignant initial diagnosis, of the persons the population-based registry (registry_it, as
+    marts.incidence) registered, from the truth's diagnoses (some known only to the month or year), births, deaths
+    and contacts: the origin as placed, the event and the time."""
+    built, truth = endpoints
+    people = truth.read("patient").set_index("true_person_id")
+    patient_of = dict(zip(truth.links.true_person_id, truth.links.patient_id))
+    person = {patient: true_id for true_id, patient in patient_of.items()}
+    death = pd.to_datetime(people.death_date.replace("", None))
+    follow_up = truth.table("follow_up", ("contact_date",))
+    contacts = follow_up.groupby("person").contact_date.max()
+    # Dead: a death date, or a contact saying so without one (the death then counts at the last contact).
+    said_dead = set(follow_up.person[follow_up.vital_status == "dead"])
+    death_dates = pd.Series({patient: death[true_id] if pd.notna(death[true_id]) or patient not in said_dead
+                             else contacts.get(patient) for patient, true_id in person.items()})
+    follow_up_end = {patient: (death_dates[patient] if pd.notna(death_dates[patient]) else contacts.get(patient))
+                     for patient in person}
+    ends = {patient: (expected.birth_first_day(people.birth_year[true_id] or None, people.birth_month[true_id] or None),
+                      follow_up_end[patient].date() if pd.notna(follow_up_end[patient]) else None)
+            for patient, true_id in person.items()}
+    diagnoses = truth.table("diagnosis", ("diagnosis_date",))
+    treatments = truth.table("treatment", ("start_date",))
+    known = pd.concat([diagnoses.loc[diagnoses.diagnosis_date_precision == "day", ["person", "diagnosis_date"]]
+                       .set_axis(["person", "known_on"], axis=1),
+                       treatments.loc[treatments.start_date_precision == "day", ["person", "start_date"]]
+                       .set_axis(["person", "known_on"], axis=1)]).dropna()
+    known_on = {p: [d.date() for d in days.known_on] for p, days in known.groupby("person")}
+    registered = set(diagnoses.person[(diagnoses.source_id == "registry_it") & (diagnoses.event_type == "initial")])
+    origins = expected.diagnosis_origin(diagnoses, registered, death_dates, ends, known_on)
+    dead = origins.person.map(death_dates)
+    ended = pd.to_datetime(origins.person.map(follow_up_end))
+    wanted = origins.rename(columns={"person": "patient_id"}).assign(
+        os_event=dead.notna().to_numpy(), os_end_date=ended.to_numpy(),
+        os_days=(ended - origins.origin_date).dt.days.to_numpy())
+    mart = built.query("SELECT * FROM marts.survival WHERE origin = 'diagnosis'")
+    assert_same(mart, wanted, ["patient_id"])
+    assert mart.os_event.any() and (mart.origin_date_precision != "day").any() and mart.iccc3_group.nunique() > 1
+
+
 def test_trial_enrolment_reasons_equal_the_truth(endpoints):
     built, truth = endpoints
     contacts = truth.table("follow_up", ("contact_date",))

@@ -124,18 +124,24 @@ def first_diagnoses(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return ordered.drop_duplicates("patient_id").set_index("patient_id")
 
 
-def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.Series:
-    """The first diagnosis, placed in its period when known only to its month or year: not before the birth,
-    not after a diagnosis or treatment start known to the day (on or after its period's first day), nor after
-    the end of follow-up. summary: patient_id, first_diagnosis_date(_precision), follow_up_end_date."""
-    patient = core["patient"].set_index("patient_id")
+def known_to_the_day(core: dict[str, pd.DataFrame]) -> dict[str, list[date]]:
+    """Per patient, the days of their diagnoses and treatment starts known to the day: a first diagnosis known only
+    to its month or year is placed not after one on or after its period's first day."""
     diagnosis, treatment = core["diagnosis"], core["treatment"]
     known = pd.concat([
         diagnosis.loc[diagnosis.diagnosis_date_precision.fillna("day") == "day", ["patient_id", "diagnosis_date"]]
         .rename(columns={"diagnosis_date": "known_on"}),
         treatment.loc[treatment.start_date_precision.fillna("day") == "day", ["patient_id", "start_date"]]
         .rename(columns={"start_date": "known_on"})]).dropna()
-    known_of = {p: days.known_on for p, days in known.groupby("patient_id")}
+    return {p: [d.date() for d in days.known_on] for p, days in known.groupby("patient_id")}
+
+
+def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.Series:
+    """The first diagnosis, placed in its period when known only to its month or year: not before the birth,
+    not after a diagnosis or treatment start known to the day (on or after its period's first day), nor after
+    the end of follow-up. summary: patient_id, first_diagnosis_date(_precision), follow_up_end_date."""
+    patient = core["patient"].set_index("patient_id")
+    known_of = known_to_the_day(core)
     starts = []
     for patient_id, first_day, precision, end in zip(summary.patient_id, summary.first_diagnosis_date,
                                                      summary.first_diagnosis_date_precision,
@@ -143,8 +149,8 @@ def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.
         if pd.isna(first_day):
             starts.append(pd.NaT)
             continue
-        later = [d for d in known_of.get(patient_id, []) if d >= first_day]
-        bounds = [d.date() for d in [*later, end] if pd.notna(d)]
+        later = [d for d in known_of.get(patient_id, []) if d >= first_day.date()]
+        bounds = [*later, *([end.date()] if pd.notna(end) else [])]
         born = expected.birth_first_day(patient.birth_year[patient_id], patient.birth_month[patient_id])
         starts.append(pd.Timestamp(expected.placed_date(first_day.date(), precision, born,
                                                         min(bounds) if bounds else None)))
@@ -407,8 +413,9 @@ def test_board_response_from_core(built, core):
 
 # -- survival ----------------------------------------------------------------------------------------
 
-def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per patient and origin: OS and EFS times and events, restated from the core tables."""
+def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) -> pd.DataFrame:
+    """Per patient and origin: OS and EFS times and events, restated from the core tables. population_based: the
+    sources with the parameter population_based, whose patients have the origin diagnosis."""
     diagnosis, patient = core["diagnosis"], core["patient"].set_index("patient_id")
     relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"]) & diagnosis.diagnosis_date.notna()]
     enrolment = core["study_enrolment"].dropna(subset=["enrolment_date"])
@@ -436,6 +443,14 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     origins = pd.concat([origins, pd.DataFrame({"patient_id": recommended.person, "origin": "recommendation",
                                                 "origin_date": recommended.origin_date,
                                                 "origin_date_precision": recommended.origin_date_precision})])
+    # From the first malignant initial diagnosis, of the patients a population-based registry registered.
+    registered = set(diagnosis.patient_id[diagnosis.source_id.isin(population_based)
+                                          & (diagnosis.event_type == "initial")])
+    diagnosed = expected.diagnosis_origin(diagnosis.rename(columns={"patient_id": "person"}), registered, dead_on,
+                                          ends, known_to_the_day(core))
+    origins = pd.concat([origins, pd.DataFrame({"patient_id": diagnosed.person, "origin": "diagnosis",
+                                                "origin_date": diagnosed.origin_date,
+                                                "origin_date_precision": diagnosed.origin_date_precision})])
     origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
     follow_up = core["follow_up"]
     progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
@@ -475,18 +490,22 @@ def survival_times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def times(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    return survival_times(core)
+def times(built: MartsWarehouse, core: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    population_based = built.query("SELECT source_id FROM stage.source_params WHERE population_based")
+    return survival_times(core, set(population_based.source_id))
 
 
 def test_survival_times_per_patient(built, times):
     mart = built.query("SELECT * FROM marts.survival")
     assert_same(mart, times, ["patient_id", "origin"])
-    assert set(mart.origin) == {"relapse", "enrolment", "recommendation"} and mart.efs_event_type.notna().any()
+    assert set(mart.origin) == {"relapse", "enrolment", "recommendation", "diagnosis"}
+    assert mart.efs_event_type.notna().any()
+    diagnosed = mart[mart.origin == "diagnosis"]
+    assert diagnosed.os_event.any() and (diagnosed.origin_date_precision != "day").any()
 
 
 def _groups(times: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, str], pd.DataFrame, str, str]]:
-    for origin in ("relapse", "enrolment", "recommendation"):
+    for origin in ("relapse", "enrolment", "recommendation", "diagnosis"):
         for endpoint, days, event in (("OS", "os_days", "os_event"), ("EFS", "efs_days", "efs_event")):
             known = times[(times.origin == origin) & times[days].notna()]
             yield (origin, endpoint, "all", "all"), known, days, event

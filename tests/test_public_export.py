@@ -193,6 +193,15 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
 
 
+def test_survival_is_published_from_every_origin_the_diagnosis_too(public):
+    built, paths = public
+    shown = pd.read_parquet(paths[0].parent / "survival_landmark.parquet")
+    origins = set(built.query("SELECT DISTINCT origin FROM marts.survival").origin)
+    assert "diagnosis" in origins and set(shown.origin) == origins
+    diagnosed = shown[shown.origin == "diagnosis"]
+    assert diagnosed.n_patients.notna().any() and not diagnosed.n_at_risk.between(1, MIN_CELL - 1).any()
+
+
 def test_every_row_labelled_all_is_declared_as_a_total(public):
     """A row reading 'all' that suppression does not know as a total is a total a reader subtracts from."""
     built, _ = public

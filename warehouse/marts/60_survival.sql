@@ -12,12 +12,24 @@
 --              group is fixed at time zero's submission, so no one is credited the time before
 --              the advice existed (immortal time). A patient who died before that recommendation
 --              has no row (not at risk when the advice was given).
+--   diagnosis  the patient's first malignant initial diagnosis (behaviour /3, /6 or /9; is_malignant of
+--              mart_functions.sql) in any source: overall and event-free survival from diagnosis, the measure
+--              of population-based cancer registries (EUROCARE). Only for patients a population-based registry
+--              registered (an initial diagnosis from a source with the parameter population_based, as
+--              marts.incidence counts cases): a registry registers every case at its diagnosis, whereas a study
+--              enrols after it (at relapse, on a trial), so its patients would count only if they lived to enrol
+--              (left truncation: survival from the diagnosis too long). A diagnosis known from a death certificate
+--              only (basis of diagnosis 0) is not an origin (its survival time is not known; EUROCARE leaves such
+--              cases out). A patient who died before the first day the diagnosis can be on has no row (a diagnosis
+--              at autopsy, or a date error). marts.left_out counts each patient left out, and why.
 --   Of several dates (sources, records), the one that must have come first: the earliest last day it can be,
 --   of equal ones the most precise (as core.patient chooses among deaths). One known only to its month or year
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
 --   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for
---   want of a day. origin_date_precision keeps what the source gave: an analysis may leave such rows out.
+--   want of a day. The diagnosis is not placed after a diagnosis or a treatment start known to the day either,
+--   as marts.patient_summary starts its follow-up from the first diagnosis. origin_date_precision keeps what the
+--   source gave: an analysis may leave such rows out.
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
 --        is unknown; one known only to its month or year placed in its period by core.patient);
@@ -27,8 +39,8 @@
 --        otherwise censored at the last contact.
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
 --   dated, nor a death) or before the origin (a date error in a source); marts.left_out counts each.
--- Groups: ICCC-3 main group of the first diagnosis; for the origin recommendation only, the
---   advice group of that submission (followed / not_followed; NULL for the other origins, whose
+-- Groups: ICCC-3 main group of the first diagnosis (marts.patient_summary's, for every origin); for the origin
+--   recommendation only, the advice group of that submission (followed / not_followed; NULL for the other origins, whose
 --   time zero comes before any advice and would give the followed group immortal time).
 
 CREATE OR REPLACE TABLE marts.survival AS
@@ -37,6 +49,14 @@ WITH advice AS (
     SELECT DISTINCT patient_id, recommendation_date, recommendation_date_precision, advice_group
     FROM marts.board_advice
     WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL
+),
+
+registered AS (
+    -- Patients a population-based registry registered, at their diagnosis: the only ones followed from it.
+    SELECT DISTINCT diagnosis.patient_id
+    FROM core.diagnosis AS diagnosis
+    JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
+    WHERE diagnosis.event_type = 'initial'
 ),
 
 origin_given AS (
@@ -53,6 +73,12 @@ origin_given AS (
     SELECT patient_id, 'recommendation', recommendation_date, coalesce(recommendation_date_precision, 'day'),
            advice_group
     FROM advice
+    UNION ALL
+    SELECT patient_id, 'diagnosis', diagnosis_date, coalesce(diagnosis_date_precision, 'day'), NULL
+    FROM core.diagnosis
+    WHERE event_type = 'initial' AND is_malignant(icdo3_behaviour) AND diagnosis_date IS NOT NULL
+      AND coalesce(basis_of_diagnosis, '') <> '0'  -- a death certificate only: no survival time
+      AND patient_id IN (SELECT patient_id FROM registered)
 ),
 
 first_origin AS (
@@ -82,19 +108,40 @@ vital AS (
     FROM core.patient
 ),
 
+known_to_the_day AS (
+    -- Dates known to the day that the diagnosis cannot be after (as marts.patient_summary): a diagnosis, a treatment's start.
+    SELECT patient_id, diagnosis_date AS known_on FROM core.diagnosis
+    WHERE coalesce(diagnosis_date_precision, 'day') = 'day' AND diagnosis_date IS NOT NULL
+    UNION ALL
+    SELECT patient_id, start_date FROM core.treatment
+    WHERE coalesce(start_date_precision, 'day') = 'day' AND start_date IS NOT NULL
+),
+
+diagnosis_bound AS (
+    -- The earliest of them on or after the first day of the diagnosis's period (an earlier one, a date error, bounds nothing).
+    SELECT first_origin.patient_id, first_origin.origin, min(known.known_on) AS known_on
+    FROM first_origin
+    JOIN known_to_the_day AS known
+        ON known.patient_id = first_origin.patient_id AND known.known_on >= first_origin.given.first_day
+    WHERE first_origin.origin = 'diagnosis'
+    GROUP BY ALL
+),
+
 origin AS (
     -- An origin known to its month or year is placed in the middle of the days it can be on (placed_date):
-    -- not before the birth, not after the end of follow-up (the death, else the last contact).
+    -- not before the birth, not after the end of follow-up (the death, else the last contact); the diagnosis not
+    -- after a diagnosis or a treatment start known to the day either (least skips a NULL).
     SELECT
         first_origin.patient_id,
         first_origin.origin,
         placed_date(first_origin.given.first_day, first_origin.given.precision, vital.birth_first_day,
-                    vital.follow_up_end_date) AS origin_date,
+                    least(diagnosis_bound.known_on, vital.follow_up_end_date)) AS origin_date,
         first_origin.given.first_day AS origin_first_day,
         first_origin.given.precision AS origin_date_precision,
         first_origin.given.advice_group AS advice_group
     FROM first_origin
     JOIN vital USING (patient_id)
+    LEFT JOIN diagnosis_bound USING (patient_id, origin)
 ),
 
 efs_event AS (
@@ -148,8 +195,8 @@ timed AS (
     JOIN vital USING (patient_id)
     LEFT JOIN marts.patient_summary AS patient USING (patient_id)
     LEFT JOIN first_efs_event USING (patient_id, origin)
-    -- Dead before the advice (before the first day it can be on): never at risk in the comparison.
-    WHERE NOT (origin.origin = 'recommendation' AND vital.is_dead
+    -- Dead before the advice, or the diagnosis (before the first day it can be on): never at risk from it.
+    WHERE NOT (origin.origin IN ('recommendation', 'diagnosis') AND vital.is_dead
                AND coalesce(vital.death_date < origin.origin_first_day, false))
 )
 
@@ -170,10 +217,10 @@ SELECT
 FROM timed
 ORDER BY origin, patient_id;
 
-COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
+COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment, recommendation, first malignant initial diagnosis): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
-COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, or the recommendation of the first board submission in the advice comparison. Codes: relapse / enrolment / recommendation.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact.';
+COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, the recommendation of the first board submission in the advice comparison, or the first malignant initial diagnosis of a patient a population-based registry registered. Codes: relapse / enrolment / recommendation / diagnosis.';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact (a diagnosis not after a diagnosis or treatment start known to the day either).';
 COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';

@@ -24,7 +24,7 @@ FROM kaplan_meier_steps
 ORDER BY origin, endpoint, grouping, group_value, time_days;
 
 COMMENT ON TABLE marts.survival_km IS 'Kaplan-Meier estimates of overall and event-free survival per origin and group, one row per distinct time, with 95% confidence intervals (exponential Greenwood, as lifelines).';
-COMMENT ON COLUMN marts.survival_km.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation.';
+COMMENT ON COLUMN marts.survival_km.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation / diagnosis.';
 COMMENT ON COLUMN marts.survival_km.endpoint IS 'Overall or event-free survival. Codes: OS / EFS.';
 COMMENT ON COLUMN marts.survival_km.grouping IS 'What the patients are grouped by. Codes: all / iccc3_group / advice_group.';
 COMMENT ON COLUMN marts.survival_km.group_value IS 'The group: all, an ICCC-3 main group, or, for the origin recommendation only, an advice group (followed / not_followed).';

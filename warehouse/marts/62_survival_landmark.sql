@@ -25,7 +25,7 @@ FROM kaplan_meier_landmarks
 ORDER BY origin, endpoint, grouping, group_value, years;
 
 COMMENT ON TABLE marts.survival_landmark IS 'Kaplan-Meier survival at 1, 2, 3 and 5 years per origin, endpoint and group, with 95% confidence intervals (exponential Greenwood, as lifelines).';
-COMMENT ON COLUMN marts.survival_landmark.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation.';
+COMMENT ON COLUMN marts.survival_landmark.origin IS 'Time zero, as in marts.survival. Codes: relapse / enrolment / recommendation / diagnosis.';
 COMMENT ON COLUMN marts.survival_landmark.endpoint IS 'Overall or event-free survival. Codes: OS / EFS.';
 COMMENT ON COLUMN marts.survival_landmark.grouping IS 'What the patients are grouped by. Codes: all / iccc3_group / advice_group.';
 COMMENT ON COLUMN marts.survival_landmark.group_value IS 'The group: all, an ICCC-3 main group, or, for the origin recommendation only, an advice group (followed / not_followed).';

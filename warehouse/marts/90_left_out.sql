@@ -14,6 +14,11 @@
 --     date counts at the last contact), or negative (it ends before the origin: a date error in a source).
 --   survival: a patient who died before the recommendation of their first submission in the advice
 --     comparison, left out of the origin recommendation (never at risk while the advice existed).
+--   survival, origin diagnosis (patients): a malignant initial diagnosis that no population-based registry
+--     registered (the patient is known only to studies, which enrol after the diagnosis: left truncation); a
+--     registered patient with no initial diagnosis known to be malignant (is_malignant), or whose malignant one is
+--     known from a death certificate only, or is undated; and a patient who died before the first day the diagnosis
+--     can be on. A patient without any dated contact keeps a row with an unknown time (survival_km above).
 --   incidence: a case (person x ICCC-3 subgroup, as marts.incidence counts it: the first initial
 --     diagnosis in a population-based registry, in a year it counts) whose age at diagnosis is unknown
 --     (no birth date), or outside the population table's band (e.g. 18 in 0-17).
@@ -58,6 +63,20 @@ survival_time AS (  -- a time unknown (no end date) or negative, per endpoint, f
                         UNION ALL SELECT 'EFS', efs_end_date)
     CROSS JOIN (SELECT 'survival_km' AS mart UNION ALL SELECT 'survival_landmark')
     GROUP BY ALL
+),
+
+initial_diagnosis AS (
+    -- As marts.survival's origin diagnosis: per patient with an initial diagnosis, what keeps them out of it.
+    SELECT
+        patient_id,
+        bool_or(source_id IN (SELECT source_id FROM stage.source_params WHERE population_based)) AS is_registered,
+        bool_or(is_malignant(icdo3_behaviour)) AS has_malignant,
+        bool_or(is_malignant(icdo3_behaviour) AND coalesce(basis_of_diagnosis, '') <> '0') AS has_malignant_not_dco,
+        bool_or(is_malignant(icdo3_behaviour) AND coalesce(basis_of_diagnosis, '') <> '0'
+                AND diagnosis_date IS NOT NULL) AS has_origin
+    FROM core.diagnosis
+    WHERE event_type = 'initial' AND patient_id IN (SELECT patient_id FROM core.patient)
+    GROUP BY patient_id
 ),
 
 incidence_registered AS (  -- as marts.incidence: initial diagnoses of the population-based registries
@@ -128,6 +147,30 @@ reason (mart, reason, unit, n_rows) AS (
            'patients', (SELECT count(DISTINCT patient_id) FROM marts.board_advice
                         WHERE advice_group IN ('followed', 'not_followed') AND recommendation_date IS NOT NULL)
                        - (SELECT count(*) FROM marts.survival WHERE origin = 'recommendation')
+    UNION ALL
+    SELECT 'survival', 'a malignant initial diagnosis no population-based registry registered: a study enrols after '
+           || 'the diagnosis, so only who lived to enrol would count (left truncation; origin diagnosis)', 'patients',
+           count(*) FILTER (WHERE has_malignant AND NOT is_registered)
+    FROM initial_diagnosis
+    UNION ALL
+    SELECT 'survival', 'no initial diagnosis known to be malignant (behaviour /3, /6 or /9; e.g. 8825/1, a benign '
+           || 'CNS tumour, a behaviour not given; origin diagnosis)', 'patients',
+           count(*) FILTER (WHERE is_registered AND NOT has_malignant)
+    FROM initial_diagnosis
+    UNION ALL
+    SELECT 'survival', 'malignant initial diagnosis known from a death certificate only (basis 0): no survival time '
+           || '(origin diagnosis)', 'patients',
+           count(*) FILTER (WHERE is_registered AND has_malignant AND NOT has_malignant_not_dco)
+    FROM initial_diagnosis
+    UNION ALL
+    SELECT 'survival', 'malignant initial diagnosis without a date (origin diagnosis)', 'patients',
+           count(*) FILTER (WHERE is_registered AND has_malignant_not_dco AND NOT has_origin)
+    FROM initial_diagnosis
+    UNION ALL
+    SELECT 'survival', 'died before the initial diagnosis: never at risk from it (a diagnosis at autopsy, or a date '
+           || 'error; origin diagnosis)', 'patients',
+           (SELECT count(*) FILTER (WHERE is_registered AND has_origin) FROM initial_diagnosis)
+           - (SELECT count(*) FROM marts.survival WHERE origin = 'diagnosis')
     UNION ALL
     SELECT 'incidence', 'age at diagnosis unknown (no birth date): not placed in the age band', 'cases',
            count(*) FILTER (WHERE age_years IS NULL)
