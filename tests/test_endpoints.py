@@ -191,11 +191,11 @@ def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
             for patient, true_id in person.items()}
     diagnoses = truth.table("diagnosis", ("diagnosis_date",))
     treatments = truth.table("treatment", ("start_date",))
-    known = pd.concat([diagnoses.loc[diagnoses.diagnosis_date_precision == "day", ["person", "diagnosis_date"]]
-                       .set_axis(["person", "known_on"], axis=1),
-                       treatments.loc[treatments.start_date_precision == "day", ["person", "start_date"]]
-                       .set_axis(["person", "known_on"], axis=1)]).dropna()
-    known_on = {p: [d.date() for d in days.known_on] for p, days in known.groupby("person")}
+    known_on: dict[Any, list[date]] = {}  # the last day each diagnosis and treatment start can be on
+    for frame, column in ((diagnoses, "diagnosis_date"), (treatments, "start_date")):
+        for person, day, precision in zip(frame.person, frame[column], frame[f"{column}_precision"], strict=True):
+            if pd.notna(day):
+                known_on.setdefault(person, []).append(expected.period_end(day.date(), precision or "day"))
     registered = set(diagnoses.person[(diagnoses.source_id == "registry_it") & (diagnoses.event_type == "initial")])
     origins = expected.diagnosis_origin(diagnoses, registered, death_dates, ends, known_on)
     dead = origins.person.map(death_dates)

@@ -124,16 +124,23 @@ def first_diagnoses(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return ordered.drop_duplicates("patient_id").set_index("patient_id")
 
 
-def known_to_the_day(core: dict[str, pd.DataFrame]) -> dict[str, list[date]]:
-    """Per patient, the days of their diagnoses and treatment starts known to the day: a first diagnosis known only
-    to its month or year is placed not after one on or after its period's first day."""
+def known_by(core: dict[str, pd.DataFrame]) -> dict[str, list[date]]:
+    """Per patient, the last day each of their diagnoses and treatment starts can be on (its day when known to the
+    day): a first diagnosis known only to its month or year is placed not after one on or after its period's first
+    day."""
     diagnosis, treatment = core["diagnosis"], core["treatment"]
     known = pd.concat([
-        diagnosis.loc[diagnosis.diagnosis_date_precision.fillna("day") == "day", ["patient_id", "diagnosis_date"]]
-        .rename(columns={"diagnosis_date": "known_on"}),
-        treatment.loc[treatment.start_date_precision.fillna("day") == "day", ["patient_id", "start_date"]]
-        .rename(columns={"start_date": "known_on"})]).dropna()
+        pd.DataFrame({"patient_id": diagnosis.patient_id,
+                      "known_on": _period_ends(diagnosis.diagnosis_date, diagnosis.diagnosis_date_precision)}),
+        pd.DataFrame({"patient_id": treatment.patient_id,
+                      "known_on": _period_ends(treatment.start_date, treatment.start_date_precision)})]).dropna()
     return {p: [d.date() for d in days.known_on] for p, days in known.groupby("patient_id")}
+
+
+def _period_ends(first_days: pd.Series, precisions: pd.Series) -> pd.Series:
+    return pd.Series([pd.Timestamp(expected.period_end(pd.Timestamp(d).date(), p or "day")) if pd.notna(d) else pd.NaT
+                      for d, p in zip(first_days, precisions.where(precisions.notna(), None), strict=True)],
+                     index=first_days.index, dtype="datetime64[ns]")
 
 
 def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.Series:
@@ -141,7 +148,7 @@ def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.
     not after a diagnosis or treatment start known to the day (on or after its period's first day), nor after
     the end of follow-up. summary: patient_id, first_diagnosis_date(_precision), follow_up_end_date."""
     patient = core["patient"].set_index("patient_id")
-    known_of = known_to_the_day(core)
+    known_of = known_by(core)
     starts = []
     for patient_id, first_day, precision, end in zip(summary.patient_id, summary.first_diagnosis_date,
                                                      summary.first_diagnosis_date_precision,
@@ -447,7 +454,7 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
     registered = set(diagnosis.patient_id[diagnosis.source_id.isin(population_based)
                                           & (diagnosis.event_type == "initial")])
     diagnosed = expected.diagnosis_origin(diagnosis.rename(columns={"patient_id": "person"}), registered, dead_on,
-                                          ends, known_to_the_day(core))
+                                          ends, known_by(core))
     origins = pd.concat([origins, pd.DataFrame({"patient_id": diagnosed.person, "origin": "diagnosis",
                                                 "origin_date": diagnosed.origin_date,
                                                 "origin_date_precision": diagnosed.origin_date_precision})])

@@ -11,8 +11,8 @@
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
 --     A first diagnosis known only to its month or year starts the follow-up in the middle of the
 --     days it can be on (placed_date of mart_functions.sql, as marts.survival places its origins):
---     not before the first day the birth can be on, not after a diagnosis or a treatment start known
---     to the day, nor after the end of follow-up. first_diagnosis_date stays the date as the source
+--     not before the first day the birth can be on, not after the last day another diagnosis or a
+--     treatment start can be on, nor after the end of follow-up. first_diagnosis_date stays the date as the source
 --     gave it (the first day of its period), beside first_diagnosis_date_precision.
 --   birth year: NULL when it cannot be true (before 1900 or after the year of the latest export
 --     loaded; the XT-DATE-* rules hold such records back unless a source switches them off).
@@ -80,13 +80,13 @@ follow_up_end AS (
     FROM core.patient
 ),
 
-known_to_the_day AS (
-    -- Dates known to the day that the first diagnosis cannot be after: any diagnosis, any treatment's start.
-    SELECT patient_id, diagnosis_date AS known_on FROM core.diagnosis
-    WHERE coalesce(diagnosis_date_precision, 'day') = 'day'
+known_by AS (
+    -- The last day each diagnosis and treatment start can be on, which the first diagnosis cannot be after (one
+    -- known to the day, its day): "2021" beside "March 2021" is placed within January to March.
+    SELECT patient_id, period_end(diagnosis_date, coalesce(diagnosis_date_precision, 'day')) AS known_on
+    FROM core.diagnosis
     UNION ALL
-    SELECT patient_id, start_date FROM core.treatment
-    WHERE coalesce(start_date_precision, 'day') = 'day'
+    SELECT patient_id, period_end(start_date, coalesce(start_date_precision, 'day')) FROM core.treatment
 ),
 
 follow_up_start AS (
@@ -99,7 +99,7 @@ follow_up_start AS (
     JOIN core.patient AS patient USING (patient_id)
     LEFT JOIN follow_up_end USING (patient_id)
     -- on or after the first day of its period: an earlier one (a date error) bounds nothing
-    LEFT JOIN known_to_the_day AS known
+    LEFT JOIN known_by AS known
         ON known.patient_id = first_diagnosis.patient_id AND known.known_on >= first_diagnosis.diagnosis_date
     GROUP BY first_diagnosis.patient_id, first_diagnosis.diagnosis_date, first_diagnosis.diagnosis_date_precision,
              patient.birth_year, patient.birth_month
@@ -170,5 +170,5 @@ COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patie
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
-COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after a diagnosis or treatment known to the day or the end of follow-up) to follow_up_end_date. Unit: days.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, nor the end of follow-up) to follow_up_end_date. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

@@ -27,7 +27,7 @@
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
 --   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for
---   want of a day. The diagnosis is not placed after a diagnosis or a treatment start known to the day either,
+--   want of a day. The diagnosis is not placed after the last day a diagnosis or a treatment start can be on either,
 --   as marts.patient_summary starts its follow-up from the first diagnosis. origin_date_precision keeps what the
 --   source gave: an analysis may leave such rows out.
 -- Endpoints
@@ -108,20 +108,21 @@ vital AS (
     FROM core.patient
 ),
 
-known_to_the_day AS (
-    -- Dates known to the day that the diagnosis cannot be after (as marts.patient_summary): a diagnosis, a treatment's start.
-    SELECT patient_id, diagnosis_date AS known_on FROM core.diagnosis
-    WHERE coalesce(diagnosis_date_precision, 'day') = 'day' AND diagnosis_date IS NOT NULL
+known_by AS (
+    -- The last day each diagnosis and treatment start can be on, which the diagnosis cannot be after (as
+    -- marts.patient_summary; one known to the day, its day).
+    SELECT patient_id, period_end(diagnosis_date, coalesce(diagnosis_date_precision, 'day')) AS known_on
+    FROM core.diagnosis WHERE diagnosis_date IS NOT NULL
     UNION ALL
-    SELECT patient_id, start_date FROM core.treatment
-    WHERE coalesce(start_date_precision, 'day') = 'day' AND start_date IS NOT NULL
+    SELECT patient_id, period_end(start_date, coalesce(start_date_precision, 'day')) FROM core.treatment
+    WHERE start_date IS NOT NULL
 ),
 
 diagnosis_bound AS (
     -- The earliest of them on or after the first day of the diagnosis's period (an earlier one, a date error, bounds nothing).
     SELECT first_origin.patient_id, first_origin.origin, min(known.known_on) AS known_on
     FROM first_origin
-    JOIN known_to_the_day AS known
+    JOIN known_by AS known
         ON known.patient_id = first_origin.patient_id AND known.known_on >= first_origin.given.first_day
     WHERE first_origin.origin = 'diagnosis'
     GROUP BY ALL
@@ -130,7 +131,7 @@ diagnosis_bound AS (
 origin AS (
     -- An origin known to its month or year is placed in the middle of the days it can be on (placed_date):
     -- not before the birth, not after the end of follow-up (the death, else the last contact); the diagnosis not
-    -- after a diagnosis or a treatment start known to the day either (least skips a NULL).
+    -- after the last day a diagnosis or a treatment start can be on either (least skips a NULL).
     SELECT
         first_origin.patient_id,
         first_origin.origin,
@@ -220,7 +221,7 @@ ORDER BY origin, patient_id;
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment, recommendation, first malignant initial diagnosis): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, the recommendation of the first board submission in the advice comparison, or the first malignant initial diagnosis of a patient a population-based registry registered. Codes: relapse / enrolment / recommendation / diagnosis.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact (a diagnosis not after a diagnosis or treatment start known to the day either).';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact (a diagnosis not after the last day another diagnosis or a treatment start can be on either).';
 COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
