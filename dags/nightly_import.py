@@ -33,8 +33,10 @@ publish takes the lock again, checks the lease is still this run's, publishes an
 the publish fails, releases it: the home is free, and a retry of publish may take it back). `rtw
 run` sees the lease and waits or refuses (etl/runlock.py); so does another DAG run's plan while the
 DAG run the lease names is still running: `max_active_runs=1` keeps the scheduled and manual runs
-apart, but not a backfill's. A task's process is made owner-only (umask 077): the home holds
-identifiers.
+apart, but not a backfill's. publish names its process in the lease, and so does a run whose tasks all
+run in one process (`airflow dags test`): once that process is gone (killed, out of memory), the next run
+takes the home over at once instead of waiting for the lease to lapse. A task's process is made
+owner-only (umask 077): the home holds identifiers.
 
 Retries are for reading exports (pull, extract), not for publish or for steps a retry cannot
 mend. Every task has an execution timeout and the run a `dagrun_timeout`. The param `force`
@@ -278,6 +280,7 @@ def nightly_import() -> None:
                 # Refuses (RunBusy) when this run's lease was lost: its outcomes may be older than what is live.
                 with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow",
                                       lease=run_plan.run_id):
+                    runlock.publishing(home, run_plan.run_id)  # killed now, the next run takes the home at once
                     try:
                         summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
                                                        sources_dir=_sources_dir())

@@ -21,6 +21,17 @@ lease: the home is free at once (it was held for the lease's time-to-live, `rtw 
 naming a run that had ended), yet a retry of that publish (the task cleared) may still take it
 back while no other run has.
 
+A lease names a process that alone acts for its run when one does (`alone`): the DAG's publish, the run's
+last step and one process, which writes its own pid and start there when it takes the home (`publishing`);
+and a DAG run whose tasks all run in one process (`airflow dags test`, `rtw demo`, `make run`: Airflow
+runs each task in the process driving the run), known when a later task finds the lease written by its own
+process. When that process is known to be gone (this host, its pid not alive, or alive with another start
+time: reused), so is the run: nothing of it is left to renew or end the lease, and the next run takes the
+home over at once, saying so, rather than being refused for the lease's two hours. Between plan and publish
+of a DAG run whose tasks are processes of their own (perhaps on other hosts, the next not started yet) no
+process stands for the run: the heartbeat alone decides. A process of another host, or alive with its
+recorded start, may be working: its lease holds.
+
 Why not a lease for `rtw run` too: the flock needs no heartbeat and cannot outlive its process.
 """
 
@@ -28,13 +39,15 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from etl import fsio
@@ -44,6 +57,8 @@ LOCK_NAME = ".run.lock"
 LEASE_NAME = ".run.lease"
 LEASE_TTL_SECONDS = float(os.environ.get("RTW_LEASE_TTL", 2 * 3600))  # scheduling gaps between tasks included
 _POLL_SECONDS = 0.2
+
+log = logging.getLogger("rtw")
 
 
 class RunBusy(RuntimeError):
@@ -67,8 +82,43 @@ def _utc(seconds: float) -> str:
 
 
 def _holder(run_id: str, kind: str) -> dict[str, Any]:
-    return {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "kind": kind,
+    return {"run_id": run_id, **this_process(), "kind": kind,
             "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "heartbeat": time.time()}
+
+
+def this_process() -> dict[str, Any]:
+    """This process as a lease, lock file or night record names it: host, pid and start (`process_start`)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` of this host started, as the kernel counts it: the boot's id and the clock ticks
+    from boot to its start (a pid reused by another process, or after a reboot, has another). None where it
+    cannot be read (the process gone, a system without /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot}/{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime; the name before may hold ')'
+
+
+def process_gone(process: Mapping[str, Any]) -> bool:
+    """Whether the process named (host, pid, started) is known to be gone: of this host, and its pid not
+    alive or alive with another start (reused). Never one of another host (it cannot be asked), nor a live
+    pid whose start was not recorded or cannot be read (it may be the same process)."""
+    pid = int(process.get("pid") or 0)
+    if process.get("host") != socket.gethostname() or pid <= 0:
+        return False
+    if not process_lives(pid):
+        return True
+    started = process.get("started")
+    return started is not None and (now := process_start(pid)) is not None and now != started
+
+
+def _gone_alone(lease: dict[str, Any]) -> bool:
+    """A lease whose run was down to one process (`alone`), known to be gone: nothing of the run is left."""
+    return bool(lease.get("alone")) and process_gone(lease)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -106,7 +156,7 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", l
     deadline = time.monotonic() + wait
     try:
         while True:
-            busy = _try_hold(home, fd, lease, running)
+            busy = _try_hold(home, fd, run_id, lease, running)
             if busy is None:
                 break
             if time.monotonic() >= deadline:
@@ -120,7 +170,7 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", l
         os.close(fd)  # releases the flock
 
 
-def _try_hold(home: Home, fd: int, lease: str,
+def _try_hold(home: Home, fd: int, run_id: str, lease: str,
               running: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
     """Take the flock; None when the home is now ours, else who holds it (the flock released again)."""
     try:
@@ -133,6 +183,9 @@ def _try_hold(home: Home, fd: int, lease: str,
             time.sleep(0.05)
         return {}
     current = read_lease(home)
+    if current is not None and lease in ("respect", "replace") and _is_live(current) and _gone_alone(current):
+        _take_over(home, run_id, current)
+        current = None
     if lease == "replace":
         if current is None or not _is_live(current) or running is None or not running(current):
             return None
@@ -151,20 +204,34 @@ def _try_hold(home: Home, fd: int, lease: str,
     return {**current, "lease": True}
 
 
+def _take_over(home: Home, run_id: str, lease: dict[str, Any]) -> None:
+    """Remove the live lease of a run whose last process is gone (under the flock), saying so: in the run's
+    log (the terminal for `rtw run`, the task's log for the DAG)."""
+    (home.root / LEASE_NAME).unlink(missing_ok=True)
+    dag_run = f", Airflow DAG run {lease['dag_run_id']}" if lease.get("dag_run_id") else ""
+    step = f" ({lease['step']})" if lease.get("step") else ""
+    renewed = float(lease.get("heartbeat", 0))
+    log.warning("run %s takes the home over from run %s%s: its lease (%s), renewed %s, was held by its process "
+                "pid %s on %s%s alone, and that process is gone (killed, out of memory: its pid is not alive, or "
+                "is another process's now); the lease would have held the home until %s", run_id,
+                lease.get("run_id", "unknown"), dag_run, LEASE_NAME, _utc(renewed), lease.get("pid", "?"),
+                lease.get("host", "?"), step, _utc(renewed + LEASE_TTL_SECONDS))
+
+
 def holds(home: Home, run_id: str) -> bool:
     """Whether run `run_id` still holds the home, as far as one who takes no lock can tell (`rtw status`):
     a DAG run by its live lease, a process by the lock file naming it while it lives (on another host: while
     the lock file names it; a run that takes the home after it writes its own name there)."""
     lease = read_lease(home)
-    if lease is not None and lease.get("run_id") == run_id and _is_live(lease):
+    if lease is not None and lease.get("run_id") == run_id and _is_live(lease) and not _gone_alone(lease):
         return True
     try:
         holder = json.loads((home.root / LOCK_NAME).read_bytes() or b"{}")
     except (OSError, ValueError):
         return False
-    if not isinstance(holder, dict) or holder.get("run_id") != run_id:
+    if not isinstance(holder, dict) or holder.get("run_id") != run_id or int(holder.get("pid") or 0) <= 0:
         return False
-    return holder.get("host") != socket.gethostname() or process_lives(int(holder.get("pid", 0)))
+    return not process_gone(holder)
 
 
 def process_lives(pid: int) -> bool:
@@ -186,11 +253,24 @@ def take_lease(home: Home, run_id: str, *, dag_run_id: str | None = None) -> Non
     fsio.write_text(home.root / LEASE_NAME, json.dumps({**_holder(run_id, "airflow"), "dag_run_id": dag_run_id}))
 
 
-def _renew(home: Home, run_id: str) -> None:
+def publishing(home: Home, run_id: str) -> None:
+    """A DAG run's publish holds its lease (under run_lock with lease=run_id): the run's last step, one process,
+    not retried. The lease names it, alone: when it is gone, the next run takes the home over."""
+    lease = read_lease(home)
+    if lease is not None and lease.get("run_id") == run_id:
+        fsio.write_text(home.root / LEASE_NAME, json.dumps({**lease, **this_process(), "alone": True,
+                                                             "step": "publish", "heartbeat": time.time()}))
+
+
+def _renew(home: Home, run_id: str, *, entering: bool = False) -> None:
     lease = read_lease(home)
     if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
         raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
-    fsio.write_text(home.root / LEASE_NAME, json.dumps({**lease, "heartbeat": time.time()}))
+    renewed = {**lease, "heartbeat": time.time()}
+    me = this_process()
+    if entering and me["started"] is not None and all(lease.get(k) == v for k, v in me.items()):
+        renewed["alone"] = True  # a later task in the process that took the lease: that process runs them all
+    fsio.write_text(home.root / LEASE_NAME, json.dumps(renewed))
 
 
 def end_lease(home: Home, run_id: str) -> None:
@@ -214,7 +294,7 @@ def heartbeat(home: Home, run_id: str) -> Iterator[None]:
 
     Raises RunBusy when another run holds the home (this run's lease expired and was taken over).
     """
-    _renew(home, run_id)
+    _renew(home, run_id, entering=True)
     stop = threading.Event()
 
     def renew() -> None:

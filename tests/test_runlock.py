@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -201,3 +202,86 @@ def test_report_and_export_wait_for_a_run_holding_the_home_and_otherwise_name_it
     assert done.exit_code == 0, done.output
     assert released.is_set() and "Parquet marts in" in done.output  # it ran once the holder had ended
     holder.join()
+
+
+# A DAG publish in a process of its own: it takes the home with its run's lease and writes itself there.
+_PUBLISH = ("import sys, time\nfrom etl import runlock\nfrom etl.config import resolve_home\n"
+            "home = resolve_home(sys.argv[1])\n"
+            "with runlock.run_lock(home, 'dag-1', kind='airflow', lease='replace'):\n"
+            "    runlock.take_lease(home, 'dag-1', dag_run_id='scheduled__2026-12-02T02:00:00+00:00')\n"
+            "with runlock.run_lock(home, 'dag-1', kind='airflow', lease='dag-1'):\n"
+            "    runlock.publishing(home, 'dag-1')\n"
+            "    print('publishing', flush=True)\n    time.sleep(60)\n")
+
+
+def _publishing(home_root: Path) -> subprocess.Popen[str]:
+    publish = subprocess.Popen([sys.executable, "-c", _PUBLISH, str(home_root)], stdout=subprocess.PIPE, text=True,
+                               cwd=REPO_ROOT)
+    assert publish.stdout is not None and publish.stdout.readline().strip() == "publishing"
+    return publish
+
+
+def test_the_lease_of_a_dag_publish_that_was_killed_is_taken_over_at_once_saying_so(tmp_path, caplog):
+    """Its lease, fresh, held the home two hours (RTW_LEASE_TTL): `rtw run` and the next night were refused."""
+    home = resolve_home(tmp_path).ensure()
+    publish = _publishing(tmp_path)
+    try:
+        with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
+            pass  # alive: never taken over
+    finally:
+        publish.send_signal(signal.SIGKILL)
+        publish.wait()
+    with runlock.run_lock(home, "cli-2"):
+        assert runlock.read_lease(home) is None
+    [said] = [r.getMessage() for r in caplog.records if "takes the home over" in r.getMessage()]
+    assert said.startswith("run cli-2 takes the home over from run dag-1, Airflow DAG run "
+                           "scheduled__2026-12-02T02:00:00+00:00: its lease (.run.lease), renewed ")
+    assert f"by its process pid {publish.pid} on {socket.gethostname()} (publish) alone, and that process is gone" \
+        in said and "the lease would have held the home until " in said
+
+
+def _lease(home, **process) -> None:
+    """A live lease of run dag-1 whose run is down to one process, the one named."""
+    lease = {"run_id": "dag-1", "kind": "airflow", "since": "2026-12-02 02:00:00 UTC", "heartbeat": time.time(),
+             "alone": True, **process}
+    (home.root / runlock.LEASE_NAME).write_text(json.dumps(lease))
+
+
+def test_a_lease_is_taken_over_when_its_pid_is_another_process_s_never_while_its_process_may_live(tmp_path):
+    home = resolve_home(tmp_path).ensure()
+    _lease(home, pid=os.getpid(), host=socket.gethostname(), started="another-boot/1")  # the pid lives: another's
+    assert not runlock.holds(home, "dag-1")
+    with runlock.run_lock(home, "cli"):
+        assert runlock.read_lease(home) is None
+    me = runlock.this_process()
+    assert me["started"] is not None  # Linux: /proc says when a process started
+    for alive in (me, {**me, "host": "worker-2.example.org", "pid": 1}, {**me, "started": None}):
+        _lease(home, **alive)  # the same process; one on another host; a live pid whose start is unknown
+        with pytest.raises(runlock.RunBusy, match="dag-1"), runlock.run_lock(home, "cli"):
+            pass
+        assert runlock.holds(home, "dag-1")
+
+
+def test_a_lease_between_plan_and_publish_of_tasks_in_processes_of_their_own_holds_until_it_lapses(tmp_path):
+    """Its extract and harmonise tasks are many processes, perhaps on other hosts, the next not started yet:
+    plan_run's process, gone, says nothing of them."""
+    home = resolve_home(tmp_path).ensure()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1")
+    lease = runlock.read_lease(home)
+    (tmp_path / runlock.LEASE_NAME).write_text(json.dumps({**lease, "pid": int(gone.stdout)}))
+    with pytest.raises(runlock.RunBusy, match="dag-1"), runlock.run_lock(home, "cli"):
+        pass
+    assert runlock.holds(home, "dag-1")
+
+
+def test_a_dag_run_whose_tasks_run_in_the_process_that_took_its_lease_is_down_to_that_process(tmp_path):
+    """`airflow dags test` (rtw demo, make run) runs every task in the process that drives the run."""
+    home = resolve_home(tmp_path).ensure()
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1")
+    assert not runlock.read_lease(home).get("alone")
+    with runlock.heartbeat(home, "dag-1"):  # an extract task, in the same process
+        assert runlock.read_lease(home)["alone"] is True

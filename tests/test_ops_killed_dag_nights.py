@@ -1,0 +1,50 @@
+"""DAG nights killed (`kill -9`, out of memory) before they published, as `rtw status` and the next run see
+them. `airflow dags test` runs all the tasks in one process, its own, as `rtw demo` and `make run` do: a task
+killed ends the DAG run, and nothing of it is left to end its lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dag_runs import meta_runs, synthetic_home, task_states
+
+from etl import runlock
+from etl.airflow_local import run_dag
+from etl.config import REPO_ROOT, Home
+from etl.crash import CRASH_ENV
+
+pytestmark = pytest.mark.airflow
+
+RTW = str(Path(sys.executable).with_name("rtw"))
+
+
+def _rtw(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "1000", "RTW_PSEUDONYM_KEY": "killed-nights-key-0123456789abcdef"}
+    env.pop(CRASH_ENV, None)
+    return subprocess.run([RTW, *args, "--home", str(home.root)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=env, timeout=600, check=False)
+
+
+def _record(home: Home, run_id: str) -> dict:
+    return json.loads((home.root / "runs" / f"{run_id}.json").read_text())
+
+
+def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at_once(tmp_path):
+    """The next DAG run's plan_run waited for the lease (the killed DAG run is `running` in Airflow's records:
+    nothing is left to end it), then failed naming it."""
+    home = synthetic_home(tmp_path / "home")
+    killed = run_dag(home, env={CRASH_ENV: "before_swap"})  # the publish task kill -9s its process
+    assert not killed.succeeded
+    lease = runlock.read_lease(home)
+    assert lease is not None
+    night = run_dag(home, env={"RTW_RUN_WAIT": "0"})
+    assert night.succeeded, night.output[-3000:]
+    assert f"takes the home over from run {lease['run_id']}" in night.output
+    assert task_states(home)["plan_run"] == "success"
+    assert [r[1:3] for r in meta_runs(home)] == [("airflow", "completed")]
+    assert _record(home, lease["run_id"])["status"] == "killed"
