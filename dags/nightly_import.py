@@ -138,6 +138,11 @@ def _night(run_id: str, step: str) -> Any:
     return run_record.Night(_home(), run_id, "airflow", step=step, dag_run_id=get_current_context()["run_id"])
 
 
+def _reached(run_id: str, step: str) -> None:
+    """An extract or harmonise task of the run is at work: where the night was, should it be killed."""
+    _night(run_id, step).reached(step)
+
+
 @contextmanager
 def _plan_step(run_id: str) -> Iterator[Any]:
     """plan_run, with the run's record: if it fails, leave why for the run's failure message, which publish
@@ -239,6 +244,7 @@ def nightly_import() -> None:
         with _source_step("extract", source["source_id"]):
             home = _home()
             with runlock.heartbeat(home, source["run_id"]):
+                _reached(source["run_id"], f"source.extract[{source['source_id']}]")
                 return pipeline.extract_source(home, source["run_id"], source["source_id"],
                                                sources_dir=_sources_dir()).model_dump(mode="json")
 
@@ -252,6 +258,7 @@ def nightly_import() -> None:
             outcome = SourceOutcome.model_validate(extracted)
             home = _home()
             with runlock.heartbeat(home, outcome.run_id):
+                _reached(outcome.run_id, f"source.harmonise[{outcome.source_id}]")
                 return pipeline.harmonise_extracted(home, outcome, key_value=key,
                                                     sources_dir=_sources_dir()).model_dump(mode="json")
 

@@ -7,10 +7,12 @@ publish writes the warehouse. So every run, `rtw run` and the DAG's alike, keeps
 each step, and removed once its publish is done. A run that fails rewrites it as failed, with the step
 and the first line of why (`said`); a run that could not take the home leaves one too. A record still
 `running` whose run no longer holds the home (etl/runlock.py: neither its process nor its DAG run's
-lease is alive) ended without a word: killed (kill -9, out of memory, a power cut) in the step it
-names; the next run to take the home writes it so. A DAG run's lease lives two hours after its last
-task: a record in the DAG's publish whose process (publish records its own) is gone from this host is
-killed at once, as publish is the run's last step and one process.
+lease is alive, or the one process its lease names is gone) ended without a word: killed (kill -9, out
+of memory, a power cut) in the step it names; the next run to take the home writes it so. A process is
+gone when its pid is not alive on this host, or is alive with another start time (reused: the record
+keeps its start, `runlock.process_start`). A DAG run's lease lives two hours after its last task: a
+record in the DAG's publish whose process (publish records its own) is gone is killed at once, as
+publish is the run's last step and one process, even before publish has written itself into the lease.
 
 A reason quotes the first line of an error of the system or of this project's own only (another's may
 quote an export's value: its type is said, its text goes to the log); what it quotes passes
@@ -21,9 +23,7 @@ quote an export's value: its type is said, its text goes to the log); what it qu
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +66,7 @@ class NightRecord(BaseModel):
     ended_at: datetime | None = None
     pid: int
     host: str
+    started: str | None = None  # the process's start (runlock.process_start): its pid reused is not it
 
 
 def _in_words(exc: BaseException) -> bool:
@@ -141,15 +142,14 @@ class Night:
 
     def _new_record(self, started_at: datetime) -> NightRecord:
         return NightRecord(run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id,
-                           started_at=started_at, step=self.step, pid=os.getpid(), host=socket.gethostname())
+                           started_at=started_at, step=self.step, **runlock.this_process())
 
     def reached(self, step: str) -> None:
         """The run went on to `step` (a DAG task: another process of the run): where a killed run died, and
         the process now doing it (`_killed_in_publish`)."""
         self.step = step
         if (record := _read(_path(self.home, self.run_id))) is not None and record.status == "running":
-            _write(self.home, record.model_copy(update={"step": step, "pid": os.getpid(),
-                                                        "host": socket.gethostname()}))
+            _write(self.home, record.model_copy(update={"step": step, **runlock.this_process()}))
 
     def published(self) -> None:
         """meta.run holds the run now."""
@@ -186,11 +186,11 @@ def _records(home: Home) -> list[NightRecord]:
 def _killed_in_publish(record: NightRecord) -> bool:
     """A DAG run whose publish task's process, on this host, is gone: publish is the run's last step and one
     process (no retry; every other task of the run has ended before it), so nothing of the run is left to
-    publish it. Its lease, which the extract and harmonise tasks of several processes keep fresh, holds the
-    home until it lapses (RTW_LEASE_TTL, 2 h): by the lease alone it looked `running` that long. On another
-    host the process cannot be asked: the lease decides."""
-    return (record.trigger == "airflow" and record.step == DAG_PUBLISH and record.host == socket.gethostname()
-            and not runlock.process_lives(record.pid))
+    publish it. Publish names itself in the lease once it holds the home (runlock.publishing); killed while
+    it waited for the home, only this record names it. On another host the process cannot be asked: the
+    lease decides."""
+    return (record.trigger == "airflow" and record.step == DAG_PUBLISH
+            and runlock.process_gone(record.model_dump(include={"host", "pid", "started"})))
 
 
 def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:

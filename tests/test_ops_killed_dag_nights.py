@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dag_runs import meta_runs, synthetic_home, task_states
+from status_runs import failed_night, last_runs
 
 from etl import runlock
 from etl.airflow_local import run_dag
@@ -34,6 +35,27 @@ def _record(home: Home, run_id: str) -> dict:
     return json.loads((home.root / "runs" / f"{run_id}.json").read_text())
 
 
+def test_a_dag_run_killed_in_extract_is_shown_killed_there_and_rtw_run_takes_the_home_over(tmp_path):
+    """It showed `running` in plan_run, and held the home, until its lease lapsed two hours later."""
+    home = synthetic_home(tmp_path / "home")
+    killed = run_dag(home, env={CRASH_ENV: "extracted"})  # the first extract task kill -9s its process
+    assert not killed.succeeded
+    lease = runlock.read_lease(home)
+    assert lease is not None and runlock.holds(home, lease["run_id"]) is False
+    status = _rtw(home, "status")
+    assert status.returncode == 1 and "no warehouse yet" in status.stdout
+    state, step, reason = failed_night(last_runs(status.stdout), lease["run_id"])
+    assert (state, step[:len("source.extract[")]) == ("killed", "source.extract[")
+    assert reason.startswith("ended without a word: killed")
+    done = _rtw(home, "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert f"takes the home over from run {lease['run_id']}, Airflow DAG run {lease['dag_run_id']}: " in said
+    assert f"by its process pid {lease['pid']} on {lease['host']} alone, and that process is gone" in said
+    assert [r[1:3] for r in meta_runs(home)] == [("cli", "completed")]
+    assert (_record(home, lease["run_id"])["status"], runlock.read_lease(home)) == ("killed", None)
+
+
 def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at_once(tmp_path):
     """The next DAG run's plan_run waited for the lease (the killed DAG run is `running` in Airflow's records:
     nothing is left to end it), then failed naming it."""
@@ -48,3 +70,4 @@ def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at
     assert task_states(home)["plan_run"] == "success"
     assert [r[1:3] for r in meta_runs(home)] == [("airflow", "completed")]
     assert _record(home, lease["run_id"])["status"] == "killed"
+
