@@ -1,11 +1,12 @@
-"""DAG nights killed (`kill -9`, out of memory) before they published, as `rtw status` and the next run see
-them. `airflow dags test` runs all the tasks in one process, its own, as `rtw demo` and `make run` do: a task
-killed ends the DAG run, and nothing of it is left to end its lease."""
+"""DAG nights killed (`kill -9`, out of memory) before they published, and a wait for an export that failed,
+as `rtw status` and the next run see them. `airflow dags test` runs all the tasks in one process, its own,
+as `rtw demo` and `make run` do: a task killed ends the DAG run, and nothing of it is left to end its lease."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from status_runs import failed_night, last_runs
 
 from etl import runlock
 from etl.airflow_local import run_dag
-from etl.config import REPO_ROOT, Home
+from etl.config import REPO_ROOT, SOURCES_DIR, Home
 from etl.crash import CRASH_ENV
 
 pytestmark = pytest.mark.airflow
@@ -71,3 +72,32 @@ def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at
     assert [r[1:3] for r in meta_runs(home)] == [("airflow", "completed")]
     assert _record(home, lease["run_id"])["status"] == "killed"
 
+
+def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pull(tmp_path):
+    """Its verdict and the notification said it; `rtw status` showed the night `completed_with_failures` for
+    the source not loaded only, as its pull, which never ran, recorded nothing."""
+    home = synthetic_home(tmp_path / "home")
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    zone = tmp_path / "zones" / "registry_it"
+    zone.mkdir(parents=True)
+    with (sources / "registry_it.yaml").open("a") as mapping:
+        mapping.write(f"\ndelivery:\n  url: {zone}\n  wait_minutes: 0\n")
+    export = home.landing / "registry_it" / "TREP_export_20261101.csv"
+    export.rename(zone / export.name)  # waiting in the drop zone; its name holds a number: staged keys are read
+    staged = home.staging / "registry_it"
+    staged.mkdir(parents=True, exist_ok=True)
+    (staged / f"{'ab' * 32}.parquet").write_bytes(b"not parquet")  # the sensor's look crashes reading it
+    run = run_dag(home, env={"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources)})
+    assert not run.succeeded
+    states = task_states(home)
+    assert (states["pull.wait_for_export[registry_it]"], states["verdict[registry_it]"]) == ("failed", "failed")
+    status = _rtw(home, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    [row] = last_runs(status.stdout)
+    statuses = [line.split("│")[4].strip() for line in status.stdout.split("Source files")[0].splitlines()
+                if line.startswith("│")]
+    assert statuses == ["completed_with_failures", "pull failed"]  # said under the run's status
+    assert ("pull failed: registry_it: waiting for its export in its drop zone failed: ArrowInvalid (its text, "
+            "which may quote an export's value, is in the task's log); its pull did not run, the import went on "
+            "with what landing held") in row[-1]

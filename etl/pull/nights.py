@@ -3,10 +3,11 @@
 The warehouse records what was imported, not what was pulled: a night whose only failure was a pull
 (a drop zone out of reach, a checksum refused) published `completed`, and only its verdict and the
 notification said otherwise. So every pull of a source with a drop zone (`rtw pull`, the DAG's
-pull_export, each retry) adds a line here: when, and why it failed, if it did. `rtw status` gives a
-run the pulls made since the run before it started (the night's pull precedes its import): a source
-whose last pull among them failed is named, with why; a failed pull no run has followed yet is listed
-on its own. The reason is the pull's message, whose file names are shown as everywhere
+pull_export, each retry) adds a line here: when, and why it failed, if it did; and so does a failed wait
+for the source's export (the DAG's wait_for_export, etl/pull/sensor.py), after which its pull never ran.
+`rtw status` gives a run the pulls made since the run before it started (the night's pull precedes its
+import): a source whose last pull among them failed is named, with why; a failed pull no run has
+followed yet is listed on its own. The reason is the pull's message, whose file names are shown as everywhere
 (etl/extract/file_names.py) and which never quotes a credential. Only the newest lines are kept.
 """
 

@@ -7,6 +7,10 @@ Otherwise it defers to `DropZoneTrigger`, which polls in the triggerer until an 
 or the deadline passes. At the deadline the sensor succeeds with status `deadline` (the night's
 run goes on with what landing holds), unless `fail_on_deadline` is set.
 
+A wait that fails (it crashed, or waited past its task's execution timeout) is recorded as a failed pull
+of the source (etl/pull/nights.py, `_wait_failed`, the sensor's own failure callback): its pull does not
+run, and `rtw status` shows the night that went on without it as it shows a failed pull.
+
 The trigger's serialised arguments hold the connection *id*, never the secret: the trigger
 reads the connection when it runs (env `AIRFLOW_CONN_<ID>`, else Airflow's connection lookup).
 
@@ -130,6 +134,8 @@ class DropZoneSensor(BaseSensorOperator):
     def __init__(self, *, source_id: str, deadline: timedelta | datetime | None = None,
                  poke_interval: timedelta | float = 300.0, home: str | None = None,
                  sources_dir: str | None = None, fail_on_deadline: bool = False, **kwargs: Any) -> None:
+        theirs = kwargs.pop("on_failure_callback", None) or []
+        kwargs["on_failure_callback"] = [_wait_failed, *(theirs if isinstance(theirs, list) else [theirs])]
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.source_id = source_id
         self.deadline = deadline
@@ -202,3 +208,36 @@ def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
         return DropZoneCheck(source_id=sensor.source_id, state=DropZoneState.INVALID,
                              message=f"{sensor.source_id}: connection '{connection_id}' cannot be read: {exc}")
     return check_drop_zone(sensor._home(), sensor.source_id, connection_uri=uri, sources_dir=sensor._sources_dir())
+
+
+def _wait_failed(context: Any) -> None:
+    """The sensor's failure callback: its wait failed, so the source's pull did not run; record it with the
+    source's pulls, which `rtw status` reads (the verdict and the notification already say it). Never a
+    second failure: a record that cannot be written is logged (etl/pull/nights.py)."""
+    from etl.pull.nights import record_pull
+
+    sensor = context["task"]
+    try:
+        home = sensor._home()
+    except Exception as exc:  # the Variable rtw_home cannot be read: the task's log says why it failed
+        sensor.log.warning("%s: the failed wait could not be recorded for rtw status: %s", sensor.source_id, exc)
+        return
+    record_pull(home, sensor.source_id, wait_failure(sensor.source_id, context.get("exception"),
+                                                     sensor.execution_timeout))
+
+
+def wait_failure(source_id: str, exc: BaseException | str | None, timeout: timedelta | None) -> str:
+    """Why a source's wait for its export failed, as a failed pull's reason: a timeout in its words, an error
+    as a run's reason is said (etl/run_record.py: only its type, when its text may quote a value)."""
+    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowTaskTimeout, TaskDeferralTimeout
+
+    from etl.run_record import said
+
+    if isinstance(exc, AirflowSensorTimeout | AirflowTaskTimeout | TaskDeferralTimeout):
+        why = f"it waited past its execution timeout ({timeout or 'unset'})"
+    elif isinstance(exc, BaseException):
+        why = said(exc).replace("in the run's log", "in the task's log")
+    else:  # failed outside its process (its worker lost): Airflow hands a message, or nothing
+        why = "it ended without an outcome (killed, or its worker lost); see the task's log"
+    return (f"{source_id}: waiting for its export in its drop zone failed: {why}; its pull did not run, the "
+            "import went on with what landing held")
