@@ -67,6 +67,7 @@ class NightRecord(BaseModel):
     pid: int
     host: str
     started: str | None = None  # the process's start (runlock.process_start): its pid reused is not it
+    pid_namespace: str | None = None  # a container's pid means nothing in another's
 
 
 def _in_words(exc: BaseException) -> bool:
@@ -190,7 +191,7 @@ def _killed_in_publish(record: NightRecord) -> bool:
     it waited for the home, only this record names it. On another host the process cannot be asked: the
     lease decides."""
     return (record.trigger == "airflow" and record.step == DAG_PUBLISH
-            and runlock.process_gone(record.model_dump(include={"host", "pid", "started"})))
+            and runlock.process_gone(record.model_dump(include={"host", "pid", "started", "pid_namespace"})))
 
 
 def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:

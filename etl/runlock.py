@@ -87,8 +87,19 @@ def _holder(run_id: str, kind: str) -> dict[str, Any]:
 
 
 def this_process() -> dict[str, Any]:
-    """This process as a lease, lock file or night record names it: host, pid and start (`process_start`)."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
+    """This process as a lease, lock file or night record names it: host, pid, start (`process_start`) and
+    pid namespace (`_pid_namespace`)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid()),
+            "pid_namespace": _pid_namespace()}
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace ("pid:[4026531836]"): containers sharing a home and a host name (one
+    given in a compose file) number their processes apart, and one's pid means nothing in another."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def process_start(pid: int) -> str | None:
@@ -105,10 +116,12 @@ def process_start(pid: int) -> str | None:
 
 def process_gone(process: Mapping[str, Any]) -> bool:
     """Whether the process named (host, pid, started) is known to be gone: of this host, and its pid not
-    alive or alive with another start (reused). Never one of another host (it cannot be asked), nor a live
-    pid whose start was not recorded or cannot be read (it may be the same process)."""
+    alive or alive with another start (reused). Never one of another host or pid namespace (it cannot be
+    asked), nor a live pid whose start was not recorded or cannot be read (it may be the same process)."""
     pid = int(process.get("pid") or 0)
     if process.get("host") != socket.gethostname() or pid <= 0:
+        return False
+    if process.get("pid_namespace") not in (None, _pid_namespace()):  # another container's: cannot be asked
         return False
     if not process_lives(pid):
         return True

@@ -255,8 +255,9 @@ def test_a_lease_is_taken_over_when_its_pid_is_another_process_s_never_while_its
         assert runlock.read_lease(home) is None
     me = runlock.this_process()
     assert me["started"] is not None  # Linux: /proc says when a process started
-    for alive in (me, {**me, "host": "worker-2.example.org", "pid": 1}, {**me, "started": None}):
-        _lease(home, **alive)  # the same process; one on another host; a live pid whose start is unknown
+    container = {**me, "pid": 2 ** 22 + 1, "pid_namespace": "pid:[1]"}  # no such pid here; another container's
+    for alive in (me, {**me, "host": "worker-2.example.org", "pid": 1}, {**me, "started": None}, container):
+        _lease(home, **alive)  # the same process; another host's; a live pid whose start is unknown; a container's
         with pytest.raises(runlock.RunBusy, match="dag-1"), runlock.run_lock(home, "cli"):
             pass
         assert runlock.holds(home, "dag-1")
