@@ -40,6 +40,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _mappings_folder() -> Path:
+    """The mappings (env RTW_SOURCES_DIR, else the shipped ones), read when the command runs. A folder
+    named but missing is refused, as the DAG refuses it: a typo otherwise ran a night that read no
+    mapping (every source kept as it was, exit 0) and a pull that pulled nothing and said nothing."""
+    from etl.resources import sources_dir
+
+    try:
+        return sources_dir()
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+        raise  # _fail has exited
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write landing/ and truth/ into")],
@@ -70,9 +83,10 @@ def run(home: HomeOption = None,
 
     log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
+    mappings = _mappings_folder()
     started = time.perf_counter()
     try:
-        summary = pipeline.run(rtw_home, force=force, wait=wait,
+        summary = pipeline.run(rtw_home, sources_dir=mappings, force=force, wait=wait,
                                progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     except RunBusy as exc:  # not a failure of this home: said on one line, whatever the width
         console.print(plain(f"rtw: {exc}", "red"), soft_wrap=True)
@@ -545,7 +559,7 @@ def pull(sources: Annotated[list[str] | None, typer.Argument(help="Source ids (d
     from etl.pull import PullStatus, pull_all
 
     log_to_terminal(logging.ERROR)
-    outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None)
+    outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None, sources_dir=_mappings_folder())
     styles = {PullStatus.PULLED: "green", PullStatus.FAILED: "red"}
     for outcome in outcomes:  # a message is shown as it is: file names may hold [brackets], an ESC
         console.print(plain(outcome.message, styles.get(outcome.status, "dim")), soft_wrap=True)
@@ -609,18 +623,18 @@ def profile(file: Annotated[Path, typer.Argument(help="An export file of any sup
 @app.command()
 def check(source: Annotated[str, typer.Argument(help="Source id: sources/<SOURCE>.yaml")],
           home: HomeOption = None,
-          sources_dir: Annotated[Path | None, typer.Option("--sources-dir", help="Folder of the mappings "
-                                                           "(default: $RTW_SOURCES_DIR or ./sources)")] = None) -> None:
+          sources_dir: Annotated[Path | None, typer.Option(
+              "--sources-dir", help="Folder of the mappings (default: $RTW_SOURCES_DIR, else the shipped "
+                                    "mappings)")] = None) -> None:
     """Check a source's mapping against its current landing files, without publishing anything.
 
     Exit 0 when the mapping is usable (warnings allowed), 1 with the problems listed otherwise.
     """
-    from etl.config import SOURCES_DIR
     from etl.onboard.check import check_source
     from etl.onboard.pages import check_tables
 
     rtw_home = resolve_home(home)
-    outcome = check_source(source, sources_dir or SOURCES_DIR, rtw_home.landing, rtw_home.staging)
+    outcome = check_source(source, sources_dir or _mappings_folder(), rtw_home.landing, rtw_home.staging)
     console.print(check_tables(outcome))
     if not outcome.usable:
         raise typer.Exit(code=1)
@@ -632,11 +646,11 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
              source_id: Annotated[str | None, typer.Option("--source-id", help="Id of the new source "
                                                            "(default: from the file name)")] = None,
              out: Annotated[Path | None, typer.Option("--out", help="Where to write the draft "
-                                                      "(default: sources/<id>.yaml; '-' prints it)")] = None,
+                                                      "(default: <id>.yaml in $RTW_SOURCES_DIR, else in the "
+                                                      "shipped mappings; '-' prints it)")] = None,
              force: Annotated[bool, typer.Option("--force", help="Replace an existing mapping file")] = False,
              option: ReaderOptions = None) -> None:
     """Draft a mapping from a file (or an ODM's metadata), with TODOs for what only you can decide."""
-    from etl.config import SOURCES_DIR
     from etl.extract.errors import ExtractError
     from etl.onboard.reading import shown_error
     from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
@@ -653,7 +667,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     if out is not None and str(out) == "-":
         sys.stdout.write(draft.text)
         return
-    target = out or SOURCES_DIR / f"{draft.source_id}.yaml"
+    target = out or _mappings_folder() / f"{draft.source_id}.yaml"
     if target.exists() and not force:
         _fail(f"{target} exists; give --out elsewhere or --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
