@@ -128,9 +128,23 @@ def _registrations(result: pd.DataFrame, built: MartsWarehouse) -> None:
         assert result.loc[result.registration_year == year, study].iloc[0] == n
 
 
+def _five_year_survival_from_diagnosis(result: pd.DataFrame, built: MartsWarehouse) -> None:
+    times = built.query("SELECT iccc3_group, os_days, os_event FROM marts.survival "
+                        "WHERE origin = 'diagnosis' AND os_days IS NOT NULL")
+    assert result.n_patients.sum() == len(times) > 0 and result.os_5_years.notna().any()
+    for group, members in times.groupby("iccc3_group"):
+        row = result[result.iccc3_group == group].iloc[0]
+        assert row.n_patients == len(members)
+        if pd.notna(row.os_5_years):
+            fitter = KaplanMeierFitter().fit(members.os_days.astype(float), members.os_event.astype(bool))
+            at_five = fitter.survival_function_at_times(round(5 * 365.25)).iloc[0]
+            assert row.ci_lower <= row.os_5_years <= row.ci_upper
+            assert abs(row.os_5_years - at_five) <= 0.0005 + 1e-9, f"{group}: {row.os_5_years}, lifelines {at_five}"
+
+
 CHECKS: dict[int, Check] = {1: _patients_per_group, 2: _board_intervals, 3: _proportion_followed, 4: _reasons,
                             5: _actionable, 6: _toxicity, 7: _response_by_advice, 8: _two_year_survival,
-                            9: _median_efs, 10: _registrations}
+                            9: _median_efs, 10: _registrations, 11: _five_year_survival_from_diagnosis}
 
 
 def test_the_registrations_question_asks_for_what_its_query_adds_up():
@@ -139,8 +153,8 @@ def test_the_registrations_question_asks_for_what_its_query_adds_up():
     assert "registrations" in title and "patients" not in title and "sum(n_registrations)" in sql
 
 
-def test_the_document_has_ten_questions_each_with_a_check():
-    assert sorted(example_queries()) == sorted(CHECKS) == list(range(1, 11))
+def test_the_document_has_eleven_questions_each_with_a_check():
+    assert sorted(example_queries()) == sorted(CHECKS) == list(range(1, 12))
 
 
 @pytest.mark.parametrize("number", sorted(CHECKS))
