@@ -422,8 +422,18 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
                    "issues": sum(c["issues"] for c in centres), "held_back": sum(c["held_back"] for c in centres),
                    "waived": waived[0] if waived else 0,
-                   "endpoints_held_back": None if endpoints is None else sum(e["n_records"] for e in endpoints)},
+                   **_endpoint_totals(endpoints)},
     }
+
+
+def _endpoint_totals(endpoints: Sequence[dict[str, Any]] | None) -> dict[str, int | None]:
+    """Records held back that carry an endpoint, and those that may (refused while being read, endpoint
+    `unknown`): counted together, a follow-up with a wrong date would read as a death held back."""
+    if endpoints is None:
+        return {"endpoints_held_back": None, "endpoints_possibly_held_back": None}
+    unknown = sum(e["n_records"] for e in endpoints if e["endpoint"] == "unknown")
+    return {"endpoints_held_back": sum(e["n_records"] for e in endpoints) - unknown,
+            "endpoints_possibly_held_back": unknown}
 
 
 # -- rendering ----------------------------------------------------------------------------------
