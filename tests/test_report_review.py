@@ -66,3 +66,38 @@ def test_without_unknown_endpoints_the_tile_says_nothing_of_possible_ones(wareho
     dom = _page(warehouse, tmp_path)
     assert int(dom.get_element_by_id("held-back-endpoints-total").text) == len(dq_fixture.HELD_BACK_ENDPOINTS)
     assert not dom.xpath('//*[@id="held-back-endpoints-possible"]')
+
+
+# -- a run whose only news is a failed source ----------------------------------------------------------
+FAILED_RUN = "20261105T020000Z-fa11"
+
+
+def _add_a_run_in_which_a_source_failed(warehouse: Path) -> None:
+    """A night in which sacha_fr's new export could not be read and nothing else changed: the rules do not
+    rerun, sacha_fr keeps its last good data."""
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.execute("INSERT INTO meta.run VALUES (?, 'airflow', '2026-11-05 02:00:00+00', '2026-11-05 02:03:00+00', "
+                    "'completed_with_failures', [], ['registry_it'], ['sacha_fr'], "
+                    "'sacha_fr: SACHA_ODM.xml line 6907: not well-formed XML', false, 'rules-v1')", [FAILED_RUN])
+    finally:
+        con.close()
+
+
+def test_a_run_with_a_failed_source_is_not_said_to_have_changed_nothing(warehouse, tmp_path):
+    """The page of a night whose new sacha_fr export could not be read said "no source and no rule changed"
+    beside "failed: sacha_fr", and its trend point "nothing changed": a quality officer could not tell
+    whether the centre's new export had been looked at."""
+    copy = _copy(warehouse, tmp_path)
+    _add_a_run_in_which_a_source_failed(copy)
+    dom = _page(copy, tmp_path)
+    assert dom.get_element_by_id("run-id").text == FAILED_RUN
+    note = " ".join(dom.get_element_by_id("findings-run").text_content().split())
+    assert "no source and no rule changed" not in note
+    assert "sacha_fr could not be read and keeps its last good data" in note
+    assert dq_fixture.VALIDATED[-1] in note
+    (point,) = dom.xpath(f'//*[@class="run-point"][@data-run-id="{FAILED_RUN}"]')
+    assert point.find("title").text.endswith("(rules not rerun: sacha_fr failed, nothing else changed)")
+    # A night with nothing new still says so.
+    (quiet,) = dom.xpath(f'//*[@class="run-point"][@data-run-id="{LATEST}"]')
+    assert quiet.find("title").text.endswith("(rules not rerun: nothing changed)")

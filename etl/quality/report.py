@@ -129,6 +129,7 @@ class TrendPoint:
     issues: int
     rules_failed: int
     validated: bool  # False: the rules did not rerun, the point repeats the last validated run
+    sources_failed: tuple[str, ...] = ()  # sources the run could not read (they kept their last good data)
 
 
 # -- statuses -----------------------------------------------------------------------------------
@@ -332,14 +333,16 @@ def _trend(con: duckdb.DuckDBPyConnection) -> list[TrendPoint]:
         statuses[run_id].append(rule_statuses)
     points: list[TrendPoint] = []
     last: TrendPoint | None = None
-    for run_id, started_at in con.execute("SELECT run_id, started_at FROM meta.run ORDER BY started_at, run_id"
-                                          ).fetchall():
+    for run_id, started_at, sources_failed in con.execute(
+            "SELECT run_id, started_at, coalesce(sources_failed, []) FROM meta.run ORDER BY started_at, run_id"
+            ).fetchall():
         if run_id in statuses:
             failed = sum(rule_status(s) == "failed" for s in statuses[run_id])
-            last = TrendPoint(run_id, started_at, issues.get(run_id, 0), failed, validated=True)
+            last = TrendPoint(run_id, started_at, issues.get(run_id, 0), failed, True, tuple(sources_failed))
             points.append(last)
         elif last is not None:
-            points.append(TrendPoint(run_id, started_at, last.issues, last.rules_failed, validated=False))
+            points.append(TrendPoint(run_id, started_at, last.issues, last.rules_failed, False,
+                                     tuple(sources_failed)))
     return points
 
 
@@ -458,6 +461,13 @@ def _run_label(point: TrendPoint | AgePoint, i: int, count: int, x: float, axis_
     return f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>'
 
 
+def _why_not_rerun(point: TrendPoint) -> str:
+    """A run whose rules did not rerun either had nothing new or could not read what was new."""
+    if point.sources_failed:
+        return f"{', '.join(point.sources_failed)} failed, nothing else changed"
+    return "nothing changed"
+
+
 def trend_svg(points: Sequence[TrendPoint]) -> str:
     """Two stacked line charts, open issues and rules failed per run, as inline SVG (no script, no font)."""
     width, left, right = 760, 56, 24
@@ -484,7 +494,7 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
                      f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
     for i, p in enumerate(points):
         run_id = html.escape(p.run_id)
-        note = "" if p.validated else " (rules not rerun: nothing changed)"
+        note = "" if p.validated else f" (rules not rerun: {html.escape(_why_not_rerun(p))})"
         dots = "".join(  # hollow when the rules did not rerun in that run
             f'<circle cx="{x(i):.1f}" cy="{y(key, getattr(p, key)):.1f}" r="4" stroke="{colour}" '
             f'stroke-width="1.5" fill="{colour if p.validated else "#fff"}"/>'
