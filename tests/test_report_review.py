@@ -144,3 +144,35 @@ def test_printed_every_rule_keeps_all_its_columns(synthetic_run, tmp_path):
     assert printed["clipped"] == []
     assert printed["page"] <= printed["window"]
     assert printed["nav"] is False and printed["filters"] == 0
+
+
+# -- Data Docs ---------------------------------------------------------------------------------------------
+def _judge(warehouse: Path, judged: list[tuple[str, str, str]]) -> None:
+    """dq.gx_judged as GX's memo leaves it: per table and source, the run whose GX findings still hold."""
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.executemany("INSERT INTO dq.gx_judged VALUES (?, ?, 'fingerprint', ?)", judged)
+    finally:
+        con.close()
+
+
+def test_data_docs_links_say_which_tables_of_a_source_each_run_judged(warehouse, tmp_path):
+    """A night in which only iltb's follow-up export changed: GX judged iltb's follow-ups again, and its
+    other tables kept the findings of the run before. The page linked that run's Data Docs for "iltb, whose
+    rows have not changed since", and this run's as "every expectation": a quality officer looking for
+    iltb's follow-ups opened the stale page."""
+    copy = _copy(warehouse, tmp_path)
+    findings, earlier = dq_fixture.VALIDATED[-1], dq_fixture.VALIDATED[0]
+    _judge(copy, [("diagnosis", "registry_it", findings), ("treatment", "registry_it", earlier),
+                  ("patient", "registry_it", earlier), ("diagnosis", "sacha_fr", earlier),
+                  ("treatment", "sacha_fr", earlier)])
+    for run in (findings, earlier):
+        docs = tmp_path / "reports" / run / "data_docs" / "index.html"
+        docs.parent.mkdir(parents=True)
+        docs.write_text("<html><body>GX Data Docs</body></html>")
+    dom = _page(copy, tmp_path)
+    assert dom.get_element_by_id("data-docs-scope").text == "registry_it (diagnosis)"
+    (older,) = dom.xpath('//a[@class="earlier-data-docs"]/..')
+    assert " ".join(older.text_content().split()) == (
+        f"Great Expectations Data Docs of run {earlier}: registry_it (all but diagnosis), sacha_fr, whose rows "
+        "have not changed since that run judged them")

@@ -360,14 +360,36 @@ def _held_back_endpoints(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> l
 
 
 def _gx_judged_by(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str, list[str]]:
-    """The earlier runs whose GX findings the page shows, with the sources each judged: when the page
-    is about the current warehouse, the findings of sources whose rows did not change are those of the
-    run that judged them (etl/quality/gx_memo.py), and so are their Data Docs."""
+    """The runs whose GX findings the page shows, with what each judged (judged_labels): when the page
+    is about the current warehouse, the findings of a source's table whose rows did not change are those
+    of the run that judged them (etl/quality/gx_memo.py), and so are their Data Docs."""
     if not in_warehouse(con, "dq.gx_judged") or not _about_the_warehouse(con, choice):
         return {}
-    return {run: sources for run, sources in con.execute(
-        "SELECT run_id, list(DISTINCT source_id ORDER BY source_id) FROM dq.gx_judged WHERE run_id <> ? "
-        "GROUP BY 1 ORDER BY 1", [choice.findings_run_id]).fetchall()}
+    return judged_labels(con.execute("SELECT run_id, source_id, table_name FROM dq.gx_judged").fetchall())
+
+
+def judged_labels(judged: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """run -> what its Data Docs hold, from (run, source, table) rows: a source whose every table that run
+    judged is named alone (`iltb`); else with the tables (`iltb (follow_up)`), or those it did not judge
+    when fewer (`iltb (all but follow_up)`). A source named alone in two runs would send a reader to the
+    older one for rows that changed since."""
+    tables: dict[str, set[str]] = defaultdict(set)
+    by_run: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for run_id, source_id, table in judged:
+        tables[source_id].add(table)
+        by_run[run_id][source_id].add(table)
+    labels: dict[str, list[str]] = {}
+    for run_id in sorted(by_run):
+        labels[run_id] = []
+        for source_id, judged_here in sorted(by_run[run_id].items()):
+            others = tables[source_id] - judged_here
+            if not others:
+                labels[run_id].append(source_id)
+            elif len(others) < len(judged_here):
+                labels[run_id].append(f"{source_id} (all but {', '.join(sorted(others))})")
+            else:
+                labels[run_id].append(f"{source_id} ({', '.join(sorted(judged_here))})")
+    return labels
 
 
 def _source_summaries(run: dict[str, Any], sources: dict[str, dict[str, SourceRule]],
@@ -601,7 +623,7 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
         choice = choose_run(con, run_id)
         context = _read_report(con, choice)
         ids = [r for r, _ in _runs(con)]
-        earlier_docs = _gx_judged_by(con, choice)
+        judged = _gx_judged_by(con, choice)
     finally:
         con.close()
     folder = fsio.private_folder(reports_dir / choice.run_id)
@@ -609,12 +631,13 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     if data_docs is not None and not data_docs.is_file():
         log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
     earlier = [{"run_id": run, "sources": sources, "href": _relative_href(path, folder)}
-               for run, sources in earlier_docs.items()
+               for run, sources in judged.items() if run != choice.findings_run_id
                if (path := reports_dir / run / "data_docs" / "index.html").is_file()]
     page_html = _environment().get_template("report.html.j2").render(
         **context, trend_svg=trend_svg(context["trend"]), query_age_svg=query_age_svg(context["query_trend"]),
         categories=CATEGORIES, subcategories=SUBCATEGORIES,
         data_docs=_relative_href(docs, folder) if docs.is_file() else None, earlier_data_docs=earlier,
+        data_docs_scope=judged.get(choice.findings_run_id, []),
         attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
     _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
