@@ -176,3 +176,16 @@ def test_data_docs_links_say_which_tables_of_a_source_each_run_judged(warehouse,
     assert " ".join(older.text_content().split()) == (
         f"Great Expectations Data Docs of run {earlier}: registry_it (all but diagnosis), sacha_fr, whose rows "
         "have not changed since that run judged them")
+
+
+# -- finding one's way ---------------------------------------------------------------------------------
+def test_each_nav_link_lands_on_its_section_s_heading(warehouse, tmp_path):
+    """"Per centre" led to the table itself, so the page scrolled past the section's heading and the
+    filter box above the table: a keyboard or screen-reader user landed in the table with no way to
+    know the box was there."""
+    dom = _page(warehouse, tmp_path)
+    links = dom.xpath("//nav/a/@href")
+    for href in links:
+        target = dom.get_element_by_id(href[1:])
+        assert target.tag == "h2" or target[0].tag == "h2", (href, target.tag)
+    assert "#clerical-review" in links
