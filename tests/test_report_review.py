@@ -189,3 +189,42 @@ def test_each_nav_link_lands_on_its_section_s_heading(warehouse, tmp_path):
         target = dom.get_element_by_id(href[1:])
         assert target.tag == "h2" or target[0].tag == "h2", (href, target.tag)
     assert "#clerical-review" in links
+
+
+_FILTER_PROBE = """<script>window.addEventListener("load", () => {
+  const probe = document.createElement("output"); probe.id = "filter-probe";
+  const shown = () => [...document.querySelectorAll("#rule-table tbody tr")].filter(r => !r.hidden)
+                                                                            .map(r => r.dataset.rule);
+  const box = document.querySelector('input[data-filter="rule-table"]');
+  const list = document.querySelector('select[data-filter="rule-table"]');
+  const seen = {};
+  box.value = "error"; box.dispatchEvent(new Event("input")); seen.typed = shown();
+  box.value = ""; box.dispatchEvent(new Event("input"));
+  if (list) { list.value = "error"; list.dispatchEvent(new Event("change")); seen.in_error = shown();
+              box.value = "plausibility"; box.dispatchEvent(new Event("input")); seen.both = shown();
+              list.value = ""; list.dispatchEvent(new Event("change")); seen.plausibility = shown(); }
+  probe.textContent = JSON.stringify(seen); document.body.appendChild(probe); });</script>"""
+
+
+def test_rules_in_error_are_found_by_status_not_by_typing_error(warehouse, tmp_path):
+    """Typing "error" in the rule filter, as the page invites ("Filter rules (id, category, status…)"), kept
+    the rules of severity error, which hold records back, beside the rule in error, which could not run (at
+    200 persons: 32 rules of severity error kept, none in error): a quality officer looking for rules to report
+    to the data manager found the wrong ones. A status list beside the box chooses by status."""
+    import json
+    import subprocess
+
+    from headless_chromium import _chromium
+
+    page = build_report(warehouse, tmp_path / "reports")
+    probe = tmp_path / "filtered.html"
+    probe.write_text(page.read_text(encoding="utf-8") + _FILTER_PROBE, encoding="utf-8")
+    dom = subprocess.run([*_chromium(), f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True)
+    seen = json.loads(lxml.html.fromstring(dom.stdout).get_element_by_id("filter-probe").text)
+    severe = sorted(r.rule_id for r in dq_fixture.RULES if r.severity == "error")
+    assert set(severe) < set(seen["typed"])  # typed, "error" keeps the rules of severity error, which passed
+    assert seen.get("in_error") == ["XT-TREAT-AFTER-DIAG"]
+    assert seen["both"] == ["XT-TREAT-AFTER-DIAG"]  # the box and the list together
+    plausibility = sorted(r.rule_id for r in dq_fixture.RULES if r.category == "plausibility")
+    assert sorted(seen["plausibility"]) == plausibility
