@@ -114,3 +114,27 @@ def test_the_notices_of_sheets_per_patient_say_which_sheet_each_is(tmp_path):
     result = CliRunner().invoke(app, ["profile", str(workbook), "--home", str(tmp_path / "home")], env=WIDE)
     assert "sheet 'Pat_{patient}' (sheet 2 of the workbook): 1 row\n" in result.output
     assert not NUMBERS.search(result.output)
+
+
+def test_rtw_check_places_a_sheet_per_patient_it_cannot_read_as_profile_does(tmp_path, monkeypatch):
+    """`rtw check` named the sheet of a refusal `sheet 'Pat_{patient}', cell D1: ...`, which of the patients'
+    sheets to open could not be told; `rtw profile` says `(sheet 2 of the workbook)`, and now check does too."""
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")  # the workbook was just written
+    sources, landing = tmp_path / "sources", tmp_path / "landing" / "kr_sheets"
+    sources.mkdir()
+    landing.mkdir(parents=True)
+    (sources / "kr_sheets.yaml").write_text(
+        'source_id: kr_sheets\ntitle: A register with a sheet per patient\nformat: excel\nfiles: "Verlauf_*.xlsx"\n'
+        "patient_key: PATNR\nrecord_key: \"{record_set}[{VISDAT}]\"\npatient: {from: \"Pat_{patient}\", fields: {}}\n"
+        "tables:\n  follow_up:\n"
+        "    from: \"Pat_{patient}\"\n    fields:\n      contact_date: {column: VISDAT, type: date}\n")
+    path = _workbook(landing / "Verlauf_20261101.xlsx")
+    workbook = openpyxl.load_workbook(path)
+    workbook["Pat_654321"]["D1"] = "VISDAT"  # the header repeats a name on the second patient's sheet
+    workbook.save(path)
+    from etl.onboard.check import check_source
+
+    report = check_source("kr_sheets", sources, tmp_path / "landing")
+    refused = [f.message for f in report.errors if "header repeats" in f.message]
+    assert len(refused) == 1 and "sheet 'Pat_{patient}' (sheet 2 of the workbook), cell D1" in refused[0], refused
+    assert not NUMBERS.search(" ".join(f.where + f.message for f in report.findings))

@@ -32,7 +32,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, QuotedNames, shown_record_sets, staged_keys
 from etl.extract.landing import SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
-from etl.onboard.reading import describe_file
+from etl.onboard.reading import describe_file, placed, sheets_placed
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
     FieldSpec,
@@ -414,13 +414,12 @@ def _fix_hint(spec: FieldSpec) -> str:
 
 # -- a source's landing files --------------------------------------------------------------------
 def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[Any], staging_dir: Path | None,
-               work: Path) -> tuple[list[tuple[Path, str, str]], list[Finding], QuotedNames]:
-    """Stage each current file (reusing the nightly run's staged copy when there is one); the names besides
-    the files' that the findings quote (a workbook's sheets: shown as file names are, once the source's
-    patient numbers are known)."""
+               work: Path) -> tuple[list[tuple[Path, str, str]], list[tuple[Finding, tuple[str, ...]]]]:
+    """Stage each current file (reusing the nightly run's staged copy when there is one); each refusal with the
+    names besides the file's it may quote (a workbook's sheets, in its order: shown as file names are, once the
+    source's patient numbers are known, `_refusal_shown`)."""
     staged: list[tuple[Path, str, str]] = []
-    findings: list[Finding] = []
-    quoted: list[str] = []
+    refusals: list[tuple[Finding, tuple[str, ...]]] = []
     options = adapter.read_options(mapping)
     for landing_file in files:
         name = adapter.staged_as(landing_file.sha256, options)
@@ -433,11 +432,18 @@ def _stage_all(adapter: SourceAdapter, mapping: SourceMapping, files: Iterable[A
             adapter.stage(landing_file.path, out, options,
                           {"source_file": landing_file.name, "source_file_sha256": landing_file.sha256})
         except ExtractError as exc:
-            findings.append(Finding("error", landing_file.name, str(exc)))
-            quoted += exc.quoted
+            refusals.append((Finding("error", landing_file.name, str(exc)), exc.quoted))
             continue
         staged.append((out, landing_file.name, landing_file.sha256))
-    return staged, findings, QuotedNames(quoted)
+    return staged, refusals
+
+
+def _refusal_shown(finding: Finding, sheets: tuple[str, ...], numbers: PatientNumbers) -> Finding:
+    """A reader's refusal as the run shows it, a sheet per patient as `Pat_{patient}`, followed by its place in
+    the workbook as `rtw profile` places it (`sheet 'Pat_{patient}' (sheet 3 of the workbook), cell D1`): the
+    name alone could not tell which patient's sheet to open."""
+    message = placed(finding.message, sheets_placed(sheets, numbers))
+    return replace(finding, message=QuotedNames(sheets).shown(message, numbers))
 
 
 def _combine(adapter: SourceAdapter, mapping: SourceMapping, staged: list[tuple[Path, str, str]],
@@ -484,11 +490,11 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
     adapter = adapter_for(mapping.format)
     names = tuple(f.name for f in found.current)
     with tempfile.TemporaryDirectory(prefix="rtw-check-") as work:
-        staged, staging_problems, sheets = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
+        staged, refusals = _stage_all(adapter, mapping, found.current, staging_dir, Path(work))
         # The files' own patient keys, read before the temporary folder goes: their names may hold them.
         numbers = PatientNumbers.of(known_keys.union(*(staged_patient_keys(staged_file, mapping)
                                                        for staged_file, _, _ in staged)))
-        findings += [replace(f, message=sheets.shown(f.message, numbers)) for f in staging_problems]
+        findings += [_refusal_shown(f, sheets, numbers) for f, sheets in refusals]
         try:
             record_sets = _combine(adapter, mapping, staged, numbers) if staged else {}
         except (ExtractError, ValueError) as exc:
