@@ -59,7 +59,7 @@ def test_a_label_names_the_code_as_a_name_does():
     ("SITE", ["NL01"] * 6 + ["GB01"] * 6),  # a centre, named like a site
     ("site", ["C01"] * 6 + ["C02"] * 6),  # centres numbered like a category
     ("sede", ["Milano"] * 6 + ["Roma"] * 6),
-    ("grado", ["3"] * 6 + ["2"] * 6),  # digits named otherwise: a code list still
+    ("stadio", ["3"] * 6 + ["2"] * 6),  # digits named otherwise (a stage): a code list still
     ("sesso", ["1"] * 6 + ["2"] * 6),
     ("morph_reviewed", ["Y"] * 6 + ["N"] * 6),  # named like a morphology, not shaped like one
     ("istotipo", ["neuroblastoma"] * 6 + ["ganglioneuroma"] * 6),

@@ -67,13 +67,38 @@ _NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.
 # How ICD-O-3 codes are written, as etl/transform/icdo3.py reads them, whether or not each is a valid code (a
 # `9999` or a `C73.0` is an error of the data, not another kind of column): a morphology 8000-9999 with or without
 # its behaviour and grade (8825/3, 88253, M-8825/3, 8500/33, 9500); a topography C00.0-C80.9 with or without the dot
-# (C74.0, C740; not C01, as centres are numbered too); a behaviour, one digit ICD-O-3 defines.
-_MORPHOLOGY_SHAPE = re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?P<behaviour>\s*[/-]?\s*\d(?:\s*[/.-]?\s*\d)?)?",
+# (C74.0, C740; not C01, as centres are numbered too); a behaviour or a grade, one digit ICD-O-3 defines.
+_MORPHOLOGY_SHAPE = re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?:(?P<behaviour>\s*[/-]?\s*\d)(?P<grade>\s*[/.-]?\s*\d)?)?",
                                re.IGNORECASE)
+# One digit is a behaviour (0-3, 6, 9), a grade (1-9) or, 1-3, 6 and 9, either: the first shape that fits.
 _ICDO3_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("topography", re.compile(r"C\s*[0-8]\d\s*\.?\s*\d", re.IGNORECASE)),
+    ("behaviour or grade", re.compile(r"[12369]")),
     ("behaviour", re.compile(r"[012369]")),
+    ("grade", re.compile(r"[1-9]")),
 )
+GRADED_SHARE = 0.1  # of a column's morphologies with a behaviour, those with a grade too for it to be graded
+# ICD-O-3 columns, by their name or label in our sources' languages (MORPH, morfologia, histologie, istologia; TOPO,
+# topografia, "Primary site", sede, Lokalisation; comportamento, comportement, Dignität, gedrag; grade, grado, Grad,
+# Grading, graad, differentiation, differenziazione, Differenzierung, diferenciación) and the codes their values are
+# shaped as (`icdo3_shape`): read with the type that reads any code, not a list of those seen. ICD-O / CIM-O /
+# CIE-O alone name either code, which the values' shape tells.
+_ICDO3 = r"|icd.?o|cim.?o|cie.?o"
+_ICDO3_TYPES: tuple[tuple[str, frozenset[str], re.Pattern[str]], ...] = (
+    ("icdo3_histology", frozenset({"histology", "morphology", "graded morphology"}),
+     re.compile(r"morph|morfo|histol|histot|istol|istot" + _ICDO3, re.IGNORECASE)),
+    ("icdo3_topography", frozenset({"topography"}),
+     re.compile(r"topo|site|sede|sitio|locali[sz]|lokali[sz]|localiz" + _ICDO3, re.IGNORECASE)),
+    ("icdo3_behaviour", frozenset({"behaviour or grade", "behaviour"}),
+     re.compile(r"behavio|comport|dignit|verhalt|gedrag", re.IGNORECASE)),
+    ("icdo3_grade", frozenset({"behaviour or grade", "grade"}),
+     re.compile(r"grad(?:e|o|ing|ering|ierung)?(?![a-z])|graad|dif{1,2}[eé]ren[tcz]i", re.IGNORECASE)),
+)
+# An adverse event's grade is CTCAE's (1-5: adverse_event.ctcae_grade), not ICD-O-3's, by the column's name or
+# label or its record set's (AETOXGR "Standard Toxicity Grade", "CTCAE grade", AE.GRADE, grado_tossicita; a sheet
+# AdverseEvents, Tossicità, Nebenwirkungen, EI, bijwerkingen).
+_ADVERSE = re.compile(r"ctc|tox|tossic|advers|avvers|ind[eé]sir|nebenwirk|unerw[uü]nscht|bijwerk|ongewenst|"
+                      r"(?<![a-z])s?ae|(?<![a-z])(?:ei|ea|ue)(?![a-z])", re.IGNORECASE)
 _UNKNOWN_PART = r"UK|UNK|NK|XX|UN"
 _MARKER = re.compile(rf"\b({_UNKNOWN_PART})\b")
 # "Unknown date" placeholders (99/99/9999, 9999-99-99, 00/00/0000): not personal, so always shown.
@@ -114,7 +139,8 @@ class ColumnProfile:
     label: str | None = None
     declared_type: str | None = None
     code_list: Mapping[str, str | None] | None = None
-    icdo3_shape: str | None = None  # morphology / topography / behaviour: how (nearly) all values are written
+    icdo3_shape: str | None = None  # morphology / topography / behaviour ...: how (nearly) all values are written
+    icdo3_type: str | None = None  # the ICD-O-3 type its name (or label) and shape call for (`icdo3_type`)
 
     @property
     def null_rate(self) -> float:
@@ -273,9 +299,11 @@ def _numbers_mostly(counts: Counter[str]) -> bool:
 
 def icdo3_shape(counts: Mapping[str, int]) -> str | None:
     """The ICD-O-3 code the non-empty values (value -> count) are written as, at least `SHAPE_SHARE` of them:
-    `morphology` (mostly with the behaviour, 9500/3), `histology` (mostly without, 9500), `topography` or
-    `behaviour`; None when they are not. Only the values' shape: a column of single digits is shaped like
-    behaviours whatever it holds, so what the column is for is judged by its name too."""
+    `morphology` (mostly with the behaviour, 9500/3), `graded morphology` (a tenth of those with a grade digit
+    too, 9500/31), `histology` (mostly without, 9500), `topography`, or one digit: `behaviour` (0-3, 6, 9),
+    `grade` (1-9) or `behaviour or grade` (1-3, 6, 9); None when they are not. Only the values' shape: a
+    column of single digits is shaped like behaviours or grades whatever it holds, so what the column is for
+    is judged by its name too (`icdo3_type`)."""
     filled = sum(counts.values())
     if not filled:
         return None
@@ -283,10 +311,28 @@ def icdo3_shape(counts: Mapping[str, int]) -> str | None:
     written = sum(n for _, n in morphologies)
     if written >= SHAPE_SHARE * filled:
         with_behaviour = sum(n for match, n in morphologies if match["behaviour"])
-        return "morphology" if with_behaviour * 2 >= written else "histology"
+        graded = sum(n for match, n in morphologies if match["grade"])
+        if with_behaviour * 2 < written:
+            return "histology"
+        return "graded morphology" if graded >= GRADED_SHARE * with_behaviour else "morphology"
     for shape, regex in _ICDO3_SHAPES:
         if sum(n for v, n in counts.items() if regex.fullmatch(v)) >= SHAPE_SHARE * filled:
             return shape
+    return None
+
+
+def icdo3_type(name: str, label: str | None, shape: str | None, record_set: str = "") -> str | None:
+    """The ICD-O-3 type a column is read with (`icdo3_histology`, `icdo3_topography`, `icdo3_behaviour`,
+    `icdo3_grade`): named or labelled like one and its values shaped like its codes; None otherwise (a centre's
+    SITE of NL01, a column of digits named otherwise, a code list of local codes: NB01 -> 9500/3, an adverse
+    event's CTCAE grade)."""
+    if shape is None:
+        return None
+    for kind, shapes, names in _ICDO3_TYPES:
+        if shape in shapes and (names.search(name) or (label and names.search(label))):
+            if kind == "icdo3_grade" and any(_ADVERSE.search(text) for text in (name, label or "", record_set)):
+                return None
+            return kind
     return None
 
 
@@ -364,6 +410,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
     elif kind == "text" and distinct > CODE_VALUES and _numbers_mostly(counts):
         hidden = "many number-like values"  # a patient number under a name not known to identify, repeated per row
     limit = CODE_VALUES if kind == "code" else TOP_VALUES
+    shape = icdo3_shape(counts)
     shown = [] if hidden else [ValueCount(v, n) for v, n in counts.most_common() if n >= MIN_SHOWN][:limit]
     return ColumnProfile(
         name=name, kind=kind, detail=detail, rows=len(values), nulls=nulls, distinct=distinct,
@@ -371,7 +418,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         date_patterns=patterns, unparsed_shapes=shapes, sentinels=sentinels, unknown_parts=tuple(markers),
         decimal_mark=mark,
         label=info.label if info else None, declared_type=info.declared_type if info else None,
-        code_list=info.codes if info else None, icdo3_shape=icdo3_shape(counts))
+        code_list=info.codes if info else None, icdo3_shape=shape,
+        icdo3_type=icdo3_type(name, info.label if info else None, shape))
 
 
 def _numbering(column: ColumnProfile, values: pd.Series) -> bool:
@@ -405,11 +453,13 @@ def profile_record_set(name: str, frame: pd.DataFrame,
 
     A column is judged with its record set too: number-like values that, with a visit or sequence
     column, identify each row number the patients (or their cases), and are hidden however often
-    each repeats; a small registry's patient numbers stay below the "many number-like values" count.
+    each repeats; a small registry's patient numbers stay below the "many number-like values" count;
+    and a grade on an adverse events' record set is CTCAE's, not ICD-O-3's.
     """
     infos = infos or {}
     names = data_columns(frame)
     columns = [profile_column(c, frame[c], infos.get(c)) for c in names]
+    columns = [replace(c, icdo3_type=icdo3_type(c.name, c.label, c.icdo3_shape, name)) for c in columns]
     for i, column in enumerate(columns):
         if not column.hidden_reason and _numbering(column, frame[column.name]) and numbers_records(
                 frame, column.name, [c for c in names if c != column.name]):

@@ -50,20 +50,11 @@ _PARTNER_NAME = re.compile(r"partn|partenaire", re.IGNORECASE)
 # What a gene symbol or a fusion of two looks like (KMT2A, C11orf95::RELA, HLA-A), so a yes/no column named
 # like a gene (gene_test_done: Y/N) is not taken for one.
 _GENE_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9-]+(?:::[A-Za-z][A-Za-z0-9-]+)?")
-# ICD-O-3 columns, by their name or label in our sources' languages (MORPH, morfologia, histologie, istologia; TOPO,
-# topografia, "Primary site", sede, Lokalisation; comportamento, comportement, Dignität, gedrag) and the codes their
-# values are shaped as (profile.icdo3_shape): drafted with the type that reads any code, not a list of those seen.
-# ICD-O / CIM-O / CIE-O alone name either code, which the values' shape tells.
-_ICDO3 = r"|icd.?o|cim.?o|cie.?o"
-_ICDO3_TYPES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    ("icdo3_histology", "histology", re.compile(r"morph|morfo|histol|histot|istol|istot" + _ICDO3, re.IGNORECASE)),
-    ("icdo3_topography", "topography",
-     re.compile(r"topo|site|sede|sitio|locali[sz]|lokali[sz]|localiz" + _ICDO3, re.IGNORECASE)),
-    ("icdo3_behaviour", "behaviour", re.compile(r"behavio|comport|dignit|verhalt|gedrag", re.IGNORECASE)),
-)
 _ICDO3_NOTES = {"icdo3_histology": "ICD-O-3 morphologies: the type reads any code (9500/3 -> 9500)",
                 "icdo3_topography": "ICD-O-3 topographies: the type reads any site (C740 -> C74.0)",
-                "icdo3_behaviour": "ICD-O-3 behaviours: the type reads 0-3 (6 and 9 are refused)"}
+                "icdo3_behaviour": "ICD-O-3 behaviours: the type reads 0-3 (6 and 9 are refused)",
+                "icdo3_grade": "ICD-O-3 grades (diagnosis.grade): the type reads 1-9 (1-4 grade I-IV, 9 not "
+                               "determined); not a CTCAE grade"}
 _NOT_SYMBOLS = {"yes", "no", "ja", "nein", "oui", "non", "si", "sì", "true", "false", "unknown", "nk", "na"}
 _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
                        "männlich"),
@@ -355,28 +346,24 @@ def gene_columns(columns: Sequence[ColumnProfile]) -> set[str]:
     return genes
 
 
-def icdo3_type(column: ColumnProfile) -> str | None:
-    """The ICD-O-3 type a column is read with (`icdo3_histology`, `icdo3_topography`, `icdo3_behaviour`): named or
-    labelled like one and its values shaped like its codes; None otherwise (a centre's SITE of NL01, a column of
-    digits named otherwise, a code list of local codes: NB01 -> 9500/3)."""
-    if column.icdo3_shape is None:
+def _written(columns: Sequence[ColumnProfile], kind: str, shapes: set[str]) -> str | None:
+    """The morphology column (of one of `shapes`) in a record set with no column of its own of type `kind`."""
+    if any(c.icdo3_type == kind for c in columns):
         return None
-    for kind, shape, names in _ICDO3_TYPES:
-        shaped = column.icdo3_shape == shape or (shape, column.icdo3_shape) == ("histology", "morphology")
-        if shaped and (names.search(column.name) or (column.label and names.search(column.label))):
-            return kind
-    return None
+    return next((c.name for c in columns if c.icdo3_type == "icdo3_histology" and c.icdo3_shape in shapes), None)
 
 
 def written_behaviour(columns: Sequence[ColumnProfile]) -> str | None:
     """The morphology column whose codes write the behaviour (9500/3) in a record set with no behaviour column of
     its own: its behaviour is a field too (`type: icdo3_behaviour` of the same column), without which the
     warehouse has no behaviour and derives no ICCC-3 class; None otherwise."""
-    types = {c.name: icdo3_type(c) for c in columns}
-    if "icdo3_behaviour" in types.values():
-        return None
-    return next((c.name for c in columns if types[c.name] == "icdo3_histology" and c.icdo3_shape == "morphology"),
-                None)
+    return _written(columns, "icdo3_behaviour", {"morphology", "graded morphology"})
+
+
+def written_grade(columns: Sequence[ColumnProfile]) -> str | None:
+    """The morphology column whose codes write a grade too (9500/31) in a record set with no grade column of its
+    own: the grade is a field of its own (`type: icdo3_grade` of the same column), as the behaviour is."""
+    return _written(columns, "icdo3_grade", {"graded morphology"})
 
 
 def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
@@ -387,7 +374,7 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
     if gene:  # a symbol is no code: a code list would hold back every gene not listed (a rare one)
         parts.append("case: gene")
         notes.append("gene symbols in HGNC's case (C11orf95::RELA)")
-    elif icdo3 := icdo3_type(column):  # a code list would hold back every rarer code than those seen
+    elif icdo3 := column.icdo3_type:  # named and shaped so (profile.icdo3_type): a code list holds back rarer codes
         parts.append(f"type: {icdo3}")
         notes.append(_ICDO3_NOTES[icdo3])
     elif column.kind == "date":
@@ -584,7 +571,7 @@ def draft_mapping(draft: DraftSource) -> Draft:
                   *_repeat_lines(c.name for c in rs.columns if c.name != patient_key),
                   "#   <core_table>:", f"#     from: {_q(rs.name)}", "#     fields:"]
         genes = gene_columns(rs.columns)
-        behaviour = written_behaviour(rs.columns)
+        behaviour, grade = written_behaviour(rs.columns), written_grade(rs.columns)
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
                 continue  # the patient key and ODM keys: in the keys, rarely fields
@@ -593,6 +580,9 @@ def draft_mapping(draft: DraftSource) -> Draft:
             if column.name == behaviour:
                 lines.append(f"#       <field>: {{column: {_q(column.name)}, type: icdo3_behaviour}}  # the behaviour "
                              "its morphologies write (9500/3 -> 3): without it no ICCC-3 class is derived")
+            if column.name == grade:
+                lines.append(f"#       <field>: {{column: {_q(column.name)}, type: icdo3_grade}}  # the grade its "
+                             "morphologies write (9500/31 -> 1), for diagnosis.grade: the histology type drops it")
     return Draft(draft.source_id, "\n".join(lines) + "\n", todos)
 
 

@@ -1,0 +1,90 @@
+"""ICD-O-3 grades in `rtw scaffold`'s drafts.
+
+A grade column (grade, grado, Grad, graad, differentiation, differenziazione, ...) of digits 1-9, and a
+morphology that writes ICD-O-3's 6th digit (9500/31), were drafted as a code list of the grades seen, or not
+at all: the grade was lost. They are drafted `type: icdo3_grade`, but a CTCAE grade (an adverse event's, 1-5)
+is not.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from etl.extract.adapter import ColumnInfo
+from etl.onboard.profile import profile_record_set
+from etl.onboard.scaffold import draft_mapping, field_line, read_sources
+
+GRADES = ["1"] * 6 + ["2"] * 5 + ["4"] * 3 + ["9"]  # a 4: no behaviour
+LOW_GRADES = ["1"] * 6 + ["2"] * 6 + ["3"]  # 1-3: a behaviour or a grade by their shape, the name tells
+
+
+def _drafted(name: str, values: list[str], label: str | None = None, record_set: str = "REG") -> dict:
+    infos = {name: ColumnInfo(label=label)} if label else None
+    column = profile_record_set(record_set, pd.DataFrame({name: values}), infos).columns[0]
+    spec, _ = field_line(column, None, True)
+    return yaml.safe_load(spec)
+
+
+def _fields(text: str) -> list[str]:
+    return [line.split("<field>: ")[1].split("  #")[0] for line in text.splitlines() if "<field>:" in line]
+
+
+@pytest.mark.parametrize("values", [GRADES, LOW_GRADES])
+@pytest.mark.parametrize("name", [
+    "grade", "GRADE", "tumour_grade", "grado", "grado_istologico", "Grad", "Grading", "Tumorgrad",
+    "graad", "differentiatiegraad", "differentiation", "différenciation", "differenziazione",
+    "Differenzierung", "diferenciación",
+])
+def test_a_grade_column_is_drafted_as_an_icdo3_grade(name, values):
+    assert _drafted(name, values) == {"column": name, "type": "icdo3_grade"}
+
+
+def test_a_label_names_a_grade_as_a_name_does():
+    assert _drafted("VAR7", GRADES, "Histological grade")["type"] == "icdo3_grade"
+    assert _drafted("V12", LOW_GRADES, "Grado di differenziazione")["type"] == "icdo3_grade"
+
+
+@pytest.mark.parametrize(("name", "label", "record_set"), [
+    ("CTCAE grade", None, "AdverseEvents"),
+    ("CTCAE grade", None, "Events"),  # the name says CTCAE
+    ("AETOXGR", "Standard Toxicity Grade", "AE"),
+    ("AE.GRADE", "AEGRADE", "AE"),
+    ("ae_grade", None, "REG"),
+    ("grado_tossicita", None, "REG"),
+    ("Toxizitätsgrad", None, "REG"),
+    ("grade", None, "AdverseEvents"),  # a grade on an adverse events' sheet
+    ("Grad", None, "Nebenwirkungen"),
+    ("grado", None, "Tossicita"),
+])
+def test_an_adverse_event_s_ctcae_grade_is_no_icdo3_grade(name, label, record_set):
+    drafted = _drafted(name, ["1"] * 6 + ["2"] * 6 + ["3"] * 5, label, record_set)
+    assert drafted.get("type") != "icdo3_grade" and "codes" in drafted
+
+
+@pytest.mark.parametrize(("name", "values"), [
+    ("grade", ["G1"] * 6 + ["G2"] * 6),  # not digits: not read by the type
+    ("grado", ["0"] * 6 + ["1"] * 6),  # a 0 is no grade
+    ("stadio", GRADES),  # digits named otherwise
+])
+def test_a_column_not_named_and_shaped_like_a_grade_keeps_its_codes(name, values):
+    assert "type" not in _drafted(name, values) and "codes" in _drafted(name, values)
+
+
+def test_the_grade_a_morphology_writes_is_drafted_as_a_field_of_its_own(tmp_path):
+    """`9500/31` read as icdo3_histology keeps 9500: its behaviour and its grade are drafted as fields of the
+    same column, unless the record set has a column of its own for them."""
+    export = tmp_path / "REG_Casi_20261101.csv"
+    cases = {"cod_paz": [f"PZ-{100 + i}" for i in range(15)],
+             "MORPH": ["9500/31"] * 6 + ["8825/39"] * 5 + ["9364/3"] * 4}
+    pd.DataFrame(cases).to_csv(export, index=False)
+    assert _fields(draft_mapping(read_sources([export])).text) == [
+        '{column: "MORPH", type: icdo3_histology}', '{column: "MORPH", type: icdo3_behaviour}',
+        '{column: "MORPH", type: icdo3_grade}']
+    pd.DataFrame({**cases, "grado": GRADES}).to_csv(export, index=False)  # a grade column of its own
+    assert _fields(draft_mapping(read_sources([export])).text) == [
+        '{column: "MORPH", type: icdo3_histology}', '{column: "MORPH", type: icdo3_behaviour}',
+        '{column: "grado", type: icdo3_grade}']
+    pd.DataFrame({**cases, "MORPH": ["9500/3"] * 15}).to_csv(export, index=False)  # no grade written
+    assert "icdo3_grade" not in draft_mapping(read_sources([export])).text
