@@ -1,9 +1,10 @@
-"""ICD-O-3 grades in `rtw scaffold`'s drafts.
+"""ICD-O-3 grades and unknown behaviours in `rtw scaffold`'s drafts.
 
 A grade column (grade, grado, Grad, graad, differentiation, differenziazione, ...) of digits 1-9, and a
 morphology that writes ICD-O-3's 6th digit (9500/31), were drafted as a code list of the grades seen, or not
 at all: the grade was lost. They are drafted `type: icdo3_grade`, but a CTCAE grade (an adverse event's, 1-5)
-is not.
+is not. A behaviour column holding 9 (unknown, as registries write it) was drafted `type: icdo3_behaviour`,
+which refuses 9: every such record was held back.
 """
 
 from __future__ import annotations
@@ -88,3 +89,31 @@ def test_the_grade_a_morphology_writes_is_drafted_as_a_field_of_its_own(tmp_path
         '{column: "grado", type: icdo3_grade}']
     pd.DataFrame({**cases, "MORPH": ["9500/3"] * 15}).to_csv(export, index=False)  # no grade written
     assert "icdo3_grade" not in draft_mapping(read_sources([export])).text
+
+
+def test_a_behaviour_of_9_is_drafted_as_no_value_and_the_draft_holds_no_record_back(tmp_path, monkeypatch):
+    """A registry's behaviour 9 (unknown) under `type: icdo3_behaviour` alone is refused: `rtw check` warned
+    that those records would be quarantined. The draft reads 9 as no value through the field's codes (a
+    source-wide `null_values: ["9"]` would blank a 9 in every column); the type still reads 0-3."""
+    from etl.onboard.check import check_source
+
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
+    rows = 14
+    frame = pd.DataFrame({"cod_paz": [f"PZ-{100 + i}" for i in range(rows)], "morfologia": ["8720"] * rows,
+                          "comportamento": ["3"] * 8 + ["9"] * 6, "grado": GRADES[:rows]})
+    export = tmp_path / "REG_Casi_20261101.csv"
+    frame.to_csv(export, sep=";", index=False)
+    text = draft_mapping(read_sources([export], "reg_casi")).text
+    morphology, behaviour, grade = _fields(text)
+    assert yaml.safe_load(behaviour) == {"column": "comportamento", "type": "icdo3_behaviour",
+                                         "codes": {"0": "0", "1": "1", "2": "2", "3": "3", "9": None}}
+    landing = tmp_path / "landing" / "reg_casi"
+    landing.mkdir(parents=True)
+    frame.to_csv(landing / "REG_Casi_20261101.csv", sep=";", index=False)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    table = (f"tables:\n  diagnosis:\n    from: REG_Casi\n    fields:\n      icdo3_morphology: {morphology}\n"
+             f"      icdo3_behaviour: {behaviour}\n      grade: {grade}\n")
+    (sources / "reg_casi.yaml").write_text(text.replace("tables: {}\n", table))
+    report = check_source("reg_casi", sources, tmp_path / "landing")
+    assert report.usable and report.findings == (), report.findings

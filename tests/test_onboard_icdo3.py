@@ -27,6 +27,7 @@ def _drafted(name: str, values: list[str], label: str | None = None) -> dict:
 
 MORPHOLOGIES = ["8825/3"] * 6 + ["9500/3"] * 5 + ["8825/1", "9364/3"]
 TOPOGRAPHIES = ["C74.0"] * 6 + ["C49.4"] * 5 + ["C71.6", "C38.1"]
+BEHAVIOUR_CODES = '{"0": "0", "1": "1", "2": "2", "3": "3", "9": null}'  # 9, unknown: no value
 
 
 @pytest.mark.parametrize(("name", "values", "expected"), [
@@ -47,7 +48,9 @@ TOPOGRAPHIES = ["C74.0"] * 6 + ["C49.4"] * 5 + ["C71.6", "C38.1"]
     ("Dignität", ["3"] * 11, "icdo3_behaviour"),
 ])
 def test_an_icdo3_column_is_drafted_with_its_type_and_no_code_list(name, values, expected):
-    assert _drafted(name, values) == {"column": name, "type": expected}
+    # A behaviour's codes are ICD-O-3's, not those seen: 9 (unknown) read as no value (test_onboard_grades.py).
+    unknown = {"codes": {"0": "0", "1": "1", "2": "2", "3": "3", "9": None}} if expected == "icdo3_behaviour" else {}
+    assert _drafted(name, values) == {"column": name, "type": expected, **unknown}
 
 
 def test_a_label_names_the_code_as_a_name_does():
@@ -95,7 +98,7 @@ def test_the_behaviour_a_morphology_writes_is_drafted_as_a_field_of_its_own(tmp_
     pd.DataFrame({**cases, "comportamento": ["3"] * 13}).to_csv(export, index=False)  # a column of its own
     text = draft_mapping(read_sources([export])).text
     assert '{column: "MORPH", type: icdo3_behaviour}' not in text
-    assert '{column: "comportamento", type: icdo3_behaviour}' in text
+    assert '{column: "comportamento", type: icdo3_behaviour, codes: ' + BEHAVIOUR_CODES + '}' in text
 
 
 def test_a_draft_s_icdo3_fields_read_a_code_the_file_did_not_hold(tmp_path):
@@ -111,8 +114,9 @@ def test_a_draft_s_icdo3_fields_read_a_code_the_file_did_not_hold(tmp_path):
     frame.to_csv(export, sep=";", index=False)
     text = draft_mapping(read_sources([export], "reg_casi")).text
     fields = [line.split("<field>: ")[1].split("  #")[0] for line in text.splitlines() if "<field>:" in line]
-    assert fields == ['{column: "morfologia", type: icdo3_histology}', '{column: "comportamento", type: '
-                      'icdo3_behaviour}', '{column: "topografia", type: icdo3_topography}']
+    assert fields == ['{column: "morfologia", type: icdo3_histology}',
+                      '{column: "comportamento", type: icdo3_behaviour, codes: ' + BEHAVIOUR_CODES + '}',
+                      '{column: "topografia", type: icdo3_topography}']
     landing = tmp_path / "landing" / "reg_casi"
     landing.mkdir(parents=True)
     frame.assign(morfologia=["9364/3"] * rows, topografia=["C381"] * rows).to_csv(

@@ -52,9 +52,13 @@ _PARTNER_NAME = re.compile(r"partn|partenaire", re.IGNORECASE)
 _GENE_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9-]+(?:::[A-Za-z][A-Za-z0-9-]+)?")
 _ICDO3_NOTES = {"icdo3_histology": "ICD-O-3 morphologies: the type reads any code (9500/3 -> 9500)",
                 "icdo3_topography": "ICD-O-3 topographies: the type reads any site (C740 -> C74.0)",
-                "icdo3_behaviour": "ICD-O-3 behaviours: the type reads 0-3 (6 and 9 are refused)",
+                "icdo3_behaviour": "ICD-O-3 behaviours: the type reads 0-3 (6 is refused); 9, unknown as registries "
+                                   "write it, is read as no value (codes:), not held back",
                 "icdo3_grade": "ICD-O-3 grades (diagnosis.grade): the type reads 1-9 (1-4 grade I-IV, 9 not "
                                "determined); not a CTCAE grade"}
+# A behaviour column read through its codes so that 9, "unknown" in registries, is no value: the type refuses 9
+# (and 6, the code of a metastasis), and would hold back the record. The type still reads the codes listed.
+_BEHAVIOUR_CODES = '{"0": "0", "1": "1", "2": "2", "3": "3", "9": null}'
 _NOT_SYMBOLS = {"yes", "no", "ja", "nein", "oui", "non", "si", "sì", "true", "false", "unknown", "nk", "na"}
 _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
                        "männlich"),
@@ -376,6 +380,8 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         notes.append("gene symbols in HGNC's case (C11orf95::RELA)")
     elif icdo3 := column.icdo3_type:  # named and shaped so (profile.icdo3_type): a code list holds back rarer codes
         parts.append(f"type: {icdo3}")
+        if icdo3 == "icdo3_behaviour":
+            parts.append(f"codes: {_BEHAVIOUR_CODES}")
         notes.append(_ICDO3_NOTES[icdo3])
     elif column.kind == "date":
         parts.append("type: date")
