@@ -1,24 +1,29 @@
-"""ICD-O-3 grades and unknown behaviours in `rtw scaffold`'s drafts.
+"""ICD-O-3 grades and unknown behaviours in `rtw scaffold`'s drafts, and the ICD-O-3 shape in `rtw profile`.
 
 A grade column (grade, grado, Grad, graad, differentiation, differenziazione, ...) of digits 1-9, and a
 morphology that writes ICD-O-3's 6th digit (9500/31), were drafted as a code list of the grades seen, or not
 at all: the grade was lost. They are drafted `type: icdo3_grade`, but a CTCAE grade (an adverse event's, 1-5)
 is not. A behaviour column holding 9 (unknown, as registries write it) was drafted `type: icdo3_behaviour`,
-which refuses 9: every such record was held back.
+which refuses 9: every such record was held back. The profile now says what ICD-O-3 code a column is shaped
+as, and the type the draft reads it with, so a data manager sees why.
 """
 
 from __future__ import annotations
 
+import lxml.html
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from etl.cli import app
 from etl.extract.adapter import ColumnInfo
 from etl.onboard.profile import profile_record_set
 from etl.onboard.scaffold import draft_mapping, field_line, read_sources
 
 GRADES = ["1"] * 6 + ["2"] * 5 + ["4"] * 3 + ["9"]  # a 4: no behaviour
 LOW_GRADES = ["1"] * 6 + ["2"] * 6 + ["3"]  # 1-3: a behaviour or a grade by their shape, the name tells
+WIDE = {"COLUMNS": "250"}
 
 
 def _drafted(name: str, values: list[str], label: str | None = None, record_set: str = "REG") -> dict:
@@ -117,3 +122,33 @@ def test_a_behaviour_of_9_is_drafted_as_no_value_and_the_draft_holds_no_record_b
     (sources / "reg_casi.yaml").write_text(text.replace("tables: {}\n", table))
     report = check_source("reg_casi", sources, tmp_path / "landing")
     assert report.usable and report.findings == (), report.findings
+
+
+def test_the_profile_shows_the_icdo3_shape_and_the_type_drafted(tmp_path):
+    """The table and the page had no word of the ICD-O-3 shape scaffold drafts a column's type by: now a
+    column says it (only where a column is shaped so; sex codes 1/2, shaped like behaviours, say nothing)."""
+    rows = 15
+    export = tmp_path / "REG_Casi_20261101.csv"
+    pd.DataFrame({"cod_paz": [f"PZ-{100 + i}" for i in range(rows)], "sesso": ["1", "2", "1"] * 5,
+                  "morfologia": ["9500/3"] * rows, "diagnosi": ["9500/3"] * rows, "topografia": ["C74.0"] * rows,
+                  "comportamento": ["3"] * rows, "grado": GRADES}).to_csv(export, sep=";", index=False)
+    page = tmp_path / "page.html"
+    result = CliRunner().invoke(app, ["profile", str(export), "--html", str(page),
+                                      "--home", str(tmp_path / "home")], env=WIDE)
+    assert result.exit_code == 0, result.output
+    expected = {
+        "sesso": "",
+        "morfologia": "morphology 9500/3: icdo3_histology; it writes the behaviour too (icdo3_behaviour)",
+        "diagnosi": "morphology 9500/3, not named like one: a code list",
+        "topografia": "topography C74.0: icdo3_topography",
+        "comportamento": "one digit (behaviour or grade): icdo3_behaviour",
+        "grado": "one digit (grade): icdo3_grade",
+    }
+    assert "ICD-O-3" in result.output
+    for text in expected.values():
+        assert not text or text in result.output
+    tree = lxml.html.fromstring(page.read_text(encoding="utf-8"))
+    assert tree.xpath("//thead//th[text()='ICD-O-3']")
+    shown = {row.get("data-column"): row.xpath("string(td[@class='icdo3'])").strip()
+             for row in tree.xpath("//tr[@class='column']")}
+    assert {name: shown[name] for name in expected} == expected

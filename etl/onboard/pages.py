@@ -19,7 +19,7 @@ from rich.text import Text
 
 from etl import fsio
 from etl.onboard.check import CheckReport
-from etl.onboard.profile import MIN_SHOWN, FileProfile, values_text
+from etl.onboard.profile import MIN_SHOWN, FileProfile, icdo3_text, values_text
 from etl.terminal import plain, printable
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -33,18 +33,22 @@ def profile_tables(profile: FileProfile) -> RenderableType:
     parts += [plain(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
     for rs in profile.record_sets:
         labelled = any(c.label for c in rs.columns)  # CSV and Excel have none: no empty column
+        # Why scaffold drafts a column with an ICD-O-3 type (or, shaped like one, does not): only where one is.
+        icdo3 = any(icdo3_text(c) for c in rs.columns)
         table = Table(title=plain(f"{rs.name}: {rs.records:,} records"), title_justify="left", expand=False)
         table.add_column("column", overflow="fold")
         if labelled:
             table.add_column("label", overflow="fold")
         table.add_column("type")
         table.add_column("detail", overflow="fold")
+        if icdo3:
+            table.add_column("ICD-O-3", overflow="fold")
         table.add_column("empty", justify="right")
         table.add_column("distinct", justify="right")
         table.add_column("frequent values", overflow="fold")
         for c in rs.columns:
-            cells = [c.name, *([c.label or ""] if labelled else []), c.kind, c.detail, f"{c.null_rate:.0%}",
-                     str(c.distinct), values_text(c)]
+            cells = [c.name, *([c.label or ""] if labelled else []), c.kind, c.detail,
+                     *([icdo3_text(c)] if icdo3 else []), f"{c.null_rate:.0%}", str(c.distinct), values_text(c)]
             table.add_row(*(plain(cell) for cell in cells))
         parts.append(table)
     return Group(*parts)
@@ -82,6 +86,7 @@ def _count(number: int, noun: str) -> str:
 def profile_html(profile: FileProfile) -> str:
     environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
+    environment.filters["icdo3_text"] = icdo3_text
     return environment.get_template("profile.html.j2").render(
         profile=profile, min_shown=MIN_SHOWN, generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 

@@ -67,7 +67,7 @@ _NUMBER_SHAPED = re.compile(r"(?=[^\d]*\d)(?=.*[A-Za-z_/.-])[A-Za-z0-9]+(?:[-_/.
 # How ICD-O-3 codes are written, as etl/transform/icdo3.py reads them, whether or not each is a valid code (a
 # `9999` or a `C73.0` is an error of the data, not another kind of column): a morphology 8000-9999 with or without
 # its behaviour and grade (8825/3, 88253, M-8825/3, 8500/33, 9500); a topography C00.0-C80.9 with or without the dot
-# (C74.0, C740; not C01, as centres are numbered too); a behaviour or a grade, one digit ICD-O-3 defines.
+# (C74.0, C740; not C01, as centres are numbered too); a behaviour, one digit ICD-O-3 defines.
 _MORPHOLOGY_SHAPE = re.compile(r"(?:M\s*-?\s*)?[89]\d{3}(?:(?P<behaviour>\s*[/-]?\s*\d)(?P<grade>\s*[/.-]?\s*\d)?)?",
                                re.IGNORECASE)
 # One digit is a behaviour (0-3, 6, 9), a grade (1-9) or, 1-3, 6 and 9, either: the first shape that fits.
@@ -77,6 +77,12 @@ _ICDO3_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("behaviour", re.compile(r"[012369]")),
     ("grade", re.compile(r"[1-9]")),
 )
+_ONE_DIGIT = frozenset({"behaviour or grade", "behaviour", "grade"})
+#: how each shape is written, for people (`rtw profile`'s ICD-O-3 column)
+ICDO3_SHAPE_TEXT = {"morphology": "morphology 9500/3", "graded morphology": "morphology 9500/31 (with grade)",
+                    "histology": "histology 9500", "topography": "topography C74.0",
+                    "behaviour or grade": "one digit (behaviour or grade)", "behaviour": "one digit (behaviour)",
+                    "grade": "one digit (grade)"}
 GRADED_SHARE = 0.1  # of a column's morphologies with a behaviour, those with a grade too for it to be graded
 # ICD-O-3 columns, by their name or label in our sources' languages (MORPH, morfologia, histologie, istologia; TOPO,
 # topografia, "Primary site", sede, Lokalisation; comportamento, comportement, Dignität, gedrag; grade, grado, Grad,
@@ -334,6 +340,22 @@ def icdo3_type(name: str, label: str | None, shape: str | None, record_set: str 
                 return None
             return kind
     return None
+
+
+def icdo3_text(column: ColumnProfile) -> str:
+    """What `rtw profile` says of a column's ICD-O-3 shape, and the type `rtw scaffold` drafts it with:
+    'morphology 9500/3: icdo3_histology; it writes the behaviour too (icdo3_behaviour)'. Empty for a column
+    that is no ICD-O-3 code: one of digits named otherwise (sex 1/2) is shaped like a behaviour, and says
+    nothing; a morphology or site named otherwise says why it is drafted as a code list."""
+    shape = column.icdo3_shape
+    if shape is None or (shape in _ONE_DIGIT and column.icdo3_type is None):
+        return ""
+    text = ICDO3_SHAPE_TEXT[shape]
+    if column.icdo3_type is None:
+        return f"{text}, not named like one: a code list"
+    written = {"morphology": "; it writes the behaviour too (icdo3_behaviour)",
+               "graded morphology": "; it writes the behaviour and grade too (icdo3_behaviour, icdo3_grade)"}
+    return f"{text}: {column.icdo3_type}{written.get(shape, '') if column.icdo3_type == 'icdo3_histology' else ''}"
 
 
 def _percent(share: float) -> str:
