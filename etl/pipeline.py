@@ -37,7 +37,13 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, QuotedNames, shown_file_name, shown_record_sets
+from etl.extract.file_names import (
+    PatientNumbers,
+    sheets_among,
+    sheets_shown,
+    shown_file_name,
+    shown_record_sets,
+)
 from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
 from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
 from etl.load import next_copy
@@ -188,8 +194,8 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         try:
             staged.append((f, *_stage(home, adapter, options, f)))
         except (ExtractError, OSError) as exc:  # OSError: the file vanished or cannot be copied to the archive
-            quoted = QuotedNames(exc.quoted if isinstance(exc, ExtractError) else ())  # a sheet, too
-            unread = (f, quoted.shown(str(exc), numbers))
+            sheets = exc.quoted if isinstance(exc, ExtractError) else ()  # a sheet, too
+            unread = (f, sheets_shown(str(exc), sheets, numbers, sheets_among(options)))
             break
     outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
     outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]
@@ -199,9 +205,12 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         if result is None:
             log.info("%s: %s already staged", source_id, entry.name)
         else:
-            sheets = QuotedNames(result.quoted)  # a sheet's name may hold a patient number like a file's
+            # A sheet's name may hold a patient number like a file's: shown with {patient}, and its place in
+            # the workbook, as rtw profile and rtw check show it, so that a sheet per patient's notices differ.
+            among = sheets_among(options)
             entry.rows_staged = result.rows
-            entry.notices = [found.shown(sheets.shown(n, numbers), numbers) for n in result.notices]
+            entry.notices = [found.shown(sheets_shown(n, result.quoted, numbers, among), numbers)
+                             for n in result.notices]
             log.info("%s: staged %s (%s rows)", source_id, entry.name, result.rows)
         outcome.notices += entry.notices
         outcome.files.append(entry)

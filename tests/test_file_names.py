@@ -254,7 +254,9 @@ def test_a_sheet_per_patient_is_one_record_set_named_without_the_numbers(sheet_p
     assert query_rows(home, "SELECT count(*) FROM core.follow_up") == [(5,)]
     assert query_rows(home, "SELECT DISTINCT record_set FROM dq.quarantine") == [("Notiz_{patient}",)]
     notices = query_rows(home, "SELECT notice FROM meta.source_notice WHERE contains(notice, 'Verlauf')")
-    assert ("KR_register_20261201.xlsx: sheet 'Verlauf_{patient}': 3 rows",) in notices
+    # Each patient's sheet its own notice, told apart by its place (one text for both kept one of them).
+    assert {("KR_register_20261201.xlsx: sheet 'Verlauf_{patient}' (sheet 2 of the workbook): 2 rows",),
+            ("KR_register_20261201.xlsx: sheet 'Verlauf_{patient}' (sheet 3 of the workbook): 3 rows",)} <= set(notices)
     assert _leaks(home, summary, caplog) == []
 
 
@@ -290,13 +292,14 @@ def test_an_error_naming_a_sheet_per_patient_shows_it_without_the_number(sheet_p
     with caplog.at_level(logging.INFO, logger="rtw"):
         failed = pipeline.run(home, key_value=KEY, sources_dir=sources)
     assert failed.sources_failed == ["kr_sheets"]
-    assert "sheet 'Verlauf_{patient}', cell D1: the header repeats 'Kontakt'" in (failed.message or "")
+    assert "sheet 'Verlauf_{patient}' (sheet 3 of the workbook), cell D1: the header repeats 'Kontakt'" in (
+        failed.message or "")
     assert _leaks(home, failed, caplog) == []
     # rtw check stages the file itself and says the same.
     from etl.onboard.check import check_source
 
     errors = check_source("kr_sheets", sources, home.landing, home.staging).errors
-    assert "sheet 'Verlauf_{patient}', cell D1: the header repeats" in errors[0].message
+    assert "sheet 'Verlauf_{patient}' (sheet 3 of the workbook), cell D1: the header repeats" in errors[0].message
     assert not [e for e in errors if "234567" in e.where + e.message]
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -141,6 +141,34 @@ class QuotedNames:
             if name in text and (shown := shown_file_name(name, numbers)) != name:
                 text = text.replace(name, shown)
         return text
+
+
+def sheets_placed(sheets: Sequence[str], numbers: PatientNumbers, among: str = "the workbook") -> dict[str, str]:
+    """The sheets (in the workbook's order) whose name is shown with its patient number hidden, each with its
+    place among them: a sheet per patient is `Pat_{patient}` in every notice or refusal, which could not tell
+    one sheet from another."""
+    return {sheet: f"sheet {i} of {among}" for i, sheet in enumerate(sheets, start=1)
+            if shown_file_name(sheet, numbers) != sheet}
+
+
+def sheets_among(options: object) -> str:
+    """What a sheet's place counts among: staging names the sheets it read in the workbook's order, every one
+    unless the reader option `sheets:` chose some."""
+    return "those chosen by `sheets`" if getattr(options, "sheets", None) else "the workbook"
+
+
+def placed(notice: str, places: Mapping[str, str]) -> str:
+    """A notice (or a refusal) with each sheet it quotes (`sheet 'Pat_123456'`) followed by its place, before
+    the name is shown without its number; as `shown_error` places a sheet a refusal quotes."""
+    for sheet, place in places.items():
+        notice = notice.replace(f"'{sheet}'", f"'{sheet}' ({place})")
+    return notice
+
+
+def sheets_shown(text: str, sheets: Sequence[str], numbers: PatientNumbers, among: str = "the workbook") -> str:
+    """A notice or refusal quoting a workbook's `sheets` (in its order), each shown as the run shows names and
+    placed when its number is hidden: `sheet 'Pat_{patient}' (sheet 3 of the workbook)`."""
+    return QuotedNames(sheets).shown(placed(text, sheets_placed(sheets, numbers, among)), numbers)
 
 
 def names_shown(text: str, names: Iterable[str], numbers: PatientNumbers) -> str:

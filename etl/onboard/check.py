@@ -29,10 +29,10 @@ from pydantic import BaseModel, ValidationError
 
 from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, QuotedNames, shown_record_sets, staged_keys
+from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
-from etl.onboard.reading import describe_file, placed, sheets_placed
+from etl.onboard.reading import describe_file
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
     FieldSpec,
@@ -442,8 +442,7 @@ def _refusal_shown(finding: Finding, sheets: tuple[str, ...], numbers: PatientNu
     """A reader's refusal as the run shows it, a sheet per patient as `Pat_{patient}`, followed by its place in
     the workbook as `rtw profile` places it (`sheet 'Pat_{patient}' (sheet 3 of the workbook), cell D1`): the
     name alone could not tell which patient's sheet to open."""
-    message = placed(finding.message, sheets_placed(sheets, numbers))
-    return replace(finding, message=QuotedNames(sheets).shown(message, numbers))
+    return replace(finding, message=sheets_shown(finding.message, sheets, numbers))
 
 
 def _combine(adapter: SourceAdapter, mapping: SourceMapping, staged: list[tuple[Path, str, str]],

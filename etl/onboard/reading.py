@@ -38,11 +38,18 @@ from etl.extract.adapter import (
     record_frame,
 )
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PatientNumbers, QuotedNames, shown_file_name, shown_record_sets
+from etl.extract.file_names import (
+    PatientNumbers,
+    QuotedNames,
+    sheets_among,
+    sheets_shown,
+    shown_file_name,
+    shown_record_sets,
+)
 from etl.extract.landing import sha256_of
 
 __all__ = ["BOOKKEEPING_COLUMNS", "ColumnInfo", "FileRead", "FormatDetails", "OptionError", "data_columns",
-           "describe_file", "placed", "read_file", "reader_options", "sheets_placed", "shown_error"]
+           "describe_file", "read_file", "reader_options", "shown_error"]
 
 #: columns the adapters add to every record set: lineage, not data
 BOOKKEEPING_COLUMNS = frozenset({LINE_COLUMN, *LINEAGE_COLUMNS})
@@ -83,29 +90,11 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
     quoted = QuotedNames([path.name, *result.quoted, *tables])
-    # Staging names the sheets it read in the workbook's order: every one, unless `sheets:` chose some.
-    among = "those chosen by `sheets`" if getattr(reader_options, "sheets", None) else "the workbook"
-    places = sheets_placed(result.quoted, numbers, among)
-    notices = tuple(quoted.shown(placed(n, places), numbers) for n in result.notices)
+    among = sheets_among(reader_options)
+    notices = tuple(quoted.shown(sheets_shown(n, result.quoted, numbers, among), numbers) for n in result.notices)
     return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
                     shown_file_name(path.name, numbers))
-
-
-def sheets_placed(sheets: Sequence[str], numbers: PatientNumbers, among: str = "the workbook") -> dict[str, str]:
-    """The sheets (in the workbook's order) whose name is shown with its patient number hidden, each with its
-    place among them: a sheet per patient is `Pat_{patient}` in every notice or refusal, which could not tell
-    one sheet from another."""
-    return {sheet: f"sheet {i} of {among}" for i, sheet in enumerate(sheets, start=1)
-            if shown_file_name(sheet, numbers) != sheet}
-
-
-def placed(notice: str, places: Mapping[str, str]) -> str:
-    """A notice (or a refusal) with each sheet it quotes (`sheet 'Pat_123456'`) followed by its place, before
-    the name is shown without its number; as `shown_error` places a sheet a refusal quotes."""
-    for sheet, place in places.items():
-        notice = notice.replace(f"'{sheet}'", f"'{sheet}' ({place})")
-    return notice
 
 
 def _patient_keys(tables: Iterable[Any]) -> set[str]:
