@@ -8,8 +8,10 @@ second run prints: "another run (<id>, pid <pid>, since <time>) holds this home"
 An Airflow DAG run is several processes (plan, one per source for extract and harmonise, publish),
 so no single process can hold the flock for the whole run. Its plan task takes a *lease* instead:
 under the flock it writes `<home>/.run.lease` (run id, pid, start, heartbeat). The extract and
-harmonise tasks renew the heartbeat while they work, and publish, under the flock again, checks
-the lease is still its own, publishes and removes it. Anyone taking the flock (`rtw run`, a DAG
+harmonise tasks renew the heartbeat while they work, under the flock too, and only while the lease on
+disk is still their run's (a renewal without it could write back a lapsed lease another run had just
+removed or replaced: two runs holding the home); publish, under the flock again, checks the lease is
+still its own, publishes and removes it. Anyone taking the flock (`rtw run`, a DAG
 plan) treats a lease with a fresh heartbeat as the home being held. A lease whose heartbeat is
 older than its time-to-live (a worker killed mid-run) is dead: the next run removes it, and the
 DAG run that lost it refuses to publish rather than overwrite newer data with older outcomes.
@@ -57,6 +59,9 @@ LOCK_NAME = ".run.lock"
 LEASE_NAME = ".run.lease"
 LEASE_TTL_SECONDS = float(os.environ.get("RTW_LEASE_TTL", 2 * 3600))  # scheduling gaps between tasks included
 _POLL_SECONDS = 0.2
+# A renewal waits this long for the lock: others hold it a moment while this run's lease lives (a run refused);
+# longer, a run that took the home over holds it.
+RENEW_WAIT_SECONDS = 30.0
 
 log = logging.getLogger("rtw")
 
@@ -276,14 +281,39 @@ def publishing(home: Home, run_id: str) -> None:
 
 
 def _renew(home: Home, run_id: str, *, entering: bool = False) -> None:
-    lease = read_lease(home)
-    if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
-        raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
-    renewed = {**lease, "heartbeat": time.time()}
-    me = this_process()
-    if entering and me["started"] is not None and all(lease.get(k) == v for k, v in me.items()):
-        renewed["alone"] = True  # a later task in the process that took the lease: that process runs them all
-    fsio.write_text(home.root / LEASE_NAME, json.dumps(renewed))
+    """Renew this run's lease under the home's lock, which whoever removes, replaces or ends a lease holds: read
+    and written without it, a lease another run removed or replaced between the two (this one lapsed) was
+    written back, and both runs held the home. RunBusy when the lease on disk is not this run's (lost), or
+    another holds the lock past RENEW_WAIT_SECONDS (only a run that took the home holds it that long)."""
+    with _locked(home, RENEW_WAIT_SECONDS):
+        lease = read_lease(home)
+        if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
+            raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
+        renewed = {**lease, "heartbeat": time.time()}
+        me = this_process()
+        if entering and me["started"] is not None and all(lease.get(k) == v for k, v in me.items()):
+            renewed["alone"] = True  # a later task in the process that took the lease: that process runs them all
+        fsio.write_text(home.root / LEASE_NAME, json.dumps(renewed))
+
+
+@contextmanager
+def _locked(home: Home, wait: float) -> Iterator[None]:
+    """The home's lock for a moment (a renewal), waited for up to `wait` seconds, then RunBusy naming its holder.
+    Its holder's details in the lock file are left as they are: a renewal is not a run taking the home."""
+    fd = fsio.open_private(home.root / LOCK_NAME)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RunBusy(_read_holder(fd)) from None
+                time.sleep(_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def end_lease(home: Home, run_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -286,3 +288,74 @@ def test_a_dag_run_whose_tasks_run_in_the_process_that_took_its_lease_is_down_to
     assert not runlock.read_lease(home).get("alone")
     with runlock.heartbeat(home, "dag-1"):  # an extract task, in the same process
         assert runlock.read_lease(home)["alone"] is True
+
+
+def _lapsed_lease(home) -> None:
+    """Run dag-1's lease, its heartbeat older than its time-to-live: the next run to take the home removes it."""
+    with runlock.run_lock(home, "dag-1", kind="airflow", lease="replace"):
+        runlock.take_lease(home, "dag-1", dag_run_id="scheduled__2026-12-01T02:00:00+00:00")
+    lease = runlock.read_lease(home)
+    (home.root / runlock.LEASE_NAME).write_text(json.dumps({**lease, "heartbeat": time.time() - 3 * 3600}))
+
+
+def _other_run_takes_the_home(home, how: str):
+    """`rtw run` (it removes the lapsed lease, and holds the home by its lock) or the next night's plan_run
+    (it replaces the lease with its own), as a context manager: the home is theirs inside it."""
+    if how == "rtw run":
+        return runlock.run_lock(home, "cli-2")
+
+    @contextlib.contextmanager
+    def plan():
+        with runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: False):
+            runlock.take_lease(home, "dag-2", dag_run_id="scheduled__2026-12-02T02:00:00+00:00")
+        yield
+
+    return plan()
+
+
+@pytest.mark.parametrize("how", ["rtw run", "the next night's plan_run"])
+def test_a_late_heartbeat_never_brings_back_a_lease_another_run_removed_or_took_over(tmp_path, monkeypatch, how):
+    """A renewal read the lease, then wrote it back renewed, without the lock: a run taking the home between
+    the two (the lapsed lease removed, or replaced by its own) was followed by the old lease written again,
+    and two runs held the home. The other run is made to act exactly there: between the renewal's read and
+    its write."""
+    home = resolve_home(tmp_path).ensure()
+    _lapsed_lease(home)
+    read, acted = threading.Event(), threading.Event()
+    reading = runlock.read_lease
+
+    def read_then_let_the_other_run_act(home_: Any) -> dict[str, Any] | None:
+        lease = reading(home_)
+        if threading.current_thread().name == "late-heartbeat":
+            read.set()
+            acted.wait(60)  # the other run has taken the home, or was refused: never a timing
+        return lease
+
+    monkeypatch.setattr(runlock, "read_lease", read_then_let_the_other_run_act)
+    renewal: list[BaseException | None] = []
+
+    def renew() -> None:
+        try:
+            runlock._renew(home, "dag-1")
+            renewal.append(None)
+        except runlock.RunBusy as exc:
+            renewal.append(exc)
+
+    late = threading.Thread(target=renew, name="late-heartbeat")
+    late.start()
+    assert read.wait(60)
+    with contextlib.ExitStack() as other:
+        try:
+            other.enter_context(_other_run_takes_the_home(home, how))
+            other_holds = True
+        except runlock.RunBusy:  # the renewal holds the lock while it reads and writes
+            other_holds = False
+        finally:
+            acted.set()
+        late.join()
+        lease = reading(home)
+        if other_holds:  # then the late heartbeat must not hold the home too
+            assert lease is None or lease["run_id"] != "dag-1", f"{how} and dag-1 both hold the home: {lease}"
+            assert isinstance(renewal[0], runlock.RunBusy)
+    assert not other_holds  # the renewal, under the lock, ran whole before the other run could take the home
+    assert renewal == [None] and lease is not None and lease["run_id"] == "dag-1"
