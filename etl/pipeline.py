@@ -620,7 +620,8 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             night.reached("plan")
             with timing.step("plan"):
                 planned = plan(home, sources_dir=sources_dir, force=force, key_value=key_value, run_id=run_id)
-            say(f"run {planned.run_id}: changed {planned.changed or 'none'}, unchanged {planned.unchanged or 'none'}")
+            say(f"run {planned.run_id}: changed {', '.join(planned.changed) or 'none'}, "
+                f"unchanged {', '.join(planned.unchanged) or 'none'}")  # names, not a list's repr
             exports = _export_bytes(home, planned.changed)
             in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
             if GX_EARLY_MIN_BYTES <= exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
