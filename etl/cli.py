@@ -557,9 +557,15 @@ def pull(sources: Annotated[list[str] | None, typer.Argument(help="Source ids (d
          home: HomeOption = None) -> None:
     """Pull new exports from the sources' drop zones into landing/ (credentials: env AIRFLOW_CONN_<ID>)."""
     from etl.pull import PullStatus, pull_all
+    from etl.pull.deliveries import UnknownSource, refuse_unknown
 
     log_to_terminal(logging.ERROR)
-    outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None, sources_dir=_mappings_folder())
+    mappings = _mappings_folder()
+    try:  # a mistyped source: refused before the home is touched (a failed pull of it was recorded, and shown)
+        refuse_unknown(sources or [], mappings)
+    except UnknownSource as exc:
+        _fail(str(exc))
+    outcomes = pull_all(resolve_home(home).ensure(), sources=sources or None, sources_dir=mappings)
     styles = {PullStatus.PULLED: "green", PullStatus.FAILED: "red"}
     for outcome in outcomes:  # a message is shown as it is: file names may hold [brackets], an ESC
         console.print(plain(outcome.message, styles.get(outcome.status, "dim")), soft_wrap=True)

@@ -284,8 +284,10 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
 
     `connection_uri` is the Airflow connection URI of `delivery.connection` (the DAG passes
     `BaseHook.get_connection(id).get_uri()`); when None it is read from env `AIRFLOW_CONN_<ID>`.
-    `progress(remote_file, bytes_so_far)` is called as bytes arrive.
+    `progress(remote_file, bytes_so_far)` is called as bytes arrive. A source without a mapping raises
+    UnknownSource, and nothing is recorded.
     """
+    refuse_unknown([source_id], sources_dir)
     outcome = _pull_source(home, source_id, connection_uri, sources_dir, policy or PullPolicy(), progress)
     _recorded(home, outcome)
     return outcome
@@ -423,10 +425,30 @@ def source_ids(sources_dir: Path = SOURCES_DIR) -> list[str]:
     return sorted(p.stem for p in sources_dir.glob("*.yaml"))
 
 
+class UnknownSource(ValueError):
+    """Sources named that have no mapping (a typo): refused before anything is pulled or recorded, or a
+    source there is no such thing as was shown by `rtw status` as a failed pull."""
+
+
+def refuse_unknown(named: list[str], sources_dir: Path = SOURCES_DIR) -> None:
+    """Raise UnknownSource naming the sources in `named` without a mapping in `sources_dir`, and the known ones."""
+    known = source_ids(sources_dir)
+    unknown = [name for name in named if name not in known]
+    if not unknown:
+        return
+    plural = "s" if len(unknown) > 1 else ""
+    files = ", ".join(f"{name}.yaml" for name in unknown)
+    raise UnknownSource(f"no source{plural} {', '.join(repr(name) for name in unknown)} (no mapping{plural} {files} "
+                        f"in {sources_dir}); the sources are: {', '.join(known) or 'none'}")
+
+
 def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path = SOURCES_DIR,
              policy: PullPolicy | None = None) -> list[PullOutcome]:
     """Pull every source (or those named), one outcome each; a failure of one never stops the others.
-    Credentials come from env AIRFLOW_CONN_<ID>."""
+    Credentials come from env AIRFLOW_CONN_<ID>. A source named that has no mapping refuses them all at once
+    (UnknownSource), before anything is pulled."""
+    if sources is not None:
+        refuse_unknown(sources, sources_dir)
     outcomes = []
     for source_id in sources if sources is not None else source_ids(sources_dir):
         try:
