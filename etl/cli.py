@@ -129,11 +129,13 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
                                                "a loaded file: its name as rtw status shows it, or its sha256")],
            home: HomeOption = None) -> None:
     """Accept an export the snapshot guard held (a real shrink): the next run loads it. A loaded file no
-    longer in landing (a form the source stopped sending): the next run loads the source without it."""
+    longer in landing (a form the source stopped sending), its source held for it: the next run loads the
+    source without it. A file not held is refused (exit 1), saying what it is: nothing is accepted."""
     from etl.extract.file_names import shown_file_name
     from etl.extract.guards import accept_file
     from etl.extract.landing import sha256_of
     from etl.load.warehouse import read_loaded_files
+    from etl.schema import reading
 
     rtw_home = resolve_home(home)
     folder = rtw_home.landing / source
@@ -152,6 +154,13 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
         if len(gone) > 1:  # files shown alike: their names held patient numbers
             _fail(f"{file} names {len(gone)} loaded files of {source}; give the sha256 of the one that is gone "
                   f"(rtw status lists them): {', '.join(sha[:12] for sha, _ in gone)}")
+        with reading(rtw_home.warehouse) as live:  # a departure is accepted once a run held the source for it
+            held = live is not None and live.execute(
+                "SELECT status FROM meta.source WHERE source_id = ?", [source]).fetchone() == ("held",)
+        if not held:
+            _fail(f"{source}: {gone[0][1].name} is loaded, and {source} is not held for its absence: nothing to "
+                  "accept (a run that finds a loaded form's export missing holds the source and names the file; "
+                  "accept its departure then)")
         for sha, f in gone:
             accept_file(rtw_home.root, source, f.name, sha, departure=True)
         records = sum(f.records for _, f in gone)
@@ -161,7 +170,16 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
         _fail(f"{shown_file_name(path.name, numbers)}: not an export file in {folder}")
     shown = shown_file_name(path.name, numbers)
-    accepted = accept_file(rtw_home.root, source, shown, sha256_of(path))
+    sha256 = sha256_of(path)
+    with reading(rtw_home.warehouse) as live:  # what the warehouse made of this content: held, loaded, ...
+        found = live.execute("SELECT status FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
+                             [source, sha256]).fetchone() if live is not None else None
+    if found is None or found[0] != "held":
+        what = ("is not held: nothing to accept; no run has read it yet: the next run loads it, or holds it and "
+                "says why" if found is None else "is already loaded: nothing to accept" if found[0] == "loaded"
+                else f"is not held: nothing to accept; the warehouse records it {found[0]} (rtw status says why)")
+        _fail(f"{source}: {shown} (sha256 {sha256[:12]}) {what}")
+    accepted = accept_file(rtw_home.root, source, shown, sha256)
     console.print(f"{source}: {shown} accepted (sha256 {accepted.sha256[:12]}..., by {accepted.accepted_by}); "
                   "the next run loads it and records the acceptance in meta.file_acceptance", soft_wrap=True,
                   markup=False)

@@ -220,3 +220,37 @@ def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(lo
     enrol.write_bytes(enrol.read_bytes() + b"\r\n")  # iltb read again, ILTB_FU.csv and its acceptance with it
     assert "iltb" in pipeline.run(home, key_value=KEY_TEXT).sources_changed
     assert _query(home, "SELECT count(*) FROM meta.file_acceptance WHERE source_id = 'iltb'")[0][0] == 1
+
+
+def _acceptances(home) -> list[str]:
+    folder = home.root / "accepted"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json")) if folder.exists() else []
+
+
+def test_accept_of_a_file_not_held_says_so_does_nothing_and_exits_1(loaded):
+    """It said "accepted; the next run loads it" of any file, a loaded one too, and recorded an acceptance."""
+    home, export = loaded
+    wide = {"COLUMNS": "300"}
+    loaded_file = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)], env=wide)
+    assert loaded_file.exit_code == 1, loaded_file.output
+    assert loaded_file.output.startswith(f"rtw: registry_it: {export.name} (sha256 ")
+    assert "is already loaded: nothing to accept" in loaded_file.output
+
+    lines = export.read_bytes().split(b"\r\n")
+    export.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")  # a shrink no run has read yet
+    unread = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)], env=wide)
+    assert unread.exit_code == 1, unread.output
+    assert "is not held: nothing to accept; no run has read it yet: the next run loads it, or holds it and says " \
+           "why" in unread.output
+
+    (home.landing / "iltb" / "ILTB_FU.csv").unlink()  # a form missing, no run has seen it yet
+    departed = CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)], env=wide)
+    assert departed.exit_code == 1, departed.output
+    assert "iltb: ILTB_FU.csv is loaded, and iltb is not held for its absence: nothing to accept" in departed.output
+    assert _acceptances(home) == []
+
+    pipeline.run(home, key_value=KEY_TEXT)  # both held now: accepting them is what it takes
+    for source, name in (("registry_it", export.name), ("iltb", "ILTB_FU.csv")):
+        accepted = CliRunner().invoke(app, ["accept", source, name, "--home", str(home.root)], env=wide)
+        assert accepted.exit_code == 0 and "accepted" in accepted.output, accepted.output
+    assert len(_acceptances(home)) == 2
