@@ -369,12 +369,24 @@ def _verdicts(sources: list[str], judged: list[Any], pull_failures: dict[str, st
 
 
 def _pull_failures(sources: list[str]) -> dict[str, str]:
-    """Why the pull of a source failed, for each source whose pull handed over no outcome."""
+    """Why the pull of a source failed, for each source whose pull handed over no outcome: its crash, else why
+    its wait for the export failed, as the sensor recorded it with the source's pulls (etl/pull/nights.py)."""
     ti = get_current_context()["ti"]
     pulled = {o["source_id"] for o in _as_list(ti.xcom_pull(task_ids="pull.pull_export"))}
     failed = {c["source_id"]: c["reason"] for c in _as_list(ti.xcom_pull(task_ids="pull.pull_export", key=CRASH_KEY))}
-    return {s: failed.get(s, "its pull did not run: waiting for its drop zone failed (see pull.wait_for_export)")
-            for s in sources if s not in pulled}
+    return {s: failed.get(s) or _wait_failure(s) for s in sources if s not in pulled}
+
+
+def _wait_failure(source_id: str) -> str:
+    """Why the source's wait for its export failed this DAG run (its pull then never ran): what the sensor's
+    failure callback recorded; unrecorded (its worker lost, the home's disk full), where to look."""
+    from etl.pull.nights import last_failure
+
+    began = get_current_context()["dag_run"].start_date
+    recorded = last_failure(_home(), source_id, began) if began is not None else None
+    if recorded is None:
+        return "its pull did not run: waiting for its export in its drop zone failed (see pull.wait_for_export)"
+    return recorded.removeprefix(f"{source_id}: ")  # the verdict and the notification name the source
 
 
 def _without_outcome(run_plan: Any, handed: set[str]) -> list[Any]:

@@ -92,6 +92,13 @@ def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pul
     assert not run.succeeded
     states = task_states(home)
     assert (states["pull.wait_for_export[registry_it]"], states["verdict[registry_it]"]) == ("failed", "failed")
+    # The verdict (and the notification) say why the wait failed, as the sensor recorded it: they said only
+    # "its pull did not run: waiting for its drop zone failed (see pull.wait_for_export)".
+    said = " ".join(run.output.split())
+    assert ("registry_it: waiting for its export in its drop zone failed: ArrowInvalid (its text, which may quote "
+            "an export's value, is in the task's log); its pull did not run, the import went on with what landing "
+            "held; not loaded (") in said
+    assert "see pull.wait_for_export" not in said
     status = _rtw(home, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     [row] = last_runs(status.stdout)

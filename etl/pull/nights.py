@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -53,14 +54,26 @@ def record_pull(home: Home, source_id: str, failure: str | None) -> None:
 def read_pulls(home: Home) -> list[PullNight]:
     """Every source's recorded pulls, oldest first (a line not ours is passed over)."""
     folder = ledger_folder(home)
+    paths = sorted(folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else []
+    return sorted((pull for path in paths for pull in _read(path)), key=lambda p: p.at)
+
+
+def _read(path: Path) -> list[PullNight]:
     pulls = []
-    for path in sorted(folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else []:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                pulls.append(PullNight.model_validate_json(line))
-            except ValidationError:
-                continue
-    return sorted(pulls, key=lambda p: p.at)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            pulls.append(PullNight.model_validate_json(line))
+        except ValidationError:
+            continue
+    return pulls
+
+
+def last_failure(home: Home, source_id: str, since: datetime) -> str | None:
+    """Why the source's last pull recorded since `since` failed; None when it did not, or none was recorded
+    (the DAG's verdict: its wait for the export failed, and the sensor recorded why)."""
+    path = ledger_folder(home) / f"{source_id}{_SUFFIX}"
+    pulls = [p for p in _read(path) if p.at >= since] if path.is_file() else []
+    return max(pulls, key=lambda p: p.at).failure if pulls else None
 
 
 def failed_before(pulls: Sequence[PullNight], since: datetime | None, until: datetime | None) -> list[PullNight]:
