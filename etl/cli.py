@@ -343,7 +343,11 @@ def report(home: HomeOption = None,
 
 
 @app.command()
-def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) code, e.g. IT-MI01")],
+def queries(centre: Annotated[str, typer.Option(
+                "--centre", help="Centre (site) code, e.g. IT-MI01, or SOURCE:CODE, e.g. sacha_fr:FR04")],
+            source: Annotated[str | None, typer.Option(
+                "--source", help="The source whose centre code it is, e.g. sacha_fr: needed when several sources "
+                                 "use the code (each numbers its own centres)")] = None,
             home: HomeOption = None,
             run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: the latest run)")]
             = None,
@@ -353,7 +357,7 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
                 "--reminders-older-than", min=0, metavar="DAYS",
                 help="Only queries first sent more than DAYS days ago and still unanswered")] = None,
             wait: WaitOption = 0) -> None:
-    """Send a centre its open issues: XLSX and CSV with a response column, recorded as a query batch."""
+    """Send a centre of a source its open issues: XLSX and CSV with a response column, recorded as a query batch."""
     from etl.quality.queries import Selection, send_queries, warehouse_key
     from etl.runlock import RunBusy
 
@@ -364,13 +368,13 @@ def queries(centre: Annotated[str, typer.Option("--centre", help="Centre (site) 
     rtw_home = resolve_home(home)
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
-    try:  # an unknown run or centre: the message lists the known ones
-        sent = send_queries(rtw_home, centre, warehouse_key(rtw_home), run_id=run_id, selection=selection,
-                            older_than_days=reminders_older_than, wait=wait)
+    try:  # an unknown run or centre, or a code of several sources: the message lists the known ones
+        sent = send_queries(rtw_home, centre, warehouse_key(rtw_home), source_id=source, run_id=run_id,
+                            selection=selection, older_than_days=reminders_older_than, wait=wait)
     except (ValueError, RunBusy) as exc:
         _fail(str(exc))
-    console.print(f"batch {sent.batch_id}: {sent.queries} queries for {centre} in {sent.xlsx} and {sent.csv}",
-                  soft_wrap=True)
+    console.print(f"batch {sent.batch_id}: {sent.queries} queries for centre {sent.centre.centre_id} of "
+                  f"{sent.centre.source_id} in {sent.xlsx} and {sent.csv}", soft_wrap=True, markup=False)
 
 
 responses_app = typer.Typer(help="Answers centres send back to their queries.", no_args_is_help=True)

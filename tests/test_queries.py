@@ -16,6 +16,7 @@ from openpyxl import load_workbook
 from etl.quality.queries import (
     COLUMNS,
     DRAFT_BATCH,
+    Centre,
     UnknownCentre,
     _write_csv,
     _written,
@@ -51,7 +52,8 @@ def test_spreadsheet_text_neutralises_formula_starts_only():
 
 def test_a_centre_gets_its_open_issues_sorted_by_patient_form_and_line(warehouse, tmp_path):
     xlsx, csv_path = write_centre_queries(warehouse, tmp_path, "IT-RM02", key=KEY)  # default: the latest run
-    assert (xlsx.name, csv_path.name) == (f"queries_IT-RM02_{LATEST}.xlsx", f"queries_IT-RM02_{LATEST}.csv")
+    assert (xlsx.name, csv_path.name) == (f"queries_registry_it_IT-RM02_{LATEST}.xlsx",
+                                          f"queries_registry_it_IT-RM02_{LATEST}.csv")
     expected = sorted(issues_of(3), key=lambda i: (pseudonym(i.patient), i.record_set, i.line))
     expected = [i for i in expected if i.centre_id == "IT-RM02"]
     sheet = load_workbook(xlsx).active
@@ -129,11 +131,11 @@ def test_a_centre_without_issues_gets_the_header_only(warehouse, tmp_path, caplo
 
 def test_an_earlier_run_and_the_centre_counts(warehouse, tmp_path):
     xlsx, _ = write_centre_queries(warehouse, tmp_path, "IT-MI01", VALIDATED[0], key=KEY)
-    assert xlsx.name == f"queries_IT-MI01_{VALIDATED[0]}.xlsx"
+    assert xlsx.name == f"queries_registry_it_IT-MI01_{VALIDATED[0]}.xlsx"
     rows = list(load_workbook(xlsx).active.iter_rows(min_row=2, values_only=True))
     assert sorted(r[7] for r in rows) == ["DIAG-ICDO3-TOPOGRAPHY", *["LATERALITY-PAIRED"] * 3]
-    counts = Counter(i.centre_id for i in issues_of(3) if i.centre_id)
-    assert open_issues_by_centre(warehouse) == {"FR-NAN03": 0, **counts}
+    counts = Counter(Centre(i.source_id, i.centre_id) for i in issues_of(3) if i.centre_id)
+    assert open_issues_by_centre(warehouse) == {Centre("sacha_fr", "FR-NAN03"): 0, **counts}
 
 
 def test_a_formula_after_a_separator_or_line_break_inside_a_value_is_text_whatever_separator_opens_the_csv(

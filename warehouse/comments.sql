@@ -475,15 +475,16 @@ COMMENT ON COLUMN dq.waived_issue.batch_id IS 'The query batch whose answer conf
 COMMENT ON COLUMN dq.waived_issue.confirmed_at IS 'When the confirmation was imported.';
 
 -- meta.query_batch -------------------------------------------------------------------------------
-COMMENT ON TABLE meta.query_batch IS 'One row per batch of queries sent to a centre (rtw queries): its workbook, from which run, by whom.';
+COMMENT ON TABLE meta.query_batch IS 'One row per batch of queries sent to a centre of a source (rtw queries): its workbook, from which run, by whom.';
 COMMENT ON COLUMN meta.query_batch.batch_id IS 'Batch identifier, written into every row of the workbook.';
-COMMENT ON COLUMN meta.query_batch.centre_id IS 'The centre queried.';
+COMMENT ON COLUMN meta.query_batch.centre_id IS 'The centre queried: a code of the source''s own (sources number their centres separately).';
 COMMENT ON COLUMN meta.query_batch.run_id IS 'The run whose findings were sent (meta.run).';
 COMMENT ON COLUMN meta.query_batch.sent_at IS 'When the workbook was written.';
 COMMENT ON COLUMN meta.query_batch.sent_by IS 'The operating-system user who ran rtw queries.';
 COMMENT ON COLUMN meta.query_batch.selection IS 'Which open issues were sent. Codes: all / new_only / reminders.';
 COMMENT ON COLUMN meta.query_batch.older_than_days IS 'Reminders only: queries first sent more than this many days before. Unit: days.';
 COMMENT ON COLUMN meta.query_batch.file_name IS 'The workbook written (a CSV with the same rows beside it).';
+COMMENT ON COLUMN meta.query_batch.source_id IS 'The source whose centre was queried; every row of the batch is of it. Null: a batch sent before batches recorded their source, which held every source''s issues at the centre code (each row''s source: meta.query_item.source_id).';
 
 -- meta.query_item --------------------------------------------------------------------------------
 COMMENT ON TABLE meta.query_item IS 'One row per issue sent in a batch (a row of its workbook), identified like an issue across runs: rule, source, record, field.';

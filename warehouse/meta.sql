@@ -130,16 +130,20 @@ CREATE TABLE IF NOT EXISTS meta.link_decision (
 );
 
 -- Queries to centres (rtw queries, docs/queries.md). One row per batch of queries sent to a centre:
--- the workbook written, from which run's findings, by whom.
+-- the workbook written, from which run's findings, by whom. A centre is a source's centre: each source
+-- numbers its own (iltb's FR04 and sacha_fr's FR04 are two hospitals), so a batch is of one source.
 CREATE TABLE IF NOT EXISTS meta.query_batch (
     batch_id            VARCHAR PRIMARY KEY,
-    centre_id           VARCHAR NOT NULL,
+    centre_id           VARCHAR NOT NULL,  -- the source's own centre code
     run_id              VARCHAR NOT NULL,  -- the run whose findings were sent
     sent_at             TIMESTAMPTZ NOT NULL,
     sent_by             VARCHAR,           -- the operating-system user who ran rtw queries
     selection           VARCHAR NOT NULL,  -- all / new_only / reminders
     older_than_days     INTEGER,           -- reminders: queries first sent more than this many days before
-    file_name           VARCHAR            -- the workbook written (the CSV beside it holds the same rows)
+    file_name           VARCHAR,           -- the workbook written (the CSV beside it holds the same rows)
+    -- Last, as an upgrade adds it to a warehouse of an older version: null in the batches sent before,
+    -- which held every source's issues at the centre code (their rows: meta.query_item.source_id).
+    source_id           VARCHAR            -- the source whose centre was queried
 );
 
 -- One row per issue sent in a batch (a row of its workbook), identified like an issue across runs

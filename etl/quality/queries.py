@@ -4,6 +4,10 @@ One row per issue (dq.issue), sorted by patient pseudonym, form and line, with w
 what is expected, a `response` column (a data-validation list in the XLSX: corrected, confirmed,
 cannot_determine) and a `comment` column for the centre's answer. Only pseudonymous keys leave.
 
+A centre is a source's centre: each registry or trial numbers its own centres, so iltb's FR04 and
+sacha_fr's FR04 are two hospitals, and a batch holds one source's issues at one centre code. Asked for
+a code several sources use, without the source, send_queries refuses and names them.
+
 `rtw queries` records what it sends (send_queries): a batch in meta.query_batch and each row in
 meta.query_item. Each row carries two hidden cells, the batch id and a row key: an HMAC under the
 pseudonymisation key over the batch, the issue and the cells shown, so that an edited row or a row
@@ -28,7 +32,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -88,7 +92,7 @@ _ISSUES = """
 SELECT i.patient_pseudonym, i.source_id, i.record_set, i.line, i.table_name, i.field, i.value, i.rule_id,
        i.severity, c.description, i.message, c.expected, i.source_record_key
 FROM dq.issue i LEFT JOIN dq.check c USING (rule_id)
-WHERE i.run_id = ? AND i.centre_id = ?
+WHERE i.run_id = ? AND i.source_id = ? AND i.centre_id = ?
 ORDER BY i.patient_pseudonym NULLS LAST, i.record_set NULLS LAST, i.line NULLS LAST, i.rule_id, i.field
 """
 
@@ -121,8 +125,23 @@ def row_key(key: PseudonymKey, batch_id: str, identity: Sequence[str], cells: Se
     return hmac.new(key.secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True, order=True)
+class Centre:
+    """A centre of a source: its code is the source's own (iltb's FR04 is not sacha_fr's FR04)."""
+
+    source_id: str
+    centre_id: str
+
+    def __str__(self) -> str:  # as --centre takes it
+        return f"{self.source_id}:{self.centre_id}"
+
+
 class UnknownCentre(ValueError):
     """The centre is not one the run judged; the message lists those with open issues."""
+
+
+class AmbiguousCentre(ValueError):
+    """Several sources of the run have a centre with the code asked for; the message names them."""
 
 
 class QueryKeyError(ValueError):
@@ -147,19 +166,19 @@ def _what_is_wrong(description: str | None, message: str | None) -> str:
     return " — ".join(dict.fromkeys(parts))  # the message may repeat the description
 
 
-def _open_issue_counts(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str, int]:
+def _open_issue_counts(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[Centre, int]:
     """Every centre the run judged or found issues at, with its number of open issues (0 included)."""
-    return dict(con.execute("""
+    return {Centre(source_id, centre_id): n for source_id, centre_id, n in con.execute("""
         WITH centres AS (
-            SELECT DISTINCT centre_id FROM dq.check_result WHERE run_id = $1 AND centre_id IS NOT NULL
-            UNION SELECT DISTINCT centre_id FROM dq.issue WHERE run_id = $1 AND centre_id IS NOT NULL
+            SELECT DISTINCT source_id, centre_id FROM dq.check_result WHERE run_id = $1 AND centre_id IS NOT NULL
+            UNION SELECT DISTINCT source_id, centre_id FROM dq.issue WHERE run_id = $1 AND centre_id IS NOT NULL
         )
-        SELECT c.centre_id, count(i.centre_id) FROM centres c LEFT JOIN dq.issue i
-          ON i.centre_id = c.centre_id AND i.run_id = $1
-        GROUP BY 1 ORDER BY 1""", [choice.findings_run_id]).fetchall())
+        SELECT c.source_id, c.centre_id, count(i.centre_id) FROM centres c LEFT JOIN dq.issue i
+          ON i.source_id = c.source_id AND i.centre_id = c.centre_id AND i.run_id = $1
+        GROUP BY 1, 2 ORDER BY 1, 2""", [choice.findings_run_id]).fetchall()}
 
 
-def open_issues_by_centre(warehouse: Path, run_id: str | None = None) -> dict[str, int]:
+def open_issues_by_centre(warehouse: Path, run_id: str | None = None) -> dict[Centre, int]:
     """Centre -> number of open issues in the run (default: the latest), for every centre it judged."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -181,10 +200,11 @@ def _written(value: Any) -> Any:
     return text[:_CELL_CHARACTERS - len(note)] + note
 
 
-def _query_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[QueryRow]:
+def _query_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre: Centre) -> list[QueryRow]:
     rows = []
     for (pseudonym, source_id, record_set, line, table_name, field, value, rule_id, severity, description,
-         message, expected, record_key) in con.execute(_ISSUES, [choice.findings_run_id, centre_id]).fetchall():
+         message, expected, record_key) in con.execute(
+            _ISSUES, [choice.findings_run_id, centre.source_id, centre.centre_id]).fetchall():
         cells = (pseudonym, source_id, record_set, line, table_name, field, value, rule_id, severity,
                  _what_is_wrong(description, message), expected)
         rows.append(QueryRow(rule_id, source_id, record_key, field, value, severity,
@@ -203,7 +223,7 @@ def _write_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:
         writer.writerows([["" if v is None else v for v in row] for row in rows])
 
 
-def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_id: str) -> None:
+def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_name: str) -> None:
     book = Workbook()
     sheet = book.active
     assert sheet is not None  # a new workbook always has one sheet
@@ -232,48 +252,71 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_id: str) -> No
         sheet.column_dimensions[get_column_letter(column)].hidden = True
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = f"A1:{get_column_letter(visible)}{len(rows) + 1}"
-    book.properties.title = f"Data queries for centre {centre_id}"
+    book.properties.title = f"Data queries for centre {centre_name}"
     book.save(path)
 
 
-def _centre_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str) -> list[QueryRow]:
+def _candidates(counts: Mapping[Centre, int], centre_id: str, source_id: str | None) -> list[Centre]:
+    """The run's centres `centre_id` may name: the code in `source_id`, or in any source; `SOURCE:CODE` too."""
+    if source_id is not None:
+        code = centre_id.removeprefix(f"{source_id}:")
+        return [c for c in counts if c == Centre(source_id, code)]
+    prefix, colon, code = centre_id.partition(":")
+    return [c for c in counts if c.centre_id == centre_id or (colon and c == Centre(prefix, code))]
+
+
+def find_centre(con: duckdb.DuckDBPyConnection, choice: RunChoice, centre_id: str,
+                source_id: str | None = None) -> Centre:
+    """The centre of the run that `centre_id` (a code, or `SOURCE:CODE`) and `source_id` name. A code
+    several sources use is refused without its source: their centres are different hospitals."""
     counts = _open_issue_counts(con, choice)
-    if centre_id not in counts:
+    found = _candidates(counts, centre_id, source_id)
+    asked = centre_id if source_id is None else f"{source_id}:{centre_id.removeprefix(f'{source_id}:')}"
+    if not found:
         with_issues = [f"{c} ({n})" for c, n in counts.items() if n]
-        raise UnknownCentre(f"centre {centre_id!r} is not a centre of run {choice.run_id}; centres with open "
+        raise UnknownCentre(f"centre {asked!r} is not a centre of run {choice.run_id}; centres with open "
                             f"issues: {', '.join(with_issues) or 'none'}")
-    return _query_rows(con, choice, centre_id)
+    if len(found) > 1:
+        each = ", ".join(f"{c.source_id} ({counts[c]} open issues)" for c in found)
+        raise AmbiguousCentre(
+            f"centre {asked!r} is a centre of {len(found)} sources in run {choice.run_id}, each numbering its own "
+            f"centres: {each}; name the one to query with --source, e.g. --source {found[0].source_id}, or as "
+            f"--centre {found[0]}")
+    return found[0]
 
 
-def _write_files(out_dir: Path, stem: str, rows: Sequence[QueryRow], centre_id: str, batch_id: str,
+def _write_files(out_dir: Path, stem: str, rows: Sequence[QueryRow], centre: Centre, batch_id: str,
                  key: PseudonymKey) -> tuple[Path, Path]:
     fsio.private_folder(out_dir)
     stem = _UNSAFE_IN_FILE_NAME.sub("_", stem)
     xlsx, csv_path = out_dir / f"{stem}.xlsx", out_dir / f"{stem}.csv"
     sheet_rows = _sheet_rows(rows, batch_id, key)
     with fsio.written_atomically(xlsx) as partial:  # lists hold pseudonyms and values: owner-only
-        _write_xlsx(partial, sheet_rows, centre_id)
+        _write_xlsx(partial, sheet_rows, f"{centre.centre_id} of {centre.source_id}")
     with fsio.written_atomically(csv_path) as partial:
         _write_csv(partial, sheet_rows)
     return xlsx, csv_path
 
 
 def write_centre_queries(warehouse: Path, out_dir: Path, centre_id: str, run_id: str | None = None, *,
-                         key: PseudonymKey, batch_id: str = DRAFT_BATCH) -> tuple[Path, Path]:
-    """Write <out_dir>/queries_<centre>_<run>.xlsx and .csv with the centre's open issues of the run
-    (default: the latest); return (xlsx, csv). A centre with no open issue gets the header only.
+                         key: PseudonymKey, batch_id: str = DRAFT_BATCH,
+                         source_id: str | None = None) -> tuple[Path, Path]:
+    """Write <out_dir>/queries_<source>_<centre>_<run>.xlsx and .csv with the centre's open issues of the
+    run (default: the latest); return (xlsx, csv). A centre with no open issue gets the header only.
     Nothing is recorded: answers to such a workbook are refused at import; send_queries records."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         choice = choose_run(con, run_id)
-        rows = _centre_rows(con, choice, centre_id)
+        centre = find_centre(con, choice, centre_id, source_id)
+        rows = _query_rows(con, choice, centre)
     finally:
         con.close()
-    xlsx, csv_path = _write_files(out_dir, f"queries_{centre_id}_{choice.run_id}", rows, centre_id, batch_id, key)
+    stem = f"queries_{centre.source_id}_{centre.centre_id}_{choice.run_id}"
+    xlsx, csv_path = _write_files(out_dir, stem, rows, centre, batch_id, key)
     if rows:
-        log.info("%d open issues of centre %s in run %s: %s", len(rows), centre_id, choice.findings_run_id, xlsx)
+        log.info("%d open issues of centre %s in run %s: %s", len(rows), centre, choice.findings_run_id, xlsx)
     else:
-        log.info("centre %s has no open issue in run %s: %s holds the header only", centre_id,
+        log.info("centre %s has no open issue in run %s: %s holds the header only", centre,
                  choice.findings_run_id, xlsx)
     return xlsx, csv_path
 
@@ -283,79 +326,96 @@ class SentBatch:
     """A batch of queries recorded in meta.query_batch, and the files written."""
 
     batch_id: str
-    centre_id: str
+    centre: Centre
     run_id: str
     queries: int
     xlsx: Path
     csv: Path
 
 
-def new_batch_id(centre_id: str, now: datetime) -> str:
-    return _UNSAFE_IN_FILE_NAME.sub("_", f"Q{now.strftime('%Y%m%dT%H%M%SZ')}-{centre_id}-{secrets.token_hex(2)}")
+def new_batch_id(centre: Centre, now: datetime) -> str:
+    return _UNSAFE_IN_FILE_NAME.sub(
+        "_", f"Q{now.strftime('%Y%m%dT%H%M%SZ')}-{centre.source_id}-{centre.centre_id}-{secrets.token_hex(2)}")
 
 
-def _sent_before(con: duckdb.DuckDBPyConnection, centre_id: str) -> set[tuple[str, str, str, str, str]]:
-    """Issues (identity + value hash) already sent to the centre in an earlier batch."""
+# A batch sent before batches recorded their source (source_id null) held every source's issues at the
+# centre code; one that held several sources' went, whole, to one of their hospitals, which cannot be told.
+_SENT_TO_CENTRE = """
+SELECT i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, ''), i.value_hash
+FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
+WHERE b.centre_id = $centre AND i.source_id = $source
+  AND (b.source_id = $source
+       OR b.source_id IS NULL AND batch_id NOT IN (SELECT batch_id FROM meta.query_item GROUP BY batch_id
+                                                   HAVING count(DISTINCT source_id) > 1))
+"""
+
+
+def _sent_before(con: duckdb.DuckDBPyConnection, centre: Centre) -> set[tuple[str, str, str, str, str]]:
+    """Issues (identity + value hash) already sent to the centre in an earlier batch. The rows of an older
+    batch that mixed two sources' centres of one code count as sent to neither: they go again."""
     return {tuple(r) for r in con.execute(  # type: ignore[misc]
-        "SELECT i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, ''), i.value_hash "
-        "FROM meta.query_item i JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = ?",
-        [centre_id]).fetchall()}
+        _SENT_TO_CENTRE, {"centre": centre.centre_id, "source": centre.source_id}).fetchall()}
 
 
-def _due_reminders(con: duckdb.DuckDBPyConnection, findings_run_id: str, centre_id: str, older_than: datetime,
+def _due_reminders(con: duckdb.DuckDBPyConnection, findings_run_id: str, centre: Centre, older_than: datetime,
                    now: datetime) -> set[tuple[str, str, str, str]]:
     """Queries first sent to the centre before `older_than` that the run finds open (not answered, or
     answered for a value it no longer finds) or answered `corrected` and still there: as the report counts
     them (etl/quality/query_status.py)."""
     return {(q.rule_id, q.source_id, q.source_record_key, q.field or "")
             for q in queries_as_of(con, findings_run_id, now)
-            if q.centre_id == centre_id and q.first_sent < older_than and (q.is_open or q.is_corrected_still_present)}
+            if Centre(q.source_id, q.centre_id) == centre and q.first_sent < older_than
+            and (q.is_open or q.is_corrected_still_present)}
 
 
-def select_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, rows: Sequence[QueryRow], centre_id: str,
+def select_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, rows: Sequence[QueryRow], centre: Centre,
                 selection: Selection, older_than_days: int | None, now: datetime) -> list[QueryRow]:
     """The rows a batch of this selection sends, of the centre's open issues `rows` in the run chosen."""
     if selection is Selection.NEW_ONLY:
-        before = _sent_before(con, centre_id)
+        before = _sent_before(con, centre)
         return [r for r in rows if (*r.identity, value_hash(r.value)) not in before]
     if selection is Selection.REMINDERS:
-        due = _due_reminders(con, choice.findings_run_id, centre_id, now - timedelta(days=older_than_days or 0), now)
+        due = _due_reminders(con, choice.findings_run_id, centre, now - timedelta(days=older_than_days or 0), now)
         return [r for r in rows if r.identity in due]
     return list(rows)
 
 
-def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, run_id: str | None = None,
-                 selection: Selection = Selection.ALL, older_than_days: int | None = None,
+def send_queries(home: Home, centre_id: str, key: PseudonymKey, *, source_id: str | None = None,
+                 run_id: str | None = None, selection: Selection = Selection.ALL, older_than_days: int | None = None,
                  wait: float = 0.0, now: datetime | None = None) -> SentBatch:
-    """Write the centre's queries to <reports>/<run>/queries/ and record the batch in meta.query_batch
-    and meta.query_item, in a publish of its own under the run lock (the files are written inside it:
-    a batch is recorded only with its workbook, a workbook only with its batch)."""
+    """Write the queries of a centre (a code, or `SOURCE:CODE`; `source_id` the source whose code it is,
+    needed when several sources use the code) to <reports>/<run>/queries/ and record the batch in
+    meta.query_batch and meta.query_item, in a publish of its own under the run lock (the files are
+    written inside it: a batch is recorded only with its workbook, a workbook only with its batch)."""
     from etl.load.warehouse import change_warehouse
+    from etl.pipeline import new_run_id
 
     if selection is Selection.REMINDERS and older_than_days is None:
         raise ValueError("reminders need --reminders-older-than DAYS")
     now = now or datetime.now(UTC)
-    batch_id = new_batch_id(centre_id, now)
     sent: list[SentBatch] = []
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
         choice = choose_run(con, run_id)
-        rows = select_rows(con, choice, _centre_rows(con, choice, centre_id), centre_id, selection, older_than_days,
-                           now)
+        centre = find_centre(con, choice, centre_id, source_id)
+        batch_id = new_batch_id(centre, now)
+        rows = select_rows(con, choice, _query_rows(con, choice, centre), centre, selection, older_than_days, now)
         out_dir = home.reports / choice.run_id / "queries"
-        xlsx, csv_path = _write_files(out_dir, f"queries_{batch_id}", rows, centre_id, batch_id, key)
-        con.execute("INSERT INTO meta.query_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-            batch_id, centre_id, choice.findings_run_id, now, getpass.getuser(), selection.value,
-            older_than_days if selection is Selection.REMINDERS else None, xlsx.name])
+        xlsx, csv_path = _write_files(out_dir, f"queries_{batch_id}", rows, centre, batch_id, key)
+        con.execute(
+            "INSERT INTO meta.query_batch (batch_id, centre_id, source_id, run_id, sent_at, sent_by, selection, "
+            "older_than_days, file_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                batch_id, centre.centre_id, centre.source_id, choice.findings_run_id, now, getpass.getuser(),
+                selection.value, older_than_days if selection is Selection.REMINDERS else None, xlsx.name])
         if rows:
             con.executemany("INSERT INTO meta.query_item VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 (batch_id, row_key(key, batch_id, r.identity, r.cells), r.rule_id, r.source_id, r.source_record_key,
                  r.field, value_hash(r.value), r.severity, json.dumps([cell_text(c) for c in r.cells]))
                 for r in rows])
-        sent.append(SentBatch(batch_id, centre_id, choice.findings_run_id, len(rows), xlsx, csv_path))
+        sent.append(SentBatch(batch_id, centre, choice.findings_run_id, len(rows), xlsx, csv_path))
 
     if not home.warehouse.exists():
         raise FileNotFoundError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
-    change_warehouse(home, batch_id, record, wait=wait)
-    log.info("batch %s: %d queries for centre %s", batch_id, sent[0].queries, centre_id)
+    change_warehouse(home, new_run_id(now), record, wait=wait)  # the batch id needs the centre, found inside
+    log.info("batch %s: %d queries for centre %s", sent[0].batch_id, sent[0].queries, sent[0].centre)
     return sent[0]

@@ -1,5 +1,10 @@
 """Where the queries to centres stand: sent, answered, confirmed, still open and how old, per centre.
 
+A centre is a source's centre (each source numbers its own: iltb's FR04 and sacha_fr's FR04 are two
+hospitals), so queries are counted per source and centre code: a query's source is its record's
+(meta.query_item.source_id), which also splits a batch sent before batches recorded their source that
+held two sources' issues at one code.
+
 Read from meta.query_batch / query_item / query_response / waiver and the findings of a run
 (dq.issue, dq.waived_issue), for the report and the reminders (etl/quality/queries.py). A query is an
 issue as identified across runs (rule, source, record, field) sent to a centre, however many batches
@@ -61,15 +66,15 @@ SELECT centre_id, rule_id, source_id, source_record_key, nullif(field, '') AS fi
        floor(extract(epoch FROM ($as_of - first_sent)) / 86400)::INTEGER AS age_days,
        CASE WHEN is_answer_for_another_value THEN answer.response END AS answer_for_another_value
 FROM judged
-ORDER BY centre_id, source_id, source_record_key, rule_id, field
+ORDER BY source_id, centre_id, source_record_key, rule_id, field
 """
 
 
 @dataclass(frozen=True)
 class Query:
-    """One query to a centre, as of a moment."""
+    """One query to a centre (of the query's source), as of a moment."""
 
-    centre_id: str
+    centre_id: str  # the source's own centre code
     rule_id: str
     source_id: str
     source_record_key: str  # pseudonymised
@@ -98,7 +103,8 @@ class Query:
 class CentreQueries:
     """A centre's queries counted: the report's table."""
 
-    centre_id: str
+    source_id: str
+    centre_id: str  # the source's own centre code
     sent: int
     answered: int
     confirmed: int
@@ -138,14 +144,15 @@ def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: d
 
 
 def per_centre(queries: list[Query]) -> list[CentreQueries]:
-    by_centre: dict[str, list[Query]] = {}
+    """The queries counted per source and centre code, by source then centre."""
+    by_centre: dict[tuple[str, str], list[Query]] = {}
     for query in queries:
-        by_centre.setdefault(query.centre_id, []).append(query)
+        by_centre.setdefault((query.source_id, query.centre_id), []).append(query)
     summary = []
-    for centre_id, centre in sorted(by_centre.items()):
+    for (source_id, centre_id), centre in sorted(by_centre.items()):
         ages = [q.age_days for q in centre if q.is_open]
         summary.append(CentreQueries(
-            centre_id, len(centre), sum(q.response is not None for q in centre),
+            source_id, centre_id, len(centre), sum(q.response is not None for q in centre),
             sum(q.response == "confirmed" for q in centre),
             sum(q.is_corrected_still_present for q in centre), sum(q.is_reopened for q in centre),
             len(ages), _median(ages), max(ages, default=None)))
@@ -191,7 +198,7 @@ LEFT JOIN waived v ON v.source_id = w.source_id AND v.source_record_key = w.sour
 LEFT JOIN reopened o ON o.source_id = w.source_id AND o.source_record_key = w.source_record_key
       AND o.rule_id = w.rule_id AND o.field = coalesce(w.field, '')
 WHERE w.confirmed_at <= $as_of
-ORDER BY w.centre_id, w.source_id, w.source_record_key, w.rule_id, w.field
+ORDER BY w.source_id, w.centre_id, w.source_record_key, w.rule_id, w.field
 """
 
 
