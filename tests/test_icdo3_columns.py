@@ -59,9 +59,34 @@ def test_a_behaviour_column_that_agrees_or_is_empty_loads_the_record(morfologia,
     result = _harmonised(REGISTRY, morfologia=morfologia, comportamento=comportamento)
     assert result.rejections.empty, list(result.rejections.message)
     diagnosis = result.tables["diagnosis"].iloc[0]
-    # An empty behaviour column keeps its field empty, as before: the morphology's own is not copied into it.
     assert diagnosis["icdo3_morphology"] == "8500"
-    assert diagnosis["icdo3_behaviour"] == (behaviour if comportamento else None)
+    assert diagnosis["icdo3_behaviour"] == behaviour  # an empty behaviour column leaves it to the morphology
+
+
+# As `rtw scaffold` drafts a behaviour column: a 9, unknown as registries write it, is no value.
+DRAFTED_BEHAVIOUR = {"column": "comportamento", "type": "icdo3_behaviour",
+                     "codes": {"0": "0", "1": "1", "2": "2", "3": "3", "9": None}}
+
+
+@pytest.mark.parametrize(("morfologia", "comportamento", "behaviour", "iccc3_code"), [
+    ("9470/3", "9", "3", "033"), ("9470/3", "", "3", "033"), ("9470", "9", None, None), ("9470/3", "3", "3", "033")])
+def test_a_behaviour_column_giving_no_value_leaves_the_behaviour_to_the_morphology(morfologia, comportamento,
+                                                                                   behaviour, iccc3_code):
+    # The morphology writes the tumour malignant: loaded without a behaviour, it had no ICCC-3 class and was
+    # left out of every count of malignant tumours (incidence, survival from diagnosis).
+    mapping = _with_diagnosis_fields(icdo3_behaviour=DRAFTED_BEHAVIOUR)
+    result = _harmonised(mapping, morfologia=morfologia, comportamento=comportamento, topografia="C71.6")
+    assert result.rejections.empty, list(result.rejections.message)
+    diagnosis = result.tables["diagnosis"].iloc[0]
+    assert (diagnosis["icdo3_morphology"], diagnosis["icdo3_behaviour"]) == ("9470", behaviour)
+    assert diagnosis["iccc3_code"] == iccc3_code
+
+
+def test_a_grade_column_giving_no_value_leaves_the_grade_to_the_morphology():
+    mapping = _with_diagnosis_fields(grade={"column": "grado", "type": "icdo3_grade"})
+    result = _harmonised(mapping, morfologia="9500/31", grado="", comportamento="")
+    assert result.rejections.empty, list(result.rejections.message)
+    assert result.tables["diagnosis"].iloc[0][["icdo3_behaviour", "grade"]].tolist() == ["3", "1"]
 
 
 @pytest.mark.parametrize(("morfologia", "grade"), [("9500/31", "1"), ("8500/3 3", "3"), ("8500/3-4", "4"),

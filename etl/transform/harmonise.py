@@ -240,20 +240,25 @@ class _Engine:
             return icdo3.parse_topography(raw)
         return self._case(spec, raw)
 
-    def _code_parts_agree(self, pairs: Sequence[_CodePart], values: Mapping[str, Any], record: _Record) -> None:
+    def _code_parts_agree(self, pairs: Sequence[_CodePart], values: dict[str, Any], record: _Record) -> None:
         """A part of the code (the behaviour, the grade) read from a column of its own must be the one the
         morphology writes: `8500/3` beside a behaviour `2` is malignant or in situ, which decides its ICCC-3
         class, and the record cannot say which is right. Such a record is quarantined naming both columns
-        and values."""
+        and values. A column that gives no value (empty, or a code read as none: a behaviour 9, unknown)
+        leaves the part to the morphology: `9470/3` beside an unknown behaviour is malignant, and loading it
+        without a behaviour would leave it out of ICCC-3 and of every count of malignant tumours."""
         for pair in pairs:
             given = values.get(pair.name)
             written = self._morphology_written(pair.morphology_spec, record) \
-                if given is not None and values.get(pair.morphology) is not None else None
+                if values.get(pair.morphology) is not None else None
             if written is None:
                 continue
             m_raw, morphology = written
             own = getattr(morphology, pair.part)
             if own is None or own == given:
+                continue
+            if given is None:  # a value refused has quarantined the record already
+                values[pair.name] = own
                 continue
             raw = self._raw(pair.spec, record.row) or ""
             if self._private(record, raw) or self._private(record, m_raw):
