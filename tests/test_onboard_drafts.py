@@ -290,3 +290,15 @@ def test_a_patient_number_named_in_italian_spanish_or_dutch_is_hidden_and_drafte
     path = tmp_path / "REG_Casi_20261101.csv"
     pd.DataFrame({key: [f"PZ-{100 + i}" for i in range(8)], "sesso": ["1", "2"] * 4}).to_csv(path, index=False)
     assert yaml.safe_load(draft_mapping(read_sources([path])).text)["patient_key"] == key
+
+
+def test_columns_numbered_after_one_word_each_are_one_group():
+    """`drug_1, dose_1, start_1, drug_2, ...`: a treatment line per number, its attributes named by one word each
+    and numbered after it. They share no first word, but they are one group (rows of one table), as before
+    group_stem: drafted as three, a line's drug, dose and start would be mapped as rows of three tables."""
+    from etl.onboard.scaffold import numbered_groups
+
+    assert numbered_groups(["pid", "drug_1", "dose_1", "start_1", "drug_2", "dose_2", "start_2"]) == [
+        (["1", "2"], ["drug_{repeat}", "dose_{repeat}", "start_{repeat}"])]
+    assert numbered_groups(["farmaco1", "dose1", "farmaco2", "dose2", "rt1dose", "rt2dose"]) == [
+        (["1", "2"], ["farmaco{repeat}", "dose{repeat}"]), (["1", "2"], ["rt{repeat}dose"])]

@@ -458,10 +458,15 @@ _WORD = re.compile(r"[^\W\d_]+")
 def group_stem(pattern: str) -> str:
     """What the columns of one numbered group share: the first word of the name (`chemo` of
     `chemo{repeat}_drug` and `CHEMO_START_{repeat}`), after an ODM OID's namespace (`IT.`); the first word
-    after the number when none comes before it (`{repeat}_drug`)."""
+    after the number when none comes before it (`{repeat}_drug`). A name of one word numbered after it
+    (`drug_{repeat}`, `dose{repeat}`) has no stem: that word is what the group's columns differ by (a
+    treatment line's drug_1, dose_1, start_1), so such columns are one group by their numbers alone."""
     before, _, after = pattern.partition("{repeat}")
     before = before.rsplit(".", 1)[-1]
-    return next(iter(_WORD.findall(before) or _WORD.findall(after)), "").lower()
+    words_before, words_after = _WORD.findall(before), _WORD.findall(after)
+    if len(words_before) == 1 and not words_after:
+        return ""
+    return next(iter(words_before or words_after), "").lower()
 
 
 def numbered_groups(columns: Iterable[str]) -> list[tuple[list[str], list[str]]]:
