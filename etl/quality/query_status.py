@@ -182,14 +182,19 @@ def age_trend(con: duckdb.DuckDBPyConnection, validated: list[str], now: datetim
     return points
 
 
-_WAIVERS = """
+WAIVED_NEXT_RUN = "confirmed after this run judged it: waived from the next run on"
+# A waiver the run found open with the value confirmed was imported after the run judged it (the report of
+# the latest run describes now): it takes effect at the next run. Found with another value, it lapsed.
+_WAIVERS = f"""
 WITH waived AS (SELECT DISTINCT source_id, source_record_key, rule_id, coalesce(field, '') AS field
                 FROM dq.waived_issue WHERE run_id = $run),
-reopened AS (SELECT DISTINCT source_id, source_record_key, rule_id, coalesce(field, '') AS field
-             FROM dq.issue WHERE run_id = $run)
+reopened AS (SELECT source_id, source_record_key, rule_id, coalesce(field, '') AS field,
+                    list(DISTINCT {value_hash_sql('value')}) AS value_hashes
+             FROM dq.issue WHERE run_id = $run GROUP BY ALL)
 SELECT w.source_id, w.centre_id, w.rule_id, w.field, w.source_record_key, w.batch_id, w.confirmed_at,
        w.imported_by,
        CASE WHEN v.rule_id IS NOT NULL THEN 'waived'
+            WHEN list_contains(o.value_hashes, w.value_hash) THEN '{WAIVED_NEXT_RUN}'
             WHEN o.rule_id IS NOT NULL THEN 'lapsed: value changed, issue open again'
             ELSE 'not found in this run' END AS status
 FROM meta.waiver w

@@ -40,7 +40,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
 from etl.quality import issue_spans
-from etl.quality.query_status import AgePoint, age_trend, as_of_for, per_centre, queries_as_of, waivers
+from etl.quality.query_status import (
+    WAIVED_NEXT_RUN,
+    AgePoint,
+    age_trend,
+    as_of_for,
+    per_centre,
+    queries_as_of,
+    waivers,
+)
 from etl.schema import in_warehouse
 
 log = logging.getLogger(__name__)
@@ -441,7 +449,8 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "link_candidates": _link_candidates(con, choice),
         "query_centres": per_centre(queries), "queries_as_of": as_of,
         "corrected_still_present": [q for q in queries if q.response == "corrected" and q.is_present],
-        "waivers": waivers(con, findings, as_of), "query_trend": age_trend(con, validated_runs(con)),
+        "waivers": waivers(con, findings, as_of), "waived_next_run": WAIVED_NEXT_RUN,
+        "query_trend": age_trend(con, validated_runs(con)),
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
         "totals": {"rules": len(lines), **{s: statuses[s] for s in STATUSES},
