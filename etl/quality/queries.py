@@ -49,7 +49,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from etl import fsio
 from etl.config import Home
 from etl.quality.findings import value_hash
-from etl.quality.query_status import queries_as_of
+from etl.quality.query_status import queries_as_of, sent_items_sql
 from etl.quality.report import RunChoice, choose_run
 from etl.spreadsheet import spreadsheet_text
 from etl.transform.keyguard import recorded_fingerprint
@@ -338,23 +338,14 @@ def new_batch_id(centre: Centre, now: datetime) -> str:
         "_", f"Q{now.strftime('%Y%m%dT%H%M%SZ')}-{centre.source_id}-{centre.centre_id}-{secrets.token_hex(2)}")
 
 
-# A batch sent before batches recorded their source (source_id null) held every source's issues at the
-# centre code; one that held several sources' went, whole, to one of their hospitals, which cannot be told.
-_SENT_TO_CENTRE = """
-SELECT i.rule_id, i.source_id, i.source_record_key, coalesce(i.field, ''), i.value_hash
-FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
-WHERE b.centre_id = $centre AND i.source_id = $source
-  AND (b.source_id = $source
-       OR b.source_id IS NULL AND batch_id NOT IN (SELECT batch_id FROM meta.query_item GROUP BY batch_id
-                                                   HAVING count(DISTINCT source_id) > 1))
-"""
-
-
 def _sent_before(con: duckdb.DuckDBPyConnection, centre: Centre) -> set[tuple[str, str, str, str, str]]:
-    """Issues (identity + value hash) already sent to the centre in an earlier batch. The rows of an older
-    batch that mixed two sources' centres of one code count as sent to neither: they go again."""
+    """Issues (identity + value hash) already sent to the centre in an earlier batch, as the report and the
+    reminders count them (query_status.sent_items_sql): the rows of an older batch that mixed two sources'
+    centres of one code count as sent to neither, so they go again, as new."""
     return {tuple(r) for r in con.execute(  # type: ignore[misc]
-        _SENT_TO_CENTRE, {"centre": centre.centre_id, "source": centre.source_id}).fetchall()}
+        f"SELECT rule_id, source_id, source_record_key, field, value_hash FROM ({sent_items_sql(con)}) "
+        "WHERE centre_id = $centre AND source_id = $source",
+        {"centre": centre.centre_id, "source": centre.source_id}).fetchall()}
 
 
 def _due_reminders(con: duckdb.DuckDBPyConnection, findings_run_id: str, centre: Centre, older_than: datetime,

@@ -1,9 +1,12 @@
 """Where the queries to centres stand: sent, answered, confirmed, still open and how old, per centre.
 
 A centre is a source's centre (each source numbers its own: iltb's FR04 and sacha_fr's FR04 are two
-hospitals), so queries are counted per source and centre code: a query's source is its record's
-(meta.query_item.source_id), which also splits a batch sent before batches recorded their source that
-held two sources' issues at one code.
+hospitals), so queries are counted per source and centre code. What was sent to which centre is read in
+one place, sent_items_sql, for the report, the reminders and --new-only alike (etl/quality/queries.py):
+a batch sent before batches recorded their source (meta.query_batch.source_id null) counts as sent to
+its rows' source's centre when its rows are of one source; one that held two sources' issues at one code
+went whole to one of the hospitals, which cannot be told, so it counts as sent to neither (nor do its
+answers count here): each centre is sent those queries again, as new.
 
 Read from meta.query_batch / query_item / query_response / waiver and the findings of a run
 (dq.issue, dq.waived_issue), for the report and the reminders (etl/quality/queries.py). A query is an
@@ -34,12 +37,31 @@ import duckdb
 from etl.quality.findings import value_hash_sql
 from etl.schema import in_warehouse
 
-_QUERIES = f"""
+# The rows each source's centre was sent. A batch's source is the one it recorded or, in a batch sent before
+# batches recorded it, the one source of its rows; rows of an old batch of two sources match neither.
+_SENT_ITEMS = """
+SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
+       coalesce(i.field, '') AS field, i.value_hash, b.sent_at
+FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
+LEFT JOIN (SELECT batch_id, min(source_id) AS only_source FROM meta.query_item GROUP BY batch_id
+           HAVING count(DISTINCT source_id) = 1) o USING (batch_id)
+WHERE i.source_id = coalesce({batch_source}, o.only_source)
+"""
+
+
+def sent_items_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """A query of the rows sent to each source's centre (centre_id, batch_id, row_key, the issue identity
+    with field '' for none, value_hash, sent_at). A warehouse of an earlier version has no
+    meta.query_batch.source_id until its next publish, and the report reads it as it is."""
+    recorded = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND "
+                           "schema_name = 'meta' AND table_name = 'query_batch' AND column_name = 'source_id'"
+                           ).fetchone()
+    return _SENT_ITEMS.format(batch_source="b.source_id" if recorded and recorded[0] else "NULL::VARCHAR")
+
+
+_QUERIES = """
 WITH sent AS (
-    SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
-           coalesce(i.field, '') AS field, i.value_hash, b.sent_at
-    FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
-    WHERE b.sent_at <= $as_of
+    SELECT * FROM ({sent_items}) WHERE sent_at <= $as_of
 ), answered AS (   -- one row per query: its latest answer by then to the newest batch answered, and the value
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
            arg_max({{'response': r.response, 'value_hash': s.value_hash}}, (s.sent_at, r.imported_at)) AS answer
@@ -48,7 +70,7 @@ WITH sent AS (
     GROUP BY 1, 2, 3, 4, 5
 ), present AS (    -- the run's open findings of each issue identity, and the values they have
     SELECT rule_id, source_id, source_record_key, coalesce(field, '') AS field,
-           list(DISTINCT {value_hash_sql('value')}) AS value_hashes
+           list(DISTINCT {issue_value_hash}) AS value_hashes
     FROM dq.issue WHERE run_id = $run GROUP BY ALL
 ), queries AS (   -- one row per query (centre x issue identity)
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field, min(s.sent_at) AS first_sent
@@ -139,7 +161,8 @@ def has_query_tables(con: duckdb.DuckDBPyConnection) -> bool:
 def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime) -> list[Query]:
     if not has_query_tables(con):
         return []
-    rows = con.execute(_QUERIES, {"run": findings_run_id, "as_of": as_of}).fetchall()
+    sql = _QUERIES.format(sent_items=sent_items_sql(con), issue_value_hash=value_hash_sql("value"))
+    rows = con.execute(sql, {"run": findings_run_id, "as_of": as_of}).fetchall()
     return [Query(*row) for row in rows]
 
 
