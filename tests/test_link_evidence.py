@@ -80,6 +80,25 @@ def test_a_birth_date_known_to_the_year_only_is_scored_and_weighs_for_the_pair(t
     evidence = _evidence(features, _everything_reviewed(), tmp_path)
     assert evidence[("a", "b")]["birth_date"] == "year-only"
 
+def test_a_birth_known_to_the_year_only_is_compared_with_that_year_s_likely_children_only(tmp_path) -> None:
+    """Compared with every child born that year in the other sources, a trial's year-only births made
+    3.5 times the pairs of the month rule at 100,000 persons, and scoring took 44-65 s instead of 9-10 s:
+    it is compared with those of its sex and year of diagnosis, or of its morphology, and a pair missing
+    one (no diagnosis date, a diagnosis across New Year, a sex mistyped) is still scored."""
+    config = _everything_reviewed().model_copy(update={"review_threshold": 1e-300})
+    features = _features(
+        _child("esmart", "a", birth_month=None, birth_token=None),
+        _child("sacha_fr", "no-diagnosis-date", diagnosis_date=pd.NaT, diagnosis_date_precision=None),
+        _child("sacha_fr", "across-new-year", diagnosis_date=pd.Timestamp("2015-12-30")),
+        _child("sacha_fr", "other-sex", sex="female"),
+        _child("sacha_fr", "other-tumour", icdo3_morphology="9500", icdo3_topography="C74.0"),
+        _child("sacha_fr", "unlike", sex="female", icdo3_morphology="9500", icdo3_topography="C74.0",
+               diagnosis_date=pd.Timestamp("2019-05-01")),
+        _child("sacha_fr", "other-year", birth_year=2016, birth_token="token-c"))
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill"))
+    assert sorted(scored.id_r[scored.id_l == "a"]) == ["across-new-year", "no-diagnosis-date", "other-sex",
+                                                       "other-tumour"]
+
 
 def test_twins_of_two_sexes_with_one_tumour_are_reviewed_not_linked(tmp_path) -> None:
     """Born the same day at the same centre, both with a hepatoblastoma diagnosed weeks apart, a boy in
