@@ -39,7 +39,10 @@ from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.file_names import (
     PatientNumbers,
+    QuotedNames,
+    placed,
     sheets_among,
+    sheets_placed,
     sheets_shown,
     shown_file_name,
     shown_record_sets,
@@ -207,10 +210,10 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         else:
             # A sheet's name may hold a patient number like a file's: shown with {patient}, and its place in
             # the workbook, as rtw profile and rtw check show it, so that a sheet per patient's notices differ.
-            among = sheets_among(options)
+            # Made once per file: a workbook of a sheet per patient has a notice per sheet.
+            names, places = QuotedNames(result.quoted), sheets_placed(result.quoted, numbers, sheets_among(options))
             entry.rows_staged = result.rows
-            entry.notices = [found.shown(sheets_shown(n, result.quoted, numbers, among), numbers)
-                             for n in result.notices]
+            entry.notices = [found.shown(names.shown(placed(n, places), numbers), numbers) for n in result.notices]
             log.info("%s: staged %s (%s rows)", source_id, entry.name, result.rows)
         outcome.notices += entry.notices
         outcome.files.append(entry)

@@ -41,8 +41,9 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import (
     PatientNumbers,
     QuotedNames,
+    placed,
     sheets_among,
-    sheets_shown,
+    sheets_placed,
     shown_file_name,
     shown_record_sets,
 )
@@ -90,8 +91,8 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
     quoted = QuotedNames([path.name, *result.quoted, *tables])
-    among = sheets_among(reader_options)
-    notices = tuple(quoted.shown(sheets_shown(n, result.quoted, numbers, among), numbers) for n in result.notices)
+    places = sheets_placed(result.quoted, numbers, sheets_among(reader_options))  # once: a notice per sheet
+    notices = tuple(quoted.shown(placed(n, places), numbers) for n in result.notices)
     return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
                     shown_file_name(path.name, numbers))
