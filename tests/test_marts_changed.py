@@ -12,6 +12,7 @@ import pytest
 
 from etl.load import warehouse
 from etl.load.marts import build_marts
+from etl.quality.validate import write_source_params
 
 
 def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
@@ -20,13 +21,14 @@ def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
     return {name: con.execute(f"SELECT * FROM marts.{name} ORDER BY ALL").fetchall() for name in names}
 
 
-def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCaptureFixture) -> set[str]:
+def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCaptureFixture,
+             params_changed: bool = False) -> set[str]:
     """Change stage as `change` says, admit it to core and build the marts it touches: the marts kept."""
     con.execute("BEGIN")
     con.execute(change)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="etl.load.marts"):
-        warehouse.rebuild_derived(con)
+        warehouse.rebuild_derived(con, params_changed=params_changed)
     con.execute("COMMIT")
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("marts kept")]
     return set(said[0].split(": ", 1)[1].split(", ")) if said else set()
@@ -56,12 +58,36 @@ def test_only_the_marts_reading_a_changed_table_are_built_and_they_hold_what_bui
                   "(SELECT min(source_record_key) FROM stage.adverse_event WHERE ctcae_grade < 3)")
         kept = _rebuilt(con, graded, caplog)
         assert "adverse_events" not in kept
-        # Nor are the patients' rows (core.patient is compared for the persons derived again). Survival reads the
-        # sources' parameters (population_based: who is followed from the diagnosis), which are not tracked, so
-        # it is built again; its rows did not change, so the Kaplan-Meier marts that read it are kept.
-        assert "survival" not in kept and {"survival_km", "survival_landmark"} <= kept
+        # Nor are the patients' rows (core.patient is compared for the persons derived again), and survival,
+        # which names dq.quarantine in its table's comment but does not read it, is kept: the sources'
+        # parameters it reads (population_based: who is followed from the diagnosis) did not change.
+        assert {"survival", "survival_km", "survival_landmark"} <= kept
         incremental = _marts(con)
         con.execute("BEGIN")
         build_marts(con)
         con.execute("COMMIT")
         assert incremental == _marts(con)
+
+
+@pytest.mark.integration
+def test_the_marts_reading_the_sources_parameters_are_built_again_when_they_change(
+        synthetic_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home, _, _ = synthetic_run
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(home.warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        params = {source: dict(zip(names, values, strict=True)) for source, names, values in con.execute(
+            "SELECT source_id, list(name ORDER BY name), list(value ORDER BY name) FROM stage.source_param "
+            "GROUP BY ALL").fetchall()}
+        assert params["registry_it"]["population_based"] == "true"
+        # As validation writes them every run: the same parameters are no change, another one is.
+        assert write_source_params(con, params) is False
+        params["registry_it"]["population_based"] = "false"
+        registered = "SELECT count(*) FROM marts.survival WHERE origin = 'diagnosis'"
+        assert con.execute(registered).fetchone()[0] > 0
+        con.execute("BEGIN")
+        assert write_source_params(con, params) is True
+        con.execute("COMMIT")
+        kept = _rebuilt(con, "SELECT 1", caplog, params_changed=True)
+        assert "survival" not in kept and "survival_km" not in kept
+        assert con.execute(registered).fetchone()[0] == 0  # no population-based registry left

@@ -4,8 +4,9 @@
   definitions in its header) on the connection publish is building, so the marts swap in with
   core, atomically. Two marts need Python, the Kaplan-Meier estimates (etl/load/survival.py): their frames
   are computed from marts.survival and registered on the connection just before their SQL file.
-  Told which core tables changed, it rebuilds only the marts that read one, or a mart whose rows
-  changed, or anything outside core and the marts (stage, dq and meta change with every publish).
+  Told which core tables changed (and whether the sources' parameters did), it rebuilds only the marts
+  that read one, or a mart whose rows changed, or anything else outside core and the marts (stage, dq
+  and meta change with every publish).
 - `export_parquet` writes every mart of the published warehouse to `<marts>/runs/<run_id>/` and
   then swaps the symlink `<marts>/current` to it with one rename. A reader who resolves `current`
   once (`os.path.realpath`) and reads from that folder reads one complete set of one run,
@@ -50,8 +51,8 @@ from etl.quality.validate import write_source_params
 from etl.schema import rows_digest, sql_text
 from etl.spreadsheet import spreadsheet_text
 
-__all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "build_marts", "export_parquet", "export_public",
-           "plot_survival"]
+__all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "SOURCE_PARAMS", "build_marts", "export_parquet",
+           "export_public", "plot_survival"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class _Mart:
 _READS = re.compile(r"\b((?:core|stage|dq|meta|marts)\.\w+)")
 _MAKES = re.compile(r"CREATE OR REPLACE TABLE marts\.(\w+)")
 _TEXT = re.compile(r"'(?:[^']|'')*'")  # an SQL string literal
-_TRACKED = ("core.", "marts.")  # whose changes build_marts is told or finds; other schemas change every publish
+SOURCE_PARAMS = "stage.source_params"  # the sources' parameters: publish says when they changed
+# whose changes build_marts is told or finds; the rest of stage, dq and meta change with every publish
+_TRACKED = ("core.", "marts.", SOURCE_PARAMS)
 
 
 def _marts() -> list[_Mart]:
@@ -97,10 +100,10 @@ def _marts() -> list[_Mart]:
 def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None = None) -> None:
     """(Re)build schema marts from core on this read-write connection, in the caller's transaction.
 
-    changed: the core tables whose rows changed since the marts were built (core.<table>): only the
-    marts that read one, or a mart whose rows changed, or a table outside core and the marts, are
-    built again. None: the schema is dropped and every mart built. A mart whose file was removed
-    never lingers.
+    changed: the core tables whose rows changed since the marts were built (core.<table>), and
+    stage.source_params when the sources' parameters did: only the marts that read one, or a mart whose
+    rows changed, or another table outside core and the marts, are built again. None: the schema is
+    dropped and every mart built. A mart whose file was removed never lingers.
     """
     marts = _marts()
     if changed is None:

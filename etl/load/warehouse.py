@@ -37,7 +37,7 @@ from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load import next_copy
 from etl.load.dictionary import apply_comments
-from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, build_marts
+from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, SOURCE_PARAMS, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.sql_checks import rule_functions_sql
@@ -606,7 +606,8 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
             with timing.step("core and marts"):
                 if populations is not None:
                     write_child_population(con, populations)
-                rebuild_derived(con, whole=redefined, admitted_from=validation["admitted_from"])
+                rebuild_derived(con, whole=redefined, admitted_from=validation["admitted_from"],
+                                params_changed=validation["params_changed"])
         failed = sorted(o.source_id for o in outcomes if o.failed)
         con.execute("INSERT INTO meta.run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, trigger, started_at, datetime.now(UTC),
@@ -647,16 +648,17 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
-                    admitted_from: Mapping[str, str] | None = None) -> None:
+                    admitted_from: Mapping[str, str] | None = None, params_changed: bool = False) -> None:
     """core, core.patient and the marts from stage (after validation, and for `rtw forget`).
     whole: derive core.patient for every person, not only those whose core rows changed, and build
     every mart, not only those whose inputs changed.
     admitted_from: per source, the fingerprint of its admitted rows (validate's), to compare only the
-    core rows of the sources whose fingerprint is not the one core was last admitted from."""
+    core rows of the sources whose fingerprint is not the one core was last admitted from.
+    params_changed: the sources' parameters differ from those the marts were built from (validate's)."""
     with timing.step("core"):
         changed = _admit_to_core(con, whole=whole, admitted_from=admitted_from)
     with timing.step("marts"):
-        build_marts(con, None if whole else changed)
+        build_marts(con, None if whole else changed | ({SOURCE_PARAMS} if params_changed else set()))
         apply_comments(con)
 
 

@@ -90,17 +90,20 @@ def quality_plan(mappings: Sequence[SourceMapping], *, data_docs_dir: Path | Non
     return QualityPlan(rules, overrides, data_docs_dir, params)
 
 
-def write_source_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Mapping[str, ParamValue]]) -> None:
-    """Replace stage.source_param with these sources' parameters and (re)create the typed view."""
+def write_source_params(con: duckdb.DuckDBPyConnection, params: Mapping[str, Mapping[str, ParamValue]]) -> bool:
+    """Replace stage.source_param with these sources' parameters and (re)create the typed view; whether they
+    differ from those the warehouse held (marts read them: marts.survival which sources are population-based)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS stage")
     con.execute("CREATE TABLE IF NOT EXISTS stage.source_param "
                 "(source_id VARCHAR NOT NULL, name VARCHAR NOT NULL, value VARCHAR)")
-    con.execute("DELETE FROM stage.source_param")
     rows = [(source_id, name, param_text(value)) for source_id, values in sorted(params.items())
             for name, value in sorted(values.items())]
+    held = set(con.execute("SELECT source_id, name, value FROM stage.source_param").fetchall())
+    con.execute("DELETE FROM stage.source_param")
     if rows:
         con.executemany("INSERT INTO stage.source_param VALUES (?, ?, ?)", rows)
     con.execute(typed_view_sql())
+    return set(rows) != held
 
 
 def _harmonise_runs(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], sources: Sequence[str] | None
@@ -330,7 +333,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
     by_engine = {engine: [r for r in rules if r.engine == engine] for engine in ("harmonise", "gx", "sql")}
     try:  # whatever happens, the judging is closed: its process never holds answers for the next validation
         _write_catalogue(con, rules)
-        write_source_params(con, plan.params)
+        params_changed = write_source_params(con, plan.params)
         with timing.step("validate fingerprints"):
             stage = rule_memo.stage_sums(con, rules)
             staged = rule_memo.plan(con, "staged", plan.fingerprint, stage)
@@ -386,6 +389,7 @@ def validate(con: duckdb.DuckDBPyConnection, run_id: str, plan: QualityPlan,
     seconds = round(time.perf_counter() - started, 3)
     log.info("validation: %d rules, %d issues, %d records held back, rules failed: %s (%.1f s)",
              len(rules), issues, held, ", ".join(failed) or "none", seconds)
-    # admitted_from: per source, the fingerprint of what reaches core (its stage rows minus the quarantine)
+    # admitted_from: per source, the fingerprint of what reaches core (its stage rows minus the quarantine);
+    # params_changed: the sources' parameters differ from those the marts were last built from
     return {"rules": len(rules), "issues": issues, "quarantined": held, "rules_failed": failed, "seconds": seconds,
-            "admitted_from": reached.fingerprints}
+            "admitted_from": reached.fingerprints, "params_changed": params_changed}
