@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.extract.adapter import ColumnInfo
-from etl.onboard.profile import profile_record_set
+from etl.onboard.profile import is_ctcae_grade, profile_record_set
 from etl.onboard.scaffold import draft_mapping, field_line, read_sources
 
 GRADES = ["1"] * 6 + ["2"] * 5 + ["4"] * 3 + ["9"]  # a 4: no behaviour
@@ -29,7 +29,7 @@ WIDE = {"COLUMNS": "250"}
 def _drafted(name: str, values: list[str], label: str | None = None, record_set: str = "REG") -> dict:
     infos = {name: ColumnInfo(label=label)} if label else None
     column = profile_record_set(record_set, pd.DataFrame({name: values}), infos).columns[0]
-    spec, _ = field_line(column, None, True)
+    spec, _ = field_line(column, None, True, ctcae=is_ctcae_grade(column, record_set))  # as draft_mapping does
     return yaml.safe_load(spec)
 
 
@@ -66,7 +66,10 @@ def test_a_label_names_a_grade_as_a_name_does():
 ])
 def test_an_adverse_event_s_ctcae_grade_is_no_icdo3_grade(name, label, record_set):
     drafted = _drafted(name, ["1"] * 6 + ["2"] * 6 + ["3"] * 5, label, record_set)
-    assert drafted.get("type") != "icdo3_grade" and "codes" in drafted
+    assert drafted.get("type") != "icdo3_grade"
+    # Every CTCAE grade, as the shipped mappings list them: a list of the grades seen (1-3) would hold back the
+    # first grade 4 or 5, the severe events a safety analysis looks for.
+    assert drafted["codes"] == {str(grade): grade for grade in range(1, 6)}
 
 
 @pytest.mark.parametrize(("name", "values"), [

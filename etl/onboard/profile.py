@@ -342,6 +342,15 @@ def icdo3_type(name: str, label: str | None, shape: str | None, record_set: str 
     return None
 
 
+def is_ctcae_grade(column: ColumnProfile, record_set: str = "") -> bool:
+    """Whether a column is an adverse event's CTCAE grade: named or labelled like a grade, in an adverse events'
+    context (its name, label or record set: AETOXGR, "CTCAE grade", AE.GRADE), its values single digits."""
+    grade = _ICDO3_TYPES[-1][2]
+    return (column.icdo3_shape in ("behaviour or grade", "grade")
+            and any(grade.search(text) or "toxgr" in text.lower() for text in (column.name, column.label or ""))
+            and any(_ADVERSE.search(text) for text in (column.name, column.label or "", record_set)))
+
+
 def icdo3_text(column: ColumnProfile) -> str:
     """What `rtw profile` says of a column's ICD-O-3 shape, and the type `rtw scaffold` drafts it with:
     'morphology 9500/3: icdo3_histology; it writes the behaviour too (icdo3_behaviour)'. Empty for a column

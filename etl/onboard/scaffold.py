@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.extract.file_names import PATIENT
-from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent
+from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent, is_ctcae_grade
 from etl.onboard.reading import PATIENT_KEY_NAME, FileRead, FormatDetails, data_columns
 from etl.terminal import printable
 
@@ -59,6 +59,7 @@ _ICDO3_NOTES = {"icdo3_histology": "ICD-O-3 morphologies: the type reads any cod
 # A behaviour column read through its codes so that 9, "unknown" in registries, is no value: the type refuses 9
 # (and 6, the code of a metastasis), and would hold back the record. The type still reads the codes listed.
 _BEHAVIOUR_CODES = '{"0": "0", "1": "1", "2": "2", "3": "3", "9": null}'
+_CTCAE_CODES = '{"1": 1, "2": 2, "3": 3, "4": 4, "5": 5}'
 _NOT_SYMBOLS = {"yes", "no", "ja", "nein", "oui", "non", "si", "sì", "true", "false", "unknown", "nk", "na"}
 _SEX_WORDS = {"male": ("h", "1", "male", "man", "homme", "hombre", "masculin", "masculino", "maschio", "mannlich",
                        "männlich"),
@@ -371,13 +372,17 @@ def written_grade(columns: Sequence[ColumnProfile]) -> str | None:
 
 
 def field_line(column: ColumnProfile, main_format: str | None, format_lists: bool, *,
-               sex: bool = False, gene: bool = False) -> tuple[str, str]:
-    """('{column: X, type: date}', 'comment') for one column; `gene`: it holds gene symbols."""
+               sex: bool = False, gene: bool = False, ctcae: bool = False) -> tuple[str, str]:
+    """('{column: X, type: date}', 'comment') for one column; `gene`: it holds gene symbols; `ctcae`: an adverse
+    event's CTCAE grade."""
     parts = [f"column: {_q(column.name)}"]
     notes = [column.label] if column.label else []
     if gene:  # a symbol is no code: a code list would hold back every gene not listed (a rare one)
         parts.append("case: gene")
         notes.append("gene symbols in HGNC's case (C11orf95::RELA)")
+    elif ctcae:  # every grade: a list of those seen would hold back a rarer, severe one (4, 5)
+        parts.append(f"codes: {_CTCAE_CODES}")
+        notes.append("CTCAE v5 grades 1-5 (adverse_event.ctcae_grade), each listed, not only those seen")
     elif icdo3 := column.icdo3_type:  # named and shaped so (profile.icdo3_type): a code list holds back rarer codes
         parts.append(f"type: {icdo3}")
         if icdo3 == "icdo3_behaviour":
@@ -586,7 +591,8 @@ def draft_mapping(draft: DraftSource) -> Draft:
         for column in rs.columns:
             if column.name.startswith("_") or column.name == patient_key:
                 continue  # the patient key and ODM keys: in the keys, rarely fields
-            spec, note = field_line(column, main_format, draft.format_lists, gene=column.name in genes)
+            spec, note = field_line(column, main_format, draft.format_lists, gene=column.name in genes,
+                                    ctcae=is_ctcae_grade(column, rs.name))
             lines.append(f"#       <field>: {spec}" + (f"  # {note}" if note else ""))
             if column.name == behaviour:
                 lines.append(f"#       <field>: {{column: {_q(column.name)}, type: icdo3_behaviour}}  # the behaviour "
