@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,60 +35,62 @@ def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCapt
     return set(said[0].split(": ", 1)[1].split(", ")) if said else set()
 
 
-@pytest.mark.integration
-def test_only_the_marts_reading_a_changed_table_are_built_and_they_hold_what_building_all_holds(
-        synthetic_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def con(synthetic_run: Any, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to a copy of the shared run's warehouse, this test's to change."""
     home, _, _ = synthetic_run
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(home.warehouse, copy)
-    with duckdb.connect(str(copy)) as con:
-        # Later contacts: follow-up and the patients change; treatments, responses and adverse events do not.
-        later = ("UPDATE stage.follow_up SET contact_date = contact_date + 30 WHERE contact_date IS NOT NULL "
-                 "AND hash(source_record_key) % 7 = 0")
-        kept = _rebuilt(con, later, caplog)
-        assert {"adverse_events", "board_advice_summary", "treatment_line", "response", "board_response"} <= kept
-        assert not kept & {"patient_summary", "survival", "survival_km", "trial_enrolment_reasons"}
-        incremental = _marts(con)
-        con.execute("BEGIN")
-        build_marts(con)
-        con.execute("COMMIT")
-        assert incremental == _marts(con)
+    with duckdb.connect(str(copy)) as connection:
+        yield connection
 
-        # A changed adverse event: its mart is built again.
-        graded = ("UPDATE stage.adverse_event SET ctcae_grade = 3 WHERE source_record_key = "
-                  "(SELECT min(source_record_key) FROM stage.adverse_event WHERE ctcae_grade < 3)")
-        kept = _rebuilt(con, graded, caplog)
-        assert "adverse_events" not in kept
-        # Nor are the patients' rows (core.patient is compared for the persons derived again), and survival,
-        # which names dq.quarantine in its table's comment but does not read it, is kept: the sources'
-        # parameters it reads (population_based: who is followed from the diagnosis) did not change.
-        assert {"survival", "survival_km", "survival_landmark"} <= kept
-        incremental = _marts(con)
-        con.execute("BEGIN")
-        build_marts(con)
-        con.execute("COMMIT")
-        assert incremental == _marts(con)
+
+@pytest.mark.integration
+def test_only_the_marts_reading_a_changed_table_are_built_and_they_hold_what_building_all_holds(
+        con: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture) -> None:
+    # Later contacts: follow-up and the patients change; treatments, responses and adverse events do not.
+    later = ("UPDATE stage.follow_up SET contact_date = contact_date + 30 WHERE contact_date IS NOT NULL "
+             "AND hash(source_record_key) % 7 = 0")
+    kept = _rebuilt(con, later, caplog)
+    assert {"adverse_events", "board_advice_summary", "treatment_line", "response", "board_response"} <= kept
+    assert not kept & {"patient_summary", "survival", "survival_km", "trial_enrolment_reasons"}
+    incremental = _marts(con)
+    con.execute("BEGIN")
+    build_marts(con)
+    con.execute("COMMIT")
+    assert incremental == _marts(con)
+
+    # A changed adverse event: its mart is built again.
+    graded = ("UPDATE stage.adverse_event SET ctcae_grade = 3 WHERE source_record_key = "
+              "(SELECT min(source_record_key) FROM stage.adverse_event WHERE ctcae_grade < 3)")
+    kept = _rebuilt(con, graded, caplog)
+    assert "adverse_events" not in kept
+    # Nor are the patients' rows (core.patient is compared for the persons derived again), and survival,
+    # which names dq.quarantine in its table's comment but does not read it, is kept: the sources'
+    # parameters it reads (population_based: who is followed from the diagnosis) did not change.
+    assert {"survival", "survival_km", "survival_landmark"} <= kept
+    incremental = _marts(con)
+    con.execute("BEGIN")
+    build_marts(con)
+    con.execute("COMMIT")
+    assert incremental == _marts(con)
 
 
 @pytest.mark.integration
 def test_the_marts_reading_the_sources_parameters_are_built_again_when_they_change(
-        synthetic_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    home, _, _ = synthetic_run
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(home.warehouse, copy)
-    with duckdb.connect(str(copy)) as con:
-        params = {source: dict(zip(names, values, strict=True)) for source, names, values in con.execute(
-            "SELECT source_id, list(name ORDER BY name), list(value ORDER BY name) FROM stage.source_param "
-            "GROUP BY ALL").fetchall()}
-        assert params["registry_it"]["population_based"] == "true"
-        # As validation writes them every run: the same parameters are no change, another one is.
-        assert write_source_params(con, params) is False
-        params["registry_it"]["population_based"] = "false"
-        registered = "SELECT count(*) FROM marts.survival WHERE origin = 'diagnosis'"
-        assert con.execute(registered).fetchone()[0] > 0
-        con.execute("BEGIN")
-        assert write_source_params(con, params) is True
-        con.execute("COMMIT")
-        kept = _rebuilt(con, "SELECT 1", caplog, params_changed=True)
-        assert "survival" not in kept and "survival_km" not in kept
-        assert con.execute(registered).fetchone()[0] == 0  # no population-based registry left
+        con: duckdb.DuckDBPyConnection, caplog: pytest.LogCaptureFixture) -> None:
+    params = {source: dict(zip(names, values, strict=True)) for source, names, values in con.execute(
+        "SELECT source_id, list(name ORDER BY name), list(value ORDER BY name) FROM stage.source_param "
+        "GROUP BY ALL").fetchall()}
+    assert params["registry_it"]["population_based"] == "true"
+    # As validation writes them every run: the same parameters are no change, another one is.
+    assert write_source_params(con, params) is False
+    params["registry_it"]["population_based"] = "false"
+    registered = "SELECT count(*) FROM marts.survival WHERE origin = 'diagnosis'"
+    assert con.execute(registered).fetchone()[0] > 0
+    con.execute("BEGIN")
+    assert write_source_params(con, params) is True
+    con.execute("COMMIT")
+    kept = _rebuilt(con, "SELECT 1", caplog, params_changed=True)
+    assert "survival" not in kept and "survival_km" not in kept
+    assert con.execute(registered).fetchone()[0] == 0  # no population-based registry left
