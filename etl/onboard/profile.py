@@ -336,7 +336,7 @@ def icdo3_type(name: str, label: str | None, shape: str | None, record_set: str 
         return None
     for kind, shapes, names in _ICDO3_TYPES:
         if shape in shapes and (names.search(name) or (label and names.search(label))):
-            if kind == "icdo3_grade" and any(_ADVERSE.search(text) for text in (name, label or "", record_set)):
+            if kind == "icdo3_grade" and _adverse(name, label, record_set):
                 return None
             return kind
     return None
@@ -348,7 +348,12 @@ def is_ctcae_grade(column: ColumnProfile, record_set: str = "") -> bool:
     grade = _ICDO3_TYPES[-1][2]
     return (column.icdo3_shape in ("behaviour or grade", "grade")
             and any(grade.search(text) or "toxgr" in text.lower() for text in (column.name, column.label or ""))
-            and any(_ADVERSE.search(text) for text in (column.name, column.label or "", record_set)))
+            and _adverse(column.name, column.label, record_set))
+
+
+def _adverse(name: str, label: str | None, record_set: str) -> bool:
+    """Whether a column's name, label or record set is an adverse event's (its grade is CTCAE's)."""
+    return any(_ADVERSE.search(text) for text in (name, label or "", record_set))
 
 
 def icdo3_text(column: ColumnProfile) -> str:
