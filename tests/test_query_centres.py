@@ -155,14 +155,14 @@ def test_a_batch_sent_before_batches_recorded_their_source_keeps_working(home, t
     summary = import_responses(home, tmp_path / "answered.xlsx", KEY)
     assert (summary.recorded, summary.problems) == (1, [])
     assert _batches(home) == [(batch_id, None, code)]
-    # --new-only sends each source's centre its queries again.
-    for source in (first, second):
+    # --new-only sends each source's centre its queries again, but the one answered (test_query_old_batches).
+    for source, answered in ((first, 0), (second, 1)):
         resent = send_queries(home, code, KEY, source_id=source, selection=Selection.NEW_ONLY)
-        assert (resent.queries, _sources_in(resent.xlsx)) == (counts[source], {source})
-    # Counted from the new batches, unanswered: the answer to the old batch is recorded, but not counted.
+        assert (resent.queries, _sources_in(resent.xlsx)) == (counts[source] - answered, {source})
+    # The answer to the old batch counts for the query it answers, at its own source's centre.
     rows = _page_rows(build_report(home.warehouse, home.reports), "query-table")
     assert [(r["data-source"], int(r["data-sent"]), int(r["data-answered"]), int(r["data-open"])) for r in rows] == [
-        (first, counts[first], 0, counts[first]), (second, counts[second], 0, counts[second])]
+        (first, counts[first], 0, counts[first]), (second, counts[second], 1, counts[second] - 1)]
 
 
 def test_a_batch_of_one_source_sent_before_batches_recorded_their_source_counts_as_sent_to_its_centre(home):

@@ -340,8 +340,8 @@ def new_batch_id(centre: Centre, now: datetime) -> str:
 
 def _sent_before(con: duckdb.DuckDBPyConnection, centre: Centre) -> set[tuple[str, str, str, str, str]]:
     """Issues (identity + value hash) already sent to the centre in an earlier batch, as the report and the
-    reminders count them (query_status.sent_items_sql): the rows of an older batch that mixed two sources'
-    centres of one code count as sent to neither, so they go again, as new."""
+    reminders count them (query_status.sent_items_sql): the unanswered rows of an older batch that mixed two
+    sources' centres of one code count as sent to neither, so they go again, as new."""
     return {tuple(r) for r in con.execute(  # type: ignore[misc]
         f"SELECT rule_id, source_id, source_record_key, field, value_hash FROM ({sent_items_sql(con)}) "
         "WHERE centre_id = $centre AND source_id = $source",

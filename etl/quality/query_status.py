@@ -2,11 +2,14 @@
 
 A centre is a source's centre (each source numbers its own: iltb's FR04 and sacha_fr's FR04 are two
 hospitals), so queries are counted per source and centre code. What was sent to which centre is read in
-one place, sent_items_sql, for the report, the reminders and --new-only alike (etl/quality/queries.py):
-a batch sent before batches recorded their source (meta.query_batch.source_id null) counts as sent to
-its rows' source's centre when its rows are of one source; one that held two sources' issues at one code
-went whole to one of the hospitals, which cannot be told, so it counts as sent to neither (nor do its
-answers count here): each centre is sent those queries again, as new.
+one place, sent_items_sql, for the report, the reminders, --new-only and the import alike
+(etl/quality/queries.py, responses.py): a batch sent before batches recorded their source
+(meta.query_batch.source_id null) counts as sent to its rows' source's centre when its rows are of one
+source; one that held two sources' issues at one code went whole to one of the hospitals, which cannot be
+told, so its unanswered rows count as sent to neither (each centre is sent those queries again, as new).
+A row of it that was answered is a query that reached a centre: it counts as sent to its own source's
+centre, from the batch's day (its age) but only once its answer was imported (a page of an earlier moment
+does not show it), and its answer counts as any other.
 
 Read from meta.query_batch / query_item / query_response / waiver and the findings of a run
 (dq.issue, dq.waived_issue), for the report and the reminders (etl/quality/queries.py). A query is an
@@ -38,20 +41,26 @@ from etl.quality.findings import value_hash_sql
 from etl.schema import in_warehouse
 
 # The rows each source's centre was sent. A batch's source is the one it recorded or, in a batch sent before
-# batches recorded it, the one source of its rows; rows of an old batch of two sources match neither.
+# batches recorded it, the one source of its rows; rows of an old batch of two sources match neither unless
+# answered: an answered row counts for its own source's centre from when its first answer was imported.
 _SENT_ITEMS = """
 SELECT b.centre_id, i.batch_id, i.row_key, i.rule_id, i.source_id, i.source_record_key,
-       coalesce(i.field, '') AS field, i.value_hash, b.sent_at
+       coalesce(i.field, '') AS field, i.value_hash, b.sent_at,
+       CASE WHEN i.source_id = coalesce({batch_source}, o.only_source) THEN b.sent_at
+            ELSE a.first_answered END AS counted_from
 FROM meta.query_item i JOIN meta.query_batch b USING (batch_id)
 LEFT JOIN (SELECT batch_id, min(source_id) AS only_source FROM meta.query_item GROUP BY batch_id
            HAVING count(DISTINCT source_id) = 1) o USING (batch_id)
-WHERE i.source_id = coalesce({batch_source}, o.only_source)
+LEFT JOIN (SELECT batch_id, row_key, min(imported_at) AS first_answered FROM meta.query_response
+           GROUP BY ALL) a USING (batch_id, row_key)
+WHERE i.source_id = coalesce({batch_source}, o.only_source) OR a.first_answered IS NOT NULL
 """
 
 
 def sent_items_sql(con: duckdb.DuckDBPyConnection) -> str:
     """A query of the rows sent to each source's centre (centre_id, batch_id, row_key, the issue identity
-    with field '' for none, value_hash, sent_at). A warehouse of an earlier version has no
+    with field '' for none, value_hash, sent_at, and counted_from: when the row became known as sent to the
+    centre, sent_at but for an answered row of an old batch of two sources). A warehouse of an earlier version has no
     meta.query_batch.source_id until its next publish, and the report reads it as it is."""
     recorded = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND "
                            "schema_name = 'meta' AND table_name = 'query_batch' AND column_name = 'source_id'"
@@ -61,7 +70,7 @@ def sent_items_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 _QUERIES = """
 WITH sent AS (
-    SELECT * FROM ({sent_items}) WHERE sent_at <= $as_of
+    SELECT * FROM ({sent_items}) WHERE counted_from <= $as_of
 ), answered AS (   -- one row per query: its latest answer by then to the newest batch answered, and the value
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
            arg_max({{'response': r.response, 'value_hash': s.value_hash}}, (s.sent_at, r.imported_at)) AS answer

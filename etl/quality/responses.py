@@ -59,6 +59,7 @@ from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 from etl.quality.catalogue import Rule, load_catalogue
 from etl.quality.findings import value_hash_sql
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
+from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.transform.pseudonym import PseudonymKey
 
@@ -443,13 +444,14 @@ def _once_per_row(answers: Sequence[_Answer], file_name: str, summary: ImportSum
 
 
 def _newer_answer(con: duckdb.DuckDBPyConnection, item: _Item) -> tuple[str, str] | None:
-    """(batch, response) of the latest answer to the same query in a batch sent after the item's."""
+    """(batch, response) of the latest answer to the same query (the item's source's centre and issue) in a
+    batch sent after the item's, read as the report reads what was sent (query_status.sent_items_sql)."""
     found = con.execute(
-        "SELECT b.batch_id, r.response FROM meta.query_response r JOIN meta.query_item i USING (batch_id, row_key) "
-        "JOIN meta.query_batch b USING (batch_id) WHERE b.centre_id = ? AND b.sent_at > ? AND i.rule_id = ? "
-        "AND i.source_id = ? AND i.source_record_key = ? AND coalesce(i.field, '') = ? "
-        "ORDER BY b.sent_at DESC, r.imported_at DESC LIMIT 1",
-        [item.centre_id, item.sent_at, *item.identity]).fetchone()
+        f"SELECT s.batch_id, r.response FROM ({sent_items_sql(con)}) s JOIN meta.query_response r "
+        "USING (batch_id, row_key) WHERE s.centre_id = ? AND s.source_id = ? AND s.sent_at > ? AND s.rule_id = ? "
+        "AND s.source_record_key = ? AND s.field = ? ORDER BY s.sent_at DESC, r.imported_at DESC LIMIT 1",
+        [item.centre_id, item.source_id, item.sent_at, item.rule_id, item.source_record_key, item.field or ""]
+    ).fetchone()
     return (found[0], found[1]) if found else None
 
 
