@@ -153,15 +153,44 @@ def test_a_csv_saved_again_by_a_spreadsheet_with_its_dates_in_the_locale_s_layou
     assert _checked(path, item) == (1, [])
 
 
-@pytest.mark.parametrize(("value", "returned"), [("2027-11-16", "17/11/2027"), ("12345678901234567890", "1.23457E+19"),
-                                                 ("29/02/2013", "2013-03-01 00:00:00"), ("19", "19.5")])
-def test_a_cell_a_spreadsheet_could_not_have_re_typed_so_is_still_refused_as_edited(tmp_path, value, returned):
+def _returned_value(tmp_path: Path, value: str, returned: str) -> tuple[int, list[str]]:
+    """(answers taken, problems) of a workbook that returns the query about `value` with `returned` in its place."""
     cells = [*DATED[:6], value, *DATED[7:]]
     item = _sent_item(cells)
     path = tmp_path / "answers.xlsx"
     _workbook(path, item, [*cells[:6], returned, *cells[7:]])
-    assert _checked(path, item) == (0, ["column 'value' changed since the query was sent; only 'response' and "
-                                        "'comment' may be filled in"])
+    return _checked(path, item)
+
+
+EDITED = "column 'value' changed since the query was sent; only 'response' and 'comment' may be filled in"
+
+
+@pytest.mark.parametrize(("value", "returned"), [("2027-11-16", "17/11/2027"), ("12345678901234567890", "1.23457E+19"),
+                                                 ("29/02/2013", "2013-03-01 00:00:00"), ("19", "19.5"),
+                                                 ("03/04/2027", "04/03/2027"), ("03.04.2027", "04.03.2027"),
+                                                 ("03/04/2027", "4/3/2027")])
+def test_a_cell_a_spreadsheet_could_not_have_re_typed_so_is_still_refused_as_edited(tmp_path, value, returned):
+    """A day and month swapped (03/04 -> 04/03) read as unedited: each is some day order's reading of the other."""
+    assert _returned_value(tmp_path, value, returned) == (0, [EDITED])
+
+
+@pytest.mark.parametrize(("value", "returned"), [("2027-04-03", "03/04/2027"), ("2027-04-03", "4/3/2027"),
+                                                 ("03/04/2027", "2027-04-03 00:00:00"),
+                                                 ("03/04/2027", "2027-03-04 00:00:00")])
+def test_a_date_one_day_order_re_types_and_the_other_edits_is_refused_saying_why(tmp_path, value, returned):
+    """2027-04-03 saved back day-first is 03/04/2027, and a month-first spreadsheet writes 4 March so: which
+    one saved the file is not known, and taking it as re-typed would hide the edit."""
+    assert _returned_value(tmp_path, value, returned) == (0, [
+        f"{EDITED} ('value': a spreadsheet reading the date month-first or day-first would make it another day, so "
+        "a re-typing cannot be told from an edit; ask the centre for the XLSX as it was sent, or for a CSV with the "
+        "dates left as they were)"])
+
+
+@pytest.mark.parametrize(("value", "returned"), [("03/04/2027", "3/4/2027"), ("2027-04-03", "03.04.2027"),
+                                                 ("16/11/2027", "2027-11-16 00:00:00"), ("04/04/2027", "2027-04-04"),
+                                                 ("03.04.2027", "2027-04-03 00:00:00")])
+def test_a_date_every_day_order_reads_as_the_day_sent_is_read_as_sent(tmp_path, value, returned):
+    assert _returned_value(tmp_path, value, returned) == (1, [])
 
 
 def _unicode_text(sent: Path, path: Path, encoding: str, bom: bytes) -> Path:

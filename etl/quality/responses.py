@@ -27,7 +27,8 @@ renamed .csv. A CSV that is neither UTF-16 nor UTF-8 is read as Windows-1252 (We
 import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
-the cell sent.
+the cell sent, but never where it could hide an edit: a date that the other day order reads as another
+day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit.
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -305,9 +306,14 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 
 # What a spreadsheet does to a text cell it reads as a number or a date (a CSV opened, then saved as CSV
 # or XLSX): 0012 -> 12, 12 -> 12.0 (a float cell), 2027-11-16 -> a date cell ('2027-11-16 00:00:00') or
-# the locale's short date. Day-first and month-first are both taken: each is some locale's.
+# the locale's short date. A spreadsheet reads and writes dates in its locale's day order: day-first
+# (16/11/2027, 16.11.2027, 16-11-2027) or month-first (11/16/2027: with slashes only); year-first is read
+# alike by both. Which one re-typed a file is not known, so a cell is taken as re-typed only if no order
+# reads it as another day than the one sent: 03/04/2027 is 3 April day-first and 4 March month-first, and
+# a centre that swapped it to 04/03/2027 made another day in either.
 _NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d{1,4})?")
-_DATE_LAYOUTS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d")
+_YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
+_DAY_ORDERS = (("%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y"), ("%m/%d/%Y",))  # day-first, month-first
 _MIDNIGHT = (" 00:00:00", "T00:00:00")
 
 
@@ -316,29 +322,49 @@ def _as_number(text: str) -> Decimal | None:
     return Decimal(text.replace(",", ".")) if _NUMBER.fullmatch(text) else None
 
 
-def _as_dates(text: str) -> set[date]:
-    """The days `text` may stand for, in the layouts spreadsheets write (none: not a date)."""
+def _as_date(text: str, day_order: Sequence[str]) -> date | None:
+    """The day `text` stands for, read in one day order as a spreadsheet writes it (None: not a date)."""
     text = text.strip()
     for midnight in _MIDNIGHT:
         text = text.removesuffix(midnight)
-    days = set()
-    for layout in _DATE_LAYOUTS:
+    for layout in (*_YEAR_FIRST, *day_order):
         try:
-            days.add(datetime.strptime(text, layout).date())
+            return datetime.strptime(text, layout).date()
         except ValueError:
             continue
-    return days
+    return None
+
+
+def _day_readings(sent: str, returned: str) -> tuple[bool, bool]:
+    """(whether some day order reads the two cells as the same day, whether some order reads two days)."""
+    readings = [(_as_date(sent, order), _as_date(returned, order)) for order in _DAY_ORDERS]
+    return (any(day is not None and day == back for day, back in readings),
+            any(day is not None and back is not None and day != back for day, back in readings))
+
+
+def _same_day(sent: str, returned: str) -> bool:
+    """Whether the two cells are the same day in some day order and another day in none."""
+    same, other = _day_readings(sent, returned)
+    return same and not other
+
+
+def _day_order_unsure(sent: str, returned: str) -> bool:
+    """Whether the cells are the same day in one day order but not in the other: a spreadsheet's re-typing
+    or a centre's edit, which cannot be told apart."""
+    same, other = _day_readings(sent, returned)
+    return same and other
 
 
 def _retyped_alike(sent: str, returned: str) -> bool:
     """Whether a returned cell is the one sent, or what a spreadsheet makes of it: the same number or day,
-    written its way. A number it shortened (1.23457E+19) or another day is an edit."""
+    written its way. A number it shortened (1.23457E+19), another day, or a day that the other day order
+    reads as another (03/04/2027 as 2027-04-03: 4 March month-first) is an edit."""
     if returned == sent:
         return True
     number = _as_number(sent)
     if number is not None and number == _as_number(returned):
         return True
-    return bool(_as_dates(sent) & _as_dates(returned))
+    return _same_day(sent, returned)
 
 
 def _shown_as_sent(item: _Item, cells: Mapping[str, str]) -> list[str]:
@@ -350,6 +376,19 @@ def _shown_as_sent(item: _Item, cells: Mapping[str, str]) -> list[str]:
 def _edited(item: _Item, cells: Mapping[str, str]) -> list[str]:
     return [name for name, sent in zip(_SHOWN, item.cells, strict=True)
             if not _retyped_alike(sent, cells.get(name, ""))]
+
+
+def _edited_message(item: _Item, cells: Mapping[str, str], edited: Sequence[str]) -> str:
+    """Which columns changed; for a date a spreadsheet may have re-typed in either day order, why it is refused
+    (the values are not quoted: a date may be a birth date)."""
+    message = (f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since the "
+               f"query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
+    sent = dict(zip(_SHOWN, item.cells, strict=True))
+    if unsure := [name for name in edited if _day_order_unsure(sent[name], cells.get(name, ""))]:
+        message += (f" ({', '.join(repr(u) for u in unsure)}: a spreadsheet reading the date month-first or day-first "
+                    "would make it another day, so a re-typing cannot be told from an edit; ask the centre for the "
+                    "XLSX as it was sent, or for a CSV with the dates left as they were)")
+    return message
 
 
 @dataclass(frozen=True)
@@ -388,8 +427,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             continue
         if row_key(key, batch_id, item.identity, _shown_as_sent(item, cells)) != given_key:
             if edited := _edited(item, cells):
-                refuse(f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since "
-                       f"the query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
+                refuse(_edited_message(item, cells, edited))
             else:  # the cells are as sent: the key is not the one the batch was made with
                 refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
                        f"{batch_id} was sent?); send the centre its queries again")
