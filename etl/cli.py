@@ -382,14 +382,15 @@ app.add_typer(responses_app, name="responses")
 
 
 @responses_app.command("import")
-def responses_import(file: Annotated[Path, typer.Argument(help="A returned query workbook (.xlsx) or its .csv")],
+def responses_import(file: Annotated[Path, typer.Argument(
+                         help="A returned query workbook (.xlsx), its .csv, or the .txt Excel saves as Unicode text")],
                      home: HomeOption = None,
                      wait: WaitOption = 0,
                      encoding: Annotated[str | None, typer.Option(
                          "--encoding", metavar="CODE_PAGE",
                          help="The code page a returned CSV was saved in when it is not UTF-8, e.g. cp1250 (Polish, "
                               "Czech, Hungarian Excel); default: Windows-1252. An XLSX, and Excel's Unicode text "
-                              "(UTF-16) renamed .csv, need none")] = None) -> None:
+                              "(UTF-16, .txt or renamed .csv), need none")] = None) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
     from etl.quality.queries import warehouse_key
     from etl.quality.responses import import_responses

@@ -220,6 +220,42 @@ def test_excel_s_unicode_text_renamed_csv_reads_back_as_sent(tmp_path, encoding,
         list(read_returned(path, "cp1250"))
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("name", ["answers.csv", "answers.txt"])
+def test_excel_s_unicode_text_without_its_byte_order_mark_or_named_txt_reads_back_as_sent(tmp_path, encoding, name):
+    """Excel saves Unicode text as .txt, and was refused ('expected the returned .xlsx or .csv'); without its
+    byte-order mark (a tool that re-wrote it), UTF-16 was read as UTF-8, NULs and all, and refused as 'the
+    columns ... are missing'. The NUL half of each of the header's ASCII characters tells UTF-16 and its order."""
+    item = _sent_item(DATED)
+    sent = tmp_path / "sent.csv"
+    _write_csv(sent, [[*DATED, "cannot_determine", "Łódź — vérifié\tle 3", "Q1", item.row_key]])
+    for bom in (codecs.BOM_UTF16_LE if encoding == "utf-16-le" else codecs.BOM_UTF16_BE, b""):
+        path = _unicode_text(sent, tmp_path / name, encoding, bom)
+        assert _checked(path, item) == (1, [])
+        assert [r.cells["comment"] for r in read_returned(path)] == ["Łódź — vérifié\tle 3"]
+        assert [r.cells for r in read_returned(path, "utf-16")] == [r.cells for r in read_returned(path)]
+    with pytest.raises(ResponseFileError, match=rf"^{name}: every other byte of its start is NUL, so it is UTF-16 "
+                                                r"text \(Excel's Unicode text\) without a byte-order mark, not cp1250; "
+                                                r"import it without an encoding$"):
+        list(read_returned(path, "cp1250"))
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("answers.txt", b"patient\0pseudonym\0\0\0garbage", r"holds NUL bytes, so it is neither CSV text nor Excel's "
+                                                         r"Unicode text \(UTF-16, its header first\); expected the "
+                                                         r"returned \.xlsx, or its \.csv$"),
+    ("answers.csv", b"PK\x03\x04\x14\0\0\0\x08\0", r"a zip file, such as an XLSX workbook, named \.csv; expected CSV "
+                                                  r"text: if it is the returned workbook, name it \.xlsx$"),
+    ("answers.ods", b"PK\x03\x04", r"expected the returned \.xlsx or \.csv of a query batch \(or the \.txt Excel "
+                                    r"saves as Unicode text\)$")])
+def test_a_file_that_cannot_be_recognised_as_a_returned_list_is_refused_naming_it_and_what_was_expected(
+        tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ResponseFileError, match=rf"^{re.escape(name)}: {message}"):
+        list(read_returned(path))
+
+
 HOSTILE = "A" * 32_000  # a cell as long as a spreadsheet holds
 SHORTENED = f"'{'A' * 60}…' (32,000 characters)"
 

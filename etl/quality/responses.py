@@ -22,9 +22,11 @@ Gotchas of returned files: Excel keeps the hidden columns and the line as a numb
 may answer on a copied or renamed sheet (every sheet with the query header is read). A CSV saved
 again by Excel may be `;`-separated in some locales (the delimiter is sniffed from the header; the
 quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks) and in the Windows
-code page of its locale, or saved as "Unicode text" (UTF-16 with a byte-order mark, tab-separated) and
-renamed .csv. A CSV that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the
-import is told its code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
+code page of its locale, or saved as "Unicode text" (UTF-16, tab-separated, named .txt, perhaps renamed
+.csv). UTF-16 is known by its byte-order mark or, without one, by its NUL bytes: the header's characters
+are ASCII, so every other byte of its start is NUL (which no CSV in a code page or UTF-8 holds). A CSV
+that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the import is told its
+code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
 the cell sent, but never where it could hide an edit: a date that the other day order reads as another
@@ -73,6 +75,8 @@ _BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
 # ~1 KiB a row, so 128 MiB is above 100,000 queries; a zip bomb of a few hundred KiB is far above it.
 MAX_RETURNED_BYTES = 128 << 20
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" starts with the first
+_DELIMITED = (".csv", ".txt")  # .txt: Excel's "Unicode text" (or "Text (tab delimited)") as saved
+_UTF16_SIGN = 32  # bytes of a file's start whose NULs tell UTF-16 without a byte-order mark
 _QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
 
 
@@ -163,10 +167,11 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         sheets: list[tuple[str | None, list[Sequence[Any]]]] = [*_xlsx_sheets(path)]
-    elif suffix == ".csv":
+    elif suffix in _DELIMITED:
         sheets = [(None, _csv_rows(path, encoding))]
     else:
-        raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch")
+        raise ResponseFileError(f"{path.name}: expected the returned .xlsx or .csv of a query batch (or the .txt "
+                                "Excel saves as Unicode text)")
     several = len(sheets) > 1
     for sheet, rows in sheets:
         where = path.name if sheet is None else f"{path.name} sheet {_quoted(sheet)}"
@@ -235,6 +240,9 @@ def _csv_text(path: Path, encoding: str | None) -> str:
         return _decoded(path, data, encoding)
     if data.startswith(_UTF16_BOMS):
         return _utf16(path, data)
+    if order := _utf16_without_bom(data):
+        return _utf16(path, data, order)
+    _check_text(path, data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -246,13 +254,39 @@ def _csv_text(path: Path, encoding: str | None) -> str:
                                     "Excel)") from None
 
 
-def _utf16(path: Path, data: bytes) -> str:
-    """Excel's "Unicode text" (a centre may rename it .csv): UTF-16 after its byte-order mark, tab-separated."""
+def _utf16_without_bom(data: bytes) -> str | None:
+    """The byte order of UTF-16 text without a byte-order mark ('utf-16-le' or '-be'), told by the NUL half of
+    each ASCII character of its start (the query header's); None: not such text."""
+    start = data[:_UTF16_SIGN - _UTF16_SIGN % 2] if len(data) >= 2 else b""
+    if not start:
+        return None
+    even, odd = start[0::2], start[1::2]
+    if not odd.strip(b"\0") and b"\0" not in even:
+        return "utf-16-le"
+    if not even.strip(b"\0") and b"\0" not in odd:
+        return "utf-16-be"
+    return None
+
+
+def _utf16(path: Path, data: bytes, order: str = "utf-16") -> str:
+    """Excel's "Unicode text" (a centre may rename it .csv): UTF-16, tab-separated, in the byte order its
+    byte-order mark says (dropped) or, without one, its NULs say."""
     try:
-        return data.decode("utf-16")  # the byte-order mark says which byte comes first, and is dropped
+        return data.decode(order)
     except UnicodeDecodeError as exc:
-        raise ResponseFileError(f"{path.name}: starts with a UTF-16 byte-order mark but is not UTF-16 text ({exc}); "
-                                "save the workbook as XLSX or as CSV UTF-8") from None
+        known = "starts with a UTF-16 byte-order mark" if order == "utf-16" else f"looks like {order.upper()} text"
+        raise ResponseFileError(f"{path.name}: {known} but is not UTF-16 text ({exc}); save the workbook as XLSX or "
+                                "as CSV UTF-8") from None
+
+
+def _check_text(path: Path, data: bytes) -> None:
+    """Refuse what is no text at all: a workbook renamed .csv, or bytes with NULs that are not UTF-16 text."""
+    if data.startswith(b"PK\x03\x04"):
+        raise ResponseFileError(f"{path.name}: a zip file, such as an XLSX workbook, named {path.suffix}; expected "
+                                "CSV text: if it is the returned workbook, name it .xlsx")
+    if b"\0" in data:
+        raise ResponseFileError(f"{path.name}: holds NUL bytes, so it is neither CSV text nor Excel's Unicode text "
+                                "(UTF-16, its header first); expected the returned .xlsx, or its .csv")
 
 
 def _decoded(path: Path, data: bytes, encoding: str) -> str:
@@ -270,6 +304,14 @@ def _decoded(path: Path, data: bytes, encoding: str) -> str:
             raise ResponseFileError(f"{path.name}: starts with a UTF-16 byte-order mark, so it is UTF-16 text (Excel's "
                                     f"Unicode text), not {encoding}; import it without an encoding")
         return _utf16(path, data)
+    if (order := _utf16_without_bom(data)) and not name.startswith("utf-16"):
+        raise ResponseFileError(f"{path.name}: every other byte of its start is NUL, so it is UTF-16 text (Excel's "
+                                f"Unicode text) without a byte-order mark, not {encoding}; import it without an "
+                                "encoding")
+    if order and name == "utf-16":  # without a byte-order mark Python's utf-16 takes the machine's byte order
+        return _utf16(path, data, order)
+    if not name.startswith("utf-16"):
+        _check_text(path, data)
     try:
         return data.decode("utf-8-sig" if name == "utf-8" else name)
     except UnicodeDecodeError as exc:
