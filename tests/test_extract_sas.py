@@ -198,7 +198,8 @@ def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "name", "expected"), [
     (b"USUBJID,AGE\nESM-001,3\n", "dm.xpt",
-     r"dm\.xpt: not a SAS transport file \(\.xpt\): it begins with b'USUBJID,AGE\\nESM-001,3\\n'"),
+     r"dm\.xpt: not a SAS transport file \(\.xpt\): it is plain text \(a CSV or tab-separated file named like a "
+     r"dataset\?\); expected 'HEADER RECORD"),
     (b"PK\x03\x04" + bytes(60), "dm.xpt", r"not a SAS transport file \(\.xpt\): its first bytes are those of a zip"),
     (b"", "dm.sas7bdat", r"dm\.sas7bdat: not a SAS dataset \(\.xpt or \.sas7bdat\): the file is empty"),
     (b"**COMPRESSED** **COMPRESSED** **COMPRESSED** **COMPRESSED** **COMPRESSED********", "dm.xpt",

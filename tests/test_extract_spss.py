@@ -267,8 +267,8 @@ def _portable() -> bytes:
 
 
 @pytest.mark.parametrize(("content", "name", "expected"), [
-    (b"pid,sex\nNL-001,1\n", "cases.sav", r"cases\.sav: not an SPSS data file \(\.sav, \.zsav\): it begins with "
-                                          r"b'pid,sex\\nNL-001,1\\n'; expected '\$FL2'"),
+    (b"pid,sex\nNL-001,1\n", "cases.sav", r"cases\.sav: not an SPSS data file \(\.sav, \.zsav\): it is plain "
+                                          r"text \(a CSV or tab-separated file named like a dataset\?\); expected '\$FL2'"),
     (b"PK\x03\x04" + bytes(60), "cases.sav", r"not an SPSS data file .*: its first bytes are those of a zip archive"),
     (b"", "cases.zsav", r"cases\.zsav: not an SPSS data file \(\.sav, \.zsav\): the file is empty"),
     (_portable(), "cases.sav", r"it is an SPSS portable file \(\.por\), which is not read: .*; ask for the data "

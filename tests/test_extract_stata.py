@@ -285,8 +285,8 @@ def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "name", "expected"), [
-    (b"pid,sex\nSE-001,1\n", "cases.dta", r"cases\.dta: not a Stata dataset \(\.dta\): it begins with "
-                                          r"b'pid,sex\\nSE-001,1\\n'; expected '<stata_dta>'"),
+    (b"pid,sex\nSE-001,1\n", "cases.dta", r"cases\.dta: not a Stata dataset \(\.dta\): it is plain text \(a "
+                                          r"CSV or tab-separated file named like a dataset\?\); expected '<stata_dta>'"),
     (b"PK\x03\x04" + bytes(60), "cases.dta", r"not a Stata dataset \(\.dta\): its first bytes are those of a zip"),
     (b"", "cases.dta", r"cases\.dta: not a Stata dataset \(\.dta\): the file is empty"),
     (b"$FL2@(#) SPSS DATA FILE" + bytes(200), "cases.dta", r"its first bytes are those of an SPSS data file \(\.sav\)"),

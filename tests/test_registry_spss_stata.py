@@ -260,7 +260,7 @@ def test_rtw_check_finds_nothing_to_fix(loaded, format_name):
 
 @pytest.mark.parametrize(("format_name", "hostile", "message"), [
     ("spss", "cut", r"nrt_nl.*NRT_20261201\.sav.*(truncated|unreadable)"),
-    ("spss", "csv", r"nrt_nl.*NRT_20261201\.sav: not an SPSS data file .*it begins with b'patnr;centrum"),
+    ("spss", "csv", r"nrt_nl.*NRT_20261201\.sav: not an SPSS data file .*it is plain text \(a CSV"),
     ("spss", "empty", r"nrt_nl.*NRT_20261201\.sav: not an SPSS data file .*the file is empty"),
     ("stata", "cut", r"nrt_nl.*NRT_20261201\.dta: [\d,]+ bytes, where the file's header and sections end at byte "
                      r"[\d,]+; expected the complete file"),

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
+from etl.extract.adapter import LINE_COLUMN, ColumnInfo, sniff_kind, staging_writer
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
@@ -182,6 +182,24 @@ def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, packa
                                   "cp1252, utf-8)") from None
         raise ExtractError(f"{path.name}{where}: unreadable {file_format} file ({message}); expected a complete "
                            f"{package} {file_format} file (truncated or damaged in transfer?)") from None
+
+
+def what_it_is(path: Path, head: bytes) -> str:
+    """What a file that is not the package's is, from its first bytes, for the refusal: another known format,
+    text (an XML document, an HTML page, a CSV named like a dataset), else its first four bytes. Never more of
+    its text: a CSV's first lines may be a patient's row (the refusal is logged, kept in meta.source_file and
+    printed by `rtw profile` and `rtw scaffold`)."""
+    kind = sniff_kind(path)
+    if kind is not None:
+        return f"its first bytes are those of {kind}"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<html", b"<!doctype html", b"<table")):
+        return "it is an HTML page (a web application's export?)"
+    if text.startswith(b"<?xml"):
+        return "it is an XML document (an ODM file?)"
+    if b"\x00" not in head:
+        return "it is plain text (a CSV or tab-separated file named like a dataset?)"
+    return f"it begins with {head[:4]!r}"
 
 
 #: read_rows(offset, size, encoding): `size` observations from `offset` (0-based), text decoded with `encoding`

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -131,8 +131,7 @@ def _file_format(path: Path) -> str:
     if head.startswith(_CPORT):
         raise ExtractError(f"{path.name}: not {what}: it is a SAS CPORT file (PROC CPORT), which only SAS reads; "
                            "ask for the dataset written with the XPORT engine (or as .sas7bdat)")
-    kind = sniff_kind(path)
-    found = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
+    found = readstat.what_it_is(path, head)
     raise ExtractError(f"{path.name}: not {what}: {found}; expected 'HEADER RECORD*******LIBRARY' (XPORT) "
                        "or the sas7bdat magic number")
 

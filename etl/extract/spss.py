@@ -78,7 +78,7 @@ import numpy as np
 import pandas as pd
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
 
@@ -147,8 +147,7 @@ def _header(path: Path) -> _Header:
     if _PORTABLE in head:
         raise ExtractError(f"{path.name}: not {what}: it is an SPSS portable file (.por), which is not read: "
                            f"{_PORTABLE_UNSAFE}; ask for the data saved as .sav (File > Save As > SPSS Statistics)")
-    kind = sniff_kind(path)
-    found = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
+    found = readstat.what_it_is(path, head)
     raise ExtractError(f"{path.name}: not {what}: {found}; expected '$FL2' (.sav) or '$FL3' (.zsav)")
 
 

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from etl.extract import readstat
-from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, sniff_kind
+from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import Dataset, EncodingOptions, Precision, Variable
 
@@ -132,8 +132,7 @@ def _release(path: Path) -> int:
     what = "a Stata dataset (.dta)"
     if not head:
         raise ExtractError(f"{path.name}: not {what}: the file is empty")
-    kind = sniff_kind(path)
-    found_text = f"its first bytes are those of {kind}" if kind else f"it begins with {head[:24]!r}"
+    found_text = readstat.what_it_is(path, head)
     raise ExtractError(f"{path.name}: not {what}: {found_text}; expected '<stata_dta>' (release 117-119) or the "
                        "binary header of release 104-115")
 
