@@ -302,3 +302,33 @@ def test_columns_numbered_after_one_word_each_are_one_group():
         (["1", "2"], ["drug_{repeat}", "dose_{repeat}", "start_{repeat}"])]
     assert numbered_groups(["farmaco1", "dose1", "farmaco2", "dose2", "rt1dose", "rt2dose"]) == [
         (["1", "2"], ["farmaco{repeat}", "dose{repeat}"]), (["1", "2"], ["rt{repeat}dose"])]
+
+
+def test_a_numbered_name_of_two_words_joins_the_group_its_first_word_names_no_other():
+    """`drug_1, dose_1, start_date_1`: a treatment line whose start date is named by two words. Its first word
+    names no other column (as `fu` of `fu_date_1, fu_status_1` does), so it is no stem: the line was drafted as
+    two groups, its start date the rows of a table apart from its drug. `date_fu_1, status_fu_1` were two
+    groups likewise; `fu_date_1` and `rt_dose_1` (another treatment's dose beside a line's `dose_1`) keep
+    their stems, and so their groups."""
+    from etl.onboard.scaffold import numbered_groups
+
+    assert numbered_groups(["pid", "drug_1", "dose_1", "start_date_1", "drug_2", "dose_2", "start_date_2"]) == [
+        (["1", "2"], ["drug_{repeat}", "dose_{repeat}", "start_date_{repeat}"])]
+    assert numbered_groups(["date_fu_1", "status_fu_1", "date_fu_2", "status_fu_2"]) == [
+        (["1", "2"], ["date_fu_{repeat}", "status_fu_{repeat}"])]
+    assert numbered_groups(["drug_1", "dose_1", "fu_date_1", "fu_status_1", "rt_dose_1", "drug_2", "dose_2",
+                            "fu_date_2", "fu_status_2", "rt_dose_2"]) == [
+        (["1", "2"], ["drug_{repeat}", "dose_{repeat}"]), (["1", "2"], ["fu_date_{repeat}", "fu_status_{repeat}"]),
+        (["1", "2"], ["rt_dose_{repeat}"])]
+
+
+def test_a_line_numbered_with_a_two_word_name_is_drafted_as_one_repeat(tmp_path):
+    from etl.onboard.scaffold import draft_mapping, read_sources
+
+    path = tmp_path / "WR_Cases_20261101.csv"
+    pd.DataFrame({"pid": [f"WR-{i}" for i in range(8)], "drug_1": ["vincristine"] * 8,
+                  "start_date_1": ["2024-01-02"] * 8, "drug_2": ["irinotecan", ""] * 4,
+                  "start_date_2": ["2025-01-02", ""] * 4}).to_csv(path, index=False)
+    hints = [line for line in draft_mapping(read_sources([path])).text.splitlines() if "numbered column groups" in line]
+    assert hints == ['#   numbered column groups drug_{repeat}, start_date_{repeat}: rows of one table with repeat: '
+                     '[1, 2] and column: "drug_{repeat}" (docs/mapping.md)']

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -460,18 +460,32 @@ _NUMBERED = re.compile(r"\d+")
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-def group_stem(pattern: str) -> str:
+def group_stem(pattern: str, shared: Collection[str] = ()) -> str:
     """What the columns of one numbered group share: the first word of the name (`chemo` of
     `chemo{repeat}_drug` and `CHEMO_START_{repeat}`), after an ODM OID's namespace (`IT.`); the first word
     after the number when none comes before it (`{repeat}_drug`). A name of one word numbered after it
     (`drug_{repeat}`, `dose{repeat}`) has no stem: that word is what the group's columns differ by (a
-    treatment line's drug_1, dose_1, start_1), so such columns are one group by their numbers alone."""
+    treatment line's drug_1, dose_1, start_1), so such columns are one group by their numbers alone. Nor has
+    a name of words numbered after them whose first word is not among the `shared` of the columns numbered
+    alike (`_stem_words`, lower case): `start_date_{repeat}` beside `drug_{repeat}` is a line's start date, as
+    `date_fu_{repeat}` beside `status_fu_{repeat}` is a follow-up's date; `fu_date_{repeat}` beside
+    `fu_status_{repeat}` keeps `fu`, `rt_dose_{repeat}` beside `dose_{repeat}` keeps `rt`."""
     before, _, after = pattern.partition("{repeat}")
     before = before.rsplit(".", 1)[-1]
     words_before, words_after = _WORD.findall(before), _WORD.findall(after)
-    if len(words_before) == 1 and not words_after:
+    if words_before and not words_after and (len(words_before) == 1 or words_before[0].lower() not in shared):
         return ""
     return next(iter(words_before or words_after), "").lower()
+
+
+def _stem_words(names: Sequence[list[str]]) -> set[str]:
+    """The first words that name a group among the words of the names numbered alike: one that starts two
+    names (`fu` of fu_date, fu_status), or that qualifies a word another name is alone (`rt` of rt_dose
+    beside dose: another treatment's dose)."""
+    firsts = Counter(words[0] for words in names if len(words) > 1)
+    alone = {words[0] for words in names if len(words) == 1}
+    return {word for word, count in firsts.items() if count > 1} | {
+        words[0] for words in names if len(words) > 1 and words[-1] in alone}
 
 
 def numbered_groups(columns: Iterable[str]) -> list[tuple[list[str], list[str]]]:
@@ -485,12 +499,19 @@ def numbered_groups(columns: Iterable[str]) -> list[tuple[list[str], list[str]]]
         for found in _NUMBERED.finditer(name):
             pattern = f"{name[:found.start()]}{{repeat}}{name[found.end():]}"
             numbers.setdefault(pattern, set()).add(found.group())
-    groups: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    alike: dict[tuple[str, ...], list[str]] = {}  # the patterns of each set of numbers
     for pattern, seen in numbers.items():
         if len(seen) > 1:
-            ordered = tuple(sorted(seen, key=lambda n: (len(n), n)))
-            groups.setdefault((ordered, group_stem(pattern)), []).append(pattern)
-    return [(list(seen), patterns) for (seen, _), patterns in groups.items()]
+            alike.setdefault(tuple(sorted(seen, key=lambda n: (len(n), n))), []).append(pattern)
+    groups: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    for ordered, patterns in alike.items():
+        shared = _stem_words([_WORD.findall(pattern.replace("{repeat}", " ").rsplit(".", 1)[-1].lower())
+                              for pattern in patterns])
+        for pattern in patterns:
+            groups.setdefault((ordered, group_stem(pattern, shared)), []).append(pattern)
+    order = list(numbers)  # groups in the order of their first columns
+    return [(list(seen), patterns) for (seen, _), patterns in sorted(groups.items(),
+                                                                     key=lambda item: order.index(item[1][0]))]
 
 
 def _repeat_lines(columns: Iterable[str]) -> list[str]:
