@@ -312,3 +312,20 @@ def test_notices_name_a_dozen_labels_and_count_the_rest() -> None:
     assert labels.startswith("labels and formats: VAR00 'Label 0'; VAR01 'Label 1';")
     assert "VAR11 'Label 11'; and 3 more (the staged file's metadata has all)" in labels
     assert "VAR12" not in labels
+
+
+def test_a_date_of_0_is_said_to_be_sas_date_0(tmp_path: Path) -> None:
+    """SAS's date 0 is 1960-01-01, no date of a child of the warehouse: a 0 in a date is most often a date left
+    empty and typed as 0. It was staged unsaid, and loaded as 1 January 1960 (SPSS's date 0 had a notice)."""
+    frame = pd.DataFrame({"USUBJID": ["ESM-001", "ESM-002"], "DXDT": [0.0, 21672.0], "DXDTM": [0.0, 1.0],
+                          "DXTM": [0.0, 0.0]})
+    staged, notices = _stage(_xpt(tmp_path, frame, formats={"DXDT": "DATE9.", "DXDTM": "DATETIME20.",
+                                                            "DXTM": "TIME8."}, labels={}))
+    assert staged["DXDT"].tolist() == ["1960-01-01", "2019-05-03"]
+    assert [n for n in notices if "date 0" in n] == [
+        "dm.xpt: 1 value(s) of DXDT (DATE9.) are 0, SAS's date 0 (1960-01-01): no date entered? (a date left empty "
+        'and typed as 0, or computed from one); read as a date, it loads as 1960-01-01 unless the mapping\'s '
+        'null_values lists "1960-01-01"',
+        "dm.xpt: 1 value(s) of DXDTM (DATETIME20.) are 0, SAS's date 0 (1960-01-01T00:00:00): no date entered? (a "
+        "date left empty and typed as 0, or computed from one); read as a date, it loads as 1960-01-01 unless the "
+        'mapping\'s null_values lists "1960-01-01T00:00:00"']  # DXTM's 0: midnight

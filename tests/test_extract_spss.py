@@ -268,7 +268,8 @@ def _portable() -> bytes:
 
 @pytest.mark.parametrize(("content", "name", "expected"), [
     (b"pid,sex\nNL-001,1\n", "cases.sav", r"cases\.sav: not an SPSS data file \(\.sav, \.zsav\): it is plain "
-                                          r"text \(a CSV or tab-separated file named like a dataset\?\); expected '\$FL2'"),
+                                          r"text \(a CSV or tab-separated file named like a dataset\?\); "
+                                          r"expected '\$FL2'"),
     (b"PK\x03\x04" + bytes(60), "cases.sav", r"not an SPSS data file .*: its first bytes are those of a zip archive"),
     (b"", "cases.zsav", r"cases\.zsav: not an SPSS data file \(\.sav, \.zsav\): the file is empty"),
     (_portable(), "cases.sav", r"it is an SPSS portable file \(\.por\), which is not read: .*; ask for the data "
@@ -297,14 +298,15 @@ def test_a_date_of_0_is_staged_as_spss_shows_it_and_said_to_be_a_date_typed_as_0
         {"dx": "1582-10-14", "seen": "1582-10-14T00:00:00", "at": "00:00:00"},
         {"dx": "2019-05-03", "seen": "", "at": "01:00:00"},
         {"dx": "1582-10-14", "seen": "1582-10-14T00:00:01", "at": ""}]
-    day_zero = [n for n in notices if "day 0" in n]
+    day_zero = [n for n in notices if "date 0" in n]
     assert day_zero == [
-        "cases.sav: 2 value(s) of dx (DATE11) are 0, SPSS's day 0, staged as it shows them (1582-10-14): almost "
-        "always a date left empty and typed as 0; read as a date, it quarantines its record (XT-DATE-NOT-BEFORE-1900) "
-        'unless the mapping\'s null_values lists "1582-10-14"',
-        "cases.sav: 1 value(s) of seen (DATETIME20) are 0, SPSS's day 0, staged as it shows them (1582-10-14T00:00:00):"
-        " almost always a date left empty and typed as 0; read as a date, it quarantines its record "
-        '(XT-DATE-NOT-BEFORE-1900) unless the mapping\'s null_values lists "1582-10-14T00:00:00"']  # at's 0: midnight
+        "cases.sav: 2 value(s) of dx (DATE11) are 0, SPSS's date 0 (1582-10-14): no date entered? (a date left "
+        "empty and typed as 0, or computed from one); read as a date, it quarantines its record as a date before "
+        '1900 (XT-DATE-NOT-BEFORE-1900) unless the mapping\'s null_values lists "1582-10-14"',
+        "cases.sav: 1 value(s) of seen (DATETIME20) are 0, SPSS's date 0 (1582-10-14T00:00:00): no date entered? (a "
+        "date left empty and typed as 0, or computed from one); read as a date, it quarantines its record as a date "
+        'before 1900 (XT-DATE-NOT-BEFORE-1900) unless the mapping\'s null_values lists "1582-10-14T00:00:00"'
+    ]  # at's 0: midnight
 
 
 def test_a_portable_file_is_refused_saying_why_by_staging_and_by_rtw_profile(tmp_path: Path) -> None:

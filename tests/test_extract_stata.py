@@ -286,7 +286,8 @@ def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "name", "expected"), [
     (b"pid,sex\nSE-001,1\n", "cases.dta", r"cases\.dta: not a Stata dataset \(\.dta\): it is plain text \(a "
-                                          r"CSV or tab-separated file named like a dataset\?\); expected '<stata_dta>'"),
+                                          r"CSV or tab-separated file named like a dataset\?\); "
+                                          r"expected '<stata_dta>'"),
     (b"PK\x03\x04" + bytes(60), "cases.dta", r"not a Stata dataset \(\.dta\): its first bytes are those of a zip"),
     (b"", "cases.dta", r"cases\.dta: not a Stata dataset \(\.dta\): the file is empty"),
     (b"$FL2@(#) SPSS DATA FILE" + bytes(200), "cases.dta", r"its first bytes are those of an SPSS data file \(\.sav\)"),
@@ -403,3 +404,22 @@ def test_dates_as_pyreadstat_reads_them(tmp_path: Path) -> None:
     assert ours["d"].tolist() == [d.isoformat() for d in theirs["d"]]
     assert ours["c"].tolist() == [t.isoformat(timespec="milliseconds") for t in theirs["c"]]
     assert isinstance(theirs["d"][0], dt.date)
+
+
+def test_a_date_of_0_is_said_to_be_stata_date_0(tmp_path: Path) -> None:
+    """Stata's date 0 is 1960-01-01 (1960m1 of a month): a 0 in a date is most often a date left empty and typed
+    as 0, which loaded unsaid as 1 January 1960. A %ty 0 is the year 0, no date: kept as a number, said so."""
+    frame = pd.DataFrame({"dx": [0.0, 21672.0], "seen": [1.0, 0.0], "mon": [0.0, 0.0], "yr": [0.0, 2019.0]})
+    staged, notices = _stage(_dta(tmp_path, frame, formats={"dx": "%td", "seen": "%tc", "mon": "%tm", "yr": "%ty"}))
+    assert staged[["dx", "mon", "yr"]].to_dict("list") == {"dx": ["1960-01-01", "2019-05-03"],
+                                                          "mon": ["1960-01", "1960-01"], "yr": ["0", "2019"]}
+    assert [n for n in notices if "date 0" in n] == [
+        "cases.dta: 1 value(s) of dx (%td) are 0, Stata's date 0 (1960-01-01): no date entered? (a date left empty "
+        'and typed as 0, or computed from one); read as a date, it loads as 1960-01-01 unless the mapping\'s '
+        'null_values lists "1960-01-01"',
+        "cases.dta: 1 value(s) of seen (%tc) are 0, Stata's date 0 (1960-01-01T00:00:00): no date entered? (a date "
+        "left empty and typed as 0, or computed from one); read as a date, it loads as 1960-01-01 unless the "
+        'mapping\'s null_values lists "1960-01-01T00:00:00"',
+        "cases.dta: 2 value(s) of mon (%tm) are 0, Stata's date 0 (1960-01): no date entered? (a date left empty "
+        'and typed as 0, or computed from one); read as a date, it loads as 1960-01 unless the mapping\'s '
+        'null_values lists "1960-01"']

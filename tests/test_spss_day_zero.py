@@ -25,11 +25,11 @@ def test_a_date_typed_as_0_is_said_and_quarantined_unless_the_mapping_names_it(
 
     done = registry.rtw_run(home, sources)
     assert done.returncode == 0, done.stdout + done.stderr
-    notices = [n for (n,) in query_rows(home, "SELECT notice FROM meta.source_notice") if "day 0" in n]
-    assert notices == ["NRT_20261201.sav: 1 value(s) of overleden (DATE11) are 0, SPSS's day 0, staged as it shows "
-                       "them (1582-10-14): almost always a date left empty and typed as 0; read as a date, it "
-                       "quarantines its record (XT-DATE-NOT-BEFORE-1900) unless the mapping's null_values lists "
-                       '"1582-10-14"']
+    notices = [n for (n,) in query_rows(home, "SELECT notice FROM meta.source_notice") if "date 0" in n]
+    assert notices == ["NRT_20261201.sav: 1 value(s) of overleden (DATE11) are 0, SPSS's date 0 (1582-10-14): no "
+                       "date entered? (a date left empty and typed as 0, or computed from one); read as a date, it "
+                       "quarantines its record as a date before 1900 (XT-DATE-NOT-BEFORE-1900) unless the "
+                       'mapping\'s null_values lists "1582-10-14"']
     (reasons,) = query_rows(home, "SELECT reasons FROM dq.quarantine WHERE list_contains(rule_ids, "
                                   "'XT-DATE-NOT-BEFORE-1900')")
     assert "follow_up.death_date 1582-10-14 is before 1900" in reasons[0]

@@ -19,7 +19,11 @@ module holds what is done to every one of them alike:
   `_line` (the observation number, from 1) and lineage.
 
 The date formats differ (SAS and Stata count from 1960, SPSS from 1582-10-14; days, seconds or
-milliseconds): each module gives `temporal_as_text` its own clock.
+milliseconds): each module gives `temporal_as_text` its own clock. A date of 0, the package's date 0
+(1960-01-01, 1582-10-14), is staged as the package shows it and counted by a notice naming the variable:
+it is rarely a patient's date (a paediatric warehouse's patients were born decades later) and most often
+a date left empty and typed as 0. SPSS's quarantines its record as a date before 1900; SAS's and Stata's
+would load as 1 January 1960, said by nothing else. A mapping's `null_values` can name its text.
 """
 
 from __future__ import annotations
@@ -78,9 +82,6 @@ class Dataset:
     its `package` ("SAS") in the notices."""
 
     package: ClassVar[str] = ""
-    #: the package's day 0 is no date of a patient (SPSS's 1582-10-14, not SAS's or Stata's 1960-01-01): a 0 in
-    #: a date variable is a date left empty and typed as 0, which a notice counts
-    day_zero_typed: ClassVar[bool] = False
 
     file_format: str  # "XPORT v5", "sas7bdat", "sav", "zsav", "dta 118"
     table_name: str | None
@@ -398,9 +399,9 @@ class StagedDataset:
                     "(.a-.z), kept as written (.a): a mapping's codes: or null_values: say what they mean"
                     for name, count in self.special_missing.items()]
         notices += [f"{path.name}: {count} value(s) of {name} ({metadata.variables[name].format}) are 0, "
-                    f"{metadata.package}'s day 0, staged as it shows them ({text}): almost always a date left empty "
-                    "and typed as 0; read as a date, it quarantines its record (XT-DATE-NOT-BEFORE-1900) unless the "
-                    f"mapping's null_values lists \"{text}\"" for name, (count, text) in self.day_zero.items()]
+                    f"{metadata.package}'s date 0 ({text}): no date entered? (a date left empty and typed as 0, or "
+                    f"computed from one); read as a date, {_day_zero_loads(text)} unless the mapping's null_values "
+                    f"lists \"{text}\"" for name, (count, text) in self.day_zero.items()]
         if not self.rows:
             notices.append(f"{path.name}: no observations")
         return notices
@@ -436,7 +437,7 @@ def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFram
                         not_dates[name] = not_dates.get(name, 0) + column.not_dates
                     if column.special_missing:
                         special[name] = special.get(name, 0) + column.special_missing
-                    if metadata.day_zero_typed and (zeros := _day_zero(frame[name], metadata.variables[name])):
+                    if zeros := _day_zero(frame[name], metadata.variables[name], as_text):
                         count, _text = day_zero.get(name, (0, ""))
                         day_zero[name] = (count + zeros, code_text(0, metadata.variables[name], as_text))
                 arrays.append(pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
@@ -450,11 +451,20 @@ def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFram
     return StagedDataset(rows, metadata, not_dates, special, day_zero)
 
 
-def _day_zero(values: pd.Series, variable: Variable) -> int:
-    """How many values of a date variable (not a time: its 0 is midnight) are 0."""
-    if variable.temporal in (None, "time"):
+def _day_zero(values: pd.Series, variable: Variable, as_text: NumbersAsText) -> int:
+    """How many values of a date variable are 0, the package's date 0 (SPSS's 1582-10-14, SAS's and Stata's
+    1960-01-01): no date of a patient of the warehouse, but most often a date left empty and typed as 0. Not
+    a time's (midnight), nor a Stata year's (`%ty`: the year 0, kept as a number)."""
+    if variable.temporal in (None, "time") or code_text(0, variable, as_text) == "0":
         return 0
     return int((pd.to_numeric(values, errors="coerce") == 0).sum())
+
+
+def _day_zero_loads(text: str) -> str:
+    """What a date 0 staged as `text` does read as a core date."""
+    if text[:4] < "1900":
+        return "it quarantines its record as a date before 1900 (XT-DATE-NOT-BEFORE-1900)"
+    return f"it loads as {text[:10]}"
 
 
 def _staging_schema(path: Path, metadata: Dataset, lineage: Mapping[str, str], metadata_key: bytes) -> pa.Schema:

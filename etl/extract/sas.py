@@ -16,6 +16,8 @@ Gotchas of the format:
   temporal format becomes an ISO string at the precision the format shows: `DATE9.` ->
   `2019-05-03`, `MONYY7.` -> `2019-05`, `YEAR4.` -> `2019`, `DATETIME20.` -> `2019-05-03T10:20:30`,
   `TIME8.` -> `25:00:00`. A value outside years 1582-9999 is kept as its number (a notice says so).
+  A date of 0 is SAS's date 0, 1960-01-01: staged so, and counted by a notice ("no date entered?"),
+  since read as a core date it would load as 1 January 1960 (readstat.py).
 - Other numerics become text: whole numbers without `.0`, others with no more significant digits
   than the variable's storage length holds (8 bytes: 15; a `LENGTH 4` variable keeps ~6 digits, so
   0.1 stored in 4 bytes is "0.1", not "0.0999999642"), never in exponent notation.

@@ -18,11 +18,13 @@ Gotchas of the format:
   keeps a date to the day, month or year. `WKDAY` and `MONTH` (1-7, 1-12) are numbers, not dates. A
   value outside years 1582-9999 is kept as its number (a notice says so). pyreadstat's own
   conversion is switched off, as for SAS: it knows no month, quarter or week formats.
-- A date of 0 is SPSS's day 0, 1582-10-14: no date of a patient, but a date left empty and typed
+- A date of 0 is SPSS's date 0, 1582-10-14: no date of a patient, but a date left empty and typed
   as 0 (or a computation over an empty date). It is staged as SPSS shows it (`1582-10-14`,
   `1582-10-14T00:00:00`), a text no other value has, so that a mapping's `null_values` can name it
-  without emptying the zeros of other variables; a notice counts them per variable. Read as a core
-  date it quarantines its record (`XT-DATE-NOT-BEFORE-1900`). A time's 0 is midnight, not counted.
+  without emptying the zeros of other variables; a notice counts them per variable ("SPSS's date 0
+  (1582-10-14): no date entered?"). Read as a core date it quarantines its record as a date before
+  1900 (`XT-DATE-NOT-BEFORE-1900`, whose reason does not say date 0: the notice does). A time's 0 is
+  midnight, not counted. SAS's and Stata's date 0, 1960-01-01, is counted alike (readstat.py).
 - Other numerics become text: whole numbers without `.0`, others with up to 15 significant digits
   (what a double holds without binary noise), never in exponent notation. The print format's
   decimals (`F8.2`) are not applied: 3.5 is "3.5", not "3.50".
@@ -111,7 +113,6 @@ class SpssMetadata(Dataset):
     """An SPSS file's own description: label, encoding, variables, value labels, missing values."""
 
     package = "SPSS"
-    day_zero_typed = True
 
 
 class SpssOptions(EncodingOptions):

@@ -21,7 +21,10 @@ Gotchas of the format:
   A quarter, half-year or week becomes its year: the warehouse keeps a date to the day, month or
   year. A `%tc` shown as a clock only (`%tcHH:MM`) is written as the whole date-time. Business
   calendars (`%tb`) are not converted: their days are the calendar file's. A value outside years
-  1582-9999 is kept as its number (a notice says so).
+  1582-9999 is kept as its number (a notice says so). A date of 0 (`%td`, `%tc`, `%tm`, ...) is
+  Stata's date 0, 1960-01-01 (1960-01 for a month): staged so, and counted by a notice ("no date
+  entered?"), since read as a core date it would load as that date (readstat.py); a `%ty` 0 is the
+  year 0, kept as a number.
 - Missing values: `.` becomes "". The extended missing values `.a`-`.z` (a study's 'not
   applicable', 'refused', ...) are kept as written (`.a`), like codes, which the mapping
   translates (`codes: {.a: unknown}`) or lists in `null_values`; a notice counts them.
