@@ -486,10 +486,12 @@ def test_merged_cells_fill_of_a_binary_workbook_is_refused_naming_the_file_and_o
     patient's first went to quarantine; the option is refused, the workbook read as delivered without it."""
     path = _xlsb(tmp_path / "registry.xlsb", [["patient", "visit"], ["P1", "1"], [None, "2"]], [(1, 2, 0, 0)])
     staged = tmp_path / "staged" / ADAPTER.staged_name("ab" * 32)
-    with pytest.raises(ExtractError, match=r"registry\.xlsb: `options: \{merged_cells: fill\}` cannot be applied: the "
-                                           r"merged cells of this kind of workbook \(\.xlsb\) are not read; expected "
-                                           r"the workbook saved as \.xlsx, or its merged cells unmerged and filled in, "
-                                           r"and the option removed"):
+    with pytest.raises(ExtractError, match=r"registry\.xlsb: `options: \{merged_cells: fill\}` cannot be applied to "
+                                           r"an Excel binary workbook \(\.xlsb\): the reader \(python-calamine\) gives "
+                                           r"no merged cells of one, so none could be filled and the rows below a "
+                                           r"merged value's first would load without it; expected the workbook saved "
+                                           r"as \.xlsx \(Excel: File > Save As > Excel Workbook\), or its merged cells "
+                                           r"unmerged and filled in and the option removed"):
         ADAPTER.stage(path, staged, ExcelOptions(merged_cells="fill"), LINEAGE)
     assert not staged.exists()
     record_sets, _notices = _stage(path)

@@ -45,7 +45,10 @@ Gotchas of the format:
   number-rows-spanned / number-columns-spanned, rows and cells counted with their repeats), parsed
   only when it holds a span at all: on 100,000 x 20 cells with 66,666 ranges the parse takes about
   as long as calamine's read (6.7 s against 4.5 s, loaded 2-core machine, Dec 2026). An .xlsb's are
-  read by nothing here: fill is refused for one (naming the file and the option), not ignored. The
+  read by nothing here: fill is refused for one (naming the file and the option), not ignored. (They
+  are BrtMergeCell records after the sheet's cells in its .bin part, which no library here reads and
+  no tool here writes, so a reader of them could be tested only against a file made by its own
+  reading of the specification.) The
   ranges are held as a small array (`merged_ranges`) and filling holds only those open at the
   current row. Measured on a 100,000 x
   20 .xlsx with a patient number and centre merged over each patient's 3 rows (66,666 ranges),
@@ -552,10 +555,12 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                     merged = opendocument.get(name, _NO_RANGES)
                 fill = merged_cells == "fill"
                 if fill and merged is None:
-                    raise ExtractError(f"{path.name}: `options: {{merged_cells: fill}}` cannot be applied: the "
-                                       "merged cells of this kind of workbook (.xlsb) are not read; expected the "
-                                       "workbook saved as .xlsx, or its merged cells unmerged and filled in, and "
-                                       "the option removed")
+                    raise ExtractError(f"{path.name}: `options: {{merged_cells: fill}}` cannot be applied to an "
+                                       "Excel binary workbook (.xlsb): the reader (python-calamine) gives no merged "
+                                       "cells of one, so none could be filled and the rows below a merged value's "
+                                       "first would load without it; expected the workbook saved as .xlsx (Excel: "
+                                       "File > Save As > Excel Workbook), or its merged cells unmerged and filled "
+                                       "in and the option removed")
                 found = SheetRead()
                 parts.append(f"{index:03d}.parquet")
                 count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows,
