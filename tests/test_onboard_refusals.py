@@ -30,3 +30,18 @@ def test_a_csv_named_as_a_dataset_is_refused_without_its_first_row(tmp_path: Pat
     assert f"{name}: not {what}" in result.output
     assert "it is plain text (a CSV or tab-separated file named like a dataset?)" in result.output
     assert "1234567" not in result.output and "2011" not in result.output
+
+
+@pytest.mark.parametrize(("name", "what"), [("NRT_cases.sav", "an SPSS data file"), ("NRT_cases.xlsx",
+                                                                                    "an Excel or OpenDocument")])
+def test_a_utf16_csv_named_as_a_dataset_or_workbook_is_refused_without_its_first_row(tmp_path: Path, name: str,
+                                                                                      what: str) -> None:
+    """A CSV saved as Unicode text (UTF-16, a NUL after each letter) was refused with its first 16 bytes by the
+    Excel adapter: a patient number read through its NULs."""
+    path = tmp_path / name
+    path.write_bytes(ROWS.decode().encode("utf-16"))
+    result = CliRunner().invoke(app, ["profile", str(path), "--home", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1
+    assert f"{name}: not {what}" in result.output
+    assert "it is UTF-16 text (a CSV saved as Unicode text?)" in result.output
+    assert "\\x001\\x00" not in result.output and "1\\x002" not in result.output

@@ -223,7 +223,9 @@ def _what_it_is(path: Path, head: bytes) -> str:
         return "it is an XML document (an Excel 2003 XML spreadsheet or an ODM file?)"
     if b"\x00" not in head:
         return "it is plain text (a CSV or tab-separated file named like a workbook?)"
-    return f"it begins with {head[:16]!r}"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "it is UTF-16 text (a CSV saved as Unicode text?)"
+    return f"it begins with {head[:4]!r}"  # no more: a text's first bytes may be a patient's row
 
 
 def read_workbook_sheets(path: Path) -> list[tuple[str, bool]]:

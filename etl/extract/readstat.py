@@ -200,6 +200,8 @@ def what_it_is(path: Path, head: bytes) -> str:
         return "it is an XML document (an ODM file?)"
     if b"\x00" not in head:
         return "it is plain text (a CSV or tab-separated file named like a dataset?)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "it is UTF-16 text (a CSV saved as Unicode text?)"
     return f"it begins with {head[:4]!r}"
 
 
