@@ -10,12 +10,16 @@
 --
 -- Grain: one row per failing date of a record. recorded_date is every date of every stage table,
 -- built from the DDL (etl/quality/sql_checks.py), with the year of birth read as 1 January.
+-- 1582-10-14 is SPSS's date 0, which a date left empty and typed as 0 reads as: said so, not a century.
 SELECT
     source_id,
     source_record_key,
     table_name,
     field,
     shown AS value,
-    table_name || '.' || field || ' ' || shown || ' is before 1900' AS message
+    table_name || '.' || field || ' ' || shown
+        || CASE WHEN value = DATE '1582-10-14'
+                THEN ' is SPSS''s date 0, before 1900: no date entered? (the mapping''s null_values can name "1582-10-14")'
+                ELSE ' is before 1900' END AS message
 FROM recorded_date
 WHERE value < DATE '1900-01-01'
