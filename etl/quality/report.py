@@ -484,12 +484,24 @@ def _share(value: float | None) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") + " %"
 
 
-def _run_label(point: TrendPoint | AgePoint, i: int, count: int, x: float, axis_y: int) -> str:
-    """The run's date under the axis, for at most 12 runs of a chart and the last; else nothing."""
+def _shared_days(points: Sequence[TrendPoint | AgePoint]) -> set[str]:
+    """The days (UTC) on which more than one of the chart's runs started."""
+    days = Counter(p.started_at.astimezone(UTC).strftime("%Y-%m-%d") for p in points if p.started_at)
+    return {day for day, runs in days.items() if runs > 1}
+
+
+def _run_label(point: TrendPoint | AgePoint, i: int, count: int, x: float, axis_y: int, shared_days: set[str]) -> str:
+    """The run's date under the axis, for at most 12 runs of a chart and the last; else nothing. A run
+    started on a day with another (a rerun after a corrected export) has its time below: one label
+    for two points did not say which was which."""
     if i % (math.ceil(count / 12) or 1) and i != count - 1:
         return ""
-    label = point.started_at.astimezone(UTC).strftime("%d %b") if point.started_at else point.run_id[:8]
-    return f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{html.escape(label)}</text>'
+    if point.started_at is None:
+        return f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{html.escape(point.run_id[:8])}</text>'
+    started = point.started_at.astimezone(UTC)
+    time = (f'<tspan x="{x:.1f}" dy="12">{started:%H:%M}</tspan>'
+            if started.strftime("%Y-%m-%d") in shared_days else "")
+    return f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{started:%d %b}{time}</text>'
 
 
 def _why_not_rerun(point: TrendPoint) -> str:
@@ -505,6 +517,7 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
     panels = {"issues": ("open issues", 24, 112, "#1f5fa8"), "rules_failed": ("rules failed", 168, 80, "#b3261e")}
     axis_y = 168 + 80 + 18
     step = (width - left - right) / max(len(points) - 1, 1)
+    shared_days = _shared_days(points)
     peaks = {key: max([getattr(p, key) for p in points] + [1]) for key in panels}
 
     def x(i: int) -> float:
@@ -533,7 +546,7 @@ def trend_svg(points: Sequence[TrendPoint]) -> str:
         parts.append(f'<g class="run-point" data-run-id="{run_id}" data-issues="{p.issues}" '
                      f'data-rules-failed="{p.rules_failed}" data-validated="{str(p.validated).lower()}">'
                      f'<title>{run_id}: {p.issues} open issues, {p.rules_failed} rules failed{note}</title>{dots}</g>')
-        parts.append(_run_label(p, i, len(points), x(i), axis_y))
+        parts.append(_run_label(p, i, len(points), x(i), axis_y, shared_days))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -543,6 +556,7 @@ def query_age_svg(points: Sequence[AgePoint]) -> str:
     width, left, right, top, height = 760, 56, 24, 24, 120
     axis_y = top + height + 18
     step = (width - left - right) / max(len(points) - 1, 1)
+    shared_days = _shared_days(points)
     peak = max([p.oldest_age_days or 0 for p in points] + [1])
 
     def x(i: int) -> float:
@@ -570,7 +584,7 @@ def query_age_svg(points: Sequence[AgePoint]) -> str:
                      f'median age {median} days, oldest {oldest} days</title>'
                      f'<circle cx="{x(i):.1f}" cy="{y(p.median_age_days or 0):.1f}" r="4" fill="#1f5fa8"/>'
                      f'<circle cx="{x(i):.1f}" cy="{y(p.oldest_age_days or 0):.1f}" r="4" fill="#b3261e"/></g>')
-        parts.append(_run_label(p, i, len(points), x(i), axis_y))
+        parts.append(_run_label(p, i, len(points), x(i), axis_y, shared_days))
     parts.append("</svg>")
     return "".join(parts)
 
