@@ -1,10 +1,15 @@
 """The report's survival plot: Kaplan-Meier curves of marts.survival_km drawn as SVG.
 
-Four panels, OS and EFS by ICCC-3 group and by board advice, each curve a step line over its 95%
-band. The SVG is written here, a few hundred lines of text, in hundredths of a second: matplotlib
-took two seconds of every validated run to import and draw a PNG, at any size. A vector page also
-stays sharp at any zoom in the report. Each curve carries its group in data- attributes, so a
-reader (or a test) can find it.
+Six panels, OS and EFS (columns) from three time zeros (rows): by ICCC-3 group from enrolment (the
+studies' patients), by ICCC-3 group from diagnosis (the patients a population-based registry registered:
+the registries' measure, EUROCARE's) and by board advice from the recommendation. Each panel's title and
+time axis name its origin; each curve is a step line over its 95% band. A panel with no group large
+enough to draw says so (a warehouse without a population-based registry follows no one from diagnosis).
+
+The SVG is written here, a few hundred lines of text, in hundredths of a second: matplotlib took two
+seconds of every validated run to import and draw a PNG, at any size. A vector page also stays sharp
+at any zoom in the report. Each panel carries its origin, endpoint and grouping, and each curve its
+group, in data- attributes, so a reader (or a test) can find them.
 
 A registry's curve has a step per distinct event time, thousands at 100,000 persons: the steps
 within one horizontal pixel are drawn as one (the last one's value), which looks the same.
@@ -24,7 +29,14 @@ import pandas as pd
 from etl import fsio
 from etl.load.survival import DAYS_PER_YEAR, ENDPOINTS
 
-WIDTH, HEIGHT = 1200, 900
+# The rows of panels: (origin, grouping). Advice groups exist only from the recommendation (before it, the
+# followed group would have immortal time); marts.survival follows from diagnosis only the patients of a
+# population-based registry (a study enrols after the diagnosis: its patients would survive too long).
+ROWS = (("enrolment", "iccc3_group"), ("diagnosis", "iccc3_group"), ("recommendation", "advice_group"))
+GROUPINGS = {"iccc3_group": "ICCC-3 group", "advice_group": "board advice"}
+# Why an origin may have no one to draw, beside too few patients per group.
+WHY_NOBODY = {"diagnosis": ("followed from diagnosis: only the patients", "a population-based registry registered")}
+WIDTH, HEIGHT = 1200, 70 + 415 * len(ROWS)
 # matplotlib's "tab10", the colours analysts know from their own plots
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -48,31 +60,28 @@ class Panel:
         return self.top + (1 - survival / Y_TOP) * self.height
 
 
-def plot_survival(warehouse: Path, out: Path, *, origin: str = "enrolment", min_patients: int = 10,
-                  max_years: float = 10) -> Path:
-    """An SVG of OS and EFS curves (with 95% bands) by ICCC-3 group and by board advice, for the report.
+def plot_survival(warehouse: Path, out: Path, *, min_patients: int = 10, max_years: float = 10) -> Path:
+    """An SVG of OS and EFS curves (with 95% bands) by ICCC-3 group from enrolment and from diagnosis, and
+    by board advice from the recommendation, for the report.
 
     Groups with fewer than `min_patients` patients are left out: their curves are mostly noise. The
     time axis stops at `max_years`: registries follow patients for decades, relapses for a few years.
     """
+    shown = " OR ".join("(origin = ? AND grouping = ?)" for _ in ROWS)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        # Advice groups exist only from the recommendation (before it, the followed group would have immortal time).
-        steps = con.execute("SELECT * FROM marts.survival_km WHERE (origin = ? AND grouping = 'iccc3_group') "
-                            "OR (origin = 'recommendation' AND grouping = 'advice_group') "
-                            "ORDER BY endpoint, grouping, group_value, time_days", [origin]).df()
+        steps = con.execute(f"SELECT * FROM marts.survival_km WHERE {shown} "
+                            "ORDER BY origin, endpoint, grouping, group_value, time_days",
+                            [value for row in ROWS for value in row]).df()
     finally:
         con.close()
     with fsio.written_atomically(out) as target:
-        target.write_text(survival_svg(steps, origin=origin, min_patients=min_patients, max_years=max_years),
-                          encoding="utf-8")
+        target.write_text(survival_svg(steps, min_patients=min_patients, max_years=max_years), encoding="utf-8")
     return out
 
 
-def survival_svg(steps: pd.DataFrame, *, origin: str, min_patients: int, max_years: float) -> str:
+def survival_svg(steps: pd.DataFrame, *, min_patients: int, max_years: float) -> str:
     """The picture of `steps` (rows of marts.survival_km, ordered by time within each group)."""
-    titles = {"iccc3_group": f"by ICCC-3 group (from {origin})",
-              "advice_group": "by board advice (from recommendation)"}
     title = "Kaplan-Meier estimates with 95% confidence bands"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
              f'height="{HEIGHT}" role="img" aria-labelledby="title" font-family="DejaVu Sans, sans-serif" '
@@ -80,28 +89,35 @@ def survival_svg(steps: pd.DataFrame, *, origin: str, min_patients: int, max_yea
              f'<title id="title">{escape(title)}</title>',
              f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
              f'<text x="{WIDTH / 2}" y="28" text-anchor="middle" font-size="16">{escape(title)}</text>']
-    for row, endpoint in enumerate(ENDPOINTS):
-        for column, (grouping, label) in enumerate(titles.items()):
+    for row, (origin, grouping) in enumerate(ROWS):
+        for column, endpoint in enumerate(ENDPOINTS):
             panel = Panel(left=80 + column * 580, top=70 + row * 415, width=500, height=340, years=max_years)
-            curves = steps[(steps.endpoint == endpoint) & (steps.grouping == grouping)]
+            curves = steps[(steps.origin == origin) & (steps.endpoint == endpoint) & (steps.grouping == grouping)]
             sized = [(str(group), int(curve.n_at_risk.iloc[0]), curve)
                      for group, curve in curves.groupby("group_value", sort=True)]
             drawn = [(group, size, curve) for group, size, curve in sized if size >= min_patients]
-            parts += _panel(panel, f"{endpoint} {label}", endpoint, grouping, drawn,
-                            x_label=row == len(ENDPOINTS) - 1, y_label=column == 0, clip=f"panel-{row}-{column}")
+            if drawn:
+                empty: tuple[str, ...] = ()
+            else:
+                empty = (f"no group of {min_patients} or more patients", *WHY_NOBODY.get(origin, ()))
+            parts += _panel(panel, origin, endpoint, grouping, drawn, empty=empty, y_label=column == 0,
+                            clip=f"panel-{row}-{column}")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Sequence[tuple[str, int, pd.DataFrame]],
-           *, x_label: bool, y_label: bool, clip: str) -> list[str]:
-    """A panel's axes and its curves: (group, patients, the group's steps) each."""
+def _panel(panel: Panel, origin: str, endpoint: str, grouping: str, curves: Sequence[tuple[str, int, pd.DataFrame]],
+           *, empty: Sequence[str], y_label: bool, clip: str) -> list[str]:
+    """A panel's axes and its curves: (group, patients, the group's steps) each; when there are none, the
+    lines of `empty` in its middle, saying why."""
     left, top, right, bottom = panel.left, panel.top, panel.left + panel.width, panel.top + panel.height
-    parts = [f'<g class="panel" data-endpoint={quoteattr(endpoint)} data-grouping={quoteattr(grouping)}>',
-             f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{panel.width}" height="{panel.height}"/>'
-             '</clipPath>',
+    title = f"{endpoint} by {GROUPINGS[grouping]}, from {origin}"
+    parts = [f'<g class="panel" data-origin={quoteattr(origin)} data-endpoint={quoteattr(endpoint)} '
+             f'data-grouping={quoteattr(grouping)}>',
              f'<text x="{left + panel.width / 2}" y="{top - 10}" text-anchor="middle" font-size="13">'
-             f'{escape(title)}</text>']
+             f'{escape(title)}</text>',
+             f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{panel.width}" height="{panel.height}"/>'
+             '</clipPath>']
     for tick in _year_ticks(panel.years):
         x = float(panel.x(np.array(tick)))
         parts += [f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#b0b0b0" stroke-opacity="0.5"/>',
@@ -110,9 +126,8 @@ def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Seque
         y = float(panel.y(np.array(tick)))
         parts += [f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#b0b0b0" stroke-opacity="0.5"/>',
                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.1f}</text>']
-    if x_label:
-        parts.append(f'<text x="{left + panel.width / 2}" y="{bottom + 38}" text-anchor="middle">'
-                     'years since time zero</text>')
+    parts.append(f'<text x="{left + panel.width / 2}" y="{bottom + 38}" text-anchor="middle">'
+                 f'years since {escape(origin)}</text>')
     if y_label:
         parts.append(f'<text transform="translate({left - 48} {top + panel.height / 2}) rotate(-90)" '
                      'text-anchor="middle">survival probability</text>')
@@ -128,6 +143,12 @@ def _panel(panel: Panel, title: str, endpoint: str, grouping: str, curves: Seque
         line = _steps(panel, years, kept, curve.survival.to_numpy(dtype=float))
         parts.append(f'<path class="line" d="M{line}" fill="none" stroke="{colour}" stroke-width="1.5"/></g>')
     parts.append("</g>")
+    if empty:
+        lines = "".join(f'<tspan x="{left + panel.width / 2}" dy="{0 if i == 0 else 18}">{escape(line)}</tspan>'
+                        for i, line in enumerate(empty))
+        middle = top + panel.height / 2 - 9 * (len(empty) - 1)
+        parts.append(f'<text class="empty" x="{left + panel.width / 2}" y="{middle}" text-anchor="middle" '
+                     f'fill="#5b6472">{lines}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{panel.width}" height="{panel.height}" fill="none" '
                  'stroke="black" stroke-width="0.8"/>')
     parts += _legend(panel, [f"{group} (n={size})" for group, size, _ in curves])
