@@ -57,6 +57,12 @@ class Job:
     batch_files: dict[str, list[Path]]
     data_docs_dir: Path | None = None
 
+    @property
+    def run_name(self) -> str | None:
+        """What the Data Docs call the run: the pipeline's run id, which names the report folder they are
+        written into (reports/<run_id>/data_docs, pipeline.quality_plan_for; the report finds them there)."""
+        return self.data_docs_dir.parent.name if self.data_docs_dir is not None else None
+
 
 @dataclass(frozen=True)
 class Judged:
@@ -179,7 +185,7 @@ class GxHere:
     def submit(self, job: Job) -> None:
         self._job = job
         self._context = new_context(job.data_docs_dir)
-        self._runs = run_suites(self._context, self._batches_of, job.rules)
+        self._runs = run_suites(self._context, self._batches_of, job.rules, run_name=job.run_name)
 
     def runs(self) -> list[RuleRun]:
         assert self._job is not None
@@ -245,7 +251,7 @@ def _judged(job: Job) -> tuple[Any, list[RuleRun]]:
     context = new_context(job.data_docs_dir)
     with duckdb.connect() as con:  # reads the batch files
         return context, run_suites(context, lambda table: _batches(con, job.batch_files[table])
-                                   if table in job.batch_files else None, job.rules)
+                                   if table in job.batch_files else None, job.rules, run_name=job.run_name)
 
 
 def _serve(job: Job, answer: IO[bytes]) -> None:

@@ -157,16 +157,16 @@ def new_context(data_docs_dir: Path | None) -> Any:
 
 
 def run_suites(context: Any, batches_of: Callable[[str], Iterator[Batch] | None],
-               rules: Sequence[Rule]) -> list[RuleRun]:
+               rules: Sequence[Rule], *, run_name: str | None = None) -> list[RuleRun]:
     """Validate each table's rows against its rules, in `context` (whose Data Docs, written after,
-    show every result).
+    show every result, under `run_name`: the pipeline's run id; GX shows "__none__" without one).
 
     `batches_of(table)` gives a table's rows in batches (None: no such table), so memory holds one
     batch, whatever the size of the registry: each batch is a validation of the table's suite (one
     validation result each in Data Docs), and a rule's findings are those of every batch."""
     source = context.data_sources.add_pandas("rtw_stage")
     with memory.settled():
-        return _run_tables(context, source, batches_of, rules)
+        return _run_tables(context, source, batches_of, rules, run_name)
 
 
 def write_data_docs(context: Any) -> None:
@@ -177,7 +177,7 @@ def write_data_docs(context: Any) -> None:
 
 
 def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[Batch] | None],
-                rules: Sequence[Rule]) -> list[RuleRun]:
+                rules: Sequence[Rule], run_name: str | None) -> list[RuleRun]:
     runs: list[RuleRun] = []
     for table in sorted({r.meta.table for r in rules if r.meta.table}):
         table_rules = [r for r in rules if r.meta.table == table]
@@ -190,7 +190,7 @@ def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[
             suite, definition, unusable = _suite(context, source, table, table_rules)
             found = []
             for batch in batches:
-                found.append(_run_batch(context, suite, definition, table_rules, batch))
+                found.append(_run_batch(context, suite, definition, table_rules, batch, run_name))
                 _forget_batches(source)
                 memory.release(len(batch.rows))
             runs += unusable + combined_runs(found)
@@ -232,7 +232,8 @@ _NOT_STORED = ("unexpected_index_list", "unexpected_list")
 _SHOWN_VALUES = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list")
 
 
-def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[Rule], batch: Batch) -> list[RuleRun]:
+def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[Rule], batch: Batch,
+               run_name: str | None) -> list[RuleRun]:
     """The suite over one batch: each rule's judged rows and failures in it. The result is stored,
     without its lists of every failure, for the Data Docs."""
     from great_expectations.validator.v1_validator import Validator
@@ -255,20 +256,20 @@ def _run_batch(context: Any, suite: Any, definition: Any, table_rules: Sequence[
             runs.append(RuleRun(rule.rule_id, denominators.of(population), _failures(rule, result.result)))
         except Exception as exc:  # a bad row_condition: the rule errs, the others go on
             runs.append(RuleRun.failed_to_run(rule.rule_id, f"{type(exc).__name__}: {exc}"))
-    _store(context, suite, validator.active_batch_id, outcome)
+    _store(context, suite, validator.active_batch_id, outcome, run_name)
     return runs
 
 
-def _store(context: Any, suite: Any, batch_id: str | None, outcome: Any) -> None:
+def _store(context: Any, suite: Any, batch_id: str | None, outcome: Any, run_name: str | None) -> None:
     """Keep a batch's result in the context, for the Data Docs, as a checkpoint would (one result
-    per batch, stamped with the time it was judged), less its lists of every failure."""
+    per batch, stamped with the run's name and the time it was judged), less its lists of every failure."""
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    run_id = RunIdentifier(run_time=datetime.now(UTC))
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     outcome.meta["run_id"] = run_id
     outcome.meta["validation_time"] = run_id.run_time
     for result in outcome.results:

@@ -622,6 +622,24 @@ def _relative_href(target: Path, folder: Path) -> str:
     return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
 
 
+def data_docs_pages(index: Path, folder: Path) -> list[dict[str, str]]:
+    """The validation pages of the Data Docs whose index is `index`, as links from `folder`: a table's suite
+    (`core.diagnosis`), and its batch when it has several, each page's href. GX's pages load their styles and
+    scripts from the internet; offline its index lists no page (its table is drawn by a script), while each
+    validation page is plain HTML that reads, unstyled, without a network. GX files them under
+    validations/<suite's name, a folder per dot>/<run name>/<time>/<batch>.html."""
+    found = sorted((path.relative_to(index.parent / "validations").parts, path)
+                   for path in (index.parent / "validations").rglob("*.html"))
+    per_suite = Counter(".".join(parts[:-3]) for parts, _ in found)
+    pages, seen = [], Counter[str]()
+    for parts, path in found:
+        suite = ".".join(parts[:-3])
+        seen[suite] += 1
+        label = suite if per_suite[suite] == 1 else f"{suite} (batch {seen[suite]})"
+        pages.append({"suite": suite, "label": label, "href": _relative_href(path, folder)})
+    return pages
+
+
 def _point_latest(reports_dir: Path, run_id: str, newer_runs: Sequence[str]) -> None:
     """reports/latest -> <run_id> (relative), swapped atomically so a reader never finds it missing.
     Rewriting an older run's page leaves `latest` on a newer run that has a page."""
@@ -653,13 +671,15 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     docs = data_docs or reports_dir / choice.findings_run_id / "data_docs" / "index.html"
     if data_docs is not None and not data_docs.is_file():
         log.warning("GX Data Docs %s not found; the report does not link them", data_docs)
-    earlier = [{"run_id": run, "sources": sources, "href": _relative_href(path, folder)}
+    earlier = [{"run_id": run, "sources": sources, "href": _relative_href(path, folder),
+                "pages": data_docs_pages(path, folder)}
                for run, sources in judged.items() if run != choice.findings_run_id
                if (path := reports_dir / run / "data_docs" / "index.html").is_file()]
     page_html = _environment().get_template("report.html.j2").render(
         **context, trend_svg=trend_svg(context["trend"]), query_age_svg=query_age_svg(context["query_trend"]),
         categories=CATEGORIES, subcategories=SUBCATEGORIES,
         data_docs=_relative_href(docs, folder) if docs.is_file() else None, earlier_data_docs=earlier,
+        data_docs_pages=data_docs_pages(docs, folder) if docs.is_file() else [],
         data_docs_scope=judged.get(choice.findings_run_id, []),
         attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
