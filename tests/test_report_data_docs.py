@@ -28,7 +28,7 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                          "hgvs": ["NM_000546.6:c.215C>G", "c.215C>G", "not a variant"]})
     rules = [r for r in load_catalogue(check_types=False) if r.rule_id == "MOL-HGVS-SYNTAX"]
     judge = GxHere(lambda t: iter([Batch(rows, pd.Series(["IT-X01"] * 3))]) if t == "molecular_alteration" else None)
-    judge.submit(Job(rules, {}, folder))
+    judge.submit(Job(rules, {}, folder, RUN_ID))
     judge.docs_written()
     return SimpleNamespace(root=root, folder=folder)
 
@@ -56,12 +56,10 @@ def test_the_report_links_each_table_s_page_which_reads_without_a_network(docs, 
     assert link.get("data-suite") == link.text == "core.molecular_alteration"
     table_page = (page.parent / link.get("href")).resolve()
     assert table_page.is_relative_to(docs.folder.resolve())
-    # This machine has no internet, as such a network: what Chromium shows is what a quality officer sees.
+    # Chromium reads the page from disk; what it shows without the CDN's styles is what an offline officer sees.
     shown = lxml.html.fromstring(dump_dom(table_page, tmp_path))
     text = " ".join(shown.text_content().split())
     assert "Expectation Suite: core.molecular_alteration" in text and "Unsuccessful Expectations1" in text
-    index = lxml.html.fromstring(dump_dom(docs.folder / "index.html", tmp_path))
-    assert not index.xpath('//a[contains(@href, "validations/")]')  # why the report links the pages itself
 
 
 def test_a_folder_of_data_docs_without_pages_gives_no_page_links(tmp_path):

@@ -133,7 +133,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
     rows = sum(b.rows for b in batches.values())
     if rows >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
         here = _here(lambda table: batches[table].frames(con) if table in batches else None)
-        here.submit(Job(judged_now, {}, data_docs_dir))
+        here.submit(Job(judged_now, {}, data_docs_dir, run_id))
         return Judging(con, run_id, plans, judged_now, here, ends=True)
     folder = _batch_folder(con)
     try:
@@ -141,7 +141,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
             files = {t: _batch_files(con, b, folder) for t, b in batches.items()}
         process = ready()
         process.submit(Job(judged_now, {t: [path for path, _ in written] for t, written in files.items()},
-                           data_docs_dir))
+                           data_docs_dir, run_id))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

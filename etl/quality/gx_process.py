@@ -56,12 +56,7 @@ class Job:
     rules: Sequence[Rule]
     batch_files: dict[str, list[Path]]
     data_docs_dir: Path | None = None
-
-    @property
-    def run_name(self) -> str | None:
-        """What the Data Docs call the run: the pipeline's run id, which names the report folder they are
-        written into (reports/<run_id>/data_docs, pipeline.quality_plan_for; the report finds them there)."""
-        return self.data_docs_dir.parent.name if self.data_docs_dir is not None else None
+    run_name: str | None = None  # the pipeline's run id, which the Data Docs show the validations under
 
 
 @dataclass(frozen=True)
