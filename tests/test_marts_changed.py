@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from etl.load import warehouse
-from etl.load.marts import build_marts
+from etl.load.marts import _macro_reads, build_marts
+from etl.load.marts import _marts as mart_files
 from etl.quality.validate import write_source_params
 
 
@@ -33,6 +34,23 @@ def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCapt
     con.execute("COMMIT")
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("marts kept")]
     return set(said[0].split(": ", 1)[1].split(", ")) if said else set()
+
+
+def test_a_mart_reads_the_tables_the_macros_it_calls_read():
+    reads = {mart.table: mart.reads for mart in mart_files()}
+    assert {"core.patient_source", "core.patient"} <= reads["incidence"]  # incidence_registered()
+
+
+def test_a_macro_reads_what_the_macros_it_calls_read_however_deep():
+    functions = """
+        CREATE OR REPLACE TEMP MACRO contacts() AS TABLE SELECT * FROM core.follow_up;
+        -- a comment naming core.treatment is no read
+        CREATE OR REPLACE TEMP MACRO progressed() AS TABLE SELECT * FROM contacts() WHERE x = 'core.x';
+        CREATE OR REPLACE TEMP MACRO outcomes() AS TABLE SELECT * FROM progressed() JOIN core.diagnosis USING (p);
+        CREATE OR REPLACE TEMP MACRO twice(x) AS 2 * x;
+    """
+    assert _macro_reads(functions) == {"contacts": {"core.follow_up"}, "progressed": {"core.follow_up"},
+                                       "outcomes": {"core.follow_up", "core.diagnosis"}, "twice": set()}
 
 
 @pytest.fixture

@@ -59,3 +59,27 @@ CREATE OR REPLACE TEMP MACRO birth_first_day(birth_year, birth_month) AS CASE
 -- behaviour (e.g. an inflammatory myofibroblastic tumour 8825/1, which ICCC-3 classifies here, see etl/transform/iccc3.py),
 -- /2 in situ, nor an unknown behaviour.
 CREATE OR REPLACE TEMP MACRO is_malignant(icdo3_behaviour) AS coalesce(icdo3_behaviour IN ('3', '6', '9'), false);
+
+-- Table macros: the rows two marts read alike. Each reads core only (DuckDB binds a table macro when it is
+-- created); etl/load/marts.py counts a table a macro reads as read by every mart that calls it, so a mart built
+-- again only when what it reads changed still sees what its macros read.
+
+-- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class, of every source, with the
+-- patient's country as that source registers it (else core.patient's) and the age at diagnosis in completed years
+-- (completed_years of rule_functions.sql); marts.incidence counts the cases of the population-based sources among
+-- them, marts.left_out those it leaves out.
+CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
+    SELECT
+        coalesce(registration.country, patient.country) AS country,
+        diagnosis.source_id,
+        diagnosis.patient_id,
+        diagnosis.iccc3_group,
+        diagnosis.iccc3_subgroup,
+        diagnosis.diagnosis_date,
+        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years,
+        diagnosis.is_very_rare
+    FROM core.diagnosis AS diagnosis
+    LEFT JOIN core.patient_source AS registration
+        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
+    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
+    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL;

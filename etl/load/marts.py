@@ -77,22 +77,51 @@ class _Mart:
 
 _READS = re.compile(r"\b((?:core|stage|dq|meta|marts)\.\w+)")
 _MAKES = re.compile(r"CREATE OR REPLACE TABLE marts\.(\w+)")
+_MACRO = re.compile(r"CREATE OR REPLACE TEMP MACRO (\w+)\s*\(")
 _TEXT = re.compile(r"'(?:[^']|'')*'")  # an SQL string literal
 SOURCE_PARAMS = "stage.source_params"  # the sources' parameters: publish says when they changed
 # whose changes build_marts is told or finds; the rest of stage, dq and meta change with every publish
 _TRACKED = ("core.", "marts.", SOURCE_PARAMS)
 
 
+def _code(sql: str) -> str:
+    """SQL without its comments and string literals: a table a comment names (COMMENT ON ... IS '...') is not read."""
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return _TEXT.sub("''", code)
+
+
+def _called(code: str, names: Collection[str]) -> set[str]:
+    return {name for name in names if re.search(rf"\b{name}\s*\(", code)}
+
+
+def _macro_reads(functions_sql: str) -> dict[str, frozenset[str]]:
+    """The tables each macro of mart_functions.sql reads, with those of the macros it calls (a table macro such as
+    efs_event() reads core tables): a mart that calls a macro reads them too."""
+    parts = _MACRO.split(_code(functions_sql))
+    bodies = dict(zip(parts[1::2], parts[2::2], strict=True))  # name -> its parameters and body
+    reads = {name: set(_READS.findall(body)) for name, body in bodies.items()}
+    calls = {name: _called(body, bodies) - {name} for name, body in bodies.items()}
+    grown = True
+    while grown:  # until every macro holds the reads of the macros it calls, however deep
+        grown = False
+        for name, called in calls.items():
+            more = set().union(*(reads[other] for other in called)) - reads[name]
+            reads[name] |= more
+            grown = grown or bool(more)
+    return {name: frozenset(tables) for name, tables in reads.items()}
+
+
 def _marts() -> list[_Mart]:
+    macros = _macro_reads(MART_FUNCTIONS.read_text(encoding="utf-8"))
     marts = []
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
         sql = path.read_text()
-        code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-        code = _TEXT.sub("''", code)  # a table a comment names (COMMENT ON ... IS '...') is not read
+        code = _code(sql)
         made = _MAKES.search(code)
         if made is None:
             raise ValueError(f"{path} makes no table marts.<name> (CREATE OR REPLACE TABLE marts.<name> AS ...)")
-        reads = set(_READS.findall(code)) | ({"marts.survival"} if path.name in _PYTHON_INPUTS else set())
+        reads = (set(_READS.findall(code)) | set().union(*(macros[name] for name in _called(code, macros)))
+                 | ({"marts.survival"} if path.name in _PYTHON_INPUTS else set()))
         marts.append(_Mart(path, sql, made.group(1), frozenset(reads - {f"marts.{made.group(1)}"})))
     return marts
 

@@ -28,22 +28,10 @@ WITH population_based AS (
     SELECT source_id FROM stage.source_params WHERE population_based
 ),
 
-registered AS (
-    SELECT
-        coalesce(registration.country, patient.country) AS country,
-        diagnosis.source_id,
-        diagnosis.patient_id,
-        diagnosis.iccc3_group,
-        diagnosis.iccc3_subgroup,
-        diagnosis.diagnosis_date,
-        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years,
-        diagnosis.is_very_rare
-    FROM core.diagnosis AS diagnosis
+registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
+    SELECT registered.*
+    FROM incidence_registered() AS registered
     JOIN population_based USING (source_id)
-    LEFT JOIN core.patient_source AS registration
-        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
-    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
-    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL
 ),
 
 period AS (

@@ -79,21 +79,10 @@ initial_diagnosis AS (
     GROUP BY patient_id
 ),
 
-incidence_registered AS (  -- as marts.incidence: initial diagnoses of the population-based registries
-    SELECT
-        coalesce(registration.country, patient.country) AS country,
-        diagnosis.source_id,
-        diagnosis.patient_id,
-        diagnosis.iccc3_group,
-        diagnosis.iccc3_subgroup,
-        diagnosis.diagnosis_date,
-        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years
-    FROM core.diagnosis AS diagnosis
-    JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
-    LEFT JOIN core.patient_source AS registration
-        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
-    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
-    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL
+registered_diagnosis AS (  -- as marts.incidence: initial diagnoses of the population-based registries
+    SELECT registered.*
+    FROM incidence_registered() AS registered
+    JOIN stage.source_params AS params ON params.source_id = registered.source_id AND params.population_based
 ),
 
 incidence_case AS (
@@ -103,12 +92,12 @@ incidence_case AS (
     FROM (
         SELECT country, patient_id, iccc3_group, iccc3_subgroup, year(min(diagnosis_date)) AS diagnosis_year,
                arg_min(age_years, (diagnosis_date, age_years)) AS age_years
-        FROM incidence_registered
+        FROM registered_diagnosis
         GROUP BY ALL
     ) AS first_case
     JOIN (
         SELECT registered.country, max(year(export.exported_on)) - 1 AS last_year
-        FROM incidence_registered AS registered
+        FROM registered_diagnosis AS registered
         JOIN meta.source_file AS export ON export.source_id = registered.source_id AND export.status = 'loaded'
         GROUP BY registered.country
     ) AS period ON period.country = first_case.country AND first_case.diagnosis_year <= period.last_year
