@@ -118,9 +118,21 @@ EVENT_ORDER = {"initial": 0, "relapse": 1, "progression": 2}
 
 
 def first_diagnoses(core: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    diagnosis = core["diagnosis"].assign(event_rank=lambda d: d.event_type.map(EVENT_ORDER).fillna(3))
-    ordered = diagnosis.sort_values(["patient_id", "diagnosis_date", "event_rank", "diagnosis_id"],
-                                    na_position="last")
+    """Per patient, the first diagnosis: of the initial diagnoses the one that must have come first (the earliest
+    last day it can be on, of equal ones the most precise, as marts.survival chooses its origins); the relapse or
+    progression that must have come first only when its last day is before that one's first day, or when no initial
+    diagnosis is dated."""
+    diagnosis = core["diagnosis"].assign(
+        event_rank=lambda d: d.event_type.map(EVENT_ORDER).fillna(3),
+        is_initial=lambda d: d.event_type == "initial", is_undated=lambda d: d.diagnosis_date.isna(),
+        last_day=lambda d: _period_ends(d.diagnosis_date, d.diagnosis_date_precision),
+        precision_rank=lambda d: d.diagnosis_date_precision.fillna("day").map(expected.PRECISION_RANK))
+    of_kind = diagnosis.sort_values(["patient_id", "is_undated", "last_day", "precision_rank", "diagnosis_date",
+                                     "event_rank", "diagnosis_id"], na_position="last").drop_duplicates(
+        ["patient_id", "is_initial"])
+    of_kind = of_kind.assign(before=of_kind.diagnosis_date.where(of_kind.is_initial, of_kind.last_day),
+                             is_later=~of_kind.is_initial)
+    ordered = of_kind.sort_values(["patient_id", "is_undated", "before", "is_later"], na_position="last")
     return ordered.drop_duplicates("patient_id").set_index("patient_id")
 
 

@@ -133,6 +133,53 @@ def test_a_death_in_the_month_of_a_recommendation_known_to_the_month_keeps_the_p
     assert _origin(warehouse.survival("P1", "recommendation")) == (date(2022, 3, 5), "month", 5)
 
 
+# -- one first diagnosis in marts.patient_summary and marts.survival ----------------------------------------
+
+def _registry() -> Warehouse:
+    warehouse = Warehouse()
+    write_source_params(warehouse.con, {"registry": {"population_based": True}})
+    return warehouse
+
+
+def _malignant(warehouse: Warehouse, patient_id: str, first_day: str, precision: str, source_id: str = "registry",
+               group: str = "II") -> None:
+    warehouse.insert("diagnosis", source_id=source_id, diagnosis_id=f"d{warehouse.n}", patient_id=patient_id,
+                     event_type="initial", diagnosis_date=first_day, diagnosis_date_precision=precision,
+                     icdo3_behaviour="3", iccc3_group=group)
+
+
+def _first_diagnosis(warehouse: Warehouse, patient_id: str) -> tuple[date, str, str, str]:
+    [row] = warehouse.con.execute("SELECT first_diagnosis_date, first_diagnosis_date_precision, "
+                                  "first_diagnosis_event_type, iccc3_group FROM marts.patient_summary "
+                                  "WHERE patient_id = ?", [patient_id]).fetchall()
+    return row
+
+
+def test_the_summary_and_survival_choose_the_same_first_diagnosis_when_sources_differ_in_precision():
+    # Until this was fixed the summary took the registry's "2021" (its first day, 1 January, is the earliest), with
+    # its ICCC-3 group, and survival from diagnosis the hospital's 10 March 2021, under the registry's group.
+    warehouse = _registry()
+    warehouse.patient("P1")
+    _malignant(warehouse, "P1", "2021-01-01", "year", group="II")
+    _malignant(warehouse, "P1", "2021-03-10", "day", source_id="hospital", group="III")
+    row = warehouse.survival("P1", "diagnosis")
+    assert _first_diagnosis(warehouse, "P1") == (date(2021, 3, 10), "day", "initial", "III")
+    assert (_origin(row), row["iccc3_group"]) == ((date(2021, 3, 10), "day", 661), "III")
+    assert _follow_up(warehouse, "P1")[2] == 661
+
+
+def test_a_relapse_is_the_first_diagnosis_only_when_it_must_have_come_before_the_initial_one():
+    warehouse = _registry()
+    warehouse.patient("P1")
+    _malignant(warehouse, "P1", "2021-03-01", "month")
+    warehouse.relapse("P1", "2021-03-10", "day")  # may be after "March 2021": the initial diagnosis comes first
+    build_marts(warehouse.con)
+    assert _first_diagnosis(warehouse, "P1")[:3] == (date(2021, 3, 1), "month", "initial")
+    warehouse.relapse("P1", "2020-11-01", "month")  # before March 2021 whatever its day
+    build_marts(warehouse.con)
+    assert _first_diagnosis(warehouse, "P1")[:3] == (date(2020, 11, 1), "month", "relapse")
+
+
 # -- patient_summary's follow-up ------------------------------------------------------------------------------
 
 def _follow_up(warehouse: Warehouse, patient_id: str) -> tuple[date, str, int]:

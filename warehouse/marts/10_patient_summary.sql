@@ -1,9 +1,15 @@
 -- marts.patient_summary: one row per linked patient (core.patient).
 --
 -- Definitions
---   first diagnosis: the patient's earliest diagnosis event in any source (by diagnosis_date;
---     ties: initial before relapse before progression, then diagnosis_id). For a patient known
---     only to a relapse registry it is the relapse: first_diagnosis_event_type says which.
+--   first diagnosis: of the patient's initial diagnoses in any source, the one that must have come first
+--     (came_first of mart_functions.sql: the earliest last day it can be on, of equal ones the most precise;
+--     ties: diagnosis_id), as marts.survival chooses its origin diagnosis: "2021" from one source and
+--     10 March 2021 from another make a first diagnosis on 10 March, in both marts. A relapse or progression
+--     (the one that must have come first) is the first diagnosis only when it must have come before that
+--     initial diagnosis (its last day before the initial's first day: a second tumour's, or a date error), or
+--     when no initial diagnosis is dated; for a patient known only to a relapse registry it is the relapse:
+--     first_diagnosis_event_type says which. (marts.survival's origin diagnosis is the first malignant one of a
+--     registered patient: where this one is benign, from a death certificate only or undated, it is a later one.)
 --   disease: ICCC-3 group and subgroup of the first diagnosis; the other marts use this subgroup
 --     as "the patient's disease", so a patient is counted under one disease everywhere.
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
@@ -20,7 +26,8 @@
 CREATE SCHEMA IF NOT EXISTS marts;
 
 CREATE OR REPLACE TABLE marts.patient_summary AS
-WITH first_diagnosis AS (
+WITH first_of_kind AS (
+    -- Per patient, the initial diagnosis that must have come first, and the relapse or progression that must have.
     SELECT
         patient_id,
         diagnosis_date,
@@ -34,10 +41,23 @@ WITH first_diagnosis AS (
         is_very_rare
     FROM core.diagnosis
     QUALIFY row_number() OVER (
-        PARTITION BY patient_id
-        ORDER BY diagnosis_date NULLS LAST,
+        PARTITION BY patient_id, event_type = 'initial'
+        ORDER BY diagnosis_date IS NULL, came_first(diagnosis_date, diagnosis_date_precision),
                  CASE event_type WHEN 'initial' THEN 0 WHEN 'relapse' THEN 1 WHEN 'progression' THEN 2 ELSE 3 END,
                  diagnosis_id
+    ) = 1
+),
+
+first_diagnosis AS (
+    -- The initial diagnosis, unless the relapse must have come before it (its last day before the initial's first).
+    SELECT *
+    FROM first_of_kind
+    QUALIFY row_number() OVER (
+        PARTITION BY patient_id
+        ORDER BY diagnosis_date IS NULL,
+                 CASE WHEN event_type = 'initial' THEN diagnosis_date
+                      ELSE period_end(diagnosis_date, diagnosis_date_precision) END,
+                 event_type <> 'initial'
     ) = 1
 ),
 
@@ -149,7 +169,7 @@ COMMENT ON COLUMN marts.patient_summary.patient_id IS 'Pseudonymous patient iden
 COMMENT ON COLUMN marts.patient_summary.sex IS 'Sex, merged over sources (conflicting sources give unknown). Codes: female / male / undetermined / unknown.';
 COMMENT ON COLUMN marts.patient_summary.birth_year IS 'Year of birth (the exact birth date is never stored). Unit: year.';
 COMMENT ON COLUMN marts.patient_summary.country IS 'Country of residence. Codes: ISO 3166-1 alpha-2.';
-COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date IS 'Date of the earliest diagnosis event recorded for the patient in any source, as the source gave it: the first day of its period when known only to the month or year (first_diagnosis_date_precision).';
+COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date IS 'Date of the first diagnosis event recorded for the patient in any source (the initial diagnosis that must have come first, the earliest last day it can be on; a relapse only before it or without it), as the source gave it: the first day of its period when known only to the month or year (first_diagnosis_date_precision).';
 COMMENT ON COLUMN marts.patient_summary.first_diagnosis_date_precision IS 'How much of the first diagnosis date the source gave; month or year: the follow-up starts in the middle of the days it can be on (an analysis may leave such patients out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.first_diagnosis_event_type IS 'What the first recorded diagnosis event is: the initial diagnosis, or a relapse when the sources know only that. Codes: initial / relapse / progression.';
 COMMENT ON COLUMN marts.patient_summary.age_at_first_diagnosis_days IS 'Age at the first recorded diagnosis, from the birth date inside harmonise. Unit: days.';

@@ -22,8 +22,10 @@
 --              only (basis of diagnosis 0) is not an origin (its survival time is not known; EUROCARE leaves such
 --              cases out). A patient who died before the first day the diagnosis can be on has no row (a diagnosis
 --              at autopsy, or a date error). marts.left_out counts each patient left out, and why.
---   Of several dates (sources, records), the one that must have come first: the earliest last day it can be,
---   of equal ones the most precise (as core.patient chooses among deaths). One known only to its month or year
+--   Of several dates (sources, records), the one that must have come first (came_first of mart_functions.sql):
+--   the earliest last day it can be, of equal ones the most precise (as core.patient chooses among deaths, and
+--   marts.patient_summary its first diagnosis: where that is malignant, registered, dated and not from a death
+--   certificate only, it is this origin diagnosis). One known only to its month or year
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
 --   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for
@@ -82,15 +84,15 @@ origin_given AS (
 ),
 
 first_origin AS (
-    -- The date that must have come first: the earliest last day it can be; of equal ones, the most precise (as
-    -- core.patient chooses among deaths): a relapse "in 2021" and one on 10 March 2021 make a first relapse on
-    -- 10 March. For the recommendation, its submission's advice group (of equal dates, followed).
+    -- The date that must have come first (came_first of mart_functions.sql: the earliest last day it can be; of
+    -- equal ones, the most precise; as marts.patient_summary chooses the first diagnosis): a relapse "in 2021" and
+    -- one on 10 March 2021 make a first relapse on 10 March. For the recommendation, its submission's advice group
+    -- (of equal dates, followed).
     SELECT
         patient_id,
         origin,
         arg_min({'first_day': first_day, 'precision': precision, 'advice_group': advice_group},
-                (period_end(first_day, precision), CASE precision WHEN 'day' THEN 0 WHEN 'month' THEN 1 ELSE 2 END,
-                 first_day, advice_group)) AS given
+                (came_first(first_day, precision), advice_group)) AS given
     FROM origin_given
     GROUP BY patient_id, origin
 ),
