@@ -155,12 +155,25 @@ def _period_ends(first_days: pd.Series, precisions: pd.Series) -> pd.Series:
                      index=first_days.index, dtype="datetime64[ns]")
 
 
+def efs_event_days(core: dict[str, pd.DataFrame]) -> dict[str, list[date]]:
+    """Per patient, the dates of their relapses and progressions (diagnoses, and follow-up contacts with disease status
+    progression) as given: an origin known only to its month or year is placed not after one dated after its
+    period's first day."""
+    diagnosis, follow_up = core["diagnosis"], core["follow_up"]
+    relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"])]
+    progressions = follow_up[follow_up.disease_status == "progression"]
+    days = pd.concat([pd.DataFrame({"patient_id": relapses.patient_id, "day": relapses.diagnosis_date}),
+                      pd.DataFrame({"patient_id": progressions.patient_id, "day": progressions.contact_date})]).dropna()
+    return {p: [d.date() for d in rows.day] for p, rows in days.groupby("patient_id")}
+
+
 def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.Series:
     """The first diagnosis, placed in its period when known only to its month or year: not before the birth,
-    not after a diagnosis or treatment start known to the day (on or after its period's first day), nor after
-    the end of follow-up. summary: patient_id, first_diagnosis_date(_precision), follow_up_end_date."""
+    not after the last day a diagnosis or treatment start can be on (on or after its period's first day), nor a
+    relapse or progression dated after that day, nor after the end of follow-up. summary: patient_id,
+    first_diagnosis_date(_precision), follow_up_end_date."""
     patient = core["patient"].set_index("patient_id")
-    known_of = known_by(core)
+    known_of, events_of = known_by(core), efs_event_days(core)
     starts = []
     for patient_id, first_day, precision, end in zip(summary.patient_id, summary.first_diagnosis_date,
                                                      summary.first_diagnosis_date_precision,
@@ -169,6 +182,7 @@ def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.
             starts.append(pd.NaT)
             continue
         later = [d for d in known_of.get(patient_id, []) if d >= first_day.date()]
+        later += [d for d in events_of.get(patient_id, []) if d > first_day.date()]
         bounds = [*later, *([end.date()] if pd.notna(end) else [])]
         born = expected.birth_first_day(patient.birth_year[patient_id], patient.birth_month[patient_id])
         starts.append(pd.Timestamp(expected.placed_date(first_day.date(), precision, born,
@@ -446,12 +460,18 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
     ends = {p: (expected.birth_first_day(y, m), follow_up_end[p].date() if pd.notna(follow_up_end[p]) else None)
             for p, y, m in zip(patient.index, patient.birth_year, patient.birth_month)}
 
+    event_days = efs_event_days(core)
+
     def earliest(rows: pd.DataFrame, day: str, origin: str) -> pd.DataFrame:
-        """Each patient's date that must have come first, placed in its period when partial."""
+        """Each patient's date that must have come first, placed in its period when partial, not after a relapse
+        or progression dated after its first day."""
         first = expected.first_given(pd.DataFrame({"person": rows.patient_id, "first_day": rows[day],
                                                    "precision": rows[f"{day}_precision"], "tie": ""}))
-        placed = [expected.placed_date(d.date(), p, *ends.get(person, (None, None)))
-                  for person, d, p in zip(first.person, first.first_day, first.precision)]
+        placed = []
+        for person, d, p in zip(first.person, first.first_day, first.precision):
+            born, end = ends.get(person, (None, None))
+            bounds = [e for e in event_days.get(person, []) if e > d.date()] + ([end] if end is not None else [])
+            placed.append(expected.placed_date(d.date(), p, born, min(bounds) if bounds else None))
         return pd.DataFrame({"patient_id": first.person, "origin_date": pd.to_datetime(pd.Series(placed)),
                              "origin_date_precision": first.precision, "origin": origin})
 

@@ -133,6 +133,55 @@ def test_a_death_in_the_month_of_a_recommendation_known_to_the_month_keeps_the_p
     assert _origin(warehouse.survival("P1", "recommendation")) == (date(2022, 3, 5), "month", 5)
 
 
+# -- an event in a partial origin's own period ----------------------------------------------------------------
+
+def _progression_contact(warehouse: Warehouse, patient_id: str, day: str) -> None:
+    warehouse.insert("follow_up", follow_up_id=f"f{warehouse.n}", patient_id=patient_id, contact_date=day,
+                     contact_date_precision="day", vital_status="alive", disease_status="progression")
+
+
+def _efs(row: dict[str, Any]) -> tuple[date, str | None, int]:
+    return row["origin_date"].date(), row["efs_event_type"], int(row["efs_days"])
+
+
+def test_a_progression_in_the_year_of_a_relapse_known_to_the_year_counts_and_the_relapse_is_placed_before_it():
+    # Until this was fixed the relapse was placed on 2 July and the progression of 10 March, before it, was lost:
+    # censored at the last contact, 547 days, for a patient who progressed.
+    warehouse = Warehouse()
+    warehouse.patient("P1")
+    warehouse.relapse("P1", "2021-01-01", "year")
+    _progression_contact(warehouse, "P1", "2021-03-10")  # 1 January to 10 March: 1 January + 68 // 2 days
+    assert _efs(warehouse.survival("P1")) == (date(2021, 2, 4), "progression", 34)
+
+
+def test_a_relapse_in_the_month_of_an_enrolment_known_to_the_month_counts():
+    warehouse = Warehouse()
+    warehouse.patient("P1")
+    warehouse.insert("study_enrolment", enrolment_id="e1", patient_id="P1", study_id="ILTB",
+                     enrolment_date="2021-03-01", enrolment_date_precision="month")
+    warehouse.relapse("P1", "2021-03-10", "day")  # 1 to 10 March: 1 March + 9 // 2 days
+    assert _efs(warehouse.survival("P1", "enrolment")) == (date(2021, 3, 5), "relapse", 5)
+
+
+def test_the_same_relapse_known_to_the_month_from_two_sources_is_no_event_and_does_not_move_the_origin():
+    warehouse = Warehouse()
+    warehouse.patient("P1")
+    warehouse.relapse("P1", "2021-03-01", "month")
+    warehouse.relapse("P1", "2021-03-01", "month", source_id="other")
+    warehouse.relapse("P1", "2021-01-01", "year", source_id="third")  # "2021": it too may be that relapse
+    assert _efs(warehouse.survival("P1")) == (date(2021, 3, 16), None, 655)
+
+
+def test_the_first_diagnosis_is_placed_before_a_progression_in_its_year_in_both_marts():
+    warehouse = _registry()
+    warehouse.patient("P1")
+    _malignant(warehouse, "P1", "2021-01-01", "year")
+    _progression_contact(warehouse, "P1", "2021-03-10")  # 1 January to 10 March
+    row = warehouse.survival("P1", "diagnosis")
+    assert _efs(row) == (date(2021, 2, 4), "progression", 34)
+    assert _follow_up(warehouse, "P1")[2] == int(row["os_days"]) == (date(2022, 12, 31) - date(2021, 2, 4)).days
+
+
 # -- one first diagnosis in marts.patient_summary and marts.survival ----------------------------------------
 
 def _registry() -> Warehouse:

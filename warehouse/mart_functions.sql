@@ -73,6 +73,29 @@ CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
 -- created); etl/load/marts.py counts a table a macro reads as read by every mart that calls it, so a mart built
 -- again only when what it reads changed still sees what its macros read.
 
+-- efs_event(): one row per event of event-free survival but death, as given (a date known to its month or year
+-- is the first day of its period): a relapse or progression diagnosis, and a follow-up contact with disease
+-- status progression; event_rank orders events of one day (relapse before progression; a death, 2, after).
+CREATE OR REPLACE TEMP MACRO efs_event() AS TABLE
+    SELECT patient_id, diagnosis_date AS event_date, event_type, CASE event_type WHEN 'relapse' THEN 0 ELSE 1 END AS event_rank
+    FROM core.diagnosis
+    WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
+    UNION ALL
+    SELECT patient_id, contact_date, 'progression', 1
+    FROM core.follow_up
+    WHERE disease_status = 'progression' AND contact_date IS NOT NULL;
+
+-- diagnosis_known_by(): the last day each diagnosis and treatment start can be on (one known to the day, its day),
+-- which a patient's first diagnosis cannot be after: "2021" beside "March 2021" is placed within January to March.
+CREATE OR REPLACE TEMP MACRO diagnosis_known_by() AS TABLE
+    SELECT patient_id, period_end(diagnosis_date, coalesce(diagnosis_date_precision, 'day')) AS known_on
+    FROM core.diagnosis
+    WHERE diagnosis_date IS NOT NULL
+    UNION ALL
+    SELECT patient_id, period_end(start_date, coalesce(start_date_precision, 'day'))
+    FROM core.treatment
+    WHERE start_date IS NOT NULL;
+
 -- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class, of every source, with the
 -- patient's country as that source registers it (else core.patient's) and the age at diagnosis in completed years
 -- (completed_years of rule_functions.sql); marts.incidence counts the cases of the population-based sources among

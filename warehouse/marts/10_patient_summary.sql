@@ -18,7 +18,8 @@
 --     A first diagnosis known only to its month or year starts the follow-up in the middle of the
 --     days it can be on (placed_date of mart_functions.sql, as marts.survival places its origins):
 --     not before the first day the birth can be on, not after the last day another diagnosis or a
---     treatment start can be on, nor after the end of follow-up. first_diagnosis_date stays the date as the source
+--     treatment start can be on, nor after a relapse or progression dated after its first day (efs_event of
+--     mart_functions.sql), nor after the end of follow-up. first_diagnosis_date stays the date as the source
 --     gave it (the first day of its period), beside first_diagnosis_date_precision.
 --   birth year: NULL when it cannot be true (before 1900 or after the year of the latest export
 --     loaded; the XT-DATE-* rules hold such records back unless a source switches them off).
@@ -100,13 +101,19 @@ follow_up_end AS (
     FROM core.patient
 ),
 
-known_by AS (
-    -- The last day each diagnosis and treatment start can be on, which the first diagnosis cannot be after (one
-    -- known to the day, its day): "2021" beside "March 2021" is placed within January to March.
-    SELECT patient_id, period_end(diagnosis_date, coalesce(diagnosis_date_precision, 'day')) AS known_on
-    FROM core.diagnosis
-    UNION ALL
-    SELECT patient_id, period_end(start_date, coalesce(start_date_precision, 'day')) FROM core.treatment
+follow_up_start_bound AS (
+    -- What the first diagnosis cannot be after: the last day another diagnosis or a treatment start can be on, on or
+    -- after the first day of its period (an earlier one, a date error, bounds nothing), and a relapse or
+    -- progression dated after that day (as marts.survival bounds its origins: the event follows the diagnosis).
+    SELECT first_diagnosis.patient_id, min(known.known_on) AS known_on
+    FROM first_diagnosis
+    JOIN (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
+          UNION ALL
+          SELECT patient_id, event_date, true FROM efs_event()) AS known
+        ON known.patient_id = first_diagnosis.patient_id
+       AND (known.known_on > first_diagnosis.diagnosis_date
+            OR (known.known_on = first_diagnosis.diagnosis_date AND NOT known.is_event))
+    GROUP BY first_diagnosis.patient_id
 ),
 
 follow_up_start AS (
@@ -114,15 +121,11 @@ follow_up_start AS (
         first_diagnosis.patient_id,
         placed_date(first_diagnosis.diagnosis_date, first_diagnosis.diagnosis_date_precision,
                     birth_first_day(patient.birth_year, patient.birth_month),
-                    least(min(known.known_on), any_value(follow_up_end.follow_up_end_date))) AS follow_up_start_date
+                    least(bound.known_on, follow_up_end.follow_up_end_date)) AS follow_up_start_date
     FROM first_diagnosis
     JOIN core.patient AS patient USING (patient_id)
-    LEFT JOIN follow_up_end USING (patient_id)
-    -- on or after the first day of its period: an earlier one (a date error) bounds nothing
-    LEFT JOIN known_by AS known
-        ON known.patient_id = first_diagnosis.patient_id AND known.known_on >= first_diagnosis.diagnosis_date
-    GROUP BY first_diagnosis.patient_id, first_diagnosis.diagnosis_date, first_diagnosis.diagnosis_date_precision,
-             patient.birth_year, patient.birth_month
+    JOIN follow_up_end USING (patient_id)
+    LEFT JOIN follow_up_start_bound AS bound USING (patient_id)
 )
 
 SELECT
@@ -190,5 +193,5 @@ COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patie
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
-COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, nor the end of follow-up) to follow_up_end_date. Unit: days.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, a relapse or progression dated after its first day, nor the end of follow-up) to follow_up_end_date. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

@@ -28,10 +28,16 @@
 --   certificate only, it is this origin diagnosis). One known only to its month or year
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
---   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for
---   want of a day. The diagnosis is not placed after the last day a diagnosis or a treatment start can be on either,
---   as marts.patient_summary starts its follow-up from the first diagnosis. origin_date_precision keeps what the
---   source gave: an analysis may leave such rows out.
+--   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for want of a day; and not after a relapse or progression (efs_event of
+--   mart_functions.sql) dated after the first day of its period. Of an origin known to the month or year and
+--   such an event in that period, the data cannot say which came first: the event counts, at a positive time
+--   (half the days from the period's first day to it), the conservative reading trial analyses take of a
+--   partial date (an event in the month of randomisation counts); placed after it, the event was lost and the
+--   patient censored later. An event dated on the period's first day (or known only to that month or year, as
+--   the same relapse from another source) does not move the origin and, not after it, is no event, as one on the
+--   day of an origin known to the day is not. The diagnosis is not placed after the last day a diagnosis or a
+--   treatment start can be on either, as marts.patient_summary starts its follow-up from the first diagnosis.
+--   origin_date_precision keeps what the source gave: an analysis may leave such rows out.
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
 --        is unknown; one known only to its month or year placed in its period by core.patient);
@@ -110,55 +116,37 @@ vital AS (
     FROM core.patient
 ),
 
-known_by AS (
-    -- The last day each diagnosis and treatment start can be on, which the diagnosis cannot be after (as
-    -- marts.patient_summary; one known to the day, its day).
-    SELECT patient_id, period_end(diagnosis_date, coalesce(diagnosis_date_precision, 'day')) AS known_on
-    FROM core.diagnosis WHERE diagnosis_date IS NOT NULL
-    UNION ALL
-    SELECT patient_id, period_end(start_date, coalesce(start_date_precision, 'day')) FROM core.treatment
-    WHERE start_date IS NOT NULL
-),
-
-diagnosis_bound AS (
-    -- The earliest of them on or after the first day of the diagnosis's period (an earlier one, a date error, bounds nothing).
+origin_bound AS (
+    -- What an origin cannot be after: a relapse or progression dated after the first day of its period (the event
+    -- then follows it, and counts); the diagnosis, also the last day another diagnosis or a treatment start can be
+    -- on, on or after that first day (as marts.patient_summary: an earlier one, a date error, bounds nothing).
     SELECT first_origin.patient_id, first_origin.origin, min(known.known_on) AS known_on
     FROM first_origin
-    JOIN known_by AS known
-        ON known.patient_id = first_origin.patient_id AND known.known_on >= first_origin.given.first_day
-    WHERE first_origin.origin = 'diagnosis'
+    JOIN (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
+          UNION ALL
+          SELECT patient_id, event_date, true FROM efs_event()) AS known
+        ON known.patient_id = first_origin.patient_id
+       AND (known.known_on > first_origin.given.first_day
+            OR (known.known_on = first_origin.given.first_day AND NOT known.is_event))
+       AND (known.is_event OR first_origin.origin = 'diagnosis')
     GROUP BY ALL
 ),
 
 origin AS (
     -- An origin known to its month or year is placed in the middle of the days it can be on (placed_date):
-    -- not before the birth, not after the end of follow-up (the death, else the last contact); the diagnosis not
-    -- after the last day a diagnosis or a treatment start can be on either (least skips a NULL).
+    -- not before the birth, not after the end of follow-up (the death, else the last contact), nor its bound
+    -- (origin_bound; least skips a NULL).
     SELECT
         first_origin.patient_id,
         first_origin.origin,
         placed_date(first_origin.given.first_day, first_origin.given.precision, vital.birth_first_day,
-                    least(diagnosis_bound.known_on, vital.follow_up_end_date)) AS origin_date,
+                    least(bound.known_on, vital.follow_up_end_date)) AS origin_date,
         first_origin.given.first_day AS origin_first_day,
         first_origin.given.precision AS origin_date_precision,
         first_origin.given.advice_group AS advice_group
     FROM first_origin
     JOIN vital USING (patient_id)
-    LEFT JOIN diagnosis_bound USING (patient_id, origin)
-),
-
-efs_event AS (
-    SELECT
-        patient_id,
-        diagnosis_date AS event_date,
-        event_type,
-        CASE event_type WHEN 'relapse' THEN 0 ELSE 1 END AS event_rank
-    FROM core.diagnosis
-    WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
-    UNION ALL
-    SELECT patient_id, contact_date AS event_date, 'progression' AS event_type, 1 AS event_rank
-    FROM core.follow_up
-    WHERE disease_status = 'progression' AND contact_date IS NOT NULL
+    LEFT JOIN origin_bound AS bound USING (patient_id, origin)
 ),
 
 first_efs_event AS (
@@ -166,7 +154,7 @@ first_efs_event AS (
     SELECT origin.patient_id, origin.origin, candidate.event_date, candidate.event_type
     FROM origin
     JOIN (
-        SELECT patient_id, event_date, event_type, event_rank FROM efs_event
+        SELECT patient_id, event_date, event_type, event_rank FROM efs_event()
         UNION ALL
         SELECT patient_id, death_date AS event_date, 'death' AS event_type, 2 AS event_rank
         FROM vital
@@ -223,7 +211,7 @@ ORDER BY origin, patient_id;
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment, recommendation, first malignant initial diagnosis): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, the recommendation of the first board submission in the advice comparison, or the first malignant initial diagnosis of a patient a population-based registry registered. Codes: relapse / enrolment / recommendation / diagnosis.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact (a diagnosis not after the last day another diagnosis or a treatment start can be on either).';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact, nor after a relapse or progression dated after the first day of its period (a diagnosis not after the last day another diagnosis or a treatment start can be on either).';
 COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
