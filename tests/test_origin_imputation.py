@@ -229,6 +229,51 @@ def test_a_relapse_is_the_first_diagnosis_only_when_it_must_have_come_before_the
     assert _first_diagnosis(warehouse, "P1")[:3] == (date(2020, 11, 1), "month", "relapse")
 
 
+# -- the last contact ---------------------------------------------------------------------------------------
+
+def _contact(warehouse: Warehouse, patient_id: str, first_day: str, precision: str) -> None:
+    warehouse.insert("follow_up", follow_up_id=f"f{warehouse.n}", patient_id=patient_id, contact_date=first_day,
+                     contact_date_precision=precision, vital_status="alive")
+
+
+def _last_contact(warehouse: Warehouse, patient_id: str) -> tuple[date, str, date]:
+    [row] = warehouse.con.execute("SELECT last_contact_date, last_contact_date_precision, follow_up_end_date "
+                                  "FROM marts.patient_summary WHERE patient_id = ?", [patient_id]).fetchall()
+    return row
+
+
+def test_a_last_contact_known_to_the_month_censors_mid_month():
+    # Until this was fixed a patient last seen "in March 2022" was censored on 1 March, up to a month early.
+    warehouse = Warehouse()
+    warehouse.patient("P1", last_contact="2022-03-01")  # core.patient: the latest contact's first day
+    _contact(warehouse, "P1", "2022-03-01", "month")
+    _contact(warehouse, "P1", "2021-11-20", "day")
+    warehouse.relapse("P1", "2021-03-10", "day")
+    row = warehouse.survival("P1")
+    assert _last_contact(warehouse, "P1") == (date(2022, 3, 16), "month", date(2022, 3, 16))
+    assert (row["os_end_date"].date(), row["os_days"], row["efs_end_date"].date(), row["efs_days"]) == (
+        date(2022, 3, 16), 371, date(2022, 3, 16), 371)
+
+
+def test_a_last_contact_known_to_the_year_is_not_placed_after_the_export_that_gave_it():
+    warehouse = Warehouse()
+    warehouse.patient("P1", last_contact="2022-01-01")
+    _contact(warehouse, "P1", "2022-01-01", "year")
+    warehouse.con.execute("INSERT INTO meta.source_file (source_id, file_name, source_file_sha256, status, "
+                          "exported_on) VALUES ('src', 'f.csv', ?, 'loaded', DATE '2022-05-01')", ["0" * 64])
+    build_marts(warehouse.con)  # 1 January to 1 May: 1 January + 120 // 2 days
+    assert _last_contact(warehouse, "P1") == (date(2022, 3, 2), "year", date(2022, 3, 2))
+
+
+def test_a_last_contact_known_to_the_day_beside_one_known_to_the_month_on_its_first_day_stays_its_day():
+    warehouse = Warehouse()
+    warehouse.patient("P1", last_contact="2022-03-01")
+    _contact(warehouse, "P1", "2022-03-01", "month")
+    _contact(warehouse, "P1", "2022-03-01", "day")
+    build_marts(warehouse.con)
+    assert _last_contact(warehouse, "P1") == (date(2022, 3, 1), "day", date(2022, 3, 1))
+
+
 # -- patient_summary's follow-up ------------------------------------------------------------------------------
 
 def _follow_up(warehouse: Warehouse, patient_id: str) -> tuple[date, str, int]:

@@ -12,6 +12,11 @@
 --     registered patient: where this one is benign, from a death certificate only or undated, it is a later one.)
 --   disease: ICCC-3 group and subgroup of the first diagnosis; the other marts use this subgroup
 --     as "the patient's disease", so a patient is counted under one disease everywhere.
+--   last contact: the latest contact in any source (core.patient's last_contact_date, the latest first day a
+--     contact can be on); one known only to its month or year (last_contact_date_precision, of the most precise
+--     contact on that day) is placed in the middle of the days it can be on (placed_date of mart_functions.sql),
+--     not after the export that gave it nor the death, as core.patient places a death: its first day would cut
+--     up to a year of follow-up from a patient censored there.
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
 --     dead patient (the last contact when the death date is unknown) and the last contact
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
@@ -93,12 +98,41 @@ plausible_period AS (
     WHERE status = 'loaded'
 ),
 
-follow_up_end AS (
+last_contact AS (
+    -- The latest contact as given: of the contacts on core.patient's last contact day, the most precise, and the
+    -- export that gave it (a NULL bounds nothing; no contact row: a day).
     SELECT
-        patient_id,
-        CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date)
-             ELSE last_contact_date END AS follow_up_end_date
-    FROM core.patient
+        patient.patient_id,
+        patient.last_contact_date AS first_day,
+        coalesce(arg_min(contact.precision, contact.came), 'day') AS precision,
+        arg_min(file.exported_on, contact.came) AS exported_on,
+        patient.death_date
+    FROM core.patient AS patient
+    LEFT JOIN (SELECT *, coalesce(contact_date_precision, 'day') AS precision,
+                      came_first(contact_date, contact_date_precision) AS came FROM core.follow_up) AS contact
+        ON contact.patient_id = patient.patient_id AND contact.contact_date = patient.last_contact_date
+    LEFT JOIN meta.source_file AS file
+        ON file.source_id = contact.source_id AND file.source_file_sha256 = contact.source_file_sha256
+    WHERE patient.last_contact_date IS NOT NULL
+    GROUP BY patient.patient_id, patient.last_contact_date, patient.death_date
+),
+
+follow_up_end AS (
+    -- The last contact placed in its period, and the end of follow-up: the death, else the last contact.
+    SELECT
+        patient.patient_id,
+        placed.last_contact_date,
+        placed.last_contact_date_precision,
+        CASE WHEN patient.vital_status = 'dead' THEN coalesce(patient.death_date, placed.last_contact_date)
+             ELSE placed.last_contact_date END AS follow_up_end_date
+    FROM core.patient AS patient
+    LEFT JOIN (
+        SELECT
+            patient_id,
+            precision AS last_contact_date_precision,
+            placed_date(first_day, precision, NULL, least(exported_on, death_date)) AS last_contact_date
+        FROM last_contact
+    ) AS placed USING (patient_id)
 ),
 
 follow_up_start_bound AS (
@@ -153,7 +187,8 @@ SELECT
     patient.vital_status,
     patient.death_date,
     patient.death_date_precision,
-    patient.last_contact_date,
+    follow_up_end.last_contact_date,
+    follow_up_end.last_contact_date_precision,
     follow_up_end.follow_up_end_date,
     follow_up_end.follow_up_end_date - follow_up_start.follow_up_start_date AS follow_up_days,
     round((follow_up_end.follow_up_end_date - follow_up_start.follow_up_start_date) / 365.25, 2) AS follow_up_years
@@ -191,7 +226,8 @@ COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the pat
 COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
 COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patient): the earliest any source gives; one known only to its month or year is placed in the middle of that period, after the last date the patient was alive on.';
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
-COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source.';
+COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision), not after the export that gave it nor the death.';
+COMMENT ON COLUMN marts.patient_summary.last_contact_date_precision IS 'How much of the last contact date the source gave; month or year: last_contact_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, a relapse or progression dated after its first day, nor the end of follow-up) to follow_up_end_date. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

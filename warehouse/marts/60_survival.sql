@@ -28,7 +28,8 @@
 --   certificate only, it is this origin diagnosis). One known only to its month or year
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
---   end of follow-up (the death as core.patient places it, else the last contact), so no time is negative for want of a day; and not after a relapse or progression (efs_event of
+--   end of follow-up (the death as core.patient places it, else the last contact as marts.patient_summary places
+--   it), so no time is negative for want of a day; and not after a relapse or progression (efs_event of
 --   mart_functions.sql) dated after the first day of its period. Of an origin known to the month or year and
 --   such an event in that period, the data cannot say which came first: the event counts, at a positive time
 --   (half the days from the period's first day to it), the conservative reading trial analyses take of a
@@ -43,8 +44,10 @@
 --        is unknown; one known only to its month or year placed in its period by core.patient);
 --        otherwise censored at the last contact.
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
---        follow-up contact with disease_status progression, or death, strictly after the origin;
---        otherwise censored at the last contact.
+--        follow-up contact with disease_status progression (their dates as given: the first day of the
+--        period when partial), or death, strictly after the origin; otherwise censored at the last contact
+--        (marts.patient_summary's: one known only to its month or year placed in the middle of its period,
+--        not after the export that gave it; its first day censored up to a year early).
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
 --   dated, nor a death) or before the origin (a date error in a source); marts.left_out counts each.
 -- Groups: ICCC-3 main group of the first diagnosis (marts.patient_summary's, for every origin); for the origin
@@ -104,16 +107,17 @@ first_origin AS (
 ),
 
 vital AS (
-    -- Vital status, the death date, and the end of follow-up the times run to; the first day the birth can be on.
+    -- Vital status, the death date, and the end of follow-up the times run to (marts.patient_summary's: a last contact
+    -- known only to its month or year placed in its period); the first day the birth can be on.
     SELECT
-        patient_id,
-        coalesce(vital_status = 'dead', false) AS is_dead,
-        CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date) END AS death_date,
-        last_contact_date,
-        CASE WHEN vital_status = 'dead' THEN coalesce(death_date, last_contact_date)
-             ELSE last_contact_date END AS follow_up_end_date,
-        birth_first_day(birth_year, birth_month) AS birth_first_day
-    FROM core.patient
+        patient.patient_id,
+        coalesce(patient.vital_status = 'dead', false) AS is_dead,
+        CASE WHEN patient.vital_status = 'dead' THEN summary.follow_up_end_date END AS death_date,
+        summary.last_contact_date,
+        summary.follow_up_end_date,
+        birth_first_day(patient.birth_year, patient.birth_month) AS birth_first_day
+    FROM core.patient AS patient
+    JOIN marts.patient_summary AS summary USING (patient_id)
 ),
 
 origin_bound AS (
@@ -220,5 +224,5 @@ COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died 
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
 COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the last contact.';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
-COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin, else the last contact.';
+COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin, else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
 COMMENT ON COLUMN marts.survival.efs_days IS 'Event-free survival time from the origin to efs_end_date; NULL if unknown or before the origin. Unit: days.';
