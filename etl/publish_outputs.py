@@ -85,8 +85,8 @@ def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
     """When the run renamed files in the history (an upgrade from a version that wrote file names with
     their patient numbers: warehouse._rename_in_history), the report files of earlier runs are rewritten
     with each such file's name as shown. The clear names are those of the files' archive copies: the
-    warehouse keeps none. A file gone from landing before the upgrade is not renamed (nothing shows what
-    its number looks like), nor is it in the old pages. Likewise a record set renamed in the history
+    warehouse keeps none; a file gone from landing before the upgrade is renamed as its name reads
+    (file_names.gone_file_name), and its archive copy names it in clear as well. Likewise a record set renamed in the history
     (warehouse._rename_record_sets_in_history: a sheet per patient), found in the pages by the shape of
     its name as shown now (`Verlauf_{patient}`: `Verlauf_` and a number)."""
     con = duckdb.connect(str(home.warehouse), read_only=True)

@@ -19,6 +19,12 @@ one, unless it reads as a date (YYYYMMDD, with a time after it).
 The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
 SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
 
+A file an earlier version recorded in clear and gone from landing since (`gone_file_name`) has no staged
+keys to tell its number by: its name is shown as a sibling's (`Fall_{patient}_Verlauf.csv` for
+`Fall_123456_Verlauf.csv`, whatever the number's shape unless it reads as a date), else with any run of six
+or more digits that is not a date hidden, as for a source whose keys are not known yet. Hiding a number
+that named no patient costs only the name's detail; the SHA-256 still tells the file.
+
 A record set's name is shown the same way (`shown_record_sets`): a registry that sends a sheet per patient
 (`Pat_123456`) has one record set `Pat_{patient}` holding every such sheet's rows, which a mapping maps
 or ignores by that name; a notice or an error quoting the sheet (`StageResult.quoted`, `ExtractError.quoted`)
@@ -45,6 +51,9 @@ _RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)
 _SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
+_NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
+# A date, a sibling's {patient} stands for none: 20261101, 2026-11-01, 01.11.2026, with a time after it or not
+_DATE_ONLY = re.compile(rf"{_A_DATE}|(?:19|20)\d\d([-_.])\d\d\1\d\d(?:[-_T]\d{{4,6}})?|\d\d([-_.])\d\d\2\d{{4}}")
 
 
 def _edge(run: str) -> str:
@@ -105,6 +114,21 @@ def shown_file_name(name: str, numbers: PatientNumbers) -> str:
     if not any(c.isdigit() for c in name):
         return name
     return numbers.pattern.sub(PATIENT, name)
+
+
+def gone_file_name(name: str, siblings: Iterable[str]) -> str:
+    """The name of a file recorded in clear and gone from landing since, as shown (see the module
+    docstring): as the sibling shown with {patient} whose shape it has, else with any long number that
+    is not a date hidden. A name already shown with {patient} stays: the source's keys judged it."""
+    if PATIENT in name or not any(c.isdigit() for c in name):
+        return name
+    for sibling in sorted(siblings, key=lambda s: (-len(s), s)):
+        before, placeholder, after = sibling.partition(PATIENT)
+        number = name.removeprefix(before).removesuffix(after) if placeholder else ""
+        if len(number) + len(before) + len(after) == len(name) and _NUMBER_IN_NAME.fullmatch(number) \
+                and not _DATE_ONLY.fullmatch(number):
+            return sibling
+    return shown_file_name(name, PatientNumbers.of([]))
 
 
 def shown_record_sets(record_sets: Mapping[str, pa.Table], numbers: PatientNumbers) -> dict[str, pa.Table]:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from etl import crash, fsio, memory, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, set_memory_limit
-from etl.extract.file_names import PATIENT
+from etl.extract.file_names import PATIENT, gone_file_name
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load import next_copy
@@ -401,7 +401,7 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
             "AND NOT list_contains(?, source_file_sha256)",
             [run_id, source_id, sorted(current)])
-    _rename_in_history(con, run_id, source_id, outcome.files + outcome.superseded)
+    _rename_in_history(con, run_id, source_id, outcome.files + outcome.superseded, every_file=not failed)
     for f in outcome.files + outcome.superseded:
         is_current = f.sha256 in current
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
@@ -428,27 +428,33 @@ NAMES_SHOWN_NOTICE = "file name(s) an earlier version recorded with a patient nu
 
 
 def _rename_in_history(con: duckdb.DuckDBPyConnection, run_id: str, source_id: str,
-                       files: Sequence[ExportFile]) -> None:
+                       files: Sequence[ExportFile], *, every_file: bool) -> None:
     """A file recorded under another name than it is shown by now (before names were shown without
     patient numbers, etl/extract/file_names.py) is renamed in what earlier runs wrote of it too: their
-    notices, removals and acceptances (meta.source_file's row takes the name where it is written). A
-    notice of the run says so: after the publish, the report pages of earlier runs are rewritten too
-    (etl/publish_outputs.py), their clear names read from the archive copies' (landing.archive)."""
+    notices, removals and acceptances (meta.source_file's row takes the name where it is written). When
+    `files` are every file of the source in landing, one recorded in clear and gone from landing since is
+    renamed too, as its name reads (file_names.gone_file_name). A notice of the run says so: after the
+    publish, the report pages of earlier runs are rewritten too (etl/publish_outputs.py), their clear names
+    read from the archive copies' (landing.archive)."""
     recorded = dict(con.execute("SELECT source_file_sha256, file_name FROM meta.source_file WHERE source_id = ?",
                                 [source_id]).fetchall())
-    renamed = [f for f in files if recorded.get(f.sha256) not in (None, f.name)]
+    shown = {f.sha256: f.name for f in files}
+    if every_file:
+        siblings = {name for name in [*shown.values(), *recorded.values()] if PATIENT in name}
+        shown |= {sha: gone_file_name(name, siblings) for sha, name in recorded.items() if sha not in shown}
+    renamed = {sha: name for sha, name in shown.items() if recorded.get(sha) not in (None, name)}
     if renamed:
         con.execute("INSERT INTO meta.source_notice VALUES (?, ?, ?)", [
             run_id, source_id, f"{source_id}: {len(renamed)} {NAMES_SHOWN_NOTICE} (in the warehouse, and in the "
                                "report pages and query lists of earlier runs)"])
-    for f in renamed:
-        old = recorded[f.sha256]
+    for sha, name in renamed.items():
+        old = recorded[sha]
         con.execute("UPDATE meta.source_notice SET notice = replace(notice, ?, ?) WHERE source_id = ? "
-                    "AND contains(notice, ?)", [old, f.name, source_id, old])
-        con.execute("UPDATE meta.record_removal SET source_file = ? WHERE source_id = ? AND source_file_sha256 = ?",
-                    [f.name, source_id, f.sha256])
-        con.execute("UPDATE meta.file_acceptance SET file_name = ? WHERE source_id = ? AND source_file_sha256 = ?",
-                    [f.name, source_id, f.sha256])
+                    "AND contains(notice, ?)", [old, name, source_id, old])
+        for table, column in (("source_file", "file_name"), ("record_removal", "source_file"),
+                              ("file_acceptance", "file_name")):
+            con.execute(f"UPDATE meta.{table} SET {column} = ? WHERE source_id = ? AND source_file_sha256 = ?",
+                        [name, source_id, sha])
 
 
 #: what the notice of a run that renamed record sets in the history says (etl/publish_outputs.py looks for it)
