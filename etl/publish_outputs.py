@@ -77,35 +77,47 @@ def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool)
             return None
 
     report = attempt(notes, "the validation report", build)
-    attempt(notes, "the file names in the reports of earlier runs", lambda: show_names_in_earlier_reports(home, run_id))
+    attempt(notes, "the file names in the reports of earlier runs", lambda: show_names_in_earlier_reports(home))
     return report
 
 
-def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
-    """When the run renamed files in the history (an upgrade from a version that wrote file names with
-    their patient numbers: warehouse._rename_in_history), the report files of earlier runs are rewritten
-    with each such file's name as shown. The clear names are those of the files' archive copies: the
-    warehouse keeps none; a file gone from landing before the upgrade is renamed as its name reads
-    (file_names.gone_file_name), and its archive copy names it in clear as well. Likewise a record set renamed in the history
-    (warehouse._rename_record_sets_in_history: a sheet per patient), found in the pages by the shape of
-    its name as shown now (`Verlauf_{patient}`: `Verlauf_` and a number)."""
+#: In reports/: the runs whose renames in the history the report files of every run show, a run id a line.
+NAMES_SHOWN_FILE = ".names_shown"
+
+
+def show_names_in_earlier_reports(home: Home) -> list[Path]:
+    """When a run renamed files in the history (an upgrade from a version that wrote file names with
+    their patient numbers: warehouse._rename_in_history), the report files of the runs are rewritten with
+    each such file's name as shown; the files that changed. The clear names are those of the files' archive
+    copies: the warehouse keeps none; a file gone from landing before the upgrade is renamed as its name reads
+    (file_names.gone_file_name), and its archive copy names it in clear as well. Likewise a record set renamed
+    in the history (warehouse._rename_record_sets_in_history: a sheet per patient), found in the pages by the
+    shape of its name as shown now (`Verlauf_{patient}`: `Verlauf_` and a number).
+
+    Resumable: the runs to show are those whose notice says they renamed and that reports/.names_shown does
+    not list; a run is listed only once every report file shows its renames. A run killed between its swap
+    and this, or a rewrite that failed, is done by the next run's repair; a rewrite done twice changes nothing."""
+    done = _names_shown_runs(home)
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        sources = [s for (s,) in con.execute(
-            "SELECT DISTINCT source_id FROM meta.source_notice WHERE run_id = ? AND contains(notice, ?) ORDER BY 1",
-            [run_id, NAMES_SHOWN_NOTICE]).fetchall()]
+        renamed = con.execute(
+            "SELECT run_id, source_id, contains(notice, ?) FROM meta.source_notice WHERE contains(notice, ?) "
+            "OR contains(notice, ?) ORDER BY ALL", [NAMES_SHOWN_NOTICE, NAMES_SHOWN_NOTICE,
+                                                    RECORD_SETS_SHOWN_NOTICE]).fetchall()
+        pending = sorted({run_id for run_id, _, _ in renamed} - done)
+        if not pending:
+            return []
+        sources = sorted({s for run_id, s, files in renamed if run_id in pending and files})
         # Record sets (a sheet per patient) an earlier version named in clear: by what they are shown as now.
         record_sets = [n for (n,) in con.execute(
-            "SELECT DISTINCT record_set FROM stage.record WHERE contains(record_set, ?) AND source_id IN ("
-            "SELECT source_id FROM meta.source_notice WHERE run_id = ? AND contains(notice, ?)) ORDER BY 1",
-            [PATIENT, run_id, RECORD_SETS_SHOWN_NOTICE]).fetchall()]
-        if not sources and not record_sets:
-            return []
+            "SELECT DISTINCT record_set FROM stage.record WHERE contains(record_set, ?) AND list_contains(?, "
+            "source_id) ORDER BY 1", [PATIENT, sorted({s for run_id, s, files in renamed
+                                                      if run_id in pending and not files})]).fetchall()]
         shown_as = {(s, sha[:16]): name for s, sha, name in con.execute(
             "SELECT source_id, source_file_sha256, file_name FROM meta.source_file WHERE list_contains(?, source_id)",
             [sources]).fetchall()}
-        earlier = [r for (r,) in con.execute("SELECT run_id FROM meta.run WHERE run_id <> ? ORDER BY 1",
-                                             [run_id]).fetchall()]
+        # Every run: a renaming run's own page names its files as shown already, and is left as it is.
+        runs = [r for (r,) in con.execute("SELECT run_id FROM meta.run ORDER BY 1").fetchall()]
     finally:
         con.close()
     shown: dict[str, str] = {}
@@ -115,12 +127,21 @@ def show_names_in_earlier_reports(home: Home, run_id: str) -> list[Path]:
             name = shown_as.get((source_id, prefix))
             if name is not None and clear.removesuffix(ERASED_SUFFIX) != name:
                 shown[clear.removesuffix(ERASED_SUFFIX)] = name
-    changed = show_file_names(home.reports, shown, runs=earlier,
+    changed = show_file_names(home.reports, shown, runs=runs,
                               in_clear={name: record_set_in_clear(name) for name in record_sets})
     if changed:
         log.info("the reports of %d earlier run(s): %d file(s) now name the exports without patient numbers",
                  len({p.relative_to(home.reports).parts[0] for p in changed}), len(changed))
+    fsio.private_folder(home.reports)
+    fsio.write_text(home.reports / NAMES_SHOWN_FILE, "".join(f"{r}\n" for r in sorted(done | set(pending))))
     return changed
+
+
+def _names_shown_runs(home: Home) -> set[str]:
+    try:
+        return set((home.reports / NAMES_SHOWN_FILE).read_text(encoding="utf-8").split())
+    except FileNotFoundError:
+        return set()
 
 
 def record_notes(warehouse: Path, run_id: str, notes: list[str]) -> None:

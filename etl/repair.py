@@ -9,7 +9,8 @@ rename), but it can leave behind:
 - derived outputs behind the warehouse: killed after the swap, `marts/current` and
   `reports/latest` still show the run before. They are brought in line with the live warehouse's
   last validated run: the marts are exported again, `latest` points at that run's page, which is
-  written if it is missing.
+  written if it is missing; and the report files of earlier runs show the file names a run renamed
+  in the history (publish_outputs.show_names_in_earlier_reports: done once per such run, whenever).
 
 Tests crash real runs where they need to with the hook of etl/crash.py.
 """
@@ -27,7 +28,7 @@ import duckdb
 from etl import fsio
 from etl.config import Home
 from etl.load.warehouse import _publish_lock
-from etl.publish_outputs import export_marts, write_report
+from etl.publish_outputs import attempt, export_marts, show_names_in_earlier_reports, write_report
 
 log = logging.getLogger("rtw")
 
@@ -125,6 +126,11 @@ def repair(home: Home) -> list[str]:
         else:
             if write_report(home, validated, notes, with_pages=True):
                 done.append(f"repair: the report of run {validated} was missing; written")
+    # A run killed after renaming files in the history, before the report files of earlier runs showed it.
+    if rewritten := attempt(notes, "the file names in the reports of earlier runs",
+                            lambda: show_names_in_earlier_reports(home)):
+        done.append(f"repair: {len(rewritten)} report file(s) of earlier runs still named exports with patient "
+                    "numbers an earlier version recorded; now without them")
     for line in done + notes:
         log.warning("%s", line)
     return done + notes

@@ -5,12 +5,21 @@ run was killed at (the rewrite of earlier reports is finished by the next run's 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
 from test_file_names import KEY, NUMBERS, _as_an_earlier_version_left_it, _leaks, per_patient  # noqa: F401
 
 from etl import pipeline
+from etl.config import REPO_ROOT
+from etl.crash import CRASH_ENV
+from etl.publish_outputs import show_names_in_earlier_reports
+from etl.quality.report import build_report
 
 
 @pytest.mark.integration
@@ -34,6 +43,37 @@ def test_a_file_gone_from_landing_before_the_upgrade_is_shown_without_its_number
     assert upgraded.sources_failed == [] and upgraded.notes == []
     assert [p for p in [*pages, page] if NUMBERS.search(p.read_text(encoding="utf-8"))] == []
     assert _leaks(home, upgraded, caplog) == []
+
+
+def _run_killed_at(home: Path, sources: Path, point: str) -> None:
+    """An upgrade's run (it reloads every source) in its own process, SIGKILLed at `point` (etl/crash.py)."""
+    script = ("import sys; from pathlib import Path; from etl import pipeline; from etl.config import resolve_home; "
+              "pipeline.run(resolve_home(Path(sys.argv[1])), key_value=sys.argv[2], sources_dir=Path(sys.argv[3]), "
+              "force=True)")
+    done = subprocess.run([sys.executable, "-c", script, str(home.root), KEY, str(sources)], cwd=REPO_ROOT,
+                          env={**os.environ, CRASH_ENV: point}, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+
+
+@pytest.mark.integration
+def test_an_upgrade_killed_before_it_rewrote_the_earlier_reports_has_them_rewritten_by_the_next_run(
+        per_patient, caplog):  # noqa: F811
+    """Killed after the swap, before the report; someone writes the run's page (rtw report), so the page and
+    reports/latest are in place: the next run's repair still rewrites the earlier runs' report files."""
+    home, sources = per_patient
+    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    _run_killed_at(home, sources, "outputs")
+    build_report(home.warehouse, home.reports)  # rtw report
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))]
+
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        following = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))] == []
+    assert _leaks(home, following, caplog) == []
+    assert any("report file(s) of earlier runs still named exports" in r.getMessage() for r in caplog.records)
+    assert show_names_in_earlier_reports(home) == []  # done, and recorded so: not again
 
 
 @pytest.mark.parametrize(("name", "shown"), [
