@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CONFIG_ENV = "RTW_LINKAGE_CONFIG"
 DEFAULT_CONFIG = Path(__file__).with_name("linkage.yaml")
@@ -48,15 +48,22 @@ class LinkageConfig(BaseModel):
     prior_rules_recall: float = Field(gt=0, le=1)
     fields: dict[str, list[Level]]
     blocking_rules: list[str]
-    # field -> evidence labels: a pair showing one of them is never linked on its score, only reviewed.
-    review_when: dict[str, list[str]] = Field(default_factory=dict)
+    # Conditions, each field -> evidence labels: a pair that shows, on every field of one condition, one
+    # of its labels is never linked on its score, only reviewed.
+    review_when: list[dict[str, list[str]]] = Field(default_factory=list)
     fingerprint: str = ""  # of the file's text: a changed model re-links at the next run
+
+    @field_validator("review_when", mode="before")
+    @classmethod
+    def _conditions(cls, value: Any) -> Any:
+        """The older form, one mapping (field -> labels), held a pair back on any one of its fields."""
+        return [{field: labels} for field, labels in value.items()] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _ordered(self) -> LinkageConfig:
         if self.review_threshold > self.link_threshold:
             raise ValueError("review_threshold must not exceed link_threshold")
-        for field, labels in self.review_when.items():
+        for field, labels in (item for condition in self.review_when for item in condition.items()):
             known = [level.evidence for level in self.fields.get(field, [])]
             if unknown := [label for label in labels if label not in known]:
                 raise ValueError(f"review_when: {field} has no level {', '.join(map(repr, unknown))}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,8 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
     scored = row_dicts(pairs)
-    edges = linking_edges(scored, decisions, config)
+    with_eupid = {p.key for p in patients if p.has_eupid}
+    edges = linking_edges(scored, decisions, config, with_eupid)
     refused: list[tuple[Edge, str]] = []
     links = link_persons(patients, edges, refused)
     _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
@@ -183,7 +184,6 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.register("linked", mapped)
         con.execute(_INSERT_LINKS)
         con.unregister("linked")
-    with_eupid = {p.key for p in patients if p.has_eupid}
     review = _review_list(scored, with_eupid, decisions, config, run_id)
     con.execute("DELETE FROM dq.link_candidate")
     if not review.empty:
@@ -195,21 +195,63 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
                           len(review), run_id)
 
 
-def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig) -> list[Edge]:
+def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig,
+                  with_eupid: Set[tuple[str, str]] = frozenset()) -> list[Edge]:
     """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
-    unlinked, and the pairs a reviewer linked."""
+    unlinked (or reviews: _linked_on_score), and the pairs a reviewer linked."""
+    contested = rivals(scored, with_eupid, decisions, config)
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
-             for r in scored if _linked_on_score(r, config)
-             and decisions.get(_pair(r["source_l"], r["id_l"], r["source_r"], r["id_r"])) != "unlink"]
+             for r in scored if _linked_on_score(r, config, contested)
+             and decisions.get(_pair_of(r)) != "unlink"]
     return edges + [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
 
 
-def _linked_on_score(scored: dict[Any, Any], config: LinkageConfig) -> bool:
-    """At or above the link threshold, and showing no evidence that sends a pair to a reviewer whatever
-    its score (review_when: twins born one day share everything but sex)."""
+def _linked_on_score(scored: dict[Any, Any], config: LinkageConfig, contested: Rivals) -> bool:
+    """At or above the link threshold, showing no evidence that sends a pair to a reviewer whatever its
+    score (review_when: twins born one day share everything but sex, or but their diagnosis dates), and
+    standing out among the patients of one source that match one of its two records (rivals)."""
     return bool(scored["match_probability"] >= config.link_threshold) and not any(
-        evidence_label(config, field, int(scored[f"gamma_{field}"])) in labels
-        for field, labels in config.review_when.items())
+        all(_evidence(scored, config, field) in labels for field, labels in condition.items())
+        for condition in config.review_when) and _pair_of(scored) not in contested
+
+
+def _evidence(scored: dict[Any, Any], config: LinkageConfig, field: str) -> str:
+    return evidence_label(config, field, int(scored[f"gamma_{field}"]))
+
+
+Rivals = dict[tuple[tuple[str, str], tuple[str, str]], set[str]]  # pair -> the sources whose patients contest it
+
+
+def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
+           config: LinkageConfig) -> Rivals:
+    """The pairs that another patient of one source contests: of the patients of that source scored with
+    one of the pair's records, the pair's share of their Bayes factors (2^match weight) is below the
+    link threshold, so its odds against the rivals are under 19 to 1. Both twins registered by one source
+    match the other twin's record alike, while one child registered twice by a source is rare: such a
+    pair is either twin, for a reviewer to say, where clustering linked whichever sorted first. Pairs of
+    two EUPIDs are left out, their EUPIDs say whether they are one, and pairs a reviewer unlinked: the
+    twin left is no longer contested."""
+    candidates: dict[tuple[tuple[str, str], str], list[tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
+    for r in scored:
+        left, right = pair = _pair_of(r)
+        if (left in with_eupid and right in with_eupid) or decisions.get(pair) == "unlink":
+            continue
+        for record, other in pair, (right, left):
+            candidates.setdefault((record, other[0]), []).append((float(r["match_weight"]), pair))
+    contested: Rivals = {}
+    for (_, source), weighed in candidates.items():
+        if len(weighed) < 2:
+            continue
+        top = max(weight for weight, _ in weighed)
+        total = sum(2.0 ** (weight - top) for weight, _ in weighed)
+        for weight, pair in weighed:
+            if 2.0 ** (weight - top) / total < config.link_threshold:
+                contested.setdefault(pair, set()).add(source)
+    return contested
+
+
+def _pair_of(scored: dict[Any, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    return _pair(scored["source_l"], scored["id_l"], scored["source_r"], scored["id_r"])
 
 
 def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
@@ -362,17 +404,20 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
 
 def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,
                  config: LinkageConfig, run_id: str) -> pd.DataFrame:
-    """The pairs between the thresholds (and those above it that review_when holds back), with the
-    evidence per field; not pairs of two EUPIDs (never one person, or already one), which no reviewer
-    needs to see."""
+    """The pairs between the thresholds (and those above it that review_when or rivals hold back), with the
+    evidence per field and the rivals' sources; not pairs of two EUPIDs (never one person, or already one),
+    which no reviewer needs to see."""
     rows = []
+    contested = rivals(scored, with_eupid, decisions, config)
     for r in scored:
-        left, right = (r["source_l"], r["id_l"]), (r["source_r"], r["id_r"])
-        if _linked_on_score(r, config) or (left in with_eupid and right in with_eupid):
+        left, right = _pair_of(r)
+        if _linked_on_score(r, config, contested) or (left in with_eupid and right in with_eupid):
             continue
-        evidence = {f: evidence_label(config, f, int(r[f"gamma_{f}"])) for f in config.fields}
+        evidence = {f: _evidence(r, config, f) for f in config.fields}
+        if sources := contested.get((left, right)):
+            evidence["rival"] = "another patient of " + " and of ".join(sorted(sources))
         rows.append({"run_id": run_id, "source_id_l": left[0], "source_patient_pseudonym_l": left[1],
                      "source_id_r": right[0], "source_patient_pseudonym_r": right[1],
                      "match_weight": float(r["match_weight"]), "match_probability": float(r["match_probability"]),
-                     "evidence": json.dumps(evidence), "decision": decisions.get(_pair(*left, *right))})
+                     "evidence": json.dumps(evidence), "decision": decisions.get((left, right))})
     return pd.DataFrame(rows)
