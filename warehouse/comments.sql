@@ -434,7 +434,7 @@ COMMENT ON COLUMN dq.rule_failure.message IS 'What the rule said of the record, 
 COMMENT ON COLUMN dq.rule_failure.table_name IS 'The table of the record, for a rule over several tables; NULL: the rule''s table (dq.check).';
 
 -- dq.link_candidate -----------------------------------------------------------------------------
-COMMENT ON TABLE dq.link_candidate IS 'The clerical review list: pairs of source patients in two sources whose match probability lies between the review and the link threshold (docs/linkage.md).';
+COMMENT ON TABLE dq.link_candidate IS 'The clerical review list: pairs of source patients in two sources whose match probability lies between the review and the link threshold, or above it but held back (review_when: twins of two sexes, diagnoses dated to the day weeks apart; or another patient of one source matching alike: a rival) (docs/linkage.md).';
 COMMENT ON COLUMN dq.link_candidate.run_id IS 'The run whose linkage the list is: the run that scored the pair, or a later one that kept it (dq.link_scored names the run that scored it).';
 COMMENT ON COLUMN dq.link_candidate.source_id_l IS 'Source of the first patient.';
 COMMENT ON COLUMN dq.link_candidate.source_patient_pseudonym_l IS 'Keyed pseudonym of the first patient.';
@@ -442,7 +442,7 @@ COMMENT ON COLUMN dq.link_candidate.source_id_r IS 'Source of the second patient
 COMMENT ON COLUMN dq.link_candidate.source_patient_pseudonym_r IS 'Keyed pseudonym of the second patient.';
 COMMENT ON COLUMN dq.link_candidate.match_weight IS 'Splink match weight: log2 of the Bayes factor of all fields with the prior. Unit: bits.';
 COMMENT ON COLUMN dq.link_candidate.match_probability IS 'Splink match probability. Unit: proportion (0-1).';
-COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label, the level the field reached in etl/link/linkage.yaml (agree, swap, month-only, same-month-other-day, year-only, same-year, within-week, near, same-site, disagree, missing); never a value.';
+COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label, the level the field reached in etl/link/linkage.yaml (agree, swap, month-only, same-month-other-day, year-only, same-year, within-week, near, weeks-apart, months-apart, same-site, disagree, missing), and rival (another patient of the sources named matches alike) when one holds the pair back; never a value.';
 COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the pair, if any. Codes: link / unlink.';
 
 -- dq.link_scored --------------------------------------------------------------------------------
