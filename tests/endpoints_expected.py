@@ -8,6 +8,7 @@ against both. `person` is whoever a row belongs to: a true person id, or a patie
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -203,13 +204,23 @@ def first_given(dates: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates("person").drop(columns=["last_day", "rank"]).reset_index(drop=True)
 
 
+def origin_bound(day: date, end: date | None, events: Sequence[date], known_on: Sequence[date] = ()) -> date | None:
+    """What an origin whose period starts on `day` cannot be placed after (marts.survival's origin_bound): the end
+    of follow-up, a relapse or progression dated after `day` (the event then follows it, and counts), and for the
+    diagnosis a day a diagnosis or treatment start is known by, on or after `day`."""
+    bounds = [e for e in events if e > day] + [d for d in known_on if d >= day] + ([end] if end is not None else [])
+    return min(bounds) if bounds else None
+
+
 def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
-                          ends: dict[Any, tuple[date | None, date | None]] | None = None) -> pd.DataFrame:
+                          ends: dict[Any, tuple[date | None, date | None]] | None = None,
+                          events: dict[Any, list[date]] | None = None) -> pd.DataFrame:
     """marts.survival, origin recommendation: person, origin_date, origin_date_precision, advice_group; a
     person who died before the first day the recommendation can be on is left out. death_dates: person ->
     death date (NaT when alive or unknown). board: submissions(), with recommendation_date_precision when
     known (else day). ends: person -> (first day of the birth, end of follow-up) that bound a recommendation
-    known only to its month or year (placed_date)."""
+    known only to its month or year (placed_date), as do `events`: person -> the days of their relapses and
+    progressions as given (origin_bound)."""
     comparable = board[board.advice_group.isin(["followed", "not_followed"]) & board.recommendation_date.notna()]
     precision = (comparable.recommendation_date_precision if "recommendation_date_precision" in comparable
                  else pd.Series("day", index=comparable.index))
@@ -217,9 +228,12 @@ def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
                                       "precision": precision, "tie": comparable.advice_group}))
     died = first.person.map(death_dates)
     kept = first[~(died.notna() & (died < first.first_day))]
-    ends = ends or {}
-    placed = [placed_date(pd.Timestamp(d).date(), p, *ends.get(person, (None, None)))
-              for person, d, p in zip(kept.person, kept.first_day, kept.precision)]
+    ends, events = ends or {}, events or {}
+    placed = []
+    for person, first_day, precision in zip(kept.person, kept.first_day, kept.precision):
+        day = pd.Timestamp(first_day).date()
+        born, end = ends.get(person, (None, None))
+        placed.append(placed_date(day, precision, born, origin_bound(day, end, events.get(person, []))))
     return pd.DataFrame({"person": kept.person, "origin_date": pd.to_datetime(pd.Series(placed, dtype=object)).values,
                          "origin_date_precision": kept.precision,
                          "advice_group": kept.tie}).reset_index(drop=True)
@@ -231,13 +245,15 @@ DEATH_CERTIFICATE_ONLY = "0"  # ENCR basis of diagnosis
 
 def diagnosis_origin(diagnoses: pd.DataFrame, registered: set[Any], death_dates: pd.Series,
                      ends: dict[Any, tuple[date | None, date | None]] | None = None,
-                     known_on: dict[Any, list[date]] | None = None) -> pd.DataFrame:
+                     known_on: dict[Any, list[date]] | None = None,
+                     events: dict[Any, list[date]] | None = None) -> pd.DataFrame:
     """marts.survival, origin diagnosis: person, origin_date, origin_date_precision. Of a person a population-based
     registry registered (`registered`), the malignant initial diagnoses (behaviour /3, /6 or /9) not known from a
     death certificate only; the one that must have come first (first_given), placed in its period (placed_date) not
     before the birth and not after the end of follow-up (`ends`: person -> (first day of the birth, end of
     follow-up)) nor after a date known to the day on or after its period's first day (`known_on`: person -> the
-    days of their diagnoses and treatment starts known to the day). A person who died before the first day the
+    days of their diagnoses and treatment starts known to the day), nor after a relapse or progression dated after
+    it (`events`: origin_bound). A person who died before the first day the
     diagnosis can be on is left out. diagnoses: person, event_type, diagnosis_date, diagnosis_date_precision,
     icdo3_behaviour, basis_of_diagnosis; death_dates: person -> death date (NaT when alive)."""
     origins = diagnoses[(diagnoses.event_type == "initial") & diagnoses.icdo3_behaviour.isin(MALIGNANT)
@@ -247,14 +263,14 @@ def diagnosis_origin(diagnoses: pd.DataFrame, registered: set[Any], death_dates:
                                       "precision": origins.diagnosis_date_precision.replace("", None), "tie": ""}))
     died = first.person.map(death_dates)
     kept = first[~(died.notna() & (died < first.first_day))]
-    ends, known_on = ends or {}, known_on or {}
+    ends, known_on, events = ends or {}, known_on or {}, events or {}
     placed = []
     for person, first_day, precision in zip(kept.person, kept.first_day, kept.precision):
         day = pd.Timestamp(first_day).date()
         born, end = ends.get(person, (None, None))
-        # a date known to the day before the period's first day (a date error) bounds nothing; the end always does
-        bounds = [d for d in known_on.get(person, []) if d >= day] + ([end] if end is not None else [])
-        placed.append(placed_date(day, precision, born, min(bounds) if bounds else None))
+        # a date before the period's first day (a date error) bounds nothing; the end always does
+        placed.append(placed_date(day, precision, born,
+                                  origin_bound(day, end, events.get(person, []), known_on.get(person, []))))
     return pd.DataFrame({"person": kept.person, "origin_date": pd.to_datetime(pd.Series(placed, dtype=object)).values,
                          "origin_date_precision": kept.precision}).reset_index(drop=True)
 

@@ -470,15 +470,15 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
         placed = []
         for person, d, p in zip(first.person, first.first_day, first.precision):
             born, end = ends.get(person, (None, None))
-            bounds = [e for e in event_days.get(person, []) if e > d.date()] + ([end] if end is not None else [])
-            placed.append(expected.placed_date(d.date(), p, born, min(bounds) if bounds else None))
+            placed.append(expected.placed_date(d.date(), p, born,
+                                               expected.origin_bound(d.date(), end, event_days.get(person, []))))
         return pd.DataFrame({"patient_id": first.person, "origin_date": pd.to_datetime(pd.Series(placed)),
                              "origin_date_precision": first.precision, "origin": origin})
 
     origins = pd.concat([earliest(relapses, "diagnosis_date", "relapse"),
                          earliest(enrolment, "enrolment_date", "enrolment")])
     # From the recommendation, grouped by that submission's advice; who died before it is left out.
-    recommended = expected.recommendation_origin(core_board(core), dead_on, ends)
+    recommended = expected.recommendation_origin(core_board(core), dead_on, ends, event_days)
     advice_of = dict(zip(recommended.person, recommended.advice_group))
     origins = pd.concat([origins, pd.DataFrame({"patient_id": recommended.person, "origin": "recommendation",
                                                 "origin_date": recommended.origin_date,
@@ -487,7 +487,7 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
     registered = set(diagnosis.patient_id[diagnosis.source_id.isin(population_based)
                                           & (diagnosis.event_type == "initial")])
     diagnosed = expected.diagnosis_origin(diagnosis.rename(columns={"patient_id": "person"}), registered, dead_on,
-                                          ends, known_by(core))
+                                          ends, known_by(core), event_days)
     origins = pd.concat([origins, pd.DataFrame({"patient_id": diagnosed.person, "origin": "diagnosis",
                                                 "origin_date": diagnosed.origin_date,
                                                 "origin_date_precision": diagnosed.origin_date_precision})])
