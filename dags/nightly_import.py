@@ -33,10 +33,11 @@ publish takes the lock again, checks the lease is still this run's, publishes an
 the publish fails, releases it: the home is free, and a retry of publish may take it back). `rtw
 run` sees the lease and waits or refuses (etl/runlock.py); so does another DAG run's plan while the
 DAG run the lease names is still running: `max_active_runs=1` keeps the scheduled and manual runs
-apart, but not a backfill's. publish names its process in the lease, and so does a run whose tasks all
-run in one process (`airflow dags test`): once that process is gone (killed, out of memory), the next run
-takes the home over at once instead of waiting for the lease to lapse. A task's process is made
-owner-only (umask 077): the home holds identifiers.
+apart, but not a backfill's. Each extract, harmonise and publish task says it is at work for its run while
+it is (`runlock.heartbeat`; publish from before it waits for the home): once every one of those at work is
+gone (killed, out of memory, on this host), `rtw run` takes the home over at once instead of waiting for the
+lease to lapse; so does the next run after a DAG run whose tasks all run in one process (`airflow dags
+test`). A task's process is made owner-only (umask 077): the home holds identifiers.
 
 Retries are for reading exports (pull, extract), not for publish or for steps a retry cannot
 mend. Every task has an execution timeout and the run a `dagrun_timeout`. The param `force`
@@ -243,8 +244,9 @@ def nightly_import() -> None:
 
         with _source_step("extract", source["source_id"]):
             home = _home()
-            with runlock.heartbeat(home, source["run_id"]):
-                _reached(source["run_id"], f"source.extract[{source['source_id']}]")
+            step = f"source.extract[{source['source_id']}]"
+            with runlock.heartbeat(home, source["run_id"], step=step):
+                _reached(source["run_id"], step)
                 return pipeline.extract_source(home, source["run_id"], source["source_id"],
                                                sources_dir=_sources_dir()).model_dump(mode="json")
 
@@ -257,8 +259,9 @@ def nightly_import() -> None:
             key = Variable.get("rtw_pseudonym_key", default=None)
             outcome = SourceOutcome.model_validate(extracted)
             home = _home()
-            with runlock.heartbeat(home, outcome.run_id):
-                _reached(outcome.run_id, f"source.harmonise[{outcome.source_id}]")
+            step = f"source.harmonise[{outcome.source_id}]"
+            with runlock.heartbeat(home, outcome.run_id, step=step):
+                _reached(outcome.run_id, step)
                 return pipeline.harmonise_extracted(home, outcome, key_value=key,
                                                     sources_dir=_sources_dir()).model_dump(mode="json")
 

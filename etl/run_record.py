@@ -7,12 +7,12 @@ publish writes the warehouse. So every run, `rtw run` and the DAG's alike, keeps
 each step, and removed once its publish is done. A run that fails rewrites it as failed, with the step
 and the first line of why (`said`); a run that could not take the home leaves one too. A record still
 `running` whose run no longer holds the home (etl/runlock.py: neither its process nor its DAG run's
-lease is alive, or the one process its lease names is gone) ended without a word: killed (kill -9, out
-of memory, a power cut) in the step it names; the next run to take the home writes it so. A process is
-gone when its pid is not alive on this host, or is alive with another start time (reused: the record
-keeps its start, `runlock.process_start`). A DAG run's lease lives two hours after its last task: a
-record in the DAG's publish whose process (publish records its own) is gone is killed at once, as
-publish is the run's last step and one process, even before publish has written itself into the lease.
+lease is alive, or the one process its lease names is gone, or every process at work for it is) ended
+without a word: killed (kill -9, out of memory, a power cut) in the step it names; the next run to take
+the home writes it so. A process is gone when its pid is not alive on this host, or is alive with
+another start time (reused: the record keeps its start, `runlock.process_start`). A DAG run's lease
+lives two hours after its last task: a record in the DAG's publish whose process (publish records its
+own) is gone is killed at once, as publish is the run's last step and one process.
 
 A reason quotes the first line of an error of the system or of this project's own only (another's may
 quote an export's value: its type is said, its text goes to the log); what it quotes passes

@@ -29,10 +29,21 @@ and a DAG run whose tasks all run in one process (`airflow dags test`, `rtw demo
 runs each task in the process driving the run), known when a later task finds the lease written by its own
 process. When that process is known to be gone (this host, its pid not alive, or alive with another start
 time: reused), so is the run: nothing of it is left to renew or end the lease, and the next run takes the
-home over at once, saying so, rather than being refused for the lease's two hours. Between plan and publish
-of a DAG run whose tasks are processes of their own (perhaps on other hosts, the next not started yet) no
-process stands for the run: the heartbeat alone decides. A process of another host, or alive with its
-recorded start, may be working: its lease holds.
+home over at once, saying so, rather than being refused for the lease's two hours.
+
+A DAG run whose tasks are processes of their own (the LocalExecutor, Celery, Kubernetes) has no such process:
+its extract and harmonise tasks may run side by side, on other hosts. Each process at work for the run says so
+in a file of its own, `<home>/.run.working/<run id>-<token>.json` (`at_work`), written before it waits for
+the home's lock (a task killed while it waits is named too) and removed when its task ends, however it ends
+but killed: an extract or harmonise task, for its heartbeat.
+A file needs no lock to be written, so no task is ever at work unnamed. When some are named and every one is
+known to be gone, the run was killed at work (kill -9, out of memory, its host rebooted): `rtw run` takes the
+home over at once, saying so. A task that starts after that finds the lease gone and refuses; publish too.
+Never while one named may live (of another host or container: it cannot be asked), nor while none is named
+(between two tasks: the next may start any moment), where the heartbeat alone decides. A DAG plan asks
+Airflow instead: a DAG run still running is left to its scheduler (alive: it runs this plan), which retries
+or fails the killed task and goes on to publish. The cost: `rtw run` started between a killed task and its
+retry takes the home, and that DAG run then refuses to publish, saying its lease is gone.
 
 Why not a lease for `rtw run` too: the flock needs no heartbeat and cannot outlive its process.
 """
@@ -43,6 +54,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -57,6 +69,7 @@ from etl.config import Home
 
 LOCK_NAME = ".run.lock"
 LEASE_NAME = ".run.lease"
+AT_WORK = ".run.working"  # one file per process at work for a DAG run's lease (`at_work`)
 LEASE_TTL_SECONDS = float(os.environ.get("RTW_LEASE_TTL", 2 * 3600))  # scheduling gaps between tasks included
 _POLL_SECONDS = 0.2
 # A renewal waits this long for the lock: others hold it a moment while this run's lease lives (a run refused);
@@ -139,6 +152,53 @@ def _gone_alone(lease: dict[str, Any]) -> bool:
     return bool(lease.get("alone")) and process_gone(lease)
 
 
+def _working(home: Home) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every process that says it is at work for a run (`at_work`), with its file."""
+    folder = home.root / AT_WORK
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            process = json.loads(path.read_text())
+        except (OSError, ValueError):  # removed meanwhile: its task ended
+            continue
+        if isinstance(process, dict):
+            yield path, process
+
+
+def _killed_at_work(home: Home, lease: dict[str, Any]) -> list[dict[str, Any]]:
+    """The processes that were at work for a lease's run, when some were and every one is known to be gone
+    (`process_gone`): nothing of the run is left at work. Else none (one may live, or none is named)."""
+    working = [p for _, p in _working(home) if p.get("run_id") == lease.get("run_id")]
+    return working if working and all(process_gone(p) for p in working) else []
+
+
+def _forget_gone(home: Home, run_id: str) -> None:
+    """A task of run `run_id` at work (a retry, the next task): the run goes on, so what its processes killed
+    before left says nothing of it any more (else it would, between two tasks, say the run killed)."""
+    for path, process in _working(home):
+        if process.get("run_id") == run_id and process_gone(process):
+            path.unlink(missing_ok=True)
+
+
+def _forget_at_work(home: Home, keep: str | None = None) -> None:
+    """Remove what processes of other runs than `keep` left (killed at work, or of a lease replaced): any of
+    them still at work finds its lease gone at its next step."""
+    for path, process in _working(home):
+        if process.get("run_id") != keep:
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def at_work(home: Home, run_id: str, step: str) -> Iterator[None]:
+    """This process is at work for run `run_id` (a DAG task) while the block runs: a file of its own says so,
+    without the home's lock (which it may be waiting for), and goes when the block ends, raising or not."""
+    path = fsio.private_folder(home.root / AT_WORK) / f"{run_id}-{secrets.token_hex(8)}.json"
+    fsio.write_text(path, json.dumps({**this_process(), "run_id": run_id, "step": step}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _read_holder(fd: int) -> dict[str, Any]:
     try:
         found = json.loads(os.pread(fd, 4096, 0) or b"{}")
@@ -201,9 +261,13 @@ def _try_hold(home: Home, fd: int, run_id: str, lease: str,
             time.sleep(0.05)
         return {}
     current = read_lease(home)
-    if current is not None and lease in ("respect", "replace") and _is_live(current) and _gone_alone(current):
-        _take_over(home, run_id, current)
-        current = None
+    if current is not None and lease in ("respect", "replace") and _is_live(current):
+        if _gone_alone(current):
+            _take_over(home, run_id, current)
+            current = None
+        elif lease == "respect" and (killed := _killed_at_work(home, current)):  # a DAG plan asks Airflow
+            _take_over(home, run_id, current, killed)
+            current = None
     if lease == "replace":
         if current is None or not _is_live(current) or running is None or not running(current):
             return None
@@ -212,6 +276,7 @@ def _try_hold(home: Home, fd: int, run_id: str, lease: str,
             return None
         if not _is_live(current):
             (home.root / LEASE_NAME).unlink(missing_ok=True)  # its DAG run died or failed: it will not publish
+            _forget_at_work(home)
             return None
     elif current is not None and current.get("run_id") == lease:
         return None
@@ -222,18 +287,27 @@ def _try_hold(home: Home, fd: int, run_id: str, lease: str,
     return {**current, "lease": True}
 
 
-def _take_over(home: Home, run_id: str, lease: dict[str, Any]) -> None:
-    """Remove the live lease of a run whose last process is gone (under the flock), saying so: in the run's
-    log (the terminal for `rtw run`, the task's log for the DAG)."""
+def _take_over(home: Home, run_id: str, lease: dict[str, Any], killed: list[dict[str, Any]] | None = None) -> None:
+    """Remove the live lease of a run whose last process is gone, or every process `killed` at work for it (under
+    the flock), saying so: in the run's log (the terminal for `rtw run`, the task's log for the DAG)."""
     (home.root / LEASE_NAME).unlink(missing_ok=True)
+    _forget_at_work(home)
     dag_run = f", Airflow DAG run {lease['dag_run_id']}" if lease.get("dag_run_id") else ""
-    step = f" ({lease['step']})" if lease.get("step") else ""
     renewed = float(lease.get("heartbeat", 0))
-    log.warning("run %s takes the home over from run %s%s: its lease (%s), renewed %s, was held by its process "
-                "pid %s on %s%s alone, and that process is gone (killed, out of memory: its pid is not alive, or "
-                "is another process's now); the lease would have held the home until %s", run_id,
-                lease.get("run_id", "unknown"), dag_run, LEASE_NAME, _utc(renewed), lease.get("pid", "?"),
-                lease.get("host", "?"), step, _utc(renewed + LEASE_TTL_SECONDS))
+    if killed:
+        held = (f"the processes at work for it, {', '.join(_named(p) for p in killed)}, and every one is gone "
+                "(killed, out of memory, its host restarted: its pid is not alive, or is another process's now)")
+    else:
+        held = (f"its process {_named(lease)} alone, and that process is gone (killed, out of memory: its pid is "
+                "not alive, or is another process's now)")
+    log.warning("run %s takes the home over from run %s%s: its lease (%s), renewed %s, was held by %s; the lease "
+                "would have held the home until %s", run_id, lease.get("run_id", "unknown"), dag_run, LEASE_NAME,
+                _utc(renewed), held, _utc(renewed + LEASE_TTL_SECONDS))
+
+
+def _named(process: Mapping[str, Any]) -> str:
+    step = f" ({process['step']})" if process.get("step") else ""
+    return f"pid {process.get('pid', '?')} on {process.get('host', '?')}{step}"
 
 
 def holds(home: Home, run_id: str) -> bool:
@@ -241,7 +315,8 @@ def holds(home: Home, run_id: str) -> bool:
     a DAG run by its live lease, a process by the lock file naming it while it lives (on another host: while
     the lock file names it; a run that takes the home after it writes its own name there)."""
     lease = read_lease(home)
-    if lease is not None and lease.get("run_id") == run_id and _is_live(lease) and not _gone_alone(lease):
+    if lease is not None and lease.get("run_id") == run_id and _is_live(lease) and not _gone_alone(lease) \
+            and not _killed_at_work(home, lease):
         return True
     try:
         holder = json.loads((home.root / LOCK_NAME).read_bytes() or b"{}")
@@ -268,6 +343,7 @@ def process_lives(pid: int) -> bool:
 def take_lease(home: Home, run_id: str, *, dag_run_id: str | None = None) -> None:
     """Take the home for a DAG run across its tasks (call under run_lock with lease="replace");
     `dag_run_id`: Airflow's id of that DAG run, by which another DAG run's plan asks whether it still runs."""
+    _forget_at_work(home, keep=run_id)  # what a replaced lease's run left: that run will not publish
     fsio.write_text(home.root / LEASE_NAME, json.dumps({**_holder(run_id, "airflow"), "dag_run_id": dag_run_id}))
 
 
@@ -290,6 +366,8 @@ def _renew(home: Home, run_id: str, *, entering: bool = False) -> None:
         if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
             raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
         renewed = {**lease, "heartbeat": time.time()}
+        if entering:
+            _forget_gone(home, run_id)
         me = this_process()
         if entering and me["started"] is not None and all(lease.get(k) == v for k, v in me.items()):
             renewed["alone"] = True  # a later task in the process that took the lease: that process runs them all
@@ -321,6 +399,7 @@ def end_lease(home: Home, run_id: str) -> None:
     lease = read_lease(home)
     if lease and lease.get("run_id") == run_id:
         (home.root / LEASE_NAME).unlink(missing_ok=True)
+        _forget_at_work(home)
 
 
 def release_lease(home: Home, run_id: str) -> None:
@@ -332,12 +411,20 @@ def release_lease(home: Home, run_id: str) -> None:
 
 
 @contextmanager
-def heartbeat(home: Home, run_id: str) -> Iterator[None]:
-    """For a DAG task between plan and publish: check the lease is this run's and keep it fresh.
+def heartbeat(home: Home, run_id: str, *, step: str = "a task") -> Iterator[None]:
+    """For a DAG task between plan and publish (`step`, as the run's record names it): say this process is at
+    work for the run (`at_work`), check the lease is this run's and keep it fresh.
 
     Raises RunBusy when another run holds the home (this run's lease expired and was taken over).
     """
-    _renew(home, run_id, entering=True)
+    with at_work(home, run_id, step):
+        _renew(home, run_id, entering=True)
+        with _beating(home, run_id):
+            yield
+
+
+@contextmanager
+def _beating(home: Home, run_id: str) -> Iterator[None]:
     stop = threading.Event()
 
     def renew() -> None:
