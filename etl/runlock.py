@@ -33,9 +33,9 @@ home over at once, saying so, rather than being refused for the lease's two hour
 
 A DAG run whose tasks are processes of their own (the LocalExecutor, Celery, Kubernetes) has no such process:
 its extract and harmonise tasks may run side by side, on other hosts. Each process at work for the run says so
-in a file of its own, `<home>/.run.working/<run id>-<token>.json` (`at_work`), written before it waits for
+in a file of its own, `<home>/.run.working/<run id>-<process>.json` (`at_work`), written before it waits for
 the home's lock (a task killed while it waits is named too) and removed when its task ends, however it ends
-but killed: an extract or harmonise task, for its heartbeat.
+but killed: an extract or harmonise task for its heartbeat, a publish while it waits for and holds the home.
 A file needs no lock to be written, so no task is ever at work unnamed. When some are named and every one is
 known to be gone, the run was killed at work (kill -9, out of memory, its host rebooted): `rtw run` takes the
 home over at once, saying so. A task that starts after that finds the lease gone and refuses; publish too.
@@ -59,7 +59,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -228,24 +228,26 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", l
     lease: "respect" (a live lease of another run holds the home; a dead or released one is removed),
     "replace" (a DAG plan: the lease of a DAG run that has ended is replaced; `running(lease)` tells
     whether the DAG run a live lease names is still running, and then it holds the home), or a run id
-    (a DAG publish: that run's lease is this run's own, any other means the lease was lost).
+    (a DAG publish: that run's lease is this run's own, any other means the lease was lost; at work for its
+    run from before it waits, `at_work`: killed while it waits for the home, it leaves it to the next run).
     """
-    fd = fsio.open_private(home.root / LOCK_NAME)
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            busy = _try_hold(home, fd, run_id, lease, running)
-            if busy is None:
-                break
-            if time.monotonic() >= deadline:
-                raise RunBusy(busy)
-            time.sleep(_POLL_SECONDS)
-        holder = _holder(run_id, kind)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield holder
-    finally:
-        os.close(fd)  # releases the flock
+    with at_work(home, run_id, "publish") if lease not in ("respect", "replace") else nullcontext():
+        fd = fsio.open_private(home.root / LOCK_NAME)  # a publish: at work for its run while it waits too
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                busy = _try_hold(home, fd, run_id, lease, running)
+                if busy is None:
+                    break
+                if time.monotonic() >= deadline:
+                    raise RunBusy(busy)
+                time.sleep(_POLL_SECONDS)
+            holder = _holder(run_id, kind)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            yield holder
+        finally:
+            os.close(fd)  # releases the flock
 
 
 def _try_hold(home: Home, fd: int, run_id: str, lease: str,

@@ -6,11 +6,14 @@ lease and ends, an extract's works under the lease's heartbeat, publish waits fo
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +32,12 @@ _EXTRACT = ("import sys, time\nfrom etl import runlock\nfrom etl.config import r
             "with runlock.heartbeat(resolve_home(sys.argv[1]), 'dag-1', step=sys.argv[2]):\n"
             "    print('working', flush=True)\n"
             "    if len(sys.argv) < 4:\n        time.sleep(120)\n")
-
+# A publish task: waits for the home (another holds its lock), then publishes.
+_PUBLISH = ("import sys, time\nfrom etl import runlock\nfrom etl.config import resolve_home\n"
+            "home = resolve_home(sys.argv[1])\n"
+            "print('waiting', flush=True)\n"
+            "with runlock.run_lock(home, 'dag-1', kind='airflow', lease='dag-1', wait=120):\n"
+            "    runlock.publishing(home, 'dag-1')\n    print('publishing', flush=True)\n    time.sleep(120)\n")
 
 
 def _planned(root: Path) -> Home:
@@ -121,3 +129,22 @@ def test_a_dag_plan_leaves_a_run_airflow_still_runs_to_airflow(tmp_path):
         runlock.take_lease(home, "dag-2")
     assert runlock.read_lease(home)["run_id"] == "dag-2"
     assert list((tmp_path / runlock.AT_WORK).glob("*.json")) == []  # the killed run's are forgotten
+
+
+def test_a_publish_killed_while_waiting_for_the_home_leaves_it_to_the_next_run(tmp_path):
+    """It named itself in the lease only once it held the home: killed while it waited (a report being written
+    held the lock), the lease named plan_run's process and held the home two hours."""
+    home = _planned(tmp_path)
+    lock = os.open(tmp_path / runlock.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another holds the home's lock a while: publish waits for it
+    try:
+        with _task(_PUBLISH, str(tmp_path), said="waiting"):
+            for _ in range(1200):  # until it waits for the lock: never a timing
+                if list((tmp_path / runlock.AT_WORK).glob("*.json")):
+                    break
+                time.sleep(0.05)
+    finally:
+        os.close(lock)
+    assert runlock.read_lease(home)["run_id"] == "dag-1"
+    with runlock.run_lock(home, "cli"):
+        assert runlock.read_lease(home) is None
