@@ -132,7 +132,7 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     longer in landing (a form the source stopped sending), its source held for it: the next run loads the
     source without it. A file not held is refused (exit 1), saying what it is: nothing is accepted."""
     from etl.extract.file_names import shown_file_name
-    from etl.extract.guards import accept_file
+    from etl.extract.guards import accept_file, held_for_departure
     from etl.extract.landing import sha256_of
     from etl.load.warehouse import read_loaded_files
     from etl.schema import reading
@@ -155,12 +155,17 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
             _fail(f"{file} names {len(gone)} loaded files of {source}; give the sha256 of the one that is gone "
                   f"(rtw status lists them): {', '.join(sha[:12] for sha, _ in gone)}")
         with reading(rtw_home.warehouse) as live:  # a departure is accepted once a run held the source for it
-            held = live is not None and live.execute(
-                "SELECT status FROM meta.source WHERE source_id = ?", [source]).fetchone() == ("held",)
-        if not held:
+            status, held_message = (live.execute("SELECT status, message FROM meta.source WHERE source_id = ?",
+                                                 [source]).fetchone() if live is not None else None) or (None, None)
+        accept_when = ("a run that finds a loaded form's export missing holds the source and names the file; "
+                       "accept its departure then")
+        if status != "held":
             _fail(f"{source}: {gone[0][1].name} is loaded, and {source} is not held for its absence: nothing to "
-                  "accept (a run that finds a loaded form's export missing holds the source and names the file; "
-                  "accept its departure then)")
+                  f"accept ({accept_when})")
+        if not held_for_departure(held_message, gone[0][1], gone[0][0]):
+            _fail(f"{source}: {gone[0][1].name} is loaded, and {source} is held, but not for its absence (the "
+                  f"last run found no export of it missing; rtw status says why it held {source}): nothing to "
+                  f"accept ({accept_when})")
         for sha, f in gone:
             accept_file(rtw_home.root, source, f.name, sha, departure=True)
         records = sum(f.records for _, f in gone)

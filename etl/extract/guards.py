@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
@@ -120,3 +121,17 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
                            "loaded) in landing: a file missing from the delivery (if the source no longer sends "
                            "it, accepting that file, by its name or sha256, accepts its departure)")
     return reasons
+
+
+# A departure's reason, as held_series writes it: the files, by their names as shown, then their series.
+_DEPARTURE_REASON = re.compile(r"no export of (?P<files>.+?) \(series (?P<series>.+?), \d+ records loaded\) in landing")
+
+
+def held_for_departure(held_message: str | None, loaded: LoadedFile, sha256: str) -> bool:
+    """Whether the run that held a source (its message, meta.source.message) held it for this loaded file's
+    departure: the file is one a reason of held_series names, its series delivered no export that night. A
+    source held for something else (a shrink, another form gone) says nothing of this file: whether it is
+    still sent is for a run to find, which then holds the source for it."""
+    named = _named(loaded.name, sha256)
+    return any(found["series"] == loaded.series and f", {named}, " in f", {found['files']}, "
+               for found in _DEPARTURE_REASON.finditer(held_message or ""))

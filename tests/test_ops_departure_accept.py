@@ -1,0 +1,61 @@
+"""A departure (a loaded file no longer delivered) is accepted only when the run that held its source held it for
+that file's departure: a source held for something else (a shrink, another form gone) says nothing of it."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+from warehouse_query import query_rows as _query
+
+from etl import pipeline
+from etl.cli import app
+from etl.config import resolve_home
+from etl.extract.guards import held_for_departure, held_series
+from etl.steps import LoadedFile
+from etl.synth import generate
+
+KEY_TEXT = "departure-test-key"
+WIDE = {"COLUMNS": "300"}
+
+
+def test_a_departure_is_held_for_when_a_reason_names_that_file_in_its_series():
+    loaded = {"a" * 64: LoadedFile("FU", 149, "ILTB_FU.csv"), "b" * 64: LoadedFile("RESP", 31, "ILTB_RESP.csv"),
+              "c" * 64: LoadedFile("RESP", 5, "ILTB_RESP_{patient}.csv"), "d" * 64: LoadedFile("TREAT", 19, "T.csv")}
+    message = "; ".join(held_series([], {}, {sha: f for sha, f in loaded.items() if f.series != "TREAT"}, set(), 0.1))
+    assert [held_for_departure(message, f, sha) for sha, f in loaded.items()] == [True, True, True, False]
+    assert not held_for_departure(message, LoadedFile("RESP", 31, "ILTB_FU.csv"), "a" * 64)  # another series's
+    assert not held_for_departure(message, LoadedFile("FU", 149, "FU.csv"), "e" * 64)  # a name within another
+    assert not held_for_departure(None, loaded["a" * 64], "a" * 64)
+
+
+def _accept(home, name: str):
+    return CliRunner().invoke(app, ["accept", "iltb", name, "--home", str(home.root)], env=WIDE)
+
+
+@pytest.mark.integration
+def test_a_departure_is_refused_while_its_source_is_held_for_something_else(tmp_path):
+    """The response form taken out of landing after a night that held iltb for its follow-up's shrink was
+    accepted as gone: no run had found it missing, and the next run loaded iltb without it, unasked."""
+    home = resolve_home(tmp_path / "home").ensure()
+    generate(home.root, patients=60, seed=11)
+    pipeline.run(home, key_value=KEY_TEXT)
+    folder = home.landing / "iltb"
+    follow_up = folder / "ILTB_FU.csv"
+    lines = follow_up.read_bytes().split(b"\r\n")
+    follow_up.write_bytes(b"\r\n".join(lines[: len(lines) // 5]) + b"\r\n")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]  # held for the shrink
+    (folder / "ILTB_RESP.csv").unlink()  # after that night: no run has found it missing
+
+    refused = _accept(home, "ILTB_RESP.csv")
+    assert refused.exit_code == 1, refused.output
+    assert ("rtw: iltb: ILTB_RESP.csv is loaded, and iltb is held, but not for its absence (the last run found no "
+            "export of it missing; rtw status says why it held iltb): nothing to accept") in refused.output
+    assert not (home.root / "accepted" / "iltb").exists()
+
+    assert _accept(home, "ILTB_FU.csv").exit_code == 0  # the shrink is real
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"] and "no export of ILTB_RESP.csv (series RESP" in (summary.message or "")
+    departed = _accept(home, "ILTB_RESP.csv")  # now the night held iltb for it
+    assert departed.exit_code == 0 and "the departure of ILTB_RESP.csv" in departed.output, departed.output
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    assert _query(home, "SELECT count(*) FROM core.response_assessment WHERE source_id = 'iltb'") == [(0,)]
