@@ -11,6 +11,7 @@ last good data; the other sources go on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -441,10 +442,26 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
         # A failed source is news even when nothing was revalidated: the page names it and why.
         with timing.step("report"):
             summary.report = publish_outputs.write_report(home, run_id, notes, with_pages=summary.validated)
+    if quality.data_docs_dir is not None:  # made before validation, which may have judged nothing anew
+        _remove_empty(quality.data_docs_dir, up_to=home.reports)
     if notes:
         publish_outputs.record_notes(home.warehouse, run_id, notes)
         summary.notes = notes
     return summary
+
+
+def _remove_empty(folder: Path, up_to: Path) -> None:
+    """Remove `folder` if no file is in it, and then each parent left empty below `up_to`: a run that wrote
+    no Data Docs and no report leaves no empty folder among the reports."""
+    for inner in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: a file is there
+            inner.rmdir()
+    while folder != up_to and folder.is_relative_to(up_to):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        folder = folder.parent
 
 
 def _keep_only(home: Home, source_id: str, published: Path) -> None:

@@ -243,10 +243,11 @@ def _content_digest(home: Home) -> dict[str, str]:
 def test_a_second_run_on_unchanged_files_skips_them_and_changes_nothing(loaded, tmp_path):
     shutil.copytree(loaded[0].root, tmp_path / "home", symlinks=True)  # the shared home is read only
     home = resolve_home(tmp_path / "home")
-    before = _content_digest(home)
+    before, reports = _content_digest(home), sorted(home.reports.iterdir())
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_changed == [] and summary.sources_unchanged == sorted(SOURCES)
     assert _content_digest(home) == before
+    assert sorted(home.reports.iterdir()) == reports  # no empty folder for the Data Docs it had nothing to put in
 
 
 def _core_rows_digest(home: Home) -> dict[str, str]:
