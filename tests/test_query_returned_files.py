@@ -23,6 +23,7 @@ from etl.quality.responses import (
     MAX_RETURNED_BYTES,
     ImportSummary,
     ResponseFileError,
+    ReturnedRow,
     _Item,
     _xlsx_sheets,
     check_rows,
@@ -191,6 +192,73 @@ def test_a_date_one_day_order_re_types_and_the_other_edits_is_refused_saying_why
                                                  ("03.04.2027", "2027-04-03 00:00:00")])
 def test_a_date_every_day_order_reads_as_the_day_sent_is_read_as_sent(tmp_path, value, returned):
     assert _returned_value(tmp_path, value, returned) == (1, [])
+
+
+NUMBER_UNSURE = (f"{EDITED} ('value': a spreadsheet reading the number with a decimal point or a decimal comma would "
+                 "make it another number, so a re-typing cannot be told from an edit; ask the centre for the XLSX as "
+                 "it was sent, or for a CSV with the numbers left as they were)")
+
+
+@pytest.mark.parametrize(("value", "returned"), [("1,234", "1.234"), ("1.234", "1,234"), ("12,345", "12.345"),
+                                                 ("1234", "1.234"), ("1234", "1,234"), ("1,234", "1234"),
+                                                 ("12", "12.000")])
+def test_a_number_one_decimal_mark_re_types_and_the_other_edits_is_refused_saying_why(tmp_path, value, returned):
+    """1,234 back as 1.234 read as unedited (a comma was taken for a decimal point): with a decimal point it
+    is 1234 made 1.234. Which decimal mark the spreadsheet used is not known, so it is refused, as is 1234
+    back as 1.234 (a decimal-comma spreadsheet grouping, or an edit to 1.234)."""
+    assert _returned_value(tmp_path, value, returned) == (0, [NUMBER_UNSURE])
+
+
+@pytest.mark.parametrize(("value", "returned"), [("0012", "12"), ("12", "12,0"), ("12,5", "12.5"),
+                                                 ("1234,5", "1 234,5"), ("1234,5", "1\u202f234,5"),
+                                                 ("1234.5", "1,234.5"), ("1234567", "1.234.567"), ("-0,5", "-.5")])
+def test_a_number_every_decimal_mark_reads_as_the_one_sent_is_read_as_sent(tmp_path, value, returned):
+    assert _returned_value(tmp_path, value, returned) == (1, [])
+
+
+def _returned_number(tmp_path: Path, value: str, number: float) -> tuple[int, list[str]]:
+    """(answers taken, problems) of a workbook that returns the query about `value` with an XLSX number cell."""
+    cells = [*DATED[:6], value, *DATED[7:]]
+    item = _sent_item(cells)
+    path = tmp_path / "answers.xlsx"
+    _workbook(path, item, cells)
+    book = load_workbook(path)
+    book.active.cell(row=2, column=HEADER.index("value") + 1, value=number)
+    book.save(path)
+    return _checked(path, item)
+
+
+@pytest.mark.parametrize(("value", "number"), [("12.3450", 12.345), ("12,3450", 12.345), ("1234,5", 1234.5),
+                                               ("0012", 12), ("1 234", 1234)])
+def test_an_xlsx_number_cell_is_read_as_its_value_whichever_decimal_mark_typed_it(tmp_path, value, number):
+    """A CSV re-typed by a spreadsheet and saved as XLSX: its number cell is its value, in no locale's writing.
+    Compared as the text Python writes (12.345), a decimal comma read it as 12345 and refused it."""
+    assert _returned_number(tmp_path, value, number) == (1, [])
+
+
+@pytest.mark.parametrize(("value", "number", "problem"), [("12345", 12.345, EDITED), ("19", 19.5, EDITED),
+                                                          ("1,234", 1234, NUMBER_UNSURE),
+                                                          ("1,234", 1.234, NUMBER_UNSURE)])
+def test_an_xlsx_number_cell_of_another_value_is_refused(tmp_path, value, number, problem):
+    """12.345 typed for 12345 is an edit, not a number a decimal comma groups; 1234 for 1,234 is what a
+    decimal-point spreadsheet makes of it, and a decimal-comma one makes it 1.234 (and the other way round): which
+    made it is not known."""
+    assert _returned_number(tmp_path, value, number) == (0, [problem])
+
+
+def test_a_row_with_a_date_and_a_number_either_convention_could_have_made_says_both():
+    cells = [*DATED[:6], "2027-04-03", *DATED[7:]]
+    item = _sent_item(cells)
+    row = ReturnedRow(None, 2, {**_expected([*cells, "cannot_determine", None, "Q1", item.row_key]),
+                                "line": "12.000", "value": "03/04/2027"})
+    summary = ImportSummary("answers.csv")
+    assert check_rows([row], "answers.csv", {("Q1", item.row_key): item}, {"Q1"}, {}, KEY, summary) == []
+    assert [p.message for p in summary.problems] == [
+        "columns 'line', 'value' changed since the query was sent; only 'response' and 'comment' may be filled in "
+        "('value': a spreadsheet reading the date month-first or day-first would make it another day; 'line': a "
+        "spreadsheet reading the number with a decimal point or a decimal comma would make it another number, so a "
+        "re-typing cannot be told from an edit; ask the centre for the XLSX as it was sent, or for a CSV with the "
+        "dates and numbers left as they were)"]
 
 
 def _unicode_text(sent: Path, path: Path, encoding: str, bom: bytes) -> Path:

@@ -30,7 +30,9 @@ code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", 
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
 the cell sent, but never where it could hide an edit: a date that the other day order reads as another
-day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit.
+day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit, and so is a number that the
+other decimal mark reads as another number (1,234 back as 1.234, or 1234 as 1.234); an XLSX number cell
+is compared as its value, not as the text Python writes for it.
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -154,11 +156,13 @@ class _Item:
 
 class ReturnedRow(NamedTuple):
     """A non-empty row of a returned file: its sheet (named when a workbook has several query sheets),
-    its number (the header is row 1) and header -> cell text."""
+    its number (the header is row 1), header -> cell text, and the headers of its XLSX number cells (whose
+    text is Python's, a decimal point and no grouping, whichever locale typed them)."""
 
     sheet: str | None
     number: int
     cells: dict[str, str]
+    numbers: frozenset[str] = frozenset()
 
 
 def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedRow]:
@@ -185,7 +189,12 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
         for number, row in enumerate(rows[1:], start=2):
             cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in named}
             if any(v.strip() for v in cells.values()):
-                yield ReturnedRow(sheet if several else None, number, cells)
+                numbers = frozenset(name for i, name in named if i < len(row) and _is_number(row[i]))
+                yield ReturnedRow(sheet if several else None, number, cells, numbers)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _header(row: Sequence[Any]) -> list[str]:
@@ -353,15 +362,63 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 # alike by both. Which one re-typed a file is not known, so a cell is taken as re-typed only if no order
 # reads it as another day than the one sent: 03/04/2027 is 3 April day-first and 4 March month-first, and
 # a centre that swapped it to 04/03/2027 made another day in either.
-_NUMBER = re.compile(r"[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d{1,4})?")
+# Numbers alike: a locale writes a decimal point, grouping with commas (1,234.5), or a decimal comma,
+# grouping with dots or spaces (1.234,5; 1 234,5). 1,234 is 1234 in one and 1.234 in the other, so a
+# cell is taken as re-typed only if it stands for one number in every convention, the one the cell sent
+# stands for in every convention: 0012 as 12 or 12,0, 12,5 as 12.5, but not 1,234 as 1.234 or as 1234.
+# An XLSX number cell is its value, in no convention (12.345 typed is not 12345).
 _YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
 _DAY_ORDERS = (("%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y"), ("%m/%d/%Y",))  # day-first, month-first
 _MIDNIGHT = (" 00:00:00", "T00:00:00")
 
 
-def _as_number(text: str) -> Decimal | None:
+class _Convention(NamedTuple):
+    """How a locale writes a number: the pattern, the grouping marks, the decimal mark."""
+
+    pattern: re.Pattern[str]
+    grouping: str
+    decimal: str
+
+
+_EXPONENT = r"([eE][-+]?\d{1,4})?"
+_DECIMAL_POINT = _Convention(re.compile(rf"[-+]?(\d{{1,3}}(,\d{{3}})+(\.\d*)?|\d+(\.\d*)?|\.\d+){_EXPONENT}"), ",", ".")
+_DECIMAL_COMMA = _Convention(  # a space: also the no-break spaces French and Nordic locales group with
+    re.compile(rf"[-+]?(\d{{1,3}}([. \u00a0\u202f]\d{{3}})+(,\d*)?|\d+(,\d*)?|,\d+){_EXPONENT}"), ". \u00a0\u202f", ",")
+
+
+def _as_number(text: str, convention: _Convention) -> Decimal | None:
+    """The number `text` stands for, read in one convention (None: not a number in it)."""
     text = text.strip()
-    return Decimal(text.replace(",", ".")) if _NUMBER.fullmatch(text) else None
+    if not convention.pattern.fullmatch(text):
+        return None
+    for mark in convention.grouping:
+        text = text.replace(mark, "")
+    return Decimal(text.replace(convention.decimal, "."))
+
+
+def _numbers(text: str, typed: bool = False) -> set[Decimal]:
+    """The numbers a cell stands for, one per convention that reads it; typed: an XLSX number cell, its value."""
+    readings = (_as_number(text, c) for c in ((_DECIMAL_POINT,) if typed else (_DECIMAL_POINT, _DECIMAL_COMMA)))
+    return {number for number in readings if number is not None}
+
+
+def _number_readings(sent: str, returned: str, typed: bool) -> tuple[bool, bool]:
+    """(whether the two cells can stand for the same number, whether they can stand for two numbers between them)."""
+    numbers, back = _numbers(sent), _numbers(returned, typed)
+    return bool(numbers & back), len(numbers | back) > 1
+
+
+def _same_number(sent: str, returned: str, typed: bool) -> bool:
+    """Whether the two cells are one number in every convention, the same."""
+    same, other = _number_readings(sent, returned, typed)
+    return same and not other
+
+
+def _number_convention_unsure(sent: str, returned: str, typed: bool) -> bool:
+    """Whether the cells are the same number in one convention and may be another in the other (1234 as 1.234):
+    a spreadsheet's re-typing or a centre's edit, which cannot be told apart."""
+    same, other = _number_readings(sent, returned, typed)
+    return same and other
 
 
 def _as_date(text: str, day_order: Sequence[str]) -> date | None:
@@ -397,39 +454,47 @@ def _day_order_unsure(sent: str, returned: str) -> bool:
     return same and other
 
 
-def _retyped_alike(sent: str, returned: str) -> bool:
+def _retyped_alike(sent: str, returned: str, typed: bool = False) -> bool:
     """Whether a returned cell is the one sent, or what a spreadsheet makes of it: the same number or day,
-    written its way. A number it shortened (1.23457E+19), another day, or a day that the other day order
-    reads as another (03/04/2027 as 2027-04-03: 4 March month-first) is an edit."""
+    written its way. typed: the cell is an XLSX number. A number it shortened (1.23457E+19), another day,
+    a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal point) or a
+    day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first) is an edit."""
     if returned == sent:
         return True
-    number = _as_number(sent)
-    if number is not None and number == _as_number(returned):
-        return True
-    return _same_day(sent, returned)
+    return _same_number(sent, returned, typed) or _same_day(sent, returned)
 
 
-def _shown_as_sent(item: _Item, cells: Mapping[str, str]) -> list[str]:
+def _compared(item: _Item, row: ReturnedRow) -> Iterator[tuple[str, str, str, bool]]:
+    """Each shown column: its name, the cell sent, the cell returned and whether that is an XLSX number."""
+    for name, sent in zip(_SHOWN, item.cells, strict=True):
+        yield name, sent, row.cells.get(name, ""), name in row.numbers
+
+
+def _shown_as_sent(item: _Item, row: ReturnedRow) -> list[str]:
     """The shown cells of a returned row, each taken as sent where a spreadsheet only re-typed it."""
-    return [sent if _retyped_alike(sent, cells.get(name, "")) else cells.get(name, "")
-            for name, sent in zip(_SHOWN, item.cells, strict=True)]
+    return [sent if _retyped_alike(sent, back, typed) else back for _, sent, back, typed in _compared(item, row)]
 
 
-def _edited(item: _Item, cells: Mapping[str, str]) -> list[str]:
-    return [name for name, sent in zip(_SHOWN, item.cells, strict=True)
-            if not _retyped_alike(sent, cells.get(name, ""))]
+def _edited(item: _Item, row: ReturnedRow) -> list[str]:
+    return [name for name, sent, back, typed in _compared(item, row) if not _retyped_alike(sent, back, typed)]
 
 
-def _edited_message(item: _Item, cells: Mapping[str, str], edited: Sequence[str]) -> str:
-    """Which columns changed; for a date a spreadsheet may have re-typed in either day order, why it is refused
-    (the values are not quoted: a date may be a birth date)."""
+def _edited_message(item: _Item, row: ReturnedRow, edited: Sequence[str]) -> str:
+    """Which columns changed; for a date or a number a spreadsheet may have re-typed in either day order or
+    either decimal mark, why it is refused (the values are not quoted: a date may be a birth date)."""
     message = (f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since the "
                f"query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
-    sent = dict(zip(_SHOWN, item.cells, strict=True))
-    if unsure := [name for name in edited if _day_order_unsure(sent[name], cells.get(name, ""))]:
-        message += (f" ({', '.join(repr(u) for u in unsure)}: a spreadsheet reading the date month-first or day-first "
-                    "would make it another day, so a re-typing cannot be told from an edit; ask the centre for the "
-                    "XLSX as it was sent, or for a CSV with the dates left as they were)")
+    compared = [c for c in _compared(item, row) if c[0] in edited]
+    days = [name for name, sent, back, _ in compared if _day_order_unsure(sent, back)]
+    numbers = [name for name, sent, back, typed in compared if _number_convention_unsure(sent, back, typed)]
+    reasons = [f"{', '.join(repr(n) for n in names)}: a spreadsheet reading the {what} would make it another {kind}"
+               for names, what, kind in ((days, "date month-first or day-first", "day"),
+                                         (numbers, "number with a decimal point or a decimal comma", "number"))
+               if names]
+    if reasons:
+        left = " and ".join(kinds for names, kinds in ((days, "dates"), (numbers, "numbers")) if names)
+        message += (f" ({'; '.join(reasons)}, so a re-typing cannot be told from an edit; ask the centre for the "
+                    f"XLSX as it was sent, or for a CSV with the {left} left as they were)")
     return message
 
 
@@ -451,7 +516,8 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
                summary: ImportSummary) -> list[_Answer]:
     """The answers of the rows that pass every check; a RowProblem in `summary` for each that does not."""
     answers = []
-    for sheet, number, cells in rows:
+    for row in rows:
+        sheet, number, cells = row.sheet, row.number, row.cells
         summary.rows += 1
 
         def refuse(message: str, number: int = number, sheet: str | None = sheet) -> None:
@@ -467,9 +533,9 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
                    "another workbook or its key edited")
             continue
-        if row_key(key, batch_id, item.identity, _shown_as_sent(item, cells)) != given_key:
-            if edited := _edited(item, cells):
-                refuse(_edited_message(item, cells, edited))
+        if row_key(key, batch_id, item.identity, _shown_as_sent(item, row)) != given_key:
+            if edited := _edited(item, row):
+                refuse(_edited_message(item, row, edited))
             else:  # the cells are as sent: the key is not the one the batch was made with
                 refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
                        f"{batch_id} was sent?); send the centre its queries again")
