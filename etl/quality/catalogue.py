@@ -34,6 +34,9 @@ EXPECTATIONS_DIR = expectations_dir()
 CHECKS_DIR = checks_dir()
 HARMONISE_RULES = "harmonise.json"
 _HEADER_LINE = re.compile(r"--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
+# A threshold times a count is rounded to this many decimals wherever a rule is judged (report, SQL, GX's
+# `mostly`): 0.58 x 50 is 28.999999999999996 in floating point, yet 29 of 50 rows are within 58%.
+THRESHOLD_DIGITS = 9
 
 
 class CatalogueError(ValueError):

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from etl import memory, timing
-from etl.quality.catalogue import Rule
+from etl.quality.catalogue import THRESHOLD_DIGITS, Rule
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, Denominators, RuleRun, shown
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _suite(context: Any, source: Any, table: str, table_rules: Sequence[Rule]) -
         kwargs = dict(rule.expectation["kwargs"])
         if rule.meta.threshold > 0 and "mostly" not in kwargs:
             # so Data Docs judge as the report does: 1 - 0.58 is 0.42000000000000004, which 21 of 50 would miss
-            kwargs["mostly"] = round(1.0 - rule.meta.threshold, 9)
+            kwargs["mostly"] = round(1.0 - rule.meta.threshold, THRESHOLD_DIGITS)
         try:
             expectations.append(ExpectationConfiguration(
                 type=rule.expectation["type"], kwargs=kwargs, meta={"rule_id": rule.rule_id}).to_domain_obj())

@@ -40,6 +40,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
 from etl.quality import issue_spans
+from etl.quality.catalogue import THRESHOLD_DIGITS
 from etl.quality.query_status import (
     WAIVED_NEXT_RUN,
     AgePoint,
@@ -160,7 +161,7 @@ def source_rule_status(results: Iterable[CheckResult]) -> str:
     if denominator == 0:
         return "not_applicable"
     threshold = max(r.threshold for r in judged)  # one per source (after its override)
-    tolerated = round(threshold * denominator, 9)  # as the engine rounds it: 0.58 x 50 tolerates 29 rows
+    tolerated = round(threshold * denominator, THRESHOLD_DIGITS)  # as the engine rounds it: 0.58 x 50 tolerates 29 rows
     return "failed" if sum(r.failing_rows for r in judged) > tolerated else "passed"
 
 

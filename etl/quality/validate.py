@@ -38,7 +38,7 @@ import pandas as pd
 
 from etl import timing
 from etl.quality import gx_memo, issue_spans, rule_memo
-from etl.quality.catalogue import Rule, fingerprint, load_catalogue
+from etl.quality.catalogue import THRESHOLD_DIGITS, Rule, fingerprint, load_catalogue
 from etl.quality.findings import FAILURE_COLUMNS, JUDGED_COLUMNS, RuleRun, count_judged, value_hash_sql
 from etl.quality.params import ParamValue, is_set, param_text, typed_view_sql
 from etl.quality.sql_checks import (
@@ -240,7 +240,7 @@ def _write_issues(con: duckdb.DuckDBPyConnection, run_id: str, added: Sequence[R
     con.execute(_WAIVED, [run_id])
 
 
-_RESULTS = """
+_RESULTS = f"""
 INSERT INTO dq.check_result
 WITH judged AS (
     SELECT rule_id, source_id, centre_id, sum(denominator) AS denominator FROM _judged GROUP BY ALL
@@ -267,7 +267,7 @@ SELECT $run, s.rule_id, s.source_id, m.centre_id,
        CASE WHEN e.error IS NOT NULL THEN 'error'
             WHEN NOT s.enabled OR NOT s.applies OR coalesce(m.denominator, 0) = 0 THEN 'not_applicable'
             -- rounded: 0.58 x 50 is 28.999999999999996 in floating point, and 29 of 50 is within 58%
-            WHEN m.failing_rows > round(s.threshold * m.denominator, 9) THEN 'failed'
+            WHEN m.failing_rows > round(s.threshold * m.denominator, {THRESHOLD_DIGITS}) THEN 'failed'
             ELSE 'passed' END,
        CASE WHEN e.error IS NOT NULL THEN e.error
             WHEN NOT s.enabled THEN 'switched off in sources/' || s.source_id || '.yaml'
