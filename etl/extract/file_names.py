@@ -91,13 +91,27 @@ class PatientNumbers:
         return cls(lambda: staged_keys(staging / mapping.source_id, mapping))
 
     @functools.cached_property
+    def _shapes(self) -> set[str]:
+        return {key_shape(k) for k in self._keys() if names_a_patient(k) and any(c.isdigit() for c in k)}
+
+    @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
-        shapes = {key_shape(k) for k in self._keys() if names_a_patient(k) and any(c.isdigit() for c in k)}
+        shapes = set(self._shapes)
         if not shapes:
             return _ANY_LONG_NUMBER
         if self._any_long_number:
             shapes.add(_ANY_LONG_NUMBER.pattern)
-        return re.compile("|".join(sorted(shapes, key=lambda s: (-len(s), s))))
+        return _alternatives(shapes)
+
+    @functools.cached_property
+    def key_pattern(self) -> re.Pattern[str] | None:
+        """The keys' shapes alone, without the guess of any long number (None: no key has a shape): what a
+        free text is screened by (etl/transform/screen.py), where a long number is as often a dose."""
+        return _alternatives(self._shapes) if self._shapes else None
+
+
+def _alternatives(shapes: set[str]) -> re.Pattern[str]:
+    return re.compile("|".join(sorted(shapes, key=lambda s: (-len(s), s))))
 
 
 def staged_keys(folder: Path, mapping: SourceMapping) -> set[str]:

@@ -14,7 +14,9 @@ Rules that keep every record accounted for:
   quarantined as its own record (CONF-SECTION-JOINED), never dropped.
 Patient-level quasi-identifiers (birth date, EUPID) are used here, for ages and linkage, and
 leave only as birth year/month and keyed pseudonyms. Rejected values of those fields are
-never echoed into quarantine reasons.
+never echoed into quarantine reasons, nor is a value holding any patient number or birth date of the
+source (etl/transform/screen.py); a free text loaded as written has them replaced by {patient} and
+{date}, except the record's own number, which quarantines it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 
 from etl import schema
 from etl.extract.adapter import LINE_COLUMN, adapter_for
+from etl.extract.file_names import PatientNumbers
 from etl.frames import row_dicts
 from etl.schema import core_columns
 from etl.transform import iccc3, icdo3
@@ -41,6 +44,7 @@ from etl.transform.pseudonym import (
     record_id,
     source_pseudonym,
 )
+from etl.transform.screen import TextScreen
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
@@ -172,6 +176,7 @@ class _Engine:
         self.eupid: dict[str, str] = {}
         self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
         self._formats: dict[int, tuple[str, ...]] = {}
+        self.screen = TextScreen.of([], [])  # the source's patients: harmonise_source sets it once records are read
 
     # -- values ---------------------------------------------------------------------------
     def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
@@ -285,12 +290,32 @@ class _Engine:
             return None
 
     def _private(self, record: _Record, raw: str) -> bool:
-        """Whether a value repeats the record's patient number or, written any usual way, birth date."""
+        """Whether a value repeats the record's patient number or, written any usual way, birth date, or
+        holds another patient's number or birth date of the source: a message may not quote it."""
         if holds_patient_key(raw, record.patient_key):
             return True
         birth = self.birth.get(record.norm)
-        return (birth is not None and birth.precision == "day"
-                and any(birth.value.strftime(layout) in raw for layout in _BIRTH_WRITTEN))
+        if (birth is not None and birth.precision == "day"
+                and any(birth.value.strftime(layout) in raw for layout in _BIRTH_WRITTEN)):
+            return True
+        return self.screen.holds(raw)
+
+    def births(self, records: list[_Record]) -> list[PartialDate]:
+        """The birth dates the patient records give, as harmonise reads them; one that cannot be read
+        is left out (its record is quarantined without quoting it)."""
+        spec = self.mapping.patient.fields.get("birth_date")
+        if spec is None:
+            return []
+        found = []
+        for record in records:
+            raw = self._raw(spec, record.row)
+            try:
+                birth = self.convert(spec, raw) if raw is not None else None
+            except (ValueRejected, icdo3.IcdO3Error):
+                continue
+            if isinstance(birth, PartialDate):
+                found.append(birth)
+        return found
 
     @staticmethod
     def _case(spec: FieldSpec, text: str) -> str:
@@ -320,10 +345,14 @@ class _Engine:
                 continue
             try:
                 out[name] = value = self.convert(spec, raw)
-                if spec.codes is None and spec.type in _FREE_TEXT and holds_patient_key(value or "", record.norm):
-                    out[name] = None  # the patient's number typed into a note: held back, never shown
-                    record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
-                                  f"{name} ({spec.column or spec.template}): holds the patient's own number (hidden)")
+                if spec.codes is None and spec.type in _FREE_TEXT and value:
+                    if holds_patient_key(value, record.norm):
+                        out[name] = None  # the patient's number typed into a note: held back, never shown
+                        record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
+                                      f"{name} ({spec.column or spec.template}): holds the patient's own number "
+                                      "(hidden)")
+                    else:  # another patient's number or birth date: the note is loaded without them
+                        out[name] = self.screen.screened(value)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
                 # Never echo a birth date or EUPID, even a broken one, nor the patient's number or birth
@@ -563,8 +592,13 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                               f"record set {name} is not mapped in sources/{mapping.source_id}.yaml "
                               "(map it under tables:, or list it under ignore:)")
 
+    # What no value may show of the source's patients: every key read, and the births (read only if asked).
+    patients = records.get(mapping.patient.head, [])
+    engine.screen = TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
+                                                  if r.patient_key not in engine.nulls}),
+                               lambda: engine.births(patients))
     # Patients first: their birth dates and EUPIDs are needed by every other table.
-    patient_rows = engine.patient_rows(records.get(mapping.patient.head, []))
+    patient_rows = engine.patient_rows(patients)
     table_rows = {table: engine.table_rows(table, spec, records.get(spec.head, []))
                   for table, spec in mapping.tables.items()}
     # A record quarantined by any table is held back from all of them: finish() skips it.

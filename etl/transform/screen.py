@@ -1,0 +1,110 @@
+"""Screen a text for what it may not show of a source's patients: their numbers and birth dates.
+
+A value typed into a field may name another patient than the record's own: `see also ILTB-00002,
+born 2024-01-15` in a tumour board's reason, `TREP-000002` typed into a laterality. The record's own
+number and birth date are caught by harmonise; this catches those of every patient of the source:
+
+- a patient number is anything shaped like one of the source's patient keys (each run of digits and
+  of letters by its length, '-', '_' and ' ' alike: etl/extract/file_names.py `key_shape`), so the
+  number of a patient of another part, or of none yet, is found too;
+- a birth date is a date written as a day (2024-01-15, 15/01/2024, 15.01.2024, 01/15/2024, 20240115)
+  that is the birth date of a patient of the source, or that falls in the birth month of one whose
+  source gives the month only (the text would tell the day the warehouse never holds).
+
+`screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
+`holds` says whether a value may be quoted in a message at all. A date that is nobody's birth date
+stays, and so does a number of no key's shape; neither can find a name, a place, or a date written in
+words: those only a reader can see (docs/privacy.md).
+
+Cheap by construction: the shapes and dates are gathered once per source (the births only when a
+text first holds a digit), and a text without a digit is passed by without a regex.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from datetime import date
+
+from etl.extract.file_names import PATIENT, PatientNumbers
+from etl.transform.values import PartialDate
+
+DATE = "{date}"
+# A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits.
+_DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
+                r"|\d{8})(?!\d))")
+_DIGIT = re.compile(r"\d")
+
+
+class TextScreen:
+    """A source's patient numbers (by their keys' shapes) and birth dates, found in a text."""
+
+    def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]]) -> None:
+        self._numbers = numbers
+        self._births = births
+
+    @classmethod
+    def of(cls, keys: Iterable[str], births: Iterable[PartialDate]) -> TextScreen:
+        known = list(births)
+        return cls(PatientNumbers.of(keys), lambda: known)
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        # A day first: a number shape inside a date (01-2024 in 15-01-2024) is part of the date.
+        keys = self._numbers.key_pattern
+        return re.compile(_DAY_WRITTEN + (f"|(?:{keys.pattern})" if keys is not None else ""))
+
+    @functools.cached_property
+    def _birth_days(self) -> tuple[frozenset[date], frozenset[tuple[int, int]]]:
+        """The birth dates given to the day, and the (year, month) of those given to the month."""
+        days, months = set(), set()
+        for birth in self._births():
+            if birth.precision == "day":
+                days.add(birth.value)
+            elif birth.precision == "month":
+                months.add((birth.value.year, birth.value.month))
+        return frozenset(days), frozenset(months)
+
+    def _is_birth(self, written: str) -> bool:
+        """Whether a day written as digits, read any way it may be, is a birth date of the source."""
+        days, months = self._birth_days
+        if not days and not months:
+            return False
+        parts = re.split(r"[-/.]", written)
+        if len(parts) == 1:  # 20240115, or 15012024
+            readings = [(written[:4], written[4:6], written[6:]), (written[4:], written[2:4], written[:2])]
+        elif len(parts[0]) == 4:
+            readings = [(parts[0], parts[1], parts[2])]
+        else:  # day first, or month first as in the US
+            readings = [(parts[2], parts[1], parts[0]), (parts[2], parts[0], parts[1])]
+        for year, month, day in readings:
+            try:
+                read = date(int(year), int(month), int(day))
+            except ValueError:
+                continue
+            if read in days or (read.year, read.month) in months:
+                return True
+        return False
+
+    def _hidden(self, match: re.Match[str]) -> str | None:
+        """What a match is replaced by; None: it names nobody and stays."""
+        day = match.group("day")
+        if day is None:
+            return PATIENT
+        if self._is_birth(day):
+            return DATE
+        keys = self._numbers.key_pattern
+        return PATIENT if keys is not None and keys.fullmatch(day) else None  # a key of eight digits
+
+    def holds(self, text: str) -> bool:
+        """Whether the text holds a number shaped like a patient key of the source, or a birth date of it."""
+        if not _DIGIT.search(text):
+            return False
+        return any(self._hidden(m) is not None for m in self._pattern.finditer(text))
+
+    def screened(self, text: str) -> str:
+        """The text with each patient number replaced by {patient} and each birth date by {date}."""
+        if not _DIGIT.search(text):
+            return text
+        return self._pattern.sub(lambda m: self._hidden(m) or m.group(0), text)

@@ -1,0 +1,88 @@
+"""Another patient's number or birth date in a value: never quoted in a message, screened out of a free text."""
+
+from datetime import date
+
+import pandas as pd
+
+from etl.extract.file_names import PatientNumbers
+from etl.transform.harmonise import harmonise_source
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import PseudonymKey
+from etl.transform.screen import TextScreen
+from etl.transform.values import PartialDate
+
+KEY = PseudonymKey(b"k")
+BOARD = SourceMapping.model_validate({
+    "source_id": "board_test", "title": "test board", "format": "csv", "files": "*.csv", "record_set": "REG",
+    "date_format": "%d/%m/%Y", "null_values": [""], "patient_key": "pid", "record_key": "REG[{rid}]",
+    "patient": {"from": "REG", "fields": {
+        "sex": {"column": "sex", "codes": {"1": "male", "2": "female"}},
+        "birth_date": {"column": "born", "type": "date", "format": ["%d/%m/%Y", "%m/%Y"]}}},
+    "tables": {"tumour_board_review": {"from": "REG", "fields": {
+        "recommendation_type": {"column": "rectype", "codes": {"T": "trial", "S": "standard"}},
+        "reason_not_followed": {"column": "reason"}}}},
+})
+ROW = {"sex": "1", "rectype": "T", "reason": ""}
+
+
+def _harmonised(rows: list[dict[str, str]]):
+    frame = pd.DataFrame([ROW | row for row in rows])
+    frame["_line"] = range(2, 2 + len(frame))
+    frame["source_file"], frame["source_file_sha256"] = "board.csv", "f" * 64
+    return harmonise_source(BOARD, {"REG": frame}, KEY, "run-1")
+
+
+def _everything_shown(result) -> str:
+    return " ".join(str(v) for frame in [result.records, result.rejections, *result.tables.values()]
+                    for v in frame.astype(str).to_numpy().ravel())
+
+
+PATIENTS = [{"pid": "ILTB-00001", "rid": "1", "born": "27/03/2003"},
+            {"pid": "ILTB-00002", "rid": "2", "born": "01/2014"},  # known to the month only
+            {"pid": "ILTB-00003", "rid": "3", "born": "06/03/1996"}]
+
+
+def test_a_code_holding_another_patient_s_number_or_birth_date_is_refused_without_quoting_it():
+    result = _harmonised([PATIENTS[0] | {"rectype": "ILTB-00002"}, PATIENTS[1] | {"rectype": "06/03/1996"},
+                          PATIENTS[2] | {"sex": "iltb_00099"},  # no such patient: the shape is enough
+                          {"pid": "ILTB-00004", "rid": "4", "born": "", "rectype": "X"}])
+    refused = result.rejections.set_index("field")
+    assert refused.loc["recommendation_type"].value.tolist() == ["<hidden>", "<hidden>", "X"]
+    assert refused.loc["sex"].value == "<hidden>"
+    shown = _everything_shown(result)
+    assert "00002" not in shown and "1996" not in shown and "00099" not in shown
+    assert "code '<hidden>' is not in the code list" in " ".join(result.rejections.message)
+
+
+def test_a_free_text_is_loaded_with_other_patients_numbers_and_birth_dates_replaced():
+    reasons = {"1": "Parents refused, see also ILTB-00002, born 2014-01-15",  # in the month ILTB-00002 was born
+               "2": "as for iltb 00003 (born 06.03.1996, or 03/06/1996 as the US writes it), ILTB-00001 20030327",
+               "3": "relapse on 2019-05-02, 400000 IE, c.1174C>A, cycle 12"}  # nobody's: all stays
+    result = _harmonised([p | {"reason": reasons[p["rid"]]} for p in PATIENTS])
+    assert result.rejections.empty
+    loaded = dict(zip(result.tables["tumour_board_review"].source_record_key.str.split("|").str[1],
+                      result.tables["tumour_board_review"].reason_not_followed, strict=True))
+    assert loaded == {"REG[1]": "Parents refused, see also {patient}, born {date}",
+                      "REG[2]": "as for {patient} (born {date}, or {date} as the US writes it), {patient} {date}",
+                      "REG[3]": reasons["3"]}
+
+
+def test_the_patient_s_own_number_in_a_free_text_still_quarantines_the_record():
+    result = _harmonised([PATIENTS[0] | {"reason": "see ILTB-00001 and ILTB-00002"}])
+    assert result.rejections.rule_id.tolist() == ["CONF-TEXT-NO-PATIENT-KEY"]
+    assert "00002" not in _everything_shown(result)
+
+
+def test_a_day_written_in_a_date_is_not_cut_by_a_number_shape_and_a_key_of_eight_digits_is_a_number():
+    screen = TextScreen.of(["01-0042", "20190042"], [PartialDate(date(2014, 1, 15), "day")])
+    assert screen.screened("seen 16-01-2024 and 15-01-2014, patient 02-0077") == \
+        "seen 16-01-2024 and {date}, patient {patient}"
+    assert screen.screened("see 20190317 and 20140115") == "see {patient} and {date}"
+    assert not screen.holds("16-01-2024") and screen.holds("x 01_0042 y")
+
+
+def test_a_source_whose_keys_have_no_shape_screens_no_number():
+    # Keys of letters alone or short numbers name nobody in a text (as for file names): nothing is screened,
+    # and no long number is guessed at as it is for a file name.
+    assert PatientNumbers.of(["ABCD", "42"]).key_pattern is None
+    assert TextScreen.of(["ABCD", "42"], []).screened("dose 400000 IE, ABCD") == "dose 400000 IE, ABCD"
