@@ -81,6 +81,12 @@ def test_a_day_written_in_a_date_is_not_cut_by_a_number_shape_and_a_key_of_eight
     assert not screen.holds("16-01-2024") and screen.holds("x 01_0042 y")
 
 
+def test_eight_digits_are_a_day_only_year_first_so_a_meddra_code_stays():
+    # 10052015 (a MedDRA code) read day first would be 10 May 2015, someone's birthday in a large source.
+    screen = TextScreen.of(["01-0042"], [PartialDate(date(2015, 5, 10), "day")])
+    assert screen.screened("10052015, 20150510, 10/05/2015") == "10052015, {date}, {date}"
+
+
 def test_a_source_whose_keys_have_no_shape_screens_no_number():
     # Keys of letters alone or short numbers name nobody in a text (as for file names): nothing is screened,
     # and no long number is guessed at as it is for a file name.

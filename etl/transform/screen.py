@@ -31,7 +31,8 @@ from etl.extract.file_names import PATIENT, PatientNumbers
 from etl.transform.values import PartialDate
 
 DATE = "{date}"
-# A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits.
+# A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
+# year first (20240115).
 _DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
                 r"|\d{8})(?!\d))")
 _DIGIT = re.compile(r"\d")
@@ -72,8 +73,8 @@ class TextScreen:
         if not days and not months:
             return False
         parts = re.split(r"[-/.]", written)
-        if len(parts) == 1:  # 20240115, or 15012024
-            readings = [(written[:4], written[4:6], written[6:]), (written[4:], written[2:4], written[:2])]
+        if len(parts) == 1:  # 20240115; never day first, as a MedDRA code (10052015) would read
+            readings = [(written[:4], written[4:6], written[6:])]
         elif len(parts[0]) == 4:
             readings = [(parts[0], parts[1], parts[2])]
         else:  # day first, or month first as in the US
