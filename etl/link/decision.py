@@ -7,6 +7,7 @@ A link joins the two patients' persons unless they hold two different EUPIDs or 
 one source; an unlink removes the Splink link between the two (not a link through a third
 record, nor a shared EUPID). What the EUPIDs already decide is refused here; a decision the run
 cannot apply (a clash with another decision or link) is said in its log and notices (etl/link/run.py).
+The note is stored with any patient number or birth date in it replaced by {patient} / {date}.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
     a, b = sorted([left, right], key=lambda p: (p.source_id, p.pseudonym))
 
     def write(con: duckdb.DuckDBPyConnection) -> None:
+        from etl.transform.screen import typed_text_screen
+
         for patient in (a, b):
             known = con.execute("SELECT count(*) FROM stage.link_key WHERE source_id = ? AND "
                                 "source_patient_pseudonym = ?", [patient.source_id, patient.pseudonym]).fetchone()
@@ -68,9 +71,11 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
                 raise DecisionError(f"no source patient {patient} in the warehouse (copy it from the report's "
                                     "review list or core.patient_source)")
         _refuse_what_cannot_apply(con, a, b, decision)
+        # A note naming a patient's number or birth date is kept without them (etl/transform/screen.py).
+        kept = typed_text_screen(home, con).screened(note) if note else note
         con.execute("INSERT INTO meta.link_decision VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [a.source_id, a.pseudonym, b.source_id, b.pseudonym, decision, getpass.getuser(),
-                     datetime.now(UTC), note])
+                     datetime.now(UTC), kept])
 
     change_warehouse(home, run_id, write, wait=wait)
     return run_id

@@ -51,7 +51,7 @@ import logging
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -67,6 +67,7 @@ from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_te
 from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.transform.pseudonym import PseudonymKey
+from etl.transform.screen import typed_text_screen
 
 log = logging.getLogger(__name__)
 
@@ -696,6 +697,9 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
         known = {b for (b,) in con.execute("SELECT batch_id FROM meta.query_batch WHERE list_contains(?, batch_id)",
                                            [batch_ids]).fetchall()}
         answers = check_rows(rows, path.name, _items(con, sorted(known)), known, catalogue, key, summary)
+        # A comment naming a patient's number or birth date is kept without them (etl/transform/screen.py).
+        screen = typed_text_screen(home, con)
+        answers = [replace(a, comment=screen.screened(a.comment)) if a.comment else a for a in answers]
         _record(con, answers, path.name, file_sha256, who, now, summary)
 
     run_id = new_run_id(now)

@@ -16,19 +16,31 @@ number and birth date are caught by harmonise; this catches those of every patie
 stays, and so does a number of no key's shape; neither can find a name, a place, or a date written in
 words: those only a reader can see (docs/privacy.md).
 
-Cheap by construction: the shapes and dates are gathered once per source (the births only when a
-text first holds a digit), and a text without a digit is passed by without a regex.
+Cheap by construction: the shapes and dates are gathered once per harmonise part (the births only
+when a text first holds a digit), and a text without a digit is passed by without a regex.
+
+What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
+screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
+birth months the warehouse holds (it has no day: any day of such a month is taken for one).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
+from pathlib import Path
 
-from etl.extract.file_names import PATIENT, PatientNumbers
+import duckdb
+
+from etl.config import SOURCES_DIR, Home
+from etl.extract.file_names import PATIENT, PatientNumbers, staged_keys
+from etl.transform.mapping import load_mapping
 from etl.transform.values import PartialDate
+
+log = logging.getLogger(__name__)
 
 DATE = "{date}"
 # A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
@@ -109,3 +121,27 @@ class TextScreen:
         if not _DIGIT.search(text):
             return text
         return self._pattern.sub(lambda m: self._hidden(m) or m.group(0), text)
+
+
+def typed_text_screen(home: Home, con: duckdb.DuckDBPyConnection, sources_dir: Path = SOURCES_DIR) -> TextScreen:
+    """What a text typed by a person (a link decision's note, a centre's comment) is screened by before it is
+    stored through `con`: the shapes of every source's staged patient keys (read only if the text holds a
+    digit), and the birth months of the warehouse's patients."""
+    months = [PartialDate(date(year, month, 1), "month") for year, month in con.execute(
+        "SELECT DISTINCT birth_year, birth_month FROM core.patient_source "
+        "WHERE birth_year IS NOT NULL AND birth_month BETWEEN 1 AND 12").fetchall()]
+    return TextScreen(PatientNumbers(lambda: _every_source_key(home, sources_dir)), lambda: months)
+
+
+def _every_source_key(home: Home, sources_dir: Path) -> Iterator[str]:
+    for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
+        path = sources_dir / f"{folder.name}.yaml"
+        if not path.is_file():
+            continue
+        try:
+            mapping = load_mapping(path)
+        except (OSError, ValueError) as exc:  # the nightly run says what is wrong with it
+            log.warning("%s: cannot read the mapping (%s); a typed text is not screened for its patient numbers",
+                        path, exc.__class__.__name__)
+            continue
+        yield from staged_keys(folder, mapping)
