@@ -92,3 +92,17 @@ def test_a_source_whose_keys_have_no_shape_screens_no_number():
     # and no long number is guessed at as it is for a file name.
     assert PatientNumbers.of(["ABCD", "42"]).key_pattern is None
     assert TextScreen.of(["ABCD", "42"], []).screened("dose 400000 IE, ABCD") == "dose 400000 IE, ABCD"
+
+
+def test_an_eupid_or_a_centre_shaped_like_a_patient_key_is_kept_as_written():
+    # A key's shape may be a centre code's or an EUPID's; screened, every such EUPID would be {patient},
+    # one person. Both are codes harmonise uses as written (an EUPID is loaded hashed only).
+    fields = BOARD.model_dump(by_alias=True, exclude_none=True)
+    fields["patient"]["fields"] |= {"centre_id": {"column": "centre"}, "eupid": {"column": "eupid", "case": "upper"}}
+    mapping = SourceMapping.model_validate(fields)
+    frame = pd.DataFrame([ROW | {"pid": "AB0001", "rid": "1", "born": "", "centre": "FR0004", "eupid": "EU1234"},
+                          ROW | {"pid": "AB0002", "rid": "2", "born": "", "centre": "FR0005", "eupid": "EU9876"}])
+    frame["_line"], frame["source_file"], frame["source_file_sha256"] = [2, 3], "board.csv", "f" * 64
+    patients = harmonise_source(mapping, {"REG": frame}, KEY, "run-1").tables["patient_source"]
+    assert patients.centre_id.tolist() == ["FR0004", "FR0005"]
+    assert patients.link_method.tolist() == ["eupid", "eupid"] and patients.patient_id.nunique() == 2

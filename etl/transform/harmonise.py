@@ -75,6 +75,9 @@ KEY_UNIQUE = "CONF-KEY-UNIQUE"
 PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
 NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
 _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
+# Codes harmonise uses as written, never screened for other patients: an EUPID links persons (one made
+# {patient} would join every patient whose EUPID had a key's shape), a centre routes queries.
+_CODES_AS_WRITTEN = PRIVATE_FIELDS | {"centre_id"}
 _BIRTH_WRITTEN = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%m/%d/%Y")  # how a typed date may read
 # The parts of an ICD-O-3 morphology (8500/33) a mapping may also read from a column of their own.
 _ICDO3_PARTS = {"icdo3_behaviour": "behaviour", "icdo3_grade": "grade"}
@@ -351,7 +354,7 @@ class _Engine:
                         record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
                                       f"{name} ({spec.column or spec.template}): holds the patient's own number "
                                       "(hidden)")
-                    else:  # another patient's number or birth date: the note is loaded without them
+                    elif name not in _CODES_AS_WRITTEN:  # another patient's number or birth date: loaded without
                         out[name] = self.screen.screened(value)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
