@@ -81,6 +81,14 @@ def test_a_day_written_in_a_date_is_not_cut_by_a_number_shape_and_a_key_of_eight
     assert not screen.holds("16-01-2024") and screen.holds("x 01_0042 y")
 
 
+def test_a_refused_value_in_a_birth_month_is_quoted_but_a_free_text_is_screened_of_it():
+    # A source giving birth months only, large enough that most months hold a birthday: its refused dates
+    # (12/13/2021, day and month swapped) are still quoted, while a note's day in such a month is not kept.
+    screen = TextScreen.of(["ILTB-00001"], [PartialDate(date(2021, 12, 1), "month")])
+    assert not screen.holds("12/13/2021") and screen.holds("15/12/2014 ILTB-00009")
+    assert screen.screened("seen 12/13/2021") == "seen {date}"
+
+
 def test_eight_digits_are_a_day_only_year_first_so_a_meddra_code_stays():
     # 10052015 (a MedDRA code) read day first would be 10 May 2015, someone's birthday in a large source.
     screen = TextScreen.of(["01-0042"], [PartialDate(date(2015, 5, 10), "day")])

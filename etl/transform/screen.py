@@ -12,9 +12,9 @@ number and birth date are caught by harmonise; this catches those of every patie
   source gives the month only (the text would tell the day the warehouse never holds).
 
 `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
-`holds` says whether a value may be quoted in a message at all. A date that is nobody's birth date
-stays, and so does a number of no key's shape; neither can find a name, a place, or a date written in
-words: those only a reader can see (docs/privacy.md).
+`holds` says whether a value may be quoted in a message at all (a birth date to the day only). A date
+that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
+place, or a date written in words: those only a reader can see (docs/privacy.md).
 
 Cheap by construction: the shapes and dates are gathered once per harmonise part (the births only
 when a text first holds a digit), and a text without a digit is passed by without a regex.
@@ -79,9 +79,12 @@ class TextScreen:
                 months.add((birth.value.year, birth.value.month))
         return frozenset(days), frozenset(months)
 
-    def _is_birth(self, written: str) -> bool:
-        """Whether a day written as digits, read any way it may be, is a birth date of the source."""
+    def _is_birth(self, written: str, by_month: bool) -> bool:
+        """Whether a day written as digits, read any way it may be, is a birth date of the source (`by_month`:
+        or in the birth month of a patient known to the month)."""
         days, months = self._birth_days
+        if not by_month:
+            months = frozenset()
         if not days and not months:
             return False
         parts = re.split(r"[-/.]", written)
@@ -100,21 +103,23 @@ class TextScreen:
                 return True
         return False
 
-    def _hidden(self, match: re.Match[str]) -> str | None:
+    def _hidden(self, match: re.Match[str], by_month: bool = True) -> str | None:
         """What a match is replaced by; None: it names nobody and stays."""
         day = match.group("day")
         if day is None:
             return PATIENT
-        if self._is_birth(day):
+        if self._is_birth(day, by_month):
             return DATE
         keys = self._numbers.key_pattern
         return PATIENT if keys is not None and keys.fullmatch(day) else None  # a key of eight digits
 
     def holds(self, text: str) -> bool:
-        """Whether the text holds a number shaped like a patient key of the source, or a birth date of it."""
+        """Whether the text holds a number shaped like a patient key of the source, or a birth date of it given
+        to the day. Not a day in a birth month: in a source giving months only, nearly every refused date
+        (12/13/2021 for 13/12/2021) would be, and a query that cannot quote it is hard to answer."""
         if not _DIGIT.search(text):
             return False
-        return any(self._hidden(m) is not None for m in self._pattern.finditer(text))
+        return any(self._hidden(m, by_month=False) is not None for m in self._pattern.finditer(text))
 
     def screened(self, text: str) -> str:
         """The text with each patient number replaced by {patient} and each birth date by {date}."""
