@@ -204,6 +204,8 @@ def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
 
 def _unlandable(name: str) -> str | None:
     """Why a remote file of this name cannot land as it is named, or None."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):  # a byte that is not UTF-8, as the listing escaped it
+        return f"its name holds a byte that is not UTF-8 ({shown(name)}): rename it in the drop zone"
     if not name.isprintable():
         return f"its name holds a control character ({shown(name)}): rename it in the drop zone"
     if len(name.encode("utf-8")) > _NAME_BYTES:

@@ -211,7 +211,10 @@ def _sftp_options(host: str, url_port: int | None, url_user: str | None, credent
 
     options: dict[str, Any] = {"host": host, "port": url_port or credentials.port or 22,
                                "username": credentials.login or url_user, "skip_instance_cache": True,
-                               "connect_timeout": CONNECT_TIMEOUT_SECONDS, "keepalive_interval": 15}
+                               "connect_timeout": CONNECT_TIMEOUT_SECONDS, "keepalive_interval": 15,
+                               # A name that is not UTF-8 is listed (as a local folder lists it), so that the
+                               # pull refuses that one file by name rather than failing the whole listing.
+                               "sftp_client_kwargs": {"path_errors": "surrogateescape"}}
     if credentials.password is not None:
         options["password"] = credentials.password.get_secret_value()
     passphrase = credentials.option("private_key_passphrase")

@@ -1,0 +1,74 @@
+"""The pull against messy deliveries: names no listing can decode, checksum files that name other
+files, zip members named as no landing file may be, key files others can read. Over a real OpenSSH
+server on 127.0.0.1 (tests/transport_servers.py) and a local folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from transport_servers import SshServer, start_sshd
+
+from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.pull import PullPolicy, PullStatus, pull_source
+
+FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
+A = b"codice_paziente;version\n1;A\n"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory) -> SshServer:
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    return resolve_home(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def drop(tmp_path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+def _sources(tmp_path: Path, delivery: str) -> Path:
+    folder = tmp_path / "sources"
+    folder.mkdir(exist_ok=True)
+    text = (SOURCES_DIR / "registry_it.yaml").read_text()
+    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{{delivery}, quiet_seconds: 600}}\n")
+    return folder
+
+
+def _send(path: Path, data: bytes) -> None:
+    """The sender's file, written an hour ago (older than the quiet period)."""
+    path.write_bytes(data)
+    stamp = time.time() - 3600
+    os.utime(path, (stamp, stamp))
+
+
+def _landed(home: Home) -> dict[str, bytes]:
+    folder = home.landing / "registry_it"
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(".sha256")}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.transport
+def test_a_name_that_is_not_utf8_fails_that_file_not_the_sftp_listing(tmp_path, home, drop, sshd):
+    _send(drop / os.fsdecode(b"TREP_export_\xff.csv"), A)
+    _send(drop / "TREP_export_2024.csv", A)
+    sources = _sources(tmp_path, f"url: 'sftp://127.0.0.1:{sshd.port}{drop}', connection: registry_it_sftp")
+    outcome = pull_source(home, "registry_it", connection_uri=sshd.connection_uri(), sources_dir=sources,
+                          policy=FAST)
+    assert outcome.status is PullStatus.FAILED and _landed(home) == {"TREP_export_2024.csv": A}
+    assert (f"{drop}/TREP_export_\\udcff.csv from sftp://127.0.0.1:{sshd.port}{drop} not pulled: its name holds a "
+            "byte that is not UTF-8 (TREP_export_\\udcff.csv): rename it in the drop zone") in outcome.message
