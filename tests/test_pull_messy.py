@@ -5,8 +5,10 @@ server on 127.0.0.1 (tests/transport_servers.py) and a local folder."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,14 @@ def _send(path: Path, data: bytes) -> None:
     os.utime(path, (stamp, stamp))
 
 
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def _landed(home: Home) -> dict[str, bytes]:
     folder = home.landing / "registry_it"
     return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(".sha256")}
@@ -72,3 +82,22 @@ def test_a_name_that_is_not_utf8_fails_that_file_not_the_sftp_listing(tmp_path, 
     assert outcome.status is PullStatus.FAILED and _landed(home) == {"TREP_export_2024.csv": A}
     assert (f"{drop}/TREP_export_\\udcff.csv from sftp://127.0.0.1:{sshd.port}{drop} not pulled: its name holds a "
             "byte that is not UTF-8 (TREP_export_\\udcff.csv): rename it in the drop zone") in outcome.message
+
+
+@pytest.mark.parametrize(("members", "reason"), [
+    ({"TREP_export_\nregistry_it: pulled.csv": A, "TREP_export_2024.csv": A},
+     "member 'TREP_export_\\nregistry_it: pulled.csv' cannot land: its name holds a control character"),
+    ({f"TREP_export_{'x' * 240}.csv": A, "TREP_export_2024.csv": A},
+     "cannot land: its name is 256 bytes long, landing keeps names of at most 237"),
+    ({"TREP_export_2024.csv": A, "out/TREP_EXPORT_2024.csv": b"x", "TREP_export_2024.CSV": b"y",
+      "TREP_export_a.csv": A, "TREP_export_A.csv": A + b"2;B\n"},
+     "members 'TREP_export_a.csv' and 'TREP_export_A.csv' differ only in case"),
+])
+def test_a_zip_with_members_no_landing_file_may_be_named_as_is_refused_whole(tmp_path, home, drop, members, reason):
+    _send(drop / "TREP_2024.zip", _zip(members))
+    sources = _sources(tmp_path, f"url: '{drop}', unzip: true")
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message  # said at once, not retried
+    assert outcome.message.startswith(f"registry_it: {drop}/TREP_2024.zip from {drop} not pulled: ")
+    assert reason in outcome.message
+    assert "\n" not in outcome.message and list((home.landing / "registry_it").iterdir()) == []

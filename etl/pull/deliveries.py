@@ -161,7 +161,8 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         if not fits or ledger.has(remote):
             continue
         if (refusal := _unlandable(name)) is not None:
-            candidates.append(_Candidate(remote=remote, expected_sha256=None, refusal=refusal))
+            candidates.append(_Candidate(remote=remote, expected_sha256=None,
+                                         refusal=f"{refusal}: rename it in the drop zone"))
             continue
         expected, declared_by = None, None
         if delivery.checksum != "none":
@@ -203,14 +204,13 @@ def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
 
 
 def _unlandable(name: str) -> str | None:
-    """Why a remote file of this name cannot land as it is named, or None."""
+    """Why a remote file (or zip member) of this name cannot land as it is named, or None."""
     if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):  # a byte that is not UTF-8, as the listing escaped it
-        return f"its name holds a byte that is not UTF-8 ({shown(name)}): rename it in the drop zone"
+        return f"its name holds a byte that is not UTF-8 ({shown(name)})"
     if not name.isprintable():
-        return f"its name holds a control character ({shown(name)}): rename it in the drop zone"
+        return f"its name holds a control character ({shown(name)})"
     if len(name.encode("utf-8")) > _NAME_BYTES:
-        return (f"its name is {len(name.encode('utf-8'))} bytes long, landing keeps names of at most {_NAME_BYTES}: "
-                "rename it in the drop zone")
+        return f"its name is {len(name.encode('utf-8'))} bytes long, landing keeps names of at most {_NAME_BYTES}"
     return None
 
 
@@ -247,6 +247,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
         unpacked = unpack_zip(temp, folder, lambda name: wanted(mapping, name), limits=ZipLimits(),
+                              unlandable=_unlandable,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
         temp.unlink(missing_ok=True)

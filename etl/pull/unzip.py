@@ -87,8 +87,14 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
 
 
 def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, limits: ZipLimits | None = None,
+               unlandable: Callable[[str], str | None] = lambda name: None,
                before_landing: Callable[[str, str], None] | None = None) -> Unpacked:
     """Unpack the members whose file name is `wanted` into `folder`, all or nothing.
+
+    `unlandable(name)` says why a wanted member's file name cannot be a landing file's (a line break in
+    it, too long), or None: the zip is refused rather than a name no file sent on its own would land as.
+    Two wanted members whose names differ only in case are refused too: on a case-insensitive file
+    system (a share landing/ is copied to) one would silently replace the other.
 
     `before_landing(name, sha256)` is called for each member once all are unpacked, just before
     they are renamed in (the pull declares their checksums to the landing reader there)."""
@@ -100,16 +106,22 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
     with archive, ExitStack() as renames:
         members = check_zip(archive, limits)
         chosen: dict[str, zipfile.ZipInfo] = {}
+        folded: dict[str, zipfile.ZipInfo] = {}  # by casefolded name
         skipped = []
         for info in members:
             name = PurePosixPath(info.filename.replace("\\", "/")).name
             if name.startswith(".") or not wanted(name):
                 skipped.append(info.filename)
                 continue
+            if (why := unlandable(name)) is not None:
+                raise ZipRefused(f"member {info.filename!r} cannot land: {why}", [info.filename])
             if name in chosen:
                 raise ZipRefused(f"members {chosen[name].filename!r} and {info.filename!r} both unpack to {name}",
                                  [chosen[name].filename, info.filename, name])
-            chosen[name] = info
+            if (same := folded.get(name.casefold())) is not None:
+                raise ZipRefused(f"members {same.filename!r} and {info.filename!r} differ only in case (one file "
+                                 "on a case-insensitive file system)", [same.filename, info.filename])
+            chosen[name] = folded[name.casefold()] = info
         produced = 0
         digests: dict[str, str] = {}
         for name, info in chosen.items():
