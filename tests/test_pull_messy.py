@@ -101,3 +101,21 @@ def test_a_zip_with_members_no_landing_file_may_be_named_as_is_refused_whole(tmp
     assert outcome.message.startswith(f"registry_it: {drop}/TREP_2024.zip from {drop} not pulled: ")
     assert reason in outcome.message
     assert "\n" not in outcome.message and list((home.landing / "registry_it").iterdir()) == []
+
+
+@pytest.mark.parametrize(("sidecar", "outcome_says"), [
+    (f"{_sha(A)}  TREP_export_2024.csv\n", "pulled 1 file(s)"),
+    (f"{_sha(A)}\n", "pulled 1 file(s)"),
+    (f"{_sha(A)}  -\n", "pulled 1 file(s)"),  # sha256sum < file
+    (f"{_sha(b'the other')}  TREP_export_2023.csv\r\n{_sha(A)} *TREP_export_2024.csv\r\n", "pulled 1 file(s)"),
+    (f"{_sha(b'the other')}  TREP_export_2023.csv\n",
+     "TREP_export_2024.csv from {drop} not pulled: its checksum sidecar TREP_export_2024.csv.sha256 declares the "
+     "checksum of another file, not of TREP_export_2024.csv (expected '<sha256>  TREP_export_2024.csv'); nothing "
+     "landed"),
+])
+def test_a_checksum_sidecar_is_read_for_the_file_it_names(tmp_path, home, drop, sidecar, outcome_says):
+    _send(drop / "TREP_export_2024.csv", A)
+    _send(drop / "TREP_export_2024.csv.sha256", sidecar.encode())
+    outcome = pull_source(home, "registry_it", sources_dir=_sources(tmp_path, f"url: '{drop}'"), policy=FAST)
+    assert outcome_says.format(drop=drop) in outcome.message
+    assert _landed(home) == ({"TREP_export_2024.csv": A} if outcome.status is PullStatus.PULLED else {})

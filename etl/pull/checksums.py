@@ -17,12 +17,23 @@ from etl import fsio
 _DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def parse_sidecar(text: str) -> str:
-    """The digest of a `<name>.sha256` sidecar; ValueError when it holds none."""
+def parse_sidecar(text: str, name: str) -> str:
+    """The digest a `<name>.sha256` sidecar declares for the file `name`; ValueError when it holds none.
+
+    A sidecar of sha256sum output may list several files: the line naming `name` is the one. A
+    sidecar whose lines all name other files (`sha256sum B.csv > A.csv.sha256`) declares nothing of
+    this one: said so, rather than taken for a damaged transfer."""
     words = text.split()
     if not words or not _DIGEST.match(words[0]):
         raise ValueError("holds no sha256 digest (expected 64 hex digits, as sha256sum writes)")
-    return words[0].lower()
+    if len(words) == 1:  # the bare digest
+        return words[0].lower()
+    sums = parse_manifest(text)
+    if name in sums:
+        return sums[name]
+    if list(sums) == ["-"]:  # `sha256sum < file`: the bytes read from stdin
+        return sums["-"]
+    raise ValueError(f"declares the checksum of another file, not of {name} (expected '<sha256>  {name}')")
 
 
 def parse_manifest(text: str) -> dict[str, str]:

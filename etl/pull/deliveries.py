@@ -168,7 +168,7 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         if delivery.checksum != "none":
             if (sidecar := by_name.get(f"{name}.sha256")) is not None:
                 try:
-                    expected, declared_by = checksums.parse_sidecar(zone.read_text(sidecar)), sidecar
+                    expected, declared_by = checksums.parse_sidecar(zone.read_text(sidecar), name), sidecar
                 except ValueError as exc:
                     candidates.append(_Candidate(remote=remote, expected_sha256=None,
                                                  refusal=f"its checksum sidecar {sidecar.name} {exc}"))
