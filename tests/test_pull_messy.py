@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from transport_servers import SshServer, start_sshd
@@ -119,3 +121,31 @@ def test_a_checksum_sidecar_is_read_for_the_file_it_names(tmp_path, home, drop, 
     outcome = pull_source(home, "registry_it", sources_dir=_sources(tmp_path, f"url: '{drop}'"), policy=FAST)
     assert outcome_says.format(drop=drop) in outcome.message
     assert _landed(home) == ({"TREP_export_2024.csv": A} if outcome.status is PullStatus.PULLED else {})
+
+
+@pytest.mark.transport
+def test_credentials_files_other_accounts_can_read_or_write_are_refused(tmp_path, home, drop, sshd):
+    _send(drop / "TREP_export_2024.csv", A)
+    sources = _sources(tmp_path, f"url: 'sftp://127.0.0.1:{sshd.port}{drop}', connection: registry_it_sftp")
+    key = tmp_path / "id_ed25519"
+    shutil.copy(sshd.client_key, key)
+    key.chmod(0o644)
+    shared_key = sshd.connection_uri().replace(quote(str(sshd.client_key), safe=""), quote(str(key), safe=""))
+    refused = pull_source(home, "registry_it", connection_uri=shared_key, sources_dir=sources, policy=FAST)
+    assert refused.status is PullStatus.FAILED and "attempt" not in refused.message
+    assert ("registry_it: the key_file of its connection is readable or writable by other accounts (mode 0644): "
+            "chmod 600 that file") in refused.message and str(key) not in refused.message
+    assert not (home.landing / "registry_it").exists() or _landed(home) == {}
+
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_public_key}\n")
+    known.chmod(0o666)
+    key.chmod(0o600)
+    pinned_by_file = f"{shared_key.split('&host_key=')[0]}&known_hosts={quote(str(known), safe='')}"
+    forged = pull_source(home, "registry_it", connection_uri=pinned_by_file, sources_dir=sources, policy=FAST)
+    assert forged.status is PullStatus.FAILED and "the known_hosts of its connection is writable by other " \
+        "accounts (any of them could vouch for a server of its own) (mode 0666): chmod 644 that file" in forged.message
+
+    known.chmod(0o644)
+    pulled = pull_source(home, "registry_it", connection_uri=pinned_by_file, sources_dir=sources, policy=FAST)
+    assert pulled.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}

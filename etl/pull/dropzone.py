@@ -226,6 +226,7 @@ def _sftp_options(host: str, url_port: int | None, url_user: str | None, credent
     elif (key_file := credentials.option("key_file")) is not None:
         if not os.path.isfile(str(key_file)):
             raise CredentialsError(f"{source_id}: the key_file of its connection is not a file on this machine")
+        _refuse_shared(str(key_file), 0o077, "key_file", "readable or writable by other accounts", "600", source_id)
         options["client_keys"] = [str(key_file)]
         if passphrase:
             options["passphrase"] = passphrase
@@ -234,12 +235,24 @@ def _sftp_options(host: str, url_port: int | None, url_user: str | None, credent
     if (host_key := credentials.option("host_key")) is not None:
         options["known_hosts"] = ([_host_key(str(host_key), source_id)], [], [])
     elif (known := credentials.option("known_hosts")) is not None:
+        if os.path.isfile(str(known)):  # one that is missing is said by asyncssh when it connects
+            _refuse_shared(str(known), 0o022, "known_hosts", "writable by other accounts (any of them could "
+                           "vouch for a server of its own)", "644", source_id)
         options["known_hosts"] = str(known)
     elif credentials.flag("no_host_key_check"):
         options["known_hosts"] = None
     else:
         options["known_hosts"] = ()  # asyncssh's default: ~/.ssh/known_hosts
     return options
+
+
+def _refuse_shared(path: str, forbidden: int, what: str, why: str, chmod: str, source_id: str) -> None:
+    """CredentialsError when a credentials file's mode has any of the `forbidden` bits, as ssh itself refuses
+    a private key others can read. The path is not said: the message names the connection's extra."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & forbidden:
+        raise CredentialsError(f"{source_id}: the {what} of its connection is {why} (mode {mode:04o}): "
+                               f"chmod {chmod} that file")
 
 
 def _host_key(text: str, source_id: str) -> Any:
