@@ -149,3 +149,28 @@ def test_credentials_files_other_accounts_can_read_or_write_are_refused(tmp_path
     known.chmod(0o644)
     pulled = pull_source(home, "registry_it", connection_uri=pinned_by_file, sources_dir=sources, policy=FAST)
     assert pulled.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}
+
+
+def test_a_file_larger_than_landing_can_take_is_refused_before_a_byte_is_written(tmp_path, home, drop):
+    sources = _sources(tmp_path, f"url: '{drop}'")
+    export = drop / "TREP_export_2024.csv"
+    # What must stay free is the policy's: a small file is refused when landing cannot spare it (asked
+    # first: without the check, the terabyte below would be written until the disk is full).
+    _send(export, A)
+    whole_disk = PullPolicy(attempts=1, keep_free_bytes=shutil.disk_usage(home.landing).total)
+    assert pull_source(home, "registry_it", sources_dir=sources, policy=whole_disk).status is PullStatus.FAILED
+    assert list((home.landing / "registry_it").iterdir()) == []
+
+    with export.open("wb") as out:  # a terabyte that costs the sender nothing
+        out.truncate(1 << 40)
+    stamp = time.time() - 3600
+    os.utime(export, (stamp, stamp))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message
+    assert f"{export} from {drop} not pulled: it is {1 << 40} bytes, and landing has " in outcome.message
+    assert "are kept for the night's run; nothing landed" in outcome.message
+    assert list((home.landing / "registry_it").iterdir()) == []
+
+    _send(export, A)
+    assert pull_source(home, "registry_it", sources_dir=sources, policy=FAST).status is PullStatus.PULLED
+    assert _landed(home) == {export.name: A}

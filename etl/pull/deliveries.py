@@ -31,6 +31,7 @@ from etl.pull.ledger import Ledger, pulling, read_ledger
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
     ChecksumMismatch,
+    NoRoom,
     Progress,
     PullPolicy,
     Settled,
@@ -376,7 +377,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             ledger.record(remote, same.sha256, [])
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
             continue
-        except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
+        except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, NoRoom) as exc:
             names.update(exc.members if isinstance(exc, ZipRefused) else ())  # quoted: shown as landed names
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
                             "pull tries it again")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ class PullPolicy(BaseModel):
     attempts: int = 3
     backoff_seconds: float = 2.0
     chunk_bytes: int = 1 << 20
+    keep_free_bytes: int = 1 << 30  # what a download must leave free in landing/ (the night's run needs room)
 
 
 class ChecksumMismatch(ValueError):
@@ -42,6 +44,10 @@ class ChecksumMismatch(ValueError):
 
 class TransferCutShort(OSError):
     """Fewer (or more) bytes arrived than the drop zone listed."""
+
+
+class NoRoom(OSError):
+    """The file is larger than landing/ can take: refused before a byte is written."""
 
 
 class TransferFailed(RuntimeError):
@@ -53,12 +59,17 @@ class Settled(Exception):  # not an error: an answer that ends the attempts
 
 
 # Answers that another attempt would only repeat.
-REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, Settled)
+REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, NoRoom,
+                                         Settled)
 
 
 def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,
              policy: PullPolicy, progress: Progress | None = None) -> str:
     """Stream `remote` into `temp` (which exists, owner-only); its sha256 once size and checksum are right."""
+    free = shutil.disk_usage(temp.parent).free
+    if remote.size > free - policy.keep_free_bytes:  # a file as large as a disk (a sparse one is cheap to send)
+        raise NoRoom(f"it is {remote.size} bytes, and landing has {free} bytes free, of which "
+                     f"{policy.keep_free_bytes} are kept for the night's run")
     digest = hashlib.sha256()
     written = 0
     with zone.open(remote) as handle, temp.open("wb") as out:
