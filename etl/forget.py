@@ -4,12 +4,17 @@ The request names the centre's own patient number; it is turned into the keyed s
 once and never printed, logged or stored. Erasure is:
 
 - the live warehouse, in one atomic publish: the patient's stage rows (found by the record-key
-  prefix `<pseudonym>|`), the dq rows citing them, their removal audit; core and marts rebuilt
+  prefix `<pseudonym>|`), the dq rows citing them, their removal audit, the queries sent about them
+  and the centre's answers (which name their query by row key only); core and marts rebuilt
   from stage as publish does, so core.patient loses the person unless another source still links
   them; the rows move to `rows_superseded` in meta.source_file (rows_read still adds up);
-- the files: archive copies of exports (rewritten by their adapter where the format allows,
-  `SourceAdapter.without_patients`: CSV rows, ODM SubjectData; other formats deleted, landing/
-  keeps the export), the staged raw Parquet, the
+- what a killed run left (its next warehouse, a whole copy of the live one; GX's batch files): removed
+  first, as crash repair would at the next run;
+- the files: archive copies of every export the home keeps (a snapshot superseded nights ago too,
+  whose staged copy is gone), rewritten by their adapter where the format allows
+  (`SourceAdapter.without_patients`: CSV rows, ODM SubjectData; other formats deleted when they
+  hold the patient, read again to tell when no staged copy does; landing/ keeps the export), the
+  staged raw Parquet, the
   harmonised Parquet of every run, every kept marts set (without the rows of a person another
   source still links, too: they hold the patient's contribution; once the set without the patient
   is written, the sets from before the erasure are deleted, as their aggregates count the patient),
@@ -21,6 +26,10 @@ once and never printed, logged or stored. Erasure is:
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
 
+A patient another source links (same EUPID, or linkage) is erased from this source only: consent is
+given per study. Those records are named (`linked_elsewhere`, by pseudonym and centre) so the data
+manager can ask whether the withdrawal covers them and erase each with its own `rtw forget`.
+
 Gotcha: raw files hold the clear patient number, so they are matched by recomputing the pseudonym
 of each row's patient key; derived files only ever hold pseudonyms and patient ids.
 """
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
@@ -75,6 +85,8 @@ class ForgetResult:
     files_rewritten: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
     public_withdrawn: bool = False  # <home>/public (rtw export --public) counted the patient: removed
+    # The person's records in other sources (`source:pseudonym (centre C)`): they stay, consent is per study
+    linked_elsewhere: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -226,19 +238,40 @@ def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: P
 
 # --- raw files: archive copies and staged Parquet -----------------------------------------------
 
+def _erased_rows(table: pa.Table, mapping: SourceMapping, key: PseudonymKey,
+                 erased: Erasures | AbstractSet[str]) -> pd.Series:
+    """Which raw rows name an erased patient in any of the mapping's patient columns."""
+    gone = pd.Series(False, index=range(table.num_rows))
+    for column in [c for c in table.column_names if c in patient_columns(mapping)]:
+        gone |= _is_erased(table.column(column).to_pandas(), key, mapping.source_id, erased).to_numpy()
+    return gone
+
+
 def _scrub_raw_parquet(path: Path, mapping: SourceMapping, key: PseudonymKey,
                        erased: Erasures | AbstractSet[str]) -> bool:
     table = pq.read_table(path)
-    columns = [c for c in table.column_names if c in patient_columns(mapping)]
-    if not columns or table.num_rows == 0:
-        return False
-    gone = pd.Series(False, index=range(table.num_rows))
-    for column in columns:
-        gone |= _is_erased(table.column(column).to_pandas(), key, mapping.source_id, erased).to_numpy()
+    gone = _erased_rows(table, mapping, key, erased)
     if not gone.any():
         return False
     _write_parquet(path, table.filter(pa.array(~gone.to_numpy())))
     return True
+
+
+def _copy_holds(home: Home, copy: Path, mapping: SourceMapping, key: PseudonymKey,
+                erased: Erasures | AbstractSet[str]) -> bool:
+    """Whether an archive copy no staged copy tells about (a superseded export, staged no longer) holds an
+    erased patient: read again as its source reads it, into a private folder under the home."""
+    adapter = adapter_for(mapping.format)
+    options = adapter.read_options(mapping)
+    # Under staging/, named as a temporary: a forget killed here leaves what crash repair clears.
+    with tempfile.TemporaryDirectory(prefix=".forget-", suffix=fsio.TEMP_SUFFIX, dir=home.staging) as folder:
+        out = Path(folder) / adapter.staged_name("copy")
+        try:
+            adapter.stage(copy, out, options, {"source_file": copy.name, "source_file_sha256": ""})
+        except ExtractError as exc:
+            raise ForgetError(f"{copy} cannot be read to tell whether it holds the patient: {exc}") from None
+        staged = [out] if out.is_file() else sorted(out.rglob("*.parquet"))
+        return any(_erased_rows(pq.read_table(p), mapping, key, erased).any() for p in staged)
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
@@ -262,15 +295,20 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
     for sha in sorted(looked_at):
         staged = home.staging / source_id
         held = False  # its staged copy held the patient: so does the export (a held or superseded one, too)
-        for parquet in sorted([*staged.glob(f"{sha}*.parquet"), *staged.glob(f"{sha}*/*.parquet")]):
+        parquets = sorted([*staged.glob(f"{sha}*.parquet"), *staged.glob(f"{sha}*/*.parquet")])
+        for parquet in parquets:
             if _scrub_raw_parquet(parquet, mapping, key, erased):
                 rewritten.append(str(parquet))
                 held = True
         for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
+            if copy.name.endswith(ERASED_SUFFIX):
+                continue
             try:
                 changed = adapter.without_patients(copy, mapping, is_erased)
             except ExtractError as exc:
                 raise ForgetError(str(exc)) from None
+            if changed is None and not (sha in holds or held or parquets):  # nothing tells: read it
+                held = _copy_holds(home, copy, mapping, key, erased)
             if changed is None and (sha in holds or held):  # a binary export (SAS, Excel): landing/ keeps it
                 # The tombstone keeps the next run from archiving the same export again (landing.archive).
                 fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
@@ -329,6 +367,18 @@ def _scrub_report_file(path: Path, marks: _Marks, needles: list[bytes]) -> str |
 
 # --- the warehouse -------------------------------------------------------------------------------
 
+def _linked_elsewhere(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str) -> list[str]:
+    """The other source records linkage made one person with the patient: `source:pseudonym (centre C)`.
+    Pseudonyms, never numbers: the data manager asks those centres for their number of the patient."""
+    rows = con.execute("""
+        SELECT DISTINCT o.source_id, o.source_patient_pseudonym, o.centre_id
+        FROM stage.patient_source p JOIN stage.patient_source o USING (patient_id)
+        WHERE p.source_id = ? AND p.source_patient_pseudonym = ?
+          AND (o.source_id, o.source_patient_pseudonym) <> (p.source_id, p.source_patient_pseudonym)
+        ORDER BY ALL""", [source_id, pseudonym]).fetchall()
+    return [f"{other}:{alias}" + (f" (centre {centre})" if centre else "") for other, alias, centre in rows]
+
+
 def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
                         started_at: datetime) -> tuple[int, _Marks]:
     prefix = f"{pseudonym}|"
@@ -348,6 +398,7 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     for table in stage_tables:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
+    _erase_answers(con, source_id, prefix)
     for table in ("dq.quarantine", "dq.issue_span", "meta.record_removal"):
         con.execute(f"DELETE FROM {table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
@@ -367,6 +418,17 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     _record_run(con, run_id, started_at, source_id,
                 f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)")
     return sum(int(n) for _, n in records), marks
+
+
+def _erase_answers(con: duckdb.DuckDBPyConnection, source_id: str, prefix: str) -> None:
+    """The centre's answers to the patient's queries. An answer names its query by row key only, so the
+    sweep, which finds the query rows by the record key, would leave it, and its comment is the centre's
+    own words: they may quote the patient's number, a birth date or an EUPID."""
+    if not in_warehouse(con, "meta.query_response"):
+        return
+    con.execute("DELETE FROM meta.query_response r WHERE EXISTS (SELECT 1 FROM meta.query_item i WHERE "
+                "i.batch_id = r.batch_id AND i.row_key = r.row_key AND i.source_id = ? AND "
+                "starts_with(i.source_record_key, ?))", [source_id, prefix])
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime, source_id: str,
@@ -431,6 +493,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             raise ForgetError(str(exc)) from None
         if erased_already:
             raise ForgetError(f"this patient of {source_id} was erased already")
+        result.files_deleted += _remove_leftovers(home)
         shas: list[str] = []
         marks_found: list[_Marks] = []
 
@@ -448,15 +511,15 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
                 _record_run(con, run_id, started_at, source_id,
                             f"consent withdrawal: one patient of {source_id} not loaded yet, erasure recorded ahead")
                 return
+            result.linked_elsewhere = _linked_elsewhere(con, source_id, pseudonym)
             removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
             result.records_removed = removed
             marks_found.append(marks)
 
         swap_in_next(home.warehouse, run_id, erase, compact=True)
         # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
-        staged = home.staging / source_id
-        every = {p.name[:64] for p in (staged.iterdir() if staged.is_dir() else ()) if STAGED_NAME.fullmatch(p.name)}
-        rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, every | set(shas), shas)
+        rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, _exports_kept(home, source_id, shas),
+                                                 shas)
         result.files_rewritten += rewritten
         result.files_deleted += deleted
         if not marks_found:  # never loaded: no derived file names the patient
@@ -464,6 +527,10 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             return result
         marks = marks_found[0]
         result.person_removed = bool(marks.patient_ids)
+        if result.linked_elsewhere:  # on the terminal of rtw forget; what to do is the data manager's call
+            log.warning("%s: the erased patient was linked to %s, kept: consent is given per study. If the withdrawal "
+                        "covers those studies too, erase each with rtw forget --source SOURCE --patient <that centre's "
+                        "number for the patient>", source_id, ", ".join(result.linked_elsewhere))
         _scrub_derived_files(home, marks, result)
         try:
             exported = export_parquet(home.warehouse, home.marts)
@@ -476,6 +543,37 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
         result.public_withdrawn = bool(withdrawn)
         _rebuild_latest_report(home)
     return result
+
+
+def _remove_leftovers(home: Home) -> list[str]:
+    """What a killed run left behind (crash repair clears it at the next run's start, which may be days
+    away): its next warehouse, a whole copy of the live one with the patient in it, with its WAL, DuckDB's
+    spill and GX's batch files; half-written copies under staging/ and archive/. Under the run lock no
+    live run owns any of it."""
+    from etl.repair import stale_temporaries
+
+    leftovers = stale_temporaries(home)
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return [str(p) for p in leftovers]
+
+
+def _exports_kept(home: Home, source_id: str, loaded: Iterable[str]) -> set[str]:
+    """Every export of the source the home keeps a copy of: the staged ones by sha256 (superseded
+    snapshots and a held load's too), and those only the archive keeps (a snapshot superseded before
+    this staging, whose staged copy is gone) by the first 16 digits their copy is named by."""
+    staged = home.staging / source_id
+    exports = {*loaded, *(p.name[:64] for p in (staged.iterdir() if staged.is_dir() else ())
+                          if STAGED_NAME.fullmatch(p.name))}
+    archived = home.archive / source_id
+    for copy in (archived.iterdir() if archived.is_dir() else ()):
+        prefix, sep, _ = copy.name.partition("__")
+        if sep and not copy.name.endswith(ERASED_SUFFIX) and not any(e.startswith(prefix) for e in exports):
+            exports.add(prefix)
+    return exports
 
 
 def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> None:
