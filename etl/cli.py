@@ -519,6 +519,10 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
                   f"{len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted; recorded "
                   "in meta.erasure by pseudonym. landing/ is untouched: ask the centre to drop the patient "
                   "from its exports")
+    if done.linked_elsewhere:  # consent is given per study: what to do is the data manager's call
+        console.print(f"[yellow]{source}: the patient was linked to {', '.join(done.linked_elsewhere)}, kept:[/yellow] "
+                      "consent is given per study. If the withdrawal covers those studies too, erase each with "
+                      "rtw forget --source SOURCE --patient <that centre's number for the patient>")
     if done.public_withdrawn:
         console.print(f"{rtw_home.public} counted the patient and is removed: run 'rtw export --public' again "
                       "(with the --min-cell you publish with); copies of it already sent out still count them")

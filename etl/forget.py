@@ -527,10 +527,6 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             return result
         marks = marks_found[0]
         result.person_removed = bool(marks.patient_ids)
-        if result.linked_elsewhere:  # on the terminal of rtw forget; what to do is the data manager's call
-            log.warning("%s: the erased patient was linked to %s, kept: consent is given per study. If the withdrawal "
-                        "covers those studies too, erase each with rtw forget --source SOURCE --patient <that centre's "
-                        "number for the patient>", source_id, ", ".join(result.linked_elsewhere))
         _scrub_derived_files(home, marks, result)
         try:
             exported = export_parquet(home.warehouse, home.marts)
