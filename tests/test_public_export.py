@@ -31,6 +31,30 @@ def test_a_cell_recoverable_from_its_total_is_protected_by_a_second_one():
     assert published.loc["A", "suppressed_cells"] == "n_patients" and published.loc["C", "suppressed_cells"] == ""
 
 
+def test_withheld_cells_whose_sum_the_total_gives_are_not_left_adding_up_to_a_small_count():
+    # board_advice_summary of a 1,500-person registry, 2024: two subgroups of one case each, withheld,
+    # and the year's total shown: 36 less the subgroups shown said "2 cases in I(e) or unknown".
+    table = PublicTable("by_disease", dimensions=("disease",), counts=("n_cases",), has_totals=True)
+    frame = pd.DataFrame({"disease": ["I(a)", "I(b)", "I(e)", "unknown", None], "n_cases": [22, 12, 1, 1, 36]})
+    published = suppress(frame, table, MIN_CELL).set_index("disease")
+    assert published.n_cases.isna().to_dict() == {"I(a)": False, "I(b)": True, "I(e)": True, "unknown": True,
+                                                  "all": False}
+    assert_nothing_recoverable(published.reset_index(), table)
+
+
+def test_parts_withheld_within_a_row_do_not_add_up_to_a_small_count():
+    # response, irinotecan: 11 assessed, 7 stable, 0 and 0 shown: the complete, partial and progressing
+    # lines, each withheld, made 4 together.
+    table = next(t for t in PUBLIC_TABLES if t.name == "response")
+    counts = {"n_assessed": 11, "n_complete": 1, "n_partial": 2, "n_stable": 7, "n_progression": 1,
+              "n_no_response": 0, "n_not_evaluable": 0, "n_objective_response": 3}
+    frame = pd.DataFrame([{"regimen": "irinotecan", "advice_group": "not_compared", "timepoint": "best",
+                           **counts, "orr": 3 / 11, "orr_ci_lower": 0.1, "orr_ci_upper": 0.6}])
+    published = suppress(frame, table, MIN_CELL)
+    assert pd.isna(published.n_stable[0]) and published.n_assessed[0] == 11
+    assert_nothing_recoverable(published, table)
+
+
 def test_within_a_row_parts_of_a_total_and_the_rates_that_derive_from_them_are_protected():
     table = PublicTable("toxicity", dimensions=("drug",), counts=("n_exposed", "n_severe"),
                         relations=(Relation("n_exposed", ("n_severe",)),), derived={"rate": ("n_severe", "n_exposed")})
@@ -101,8 +125,8 @@ def assert_nothing_recoverable(published: pd.DataFrame, table: PublicTable) -> N
             unknown = sum(pd.isna(c) for c in cells)
             if relation.exact and unknown == 1:
                 problems.append(f"{table.name} {row}: {relation.total} = sum{relation.parts} reveals the withheld cell")
-            if not relation.exact and unknown == 0:
-                remainder = cells[0] - sum(cells[1:])
+            if not pd.isna(cells[0]) and (unknown or not relation.exact):
+                remainder = cells[0] - sum(c for c in cells[1:] if not pd.isna(c))  # what the parts not shown make
                 if 0 < remainder < MIN_CELL:
                     problems.append(f"{table.name}: {relation.total} - {relation.parts} = {remainder} in {row}")
         for derived, counts in table.derived.items():
@@ -127,6 +151,9 @@ def _group_total_problems(published: pd.DataFrame, table: PublicTable) -> list[s
                     if unknown == 1:
                         problems.append(f"{table.name}: the {count} total of {grouping} reveals a withheld cell at "
                                         f"{total[list(totals.within)].to_dict()}")
+                    elif unknown and not pd.isna(total[count]) and 0 < total[count] - children[count].sum() < MIN_CELL:
+                        problems.append(f"{table.name}: the {count} cells of {grouping} withheld add up to a small "
+                                        f"count at {total[list(totals.within)].to_dict()}")
                     elif unknown == 0 and total[count] < children[count].sum():
                         problems.append(f"{table.name}: {grouping} adds up to more than its total {total.to_dict()}")
     return problems
@@ -145,9 +172,13 @@ def _margin_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
                 published[published[dim] != "all"]
             for count in table.counts:
                 unknown = int(pd.isna(total[count])) + int(children[count].isna().sum())
+                where = total[others].to_dict() if others else "overall"
                 if len(children) and unknown == 1:
-                    problems.append(f"{table.name}: the {count} total over {dim} reveals a withheld cell at "
-                                    f"{total[others].to_dict() if others else 'overall'}")
+                    problems.append(f"{table.name}: the {count} total over {dim} reveals a withheld cell at {where}")
+                elif len(children) and unknown and not pd.isna(total[count]) \
+                        and 0 < total[count] - children[count].sum() < MIN_CELL:
+                    problems.append(f"{table.name}: the {count} cells over {dim} withheld add up to a small count "
+                                    f"at {where}")
     return problems
 
 

@@ -12,7 +12,10 @@ reader can recompute a count from a *relation*, a total and its parts:
   make a remainder, but a reader who takes it for 0 must not recover a cell either.
 The classic heuristic then makes every relation hold either no unknown cell or at least two:
 when exactly one is unknown (withheld, or an implied remainder from 1 to min_cell - 1), the
-smallest other part is withheld too, else the total; repeat until nothing changes. Columns
+smallest other part is withheld too, else the total. Two unknown parts of a total shown are not
+enough when they add up to less than min_cell: the total less the parts shown gives their sum, a
+small count of its own (2 cases in two withheld subgroups), so a further positive part is withheld.
+Repeat until nothing changes. Columns
 derived from counts (rates, confidence intervals, medians) are withheld with any of their counts.
 
 Labels: a count withheld leaves its row's label shown, so a label a centre wrote (a drug name, a
@@ -85,15 +88,27 @@ def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Seque
         for constraint in constraints:
             cells = (constraint.total, *constraint.parts)
             unknown = [c for c in cells if c in withheld or c not in published]
-            if len(unknown) != 1 or not (unknown[0] in withheld or unknown[0] in sensitive):
-                continue
-            # Withhold the smallest part that is still shown (positive before zero), else the total.
             parts = [c for c in constraint.parts if c in published and c not in withheld]
-            candidates = parts or ([constraint.total] if constraint.total not in withheld else [])
+            if _small_sum(constraint, unknown, values, min_cell):
+                # The total shown less the parts shown gives the unknown parts' sum, a small count of its own
+                # (2 cases in two withheld subgroups): a positive part goes too, else the total.
+                candidates = [c for c in parts if values[c] > 0] or [constraint.total]
+            elif len(unknown) == 1 and (unknown[0] in withheld or unknown[0] in sensitive):
+                # Withhold the smallest part that is still shown (positive before zero), else the total.
+                candidates = parts or ([constraint.total] if constraint.total not in withheld else [])
+            else:
+                continue
             if candidates:
                 withheld.add(min(candidates, key=lambda c: (values[c] == 0, values[c])))
                 changed = True
     return withheld
+
+
+def _small_sum(constraint: Constraint, unknown: list[Cell], values: Mapping[Cell, int], min_cell: int) -> bool:
+    """Whether the total is known and the parts not known add up to a count from 1 to min_cell - 1."""
+    if not unknown or constraint.total in unknown:
+        return False
+    return 0 < sum(values[c] for c in unknown) < min_cell
 
 
 def _row_constraints(frame: pd.DataFrame, table: PublicTable,
