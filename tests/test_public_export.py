@@ -14,7 +14,17 @@ import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
 
 from etl.load.marts import PUBLIC_TABLES, export_public
-from etl.load.suppression import Constraint, GroupTotals, PublicTable, Relation, generalise, protect, suppress
+from etl.load.suppression import (
+    Constraint,
+    GroupTotals,
+    PublicTable,
+    Relation,
+    TotalsOf,
+    generalise,
+    protect,
+    suppress,
+    suppress_tables,
+)
 
 MIN_CELL = 5
 
@@ -102,6 +112,34 @@ def test_a_row_totalling_each_grouping_protects_a_small_group_in_every_grouping(
     assert published.n_patients.isna().to_dict() == {"all": False, "I": True, "II": True, "III": False,
                                                      "followed": False, "not_followed": False}
     assert_nothing_recoverable(published.reset_index(), table)
+
+
+def test_a_table_totalling_another_is_suppressed_with_it():
+    # board_response counts response's lines, all regimens together: alone, each table kept its own cells,
+    # and 25 followed lines assessed less the regimens shown gave the 3 of the regimen withheld.
+    tables = {t.name: t for t in PUBLIC_TABLES}
+    response, board = tables["response"], tables["board_response"]
+    assert TotalsOf("response", ("advice_group", "timepoint"),
+                    ("n_assessed", "n_objective_response")) in board.totals_of
+    lines = {"crizotinib": (0, 0, 0, 3, 0), "larotrectinib": (8, 0, 0, 2, 0),  # CR, PR, SD, PD, NR
+             "dabrafenib + trametinib": (6, 6, 0, 0, 0)}
+    frames = {
+        "response": pd.DataFrame([{"regimen": regimen, "advice_group": "followed", "timepoint": "cycle1",
+                                   "n_assessed": sum(n), "n_complete": n[0], "n_partial": n[1], "n_stable": n[2],
+                                   "n_progression": n[3], "n_no_response": n[4], "n_not_evaluable": 0,
+                                   "n_objective_response": n[0] + n[1], "orr": None, "orr_ci_lower": None,
+                                   "orr_ci_upper": None} for regimen, n in lines.items()]),
+        "board_response": pd.DataFrame({"advice_group": ["followed"], "timepoint": ["cycle1"], "n_submissions": [40],
+                                        "n_treated": [30], "n_assessed": [25], "n_objective_response": [20],
+                                        "orr": [0.8], "orr_ci_lower": [0.6], "orr_ci_upper": [0.9]})}
+    shown = suppress_tables(frames, (response, board), MIN_CELL)
+    regimens, total = shown["response"], shown["board_response"].iloc[0]
+    for count in ("n_assessed", "n_objective_response"):
+        unknown = regimens[count].isna().sum() + int(pd.isna(total[count]))
+        recovered = 0 if pd.isna(total[count]) else total[count] - regimens[count].sum()
+        assert unknown != 1 and not 0 < recovered < MIN_CELL, (count, regimens[count].tolist(), total.to_dict())
+    with pytest.raises(ValueError, match="board_response totals response"):
+        suppress(frames["board_response"], board, MIN_CELL)
 
 
 def test_protect_withholds_nothing_when_no_cell_is_small():
@@ -222,6 +260,35 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
         assert all(column in listed for listed in withheld), f"a withheld {column} is not listed in suppressed_cells"
     # The rare-disease figures are small: the export must withhold something, and still publish something.
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
+
+
+# What a reader can add up across tables, whatever PUBLIC_TABLES declares: board_response counts response's lines.
+CROSS_TOTALS = {"board_response": (TotalsOf("response", ("advice_group", "timepoint"),
+                                            ("n_assessed", "n_objective_response")),)}
+
+
+def test_no_public_table_gives_back_a_cell_another_withholds(public):
+    built, paths = public
+    folder = paths[0].parent
+    problems = []
+    for table in PUBLIC_TABLES:
+        for totals in CROSS_TOTALS.get(table.name, ()):
+            names = (table.name, totals.table)
+            mart_total, mart_parts = (built.query(f"SELECT * FROM marts.{name}") for name in names)
+            shown_total, shown_parts = (pd.read_parquet(folder / f"{name}.parquet") for name in names)
+            on = list(totals.on)
+            for count in totals.counts:  # what the declaration says holds in the marts
+                assert (mart_parts.groupby(on)[count].sum().reindex(pd.MultiIndex.from_frame(mart_total[on]),
+                                                                    fill_value=0).to_numpy()
+                        == mart_total[count].to_numpy()).all(), f"{table.name}.{count} is no total of {totals.table}"
+            for _, total in shown_total.iterrows():
+                parts = shown_parts[(shown_parts[on] == total[on]).all(axis=1)]
+                for count in totals.counts:
+                    unknown = int(pd.isna(total[count])) + int(parts[count].isna().sum())
+                    recovered = 0 if pd.isna(total[count]) else total[count] - parts[count].sum()
+                    if unknown == 1 or (unknown and 0 < recovered < MIN_CELL):
+                        problems.append(f"{table.name} {total[on].to_dict()}: {count} gives back {totals.table}'s")
+    assert not problems, problems
 
 
 def test_survival_is_published_from_every_origin_the_diagnosis_too(public):

@@ -43,7 +43,7 @@ from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
-from etl.load.suppression import GroupTotals, PublicTable, Relation, generalise, suppress
+from etl.load.suppression import GroupTotals, PublicTable, Relation, TotalsOf, generalise, suppress_tables
 from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.sql_checks import rule_functions_sql
@@ -298,7 +298,10 @@ PUBLIC_TABLES = (
         counts=("n_submissions", "n_treated", "n_assessed", "n_objective_response"),
         relations=(Relation("n_submissions", ("n_treated",)), Relation("n_treated", ("n_assessed",)),
                    Relation("n_assessed", ("n_objective_response",))),
-        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")}),
+        derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")},
+        # the same lines as response's, all regimens together: a regimen withheld there is not this less the others
+        totals_of=(TotalsOf("response", on=("advice_group", "timepoint"),
+                            counts=("n_assessed", "n_objective_response")),)),
     PublicTable(
         "registry_activity", dimensions=("study_id", "centre_id", "country", "registration_year"),
         counts=("n_registrations", "n_patients", "n_with_diagnosis_date"),
@@ -333,9 +336,12 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
         frames = {table.name: con.execute(f"SELECT * FROM marts.{table.name}").df() for table in PUBLIC_TABLES}
     finally:
         con.close()
+    # suppressed together: board_response totals response's regimens
+    shown = suppress_tables({table.name: generalise(frames[table.name], table, min_cell) for table in PUBLIC_TABLES},
+                            PUBLIC_TABLES, min_cell)
     written = []
     for table in PUBLIC_TABLES:
-        published = suppress(generalise(frames[table.name], table, min_cell), table, min_cell)
+        published = shown[table.name]
         csv_path, parquet_path = out_dir / f"{table.name}.csv", out_dir / f"{table.name}.parquet"
         with fsio.written_atomically(csv_path) as partial:
             _as_spreadsheet_cells(published).to_csv(partial, index=False)

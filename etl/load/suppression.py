@@ -10,13 +10,16 @@ reader can recompute a count from a *relation*, a total and its parts:
   declares the total of groups (GroupTotals: survival_landmark's grouping 'all' row sums the groups
   of each other grouping). Such totals are taken as exact: a patient in no group of a grouping would
   make a remainder, but a reader who takes it for 0 must not recover a cell either.
+- across tables, a table whose rows total another's (TotalsOf): board_response's n_assessed and
+  n_objective_response sum response's regimens of the same advice group and timepoint, so the two
+  are suppressed together (suppress_tables), their cells one problem.
 The classic heuristic then makes every relation hold either no unknown cell or at least two:
 when exactly one is unknown (withheld, or an implied remainder from 1 to min_cell - 1), the
 smallest other part is withheld too, else the total. Two unknown parts of a total shown are not
 enough when they add up to less than min_cell: the total less the parts shown gives their sum, a
 small count of its own (2 cases in two withheld subgroups), so a further positive part is withheld.
-Repeat until nothing changes. Columns
-derived from counts (rates, confidence intervals, medians) are withheld with any of their counts.
+Repeat until nothing changes. Columns derived from counts (rates, confidence intervals, medians) are
+withheld with any of their counts.
 
 Labels: a count withheld leaves its row's label shown, so a label a centre wrote (a drug name, a
 centre code, a country) is published only when it is in the column's closed list (ISO 3166 for a
@@ -25,10 +28,12 @@ country) or shared: some row shows it for at least min_cell persons. Any other r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 Cell = tuple[int, str]  # (row position, column); implied remainders use column "~<total>-<parts>"
@@ -54,6 +59,16 @@ class GroupTotals:
 
 
 @dataclass(frozen=True)
+class TotalsOf:
+    """Each row totals, for every count named, the rows of another public `table` that agree with it on `on`
+    (board_response's n_assessed sums response's regimens of its advice group and timepoint)."""
+
+    table: str
+    on: tuple[str, ...]
+    counts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PublicTable:
     """How an aggregate mart is published: its counts, the relations between them, and what derives from them."""
 
@@ -64,6 +79,7 @@ class PublicTable:
     derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> the counts it reveals
     has_totals: bool = False  # rows with NULL dimensions are totals over them; every count adds up
     group_totals: tuple[GroupTotals, ...] = ()  # rows labelled as totals of other rows' groups
+    totals_of: tuple[TotalsOf, ...] = ()  # other public tables whose counts these rows total
     # Dimensions whose labels centres write -> the labels always published (the column's closed list, if any).
     written: Mapping[str, frozenset[str]] = field(default_factory=dict)
     persons: str = ""  # the count of persons a row's labels describe: shared labels are shown for min_cell of them
@@ -140,8 +156,7 @@ def _margin_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Con
 def _group_total_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Constraint]:
     """A row labelled as the total equals, for each other value of its dimension, the sum of the rows of that value."""
     for totals in table.group_totals:
-        key = frame[list(totals.within)].astype(str).agg("\x1f".join, axis=1) if totals.within else \
-            pd.Series("", index=frame.index)
+        key = _key(frame, totals.within)
         is_total = frame[totals.dimension] == totals.label
         for total_row in frame.index[is_total]:
             same = frame[~is_total & (key == key[total_row])]
@@ -156,14 +171,67 @@ def suppress(frame: pd.DataFrame, table: PublicTable, min_cell: int = 5) -> pd.D
     Counts become nullable integers (NULL = withheld), and `suppressed_cells` lists the columns withheld in
     each row, so a reader can tell withheld from missing.
     """
-    frame = frame.reset_index(drop=True)
+    return suppress_tables({table.name: frame}, (table,), min_cell)[table.name]
+
+
+def suppress_tables(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicTable],
+                    min_cell: int = 5) -> dict[str, pd.DataFrame]:
+    """The frames as they may be published (see suppress), withheld together: a table whose rows total
+    another's counts (TotalsOf) would otherwise give back what the other withholds."""
+    frames = {table.name: frames[table.name].reset_index(drop=True) for table in tables}
+    offsets = dict(zip(frames, itertools.accumulate((len(f) for f in frames.values()), initial=0), strict=False))
+    values: dict[Cell, int] = {}
+    published: set[Cell] = set()
+    constraints: list[Constraint] = []
+    for table in tables:  # each table's cells on rows of their own: offset by the rows of the tables before it
+        shift = offsets[table.name]
+        local, shown, relations = _cells(frames[table.name], table)
+        values.update({(row + shift, column): value for (row, column), value in local.items()})
+        published |= {(row + shift, column) for row, column in shown}
+        constraints += [Constraint(_moved(k.total, shift), tuple(_moved(c, shift) for c in k.parts)) for k in relations]
+    constraints += list(_totals_of_constraints(frames, tables, offsets))
+    withheld = protect(values, published, constraints, min_cell)
+    return {table.name: _published(frames[table.name], table, {
+        (row - offsets[table.name], column) for row, column in withheld
+        if offsets[table.name] <= row < offsets[table.name] + len(frames[table.name])}) for table in tables}
+
+
+def _moved(cell: Cell, shift: int) -> Cell:
+    return cell[0] + shift, cell[1]
+
+
+def _cells(frame: pd.DataFrame, table: PublicTable) -> tuple[dict[Cell, int], set[Cell], list[Constraint]]:
+    """A table's counts (and the remainders its relations imply), those published, and what a reader knows of them."""
     values = {(row, column): int(value) for column in table.counts for row, value in enumerate(frame[column].tolist())}
     published = set(values)
     constraints = list(_row_constraints(frame, table, values))
     if table.has_totals:
         constraints += list(_margin_constraints(frame, table))
     constraints += list(_group_total_constraints(frame, table))
-    withheld = protect(values, published, constraints, min_cell)
+    return values, published, constraints
+
+
+def _totals_of_constraints(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicTable],
+                           offsets: Mapping[str, int]) -> Iterable[Constraint]:
+    """A row of a table that totals another's counts equals the sum of the other's rows that agree with it on `on`."""
+    for table in tables:
+        for totals in table.totals_of:
+            if totals.table not in frames:
+                raise ValueError(f"{table.name} totals {totals.table}: suppress them together (suppress_tables)")
+            parts = frames[totals.table]
+            part_key = _key(parts, totals.on)
+            for total_row, key in enumerate(_key(frames[table.name], totals.on)):
+                children = [offsets[totals.table] + int(row) for row in np.flatnonzero(part_key.to_numpy() == key)]
+                for count in totals.counts:
+                    yield Constraint((offsets[table.name] + total_row, count), tuple((row, count) for row in children))
+
+
+def _key(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    return frame[list(columns)].astype(str).agg("\x1f".join, axis=1) if columns else pd.Series("", index=frame.index)
+
+
+def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell]) -> pd.DataFrame:
+    """The frame with its withheld counts, and the columns derived from them, NULL and listed in suppressed_cells."""
     out = frame.copy()
     for column in table.counts:
         out[column] = out[column].astype("Int64")
