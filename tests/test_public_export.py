@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,18 @@ def test_a_table_totalling_another_is_suppressed_with_it():
         suppress(frames["board_response"], board, MIN_CELL)
 
 
+def test_the_patients_who_left_between_two_landmarks_are_not_a_small_count():
+    # enrolment EFS, group XII of 400 persons: 12 at risk at 3 years, 10 at 5, both shown: 2 children had
+    # an event or were censored in between, as n_patients less n_at_risk would have told before 3 years.
+    table = next(t for t in PUBLIC_TABLES if t.name == "survival_landmark")
+    frame = pd.DataFrame({"origin": "enrolment", "endpoint": "EFS", "grouping": "iccc3_group", "group_value": "XII",
+                          "years": [1, 2, 3, 5], "n_patients": 30, "n_at_risk": [20, 18, 15, 12],
+                          "survival": [0.8, 0.75, 0.7, 0.6], "ci_lower": 0.5, "ci_upper": 0.9})
+    published = suppress(frame, table, MIN_CELL)
+    assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping", "group_value"))
+    assert published.n_at_risk.notna().any()
+
+
 def test_protect_withholds_nothing_when_no_cell_is_small():
     values = {(0, "n"): 10, (1, "n"): 12, (2, "n"): 22}
     constraints = [Constraint((2, "n"), ((0, "n"), (1, "n")))]
@@ -174,6 +187,17 @@ def assert_nothing_recoverable(published: pd.DataFrame, table: PublicTable) -> N
         problems += _margin_problems(published, table)
     problems += _group_total_problems(published, table)
     assert not problems, "\n".join(problems[:10])
+
+
+def _shrinking_problems(published: pd.DataFrame, count: str, order: str, within: tuple[str, ...]) -> list[str]:
+    """Two rows of a count that only shrinks (at risk from landmark to landmark) whose difference is small."""
+    problems = []
+    for key, rows in published.sort_values(order).groupby(list(within)):
+        shown = rows[count].dropna().tolist()
+        for earlier, later in itertools.combinations(shown, 2):
+            if 0 < earlier - later < MIN_CELL:
+                problems.append(f"{key}: {count} {earlier} then {later}")
+    return problems
 
 
 def _group_total_problems(published: pd.DataFrame, table: PublicTable) -> list[str]:
@@ -251,6 +275,9 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
             for dim in table.dimensions:
                 published[dim] = published[dim].astype(str)
         assert_nothing_recoverable(published, table)
+        if table.name == "survival_landmark":  # the patients who left between two landmarks
+            assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping",
+                                                                             "group_value"))
     # Suppression withholds, it never changes a figure: what is shown equals the mart.
     shown = pd.read_parquet(folder / f"{table.name}.parquet")
     for column in table.counts:

@@ -43,7 +43,7 @@ from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
-from etl.load.suppression import GroupTotals, PublicTable, Relation, TotalsOf, generalise, suppress_tables
+from etl.load.suppression import GroupTotals, PublicTable, Relation, Shrinking, TotalsOf, generalise, suppress_tables
 from etl.load.survival import TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.sql_checks import rule_functions_sql
@@ -315,7 +315,9 @@ PUBLIC_TABLES = (
         relations=(Relation("n_patients", ("n_at_risk",)),),
         derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")},
         # the grouping 'all' row sums the ICCC-3 groups, and the advice groups, of its origin, endpoint and landmark
-        group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),)),
+        group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),),
+        # at risk at 5 years less at 3 years: the patients with an event or censored in between
+        shrinking=(Shrinking("n_at_risk", order="years", within=("origin", "endpoint", "grouping", "group_value")),)),
 )
 
 

@@ -9,7 +9,9 @@ reader can recompute a count from a *relation*, a total and its parts:
 - across rows, a totals row (NULL in a dimension = all) and the rows it sums; or a row a table
   declares the total of groups (GroupTotals: survival_landmark's grouping 'all' row sums the groups
   of each other grouping). Such totals are taken as exact: a patient in no group of a grouping would
-  make a remainder, but a reader who takes it for 0 must not recover a cell either.
+  make a remainder, but a reader who takes it for 0 must not recover a cell either. Or a count that only
+  shrinks from row to row (Shrinking: survival_landmark's n_at_risk from landmark to landmark), whose
+  difference between two rows is implied, the persons who left in between.
 - across tables, a table whose rows total another's (TotalsOf): board_response's n_assessed and
   n_objective_response sum response's regimens of the same advice group and timepoint, so the two
   are suppressed together (suppress_tables), their cells one problem.
@@ -59,6 +61,16 @@ class GroupTotals:
 
 
 @dataclass(frozen=True)
+class Shrinking:
+    """Rows that agree on `within`, in the order of `order`: each row's `count` is among every earlier row's
+    (the patients at risk at 3 years were at risk at 1 year), and their difference, implied, a cell of its own."""
+
+    count: str
+    order: str
+    within: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TotalsOf:
     """Each row totals, for every count named, the rows of another public `table` that agree with it on `on`
     (board_response's n_assessed sums response's regimens of its advice group and timepoint)."""
@@ -80,6 +92,7 @@ class PublicTable:
     has_totals: bool = False  # rows with NULL dimensions are totals over them; every count adds up
     group_totals: tuple[GroupTotals, ...] = ()  # rows labelled as totals of other rows' groups
     totals_of: tuple[TotalsOf, ...] = ()  # other public tables whose counts these rows total
+    shrinking: tuple[Shrinking, ...] = ()  # counts that only shrink from row to row (at risk from landmark to landmark)
     # Dimensions whose labels centres write -> the labels always published (the column's closed list, if any).
     written: Mapping[str, frozenset[str]] = field(default_factory=dict)
     persons: str = ""  # the count of persons a row's labels describe: shared labels are shown for min_cell of them
@@ -208,7 +221,21 @@ def _cells(frame: pd.DataFrame, table: PublicTable) -> tuple[dict[Cell, int], se
     if table.has_totals:
         constraints += list(_margin_constraints(frame, table))
     constraints += list(_group_total_constraints(frame, table))
+    constraints += list(_shrinking_constraints(frame, table, values))
     return values, published, constraints
+
+
+def _shrinking_constraints(frame: pd.DataFrame, table: PublicTable, values: dict[Cell, int]) -> Iterable[Constraint]:
+    """An earlier row's count less a later one's is the persons who left in between: 12 at risk at 3 years
+    and 10 at 5 years tell that 2 had an event or were censored; so does any pair of rows, not only neighbours."""
+    for shrinking in table.shrinking:
+        ordered = frame.assign(_within=_key(frame, shrinking.within)).sort_values(["_within", shrinking.order],
+                                                                                 kind="stable")
+        for _, rows in ordered.groupby("_within", sort=False):
+            for earlier, later in itertools.combinations(rows.index.tolist(), 2):
+                gone = (later, f"~{shrinking.count}-since-row-{earlier}")
+                values[gone] = values[(earlier, shrinking.count)] - values[(later, shrinking.count)]
+                yield Constraint((earlier, shrinking.count), ((later, shrinking.count), gone))
 
 
 def _totals_of_constraints(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicTable],
