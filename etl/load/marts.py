@@ -44,7 +44,7 @@ from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import GroupTotals, PublicTable, Relation, Shrinking, TotalsOf, generalise, suppress_tables
-from etl.load.survival import TIMES_COLUMNS, kaplan_meier
+from etl.load.survival import LANDMARK_YEARS, TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.sql_checks import rule_functions_sql
 from etl.quality.validate import write_source_params
@@ -316,8 +316,12 @@ PUBLIC_TABLES = (
         derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")},
         # the grouping 'all' row sums the ICCC-3 groups, and the advice groups, of its origin, endpoint and landmark
         group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),),
-        # at risk at 5 years less at 3 years: the patients with an event or censored in between
-        shrinking=(Shrinking("n_at_risk", order="years", within=("origin", "endpoint", "grouping", "group_value")),)),
+        # at risk at 3 years less at 5 years: the patients with an event or censored in between; at risk of
+        # death less at risk of an EFS event: the patients alive after a relapse or progression
+        shrinking=(Shrinking("n_at_risk", "years", LANDMARK_YEARS,
+                             within=("origin", "endpoint", "grouping", "group_value")),
+                   Shrinking("n_at_risk", "endpoint", ("OS", "EFS"),
+                             within=("origin", "grouping", "group_value", "years")))),
 )
 
 

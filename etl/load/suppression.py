@@ -10,8 +10,8 @@ reader can recompute a count from a *relation*, a total and its parts:
   declares the total of groups (GroupTotals: survival_landmark's grouping 'all' row sums the groups
   of each other grouping). Such totals are taken as exact: a patient in no group of a grouping would
   make a remainder, but a reader who takes it for 0 must not recover a cell either. Or a count that only
-  shrinks from row to row (Shrinking: survival_landmark's n_at_risk from landmark to landmark), whose
-  difference between two rows is implied, the persons who left in between.
+  shrinks from row to row (Shrinking: survival_landmark's n_at_risk from landmark to landmark, and from
+  OS to EFS), whose difference between two rows is implied: the persons who left in between.
 - across tables, a table whose rows total another's (TotalsOf): board_response's n_assessed and
   n_objective_response sum response's regimens of the same advice group and timepoint, so the two
   are suppressed together (suppress_tables), their cells one problem.
@@ -62,11 +62,13 @@ class GroupTotals:
 
 @dataclass(frozen=True)
 class Shrinking:
-    """Rows that agree on `within`, in the order of `order`: each row's `count` is among every earlier row's
-    (the patients at risk at 3 years were at risk at 1 year), and their difference, implied, a cell of its own."""
+    """Rows that agree on `within`, their `dimension` in the given `order`: each row's `count` is among every
+    earlier row's (the patients at risk at 3 years were at risk at 1 year; those at risk of an EFS event, at
+    risk of death), and their difference, implied, a cell of its own."""
 
     count: str
-    order: str
+    dimension: str
+    order: tuple[Any, ...]
     within: tuple[str, ...]
 
 
@@ -229,9 +231,9 @@ def _shrinking_constraints(frame: pd.DataFrame, table: PublicTable, values: dict
     """An earlier row's count less a later one's is the persons who left in between: 12 at risk at 3 years
     and 10 at 5 years tell that 2 had an event or were censored; so does any pair of rows, not only neighbours."""
     for shrinking in table.shrinking:
-        ordered = frame.assign(_within=_key(frame, shrinking.within)).sort_values(["_within", shrinking.order],
-                                                                                 kind="stable")
-        for _, rows in ordered.groupby("_within", sort=False):
+        rank = frame[shrinking.dimension].map({value: i for i, value in enumerate(shrinking.order)})
+        ordered = frame.assign(_within=_key(frame, shrinking.within), _rank=rank)[rank.notna()]
+        for _, rows in ordered.sort_values(["_within", "_rank"], kind="stable").groupby("_within", sort=False):
             for earlier, later in itertools.combinations(rows.index.tolist(), 2):
                 gone = (later, f"~{shrinking.count}-since-row-{earlier}")
                 values[gone] = values[(earlier, shrinking.count)] - values[(later, shrinking.count)]
