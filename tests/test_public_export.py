@@ -328,6 +328,21 @@ def test_no_public_table_gives_back_a_cell_another_withholds(public):
     assert not problems, problems
 
 
+# Counts a table repeats on several rows: shown on one, withheld on another, they would be no secret.
+REPEATED = {"survival_landmark": ("n_patients", ("origin", "endpoint", "grouping", "group_value")),
+            "board_response": ("n_submissions", ("advice_group",)),
+            "actionable_events": ("n_patients_profiled", ("source_id", "iccc3_subgroup"))}
+
+
+@pytest.mark.parametrize("name", REPEATED)
+def test_a_count_repeated_on_several_rows_is_withheld_on_all_or_none(public, name):
+    _, paths = public
+    count, key = REPEATED[name]
+    shown = pd.read_parquet(paths[0].parent / f"{name}.parquet")
+    split = shown.groupby(list(key))[count].agg(lambda values: values.isna().any() and values.notna().any())
+    assert not split.any(), split[split].index.tolist()
+
+
 def test_survival_is_published_from_every_origin_the_diagnosis_too(public):
     built, paths = public
     shown = pd.read_parquet(paths[0].parent / "survival_landmark.parquet")

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Cell = tuple[int, str]  # (row position, column); implied remainders use column "~<total>-<parts>"
+Cell = tuple[int, str]  # (row position, column); implied remainders use a column "~..." (never published)
 
 
 @dataclass(frozen=True)
