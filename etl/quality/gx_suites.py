@@ -269,7 +269,9 @@ def _store(context: Any, suite: Any, batch_id: str | None, outcome: Any, run_nam
         ValidationResultIdentifier,
     )
 
-    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    # GX reads a run name as a time where dateutil can (its page renderer): a run id ending -2500 reads as a
+    # 25-hour offset and fails the page. Behind a word no parser takes for a time, the name stays the run id.
+    run_id = RunIdentifier(run_name=f"run-{run_name}" if run_name else None, run_time=datetime.now(UTC))
     outcome.meta["run_id"] = run_id
     outcome.meta["validation_time"] = run_id.run_time
     for result in outcome.results:
