@@ -41,6 +41,12 @@ def stage(rows: Mapping[str, Sequence[Mapping[str, Any]]], params: Mapping[str, 
             row = {"source_id": SOURCE, "patient_id": "p1", "source_file_sha256": "f1", "run_id": "r1", **record}
             con.execute(f"INSERT INTO stage.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         list(row.values()))
+    # where each record is now, as harmonise writes it (a rule judging by its export reads the file there)
+    con.execute((WAREHOUSE_SQL_DIR / "stage.sql").read_text())
+    con.execute("INSERT INTO stage.record (source_id, source_file_sha256, source_record_key) SELECT DISTINCT "
+                "source_id, source_file_sha256, source_record_key FROM (" + " UNION ALL ".join(
+                    f"SELECT source_id, source_file_sha256, source_record_key FROM stage.{table}"
+                    for table in rows) + ")" if rows else "SELECT 1")
     write_source_params(con, {SOURCE: dict(params or {})})
     return con
 

@@ -98,6 +98,8 @@ def _night_1(home: Home) -> None:
         copy[0], copy[header.index("codice_paziente")], copy[header.index("eupid")] = "9001", "TREP-009001", ""
         rows.append(copy)
         _set(rows, "id_record", "7", "data_diagnosi", "31/02/2025")  # an impossible date: quarantined
+        # after this export's day: held back, then judged against the later export that repeats it unchanged
+        _set(rows, "id_record", "8", "data_ultimo_contatto", "03/11/2026")
 
     _registry_it(home, "20261102", trep)
     eupid = _cell(_read(sorted((home.landing / "registry_it").glob("*.csv"))[0], "cp1252"),

@@ -18,10 +18,16 @@
 -- that instant is anywhere (UTC+14, etl/extract/landing.py export_day), since a centre dates its records
 -- by its own day in a time zone the warehouse does not know. A record whose file has no export date is
 -- not judged.
-WITH dated AS (
+WITH export_now AS (
+    -- the export each record is in now: a row carried over keeps the export that first delivered it
+    SELECT DISTINCT source_id, source_record_key, source_file_sha256 FROM record
+),
+
+dated AS (
     SELECT d.*, f.exported_on, f.file_name
     FROM recorded_date d
-    JOIN meta.source_file f USING (source_id, source_file_sha256)
+    JOIN export_now n USING (source_id, source_record_key)
+    JOIN meta.source_file f ON f.source_id = n.source_id AND f.source_file_sha256 = n.source_file_sha256
 )
 
 SELECT
