@@ -362,6 +362,26 @@ def sniff_kind(path: Path) -> str | None:
     return None
 
 
+def what_it_is(path: Path, head: bytes, *, named_like: str, html: str, xml: str) -> str:
+    """What a file that is not of its adapter's format is, from its first bytes, for the refusal: another known
+    format, text (an HTML page, an XML document: `html`, `xml` say what such a one likely is; a CSV named like
+    `named_like`), else its first four bytes. Never more of its text: a CSV's first lines may be a patient's
+    row (the refusal is logged, kept in meta.source_file and printed by `rtw profile` and `rtw scaffold`)."""
+    kind = sniff_kind(path)
+    if kind is not None:
+        return f"its first bytes are those of {kind}"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<html", b"<!doctype html", b"<table")):
+        return f"it is an HTML page ({html})"
+    if text.startswith(b"<?xml"):
+        return f"it is an XML document ({xml})"
+    if b"\x00" not in head:
+        return f"it is plain text (a CSV or tab-separated file named like {named_like}?)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "it is UTF-16 text (a CSV saved as Unicode text?)"
+    return f"it begins with {head[:4]!r}"
+
+
 def refuse_if_other_format(path: Path, expected: str) -> None:
     """Raise a clear error when the file is plainly of another format than the adapter reads."""
     kind = sniff_kind(path)

@@ -88,7 +88,14 @@ import python_calamine as calamine
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, SourceAdapter, StageResult, parquet_whole, sniff_kind, staging_writer
+from etl.extract.adapter import (
+    LINE_COLUMN,
+    SourceAdapter,
+    StageResult,
+    parquet_whole,
+    staging_writer,
+    what_it_is,
+)
 from etl.extract.errors import ExtractError
 from etl.extract.odm_xml import SAFE_PARSER
 from etl.fsio import written_atomically
@@ -213,19 +220,8 @@ def _open_workbook(path: Path) -> calamine.CalamineWorkbook:
 
 
 def _what_it_is(path: Path, head: bytes) -> str:
-    kind = sniff_kind(path)
-    if kind is not None:
-        return f"its first bytes are those of {kind}"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith((b"<html", b"<!doctype html", b"<table")):
-        return "it is an HTML page (a web application's 'Excel export'?)"
-    if text.startswith(b"<?xml"):
-        return "it is an XML document (an Excel 2003 XML spreadsheet or an ODM file?)"
-    if b"\x00" not in head:
-        return "it is plain text (a CSV or tab-separated file named like a workbook?)"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "it is UTF-16 text (a CSV saved as Unicode text?)"
-    return f"it begins with {head[:4]!r}"  # no more: a text's first bytes may be a patient's row
+    return what_it_is(path, head, named_like="a workbook", html="a web application's 'Excel export'?",
+                      xml="an Excel 2003 XML spreadsheet or an ODM file?")
 
 
 def read_workbook_sheets(path: Path) -> list[tuple[str, bool]]:

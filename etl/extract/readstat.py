@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from etl.extract.adapter import LINE_COLUMN, ColumnInfo, sniff_kind, staging_writer
+from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
+from etl.extract.adapter import what_it_is as adapter_what_it_is
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
@@ -186,23 +187,9 @@ def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, packa
 
 
 def what_it_is(path: Path, head: bytes) -> str:
-    """What a file that is not the package's is, from its first bytes, for the refusal: another known format,
-    text (an XML document, an HTML page, a CSV named like a dataset), else its first four bytes. Never more of
-    its text: a CSV's first lines may be a patient's row (the refusal is logged, kept in meta.source_file and
-    printed by `rtw profile` and `rtw scaffold`)."""
-    kind = sniff_kind(path)
-    if kind is not None:
-        return f"its first bytes are those of {kind}"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith((b"<html", b"<!doctype html", b"<table")):
-        return "it is an HTML page (a web application's export?)"
-    if text.startswith(b"<?xml"):
-        return "it is an XML document (an ODM file?)"
-    if b"\x00" not in head:
-        return "it is plain text (a CSV or tab-separated file named like a dataset?)"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "it is UTF-16 text (a CSV saved as Unicode text?)"
-    return f"it begins with {head[:4]!r}"
+    """What a file that is not the package's is (etl/extract/adapter.py `what_it_is`), for the refusal."""
+    return adapter_what_it_is(path, head, named_like="a dataset", html="a web application's export?",
+                              xml="an ODM file?")
 
 
 #: read_rows(offset, size, encoding): `size` observations from `offset` (0-based), text decoded with `encoding`
