@@ -58,6 +58,7 @@ def _stage() -> duckdb.DuckDBPyConnection:
     for table in schema.tables("core"):
         if table != "patient":
             con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
+    con.execute((WAREHOUSE_SQL_DIR / "stage.sql").read_text())  # stage.record: where each record is now
     con.execute("INSERT INTO meta.source_file (source_id, source_file_sha256, file_name, status, exported_on) "
                 "VALUES ('src', 'f1', 'export_20261101.csv', 'loaded', ?)", [EXPORTED_ON])
     return con
@@ -67,6 +68,8 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, key: str, **values: Any)
     row = {"source_id": "src", "source_file_sha256": "f1", "source_record_key": key, "run_id": "r1", **values}
     con.execute(f"INSERT INTO stage.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()))
+    con.execute("INSERT INTO stage.record (source_id, source_file_sha256, source_record_key) VALUES (?, ?, ?)",
+                [row["source_id"], row["source_file_sha256"], key])
 
 
 def _found(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[str, str, str, str]]]:
