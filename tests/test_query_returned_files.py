@@ -271,41 +271,29 @@ def _unicode_text(sent: Path, path: Path, encoding: str, bom: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("encoding", "bom"), [("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE)])
-def test_excel_s_unicode_text_renamed_csv_reads_back_as_sent(tmp_path, encoding, bom):
-    """Read as Windows-1252, every character came with a NUL and the file was refused as 'the columns ... are
-    missing'. The byte-order mark says UTF-16; the delimiter is sniffed, a tab."""
-    item = _sent_item(DATED)
-    sent = tmp_path / "sent.csv"
-    _write_csv(sent, [[*DATED, "cannot_determine", "Łódź — vérifié\tle 3", "Q1", item.row_key]])
-    path = _unicode_text(sent, tmp_path / "answers.csv", encoding, bom)
-    assert _checked(path, item) == (1, [])
-    assert [r.cells["comment"] for r in read_returned(path)] == ["Łódź — vérifié\tle 3"]
-    assert [r.cells for r in read_returned(path, "utf-16")] == [r.cells for r in read_returned(path)]
-    with pytest.raises(ResponseFileError, match=r"^answers\.csv: starts with a UTF-16 byte-order mark, so it is UTF-16 "
-                                                r"text \(Excel's Unicode text\), not cp1250; import it without an "
-                                                r"encoding$"):
-        list(read_returned(path, "cp1250"))
-
-
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
 @pytest.mark.parametrize("name", ["answers.csv", "answers.txt"])
-def test_excel_s_unicode_text_without_its_byte_order_mark_or_named_txt_reads_back_as_sent(tmp_path, encoding, name):
-    """Excel saves Unicode text as .txt, and was refused ('expected the returned .xlsx or .csv'); without its
-    byte-order mark (a tool that re-wrote it), UTF-16 was read as UTF-8, NULs and all, and refused as 'the
-    columns ... are missing'. The NUL half of each of the header's ASCII characters tells UTF-16 and its order."""
+def test_excel_s_unicode_text_with_or_without_its_byte_order_mark_or_named_txt_reads_back_as_sent(tmp_path, encoding,
+                                                                                                   name):
+    """Excel saves Unicode text as .txt, and was refused ('expected the returned .xlsx or .csv'). Renamed .csv and
+    read as Windows-1252, every character came with a NUL and the file was refused as 'the columns ... are
+    missing'; the byte-order mark says UTF-16, and the delimiter is sniffed, a tab. Without its byte-order mark (a
+    tool that re-wrote it), UTF-16 was read as UTF-8, NULs and all, and refused alike: the NUL half of each of the
+    header's ASCII characters tells UTF-16 and its order."""
     item = _sent_item(DATED)
     sent = tmp_path / "sent.csv"
     _write_csv(sent, [[*DATED, "cannot_determine", "Łódź — vérifié\tle 3", "Q1", item.row_key]])
-    for bom in (codecs.BOM_UTF16_LE if encoding == "utf-16-le" else codecs.BOM_UTF16_BE, b""):
+    found = (r"starts with a UTF-16 byte-order mark, so it is UTF-16 text \(Excel's Unicode text\), not cp1250",
+             r"every other byte of its start is NUL, so it is UTF-16 text \(Excel's Unicode text\) without a "
+             r"byte-order mark, not cp1250")
+    for bom, said in zip((codecs.BOM_UTF16_LE if encoding == "utf-16-le" else codecs.BOM_UTF16_BE, b""), found,
+                         strict=True):
         path = _unicode_text(sent, tmp_path / name, encoding, bom)
         assert _checked(path, item) == (1, [])
         assert [r.cells["comment"] for r in read_returned(path)] == ["Łódź — vérifié\tle 3"]
         assert [r.cells for r in read_returned(path, "utf-16")] == [r.cells for r in read_returned(path)]
-    with pytest.raises(ResponseFileError, match=rf"^{name}: every other byte of its start is NUL, so it is UTF-16 "
-                                                r"text \(Excel's Unicode text\) without a byte-order mark, not cp1250; "
-                                                r"import it without an encoding$"):
-        list(read_returned(path, "cp1250"))
+        with pytest.raises(ResponseFileError, match=rf"^{re.escape(name)}: {said}; import it without an encoding$"):
+            list(read_returned(path, "cp1250"))
 
 
 @pytest.mark.parametrize(("name", "data", "message"), [
