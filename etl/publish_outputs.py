@@ -30,6 +30,7 @@ from etl.load.dictionary import write_dictionary_page
 from etl.load.marts import export_parquet, plot_survival
 from etl.load.warehouse import NAMES_SHOWN_NOTICE, RECORD_SETS_SHOWN_NOTICE, _publish_lock, record_set_in_clear
 from etl.quality.report import UnknownRun, build_report, show_file_names
+from etl.schema import reading
 
 log = logging.getLogger("rtw")
 
@@ -85,7 +86,7 @@ def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool)
 NAMES_SHOWN_FILE = ".names_shown"
 
 
-def show_names_in_earlier_reports(home: Home) -> list[Path]:
+def show_names_in_earlier_reports(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> list[Path]:
     """When a run renamed files in the history (an upgrade from a version that wrote file names with
     their patient numbers: warehouse._rename_in_history), the report files of the runs are rewritten with
     each such file's name as shown; the files that changed. The clear names are those of the files' archive
@@ -96,11 +97,13 @@ def show_names_in_earlier_reports(home: Home) -> list[Path]:
 
     Resumable: the runs to show are those whose notice says they renamed and that reports/.names_shown does
     not list; a run is listed only once every report file shows its renames. A run killed between its swap
-    and this, or a rewrite that failed, is done by the next run's repair; a rewrite done twice changes nothing."""
+    and this, or a rewrite that failed, is done by the next run's repair; a rewrite done twice changes nothing.
+    `con`: a connection to the live warehouse the caller holds (repair's), else one is opened."""
     done = _names_shown_runs(home)
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        renamed = con.execute(
+    with reading(home.warehouse, con) as live:
+        if live is None:
+            return []
+        renamed = live.execute(
             "SELECT run_id, source_id, contains(notice, ?) FROM meta.source_notice WHERE contains(notice, ?) "
             "OR contains(notice, ?) ORDER BY ALL", [NAMES_SHOWN_NOTICE, NAMES_SHOWN_NOTICE,
                                                     RECORD_SETS_SHOWN_NOTICE]).fetchall()
@@ -109,17 +112,15 @@ def show_names_in_earlier_reports(home: Home) -> list[Path]:
             return []
         sources = sorted({s for run_id, s, files in renamed if run_id in pending and files})
         # Record sets (a sheet per patient) an earlier version named in clear: by what they are shown as now.
-        record_sets = [n for (n,) in con.execute(
+        record_sets = [n for (n,) in live.execute(
             "SELECT DISTINCT record_set FROM stage.record WHERE contains(record_set, ?) AND list_contains(?, "
             "source_id) ORDER BY 1", [PATIENT, sorted({s for run_id, s, files in renamed
                                                       if run_id in pending and not files})]).fetchall()]
-        shown_as = {(s, sha[:16]): name for s, sha, name in con.execute(
+        shown_as = {(s, sha[:16]): name for s, sha, name in live.execute(
             "SELECT source_id, source_file_sha256, file_name FROM meta.source_file WHERE list_contains(?, source_id)",
             [sources]).fetchall()}
         # Every run: a renaming run's own page names its files as shown already, and is left as it is.
-        runs = [r for (r,) in con.execute("SELECT run_id FROM meta.run ORDER BY 1").fetchall()]
-    finally:
-        con.close()
+        runs = [r for (r,) in live.execute("SELECT run_id FROM meta.run ORDER BY 1").fetchall()]
     shown: dict[str, str] = {}
     for source_id in sources:
         for copy in sorted((home.archive / source_id).glob("*__*")):

@@ -29,6 +29,7 @@ from etl import fsio
 from etl.config import Home
 from etl.load.warehouse import _publish_lock
 from etl.publish_outputs import attempt, export_marts, show_names_in_earlier_reports, write_report
+from etl.schema import reading
 
 log = logging.getLogger("rtw")
 
@@ -63,16 +64,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _validated_runs(warehouse: Path) -> list[str]:
+def _validated_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The live warehouse's last validated run and every run after it, oldest first."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = con.execute("""
-            WITH last AS (SELECT started_at FROM meta.run WHERE validated ORDER BY started_at DESC LIMIT 1)
-            SELECT run_id FROM meta.run WHERE started_at >= (SELECT started_at FROM last)
-            ORDER BY started_at, run_id""").fetchall()
-    finally:
-        con.close()
+    rows = con.execute("""
+        WITH last AS (SELECT started_at FROM meta.run WHERE validated ORDER BY started_at DESC LIMIT 1)
+        SELECT run_id FROM meta.run WHERE started_at >= (SELECT started_at FROM last)
+        ORDER BY started_at, run_id""").fetchall()
     return [run_id for (run_id,) in rows]
 
 
@@ -107,11 +104,26 @@ def repair(home: Home) -> list[str]:
                     + ", ".join(folders[:5]) + (", ..." if len(folders) > 5 else ""))
     if not home.warehouse.exists():
         return done
-    current = _validated_runs(home.warehouse)
-    if not current:
-        return done
-    validated = current[0]
     notes: list[str] = []
+    # One read of the live warehouse for what follows (a connection costs some 20 ms of every run).
+    with reading(home.warehouse) as con:
+        assert con is not None  # it exists
+        current = _validated_runs(con)
+        if current:
+            _bring_in_line(home, current, done, notes)
+        # A run killed after renaming files in the history, before the report files of earlier runs showed it.
+        if current and (rewritten := attempt(notes, "the file names in the reports of earlier runs",
+                                             lambda: show_names_in_earlier_reports(home, con))):
+            done.append(f"repair: {len(rewritten)} report file(s) of earlier runs still named exports with "
+                        "patient numbers an earlier version recorded; now without them")
+    for line in done + notes:
+        log.warning("%s", line)
+    return done + notes
+
+
+def _bring_in_line(home: Home, current: list[str], done: list[str], notes: list[str]) -> None:
+    """Export the marts and point reports/latest at the live warehouse's last validated run where they lag."""
+    validated = current[0]
     if _marts_run(home) not in current:
         export_marts(home, notes)
         done.append(f"repair: marts/current was behind the warehouse; exported the marts of run {validated}")
@@ -123,14 +135,5 @@ def repair(home: Home) -> list[str]:
                 done.append(f"repair: reports/latest pointed at an older run; now at run {validated}")
             except OSError as exc:
                 notes.append(f"repair: reports/latest could not be pointed at run {validated}: {exc}")
-        else:
-            if write_report(home, validated, notes, with_pages=True):
-                done.append(f"repair: the report of run {validated} was missing; written")
-    # A run killed after renaming files in the history, before the report files of earlier runs showed it.
-    if rewritten := attempt(notes, "the file names in the reports of earlier runs",
-                            lambda: show_names_in_earlier_reports(home)):
-        done.append(f"repair: {len(rewritten)} report file(s) of earlier runs still named exports with patient "
-                    "numbers an earlier version recorded; now without them")
-    for line in done + notes:
-        log.warning("%s", line)
-    return done + notes
+        elif write_report(home, validated, notes, with_pages=True):
+            done.append(f"repair: the report of run {validated} was missing; written")
