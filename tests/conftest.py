@@ -16,6 +16,7 @@ for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
 SYNTHETIC_RUN_KEY = "integration-test-key"
+SMALL_RUN_KEY = "small-run-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,20 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, 
     folder = built_once(tmp_path_factory, "synthetic-run", build)
     home = resolve_home(folder / "home")
     return home, home.root / "truth", RunSummary.model_validate_json((folder / "summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """40 synthetic persons (seed 12) and their first run with SMALL_RUN_KEY and the shipped settings, built
+    once for the whole session (as synthetic_run): the home of the modules that change a small warehouse,
+    each on its own copy (shared_build.copy_of)."""
+    from etl import pipeline
+    from etl.config import Home
+    from etl.synth import generate
+
+    def build(folder: Path) -> None:
+        home = Home(folder / "home")
+        generate(home.root, patients=40, seed=12)
+        assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
+
+    return Home(built_once(tmp_path_factory, "small-run", build) / "home")

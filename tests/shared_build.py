@@ -1,4 +1,5 @@
-"""A folder built once per test session, whichever pytest-xdist worker asks first."""
+"""A folder built once per test session, whichever pytest-xdist worker asks first, and copies of a home
+built so for a test that changes it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from etl.config import Home
 
 
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
@@ -25,3 +28,11 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
             build(folder)
             built.write_text("")
     return folder
+
+
+def copy_of(home: Home, root: Path) -> Home:
+    """A copy of `home` at `root/home`, for a test that changes it (a shared home is only read: a writer
+    would hold the warehouse against the other workers' readers)."""
+    copy = Home(root / "home")
+    shutil.copytree(home.root, copy.root, symlinks=True)
+    return copy

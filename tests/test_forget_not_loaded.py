@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 from typer.testing import CliRunner
 
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home
-from etl.synth import generate
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
-KEY = "forget-not-loaded-key-0123456789abcdef0123"
+KEY = SMALL_RUN_KEY
 NEWCOMER = "TREP-009999"
 
 
@@ -38,10 +39,8 @@ def _loaded(home: Home, pseudonym: str) -> int:
     return row[0] if row else 0
 
 
-def test_a_patient_not_loaded_yet_can_be_forgotten_ahead(tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
-    generate(home.root, patients=40, seed=12)
-    assert pipeline.run(home, key_value=KEY).status == "completed"
+def test_a_patient_not_loaded_yet_can_be_forgotten_ahead(small_run: Home, tmp_path: Path) -> None:
+    home = copy_of(small_run, tmp_path)
     _deliver_newcomer(home)
     pseudonym = source_pseudonym(PseudonymKey(KEY.encode()), "registry_it", NEWCOMER)
     runner, env = CliRunner(), {"RTW_PSEUDONYM_KEY": KEY}

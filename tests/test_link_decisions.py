@@ -4,20 +4,20 @@ decide), or said by the run that could not apply it; never accepted and then sil
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import Home
 from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.decision import DecisionError, PatientRef, record_decision
 from etl.link.run import unapplied_decisions
-from etl.synth import generate
 
-KEY = "link-decisions-key-0123456789abcdef0123456"
+KEY = SMALL_RUN_KEY
 
 
 def test_an_unlink_through_a_third_patient_is_said_not_applied() -> None:
@@ -48,11 +48,8 @@ def test_a_refused_reviewers_link_is_collected_with_why() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    home = Home(tmp_path_factory.mktemp("link_decisions") / "home")
-    generate(home.root, patients=40, seed=12)
-    assert pipeline.run(home, key_value=KEY).status == "completed"
-    yield home
+def built(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> Home:
+    return copy_of(small_run, tmp_path_factory.mktemp("link_decisions"))
 
 
 def _patients(home: Home) -> list[tuple[str, str, str, bool, int]]:
@@ -87,10 +84,7 @@ def test_what_the_eupids_decide_is_refused_when_recorded(built: Home) -> None:
 
 def test_a_link_the_run_cannot_apply_is_said_in_its_log_and_notices(built: Home, tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    import shutil
-
-    home = Home(tmp_path / "home")
-    shutil.copytree(built.root, home.root, symlinks=True)
+    home = copy_of(built, tmp_path)
     alone = [p for p in _patients(home) if not p[3] and p[4] == 1]
     x, x2 = [PatientRef(p[0], p[1]) for p in alone if p[0] == "iltb"][:2]
     y = next(PatientRef(p[0], p[1]) for p in alone if p[0] == "registry_it")

@@ -4,29 +4,25 @@ with any patient number or birth date in it replaced (etl/transform/screen.py)."
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 
-from etl import pipeline
 from etl.config import Home
 from etl.link.decision import PatientRef, record_decision
 from etl.quality.queries import HEADER, send_queries
 from etl.quality.responses import import_responses
-from etl.synth import generate
 from etl.transform.pseudonym import PseudonymKey
 
-KEY = "typed-text-key-0123456789abcdef0123456789"
+KEY = SMALL_RUN_KEY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    home = Home(tmp_path_factory.mktemp("typed_text") / "home")
-    generate(home.root, patients=40, seed=12)
-    assert pipeline.run(home, key_value=KEY).status == "completed"
-    yield home
+def built(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> Home:
+    return copy_of(small_run, tmp_path_factory.mktemp("typed_text"))
 
 
 def _one(home: Home, sql: str) -> tuple:
