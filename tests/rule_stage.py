@@ -51,6 +51,17 @@ def stage(rows: Mapping[str, Sequence[Mapping[str, Any]]], params: Mapping[str, 
     return con
 
 
+def carried_over(con: duckdb.DuckDBPyConnection, exported_on: date) -> duckdb.DuckDBPyConnection:
+    """The stage `con` as if its rows were carried over from an earlier export, of `exported_on`: their
+    lineage names that export (f0), while stage.record still says they are in the export now (f1)."""
+    con.execute("INSERT INTO meta.source_file (source_id, source_file_sha256, file_name, status, exported_on) "
+                "VALUES (?, 'f0', 'earlier_export.csv', 'loaded', ?)", [SOURCE, exported_on])
+    for table in schema.tables("core"):
+        if table != "patient":
+            con.execute(f"UPDATE stage.{table} SET source_file_sha256 = 'f0'")
+    return con
+
+
 def catalogued(*rule_ids: str) -> list[Rule]:
     return [r for r in load_catalogue(check_types=False) if r.rule_id in rule_ids]
 

@@ -11,6 +11,15 @@
 --
 -- A year of birth after the export year or before 1900 cannot be true at all: those are errors of
 -- XT-DATE-NOT-AFTER-EXPORT and XT-DATE-NOT-BEFORE-1900, so this warning leaves them out.
+-- The export is the one the registration is in now (stage.record): an unchanged patient's rows are carried
+-- over from the export that first delivered them and keep it as their lineage (etl/transform/carry_over.py),
+-- so a year of birth carried into a new year is judged by the new year's export, as a fresh load judges it.
+WITH export_now AS (
+    SELECT DISTINCT source_id, source_record_key, source_file_sha256 FROM record
+)
+
 SELECT p.source_id, p.source_record_key, p.birth_year AS value
-FROM patient_source p JOIN meta.source_file s USING (source_id, source_file_sha256)
+FROM patient_source p
+JOIN export_now n USING (source_id, source_record_key)
+JOIN meta.source_file s ON s.source_id = n.source_id AND s.source_file_sha256 = n.source_file_sha256
 WHERE p.birth_year < year(s.exported_on) - 40 AND p.birth_year >= 1900
