@@ -13,15 +13,23 @@ years of deliveries before it (a ledger rewritten whole grew to every night's co
 append leaves a last line without its newline, which is not recorded (its file is pulled again)
 and is cut off before the next append. A ledger of the JSON list of earlier versions
 (`<source_id>.json`) is rewritten as lines by the first pull that reads it.
+
+`rtw forget` rewrites the ledger whole (`unnamed`): a file whose remote path carried the erased
+patient's number (a file per patient, `Fall_123456_Verlauf.csv`) keeps its path as shown
+(`Fall_{patient}_Verlauf.csv`), and, in place of its path, size and version, their sha256 (`listed`),
+by which the same file listed again is known; its content's sha256 stays, by which the same content
+uploaded again (under any path) is not landed again. A digest is no key: someone holding the home who
+tries every number of that shape finds it again, as with the pseudonyms when the key file is in the home.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +54,16 @@ class PulledFile(BaseModel):
     sha256: str
     landed: list[str] = Field(default_factory=list, description="the landing file names (zip: its members)")
     pulled_at: datetime
+    listed: str | None = Field(default=None, description="a file whose remote path carried an erased patient's "
+                               "number (rtw forget): the sha256 of its path, size and version (`listed_as`), "
+                               "which the entry no longer holds")
+
+
+def listed_as(remote_path: str, size: int, version: str) -> str:
+    """What an entry of an erased patient's file keeps of how the drop zone listed it. A name that is not
+    UTF-8 comes escaped from the listing: hashed as its bytes."""
+    listed = "\0".join((remote_path, str(size), version)).encode("utf-8", errors="surrogateescape")
+    return hashlib.sha256(listed).hexdigest()
 
 
 class Ledger:
@@ -54,28 +72,57 @@ class Ledger:
     def __init__(self, path: Path, entries: list[PulledFile]) -> None:
         self.path = path
         self.entries = entries
-        self._last = {e.remote_path: e for e in entries}  # the last file pulled from each path
+        self._last: dict[str, PulledFile] = {}  # the last file pulled from each path
+        # An erased patient's files (rtw forget), by how they were listed and by content: their paths are not kept
+        self._unnamed: set[str] = set()
+        self._unnamed_content: dict[str, PulledFile] = {}
+        for entry in entries:
+            self._remember(entry)
+
+    def _remember(self, entry: PulledFile) -> None:
+        if entry.listed is None:
+            self._last[entry.remote_path] = entry
+        else:
+            self._unnamed.add(entry.listed)
+            self._unnamed_content[entry.sha256] = entry
 
     def last(self, remote_path: str) -> PulledFile | None:
-        """The last file pulled from this path, or None."""
+        """The last file pulled from this path, or None (an erased patient's file is pulled from no path)."""
         return self._last.get(remote_path)
 
     def has(self, remote: RemoteFile) -> bool:
-        """True when this version of the remote file is the last one pulled from its path."""
+        """True when this version of the remote file is the last one pulled from its path, or an erased
+        patient's file listed as it was pulled (no file was pulled from its path since)."""
         last = self._last.get(remote.path)
-        return last is not None and (last.size, last.version) == (remote.size, remote.version)
+        if last is None:
+            return listed_as(remote.path, remote.size, remote.version) in self._unnamed
+        return (last.size, last.version) == (remote.size, remote.version)
 
     def has_content(self, remote: RemoteFile, sha256: str) -> bool:
-        """True when this content is the last pulled from this remote path (re-uploaded unchanged)."""
+        """True when this content is the last pulled from this remote path (re-uploaded unchanged), or, from
+        a path nothing was pulled from since, an erased patient's file's."""
         last = self._last.get(remote.path)
-        return last is not None and last.sha256 == sha256
+        if last is None:
+            return sha256 in self._unnamed_content
+        return last.sha256 == sha256
 
     def record(self, remote: RemoteFile, sha256: str, landed: list[str]) -> None:
-        entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
-                           landed=landed, pulled_at=datetime.now(UTC))
-        _append(self.path, (entry.model_dump_json() + "\n").encode("utf-8"))
+        """A line for the file pulled; an erased patient's file uploaded again (`has_content`) is recorded
+        without its path, as rtw forget left its first pull."""
+        unnamed = self._unnamed_content.get(sha256) if remote.path not in self._last else None
+        if unnamed is not None:
+            entry = PulledFile(remote_path=unnamed.remote_path, size=0, version="", sha256=sha256, landed=[],
+                               pulled_at=datetime.now(UTC), listed=listed_as(remote.path, remote.size, remote.version))
+        else:
+            entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
+                               landed=landed, pulled_at=datetime.now(UTC))
+        _append(self.path, _line(entry).encode("utf-8"))
         self.entries.append(entry)
-        self._last[remote.path] = entry
+        self._remember(entry)
+
+
+def _line(entry: PulledFile) -> str:
+    return entry.model_dump_json(exclude_none=True) + "\n"  # `listed` only where forget wrote it
 
 
 def _append(path: Path, line: bytes) -> None:
@@ -126,12 +173,34 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
     return Ledger(path, entries)
 
 
+def unnamed(home: Home, source_id: str, shown: Callable[[str], str]) -> int:
+    """The source's ledger rewritten with each remote path and landing name that carries an erased patient's
+    number as `shown` shows it (rtw forget; see the module docstring); how many entries changed. A path
+    shown so is kept by its digest (`listed`): the file is not pulled again."""
+    with pulling(home, source_id):
+        ledger = read_ledger(home, source_id, mend=True)
+        entries = [_unnamed(e, shown) for e in ledger.entries]
+        changed = sum(new != old for new, old in zip(entries, ledger.entries, strict=True))
+        if changed:
+            fsio.write_text(ledger.path, "".join(_line(e) for e in entries))
+            fsio.fsync(ledger.path.parent)
+    return changed
+
+
+def _unnamed(entry: PulledFile, shown: Callable[[str], str]) -> PulledFile:
+    landed = [shown(name) for name in entry.landed]
+    if (path := shown(entry.remote_path)) != entry.remote_path:
+        return PulledFile(remote_path=path, size=0, version="", sha256=entry.sha256, landed=landed,
+                          pulled_at=entry.pulled_at, listed=listed_as(entry.remote_path, entry.size, entry.version))
+    return entry.model_copy(update={"landed": landed}) if landed != entry.landed else entry
+
+
 def _as_lines(earlier: Path, path: Path) -> None:
     """The JSON list of an earlier version rewritten as the ledger's lines, then removed."""
     if not earlier.exists():
         return
     if not path.exists():
-        fsio.write_text(path, "".join(e.model_dump_json() + "\n" for e in _listed(earlier)))
+        fsio.write_text(path, "".join(_line(e) for e in _listed(earlier)))
     earlier.unlink()  # or a pull that rewrote it stopped before this
     fsio.fsync(path.parent)
 
