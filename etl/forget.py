@@ -22,6 +22,10 @@ once and never printed, logged or stored. Erasure is:
   rewritten; pages, workbooks and Data Docs that cite the patient deleted, the latest report
   rebuilt), and the public export in <home>/public (its aggregates count the patient: removed, and
   `rtw forget` says to run `rtw export --public` again);
+- the patient's number in file names (a file per patient, `Fall_123456_Verlauf.csv`): an archive copy
+  or tombstone so named is renamed with `{patient}` in its place, and a hash-named tombstone keeps the
+  export in landing/ from being archived again (`landing.erased_export`); the pull ledger keeps such a
+  file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again;
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
@@ -37,6 +41,7 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import zipfile
@@ -56,7 +61,8 @@ from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
-from etl.extract.landing import ERASED_SUFFIX
+from etl.extract.file_names import PATIENT
+from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
@@ -65,7 +71,7 @@ from etl.transform.carry_over import recount_memo
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
-from etl.transform.pseudonym import PseudonymKey, load_key, normalise_patient_key, source_pseudonym
+from etl.transform.pseudonym import PseudonymKey, load_key, names_a_patient, normalise_patient_key, source_pseudonym
 from etl.transform.records import patient_columns
 
 log = logging.getLogger("rtw")
@@ -310,8 +316,10 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
             if changed is None and not (sha in holds or held or parquets):  # nothing tells: read it
                 held = _copy_holds(home, copy, mapping, key, erased)
             if changed is None and (sha in holds or held):  # a binary export (SAS, Excel): landing/ keeps it
-                # The tombstone keeps the next run from archiving the same export again (landing.archive).
-                fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
+                # The tombstone keeps the next run from archiving the same export again (landing.archive),
+                # unless the hash's (its name carried the patient's number) does already.
+                if not erased_export(home.archive, source_id, sha).exists():
+                    fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
                 copy.unlink()
                 deleted.append(str(copy))
             elif changed:
@@ -517,6 +525,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             marks_found.append(marks)
 
         swap_in_next(home.warehouse, run_id, erase, compact=True)
+        _hide_number_in_names(home, source_id, patient_key)  # before the scrub: a copy it cannot read is named so
         # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, _exports_kept(home, source_id, shas),
                                                  shas)
@@ -570,6 +579,61 @@ def _exports_kept(home: Home, source_id: str, loaded: Iterable[str]) -> set[str]
         if sep and not copy.name.endswith(ERASED_SUFFIX) and not any(e.startswith(prefix) for e in exports):
             exports.add(prefix)
     return exports
+
+
+def number_in_names(patient_key: str) -> re.Pattern[str] | None:
+    """The patient's number as a file name writes it: whole (not inside a longer run of digits, nor of
+    letters), in any case, '-', '_' and ' ' alike, as etl/extract/file_names.py finds numbers; None for a
+    number too short to name anyone there (`names_a_patient`)."""
+    if not names_a_patient(patient_key):
+        return None
+    runs = re.findall(r"\d+|[^\W\d_]+|.", normalise_patient_key(patient_key), re.DOTALL)
+    body = "".join("[-_ ]" if run in "-_ " else re.escape(run) for run in runs)
+
+    def edge(run: str) -> str:
+        return r"\d" if run[0].isdigit() else r"[^\W\d_]" if run[0].isalpha() else ""
+
+    first, last = edge(runs[0]), edge(runs[-1])
+    return re.compile(f"{f'(?<!{first})' if first else ''}{body}{f'(?!{last})' if last else ''}", re.IGNORECASE)
+
+
+def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:
+    """The patient's number out of the names the home keeps of the source's files: archive copies and
+    tombstones, and the pull ledger (its remote paths and landing names). landing/ is the centre's."""
+    from etl.pull.ledger import unnamed  # the pull's transports: not for every run that imports drop_erased
+
+    number = number_in_names(patient_key)
+    if number is None:
+        return
+
+    def shown(name: str) -> str:
+        return number.sub(PATIENT, name)
+
+    _archive_renamed(home, source_id, number, shown)
+    unnamed(home, source_id, shown)
+
+
+def _archive_renamed(home: Home, source_id: str, number: re.Pattern[str], shown: Callable[[str], str]) -> None:
+    """The source's archive copies and tombstones whose name carries the number, renamed. A copy is shown
+    with `{patient}` (the rest of its name tells the file still) behind a tombstone named by the hash
+    (written first: no run archives the export again under its name); a tombstone becomes that one."""
+    folder = home.archive / source_id
+    changed = False
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
+        prefix, sep, name = entry.name.partition("__")
+        if not sep or not number.search(name) or entry.is_symlink() or not entry.is_file():
+            continue
+        tombstone = erased_export(home.archive, source_id, prefix)
+        if not tombstone.exists():
+            fsio.write_bytes(tombstone, b"")
+        changed = True
+        if name.endswith(ERASED_SUFFIX):
+            entry.unlink()
+            continue
+        # A copy already so named holds the same bytes: the same export, scrubbed alike
+        entry.replace(entry.with_name(f"{prefix}__{shown(name)}"))
+    if changed:
+        fsio.fsync(folder)
 
 
 def _scrub_derived_files(home: Home, marks: _Marks, result: ForgetResult) -> None:

@@ -247,13 +247,22 @@ def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFil
 ERASED_SUFFIX = ".erased"
 
 
+def erased_export(archive_dir: Path, source_id: str, sha256: str) -> Path:
+    """The tombstone of an export whose copy `rtw forget` renamed or deleted because its name carried the
+    erased patient's number: named by the hash alone, so no name keeps the number."""
+    return archive_dir / source_id / f"{sha256[:16]}{ERASED_SUFFIX}"
+
+
 def archive(landing: LandingFile, archive_dir: Path) -> Path:
     """Copy a file into the immutable archive (once: the name carries its hash).
 
     A copy `rtw forget` had to delete (a binary export holding an erased patient) leaves a
-    tombstone `<copy>.erased`: the export still in landing/ is not archived again.
+    tombstone `<copy>.erased`: the export still in landing/ is not archived again. A copy whose name
+    carried the erased patient's number is renamed with `{patient}` in its place (or deleted), and its
+    tombstone is `erased_export`'s: the export is not archived again under its name either.
     """
     target = archive_dir / landing.source_id / f"{landing.sha256[:16]}__{landing.name}"
-    if not target.exists() and not target.with_name(target.name + ERASED_SUFFIX).exists():
+    if not target.exists() and not target.with_name(target.name + ERASED_SUFFIX).exists() \
+            and not erased_export(archive_dir, landing.source_id, landing.sha256).exists():
         fsio.copy_file(landing.path, target)  # owner-only: archive copies hold clear identifiers
     return target
