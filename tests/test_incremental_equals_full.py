@@ -100,6 +100,9 @@ def _night_1(home: Home) -> None:
         _set(rows, "id_record", "7", "data_diagnosi", "31/02/2025")  # an impossible date: quarantined
         # after this export's day: held back, then judged against the later export that repeats it unchanged
         _set(rows, "id_record", "8", "data_ultimo_contatto", "03/11/2026")
+        # last seen "in 2026": placed not after the day of the export its record is in now, which a carried-over
+        # row's lineage (this export, next night) does not name
+        _set(rows, "id_record", "11", "data_ultimo_contatto", "00/00/2026")
 
     _registry_it(home, "20261102", trep)
     eupid = _cell(_read(sorted((home.landing / "registry_it").glob("*.csv"))[0], "cp1252"),

@@ -15,8 +15,9 @@
 --   last contact: the latest contact in any source (core.patient's last_contact_date, the latest first day a
 --     contact can be on); one known only to its month or year (last_contact_date_precision, of the most precise
 --     contact on that day) is placed in the middle of the days it can be on (placed_date of mart_functions.sql),
---     not after the export that gave it nor the death, as core.patient places a death: its first day would cut
---     up to a year of follow-up from a patient censored there.
+--     not after the export its record is in now (a row carried over from an earlier export names that one, a
+--     fresh load the later: the series' loaded file) nor the death, as core.patient places a death: its first
+--     day would cut up to a year of follow-up from a patient censored there.
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
 --     dead patient (the last contact when the death date is unknown) and the last contact
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
@@ -98,21 +99,33 @@ plausible_period AS (
     WHERE status = 'loaded'
 ),
 
+export_now AS (
+    -- Per file a row names, the day of the export its record is in now: its series' loaded file (a row carried over
+    -- unchanged keeps, as its lineage, the earlier export that first delivered it, which a fresh load of the same
+    -- exports would not name; etl/transform/carry_over.py), or its own file while loaded (a chain of increments).
+    SELECT file.source_id, file.source_file_sha256,
+           CASE WHEN file.status = 'loaded' THEN file.exported_on ELSE max(now.exported_on) END AS exported_on
+    FROM meta.source_file AS file
+    LEFT JOIN meta.source_file AS now
+        ON now.source_id = file.source_id AND now.series = file.series AND now.status = 'loaded'
+    GROUP BY file.source_id, file.source_file_sha256, file.status, file.exported_on
+),
+
 last_contact AS (
     -- The latest contact as given: of the contacts on core.patient's last contact day, the most precise, and the
-    -- export that gave it (a NULL bounds nothing; no contact row: a day).
+    -- day of the export it is in now (a NULL bounds nothing; no contact row: a day).
     SELECT
         patient.patient_id,
         patient.last_contact_date AS first_day,
         coalesce(arg_min(contact.precision, contact.came), 'day') AS precision,
-        arg_min(file.exported_on, contact.came) AS exported_on,
+        arg_min(export.exported_on, contact.came) AS exported_on,
         patient.death_date
     FROM core.patient AS patient
     LEFT JOIN (SELECT *, coalesce(contact_date_precision, 'day') AS precision,
                       came_first(contact_date, contact_date_precision) AS came FROM core.follow_up) AS contact
         ON contact.patient_id = patient.patient_id AND contact.contact_date = patient.last_contact_date
-    LEFT JOIN meta.source_file AS file
-        ON file.source_id = contact.source_id AND file.source_file_sha256 = contact.source_file_sha256
+    LEFT JOIN export_now AS export
+        ON export.source_id = contact.source_id AND export.source_file_sha256 = contact.source_file_sha256
     WHERE patient.last_contact_date IS NOT NULL
     GROUP BY patient.patient_id, patient.last_contact_date, patient.death_date
 ),
@@ -128,9 +141,10 @@ follow_up_end AS (
     FROM core.patient AS patient
     LEFT JOIN (
         SELECT
-            patient_id,
-            precision AS last_contact_date_precision,
-            placed_date(first_day, precision, NULL, least(exported_on, death_date)) AS last_contact_date
+            last_contact.patient_id,
+            last_contact.precision AS last_contact_date_precision,
+            placed_date(last_contact.first_day, last_contact.precision, NULL,
+                        least(last_contact.exported_on, last_contact.death_date)) AS last_contact_date
         FROM last_contact
     ) AS placed USING (patient_id)
 ),
@@ -226,7 +240,7 @@ COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the pat
 COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
 COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patient): the earliest any source gives; one known only to its month or year is placed in the middle of that period, after the last date the patient was alive on.';
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
-COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision), not after the export that gave it nor the death.';
+COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision), not after the export it is in now nor the death.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date_precision IS 'How much of the last contact date the source gave; month or year: last_contact_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, a relapse or progression dated after its first day, nor the end of follow-up) to follow_up_end_date. Unit: days.';
