@@ -85,6 +85,17 @@ CREATE OR REPLACE TEMP MACRO efs_event() AS TABLE
     FROM core.follow_up
     WHERE disease_status = 'progression' AND contact_date IS NOT NULL;
 
+-- alive_on(): the days each patient is known to have been alive and seen on, but for follow-up contacts: a
+-- diagnosis (a relapse or progression too), a treatment's start, a response assessment, as given (a date known
+-- to its month or year is the first day of its period, the day it is known to be on or after). A last contact
+-- known only to its month or year is not placed before them (marts.patient_summary).
+CREATE OR REPLACE TEMP MACRO alive_on() AS TABLE
+    SELECT patient_id, diagnosis_date AS alive_on FROM core.diagnosis WHERE diagnosis_date IS NOT NULL
+    UNION ALL
+    SELECT patient_id, start_date FROM core.treatment WHERE start_date IS NOT NULL
+    UNION ALL
+    SELECT patient_id, assessment_date FROM core.response_assessment WHERE assessment_date IS NOT NULL;
+
 -- diagnosis_known_by(): the last day each diagnosis and treatment start can be on (one known to the day, its day),
 -- which a patient's first diagnosis cannot be after: "2021" beside "March 2021" is placed within January to March.
 CREATE OR REPLACE TEMP MACRO diagnosis_known_by() AS TABLE

@@ -15,9 +15,12 @@
 --   last contact: the latest contact in any source (core.patient's last_contact_date, the latest first day a
 --     contact can be on); one known only to its month or year (last_contact_date_precision, of the most precise
 --     contact on that day) is placed in the middle of the days it can be on (placed_date of mart_functions.sql),
---     not after the export its record is in now (a row carried over from an earlier export names that one, a
---     fresh load the later: the series' loaded file) nor the death, as core.patient places a death: its first
---     day would cut up to a year of follow-up from a patient censored there.
+--     not before the latest day a diagnosis (a relapse or progression too), a treatment start or a response
+--     assessment says the patient was alive on (alive_on of mart_functions.sql: "2025" beside a treatment started
+--     on 3 November 2025 is placed from 3 November), and not after the export its record is in now (a row carried
+--     over from an earlier export names that one, a fresh load the later: the series' loaded file) nor the death,
+--     as core.patient places a death: its first day would cut up to a year of follow-up from a patient censored
+--     there.
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
 --     dead patient (the last contact when the death date is unknown) and the last contact
 --     otherwise. Negative times are kept as they are: they point to a date error in a source.
@@ -111,6 +114,13 @@ export_now AS (
     GROUP BY file.source_id, file.source_file_sha256, file.status, file.exported_on
 ),
 
+last_alive AS (
+    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on).
+    SELECT patient_id, max(alive_on) AS alive_on
+    FROM alive_on()
+    GROUP BY patient_id
+),
+
 last_contact AS (
     -- The latest contact as given: of the contacts on core.patient's last contact day, the most precise, and the
     -- day of the export it is in now (a NULL bounds nothing; no contact row: a day).
@@ -131,7 +141,8 @@ last_contact AS (
 ),
 
 follow_up_end AS (
-    -- The last contact placed in its period, and the end of follow-up: the death, else the last contact.
+    -- The last contact placed in its period, not before the patient was last known alive in it (last_alive), and the
+    -- end of follow-up: the death, else the last contact.
     SELECT
         patient.patient_id,
         placed.last_contact_date,
@@ -143,9 +154,10 @@ follow_up_end AS (
         SELECT
             last_contact.patient_id,
             last_contact.precision AS last_contact_date_precision,
-            placed_date(last_contact.first_day, last_contact.precision, NULL,
+            placed_date(last_contact.first_day, last_contact.precision, last_alive.alive_on,
                         least(last_contact.exported_on, last_contact.death_date)) AS last_contact_date
         FROM last_contact
+        LEFT JOIN last_alive USING (patient_id)
     ) AS placed USING (patient_id)
 ),
 
@@ -240,7 +252,7 @@ COMMENT ON COLUMN marts.patient_summary.first_enrolment_date IS 'Date of the pat
 COMMENT ON COLUMN marts.patient_summary.vital_status IS 'Vital status at the last contact; dead if any source says so. Codes: alive / dead / lost / opted_out / unknown.';
 COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patient): the earliest any source gives; one known only to its month or year is placed in the middle of that period, after the last date the patient was alive on.';
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
-COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision), not after the export it is in now nor the death.';
+COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision): not before a diagnosis, treatment start or response assessment dated later in that period, not after the export it is in now nor the death.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date_precision IS 'How much of the last contact date the source gave; month or year: last_contact_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, a relapse or progression dated after its first day, nor the end of follow-up) to follow_up_end_date. Unit: days.';
