@@ -212,6 +212,24 @@ def origin_bound(day: date, end: date | None, events: Sequence[date], known_on: 
     return min(bounds) if bounds else None
 
 
+def event_last_day(first_day: date, precision: str | None, death: date | None) -> date:
+    """The last day a relapse or progression can be on (marts.survival's efs_candidate): its period's, not after
+    the death unless that comes before its first day (a date error)."""
+    last = period_end(first_day, precision)
+    return max(first_day, min(last, death)) if death is not None else last
+
+
+def first_efs_event(events: Sequence[tuple[date, str, str, int, date]]) -> tuple[str, date] | None:
+    """marts.survival's first EFS event and its date, of the events after the origin (and the death, whenever it
+    was: day precision, rank 2, its day as its last), each (first day, precision, type, rank, last day as
+    event_last_day gives it): the one whose period starts first (then the earliest last day, the rank), placed in
+    the middle of the days from its first day to the earliest last day any of them can be on."""
+    if not events:
+        return None
+    first_day, precision, event_type, _, _ = min(events, key=lambda e: (e[0], e[4], e[3]))
+    return event_type, placed_date(first_day, precision, None, min(e[4] for e in events))
+
+
 def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
                           ends: dict[Any, tuple[date | None, date | None]] | None = None,
                           events: dict[Any, list[date]] | None = None) -> pd.DataFrame:

@@ -494,10 +494,12 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
     origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
     follow_up = core["follow_up"]
     progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
-    columns = ["patient_id", "event_date", "event_type", "rank"]
+    columns = ["patient_id", "event_date", "precision", "event_type", "rank"]
     disease_events = pd.concat([
-        relapses.assign(event_date=relapses.diagnosis_date, rank=np.where(relapses.event_type == "relapse", 0, 1)),
-        progressions.assign(event_date=progressions.contact_date, event_type="progression", rank=1),
+        relapses.assign(event_date=relapses.diagnosis_date, precision=relapses.diagnosis_date_precision,
+                        rank=np.where(relapses.event_type == "relapse", 0, 1)),
+        progressions.assign(event_date=progressions.contact_date, precision=progressions.contact_date_precision,
+                            event_type="progression", rank=1),
     ])[columns]
     events_of = {p: e for p, e in disease_events.groupby("patient_id")}
     first = first_diagnoses(core)
@@ -509,12 +511,14 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
         death = (person.death_date if pd.notna(person.death_date) else person.last_contact_date) if dead else pd.NaT
         os_end = death if dead else person.last_contact_date
         mine = events_of.get(patient_id, disease_events.iloc[:0])
-        candidates = [(d, r, t) for d, t, r in zip(mine.event_date, mine.event_type, mine["rank"]) if d > origin_date]
-        if dead:
-            candidates.append((death, 2, "death"))
-        known = sorted((c for c in candidates if pd.notna(c[0])), key=lambda c: (c[0], c[1]))
-        unknown = [c for c in candidates if pd.isna(c[0])]
-        event = known[0] if known else (unknown[0] if unknown else None)
+        died_on = death.date() if dead and pd.notna(death) else None
+        candidates = [(d.date(), p or "day", t, r, expected.event_last_day(d.date(), p or "day", died_on))
+                      for d, p, t, r in zip(mine.event_date, mine.precision.where(mine.precision.notna(), None),
+                                            mine.event_type, mine["rank"]) if d > origin_date]
+        if died_on is not None:
+            candidates.append((died_on, "day", "death", 2, died_on))
+        placed = expected.first_efs_event(candidates)
+        event = (pd.Timestamp(placed[1]), 0, placed[0]) if placed else ((pd.NaT, 2, "death") if dead else None)
         efs_end = event[0] if event else person.last_contact_date
         group = first.iccc3_group.get(patient_id)
         rows.append({

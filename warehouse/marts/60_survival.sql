@@ -44,10 +44,17 @@
 --        is unknown; one known only to its month or year placed in its period by core.patient);
 --        otherwise censored at the last contact.
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
---        follow-up contact with disease_status progression (their dates as given: the first day of the
---        period when partial), or death, strictly after the origin; otherwise censored at the last contact
---        (marts.patient_summary's: one known only to its month or year placed in the middle of its period,
---        not after the export that gave it; its first day censored up to a year early).
+--        follow-up contact with disease_status progression, or death, strictly after the origin (a relapse or
+--        progression whose period's first day is after it: one known only to a month or year that holds the
+--        origin may be the origin relapse itself, or the relapse a study enrolled for, and is no event);
+--        otherwise censored at the last contact (marts.patient_summary's: one known only to its month or year
+--        placed in the middle of its period, not before a diagnosis, treatment start or response assessment
+--        dated later in it, not after the export it is in now; its first day censored up to a year early).
+--        A relapse or progression known only to its month or year is placed as an origin is: the first event is
+--        the one whose period starts first, in the middle of the days from that first day to the earliest last
+--        day any event after the origin can be on (its period's, not after the death): "2022" beside a
+--        progression seen on 15 March 2022 is placed within 1 January to 15 March. Its first day would end
+--        event-free survival up to a year early. It stays after the origin, which is placed before it.
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
 --   dated, nor a death) or before the origin (a date error in a source); marts.left_out counts each.
 -- Groups: ICCC-3 main group of the first diagnosis (marts.patient_summary's, for every origin); for the origin
@@ -153,23 +160,38 @@ origin AS (
     LEFT JOIN origin_bound AS bound USING (patient_id, origin)
 ),
 
+efs_candidate AS (
+    -- Every EFS event with the last day it can be on: its period's, not after the death (greatest keeps its first day
+    -- when the death predates it, a date error); a death on its day.
+    SELECT event.patient_id, event.event_date, event.event_date_precision, event.event_type, event.event_rank,
+           greatest(event.event_date, least(period_end(event.event_date, event.event_date_precision),
+                                            vital.death_date)) AS last_day
+    FROM efs_event() AS event
+    JOIN vital USING (patient_id)
+    UNION ALL
+    SELECT patient_id, death_date, 'day', 'death', 2, death_date
+    FROM vital
+    WHERE is_dead
+),
+
 first_efs_event AS (
-    -- The first event strictly after the origin; death counts whenever it happened.
-    SELECT origin.patient_id, origin.origin, candidate.event_date, candidate.event_type
+    -- The first event strictly after the origin (its period's first day after it: one whose period holds the origin
+    -- may be the origin itself, or what a study enrolled for); death counts whenever it happened. It is the one whose
+    -- period starts first (of one day, the more precise, then by event_rank), placed in the middle of the days from
+    -- that first day to the earliest last day any of these events can be on (placed_date): the first event
+    -- happened between them. So it stays after the origin, as the origin is placed before it (origin_bound).
+    SELECT
+        origin.patient_id,
+        origin.origin,
+        arg_min({'event_date': candidate.event_date, 'precision': candidate.event_date_precision,
+                 'event_type': candidate.event_type},
+                (candidate.event_date IS NULL, candidate.event_date, candidate.last_day, candidate.event_rank)) AS first,
+        min(candidate.last_day) AS known_by
     FROM origin
-    JOIN (
-        SELECT patient_id, event_date, event_type, event_rank FROM efs_event()
-        UNION ALL
-        SELECT patient_id, death_date AS event_date, 'death' AS event_type, 2 AS event_rank
-        FROM vital
-        WHERE is_dead
-    ) AS candidate
+    JOIN efs_candidate AS candidate
         ON candidate.patient_id = origin.patient_id
        AND (candidate.event_type = 'death' OR candidate.event_date > origin.origin_date)
-    QUALIFY row_number() OVER (
-        PARTITION BY origin.patient_id, origin.origin
-        ORDER BY candidate.event_date NULLS LAST, candidate.event_rank
-    ) = 1
+    GROUP BY origin.patient_id, origin.origin
 ),
 
 timed AS (
@@ -182,9 +204,11 @@ timed AS (
         CASE WHEN origin.origin = 'recommendation' THEN origin.advice_group END AS advice_group,
         vital.is_dead AS os_event,
         vital.follow_up_end_date AS os_end_date,
-        first_efs_event.event_type IS NOT NULL AS efs_event,
-        first_efs_event.event_type AS efs_event_type,
-        CASE WHEN first_efs_event.event_type IS NOT NULL THEN first_efs_event.event_date
+        first_efs_event.first.event_type IS NOT NULL AS efs_event,
+        first_efs_event.first.event_type AS efs_event_type,
+        CASE WHEN first_efs_event.first.event_type IS NOT NULL
+             THEN placed_date(first_efs_event.first.event_date, first_efs_event.first.precision, NULL,
+                              first_efs_event.known_by)
              ELSE vital.last_contact_date END AS efs_end_date
     FROM origin
     JOIN vital USING (patient_id)
@@ -224,5 +248,5 @@ COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died 
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
 COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the last contact.';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
-COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin, else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
+COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death nor another event known by an earlier day), else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
 COMMENT ON COLUMN marts.survival.efs_days IS 'Event-free survival time from the origin to efs_end_date; NULL if unknown or before the origin. Unit: days.';
