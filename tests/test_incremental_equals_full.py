@@ -103,6 +103,9 @@ def _night_1(home: Home) -> None:
         # last seen "in 2026": placed not after the day of the export its record is in now, which a carried-over
         # row's lineage (this export, next night) does not name
         _set(rows, "id_record", "11", "data_ultimo_contatto", "00/00/2026")
+        # died "in 2026": core.patient places the death so too, for a person whose rows did not change next night
+        _set(rows, "id_record", "14", "stato_vitale", "M")
+        _set(rows, "id_record", "14", "data_decesso", "00/00/2026")
 
     _registry_it(home, "20261102", trep)
     eupid = _cell(_read(sorted((home.landing / "registry_it").glob("*.csv"))[0], "cp1252"),

@@ -14,7 +14,7 @@
 -- says so, else the status at the latest contact; last_contact_date is the latest contact in any source.
 -- The death date is the one that must have come first (the earliest last day it can be; of equal ones,
 -- the most precise). One known only to its month or year is placed in the middle of the days it can be
--- on: after the person was last alive in its period, and not after the export that gave it (an
+-- on: after the person was last alive in its period, and not after the export it is in now (an
 -- unbiased guess for survival times; its first day would make a death in "2019" of a child diagnosed
 -- in May come before the diagnosis). death_date_precision keeps what the source gave. Lineage cites the first registration (by source_id), else the
 -- person's first record of any table.
@@ -55,17 +55,29 @@ contacts AS (
     GROUP BY patient_id
 ),
 
+export_now AS (
+    -- Per file a row names, the day of the export its record is in now, as marts.patient_summary reads it: its
+    -- series' loaded file (a row carried over unchanged keeps, as its lineage, the earlier export that first
+    -- delivered it, which a fresh load of the same exports would not name), or its own file while loaded.
+    SELECT file.source_id, file.source_file_sha256,
+           CASE WHEN file.status = 'loaded' THEN file.exported_on ELSE max(now.exported_on) END AS exported_on
+    FROM meta.source_file AS file
+    LEFT JOIN meta.source_file AS now
+        ON now.source_id = file.source_id AND now.series = file.series AND now.status = 'loaded'
+    GROUP BY file.source_id, file.source_file_sha256, file.status, file.exported_on
+),
+
 deaths AS (  -- each death a source gives: the days it can be on
     SELECT
         contact.patient_id,
         contact.death_date AS first_day,
-        -- Not after the export, nor before its first day (an export dated before it); least skips a NULL: an
-        -- export whose date is not known bounds nothing.
+        -- Not after the export it is in now, nor before its first day (an export dated before it); least skips a
+        -- NULL: an export whose date is not known bounds nothing.
         greatest(contact.death_date, least(period_end(contact.death_date, contact.death_date_precision),
                                            file.exported_on)) AS last_day,
         coalesce(contact.death_date_precision, 'day') AS precision
     FROM patient_contact AS contact
-    LEFT JOIN meta.source_file AS file USING (source_id, source_file_sha256)
+    LEFT JOIN export_now AS file USING (source_id, source_file_sha256)
     WHERE contact.death_date IS NOT NULL
 ),
 
