@@ -409,19 +409,6 @@ def _number_readings(sent: str, returned: str, typed: bool) -> tuple[bool, bool]
     return bool(numbers & back), len(numbers | back) > 1
 
 
-def _same_number(sent: str, returned: str, typed: bool) -> bool:
-    """Whether the two cells are one number in every convention, the same."""
-    same, other = _number_readings(sent, returned, typed)
-    return same and not other
-
-
-def _number_convention_unsure(sent: str, returned: str, typed: bool) -> bool:
-    """Whether the cells are the same number in one convention and may be another in the other (1234 as 1.234):
-    a spreadsheet's re-typing or a centre's edit, which cannot be told apart."""
-    same, other = _number_readings(sent, returned, typed)
-    return same and other
-
-
 def _as_date(text: str, day_order: Sequence[str]) -> date | None:
     """The day `text` stands for, read in one day order as a spreadsheet writes it (None: not a date)."""
     text = text.strip()
@@ -442,52 +429,53 @@ def _day_readings(sent: str, returned: str) -> tuple[bool, bool]:
             any(day is not None and back is not None and day != back for day, back in readings))
 
 
-def _same_day(sent: str, returned: str) -> bool:
-    """Whether the two cells are the same day in some day order and another day in none."""
-    same, other = _day_readings(sent, returned)
-    return same and not other
+class _Shown(NamedTuple):
+    """A shown cell of a returned row against the one sent, read once: whether it is the cell sent or what a
+    spreadsheet makes of it (the same number or day, written its way), and for one that is not, whether the
+    other day order or decimal mark would have made it so (a re-typing that cannot be told from an edit)."""
+
+    name: str
+    sent: str
+    returned: str
+    as_sent: bool
+    day_unsure: bool = False
+    number_unsure: bool = False
+
+    @property
+    def taken(self) -> str:
+        """The cell as the row key covers it: the one sent where a spreadsheet only re-typed it."""
+        return self.sent if self.as_sent else self.returned
 
 
-def _day_order_unsure(sent: str, returned: str) -> bool:
-    """Whether the cells are the same day in one day order but not in the other: a spreadsheet's re-typing
-    or a centre's edit, which cannot be told apart."""
-    same, other = _day_readings(sent, returned)
-    return same and other
-
-
-def _retyped_alike(sent: str, returned: str, typed: bool = False) -> bool:
-    """Whether a returned cell is the one sent, or what a spreadsheet makes of it: the same number or day,
-    written its way. typed: the cell is an XLSX number. A number it shortened (1.23457E+19), another day,
-    a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal point) or a
-    day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first) is an edit."""
+def _shown(name: str, sent: str, returned: str, typed: bool) -> _Shown:
+    """The cell `returned` in place of `sent` (typed: an XLSX number). A number a spreadsheet shortened
+    (1.23457E+19), another day, a number that the other convention reads as another (1,234 as 1.234: 1234
+    with a decimal point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03:
+    4 March month-first) is an edit."""
     if returned == sent:
-        return True
-    return _same_number(sent, returned, typed) or _same_day(sent, returned)
+        return _Shown(name, sent, returned, as_sent=True)
+    same_number, other_number = _number_readings(sent, returned, typed)
+    if same_number and not other_number:
+        return _Shown(name, sent, returned, as_sent=True)
+    same_day, other_day = _day_readings(sent, returned)
+    return _Shown(name, sent, returned, as_sent=same_day and not other_day, day_unsure=same_day and other_day,
+                  number_unsure=same_number and other_number)
 
 
-def _compared(item: _Item, row: ReturnedRow) -> Iterator[tuple[str, str, str, bool]]:
-    """Each shown column: its name, the cell sent, the cell returned and whether that is an XLSX number."""
-    for name, sent in zip(_SHOWN, item.cells, strict=True):
-        yield name, sent, row.cells.get(name, ""), name in row.numbers
+def _compared(item: _Item, row: ReturnedRow) -> list[_Shown]:
+    """Each shown column of a returned row against the cell sent, in the order sent."""
+    return [_shown(name, sent, row.cells.get(name, ""), name in row.numbers)
+            for name, sent in zip(_SHOWN, item.cells, strict=True)]
 
 
-def _shown_as_sent(item: _Item, row: ReturnedRow) -> list[str]:
-    """The shown cells of a returned row, each taken as sent where a spreadsheet only re-typed it."""
-    return [sent if _retyped_alike(sent, back, typed) else back for _, sent, back, typed in _compared(item, row)]
-
-
-def _edited(item: _Item, row: ReturnedRow) -> list[str]:
-    return [name for name, sent, back, typed in _compared(item, row) if not _retyped_alike(sent, back, typed)]
-
-
-def _edited_message(item: _Item, row: ReturnedRow, edited: Sequence[str]) -> str:
+def _edited_message(edited: Sequence[_Shown]) -> str:
     """Which columns changed; for a date or a number a spreadsheet may have re-typed in either day order or
     either decimal mark, why it is refused (the values are not quoted: a date may be a birth date)."""
-    message = (f"column{'s' if len(edited) != 1 else ''} {', '.join(repr(e) for e in edited)} changed since the "
-               f"query was sent; only {_RESPONSE!r} and {_COMMENT!r} may be filled in")
-    compared = [c for c in _compared(item, row) if c[0] in edited]
-    days = [name for name, sent, back, _ in compared if _day_order_unsure(sent, back)]
-    numbers = [name for name, sent, back, typed in compared if _number_convention_unsure(sent, back, typed)]
+    names = ", ".join(repr(cell.name) for cell in edited)
+    message = (f"column{'s' if len(edited) != 1 else ''} {names} changed since the query was sent; only {_RESPONSE!r} "
+               f"and {_COMMENT!r} may be filled in")
+    days = [cell.name for cell in edited if cell.day_unsure]
+    numbers = [cell.name for cell in edited if cell.number_unsure]
     reasons = [f"{', '.join(repr(n) for n in names)}: a spreadsheet reading the {what} would make it another {kind}"
                for names, what, kind in ((days, "date month-first or day-first", "day"),
                                          (numbers, "number with a decimal point or a decimal comma", "number"))
@@ -534,9 +522,10 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
                    "another workbook or its key edited")
             continue
-        if row_key(key, batch_id, item.identity, _shown_as_sent(item, row)) != given_key:
-            if edited := _edited(item, row):
-                refuse(_edited_message(item, row, edited))
+        shown = _compared(item, row)
+        if row_key(key, batch_id, item.identity, [cell.taken for cell in shown]) != given_key:
+            if edited := [cell for cell in shown if not cell.as_sent]:
+                refuse(_edited_message(edited))
             else:  # the cells are as sent: the key is not the one the batch was made with
                 refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
                        f"{batch_id} was sent?); send the centre its queries again")
