@@ -229,11 +229,20 @@ def _returned_number(tmp_path: Path, value: str, number: float) -> tuple[int, li
 
 
 @pytest.mark.parametrize(("value", "number"), [("12.3450", 12.345), ("12,3450", 12.345), ("1234,5", 1234.5),
-                                               ("0012", 12), ("1 234", 1234)])
+                                               ("0012", 12), ("1 234", 1234), ("1.5", 1.5), ("19", 19),
+                                               ("1e+16", 1e16)])
 def test_an_xlsx_number_cell_is_read_as_its_value_whichever_decimal_mark_typed_it(tmp_path, value, number):
     """A CSV re-typed by a spreadsheet and saved as XLSX: its number cell is its value, in no locale's writing.
     Compared as the text Python writes (12.345), a decimal comma read it as 12345 and refused it."""
     assert _returned_number(tmp_path, value, number) == (1, [])
+
+
+@pytest.mark.parametrize(("value", "number"), [("1.234", 1.234), ("12.345", 12.345), ("-123.456", -123.456)])
+def test_an_xlsx_number_cell_python_writes_as_the_text_sent_is_still_compared_as_its_value(tmp_path, value, number):
+    """A decimal comma reads 1.234 sent as 1234: a number cell 1.234 is what a decimal-point spreadsheet makes of
+    it, or 1,234 typed by a centre that read 1234. Python writes it '1.234', the text sent, so it was taken
+    unread (and its row key verified), while 1,234 sent and come back 1.234 was refused."""
+    assert _returned_number(tmp_path, value, number) == (0, [NUMBER_UNSURE])
 
 
 @pytest.mark.parametrize(("value", "number", "problem"), [("12345", 12.345, EDITED), ("19", 19.5, EDITED),

@@ -32,7 +32,7 @@ spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 
 the cell sent, but never where it could hide an edit: a date that the other day order reads as another
 day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit, and so is a number that the
 other decimal mark reads as another number (1,234 back as 1.234, or 1234 as 1.234); an XLSX number cell
-is compared as its value, not as the text Python writes for it.
+is compared as its value, not as the text Python writes for it, even where that is the text sent (1.234).
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -367,7 +367,8 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 # grouping with dots or spaces (1.234,5; 1 234,5). 1,234 is 1234 in one and 1.234 in the other, so a
 # cell is taken as re-typed only if it stands for one number in every convention, the one the cell sent
 # stands for in every convention: 0012 as 12 or 12,0, 12,5 as 12.5, but not 1,234 as 1.234 or as 1234.
-# An XLSX number cell is its value, in no convention (12.345 typed is not 12345).
+# An XLSX number cell is its value, in no convention (12.345 typed is not 12345), even where Python writes it as
+# the text sent: 1.234 typed for a sent 1.234 (1234 with a decimal comma) is as unsure as 1.234 for 1,234.
 _YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
 _DAY_ORDERS = (("%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y"), ("%m/%d/%Y",))  # day-first, month-first
 _MIDNIGHT = (" 00:00:00", "T00:00:00")
@@ -441,23 +442,21 @@ class _Shown(NamedTuple):
     day_unsure: bool = False
     number_unsure: bool = False
 
-    @property
-    def taken(self) -> str:
-        """The cell as the row key covers it: the one sent where a spreadsheet only re-typed it."""
-        return self.sent if self.as_sent else self.returned
-
 
 def _shown(name: str, sent: str, returned: str, typed: bool) -> _Shown:
     """The cell `returned` in place of `sent` (typed: an XLSX number). A number a spreadsheet shortened
     (1.23457E+19), another day, a number that the other convention reads as another (1,234 as 1.234: 1234
     with a decimal point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03:
-    4 March month-first) is an edit."""
-    if returned == sent:
+    4 March month-first) is an edit. A number cell is its value, even where Python writes it as the text sent:
+    1.234 typed for a sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of
+    it, or 1,234 typed by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is
+    read as a date and time, not a number)."""
+    if returned == sent and not typed:
         return _Shown(name, sent, returned, as_sent=True)
     same_number, other_number = _number_readings(sent, returned, typed)
     if same_number and not other_number:
         return _Shown(name, sent, returned, as_sent=True)
-    same_day, other_day = _day_readings(sent, returned)
+    same_day, other_day = (False, False) if typed else _day_readings(sent, returned)
     return _Shown(name, sent, returned, as_sent=same_day and not other_day, day_unsure=same_day and other_day,
                   number_unsure=same_number and other_number)
 
@@ -522,13 +521,14 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
                    "another workbook or its key edited")
             continue
-        shown = _compared(item, row)
-        if row_key(key, batch_id, item.identity, [cell.taken for cell in shown]) != given_key:
-            if edited := [cell for cell in shown if not cell.as_sent]:
-                refuse(_edited_message(edited))
-            else:  # the cells are as sent: the key is not the one the batch was made with
-                refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
-                       f"{batch_id} was sent?); send the centre its queries again")
+        # Against the cells sent, not by the row key alone: a number cell may be written as the text sent and
+        # still not be it (1.234 typed for a 1.234 a decimal comma groups).
+        if edited := [cell for cell in _compared(item, row) if not cell.as_sent]:
+            refuse(_edited_message(edited))
+            continue
+        if row_key(key, batch_id, item.identity, item.cells) != given_key:  # the cells are as sent
+            refuse(f"the row key does not verify under the current pseudonymisation key (rotated since batch "
+                   f"{batch_id} was sent?); send the centre its queries again")
             continue
         answer, comment = cells.get(_RESPONSE, "").strip(), cells.get(_COMMENT, "").strip() or None
         if not answer:
