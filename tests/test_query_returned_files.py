@@ -216,6 +216,38 @@ def test_a_number_every_decimal_mark_reads_as_the_one_sent_is_read_as_sent(tmp_p
     assert _returned_value(tmp_path, value, returned) == (1, [])
 
 
+@pytest.mark.parametrize(("value", "returned"), [("1234.5", "1'234.5"), ("1234567", "1\u2019234\u2019567"),
+                                                 ("-1234,5", "-1'234.5"), ("1'234", "1234"),
+                                                 ("1\u2019234.50", "1 234,5")])
+def test_a_number_a_swiss_spreadsheet_grouped_with_an_apostrophe_is_read_as_sent(tmp_path, value, returned):
+    """Swiss and Liechtenstein locales group with an apostrophe, ASCII or typographic (U+2019): such a file
+    saved again was refused as edited."""
+    assert _returned_value(tmp_path, value, returned) == (1, [])
+
+
+def test_a_csv_a_swiss_excel_saved_again_is_read_as_sent(tmp_path):
+    """Excel in Switzerland saves `;`-separated Windows-1252, its grouping the typographic apostrophe (0x92)."""
+    cells = [*DATED[:6], "1234.5", *DATED[7:]]
+    item = _sent_item(cells)
+    table = [list(HEADER), [*cells[:6], "1\u2019234.5", *cells[7:], "cannot_determine", "", "Q1", item.row_key]]
+    path = tmp_path / "answers.csv"
+    with path.open("w", encoding="cp1252", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(table)
+    assert b"1\x92234.5" in path.read_bytes()
+    assert _checked(path, item) == (1, [])
+
+
+@pytest.mark.parametrize(("value", "returned", "problem"), [("1.234", "1'234", NUMBER_UNSURE),
+                                                            ("1'234", "1.234", NUMBER_UNSURE),
+                                                            ("1\u2019234", "1,234", NUMBER_UNSURE),
+                                                            ("1234", "12'34", EDITED), ("1234.5", "1'234,5", EDITED)])
+def test_an_apostrophe_grouped_number_is_refused_where_another_convention_reads_another(tmp_path, value, returned,
+                                                                                       problem):
+    """1.234 is 1234 only with a decimal comma: 1'234 for it is a re-typing or an edit to 1234, refused saying why,
+    as 1.234 for 1'234 is; an apostrophe out of place, or one with a decimal comma, is no locale's writing."""
+    assert _returned_value(tmp_path, value, returned) == (0, [problem])
+
+
 def _returned_number(tmp_path: Path, value: str, number: float) -> tuple[int, list[str]]:
     """(answers taken, problems) of a workbook that returns the query about `value` with an XLSX number cell."""
     cells = [*DATED[:6], value, *DATED[7:]]

@@ -31,8 +31,9 @@ code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", 
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
 the cell sent, but never where it could hide an edit: a date that the other day order reads as another
 day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit, and so is a number that the
-other decimal mark reads as another number (1,234 back as 1.234, or 1234 as 1.234); an XLSX number cell
-is compared as its value, not as the text Python writes for it, even where that is the text sent (1.234).
+other decimal mark reads as another number (1,234 back as 1.234, or 1234 as 1.234; a Swiss 1'234 for 1234
+is a re-typing, for 1.234 it is not); an XLSX number cell is compared as its value, not as the text Python
+writes for it, even where that is the text sent (1.234).
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -364,9 +365,12 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 # reads it as another day than the one sent: 03/04/2027 is 3 April day-first and 4 March month-first, and
 # a centre that swapped it to 04/03/2027 made another day in either.
 # Numbers alike: a locale writes a decimal point, grouping with commas (1,234.5), or a decimal comma,
-# grouping with dots or spaces (1.234,5; 1 234,5). 1,234 is 1234 in one and 1.234 in the other, so a
+# grouping with dots or spaces (1.234,5; 1 234,5); Swiss and Liechtenstein locales a decimal point, grouping
+# with an apostrophe (1'234.5, or 1’234.5, the typographic one of CLDR's Swiss locales), which no other
+# convention reads, so it gives no cell a second reading. 1,234 is 1234 in one and 1.234 in the other, so a
 # cell is taken as re-typed only if it stands for one number in every convention, the one the cell sent
-# stands for in every convention: 0012 as 12 or 12,0, 12,5 as 12.5, but not 1,234 as 1.234 or as 1234.
+# stands for in every convention: 0012 as 12 or 12,0, 12,5 as 12.5, 1234.5 as 1'234.5, but not 1,234 as
+# 1.234 or as 1234, nor 1.234 as 1'234.
 # An XLSX number cell is its value, in no convention (12.345 typed is not 12345), even where Python writes it as
 # the text sent: 1.234 typed for a sent 1.234 (1234 with a decimal comma) is as unsure as 1.234 for 1,234.
 _YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
@@ -386,6 +390,9 @@ _EXPONENT = r"([eE][-+]?\d{1,4})?"
 _DECIMAL_POINT = _Convention(re.compile(rf"[-+]?(\d{{1,3}}(,\d{{3}})+(\.\d*)?|\d+(\.\d*)?|\.\d+){_EXPONENT}"), ",", ".")
 _DECIMAL_COMMA = _Convention(  # a space: also the no-break spaces French and Nordic locales group with
     re.compile(rf"[-+]?(\d{{1,3}}([. \u00a0\u202f]\d{{3}})+(,\d*)?|\d+(,\d*)?|,\d+){_EXPONENT}"), ". \u00a0\u202f", ",")
+_APOSTROPHE_GROUPING = _Convention(  # Swiss: the ASCII apostrophe, or U+2019 as CLDR writes it
+    re.compile(rf"[-+]?(\d{{1,3}}(['\u2019]\d{{3}})+(\.\d*)?|\d+(\.\d*)?|\.\d+){_EXPONENT}"), "'\u2019", ".")
+_CONVENTIONS = (_DECIMAL_POINT, _DECIMAL_COMMA, _APOSTROPHE_GROUPING)
 
 
 def _as_number(text: str, convention: _Convention) -> Decimal | None:
@@ -400,7 +407,7 @@ def _as_number(text: str, convention: _Convention) -> Decimal | None:
 
 def _numbers(text: str, typed: bool = False) -> set[Decimal]:
     """The numbers a cell stands for, one per convention that reads it; typed: an XLSX number cell, its value."""
-    readings = (_as_number(text, c) for c in ((_DECIMAL_POINT,) if typed else (_DECIMAL_POINT, _DECIMAL_COMMA)))
+    readings = (_as_number(text, c) for c in ((_DECIMAL_POINT,) if typed else _CONVENTIONS))
     return {number for number in readings if number is not None}
 
 
