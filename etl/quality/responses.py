@@ -393,6 +393,7 @@ _DECIMAL_COMMA = _Convention(  # a space: also the no-break spaces French and No
 _APOSTROPHE_GROUPING = _Convention(  # Swiss: the ASCII apostrophe, or U+2019 as CLDR writes it
     re.compile(rf"[-+]?(\d{{1,3}}(['\u2019]\d{{3}})+(\.\d*)?|\d+(\.\d*)?|\.\d+){_EXPONENT}"), "'\u2019", ".")
 _CONVENTIONS = (_DECIMAL_POINT, _DECIMAL_COMMA, _APOSTROPHE_GROUPING)
+_WHOLE = re.compile(r"-?\d+")  # as Python writes an XLSX whole number, the line's among them
 
 
 def _as_number(text: str, convention: _Convention) -> Decimal | None:
@@ -437,51 +438,50 @@ def _day_readings(sent: str, returned: str) -> tuple[bool, bool]:
             any(day is not None and back is not None and day != back for day, back in readings))
 
 
-class _Shown(NamedTuple):
-    """A shown cell of a returned row against the one sent, read once: whether it is the cell sent or what a
-    spreadsheet makes of it (the same number or day, written its way), and for one that is not, whether the
-    other day order or decimal mark would have made it so (a re-typing that cannot be told from an edit)."""
+class _Edit(NamedTuple):
+    """A shown cell that is neither the one sent nor what a spreadsheet makes of it, and whether the other day
+    order or decimal mark would have made it so (a re-typing that cannot be told from an edit)."""
 
     name: str
-    sent: str
-    returned: str
-    as_sent: bool
-    day_unsure: bool = False
-    number_unsure: bool = False
+    day_unsure: bool
+    number_unsure: bool
 
 
-def _shown(name: str, sent: str, returned: str, typed: bool) -> _Shown:
-    """The cell `returned` in place of `sent` (typed: an XLSX number). A number a spreadsheet shortened
-    (1.23457E+19), another day, a number that the other convention reads as another (1,234 as 1.234: 1234
-    with a decimal point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03:
-    4 March month-first) is an edit. A number cell is its value, even where Python writes it as the text sent:
-    1.234 typed for a sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of
-    it, or 1,234 typed by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is
-    read as a date and time, not a number)."""
-    if returned == sent and not typed:
-        return _Shown(name, sent, returned, as_sent=True)
+def _edit(name: str, sent: str, returned: str, typed: bool) -> _Edit | None:
+    """The cell `returned` in place of `sent` (typed: an XLSX number), read once as a number and as a day; None:
+    the cell sent, or the same number or day written a spreadsheet's way. A number it shortened (1.23457E+19),
+    another day, a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal
+    point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first)
+    is an edit. A number cell is its value, even where Python writes it as the text sent: 1.234 typed for a
+    sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of it, or 1,234 typed
+    by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is read as a date
+    and time, not a number)."""
+    if returned == sent and (not typed or _WHOLE.fullmatch(sent)):  # a whole number reads alike in every convention
+        return None
     same_number, other_number = _number_readings(sent, returned, typed)
     if same_number and not other_number:
-        return _Shown(name, sent, returned, as_sent=True)
+        return None
     same_day, other_day = (False, False) if typed else _day_readings(sent, returned)
-    return _Shown(name, sent, returned, as_sent=same_day and not other_day, day_unsure=same_day and other_day,
-                  number_unsure=same_number and other_number)
+    if same_day and not other_day:
+        return None
+    return _Edit(name, day_unsure=same_day and other_day, number_unsure=same_number and other_number)
 
 
-def _compared(item: _Item, row: ReturnedRow) -> list[_Shown]:
-    """Each shown column of a returned row against the cell sent, in the order sent."""
-    return [_shown(name, sent, row.cells.get(name, ""), name in row.numbers)
-            for name, sent in zip(_SHOWN, item.cells, strict=True)]
+def _edits(item: _Item, row: ReturnedRow) -> list[_Edit]:
+    """The shown cells of a returned row that are not as sent, in the order sent."""
+    edits = (_edit(name, sent, row.cells.get(name, ""), name in row.numbers)
+             for name, sent in zip(_SHOWN, item.cells, strict=True))
+    return [edit for edit in edits if edit is not None]
 
 
-def _edited_message(edited: Sequence[_Shown]) -> str:
+def _edited_message(edited: Sequence[_Edit]) -> str:
     """Which columns changed; for a date or a number a spreadsheet may have re-typed in either day order or
     either decimal mark, why it is refused (the values are not quoted: a date may be a birth date)."""
-    names = ", ".join(repr(cell.name) for cell in edited)
-    message = (f"column{'s' if len(edited) != 1 else ''} {names} changed since the query was sent; only {_RESPONSE!r} "
-               f"and {_COMMENT!r} may be filled in")
-    days = [cell.name for cell in edited if cell.day_unsure]
-    numbers = [cell.name for cell in edited if cell.number_unsure]
+    columns = ", ".join(repr(edit.name) for edit in edited)
+    message = (f"column{'s' if len(edited) != 1 else ''} {columns} changed since the query was sent; only "
+               f"{_RESPONSE!r} and {_COMMENT!r} may be filled in")
+    days = [edit.name for edit in edited if edit.day_unsure]
+    numbers = [edit.name for edit in edited if edit.number_unsure]
     reasons = [f"{', '.join(repr(n) for n in names)}: a spreadsheet reading the {what} would make it another {kind}"
                for names, what, kind in ((days, "date month-first or day-first", "day"),
                                          (numbers, "number with a decimal point or a decimal comma", "number"))
@@ -530,7 +530,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
             continue
         # Against the cells sent, not by the row key alone: a number cell may be written as the text sent and
         # still not be it (1.234 typed for a 1.234 a decimal comma groups).
-        if edited := [cell for cell in _compared(item, row) if not cell.as_sent]:
+        if edited := _edits(item, row):
             refuse(_edited_message(edited))
             continue
         if row_key(key, batch_id, item.identity, item.cells) != given_key:  # the cells are as sent
