@@ -302,6 +302,20 @@ def test_a_row_with_a_date_and_a_number_either_convention_could_have_made_says_b
         "dates and numbers left as they were)"]
 
 
+def test_a_row_as_sent_whose_key_another_pseudonymisation_key_made_is_refused_as_rotated():
+    """The cells are checked against those sent before the row key: a row only re-typed (its line a float) is
+    still told apart from one whose key no longer verifies."""
+    item = _sent_item(DATED)
+    row = ReturnedRow(None, 2, {**_expected([*DATED, "cannot_determine", None, "Q1", item.row_key]), "line": "12.0"},
+                      frozenset({"line"}))
+    summary = ImportSummary("answers.xlsx")
+    rotated = PseudonymKey(b"rotated-key-0123456789abcdef01234567")
+    assert check_rows([row], "answers.xlsx", {("Q1", item.row_key): item}, {"Q1"}, {}, rotated, summary) == []
+    assert [p.message for p in summary.problems] == [
+        "the row key does not verify under the current pseudonymisation key (rotated since batch Q1 was sent?); "
+        "send the centre its queries again"]
+
+
 def _unicode_text(sent: Path, path: Path, encoding: str, bom: bytes) -> Path:
     """The CSV as Excel saves it as "Unicode text" (UTF-16 after its byte-order mark, tab-separated), renamed .csv."""
     with sent.open(encoding="utf-8-sig", newline="") as handle:
