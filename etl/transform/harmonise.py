@@ -573,8 +573,11 @@ def code_list_problems(mapping: SourceMapping) -> list[str]:
 
 
 def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],
-                     key: PseudonymKey, run_id: str) -> HarmoniseResult:
-    """Harmonise every record set of one source into core rows plus quarantine."""
+                     key: PseudonymKey, run_id: str, *, screen: TextScreen | None = None) -> HarmoniseResult:
+    """Harmonise every record set of one source into core rows plus quarantine.
+
+    screen: what a value may not show of the source's patients (etl/transform/parts.py `source_screen`:
+    all of them, when these record sets are a part); default: the patients of these record sets."""
     engine = _Engine(mapping, key, run_id)
     notices = ignored_notices(mapping, record_sets)
     frames = {name: frame for name, frame in record_sets.items() if not mapping.is_ignored(name)}
@@ -597,9 +600,9 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
 
     # What no value may show of the source's patients: every key read, and the births (read only if asked).
     patients = records.get(mapping.patient.head, [])
-    engine.screen = TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
-                                                  if r.patient_key not in engine.nulls}),
-                               lambda: engine.births(patients))
+    engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
+                                                            if r.patient_key not in engine.nulls}),
+                                         lambda: engine.births(patients))
     # Patients first: their birth dates and EUPIDs are needed by every other table.
     patient_rows = engine.patient_rows(patients)
     table_rows = {table: engine.table_rows(table, spec, records.get(spec.head, []))

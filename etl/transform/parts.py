@@ -5,7 +5,9 @@ patient's birth date, records without a centre take the patient's, a duplicate r
 starts with the patient key, and joined sections share the patient key (where the mapping's
 `join_on` holds it). So the patients can be cut into parts, harmonised one part at a time, and the
 results appended: memory holds one part's work, not the whole source's, and the Parquet files are
-what one pass would write (in another row order).
+what one pass would write (in another row order). The one exception, what a free text may not show
+of the source's other patients (etl/transform/screen.py), is gathered first for the whole source,
+from a few columns: the shapes of its patient keys and its patients' birth dates.
 
 The record sets come as Arrow tables (etl/extract/adapter.py) and a part becomes pandas frames of
 Python strings only when its turn comes: as strings, the whole source would take several times
@@ -14,6 +16,7 @@ the memory its harmonise does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Iterator, Mapping
@@ -27,11 +30,16 @@ import pyarrow.parquet as pq
 
 from etl import schema
 from etl.extract.adapter import is_text, record_column, record_frame
+from etl.extract.file_names import PatientNumbers
+from etl.frames import row_dicts
 from etl.transform import carry_over
-from etl.transform.harmonise import harmonise_source, ignored_notices
+from etl.transform.harmonise import _Engine, harmonise_source, ignored_notices, join_sections
+from etl.transform.icdo3 import IcdO3Error
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 from etl.transform.records import patient_keys
+from etl.transform.screen import TextScreen
+from etl.transform.values import PartialDate, ValueRejected
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
+    screen = source_screen(mapping, tables)  # every part's free text is screened by every patient of the source
     patients = carry_over.patients(mapping, tables, key, previous)
     rows = patients.fresh_rows if patients is not None else None
     parts = part_count(mapping, tables, part_records, rows)
@@ -88,7 +97,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     counted = []
     try:
         for part in split_by_patient(mapping, tables, parts, rows):
-            result = harmonise_source(mapping, part, key, run_id)
+            result = harmonise_source(mapping, part, key, run_id, screen=screen)
             del part  # the next part is made while this name still holds the last one
             outputs = {**result.tables, "records": result.records, "rejections": result.rejections,
                        "link_keys": result.link_keys}
@@ -112,6 +121,45 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
             writer.close()
     out.rows = {name: n for name, n in written.items() if name not in _STAGE_TABLES}
     return out
+
+
+def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> TextScreen:
+    """What a free text of the source may not show, whichever part or night harmonises it: the shapes of
+    every patient key of the source, and every patient's birth date (each read when first needed)."""
+    def keys() -> Iterator[str]:
+        for table in record_sets.values():
+            if mapping.patient_key in table.column_names:
+                yield from patient_keys(mapping, table).dropna().unique()
+
+    return TextScreen(PatientNumbers(keys), functools.cache(lambda: source_births(mapping, record_sets)))
+
+
+def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> list[PartialDate]:
+    """The birth dates the source's patient records give, as harmonise reads them (one that cannot be
+    read left out), from the columns that give them and those that join sections: not the records."""
+    spec = mapping.patient.fields.get("birth_date")
+    if spec is None:
+        return []
+    joins = {key for part in (mapping.patient, *mapping.tables.values()) if len(part.record_sets()) > 1
+             for key in part.join_keys()}
+    needed = spec.columns() | joins | {"source_file_sha256"}
+    frames, _ = join_sections(mapping, {name: record_frame(table.select([c for c in table.column_names
+                                                                         if c in needed]))
+                                        for name, table in record_sets.items()})
+    head = frames.get(mapping.patient.head)
+    if head is None or not spec.columns() <= set(head.columns):
+        return []  # (harmonise refuses a missing column, or reads ODM's as empty)
+    engine = _Engine(mapping, PseudonymKey(b"rtw-births"), "births")  # conversion never reads the key
+    found = set()
+    for row in row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates()):
+        raw = engine._raw(spec, row)
+        try:
+            birth = engine.convert(spec, raw) if raw is not None else None
+        except (ValueRejected, IcdO3Error):
+            continue
+        if isinstance(birth, PartialDate):
+            found.add(birth)
+    return sorted(found, key=lambda b: (b.value, b.precision))
 
 
 def _add_counts(total: dict[str, dict[str, int]], counts: Mapping[str, Mapping[str, int]]) -> None:

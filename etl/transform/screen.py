@@ -16,8 +16,9 @@ number and birth date are caught by harmonise; this catches those of every patie
 that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
 place, or a date written in words: those only a reader can see (docs/privacy.md).
 
-Cheap by construction: the shapes and dates are gathered once per harmonise part (the births only
-when a text first holds a digit), and a text without a digit is passed by without a regex.
+Cheap by construction: the shapes and dates are gathered once per source (the births only when a text
+first holds a digit; etl/transform/parts.py `source_screen`: every part of a large source is screened by
+every patient of it), and a text without a digit is passed by without a regex.
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
 screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
