@@ -50,9 +50,47 @@ def test_a_note_naming_the_birth_date_of_a_patient_of_another_part_is_screened(t
     assert set(_notes(folder).values()) == {"sibling born {date}"}
 
 
+def test_a_carried_note_is_screened_by_the_birth_date_of_a_patient_who_arrived_later(tmp_path: Path) -> None:
+    first = [_patient(1, "01/03/2003", reason="brother born 15/07/2011, dose 400 mg"),
+             _patient(2, "02/03/2004", rectype="15/07/2011"),  # a refused code: quoted, nobody's birth date yet
+             _patient(3, "03/03/2005", reason="seen 16/07/2011")]
+    night1, _, _ = _night(tmp_path, "1", first, "a")
+    assert _notes(night1)["REG[1]"] == "brother born 15/07/2011, dose 400 mg"
+    assert _refused(night1) == [("recommendation_type", "15/07/2011")]
+
+    night2, said, fresh = _night(tmp_path, "2", [*first, _patient(9, "15/07/2011")], "b", previous=night1)
+    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother born {date}, dose 400 mg",
+                                               "REG[3]": "seen 16/07/2011"}
+    assert _refused(night2) == _refused(fresh) == [("recommendation_type", "<hidden>")]
+    assert said.carried == 2  # the note screened where it was carried; the refused value's patient harmonised again
+
+
 def test_a_changed_patient_s_note_is_screened_by_an_unchanged_patient_s_birth_date(tmp_path: Path) -> None:
     first = [_patient(1, "01/03/2003"), _patient(2, "02/03/2004")]
     night1, _, _ = _night(tmp_path, "1", first, "a")
     night2, said, _ = _night(tmp_path, "2", [first[0] | {"reason": "cousin born 02/03/2004"}, first[1]], "b",
                              previous=night1)
     assert said.carried == 1 and _notes(night2) == {"REG[1]": "cousin born {date}"}
+
+
+def test_a_carried_note_shows_again_what_is_nobody_s_birth_date_any_more_as_a_fresh_load_does(tmp_path: Path) -> None:
+    first = [_patient(1, "01/03/2003", reason="brother born 15/07/2011"), _patient(2, "02/03/2004"),
+             _patient(9, "15/07/2011")]
+    night1, _, _ = _night(tmp_path, "1", first, "a")
+    assert _notes(night1) == {"REG[1]": "brother born {date}"}
+    night2, said, fresh = _night(tmp_path, "2", first[:2], "b", previous=night1)  # patient 9 is no more
+    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother born 15/07/2011"}
+    assert said.carried == 1  # the screened note's patient is harmonised again: what it hid is not kept
+
+
+def test_a_night_that_leaves_the_screen_as_it_was_carries_the_notes_as_they_were(tmp_path: Path) -> None:
+    first = [_patient(1, "01/03/2003", reason="brother born 02/03/2004"), _patient(2, "02/03/2004"),
+             _patient(3, "03/03/2005", reason="seen 16/07/2011")]
+    night1, _, _ = _night(tmp_path, "1", first, "a")
+    night2, said, _ = _night(tmp_path, "2", [*first[:2], first[2] | {"sex": "2"}], "b", previous=night1)
+    assert said.carried == 2
+
+    def carried(folder: Path) -> list[dict[str, object]]:  # the unchanged patients' rows, lineage and all
+        rows = pq.read_table(folder / "tumour_board_review.parquet").sort_by("source_record_key").to_pylist()
+        return [r for r in rows if not r["source_record_key"].endswith("|REG[3]")]
+    assert carried(night2) == carried(night1) and _notes(night2)["REG[1]"] == "brother born {date}"

@@ -17,6 +17,14 @@ DuckDB computes them over the whole source at once. A memo is used only when it 
 under the same mapping, key and harmonise code. A source is carried over only when each record set
 comes from one file (a chain of increments is harmonised whole) and every record set carries the
 patient key, joined sections joined on it; otherwise no memo is written and everything is harmonised.
+
+A free text hides the numbers and birth dates of every patient of the source (etl/transform/screen.py),
+and a patient who arrives later may be named by a carried note. The memo keeps the fingerprint of the
+screen its load screened by; when the source's screen differs now, the carried rows are made what a
+fresh load would write: their free text holding a digit is screened anew (only the free-text columns;
+a carried text that hid nothing is the text as written), and the patients whose carried rows hid
+something (a `{patient}` or `{date}` in a note, a `<hidden>` or a digit in a refused value: what was
+hidden is not kept, and the screen may judge it otherwise now) are harmonised again.
 """
 
 from __future__ import annotations
@@ -34,20 +42,24 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import fsio, resources, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.extract.adapter import LINE_COLUMN
-from etl.transform.harmonise import PATIENT_COUNT_COLUMNS
+from etl.extract.file_names import PATIENT
+from etl.transform.harmonise import _CODES_AS_WRITTEN, _FREE_TEXT, PATIENT_COUNT_COLUMNS
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 from etl.transform.records import patient_keys
+from etl.transform.screen import DATE, TextScreen
 
 MEMO = "patients.parquet"
 _MEMO_COLUMNS = ["who", "source_patient_pseudonym", "digest", *PATIENT_COUNT_COLUMNS[1:]]
 _VERSION = 1
 _FILES = b"rtw_files"  # the memo's metadata key: file name -> rows, of the files its load wrote
+_SCREEN = b"rtw_screen"  # the memo's metadata key: the fingerprint of the screen its free text was screened by
 _FILE_COLUMNS = ("source_file", "source_file_sha256")  # which export a row came from: stamped, not compared
 _SEPARATOR, _NULL = "\x1f", "\x1e"
 
@@ -62,6 +74,9 @@ class Patients:
     carried: pd.DataFrame  # the memo rows of the patients carried over (_MEMO_COLUMNS)
     previous: Path | None  # the folder they are carried from
     header: bytes  # what the digests hold for (_header)
+    screen: TextScreen  # what a free text may not show now
+    screened: str  # the screen's fingerprint
+    rescreened: dict[str, list[str]]  # harmonised file -> its free-text columns to screen anew (screen changed)
 
     @property
     def carried_patients(self) -> int:
@@ -81,9 +96,10 @@ class Patients:
 
 
 def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: PseudonymKey,
-             previous: Path | None) -> Patients | None:
+             previous: Path | None, screen: TextScreen) -> Patients | None:
     """The source's patients and those carried over from `previous` (the folder of the last load);
-    None when the source cannot be carried over (see the module's docstring)."""
+    None when the source cannot be carried over (see the module's docstring). screen: what a free text
+    of the source may not show now."""
     files = _files_of(mapping, tables)
     if files is None or not tables:
         return None
@@ -106,7 +122,14 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
             FROM ({" UNION ALL ".join(rows)})
             GROUP BY _norm""", [f"who {secret}", f"records {secret}"]).df()
     header = _header(mapping, key, tables)
-    carried = _carried(previous, header, found[["who", "digest"]])
+    carried, screened_then = _carried(previous, header, found[["who", "digest"]])
+    screened = screen.fingerprint(_memo_secret(key).encode())
+    rescreened = {}
+    if len(carried) and screened_then != screened:
+        assert previous is not None
+        rescreened = _free_text_columns(mapping)
+        hid = _hid_something(previous, rescreened, carried["source_patient_pseudonym"])
+        carried = carried[~carried["source_patient_pseudonym"].isin(hid)]
     fresh_patients = found[~found["who"].isin(carried["who"])]
     fresh_patients.insert(0, "source_patient_pseudonym", pd.Series(
         [source_pseudonym(key, mapping.source_id, norm) for norm in fresh_patients["norm"]],
@@ -114,7 +137,7 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     kept = set(found["norm"]) - set(fresh_patients["norm"])
     fresh_rows = {name: ~norm.isin(kept).to_numpy() for name, norm in norms.items()}
     return Patients(fresh_patients[["who", "source_patient_pseudonym", "digest"]], fresh_rows, files, carried,
-                    previous if len(carried) else None, header)
+                    previous if len(carried) else None, header, screen, screened, rescreened)
 
 
 def _files_of(mapping: SourceMapping, tables: Mapping[str, pa.Table]) -> dict[str, tuple[str, str]] | None:
@@ -171,22 +194,57 @@ def _reading_back(path: Path) -> Iterator[None]:
         raise Unreadable(f"{path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _carried(previous: Path | None, header: bytes, digests: pd.DataFrame) -> pd.DataFrame:
-    """The previous memo's rows of the patients whose digest is the same now."""
+def _carried(previous: Path | None, header: bytes, digests: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The previous memo's rows of the patients whose digest is the same now, and the fingerprint of the
+    screen their free text was screened by (None: not known)."""
+    nothing = pd.DataFrame(columns=_MEMO_COLUMNS), None
     if previous is None or not (memo := previous / MEMO).is_file():
-        return pd.DataFrame(columns=_MEMO_COLUMNS)
+        return nothing
     with _reading_back(memo):
         stored = pq.read_table(memo)
     metadata = stored.schema.metadata or {}
     if metadata.get(b"rtw") != header:
-        return pd.DataFrame(columns=_MEMO_COLUMNS)
+        return nothing
     for name, rows in json.loads(metadata[_FILES]).items():  # what the load wrote is all there
         path = previous / f"{name}.parquet"
         with _reading_back(path):
             found = pq.read_metadata(path).num_rows
         if found != rows:
             raise Unreadable(f"{path}: holds {found} rows, its load wrote {rows}")
-    return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS]
+    screened = metadata[_SCREEN].decode() if _SCREEN in metadata else None
+    return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS], screened
+
+
+def _free_text_columns(mapping: SourceMapping) -> dict[str, list[str]]:
+    """Per table, the columns harmonise screens (etl/transform/harmonise.py `values`): free text loaded
+    as written, not a code list's value nor a code used as written."""
+    return {table: [name for name, field in table_spec.fields.items()
+                    if field.codes is None and field.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
+                    and field.const is None and field.age_at is None and field.ref is None]
+            for table, table_spec in mapping.tables.items()}
+
+
+def _hid_something(previous: Path, free_text: Mapping[str, list[str]], carried: pd.Series) -> set[str]:
+    """The carried patients (by pseudonym) whose rows in `previous` hide what the screen found then, which
+    may judge otherwise now: a note's {patient} or {date}, a refused value hidden or holding a digit."""
+    wheres = []
+    with _reading_back(previous):
+        for table, columns in free_text.items():
+            path = previous / f"{table}.parquet"
+            present = [c for c in columns if path.is_file() and c in pq.read_schema(path).names]
+            if present:
+                wheres.append((path, " OR ".join(f"contains(\"{c}\", '{hidden}')"
+                                                 for c in present for hidden in (PATIENT, DATE))))
+        if (rejections := previous / "rejections.parquet").is_file():
+            wheres.append((rejections, r"contains(value, '<hidden>') OR regexp_matches(value, '\d')"))
+        if not wheres:
+            return set()
+        with duckdb.connect() as con:
+            con.register("carried", pa.table({"p": carried.unique()}))
+            found = con.execute("SELECT DISTINCT p FROM (" + " UNION ALL ".join(
+                f"SELECT split_part(source_record_key, '|', 1) AS p FROM read_parquet({schema.sql_text(str(path))}) "
+                f"WHERE {where}" for path, where in wheres) + ") WHERE p IN (SELECT p FROM carried)").fetchall()
+    return {p for (p,) in found}
 
 
 def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.Table]) -> bytes:
@@ -215,7 +273,8 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
     """Per harmonised file name (`diagnosis`, `records`, ...), the carried patients' rows from the
     previous folder. A record (stage.record: where each record is now) takes the file its record set
     comes from now; its line is what it was (the digest covers it). A core row keeps its lineage:
-    the export that delivered it as it is, and the run that loaded it then."""
+    the export that delivered it as it is, and the run that loaded it then; its free text is screened
+    anew when the screen changed since."""
     if found.previous is None:
         return
     with duckdb.connect() as con:
@@ -236,7 +295,19 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
                 continue
             with _reading_back(path):
                 rows = con.execute(query).to_arrow_table()
-            yield name, rows
+            yield name, _screened_anew(rows, found.rescreened.get(name, []), found.screen)
+
+
+def _screened_anew(rows: pa.Table, columns: list[str], screen: TextScreen) -> pa.Table:
+    """The rows with each of their free-text `columns` screened by `screen` (a text without a digit as it is)."""
+    for column in (c for c in columns if c in rows.column_names):
+        values = rows.column(column)
+        if not pc.any(pc.match_substring_regex(values, r"\d")).as_py():
+            continue
+        screened = [screen.screened(text) if text is not None else None for text in values.to_pylist()]
+        rows = rows.set_column(rows.schema.get_field_index(column), rows.schema.field(column),
+                               pa.array(screened, values.type))
+    return rows
 
 
 def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, written: Mapping[str, int]) -> None:
@@ -249,8 +320,8 @@ def write_memo(found: Patients, fresh_counts: list[pd.DataFrame], folder: Path, 
                      or [pd.DataFrame(columns=_MEMO_COLUMNS)], ignore_index=True)
     table = pa.Table.from_pandas(memo.astype({"rows_read": "int64", "rows_quarantined": "int64"}),
                                  schema=_MEMO_SCHEMA, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata({"rtw": found.header, _FILES: json.dumps(dict(written))}),
-                   folder / MEMO)
+    pq.write_table(table.replace_schema_metadata({"rtw": found.header, _FILES: json.dumps(dict(written)),
+                                                  _SCREEN: found.screened}), folder / MEMO)
 
 
 def recount_memo(folder: Path) -> None:

@@ -87,7 +87,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
     screen = source_screen(mapping, tables)  # every part's free text is screened by every patient of the source
-    patients = carry_over.patients(mapping, tables, key, previous)
+    patients = carry_over.patients(mapping, tables, key, previous, screen)
     rows = patients.fresh_rows if patients is not None else None
     parts = part_count(mapping, tables, part_records, rows)
     out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts,

@@ -18,7 +18,9 @@ place, or a date written in words: those only a reader can see (docs/privacy.md)
 
 Cheap by construction: the shapes and dates are gathered once per source (the births only when a text
 first holds a digit; etl/transform/parts.py `source_screen`: every part of a large source is screened by
-every patient of it), and a text without a digit is passed by without a regex.
+every patient of it), and a text without a digit is passed by without a regex. A patient's free text
+carried over from the last load is screened anew when the screen changed since (`fingerprint`,
+etl/transform/carry_over.py): a note names a patient who arrived later.
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
 screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
@@ -28,6 +30,9 @@ birth months the warehouse holds (it has no day: any day of such a month is take
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -113,6 +118,15 @@ class TextScreen:
             return DATE
         keys = self._numbers.key_pattern
         return PATIENT if keys is not None and keys.fullmatch(day) else None  # a key of eight digits
+
+    def fingerprint(self, secret: bytes) -> str:
+        """A digest of what the screen looks for (the keys' shapes, the birth days and months), keyed by
+        `secret`: it cannot be recomputed from guessed birth dates. Equal fingerprints screen a text alike."""
+        days, months = self._birth_days
+        keys = self._numbers.key_pattern
+        looked_for = json.dumps([keys.pattern if keys is not None else None,
+                                 sorted(day.isoformat() for day in days), sorted(months)])
+        return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
 
     def holds(self, text: str) -> bool:
         """Whether the text holds a number shaped like a patient key of the source, or a birth date of it given
