@@ -53,16 +53,19 @@ def test_a_note_naming_the_birth_date_of_a_patient_of_another_part_is_screened(t
 def test_a_carried_note_is_screened_by_the_birth_date_of_a_patient_who_arrived_later(tmp_path: Path) -> None:
     first = [_patient(1, "01/03/2003", reason="brother born 15/07/2011, dose 400 mg"),
              _patient(2, "02/03/2004", rectype="15/07/2011"),  # a refused code: quoted, nobody's birth date yet
-             _patient(3, "03/03/2005", reason="seen 16/07/2011")]
+             _patient(3, "03/03/2005", reason="seen 16/07/2011"),
+             _patient(4, "04/03/2006", rectype="07/2011")]  # refused, and still nobody's birth date
     night1, _, _ = _night(tmp_path, "1", first, "a")
     assert _notes(night1)["REG[1]"] == "brother born 15/07/2011, dose 400 mg"
-    assert _refused(night1) == [("recommendation_type", "15/07/2011")]
+    assert _refused(night1) == [("recommendation_type", "07/2011"), ("recommendation_type", "15/07/2011")]
 
     night2, said, fresh = _night(tmp_path, "2", [*first, _patient(9, "15/07/2011")], "b", previous=night1)
     assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother born {date}, dose 400 mg",
                                                "REG[3]": "seen 16/07/2011"}
-    assert _refused(night2) == _refused(fresh) == [("recommendation_type", "<hidden>")]
-    assert said.carried == 2  # the note screened where it was carried; the refused value's patient harmonised again
+    assert _refused(night2) == _refused(fresh) == [("recommendation_type", "07/2011"),
+                                                   ("recommendation_type", "<hidden>")]
+    assert said.carried == 3  # the notes screened where they were carried; the refused birth date's patient
+    # harmonised again (its value hidden now), the other refused value's patient carried
 
 
 def test_a_changed_patient_s_note_is_screened_by_an_unchanged_patient_s_birth_date(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ A free text hides the numbers and birth dates of every patient of the source (et
 and a patient who arrives later may be named by a carried note. The memo keeps the fingerprint of the
 screen its load screened by; when the source's screen differs now, the carried rows are made what a
 fresh load would write: their free text holding a digit is screened anew (only the free-text columns;
-a carried text that hid nothing is the text as written), and the patients whose carried rows hid
-something (a `{patient}` or `{date}` in a note, a `<hidden>` or a digit in a refused value: what was
-hidden is not kept, and the screen may judge it otherwise now) are harmonised again.
+a carried text that hid nothing is the text as written), and the patients whose carried rows the
+screen may judge otherwise now are harmonised again: a `{patient}` or `{date}` in a note or a
+`<hidden>` refused value (what was hidden is not kept), a refused value quoted that it hides now.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     if len(carried) and screened_then != screened:
         assert previous is not None
         rescreened = _free_text_columns(mapping)
-        hid = _hid_something(previous, rescreened, carried["source_patient_pseudonym"])
-        carried = carried[~carried["source_patient_pseudonym"].isin(hid)]
+        otherwise = _judged_otherwise(previous, rescreened, carried["source_patient_pseudonym"], screen)
+        carried = carried[~carried["source_patient_pseudonym"].isin(otherwise)]
     fresh_patients = found[~found["who"].isin(carried["who"])]
     fresh_patients.insert(0, "source_patient_pseudonym", pd.Series(
         [source_pseudonym(key, mapping.source_id, norm) for norm in fresh_patients["norm"]],
@@ -224,27 +224,30 @@ def _free_text_columns(mapping: SourceMapping) -> dict[str, list[str]]:
             for table, table_spec in mapping.tables.items()}
 
 
-def _hid_something(previous: Path, free_text: Mapping[str, list[str]], carried: pd.Series) -> set[str]:
-    """The carried patients (by pseudonym) whose rows in `previous` hide what the screen found then, which
-    may judge otherwise now: a note's {patient} or {date}, a refused value hidden or holding a digit."""
-    wheres = []
+def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carried: pd.Series,
+                      screen: TextScreen) -> set[str]:
+    """The carried patients (by pseudonym) whose rows in `previous` the screen judges otherwise now, or may
+    (what it hid then is not kept): a note holding a {patient} or {date}, a refused value hidden, or
+    quoted and holding what the screen hides now."""
+    wheres = []  # (file, which rows, the text to judge: NULL for a note, judged otherwise whatever it holds)
     with _reading_back(previous):
         for table, columns in free_text.items():
             path = previous / f"{table}.parquet"
             present = [c for c in columns if path.is_file() and c in pq.read_schema(path).names]
             if present:
                 wheres.append((path, " OR ".join(f"contains(\"{c}\", '{hidden}')"
-                                                 for c in present for hidden in (PATIENT, DATE))))
+                                                 for c in present for hidden in (PATIENT, DATE)), "NULL"))
         if (rejections := previous / "rejections.parquet").is_file():
-            wheres.append((rejections, r"contains(value, '<hidden>') OR regexp_matches(value, '\d')"))
+            wheres.append((rejections, r"contains(value, '<hidden>') OR regexp_matches(value, '\d')", "value"))
         if not wheres:
             return set()
         with duckdb.connect() as con:
             con.register("carried", pa.table({"p": carried.unique()}))
-            found = con.execute("SELECT DISTINCT p FROM (" + " UNION ALL ".join(
-                f"SELECT split_part(source_record_key, '|', 1) AS p FROM read_parquet({schema.sql_text(str(path))}) "
-                f"WHERE {where}" for path, where in wheres) + ") WHERE p IN (SELECT p FROM carried)").fetchall()
-    return {p for (p,) in found}
+            found = con.execute("SELECT DISTINCT p, t FROM (" + " UNION ALL ".join(
+                f"SELECT split_part(source_record_key, '|', 1) AS p, {text} AS t "
+                f"FROM read_parquet({schema.sql_text(str(path))}) WHERE {where}" for path, where, text in wheres)
+                + ") WHERE p IN (SELECT p FROM carried)").fetchall()
+    return {p for p, text in found if text is None or "<hidden>" in text or screen.holds(text)}
 
 
 def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.Table]) -> bytes:
