@@ -30,6 +30,7 @@ from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
 from etl.pull.ledger import Ledger, pulling, read_ledger
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
+    ChangedWhileRead,
     ChecksumMismatch,
     NoRoom,
     Progress,
@@ -376,6 +377,12 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         except _SameContent as same:
             ledger.record(remote, same.sha256, [])
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
+            continue
+        except ChangedWhileRead as changed:  # not a failure: the sender is still at it; not in the ledger
+            skipped.append(SkippedFile(name=remote.name, reason=f"{changed}; it may still be uploading: nothing "
+                                                                "landed, the next pull takes it"))
+            log.warning("%s", names_shown(f"{source_id}: {remote.path} from {where} not pulled: "
+                                          f"{skipped[-1].reason}", names, numbers))
             continue
         except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, NoRoom) as exc:
             names.update(exc.members if isinstance(exc, ZipRefused) else ())  # quoted: shown as landed names

@@ -1,7 +1,9 @@
 """Moving one remote file to a local temporary: streamed, counted, hashed; retried when cut.
 
-A transfer is complete when as many bytes arrived as the listing announced and, when the source
-gives a checksum, when the sha256 matches. A dropped connection or a short file is retried on
+A transfer is complete when the file is still as the listing showed it once read (the same size and
+version: a file rewritten or grown meanwhile may be a mix of two versions or half an upload, and is left
+for the next pull), as many bytes arrived as the listing announced and, when the source gives a
+checksum, when the sha256 matches. A dropped connection or a short file is retried on
 a fresh connection, with a growing pause; a checksum mismatch, a refused zip or missing
 credentials are not (trying again would give the same answer) and fail the file at once.
 """
@@ -50,6 +52,10 @@ class NoRoom(OSError):
     """The file is larger than landing/ can take: refused before a byte is written."""
 
 
+class ChangedWhileRead(Exception):  # not an error: the sender is not done with it
+    """The remote file's size or version changed (or it went) while it was read: not landed this time."""
+
+
 class TransferFailed(RuntimeError):
     """Every attempt failed; the message gives the last reason."""
 
@@ -60,7 +66,7 @@ class Settled(Exception):  # not an error: an answer that ends the attempts
 
 # Answers that another attempt would only repeat.
 REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, NoRoom,
-                                         Settled)
+                                         ChangedWhileRead, Settled)
 
 
 def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,
@@ -79,6 +85,7 @@ def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256:
             written += len(chunk)
             if progress is not None:
                 progress(remote, written)
+    _unchanged(zone, remote)  # before the count: a file that grew is being uploaded, not cut short
     if written != remote.size:
         raise TransferCutShort(f"{written} of {remote.size} bytes arrived")
     sha256 = digest.hexdigest()
@@ -86,6 +93,18 @@ def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256:
         raise ChecksumMismatch(f"its sha256 {sha256} does not match the {expected_sha256} its checksum declares "
                                "(damaged, or replaced during the transfer)")
     return sha256
+
+
+def _unchanged(zone: DropZone, remote: RemoteFile) -> None:
+    """ChangedWhileRead unless the file is as listed (size and version: S3 ETag, else modification time).
+    The quiet period judged the listing; a sender may have started writing since (an upload restarted
+    in place keeps the size), and a checksum, when there is one, is not always there to tell."""
+    now = zone.stat(remote)
+    if now is None:
+        raise ChangedWhileRead("it was removed while it was read")
+    if (now.size, now.version) != (remote.size, remote.version):
+        raise ChangedWhileRead(f"it changed while it was read (size {remote.size} -> {now.size} bytes, version "
+                               f"{remote.version} -> {now.version})")
 
 
 def _reason(error: BaseException) -> str:

@@ -1,0 +1,133 @@
+"""The pull against files not finished: rewritten or grown while they are read, named as an upload tool
+names its temporary or an office program its lock file, zips whose members the disk cannot take, and new
+bytes under an unchanged size and time. A local folder drop zone, and a real OpenSSH server on 127.0.0.1
+(tests/transport_servers.py) for the SFTP case."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from transport_servers import SshServer, start_sshd
+
+from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.pull import PullPolicy, PullStatus, pull_source
+
+FAST = PullPolicy(attempts=3, backoff_seconds=0.01, chunk_bytes=1 << 10)  # several chunks to a file
+EXPORT = "TREP_export_2024.csv"
+A = b"codice_paziente;version\n" + b"".join(b"%d;A\n" % i for i in range(2000))
+B = A.replace(b";A\n", b";B\n")  # a correction of the same length
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    return resolve_home(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def drop(tmp_path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+def _sources(tmp_path: Path, url: str, extra: str = "", files: str | None = None) -> Path:
+    """registry_it's mapping with a drop zone at `url` (and another `files:` glob when given)."""
+    folder = tmp_path / "sources"
+    folder.mkdir(exist_ok=True)
+    text = (SOURCES_DIR / "registry_it.yaml").read_text()
+    if files is not None:
+        text = re.sub(r'(?m)^files: .*$', f'files: "{files}"', text)
+    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{url: '{url}', quiet_seconds: 600{extra}}}\n")
+    return folder
+
+
+def _send(path: Path, data: bytes, age: float = 3600) -> None:
+    """The sender's file, written `age` seconds ago (older than the quiet period)."""
+    path.write_bytes(data)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+
+
+def _pull(home: Home, sources: Path, **kwargs):
+    return pull_source(home, "registry_it", sources_dir=sources, **{"policy": FAST} | kwargs)
+
+
+def _landed(home: Home) -> dict[str, bytes]:
+    folder = home.landing / "registry_it"
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(".sha256")}
+
+
+def _ledger(home: Home) -> list[dict]:
+    path = home.root / "pulled" / "registry_it.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+# -- 1. a file that changes while it is read ----------------------------------------------------------
+def _rewrite_once(path: Path, data: bytes):
+    """A progress callback: the sender rewrites `path` in place (same name, now) after the first chunk."""
+    def rewrite(remote, so_far):
+        if remote.name == path.name and not getattr(rewrite, "done", False):
+            rewrite.done = True
+            with path.open("r+b") as handle:  # in place, as an upload that restarts writes over the file
+                handle.write(data)
+    return rewrite
+
+
+@pytest.mark.parametrize("later", [B, A + b"1;A, a line more\n"], ids=["rewritten-same-size", "grown"])
+def test_a_file_that_changes_while_it_is_read_does_not_land_and_is_pulled_next_night(tmp_path, home, drop, later):
+    sources = _sources(tmp_path, str(drop))
+    _send(drop / EXPORT, A)
+    outcome = _pull(home, sources, progress=_rewrite_once(drop / EXPORT, later))
+    assert outcome.status is PullStatus.NOTHING_NEW, outcome.message
+    assert _landed(home) == {} and _ledger(home) == []  # no mix of two versions, nothing recorded
+    assert [s.name for s in outcome.skipped] == [EXPORT]
+    assert "changed while it was read" in outcome.skipped[0].reason and "attempt" not in outcome.message
+    assert outcome.message.startswith("registry_it: ") and EXPORT in outcome.message
+    # the next night, the sender long done: the file as it is then lands
+    os.utime(drop / EXPORT, (time.time() - 3600,) * 2)
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: later}
+
+
+def test_a_zip_that_changes_while_it_is_read_is_not_unpacked(tmp_path, home, drop):
+    sources = _sources(tmp_path, str(drop), ", unzip: true")
+    first = _zip({EXPORT: A, "noise.bin": os.urandom(8 << 10)})
+    _send(drop / "REG_2024.zip", first)
+    second = _zip({EXPORT: B, "noise.bin": os.urandom(8 << 10)})
+    assert len(second) == len(first)
+    outcome = _pull(home, sources, progress=_rewrite_once(drop / "REG_2024.zip", second))
+    assert outcome.status is PullStatus.NOTHING_NEW, outcome.message
+    assert _landed(home) == {} and "REG_2024.zip" in outcome.message and "changed while it was read" in outcome.message
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory) -> SshServer:
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.transport
+def test_an_sftp_file_rewritten_while_it_is_read_does_not_land(tmp_path, home, drop, sshd):
+    sources = _sources(tmp_path, f"sftp://127.0.0.1:{sshd.port}{drop}", ", connection: registry_it_sftp")
+    _send(drop / EXPORT, A)
+    uri = sshd.connection_uri()
+    outcome = _pull(home, sources, connection_uri=uri, progress=_rewrite_once(drop / EXPORT, B))
+    assert outcome.status is PullStatus.NOTHING_NEW and _landed(home) == {}, outcome.message
+    assert "changed while it was read" in outcome.message
+    os.utime(drop / EXPORT, (time.time() - 3600,) * 2)
+    assert _pull(home, sources, connection_uri=uri).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}
