@@ -18,6 +18,7 @@ from transport_servers import SshServer, start_sshd
 
 from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.pull import PullPolicy, PullStatus, pull_source
+from etl.pull.deliveries import DropZoneState, check_drop_zone
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01, chunk_bytes=1 << 10)  # several chunks to a file
 EXPORT = "TREP_export_2024.csv"
@@ -131,3 +132,33 @@ def test_an_sftp_file_rewritten_while_it_is_read_does_not_land(tmp_path, home, d
     assert "changed while it was read" in outcome.message
     os.utime(drop / EXPORT, (time.time() - 3600,) * 2)
     assert _pull(home, sources, connection_uri=uri).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}
+
+
+# -- 2. an upload's temporary name, a lock file ---------------------------------------------------------
+@pytest.mark.parametrize(("files", "name"), [
+    ("TREP_export_*", "TREP_export_2024.csv.filepart"),  # WinSCP's, while it uploads
+    ("TREP_export_*", "TREP_export_2024.csv.part"),  # curl's, Firefox's
+    ("TREP_export_*", "TREP_export_2024.TMP"),
+    ("*.csv", "~$TREP_export_2024.csv"),  # Excel's lock file while the export is open in it
+    ("TREP_export_*.csv", "TREP_export_2024.csv.part"),  # no export by the glob, but one on its way: said
+])
+def test_an_uploads_temporary_or_a_lock_file_never_lands_and_is_said(tmp_path, home, drop, files, name):
+    sources = _sources(tmp_path, str(drop), files=files)
+    _send(drop / name, A)
+    _send(drop / "TREP_export_2023.csv", B)
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.state is DropZoneState.NEW_EXPORT and look.waiting == ["TREP_export_2023.csv"], look.message
+    outcome = _pull(home, sources)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2023.csv": B}, outcome.message
+    assert [s.name for s in outcome.skipped] == [name] and "never an export" in outcome.skipped[0].reason
+    assert _pull(home, sources).status is PullStatus.NOTHING_NEW
+
+
+def test_a_zips_members_named_as_temporaries_or_lock_files_do_not_land(tmp_path, home, drop):
+    sources = _sources(tmp_path, str(drop), ", unzip: true", files="*.csv")
+    _send(drop / "REG_2024.zip", _zip({"out/TREP_export_2024.csv": A, "out/~$TREP_export_2024.csv": b"lock",
+                                       "out/TREP_export_2025.csv.part": A[:100], "out/notes.txt": b"x"}))
+    outcome = _pull(home, sources)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}, outcome.message
+    assert ("REG_2024.zip: its member(s) out/~$TREP_export_2024.csv, out/TREP_export_2025.csv.part not landed: "
+            "named as an upload's temporary or a lock file") in outcome.message

@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +83,12 @@ class _Candidate(BaseModel):
     remote: RemoteFile
     expected_sha256: str | None
     refusal: str | None = None  # why it cannot be verified (an unreadable sidecar): fails this file only
+
+
+class _Landed(NamedTuple):
+    sha256: str
+    names: list[str]  # the landing file names (a zip: its members)
+    left_out: tuple[str, ...] = ()  # a zip's members of an upload's temporary or a lock file's name
 
 
 class _SameContent(Settled):  # re-uploaded unchanged
@@ -159,8 +167,14 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         name = remote.name
         if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
             continue  # uploads in progress (dotfiles) and the markers of other files
-        fits = fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
-        if not fits or ledger.has(remote):
+        def fits(name: str) -> bool:
+            return fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
+
+        if in_progress(name) is not None:
+            if (why := _temporary_export(name, fits)) is not None:
+                skipped.append(SkippedFile(name=name, reason=why))
+            continue
+        if not fits(name) or ledger.has(remote):
             continue
         if (refusal := _unlandable(name)) is not None:
             candidates.append(_Candidate(remote=remote, expected_sha256=None,
@@ -205,6 +219,37 @@ def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
     return marker.modified is None or remote.modified is None or marker.modified >= remote.modified
 
 
+# What upload tools and browsers name a file while they write it (WinSCP .filepart, curl and Firefox .part,
+# Chrome .crdownload, ...), or editors their backups; dotfiles (rsync's, LibreOffice's .~lock) are left out already.
+_TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".crdownload", ".download", ".uploading", ".upload",
+                       ".tmp", ".temp", ".swp", ".lock", "~")
+
+
+def in_progress(name: str) -> tuple[str, str] | None:
+    """Why a file (or zip member) of this name is an upload's temporary or a lock file, never an export,
+    and the name of the file it stands for; None for any other name. The glob of the exports may well
+    take it in (`*.csv` takes Excel's `~$export.csv`, `EXPORT_*` takes `EXPORT_1.csv.part`)."""
+    if name.startswith("~$"):  # Office's owner file, 162 bytes, while the file is open in Excel or Word
+        return "a lock file (~$: the file is open in Excel or Word), never an export", name[2:]
+    if name.startswith("~"):  # Word's ~WRL0001.tmp and the like
+        return "a temporary file (~), never an export", name[1:]
+    folded = name.casefold()
+    for suffix in _TEMPORARY_SUFFIXES:
+        if folded.endswith(suffix) and len(name) > len(suffix):
+            return (f"an upload's temporary name ({suffix}), never an export: the file is pulled once the upload "
+                    "renames it to its own name"), name[:-len(suffix)]
+    return None
+
+
+def _temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
+    """Why `name` is an upload's temporary or a lock file of one of the source's exports (it `fits` the
+    exports' glob, or the file it stands for does), or None: said, where any other file is passed over."""
+    if (temporary := in_progress(name)) is None:
+        return None
+    why, finished = temporary
+    return why if fits(name) or fits(finished) else None
+
+
 def _unlandable(name: str) -> str | None:
     """Why a remote file (or zip member) of this name cannot land as it is named, or None."""
     if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):  # a byte that is not UTF-8, as the listing escaped it
@@ -222,7 +267,7 @@ def shown(text: str) -> str:
 
 
 def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
-               progress: Progress | None) -> tuple[str, list[str]]:
+               progress: Progress | None) -> _Landed:
     """Download one export and rename it into landing; its sha256 and the names landed."""
     remote = candidate.remote
     with fsio.written_atomically(folder / remote.name) as temp:
@@ -234,12 +279,13 @@ def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledg
             stamp = remote.modified.timestamp()
             os.utime(temp, (stamp, stamp))
         checksums.declare_landed(folder, remote.name, sha256)
-    return sha256, [remote.name]
+    return _Landed(sha256, [remote.name])
 
 
 def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
-              progress: Progress | None, mapping: SourceMapping) -> tuple[str, list[str]]:
-    """Download one zip delivery to a temporary and unpack its wanted members into landing."""
+              progress: Progress | None, mapping: SourceMapping) -> _Landed:
+    """Download one zip delivery to a temporary and unpack its wanted members into landing; not those named
+    as an upload's temporary or a lock file (zipped while a file was written or open), said in `left_out`."""
     remote = candidate.remote
     temp = fsio.temp_name(folder / remote.name)
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsio.FILE_MODE))
@@ -248,7 +294,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder, lambda name: wanted(mapping, name), limits=ZipLimits(),
+        unpacked = unpack_zip(temp, folder, lambda name: in_progress(name) is None and wanted(mapping, name),
+                              limits=ZipLimits(),
                               unlandable=_unlandable,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
@@ -256,7 +303,9 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
     if not unpacked.landed:
         raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})",
                          unpacked.skipped)
-    return sha256, unpacked.landed
+    left_out = [member for member in unpacked.skipped
+                if _temporary_export(PurePosixPath(member.replace("\\", "/")).name, lambda n: wanted(mapping, n))]
+    return _Landed(sha256, unpacked.landed, tuple(left_out))
 
 
 def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]) -> str | None:
@@ -365,15 +414,16 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                             "nothing landed, the next pull tries it again")
             continue
 
-        def land(candidate: _Candidate = candidate) -> tuple[str, list[str]]:
+        def land(candidate: _Candidate = candidate) -> _Landed:
             zone = connection.zone()
             if delivery.unzip:
                 return _land_zip(zone, candidate, folder, ledger, policy, progress, mapping)
             return _land_file(zone, candidate, folder, ledger, policy, progress)
 
         try:
-            sha256, landed = retrying(policy, land, what=f"{source_id}: {remote.path}", on_error=connection.reset,
-                                      said=lambda line: names_shown(line, names, numbers))
+            sha256, landed, left_out = retrying(policy, land, what=f"{source_id}: {remote.path}",
+                                                on_error=connection.reset,
+                                                said=lambda line: names_shown(line, names, numbers))
         except _SameContent as same:
             ledger.record(remote, same.sha256, [])
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
@@ -392,7 +442,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             continue
         ledger.record(remote, sha256, landed)
         pulled += landed
-        names.update(landed)
+        names.update([*landed, *left_out])
+        if left_out:
+            notes.append(f"{remote.name}: its member(s) {', '.join(left_out)} not landed: named as an upload's "
+                         "temporary or a lock file (zipped while a file was written or open)")
         if delivery.delete_after_pull:
             try:
                 if (kept := _delete_remote(connection.zone(), remote, listing)) is not None:
