@@ -9,8 +9,11 @@ import io
 import json
 import os
 import re
+import shutil
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -162,3 +165,41 @@ def test_a_zips_members_named_as_temporaries_or_lock_files_do_not_land(tmp_path,
     assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}, outcome.message
     assert ("REG_2024.zip: its member(s) out/~$TREP_export_2024.csv, out/TREP_export_2025.csv.part not landed: "
             "named as an upload's temporary or a lock file") in outcome.message
+
+
+# -- 3. a zip whose members the disk cannot take ------------------------------------------------------
+def _zip_of_zeros(names: list[str], size: int = 1 << 20) -> bytes:
+    """A zip of members of `size` zero bytes each (below the ratio judged: 1 MiB), deflated once and
+    written as often as there are names (zipfile would deflate GBs of zeros again for each)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = packer.compress(bytes(size)) + packer.flush()
+    crc, day = zlib.crc32(bytes(size)), 0x21  # 1980-01-01
+    out, central = io.BytesIO(), io.BytesIO()
+    for name in names:
+        raw, offset = name.encode(), out.tell()
+        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, zipfile.ZIP_DEFLATED, 0, day, crc, len(data), size,
+                              len(raw), 0) + raw + data)
+        central.write(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, zipfile.ZIP_DEFLATED, 0, day, crc,
+                                  len(data), size, len(raw), 0, 0, 0, 0, 0, offset) + raw)
+    directory = central.getvalue()
+    return out.getvalue() + directory + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(names), len(names),
+                                                    len(directory), out.tell(), 0)
+
+
+def test_a_zip_of_zeros_is_a_zip():
+    with zipfile.ZipFile(io.BytesIO(_zip_of_zeros(["a.csv", "b.csv"], 1000))) as archive:
+        assert archive.testzip() is None and archive.read("b.csv") == bytes(1000)
+
+
+def test_a_zip_whose_members_landing_cannot_take_is_refused_before_a_member_is_written(tmp_path, home, drop):
+    sources = _sources(tmp_path, str(drop), ", unzip: true")
+    names = [f"TREP_export_{n:04d}.csv" for n in range(4096)]
+    _send(drop / "REG_2024.zip", _zip_of_zeros(names))  # 4 GiB of members in a zip of 4.5 MB
+    # What landing keeps free leaves the pull 1 GiB: room for the zip, not for its members (with a margin
+    # of GiBs either way for what other programs write or delete meanwhile).
+    policy = FAST.model_copy(update={"keep_free_bytes": shutil.disk_usage(home.root).free - (1 << 30)})
+    outcome = _pull(home, sources, policy=policy)
+    assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message, outcome.message
+    assert f"the 4096 member(s) to land total {4 << 30} bytes uncompressed, more than landing can take: it has" \
+        in outcome.message and "kept for the night's run; nothing landed" in outcome.message
+    assert list((home.landing / "registry_it").iterdir()) == [] and _ledger(home) == []  # no temporary left either

@@ -295,8 +295,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
         unpacked = unpack_zip(temp, folder, lambda name: in_progress(name) is None and wanted(mapping, name),
-                              limits=ZipLimits(),
-                              unlandable=_unlandable,
+                              limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
         temp.unlink(missing_ok=True)

@@ -2,9 +2,10 @@
 
 A zip from outside is hostile until proven otherwise. Refused, before anything is written:
 members with an absolute path or `..` (path traversal), symbolic links, more members than
-allowed, a total uncompressed size over the limit, and a member whose compression ratio is
-that of a zip bomb. While unpacking, the bytes actually produced are counted too (a header
-may lie about a member's size). Members are flattened to their file name (landing/ is flat);
+allowed, a total uncompressed size over the limit, a member whose compression ratio is that
+of a zip bomb, and members to land larger in total than the free space of landing/ can take.
+While unpacking, the bytes actually produced are counted too (a header may lie about a
+member's size). Members are flattened to their file name (landing/ is flat);
 two members of the same name are refused. Every member is written to a temporary dotfile and
 all are renamed in only when all are complete, so a refused or broken zip lands nothing.
 """
@@ -12,6 +13,7 @@ all are renamed in only when all are complete, so a refused or broken zip lands 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import stat
 import zipfile
 from collections.abc import Callable, Iterable
@@ -86,9 +88,20 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
     return files
 
 
+def _refuse_without_room(members: list[zipfile.ZipInfo], folder: Path, keep_free_bytes: int) -> None:
+    """ZipRefused when the members, at the sizes their headers declare (unpacking stops a member that
+    produces more), would leave less than `keep_free_bytes` free in `folder`."""
+    total = sum(info.file_size for info in members)
+    free = shutil.disk_usage(folder).free
+    if total > free - keep_free_bytes:
+        raise ZipRefused(f"the {len(members)} member(s) to land total {total} bytes uncompressed, more than landing "
+                         f"can take: it has {free} bytes free, of which {keep_free_bytes} are kept for the night's "
+                         "run")
+
+
 def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, limits: ZipLimits | None = None,
                unlandable: Callable[[str], str | None] = lambda name: None,
-               before_landing: Callable[[str, str], None] | None = None) -> Unpacked:
+               before_landing: Callable[[str, str], None] | None = None, keep_free_bytes: int = 0) -> Unpacked:
     """Unpack the members whose file name is `wanted` into `folder`, all or nothing.
 
     `unlandable(name)` says why a wanted member's file name cannot be a landing file's (a line break in
@@ -97,7 +110,10 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
     system (a share landing/ is copied to) one would silently replace the other.
 
     `before_landing(name, sha256)` is called for each member once all are unpacked, just before
-    they are renamed in (the pull declares their checksums to the landing reader there)."""
+    they are renamed in (the pull declares their checksums to the landing reader there).
+
+    The members to land must leave `keep_free_bytes` free in `folder`, else the zip is refused before
+    one is written (a full disk would fail the night's run, and a zip of a few MB unpacks to GBs)."""
     limits = limits or ZipLimits()
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -122,6 +138,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                 raise ZipRefused(f"members {same.filename!r} and {info.filename!r} differ only in case (one file "
                                  "on a case-insensitive file system)", [same.filename, info.filename])
             chosen[name] = folded[name.casefold()] = info
+        _refuse_without_room(list(chosen.values()), folder, keep_free_bytes)
         produced = 0
         digests: dict[str, str] = {}
         for name, info in chosen.items():
