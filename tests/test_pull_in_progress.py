@@ -5,6 +5,7 @@ bytes under an unchanged size and time. A local folder drop zone, and a real Ope
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -203,3 +204,43 @@ def test_a_zip_whose_members_landing_cannot_take_is_refused_before_a_member_is_w
     assert f"the 4096 member(s) to land total {4 << 30} bytes uncompressed, more than landing can take: it has" \
         in outcome.message and "kept for the night's run; nothing landed" in outcome.message
     assert list((home.landing / "registry_it").iterdir()) == [] and _ledger(home) == []  # no temporary left either
+
+
+# -- 4. new bytes under the same size and time ----------------------------------------------------------
+def _correct_in_place(path: Path, data: bytes) -> None:
+    """The sender replaces the export with a correction of the same length and keeps its time (a copy
+    with times preserved: scp -p, rsync -t, WinSCP's default)."""
+    stamp = path.stat().st_mtime
+    path.write_bytes(data)
+    os.utime(path, (stamp, stamp))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("declared_by", ["sidecar", "manifest"])
+def test_new_bytes_under_the_same_size_and_time_are_pulled_when_their_checksum_says_so(tmp_path, home, drop,
+                                                                                     declared_by):
+    sources = _sources(tmp_path, str(drop), ", checksum_manifest: SHA256SUMS")
+    checksum = drop / (f"{EXPORT}.sha256" if declared_by == "sidecar" else "SHA256SUMS")
+    _send(drop / EXPORT, A, 7200)
+    _send(checksum, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
+    _correct_in_place(drop / EXPORT, B)
+    checksum.write_text(f"{_digest(B)}  {EXPORT}\n")  # written now, after the pull
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.state is DropZoneState.NEW_EXPORT and look.waiting == [EXPORT], look.message
+    outcome = _pull(home, sources)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == {EXPORT: B}, outcome.message
+    assert [e["sha256"] for e in _ledger(home)] == [_digest(A), _digest(B)]
+    assert _pull(home, sources).status is PullStatus.NOTHING_NEW
+    assert check_drop_zone(home, "registry_it", sources_dir=sources).state is DropZoneState.NOTHING_NEW
+
+
+def test_without_a_checksum_new_bytes_under_the_same_size_and_time_are_not_seen(tmp_path, home, drop):
+    sources = _sources(tmp_path, str(drop))  # the limit docs/pull.md states: no file is read again to find out
+    _send(drop / EXPORT, A, 7200)
+    assert _pull(home, sources).status is PullStatus.PULLED
+    _correct_in_place(drop / EXPORT, B)
+    assert _pull(home, sources).status is PullStatus.NOTHING_NEW and _landed(home) == {EXPORT: A}
