@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -163,14 +164,15 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
     if delivery.checksum != "none" and delivery.checksum_manifest in by_name:
         manifest = checksums.parse_manifest(zone.read_text(by_name[delivery.checksum_manifest]))
     candidates, skipped = [], []
+
+    def fits(name: str) -> bool:
+        return fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
+
     for remote in listing:
         name = remote.name
         if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
             continue  # uploads in progress (dotfiles) and the markers of other files
-        def fits(name: str) -> bool:
-            return fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
-
-        if in_progress(name) is not None:
+        if _in_progress(name) is not None:
             if (why := _temporary_export(name, fits)) is not None:
                 skipped.append(SkippedFile(name=name, reason=why))
             continue
@@ -224,7 +226,8 @@ def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: 
     if last is None or delivery.checksum == "none":
         return False
     if (sidecar := by_name.get(f"{remote.name}.sha256")) is not None:  # first, as for a new file
-        if sidecar.modified is not None and sidecar.modified <= last.pulled_at:
+        pulled_at = last.pulled_at if last.pulled_at.tzinfo else last.pulled_at.replace(tzinfo=UTC)  # hand-edited
+        if sidecar.modified is not None and sidecar.modified <= pulled_at:
             return False  # not written since: it declares what was pulled
         try:
             return checksums.parse_sidecar(zone.read_text(sidecar), remote.name) != last.sha256
@@ -247,7 +250,7 @@ _TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".crdownload", ".downlo
                        ".tmp", ".temp", ".swp", ".lock", "~")
 
 
-def in_progress(name: str) -> tuple[str, str] | None:
+def _in_progress(name: str) -> tuple[str, str] | None:
     """Why a file (or zip member) of this name is an upload's temporary or a lock file, never an export,
     and the name of the file it stands for; None for any other name. The glob of the exports may well
     take it in (`*.csv` takes Excel's `~$export.csv`, `EXPORT_*` takes `EXPORT_1.csv.part`)."""
@@ -266,7 +269,7 @@ def in_progress(name: str) -> tuple[str, str] | None:
 def _temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
     """Why `name` is an upload's temporary or a lock file of one of the source's exports (it `fits` the
     exports' glob, or the file it stands for does), or None: said, where any other file is passed over."""
-    if (temporary := in_progress(name)) is None:
+    if (temporary := _in_progress(name)) is None:
         return None
     why, finished = temporary
     return why if fits(name) or fits(finished) else None
@@ -316,7 +319,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder, lambda name: in_progress(name) is None and wanted(mapping, name),
+        unpacked = unpack_zip(temp, folder, lambda name: _in_progress(name) is None and wanted(mapping, name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:

@@ -5,7 +5,8 @@ version: a file rewritten or grown meanwhile may be a mix of two versions or hal
 for the next pull), as many bytes arrived as the listing announced and, when the source gives a
 checksum, when the sha256 matches. A dropped connection or a short file is retried on
 a fresh connection, with a growing pause; a checksum mismatch, a refused zip or missing
-credentials are not (trying again would give the same answer) and fail the file at once.
+credentials are not (trying again would give the same answer) and fail the file at once, and
+a file that changed while it was read is left for the next pull.
 """
 
 from __future__ import annotations
