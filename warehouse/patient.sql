@@ -7,7 +7,8 @@
 -- patient_id and lineage of every row of every core table with a patient_id (from the DDL);
 -- patient_registration, their rows of core.patient_source; patient_contact, of core.follow_up;
 -- patient_alive_on, the dates they were alive on (a contact saying so, a diagnosis, a treatment's start).
--- And the macro period_end of warehouse/rule_functions.sql: the last day a partial date can be.
+-- And the macro period_end of warehouse/rule_functions.sql: the last day a partial date can be; export_now of
+-- warehouse/export_now.sql: the day of the export a row's record is in now.
 -- Merge rules: sex is the one known value all registrations agree on (conflicts -> unknown);
 -- birth year/month and country come from the first registration (by source_id, record key) that gives them,
 -- and are unknown for a person no registration reached core for; a person is dead if any source
@@ -55,18 +56,6 @@ contacts AS (
     GROUP BY patient_id
 ),
 
-export_now AS (
-    -- Per file a row names, the day of the export its record is in now, as marts.patient_summary reads it: its
-    -- series' loaded file (a row carried over unchanged keeps, as its lineage, the earlier export that first
-    -- delivered it, which a fresh load of the same exports would not name), or its own file while loaded.
-    SELECT file.source_id, file.source_file_sha256,
-           CASE WHEN file.status = 'loaded' THEN file.exported_on ELSE max(now.exported_on) END AS exported_on
-    FROM meta.source_file AS file
-    LEFT JOIN meta.source_file AS now
-        ON now.source_id = file.source_id AND now.series = file.series AND now.status = 'loaded'
-    GROUP BY file.source_id, file.source_file_sha256, file.status, file.exported_on
-),
-
 deaths AS (  -- each death a source gives: the days it can be on
     SELECT
         contact.patient_id,
@@ -77,7 +66,7 @@ deaths AS (  -- each death a source gives: the days it can be on
                                            file.exported_on)) AS last_day,
         coalesce(contact.death_date_precision, 'day') AS precision
     FROM patient_contact AS contact
-    LEFT JOIN export_now AS file USING (source_id, source_file_sha256)
+    LEFT JOIN export_now() AS file USING (source_id, source_file_sha256)
     WHERE contact.death_date IS NOT NULL
 ),
 

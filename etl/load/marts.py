@@ -51,13 +51,14 @@ from etl.quality.validate import write_source_params
 from etl.schema import rows_digest, sql_text
 from etl.spreadsheet import spreadsheet_text
 
-__all__ = ["MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "SOURCE_PARAMS", "build_marts", "export_parquet",
-           "export_public", "plot_survival"]
+__all__ = ["EXPORT_NOW", "MARTS_SQL_DIR", "MART_FUNCTIONS", "PUBLIC_TABLES", "SOURCE_PARAMS", "build_marts",
+           "export_parquet", "export_public", "plot_survival"]
 
 log = logging.getLogger(__name__)
 
 MARTS_SQL_DIR = WAREHOUSE_SQL_DIR / "marts"
 MART_FUNCTIONS = WAREHOUSE_SQL_DIR / "mart_functions.sql"  # temporary macros the marts share
+EXPORT_NOW = WAREHOUSE_SQL_DIR / "export_now.sql"  # the one they share with core.patient's derivation
 KEEP_RUNS = 3
 MANIFEST = "_manifest.json"
 
@@ -112,7 +113,7 @@ def _macro_reads(functions_sql: str) -> dict[str, frozenset[str]]:
 
 
 def _marts() -> list[_Mart]:
-    macros = _macro_reads(MART_FUNCTIONS.read_text(encoding="utf-8"))
+    macros = _macro_reads(MART_FUNCTIONS.read_text(encoding="utf-8") + EXPORT_NOW.read_text(encoding="utf-8"))
     marts = []
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
         sql = path.read_text()
@@ -141,6 +142,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
         con.execute(f"DROP TABLE marts.{gone}")
     con.execute(rule_functions_sql())  # an age in completed years, as the rules count it
     con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
+    con.execute(EXPORT_NOW.read_text(encoding="utf-8"))
     _ensure_quarantine_inputs(con)
     built, moved = set(_mart_names(con)), None if changed is None else set(changed)
     read = {table for m in marts for table in m.reads}

@@ -37,7 +37,7 @@ from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
 from etl.load import next_copy
 from etl.load.dictionary import apply_comments
-from etl.load.marts import MART_FUNCTIONS, MARTS_SQL_DIR, SOURCE_PARAMS, build_marts
+from etl.load.marts import EXPORT_NOW, MART_FUNCTIONS, MARTS_SQL_DIR, SOURCE_PARAMS, build_marts
 from etl.load.populations import population_digest, write_child_population
 from etl.quality import issue_spans
 from etl.quality.sql_checks import rule_functions_sql
@@ -299,6 +299,7 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> bool:
     try:
         for name, query in views.items():
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+        con.execute(EXPORT_NOW.read_text(encoding="utf-8"))  # the export a row's record is in now
         con.execute((WAREHOUSE_SQL_DIR / "patient.sql").read_text())
     finally:
         for name in views:
@@ -548,7 +549,7 @@ def _definitions_fingerprint(quality: QualityPlan, linkage: LinkageConfig,
     link / unlink: it takes effect at the next run) or a centre's confirmation (meta.waiver, from rtw
     responses import: the next run waives it) changes."""
     digest = hashlib.sha256(f"{quality.fingerprint}|{derive_code_digest()}".encode())
-    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, WAREHOUSE_SQL_DIR / "comments.sql",
+    for path in [*sorted(MARTS_SQL_DIR.glob("*.sql")), MART_FUNCTIONS, EXPORT_NOW, WAREHOUSE_SQL_DIR / "comments.sql",
                  WAREHOUSE_SQL_DIR / "patient.sql", WAREHOUSE_SQL_DIR / "core.sql"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(b"linkage\0" + linkage.fingerprint.encode())

@@ -102,18 +102,6 @@ plausible_period AS (
     WHERE status = 'loaded'
 ),
 
-export_now AS (
-    -- Per file a row names, the day of the export its record is in now: its series' loaded file (a row carried over
-    -- unchanged keeps, as its lineage, the earlier export that first delivered it, which a fresh load of the same
-    -- exports would not name; etl/transform/carry_over.py), or its own file while loaded (a chain of increments).
-    SELECT file.source_id, file.source_file_sha256,
-           CASE WHEN file.status = 'loaded' THEN file.exported_on ELSE max(now.exported_on) END AS exported_on
-    FROM meta.source_file AS file
-    LEFT JOIN meta.source_file AS now
-        ON now.source_id = file.source_id AND now.series = file.series AND now.status = 'loaded'
-    GROUP BY file.source_id, file.source_file_sha256, file.status, file.exported_on
-),
-
 last_alive AS (
     -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on).
     SELECT patient_id, max(alive_on) AS alive_on
@@ -134,7 +122,7 @@ last_contact AS (
     LEFT JOIN (SELECT *, coalesce(contact_date_precision, 'day') AS precision,
                       came_first(contact_date, contact_date_precision) AS came FROM core.follow_up) AS contact
         ON contact.patient_id = patient.patient_id AND contact.contact_date = patient.last_contact_date
-    LEFT JOIN export_now AS export
+    LEFT JOIN export_now() AS export
         ON export.source_id = contact.source_id AND export.source_file_sha256 = contact.source_file_sha256
     WHERE patient.last_contact_date IS NOT NULL
     GROUP BY patient.patient_id, patient.last_contact_date, patient.death_date
