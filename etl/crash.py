@@ -4,7 +4,8 @@ With env RTW_TEST_CRASH_AT=<point>, the process SIGKILLs itself when it reaches 
 otherwise). The points, in the order a run meets them: `extracted` (a file archived and staged),
 `harmonised` (a source's harmonised Parquet written), `before_swap` (the next warehouse validated
 and written, not yet renamed in), `after_swap`, `outputs` (marts exported, report not yet written).
-tests/test_hostile.py kills a run at each.
+tests/test_hostile.py kills a run at each. A DAG run meets `leased` before them (its plan_run has written
+the home's lease and holds the home's lock still); `rtw run`, which takes no lease, never does.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import signal
 
 CRASH_ENV = "RTW_TEST_CRASH_AT"
 POINTS = ("extracted", "harmonised", "before_swap", "after_swap", "outputs")
+DAG_POINTS = ("leased",)
 
 
 def crash_point(name: str) -> None:
     """Die here when the test hook names this point."""
-    assert name in POINTS, name
+    assert name in POINTS + DAG_POINTS, name
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)

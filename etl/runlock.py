@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from etl import fsio
+from etl import crash, fsio
 from etl.config import Home
 
 LOCK_NAME = ".run.lock"
@@ -347,6 +347,7 @@ def take_lease(home: Home, run_id: str, *, dag_run_id: str | None = None) -> Non
     `dag_run_id`: Airflow's id of that DAG run, by which another DAG run's plan asks whether it still runs."""
     _forget_at_work(home, keep=run_id)  # what a replaced lease's run left: that run will not publish
     fsio.write_text(home.root / LEASE_NAME, json.dumps({**_holder(run_id, "airflow"), "dag_run_id": dag_run_id}))
+    crash.crash_point("leased")
 
 
 def publishing(home: Home, run_id: str) -> None:
