@@ -35,7 +35,9 @@ A DAG run whose tasks are processes of their own (the LocalExecutor, Celery, Kub
 its extract and harmonise tasks may run side by side, on other hosts. Each process at work for the run says so
 in a file of its own, `<home>/.run.working/<run id>-<process>.json` (`at_work`), written before it waits for
 the home's lock (a task killed while it waits is named too) and removed when its task ends, however it ends
-but killed: an extract or harmonise task for its heartbeat, a publish while it waits for and holds the home.
+but killed: an extract or harmonise task for its heartbeat, a publish while it waits for and holds the home,
+a plan while it holds the home (killed once it had written the lease, it left nothing of its run at work and
+a lease naming its process, as a plan that has ended does: the home was held for the lease's time).
 A file needs no lock to be written, so no task is ever at work unnamed. When some are named and every one is
 known to be gone, the run was killed at work (kill -9, out of memory, its host rebooted): `rtw run` takes the
 home over at once, saying so. A task that starts after that finds the lease gone and refuses; publish too.
@@ -230,6 +232,8 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", l
     whether the DAG run a live lease names is still running, and then it holds the home), or a run id
     (a DAG publish: that run's lease is this run's own, any other means the lease was lost; at work for its
     run from before it waits, `at_work`: killed while it waits for the home, it leaves it to the next run).
+    A DAG plan is at work for its run (`at_work`) while it holds the home: killed once it has taken the lease,
+    it leaves the home to the next run too.
     """
     with at_work(home, run_id, "publish") if lease not in ("respect", "replace") else nullcontext():
         fd = fsio.open_private(home.root / LOCK_NAME)  # a publish: at work for its run while it waits too
@@ -245,7 +249,11 @@ def run_lock(home: Home, run_id: str, *, wait: float = 0.0, kind: str = "cli", l
             holder = _holder(run_id, kind)
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
-            yield holder
+            # A DAG plan: at work for its run while it holds the home, so killed once its lease is written (before
+            # any task of its run is at work) it leaves the home to the next run. Named under the lock: no other
+            # run forgets it meanwhile. Ended as a task ends, its run is between two tasks.
+            with at_work(home, run_id, "plan_run") if lease == "replace" else nullcontext():
+                yield holder
         finally:
             os.close(fd)  # releases the flock
 
