@@ -113,6 +113,9 @@ def test_a_last_contact_known_to_the_year_is_not_placed_before_a_treatment_start
     warehouse.insert("treatment", treatment_id="t1", patient_id="P1", start_date="2025-11-03",
                      start_date_precision="day")  # 3 November + 58 // 2 days, not 2 July
     assert _last_contact(warehouse, "P1") == date(2025, 12, 2)
+    # an assessment after the year (dated after the last follow-up row) leaves the treatment the latest in it
+    warehouse.insert("response_assessment", response_id="a1", patient_id="P1", assessment_date="2026-02-01")
+    assert _last_contact(warehouse, "P1") == date(2025, 12, 2)
 
 
 def test_a_last_contact_known_to_the_month_is_not_placed_before_a_response_or_a_relapse_in_it():

@@ -102,13 +102,6 @@ plausible_period AS (
     WHERE status = 'loaded'
 ),
 
-last_alive AS (
-    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on).
-    SELECT patient_id, max(alive_on) AS alive_on
-    FROM alive_on()
-    GROUP BY patient_id
-),
-
 last_contact AS (
     -- The latest contact as given: of the contacts on core.patient's last contact day, the most precise, and the
     -- day of the export it is in now (a NULL bounds nothing; no contact row: a day).
@@ -126,6 +119,19 @@ last_contact AS (
         ON export.source_id = contact.source_id AND export.source_file_sha256 = contact.source_file_sha256
     WHERE patient.last_contact_date IS NOT NULL
     GROUP BY patient.patient_id, patient.last_contact_date, patient.death_date
+),
+
+last_alive AS (
+    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on)
+    -- among the days the last contact can be on: one after them (an assessment dated after the last follow-up)
+    -- would bound nothing and leave the contact at the middle of its whole period.
+    SELECT last_contact.patient_id, max(alive.alive_on) AS alive_on
+    FROM last_contact
+    JOIN alive_on() AS alive
+        ON alive.patient_id = last_contact.patient_id
+       AND alive.alive_on <= placed_last_day(last_contact.first_day, last_contact.precision,
+                                             least(last_contact.exported_on, last_contact.death_date))
+    GROUP BY last_contact.patient_id
 ),
 
 follow_up_end AS (
