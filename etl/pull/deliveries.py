@@ -172,7 +172,7 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         name = remote.name
         if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
             continue  # uploads in progress (dotfiles) and the markers of other files
-        if _in_progress(name) is not None:
+        if _upload_temporary(name) is not None:
             if (why := _temporary_export(name, fits)) is not None:
                 skipped.append(SkippedFile(name=name, reason=why))
             continue
@@ -250,7 +250,7 @@ _TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".crdownload", ".downlo
                        ".tmp", ".temp", ".swp", ".lock", "~")
 
 
-def _in_progress(name: str) -> tuple[str, str] | None:
+def _upload_temporary(name: str) -> tuple[str, str] | None:
     """Why a file (or zip member) of this name is an upload's temporary or a lock file, never an export,
     and the name of the file it stands for; None for any other name. The glob of the exports may well
     take it in (`*.csv` takes Excel's `~$export.csv`, `EXPORT_*` takes `EXPORT_1.csv.part`)."""
@@ -269,7 +269,7 @@ def _in_progress(name: str) -> tuple[str, str] | None:
 def _temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
     """Why `name` is an upload's temporary or a lock file of one of the source's exports (it `fits` the
     exports' glob, or the file it stands for does), or None: said, where any other file is passed over."""
-    if (temporary := _in_progress(name)) is None:
+    if (temporary := _upload_temporary(name)) is None:
         return None
     why, finished = temporary
     return why if fits(name) or fits(finished) else None
@@ -319,7 +319,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder, lambda name: _in_progress(name) is None and wanted(mapping, name),
+        unpacked = unpack_zip(temp, folder, lambda name: _upload_temporary(name) is None and wanted(mapping, name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
