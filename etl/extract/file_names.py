@@ -13,8 +13,13 @@ the number of a patient whose file arrives before anyone read their key is found
 text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
 run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long.
-When no key of the source is known yet (nothing staged), any run of six or more digits is taken for
-one, unless it reads as a date (YYYYMMDD, with a time after it).
+When no key of the source is known yet (nothing staged: its first pull, its first run's plan), any run of
+six or more digits is taken for one, unless it reads as a date (YYYYMMDD, with a time after it); and so is
+any token of letters and digits joined by '-' that holds a digit, from four characters, taken whole
+(`Pat_IMT-FR01-001.xlsx` is `Pat_{patient}.xlsx`), unless it reads as a date (2026-11-01): the mapping names
+the key's column, not its shape. '_', ' ' and '.' part a name's words there (`TREP_export_20261101.csv`
+stays), so a key written with '_' (`ILTB_00012`) is found once the keys are known. A source whose keys are
+known but too short to name anyone has only the runs of six or more digits hidden.
 
 The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
 SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
@@ -51,6 +56,16 @@ _RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)
 _SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
+# A part of a name joined by '-' that is a date (2026-11-01, 01-11-2026, 2026-11, 20261101): never in a key
+_DATE_PART = (rf"(?:{_A_DATE}|(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?"
+              rf"|(?:0[1-9]|[12]\d|3[01])-(?:0[1-9]|1[0-2])-(?:19|20)\d\d)(?![^\W_])")
+_JOIN = rf"-(?!{_DATE_PART})(?=[^\W_])"
+# Before any key of a source is known: a token of letters and digits joined by '-' (IMT-FR01-001, ILTB-00012,
+# 01-0001) holding a digit, from four characters, taken whole. '_', ' ' and '.' part a name's words
+# (TREP_export_20261101): a key written with '_' is found once the keys are known.
+_KEY_LIKE = (rf"(?<![^\W_])(?<!-)(?!{_DATE_PART})(?=(?:[^\W_]|{_JOIN})*?\d)(?=(?:[^\W_]|{_JOIN}){{4}})"
+             rf"[^\W_]+(?:{_JOIN}[^\W_]+)+(?![^\W_])(?!{_JOIN})")
+_KEYS_UNKNOWN = re.compile(f"{_KEY_LIKE}|{_ANY_LONG_NUMBER.pattern}")
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
 # A date, a sibling's {patient} stands for none: 20261101, 2026-11-01, 01.11.2026, with a time after it or not
 _DATE_ONLY = re.compile(rf"{_A_DATE}|(?:19|20)\d\d([-_.])\d\d\1\d\d(?:[-_T]\d{{4,6}})?|\d\d([-_.])\d\d\2\d{{4}}")
@@ -74,9 +89,11 @@ class PatientNumbers:
     """What a patient number looks like in one source's file names; its keys are read when first needed
     (a name without a digit never needs them)."""
 
-    def __init__(self, keys: Callable[[], Iterable[str]], *, any_long_number: bool = False) -> None:
+    def __init__(self, keys: Callable[[], Iterable[str]], *, any_long_number: bool = False,
+                 key_like: bool = False) -> None:
         self._keys = keys
         self._any_long_number = any_long_number
+        self._key_like = key_like
 
     @classmethod
     def of(cls, keys: Iterable[str], *, any_long_number: bool = False) -> PatientNumbers:
@@ -87,18 +104,24 @@ class PatientNumbers:
 
     @classmethod
     def staged(cls, staging: Path, mapping: SourceMapping) -> PatientNumbers:
-        """The keys of every export of the source staged in `staging` (the home's staging/)."""
-        return cls(lambda: staged_keys(staging / mapping.source_id, mapping))
+        """The keys of every export of the source staged in `staging` (the home's staging/). Before any is
+        staged (the source's first pull, its first run's plan), a token shaped like a key counts too: the
+        mapping names the key's column, not its shape."""
+        return cls(lambda: staged_keys(staging / mapping.source_id, mapping), key_like=True)
+
+    @functools.cached_property
+    def _known(self) -> list[str]:
+        return list(self._keys())
 
     @functools.cached_property
     def _shapes(self) -> set[str]:
-        return {key_shape(k) for k in self._keys() if names_a_patient(k) and any(c.isdigit() for c in k)}
+        return {key_shape(k) for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)}
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
         shapes = set(self._shapes)
-        if not shapes:
-            return _ANY_LONG_NUMBER
+        if not shapes:  # keys too short to name anyone in a name, or none known yet
+            return _KEYS_UNKNOWN if self._key_like and not self._known else _ANY_LONG_NUMBER
         if self._any_long_number:
             shapes.add(_ANY_LONG_NUMBER.pattern)
         return _alternatives(shapes)
