@@ -40,12 +40,13 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -611,6 +612,71 @@ def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:
 
     _archive_renamed(home, source_id, number, shown)
     unnamed(home, source_id, shown)
+
+
+def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
+                        erased: Erasures | AbstractSet[str]) -> int:
+    """An erased patient's number out of the names the home keeps of the source's files, as `rtw forget` takes
+    it out: for a file of the patient sent again after the erasure (a changed re-delivery of
+    `Fall_123456_Verlauf.csv`), which the pull landed and recorded, and the run archived, under its name (they
+    hold no key to tell the number by). Each part of a name shaped like a number (`_numbers_in_name`) is
+    pseudonymised and compared with the erasures; the names of landing/, archive/ and the pull ledger are
+    looked at. How many erased patients' numbers the names held."""
+    from etl.pull.ledger import read_ledger, unnamed  # the pull's transports: not for every run's import
+
+    source_id = mapping.source_id
+    ledger = read_ledger(home, source_id)
+    landing, archive = home.landing / source_id, home.archive / source_id
+    names = {p.name for p in (landing.iterdir() if landing.is_dir() else ())}
+    names |= {p.name.partition("__")[2] for p in (archive.iterdir() if archive.is_dir() else ())}  # not the hash
+    names |= {n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)}
+    is_erased = _erased_test(key, source_id, erased)
+    found = sorted({number for name in names if PATIENT not in name for number in _numbers_in_name(name)
+                    if any(is_erased(written) for written in _as_keys(number))})  # as each name writes it
+    if not found:
+        return 0
+    number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, found) if n), re.IGNORECASE)
+
+    def shown(name: str) -> str:
+        return number.sub(PATIENT, name)
+
+    _archive_renamed(home, source_id, number, shown)
+    if any(number.search(n) for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
+        unnamed(home, source_id, shown)
+    return len({re.sub("[-_ ]", "-", n).upper() for n in found})
+
+
+_NAME_RUNS = re.compile(r"\d+|[^\W\d_]+|.", re.DOTALL)
+_LONGEST_NUMBER_RUNS = 5  # runs of digits or letters a number holds at most (IMT-FR01-001: four)
+
+
+def _numbers_in_name(name: str) -> Iterator[str]:
+    """Each part of a name a patient number may be, as the name writes it: whole runs of digits and of letters,
+    joined by '-', '_', ' ' or nothing, holding a digit, long enough to name anyone (`names_a_patient`)."""
+    runs = _NAME_RUNS.findall(name)
+    for start, first in enumerate(runs):
+        if not first.isalnum():
+            continue
+        held = 0
+        for end in range(start, len(runs)):
+            run = runs[end]
+            if not run.isalnum():
+                if run in "-_ " and end + 1 < len(runs) and runs[end + 1].isalnum() and runs[end - 1].isalnum():
+                    continue
+                break
+            held += 1
+            part = "".join(runs[start:end + 1])
+            if held > _LONGEST_NUMBER_RUNS:
+                break
+            if any(c.isdigit() for c in part) and names_a_patient(part):
+                yield part
+
+
+def _as_keys(number: str) -> Iterator[str]:
+    """The ways a patient key may write a number a name writes: '-', '_' and ' ' stand for each other."""
+    pieces = re.split(r"([-_ ])", number)
+    for separators in itertools.product("-_ ", repeat=len(pieces) // 2):
+        yield "".join(p if i % 2 == 0 else separators[i // 2] for i, p in enumerate(pieces))
 
 
 def _archive_renamed(home: Home, source_id: str, number: re.Pattern[str], shown: Callable[[str], str]) -> None:

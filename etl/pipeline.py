@@ -49,7 +49,7 @@ from etl.extract.file_names import (
     shown_record_sets,
 )
 from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
-from etl.forget import drop_erased, erased_pseudonyms, scrub_export_copies
+from etl.forget import drop_erased, erased_pseudonyms, hide_erased_numbers, scrub_export_copies
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import publish, read_loaded_files, read_loaded_record_sets, read_source_state
@@ -268,6 +268,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         frames = shown_record_sets(with_file_names(record_sets.frames, names),
                                    PatientNumbers.staged(home.staging, mapping))  # a sheet per patient
         frames, left_out = drop_erased(frames, mapping, key, erased)
+        if erased:  # a file of an erased patient sent again: archived and pulled under a name the key tells
+            hide_erased_numbers(home, mapping, key, erased)
         superseded = dict(record_sets.superseded)
         for sha, n in left_out.items():
             superseded[sha] = superseded.get(sha, 0) + n

@@ -18,11 +18,13 @@ from openpyxl import load_workbook
 from etl import pipeline, synth
 from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.extract.landing import LandingFile, archive, erased_export, sha256_of
-from etl.forget import forget, number_in_names
+from etl.forget import forget, hide_erased_numbers, number_in_names
 from etl.pull import pull_source
 from etl.pull.dropzone import RemoteFile
 from etl.pull.ledger import read_ledger, unnamed
 from etl.steps import RunSummary
+from etl.transform.mapping import load_mapping
+from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
 KEY = "forget-file-names-key-0123456789abcdef"
 HEADER = ("id_record;codice_paziente;codice_centro;sesso;data_nascita;data_diagnosi;data_registrazione;morfologia;"
@@ -30,9 +32,9 @@ HEADER = ("id_record;codice_paziente;codice_centro;sesso;data_nascita;data_diagn
           "data_decesso;eupid;note")
 
 
-def _case_file(folder: Path, number: str) -> None:
+def _case_file(folder: Path, number: str, note: str = "") -> None:
     """A German registry's export of one patient (a case: `Fall`), in the Italian registry's layout."""
-    row = f"1;{number};IT-BO01;2;27/03/2010;05/11/2018;04/07/2019;8260;3;C73.9;N;7;1,3;V;18/03/2026;;;"
+    row = f"1;{number};IT-BO01;2;27/03/2010;05/11/2018;04/07/2019;8260;3;C73.9;N;7;1,3;V;18/03/2026;;;{note}"
     (folder / f"Fall_{number}_Verlauf.csv").write_bytes(f"{HEADER}\r\n{row}\r\n".encode("cp1252"))
 
 
@@ -157,6 +159,34 @@ def test_an_unchanged_night_stays_unchanged_and_an_upload_again_lands_nothing(fo
     assert all(pull_source(home, s, sources_dir=sources).skipped == [] for s in ("registry_de", "crizotinib_pp"))
 
 
+@pytest.mark.integration
+def test_a_changed_re_delivery_of_an_erased_patients_file_keeps_no_number(forgotten):
+    """After the erasure the centre sends the patient's files again with other content: the current CSV
+    (held: it holds no one else), the superseded one and the workbook are pulled and looked at by the next
+    run, which knows the key: their copies and ledger lines are named without the number, as forget names
+    them, and the run names the next pull's files so too."""
+    home, sources, numbers = forgotten["home"], forgotten["sources"], forgotten["numbers"]
+    assert isinstance(home, Home) and isinstance(sources, Path) and isinstance(numbers, re.Pattern)
+    csv_zone, book_zone = forgotten["zones"]  # type: ignore[misc]
+    _case_file(csv_zone, "234567", note="corrected")
+    _case_file(csv_zone, "123456", note="corrected")
+    (book,) = book_zone.iterdir()
+    load_workbook(book).save(book)  # saved again: other bytes
+    for source_id in ("registry_de", "crizotinib_pp"):
+        assert pull_source(home, source_id, sources_dir=sources).failures == []
+    assert _carrying(home, numbers) != []  # the pull cannot tell an erased patient's number: no key
+    pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert _carrying(home, numbers) == []
+    copies = sorted(p.name for p in (home.archive / "registry_de").iterdir())
+    held = sha256_of(csv_zone / "Fall_234567_Verlauf.csv")[:16]  # the current export, held: no one else in it
+    assert {f"{held}.erased", f"{held}__Fall_{{patient}}_Verlauf.csv"} <= set(copies)
+    new_book = sha256_of(book)[:16]  # scrubbed: deleted behind the tombstone named by its hash
+    assert f"{new_book}.erased" in [p.name for p in (home.archive / "crizotinib_pp").iterdir()]
+    looked = [pull_source(home, s, sources_dir=sources) for s in ("registry_de", "crizotinib_pp")]
+    assert [(o.pulled, o.skipped) for o in looked] == [([], []), ([], [])]  # unnamed lines: known as listed
+    assert sorted(p.name for p in (home.archive / "registry_de").iterdir()) == copies
+
+
 def test_an_export_whose_copy_forget_renamed_is_not_archived_again(tmp_path):
     home = resolve_home(tmp_path / "home").ensure()
     export = home.landing / "registry_de" / "Fall_123456_Verlauf.csv"
@@ -186,6 +216,29 @@ def test_the_number_is_found_in_a_name_as_names_write_it(key, name, shown):
 
 def test_a_number_too_short_to_name_anyone_is_not_looked_for():
     assert number_in_names("2503") is None and number_in_names("7") is None
+
+
+def test_a_run_finds_an_erased_patients_number_however_a_name_writes_it(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    key = PseudonymKey(KEY.encode())
+    erased = {source_pseudonym(key, "iltb", "ILTB-00012")}
+    landed = home.landing / "iltb" / "patient_iltb_00012.csv"  # sent again after the erasure
+    landed.parent.mkdir(parents=True)
+    landed.write_bytes(b"")
+    archived = home.archive / "iltb"
+    archived.mkdir(parents=True)
+    for copy in ("aaaaaaaaaaaaaaaa__patient_iltb_00012.csv", "bbbbbbbbbbbbbbbb__patient_iltb_00013.csv"):
+        (archived / copy).write_bytes(b"")
+    ledger = read_ledger(home, "iltb", mend=True)
+    ledger.record(_remote("/drop/ILTB 00012/patient_iltb_00012.csv"), "a" * 64, ["patient_iltb_00012.csv"])
+    ledger.record(_remote("/drop/ILTB 00013/patient_iltb_00013.csv"), "b" * 64, ["patient_iltb_00013.csv"])
+    assert hide_erased_numbers(home, load_mapping(SOURCES_DIR / "iltb.yaml"), key, erased) == 1
+    assert sorted(p.name for p in archived.iterdir()) == [f"{'a' * 16}.erased", f"{'a' * 16}__patient_{{patient}}.csv",
+                                                          f"{'b' * 16}__patient_iltb_00013.csv"]
+    text = ledger.path.read_text()
+    assert "00012" not in text and "/drop/{patient}/patient_{patient}.csv" in text and text.count("00013") == 3
+    assert landed.exists()  # landing/ is the centre's
+    assert hide_erased_numbers(home, load_mapping(SOURCES_DIR / "iltb.yaml"), key, set()) == 0
 
 
 def _remote(path: str, size: int = 316, version: str = "v1") -> RemoteFile:
