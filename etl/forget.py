@@ -25,7 +25,8 @@ once and never printed, logged or stored. Erasure is:
 - the patient's number in file names (a file per patient, `Fall_123456_Verlauf.csv`): an archive copy
   or tombstone so named is renamed with `{patient}` in its place, and a hash-named tombstone keeps the
   export in landing/ from being archived again (`landing.erased_export`); the pull ledger keeps such a
-  file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again;
+  file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again; a file of
+  the patient sent again afterwards is renamed so by the run that harmonises it (`hide_erased_numbers`);
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
