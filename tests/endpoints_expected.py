@@ -212,11 +212,27 @@ def origin_bound(day: date, end: date | None, events: Sequence[date], known_on: 
     return min(bounds) if bounds else None
 
 
-def event_last_day(first_day: date, precision: str | None, death: date | None) -> date:
+def export_now(files: pd.DataFrame) -> dict[tuple[str, str], date | None]:
+    """Per export file (source_id, source_file_sha256), the day of the export its records are in now (export_now() of
+    warehouse/export_now.sql): its own while it is loaded, else the latest loaded file's of its series (none
+    without a series). files: the rows of meta.source_file."""
+    loaded = files[files.status == "loaded"]
+    latest = loaded.groupby(["source_id", "series"]).exported_on.max()  # a NULL series is of no group
+    days = {}
+    for source_id, sha, series, status, day in zip(files.source_id, files.source_file_sha256, files.series,
+                                                   files.status, files.exported_on, strict=True):
+        now = day if status == "loaded" else latest.get((source_id, series), pd.NaT)
+        days[source_id, sha] = pd.Timestamp(now).date() if pd.notna(now) else None
+    return days
+
+
+def event_last_day(first_day: date, precision: str | None, death: date | None, exported_on: date | None = None) -> date:
     """The last day a relapse or progression can be on (marts.survival's efs_candidate): its period's, not after
-    the death unless that comes before its first day (a date error)."""
+    the death nor the export its record is in now (export_now), unless that comes before its first day (a date
+    error)."""
+    bounds = [d for d in (death, exported_on) if d is not None]
     last = period_end(first_day, precision)
-    return max(first_day, min(last, death)) if death is not None else last
+    return max(first_day, min(last, *bounds)) if bounds else last
 
 
 def first_efs_event(events: Sequence[tuple[date, str, str, int, date]]) -> tuple[str, date] | None:

@@ -447,9 +447,11 @@ def test_board_response_from_core(built, core):
 
 # -- survival ----------------------------------------------------------------------------------------
 
-def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) -> pd.DataFrame:
+def survival_times(core: dict[str, pd.DataFrame], population_based: set[str],
+                   exports: dict[tuple[str, str], date | None]) -> pd.DataFrame:
     """Per patient and origin: OS and EFS times and events, restated from the core tables. population_based: the
-    sources with the parameter population_based, whose patients have the origin diagnosis."""
+    sources with the parameter population_based, whose patients have the origin diagnosis; exports: the day of the
+    export each file's records are in now (endpoints_expected.export_now)."""
     diagnosis, patient = core["diagnosis"], core["patient"].set_index("patient_id")
     relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"]) & diagnosis.diagnosis_date.notna()]
     enrolment = core["study_enrolment"].dropna(subset=["enrolment_date"])
@@ -494,7 +496,7 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
     origins = origins[origins.patient_id.isin(patient.index)]  # vital status lives in core.patient
     follow_up = core["follow_up"]
     progressions = follow_up[(follow_up.disease_status == "progression") & follow_up.contact_date.notna()]
-    columns = ["patient_id", "event_date", "precision", "event_type", "rank"]
+    columns = ["patient_id", "event_date", "precision", "event_type", "rank", "source_id", "source_file_sha256"]
     disease_events = pd.concat([
         relapses.assign(event_date=relapses.diagnosis_date, precision=relapses.diagnosis_date_precision,
                         rank=np.where(relapses.event_type == "relapse", 0, 1)),
@@ -512,9 +514,12 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
         os_end = death if dead else person.last_contact_date
         mine = events_of.get(patient_id, disease_events.iloc[:0])
         died_on = death.date() if dead and pd.notna(death) else None
-        candidates = [(d.date(), p or "day", t, r, expected.event_last_day(d.date(), p or "day", died_on))
-                      for d, p, t, r in zip(mine.event_date, mine.precision.where(mine.precision.notna(), None),
-                                            mine.event_type, mine["rank"]) if d > origin_date]
+        candidates = [(d.date(), p or "day", t, r,
+                       expected.event_last_day(d.date(), p or "day", died_on, exports.get((source, sha))))
+                      for d, p, t, r, source, sha in zip(mine.event_date,
+                                                         mine.precision.where(mine.precision.notna(), None),
+                                                         mine.event_type, mine["rank"], mine.source_id,
+                                                         mine.source_file_sha256) if d > origin_date]
         if died_on is not None:
             candidates.append((died_on, "day", "death", 2, died_on))
         placed = expected.first_efs_event(candidates)
@@ -536,7 +541,8 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str]) ->
 @pytest.fixture(scope="module")
 def times(built: MartsWarehouse, core: dict[str, pd.DataFrame]) -> pd.DataFrame:
     population_based = built.query("SELECT source_id FROM stage.source_params WHERE population_based")
-    return survival_times(core, set(population_based.source_id))
+    exports = expected.export_now(built.query("SELECT * FROM meta.source_file"))
+    return survival_times(core, set(population_based.source_id), exports)
 
 
 def test_survival_times_per_patient(built, times):

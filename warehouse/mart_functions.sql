@@ -76,14 +76,15 @@ CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
 -- efs_event(): one row per event of event-free survival but death, as given (a date known to its month or year
 -- is the first day of its period, event_date_precision says which): a relapse or progression diagnosis, and a
 -- follow-up contact with disease status progression; event_rank orders events of one day (relapse before
--- progression; a death, 2, after).
+-- progression; a death, 2, after); the record's source and export file (export_now() gives the export it is in now).
 CREATE OR REPLACE TEMP MACRO efs_event() AS TABLE
     SELECT patient_id, diagnosis_date AS event_date, coalesce(diagnosis_date_precision, 'day') AS event_date_precision,
-           event_type, CASE event_type WHEN 'relapse' THEN 0 ELSE 1 END AS event_rank
+           event_type, CASE event_type WHEN 'relapse' THEN 0 ELSE 1 END AS event_rank, source_id, source_file_sha256
     FROM core.diagnosis
     WHERE event_type IN ('relapse', 'progression') AND diagnosis_date IS NOT NULL
     UNION ALL
-    SELECT patient_id, contact_date, coalesce(contact_date_precision, 'day'), 'progression', 1
+    SELECT patient_id, contact_date, coalesce(contact_date_precision, 'day'), 'progression', 1, source_id,
+           source_file_sha256
     FROM core.follow_up
     WHERE disease_status = 'progression' AND contact_date IS NOT NULL;
 

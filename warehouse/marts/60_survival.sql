@@ -52,9 +52,12 @@
 --        dated later in it, not after the export it is in now; its first day censored up to a year early).
 --        A relapse or progression known only to its month or year is placed as an origin is: the first event is
 --        the one whose period starts first, in the middle of the days from that first day to the earliest last
---        day any event after the origin can be on (its period's, not after the death): "2022" beside a
+--        day any event after the origin can be on (its period's, not after the death nor the export its record
+--        is in now, export_now(): "2026" in an export of 1 June 2026 happened by 1 June): "2022" beside a
 --        progression seen on 15 March 2022 is placed within 1 January to 15 March. Its first day would end
 --        event-free survival up to a year early. It stays after the origin, which is placed before it.
+--        Reading the export days (meta.source_file), this mart is built again on every publish; its estimates
+--        (marts.survival_km, marts.survival_landmark) only when its rows changed.
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
 --   dated, nor a death) or before the origin (a date error in a source); marts.left_out counts each.
 -- Groups: ICCC-3 main group of the first diagnosis (marts.patient_summary's, for every origin); for the origin
@@ -161,13 +164,16 @@ origin AS (
 ),
 
 efs_candidate AS (
-    -- Every EFS event with the last day it can be on: its period's, not after the death (greatest keeps its first day
-    -- when the death predates it, a date error); a death on its day.
+    -- Every EFS event with the last day it can be on: its period's, not after the death nor the export its record is in
+    -- now (export_now(), as core.patient bounds a death: a row carried over names the export that first gave it, a
+    -- fresh load the later; least skips a NULL, an export not dated; greatest keeps its first day when the death or
+    -- the export predates it, a date error); a death on its day.
     SELECT event.patient_id, event.event_date, event.event_date_precision, event.event_type, event.event_rank,
            greatest(event.event_date, least(period_end(event.event_date, event.event_date_precision),
-                                            vital.death_date)) AS last_day
+                                            vital.death_date, export.exported_on)) AS last_day
     FROM efs_event() AS event
     JOIN vital USING (patient_id)
+    LEFT JOIN export_now() AS export USING (source_id, source_file_sha256)
     UNION ALL
     SELECT patient_id, death_date, 'day', 'death', 2, death_date
     FROM vital
@@ -248,5 +254,5 @@ COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died 
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
 COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the last contact.';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
-COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death nor another event known by an earlier day), else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
+COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death, the export it is in now, nor another event known by an earlier day), else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
 COMMENT ON COLUMN marts.survival.efs_days IS 'Event-free survival time from the origin to efs_end_date; NULL if unknown or before the origin. Unit: days.';
