@@ -244,3 +244,38 @@ def test_without_a_checksum_new_bytes_under_the_same_size_and_time_are_not_seen(
     assert _pull(home, sources).status is PullStatus.PULLED
     _correct_in_place(drop / EXPORT, B)
     assert _pull(home, sources).status is PullStatus.NOTHING_NEW and _landed(home) == {EXPORT: A}
+
+
+def test_a_corrections_sidecar_copied_with_the_senders_time_is_read(tmp_path, home, drop):
+    """The sidecar's time is the sender's (scp -p, rsync -t keep it), not the drop zone's nor ours: one older
+    than the pull is still new when its size or version is not the one beside the file pulled."""
+    sources = _sources(tmp_path, str(drop))
+    sidecar = drop / f"{EXPORT}.sha256"
+    _send(drop / EXPORT, A, 7200)
+    _send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
+    _correct_in_place(drop / EXPORT, B)
+    _send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)  # computed an hour ago, before the pull
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.state is DropZoneState.NEW_EXPORT and look.waiting == [EXPORT], look.message
+    outcome = _pull(home, sources)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == {EXPORT: B}, outcome.message
+    assert _pull(home, sources).status is PullStatus.NOTHING_NEW  # the sidecar seen with it: not read again
+
+
+def test_a_ledger_line_without_its_sidecar_judges_the_sidecar_by_its_time(tmp_path, home, drop):
+    """A line an earlier version wrote (no sidecar size and version): a sidecar written since the pull is read,
+    one older is not, as before."""
+    sources = _sources(tmp_path, str(drop))
+    sidecar = drop / f"{EXPORT}.sha256"
+    _send(drop / EXPORT, A, 7200)
+    _send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    assert _pull(home, sources).status is PullStatus.PULLED
+    ledger = home.root / "pulled" / "registry_it.jsonl"
+    ledger.write_text("".join(json.dumps({k: v for k, v in e.items() if k != "sidecar"}) + "\n"
+                              for e in _ledger(home)))
+    _correct_in_place(drop / EXPORT, B)
+    _send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)
+    assert _pull(home, sources).status is PullStatus.NOTHING_NEW  # the limit an earlier ledger keeps
+    sidecar.write_text(f"{_digest(B)}  {EXPORT}\n")  # written now, after the pull
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}

@@ -30,7 +30,7 @@ from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, sho
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
-from etl.pull.ledger import Ledger, pulling, read_ledger
+from etl.pull.ledger import Ledger, PulledFile, pulling, read_ledger, sidecar_seen
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
     ChangedWhileRead,
@@ -220,21 +220,32 @@ def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: 
                    manifest: dict[str, str], delivery: Delivery) -> bool:
     """Whether a file of the size and version last pulled from its path has other bytes, as its checksum
     says: a correction of the same length copied with its time kept (scp -p, rsync -t) looks unchanged.
-    The manifest is read anyway; a sidecar only when written since that pull (not every night, every
-    file). Without a checksum new bytes under the same size and time go unseen (docs/pull.md)."""
+    The manifest is read anyway; a sidecar only when it is not the one beside the file when it was pulled
+    (not every night, every file). Without a checksum new bytes under the same size and time go unseen
+    (docs/pull.md)."""
     last = ledger.last(remote.path)
     if last is None or delivery.checksum == "none":
         return False
     if (sidecar := by_name.get(f"{remote.name}.sha256")) is not None:  # first, as for a new file
-        pulled_at = last.pulled_at if last.pulled_at.tzinfo else last.pulled_at.replace(tzinfo=UTC)  # hand-edited
-        if sidecar.modified is not None and sidecar.modified <= pulled_at:
-            return False  # not written since: it declares what was pulled
+        if _sidecar_pulled(sidecar, last):
+            return False  # it declares what was pulled
         try:
             return checksums.parse_sidecar(zone.read_text(sidecar), remote.name) != last.sha256
         except ValueError:  # not a digest of this file: it declares nothing new
             return False
     declared = manifest.get(remote.name)
     return declared is not None and declared != last.sha256
+
+
+def _sidecar_pulled(sidecar: RemoteFile, last: PulledFile) -> bool:
+    """Whether the sidecar is the one beside the file when it was last pulled: of the size and version the
+    ledger kept. Its time says nothing by itself: the sender's, kept by scp -p and rsync -t, and a correction's
+    sidecar may well be older than the pull. A ledger line of an earlier version kept neither: a sidecar not
+    written since the pull (the drop zone's clock against the pull's) is taken for that one."""
+    if last.sidecar is not None:
+        return last.sidecar == sidecar_seen(sidecar)
+    pulled_at = last.pulled_at if last.pulled_at.tzinfo else last.pulled_at.replace(tzinfo=UTC)  # hand-edited
+    return sidecar.modified is not None and sidecar.modified <= pulled_at
 
 
 def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
@@ -431,6 +442,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     failures: list[str] = []
     notes: list[str] = []
     names = {f.name for f in listing}  # what the messages may quote, and the zip members landed
+    sidecars = {f.name.removesuffix(".sha256"): f for f in listing if f.name.endswith(".sha256")}
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
@@ -449,7 +461,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                                                 on_error=connection.reset,
                                                 said=lambda line: names_shown(line, names, numbers))
         except _SameContent as same:
-            ledger.record(remote, same.sha256, [])
+            ledger.record(remote, same.sha256, [], sidecars.get(remote.name))
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
             continue
         except ChangedWhileRead as changed:  # not a failure: the sender is still at it; not in the ledger
@@ -464,7 +476,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                             "pull tries it again")
             log.error("%s", names_shown(failures[-1], names, numbers))
             continue
-        ledger.record(remote, sha256, landed)
+        ledger.record(remote, sha256, landed, sidecars.get(remote.name))
         pulled += landed
         names.update([*landed, *left_out])
         if left_out:

@@ -4,6 +4,8 @@ A remote file is known by its path, size and version (S3 ETag, else modification
 sha256 of what was downloaded is kept too, so a file re-uploaded unchanged (new time, same
 content) is not landed twice. Both are compared with the last file pulled from that path only: a
 source that corrects a file back to an earlier version (A, B, then A again) sends a new export.
+The size and version of the checksum sidecar beside the file when it was pulled are kept too
+(`sidecar`): a sidecar that is no longer that one is read again (etl/pull/deliveries.py).
 The ledger, not landing/, says what was pulled: cleaning landing/ does not make the drop zone's
 old files new again. Owner-only; one pull of a source at a time (an exclusive lock beside it), so
 the DAG and `rtw pull` cannot land the same file twice.
@@ -57,6 +59,15 @@ class PulledFile(BaseModel):
     listed: str | None = Field(default=None, description="a file whose remote path carried an erased patient's "
                                "number (rtw forget): the sha256 of its path, size and version (`listed_as`), "
                                "which the entry no longer holds")
+    sidecar: str | None = Field(default=None, description="the size and version of the file's `<name>.sha256` "
+                                "when it was pulled (`sidecar_seen`), '' when it had none; absent from the lines "
+                                "of earlier versions, whose sidecar is judged by its time")
+
+
+def sidecar_seen(sidecar: RemoteFile | None) -> str:
+    """What an entry keeps of the checksum sidecar beside a file pulled: its size and version (S3 ETag, else
+    modification time: the sender's, as `scp -p` and `rsync -t` keep it), '' for none."""
+    return "" if sidecar is None else f"{sidecar.size} {sidecar.version}"
 
 
 def listed_as(remote_path: str, size: int, version: str) -> str:
@@ -106,16 +117,17 @@ class Ledger:
             return sha256 in self._unnamed_content
         return last.sha256 == sha256
 
-    def record(self, remote: RemoteFile, sha256: str, landed: list[str]) -> None:
-        """A line for the file pulled; an erased patient's file uploaded again (`has_content`) is recorded
-        without its path, as rtw forget left its first pull."""
+    def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None) -> None:
+        """A line for the file pulled, with the checksum sidecar listed beside it (None: it had none); an erased
+        patient's file uploaded again (`has_content`) is recorded without its path, as rtw forget left its
+        first pull."""
         unnamed = self._unnamed_content.get(sha256) if remote.path not in self._last else None
         if unnamed is not None:
             entry = PulledFile(remote_path=unnamed.remote_path, size=0, version="", sha256=sha256, landed=[],
                                pulled_at=datetime.now(UTC), listed=listed_as(remote.path, remote.size, remote.version))
         else:
             entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
-                               landed=landed, pulled_at=datetime.now(UTC))
+                               landed=landed, pulled_at=datetime.now(UTC), sidecar=sidecar_seen(sidecar))
         _append(self.path, _line(entry).encode("utf-8"))
         self.entries.append(entry)
         self._remember(entry)
@@ -188,6 +200,8 @@ def unnamed(home: Home, source_id: str, shown: Callable[[str], str]) -> int:
 
 
 def _unnamed(entry: PulledFile, shown: Callable[[str], str]) -> PulledFile:
+    """The entry with its names shown; one whose path is shown so kept by its digest (the sidecar's size
+    and version go too: only a named file's sidecar is looked at again)."""
     landed = [shown(name) for name in entry.landed]
     if (path := shown(entry.remote_path)) != entry.remote_path:
         return PulledFile(remote_path=path, size=0, version="", sha256=entry.sha256, landed=landed,
