@@ -10,7 +10,7 @@ import pytest
 
 from etl.config import Home
 from etl.pull.dropzone import RemoteFile
-from etl.pull.ledger import read_ledger
+from etl.pull.ledger import read_ledger, unnamed
 
 
 def _remote(n: int) -> RemoteFile:
@@ -86,3 +86,27 @@ def test_an_earlier_versions_ledger_is_rewritten_as_lines(home):
     path.unlink()
     with pytest.raises(ValueError, match=r"iltb.json: the ledger of pulled files cannot be read"):
         read_ledger(home, "iltb", mend=True)
+
+
+def _version(path: str, size: int, version: str) -> RemoteFile:
+    return RemoteFile(path=path, name=path.rpartition("/")[2], size=size, version=version)
+
+
+def test_an_erased_patients_file_reverted_to_an_earlier_version_is_pulled_again(home):
+    """As a named file: A, then B, then A again is a new export; only the last version pulled from the path
+    is known, by its listing and by its content, after rtw forget too."""
+    path = "/drop/Fall_123456_Verlauf.csv"
+    ledger = read_ledger(home, "registry_de", mend=True)
+    ledger.record(_version(path, 316, "v1"), "a" * 64, ["Fall_123456_Verlauf.csv"])
+    ledger.record(_version(path, 320, "v2"), "b" * 64, ["Fall_123456_Verlauf.csv"])
+    ledger.record(_version("/drop/Fall_234567_Verlauf.csv", 316, "v1"), "c" * 64, ["Fall_234567_Verlauf.csv"])
+    named = read_ledger(home, "registry_de")
+    assert not named.has(_version(path, 316, "v1")) and not named.has_content(_version(path, 316, "v3"), "a" * 64)
+    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}")) == 2
+    after = read_ledger(home, "registry_de", mend=True)
+    assert "123456" not in after.path.read_text()
+    assert not after.has(_version(path, 316, "v1"))  # A again, listed as it was
+    assert not after.has_content(_version(path, 316, "v3"), "a" * 64)  # A again, under a new time
+    assert after.has(_version(path, 320, "v2")) and after.has_content(_version(path, 320, "v3"), "b" * 64)
+    assert after.has(_version("/drop/Fall_234567_Verlauf.csv", 316, "v1"))
+    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}")) == 0  # once

@@ -20,7 +20,9 @@ and is cut off before the next append. A ledger of the JSON list of earlier vers
 patient's number (a file per patient, `Fall_123456_Verlauf.csv`) keeps its path as shown
 (`Fall_{patient}_Verlauf.csv`), and, in place of its path, size and version, their sha256 (`listed`),
 by which the same file listed again is known; its content's sha256 stays, by which the same content
-uploaded again (under any path) is not landed again. A digest is no key: someone holding the home who
+uploaded again (under any path) is not landed again. As for a named file, only the last version pulled
+from the path counts: the earlier ones are marked `earlier`, known neither way (A, B, then A again is
+pulled after an erasure too). A digest is no key: someone holding the home who
 tries every number of that shape finds it again, as with the pseudonyms when the key file is in the home.
 """
 
@@ -59,6 +61,9 @@ class PulledFile(BaseModel):
     listed: str | None = Field(default=None, description="a file whose remote path carried an erased patient's "
                                "number (rtw forget): the sha256 of its path, size and version (`listed_as`), "
                                "which the entry no longer holds")
+    earlier: bool | None = Field(default=None, description="an erased patient's file (listed) of which a later "
+                                 "version was pulled from the same path: known neither by how it was listed nor "
+                                 "by its content, as a named file's earlier versions are not")
     sidecar: str | None = Field(default=None, description="the size and version of the file's `<name>.sha256` "
                                 "when it was pulled (`sidecar_seen`), '' when it had none; absent from the lines "
                                 "of earlier versions, whose sidecar is judged by its time")
@@ -93,7 +98,7 @@ class Ledger:
     def _remember(self, entry: PulledFile) -> None:
         if entry.listed is None:
             self._last[entry.remote_path] = entry
-        else:
+        elif not entry.earlier:
             self._unnamed.add(entry.listed)
             self._unnamed_content[entry.sha256] = entry
 
@@ -134,7 +139,7 @@ class Ledger:
 
 
 def _line(entry: PulledFile) -> str:
-    return entry.model_dump_json(exclude_none=True) + "\n"  # `listed` only where forget wrote it
+    return entry.model_dump_json(exclude_none=True) + "\n"  # `listed`, `earlier` only where forget wrote them
 
 
 def _append(path: Path, line: bytes) -> None:
@@ -188,10 +193,13 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
 def unnamed(home: Home, source_id: str, shown: Callable[[str], str]) -> int:
     """The source's ledger rewritten with each remote path and landing name that carries an erased patient's
     number as `shown` shows it (rtw forget; see the module docstring); how many entries changed. A path
-    shown so is kept by its digest (`listed`): the file is not pulled again."""
+    shown so is kept by its digest (`listed`): the file is not pulled again, unless a later version of it was
+    pulled (`earlier`)."""
     with pulling(home, source_id):
         ledger = read_ledger(home, source_id, mend=True)
-        entries = [_unnamed(e, shown) for e in ledger.entries]
+        last = {e.remote_path: i for i, e in enumerate(ledger.entries) if e.listed is None}  # lines are in order
+        entries = [_unnamed(e, shown, earlier=e.listed is None and last[e.remote_path] != i)
+                   for i, e in enumerate(ledger.entries)]
         changed = sum(new != old for new, old in zip(entries, ledger.entries, strict=True))
         if changed:
             fsio.write_text(ledger.path, "".join(_line(e) for e in entries))
@@ -199,13 +207,14 @@ def unnamed(home: Home, source_id: str, shown: Callable[[str], str]) -> int:
     return changed
 
 
-def _unnamed(entry: PulledFile, shown: Callable[[str], str]) -> PulledFile:
+def _unnamed(entry: PulledFile, shown: Callable[[str], str], *, earlier: bool) -> PulledFile:
     """The entry with its names shown; one whose path is shown so kept by its digest (the sidecar's size
     and version go too: only a named file's sidecar is looked at again)."""
     landed = [shown(name) for name in entry.landed]
     if (path := shown(entry.remote_path)) != entry.remote_path:
         return PulledFile(remote_path=path, size=0, version="", sha256=entry.sha256, landed=landed,
-                          pulled_at=entry.pulled_at, listed=listed_as(entry.remote_path, entry.size, entry.version))
+                          pulled_at=entry.pulled_at, listed=listed_as(entry.remote_path, entry.size, entry.version),
+                          earlier=earlier or None)
     return entry.model_copy(update={"landed": landed}) if landed != entry.landed else entry
 
 
