@@ -137,12 +137,13 @@ def reader_options(adapter: SourceAdapter, given: Mapping[str, Any]) -> Any:
 def shown_error(exc: ExtractError, paths: Sequence[Path]) -> str:
     """A reader's refusal as `rtw profile` and `rtw scaffold` print it: the names it quotes (the file's, a
     workbook's sheets: `ExtractError.quoted`) as the nightly run shows them, a patient number as {patient}
-    (any run of six or more digits that is not a date: the file's keys are unknown, it was not read).
+    (the file was not read, its keys are unknown: as the pull shows names before a source's keys are staged,
+    a token shaped like a key, `Pat_IMT-FR01-001.xlsx`, or a run of six or more digits that is not a date).
 
     The text that says what to fix (line, row, cell, column, what was expected) stays whole. A name whose
     number is hidden says where it is instead, so the data manager still finds it: a file its place among
     those given (a file per patient), a sheet its place in the workbook (a sheet per patient)."""
-    numbers = PatientNumbers.of([], any_long_number=True)
+    numbers = PatientNumbers(lambda: (), key_like=True)
     text = str(exc)
     for name, place in _places(exc, paths):
         shown = shown_file_name(name, numbers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -429,15 +429,17 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     source_id, delivery = mapping.source_id, mapping.delivery
     assert delivery is not None
     where = delivery.url
+    listing: list[RemoteFile] = []
     try:
         listing = retrying(policy, lambda: connection.zone().list_files(), what=f"{source_id}: listing {where}",
                            on_error=connection.reset)
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
                                                                   time.time()),
                                        what=f"{source_id}: reading checksums in {where}", on_error=connection.reset,
-                                       said=lambda line: names_shown(line, [f.name for f in listing], numbers))
+                                       said=lambda line: names_shown(line, _as_said(listing), numbers))
     except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
-        return _failed(source_id, f"{source_id}: the drop zone {where} cannot be read: {exc}")
+        failed = _failed(source_id, f"{source_id}: the drop zone {where} cannot be read: {exc}")
+        return _names_shown(failed, {f.name for f in listing}, numbers)  # a sidecar it could not read, named
     pulled: list[str] = []
     failures: list[str] = []
     notes: list[str] = []
@@ -459,7 +461,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         try:
             sha256, landed, left_out = retrying(policy, land, what=f"{source_id}: {remote.path}",
                                                 on_error=connection.reset,
-                                                said=lambda line: names_shown(line, names, numbers))
+                                                said=lambda line: names_shown(line, _as_said(names), numbers))
         except _SameContent as same:
             ledger.record(remote, same.sha256, [], sidecars.get(remote.name))
             skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
@@ -468,13 +470,13 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             skipped.append(SkippedFile(name=remote.name, reason=f"{changed}; it may still be uploading: nothing "
                                                                 "landed, the next pull takes it"))
             log.warning("%s", names_shown(f"{source_id}: {remote.path} from {where} not pulled: "
-                                          f"{skipped[-1].reason}", names, numbers))
+                                          f"{skipped[-1].reason}", _as_said(names), numbers))
             continue
         except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused, NoRoom) as exc:
             names.update(exc.members if isinstance(exc, ZipRefused) else ())  # quoted: shown as landed names
             failures.append(f"{source_id}: {remote.path} from {where} not pulled: {exc}; nothing landed, the next "
                             "pull tries it again")
-            log.error("%s", names_shown(failures[-1], names, numbers))
+            log.error("%s", names_shown(failures[-1], _as_said(names), numbers))
             continue
         ledger.record(remote, sha256, landed, sidecars.get(remote.name))
         pulled += landed
@@ -491,9 +493,17 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     return _names_shown(_outcome(source_id, where, pulled, skipped, failures, notes), names, numbers)
 
 
+def _as_said(names: Iterable[str | RemoteFile]) -> set[str]:
+    """The file names a message may quote, each as listed and as a message writes it (`shown`: a control
+    character escaped), so that each is found there and shown without its patient number. A remote path is
+    the drop zone's folder (the mapping's url, said as written) and one of these names."""
+    listed = {n.name if isinstance(n, RemoteFile) else n for n in names}
+    return listed | {shown(n) for n in listed}
+
+
 def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers) -> PullOutcome:
     """The outcome with every file name in it as shown: a name may hold a patient number."""
-    quoted = QuotedNames(names)
+    quoted = QuotedNames(_as_said(names))
 
     def said(text: str) -> str:
         return quoted.shown(text, numbers)
@@ -556,8 +566,19 @@ def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path 
         except Exception as exc:  # an unforeseen error is this source's failure, not the loop's
             log.exception("%s: the pull failed", source_id)
             # Said as a run's reason is (etl/run_record.py): its text may quote what it met; the log has it.
-            outcomes.append(_recorded(home, _failed(source_id, f"{source_id}: the pull failed: {said(exc)}")))
+            reason = _unforeseen(home, source_id, sources_dir, exc)
+            outcomes.append(_recorded(home, _failed(source_id, f"{source_id}: the pull failed: {reason}")))
     return outcomes
+
+
+def _unforeseen(home: Home, source_id: str, sources_dir: Path, exc: Exception) -> str:
+    """An unforeseen failure of a source's pull as said (`said`), each patient number in it hidden as the pull
+    hides them in names (`PatientNumbers.staged`: a key-like token before any key is staged), not only long
+    runs of digits: its text may quote a file per patient's path."""
+    try:
+        return said(exc, PatientNumbers.staged(home.staging, load_mapping(sources_dir / f"{source_id}.yaml")))
+    except Exception:  # the mapping or the staged keys cannot be read (what may have failed): as before any key
+        return said(exc, PatientNumbers(lambda: (), key_like=True))
 
 
 class DropZoneState(StrEnum):
@@ -593,20 +614,23 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
         ledger = read_ledger(home, source_id)
     except (MappingError, CredentialsError, OSError, ValueError) as exc:
         return answer(DropZoneState.INVALID, str(exc).removeprefix(f"{source_id}: "))
+    numbers = PatientNumbers.staged(home.staging, mapping)
+    listing: list[RemoteFile] = []
     try:
         zone = connect(delivery, credentials, source_id=source_id)
         try:
-            candidates, _ = _new_files(mapping, zone, zone.list_files(), ledger, time.time())
+            listing = zone.list_files()
+            candidates, _ = _new_files(mapping, zone, listing, ledger, time.time())
         finally:
             zone.close()
     except (CredentialsError, ChecksumMismatch) as exc:
-        return answer(DropZoneState.INVALID, f"the drop zone {delivery.url} cannot be read: {exc}")
-    except Exception as exc:  # any transport error: the sensor asks again at its next poke
-        return answer(DropZoneState.UNREACHABLE, f"the drop zone {delivery.url} cannot be reached: "
-                                                 f"{type(exc).__name__}: {exc}")
+        return answer(DropZoneState.INVALID, names_shown(f"the drop zone {delivery.url} cannot be read: {exc}",
+                                                         _as_said(listing), numbers))
+    except Exception as exc:  # any transport error (a sidecar it could not read, named): asked again next poke
+        reached = f"the drop zone {delivery.url} cannot be reached: {type(exc).__name__}: {exc}"
+        return answer(DropZoneState.UNREACHABLE, names_shown(reached, _as_said(listing), numbers))
     # What a pull would land: not a file it refuses, nor one whose checksum says it is the last pulled
     # from its path again (the pull downloads it to be sure, and lands nothing).
-    numbers = PatientNumbers.staged(home.staging, mapping)
     names = [shown_file_name(c.remote.name, numbers) for c in candidates
              if c.refusal is None and not _resent(c, ledger)]
     if names:
