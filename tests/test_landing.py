@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from etl.extract.landing import archive, discover, sha256_of
 from etl.transform.mapping import load_mappings
 
@@ -127,3 +129,22 @@ def test_an_unreadable_file_holds_its_source_with_the_reason(tmp_path, monkeypat
     assert found.current == ()
     assert found.problems == ("registry_it: TREP_export_20261102.csv cannot be read (Permission denied); "
                               "expected a readable file: the source keeps its last good data",)
+
+
+@pytest.mark.parametrize(("files", "name"), [
+    ("*.csv", "~$TREP_export_20261101.csv"),  # Excel's lock file, copied in with the export it stands for
+    ("TREP_export_*", "TREP_export_20261101.csv.part"),  # an upload's temporary, copied in by hand
+    ("TREP_export_*.csv", "TREP_export_20261102.csv.filepart"),  # no export by the glob, but one on its way
+])
+def test_an_uploads_temporary_or_a_lock_file_copied_into_landing_is_not_read(tmp_path, files, name):
+    """The pull's rule (etl/pull/deliveries.py) holds for a file copied into landing by hand: such a name is
+    never an export, whatever the mapping's files glob takes in, and the notice says why."""
+    folder = _registry_landing(tmp_path)
+    (folder / "TREP_export_20261101.csv").write_bytes(b"id_record;x\r\n1;2\r\n")
+    (folder / name).write_bytes(b"id_record;x\r\n1;")
+    mapping = load_mappings()["registry_it"].model_copy(update={"files": files})
+    found = discover(tmp_path / "landing", mapping, quiet_seconds=0)
+    assert [f.name for f in found.current] == ["TREP_export_20261101.csv"] and not found.waiting
+    assert [f.name for f in found.superseded] == []
+    (notice,) = found.notices
+    assert notice.startswith(f"registry_it: {name} not read: ") and "never an export" in notice, notice

@@ -8,6 +8,10 @@ the name), ties broken by modification time, or, when every file says when it wa
 not replace: the current files are the last snapshot and the increments after it, each
 following the one before (PriorFileOID). Older files of a series are superseded. Every
 file is identified by its sha256, and copied once into `archive/<source_id>/`.
+
+A file named as an upload tool names its temporary or an office program its lock file
+(`upload_temporary`: `x.csv.part`, `~$x.csv`) is never an export, whatever the mapping's `files`
+glob takes in: the pull never lands one, and the reader never reads one copied in by hand.
 """
 
 from __future__ import annotations
@@ -107,6 +111,29 @@ def series_of(mapping: SourceMapping, file_name: str) -> str | None:
     return adapter_for(mapping.format).series(mapping, file_name)
 
 
+# What upload tools and browsers name a file while they write it (WinSCP .filepart, curl and Firefox .part,
+# Chrome .crdownload, ...), or editors their backups; dotfiles (rsync's, LibreOffice's .~lock) are left out already.
+_TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".crdownload", ".download", ".uploading", ".upload",
+                       ".tmp", ".temp", ".swp", ".lock", "~")
+
+
+def upload_temporary(name: str) -> tuple[str, str] | None:
+    """Why a file (or zip member) of this name is an upload's temporary or a lock file, never an export,
+    and the name of the file it stands for; None for any other name. The glob of the exports may well
+    take it in (`*.csv` takes Excel's `~$export.csv`, `EXPORT_*` takes `EXPORT_1.csv.part`). One rule for
+    the pull (etl/pull/deliveries.py) and the landing reader."""
+    if name.startswith("~$"):  # Office's owner file, 162 bytes, while the file is open in Excel or Word
+        return "a lock file (~$: the file is open in Excel or Word), never an export", name[2:]
+    if name.startswith("~"):  # Word's ~WRL0001.tmp and the like
+        return "a temporary file (~), never an export", name[1:]
+    folded = name.casefold()
+    for suffix in _TEMPORARY_SUFFIXES:
+        if folded.endswith(suffix) and len(name) > len(suffix):
+            return (f"an upload's temporary name ({suffix}), never an export: the file is taken once the upload "
+                    "renames it to its own name"), name[:-len(suffix)]
+    return None
+
+
 def quiet_seconds_default() -> float:
     """How long a landing file must stay unchanged before it is read: env `RTW_QUIET_SECONDS`, else 60 s."""
     return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
@@ -174,6 +201,9 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             continue
         if path.name.endswith((".done", ".sha256")):
             continue  # markers of the files beside them
+        if (temporary := _temporary_export(mapping, path.name)) is not None:
+            notices.append(f"{mapping.source_id}: {path.name} not read: {temporary}")
+            continue
         series = series_of(mapping, path.name) if path.match(mapping.files) else None
         if series is None:
             notices.append(f"{mapping.source_id}: {path.name} does not match '{mapping.files}'"
@@ -208,6 +238,16 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems),
                        tuple(name for name, _, _ in waiting), tuple(series for _, series, _ in waiting),
                        tuple(notice for _, _, notice in waiting), tuple(p.name for p in paths))
+
+
+def _temporary_export(mapping: SourceMapping, name: str) -> str | None:
+    """Why a landing file is an upload's temporary or a lock file of one of the source's exports (its name,
+    or that of the file it stands for, fits the mapping), or None: a file copied in by hand with its export."""
+    if (temporary := upload_temporary(name)) is None:
+        return None
+    why, finished = temporary
+    fits = [n for n in (name, finished) if Path(n).match(mapping.files) and series_of(mapping, n) is not None]
+    return why if fits else None
 
 
 def _without_copies(source_id: str, current: list[LandingFile], notices: list[str]) -> list[LandingFile]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, shown_file_name
+from etl.extract.landing import upload_temporary
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
@@ -172,7 +173,7 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         name = remote.name
         if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
             continue  # uploads in progress (dotfiles) and the markers of other files
-        if _upload_temporary(name) is not None:
+        if upload_temporary(name) is not None:
             if (why := _temporary_export(name, fits)) is not None:
                 skipped.append(SkippedFile(name=name, reason=why))
             continue
@@ -255,32 +256,10 @@ def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
     return marker.modified is None or remote.modified is None or marker.modified >= remote.modified
 
 
-# What upload tools and browsers name a file while they write it (WinSCP .filepart, curl and Firefox .part,
-# Chrome .crdownload, ...), or editors their backups; dotfiles (rsync's, LibreOffice's .~lock) are left out already.
-_TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".crdownload", ".download", ".uploading", ".upload",
-                       ".tmp", ".temp", ".swp", ".lock", "~")
-
-
-def _upload_temporary(name: str) -> tuple[str, str] | None:
-    """Why a file (or zip member) of this name is an upload's temporary or a lock file, never an export,
-    and the name of the file it stands for; None for any other name. The glob of the exports may well
-    take it in (`*.csv` takes Excel's `~$export.csv`, `EXPORT_*` takes `EXPORT_1.csv.part`)."""
-    if name.startswith("~$"):  # Office's owner file, 162 bytes, while the file is open in Excel or Word
-        return "a lock file (~$: the file is open in Excel or Word), never an export", name[2:]
-    if name.startswith("~"):  # Word's ~WRL0001.tmp and the like
-        return "a temporary file (~), never an export", name[1:]
-    folded = name.casefold()
-    for suffix in _TEMPORARY_SUFFIXES:
-        if folded.endswith(suffix) and len(name) > len(suffix):
-            return (f"an upload's temporary name ({suffix}), never an export: the file is pulled once the upload "
-                    "renames it to its own name"), name[:-len(suffix)]
-    return None
-
-
 def _temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
     """Why `name` is an upload's temporary or a lock file of one of the source's exports (it `fits` the
     exports' glob, or the file it stands for does), or None: said, where any other file is passed over."""
-    if (temporary := _upload_temporary(name)) is None:
+    if (temporary := upload_temporary(name)) is None:
         return None
     why, finished = temporary
     return why if fits(name) or fits(finished) else None
@@ -330,7 +309,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder, lambda name: _upload_temporary(name) is None and wanted(mapping, name),
+        unpacked = unpack_zip(temp, folder, lambda name: upload_temporary(name) is None and wanted(mapping, name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
