@@ -63,7 +63,7 @@ from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PATIENT
+from etl.extract.file_names import PATIENT, key_shape
 from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
@@ -589,14 +589,7 @@ def number_in_names(patient_key: str) -> re.Pattern[str] | None:
     number too short to name anyone there (`names_a_patient`)."""
     if not names_a_patient(patient_key):
         return None
-    runs = re.findall(r"\d+|[^\W\d_]+|.", normalise_patient_key(patient_key), re.DOTALL)
-    body = "".join("[-_ ]" if run in "-_ " else re.escape(run) for run in runs)
-
-    def edge(run: str) -> str:
-        return r"\d" if run[0].isdigit() else r"[^\W\d_]" if run[0].isalpha() else ""
-
-    first, last = edge(runs[0]), edge(runs[-1])
-    return re.compile(f"{f'(?<!{first})' if first else ''}{body}{f'(?!{last})' if last else ''}", re.IGNORECASE)
+    return re.compile(key_shape(patient_key, literal=True), re.IGNORECASE)
 
 
 def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:

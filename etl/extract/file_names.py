@@ -76,10 +76,12 @@ def _edge(run: str) -> str:
     return r"\d" if run[0].isdigit() else _LETTERS if run[0].isalpha() else ""
 
 
-def key_shape(key: str) -> str:
-    """The regex of the numbers shaped like a patient key (see the module docstring)."""
+def key_shape(key: str, *, literal: bool = False) -> str:
+    """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
+    itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case)."""
     runs = _RUNS.findall(normalise_patient_key(key))
-    body = "".join(rf"\d{{{len(r)}}}" if r[0].isdigit() else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
+    body = "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
+                   else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
                    else f"[{_SEPARATORS}]" if r in _SEPARATORS else re.escape(r) for r in runs)
     first, last = _edge(runs[0]), _edge(runs[-1])
     return f"{f'(?<!{first})' if first else ''}{body}{f'(?!{last})' if last else ''}"
