@@ -26,7 +26,9 @@ once and never printed, logged or stored. Erasure is:
   or tombstone so named is renamed with `{patient}` in its place, and a hash-named tombstone keeps the
   export in landing/ from being archived again (`landing.erased_export`); the pull ledger keeps such a
   file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again; a file of
-  the patient sent again afterwards is renamed so by the run that harmonises it (`hide_erased_numbers`);
+  the patient sent again afterwards is renamed so by the run that harmonises it (`hide_erased_numbers`).
+  Only where the name reads the number as one: a snapshot whose date is written as it (`export_20261101.csv`)
+  keeps its name (`file_names.reads_as_patient_number`);
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
@@ -52,6 +54,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -63,7 +66,7 @@ from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PATIENT, key_shape
+from etl.extract.file_names import PATIENT, PatientNumbers, key_shape, reads_as_patient_number
 from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
@@ -75,6 +78,9 @@ from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import PseudonymKey, load_key, names_a_patient, normalise_patient_key, source_pseudonym
 from etl.transform.records import patient_columns
+
+if TYPE_CHECKING:  # the pull's transports: imported where used
+    from etl.pull.ledger import Ledger
 
 log = logging.getLogger("rtw")
 
@@ -595,16 +601,13 @@ def number_in_names(patient_key: str) -> re.Pattern[str] | None:
 def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:
     """The patient's number out of the names the home keeps of the source's files: archive copies and
     tombstones, and the pull ledger (its remote paths and landing names). landing/ is the centre's."""
-    from etl.pull.ledger import unnamed  # the pull's transports: not for every run that imports drop_erased
+    from etl.pull.ledger import read_ledger, unnamed  # the pull's transports: not for every run's import
 
     number = number_in_names(patient_key)
     if number is None:
         return
-
-    def shown(name: str) -> str:
-        return number.sub(PATIENT, name)
-
-    _archive_renamed(home, source_id, number, shown)
+    shown = _shown_without(number, [patient_key], _names_kept(home, source_id, read_ledger(home, source_id)))
+    _archive_renamed(home, source_id, shown)
     unnamed(home, source_id, shown)
 
 
@@ -615,29 +618,50 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     `Fall_123456_Verlauf.csv`), which the pull landed and recorded, and the run archived, under its name (they
     hold no key to tell the number by). Each part of a name shaped like a number (`_numbers_in_name`) is
     pseudonymised and compared with the erasures; the names of landing/, archive/ and the pull ledger are
-    looked at. How many erased patients' numbers the names held."""
+    looked at. How many erased patients' numbers the names held (where they read as numbers:
+    `_shown_without`)."""
     from etl.pull.ledger import read_ledger, unnamed  # the pull's transports: not for every run's import
 
     source_id = mapping.source_id
     ledger = read_ledger(home, source_id)
-    landing, archive = home.landing / source_id, home.archive / source_id
-    names = {p.name for p in (landing.iterdir() if landing.is_dir() else ())}
-    names |= {p.name.partition("__")[2] for p in (archive.iterdir() if archive.is_dir() else ())}  # not the hash
-    names |= {n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)}
+    names = _names_kept(home, source_id, ledger)
     is_erased = _erased_test(key, source_id, erased)
     found = sorted({number for name in names if PATIENT not in name for number in _numbers_in_name(name)
                     if any(is_erased(written) for written in _as_keys(number))})  # as each name writes it
+    found = [n for n in found if (one := number_in_names(n)) and any(
+        _shown_without(one, [n], names)(name) != name for name in names)]  # a date of a snapshot's name: none
     if not found:
         return 0
     number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, found) if n), re.IGNORECASE)
-
-    def shown(name: str) -> str:
-        return number.sub(PATIENT, name)
-
-    _archive_renamed(home, source_id, number, shown)
-    if any(number.search(n) for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
+    shown = _shown_without(number, found, names)
+    _archive_renamed(home, source_id, shown)
+    if any(shown(n) != n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
         unnamed(home, source_id, shown)
     return len({re.sub("[-_ ]", "-", n).upper() for n in found})
+
+
+def _names_kept(home: Home, source_id: str, ledger: Ledger) -> set[str]:
+    """The names of the source's files in landing/, archive/ (without the hash; a tombstone's without its
+    suffix too) and the pull ledger."""
+    landing, archive = home.landing / source_id, home.archive / source_id
+    names = {p.name for p in (landing.iterdir() if landing.is_dir() else ())}
+    archived = {p.name.partition("__")[2] for p in (archive.iterdir() if archive.is_dir() else ())}
+    names |= archived | {n.removesuffix(ERASED_SUFFIX) for n in archived}
+    return names | {n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)}
+
+
+def _shown_without(number: re.Pattern[str], keys: Iterable[str], names: Iterable[str]) -> Callable[[str], str]:
+    """How a name is shown without the erased numbers `number` matches (written as `keys`): in each place where
+    the name reads it as a patient number, not a date of a snapshot's (`file_names.reads_as_patient_number`,
+    the other `names` of the source telling a file per patient)."""
+    numbers = PatientNumbers.of(keys)
+    siblings = sorted(set(names))
+
+    def shown(name: str) -> str:
+        return number.sub(lambda m: PATIENT if reads_as_patient_number(name, m.span(), numbers, siblings)
+                          else m.group(), name)
+
+    return shown
 
 
 _NAME_RUNS = re.compile(r"\d+|[^\W\d_]+|.", re.DOTALL)
@@ -673,15 +697,15 @@ def _as_keys(number: str) -> Iterator[str]:
         yield "".join(p if i % 2 == 0 else separators[i // 2] for i, p in enumerate(pieces))
 
 
-def _archive_renamed(home: Home, source_id: str, number: re.Pattern[str], shown: Callable[[str], str]) -> None:
-    """The source's archive copies and tombstones whose name carries the number, renamed. A copy is shown
+def _archive_renamed(home: Home, source_id: str, shown: Callable[[str], str]) -> None:
+    """The source's archive copies and tombstones whose name `shown` shows otherwise, renamed. A copy is shown
     with `{patient}` (the rest of its name tells the file still) behind a tombstone named by the hash
     (written first: no run archives the export again under its name); a tombstone becomes that one."""
     folder = home.archive / source_id
     changed = False
     for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
         prefix, sep, name = entry.name.partition("__")
-        if not sep or not number.search(name) or entry.is_symlink() or not entry.is_file():
+        if not sep or shown(name) == name or entry.is_symlink() or not entry.is_file():
             continue
         tombstone = erased_export(home.archive, source_id, prefix)
         if not tombstone.exists():

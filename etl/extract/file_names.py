@@ -68,6 +68,7 @@ _KEY_LIKE = (rf"(?<![^\W_])(?<!-)(?!{_DATE_PART})(?=(?:[^\W_]|{_JOIN})*?\d)(?=(?
 _KEYS_UNKNOWN = re.compile(f"{_KEY_LIKE}|{_ANY_LONG_NUMBER.pattern}")
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
 # A date, a sibling's {patient} stands for none: 20261101, 2026-11-01, 01.11.2026, with a time after it or not
+_A_MONTH = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])")  # 202611: a monthly export's, for rtw forget
 _DATE_ONLY = re.compile(rf"{_A_DATE}|(?:19|20)\d\d([-_.])\d\d\1\d\d(?:[-_T]\d{{4,6}})?|\d\d([-_.])\d\d\2\d{{4}}")
 
 
@@ -153,6 +154,35 @@ def shown_file_name(name: str, numbers: PatientNumbers) -> str:
     if not any(c.isdigit() for c in name):
         return name
     return numbers.pattern.sub(PATIENT, name)
+
+
+def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNumbers,
+                            siblings: Iterable[str]) -> bool:
+    """Whether the part of `name` at `span` is a patient number there, for `rtw forget` to take out of the name:
+    `shown_file_name` hides it, and it does not read as a date (20261101, 202611, 2026-11-01) unless one of
+    `siblings` (the source's other names) has, in its place, a number of the same shapes that does not, or
+    `{patient}`: a file per patient (`Fall_12345678_Verlauf.csv` beside `Fall_20261101_Verlauf.csv`). Showing a
+    name hides a date shaped like a key at no cost; renaming a snapshot's copy and ledger line as an erased
+    patient's file would cost its checksum's comparison, and is no file of the patient's."""
+    start, end = span
+    if not any(m.start() <= start and end <= m.end() for m in numbers.pattern.finditer(name)):
+        return False
+    if not _reads_as_date(name[start:end]):
+        return True
+    before, after = name[:start], name[end:]
+    for sibling in siblings:
+        if len(sibling) <= len(before) + len(after) or not sibling.startswith(before) or not sibling.endswith(after):
+            continue
+        place = (len(before), len(sibling) - len(after))
+        number = sibling[place[0]:place[1]]
+        if number == PATIENT or (not _reads_as_date(number) and any(
+                m.span() == place for m in numbers.pattern.finditer(sibling))):
+            return True
+    return False
+
+
+def _reads_as_date(part: str) -> bool:
+    return bool(_DATE_ONLY.fullmatch(part) or _A_MONTH.fullmatch(part))
 
 
 def gone_file_name(name: str, siblings: Iterable[str]) -> str:
