@@ -28,7 +28,8 @@ once and never printed, logged or stored. Erasure is:
   file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again; a file of
   the patient sent again afterwards is renamed so by the run that harmonises it (`hide_erased_numbers`).
   Only where the name reads the number as one: a snapshot whose date is written as it (`export_20261101.csv`)
-  keeps its name (`file_names.reads_as_patient_number`);
+  keeps its name (`file_names.reads_as_patient_number`). The report files an upgrade still has to rewrite
+  with the names as shown are rewritten first: their clear names are read from the archive copies';
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`).
@@ -533,6 +534,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             marks_found.append(marks)
 
         swap_in_next(home.warehouse, run_id, erase, compact=True)
+        _show_names_in_earlier_reports(home)  # by the archive copies' clear names: before they are renamed
         _hide_number_in_names(home, source_id, patient_key)  # before the scrub: a copy it cannot read is named so
         # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, _exports_kept(home, source_id, shas),
@@ -596,6 +598,20 @@ def number_in_names(patient_key: str) -> re.Pattern[str] | None:
     if not names_a_patient(patient_key):
         return None
     return re.compile(key_shape(patient_key, literal=True), re.IGNORECASE)
+
+
+def _show_names_in_earlier_reports(home: Home) -> None:
+    """The report files of earlier runs an upgrade's rename in the history still has to rewrite (its run was
+    killed before, or the rewrite failed: publish_outputs.show_names_in_earlier_reports), rewritten now. The
+    rewrite reads each file's clear name from its archive copy's: once the patient's copy is renamed with
+    `{patient}`, no later run finds the clear name, and the pages would keep the number."""
+    from etl.publish_outputs import show_names_in_earlier_reports
+
+    try:
+        show_names_in_earlier_reports(home)
+    except Exception as exc:  # the erasure goes on: the names in archive/ and the ledger must go too
+        log.warning("the report files of earlier runs could not be rewritten with the file names as shown (%s): "
+                    "those naming the erased patient's file keep its name as delivered", exc)
 
 
 def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from openpyxl import load_workbook
+from test_file_names import KEY as NAMES_KEY
+from test_file_names import NUMBERS, _as_an_earlier_version_left_it, per_patient  # noqa: F401
+from test_names_shown_upgrade import _run_killed_at
 
 from etl import pipeline, synth
 from etl.config import SOURCES_DIR, Home, resolve_home
@@ -270,3 +273,20 @@ def test_the_ledger_keeps_an_erased_patients_file_by_digests_only(tmp_path):
     final = read_ledger(home, "registry_de")
     assert final.has(_remote("/drop/Fall_123456_Verlauf.csv", version="v3"))
     assert not final.has(_remote("/drop/Fall_123456_Verlauf.csv"))  # the last pulled from the path counts
+
+
+@pytest.mark.integration
+def test_report_pages_an_upgrade_still_had_to_rewrite_lose_the_number_too(per_patient):  # noqa: F811
+    """An upgrade renamed the files in the history and was killed before it rewrote the earlier runs' report
+    pages, which name the exports in clear: forget renames the erased patient's archive copy, by whose name
+    the rewrite finds the clear name, so it rewrites the pages first; no later run could."""
+    home, sources = per_patient
+    earlier = pipeline.run(home, key_value=NAMES_KEY, sources_dir=sources)
+    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    _run_killed_at(home, sources, "outputs")  # after its swap: the rewrite is pending
+    assert [p for p in pages if "234567" in p.read_text(encoding="utf-8")]
+    forget(home, "registry_de", "234567", key_value=NAMES_KEY, sources_dir=sources)
+    assert [p for p in pages if p.exists()] == pages  # the pages cite no pseudonym: kept, not deleted
+    assert [p for p in pages if "234567" in p.read_text(encoding="utf-8")] == []
+    pipeline.run(home, key_value=NAMES_KEY, sources_dir=sources)  # its repair finishes the rewrite
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))] == []
