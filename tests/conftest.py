@@ -55,3 +55,19 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
 
     return Home(built_once(tmp_path_factory, "small-run", build) / "home")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Any:
+    """A fresh home (a module may define its own)."""
+    from etl.config import resolve_home
+
+    return resolve_home(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    """An empty local drop zone."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from drop_zone import registry_sources, send
 
-from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.config import SOURCES_DIR, Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 from etl.pull.deliveries import DropZoneState, check_drop_zone
 from etl.transform.mapping import MappingError, load_mapping
@@ -20,33 +21,6 @@ FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
 EXPORT = "TREP_export_2024.csv"
 A = b"codice_paziente;version\n1;A\n"
 B = b"codice_paziente;version\n1;B, a longer correction\n"
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return resolve_home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def drop(tmp_path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-def _sources(tmp_path: Path, drop: Path, extra: str = "") -> Path:
-    folder = tmp_path / "sources"
-    folder.mkdir(exist_ok=True)
-    text = (SOURCES_DIR / "registry_it.yaml").read_text()
-    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{url: '{drop}', quiet_seconds: 600{extra}}}\n")
-    return folder
-
-
-def _send(path: Path, data: bytes, age: float = 3600) -> None:
-    """The sender's file, written `age` seconds ago (older than the quiet period)."""
-    path.write_bytes(data)
-    stamp = time.time() - age
-    os.utime(path, (stamp, stamp))
 
 
 def _pull(home: Home, sources: Path, **kwargs):
@@ -59,37 +33,37 @@ def _landed(home: Home) -> dict[str, bytes]:
 
 
 def test_a_file_corrected_back_to_an_earlier_version_lands_again(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
+    sources = registry_sources(tmp_path, drop)
     for age, data in ((7200, A), (5400, B), (3600, A)):  # A, then B, then A again under the same name
-        _send(drop / EXPORT, data, age)
+        send(drop / EXPORT, data, age)
         outcome = _pull(home, sources)
         assert outcome.status is PullStatus.PULLED, outcome.message
         assert _landed(home) == {EXPORT: data}
-    _send(drop / EXPORT, A, 1800)  # the same bytes once more: nothing new
+    send(drop / EXPORT, A, 1800)  # the same bytes once more: nothing new
     again = _pull(home, sources)
     assert again.status is PullStatus.NOTHING_NEW and "same content as already pulled" in again.message
 
 
 def test_a_stale_checksum_beside_a_changed_file_is_a_mismatch_not_a_skip(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
-    _send(drop / EXPORT, A, 7200)
-    _send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 7200)
+    sources = registry_sources(tmp_path, drop)
+    send(drop / EXPORT, A, 7200)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 7200)
     assert _pull(home, sources).status is PullStatus.PULLED
-    _send(drop / EXPORT, B, 3600)  # new bytes, the old sidecar left beside them
+    send(drop / EXPORT, B, 3600)  # new bytes, the old sidecar left beside them
     refused = _pull(home, sources)
     assert refused.status is PullStatus.FAILED and _landed(home) == {EXPORT: A}
     assert "checksum" in refused.message and EXPORT in refused.message, refused.message
     # the sender fixes the sidecar: the new bytes land (the ledger recorded nothing false)
-    _send(drop / f"{EXPORT}.sha256", hashlib.sha256(B).hexdigest().encode(), 60)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(B).hexdigest().encode(), 60)
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}
 
 
 def test_a_marker_older_than_its_file_declares_nothing(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
-    _send(drop / EXPORT, A, 7200)
-    _send(drop / f"{EXPORT}.done", b"", 7200)
+    sources = registry_sources(tmp_path, drop)
+    send(drop / EXPORT, A, 7200)
+    send(drop / f"{EXPORT}.done", b"", 7200)
     assert _pull(home, sources).status is PullStatus.PULLED
-    _send(drop / EXPORT, B[: len(B) // 2], 1)  # tonight's file, half rewritten in place; yesterday's marker
+    send(drop / EXPORT, B[: len(B) // 2], 1)  # tonight's file, half rewritten in place; yesterday's marker
     waiting = _pull(home, sources)
     assert waiting.status is PullStatus.NOTHING_NEW and "within the quiet period" in waiting.message
     assert _landed(home) == {EXPORT: A}
@@ -98,12 +72,12 @@ def test_a_marker_older_than_its_file_declares_nothing(tmp_path, home, drop):
 
 
 def test_delete_after_pull_leaves_a_version_uploaded_during_the_pull(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop, ", delete_after_pull: true")
-    _send(drop / EXPORT, A)
+    sources = registry_sources(tmp_path, drop, ", delete_after_pull: true")
+    send(drop / EXPORT, A)
 
     def upload_b(remote, so_far):  # the sender uploads B (written aside, renamed in) while A downloads
         if not (drop / ".uploaded").exists():
-            _send(drop / ".upload", B, 10)
+            send(drop / ".upload", B, 10)
             os.replace(drop / ".upload", drop / EXPORT)
             (drop / ".uploaded").touch()
 
@@ -116,12 +90,12 @@ def test_delete_after_pull_leaves_a_version_uploaded_during_the_pull(tmp_path, h
 
 
 def test_a_link_swapped_in_after_the_listing_is_not_followed(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
+    sources = registry_sources(tmp_path, drop)
     secret = tmp_path / "elsewhere.key"
     secret.write_bytes(b"k" * 40)
     first, second = drop / "TREP_export_2024a.csv", drop / "TREP_export_2024b.csv"
-    _send(first, A)
-    _send(second, b"x" * 40)  # a regular file when listed
+    send(first, A)
+    send(second, b"x" * 40)  # a regular file when listed
 
     def swap(remote, so_far):
         if remote.name == first.name and not second.is_symlink():
@@ -134,11 +108,11 @@ def test_a_link_swapped_in_after_the_listing_is_not_followed(tmp_path, home, dro
 
 
 def test_names_landing_cannot_hold_are_refused_and_others_land(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
+    sources = registry_sources(tmp_path, drop)
     accented, broken, long = "TREP_export_Forlì.csv", "TREP_export_x\nregistry_it: pulled.csv", \
         f"TREP_export_{'x' * 230}.csv"
     for name in (accented, broken, long):
-        _send(drop / name, A)
+        send(drop / name, A)
     outcome = _pull(home, sources)
     assert outcome.status is PullStatus.FAILED and set(_landed(home)) == {accented}
     assert "\n" not in outcome.message and "TREP_export_x\\nregistry_it" in outcome.message
@@ -149,25 +123,25 @@ def test_names_landing_cannot_hold_are_refused_and_others_land(tmp_path, home, d
 
 
 def test_without_checksums_the_wait_names_only_the_done_marker(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop, ", checksum: none")
-    _send(drop / EXPORT, A, 1)
-    _send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 1)
+    sources = registry_sources(tmp_path, drop, ", checksum: none")
+    send(drop / EXPORT, A, 1)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 1)
     waiting = _pull(home, sources)
     assert waiting.status is PullStatus.NOTHING_NEW
     assert f"a marker file {EXPORT}.done beside it, written after it, declares it complete" in waiting.message
 
 
 def test_the_sensor_counts_only_what_a_pull_would_land(tmp_path, home, drop):
-    sources = _sources(tmp_path, drop)
-    _send(drop / EXPORT, A, 7200)
-    _send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 7200)
+    sources = registry_sources(tmp_path, drop)
+    send(drop / EXPORT, A, 7200)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 7200)
     assert _pull(home, sources).status is PullStatus.PULLED
-    _send(drop / EXPORT, A, 3600)  # re-uploaded unchanged, its checksum beside it
-    _send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 3600)
-    _send(drop / f"TREP_export_{'x' * 230}.csv", A)  # refused by every pull
+    send(drop / EXPORT, A, 3600)  # re-uploaded unchanged, its checksum beside it
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 3600)
+    send(drop / f"TREP_export_{'x' * 230}.csv", A)  # refused by every pull
     look = check_drop_zone(home, "registry_it", sources_dir=sources)
     assert look.state is DropZoneState.NOTHING_NEW, look.message
-    _send(drop / "TREP_export_2025.csv", B)
+    send(drop / "TREP_export_2025.csv", B)
     look = check_drop_zone(home, "registry_it", sources_dir=sources)
     assert look.state is DropZoneState.NEW_EXPORT and look.waiting == ["TREP_export_2025.csv"]
 

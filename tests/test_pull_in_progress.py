@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import struct
 import time
@@ -18,9 +17,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+from drop_zone import registry_sources, send
 from transport_servers import SshServer, start_sshd
 
-from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 from etl.pull.deliveries import DropZoneState, check_drop_zone
 
@@ -28,36 +28,6 @@ FAST = PullPolicy(attempts=3, backoff_seconds=0.01, chunk_bytes=1 << 10)  # seve
 EXPORT = "TREP_export_2024.csv"
 A = b"codice_paziente;version\n" + b"".join(b"%d;A\n" % i for i in range(2000))
 B = A.replace(b";A\n", b";B\n")  # a correction of the same length
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return resolve_home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def drop(tmp_path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-def _sources(tmp_path: Path, url: str, extra: str = "", files: str | None = None) -> Path:
-    """registry_it's mapping with a drop zone at `url` (and another `files:` glob when given)."""
-    folder = tmp_path / "sources"
-    folder.mkdir(exist_ok=True)
-    text = (SOURCES_DIR / "registry_it.yaml").read_text()
-    if files is not None:
-        text = re.sub(r'(?m)^files: .*$', f'files: "{files}"', text)
-    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{url: '{url}', quiet_seconds: 600{extra}}}\n")
-    return folder
-
-
-def _send(path: Path, data: bytes, age: float = 3600) -> None:
-    """The sender's file, written `age` seconds ago (older than the quiet period)."""
-    path.write_bytes(data)
-    stamp = time.time() - age
-    os.utime(path, (stamp, stamp))
 
 
 def _pull(home: Home, sources: Path, **kwargs):
@@ -95,8 +65,8 @@ def _rewrite_once(path: Path, data: bytes):
 
 @pytest.mark.parametrize("later", [B, A + b"1;A, a line more\n"], ids=["rewritten-same-size", "grown"])
 def test_a_file_that_changes_while_it_is_read_does_not_land_and_is_pulled_next_night(tmp_path, home, drop, later):
-    sources = _sources(tmp_path, str(drop))
-    _send(drop / EXPORT, A)
+    sources = registry_sources(tmp_path, str(drop))
+    send(drop / EXPORT, A)
     outcome = _pull(home, sources, progress=_rewrite_once(drop / EXPORT, later))
     assert outcome.status is PullStatus.NOTHING_NEW, outcome.message
     assert _landed(home) == {} and _ledger(home) == []  # no mix of two versions, nothing recorded
@@ -109,9 +79,9 @@ def test_a_file_that_changes_while_it_is_read_does_not_land_and_is_pulled_next_n
 
 
 def test_a_zip_that_changes_while_it_is_read_is_not_unpacked(tmp_path, home, drop):
-    sources = _sources(tmp_path, str(drop), ", unzip: true")
+    sources = registry_sources(tmp_path, str(drop), ", unzip: true")
     first = _zip({EXPORT: A, "noise.bin": os.urandom(8 << 10)})
-    _send(drop / "REG_2024.zip", first)
+    send(drop / "REG_2024.zip", first)
     second = _zip({EXPORT: B, "noise.bin": os.urandom(8 << 10)})
     assert len(second) == len(first)
     outcome = _pull(home, sources, progress=_rewrite_once(drop / "REG_2024.zip", second))
@@ -128,8 +98,8 @@ def sshd(tmp_path_factory) -> SshServer:
 
 @pytest.mark.transport
 def test_an_sftp_file_rewritten_while_it_is_read_does_not_land(tmp_path, home, drop, sshd):
-    sources = _sources(tmp_path, f"sftp://127.0.0.1:{sshd.port}{drop}", ", connection: registry_it_sftp")
-    _send(drop / EXPORT, A)
+    sources = registry_sources(tmp_path, f"sftp://127.0.0.1:{sshd.port}{drop}", ", connection: registry_it_sftp")
+    send(drop / EXPORT, A)
     uri = sshd.connection_uri()
     outcome = _pull(home, sources, connection_uri=uri, progress=_rewrite_once(drop / EXPORT, B))
     assert outcome.status is PullStatus.NOTHING_NEW and _landed(home) == {}, outcome.message
@@ -147,9 +117,9 @@ def test_an_sftp_file_rewritten_while_it_is_read_does_not_land(tmp_path, home, d
     ("TREP_export_*.csv", "TREP_export_2024.csv.part"),  # no export by the glob, but one on its way: said
 ])
 def test_an_uploads_temporary_or_a_lock_file_never_lands_and_is_said(tmp_path, home, drop, files, name):
-    sources = _sources(tmp_path, str(drop), files=files)
-    _send(drop / name, A)
-    _send(drop / "TREP_export_2023.csv", B)
+    sources = registry_sources(tmp_path, str(drop), files=files)
+    send(drop / name, A)
+    send(drop / "TREP_export_2023.csv", B)
     look = check_drop_zone(home, "registry_it", sources_dir=sources)
     assert look.state is DropZoneState.NEW_EXPORT and look.waiting == ["TREP_export_2023.csv"], look.message
     outcome = _pull(home, sources)
@@ -159,8 +129,8 @@ def test_an_uploads_temporary_or_a_lock_file_never_lands_and_is_said(tmp_path, h
 
 
 def test_a_zips_members_named_as_temporaries_or_lock_files_do_not_land(tmp_path, home, drop):
-    sources = _sources(tmp_path, str(drop), ", unzip: true", files="*.csv")
-    _send(drop / "REG_2024.zip", _zip({"out/TREP_export_2024.csv": A, "out/~$TREP_export_2024.csv": b"lock",
+    sources = registry_sources(tmp_path, str(drop), ", unzip: true", files="*.csv")
+    send(drop / "REG_2024.zip", _zip({"out/TREP_export_2024.csv": A, "out/~$TREP_export_2024.csv": b"lock",
                                        "out/TREP_export_2025.csv.part": A[:100], "out/notes.txt": b"x"}))
     outcome = _pull(home, sources)
     assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}, outcome.message
@@ -193,9 +163,9 @@ def test_a_zip_of_zeros_is_a_zip():
 
 
 def test_a_zip_whose_members_landing_cannot_take_is_refused_before_a_member_is_written(tmp_path, home, drop):
-    sources = _sources(tmp_path, str(drop), ", unzip: true")
+    sources = registry_sources(tmp_path, str(drop), ", unzip: true")
     names = [f"TREP_export_{n:04d}.csv" for n in range(4096)]
-    _send(drop / "REG_2024.zip", _zip_of_zeros(names))  # 4 GiB of members in a zip of 4.5 MB
+    send(drop / "REG_2024.zip", _zip_of_zeros(names))  # 4 GiB of members in a zip of 4.5 MB
     # What landing keeps free leaves the pull 1 GiB: room for the zip, not for its members (with a margin
     # of GiBs either way for what other programs write or delete meanwhile).
     policy = FAST.model_copy(update={"keep_free_bytes": shutil.disk_usage(home.root).free - (1 << 30)})
@@ -222,10 +192,10 @@ def _digest(data: bytes) -> str:
 @pytest.mark.parametrize("declared_by", ["sidecar", "manifest"])
 def test_new_bytes_under_the_same_size_and_time_are_pulled_when_their_checksum_says_so(tmp_path, home, drop,
                                                                                      declared_by):
-    sources = _sources(tmp_path, str(drop), ", checksum_manifest: SHA256SUMS")
+    sources = registry_sources(tmp_path, str(drop), ", checksum_manifest: SHA256SUMS")
     checksum = drop / (f"{EXPORT}.sha256" if declared_by == "sidecar" else "SHA256SUMS")
-    _send(drop / EXPORT, A, 7200)
-    _send(checksum, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    send(drop / EXPORT, A, 7200)
+    send(checksum, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
     _correct_in_place(drop / EXPORT, B)
     checksum.write_text(f"{_digest(B)}  {EXPORT}\n")  # written now, after the pull
@@ -239,8 +209,8 @@ def test_new_bytes_under_the_same_size_and_time_are_pulled_when_their_checksum_s
 
 
 def test_without_a_checksum_new_bytes_under_the_same_size_and_time_are_not_seen(tmp_path, home, drop):
-    sources = _sources(tmp_path, str(drop))  # the limit docs/pull.md states: no file is read again to find out
-    _send(drop / EXPORT, A, 7200)
+    sources = registry_sources(tmp_path, str(drop))  # the limit docs/pull.md states: no file is read again to find out
+    send(drop / EXPORT, A, 7200)
     assert _pull(home, sources).status is PullStatus.PULLED
     _correct_in_place(drop / EXPORT, B)
     assert _pull(home, sources).status is PullStatus.NOTHING_NEW and _landed(home) == {EXPORT: A}
@@ -249,13 +219,13 @@ def test_without_a_checksum_new_bytes_under_the_same_size_and_time_are_not_seen(
 def test_a_corrections_sidecar_copied_with_the_senders_time_is_read(tmp_path, home, drop):
     """The sidecar's time is the sender's (scp -p, rsync -t keep it), not the drop zone's nor ours: one older
     than the pull is still new when its size or version is not the one beside the file pulled."""
-    sources = _sources(tmp_path, str(drop))
+    sources = registry_sources(tmp_path, str(drop))
     sidecar = drop / f"{EXPORT}.sha256"
-    _send(drop / EXPORT, A, 7200)
-    _send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    send(drop / EXPORT, A, 7200)
+    send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
     _correct_in_place(drop / EXPORT, B)
-    _send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)  # computed an hour ago, before the pull
+    send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)  # computed an hour ago, before the pull
     look = check_drop_zone(home, "registry_it", sources_dir=sources)
     assert look.state is DropZoneState.NEW_EXPORT and look.waiting == [EXPORT], look.message
     outcome = _pull(home, sources)
@@ -266,16 +236,16 @@ def test_a_corrections_sidecar_copied_with_the_senders_time_is_read(tmp_path, ho
 def test_a_ledger_line_without_its_sidecar_judges_the_sidecar_by_its_time(tmp_path, home, drop):
     """A line an earlier version wrote (no sidecar size and version): a sidecar written since the pull is read,
     one older is not, as before."""
-    sources = _sources(tmp_path, str(drop))
+    sources = registry_sources(tmp_path, str(drop))
     sidecar = drop / f"{EXPORT}.sha256"
-    _send(drop / EXPORT, A, 7200)
-    _send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
+    send(drop / EXPORT, A, 7200)
+    send(sidecar, f"{_digest(A)}  {EXPORT}\n".encode(), 7200)
     assert _pull(home, sources).status is PullStatus.PULLED
     ledger = home.root / "pulled" / "registry_it.jsonl"
     ledger.write_text("".join(json.dumps({k: v for k, v in e.items() if k != "sidecar"}) + "\n"
                               for e in _ledger(home)))
     _correct_in_place(drop / EXPORT, B)
-    _send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)
+    send(sidecar, f"{_digest(B)}  {EXPORT}\n".encode(), 3600)
     assert _pull(home, sources).status is PullStatus.NOTHING_NEW  # the limit an earlier ledger keeps
     sidecar.write_text(f"{_digest(B)}  {EXPORT}\n")  # written now, after the pull
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}

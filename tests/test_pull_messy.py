@@ -10,13 +10,13 @@ import os
 import shutil
 import time
 import zipfile
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from drop_zone import registry_sources, send
 from transport_servers import SshServer, start_sshd
 
-from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
@@ -28,33 +28,6 @@ def sshd(tmp_path_factory) -> SshServer:
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return resolve_home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def drop(tmp_path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-def _sources(tmp_path: Path, delivery: str) -> Path:
-    folder = tmp_path / "sources"
-    folder.mkdir(exist_ok=True)
-    text = (SOURCES_DIR / "registry_it.yaml").read_text()
-    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{{delivery}, quiet_seconds: 600}}\n")
-    return folder
-
-
-def _send(path: Path, data: bytes) -> None:
-    """The sender's file, written an hour ago (older than the quiet period)."""
-    path.write_bytes(data)
-    stamp = time.time() - 3600
-    os.utime(path, (stamp, stamp))
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -76,9 +49,9 @@ def _sha(data: bytes) -> str:
 
 @pytest.mark.transport
 def test_a_name_that_is_not_utf8_fails_that_file_not_the_sftp_listing(tmp_path, home, drop, sshd):
-    _send(drop / os.fsdecode(b"TREP_export_\xff.csv"), A)
-    _send(drop / "TREP_export_2024.csv", A)
-    sources = _sources(tmp_path, f"url: 'sftp://127.0.0.1:{sshd.port}{drop}', connection: registry_it_sftp")
+    send(drop / os.fsdecode(b"TREP_export_\xff.csv"), A)
+    send(drop / "TREP_export_2024.csv", A)
+    sources = registry_sources(tmp_path, f"sftp://127.0.0.1:{sshd.port}{drop}", ", connection: registry_it_sftp")
     outcome = pull_source(home, "registry_it", connection_uri=sshd.connection_uri(), sources_dir=sources,
                           policy=FAST)
     assert outcome.status is PullStatus.FAILED and _landed(home) == {"TREP_export_2024.csv": A}
@@ -96,8 +69,8 @@ def test_a_name_that_is_not_utf8_fails_that_file_not_the_sftp_listing(tmp_path, 
      "members 'TREP_export_a.csv' and 'TREP_export_A.csv' differ only in case"),
 ])
 def test_a_zip_with_members_no_landing_file_may_be_named_as_is_refused_whole(tmp_path, home, drop, members, reason):
-    _send(drop / "TREP_2024.zip", _zip(members))
-    sources = _sources(tmp_path, f"url: '{drop}', unzip: true")
+    send(drop / "TREP_2024.zip", _zip(members))
+    sources = registry_sources(tmp_path, f"{drop}", ", unzip: true")
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message  # said at once, not retried
     assert outcome.message.startswith(f"registry_it: {drop}/TREP_2024.zip from {drop} not pulled: ")
@@ -116,17 +89,17 @@ def test_a_zip_with_members_no_landing_file_may_be_named_as_is_refused_whole(tmp
      "landed"),
 ])
 def test_a_checksum_sidecar_is_read_for_the_file_it_names(tmp_path, home, drop, sidecar, outcome_says):
-    _send(drop / "TREP_export_2024.csv", A)
-    _send(drop / "TREP_export_2024.csv.sha256", sidecar.encode())
-    outcome = pull_source(home, "registry_it", sources_dir=_sources(tmp_path, f"url: '{drop}'"), policy=FAST)
+    send(drop / "TREP_export_2024.csv", A)
+    send(drop / "TREP_export_2024.csv.sha256", sidecar.encode())
+    outcome = pull_source(home, "registry_it", sources_dir=registry_sources(tmp_path, drop), policy=FAST)
     assert outcome_says.format(drop=drop) in outcome.message
     assert _landed(home) == ({"TREP_export_2024.csv": A} if outcome.status is PullStatus.PULLED else {})
 
 
 @pytest.mark.transport
 def test_credentials_files_other_accounts_can_read_or_write_are_refused(tmp_path, home, drop, sshd):
-    _send(drop / "TREP_export_2024.csv", A)
-    sources = _sources(tmp_path, f"url: 'sftp://127.0.0.1:{sshd.port}{drop}', connection: registry_it_sftp")
+    send(drop / "TREP_export_2024.csv", A)
+    sources = registry_sources(tmp_path, f"sftp://127.0.0.1:{sshd.port}{drop}", ", connection: registry_it_sftp")
     key = tmp_path / "id_ed25519"
     shutil.copy(sshd.client_key, key)
     key.chmod(0o644)
@@ -152,11 +125,11 @@ def test_credentials_files_other_accounts_can_read_or_write_are_refused(tmp_path
 
 
 def test_a_file_larger_than_landing_can_take_is_refused_before_a_byte_is_written(tmp_path, home, drop):
-    sources = _sources(tmp_path, f"url: '{drop}'")
+    sources = registry_sources(tmp_path, drop)
     export = drop / "TREP_export_2024.csv"
     # What must stay free is the policy's: a small file is refused when landing cannot spare it (asked
     # first: without the check, the terabyte below would be written until the disk is full).
-    _send(export, A)
+    send(export, A)
     whole_disk = PullPolicy(attempts=1, keep_free_bytes=shutil.disk_usage(home.landing).total)
     assert pull_source(home, "registry_it", sources_dir=sources, policy=whole_disk).status is PullStatus.FAILED
     assert list((home.landing / "registry_it").iterdir()) == []
@@ -171,6 +144,6 @@ def test_a_file_larger_than_landing_can_take_is_refused_before_a_byte_is_written
     assert "are kept for the night's run; nothing landed" in outcome.message
     assert list((home.landing / "registry_it").iterdir()) == []
 
-    _send(export, A)
+    send(export, A)
     assert pull_source(home, "registry_it", sources_dir=sources, policy=FAST).status is PullStatus.PULLED
     assert _landed(home) == {export.name: A}

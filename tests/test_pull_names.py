@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import re
-import time
 from pathlib import Path
 
-import pytest
+from drop_zone import registry_sources, send
 
-from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.extract.errors import ExtractError
 from etl.onboard.reading import shown_error
 from etl.pull import PullPolicy, PullStatus, deliveries, pull_all, pull_source
@@ -23,37 +20,11 @@ NUMBER = re.compile(r"FR01[-_ ]00\d")
 A = b"codice_paziente;version\n1;A\n"
 
 
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return resolve_home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def drop(tmp_path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-def _sources(tmp_path: Path, drop: Path) -> Path:
-    folder = tmp_path / "sources"
-    folder.mkdir()
-    text = (SOURCES_DIR / "registry_it.yaml").read_text()  # files: TREP_export_*.csv, nothing staged yet
-    (folder / "registry_it.yaml").write_text(f"{text}\ndelivery: {{url: '{drop}', quiet_seconds: 600}}\n")
-    return folder
-
-
-def _send(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    stamp = time.time() - 3600
-    os.utime(path, (stamp, stamp))
-
-
 def test_a_file_refused_by_its_name_is_said_without_its_number(tmp_path, home, drop, caplog):
-    sources = _sources(tmp_path, drop)
-    _send(drop / "TREP_export_IMT-FR01-001\x07.csv", A)  # a control character: escaped when said
-    _send(drop / "TREP_export_IMT-FR01-002.csv", A)
-    _send(drop / "TREP_export_IMT-FR01-002.csv.sha256", f"{'0' * 64}  TREP_export_IMT-FR01-002.csv\n".encode())
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_IMT-FR01-001\x07.csv", A)  # a control character: escaped when said
+    send(drop / "TREP_export_IMT-FR01-002.csv", A)
+    send(drop / "TREP_export_IMT-FR01-002.csv.sha256", f"{'0' * 64}  TREP_export_IMT-FR01-002.csv\n".encode())
     caplog.set_level(logging.DEBUG)
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.FAILED and len(outcome.failures) == 2, outcome.message
@@ -64,8 +35,8 @@ def test_a_file_refused_by_its_name_is_said_without_its_number(tmp_path, home, d
 
 
 def test_a_failure_no_one_foresaw_is_said_with_the_sources_numbers(tmp_path, home, drop, monkeypatch):
-    sources = _sources(tmp_path, drop)
-    _send(drop / "TREP_export_IMT-FR01-001.csv", A)
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_IMT-FR01-001.csv", A)
 
     def unforeseen(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error", str(drop / "TREP_export_IMT-FR01-001.csv"))
