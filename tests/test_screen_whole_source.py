@@ -5,9 +5,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from test_harmonise_screen import BOARD, KEY, ROW
 
+from etl.transform import records
 from etl.transform.parts import harmonise_to_folder
+from etl.transform.pseudonym import normalise_patient_key
 
 FILE = {"source_file": "board.csv"}
 
@@ -97,3 +100,21 @@ def test_a_night_that_leaves_the_screen_as_it_was_carries_the_notes_as_they_were
         rows = pq.read_table(folder / "tumour_board_review.parquet").sort_by("source_record_key").to_pylist()
         return [r for r in rows if not r["source_record_key"].endswith("|REG[3]")]
     assert carried(night2) == carried(night1) and _notes(night2)["REG[1]"] == "brother born {date}"
+
+
+def test_a_changed_night_reads_each_patient_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen's key shapes, the carry-over's digests and the cut into parts share the keys read."""
+    first = [_patient(n, f"{n % 28 + 1:02d}/03/{1990 + n}", reason=f"dose {n} mg") for n in range(1, 41)]
+    night1, _, _ = _night(tmp_path, "1", first, "a")
+    normalised = []
+
+    def counted(key: str) -> str:
+        normalised.append(key)
+        return normalise_patient_key(key)
+    monkeypatch.setattr(records, "normalise_patient_key", counted)
+    folder = tmp_path / "2"
+    folder.mkdir()
+    now = [*first[:-1], first[-1] | {"reason": "seen ILTB-00001"}]
+    said = harmonise_to_folder(BOARD, _export(now, "b"), KEY, "run-2", folder, previous=night1, part_records=10)
+    assert said.carried == 39 and _notes(folder)["REG[40]"] == "seen {patient}"
+    assert sorted(normalised) == sorted(p["pid"] for p in now)

@@ -52,7 +52,7 @@ from etl.extract.file_names import PATIENT
 from etl.transform.harmonise import _CODES_AS_WRITTEN, _FREE_TEXT, PATIENT_COUNT_COLUMNS
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
-from etl.transform.records import patient_keys
+from etl.transform.records import SourcePatientKeys
 from etl.transform.screen import DATE, TextScreen
 
 MEMO = "patients.parquet"
@@ -96,10 +96,10 @@ class Patients:
 
 
 def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: PseudonymKey,
-             previous: Path | None, screen: TextScreen) -> Patients | None:
+             previous: Path | None, screen: TextScreen, keys: SourcePatientKeys) -> Patients | None:
     """The source's patients and those carried over from `previous` (the folder of the last load);
     None when the source cannot be carried over (see the module's docstring). screen: what a free text
-    of the source may not show now."""
+    of the source may not show now; keys: the record sets' patient keys."""
     files = _files_of(mapping, tables)
     if files is None or not tables:
         return None
@@ -108,7 +108,7 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
         rows = []
         for index, name in enumerate(sorted(tables)):
             table = tables[name]
-            norms[name] = patient_keys(mapping, table)
+            norms[name] = keys.of(name)
             con.register(f"set{index}", table.append_column("_norm", pa.array(norms[name], pa.string()))
                          .append_column("_order", pa.array(np.arange(len(table)))))
             rows.append(f"SELECT _norm, {_row_text(index, table)} AS r FROM set{index} WHERE _norm IS NOT NULL")

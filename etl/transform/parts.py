@@ -37,7 +37,7 @@ from etl.transform.harmonise import _Engine, harmonise_source, ignored_notices, 
 from etl.transform.icdo3 import IcdO3Error
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
-from etl.transform.records import patient_keys
+from etl.transform.records import SourcePatientKeys
 from etl.transform.screen import TextScreen
 from etl.transform.values import PartialDate, ValueRejected
 
@@ -86,8 +86,9 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
-    screen = source_screen(mapping, tables)  # every part's free text is screened by every patient of the source
-    patients = carry_over.patients(mapping, tables, key, previous, screen)
+    keys = SourcePatientKeys(mapping, tables)  # read once: by the screen, the carry-over and the cut into parts
+    screen = source_screen(mapping, tables, keys)  # every part's free text is screened by every patient of the source
+    patients = carry_over.patients(mapping, tables, key, previous, screen, keys)
     rows = patients.fresh_rows if patients is not None else None
     parts = part_count(mapping, tables, part_records, rows)
     out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts,
@@ -96,7 +97,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     written: dict[str, int] = {}  # rows per file name
     counted = []
     try:
-        for part in split_by_patient(mapping, tables, parts, rows):
+        for part in split_by_patient(mapping, tables, parts, rows, keys):
             result = harmonise_source(mapping, part, key, run_id, screen=screen)
             del part  # the next part is made while this name still holds the last one
             outputs = {**result.tables, "records": result.records, "rejections": result.rejections,
@@ -123,15 +124,12 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     return out
 
 
-def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> TextScreen:
+def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], keys: SourcePatientKeys) -> TextScreen:
     """What a free text of the source may not show, whichever part or night harmonises it: the shapes of
-    every patient key of the source, and every patient's birth date (each read when first needed)."""
-    def keys() -> Iterator[str]:
-        for table in record_sets.values():
-            if mapping.patient_key in table.column_names:
-                yield from patient_keys(mapping, table).dropna().unique()
-
-    return TextScreen(PatientNumbers(keys), functools.cache(lambda: source_births(mapping, record_sets)))
+    every patient key of the source (`keys`: its record sets'), and every patient's birth date (each read
+    when first needed)."""
+    return TextScreen(PatientNumbers(lambda: keys.distinct),
+                      functools.cache(lambda: source_births(mapping, record_sets)))
 
 
 def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> list[PartialDate]:
@@ -185,20 +183,23 @@ def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part
 
 
 def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], parts: int,
-                     rows: Mapping[str, np.ndarray] | None = None) -> Iterator[dict[str, pd.DataFrame]]:
+                     rows: Mapping[str, np.ndarray] | None = None, keys: SourcePatientKeys | None = None
+                     ) -> Iterator[dict[str, pd.DataFrame]]:
     """The record sets cut into `parts` by a hash of the normalised patient key, every record of a
     patient in one part, each part as pandas frames. Records with no patient key, and record sets
     without the key column, go to the first part; every part has every record set (maybe empty), so
-    a missing column fails alike. rows: the rows to harmonise of each record set (default all)."""
+    a missing column fails alike. rows: the rows to harmonise of each record set (default all); keys: the
+    record sets' patient keys, when read already."""
     if parts == 1 and rows is None:
         yield {name: record_frame(table) for name, table in record_sets.items()}
         return
     buckets: dict[str, np.ndarray] = {}
+    keys = keys or SourcePatientKeys(mapping, record_sets)
     for name, table in record_sets.items():
         if parts == 1 or mapping.patient_key not in table.column_names:
             buckets[name] = np.zeros(len(table), dtype=np.int64)
             continue
-        patient = patient_keys(mapping, table)
+        patient = keys.of(name)
         hashed = pd.util.hash_pandas_object(patient, index=False) % parts
         buckets[name] = hashed.where(patient.notna(), 0).to_numpy()
     # A non-text column holding a null (never `_line` as staged) is taken from the whole: a part has

@@ -9,6 +9,8 @@ compact until harmonise takes them a part at a time (etl/transform/parts.py).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,29 @@ def patient_keys(mapping: SourceMapping, table: pa.Table) -> pd.Series:
     nulls = set(mapping.null_values)
     normalised = np.array([None if key.strip() in nulls else normalise_patient_key(key) for key in keys], dtype=object)
     return pd.Series(normalised[codes], dtype=object)
+
+
+class SourcePatientKeys:
+    """Each record's normalised patient key (`patient_keys`) in every record set of a source, a record set's
+    read when first asked and kept: the screen's key shapes, the carry-over's digests and the cut into parts
+    all tell patients apart by them, and read once they cost a fifth of a second at 100,000 persons."""
+
+    def __init__(self, mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> None:
+        self._mapping = mapping
+        self._record_sets = record_sets
+        self._keys: dict[str, pd.Series] = {}
+
+    def of(self, record_set: str) -> pd.Series:
+        """The record set's keys, row by row (the record set must have the patient key column)."""
+        if record_set not in self._keys:
+            self._keys[record_set] = patient_keys(self._mapping, self._record_sets[record_set])
+        return self._keys[record_set]
+
+    @functools.cached_property
+    def distinct(self) -> set[str]:
+        """Every patient key of the source, once (a record set without the key column has none)."""
+        return {key for name, table in self._record_sets.items() if self._mapping.patient_key in table.column_names
+                for key in self.of(name).dropna().unique()}
 
 
 def patient_columns(mapping: SourceMapping) -> set[str]:
