@@ -172,11 +172,9 @@ def _element_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 # -- values --------------------------------------------------------------------------------------
 def _value_parser(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
     """The harmonise engine's own value conversion, so check and nightly run never disagree."""
-    from etl.transform.harmonise import _Engine
-    from etl.transform.pseudonym import PseudonymKey
+    from etl.transform.harmonise import value_reader
 
-    # No pseudonym is made here; conversion never reads the key.
-    return _Engine(mapping, PseudonymKey(b"rtw-check"), "check").convert
+    return value_reader(mapping)
 
 
 def _rejection_types() -> tuple[type[Exception], ...]:

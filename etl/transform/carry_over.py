@@ -49,7 +49,7 @@ from etl import fsio, resources, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.extract.adapter import LINE_COLUMN
 from etl.extract.file_names import PATIENT
-from etl.transform.harmonise import _CODES_AS_WRITTEN, _FREE_TEXT, PATIENT_COUNT_COLUMNS
+from etl.transform.harmonise import PATIENT_COUNT_COLUMNS, screened_fields
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 from etl.transform.records import SourcePatientKeys
@@ -127,7 +127,7 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     rescreened = {}
     if len(carried) and screened_then != screened:
         assert previous is not None
-        rescreened = _free_text_columns(mapping)
+        rescreened = screened_fields(mapping)
         otherwise = _judged_otherwise(previous, rescreened, carried["source_patient_pseudonym"], screen)
         carried = carried[~carried["source_patient_pseudonym"].isin(otherwise)]
     fresh_patients = found[~found["who"].isin(carried["who"])]
@@ -213,15 +213,6 @@ def _carried(previous: Path | None, header: bytes, digests: pd.DataFrame) -> tup
             raise Unreadable(f"{path}: holds {found} rows, its load wrote {rows}")
     screened = metadata[_SCREEN].decode() if _SCREEN in metadata else None
     return stored.to_pandas().merge(digests, on=["who", "digest"])[_MEMO_COLUMNS], screened
-
-
-def _free_text_columns(mapping: SourceMapping) -> dict[str, list[str]]:
-    """Per table, the columns harmonise screens (etl/transform/harmonise.py `values`): free text loaded
-    as written, not a code list's value nor a code used as written."""
-    return {table: [name for name, field in table_spec.fields.items()
-                    if field.codes is None and field.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
-                    and field.const is None and field.age_at is None and field.ref is None]
-            for table, table_spec in mapping.tables.items()}
 
 
 def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carried: pd.Series,

@@ -22,7 +22,7 @@ source (etl/transform/screen.py); a free text loaded as written has them replace
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -303,15 +303,15 @@ class _Engine:
             return True
         return self.screen.holds(raw)
 
-    def births(self, records: list[_Record]) -> list[PartialDate]:
-        """The birth dates the patient records give, as harmonise reads them; one that cannot be read
+    def births(self, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
+        """The birth dates the patient records' rows give, as harmonise reads them; one that cannot be read
         is left out (its record is quarantined without quoting it)."""
         spec = self.mapping.patient.fields.get("birth_date")
         if spec is None:
             return []
         found = []
-        for record in records:
-            raw = self._raw(spec, record.row)
+        for row in rows:
+            raw = self._raw(spec, row)
             try:
                 birth = self.convert(spec, raw) if raw is not None else None
             except (ValueRejected, icdo3.IcdO3Error):
@@ -556,6 +556,29 @@ def birth_tokens(key: PseudonymKey, birth: PartialDate | None) -> dict[str, str 
             "birth_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
 
 
+def value_reader(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
+    """A field's raw text read as harmonise reads it (its type, code list, formats and case): what `rtw check`
+    tries a source's values with, so that check and the nightly run never disagree. Raises ValueRejected or
+    IcdO3Error for a value harmonise refuses."""
+    return _Engine(mapping, PseudonymKey(b"rtw-check"), "check").convert  # conversion never reads the key
+
+
+def birth_dates(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
+    """The birth dates the patient record set's rows give, as harmonise reads them (one that cannot be read
+    left out): what a free text may not show of the source's patients (etl/transform/screen.py)."""
+    return _Engine(mapping, PseudonymKey(b"rtw-births"), "births").births(rows)  # no pseudonym is made
+
+
+def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
+    """Per table, the fields whose values harmonise screens for the source's patients (`_Engine.values`):
+    free text loaded as written, not a code list's value, a code used as written, a constant, an age
+    or a reference."""
+    return {table: [name for name, spec in table_spec.fields.items()
+                    if spec.codes is None and spec.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
+                    and spec.const is None and spec.age_at is None and spec.ref is None]
+            for table, table_spec in mapping.tables.items()}
+
+
 def code_list_problems(mapping: SourceMapping) -> list[str]:
     """'<key path>.codes: code 'X' maps to ...' for each code list value its field's type cannot read:
     a mapping error, refused when the mapping loads rather than quarantining every record."""
@@ -602,7 +625,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     patients = records.get(mapping.patient.head, [])
     engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
                                                             if r.patient_key not in engine.nulls}),
-                                         lambda: engine.births(patients))
+                                         lambda: engine.births(r.row for r in patients))
     # Patients first: their birth dates and EUPIDs are needed by every other table.
     patient_rows = engine.patient_rows(patients)
     table_rows = {table: engine.table_rows(table, spec, records.get(spec.head, []))

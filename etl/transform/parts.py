@@ -33,13 +33,12 @@ from etl.extract.adapter import is_text, record_column, record_frame
 from etl.extract.file_names import PatientNumbers
 from etl.frames import row_dicts
 from etl.transform import carry_over
-from etl.transform.harmonise import _Engine, harmonise_source, ignored_notices, join_sections
-from etl.transform.icdo3 import IcdO3Error
+from etl.transform.harmonise import birth_dates, harmonise_source, ignored_notices, join_sections
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 from etl.transform.records import SourcePatientKeys
 from etl.transform.screen import TextScreen
-from etl.transform.values import PartialDate, ValueRejected
+from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +146,7 @@ def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -
     head = frames.get(mapping.patient.head)
     if head is None or not spec.columns() <= set(head.columns):
         return []  # (harmonise refuses a missing column, or reads ODM's as empty)
-    engine = _Engine(mapping, PseudonymKey(b"rtw-births"), "births")  # conversion never reads the key
-    found = set()
-    for row in row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates()):
-        raw = engine._raw(spec, row)
-        try:
-            birth = engine.convert(spec, raw) if raw is not None else None
-        except (ValueRejected, IcdO3Error):
-            continue
-        if isinstance(birth, PartialDate):
-            found.add(birth)
+    found = set(birth_dates(mapping, row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates())))
     return sorted(found, key=lambda b: (b.value, b.precision))
 
 
