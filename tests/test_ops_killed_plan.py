@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from dag_runs import meta_runs, synthetic_home
 from status_runs import failed_night, last_runs
+from task_processes import refused_for_dag_1, task_process
 
 from etl import runlock
 from etl.airflow_local import run_dag
@@ -50,23 +50,9 @@ def _planned(root: Path, *, crash: str = "") -> Home:
     return home
 
 
-@contextmanager
-def _planning(root: Path) -> Iterator[subprocess.Popen[str]]:
+def _planning(root: Path) -> AbstractContextManager[subprocess.Popen[str]]:
     """plan_run at work, the lease written, in the home still; killed (kill -9) when the block ends."""
-    plan = subprocess.Popen([sys.executable, "-c", _PLAN, str(root), "stay"], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO_ROOT)
-    try:
-        assert plan.stdout is not None and plan.stdout.readline().strip() == "leased"
-        yield plan
-    finally:
-        plan.send_signal(signal.SIGKILL)
-        plan.wait()
-
-
-def _refused(home: Home) -> None:
-    with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
-        pass
-    assert runlock.holds(home, "dag-1")
+    return task_process(_PLAN, str(root), "stay", said="leased")
 
 
 def test_a_plan_killed_once_it_wrote_the_lease_is_taken_over_by_the_next_run_saying_so(tmp_path, caplog):
@@ -88,10 +74,10 @@ def test_a_plan_killed_once_it_wrote_the_lease_is_taken_over_by_the_next_run_say
 def test_a_plan_at_work_or_ended_as_a_task_ends_holds_the_home(tmp_path):
     """At work, it holds the home's lock; ended, its run is between two tasks: the heartbeat alone decides."""
     with _planning(tmp_path):
-        _refused(resolve_home(tmp_path))
+        refused_for_dag_1(resolve_home(tmp_path))
     home = _planned(tmp_path / "ended")
     assert list((home.root / runlock.AT_WORK).glob("*.json")) == []  # nothing left to say it was killed
-    _refused(home)
+    refused_for_dag_1(home)
 
 
 def test_a_killed_plan_of_another_host_or_container_or_whose_pid_lives_holds_the_home(tmp_path):
@@ -102,7 +88,7 @@ def test_a_killed_plan_of_another_host_or_container_or_whose_pid_lives_holds_the
                   {**plan, "pid_namespace": "pid:[1]"},  # another container's pid: means nothing here
                   {**plan, **runlock.this_process()}]:  # alive, started when it was recorded
         killed.write_text(json.dumps(other))
-        _refused(home)
+        refused_for_dag_1(home)
     killed.write_text(json.dumps(plan))
     with runlock.run_lock(home, "cli"):
         assert runlock.read_lease(home) is None

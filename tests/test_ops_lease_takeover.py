@@ -9,16 +9,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from task_processes import refused_for_dag_1, task_process
 
 from etl import runlock
 from etl.config import REPO_ROOT, Home, resolve_home
@@ -48,38 +46,20 @@ def _planned(root: Path) -> Home:
     return home
 
 
-@contextmanager
-def _task(code: str, *args: str, said: str) -> Iterator[subprocess.Popen[str]]:
-    """A task in a process of its own, once it says `said`; killed (kill -9) when the block ends."""
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == said
-        yield process
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-
-
-def _refused(home: Home) -> None:
-    with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
-        pass
-    assert runlock.holds(home, "dag-1")
-
-
 def test_a_dag_run_killed_in_extract_is_taken_over_once_its_last_working_process_is_gone(tmp_path, caplog):
     """Its lease named plan_run's process, gone as soon as plan_run ended, and never one of its extract tasks:
     `rtw run` was refused, and `rtw status` showed the night running, until the lease lapsed two hours later."""
     home = _planned(tmp_path)
-    with _task(_EXTRACT, str(tmp_path), "source.extract[registry_it]", "done", said="working") as done:
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[registry_it]", "done", said="working") as done:
         done.wait()  # an extract that ended as a task ends: nothing of it is left at work
-    with _task(_EXTRACT, str(tmp_path), "source.extract[sacha_fr]", said="working"), \
-            _task(_EXTRACT, str(tmp_path), "source.extract[crizotinib]", said="working"):
-        _refused(home)  # two at work
-    with _task(_EXTRACT, str(tmp_path), "source.extract[sacha_fr]", "done", said="working") as retry:
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[sacha_fr]", said="working"), \
+            task_process(_EXTRACT, str(tmp_path), "source.extract[crizotinib]", said="working"):
+        refused_for_dag_1(home)  # two at work
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[sacha_fr]", "done", said="working") as retry:
         retry.wait()  # Airflow retried one: the run goes on, what the killed two left says nothing of it now
-    _refused(home)  # between two tasks
-    with _task(_EXTRACT, str(tmp_path), "source.harmonise[registry_it]", said="working") as killed:
-        _refused(home)  # at work: it may write in the home yet
+    refused_for_dag_1(home)  # between two tasks
+    with task_process(_EXTRACT, str(tmp_path), "source.harmonise[registry_it]", said="working") as killed:
+        refused_for_dag_1(home)  # at work: it may write in the home yet
     assert not runlock.holds(home, "dag-1")  # every process at work for it is gone
     with runlock.run_lock(home, "cli"):
         assert runlock.read_lease(home) is None
@@ -95,14 +75,14 @@ def test_a_dag_run_killed_in_extract_is_taken_over_once_its_last_working_process
 def test_a_dag_run_between_tasks_holds_the_home_until_its_lease_lapses(tmp_path):
     """No process of it at work (one task ended, the next not started yet): the heartbeat alone decides."""
     home = _planned(tmp_path)
-    with _task(_EXTRACT, str(tmp_path), "source.extract[registry_it]", "done", said="working") as done:
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[registry_it]", "done", said="working") as done:
         done.wait()
-    _refused(home)
+    refused_for_dag_1(home)
 
 
 def test_a_process_of_another_host_or_container_at_work_for_the_run_holds_the_home(tmp_path):
     home = _planned(tmp_path)
-    with _task(_EXTRACT, str(tmp_path), "source.extract[registry_it]", said="working"):
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[registry_it]", said="working"):
         pass  # killed
     [killed] = (tmp_path / runlock.AT_WORK).glob("*.json")
     at_work = json.loads(killed.read_text())
@@ -110,7 +90,7 @@ def test_a_process_of_another_host_or_container_at_work_for_the_run_holds_the_ho
                  {**at_work, "pid_namespace": "pid:[1]"}]  # another container's pid: means nothing here
     for other in elsewhere:
         (tmp_path / runlock.AT_WORK / "dag-1-other.json").write_text(json.dumps(other))
-        _refused(home)
+        refused_for_dag_1(home)
     (tmp_path / runlock.AT_WORK / "dag-1-other.json").unlink()
     with runlock.run_lock(home, "cli"):
         assert runlock.read_lease(home) is None
@@ -120,7 +100,7 @@ def test_a_dag_plan_leaves_a_run_airflow_still_runs_to_airflow(tmp_path):
     """Its scheduler is alive (it runs this plan): it retries or fails the killed task, then publish ends the
     lease. A DAG run that has ended is replaced, as before."""
     home = _planned(tmp_path)
-    with _task(_EXTRACT, str(tmp_path), "source.extract[registry_it]", said="working"):
+    with task_process(_EXTRACT, str(tmp_path), "source.extract[registry_it]", said="working"):
         pass  # killed
     with pytest.raises(runlock.RunBusy, match="dag-1"), \
             runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: True):
@@ -138,7 +118,7 @@ def test_a_publish_killed_while_waiting_for_the_home_leaves_it_to_the_next_run(t
     lock = os.open(tmp_path / runlock.LOCK_NAME, os.O_RDWR)
     fcntl.flock(lock, fcntl.LOCK_EX)  # another holds the home's lock a while: publish waits for it
     try:
-        with _task(_PUBLISH, str(tmp_path), said="waiting"):
+        with task_process(_PUBLISH, str(tmp_path), said="waiting"):
             for _ in range(1200):  # until it waits for the lock: never a timing
                 if list((tmp_path / runlock.AT_WORK).glob("*.json")):
                     break
