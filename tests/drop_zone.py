@@ -3,9 +3,11 @@ long enough ago to be pulled (the `home` and `drop` fixtures are conftest.py's).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
+import zipfile
 from pathlib import Path
 
 from etl.config import SOURCES_DIR
@@ -28,3 +30,12 @@ def send(path: Path, data: bytes, age: float = 3600) -> None:
     path.write_bytes(data)
     stamp = time.time() - age
     os.utime(path, (stamp, stamp))
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    """A zip of `members` (name -> bytes), as a sender packs its exports."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

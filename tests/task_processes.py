@@ -32,3 +32,13 @@ def refused_for_dag_1(home: Home) -> None:
     with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
         pass
     assert runlock.holds(home, "dag-1")
+
+
+def replaced_once_airflow_ended_it(home: Home) -> None:
+    """The next DAG run's plan asks Airflow about dag-1: refused while it runs, its lease replaced once it ended."""
+    with pytest.raises(runlock.RunBusy, match="dag-1"), \
+            runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: True):
+        pass
+    with runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: False):
+        runlock.take_lease(home, "dag-2")
+    assert runlock.read_lease(home)["run_id"] == "dag-2"

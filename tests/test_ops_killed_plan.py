@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dag_runs import meta_runs, synthetic_home
 from status_runs import failed_night, last_runs
-from task_processes import refused_for_dag_1, task_process
+from task_processes import refused_for_dag_1, replaced_once_airflow_ended_it, task_process
 
 from etl import runlock
 from etl.airflow_local import run_dag
@@ -97,12 +97,7 @@ def test_a_killed_plan_of_another_host_or_container_or_whose_pid_lives_holds_the
 def test_the_next_dag_plan_leaves_a_run_airflow_still_runs_to_airflow(tmp_path):
     """Airflow fails the killed plan_run, and the DAG run with it: a DAG run that has ended is replaced."""
     home = _planned(tmp_path, crash="leased")
-    with pytest.raises(runlock.RunBusy, match="dag-1"), \
-            runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: True):
-        pass
-    with runlock.run_lock(home, "dag-2", kind="airflow", lease="replace", running=lambda lease: False):
-        runlock.take_lease(home, "dag-2")
-    assert runlock.read_lease(home)["run_id"] == "dag-2"
+    replaced_once_airflow_ended_it(home)
 
 
 @pytest.mark.airflow

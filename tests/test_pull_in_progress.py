@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from drop_zone import registry_sources, send
+from drop_zone import registry_sources, send, zipped
 from transport_servers import SshServer, start_sshd
 
 from etl.config import Home
@@ -42,14 +42,6 @@ def _landed(home: Home) -> dict[str, bytes]:
 def _ledger(home: Home) -> list[dict]:
     path = home.root / "pulled" / "registry_it.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 # -- 1. a file that changes while it is read ----------------------------------------------------------
@@ -80,9 +72,9 @@ def test_a_file_that_changes_while_it_is_read_does_not_land_and_is_pulled_next_n
 
 def test_a_zip_that_changes_while_it_is_read_is_not_unpacked(tmp_path, home, drop):
     sources = registry_sources(tmp_path, str(drop), ", unzip: true")
-    first = _zip({EXPORT: A, "noise.bin": os.urandom(8 << 10)})
+    first = zipped({EXPORT: A, "noise.bin": os.urandom(8 << 10)})
     send(drop / "REG_2024.zip", first)
-    second = _zip({EXPORT: B, "noise.bin": os.urandom(8 << 10)})
+    second = zipped({EXPORT: B, "noise.bin": os.urandom(8 << 10)})
     assert len(second) == len(first)
     outcome = _pull(home, sources, progress=_rewrite_once(drop / "REG_2024.zip", second))
     assert outcome.status is PullStatus.NOTHING_NEW, outcome.message
@@ -130,7 +122,7 @@ def test_an_uploads_temporary_or_a_lock_file_never_lands_and_is_said(tmp_path, h
 
 def test_a_zips_members_named_as_temporaries_or_lock_files_do_not_land(tmp_path, home, drop):
     sources = registry_sources(tmp_path, str(drop), ", unzip: true", files="*.csv")
-    send(drop / "REG_2024.zip", _zip({"out/TREP_export_2024.csv": A, "out/~$TREP_export_2024.csv": b"lock",
+    send(drop / "REG_2024.zip", zipped({"out/TREP_export_2024.csv": A, "out/~$TREP_export_2024.csv": b"lock",
                                        "out/TREP_export_2025.csv.part": A[:100], "out/notes.txt": b"x"}))
     outcome = _pull(home, sources)
     assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2024.csv": A}, outcome.message
@@ -157,7 +149,7 @@ def _zip_of_zeros(names: list[str], size: int = 1 << 20) -> bytes:
                                                     len(directory), out.tell(), 0)
 
 
-def test_a_zip_of_zeros_is_a_zip():
+def test_a_zip_of_zeros_is_azipped():
     with zipfile.ZipFile(io.BytesIO(_zip_of_zeros(["a.csv", "b.csv"], 1000))) as archive:
         assert archive.testzip() is None and archive.read("b.csv") == bytes(1000)
 

@@ -5,15 +5,13 @@ server on 127.0.0.1 (tests/transport_servers.py) and a local folder."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import time
-import zipfile
 from urllib.parse import quote
 
 import pytest
-from drop_zone import registry_sources, send
+from drop_zone import registry_sources, send, zipped
 from transport_servers import SshServer, start_sshd
 
 from etl.config import Home
@@ -28,14 +26,6 @@ def sshd(tmp_path_factory) -> SshServer:
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _landed(home: Home) -> dict[str, bytes]:
@@ -69,7 +59,7 @@ def test_a_name_that_is_not_utf8_fails_that_file_not_the_sftp_listing(tmp_path, 
      "members 'TREP_export_a.csv' and 'TREP_export_A.csv' differ only in case"),
 ])
 def test_a_zip_with_members_no_landing_file_may_be_named_as_is_refused_whole(tmp_path, home, drop, members, reason):
-    send(drop / "TREP_2024.zip", _zip(members))
+    send(drop / "TREP_2024.zip", zipped(members))
     sources = registry_sources(tmp_path, f"{drop}", ", unzip: true")
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message  # said at once, not retried
