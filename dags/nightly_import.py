@@ -218,7 +218,7 @@ def nightly_import() -> None:
     # all_done: a source whose pull failed keeps what landing holds; the others go on.
     @task(execution_timeout=timedelta(minutes=20), trigger_rule="all_done")
     def plan_run() -> dict[str, Any]:
-        from etl import pipeline, repair, runlock
+        from etl import pipeline, repair, runlock, schema
 
         with _plan_step(pipeline.new_run_id()) as night:  # why it fails: in the run's failure message, rtw status
             context = get_current_context()
@@ -229,8 +229,10 @@ def nightly_import() -> None:
             with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
                                   running=lambda lease: _still_running(lease, context)):
                 night.begin("plan_run")
-                repair.repair(home)
-                planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force, sources_dir=_sources_dir())
+                with schema.reading(home.warehouse) as live:  # one read of the warehouse for both
+                    repair.repair(home, live)
+                    planned = pipeline.plan(home, key_value=key, run_id=run_id, force=force,
+                                            sources_dir=_sources_dir(), live=live)
                 runlock.take_lease(home, run_id, dag_run_id=context["run_id"])  # holds the home until publish
             return planned.model_dump(mode="json")
 

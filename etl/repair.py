@@ -88,9 +88,10 @@ def _latest_report_run(home: Home) -> str | None:
     return Path(os.readlink(latest)).name
 
 
-def repair(home: Home) -> list[str]:
+def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[str]:
     """Remove dead runs' temporaries and bring the marts and the report in line with the live
-    warehouse; return what was done (empty when nothing was amiss). Failures are notes, not errors."""
+    warehouse; return what was done (empty when nothing was amiss). Failures are notes, not errors.
+    `live`: a read-only connection to the live warehouse the caller holds (the run's, for its plan too)."""
     done: list[str] = []
     # Under the publish lock too: a command outside the run lock (rtw forget) may be mid-publish.
     with _publish_lock(home.warehouse):
@@ -106,7 +107,7 @@ def repair(home: Home) -> list[str]:
         return done
     notes: list[str] = []
     # One read of the live warehouse for what follows (a connection costs some 20 ms of every run).
-    with reading(home.warehouse) as con:
+    with reading(home.warehouse, live) as con:
         assert con is not None  # it exists
         current = _validated_runs(con)
         if current:

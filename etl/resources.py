@@ -86,13 +86,20 @@ def code_files(folder: Path) -> list[Path]:
             and not any(part == "__pycache__" or part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
+@cache
+def installed_version(library: str) -> str:
+    """The installed version of `library`, looked up once a process (each lookup scans the installed
+    packages: a run asks for several, again and again)."""
+    return version(library)
+
+
 def code_digest(paths: Iterable[Path], *libraries: str) -> str:
     """SHA-256 of the code a memo is computed by: each file's name and bytes (in path order) and the
     installed versions of `libraries`. A memo (carried-over rows, verdicts, linked persons) kept under
     another digest is computed again: an upgrade redoes what its change could change, nothing more."""
     digest = hashlib.sha256()
     for library in libraries:
-        digest.update(f"{library} {version(library)}\0".encode())
+        digest.update(f"{library} {installed_version(library)}\0".encode())
     for path in sorted(p.resolve() for p in paths):  # one order however the installation's path is spelled
         data = path.read_bytes()
         digest.update(f"{path.name}\0{len(data)}\0".encode() + data)
