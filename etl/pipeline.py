@@ -637,9 +637,9 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     night = run_record.Night(home, run_id, "cli")
     with night.failing(), fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait), \
             contextlib.ExitStack() as reads:
+        night.begin("repair")
         # One read of the live warehouse for repair and plan (a connection costs ~20 ms of a nothing-changed night)
         live = reads.enter_context(schema.reading(home.warehouse))
-        night.begin("repair")
         for line in repair.repair(home, live):  # what a killed run left behind, before anything new
             say(line)
         # publish's copy of the warehouse is made meanwhile (etl/load/next_copy.py)
