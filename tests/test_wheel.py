@@ -216,7 +216,7 @@ def test_a_code_digest_changes_with_a_files_name_bytes_or_boundary_and_a_library
                           resources.code_digest(files(a="ab", b="d")), resources.code_digest(files(a="ab"))}
     with_duckdb = resources.code_digest(files(a="ab", b="c"), "duckdb")
     assert with_duckdb != digest
-    monkeypatch.setattr(resources, "version", lambda library: "another version")
+    monkeypatch.setattr(resources, "installed_version", lambda library: "another version")
     assert resources.code_digest(files(a="ab", b="c"), "duckdb") != with_duckdb
 
 
