@@ -172,7 +172,8 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
     decisions = _latest_decisions(con)
     scored = row_dicts(pairs)
     with_eupid = {p.key for p in patients if p.has_eupid}
-    edges = linking_edges(scored, decisions, config, with_eupid)
+    contested = rivals(scored, with_eupid, decisions, config)  # for the links and the review list alike
+    edges = linking_edges(scored, decisions, config, with_eupid, contested)
     refused: list[tuple[Edge, str]] = []
     links = link_persons(patients, edges, refused)
     _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
@@ -184,7 +185,7 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.register("linked", mapped)
         con.execute(_INSERT_LINKS)
         con.unregister("linked")
-    review = _review_list(scored, with_eupid, decisions, config, run_id)
+    review = _review_list(scored, with_eupid, decisions, config, run_id, contested)
     con.execute("DELETE FROM dq.link_candidate")
     if not review.empty:
         con.register("review", review)
@@ -196,10 +197,12 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
 
 
 def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig,
-                  with_eupid: Set[tuple[str, str]] = frozenset()) -> list[Edge]:
+                  with_eupid: Set[tuple[str, str]] = frozenset(), contested: Rivals | None = None) -> list[Edge]:
     """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
-    unlinked (or reviews: _linked_on_score), and the pairs a reviewer linked."""
-    contested = rivals(scored, with_eupid, decisions, config)
+    unlinked (or reviews: _linked_on_score), and the pairs a reviewer linked. contested: the `rivals`
+    of `scored`, when the caller has them."""
+    if contested is None:
+        contested = rivals(scored, with_eupid, decisions, config)
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
              for r in scored if _linked_on_score(r, config, contested)
              and decisions.get(_pair_of(r)) != "unlink"]
@@ -403,12 +406,13 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
 
 
 def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,
-                 config: LinkageConfig, run_id: str) -> pd.DataFrame:
+                 config: LinkageConfig, run_id: str, contested: Rivals | None = None) -> pd.DataFrame:
     """The pairs between the thresholds (and those above it that review_when or rivals hold back), with the
     evidence per field and the rivals' sources; not pairs of two EUPIDs (never one person, or already one),
     which no reviewer needs to see."""
     rows = []
-    contested = rivals(scored, with_eupid, decisions, config)
+    if contested is None:
+        contested = rivals(scored, with_eupid, decisions, config)
     for r in scored:
         left, right = _pair_of(r)
         if _linked_on_score(r, config, contested) or (left in with_eupid and right in with_eupid):
