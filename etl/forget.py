@@ -67,7 +67,7 @@ from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import PATIENT, PatientNumbers, key_shape, reads_as_patient_number
+from etl.extract.file_names import NAME_RUNS, PATIENT, PatientNumbers, key_shape, reads_as_patient_number
 from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
@@ -565,14 +565,11 @@ def _remove_leftovers(home: Home) -> list[str]:
     away): its next warehouse, a whole copy of the live one with the patient in it, with its WAL, DuckDB's
     spill and GX's batch files; half-written copies under staging/ and archive/. Under the run lock no
     live run owns any of it."""
-    from etl.repair import stale_temporaries
+    from etl.repair import remove_path, stale_temporaries
 
     leftovers = stale_temporaries(home)
     for path in leftovers:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(path)
     return [str(p) for p in leftovers]
 
 
@@ -642,10 +639,9 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     ledger = read_ledger(home, source_id)
     names = _names_kept(home, source_id, ledger)
     is_erased = _erased_test(key, source_id, erased)
-    found = sorted({number for name in names if PATIENT not in name for number in _numbers_in_name(name)
-                    if any(is_erased(written) for written in _as_keys(number))})  # as each name writes it
-    found = [n for n in found if (one := number_in_names(n)) and any(
-        _shown_without(one, [n], names)(name) != name for name in names)]  # a date of a snapshot's name: none
+    numbers = {number for name in names if PATIENT not in name for number in _numbers_in_name(name)}
+    found = sorted(n for n in numbers if any(is_erased(written) for written in _as_keys(n)))  # as a name writes it
+    found = [n for n in found if _read_as_number(n, names)]  # a date of a snapshot's name: none
     if not found:
         return 0
     number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, found) if n), re.IGNORECASE)
@@ -654,6 +650,15 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     if any(shown(n) != n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
         unnamed(home, source_id, shown)
     return len({re.sub("[-_ ]", "-", n).upper() for n in found})
+
+
+def _read_as_number(number: str, names: set[str]) -> bool:
+    """Whether some name of the source reads `number` as a patient number where it writes it (`_shown_without`)."""
+    pattern = number_in_names(number)
+    if pattern is None:
+        return False
+    shown = _shown_without(pattern, [number], names)
+    return any(shown(name) != name for name in names)
 
 
 def _names_kept(home: Home, source_id: str, ledger: Ledger) -> set[str]:
@@ -680,14 +685,13 @@ def _shown_without(number: re.Pattern[str], keys: Iterable[str], names: Iterable
     return shown
 
 
-_NAME_RUNS = re.compile(r"\d+|[^\W\d_]+|.", re.DOTALL)
 _LONGEST_NUMBER_RUNS = 5  # runs of digits or letters a number holds at most (IMT-FR01-001: four)
 
 
 def _numbers_in_name(name: str) -> Iterator[str]:
     """Each part of a name a patient number may be, as the name writes it: whole runs of digits and of letters,
     joined by '-', '_', ' ' or nothing, holding a digit, long enough to name anyone (`names_a_patient`)."""
-    runs = _NAME_RUNS.findall(name)
+    runs = NAME_RUNS.findall(name)
     for start, first in enumerate(runs):
         if not first.isalnum():
             continue

@@ -57,7 +57,8 @@ def stale_temporaries(home: Home) -> list[Path]:
     return found
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """A file, a link or a folder with what it holds, gone (a missing one too)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -97,7 +98,7 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
     with _publish_lock(home.warehouse):
         stale = stale_temporaries(home)
         for path in stale:
-            _remove(path)
+            remove_path(path)
     if stale:
         # By folder: a temporary copy of an export bears its name, which may hold a patient number.
         folders = sorted({str(p.parent.relative_to(home.root)) for p in stale})
@@ -112,11 +113,11 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
         current = _validated_runs(con)
         if current:
             _bring_in_line(home, current, done, notes)
-        # A run killed after renaming files in the history, before the report files of earlier runs showed it.
-        if current and (rewritten := attempt(notes, "the file names in the reports of earlier runs",
-                                             lambda: show_names_in_earlier_reports(home, con))):
-            done.append(f"repair: {len(rewritten)} report file(s) of earlier runs still named exports with "
-                        "patient numbers an earlier version recorded; now without them")
+            # A run killed after renaming files in the history, before the report files of earlier runs showed it.
+            if rewritten := attempt(notes, "the file names in the reports of earlier runs",
+                                    lambda: show_names_in_earlier_reports(home, con)):
+                done.append(f"repair: {len(rewritten)} report file(s) of earlier runs still named exports with "
+                            "patient numbers an earlier version recorded; now without them")
     for line in done + notes:
         log.warning("%s", line)
     return done + notes

@@ -52,7 +52,7 @@ from etl.transform.records import staged_patient_keys
 
 PATIENT = "{patient}"
 _LETTERS = r"[^\W\d_]"
-_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)
+NAME_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)  # runs of digits, of letters, and each other character
 _SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
@@ -80,7 +80,7 @@ def _edge(run: str) -> str:
 def key_shape(key: str, *, literal: bool = False) -> str:
     """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
     itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case)."""
-    runs = _RUNS.findall(normalise_patient_key(key))
+    runs = NAME_RUNS.findall(normalise_patient_key(key))
     body = "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
                    else f"[{_SEPARATORS}]" if r in _SEPARATORS else re.escape(r) for r in runs)
