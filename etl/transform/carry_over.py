@@ -224,7 +224,8 @@ def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carrie
     with _reading_back(previous):
         for table, columns in free_text.items():
             path = previous / f"{table}.parquet"
-            present = [c for c in columns if path.is_file() and c in pq.read_schema(path).names]
+            names = set(pq.read_schema(path).names) if path.is_file() else set()
+            present = [c for c in columns if c in names]
             if present:
                 wheres.append((path, " OR ".join(f"contains(\"{c}\", '{hidden}')"
                                                  for c in present for hidden in (PATIENT, DATE)), "NULL"))

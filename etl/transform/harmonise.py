@@ -354,7 +354,7 @@ class _Engine:
                         record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
                                       f"{name} ({spec.column or spec.template}): holds the patient's own number "
                                       "(hidden)")
-                    elif name not in _CODES_AS_WRITTEN:  # another patient's number or birth date: loaded without
+                    elif _screened(name, spec):  # another patient's number or birth date: loaded without
                         out[name] = self.screen.screened(value)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
@@ -573,10 +573,15 @@ def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
     """Per table, the fields whose values harmonise screens for the source's patients (`_Engine.values`):
     free text loaded as written, not a code list's value, a code used as written, a constant, an age
     or a reference."""
-    return {table: [name for name, spec in table_spec.fields.items()
-                    if spec.codes is None and spec.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
-                    and spec.const is None and spec.age_at is None and spec.ref is None]
+    return {table: [name for name, spec in table_spec.fields.items() if _screened(name, spec)]
             for table, table_spec in mapping.tables.items()}
+
+
+def _screened(name: str, spec: FieldSpec) -> bool:
+    """Whether harmonise screens a field's values for the source's patients: free text loaded as written, not
+    a code list's value, a code used as written, a constant, an age or a reference."""
+    return (spec.codes is None and spec.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
+            and spec.const is None and spec.age_at is None and spec.ref is None)
 
 
 def code_list_problems(mapping: SourceMapping) -> list[str]:

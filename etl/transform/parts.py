@@ -16,7 +16,6 @@ the memory its harmonise does.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Iterator, Mapping
@@ -127,8 +126,7 @@ def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], k
     """What a free text of the source may not show, whichever part or night harmonises it: the shapes of
     every patient key of the source (`keys`: its record sets'), and every patient's birth date (each read
     when first needed)."""
-    return TextScreen(PatientNumbers(lambda: keys.distinct),
-                      functools.cache(lambda: source_births(mapping, record_sets)))
+    return TextScreen(PatientNumbers(lambda: keys.distinct), lambda: source_births(mapping, record_sets))
 
 
 def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> list[PartialDate]:

@@ -166,11 +166,11 @@ origin AS (
 efs_candidate AS (
     -- Every EFS event with the last day it can be on: its period's, not after the death nor the export its record is in
     -- now (export_now(), as core.patient bounds a death: a row carried over names the export that first gave it, a
-    -- fresh load the later; least skips a NULL, an export not dated; greatest keeps its first day when the death or
-    -- the export predates it, a date error); a death on its day.
+    -- fresh load the later; least skips a NULL, an export not dated; placed_last_day keeps its first day when the death
+    -- or the export predates it, a date error); a death on its day.
     SELECT event.patient_id, event.event_date, event.event_date_precision, event.event_type, event.event_rank,
-           greatest(event.event_date, least(period_end(event.event_date, event.event_date_precision),
-                                            vital.death_date, export.exported_on)) AS last_day
+           placed_last_day(event.event_date, event.event_date_precision,
+                           least(vital.death_date, export.exported_on)) AS last_day
     FROM efs_event() AS event
     JOIN vital USING (patient_id)
     LEFT JOIN export_now() AS export USING (source_id, source_file_sha256)
