@@ -28,12 +28,12 @@ are ASCII, so every other byte of its start is NUL (which no CSV in a code page 
 that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the import is told its
 code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
-spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0) as
-the cell sent, but never where it could hide an edit: a date that the other day order reads as another
-day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03) is an edit, and so is a number that the
-other decimal mark reads as another number (1,234 back as 1.234, or 1234 as 1.234; a Swiss 1'234 for 1234
-is a re-typing, for 1.234 it is not); an XLSX number cell is compared as its value, not as the text Python
-writes for it, even where that is the text sent (1.234).
+spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0, true
+as a boolean cell, which Excel writes TRUE) as the cell sent, but never where it could hide an edit: a date
+that the other day order reads as another day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03)
+is an edit, and so is a number that the other decimal mark reads as another number (1,234 back as 1.234,
+or 1234 as 1.234; a Swiss 1'234 for 1234 is a re-typing, for 1.234 it is not); an XLSX number cell is compared as
+its value, not as the text Python writes for it, even where that is the text sent (1.234).
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -82,6 +82,7 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode tex
 _DELIMITED = (".csv", ".txt")  # .txt: Excel's "Unicode text" (or "Text (tab delimited)") as saved
 _UTF16_SIGN = 32  # bytes of a file's start whose NULs tell UTF-16 without a byte-order mark
 _QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
+_EXCEL_BOOLEANS = {True: "TRUE", False: "FALSE"}  # what Excel makes of a text true or false, in any case
 
 
 class ResponseFileError(ValueError):
@@ -189,10 +190,15 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
                                     "expected the header of a query workbook sent by rtw queries")
         named = [(i, name) for i, name in enumerate(header) if name]  # not every column a header spans
         for number, row in enumerate(rows[1:], start=2):
-            cells = {name: cell_text(row[i]) if i < len(row) else "" for i, name in named}
+            cells = {name: _returned_text(row[i]) if i < len(row) else "" for i, name in named}
             if any(v.strip() for v in cells.values()):
                 numbers = frozenset(name for i, name in named if i < len(row) and _is_number(row[i]))
                 yield ReturnedRow(sheet if several else None, number, cells, numbers)
+
+
+def _returned_text(value: Any) -> str:
+    """A returned cell as text: a boolean cell as Excel writes it (TRUE, FALSE), not as Python does (True)."""
+    return _EXCEL_BOOLEANS[value] if isinstance(value, bool) else cell_text(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -357,13 +363,14 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
             for r in found}
 
 
-# What a spreadsheet does to a text cell it reads as a number or a date (a CSV opened, then saved as CSV
-# or XLSX): 0012 -> 12, 12 -> 12.0 (a float cell), 2027-11-16 -> a date cell ('2027-11-16 00:00:00') or
-# the locale's short date. A spreadsheet reads and writes dates in its locale's day order: day-first
-# (16/11/2027, 16.11.2027, 16-11-2027) or month-first (11/16/2027: with slashes only); year-first is read
-# alike by both. Which one re-typed a file is not known, so a cell is taken as re-typed only if no order
-# reads it as another day than the one sent: 03/04/2027 is 3 April day-first and 4 March month-first, and
-# a centre that swapped it to 04/03/2027 made another day in either.
+# What a spreadsheet does to a text cell it reads as a number, a date or a boolean (a CSV opened, then saved
+# as CSV or XLSX): 0012 -> 12, 12 -> 12.0 (a float cell), 2027-11-16 -> a date cell ('2027-11-16 00:00:00')
+# or the locale's short date, true -> a boolean cell, which Excel writes TRUE (English Excel in a CSV too).
+# A spreadsheet reads and writes dates in its locale's day order: day-first (16/11/2027, 16.11.2027,
+# 16-11-2027) or month-first (11/16/2027: with slashes only); year-first is read alike by both. Which one
+# re-typed a file is not known, so a cell is taken as re-typed only if no order reads it as another day than
+# the one sent: 03/04/2027 is 3 April day-first and 4 March month-first, and a centre that swapped it to
+# 04/03/2027 made another day in either.
 # Numbers alike: a locale writes a decimal point, grouping with commas (1,234.5), or a decimal comma,
 # grouping with dots or spaces (1.234,5; 1 234,5); Swiss and Liechtenstein locales a decimal point, grouping
 # with an apostrophe (1'234.5, or 1’234.5, the typographic one of CLDR's Swiss locales), which no other
@@ -452,11 +459,13 @@ def _edit(name: str, sent: str, returned: str, typed: bool) -> _Edit | None:
     the cell sent, or the same number or day written a spreadsheet's way. A number it shortened (1.23457E+19),
     another day, a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal
     point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first)
-    is an edit. A number cell is its value, even where Python writes it as the text sent: 1.234 typed for a
-    sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of it, or 1,234 typed
-    by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is read as a date
-    and time, not a number)."""
+    is an edit. TRUE or FALSE for the text sent in any case is Excel's boolean of it. A number cell is its
+    value, even where Python writes it as the text sent: 1.234 typed for a sent 1.234, which a decimal comma
+    groups, is what a decimal-point spreadsheet makes of it, or 1,234 typed by a decimal-comma centre for a
+    number it read as 1234; never a day (an XLSX date cell is read as a date and time, not a number)."""
     if returned == sent and (not typed or _WHOLE.fullmatch(sent)):  # a whole number reads alike in every convention
+        return None
+    if returned in _EXCEL_BOOLEANS.values() and sent.upper() == returned:  # Excel's boolean of a text true or false
         return None
     same_number, other_number = _number_readings(sent, returned, typed)
     if same_number and not other_number:

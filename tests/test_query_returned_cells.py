@@ -1,0 +1,59 @@
+"""Returned cells a spreadsheet re-typed, or that only look re-typed: a boolean cell Excel made of the text
+TRUE or FALSE.
+
+The workbooks are written with the writer rtw queries uses, then opened and saved as a spreadsheet would.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from test_query_returned_files import DATED, EDITED, _checked, _sent_item, _workbook
+
+from etl.quality.queries import HEADER
+
+VALUE = HEADER.index("value")
+
+
+def _returned_boolean(tmp_path: Path, value: str, boolean: bool) -> tuple[int, list[str]]:
+    """(answers taken, problems) of the sent workbook whose `value` cell came back a boolean cell, as Excel
+    stores a text TRUE or FALSE it read (<c t="b"><v>1</v></c>)."""
+    cells = [*DATED[:VALUE], value, *DATED[VALUE + 1:]]
+    item = _sent_item(cells)
+    path = tmp_path / "answers.xlsx"
+    _workbook(path, item, cells)
+    book = load_workbook(path)
+    book.active.cell(row=2, column=VALUE + 1, value=boolean)
+    book.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert b't="b"' in archive.read("xl/worksheets/sheet1.xml")
+    return _checked(path, item)
+
+
+@pytest.mark.parametrize(("value", "boolean"), [("TRUE", True), ("FALSE", False), ("true", True), ("False", False)])
+def test_a_text_true_or_false_excel_stored_as_a_boolean_cell_is_read_as_sent(tmp_path, value, boolean):
+    """Excel reads TRUE or FALSE, in any case, as a boolean and writes it TRUE or FALSE: openpyxl gave the cell
+    as Python's True, compared as 'True', and the untouched row was refused as edited."""
+    assert _returned_boolean(tmp_path, value, boolean) == (1, [])
+
+
+@pytest.mark.parametrize(("value", "boolean"), [("TRUE", False), ("false", True), ("1", True), ("yes", True),
+                                                ("", False)])
+def test_a_boolean_cell_of_another_value_is_refused_as_edited(tmp_path, value, boolean):
+    assert _returned_boolean(tmp_path, value, boolean) == (0, [EDITED])
+
+
+def test_a_csv_excel_saved_again_with_true_in_its_own_case_is_read_as_sent(tmp_path):
+    """Saved again as CSV, Excel writes the boolean it read from `true` as TRUE."""
+    cells = [*DATED[:VALUE], "true", *DATED[VALUE + 1:]]
+    item = _sent_item(cells)
+    table = [list(HEADER), [*cells[:VALUE], "TRUE", *cells[VALUE + 1:], "cannot_determine", "", "Q1", item.row_key]]
+    path = tmp_path / "answers.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(table)
+    assert _checked(path, item) == (1, [])
+
