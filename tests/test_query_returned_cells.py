@@ -1,5 +1,5 @@
 """Returned cells a spreadsheet re-typed, or that only look re-typed: a boolean cell Excel made of the text
-TRUE or FALSE.
+TRUE or FALSE, and a number grouped with two marks at once.
 
 The workbooks are written with the writer rtw queries uses, then opened and saved as a spreadsheet would.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from test_query_returned_files import DATED, EDITED, _checked, _sent_item, _workbook
+from test_query_returned_files import DATED, EDITED, _checked, _returned_value, _sent_item, _workbook
 
 from etl.quality.queries import HEADER
 
@@ -57,3 +57,20 @@ def test_a_csv_excel_saved_again_with_true_in_its_own_case_is_read_as_sent(tmp_p
         csv.writer(handle).writerows(table)
     assert _checked(path, item) == (1, [])
 
+
+@pytest.mark.parametrize(("value", "returned"), [("1234567.8", "1.234 567,8"), ("1234567", "1.234\u00a0567"),
+                                                 ("1234567,8", "1 234\u202f567,8"),
+                                                 ("1234567.8", "1'234\u2019567.8"),
+                                                 ("1234567.8", "1.234,567.8"), ("1234567.8", "1'234.567,8")])
+def test_a_number_grouped_with_two_marks_is_no_re_typing_and_is_refused_as_edited(tmp_path, value, returned):
+    """No locale groups one number with two marks: a dot and a space (1.234 567,8), a no-break space and a narrow
+    one, both apostrophes. Each mark is some locale's, so each was read as a re-typing of the number sent
+    (1.234,567.8 and 1'234.567,8, with a mark that is another's decimal mark, were no number already)."""
+    assert _returned_value(tmp_path, value, returned) == (0, [EDITED])
+
+
+@pytest.mark.parametrize(("value", "returned"), [("1234567,8", "1.234.567,8"), ("1234567,8", "1\u00a0234\u00a0567,8"),
+                                                 ("1234567.8", "1\u2019234\u2019567.8"),
+                                                 ("1234567.8", "1,234,567.8")])
+def test_a_number_grouped_with_one_mark_throughout_is_read_as_sent(tmp_path, value, returned):
+    assert _returned_value(tmp_path, value, returned) == (1, [])

@@ -32,8 +32,9 @@ spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 
 as a boolean cell, which Excel writes TRUE) as the cell sent, but never where it could hide an edit: a date
 that the other day order reads as another day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03)
 is an edit, and so is a number that the other decimal mark reads as another number (1,234 back as 1.234,
-or 1234 as 1.234; a Swiss 1'234 for 1234 is a re-typing, for 1.234 it is not); an XLSX number cell is compared as
-its value, not as the text Python writes for it, even where that is the text sent (1.234).
+or 1234 as 1.234; a Swiss 1'234 for 1234 is a re-typing, for 1.234 it is not) or that is grouped with two
+marks, which no locale writes (1.234 567); an XLSX number cell is compared as its value, not as the text
+Python writes for it, even where that is the text sent (1.234).
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -377,7 +378,8 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 # convention reads, so it gives no cell a second reading. 1,234 is 1234 in one and 1.234 in the other, so a
 # cell is taken as re-typed only if it stands for one number in every convention, the one the cell sent
 # stands for in every convention: 0012 as 12 or 12,0, 12,5 as 12.5, 1234.5 as 1'234.5, but not 1,234 as
-# 1.234 or as 1234, nor 1.234 as 1'234.
+# 1.234 or as 1234, nor 1.234 as 1'234. A locale groups a number with one mark throughout: 1.234 567,8 or
+# 1'234’567.8 is no spreadsheet's writing and is read as no number (each mark alone is a locale's).
 # An XLSX number cell is its value, in no convention (12.345 typed is not 12345), even where Python writes it as
 # the text sent: 1.234 typed for a sent 1.234 (1234 with a decimal comma) is as unsure as 1.234 for 1,234.
 _YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
@@ -406,7 +408,7 @@ _WHOLE = re.compile(r"-?\d+")  # as Python writes an XLSX whole number, the line
 def _as_number(text: str, convention: _Convention) -> Decimal | None:
     """The number `text` stands for, read in one convention (None: not a number in it)."""
     text = text.strip()
-    if not convention.pattern.fullmatch(text):
+    if not convention.pattern.fullmatch(text) or len(set(convention.grouping) & set(text)) > 1:
         return None
     for mark in convention.grouping:
         text = text.replace(mark, "")
@@ -459,10 +461,11 @@ def _edit(name: str, sent: str, returned: str, typed: bool) -> _Edit | None:
     the cell sent, or the same number or day written a spreadsheet's way. A number it shortened (1.23457E+19),
     another day, a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal
     point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first)
-    is an edit. TRUE or FALSE for the text sent in any case is Excel's boolean of it. A number cell is its
-    value, even where Python writes it as the text sent: 1.234 typed for a sent 1.234, which a decimal comma
-    groups, is what a decimal-point spreadsheet makes of it, or 1,234 typed by a decimal-comma centre for a
-    number it read as 1234; never a day (an XLSX date cell is read as a date and time, not a number)."""
+    is an edit, and so is a number grouped with two marks (1.234 567,8). TRUE or FALSE for the text sent in any
+    case is Excel's boolean of it. A number cell is its value, even where Python writes it as the text sent:
+    1.234 typed for a sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of it,
+    or 1,234 typed by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is
+    read as a date and time, not a number)."""
     if returned == sent and (not typed or _WHOLE.fullmatch(sent)):  # a whole number reads alike in every convention
         return None
     if returned in _EXCEL_BOOLEANS.values() and sent.upper() == returned:  # Excel's boolean of a text true or false
