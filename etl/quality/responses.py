@@ -626,60 +626,62 @@ def _values_found(con: duckdb.DuckDBPyConnection, findings_run_id: str, item: _I
 
 def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
             who: str, now: datetime, summary: ImportSummary) -> None:
-    findings_run_id = choose_run(con).findings_run_id if answers else ""
+    if not answers:
+        return
+    findings_run_id = choose_run(con).findings_run_id
     # Read once, not per answer: it aggregates the whole history of batches and answers (ms per call at 10,000 rows).
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_SENT} AS {sent_items_sql(con)}")
     try:
-        _record_each(con, answers, file_name, file_sha256, who, now, summary, findings_run_id)
+        for answer in answers:
+            _record_answer(con, answer, file_name, file_sha256, who, now, summary, findings_run_id)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_SENT}")
 
 
-def _record_each(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
-                 who: str, now: datetime, summary: ImportSummary, findings_run_id: str) -> None:
-    for answer in answers:
-        item = answer.item
+def _record_answer(con: duckdb.DuckDBPyConnection, answer: _Answer, file_name: str, file_sha256: str,
+                   who: str, now: datetime, summary: ImportSummary, findings_run_id: str) -> None:
+    item = answer.item
 
-        def warn(message: str, answer: _Answer = answer) -> None:
-            summary.warnings.append(RowProblem(file_name, answer.row_number, message, answer.sheet))
+    def warn(message: str) -> None:
+        summary.warnings.append(RowProblem(file_name, answer.row_number, message, answer.sheet))
 
-        latest = con.execute("SELECT response, comment FROM meta.query_response WHERE batch_id = ? AND row_key = ? "
-                             "ORDER BY imported_at DESC LIMIT 1", [item.batch_id, item.row_key]).fetchone()
-        if latest == (answer.response.value, answer.comment):  # the latest only: a re-confirmation is new
-            summary.already_imported += 1
-            continue
-        if newer := _newer_answer(con, item):
-            warn(f"answers batch {item.batch_id}, but the same query was answered {newer[1]!r} in batch {newer[0]}, "
-                 "sent later: the newer answer stands and this one is not taken")
-            summary.superseded += 1
-            continue
-        con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            item.batch_id, item.row_key, answer.response.value, answer.comment,
-            file_name if answer.sheet is None else f"{file_name} sheet {answer.sheet!r}", file_sha256,
-            answer.row_number, who, now])
-        summary.recorded += 1
-        same = [item.source_id, item.source_record_key, item.rule_id, item.field, item.value_hash]
-        where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
-                 "AND value_hash = ?")
-        if answer.response is Response.CONFIRMED:
-            # The waiver is made for the value sent even when the run no longer finds it: it can only ever waive
-            # what the centre confirmed, and a finding that comes back with it is not queried again.
-            found = _values_found(con, findings_run_id, item)
-            if found and item.value_hash not in found:  # the next run finds another value, which stays open
-                warn(f"the value has changed since batch {item.batch_id} was sent; this confirmation covers the old "
-                     "value only: send the centre its queries again")
-            exists = con.execute(f"SELECT count(*) FROM meta.waiver WHERE {where}", same).fetchone()
-            if not exists or not exists[0]:
-                con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [*same[:2], item.rule_id, item.field, item.value_hash, item.centre_id, item.batch_id,
-                             now, who])
-                if item.value_hash in found:
-                    summary.waivers_added += 1
-                else:
-                    summary.waivers_not_found += 1
-        else:  # the centre took a confirmation back (a later answer on the same value)
-            gone = con.execute(f"DELETE FROM meta.waiver WHERE {where} RETURNING 1", same).fetchall()
-            summary.waivers_withdrawn += len(gone)
+    latest = con.execute("SELECT response, comment FROM meta.query_response WHERE batch_id = ? AND row_key = ? "
+                         "ORDER BY imported_at DESC LIMIT 1", [item.batch_id, item.row_key]).fetchone()
+    if latest == (answer.response.value, answer.comment):  # the latest only: a re-confirmation is new
+        summary.already_imported += 1
+        return
+    if newer := _newer_answer(con, item):
+        warn(f"answers batch {item.batch_id}, but the same query was answered {newer[1]!r} in batch {newer[0]}, "
+             "sent later: the newer answer stands and this one is not taken")
+        summary.superseded += 1
+        return
+    con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        item.batch_id, item.row_key, answer.response.value, answer.comment,
+        file_name if answer.sheet is None else f"{file_name} sheet {answer.sheet!r}", file_sha256,
+        answer.row_number, who, now])
+    summary.recorded += 1
+    same = [item.source_id, item.source_record_key, item.rule_id, item.field, item.value_hash]
+    where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
+             "AND value_hash = ?")
+    if answer.response is Response.CONFIRMED:
+        # The waiver is made for the value sent even when the run no longer finds it: it can only ever waive
+        # what the centre confirmed, and a finding that comes back with it is not queried again.
+        found = _values_found(con, findings_run_id, item)
+        if found and item.value_hash not in found:  # the next run finds another value, which stays open
+            warn(f"the value has changed since batch {item.batch_id} was sent; this confirmation covers the old "
+                 "value only: send the centre its queries again")
+        exists = con.execute(f"SELECT count(*) FROM meta.waiver WHERE {where}", same).fetchone()
+        if not exists or not exists[0]:
+            con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [*same[:2], item.rule_id, item.field, item.value_hash, item.centre_id, item.batch_id,
+                         now, who])
+            if item.value_hash in found:
+                summary.waivers_added += 1
+            else:
+                summary.waivers_not_found += 1
+    else:  # the centre took a confirmation back (a later answer on the same value)
+        gone = con.execute(f"DELETE FROM meta.waiver WHERE {where} RETURNING 1", same).fetchall()
+        summary.waivers_withdrawn += len(gone)
 
 
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
