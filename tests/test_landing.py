@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from etl.extract.landing import archive, discover, sha256_of
+from etl.extract.landing import archive, discover, named_as_export, sha256_of, temporary_export
 from etl.transform.mapping import load_mappings
 
 
@@ -129,6 +129,24 @@ def test_an_unreadable_file_holds_its_source_with_the_reason(tmp_path, monkeypat
     assert found.current == ()
     assert found.problems == ("registry_it: TREP_export_20261102.csv cannot be read (Permission denied); "
                               "expected a readable file: the source keeps its last good data",)
+
+
+@pytest.mark.parametrize(("files", "name", "said"), [
+    ("*.csv", "~$TREP_export_20261101.csv", "a lock file (~$"),  # its own name fits the glob
+    ("TREP_export_*.csv", "TREP_export_20261102.csv.filepart", "an upload's temporary name (.filepart)"),  # its file's
+    ("TREP_export_*.csv", "notes.txt.part", None),  # a temporary, but of no export: passed over as any other file
+    ("*.csv", "TREP_export_20261101.csv", None),  # an export
+])
+def test_the_reader_and_the_pull_judge_a_temporary_name_by_one_rule(files, name, said):
+    """`temporary_export` is the landing reader's and the pull's (etl/pull/deliveries.py: a drop zone's file,
+    a zip member) alike, `named_as_export` what the exports are named by for both."""
+    mapping = load_mappings()["registry_it"].model_copy(update={"files": files})
+    why = temporary_export(name, lambda n: named_as_export(mapping, n))
+    assert (why if said is None else why and why[:len(said)]) == said, why
+    assert named_as_export(mapping, "TREP_export_20261101.csv") and not named_as_export(mapping, "notes.txt")
+    iltb = load_mappings()["iltb"]  # ILTB_*.csv, its record set in the name: ILTB_(?P<record_set>[A-Z0-9]+)\.csv
+    assert named_as_export(iltb, "ILTB_FU.csv") and not named_as_export(iltb, "ILTB_fu.csv")  # the glob's, no series
+    assert temporary_export(name, lambda n: False) is None  # judged by what `fits` takes: a zip delivery's glob
 
 
 @pytest.mark.parametrize(("files", "name"), [

@@ -21,7 +21,8 @@ from drop_zone import registry_sources, send, zipped
 from transport_servers import SshServer, start_sshd
 
 from etl.config import Home
-from etl.pull import PullPolicy, PullStatus, pull_source
+from etl.extract import landing
+from etl.pull import PullPolicy, PullStatus, deliveries, pull_source
 from etl.pull.deliveries import DropZoneState, check_drop_zone
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01, chunk_bytes=1 << 10)  # several chunks to a file
@@ -118,6 +119,24 @@ def test_an_uploads_temporary_or_a_lock_file_never_lands_and_is_said(tmp_path, h
     assert outcome.status is PullStatus.PULLED and _landed(home) == {"TREP_export_2023.csv": B}, outcome.message
     assert [s.name for s in outcome.skipped] == [name] and "never an export" in outcome.skipped[0].reason
     assert _pull(home, sources).status is PullStatus.NOTHING_NEW
+
+
+def test_a_drop_zones_name_is_judged_a_temporary_once_a_look(tmp_path, home, drop, monkeypatch):
+    """`upload_temporary` once per name listed, whether it is one (said), of no export, or an export."""
+    sources = registry_sources(tmp_path, str(drop), files="TREP_export_*")
+    for name in ("TREP_export_2024.csv.part", "notes.txt.part", "TREP_export_2023.csv"):
+        send(drop / name, A)
+    judged: list[str] = []
+
+    def counted(name: str, judge=landing.upload_temporary):
+        judged.append(name)
+        return judge(name)
+
+    for module in (landing, deliveries):  # the pull's own name of it, if it has one
+        monkeypatch.setattr(module, "upload_temporary", counted, raising=False)
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.waiting == ["TREP_export_2023.csv"], look.message
+    assert sorted(judged) == ["TREP_export_2023.csv", "TREP_export_2024.csv.part", "notes.txt.part"]
 
 
 def test_a_zips_members_named_as_temporaries_or_lock_files_do_not_land(tmp_path, home, drop):

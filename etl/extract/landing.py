@@ -24,9 +24,10 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from etl import fsio
 from etl.extract.adapter import FileHeader, adapter_for
@@ -134,6 +135,23 @@ def upload_temporary(name: str) -> tuple[str, str] | None:
     return None
 
 
+def named_as_export(mapping: SourceMapping, name: str) -> bool:
+    """Whether a file (or zip member) of this name is named as one of the source's exports: its `files` glob
+    and its series (`record_set_from_file`) take it. An upload's temporary may be too: `temporary_export`."""
+    return PurePosixPath(name).match(mapping.files) and series_of(mapping, name) is not None
+
+
+def temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
+    """Why a file of this name is an upload's temporary or a lock file of one of the source's exports (its
+    name, or that of the file it stands for, `fits` them), or None: said where it is passed over, any other
+    name being passed over as it would be anyway. One rule for the landing reader (a file copied in by hand
+    with its export) and the pull (a drop zone's file or zip member; `fits` a zip delivery's glob there)."""
+    if (temporary := upload_temporary(name)) is None:
+        return None
+    why, finished = temporary
+    return why if fits(name) or fits(finished) else None
+
+
 def quiet_seconds_default() -> float:
     """How long a landing file must stay unchanged before it is read: env `RTW_QUIET_SECONDS`, else 60 s."""
     return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
@@ -201,7 +219,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             continue
         if path.name.endswith((".done", ".sha256")):
             continue  # markers of the files beside them
-        if (temporary := _temporary_export(mapping, path.name)) is not None:
+        if (temporary := temporary_export(path.name, lambda n: named_as_export(mapping, n))) is not None:
             notices.append(f"{mapping.source_id}: {path.name} not read: {temporary}")
             continue
         series = series_of(mapping, path.name) if path.match(mapping.files) else None
@@ -238,16 +256,6 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     return SourceFiles(tuple(current), tuple(superseded), tuple(notices), tuple(problems),
                        tuple(name for name, _, _ in waiting), tuple(series for _, series, _ in waiting),
                        tuple(notice for _, _, notice in waiting), tuple(p.name for p in paths))
-
-
-def _temporary_export(mapping: SourceMapping, name: str) -> str | None:
-    """Why a landing file is an upload's temporary or a lock file of one of the source's exports (its name,
-    or that of the file it stands for, fits the mapping), or None: a file copied in by hand with its export."""
-    if (temporary := upload_temporary(name)) is None:
-        return None
-    why, finished = temporary
-    fits = [n for n in (name, finished) if Path(n).match(mapping.files) and series_of(mapping, n) is not None]
-    return why if fits else None
 
 
 def _without_copies(source_id: str, current: list[LandingFile], notices: list[str]) -> list[LandingFile]:

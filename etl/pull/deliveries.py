@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, shown_file_name
-from etl.extract.landing import upload_temporary
+from etl.extract.landing import named_as_export, temporary_export, upload_temporary
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
@@ -142,13 +142,6 @@ def credentials_for(mapping: SourceMapping, connection_uri: str | None) -> Crede
     return parse_connection(from_env, connection_id=f"{mapping.source_id}: connection '{delivery.connection}'")
 
 
-def wanted(mapping: SourceMapping, name: str) -> bool:
-    """True when a file of this name is one of the source's exports (as the landing reader will judge it)."""
-    from etl.extract.landing import series_of  # the landing reader's own rule, not a copy of it
-
-    return PurePosixPath(name).match(mapping.files) and series_of(mapping, name) is not None
-
-
 def _quiet_seconds(delivery: Delivery) -> float:
     from etl.extract.landing import quiet_seconds_default  # the landing reader's default: one setting for both
 
@@ -167,17 +160,16 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
     candidates, skipped = [], []
 
     def fits(name: str) -> bool:
-        return fnmatchcase(name, delivery.zip_files) if delivery.unzip else wanted(mapping, name)
+        return fnmatchcase(name, delivery.zip_files) if delivery.unzip else named_as_export(mapping, name)
 
     for remote in listing:
         name = remote.name
         if name.startswith(".") or name.endswith((".sha256", ".done")) or name == delivery.checksum_manifest:
             continue  # uploads in progress (dotfiles) and the markers of other files
-        if upload_temporary(name) is not None:
-            if (why := _temporary_export(name, fits)) is not None:
-                skipped.append(SkippedFile(name=name, reason=why))
+        if (why := temporary_export(name, fits)) is not None:
+            skipped.append(SkippedFile(name=name, reason=why))
             continue
-        if not fits(name):
+        if not fits(name):  # any other upload's temporary or lock file too: its name does not fit
             continue
         if ledger.has(remote) and not _declared_anew(zone, remote, ledger, by_name, manifest, delivery):
             continue
@@ -256,15 +248,6 @@ def _newer(marker: RemoteFile | None, remote: RemoteFile) -> bool:
     return marker.modified is None or remote.modified is None or marker.modified >= remote.modified
 
 
-def _temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
-    """Why `name` is an upload's temporary or a lock file of one of the source's exports (it `fits` the
-    exports' glob, or the file it stands for does), or None: said, where any other file is passed over."""
-    if (temporary := upload_temporary(name)) is None:
-        return None
-    why, finished = temporary
-    return why if fits(name) or fits(finished) else None
-
-
 def _unlandable(name: str) -> str | None:
     """Why a remote file (or zip member) of this name cannot land as it is named, or None."""
     if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):  # a byte that is not UTF-8, as the listing escaped it
@@ -309,7 +292,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder, lambda name: upload_temporary(name) is None and wanted(mapping, name),
+        unpacked = unpack_zip(temp, folder,
+                              lambda name: upload_temporary(name) is None and named_as_export(mapping, name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
@@ -318,7 +302,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
         raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})",
                          unpacked.skipped)
     left_out = [member for member in unpacked.skipped
-                if _temporary_export(PurePosixPath(member.replace("\\", "/")).name, lambda n: wanted(mapping, n))]
+                if temporary_export(PurePosixPath(member.replace("\\", "/")).name,
+                                    lambda n: named_as_export(mapping, n))]
     return _Landed(sha256, unpacked.landed, tuple(left_out))
 
 
