@@ -31,6 +31,7 @@ from etl.extract.landing import discover
 from etl.pull import PullPolicy, PullStatus, connection_id, pull_all, pull_source
 from etl.pull.credentials import CredentialsError, parse_connection
 from etl.pull.deliveries import DropZoneState, check_drop_zone
+from etl.pull.room import lacking_room
 from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
@@ -393,6 +394,22 @@ def test_zip_limits_on_members_and_total_size(tmp_path):
     with pytest.raises(ZipRefused, match="more than the limit of 1000 bytes uncompressed"):
         unpack_zip(large, tmp_path / "out", wanted, limits=ZipLimits(max_total_bytes=1000))
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_landing_lacks_room_for_what_would_leave_less_free_than_the_pull_keeps(tmp_path):
+    """One test of the free space for a download (NoRoom) and a zip's members (ZipRefused), ending both
+    refusals alike. Margins of the whole disk: what other programs write meanwhile changes nothing."""
+    disk = shutil.disk_usage(tmp_path).total
+    assert lacking_room(tmp_path, 1 << 20, keep_free_bytes=0) is None
+    for size, keep in ((disk, 0), (1, disk)):
+        said = lacking_room(tmp_path, size, keep_free_bytes=keep)
+        assert said is not None and re.fullmatch(rf"\d+ bytes free, of which {keep} are kept for the night's run", said)
+    export = tmp_path / "REG.zip"
+    export.write_bytes(_zip({"A.csv": b"x"}))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ZipRefused, match=rf"the 1 member\(s\) to land total 1 bytes uncompressed, more than landing "
+                       rf"can take: it has \d+ bytes free, of which {disk} are kept for the night's run$"):
+        unpack_zip(export, tmp_path / "out", lambda name: True, keep_free_bytes=disk)
 
 
 # -- rtw pull, and a pull followed by a run ------------------------------------------------------------

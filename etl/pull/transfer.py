@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from etl.pull.credentials import CredentialsError
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused
+from etl.pull.room import lacking_room
 from etl.pull.unzip import ZipRefused
 
 log = logging.getLogger("rtw")
@@ -73,10 +73,8 @@ REFUSALS: tuple[type[Exception], ...] = (ChecksumMismatch, ZipRefused, Credentia
 def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256: str | None,
              policy: PullPolicy, progress: Progress | None = None) -> str:
     """Stream `remote` into `temp` (which exists, owner-only); its sha256 once size and checksum are right."""
-    free = shutil.disk_usage(temp.parent).free
-    if remote.size > free - policy.keep_free_bytes:  # a file as large as a disk (a sparse one is cheap to send)
-        raise NoRoom(f"it is {remote.size} bytes, and landing has {free} bytes free, of which "
-                     f"{policy.keep_free_bytes} are kept for the night's run")
+    if (lacking := lacking_room(temp.parent, remote.size, policy.keep_free_bytes)) is not None:
+        raise NoRoom(f"it is {remote.size} bytes, and landing has {lacking}")
     digest = hashlib.sha256()
     written = 0
     with zone.open(remote) as handle, temp.open("wb") as out:

@@ -13,7 +13,6 @@ all are renamed in only when all are complete, so a refused or broken zip lands 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import stat
 import zipfile
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict
 
 from etl import fsio
+from etl.pull.room import lacking_room
 
 _CHUNK = 1 << 20
 
@@ -92,11 +92,9 @@ def _refuse_without_room(members: list[zipfile.ZipInfo], folder: Path, keep_free
     """ZipRefused when the members, at the sizes their headers declare (unpacking stops a member that
     produces more), would leave less than `keep_free_bytes` free in `folder`."""
     total = sum(info.file_size for info in members)
-    free = shutil.disk_usage(folder).free
-    if total > free - keep_free_bytes:
+    if (lacking := lacking_room(folder, total, keep_free_bytes)) is not None:
         raise ZipRefused(f"the {len(members)} member(s) to land total {total} bytes uncompressed, more than landing "
-                         f"can take: it has {free} bytes free, of which {keep_free_bytes} are kept for the night's "
-                         "run")
+                         f"can take: it has {lacking}")
 
 
 def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, limits: ZipLimits | None = None,
