@@ -9,6 +9,7 @@ import pytest
 from test_harmonise_screen import BOARD, KEY, ROW
 
 from etl.transform import records
+from etl.transform.mapping import SourceMapping
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import normalise_patient_key
 
@@ -118,3 +119,47 @@ def test_a_changed_night_reads_each_patient_key_once(tmp_path: Path, monkeypatch
     said = harmonise_to_folder(BOARD, _export(now, "b"), KEY, "run-2", folder, previous=night1, part_records=10)
     assert said.carried == 39 and _notes(folder)["REG[40]"] == "seen {patient}"
     assert sorted(normalised) == sorted(p["pid"] for p in now)
+
+
+COUNTRY = SourceMapping.model_validate(BOARD.model_dump(by_alias=True, exclude_unset=True) | {"patient": {
+    "from": "REG", "fields": {**BOARD.patient.model_dump(by_alias=True, exclude_unset=True)["fields"],
+                              "country": {"column": "country", "case": "upper"}}}})
+
+
+def _country_night(tmp_path: Path, name: str, patients: list[dict[str, str]], sha: str,
+                   previous: Path | None = None):
+    """A night of a source whose patient record maps a free text (country): its folder, what harmonising
+    it said, and a fresh load of it."""
+    folder, fresh = tmp_path / name, tmp_path / f"{name}-fresh"
+    folder.mkdir()
+    fresh.mkdir()
+    export = _export([{"country": ""} | p for p in patients], sha)
+    said = harmonise_to_folder(COUNTRY, export, KEY, f"run-{name}", folder, previous=previous)
+    harmonise_to_folder(COUNTRY, export, KEY, f"run-{name}", fresh)
+    return folder, said, fresh
+
+
+def _countries(folder: Path) -> dict[str, str]:
+    rows = pq.read_table(folder / "patient_source.parquet").to_pylist()
+    return {r["source_record_key"].split("|")[1]: r["country"] for r in rows if r["country"]}
+
+
+def test_a_carried_patient_record_s_free_text_is_screened_by_patients_who_arrived_later(tmp_path: Path) -> None:
+    first = [_patient(1, "01/03/2003", country="born 15/07/2011"), _patient(2, "02/03/2004", country="see FR 1234")]
+    night1, _, _ = _country_night(tmp_path, "1", first, "a")
+    assert _countries(night1) == {"REG[1]": "BORN 15/07/2011", "REG[2]": "SEE FR 1234"}  # nobody's, yet
+
+    later = [_patient(9, "15/07/2011"), {"pid": "FR 9999", "rid": "10", "born": "01/01/2012"}]  # a key of a new shape
+    night2, said, fresh = _country_night(tmp_path, "2", [*first, *later], "b", previous=night1)
+    assert said.carried == 2
+    assert _countries(night2) == _countries(fresh) == {"REG[1]": "BORN {date}", "REG[2]": "SEE {patient}"}
+
+
+def test_a_carried_patient_record_that_hid_a_date_nobody_was_born_on_any_more_shows_it(tmp_path: Path) -> None:
+    first = [_patient(1, "01/03/2003", country="born 15/07/2011"), _patient(2, "02/03/2004"),
+             _patient(9, "15/07/2011")]
+    night1, _, _ = _country_night(tmp_path, "1", first, "a")
+    assert _countries(night1) == {"REG[1]": "BORN {date}"}
+    night2, said, fresh = _country_night(tmp_path, "2", first[:2], "b", previous=night1)  # patient 9 is no more
+    assert _countries(night2) == _countries(fresh) == {"REG[1]": "BORN 15/07/2011"}
+    assert said.carried == 1  # its patient harmonised again: what the screen hid is not kept

@@ -21,7 +21,8 @@ patient key, joined sections joined on it; otherwise no memo is written and ever
 A free text hides the numbers and birth dates of every patient of the source (etl/transform/screen.py),
 and a patient who arrives later may be named by a carried note. The memo keeps the fingerprint of the
 screen its load screened by; when the source's screen differs now, the carried rows are made what a
-fresh load would write: their free text holding a digit is screened anew (only the free-text columns;
+fresh load would write: their free text holding a digit is screened anew (a table's note, the patient
+record's country mapped as written in patient_source: `harmonise.screened_fields`; only those columns;
 a carried text that hid nothing is the text as written), and the patients whose carried rows the
 screen may judge otherwise now are harmonised again: a `{patient}` or `{date}` in a note or a
 `<hidden>` refused value (what was hidden is not kept), a refused value quoted that it hides now.

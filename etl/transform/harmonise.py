@@ -570,11 +570,11 @@ def birth_dates(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> li
 
 
 def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
-    """Per table, the fields whose values harmonise screens for the source's patients (`_Engine.values`):
-    free text loaded as written, not a code list's value, a code used as written, a constant, an age
-    or a reference."""
-    return {table: [name for name, spec in table_spec.fields.items() if _screened(name, spec)]
-            for table, table_spec in mapping.tables.items()}
+    """Per harmonised table, patient_source among them (the patient record's sex and country), the fields
+    whose values harmonise screens for the source's patients (`_Engine.values`): free text loaded as
+    written, not a code list's value, a code used as written, a constant, an age or a reference."""
+    specs = {"patient_source": mapping.patient.fields, **{t: s.fields for t, s in mapping.tables.items()}}
+    return {table: [name for name, spec in fields.items() if _screened(name, spec)] for table, fields in specs.items()}
 
 
 def _screened(name: str, spec: FieldSpec) -> bool:
