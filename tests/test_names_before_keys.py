@@ -1,6 +1,7 @@
 """A file per patient's name before any patient key of its source is known (nothing staged: the source's first
 pull, the look at its drop zone, its first run's plan): a number shaped like a key is hidden, not only a long
-run of digits (`Pat_IMT-FR01-001.xlsx` was shown in clear), while a date in a name stays readable."""
+run of digits (`Pat_IMT-FR01-001.xlsx`, `Pat_IMT_FR01_001.xlsx`, `Fall 12 3456.csv` were shown in clear), while a
+date in a name stays readable."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ NUMBER = re.compile(r"FR01[-_ ]00\d|123456")
     ("sacha_03-0042.xml", "sacha_{patient}.xml"),
     ("Fall_123456_Verlauf.csv", "Fall_{patient}_Verlauf.csv"),  # six digits and more, as before
     ("IMT-FR01-001_20261101.xlsx", "{patient}_20261101.xlsx"),
+    # A key written in parts with '_' or ' ', or run into letters: five digits in all are a number
+    ("Pat_IMT_FR01_001.xlsx", "Pat_IMT_{patient}.xlsx"),
+    ("IMT-FR01_001.xlsx", "{patient}.xlsx"),
+    ("Fall 12 3456.csv", "Fall {patient}.csv"),
+    ("Fall_12_3456_Verlauf_20261101.csv", "Fall_{patient}_Verlauf_20261101.csv"),
+    ("sacha 03 0042.xml", "sacha {patient}.xml"),
+    ("Pat_ILTB_00012.xlsx", "Pat_ILTB_{patient}.xlsx"),
+    ("Pat00012.xlsx", "Pat{patient}.xlsx"),
+    ("ID123456x.csv", "ID{patient}x.csv"),
     # Dates, and words joined by '_' (a form, a record set), stay as delivered
     ("TREP_export_20261101.csv", "TREP_export_20261101.csv"),
     ("CRIZOTINIB_IMT_export_20261101.xlsx", "CRIZOTINIB_IMT_export_20261101.xlsx"),
@@ -40,6 +50,20 @@ NUMBER = re.compile(r"FR01[-_ ]00\d|123456")
     ("ESMART_DM_20261101.xpt", "ESMART_DM_20261101.xpt"),
     ("ILTB_FU2.csv", "ILTB_FU2.csv"),
     ("TREP_export_2024a.csv", "TREP_export_2024a.csv"),
+    # ... and so do dates and times written in parts, versions, parts, and numbers of fewer than five digits
+    ("export_2026_11_01.csv", "export_2026_11_01.csv"),
+    ("export_01_11_2026.csv", "export_01_11_2026.csv"),
+    ("export_2026_11_01_1200.csv", "export_2026_11_01_1200.csv"),
+    ("export 2026.11.01 1200.csv", "export 2026.11.01 1200.csv"),
+    ("export_20261101_0230.csv", "export_20261101_0230.csv"),
+    ("Q3_2026.csv", "Q3_2026.csv"),
+    ("v1_2_2026.csv", "v1_2_2026.csv"),
+    ("ILTB_v2.csv", "ILTB_v2.csv"),
+    ("ILTB_part_3.csv", "ILTB_part_3.csv"),
+    ("part_3_of_12.csv", "part_3_of_12.csv"),
+    ("FR01_v2_3.csv", "FR01_v2_3.csv"),
+    ("export_1_100.csv", "export_1_100.csv"),
+    ("ISO8601_export.csv", "ISO8601_export.csv"),
 ])
 def test_a_name_before_any_key_is_staged_hides_what_is_shaped_like_a_key(tmp_path, name, shown):
     mapping = load_mapping(SOURCES_DIR / "crizotinib_imt.yaml")  # names the key's column, not its shape

@@ -13,13 +13,18 @@ the number of a patient whose file arrives before anyone read their key is found
 text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
 run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long.
-When no key of the source is known yet (nothing staged: its first pull, its first run's plan), any run of
-six or more digits is taken for one, unless it reads as a date (YYYYMMDD, with a time after it); and so is
-any token of letters and digits joined by '-' that holds a digit, from four characters, taken whole
-(`Pat_IMT-FR01-001.xlsx` is `Pat_{patient}.xlsx`), unless it reads as a date (2026-11-01): the mapping names
-the key's column, not its shape. '_', ' ' and '.' part a name's words there (`TREP_export_20261101.csv`
-stays), so a key written with '_' (`ILTB_00012`) is found once the keys are known. A source whose keys are
-known but too short to name anyone has only the runs of six or more digits hidden.
+When no key of the source is known yet (nothing staged: its first pull, its first run's plan), the mapping
+names the key's column, not its shape, and a number is guessed: any run of five or more digits, run into
+letters or not, unless it reads as a date (YYYYMMDD, with a time after it): a key ILTB-00012 written
+`Pat_ILTB_00012` leaves five, and no date is five digits; any token of letters and digits joined by '-'
+that holds a digit, from four characters, taken whole (`Pat_IMT-FR01-001.xlsx` is `Pat_{patient}.xlsx`),
+unless it reads as a date (2026-11-01); and a number written in parts joined by '-', '_' or ' ', a token
+holding a digit then tokens of digits only, five digits in all (`Pat_IMT_FR01_001.xlsx` is
+`Pat_IMT_{patient}.xlsx`, `Fall 12 3456.csv` `Fall {patient}.csv`). Words part a name there, and a year, a
+date or what follows a token of digits (a date's time) is no part of a number: `TREP_export_20261101.csv`,
+`export_2026_11_01_1200.csv`, `Q3_2026.csv`, `v1_2_3.csv` and `part_3.csv` stay. Four digits run into letters
+(`Pat0012`) stay until the keys are known: `ISO8601` reads alike. A source whose keys are known but too
+short to name anyone has only the runs of six or more digits hidden.
 
 The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
 SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
@@ -65,7 +70,19 @@ _JOIN = rf"-(?!{_DATE_PART})(?=[^\W_])"
 # (TREP_export_20261101): a key written with '_' is found once the keys are known.
 _KEY_LIKE = (rf"(?<![^\W_])(?<!-)(?!{_DATE_PART})(?=(?:[^\W_]|{_JOIN})*?\d)(?=(?:[^\W_]|{_JOIN}){{4}})"
              rf"[^\W_]+(?:{_JOIN}[^\W_]+)+(?![^\W_])(?!{_JOIN})")
-_KEYS_UNKNOWN = re.compile(f"{_KEY_LIKE}|{_ANY_LONG_NUMBER.pattern}")
+# A token that is a date or a year (2026, 20261101, 01_11_2026, 2026.11.01): never a part of a number written in parts
+_DATE_TOKEN = (rf"(?:{_A_DATE}|(?:19|20)\d\d|\d\d(?:\d\d)?[-_ .]\d\d[-_ .]\d\d(?:\d\d)?)(?![^\W_])")
+_DIGITS_PART = rf"[-_ ](?!{_DATE_TOKEN})(?=\d+(?![^\W_]))"  # '-', '_' or ' ', then a token of digits only
+# Before any key is known: a number written in parts joined by '-', '_' or ' ' (Fall 12 3456, Pat_IMT_FR01_001,
+# IMT-FR01_001): a token holding a digit (maybe joined by '-' as a key is) then tokens of digits, five digits in
+# all, none a date or a year, taken whole; never after a token of digits (a date's month, day or time:
+# 2026_11_01_1200 stays). A word parts it (FR01_v2_3 is none).
+_IN_PARTS = (rf"(?<![^\W_])(?<!\d[-_ .])(?!{_DATE_TOKEN})"
+             rf"(?=(?:(?:[^\W\d_]|{_JOIN})*\d|{_DIGITS_PART}\d){{5}})(?=(?:[^\W_]|{_JOIN})*?\d)"
+             rf"[^\W_]+(?:{_JOIN}[^\W_]+)*(?:{_DIGITS_PART}\d+)+")
+# ... and a run of five digits or more that is not a date, run into letters or not (Pat00012, ILTB_00012)
+_FIVE_DIGITS_OR_MORE = rf"(?<!\d)(?!{_A_DATE})\d{{5,}}(?!\d)"
+_KEYS_UNKNOWN = re.compile(f"{_IN_PARTS}|{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # the longest first
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
 # A date, a sibling's {patient} stands for none: 20261101, 2026-11-01, 01.11.2026, with a time after it or not
 _A_MONTH = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])")  # 202611: a monthly export's, for rtw forget
