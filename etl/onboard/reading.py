@@ -138,7 +138,8 @@ def shown_error(exc: ExtractError, paths: Sequence[Path]) -> str:
     """A reader's refusal as `rtw profile` and `rtw scaffold` print it: the names it quotes (the file's, a
     workbook's sheets: `ExtractError.quoted`) as the nightly run shows them, a patient number as {patient}
     (the file was not read, its keys are unknown: as the pull shows names before a source's keys are staged,
-    a token shaped like a key, `Pat_IMT-FR01-001.xlsx`, or a run of six or more digits that is not a date).
+    a token shaped like a key, `Pat_IMT-FR01-001.xlsx`, a run of five or more digits that is not a date, or a
+    number written in parts, `Fall 12 3456.csv`).
 
     The text that says what to fix (line, row, cell, column, what was expected) stays whole. A name whose
     number is hidden says where it is instead, so the data manager still finds it: a file its place among
