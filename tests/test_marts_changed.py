@@ -38,10 +38,12 @@ def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCapt
 
 def test_a_mart_reads_the_tables_the_macros_it_calls_read():
     reads = {mart.table: mart.reads for mart in mart_files()}
-    # survival names neither: its events come from efs_event(), the diagnosis's bounds from diagnosis_known_by()
+    # survival names neither: its events come from efs_event(), its origins' bounds from origin_known_by(), which
+    # calls efs_event() and diagnosis_known_by()
     assert {"core.follow_up", "core.treatment"} <= reads["survival"]
     assert {"core.patient_source", "core.patient"} <= reads["incidence"]  # incidence_registered()
-    assert "core.follow_up" in reads["patient_summary"]  # efs_event(): a progression bounds the first diagnosis
+    # origin_known_by(): a progression and a treatment start bound the first diagnosis
+    assert {"core.follow_up", "core.treatment"} <= reads["patient_summary"]
 
 
 def test_a_macro_reads_what_the_macros_it_calls_read_however_deep():

@@ -110,6 +110,21 @@ CREATE OR REPLACE TEMP MACRO diagnosis_known_by() AS TABLE
     FROM core.treatment
     WHERE start_date IS NOT NULL;
 
+-- origin_known_by(patient, first_day, by_diagnoses): the day a patient's origin whose period starts on first_day (a
+-- first diagnosis, relapse, enrolment, ...) is known to have come by, which it is not placed after: the earliest
+-- relapse or progression dated after first_day (efs_event(): the event follows the origin), and when by_diagnoses
+-- the earliest last day another diagnosis or a treatment start can be on, on or after first_day
+-- (diagnosis_known_by(); an earlier one, a date error, bounds nothing); NULL when none is. One row per call, called
+-- per origin as a lateral join (marts.patient_summary's first diagnosis, marts.survival's origins).
+CREATE OR REPLACE TEMP MACRO origin_known_by(patient, first_day, by_diagnoses) AS TABLE
+    SELECT min(known.known_on) AS known_on
+    FROM (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
+          UNION ALL
+          SELECT patient_id, event_date, true FROM efs_event()) AS known
+    WHERE known.patient_id = patient
+      AND (known.known_on > first_day OR (known.known_on = first_day AND NOT known.is_event))
+      AND (known.is_event OR by_diagnoses);
+
 -- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class, of every source, with the
 -- patient's country as that source registers it (else core.patient's) and the age at diagnosis in completed years
 -- (completed_years of rule_functions.sql); marts.incidence counts the cases of the population-based sources among

@@ -156,18 +156,12 @@ follow_up_end AS (
 ),
 
 follow_up_start_bound AS (
-    -- What the first diagnosis cannot be after: the last day another diagnosis or a treatment start can be on, on or
-    -- after the first day of its period (an earlier one, a date error, bounds nothing), and a relapse or
-    -- progression dated after that day (as marts.survival bounds its origins: the event follows the diagnosis).
-    SELECT first_diagnosis.patient_id, min(known.known_on) AS known_on
+    -- What the first diagnosis cannot be after (origin_known_by of mart_functions.sql, as marts.survival bounds its
+    -- origins): the last day another diagnosis or a treatment start can be on, on or after the first day of its
+    -- period (an earlier one, a date error, bounds nothing), and a relapse or progression dated after that day.
+    SELECT first_diagnosis.patient_id, bound.known_on
     FROM first_diagnosis
-    JOIN (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
-          UNION ALL
-          SELECT patient_id, event_date, true FROM efs_event()) AS known
-        ON known.patient_id = first_diagnosis.patient_id
-       AND (known.known_on > first_diagnosis.diagnosis_date
-            OR (known.known_on = first_diagnosis.diagnosis_date AND NOT known.is_event))
-    GROUP BY first_diagnosis.patient_id
+    CROSS JOIN LATERAL origin_known_by(first_diagnosis.patient_id, first_diagnosis.diagnosis_date, true) AS bound
 ),
 
 follow_up_start AS (

@@ -131,19 +131,14 @@ vital AS (
 ),
 
 origin_bound AS (
-    -- What an origin cannot be after: a relapse or progression dated after the first day of its period (the event
-    -- then follows it, and counts); the diagnosis, also the last day another diagnosis or a treatment start can be
-    -- on, on or after that first day (as marts.patient_summary: an earlier one, a date error, bounds nothing).
-    SELECT first_origin.patient_id, first_origin.origin, min(known.known_on) AS known_on
+    -- What an origin cannot be after (origin_known_by of mart_functions.sql): a relapse or progression dated after
+    -- the first day of its period (the event then follows it, and counts); the diagnosis, also the last day another
+    -- diagnosis or a treatment start can be on, on or after that first day (as marts.patient_summary: an earlier
+    -- one, a date error, bounds nothing).
+    SELECT first_origin.patient_id, first_origin.origin, bound.known_on
     FROM first_origin
-    JOIN (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
-          UNION ALL
-          SELECT patient_id, event_date, true FROM efs_event()) AS known
-        ON known.patient_id = first_origin.patient_id
-       AND (known.known_on > first_origin.given.first_day
-            OR (known.known_on = first_origin.given.first_day AND NOT known.is_event))
-       AND (known.is_event OR first_origin.origin = 'diagnosis')
-    GROUP BY ALL
+    CROSS JOIN LATERAL origin_known_by(first_origin.patient_id, first_origin.given.first_day,
+                                       first_origin.origin = 'diagnosis') AS bound
 ),
 
 origin AS (
