@@ -1,11 +1,12 @@
 """The table macros two marts share (warehouse/mart_functions.sql), each worked out by hand on a core holding only what
-a test inserts."""
+a test inserts, and how build_marts creates them: after the tables they read."""
 
 from __future__ import annotations
 
 from test_origin_imputation import Warehouse
 
 from etl.load import marts
+from etl.load.marts import build_marts
 from etl.quality.sql_checks import rule_functions_sql
 from etl.quality.validate import write_source_params
 
@@ -41,3 +42,21 @@ def test_an_origin_is_known_by_the_first_event_after_it_and_by_diagnoses_the_fir
         "ORDER BY ALL").fetchall()
     assert rows == [("P1", False, "2021-06-01"), ("P1", True, "2021-03-10"),
                     ("P2", False, None), ("P2", True, "2022-05-01"), ("P3", True, None)]
+
+
+def test_the_cases_incidence_counts_are_those_of_the_population_based_sources_only():
+    warehouse = Warehouse()
+    for source_id in ("registry", "trial"):
+        warehouse.insert("diagnosis", source_id=source_id, diagnosis_id=f"d-{source_id}", patient_id="P1",
+                         event_type="initial", diagnosis_date="2021-03-10", iccc3_group="IX")
+    registered = _with_macros(warehouse).con.execute(
+        "SELECT source_id, patient_id FROM incidence_registered()").fetchall()
+    assert registered == [("registry", "P1")]
+
+
+def test_the_marts_build_from_core_alone():
+    # A warehouse without stage: the sources' parameters incidence_registered() reads are made before the macros.
+    warehouse = Warehouse()
+    warehouse.patient("P1")
+    build_marts(warehouse.con)
+    assert warehouse.con.execute("SELECT count(*) FROM marts.patient_summary").fetchone() == (1,)

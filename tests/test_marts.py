@@ -432,6 +432,7 @@ def test_the_wilson_interval_is_held_to_0_1_and_null_without_a_denominator():
     con = duckdb.connect()
     con.execute(rule_functions_sql())  # period_end, which mart_functions.sql's placed_date reads
     con.execute((WAREHOUSE_SQL_DIR / "core.sql").read_text())  # which its table macros read
+    write_source_params(con, {})  # and the sources' parameters (incidence_registered())
     con.execute((WAREHOUSE_SQL_DIR / "mart_functions.sql").read_text())
     rows = con.execute("SELECT n, wilson_lower(0.0, n), wilson_upper(1.0, n) FROM range(1, 200) AS t(n)").fetchall()
     assert all(low == 0.0 and high == 1.0 for _, low, high in rows), [r for r in rows if r[1] != 0.0 or r[2] != 1.0]

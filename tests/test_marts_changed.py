@@ -41,7 +41,8 @@ def test_a_mart_reads_the_tables_the_macros_it_calls_read():
     # survival names neither: its events come from efs_event(), its origins' bounds from origin_known_by(), which
     # calls efs_event() and diagnosis_known_by()
     assert {"core.follow_up", "core.treatment"} <= reads["survival"]
-    assert {"core.patient_source", "core.patient"} <= reads["incidence"]  # incidence_registered()
+    # incidence_registered(): the population-based sources' diagnoses
+    assert {"core.patient_source", "core.patient", "stage.source_params"} <= reads["incidence"]
     # origin_known_by(): a progression and a treatment start bound the first diagnosis
     assert {"core.follow_up", "core.treatment"} <= reads["patient_summary"]
 

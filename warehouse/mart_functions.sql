@@ -69,8 +69,9 @@ CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
     CASE coalesce(given, 'day') WHEN 'day' THEN 0 WHEN 'month' THEN 1 ELSE 2 END,
     first_day);
 
--- Table macros: the rows two marts read alike. Each reads core only (DuckDB binds a table macro when it is
--- created); etl/load/marts.py counts a table a macro reads as read by every mart that calls it, so a mart built
+-- Table macros: the rows two marts read alike. Each reads core (incidence_registered() also the sources'
+-- parameters, stage.source_params): DuckDB binds a table macro when it is created, so etl/load/marts.py creates
+-- them once those tables exist. It counts a table a macro reads as read by every mart that calls it, so a mart built
 -- again only when what it reads changed still sees what its macros read.
 
 -- efs_event(): one row per event of event-free survival but death, as given (a date known to its month or year
@@ -125,10 +126,10 @@ CREATE OR REPLACE TEMP MACRO origin_known_by(patient, first_day, by_diagnoses) A
       AND (known.known_on > first_day OR (known.known_on = first_day AND NOT known.is_event))
       AND (known.is_event OR by_diagnoses);
 
--- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class, of every source, with the
--- patient's country as that source registers it (else core.patient's) and the age at diagnosis in completed years
--- (completed_years of rule_functions.sql); marts.incidence counts the cases of the population-based sources among
--- them, marts.left_out those it leaves out.
+-- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class from a population-based
+-- source (the parameter population_based, stage.source_params), with the patient's country as that source registers
+-- it (else core.patient's) and the age at diagnosis in completed years (completed_years of rule_functions.sql):
+-- marts.incidence counts its cases among them, marts.left_out those it leaves out.
 CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
     SELECT
         coalesce(registration.country, patient.country) AS country,
@@ -140,6 +141,7 @@ CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
         completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years,
         diagnosis.is_very_rare
     FROM core.diagnosis AS diagnosis
+    JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
     LEFT JOIN core.patient_source AS registration
         ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
     LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id

@@ -140,10 +140,10 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
         con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
     for gone in sorted(set(_mart_names(con)) - {m.table for m in marts}):
         con.execute(f"DROP TABLE marts.{gone}")
+    _ensure_quarantine_inputs(con)  # first: DuckDB binds a table macro when it is created, to the tables it reads
     con.execute(rule_functions_sql())  # an age in completed years, as the rules count it
     con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
     con.execute(EXPORT_NOW.read_text(encoding="utf-8"))
-    _ensure_quarantine_inputs(con)
     built, moved = set(_mart_names(con)), None if changed is None else set(changed)
     read = {table for m in marts for table in m.reads}
     estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
@@ -190,7 +190,7 @@ def _ensure_quarantine_inputs(con: duckdb.DuckDBPyConnection) -> None:
         if f"stage.{table}" not in present:
             con.execute("CREATE SCHEMA IF NOT EXISTS stage")
             con.execute(f"CREATE TABLE stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
-    if "stage.source_param" not in present:  # marts.incidence reads which sources are population-based
+    if "stage.source_param" not in present:  # which sources are population-based (incidence_registered())
         write_source_params(con, {})
     if "stage.child_population" not in present:  # marts.incidence divides by the shipped table
         write_child_population(con, read_child_population(default_population_file()))

@@ -24,14 +24,8 @@
 --   is_very_rare_listed: every case is a very rare tumour by the fixed list (core.diagnosis.is_very_rare).
 
 CREATE OR REPLACE TABLE marts.incidence AS
-WITH population_based AS (
-    SELECT source_id FROM stage.source_params WHERE population_based
-),
-
-registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
-    SELECT registered.*
-    FROM incidence_registered() AS registered
-    JOIN population_based USING (source_id)
+WITH registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
+    SELECT * FROM incidence_registered()
 ),
 
 period AS (

@@ -80,9 +80,7 @@ initial_diagnosis AS (
 ),
 
 registered_diagnosis AS (  -- as marts.incidence: initial diagnoses of the population-based registries
-    SELECT registered.*
-    FROM incidence_registered() AS registered
-    JOIN stage.source_params AS params ON params.source_id = registered.source_id AND params.population_based
+    SELECT * FROM incidence_registered()
 ),
 
 incidence_case AS (
