@@ -1,8 +1,11 @@
 """The table macros two marts share (warehouse/mart_functions.sql), each worked out by hand on a core holding only what
-a test inserts, and how build_marts creates them: after the tables they read."""
+a test inserts, and how build_marts creates them: after the tables they read, from files it reads once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from test_origin_imputation import Warehouse
 
 from etl.load import marts
@@ -54,9 +57,18 @@ def test_the_cases_incidence_counts_are_those_of_the_population_based_sources_on
     assert registered == [("registry", "P1")]
 
 
-def test_the_marts_build_from_core_alone():
+def test_the_marts_build_from_core_alone_with_their_macros_read_once(monkeypatch: pytest.MonkeyPatch):
     # A warehouse without stage: the sources' parameters incidence_registered() reads are made before the macros.
     warehouse = Warehouse()
     warehouse.patient("P1")
+    reads: list[str] = []
+    read_text = Path.read_text
+
+    def counted(path: Path, encoding: str | None = None, errors: str | None = None) -> str:
+        reads.append(path.name)
+        return read_text(path, encoding, errors)
+
+    monkeypatch.setattr(Path, "read_text", counted)
     build_marts(warehouse.con)
     assert warehouse.con.execute("SELECT count(*) FROM marts.patient_summary").fetchone() == (1,)
+    assert (reads.count(marts.MART_FUNCTIONS.name), reads.count(marts.EXPORT_NOW.name)) == (1, 1)

@@ -112,8 +112,14 @@ def _macro_reads(functions_sql: str) -> dict[str, frozenset[str]]:
     return {name: frozenset(tables) for name, tables in reads.items()}
 
 
-def _marts() -> list[_Mart]:
-    macros = _macro_reads(MART_FUNCTIONS.read_text(encoding="utf-8") + EXPORT_NOW.read_text(encoding="utf-8"))
+def _functions_sql() -> str:
+    """The macros the marts share: mart_functions.sql's and export_now.sql's."""
+    return MART_FUNCTIONS.read_text(encoding="utf-8") + "\n" + EXPORT_NOW.read_text(encoding="utf-8")
+
+
+def _marts(functions_sql: str | None = None) -> list[_Mart]:
+    """The marts' files in build order, each with what it reads; functions_sql: _functions_sql() (read if not given)."""
+    macros = _macro_reads(_functions_sql() if functions_sql is None else functions_sql)
     marts = []
     for path in sorted(MARTS_SQL_DIR.glob("*.sql")):
         sql = path.read_text()
@@ -135,15 +141,15 @@ def build_marts(con: duckdb.DuckDBPyConnection, changed: Collection[str] | None 
     rows changed, or another table outside core and the marts, are built again. None: the schema is
     dropped and every mart built. A mart whose file was removed never lingers.
     """
-    marts = _marts()
+    functions = _functions_sql()
+    marts = _marts(functions)
     if changed is None:
         con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
     for gone in sorted(set(_mart_names(con)) - {m.table for m in marts}):
         con.execute(f"DROP TABLE marts.{gone}")
     _ensure_quarantine_inputs(con)  # first: DuckDB binds a table macro when it is created, to the tables it reads
     con.execute(rule_functions_sql())  # an age in completed years, as the rules count it
-    con.execute(MART_FUNCTIONS.read_text(encoding="utf-8"))
-    con.execute(EXPORT_NOW.read_text(encoding="utf-8"))
+    con.execute(functions)
     built, moved = set(_mart_names(con)), None if changed is None else set(changed)
     read = {table for m in marts for table in m.reads}
     estimates: dict[str, pd.DataFrame] | None = None  # one fit a group, for both marts that read them
