@@ -45,6 +45,30 @@ def test_a_file_gone_from_landing_before_the_upgrade_is_shown_without_its_number
     assert _leaks(home, upgraded, caplog) == []
 
 
+
+@pytest.mark.integration
+def test_a_superseded_file_still_in_landing_is_shown_without_its_number(per_patient, caplog):  # noqa: F811
+    """The upgrade renames a known file that is no longer current (its counts kept, its row only updated) in
+    meta.source_file too: warehouse._rename_in_history does, _record_files leaves the name as it finds it."""
+    home, sources = per_patient
+    folder = home.landing / "registry_de"
+    later = (folder / "Fall_234567_Verlauf.csv").rename(home.root / "later.csv")
+    pipeline.run(home, key_value=KEY, sources_dir=sources)  # Fall_123456 loaded, so archived
+    later.rename(folder / "Fall_234567_Verlauf.csv")  # the next export supersedes it, left in landing
+    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    _as_an_earlier_version_left_it(home, earlier.run_id)
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        (superseded,) = con.execute("SELECT file_name FROM meta.source_file WHERE status = 'superseded'").fetchone()
+    assert "123456" in superseded and (folder / superseded).is_file()
+
+    with caplog.at_level(logging.INFO, logger="rtw"):
+        upgraded = pipeline.run(home, key_value=KEY, sources_dir=sources, force=True)  # an upgrade reloads all
+    assert upgraded.sources_failed == [] and upgraded.notes == []
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        assert con.execute("SELECT file_name, status FROM meta.source_file ORDER BY status").fetchall() == [
+            ("Fall_{patient}_Verlauf.csv", "loaded"), ("Fall_{patient}_Verlauf.csv", "superseded")]
+    assert _leaks(home, upgraded, caplog) == []
+
 def _run_killed_at(home: Path, sources: Path, point: str) -> None:
     """An upgrade's run (it reloads every source) in its own process, SIGKILLed at `point` (etl/crash.py)."""
     script = ("import sys; from pathlib import Path; from etl import pipeline; from etl.config import resolve_home; "

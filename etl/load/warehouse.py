@@ -421,10 +421,10 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         existing = con.execute("SELECT first_run_id FROM meta.source_file WHERE source_id = ? "
                                "AND source_file_sha256 = ?", [source_id, f.sha256]).fetchone()
         if existing and (failed or not is_current):
-            # Known file: it keeps the counts it was last loaded with; the note changes, and the name (one
-            # recorded before names were shown without patient numbers is shown so now).
-            con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ?, file_name = ? WHERE source_id = ? "
-                        "AND source_file_sha256 = ?", [run_id, f.message, f.name, source_id, f.sha256])
+            # Known file: it keeps the counts it was last loaded with; the note changes. (Its name, if recorded
+            # before names were shown without patient numbers, _rename_in_history has renamed.)
+            con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ? WHERE source_id = ? "
+                        "AND source_file_sha256 = ?", [run_id, f.message, source_id, f.sha256])
             continue
         counts = outcome.file_counts.get(f.sha256, FileCounts()) if is_current and not failed else FileCounts()
         status = "superseded" if not is_current else outcome.status.value if failed else "loaded"
@@ -445,7 +445,7 @@ def _rename_in_history(con: duckdb.DuckDBPyConnection, run_id: str, source_id: s
                        files: Sequence[ExportFile], *, every_file: bool) -> None:
     """A file recorded under another name than it is shown by now (before names were shown without
     patient numbers, etl/extract/file_names.py) is renamed in what earlier runs wrote of it too: their
-    notices, removals and acceptances (meta.source_file's row takes the name where it is written). When
+    notices, removals and acceptances, and its row in meta.source_file (_record_files keeps that name). When
     `files` are every file of the source in landing, one recorded in clear and gone from landing since is
     renamed too, as its name reads (file_names.gone_file_name). A notice of the run says so: after the
     publish, the report pages of earlier runs are rewritten too (etl/publish_outputs.py), their clear names
