@@ -55,8 +55,10 @@ def export_marts(home: Home, notes: list[str]) -> None:
     attempt(notes, "the Parquet marts", lambda: export_parquet(home.warehouse, home.marts))
 
 
-def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool) -> str | None:
-    """The run's report (with the dictionary page and survival plot when with_pages) and reports/latest."""
+def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool,
+                 live: duckdb.DuckDBPyConnection | None = None) -> str | None:
+    """The run's report (with the dictionary page and survival plot when with_pages) and reports/latest.
+    `live`: a connection to the live warehouse the caller holds (repair's), for the earlier reports' names."""
     attachments: list[tuple[str, Path]] = []
     if with_pages:
         folder = attempt(notes, "the report folder", lambda: fsio.private_folder(home.reports / run_id))
@@ -78,7 +80,7 @@ def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool)
             return None
 
     report = attempt(notes, "the validation report", build)
-    attempt(notes, "the file names in the reports of earlier runs", lambda: show_names_in_earlier_reports(home))
+    attempt(notes, "the file names in the reports of earlier runs", lambda: show_names_in_earlier_reports(home, live))
     return report
 
 

@@ -112,7 +112,7 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
         assert con is not None  # it exists
         current = _validated_runs(con)
         if current:
-            _bring_in_line(home, current, done, notes)
+            _bring_in_line(home, con, current, done, notes)
             # A run killed after renaming files in the history, before the report files of earlier runs showed it.
             if rewritten := attempt(notes, "the file names in the reports of earlier runs",
                                     lambda: show_names_in_earlier_reports(home, con)):
@@ -123,8 +123,10 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
     return done + notes
 
 
-def _bring_in_line(home: Home, current: list[str], done: list[str], notes: list[str]) -> None:
-    """Export the marts and point reports/latest at the live warehouse's last validated run where they lag."""
+def _bring_in_line(home: Home, live: duckdb.DuckDBPyConnection, current: list[str], done: list[str],
+                   notes: list[str]) -> None:
+    """Export the marts and point reports/latest at the live warehouse's last validated run where they lag
+    (`live`: repair's connection to it, which writing a missing report reads through too)."""
     validated = current[0]
     if _marts_run(home) not in current:
         export_marts(home, notes)
@@ -137,5 +139,5 @@ def _bring_in_line(home: Home, current: list[str], done: list[str], notes: list[
                 done.append(f"repair: reports/latest pointed at an older run; now at run {validated}")
             except OSError as exc:
                 notes.append(f"repair: reports/latest could not be pointed at run {validated}: {exc}")
-        elif write_report(home, validated, notes, with_pages=True):
+        elif write_report(home, validated, notes, with_pages=True, live=live):
             done.append(f"repair: the report of run {validated} was missing; written")

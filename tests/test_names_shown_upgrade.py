@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from test_file_names import KEY, NUMBERS, _as_an_earlier_version_left_it, _leaks
 from etl import pipeline
 from etl.config import REPO_ROOT
 from etl.crash import CRASH_ENV
-from etl.publish_outputs import show_names_in_earlier_reports
+from etl.publish_outputs import show_names_in_earlier_reports, write_report
 from etl.quality.report import build_report
 
 
@@ -113,3 +114,25 @@ def test_a_file_gone_from_landing_is_shown_as_its_name_reads(name, shown):
     from etl.extract.file_names import gone_file_name
 
     assert gone_file_name(name, ["patient-{patient}.xlsx", "Fall_{patient}_Verlauf.csv"]) == shown
+
+
+@pytest.mark.integration
+def test_a_report_written_with_a_connection_shows_the_names_it_reads_through_it(per_patient, tmp_path):  # noqa: F811
+    """Repair writes a missing report page while it holds a connection to the live warehouse: the names
+    the reports of earlier runs are to show are read through that one (it opened a second). Here the
+    connection given reads the upgrade's renames and the warehouse file still the state before it."""
+    home, sources = per_patient
+    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    last = pipeline.run(home, key_value=KEY, sources_dir=sources)  # nothing new: the page written again below
+    before = shutil.copy(home.warehouse, tmp_path / "before.duckdb")
+    _run_killed_at(home, sources, "outputs")  # the renames recorded, the earlier runs' pages not rewritten
+    upgraded = shutil.copy(home.warehouse, tmp_path / "upgraded.duckdb")
+    shutil.copy(before, home.warehouse)
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))]
+
+    notes: list[str] = []
+    with duckdb.connect(str(upgraded), read_only=True) as live:
+        assert write_report(home, last.run_id, notes, with_pages=False, live=live)
+    assert notes == []
+    assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))] == []
