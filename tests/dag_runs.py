@@ -5,17 +5,21 @@ Airflow's records of them."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from dag_servers import Inbox, Webhook, smtp_server, text_of, webhook_server
+from shared_build import built_once
 
-from etl.airflow_local import DagRun, run_dag
+from etl.airflow_local import DagRun, _migrate, airflow_env, run_dag
 from etl.config import Home, resolve_home
 
 # ODM, per-form CSV, national CSV, Excel, SAS: one DAG run loads every format.
@@ -59,12 +63,27 @@ def run_into(home: Home, notified: Notified, into: DagRuns, extra_env: dict[str,
     into.posts.append(hook.posts[posts:])
 
 
-def synthetic_home(root: Path) -> Home:
+def synthetic_home(root: Path, factory: pytest.TempPathFactory) -> Home:
+    """40 synthetic persons' exports, and an Airflow metadata database ready for `airflow dags test`."""
     from etl.synth import generate
 
     home = resolve_home(root).ensure()
     generate(home.root, patients=40, seed=4)  # a seed whose 40 persons reach all five sources
+    _copy_migrated_db(home, factory)
     return home
+
+
+def _copy_migrated_db(home: Home, factory: pytest.TempPathFactory) -> None:
+    """The metadata database `airflow db migrate` made once for the session (seconds a home; its tables name no
+    home), marked migrated for this home as etl.airflow_local._migrate marks it (else it migrates again)."""
+    def migrate(folder: Path) -> None:
+        template = resolve_home(folder).ensure()
+        _migrate(template, airflow_env(template), template.airflow / "migrate.log")
+
+    template = resolve_home(built_once(factory, "airflow-migrated", migrate))
+    conn = airflow_env(home)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # makes home.airflow
+    shutil.copy2(template.airflow / "airflow.db", home.airflow / "airflow.db")
+    (home.airflow / ".migrated").write_text(f"{version('apache-airflow')} {conn}")
 
 
 def meta_runs(home: Home) -> list[tuple]:

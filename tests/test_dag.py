@@ -114,7 +114,7 @@ def notified() -> Iterator[Notified]:
 @pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory, notified) -> DagRuns:
     """A first run, a second with nothing changed, a third forced."""
-    runs = DagRuns(synthetic_home(tmp_path_factory.mktemp("clean") / "home"), [], [], [])
+    runs = DagRuns(synthetic_home(tmp_path_factory.mktemp("clean") / "home", tmp_path_factory), [], [], [])
     run_into(runs.home, notified, runs)
     run_into(runs.home, notified, runs)
     run_into(runs.home, notified, runs, conf={"force": True})

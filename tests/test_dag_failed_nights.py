@@ -18,7 +18,6 @@ from status_runs import PUBLISH_FAILS, PUBLISH_REASON, failed_night, last_runs
 from etl import runlock
 from etl.airflow_local import DagRun, run_dag
 from etl.config import REPO_ROOT, Home
-from etl.crash import CRASH_ENV
 
 pytestmark = pytest.mark.airflow
 
@@ -33,7 +32,7 @@ def _status(home: Home) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory) -> tuple[Home, list[DagRun], list[subprocess.CompletedProcess[str]]]:
-    home = synthetic_home(tmp_path_factory.mktemp("nights") / "home")
+    home = synthetic_home(tmp_path_factory.mktemp("nights") / "home", tmp_path_factory)
     runs, statuses = [run_dag(home, env=PUBLISH_FAILS)], [_status(home)]
     blocker = home.staging / "esmart" / "harmonised"  # a file where harmonise makes its folder: it crashes
     shutil.rmtree(blocker)
@@ -72,15 +71,3 @@ def test_a_crashed_harmonise_task_is_recorded_as_rtw_run_records_it(nights):
     blocker = home.staging / "esmart" / "harmonised"
     assert failed == ["esmart"]
     assert message == f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'"
-
-
-def test_a_dag_run_whose_publish_was_killed_is_listed_killed_at_once(tmp_path):
-    """Its lease, kept fresh by tasks of other processes, lives two hours (RTW_LEASE_TTL): by it alone the
-    night was shown running that long. The publish task's process is recorded, and it is gone."""
-    home = synthetic_home(tmp_path / "home")
-    run = run_dag(home, env={CRASH_ENV: "before_swap"})  # the publish task kill -9s itself
-    assert not run.succeeded
-    assert runlock.read_lease(home) is not None  # the home stays held until the lease lapses
-    status = _status(home)
-    assert status.returncode == 1 and "no warehouse yet" in status.stdout
-    assert failed_night(last_runs(status.stdout))[:2] == ["killed", "publish"]

@@ -52,7 +52,7 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     whose registry_it delivers to a drop zone: a first load; a forced run whose publish runs out of memory;
     a run while another DAG run (triggered, its plan run: it holds the home's lease) is still queued."""
     root = tmp_path_factory.mktemp("operated")
-    home = synthetic_home(root / "home")
+    home = synthetic_home(root / "home", tmp_path_factory)
     sources, zone = root / "sources", root / "zone"
     shutil.copytree(SOURCES_DIR, sources)
     zone.mkdir()

@@ -45,7 +45,7 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
     does not match (its pull fails; its copy already in landing is loaded anyway); registry_it's export
     waits in its drop zone (pulled, then loaded). iltb has no trouble."""
     root = tmp_path_factory.mktemp("failing")
-    home = synthetic_home(root / "home")
+    home = synthetic_home(root / "home", tmp_path_factory)
     odm = home.landing / "sacha_fr" / "SACHA_ODM_20261101.xml"
     odm.write_bytes(odm.read_bytes()[: odm.stat().st_size // 2])
     blocker = home.staging / "esmart" / "harmonised"  # a file where harmonise makes its folder: it crashes

@@ -36,9 +36,9 @@ def _record(home: Home, run_id: str) -> dict:
     return json.loads((home.root / "runs" / f"{run_id}.json").read_text())
 
 
-def test_a_dag_run_killed_in_extract_is_shown_killed_there_and_rtw_run_takes_the_home_over(tmp_path):
+def test_a_dag_run_killed_in_extract_is_shown_killed_there_and_rtw_run_takes_the_home_over(tmp_path, tmp_path_factory):
     """It showed `running` in plan_run, and held the home, until its lease lapsed two hours later."""
-    home = synthetic_home(tmp_path / "home")
+    home = synthetic_home(tmp_path / "home", tmp_path_factory)
     killed = run_dag(home, env={CRASH_ENV: "extracted"})  # the first extract task kill -9s its process
     assert not killed.succeeded
     lease = runlock.read_lease(home)
@@ -57,14 +57,20 @@ def test_a_dag_run_killed_in_extract_is_shown_killed_there_and_rtw_run_takes_the
     assert (_record(home, lease["run_id"])["status"], runlock.read_lease(home)) == ("killed", None)
 
 
-def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at_once(tmp_path):
-    """The next DAG run's plan_run waited for the lease (the killed DAG run is `running` in Airflow's records:
-    nothing is left to end it), then failed naming it."""
-    home = synthetic_home(tmp_path / "home")
+def test_a_dag_run_whose_publish_was_killed_is_shown_killed_and_leaves_the_home_to_the_next_night_at_once(
+        tmp_path, tmp_path_factory):
+    """Its lease, kept fresh by tasks of other processes, lives two hours (RTW_LEASE_TTL): by it alone the night
+    was shown running that long; the publish task's process is recorded, and it is gone. The next DAG run's
+    plan_run waited for the lease (the killed DAG run is `running` in Airflow's records: nothing is left to end
+    it), then failed naming it."""
+    home = synthetic_home(tmp_path / "home", tmp_path_factory)
     killed = run_dag(home, env={CRASH_ENV: "before_swap"})  # the publish task kill -9s its process
     assert not killed.succeeded
     lease = runlock.read_lease(home)
-    assert lease is not None
+    assert lease is not None  # the home stays held until the lease lapses
+    status = _rtw(home, "status")
+    assert status.returncode == 1 and "no warehouse yet" in status.stdout
+    assert failed_night(last_runs(status.stdout))[:2] == ["killed", "publish"]
     night = run_dag(home, env={"RTW_RUN_WAIT": "0"})
     assert night.succeeded, night.output[-3000:]
     assert f"takes the home over from run {lease['run_id']}" in night.output
@@ -73,10 +79,10 @@ def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at
     assert _record(home, lease["run_id"])["status"] == "killed"
 
 
-def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pull(tmp_path):
+def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pull(tmp_path, tmp_path_factory):
     """Its verdict and the notification said it; `rtw status` showed the night `completed_with_failures` for
     the source not loaded only, as its pull, which never ran, recorded nothing."""
-    home = synthetic_home(tmp_path / "home")
+    home = synthetic_home(tmp_path / "home", tmp_path_factory)
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
     zone = tmp_path / "zones" / "registry_it"

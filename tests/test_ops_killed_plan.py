@@ -101,10 +101,10 @@ def test_the_next_dag_plan_leaves_a_run_airflow_still_runs_to_airflow(tmp_path):
 
 
 @pytest.mark.airflow
-def test_a_dag_run_killed_in_plan_run_is_taken_over_by_rtw_run(tmp_path):
+def test_a_dag_run_killed_in_plan_run_is_taken_over_by_rtw_run(tmp_path, tmp_path_factory):
     """`airflow dags test` runs every task in its own process: killed in plan_run, the lease named that process,
     not yet alone (a later task says so), and nothing was at work for the run."""
-    home = synthetic_home(tmp_path / "home")
+    home = synthetic_home(tmp_path / "home", tmp_path_factory)
     killed = run_dag(home, env={CRASH_ENV: "leased"})
     assert not killed.succeeded
     lease = runlock.read_lease(home)
