@@ -71,3 +71,19 @@ def drop(tmp_path: Path) -> Path:
     folder = tmp_path / "drop"
     folder.mkdir()
     return folder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that run Airflow or a deployment first, then those that build whole runs, then the rest, each
+    group by its number of tests, most first (pytest-xdist's own order, turned off in the Makefile: it ordered by
+    the number of tests alone, so the Airflow modules, a few tests of minutes each, started last, and the suite
+    waited on them with the other workers idle). One module runs on one worker (--dist loadfile)."""
+    def rank(item: pytest.Item) -> int:
+        marks = {m.name for m in item.iter_markers()}
+        return 0 if marks & {"airflow", "deployment"} else 1 if "integration" in marks else 2
+
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    ordered = sorted(modules.values(), key=lambda tests: (min(map(rank, tests)), -len(tests)))
+    items[:] = [item for tests in ordered for item in tests]
