@@ -25,7 +25,8 @@ once and never printed, logged or stored. Erasure is:
 - the patient's number in file names (a file per patient, `Fall_123456_Verlauf.csv`): an archive copy
   or tombstone so named is renamed with `{patient}` in its place, and a hash-named tombstone keeps the
   export in landing/ from being archived again (`landing.erased_export`); the pull ledger keeps such a
-  file by digests, without its path (etl/pull/ledger.py `unnamed`), so it is not pulled again; a file of
+  file by digests keyed by the pseudonymisation key, without its path (etl/pull/ledger.py `unnamed`), so
+  it is not pulled again; a file of
   the patient sent again afterwards is renamed so by the run that harmonises it (`hide_erased_numbers`).
   Only where the name reads the number as one: a snapshot whose date is written as it (`export_20261101.csv`)
   keeps its name (`file_names.reads_as_patient_number`). The report files an upgrade still has to rewrite
@@ -535,7 +536,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
 
         swap_in_next(home.warehouse, run_id, erase, compact=True)
         _show_names_in_earlier_reports(home)  # by the archive copies' clear names: before they are renamed
-        _hide_number_in_names(home, source_id, patient_key)  # before the scrub: a copy it cannot read is named so
+        _hide_number_in_names(home, source_id, patient_key, key)  # before the scrub: a copy it cannot read is named so
         # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, _exports_kept(home, source_id, shas),
                                                  shas)
@@ -611,17 +612,18 @@ def _show_names_in_earlier_reports(home: Home) -> None:
                     "those naming the erased patient's file keep its name as delivered", exc)
 
 
-def _hide_number_in_names(home: Home, source_id: str, patient_key: str) -> None:
+def _hide_number_in_names(home: Home, source_id: str, patient_key: str, key: PseudonymKey) -> None:
     """The patient's number out of the names the home keeps of the source's files: archive copies and
-    tombstones, and the pull ledger (its remote paths and landing names). landing/ is the centre's."""
-    from etl.pull.ledger import read_ledger, unnamed  # the pull's transports: not for every run's import
+    tombstones, and the pull ledger (its remote paths and landing names; the file kept by digests under
+    `key`). landing/ is the centre's."""
+    from etl.pull.ledger import LedgerKey, read_ledger, unnamed  # the pull's transports: not for every run's import
 
     number = number_in_names(patient_key)
     if number is None:
         return
     shown = _shown_without(number, [patient_key], _names_kept(home, source_id, read_ledger(home, source_id)))
     _archive_renamed(home, source_id, shown)
-    unnamed(home, source_id, shown)
+    unnamed(home, source_id, shown, LedgerKey.of(key))
 
 
 def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
@@ -633,10 +635,12 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     pseudonymised and compared with the erasures; the names of landing/, archive/ and the pull ledger are
     looked at. How many erased patients' numbers the names held (where they read as numbers:
     `_shown_without`)."""
-    from etl.pull.ledger import read_ledger, unnamed  # the pull's transports: not for every run's import
+    from etl.pull.ledger import LedgerKey, keyed, read_ledger, unnamed  # the pull's transports: not every run's
 
     source_id = mapping.source_id
     ledger = read_ledger(home, source_id)
+    if ledger.unkeyed:  # an earlier version's lines of erased patients' files: keyed, now that the key is at hand
+        keyed(home, source_id, LedgerKey.of(key))
     names = _names_kept(home, source_id, ledger)
     is_erased = _erased_test(key, source_id, erased)
     numbers = {number for name in names if PATIENT not in name for number in _numbers_in_name(name)}
@@ -648,7 +652,7 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     shown = _shown_without(number, found, names)
     _archive_renamed(home, source_id, shown)
     if any(shown(n) != n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
-        unnamed(home, source_id, shown)
+        unnamed(home, source_id, shown, LedgerKey.of(key))
     return len({re.sub("[-_ ]", "-", n).upper() for n in found})
 
 

@@ -40,7 +40,7 @@ def _home(tmp_path: Path, source_id: str, names: list[str]) -> Home:
                                                ("202611", "Verlauf_202611.csv")])
 def test_forget_leaves_a_snapshot_whose_date_is_written_as_the_erased_number(tmp_path, key, snapshot):
     home = _home(tmp_path, "registry_de", [snapshot, "Fall_12345678_Verlauf.csv"])
-    _hide_number_in_names(home, "registry_de", key)
+    _hide_number_in_names(home, "registry_de", key, PseudonymKey(KEY.encode()))
     assert sorted(p.name for p in (home.archive / "registry_de").iterdir()) == [
         f"{'0' * 16}__{snapshot}", f"{'1' * 16}__Fall_12345678_Verlauf.csv"]
     ledger = read_ledger(home, "registry_de")
@@ -50,7 +50,7 @@ def test_forget_leaves_a_snapshot_whose_date_is_written_as_the_erased_number(tmp
 def test_forget_renames_a_file_per_patient_whose_number_reads_as_a_date(tmp_path):
     home = _home(tmp_path, "registry_de", ["Fall_20261101_Verlauf.csv", "Fall_12345678_Verlauf.csv",
                                            "export_20261101.csv"])
-    _hide_number_in_names(home, "registry_de", "20261101")
+    _hide_number_in_names(home, "registry_de", "20261101", PseudonymKey(KEY.encode()))
     assert sorted(p.name for p in (home.archive / "registry_de").iterdir()) == [
         f"{'0' * 16}.erased", f"{'0' * 16}__Fall_{{patient}}_Verlauf.csv", f"{'1' * 16}__Fall_12345678_Verlauf.csv",
         f"{'2' * 16}__export_20261101.csv"]

@@ -10,7 +10,8 @@ import pytest
 
 from etl.config import Home
 from etl.pull.dropzone import RemoteFile
-from etl.pull.ledger import read_ledger, unnamed
+from etl.pull.ledger import LedgerKey, read_ledger, unnamed
+from etl.transform.pseudonym import PseudonymKey
 
 
 def _remote(n: int) -> RemoteFile:
@@ -102,11 +103,12 @@ def test_an_erased_patients_file_reverted_to_an_earlier_version_is_pulled_again(
     ledger.record(_version("/drop/Fall_234567_Verlauf.csv", 316, "v1"), "c" * 64, ["Fall_234567_Verlauf.csv"])
     named = read_ledger(home, "registry_de")
     assert not named.has(_version(path, 316, "v1")) and not named.has_content(_version(path, 316, "v3"), "a" * 64)
-    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}")) == 2
-    after = read_ledger(home, "registry_de", mend=True)
+    key = LedgerKey.of(PseudonymKey(b"pull-ledger-key-0123456789abcdef"))
+    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}"), key) == 2
+    after = read_ledger(home, "registry_de", mend=True, key=key)
     assert "123456" not in after.path.read_text()
     assert not after.has(_version(path, 316, "v1"))  # A again, listed as it was
     assert not after.has_content(_version(path, 316, "v3"), "a" * 64)  # A again, under a new time
     assert after.has(_version(path, 320, "v2")) and after.has_content(_version(path, 320, "v3"), "b" * 64)
     assert after.has(_version("/drop/Fall_234567_Verlauf.csv", 316, "v1"))
-    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}")) == 0  # once
+    assert unnamed(home, "registry_de", lambda name: name.replace("123456", "{patient}"), key) == 0  # once

@@ -31,7 +31,7 @@ from etl.extract.landing import named_as_export, temporary_export, upload_tempor
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
-from etl.pull.ledger import Ledger, PulledFile, pulling, read_ledger, sidecar_seen
+from etl.pull.ledger import Ledger, PulledFile, ledger_key, pulling, read_ledger, sidecar_seen
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
     ChangedWhileRead,
@@ -326,22 +326,31 @@ def _resent(candidate: _Candidate, ledger: Ledger) -> bool:
     return last is not None and (last.sha256, last.size) == (candidate.expected_sha256, candidate.remote.size)
 
 
+# A file known by its content only: an erased patient's (the reason does not say so: a message may name it).
+_UNKEYED = ("re-uploaded with the same content as already pulled; known by its content only (the pull was not "
+            "given the pseudonymisation key): downloaded by each pull")
+
+
 def _failed(source_id: str, message: str) -> PullOutcome:
     return PullOutcome(source_id=source_id, status=PullStatus.FAILED, failures=[message], message=message)
 
 
 def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None, sources_dir: Path = SOURCES_DIR,
-                policy: PullPolicy | None = None, progress: Progress | None = None) -> PullOutcome:
+                policy: PullPolicy | None = None, progress: Progress | None = None,
+                key_value: str | None = None) -> PullOutcome:
     """Pull the source's new exports from its drop zone into `landing/<source_id>/`, and record what the
     pull came to for `rtw status` (etl/pull/nights.py).
 
     `connection_uri` is the Airflow connection URI of `delivery.connection` (the DAG passes
     `BaseHook.get_connection(id).get_uri()`); when None it is read from env `AIRFLOW_CONN_<ID>`.
     `progress(remote_file, bytes_so_far)` is called as bytes arrive. A source without a mapping raises
-    UnknownSource, and nothing is recorded.
+    UnknownSource, and nothing is recorded. `key_value`: the pseudonymisation key as the run is given it (else
+    env RTW_PSEUDONYM_KEY, else the home's key file): without it, an erased patient's file still in the drop
+    zone is downloaded by each pull to be known by its content (etl/pull/ledger.py).
     """
     refuse_unknown([source_id], sources_dir)
-    outcome = _pull_source(home, source_id, connection_uri, sources_dir, policy or PullPolicy(), progress)
+    outcome = _pull_source(home, source_id, connection_uri, sources_dir, policy or PullPolicy(), progress,
+                           key_value)
     _recorded(home, outcome)
     return outcome
 
@@ -355,7 +364,7 @@ def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
 
 
 def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources_dir: Path, policy: PullPolicy,
-                 progress: Progress | None) -> PullOutcome:
+                 progress: Progress | None, key_value: str | None) -> PullOutcome:
     try:
         mapping = load_mapping(sources_dir / f"{source_id}.yaml")
     except (MappingError, OSError) as exc:
@@ -376,8 +385,8 @@ def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources
         for stale in folder.glob(f".*{fsio.TEMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
         try:
-            ledger = read_ledger(home, source_id, mend=True)
-        except ValueError as exc:
+            ledger = read_ledger(home, source_id, mend=True, key=ledger_key(home, key_value))
+        except (ValueError, OSError) as exc:  # OSError: a key file that cannot be read
             return _failed(source_id, f"{source_id}: {exc}")
         connection = _Connection(delivery, credentials, source_id)
         try:
@@ -427,8 +436,11 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                                                 on_error=connection.reset,
                                                 said=lambda line: names_shown(line, _as_said(names), numbers))
         except _SameContent as same:
-            ledger.record(remote, same.sha256, [], sidecars.get(remote.name))
-            skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already pulled"))
+            if ledger.record(remote, same.sha256, [], sidecars.get(remote.name)):
+                skipped.append(SkippedFile(name=remote.name,
+                                           reason="re-uploaded with the same content as already pulled"))
+            else:
+                skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED))
             continue
         except ChangedWhileRead as changed:  # not a failure: the sender is still at it; not in the ledger
             skipped.append(SkippedFile(name=remote.name, reason=f"{changed}; it may still be uploading: nothing "
@@ -517,16 +529,16 @@ def refuse_unknown(named: list[str], sources_dir: Path = SOURCES_DIR) -> None:
 
 
 def pull_all(home: Home, *, sources: list[str] | None = None, sources_dir: Path = SOURCES_DIR,
-             policy: PullPolicy | None = None) -> list[PullOutcome]:
+             policy: PullPolicy | None = None, key_value: str | None = None) -> list[PullOutcome]:
     """Pull every source (or those named), one outcome each; a failure of one never stops the others.
-    Credentials come from env AIRFLOW_CONN_<ID>. A source named that has no mapping refuses them all at once
-    (UnknownSource), before anything is pulled."""
+    Credentials come from env AIRFLOW_CONN_<ID>; the key as `pull_source` takes it. A source named that has no
+    mapping refuses them all at once (UnknownSource), before anything is pulled."""
     if sources is not None:
         refuse_unknown(sources, sources_dir)
     outcomes = []
     for source_id in sources if sources is not None else source_ids(sources_dir):
         try:
-            outcomes.append(pull_source(home, source_id, sources_dir=sources_dir, policy=policy))
+            outcomes.append(pull_source(home, source_id, sources_dir=sources_dir, policy=policy, key_value=key_value))
         except Exception as exc:  # an unforeseen error is this source's failure, not the loop's
             log.exception("%s: the pull failed", source_id)
             # Said as a run's reason is (etl/run_record.py): its text may quote what it met; the log has it.
@@ -563,8 +575,9 @@ class DropZoneCheck(BaseModel):
 
 
 def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = None,
-                    sources_dir: Path = SOURCES_DIR) -> DropZoneCheck:
-    """One look at the drop zone: the exports a pull would land now. Lands nothing, takes no lock."""
+                    sources_dir: Path = SOURCES_DIR, key_value: str | None = None) -> DropZoneCheck:
+    """One look at the drop zone: the exports a pull would land now. Lands nothing, takes no lock. The key as
+    `pull_source` takes it: without it, an erased patient's file still in the drop zone looks new."""
     def answer(state: DropZoneState, message: str, waiting: list[str] | None = None) -> DropZoneCheck:
         return DropZoneCheck(source_id=source_id, state=state, waiting=waiting or [],
                              message=f"{source_id}: {message}")
@@ -575,7 +588,7 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
         if delivery is None:
             return answer(DropZoneState.NO_DROP_ZONE, "no drop zone (no delivery: in its mapping)")
         credentials = credentials_for(mapping, connection_uri)
-        ledger = read_ledger(home, source_id)
+        ledger = read_ledger(home, source_id, key=ledger_key(home, key_value))
     except (MappingError, CredentialsError, OSError, ValueError) as exc:
         return answer(DropZoneState.INVALID, str(exc).removeprefix(f"{source_id}: "))
     numbers = PatientNumbers.staged(home.staging, mapping)

@@ -18,18 +18,30 @@ and is cut off before the next append. A ledger of the JSON list of earlier vers
 
 `rtw forget` rewrites the ledger whole (`unnamed`): a file whose remote path carried the erased
 patient's number (a file per patient, `Fall_123456_Verlauf.csv`) keeps its path as shown
-(`Fall_{patient}_Verlauf.csv`), and, in place of its path, size and version, their sha256 (`listed`),
-by which the same file listed again is known; its content's sha256 stays, by which the same content
-uploaded again (under any path) is not landed again. As for a named file, only the last version pulled
-from the path counts: the earlier ones are marked `earlier`, known neither way (A, B, then A again is
-pulled after an erasure too). A digest is no key: someone holding the home who
-tries every number of that shape finds it again, as with the pseudonyms when the key file is in the home.
+(`Fall_{patient}_Verlauf.csv`), and, in place of its path, size and version, a digest of them keyed
+by the pseudonymisation key (`listed`, `LedgerKey`), by which the same file listed again is known, and
+one of its path alone (`path_digest`), by which its versions are told; its content's sha256 stays, by
+which the same content uploaded again (under any path) is not landed again. As for a named file, only
+the last version pulled from the path counts: the earlier ones are marked `earlier`, known neither way
+(A, B, then A again is pulled after an erasure too), across erasures and uploads again too.
+An unkeyed digest would be no secret: someone holding the home who tries every number of that shape
+(10^6 for six digits, seconds) with the sizes and versions the archive shows finds it again. The
+content's sha256 is kept unkeyed: the number cannot be tried into it, and the archive's tombstones are
+named by it already.
+
+Only a reader given the key (explicit, env RTW_PSEUDONYM_KEY or the home's key file; never created
+here) knows an erased patient's file by its listing. A pull without it downloads such a file again,
+knows it by its content and lands nothing, but cannot record it (docs/pull.md). Lines an earlier version
+wrote with an unkeyed digest are read, and rewritten keyed by the first pull or forget given the key.
+After `rtw rekey` the lines keyed under the old key are known by content only, once: the pull that
+downloads such a file records it under the new key.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -43,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import fsio
 from etl.config import Home
 from etl.pull.dropzone import RemoteFile
+from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +72,11 @@ class PulledFile(BaseModel):
     landed: list[str] = Field(default_factory=list, description="the landing file names (zip: its members)")
     pulled_at: datetime
     listed: str | None = Field(default=None, description="a file whose remote path carried an erased patient's "
-                               "number (rtw forget): the sha256 of its path, size and version (`listed_as`), "
-                               "which the entry no longer holds")
+                               "number (rtw forget): a keyed digest of its path, size and version "
+                               "(`LedgerKey.listed`), which the entry no longer holds; an earlier version's "
+                               "lines held their sha256 (`listed_as`), unkeyed")
+    path_digest: str | None = Field(default=None, description="of such a file: a keyed digest of its remote path "
+                                    "(`LedgerKey.path`), by which its versions are told apart from other files'")
     earlier: bool | None = Field(default=None, description="an erased patient's file (listed) of which a later "
                                  "version was pulled from the same path: known neither by how it was listed nor "
                                  "by its content, as a named file's earlier versions are not")
@@ -76,21 +92,67 @@ def sidecar_seen(sidecar: RemoteFile | None) -> str:
 
 
 def listed_as(remote_path: str, size: int, version: str) -> str:
-    """What an entry of an erased patient's file keeps of how the drop zone listed it. A name that is not
-    UTF-8 comes escaped from the listing: hashed as its bytes."""
+    """The sha256 of how the drop zone listed a file, which an earlier version's entry of an erased patient's
+    file kept unkeyed; `LedgerKey.listed` keys it. A name that is not UTF-8 comes escaped from the listing:
+    hashed as its bytes."""
     listed = "\0".join((remote_path, str(size), version)).encode("utf-8", errors="surrogateescape")
     return hashlib.sha256(listed).hexdigest()
 
 
-class Ledger:
-    """What one source's drop zone has given: read at the start of a pull, a line added after each file."""
+_KEYED = "hmac:"  # a keyed digest's prefix: an unkeyed one (an earlier version's) is 64 hex digits
 
-    def __init__(self, path: Path, entries: list[PulledFile]) -> None:
+
+class LedgerKey:
+    """The key of an erased patient's files' digests, derived from the pseudonymisation key
+    (`PseudonymKey.derived`): only its holder can tell which file a line is. Never stored or shown."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return "LedgerKey(<hidden>)"
+
+    @classmethod
+    def of(cls, key: PseudonymKey) -> LedgerKey:
+        return cls(key.derived("pull ledger"))
+
+    def listed(self, remote_path: str, size: int, version: str) -> str:
+        """How the drop zone listed a file: `listed_as` keyed, so a line an earlier version wrote unkeyed
+        is keyed without its path (`keyed`)."""
+        return self.keyed(listed_as(remote_path, size, version))
+
+    def keyed(self, unkeyed: str) -> str:
+        return self._digest(unkeyed)
+
+    def path(self, remote_path: str) -> str:
+        return self._digest(f"path\0{remote_path}")  # never a listed_as: that is 64 hex digits
+
+    def _digest(self, message: str) -> str:
+        text = message.encode("utf-8", errors="surrogateescape")
+        return _KEYED + hmac.new(self._secret, text, hashlib.sha256).hexdigest()
+
+
+def ledger_key(home: Home, key_value: str | None = None) -> LedgerKey | None:
+    """The ledger's key from the pseudonymisation key (explicit, env, else the home's key file), None when
+    none is configured: a pull never creates the key file, the first run does (etl/transform/keyguard.py)."""
+    if not key_is_configured(home.key_file, key_value):
+        return None
+    return LedgerKey.of(load_key(home.key_file, key_value))
+
+
+class Ledger:
+    """What one source's drop zone has given: read at the start of a pull, a line added after each file.
+    `key`: the ledger's key, without which an erased patient's file is known by its content only."""
+
+    def __init__(self, path: Path, entries: list[PulledFile], key: LedgerKey | None = None) -> None:
         self.path = path
         self.entries = entries
+        self.key = key
         self._last: dict[str, PulledFile] = {}  # the last file pulled from each path
-        # An erased patient's files (rtw forget), by how they were listed and by content: their paths are not kept
-        self._unnamed: set[str] = set()
+        # An erased patient's files (rtw forget), whose paths are not kept: the last of each path's versions (by
+        # its digest; a line of an earlier version, which has none, by its listing)
+        self._unnamed: dict[str, PulledFile] = {}
+        self._unnamed_listed: set[str] = set()  # theirs, by how they were listed and by content
         self._unnamed_content: dict[str, PulledFile] = {}
         for entry in entries:
             self._remember(entry)
@@ -99,47 +161,79 @@ class Ledger:
         if entry.listed is None:
             self._last[entry.remote_path] = entry
         elif not entry.earlier:
-            self._unnamed.add(entry.listed)
+            earlier = self._unnamed.get(group := entry.path_digest or entry.listed)
+            self._unnamed[group] = entry
+            if earlier is not None:  # a later version from its path: the earlier is known neither way
+                self._unnamed_listed.discard(earlier.listed or "")
+                self._unnamed_content = {e.sha256: e for e in self._unnamed.values()}
+            self._unnamed_listed.add(entry.listed)
             self._unnamed_content[entry.sha256] = entry
+
+    @property
+    def unkeyed(self) -> bool:
+        """Whether lines an earlier version wrote hold unkeyed digests (`read_ledger` keys them, given the key)."""
+        return any(_unkeyed(e) for e in self.entries)
 
     def last(self, remote_path: str) -> PulledFile | None:
         """The last file pulled from this path, or None (an erased patient's file is pulled from no path)."""
         return self._last.get(remote_path)
 
+    def _unnamed_last(self, remote: RemoteFile) -> PulledFile | None:
+        """The last version of an erased patient's file pulled from this path (the key told), if any."""
+        return self._unnamed.get(self.key.path(remote.path)) if self.key is not None and self._unnamed else None
+
     def has(self, remote: RemoteFile) -> bool:
         """True when this version of the remote file is the last one pulled from its path, or an erased
-        patient's file listed as it was pulled (no file was pulled from its path since)."""
+        patient's file listed as it was pulled (no file was pulled from its path since; told by the key, or
+        by a line an earlier version wrote unkeyed)."""
         last = self._last.get(remote.path)
-        if last is None:
-            return listed_as(remote.path, remote.size, remote.version) in self._unnamed
-        return (last.size, last.version) == (remote.size, remote.version)
+        if last is not None:
+            return (last.size, last.version) == (remote.size, remote.version)
+        if not self._unnamed_listed:
+            return False
+        unkeyed = listed_as(remote.path, remote.size, remote.version)
+        if self.key is None:
+            return unkeyed in self._unnamed_listed
+        keyed = self.key.keyed(unkeyed)
+        if (unnamed := self._unnamed_last(remote)) is not None:
+            return unnamed.listed == keyed
+        return keyed in self._unnamed_listed or unkeyed in self._unnamed_listed
 
     def has_content(self, remote: RemoteFile, sha256: str) -> bool:
         """True when this content is the last pulled from this remote path (re-uploaded unchanged), or, from
-        a path nothing was pulled from since, an erased patient's file's."""
-        last = self._last.get(remote.path)
-        if last is None:
-            return sha256 in self._unnamed_content
-        return last.sha256 == sha256
+        a path nothing was pulled from since, an erased patient's file's (the last from its path, when the
+        key tells it)."""
+        return self._content_of(remote, sha256) is not None
 
-    def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None) -> None:
+    def _content_of(self, remote: RemoteFile, sha256: str) -> PulledFile | None:
+        last = self._last.get(remote.path) or self._unnamed_last(remote)
+        if last is not None:
+            return last if last.sha256 == sha256 else None
+        return self._unnamed_content.get(sha256)
+
+    def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None) -> bool:
         """A line for the file pulled, with the checksum sidecar listed beside it (None: it had none); an erased
         patient's file uploaded again (`has_content`) is recorded without its path, as rtw forget left its
-        first pull."""
-        unnamed = self._unnamed_content.get(sha256) if remote.path not in self._last else None
+        first pull, by its keyed digests: without the key it is not recorded (False)."""
+        unnamed = self._content_of(remote, sha256) if remote.path not in self._last else None
         if unnamed is not None:
+            if self.key is None:
+                return False
             entry = PulledFile(remote_path=unnamed.remote_path, size=0, version="", sha256=sha256, landed=[],
-                               pulled_at=datetime.now(UTC), listed=listed_as(remote.path, remote.size, remote.version))
+                               pulled_at=datetime.now(UTC), listed=self.key.listed(remote.path, remote.size,
+                                                                                   remote.version),
+                               path_digest=self.key.path(remote.path))
         else:
             entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
                                landed=landed, pulled_at=datetime.now(UTC), sidecar=sidecar_seen(sidecar))
         _append(self.path, _line(entry).encode("utf-8"))
         self.entries.append(entry)
         self._remember(entry)
+        return True
 
 
 def _line(entry: PulledFile) -> str:
-    return entry.model_dump_json(exclude_none=True) + "\n"  # `listed`, `earlier` only where forget wrote them
+    return entry.model_dump_json(exclude_none=True) + "\n"  # `listed` and the like only where forget wrote them
 
 
 def _append(path: Path, line: bytes) -> None:
@@ -158,19 +252,20 @@ def ledger_folder(home: Home) -> Path:
     return home.root / "pulled"
 
 
-def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
+def read_ledger(home: Home, source_id: str, *, mend: bool = False, key: LedgerKey | None = None) -> Ledger:
     """The source's ledger (empty when nothing was pulled yet); a damaged ledger is an error, not a
     fresh start: that would pull every old file again. A last line cut short is not read.
 
     mend: also make the file ready for appending (a pull does, holding `pulling`'s lock; a look at
     the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
-    cut off, one whole but for its newline given it."""
+    cut off, one whole but for its newline given it; with `key`, an erased patient's lines an earlier
+    version wrote unkeyed rewritten keyed."""
     path = ledger_folder(home) / f"{source_id}.jsonl"
     earlier = path.with_suffix(".json")
     if mend:
         _as_lines(earlier, path)
     if not path.exists():
-        return Ledger(path, _listed(earlier) if earlier.exists() else [])
+        return Ledger(path, _listed(earlier) if earlier.exists() else [], key)
     lines = path.read_bytes().splitlines(keepends=True)
     if lines and not lines[-1].endswith(b"\n"):  # saved so by an editor, or an append cut short
         if _complete(lines[-1]):
@@ -187,35 +282,64 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False) -> Ledger:
         if line.strip():
             with _readable(f"{path} line {number}"):
                 entries.append(PulledFile.model_validate_json(line))
-    return Ledger(path, entries)
+    if mend and key is not None and any(_unkeyed(e) for e in entries):
+        entries = [e.model_copy(update={"listed": key.keyed(e.listed)}) if _unkeyed(e) and e.listed else e
+                   for e in entries]
+        _rewrite(path, entries)
+    return Ledger(path, entries, key)
 
 
-def unnamed(home: Home, source_id: str, shown: Callable[[str], str]) -> int:
+def _unkeyed(entry: PulledFile) -> bool:
+    return entry.listed is not None and not entry.listed.startswith(_KEYED)
+
+
+def _rewrite(path: Path, entries: list[PulledFile]) -> None:
+    fsio.write_text(path, "".join(_line(e) for e in entries))
+    fsio.fsync(path.parent)
+
+
+def unnamed(home: Home, source_id: str, shown: Callable[[str], str], key: LedgerKey) -> int:
     """The source's ledger rewritten with each remote path and landing name that carries an erased patient's
     number as `shown` shows it (rtw forget; see the module docstring); how many entries changed. A path
-    shown so is kept by its digest (`listed`): the file is not pulled again, unless a later version of it was
-    pulled (`earlier`)."""
+    shown so is kept by keyed digests (`listed`, `path_digest`): the file is not pulled again, unless a later
+    version of it was pulled (`earlier`)."""
     with pulling(home, source_id):
-        ledger = read_ledger(home, source_id, mend=True)
-        last = {e.remote_path: i for i, e in enumerate(ledger.entries) if e.listed is None}  # lines are in order
-        entries = [_unnamed(e, shown, earlier=e.listed is None and last[e.remote_path] != i)
-                   for i, e in enumerate(ledger.entries)]
+        ledger = read_ledger(home, source_id, mend=True, key=key)
+        entries = _last_versions([_unnamed(e, shown, key) for e in ledger.entries], key)
         changed = sum(new != old for new, old in zip(entries, ledger.entries, strict=True))
         if changed:
-            fsio.write_text(ledger.path, "".join(_line(e) for e in entries))
-            fsio.fsync(ledger.path.parent)
+            _rewrite(ledger.path, entries)
     return changed
 
 
-def _unnamed(entry: PulledFile, shown: Callable[[str], str], *, earlier: bool) -> PulledFile:
-    """The entry with its names shown; one whose path is shown so kept by its digest (the sidecar's size
-    and version go too: only a named file's sidecar is looked at again)."""
+def keyed(home: Home, source_id: str, key: LedgerKey) -> None:
+    """The source's ledger with the lines an earlier version wrote unkeyed rewritten keyed (as a pull given the
+    key does), for a run that holds the key when the pull may not."""
+    with pulling(home, source_id):
+        read_ledger(home, source_id, mend=True, key=key)
+
+
+def _unnamed(entry: PulledFile, shown: Callable[[str], str], key: LedgerKey) -> PulledFile:
+    """The entry with its names shown; one whose path is shown so kept by its keyed digests (the sidecar's
+    size and version go too: only a named file's sidecar is looked at again)."""
     landed = [shown(name) for name in entry.landed]
     if (path := shown(entry.remote_path)) != entry.remote_path:
         return PulledFile(remote_path=path, size=0, version="", sha256=entry.sha256, landed=landed,
-                          pulled_at=entry.pulled_at, listed=listed_as(entry.remote_path, entry.size, entry.version),
-                          earlier=earlier or None)
+                          pulled_at=entry.pulled_at, listed=key.listed(entry.remote_path, entry.size, entry.version),
+                          path_digest=key.path(entry.remote_path))
     return entry.model_copy(update={"landed": landed}) if landed != entry.landed else entry
+
+
+def _last_versions(entries: list[PulledFile], key: LedgerKey) -> list[PulledFile]:
+    """Of each path an erased patient's file was pulled from, the versions but the last marked `earlier`, as
+    only a named file's last version counts: across erasures and uploads again too (lines are in order). A
+    line an earlier version wrote has no path digest: it stays as it is."""
+    if not any(e.path_digest for e in entries):
+        return entries
+    paths = [e.path_digest if e.listed is not None else key.path(e.remote_path) for e in entries]
+    last = {p: i for i, p in enumerate(paths) if p is not None}
+    return [e.model_copy(update={"earlier": True}) if e.listed is not None and not e.earlier and p is not None
+            and last[p] != i else e for i, (e, p) in enumerate(zip(entries, paths, strict=True))]
 
 
 def _as_lines(earlier: Path, path: Path) -> None:

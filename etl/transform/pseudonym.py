@@ -51,6 +51,11 @@ class PseudonymKey:
                                                       hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
         return found
 
+    def derived(self, purpose: str) -> bytes:
+        """A key for another use (`purpose`, e.g. "pull ledger"): an HMAC of a label under the key, so its holder
+        can compute neither the key nor a pseudonym; never stored, as the key is not."""
+        return hmac.new(self.secret, f"rtw {purpose} key v1".encode(), hashlib.sha256).digest()
+
     def fingerprint(self) -> str:
         """Identifies the key without revealing it. Not a plain hash of the key (that would match the
         same key's hash anywhere else), and the label has no separator, so it never equals a pseudonym."""

@@ -1,0 +1,172 @@
+"""The pull ledger's lines of an erased patient's files (rtw forget, etl/pull/ledger.py): digests keyed by the
+pseudonymisation key, which only its holder can match. Unkeyed, someone holding the home found the erased number
+again by trying every number of the name's shape; an earlier version's lines are still read, and keyed by the first
+pull, forget or run given the key; of each path only the last version counts, across erasures too; a pull without
+the key knows such a file by its content only, and lands nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from drop_zone import registry_sources, send
+
+from etl.config import Home
+from etl.pull import PullStatus, check_drop_zone, pull_source
+from etl.pull.dropzone import RemoteFile
+from etl.pull.ledger import LedgerKey, keyed, read_ledger, unnamed
+from etl.transform.pseudonym import KEY_ENV, PseudonymKey
+
+KEY = "ledger-keyed-key-0123456789abcdef0123"
+LEDGER_KEY = LedgerKey.of(PseudonymKey(KEY.encode()))
+ERASED = "/drop/Fall_123456_Verlauf.csv"
+
+
+def _remote(path: str, size: int = 316, version: str = "v1") -> RemoteFile:
+    return RemoteFile(path=path, name=path.rpartition("/")[2], size=size, version=version)
+
+
+def _shown(name: str) -> str:
+    return name.replace("123456", "{patient}")
+
+
+def _unkeyed(path: str, size: int, version: str) -> str:
+    return hashlib.sha256(f"{path}\0{size}\0{version}".encode()).hexdigest()
+
+
+def _tried(ledger: Path, numbers: range, size: int = 316, version: str = "v1") -> list[int]:
+    """What someone holding the home but not the key finds: each number of the name's shape whose file, listed
+    with the size and version the archive shows, hashes to a digest the ledger holds."""
+    digests = set(re.findall(r"[0-9a-f]{64}", ledger.read_text()))
+    return [n for n in numbers if _unkeyed(f"/drop/Fall_{n}_Verlauf.csv", size, version) in digests]
+
+
+def _erased(home: Home) -> Path:
+    """Two patients' files pulled, then the first patient's erased (as rtw forget rewrites the ledger)."""
+    ledger = read_ledger(home, "registry_de", mend=True)
+    ledger.record(_remote(ERASED), "a" * 64, ["Fall_123456_Verlauf.csv"])
+    ledger.record(_remote("/drop/Fall_234567_Verlauf.csv"), "b" * 64, ["Fall_234567_Verlauf.csv"])
+    assert unnamed(home, "registry_de", _shown, LEDGER_KEY) == 1
+    return ledger.path
+
+
+def test_the_erased_number_is_not_found_again_by_trying_numbers(home):
+    path = _erased(home)
+    assert "123456" not in path.read_text()
+    assert _tried(path, range(123_000, 124_000)) == []  # 10^6 numbers take seconds: a thousand show it
+    assert read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))  # the key's holder knows it
+    assert not read_ledger(home, "registry_de", key=LedgerKey.of(PseudonymKey(b"another-key-0123456789abcdef"))
+                           ).has(_remote(ERASED))
+    assert not read_ledger(home, "registry_de").has(_remote(ERASED))  # nor a reader without it
+
+
+def _as_an_earlier_version_wrote_it(path: Path) -> None:
+    """The erased patient's line as the unkeyed ledger had it: the sha256 of its listing, no path digest."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        if "listed" in line:
+            line["listed"] = _unkeyed(ERASED, 316, "v1")
+            del line["path_digest"]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_an_earlier_versions_unkeyed_line_is_read_and_keyed_by_the_first_pull_given_the_key(home):
+    path = _erased(home)
+    _as_an_earlier_version_wrote_it(path)
+    assert _tried(path, range(123_000, 124_000)) == [123456]  # what the ledger gave away
+    assert read_ledger(home, "registry_de").has(_remote(ERASED))  # still known, without the key too
+    assert read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))  # a look only reads
+    assert _tried(path, range(123_000, 124_000)) == [123456]
+    ledger = read_ledger(home, "registry_de", mend=True, key=LEDGER_KEY)  # as a pull given the key reads it
+    assert _tried(path, range(123_000, 124_000)) == [] and not ledger.unkeyed
+    assert ledger.has(_remote(ERASED)) and read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))
+    assert ledger.has_content(_remote(ERASED, version="v2"), "a" * 64)
+
+
+def test_a_run_given_the_key_keys_an_earlier_versions_lines(home):
+    path = _erased(home)
+    _as_an_earlier_version_wrote_it(path)
+    assert read_ledger(home, "registry_de").unkeyed
+    keyed(home, "registry_de", LEDGER_KEY)  # what hide_erased_numbers does, in every run of a source with erasures
+    assert _tried(path, range(123_000, 124_000)) == []
+    assert read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))
+
+
+def test_only_the_last_version_of_an_erased_patients_file_counts_across_erasures(home):
+    """A, then B erased; the patient's file sent again as C (pulled named: the pull tells no number) and named so
+    by the next run: only C is known, as for a named file. B again is a new export, by its listing and its content.
+    Before, the line of B rtw forget wrote kept counting beside C's."""
+    ledger = read_ledger(home, "registry_de", mend=True)
+    ledger.record(_remote(ERASED, 316, "v1"), "a" * 64, ["Fall_123456_Verlauf.csv"])
+    ledger.record(_remote(ERASED, 320, "v2"), "b" * 64, ["Fall_123456_Verlauf.csv"])
+    assert unnamed(home, "registry_de", _shown, LEDGER_KEY) == 2
+    sent_again = read_ledger(home, "registry_de", mend=True, key=LEDGER_KEY)
+    assert sent_again.has(_remote(ERASED, 320, "v2")) and not sent_again.has(_remote(ERASED, 330, "v3"))
+    sent_again.record(_remote(ERASED, 330, "v3"), "c" * 64, ["Fall_123456_Verlauf.csv"])
+    assert unnamed(home, "registry_de", _shown, LEDGER_KEY) == 2  # C's line, and B's marked earlier
+    after = read_ledger(home, "registry_de", mend=True, key=LEDGER_KEY)
+    assert after.has(_remote(ERASED, 330, "v3")) and after.has_content(_remote(ERASED, 330, "v4"), "c" * 64)
+    assert not after.has(_remote(ERASED, 320, "v2"))  # B again, listed as it was
+    assert not after.has_content(_remote(ERASED, 320, "v4"), "b" * 64)  # B again, under a new time
+    assert [json.loads(line).get("earlier") for line in after.path.read_text().splitlines()] == [True, True, None]
+
+
+def test_an_upload_again_of_the_same_content_supersedes_the_listing_before(home):
+    """The erased patient's file uploaded again unchanged (a new time) is recorded by its new listing: the one
+    before is no longer known, as for a named file."""
+    _erased(home)
+    ledger = read_ledger(home, "registry_de", mend=True, key=LEDGER_KEY)
+    assert ledger.record(_remote(ERASED, version="v2"), "a" * 64, [])
+    for reader in (ledger, read_ledger(home, "registry_de", key=LEDGER_KEY)):
+        assert reader.has(_remote(ERASED, version="v2")) and not reader.has(_remote(ERASED, version="v1"))
+        assert reader.has_content(_remote(ERASED, version="v3"), "a" * 64)
+    assert unnamed(home, "registry_de", _shown, LEDGER_KEY) == 1  # the line before marked earlier
+    assert "123456" not in ledger.path.read_text()
+
+
+CASE = b"id_record;codice_paziente\n1;123456\n"
+
+
+@pytest.mark.parametrize("given", ["explicit", "env", "key file"])
+def test_a_pull_given_the_key_does_not_download_an_erased_patients_file_again(tmp_path, home, drop, monkeypatch,
+                                                                             given):
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert len(pull_source(home, "registry_it", sources_dir=sources).pulled) == 1
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    if given == "env":
+        monkeypatch.setenv(KEY_ENV, KEY)
+    elif given == "key file":
+        home.key_file.parent.mkdir(exist_ok=True)
+        home.key_file.write_text(KEY + "\n")
+    key_value = KEY if given == "explicit" else None
+    ledger = read_ledger(home, "registry_it").path.read_bytes()
+    again = pull_source(home, "registry_it", sources_dir=sources, key_value=key_value)
+    assert (again.status, again.pulled, again.skipped) == (PullStatus.NOTHING_NEW, [], [])  # known as listed
+    assert check_drop_zone(home, "registry_it", sources_dir=sources, key_value=key_value).state.value == "nothing_new"
+    assert read_ledger(home, "registry_it").path.read_bytes() == ledger
+
+
+def test_a_pull_without_the_key_lands_nothing_and_records_nothing(tmp_path, home, drop, monkeypatch):
+    """Without the key (the DAG's pull task, when the key is only in the Airflow Variable): the erased patient's
+    file is downloaded, known by its content and not landed; no line can be written without the key. No key file
+    is created."""
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    pull_source(home, "registry_it", sources_dir=sources)
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    for landed in (home.landing / "registry_it").iterdir():  # the centre's copy, cleaned away
+        landed.unlink()
+    ledger = read_ledger(home, "registry_it").path.read_bytes()
+    for _ in range(2):
+        again = pull_source(home, "registry_it", sources_dir=sources)
+        assert again.pulled == [] and [s.name for s in again.skipped] == ["Fall_{patient}_Verlauf.csv"]
+        assert "known by its content only" in again.skipped[0].reason and "123456" not in again.message
+    assert list((home.landing / "registry_it").iterdir()) == []
+    assert read_ledger(home, "registry_it").path.read_bytes() == ledger and not home.key_file.exists()
+    assert check_drop_zone(home, "registry_it", sources_dir=sources).state.value == "new_export"  # docs/pull.md
