@@ -42,6 +42,7 @@ _FINAL = {"no_drop_zone", "new_export", "invalid"}
 
 
 HOME_VARIABLE = "rtw_home"
+KEY_VARIABLE = "rtw_pseudonym_key"  # the DAG's plan_run and harmonise read it too
 
 
 def home_setting() -> str | None:
@@ -50,6 +51,16 @@ def home_setting() -> str | None:
     from airflow.sdk import Variable
 
     return os.environ.get("RTW_HOME") or Variable.get(HOME_VARIABLE, default=None)
+
+
+def key_setting() -> str | None:
+    """The pseudonymisation key as the DAG's tasks are given it: the Airflow Variable `rtw_pseudonym_key` (None:
+    env RTW_PSEUDONYM_KEY, else the home's key file). The pull ledger knows an erased patient's file by digests
+    under it (etl/pull/ledger.py): without it, such a file still in the drop zone looks new. Read when a task or
+    the trigger runs, never at parse, never serialised."""
+    from airflow.sdk import Variable
+
+    return Variable.get(KEY_VARIABLE, default=None)
 
 
 def connection_uri(connection_id: str | None) -> str | None:
@@ -92,7 +103,7 @@ class DropZoneTrigger(BaseTrigger):
 
         uri = connection_uri(self.connection_id)
         return check_drop_zone(Home(Path(self.home)), self.source_id, connection_uri=uri,
-                               sources_dir=Path(self.sources_dir))
+                               sources_dir=Path(self.sources_dir), key_value=key_setting())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from etl.pull.deliveries import DropZoneCheck, DropZoneState
@@ -207,7 +218,8 @@ def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
     except Exception as exc:  # no such Connection: a setup error the pull step reports too
         return DropZoneCheck(source_id=sensor.source_id, state=DropZoneState.INVALID,
                              message=f"{sensor.source_id}: connection '{connection_id}' cannot be read: {exc}")
-    return check_drop_zone(sensor._home(), sensor.source_id, connection_uri=uri, sources_dir=sensor._sources_dir())
+    return check_drop_zone(sensor._home(), sensor.source_id, connection_uri=uri, sources_dir=sensor._sources_dir(),
+                           key_value=key_setting())
 
 
 def _wait_failed(context: Any) -> None:
