@@ -170,3 +170,25 @@ def test_a_pull_without_the_key_lands_nothing_and_records_nothing(tmp_path, home
     assert list((home.landing / "registry_it").iterdir()) == []
     assert read_ledger(home, "registry_it").path.read_bytes() == ledger and not home.key_file.exists()
     assert check_drop_zone(home, "registry_it", sources_dir=sources).state.value == "new_export"  # docs/pull.md
+
+
+def test_the_dags_sensor_is_given_the_key_from_its_variable(tmp_path, home, drop, monkeypatch):
+    """The DAG's look at the drop zone (in the task and in the triggerer) reads the key where plan_run and
+    harmonise do, the Variable `rtw_pseudonym_key`: the erased patient's file still in the drop zone does not end
+    the wait as a new export. The trigger's serialised arguments hold no key."""
+    from datetime import UTC, datetime
+
+    from etl.pull.sensor import DropZoneSensor, DropZoneTrigger
+
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    pull_source(home, "registry_it", sources_dir=sources)
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    trigger = DropZoneTrigger(source_id="registry_it", home=str(home.root), sources_dir=str(sources),
+                              connection_id=None, deadline=datetime.now(UTC).isoformat())
+    sensor = DropZoneSensor(task_id="wait", source_id="registry_it", home=str(home.root), sources_dir=str(sources))
+    assert trigger._check().state.value == "new_export"  # no key anywhere: taken for a new export
+    monkeypatch.setenv("AIRFLOW_VAR_RTW_PSEUDONYM_KEY", KEY)  # the Variable, as Airflow reads it from env
+    assert trigger._check().state.value == "nothing_new" and not sensor.poke({})
+    assert KEY not in str(trigger.serialize())
