@@ -152,8 +152,8 @@ class Ledger:
         # An erased patient's files (rtw forget), whose paths are not kept: the last of each path's versions (by
         # its digest; a line of an earlier version, which has none, by its listing)
         self._unnamed: dict[str, PulledFile] = {}
-        self._unnamed_listed: set[str] = set()  # theirs, by how they were listed and by content
-        self._unnamed_content: dict[str, PulledFile] = {}
+        self._unnamed_listed: set[str] = set()  # their digests of how they were listed (`listed`)
+        self._unnamed_content: dict[str, PulledFile] = {}  # and their contents
         for entry in entries:
             self._remember(entry)
 
