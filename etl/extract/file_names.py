@@ -12,7 +12,11 @@ gives a shape (each run of digits and of letters by its length, the rest as writ
 the number of a patient whose file arrives before anyone read their key is found too. As in free
 text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
-run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long.
+run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long; but a
+key starting with letters that one key in 32 of its shape or more starts with (a source's or a centre's
+prefix: ID, ILTB), two or more or one before six digits, may follow letters as those letters, in any case,
+its digits as many as the keys' (`PatID1234.csv` is `Pat{patient}.csv` for keys ID0001, where `ISO8601`
+and `Report2026` stay). Any letters of the shape would take a word's end before as many digits.
 When no key of the source is known yet (nothing staged: its first pull, its first run's plan), the mapping
 names the key's column, not its shape, and a number is guessed: any run of five or more digits, run into
 letters or not, unless it reads as a date (YYYYMMDD, with a time after it): a key ILTB-00012 written
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -58,6 +63,8 @@ from etl.transform.records import staged_patient_keys
 PATIENT = "{patient}"
 _LETTERS = r"[^\W\d_]"
 NAME_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)  # runs of digits, of letters, and each other character
+_SHORTEST_NUMBER_RUN_IN = 6  # digits after a key's single letter, run into letters (as a number alone)
+_PREFIX_SHARE = 32  # a key's letters run into others' when one key in this many starts with them
 _SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
@@ -94,15 +101,49 @@ def _edge(run: str) -> str:
     return r"\d" if run[0].isdigit() else _LETTERS if run[0].isalpha() else ""
 
 
-def key_shape(key: str, *, literal: bool = False) -> str:
-    """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
-    itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case)."""
-    runs = NAME_RUNS.findall(normalise_patient_key(key))
-    body = "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
+def _shape_body(runs: Sequence[str], literal: bool) -> str:
+    return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
                    else f"[{_SEPARATORS}]" if r in _SEPARATORS else re.escape(r) for r in runs)
-    first, last = _edge(runs[0]), _edge(runs[-1])
-    return f"{f'(?<!{first})' if first else ''}{body}{f'(?!{last})' if last else ''}"
+
+
+def _shape_end(runs: Sequence[str]) -> str:
+    last = _edge(runs[-1])
+    return f"(?!{last})" if last else ""
+
+
+def _runs_into_letters(runs: Sequence[str]) -> bool:
+    """Whether a key so written, its letters first, is found after letters too (PatID1234), its digits as many as
+    ever: from two letters, or one before six digits (P123456: as many as a number alone needs); one letter before
+    fewer reads as a word's end before a year (Step2026 for keys P1234)."""
+    return len(runs) > 1 and runs[0].isalpha() and (
+        len(runs[0]) >= 2 or sum(len(r) for r in runs if r.isdigit()) >= _SHORTEST_NUMBER_RUN_IN)
+
+
+def key_shape(key: str, *, literal: bool = False) -> str:
+    """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
+    itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case), run into
+    letters before it too when its own letters come first (`_runs_into_letters`)."""
+    runs = NAME_RUNS.findall(normalise_patient_key(key))
+    first = "" if literal and _runs_into_letters(runs) else _edge(runs[0])
+    return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
+
+
+def _run_in_shapes(keys: Iterable[str]) -> set[str]:
+    """The regexes of the keys whose letters come first, run into the letters before them: letters that at least
+    one key in 32 of that shape starts with (any case), then the rest of its shape (PatID1234 for keys ID0001,
+    ID0002: `Pat{patient}`). A source's prefix or a centre's (ID, ILTB, IMT) ends few words before as many digits;
+    letters of every key would take any word's end (ISO8601, Report2026 for initials such as SO0001, RT0002)."""
+    letters: dict[tuple[int, str], Counter[str]] = {}  # by the shape (how many letters, the rest), the keys' letters
+    for key in keys:
+        runs = NAME_RUNS.findall(normalise_patient_key(key))
+        if _runs_into_letters(runs):
+            shape = (len(runs[0]), _shape_body(runs[1:], literal=False) + _shape_end(runs))
+            letters.setdefault(shape, Counter())[runs[0]] += 1
+    # The letters first, then a letter before them: a name's every place is tried, and few start with them
+    return {rf"(?i:{'|'.join(re.escape(w) for w in sorted(common))})(?<={_LETTERS}.{{{width}}}){rest}"
+            for (width, rest), held in letters.items()
+            if (common := [w for w, n in held.items() if n * _PREFIX_SHARE >= held.total()])}
 
 
 class PatientNumbers:
@@ -135,7 +176,8 @@ class PatientNumbers:
 
     @functools.cached_property
     def _shapes(self) -> set[str]:
-        return {key_shape(k) for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)}
+        keys = [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
+        return {key_shape(k) for k in keys} | _run_in_shapes(keys)
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
