@@ -63,7 +63,7 @@ from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from etl import notify
-from etl.pull.sensor import DropZoneSensor, home_setting  # light at parse: the pull library loads when a task runs
+from etl.pull.sensor import DropZoneSensor, home_setting, key_setting  # light at parse: pull loads in a task
 
 # The warehouse's identity, the same wherever this file is parsed: consumers schedule on it by name.
 WAREHOUSE = Asset(name="rtw_warehouse", uri="x-rtw://warehouse")
@@ -200,7 +200,9 @@ def nightly_import() -> None:
         with _source_step("pull", source_id):
             mappings = _sources_dir()
             uri = connection_uri(connection_id(source_id, sources_dir=mappings))
-            outcome = pull_source(_home(), source_id, connection_uri=uri, sources_dir=mappings)
+            # the key tells an erased patient's file by the ledger's keyed digests (etl/pull/ledger.py)
+            outcome = pull_source(_home(), source_id, connection_uri=uri, sources_dir=mappings,
+                                  key_value=key_setting())
             if outcome.status.value == "failed":  # a dropped connection, a refused file: retried, then told
                 raise StepFailed(f"its pull failed: {outcome.message}")
             return outcome.model_dump(mode="json")
@@ -224,7 +226,7 @@ def nightly_import() -> None:
             context = get_current_context()
             force = bool(context["params"].get("force", False))
             # The key guard runs here: a key other than the warehouse's fails this task, before any harmonising.
-            key = Variable.get("rtw_pseudonym_key", default=None)
+            key = key_setting()
             home, run_id = night.home, night.run_id
             with runlock.run_lock(home, run_id, wait=_wait_seconds(), kind="airflow", lease="replace",
                                   running=lambda lease: _still_running(lease, context)):
@@ -258,7 +260,7 @@ def nightly_import() -> None:
         from etl.steps import SourceOutcome
 
         with _source_step("harmonise", extracted["source_id"]):
-            key = Variable.get("rtw_pseudonym_key", default=None)
+            key = key_setting()
             outcome = SourceOutcome.model_validate(extracted)
             home = _home()
             step = f"source.harmonise[{outcome.source_id}]"

@@ -42,7 +42,7 @@ _FINAL = {"no_drop_zone", "new_export", "invalid"}
 
 
 HOME_VARIABLE = "rtw_home"
-KEY_VARIABLE = "rtw_pseudonym_key"  # the DAG's plan_run and harmonise read it too
+KEY_VARIABLE = "rtw_pseudonym_key"  # every task of the DAG reads it through key_setting
 
 
 def home_setting() -> str | None:
