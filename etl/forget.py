@@ -591,8 +591,9 @@ def _exports_kept(home: Home, source_id: str, loaded: Iterable[str]) -> set[str]
 
 def number_in_names(patient_key: str) -> re.Pattern[str] | None:
     """The patient's number as a file name writes it: whole (not inside a longer run of digits, nor of
-    letters), in any case, '-', '_' and ' ' alike, as etl/extract/file_names.py finds numbers; None for a
-    number too short to name anyone there (`names_a_patient`)."""
+    letters, but after letters when its own letters come first: `PatID1234` for ID1234), in any case, '-', '_'
+    and ' ' alike, as etl/extract/file_names.py finds numbers; None for a number too short to name anyone
+    there (`names_a_patient`)."""
     if not names_a_patient(patient_key):
         return None
     return re.compile(key_shape(patient_key, literal=True), re.IGNORECASE)
