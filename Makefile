@@ -30,7 +30,7 @@ run: install
 # busy with two workers, 1.9 with three; the suite in 14 min 26 s with three, 13 min 6 s with four).
 # --dist loadfile keeps each module on one worker, so a module's whole-run fixture is
 # built once; the 400-person run of conftest.py is built once for all workers. The modules are handed
-# out in the order tests/conftest.py gives them, longest first (--no-loadscope-reorder: xdist's own
+# out in the order tests/conftest.py gives them, the Airflow modules first (--no-loadscope-reorder: xdist's own
 # order put the Airflow modules last). The slowest tests are listed at the end (the suite must stay
 # under 15 minutes here).
 TEST_WORKERS ?= 4

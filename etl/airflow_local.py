@@ -98,12 +98,16 @@ def _migrate(home: Home, env: dict[str, str], log: Path) -> None:
     """`airflow db migrate`, once per Airflow version and database (it takes seconds even when there is
     nothing to do)."""
     done = home.airflow / ".migrated"
-    migrated = f"{version('apache-airflow')} {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
-    if (home.airflow / "airflow.db").is_file() and done.is_file() and done.read_text() == migrated:
+    if (home.airflow / "airflow.db").is_file() and done.is_file() and done.read_text() == migrated_mark(env):
         return
     if code := _airflow(["db", "migrate"], env, log):
         raise _failed(["db", "migrate"], code, log)
-    done.write_text(migrated)
+    done.write_text(migrated_mark(env))
+
+
+def migrated_mark(env: Mapping[str, str]) -> str:
+    """What `<home>/airflow/.migrated` holds once the metadata DB is migrated: the Airflow version and the DB."""
+    return f"{version('apache-airflow')} {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
 
 
 def run_dag_once(home: Home) -> Path:

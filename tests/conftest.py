@@ -73,11 +73,14 @@ def drop(tmp_path: Path) -> Path:
     return folder
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules that run Airflow or a deployment first, then those that build whole runs, then the rest, each
-    group by its number of tests, most first (pytest-xdist's own order, turned off in the Makefile: it ordered by
-    the number of tests alone, so the Airflow modules, a few tests of minutes each, started last, and the suite
-    waited on them with the other workers idle). One module runs on one worker (--dist loadfile)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `make test` (--dist loadfile: one module on one worker), the modules that run Airflow or a deployment
+    first, then those that build whole runs, then the rest, each group by its number of tests, most first
+    (pytest-xdist's own order, turned off in the Makefile: it ordered by the number of tests alone, so the Airflow
+    modules, a few tests of minutes each, started last, and the suite waited on them with the other workers
+    idle). Any other run keeps the files' order."""
+    if getattr(config.option, "dist", None) != "loadfile":
+        return
     def rank(item: pytest.Item) -> int:
         marks = {m.name for m in item.iter_markers()}
         return 0 if marks & {"airflow", "deployment"} else 1 if "integration" in marks else 2

@@ -5,12 +5,10 @@ Airflow's records of them."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 from dag_servers import Inbox, Webhook, smtp_server, text_of, webhook_server
 from shared_build import built_once
 
-from etl.airflow_local import DagRun, _migrate, airflow_env, run_dag
+from etl.airflow_local import DagRun, _migrate, airflow_env, migrated_mark, run_dag
 from etl.config import Home, resolve_home
 
 # ODM, per-form CSV, national CSV, Excel, SAS: one DAG run loads every format.
@@ -75,15 +73,17 @@ def synthetic_home(root: Path, factory: pytest.TempPathFactory) -> Home:
 
 def _copy_migrated_db(home: Home, factory: pytest.TempPathFactory) -> None:
     """The metadata database `airflow db migrate` made once for the session (seconds a home; its tables name no
-    home), marked migrated for this home as etl.airflow_local._migrate marks it (else it migrates again)."""
+    home), marked migrated for this home (else run_dag migrates it again)."""
     def migrate(folder: Path) -> None:
         template = resolve_home(folder).ensure()
         _migrate(template, airflow_env(template), template.airflow / "migrate.log")
 
     template = resolve_home(built_once(factory, "airflow-migrated", migrate))
-    conn = airflow_env(home)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # makes home.airflow
-    shutil.copy2(template.airflow / "airflow.db", home.airflow / "airflow.db")
-    (home.airflow / ".migrated").write_text(f"{version('apache-airflow')} {conn}")
+    env = airflow_env(home)  # makes home.airflow
+    # SQLite's backup, not a copy of the file: the DB is in WAL mode, and what a copy of it alone leaves out
+    with sqlite3.connect(template.airflow / "airflow.db") as made, sqlite3.connect(home.airflow / "airflow.db") as db:
+        made.backup(db)
+    (home.airflow / ".migrated").write_text(migrated_mark(env))
 
 
 def meta_runs(home: Home) -> list[tuple]:
