@@ -81,6 +81,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     idle). Any other run keeps the files' order."""
     if getattr(config.option, "dist", None) != "loadfile":
         return
+
     def rank(item: pytest.Item) -> int:
         marks = {m.name for m in item.iter_markers()}
         return 0 if marks & {"airflow", "deployment"} else 1 if "integration" in marks else 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,8 @@ def _copy_migrated_db(home: Home, factory: pytest.TempPathFactory) -> None:
     template = resolve_home(built_once(factory, "airflow-migrated", migrate))
     env = airflow_env(home)  # makes home.airflow
     # SQLite's backup, not a copy of the file: the DB is in WAL mode, and what a copy of it alone leaves out
-    with sqlite3.connect(template.airflow / "airflow.db") as made, sqlite3.connect(home.airflow / "airflow.db") as db:
+    with closing(sqlite3.connect(template.airflow / "airflow.db")) as made, \
+            closing(sqlite3.connect(home.airflow / "airflow.db")) as db:
         made.backup(db)
     (home.airflow / ".migrated").write_text(migrated_mark(env))
 
