@@ -1,8 +1,8 @@
 """The pull ledger's lines of an erased patient's files (rtw forget, etl/pull/ledger.py): digests keyed by the
 pseudonymisation key, which only its holder can match. Unkeyed, someone holding the home found the erased number
-again by trying every number of the name's shape; an earlier version's lines are still read, and keyed by the first
-pull, forget or run given the key; of each path only the last version counts, across erasures too; a pull without
-the key knows such a file by its content only, and lands nothing."""
+again by trying every number of the name's shape; an earlier version's lines are still read, and keyed by forget or
+a run, whose key is checked (never by a pull, whose key may be another); of each path only the last version counts,
+across erasures too; a pull without the key knows such a file by its content only, and lands nothing."""
 
 from __future__ import annotations
 
@@ -63,27 +63,52 @@ def test_the_erased_number_is_not_found_again_by_trying_numbers(home):
     assert not read_ledger(home, "registry_de").has(_remote(ERASED))  # nor a reader without it
 
 
-def _as_an_earlier_version_wrote_it(path: Path) -> None:
-    """The erased patient's line as the unkeyed ledger had it: the sha256 of its listing, no path digest."""
+def _as_an_earlier_version_wrote_it(path: Path, listed: RemoteFile | None = None) -> None:
+    """The erased patient's line (listed as `listed`, else ERASED's) as the unkeyed ledger had it: the sha256 of
+    its listing, no path digest."""
+    listed = listed or _remote(ERASED)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     for line in lines:
         if "listed" in line:
-            line["listed"] = _unkeyed(ERASED, 316, "v1")
+            line["listed"] = _unkeyed(listed.path, listed.size, listed.version)
             del line["path_digest"]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def test_an_earlier_versions_unkeyed_line_is_read_and_keyed_by_the_first_pull_given_the_key(home):
+def test_an_earlier_versions_unkeyed_line_is_read_with_or_without_the_key_and_left_as_it_is(home):
     path = _erased(home)
     _as_an_earlier_version_wrote_it(path)
     assert _tried(path, range(123_000, 124_000)) == [123456]  # what the ledger gave away
     assert read_ledger(home, "registry_de").has(_remote(ERASED))  # still known, without the key too
     assert read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))  # a look only reads
-    assert _tried(path, range(123_000, 124_000)) == [123456]
+    before = path.read_bytes()
     ledger = read_ledger(home, "registry_de", mend=True, key=LEDGER_KEY)  # as a pull given the key reads it
-    assert _tried(path, range(123_000, 124_000)) == [] and not ledger.unkeyed
-    assert ledger.has(_remote(ERASED)) and read_ledger(home, "registry_de", key=LEDGER_KEY).has(_remote(ERASED))
-    assert ledger.has_content(_remote(ERASED, version="v2"), "a" * 64)
+    assert path.read_bytes() == before and ledger.unkeyed  # keyed by a run or rtw forget, whose key is checked
+    assert ledger.has(_remote(ERASED)) and ledger.has_content(_remote(ERASED, version="v2"), "a" * 64)
+
+
+def test_a_pull_given_another_key_leaves_an_earlier_versions_unkeyed_lines_as_they_are(tmp_path, home, drop,
+                                                                                       monkeypatch):
+    """A pull's key (argument, env or key file) is compared with the warehouse's by no one: one given another key
+    (a Variable or env left from another home) rewrote the unkeyed lines under it, and the file was known by
+    neither the right key nor none again. It knows them as they are; the run or rtw forget keys them."""
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    pull_source(home, "registry_it", sources_dir=sources)
+    pulled = read_ledger(home, "registry_it").entries[0]
+    listed = _remote(pulled.remote_path, pulled.size, pulled.version)  # as the drop zone lists it
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    path = read_ledger(home, "registry_it").path
+    _as_an_earlier_version_wrote_it(path, listed)
+    before = path.read_bytes()
+    again = pull_source(home, "registry_it", sources_dir=sources, key_value="another-key-0123456789abcdef0123")
+    assert (again.status, again.pulled, again.skipped) == (PullStatus.NOTHING_NEW, [], [])  # known as listed
+    assert path.read_bytes() == before
+    assert read_ledger(home, "registry_it", key=LEDGER_KEY).has(listed) and read_ledger(home, "registry_it").has(listed)
+    keyed(home, "registry_it", LEDGER_KEY)  # as the next run (or rtw forget), holding the warehouse's key, does
+    assert not read_ledger(home, "registry_it").unkeyed
+    assert read_ledger(home, "registry_it", key=LEDGER_KEY).has(listed)
 
 
 def test_a_run_given_the_key_keys_an_earlier_versions_lines(home):

@@ -32,7 +32,9 @@ named by it already.
 Only a reader given the key (explicit, env RTW_PSEUDONYM_KEY or the home's key file; never created
 here) knows an erased patient's file by its listing. A pull without it downloads such a file again,
 knows it by its content and lands nothing, but cannot record it (docs/pull.md). Lines an earlier version
-wrote with an unkeyed digest are read, and rewritten keyed by the first pull or forget given the key.
+wrote with an unkeyed digest are read, with or without the key, and rewritten keyed by `rtw forget` or the
+source's next run (`keyed`), whose key is checked against the warehouse's: never by a pull, whose key no one
+checks (a wrong one would lose them for good).
 After `rtw rekey` the lines keyed under the old key are known by content only, once: the pull that
 downloads such a file records it under the new key.
 """
@@ -171,7 +173,7 @@ class Ledger:
 
     @property
     def unkeyed(self) -> bool:
-        """Whether lines an earlier version wrote hold unkeyed digests (`read_ledger` keys them, given the key)."""
+        """Whether lines an earlier version wrote hold unkeyed digests (`keyed` keys them)."""
         return any(_unkeyed(e) for e in self.entries)
 
     def last(self, remote_path: str) -> PulledFile | None:
@@ -258,8 +260,8 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False, key: LedgerKe
 
     mend: also make the file ready for appending (a pull does, holding `pulling`'s lock; a look at
     the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
-    cut off, one whole but for its newline given it; with `key`, an erased patient's lines an earlier
-    version wrote unkeyed rewritten keyed."""
+    cut off, one whole but for its newline given it. The lines an earlier version wrote unkeyed are left as they
+    are, under any `key`: a pull's key is compared with the warehouse's by no one (`keyed` does it)."""
     path = ledger_folder(home) / f"{source_id}.jsonl"
     earlier = path.with_suffix(".json")
     if mend:
@@ -282,10 +284,6 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False, key: LedgerKe
         if line.strip():
             with _readable(f"{path} line {number}"):
                 entries.append(PulledFile.model_validate_json(line))
-    if mend and key is not None and any(_unkeyed(e) for e in entries):
-        entries = [e.model_copy(update={"listed": key.keyed(e.listed)}) if _unkeyed(e) and e.listed else e
-                   for e in entries]
-        _rewrite(path, entries)
     return Ledger(path, entries, key)
 
 
@@ -305,7 +303,7 @@ def unnamed(home: Home, source_id: str, shown: Callable[[str], str], key: Ledger
     version of it was pulled (`earlier`)."""
     with pulling(home, source_id):
         ledger = read_ledger(home, source_id, mend=True, key=key)
-        entries = _last_versions([_unnamed(e, shown, key) for e in ledger.entries], key)
+        entries = _last_versions([_unnamed(_keyed(e, key), shown, key) for e in ledger.entries], key)
         changed = sum(new != old for new, old in zip(entries, ledger.entries, strict=True))
         if changed:
             _rewrite(ledger.path, entries)
@@ -313,10 +311,18 @@ def unnamed(home: Home, source_id: str, shown: Callable[[str], str], key: Ledger
 
 
 def keyed(home: Home, source_id: str, key: LedgerKey) -> None:
-    """The source's ledger with the lines an earlier version wrote unkeyed rewritten keyed (as a pull given the
-    key does), for a run that holds the key when the pull may not."""
+    """The source's ledger with the lines an earlier version wrote unkeyed rewritten keyed, by a run or `rtw
+    forget`, whose key is the warehouse's (etl/transform/keyguard.py): a pull's may be another, under which the
+    lines would be lost for good. A pull reads them unkeyed, with or without the key (`Ledger.has`)."""
     with pulling(home, source_id):
-        read_ledger(home, source_id, mend=True, key=key)
+        ledger = read_ledger(home, source_id, mend=True, key=key)
+        if ledger.unkeyed:
+            _rewrite(ledger.path, [_keyed(e, key) for e in ledger.entries])
+
+
+def _keyed(entry: PulledFile, key: LedgerKey) -> PulledFile:
+    """The entry, its digest keyed if an earlier version wrote it unkeyed."""
+    return entry.model_copy(update={"listed": key.keyed(entry.listed)}) if _unkeyed(entry) and entry.listed else entry
 
 
 def _unnamed(entry: PulledFile, shown: Callable[[str], str], key: LedgerKey) -> PulledFile:
