@@ -177,8 +177,8 @@ def test_a_pull_given_the_key_does_not_download_an_erased_patients_file_again(tm
 
 
 def test_a_pull_without_the_key_lands_nothing_and_records_nothing(tmp_path, home, drop, monkeypatch):
-    """Without the key (the DAG's pull task, when the key is only in the Airflow Variable): the erased patient's
-    file is downloaded, known by its content and not landed; no line can be written without the key. No key file
+    """Without the key (`rtw pull` where neither env nor key file holds it): the erased patient's file is
+    downloaded, known by its content and not landed; no line can be written without the key. No key file
     is created."""
     sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
     send(drop / "Fall_123456_Verlauf.csv", CASE)
