@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -217,3 +218,47 @@ def test_the_dags_sensor_is_given_the_key_from_its_variable(tmp_path, home, drop
     monkeypatch.setenv("AIRFLOW_VAR_RTW_PSEUDONYM_KEY", KEY)  # the Variable, as Airflow reads it from env
     assert trigger._check().state.value == "nothing_new" and not sensor.poke({})
     assert KEY not in str(trigger.serialize())
+
+
+_LOOK_WITHOUT_THE_VARIABLE = """
+import asyncio, json, sys
+from datetime import UTC, datetime
+from etl.pull.sensor import DropZoneSensor, DropZoneTrigger, _check_now
+home, sources = sys.argv[1:]
+trigger = DropZoneTrigger(source_id="registry_it", home=home, sources_dir=sources, connection_id=None,
+                          deadline=datetime.now(UTC).isoformat())  # one look, then the deadline
+async def first_event():
+    async for event in trigger.run():
+        return event.payload
+sensor = DropZoneSensor(task_id="wait", source_id="registry_it", home=home, sources_dir=sources)
+look = _check_now(sensor)
+print(json.dumps({"trigger": asyncio.run(first_event()), "sensor": [look.state.value, look.message],
+                  "poked": sensor.poke({})}))
+"""
+
+
+def test_the_sensor_asks_again_when_the_key_variable_cannot_be_read(tmp_path, home, drop, monkeypatch):
+    """A Variable its secrets backend denies: the trigger said "its connection cannot be read", and the sensor's
+    first look failed the task. Both now say the Variable cannot be read and look again later (without the key the
+    erased patient's file would end the wait as a new export). In a process of its own: Airflow keeps the
+    secrets backends it built."""
+    import subprocess
+    import sys
+
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    pull_source(home, "registry_it", sources_dir=sources)
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    here = Path(__file__).parent
+    env = {**os.environ, "AIRFLOW__SECRETS__BACKEND": "denying_secrets.DeniedKey",
+           "AIRFLOW__WORKERS__SECRETS_BACKEND": "denying_secrets.DeniedKey",
+           "PYTHONPATH": os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _LOOK_WITHOUT_THE_VARIABLE, str(home.root), str(sources)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    looked = json.loads(done.stdout.strip().splitlines()[-1])
+    said = "registry_it: the Variable rtw_pseudonym_key cannot be read (AirflowSecretsBackendAccessDenied"
+    assert looked["trigger"]["status"] == "deadline" and said in looked["trigger"]["message"]  # its last look
+    assert looked["sensor"][0] == "unreachable" and looked["sensor"][1].startswith(said)  # then deferred
+    assert looked["poked"] is False and "connection" not in looked["trigger"]["message"]

@@ -12,7 +12,9 @@ of the source (etl/pull/nights.py, `_wait_failed`, the sensor's own failure call
 run, and `rtw status` shows the night that went on without it as it shows a failed pull.
 
 The trigger's serialised arguments hold the connection *id*, never the secret: the trigger
-reads the connection when it runs (env `AIRFLOW_CONN_<ID>`, else Airflow's connection lookup).
+reads the connection when it runs (env `AIRFLOW_CONN_<ID>`, else Airflow's connection lookup), and the
+pseudonymisation key from its Variable (`key_setting`); a Variable that cannot be read is a look not made
+now, asked again, in the sensor's first look as in the trigger (`_look`).
 
 This is the only module of etl/ that imports Airflow; only the DAG imports it. The DAG file is
 parsed often and must stay light, so the pull library (mappings, fsspec, DuckDB via the schema)
@@ -99,11 +101,8 @@ class DropZoneTrigger(BaseTrigger):
             "connection_id": self.connection_id, "deadline": self.deadline, "poke_interval": self.poke_interval})
 
     def _check(self) -> DropZoneCheck:
-        from etl.pull.deliveries import check_drop_zone
-
         uri = connection_uri(self.connection_id)
-        return check_drop_zone(Home(Path(self.home)), self.source_id, connection_uri=uri,
-                               sources_dir=Path(self.sources_dir), key_value=key_setting())
+        return _look(Home(Path(self.home)), self.source_id, uri, Path(self.sources_dir))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from etl.pull.deliveries import DropZoneCheck, DropZoneState
@@ -204,7 +203,7 @@ class DropZoneSensor(BaseSensorOperator):
 
 
 def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
-    from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
+    from etl.pull.deliveries import DropZoneCheck, DropZoneState
     from etl.transform.mapping import MappingError, load_mapping
 
     uri = None
@@ -218,8 +217,24 @@ def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
     except Exception as exc:  # no such Connection: a setup error the pull step reports too
         return DropZoneCheck(source_id=sensor.source_id, state=DropZoneState.INVALID,
                              message=f"{sensor.source_id}: connection '{connection_id}' cannot be read: {exc}")
-    return check_drop_zone(sensor._home(), sensor.source_id, connection_uri=uri, sources_dir=sensor._sources_dir(),
-                           key_value=key_setting())
+    return _look(sensor._home(), sensor.source_id, uri, sensor._sources_dir())
+
+
+def _look(home: Home, source_id: str, uri: str | None, sources_dir: Path) -> DropZoneCheck:
+    """One look at the drop zone given the key from the Variable (`key_setting`). A Variable that cannot be read
+    (a secrets backend that refuses it; Airflow passes over one that fails otherwise, as if it had none) is a look
+    not made now, asked again, in the task as in the trigger: without the key an erased patient's file still in
+    the drop zone looks new, and would end the wait (etl/pull/ledger.py)."""
+    from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
+    from etl.run_record import said
+
+    try:
+        key = key_setting()
+    except Exception as exc:
+        return DropZoneCheck(source_id=source_id, state=DropZoneState.UNREACHABLE,
+                             message=f"{source_id}: the Variable {KEY_VARIABLE} cannot be read ({said(exc)}): the drop "
+                             "zone is not looked at without the key")
+    return check_drop_zone(home, source_id, connection_uri=uri, sources_dir=sources_dir, key_value=key)
 
 
 def _wait_failed(context: Any) -> None:
