@@ -212,6 +212,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     quiet = quiet_seconds_default() if quiet_seconds is None else quiet_seconds
     clock = time.time() if now is None else now
     paths = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    is_export = functools.partial(named_as_export, mapping)
     for path in paths:
         if (refused := _refusal(folder, path)) is not None:
             if path.match(mapping.files) or not path.is_dir():
@@ -219,7 +220,7 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
             continue
         if path.name.endswith((".done", ".sha256")):
             continue  # markers of the files beside them
-        if (temporary := temporary_export(path.name, lambda n: named_as_export(mapping, n))) is not None:
+        if (temporary := temporary_export(path.name, is_export)) is not None:
             notices.append(f"{mapping.source_id}: {path.name} not read: {temporary}")
             continue
         series = series_of(mapping, path.name) if path.match(mapping.files) else None

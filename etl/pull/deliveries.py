@@ -12,6 +12,7 @@ One source's failure never stops another's: every source gets its own outcome.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -285,6 +286,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
     """Download one zip delivery to a temporary and unpack its wanted members into landing; not those named
     as an upload's temporary or a lock file (zipped while a file was written or open), said in `left_out`."""
     remote = candidate.remote
+    is_export = functools.partial(named_as_export, mapping)
     temp = fsio.temp_name(folder / remote.name)
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsio.FILE_MODE))
     try:
@@ -292,8 +294,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
-        unpacked = unpack_zip(temp, folder,
-                              lambda name: upload_temporary(name) is None and named_as_export(mapping, name),
+        unpacked = unpack_zip(temp, folder, lambda name: upload_temporary(name) is None and is_export(name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
     finally:
@@ -302,8 +303,7 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
         raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})",
                          unpacked.skipped)
     left_out = [member for member in unpacked.skipped
-                if temporary_export(PurePosixPath(member.replace("\\", "/")).name,
-                                    lambda n: named_as_export(mapping, n))]
+                if temporary_export(PurePosixPath(member.replace("\\", "/")).name, is_export)]
     return _Landed(sha256, unpacked.landed, tuple(left_out))
 
 
