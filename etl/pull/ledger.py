@@ -120,10 +120,11 @@ class LedgerKey:
 
     def listed(self, remote_path: str, size: int, version: str) -> str:
         """How the drop zone listed a file: `listed_as` keyed, so a line an earlier version wrote unkeyed
-        is keyed without its path (`keyed`)."""
-        return self.keyed(listed_as(remote_path, size, version))
+        is keyed without its path (`listed_from`)."""
+        return self.listed_from(listed_as(remote_path, size, version))
 
-    def keyed(self, unkeyed: str) -> str:
+    def listed_from(self, unkeyed: str) -> str:
+        """The keyed `listed` of an unkeyed one (`listed_as`)."""
         return self._digest(unkeyed)
 
     def path(self, remote_path: str) -> str:
@@ -152,24 +153,25 @@ class Ledger:
         self.key = key
         self._last: dict[str, PulledFile] = {}  # the last file pulled from each path
         # An erased patient's files (rtw forget), whose paths are not kept: the last of each path's versions (by
-        # its digest; a line of an earlier version, which has none, by its listing)
+        # its digest; a line of an earlier version, which has none, by its listing). A later version replaces the
+        # earlier, which is then known neither way.
         self._unnamed: dict[str, PulledFile] = {}
-        self._unnamed_listed: set[str] = set()  # their digests of how they were listed (`listed`)
-        self._unnamed_content: dict[str, PulledFile] = {}  # and their contents
         for entry in entries:
             self._remember(entry)
+        self._unnamed_known()
 
     def _remember(self, entry: PulledFile) -> None:
         if entry.listed is None:
             self._last[entry.remote_path] = entry
         elif not entry.earlier:
-            earlier = self._unnamed.get(group := entry.path_digest or entry.listed)
+            self._unnamed.pop(group := entry.path_digest or entry.listed, None)  # the latest last in order
             self._unnamed[group] = entry
-            if earlier is not None:  # a later version from its path: the earlier is known neither way
-                self._unnamed_listed.discard(earlier.listed or "")
-                self._unnamed_content = {e.sha256: e for e in self._unnamed.values()}
-            self._unnamed_listed.add(entry.listed)
-            self._unnamed_content[entry.sha256] = entry
+
+    def _unnamed_known(self) -> None:
+        """How the last versions of erased patients' files are known: by their listing, and by their content (the
+        latest of those with the same content)."""
+        self._unnamed_listed = {e.listed for e in self._unnamed.values()}
+        self._unnamed_content = {e.sha256: e for e in self._unnamed.values()}
 
     @property
     def unkeyed(self) -> bool:
@@ -196,7 +198,7 @@ class Ledger:
         unkeyed = listed_as(remote.path, remote.size, remote.version)
         if self.key is None:
             return unkeyed in self._unnamed_listed
-        keyed = self.key.keyed(unkeyed)
+        keyed = self.key.listed_from(unkeyed)
         if (unnamed := self._unnamed_last(remote)) is not None:
             return unnamed.listed == keyed
         return keyed in self._unnamed_listed or unkeyed in self._unnamed_listed
@@ -231,6 +233,8 @@ class Ledger:
         _append(self.path, _line(entry).encode("utf-8"))
         self.entries.append(entry)
         self._remember(entry)
+        if entry.listed is not None:
+            self._unnamed_known()
         return True
 
 
@@ -303,7 +307,7 @@ def unnamed(home: Home, source_id: str, shown: Callable[[str], str], key: Ledger
     version of it was pulled (`earlier`)."""
     with pulling(home, source_id):
         ledger = read_ledger(home, source_id, mend=True, key=key)
-        entries = _last_versions([_unnamed(_keyed(e, key), shown, key) for e in ledger.entries], key)
+        entries = _last_versions([_unnamed(_keyed_entry(e, key), shown, key) for e in ledger.entries], key)
         changed = sum(new != old for new, old in zip(entries, ledger.entries, strict=True))
         if changed:
             _rewrite(ledger.path, entries)
@@ -317,12 +321,14 @@ def keyed(home: Home, source_id: str, key: LedgerKey) -> None:
     with pulling(home, source_id):
         ledger = read_ledger(home, source_id, mend=True, key=key)
         if ledger.unkeyed:
-            _rewrite(ledger.path, [_keyed(e, key) for e in ledger.entries])
+            _rewrite(ledger.path, [_keyed_entry(e, key) for e in ledger.entries])
 
 
-def _keyed(entry: PulledFile, key: LedgerKey) -> PulledFile:
+def _keyed_entry(entry: PulledFile, key: LedgerKey) -> PulledFile:
     """The entry, its digest keyed if an earlier version wrote it unkeyed."""
-    return entry.model_copy(update={"listed": key.keyed(entry.listed)}) if _unkeyed(entry) and entry.listed else entry
+    if entry.listed is None or not _unkeyed(entry):
+        return entry
+    return entry.model_copy(update={"listed": key.listed_from(entry.listed)})
 
 
 def _unnamed(entry: PulledFile, shown: Callable[[str], str], key: LedgerKey) -> PulledFile:
