@@ -75,6 +75,7 @@ import json
 import re
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -120,6 +121,12 @@ _HEADER_SCAN = 20  # filled rows looked at to find a header row
 #: rows converted and written at a time: measured on a 100,000 x 20 sheet, staging peaks at
 #: +170 MiB with 20,000 (the sheet's cells in calamine, mostly), +290 MiB with 50,000
 CHUNK_ROWS = 20_000
+
+#: the cells of a sheet's grid (its first row and column to the furthest filled ones) an .xlsx may span.
+#: calamine allocates the whole grid, 32 bytes a cell, before a row is read: one stray value at XFD1048576
+#: asked for 512 GiB and aborted the process (the night's every source with it), no error to catch. 50
+#: million cells is 1.5 GiB there, 500 columns of 100,000 rows; a sheet spanning more is refused first.
+MAX_SHEET_CELLS = 50_000_000
 
 #: how the other cells of a merged range read (the option `merged_cells`, see the module docstring)
 MergedCells = Literal["top_left", "fill"]
@@ -219,6 +226,17 @@ def _open_workbook(path: Path) -> calamine.CalamineWorkbook:
                            "an encrypted workbook, or truncated in transfer?)") from None
 
 
+def _load_sheet(path: Path, workbook: calamine.CalamineWorkbook, name: str) -> calamine.CalamineSheet:
+    """A sheet's cells: calamine reads a sheet's part only now, so a part damaged, missing or holding what
+    it refuses (an entity a DOCTYPE declares) is found here, not when the workbook opens."""
+    try:
+        return workbook.get_sheet_by_name(name)
+    except calamine.CalamineError as error:
+        raise ExtractError(f"{path.name}, sheet '{name}': not readable ({type(error).__name__}: {error}); expected "
+                           "the sheet as an office program writes it (damaged in transfer, or written by a tool "
+                           "that leaves a part out or declares XML entities?)") from None
+
+
 def _what_it_is(path: Path, head: bytes) -> str:
     return what_it_is(path, head, named_like="a workbook", html="a web application's 'Excel export'?",
                       xml="an Excel 2003 XML spreadsheet or an ODM file?")
@@ -236,6 +254,92 @@ def read_workbook_sheets(path: Path) -> list[tuple[str, bool]]:
 def _worksheets(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
     return [(sheet.name, sheet.visible != calamine.SheetVisibleEnum.Visible)
             for sheet in workbook.sheets_metadata if sheet.typ == calamine.SheetTypeEnum.WorkSheet]
+
+
+_PACKAGE_PARSER = etree.XMLParser(**{k: v for k, v in SAFE_PARSER.items() if k != "events"})  # no DTD, entity
+_OFFICE_DOCUMENT = "/officeDocument"  # the end of the relationship type naming the workbook part
+# A row's number (its r="12"), and the column of a cell's reference in column AA or beyond (r="AB12"), whatever
+# the element's prefix or the attribute's place: a scan, not a parse (a literal prefix keeps it fast)
+_ROW_NUMBER = re.compile(rb' r="(\d+)"')
+_WIDE_CELL = re.compile(rb' r="([A-Z]{2,3})\d')
+
+
+def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """An .xlsx's worksheet parts by sheet name (found through the package's relationships); {} when
+    they cannot be found, which calamine then reports."""
+    try:
+        workbook = _related(archive, "_rels/.rels", "", _OFFICE_DOCUMENT)
+        folder, _, name = workbook.rpartition("/")
+        targets = _relationships(archive, f"{folder}/_rels/{name}.rels", folder)
+        root = etree.fromstring(archive.read(workbook), _PACKAGE_PARSER)
+    except (KeyError, StopIteration, etree.XMLSyntaxError):
+        return {}
+    parts = {}
+    for sheet in root.iter("{*}sheet"):
+        rel = next((str(v) for k, v in sheet.attrib.items() if str(k).endswith("}id")), "")
+        if rel in targets:
+            parts[str(sheet.get("name", ""))] = targets[rel][0]
+    return parts
+
+
+def _related(archive: zipfile.ZipFile, rels: str, folder: str, kind: str) -> str:
+    return next(target for target, type_ in _relationships(archive, rels, folder).values() if type_.endswith(kind))
+
+
+def _relationships(archive: zipfile.ZipFile, rels: str, folder: str) -> dict[str, tuple[str, str]]:
+    """A relationships part's targets (as archive member names) and types, by id."""
+    root = etree.fromstring(archive.read(rels), _PACKAGE_PARSER)
+    found = {}
+    for rel in root.iter("{*}Relationship"):
+        target = rel.get("Target", "")
+        member = target.lstrip("/") if target.startswith("/") else f"{folder}/{target}".lstrip("/")
+        found[rel.get("Id", "")] = (member, rel.get("Type", ""))
+    return found
+
+
+def sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
+    """The furthest row and column (1-based) a worksheet part's cells reach, scanned from its XML in blocks.
+    Columns A-Z count as 26: only a wider reach matters."""
+    rows, columns, carry = 0, 26, b""
+    with archive.open(part) as stream:
+        while block := stream.read(1 << 20):
+            text = carry + block
+            cut = text.rfind(b"<")  # a tag cut by the block is read with the next one
+            text, carry = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
+            rows = max([rows, *map(int, _ROW_NUMBER.findall(text))])
+            columns = max([columns, *map(_column_number, set(_WIDE_CELL.findall(text)))])
+    return rows, columns
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _package(path: Path) -> zipfile.ZipFile | None:
+    """An .xlsx/.xlsm's zip archive, for `sheet_extent`; None for another kind (or a zip calamine refuses)."""
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        return None
+
+
+def _refuse_huge_sheet(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str], name: str) -> None:
+    """Refuse a sheet whose grid calamine could not hold (MAX_SHEET_CELLS) before it loads it."""
+    if archive is None or name not in parts:
+        return
+    try:
+        rows, columns = sheet_extent(archive, parts[name])
+    except (KeyError, zipfile.BadZipFile, zlib.error):  # a part missing or damaged: calamine says which
+        return
+    if rows * columns > MAX_SHEET_CELLS:
+        raise ExtractError(
+            f"{path.name}, sheet '{name}': its cells reach row {rows:,} and column {column_letter(columns - 1)}, "
+            f"a grid of up to {rows * columns:,} cells, more than the {MAX_SHEET_CELLS:,} a sheet is read with; "
+            "expected the table alone: a value far below or right of it (a stray keystroke) is cleared by deleting "
+            "the rows and columns past the table and saving")
 
 
 _NO_RANGES = np.zeros((0, 4), dtype=np.int32)  # see merged_ranges
@@ -539,12 +643,15 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     notices: list[str] = []
     merged_in_data = False
     worksheets = [name for name, _hidden in _worksheets(workbook)]  # what an error may quote
+    archive = _package(path) if opendocument is None else None
     try:
+        members = sheet_parts(archive) if archive is not None else {}
         with written_atomically(out, folder=True) as temp:
             parts = []
             chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
             for index, (name, hidden) in enumerate(chosen, start=1):
-                sheet = workbook.get_sheet_by_name(name)
+                _refuse_huge_sheet(path, archive, members, name)
+                sheet = _load_sheet(path, workbook, name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
                     continue
@@ -571,6 +678,8 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
         raise ExtractError(str(exc), quoted=worksheets) from None
     finally:
         workbook.close()
+        if archive is not None:
+            archive.close()
     advised = {"merged_cells": "fill"} if merged_in_data and merged_cells != "fill" else {}
     return StageResult(rows=rows, notices=tuple(notices), advised_options=advised,
                        quoted=tuple(name for name, _ in chosen))
