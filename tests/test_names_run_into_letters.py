@@ -20,6 +20,10 @@ from etl.forget import number_in_names
 from etl.transform.screen import TextScreen
 
 KEYS = ["ID1234", "ID2345", "ID0001"]
+def _three(written: str) -> list[str]:
+    return [written.format(i) for i in (1, 2, 3)]
+
+
 INITIALS = [f"{a}{b}{i:04d}" for i, (a, b) in enumerate((a, b) for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                          for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ")]
 
@@ -27,12 +31,13 @@ INITIALS = [f"{a}{b}{i:04d}" for i, (a, b) in enumerate((a, b) for a in "ABCDEFG
 @pytest.mark.parametrize(("keys", "name", "shown"), [
     (KEYS, "PatID1234.csv", "Pat{patient}.csv"),  # a new patient's number too, in any case
     (KEYS, "PatID9876_Verlauf.csv", "Pat{patient}_Verlauf.csv"),
-    (KEYS, "patid9876.csv", "pat{patient}.csv"),
-    (["ID-1234"], "PatID_9876.csv", "Pat{patient}.csv"),
-    (["ILTB-00001"], "PatientILTB-00012.xlsx", "Patient{patient}.xlsx"),
-    (["IMT-FR01-001"], "PatIMT-FR01-002.xlsx", "Pat{patient}.xlsx"),
-    (["P000001"], "FallP123456Verlauf.csv", "Fall{patient}Verlauf.csv"),  # one letter, before six digits
-    ([*KEYS, "ILTB0001"], "PatILTB0042.csv", "Pat{patient}.csv"),  # the longer letters, not their end
+    (KEYS, "PATID9876.csv", "PAT{patient}.csv"),  # in the keys' case (upper, as normalised)
+    (["id1234", "id2345", "id0001"], "Patid9876.csv", "Pat{patient}.csv"),  # ... or as they are written
+    (_three("ID-{:04d}"), "PatID-9876.csv", "Pat{patient}.csv"),  # joined as the keys join them
+    (_three("ILTB-{:05d}"), "PatientILTB-00012.xlsx", "Patient{patient}.xlsx"),
+    (_three("IMT-FR01-{:03d}"), "PatIMT-FR01-002.xlsx", "Pat{patient}.xlsx"),
+    (_three("P{:06d}"), "FallP123456Verlauf.csv", "Fall{patient}Verlauf.csv"),  # one letter, before six digits
+    ([*KEYS, *_three("ILTB{:04d}")], "PatILTB0042.csv", "Pat{patient}.csv"),  # the longer letters, not their end
     # The mirror: a key followed directly by letters (its shape ends in digits, and a digit may not follow)
     (KEYS, "ID1234abc.csv", "{patient}abc.csv"),
     (["123456"], "Fall123456Verlauf.csv", "Fall{patient}Verlauf.csv"),
@@ -51,6 +56,9 @@ def test_a_number_run_into_letters_is_hidden_once_the_keys_are_known(keys, name,
     (KEYS, "Verlauf_2026-11-01.csv"),
     (KEYS, "PatID12345.csv"),  # more digits than the keys'
     (KEYS, "PatID123.csv"),
+    (KEYS, "patid9876.csv"),  # not in the keys' case: a word's end (Covid2021, Visit2026 for keys IT0001)
+    (_three("ID-{:04d}"), "PatID_9876.csv"),  # nor joined by another separator (Visit_2026 for keys IT-0001)
+    (["ID1234", "ID2345"], "PatID9876.csv"),  # nor the letters of fewer than three keys (initials, a new centre)
     (["P1234"], "Step2026.csv"),  # one letter before four digits: a word's end before a year
     (["ILTB-00001"], "ILTB_FU2.csv"),
     (INITIALS, "ISO8601.csv"),  # letters that vary key by key (initials, SO0482 among them) are no prefix

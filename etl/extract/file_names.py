@@ -13,10 +13,12 @@ the number of a patient whose file arrives before anyone read their key is found
 text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
 run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long; but a
-key starting with letters that one key in 32 of its shape or more starts with (a source's or a centre's
-prefix: ID, ILTB), two or more or one before six digits, may follow letters as those letters, in any case,
-its digits as many as the keys' (`PatID1234.csv` is `Pat{patient}.csv` for keys ID0001, where `ISO8601`
-and `Report2026` stay). Any letters of the shape would take a word's end before as many digits.
+key starting with letters that three keys and one key in 32 of its shape or more start with (a source's or a
+centre's prefix: ID, ILTB), two or more or one before six digits, may follow letters as those letters, written
+as the keys write them (their case, and joined to the rest as they join it: no '-', '_' or ' ' put in or
+swapped), its digits as many as the keys' (`PatID1234.csv` is `Pat{patient}.csv` for keys ID0001, where
+`ISO8601`, `Report2026`, `Visit2026` and `Notes_2026` stay). Any letters of the shape, in any case or across
+a separator, would take a word's end before as many digits (a year, a note's dose).
 When no key of the source is known yet (nothing staged: its first pull, its first run's plan), the mapping
 names the key's column, not its shape, and a number is guessed: any run of five or more digits, run into
 letters or not, unless it reads as a date (YYYYMMDD, with a time after it): a key ILTB-00012 written
@@ -65,6 +67,7 @@ _LETTERS = r"[^\W\d_]"
 NAME_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)  # runs of digits, of letters, and each other character
 _SHORTEST_NUMBER_RUN_IN = 6  # digits after a key's single letter, run into letters (as a number alone)
 _PREFIX_SHARE = 32  # a key's letters run into others' when one key in this many starts with them
+_PREFIX_KEYS = 3  # ... and at least this many: in a small source, one key in 32 is any key's initials
 _SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
@@ -101,10 +104,12 @@ def _edge(run: str) -> str:
     return r"\d" if run[0].isdigit() else _LETTERS if run[0].isalpha() else ""
 
 
-def _shape_body(runs: Sequence[str], literal: bool) -> str:
+def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool = False) -> str:
+    """`joined_as_written`: each separator as the key writes it, not '-', '_' or ' ' alike."""
     return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
-                   else f"[{_SEPARATORS}]" if r in _SEPARATORS else re.escape(r) for r in runs)
+                   else f"[{_SEPARATORS}]" if r in _SEPARATORS and not joined_as_written else re.escape(r)
+                   for r in runs)
 
 
 def _shape_end(runs: Sequence[str]) -> str:
@@ -123,7 +128,8 @@ def _runs_into_letters(runs: Sequence[str]) -> bool:
 def key_shape(key: str, *, literal: bool = False) -> str:
     """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
     itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case), run into
-    letters before it too when its own letters come first (`_runs_into_letters`)."""
+    letters before it too when its own letters come first (`_runs_into_letters`): `rtw forget` looks for one
+    patient's own number, not for any number of the shape."""
     runs = NAME_RUNS.findall(normalise_patient_key(key))
     first = "" if literal and _runs_into_letters(runs) else _edge(runs[0])
     return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
@@ -131,19 +137,25 @@ def key_shape(key: str, *, literal: bool = False) -> str:
 
 def _run_in_shapes(keys: Iterable[str]) -> set[str]:
     """The regexes of the keys whose letters come first, run into the letters before them: letters that at least
-    one key in 32 of that shape starts with (any case), then the rest of its shape (PatID1234 for keys ID0001,
-    ID0002: `Pat{patient}`). A source's prefix or a centre's (ID, ILTB, IMT) ends few words before as many digits;
-    letters of every key would take any word's end (ISO8601, Report2026 for initials such as SO0001, RT0002)."""
+    three keys, and one key in 32 of that shape, start with, as the keys write them (case and all), then the rest of
+    the shape joined as the keys join it (PatID1234 for keys ID0001, ID0002, ID0003: `Pat{patient}`). A source's
+    prefix or a centre's (ID, ILTB, IMT) ends few words before as many digits; a word's end in another case
+    (Visit2026 for keys IT0001), a separator the keys do not write (Visit_2026 for keys IT-0001), or letters that
+    few keys start with (initials such as SO0001, RT0002: ISO8601, Report2026) would take any word's end."""
     letters: dict[tuple[int, str], Counter[str]] = {}  # by the shape (how many letters, the rest), the keys' letters
+    written: dict[str, set[str]] = {}  # the letters as normalised (upper-case), and as the keys write them
     for key in keys:
-        runs = NAME_RUNS.findall(normalise_patient_key(key))
+        runs = NAME_RUNS.findall(key.strip())
         if _runs_into_letters(runs):
-            shape = (len(runs[0]), _shape_body(runs[1:], literal=False) + _shape_end(runs))
-            letters.setdefault(shape, Counter())[runs[0]] += 1
+            shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=True) + _shape_end(runs))
+            own = normalise_patient_key(runs[0])
+            letters.setdefault(shape, Counter())[own] += 1
+            written.setdefault(own, {own}).add(runs[0])
     # The letters first, then a letter before them: a name's every place is tried, and few start with them
-    return {rf"(?i:{'|'.join(re.escape(w) for w in sorted(common))})(?<={_LETTERS}.{{{width}}}){rest}"
+    return {rf"(?:{'|'.join(re.escape(w) for w in sorted(set().union(*(written[c] for c in common))))})"
+            rf"(?<={_LETTERS}.{{{width}}}){rest}"
             for (width, rest), held in letters.items()
-            if (common := [w for w, n in held.items() if n * _PREFIX_SHARE >= held.total()])}
+            if (common := [w for w, n in held.items() if n >= _PREFIX_KEYS and n * _PREFIX_SHARE >= held.total()])}
 
 
 class PatientNumbers:
@@ -188,11 +200,26 @@ class PatientNumbers:
             shapes.add(_ANY_LONG_NUMBER.pattern)
         return _alternatives(shapes)
 
+    def is_key(self, part: str) -> bool:
+        """Whether `part` of a name is one of the keys itself, in any case, '-', '_' and ' ' alike."""
+        return _joined_alike(part) in self._keys_alike
+
+    @functools.cached_property
+    def _keys_alike(self) -> set[str]:
+        return {_joined_alike(k) for k in self._known}
+
     @functools.cached_property
     def key_pattern(self) -> re.Pattern[str] | None:
         """The keys' shapes alone, without the guess of any long number (None: no key has a shape): what a
         free text is screened by (etl/transform/screen.py), where a long number is as often a dose."""
         return _alternatives(self._shapes) if self._shapes else None
+
+
+def _joined_alike(key: str) -> str:
+    return normalise_patient_key(key).translate(_ALIKE)
+
+
+_ALIKE = str.maketrans("_ ", "--")
 
 
 def _alternatives(shapes: set[str]) -> re.Pattern[str]:
@@ -222,9 +249,12 @@ def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNu
     `siblings` (the source's other names) has, in its place, a number of the same shapes that does not, or
     `{patient}`: a file per patient (`Fall_12345678_Verlauf.csv` beside `Fall_20261101_Verlauf.csv`). Showing a
     name hides a date shaped like a key at no cost; renaming a snapshot's copy and ledger line as an erased
-    patient's file would cost its checksum's comparison, and is no file of the patient's."""
+    patient's file would cost its checksum's comparison, and is no file of the patient's. One of `numbers`' keys
+    itself is one wherever it is found (`PatID1234.csv` for key ID1234): the keys' shapes run it into letters
+    only when enough keys share its letters, which an erasure's few keys do not tell."""
     start, end = span
-    if not any(m.start() <= start and end <= m.end() for m in numbers.pattern.finditer(name)):
+    if not numbers.is_key(name[start:end]) and not any(
+            m.start() <= start and end <= m.end() for m in numbers.pattern.finditer(name)):
         return False
     if not _reads_as_date(name[start:end]):
         return True
