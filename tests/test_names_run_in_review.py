@@ -77,3 +77,24 @@ def test_the_screen_s_fingerprint_stays_with_ordinary_new_patients():
     assert fingerprint(initials) == fingerprint([*initials, "CD0004"]) == fingerprint([*initials, "AB0005"])
     centres = [f"FR{i:04d}" for i in range(300)] + [f"DE{i:04d}" for i in range(20)]
     assert fingerprint(centres) == fingerprint([*centres, "DE9999"]) == fingerprint([*centres, "FR9999"])
+
+
+UNKNOWN = PatientNumbers(lambda: (), key_like=True)  # a source's first pull: no key staged yet
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    # Three digits in parts: what follows them is no part of them (3-2026 is a token joined by '-' as a key is)
+    ("v1_2_3-2026.csv", "v1_2_{patient}.csv"),
+    ("Q3_1-2026.csv", "Q3_{patient}.csv"),
+    ("ILTB_v2_1-2026-final.csv", "ILTB_v2_{patient}.csv"),
+    ("part_1_2-rev123.csv", "part_1_{patient}.csv"),
+    ("v1_2_3.2026.csv", "v1_2_3.2026.csv"),
+    ("v1_2-34-ab.csv", "v1_{patient}.csv"),  # a token joined by '-' inside parts too few is one still
+    ("v1_2-1234.csv", "{patient}.csv"),  # six digits in the parts themselves
+    ("Pat_IMT_FR01_001.xlsx", "Pat_IMT_{patient}.xlsx"),
+    ("ab-FR01_001.xlsx", "{patient}.xlsx"),
+    ("a-" * 2000 + "_1.csv", "a-" * 2000 + "_1.csv"),
+    ("ab1_2_" * 500 + "12345.csv", "ab1_2_" * 500 + "{patient}.csv"),
+])
+def test_a_number_in_parts_counts_its_own_digits(name, shown):
+    assert shown_file_name(name, UNKNOWN) == shown

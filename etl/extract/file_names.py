@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,17 +86,36 @@ _DIGITS_PART = rf"[-_ ](?!{_DATE_TOKEN})(?=\d+(?![^\W_]))"  # '-', '_' or ' ', t
 # Before any key is known: a number written in parts joined by '-', '_' or ' ' (Fall 12 3456, Pat_IMT_FR01_001,
 # IMT-FR01_001): a token holding a digit (maybe joined by '-' as a key is) then tokens of digits, five digits in
 # all, none a date or a year, taken whole; never after a token of digits (a date's month, day or time:
-# 2026_11_01_1200 stays). A word parts it (FR01_v2_3 is none).
-_IN_PARTS = (rf"(?<![^\W_])(?<!\d[-_ .])(?!{_DATE_TOKEN})"
-             rf"(?=(?:(?:[^\W\d_]|{_JOIN})*\d|{_DIGITS_PART}\d){{5}})(?=(?:[^\W_]|{_JOIN})*?\d)"
+# 2026_11_01_1200 stays). A word parts it (FR01_v2_3 is none). The five digits are counted in what it matched
+# (`_guessed_numbers`): a count looking on would take a year after it (v1_2_3-2026), and look on from each token.
+# It starts a token joined by '-' at its start only: a later start matches less.
+_IN_PARTS = (rf"(?<![^\W_])(?<![^\W_]-)(?<!\d[-_ .])(?!{_DATE_TOKEN})(?=(?:[^\W_]|{_JOIN})*?\d)"
              rf"[^\W_]+(?:{_JOIN}[^\W_]+)*(?:{_DIGITS_PART}\d+)+")
+_DIGITS_IN_PARTS = 5
 # ... and a run of five digits or more that is not a date, run into letters or not (Pat00012, ILTB_00012)
 _FIVE_DIGITS_OR_MORE = rf"(?<!\d)(?!{_A_DATE})\d{{5,}}(?!\d)"
-_KEYS_UNKNOWN = re.compile(f"{_IN_PARTS}|{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # the longest first
+_KEYS_UNKNOWN = re.compile(f"(?P<parts>{_IN_PARTS})|{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # the longest first
+_KEY_LIKE_OR_LONG = re.compile(f"{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # where parts hold too few digits
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
 # A date, a sibling's {patient} stands for none: 20261101, 2026-11-01, 01.11.2026, with a time after it or not
 _A_MONTH = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])")  # 202611: a monthly export's, for rtw forget
 _DATE_ONLY = re.compile(rf"{_A_DATE}|(?:19|20)\d\d([-_.])\d\d\1\d\d(?:[-_T]\d{{4,6}})?|\d\d([-_.])\d\d\2\d{{4}}")
+
+
+def _guessed_numbers(name: str) -> Iterator[re.Match[str]]:
+    """The numbers guessed in a name before any key of its source is known (`_KEYS_UNKNOWN`), in their order:
+    a number in parts holding fewer than five digits is none, and what else starts there is tried instead, as
+    the alternation would have (v1_2-34-ab: 2-34-ab)."""
+    pos = 0
+    while (found := _KEYS_UNKNOWN.search(name, pos)) is not None:
+        if found.group("parts") is not None and sum(c.isdigit() for c in found.group()) < _DIGITS_IN_PARTS:
+            instead = _KEY_LIKE_OR_LONG.match(name, found.start())
+            if instead is None:
+                pos = found.start() + 1
+                continue
+            found = instead
+        yield found
+        pos = found.end()
 
 
 def _edge(run: str) -> str:
@@ -191,11 +210,19 @@ class PatientNumbers:
         keys = [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
         return {key_shape(k) for k in keys} | _run_in_shapes(keys)
 
+    def found(self, name: str) -> Iterator[re.Match[str]]:
+        """Each patient number in a file name, in its order."""
+        return _guessed_numbers(name) if self._guessed else self._pattern.finditer(name)
+
     @functools.cached_property
-    def pattern(self) -> re.Pattern[str]:
+    def _guessed(self) -> bool:
+        return self._key_like and not self._known
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
         shapes = set(self._shapes)
-        if not shapes:  # keys too short to name anyone in a name, or none known yet
-            return _KEYS_UNKNOWN if self._key_like and not self._known else _ANY_LONG_NUMBER
+        if not shapes:  # keys too short to name anyone in a name, or none known yet (`_guessed`)
+            return _ANY_LONG_NUMBER
         if self._any_long_number:
             shapes.add(_ANY_LONG_NUMBER.pattern)
         return _alternatives(shapes)
@@ -239,7 +266,11 @@ def shown_file_name(name: str, numbers: PatientNumbers) -> str:
     number in it replaced by {patient}."""
     if not any(c.isdigit() for c in name):
         return name
-    return numbers.pattern.sub(PATIENT, name)
+    shown, shown_to = [], 0
+    for number in numbers.found(name):
+        shown += [name[shown_to:number.start()], PATIENT]
+        shown_to = number.end()
+    return "".join(shown) + name[shown_to:]
 
 
 def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNumbers,
@@ -254,7 +285,7 @@ def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNu
     only when enough keys share its letters, which an erasure's few keys do not tell."""
     start, end = span
     if not numbers.is_key(name[start:end]) and not any(
-            m.start() <= start and end <= m.end() for m in numbers.pattern.finditer(name)):
+            m.start() <= start and end <= m.end() for m in numbers.found(name)):
         return False
     if not _reads_as_date(name[start:end]):
         return True
@@ -265,7 +296,7 @@ def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNu
         place = (len(before), len(sibling) - len(after))
         number = sibling[place[0]:place[1]]
         if number == PATIENT or (not _reads_as_date(number) and any(
-                m.span() == place for m in numbers.pattern.finditer(sibling))):
+                m.span() == place for m in numbers.found(sibling))):
             return True
     return False
 
