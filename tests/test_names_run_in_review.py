@@ -98,3 +98,26 @@ UNKNOWN = PatientNumbers(lambda: (), key_like=True)  # a source's first pull: no
 ])
 def test_a_number_in_parts_counts_its_own_digits(name, shown):
     assert shown_file_name(name, UNKNOWN) == shown
+
+
+@pytest.mark.parametrize(("keys", "name", "shown"), [
+    (["P00001", "P00002", "P00003"], "FallP00012Verlauf.csv", "FallP{patient}Verlauf.csv"),  # one letter, five digits
+    (["ILTB-00001"], "Pat_ILTB00012.xlsx", "Pat_ILTB{patient}.xlsx"),  # the keys join ILTB by '-'
+    (["ID1234", "ID2345", "ID0001"], "PatID12345.csv", "PatID{patient}.csv"),  # more digits than the keys'
+    (["ID1234", "ID2345", "ID0001"], "Fall_12345_Verlauf.csv", "Fall_{patient}_Verlauf.csv"),
+    (["7", "12"], "Pat_12345.csv", "Pat_{patient}.csv"),  # keys too short to have a shape
+])
+def test_a_number_hidden_before_the_keys_are_known_stays_hidden_once_they_are(keys, name, shown):
+    assert shown_file_name(name, UNKNOWN) == shown
+    assert shown_file_name(name, PatientNumbers(lambda: keys, key_like=True)) == shown
+
+
+@pytest.mark.parametrize("name", ["TREP_export_20261101.csv", "export_202611.csv", "Verlauf_2026-11-01.csv",
+                                  "export_20261101_0230.csv", "ISO8601.csv", "AE2_v2_part_3.csv"])
+def test_dates_stay_once_the_keys_are_known(name):
+    assert shown_file_name(name, PatientNumbers(lambda: ["ID1234", "ID2345", "ID0001"], key_like=True)) == name
+
+
+def test_a_note_s_five_digits_stay_once_the_keys_are_known():
+    # Only a file name hides any five digits: a note's dose or count is no key's shape
+    assert TextScreen.of(["ID1234", "ID2345", "ID0001"], []).screened("dose 12345 IU") == "dose 12345 IU"

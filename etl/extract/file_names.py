@@ -29,8 +29,11 @@ holding a digit then tokens of digits only, five digits in all (`Pat_IMT_FR01_00
 `Pat_IMT_{patient}.xlsx`, `Fall 12 3456.csv` `Fall {patient}.csv`). Words part a name there, and a year, a
 date or what follows a token of digits (a date's time) is no part of a number: `TREP_export_20261101.csv`,
 `export_2026_11_01_1200.csv`, `Q3_2026.csv`, `v1_2_3.csv` and `part_3.csv` stay. Four digits run into letters
-(`Pat0012`) stay until the keys are known: `ISO8601` reads alike. A source whose keys are known but too
-short to name anyone has only the runs of six or more digits hidden.
+(`Pat0012`) stay until the keys are known: `ISO8601` reads alike. Once they are, a run of five or more digits
+that is not a date stays hidden in a file name (`FallP00012Verlauf.csv` for keys P00001: a name hidden on the
+first pull is not shown by the next), but for a month's stamp (`export_202611.csv`) unless a key has its shape;
+a free text's five digits are hidden only in a key's shape (`key_pattern`). A source whose keys are known but
+too short to name anyone has the runs of five or more digits that are not a date hidden, as before.
 
 The rest of the name stays as delivered (forms, dates), so a data manager still finds the file; the
 SHA-256 beside it in meta.source_file tells apart files whose names differ only in the number.
@@ -94,6 +97,8 @@ _IN_PARTS = (rf"(?<![^\W_])(?<![^\W_]-)(?<!\d[-_ .])(?!{_DATE_TOKEN})(?=(?:[^\W_
 _DIGITS_IN_PARTS = 5
 # ... and a run of five digits or more that is not a date, run into letters or not (Pat00012, ILTB_00012)
 _FIVE_DIGITS_OR_MORE = rf"(?<!\d)(?!{_A_DATE})\d{{5,}}(?!\d)"
+_FIVE_OR_MORE = re.compile(_FIVE_DIGITS_OR_MORE)
+_FIVE_DIGITS_OR_MORE_NO_MONTH = rf"(?<!\d)(?!(?:19|20)\d\d(?:0[1-9]|1[0-2])(?!\d)){_FIVE_DIGITS_OR_MORE}"
 _KEYS_UNKNOWN = re.compile(f"(?P<parts>{_IN_PARTS})|{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # the longest first
 _KEY_LIKE_OR_LONG = re.compile(f"{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # where parts hold too few digits
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
@@ -190,7 +195,8 @@ class PatientNumbers:
     @classmethod
     def of(cls, keys: Iterable[str], *, any_long_number: bool = False) -> PatientNumbers:
         """`any_long_number`: a run of six or more digits that is not a date counts too, besides the keys'
-        shapes (onboarding: the keys given are a guess, no mapping names the patient key yet)."""
+        shapes (onboarding: the keys given are a guess, no mapping names the patient key yet). A file name's
+        runs of five or more count whenever a key has a shape, so it asks for nothing more then."""
         known = list(keys)
         return cls(lambda: known, any_long_number=any_long_number)
 
@@ -222,9 +228,12 @@ class PatientNumbers:
     def _pattern(self) -> re.Pattern[str]:
         shapes = set(self._shapes)
         if not shapes:  # keys too short to name anyone in a name, or none known yet (`_guessed`)
-            return _ANY_LONG_NUMBER
-        if self._any_long_number:
-            shapes.add(_ANY_LONG_NUMBER.pattern)
+            return _FIVE_OR_MORE if self._key_like else _ANY_LONG_NUMBER
+        # Five digits or more, as before the keys were known: a name hidden then is not shown once they are
+        # (FallP00012Verlauf.csv for keys P00001, Pat_ILTB00012.xlsx for keys ILTB-00001). A file name only: in a
+        # free text (`key_pattern`) five digits are as often a dose or a count.
+        # A month's stamp (export_202611.csv) stays, as a date does: the keys now tell a number's shape.
+        shapes.add(_FIVE_DIGITS_OR_MORE_NO_MONTH)
         return _alternatives(shapes)
 
     def is_key(self, part: str) -> bool:
@@ -290,13 +299,14 @@ def reads_as_patient_number(name: str, span: tuple[int, int], numbers: PatientNu
     if not _reads_as_date(name[start:end]):
         return True
     before, after = name[:start], name[end:]
+    shapes = numbers.key_pattern  # a sibling's number tells a file per patient in a key's shape, not any five digits
     for sibling in siblings:
         if len(sibling) <= len(before) + len(after) or not sibling.startswith(before) or not sibling.endswith(after):
             continue
         place = (len(before), len(sibling) - len(after))
         number = sibling[place[0]:place[1]]
         if number == PATIENT or (not _reads_as_date(number) and any(
-                m.span() == place for m in numbers.found(sibling))):
+                m.span() == place for m in (shapes.finditer(sibling) if shapes else numbers.found(sibling)))):
             return True
     return False
 
