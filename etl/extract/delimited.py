@@ -106,14 +106,14 @@ def sniff_dialect(path: Path, *, sample_bytes: int = 256_000, **overrides: str |
         sample = handle.read(sample_bytes)
         truncated = bool(handle.read(1))
     if not sample:
-        raise ExtractError(f"{path}: empty file; expected a header row naming the columns")
+        raise ExtractError(f"{path.name}: empty file; expected a header row naming the columns")
     if sample.startswith(_UTF16_BOMS):
-        raise ExtractError(f"{path}: starts with a UTF-16 byte-order mark; expected UTF-8 or 8-bit text "
+        raise ExtractError(f"{path.name}: starts with a UTF-16 byte-order mark; expected UTF-8 or 8-bit text "
                            "(re-export as UTF-8)")
     encoding = given["encoding"] if "encoding" in given else _sniff_encoding(sample, truncated)
     if sample.startswith(_UTF8_BOM) and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
         # Read as the mapping says, the mark would become part of the first column's name ("ï»¿id").
-        raise ExtractError(f"{path}: starts with a UTF-8 byte-order mark, but the mapping says the encoding is "
+        raise ExtractError(f"{path.name}: starts with a UTF-8 byte-order mark, but the mapping says the encoding is "
                            f"{encoding}; expected {encoding} text without the mark: the export was saved as UTF-8 "
                            f"(export it again as {encoding}, or set csv: {{encoding: utf-8-sig}} in the mapping)")
     quotechar = given.get("quotechar", '"')
@@ -227,7 +227,7 @@ def iter_csv_rows(path: Path, dialect: CsvDialect, *, chunk_rows: int = 50_000) 
         for line, record in records:
             if len(record) != len(header):
                 raise ExtractError(
-                    f"{path}, line {line}: expected {len(header)} fields, found {len(record)} "
+                    f"{path.name}, line {line}: expected {len(header)} fields, found {len(record)} "
                     f"(delimiter {dialect.delimiter!r}; is a delimiter or line break in a value unquoted?)")
             rows.append(record)
             lines.append(line)
@@ -248,13 +248,13 @@ def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]
             yield decoder.decode(raw)
         except UnicodeDecodeError as error:
             raise ExtractError(
-                f"{path}, line {number}: bytes {raw[error.start:error.end]!r} at byte {error.start + 1} of the line "
-                f"cannot be decoded as {encoding}; expected {encoding} text "
+                f"{path.name}, line {number}: bytes {raw[error.start:error.end]!r} at byte {error.start + 1} of the "
+                f"line cannot be decoded as {encoding}; expected {encoding} text "
                 "(set the source's csv encoding if the file uses another)") from None
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise ExtractError(f"{path}, line {number}: the file ends inside a multi-byte character; "
+        raise ExtractError(f"{path.name}, line {number}: the file ends inside a multi-byte character; "
                            f"expected complete {encoding} text") from None
 
 
@@ -271,10 +271,10 @@ def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[
         except csv.Error as error:
             if "field larger than field limit" in str(error):
                 raise ExtractError(
-                    f"{path}, line {end_of_previous + 1}: a value in the record starting here runs past "
+                    f"{path.name}, line {end_of_previous + 1}: a value in the record starting here runs past "
                     f"{csv.field_size_limit():,} characters (a quote opened and never closed, or a value that long); "
                     "expected quoted values to be closed and values of at most that length") from None
-            raise ExtractError(f"{path}, line {end_of_previous + 1}: malformed quoting in the record starting "
+            raise ExtractError(f"{path.name}, line {end_of_previous + 1}: malformed quoting in the record starting "
                                f"here ({error}); expected quoted values to be closed and followed by a delimiter") \
                 from None
         start, end_of_previous = end_of_previous + 1, reader.line_num
@@ -285,20 +285,20 @@ def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[
 def _header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
     first = next(records, None)
     if first is None:
-        raise ExtractError(f"{path}: no header row; expected a first line naming the columns")
+        raise ExtractError(f"{path.name}: no header row; expected a first line naming the columns")
     line, names = first
     # A BOM survives here when the file was read with an explicit "utf-8" override.
     header = [name.strip().lstrip("\ufeff").strip() for name in names]
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if not name:
-            raise ExtractError(f"{path}, line {line}: header column {position} has no name; "
+            raise ExtractError(f"{path.name}, line {line}: header column {position} has no name; "
                                "expected every column named (a trailing delimiter?)")
         if name in seen:
-            raise ExtractError(f"{path}, line {line}: header column {position} repeats {name!r} "
+            raise ExtractError(f"{path.name}, line {line}: header column {position} repeats {name!r} "
                                f"(column {seen[name]}); expected unique column names")
         if name == LINE_COLUMN:
-            raise ExtractError(f"{path}, line {line}: header column {position} is '{LINE_COLUMN}', "
+            raise ExtractError(f"{path.name}, line {line}: header column {position} is '{LINE_COLUMN}', "
                                "a name the reader reserves for line numbers")
         seen[name] = position
     return header
@@ -340,7 +340,7 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
 def _staging_schema(path: Path, columns: list[str], lineage: dict[str, str]) -> pa.Schema:
     clashes = sorted(set(lineage) & set(columns))
     if clashes:
-        raise ExtractError(f"{path}: lineage column(s) {clashes} clash with the file's columns; "
+        raise ExtractError(f"{path.name}: lineage column(s) {clashes} clash with the file's columns; "
                            "expected distinct names")
     source_columns = [name for name in columns if name != LINE_COLUMN]
     return pa.schema([pa.field(name, pa.string()) for name in source_columns]
