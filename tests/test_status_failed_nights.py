@@ -99,7 +99,7 @@ def test_a_source_whose_harmonise_crashes_under_rtw_run_is_recorded_as_the_dag_r
     [(failed, message)] = query(home, "SELECT sources_failed, message FROM meta.run ORDER BY started_at DESC LIMIT 1")
     assert failed == ["esmart", "registry_it"]
     assert message == (f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'; "
-                       f"registry_it: {trep}, line 1: header column 2 has no name; expected every column named "
+                       f"registry_it: {trep.name}, line 1: header column 2 has no name; expected every column named "
                        "(a trailing delimiter?)")
     assert f"failed sources: {message}" in " ".join(done.stdout.split())  # as rtw run prints it: each named once
     assert _runs(home)[0][-1] == message
