@@ -19,6 +19,8 @@ as the keys write them (their case, and joined to the rest as they join it: no '
 swapped), its digits as many as the keys' (`PatID1234.csv` is `Pat{patient}.csv` for keys ID0001, where
 `ISO8601`, `Report2026`, `Visit2026` and `Notes_2026` stay). Any letters of the shape, in any case or across
 a separator, would take a word's end before as many digits (a year, a note's dose).
+A key's shape is tried before the guess of five digits or more below: `Fall_123456-01.csv` for keys 123456-01
+is `Fall_{patient}.csv`.
 When no key of the source is known yet (nothing staged: its first pull, its first run's plan), the mapping
 names the key's column, not its shape, and a number is guessed: any run of five or more digits, run into
 letters or not, unless it reads as a date (YYYYMMDD, with a time after it): a key ILTB-00012 written
@@ -226,15 +228,14 @@ class PatientNumbers:
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern[str]:
-        shapes = set(self._shapes)
-        if not shapes:  # keys too short to name anyone in a name, or none known yet (`_guessed`)
+        if not self._shapes:  # keys too short to name anyone in a name, or none known yet (`_guessed`)
             return _FIVE_OR_MORE if self._key_like else _ANY_LONG_NUMBER
         # Five digits or more, as before the keys were known: a name hidden then is not shown once they are
         # (FallP00012Verlauf.csv for keys P00001, Pat_ILTB00012.xlsx for keys ILTB-00001). A file name only: in a
         # free text (`key_pattern`) five digits are as often a dose or a count.
         # A month's stamp (export_202611.csv) stays, as a date does: the keys now tell a number's shape.
-        shapes.add(_FIVE_DIGITS_OR_MORE_NO_MONTH)
-        return _alternatives(shapes)
+        # After the keys' shapes: tried first, five digits would cut a key that starts with them (123456-01, 12345A).
+        return re.compile(f"{_alternatives(self._shapes).pattern}|{_FIVE_DIGITS_OR_MORE_NO_MONTH}")
 
     def is_key(self, part: str) -> bool:
         """Whether `part` of a name is one of the keys itself, in any case, '-', '_' and ' ' alike."""
