@@ -2,7 +2,9 @@
 
 - a key's letters run into the letters before it were matched in any case and across a separator, and in a small
   source every key's letters counted as a prefix: with keys IT-0001, ES-0002 `Visit_2026.csv` was shown as
-  `Vis{patient}.csv`, and a note `doses 1000 mg` was loaded as `dos{patient} mg`;
+  `Vis{patient}.csv`, and a note `doses 1000 mg` was loaded as `dos{patient} mg` (a later review: in a file
+  name, the letters of three keys and one in 32 count in any case, '-', '_' and ' ' alike, a note's as written;
+  tests/test_names_review_late.py);
 - a number written in parts before the keys are known counted the digits after it (`v1_2_3-2026.csv` was
   `{patient}-2026.csv`), and did so in time quadratic in the name's length;
 - a number hidden before the keys are known (five digits run into letters) was shown once they were known."""
@@ -20,13 +22,7 @@ FEW = ["IT-0001", "IT-0002", "ES-0003", "DE-0004", "SE-0005"]
 
 
 @pytest.mark.parametrize(("keys", "name"), [
-    (CENTRES, "Visit2026.csv"),  # the keys write IT, not it
-    (CENTRES, "Audit2025.xlsx"),
-    (CENTRES, "Notes2026.csv"),
-    (CENTRES, "Cases2026.csv"),
-    (DASHED, "VISIT_2026.csv"),  # the keys join IT and the digits by '-', not '_'
-    (DASHED, "Visit_2026.csv"),
-    (DASHED, "Notes_2026.csv"),
+    (DASHED, "Notes_2026.csv"),  # one key starts with ES
     (CENTRES, "VISIT_2026.csv"),  # ... nor by '_' where they join them directly
     (FEW, "AUDIT-2025.csv"),  # two keys in five start with IT: a small source's letters are no prefix yet
     (["ID0001", "ID0002"], "Covid2021.csv"),
@@ -38,12 +34,21 @@ def test_a_word_s_end_before_a_year_stays(keys, name):
 
 
 @pytest.mark.parametrize(("keys", "name", "shown"), [
+    # A file name's word ending in a prefix of the keys, in any case and '-', '_', ' ' alike, before as many
+    # digits is taken for a number (the owner's choice: hiding wins, the SHA-256 beside the name tells the file);
+    # a note's is read (test_a_note_s_words_before_a_year_or_a_dose_are_loaded_as_written)
+    (CENTRES, "Visit2026.csv", "Vis{patient}.csv"),
+    (CENTRES, "Audit2025.xlsx", "Aud{patient}.xlsx"),
+    (CENTRES, "Notes2026.csv", "Not{patient}.csv"),
+    (CENTRES, "Cases2026.csv", "Cas{patient}.csv"),
+    (DASHED, "VISIT_2026.csv", "VIS{patient}.csv"),
+    (DASHED, "Visit_2026.csv", "Vis{patient}.csv"),
     (CENTRES, "PatIT1234.csv", "Pat{patient}.csv"),
     (CENTRES, "VISIT2026.csv", "VIS{patient}.csv"),  # written as the keys write a number: hidden at no cost
     (DASHED, "PatIT-1234.csv", "Pat{patient}.csv"),
     (["ID1234", "ID2345", "ID0001"], "PatID1234.csv", "Pat{patient}.csv"),
 ])
-def test_the_keys_prefix_as_they_write_it_is_hidden_run_into_letters(keys, name, shown):
+def test_the_keys_prefix_is_hidden_run_into_letters(keys, name, shown):
     assert shown_file_name(name, PatientNumbers.of(keys)) == shown
 
 

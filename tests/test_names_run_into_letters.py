@@ -31,9 +31,11 @@ INITIALS = [f"{a}{b}{i:04d}" for i, (a, b) in enumerate((a, b) for a in "ABCDEFG
 @pytest.mark.parametrize(("keys", "name", "shown"), [
     (KEYS, "PatID1234.csv", "Pat{patient}.csv"),  # a new patient's number too, in any case
     (KEYS, "PatID9876_Verlauf.csv", "Pat{patient}_Verlauf.csv"),
-    (KEYS, "PATID9876.csv", "PAT{patient}.csv"),  # in the keys' case (upper, as normalised)
-    (["id1234", "id2345", "id0001"], "Patid9876.csv", "Pat{patient}.csv"),  # ... or as they are written
+    (KEYS, "PATID9876.csv", "PAT{patient}.csv"),
+    (KEYS, "patid9876.csv", "pat{patient}.csv"),  # in a file name in any case (a note's: as the keys write them)
+    (["id1234", "id2345", "id0001"], "Patid9876.csv", "Pat{patient}.csv"),
     (_three("ID-{:04d}"), "PatID-9876.csv", "Pat{patient}.csv"),  # joined as the keys join them
+    (_three("ID-{:04d}"), "PatID_9876.csv", "Pat{patient}.csv"),  # ... or by another of '-', '_', ' '
     (_three("ILTB-{:05d}"), "PatientILTB-00012.xlsx", "Patient{patient}.xlsx"),
     (_three("IMT-FR01-{:03d}"), "PatIMT-FR01-002.xlsx", "Pat{patient}.xlsx"),
     (_three("P{:06d}"), "FallP123456Verlauf.csv", "Fall{patient}Verlauf.csv"),  # one letter, before six digits
@@ -55,8 +57,7 @@ def test_a_number_run_into_letters_is_hidden_once_the_keys_are_known(keys, name,
     (KEYS, "TREP_export_20261101.csv"),
     (KEYS, "Verlauf_2026-11-01.csv"),
     (KEYS, "PatID123.csv"),
-    (KEYS, "patid9876.csv"),  # not in the keys' case: a word's end (Covid2021, Visit2026 for keys IT0001)
-    (_three("ID-{:04d}"), "PatID_9876.csv"),  # nor joined by another separator (Visit_2026 for keys IT-0001)
+    (KEYS, "PatID_9876.csv"),  # nor a separator put in where the keys write none
     (["ID1234", "ID2345"], "PatID9876.csv"),  # nor the letters of fewer than three keys (initials, a new centre)
     (["P1234"], "Step2026.csv"),  # one letter before four digits: a word's end before a year
     (["ILTB-00001"], "ILTB_FU2.csv"),

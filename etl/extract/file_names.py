@@ -14,11 +14,12 @@ text (`names_a_patient`), a key counts from four characters, digits only from si
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
 run of digits (nor of letters), so a date such as 20261101 stays unless keys are eight digits long; but a
 key starting with letters that three keys and one key in 32 of its shape or more start with (a source's or a
-centre's prefix: ID, ILTB), two or more or one before six digits, may follow letters as those letters, written
-as the keys write them (their case, and joined to the rest as they join it: no '-', '_' or ' ' put in or
-swapped), its digits as many as the keys' (`PatID1234.csv` is `Pat{patient}.csv` for keys ID0001, where
-`ISO8601`, `Report2026`, `Visit2026` and `Notes_2026` stay). Any letters of the shape, in any case or across
-a separator, would take a word's end before as many digits (a year, a note's dose).
+centre's prefix: ID, ILTB), two or more or one before six digits, may follow letters as those letters, in any
+case and the keys' '-', '_' and ' ' alike (none put in), its digits as many as the keys' (`PatID1234.csv`,
+`patid1234.csv` are `Pat{patient}.csv`, `pat{patient}.csv` for keys ID0001, where `ISO8601` and `Report2026`
+stay). Any letters of the shape would take every word's end before as many digits; a prefix takes those that
+end in it (`Visit2026.csv` for keys IT0001): the SHA-256 beside the name tells the file. In a free text
+(`key_pattern`) the letters count as the keys write them and join them to the rest: a note's `visit 2026` stays.
 A key's shape is tried before the guess of five digits or more below: `Fall_123456-01.csv` for keys 123456-01
 is `Fall_{patient}.csv`.
 When no key of the source is known yet (nothing staged: its first pull, its first run's plan), the mapping
@@ -161,27 +162,34 @@ def key_shape(key: str, *, literal: bool = False) -> str:
     return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
 
 
-def _run_in_shapes(keys: Iterable[str]) -> set[str]:
+def _run_in_shapes(keys: Iterable[str], *, in_text: bool) -> set[str]:
     """The regexes of the keys whose letters come first, run into the letters before them: letters that at least
-    three keys, and one key in 32 of that shape, start with, as the keys write them (case and all), then the rest of
-    the shape joined as the keys join it (PatID1234 for keys ID0001, ID0002, ID0003: `Pat{patient}`). A source's
-    prefix or a centre's (ID, ILTB, IMT) ends few words before as many digits; a word's end in another case
-    (Visit2026 for keys IT0001), a separator the keys do not write (Visit_2026 for keys IT-0001), or letters that
-    few keys start with (initials such as SO0001, RT0002: ISO8601, Report2026) would take any word's end."""
+    three keys, and one key in 32 of that shape, start with, then the rest of the shape (PatID1234 for keys ID0001,
+    ID0002, ID0003: `Pat{patient}`). A source's prefix or a centre's (ID, ILTB, IMT) ends few words before as many
+    digits; letters that few keys start with (initials such as SO0001, RT0002: ISO8601, Report2026) would take any
+    word's end. In a file name the letters count in any case and the keys' '-', '_' and ' ' alike (patid0012,
+    PatILTB_0012 for keys ILTB-0001): a word's end before a year that the keys' letters end (Visit2026 for keys
+    IT0001) is hidden there too, and the SHA-256 beside the name still tells the file. `in_text`: as the keys
+    write the letters (case and all) and join them to the rest: a note's `follow-up visit 2026` is read."""
     letters: dict[tuple[int, str], Counter[str]] = {}  # by the shape (how many letters, the rest), the keys' letters
     written: dict[str, set[str]] = {}  # the letters as normalised (upper-case), and as the keys write them
     for key in keys:
         runs = NAME_RUNS.findall(key.strip())
         if _runs_into_letters(runs):
-            shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=True) + _shape_end(runs))
+            shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=in_text) + _shape_end(runs))
             own = normalise_patient_key(runs[0])
             letters.setdefault(shape, Counter())[own] += 1
             written.setdefault(own, {own}).add(runs[0])
     # The letters first, then a letter before them: a name's every place is tried, and few start with them
-    return {rf"(?:{'|'.join(re.escape(w) for w in sorted(set().union(*(written[c] for c in common))))})"
+    return {rf"(?{'' if in_text else 'i'}:{'|'.join(re.escape(w) for w in _prefix_letters(common, written, in_text))})"
             rf"(?<={_LETTERS}.{{{width}}}){rest}"
             for (width, rest), held in letters.items()
             if (common := [w for w, n in held.items() if n >= _PREFIX_KEYS and n * _PREFIX_SHARE >= held.total()])}
+
+
+def _prefix_letters(common: Iterable[str], written: Mapping[str, set[str]], in_text: bool) -> list[str]:
+    """The prefixes as matched: in a text each as the keys write it, in a name each once (matched in any case)."""
+    return sorted(set().union(*(written[c] for c in common)) if in_text else common)
 
 
 class PatientNumbers:
@@ -214,9 +222,19 @@ class PatientNumbers:
         return list(self._keys())
 
     @functools.cached_property
+    def _shaped(self) -> list[str]:
+        """The keys that give a shape: those that name a patient and hold a digit."""
+        return [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
+
+    @functools.cached_property
     def _shapes(self) -> set[str]:
-        keys = [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
-        return {key_shape(k) for k in keys} | _run_in_shapes(keys)
+        """The keys' shapes in a file name: run into letters in any case, '-', '_' and ' ' alike."""
+        return {key_shape(k) for k in self._shaped} | _run_in_shapes(self._shaped, in_text=False)
+
+    @functools.cached_property
+    def _text_shapes(self) -> set[str]:
+        """The keys' shapes in a free text: run into letters only as the keys write and join them."""
+        return {key_shape(k) for k in self._shaped} | _run_in_shapes(self._shaped, in_text=True)
 
     def found(self, name: str) -> Iterator[re.Match[str]]:
         """Each patient number in a file name, in its order."""
@@ -248,8 +266,9 @@ class PatientNumbers:
     @functools.cached_property
     def key_pattern(self) -> re.Pattern[str] | None:
         """The keys' shapes alone, without the guess of any long number (None: no key has a shape): what a
-        free text is screened by (etl/transform/screen.py), where a long number is as often a dose."""
-        return _alternatives(self._shapes) if self._shapes else None
+        free text is screened by (etl/transform/screen.py), where a long number is as often a dose; run into
+        letters only as the keys write them (`_run_in_shapes`): a note's `visit 2026` or `doses 1000 mg` stays."""
+        return _alternatives(self._text_shapes) if self._text_shapes else None
 
 
 def _joined_alike(key: str) -> str:
