@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from etl.extract.file_names import PatientNumbers, shown_file_name, shown_record_sets
+from etl.onboard.reading import read_file
 from etl.transform.screen import TextScreen
 
 
@@ -82,3 +85,15 @@ def test_the_screen_s_fingerprint_stays_with_new_patients_written_otherwise():
     centres = [f"FR{i:04d}" for i in range(300)] + [f"DE-{i:04d}" for i in range(20)]
     assert fingerprint(centres) == fingerprint([*centres, "FR9999"]) == fingerprint([*centres, "DE-9999"])
     assert fingerprint(["ID0001", "ID0002", "ID0003"]) == fingerprint(["ID0001", "ID0002", "ID0003", "ID0004"])
+
+
+def test_onboarding_hides_a_month_s_stamp_beside_guessed_keys(tmp_path: Path):
+    export = tmp_path / "Verlauf_202611.csv"
+    export.write_text("PATNR;WERT\nID0001;3\nID0002;4\n", encoding="utf-8")
+    assert read_file(export).name == "Verlauf_{patient}.csv"
+    assert shown_file_name("export_202611.csv", PatientNumbers.of(["ID0001"], any_long_number=True)) == (
+        "export_{patient}.csv")
+    # The nightly run, its keys known, shows it: a month's stamp is no key's shape there
+    assert shown_file_name("export_202611.csv", PatientNumbers.of(["ID0001"])) == "export_202611.csv"
+    assert shown_file_name("export_20261101.csv", PatientNumbers.of(["ID0001"], any_long_number=True)) == (
+        "export_20261101.csv")

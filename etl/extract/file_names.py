@@ -206,7 +206,8 @@ class PatientNumbers:
     def of(cls, keys: Iterable[str], *, any_long_number: bool = False) -> PatientNumbers:
         """`any_long_number`: a run of six or more digits that is not a date counts too, besides the keys'
         shapes (onboarding: the keys given are a guess, no mapping names the patient key yet). A file name's
-        runs of five or more count whenever a key has a shape, so it asks for nothing more then."""
+        runs of five or more that are not a date count whenever a key has a shape; this adds a month's stamp
+        (202611), as the source's first pull and a source without keys of a shape hide it."""
         known = list(keys)
         return cls(lambda: known, any_long_number=any_long_number)
 
@@ -251,9 +252,11 @@ class PatientNumbers:
         # Five digits or more, as before the keys were known: a name hidden then is not shown once they are
         # (FallP00012Verlauf.csv for keys P00001, Pat_ILTB00012.xlsx for keys ILTB-00001). A file name only: in a
         # free text (`key_pattern`) five digits are as often a dose or a count.
-        # A month's stamp (export_202611.csv) stays, as a date does: the keys now tell a number's shape.
+        # A month's stamp (export_202611.csv) stays, as a date does: the keys now tell a number's shape; but
+        # onboarding's keys are a guess (`any_long_number`), and it hides six digits or more that are no date.
         # After the keys' shapes: tried first, five digits would cut a key that starts with them (123456-01, 12345A).
-        return re.compile(f"{_alternatives(self._shapes).pattern}|{_FIVE_DIGITS_OR_MORE_NO_MONTH}")
+        guesses = [_FIVE_DIGITS_OR_MORE_NO_MONTH, *([_ANY_LONG_NUMBER.pattern] if self._any_long_number else [])]
+        return re.compile("|".join([_alternatives(self._shapes).pattern, *guesses]))
 
     def is_key(self, part: str) -> bool:
         """Whether `part` of a name is one of the keys itself, in any case, '-', '_' and ' ' alike."""
