@@ -173,9 +173,9 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
     assert [f[1] for f in files] == ["loaded", "loaded"] and all(f[2] == f[3] for f in files)
 
     # The next night's increment follows one that never arrived: SACHA is held, not half-applied.
-    gap = home.landing / "sacha_fr" / "SACHA_ODM_30000101.xml"
+    gap = home.landing / "sacha_fr" / "SACHA_ODM_20991231.xml"
     gap.write_text(_odm("INC3", _subject("NEW-002", new_patient, "Insert"), file_type="Transactional",
-                        prior="INC2", created="3000-01-01T01:00:00", study="SACHA"))
+                        prior="INC2", created="2099-12-31T01:00:00", study="SACHA"))
     summary = pipeline.run(home, key_value="tx-key")
     assert summary.sources_failed == ["sacha_fr"] and "INC2" in summary.message and gap.name in summary.message
     con = duckdb.connect(str(home.warehouse), read_only=True)
