@@ -68,7 +68,14 @@ from etl import fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
-from etl.extract.file_names import NAME_RUNS, PATIENT, PatientNumbers, key_shape, reads_as_patient_number
+from etl.extract.file_names import (
+    NAME_RUNS,
+    PATIENT,
+    PatientNumbers,
+    _runs_into_letters,
+    key_shape,
+    reads_as_patient_number,
+)
 from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
@@ -691,28 +698,51 @@ def _shown_without(number: re.Pattern[str], keys: Iterable[str], names: Iterable
 
 
 _LONGEST_NUMBER_RUNS = 5  # runs of digits or letters a number holds at most (IMT-FR01-001: four)
+_KEY_LETTERS = 6  # letters a key's own run of letters holds at most (ID, IMT, ILTB): cut from a longer run
 
 
 def _numbers_in_name(name: str) -> Iterator[str]:
     """Each part of a name a patient number may be, as the name writes it: whole runs of digits and of letters,
-    joined by '-', '_', ' ' or nothing, holding a digit, long enough to name anyone (`names_a_patient`)."""
+    joined by '-', '_', ' ' or nothing, holding a digit, long enough to name anyone (`names_a_patient`); and such
+    a part from the last letters of its first run (`_run_into_letters`), as `rtw forget` finds a key whose letters
+    come first run into letters (`PatID1234` holds ID1234: `key_shape(literal=True)`)."""
     runs = NAME_RUNS.findall(name)
     for start, first in enumerate(runs):
         if not first.isalnum():
             continue
-        held = 0
-        for end in range(start, len(runs)):
-            run = runs[end]
-            if not run.isalnum():
-                if run in "-_ " and end + 1 < len(runs) and runs[end + 1].isalnum() and runs[end - 1].isalnum():
-                    continue
-                break
-            held += 1
-            part = "".join(runs[start:end + 1])
-            if held > _LONGEST_NUMBER_RUNS:
-                break
-            if any(c.isdigit() for c in part) and names_a_patient(part):
-                yield part
+        for end in _number_ends(runs, start):
+            yield "".join(runs[start:end])
+            if first.isalpha():
+                yield from _run_into_letters(first, runs[start + 1:end])
+
+
+def _run_into_letters(letters: str, rest: list[str]) -> Iterator[str]:
+    """The numbers a part starting with a run of `letters` may hold run into letters: the part from each of the
+    run's last upper-case letters (as a key is normalised: PatID, PatientILTB, PATID; a word's end in lower case,
+    Fall, Visit, is none) that `_runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`.
+    Each is one more HMAC per separator written, every night, for every such name: the bounds keep them few."""
+    upper = len(letters) - next((i for i, c in enumerate(reversed(letters)) if not c.isupper()), len(letters))
+    for cut in range(max(upper, len(letters) - _KEY_LETTERS, 1), len(letters)):
+        if _runs_into_letters([letters[cut:], *rest]) and names_a_patient(number := letters[cut:] + "".join(rest)):
+            yield number
+
+
+def _number_ends(runs: list[str], start: int) -> Iterator[int]:
+    """Where a number starting at `runs[start]` may end (`_numbers_in_name`): past each run of it that makes a
+    part holding a digit and long enough to name anyone."""
+    held = 0
+    for end in range(start, len(runs)):
+        run = runs[end]
+        if not run.isalnum():
+            if run in "-_ " and end + 1 < len(runs) and runs[end + 1].isalnum() and runs[end - 1].isalnum():
+                continue
+            break
+        held += 1
+        if held > _LONGEST_NUMBER_RUNS:
+            break
+        part = "".join(runs[start:end + 1])
+        if any(c.isdigit() for c in part) and names_a_patient(part):
+            yield end + 1
 
 
 def _as_keys(number: str) -> Iterator[str]:
