@@ -72,9 +72,9 @@ from etl.extract.file_names import (
     NAME_RUNS,
     PATIENT,
     PatientNumbers,
-    _runs_into_letters,
     key_shape,
     reads_as_patient_number,
+    runs_into_letters,
 )
 from etl.extract.landing import ERASED_SUFFIX, erased_export
 from etl.link.model import load_config
@@ -719,11 +719,11 @@ def _numbers_in_name(name: str) -> Iterator[str]:
 def _run_into_letters(letters: str, rest: list[str]) -> Iterator[str]:
     """The numbers a part starting with a run of `letters` may hold run into letters: the part from each of the
     run's last upper-case letters (as a key is normalised: PatID, PatientILTB, PATID; a word's end in lower case,
-    Fall, Visit, is none) that `_runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`.
+    Fall, Visit, is none) that `runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`.
     Each is one more HMAC per separator written, every night, for every such name: the bounds keep them few."""
     upper = len(letters) - next((i for i, c in enumerate(reversed(letters)) if not c.isupper()), len(letters))
     for cut in range(max(upper, len(letters) - _KEY_LETTERS, 1), len(letters)):
-        if _runs_into_letters([letters[cut:], *rest]) and names_a_patient(number := letters[cut:] + "".join(rest)):
+        if runs_into_letters([letters[cut:], *rest]) and names_a_patient(number := letters[cut:] + "".join(rest)):
             yield number
 
 

@@ -144,7 +144,7 @@ def _shape_end(runs: Sequence[str]) -> str:
     return f"(?!{last})" if last else ""
 
 
-def _runs_into_letters(runs: Sequence[str]) -> bool:
+def runs_into_letters(runs: Sequence[str]) -> bool:
     """Whether a key so written, its letters first, is found after letters too (PatID1234), its digits as many as
     ever: from two letters, or one before six digits (P123456: as many as a number alone needs); one letter before
     fewer reads as a word's end before a year (Step2026 for keys P1234)."""
@@ -155,10 +155,10 @@ def _runs_into_letters(runs: Sequence[str]) -> bool:
 def key_shape(key: str, *, literal: bool = False) -> str:
     """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
     itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case), run into
-    letters before it too when its own letters come first (`_runs_into_letters`): `rtw forget` looks for one
+    letters before it too when its own letters come first (`runs_into_letters`): `rtw forget` looks for one
     patient's own number, not for any number of the shape."""
     runs = NAME_RUNS.findall(normalise_patient_key(key))
-    first = "" if literal and _runs_into_letters(runs) else _edge(runs[0])
+    first = "" if literal and runs_into_letters(runs) else _edge(runs[0])
     return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
 
 
@@ -175,7 +175,7 @@ def _run_in_shapes(keys: Iterable[str], *, in_text: bool) -> set[str]:
     written: dict[str, set[str]] = {}  # the letters as normalised (upper-case), and as the keys write them
     for key in keys:
         runs = NAME_RUNS.findall(key.strip())
-        if _runs_into_letters(runs):
+        if runs_into_letters(runs):
             shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=in_text) + _shape_end(runs))
             own = normalise_patient_key(runs[0])
             letters.setdefault(shape, Counter())[own] += 1
