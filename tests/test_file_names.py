@@ -58,17 +58,24 @@ def _case_file(folder: Path, number: str) -> None:
     (folder / f"Fall_{number}_Verlauf.csv").write_bytes(f"{HEADER}\r\n{row}\r\n".encode("cp1252"))
 
 
-@pytest.fixture
-def per_patient(tmp_path, monkeypatch) -> tuple[Home, Path]:
-    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
-    home = resolve_home(tmp_path / "home").ensure()
-    sources = tmp_path / "sources"
+def german_registry(root: Path, files: str) -> tuple[Home, Path, Path]:
+    """A home whose source registry_de is the Italian registry's mapping reading the files `files`: the home, the
+    mappings' folder and the source's landing folder."""
+    home = resolve_home(root / "home").ensure()
+    sources = root / "sources"
     sources.mkdir()
     mapping = (SOURCES_DIR / "registry_it.yaml").read_text(encoding="utf-8")
     mapping = mapping.replace("source_id: registry_it", "source_id: registry_de")
-    (sources / "registry_de.yaml").write_text(re.sub(r"(?m)^files: .*$", 'files: "Fall_*_Verlauf.csv"', mapping))
+    (sources / "registry_de.yaml").write_text(re.sub(r"(?m)^files: .*$", f'files: "{files}"', mapping))
     folder = home.landing / "registry_de"
     folder.mkdir()
+    return home, sources, folder
+
+
+@pytest.fixture
+def per_patient(tmp_path, monkeypatch) -> tuple[Home, Path]:
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
+    home, sources, folder = german_registry(tmp_path, "Fall_*_Verlauf.csv")
     for number in ("123456", "234567"):  # the later name is the current export, the other superseded
         _case_file(folder, number)
     (folder / "Fall_345678_Notiz.txt").write_text("not an export")  # named in a notice: matches no pattern

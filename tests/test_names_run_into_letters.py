@@ -9,12 +9,12 @@ import logging
 import re
 
 import pytest
+from test_file_names import german_registry
 from typer.testing import CliRunner
 from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import SOURCES_DIR, resolve_home
 from etl.extract.file_names import PatientNumbers, reads_as_patient_number, shown_file_name
 from etl.forget import number_in_names
 from etl.transform.screen import TextScreen
@@ -108,14 +108,7 @@ def _export(path, *numbers: str) -> None:
 @pytest.mark.integration
 def test_a_file_per_patient_named_run_into_letters_is_shown_without_its_number(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
-    home = resolve_home(tmp_path / "home").ensure()
-    sources = tmp_path / "sources"
-    sources.mkdir()
-    mapping = (SOURCES_DIR / "registry_it.yaml").read_text(encoding="utf-8")
-    mapping = mapping.replace("source_id: registry_it", "source_id: registry_de")
-    (sources / "registry_de.yaml").write_text(re.sub(r"(?m)^files: .*$", 'files: "Verlauf*.csv"', mapping))
-    folder = home.landing / "registry_de"
-    folder.mkdir()
+    home, sources, folder = german_registry(tmp_path, "Verlauf*.csv")
     _export(folder / "Verlauf_20261101.csv", "ID1234", "ID2345")  # the first night stages the keys
     assert pipeline.run(home, key_value="run-into-letters-key", sources_dir=sources).sources_failed == []
     # The next night's export is named by a patient's number run into 'Pat' (it holds everyone: it supersedes)
