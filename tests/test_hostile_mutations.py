@@ -5,6 +5,10 @@ of the extract step (a traceback on the terminal)."""
 from __future__ import annotations
 
 import io
+import os
+import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +17,10 @@ import openpyxl
 import pytest
 
 from etl.extract.errors import ExtractError
-from etl.extract.excel import stage_workbook
+from etl.extract.excel import binary_sheet_extent, sheet_parts, stage_workbook
 
 SHEET = "xl/worksheets/sheet1.xml"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _workbook(path: Path, edit: Callable[[dict[str, bytes]], None]) -> Path:
@@ -79,4 +84,154 @@ def test_a_sheet_calamine_cannot_read_fails_its_file_naming_the_sheet(tmp_path: 
 
     path = _workbook(tmp_path / "IMT_export.xlsx", edit)
     with pytest.raises(ExtractError, match=rf"IMT_export\.xlsx, sheet 'Enrolment': not readable \(.*{said}.*expected"):
+        stage_workbook(path, tmp_path / "staged")
+
+
+# -- .xlsb, .xls: hand-made (no library here writes them), as small as calamine reads them -----------------
+def _biff12(kind: int, data: bytes = b"") -> bytes:
+    """A BIFF12 record: its type and size as 7-bit varints, then its data."""
+    head = bytes([kind & 0x7F | 0x80, kind >> 7]) if kind > 0x7F else bytes([kind])
+    size, encoded = len(data), b""
+    while not encoded or size:
+        encoded += bytes([size & 0x7F | (0x80 if size > 0x7F else 0)])
+        size >>= 7
+    return head + encoded + data
+
+
+def _wide(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def _xlsb(path: Path, cells: list[tuple[int, int, str]]) -> Path:
+    """A binary workbook of one sheet 'Enrolment' of text cells (row, column: 0-based), rows in order."""
+    last = struct.pack("<4I", 0, max(row for row, _, _ in cells), 0, max(column for _, column, _ in cells))
+    records = [_biff12(0x81), _biff12(0x94, last), _biff12(0x91)]  # BrtWsDim: the used range, as calamine needs
+    for row in sorted({row for row, _, _ in cells}):
+        records.append(_biff12(0x00, struct.pack("<IIHBBI", row, 0, 300, 0, 0, 0)))  # BrtRowHdr
+        records += [_biff12(0x06, struct.pack("<II", column, 0) + _wide(text))  # BrtCellSt
+                    for r, column, text in cells if r == row]
+    records += [_biff12(0x92), _biff12(0x82)]
+    sheet = _biff12(0x9C, struct.pack("<II", 0, 1) + _wide("rId1") + _wide("Enrolment"))  # BrtBundleSh
+    relationships = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+                     'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+                     'officeDocument/2006/relationships/{}" Target="{}"/></Relationships>')
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("_rels/.rels", relationships.format("officeDocument", "xl/workbook.bin"))
+        archive.writestr("xl/workbook.bin", _biff12(0x83) + _biff12(0x8F) + sheet + _biff12(0x90) + _biff12(0x84))
+        archive.writestr("xl/_rels/workbook.bin.rels", relationships.format("worksheet", "worksheets/sheet1.bin"))
+        archive.writestr("xl/worksheets/sheet1.bin", b"".join(records))
+    return path
+
+
+ENROLMENT = [(0, 0, "Patient ID"), (0, 1, "Site"), (1, 0, "P-1"), (1, 1, "FR-01")]
+
+
+def _staged_in_a_child(path: Path) -> subprocess.CompletedProcess[str]:
+    """Stage a workbook in a child process: a reader that aborts (calamine asking for a grid of GiBs) kills
+    that process, not pytest's. It prints the refusal."""
+    code = ("import sys; from pathlib import Path; from etl.extract.errors import ExtractError; "
+            "from etl.extract.excel import stage_workbook\n"
+            "try:\n    print('rows', stage_workbook(Path(sys.argv[1]), Path(sys.argv[2])).rows)\n"
+            "except ExtractError as error:\n    print(error)\n")
+    return subprocess.run([sys.executable, "-c", code, str(path), str(path.parent / "staged")], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+
+
+def test_a_stray_value_in_a_binary_workbooks_last_cell_fails_the_file_not_the_process(tmp_path: Path) -> None:
+    # calamine allocated the grid to XFD1048576 and aborted (SIGABRT): the guard read .xlsx parts only
+    child = _staged_in_a_child(_xlsb(tmp_path / "IMT_export.xlsb", [*ENROLMENT, (1_048_575, 16_383, "x")]))
+    assert child.returncode == 0, child.stderr[-400:]
+    assert ("IMT_export.xlsb, sheet 'Enrolment': its cells reach row 1,048,576 and column XFD, a grid of up to "
+            "17,179,869,184 cells, more than the 50,000,000") in child.stdout
+
+
+def test_binary_sheet_extent_reads_records_across_blocks(tmp_path: Path) -> None:
+    path = _xlsb(tmp_path / "IMT_export.xlsb", [*ENROLMENT, (5, 0, "P-2"), (70, 1, "x" * 200)])  # a 2-byte size
+    with zipfile.ZipFile(path) as archive:
+        part = sheet_parts(archive)["Enrolment"]
+        for block in (1, 7, 11, 64, 1 << 20):
+            with archive.open(part) as stream:
+                assert binary_sheet_extent(stream, block) == (71, 2)
+    assert stage_workbook(path, tmp_path / "staged").rows == 3
+
+
+def _ole2(stream: bytes, declared: int | None = None) -> bytes:
+    """A compound file (OLE2) holding one stream 'Workbook' in 512-byte sectors (FAT, directory, then the
+    stream, at least 4,096 bytes: no mini stream); `declared`: the size its directory entry says."""
+    stream = stream.ljust(4096, b"\0")
+    stream += b"\0" * (-len(stream) % 512)
+    count = len(stream) // 512
+    fat = [0xFFFFFFFD, 0xFFFFFFFE, *range(3, count + 2), 0xFFFFFFFE]
+    fat += [0xFFFFFFFF] * (128 - len(fat))
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16) + struct.pack("<5H", 0x3E, 3, 0xFFFE, 9, 6) + bytes(6)
+              + struct.pack("<9I", 0, 1, 1, 0, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0) + struct.pack("<I", 0)
+              + b"\xff" * 4 * 108)
+
+    def entry(name: str, kind: int, child: int, start: int, size: int) -> bytes:
+        encoded = name.encode("utf-16-le") + b"\0\0" if name else b""
+        return (encoded.ljust(64, b"\0") + struct.pack("<HBB3I", len(encoded), kind, 1, 0xFFFFFFFF, 0xFFFFFFFF, child)
+                + bytes(36) + struct.pack("<3I", start, size, 0))
+
+    directory = (entry("Root Entry", 5, 1, 0xFFFFFFFE, 0) + entry("Workbook", 2, 0xFFFFFFFF, 2, declared or len(stream))
+                 + entry("", 0, 0xFFFFFFFF, 0, 0) * 2)
+    return header + struct.pack("<128I", *fat) + directory + stream
+
+
+def _biff8(kind: int, data: bytes = b"") -> bytes:
+    return struct.pack("<HH", kind, len(data)) + data
+
+
+def _xls_stream(cells: list[tuple[int, int, str]]) -> bytes:
+    """An .xls's Workbook stream (BIFF8): the globals naming one sheet 'Enrolment', then its text cells (LABEL)."""
+    bof = struct.pack("<4H2I", 0x0600, 0x0005, 0, 1997, 0, 6)
+    name = b"Enrolment"
+    globals_size = len(_biff8(0x0809, bof)) + 4 + 8 + len(name) + len(_biff8(0x000A))
+    globals_ = (_biff8(0x0809, bof) + _biff8(0x0085, struct.pack("<I4B", globals_size, 0, 0, len(name), 0) + name)
+                + _biff8(0x000A))
+    sheet = _biff8(0x0809, struct.pack("<4H2I", 0x0600, 0x0010, 0, 1997, 0, 6))
+    sheet += b"".join(_biff8(0x0204, struct.pack("<4HB", row, column, 0, len(text), 0) + text.encode("latin-1"))
+                      for row, column, text in cells)
+    return globals_ + sheet + _biff8(0x000A)
+
+
+def test_a_workbook_calamine_panics_on_fails_its_file(tmp_path: Path) -> None:
+    # its stream said to be under 4,096 bytes (in the mini stream) where there is none: calamine's index out of
+    # bounds is a panic, which pyo3 raises as a BaseException: past `except Exception`, the night's end
+    path = tmp_path / "IMT_export.xls"
+    path.write_bytes(_ole2(_xls_stream(ENROLMENT), declared=200))
+    with pytest.raises(ExtractError, match=r"IMT_export\.xls: not a readable workbook: an OLE2 \(Office\) file that "
+                                           r"calamine cannot read as one \(PanicException: index out of bounds"):
+        stage_workbook(path, tmp_path / "staged")
+    path.write_bytes(_ole2(_xls_stream(ENROLMENT)))
+    assert stage_workbook(path, tmp_path / "staged").rows == 1
+
+
+def test_a_zip_member_failing_its_checksum_fails_the_file_naming_it(tmp_path: Path) -> None:
+    # calamine's zip reader raised OSError('Invalid checksum') and the guard's BadZipFile: neither an ExtractError
+    path = _xlsb(tmp_path / "IMT_export.xlsb", ENROLMENT)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("xl/workbook.bin")
+    data[member.header_offset + 30 + len(member.filename) + 8] ^= 0x42
+    path.write_bytes(bytes(data))
+    with pytest.raises(ExtractError, match=r"IMT_export\.xlsb: not a readable workbook"):
+        stage_workbook(path, tmp_path / "staged")
+
+    def flip_sheet_name(parts: dict[str, bytes]) -> None:
+        parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(b'name="Enrolment"', b'name="Enrolmenu"')
+
+    path = _workbook(tmp_path / "IMT_export.xlsx", flip_sheet_name)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        original = archive.getinfo("xl/workbook.xml")
+    with zipfile.ZipFile(io.BytesIO(_workbook(tmp_path / "plain.xlsx", lambda parts: None).read_bytes())) as archive:
+        crc = archive.getinfo("xl/workbook.xml").CRC
+    # the changed part with the plain part's checksum, as a byte flipped in transfer leaves it
+    at = data.index(struct.pack("<I", original.CRC), original.header_offset)
+    data[at:at + 4] = struct.pack("<I", crc)
+    central = data.rindex(struct.pack("<I", original.CRC))
+    data[central:central + 4] = struct.pack("<I", crc)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ExtractError, match=r"IMT_export\.xlsx: not a readable workbook: a part of its zip archive is "
+                                           r"damaged \(BadZipFile: Bad CRC-32 for file 'xl/workbook\.xml'\)"):
         stage_workbook(path, tmp_path / "staged")
