@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 
 from etl.extract.errors import ExtractError
-from etl.extract.excel import binary_sheet_extent, sheet_parts, stage_workbook
+from etl.extract.excel import binary_sheet_extent, sheet_parts, stage_workbook, xls_sheet_extents
 
 SHEET = "xl/worksheets/sheet1.xml"
 REPO = Path(__file__).resolve().parents[1]
@@ -235,3 +235,17 @@ def test_a_zip_member_failing_its_checksum_fails_the_file_naming_it(tmp_path: Pa
     with pytest.raises(ExtractError, match=r"IMT_export\.xlsx: not a readable workbook: a part of its zip archive is "
                                            r"damaged \(BadZipFile: Bad CRC-32 for file 'xl/workbook\.xml'\)"):
         stage_workbook(path, tmp_path / "staged")
+
+
+def test_a_stray_value_past_an_xls_sheets_last_column_fails_the_file_not_the_process(tmp_path: Path) -> None:
+    # BIFF8 has 256 columns but a cell's column field holds 65,535: calamine allocated 65,536 x 65,536 cells as
+    # it opened the workbook (every sheet of an .xls is read then) and aborted
+    path = tmp_path / "IMT_export.xls"
+    path.write_bytes(_ole2(_xls_stream([*ENROLMENT, (65_535, 65_535, "x")])))
+    child = _staged_in_a_child(path)
+    assert child.returncode == 0, child.stderr[-400:]
+    assert ("IMT_export.xls, sheet 'Enrolment': its cells reach row 65,536 and column CRXP, a grid of up to "
+            "4,294,967,296 cells") in child.stdout
+    path.write_bytes(_ole2(_xls_stream([*ENROLMENT, (65_535, 1, "x")])))  # the format's last row: read
+    assert xls_sheet_extents(path) == {"Enrolment": (65_536, 2)}
+    assert stage_workbook(path, tmp_path / "staged").rows == 2
