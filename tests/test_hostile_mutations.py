@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
+import pyarrow.parquet as pq
 import pytest
 
+from etl.extract.delimited import sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
 from etl.extract.excel import binary_sheet_extent, sheet_parts, stage_workbook, xls_sheet_extents
 
@@ -249,3 +251,18 @@ def test_a_stray_value_past_an_xls_sheets_last_column_fails_the_file_not_the_pro
     path.write_bytes(_ole2(_xls_stream([*ENROLMENT, (65_535, 1, "x")])))  # the format's last row: read
     assert xls_sheet_extents(path) == {"Enrolment": (65_536, 2)}
     assert stage_workbook(path, tmp_path / "staged").rows == 2
+
+
+@pytest.mark.parametrize(("cells", "decimal"), [
+    ("1.234,5;12.345;2.500", ","),  # a thousands point: 12.345 and 2.500 outvoted 1.234,5 for '.'
+    ("1\u00a0234,5;12.345;2.5", ","),  # a no-break space groups thousands, as LibreOffice writes them
+    ("1'234.5;12,5;3,5", "."),  # a Swiss apostrophe before a decimal point
+    ("12.345;2.5;3,5", "."),  # no thousands separator: the most cells' mark, as before
+])
+def test_numbers_with_thousands_separators_decide_the_decimal_mark(tmp_path: Path, cells: str, decimal: str) -> None:
+    path = tmp_path / "TREP_export.csv"
+    path.write_text("patient;dose;weight;height\n" + "".join(f"P-{i};{cells}\n" for i in range(20)), encoding="utf-8")
+    dialect = sniff_dialect(path)
+    assert dialect.decimal == decimal
+    stage_csv(path, tmp_path / "staged.parquet", dialect)  # staged verbatim: harmonise reads or refuses them
+    assert pq.read_table(tmp_path / "staged.parquet")["dose"][0].as_py() == cells.split(";")[0]

@@ -15,7 +15,9 @@ Gotchas of the files we receive:
   a bad byte further on is reported while reading, with its line.
 - Delimiter: `;` in European exports (the comma is their decimal separator), else `,`, tab,
   `|`. `|` and `,` also occur inside values (Ennov AGENTS, free text), so the header decides.
-- Decimal commas (`4,5`) are kept as strings; the dialect only records the convention.
+- Decimal commas (`4,5`) are kept as strings; the dialect only records the convention, which
+  numbers with thousands separators decide when there are any (`1.234,5`: ','; alone, `12.345` read
+  with '.' as most decimals do would load 12.345 where the export meant 12,345).
 - Dates: dd/mm/yyyy (the default when every value is ambiguous: European sources), mm/dd/yyyy,
   yyyy-mm-dd, dd.mm.yyyy, Ennov month precision mm/yyyy. Sentinels (99/99/9999, 00/05/2010,
   UK/05/2019) say nothing about the format and are ignored.
@@ -55,6 +57,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _ASCII_PROBE = bytes(range(32, 127)) + b"\t\r\n"
 _DECIMAL_CELL = re.compile(r"-?\d+([.,])\d+")
+_GROUPED_DECIMAL_CELL = re.compile(r"-?\d{1,3}(?:([.,\u00a0\u202f' ])\d{3})+(?!\1)([.,])\d+")  # 1.234,5 1 234,5
 _SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/\d{4}")
 _ISO_DATE = re.compile(r"\d{4}-(\d{2})-(\d{2})")
 _DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.\d{4}")
@@ -170,14 +173,20 @@ def _sniff_delimiter(text: str, quotechar: str) -> str:
 
 
 def _sniff_decimal(cells: Counter[str], delimiter: str) -> str:
-    """The separator of most decimal-looking cells (`cells`: each cell's count)."""
+    """The separator of most decimal-looking cells (`cells`: each cell's count); the decimal mark of
+    numbers written with thousands separators (`1.234,5`) when there are any: they say it alone, and
+    `12.345` beside them is twelve thousand, which the mark ',' then refuses rather than reading 12.345."""
     if delimiter == ",":
         return "."
     separators: Counter[str] = Counter()
+    grouped: Counter[str] = Counter()
     for cell, count in cells.items():
-        if match := _DECIMAL_CELL.fullmatch(cell):
+        if match := _GROUPED_DECIMAL_CELL.fullmatch(cell):
+            grouped[match[2]] += count
+        elif match := _DECIMAL_CELL.fullmatch(cell):
             separators[match[1]] += count
-    return "," if separators[","] > separators["."] else "."
+    votes = grouped or separators
+    return "," if votes[","] > votes["."] else "."
 
 
 def _sniff_date_format(cells: Counter[str]) -> str | None:
