@@ -263,7 +263,8 @@ def _load_sheet(path: Path, workbook: calamine.CalamineWorkbook, name: str) -> c
     except BaseException as error:
         if not _unreadable(error):
             raise
-        raise ExtractError(f"{path.name}, sheet '{name}': not readable ({_said(error)}); expected "
+        # the kind alone: what calamine says of a sheet's XML may quote its text (an entity's name, a cell's)
+        raise ExtractError(f"{path.name}, sheet '{name}': not readable ({type(error).__name__}); expected "
                            "the sheet as an office program writes it (damaged in transfer, or written by a tool "
                            "that leaves a part out or declares XML entities?)") from None
 
@@ -289,10 +290,10 @@ def _worksheets(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
 
 _PACKAGE_PARSER = etree.XMLParser(**{k: v for k, v in SAFE_PARSER.items() if k != "events"})  # no DTD, entity
 _OFFICE_DOCUMENT = "/officeDocument"  # the end of the relationship type naming the workbook part
-# A row's number (its r="12"), and the column of a cell's reference in column AA or beyond (r="AB12"), whatever
-# the element's prefix or the attribute's place: a scan, not a parse (a literal prefix keeps it fast)
-_ROW_NUMBER = re.compile(rb' r="(\d+)"')
-_WIDE_CELL = re.compile(rb' r="([A-Z]{2,3})\d')
+# The reference of a row or cell that holds something (not an empty <row .../> or <c .../>, which a format gives
+# and calamine allocates nothing for): its column letters (none for a row) and row number, whatever the element's
+# prefix, the attribute's place, quotes or spacing: a scan, not a parse
+_REACH = re.compile(rb"""<(?:[\w.-]+:)?(?:row|c)\s[^>]*?(?<=\s)r\s*=\s*["']([A-Z]{0,3})(\d+)["'][^>]*?(?<!/)>""")
 
 
 def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
@@ -386,8 +387,9 @@ def sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
             text = carry + block
             cut = text.rfind(b"<")  # a tag cut by the block is read with the next one
             text, carry = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
-            rows = max([rows, *map(int, _ROW_NUMBER.findall(text))])
-            columns = max([columns, *map(_column_number, set(_WIDE_CELL.findall(text)))])
+            reached = _REACH.findall(text)
+            rows = max([rows, *(int(row) for _, row in reached)])
+            columns = max([columns, *map(_column_number, {letters for letters, _ in reached if len(letters) > 1})])
     return rows, columns
 
 
