@@ -16,6 +16,7 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
+from test_extract_excel import _xlsb_record, _xlsb_text
 
 from etl.extract.delimited import sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
@@ -111,36 +112,26 @@ def test_a_sheets_reach_is_read_as_calamine_reads_its_cells(tmp_path: Path, cell
 
 
 # -- .xlsb, .xls: hand-made (no library here writes them), as small as calamine reads them -----------------
-def _biff12(kind: int, data: bytes = b"") -> bytes:
-    """A BIFF12 record: its type and size as 7-bit varints, then its data."""
-    head = bytes([kind & 0x7F | 0x80, kind >> 7]) if kind > 0x7F else bytes([kind])
-    size, encoded = len(data), b""
-    while not encoded or size:
-        encoded += bytes([size & 0x7F | (0x80 if size > 0x7F else 0)])
-        size >>= 7
-    return head + encoded + data
-
-
-def _wide(text: str) -> bytes:
-    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
 
 
 def _xlsb(path: Path, cells: list[tuple[int, int, str]]) -> Path:
     """A binary workbook of one sheet 'Enrolment' of text cells (row, column: 0-based), rows in order."""
     last = struct.pack("<4I", 0, max(row for row, _, _ in cells), 0, max(column for _, column, _ in cells))
-    records = [_biff12(0x81), _biff12(0x94, last), _biff12(0x91)]  # BrtWsDim: the used range, as calamine needs
+    # BrtWsDim: the used range, as calamine needs
+    records = [_xlsb_record(0x81), _xlsb_record(0x94, last), _xlsb_record(0x91)]
     for row in sorted({row for row, _, _ in cells}):
-        records.append(_biff12(0x00, struct.pack("<IIHBBI", row, 0, 300, 0, 0, 0)))  # BrtRowHdr
-        records += [_biff12(0x06, struct.pack("<II", column, 0) + _wide(text))  # BrtCellSt
+        records.append(_xlsb_record(0x00, struct.pack("<IIHBBI", row, 0, 300, 0, 0, 0)))  # BrtRowHdr
+        records += [_xlsb_record(0x06, struct.pack("<II", column, 0) + _xlsb_text(text))  # BrtCellSt
                     for r, column, text in cells if r == row]
-    records += [_biff12(0x92), _biff12(0x82)]
-    sheet = _biff12(0x9C, struct.pack("<II", 0, 1) + _wide("rId1") + _wide("Enrolment"))  # BrtBundleSh
+    records += [_xlsb_record(0x92), _xlsb_record(0x82)]
+    sheet = _xlsb_record(0x9C, struct.pack("<II", 0, 1) + _xlsb_text("rId1") + _xlsb_text("Enrolment"))  # BrtBundleSh
     relationships = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
                      'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
                      'officeDocument/2006/relationships/{}" Target="{}"/></Relationships>')
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("_rels/.rels", relationships.format("officeDocument", "xl/workbook.bin"))
-        archive.writestr("xl/workbook.bin", _biff12(0x83) + _biff12(0x8F) + sheet + _biff12(0x90) + _biff12(0x84))
+        archive.writestr("xl/workbook.bin",
+                         _xlsb_record(0x83) + _xlsb_record(0x8F) + sheet + _xlsb_record(0x90) + _xlsb_record(0x84))
         archive.writestr("xl/_rels/workbook.bin.rels", relationships.format("worksheet", "worksheets/sheet1.bin"))
         archive.writestr("xl/worksheets/sheet1.bin", b"".join(records))
     return path
