@@ -25,13 +25,14 @@ def _patient(number: int, born: str, **values: str) -> dict[str, str]:
     return {"pid": f"ILTB-{number:05d}", "rid": str(number), "born": born} | values
 
 
-def _night(tmp_path: Path, name: str, patients: list[dict[str, str]], sha: str, previous: Path | None = None):
+def _night(tmp_path: Path, name: str, patients: list[dict[str, str]], sha: str, previous: Path | None = None,
+           mapping: SourceMapping = BOARD):
     """The harmonised folder of a night's export, what harmonising it said, and a fresh load of it."""
     folder, fresh = tmp_path / name, tmp_path / f"{name}-fresh"
     folder.mkdir()
     fresh.mkdir()
-    said = harmonise_to_folder(BOARD, _export(patients, sha), KEY, f"run-{name}", folder, previous=previous)
-    harmonise_to_folder(BOARD, _export(patients, sha), KEY, f"run-{name}", fresh)
+    said = harmonise_to_folder(mapping, _export(patients, sha), KEY, f"run-{name}", folder, previous=previous)
+    harmonise_to_folder(mapping, _export(patients, sha), KEY, f"run-{name}", fresh)
     return folder, said, fresh
 
 
@@ -128,15 +129,8 @@ COUNTRY = SourceMapping.model_validate(BOARD.model_dump(by_alias=True, exclude_u
 
 def _country_night(tmp_path: Path, name: str, patients: list[dict[str, str]], sha: str,
                    previous: Path | None = None):
-    """A night of a source whose patient record maps a free text (country): its folder, what harmonising
-    it said, and a fresh load of it."""
-    folder, fresh = tmp_path / name, tmp_path / f"{name}-fresh"
-    folder.mkdir()
-    fresh.mkdir()
-    export = _export([{"country": ""} | p for p in patients], sha)
-    said = harmonise_to_folder(COUNTRY, export, KEY, f"run-{name}", folder, previous=previous)
-    harmonise_to_folder(COUNTRY, export, KEY, f"run-{name}", fresh)
-    return folder, said, fresh
+    """A night (`_night`) of a source whose patient record maps a free text (country, empty unless given)."""
+    return _night(tmp_path, name, [{"country": ""} | p for p in patients], sha, previous, mapping=COUNTRY)
 
 
 def _countries(folder: Path) -> dict[str, str]:
