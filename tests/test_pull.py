@@ -26,7 +26,7 @@ from status_runs import last_runs
 from transport_servers import S3_SECRET, S3Server, SshServer, start_s3, start_sshd
 
 from etl import pipeline
-from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.config import SOURCES_DIR, Home
 from etl.extract.landing import discover
 from etl.pull import PullPolicy, PullStatus, connection_id, pull_all, pull_source
 from etl.pull.credentials import CredentialsError, parse_connection
@@ -64,11 +64,6 @@ def exports(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(out, patients=60, seed=5)  # every source has records at 60
     return out / "landing"
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return resolve_home(tmp_path / "home").ensure()
 
 
 def _sources(folder: Path, deliveries: dict[str, str]) -> Path:

@@ -25,11 +25,6 @@ def _pulled(home: Home, files: range) -> Path:
     return ledger.path
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
-
-
 def test_each_file_pulled_adds_a_line_and_leaves_the_earlier_ones_as_they_were(home):
     path = _pulled(home, range(3))
     assert path.name == "iltb.jsonl" and stat.S_IMODE(path.stat().st_mode) == 0o600
