@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from task_processes import task_process
 
 from etl import runlock
 from etl.config import REPO_ROOT, resolve_home
@@ -61,15 +61,9 @@ def test_a_killed_holder_never_blocks_the_next_run(tmp_path):
     code = ("import sys, time\nfrom etl import runlock\nfrom etl.config import resolve_home\n"
             "with runlock.run_lock(resolve_home(sys.argv[1]), 'doomed'):\n"
             "    print('held', flush=True)\n    time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                              cwd=REPO_ROOT)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(runlock.RunBusy, match="doomed"), runlock.run_lock(home, "next"):
-            pass
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+    with task_process(code, str(tmp_path), said="held"), \
+            pytest.raises(runlock.RunBusy, match="doomed"), runlock.run_lock(home, "next"):
+        pass
     with runlock.run_lock(home, "next"):  # the kernel dropped the lock with the process
         pass
 
@@ -216,23 +210,12 @@ _PUBLISH = ("import sys, time\nfrom etl import runlock\nfrom etl.config import r
             "    print('publishing', flush=True)\n    time.sleep(60)\n")
 
 
-def _publishing(home_root: Path) -> subprocess.Popen[str]:
-    publish = subprocess.Popen([sys.executable, "-c", _PUBLISH, str(home_root)], stdout=subprocess.PIPE, text=True,
-                               cwd=REPO_ROOT)
-    assert publish.stdout is not None and publish.stdout.readline().strip() == "publishing"
-    return publish
-
-
 def test_the_lease_of_a_dag_publish_that_was_killed_is_taken_over_at_once_saying_so(tmp_path, caplog):
     """Its lease, fresh, held the home two hours (RTW_LEASE_TTL): `rtw run` and the next night were refused."""
     home = resolve_home(tmp_path).ensure()
-    publish = _publishing(tmp_path)
-    try:
-        with pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
-            pass  # alive: never taken over
-    finally:
-        publish.send_signal(signal.SIGKILL)
-        publish.wait()
+    with task_process(_PUBLISH, str(tmp_path), said="publishing") as publish, \
+            pytest.raises(runlock.RunBusy, match=r"another run \(dag-1, pid \d+"), runlock.run_lock(home, "cli"):
+        pass  # alive: never taken over
     with runlock.run_lock(home, "cli-2"):
         assert runlock.read_lease(home) is None
     [said] = [r.getMessage() for r in caplog.records if "takes the home over" in r.getMessage()]
