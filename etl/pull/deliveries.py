@@ -86,6 +86,7 @@ class _Candidate(BaseModel):
     remote: RemoteFile
     expected_sha256: str | None
     refusal: str | None = None  # why it cannot be verified (an unreadable sidecar): fails this file only
+    sidecar: RemoteFile | None = None  # the checksum sidecar listed beside it, which its ledger line keeps
 
 
 class _Landed(NamedTuple):
@@ -174,17 +175,18 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
             continue
         if ledger.has(remote) and not _declared_anew(zone, remote, ledger, by_name, manifest, delivery):
             continue
+        sidecar = by_name.get(f"{name}.sha256")
         if (refusal := _unlandable(name)) is not None:
-            candidates.append(_Candidate(remote=remote, expected_sha256=None,
+            candidates.append(_Candidate(remote=remote, expected_sha256=None, sidecar=sidecar,
                                          refusal=f"{refusal}: rename it in the drop zone"))
             continue
         expected, declared_by = None, None
         if delivery.checksum != "none":
-            if (sidecar := by_name.get(f"{name}.sha256")) is not None:
+            if sidecar is not None:
                 try:
                     expected, declared_by = checksums.parse_sidecar(zone.read_text(sidecar), name), sidecar
                 except ValueError as exc:
-                    candidates.append(_Candidate(remote=remote, expected_sha256=None,
+                    candidates.append(_Candidate(remote=remote, expected_sha256=None, sidecar=sidecar,
                                                  refusal=f"its checksum sidecar {sidecar.name} {exc}"))
                     continue
             elif (expected := manifest.get(name)) is not None:
@@ -206,7 +208,7 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                                            f"period of {quiet:.0f} s (it may still be uploading; {markers} beside "
                                            "it, written after it, declares it complete)"))
                 continue
-        candidates.append(_Candidate(remote=remote, expected_sha256=expected))
+        candidates.append(_Candidate(remote=remote, expected_sha256=expected, sidecar=sidecar))
     return candidates, skipped
 
 
@@ -417,7 +419,6 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     failures: list[str] = []
     notes: list[str] = []
     names = {f.name for f in listing}  # what the messages may quote, and the zip members landed
-    sidecars = {f.name.removesuffix(".sha256"): f for f in listing if f.name.endswith(".sha256")}
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
@@ -436,7 +437,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                                                 on_error=connection.reset,
                                                 said=lambda line: names_shown(line, _as_said(names), numbers))
         except _SameContent as same:
-            if ledger.record(remote, same.sha256, [], sidecars.get(remote.name)):
+            if ledger.record(remote, same.sha256, [], candidate.sidecar):
                 skipped.append(SkippedFile(name=remote.name,
                                            reason="re-uploaded with the same content as already pulled"))
             else:
@@ -454,7 +455,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                             "pull tries it again")
             log.error("%s", names_shown(failures[-1], _as_said(names), numbers))
             continue
-        ledger.record(remote, sha256, landed, sidecars.get(remote.name))
+        ledger.record(remote, sha256, landed, candidate.sidecar)
         pulled += landed
         names.update([*landed, *left_out])
         if left_out:
