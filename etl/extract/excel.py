@@ -236,7 +236,7 @@ def _open_workbook(path: Path) -> calamine.CalamineWorkbook:
             raise
         kind = "a zip archive" if head.startswith(_ZIP) else "an OLE2 (Office) file"
         raise ExtractError(f"{path.name}: not a readable workbook: {kind} that calamine cannot read as one "
-                           f"({_said(error, named=False)}); expected a complete .xlsx/.xlsm/.xlsb/.xls/.ods file "
+                           f"({_said(error)}); expected a complete .xlsx/.xlsm/.xlsb/.xls/.ods file "
                            "(a zipped export, an encrypted workbook, or truncated in transfer?)") from None
 
 
@@ -247,12 +247,11 @@ def _unreadable(error: BaseException) -> bool:
     return isinstance(error, (calamine.CalamineError, OSError)) or type(error).__name__ == "PanicException"
 
 
-def _said(error: BaseException, *, named: bool = True) -> str:
-    """What calamine said, on one line (a panic's message spans several), after the error's kind unless
-    `named` is false and it is calamine's own."""
+def _said(error: BaseException) -> str:
+    """What calamine said, on one line (a panic's message spans several), after the error's kind unless it is
+    calamine's own."""
     said = " ".join(str(error).split())
-    plain = not named and isinstance(error, calamine.CalamineError)
-    return said if plain else f"{type(error).__name__}: {said}"
+    return said if isinstance(error, calamine.CalamineError) else f"{type(error).__name__}: {said}"
 
 
 def _load_sheet(path: Path, workbook: calamine.CalamineWorkbook, name: str) -> calamine.CalamineSheet:
