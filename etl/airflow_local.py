@@ -97,12 +97,12 @@ def run_dag(home: Home, *, conf: Mapping[str, Any] | None = None, env: Mapping[s
 def _migrate(home: Home, env: dict[str, str], log: Path) -> None:
     """`airflow db migrate`, once per Airflow version and database (it takes seconds even when there is
     nothing to do)."""
-    done = home.airflow / ".migrated"
-    if (home.airflow / "airflow.db").is_file() and done.is_file() and done.read_text() == migrated_mark(env):
+    done, mark = home.airflow / ".migrated", migrated_mark(env)
+    if (home.airflow / "airflow.db").is_file() and done.is_file() and done.read_text() == mark:
         return
     if code := _airflow(["db", "migrate"], env, log):
         raise _failed(["db", "migrate"], code, log)
-    done.write_text(migrated_mark(env))
+    done.write_text(mark)
 
 
 def migrated_mark(env: Mapping[str, str]) -> str:
