@@ -104,7 +104,7 @@ from etl.extract.adapter import (
     what_it_is,
 )
 from etl.extract.errors import ExtractError
-from etl.extract.odm_xml import SAFE_PARSER
+from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.fsio import written_atomically
 
 __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cell_text", "column_letter",
@@ -287,7 +287,7 @@ def _worksheets(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
             for sheet in workbook.sheets_metadata if sheet.typ == calamine.SheetTypeEnum.WorkSheet]
 
 
-_PACKAGE_PARSER = etree.XMLParser(**{k: v for k, v in SAFE_PARSER.items() if k != "events"})  # no DTD, entity
+_PACKAGE_PARSER = etree.XMLParser(**SAFE_TREE_PARSER)  # no DTD, entity
 _OFFICE_DOCUMENT = "/officeDocument"  # the end of the relationship type naming the workbook part
 # The reference of a row or cell that holds something (not an empty <row .../> or <c .../>, which a format gives
 # and calamine allocates nothing for): its column letters (none for a row) and row number, whatever the element's

@@ -47,7 +47,7 @@ from etl.extract.odm_xml import (
     INDEX,
     KEYS,
     ROW,
-    SAFE_PARSER,
+    SAFE_TREE_PARSER,
     SITE,
     TT,
     RowColumns,
@@ -95,7 +95,7 @@ class NotPlain(Exception):
 # One part is parsed at once (libxml2's push parser, fed piece by piece, takes half as long again),
 # without the indentation between elements, which no row reads (an element holding only blanks
 # keeps them): a tenth less to parse.
-_PARSER = {**{name: value for name, value in SAFE_PARSER.items() if name != "events"}, "remove_blank_text": True}
+_PARSER = {**SAFE_TREE_PARSER, "remove_blank_text": True}
 # Attribute names whose absence from a part lets its rows be read with fewer calls.
 _RARE_ATTRIBUTES = (b"TransactionType", b"ItemGroupDataSeq", b"IsNull")
 

@@ -29,6 +29,7 @@ class OdmFormatError(ExtractError):
 SAFE_PARSER: dict[str, Any] = {
     "events": ("start", "end"), "resolve_entities": False, "no_network": True, "load_dtd": False,
     "dtd_validation": False, "huge_tree": False, "remove_comments": True, "remove_pis": True}
+SAFE_TREE_PARSER = {name: value for name, value in SAFE_PARSER.items() if name != "events"}  # for etree.XMLParser
 # An "&" that is neither a character reference nor one of XML's five entities: only after one has been
 # fed can libxml2 have logged an undeclared entity (a cut "&am" counts: better one look too many).
 ENTITY_REFERENCE = re.compile(rb"&(?!(?:lt|gt|amp|apos|quot);|#)")
