@@ -95,7 +95,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     written: dict[str, int] = {}  # rows per file name
     counted = []
     try:
-        for part in split_by_patient(mapping, tables, parts, rows, keys):
+        for part in split_by_patient(mapping, tables, parts, keys, rows):
             result = harmonise_source(mapping, part, key, run_id, screen=screen)
             del part  # the next part is made while this name still holds the last one
             outputs = {**result.tables, "records": result.records, "rejections": result.rejections,
@@ -171,18 +171,17 @@ def part_count(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], part
 
 
 def split_by_patient(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], parts: int,
-                     rows: Mapping[str, np.ndarray] | None = None, keys: SourcePatientKeys | None = None
+                     keys: SourcePatientKeys, rows: Mapping[str, np.ndarray] | None = None
                      ) -> Iterator[dict[str, pd.DataFrame]]:
     """The record sets cut into `parts` by a hash of the normalised patient key, every record of a
     patient in one part, each part as pandas frames. Records with no patient key, and record sets
     without the key column, go to the first part; every part has every record set (maybe empty), so
-    a missing column fails alike. rows: the rows to harmonise of each record set (default all); keys: the
-    record sets' patient keys, when read already."""
+    a missing column fails alike. keys: the record sets' patient keys (read once a run); rows: the rows to
+    harmonise of each record set (default all)."""
     if parts == 1 and rows is None:
         yield {name: record_frame(table) for name, table in record_sets.items()}
         return
     buckets: dict[str, np.ndarray] = {}
-    keys = keys or SourcePatientKeys(mapping, record_sets)
     for name, table in record_sets.items():
         if parts == 1 or mapping.patient_key not in table.column_names:
             buckets[name] = np.zeros(len(table), dtype=np.int64)
