@@ -45,6 +45,7 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
@@ -71,7 +72,9 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import (
     NAME_RUNS,
     PATIENT,
+    SEPARATORS,
     PatientNumbers,
+    joined_alike,
     key_shape,
     reads_as_patient_number,
     runs_into_letters,
@@ -661,7 +664,7 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     _archive_renamed(home, source_id, shown)
     if any(shown(n) != n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
         unnamed(home, source_id, shown, LedgerKey.of(key))
-    return len({re.sub("[-_ ]", "-", n).upper() for n in found})
+    return len({joined_alike(n) for n in found})
 
 
 def _read_as_number(number: str, names: set[str]) -> bool:
@@ -690,6 +693,7 @@ def _shown_without(number: re.Pattern[str], keys: Iterable[str], names: Iterable
     numbers = PatientNumbers.of(keys)
     siblings = sorted(set(names))
 
+    @functools.cache  # the same names are shown to check and then to rename, in archive/ and the ledger
     def shown(name: str) -> str:
         return number.sub(lambda m: PATIENT if reads_as_patient_number(name, m.span(), numbers, siblings)
                           else m.group(), name)
@@ -734,7 +738,7 @@ def _number_ends(runs: list[str], start: int) -> Iterator[int]:
     for end in range(start, len(runs)):
         run = runs[end]
         if not run.isalnum():
-            if run in "-_ " and end + 1 < len(runs) and runs[end + 1].isalnum() and runs[end - 1].isalnum():
+            if run in SEPARATORS and end + 1 < len(runs) and runs[end + 1].isalnum() and runs[end - 1].isalnum():
                 continue
             break
         held += 1
@@ -748,7 +752,7 @@ def _number_ends(runs: list[str], start: int) -> Iterator[int]:
 def _as_keys(number: str) -> Iterator[str]:
     """The ways a patient key may write a number a name writes: '-', '_' and ' ' stand for each other."""
     pieces = re.split(r"([-_ ])", number)
-    for separators in itertools.product("-_ ", repeat=len(pieces) // 2):
+    for separators in itertools.product(SEPARATORS, repeat=len(pieces) // 2):
         yield "".join(p if i % 2 == 0 else separators[i // 2] for i, p in enumerate(pieces))
 
 

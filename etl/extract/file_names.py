@@ -74,7 +74,7 @@ NAME_RUNS = re.compile(rf"\d+|{_LETTERS}+|.", re.DOTALL)  # runs of digits, of l
 _SHORTEST_NUMBER_RUN_IN = 6  # digits after a key's single letter, run into letters (as a number alone)
 _PREFIX_SHARE = 32  # a key's letters run into others' when one key in this many starts with them
 _PREFIX_KEYS = 3  # ... and at least this many: in a small source, one key in 32 is any key's initials
-_SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
+SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
 # A part of a name joined by '-' that is a date (2026-11-01, 01-11-2026, 2026-11, 20261101): never in a key
@@ -135,7 +135,7 @@ def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool =
     """`joined_as_written`: each separator as the key writes it, not '-', '_' or ' ' alike."""
     return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
-                   else f"[{_SEPARATORS}]" if r in _SEPARATORS and not joined_as_written else re.escape(r)
+                   else f"[{SEPARATORS}]" if r in SEPARATORS and not joined_as_written else re.escape(r)
                    for r in runs)
 
 
@@ -260,11 +260,11 @@ class PatientNumbers:
 
     def is_key(self, part: str) -> bool:
         """Whether `part` of a name is one of the keys itself, in any case, '-', '_' and ' ' alike."""
-        return _joined_alike(part) in self._keys_alike
+        return joined_alike(part) in self._keys_alike
 
     @functools.cached_property
     def _keys_alike(self) -> set[str]:
-        return {_joined_alike(k) for k in self._known}
+        return {joined_alike(k) for k in self._known}
 
     @functools.cached_property
     def key_pattern(self) -> re.Pattern[str] | None:
@@ -274,7 +274,8 @@ class PatientNumbers:
         return _alternatives(self._text_shapes) if self._text_shapes else None
 
 
-def _joined_alike(key: str) -> str:
+def joined_alike(key: str) -> str:
+    """A key as its number, whichever of '-', '_' and ' ' join its runs and in whichever case."""
     return normalise_patient_key(key).translate(_ALIKE)
 
 
