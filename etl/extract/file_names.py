@@ -228,14 +228,18 @@ class PatientNumbers:
         return [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
 
     @functools.cached_property
+    def _key_shapes(self) -> set[str]:
+        return {key_shape(k) for k in self._shaped}
+
+    @functools.cached_property
     def _shapes(self) -> set[str]:
         """The keys' shapes in a file name: run into letters in any case, '-', '_' and ' ' alike."""
-        return {key_shape(k) for k in self._shaped} | _run_in_shapes(self._shaped, in_text=False)
+        return self._key_shapes | _run_in_shapes(self._shaped, in_text=False)
 
     @functools.cached_property
     def _text_shapes(self) -> set[str]:
         """The keys' shapes in a free text: run into letters only as the keys write and join them."""
-        return {key_shape(k) for k in self._shaped} | _run_in_shapes(self._shaped, in_text=True)
+        return self._key_shapes | _run_in_shapes(self._shaped, in_text=True)
 
     def found(self, name: str) -> Iterator[re.Match[str]]:
         """Each patient number in a file name, in its order."""
