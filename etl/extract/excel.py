@@ -27,7 +27,8 @@ Gotchas of the format:
 - Numbers are doubles: whole numbers are written without ".0"; others with at most 15 significant
   digits (Excel's own precision, so 0.1+0.2 stored as 0.30000000000000004 is "0.3"), never in
   exponent notation. Text that looks numeric ("00123") stays text: leading zeros survive.
-- Booleans are written TRUE / FALSE, as Excel shows them. Error cells (#N/A, #DIV/0!) read as
+- Booleans are written TRUE / FALSE, as English Excel shows them (etl/spreadsheet.EXCEL_BOOLEANS; a
+  German one shows WAHR / FALSCH). Error cells (#N/A, #DIV/0!) read as
   empty: calamine does not return them. A formula gives its cached value; a workbook written by a
   program that never computed its formulas has none, and those cells read as empty.
 - Merged cells hold their value in the top-left cell only; calamine reads the range's other cells
@@ -106,6 +107,7 @@ from etl.extract.adapter import (
 from etl.extract.errors import ExtractError
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.fsio import written_atomically
+from etl.spreadsheet import EXCEL_BOOLEANS
 
 __all__ = ["ADAPTER", "SHEET_METADATA_KEY", "ExcelAdapter", "ExcelOptions", "cell_text", "column_letter",
            "detect_header_row", "iter_sheet_records", "merged_ranges", "read_staged_workbook", "read_workbook_sheets",
@@ -187,7 +189,7 @@ _CELL_TEXT: dict[type, Callable[[Any], str]] = {
     str: str,
     float: _number_text,
     int: str,
-    bool: lambda value: "TRUE" if value else "FALSE",
+    bool: EXCEL_BOOLEANS.__getitem__,
     dt.datetime: _datetime_text,
     dt.date: dt.date.isoformat,
     dt.time: _time_text,

@@ -28,13 +28,13 @@ are ASCII, so every other byte of its start is NUL (which no CSV in a code page 
 that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the import is told its
 code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
-spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0, true
-as a boolean cell, which Excel writes TRUE) as the cell sent, but never where it could hide an edit: a date
-that the other day order reads as another day (2027-04-03 back as 03/04/2027, or 03/04 swapped to 04/03)
-is an edit, and so is a number that the other decimal mark reads as another number (1,234 back as 1.234,
-or 1234 as 1.234; a Swiss 1'234 for 1234 is a re-typing, for 1.234 it is not) or that is grouped with two
-marks, which no locale writes (1.234 567); an XLSX number cell is compared as its value, not as the text
-Python writes for it, even where that is the text sent (1.234).
+spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0, true as
+a boolean cell, which English Excel writes TRUE, a German one WAHR, a French one VRAI) as the cell sent, but
+never where it could hide an edit: a date that the other day order reads as another day (2027-04-03 back as
+03/04/2027, or 03/04 swapped to 04/03) is an edit, and so is a number that the other decimal mark reads as
+another number (1,234 back as 1.234, or 1234 as 1.234; a Swiss 1'234 for 1234 is a re-typing, for 1.234 it
+is not) or that is grouped with two marks, which no locale writes (1.234 567); an XLSX number cell is
+compared as its value, not as the text Python writes for it, even where that is the text sent (1.234).
 
 A returned file is hostile until read: a file over MAX_RETURNED_BYTES (a CSV's bytes, an XLSX's
 unpacked parts: a zip bomb) is refused before it is parsed, and a sheet's declared size is ignored
@@ -68,6 +68,7 @@ from etl.quality.findings import value_hash_sql
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
 from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
+from etl.spreadsheet import EXCEL_BOOLEANS, spreadsheet_boolean
 from etl.transform.pseudonym import PseudonymKey
 from etl.transform.screen import typed_text_screen
 
@@ -83,7 +84,6 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode tex
 _DELIMITED = (".csv", ".txt")  # .txt: Excel's "Unicode text" (or "Text (tab delimited)") as saved
 _UTF16_SIGN = 32  # bytes of a file's start whose NULs tell UTF-16 without a byte-order mark
 _QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
-_EXCEL_BOOLEANS = {True: "TRUE", False: "FALSE"}  # what Excel makes of a text true or false, in any case
 
 
 class ResponseFileError(ValueError):
@@ -199,7 +199,7 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
 
 def _returned_text(value: Any) -> str:
     """A returned cell as text: a boolean cell as Excel writes it (TRUE, FALSE), not as Python does (True)."""
-    return _EXCEL_BOOLEANS[value] if isinstance(value, bool) else cell_text(value)
+    return EXCEL_BOOLEANS[value] if isinstance(value, bool) else cell_text(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -366,7 +366,8 @@ def _items(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> dict[tup
 
 # What a spreadsheet does to a text cell it reads as a number, a date or a boolean (a CSV opened, then saved
 # as CSV or XLSX): 0012 -> 12, 12 -> 12.0 (a float cell), 2027-11-16 -> a date cell ('2027-11-16 00:00:00')
-# or the locale's short date, true -> a boolean cell, which Excel writes TRUE (English Excel in a CSV too).
+# or the locale's short date, true -> a boolean cell, which Excel writes TRUE (English Excel in a CSV too;
+# German Excel, or LibreOffice in a German locale, writes WAHR, and a centre may type WAHR or VRAI as text).
 # A spreadsheet reads and writes dates in its locale's day order: day-first (16/11/2027, 16.11.2027,
 # 16-11-2027) or month-first (11/16/2027: with slashes only); year-first is read alike by both. Which one
 # re-typed a file is not known, so a cell is taken as re-typed only if no order reads it as another day than
@@ -461,14 +462,15 @@ def _edit(name: str, sent: str, returned: str, typed: bool) -> _Edit | None:
     the cell sent, or the same number or day written a spreadsheet's way. A number it shortened (1.23457E+19),
     another day, a number that the other convention reads as another (1,234 as 1.234: 1234 with a decimal
     point) or a day that the other day order reads as another (03/04/2027 as 2027-04-03: 4 March month-first)
-    is an edit, and so is a number grouped with two marks (1.234 567,8). TRUE or FALSE for the text sent in any
-    case is Excel's boolean of it. A number cell is its value, even where Python writes it as the text sent:
-    1.234 typed for a sent 1.234, which a decimal comma groups, is what a decimal-point spreadsheet makes of it,
-    or 1,234 typed by a decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is
-    read as a date and time, not a number)."""
+    is an edit, and so is a number grouped with two marks (1.234 567,8). A boolean's word in any spreadsheet's
+    language and case (TRUE, WAHR, vrai: etl/spreadsheet.BOOLEAN_WORDS) for such a word sent is that boolean.
+    A number cell is its value, even where Python writes it as the text sent: 1.234 typed for a sent 1.234,
+    which a decimal comma groups, is what a decimal-point spreadsheet makes of it, or 1,234 typed by a
+    decimal-comma centre for a number it read as 1234; never a day (an XLSX date cell is read as a date and
+    time, not a number)."""
     if returned == sent and (not typed or _WHOLE.fullmatch(sent)):  # a whole number reads alike in every convention
         return None
-    if returned in _EXCEL_BOOLEANS.values() and sent.upper() == returned:  # Excel's boolean of a text true or false
+    if (boolean := spreadsheet_boolean(returned)) is not None and spreadsheet_boolean(sent) is boolean:
         return None
     same_number, other_number = _number_readings(sent, returned, typed)
     if same_number and not other_number:
