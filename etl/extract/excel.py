@@ -69,9 +69,10 @@ Gotchas of the format:
   what it is. Password-protected workbooks are refused.
 - A damaged or hostile workbook fails its file, never the run: a sheet whose cells reach past
   MAX_SHEET_CELLS (an .xlsx's, .xlsb's or .xls's cells are scanned before calamine allocates the
-  grid; an .ods's repeated rows and cells calamine bounds itself, at 100 million), a zip part
-  failing its checksum, and whatever calamine raises on it, an I/O error of its zip reader and a
-  Rust panic (pyo3 raises it as a BaseException) included.
+  grid; an .ods's repeated rows and cells calamine bounds itself, at 100 million, and its refusal is
+  said as plainly, though without the sheet, which calamine does not name), a zip part failing its
+  checksum, and whatever calamine raises on it, an I/O error of its zip reader and a Rust panic (pyo3
+  raises it as a BaseException) included.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ _EXACT_INTEGER = 2.0**53
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _MAX_LISTED = 5  # columns or merged ranges named in one notice
 _HEADER_SCAN = 20  # filled rows looked at to find a header row
+# calamine's refusal of a sheet's grid (python-calamine 0.9: "Cell limit exceeded (N cells requested, max M)")
+_CELL_LIMIT = re.compile(r"Cell limit exceeded(?: \((\d+) cells requested, max (\d+)\))?")
 
 #: rows converted and written at a time: measured on a 100,000 x 20 sheet, staging peaks at
 #: +170 MiB with 20,000 (the sheet's cells in calamine, mostly), +290 MiB with 50,000
@@ -236,10 +239,28 @@ def _open_workbook(path: Path) -> calamine.CalamineWorkbook:
     except BaseException as error:
         if not _unreadable(error):
             raise
+        if beyond := _beyond_cell_limit(path, error):
+            raise beyond from None
         kind = "a zip archive" if head.startswith(_ZIP) else "an OLE2 (Office) file"
         raise ExtractError(f"{path.name}: not a readable workbook: {kind} that calamine cannot read as one "
                            f"({_said(error)}); expected a complete .xlsx/.xlsm/.xlsb/.xls/.ods file "
                            "(a zipped export, an encrypted workbook, or truncated in transfer?)") from None
+
+
+def _beyond_cell_limit(path: Path, error: BaseException) -> ExtractError | None:
+    """calamine's refusal of a sheet bigger than it holds (an .ods's repeated rows and cells, which it reads as
+    it opens the workbook), said as _refuse_reach says an .xlsx's: what is too big, never a cell; None: another
+    error. calamine names neither the sheet nor the row and column reached, only the cells of the grid."""
+    said = _CELL_LIMIT.search(str(error)) if isinstance(error, calamine.CalamineError) else None
+    if said is None:
+        return None
+    requested, limit = (f"{int(n):,}" if n else None for n in said.groups())
+    grid = f"a grid of {requested} cells" if requested else "a grid"
+    return ExtractError(
+        f"{path.name}: a sheet's cells (its repeated rows and cells counted) reach {grid}, more than the "
+        f"{limit or 'most'} the reader (python-calamine) holds; expected the table alone: a value far below or right "
+        "of it (a stray keystroke) is cleared by deleting the rows "
+        "and columns past the table and saving")
 
 
 def _unreadable(error: BaseException) -> bool:

@@ -1,0 +1,42 @@
+"""A workbook bigger than the reader holds fails its file with a message saying what is too big, whatever its
+kind: an .ods's refusal comes from calamine itself (it bounds an .ods's repeated rows and cells as it opens it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_extract_excel import _ods, _ods_cell
+
+from etl.extract.errors import ExtractError
+from etl.extract.excel import stage_workbook
+
+#: A header, a million empty rows written once (number-rows-repeated), then a patient number 1,000 cells to
+#: the right: calamine counts the grid to it, 1,048,571 rows of 1,001 cells.
+STRAY_ODS_ROWS = (
+    "<table:table-row>" + _ods_cell("patient") + "</table:table-row>"
+    '<table:table-row table:number-rows-repeated="1048570"><table:table-cell table:number-columns-repeated="1024"/>'
+    "</table:table-row>"
+    '<table:table-row><table:table-cell table:number-columns-repeated="1000"/>' + _ods_cell("PAT-4711")
+    + "</table:table-row>")
+
+
+def test_an_opendocument_sheet_beyond_the_cell_limit_is_refused_saying_what_is_too_big(tmp_path: Path) -> None:
+    """It read "not a readable workbook: a zip archive that calamine cannot read as one (Cell limit exceeded
+    (...)); expected a complete ... file (... truncated in transfer?)": a damaged file, which it is not."""
+    path = _ods(tmp_path / "registry.ods", STRAY_ODS_ROWS)
+    with pytest.raises(ExtractError) as refused:
+        stage_workbook(path, tmp_path / "staged")
+    assert str(refused.value) == (
+        "registry.ods: a sheet's cells (its repeated rows and cells counted) reach a grid of 1,049,619,571 cells, "
+        "more than the 100,000,000 the reader (python-calamine) holds; expected the table alone: a value far below "
+        "or right of it (a stray keystroke) is cleared by deleting the rows and columns past the table and saving")
+    assert "PAT-4711" not in str(refused.value)
+    assert not (tmp_path / "staged").exists()
+
+
+def test_an_opendocument_sheet_of_empty_repeated_rows_and_cells_is_read(tmp_path: Path) -> None:
+    """Formatting applied to whole rows and columns repeats empty ones to the sheet's end: no grid, no refusal."""
+    rows = STRAY_ODS_ROWS.replace(_ods_cell("PAT-4711"), "")
+    result = stage_workbook(_ods(tmp_path / "registry.ods", rows), tmp_path / "staged")
+    assert result.rows == 0
