@@ -46,10 +46,12 @@ Gotchas of the format:
   number-rows-spanned / number-columns-spanned, rows and cells counted with their repeats), parsed
   only when it holds a span at all: on 100,000 x 20 cells with 66,666 ranges the parse takes about
   as long as calamine's read (6.7 s against 4.5 s, loaded 2-core machine, Dec 2026). An .xlsb's are
-  read by nothing here: fill is refused for one (naming the file and the option), not ignored. (They
-  are BrtMergeCell records after the sheet's cells in its .bin part, which no library here reads and
-  no tool here writes, so a reader of them could be tested only against a file made by its own
-  reading of the specification.) The
+  read from its sheet's .bin part (`binary_merged_ranges`): BrtMergeCell records (type 0xB0, an RfX
+  of four 4-byte numbers: first and last row, first and last column, 0-based) after the cells, taken
+  in the walk of the part's records that reads the sheet's reach, so they cost no second read; so an
+  .xlsb is noticed, advised and filled as an .xlsx (it was read unfilled without a notice, and fill
+  was refused). No tool here writes an .xlsb: the tests build the records as MS-XLSB lays them out,
+  the layout other readers and writers of the format use. The
   ranges are held as a small array (`merged_ranges`) and filling holds only those open at the
   current row. Measured on a 100,000 x
   20 .xlsx with a patient number and centre merged over each patient's 3 rows (66,666 ranges),
@@ -157,8 +159,7 @@ class ExcelOptions(BaseModel):
     merged_cells: MergedCells = Field(
         "top_left", description="top_left: a merged range's value is in its top-left cell only, its other cells "
         "read empty (as delivered); fill: every cell of a merged range in the data rows reads the range's value "
-        "(e.g. a patient number merged over the patient's follow-up rows); the header row is never filled. "
-        "Refused for an .xlsb workbook, whose merged ranges are not read")
+        "(e.g. a patient number merged over the patient's follow-up rows); the header row is never filled")
 
 
 # -- cell values to text --------------------------------------------------------------------------
@@ -397,12 +398,13 @@ def _relationships(archive: zipfile.ZipFile, rels: str, folder: str) -> dict[str
     return found
 
 
-def sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
+def sheet_extent(archive: zipfile.ZipFile, part: str, merged: bytearray | None = None) -> tuple[int, int]:
     """The furthest row and column (1-based) a worksheet part's cells reach, scanned from its XML in blocks
-    (or its records: `binary_sheet_extent`). Columns A-Z count as 26: only a wider reach matters."""
+    (or its records: `binary_sheet_extent`, which adds an .xlsb's merged ranges to `merged`). Columns A-Z
+    count as 26: only a wider reach matters."""
     if part.endswith(".bin"):
         with archive.open(part) as stream:
-            return binary_sheet_extent(stream)
+            return binary_sheet_extent(stream, merged=merged)
     rows, columns, carry = 0, 26, b""
     with archive.open(part) as stream:
         while block := stream.read(1 << 20):
@@ -420,13 +422,17 @@ _ROW_HEADER = 0x00  # BrtRowHdr: the row of the cells after it, its first 4 byte
 # so a blank cell, styled, makes no grid
 _FIRST_VALUE_CELL, _LAST_VALUE_CELL = 0x02, 0x0B
 _CELL_HEAD = 10  # a record's type (2 bytes at most), size (4) and a cell's column (4)
+_MERGE_CELL = 0xB0  # BrtMergeCell, after the cells: an RfX, the first and last row, first and last column
+_RFX = 16  # bytes of an RfX: four 4-byte numbers, 0-based
 _U32 = struct.Struct("<I").unpack_from
 
 
-def binary_sheet_extent(stream: Any, block: int = 1 << 20) -> tuple[int, int]:
+def binary_sheet_extent(stream: Any, block: int = 1 << 20, merged: bytearray | None = None) -> tuple[int, int]:
     """The furthest row and column (1-based) an .xlsb worksheet part's value cells reach, read record by
-    record in blocks (a cell's row is its BrtRowHdr's). A Python loop: on 100,000 x 20 text cells (2.1
-    million records) it takes 1.1-1.2 s, and staging the sheet 4.1 s instead of 3.3 (Dec 2026)."""
+    record in blocks (a cell's row is its BrtRowHdr's); each merged range's RfX added to `merged` when given
+    (`binary_merged_ranges` reads them: calamine gives none of an .xlsb). A Python loop: on 100,000 x 20
+    text cells (2.1 million records) it takes 1.1-1.2 s, and staging the sheet 4.1 s instead of 3.3 (Dec
+    2026)."""
     rows = columns = row = 0
     data, at = b"", 0  # `at`, the next record's offset, may lie past the data read: a payload to skip
     while more := stream.read(block):
@@ -436,6 +442,7 @@ def binary_sheet_extent(stream: Any, block: int = 1 << 20) -> tuple[int, int]:
         data = data[at:] + more if at <= len(data) else more[at - len(data):]
         at, last = 0, len(data) - _CELL_HEAD
         while at <= last:  # a head and a column lie whole in the data (a cell's data is 8 bytes at least)
+            record = at
             kind = data[at]
             at += 1
             if kind & 0x80:
@@ -453,6 +460,11 @@ def binary_sheet_extent(stream: Any, block: int = 1 << 20) -> tuple[int, int]:
                 (column,) = _U32(data, at)
                 if column >= columns:
                     columns = column + 1
+            elif kind == _MERGE_CELL and merged is not None and size >= _RFX:
+                if at + _RFX > len(data):  # cut by the block: read whole with the next one
+                    at = record
+                    break
+                merged += data[at:at + _RFX]
             at += size
     return rows, columns
 
@@ -473,17 +485,36 @@ def _package(path: Path) -> zipfile.ZipFile | None:
         return None
 
 
-def _refuse_huge_sheet(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str], name: str) -> None:
-    """Refuse a sheet whose grid calamine could not hold (MAX_SHEET_CELLS) before it loads it."""
+def _scan_sheet_part(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str],
+                     name: str) -> np.ndarray | None:
+    """Refuse a sheet whose grid calamine could not hold (MAX_SHEET_CELLS) before it loads it. An .xlsb
+    sheet's merged ranges (as `merged_ranges` gives them) are read in the same walk of its records and
+    returned; None for another sheet, or one whose part was not found."""
     if archive is None or name not in parts:
-        return
+        return None
+    merged = bytearray() if parts[name].endswith(".bin") else None
     try:
-        rows, columns = sheet_extent(archive, parts[name])
+        rows, columns = sheet_extent(archive, parts[name], merged)
     except KeyError:  # a part missing: calamine says which
-        return
+        return None
     except _DAMAGED_MEMBER as error:  # its reach unknown: not left to calamine, which may read a part failing
         raise _damaged(path, f", sheet '{name}'", error) from None  # its checksum (it read a workbook.xml so)
     _refuse_reach(path, name, rows, columns)
+    return None if merged is None else binary_merged_ranges(merged)
+
+
+_LAST_ROW, _LAST_COLUMN = 1_048_575, 16_383  # 0-based: Excel's sheet ends at XFD1048576
+
+
+def binary_merged_ranges(merged: bytes | bytearray) -> np.ndarray:
+    """An .xlsb sheet's merged ranges from their RfX records (first row, last row, first column, last column,
+    0-based), as `merged_ranges` gives them; a range past the sheet's end (only a hostile file writes one) is
+    cut at it, so that filling never walks 4 billion columns."""
+    rfx = np.frombuffer(merged, dtype="<u4").reshape(-1, 4).astype(np.int64)
+    rfx[:, :2] = rfx[:, :2].clip(max=_LAST_ROW)
+    rfx[:, 2:] = rfx[:, 2:].clip(max=_LAST_COLUMN)
+    ranges = np.column_stack([rfx[:, 0] + 1, rfx[:, 2], rfx[:, 1] + 1, rfx[:, 3]]).astype(np.int32)
+    return _in_order(ranges[(ranges[:, 0] <= ranges[:, 2]) & (ranges[:, 1] <= ranges[:, 3])])
 
 
 def _refuse_reach(path: Path, name: str, rows: int, columns: int, quoted: Sequence[str] = ()) -> None:
@@ -631,7 +662,7 @@ def detect_header_row(rows: Iterable[tuple[int, list[Any]]]) -> int | None:
 def merged_ranges(sheet: calamine.CalamineSheet) -> np.ndarray | None:
     """The sheet's merged ranges, one row each: first row, first column, last row, last column (rows
     1-based as Excel shows them, columns 0-based), in row then column order; None when calamine does
-    not say (.ods: `opendocument_merged_ranges`; .xlsb).
+    not say (.ods: `opendocument_merged_ranges`; .xlsb: `binary_merged_ranges`).
 
     An int32 array rather than calamine's tuples: a sheet merging a key over each patient's rows has a
     range per patient (66,666 on a 100,000-row sheet: 1 MiB here, 15 MiB as tuples)."""
@@ -907,22 +938,22 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
             parts = []
             chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
             for index, (name, hidden) in enumerate(chosen, start=1):
-                _refuse_huge_sheet(path, archive, members, name)
+                binary_merged = _scan_sheet_part(path, archive, members, name)
                 sheet = _load_sheet(path, workbook, name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
                     continue
                 merged = merged_ranges(sheet)
-                if merged is None and opendocument is not None:
-                    merged = opendocument.get(name, _NO_RANGES)
+                if merged is None:  # calamine gives none of an .ods or an .xlsb: read from the file here
+                    merged = opendocument.get(name, _NO_RANGES) if opendocument is not None else binary_merged
                 fill = merged_cells == "fill"
                 if fill and merged is None:
-                    raise ExtractError(f"{path.name}: `options: {{merged_cells: fill}}` cannot be applied to an "
-                                       "Excel binary workbook (.xlsb): the reader (python-calamine) gives no merged "
-                                       "cells of one, so none could be filled and the rows below a merged value's "
-                                       "first would load without it; expected the workbook saved as .xlsx (Excel: "
-                                       "File > Save As > Excel Workbook), or its merged cells unmerged and filled "
-                                       "in and the option removed")
+                    raise ExtractError(f"{path.name}, sheet '{name}': `options: {{merged_cells: fill}}` cannot be "
+                                       "applied: the sheet's merged cells could not be read (its part in the "
+                                       "workbook was not found), so none could be filled and the rows below a "
+                                       "merged value's first would load without it; expected the workbook saved "
+                                       "as .xlsx (Excel: File > Save As > Excel Workbook), or its merged cells "
+                                       "unmerged and filled in and the option removed")
                 found = SheetRead()
                 parts.append(f"{index:03d}.parquet")
                 count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows,
