@@ -481,23 +481,6 @@ def _xlsb(path: Path, rows: list[list[str | None]], merges: list[tuple[int, int,
     return path
 
 
-def test_merged_cells_fill_of_a_binary_workbook_is_refused_naming_the_file_and_option(tmp_path: Path) -> None:
-    """calamine reads no merged ranges of an .xlsb: fill read it unfilled, with a notice, and the rows below a
-    patient's first went to quarantine; the option is refused, the workbook read as delivered without it."""
-    path = _xlsb(tmp_path / "registry.xlsb", [["patient", "visit"], ["P1", "1"], [None, "2"]], [(1, 2, 0, 0)])
-    staged = tmp_path / "staged" / ADAPTER.staged_name("ab" * 32)
-    with pytest.raises(ExtractError, match=r"registry\.xlsb: `options: \{merged_cells: fill\}` cannot be applied to "
-                                           r"an Excel binary workbook \(\.xlsb\): the reader \(python-calamine\) gives "
-                                           r"no merged cells of one, so none could be filled and the rows below a "
-                                           r"merged value's first would load without it; expected the workbook saved "
-                                           r"as \.xlsx \(Excel: File > Save As > Excel Workbook\), or its merged cells "
-                                           r"unmerged and filled in and the option removed"):
-        ADAPTER.stage(path, staged, ExcelOptions(merged_cells="fill"), LINEAGE)
-    assert not staged.exists()
-    record_sets, _notices = _stage(path)
-    assert [r["patient"] for r in _records(record_sets["Follow up"])] == ["P1", ""]
-
-
 def test_opendocument_spreadsheet(tmp_path: Path) -> None:
     record_sets, _notices = _stage(_ods(tmp_path / "registry.ods"))
     assert _records(record_sets["Follow up"]) == [{"patient": "7", "visit": "2020-02-29", "alive": "TRUE", "_line": 2}]
