@@ -367,3 +367,23 @@ def test_a_gene_symbol_takes_hgnc_s_case_with_its_open_reading_frame_in_lower_ca
     rows = [{**CLEAN, "gene": "c11ORF95", "partner": "rela"}, {**CLEAN, "rid": "2", "gene": "eml4", "partner": "Alk"}]
     found = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1").tables["molecular_alteration"]
     assert found[["gene_symbol", "partner_gene"]].values.tolist() == [["C11orf95", "RELA"], ["EML4", "ALK"]]
+
+
+@pytest.mark.parametrize(("written", "read"), [("Y", True), ("no", False), ("WAHR", True), ("falsch", False),
+                                               (" Vrai ", True), ("FALSO", False), ("onwaar", False)])
+def test_a_yes_no_field_reads_a_spreadsheet_s_true_and_false_in_its_language(written, read):
+    # A German registry's Excel saved as CSV writes its TRUE as WAHR.
+    mapping = _with(tables={"adverse_event": {"from": "REG", "fields": {"is_serious": {"column": "serious",
+                                                                                       "type": "boolean"}}}})
+    result = harmonise_source(mapping, {"REG": _frame([{**CLEAN, "serious": written}])}, KEY, "run-1")
+    assert result.rejections.empty
+    assert result.tables["adverse_event"]["is_serious"].tolist() == [read]
+
+
+def test_a_yes_no_field_refuses_a_word_of_no_spreadsheet_naming_what_it_reads():
+    mapping = _with(tables={"adverse_event": {"from": "REG", "fields": {"is_serious": {"column": "serious",
+                                                                                       "type": "boolean"}}}})
+    result = harmonise_source(mapping, {"REG": _frame([{**CLEAN, "serious": "ja"}])}, KEY, "run-1")
+    assert result.tables["adverse_event"].empty
+    assert "'ja' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0, or a spreadsheet's TRUE/FALSE" \
+        in " ".join(result.rejections.message)

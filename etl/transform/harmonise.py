@@ -33,6 +33,7 @@ from etl.extract.adapter import LINE_COLUMN, adapter_for
 from etl.extract.file_names import PatientNumbers
 from etl.frames import row_dicts
 from etl.schema import core_columns
+from etl.spreadsheet import spreadsheet_boolean
 from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
@@ -227,9 +228,14 @@ class _Engine:
             number = parse_decimal(raw, self.decimal, typed=self.typed_numbers)
             return number * spec.scale if spec.scale is not None else number
         if kind == "boolean":
-            if raw.casefold() not in _BOOLEAN_WORDS:
-                raise ValueRejected(f"'{raw}' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0)")
-            return _BOOLEAN_WORDS[raw.casefold()]
+            # a spreadsheet's TRUE/FALSE is written in its language's words when saved as CSV (WAHR, VRAI, ...)
+            value = _BOOLEAN_WORDS.get(raw.casefold())
+            if value is None:
+                value = spreadsheet_boolean(raw)
+            if value is None:
+                raise ValueRejected(f"'{raw}' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0, or a "
+                                    "spreadsheet's TRUE/FALSE in its language: WAHR, VRAI, VERO, ...)")
+            return value
         if kind == "list":
             assert spec.separator is not None
             items = [self._case(spec, item.strip()) for item in raw.split(spec.separator) if item.strip()]
