@@ -722,11 +722,10 @@ def _numbers_in_name(name: str) -> Iterator[str]:
 
 def _run_into_letters(letters: str, rest: list[str]) -> Iterator[str]:
     """The numbers a part starting with a run of `letters` may hold run into letters: the part from each of the
-    run's last upper-case letters (as a key is normalised: PatID, PatientILTB, PATID; a word's end in lower case,
-    Fall, Visit, is none) that `runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`.
-    Each is one more HMAC per separator written, every night, for every such name: the bounds keep them few."""
-    upper = len(letters) - next((i for i, c in enumerate(reversed(letters)) if not c.isupper()), len(letters))
-    for cut in range(max(upper, len(letters) - _KEY_LETTERS, 1), len(letters)):
+    run's last letters, in any case as a file name's screen takes them (PatID, patid, PatientILTB, verlaufit),
+    that `runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`. Each is one more HMAC
+    per separator written, every night, for every such name: the bounds keep them few (docs/privacy.md)."""
+    for cut in range(max(len(letters) - _KEY_LETTERS, 1), len(letters)):
         if runs_into_letters([letters[cut:], *rest]) and names_a_patient(number := letters[cut:] + "".join(rest)):
             yield number
 

@@ -2,7 +2,8 @@
 and sent again with other content after the erasure: `rtw forget` renamed its copies, but the run that looks at
 the names sent since (`hide_erased_numbers`) took a run of letters whole (`PatID0002`, never `ID0002`), so the
 re-delivery kept its clear name in archive/ and the pull ledger. A run of letters before digits is now cut to its
-last upper-case letters too (as keys are normalised), two to six of them (one before six digits)."""
+last letters too, two to six of them (one before six digits): first in upper case only, which kept `patid1234.csv`
+and `exportit0001abc.csv` in clear where a name's screen hides them; now in any case."""
 
 from __future__ import annotations
 
@@ -78,7 +79,10 @@ def _remote(path: str) -> RemoteFile:
     ("ID1234", "PatID1234.csv", "Pat{patient}.csv"),
     ("ID-1234", "Verlauf_PatID_1234.csv", "Verlauf_Pat{patient}.csv"),  # '-' written '_'
     ("ID1234", "PATID1234.csv", "PAT{patient}.csv"),  # a name in upper case: any of its last letters
-    ("ID1234", "patid1234.csv", "patid1234.csv"),  # in lower case: a word's end (as shown, for keys ID0001...)
+    ("ID1234", "patid1234.csv", "pat{patient}.csv"),  # in lower case too, as a name's screen hides it
+    ("IT0001", "exportit0001abc.csv", "export{patient}abc.csv"),
+    ("IT-0001", "Verlaufit_0001.csv", "Verlauf{patient}.csv"),
+    ("IT0001", "export_it0001abc.csv", "export_{patient}abc.csv"),  # whole: it was found before
     ("ILTB-00012", "PatientILTB00012.xlsx", "PatientILTB00012.xlsx"),  # the key joins by '-': not so written
     ("ILTB-00012", "PatientILTB-00012.xlsx", "Patient{patient}.xlsx"),
     ("P123456", "FallP123456Verlauf.csv", "Fall{patient}Verlauf.csv"),  # one letter, before six digits
@@ -99,8 +103,11 @@ def test_a_run_finds_an_erased_number_run_into_letters(tmp_path, erased, name, s
     assert (name in ledger.path.read_text()) == (shown == name)
 
 
-def test_a_name_s_parts_cut_letters_in_upper_case_to_a_key_s_few_only():
+def test_a_name_s_parts_cut_letters_in_any_case_to_a_key_s_few_only():
     assert {"ID1234", "EFID1234", "CDEFID1234"} <= set(_numbers_in_name("PatientenakteABCDEFID1234.csv"))
     assert "BCDEFID1234" not in set(_numbers_in_name("PatientenakteABCDEFID1234.csv"))  # seven letters
-    assert set(_numbers_in_name("Fall_123456_Verlauf.csv")) == {  # a word's end in lower case adds nothing
-        "Fall_123456", "Fall_123456_Verlauf", "123456", "123456_Verlauf"}
+    assert {"id1234", "akteid1234"} <= set(_numbers_in_name("patientenakteid1234.csv"))
+    assert "nakteid1234" not in set(_numbers_in_name("patientenakteid1234.csv"))
+    assert set(_numbers_in_name("Fall_123456_Verlauf.csv")) == {  # a word's end: two or three letters, one before six
+        "Fall_123456", "Fall_123456_Verlauf", "123456", "123456_Verlauf",
+        *(f"{cut}_123456{end}" for cut in ("all", "ll", "l") for end in ("", "_Verlauf"))}
