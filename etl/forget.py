@@ -629,12 +629,10 @@ def _hide_number_in_names(home: Home, source_id: str, patient_key: str, key: Pse
     `key`). landing/ is the centre's."""
     from etl.pull.ledger import LedgerKey, read_ledger, unnamed  # the pull's transports: not for every run's import
 
-    number = number_in_names(patient_key)
-    if number is None:
+    if not names_a_patient(patient_key):  # too short to name anyone in a file name: not looked for
         return
-    shown = _shown_without(number, [patient_key], _names_kept(home, source_id, read_ledger(home, source_id)))
-    _archive_renamed(home, source_id, shown)
-    unnamed(home, source_id, shown, LedgerKey.of(key))
+    shown = _numbers_renamed(home, source_id, [patient_key], _names_kept(home, source_id, read_ledger(home, source_id)))
+    unnamed(home, source_id, shown, LedgerKey.of(key))  # whether or not a name changes: keys an earlier version's lines
 
 
 def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
@@ -659,12 +657,20 @@ def hide_erased_numbers(home: Home, mapping: SourceMapping, key: PseudonymKey,
     found = [n for n in found if _read_as_number(n, names)]  # a date of a snapshot's name: none
     if not found:
         return 0
-    number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, found) if n), re.IGNORECASE)
-    shown = _shown_without(number, found, names)
-    _archive_renamed(home, source_id, shown)
+    shown = _numbers_renamed(home, source_id, found, names)
     if any(shown(n) != n for entry in ledger.entries for n in (entry.remote_path, *entry.landed)):
         unnamed(home, source_id, shown, LedgerKey.of(key))
     return len({joined_alike(n) for n in found})
+
+
+def _numbers_renamed(home: Home, source_id: str, numbers: list[str], names: set[str]) -> Callable[[str], str]:
+    """The source's archive copies and tombstones named by any of the erased `numbers` (as a key or a name writes
+    them, each long enough to name anyone: `number_in_names`) renamed where their names read them as patient
+    numbers; how a name is shown without them, for the pull ledger (`_shown_without`)."""
+    number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, numbers) if n), re.IGNORECASE)
+    shown = _shown_without(number, numbers, names)
+    _archive_renamed(home, source_id, shown)
+    return shown
 
 
 def _read_as_number(number: str, names: set[str]) -> bool:
