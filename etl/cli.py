@@ -534,10 +534,13 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
           home: HomeOption = None) -> None:
     """Rotate the pseudonymisation key: re-key every source in one publish, then replace the key file.
 
-    The old key file is kept as secrets/pseudonym.key.<UTC time>.old (0600). A run with the old key
-    is refused afterwards.
+    The current key, from RTW_PSEUDONYM_KEY or else the key file (as runs take it), is kept as
+    secrets/pseudonym.key.<UTC time>.old (0600). A run with the old key is refused afterwards.
     """
+    import shlex
+
     from etl.transform.keyguard import RekeyError, rotate_key
+    from etl.transform.pseudonym import KEY_ENV
 
     log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
@@ -546,11 +549,17 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
     except RekeyError as exc:
         _fail(str(exc))
     old = (done.old_fingerprint or "none recorded")[:8]
-    kept = f"; the old key file is kept as {done.old_key_file}" if done.old_key_file else ""
+    kept = f"; the old key is kept as {done.old_key_file}" if done.old_key_file else ""
     console.print(f"re-keyed {len(done.sources)} sources in run {done.run_id}: key fingerprint {old} -> "
-                  f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}. If the DAG "
-                  "reads the key from the Airflow Variable rtw_pseudonym_key, set it to the new key before the "
-                  f"next run; then store {new_key_file} safely or delete it")
+                  f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}.")
+    if done.old_key_from_env:  # the key file is not what runs read: whoever sets the env must change it
+        console.print(f"[bold]{KEY_ENV} still holds the old key, and the next run refuses it[/bold]: set it to the "
+                      f"new key ({KEY_ENV}=\"$(cat {shlex.quote(str(new_key_file))})\"), and the Airflow Variable "
+                      "rtw_pseudonym_key too if the DAG reads the key from it, or unset them so runs read the key "
+                      f"file; then store {new_key_file} safely or delete it")
+    else:
+        console.print("If the DAG reads the key from the Airflow Variable rtw_pseudonym_key, set it to the new key "
+                      f"before the next run; then store {new_key_file} safely or delete it")
     if done.decisions_converted or done.decisions_dropped:
         console.print(f"{done.decisions_converted} reviewer decisions (rtw link / unlink) now name the new "
                       f"pseudonyms; {len(done.decisions_dropped)} dropped, as they name a patient rekey could not "

@@ -156,7 +156,7 @@ def test_publish_records_only_the_key_plan_approved(tmp_path):
         (first, "run-1", "run-3"), (PseudonymKey(b"second-key").fingerprint(), "run-3", None)]
 
 
-def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_an_env_key(keyed, tmp_path, monkeypatch):
+def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_another_env_key(keyed, tmp_path, monkeypatch):
     short, same = tmp_path / "short.key", tmp_path / "same.key"
     short.write_text("too-short\n")
     same.write_text(keyed.key)
@@ -168,9 +168,9 @@ def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_an_env_key(keyed
     long_enough.write_text("f0" * 32)
     with runlock.run_lock(keyed.home, "a-nightly-run"), pytest.raises(RekeyError, match="another run"):
         rotate_key(keyed.home, long_enough)
-    monkeypatch.setenv(KEY_ENV, keyed.key)
-    with pytest.raises(RekeyError, match="RTW_PSEUDONYM_KEY is set"):
-        rotate_key(keyed.home, same)
+    monkeypatch.setenv(KEY_ENV, OTHER_KEY)  # runs would take it over the key file: so does rekey, checked
+    with pytest.raises(RekeyError, match=r"RTW_PSEUDONYM_KEY, fingerprint .* is not the one this warehouse"):
+        rotate_key(keyed.home, long_enough)
 
 
 def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path):

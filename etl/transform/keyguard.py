@@ -6,7 +6,9 @@ under new pseudonyms, split each of its patients from their other sources' recor
 "completed". So the warehouse records the fingerprint of its key (`meta.key_fingerprint`), and the
 plan step refuses a run whose key has another one, or whose key file is missing while a warehouse
 exists, before anything is harmonised. Rotating the key is an explicit act: `rtw rekey` reloads
-every source under the new key in one publish, then replaces the key file.
+every source under the new key in one publish, then replaces the key file. It takes the current key
+from wherever runs take it (env `RTW_PSEUDONYM_KEY`, else the key file) and keeps it beside the key
+file, so what was decided under it (erasures, reviewers' link decisions) still finds its patients.
 
 How the fingerprint reaches publish: plan approves the run's key by writing its fingerprint, with
 the run id, to `secrets/approved_key.json`, and publish records what was approved for its own run.
@@ -82,8 +84,8 @@ def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: 
     recorded = None if rotate else recorded_fingerprint(home.warehouse, live)
     if recorded is not None and recorded != fingerprint:
         raise KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with "
-                          f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); restore the key, "
-                          "or rotate it with `rtw rekey`")
+                          f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); "
+                          + _after_rotation(home, fingerprint, live))
     fsio.write_text(home.key_file.parent / APPROVAL_FILE,
                     json.dumps({"run_id": run_id, "fingerprint": fingerprint, "rotate": rotate}))
     return fingerprint
@@ -126,7 +128,8 @@ class Rotation:
     sources: list[str]
     old_fingerprint: str | None
     new_fingerprint: str
-    old_key_file: Path | None  # where the previous key file was kept
+    old_key_file: Path | None  # where the previous key was kept (None: there was none to keep)
+    old_key_from_env: bool = False  # the previous key came from env: whoever sets it must now give the new one
     decisions_converted: int = 0  # reviewers' link / unlink decisions, now naming the new pseudonyms
     decisions_dropped: tuple[str, ...] = ()  # those whose patients are in no export: what and why
 
@@ -146,17 +149,18 @@ def read_new_key(new_key_file: Path) -> str:
 def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = None,
           progress: Callable[[str], None] | None = None) -> Rotation:
     """Re-key the whole warehouse in one publish: reload every source from its export files under the new
-    key, record the new fingerprint, then replace the key file (the old one kept beside it, 0600).
+    key, record the new fingerprint, then replace the key file.
 
+    The current key is taken from where runs take it (env `RTW_PSEUDONYM_KEY`, else the key file), checked
+    against the warehouse's fingerprint and kept as `pseudonym.key.<UTC time>.old` (0600) before the
+    reload: the erasures and reviewers' decisions made under it find their patients with it. A lost key
+    (neither env nor key file) can still be replaced, as everything is re-derived from the exports; the
+    decisions are then dropped, and a source with erasures is refused until their key's file is back.
     All or nothing: if any source cannot be reloaded, nothing is published and the key file stays.
-    The old key is not needed (everything is re-derived from the exports), so a lost key can be replaced.
     """
     from etl import pipeline  # the pipeline imports this module for its guard
     from etl.config import SOURCES_DIR
 
-    if os.environ.get(KEY_ENV):
-        raise RekeyError(f"{KEY_ENV} is set, and it would win over the key file rekey installs; unset it for "
-                         "the rekey, then set it to the new key (or remove it) before the next run")
     if not home.warehouse.exists():
         raise RekeyError(f"no warehouse at {home.warehouse}: nothing to re-key; to start with a given key, "
                          f"copy it to {home.key_file} (mode 0600) before the first run")
@@ -165,6 +169,7 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     new_fingerprint = PseudonymKey(new_value.encode("utf-8")).fingerprint()
     if new_fingerprint == old_fingerprint:
         raise RekeyError(f"the warehouse already uses that key (fingerprint {_short(new_fingerprint)})")
+    old_key = _current_key(home, old_fingerprint)
     say = progress or (lambda message: None)
     folder = sources_dir or SOURCES_DIR
     run_id = pipeline.new_run_id()
@@ -172,20 +177,88 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     # approve the old key for its own run, and this publish would record no new fingerprint.
     try:
         with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id):
-            sources, converted, dropped = _reload_and_publish(home, run_id, new_value, folder, say)
+            old_key_file = _keep_old_key(home, old_key)
+            try:
+                sources, converted, dropped = _reload_and_publish(home, run_id, new_value, old_key, folder, say)
+            except BaseException:
+                if old_key_file and recorded_fingerprint(home.warehouse) != new_fingerprint:
+                    old_key_file.unlink(missing_ok=True)  # nothing was rotated: the old key is still the key
+                raise
     except runlock.RunBusy as exc:
         raise RekeyError(f"{exc}; try again when it has finished") from None
     if recorded_fingerprint(home.warehouse) != new_fingerprint:
         raise RekeyError("the re-keyed warehouse did not record the new key; the key file is unchanged")
     # A crash here leaves the warehouse on the new key and the old key file in place: runs then
     # refuse ("the key differs") until the new key is copied in; nothing is mixed.
-    old_key_file = _install_key(home, new_value)
+    _install_key(home, new_value, old_key)
     return Rotation(run_id=run_id, sources=sources, old_fingerprint=old_fingerprint,
-                    new_fingerprint=new_fingerprint, old_key_file=old_key_file, decisions_converted=converted,
+                    new_fingerprint=new_fingerprint, old_key_file=old_key_file,
+                    old_key_from_env=bool(os.environ.get(KEY_ENV)), decisions_converted=converted,
                     decisions_dropped=tuple(dropped))
 
 
-def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Path,
+def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
+    """The key runs use now (`load_key`: env, else the key file; never a new one), refused unless it is the
+    warehouse's: the erasures and decisions made under the warehouse's key would find nobody with another.
+    None: no key at all (a lost key, which rekey replaces)."""
+    if not key_is_configured(home.key_file):
+        return None
+    key = load_key(home.key_file)
+    if recorded is not None and key.fingerprint() != recorded:
+        where = KEY_ENV if os.environ.get(KEY_ENV) else str(home.key_file)
+        raise RekeyError(f"the current key ({where}, fingerprint {_short(key.fingerprint())}) is not the one this "
+                         f"warehouse was built with (fingerprint {_short(recorded)}); give that key, so the "
+                         f"erasures and reviewers' decisions made under it are kept. If it is lost, unset {KEY_ENV} "
+                         f"and move {home.key_file} aside, then rekey without it: the decisions are dropped, and a "
+                         "source with erasures is refused until their key's file is back")
+    return key
+
+
+def _keep_old_key(home: Home, old_key: PseudonymKey | None) -> Path | None:
+    """Keep the current key as `pseudonym.key.<UTC time>.old` (0600), where the erasure list looks for the
+    keys of the past: a copy of the key file when that is where it came from."""
+    if old_key is None:
+        return None
+    old_copy = _old_key_path(home)
+    if _key_file_holds(home, old_key):
+        return fsio.copy_file(home.key_file, old_copy)
+    return fsio.write_bytes(old_copy, old_key.secret + b"\n")
+
+
+def _install_key(home: Home, new_value: str, old_key: PseudonymKey | None) -> None:
+    """Replace the key file atomically (at every moment it holds one whole key, never none). A key file
+    that env overrode and that holds another key than the one kept is kept too: rekey loses no key."""
+    if home.key_file.exists() and (old_key is None or not _key_file_holds(home, old_key)):
+        fsio.copy_file(home.key_file, _old_key_path(home, "unused"))
+    fsio.write_text(home.key_file, new_value + "\n")
+
+
+def _old_key_path(home: Home, kind: str = "") -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return home.key_file.with_name(".".join(filter(None, (home.key_file.name, stamp, kind, "old"))))
+
+
+def _key_file_holds(home: Home, key: PseudonymKey) -> bool:
+    return home.key_file.exists() and home.key_file.read_text().strip().encode("utf-8") == key.secret
+
+
+def _after_rotation(home: Home, fingerprint: str, live: duckdb.DuckDBPyConnection | None) -> str:
+    """What to do about a key other than the warehouse's: give the new key when `rtw rekey` retired this one."""
+    with schema.reading(home.warehouse, live) as con:
+        try:
+            row = None if con is None else con.execute(
+                "SELECT retired_run_id FROM meta.key_fingerprint WHERE fingerprint = ? AND retired_run_id IS NOT "
+                "NULL", [fingerprint]).fetchone()
+        except duckdb.CatalogException:
+            row = None
+    if row is None:
+        return "restore the key, or rotate it with `rtw rekey`"
+    return (f"this key was retired by `rtw rekey` in run {row[0]}; the new key is in {home.key_file}: put it in "
+            f"{KEY_ENV} (and in the Airflow Variable rtw_pseudonym_key, for the DAG), or unset them so the key "
+            "file is read")
+
+
+def _reload_and_publish(home: Home, run_id: str, new_value: str, old_key: PseudonymKey | None, sources_dir: Path,
                         say: Callable[[str], None]) -> tuple[list[str], int, list[str]]:
     """Every source extracted and harmonised under the new key, then one publish; or nothing published.
     Returns the sources, and how many reviewers' decisions were converted and which were dropped."""
@@ -206,7 +279,8 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Pa
             shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
         reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
         raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: {reasons}")
-    conversions, dropped = _rekeyed_decisions(home, outcomes, PseudonymKey(new_value.encode("utf-8")), sources_dir)
+    conversions, dropped = _rekeyed_decisions(home, outcomes, old_key, PseudonymKey(new_value.encode("utf-8")),
+                                              sources_dir)
     approval_file = home.key_file.parent / APPROVAL_FILE  # publish converts them in its transaction
     fsio.write_text(approval_file, json.dumps({**json.loads(approval_file.read_text()), "decisions": conversions}))
     say("publishing the re-keyed warehouse")
@@ -214,18 +288,17 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, sources_dir: Pa
     return list(planned.changed), len(read_decisions(home.warehouse)), dropped
 
 
-def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], new_key: PseudonymKey,
-                       sources_dir: Path) -> tuple[list[list[str]], list[str]]:
+def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], old_key: PseudonymKey | None,
+                       new_key: PseudonymKey, sources_dir: Path) -> tuple[list[list[str]], list[str]]:
     """The reviewers' decisions name patients by pseudonym under the old key: each patient is found by
     their clear number in the staged exports just reloaded. Returns (source, old, new pseudonym) of each
-    patient found, and the decisions on a patient in no export (or without the old key file), described."""
+    patient found, and the decisions on a patient in no export (or without the old key), described."""
     from etl.transform.mapping import load_mapping
     from etl.transform.records import staged_patient_keys
 
     decisions = read_decisions(home.warehouse)
     if not decisions:
         return [], []
-    old_key = load_key(home.key_file) if home.key_file.exists() else None
     named = {(p.source_id, p.pseudonym) for d in decisions for p in (d.left, d.right)}
     new_of: dict[tuple[str, str], str] = {}
     for outcome in outcomes:
@@ -240,21 +313,9 @@ def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], new_key: Pseud
     for decision in decisions:
         lost = [str(p) for p in (decision.left, decision.right) if (p.source_id, p.pseudonym) not in new_of]
         if lost:
-            why = f"the old key file {home.key_file} is missing" if old_key is None else \
+            why = f"the old key is missing (neither {KEY_ENV} nor {home.key_file} held it)" if old_key is None else \
                 f"{' and '.join(lost)} in no export"
             dropped.append(f"{decision}: {why}")
     for message in dropped:
         log.warning("rekey: a reviewer's decision is dropped, it names nobody under the new key: %s", message)
     return [[s, old, new] for (s, old), new in sorted(new_of.items())], dropped
-
-
-def _install_key(home: Home, new_value: str) -> Path | None:
-    """Keep the old key file as `pseudonym.key.<UTC time>.old`, then replace it atomically: at every
-    moment the key file holds one whole key, never none."""
-    old_copy = None
-    if home.key_file.exists():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        old_copy = home.key_file.with_name(f"{home.key_file.name}.{stamp}.old")
-        fsio.copy_file(home.key_file, old_copy)
-    fsio.write_text(home.key_file, new_value + "\n")
-    return old_copy
