@@ -531,7 +531,10 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
 @app.command()
 def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="File holding the new key "
                                                      "(at least 32 characters, e.g. 64 hex digits)")],
-          home: HomeOption = None) -> None:
+          home: HomeOption = None,
+          without_old_key: Annotated[bool, typer.Option(
+              "--without-old-key", help="The current key is lost (neither RTW_PSEUDONYM_KEY nor the key file): "
+                                        "rotate without it, dropping the reviewers' link decisions")] = False) -> None:
     """Rotate the pseudonymisation key: re-key every source in one publish, then replace the key file.
 
     The current key, from RTW_PSEUDONYM_KEY or else the key file (as runs take it), is kept as
@@ -545,7 +548,8 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
     log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
     try:
-        done = rotate_key(rtw_home, new_key_file, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        done = rotate_key(rtw_home, new_key_file, progress=lambda m: console.print(f"[dim]{m}[/dim]"),
+                          without_old_key=without_old_key)
     except RekeyError as exc:
         _fail(str(exc))
     old = (done.old_fingerprint or "none recorded")[:8]

@@ -153,3 +153,25 @@ def test_a_key_file_that_env_overrode_is_kept_not_lost(env_keyed: Home, tmp_path
     rotate_key(home, _new_key_file(tmp_path))
     kept = {p.read_text().strip() for p in home.key_file.parent.glob("pseudonym.key.*.old")}
     assert kept == {ENV_KEY, stale} and home.key_file.read_text().strip() == NEW_KEY
+
+
+def test_without_any_current_key_rekey_asks_before_dropping_the_decisions(env_keyed: Home, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _copy(env_keyed, tmp_path)
+    old_key = PseudonymKey(ENV_KEY.encode())
+    linked = (_alone(home, "iltb", _iltb_numbers(home)), _alone(home, "registry_it", _registry_numbers(home)))
+    record_decision(home, PatientRef("iltb", source_pseudonym(old_key, "iltb", linked[0])),
+                    PatientRef("registry_it", source_pseudonym(old_key, "registry_it", linked[1])), "link")
+    monkeypatch.delenv(KEY_ENV)  # a hand run that forgot the Variable's key
+    new_key_file = _new_key_file(tmp_path)
+    with pytest.raises(RekeyError, match=r"no current key: RTW_PSEUDONYM_KEY is not set.*airflow variables get"):
+        rotate_key(home, new_key_file)
+    assert not home.key_file.exists() and not list(home.key_file.parent.glob("*.old"))
+
+    result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file),
+                                      "--without-old-key"])  # the key is lost: rotate anyway
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "0 reviewer decisions (rtw link / unlink) now name the new pseudonyms; 1 dropped" in said
+    assert f"the old key is missing (neither {KEY_ENV} nor" in said
+    assert "still holds the old key" not in said and not list(home.key_file.parent.glob("*.old"))

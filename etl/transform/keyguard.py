@@ -147,14 +147,15 @@ def read_new_key(new_key_file: Path) -> str:
 
 
 def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = None,
-          progress: Callable[[str], None] | None = None) -> Rotation:
+               progress: Callable[[str], None] | None = None, without_old_key: bool = False) -> Rotation:
     """Re-key the whole warehouse in one publish: reload every source from its export files under the new
     key, record the new fingerprint, then replace the key file.
 
     The current key is taken from where runs take it (env `RTW_PSEUDONYM_KEY`, else the key file), checked
     against the warehouse's fingerprint and kept as `pseudonym.key.<UTC time>.old` (0600) before the
     reload: the erasures and reviewers' decisions made under it find their patients with it. A lost key
-    (neither env nor key file) can still be replaced, as everything is re-derived from the exports; the
+    (neither env nor key file) can still be replaced, as everything is re-derived from the exports, when
+    the caller says so (`without_old_key`: a forgotten env would otherwise drop every decision): the
     decisions are then dropped, and a source with erasures is refused until their key's file is back.
     All or nothing: if any source cannot be reloaded, nothing is published and the key file stays.
     """
@@ -170,6 +171,12 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     if new_fingerprint == old_fingerprint:
         raise RekeyError(f"the warehouse already uses that key (fingerprint {_short(new_fingerprint)})")
     old_key = _current_key(home, old_fingerprint)
+    if old_key is None and not without_old_key:
+        raise RekeyError(f"no current key: {KEY_ENV} is not set and {home.key_file} is missing. Give the warehouse's "
+                         f"key as runs get it (where the DAG reads the Airflow Variable: {KEY_ENV}=\"$(airflow "
+                         "variables get rtw_pseudonym_key)\" rtw rekey ...); if it is lost, rekey --without-old-key: "
+                         "the reviewers' decisions are then dropped, and a source with erasures is refused until "
+                         "their key's file is back")
     say = progress or (lambda message: None)
     folder = sources_dir or SOURCES_DIR
     run_id = pipeline.new_run_id()
