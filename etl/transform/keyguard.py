@@ -215,9 +215,9 @@ def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
         where = KEY_ENV if os.environ.get(KEY_ENV) else str(home.key_file)
         raise RekeyError(f"the current key ({where}, fingerprint {_short(key.fingerprint())}) is not the one this "
                          f"warehouse was built with (fingerprint {_short(recorded)}); give that key, so the "
-                         f"erasures and reviewers' decisions made under it are kept. If it is lost, unset {KEY_ENV} "
-                         f"and move {home.key_file} aside, then rekey without it: the decisions are dropped, and a "
-                         "source with erasures is refused until their key's file is back")
+                         f"erasures and reviewers' decisions made under it are kept. If it is lost, unset "
+                         f"{KEY_ENV} and move {home.key_file} aside, then rekey with --without-old-key: the "
+                         "decisions are dropped, and a source with erasures is refused until their key's file is back")
     return key
 
 
