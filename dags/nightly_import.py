@@ -194,15 +194,14 @@ def nightly_import() -> None:
     @task(map_index_template="{{ source_id }}", **PULL_RETRIES)
     def pull_export(source_id: str) -> dict[str, Any]:
         """New exports from the source's drop zone into landing/ (a no-op without a `delivery:` block)."""
-        from etl.pull import connection_id, pull_source
-        from etl.pull.sensor import connection_uri
+        from etl.pull import connection_id
+        from etl.pull.sensor import connection_uri, pull_with_key
 
         with _source_step("pull", source_id):
             mappings = _sources_dir()
             uri = connection_uri(connection_id(source_id, sources_dir=mappings))
-            # the key tells an erased patient's file by the ledger's keyed digests (etl/pull/ledger.py)
-            outcome = pull_source(_home(), source_id, connection_uri=uri, sources_dir=mappings,
-                                  key_value=key_setting())
+            # the key (the Variable's) tells an erased patient's file by the ledger's keyed digests
+            outcome = pull_with_key(_home(), source_id, uri, mappings)
             if outcome.status.value == "failed":  # a dropped connection, a refused file: retried, then told
                 raise StepFailed(f"its pull failed: {outcome.message}")
             return outcome.model_dump(mode="json")

@@ -19,6 +19,7 @@ from etl.config import Home
 from etl.pull import PullStatus, check_drop_zone, pull_source
 from etl.pull.dropzone import RemoteFile
 from etl.pull.ledger import LedgerKey, keyed, read_ledger, unnamed
+from etl.pull.nights import read_pulls
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey
 
 KEY = "ledger-keyed-key-0123456789abcdef0123"
@@ -223,7 +224,9 @@ def test_the_dags_sensor_is_given_the_key_from_its_variable(tmp_path, home, drop
 _LOOK_WITHOUT_THE_VARIABLE = """
 import asyncio, json, sys
 from datetime import UTC, datetime
-from etl.pull.sensor import DropZoneSensor, DropZoneTrigger, _check_now
+from pathlib import Path
+from etl.config import Home
+from etl.pull.sensor import DropZoneSensor, DropZoneTrigger, _check_now, pull_with_key
 home, sources = sys.argv[1:]
 trigger = DropZoneTrigger(source_id="registry_it", home=home, sources_dir=sources, connection_id=None,
                           deadline=datetime.now(UTC).isoformat())  # one look, then the deadline
@@ -232,16 +235,21 @@ async def first_event():
         return event.payload
 sensor = DropZoneSensor(task_id="wait", source_id="registry_it", home=home, sources_dir=sources)
 look = _check_now(sensor)
+pulled = pull_with_key(Home(Path(home)), "registry_it", None, Path(sources))  # as the DAG's pull_export
 print(json.dumps({"trigger": asyncio.run(first_event()), "sensor": [look.state.value, look.message],
-                  "poked": sensor.poke({})}))
+                  "poked": sensor.poke({}), "pulled": [pulled.status.value, pulled.message]}))
 """
 
 
-def test_the_sensor_asks_again_when_the_key_variable_cannot_be_read(tmp_path, home, drop, monkeypatch):
+@pytest.mark.parametrize(("backend", "why"), [
+    ("denying_secrets.DeniedKey", "AirflowSecretsBackendAccessDenied"),
+    ("failing_secrets.DownForTheKey", "KeyUnreadable: the secrets backend DownForTheKey failed: ConnectionError")])
+def test_the_sensor_asks_again_when_the_key_variable_cannot_be_read(tmp_path, home, drop, monkeypatch, backend, why):
     """A Variable its secrets backend denies: the trigger said "its connection cannot be read", and the sensor's
-    first look failed the task. Both now say the Variable cannot be read and look again later (without the key the
-    erased patient's file would end the wait as a new export). In a process of its own: Airflow keeps the
-    secrets backends it built."""
+    first look failed the task. A backend that is down: Airflow's Variable.get logged it and answered "no such
+    Variable", and both looked without the key, the erased patient's file ending the wait as a new export. Both
+    now say the Variable cannot be read, and why, and look again later. In a process of its own: Airflow keeps
+    the secrets backends it built."""
     import subprocess
     import sys
 
@@ -250,15 +258,20 @@ def test_the_sensor_asks_again_when_the_key_variable_cannot_be_read(tmp_path, ho
     monkeypatch.delenv(KEY_ENV, raising=False)
     pull_source(home, "registry_it", sources_dir=sources)
     assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    landed = list((home.landing / "registry_it").iterdir())
     here = Path(__file__).parent
-    env = {**os.environ, "AIRFLOW__SECRETS__BACKEND": "denying_secrets.DeniedKey",
-           "AIRFLOW__WORKERS__SECRETS_BACKEND": "denying_secrets.DeniedKey",
+    env = {**os.environ, "AIRFLOW__SECRETS__BACKEND": backend, "AIRFLOW__WORKERS__SECRETS_BACKEND": backend,
            "PYTHONPATH": os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _LOOK_WITHOUT_THE_VARIABLE, str(home.root), str(sources)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     looked = json.loads(done.stdout.strip().splitlines()[-1])
-    said = "registry_it: the Variable rtw_pseudonym_key cannot be read (AirflowSecretsBackendAccessDenied"
+    said = f"registry_it: the Variable rtw_pseudonym_key cannot be read ({why}"
     assert looked["trigger"]["status"] == "deadline" and said in looked["trigger"]["message"]  # its last look
     assert looked["sensor"][0] == "unreachable" and looked["sensor"][1].startswith(said)  # then deferred
     assert looked["poked"] is False and "connection" not in looked["trigger"]["message"]
+    assert looked["pulled"][0] == "failed" and looked["pulled"][1].startswith(said)  # retried, then told
+    assert looked["pulled"][1].endswith("nothing is pulled without the key")
+    assert list((home.landing / "registry_it").iterdir()) == landed
+    assert [p.failure for p in read_pulls(home)][-1] == looked["pulled"][1]  # for rtw status
+

@@ -357,6 +357,19 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
     return outcome
 
 
+def not_pulled(home: Home, source_id: str, reason: str, *, sources_dir: Path = SOURCES_DIR) -> PullOutcome:
+    """A pull not made for a reason outside it (the DAG's key Variable cannot be read), said and recorded as a
+    failed pull of a source with a drop zone is; a source without one had nothing to pull."""
+    try:
+        delivery = load_mapping(sources_dir / f"{source_id}.yaml").delivery
+    except (MappingError, OSError) as exc:
+        return _recorded(home, _failed(source_id, f"{source_id}: its mapping cannot be read: {exc}"))
+    if delivery is None:
+        return PullOutcome(source_id=source_id, status=PullStatus.NO_DROP_ZONE,
+                           message=f"{source_id}: no drop zone (no delivery: in its mapping)")
+    return _recorded(home, _failed(source_id, reason))
+
+
 def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
     """A pull of a source with a drop zone, recorded: a night whose only failure is a pull publishes
     `completed`, and the warehouse records what was imported, not what was pulled."""

@@ -24,6 +24,7 @@ is imported inside the methods, when a task or the triggerer runs them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,7 @@ from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.pull.credentials import connection_uri_from_env
 
 if TYPE_CHECKING:
-    from etl.pull.deliveries import DropZoneCheck
+    from etl.pull.deliveries import DropZoneCheck, PullOutcome
 
 # A check that ends the wait: anything but "nothing new yet" and "cannot be reached right now".
 _FINAL = {"no_drop_zone", "new_export", "invalid"}
@@ -55,14 +56,86 @@ def home_setting() -> str | None:
     return os.environ.get("RTW_HOME") or Variable.get(HOME_VARIABLE, default=None)
 
 
+class KeyUnreadable(RuntimeError):
+    """A secrets backend failed to answer for the Variable `rtw_pseudonym_key` (not "no such Variable")."""
+
+
 def key_setting() -> str | None:
     """The pseudonymisation key as the DAG's tasks are given it: the Airflow Variable `rtw_pseudonym_key` (None:
     env RTW_PSEUDONYM_KEY, else the home's key file). The pull ledger knows an erased patient's file by digests
     under it (etl/pull/ledger.py): without it, such a file still in the drop zone looks new. Read when a task or
-    the trigger runs, never at parse, never serialised."""
-    from airflow.sdk import Variable
+    the trigger runs, never at parse, never serialised.
 
-    return Variable.get(KEY_VARIABLE, default=None)
+    Each secrets backend is asked here, in the order Airflow's `Variable.get` asks them: that takes a backend
+    that fails (a Vault that cannot be reached; the Execution API's answering an error) for one without the
+    Variable, logs it and asks the next, and says "not found" in the end; given a default, it handed the tasks
+    no key, and the look and the pull were made without it. A backend that fails raises KeyUnreadable, naming
+    the backend and why (never the key); one that denies the Variable raises AirflowSecretsBackendAccessDenied,
+    as Variable.get does."""
+    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+    from airflow.sdk.log import mask_secret
+
+    for backend in ensure_secrets_backend_loaded():
+        if (value := _asked(backend)) is not None:
+            mask_secret(value, name=KEY_VARIABLE)  # as Variable.get: the task's logs never show it
+            return str(value)
+    return None
+
+
+def _asked(backend: Any) -> str | None:
+    """The key Variable from one secrets backend, None when it has none; KeyUnreadable when it fails."""
+    from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
+    from airflow.sdk.execution_time.secrets import ExecutionAPISecretsBackend
+
+    from etl.run_record import said
+
+    try:
+        if isinstance(backend, ExecutionAPISecretsBackend):
+            return _from_api_server()
+        return backend.get_variable(key=KEY_VARIABLE)
+    except AirflowSecretsBackendAccessDenied:
+        raise
+    except Exception as exc:
+        logging.getLogger(__name__).warning("the secrets backend %s failed reading the Variable %s",
+                                            type(backend).__name__, KEY_VARIABLE, exc_info=True)
+        raise KeyUnreadable(f"the secrets backend {type(backend).__name__} failed: {said(exc)}") from None
+
+
+def _from_api_server() -> str | None:
+    """The key Variable as the Execution API answers a task or trigger (through its supervisor): its
+    ExecutionAPISecretsBackend answers None for an error of the API server or of the request too."""
+    from airflow.sdk.exceptions import AirflowRuntimeError, AirflowSecretsBackendAccessDenied, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse, GetVariable, VariableResult
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    answer = SUPERVISOR_COMMS.send(GetVariable(key=KEY_VARIABLE))
+    if isinstance(answer, ErrorResponse):
+        if answer.error == ErrorType.VARIABLE_NOT_FOUND:
+            return None
+        if answer.error == ErrorType.PERMISSION_DENIED:
+            raise AirflowSecretsBackendAccessDenied(f"the Execution API denies the Variable {KEY_VARIABLE}")
+        raise AirflowRuntimeError(answer)
+    return answer.value if isinstance(answer, VariableResult) else None
+
+
+def key_unread(source_id: str, exc: BaseException, not_made: str = "the drop zone is not looked at") -> str:
+    """Why a source's look or pull was not made: the key Variable could not be read (`key_setting`)."""
+    from etl.run_record import said
+
+    return f"{source_id}: the Variable {KEY_VARIABLE} cannot be read ({said(exc)}): {not_made} without the key"
+
+
+def pull_with_key(home: Home, source_id: str, connection_uri: str | None, sources_dir: Path) -> PullOutcome:
+    """The DAG's pull of a source, given the key from the Variable (`key_setting`). A Variable that cannot be
+    read is a pull not made, failed and recorded for `rtw status` (a source with a drop zone): without the key an
+    erased patient's file still there looks new (etl/pull/ledger.py)."""
+    from etl.pull.deliveries import not_pulled, pull_source
+
+    try:
+        key = key_setting()
+    except Exception as exc:  # a secrets backend that fails or denies it
+        return not_pulled(home, source_id, key_unread(source_id, exc, "nothing is pulled"), sources_dir=sources_dir)
+    return pull_source(home, source_id, connection_uri=connection_uri, sources_dir=sources_dir, key_value=key)
 
 
 def connection_uri(connection_id: str | None) -> str | None:
@@ -222,18 +295,15 @@ def _check_now(sensor: DropZoneSensor) -> DropZoneCheck:
 
 def _look(home: Home, source_id: str, uri: str | None, sources_dir: Path) -> DropZoneCheck:
     """One look at the drop zone given the key from the Variable (`key_setting`). A Variable that cannot be read
-    (a secrets backend that refuses it; Airflow passes over one that fails otherwise, as if it had none) is a look
-    not made now, asked again, in the task as in the trigger: without the key an erased patient's file still in
-    the drop zone looks new, and would end the wait (etl/pull/ledger.py)."""
+    (a secrets backend that refuses it, or fails) is a look not made now, asked again, in the task as in the
+    trigger: without the key an erased patient's file still in the drop zone looks new, and would end the wait
+    (etl/pull/ledger.py)."""
     from etl.pull.deliveries import DropZoneCheck, DropZoneState, check_drop_zone
-    from etl.run_record import said
 
     try:
         key = key_setting()
     except Exception as exc:
-        return DropZoneCheck(source_id=source_id, state=DropZoneState.UNREACHABLE,
-                             message=f"{source_id}: the Variable {KEY_VARIABLE} cannot be read ({said(exc)}): the drop "
-                             "zone is not looked at without the key")
+        return DropZoneCheck(source_id=source_id, state=DropZoneState.UNREACHABLE, message=key_unread(source_id, exc))
     return check_drop_zone(home, source_id, connection_uri=uri, sources_dir=sources_dir, key_value=key)
 
 
