@@ -12,14 +12,16 @@ import os
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 from drop_zone import registry_sources, send
 
-from etl.config import Home
+from etl.config import WAREHOUSE_SQL_DIR, Home
 from etl.pull import PullStatus, check_drop_zone, pull_source
 from etl.pull.dropzone import RemoteFile
 from etl.pull.ledger import LedgerKey, keyed, read_ledger, unnamed
 from etl.pull.nights import read_pulls
+from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey
 
 KEY = "ledger-keyed-key-0123456789abcdef0123"
@@ -275,3 +277,49 @@ def test_the_sensor_asks_again_when_the_key_variable_cannot_be_read(tmp_path, ho
     assert list((home.landing / "registry_it").iterdir()) == landed
     assert [p.failure for p in read_pulls(home)][-1] == looked["pulled"][1]  # for rtw status
 
+
+def _built_with(home: Home, key: str) -> None:
+    """A warehouse that records the fingerprint of the key it was built with, as publish records it (its meta
+    schema only: all the pull reads of it)."""
+    with duckdb.connect(str(home.warehouse)) as con:
+        con.execute((WAREHOUSE_SQL_DIR / "meta.sql").read_text())
+        guard_key(home, "run-1", key, live=con)
+        record_fingerprint(con, home.warehouse, "run-1")
+
+
+def _landed(home: Home) -> list[str]:
+    return sorted(p.name for p in (home.landing / "registry_it").iterdir())
+
+
+def test_a_pull_with_a_key_other_than_the_warehouses_is_refused(tmp_path, home, drop, monkeypatch):
+    """A pull whose key was not the warehouse's (a wrong RTW_PSEUDONYM_KEY, the DAG's Variable another key) was
+    never checked: it wrote the erased patient's file sent again under that key, known to no later pull. The pull
+    of a source with a drop zone now refuses it as `rtw run` does, showing the short fingerprints, never the key;
+    and the DAG's look says so, ending the wait, for the pull to fail with why. A pull without a key is a pull
+    without a key still (known by content only)."""
+    from etl.transform.keyguard import _short
+
+    other = "another-key-0123456789abcdef0123456789"
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    pull_source(home, "registry_it", sources_dir=sources, key_value=KEY)
+    assert unnamed(home, "registry_it", _shown, LEDGER_KEY) == 1
+    _built_with(home, KEY)
+    send(drop / "Fall_123456_Verlauf.csv", CASE, age=1800)  # sent again unchanged
+    ledger, landed = read_ledger(home, "registry_it").path.read_bytes(), _landed(home)
+    monkeypatch.setenv(KEY_ENV, other)
+    refused = pull_source(home, "registry_it", sources_dir=sources)
+    assert refused.status is PullStatus.FAILED and refused.pulled == []
+    fingerprints = f"fingerprint {_short(PseudonymKey(KEY.encode()).fingerprint())}, this key's " \
+                   f"{_short(PseudonymKey(other.encode()).fingerprint())}"
+    assert refused.message.startswith("registry_it: not pulled: the pseudonymisation key differs from the one this "
+                                      f"warehouse was built with ({fingerprints})")
+    assert other not in refused.message and KEY not in refused.message
+    assert read_ledger(home, "registry_it").path.read_bytes() == ledger and _landed(home) == landed
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.state.value == "invalid" and fingerprints in look.message
+    monkeypatch.delenv(KEY_ENV)
+    keyless = pull_source(home, "registry_it", sources_dir=sources)
+    assert keyless.pulled == [] and "known by its content only" in keyless.skipped[0].reason
+    assert pull_source(home, "registry_it", sources_dir=sources, key_value=KEY).status is PullStatus.NOTHING_NEW

@@ -47,6 +47,7 @@ from etl.pull.transfer import (
 )
 from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
 from etl.run_record import said
+from etl.transform.keyguard import KeyMismatch, refuse_other_key
 from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
 
 log = logging.getLogger("rtw")
@@ -393,6 +394,10 @@ def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources
         credentials = credentials_for(mapping, connection_uri)
     except CredentialsError as exc:
         return _failed(source_id, str(exc))
+    try:  # what it records under another key no later pull would know (etl/pull/ledger.py)
+        refuse_other_key(home, key_value)
+    except KeyMismatch as exc:
+        return _failed(source_id, f"{source_id}: not pulled: {exc}")
     folder = fsio.private_folder(home.landing / source_id)
     with pulling(home, source_id):
         # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
@@ -602,8 +607,9 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
         if delivery is None:
             return answer(DropZoneState.NO_DROP_ZONE, "no drop zone (no delivery: in its mapping)")
         credentials = credentials_for(mapping, connection_uri)
+        refuse_other_key(home, key_value)  # the pull would refuse it: the wait ends, for the pull to say why
         ledger = read_ledger(home, source_id, key=ledger_key(home, key_value))
-    except (MappingError, CredentialsError, OSError, ValueError) as exc:
+    except (MappingError, CredentialsError, OSError, ValueError, KeyMismatch) as exc:
         return answer(DropZoneState.INVALID, str(exc).removeprefix(f"{source_id}: "))
     numbers = PatientNumbers.staged(home.staging, mapping)
     listing: list[RemoteFile] = []

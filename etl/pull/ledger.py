@@ -33,8 +33,10 @@ Only a reader given the key (explicit, env RTW_PSEUDONYM_KEY or the home's key f
 here) knows an erased patient's file by its listing. A pull without it downloads such a file again,
 knows it by its content and lands nothing, but cannot record it (docs/pull.md). Lines an earlier version
 wrote with an unkeyed digest are read, with or without the key, and rewritten keyed by `rtw forget` or the
-source's next run (`keyed`), whose key is checked against the warehouse's: never by a pull, whose key no one
-checks (a wrong one would lose them for good).
+source's next run (`keyed`), whose key is checked against the warehouse's: never by a pull (a home without a
+warehouse has none to check its key against; a wrong one would lose them for good). A pull given a key other than
+the warehouse's is refused (etl/transform/keyguard.py `refuse_other_key`): what it recorded under it no later pull
+would know.
 After `rtw rekey` the lines keyed under the old key are known by content only, once: the pull that
 downloads such a file records it under the new key.
 """

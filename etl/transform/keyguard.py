@@ -83,12 +83,28 @@ def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: 
     fingerprint = load_key(home.key_file, key_value).fingerprint()
     recorded = None if rotate else recorded_fingerprint(home.warehouse, live)
     if recorded is not None and recorded != fingerprint:
-        raise KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with "
-                          f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); "
-                          + _after_rotation(home, fingerprint, live))
+        raise _differs(home, recorded, fingerprint, live)
     fsio.write_text(home.key_file.parent / APPROVAL_FILE,
                     json.dumps({"run_id": run_id, "fingerprint": fingerprint, "rotate": rotate}))
     return fingerprint
+
+
+def refuse_other_key(home: Home, key_value: str | None = None) -> None:
+    """Refuse (KeyMismatch) a key other than the one the live warehouse records, approving nothing: for a step
+    that keeps what it writes by the key outside a run (the pull ledger, etl/pull/ledger.py), whose lines under
+    another key no later run or pull would know. No key configured (a step that then keeps nothing keyed), no
+    warehouse, or one that records no fingerprint: nothing to compare. Never creates the key file."""
+    if not key_is_configured(home.key_file, key_value) or (recorded := recorded_fingerprint(home.warehouse)) is None:
+        return
+    if (fingerprint := load_key(home.key_file, key_value).fingerprint()) != recorded:
+        raise _differs(home, recorded, fingerprint)
+
+
+def _differs(home: Home, recorded: str, fingerprint: str,
+             live: duckdb.DuckDBPyConnection | None = None) -> KeyMismatch:
+    return KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with (fingerprint "
+                       f"{_short(recorded)}, this key's {_short(fingerprint)}); "
+                       + _after_rotation(home, fingerprint, live))
 
 
 def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: str) -> None:
