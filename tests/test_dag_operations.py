@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from dag_runs import DagRuns, Notified, airflow_db, meta_runs, notifications, run_into, synthetic_home, task_states
@@ -16,6 +17,13 @@ from dag_runs import DagRuns, Notified, airflow_db, meta_runs, notifications, ru
 from etl import runlock
 from etl.airflow_local import DAG_ID, airflow_env
 from etl.config import SOURCES_DIR, Home
+from etl.forget import forget
+from etl.pull.ledger import read_ledger
+from etl.pull.sensor import KEY_VARIABLE
+from etl.transform.pseudonym import KEY_ENV
+
+KEY = "operated-key-0123456789abcdef0123456789"
+ERASED = "TREP-000007"  # registry_it's patient whose file is left in the drop zone after they are erased
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,7 @@ class OperatedRuns(DagRuns):
     home_after_failed_publish: str = ""  # what `rtw run` met then: "free", or why it was refused
     holding_dag_run: str = ""  # the DAG run whose lease held the home during the third run
     lease_after: dict | None = None  # the lease after the third run
+    ledger_after_forget: bytes = b""  # registry_it's pull ledger once the patient was erased
 
 
 def _home_for_rtw(home: Home) -> str:
@@ -46,11 +55,23 @@ def _airflow(home: Home, env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def _one_patients_file(export: Path, zone: Path, patient: str) -> None:
+    """The export into the drop zone, one patient's rows sent apart in a file named by their number."""
+    header, *rows = export.read_bytes().splitlines(keepends=True)
+    theirs = [row for row in rows if row.split(b";")[1] == patient.encode()]
+    assert theirs
+    (zone / export.name).write_bytes(b"".join([header, *(row for row in rows if row not in theirs)]))
+    (zone / f"TREP_export_{patient}.csv").write_bytes(b"".join([header, *theirs]))
+    export.unlink()
+
+
 @pytest.fixture(scope="module")
 def operated(tmp_path_factory, notified) -> OperatedRuns:
-    """Three nights of a deployment that names its home by the Airflow Variable rtw_home (not env RTW_HOME),
-    whose registry_it delivers to a drop zone: a first load; a forced run whose publish runs out of memory;
-    a run while another DAG run (triggered, its plan run: it holds the home's lease) is still queued."""
+    """Three nights of a deployment that names its home by the Airflow Variable rtw_home (not env RTW_HOME) and
+    keeps its key in the Variable rtw_pseudonym_key only (in Airflow's database: no env, no key file), whose
+    registry_it delivers to a drop zone, one patient's rows in a file of their own: a first load, then that patient
+    erased (the file stays in the drop zone); a forced run whose publish runs out of memory; a run while another
+    DAG run (triggered, its plan run: it holds the home's lease) is still queued."""
     root = tmp_path_factory.mktemp("operated")
     home = synthetic_home(root / "home", tmp_path_factory)
     sources, zone = root / "sources", root / "zone"
@@ -58,12 +79,14 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     zone.mkdir()
     with (sources / "registry_it.yaml").open("a") as mapping:
         mapping.write(f"\ndelivery:\n  url: {zone}\n  wait_minutes: 0\n")
-    export = home.landing / "registry_it" / "TREP_export_20261101.csv"
-    export.rename(zone / export.name)
+    _one_patients_file(home.landing / "registry_it" / "TREP_export_20261101.csv", zone, ERASED)
     env = {"RTW_HOME": "", "AIRFLOW_VAR_RTW_HOME": str(home.root), "AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources),
-           "RTW_RUN_WAIT": "2"}
+           "RTW_RUN_WAIT": "2", KEY_ENV: ""}
+    _airflow(home, env, "variables", "set", KEY_VARIABLE, KEY)
     runs = OperatedRuns(home, [], [], [])
     run_into(home, notified, runs, extra_env=env)
+    forget(home, "registry_it", ERASED, key_value=KEY, sources_dir=sources)
+    runs.ledger_after_forget = read_ledger(home, "registry_it").path.read_bytes()
     run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"}, conf={"force": True})
     runs.home_after_failed_publish = _home_for_rtw(home)
     # Another DAG run holds the home: triggered (no scheduler runs here: it stays queued), its plan run.
@@ -84,6 +107,20 @@ def test_the_drop_zone_sensor_reads_the_pull_ledger_of_the_home_the_variable_nam
     assert (operated.home.landing / "registry_it" / "TREP_export_20261101.csv").is_file()  # pulled, then loaded
     assert "registry_it: nothing new in " in second
     assert "registry_it: new in " not in second
+
+
+@pytest.mark.airflow
+def test_an_erased_patients_file_left_in_the_drop_zone_is_not_pulled_again_with_the_key_in_the_variable(operated):
+    # The pull task is given the key as the sensor is, from the Variable (key_setting): without it the file was
+    # downloaded each night and known by its content only, and the sensor took it for a new export.
+    home = operated.home
+    assert not home.key_file.exists()  # the key was nowhere but in the Variable
+    assert "registry_it: pulled 2 file(s) from " in operated.runs[0].output
+    for night in operated.runs[1:]:
+        assert "registry_it: nothing new in " in night.output and "registry_it: new in " not in night.output
+        assert "known by its content only" not in night.output
+        assert ERASED not in night.output
+    assert read_ledger(home, "registry_it").path.read_bytes() == operated.ledger_after_forget
 
 
 @pytest.mark.airflow
@@ -112,7 +149,8 @@ def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(oper
     assert not operated.runs[2].succeeded
     assert task_states(operated.home)["plan_run"] == "failed"
     assert operated.lease_after is not None and operated.lease_after["dag_run_id"] == operated.holding_dag_run
-    assert len(meta_runs(operated.home)) == 1  # the first night's: nothing else was published
+    # the first night's and the erasure's: nothing else was published
+    assert [trigger for _, trigger, *_ in meta_runs(operated.home)] == ["airflow", "forget"]
     assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[2].output
 
 
