@@ -166,7 +166,7 @@ class UndecodableText(ExtractError):
 def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, package: str, file_format: str,
               source: Any = None, *, where: str = "", **kwargs: Any) -> tuple[pd.DataFrame, Any]:
     """One pyreadstat read (`reader`: read_sav, read_dta, ...) of the file, or of `source` (a file-like
-    view of it); its errors as an `ExtractError` naming the file and `where` (", observations 1-10")."""
+    view of it); its errors as an `ExtractError` naming the file and `where` (`from_observation`)."""
     import pyreadstat  # here, not above: every run discovers the adapters, few read these (its import is 0.07 s)
 
     try:
@@ -182,6 +182,10 @@ def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, packa
             raise UndecodableText(f"{path.name}{where}: text cannot be decoded as {given or 'the declared encoding'} "
                                   f"({message}); expected a valid `options: encoding:` (iconv name: latin1, "
                                   "cp1252, utf-8)") from None
+        if "expected number of rows" in message:
+            raise ExtractError(f"{path.name}{where}: the file ends before the observations its header declares "
+                               f"({message}); expected a complete {package} {file_format} file (truncated in "
+                               "transfer?)") from None
         raise ExtractError(f"{path.name}{where}: unreadable {file_format} file ({message}); expected a complete "
                            f"{package} {file_format} file (truncated or damaged in transfer?)") from None
 
@@ -190,6 +194,13 @@ def what_it_is(path: Path, head: bytes) -> str:
     """What a file that is not the package's is (etl/extract/adapter.py `what_it_is`), for the refusal."""
     return adapter_what_it_is(path, head, named_like="a dataset", html="a web application's export?",
                               xml="an ODM file?")
+
+
+def from_observation(offset: int) -> str:
+    """Where a chunk read at `offset` (0-based) failed, for `read_with`'s message: nothing for the first chunk
+    (the file as a whole: most files are one chunk, whose size says nothing to a data manager), else the
+    observation from which the file could not be read (those before it were)."""
+    return f", from observation {offset + 1:,} on" if offset else ""
 
 
 #: read_rows(offset, size, encoding): `size` observations from `offset` (0-based), text decoded with `encoding`

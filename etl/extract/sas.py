@@ -36,7 +36,9 @@ Gotchas of the format:
   it (chunked reading would be quadratic). Observations are fixed-length and packed after the
   `OBS` header record, so each chunk of a v5 file is read through a window that shows readstat
   the file's header followed by the observations from the chunk's first on. (v8 states its
-  observation count in that record, so a window would lie: v8 is read by row offset.)
+  observation count in that record, so a window would lie: v8 is read by row offset.) readstat
+  does not read that count: it is read here and checked, so that a v8 file cut at a record
+  between observations is refused rather than staged as a whole file of fewer.
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 
@@ -52,6 +54,7 @@ import math
 import mmap
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,6 +78,7 @@ _XPORT_MEMBERS = (b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!",
                   b"HEADER RECORD*******MEMBV8  HEADER RECORD!!!!!!!")
 _SAS7BDAT = bytes(12) + b"\xc2\xea\x81\x60\xb3\x14\x11\xcf\xbd\x92\x08\x00\x09\xc7\x31\x8c\x18\x1f\x10\x11"
 _XPORT_V5_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
+_XPORT_V8_OBS = b"HEADER RECORD*******OBSV8   HEADER RECORD!!!!!!!"  # then the observation count, 15 digits
 _CPORT = b"**COMPRESSED**"
 
 # A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
@@ -187,6 +191,8 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
         _check_xport_shape(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
+    if file_format == "XPORT v8" and metadata.rows is None:
+        metadata = replace(metadata, rows=_xport_v8_count(path))
     layout = _xport_layout(path, metadata) if file_format == "XPORT v5" else None
     if layout is not None:
         _check_whole_observations(path, layout)
@@ -198,6 +204,16 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
 
     for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding):
         yield first, frame, metadata
+
+
+def _xport_v8_count(path: Path) -> int | None:
+    """The observation count a v8 file's OBSV8 record states, which readstat does not read: a file cut at an
+    80-byte record between observations reads as a whole one of fewer. None when it states 0 (taken for a
+    writer that does not count) or no number."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = data.find(_XPORT_V8_OBS)
+        stated = data[found + 48:found + 63].strip() if found >= 0 else b""
+    return (int(stated) or None) if stated.isdigit() else None
 
 
 class _XportLayout(NamedTuple):
@@ -273,11 +289,12 @@ class _XportWindow:
 
 def _read_rows(path: Path, file_format: str, layout: _XportLayout | None, offset: int, size: int,
                encoding: str | None) -> pd.DataFrame:
+    where = readstat.from_observation(offset)
     if layout is None or offset == 0:  # the first chunk needs no window
-        frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding)
+        frame, _meta = _read(path, file_format, row_offset=offset, row_limit=size, encoding=encoding, where=where)
         return frame
     with _XportWindow(path, layout, offset) as window:
-        frame, _meta = _read(path, file_format, window, row_limit=size, encoding=encoding)
+        frame, _meta = _read(path, file_format, window, row_limit=size, encoding=encoding, where=where)
         return frame
 
 

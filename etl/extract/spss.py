@@ -47,7 +47,11 @@ Gotchas of the format:
   fewer cases than its header declares (readstat takes a count from 2**30 on for 'not said', so the
   count read here is the header's own); a file that does not declare its number of cases (-1: rare,
   from streaming writers) and is cut at a case boundary cannot be told from a whole one (the
-  source's `max_shrink` guard then holds it if it shrank).
+  source's `max_shrink` guard then holds it if it shrank). A header declaring fewer cases than the
+  file holds would have readstat drop the rest quietly: the file is read once more from the case
+  after the last declared one, its header's count seen as 'not said', and refused if one is there
+  (a seek in an uncompressed file; a compressed one is decompressed again up to there, as a chunk's
+  skip is).
 - An SPSS *portable* file (`.por`, text, from SPSS's EXPORT) is refused, with why and what to ask
   for (a .sav), though pyreadstat reads one: its character set is ASCII (accented letters of names,
   centres and free text arrive as replacement characters; no `encoding` helps), and `read_por` reads
@@ -70,6 +74,7 @@ peaks at 377 and 1,221 MiB.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
@@ -97,6 +102,7 @@ _PORTABLE_UNSAFE = ("its text is ASCII only (a letter such as ë or ø comes out
                     "pyreadstat reads its user-missing values as empty, dropping which values the file declares "
                     "missing (a 9 'unknown' would load as no value)")
 _HEADER_BYTES = 176
+_CASES_AT = 80  # where the header's case count is (4 bytes)
 _COMPRESSION = {0: "sav", 1: "sav (compressed)", 2: "zsav"}
 
 # What a print format's values show (they all count seconds) and to which precision.
@@ -140,7 +146,7 @@ def _header(path: Path) -> _Header:
                                "of an SPSS data file; expected the complete file")
         layout = struct.unpack("<i", head[64:68])[0]
         order = "<" if layout in (2, 3) else ">"  # the layout code is 2 or 3 in the writer's byte order
-        compression, _weight, cases = struct.unpack(f"{order}iii", head[72:84])
+        compression, _weight, cases = struct.unpack(f"{order}iii", head[72:_CASES_AT + 4])
         return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
     what = "an SPSS data file (.sav, .zsav)"
     if not head:
@@ -216,7 +222,7 @@ def iter_spss_chunks(path: Path, *, encoding: str | None = None,
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
 
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
-        frame, _meta = _read(path, file_format, where=f", observations {offset + 1}-{offset + size}", row_offset=offset,
+        frame, _meta = _read(path, file_format, where=readstat.from_observation(offset), row_offset=offset,
                              row_limit=size, encoding=encoding)
         return frame
 
@@ -225,6 +231,54 @@ def iter_spss_chunks(path: Path, *, encoding: str | None = None,
     for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding,
                                                 expected_encoding=expected):
         yield first, frame, metadata
+    if declared is not None:
+        _check_nothing_after(path, file_format, declared, encoding)
+
+
+def _check_nothing_after(path: Path, file_format: str, declared: int, encoding: str | None) -> None:
+    """A header declaring fewer cases than the file holds: readstat reads as many as declared and drops the
+    rest quietly. Read again as a file that does not say (-1: to its end), the file has no case after them."""
+    with _UncountedView(path) as view:
+        frame, _meta = _read(path, file_format, source=view, where=readstat.from_observation(declared),
+                             row_offset=declared, row_limit=1, encoding=encoding)
+    if len(frame):
+        raise ExtractError(f"{path.name}: holds more cases than the {declared:,} its header declares (case "
+                           f"{declared + 1:,} follows them); expected a header that counts them all (damaged in "
+                           "transfer, or written by a faulty program?)")
+
+
+class _UncountedView(io.RawIOBase):
+    """An SPSS file whose header's case count reads as -1 ('not said'), for readstat to read it to its end."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._head = self._file.read(_CASES_AT + 4)[:_CASES_AT] + struct.pack("<i", -1)  # -1 in either byte order
+        self._file.seek(0)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        start = self._file.tell()
+        count = self._file.readinto(buffer)
+        if start < len(self._head) and count:
+            end = min(len(self._head), start + count)
+            memoryview(buffer)[:end - start] = self._head[start:end]
+        return count
 
 
 # -- values to text -------------------------------------------------------------------------------

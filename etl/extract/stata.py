@@ -284,7 +284,7 @@ def iter_stata_chunks(path: Path, *, encoding: str | None = None,
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables))
 
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
-        frame, _meta = _read(path, file_format, where=f", observations {offset + 1}-{offset + size}",
+        frame, _meta = _read(path, file_format, where=readstat.from_observation(offset),
                              row_offset=offset, row_limit=size, encoding=encoding)
         return frame
 

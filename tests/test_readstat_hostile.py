@@ -1,0 +1,118 @@
+"""SAS, SPSS and Stata files as a broken delivery brings them, written here with pyreadstat and then cut or
+patched: each is refused naming the file, and the observation where it says one, never a chunk of the reader;
+nothing of a refused file is staged."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyreadstat
+import pytest
+
+from etl.extract.adapter import StageResult
+from etl.extract.errors import ExtractError
+from etl.extract.sas import stage_sas
+from etl.extract.spss import stage_spss
+from etl.extract.stata import stage_stata
+
+LINEAGE = {"source_file": "cases", "source_file_sha256": "0" * 64}
+CASES = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(50)], "age": np.arange(50, dtype=float)})
+
+
+def _refused(stage: Callable[..., StageResult], path: Path, **options: object) -> str:
+    staged = path.parent / "staged"
+    with pytest.raises(ExtractError) as refused:
+        stage(path, staged / "cases.parquet", lineage=LINEAGE, **options)
+    assert not staged.exists() or list(staged.iterdir()) == []
+    return str(refused.value)
+
+
+def _patched(path: Path, at: int, new: bytes) -> Path:
+    data = bytearray(path.read_bytes())
+    data[at:at + len(new)] = new
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("options", [{}, {"row_compress": True}], ids=["uncompressed", "bytecode"])
+def test_a_file_of_one_chunk_declaring_more_cases_than_it_holds_is_refused_as_a_whole(
+        tmp_path: Path, options: dict[str, bool]) -> None:
+    """The refusal said 'cases.sav, observations 1-166666': the reader's chunk, in a file of 50 cases."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(CASES, str(path), **options)
+    message = _refused(stage_spss, _patched(path, 80, struct.pack("<i", 60)))
+    assert message.startswith("cases.sav: the file ends before the observations its header declares (")
+    assert "observations 1-" not in message
+
+
+def test_a_stata_file_of_one_chunk_is_refused_as_a_whole(tmp_path: Path) -> None:
+    path = tmp_path / "cases.dta"
+    pyreadstat.write_dta(CASES, str(path))
+    data = path.read_bytes()
+    message = _refused(stage_stata, _patched(path, data.find(b"<N>") + 3, struct.pack("<Q", 60)))
+    assert message.startswith("cases.dta: unreadable dta ")
+    assert "observations 1-" not in message
+
+
+@pytest.mark.parametrize("kind", ["sav", "sas7bdat"])
+def test_a_cut_file_of_several_chunks_names_the_observation_it_could_not_read_from(tmp_path: Path, kind: str) -> None:
+    big = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(20_000)], "age": np.arange(20_000, dtype=float)})
+    path = tmp_path / f"cases.{kind}"
+    (pyreadstat.write_sav if kind == "sav" else pyreadstat.write_sas7bdat)(big, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    message = _refused(stage_spss if kind == "sav" else stage_sas, path, chunk_rows=3_000)
+    # The chunks before the cut read well; the one holding it fails (sas7bdat: the first, which reads its pages)
+    assert message.startswith(f"cases.{kind}, from observation 12,001 on: " if kind == "sav" else "cases.sas7bdat: ")
+    assert "observations 1-" not in message and "-15000" not in message
+
+
+@pytest.mark.parametrize("records", [1, 5, 9])
+def test_an_xport_v8_file_cut_between_records_is_refused(tmp_path: Path, records: int) -> None:
+    """readstat does not read the count v8 states: a file cut at an 80-byte record (a whole number of
+    observations, or a part of one padded out by the cut) was staged as a whole file of fewer observations."""
+    path = tmp_path / "dm.xpt"
+    pyreadstat.write_xport(CASES, str(path), table_name="DM", file_format_version=8)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 80 * records])
+    message = _refused(stage_sas, path)
+    assert message.startswith("dm.xpt: ") and message.endswith(
+        "observations read, but the file declares 50; expected a complete file (truncated in transfer?)")
+
+
+def test_an_xport_v8_file_stating_more_observations_than_it_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dm.xpt"
+    pyreadstat.write_xport(CASES, str(path), table_name="DM", file_format_version=8)
+    record = path.read_bytes().find(b"HEADER RECORD*******OBSV8 ")
+    message = _refused(stage_sas, _patched(path, record + 48, b"%15d" % 10**12))
+    assert message.startswith("dm.xpt: 50 observations read, but the file declares 1000000000000")
+
+
+def test_an_xport_v8_file_stating_a_count_of_0_is_read_to_its_end(tmp_path: Path) -> None:
+    """0 is taken for a writer that does not count (readstat refuses blanks itself)."""
+    path = tmp_path / "dm.xpt"
+    pyreadstat.write_xport(CASES, str(path), table_name="DM", file_format_version=8)
+    record = path.read_bytes().find(b"HEADER RECORD*******OBSV8 ")
+    assert stage_sas(_patched(path, record + 48, b"%15d" % 0), tmp_path / "dm.parquet", lineage=LINEAGE).rows == 50
+
+
+@pytest.mark.parametrize("options", [{}, {"row_compress": True}, {"compress": True}],
+                         ids=["uncompressed", "bytecode", "zlib"])
+def test_an_spss_header_declaring_fewer_cases_than_the_file_holds_is_refused(
+        tmp_path: Path, options: dict[str, bool]) -> None:
+    """readstat reads as many cases as the header declares: 40 of 50 were staged as the whole file."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(CASES, str(path), **options)
+    message = _refused(stage_spss, _patched(path, 80, struct.pack("<i", 40)))
+    assert message == ("cases.sav: holds more cases than the 40 its header declares (case 41 follows them); expected "
+                       "a header that counts them all (damaged in transfer, or written by a faulty program?)")
+
+
+def test_an_spss_file_declaring_its_cases_is_read_once_to_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(CASES, str(path), row_compress=True)
+    assert stage_spss(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE, chunk_rows=7).rows == 50
