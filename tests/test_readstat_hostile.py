@@ -116,3 +116,21 @@ def test_an_spss_file_declaring_its_cases_is_read_once_to_its_end(tmp_path: Path
     path = tmp_path / "cases.sav"
     pyreadstat.write_sav(CASES, str(path), row_compress=True)
     assert stage_spss(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE, chunk_rows=7).rows == 50
+
+
+@pytest.mark.parametrize("position", [0, 3, 99, -1, 2])
+def test_spss_value_labels_given_to_no_variable_are_refused_before_readstat_crashes(tmp_path: Path,
+                                                                                     position: int) -> None:
+    """readstat crashed the process (a segmentation fault: the run and every other source stopped) on value
+    labels given to a dictionary position past the last variable's, or to a long string's continuation."""
+    path = tmp_path / "cases.sav"
+    frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002"], "sex": [1.0, 2.0]})  # pid takes position 1, sex 2
+    pyreadstat.write_sav(frame, str(path), variable_value_labels={"sex": {1: "male", 2: "female"}})
+    positions = path.read_bytes().find(struct.pack("<iii", 4, 1, 2))  # the labels' record: 1 variable, at 2
+    if position == 2:  # a continuation of a long string (positions 1-3) takes position 2
+        pyreadstat.write_sav(frame.assign(pid=["N" * 20, ""]), str(path),
+                             variable_value_labels={"sex": {1: "male", 2: "female"}})
+        positions = path.read_bytes().find(struct.pack("<iii", 4, 1, 4))
+    message = _refused(stage_spss, _patched(path, positions + 8, struct.pack("<i", position)))
+    assert message.startswith(f"cases.sav: value labels are given to dictionary position {position}, which is no "
+                              "variable's (the file's 2 variables take positions 1-")

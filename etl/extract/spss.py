@@ -52,6 +52,10 @@ Gotchas of the format:
   after the last declared one, its header's count seen as 'not said', and refused if one is there
   (a seek in an uncompressed file; a compressed one is decompressed again up to there, as a chunk's
   skip is).
+- Value labels given to a dictionary position that is no variable's (past the last, or a long
+  string's continuation) crash readstat (a segmentation fault, which would stop the whole run): the
+  dictionary is walked first and such a file refused. Labels of numbers given to a string variable
+  crash it too, and are not caught (their values cannot be told from text).
 - An SPSS *portable* file (`.por`, text, from SPSS's EXPORT) is refused, with why and what to ask
   for (a .sav), though pyreadstat reads one: its character set is ASCII (accented letters of names,
   centres and free text arrive as replacement characters; no `encoding` helps), and `read_por` reads
@@ -147,6 +151,7 @@ def _header(path: Path) -> _Header:
         layout = struct.unpack("<i", head[64:68])[0]
         order = "<" if layout in (2, 3) else ">"  # the layout code is 2 or 3 in the writer's byte order
         compression, _weight, cases = struct.unpack(f"{order}iii", head[72:_CASES_AT + 4])
+        _check_value_label_variables(path, order)
         return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
     what = "an SPSS data file (.sav, .zsav)"
     if not head:
@@ -156,6 +161,57 @@ def _header(path: Path) -> _Header:
                            f"{_PORTABLE_UNSAFE}; ask for the data saved as .sav (File > Save As > SPSS Statistics)")
     found = readstat.what_it_is(path, head)
     raise ExtractError(f"{path.name}: not {what}: {found}; expected '$FL2' (.sav) or '$FL3' (.zsav)")
+
+
+def _check_value_label_variables(path: Path, order: str) -> None:
+    """Value labels given to a variable the dictionary does not hold: readstat crashes the process on one
+    (a segmentation fault, which would stop the run and every other source), so the dictionary is walked
+    first. Its records: variables (type 2, one per 8-byte position, a long string's continuations too),
+    value labels (3) and the positions they are for (4), documents (6), extensions (7), its end (999). A
+    position must be a variable's first (a long string's continuation crashes readstat too). A record of
+    another type, or a dictionary cut short, is left to readstat, which refuses either."""
+    positions, firsts = 0, set()
+    with path.open("rb") as handle:
+        handle.seek(_HEADER_BYTES)
+
+        def ints(count: int) -> tuple[int, ...] | None:
+            raw = handle.read(4 * count)
+            return struct.unpack(f"{order}{count}i", raw) if len(raw) == 4 * count else None
+
+        while (kind := ints(1)) is not None:
+            if kind[0] == 2:
+                fields = ints(7)  # type, has a label, missing values, print and write formats, name (2)
+                if fields is None:
+                    return
+                positions += 1
+                if fields[0] != -1:  # -1: a string's continuation
+                    firsts.add(positions)
+                if fields[1] and (label := ints(1)) is not None:
+                    handle.seek((label[0] + 3) // 4 * 4, io.SEEK_CUR)
+                handle.seek(8 * abs(fields[2]), io.SEEK_CUR)
+            elif kind[0] == 3:
+                count = ints(1)
+                for _label in range(count[0] if count else 0):
+                    handle.seek(8, io.SEEK_CUR)
+                    length = handle.read(1)
+                    handle.seek((length[0] + 8) // 8 * 8 - 1 if length else 0, io.SEEK_CUR)
+            elif kind[0] == 4:
+                count = ints(1)
+                given = ints(count[0]) if count and 0 <= count[0] <= 1 << 20 else None
+                wrong = [index for index in given or () if index not in firsts]
+                if wrong:
+                    raise ExtractError(f"{path.name}: value labels are given to dictionary position {wrong[0]}, which "
+                                       f"is no variable's (the file's {len(firsts)} variables take positions "
+                                       f"1-{positions}); expected value labels of its own variables (damaged in "
+                                       "transfer, or written by a faulty program?)")
+            elif kind[0] == 6:
+                lines = ints(1)
+                handle.seek(80 * (lines[0] if lines else 0), io.SEEK_CUR)
+            elif kind[0] == 7:
+                sizes = ints(3)  # subtype, size, count
+                handle.seek(sizes[1] * sizes[2] if sizes else 0, io.SEEK_CUR)
+            else:  # 999, the dictionary's end, or a record readstat will judge
+                return
 
 
 def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tuple[pd.DataFrame, Any]:
