@@ -134,3 +134,34 @@ def test_spss_value_labels_given_to_no_variable_are_refused_before_readstat_cras
     message = _refused(stage_spss, _patched(path, positions + 8, struct.pack("<i", position)))
     assert message.startswith(f"cases.sav: value labels are given to dictionary position {position}, which is no "
                               "variable's (the file's 2 variables take positions 1-")
+
+
+@pytest.mark.parametrize(("variable", "width", "lacks"), [(1, 255, 31), (1, 9, 1), (2, 92, 11)])
+def test_an_spss_string_wider_than_its_dictionary_positions_is_refused_before_readstat_crashes(
+        tmp_path: Path, variable: int, width: int, lacks: int) -> None:
+    """A variable's type (0: a number, else a string's width) changed in transfer: a string not followed by
+    the continuations its width takes crashed readstat (a segmentation fault) when value labels came after
+    it (PID 255 wide), else was refused as an unreadable file, saying nothing of where."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(pd.DataFrame({"pid": ["NL-00001"], "age": [3.0], "sex": [1.0]}), str(path),
+                         variable_value_labels={"sex": {1: "male", 2: "female"}})
+    record = 176 + 32 * (variable - 1)  # after the 176-byte header, one 32-byte record per variable (no labels)
+    message = _refused(stage_spss, _patched(path, record + 4, struct.pack("<i", width)))
+    name = ["PID", "AGE"][variable - 1]
+    assert message == (f"cases.sav: string variable '{name}' ({width} characters wide) lacks {lacks} of the dictionary "
+                       "positions its width takes (one per 8 bytes); expected a width that its positions hold "
+                       "(damaged in transfer, or written by a faulty program?)")
+
+
+@pytest.mark.parametrize("kind", ["sav", "dta", "xpt"])
+def test_a_variable_whose_name_cannot_be_read_is_refused(tmp_path: Path, kind: str) -> None:
+    """readstat gives no name for it: staging failed on a TypeError that named nothing."""
+    path = tmp_path / f"cases.{kind}"
+    frame = pd.DataFrame({"pid": ["NL-00001"], "age": [3.0]})
+    {"sav": pyreadstat.write_sav, "dta": pyreadstat.write_dta, "xpt": pyreadstat.write_xport}[kind](frame, str(path))
+    # Its name's first byte, where the file describes the variable (XPORT v8: twice, the long name too).
+    name, damaged = {"sav": (b"AGE", b"\xffGE"), "dta": (b"age\0", b"\0ge\0"), "xpt": (b"age", b"\0ge")}[kind]
+    path.write_bytes(path.read_bytes().replace(name, damaged, -1 if kind == "xpt" else 1))
+    message = _refused({"sav": stage_spss, "dta": stage_stata, "xpt": stage_sas}[kind], path)
+    assert message.startswith(f"cases.{kind}: variable 2 of 2 has no name that can be read (empty, or bytes that are "
+                              "not text in the file's encoding); expected a name for every variable (")

@@ -170,7 +170,7 @@ def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, packa
     import pyreadstat  # here, not above: every run discovers the adapters, few read these (its import is 0.07 s)
 
     try:
-        return reader(str(path) if source is None else source, disable_datetime_conversion=True, **kwargs)
+        frame, meta = reader(str(path) if source is None else source, disable_datetime_conversion=True, **kwargs)
     except UnicodeDecodeError as error:
         raise UndecodableText(f"{path.name}{where}: text that is not UTF-8 (byte "
                               f"{error.object[error.start:error.end]!r}); expected UTF-8, or the source's "
@@ -188,6 +188,12 @@ def read_with(reader: Callable[..., tuple[pd.DataFrame, Any]], path: Path, packa
                                "transfer?)") from None
         raise ExtractError(f"{path.name}{where}: unreadable {file_format} file ({message}); expected a complete "
                            f"{package} {file_format} file (truncated or damaged in transfer?)") from None
+    # readstat gives no name for a variable whose name it cannot read (damaged bytes): it would stage as None
+    if unnamed := [position for position, name in enumerate(meta.column_names, 1) if not name]:
+        raise ExtractError(f"{path.name}: variable {unnamed[0]} of {len(meta.column_names)} has no name that can be "
+                           f"read (empty, or bytes that are not text in the file's encoding); expected a name for "
+                           f"every variable ({package} {file_format} file damaged in transfer?)")
+    return frame, meta
 
 
 def what_it_is(path: Path, head: bytes) -> str:

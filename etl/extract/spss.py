@@ -52,10 +52,12 @@ Gotchas of the format:
   after the last declared one, its header's count seen as 'not said', and refused if one is there
   (a seek in an uncompressed file; a compressed one is decompressed again up to there, as a chunk's
   skip is).
-- Value labels given to a dictionary position that is no variable's (past the last, or a long
-  string's continuation) crash readstat (a segmentation fault, which would stop the whole run): the
-  dictionary is walked first and such a file refused. Labels of numbers given to a string variable
-  crash it too, and are not caught (their values cannot be told from text).
+- Some damage to the dictionary crashes readstat (a segmentation fault, which would stop the whole
+  run): value labels given to a position that is no variable's (past the last, or a long string's
+  continuation), a string wider than the positions that follow it, a variable type no file has. The
+  dictionary is walked first and such a file refused, naming the variable or position. Labels of
+  numbers given to a string variable crash it too, and are not caught (their values cannot be told
+  from text).
 - An SPSS *portable* file (`.por`, text, from SPSS's EXPORT) is refused, with why and what to ask
   for (a .sav), though pyreadstat reads one: its character set is ASCII (accented letters of names,
   centres and free text arrive as replacement characters; no `encoding` helps), and `read_por` reads
@@ -151,7 +153,7 @@ def _header(path: Path) -> _Header:
         layout = struct.unpack("<i", head[64:68])[0]
         order = "<" if layout in (2, 3) else ">"  # the layout code is 2 or 3 in the writer's byte order
         compression, _weight, cases = struct.unpack(f"{order}iii", head[72:_CASES_AT + 4])
-        _check_value_label_variables(path, order)
+        _check_dictionary(path, order)
         return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
     what = "an SPSS data file (.sav, .zsav)"
     if not head:
@@ -163,14 +165,16 @@ def _header(path: Path) -> _Header:
     raise ExtractError(f"{path.name}: not {what}: {found}; expected '$FL2' (.sav) or '$FL3' (.zsav)")
 
 
-def _check_value_label_variables(path: Path, order: str) -> None:
-    """Value labels given to a variable the dictionary does not hold: readstat crashes the process on one
-    (a segmentation fault, which would stop the run and every other source), so the dictionary is walked
-    first. Its records: variables (type 2, one per 8-byte position, a long string's continuations too),
+def _check_dictionary(path: Path, order: str) -> None:
+    """What of a damaged dictionary readstat crashes the process on (a segmentation fault, which would stop
+    the run and every other source), refused first: a variable whose type is no number (0), string width
+    (1-255) or continuation (-1), or a string not followed by the continuations its width takes (one per
+    8 bytes past the first 8); value labels given to a position that is no variable's first (past the
+    last, or a long string's continuation). Its records: variables (type 2, one per 8-byte position),
     value labels (3) and the positions they are for (4), documents (6), extensions (7), its end (999). A
-    position must be a variable's first (a long string's continuation crashes readstat too). A record of
-    another type, or a dictionary cut short, is left to readstat, which refuses either."""
-    positions, firsts = 0, set()
+    record of another type, or a dictionary cut short, is left to readstat, which refuses either."""
+    positions, firsts, owed = 0, set(), 0  # owed: continuations the last variable's width still takes
+    string = ""  # the last string variable: its name and width, as a refusal says them
     with path.open("rb") as handle:
         handle.seek(_HEADER_BYTES)
 
@@ -178,26 +182,43 @@ def _check_value_label_variables(path: Path, order: str) -> None:
             raw = handle.read(4 * count)
             return struct.unpack(f"{order}{count}i", raw) if len(raw) == 4 * count else None
 
+        def skip(size: int) -> bool:  # False for a size no file has: left to readstat
+            return size >= 0 and handle.seek(size, io.SEEK_CUR) >= 0
+
         while (kind := ints(1)) is not None:
             if kind[0] == 2:
-                fields = ints(7)  # type, has a label, missing values, print and write formats, name (2)
-                if fields is None:
+                raw = handle.read(28)  # type, has a label, missing values, print and write formats, name
+                if len(raw) < 28:
                     return
+                width, labelled, missing = struct.unpack(f"{order}3i", raw[:12])
                 positions += 1
-                if fields[0] != -1:  # -1: a string's continuation
+                name = raw[20:28].decode("latin-1").strip()
+                if owed and width != -1:
+                    raise _owed(path, string, owed)
+                if not -1 <= width <= 255 or (width == -1 and not owed):
+                    raise ExtractError(f"{path.name}: variable {name!r} (dictionary position {positions}) is of type "
+                                       f"{width}; expected 0 (a number) or a string width of 1-255 (damaged in "
+                                       "transfer, or written by a faulty program?)")
+                if width == -1:  # a string's continuation
+                    owed -= 1
+                else:
                     firsts.add(positions)
-                if fields[1] and (label := ints(1)) is not None:
-                    handle.seek((label[0] + 3) // 4 * 4, io.SEEK_CUR)
-                handle.seek(8 * abs(fields[2]), io.SEEK_CUR)
+                    owed = max(0, (width + 7) // 8 - 1)
+                    string = f"{name!r} ({width} characters wide)"
+                label = ints(1) if labelled else (0,)
+                if label is None or not skip((label[0] + 3) // 4 * 4) or not skip(8 * abs(missing)):
+                    return
+            elif owed:
+                raise _owed(path, string, owed)
             elif kind[0] == 3:
                 count = ints(1)
                 for _label in range(count[0] if count else 0):
-                    handle.seek(8, io.SEEK_CUR)
-                    length = handle.read(1)
-                    handle.seek((length[0] + 8) // 8 * 8 - 1 if length else 0, io.SEEK_CUR)
+                    length = handle.read(9)[8:]  # the value (8 bytes), the label's length
+                    if not length or not skip((length[0] + 8) // 8 * 8 - 1):
+                        return
             elif kind[0] == 4:
                 count = ints(1)
-                given = ints(count[0]) if count and 0 <= count[0] <= 1 << 20 else None
+                given = ints(count[0]) if count and 0 <= count[0] <= positions else None
                 wrong = [index for index in given or () if index not in firsts]
                 if wrong:
                     raise ExtractError(f"{path.name}: value labels are given to dictionary position {wrong[0]}, which "
@@ -206,12 +227,20 @@ def _check_value_label_variables(path: Path, order: str) -> None:
                                        "transfer, or written by a faulty program?)")
             elif kind[0] == 6:
                 lines = ints(1)
-                handle.seek(80 * (lines[0] if lines else 0), io.SEEK_CUR)
+                if lines is None or not skip(80 * lines[0]):
+                    return
             elif kind[0] == 7:
                 sizes = ints(3)  # subtype, size, count
-                handle.seek(sizes[1] * sizes[2] if sizes else 0, io.SEEK_CUR)
+                if sizes is None or sizes[1] < 0 or not skip(sizes[1] * sizes[2]):
+                    return
             else:  # 999, the dictionary's end, or a record readstat will judge
                 return
+
+
+def _owed(path: Path, string: str, owed: int) -> ExtractError:
+    return ExtractError(f"{path.name}: string variable {string} lacks {owed} of the dictionary positions its width "
+                        "takes (one per 8 bytes); expected a width that its positions hold (damaged in transfer, or "
+                        "written by a faulty program?)")
 
 
 def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tuple[pd.DataFrame, Any]:
