@@ -87,7 +87,7 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         result = chosen.stage(path, staged, reader_options, {"source_file": path.name, "source_file_sha256": sha})
         # Without a mapping, a one-record-set file's record set is named after the file.
         tables = chosen.record_tables(staged, record_set or path.stem)
-        numbers = PatientNumbers.of(_patient_keys(tables.values()))
+        numbers = PatientNumbers.of(_patient_keys(tables.values()), any_long_number=True)
         record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
     quoted = QuotedNames([path.name, *result.quoted, *tables])
