@@ -93,7 +93,7 @@ def test_onboarding_hides_a_month_s_stamp_beside_guessed_keys(tmp_path: Path):
     assert read_file(export).name == "Verlauf_{patient}.csv"
     assert shown_file_name("export_202611.csv", PatientNumbers.of(["ID0001"], any_long_number=True)) == (
         "export_{patient}.csv")
-    # The nightly run, its keys known, hides it too: the first pull, before any key was staged, hid it
-    assert shown_file_name("export_202611.csv", PatientNumbers.of(["ID0001"])) == "export_{patient}.csv"
+    # The nightly run, its keys known, shows it: a month's stamp is no key's shape there
+    assert shown_file_name("export_202611.csv", PatientNumbers.of(["ID0001"])) == "export_202611.csv"
     assert shown_file_name("export_20261101.csv", PatientNumbers.of(["ID0001"], any_long_number=True)) == (
         "export_20261101.csv")

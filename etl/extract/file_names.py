@@ -34,7 +34,7 @@ date or what follows a token of digits (a date's time) is no part of a number: `
 `export_2026_11_01_1200.csv`, `Q3_2026.csv`, `v1_2_3.csv` and `part_3.csv` stay. Four digits run into letters
 (`Pat0012`) stay until the keys are known: `ISO8601` reads alike. Once they are, a run of five or more digits
 that is not a date stays hidden in a file name (`FallP00012Verlauf.csv` for keys P00001: a name hidden on the
-first pull is not shown by the next), a month's stamp (`export_202611.csv`) too, which could be a number then;
+first pull is not shown by the next), but for a month's stamp (`export_202611.csv`) unless a key has its shape;
 a free text's five digits are hidden only in a key's shape (`key_pattern`). A source whose keys are known but
 too short to name anyone has the runs of five or more digits that are not a date hidden, as before.
 
@@ -101,6 +101,7 @@ _DIGITS_IN_PARTS = 5
 # ... and a run of five digits or more that is not a date, run into letters or not (Pat00012, ILTB_00012)
 _FIVE_DIGITS_OR_MORE = rf"(?<!\d)(?!{_A_DATE})\d{{5,}}(?!\d)"
 _FIVE_OR_MORE = re.compile(_FIVE_DIGITS_OR_MORE)
+_FIVE_DIGITS_OR_MORE_NO_MONTH = rf"(?<!\d)(?!(?:19|20)\d\d(?:0[1-9]|1[0-2])(?!\d)){_FIVE_DIGITS_OR_MORE}"
 _KEYS_UNKNOWN = re.compile(f"(?P<parts>{_IN_PARTS})|{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # the longest first
 _KEY_LIKE_OR_LONG = re.compile(f"{_KEY_LIKE}|{_FIVE_DIGITS_OR_MORE}")  # where parts hold too few digits
 _NUMBER_IN_NAME = re.compile(r"(?=[\w-]*\d)[\w-]+")  # what a sibling's {patient} stands for, as in a record set
@@ -195,17 +196,20 @@ class PatientNumbers:
     """What a patient number looks like in one source's file names; its keys are read when first needed
     (a name without a digit never needs them)."""
 
-    def __init__(self, keys: Callable[[], Iterable[str]], *, key_like: bool = False) -> None:
+    def __init__(self, keys: Callable[[], Iterable[str]], *, any_long_number: bool = False,
+                 key_like: bool = False) -> None:
         self._keys = keys
+        self._any_long_number = any_long_number
         self._key_like = key_like
 
     @classmethod
     def of(cls, keys: Iterable[str], *, any_long_number: bool = False) -> PatientNumbers:
-        """`any_long_number` (onboarding: the keys given are a guess) adds nothing now: a file name's runs of
-        six or more digits that are not a date to the day, a month's stamp (202611) too, count whatever the keys."""
-        del any_long_number  # etl/onboard/reading.py still asks for it
+        """`any_long_number`: a run of six or more digits that is not a date counts too, besides the keys'
+        shapes (onboarding: the keys given are a guess, no mapping names the patient key yet). A file name's
+        runs of five or more that are not a date count whenever a key has a shape; this adds a month's stamp
+        (202611), as the source's first pull and a source without keys of a shape hide it."""
         known = list(keys)
-        return cls(lambda: known)
+        return cls(lambda: known, any_long_number=any_long_number)
 
     @classmethod
     def staged(cls, staging: Path, mapping: SourceMapping) -> PatientNumbers:
@@ -252,10 +256,11 @@ class PatientNumbers:
         # Five digits or more, as before the keys were known: a name hidden then is not shown once they are
         # (FallP00012Verlauf.csv for keys P00001, Pat_ILTB00012.xlsx for keys ILTB-00001). A file name only: in a
         # free text (`key_pattern`) five digits are as often a dose or a count.
-        # A month's stamp (export_202611.csv) too: hidden before, it could be a number, and a name is shown one
-        # way every night. After the keys' shapes: tried first, five digits would cut a key that starts with them
-        # (123456-01, 12345A).
-        return re.compile("|".join([_alternatives(self._shapes).pattern, _FIVE_DIGITS_OR_MORE]))
+        # A month's stamp (export_202611.csv) stays, as a date does: the keys now tell a number's shape; but
+        # onboarding's keys are a guess (`any_long_number`), and it hides six digits or more that are no date.
+        # After the keys' shapes: tried first, five digits would cut a key that starts with them (123456-01, 12345A).
+        guesses = [_FIVE_DIGITS_OR_MORE_NO_MONTH, *([_ANY_LONG_NUMBER.pattern] if self._any_long_number else [])]
+        return re.compile("|".join([_alternatives(self._shapes).pattern, *guesses]))
 
     def is_key(self, part: str) -> bool:
         """Whether `part` of a name is one of the keys itself, in any case, '-', '_' and ' ' alike."""
