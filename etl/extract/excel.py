@@ -86,6 +86,7 @@ import struct
 import sys
 import zipfile
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -763,7 +764,9 @@ class _FillDown:
         self._waiting = chain.from_iterable(ranges[i:i + 4096].tolist() for i in range(0, len(ranges), 4096))
         self._upcoming: list[int] | None = next(self._waiting, None)
         self._first_column = first_column
-        self._place = {index: place for place, index in enumerate(kept)}  # cell index -> place in the record
+        # the named columns (cell indexes from the used range's start) in order, each with its place in the record:
+        # a range's are found by bisection, not by walking its columns (a hostile A:XFD range has 16,384)
+        self._named = sorted((index, place) for place, index in enumerate(kept))
         self._open: list[tuple[int, str, list[int]]] = []  # (last row, value, places)
         self._earliest_last = _NEVER  # of the open ranges: past it, one has closed
 
@@ -781,11 +784,13 @@ class _FillDown:
                     record[place] = value
 
     def _open_from(self, number: int, texts: list[str]) -> None:
-        first_column, place = self._first_column, self._place
+        first_column, named = self._first_column, self._named
         while self._upcoming is not None and self._upcoming[0] <= number:
             first, left, last, right = self._upcoming
             self._upcoming = next(self._waiting, None)
-            places = [place[c - first_column] for c in range(left, right + 1) if c - first_column in place]
+            start = bisect_left(named, (left - first_column, -1))
+            end = bisect_left(named, (right - first_column + 1, -1), start)
+            places = [place for _index, place in named[start:end]]
             top_left = left - first_column
             value = texts[top_left] if first == number and 0 <= top_left < len(texts) else ""
             if places:  # a range over unnamed columns only fills nothing
