@@ -15,8 +15,9 @@ a row after every line break, quoted or not, so `x;=1+1;y` written as one comma-
 Gotcha of booleans: a workbook stores a boolean cell as 1 or 0, and Excel shows it, and writes it to a CSV,
 in the words of its language (German WAHR, French VRAI), as LibreOffice does in its locale's; a centre may
 also type those words as text. What the pipeline writes of a boolean cell is Excel's English TRUE / FALSE
-(EXCEL_BOOLEANS); what it takes for one, in any case, is the word of any language BOOLEAN_WORDS lists (those
-of Excel's European editions). No word is one language's TRUE and another's FALSE.
+(EXCEL_BOOLEANS); what it takes for one, in any case, is the word of any language BOOLEAN_WORDS lists (the
+fourteen of the Excel editions most European registries use; another's words are refused as before). No word
+is one language's TRUE and another's FALSE.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from etl.extract.adapter import LINE_COLUMN, adapter_for
 from etl.extract.file_names import PatientNumbers
 from etl.frames import row_dicts
 from etl.schema import core_columns
-from etl.spreadsheet import spreadsheet_boolean
+from etl.spreadsheet import BOOLEAN_WORDS
 from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
@@ -58,8 +58,9 @@ from etl.transform.values import (
 )
 
 PRIVATE_FIELDS = {"birth_date", "eupid"}
-_BOOLEAN_WORDS = {"y": True, "yes": True, "true": True, "1": True, "n": False, "no": False,
-                  "false": False, "0": False}
+# Y/N, yes/no, 1/0, and a spreadsheet's TRUE/FALSE in its language's words, as a CSV saved from it writes them
+_BOOLEAN_WORDS = {"y": True, "yes": True, "1": True, "n": False, "no": False, "0": False,
+                  **{word.casefold(): value for word, value in BOOLEAN_WORDS.items()}}
 RECORD_COLUMNS = list(schema.columns("stage.record"))
 REJECTION_COLUMNS = list(schema.columns("stage.rejection"))
 LINK_KEY_COLUMNS = list(schema.columns("stage.link_key"))
@@ -228,10 +229,7 @@ class _Engine:
             number = parse_decimal(raw, self.decimal, typed=self.typed_numbers)
             return number * spec.scale if spec.scale is not None else number
         if kind == "boolean":
-            # a spreadsheet's TRUE/FALSE is written in its language's words when saved as CSV (WAHR, VRAI, ...)
             value = _BOOLEAN_WORDS.get(raw.casefold())
-            if value is None:
-                value = spreadsheet_boolean(raw)
             if value is None:
                 raise ValueRejected(f"'{raw}' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0, or a "
                                     "spreadsheet's TRUE/FALSE in its language: WAHR, VRAI, VERO, ...)")
