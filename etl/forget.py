@@ -667,8 +667,10 @@ def _numbers_renamed(home: Home, source_id: str, numbers: list[str], names: set[
     """The source's archive copies and tombstones named by any of the erased `numbers` (as a key or a name writes
     them, each long enough to name anyone: `number_in_names`) renamed where their names read them as patient
     numbers; how a name is shown without them, for the pull ledger (`_shown_without`)."""
-    number = re.compile("|".join(f"(?:{n.pattern})" for n in map(number_in_names, numbers) if n), re.IGNORECASE)
-    shown = _shown_without(number, numbers, names)
+    patterns = [n.pattern for n in map(number_in_names, numbers) if n]
+    if not patterns:  # no number long enough to name anyone: an empty pattern would match everywhere
+        return lambda name: name
+    shown = _shown_without(re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE), numbers, names)
     _archive_renamed(home, source_id, shown)
     return shown
 
