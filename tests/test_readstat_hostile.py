@@ -4,6 +4,8 @@ nothing of a refused file is staged."""
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,12 @@ import pytest
 
 from etl.extract.adapter import StageResult
 from etl.extract.errors import ExtractError
+from etl.extract.isolated import read_apart
 from etl.extract.sas import stage_sas
-from etl.extract.spss import stage_spss
+from etl.extract.spss import ADAPTER as SPSS
+from etl.extract.spss import read_spss_metadata, stage_spss
 from etl.extract.stata import stage_stata
+from etl.fsio import TEMP_SUFFIX, written_atomically
 
 LINEAGE = {"source_file": "cases", "source_file_sha256": "0" * 64}
 CASES = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(50)], "age": np.arange(50, dtype=float)})
@@ -165,3 +170,73 @@ def test_a_variable_whose_name_cannot_be_read_is_refused(tmp_path: Path, kind: s
     message = _refused({"sav": stage_spss, "dta": stage_stata, "xpt": stage_sas}[kind], path)
     assert message.startswith(f"cases.{kind}: variable 2 of 2 has no name that can be read (empty, or bytes that are "
                               "not text in the file's encoding); expected a name for every variable (")
+
+
+def _labels_of_numbers_on_a_string(path: Path) -> Path:
+    """An SPSS file whose value labels of numbers (sex's 1 'male', 2 'female') are given to pid, a string."""
+    frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002"], "sex": [1.0, 2.0]})  # pid takes position 1, sex 2
+    pyreadstat.write_sav(frame, str(path), variable_value_labels={"sex": {1: "male", 2: "female"}})
+    return _patched(path, path.read_bytes().find(struct.pack("<iii", 4, 1, 2)) + 8, struct.pack("<i", 1))
+
+
+CRASHED = ("cases.sav: the reader (ReadStat) crashed on the file (SIGSEGV): it is damaged, or not the SPSS data file "
+           "(.sav, .zsav) it claims to be; expected a complete SPSS data file (.sav, .zsav) (ask for it again, written "
+           "anew)")
+
+
+def test_spss_labels_of_numbers_on_a_string_variable_fail_their_file_and_not_the_process(tmp_path: Path) -> None:
+    """readstat crashes on them (a segmentation fault), which stopped the run and every other source: the file
+    is read in a process of its own, whose crash fails this file alone, with nothing of it staged."""
+    path = _labels_of_numbers_on_a_string(tmp_path / "cases.sav")
+    assert _refused(stage_spss, path) == CRASHED
+    # The metadata `rtw profile` and `rtw scaffold` read crashes readstat too.
+    for read in (read_spss_metadata, SPSS.describe):
+        with pytest.raises(ExtractError) as refused:
+            read(path)
+        assert str(refused.value) == CRASHED
+
+
+@pytest.mark.parametrize("stage", [stage_sas, stage_spss, stage_stata])
+def test_a_file_staged_in_a_process_of_its_own_gives_its_rows_and_notices(tmp_path: Path,
+                                                                           stage: Callable[..., StageResult]) -> None:
+    suffix = {stage_sas: "xpt", stage_spss: "sav", stage_stata: "dta"}[stage]
+    path = tmp_path / f"cases.{suffix}"
+    {"xpt": pyreadstat.write_xport, "sav": pyreadstat.write_sav, "dta": pyreadstat.write_dta}[suffix](CASES, str(path))
+    staged = stage(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE)
+    assert staged.rows == 50 and staged.notices[0].startswith(f"cases.{suffix}: ")
+    assert pd.read_parquet(tmp_path / "staged" / "cases.parquet")["pid"].tolist() == list(CASES["pid"])
+
+
+def test_a_reader_killed_while_writing_leaves_nothing_staged(tmp_path: Path) -> None:
+    """The parent removes what the child had half-written beside the staged file (and the staged file, were it
+    renamed in before the child could say so); what was there before stays."""
+    out = tmp_path / "staged" / "cases.parquet"
+    out.parent.mkdir()
+    earlier = out.parent / f".cases.parquet.earlier{TEMP_SUFFIX}"  # another reader's: not this one's to remove
+    earlier.write_bytes(b"")
+
+    def crashing() -> None:
+        with written_atomically(out) as temp:
+            temp.write_bytes(b"PAR1 half")
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file \(SIGSEGV\)"):
+        read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file", out=out)
+    assert list(out.parent.iterdir()) == [earlier]
+
+    def renamed_then_killed() -> None:
+        out.write_bytes(b"PAR1 whole")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(ExtractError, match=r"^cases\.sav: the process reading it was killed \(SIGKILL: out of memory"):
+        read_apart(tmp_path / "cases.sav", renamed_then_killed, what="SPSS data file", out=out)
+    assert list(out.parent.iterdir()) == [earlier]
+
+
+def test_an_error_of_the_reading_process_is_raised_as_it_was(tmp_path: Path) -> None:
+    def failing() -> None:
+        raise KeyError("no such variable")
+
+    with pytest.raises(KeyError, match="no such variable") as raised:
+        read_apart(tmp_path / "cases.sav", failing, what="SPSS data file")
+    assert "in the reading process" in raised.value.__notes__[0] and "failing" in raised.value.__notes__[0]

@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import readstat
+from etl.extract import isolated, readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
@@ -71,6 +71,7 @@ __all__ = ["ADAPTER", "SAS_METADATA_KEY", "SasAdapter", "SasMetadata", "SasOptio
 
 #: key of the staged Parquet schema metadata holding the dataset's labels and formats (JSON)
 SAS_METADATA_KEY = b"rtw.sas"
+_WHAT = "SAS dataset (.xpt, .sas7bdat)"  # what a file that crashes the reader claims to be
 
 _XPORT_V5 = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
 _XPORT_V8 = b"HEADER RECORD*******LIBV8   HEADER RECORD!!!!!!!"
@@ -162,6 +163,10 @@ def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tu
 
 def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
     """A SAS file's dataset name, label, encoding and its variables' labels and formats, without the data."""
+    return isolated.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+
+
+def _read_metadata(path: Path, encoding: str | None) -> SasMetadata:
     file_format = _file_format(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     return _metadata(file_format, meta)
@@ -353,8 +358,14 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
     """Stage a SAS dataset to one Parquet file: variables as text, `_line`, lineage; labels in the metadata.
 
     Written under a temporary name in the same folder and renamed into place, so a failure
-    never leaves half a file where a reader would look.
+    never leaves half a file where a reader would look. Read in a child process (etl/extract/isolated.py):
+    a file that crashes ReadStat fails on its own.
     """
+    return isolated.read_apart(path, lambda: _stage_sas(path, out, lineage, encoding, chunk_rows), what=_WHAT, out=out)
+
+
+def _stage_sas(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
+               chunk_rows: int | None) -> StageResult:
     staged = readstat.stage_dataset(path, out, iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
                                     _as_text, dict(lineage or {}), SAS_METADATA_KEY)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))

@@ -56,8 +56,9 @@ Gotchas of the format:
   run): value labels given to a position that is no variable's (past the last, or a long string's
   continuation), a string wider than the positions that follow it, a variable type no file has. The
   dictionary is walked first and such a file refused, naming the variable or position. Labels of
-  numbers given to a string variable crash it too, and are not caught (their values cannot be told
-  from text).
+  numbers given to a string variable crash it too, and cannot be caught so (their values cannot be
+  told from text): the file is read in a child process (`isolated.py`), whose crash fails the file
+  alone, saying the reader crashed on it.
 - An SPSS *portable* file (`.por`, text, from SPSS's EXPORT) is refused, with why and what to ask
   for (a .sav), though pyreadstat reads one: its character set is ASCII (accented letters of names,
   centres and free text arrive as replacement characters; no `encoding` helps), and `read_por` reads
@@ -90,7 +91,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import readstat
+from etl.extract import isolated, readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
@@ -100,6 +101,7 @@ __all__ = ["ADAPTER", "SPSS_METADATA_KEY", "SpssAdapter", "SpssMetadata", "SpssO
 
 #: key of the staged Parquet schema metadata holding the file's labels, formats and codes (JSON)
 SPSS_METADATA_KEY = b"rtw.spss"
+_WHAT = "SPSS data file (.sav, .zsav)"  # what a file that crashes the reader claims to be
 
 _SPSS_EPOCH = np.datetime64("1582-10-14T00:00:00", "ms")
 _PORTABLE = b"SPSSPORT"  # after a 200-byte splash and a 256-byte character table
@@ -254,9 +256,14 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 def read_spss_metadata(path: Path, encoding: str | None = None) -> SpssMetadata:
     """An SPSS file's label, encoding and its variables' labels, formats, value labels and missing
     values, without the data."""
+    return isolated.read_apart(path, lambda: _read_metadata(path, encoding)[0], what=_WHAT)
+
+
+def _read_metadata(path: Path, encoding: str | None) -> tuple[SpssMetadata, Any]:
+    """The file's description, and pyreadstat's metadata it was made from."""
     file_format = _file_format(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
-    return _metadata(file_format, meta)
+    return _metadata(file_format, meta), meta
 
 
 def _metadata(file_format: str, meta: Any) -> SpssMetadata:
@@ -378,7 +385,14 @@ def _as_text(variable: Variable, values: np.ndarray) -> tuple[np.ndarray, int]:
 def stage_spss(path: Path, out: Path, *, lineage: dict[str, str] | None = None, encoding: str | None = None,
                chunk_rows: int | None = None) -> StageResult:
     """Stage an SPSS file to one Parquet file: variables as text, `_line`, lineage; labels and codes in
-    the metadata. All or nothing: the file appears at `out` only when complete."""
+    the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
+    (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
+    return isolated.read_apart(path, lambda: _stage_spss(path, out, lineage, encoding, chunk_rows), what=_WHAT,
+                               out=out)
+
+
+def _stage_spss(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
+                chunk_rows: int | None) -> StageResult:
     staged = readstat.stage_dataset(path, out, iter_spss_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
                                     _as_text, dict(lineage or {}), SPSS_METADATA_KEY)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
@@ -404,12 +418,15 @@ class SpssAdapter(OneTableAdapter):
     def describe(self, path: Path, options: SpssOptions | None = None) -> FormatDetails:
         # Labels, formats and code lists come without the data (the staging notices name them too), their
         # text decoded as staging decodes it. The encoding is not given back: the file declares it (or the
-        # options did), and a draft mapping need not repeat it.
-        file_format = _file_format(path)
-        _frame, meta = _read(path, file_format, metadataonly=True, encoding=options.encoding if options else None)
-        metadata = _metadata(file_format, meta)
-        scale = {name for name, measure in meta.variable_measure.items() if measure == "scale"}
-        return FormatDetails(columns=readstat.column_details(metadata, without_codes=scale))
+        # options did), and a draft mapping need not repeat it. Read in a child process, as staging is.
+        encoding = options.encoding if options else None
+        return isolated.read_apart(path, lambda: _format_details(path, encoding), what=_WHAT)
+
+
+def _format_details(path: Path, encoding: str | None) -> FormatDetails:
+    metadata, meta = _read_metadata(path, encoding)
+    scale = {name for name, measure in meta.variable_measure.items() if measure == "scale"}
+    return FormatDetails(columns=readstat.column_details(metadata, without_codes=scale))
 
 
 ADAPTER = SpssAdapter()

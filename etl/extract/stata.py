@@ -66,7 +66,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import readstat
+from etl.extract import isolated, readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import Dataset, EncodingOptions, Precision, Variable
@@ -76,6 +76,7 @@ __all__ = ["ADAPTER", "STATA_METADATA_KEY", "StataAdapter", "StataMetadata", "St
 
 #: key of the staged Parquet schema metadata holding the dataset's labels, formats and codes (JSON)
 STATA_METADATA_KEY = b"rtw.stata"
+_WHAT = "Stata dataset (.dta)"  # what a file that crashes the reader claims to be
 
 _XML_HEADER = re.compile(rb"<stata_dta><header><release>(\d{3})</release>")
 _OLD_RELEASES = range(104, 116)  # binary header: release byte, byte order (1 or 2), file type 1
@@ -232,6 +233,10 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 
 def read_stata_metadata(path: Path, encoding: str | None = None) -> StataMetadata:
     """A Stata file's label and its variables' labels, formats and value labels, without the data."""
+    return isolated.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+
+
+def _read_metadata(path: Path, encoding: str | None) -> StataMetadata:
     release = _release(path)
     _frame, meta = _read(path, f"dta {release}", metadataonly=True, encoding=encoding)
     return _metadata(release, meta, encoding)
@@ -338,7 +343,14 @@ def without_leap_seconds(values: np.ndarray) -> np.ndarray:
 def stage_stata(path: Path, out: Path, *, lineage: dict[str, str] | None = None, encoding: str | None = None,
                 chunk_rows: int | None = None) -> StageResult:
     """Stage a Stata dataset to one Parquet file: variables as text, `_line`, lineage; labels and codes
-    in the metadata. All or nothing: the file appears at `out` only when complete."""
+    in the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
+    (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
+    return isolated.read_apart(path, lambda: _stage_stata(path, out, lineage, encoding, chunk_rows), what=_WHAT,
+                               out=out)
+
+
+def _stage_stata(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
+                 chunk_rows: int | None) -> StageResult:
     staged = readstat.stage_dataset(path, out, iter_stata_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
                                     _as_text, dict(lineage or {}), STATA_METADATA_KEY)
     notices = staged.notices(path)

@@ -1,0 +1,152 @@
+"""A ReadStat read in a child process of its own: a file that crashes the reader fails that file, not the run.
+
+ReadStat (C, under pyreadstat) crashes the process with a segmentation fault on some damaged files (SPSS
+value labels of numbers given to a string variable, ...). Small sources are extracted in the run's own
+process (etl/pipeline.py), so one such file in landing would stop the nightly run, every source, every
+night it stays. `read_apart` runs a read (staging, or the metadata for `rtw profile`) in a child forked
+from this process: it reads, writes the staged Parquet file and sends back its result, pickled, or the
+exception it raised, through a pipe. A child killed by a signal becomes an `ExtractError` naming the
+file and saying that the reader crashed on it; what it had half-written beside the staged file is
+removed.
+
+Fork, not a fresh interpreter: the child has every module already imported (a fork of a run's
+process takes some milliseconds, an interpreter's start and imports a second). The run's process has
+threads (DuckDB's, GX's import, a thread pool), and the child holds only the thread that forked: it
+touches nothing they may have locked. It reads with pyreadstat, numpy, pandas and Arrow (glibc's
+malloc and Arrow's thread pools are made anew after a fork), imports nothing (pyreadstat is imported
+before the fork: another thread may be importing a module, holding its lock), logs nothing (a log
+handler's lock), opens no DuckDB connection, runs none of the parent's signal handlers, and leaves
+with `os._exit`, running no atexit hook or finaliser of the parent's objects. Where os.fork does not
+exist (Windows), the read runs in this process, as before.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from etl.extract.errors import ExtractError
+from etl.fsio import TEMP_SUFFIX
+
+T = TypeVar("T")
+
+
+def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None) -> T:
+    """`read()` (which reads `path`, a `what` such as 'SPSS data file'; staging writes `out`) in a forked
+    child: its result, or the exception it raised. A child killed by a signal (the reader crashed) raises
+    an `ExtractError` naming the file, and anything it left half-written at or beside `out` is removed."""
+    if not hasattr(os, "fork"):
+        return read()
+    import pyreadstat  # noqa: F401  before the fork: the child imports nothing
+
+    before = _written(out)
+    answers, answer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        _read_in_child(read, answers, answer)
+    os.close(answer)
+    try:
+        with os.fdopen(answers, "rb") as pipe:
+            said = pipe.read()  # to its end: the child's exit closes it
+        _pid, status = os.waitpid(child, 0)
+    except BaseException:  # interrupted (Ctrl-C): the child goes with the read
+        _end(child)
+        _remove_written(out, before)
+        raise
+    if os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) != 0 or not said:
+        _remove_written(out, before)
+        raise ExtractError(_how_it_ended(path, what, status))
+    outcome, value = pickle.loads(said)
+    if outcome == "raised":
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _read_in_child(read: Callable[[], Any], answers: int, answer: int) -> NoReturn:
+    """The child: the read, its result or exception sent pickled through `answer`; never returns."""
+    code = 1
+    try:
+        os.close(answers)
+        for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
+            signal.signal(number, signal.SIG_DFL)
+        faulthandler.disable()  # a crash is the parent's to say, not a dump of this process's stack on stderr
+        try:
+            said = pickle.dumps(("done", read()))
+        except BaseException as error:  # every error goes to the parent, which raises it
+            said = _pickled_error(error)
+        with os.fdopen(answer, "wb") as pipe:
+            pipe.write(said)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _pickled_error(error: BaseException) -> bytes:
+    """The exception, pickled; one that is not a refusal carries the child's traceback as a note (the
+    parent's log shows where it was raised). One that does not pickle is sent as a RuntimeError saying it."""
+    if not isinstance(error, ExtractError):
+        error.add_note("raised while reading, in the reading process:\n" + "".join(traceback.format_exception(error)))
+    try:
+        return pickle.dumps(("raised", error))
+    except Exception:  # an exception holding what does not pickle
+        return pickle.dumps(("raised", RuntimeError(f"{type(error).__name__}: {error}")))
+
+
+def _how_it_ended(path: Path, what: str, status: int) -> str:
+    """Why the child gave no answer, as the source's failure says it."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        if number == signal.SIGKILL:  # the kernel's out-of-memory killer, or someone's kill -9
+            return (f"{path.name}: the process reading it was killed ({name}: out of memory?); expected it to be "
+                    "read when the machine has the memory")
+        return (f"{path.name}: the reader (ReadStat) crashed on the file ({name}): it is damaged, or not the {what} "
+                f"it claims to be; expected a complete {what} (ask for it again, written anew)")
+    return (f"{path.name}: the process reading it ended without an answer (exit status "
+            f"{os.waitstatus_to_exitcode(status)}); expected a complete {what}")
+
+
+def _end(child: int) -> None:
+    try:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    except ChildProcessError:  # already reaped
+        pass
+
+
+# -- what a killed child leaves ----------------------------------------------------------------------
+def _temporaries(out: Path) -> set[Path]:
+    """The temporaries `fsio.written_atomically` makes beside `out`."""
+    return set(out.parent.glob(f".{out.name}.*{TEMP_SUFFIX}")) if out.parent.is_dir() else set()
+
+
+def _written(out: Path | None) -> tuple[set[Path], os.stat_result | None]:
+    """What is at and beside `out` before the child writes: its temporaries, and `out` itself."""
+    if out is None:
+        return set(), None
+    try:
+        return _temporaries(out), out.stat()
+    except FileNotFoundError:
+        return _temporaries(out), None
+
+
+def _remove_written(out: Path | None, before: tuple[set[Path], os.stat_result | None]) -> None:
+    """Remove the temporaries a killed child left beside `out`, and `out` if it was renamed in (the child
+    was killed before it could say it had): a staged file that no read answered for."""
+    if out is None:
+        return
+    earlier, stat = before
+    for temporary in _temporaries(out) - earlier:
+        temporary.unlink(missing_ok=True)
+    try:
+        now = out.stat()
+    except FileNotFoundError:
+        return
+    if stat is None or (now.st_ino, now.st_mtime_ns) != (stat.st_ino, stat.st_mtime_ns):
+        out.unlink(missing_ok=True)
