@@ -47,7 +47,7 @@ from etl.pull.transfer import (
 )
 from etl.pull.unzip import ZipLimits, ZipRefused, unpack_zip
 from etl.run_record import said
-from etl.transform.keyguard import KeyMismatch, refuse_other_key
+from etl.transform.keyguard import KeyMismatch, WarehouseBusy, refuse_other_key
 from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
 
 log = logging.getLogger("rtw")
@@ -398,6 +398,8 @@ def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources
         refuse_other_key(home, key_value)
     except KeyMismatch as exc:
         return _failed(source_id, f"{source_id}: not pulled: {exc}")
+    except WarehouseBusy as exc:  # a publish's moment: the DAG's retry, or the next pull, asks again
+        return _failed(source_id, f"{source_id}: not pulled: {exc}; asked again")
     folder = fsio.private_folder(home.landing / source_id)
     with pulling(home, source_id):
         # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
@@ -609,6 +611,8 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
         credentials = credentials_for(mapping, connection_uri)
         refuse_other_key(home, key_value)  # the pull would refuse it: the wait ends, for the pull to say why
         ledger = read_ledger(home, source_id, key=ledger_key(home, key_value))
+    except WarehouseBusy as exc:  # a publish's moment: looked at again, as a drop zone out of reach is
+        return answer(DropZoneState.UNREACHABLE, f"not looked at now: {exc}; asked again")
     except (MappingError, CredentialsError, OSError, ValueError, KeyMismatch) as exc:
         return answer(DropZoneState.INVALID, str(exc).removeprefix(f"{source_id}: "))
     numbers = PatientNumbers.staged(home.staging, mapping)

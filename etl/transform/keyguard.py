@@ -39,11 +39,17 @@ log = logging.getLogger(__name__)
 
 APPROVAL_FILE = "approved_key.json"
 MIN_NEW_KEY_CHARS = 32  # the generated keys have 64 hex characters; a short one can be guessed offline
+_LOCK_HELD = "Could not set lock on file"  # DuckDB's IOException when another process holds the file
 _SHOWN = 8  # fingerprint characters shown in messages: enough to tell keys apart, says nothing of the key
 
 
 class KeyMismatch(RuntimeError):
     """The run's key is not the warehouse's: nothing may be harmonised with it."""
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the live warehouse to write it (a publish recording its notes): DuckDB lets no
+    other process open it then, not even to read, so its key's fingerprint cannot be read now."""
 
 
 class RekeyError(RuntimeError):
@@ -93,11 +99,19 @@ def refuse_other_key(home: Home, key_value: str | None = None) -> None:
     """Refuse (KeyMismatch) a key other than the one the live warehouse records, approving nothing: for a step
     that keeps what it writes by the key outside a run (the pull ledger, etl/pull/ledger.py), whose lines under
     another key no later run or pull would know. No key configured (a step that then keeps nothing keyed), no
-    warehouse, or one that records no fingerprint: nothing to compare. Never creates the key file."""
-    if not key_is_configured(home.key_file, key_value) or (recorded := recorded_fingerprint(home.warehouse)) is None:
+    warehouse, or one that records no fingerprint: nothing to compare. Never creates the key file. DuckDB lets
+    no process open the warehouse while another writes it: WarehouseBusy, for the step to ask again."""
+    if not key_is_configured(home.key_file, key_value):
         return
-    if (fingerprint := load_key(home.key_file, key_value).fingerprint()) != recorded:
-        raise _differs(home, recorded, fingerprint)
+    try:
+        if (recorded := recorded_fingerprint(home.warehouse)) is None:
+            return
+        if (fingerprint := load_key(home.key_file, key_value).fingerprint()) != recorded:
+            raise _differs(home, recorded, fingerprint)
+    except duckdb.IOException as exc:
+        if _LOCK_HELD not in str(exc):
+            raise
+        raise WarehouseBusy("the warehouse is being written by a run") from None
 
 
 def _differs(home: Home, recorded: str, fingerprint: str,
