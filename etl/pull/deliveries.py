@@ -351,7 +351,6 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
     env RTW_PSEUDONYM_KEY, else the home's key file): without it, an erased patient's file still in the drop
     zone is downloaded by each pull to be known by its content (etl/pull/ledger.py).
     """
-    refuse_unknown([source_id], sources_dir)
     outcome = _pull_source(home, source_id, connection_uri, sources_dir, policy or PullPolicy(), progress,
                            key_value)
     _recorded(home, outcome)
@@ -360,15 +359,25 @@ def pull_source(home: Home, source_id: str, *, connection_uri: str | None = None
 
 def not_pulled(home: Home, source_id: str, reason: str, *, sources_dir: Path = SOURCES_DIR) -> PullOutcome:
     """A pull not made for a reason outside it (the DAG's key Variable cannot be read), said and recorded as a
-    failed pull of a source with a drop zone is; a source without one had nothing to pull."""
+    failed pull of a source with a drop zone is; a source without one had nothing to pull. A source without a
+    mapping raises UnknownSource, as `pull_source` does."""
+    mapped = _delivered(source_id, sources_dir)
+    return _recorded(home, mapped if isinstance(mapped, PullOutcome) else _failed(source_id, reason))
+
+
+def _delivered(source_id: str, sources_dir: Path) -> SourceMapping | PullOutcome:
+    """The mapping of a source with a drop zone, or what its pull comes to without one: failed (its mapping
+    cannot be read), or no drop zone. UnknownSource: no such source, refused before anything is recorded."""
+    refuse_unknown([source_id], sources_dir)
     try:
-        delivery = load_mapping(sources_dir / f"{source_id}.yaml").delivery
+        mapping = load_mapping(sources_dir / f"{source_id}.yaml")
     except (MappingError, OSError) as exc:
-        return _recorded(home, _failed(source_id, f"{source_id}: its mapping cannot be read: {exc}"))
-    if delivery is None:
+        return _failed(source_id, f"{source_id}: its mapping cannot be read: {exc}")
+    if mapping.delivery is None:
         return PullOutcome(source_id=source_id, status=PullStatus.NO_DROP_ZONE,
-                           message=f"{source_id}: no drop zone (no delivery: in its mapping)")
-    return _recorded(home, _failed(source_id, reason))
+                           message=f"{source_id}: no drop zone (no delivery: in its mapping); exports are put into "
+                                   f"landing/{source_id}/ by hand")
+    return mapping
 
 
 def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
@@ -381,15 +390,10 @@ def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
 
 def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources_dir: Path, policy: PullPolicy,
                  progress: Progress | None, key_value: str | None) -> PullOutcome:
-    try:
-        mapping = load_mapping(sources_dir / f"{source_id}.yaml")
-    except (MappingError, OSError) as exc:
-        return _failed(source_id, f"{source_id}: its mapping cannot be read: {exc}")
+    if isinstance(mapping := _delivered(source_id, sources_dir), PullOutcome):
+        return mapping
     delivery = mapping.delivery
-    if delivery is None:
-        return PullOutcome(source_id=source_id, status=PullStatus.NO_DROP_ZONE,
-                           message=f"{source_id}: no drop zone (no delivery: in its mapping); exports are put into "
-                                   f"landing/{source_id}/ by hand")
+    assert delivery is not None
     try:
         credentials = credentials_for(mapping, connection_uri)
     except CredentialsError as exc:
