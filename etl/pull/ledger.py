@@ -267,7 +267,8 @@ def read_ledger(home: Home, source_id: str, *, mend: bool = False, key: LedgerKe
     mend: also make the file ready for appending (a pull does, holding `pulling`'s lock; a look at
     the drop zone reads only): an earlier version's list rewritten as lines, a last line cut short
     cut off, one whole but for its newline given it. The lines an earlier version wrote unkeyed are left as they
-    are, under any `key`: a pull's key is compared with the warehouse's by no one (`keyed` does it)."""
+    are, under any `key` (`keyed` keys them, in a run or rtw forget): a pull compares its key with the warehouse's
+    (`refuse_other_key`, etl/transform/keyguard.py), but a home without a warehouse has none to compare it with."""
     path = ledger_folder(home) / f"{source_id}.jsonl"
     earlier = path.with_suffix(".json")
     if mend:

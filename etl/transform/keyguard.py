@@ -86,28 +86,29 @@ def guard_key(home: Home, run_id: str, key_value: str | None = None, *, rotate: 
         built = f" (fingerprint {_short(recorded)})" if recorded else ""
         raise KeyMismatch(f"the pseudonymisation key file {home.key_file} is missing, but the warehouse was built "
                           f"with a key{built}; restore the key file (or give the key), or rotate it with `rtw rekey`")
+    if not rotate:
+        refuse_other_key(home, key_value, live)
     fingerprint = load_key(home.key_file, key_value).fingerprint()
-    recorded = None if rotate else recorded_fingerprint(home.warehouse, live)
-    if recorded is not None and recorded != fingerprint:
-        raise _differs(home, recorded, fingerprint, live)
     fsio.write_text(home.key_file.parent / APPROVAL_FILE,
                     json.dumps({"run_id": run_id, "fingerprint": fingerprint, "rotate": rotate}))
     return fingerprint
 
 
-def refuse_other_key(home: Home, key_value: str | None = None) -> None:
-    """Refuse (KeyMismatch) a key other than the one the live warehouse records, approving nothing: for a step
-    that keeps what it writes by the key outside a run (the pull ledger, etl/pull/ledger.py), whose lines under
-    another key no later run or pull would know. No key configured (a step that then keeps nothing keyed), no
-    warehouse, or one that records no fingerprint: nothing to compare. Never creates the key file. DuckDB lets
-    no process open the warehouse while another writes it: WarehouseBusy, for the step to ask again."""
+def refuse_other_key(home: Home, key_value: str | None = None,
+                     live: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Refuse (KeyMismatch) a key other than the one the live warehouse records, approving nothing: the run's
+    guard (`guard_key`), and a step that keeps what it writes by the key outside a run (the pull ledger,
+    etl/pull/ledger.py), whose lines under another key no later run or pull would know. No key configured (a
+    step that then keeps nothing keyed), no warehouse, or one that records no fingerprint: nothing to compare.
+    Never creates the key file. `live`: a connection to the live warehouse; without it one is opened, which
+    DuckDB refuses while another process writes the file: WarehouseBusy, for the step to ask again."""
     if not key_is_configured(home.key_file, key_value):
         return
     try:
-        if (recorded := recorded_fingerprint(home.warehouse)) is None:
+        if (recorded := recorded_fingerprint(home.warehouse, live)) is None:
             return
         if (fingerprint := load_key(home.key_file, key_value).fingerprint()) != recorded:
-            raise _differs(home, recorded, fingerprint)
+            raise _differs(home, recorded, fingerprint, live)
     except duckdb.IOException as exc:
         if _LOCK_HELD not in str(exc):
             raise
