@@ -241,6 +241,7 @@ def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
     None: no key at all (a lost key, which rekey replaces)."""
     if not key_is_configured(home.key_file):
         return None
+    _refuse_blanks(os.environ.get(KEY_ENV), recorded)
     key = load_key(home.key_file)
     if recorded is not None and key.fingerprint() != recorded:
         where = KEY_ENV if os.environ.get(KEY_ENV) else str(home.key_file)
@@ -250,6 +251,22 @@ def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
                          f"{KEY_ENV} and move {home.key_file} aside, then rekey with --without-old-key: the "
                          "decisions are dropped, and a source with erasures is refused until their key's file is back")
     return key
+
+
+def _refuse_blanks(env_value: str | None, recorded: str | None) -> None:
+    """Refuse a key from env with blanks or a line break around it (a Variable saved with a trailing blank or
+    CRLF): runs use it as it is, but the key rekey keeps is read back stripped (etl/forget.py `_kept_keys`), a
+    key of another fingerprint, so the erasures made under it would find none. The key file is read stripped."""
+    if not env_value or env_value == env_value.strip():
+        return
+    why = (f"the current key ({KEY_ENV}) has blanks or a line break around it: runs use it as it is, but rekey "
+           "keeps the old key in a file that is read back without them, so the erasures (rtw forget) made under it "
+           "would find no key and their sources would be refused; nothing was changed. ")
+    stripped = PseudonymKey(env_value.strip().encode("utf-8")).fingerprint()
+    if stripped == recorded:
+        raise RekeyError(why + f"Without them it is the warehouse's key (fingerprint {_short(stripped)}): give it so")
+    raise RekeyError(why + "Give the key without them if that is the warehouse's key; a warehouse built with them "
+                           "cannot be re-keyed by `rtw rekey` yet")
 
 
 def _keep_old_key(home: Home, old_key: PseudonymKey | None) -> Path | None:
