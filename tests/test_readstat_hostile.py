@@ -105,6 +105,36 @@ def test_an_xport_v8_file_stating_a_count_of_0_is_read_to_its_end(tmp_path: Path
     assert stage_sas(_patched(path, record + 48, b"%15d" % 0), tmp_path / "dm.parquet", lineage=LINEAGE).rows == 50
 
 
+def _v8_stating(path: Path, frame: pd.DataFrame, count: int) -> Path:
+    """An XPORT v8 file of `frame` whose OBSV8 record states `count` observations."""
+    pyreadstat.write_xport(frame, str(path), table_name="DM", file_format_version=8)
+    return _patched(path, path.read_bytes().find(b"HEADER RECORD*******OBSV8 ") + 48, b"%15d" % count)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7, 20, 40])
+def test_an_xport_v8_file_stating_fewer_observations_than_it_holds_is_refused(tmp_path: Path,
+                                                                             chunk_rows: int | None) -> None:
+    """readstat reads as many observations as the OBSV8 record states, without reporting the count: 40 of 50 were
+    staged as the whole file (a count the chunks divide, 20 or 40, ends the reading at the count too)."""
+    path = _v8_stating(tmp_path / "dm.xpt", CASES, 40)
+    assert _refused(stage_sas, path, chunk_rows=chunk_rows) == (
+        "dm.xpt: holds 50 observations, more than the 40 its header declares (observation 41 follows them); "
+        "expected a header that counts them all (damaged in transfer, or written by a faulty program?)")
+
+
+@pytest.mark.parametrize("last_pid", ["NL-00050", ""], ids=["written", "blank"])
+def test_an_xport_v8_file_is_refused_for_an_observation_in_its_last_record_but_not_for_the_padding(
+        tmp_path: Path, last_pid: str) -> None:
+    """51 observations of 16 bytes end 64 bytes before the last 80-byte record does: the blanks after them look
+    like 4 more observations, and are none; the 51st, in that record too, is one past a count of 50."""
+    # pid last: a blank one runs on into the padding
+    frame = pd.DataFrame({"age": np.arange(51, dtype=float), "pid": [*CASES["pid"], last_pid]})
+    staged = stage_sas(_v8_stating(tmp_path / "dm.xpt", frame, 51), tmp_path / "dm.parquet", lineage=LINEAGE)
+    assert staged.rows == 51 and pd.read_parquet(tmp_path / "dm.parquet")["pid"].iloc[-1] == last_pid
+    message = _refused(stage_sas, _v8_stating(tmp_path / "dm.xpt", frame, 50))
+    assert message.startswith("dm.xpt: holds 51 observations, more than the 50 its header declares (observation 51 ")
+
+
 @pytest.mark.parametrize("options", [{}, {"row_compress": True}, {"compress": True}],
                          ids=["uncompressed", "bytecode", "zlib"])
 def test_an_spss_header_declaring_fewer_cases_than_the_file_holds_is_refused(

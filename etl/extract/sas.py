@@ -37,8 +37,9 @@ Gotchas of the format:
   `OBS` header record, so each chunk of a v5 file is read through a window that shows readstat
   the file's header followed by the observations from the chunk's first on. (v8 states its
   observation count in that record, so a window would lie: v8 is read by row offset.) readstat
-  does not read that count: it is read here and checked, so that a v8 file cut at a record
-  between observations is refused rather than staged as a whole file of fewer.
+  reads that count only as a limit, and does not report it: it is read here and checked against
+  the observations the file's size holds, so that a v8 file cut at a record between observations,
+  or holding more than it states, is refused rather than staged as a whole file of fewer.
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 
@@ -80,6 +81,7 @@ _XPORT_MEMBERS = (b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!",
 _SAS7BDAT = bytes(12) + b"\xc2\xea\x81\x60\xb3\x14\x11\xcf\xbd\x92\x08\x00\x09\xc7\x31\x8c\x18\x1f\x10\x11"
 _XPORT_V5_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
 _XPORT_V8_OBS = b"HEADER RECORD*******OBSV8   HEADER RECORD!!!!!!!"  # then the observation count, 15 digits
+_XPORT_OBS = re.compile(re.escape(_XPORT_V5_OBS) + b"|" + re.escape(_XPORT_V8_OBS))
 _CPORT = b"**COMPRESSED**"
 
 # A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
@@ -196,41 +198,43 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
         _check_xport_shape(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
-    if file_format == "XPORT v8" and metadata.rows is None:
-        metadata = replace(metadata, rows=_xport_v8_count(path))
-    layout = _xport_layout(path, metadata) if file_format == "XPORT v5" else None
+    layout = _xport_layout(path, metadata) if file_format.startswith("XPORT") else None
     if layout is not None:
-        _check_whole_observations(path, layout)
-    cells = CHUNK_CELLS if layout is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
+        _check_none_past_stated(path, layout)
+        if metadata.rows is None and layout.stated is not None:
+            metadata = replace(metadata, rows=layout.stated)
+    window = layout if file_format == "XPORT v5" else None  # v8 states its count: a window would lie
+    if window is not None:
+        _check_whole_observations(path, window)
+    cells = CHUNK_CELLS if window is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
 
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
-        return _read_rows(path, file_format, layout, offset, size, encoding)
+        return _read_rows(path, file_format, window, offset, size, encoding)
 
     for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding):
         yield first, frame, metadata
 
 
-def _xport_v8_count(path: Path) -> int | None:
-    """The observation count a v8 file's OBSV8 record states, which readstat does not read: a file cut at an
-    80-byte record between observations reads as a whole one of fewer. None when it states 0 (taken for a
-    writer that does not count) or no number."""
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        found = data.find(_XPORT_V8_OBS)
-        stated = data[found + 48:found + 63].strip() if found >= 0 else b""
-    return (int(stated) or None) if stated.isdigit() else None
-
-
 class _XportLayout(NamedTuple):
     data_start: int  # byte where the first observation starts
-    observation_length: int  # bytes per observation (XPORT packs them without gaps)
+    observation_length: int  # bytes per observation (XPORT v5 and v8 pack them without gaps)
+    stated: int | None  # the observation count a v8 file states; None in v5, or a v8 stating 0
 
 
 def _xport_layout(path: Path, metadata: SasMetadata) -> _XportLayout | None:
+    """Where the observations start (after the OBS or OBSV8 record), their length, and the count a v8 file's
+    OBSV8 record states, which readstat reads only as a limit (it does not report it): a file cut at an 80-byte
+    record between observations reads as a whole one of fewer, and observations past the count are dropped.
+    A count of 0 is taken for a writer that does not count; no count (blanks), readstat refuses itself."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        found = data.find(_XPORT_V5_OBS)
+        found = _XPORT_OBS.search(data)
+        if found is None:
+            return None
+        count = data[found.end():found.end() + 15].strip() if found.group() == _XPORT_V8_OBS else b""
     length = sum(variable.length for variable in metadata.variables.values())
-    return _XportLayout(found + 80, length) if found >= 0 and length > 0 else None
+    stated = (int(count) or None) if count.isdigit() else None
+    return _XportLayout(found.start() + 80, length, stated) if length > 0 else None
 
 
 class _XportWindow:
@@ -327,6 +331,23 @@ def _check_whole_observations(path: Path, layout: _XportLayout) -> None:
             whole = (size - layout.data_start) // layout.observation_length
             raise ExtractError(f"{path.name}: truncated: observation {whole + 1} is cut short after {rest} of its "
                                f"{layout.observation_length} bytes; expected the complete file")
+
+
+def _check_none_past_stated(path: Path, layout: _XportLayout) -> None:
+    """Observations past the count a v8 file states: readstat stops at the count and drops the rest quietly.
+    After the last observation XPORT only pads the last 80-byte record with blanks, which are none."""
+    size, stated = path.stat().st_size, layout.stated
+    if stated is None or (size - layout.data_start) // layout.observation_length <= stated:
+        return
+    with path.open("rb") as handle:
+        handle.seek(max(layout.data_start, size - 80))
+        last = handle.read()
+    padding = min(len(last) - len(last.rstrip(b" ")), 79)  # a whole blank record is no padding
+    held = -(-(size - layout.data_start - padding) // layout.observation_length)
+    if held > stated:
+        raise ExtractError(f"{path.name}: holds {held:,} observations, more than the {stated:,} its header declares "
+                           f"(observation {stated + 1:,} follows them); expected a header that counts "
+                           "them all (damaged in transfer, or written by a faulty program?)")
 
 
 # -- values to text -------------------------------------------------------------------------------
