@@ -188,6 +188,18 @@ def test_an_spss_string_wider_than_its_dictionary_positions_is_refused_before_re
                        "(damaged in transfer, or written by a faulty program?)")
 
 
+@pytest.mark.parametrize("width", [300, -5])
+def test_an_spss_variable_of_a_type_no_file_has_is_refused_naming_it(tmp_path: Path, width: int) -> None:
+    """A variable's type is 0 (a number), a string's width (1-255) or -1 (a long string's continuation): any
+    other, changed in transfer, is refused before readstat reads the dictionary, naming the variable."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(pd.DataFrame({"pid": ["NL-00001"], "age": [3.0], "sex": [1.0]}), str(path))
+    record = 176 + 32  # AGE's: after the 176-byte header and PID's 32-byte record (no labels)
+    message = _refused(stage_spss, _patched(path, record + 4, struct.pack("<i", width)))
+    assert message == (f"cases.sav: variable 'AGE' (dictionary position 2) is of type {width}; expected 0 (a number) "
+                       "or a string width of 1-255 (damaged in transfer, or written by a faulty program?)")
+
+
 @pytest.mark.parametrize("kind", ["sav", "dta", "xpt"])
 def test_a_variable_whose_name_cannot_be_read_is_refused(tmp_path: Path, kind: str) -> None:
     """readstat gives no name for it: staging failed on a TypeError that named nothing."""
