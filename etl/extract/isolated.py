@@ -13,16 +13,26 @@ Fork, not a fresh interpreter: the child has every module already imported (a fo
 process takes some milliseconds, an interpreter's start and imports a second). The run's process has
 threads (DuckDB's, GX's import, a thread pool), and the child holds only the thread that forked: it
 touches nothing they may have locked. It reads with pyreadstat, numpy, pandas and Arrow (glibc's
-malloc and Arrow's thread pools are made anew after a fork), imports nothing (pyreadstat is imported
-before the fork: another thread may be importing a module, holding its lock), logs nothing (a log
-handler's lock), opens no DuckDB connection, runs none of the parent's signal handlers, and leaves
-with `os._exit`, running no atexit hook or finaliser of the parent's objects. Where os.fork does not
-exist (Windows), the read runs in this process, as before.
+malloc and Arrow's thread pools are made anew after a fork), imports nothing (what it reads and
+stages with is imported before the fork, `_import_the_readers`: another thread may be importing a module,
+holding its lock), logs nothing (a log handler's lock), opens no DuckDB connection, runs none of the
+parent's signal handlers, and leaves with `os._exit`, running no atexit hook or finaliser of the
+parent's objects. It dies with the process that forked it (PR_SET_PDEATHSIG): it holds that process's
+descriptors, the home's lock among them (etl/runlock.py), and a run killed (`kill -9`) would otherwise
+leave its reader staging on and the home held by a dead run until the read ends.
+
+Where os.fork does not exist (Windows), or fails (EAGAIN: a limit on processes; ENOMEM), the read runs
+in this process, as before (a fork that fails says so in the log): the file is read, without the
+protection from a crash.
 """
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
+import functools
+import glob
+import logging
 import os
 import pickle
 import signal
@@ -35,6 +45,12 @@ from etl.extract.errors import ExtractError
 from etl.fsio import TEMP_SUFFIX
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+# What a reader killed by one of these crashed on: a bad read or write of memory, an abort (a failed
+# assertion, a heap found corrupt), bad arithmetic or code. Another (SIGTERM, SIGINT) was sent to stop it.
+_CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL})
 
 
 def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None) -> T:
@@ -43,13 +59,20 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     an `ExtractError` naming the file, and anything it left half-written at or beside `out` is removed."""
     if not hasattr(os, "fork"):
         return read()
-    import pyreadstat  # noqa: F401  before the fork: the child imports nothing
-
+    dying_with_parent = _import_the_readers()
     before = _written(out)
+    parent = os.getpid()
     answers, answer = os.pipe()
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as error:  # no process for it (EAGAIN: a limit on processes; ENOMEM): the file is still read
+        os.close(answers)
+        os.close(answer)
+        log.warning("%s: no process could be started to read it (%s): read in the run's process, which a crash "
+                    "of the reader (ReadStat) on the file would end", path.name, error.strerror or error)
+        return read()
     if child == 0:
-        _read_in_child(read, answers, answer)
+        _read_in_child(read, answers, answer, parent, dying_with_parent)
     os.close(answer)
     try:
         with os.fdopen(answers, "rb") as pipe:
@@ -68,10 +91,35 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     return value  # type: ignore[no-any-return]
 
 
-def _read_in_child(read: Callable[[], Any], answers: int, answer: int) -> NoReturn:
+@functools.cache
+def _import_the_readers() -> Callable[..., int] | None:
+    """Import, before the first fork, what the child reads and stages with (pyreadstat; Arrow's and narwhals's
+    conversions of a pandas frame import their modules on first use) and find prctl, which the child calls
+    to die with this process; None where there is none (not Linux)."""
+    import narwhals.stable.v2 as nw  # pyreadstat's frames are made through narwhals
+    import numpy.rec  # noqa: F401  pandas's isna (fillna) imports it on first use
+    import pandas as pd
+    import pyarrow as pa
+    import pyreadstat  # noqa: F401
+
+    frame = pd.DataFrame({"number": [1.0], "text": ["a"]})
+    pa.Table.from_pandas(frame)
+    nw.from_native(frame, eager_only=True)
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except AttributeError:
+        return None
+
+
+def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int,
+                   dying_with_parent: Callable[..., int] | None) -> NoReturn:
     """The child: the read, its result or exception sent pickled through `answer`; never returns."""
     code = 1
     try:
+        if dying_with_parent is not None:
+            dying_with_parent(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody waits for the read
+            os._exit(code)
         os.close(answers)
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
             signal.signal(number, signal.SIG_DFL)
@@ -106,8 +154,11 @@ def _how_it_ended(path: Path, what: str, status: int) -> str:
         if number == signal.SIGKILL:  # the kernel's out-of-memory killer, or someone's kill -9
             return (f"{path.name}: the process reading it was killed ({name}: out of memory?); expected it to be "
                     "read when the machine has the memory")
-        return (f"{path.name}: the reader (ReadStat) crashed on the file ({name}): it is damaged, or not the {what} "
-                f"it claims to be; expected a complete {what} (ask for it again, written anew)")
+        if number in _CRASHES:
+            return (f"{path.name}: the reader (ReadStat) crashed on the file ({name}): it is damaged, or not the "
+                    f"{what} it claims to be; expected a complete {what} (ask for it again, written anew)")
+        return (f"{path.name}: the process reading it was stopped ({name}: sent by someone or something on this "
+                "machine, not by the file); expected it to be read when the run is not stopped")
     return (f"{path.name}: the process reading it ended without an answer (exit status "
             f"{os.waitstatus_to_exitcode(status)}); expected a complete {what}")
 
@@ -123,7 +174,7 @@ def _end(child: int) -> None:
 # -- what a killed child leaves ----------------------------------------------------------------------
 def _temporaries(out: Path) -> set[Path]:
     """The temporaries `fsio.written_atomically` makes beside `out`."""
-    return set(out.parent.glob(f".{out.name}.*{TEMP_SUFFIX}")) if out.parent.is_dir() else set()
+    return set(out.parent.glob(f".{glob.escape(out.name)}.*{TEMP_SUFFIX}")) if out.parent.is_dir() else set()
 
 
 def _written(out: Path | None) -> tuple[set[Path], os.stat_result | None]:

@@ -1,0 +1,190 @@
+"""The reading process of etl/extract/isolated.py, as the process around it meets it: a run killed while its
+reader reads leaves the home free, a reader stopped by a signal is not said to have crashed on the file,
+a fork that fails reads in the run's process, the child imports nothing, and a staged file's name may hold
+brackets."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+import pytest
+
+from etl.config import Home
+from etl.extract.errors import ExtractError
+from etl.extract.isolated import read_apart
+from etl.fsio import written_atomically
+from etl.runlock import LOCK_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = pd.DataFrame({"pid": [f"P{n:03d}" for n in range(1, 21)], "age": [float(n) for n in range(1, 21)]})
+
+# A run holding the home's lock reads a file apart, slowly: it says the reader's pid, then is killed.
+_HOLDING_RUN = """
+import os, sys, time
+from pathlib import Path
+from etl import runlock
+from etl.config import Home
+from etl.extract.isolated import read_apart
+
+home, said = Home(Path(sys.argv[1])), Path(sys.argv[2])
+
+def slow_read():
+    said.write_text(str(os.getpid()))
+    time.sleep(120)
+
+with runlock.run_lock(home, "killed-run"):
+    read_apart(home.root / "cases.sav", slow_read, what="SPSS data file")
+"""
+
+
+def _lock_free(lock: Path) -> bool:
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _wait_for(condition: Callable[[], object], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_run_killed_while_its_reader_reads_leaves_the_home_free(tmp_path: Path) -> None:
+    """The reader holds the lock's fd (forked from the run): it ends with the run, not with its read."""
+    home, said = Home(tmp_path / "home"), tmp_path / "reader.pid"
+    home.root.mkdir()
+    run = subprocess.Popen([sys.executable, "-c", _HOLDING_RUN, str(home.root), str(said)],
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    reader = 0
+    try:
+        assert _wait_for(lambda: said.exists() and said.read_text(), 60), "the reader never started"
+        reader = int(said.read_text())
+        assert not _lock_free(home.root / LOCK_NAME)
+        run.kill()
+        run.wait()
+        # generous: the reader reads on for 120 s when it outlives the run
+        assert _wait_for(lambda: _lock_free(home.root / LOCK_NAME), 60), "the run's reader still holds the home"
+        assert _wait_for(lambda: _gone(reader), 60)
+    finally:
+        run.kill()
+        run.wait()
+        if reader and not _gone(reader):
+            os.kill(reader, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_reader_stopped_by_a_signal_does_not_blame_the_file(tmp_path: Path, number: signal.Signals) -> None:
+    def stopped() -> None:
+        os.kill(os.getpid(), number)
+        time.sleep(10)
+
+    with pytest.raises(ExtractError) as raised:
+        read_apart(tmp_path / "cases.sav", stopped, what="SPSS data file")
+    message = str(raised.value)
+    assert message.startswith(f"cases.sav: the process reading it was stopped ({number.name}:")
+    assert "crashed" not in message and "damaged" not in message and "ask for it again" not in message
+
+
+@pytest.mark.parametrize("number", [signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL])
+def test_a_reader_that_crashes_blames_the_file(tmp_path: Path, number: signal.Signals) -> None:
+    def crashing() -> None:
+        os.kill(os.getpid(), number)
+
+    crashed = rf"^cases\.sav: the reader \(ReadStat\) crashed on the file \({number.name}\)"
+    with pytest.raises(ExtractError, match=crashed):
+        read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_fork_that_fails_reads_in_this_process_and_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A run under a process limit (fork: EAGAIN) still reads the file, in its own process, saying so."""
+    def no_process() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_process)
+    before = _open_fds()
+    with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
+        assert read_apart(tmp_path / "cases.sav", lambda: os.getpid(), what="SPSS data file") == os.getpid()
+    assert _open_fds() == before
+    assert "cases.sav: no process could be started to read it" in caplog.text
+
+
+# In a fresh interpreter, as a run's: each format's first staging, the modules its reading process imported.
+_FIRST_STAGINGS = """
+import json, sys
+from pathlib import Path
+from etl.extract import isolated
+from etl.extract.sas import stage_sas
+from etl.extract.spss import stage_spss
+from etl.extract.stata import stage_stata
+
+reading = isolated._read_in_child
+
+def recording(read, *pipe_and_parent):
+    def read_and_record():
+        before = set(sys.modules)
+        read()
+        return sorted(set(sys.modules) - before)
+    reading(read_and_record, *pipe_and_parent)
+
+isolated._read_in_child = recording
+folder = Path(sys.argv[1])
+print(json.dumps({suffix: stage(folder / f"cases.{suffix}", folder / f"{suffix}.parquet")
+                  for suffix, stage in (("xpt", stage_sas), ("sav", stage_spss), ("dta", stage_stata))}))
+"""
+
+
+def test_the_reading_process_imports_nothing_on_a_first_staging(tmp_path: Path) -> None:
+    """Another thread of the run may hold an import's lock when it forks: the child imports nothing."""
+    for suffix, write in (("xpt", pyreadstat.write_xport), ("sav", pyreadstat.write_sav),
+                          ("dta", pyreadstat.write_dta)):
+        write(CASES, str(tmp_path / f"cases.{suffix}"))
+    done = subprocess.run([sys.executable, "-c", _FIRST_STAGINGS, str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert json.loads(done.stdout) == {"xpt": [], "sav": [], "dta": []}
+
+
+def test_what_a_crash_leaves_beside_a_file_named_with_brackets_is_removed(tmp_path: Path) -> None:
+    out = tmp_path / "staged" / "cases[2024].parquet"
+    out.parent.mkdir()
+
+    def crashing() -> None:
+        with written_atomically(out) as temp:
+            temp.write_bytes(b"PAR1 half")
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    with pytest.raises(ExtractError, match="crashed"):
+        read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file", out=out)
+    assert list(out.parent.iterdir()) == []
