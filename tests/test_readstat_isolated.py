@@ -151,18 +151,22 @@ from etl.extract.spss import stage_spss
 from etl.extract.stata import stage_stata
 
 reading = isolated._read_in_child
+folder = Path(sys.argv[1])
 
 def recording(read, *pipe_and_parent):
     def read_and_record():
         before = set(sys.modules)
-        read()
-        return sorted(set(sys.modules) - before)
+        result = read()
+        (folder / "imported.json").write_text(json.dumps(sorted(set(sys.modules) - before)))
+        return result
     reading(read_and_record, *pipe_and_parent)
 
 isolated._read_in_child = recording
-folder = Path(sys.argv[1])
-print(json.dumps({suffix: stage(folder / f"cases.{suffix}", folder / f"{suffix}.parquet")
-                  for suffix, stage in (("xpt", stage_sas), ("sav", stage_spss), ("dta", stage_stata))}))
+imported = {}
+for suffix, stage in (("xpt", stage_sas), ("sav", stage_spss), ("dta", stage_stata)):
+    stage(folder / f"cases.{suffix}", folder / f"{suffix}.parquet")
+    imported[suffix] = json.loads((folder / "imported.json").read_text())
+print(json.dumps(imported))
 """
 
 

@@ -16,7 +16,8 @@ module holds what is done to every one of them alike:
 - `numbers_as_text`, `singles_as_text`, `temporal_as_text`, `column_as_text`: values as the raw
   strings every adapter stages (whole numbers without ".0", no exponent, dates as ISO text);
 - `stage_dataset`: the chunks written, all or nothing, to one Parquet file of strings with
-  `_line` (the observation number, from 1) and lineage.
+  `_line` (the observation number, from 1) and lineage; `stage_apart` does it in a child process
+  (`isolated.py`), where a file that crashes ReadStat fails on its own.
 
 The date formats differ (SAS and Stata count from 1960, SPSS from 1582-10-14; days, seconds or
 milliseconds): each module gives `temporal_as_text` its own clock. A date of 0, the package's date 0
@@ -41,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl.extract import isolated
 from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
 from etl.extract.adapter import what_it_is as adapter_what_it_is
 from etl.extract.errors import ExtractError
@@ -411,6 +413,15 @@ class StagedDataset:
         if not self.rows:
             notices.append(f"{path.name}: no observations")
         return notices
+
+
+def stage_apart(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFrame, Dataset]], as_text: NumbersAsText,
+                lineage: Mapping[str, str] | None, metadata_key: bytes, *, what: str) -> StagedDataset:
+    """`stage_dataset` in a child process (etl/extract/isolated.py): a file that crashes ReadStat fails on its
+    own, said to be a damaged `what` ("SPSS data file (.sav, .zsav)"). `chunks` is a generator, which reads
+    only when iterated: in the child."""
+    return isolated.read_apart(
+        path, lambda: stage_dataset(path, out, chunks, as_text, dict(lineage or {}), metadata_key), what=what, out=out)
 
 
 def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFrame, Dataset]],

@@ -382,13 +382,8 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
     never leaves half a file where a reader would look. Read in a child process (etl/extract/isolated.py):
     a file that crashes ReadStat fails on its own.
     """
-    return isolated.read_apart(path, lambda: _stage_sas(path, out, lineage, encoding, chunk_rows), what=_WHAT, out=out)
-
-
-def _stage_sas(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
-               chunk_rows: int | None) -> StageResult:
-    staged = readstat.stage_dataset(path, out, iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
-                                    _as_text, dict(lineage or {}), SAS_METADATA_KEY)
+    chunks = iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, SAS_METADATA_KEY, what=_WHAT)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
 
 

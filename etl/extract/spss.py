@@ -387,14 +387,8 @@ def stage_spss(path: Path, out: Path, *, lineage: dict[str, str] | None = None, 
     """Stage an SPSS file to one Parquet file: variables as text, `_line`, lineage; labels and codes in
     the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
     (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
-    return isolated.read_apart(path, lambda: _stage_spss(path, out, lineage, encoding, chunk_rows), what=_WHAT,
-                               out=out)
-
-
-def _stage_spss(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
-                chunk_rows: int | None) -> StageResult:
-    staged = readstat.stage_dataset(path, out, iter_spss_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
-                                    _as_text, dict(lineage or {}), SPSS_METADATA_KEY)
+    chunks = iter_spss_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, SPSS_METADATA_KEY, what=_WHAT)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
 
 

@@ -345,14 +345,8 @@ def stage_stata(path: Path, out: Path, *, lineage: dict[str, str] | None = None,
     """Stage a Stata dataset to one Parquet file: variables as text, `_line`, lineage; labels and codes
     in the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
     (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
-    return isolated.read_apart(path, lambda: _stage_stata(path, out, lineage, encoding, chunk_rows), what=_WHAT,
-                               out=out)
-
-
-def _stage_stata(path: Path, out: Path, lineage: dict[str, str] | None, encoding: str | None,
-                 chunk_rows: int | None) -> StageResult:
-    staged = readstat.stage_dataset(path, out, iter_stata_chunks(path, encoding=encoding, chunk_rows=chunk_rows),
-                                    _as_text, dict(lineage or {}), STATA_METADATA_KEY)
+    chunks = iter_stata_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, STATA_METADATA_KEY, what=_WHAT)
     notices = staged.notices(path)
     if staged.metadata.file_encoding is None:
         notices.insert(1, f"{path.name}: a {staged.metadata.file_format} file does not say its encoding: text read "
