@@ -96,7 +96,6 @@ def _import_the_readers() -> Callable[..., int] | None:
     """Import, before the first fork, what the child reads and stages with (pyreadstat; Arrow's and narwhals's
     conversions of a pandas frame import their modules on first use) and find prctl, which the child calls
     to die with this process; None where there is none (not Linux)."""
-    import narwhals.stable.v2 as nw  # pyreadstat's frames are made through narwhals
     import numpy.rec  # noqa: F401  pandas's isna (fillna) imports it on first use
     import pandas as pd
     import pyarrow as pa
@@ -104,7 +103,12 @@ def _import_the_readers() -> Callable[..., int] | None:
 
     frame = pd.DataFrame({"number": [1.0], "text": ["a"]})
     pa.Table.from_pandas(frame)
-    nw.from_native(frame, eager_only=True)
+    try:  # pyreadstat 1.3 makes its frames through narwhals (not a dependency of ours: a later one may not)
+        import narwhals.stable.v2 as nw
+    except ImportError:
+        pass
+    else:
+        nw.from_native(frame, eager_only=True)
     try:
         return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
     except AttributeError:
