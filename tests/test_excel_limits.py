@@ -3,6 +3,10 @@ kind: an .ods's refusal comes from calamine itself (it bounds an .ods's repeated
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -40,3 +44,45 @@ def test_an_opendocument_sheet_of_empty_repeated_rows_and_cells_is_read(tmp_path
     rows = STRAY_ODS_ROWS.replace(_ods_cell("PAT-4711"), "")
     result = stage_workbook(_ods(tmp_path / "registry.ods", rows), tmp_path / "staged")
     assert result.rows == 0
+
+
+def _stray(rows: int, columns: int) -> str:
+    """A header and a value at row `rows`, column `columns`, empty cells between: a grid calamine allocates whole
+    (32 bytes a cell) as it opens the workbook, though the file is a few hundred bytes."""
+    return ("<table:table-row>" + _ods_cell("patient") + "</table:table-row>"
+            f'<table:table-row table:number-rows-repeated="{rows - 2}"><table:table-cell '
+            f'table:number-columns-repeated="{columns}"/></table:table-row>'
+            f'<table:table-row><table:table-cell table:number-columns-repeated="{columns - 1}"/>'
+            + _ods_cell("PAT-4711") + "</table:table-row>")
+
+
+def test_a_workbook_whose_grid_the_reader_cannot_allocate_fails_its_file_not_the_run(tmp_path: Path) -> None:
+    """60 million cells, below calamine's own limit: it asks for 3 GiB as it opens the workbook and, refused,
+    aborts the process (a Rust allocation failure, nothing to catch): the run's, every source's. The adapter
+    reads in a child of its own (etl/extract/isolated.py): here a process that may hold 1 GiB more than it has
+    stages the file and goes on, the file refused."""
+    from etl.extract.excel import ADAPTER
+
+    path = _ods(tmp_path / "registry.ods", _stray(60_000, 1_000))
+    out = tmp_path / "staged" / ADAPTER.staged_name("ab" * 32)
+    script = textwrap.dedent(f"""
+        import os, resource
+        from pathlib import Path
+        from etl.extract.errors import ExtractError
+        from etl.extract.excel import ADAPTER, ExcelOptions
+        held = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (held + (1 << 30), held + (1 << 30)))
+        try:
+            ADAPTER.stage(Path({str(path)!r}), Path({str(out)!r}), ExcelOptions(), {{}})
+        except ExtractError as refused:
+            print(refused)
+        """)
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "0"})
+    assert child.returncode == 0, child.stderr[-500:]
+    assert child.stdout.strip() == (
+        "registry.ods: the reader (python-calamine) crashed on the file (SIGABRT): it is damaged, or not the Excel "
+        "or OpenDocument workbook it claims to be; expected a complete Excel or OpenDocument workbook (ask for it "
+        "again, written anew)")
+    assert not out.exists()

@@ -72,7 +72,8 @@ Gotchas of the format:
 - A damaged or hostile workbook fails its file, never the run: a sheet whose cells reach past
   MAX_SHEET_CELLS (an .xlsx's, .xlsb's or .xls's cells are scanned before calamine allocates the
   grid; an .ods's repeated rows and cells calamine bounds itself, at 100 million, and its refusal is
-  said as plainly, though without the sheet, which calamine does not name), a zip part failing its
+  said as plainly, though without the sheet, which calamine does not name; a grid below that which the
+  machine cannot hold aborts the child the workbook is read in, etl/extract/isolated.py), a zip part failing its
   checksum, and whatever calamine raises on it, an I/O error of its zip reader and a Rust panic (pyo3
   raises it as a BaseException) included.
 """
@@ -100,6 +101,7 @@ import python_calamine as calamine
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl.extract import isolated
 from etl.extract.adapter import (
     LINE_COLUMN,
     SourceAdapter,
@@ -1083,8 +1085,11 @@ class ExcelAdapter(SourceAdapter):
         return all(parquet_whole(staged / part) for part in parts)
 
     def stage(self, path: Path, out: Path, options: ExcelOptions, lineage: dict[str, str]) -> StageResult:
-        return stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets,
-                              merged_cells=options.merged_cells, lineage=lineage)
+        # in a child of its own: calamine aborts the process on a workbook whose grid it cannot allocate
+        return isolated.read_apart(
+            path, lambda: stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets,
+                                         merged_cells=options.merged_cells, lineage=lineage),
+            what="Excel or OpenDocument workbook", out=out, reader="python-calamine")
 
     def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return read_staged_workbook(staged)

@@ -1,7 +1,9 @@
-"""A ReadStat read in a child process of its own: a file that crashes the reader fails that file, not the run.
+"""A read by a native reader in a child process of its own: a file that crashes the reader fails that file, not the run.
 
 ReadStat (C, under pyreadstat) crashes the process with a segmentation fault on some damaged files (SPSS
-value labels of numbers given to a string variable, ...). Small sources are extracted in the run's own
+value labels of numbers given to a string variable, ...); calamine (Rust, under python-calamine) aborts it
+when a workbook asks for more memory than there is (an .ods's repeated cells: a grid of 100 million cells
+from a few hundred bytes, 3 GiB). Small sources are extracted in the run's own
 process (etl/pipeline.py), so one such file in landing would stop the nightly run, every source, every
 night it stays. `read_apart` runs a read (staging, or the metadata for `rtw profile`) in a child forked
 from this process: it reads, writes the staged Parquet file and sends back its result, pickled, or the
@@ -35,6 +37,7 @@ import glob
 import logging
 import os
 import pickle
+import shutil
 import signal
 import traceback
 from collections.abc import Callable
@@ -53,10 +56,12 @@ _PR_SET_PDEATHSIG = 1
 _CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL})
 
 
-def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None) -> T:
-    """`read()` (which reads `path`, a `what` such as 'SPSS data file'; staging writes `out`) in a forked
-    child: its result, or the exception it raised. A child killed by a signal (the reader crashed) raises
-    an `ExtractError` naming the file, and anything it left half-written at or beside `out` is removed."""
+def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None,
+               reader: str = "ReadStat") -> T:
+    """`read()` (which reads `path`, a `what` such as 'SPSS data file', with `reader`; staging writes `out`, a
+    file or a folder) in a forked child: its result, or the exception it raised. A child killed by a signal
+    (the reader crashed) raises an `ExtractError` naming the file, and anything it left half-written at or
+    beside `out` is removed."""
     if not hasattr(os, "fork"):
         return read()
     dying_with_parent = _import_the_readers()
@@ -69,7 +74,7 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         os.close(answers)
         os.close(answer)
         log.warning("%s: no process could be started to read it (%s): read in the run's process, which a crash "
-                    "of the reader (ReadStat) on the file would end", path.name, error.strerror or error)
+                    "of the reader (%s) on the file would end", path.name, error.strerror or error, reader)
         return read()
     if child == 0:
         _read_in_child(read, answers, answer, parent, dying_with_parent)
@@ -84,7 +89,7 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         raise
     if os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) != 0 or not said:
         _remove_written(out, before)
-        raise ExtractError(_how_it_ended(path, what, status))
+        raise ExtractError(_how_it_ended(path, what, reader, status))
     outcome, value = pickle.loads(said)
     if outcome == "raised":
         raise value
@@ -150,7 +155,7 @@ def _pickled_error(error: BaseException) -> bytes:
         return pickle.dumps(("raised", RuntimeError(f"{type(error).__name__}: {error}")))
 
 
-def _how_it_ended(path: Path, what: str, status: int) -> str:
+def _how_it_ended(path: Path, what: str, reader: str, status: int) -> str:
     """Why the child gave no answer, as the source's failure says it."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -159,7 +164,7 @@ def _how_it_ended(path: Path, what: str, status: int) -> str:
             return (f"{path.name}: the process reading it was killed ({name}: out of memory?); expected it to be "
                     "read when the machine has the memory")
         if number in _CRASHES:
-            return (f"{path.name}: the reader (ReadStat) crashed on the file ({name}): it is damaged, or not the "
+            return (f"{path.name}: the reader ({reader}) crashed on the file ({name}): it is damaged, or not the "
                     f"{what} it claims to be; expected a complete {what} (ask for it again, written anew)")
         return (f"{path.name}: the process reading it was stopped ({name}: sent by someone or something on this "
                 "machine, not by the file); expected it to be read when the run is not stopped")
@@ -198,10 +203,16 @@ def _remove_written(out: Path | None, before: tuple[set[Path], os.stat_result | 
         return
     earlier, stat = before
     for temporary in _temporaries(out) - earlier:
-        temporary.unlink(missing_ok=True)
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
     try:
         now = out.stat()
     except FileNotFoundError:
         return
     if stat is None or (now.st_ino, now.st_mtime_ns) != (stat.st_ino, stat.st_mtime_ns):
-        out.unlink(missing_ok=True)
+        if out.is_dir():  # a workbook's folder of sheets
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
