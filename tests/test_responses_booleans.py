@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from openpyxl import load_workbook
-from test_query_returned_files import DATED, EDITED, _checked, _returned_value, _sent_item, _workbook
+from test_query_returned_cells import _returned_boolean
+from test_query_returned_files import DATED, EDITED, _checked, _returned_value, _sent_item
 
 from etl.extract.excel import cell_text
 from etl.quality.queries import HEADER
@@ -54,14 +54,7 @@ def test_a_csv_german_excel_saved_again_is_read_as_sent(tmp_path):
 
 def test_a_text_wahr_german_excel_stored_as_a_boolean_cell_is_read_as_sent(tmp_path):
     """A German registry's `wahr`, which German Excel reads as a boolean: the XLSX holds the cell as true."""
-    cells = [*DATED[:VALUE], "wahr", *DATED[VALUE + 1:]]
-    item = _sent_item(cells)
-    path = tmp_path / "answers.xlsx"
-    _workbook(path, item, cells)
-    book = load_workbook(path)
-    book.active.cell(row=2, column=VALUE + 1, value=True)
-    book.save(path)
-    assert _checked(path, item) == (1, [])
+    assert _returned_boolean(tmp_path, "wahr", True) == (1, [])
 
 
 def test_no_word_is_one_languages_true_and_anothers_false():
