@@ -16,6 +16,7 @@ no mode (DuckDB, Arrow, Great Expectations, matplotlib) owner-only for the lengt
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -33,6 +34,13 @@ TEMP_SUFFIX = ".partial"
 def temp_name(target: Path) -> Path:
     """A fresh temporary path beside `target` that crash repair recognises."""
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def temporaries(target: Path) -> set[Path]:
+    """The temporaries beside `target` (`temp_name`, `written_atomically`'s files and folders)."""
+    if not target.parent.is_dir():
+        return set()
+    return set(target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_SUFFIX}"))
 
 
 def private_folder(folder: Path) -> Path:

@@ -16,7 +16,7 @@ process takes some milliseconds, an interpreter's start and imports a second). T
 threads (DuckDB's, GX's import, a thread pool), and the child holds only the thread that forked: it
 touches nothing they may have locked. It reads with pyreadstat, numpy, pandas and Arrow (glibc's
 malloc and Arrow's thread pools are made anew after a fork), imports nothing (what it reads and
-stages with is imported before the fork, `_import_the_readers`: another thread may be importing a module,
+stages with is imported before the fork, the caller's `prepare`: another thread may be importing a module,
 holding its lock), logs nothing (a log handler's lock), opens no DuckDB connection, runs none of the
 parent's signal handlers, and leaves with `os._exit`, running no atexit hook or finaliser of the
 parent's objects. It dies with the process that forked it (PR_SET_PDEATHSIG): it holds that process's
@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import functools
-import glob
 import logging
 import os
 import pickle
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from etl.extract.errors import ExtractError
-from etl.fsio import TEMP_SUFFIX
+from etl.fsio import temporaries
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -57,14 +56,17 @@ _CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGF
 
 
 def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None,
-               reader: str = "ReadStat") -> T:
+               reader: str = "ReadStat", prepare: Callable[[], object] | None = None) -> T:
     """`read()` (which reads `path`, a `what` such as 'SPSS data file', with `reader`; staging writes `out`, a
     file or a folder) in a forked child: its result, or the exception it raised. A child killed by a signal
     (the reader crashed) raises an `ExtractError` naming the file, and anything it left half-written at or
-    beside `out` is removed."""
+    beside `out` is removed. `prepare`: imports what the child would import on first use (it must import
+    nothing), called before the fork."""
     if not hasattr(os, "fork"):
         return read()
-    dying_with_parent = _import_the_readers()
+    if prepare is not None:
+        prepare()
+    dying_with_parent = _prctl()
     before = _written(out)
     parent = os.getpid()
     answers, answer = os.pipe()
@@ -87,7 +89,7 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         _end(child)
         _remove_written(out, before)
         raise
-    if os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) != 0 or not said:
+    if os.waitstatus_to_exitcode(status) != 0 or not said:  # minus the signal's number for a killed child
         _remove_written(out, before)
         raise ExtractError(_how_it_ended(path, what, reader, status))
     outcome, value = pickle.loads(said)
@@ -97,23 +99,8 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
 
 
 @functools.cache
-def _import_the_readers() -> Callable[..., int] | None:
-    """Import, before the first fork, what the child reads and stages with (pyreadstat; Arrow's and narwhals's
-    conversions of a pandas frame import their modules on first use) and find prctl, which the child calls
-    to die with this process; None where there is none (not Linux)."""
-    import numpy.rec  # noqa: F401  pandas's isna (fillna) imports it on first use
-    import pandas as pd
-    import pyarrow as pa
-    import pyreadstat  # noqa: F401
-
-    frame = pd.DataFrame({"number": [1.0], "text": ["a"]})
-    pa.Table.from_pandas(frame)
-    try:  # pyreadstat 1.3 makes its frames through narwhals (not a dependency of ours: a later one may not)
-        import narwhals.stable.v2 as nw
-    except ImportError:
-        pass
-    else:
-        nw.from_native(frame, eager_only=True)
+def _prctl() -> Callable[..., int] | None:
+    """prctl, which the child calls to die with this process; None where there is none (not Linux)."""
     try:
         return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
     except AttributeError:
@@ -181,19 +168,15 @@ def _end(child: int) -> None:
 
 
 # -- what a killed child leaves ----------------------------------------------------------------------
-def _temporaries(out: Path) -> set[Path]:
-    """The temporaries `fsio.written_atomically` makes beside `out`."""
-    return set(out.parent.glob(f".{glob.escape(out.name)}.*{TEMP_SUFFIX}")) if out.parent.is_dir() else set()
-
-
 def _written(out: Path | None) -> tuple[set[Path], os.stat_result | None]:
     """What is at and beside `out` before the child writes: its temporaries, and `out` itself."""
     if out is None:
         return set(), None
+    found = temporaries(out)
     try:
-        return _temporaries(out), out.stat()
+        return found, out.stat()
     except FileNotFoundError:
-        return _temporaries(out), None
+        return found, None
 
 
 def _remove_written(out: Path | None, before: tuple[set[Path], os.stat_result | None]) -> None:
@@ -202,7 +185,7 @@ def _remove_written(out: Path | None, before: tuple[set[Path], os.stat_result | 
     if out is None:
         return
     earlier, stat = before
-    for temporary in _temporaries(out) - earlier:
+    for temporary in temporaries(out) - earlier:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)
         else:

@@ -30,6 +30,7 @@ would load as 1 January 1960, said by nothing else. A mapping's `null_values` ca
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
 
 DatasetT = TypeVar("DatasetT", bound="Dataset")
+T = TypeVar("T")
 Shown = Literal["date", "datetime", "time"]  # what a temporal format shows
 Precision = Literal["D", "M", "Y", "s"]  # to which unit: day, month, year, second
 
@@ -415,12 +417,34 @@ class StagedDataset:
         return notices
 
 
+def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None = None) -> T:
+    """`read()` of `path` in a child process (etl/extract/isolated.py): a file that crashes ReadStat fails on
+    its own, said to be a damaged `what` ("SPSS data file (.sav, .zsav)")."""
+    return isolated.read_apart(path, read, what=what, out=out, reader="ReadStat", prepare=_ready_to_fork)
+
+
+@functools.cache
+def _ready_to_fork() -> None:
+    """Import, before the first fork, what the child reads and stages with: pyreadstat, and the modules Arrow's
+    and narwhals's conversions of a pandas frame import on first use."""
+    import numpy.rec  # noqa: F401  pandas's isna (fillna) imports it on first use
+    import pyreadstat  # noqa: F401
+
+    frame = pd.DataFrame({"number": [1.0], "text": ["a"]})
+    pa.Table.from_pandas(frame)
+    try:  # pyreadstat 1.3 makes its frames through narwhals (not a dependency of ours: a later one may not)
+        import narwhals.stable.v2 as nw
+    except ImportError:
+        pass
+    else:
+        nw.from_native(frame, eager_only=True)
+
+
 def stage_apart(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFrame, Dataset]], as_text: NumbersAsText,
                 lineage: Mapping[str, str] | None, metadata_key: bytes, *, what: str) -> StagedDataset:
-    """`stage_dataset` in a child process (etl/extract/isolated.py): a file that crashes ReadStat fails on its
-    own, said to be a damaged `what` ("SPSS data file (.sav, .zsav)"). `chunks` is a generator, which reads
-    only when iterated: in the child."""
-    return isolated.read_apart(
+    """`stage_dataset` in a child process (`read_apart`). `chunks` is a generator, which reads only when
+    iterated: in the child."""
+    return read_apart(
         path, lambda: stage_dataset(path, out, chunks, as_text, dict(lineage or {}), metadata_key), what=what, out=out)
 
 

@@ -62,7 +62,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import isolated, readstat
+from etl.extract import readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
@@ -165,7 +165,7 @@ def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tu
 
 def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
     """A SAS file's dataset name, label, encoding and its variables' labels and formats, without the data."""
-    return isolated.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+    return readstat.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
 
 
 def _read_metadata(path: Path, encoding: str | None) -> SasMetadata:

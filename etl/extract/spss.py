@@ -91,7 +91,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import isolated, readstat
+from etl.extract import readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import CHUNK_CELLS, Dataset, EncodingOptions, Precision, Shown, Variable
@@ -157,7 +157,7 @@ def _header(path: Path) -> _Header:
         compression, _weight, cases = struct.unpack(f"{order}iii", head[72:_CASES_AT + 4])
         _check_dictionary(path, order)
         return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
-    what = "an SPSS data file (.sav, .zsav)"
+    what = f"an {_WHAT}"
     if not head:
         raise ExtractError(f"{path.name}: not {what}: the file is empty")
     if _PORTABLE in head:
@@ -256,7 +256,7 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 def read_spss_metadata(path: Path, encoding: str | None = None) -> SpssMetadata:
     """An SPSS file's label, encoding and its variables' labels, formats, value labels and missing
     values, without the data."""
-    return isolated.read_apart(path, lambda: _read_metadata(path, encoding)[0], what=_WHAT)
+    return readstat.read_apart(path, lambda: _read_metadata(path, encoding)[0], what=_WHAT)
 
 
 def _read_metadata(path: Path, encoding: str | None) -> tuple[SpssMetadata, Any]:
@@ -414,7 +414,7 @@ class SpssAdapter(OneTableAdapter):
         # text decoded as staging decodes it. The encoding is not given back: the file declares it (or the
         # options did), and a draft mapping need not repeat it. Read in a child process, as staging is.
         encoding = options.encoding if options else None
-        return isolated.read_apart(path, lambda: _format_details(path, encoding), what=_WHAT)
+        return readstat.read_apart(path, lambda: _format_details(path, encoding), what=_WHAT)
 
 
 def _format_details(path: Path, encoding: str | None) -> FormatDetails:

@@ -66,7 +66,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from etl.extract import isolated, readstat
+from etl.extract import readstat
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.readstat import Dataset, EncodingOptions, Precision, Variable
@@ -233,7 +233,7 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 
 def read_stata_metadata(path: Path, encoding: str | None = None) -> StataMetadata:
     """A Stata file's label and its variables' labels, formats and value labels, without the data."""
-    return isolated.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+    return readstat.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
 
 
 def _read_metadata(path: Path, encoding: str | None) -> StataMetadata:
