@@ -323,3 +323,18 @@ def test_a_pull_with_a_key_other_than_the_warehouses_is_refused(tmp_path, home, 
     keyless = pull_source(home, "registry_it", sources_dir=sources)
     assert keyless.pulled == [] and "known by its content only" in keyless.skipped[0].reason
     assert pull_source(home, "registry_it", sources_dir=sources, key_value=KEY).status is PullStatus.NOTHING_NEW
+
+
+def test_a_pull_whose_key_file_cannot_be_read_fails_recorded_not_crashed(tmp_path, home, drop, monkeypatch):
+    """The key file is first read by the comparison with the warehouse's key now: a file that cannot be read
+    (here a folder in its place) crashed the pull, recording nothing for `rtw status`; it fails the pull, said."""
+    sources = registry_sources(tmp_path, drop, files="Fall_*_Verlauf.csv")
+    send(drop / "Fall_123456_Verlauf.csv", CASE)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    _built_with(home, KEY)
+    home.key_file.unlink(missing_ok=True)
+    home.key_file.mkdir(parents=True)
+    failed = pull_source(home, "registry_it", sources_dir=sources)
+    assert failed.status is PullStatus.FAILED and failed.pulled == []
+    assert failed.message.startswith("registry_it: [Errno 21] Is a directory")
+    assert not (home.landing / "registry_it").exists()  # nothing downloaded

@@ -404,6 +404,8 @@ def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources
         return _failed(source_id, f"{source_id}: not pulled: {exc}")
     except WarehouseBusy as exc:  # a publish's moment: the DAG's retry, or the next pull, asks again
         return _failed(source_id, f"{source_id}: not pulled: {exc}; asked again")
+    except OSError as exc:  # a key file that cannot be read
+        return _failed(source_id, f"{source_id}: {exc}")
     folder = fsio.private_folder(home.landing / source_id)
     with pulling(home, source_id):
         # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
