@@ -716,7 +716,7 @@ _KEY_LETTERS = 6  # letters a key's own run of letters holds at most (ID, IMT, I
 def _numbers_in_name(name: str) -> Iterator[str]:
     """Each part of a name a patient number may be, as the name writes it: whole runs of digits and of letters,
     joined by '-', '_', ' ' or nothing, holding a digit, long enough to name anyone (`names_a_patient`); and such
-    a part from the last letters of its first run (`_run_into_letters`), as `rtw forget` finds a key whose letters
+    a part from the last letters of its first run (`_numbers_after_letters`), as `rtw forget` finds a key whose letters
     come first run into letters (`PatID1234` holds ID1234: `key_shape(literal=True)`)."""
     runs = NAME_RUNS.findall(name)
     for start, first in enumerate(runs):
@@ -725,10 +725,10 @@ def _numbers_in_name(name: str) -> Iterator[str]:
         for end in _number_ends(runs, start):
             yield "".join(runs[start:end])
             if first.isalpha():
-                yield from _run_into_letters(first, runs[start + 1:end])
+                yield from _numbers_after_letters(first, runs[start + 1:end])
 
 
-def _run_into_letters(letters: str, rest: list[str]) -> Iterator[str]:
+def _numbers_after_letters(letters: str, rest: list[str]) -> Iterator[str]:
     """The numbers a part starting with a run of `letters` may hold run into letters: the part from each of the
     run's last letters, in any case as a file name's screen takes them (PatID, patid, PatientILTB, verlaufit),
     that `runs_into_letters` takes (two, or one before six digits), up to `_KEY_LETTERS`. Each is one more HMAC
@@ -758,7 +758,7 @@ def _number_ends(runs: list[str], start: int) -> Iterator[int]:
 
 def _as_keys(number: str) -> Iterator[str]:
     """The ways a patient key may write a number a name writes: '-', '_' and ' ' stand for each other."""
-    pieces = re.split(r"([-_ ])", number)
+    pieces = re.split(f"([{SEPARATORS}])", number)
     for separators in itertools.product(SEPARATORS, repeat=len(pieces) // 2):
         yield "".join(p if i % 2 == 0 else separators[i // 2] for i, p in enumerate(pieces))
 

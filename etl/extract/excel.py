@@ -145,6 +145,9 @@ CHUNK_ROWS = 20_000
 #: .xlsb's reach is read from its sheet's records, an .xls's from its Workbook stream's (calamine reads every
 #: sheet of an .xls as it opens it: refused before): BIFF8 has 256 columns, but a cell's field holds 65,535.
 MAX_SHEET_CELLS = 50_000_000
+# what a sheet refused for its reach asks for
+_CLEAR_STRAY_VALUE = ("expected the table alone: a value far below or right of it (a stray keystroke) is cleared by "
+                      "deleting the rows and columns past the table and saving")
 
 #: how the other cells of a merged range read (the option `merged_cells`, see the module docstring)
 MergedCells = Literal["top_left", "fill"]
@@ -262,9 +265,7 @@ def _beyond_cell_limit(path: Path, error: BaseException) -> ExtractError | None:
     grid = f"a grid of {requested} cells" if requested else "a grid"
     return ExtractError(
         f"{path.name}: a sheet's cells (its repeated rows and cells counted) reach {grid}, more than the "
-        f"{limit or 'most'} the reader (python-calamine) holds; expected the table alone: a value far below or right "
-        "of it (a stray keystroke) is cleared by deleting the rows "
-        "and columns past the table and saving")
+        f"{limit or 'most'} the reader (python-calamine) holds; {_CLEAR_STRAY_VALUE}")
 
 
 def _unreadable(error: BaseException) -> bool:
@@ -525,8 +526,7 @@ def _refuse_reach(path: Path, name: str, rows: int, columns: int, quoted: Sequen
         raise ExtractError(
             f"{path.name}, sheet '{name}': its cells reach row {rows:,} and column {column_letter(columns - 1)}, "
             f"a grid of up to {rows * columns:,} cells, more than the {MAX_SHEET_CELLS:,} a sheet is read with; "
-            "expected the table alone: a value far below or right of it (a stray keystroke) is cleared by deleting "
-            "the rows and columns past the table and saving", quoted=quoted)
+            f"{_CLEAR_STRAY_VALUE}", quoted=quoted)
 
 
 # -- an .xls's reach: its Workbook stream in the OLE2 compound file, then its BIFF8 records ---------------

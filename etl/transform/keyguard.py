@@ -108,18 +108,13 @@ def refuse_other_key(home: Home, key_value: str | None = None,
         if (recorded := recorded_fingerprint(home.warehouse, live)) is None:
             return
         if (fingerprint := load_key(home.key_file, key_value).fingerprint()) != recorded:
-            raise _differs(home, recorded, fingerprint, live)
+            raise KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with "
+                              f"(fingerprint {_short(recorded)}, this key's {_short(fingerprint)}); "
+                              + _after_rotation(home, fingerprint, live))
     except duckdb.IOException as exc:
         if _LOCK_HELD not in str(exc):
             raise
         raise WarehouseBusy("the warehouse is being written by a run") from None
-
-
-def _differs(home: Home, recorded: str, fingerprint: str,
-             live: duckdb.DuckDBPyConnection | None = None) -> KeyMismatch:
-    return KeyMismatch(f"the pseudonymisation key differs from the one this warehouse was built with (fingerprint "
-                       f"{_short(recorded)}, this key's {_short(fingerprint)}); "
-                       + _after_rotation(home, fingerprint, live))
 
 
 def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: str) -> None:
