@@ -8,6 +8,7 @@ What the pipeline reads (mappings, SQL, suites) is found by etl/resources.py, in
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
-__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "REPO_ROOT", "SOURCES_DIR",
-           "WAREHOUSE_SQL_DIR", "Home", "SettingError", "resolve_home", "set_memory_limit"]
+__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
+           "READ_SECONDS_SETTING", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError",
+           "read_time_limit", "resolve_home", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -27,6 +29,15 @@ WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "512MB")
 # Linkage scores in a DuckDB of its own while the warehouse's stays open: the two limits add up.
 LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
+# How long a native reader (ReadStat, calamine) may read one file in its process of its own
+# (etl/extract/isolated.py) before it is stopped: a damaged file can make a C parser loop, which would hold
+# the night's run, every source, and the home's lock. A floor, env RTW_READ_SECONDS, plus seconds a MB of
+# the file. Measured: at 100,000 persons the largest workbook (2.4 MB) stages in 1.6 s and the largest XPORT
+# file (5.1 MB) in 0.4 s; the slowest a MB, an .ods of 200,000 rows that compresses well, 1.7 s a MB (an
+# .xlsx 0.8, XPORT 0.1). Ten seconds a MB leaves a slower or busier machine six times that.
+READ_SECONDS_SETTING = "RTW_READ_SECONDS"
+READ_SECONDS = 600.0
+READ_SECONDS_PER_MB = 10.0
 
 
 class SettingError(ValueError):
@@ -41,6 +52,24 @@ def set_memory_limit(con: Any, limit: str, setting: str) -> None:
         con.execute("SET memory_limit = ?", [limit])
     except duckdb.Error as exc:
         raise SettingError(f"{setting}={limit!r} is not a memory size DuckDB reads (e.g. 512MB, 2GB): {exc}") from None
+
+
+def read_time_limit(size: int) -> float:
+    """Seconds a reader may take over a file of `size` bytes: env RTW_READ_SECONDS (default 600), plus
+    READ_SECONDS_PER_MB a MB (10**6 bytes) of the file. The setting is read at each call, not at import."""
+    given = os.environ.get(READ_SECONDS_SETTING)
+    floor = READ_SECONDS if given is None or not given.strip() else _seconds(READ_SECONDS_SETTING, given)
+    return floor + READ_SECONDS_PER_MB * size / 1e6
+
+
+def _seconds(setting: str, given: str) -> float:
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = 0.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SettingError(f"{setting}={given!r} is not a number of seconds above 0 (e.g. 600)")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The reading process of etl/extract/isolated.py, as the process around it meets it: a run killed while its
 reader reads leaves the home free, a reader stopped by a signal is not said to have crashed on the file,
-a fork that fails reads in the run's process, the child imports nothing, and a staged file's name may hold
-brackets."""
+a fork that fails reads in the run's process, the child imports nothing, a staged file's name may hold
+brackets, and a reader that never finishes is stopped past its time limit."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from etl.config import Home
+from etl.config import Home, SettingError, read_time_limit
 from etl.extract.errors import ExtractError
 from etl.extract.isolated import read_apart
 from etl.fsio import written_atomically
@@ -35,7 +35,7 @@ _HOLDING_RUN = """
 import os, sys, time
 from pathlib import Path
 from etl import runlock
-from etl.config import Home
+from etl.config import Home, SettingError, read_time_limit
 from etl.extract.isolated import read_apart
 
 home, said = Home(Path(sys.argv[1])), Path(sys.argv[2])
@@ -192,3 +192,44 @@ def test_what_a_crash_leaves_beside_a_file_named_with_brackets_is_removed(tmp_pa
     with pytest.raises(ExtractError, match="crashed"):
         read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file", out=out)
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_reader_that_never_finishes_is_stopped_past_its_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A damaged file can make a C parser loop: the run waited on its reader for ever, every source of the night
+    and the home's lock with it. Past its limit the reader is killed and reaped, what it half wrote is removed,
+    and the file fails, as for a crash."""
+    monkeypatch.setenv("RTW_READ_SECONDS", "1")
+    out, said = tmp_path / "staged" / "cases.parquet", tmp_path / "reader.pid"
+    out.parent.mkdir()
+
+    def looping() -> None:
+        with written_atomically(out) as temp:
+            temp.write_bytes(b"PAR1 half")
+            said.write_text(str(os.getpid()))
+            while True:
+                time.sleep(1)
+
+    with pytest.raises(ExtractError) as stopped:
+        read_apart(tmp_path / "cases.sav", looping, what="SPSS data file", out=out)
+    assert str(stopped.value) == (
+        "cases.sav: the reader (ReadStat) did not finish within 1 s: stopped; the file may be damaged (a reader in "
+        "a loop) or too large for the limit, which is RTW_READ_SECONDS plus 10 s a MB of the file: raise "
+        "RTW_READ_SECONDS for a file this large")
+    reader = int(said.read_text())
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(reader, os.WNOHANG)
+    assert not Path(f"/proc/{reader}").exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_the_read_time_limit_grows_with_the_file_and_its_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RTW_READ_SECONDS", raising=False)
+    assert read_time_limit(0) == 600
+    assert read_time_limit(2_500_000) == 625
+    monkeypatch.setenv("RTW_READ_SECONDS", "1.5")
+    assert read_time_limit(0) == 1.5
+    for wrong in ("ten", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("RTW_READ_SECONDS", wrong)
+        with pytest.raises(SettingError, match=rf"^RTW_READ_SECONDS='{wrong}' is not a number of seconds above 0"):
+            read_time_limit(0)

@@ -9,7 +9,9 @@ night it stays. `read_apart` runs a read (staging, or the metadata for `rtw prof
 from this process: it reads, writes the staged Parquet file and sends back its result, pickled, or the
 exception it raised, through a pipe. A child killed by a signal becomes an `ExtractError` naming the
 file and saying that the reader crashed on it; what it had half-written beside the staged file is
-removed.
+removed. A child that has not answered within a time limit (a damaged file can make a C parser loop: the
+run, every source, and the home's lock would wait on it) is killed and fails its file the same way; the
+limit grows with the file's size (etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
 
 Fork, not a fresh interpreter: the child has every module already imported (a fork of a run's
 process takes some milliseconds, an interpreter's start and imports a second). The run's process has
@@ -25,7 +27,7 @@ leave its reader staging on and the home held by a dead run until the read ends.
 
 Where os.fork does not exist (Windows), or fails (EAGAIN: a limit on processes; ENOMEM), the read runs
 in this process, as before (a fork that fails says so in the log): the file is read, without the
-protection from a crash.
+protection from a crash or the time limit.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ import functools
 import logging
 import os
 import pickle
+import selectors
 import shutil
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from etl.config import READ_SECONDS_PER_MB, READ_SECONDS_SETTING, read_time_limit
 from etl.extract.errors import ExtractError
 from etl.fsio import temporaries
 
@@ -60,12 +65,14 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     """`read()` (which reads `path`, a `what` such as 'SPSS data file', with `reader`; staging writes `out`, a
     file or a folder) in a forked child: its result, or the exception it raised. A child killed by a signal
     (the reader crashed) raises an `ExtractError` naming the file, and anything it left half-written at or
-    beside `out` is removed. `prepare`: imports what the child would import on first use (it must import
+    beside `out` is removed; so does a child that has not answered within `read_time_limit` of the file's
+    size, killed. `prepare`: imports what the child would import on first use (it must import
     nothing), called before the fork."""
     if not hasattr(os, "fork"):
         return read()
     if prepare is not None:
         prepare()
+    limit = read_time_limit(_size(path))
     dying_with_parent = _prctl()
     before = _written(out)
     parent = os.getpid()
@@ -82,13 +89,17 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         _read_in_child(read, answers, answer, parent, dying_with_parent)
     os.close(answer)
     try:
-        with os.fdopen(answers, "rb") as pipe:
-            said = pipe.read()  # to its end: the child's exit closes it
-        _pid, status = os.waitpid(child, 0)
+        said = _answer(answers, limit)
+        if said is not None:
+            _pid, status = os.waitpid(child, 0)
     except BaseException:  # interrupted (Ctrl-C): the child goes with the read
         _end(child)
         _remove_written(out, before)
         raise
+    if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
+        _end(child)
+        _remove_written(out, before)
+        raise ExtractError(_past_limit(path, reader, limit))
     if os.waitstatus_to_exitcode(status) != 0 or not said:  # minus the signal's number for a killed child
         _remove_written(out, before)
         raise ExtractError(_how_it_ended(path, what, reader, status))
@@ -157,6 +168,38 @@ def _how_it_ended(path: Path, what: str, reader: str, status: int) -> str:
                 "machine, not by the file); expected it to be read when the run is not stopped")
     return (f"{path.name}: the process reading it ended without an answer (exit status "
             f"{os.waitstatus_to_exitcode(status)}); expected a complete {what}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone, or not there yet: the reader says so
+        return 0
+
+
+def _answer(answers: int, limit: float) -> bytes | None:
+    """What the child sent through `answers`, read to the pipe's end (the child's exit closes it); None when
+    it has not ended within `limit` seconds."""
+    deadline = time.monotonic() + limit
+    said = bytearray()
+    with os.fdopen(answers, "rb", buffering=0) as pipe, selectors.DefaultSelector() as waiting:
+        waiting.register(pipe, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not waiting.select(left):
+                continue
+            chunk = pipe.read(1 << 20)
+            if not chunk:
+                return bytes(said)
+            said += chunk
+    return None
+
+
+def _past_limit(path: Path, reader: str, limit: float) -> str:
+    """Why a reader was stopped: too long over the file, which may loop it or be larger than the limit allows."""
+    return (f"{path.name}: the reader ({reader}) did not finish within {round(limit, 1):g} s: stopped; the file may "
+            "be damaged (a reader in a loop) or too large for the limit, which is "
+            f"{READ_SECONDS_SETTING} plus {READ_SECONDS_PER_MB:g} s a MB of the file: raise {READ_SECONDS_SETTING} "
+            "for a file this large")
 
 
 def _end(child: int) -> None:
