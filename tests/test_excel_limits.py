@@ -86,3 +86,27 @@ def test_a_workbook_whose_grid_the_reader_cannot_allocate_fails_its_file_not_the
         "or OpenDocument workbook it claims to be; expected a complete Excel or OpenDocument workbook (ask for it "
         "again, written anew)")
     assert not out.exists()
+
+
+def test_rtw_profile_of_a_workbook_the_reader_cannot_allocate_says_why(tmp_path: Path) -> None:
+    """`rtw profile` reads a workbook through the adapter's staging, in a child of its own: calamine's abort on
+    the grid above ends that child, and the command says why on one line, exit 1, where an abort of its own
+    process would end it without a word."""
+    path = _ods(tmp_path / "registry.ods", _stray(60_000, 1_000))
+    script = textwrap.dedent(f"""
+        import os, resource, sys
+        from etl.cli import main
+        import etl.extract.excel, etl.onboard.pages, etl.onboard.profile, etl.onboard.reading
+        held = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (held + (1 << 30), held + (1 << 30)))
+        sys.argv = ["rtw", "profile", {str(path)!r}, "--home", {str(tmp_path / "home")!r}]
+        main()
+        """)
+    root = Path(__file__).resolve().parents[1]
+    command = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "0", "COLUMNS": "400"})
+    assert command.returncode == 1, command.stderr[-500:]
+    assert command.stdout.strip() == (
+        "rtw: registry.ods: the reader (python-calamine) crashed on the file (SIGABRT): it is damaged, or not the "
+        "Excel or OpenDocument workbook it claims to be; expected a complete Excel or OpenDocument workbook (ask "
+        "for it again, written anew)")
