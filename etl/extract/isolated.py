@@ -196,7 +196,8 @@ def _answer(answers: int, limit: float) -> bytes | None:
 
 def _past_limit(path: Path, reader: str, limit: float) -> str:
     """Why a reader was stopped: too long over the file, which may loop it or be larger than the limit allows."""
-    return (f"{path.name}: the reader ({reader}) did not finish within {round(limit, 1):g} s: stopped; the file may "
+    seconds = f"{limit:.1f}".removesuffix(".0")
+    return (f"{path.name}: the reader ({reader}) did not finish within {seconds} s: stopped; the file may "
             "be damaged (a reader in a loop) or too large for the limit, which is "
             f"{READ_SECONDS_SETTING} plus {READ_SECONDS_PER_MB:g} s a MB of the file: raise {READ_SECONDS_SETTING} "
             "for a file this large")
