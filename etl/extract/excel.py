@@ -585,38 +585,56 @@ _BOF, _EOF, _BOUNDSHEET = 0x0809, 0x000A, 0x0085
 # count: within the format's 256 columns no sheet reaches MAX_SHEET_CELLS, and a hostile one is refused either way
 _XLS_CELLS = frozenset({0x0006, 0x00D6, 0x00FD, 0x0201, 0x0203, 0x0204, 0x0205, 0x027E})
 _XLS_CELL_RUNS = frozenset({0x00BD, 0x00BE})
+_XLS_REACH = _XLS_CELLS | _XLS_CELL_RUNS
+_RECORD_HEAD = struct.Struct("<4H").unpack_from  # a record's type and size, a cell's row and column
+_U16 = struct.Struct("<H").unpack_from
 
 
 def xls_sheet_extents(path: Path) -> dict[str, tuple[int, int]]:
     """The furthest row and column (1-based) each sheet of an .xls reaches, by name, from its records; {}
-    when the file's structure cannot be followed (calamine then says why). The record walk takes 0.75 s on
-    50,000 x 20 text cells (Dec 2026); an .xls holds 65,536 rows at most."""
+    when the file's structure cannot be followed (calamine then says why). A record's fields are read where
+    they lie in the stream, none copied: on 50,000 x 20 text cells the walk takes 0.22 s of CPU, 0.72 s when
+    each record was sliced (a shared 2-core machine, Dec 2026); an .xls holds 65,536 rows at most."""
     stream = ole_stream(path.read_bytes(), _WORKBOOK_STREAMS)
     if stream is None:
         return {}
     sheets: dict[int, str] = {}
     extents: dict[str, tuple[int, int]] = {}
     sheet: str | None = None
+    rows = columns = 0  # the current sheet's reach, kept in `extents` as the sheet ends
+    end = len(stream)
     at = 0
-    while at + 4 <= len(stream):
-        kind, size = struct.unpack_from("<2H", stream, at)
-        record = stream[at + 4:at + 4 + size]
-        if kind == _BOUNDSHEET and len(record) >= 8:
-            count, wide = record[6], record[7] & 1
-            text = record[8:8 + count * (1 + wide)]
-            sheets[struct.unpack_from("<I", record)[0]] = text.decode("utf-16-le" if wide else "latin-1", "replace")
-        elif kind == _BOF:
-            sheet = sheets.get(at)
-        elif kind == _EOF:
-            sheet = None
-        elif sheet is not None and len(record) >= 4 and (kind in _XLS_CELLS or kind in _XLS_CELL_RUNS):
-            row, column = struct.unpack_from("<2H", record)
-            if kind in _XLS_CELL_RUNS and len(record) >= 6:
-                column = struct.unpack_from("<H", record, len(record) - 2)[0]
-            rows, columns = extents.get(sheet, (0, 0))
-            extents[sheet] = (max(rows, row + 1), max(columns, column + 1))
-        at += 4 + size
+    # A record's head and the first 4 bytes of its data (a cell's row and column) are read at once. A record
+    # starting in the last 8 bytes is left out: it holds under 4 bytes of data, too few for a cell or a
+    # sheet's name, and a sheet it starts or ends counts no cell after it.
+    while at + 8 <= end:
+        kind, size, row, column = _RECORD_HEAD(stream, at)
+        data, at = at + 4, at + 4 + size
+        if kind in _XLS_REACH:
+            if sheet is not None and size >= 4:  # the row and column lie in the stream: the loop's bound
+                if kind in _XLS_CELL_RUNS and (held := min(size, end - data)) >= 6:
+                    (column,) = _U16(stream, data + held - 2)  # a record cut by the stream's end: what is left
+                if row >= rows:  # comparisons, not max(): faster
+                    rows = row + 1
+                if column >= columns:
+                    columns = column + 1
+        elif kind == _BOUNDSHEET and min(size, end - data) >= 8:
+            count, wide = stream[data + 6], stream[data + 7] & 1
+            text = stream[data + 8:min(data + 8 + count * (1 + wide), at)]
+            sheets[_U32(stream, data)[0]] = text.decode("utf-16-le" if wide else "latin-1", "replace")
+        elif kind in (_BOF, _EOF):
+            _keep_reach(extents, sheet, rows, columns)
+            rows = columns = 0
+            sheet = sheets.get(data - 4) if kind == _BOF else None  # a BOUNDSHEET names its BOF's offset
+    _keep_reach(extents, sheet, rows, columns)
     return extents
+
+
+def _keep_reach(extents: dict[str, tuple[int, int]], sheet: str | None, rows: int, columns: int) -> None:
+    """A sheet's reach, as its records end, added to what `extents` holds of a sheet of its name."""
+    if sheet is not None and rows:
+        before = extents.get(sheet, (0, 0))
+        extents[sheet] = (max(before[0], rows), max(before[1], columns))
 
 
 #: what reading a damaged member of a zip raises: a checksum failing (BadZipFile), a deflate stream corrupt or
