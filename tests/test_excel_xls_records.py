@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_hostile_mutations import ENROLMENT, _biff8, _ole2, _staged_in_a_child, _xls_stream
 
-from etl.extract.excel import xls_sheet_extents
+from etl.extract.excel import stage_workbook, xls_sheet_extents
 
 FOLLOW_UP = [(row, column, f"P-{row}" if column == 0 else "FR-01") for row in range(1, 300) for column in range(2)]
 STRAY = _biff8(0x0204, struct.pack("<4HB", 65_535, 65_535, 0, 1, 0) + b"x")  # LABEL: row, column, style, text
@@ -51,3 +51,40 @@ def test_a_stray_value_in_a_cut_last_record_fails_the_file_not_the_process(tmp_p
     assert child.returncode == 0, child.stderr[-400:]
     assert ("IMT_export.xls, sheet 'Enrolment': its cells reach row 65,536 and column CRXP, a grid of up to "
             "4,294,967,296 cells") in child.stdout
+
+
+def _ole2_small(stream: bytes) -> bytes:
+    """A compound file holding a 'Workbook' stream under 4,096 bytes, as one is kept: in the mini stream, 64-byte
+    sectors chained by the mini FAT, here last to first (512-byte sectors: FAT, directory, mini FAT, then the
+    mini stream's)."""
+    count = -(-len(stream) // 64)
+    order = list(reversed(range(count)))  # the stream's n-th 64 bytes are in mini sector order[n]
+    mini = bytearray(64 * count)
+    for n, sector in enumerate(order):
+        mini[64 * sector:64 * sector + 64] = stream[64 * n:64 * n + 64].ljust(64, b"\0")
+    mini_fat = [0xFFFFFFFF] * 128
+    for sector, following in zip(order, [*order[1:], 0xFFFFFFFE]):
+        mini_fat[sector] = following
+    container = -(-len(mini) // 512)
+    fat = [0xFFFFFFFD, 0xFFFFFFFE, 0xFFFFFFFE, *range(4, 3 + container), 0xFFFFFFFE]
+    fat += [0xFFFFFFFF] * (128 - len(fat))
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16) + struct.pack("<5H", 0x3E, 3, 0xFFFE, 9, 6) + bytes(6)
+              + struct.pack("<9I", 0, 1, 1, 0, 4096, 2, 1, 0xFFFFFFFE, 0) + struct.pack("<I", 0)
+              + b"\xff" * 4 * 108)
+
+    def entry(name: str, kind: int, child: int, start: int, size: int) -> bytes:
+        encoded = name.encode("utf-16-le") + b"\0\0"
+        return (encoded.ljust(64, b"\0") + struct.pack("<HBB3I", len(encoded), kind, 1, 0xFFFFFFFF, 0xFFFFFFFF, child)
+                + bytes(36) + struct.pack("<3I", start, size, 0))
+
+    directory = (entry("Root Entry", 5, 1, 3, len(mini)) + entry("Workbook", 2, 0xFFFFFFFF, order[0], len(stream))
+                 + bytes(256))
+    return (header + struct.pack("<128I", *fat) + directory + struct.pack("<128I", *mini_fat)
+            + bytes(mini).ljust(512 * container, b"\0"))
+
+
+def test_a_small_xls_is_read_from_the_mini_stream(tmp_path: Path) -> None:
+    path = tmp_path / "IMT_export.xls"
+    path.write_bytes(_ole2_small(_xls_stream([*ENROLMENT, (6, 1, "FR-02")])))
+    assert xls_sheet_extents(path) == {"Enrolment": (7, 2)}
+    assert stage_workbook(path, tmp_path / "staged").rows == 2  # calamine reads it alike

@@ -572,8 +572,8 @@ def ole_stream(data: bytes, names: Sequence[str]) -> bytes | None:
                     return stream(start, length)
                 root_start, root_length = struct.unpack_from("<2I", entries[0], 116)
                 mini = stream(root_start, root_length)
-                mini_fat = list(struct.unpack(f"<{len(raw := stream(mini_fat_start, len(data))) // 4}I",
-                                              raw[:len(raw) // 4 * 4]))
+                raw = stream(mini_fat_start, len(data))
+                mini_fat = list(struct.unpack_from(f"<{len(raw) // 4}I", raw))  # whole entries: a cut one left out
                 return b"".join(mini[n * mini_size:(n + 1) * mini_size] for n in chain(start, mini_fat))[:length]
     except (struct.error, IndexError):
         return None
