@@ -785,8 +785,9 @@ class _FillDown:
         self._upcoming: list[int] | None = next(self._waiting, None)
         self._first_column = first_column
         # the named columns (cell indexes from the used range's start) in order, each with its place in the record:
-        # a range's are found by bisection, not by walking its columns (a hostile A:XFD range has 16,384)
-        self._named = sorted((index, place) for place, index in enumerate(kept))
+        # a range's are found by bisection, not by walking its columns (a hostile A:XFD range has 16,384). No sort:
+        # `kept` ascends (_header keeps the header's cells in their order), so its pairs do
+        self._named = [(index, place) for place, index in enumerate(kept)]
         self._open: list[tuple[int, str, list[int]]] = []  # (last row, value, places)
         self._earliest_last = _NEVER  # of the open ranges: past it, one has closed
 
