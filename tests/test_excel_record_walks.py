@@ -1,22 +1,31 @@
-"""An .xls's reach read from a Workbook stream cut inside its last record (a transfer stopped short, a hostile
-writer): the walk reads a record's fields only where they lie in the stream. A cell whose row and column are
-there counts, so a stray value is refused though its text is cut; one cut before them, or a sheet's name cut,
-counts nothing; neither reads past the stream's end (the walk reads fields in place, no longer from a copy of
-each record cut to what is left).
+"""The record walks that read a sheet's reach before calamine loads it, on a part or stream cut inside its last
+record (a transfer stopped short, a hostile writer).
 
-The .xls is built as test_hostile_mutations builds one (no library here writes one); its stream is 4,096 bytes
-at least, so that the compound file holds it in sectors of its own, and its directory entry gives the cut length.
+An .xls's Workbook stream: the walk reads a record's fields only where they lie in the stream. A cell whose row
+and column are there counts, so a stray value is refused though its text is cut; one cut before them, or a
+sheet's name cut, counts nothing; neither reads past the stream's end (the walk reads fields in place, no longer
+from a copy of each record cut to what is left). The .xls is built as test_hostile_mutations builds one (no
+library here writes one); its stream is 4,096 bytes at least, so that the compound file holds it in sectors of
+its own, and its directory entry gives the cut length.
+
+A small .xls's stream is read from the compound file's mini stream.
+
+An .xlsb's sheet part: a record is read once 10 bytes of it lie whole (its head, 2 bytes or more, and a cell's
+4-byte column); one cut shorter is left out, and calamine refuses the sheet for it. A merged range cut is left out.
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
-from test_hostile_mutations import ENROLMENT, _biff8, _ole2, _staged_in_a_child, _xls_stream
+from test_extract_excel import _xlsb_record, _xlsb_text
+from test_hostile_mutations import ENROLMENT, _biff8, _ole2, _staged_in_a_child, _xls_stream, _xlsb
 
-from etl.extract.excel import stage_workbook, xls_sheet_extents
+from etl.extract.excel import binary_merged_ranges, binary_sheet_extent, stage_workbook, xls_sheet_extents
 
 FOLLOW_UP = [(row, column, f"P-{row}" if column == 0 else "FR-01") for row in range(1, 300) for column in range(2)]
 STRAY = _biff8(0x0204, struct.pack("<4HB", 65_535, 65_535, 0, 1, 0) + b"x")  # LABEL: row, column, style, text
@@ -88,3 +97,42 @@ def test_a_small_xls_is_read_from_the_mini_stream(tmp_path: Path) -> None:
     path.write_bytes(_ole2_small(_xls_stream([*ENROLMENT, (6, 1, "FR-02")])))
     assert xls_sheet_extents(path) == {"Enrolment": (7, 2)}
     assert stage_workbook(path, tmp_path / "staged").rows == 2  # calamine reads it alike
+
+
+# -- .xlsb ------------------------------------------------------------------------------------------------------
+SHEET_PART = "xl/worksheets/sheet1.bin"
+STRAY_ROW = _xlsb_record(0x00, struct.pack("<IIHBBI", 1_048_575, 0, 300, 0, 0, 0))  # BrtRowHdr: the sheet's last row
+STRAY_CELL = _xlsb_record(0x06, struct.pack("<II", 16_383, 0) + _xlsb_text("x"))  # BrtCellSt: column, style, text
+MERGE = _xlsb_record(0xB0, struct.pack("<4I", 1, 1, 0, 1))  # BrtMergeCell: A2:B2
+
+
+def _xlsb_cut(tmp_path: Path, last: bytes) -> Path:
+    """test_hostile_mutations' .xlsb of sheet 'Enrolment' whose part ends in `last` (its closing records left out)."""
+    path = _xlsb(tmp_path / "IMT_export.xlsb", ENROLMENT)
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    parts[SHEET_PART] = parts[SHEET_PART].removesuffix(_xlsb_record(0x92) + _xlsb_record(0x82)) + last
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(("kept", "refused"), [
+    (8, "not readable (OSError)"),  # its head, column and half its style: under 10 bytes, left out; calamine
+    (10, "its cells reach row 1,048,576 and column XFD"),  # refuses the record. 10: its text cut, counted
+])
+def test_a_stray_value_in_a_cut_last_xlsb_record_fails_the_file_not_the_process(tmp_path: Path, kept: int,
+                                                                                 refused: str) -> None:
+    child = _staged_in_a_child(_xlsb_cut(tmp_path, STRAY_ROW + STRAY_CELL[:kept]))
+    assert child.returncode == 0, child.stderr[-400:]
+    assert f"IMT_export.xlsb, sheet 'Enrolment': {refused}" in child.stdout
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 20])
+def test_a_cut_last_merged_range_of_an_xlsb_is_left_out(tmp_path: Path, block: int) -> None:
+    with zipfile.ZipFile(_xlsb_cut(tmp_path, MERGE + MERGE[:-4])) as archive:
+        part = archive.read(SHEET_PART)
+    merged = bytearray()
+    assert binary_sheet_extent(io.BytesIO(part), block, merged) == (2, 2)
+    assert binary_merged_ranges(merged).tolist() == [[2, 0, 2, 1]]
