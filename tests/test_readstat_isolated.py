@@ -123,6 +123,15 @@ def test_a_reader_that_crashes_blames_the_file(tmp_path: Path, number: signal.Si
         read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
 
 
+def test_the_reading_process_is_the_first_the_out_of_memory_killer_takes(tmp_path: Path) -> None:
+    def scores() -> tuple[str, ...]:
+        return tuple(Path(f"/proc/{pid}/oom_score_adj").read_text().strip() for pid in ("self", os.getppid()))
+
+    child, parent = read_apart(tmp_path / "cases.sav", scores, what="SPSS data file")
+    assert child == "1000"
+    assert parent == Path("/proc/self/oom_score_adj").read_text().strip() != "1000"
+
+
 def _open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 

@@ -128,6 +128,7 @@ def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: i
         if os.getppid() != parent:  # the parent died before the prctl: nobody waits for the read
             os._exit(code)
         os.close(answers)
+        _first_to_go_when_memory_runs_out()
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
             signal.signal(number, signal.SIG_DFL)
         faulthandler.disable()  # a crash is the parent's to say, not a dump of this process's stack on stderr
@@ -140,6 +141,18 @@ def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: i
         code = 0
     finally:
         os._exit(code)
+
+
+def _first_to_go_when_memory_runs_out() -> None:
+    """The child is the one the kernel's out-of-memory killer takes, not the run: a workbook whose grid the
+    machine can allocate but not hold (calamine holds an .ods's every sheet) grows the child, and the killer
+    otherwise weighs the run's own memory (DuckDB's, the staged frames) against it. Raising one's own score
+    needs no privilege; where there is no such file (not Linux), nothing changes."""
+    try:
+        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as score:
+            score.write("1000")
+    except OSError:
+        pass
 
 
 def _pickled_error(error: BaseException) -> bytes:
