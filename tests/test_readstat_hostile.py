@@ -21,7 +21,7 @@ from etl.extract.isolated import read_apart
 from etl.extract.sas import stage_sas
 from etl.extract.spss import ADAPTER as SPSS
 from etl.extract.spss import read_spss_metadata, stage_spss
-from etl.extract.stata import stage_stata
+from etl.extract.stata import stage_stata, staged_stata_metadata
 from etl.fsio import TEMP_SUFFIX, written_atomically
 
 LINEAGE = {"source_file": "cases", "source_file_sha256": "0" * 64}
@@ -282,3 +282,25 @@ def test_an_error_of_the_reading_process_is_raised_as_it_was(tmp_path: Path) -> 
     with pytest.raises(KeyError, match="no such variable") as raised:
         read_apart(tmp_path / "cases.sav", failing, what="SPSS data file")
     assert "in the reading process" in raised.value.__notes__[0] and "failing" in raised.value.__notes__[0]
+
+
+@pytest.mark.parametrize("version", [14, 12], ids=["dta 118", "dta 115"])
+def test_a_stata_variable_naming_a_value_label_table_the_file_does_not_hold_is_noticed(tmp_path: Path,
+                                                                                      version: int) -> None:
+    """readstat gives such a variable no labels and says nothing: its coded values loaded with no code list,
+    and no notice said that the file named labels it did not hold. Stata allows it (a label dropped, or
+    attached before it is defined), so the file is staged, its codes as delivered, and a notice names it."""
+    path = tmp_path / "cases.dta"
+    frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002"], "sex": [1.0, 2.0], "arm": [1.0, 2.0]})
+    pyreadstat.write_dta(frame, str(path), version=version,
+                         variable_value_labels={"sex": {1: "male", 2: "female"}, "arm": {1: "A", 2: "B"}})
+    path.write_bytes(path.read_bytes().replace(b"sex0", b"sexX", 1))  # the variable's, before the table's own
+    out = tmp_path / "staged" / "cases.parquet"
+    staged = stage_stata(path, out, lineage=LINEAGE)
+    assert pd.read_parquet(out)["sex"].tolist() == ["1", "2"]
+    assert [n for n in staged.notices if "sexX" in n] == [
+        "cases.dta: value label tables named by variables but not in the file, so their codes come without labels "
+        "(dropped or never defined in the package, or the name damaged in transfer; ask for the file saved with "
+        "them if the mapping's codes: need them): sex 'sexX'"]
+    kept = staged_stata_metadata(out)
+    assert kept is not None and kept.unlabelled == {"sex": "sexX"} and list(kept.codes) == ["arm"]

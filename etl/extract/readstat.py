@@ -82,9 +82,10 @@ class Variable(NamedTuple):
 @dataclass(frozen=True)
 class Dataset:
     """A dataset's own description: name, label, encoding, one `Variable` per variable, and what it
-    says of its codes: value labels (`codes`: variable -> code as staged -> label) and the values it
-    declares missing (`missing`: variable -> "9", "90 thru 99"). Each format subclasses it to name
-    its `package` ("SAS") in the notices."""
+    says of its codes: value labels (`codes`: variable -> code as staged -> label), the values it
+    declares missing (`missing`: variable -> "9", "90 thru 99"), and the value label tables its
+    variables name that it does not hold (`unlabelled`: variable -> table name; Stata). Each format
+    subclasses it to name its `package` ("SAS") in the notices."""
 
     package: ClassVar[str] = ""
 
@@ -96,6 +97,7 @@ class Dataset:
     rows: int | None  # None when the file does not say (XPORT)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     missing: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unlabelled: dict[str, str] = field(default_factory=dict)
 
     @property
     def column_labels(self) -> dict[str, str | None]:
@@ -107,7 +109,8 @@ class Dataset:
 
     def to_json(self) -> str:
         # Value labels and missing values only when the file has some (SAS files never do).
-        said = {key: value for key, value in (("codes", self.codes), ("missing", self.missing)) if value}
+        said = {key: value for key, value in (("codes", self.codes), ("missing", self.missing),
+                                              ("unlabelled", self.unlabelled)) if value}
         return json.dumps({
             "file_format": self.file_format, "table_name": self.table_name, "file_label": self.file_label,
             "file_encoding": self.file_encoding, "rows": self.rows,
@@ -122,7 +125,7 @@ class Dataset:
 
     def describe(self) -> list[str]:
         """Short notices: the dataset, the variables converted to dates, every label and format, then
-        the value labels and the declared missing values, if any."""
+        the value labels, the value label tables named but not held, and the declared missing values, if any."""
         name = f"dataset {self.table_name}" if self.table_name else "a dataset"
         label = f" '{self.file_label}'" if self.file_label else ""
         rows = f", {self.rows} observations" if self.rows is not None else ""
@@ -141,6 +144,11 @@ class Dataset:
                      for n, codes in self.codes.items()]
             notices.append("value labels, not applied (the data keeps the codes; a mapping's codes: translate "
                            "them): " + _listed(coded))
+        if self.unlabelled:
+            named = [f"{n} '{table}'" for n, table in self.unlabelled.items()]
+            notices.append("value label tables named by variables but not in the file, so their codes come "
+                           "without labels (dropped or never defined in the package, or the name damaged in transfer; "
+                           "ask for the file saved with them if the mapping's codes: need them): " + _listed(named))
         if self.missing:
             missing = [f"{n} " + ", ".join(values) for n, values in self.missing.items()]
             notices.append("values the file declares missing, kept as delivered (a mapping's codes: or "

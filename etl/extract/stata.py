@@ -30,7 +30,9 @@ Gotchas of the format:
   translates (`codes: {.a: unknown}`) or lists in `null_values`; a notice counts them.
 - Value labels are not applied: the data keeps the codes, and the labels (`.a` ones too) are shown
   by `rtw profile` and drafted by `rtw scaffold` as each variable's code list, their codes written
-  as the data are (a `%td`'s label on 2936549 is on `9999-12-31`).
+  as the data are (a `%td`'s label on 2936549 is on `9999-12-31`). A variable may name a table the
+  file does not hold (Stata allows it: `label values` before `label define`, or after `label drop`);
+  readstat gives it no labels and says nothing, so a notice names the variable and the table.
 - String values are as delivered: Stata does not pad them, so trailing blanks are the source's.
 - Encoding: a release 118 or 119 file (Stata 14 and later) is UTF-8. Older releases declare none;
   readstat reads them as Windows-1252 (what Stata on Windows wrote) and a notice says so. The
@@ -248,7 +250,15 @@ def _metadata(release: int, meta: Any, encoding: str | None) -> StataMetadata:
     declared = "UTF-8" if release >= _UTF8_FROM else None
     return StataMetadata(file_format=f"dta {release}", table_name=meta.table_name or None,
                          file_label=meta.file_label or None, file_encoding=encoding or declared,
-                         variables=variables, rows=meta.number_rows, codes=codes)
+                         variables=variables, rows=meta.number_rows, codes=codes, unlabelled=_unlabelled(meta))
+
+
+def _unlabelled(meta: Any) -> dict[str, str]:
+    """Variables naming a value label table the file does not hold (variable -> table): readstat gives them
+    no labels and says nothing. Stata itself allows it (`label values` before `label define`, or after
+    `label drop`), so the file is read, and a notice names them."""
+    held = meta.value_labels or {}
+    return {name: table for name, table in (meta.variable_to_label or {}).items() if table and table not in held}
 
 
 def _temporal(stata_format: str | None) -> _Temporal | None:
