@@ -304,3 +304,62 @@ def test_a_stata_variable_naming_a_value_label_table_the_file_does_not_hold_is_n
         "them if the mapping's codes: need them): sex 'sexX'"]
     kept = staged_stata_metadata(out)
     assert kept is not None and kept.unlabelled == {"sex": "sexX"} and list(kept.codes) == ["arm"]
+
+
+@pytest.mark.parametrize("appended", [b"\0" * 7, b"garbage\n", None], ids=["zeros", "text", "itself"])
+def test_a_sas7bdat_holding_bytes_after_its_last_page_is_refused(tmp_path: Path, appended: bytes | None) -> None:
+    """readstat reads the pages the header counts and ignores what follows: a file sent again into the same
+    name (appended to itself), or with bytes appended, was staged as if whole."""
+    path = tmp_path / "cases.sas7bdat"
+    pyreadstat.write_sas7bdat(CASES, str(path))
+    whole = path.read_bytes()  # a 65,536-byte header and 1 page of 65,536 bytes
+    path.write_bytes(whole + (whole if appended is None else appended))
+    extra = len(whole) if appended is None else len(appended)
+    assert _refused(stage_sas, path) == (
+        f"cases.sas7bdat: holds {extra:,} bytes after its last page: its header (65,536 bytes) and the 1 page(s) of "
+        "65,536 bytes it counts end at byte 131,072; expected the file to end there (another file appended to it, "
+        "or one sent again into the same name?)")
+
+
+def test_a_sas7bdat_cut_at_a_page_is_refused_saying_where_it_should_end(tmp_path: Path) -> None:
+    """readstat refused it as 'unreadable sas7bdat file (Unable to read from file)'."""
+    path = tmp_path / "cases.sas7bdat"
+    big = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(20_000)], "age": np.arange(20_000, dtype=float)})
+    pyreadstat.write_sas7bdat(big, str(path))
+    whole = path.read_bytes()  # a 65,536-byte header and 5 pages of 65,536 bytes
+    path.write_bytes(whole[:-65_536])
+    assert _refused(stage_sas, path) == (
+        "cases.sas7bdat: truncated: 327,680 bytes, where its header (65,536 bytes) and the 5 page(s) of 65,536 bytes "
+        "it counts end at byte 393,216; expected the complete file")
+
+
+@pytest.mark.parametrize(("options", "after"), [
+    ({}, "its last case: its 50 case(s) of 16 bytes, after the dictionary, end at byte 1,260"),
+    ({"compress": True}, "its compressed data: their trailer (48 bytes) ends at byte 718")], ids=["sav", "zsav"])
+@pytest.mark.parametrize("appended", [b"\0" * 7, None], ids=["zeros", "itself"])
+def test_an_spss_file_holding_bytes_after_its_data_is_refused(tmp_path: Path, options: dict[str, bool], after: str,
+                                                              appended: bytes | None) -> None:
+    """readstat reads the cases the header counts (or the compressed data to their end) and ignores what follows:
+    bytes appended short of a case, or a whole file in a .zsav, were staged as if the file were whole."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(CASES, str(path), **options)
+    whole = path.read_bytes()
+    path.write_bytes(whole + (whole if appended is None else appended))
+    extra = len(whole) if appended is None else len(appended)
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds {extra:,} bytes after {after}; expected the file to end there (another file appended to "
+        "it, or one sent again into the same name?)")
+
+
+def test_a_bytecode_compressed_spss_file_holding_another_after_its_data_is_refused(tmp_path: Path) -> None:
+    """readstat stops at the compressed data's end code: a file sent again into the same name (appended to
+    itself) was staged as if whole. The compressed data do not say where they end: other bytes after them are
+    not found (docs/adapters.md)."""
+    path = tmp_path / "cases.sav"
+    pyreadstat.write_sav(CASES, str(path), row_compress=True)
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole)
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds another SPSS data file from byte {len(whole):,} on (its header, '$FL2@(#) SPSS DATA FILE', "
+        "after this file's data); expected the file to end before it (another file appended to it, or one sent again "
+        "into the same name?)")

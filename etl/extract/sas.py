@@ -40,6 +40,9 @@ Gotchas of the format:
   reads that count only as a limit, and does not report it: it is read here and checked against
   the observations the file's size holds, so that a v8 file cut at a record between observations,
   or holding more than it states, is refused rather than staged as a whole file of fewer.
+- A sas7bdat is its header and the pages it counts, each of the length it states: readstat ignores
+  bytes after the last page (another file appended, or one sent again into the same name), and such a
+  file is refused, as is one cut short (readstat said only 'unreadable').
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 
@@ -54,6 +57,7 @@ import io
 import math
 import mmap
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +87,8 @@ _XPORT_V5_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
 _XPORT_V8_OBS = b"HEADER RECORD*******OBSV8   HEADER RECORD!!!!!!!"  # then the observation count, 15 digits
 _XPORT_OBS = re.compile(re.escape(_XPORT_V5_OBS) + b"|" + re.escape(_XPORT_V8_OBS))
 _CPORT = b"**COMPRESSED**"
+_SAS7BDAT_HEADER = 216  # the header's bytes up to its page count, 64-bit and aligned
+_ALIGNED = 0x33  # a sas7bdat's alignment byte: 4 bytes of padding (byte 32: a 64-bit file; 35: before the lengths)
 
 # A SAS format: optional `$`, a name ending in a letter, width, decimals ("DATE9.", "E8601DA10.", "8.2").
 _FORMAT = re.compile(r"\$?([A-Z][A-Z0-9_]*[A-Z_])?(\d+)?(?:\.(\d*))?")
@@ -196,6 +202,8 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     file_format = _file_format(path)
     if file_format.startswith("XPORT"):
         _check_xport_shape(path)
+    else:
+        _check_pages(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
     layout = _xport_layout(path, metadata) if file_format.startswith("XPORT") else None
@@ -316,6 +324,31 @@ def _check_xport_shape(path: Path) -> None:
     if (members := _xport_members(path)) > 1:
         raise ExtractError(f"{path.name}: an XPORT library of {members} datasets; expected one dataset per file "
                            "(ask for one .xpt per domain)")
+
+
+def _check_pages(path: Path) -> None:
+    """A sas7bdat is its header and its pages, each of the length the header states, as many as it counts:
+    readstat reads the pages counted and ignores what follows them (another file appended, or one sent again
+    into the same name), and refuses a file cut short only as unreadable. The header's alignment bytes say
+    where the lengths are (a 64-bit file's count is 8 bytes), and its byte order."""
+    with path.open("rb") as handle:
+        head = handle.read(_SAS7BDAT_HEADER)
+    if len(head) < _SAS7BDAT_HEADER:
+        return  # readstat refuses it
+    wide, aligned = head[32] == _ALIGNED, head[35] == _ALIGNED
+    order = "<" if head[37] == 1 else ">"
+    at = 196 + (4 if aligned else 0)
+    header_length, page_length = struct.unpack_from(f"{order}II", head, at)
+    pages = struct.unpack_from(f"{order}{'Q' if wide else 'I'}", head, at + 8)[0]
+    end, size = header_length + pages * page_length, path.stat().st_size
+    if size == end or header_length < 1024 or page_length < 1024:  # lengths no file has: readstat refuses them
+        return
+    layout = (f"its header ({header_length:,} bytes) and the {pages:,} page(s) of {page_length:,} bytes it counts "
+              f"end at byte {end:,}")
+    if size > end:
+        raise ExtractError(f"{path.name}: holds {size - end:,} bytes after its last page: {layout}; expected the "
+                           "file to end there (another file appended to it, or one sent again into the same name?)")
+    raise ExtractError(f"{path.name}: truncated: {size:,} bytes, where {layout}; expected the complete file")
 
 
 def _check_whole_observations(path: Path, layout: _XportLayout) -> None:

@@ -52,6 +52,12 @@ Gotchas of the format:
   after the last declared one, its header's count seen as 'not said', and refused if one is there
   (a seek in an uncompressed file; a compressed one is decompressed again up to there, as a chunk's
   skip is).
+- Bytes after the data (another file appended, or one sent again into the same name): readstat
+  stops at the cases the header counts, or at the compressed data's end, and ignores them. Where the
+  file says where it ends they are refused: an uncompressed file's counted cases have a fixed length
+  (8 bytes a dictionary position), a .zsav's header says where its trailer is. Bytecode compression
+  does not say where its data end (only decompressing them does): another SPSS file after them (its
+  header, `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found.
 - Some damage to the dictionary crashes readstat (a segmentation fault, which would stop the whole
   run): value labels given to a position that is no variable's (past the last, or a long string's
   continuation), a string wider than the positions that follow it, a variable type no file has. The
@@ -82,6 +88,7 @@ peaks at 377 and 1,221 MiB.
 from __future__ import annotations
 
 import io
+import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
@@ -110,6 +117,7 @@ _PORTABLE_UNSAFE = ("its text is ASCII only (a letter such as ë or ø comes out
                     "pyreadstat reads its user-missing values as empty, dropping which values the file declares "
                     "missing (a 9 'unknown' would load as no value)")
 _HEADER_BYTES = 176
+_PRODUCT = b"@(#) SPSS DATA FILE"  # how every writer's header begins its product name, after '$FL2' or '$FL3'
 _CASES_AT = 80  # where the header's case count is (4 bytes)
 _COMPRESSION = {0: "sav", 1: "sav (compressed)", 2: "zsav"}
 
@@ -134,9 +142,16 @@ class SpssOptions(EncodingOptions):
 
 
 # -- reading --------------------------------------------------------------------------------------
+class _Data(NamedTuple):
+    start: int  # the byte where the data start, after the dictionary
+    case_length: int  # bytes of a case in an uncompressed file (8 per dictionary position)
+
+
 class _Header(NamedTuple):
     file_format: str  # 'sav', 'sav (compressed)' or 'zsav'
     cases: int | None  # how many cases the header declares; None: it does not say (-1)
+    order: str  # the byte order ('<', '>')
+    data: _Data | None  # None: a dictionary left to readstat to judge
 
 
 def _file_format(path: Path) -> str:
@@ -155,8 +170,8 @@ def _header(path: Path) -> _Header:
         layout = struct.unpack("<i", head[64:68])[0]
         order = "<" if layout in (2, 3) else ">"  # the layout code is 2 or 3 in the writer's byte order
         compression, _weight, cases = struct.unpack(f"{order}iii", head[72:_CASES_AT + 4])
-        _check_dictionary(path, order)
-        return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None)
+        data = _check_dictionary(path, order)
+        return _Header(_COMPRESSION.get(compression, "sav"), cases if cases >= 0 else None, order, data)
     what = f"an {_WHAT}"
     if not head:
         raise ExtractError(f"{path.name}: not {what}: the file is empty")
@@ -167,14 +182,16 @@ def _header(path: Path) -> _Header:
     raise ExtractError(f"{path.name}: not {what}: {found}; expected '$FL2' (.sav) or '$FL3' (.zsav)")
 
 
-def _check_dictionary(path: Path, order: str) -> None:
-    """What of a damaged dictionary readstat crashes the process on (a segmentation fault, which would stop
-    the run and every other source), refused first: a variable whose type is no number (0), string width
+def _check_dictionary(path: Path, order: str) -> _Data | None:
+    """Where the data start, after the dictionary, and how long an uncompressed case is. What of a damaged
+    dictionary readstat crashes the process on (a segmentation fault, which would stop the run and every
+    other source) is refused first: a variable whose type is no number (0), string width
     (1-255) or continuation (-1), or a string not followed by the continuations its width takes (one per
     8 bytes past the first 8); value labels given to a position that is no variable's first (past the
     last, or a long string's continuation). Its records: variables (type 2, one per 8-byte position),
-    value labels (3) and the positions they are for (4), documents (6), extensions (7), its end (999). A
-    record of another type, or a dictionary cut short, is left to readstat, which refuses either."""
+    value labels (3) and the positions they are for (4), documents (6), extensions (7), its end (999, and 4
+    bytes of filler). A record of another type, or a dictionary cut short, is left to readstat, which refuses
+    either (None)."""
     positions, firsts, owed = 0, set(), 0  # owed: continuations the last variable's width still takes
     string = ""  # the last string variable: its name and width, as a refusal says them
     with path.open("rb") as handle:
@@ -191,7 +208,7 @@ def _check_dictionary(path: Path, order: str) -> None:
             if kind[0] == 2:
                 raw = handle.read(28)  # type, has a label, missing values, print and write formats, name
                 if len(raw) < 28:
-                    return
+                    return None
                 width, labelled, missing = struct.unpack(f"{order}3i", raw[:12])
                 positions += 1
                 name = raw[20:28].decode("latin-1").strip()
@@ -209,7 +226,7 @@ def _check_dictionary(path: Path, order: str) -> None:
                     string = f"{name!r} ({width} characters wide)"
                 label = ints(1) if labelled else (0,)
                 if label is None or not skip((label[0] + 3) // 4 * 4) or not skip(8 * abs(missing)):
-                    return
+                    return None
             elif owed:
                 raise _owed(path, string, owed)
             elif kind[0] == 3:
@@ -217,7 +234,7 @@ def _check_dictionary(path: Path, order: str) -> None:
                 for _label in range(count[0] if count else 0):
                     length = handle.read(9)[8:]  # the value (8 bytes), the label's length
                     if not length or not skip((length[0] + 8) // 8 * 8 - 1):
-                        return
+                        return None
             elif kind[0] == 4:
                 count = ints(1)
                 given = ints(count[0]) if count and 0 <= count[0] <= positions else None
@@ -230,13 +247,16 @@ def _check_dictionary(path: Path, order: str) -> None:
             elif kind[0] == 6:
                 lines = ints(1)
                 if lines is None or not skip(80 * lines[0]):
-                    return
+                    return None
             elif kind[0] == 7:
                 sizes = ints(3)  # subtype, size, count
                 if sizes is None or sizes[1] < 0 or not skip(sizes[1] * sizes[2]):
-                    return
-            else:  # 999, the dictionary's end, or a record readstat will judge
-                return
+                    return None
+            elif kind[0] == 999:
+                return _Data(handle.tell() + 4, 8 * positions)
+            else:  # a record readstat will judge
+                return None
+    return None
 
 
 def _owed(path: Path, string: str, owed: int) -> ExtractError:
@@ -304,7 +324,9 @@ def _temporal_text(spss_format: str | None) -> str | None:
 def iter_spss_chunks(path: Path, *, encoding: str | None = None,
                      chunk_rows: int | None = None) -> Iterator[tuple[int, pd.DataFrame, SpssMetadata]]:
     """Stream an SPSS file as (first case number, raw frame, metadata), `chunk_rows` at a time."""
-    file_format, declared = _header(path)
+    header = _header(path)
+    file_format, declared = header.file_format, header.cases
+    _check_end(path, header)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
     if metadata.rows is None and declared is not None:
@@ -325,6 +347,77 @@ def iter_spss_chunks(path: Path, *, encoding: str | None = None,
         yield first, frame, metadata
     if declared is not None:
         _check_nothing_after(path, file_format, declared, encoding)
+
+
+def _check_end(path: Path, header: _Header) -> None:
+    """Bytes after the data (another file appended, or one sent again into the same name): readstat stops
+    at the cases the header counts, or at the compressed data's end, and ignores them. An uncompressed file's
+    cases are of a fixed length; a .zsav's header, after the dictionary, says where its trailer starts and
+    how long it is. Bytecode compression does not say where its data end (only decompressing them all would
+    tell, as readstat does): there, only another SPSS file after the dictionary is looked for."""
+    if header.data is None:
+        return
+    if header.file_format == "sav (compressed)":
+        _check_no_file_after(path, header.data.start)
+        return
+    size = path.stat().st_size
+    said = (_cases_end(path, header, header.data, size) if header.file_format == "sav"
+            else _trailer_end(path, header.order, header.data.start))
+    if said is not None and size > said.end:
+        raise ExtractError(f"{path.name}: holds {size - said.end:,} bytes after {said.last}: {said.where}; expected "
+                           "the file to end there (another file appended to it, or one sent again into the same "
+                           "name?)")
+
+
+class _End(NamedTuple):
+    end: int  # the byte where the file ends by what it says
+    last: str  # what ends there ("its last case")
+    where: str  # how that is known
+
+
+def _cases_end(path: Path, header: _Header, data: _Data, size: int) -> _End | None:
+    """Where an uncompressed file's counted cases end; None when it does not count them, or when whole cases
+    follow them (not another SPSS file): a header counting too few, or cases appended, which
+    `_check_nothing_after` refuses as such ("case 41 follows them")."""
+    if header.cases is None or not data.case_length:
+        return None
+    end = data.start + header.cases * data.case_length
+    with path.open("rb") as handle:
+        handle.seek(end)
+        after = handle.read(4)
+    if size > end and (size - end) % data.case_length == 0 and after not in (b"$FL2", b"$FL3"):
+        return None
+    return _End(end, "its last case", f"its {header.cases:,} case(s) of {data.case_length:,} bytes, after the "
+                f"dictionary, end at byte {end:,}")
+
+
+def _trailer_end(path: Path, order: str, start: int) -> _End | None:
+    """Where a .zsav ends: after the trailer its zlib header (after the dictionary) places."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        raw = handle.read(24)
+    if len(raw) < 24:
+        return None  # readstat refuses it
+    header_at, trailer, trailer_length = struct.unpack(f"{order}3q", raw)
+    if header_at != start:
+        return None  # not the zlib header: readstat refuses it
+    end = trailer + trailer_length
+    return _End(end, "its compressed data", f"their trailer ({trailer_length:,} bytes) ends at byte {end:,}")
+
+
+def _check_no_file_after(path: Path, start: int) -> None:
+    """Another SPSS file after the data start, found by its header (`$FL2` or `$FL3`, then the product name
+    every writer begins so): what bytecode compression lets be known of bytes after its data."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = data.find(_PRODUCT, start)
+        while found >= 0 and data[found - 4:found] not in (b"$FL2", b"$FL3"):
+            found = data.find(_PRODUCT, found + 1)
+        if found < 0:
+            return
+        header = data[found - 4:found + len(_PRODUCT)].decode("ascii")
+    raise ExtractError(f"{path.name}: holds another SPSS data file from byte {found - 4:,} on (its header, {header!r}, "
+                       "after this file's data); expected the file to end before it (another file appended to it, or "
+                       "one sent again into the same name?)")
 
 
 def _check_nothing_after(path: Path, file_format: str, declared: int, encoding: str | None) -> None:
