@@ -363,3 +363,58 @@ def test_a_bytecode_compressed_spss_file_holding_another_after_its_data_is_refus
         f"cases.sav: holds another SPSS data file from byte {len(whole):,} on (its header, '$FL2@(#) SPSS DATA FILE', "
         "after this file's data); expected the file to end before it (another file appended to it, or one sent again "
         "into the same name?)")
+
+
+def _xport(path: Path, frame: pd.DataFrame, version: str) -> Path:
+    """An XPORT file of `frame`: v5, or v8 stating 0 observations (a writer that does not count)."""
+    if version == "v5":
+        pyreadstat.write_xport(frame, str(path), table_name="DM", file_format_version=5)
+        return path
+    return _v8_stating(path, frame, 0)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2])
+@pytest.mark.parametrize("version", ["v5", "v8 stating 0"])
+def test_blank_xport_observations_past_the_padding_are_kept(tmp_path: Path, version: str,
+                                                            chunk_rows: int | None) -> None:
+    """readstat drops every all-blank observation at the end of a file of observations shorter than 80 bytes,
+    taking them for the padding of the last 80-byte record: 12 blank ones after the first of 8 bytes each (104
+    bytes, padded to 160) staged 1 observation. The padding is under 80 bytes: 11 are observations; the 2 that
+    the padding could be are what no reader can know (SAS reads them as padding too)."""
+    path = _xport(tmp_path / "dm.xpt", pd.DataFrame({"pid": ["NL-00001", *[""] * 12]}), version)
+    out = tmp_path / "staged" / "dm.parquet"
+    assert stage_sas(path, out, lineage=LINEAGE, chunk_rows=chunk_rows).rows == 11
+    staged = pd.read_parquet(out)
+    assert staged["pid"].tolist() == ["NL-00001", *[""] * 10] and staged["_line"].tolist() == list(range(1, 12))
+
+
+@pytest.mark.parametrize("version", ["v5", "v8 stating 0"])
+def test_a_blank_last_xport_observation_of_80_bytes_or_more_is_kept(tmp_path: Path, version: str) -> None:
+    """It cannot be padding (fewer than 80 bytes), and readstat reads it (a guard: it did before too)."""
+    frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002", ""], "note": ["a" * 90, "b", ""]})  # 98 bytes each
+    out = tmp_path / "staged" / "dm.parquet"
+    assert stage_sas(_xport(tmp_path / "dm.xpt", frame, version), out, lineage=LINEAGE, chunk_rows=2).rows == 3
+    assert pd.read_parquet(out)["pid"].tolist() == ["NL-00001", "NL-00002", ""]
+
+
+def test_an_xport_file_cut_a_whole_blank_record_into_an_observation_is_refused(tmp_path: Path) -> None:
+    """The blanks after the last whole observation were taken for padding however many: 80 or more are none."""
+    frame = pd.DataFrame({"pid": ["A" * 200, "B" * 200, ""]})  # 600 bytes of observations, padded to 640
+    path = _xport(tmp_path / "dm.xpt", frame, "v5")
+    data = path.read_bytes()
+    path.write_bytes(data[:data.find(b"HEADER RECORD*******OBS     ") + 80 + 480])  # observation 3's first 80 bytes
+    assert _refused(stage_sas, path) == (
+        "dm.xpt: truncated: observation 3 is cut short after 80 of its 200 bytes; expected the complete file")
+
+
+@pytest.mark.parametrize("records", [1, 14])
+def test_an_xport_v8_file_stating_0_observations_cut_inside_one_is_refused(tmp_path: Path, records: int) -> None:
+    """A count of 0 is read to the file's end, as a v5 file is: a cut inside an observation (of 24 bytes: an
+    80-byte record ends inside one) dropped the part quietly, staging 3 (or 46) of 50 observations."""
+    frame = pd.DataFrame({"pid": [f"NL-{i:05d}-centre1" for i in range(50)], "age": np.arange(50, dtype=float)})
+    path = _v8_stating(tmp_path / "dm.xpt", frame, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[:data.find(b"HEADER RECORD*******OBSV8 ") + 80 + 80 * records])
+    whole, rest = divmod(80 * records, 24)
+    assert _refused(stage_sas, path) == (f"dm.xpt: truncated: observation {whole + 1} is cut short after {rest} of "
+                                         "its 24 bytes; expected the complete file")

@@ -40,6 +40,12 @@ Gotchas of the format:
   reads that count only as a limit, and does not report it: it is read here and checked against
   the observations the file's size holds, so that a v8 file cut at a record between observations,
   or holding more than it states, is refused rather than staged as a whole file of fewer.
+- The last 80-byte record is padded with blanks (fewer than 80), which readstat cannot tell from
+  all-blank observations (text variables only, all empty) shorter than 80 bytes: it drops every such
+  observation at the end of the file. In a file that does not count them (v5, or v8 stating 0), those
+  the padding cannot hold are observations, and are kept; those it could hold are dropped, as SAS drops
+  them (no reader can know). After the last whole observation, blanks of 80 bytes or more, or any other
+  byte, are a cut observation, refused.
 - A sas7bdat is its header and the pages it counts, each of the length it states: readstat ignores
   bytes after the last page (another file appended, or one sent again into the same name), and such a
   file is refused, as is one cut short (readstat said only 'unreadable').
@@ -212,13 +218,20 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
         if metadata.rows is None and layout.stated is not None:
             metadata = replace(metadata, rows=layout.stated)
     window = layout if file_format == "XPORT v5" else None  # v8 states its count: a window would lie
-    if window is not None:
-        _check_whole_observations(path, window)
+    if layout is not None and layout.stated is None:  # v5, or a v8 stating 0: the file's size is the count
+        _check_whole_observations(path, layout)
     cells = CHUNK_CELLS if window is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
 
+    held = _held_observations(path, layout) if layout is not None and layout.stated is None else 0
+
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
-        return _read_rows(path, file_format, window, offset, size, encoding)
+        frame = _read_rows(path, file_format, window, offset, size, encoding)
+        blank = min(offset + size, held) - (offset + len(frame))  # fewer read: readstat reached the end
+        if len(frame) < size and blank > 0 and layout is not None:
+            frame = pd.concat([frame, _blank_observations(path, file_format, layout, blank, encoding)],
+                              ignore_index=True)
+        return frame
 
     for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding):
         yield first, frame, metadata
@@ -353,17 +366,38 @@ def _check_pages(path: Path) -> None:
 
 def _check_whole_observations(path: Path, layout: _XportLayout) -> None:
     """A cut at an 80-byte record inside an observation: readstat drops the part quietly. After the
-    last whole observation, XPORT only pads the last record with blanks."""
+    last whole observation, XPORT only pads the last record with blanks (fewer than 80)."""
     size = path.stat().st_size
     rest = (size - layout.data_start) % layout.observation_length
     if rest == 0:
         return
     with path.open("rb") as handle:
         handle.seek(size - rest)
-        if handle.read(rest).strip(b" "):
+        if rest >= 80 or handle.read(rest).strip(b" "):
             whole = (size - layout.data_start) // layout.observation_length
             raise ExtractError(f"{path.name}: truncated: observation {whole + 1} is cut short after {rest} of its "
                                f"{layout.observation_length} bytes; expected the complete file")
+
+
+def _held_observations(path: Path, layout: _XportLayout) -> int:
+    """The fewest observations a file that does not count them holds: after them, fewer than 80 bytes
+    (the blanks padding the last record). readstat drops every all-blank observation at the end of a
+    file of observations shorter than 80 bytes, taking them for that padding, though only those within
+    its last record may be (SAS too reads those as padding: which were observations no reader can know)."""
+    data = path.stat().st_size - layout.data_start
+    return max(0, -(-(data - 79) // layout.observation_length))
+
+
+def _blank_observations(path: Path, file_format: str, layout: _XportLayout, count: int,
+                        encoding: str | None) -> pd.DataFrame:
+    """`count` all-blank observations, as readstat reads one between others: the file's header followed by
+    one blank observation and one that is not (its text blank, its numbers what blank bytes are)."""
+    with path.open("rb") as handle:
+        head = handle.read(layout.data_start)
+    observations = b" " * layout.observation_length + b"A" * layout.observation_length
+    padded = observations + b" " * (-len(observations) % 80)
+    frame, _meta = _read(path, file_format, io.BytesIO(head + padded), row_limit=1, encoding=encoding)
+    return frame.iloc[[0] * count].reset_index(drop=True)
 
 
 def _check_none_past_stated(path: Path, layout: _XportLayout) -> None:
