@@ -218,18 +218,18 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
         if metadata.rows is None and layout.stated is not None:
             metadata = replace(metadata, rows=layout.stated)
     window = layout if file_format == "XPORT v5" else None  # v8 states its count: a window would lie
-    if layout is not None and layout.stated is None:  # v5, or a v8 stating 0: the file's size is the count
-        _check_whole_observations(path, layout)
+    uncounted = layout if layout is not None and layout.stated is None else None  # v5, or v8 stating 0
+    if uncounted is not None:  # the file's size is the count
+        _check_whole_observations(path, uncounted)
+    held = _held_observations(path, uncounted) if uncounted is not None else 0
     cells = CHUNK_CELLS if window is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
-
-    held = _held_observations(path, layout) if layout is not None and layout.stated is None else 0
 
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
         frame = _read_rows(path, file_format, window, offset, size, encoding)
         blank = min(offset + size, held) - (offset + len(frame))  # fewer read: readstat reached the end
-        if len(frame) < size and blank > 0 and layout is not None:
-            frame = pd.concat([frame, _blank_observations(path, file_format, layout, blank, encoding)],
+        if uncounted is not None and len(frame) < size and blank > 0:
+            frame = pd.concat([frame, _blank_observations(path, file_format, uncounted, blank, encoding)],
                               ignore_index=True)
         return frame
 
@@ -382,8 +382,8 @@ def _check_whole_observations(path: Path, layout: _XportLayout) -> None:
 def _held_observations(path: Path, layout: _XportLayout) -> int:
     """The fewest observations a file that does not count them holds: after them, fewer than 80 bytes
     (the blanks padding the last record). readstat drops every all-blank observation at the end of a
-    file of observations shorter than 80 bytes, taking them for that padding, though only those within
-    its last record may be (SAS too reads those as padding: which were observations no reader can know)."""
+    file of observations shorter than 80 bytes, taking them for that padding, though it holds fewer than
+    80 bytes of them (SAS reads those as padding too: which of them were observations no reader can know)."""
     data = path.stat().st_size - layout.data_start
     return max(0, -(-(data - 79) // layout.observation_length))
 
