@@ -35,7 +35,7 @@ _HOLDING_RUN = """
 import os, sys, time
 from pathlib import Path
 from etl import runlock
-from etl.config import Home, SettingError, read_time_limit
+from etl.config import Home
 from etl.extract.isolated import read_apart
 
 home, said = Home(Path(sys.argv[1])), Path(sys.argv[2])

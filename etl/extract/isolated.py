@@ -90,16 +90,13 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     os.close(answer)
     try:
         said = _answer(answers, limit)
-        if said is not None:
-            _pid, status = os.waitpid(child, 0)
-    except BaseException:  # interrupted (Ctrl-C): the child goes with the read
+        if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
+            raise ExtractError(_past_limit(path, reader, limit))
+        _pid, status = os.waitpid(child, 0)
+    except BaseException:  # past its limit, or interrupted (Ctrl-C): the child goes with the read
         _end(child)
         _remove_written(out, before)
         raise
-    if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
-        _end(child)
-        _remove_written(out, before)
-        raise ExtractError(_past_limit(path, reader, limit))
     if os.waitstatus_to_exitcode(status) != 0 or not said:  # minus the signal's number for a killed child
         _remove_written(out, before)
         raise ExtractError(_how_it_ended(path, what, reader, status))
@@ -209,7 +206,7 @@ def _answer(answers: int, limit: float) -> bytes | None:
 
 def _past_limit(path: Path, reader: str, limit: float) -> str:
     """Why a reader was stopped: too long over the file, which may loop it or be larger than the limit allows."""
-    seconds = f"{limit:.1f}".removesuffix(".0")
+    seconds = f"{limit:.1f}".removesuffix(".0") if limit >= 1 else f"{limit:.2g}"  # a test's limit: not "0 s"
     return (f"{path.name}: the reader ({reader}) did not finish within {seconds} s: stopped; the file may "
             "be damaged (a reader in a loop) or too large for the limit, which is "
             f"{READ_SECONDS_SETTING} plus {READ_SECONDS_PER_MB:g} s a MB of the file: raise {READ_SECONDS_SETTING} "
