@@ -11,6 +11,7 @@ module holds what is done to every one of them alike:
   from pyreadstat's metadata (the codes written as the values are, `code_text`), `column_details`
   gives it to `rtw profile` and `rtw scaffold`;
 - `read_with`: one pyreadstat read, its errors turned into an `ExtractError` naming the file;
+  `bytes_after`: the refusal of a file holding bytes after the end its format says;
 - `read_in_chunks`: observations `size` at a time, the count checked against what the file
   declares, undecodable text located (`where_undecodable`: the variable and observation);
 - `numbers_as_text`, `singles_as_text`, `temporal_as_text`, `column_as_text`: values as the raw
@@ -212,6 +213,13 @@ def what_it_is(path: Path, head: bytes) -> str:
     """What a file that is not the package's is (etl/extract/adapter.py `what_it_is`), for the refusal."""
     return adapter_what_it_is(path, head, named_like="a dataset", html="a web application's export?",
                               xml="an ODM file?")
+
+
+def bytes_after(path: Path, size: int, end: int, last: str, where: str) -> ExtractError:
+    """The refusal of a file of `size` bytes that its format says ends at byte `end`, after `last` ("its last
+    page"; `where`: how that is known): readstat reads to there and ignores the rest, as if the file were whole."""
+    return ExtractError(f"{path.name}: holds {size - end:,} bytes after {last}: {where}; expected the file to end "
+                        "there (another file appended to it, or one sent again into the same name?)")
 
 
 def from_observation(offset: int) -> str:

@@ -359,8 +359,7 @@ def _check_pages(path: Path) -> None:
     layout = (f"its header ({header_length:,} bytes) and the {pages:,} page(s) of {page_length:,} bytes it counts "
               f"end at byte {end:,}")
     if size > end:
-        raise ExtractError(f"{path.name}: holds {size - end:,} bytes after its last page: {layout}; expected the "
-                           "file to end there (another file appended to it, or one sent again into the same name?)")
+        raise readstat.bytes_after(path, size, end, "its last page", layout)
     raise ExtractError(f"{path.name}: truncated: {size:,} bytes, where {layout}; expected the complete file")
 
 

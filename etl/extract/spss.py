@@ -364,9 +364,7 @@ def _check_end(path: Path, header: _Header) -> None:
     said = (_cases_end(path, header, header.data, size) if header.file_format == "sav"
             else _trailer_end(path, header.order, header.data.start))
     if said is not None and size > said.end:
-        raise ExtractError(f"{path.name}: holds {size - said.end:,} bytes after {said.last}: {said.where}; expected "
-                           "the file to end there (another file appended to it, or one sent again into the same "
-                           "name?)")
+        raise readstat.bytes_after(path, size, said.end, said.last, said.where)
 
 
 class _End(NamedTuple):
