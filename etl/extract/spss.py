@@ -89,6 +89,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
@@ -117,7 +118,9 @@ _PORTABLE_UNSAFE = ("its text is ASCII only (a letter such as ë or ø comes out
                     "pyreadstat reads its user-missing values as empty, dropping which values the file declares "
                     "missing (a 9 'unknown' would load as no value)")
 _HEADER_BYTES = 176
-_PRODUCT = b"@(#) SPSS DATA FILE"  # how every writer's header begins its product name, after '$FL2' or '$FL3'
+_MAGIC = (b"$FL2", b"$FL3")  # how a .sav's and a .zsav's header begin
+_PRODUCT = b"@(#) SPSS DATA FILE"  # how every writer's header begins its product name, after the magic
+_ANOTHER_FILE = re.compile(rb"\$FL[23]" + re.escape(_PRODUCT))  # another SPSS file's header
 _CASES_AT = 80  # where the header's case count is (4 bytes)
 _COMPRESSION = {0: "sav", 1: "sav (compressed)", 2: "zsav"}
 
@@ -163,7 +166,7 @@ def _header(path: Path) -> _Header:
     """The file's kind and declared case count, from its header; a clear error for anything else."""
     with path.open("rb") as handle:
         head = handle.read(512)
-    if head[:4] in (b"$FL2", b"$FL3"):
+    if head[:4] in _MAGIC:
         if len(head) < _HEADER_BYTES:
             raise ExtractError(f"{path.name}: truncated: {len(head)} bytes, less than the {_HEADER_BYTES}-byte header "
                                "of an SPSS data file; expected the complete file")
@@ -361,7 +364,7 @@ def _check_end(path: Path, header: _Header) -> None:
         _check_no_file_after(path, header.data.start)
         return
     size = path.stat().st_size
-    said = (_cases_end(path, header, header.data, size) if header.file_format == "sav"
+    said = (_cases_end(path, header, size) if header.file_format == "sav"
             else _trailer_end(path, header.order, header.data.start))
     if said is not None and size > said.end:
         raise readstat.bytes_after(path, size, said.end, said.last, said.where)
@@ -373,17 +376,18 @@ class _End(NamedTuple):
     where: str  # how that is known
 
 
-def _cases_end(path: Path, header: _Header, data: _Data, size: int) -> _End | None:
+def _cases_end(path: Path, header: _Header, size: int) -> _End | None:
     """Where an uncompressed file's counted cases end; None when it does not count them, or when whole cases
     follow them (not another SPSS file): a header counting too few, or cases appended, which
     `_check_nothing_after` refuses as such ("case 41 follows them")."""
-    if header.cases is None or not data.case_length:
+    data = header.data
+    if header.cases is None or data is None or not data.case_length:
         return None
     end = data.start + header.cases * data.case_length
     with path.open("rb") as handle:
         handle.seek(end)
         after = handle.read(4)
-    if size > end and (size - end) % data.case_length == 0 and after not in (b"$FL2", b"$FL3"):
+    if size > end and (size - end) % data.case_length == 0 and after not in _MAGIC:
         return None
     return _End(end, "its last case", f"its {header.cases:,} case(s) of {data.case_length:,} bytes, after the "
                 f"dictionary, end at byte {end:,}")
@@ -407,13 +411,11 @@ def _check_no_file_after(path: Path, start: int) -> None:
     """Another SPSS file after the data start, found by its header (`$FL2` or `$FL3`, then the product name
     every writer begins so): what bytecode compression lets be known of bytes after its data."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        found = data.find(_PRODUCT, start)
-        while found >= 0 and data[found - 4:found] not in (b"$FL2", b"$FL3"):
-            found = data.find(_PRODUCT, found + 1)
-        if found < 0:
+        found = _ANOTHER_FILE.search(data, max(start - 4, 0))
+        if found is None:
             return
-        header = data[found - 4:found + len(_PRODUCT)].decode("ascii")
-    raise ExtractError(f"{path.name}: holds another SPSS data file from byte {found - 4:,} on (its header, {header!r}, "
+        at, header = found.start(), found.group().decode("ascii")
+    raise ExtractError(f"{path.name}: holds another SPSS data file from byte {at:,} on (its header, {header!r}, "
                        "after this file's data); expected the file to end before it (another file appended to it, or "
                        "one sent again into the same name?)")
 
