@@ -365,6 +365,41 @@ def test_a_bytecode_compressed_spss_file_holding_another_after_its_data_is_refus
         "into the same name?)")
 
 
+def _uncounted(path: Path, frame: pd.DataFrame) -> bytes:
+    """An uncompressed .sav of `frame` whose header does not count its cases (-1, as streaming writers do)."""
+    pyreadstat.write_sav(frame, str(path))
+    return _patched(path, 80, struct.pack("<i", -1)).read_bytes()
+
+
+@pytest.mark.parametrize(("damage", "case"), [(lambda whole: whole + b"\0" * 7, "case 51 holds 7"),
+                                              (lambda whole: whole[:-3], "case 50 holds 13")],
+                         ids=["appended", "cut"])
+def test_an_spss_file_not_counting_its_cases_ending_inside_one_is_refused(
+        tmp_path: Path, damage: Callable[[bytes], bytes], case: str) -> None:
+    """readstat reads such a file to its end and drops a part case there quietly: 7 bytes appended staged the 50
+    cases, its last 3 bytes cut off staged 49, with no error (the same cut in a file that counts them is refused).
+    Its cases are of a fixed length: what is left over is a cut or bytes appended."""
+    path = tmp_path / "cases.sav"
+    path.write_bytes(damage(_uncounted(path, CASES)))
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: ends inside a case: {case} of its 16 bytes (the cases follow the dictionary from byte 460; the "
+        "header does not count them: -1); expected whole cases (the file cut short in transfer, or bytes appended to "
+        "it?)")
+
+
+def test_an_spss_file_not_counting_its_cases_holding_another_after_them_is_refused(tmp_path: Path) -> None:
+    """Sent again into the same name (appended to itself), it was read on into the second file's header: refused
+    as text that is not UTF-8, at 'observation 56'. Whole cases appended cannot be told from the file's own; another
+    file's header can, as after a bytecode-compressed file's data (found before its length is judged)."""
+    path = tmp_path / "cases.sav"
+    whole = _uncounted(path, CASES)
+    path.write_bytes(whole + whole)
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds another SPSS data file from byte {len(whole):,} on (its header, '$FL2@(#) SPSS DATA FILE', "
+        "after this file's data); expected the file to end before it (another file appended to it, or one sent again "
+        "into the same name?)")
+
+
 def _xport(path: Path, frame: pd.DataFrame, version: str) -> Path:
     """An XPORT file of `frame`: v5, or v8 stating 0 observations (a writer that does not count)."""
     if version == "v5":

@@ -46,8 +46,10 @@ Gotchas of the format:
 - A cut file: readstat refuses a compressed file cut anywhere, and an uncompressed one holding
   fewer cases than its header declares (readstat takes a count from 2**30 on for 'not said', so the
   count read here is the header's own); a file that does not declare its number of cases (-1: rare,
-  from streaming writers) and is cut at a case boundary cannot be told from a whole one (the
-  source's `max_shrink` guard then holds it if it shrank). A header declaring fewer cases than the
+  from streaming writers) is read to its end, where readstat drops a part case quietly: an
+  uncompressed one's cases are of a fixed length, and one cut inside a case (or with bytes appended)
+  is refused. Cut at a case boundary (or with whole cases appended) it cannot be told from a whole
+  one (the source's `max_shrink` guard then holds it if it shrank). A header declaring fewer cases than the
   file holds would have readstat drop the rest quietly: the file is read once more from the case
   after the last declared one, its header's count seen as 'not said', and refused if one is there
   (a seek in an uncompressed file; a compressed one is decompressed again up to there, as a chunk's
@@ -56,8 +58,9 @@ Gotchas of the format:
   stops at the cases the header counts, or at the compressed data's end, and ignores them. Where the
   file says where it ends they are refused: an uncompressed file's counted cases have a fixed length
   (8 bytes a dictionary position), a .zsav's header says where its trailer is. Bytecode compression
-  does not say where its data end (only decompressing them does): another SPSS file after them (its
-  header, `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found.
+  does not say where its data end (only decompressing them does), nor does an uncompressed file not
+  counting its cases beyond a part case: another SPSS file after the dictionary (its header,
+  `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found.
 - Some damage to the dictionary crashes readstat (a segmentation fault, which would stop the whole
   run): value labels given to a position that is no variable's (past the last, or a long string's
   continuation), a string wider than the positions that follow it, a variable type no file has. The
@@ -356,18 +359,37 @@ def _check_end(path: Path, header: _Header) -> None:
     """Bytes after the data (another file appended, or one sent again into the same name): readstat stops
     at the cases the header counts, or at the compressed data's end, and ignores them. An uncompressed file's
     cases are of a fixed length; a .zsav's header, after the dictionary, says where its trailer starts and
-    how long it is. Bytecode compression does not say where its data end (only decompressing them all would
-    tell, as readstat does): there, only another SPSS file after the dictionary is looked for."""
+    how long it is, unless its header does not count its cases (-1: `_check_whole_cases`). Bytecode compression
+    does not say where its data end (only decompressing them all would tell, as readstat does): there, only
+    another SPSS file after the dictionary is looked for."""
     if header.data is None:
         return
     if header.file_format == "sav (compressed)":
         _check_no_file_after(path, header.data.start)
         return
     size = path.stat().st_size
+    if header.file_format == "sav" and header.cases is None:
+        _check_whole_cases(path, header.data, size)
+        return
     said = (_cases_end(path, header, size) if header.file_format == "sav"
             else _trailer_end(path, header.order, header.data.start))
     if said is not None and size > said.end:
         raise readstat.bytes_after(path, size, said.end, said.last, said.where)
+
+
+def _check_whole_cases(path: Path, data: _Data, size: int) -> None:
+    """An uncompressed file that does not count its cases (-1) is read to its end, where readstat drops a part
+    case quietly: the file cut inside a case, or bytes appended to it, which its size betrays (cases are of a
+    fixed length). Whole cases cut off or appended are not betrayed; another SPSS file appended is, by its header."""
+    _check_no_file_after(path, data.start)
+    if not data.case_length or size < data.start:
+        return  # no variables, or a file cut in its dictionary's last bytes: left to readstat
+    whole, rest = divmod(size - data.start, data.case_length)
+    if rest:
+        raise ExtractError(f"{path.name}: ends inside a case: case {whole + 1:,} holds {rest:,} of its "
+                           f"{data.case_length:,} bytes (the cases follow the dictionary from byte {data.start:,}; "
+                           "the header does not count them: -1); expected whole cases (the file cut short in "
+                           "transfer, or bytes appended to it?)")
 
 
 class _End(NamedTuple):
@@ -409,7 +431,8 @@ def _trailer_end(path: Path, order: str, start: int) -> _End | None:
 
 def _check_no_file_after(path: Path, start: int) -> None:
     """Another SPSS file after the data start, found by its header (`$FL2` or `$FL3`, then the product name
-    every writer begins so): what bytecode compression lets be known of bytes after its data."""
+    every writer begins so): what bytecode compression, or an uncompressed file not counting its cases, lets be
+    known of bytes after the data."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         found = _ANOTHER_FILE.search(data, max(start - 4, 0))
         if found is None:
