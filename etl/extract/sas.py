@@ -224,13 +224,17 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     held = _held_observations(path, uncounted) if uncounted is not None else 0
     cells = CHUNK_CELLS if window is not None or file_format == "sas7bdat" else 4 * CHUNK_CELLS  # v8: fewer skips
     size = chunk_rows or readstat.chunk_rows(len(metadata.variables), cells)
+    # One blank observation, read once readstat comes back short of those held: past that, it reads none.
+    blank_one: list[pd.DataFrame] = []
 
     def read_rows(offset: int, size: int, encoding: str | None) -> pd.DataFrame:
-        frame = _read_rows(path, file_format, window, offset, size, encoding)
-        blank = min(offset + size, held) - (offset + len(frame))  # fewer read: readstat reached the end
-        if uncounted is not None and len(frame) < size and blank > 0:
-            frame = pd.concat([frame, _blank_observations(path, file_format, uncounted, blank, encoding)],
-                              ignore_index=True)
+        frame = blank_one[0].iloc[:0] if blank_one else _read_rows(path, file_format, window, offset, size, encoding)
+        blank = min(offset + size, held) - (offset + len(frame))  # held, not read: readstat reached the end
+        if blank > 0:
+            if not blank_one:
+                assert uncounted is not None  # only a file that does not count them holds more than read
+                blank_one.append(_blank_observation(path, file_format, uncounted, encoding))
+            frame = pd.concat([frame, blank_one[0].iloc[[0] * blank]], ignore_index=True)
         return frame
 
     for first, frame in readstat.read_in_chunks(path, metadata.rows, size, read_rows, encoding=encoding):
@@ -387,16 +391,15 @@ def _held_observations(path: Path, layout: _XportLayout) -> int:
     return max(0, -(-(data - 79) // layout.observation_length))
 
 
-def _blank_observations(path: Path, file_format: str, layout: _XportLayout, count: int,
-                        encoding: str | None) -> pd.DataFrame:
-    """`count` all-blank observations, as readstat reads one between others: the file's header followed by
-    one blank observation and one that is not (its text blank, its numbers what blank bytes are)."""
+def _blank_observation(path: Path, file_format: str, layout: _XportLayout, encoding: str | None) -> pd.DataFrame:
+    """One all-blank observation, as readstat reads one between others: the file's header followed by one
+    blank observation and one that is not (its text blank, its numbers what blank bytes are)."""
     with path.open("rb") as handle:
         head = handle.read(layout.data_start)
     observations = b" " * layout.observation_length + b"A" * layout.observation_length
     padded = observations + b" " * (-len(observations) % 80)
     frame, _meta = _read(path, file_format, io.BytesIO(head + padded), row_limit=1, encoding=encoding)
-    return frame.iloc[[0] * count].reset_index(drop=True)
+    return frame
 
 
 def _check_none_past_stated(path: Path, layout: _XportLayout) -> None:
