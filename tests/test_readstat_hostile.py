@@ -400,6 +400,24 @@ def test_an_spss_file_not_counting_its_cases_holding_another_after_them_is_refus
         "into the same name?)")
 
 
+@pytest.mark.parametrize("kind", ["bytecode", "uncounted", "counted"])
+def test_spss_text_holding_an_spss_header_is_refused_where_another_file_is_looked_for(tmp_path: Path,
+                                                                                     kind: str) -> None:
+    """What docs/adapters.md says: text is stored raw, in bytecode compression too, and another file is looked
+    for by its header after the dictionary where the file does not say where its data end (not where it counts
+    its uncompressed cases)."""
+    path = tmp_path / "cases.sav"
+    frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002"], "note": ["$FL2@(#) SPSS DATA FILE", ""]})
+    if kind == "uncounted":
+        _uncounted(path, frame)
+    else:
+        pyreadstat.write_sav(frame, str(path), row_compress=kind == "bytecode")
+    if kind == "counted":
+        assert stage_spss(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE).rows == 2
+    else:
+        assert _refused(stage_spss, path).startswith("cases.sav: holds another SPSS data file from byte ")
+
+
 def _xport(path: Path, frame: pd.DataFrame, version: str) -> Path:
     """An XPORT file of `frame`: v5, or v8 stating 0 observations (a writer that does not count)."""
     if version == "v5":

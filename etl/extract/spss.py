@@ -60,7 +60,9 @@ Gotchas of the format:
   (8 bytes a dictionary position), a .zsav's header says where its trailer is. Bytecode compression
   does not say where its data end (only decompressing them does), nor does an uncompressed file not
   counting its cases beyond a part case: another SPSS file after the dictionary (its header,
-  `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found.
+  `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found. Both store text
+  raw, so a text value holding that header is refused too, as another file appended (unless bytecode
+  compression splits it with its command bytes).
 - Some damage to the dictionary crashes readstat (a segmentation fault, which would stop the whole
   run): value labels given to a position that is no variable's (past the last, or a long string's
   continuation), a string wider than the positions that follow it, a variable type no file has. The
