@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from shared_build import copy_of
 from typer.testing import CliRunner
 from warehouse_query import query_rows as _query
 
@@ -19,11 +20,18 @@ def _registry_rows(home) -> int:
     return _query(home, "SELECT count(*) FROM core.study_enrolment WHERE source_id = 'registry_it'")[0][0]
 
 
-@pytest.fixture
-def loaded(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
+@pytest.fixture(scope="module")
+def first_night(tmp_path_factory):
+    """120 synthetic persons and their first run, built once: each test changes a copy of it."""
+    home = resolve_home(tmp_path_factory.mktemp("first_night") / "home").ensure()
     generate(home.root, patients=120, seed=8)
     pipeline.run(home, key_value=KEY_TEXT)
+    return home
+
+
+@pytest.fixture
+def loaded(first_night, tmp_path):
+    home = copy_of(first_night, tmp_path)
     (export,) = (home.landing / "registry_it").glob("*.csv")
     return home, export
 
