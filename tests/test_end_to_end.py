@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from conftest import SYNTHETIC_RUN_KEY
+from conftest import SMALL_RUN_KEY, SYNTHETIC_RUN_KEY
+from shared_build import copy_of
 from warehouse_query import query_frame as _table
 
 from etl import pipeline, timing
@@ -327,15 +328,13 @@ def test_a_staged_copy_damaged_on_disk_is_staged_again(loaded, tmp_path, caplog,
     assert pipeline.harmonise_extracted(home, outcome, key_value=KEY_TEXT).status.value == "harmonised"
 
 
-def test_a_changed_export_replaces_that_source_only(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=60, seed=5)
-    pipeline.run(home, key_value=KEY_TEXT)
+def test_a_changed_export_replaces_that_source_only(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)
     before = _table(home, "SELECT source_id, count(*) AS n FROM core.follow_up GROUP BY 1").set_index("source_id").n
     fu = home.landing / "iltb" / "ILTB_FU.csv"
     lines = fu.read_bytes().split(b"\r\n")
     fu.write_bytes(b"\r\n".join([*lines[:-2], b""]))  # the centre deleted its last follow-up record
-    summary = pipeline.run(home, key_value=KEY_TEXT)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.sources_changed == ["iltb"]
     after = _table(home, "SELECT source_id, count(*) AS n FROM core.follow_up GROUP BY 1").set_index("source_id").n
     assert after["iltb"] == before["iltb"] - 1 and after["sacha_fr"] == before["sacha_fr"]

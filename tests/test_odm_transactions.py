@@ -9,14 +9,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 
 from etl import pipeline
-from etl.config import SOURCES_DIR, resolve_home
+from etl.config import SOURCES_DIR
 from etl.extract import landing
 from etl.extract.adapter import record_frame
 from etl.extract.errors import ExtractError
 from etl.extract.odm import ADAPTER, OdmOptions, apply_transactions, read_odm_header, stage_odm
-from etl.synth import generate
 from etl.transform.mapping import load_mapping
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -144,10 +145,8 @@ def test_a_file_of_another_study_or_odm_version_is_refused(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=60, seed=4)
-    pipeline.run(home, key_value="tx-key")
+def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)
     con = duckdb.connect(str(home.warehouse), read_only=True)
     before = con.execute("SELECT count(*) FROM core.patient_source WHERE source_id = 'sacha_fr'").fetchone()[0]
     con.close()
@@ -160,7 +159,7 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
         "<StudyEventData", '<SiteRef LocationOID="FR-PAR01"/><StudyEventData'),
         file_type="Transactional", prior=snapshot_oid, created="2999-12-31T01:00:00", study="SACHA"))
     os.utime(increment)
-    summary = pipeline.run(home, key_value="tx-key")
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.sources_changed == ["sacha_fr"] and summary.sources_failed == []
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
@@ -176,7 +175,7 @@ def test_a_nightly_increment_adds_to_sacha_instead_of_replacing_it(tmp_path):
     gap = home.landing / "sacha_fr" / "SACHA_ODM_20991231.xml"
     gap.write_text(_odm("INC3", _subject("NEW-002", new_patient, "Insert"), file_type="Transactional",
                         prior="INC2", created="2099-12-31T01:00:00", study="SACHA"))
-    summary = pipeline.run(home, key_value="tx-key")
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.sources_failed == ["sacha_fr"] and "INC2" in summary.message and gap.name in summary.message
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:

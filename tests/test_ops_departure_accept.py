@@ -4,17 +4,17 @@ that file's departure: a source held for something else (a shrink, another form 
 from __future__ import annotations
 
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 from typer.testing import CliRunner
 from warehouse_query import query_rows as _query
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import resolve_home
 from etl.extract.guards import held_for_departure, held_series
 from etl.steps import LoadedFile
-from etl.synth import generate
 
-KEY_TEXT = "departure-test-key"
+KEY_TEXT = SMALL_RUN_KEY  # the key of the shared small run each test copies
 WIDE = {"COLUMNS": "300"}
 
 
@@ -33,12 +33,10 @@ def _accept(home, name: str):
 
 
 @pytest.mark.integration
-def test_a_departure_is_refused_while_its_source_is_held_for_something_else(tmp_path):
+def test_a_departure_is_refused_while_its_source_is_held_for_something_else(small_run, tmp_path):
     """The response form taken out of landing after a night that held iltb for its follow-up's shrink was
     accepted as gone: no run had found it missing, and the next run loaded iltb without it, unasked."""
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=60, seed=11)
-    pipeline.run(home, key_value=KEY_TEXT)
+    home = copy_of(small_run, tmp_path)
     folder = home.landing / "iltb"
     follow_up = folder / "ILTB_FU.csv"
     lines = follow_up.read_bytes().split(b"\r\n")

@@ -9,7 +9,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from conftest import SMALL_RUN_KEY
 from rule_stage import catalogued, gx_runs
+from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
@@ -241,10 +243,8 @@ def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path)
     assert set(held.source_record_key) <= set(released.source_record_key)
 
 
-def test_adding_a_rule_file_revalidates_unchanged_sources(tmp_path, monkeypatch):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=40, seed=9)
-    pipeline.run(home, key_value=KEY)
+def test_adding_a_rule_file_revalidates_unchanged_sources(small_run, tmp_path, monkeypatch):
+    home = copy_of(small_run, tmp_path)  # a first run with the shipped rules
     checks = tmp_path / "checks"
     shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
     (checks / "XT-EVERY-DIAGNOSIS.sql").write_text(
@@ -253,7 +253,7 @@ def test_adding_a_rule_file_revalidates_unchanged_sources(tmp_path, monkeypatch)
         "-- description: A new rule that flags every diagnosis.\n"
         "SELECT source_id, source_record_key FROM diagnosis\n")
     monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
-    summary = pipeline.run(home, key_value=KEY)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.sources_changed == []
     new = _rows(home, "SELECT count(*) AS n FROM dq.issue WHERE run_id = ? AND rule_id = 'XT-EVERY-DIAGNOSIS'",
                 [summary.run_id])
