@@ -1,6 +1,7 @@
 """Settings and fixtures every test shares."""
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +74,30 @@ def drop(tmp_path: Path) -> Path:
     return folder
 
 
+# A module that builds whole runs itself, marked integration or not: a call that synthesises exports or runs
+# the pipeline or the DAG (its source read once).
+_BUILDS_RUNS = re.compile(r"\bgenerate\(|pipeline\.run\(|run_dag\(|synthetic_home\(|home_with_own_key\(")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `make test` (--dist loadfile: one module on one worker), the modules that run Airflow or a deployment
-    first, then those that build whole runs, then the rest, each group by its number of tests, most first
-    (pytest-xdist's own order, turned off in the Makefile: it ordered by the number of tests alone, so the Airflow
-    modules, a few tests of minutes each, started last, and the suite waited on them with the other workers
-    idle). Any other run keeps the files' order."""
+    first, then those that build whole runs (marked integration, or building them unmarked), then the rest, each
+    group by its number of tests, most first (pytest-xdist's own order, turned off in the Makefile: it ordered by
+    the number of tests alone, so the Airflow modules, a few tests of minutes each, started last, and the suite
+    waited on them with the other workers idle; unmarked modules of one or two tests that each build a run were
+    last too). Any other run keeps the files' order."""
     if getattr(config.option, "dist", None) != "loadfile":
         return
-
-    def rank(item: pytest.Item) -> int:
-        marks = {m.name for m in item.iter_markers()}
-        return 0 if marks & {"airflow", "deployment"} else 1 if "integration" in marks else 2
 
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    ordered = sorted(modules.values(), key=lambda tests: (min(map(rank, tests)), -len(tests)))
+
+    def rank(tests: list[pytest.Item]) -> int:
+        marks = {m.name for item in tests for m in item.iter_markers()}
+        if marks & {"airflow", "deployment"}:
+            return 0
+        return 1 if "integration" in marks or _BUILDS_RUNS.search(tests[0].path.read_text()) else 2
+
+    ordered = sorted(modules.values(), key=lambda tests: (rank(tests), -len(tests)))
     items[:] = [item for tests in ordered for item in tests]
