@@ -7,6 +7,9 @@ import shutil
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
+from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.config import SOURCES_DIR, resolve_home
@@ -16,18 +19,16 @@ pytestmark = pytest.mark.integration
 KEY_TEXT = "isolation-test-key"
 
 
-def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=40, seed=21)
+def test_a_broken_mapping_fails_its_source_and_the_report_shows_it(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)  # its first run read the shipped mappings
+    assert query_rows(home, "SELECT sources_failed FROM meta.run") == [([],)]
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
-    first = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
-    assert first.sources_failed == []
 
     # A data manager's typo: an unknown key in one mapping.
     broken = sources / "iltb.yaml"
     broken.write_text(broken.read_text().replace("title:", "titel: oops\ntitle:", 1))
-    summary = pipeline.run(home, key_value=KEY_TEXT, sources_dir=sources)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY, sources_dir=sources)
 
     assert summary.status == "completed_with_failures"
     assert summary.sources_failed == ["iltb"]
