@@ -15,7 +15,8 @@ and the log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -48,6 +49,23 @@ def attempt(notes: list[str], what: str, write: Callable[[], T]) -> T | None:
         notes.append(f"{NOTE_PREFIX}{what} could not be written ({type(exc).__name__}: {exc}), "
                      "the warehouse is published and the next run retries")
         return None
+
+
+@contextmanager
+def published(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A read-only connection to the published warehouse, held while the outputs are written: DuckDB gives
+    each output's own connection to it (the marts', the dictionary's, the plot's, the report's) this open
+    database, at no cost, where each connected anew (25-190 ms at 20,000 persons). None when it cannot be
+    opened: each output opens its own then, and says why it cannot. Close it before writing the warehouse."""
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except (duckdb.Error, OSError):
+        yield None
+        return
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def export_marts(home: Home, notes: list[str]) -> None:
