@@ -637,13 +637,15 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     # What it does until it publishes is recorded in the home, and why it fails, for rtw status: a run that
     # fails (another run holding the home too) or is killed cannot write the warehouse (etl/run_record.py).
     # The objects alive when it begins (the libraries', ~87,000) are left out of its garbage collections
-    # (memory.settled): walking them was 41 ms of a 0.24 s unchanged night at 2,000 persons, and publish's
-    # two collections 0.5-0.8 s of a 1%-changed night at 20,000; the night's own garbage is collected as before.
+    # (memory.settled): walking them was 40-70 ms of a 0.23 s unchanged night at 2,000 persons, and publish's
+    # two collections 0.13-0.8 s (an idle to a busy machine) of a 1%-changed night at 20,000; the night's own
+    # garbage is collected as before.
     night = run_record.Night(home, run_id, "cli")
     with night.failing(), fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait), \
             memory.settled(), contextlib.ExitStack() as reads:
         night.begin("repair")
-        # One read of the live warehouse for repair and plan (a connection costs ~20 ms of a nothing-changed night)
+        # One read of the live warehouse for repair, plan and preparing the sources (a connection costs ~20 ms of a
+        # nothing-changed night)
         live = reads.enter_context(schema.reading(home.warehouse))
         for line in repair.repair(home, live):  # what a killed run left behind, before anything new
             say(line)
