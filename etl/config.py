@@ -18,7 +18,7 @@ from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
 __all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
            "READ_SECONDS_SETTING", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError",
-           "read_time_limit", "resolve_home", "set_memory_limit"]
+           "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -57,18 +57,22 @@ def set_memory_limit(con: Any, limit: str, setting: str) -> None:
 def read_time_limit(size: int) -> float:
     """Seconds a reader may take over a file of `size` bytes: env RTW_READ_SECONDS (default 600), plus
     READ_SECONDS_PER_MB a MB (10**6 bytes) of the file. The setting is read at each call, not at import."""
-    given = os.environ.get(READ_SECONDS_SETTING)
-    floor = READ_SECONDS if given is None or not given.strip() else _seconds(READ_SECONDS_SETTING, given)
-    return floor + READ_SECONDS_PER_MB * size / 1e6
+    return seconds_setting(READ_SECONDS_SETTING, READ_SECONDS) + READ_SECONDS_PER_MB * size / 1e6
 
 
-def _seconds(setting: str, given: str) -> float:
+def seconds_setting(setting: str, default: float, *, zero: bool = False) -> float:
+    """Env `setting`, a number of seconds (`default` when unset or blank); SettingError naming it when it is not
+    a finite number above 0 (or 0 itself, where `zero` allows it)."""
+    given = os.environ.get(setting)
+    if given is None or not given.strip():
+        return default
     try:
         seconds = float(given)
     except ValueError:
-        seconds = 0.0
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise SettingError(f"{setting}={given!r} is not a number of seconds above 0 (e.g. 600)")
+        seconds = math.nan
+    if not (math.isfinite(seconds) and (seconds > 0 or (zero and seconds == 0))):
+        least = "0 or more" if zero else "above 0"
+        raise SettingError(f"{setting}={given!r} is not a number of seconds {least} (e.g. {default:g})")
     return seconds
 
 

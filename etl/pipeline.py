@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl import crash, fsio, memory, publish_outputs, repair, run_record, runlock, schema, timing
-from etl.config import SOURCES_DIR, Home
+from etl.config import SOURCES_DIR, Home, read_time_limit
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
@@ -107,6 +107,7 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     anything is harmonised under it. `rotate_key` is for `rtw rekey` only. `live`: a read-only
     connection to the live warehouse the caller holds (repair's)."""
     run_id = run_id or new_run_id()
+    read_time_limit(0)  # a wrong RTW_READ_SECONDS stops the run here, named, not each source's reading
     with schema.reading(home.warehouse, live) as live:
         guard_key(home, run_id, key_value, rotate=rotate_key, live=live)
         state = read_source_state(home.warehouse, live)

@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 from etl import fsio
+from etl.config import seconds_setting
 from etl.extract.adapter import FileHeader, adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, QuotedNames
@@ -154,7 +155,7 @@ def temporary_export(name: str, fits: Callable[[str], bool]) -> str | None:
 
 def quiet_seconds_default() -> float:
     """How long a landing file must stay unchanged before it is read: env `RTW_QUIET_SECONDS`, else 60 s."""
-    return float(os.environ.get("RTW_QUIET_SECONDS", "60"))
+    return seconds_setting("RTW_QUIET_SECONDS", 60, zero=True)
 
 
 def _refusal(folder: Path, path: Path) -> str | None:
