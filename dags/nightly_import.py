@@ -63,6 +63,7 @@ from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from etl import notify
+from etl.config import seconds_setting
 from etl.pull.sensor import DropZoneSensor, home_setting, key_setting  # light at parse: pull loads in a task
 
 # The warehouse's identity, the same wherever this file is parsed: consumers schedule on it by name.
@@ -94,7 +95,7 @@ def _sources_dir() -> Any:
 
 def _wait_seconds() -> float:
     """How long plan and publish wait for a run holding the home (env RTW_RUN_WAIT, default 60 s)."""
-    return float(os.environ.get("RTW_RUN_WAIT", "60"))
+    return seconds_setting("RTW_RUN_WAIT", 60, zero=True)
 
 
 class StepFailed(RuntimeError):

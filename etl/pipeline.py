@@ -665,6 +665,7 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile
                 gx_process.import_meanwhile()
             if in_workers:
+                reads.close()  # the workers connect themselves; held here, its pages would only stay in memory
                 night.reached(f"extract and harmonise {', '.join(planned.changed)} (worker processes)")
                 outcomes = _prepare_in_workers(home, planned, key_value, sources_dir, say)
             else:

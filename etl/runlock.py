@@ -67,12 +67,12 @@ from pathlib import Path
 from typing import Any
 
 from etl import crash, fsio
-from etl.config import Home
+from etl.config import Home, seconds_setting
 
 LOCK_NAME = ".run.lock"
 LEASE_NAME = ".run.lease"
 AT_WORK = ".run.working"  # one file per process at work for a DAG run's lease (`at_work`)
-LEASE_TTL_SECONDS = float(os.environ.get("RTW_LEASE_TTL", 2 * 3600))  # scheduling gaps between tasks included
+LEASE_TTL_SECONDS = seconds_setting("RTW_LEASE_TTL", 2 * 3600)  # scheduling gaps between tasks included
 _POLL_SECONDS = 0.2
 # A renewal waits this long for the lock: others hold it a moment while this run's lease lives (a run refused);
 # longer, a run that took the home over holds it.

@@ -342,3 +342,12 @@ def test_a_late_heartbeat_never_brings_back_a_lease_another_run_removed_or_took_
             assert isinstance(renewal[0], runlock.RunBusy)
     assert not other_holds  # the renewal, under the lock, ran whole before the other run could take the home
     assert renewal == [None] and lease is not None and lease["run_id"] == "dag-1"
+
+
+def test_a_lease_setting_that_is_no_number_of_seconds_is_named() -> None:
+    # Read as runlock is imported: float()'s "could not convert string to float: '2h'" named no setting.
+    env = {**os.environ, "RTW_LEASE_TTL": "2h"}
+    done = subprocess.run([sys.executable, "-c", "import etl.runlock"], env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode != 0
+    assert "RTW_LEASE_TTL='2h' is not a number of seconds above 0 (e.g. 7200)" in done.stderr
