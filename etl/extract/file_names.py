@@ -162,7 +162,7 @@ def key_shape(key: str, *, literal: bool = False) -> str:
     return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
 
 
-def _run_in_shapes(keys: Iterable[str], *, in_text: bool) -> set[str]:
+def _run_in_shapes(keys: Mapping[str, int], *, in_text: bool) -> set[str]:
     """The regexes of the keys whose letters come first, run into the letters before them: letters that at least
     three keys, and one key in 32 of that shape, start with, then the rest of the shape (PatID1234 for keys ID0001,
     ID0002, ID0003: `Pat{patient}`). A source's prefix or a centre's (ID, ILTB, IMT) ends few words before as many
@@ -170,15 +170,16 @@ def _run_in_shapes(keys: Iterable[str], *, in_text: bool) -> set[str]:
     word's end. In a file name the letters count in any case and the keys' '-', '_' and ' ' alike (patid0012,
     PatILTB_0012 for keys ILTB-0001): a word's end before a year that the keys' letters end (Visit2026 for keys
     IT0001) is hidden there too, and the SHA-256 beside the name still tells the file. `in_text`: as the keys
-    write the letters (case and all) and join them to the rest: a note's `follow-up visit 2026` is read."""
+    write the letters (case and all) and join them to the rest: a note's `follow-up visit 2026` is read.
+    `keys`: each written with its digits as 0 (`_digits_as_zero`), with how many keys write it so."""
     letters: dict[tuple[int, str], Counter[str]] = {}  # by the shape (how many letters, the rest), the keys' letters
     written: dict[str, set[str]] = {}  # the letters as normalised (upper-case), and as the keys write them
-    for key in keys:
+    for key, count in keys.items():
         runs = NAME_RUNS.findall(key.strip())
         if runs_into_letters(runs):
             shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=in_text) + _shape_end(runs))
             own = normalise_patient_key(runs[0])
-            letters.setdefault(shape, Counter())[own] += 1
+            letters.setdefault(shape, Counter())[own] += count
             written.setdefault(own, {own}).add(runs[0])
     # The letters first, then a letter before them: a name's every place is tried, and few start with them
     return {rf"(?{'' if in_text else 'i'}:{'|'.join(re.escape(w) for w in _prefix_letters(common, written, in_text))})"
@@ -223,9 +224,12 @@ class PatientNumbers:
         return list(self._keys())
 
     @functools.cached_property
-    def _shaped(self) -> list[str]:
-        """The keys that give a shape: those that name a patient and hold a digit."""
-        return [k for k in self._known if names_a_patient(k) and any(c.isdigit() for c in k)]
+    def _shaped(self) -> Counter[str]:
+        """The keys that give a shape (those that name a patient and hold a digit), each with its digits as 0
+        and counted: a source's thousands of keys (TREP-000001, TREP-000002, ...) are written a few ways, and
+        each way is shaped once."""
+        written = Counter(k.translate(_DIGITS_AS_ZERO) for k in self._known)
+        return Counter({k: n for k, n in written.items() if names_a_patient(k) and any(c.isdigit() for c in k)})
 
     @functools.cached_property
     def _key_shapes(self) -> set[str]:
@@ -284,6 +288,8 @@ def joined_alike(key: str) -> str:
 
 
 _ALIKE = str.maketrans("_ ", "--")
+# A key's digits (0-9) as 0: its runs, its length, its shape and whether it names a patient stay as they were
+_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
 
 
 def _alternatives(shapes: set[str]) -> re.Pattern[str]:
