@@ -405,10 +405,10 @@ class SourceMapping(_Strict):
     @field_validator("format")
     @classmethod
     def _known_format(cls, name: str) -> str:
-        from etl.extract.adapter import adapters  # the adapters import this module
+        from etl.extract.adapter import FORMAT_MODULES  # the adapters import this module
 
-        if name not in adapters():
-            raise ValueError(f"'{name}' is not a known format; known: {', '.join(sorted(adapters()))}")
+        if name not in FORMAT_MODULES:  # the names alone: the readers are not imported
+            raise ValueError(f"'{name}' is not a known format; known: {', '.join(sorted(FORMAT_MODULES))}")
         return name
 
     _formats = field_validator("date_format")(_check_formats)
@@ -462,9 +462,9 @@ class SourceMapping(_Strict):
 
     @model_validator(mode="after")
     def _record_set_per_file(self) -> SourceMapping:
-        from etl.extract.adapter import adapters
+        from etl.extract.adapter import adapter_for
 
-        adapter = adapters()[self.format]
+        adapter = adapter_for(self.format)  # its reader alone
         if adapter.one_record_set_per_file and not (self.record_set_from_file or self.record_set):
             raise ValueError(f"a {self.format} source needs record_set_from_file or record_set")
         try:
