@@ -303,7 +303,7 @@ def readers_digest() -> str:
 
 # Each format a mapping may name, with the module of this package whose ADAPTER reads it: a mapping is
 # checked, and a night plans, with its own format's reader imported alone (all of them cost every night
-# 35-55 ms). tests/test_extract_adapters.py holds it to the registry (`adapters`).
+# 35-55 ms). tests/test_format_names.py holds it to the registry (`adapters`).
 FORMAT_MODULES = {"csv": "delimited", "excel": "excel", "odm": "odm", "sas": "sas", "spss": "spss", "stata": "stata"}
 
 
