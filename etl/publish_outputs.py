@@ -55,8 +55,9 @@ def attempt(notes: list[str], what: str, write: Callable[[], T]) -> T | None:
 def published(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A read-only connection to the published warehouse, held while the outputs are written: DuckDB gives
     each output's own connection to it (the marts', the dictionary's, the plot's, the report's) this open
-    database, at no cost, where each connected anew (25-190 ms at 20,000 persons). None when it cannot be
-    opened: each output opens its own then, and says why it cannot. Close it before writing the warehouse."""
+    database, at no cost, where each connected anew (25-190 ms at 20,000 persons). `schema.reading`, but
+    None when it cannot be opened (after a publish that stands, a failure is an output's note, not a raise):
+    each output then opens its own and says why it cannot. Close it before writing the warehouse."""
     try:
         con = duckdb.connect(str(warehouse), read_only=True)
     except (duckdb.Error, OSError):
@@ -76,7 +77,8 @@ def export_marts(home: Home, notes: list[str]) -> None:
 def write_report(home: Home, run_id: str, notes: list[str], *, with_pages: bool,
                  live: duckdb.DuckDBPyConnection | None = None) -> str | None:
     """The run's report (with the dictionary page and survival plot when with_pages) and reports/latest.
-    `live`: a connection to the live warehouse the caller holds (repair's), for the earlier reports' names."""
+    `live`: a connection to the live warehouse the caller holds (repair's, publish's `published`), for the
+    earlier reports' names."""
     attachments: list[tuple[str, Path]] = []
     if with_pages:
         folder = attempt(notes, "the report folder", lambda: fsio.private_folder(home.reports / run_id))

@@ -72,7 +72,10 @@ from etl.config import Home, seconds_setting
 LOCK_NAME = ".run.lock"
 LEASE_NAME = ".run.lease"
 AT_WORK = ".run.working"  # one file per process at work for a DAG run's lease (`at_work`)
-LEASE_TTL_SECONDS = seconds_setting("RTW_LEASE_TTL", 2 * 3600)  # scheduling gaps between tasks included
+def lease_seconds() -> float:
+    """How long a lease lives unrenewed: env RTW_LEASE_TTL, else 2 hours (scheduling gaps between tasks included).
+    Read at each use, not at import: a wrong value fails what takes or judges a lease, said, not every command."""
+    return seconds_setting("RTW_LEASE_TTL", 2 * 3600)
 _POLL_SECONDS = 0.2
 # A renewal waits this long for the lock: others hold it a moment while this run's lease lives (a run refused);
 # longer, a run that took the home over holds it.
@@ -93,7 +96,7 @@ class RunBusy(RuntimeError):
             renewed = float(holder["heartbeat"])
             dag_run = f"Airflow DAG run {holder['dag_run_id']}" if holder.get("dag_run_id") else "an Airflow DAG run"
             said += (f": {dag_run}, by its lease ({LEASE_NAME}), renewed {_utc(renewed)}; if that DAG run is no "
-                     f"longer running, the lease lapses at {_utc(renewed + LEASE_TTL_SECONDS)} (RTW_LEASE_TTL)")
+                     f"longer running, the lease lapses at {_utc(renewed + lease_seconds())} (RTW_LEASE_TTL)")
         super().__init__(said)
 
 
@@ -219,7 +222,7 @@ def read_lease(home: Home) -> dict[str, Any] | None:
 
 
 def _is_live(lease: dict[str, Any]) -> bool:
-    return not lease.get("released") and time.time() - float(lease.get("heartbeat", 0)) < LEASE_TTL_SECONDS
+    return not lease.get("released") and time.time() - float(lease.get("heartbeat", 0)) < lease_seconds()
 
 
 @contextmanager
@@ -312,7 +315,7 @@ def _take_over(home: Home, run_id: str, lease: dict[str, Any], killed: list[dict
                 "not alive, or is another process's now)")
     log.warning("run %s takes the home over from run %s%s: its lease (%s), renewed %s, was held by %s; the lease "
                 "would have held the home until %s", run_id, lease.get("run_id", "unknown"), dag_run, LEASE_NAME,
-                _utc(renewed), held, _utc(renewed + LEASE_TTL_SECONDS))
+                _utc(renewed), held, _utc(renewed + lease_seconds()))
 
 
 def _named(process: Mapping[str, Any]) -> str:
@@ -439,7 +442,7 @@ def _beating(home: Home, run_id: str) -> Iterator[None]:
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(min(60.0, LEASE_TTL_SECONDS / 4)):
+        while not stop.wait(min(60.0, lease_seconds() / 4)):
             with suppress(OSError, RunBusy):  # a missed beat is not fatal; a lost lease shows at publish
                 _renew(home, run_id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +14,24 @@ import pytest
 from test_mapping import _refused
 
 from etl.config import REPO_ROOT, SOURCES_DIR
-from etl.extract.adapter import FORMAT_MODULES, adapter_for, adapters
+from etl.extract.adapter import FORMAT_MODULES, SourceAdapter, adapter_for, adapters
 from etl.extract.errors import ExtractError
 
 READERS = {f"etl.extract.{module}" for module in FORMAT_MODULES.values()}
 
 
-def test_the_format_names_are_those_of_the_registry() -> None:
+def test_the_format_names_are_those_of_the_readers() -> None:
     # A new reader module without its line in FORMAT_MODULES (or a line naming another module) fails here.
-    named = {name: importlib.import_module(f"etl.extract.{module}").ADAPTER for name, module in FORMAT_MODULES.items()}
-    assert named == adapters()
+    import etl.extract as package
+
+    defined: dict[str, str] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        adapter = getattr(importlib.import_module(f"etl.extract.{info.name}"), "ADAPTER", None)
+        if isinstance(adapter, SourceAdapter):
+            assert adapter.format not in defined, f"two adapters for format {adapter.format!r}"
+            defined[adapter.format] = info.name
+    assert defined == FORMAT_MODULES
+    assert list(adapters()) == sorted(FORMAT_MODULES)  # the order rtw profile tries them in, by suffix
 
 
 def test_checking_a_mapping_imports_its_own_formats_reader_alone() -> None:

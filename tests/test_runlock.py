@@ -20,7 +20,7 @@ import pytest
 from task_processes import task_process
 
 from etl import runlock
-from etl.config import REPO_ROOT, resolve_home
+from etl.config import REPO_ROOT, SettingError, resolve_home
 from etl.synth import generate
 
 RTW = str(Path(sys.executable).with_name("rtw"))
@@ -89,7 +89,7 @@ def test_a_dead_lease_is_removed_and_its_dag_run_cannot_publish(tmp_path, monkey
     with runlock.run_lock(home, "dag-1", lease="replace"):
         runlock.take_lease(home, "dag-1")
     lease = json.loads((tmp_path / runlock.LEASE_NAME).read_text())
-    lease["heartbeat"] -= runlock.LEASE_TTL_SECONDS + 1  # its worker was killed long ago
+    lease["heartbeat"] -= runlock.lease_seconds() + 1  # its worker was killed long ago
     (tmp_path / runlock.LEASE_NAME).write_text(json.dumps(lease))
     with runlock.run_lock(home, "cli"):
         assert runlock.read_lease(home) is None
@@ -344,10 +344,9 @@ def test_a_late_heartbeat_never_brings_back_a_lease_another_run_removed_or_took_
     assert renewal == [None] and lease is not None and lease["run_id"] == "dag-1"
 
 
-def test_a_lease_setting_that_is_no_number_of_seconds_is_named() -> None:
-    # Read as runlock is imported: float()'s "could not convert string to float: '2h'" named no setting.
-    env = {**os.environ, "RTW_LEASE_TTL": "2h"}
-    done = subprocess.run([sys.executable, "-c", "import etl.runlock"], env=env, capture_output=True, text=True,
-                          check=False)
-    assert done.returncode != 0
-    assert "RTW_LEASE_TTL='2h' is not a number of seconds above 0 (e.g. 7200)" in done.stderr
+def test_a_lease_setting_that_is_no_number_of_seconds_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read with float() as runlock was imported: "could not convert string to float: '2h'", a traceback of any
+    # command importing it (rtw status), naming no setting.
+    monkeypatch.setenv("RTW_LEASE_TTL", "2h")
+    with pytest.raises(SettingError, match=r"^RTW_LEASE_TTL='2h' is not a number of seconds above 0 \(e\.g\. 7200\)"):
+        runlock.lease_seconds()

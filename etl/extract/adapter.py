@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import pkgutil
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -303,24 +302,15 @@ def readers_digest() -> str:
 
 # Each format a mapping may name, with the module of this package whose ADAPTER reads it: a mapping is
 # checked, and a night plans, with its own format's reader imported alone (all of them cost every night
-# 35-55 ms). tests/test_format_names.py holds it to the registry (`adapters`).
+# 35-55 ms). tests/test_format_names.py holds it to the modules that define an ADAPTER.
 FORMAT_MODULES = {"csv": "delimited", "excel": "excel", "odm": "odm", "sas": "sas", "spss": "spss", "stata": "stata"}
 
 
 @cache
 def adapters() -> dict[str, SourceAdapter]:
-    """Every adapter defined in a module of `etl.extract`, by format name."""
-    import etl.extract as package
-
-    found: dict[str, SourceAdapter] = {}
-    for module_info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-        adapter = getattr(module, "ADAPTER", None)
-        if isinstance(adapter, SourceAdapter):
-            if adapter.format in found:
-                raise RuntimeError(f"two adapters for format '{adapter.format}': {module.__name__} and another")
-            found[adapter.format] = adapter
-    return found
+    """Every adapter, by format name (`FORMAT_MODULES`: tests/test_format_names.py finds a module of this package
+    defining an ADAPTER that the table misses)."""
+    return {name: adapter_for(name) for name in FORMAT_MODULES}
 
 
 def adapter_for(format_name: str) -> SourceAdapter:
