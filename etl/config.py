@@ -18,7 +18,7 @@ from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
 __all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
            "READ_SECONDS_SETTING", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError",
-           "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
+           "bytes_setting", "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -74,6 +74,16 @@ def seconds_setting(setting: str, default: float, *, zero: bool = False) -> floa
         least = "0 or more" if zero else "above 0"
         raise SettingError(f"{setting}={given!r} is not a number of seconds {least} (e.g. {default:g})")
     return seconds
+
+
+def bytes_setting(setting: str, default: int) -> int:
+    """Env `setting`, a whole number of bytes (`default` when unset or blank); SettingError naming it when not."""
+    given = os.environ.get(setting)
+    if given is None or not given.strip():
+        return default
+    if not given.strip().isdigit():
+        raise SettingError(f"{setting}={given!r} is not a whole number of bytes (e.g. {default})")
+    return int(given)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl import crash, fsio, memory, publish_outputs, repair, run_record, runlock, schema, timing
-from etl.config import SOURCES_DIR, Home, read_time_limit
+from etl.config import SOURCES_DIR, Home, bytes_setting, read_time_limit
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
@@ -574,7 +573,7 @@ def crash_reason(home: Home, step: str, source_id: str, exc: BaseException, sour
 # A run whose changed sources' exports hold this much is prepared in worker processes, two sources
 # at a time (this machine's two cores; harmonise is Python, one core a source). Below it a worker's
 # start (its imports) costs more than it saves.
-PARALLEL_MIN_BYTES = int(os.environ.get("RTW_PARALLEL_MIN_BYTES", 64 << 20))
+PARALLEL_MIN_BYTES = 64 << 20  # env RTW_PARALLEL_MIN_BYTES, read as a run decides
 PARALLEL_SOURCES = 2
 # GX's process is started with the run when a source changed (GX_EARLY_MIN_BYTES: any export): its
 # import (~3 s of Python) outlasts the preparing of a small source, so begun with validation it was
@@ -659,7 +658,8 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             say(f"run {planned.run_id}: changed {', '.join(planned.changed) or 'none'}, "
                 f"unchanged {', '.join(planned.unchanged) or 'none'}")  # names, not a list's repr
             exports = _export_bytes(home, planned.changed)
-            in_workers = exports >= PARALLEL_MIN_BYTES and len(planned.changed) > 1
+            in_workers = (exports >= bytes_setting("RTW_PARALLEL_MIN_BYTES", PARALLEL_MIN_BYTES)
+                          and len(planned.changed) > 1)
             if GX_EARLY_MIN_BYTES <= exports < GX_HERE_MIN_BYTES:  # GX's process imports it while sources are prepared
                 gx_process.start_early()
             elif in_workers:  # GX will judge here: this process only waits on its workers meanwhile

@@ -58,7 +58,7 @@ def _differences(one: Path, other: Path) -> list[str]:
 def test_workers_build_the_warehouse_one_process_builds(exports, tmp_path, monkeypatch) -> None:
     alone = _home(exports, tmp_path / "alone")
     pipeline.run(alone, key_value=KEY)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "0")
     monkeypatch.setattr(timing, "recorded", [])
     side_by_side = _home(exports, tmp_path / "side_by_side")
     said: list[str] = []
@@ -72,7 +72,7 @@ def test_workers_build_the_warehouse_one_process_builds(exports, tmp_path, monke
 
 def test_a_worker_that_dies_fails_its_source_and_the_run_says_why(exports, tmp_path, monkeypatch) -> None:
     home = _home(exports, tmp_path / "home")
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "0")
     monkeypatch.setenv(CRASH_ENV, "harmonised")  # every worker is killed as its harmonised files are written
     planned = pipeline.plan(home, key_value=KEY)
     outcomes = pipeline._prepare_in_workers(home, planned, KEY, pipeline.SOURCES_DIR, lambda line: None)

@@ -21,11 +21,9 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from etl import pipeline
-from etl.config import Home, SettingError, read_time_limit
+from etl.config import Home
 from etl.extract.errors import ExtractError
 from etl.extract.isolated import read_apart
-from etl.extract.landing import quiet_seconds_default
 from etl.fsio import written_atomically
 from etl.runlock import LOCK_NAME
 
@@ -232,28 +230,3 @@ def test_a_reader_that_never_finishes_is_stopped_past_its_limit(tmp_path: Path, 
         os.waitpid(reader, os.WNOHANG)
     assert not Path(f"/proc/{reader}").exists()
     assert list(out.parent.iterdir()) == []
-
-
-def test_the_read_time_limit_grows_with_the_file_and_its_setting_is_checked(monkeypatch: pytest.MonkeyPatch,
-                                                                             tmp_path: Path) -> None:
-    monkeypatch.delenv("RTW_READ_SECONDS", raising=False)
-    assert read_time_limit(0) == 600
-    assert read_time_limit(2_500_000) == 625
-    monkeypatch.setenv("RTW_READ_SECONDS", "1.5")
-    assert read_time_limit(0) == 1.5
-    for wrong in ("ten", "0", "-5", "inf", "nan"):
-        monkeypatch.setenv("RTW_READ_SECONDS", wrong)
-        with pytest.raises(SettingError, match=rf"^RTW_READ_SECONDS='{wrong}' is not a number of seconds above 0"):
-            read_time_limit(0)
-    monkeypatch.setenv("RTW_READ_SECONDS", "ten")
-    with pytest.raises(SettingError, match=r"^RTW_READ_SECONDS='ten'"):  # the run stops as it plans, not each source
-        pipeline.plan(Home(tmp_path))
-
-
-def test_the_quiet_period_setting_is_checked_and_may_be_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
-    assert quiet_seconds_default() == 0
-    for wrong in ("ten", "-1", "inf"):
-        monkeypatch.setenv("RTW_QUIET_SECONDS", wrong)
-        with pytest.raises(SettingError, match=rf"^RTW_QUIET_SECONDS='{wrong}' is not a number of seconds 0 or more"):
-            quiet_seconds_default()

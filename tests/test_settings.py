@@ -1,0 +1,46 @@
+"""Settings read from the environment: a wrong value is refused naming the setting and what is expected, at the
+point a run would first need it (float()'s and int()'s own errors named none)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etl import pipeline
+from etl.config import Home, SettingError, bytes_setting, read_time_limit
+from etl.extract.landing import quiet_seconds_default
+
+
+def test_the_read_time_limit_grows_with_the_file_and_its_setting_is_checked(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    monkeypatch.delenv("RTW_READ_SECONDS", raising=False)
+    assert read_time_limit(0) == 600
+    assert read_time_limit(2_500_000) == 625
+    monkeypatch.setenv("RTW_READ_SECONDS", "1.5")
+    assert read_time_limit(0) == 1.5
+    for wrong in ("ten", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("RTW_READ_SECONDS", wrong)
+        with pytest.raises(SettingError, match=rf"^RTW_READ_SECONDS='{wrong}' is not a number of seconds above 0"):
+            read_time_limit(0)
+    monkeypatch.setenv("RTW_READ_SECONDS", "ten")
+    with pytest.raises(SettingError, match=r"^RTW_READ_SECONDS='ten'"):  # the run stops as it plans, not each source
+        pipeline.plan(Home(tmp_path))
+
+
+def test_the_quiet_period_setting_is_checked_and_may_be_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "0")
+    assert quiet_seconds_default() == 0
+    for wrong in ("ten", "-1", "inf"):
+        monkeypatch.setenv("RTW_QUIET_SECONDS", wrong)
+        with pytest.raises(SettingError, match=rf"^RTW_QUIET_SECONDS='{wrong}' is not a number of seconds 0 or more"):
+            quiet_seconds_default()
+
+
+def test_the_parallel_threshold_setting_is_checked_by_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read with int() as etl.pipeline was imported: "invalid literal for int()", naming no setting, for any command.
+    monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "64MB")
+    with pytest.raises(SettingError, match=r"^RTW_PARALLEL_MIN_BYTES='64MB' is not a whole number of bytes"):
+        bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES)
+    monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "0")
+    assert bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES) == 0
