@@ -77,6 +77,20 @@ def _kept(caplog) -> bool:
     return not [r for r in caplog.records if "one pass" in r.getMessage()]
 
 
+@pytest.mark.parametrize("subjects", [1, 5, 170, 190, 400])
+def test_subjects_are_cut_in_an_even_number_of_parts_alike(tmp_path, monkeypatch, subjects):
+    # Two threads read the parts: seven parts and a stub (2,000 persons: 139,492 lines in parts of 20,000)
+    # left one thread reading the seventh alone. Parts are as many as PART_LINES makes, made even, alike.
+    monkeypatch.setattr(odm_chunks, "PART_LINES", 300)
+    path = _export(tmp_path, subjects)
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None
+    lines = [odm_chunks._line_breaks(path.read_bytes(), p.start, p.end) for p in parts[1:]]
+    assert len(lines) % 2 == 0 or subjects == 1  # a subject is never cut
+    assert max(lines) <= 300 + 12 and max(lines) - min(lines) <= 2 * 12  # a subject is 12 lines
+    assert len(lines) <= -(-sum(lines) // 300) + 1
+
+
 @pytest.mark.parametrize("reader", ["threads", "processes", "one process"])
 def test_parts_stage_what_the_one_pass_reader_stages(tmp_path, monkeypatch, caplog, reader):
     _read_by(monkeypatch, "processes" if reader == "one process" else reader)
@@ -466,8 +480,10 @@ def test_the_c_walk_reads_what_the_python_walk_reads(tmp_path, monkeypatch, name
 def test_the_c_walk_reads_a_file_without_a_namespace(tmp_path):
     path = _export(tmp_path, 3, subject_attributes="")
     path.write_text(path.read_text().replace(f' xmlns="{NS}"', ""))
-    part = odm_chunks.plan_parts(path)[1]  # type: ignore[index]
-    [columns] = _walked_in_c(path, [part], 50_000)
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None
+    whole = SubDocument(parts[1].head, parts[1].start, parts[-1].end, parts[-1].tail, parts[1].first_line)
+    [columns] = _walked_in_c(path, [whole], 50_000)
     assert columns[0].rows == 18 and columns[0].keys[0] == (b"SACHA\0SACHA\0SACHA", [])
 
 
