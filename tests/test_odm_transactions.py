@@ -14,7 +14,7 @@ from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import SOURCES_DIR
-from etl.extract import landing
+from etl.extract import landing, odm_items
 from etl.extract.adapter import record_frame
 from etl.extract.errors import ExtractError
 from etl.extract.odm import ADAPTER, OdmOptions, apply_transactions, read_odm_header, stage_odm
@@ -101,6 +101,23 @@ def test_the_header_says_what_kind_of_export_it_is(tmp_path):
     assert header.created == datetime(2026, 11, 2, 1, tzinfo=UTC) and header.namespace == NS
 
 
+def test_the_header_is_read_from_the_files_first_bytes(tmp_path):
+    # Each night and each staging reads it: a first read of FEED_BYTES, cut into lines, cost more than the rest.
+    subjects = "\n".join(_subject(f"P{n:06d}", _group("IG.DM", {"AGE": "1"})) for n in range(20_000))
+    path = tmp_path / "big.xml"
+    path.write_text(_odm("F9", subjects))
+    assert path.stat().st_size > 2 * odm_items.FEED_BYTES
+    with path.open("rb") as handle:
+        first, _ = next(pieces := odm_items.feed_pieces(handle))
+        assert handle.tell() <= 1 << 16
+        rest = b"".join(piece for more, _ in pieces for piece in more)
+    assert b"".join(first) + rest == path.read_bytes()  # the whole file, in lines, as before
+    assert read_odm_header(path).file_oid == "F9"
+    # A root after a first read's length (a long comment before it) is still found, by the reads after.
+    path.write_text(_odm("F8", "").replace("<ODM", "<!--" + "x" * (3 << 16) + "-->\n<ODM", 1))
+    assert read_odm_header(path).file_oid == "F8"
+
+
 def _landing_with(tmp_path: Path, files: dict[str, str]):
     folder = tmp_path / "landing" / "sacha_fr"
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,6 +159,13 @@ def test_a_file_of_another_study_or_odm_version_is_refused(tmp_path):
     assert not out.exists()
     with pytest.raises(ExtractError, match="namespace"):
         ADAPTER.stage(path, out, OdmOptions(odm_version="2.0"), {})
+    # Among its own study's ClinicalData, others are named, one without a StudyOID too.
+    clinical = SNAPSHOT[SNAPSHOT.index("<ClinicalData"):SNAPSHOT.index("</ODM>")]
+    path.write_text(SNAPSHOT.replace("</ODM>", clinical.replace('StudyOID="S1"', "") + clinical.replace(
+        'StudyOID="S1"', 'StudyOID="OTHER"') + "</ODM>"))
+    with pytest.raises(ExtractError, match=r"StudyOID '\(none\)', 'OTHER', the mapping declares 'S1'"):
+        ADAPTER.stage(path, out, OdmOptions(study_oid="S1"), {})
+    assert not out.exists()
 
 
 @pytest.mark.integration

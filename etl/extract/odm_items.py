@@ -65,6 +65,9 @@ STAGING_SCHEMA = pa.schema(
 
 
 FEED_BYTES = 1 << 20  # a file written on one line is still fed in bounded pieces
+# Reads grow from this to FEED_BYTES: a reader that stops at the root's start tag (odm.read_odm_header,
+# every night and every staging) read and cut a whole FEED_BYTES into lines, 0.7 ms of a 6 MiB export.
+FIRST_READ_BYTES = 1 << 16
 # Where a reference to an undeclared entity is looked for: ends of containers, before their rows go out.
 ENTITY_CHECKPOINTS = frozenset({
     "ODM", "Study", "MetaDataVersion", "ItemDef", "CodeList", "ClinicalData", "SubjectData",
@@ -94,9 +97,10 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
         left = document.end - document.start
     else:
         left = -1
-    rest = b""
+    rest, size = b"", FIRST_READ_BYTES
     while left:
-        block = handle.read(FEED_BYTES if left < 0 else min(FEED_BYTES, left))
+        block = handle.read(size if left < 0 else min(size, left))
+        size = min(2 * size, FEED_BYTES)
         if not block:
             break
         left = left - len(block) if left > 0 else left
