@@ -81,7 +81,7 @@ def bytes_setting(setting: str, default: int) -> int:
     given = os.environ.get(setting)
     if given is None or not given.strip():
         return default
-    if not given.strip().isdigit():
+    if not given.strip().isdecimal() or not given.strip().isascii():
         raise SettingError(f"{setting}={given!r} is not a whole number of bytes (e.g. {default})")
     return int(given)
 

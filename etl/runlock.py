@@ -440,9 +440,10 @@ def heartbeat(home: Home, run_id: str, *, step: str = "a task") -> Iterator[None
 @contextmanager
 def _beating(home: Home, run_id: str) -> Iterator[None]:
     stop = threading.Event()
+    every = min(60.0, lease_seconds() / 4)  # a wrong RTW_LEASE_TTL fails the task here, said, not the beat's thread
 
     def renew() -> None:
-        while not stop.wait(min(60.0, lease_seconds() / 4)):
+        while not stop.wait(every):
             with suppress(OSError, RunBusy):  # a missed beat is not fatal; a lost lease shows at publish
                 _renew(home, run_id)
 

@@ -85,7 +85,8 @@ def test_subjects_are_cut_in_an_even_number_of_parts_alike(tmp_path, monkeypatch
     path = _export(tmp_path, subjects)
     parts = odm_chunks.plan_parts(path)
     assert parts is not None
-    lines = [odm_chunks._line_breaks(path.read_bytes(), p.start, p.end) for p in parts[1:]]
+    data = path.read_bytes()
+    lines = [odm_chunks._line_breaks(data, p.start, p.end) for p in parts[1:]]
     assert len(lines) % 2 == 0 or subjects == 1  # a subject is never cut
     assert max(lines) <= 300 + 12 and max(lines) - min(lines) <= 2 * 12  # a subject is 12 lines
     assert len(lines) <= -(-sum(lines) // 300) + 1

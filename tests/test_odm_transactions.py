@@ -116,6 +116,12 @@ def test_the_header_is_read_from_the_files_first_bytes(tmp_path):
     # A root after a first read's length (a long comment before it) is still found, by the reads after.
     path.write_text(_odm("F8", "").replace("<ODM", "<!--" + "x" * (3 << 16) + "-->\n<ODM", 1))
     assert read_odm_header(path).file_oid == "F8"
+    # A file on one line is fed read by read, not held back while the reads grow (2 MiB, copied at each read).
+    path.write_text(_odm("F7", subjects).replace("\n", ""))
+    with path.open("rb") as handle:
+        first, _ = next(odm_items.feed_pieces(handle))
+        assert handle.tell() <= 1 << 16 and len(b"".join(first)) == handle.tell()
+    assert read_odm_header(path).file_oid == "F7"
 
 
 def _landing_with(tmp_path: Path, files: dict[str, str]):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import pipeline
+from etl import pipeline, runlock
 from etl.config import Home, SettingError, bytes_setting, read_time_limit
 from etl.extract.landing import quiet_seconds_default
 
@@ -44,3 +44,14 @@ def test_the_parallel_threshold_setting_is_checked_by_its_name(monkeypatch: pyte
         bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES)
     monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "0")
     assert bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES) == 0
+    monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "²")  # a digit to str.isdigit, not to int()
+    with pytest.raises(SettingError, match=r"^RTW_PARALLEL_MIN_BYTES='²' is not a whole number of bytes"):
+        bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES)
+
+
+def test_a_wrong_lease_setting_fails_the_task_that_beats_not_its_thread(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read in the heartbeat's thread, it ended the thread with a traceback and the task ran on, its lease unrenewed.
+    monkeypatch.setenv("RTW_LEASE_TTL", "2h")
+    with pytest.raises(SettingError, match=r"^RTW_LEASE_TTL='2h'"), runlock._beating(Home(tmp_path), "run-1"):
+        pass

@@ -436,7 +436,7 @@ def _owned(table: pa.Table) -> pa.Table:
 
 def _refuse_other_studies(path: Path, staged: Path, study_oid: str) -> None:
     # Read as a dictionary, as it is stored: no string made per row, half the time.
-    column = pq.ParquetFile(staged, read_dictionary=["study_oid"]).read(columns=["study_oid"]).column(0)
+    column = pq.read_table(staged, columns=["study_oid"], read_dictionary=["study_oid"]).column(0)
     studies = column.unique().to_pylist()
     others = sorted("(none)" if study is None else study for study in studies if study != study_oid)
     if others:

@@ -102,8 +102,10 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
     line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
     step, target = _part_bytes(len(data) - start, PART_LINES * line_bytes), start
     while start < len(data):
-        target += step  # each cut sought a step after the last one's target: cuts at whole subjects stay alike
-        cut_at = _SUBJECT_LINE.search(data, max(start, target))
+        # Each cut sought a step after the last one's target (cuts at whole subjects stay alike), or half a step
+        # past a part that overshot it (a subject longer than a step): no run of one-subject parts after it.
+        target = max(target + step, start + step // 2)
+        cut_at = _SUBJECT_LINE.search(data, target)
         end = cut_at.start() + 1 if cut_at else len(data)
         lines = _line_breaks(data, start, end)
         if lines >= MAX_PART_LINES:  # longer lines here than on average: the last cut that keeps it short

@@ -97,22 +97,25 @@ def feed_pieces(handle: BinaryIO, document: SubDocument | None = None) -> Iterat
         left = document.end - document.start
     else:
         left = -1
-    rest, size = b"", FIRST_READ_BYTES
+    rest, size, pending = b"", FIRST_READ_BYTES, False
     while left:
-        block = handle.read(size if left < 0 else min(size, left))
+        read = size
+        block = handle.read(read if left < 0 else min(read, left))
         size = min(2 * size, FEED_BYTES)
         if not block:
             break
         left = left - len(block) if left > 0 else left
-        suspicious = b"&" in block and ENTITY_REFERENCE.search(block) is not None  # `in` is a memchr
+        # `in` is a memchr; a reference in a line held back is said with the pieces that feed it
+        pending = pending or (b"&" in block and ENTITY_REFERENCE.search(block) is not None)
         pieces = _lines(rest + block if rest else block)
         rest = b""
-        if not pieces[-1].endswith(b"\n") and len(pieces[-1]) < FEED_BYTES:
+        if not pieces[-1].endswith(b"\n") and len(pieces[-1]) < read:  # a line longer than a read is fed as it is
             rest = pieces.pop()  # the line goes on in the next read
         if pieces:
-            yield pieces, suspicious
+            yield pieces, pending
+            pending = False
     if rest:
-        yield [rest], False  # searched with the block it came in
+        yield [rest], pending  # searched with the block it came in
     if document is not None and document.tail:
         yield [document.tail], False
 
