@@ -3,12 +3,13 @@ point a run would first need it (float()'s and int()'s own errors named none).""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from etl import pipeline, runlock
-from etl.config import Home, SettingError, bytes_setting, read_time_limit
+from etl.config import REPO_ROOT, Home, SettingError, bytes_setting, read_time_limit
 from etl.extract.landing import quiet_seconds_default
 
 
@@ -55,3 +56,14 @@ def test_a_wrong_lease_setting_fails_the_task_that_beats_not_its_thread(tmp_path
     monkeypatch.setenv("RTW_LEASE_TTL", "2h")
     with pytest.raises(SettingError, match=r"^RTW_LEASE_TTL='2h'"), runlock._beating(Home(tmp_path), "run-1"):
         pass
+
+
+def test_every_setting_the_code_reads_is_in_the_settings_table() -> None:
+    # One place a data manager finds them all (docs/operations.md, "Settings"); a setting added to the code and
+    # not to the table fails here.
+    read = {name for folder in ("etl", "dags") for path in (REPO_ROOT / folder).rglob("*.py")
+            for name in re.findall(r"[\"'](RTW_[A-Z_]+)[\"']", path.read_text(encoding="utf-8"))}
+    read -= {name for name in read if name.startswith("RTW_TEST_")}  # the tests' crash points
+    section = (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8").split("## Settings\n", 1)[1]
+    listed = set(re.findall(r"^\| `(RTW_[A-Z_]+)` \|", section.split("\n## ", 1)[0], flags=re.M))
+    assert read == listed
