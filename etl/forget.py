@@ -576,11 +576,11 @@ def _remove_leftovers(home: Home) -> list[str]:
     away): its next warehouse, a whole copy of the live one with the patient in it, with its WAL, DuckDB's
     spill and GX's batch files; half-written copies under staging/ and archive/. Under the run lock no
     live run owns any of it."""
-    from etl.repair import remove_path, stale_temporaries
+    from etl.repair import stale_temporaries
 
     leftovers = stale_temporaries(home)
     for path in leftovers:
-        remove_path(path)
+        fsio.remove_path(path)
     return [str(p) for p in leftovers]
 
 

@@ -36,6 +36,14 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
+def remove_path(path: Path) -> None:
+    """A file, a link or a folder with what it holds, gone (a missing one too)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def temporaries(target: Path) -> set[Path]:
     """The temporaries beside `target` (`temp_name`, `written_atomically`'s files and folders)."""
     if not target.parent.is_dir():

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -57,14 +56,6 @@ def stale_temporaries(home: Home) -> list[Path]:
     return found
 
 
-def remove_path(path: Path) -> None:
-    """A file, a link or a folder with what it holds, gone (a missing one too)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def _validated_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The live warehouse's last validated run and every run after it, oldest first."""
     rows = con.execute("""
@@ -98,7 +89,7 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
     with _publish_lock(home.warehouse):
         stale = stale_temporaries(home)
         for path in stale:
-            remove_path(path)
+            fsio.remove_path(path)
     if stale:
         # By folder: a temporary copy of an export bears its name, which may hold a patient number.
         folders = sorted({str(p.parent.relative_to(home.root)) for p in stale})

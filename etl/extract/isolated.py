@@ -39,7 +39,6 @@ import logging
 import os
 import pickle
 import selectors
-import shutil
 import signal
 import time
 import traceback
@@ -49,7 +48,7 @@ from typing import Any, NoReturn, TypeVar
 
 from etl.config import READ_SECONDS_PER_MB, READ_SECONDS_SETTING, read_time_limit
 from etl.extract.errors import ExtractError
-from etl.fsio import temporaries
+from etl.fsio import remove_path, temporaries
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -240,16 +239,10 @@ def _remove_written(out: Path | None, before: tuple[set[Path], os.stat_result | 
         return
     earlier, stat = before
     for temporary in temporaries(out) - earlier:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            temporary.unlink(missing_ok=True)
+        remove_path(temporary)
     try:
         now = out.stat()
     except FileNotFoundError:
         return
     if stat is None or (now.st_ino, now.st_mtime_ns) != (stat.st_ino, stat.st_mtime_ns):
-        if out.is_dir():  # a workbook's folder of sheets
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            out.unlink(missing_ok=True)
+        remove_path(out)  # a file, or a workbook's folder of sheets
