@@ -22,6 +22,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from datetime import date
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from etl.config import SOURCES_DIR
 from etl.quality.params import PARAMS, ParamValue, check_param
 from etl.schema import core_columns
-from etl.transform.values import check_date_format
+from etl.transform.values import check_date_format, human_format
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
@@ -76,7 +77,21 @@ def _check_formats(formats: DateFormats | None) -> DateFormats | None:
         raise ValueError("give at least one date format")
     for fmt in listed:
         check_date_format(fmt)
+    _one_day_month_order(listed)
     return formats
+
+
+def _one_day_month_order(formats: list[str]) -> None:
+    """Refuse two formats of one layout with day and month swapped (%d/%m/%Y and %m/%d/%Y): the first
+    would read 03/04/2019 as 3 April, whichever the source meant."""
+    layouts: dict[str, str] = {}
+    for fmt in formats:
+        first = layouts.setdefault(re.sub("%[dm]", "%_", fmt), fmt)
+        if first != fmt and first.replace("%d", "%_").replace("%m", "%d").replace("%_", "%m") == fmt:
+            example = date(2019, 4, 3).strftime(first)
+            raise ValueError(f"'{first}' and '{fmt}' ({human_format(first)}, {human_format(fmt)}) give day and month "
+                             f"in either order: {example} would be read as {human_format(first)} says, 3 April 2019, "
+                             "whichever was meant; give the source's one order")
 
 
 def as_formats(formats: DateFormats) -> tuple[str, ...]:

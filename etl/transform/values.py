@@ -92,19 +92,28 @@ def check_date_format(fmt: str) -> str:
     return fmt
 
 
-def _part_pattern(name: str, unknown_parts: tuple[str, ...]) -> str:
+def _part_pattern(name: str, unknown_parts: tuple[str, ...], digits: str = "1,2") -> str:
     # A day or month is 1-2 digits (00 and 99 are digits) or one of the source's letter markers;
     # naming the markers, rather than any 1-3 letters, keeps compact formats (%d%m%Y) unambiguous.
     letters = sorted({p for p in unknown_parts if not p.isdigit()}, key=len, reverse=True)
     markers = "".join(f"|(?i:{re.escape(p)})" for p in letters)
-    return rf"(?P<{name}>\d{{1,2}}{markers})"
+    return rf"(?P<{name}>\d{{{digits}}}{markers})"
+
+
+def _compact(tokens: list[str], name: str) -> bool:
+    """Whether the day or month stands beside another date part with nothing between (%Y%m%d, %d%m%Y)."""
+    place = tokens.index(f"%{name}") if f"%{name}" in tokens else None
+    return place is not None and any(0 <= i < len(tokens) and tokens[i] in ("%d", "%m", "%Y")
+                                     for i in (place - 1, place + 1))
 
 
 @lru_cache(maxsize=256)
 def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
     tokens = [t for t in re.split(r"(%[dmYHMS])", fmt) if t]
-    parts = {"d": _part_pattern("d", unknown_parts), "m": _part_pattern("m", unknown_parts), "Y": r"(?P<Y>\d{4})",
-             **_TIME_PARTS}
+    # Compact, a day or month is two digits: with one or two, 1122019 (%d%m%Y) is 11 Feb or 1 Dec and
+    # 201912 (%Y%m%d) would read as 2 Jan 2019.
+    parts = {name: _part_pattern(name, unknown_parts, "2" if _compact(tokens, name) else "1,2") for name in "dm"}
+    parts |= {"Y": r"(?P<Y>\d{4})", **_TIME_PARTS}
     if fmt.startswith("%Y"):
         # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019; one ending with the day
         # also reads an ISO date-time (2019-05-17T14:30:00), its time dropped.
