@@ -1,12 +1,13 @@
 """Mappings a data manager may write without seeing what YAML or the parser makes of them: each is refused
 when it loads, naming the file, the key (and line) and what to write instead; values are read as written."""
 
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from etl.transform.mapping import MappingError, load_mapping
-from etl.transform.values import ValueRejected, parse_date
+from etl.transform.values import ValueRejected, map_code, parse_date
 
 MAPPING = """\
 source_id: reg_test
@@ -42,6 +43,45 @@ def _refused(tmp_path: Path, **given: str) -> str:
         _load(tmp_path, **given)
     assert str(tmp_path / "reg_test.yaml") in str(caught.value)
     return str(caught.value)
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    ("{01: male, 02: female}", "line 12: YAML reads the code 01 as the number 1, so it would match a source value '1'"),
+    ("{010: male}", "YAML reads the code 010 as the number 8"),  # octal
+    ("{yes: male, no: female}", "YAML reads the code yes as the yes/no value true"),
+    ("{1.10: male}", "YAML reads the code 1.10 as the number 1.1"),
+    ("{12:30: male}", "YAML reads the code 12:30 as the number 750"),
+    ("{~: male}", "YAML reads the code ~ as null (no value)"),
+])
+def test_a_code_yaml_reads_as_a_number_yes_no_or_null_is_refused_with_its_line(tmp_path, codes, expected):
+    message = _refused(tmp_path, sex_codes=codes)
+    assert "patient.fields.sex.codes: " in message
+    assert expected in message
+
+
+def test_a_text_value_yaml_reads_as_yes_no_is_refused_and_quoted_codes_load(tmp_path):
+    # Unquoted, no is false: a text column given a yes/no value crashed the source's harmonise.
+    message = _refused(tmp_path, field="laterality: {column: side, codes: {N: no, D: right}}")
+    assert "tables.diagnosis.fields.laterality.codes.N: line 18: YAML reads no as the yes/no value false" in message
+    mapping = _load(tmp_path, sex_codes='{"01": male, "no": female, 1: unknown, 2019-03-01: male}',
+                    field='laterality: {column: side, codes: {N: "no", D: right}}')
+    assert mapping.patient.fields["sex"].codes == {"01": "male", "no": "female", "1": "unknown", "2019-03-01": "male"}
+
+
+@pytest.mark.parametrize("codes", ["{M: male, m: female}", '{"M ": male, M: female}',
+                                   '{"\u00e9": male, "e\u0301": female}'])
+def test_two_codes_matched_as_one_with_two_values_are_refused(tmp_path, codes):
+    assert "are one code" in _refused(tmp_path, sex_codes=codes)
+    _load(tmp_path, sex_codes=codes.replace("female", "male"))  # the same value twice is harmless
+
+
+def test_a_code_matches_whatever_unicode_form_or_spaces_the_source_writes():
+    codes = {"Non noto": "unknown", "\u00e9tranger": "abroad"}
+    assert map_code("Non\u00a0noto", codes) == "unknown"  # a non-breaking space, as spreadsheets export
+    assert map_code(unicodedata.normalize("NFD", "\u00e9tranger"), codes) == "abroad"
+    assert map_code("  NON  NOTO ", codes) == "unknown"
+    with pytest.raises(ValueRejected, match="is not in the code list"):
+        map_code("Nonnoto", codes)
 
 
 @pytest.mark.parametrize(("text", "fmt"), [

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from etl.config import SOURCES_DIR
 from etl.quality.params import PARAMS, ParamValue, check_param
 from etl.schema import core_columns
-from etl.transform.values import check_date_format, human_format
+from etl.transform.values import check_date_format, code_form, human_format
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
@@ -135,6 +135,20 @@ class FieldSpec(_Strict):
     def _codes_as_text(cls, codes: Any) -> Any:
         # YAML reads `1: male` with an integer key; source values are always text.
         return {str(k): v for k, v in codes.items()} if isinstance(codes, dict) else codes
+
+    @field_validator("codes")
+    @classmethod
+    def _codes_told_apart(cls, codes: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Codes are matched ignoring case, surrounding spaces and Unicode form (values.code_form): two codes
+        # of one form with different values (M: male, m: female) would give a source value either.
+        seen: dict[str, str] = {}
+        for code, value in (codes or {}).items():
+            other = seen.setdefault(code_form(code), code)
+            if other != code and codes is not None and codes[other] != value:
+                raise ValueError(f"codes '{other}' and '{code}' are one code (codes are matched ignoring case, "
+                                 f"spaces and how an accent is encoded) with two values, "
+                                 f"{codes[other]!r} and {value!r}: give it once")
+        return codes
 
     _formats = field_validator("format")(_check_formats)
 
@@ -697,6 +711,56 @@ def repeated_key(node: yaml.Node | None, path: tuple[str, ...] = ()) -> tuple[st
     return None
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _read_as(scalar: yaml.ScalarNode) -> tuple[Any, str] | None:
+    """What YAML 1.1 makes of an unquoted scalar that is not text (01 -> 1, 010 -> 8, no -> false,
+    12:30 -> 750, ~ -> null), with how to say it; None for text or a quoted scalar."""
+    if scalar.style or scalar.tag == _STR_TAG:  # plain: None (libyaml: "")
+        return None
+    value = yaml.safe_load(scalar.value)
+    if isinstance(value, bool):
+        return value, f"the yes/no value {str(value).lower()}"
+    if value is None:
+        return value, "null (no value)"
+    return value, f"the {'number' if isinstance(value, int | float) else 'date'} {value}"
+
+
+def unquoted_code(node: yaml.Node | None, path: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """(its line, what is wrong) of the first code list entry YAML reads as other than written: a code
+    (`01: male` is the code '1', `no: x` the code 'False') or a text field's value (`N: no` is false,
+    not 'no'), or None. YAML 1.1 reads unquoted 01, 010, 1_0, 12:30, yes/no/on/off and ~ as numbers,
+    yes/no values or null; the code list would then match, or give, another text than the one written."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            if (found := unquoted_code(item, (*path, str(i)))) is not None:
+                return found
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    keys = {key.value: value for key, value in node.value if isinstance(key, yaml.ScalarNode)}
+    codes, kind = keys.get("codes"), keys.get("type")
+    if isinstance(codes, yaml.MappingNode):
+        free_text = not isinstance(kind, yaml.ScalarNode) or kind.value in ("text", "list")
+        where = ".".join((*path, "codes"))
+        for key, value in codes.value:
+            if isinstance(key, yaml.ScalarNode) and (read := _read_as(key)) is not None \
+                    and code_form(str(read[0])) != code_form(key.value):
+                return key.start_mark.line + 1, (
+                    f"{where}: line {key.start_mark.line + 1}: YAML reads the code {key.value} as {read[1]}, so "
+                    f"it would match a source value '{read[0]}', not '{key.value}': quote it (\"{key.value}\": ...)")
+            if free_text and isinstance(value, yaml.ScalarNode) and (read := _read_as(value)) is not None \
+                    and read[0] is not None and (isinstance(read[0], bool) or str(read[0]) != value.value):
+                return value.start_mark.line + 1, (
+                    f"{where}.{key.value}: line {value.start_mark.line + 1}: YAML reads {value.value} as "
+                    f"{read[1]}, not the text '{value.value}': quote it (\"{value.value}\")")
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value != "codes" \
+                and (found := unquoted_code(value, (*path, key.value))) is not None:
+            return found
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def _mapping_of(path: Path, text: str) -> SourceMapping:
     """The mapping a file's text gives, parsed and validated once per process: a run reads each mapping
@@ -706,7 +770,7 @@ def _mapping_of(path: Path, text: str) -> SourceMapping:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        twice = given_twice(node)
+        twice = given_twice(node) or unquoted_code(node)
         raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}") from None

@@ -16,6 +16,7 @@ record), hence its cache and the compiled pattern per format.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -183,15 +184,22 @@ def parse_date(text: str, fmt: str | tuple[str, ...], unknown_parts: tuple[str, 
     raise ValueRejected(f"'{text}' is not a date written {expected}")
 
 
+def code_form(code: str) -> str:
+    """How a code is matched against a code list: stripped, ignoring case, its Unicode composed (an `é`
+    typed as e + combining accent is `é`) and any run of spaces (a non-breaking one too) one space."""
+    return " ".join(unicodedata.normalize("NFC", code).split()).casefold()
+
+
 def map_code(text: str, codes: dict[str, object], *, case_sensitive: bool = False) -> object:
-    """Translate a source code through its code list; an unlisted code is rejected."""
+    """Translate a source code through its code list; an unlisted code is rejected. Codes are matched
+    as `code_form` writes them (a mapping whose code list has two codes of one form is refused)."""
     key = text.strip()
     if key in codes:
         return codes[key]
     if not case_sensitive:
-        folded = {str(k).casefold(): v for k, v in codes.items()}
-        if key.casefold() in folded:
-            return folded[key.casefold()]
+        folded = {code_form(str(k)): v for k, v in codes.items()}
+        if code_form(key) in folded:
+            return folded[code_form(key)]
     allowed = ", ".join(sorted(map(str, codes)))
     raise ValueRejected(f"code '{text}' is not in the code list ({allowed})")
 
