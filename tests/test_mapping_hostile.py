@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from etl.transform.mapping import MappingError, load_mapping
+from etl.transform import iccc3
+from etl.transform.mapping import ICCC3_COLUMNS, MappingError, load_mapping
 from etl.transform.values import ValueRejected, map_code, parse_date
 
 MAPPING = """\
@@ -114,3 +115,21 @@ def test_date_formats_of_one_order_load():
     # dd.mm.yyyy beside mm/yyyy and yyyy, or dots beside slashes, read no value two ways.
     for formats in (["%d.%m.%Y", "%m.%Y", "%Y"], ["%d.%m.%Y", "%m/%d/%Y"]):
         assert parse_date("03.04.2019", tuple(formats)).value.isoformat() == "2019-04-03"
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("diagnosis_date_precision: {const: year}", "the precision of diagnosis_date, filled by harmonise"),
+    ("diagnosis_id: {column: rid}", "the row's id"),
+    ("patient_id: {column: pid}", "the person's pseudonym"),
+    ("source_record_key: {column: rid}", "the record's lineage"),
+    ("run_id: {const: r1}", "the record's lineage"),
+    ("iccc3_group: {const: XII}", "derived from the morphology and topography"),
+])
+def test_a_field_harmonise_fills_itself_is_refused(tmp_path, field, expected):
+    message = _refused(tmp_path, field=field)
+    assert f"tables.diagnosis.fields.{field.split(':')[0]}: " in message
+    assert expected in message
+
+
+def test_the_iccc3_columns_a_mapping_may_not_fill_are_those_iccc3_derives():
+    assert list(ICCC3_COLUMNS) == iccc3.FRAME_COLUMNS

@@ -639,15 +639,38 @@ def _check_templates(mapping: SourceMapping, path: Path) -> None:
                                "columns in braces, e.g. 'AE[{AESEQ}]'")
 
 
+# What etl/transform/iccc3.py derives for a diagnosis (its FRAME_COLUMNS; named here, as importing it
+# imports pandas, which loading a mapping does not need; tests/test_mapping_hostile.py holds them equal).
+ICCC3_COLUMNS = ("iccc3_code", "iccc3_extended", "iccc3_group", "iccc3_subgroup", "is_very_rare", "iccc3_extension")
+
+
+def _derived_columns(table: str, columns: Sequence[str]) -> dict[str, str]:
+    """The core columns harmonise fills itself, with how: a mapping's field may not name them."""
+    derived = {name: "filled by harmonise with the record's lineage" for name in
+               ("source_id", "source_file_sha256", "source_record_key", "run_id")}
+    derived["patient_id"] = "the person's pseudonym, made by harmonise"
+    if columns[0] != "patient_id":
+        derived[columns[0]] = "the row's id, made by harmonise from its record key"
+    derived |= {name: f"the precision of {name.removesuffix('_precision')}, filled by harmonise from how the date "
+                      "is written" for name in columns if name.endswith("_precision")}
+    if table == "diagnosis":
+        derived |= dict.fromkeys(ICCC3_COLUMNS, "derived from the morphology and topography (ICCC-3)")
+    return derived
+
+
 def _check_against_core(mapping: SourceMapping, path: Path) -> None:
     columns = core_columns()
     for table, spec in mapping.tables.items():
         if table not in columns or table in {"patient", "patient_source"}:
             allowed = sorted(set(columns) - {"patient", "patient_source"})
             raise MappingError(f"{path}: tables.{table}: not a core table fed by mappings ({', '.join(allowed)})")
+        derived = _derived_columns(table, columns[table])
         for field, fspec in spec.fields.items():
             if field not in columns[table]:
                 raise MappingError(f"{path}: tables.{table}.fields.{field}: core.{table} has no such column")
+            if field in derived:
+                raise MappingError(f"{path}: tables.{table}.fields.{field}: {derived[field]}, not by a mapping "
+                                   "(its value would be overwritten, or overwrite the one harmonise gives)")
             if fspec.age_at is not None and fspec.age_at not in spec.fields:
                 raise MappingError(f"{path}: tables.{table}.fields.{field}.age_at: "
                                    f"'{fspec.age_at}' is not a field of this table")
