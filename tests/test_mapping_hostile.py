@@ -62,10 +62,10 @@ def test_a_code_yaml_reads_as_a_number_yes_no_or_null_is_refused_with_its_line(t
 
 def test_a_text_value_yaml_reads_as_yes_no_is_refused_and_quoted_codes_load(tmp_path):
     # Unquoted, no is false: a text column given a yes/no value crashed the source's harmonise.
-    message = _refused(tmp_path, field="laterality: {column: side, codes: {N: no, D: right}}")
-    assert "tables.diagnosis.fields.laterality.codes.N: line 18: YAML reads no as the yes/no value false" in message
+    message = _refused(tmp_path, field="disease_label: {column: label, codes: {N: no, D: right}}")
+    assert "tables.diagnosis.fields.disease_label.codes.N: line 18: YAML reads no as the yes/no value false" in message
     mapping = _load(tmp_path, sex_codes='{"01": male, "no": female, 1: unknown, 2019-03-01: male}',
-                    field='laterality: {column: side, codes: {N: "no", D: right}}')
+                    field='disease_label: {column: label, codes: {N: "no", D: right}}')
     assert mapping.patient.fields["sex"].codes == {"01": "male", "no": "female", "1": "unknown", "2019-03-01": "male"}
 
 
@@ -133,3 +133,25 @@ def test_a_field_harmonise_fills_itself_is_refused(tmp_path, field, expected):
 
 def test_the_iccc3_columns_a_mapping_may_not_fill_are_those_iccc3_derives():
     assert list(ICCC3_COLUMNS) == iccc3.FRAME_COLUMNS
+
+
+VITAL_STATUS = "  follow_up:\n    from: REG\n    fields:\n      vital_status: {{column: vs, codes: {codes}}}\n"
+
+
+def test_a_code_list_value_its_core_column_does_not_hold_is_refused_unless_its_rule_is_off(tmp_path):
+    path = tmp_path / "reg_test.yaml"
+    text = MAPPING.format(sex_codes='{"1": male}', date_format='"%d/%m/%Y"', field="laterality: {column: side}")
+    path.write_text(text + VITAL_STATUS.format(codes="{V: alive, M: deceased}"))
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    assert (f"{path}: tables.follow_up.fields.vital_status.codes: code 'M' maps to 'deceased', which "
+            "core.follow_up.vital_status does not hold (FU-VITAL-STATUS-CODE: alive, dead, lost or opted_out)"
+            in str(caught.value))
+    path.write_text(text + VITAL_STATUS.format(codes="{V: alive, M: dead, X: null}"))
+    assert load_mapping(path).tables["follow_up"].fields["vital_status"].codes == {"V": "alive", "M": "dead", "X": None}
+    path.write_text(text + VITAL_STATUS.format(codes="{V: alive, M: deceased}")
+                    + "quality: {FU-VITAL-STATUS-CODE: {enabled: false}}\n")
+    assert load_mapping(path).tables["follow_up"].fields["vital_status"].codes["M"] == "deceased"
+    path.write_text(text.replace('{"1": male}', '{"1": male, "2": femme}'))
+    with pytest.raises(MappingError, match=r"patient.fields.sex.codes: code '2' maps to 'femme', which core"):
+        load_mapping(path)

@@ -692,11 +692,47 @@ def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
         raise MappingError(f"{path}: {problems[0]}")
 
 
+def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
+    """Every value of a text field's code list is one its core column holds, where a catalogued rule
+    (expect_column_values_to_be_in_set) says which: `M: deceased` for vital_status would load every such
+    record and have FU-VITAL-STATUS-CODE flag it after the night. A rule the source switches off lets it."""
+    coded = [(where, table, name, spec) for where, table, fields in
+             [("patient", "patient_source", mapping.patient.fields),
+              *((f"tables.{t}", t, s.fields) for t, s in mapping.tables.items())]
+             for name, spec in fields.items() if spec.codes and spec.type == "text"]
+    if not coded:
+        return
+    from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
+
+    try:
+        rules = load_catalogue(check_types=False)
+    except CatalogueError:
+        return  # (validation reports an unreadable catalogue, for every source)
+    vocabularies: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
+    for rule in rules:
+        expectation = rule.expectation or {}
+        if expectation.get("type") != "expect_column_values_to_be_in_set" or rule.meta.table is None:
+            continue
+        if (override := mapping.quality.get(rule.rule_id)) is not None and override.enabled is False:
+            continue
+        values, said = vocabularies.setdefault((rule.meta.table, expectation["kwargs"]["column"]), (set(), []))
+        values.update(str(v) for v in expectation["kwargs"]["value_set"])
+        said.append(f"{rule.rule_id}: {rule.meta.expected or ', '.join(map(str, expectation['kwargs']['value_set']))}")
+    for where, table, name, spec in coded:
+        allowed, said = vocabularies.get((table, name), (None, []))
+        for code, value in (spec.codes or {}).items():
+            if allowed is not None and value is not None and str(value) not in allowed:
+                raise MappingError(f"{path}: {where}.fields.{name}.codes: code '{code}' maps to '{value}', which "
+                                   f"core.{table}.{name} does not hold ({'; '.join(said)}): every record with it "
+                                   "would be loaded and flagged")
+
+
 def load_mapping(path: Path) -> SourceMapping:
     """Read and validate one mapping file."""
     mapping = _mapping_of(path, path.read_text(encoding="utf-8"))
     _check_against_core(mapping, path)
     _check_code_lists(mapping, path)
+    _check_vocabularies(mapping, path)
     _check_templates(mapping, path)
     _check_quality(mapping, path)  # against the rule catalogue as it is now
     return mapping
