@@ -149,7 +149,8 @@ def test_the_patients_who_left_between_two_landmarks_are_not_a_small_count():
     table = next(t for t in PUBLIC_TABLES if t.name == "survival_landmark")
     frame = pd.DataFrame({"origin": "enrolment", "endpoint": "EFS", "grouping": "iccc3_group", "group_value": "XII",
                           "years": [1, 2, 3, 5], "n_patients": 30, "n_at_risk": [20, 18, 15, 12],
-                          "survival": [0.8, 0.75, 0.7, 0.6], "ci_lower": 0.5, "ci_upper": 0.9})
+                          "n_events": [10, 12, 15, 18], "survival": [0.8, 0.75, 0.7, 0.6], "ci_lower": 0.5,
+                          "ci_upper": 0.9})
     published = suppress(frame, table, MIN_CELL)
     assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping", "group_value"))
     assert published.n_at_risk.notna().any()
@@ -159,6 +160,66 @@ def test_the_patients_who_left_between_two_landmarks_are_not_a_small_count():
     published = suppress(both, table, MIN_CELL)
     assert not _shrinking_problems(published, "n_at_risk", "endpoint", ("origin", "grouping", "group_value", "years"),
                                    order=("OS", "EFS"))
+
+
+SURVIVAL = next(t for t in PUBLIC_TABLES if t.name == "survival_landmark")
+ESTIMATE = ["survival", "ci_lower", "ci_upper"]
+
+
+def _landmarks(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """survival_landmark rows (origin, endpoint, grouping, group_value, years, n_patients, n_at_risk, n_events),
+    with the estimate and its interval as no censoring would make them."""
+    frame = pd.DataFrame(rows, columns=["origin", "endpoint", "grouping", "group_value", "years", "n_patients",
+                                        "n_at_risk", "n_events"])
+    survival = 1 - frame.n_events / frame.n_patients
+    return frame.assign(survival=survival, ci_lower=survival * 0.8, ci_upper=survival ** 0.5)
+
+
+def test_an_estimate_that_tells_a_few_events_or_censored_is_withheld_with_its_interval():
+    # enrolment EFS, group XII of 400 persons at 1 year: 14 patients and 9 at risk shown with 71.4%: 14 * (1 - 0.714)
+    # = 4 children had an event, and so 1 was censored. 30, 20 and 8 events: 2 censored; 109, 45 and 60: 4 censored
+    # (the estimate goes, not the 45 at risk, smaller than the 60 events). 40, 30 and 10: shown.
+    frame = _landmarks([("enrolment", "EFS", "iccc3_group", group, 1, n, at_risk, events)
+                        for group, n, at_risk, events in [("XII", 14, 9, 4), ("XI", 30, 20, 8), ("I", 109, 45, 60),
+                                                          ("X", 40, 30, 10)]])
+    published = suppress(frame, SURVIVAL, MIN_CELL).set_index("group_value")
+    assert published[ESTIMATE].isna().all(axis=1).to_dict() == {"XII": True, "XI": True, "I": True, "X": False}
+    assert published[["n_patients", "n_at_risk"]].notna().all().all()  # the counts stay: only the estimate told
+    assert published.loc["XII", "suppressed_cells"] == "ci_lower;ci_upper;survival"
+    assert "n_events" not in published  # never written
+
+
+def test_an_estimate_withheld_does_not_come_back_from_the_all_row_a_later_landmark_or_the_other_endpoint():
+    within = ("origin", "endpoint", "grouping", "group_value")
+    # the 'all' row's 12 events less group II's 9 are group I's 3 (censored: 10, 5 and 5)
+    groups = _landmarks([("diagnosis", "OS", "all", "all", 1, 60, 38, 12),
+                         ("diagnosis", "OS", "iccc3_group", "I", 1, 20, 12, 3),
+                         ("diagnosis", "OS", "iccc3_group", "II", 1, 40, 26, 9)])
+    # the 12 events by 2 years less the 10 by 1 year: 2 children had one in between
+    landmarks = _landmarks([("diagnosis", "OS", "all", "all", 1, 60, 50, 10),
+                            ("diagnosis", "OS", "all", "all", 2, 60, 40, 12)])
+    # 13 EFS events less 10 deaths: 3 children relapsed and were alive (or censored) at 1 year
+    endpoints = _landmarks([("diagnosis", "OS", "all", "all", 1, 60, 50, 10),
+                            ("diagnosis", "EFS", "all", "all", 1, 60, 42, 13)])
+    for frame in (groups, landmarks, endpoints):
+        published = suppress(frame, SURVIVAL, MIN_CELL)
+        assert published[["n_patients", "n_at_risk"]].notna().all().all()
+        readable = _as_read(published, frame[["n_events"]])
+        assert_nothing_recoverable(readable, SURVIVAL)
+        assert not _shrinking_problems(readable, "n_events", "years", within, order=(5, 3, 2, 1))
+        assert not _shrinking_problems(readable, "n_events", "endpoint", ("origin", "grouping", "group_value", "years"),
+                                       order=("EFS", "OS"))
+    assert pd.isna(suppress(groups, SURVIVAL, MIN_CELL).survival).sum() == 2
+
+
+def _as_read(published: pd.DataFrame, implied: pd.DataFrame) -> pd.DataFrame:
+    """The published rows with the counts a reader recovers from what derives from them (the events from the
+    estimate shown: with no censoring, n_patients * (1 - survival); with censoring nearly), withheld with it."""
+    shown = published.copy()
+    for count in implied.columns:
+        derived = [column for column, sources in SURVIVAL.derived.items() if count in sources]
+        shown[count] = implied[count].where(published[derived].notna().any(axis=1)).to_numpy()
+    return shown
 
 
 def test_protect_withholds_nothing_when_no_cell_is_small():
@@ -173,7 +234,7 @@ def assert_nothing_recoverable(published: pd.DataFrame, table: PublicTable) -> N
     """What a reader can do with the published file: subtract. No small or withheld cell may come out."""
     problems = []
     for row in published.to_dict("records"):
-        for column in table.counts:
+        for column in table.cells:  # the implied too, as a reader recovers them (_as_read)
             value = row[column]
             if not pd.isna(value):
                 assert not 0 < value < MIN_CELL, f"{table.name}: {column} = {value} published"
@@ -216,7 +277,7 @@ def _group_total_problems(published: pd.DataFrame, table: PublicTable) -> list[s
             same = (published[list(totals.within)] == total[list(totals.within)]).all(axis=1)
             groups = published[same & (published[totals.dimension] != totals.label)]
             for grouping, children in groups.groupby(totals.dimension):
-                for count in table.counts:
+                for count in table.cells:
                     unknown = int(pd.isna(total[count])) + int(children[count].isna().sum())
                     if unknown == 1:
                         problems.append(f"{table.name}: the {count} total of {grouping} reveals a withheld cell at "
@@ -282,12 +343,19 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
         if table.has_totals:
             for dim in table.dimensions:
                 published[dim] = published[dim].astype(str)
+        if table.implied:  # what a reader recovers from the estimates shown: the events before each landmark
+            published = _as_read(published, _events_by_landmark(built))
         assert_nothing_recoverable(published, table)
         if table.name == "survival_landmark":  # the patients who left between two landmarks, or alive after an event
             assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping",
                                                                              "group_value"))
             assert not _shrinking_problems(published, "n_at_risk", "endpoint", ("origin", "grouping", "group_value",
                                                                                 "years"), order=("OS", "EFS"))
+            # the events between two landmarks, and the EFS events of the patients alive (or censored) after them
+            assert not _shrinking_problems(published, "n_events", "years", ("origin", "endpoint", "grouping",
+                                                                            "group_value"), order=(5, 3, 2, 1))
+            assert not _shrinking_problems(published, "n_events", "endpoint", ("origin", "grouping", "group_value",
+                                                                               "years"), order=("EFS", "OS"))
     # Suppression withholds, it never changes a figure: what is shown equals the mart.
     shown = pd.read_parquet(folder / f"{table.name}.parquet")
     for column in table.counts:
@@ -297,6 +365,31 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
         assert all(column in listed for listed in withheld), f"a withheld {column} is not listed in suppressed_cells"
     # The rare-disease figures are small: the export must withhold something, and still publish something.
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
+
+
+def _events_by_landmark(built: MartsWarehouse) -> pd.DataFrame:
+    """n_events of each marts.survival_landmark row, in its order: the Kaplan-Meier steps' events at or before it."""
+    key = ["origin", "endpoint", "grouping", "group_value"]
+    landmarks = built.query("SELECT * FROM marts.survival_landmark")
+    steps = built.query("SELECT * FROM marts.survival_km")
+    merged = landmarks.reset_index().merge(steps[[*key, "time_days", "n_events"]], on=key, suffixes=("", "_step"))
+    before = merged[merged.time_days_step <= merged.time_days]
+    return before.groupby("index").n_events.sum().reindex(landmarks.index, fill_value=0).to_frame()
+
+
+def test_no_survival_estimate_shown_tells_a_few_events_or_censored(public):
+    built, paths = public
+    mart = built.query("SELECT * FROM marts.survival_landmark").assign(n_events=_events_by_landmark(built).n_events)
+    shown = pd.read_parquet(paths[0].parent / "survival_landmark.parquet")
+    censored = mart.n_patients - mart.n_at_risk - mart.n_events
+    telling = mart.n_events.between(1, MIN_CELL - 1) | censored.between(1, MIN_CELL - 1)
+    # the 400 persons have such estimates over counts that are shown (enrolment EFS of group XII: 14, 9 at risk, 4
+    # events), and the export withholds each, and only the estimate, not its counts
+    counted = mart.n_patients.ge(MIN_CELL) & mart.n_at_risk.ge(MIN_CELL) & mart.survival.notna()
+    assert (telling & counted).sum() >= 5
+    assert shown.loc[telling, ESTIMATE].isna().all().all()
+    assert shown.loc[telling & counted & (mart.n_patients - mart.n_at_risk).ge(MIN_CELL), "n_at_risk"].notna().any()
+    assert shown.survival.notna().any()  # some survival is still published
 
 
 # What a reader can add up across tables, whatever PUBLIC_TABLES declares: board_response counts response's lines.

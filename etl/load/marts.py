@@ -43,7 +43,15 @@ from etl import fsio, timing
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
-from etl.load.suppression import GroupTotals, PublicTable, Relation, Shrinking, TotalsOf, generalise, suppress_tables
+from etl.load.suppression import (
+    GroupTotals,
+    PublicTable,
+    Relation,
+    Shrinking,
+    TotalsOf,
+    generalise,
+    suppress_tables,
+)
 from etl.load.survival import LANDMARK_YEARS, TIMES_COLUMNS, kaplan_meier
 from etl.load.survival_plot import plot_survival
 from etl.quality.sql_checks import rule_functions_sql
@@ -320,22 +328,42 @@ PUBLIC_TABLES = (
     PublicTable(
         "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
         counts=("n_patients", "n_at_risk"),
-        relations=(Relation("n_patients", ("n_at_risk",)),),
-        derived={column: ("n_patients", "n_at_risk") for column in ("survival", "ci_lower", "ci_upper")},
+        # the estimate gives n_events away (with no censoring, n_patients * (1 - survival)), and with it the
+        # patients censored before the landmark: n_patients less n_at_risk less n_events, a remainder
+        implied=("n_events",),
+        relations=(Relation("n_patients", ("n_at_risk",)), Relation("n_patients", ("n_at_risk", "n_events"))),
+        derived={column: ("n_patients", "n_at_risk", "n_events") for column in ("survival", "ci_lower", "ci_upper")},
         # the grouping 'all' row sums the ICCC-3 groups, and the advice groups, of its origin, endpoint and landmark
         group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),),
         # at risk at 3 years less at 5 years: the patients with an event or censored in between; at risk of
-        # death less at risk of an EFS event: the patients alive after a relapse or progression
+        # death less at risk of an EFS event: the patients alive after a relapse or progression; and the events
+        # by 5 years less those by 3, the EFS events less the deaths (a death ends event-free survival too)
         shrinking=(Shrinking("n_at_risk", "years", LANDMARK_YEARS,
                              within=("origin", "endpoint", "grouping", "group_value")),
                    Shrinking("n_at_risk", "endpoint", ("OS", "EFS"),
+                             within=("origin", "grouping", "group_value", "years")),
+                   Shrinking("n_events", "years", LANDMARK_YEARS[::-1],
+                             within=("origin", "endpoint", "grouping", "group_value")),
+                   Shrinking("n_events", "endpoint", ("EFS", "OS"),
                              within=("origin", "grouping", "group_value", "years")))),
 )
+
+# What export_public reads of each public mart: the mart, with the counts its estimates imply (PublicTable.implied).
+_PUBLIC_ROWS = {"survival_landmark": """
+    SELECT landmark.*, CAST(coalesce(sum(step.n_events), 0) AS INTEGER) AS n_events  -- the steps at or before it
+    FROM marts.survival_landmark AS landmark
+    LEFT JOIN marts.survival_km AS step
+        ON step.origin = landmark.origin AND step.endpoint = landmark.endpoint AND step.grouping = landmark.grouping
+       AND step.group_value = landmark.group_value AND step.time_days <= landmark.time_days
+    GROUP BY ALL
+    ORDER BY landmark.origin, landmark.endpoint, landmark.grouping, landmark.group_value, landmark.years"""}
 
 
 def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Path]:
     """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld
-    and every label a centre wrote that fewer than min_cell persons share read as "other".
+    and every label a centre wrote that fewer than min_cell persons share read as "other". So are the survival
+    estimates that tell fewer than min_cell events or censored patients by their landmark (the events are read
+    from marts.survival_km).
 
     The per-patient marts (patient_summary, board_advice, treatment_line, response_line, survival) and the
     Kaplan-Meier step table (one step per event) are never published; survival is published as the landmark
@@ -344,10 +372,11 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     fsio.private_folder(out_dir)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        missing = {table.name for table in PUBLIC_TABLES} - set(_mart_names(con))
+        missing = ({table.name for table in PUBLIC_TABLES} | {"survival_km"}) - set(_mart_names(con))
         if missing:
             raise LookupError(f"{warehouse} lacks the marts {sorted(missing)}: build them before exporting")
-        frames = {table.name: con.execute(f"SELECT * FROM marts.{table.name}").df() for table in PUBLIC_TABLES}
+        frames = {table.name: con.execute(_PUBLIC_ROWS.get(table.name, f"SELECT * FROM marts.{table.name}")).df()
+                  for table in PUBLIC_TABLES}
     finally:
         con.close()
     # suppressed together: board_response totals response's regimens

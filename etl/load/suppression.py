@@ -23,6 +23,12 @@ small count of its own (2 cases in two withheld subgroups), so a further positiv
 Repeat until nothing changes. Columns derived from counts (rates, confidence intervals, medians) are
 withheld with any of their counts.
 
+Implied counts: a column derived from counts can give away a count that is never written. A Kaplan-Meier
+estimate shown with its n_patients tells how many events there were before its landmark (with no censoring,
+n_patients * (1 - survival); with censoring nearly so), and with n_at_risk, how many were censored. Such a
+count is declared (PublicTable.implied) and is a cell like the others, in its relations and across rows,
+known where what derives from it is shown: withholding it withholds the estimate, never a written count.
+
 Labels: a count withheld leaves its row's label shown, so a label a centre wrote (a drug name, a
 centre code, a country) is published only when it is in the column's closed list (ISO 3166 for a
 country) or shared: some row shows it for at least min_cell persons. Any other reads "other".
@@ -31,7 +37,7 @@ country) or shared: some row shows it for at least min_cell persons. Any other r
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +104,15 @@ class PublicTable:
     # Dimensions whose labels centres write -> the labels always published (the column's closed list, if any).
     written: Mapping[str, frozenset[str]] = field(default_factory=dict)
     persons: str = ""  # the count of persons a row's labels describe: shared labels are shown for min_cell of them
+    # Counts the frame holds that are never written but that a column derived from them gives away (the events
+    # before a landmark, from its Kaplan-Meier estimate): cells like the counts, known where the derived column is
+    # shown, withheld by withholding it; dropped from the published frame.
+    implied: tuple[str, ...] = ()
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """Every count suppression protects: the counts written and those implied."""
+        return self.counts + self.implied
 
 
 @dataclass(frozen=True)
@@ -109,8 +124,12 @@ class Constraint:
 
 
 def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Sequence[Constraint],
-            min_cell: int) -> set[Cell]:
-    """The published cells to withhold so that no small cell can be read or recomputed."""
+            min_cell: int, implied: Collection[Cell] = frozenset()) -> set[Cell]:
+    """The published cells to withhold so that no small cell can be read or recomputed.
+
+    implied: published cells that are not written (the events a survival estimate gives away): withholding one
+    withholds no count, so a complement is taken among them first.
+    """
     sensitive = {cell for cell, value in values.items() if 0 < value < min_cell}
     withheld = sensitive & published
     changed = True
@@ -130,7 +149,7 @@ def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Seque
             else:
                 continue
             if candidates:
-                withheld.add(min(candidates, key=lambda c: (values[c] == 0, values[c])))
+                withheld.add(min(candidates, key=lambda c: (c not in implied, values[c] == 0, values[c])))
                 changed = True
     return withheld
 
@@ -164,7 +183,7 @@ def _margin_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterable[Con
             children = [row for row, key in enumerate(keys) if key[position] is not None
                         and all(key[i] == total_key[i] for i in range(len(key)) if i != position)]
             if children:
-                for count in table.counts:
+                for count in table.cells:
                     yield Constraint((total_row, count), tuple((row, count) for row in children))
 
 
@@ -176,7 +195,7 @@ def _group_total_constraints(frame: pd.DataFrame, table: PublicTable) -> Iterabl
         for total_row in frame.index[is_total]:
             same = frame[~is_total & (key == key[total_row])]
             for _, children in same.groupby(totals.dimension, sort=False):
-                for count in table.counts:
+                for count in table.cells:
                     yield Constraint((total_row, count), tuple((row, count) for row in children.index))
 
 
@@ -197,15 +216,17 @@ def suppress_tables(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicT
     offsets = dict(zip(frames, itertools.accumulate((len(f) for f in frames.values()), initial=0), strict=False))
     values: dict[Cell, int] = {}
     published: set[Cell] = set()
+    implied: set[Cell] = set()
     constraints: list[Constraint] = []
     for table in tables:  # each table's cells on rows of their own: offset by the rows of the tables before it
         shift = offsets[table.name]
         local, shown, relations = _cells(frames[table.name], table)
         values.update({(row + shift, column): value for (row, column), value in local.items()})
         published |= {(row + shift, column) for row, column in shown}
+        implied |= {(row + shift, column) for row, column in shown if column in table.implied}
         constraints += [Constraint(_moved(k.total, shift), tuple(_moved(c, shift) for c in k.parts)) for k in relations]
     constraints += list(_totals_of_constraints(frames, tables, offsets))
-    withheld = protect(values, published, constraints, min_cell)
+    withheld = protect(values, published, constraints, min_cell, implied)
     return {table.name: _published(frames[table.name], table, {
         (row - offsets[table.name], column) for row, column in withheld
         if offsets[table.name] <= row < offsets[table.name] + len(frames[table.name])}) for table in tables}
@@ -217,8 +238,11 @@ def _moved(cell: Cell, shift: int) -> Cell:
 
 def _cells(frame: pd.DataFrame, table: PublicTable) -> tuple[dict[Cell, int], set[Cell], list[Constraint]]:
     """A table's counts (and the remainders its relations imply), those published, and what a reader knows of them."""
-    values = {(row, column): int(value) for column in table.counts for row, value in enumerate(frame[column].tolist())}
-    published = set(values)
+    values = {(row, column): int(value) for column in table.cells for row, value in enumerate(frame[column].tolist())}
+    published = {(row, column) for row, column in values if column in table.counts}
+    for column in table.implied:  # known through what derives from it, where that is shown
+        shown = frame[[c for c, sources in table.derived.items() if column in sources]].notna().any(axis=1)
+        published |= {(int(row), column) for row in np.flatnonzero(shown.to_numpy())}
     constraints = list(_row_constraints(frame, table, values))
     if table.has_totals:
         constraints += list(_margin_constraints(frame, table))
@@ -260,14 +284,16 @@ def _key(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 
 
 def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell]) -> pd.DataFrame:
-    """The frame with its withheld counts, and the columns derived from them, NULL and listed in suppressed_cells."""
+    """The frame with its withheld counts, and the columns derived from them, NULL and listed in suppressed_cells;
+    implied counts dropped."""
     out = frame.copy()
     for column in table.counts:
         out[column] = out[column].astype("Int64")
     masked: dict[int, list[str]] = {}
     for row, column in sorted(withheld):
-        out.at[row, column] = pd.NA
-        masked.setdefault(row, []).append(column)
+        if column in table.counts:
+            out.at[row, column] = pd.NA
+            masked.setdefault(row, []).append(column)
     for column, sources in table.derived.items():
         hidden = [row for row in range(len(out)) if any((row, count) in withheld for count in sources)]
         out.loc[hidden, column] = None
@@ -277,7 +303,7 @@ def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell]) -> 
     if table.has_totals:
         for column in table.dimensions:
             out[column] = out[column].map(_label)
-    return out
+    return out.drop(columns=list(table.implied))
 
 
 OTHER = "other"
