@@ -222,6 +222,23 @@ def _as_read(published: pd.DataFrame, implied: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def test_quartiles_of_fewer_registrations_than_four_bands_of_five_are_withheld():
+    # SACHA, FR01, 2020: 5 registrations with their time known, quartiles 39, 53 and 249 days: the 2nd, 3rd and
+    # 4th children's delays. Each quarter must hold five registrations: 20 at least.
+    table = next(t for t in PUBLIC_TABLES if t.name == "registry_activity")
+    quartiles = ["days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75"]
+    timed = [5, 19, 20, 0]
+    frame = pd.DataFrame({"study_id": "SACHA", "centre_id": "FR01", "country": "FR",
+                          "registration_year": [2020, 2021, 2022, 2023], "n_registrations": [5, 19, 20, 6],
+                          "n_patients": [5, 19, 20, 6], "n_with_diagnosis_date": timed,
+                          **{q: [days] * 3 + [None] for q, days in zip(quartiles, (39.0, 53.0, 249.0), strict=True)}})
+    published = suppress(frame, table, MIN_CELL)
+    assert published[quartiles].isna().all(axis=1).tolist() == [True, True, False, True]
+    assert published.n_with_diagnosis_date.tolist() == timed  # the counts stay
+    # 6 registrations without a time have no quartile: missing, not withheld
+    assert published.suppressed_cells.tolist() == [";".join(sorted(quartiles))] * 2 + ["", ""]
+
+
 def test_protect_withholds_nothing_when_no_cell_is_small():
     values = {(0, "n"): 10, (1, "n"): 12, (2, "n"): 22}
     constraints = [Constraint((2, "n"), ((0, "n"), (1, "n")))]
@@ -390,6 +407,18 @@ def test_no_survival_estimate_shown_tells_a_few_events_or_censored(public):
     assert shown.loc[telling, ESTIMATE].isna().all().all()
     assert shown.loc[telling & counted & (mart.n_patients - mart.n_at_risk).ge(MIN_CELL), "n_at_risk"].notna().any()
     assert shown.survival.notna().any()  # some survival is still published
+
+
+def test_no_quartile_is_shown_over_fewer_than_twenty_registrations(public):
+    built, paths = public
+    mart = built.query("SELECT * FROM marts.registry_activity")
+    shown = pd.read_parquet(paths[0].parent / "registry_activity.parquet")
+    few = mart.n_with_diagnosis_date < 4 * MIN_CELL
+    quartiles = ["days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75"]
+    assert (few & mart.n_with_diagnosis_date.ge(MIN_CELL)).any()  # the 400 persons have quartiles over 5 to 19
+    assert shown.loc[few, quartiles].isna().all().all()
+    assert shown.loc[few & mart.days_to_registration_median.notna(), "suppressed_cells"].str.contains(
+        "days_to_registration_median").all()
 
 
 # What a reader can add up across tables, whatever PUBLIC_TABLES declares: board_response counts response's lines.

@@ -46,6 +46,7 @@ from etl.load.populations import default_population_file, read_child_population,
 from etl.load.suppression import (
     GroupTotals,
     PublicTable,
+    Quantiles,
     Relation,
     Shrinking,
     TotalsOf,
@@ -275,6 +276,8 @@ def _prune(runs: Path, keep: set[Path]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+_QUARTILES = ("days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75")
+
 # The aggregate marts as published. Relations name what a reader could recompute a count from.
 PUBLIC_TABLES = (
     PublicTable(
@@ -322,9 +325,10 @@ PUBLIC_TABLES = (
         "registry_activity", dimensions=("study_id", "centre_id", "country", "registration_year"),
         counts=("n_registrations", "n_patients", "n_with_diagnosis_date"),
         relations=(Relation("n_registrations", ("n_with_diagnosis_date",)),),
-        derived={column: ("n_with_diagnosis_date",) for column in
-                 ("days_to_registration_p25", "days_to_registration_median", "days_to_registration_p75")},
-        written={"centre_id": frozenset(), "country": ISO_3166_ALPHA2}, persons="n_patients"),
+        derived={column: ("n_with_diagnosis_date",) for column in _QUARTILES},
+        written={"centre_id": frozenset(), "country": ISO_3166_ALPHA2}, persons="n_patients",
+        # the quartiles of 5 registrations are the 2nd, 3rd and 4th delays: each of their quarters must hold min_cell
+        quantiles=(Quantiles(_QUARTILES, over="n_with_diagnosis_date", bands=4),)),
     PublicTable(
         "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
         counts=("n_patients", "n_at_risk"),
@@ -363,7 +367,7 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     """The aggregate marts for publication, as CSV and Parquet, with every count below min_cell withheld
     and every label a centre wrote that fewer than min_cell persons share read as "other". So are the survival
     estimates that tell fewer than min_cell events or censored patients by their landmark (the events are read
-    from marts.survival_km).
+    from marts.survival_km), and quartiles over fewer than 4 * min_cell registrations.
 
     The per-patient marts (patient_summary, board_advice, treatment_line, response_line, survival) and the
     Kaplan-Meier step table (one step per event) are never published; survival is published as the landmark

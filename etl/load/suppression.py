@@ -29,6 +29,10 @@ n_patients * (1 - survival); with censoring nearly so), and with n_at_risk, how 
 count is declared (PublicTable.implied) and is a cell like the others, in its relations and across rows,
 known where what derives from it is shown: withholding it withholds the estimate, never a written count.
 
+Quantiles of a few values are those values: the quartiles cut the registrations they are taken over into
+four bands of a quarter each, a count of its own ("2 of 9 registered within 40 days"). They are withheld
+unless each band holds min_cell: over fewer than bands * min_cell values (Quantiles).
+
 Labels: a count withheld leaves its row's label shown, so a label a centre wrote (a drug name, a
 centre code, a country) is published only when it is in the column's closed list (ISO 3166 for a
 country) or shared: some row shows it for at least min_cell persons. Any other reads "other".
@@ -89,6 +93,16 @@ class TotalsOf:
 
 
 @dataclass(frozen=True)
+class Quantiles:
+    """Quantile `columns` of the values a row counts in `over`, cutting them into `bands` bands (the quartiles:
+    four), withheld where a band would hold fewer than min_cell values: `over` below bands * min_cell."""
+
+    columns: tuple[str, ...]
+    over: str
+    bands: int
+
+
+@dataclass(frozen=True)
 class PublicTable:
     """How an aggregate mart is published: its counts, the relations between them, and what derives from them."""
 
@@ -108,6 +122,7 @@ class PublicTable:
     # before a landmark, from its Kaplan-Meier estimate): cells like the counts, known where the derived column is
     # shown, withheld by withholding it; dropped from the published frame.
     implied: tuple[str, ...] = ()
+    quantiles: tuple[Quantiles, ...] = ()  # quantiles withheld over too few values, whatever their counts
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -229,7 +244,7 @@ def suppress_tables(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicT
     withheld = protect(values, published, constraints, min_cell, implied)
     return {table.name: _published(frames[table.name], table, {
         (row - offsets[table.name], column) for row, column in withheld
-        if offsets[table.name] <= row < offsets[table.name] + len(frames[table.name])}) for table in tables}
+        if offsets[table.name] <= row < offsets[table.name] + len(frames[table.name])}, min_cell) for table in tables}
 
 
 def _moved(cell: Cell, shift: int) -> Cell:
@@ -283,9 +298,9 @@ def _key(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return frame[list(columns)].astype(str).agg("\x1f".join, axis=1) if columns else pd.Series("", index=frame.index)
 
 
-def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell]) -> pd.DataFrame:
+def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell], min_cell: int) -> pd.DataFrame:
     """The frame with its withheld counts, and the columns derived from them, NULL and listed in suppressed_cells;
-    implied counts dropped."""
+    quantiles over too few values NULL and listed too; implied counts dropped."""
     out = frame.copy()
     for column in table.counts:
         out[column] = out[column].astype("Int64")
@@ -299,6 +314,12 @@ def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell]) -> 
         out.loc[hidden, column] = None
         for row in hidden:
             masked.setdefault(row, []).append(column)
+    for quantiles in table.quantiles:  # those there are: none over no value is no quantile withheld
+        few = (frame[quantiles.over] < quantiles.bands * min_cell) & frame[list(quantiles.columns)].notna().any(axis=1)
+        hidden = np.flatnonzero(few.to_numpy()).tolist()
+        out.loc[hidden, list(quantiles.columns)] = None
+        for row in hidden:
+            masked.setdefault(row, []).extend(quantiles.columns)
     out["suppressed_cells"] = [";".join(sorted(set(masked.get(row, [])))) for row in range(len(out))]
     if table.has_totals:
         for column in table.dimensions:
