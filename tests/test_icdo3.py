@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from etl.transform.iccc3 import classify
 from etl.transform.icdo3 import (
     IcdO3Error,
     Morphology,
@@ -142,3 +143,20 @@ def test_a_subsite_the_category_does_not_have_is_rejected_naming_the_ones_it_has
                                   "C69.6", "C72.3", "C77.9", "C80.9", "C22.1", "C63.7", "C57.7"])
 def test_subsites_that_exist_are_accepted(text):
     assert parse_topography(text) == text
+
+
+@pytest.mark.parametrize(("morphology", "topography"), [
+    ("９５１０/3", "C69.2"),   # fullwidth histology (an East Asian input method)
+    ("٩٥١٠/3", "C69.2"),     # Arabic-Indic digits
+    ("9510/３", "C69.2"),      # fullwidth behaviour
+    ("9510/3", "C６９.2"),      # fullwidth category
+    ("9510/3", "C69.２"),      # fullwidth subsite
+])
+def test_a_code_written_with_other_digits_than_ascii_is_refused(morphology, topography):
+    """`\\d` matched them and int() read them, so `９５１０` was stored and matched no ICCC-3 rule (999, silently)."""
+    parse = (lambda: parse_morphology(morphology)) if not morphology.isascii() else \
+        (lambda: parse_topography(topography))
+    with pytest.raises(IcdO3Error, match="expected"):
+        parse()
+    with pytest.raises(IcdO3Error, match="expected"):
+        classify(morphology, None, topography)

@@ -16,6 +16,8 @@ Gotchas:
 - Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
   whether primary or metastatic) describe a specimen, not a primary tumour, and registries
   code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
+- Digits are ASCII 0-9 only. A code typed with other digits (fullwidth `９５１０/3` from an East Asian input
+  method, Arabic-Indic digits) is refused: stored as written it would match no ICCC-3 rule (999, silently).
 - Topography: a 3-character category alone (`C71`) is rejected, not read as `C71.9`: ICCC-3
   splits some categories by subsite (C72.3 optic nerve) and some have no `.9` (C38, C76).
 - Topography: checked against the subsites ICD-O-3 has (`SUBSITES`, the codes alone, no terms).
@@ -48,10 +50,12 @@ SUBSITES: dict[int, str] = {
     73: "9", 74: "019", 75: "01234589", 76: "01234578", 77: "01234589", 80: "9",
 }
 
-_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>\d{4})\s*(?:[/-]?\s*(?P<behaviour>\d)"
-                         r"(?:\s*[/.-]?\s*(?P<grade>\d))?)?", re.IGNORECASE)
-_TOPOGRAPHY = re.compile(r"C\s*(?P<category>\d{2})\s*\.?\s*(?P<subsite>\d)", re.IGNORECASE)
-_CATEGORY_ONLY = re.compile(r"C\s*\d{2}\s*\.?", re.IGNORECASE)
+# Digits are [0-9], not \d: \d also matches other scripts' digits ('９５１０', fullwidth), which int() reads
+# but the ICCC-3 table, keyed by ASCII codes, does not: such a code must be refused, not stored and left 999.
+_MORPHOLOGY = re.compile(r"(?:M\s*-?\s*)?(?P<histology>[0-9]{4})\s*(?:[/-]?\s*(?P<behaviour>[0-9])"
+                         r"(?:\s*[/.-]?\s*(?P<grade>[0-9]))?)?", re.IGNORECASE)
+_TOPOGRAPHY = re.compile(r"C\s*(?P<category>[0-9]{2})\s*\.?\s*(?P<subsite>[0-9])", re.IGNORECASE)
+_CATEGORY_ONLY = re.compile(r"C\s*[0-9]{2}\s*\.?", re.IGNORECASE)
 _MORPHOLOGY_EXPECTED = "expected NNNN/B (4 digits, behaviour 0-3), or NNNN/BG with a grade digit G 1-9"
 _TOPOGRAPHY_EXPECTED = "expected Cnn.n (an ICD-O-3 site, C00.0-C80.9)"
 
