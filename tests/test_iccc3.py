@@ -77,6 +77,28 @@ def test_unmatched_and_in_situ_tumours_are_not_classified():
                                                                      "Not classified by SEER or in situ")
 
 
+@pytest.mark.parametrize(("morphology", "topography", "codes"), [
+    ("9530/0", "C70.0", ("035", "031")),   # meningioma of the cerebral meninges
+    ("9394/1", "C72.0", ("031", "017")),   # myxopapillary ependymoma of the spinal cord
+    ("8272/0", "C75.1", ("035", "027")),   # pituitary adenoma
+    ("9350/1", "C75.2", ("035", "028")),   # craniopharyngioma
+    ("9080/0", "C75.3", ("101", "073")),   # mature teratoma of the pineal gland
+    ("9421/1", "C72.3", ("032", "019")),   # pilocytic astrocytoma of the optic nerve
+    ("9505/1", "C71.0", ("035", "030")),   # ganglioglioma
+    ("9530/0", "C41.0", ("999", "999")),   # meningioma of the skull bone: not intracranial
+    ("9394/1", "C49.5", ("999", "999")),   # sacrococcygeal myxopapillary ependymoma: not intraspinal
+    ("9505/1", "C80.9", ("999", "999")),   # unknown site
+    ("9383/1", "C72.5", ("031", "017")),   # subependymoma, cranial nerve (C72.9 is the range's last site)
+    ("9394/3", "C49.5", ("031", "017")),   # malignant: the table's C00.0-C80.9 stands
+])
+def test_benign_and_borderline_tumours_are_classified_only_inside_the_skull_and_spinal_canal(
+        morphology, topography, codes):
+    """The table's group III rows take /0-/1 at C00.0-C80.9 (SEER registers them at CNS sites only)."""
+    cls = iccc3.classify(morphology, None, topography)
+    assert (cls.code, cls.extended) == codes
+    assert iccc3.classify(morphology, None, topography, extensions=False) == cls
+
+
 def test_classify_needs_a_behaviour():
     with pytest.raises(IcdO3Error, match="a behaviour"):
         iccc3.classify("9510", None, "C69.2")

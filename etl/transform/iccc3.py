@@ -5,11 +5,12 @@ The table (`vocab/iccc3_iarc2017.csv`) is a verbatim copy of imsweb/algorithms
 `vocab/LICENSE.imsweb_algorithms.txt`), itself parsed from SEER's ICCC pages. Each row is a
 node: `Indentation` 0 a main group, 1 a subgroup, 2 a division. Rows with `Sites IN` and
 `Hist IN` are rules; a case matches a rule when its topography, histology and behaviour are
-all in the rule's lists. No two rules with different codes overlap (checked at load), so a
-case gets at most one class; no match gives the `999` "Not classified by SEER or in situ"
-class. `Group code` is the main-classification recode (main group as 2 digits, then the
-subgroup letter as a digit: VIII(a) = 081, retinoblastoma V = 050), `Group code extended`
-the extended recode (001-115).
+all in the rule's lists, and, for a benign or borderline tumour (/0, /1), its site is intracranial or
+intraspinal (`INTRACRANIAL_INTRASPINAL_SITES`; see "Scope" below). No two rules with different codes
+overlap (checked at load), so a case gets at most one class; no match gives the `999` "Not
+classified by SEER or in situ" class. `Group code` is the main-classification recode (main group
+as 2 digits, then the subgroup letter as a digit: VIII(a) = 081, retinoblastoma V = 050), `Group
+code extended` the extended recode (001-115).
 
 Gotchas of the format:
 - Topography is written without the dot (`C692` = C69.2); lists are comma-separated ranges.
@@ -20,11 +21,21 @@ Gotchas of the format:
 - `Sites OUT`/`Hist OUT` are empty in this table; a table that uses them is rejected rather
   than misread.
 
+Scope: ICCC-3 classifies malignant tumours, and benign and borderline ones (/0, /1) only when they are
+intracranial or intraspinal (C70.0-C72.9, C75.1-C75.3; the table's germ cell rows X(a) and its
+unspecified row III(f) name exactly these sites). The table's other group III rows accept /0-/1 at
+C00.0-C80.9: SEER, for whose data it was written, registers non-malignant tumours only at those sites, so
+the rows never needed the restriction. A trial or hospital source registers them anywhere: a benign
+meningioma 9530/0 of the skull bone (C41.0), a myxopapillary ependymoma 9394/1 of the sacrococcygeal soft
+tissue (C49.5) or a ganglioglioma 9505/1 at an unknown site (C80.9) would have been counted as CNS tumours
+(III) in incidence and survival. They are 999 (not classified), as any benign tumour outside the CNS is.
+
 Extensions (`EXTENSIONS`): ICCC-3 classifies malignant tumours (behaviour /3, and /0-/1 only for
 intracranial and intraspinal tumours), so a borderline tumour that paediatric oncology treats as a
 cancer falls out as 999. Where a study enrols such a tumour, it is classified with its malignant
 counterpart of the same histology, and the class says so (`Iccc3Class.extension`, the reason); the
-IARC table itself is never edited. `classify(..., extensions=False)` gives the table's answer alone.
+IARC table itself is never edited. `classify(..., extensions=False)` gives the table's answer (in the
+scope above) alone.
 - 8825/1, inflammatory myofibroblastic tumour (IMT): the IARC 2017 table puts 8825/3
   (myofibroblastic sarcoma, epithelioid inflammatory myofibroblastic sarcoma) in IX(b)
   "Fibrosarcomas, peripheral nerve sheath tumors and other fibrous neoplasms", extended 056
@@ -55,6 +66,12 @@ from etl.transform.icdo3 import IcdO3Error, parse_morphology, parse_topography
 DEFAULT_TABLE_PATH = Path(__file__).resolve().parent / "vocab" / "iccc3_iarc2017.csv"
 NOT_CLASSIFIED = "999"
 FRAME_COLUMNS = ["iccc3_code", "iccc3_extended", "iccc3_group", "iccc3_subgroup", "is_very_rare", "iccc3_extension"]
+
+# ICCC-3 takes benign and borderline tumours (/0, /1) only inside the skull and spinal canal: C70.0-C72.9
+# and C75.1-C75.3, the sites of the table's own intracranial rows (III(f), X(a)). Its group III rows accept
+# /0-/1 "at C00.0-C80.9" because SEER, whose table it is, registers non-malignant tumours at those sites only.
+NON_MALIGNANT_BEHAVIOURS = frozenset({"0", "1"})
+INTRACRANIAL_INTRASPINAL_SITES: tuple[tuple[int, int], ...] = ((700, 729), (751, 753))
 
 VERY_RARE_GROUPS = frozenset({"XI"})
 # (first, last, what) histology ranges, very rare wherever ICCC-3 puts them (if it classifies them).
@@ -129,6 +146,8 @@ class Iccc3Table:
     group_names: dict[str, str]  # "I" / "I(a)" / "V" -> name from the Indentation 0/1 rows
 
     def lookup(self, histology: str, behaviour: str, site: int) -> Iccc3Class:
+        if behaviour in NON_MALIGNANT_BEHAVIOURS and not _intracranial_or_intraspinal(site):
+            return self.not_classified
         for rule in self.rules_by_histology.get(histology, ()):
             if behaviour in rule.behaviours and rule.matches_site(site):
                 return rule.result
@@ -290,6 +309,10 @@ def _classify_row(label: Any, histology: str | None, behaviour: str | None, topo
         raise IcdO3Error(f"row {label!r}: {exc}") from exc
     return (cls.code, cls.extended, cls.group, cls.subgroup, is_very_rare(cls, morphology.histology),
             cls.extension)
+
+
+def _intracranial_or_intraspinal(site: int) -> bool:
+    return any(first <= site <= last for first, last in INTRACRANIAL_INTRASPINAL_SITES)
 
 
 def _text(value: Any) -> str | None:
