@@ -156,7 +156,7 @@ def test_a_code_written_with_other_digits_than_ascii_is_refused(morphology, topo
     """`\\d` matched them and int() read them, so `９５１０` was stored and matched no ICCC-3 rule (999, silently)."""
     parse = (lambda: parse_morphology(morphology)) if not morphology.isascii() else \
         (lambda: parse_topography(topography))
-    with pytest.raises(IcdO3Error, match="expected"):
+    with pytest.raises(IcdO3Error, match="digits other than 0-9"):
         parse()
-    with pytest.raises(IcdO3Error, match="expected"):
+    with pytest.raises(IcdO3Error, match="digits other than 0-9"):
         classify(morphology, None, topography)

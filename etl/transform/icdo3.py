@@ -76,7 +76,7 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
     a grade digit may follow the behaviour (`8500/33`, `8500/3 3`, `8500/3-3`, `8500/3.3`, `850033`)."""
     match = _MORPHOLOGY.fullmatch(text.strip())
     if match is None:
-        raise IcdO3Error(f"morphology '{text}': {_MORPHOLOGY_EXPECTED}")
+        raise IcdO3Error(f"morphology '{text}': {_MORPHOLOGY_EXPECTED}{_other_digits(text)}")
     written = match["behaviour"]
     given = behaviour.strip() if behaviour is not None else ""
     if written is not None and given and given != written:
@@ -115,7 +115,7 @@ def parse_topography(text: str) -> str:
         # glioma elsewhere in C72), and not every category has a .9 (C76, C38).
         raise IcdO3Error(f"topography '{text}': the subsite (4th character) is missing, {_TOPOGRAPHY_EXPECTED}")
     if match is None:
-        raise IcdO3Error(f"topography '{text}': {_TOPOGRAPHY_EXPECTED}")
+        raise IcdO3Error(f"topography '{text}': {_TOPOGRAPHY_EXPECTED}{_other_digits(text)}")
     category, subsite = int(match["category"]), match["subsite"]
     if category not in SUBSITES:
         raise IcdO3Error(
@@ -125,6 +125,13 @@ def parse_topography(text: str) -> str:
         raise IcdO3Error(f"topography '{text}': C{category:02d}.{subsite} is not an ICD-O-3 site: "
                          f"C{category:02d} has {has}")
     return f"C{match['category']}.{subsite}"
+
+
+def _other_digits(text: str) -> str:
+    """A hint for a code that looks right but is typed with digits of another script (fullwidth `９`)."""
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        return " (it has digits other than 0-9, e.g. fullwidth ones: retype it with 0-9)"
+    return ""
 
 
 def topography_for_table(dotted: str) -> str:
