@@ -88,16 +88,16 @@ class _Mart:
 _READS = re.compile(r"\b((?:core|stage|dq|meta|marts)\.\w+)")
 _MAKES = re.compile(r"CREATE OR REPLACE TABLE marts\.(\w+)")
 _MACRO = re.compile(r"CREATE OR REPLACE TEMP MACRO (\w+)\s*\(")
-_TEXT = re.compile(r"'(?:[^']|'')*'")  # an SQL string literal
+_TEXT_OR_COMMENT = re.compile(r"('(?:[^']|'')*')|--[^\n]*")  # a literal (kept whole: '--' in it), or a comment
 SOURCE_PARAMS = "stage.source_params"  # the sources' parameters: publish says when they changed
 # whose changes build_marts is told or finds; the rest of stage, dq and meta change with every publish
 _TRACKED = ("core.", "marts.", SOURCE_PARAMS)
 
 
 def _code(sql: str) -> str:
-    """SQL without its comments and string literals: a table a comment names (COMMENT ON ... IS '...') is not read."""
-    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return _TEXT.sub("''", code)
+    """SQL without its comments and string literals: a table a comment names (COMMENT ON ... IS '...', or a
+    `-- as marts.survival reads them` after the code of its line) is not read."""
+    return _TEXT_OR_COMMENT.sub(lambda found: "''" if found.group(1) else "", sql)
 
 
 def _called(code: str, names: Collection[str]) -> set[str]:
