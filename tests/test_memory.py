@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from etl.memory import no_cyclic_gc
+from etl.memory import no_cyclic_gc, settled
 
 
 @pytest.mark.parametrize("was_on", [True, False])
@@ -30,3 +30,15 @@ def test_importing_gx_leaves_the_collector_on():
     check = ("import gc, sys; from etl.quality.gx_suites import import_gx; import_gx(); "
              "assert 'great_expectations' in sys.modules and gc.isenabled()")
     subprocess.run([sys.executable, "-c", check], check=True, timeout=120)
+
+
+def test_a_settled_block_within_another_neither_freezes_again_nor_ends_the_outer_freeze():
+    with settled():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        made_meanwhile = [[i] for i in range(1000)]  # the outer work's objects: collected as before
+        with settled():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+        del made_meanwhile
+    assert gc.get_freeze_count() == 0
