@@ -2,8 +2,9 @@
 
 A pure function of the source patients and the scored edges. Edges are taken strongest first
 (a reviewer's link, then by match probability), and one is refused when it would put two
-different EUPIDs, or two patients of one source, into one person: a chain of weaker links can
-never merge what the evidence keeps apart.
+different EUPIDs, two patients of one source, or two patients held apart (a pair the evidence
+sends to a reviewer: twins of two sexes) into one person: a chain of weaker links can never merge
+what the evidence keeps apart.
 """
 
 from __future__ import annotations
@@ -44,16 +45,26 @@ class Link:
 
 
 def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
-                 refused: list[tuple[Edge, str]] | None = None) -> dict[tuple[str, str], Link]:
-    """Each source patient's person id and link method (see the module docstring). `refused` collects
-    the reviewers' links refused, with why: a decision that could not take effect must be said."""
+                 refused: list[tuple[Edge, str]] | None = None,
+                 apart: Iterable[tuple[tuple[str, str], tuple[str, str]]] = ()) -> dict[tuple[str, str], Link]:
+    """Each source patient's person id and link method (see the module docstring). `apart`: pairs of
+    source patients no edge may put into one person. `refused` collects the edges refused, with why: a
+    reviewer's decision that could not take effect must be said, a pair linked on its score reviewed."""
     by_key = {p.key: p for p in patients}
+    held: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for one, other in apart:
+        held.setdefault(one, set()).add(other)
+        held.setdefault(other, set()).add(one)
     # Records sharing harmonise's id (the same EUPID) start as one person.
     parent: dict[str, str] = {p.harmonised_id: p.harmonised_id for p in patients}
     eupid = {p.harmonised_id: p.harmonised_id if p.has_eupid else None for p in patients}
     sources: dict[str, set[str]] = {}
+    keys: dict[str, set[tuple[str, str]]] = {}  # per person, its source patients
+    held_from: dict[str, set[tuple[str, str]]] = {}  # per person, the source patients held apart from one of them
     for p in patients:
         sources.setdefault(p.harmonised_id, set()).add(p.source_id)
+        keys.setdefault(p.harmonised_id, set()).add(p.key)
+        held_from.setdefault(p.harmonised_id, set()).update(held.get(p.key, ()))
 
     def root(node: str) -> str:
         while parent[node] != node:
@@ -70,15 +81,19 @@ def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
             continue
         clash = sources[a] & sources[b]
         why = "their persons hold two different EUPIDs" if eupid[a] and eupid[b] else \
-            f"their persons each hold a patient of {', '.join(sorted(clash))}" if clash else None
+            f"their persons each hold a patient of {', '.join(sorted(clash))}" if clash else \
+            "their persons hold two patients held apart for a reviewer (review_when)" if held_from[a] & keys[b] \
+            else None
         if why:
-            if refused is not None and edge.method == CLERICAL:
+            if refused is not None:
                 refused.append((edge, why))
             continue
         low, high = sorted((a, b))  # deterministic: the smaller id is the root
         parent[high] = low
         eupid[low] = eupid[low] or eupid[high]
         sources[low] |= sources.pop(high)
+        keys[low] |= keys.pop(high)
+        held_from[low] |= held_from.pop(high)
         accepted.setdefault(edge.left, []).append(edge)
         accepted.setdefault(edge.right, []).append(edge)
 

@@ -170,12 +170,7 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
                 for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])]
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
-    scored = row_dicts(pairs)
-    with_eupid = {p.key for p in patients if p.has_eupid}
-    contested = rivals(scored, with_eupid, decisions, config)  # for the links and the review list alike
-    edges = linking_edges(scored, decisions, config, with_eupid, contested)
-    refused: list[tuple[Edge, str]] = []
-    links = link_persons(patients, edges, refused)
+    links, refused, review = link_scored(patients, row_dicts(pairs), decisions, config, run_id)
     _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
     con.execute("DELETE FROM stage.patient_link")
     if links:
@@ -185,7 +180,6 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.register("linked", mapped)
         con.execute(_INSERT_LINKS)
         con.unregister("linked")
-    review = _review_list(scored, with_eupid, decisions, config, run_id, contested)
     con.execute("DELETE FROM dq.link_candidate")
     if not review.empty:
         con.register("review", review)
@@ -196,13 +190,28 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
                           len(review), run_id)
 
 
+def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]], decisions: Decisions,
+                config: LinkageConfig, run_id: str) -> tuple[dict[tuple[str, str], Link], list[tuple[Edge, str]],
+                                                            pd.DataFrame]:
+    """The persons from the scored pairs and the decisions, the links clustering refused (with why), and
+    the review list: the pairs between the thresholds, those held back, and those clustering refused."""
+    with_eupid = {p.key for p in patients if p.has_eupid}
+    apart = held_apart(scored, with_eupid, decisions, config)
+    contested = rivals(scored, with_eupid, decisions, config, apart)  # for the links and the review list alike
+    edges = linking_edges(scored, decisions, config, with_eupid, contested)
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons(patients, edges, refused, apart)
+    not_linked = {_pair(*edge.left, *edge.right): why for edge, why in refused if edge.method == PROBABILISTIC}
+    return links, refused, _review_list(scored, with_eupid, decisions, config, run_id, contested, not_linked)
+
+
 def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig,
                   with_eupid: Set[tuple[str, str]] = frozenset(), contested: Rivals | None = None) -> list[Edge]:
     """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
     unlinked (or reviews: _linked_on_score), and the pairs a reviewer linked. contested: the `rivals`
     of `scored`, when the caller has them."""
     if contested is None:
-        contested = rivals(scored, with_eupid, decisions, config)
+        contested = rivals(scored, with_eupid, decisions, config, held_apart(scored, with_eupid, decisions, config))
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
              for r in scored if _linked_on_score(r, config, contested)
              and decisions.get(_pair_of(r)) != "unlink"]
@@ -213,9 +222,23 @@ def _linked_on_score(scored: dict[Any, Any], config: LinkageConfig, contested: R
     """At or above the link threshold, showing no evidence that sends a pair to a reviewer whatever its
     score (review_when: twins born one day share everything but sex, or but their diagnosis dates), and
     standing out among the patients of one source that match one of its two records (rivals)."""
-    return bool(scored["match_probability"] >= config.link_threshold) and not any(
-        all(_evidence(scored, config, field) in labels for field, labels in condition.items())
-        for condition in config.review_when) and _pair_of(scored) not in contested
+    return bool(scored["match_probability"] >= config.link_threshold) and not _held_back(scored, config) \
+        and _pair_of(scored) not in contested
+
+
+def _held_back(scored: dict[Any, Any], config: LinkageConfig) -> bool:
+    """Showing, on every field of one review_when condition, one of its labels."""
+    return any(all(_evidence(scored, config, field) in labels for field, labels in condition.items())
+               for condition in config.review_when)
+
+
+def held_apart(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
+               config: LinkageConfig) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+    """The pairs review_when holds back (likelier twins than one child), but those a reviewer linked and
+    those of two EUPIDs (their EUPIDs say): no chain of links through other records makes them one person
+    (a record giving no sex matched a boy and his twin sister alike, and joined them)."""
+    return {pair for r in scored if _held_back(r, config) and decisions.get(pair := _pair_of(r)) != "link"
+            and not (pair[0] in with_eupid and pair[1] in with_eupid)}
 
 
 def _evidence(scored: dict[Any, Any], config: LinkageConfig, field: str) -> str:
@@ -226,28 +249,36 @@ Rivals = dict[tuple[tuple[str, str], tuple[str, str]], set[str]]  # pair -> the 
 
 
 def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
-           config: LinkageConfig) -> Rivals:
+           config: LinkageConfig, apart: Set[tuple[tuple[str, str], tuple[str, str]]] = frozenset()) -> Rivals:
     """The pairs that another patient of one source contests: of the patients of that source scored with
     one of the pair's records, the pair's share of their Bayes factors (2^match weight) is below the
     link threshold, so its odds against the rivals are under 19 to 1. Both twins registered by one source
     match the other twin's record alike, while one child registered twice by a source is rare: such a
-    pair is either twin, for a reviewer to say, where clustering linked whichever sorted first. Pairs of
-    two EUPIDs are left out, their EUPIDs say whether they are one, and pairs a reviewer unlinked: the
-    twin left is no longer contested."""
+    pair is either twin, for a reviewer to say, where clustering linked whichever sorted first. Two
+    patients held `apart` (of two sources) contest a record alike: a record giving no sex matches a boy
+    and his twin sister. Pairs of two EUPIDs are left out, their EUPIDs say whether they are one, and
+    pairs a reviewer unlinked: the twin left is no longer contested."""
     candidates: dict[tuple[tuple[str, str], str], list[tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
+    partners: dict[tuple[str, str], dict[tuple[str, str], tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
     for r in scored:
         left, right = pair = _pair_of(r)
         if (left in with_eupid and right in with_eupid) or decisions.get(pair) == "unlink":
             continue
         for record, other in pair, (right, left):
             candidates.setdefault((record, other[0]), []).append((float(r["match_weight"]), pair))
+            partners.setdefault(record, {})[other] = (float(r["match_weight"]), pair)
+    # A contest: pairs of one record whose other records cannot all be its person, each with the source
+    # of the patients contesting it.
+    contests = [[(weight, pair, source) for weight, pair in weighed]
+                for (_, source), weighed in candidates.items() if len(weighed) > 1]
+    for one, other in sorted(apart):
+        for record in sorted(partners.get(one, {}).keys() & partners.get(other, {}).keys()):
+            contests.append([(*partners[one][record], other[0]), (*partners[other][record], one[0])])
     contested: Rivals = {}
-    for (_, source), weighed in candidates.items():
-        if len(weighed) < 2:
-            continue
-        top = max(weight for weight, _ in weighed)
-        total = sum(2.0 ** (weight - top) for weight, _ in weighed)
-        for weight, pair in weighed:
+    for contest in contests:
+        top = max(weight for weight, _, _ in contest)
+        total = sum(2.0 ** (weight - top) for weight, _, _ in contest)
+        for weight, pair, source in contest:
             if 2.0 ** (weight - top) / total < config.link_threshold:
                 contested.setdefault(pair, set()).add(source)
     return contested
@@ -405,21 +436,26 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
         drop_temp_tables(con, "record_person")
 
 
-def _review_list(scored: list[dict[Any, Any]], with_eupid: set[tuple[str, str]], decisions: Decisions,
-                 config: LinkageConfig, run_id: str, contested: Rivals | None = None) -> pd.DataFrame:
-    """The pairs between the thresholds (and those above it that review_when or rivals hold back), with the
-    evidence per field and the rivals' sources; not pairs of two EUPIDs (never one person, or already one),
-    which no reviewer needs to see."""
+def _review_list(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
+                 config: LinkageConfig, run_id: str, contested: Rivals | None = None,
+                 refused: dict[tuple[tuple[str, str], tuple[str, str]], str] | None = None) -> pd.DataFrame:
+    """The pairs between the thresholds (and those above it that review_when or rivals hold back, or that
+    clustering `refused`: pair -> why), with the evidence per field, the rivals' sources and why clustering
+    refused it; not pairs of two EUPIDs (never one person, or already one), which no reviewer needs to see."""
     rows = []
     if contested is None:
-        contested = rivals(scored, with_eupid, decisions, config)
+        contested = rivals(scored, with_eupid, decisions, config, held_apart(scored, with_eupid, decisions, config))
+    refused = refused or {}
     for r in scored:
         left, right = _pair_of(r)
-        if _linked_on_score(r, config, contested) or (left in with_eupid and right in with_eupid):
+        if (_linked_on_score(r, config, contested) and (left, right) not in refused) or \
+                (left in with_eupid and right in with_eupid):
             continue
         evidence = {f: _evidence(r, config, f) for f in config.fields}
         if sources := contested.get((left, right)):
             evidence["rival"] = "another patient of " + " and of ".join(sorted(sources))
+        if why := refused.get((left, right)):
+            evidence["refused"] = why
         rows.append({"run_id": run_id, "source_id_l": left[0], "source_patient_pseudonym_l": left[1],
                      "source_id_r": right[0], "source_patient_pseudonym_r": right[1],
                      "match_weight": float(r["match_weight"]), "match_probability": float(r["match_probability"]),

@@ -1,0 +1,81 @@
+"""Chains of links (etl/link): records that no pair's evidence puts together must not become one person
+through a third record. Twins of two sexes are held apart for a reviewer (review_when); a record giving
+no sex matched both, and made them one child. Scored with the real Splink on tiny frames."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from test_link_evidence import _child, _features, _others
+
+from etl.link.cluster import PROBABILISTIC, Edge, SourcePatient, link_persons
+from etl.link.model import load_config
+from etl.link.run import link_scored, linking_edges, score_pairs
+
+FIRST_RELAPSE, SECOND_RELAPSE = pd.Timestamp("2017-01-10"), pd.Timestamp("2018-05-02")
+
+
+def _linked(features: pd.DataFrame, tmp_path) -> tuple[dict[str, str], dict[tuple[str, str], dict[str, str]]]:
+    """Each record's person (by the name of its record), and the review list's evidence per pair."""
+    config = load_config()
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], False)
+                for r in features.to_dict("records")]
+    links, _, review = link_scored(patients, scored, {}, config, "run")
+    return ({p[1]: link.patient_id for p, link in links.items()},
+            {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
+             for r in review.itertuples()})
+
+
+def test_patients_held_apart_are_never_one_person_through_others() -> None:
+    boy, girl = SourcePatient("esmart", "boy", "h1", False), SourcePatient("sacha_fr", "girl", "h2", False)
+    bridge = SourcePatient("registry_it", "no-sex", "h3", False)
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons([boy, girl, bridge], [Edge(boy.key, bridge.key, 0.99, PROBABILISTIC),
+                                               Edge(bridge.key, girl.key, 0.98, PROBABILISTIC)],
+                         refused, apart=[(boy.key, girl.key)])
+    assert links[boy.key].patient_id == links[bridge.key].patient_id != links[girl.key].patient_id
+    assert [(e.left, e.right) for e, _ in refused] == [(bridge.key, girl.key)]
+    assert "held apart" in refused[0][1]
+
+
+def test_a_record_without_sex_matching_twins_of_two_sexes_alike_is_reviewed_with_both(tmp_path) -> None:
+    """A boy in ESMART, his twin sister in SACHA (held apart: two sexes), and a registry record of one of
+    them that gives no sex: it matched both alike and made the twins one person."""
+    config = load_config()
+    features = _features(_child("esmart", "boy"), _child("sacha_fr", "girl", sex="female"),
+                         _child("registry_it", "no-sex", sex=None), *_others(30))
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    assert linking_edges(scored, {}, config) == []
+    persons, listed = _linked(features, tmp_path)
+    assert len({persons["boy"], persons["girl"], persons["no-sex"]}) == 3
+    assert listed[("boy", "no-sex")]["rival"] == "another patient of sacha_fr"
+    assert listed[("no-sex", "girl")]["rival"] == "another patient of esmart"
+    assert listed[("boy", "girl")]["sex"] == "disagree"
+
+
+def test_a_chain_of_records_without_sex_does_not_join_twins_of_two_sexes(tmp_path) -> None:
+    """Each twin's relapse date is in one record without sex (registry_it, iltb): each of those links to
+    its twin, and their own link, weaker, would have joined the twins."""
+    features = _features(
+        _child("esmart", "boy", relapse_date=FIRST_RELAPSE),
+        _child("registry_it", "his", sex=None, relapse_date=FIRST_RELAPSE),
+        _child("iltb", "hers", sex=None, relapse_date=SECOND_RELAPSE),
+        _child("sacha_fr", "girl", sex="female", relapse_date=SECOND_RELAPSE), *_others(30))
+    persons, listed = _linked(features, tmp_path)
+    assert persons["boy"] == persons["his"] != persons["hers"] == persons["girl"]
+    assert listed[("hers", "his")]["refused"] == ("their persons hold two patients held apart for a reviewer "
+                                                  "(review_when)")
+
+
+def test_a_link_refused_for_two_patients_of_one_source_is_reviewed_not_dropped(tmp_path) -> None:
+    """ESMART registers two children that SACHA and the registry each know once: each links to one, and
+    the SACHA-registry pair, linked on its score, was refused by clustering and listed nowhere."""
+    features = _features(
+        _child("esmart", "a", relapse_date=FIRST_RELAPSE), _child("sacha_fr", "b", relapse_date=FIRST_RELAPSE),
+        _child("registry_it", "c", relapse_date=SECOND_RELAPSE), _child("esmart", "d", relapse_date=SECOND_RELAPSE),
+        *_others(30))
+    persons, listed = _linked(features, tmp_path)
+    assert persons["a"] == persons["b"] != persons["c"] == persons["d"]
+    assert listed[("c", "b")]["refused"] == "their persons each hold a patient of esmart"
