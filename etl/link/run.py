@@ -53,9 +53,11 @@ first_diagnosis AS (  -- the initial diagnosis, else the earliest event (its dat
            CASE WHEN event_type = 'initial' THEN diagnosis_date_precision END AS diagnosis_date_precision,
            icdo3_morphology, icdo3_topography
     FROM diagnosis_of_patient
+    -- Every column ordered: a tie kept whichever row lay first. Of one date, the most precise ('day').
     QUALIFY row_number() OVER (PARTITION BY source_id, source_patient_pseudonym
                                ORDER BY event_type = 'initial' DESC, diagnosis_date NULLS LAST,
-                                        icdo3_morphology, icdo3_topography) = 1
+                                        diagnosis_date_precision NULLS LAST, icdo3_morphology, icdo3_topography,
+                                        event_type) = 1
 ),
 last_relapse AS (  -- a board or trial that saw the patient at relapse dates that, not the onset
     SELECT source_id, source_patient_pseudonym, max(diagnosis_date) AS relapse_date
