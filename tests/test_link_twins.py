@@ -90,3 +90,14 @@ def test_review_when_read_as_conditions_each_field_alone_in_the_older_form(tmp_p
     shipped = load_config().review_when
     assert {"birth_date": ["agree", "month-only"],
             "diagnosis_date": ["weeks-apart", "months-apart", "disagree"]} in shipped
+
+
+def test_twins_matching_alike_are_reviewed_under_a_link_threshold_of_one_half(tmp_path) -> None:
+    """A deployer's link_threshold of 0.5 (Splink's usual cut): the record's two pairs hold exactly half
+    the Bayes factor each, neither below the threshold, so neither was contested and clustering linked
+    the record to whichever twin sorted first. A pair stands out only with more than half."""
+    config = load_config().model_copy(update={"link_threshold": 0.5})
+    features = _features(_child("esmart", "twin"), _child("sacha_fr", "one"), _child("sacha_fr", "other"),
+                         *_others(30))
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    assert linking_edges(scored, {}, config) == []

@@ -254,12 +254,12 @@ def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decis
            config: LinkageConfig, apart: Set[tuple[tuple[str, str], tuple[str, str]]] = frozenset()) -> Rivals:
     """The pairs that another patient of one source contests: of the patients of that source scored with
     one of the pair's records, the pair's share of their Bayes factors (2^match weight) is below the
-    link threshold, so its odds against the rivals are under 19 to 1. Both twins registered by one source
-    match the other twin's record alike, while one child registered twice by a source is rare: such a
-    pair is either twin, for a reviewer to say, where clustering linked whichever sorted first. Two
-    patients held `apart` (of two sources) contest a record alike: a record giving no sex matches a boy
-    and his twin sister. Pairs of two EUPIDs are left out, their EUPIDs say whether they are one, and
-    pairs a reviewer unlinked: the twin left is no longer contested."""
+    link threshold (or at most a half), so its odds against the rivals are under 19 to 1. Both twins
+    registered by one source match the other twin's record alike, while one child registered twice by a
+    source is rare: such a pair is either twin, for a reviewer to say, where clustering linked whichever
+    sorted first. Two patients held `apart` (of two sources) contest a record alike: a record giving no
+    sex matches a boy and his twin sister. Pairs of two EUPIDs are left out, their EUPIDs say whether
+    they are one, and pairs a reviewer unlinked: the twin left is no longer contested."""
     candidates: dict[tuple[tuple[str, str], str], list[tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
     partners: dict[tuple[str, str], dict[tuple[str, str], tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
     for r in scored:
@@ -281,7 +281,9 @@ def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decis
         top = max(weight for weight, _, _ in contest)
         total = sum(2.0 ** (weight - top) for weight, _, _ in contest)
         for weight, pair, source in contest:
-            if 2.0 ** (weight - top) / total < config.link_threshold:
+            share = 2.0 ** (weight - top) / total
+            # More than half, too: two pairs tied at a half each stood out under a link threshold of 0.5.
+            if share < config.link_threshold or share <= 0.5:
                 contested.setdefault(pair, set()).add(source)
     return contested
 
