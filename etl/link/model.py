@@ -1,8 +1,9 @@
 """The linkage model: thresholds, field levels with their m and u probabilities, blocking rules.
 
 The shipped defaults are `linkage.yaml` beside this module; env RTW_LINKAGE_CONFIG names a
-deployer's own copy. The model is fixed configuration, not trained per run, so a night's links do
-not depend on who else was loaded (see the comments in linkage.yaml).
+deployer's own copy. The m and u probabilities are fixed configuration, not trained per run (see
+the comments in linkage.yaml); the prior and a morphology's term-frequency weight are drawn from the
+records loaded, so a pair's score still moves with who else was loaded (docs/linkage.md, Known limits).
 """
 
 from __future__ import annotations
