@@ -79,3 +79,21 @@ def test_a_link_refused_for_two_patients_of_one_source_is_reviewed_not_dropped(t
     persons, listed = _linked(features, tmp_path)
     assert persons["a"] == persons["b"] != persons["c"] == persons["d"]
     assert listed[("c", "b")]["refused"] == "their persons each hold a patient of esmart"
+
+
+def test_a_record_matching_two_eupids_alike_is_reviewed_with_both(tmp_path) -> None:
+    """ESMART and SACHA each export a EUPID, two different ones (two children), and a registry record
+    without one matches both alike: it was linked to whichever sorted first."""
+    features = _features(_child("esmart", "first", has_eupid=True, harmonised_patient_id="eupid-1"),
+                         _child("sacha_fr", "second", has_eupid=True, harmonised_patient_id="eupid-2"),
+                         _child("registry_it", "without"), *_others(30))
+    config = load_config()
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], r["has_eupid"])
+                for r in features.to_dict("records")]
+    links, _, review = link_scored(patients, scored, {}, config, "run")
+    assert links[("registry_it", "without")].link_method == "unlinked"
+    listed = {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
+              for r in review.itertuples()}
+    assert listed[("first", "without")]["rival"] == "another patient of sacha_fr"
+    assert listed[("without", "second")]["rival"] == "another patient of esmart"

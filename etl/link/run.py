@@ -198,7 +198,11 @@ def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]],
     """The persons from the scored pairs and the decisions, the links clustering refused (with why), and
     the review list: the pairs between the thresholds, those held back, and those clustering refused."""
     with_eupid = {p.key for p in patients if p.has_eupid}
-    apart = held_apart(scored, with_eupid, decisions, config)
+    eupid_of = {p.key: p.harmonised_id for p in patients if p.has_eupid}
+    # Two different EUPIDs are two children: a record that matches both alike is either, for a reviewer.
+    apart = held_apart(scored, with_eupid, decisions, config) | {
+        pair for r in scored if (pair := _pair_of(r))[0] in eupid_of and pair[1] in eupid_of
+        and eupid_of[pair[0]] != eupid_of[pair[1]]}
     contested = rivals(scored, with_eupid, decisions, config, apart)  # for the links and the review list alike
     edges = linking_edges(scored, decisions, config, with_eupid, contested)
     refused: list[tuple[Edge, str]] = []
