@@ -128,3 +128,13 @@ def test_review_when_names_levels_the_model_has(tmp_path) -> None:
     (tmp_path / "linkage.yaml").write_text(json.dumps(text))
     with pytest.raises(LinkageConfigError, match=r"sex has no level 'differs' \(its levels: missing, agree"):
         load_config(tmp_path / "linkage.yaml")
+
+
+@pytest.mark.parametrize("weight", ["m", "u"])
+def test_a_level_weighing_zero_is_refused_with_the_file(tmp_path, weight: str) -> None:
+    """m or u of 0 would make a Bayes factor of 0 or infinity (a log of 0 in the match weight)."""
+    text = load_config().model_dump(exclude={"fingerprint"})
+    text["fields"]["sex"][1][weight] = 0
+    (tmp_path / "linkage.yaml").write_text(json.dumps(text))
+    with pytest.raises(LinkageConfigError, match=rf"(?s)linkage.yaml.*fields.sex.1.{weight}\n.*greater than 0"):
+        load_config(tmp_path / "linkage.yaml")
