@@ -9,9 +9,9 @@ import json
 import pandas as pd
 from test_link_evidence import _child, _features, _others
 
-from etl.link.cluster import PROBABILISTIC, Edge, SourcePatient, link_persons
+from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, SourcePatient, link_persons
 from etl.link.model import load_config
-from etl.link.run import link_scored, linking_edges, score_pairs
+from etl.link.run import link_scored, linking_edges, score_pairs, unapplied_decisions
 
 FIRST_RELAPSE, SECOND_RELAPSE = pd.Timestamp("2017-01-10"), pd.Timestamp("2018-05-02")
 
@@ -97,3 +97,23 @@ def test_a_record_matching_two_eupids_alike_is_reviewed_with_both(tmp_path) -> N
               for r in review.itertuples()}
     assert listed[("first", "without")]["rival"] == "another patient of sacha_fr"
     assert listed[("without", "second")]["rival"] == "another patient of esmart"
+
+
+def test_a_link_refused_on_its_score_is_no_reviewers_decision_unapplied() -> None:
+    a, b, c = (SourcePatient(s, n, f"h-{n}", False) for s, n in (("esmart", "a"), ("sacha_fr", "b"), ("esmart", "c")))
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons([a, b, c], [Edge(a.key, b.key, 0.99, PROBABILISTIC), Edge(c.key, b.key, 0.98, PROBABILISTIC)],
+                         refused)
+    assert len(refused) == 1 and unapplied_decisions({}, links, refused) == []
+
+
+def test_a_reviewers_link_joining_patients_held_apart_says_how_to_join_them() -> None:
+    boy, girl = SourcePatient("esmart", "boy", "h1", False), SourcePatient("sacha_fr", "girl", "h2", False)
+    bridge = SourcePatient("registry_it", "no-sex", "h3", False)
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons([boy, girl, bridge], [Edge(boy.key, bridge.key, 1.0, CLERICAL),
+                                               Edge(bridge.key, girl.key, 1.0, CLERICAL)],
+                         refused, apart=[(boy.key, girl.key)])
+    (said,) = unapplied_decisions({}, links, refused)
+    assert said[1].endswith("was not applied: their persons hold two patients held apart for a reviewer "
+                            "(review_when): link the two, if one child")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 CLERICAL, PROBABILISTIC, EUPID, UNLINKED = "clerical", "probabilistic", "eupid", "unlinked"
+HELD_APART = "their persons hold two patients held apart for a reviewer (review_when)"
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,7 @@ def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
         clash = sources[a] & sources[b]
         why = "their persons hold two different EUPIDs" if eupid[a] and eupid[b] else \
             f"their persons each hold a patient of {', '.join(sorted(clash))}" if clash else \
-            "their persons hold two patients held apart for a reviewer (review_when)" if held_from[a] & keys[b] \
-            else None
+            HELD_APART if held_from[a] & keys[b] else None
         if why:
             if refused is not None:
                 refused.append((edge, why))

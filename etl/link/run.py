@@ -30,7 +30,7 @@ import pandas as pd
 
 from etl.config import LINKAGE_MEMORY_LIMIT, set_memory_limit
 from etl.frames import row_dicts
-from etl.link.cluster import CLERICAL, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
+from etl.link.cluster import CLERICAL, HELD_APART, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 from etl.resources import code_digest
 from etl.schema import drop_temp_tables, rows_digest
@@ -387,8 +387,9 @@ def unapplied_decisions(decisions: Decisions, links: dict[tuple[str, str], Link]
     clustering refused, an unlink of two patients still one person (a shared EUPID, or links through
     other patients), a decision on a patient the warehouse no longer holds."""
     said = [(edge.left[0], f"the reviewer's link of {_name(edge.left)} and {_name(edge.right)} was not applied: "
-                           f"{why}, and a person has one EUPID and one patient per source")
-            for edge, why in refused]
+                           + (f"{why}: link the two, if one child" if why == HELD_APART else
+                              f"{why}, and a person has one EUPID and one patient per source"))
+            for edge, why in refused if edge.method == CLERICAL]
     for (a, b), decision in sorted(decisions.items()):
         gone = [_name(p) for p in (a, b) if p not in links]
         if gone:
