@@ -442,7 +442,7 @@ COMMENT ON COLUMN dq.link_candidate.source_id_r IS 'Source of the second patient
 COMMENT ON COLUMN dq.link_candidate.source_patient_pseudonym_r IS 'Keyed pseudonym of the second patient.';
 COMMENT ON COLUMN dq.link_candidate.match_weight IS 'Splink match weight: log2 of the Bayes factor of all fields with the prior. Unit: bits.';
 COMMENT ON COLUMN dq.link_candidate.match_probability IS 'Splink match probability. Unit: proportion (0-1).';
-COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label, the level the field reached in etl/link/linkage.yaml (agree, swap, month-only, same-month-other-day, year-only, same-year, within-week, near, weeks-apart, months-apart, same-site, disagree, missing), and rival (another patient of the sources named matches alike) when one holds the pair back; never a value.';
+COMMENT ON COLUMN dq.link_candidate.evidence IS 'JSON object, field -> evidence label, the level the field reached in etl/link/linkage.yaml (agree, swap, month-only, same-month-other-day, year-only, same-year, within-week, near, weeks-apart, months-apart, same-site, disagree, missing), and rival (another patient of the sources named matches alike) when one holds the pair back, and refused (why clustering did not link a pair above the link threshold: their persons each hold a patient of one source, or two patients held apart) when it did not; never a value.';
 COMMENT ON COLUMN dq.link_candidate.decision IS 'A reviewer''s decision on the pair, if any. Codes: link / unlink.';
 
 -- dq.link_scored --------------------------------------------------------------------------------
