@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,9 +31,12 @@ from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSet
 from etl.onboard.reading import PATIENT_KEY_NAME, FileRead, FormatDetails, data_columns
 from etl.terminal import printable
 
+# An export date written with separators (2026-11-01, 2026_11_01, 01.11.2026): a national registry's export is
+# as often so named as 20261101.
+_SEPARATED_DATE = r"(?:19|20)\d\d[-_.]\d\d[-_.]\d\d|\d\d[-_.]\d\d[-_.](?:19|20)\d\d"
 # An export date or timestamp in a file name, or a patient number (shown as {patient}: the names a draft is
 # made from are shown so, etl/onboard/reading.py): the part of a name that differs between a series' files.
-_VARYING = rf"\d{{6,}}|{re.escape(PATIENT)}"
+_VARYING = rf"{_SEPARATED_DATE}|\d{{6,}}|{re.escape(PATIENT)}"
 _DATE_RUN = re.compile(rf"[_\-. ]?(?:{_VARYING})")
 _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
@@ -112,15 +116,18 @@ def _comment(text: str) -> str:
 
 
 def source_id_from(name: str) -> str:
-    """A source id from a file name: 'TREP_export_20261101.csv' -> 'trep_export'."""
-    stem = _DATE_RUN.sub("", Path(name).name.split(".")[0]).lower()
+    """A source id from a file name: 'TREP_export_20261101.csv' -> 'trep_export'; its letters in ASCII
+    ('Registro ñandú' -> 'registro_nandu', not 'registro_and')."""
+    stem = _DATE_RUN.sub("", Path(name).name).split(".")[0]  # the date first: 01.11.2026 has dots
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().lower()
     cleaned = re.sub(r"[^a-z0-9]+", "_", stem).strip("_")
     return cleaned if re.match(r"[a-z]", cleaned or "") else f"source_{cleaned}".rstrip("_")
 
 
 def record_set_from(name: str) -> str:
     """The record set a one-record-set file feeds, from its name: 'TREP_export_20261101.csv' -> 'TREP_export'."""
-    return _DATE_RUN.sub("", Path(name).name.split(".")[0]).strip("_- ") or "RECORDS"
+    stem = _DATE_RUN.sub("", Path(name).name).split(".")[0]
+    return re.sub(r"^[\W_]+|[\W_]+$", "", stem) or "RECORDS"  # 'NRX datos – 2026-11-01.csv' -> 'NRX datos'
 
 
 def _common_start(texts: Sequence[str]) -> str:
@@ -143,8 +150,16 @@ def _affixes(names: Sequence[str]) -> tuple[str, str]:
 def _pattern_part(text: str) -> str:
     """Literal text of file names as regex, an export date in it matching any date."""
     pieces = re.split(f"({_VARYING})", text)
-    return "".join((".+?" if piece == PATIENT else r"\d{6,}") if i % 2 else re.escape(piece)
-                   for i, piece in enumerate(pieces))
+    return "".join(_varying_pattern(piece) if i % 2 else re.escape(piece) for i, piece in enumerate(pieces))
+
+
+def _varying_pattern(piece: str) -> str:
+    """The regex of a part that differs between a series' files: a patient number, an export date."""
+    if piece == PATIENT:
+        return ".+?"
+    if piece.isdigit():
+        return r"\d{6,}"
+    return re.sub(r"\d+", lambda digits: rf"\d{{{len(digits[0])}}}", re.escape(piece))  # 2026-11-01
 
 
 def _glob_part(text: str) -> str:
@@ -155,7 +170,7 @@ def _record_set_pattern(names: Sequence[str]) -> str:
     """A `record_set_from_file` regex whose group is the part of the names that differs."""
     prefix, suffix = _affixes(names)
     dated = any(_DATE_RUN.search(n[len(prefix): len(n) - len(suffix)]) for n in names)
-    date_part = r"(?:[_\-]?\d{6,})?" if dated else ""
+    date_part = rf"(?:[_\-. ]?(?:{_SEPARATED_DATE}|\d{{6,}}))?" if dated else ""
     return f"{_pattern_part(prefix)}(?P<record_set>[A-Za-z0-9]+?){date_part}{_pattern_part(suffix)}"
 
 

@@ -1,0 +1,61 @@
+"""Onboarding a new national registry from its first export, as a data manager does: the draft must still read the
+next night's export, `rtw check` must say what the night will do with the files, and a birth date named in Spanish,
+Portuguese or Dutch is one."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from etl.onboard.check import check_source
+from etl.onboard.scaffold import draft_mapping, file_layout, read_sources, record_set_from, source_id_from
+
+# A registry's rows: a patient number, sex, a birth date, a centre (six patients, each code seen 5 times at least).
+_ROWS = "".join(f"NRX-{100 + i};{'HM'[i % 2]};{(i % 27) + 1:02d}/0{(i % 9) + 1}/2010;ES0{1 + i % 2}\r\n"
+                for i in range(12))
+_CSV = ("pat_nr;sexo;fecha_nacimiento;centro\r\n" + _ROWS).encode("utf-8")
+
+
+@pytest.mark.parametrize(("first", "next_day"), [
+    ("NRX datos – 2026-11-01.csv", "NRX datos – 2026-11-02.csv"),
+    ("NRX_export_2026_11_01.csv", "NRX_export_2026_11_02.csv"),
+    ("Registro 01.11.2026.csv", "Registro 02.11.2026.csv"),
+    ("TREP_export_20261101.csv", "TREP_export_20261102.csv"),
+])
+def test_an_export_date_written_with_separators_is_a_wildcard_in_the_draft(first, next_day):
+    layout = yaml.safe_load("\n".join(file_layout([first], True)))
+    assert Path(next_day).match(layout["files"]), layout
+    assert not re.search(r"\d{2}", layout["record_set"]) and not re.search(r"\d{2}", source_id_from(first))
+    assert record_set_from(next_day) == layout["record_set"]
+
+
+def test_a_source_id_from_a_file_name_keeps_its_letters_in_ascii():
+    assert source_id_from("NRX datos ñandú – 2026-11-01.csv") == "nrx_datos_nandu"
+    assert source_id_from("Régistre_Müller_20261101.csv") == "registre_muller"
+
+
+def test_per_form_files_dated_with_separators_name_their_record_sets_the_next_day():
+    names = ["NRX_PAC_2026-11-01.csv", "NRX_SEG_2026-11-01.csv"]
+    layout = yaml.safe_load("\n".join(file_layout(names, True)))
+    assert Path("NRX_SEG_2026-11-02.csv").match(layout["files"])
+    match = re.fullmatch(layout["record_set_from_file"], "NRX_SEG_2026-11-02.csv")
+    assert match is not None and match["record_set"] == "SEG"
+
+
+def test_a_draft_from_a_dated_export_checks_against_the_next_export(tmp_path):
+    first = tmp_path / "NRX datos – 2026-11-01.csv"
+    first.write_bytes(_CSV)
+    draft = draft_mapping(read_sources([first], "nrx"))
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "nrx.yaml").write_text(draft.text, encoding="utf-8")
+    landing = tmp_path / "landing" / "nrx"
+    landing.mkdir(parents=True)
+    shutil.copy(first, landing / "NRX datos – 2026-11-02.csv")  # the next night's delivery replaces it
+    report = check_source("nrx", sources, tmp_path / "landing")
+    assert report.usable, report.findings
+    assert report.files == ("NRX datos – 2026-11-02.csv",)
