@@ -59,3 +59,39 @@ def test_a_draft_from_a_dated_export_checks_against_the_next_export(tmp_path):
     report = check_source("nrx", sources, tmp_path / "landing")
     assert report.usable, report.findings
     assert report.files == ("NRX datos – 2026-11-02.csv",)
+
+
+def _mapped(tmp_path: Path, files: dict[str, bytes], extra: str = "") -> Path:
+    """A registry's mapping (patient block only) and its landing files; the landing folder's parent."""
+    sources = tmp_path / "sources"
+    sources.mkdir(parents=True)
+    (sources / "nrx.yaml").write_text(
+        "source_id: nrx\ntitle: NRX\nformat: csv\nfiles: 'NRX_*.csv'\n"
+        "record_set_from_file: 'NRX_(?P<record_set>[A-Z]+)_\\d{8}\\.csv'\n"
+        "options: {delimiter: ';'}\ndate_format: '%d/%m/%Y'\npatient_key: pat_nr\nrecord_key: '{record_set}'\n"
+        "patient:\n  from: PAC\n  fields:\n    sex: {column: sexo, codes: {H: male, M: female}}\ntables: {}\n" + extra,
+        encoding="utf-8")
+    landing = tmp_path / "landing" / "nrx"
+    landing.mkdir(parents=True)
+    for name, content in files.items():
+        (landing / name).write_bytes(content)
+    return sources
+
+
+def test_check_warns_that_the_night_holds_an_export_with_no_records(tmp_path):
+    header = _CSV.split(b"\r\n")[0] + b"\r\n"
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": header})
+    report = check_source("nrx", sources, tmp_path / "landing")
+    held = [f for f in report.warnings if f.where == "NRX_PAC_20261101.csv"]
+    assert report.usable and len(held) == 1, report.findings
+    assert "no records" in held[0].message and "rtw accept nrx NRX_PAC_20261101.csv" in held[0].message
+    other = tmp_path / "full"
+    full = check_source("nrx", _mapped(other, {"NRX_PAC_20261101.csv": _CSV}), other / "landing")
+    assert full.usable and full.findings == ()
+
+
+def test_an_ignored_form_with_no_records_is_not_said_to_be_held(tmp_path):
+    header = _CSV.split(b"\r\n")[0] + b"\r\n"
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": header}, "ignore: [SEG]\n")
+    report = check_source("nrx", sources, tmp_path / "landing")
+    assert report.usable and report.findings == (), report.findings

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record_set_of_file
 from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
-from etl.extract.landing import SourceFiles, discover
+from etl.extract.landing import LandingFile, SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import describe_file
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
@@ -503,8 +503,27 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
             declared |= set(describe_file(mapping.format, landing_file.path).columns)
     findings += check_record_sets(mapping, record_sets, sparse_columns=adapter.sparse_columns,
                                   declared_columns=frozenset(declared))
+    findings += empty_exports(mapping, found.current, record_sets)
     counts = {name: len(frame) for name, frame in sorted(record_sets.items())}
     return _names_shown(CheckReport(source_id, path, names, counts, tuple(findings)), found, numbers)
+
+
+def empty_exports(mapping: SourceMapping, files: Iterable[LandingFile],
+                  record_sets: Mapping[str, pd.DataFrame]) -> list[Finding]:
+    """A current export (a series' files) with no records in the record sets the mapping does not ignore: the
+    nightly run holds a new one (an empty or cut export, etl/extract/guards.py), keeping the source's last good
+    data until it is accepted. The mapping may well fit it: a warning, that says so before the night does."""
+    filled = {str(name) for record_set, frame in record_sets.items()
+              if not _is_ignored(mapping, record_set) and "source_file" in frame
+              for name in frame["source_file"].dropna().unique()}
+    series: dict[str, list[str]] = {}  # judged by series, as the night does: a chain of increments is one export
+    for landing_file in files:
+        if not _is_ignored(mapping, landing_file.series):
+            series.setdefault(landing_file.series, []).append(landing_file.name)
+    return [Finding("warning", ", ".join(names), "no records: the nightly run holds a new export without any (an "
+                    "empty or cut export), keeping the source's last good data; if it is right, accept it: "
+                    f"rtw accept {mapping.source_id} {names[-1] if len(names) == 1 else 'FILE'}")
+            for names in series.values() if filled.isdisjoint(names)]
 
 
 def _names_shown(report: CheckReport, found: SourceFiles, numbers: PatientNumbers) -> CheckReport:
