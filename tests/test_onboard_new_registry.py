@@ -8,10 +8,13 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from etl.onboard.check import check_source
+from etl.onboard.profile import profile_column
+from etl.onboard.reading import ColumnInfo
 from etl.onboard.scaffold import draft_mapping, file_layout, read_sources, record_set_from, source_id_from
 
 # A registry's rows: a patient number, sex, a birth date, a centre (six patients, each code seen 5 times at least).
@@ -95,3 +98,22 @@ def test_an_ignored_form_with_no_records_is_not_said_to_be_held(tmp_path):
     sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": header}, "ignore: [SEG]\n")
     report = check_source("nrx", sources, tmp_path / "landing")
     assert report.usable and report.findings == (), report.findings
+
+
+@pytest.mark.parametrize("name", ["fecha_nacimiento", "FechaNacimiento", "data_nascimento", "geboortedatum",
+                                  "geburtsdatum"])
+def test_a_birth_date_named_in_spanish_portuguese_or_dutch_shows_no_value(name):
+    # Month and year of birth, a third unknown: no date column by its values, a birth date by its name.
+    column = profile_column(name, pd.Series(["05/2010"] * 6 + ["03/2011"] * 6 + ["desconocido"] * 6))
+    assert column.top_values == () and column.hidden_reason == "identifier-like name"
+    labelled = profile_column("v4", pd.Series(["05/2010"] * 6 + ["desconocido"] * 6),
+                              ColumnInfo(label="Fecha de nacimiento"))
+    assert labelled.top_values == ()
+
+
+@pytest.mark.parametrize("name", ["fecha_nacimiento", "data_nascimento", "geboortedatum"])
+def test_a_birth_date_named_in_spanish_portuguese_or_dutch_is_drafted_as_the_patient_s(tmp_path, name):
+    export = tmp_path / "NRX_20261101.csv"
+    export.write_bytes(_CSV.replace(b"fecha_nacimiento", name.encode()))
+    raw = yaml.safe_load(draft_mapping(read_sources([export], "nrx")).text)
+    assert raw["patient"]["fields"]["birth_date"] == {"column": name, "type": "date"}

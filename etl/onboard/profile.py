@@ -43,13 +43,14 @@ _IDENTIFYING = re.compile(
     r"subj|pati.nt|paziente|paciente|(?<![a-z])paz(?![a-z])|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
     r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
     r"(?<![a-z])historia(?:_?cl|$)|(?<![a-z])pat_?(?:nr|no|num)|(?<![a-z])dni(?![a-z])|codice_?fiscale|"
-    r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|"
+    r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|nacim|nascim|geboort|"
     r"address|email|phone|tel\b",
     re.IGNORECASE)
 # Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
 _IDENTIFYING_LABEL = re.compile(
     r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
-    r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|eupid|unified patient",
+    r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|nacimiento|nascimento|"
+    r"geboorte|eupid|unified patient",
     re.IGNORECASE)
 # Names and labels of free-text columns in our sources' languages: notes, comments, remarks, "other, specify",
 # free text (note, nota, Notiz, notitie, commento, Kommentar, comentario, remarque, Bemerkung, Anmerkung, osservazioni,

@@ -42,7 +42,7 @@ _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst", re.IGNORECASE),
     "sex": re.compile(r"sex|sesso|geschl|gender|genre", re.IGNORECASE),
-    "birth_date": re.compile(r"birth|brth|dob|nascita|naiss|geburt", re.IGNORECASE),
+    "birth_date": re.compile(r"birth|brth|dob|nascita|naiss|geburt|nacim|nascim|geboort", re.IGNORECASE),
     "country": re.compile(r"country|pays|paese|nazione|^land$", re.IGNORECASE),
     "eupid": re.compile(r"eupid", re.IGNORECASE),
 }
