@@ -117,3 +117,40 @@ def test_a_birth_date_named_in_spanish_portuguese_or_dutch_is_drafted_as_the_pat
     export.write_bytes(_CSV.replace(b"fecha_nacimiento", name.encode()))
     raw = yaml.safe_load(draft_mapping(read_sources([export], "nrx")).text)
     assert raw["patient"]["fields"]["birth_date"] == {"column": name, "type": "date"}
+
+
+def _visits_csv(patients: int = 12, visits: int = 3) -> bytes:
+    rows = "".join(f"NRX-{100 + p};{v};0{v}/06/2024;{'vivo' if v < 3 else 'fallecido'}\r\n"
+                   for p in range(patients) for v in range(1, visits + 1))
+    return ("pat_nr;visita;fecha_visita;estado\r\n" + rows).encode("utf-8")
+
+
+_FOLLOW_UP = ("tables:\n  follow_up:\n    from: SEG\n    fields:\n"
+              "      contact_date: {column: fecha_visita, type: date}\n"
+              "      vital_status: {column: estado, codes: {vivo: alive, fallecido: dead}}\n")
+
+
+def test_check_says_a_record_key_most_records_repeat_is_the_wrong_one(tmp_path):
+    # One key per patient on a record set of three visits each: the night would load 12 and quarantine 24.
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": _visits_csv()})
+    mapping = sources / "nrx.yaml"
+    mapping.write_text(mapping.read_text().replace("tables: {}\n", _FOLLOW_UP), encoding="utf-8")
+    report = check_source("nrx", sources, tmp_path / "landing")
+    repeated = [f for f in report.errors if f.where == "record set SEG (record_key)"]
+    assert not report.usable and len(repeated) == 1, report.findings
+    assert "24 of 36 records repeat" in repeated[0].message and "NRX_SEG_20261101.csv:3" in repeated[0].message
+    assert "NRX-1" not in repeated[0].message  # the keys are patient numbers: only where they are
+    mapping.write_text(mapping.read_text().replace("record_key: '{record_set}'", "record_key: '{record_set}'\n"
+                                                   "record_keys: {SEG: '{record_set}[{visita}]'}"), encoding="utf-8")
+    assert check_source("nrx", sources, tmp_path / "landing").findings == ()
+
+
+def test_check_warns_of_a_few_repeated_record_keys_as_the_night_quarantines_them(tmp_path):
+    visits = _visits_csv() + b"NRX-100;2;02/06/2024;vivo\r\n"  # a visit exported twice
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": visits},
+                      "record_keys: {SEG: '{record_set}[{visita}]'}\n")
+    mapping = sources / "nrx.yaml"
+    mapping.write_text(mapping.read_text().replace("tables: {}\n", _FOLLOW_UP), encoding="utf-8")
+    report = check_source("nrx", sources, tmp_path / "landing")
+    assert report.usable and [f.where for f in report.warnings] == ["record set SEG (record_keys.SEG)"]
+    assert "1 of 37 records repeat" in report.warnings[0].message and ":38" in report.warnings[0].message

@@ -326,7 +326,35 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             if empty_keys:
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
                                         " (patient_key)", f"{empty_keys} records without a patient key"))
+    for name in sorted({target.head for target in _targets(mapping)} & set(record_sets)):
+        findings += _repeated_keys(mapping, name, record_sets[name])
     return _unique(findings)
+
+
+def _repeated_keys(mapping: SourceMapping, record_set: str, frame: pd.DataFrame) -> list[Finding]:
+    """Records whose key (the patient key and the record set's record key) repeats an earlier record's: the
+    nightly run loads the first and quarantines every repeat as a duplicate. Most records repeating one says
+    the record key is the wrong one (a key per patient on a record set of visits). Where, never the keys."""
+    template = mapping.record_key_for(record_set)
+    columns = [mapping.patient_key, *(c for c in template_fields(template) if c != "record_set")]
+    if not len(frame) or any(c not in frame.columns for c in columns):
+        return []  # a missing column is said already
+    text = {c: frame[c].astype(str).str.strip().tolist() for c in columns}
+    names = template_fields(template)
+    keys = pd.Series([f"{patient}|" + fill_template(template, [record_set if n == "record_set" else str(text[n][i])
+                                                               for n in names])
+                      for i, patient in enumerate(text[mapping.patient_key])], index=frame.index)
+    repeated = keys.duplicated()
+    count = int(repeated.sum())
+    if not count:
+        return []
+    key = f"record_keys.{record_set}" if record_set in mapping.record_keys else "record_key"
+    wrong = count > MOSTLY_FAILING * len(frame) and count >= MIN_SHOWN
+    return [Finding("error" if wrong else "warning", f"record set {record_set} ({key})",
+                    f"{count} of {len(frame)} records repeat the key of an earlier record of their patient "
+                    f"('{template}'): the nightly run loads the first and quarantines each repeat as a duplicate; "
+                    f"at {', '.join(_places(frame, repeated))}"
+                    + ("; is this the right record key? (`rtw scaffold` proposes one)" if wrong else ""))]
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:
