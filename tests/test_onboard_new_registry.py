@@ -154,3 +154,15 @@ def test_check_warns_of_a_few_repeated_record_keys_as_the_night_quarantines_them
     report = check_source("nrx", sources, tmp_path / "landing")
     assert report.usable and [f.where for f in report.warnings] == ["record set SEG (record_keys.SEG)"]
     assert "1 of 37 records repeat" in report.warnings[0].message and ":38" in report.warnings[0].message
+
+
+def test_a_record_set_with_no_records_gets_no_record_key_guessed_from_them():
+    from etl.onboard.scaffold import choose_record_keys
+
+    patients = pd.DataFrame({"pat_nr": ["NRX-1", "NRX-2"], "sexo": ["H", "M"]})
+    visits = pd.DataFrame({"pat_nr": pd.Series([], dtype="string"), "visita": pd.Series([], dtype="string")})
+    # No record tells whether a patient has one visit or many: left to the data manager.
+    assert choose_record_keys({"PAC": patients, "SEG": visits}, "pat_nr") == {"PAC": "{record_set}", "SEG": None}
+    numbered = {name: frame.assign(RECORDNO=[str(i) for i in range(len(frame))])
+                for name, frame in {"PAC": patients, "SEG": visits}.items()}
+    assert choose_record_keys(numbered, "pat_nr") == dict.fromkeys(numbered, "{record_set}[{RECORDNO}]")

@@ -245,14 +245,19 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
     for name, frame in frames.items():
         candidates = [c for c in data_columns(frame) if c != patient_key and _RECORD_NO.search(c)]
         unique[name] = {c for c in candidates if patient_key in frame and _unique_with(frame, [patient_key, c])}
-    shared = set.intersection(*unique.values())
+    # A record set without records tells nothing of its keys (every column is unique in it): it takes a key the
+    # others share, if it has that column, and no key of its own.
+    filled = [columns for name, columns in unique.items() if not frames[name].empty]
+    shared = set.intersection(*filled) if filled else set()
     if shared:
         column = min(shared, key=len)
-        return dict.fromkeys(frames, "{record_set}[{" + column + "}]")
+        return {name: "{record_set}[{" + column + "}]" if column in frame else None for name, frame in frames.items()}
     keys: dict[str, str | None] = {}
     for name, frame in frames.items():
         # A sequence column first: one record per patient today may be two in the next export.
-        if unique[name]:
+        if frame.empty:
+            keys[name] = None
+        elif unique[name]:
             keys[name] = "{record_set}[{" + min(unique[name], key=len) + "}]"
         elif patient_key in frame and _unique_with(frame, [patient_key]):
             keys[name] = "{record_set}"
