@@ -166,3 +166,29 @@ def test_a_record_set_with_no_records_gets_no_record_key_guessed_from_them():
     numbered = {name: frame.assign(RECORDNO=[str(i) for i in range(len(frame))])
                 for name, frame in {"PAC": patients, "SEG": visits}.items()}
     assert choose_record_keys(numbered, "pat_nr") == dict.fromkeys(numbered, "{record_set}[{RECORDNO}]")
+
+
+def test_the_value_labels_of_an_identifying_column_are_not_shown_by_rtw_profile(tmp_path):
+    import pyreadstat
+
+    from etl.onboard.pages import profile_tables, write_profile_page
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    # Some registries label their patient numbers with the patients' names.
+    frame = pd.DataFrame({"pat_nr": [float(i % 6 + 1) for i in range(12)], "sexo": [1.0, 2.0] * 6})
+    export = tmp_path / "NRX_20261101.sav"
+    pyreadstat.write_sav(frame, export, variable_value_labels={
+        "pat_nr": {1: "Zoë García Pérez", 2: "Jürgen Müller"}, "sexo": {1: "Hombre", 2: "Mujer"}})
+    profile = profile_file(read_file(export))
+    labels = next(n for n in profile.notices if "value labels" in n)
+    assert "García" not in labels and "Müller" not in labels and "1 'Zo" not in labels
+    assert "pat_nr (2 labels, not shown: identifier-like name)" in labels and "sexo 1 'Hombre', 2 'Mujer'" in labels
+    page = write_profile_page(profile, tmp_path / "page.html").read_text(encoding="utf-8")
+    from rich.console import Console
+
+    console = Console(record=True, width=300)
+    console.print(profile_tables(profile))
+    assert "García" not in page and "García" not in console.export_text()
+    assert "code list: 2 codes, not shown: identifier-like name" in page and "Hombre" in page
+    assert "García" not in draft_mapping(read_sources([export], "nrx")).text

@@ -509,7 +509,33 @@ def profile_file(read: FileRead) -> FileProfile:
     """Profile every record set of a file read by `reading.read_file`."""
     record_sets = tuple(profile_record_set(name, frame, read.details.columns)
                         for name, frame in sorted(read.record_sets.items()))
-    return FileProfile(read.name, read.format, read.sha256, read.details.notes, read.notices, record_sets)
+    hidden = {c.name: c.hidden_reason for rs in record_sets for c in rs.columns if c.is_identifying}
+    notices = tuple(labels_shown(n, read.details.columns, hidden) for n in read.notices)
+    return FileProfile(read.name, read.format, read.sha256, read.details.notes, notices, record_sets)
+
+
+_VALUE_LABELS = "value labels, not applied"  # how a dataset's reader notices its value labels (etl/extract/readstat.py)
+LISTED_LABELS = 6  # value labels listed per column, as the reader lists them
+
+
+def labels_shown(notice: str, columns: Mapping[str, ColumnInfo], hidden: Mapping[str, str | None]) -> str:
+    """A reader's notice of a dataset's value labels, without the labels of a column whose values are hidden
+    (`hidden`: column -> why): a registry may label its patient numbers with the patients' names, and the codes
+    are the numbers. Such a column's labels are counted; the notice is rebuilt from the columns' code lists."""
+    at = notice.find(_VALUE_LABELS)
+    if at < 0 or not any(columns[name].codes for name in hidden if name in columns):
+        return notice
+    items = []
+    for name, info in columns.items():
+        if not info.codes:
+            continue
+        if name in hidden:
+            items.append(f"{name} ({len(info.codes)} labels, not shown: {hidden[name]})")
+            continue
+        listed = ", ".join(f"{code} '{label}'" for code, label in list(info.codes.items())[:LISTED_LABELS])
+        more = len(info.codes) - LISTED_LABELS
+        items.append(f"{name} {listed}" + (f" and {more} more" if more > 0 else ""))
+    return notice[:notice.index("): ", at) + 3] + "; ".join(items)
 
 
 def values_text(column: ColumnProfile, *, limit: int = 6) -> str:
