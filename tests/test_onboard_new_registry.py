@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import lxml.html
 import pandas as pd
 import pytest
 import yaml
@@ -192,3 +193,24 @@ def test_the_value_labels_of_an_identifying_column_are_not_shown_by_rtw_profile(
     assert "García" not in page and "García" not in console.export_text()
     assert "code list: 2 codes, not shown: identifier-like name" in page and "Hombre" in page
     assert "García" not in draft_mapping(read_sources([export], "nrx")).text
+
+
+def test_an_export_with_no_records_is_said_so_not_0_percent_empty(tmp_path):
+    from rich.console import Console
+
+    from etl.onboard.pages import profile_tables, write_profile_page
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    export = tmp_path / "NRX_PAC_20261101.csv"
+    export.write_bytes(_CSV.split(b"\r\n")[0] + b"\r\n")
+    profile = profile_file(read_file(export))
+    console = Console(record=True, width=200)
+    console.print(profile_tables(profile))
+    page = lxml.html.fromstring(write_profile_page(profile, tmp_path / "page.html").read_text(encoding="utf-8"))
+    assert page.xpath('//tr[@data-column="sexo"]/td[@class="num"]')[0].text_content() == "–"
+    rows = [line for line in console.export_text().splitlines() if "│ sexo" in line]
+    assert len(rows) == 1 and "0%" not in rows[0] and "│     – │" in rows[0], rows
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": _visits_csv(0)})
+    unmapped = [f for f in check_source("nrx", sources, tmp_path / "landing").errors if f.where == "record set SEG"]
+    assert len(unmapped) == 1 and unmapped[0].message.startswith("no records in this export, but neither mapped nor")

@@ -284,10 +284,13 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
     mapped = _mapped_record_sets(mapping)
     for name in sorted(set(record_sets) - mapped):
         if not _is_ignored(mapping, name):
+            records = len(record_sets[name])
             findings.append(Finding(
                 "error", f"record set {name}",
-                f"{len(record_sets[name])} records neither mapped nor ignored: map it under `tables:` "
-                f"or list it under `ignore:` (the nightly run would quarantine every record)"))
+                (f"{records} records neither mapped nor ignored" if records else
+                 "no records in this export, but neither mapped nor ignored")
+                + ": map it under `tables:` or list it under `ignore:` (the nightly run would quarantine every "
+                f"record{'' if records else ' it holds later'})"))
     for name in sorted(mapped - set(record_sets)):
         users = [t.key for t in _targets(mapping) if name in t.record_sets]
         findings.append(Finding(

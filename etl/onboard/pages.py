@@ -19,11 +19,17 @@ from rich.text import Text
 
 from etl import fsio
 from etl.onboard.check import CheckReport
-from etl.onboard.profile import MIN_SHOWN, FileProfile, icdo3_text, values_text
+from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, icdo3_text, values_text
 from etl.terminal import plain, printable
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
+
+
+def empty_share(column: ColumnProfile) -> str:
+    """The share of a column's records left empty; '–' in a record set without records (no share at all: 0 %
+    beside the type `empty` read as a contradiction)."""
+    return f"{column.null_rate:.0%}" if column.rows else "–"
 
 def profile_tables(profile: FileProfile) -> RenderableType:
     """The profile as terminal tables: a header, then one table per record set."""
@@ -48,7 +54,7 @@ def profile_tables(profile: FileProfile) -> RenderableType:
         table.add_column("frequent values", overflow="fold")
         for c in rs.columns:
             cells = [c.name, *([c.label or ""] if labelled else []), c.kind, c.detail,
-                     *([icdo3_text(c)] if icdo3 else []), f"{c.null_rate:.0%}", str(c.distinct), values_text(c)]
+                     *([icdo3_text(c)] if icdo3 else []), empty_share(c), str(c.distinct), values_text(c)]
             table.add_row(*(plain(cell) for cell in cells))
         parts.append(table)
     return Group(*parts)
