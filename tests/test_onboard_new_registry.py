@@ -214,3 +214,51 @@ def test_an_export_with_no_records_is_said_so_not_0_percent_empty(tmp_path):
     sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": _CSV, "NRX_SEG_20261101.csv": _visits_csv(0)})
     unmapped = [f for f in check_source("nrx", sources, tmp_path / "landing").errors if f.where == "record set SEG"]
     assert len(unmapped) == 1 and unmapped[0].message.startswith("no records in this export, but neither mapped nor")
+
+
+def test_a_first_row_that_is_a_record_is_shown_by_position_not_as_column_names(tmp_path):
+    from rich.console import Console
+
+    from etl.onboard.pages import profile_tables, write_profile_page
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    # An export without its header row: the first patient's number, name and birth date would be column names.
+    rows = "".join(f"NRX{100000 + i};Zoë{i};{(i % 27) + 1:02d}/0{(i % 9) + 1}/2010;{'HM'[i % 2]};{i % 9},5\r\n"
+                   for i in range(12))
+    export = tmp_path / "NRX_20261101.csv"
+    export.write_bytes(rows.encode("utf-8"))
+    read = read_file(export)
+    first = ("NRX100000", "Zoë0", "01/01/2010")
+    profile = profile_file(read)
+    console = Console(record=True, width=250)
+    console.print(profile_tables(profile))
+    page = write_profile_page(profile, tmp_path / "page.html").read_text(encoding="utf-8")
+    draft = draft_mapping(read_sources([export], "nrx")).text
+    for shown in (console.export_text(), page, draft):
+        assert not [value for value in first if value in shown]
+    assert [c.name for c in profile.record_sets[0].columns] == [f"column {i}" for i in range(1, 6)]
+    assert any("first row reads as a record" in n for n in profile.notices)
+
+
+def test_column_names_of_a_real_header_stay_as_written(tmp_path):
+    from etl.onboard.reading import read_file
+
+    years = tmp_path / "NRX_20261101.csv"
+    years.write_bytes(("centro;2019;2020;sexo\r\n" + "".join(f"ES0{i % 3};{i};{i + 1};H\r\n" for i in range(12)))
+                      .encode("utf-8"))
+    assert list(read_file(years).record_sets["NRX_20261101"].columns[:4]) == ["centro", "2019", "2020", "sexo"]
+    export = tmp_path / "NRX_PAC_20261101.csv"
+    export.write_bytes(_CSV)
+    assert "pat_nr" in read_file(export).record_sets["NRX_PAC_20261101"].columns
+
+
+def test_check_lists_no_column_names_of_an_export_without_its_header_row(tmp_path):
+    rows = "".join(f"NRX{100000 + i};Zoë{i};{'HM'[i % 2]};{(i % 27) + 1:02d}/0{(i % 9) + 1}/2010\r\n"
+                   for i in range(12))
+    sources = _mapped(tmp_path, {"NRX_PAC_20261101.csv": rows.encode("utf-8")})
+    report = check_source("nrx", sources, tmp_path / "landing")
+    assert not report.usable and report.errors
+    assert all("Zoë0" not in f.message and "01/01/2010" not in f.message and "NRX100000" not in f.message
+               for f in report.findings), report.findings
+    assert "first row reads as a record" in report.errors[0].message

@@ -32,7 +32,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import LandingFile, SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
-from etl.onboard.reading import describe_file
+from etl.onboard.reading import describe_file, header_is_a_record
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
     FieldSpec,
@@ -308,10 +308,14 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
         group = {name: record_sets[name] for name in target.record_sets if name in record_sets}
         present = {str(c) for frame in group.values() for c in frame.columns}
         missing = {c: why for c, why in _needed_columns(mapping, target).items() if c not in present}
+        headless = bool(missing) and any(header_is_a_record(frame) for frame in group.values())
         for column, why in sorted(missing.items()):
             where = f"record set {'+'.join(target.record_sets)}, column {column} ({why})"
             if sparse_columns and (column in declared_columns or not declared_columns):
                 findings.append(Finding("warning", where, "no value in the data (never filled in?)"))
+            elif headless:  # the names are a patient's values: never listed
+                findings.append(Finding("error", where, "not in the data, whose first row reads as a record, not "
+                                        "column names (an export without its header row?): they are not shown"))
             else:
                 declared = " and no ItemDef declares it" if sparse_columns else ""
                 findings.append(Finding("error", where, f"not in the data{declared}; columns present: "

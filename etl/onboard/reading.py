@@ -90,12 +90,42 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
         numbers = PatientNumbers.of(_patient_keys(tables.values()), any_long_number=True)
         record_sets = {name: record_frame(t) for name, t in shown_record_sets(tables, numbers).items()}
         # Frames are in memory now; the staged copy (clear identifiers) goes with the folder.
+    headless = {name: frame for name, frame in record_sets.items() if header_is_a_record(frame)}
+    record_sets.update({name: columns_by_position(frame) for name, frame in headless.items()})
     quoted = QuotedNames([path.name, *result.quoted, *tables])
     places = sheets_placed(result.quoted, numbers, sheets_among(reader_options))  # once: a notice per sheet
     notices = tuple(quoted.shown(placed(n, places), numbers) for n in result.notices)
+    notices += tuple(f"{name}: its first row reads as a record, not column names (dates, numbers, values of their "
+                     "own column): they are not shown, its columns are named by position (column 1, ...); a header "
+                     "lower down is read with --option header_row=N (workbooks), a file without one needs one"
+                     for name in headless)
     return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
                     shown_file_name(path.name, numbers))
+
+
+# A column name that is a value: a date (12/03/2010, 2010-03-12), a number with a decimal mark (4,7), ICD-O-3's
+# 8720/3, or a name holding six digits or more (a patient number: NRX100000; a short key's shape, fu_1, is a name's).
+_VALUE_NAME = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|[+-]?\d+[.,]\d+|\d{4}/\d|.*\d{6,}.*")
+HEADER_VALUES = 2  # column names read as values for a header row to be a record
+
+
+def header_is_a_record(frame: pd.DataFrame) -> bool:
+    """Whether a record set's column names are a record's values (an export without its header row, or a header
+    row given too low): a date, a number with a decimal mark, a long number, or a value its own column holds
+    again (a code: H, ES01), two at least and a third of the columns. Years (2019, 2020) are names a table may
+    have; so is a code-like name its column never holds."""
+    names = data_columns(frame)
+    values = sum(1 for name in names if _VALUE_NAME.fullmatch(name)
+                 or bool((frame[name].astype("string").str.strip() == name).any()))
+    return values >= HEADER_VALUES and values * 3 >= len(names)
+
+
+def columns_by_position(frame: pd.DataFrame) -> pd.DataFrame:
+    """A record set whose column names are a record's values, its columns named by position instead (column 1,
+    ...): the values are a patient's (number, name, birth date), never shown as names."""
+    names = iter(range(1, len(frame.columns) + 1))
+    return frame.rename(columns={c: c if c in BOOKKEEPING_COLUMNS else f"column {next(names)}" for c in frame.columns})
 
 
 def _patient_keys(tables: Iterable[Any]) -> set[str]:
