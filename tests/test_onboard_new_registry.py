@@ -262,3 +262,18 @@ def test_check_lists_no_column_names_of_an_export_without_its_header_row(tmp_pat
     assert all("Zoë0" not in f.message and "01/01/2010" not in f.message and "NRX100000" not in f.message
                for f in report.findings), report.findings
     assert "first row reads as a record" in report.errors[0].message
+
+
+@pytest.mark.parametrize("label", ["Número de paciente", "Numéro de patient", "N° dossier", "Patientennummer",
+                                   "Patienten-ID", "Codice paziente", "Patiëntnummer", "Identificador del paciente"])
+def test_a_patient_number_labelled_in_a_registry_s_language_shows_no_value(label):
+    # A small registry: four patients with six records each, under a variable named v1.
+    values = pd.Series([f"{100 + p}" for p in range(4) for _ in range(6)])
+    column = profile_column("v1", values, ColumnInfo(label=label))
+    assert column.top_values == () and column.hidden_reason == "identifier-like name"
+
+
+@pytest.mark.parametrize("label", ["Sexo del paciente", "Sexe du patient", "Geschlecht des Patienten",
+                                   "Stato del paziente", "Code du centre"])
+def test_a_label_about_the_patient_that_names_no_number_keeps_its_codes(label):
+    assert profile_column("v2", pd.Series(["1"] * 6 + ["2"] * 6), ColumnInfo(label=label)).top_values

@@ -46,8 +46,14 @@ _IDENTIFYING = re.compile(
     r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|nacim|nascim|geboort|"
     r"address|email|phone|tel\b",
     re.IGNORECASE)
-# Labels are sentences ("Subject Death Flag"), so only phrases that name an identifier count.
+# Labels are sentences ("Subject Death Flag", "Sexo del paciente"), so only phrases that name an identifier count: a
+# patient's number in our sources' languages ("Número de paciente", "N° dossier", "Codice paziente", Patientennummer).
+_NUMBER_WORD = (r"(?:n[úu]mero|num[ée]ro|n[º°o.]|nr\.?|nummer|id|identificador|identifiant|identificativo|"
+                r"c[óo]digo|codice|code)")
+_PERSON_WORD = r"(?:paciente|patient|paziente|pati[eë]nt|sujet|sujeto|soggetto|dossier)"
 _IDENTIFYING_LABEL = re.compile(
+    rf"(?<![\w]){_NUMBER_WORD}\s*(?:(?:de la|de|del|du|di|dei|van|van de)\s+)?{_PERSON_WORD}\b|"
+    rf"\b{_PERSON_WORD}(?:en)?[\s-]*(?:nummer|nr|id|kennung)\b|"
     r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
     r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|nacimiento|nascimento|"
     r"geboorte|eupid|unified patient",
