@@ -56,14 +56,13 @@ _settling = 0  # the settled() blocks this process is in: only the outermost fre
 def settled() -> Iterator[None]:
     """Within it, the objects alive on entry (the libraries' millions: GX, pandas, Splink) are left out
     of each collection (`gc.freeze`): `release` then scans only what the work made since. They are
-    still freed when their last reference goes; only a cycle among them waits until the exit.
+    still freed when their last reference goes; only a cycle among them waits until the outermost exit.
 
-    Within another, it changes nothing: freezing again would keep the outer work's garbage cycles (a
-    prepared source's frames when publish begins) until the outer exit, and unfreezing would end the
+    Within another, it freezes what is alive now as well (GX, imported meanwhile, is left out of its
+    batches' collections) and leaves the unfreezing to the outermost block: unfreezing would end the
     outer's freeze early."""
     global _settling
-    if _settling == 0:
-        gc.freeze()
+    gc.freeze()
     _settling += 1
     try:
         yield

@@ -404,9 +404,10 @@ def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR
 def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
                 sources_dir: Path = SOURCES_DIR) -> RunSummary:
     """Validate and publish the changed sources atomically and return the run summary."""
-    # The objects alive when publish begins are left out of its collections (memory.settled; within `run`'s,
-    # nothing more): in the DAG's publish task, Airflow's, the DAG's and the libraries' (210,000 objects) took
-    # 0.3-0.5 s a collection, two at least a night at 20,000 persons.
+    # The objects alive when publish begins are left out of its collections (memory.settled): in the DAG's
+    # publish task, Airflow's, the DAG's and the libraries' (210,000 objects) took 0.3-0.5 s a collection, two
+    # at least a night at 20,000 persons. `run`, settled already, calls _publish_run: freezing there would keep
+    # the prepared sources' garbage cycles until the run ends.
     with memory.settled():
         return _publish_run(home, planned, outcomes, trigger=trigger, sources_dir=sources_dir)
 
@@ -688,6 +689,6 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             reads.close()
             say("publishing the warehouse")
             night.reached("publish")
-            summary = publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+            summary = _publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
             night.published()
             return summary
