@@ -43,6 +43,11 @@ Gotchas of the format, all seen in real exports:
 - REDCap: a checkbox field is one item per code (`race___1`), repeating instruments are
   FormRepeatKey, repeating events StudyEventRepeatKey; `redcap:*` attributes are ignored.
 - Only ItemData under ClinicalData are rows; those under ReferenceData are skipped (a notice).
+- An item nobody filled in has no ItemData, so an ItemOID absent from the data may still be right;
+  one that no ItemDef of the file's MetaDataVersion declares is a misspelt mapping (or an export of
+  another study version). Staging keeps the declared ItemOIDs in the staged file's metadata
+  (`declared_item_oids`); an export without ItemDefs (ClinicalData only) cannot tell the two, and a
+  notice says so.
 - `line` is where the ItemData's start tag ends (libxml2's convention), counted by this reader:
   libxml2's own `sourceline` is wrong past line 65,535.
 - Safety: nothing is expanded, fetched or loaded (no DTD, no network). A DOCTYPE declaring entities
@@ -53,9 +58,11 @@ Gotchas of the format, all seen in real exports:
 
 from __future__ import annotations
 
+import difflib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -102,8 +109,8 @@ if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
 
 __all__ = ["ADAPTER", "ODM_KEY_COLUMNS", "ODM_ROW_COLUMNS", "STAGING_SCHEMA", "ItemDef", "OdmFormatError", "OdmItem",
-           "OdmMetadata", "StageResult", "SubDocument", "iter_odm_items", "odm_record_sets", "odm_record_tables",
-           "read_odm_metadata", "stage_odm"]
+           "OdmMetadata", "StageResult", "SubDocument", "declared_item_oids", "iter_odm_items", "odm_record_sets",
+           "odm_record_tables", "read_odm_metadata", "stage_odm", "undeclared_item"]
 
 
 class OdmItem(NamedTuple):
@@ -220,6 +227,13 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
         raise ValueError(f"lineage column(s) {clashes} clash with the ODM row columns")
     schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
 
+    # The ItemDefs come before the first ClinicalData: read up to it, a few ms whatever the file's size.
+    try:
+        item_oids = sorted(read_odm_metadata(path).item_defs)
+    except OdmFormatError:
+        item_oids = []  # the item reader below refuses the file, in its own words
+    if item_oids:
+        schema = schema.with_metadata({_ITEM_OIDS_KEY: json.dumps(item_oids)})
     with written_atomically(out_path) as temp:
         staged = stage_in_parts(path, temp, schema, lineage, batch_rows)
         if staged is None:  # not a plain export: one pass
@@ -228,7 +242,32 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
                 rows = write_batches(writer, read_item_batches(path, notices=notices, batch_rows=batch_rows),
                                      schema, lineage)
             staged = StageResult(rows=rows, notices=tuple(notices))
+    if not item_oids and staged.rows:
+        staged = replace(staged, notices=(*staged.notices, _NO_ITEM_DEFS.format(name=path.name)))
     return staged
+
+
+_ITEM_OIDS_KEY = b"odm:item_oids"  # the staged file's metadata: the ItemDef OIDs of the export, as JSON
+_NO_ITEM_DEFS = ("{name}: no ItemDef in a MetaDataVersion (ClinicalData only): a mapped ItemOID absent from the "
+                 "data cannot be told from an item nobody filled in, so a misspelt one would load empty")
+
+
+def declared_item_oids(staged: Path) -> frozenset[str] | None:
+    """The ItemOIDs the ItemDefs of a staged export declare; None when it has none (ClinicalData only)."""
+    said = (pq.read_schema(staged).metadata or {}).get(_ITEM_OIDS_KEY)
+    return frozenset(json.loads(said)) if said is not None else None
+
+
+def undeclared_item(item_oid: str, declared: Collection[str]) -> str | None:
+    """Why a mapped ItemOID that no record carries is a mapping error: no ItemDef of the export declares it,
+    with the nearest declared ItemOIDs as a hint. None when it is declared (an item nobody filled in) or when
+    the export declares nothing (it cannot be told: today's reading, empty)."""
+    if not declared or item_oid in declared:
+        return None
+    nearest = difflib.get_close_matches(item_oid, sorted(declared), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(nearest)}?)" if nearest else ""
+    return (f"ItemOID {item_oid} is not declared by any ItemDef of the export{hint}: a misspelt ItemOID, or an "
+            "export of another study version")
 
 
 def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) -> OdmMetadata:

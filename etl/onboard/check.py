@@ -311,14 +311,16 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
         headless = bool(missing) and any(header_is_a_record(frame) for frame in group.values())
         for column, why in sorted(missing.items()):
             where = f"record set {'+'.join(target.record_sets)}, column {column} ({why})"
-            if sparse_columns and (column in declared_columns or not declared_columns):
+            undeclared = _undeclared_item(column, declared_columns) if sparse_columns else None
+            if sparse_columns and undeclared is None:
                 findings.append(Finding("warning", where, "no value in the data (never filled in?)"))
+            elif undeclared is not None:  # as the nightly run refuses it
+                findings.append(Finding("error", where, undeclared))
             elif headless:  # the names are a patient's values: never listed
                 findings.append(Finding("error", where, "not in the data, whose first row reads as a record, not "
                                         "column names (an export without its header row?): they are not shown"))
             else:
-                declared = " and no ItemDef declares it" if sparse_columns else ""
-                findings.append(Finding("error", where, f"not in the data{declared}; columns present: "
+                findings.append(Finding("error", where, f"not in the data; columns present: "
                                         f"{_some(c for c in sorted(present) if not c.startswith('source_file'))}"))
         if target.where:
             keep = pd.Series(True, index=head.index)
@@ -362,6 +364,13 @@ def _repeated_keys(mapping: SourceMapping, record_set: str, frame: pd.DataFrame)
                     f"('{template}'): the nightly run loads the first and quarantines each repeat as a duplicate; "
                     f"at {', '.join(_places(frame, repeated))}"
                     + ("; is this the right record key? (`rtw scaffold` proposes one)" if wrong else ""))]
+
+
+def _undeclared_item(column: str, declared: frozenset[str]) -> str | None:
+    """The nightly run's own verdict on a mapped ItemOID no record carries (imported when asked: ODM's reader)."""
+    from etl.extract.odm import undeclared_item
+
+    return undeclared_item(column, declared)
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:

@@ -1,0 +1,103 @@
+"""A mapped ItemOID that no ItemDef of the export declares: told apart from an item nobody filled in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
+
+from etl import pipeline
+from etl.extract.odm import declared_item_oids, read_odm_header, stage_odm, undeclared_item
+from etl.onboard.check import check_record_sets
+from etl.transform.mapping import SourceMapping
+
+NS = "http://www.cdisc.org/ns/odm/v1.3"
+CLINICAL_DATA = ('<ClinicalData StudyOID="S1" MetaDataVersionOID="v1"><SubjectData SubjectKey="P1">'
+                 '<StudyEventData StudyEventOID="SE.BASE"><FormData FormOID="F.DM">'
+                 '<ItemGroupData ItemGroupOID="IG.DM"><ItemData ItemOID="DM.SEX" Value="1"/></ItemGroupData>'
+                 '</FormData></StudyEventData></SubjectData></ClinicalData>')
+METADATA = ('<Study OID="S1"><MetaDataVersion OID="v1" Name="v1">'
+            '<ItemDef OID="DM.SEX" Name="Sex" DataType="text"/><ItemDef OID="DM.BRTHDTC" Name="Birth" DataType="date"/>'
+            '</MetaDataVersion></Study>')
+
+
+def _export(tmp_path: Path, *, metadata: bool) -> Path:
+    path = tmp_path / "S1.xml"
+    path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{NS}" FileOID="F0" FileType="Snapshot">\n'
+                    f'{METADATA if metadata else ""}\n{CLINICAL_DATA}\n</ODM>\n')
+    return path
+
+
+def test_staging_keeps_the_declared_item_oids(tmp_path):
+    result = stage_odm(_export(tmp_path, metadata=True), tmp_path / "s.parquet")
+    assert declared_item_oids(tmp_path / "s.parquet") == {"DM.SEX", "DM.BRTHDTC"}
+    assert not any("ItemDef" in notice for notice in result.notices)
+
+
+def test_an_export_without_item_defs_is_noticed_and_read_as_before(tmp_path):
+    result = stage_odm(_export(tmp_path, metadata=False), tmp_path / "s.parquet")
+    assert declared_item_oids(tmp_path / "s.parquet") is None and result.rows == 1
+    assert [n for n in result.notices if "no ItemDef" in n] == [
+        "S1.xml: no ItemDef in a MetaDataVersion (ClinicalData only): a mapped ItemOID absent from the data "
+        "cannot be told from an item nobody filled in, so a misspelt one would load empty"]
+
+
+def test_an_undeclared_item_oid_is_named_with_the_nearest_declared():
+    declared = {"DM.SEX", "DM.BRTHDTC", "DM.COUNTRY"}
+    assert undeclared_item("DM.SEXE", declared) == (
+        "ItemOID DM.SEXE is not declared by any ItemDef of the export (did you mean DM.SEX?): a misspelt "
+        "ItemOID, or an export of another study version")
+    assert undeclared_item("DM.BRTHDTC", declared) is None  # declared, nobody filled it in
+    assert undeclared_item("DM.SEXE", set()) is None  # nothing declared: cannot be told
+
+
+def _mapping(column: str) -> SourceMapping:
+    return SourceMapping.model_validate({
+        "source_id": "s1", "title": "S1", "format": "odm", "files": "S1*.xml", "patient_key": "_subject_key",
+        "record_key": "{_subject_key}", "tables": {},
+        "patient": {"from": "IG.DM", "fields": {"sex": {"column": column}}}})
+
+
+def test_rtw_check_says_what_the_night_says():
+    frame = pd.DataFrame({"_subject_key": ["P1"], "DM.SEX": ["1"], "source_file": ["S1.xml"], "_line": [3]})
+    findings = check_record_sets(_mapping("DM.SEXE"), {"IG.DM": frame}, sparse_columns=True,
+                                 declared_columns=frozenset({"DM.SEX", "DM.BRTHDTC"}))
+    assert [(f.severity, f.where, f.message) for f in findings] == [
+        ("error", "record set IG.DM, column DM.SEXE (patient.fields.sex)", undeclared_item("DM.SEXE", {"DM.SEX"}))]
+    # Declared but never filled in, or nothing declared: a warning, as before.
+    for column, declared in (("DM.BRTHDTC", {"DM.SEX", "DM.BRTHDTC"}), ("DM.SEXE", set())):
+        findings = check_record_sets(_mapping(column), {"IG.DM": frame}, sparse_columns=True,
+                                     declared_columns=frozenset(declared))
+        assert [f.severity for f in findings] == ["warning"]
+
+
+def test_a_nightly_export_without_item_defs_is_noticed_in_the_run_record(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)
+    snapshot = next((home.landing / "sacha_fr").glob("*.xml"))
+    increment = home.landing / "sacha_fr" / "SACHA_ODM_29991231.xml"
+    increment.write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{NS}" FileOID="INC1" FileType="Transactional" '
+        f'PriorFileOID="{read_odm_header(snapshot).file_oid}" CreationDateTime="2999-12-31T01:00:00">\n'
+        '<ClinicalData StudyOID="SACHA" MetaDataVersionOID="MDV.SACHA.4"><SubjectData SubjectKey="NEW-001" '
+        'TransactionType="Insert"><SiteRef LocationOID="FR-PAR01"/><StudyEventData StudyEventOID="SE.INCLUSION">'
+        '<FormData FormOID="F.DEMOG"><ItemGroupData ItemGroupOID="IG.DEMOG"><ItemData ItemOID="DM.SEX" Value="1"/>'
+        '<ItemData ItemOID="DM.INCLDTC" Value="2026-11-20"/></ItemGroupData></FormData></StudyEventData>'
+        '</SubjectData></ClinicalData>\n</ODM>\n')
+    os.utime(increment)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
+    assert summary.sources_failed == []
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        notices = [n for (n,) in con.execute(
+            "SELECT notice FROM meta.source_notice WHERE source_id = 'sacha_fr' AND run_id = ?",
+            [summary.run_id]).fetchall()]
+    finally:
+        con.close()
+    # (the file's name is shown as the run shows it: its digits may be a patient number)
+    assert [n.split(": ", 1)[1] for n in notices if "no ItemDef" in n] == [
+        "no ItemDef in a MetaDataVersion (ClinicalData only): a mapped ItemOID absent from the data cannot be told "
+        "from an item nobody filled in, so a misspelt one would load empty"]
