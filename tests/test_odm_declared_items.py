@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pytest
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 
 from etl import pipeline
+from etl.config import SOURCES_DIR
 from etl.extract.odm import declared_item_oids, read_odm_header, stage_odm, undeclared_item
-from etl.onboard.check import check_record_sets
+from etl.onboard.check import check_record_sets, check_source
+from etl.transform.harmonise import HarmoniseError, refuse_undeclared_items
 from etl.transform.mapping import SourceMapping
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -101,3 +106,35 @@ def test_a_nightly_export_without_item_defs_is_noticed_in_the_run_record(small_r
     assert [n.split(": ", 1)[1] for n in notices if "no ItemDef" in n] == [
         "no ItemDef in a MetaDataVersion (ClinicalData only): a mapped ItemOID absent from the data cannot be told "
         "from an item nobody filled in, so a misspelt one would load empty"]
+
+
+def test_a_misspelt_item_oid_fails_the_source_at_night_as_rtw_check_says(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    mapping = sources / "sacha_fr.yaml"
+    mapping.write_text(mapping.read_text().replace("column: DM.SEX,", "column: DM.SEXE,"))
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY, sources_dir=sources)
+    assert summary.sources_failed == ["sacha_fr"]
+    said = undeclared_item("DM.SEXE", {"DM.SEX"})
+    assert said is not None and said in summary.message
+    assert f"(record set IG.DEMOG): patient.fields.sex in sources/sacha_fr.yaml: {said}" in summary.message
+    report = check_source("sacha_fr", sources, home.landing, home.staging)
+    assert [(f.severity, f.where, f.message) for f in report.errors] == [
+        ("error", "record set IG.DEMOG, column DM.SEXE (patient.fields.sex)", said)]
+
+
+def test_an_item_declared_but_never_filled_in_or_a_record_set_not_yet_sent_loads_empty():
+    mapping = SourceMapping.model_validate({
+        "source_id": "s1", "title": "S1", "format": "odm", "files": "S1*.xml", "patient_key": "_subject_key",
+        "record_key": "{_subject_key}", "patient": {"from": "IG.DM", "fields": {"sex": {"column": "DM.SEX"}}},
+        "tables": {"adverse_event": {"from": "IG.AE", "fields": {
+            "term": {"column": "AE.TERM"}, "line": {"column": "_study_event_repeat_key"}}}}})
+    demography = pa.table({"_subject_key": ["P1"], "DM.SEX": ["1"]})
+    refuse_undeclared_items(mapping, {"IG.DM": demography}, frozenset({"DM.SEX"}), ["S1.xml"])  # no AE yet
+    with pytest.raises(HarmoniseError, match=r"^S1\.xml \(record set IG\.AE\): tables\.adverse_event\.fields\.term "
+                                             r"in sources/s1\.yaml: ItemOID AE\.TERM is not declared"):
+        refuse_undeclared_items(mapping, {"IG.DM": demography, "IG.AE": pa.table({
+            "_subject_key": ["P1"], "_study_event_repeat_key": ["1"]})}, frozenset({"DM.SEX"}), ["S1.xml"])
+    refuse_undeclared_items(mapping, {"IG.DM": demography, "IG.AE": pa.table({
+        "_subject_key": ["P1"], "_study_event_repeat_key": ["1"]})}, frozenset({"DM.SEX", "AE.TERM"}), ["S1.xml"])

@@ -182,6 +182,11 @@ class SourceAdapter(ABC):
         """How the file relates to the others of its series; most formats only send snapshots."""
         return FileHeader()
 
+    def declared_columns(self, staged: Path) -> frozenset[str] | None:
+        """The columns a staged file's own metadata declares, those it holds no value of included (ODM's
+        ItemDefs), for a format whose columns are sparse; None when the file declares none."""
+        return None
+
     def combine(self, staged: Sequence[tuple[Path, str, str, str]]) -> RecordSets:
         """The record sets of a source's current files ((staged, record set, file name, sha256), in
         chain order), same-named ones concatenated, compact (`compact_record_table`). Formats with

@@ -669,6 +669,9 @@ class OdmAdapter(SourceAdapter):
         notes = (f"{len(metadata.item_defs)} ItemDefs, {len(metadata.code_lists)} CodeLists in the MetaDataVersion",)
         return FormatDetails(notes=notes, columns=columns)
 
+    def declared_columns(self, staged: Path) -> frozenset[str] | None:
+        return declared_item_oids(staged)
+
     def file_header(self, path: Path) -> FileHeader:
         header = read_odm_header(path)
         return FileHeader(increment=(header.file_type or "").lower() == "transactional", file_oid=header.file_oid,

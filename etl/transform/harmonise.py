@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
@@ -56,6 +56,9 @@ from etl.transform.values import (
     parse_decimal,
     parse_integer,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PRIVATE_FIELDS = {"birth_date", "eupid"}
 # Y/N, yes/no, 1/0, and a spreadsheet's TRUE/FALSE in its language's words, as a CSV saved from it writes them
@@ -375,9 +378,7 @@ class _Engine:
     def records(self, record_set: str, frame: pd.DataFrame) -> list[_Record]:
         mapping = self.mapping
         record_key = mapping.record_key_for(record_set)
-        needed = {mapping.patient_key} | set(template_fields(record_key)) - {"record_set"}
-        for spec in self._specs_for(record_set):
-            needed |= spec.columns()
+        needed = set(mapped_columns(mapping, record_set))
         missing = sorted(needed - set(frame.columns))
         if missing and not adapter_for(mapping.format).sparse_columns:
             files = ", ".join(sorted(set(frame["source_file"])))
@@ -402,12 +403,6 @@ class _Engine:
                 record.published_key = published_key(self.key, mapping.source_id, patient_key, local)
             result.append(record)
         return result
-
-    def _specs_for(self, record_set: str) -> list[FieldSpec]:
-        specs = [s for t in self.mapping.tables.values() if t.head == record_set for s in t.every_field().values()]
-        if self.mapping.patient.head == record_set:
-            specs += list(self.mapping.patient.fields.values())
-        return specs
 
     def mark_duplicates(self, records: list[_Record]) -> None:
         """A repeated record key: the first copy is loaded; the n-th repeat is rejected as `<key>#<n>`."""
@@ -602,6 +597,41 @@ def code_list_problems(mapping: SourceMapping) -> list[str]:
                 except ValueRejected as exc:
                     problems.append(f"{where}.fields.{name}.codes: {exc}")
     return problems
+
+
+def mapped_columns(mapping: SourceMapping, record_set: str) -> dict[str, str]:
+    """The columns the records of a head record set are read from (those of the sections joined to it
+    included), each with the first key of the mapping naming it: `patient_key`, `record_key`,
+    `patient.fields.sex`, `tables.diagnosis.fields.icdo3_morphology`."""
+    named = {mapping.patient_key: "patient_key"}
+    named |= {c: "record_key" for c in template_fields(mapping.record_key_for(record_set))
+              if c not in named and c != "record_set"}
+    fields = [(f"tables.{table}.fields.{name}", spec) for table, t in mapping.tables.items() if t.head == record_set
+              for name, spec in t.every_field().items()]
+    if mapping.patient.head == record_set:
+        fields += [(f"patient.fields.{name}", spec) for name, spec in mapping.patient.fields.items()]
+    for key, spec in fields:
+        for column in sorted(spec.columns()):
+            named.setdefault(column, key)
+    return named
+
+
+def refuse_undeclared_items(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], declared: frozenset[str],
+                            files: Sequence[str]) -> None:
+    """Fail the source when a column it maps is in none of its records and no ItemDef of its exports declares it
+    (etl/extract/odm.py `undeclared_item`, which `rtw check` says too): a misspelt ItemOID would load empty.
+    files: the source's current files, as shown."""
+    from etl.extract.odm import undeclared_item
+
+    for group in mapping.record_groups():
+        if not any(name in record_sets for name in group):
+            continue  # no record yet (no adverse event reported): nothing to judge its keys by
+        present = {c for name in group if name in record_sets for c in record_sets[name].column_names}
+        for column, key in mapped_columns(mapping, group[0]).items():
+            problem = undeclared_item(column, declared) if column not in present else None
+            if problem is not None:
+                raise HarmoniseError(f"{', '.join(files)} (record set {'+'.join(group)}): {key} in "
+                                     f"sources/{mapping.source_id}.yaml: {problem}")
 
 
 def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame],

@@ -31,6 +31,13 @@ def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, 
     delivered, which may hold a patient number and so never leaves extract (etl/extract/file_names.py)."""
     adapter = adapter_for(mapping.format)
     current = adapter.combine(staged_files)
+    # A column no record holds may be one nobody filled in (ODM): the mapping is wrong only if no file declares it.
+    declared = [d for d in (adapter.declared_columns(staged) for staged, *_ in staged_files) if d is not None]
+    if adapter.sparse_columns and declared:
+        from etl.transform.harmonise import refuse_undeclared_items  # harmonise imports this module, through file_names
+
+        refuse_undeclared_items(mapping, current.frames, frozenset().union(*declared),
+                                [name for _, _, name, _ in staged_files])
     memory.release_arrow()  # what staging and reading freed, before harmonise needs the room
     return current
 
