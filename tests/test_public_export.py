@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
 
-from etl.load.marts import PUBLIC_TABLES, export_public
+from etl.load.marts import _PUBLIC_ROWS, PUBLIC_TABLES, export_public
 from etl.load.suppression import (
     Constraint,
     GroupTotals,
@@ -26,6 +26,7 @@ from etl.load.suppression import (
     suppress,
     suppress_tables,
 )
+from etl.load.survival import kaplan_meier
 
 MIN_CELL = 5
 
@@ -149,7 +150,8 @@ def test_the_patients_who_left_between_two_landmarks_are_not_a_small_count():
     table = next(t for t in PUBLIC_TABLES if t.name == "survival_landmark")
     frame = pd.DataFrame({"origin": "enrolment", "endpoint": "EFS", "grouping": "iccc3_group", "group_value": "XII",
                           "years": [1, 2, 3, 5], "n_patients": 30, "n_at_risk": [20, 18, 15, 12],
-                          "n_events": [10, 12, 15, 18], "survival": [0.8, 0.75, 0.7, 0.6], "ci_lower": 0.5,
+                          "n_events": [10, 12, 15, 18], "n_censored": 0, "n_events_at_landmark": 0,
+                          "survival": [0.8, 0.75, 0.7, 0.6], "ci_lower": 0.5,
                           "ci_upper": 0.9})
     published = suppress(frame, table, MIN_CELL)
     assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping", "group_value"))
@@ -168,11 +170,13 @@ ESTIMATE = ["survival", "ci_lower", "ci_upper"]
 
 def _landmarks(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     """survival_landmark rows (origin, endpoint, grouping, group_value, years, n_patients, n_at_risk, n_events),
-    with the estimate and its interval as no censoring would make them."""
+    the others censored before the landmark, none with an event on its day, with the estimate and its interval
+    as no censoring would make them."""
     frame = pd.DataFrame(rows, columns=["origin", "endpoint", "grouping", "group_value", "years", "n_patients",
                                         "n_at_risk", "n_events"])
     survival = 1 - frame.n_events / frame.n_patients
-    return frame.assign(survival=survival, ci_lower=survival * 0.8, ci_upper=survival ** 0.5)
+    return frame.assign(n_censored=frame.n_patients - frame.n_at_risk - frame.n_events, n_events_at_landmark=0,
+                        survival=survival, ci_lower=survival * 0.8, ci_upper=survival ** 0.5)
 
 
 def test_an_estimate_that_tells_a_few_events_or_censored_is_withheld_with_its_interval():
@@ -186,7 +190,7 @@ def test_an_estimate_that_tells_a_few_events_or_censored_is_withheld_with_its_in
     assert published[ESTIMATE].isna().all(axis=1).to_dict() == {"XII": True, "XI": True, "I": True, "X": False}
     assert published[["n_patients", "n_at_risk"]].notna().all().all()  # the counts stay: only the estimate told
     assert published.loc["XII", "suppressed_cells"] == "ci_lower;ci_upper;survival"
-    assert "n_events" not in published  # never written
+    assert not set(SURVIVAL.implied) & set(published.columns)  # never written
 
 
 def test_an_estimate_withheld_does_not_come_back_from_the_all_row_a_later_landmark_or_the_other_endpoint():
@@ -204,7 +208,7 @@ def test_an_estimate_withheld_does_not_come_back_from_the_all_row_a_later_landma
     for frame in (groups, landmarks, endpoints):
         published = suppress(frame, SURVIVAL, MIN_CELL)
         assert published[["n_patients", "n_at_risk"]].notna().all().all()
-        readable = _as_read(published, frame[["n_events"]])
+        readable = _as_read(published, frame[list(SURVIVAL.implied)])
         assert_nothing_recoverable(readable, SURVIVAL)
         assert not _shrinking_problems(readable, "n_events", "years", within, order=(5, 3, 2, 1))
         assert not _shrinking_problems(readable, "n_events", "endpoint", ("origin", "grouping", "group_value", "years"),
@@ -361,7 +365,7 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
             for dim in table.dimensions:
                 published[dim] = published[dim].astype(str)
         if table.implied:  # what a reader recovers from the estimates shown: the events before each landmark
-            published = _as_read(published, _events_by_landmark(built))
+            published = _as_read(published, _implied_by_landmark(built))
         assert_nothing_recoverable(published, table)
         if table.name == "survival_landmark":  # the patients who left between two landmarks, or alive after an event
             assert not _shrinking_problems(published, "n_at_risk", "years", ("origin", "endpoint", "grouping",
@@ -384,22 +388,28 @@ def test_no_published_cell_is_below_five_nor_recomputable(public, table):
     assert shown[list(table.counts)].isna().any().any() and shown[list(table.counts)].notna().any().any()
 
 
-def _events_by_landmark(built: MartsWarehouse) -> pd.DataFrame:
-    """n_events of each marts.survival_landmark row, in its order: the Kaplan-Meier steps' events at or before it."""
+def _implied_by_landmark(built: MartsWarehouse) -> pd.DataFrame:
+    """The counts each marts.survival_landmark row's estimate implies, in its order, from the Kaplan-Meier steps:
+    the events and the censored before its landmark (n_at_risk counts those followed for at least its days), and
+    the events on its day."""
     key = ["origin", "endpoint", "grouping", "group_value"]
     landmarks = built.query("SELECT * FROM marts.survival_landmark")
     steps = built.query("SELECT * FROM marts.survival_km")
-    merged = landmarks.reset_index().merge(steps[[*key, "time_days", "n_events"]], on=key, suffixes=("", "_step"))
-    before = merged[merged.time_days_step <= merged.time_days]
-    return before.groupby("index").n_events.sum().reindex(landmarks.index, fill_value=0).to_frame()
+    merged = landmarks.reset_index().merge(steps[[*key, "time_days", "n_events", "n_censored"]], on=key,
+                                           suffixes=("", "_step"))
+    before = merged[merged.time_days_step < merged.time_days].groupby("index")
+    on_the_day = merged[merged.time_days_step == merged.time_days].groupby("index")
+    return pd.DataFrame({"n_events": before.n_events.sum(), "n_censored": before.n_censored.sum(),
+                         "n_events_at_landmark": on_the_day.n_events.sum()}).reindex(landmarks.index).fillna(
+        0).astype(int)
 
 
 def test_no_survival_estimate_shown_tells_a_few_events_or_censored(public):
     built, paths = public
-    mart = built.query("SELECT * FROM marts.survival_landmark").assign(n_events=_events_by_landmark(built).n_events)
+    mart = built.query("SELECT * FROM marts.survival_landmark").join(_implied_by_landmark(built))
     shown = pd.read_parquet(paths[0].parent / "survival_landmark.parquet")
-    censored = mart.n_patients - mart.n_at_risk - mart.n_events
-    telling = mart.n_events.between(1, MIN_CELL - 1) | censored.between(1, MIN_CELL - 1)
+    assert (mart.n_patients == mart.n_at_risk + mart.n_events + mart.n_censored).all()  # every patient once
+    telling = mart[list(SURVIVAL.implied)].apply(lambda count: count.between(1, MIN_CELL - 1)).any(axis=1)
     # the 400 persons have such estimates over counts that are shown (enrolment EFS of group XII: 14, 9 at risk, 4
     # events), and the export withholds each, and only the estimate, not its counts
     counted = mart.n_patients.ge(MIN_CELL) & mart.n_at_risk.ge(MIN_CELL) & mart.survival.notna()
@@ -570,3 +580,37 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _public_landmarks(days: list[float], events: list[bool]) -> pd.DataFrame:
+    """The survival_landmark rows export_public suppresses (with the counts their estimates imply) for one group
+    of patients, OS and EFS alike, from the Kaplan-Meier marts of their times."""
+    times = pd.DataFrame({"origin": "diagnosis", "os_days": days, "os_event": events, "efs_days": days,
+                          "efs_event": events, "iccc3_group": None, "advice_group": None})
+    estimates = kaplan_meier(times)
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE SCHEMA marts")
+        for table, frame in (("survival_km", estimates["kaplan_meier_steps"]),
+                             ("survival_landmark", estimates["kaplan_meier_landmarks"])):
+            con.register("frame", frame)
+            con.execute(f"CREATE TABLE marts.{table} AS SELECT * FROM frame")
+            con.unregister("frame")
+        return con.execute(_PUBLIC_ROWS["survival_landmark"]).df()
+    finally:
+        con.close()
+
+
+def test_the_patients_censored_before_a_landmark_are_counted_apart_from_the_events_on_its_day():
+    # 20 children: events on days 50-300 (5) and on day 365, the 1-year landmark, itself; one censored on day 150;
+    # 13 followed for 2000 days. At 1 year 14 are at risk (the event of day 365 among them), 5 had an event before
+    # and 1 was censored: n_patients less n_at_risk less the events by the landmark (6) read 0 censored.
+    days = [50.0, 100.0, 200.0, 250.0, 300.0, 365.0, 150.0] + [2000.0] * 13
+    rows = _public_landmarks(days, [True] * 6 + [False] * 14).set_index(["endpoint", "years"])
+    assert rows.loc[("OS", 1), ["n_patients", "n_at_risk", "n_events", "n_censored"]].tolist() == [20, 14, 5, 1]
+    assert (rows.n_patients == rows.n_at_risk + rows.n_events + rows.n_censored).all()  # every patient once
+    assert rows.loc[("OS", 1), "n_events_at_landmark"] == 1  # the estimate at 1 year takes its step
+    published = suppress(rows.reset_index(), SURVIVAL, MIN_CELL).set_index(["endpoint", "years"])
+    assert published.loc[("OS", 1), ESTIMATE].isna().all()  # it tells the one censored, and the one event of day 365
+    assert published.loc[("OS", 1), ["n_patients", "n_at_risk"]].notna().all()  # only the estimate told
+    assert not {"n_events", "n_censored", "n_events_at_landmark"} & set(published.columns)  # never written

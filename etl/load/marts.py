@@ -332,11 +332,16 @@ PUBLIC_TABLES = (
     PublicTable(
         "survival_landmark", dimensions=("origin", "endpoint", "grouping", "group_value", "years"),
         counts=("n_patients", "n_at_risk"),
-        # the estimate gives n_events away (with no censoring, n_patients * (1 - survival)), and with it the
-        # patients censored before the landmark: n_patients less n_at_risk less n_events, a remainder
-        implied=("n_events",),
-        relations=(Relation("n_patients", ("n_at_risk",)), Relation("n_patients", ("n_at_risk", "n_events"))),
-        derived={column: ("n_patients", "n_at_risk", "n_events") for column in ("survival", "ci_lower", "ci_upper")},
+        # The estimate gives away the events before the landmark (with no censoring, n_patients * (1 - survival)),
+        # and with n_at_risk the patients censored before it: every patient is at risk at the landmark (followed
+        # for at least its days), or had an event or was censored before it. The step the estimate takes at the
+        # landmark itself tells the events of that day, among those at risk.
+        implied=("n_events", "n_censored", "n_events_at_landmark"),
+        relations=(Relation("n_patients", ("n_at_risk",)),
+                   Relation("n_patients", ("n_at_risk", "n_events", "n_censored"), exact=True),
+                   Relation("n_at_risk", ("n_events_at_landmark",))),
+        derived={column: ("n_patients", "n_at_risk", "n_events", "n_censored", "n_events_at_landmark")
+                 for column in ("survival", "ci_lower", "ci_upper")},
         # the grouping 'all' row sums the ICCC-3 groups, and the advice groups, of its origin, endpoint and landmark
         group_totals=(GroupTotals("grouping", "all", within=("origin", "endpoint", "years")),),
         # at risk at 3 years less at 5 years: the patients with an event or censored in between; at risk of
@@ -354,7 +359,13 @@ PUBLIC_TABLES = (
 
 # What export_public reads of each public mart: the mart, with the counts its estimates imply (PublicTable.implied).
 _PUBLIC_ROWS = {"survival_landmark": """
-    SELECT landmark.*, CAST(coalesce(sum(step.n_events), 0) AS INTEGER) AS n_events  -- the steps at or before it
+    SELECT landmark.*,  -- before the landmark: as n_at_risk counts those followed for at least its days
+        CAST(coalesce(sum(step.n_events) FILTER (WHERE step.time_days < landmark.time_days), 0) AS INTEGER)
+            AS n_events,
+        CAST(coalesce(sum(step.n_censored) FILTER (WHERE step.time_days < landmark.time_days), 0) AS INTEGER)
+            AS n_censored,
+        CAST(coalesce(sum(step.n_events) FILTER (WHERE step.time_days = landmark.time_days), 0) AS INTEGER)
+            AS n_events_at_landmark
     FROM marts.survival_landmark AS landmark
     LEFT JOIN marts.survival_km AS step
         ON step.origin = landmark.origin AND step.endpoint = landmark.endpoint AND step.grouping = landmark.grouping
