@@ -160,3 +160,11 @@ def test_a_code_written_with_other_digits_than_ascii_is_refused(morphology, topo
         parse()
     with pytest.raises(IcdO3Error, match="digits other than 0-9"):
         classify(morphology, None, topography)
+
+
+@pytest.mark.parametrize("parse", [lambda: parse_morphology("9510", "３"), lambda: parse_grade("３")],
+                         ids=["behaviour column", "grade column"])
+def test_a_behaviour_or_grade_in_its_own_column_written_with_other_digits_says_so(parse):
+    """A fullwidth '３' in the behaviour or grade column was 'not accepted' with no word of why: it looks like a 3."""
+    with pytest.raises(IcdO3Error, match="digits other than 0-9"):
+        parse()

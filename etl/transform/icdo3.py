@@ -85,7 +85,8 @@ def parse_morphology(text: str, behaviour: str | None = None) -> Morphology:
     if code is not None and code not in VALID_BEHAVIOURS:
         hint = (" (/6 is a metastatic site, /9 a tumour not known to be primary or metastatic: code the primary "
                 "tumour, malignant /3)") if code in {"6", "9"} else ""
-        raise IcdO3Error(f"morphology '{text}': behaviour '{code}' is not accepted, {_MORPHOLOGY_EXPECTED}{hint}")
+        raise IcdO3Error(f"morphology '{text}': behaviour '{code}' is not accepted, {_MORPHOLOGY_EXPECTED}{hint}"
+                         f"{_other_digits(code)}")
     histology = match["histology"]
     if not FIRST_HISTOLOGY <= int(histology) <= LAST_HISTOLOGY:
         raise IcdO3Error(f"morphology '{text}': histology {histology} is not an ICD-O-3 histology "
@@ -103,7 +104,8 @@ def parse_grade(text: str) -> str | None:
     if len(raw) > 1 and _MORPHOLOGY.fullmatch(raw):
         return parse_morphology(raw).grade
     if raw not in VALID_GRADES:
-        raise IcdO3Error(f"grade '{text}' is not an ICD-O-3 grade ({GRADES}), nor a morphology NNNN/BG with one")
+        raise IcdO3Error(f"grade '{text}' is not an ICD-O-3 grade ({GRADES}), nor a morphology NNNN/BG with one"
+                         f"{_other_digits(text)}")
     return raw
 
 
