@@ -133,7 +133,7 @@ class _Rule:
     result: Iccc3Class
 
     def matches_site(self, site: int) -> bool:
-        return any(first <= site <= last for first, last in self.sites)
+        return _in_ranges(site, self.sites)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Iccc3Table:
     group_names: dict[str, str]  # "I" / "I(a)" / "V" -> name from the Indentation 0/1 rows
 
     def lookup(self, histology: str, behaviour: str, site: int) -> Iccc3Class:
-        if behaviour in NON_MALIGNANT_BEHAVIOURS and not _intracranial_or_intraspinal(site):
+        if behaviour in NON_MALIGNANT_BEHAVIOURS and not _in_ranges(site, INTRACRANIAL_INTRASPINAL_SITES):
             return self.not_classified
         for rule in self.rules_by_histology.get(histology, ()):
             if behaviour in rule.behaviours and rule.matches_site(site):
@@ -311,8 +311,9 @@ def _classify_row(label: Any, histology: str | None, behaviour: str | None, topo
             cls.extension)
 
 
-def _intracranial_or_intraspinal(site: int) -> bool:
-    return any(first <= site <= last for first, last in INTRACRANIAL_INTRASPINAL_SITES)
+def _in_ranges(site: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    """Whether a site (C692 -> 692) lies in one of the (first, last) ranges, both ends included."""
+    return any(first <= site <= last for first, last in ranges)
 
 
 def _text(value: Any) -> str | None:
