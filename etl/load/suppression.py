@@ -305,21 +305,21 @@ def _published(frame: pd.DataFrame, table: PublicTable, withheld: set[Cell], min
     for column in table.counts:
         out[column] = out[column].astype("Int64")
     masked: dict[int, list[str]] = {}
+
+    def hide(rows: list[int], columns: list[str]) -> None:
+        out.loc[rows, columns] = None
+        for row in rows:
+            masked.setdefault(row, []).extend(columns)
+
     for row, column in sorted(withheld):
         if column in table.counts:
             out.at[row, column] = pd.NA
             masked.setdefault(row, []).append(column)
     for column, sources in table.derived.items():
-        hidden = [row for row in range(len(out)) if any((row, count) in withheld for count in sources)]
-        out.loc[hidden, column] = None
-        for row in hidden:
-            masked.setdefault(row, []).append(column)
+        hide([row for row in range(len(out)) if any((row, count) in withheld for count in sources)], [column])
     for quantiles in table.quantiles:  # those there are: none over no value is no quantile withheld
         few = (frame[quantiles.over] < quantiles.bands * min_cell) & frame[list(quantiles.columns)].notna().any(axis=1)
-        hidden = np.flatnonzero(few.to_numpy()).tolist()
-        out.loc[hidden, list(quantiles.columns)] = None
-        for row in hidden:
-            masked.setdefault(row, []).extend(quantiles.columns)
+        hide(np.flatnonzero(few.to_numpy()).tolist(), list(quantiles.columns))
     out["suppressed_cells"] = [";".join(sorted(set(masked.get(row, [])))) for row in range(len(out))]
     if table.has_totals:
         for column in table.dimensions:
