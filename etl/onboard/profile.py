@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from etl.identifying import looks_identifying
 from etl.onboard.reading import ColumnInfo, FileRead, data_columns
 
 MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
@@ -38,26 +39,6 @@ SHAPE_SHARE = 0.9  # the share of a column's values written like ICD-O-3 codes f
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
-# Names and labels of columns whose values identify a person (in the languages of our sources).
-_IDENTIFYING = re.compile(
-    r"subj|pati.nt|paziente|paciente|(?<![a-z])paz(?![a-z])|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
-    r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
-    r"(?<![a-z])historia(?:_?cl|$)|(?<![a-z])pat_?(?:nr|no|num)|(?<![a-z])dni(?![a-z])|codice_?fiscale|"
-    r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|nacim|nascim|geboort|"
-    r"address|email|phone|tel\b",
-    re.IGNORECASE)
-# Labels are sentences ("Subject Death Flag", "Sexo del paciente"), so only phrases that name an identifier count: a
-# patient's number in our sources' languages ("Número de paciente", "N° dossier", "Codice paziente", Patientennummer).
-_NUMBER_WORD = (r"(?:n[úu]mero|num[ée]ro|n[º°o.]|nr\.?|nummer|id|identificador|identifiant|identificativo|"
-                r"c[óo]digo|codice|code)")
-_PERSON_WORD = r"(?:paciente|patient|paziente|pati[eë]nt|sujet|sujeto|soggetto|dossier)"
-_IDENTIFYING_LABEL = re.compile(
-    rf"(?<![\w]){_NUMBER_WORD}\s*(?:(?:de la|de|del|du|di|dei|van|van de)\s+)?{_PERSON_WORD}\b|"
-    rf"\b{_PERSON_WORD}(?:en)?[\s-]*(?:nummer|nr|id|kennung)\b|"
-    r"(subject|patient|participant)\s+(id|identifier|number|no|key|code)\b|\bname\b|initials|birth|"
-    r"\bnom\b|pr[ée]nom|\bnombre\b|apellido|vorname|nachname|cognome|\bnaam\b|nascita|geburt|nacimiento|nascimento|"
-    r"geboorte|eupid|unified patient",
-    re.IGNORECASE)
 # Names and labels of free-text columns in our sources' languages: notes, comments, remarks, "other, specify",
 # free text (note, nota, Notiz, notitie, commento, Kommentar, comentario, remarque, Bemerkung, Anmerkung, osservazioni,
 # observaciones, opmerking, toelichting, specificare, préciser, SDTM's COVAL).
@@ -282,8 +263,7 @@ def _non_empty_counts(values: pd.Series) -> tuple[Counter[str], int]:
 
 
 def _looks_identifying(name: str, info: ColumnInfo | None) -> bool:
-    label = info.label if info is not None else None
-    return bool(_IDENTIFYING.search(name) or (label and _IDENTIFYING_LABEL.search(label)))
+    return looks_identifying(name, info.label if info is not None else None)
 
 
 def _sentence(value: str) -> bool:
