@@ -7,7 +7,8 @@ observations a chunk at a time with pyreadstat, and say what each variable's for
 module holds what is done to every one of them alike:
 
 - `Dataset`, `Variable`: a dataset's own description (what `rtw profile` shows and the staged
-  file's schema metadata keeps), with its notices; `declared_variables` and `declared_codes` make it
+  file's schema metadata keeps), with its notices (which count, not list, the value labels and missing
+  values of a variable that identifies a person: etl/identifying.py); `declared_variables` and `declared_codes` make it
   from pyreadstat's metadata (the codes written as the values are, `code_text`), `column_details`
   gives it to `rtw profile` and `rtw scaffold`;
 - `read_with`: one pyreadstat read, its errors turned into an `ExtractError` naming the file;
@@ -49,6 +50,7 @@ from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
 from etl.extract.adapter import what_it_is as adapter_what_it_is
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
+from etl.identifying import looks_identifying
 
 DatasetT = TypeVar("DatasetT", bound="Dataset")
 T = TypeVar("T")
@@ -62,6 +64,10 @@ CHUNK_CELLS = 500_000
 
 _LISTED_VARIABLES = 12  # labels and formats named in a notice; all are in the metadata
 _LISTED_CODES = 6  # value labels named per variable in a notice
+#: a variable with more value labels has them counted in a notice, whatever its name: so long a table may give
+#: each patient's number its name (a register's `v1` labelled 'Zoë García Pérez'), and six of its labels tell a
+#: reviewer little of a real code list that long (a hospital's, a histology's)
+_MANY_LABELS = 20
 
 EPOCH_1960 = np.datetime64("1960-01-01T00:00:00", "ms")  # SAS's and Stata's day 0
 # Dates ISO strings can carry, from the first year of the Gregorian calendar (SAS holds 1582-20000).
@@ -126,7 +132,9 @@ class Dataset:
 
     def describe(self) -> list[str]:
         """Short notices: the dataset, the variables converted to dates, every label and format, then
-        the value labels, the value label tables named but not held, and the declared missing values, if any."""
+        the value labels, the value label tables named but not held, and the declared missing values, if any.
+        The value labels and missing values of a variable that identifies a person are counted, not listed
+        (the notices reach meta.source_notice and the run's report), as are a long table's labels."""
         name = f"dataset {self.table_name}" if self.table_name else "a dataset"
         label = f" '{self.file_label}'" if self.file_label else ""
         rows = f", {self.rows} observations" if self.rows is not None else ""
@@ -140,9 +148,7 @@ class Dataset:
         if declared:
             notices.append("labels and formats: " + _listed(declared))
         if self.codes:
-            coded = [f"{n} " + ", ".join(f"{code} '{label}'" for code, label in list(codes.items())[:_LISTED_CODES])
-                     + (f" and {len(codes) - _LISTED_CODES} more" if len(codes) > _LISTED_CODES else "")
-                     for n, codes in self.codes.items()]
+            coded = [self._codes_said(n, codes) for n, codes in self.codes.items()]
             notices.append("value labels, not applied (the data keeps the codes; a mapping's codes: translate "
                            "them): " + _listed(coded))
         if self.unlabelled:
@@ -151,10 +157,35 @@ class Dataset:
                            "without labels (dropped or never defined in the package, or the name damaged in transfer; "
                            "ask for the file saved with them if the mapping's codes: need them): " + _listed(named))
         if self.missing:
-            missing = [f"{n} " + ", ".join(values) for n, values in self.missing.items()]
+            missing = [f"{n}: {_counted(len(values), 'value')}, not listed (an identifying variable)"
+                       if self._identifying(n) else f"{n} " + ", ".join(values) for n, values in self.missing.items()]
             notices.append("values the file declares missing, kept as delivered (a mapping's codes: or "
                            "null_values: say what they mean): " + _listed(missing))
         return notices
+
+    def _identifying(self, name: str) -> bool:
+        """Whether a variable's codes may identify a person, by its name or label: not a date's, even a birth
+        date's, whose labels and missing values are its placeholders (9999-12-31 'not known'), as `rtw profile`
+        lists them."""
+        variable = self.variables.get(name)
+        return looks_identifying(name, variable.label if variable else None) and not (variable and variable.temporal)
+
+    def _codes_said(self, name: str, codes: Mapping[str, str]) -> str:
+        """A variable's value labels in the notice: the first `_LISTED_CODES`, or only their count for a variable
+        whose values identify a person (its codes are patient numbers, its labels may be the patients' names) and
+        for a table of more than `_MANY_LABELS` labels (a name per patient under a plain name)."""
+        if self._identifying(name):
+            return f"{name}: {_counted(len(codes), 'value label')}, not listed (an identifying variable)"
+        if len(codes) > _MANY_LABELS:
+            return (f"{name}: {_counted(len(codes), 'value label')}, not listed (more than {_MANY_LABELS}: so long a "
+                    "table may name each patient; the staged file's metadata has all)")
+        more = len(codes) - _LISTED_CODES
+        return f"{name} " + ", ".join(f"{code} '{label}'" for code, label in list(codes.items())[:_LISTED_CODES]) + (
+            f" and {more} more" if more > 0 else "")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _listed(items: list[str]) -> str:
