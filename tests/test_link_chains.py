@@ -66,7 +66,7 @@ def test_a_chain_of_records_without_sex_does_not_join_twins_of_two_sexes(tmp_pat
     persons, listed = _linked(features, tmp_path)
     assert persons["boy"] == persons["his"] != persons["hers"] == persons["girl"]
     assert listed[("hers", "his")]["refused"] == ("their persons hold two patients held apart for a reviewer "
-                                                  "(review_when)")
+                                                  "(review_when), esmart:boy and sacha_fr:girl")
 
 
 def test_a_link_refused_for_two_patients_of_one_source_is_reviewed_not_dropped(tmp_path) -> None:
@@ -116,4 +116,17 @@ def test_a_reviewers_link_joining_patients_held_apart_says_how_to_join_them() ->
                          refused, apart=[(boy.key, girl.key)])
     (said,) = unapplied_decisions({}, links, refused)
     assert said[1].endswith("was not applied: their persons hold two patients held apart for a reviewer "
-                            "(review_when): link the two, if one child")
+                            "(review_when), esmart:boy and sacha_fr:girl: link the two, if one child")
+
+
+def test_a_reviewers_link_refused_for_patients_held_apart_names_them() -> None:
+    """a1 and a2 share a EUPID, b is held apart from a1, a reviewer links a2 and b: the pair to link,
+    if one child, is a1 and b (the reviewer's own pair was named)."""
+    a1, a2 = SourcePatient("esmart", "a1", "eupid", True), SourcePatient("iltb", "a2", "eupid", True)
+    b = SourcePatient("sacha_fr", "b", "h-b", False)
+    refused: list[tuple[Edge, str]] = []
+    links = link_persons([a1, a2, b], [Edge(a2.key, b.key, 1.0, CLERICAL)], refused, apart=[(a1.key, b.key)])
+    (said,) = unapplied_decisions({(a2.key, b.key): "link"}, links, refused)
+    assert said == ("iltb", "the reviewer's link of iltb:a2 and sacha_fr:b was not applied: their persons hold two "
+                            "patients held apart for a reviewer (review_when), esmart:a1 and sacha_fr:b: link the "
+                            "two, if one child")

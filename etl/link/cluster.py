@@ -83,7 +83,7 @@ def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
         clash = sources[a] & sources[b]
         why = "their persons hold two different EUPIDs" if eupid[a] and eupid[b] else \
             f"their persons each hold a patient of {', '.join(sorted(clash))}" if clash else \
-            HELD_APART if held_from[a] & keys[b] else None
+            _held_pair(keys[a], keys[b], held) if held_from[a] & keys[b] else None
         if why:
             if refused is not None:
                 refused.append((edge, why))
@@ -106,6 +106,14 @@ def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],
         for p in group:
             links[p.key] = Link(person, *_method(p, group, accepted.get(p.key, [])))
     return links
+
+
+def _held_pair(one: set[tuple[str, str]], other: set[tuple[str, str]],
+               held: dict[tuple[str, str], set[tuple[str, str]]]) -> str:
+    """HELD_APART, naming the first (in order) of the pairs held apart between two persons' patients
+    `one` and `other`: the pair a reviewer links if one child, which the refused edge's need not be."""
+    left, right = min(tuple(sorted((a, b))) for a in one for b in held.get(a, set()) & other)
+    return f"{HELD_APART}, {left[0]}:{left[1]} and {right[0]}:{right[1]}"
 
 
 def _method(patient: SourcePatient, group: list[SourcePatient], edges: list[Edge]) -> tuple[str, float | None]:

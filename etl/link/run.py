@@ -387,7 +387,7 @@ def unapplied_decisions(decisions: Decisions, links: dict[tuple[str, str], Link]
     clustering refused, an unlink of two patients still one person (a shared EUPID, or links through
     other patients), a decision on a patient the warehouse no longer holds."""
     said = [(edge.left[0], f"the reviewer's link of {_name(edge.left)} and {_name(edge.right)} was not applied: "
-                           + (f"{why}: link the two, if one child" if why == HELD_APART else
+                           + (f"{why}: link the two, if one child" if why.startswith(HELD_APART) else
                               f"{why}, and a person has one EUPID and one patient per source"))
             for edge, why in refused if edge.method == CLERICAL]
     for (a, b), decision in sorted(decisions.items()):
