@@ -130,3 +130,24 @@ def test_a_reviewers_link_refused_for_patients_held_apart_names_them() -> None:
     assert said == ("iltb", "the reviewer's link of iltb:a2 and sacha_fr:b was not applied: their persons hold two "
                             "patients held apart for a reviewer (review_when), esmart:a1 and sacha_fr:b: link the "
                             "two, if one child")
+
+
+def test_a_reviewers_link_refused_is_said_once_not_listed_for_review_too(tmp_path) -> None:
+    """c-b scores above the link threshold and a reviewer linked it: its score made a second edge, refused
+    with the reviewer's, so the pair was said in a notice and listed again with the decision 'link'."""
+    features = _features(
+        _child("esmart", "a", relapse_date=FIRST_RELAPSE), _child("sacha_fr", "b", relapse_date=FIRST_RELAPSE),
+        _child("registry_it", "c", relapse_date=SECOND_RELAPSE), _child("esmart", "d", relapse_date=SECOND_RELAPSE),
+        *_others(30))
+    config = load_config()
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], False)
+                for r in features.to_dict("records")]
+    decisions = {(("esmart", "a"), ("sacha_fr", "b")): "link", (("esmart", "d"), ("registry_it", "c")): "link",
+                 (("registry_it", "c"), ("sacha_fr", "b")): "link"}
+    links, refused, review = link_scored(patients, scored, decisions, config, "run")
+    assert [(e.left[1], e.right[1], e.method) for e, _ in refused] == [("c", "b", CLERICAL)]
+    assert links[("registry_it", "c")].link_method == links[("sacha_fr", "b")].link_method == CLERICAL
+    (said,) = unapplied_decisions(decisions, links, refused)
+    assert "link of registry_it:c and sacha_fr:b was not applied" in said[1]
+    assert ("c", "b") not in set(zip(review.source_patient_pseudonym_l, review.source_patient_pseudonym_r))

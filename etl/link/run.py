@@ -214,13 +214,13 @@ def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]],
 def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig,
                   with_eupid: Set[tuple[str, str]] = frozenset(), contested: Rivals | None = None) -> list[Edge]:
     """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
-    unlinked (or reviews: _linked_on_score), and the pairs a reviewer linked. contested: the `rivals`
+    decided (or reviews: _linked_on_score), and the pairs a reviewer linked (that edge alone: a second,
+    on its score, was refused with it and listed for review beside the notice). contested: the `rivals`
     of `scored`, when the caller has them."""
     if contested is None:
         contested = rivals(scored, with_eupid, decisions, config, held_apart(scored, with_eupid, decisions, config))
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
-             for r in scored if _linked_on_score(r, config, contested)
-             and decisions.get(_pair_of(r)) != "unlink"]
+             for r in scored if _linked_on_score(r, config, contested) and _pair_of(r) not in decisions]
     return edges + [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
 
 
