@@ -119,6 +119,31 @@ def test_a_reviewers_link_joining_patients_held_apart_says_how_to_join_them() ->
                             "(review_when), esmart:boy and sacha_fr:girl: link the two, if one child")
 
 
+def test_a_record_matching_two_eupids_never_scored_together_is_reviewed_with_both(tmp_path) -> None:
+    """The two EUPID records differ on their diagnosis, centre and country, so they were never scored
+    together (under the review threshold); a registry record giving none of those matches both alike. It
+    was linked to whichever sorted first, the other pair listed as refused, with no rival."""
+    features = _features(
+        _child("esmart", "first", has_eupid=True, harmonised_patient_id="eupid-1"),
+        _child("sacha_fr", "second", has_eupid=True, harmonised_patient_id="eupid-2",
+               diagnosis_date=pd.Timestamp("2019-09-01"), icdo3_topography="C71.0", centre_id="FR09", country="DE"),
+        _child("registry_it", "without", diagnosis_date=pd.NaT, diagnosis_date_precision=None,
+               icdo3_topography=None, centre_id=None, country=None),
+        *_others(30))
+    config = load_config()
+    scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
+    assert {(r["id_l"], r["id_r"]) for r in scored} >= {("first", "without"), ("without", "second")}
+    assert ("first", "second") not in {(r["id_l"], r["id_r"]) for r in scored}
+    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], r["has_eupid"])
+                for r in features.to_dict("records")]
+    links, refused, review = link_scored(patients, scored, {}, config, "run")
+    assert links[("registry_it", "without")].link_method == "unlinked" and refused == []
+    listed = {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
+              for r in review.itertuples()}
+    assert listed[("first", "without")]["rival"] == "another patient of sacha_fr"
+    assert listed[("without", "second")]["rival"] == "another patient of esmart"
+
+
 def test_a_reviewers_link_refused_for_patients_held_apart_names_them() -> None:
     """a1 and a2 share a EUPID, b is held apart from a1, a reviewer links a2 and b: the pair to link,
     if one child, is a1 and b (the reviewer's own pair was named)."""

@@ -45,7 +45,7 @@ def _everything_reviewed() -> LinkageConfig:
 
 def _evidence(features: pd.DataFrame, config: LinkageConfig, tmp_path) -> dict[tuple[str, str], dict[str, str]]:
     scored = score_pairs(features, config, spill_to=str(tmp_path / "spill")).to_dict("records")
-    review = _review_list(scored, set(), {}, config, "run")
+    review = _review_list(scored, {}, {}, config, "run")
     return {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
             for r in review.itertuples()}
 
@@ -113,7 +113,7 @@ def test_twins_of_two_sexes_with_one_tumour_are_reviewed_not_linked(tmp_path) ->
     (twins,) = [r for r in scored if (r["id_l"], r["id_r"]) == ("boy", "girl")]
     assert twins["match_probability"] >= config.link_threshold
     assert linking_edges(scored, {}, config) == []
-    review = _review_list(scored, set(), {}, config, "run")
+    review = _review_list(scored, {}, {}, config, "run")
     listed = [(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r) for r in review.itertuples()]
     assert listed == [("boy", "girl")]
     assert json.loads(review.evidence.iloc[0])["sex"] == "disagree"

@@ -18,7 +18,7 @@ def _scored(features: pd.DataFrame, tmp_path) -> list[dict]:
 
 
 def _listed(scored: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
-    review = _review_list(scored, set(), {}, load_config(), "run")
+    review = _review_list(scored, {}, {}, load_config(), "run")
     return {(r.source_patient_pseudonym_l, r.source_patient_pseudonym_r): json.loads(r.evidence)
             for r in review.itertuples()}
 

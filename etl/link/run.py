@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -197,28 +198,25 @@ def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]],
                                                             pd.DataFrame]:
     """The persons from the scored pairs and the decisions, the links clustering refused (with why), and
     the review list: the pairs between the thresholds, those held back, and those clustering refused."""
-    with_eupid = {p.key for p in patients if p.has_eupid}
     eupid_of = {p.key: p.harmonised_id for p in patients if p.has_eupid}
-    # Two different EUPIDs are two children: a record that matches both alike is either, for a reviewer.
-    apart = held_apart(scored, with_eupid, decisions, config) | {
-        pair for r in scored if (pair := _pair_of(r))[0] in eupid_of and pair[1] in eupid_of
-        and eupid_of[pair[0]] != eupid_of[pair[1]]}
-    contested = rivals(scored, with_eupid, decisions, config, apart)  # for the links and the review list alike
-    edges = linking_edges(scored, decisions, config, with_eupid, contested)
+    # Two different EUPIDs are never one person: link_persons refuses that before it looks at `apart`.
+    apart = held_apart(scored, eupid_of.keys(), decisions, config)
+    contested = rivals(scored, eupid_of, decisions, config, apart)  # for the links and the review list alike
+    edges = linking_edges(scored, decisions, config, eupid_of, contested)
     refused: list[tuple[Edge, str]] = []
     links = link_persons(patients, edges, refused, apart)
     not_linked = {_pair(*edge.left, *edge.right): why for edge, why in refused if edge.method == PROBABILISTIC}
-    return links, refused, _review_list(scored, with_eupid, decisions, config, run_id, contested, not_linked)
+    return links, refused, _review_list(scored, eupid_of, decisions, config, run_id, contested, not_linked)
 
 
 def linking_edges(scored: list[dict[Any, Any]], decisions: Decisions, config: LinkageConfig,
-                  with_eupid: Set[tuple[str, str]] = frozenset(), contested: Rivals | None = None) -> list[Edge]:
+                  eupid_of: Mapping[tuple[str, str], str] | None = None, contested: Rivals | None = None) -> list[Edge]:
     """The links to cluster: the scored pairs at or above the link threshold but those a reviewer
     decided (or reviews: _linked_on_score), and the pairs a reviewer linked (that edge alone: a second,
-    on its score, was refused with it and listed for review beside the notice). contested: the `rivals`
-    of `scored`, when the caller has them."""
+    on its score, was refused with it and listed for review beside the notice). eupid_of: each record's
+    EUPID, of the records that have one; contested: the `rivals` of `scored`, when the caller has them."""
     if contested is None:
-        contested = rivals(scored, with_eupid, decisions, config, held_apart(scored, with_eupid, decisions, config))
+        contested = rivals(scored, eupid_of or {}, decisions, config)
     edges = [Edge((r["source_l"], r["id_l"]), (r["source_r"], r["id_r"]), float(r["match_probability"]), PROBABILISTIC)
              for r in scored if _linked_on_score(r, config, contested) and _pair_of(r) not in decisions]
     return edges + [Edge(a, b, 1.0, CLERICAL) for (a, b), decision in decisions.items() if decision == "link"]
@@ -254,21 +252,25 @@ def _evidence(scored: dict[Any, Any], config: LinkageConfig, field: str) -> str:
 Rivals = dict[tuple[tuple[str, str], tuple[str, str]], set[str]]  # pair -> the sources whose patients contest it
 
 
-def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
-           config: LinkageConfig, apart: Set[tuple[tuple[str, str], tuple[str, str]]] = frozenset()) -> Rivals:
+def rivals(scored: list[dict[Any, Any]], eupid_of: Mapping[tuple[str, str], str], decisions: Decisions,
+           config: LinkageConfig, apart: Set[tuple[tuple[str, str], tuple[str, str]]] | None = None) -> Rivals:
     """The pairs that another patient of one source contests: of the patients of that source scored with
     one of the pair's records, the pair's share of their Bayes factors (2^match weight) is below the
     link threshold (or at most a half), so its odds against the rivals are under 19 to 1. Both twins
     registered by one source match the other twin's record alike, while one child registered twice by a
     source is rare: such a pair is either twin, for a reviewer to say, where clustering linked whichever
     sorted first. Two patients held `apart` (of two sources) contest a record alike: a record giving no
-    sex matches a boy and his twin sister. Pairs of two EUPIDs are left out, their EUPIDs say whether
-    they are one, and pairs a reviewer unlinked: the twin left is no longer contested."""
+    sex matches a boy and his twin sister (`apart`: held_apart's pairs when not given). So do two records
+    of two different EUPIDs (eupid_of: each record's EUPID, of those that have one), scored together or
+    not. Pairs of two EUPIDs are left out, their EUPIDs say whether they are one, and pairs a reviewer
+    unlinked: the twin left is no longer contested."""
+    if apart is None:
+        apart = held_apart(scored, eupid_of.keys(), decisions, config)
     candidates: dict[tuple[tuple[str, str], str], list[tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
     partners: dict[tuple[str, str], dict[tuple[str, str], tuple[float, tuple[tuple[str, str], tuple[str, str]]]]] = {}
     for r in scored:
         left, right = pair = _pair_of(r)
-        if (left in with_eupid and right in with_eupid) or decisions.get(pair) == "unlink":
+        if (left in eupid_of and right in eupid_of) or decisions.get(pair) == "unlink":
             continue
         for record, other in pair, (right, left):
             candidates.setdefault((record, other[0]), []).append((float(r["match_weight"]), pair))
@@ -277,9 +279,10 @@ def rivals(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decis
     # of the patients contesting it.
     contests = [[(weight, pair, source) for weight, pair in weighed]
                 for (_, source), weighed in candidates.items() if len(weighed) > 1]
-    for one, other in sorted(apart):
-        for record in sorted(partners.get(one, {}).keys() & partners.get(other, {}).keys()):
-            contests.append([(*partners[one][record], other[0]), (*partners[other][record], one[0])])
+    for record in sorted(partners):  # two of its partners that cannot be one person (in order: a pair sorts)
+        for one, other in combinations(sorted(partners[record]), 2):
+            if (one, other) in apart or (one in eupid_of and other in eupid_of and eupid_of[one] != eupid_of[other]):
+                contests.append([(*partners[record][one], other[0]), (*partners[record][other], one[0])])
     contested: Rivals = {}
     for contest in contests:
         top = max(weight for weight, _, _ in contest)
@@ -445,20 +448,21 @@ def _rewrite_patient_ids(con: duckdb.DuckDBPyConnection, person_tables: Sequence
         drop_temp_tables(con, "record_person")
 
 
-def _review_list(scored: list[dict[Any, Any]], with_eupid: Set[tuple[str, str]], decisions: Decisions,
+def _review_list(scored: list[dict[Any, Any]], eupid_of: Mapping[tuple[str, str], str], decisions: Decisions,
                  config: LinkageConfig, run_id: str, contested: Rivals | None = None,
                  refused: dict[tuple[tuple[str, str], tuple[str, str]], str] | None = None) -> pd.DataFrame:
     """The pairs between the thresholds (and those above it that review_when or rivals hold back, or that
     clustering `refused`: pair -> why), with the evidence per field, the rivals' sources and why clustering
-    refused it; not pairs of two EUPIDs (never one person, or already one), which no reviewer needs to see."""
+    refused it; not pairs of two EUPIDs (never one person, or already one), which no reviewer needs to see.
+    eupid_of: each record's EUPID, of the records that have one."""
     rows = []
     if contested is None:
-        contested = rivals(scored, with_eupid, decisions, config, held_apart(scored, with_eupid, decisions, config))
+        contested = rivals(scored, eupid_of, decisions, config)
     refused = refused or {}
     for r in scored:
         left, right = _pair_of(r)
         if (_linked_on_score(r, config, contested) and (left, right) not in refused) or \
-                (left in with_eupid and right in with_eupid):
+                (left in eupid_of and right in eupid_of):
             continue
         evidence = {f: _evidence(r, config, f) for f in config.fields}
         if sources := contested.get((left, right)):
