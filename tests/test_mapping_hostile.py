@@ -155,3 +155,22 @@ def test_a_code_list_value_its_core_column_does_not_hold_is_refused_unless_its_r
     path.write_text(text.replace('{"1": male}', '{"1": male, "2": femme}'))
     with pytest.raises(MappingError, match=r"patient.fields.sex.codes: code '2' maps to 'femme', which core"):
         load_mapping(path)
+
+
+@pytest.mark.parametrize("formats", ['["%d/%m/%Y", "%m/%d/%Y %H:%M"]', '["%d/%m/%Y %H:%M:%S", "%m/%d/%Y"]',
+                                     '["%Y-%d-%mT%H:%M", "%Y-%m-%d"]'])
+def test_a_date_time_format_swapping_day_and_month_of_a_date_format_is_refused(tmp_path, formats):
+    # '%d/%m/%Y' read 03/04/2019 as 3 April and '%m/%d/%Y %H:%M' read '03/04/2019 10:00' as 4 March.
+    message = _refused(tmp_path, date_format=formats)
+    assert "date_format: " in message and "give day and month in either order" in message
+
+
+def test_date_formats_differing_in_their_time_only_load(tmp_path):
+    mapping = _load(tmp_path, date_format='["%d/%m/%Y", "%d/%m/%Y %H:%M", "%Y", "%Y %H:%M"]')
+    assert parse_date("03/04/2019 10:00", mapping.date_formats(None)).value.isoformat() == "2019-04-03"
+
+
+def test_a_day_or_a_month_beside_one_year_is_refused_saying_why(tmp_path):
+    message = _refused(tmp_path, date_format='["%d/%Y", "%m/%Y"]')
+    assert ("'%d/%Y' and '%m/%Y' (dd/yyyy, mm/yyyy) read a day or a month beside the year: 03/2019 "
+            "could mean either, day 3 or March 2019" in message)

@@ -22,7 +22,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -81,17 +81,33 @@ def _check_formats(formats: DateFormats | None) -> DateFormats | None:
     return formats
 
 
+# A format's time and the separator before it ('%d/%m/%Y %H:%M' -> '%d/%m/%Y'): the time is dropped.
+_TIME_OF_FORMAT = re.compile(r"(?<=%[dmY])[^%]*%[HMS].*$")
+
+
+def _swapped(fmt: str) -> str:
+    return fmt.replace("%d", "%_").replace("%m", "%d").replace("%_", "%m")
+
+
 def _one_day_month_order(formats: list[str]) -> None:
-    """Refuse two formats of one layout with day and month swapped (%d/%m/%Y and %m/%d/%Y): the first
-    would read 03/04/2019 as 3 April, whichever the source meant."""
-    layouts: dict[str, str] = {}
+    """Refuse two formats whose dates are of one layout with day and month swapped (%d/%m/%Y and
+    %m/%d/%Y %H:%M): the first that fits would read 03/04/2019 as 3 April, whichever the source meant.
+    Dates are compared without their time, which the reader drops."""
+    layouts: dict[str, tuple[str, str]] = {}  # date layout, day and month alike -> (format, its date part)
     for fmt in formats:
-        first = layouts.setdefault(re.sub("%[dm]", "%_", fmt), fmt)
-        if first != fmt and first.replace("%d", "%_").replace("%m", "%d").replace("%_", "%m") == fmt:
-            example = date(2019, 4, 3).strftime(first)
-            raise ValueError(f"'{first}' and '{fmt}' ({human_format(first)}, {human_format(fmt)}) give day and month "
-                             f"in either order: {example} would be read as {human_format(first)} says, 3 April 2019, "
-                             "whichever was meant; give the source's one order")
+        date_part = _TIME_OF_FORMAT.sub("", fmt)
+        first, first_date = layouts.setdefault(re.sub("%[dm]", "%_", date_part), (fmt, date_part))
+        if first_date == date_part or _swapped(first_date) != date_part:
+            continue
+        shown = f"'{first}' and '{fmt}' ({human_format(first)}, {human_format(fmt)})"
+        if "%d" in date_part and "%m" in date_part:
+            example = datetime(2019, 4, 3, 10).strftime(first)
+            raise ValueError(f"{shown} give day and month in either order: {example} would be read as "
+                             f"{human_format(first)} says, 3 April 2019, whichever was meant; give the source's "
+                             "one order")
+        example = date(2019, 3, 3).strftime(first_date)
+        raise ValueError(f"{shown} read a day or a month beside the year: {example} could mean either, "
+                         "day 3 or March 2019; give the one the source writes")
 
 
 def as_formats(formats: DateFormats) -> tuple[str, ...]:
