@@ -157,6 +157,22 @@ def test_a_code_list_value_its_core_column_does_not_hold_is_refused_unless_its_r
         load_mapping(path)
 
 
+RESPONSE = ("  response_assessment:\n    from: REG\n    fields:\n      criteria: {{const: leukaemia}}\n"
+            "      response: {{column: resp, codes: {codes}}}\n")
+
+
+def test_a_rule_judging_some_rows_only_does_not_refuse_a_code_list_value(tmp_path):
+    # RESP-SOLID-CODE judges rows whose criteria are not leukaemia: a leukaemia source switching off
+    # RESP-LEUKAEMIA-CODE was refused naming the solid tumour rule, which never judges it.
+    path = tmp_path / "reg_test.yaml"
+    text = MAPPING.format(sex_codes='{"1": male}', date_format='"%d/%m/%Y"', field="laterality: {column: side}")
+    path.write_text(text + RESPONSE.format(codes="{b: CRi}") + "quality: {RESP-LEUKAEMIA-CODE: {enabled: false}}\n")
+    assert load_mapping(path).tables["response_assessment"].fields["response"].codes == {"b": "CRi"}
+    # Which rows a conditioned rule judges depends on each record's values: its value set does not bind.
+    path.write_text(text + RESPONSE.format(codes="{b: CRi, x: excellent}"))
+    assert load_mapping(path).tables["response_assessment"].fields["response"].codes["x"] == "excellent"
+
+
 @pytest.mark.parametrize("formats", ['["%d/%m/%Y", "%m/%d/%Y %H:%M"]', '["%d/%m/%Y %H:%M:%S", "%m/%d/%Y"]',
                                      '["%Y-%d-%mT%H:%M", "%Y-%m-%d"]'])
 def test_a_date_time_format_swapping_day_and_month_of_a_date_format_is_refused(tmp_path, formats):

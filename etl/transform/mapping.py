@@ -711,7 +711,9 @@ def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
 def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
     """Every value of a text field's code list is one its core column holds, where a catalogued rule
     (expect_column_values_to_be_in_set) says which: `M: deceased` for vital_status would load every such
-    record and have FU-VITAL-STATUS-CODE flag it after the night. A rule the source switches off lets it."""
+    record and have FU-VITAL-STATUS-CODE flag it after the night. A rule the source switches off lets it;
+    a rule judging some rows only (a row_condition, or params) does not bind: a code list cannot tell
+    which rows it judges (RESP-SOLID-CODE judges none of a leukaemia source's)."""
     coded = [(where, table, name, spec) for where, table, fields in
              [("patient", "patient_source", mapping.patient.fields),
               *((f"tables.{t}", t, s.fields) for t, s in mapping.tables.items())]
@@ -727,7 +729,8 @@ def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
     vocabularies: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
     for rule in rules:
         expectation = rule.expectation or {}
-        if expectation.get("type") != "expect_column_values_to_be_in_set" or rule.meta.table is None:
+        if expectation.get("type") != "expect_column_values_to_be_in_set" or rule.meta.table is None \
+                or expectation["kwargs"].get("row_condition") or rule.meta.params:
             continue
         if (override := mapping.quality.get(rule.rule_id)) is not None and override.enabled is False:
             continue
