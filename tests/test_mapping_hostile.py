@@ -190,3 +190,9 @@ def test_a_day_or_a_month_beside_one_year_is_refused_saying_why(tmp_path):
     message = _refused(tmp_path, date_format='["%d/%Y", "%m/%Y"]')
     assert ("'%d/%Y' and '%m/%Y' (dd/yyyy, mm/yyyy) read a day or a month beside the year: 03/2019 "
             "could mean either, day 3 or March 2019" in message)
+
+
+def test_the_coded_fields_are_walked_once_for_every_check(tmp_path):
+    mapping = _load(tmp_path, field="laterality: {column: side, codes: {L: left}}")
+    assert [(where, table, name) for where, table, name, _ in mapping.coded_fields()] == [
+        ("patient", "patient_source", "sex"), ("tables.diagnosis", "diagnosis", "laterality")]

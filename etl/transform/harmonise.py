@@ -587,15 +587,13 @@ def code_list_problems(mapping: SourceMapping) -> list[str]:
     """'<key path>.codes: code 'X' maps to ...' for each code list value its field's type cannot read:
     a mapping error, refused when the mapping loads rather than quarantining every record."""
     engine = _Engine(mapping, PseudonymKey(b"rtw-mapping"), "mapping")  # no pseudonym is made
-    specs = [("patient", mapping.patient.fields), *((f"tables.{t}", s.fields) for t, s in mapping.tables.items())]
     problems = []
-    for where, fields in specs:
-        for name, spec in fields.items():
-            for code, value in (spec.codes or {}).items():
-                try:
-                    engine.translated(spec, code, value)
-                except ValueRejected as exc:
-                    problems.append(f"{where}.fields.{name}.codes: {exc}")
+    for where, _, name, spec in mapping.coded_fields():
+        for code, value in (spec.codes or {}).items():
+            try:
+                engine.translated(spec, code, value)
+            except ValueRejected as exc:
+                problems.append(f"{where}.fields.{name}.codes: {exc}")
     return problems
 
 

@@ -21,7 +21,7 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -564,6 +564,15 @@ class SourceMapping(_Strict):
     def record_key_for(self, record_set: str) -> str:
         return self.record_keys.get(record_set, self.record_key)
 
+    def coded_fields(self) -> Iterator[tuple[str, str, str, FieldSpec]]:
+        """(where in the file, core table, field, its spec) of every field with a code list: the patient's
+        (core.patient_source), then each table's."""
+        for where, table, fields in (("patient", "patient_source", self.patient.fields),
+                                     *((f"tables.{t}", t, spec.fields) for t, spec in self.tables.items())):
+            for name, field in fields.items():
+                if field.codes:
+                    yield where, table, name, field
+
     def date_formats(self, spec: FieldSpec | None = None) -> tuple[str, ...]:
         """The formats a date field is read with, in the order they are tried."""
         return as_formats(spec.format if spec is not None and spec.format is not None else self.date_format)
@@ -697,9 +706,7 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
 
 def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
     """Every value of a typed field's code list reads as that type (codes are translated, then typed)."""
-    if not any(spec.codes and spec.type != "text"
-               for fields in (mapping.patient.fields, *(t.fields for t in mapping.tables.values()))
-               for spec in fields.values()):
+    if all(spec.type == "text" for *_, spec in mapping.coded_fields()):
         return
     from etl.transform.harmonise import code_list_problems  # harmonise imports this module
 
@@ -714,10 +721,7 @@ def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
     record and have FU-VITAL-STATUS-CODE flag it after the night. A rule the source switches off lets it;
     a rule judging some rows only (a row_condition, or params) does not bind: a code list cannot tell
     which rows it judges (RESP-SOLID-CODE judges none of a leukaemia source's)."""
-    coded = [(where, table, name, spec) for where, table, fields in
-             [("patient", "patient_source", mapping.patient.fields),
-              *((f"tables.{t}", t, s.fields) for t, s in mapping.tables.items())]
-             for name, spec in fields.items() if spec.codes and spec.type == "text"]
+    coded = [(where, table, name, spec) for where, table, name, spec in mapping.coded_fields() if spec.type == "text"]
     if not coded:
         return
     from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
