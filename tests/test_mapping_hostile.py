@@ -1,13 +1,22 @@
 """Mappings a data manager may write without seeing what YAML or the parser makes of them: each is refused
 when it loads, naming the file, the key (and line) and what to write instead; values are read as written."""
 
+import json
 import unicodedata
 from pathlib import Path
 
 import pytest
 
+from etl.quality.catalogue import CatalogueError, gx_rules
 from etl.transform import iccc3
-from etl.transform.mapping import ICCC3_COLUMNS, MappingError, load_mapping
+from etl.transform.mapping import (
+    ICCC3_COLUMNS,
+    MappingError,
+    _check_quality,
+    _check_vocabularies,
+    _rule_catalogue,
+    load_mapping,
+)
 from etl.transform.values import ValueRejected, map_code, parse_date
 
 MAPPING = """\
@@ -171,6 +180,43 @@ def test_a_rule_judging_some_rows_only_does_not_refuse_a_code_list_value(tmp_pat
     # Which rows a conditioned rule judges depends on each record's values: its value set does not bind.
     path.write_text(text + RESPONSE.format(codes="{b: CRi, x: excellent}"))
     assert load_mapping(path).tables["response_assessment"].fields["response"].codes["x"] == "excellent"
+
+
+def _with_follow_up(tmp_path: Path, codes: str, more: str = "") -> Path:
+    path = tmp_path / "reg_test.yaml"
+    text = MAPPING.format(sex_codes='{"1": male}', date_format='"%d/%m/%Y"', field="laterality: {column: side}")
+    path.write_text(text + VITAL_STATUS.format(codes=codes) + more)
+    return path
+
+
+def _vital_status_rule(tmp_path: Path, **meta: object) -> list:
+    suite = {"name": "core.follow_up", "meta": {"table": "follow_up"}, "expectations": [{
+        "type": "expect_column_values_to_be_in_set", "kwargs": {"column": "vital_status", "value_set": ["alive"]},
+        "meta": {"rule_id": "FU-TEST-CODE", "category": "conformance", "subcategory": "verification",
+                 "level": "field", "severity": "error", "threshold": 0, "description": "a test rule", **meta}}]}
+    (tmp_path / "follow_up.json").write_text(json.dumps(suite))
+    return gx_rules(tmp_path / "follow_up.json", check_types=False)
+
+
+def test_a_rule_judging_the_sources_setting_its_params_only_does_not_refuse_a_code_list_value(tmp_path):
+    path = _with_follow_up(tmp_path, "{V: alive, M: dead}")
+    mapping = load_mapping(path)
+    with pytest.raises(MappingError, match=r"code 'M' maps to 'dead', which .* does not hold \(FU-TEST-CODE"):
+        _check_vocabularies(mapping, path, lambda: _vital_status_rule(tmp_path))
+    _check_vocabularies(mapping, path, lambda: _vital_status_rule(tmp_path, params=["max_age_years"]))
+
+
+def test_the_rule_catalogue_is_read_once_and_each_check_reacts_to_an_unreadable_one_its_way(tmp_path):
+    read = _rule_catalogue()
+    assert read() is read()  # the vocabulary and quality checks of one mapping share one reading
+    quality = "quality: {FU-VITAL-STATUS-CODE: {threshold: 0.1}}\n"
+    with pytest.raises(MappingError, match="'M' maps to 'deceased'"):
+        load_mapping(_with_follow_up(tmp_path, "{M: deceased}", quality))
+    mapping = load_mapping(path := _with_follow_up(tmp_path, "{M: dead}", quality))
+    unreadable = CatalogueError("expectations/follow_up.json: not JSON")
+    _check_vocabularies(mapping, path, lambda: unreadable)  # validation reports it, for every source
+    with pytest.raises(MappingError, match="quality: the rule catalogue cannot be read: expectations/follow_up"):
+        _check_quality(mapping, path, lambda: unreadable)
 
 
 @pytest.mark.parametrize("formats", ['["%d/%m/%Y", "%m/%d/%Y %H:%M"]', '["%d/%m/%Y %H:%M:%S", "%m/%d/%Y"]',

@@ -21,11 +21,11 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -35,6 +35,9 @@ from etl.config import SOURCES_DIR
 from etl.quality.params import PARAMS, ParamValue, check_param
 from etl.schema import core_columns
 from etl.transform.values import check_date_format, code_form, human_format
+
+if TYPE_CHECKING:
+    from etl.quality.catalogue import CatalogueError, Rule
 
 FieldType = Literal[
     "text", "date", "integer", "decimal", "boolean", "list",
@@ -629,16 +632,34 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def _check_quality(mapping: SourceMapping, path: Path) -> None:
+# The rule catalogue, read when a check first needs it, or why it cannot be read (_rule_catalogue).
+Catalogue = Callable[[], "list[Rule] | CatalogueError"]
+
+
+def _rule_catalogue() -> Catalogue:
+    """The rule catalogue, read at the first call only: two checks of a mapping read it, and a mapping
+    needing neither (no quality:, no text code list) not at all. Each check reacts to an unreadable one."""
+
+    @functools.cache
+    def read() -> list[Rule] | CatalogueError:
+        from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
+
+        try:
+            return load_catalogue(check_types=False)
+        except CatalogueError as exc:
+            return exc
+
+    return read
+
+
+def _check_quality(mapping: SourceMapping, path: Path, catalogue: Catalogue) -> None:
     """Every `quality:` override names a catalogued rule that can apply to this source as asked."""
     if not mapping.quality:
         return
-    from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
-
-    try:
-        rules = {r.rule_id: r for r in load_catalogue(check_types=False)}
-    except CatalogueError as exc:
-        raise MappingError(f"{path}: quality: the rule catalogue cannot be read: {exc}") from None
+    read = catalogue()
+    if isinstance(read, Exception):
+        raise MappingError(f"{path}: quality: the rule catalogue cannot be read: {read}")
+    rules = {r.rule_id: r for r in read}
     for rule_id, override in mapping.quality.items():
         where = f"{path}: quality.{rule_id}"
         rule = rules.get(rule_id)
@@ -715,7 +736,7 @@ def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
         raise MappingError(f"{path}: {problems[0]}")
 
 
-def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
+def _check_vocabularies(mapping: SourceMapping, path: Path, catalogue: Catalogue) -> None:
     """Every value of a text field's code list is one its core column holds, where a catalogued rule
     (expect_column_values_to_be_in_set) says which: `M: deceased` for vital_status would load every such
     record and have FU-VITAL-STATUS-CODE flag it after the night. A rule the source switches off lets it;
@@ -724,11 +745,8 @@ def _check_vocabularies(mapping: SourceMapping, path: Path) -> None:
     coded = [(where, table, name, spec) for where, table, name, spec in mapping.coded_fields() if spec.type == "text"]
     if not coded:
         return
-    from etl.quality.catalogue import CatalogueError, load_catalogue  # the catalogue is only needed here
-
-    try:
-        rules = load_catalogue(check_types=False)
-    except CatalogueError:
+    rules = catalogue()
+    if isinstance(rules, Exception):
         return  # (validation reports an unreadable catalogue, for every source)
     vocabularies: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
     for rule in rules:
@@ -755,9 +773,10 @@ def load_mapping(path: Path) -> SourceMapping:
     mapping = _mapping_of(path, path.read_text(encoding="utf-8"))
     _check_against_core(mapping, path)
     _check_code_lists(mapping, path)
-    _check_vocabularies(mapping, path)
+    catalogue = _rule_catalogue()  # as it is now, read once by the checks needing it
+    _check_vocabularies(mapping, path, catalogue)
     _check_templates(mapping, path)
-    _check_quality(mapping, path)  # against the rule catalogue as it is now
+    _check_quality(mapping, path, catalogue)
     return mapping
 
 
