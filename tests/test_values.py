@@ -8,6 +8,7 @@ from etl.transform.values import (
     ValueRejected,
     age_days,
     check_date_format,
+    folded_codes,
     map_code,
     parse_date,
     parse_decimal,
@@ -68,6 +69,16 @@ def test_codes_map_case_insensitively_and_reject_unknown_codes():
     assert map_code(" m ", codes) == "male"
     with pytest.raises(ValueRejected, match=r"code '7' is not in the code list \(F, M\)"):
         map_code("7", codes)
+
+
+def test_a_code_list_folded_once_maps_as_the_code_list_does():
+    codes = {"M": "male", "Non noto": None, "\u00e9tranger": "abroad"}
+    folded = folded_codes(codes)  # harmonise folds each code list once, not once per value
+    assert folded == {"m": "male", "non noto": None, "\u00e9tranger": "abroad"}
+    for text in (" m ", "NON\u00a0NOTO", "E\u0301TRANGER", "M"):
+        assert map_code(text, codes, folded) == map_code(text, codes)
+    with pytest.raises(ValueRejected, match="code 'x' is not in the code list"):
+        map_code("x", codes, folded)
 
 
 def test_numbers_respect_the_decimal_mark():

@@ -50,6 +50,7 @@ from etl.transform.values import (
     PartialDate,
     ValueRejected,
     age_days,
+    folded_codes,
     gene_symbol_case,
     map_code,
     parse_date,
@@ -184,6 +185,7 @@ class _Engine:
         self.eupid: dict[str, str] = {}
         self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
         self._formats: dict[int, tuple[str, ...]] = {}
+        self._folded: dict[int, dict[str, object]] = {}  # each code list keyed by code_form, folded once
         self.screen = TextScreen.of([], [])  # the source's patients: harmonise_source sets it once records are read
 
     # -- values ---------------------------------------------------------------------------
@@ -198,7 +200,15 @@ class _Engine:
     def convert(self, spec: FieldSpec, raw: str) -> Any:
         if spec.codes is None:
             return self.typed(spec, raw)
-        return self.translated(spec, raw, map_code(raw, spec.codes))
+        return self.translated(spec, raw, self.code(spec, raw))
+
+    def code(self, spec: FieldSpec, raw: str) -> Any:
+        """The value the field's code list gives a raw code (values.map_code)."""
+        assert spec.codes is not None
+        folded = self._folded.get(id(spec))
+        if folded is None:
+            folded = self._folded[id(spec)] = folded_codes(spec.codes)
+        return map_code(raw, spec.codes, folded)
 
     def translated(self, spec: FieldSpec, code: str, value: Any) -> Any:
         """A code list's value read as the field's type: the code is translated, then typed
@@ -291,7 +301,7 @@ class _Engine:
         raw = self._raw(spec, record.row)
         if raw is None:
             return None
-        code = map_code(raw, spec.codes) if spec.codes is not None else raw
+        code = self.code(spec, raw) if spec.codes is not None else raw
         if code is None:
             return None
         try:

@@ -190,16 +190,23 @@ def code_form(code: str) -> str:
     return " ".join(unicodedata.normalize("NFC", code).split()).casefold()
 
 
-def map_code(text: str, codes: dict[str, object], *, case_sensitive: bool = False) -> object:
+def folded_codes(codes: dict[str, object]) -> dict[str, object]:
+    """A code list keyed by `code_form`, for `map_code`."""
+    return {code_form(str(code)): value for code, value in codes.items()}
+
+
+def map_code(text: str, codes: dict[str, object], folded: dict[str, object] | None = None) -> object:
     """Translate a source code through its code list; an unlisted code is rejected. Codes are matched
-    as `code_form` writes them (a mapping whose code list has two codes of one form is refused)."""
+    as `code_form` writes them (a mapping whose code list has two codes of one form is refused).
+    folded: the code list's `folded_codes`, from a caller translating many values through it."""
     key = text.strip()
     if key in codes:
         return codes[key]
-    if not case_sensitive:
-        folded = {code_form(str(k)): v for k, v in codes.items()}
-        if code_form(key) in folded:
-            return folded[code_form(key)]
+    form = code_form(key)
+    if folded is None:
+        folded = folded_codes(codes)
+    if form in folded:
+        return folded[form]
     allowed = ", ".join(sorted(map(str, codes)))
     raise ValueRejected(f"code '{text}' is not in the code list ({allowed})")
 
