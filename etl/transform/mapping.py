@@ -160,10 +160,12 @@ class FieldSpec(_Strict):
     def _codes_told_apart(cls, codes: dict[str, Any] | None) -> dict[str, Any] | None:
         # Codes are matched ignoring case, surrounding spaces and Unicode form (values.code_form): two codes
         # of one form with different values (M: male, m: female) would give a source value either.
+        if codes is None:
+            return None
         seen: dict[str, str] = {}
-        for code, value in (codes or {}).items():
+        for code, value in codes.items():
             other = seen.setdefault(code_form(code), code)
-            if other != code and codes is not None and codes[other] != value:
+            if other != code and codes[other] != value:
                 raise ValueError(f"codes '{other}' and '{code}' are one code (codes are matched ignoring case, "
                                  f"spaces and how an accent is encoded) with two values, "
                                  f"{codes[other]!r} and {value!r}: give it once")
