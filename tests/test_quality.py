@@ -72,6 +72,22 @@ def test_a_malformed_rule_file_is_named_with_what_is_wrong(tmp_path):
         load_catalogue(tmp_path, tmp_path / "no-checks")
 
 
+
+def test_the_catalogue_is_read_again_when_one_of_its_files_changed(tmp_path):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    rule = checks / "XT-ONE-RULE.sql"
+    header = ("-- rule_id: XT-ONE-RULE\n-- category: plausibility\n-- subcategory: validation\n-- level: record\n"
+              "-- severity: {severity}\n-- threshold: 0\n-- table: diagnosis\n"
+              "-- description: A rule read from its file.\nSELECT 1\n")
+    rule.write_text(header.format(severity="warning"))
+    assert [r.meta.severity for r in load_catalogue(tmp_path, checks)] == ["warning"]
+    assert load_catalogue(tmp_path, checks) == load_catalogue(tmp_path, checks)  # read once, the same rules
+    rule.write_text(header.format(severity="error"))
+    assert [r.meta.severity for r in load_catalogue(tmp_path, checks)] == ["error"]
+    (checks / "XT-TWO-RULE.sql").write_text(header.format(severity="warning").replace("XT-ONE", "XT-TWO"))
+    assert [r.rule_id for r in load_catalogue(tmp_path, checks)] == ["XT-ONE-RULE", "XT-TWO-RULE"]
+
 # -- validation on a real run -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory) -> tuple[Home, dict[str, object]]:

@@ -17,6 +17,7 @@ that set one of them; no rule names a source or a study.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -210,19 +211,30 @@ def harmonise_rules(path: Path) -> list[Rule]:
 
 def load_catalogue(expectations_dir: Path | None = None, checks_dir: Path | None = None, *,
                    check_types: bool = True) -> list[Rule]:
-    """Every rule, checked: well-formed metadata, known GX expectation types, unique ids."""
+    """Every rule, checked: well-formed metadata, known GX expectation types, unique ids. Read again only
+    when a file of the catalogue changed (each mapping's load asks for it, several times a night)."""
     expectations_dir = expectations_dir or EXPECTATIONS_DIR
     checks_dir = checks_dir or CHECKS_DIR
+    files = [*sorted(expectations_dir.glob("*.json")), *sorted(checks_dir.glob("*.sql"))]
+    return list(_read_catalogue(tuple((path, path.stat().st_mtime_ns, path.stat().st_size) for path in files),
+                                check_types))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_catalogue(files: tuple[tuple[Path, int, int], ...], check_types: bool) -> tuple[Rule, ...]:
+    """The rules of the catalogue's files (path, modified, size: a changed file is another key)."""
     rules: list[Rule] = []
-    for path in sorted(expectations_dir.glob("*.json")):
-        rules += harmonise_rules(path) if path.name == HARMONISE_RULES else gx_rules(path, check_types=check_types)
-    rules += [sql_rule(path) for path in sorted(checks_dir.glob("*.sql"))]
+    for path, _modified, _size in files:
+        if path.suffix == ".sql":
+            rules.append(sql_rule(path))
+        else:
+            rules += harmonise_rules(path) if path.name == HARMONISE_RULES else gx_rules(path, check_types=check_types)
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.rule_id in seen:
             raise CatalogueError(f"rule {rule.rule_id} is defined twice: in {seen[rule.rule_id]} and {rule.definition}")
         seen[rule.rule_id] = rule.definition
-    return rules
+    return tuple(rules)
 
 
 def fingerprint(rules: Iterable[Rule], overrides: Mapping[str, Any]) -> str:
