@@ -23,6 +23,12 @@ Gotchas of the files we receive:
   UK/05/2019) say nothing about the format and are ignored.
 - CRLF line endings; quoted fields may hold the delimiter, doubled quotes and line breaks, so a
   record's line is where it starts, not its index. A ragged row is an error, never padded.
+- A title or a few lines of notes above the header ("Registro Italiano ... export 2026-11-01"):
+  the header is line `header_row` (1 unless the mapping says), the lines above it skipped but
+  counted, so messages cite the file's own lines. It is never guessed: a file whose first lines fill
+  no more than half as many fields as a line below them (Excel's rule for its header row) is
+  refused saying which `header_row` would read it, and so is a file whose header moved from the
+  line the mapping names (a line above it as wide as a header), rather than read from another line.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
 
 DELIMITERS = (";", ",", "\t", "|")  # order breaks ties: European sources first
 LINE_COLUMN = "_line"
+HEAD_RECORDS = 20  # records below the header row judged to tell a title above it (as for a sheet)
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -71,6 +79,7 @@ class CsvDialect:
     decimal: str  # "." or ","
     date_format: str | None  # strptime format; None when no column looks like dates
     quotechar: str = '"'
+    header_row: int = 1  # the line naming the columns; the lines above it (titles, notes) are skipped
 
     def __post_init__(self) -> None:
         # Dialects also come from YAML overrides: fail before reading, not halfway through a file.
@@ -80,13 +89,17 @@ class CsvDialect:
         if self.decimal not in (".", ","):
             raise ValueError(f"decimal must be '.' or ',', got {self.decimal!r}")
         codecs.lookup(self.encoding)  # LookupError names an unknown encoding
+        if self.header_row < 1:
+            raise ValueError(f"header_row is a line number from 1, got {self.header_row}")
         # Lines are split on the byte 0x0A before decoding, which needs an ASCII-compatible encoding.
         if not _ascii_compatible(self.encoding):
             raise ValueError(f"encoding {self.encoding!r} is not ASCII-compatible (UTF-16?); re-export as UTF-8")
 
     def describe(self) -> str:
-        """One line for notices: "utf-8-sig, ';', decimal '.', dates %d/%m/%Y"."""
-        return f"{self.encoding}, {self.delimiter!r}, decimal {self.decimal!r}, dates {self.date_format or 'none'}"
+        """One line for notices: "utf-8-sig, ';', decimal '.', dates %d/%m/%Y" (", header on line 3")."""
+        header = f", header on line {self.header_row}" if self.header_row != 1 else ""
+        return (f"{self.encoding}, {self.delimiter!r}, decimal {self.decimal!r}, dates {self.date_format or 'none'}"
+                f"{header}")
 
 
 def _ascii_compatible(encoding: str) -> bool:
@@ -120,16 +133,20 @@ def sniff_dialect(path: Path, *, sample_bytes: int = 256_000, **overrides: str |
                            f"{encoding}; expected {encoding} text without the mark: the export was saved as UTF-8 "
                            f"(export it again as {encoding}, or set csv: {{encoding: utf-8-sig}} in the mapping)")
     quotechar = given.get("quotechar", '"')
+    header_row = int(given.get("header_row", 1))
     text = sample.decode(encoding, errors="replace")
     if truncated:  # the last line is probably cut
         text = text[: text.rfind("\n") + 1] or text
+    if header_row > 1:  # titles and notes above the header say nothing of the dialect
+        skipped = text.split("\n", header_row - 1)
+        text = skipped[-1] if len(skipped) == header_row else ""
     delimiter = given["delimiter"] if "delimiter" in given else _sniff_delimiter(text, quotechar)
     # Each distinct cell once, with its count: a sample repeats its codes and dates (a 256 kB one holds
     # some 40,000 cells, 2,500 of them distinct), and the sniffing below is a Python step per cell.
     cells = Counter(cell.strip() for record in _parse_sample(text, delimiter, quotechar)[1:] for cell in record)
     decimal = given["decimal"] if "decimal" in given else _sniff_decimal(cells, delimiter)
     date_format = (given["date_format"] or None) if "date_format" in given else _sniff_date_format(cells)
-    return CsvDialect(encoding, delimiter, decimal, date_format, quotechar)
+    return CsvDialect(encoding, delimiter, decimal, date_format, quotechar, header_row)
 
 
 def _sniff_encoding(sample: bytes, truncated: bool) -> str:
@@ -159,14 +176,20 @@ def _parse_sample(text: str, delimiter: str, quotechar: str) -> list[list[str]]:
 def _sniff_delimiter(text: str, quotechar: str) -> str:
     """The candidate giving the most records with the header's field count (at least 2 fields).
 
-    Parsing with each candidate (rather than counting characters) ignores delimiters in quotes.
+    Parsing with each candidate (rather than counting characters) ignores delimiters in quotes. A first
+    line of one field (a title above the header) is no header's count: then that of most records, when
+    at least half have it, so that the file is refused as having a title rather than read as one column.
     """
     best, best_score = DELIMITERS[0], (-1.0, 0)
     for candidate in DELIMITERS:
         counts = [len(record) for record in _parse_sample(text, candidate, quotechar)]
-        if not counts or counts[0] < 2:
+        width = counts[0] if counts else 0
+        if width == 1:
+            width, times = max(Counter(counts).items(), key=lambda item: (item[1], item[0]))
+            width = width if 2 * times >= len(counts) else 0
+        if width < 2:
             continue
-        score = (sum(count == counts[0] for count in counts) / len(counts), counts[0])
+        score = (sum(count == width for count in counts) / len(counts), width)
         if score > best_score:
             best, best_score = candidate, score
     return best
@@ -222,14 +245,13 @@ def _is_day_month(day: int, month: int) -> bool:
 def iter_csv_rows(path: Path, dialect: CsvDialect, *, chunk_rows: int = 50_000) -> Iterator[pd.DataFrame]:
     """Stream a file's records as frames of raw strings plus `_line`, the line where each record starts.
 
-    The first record is the header. A file with a header and no records yields one empty frame,
-    so callers still see its columns.
+    The header is the record on line `dialect.header_row` (see `_header`). A file with a header and no
+    records yields one empty frame, so callers still see its columns.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     with path.open("rb") as handle:
-        records = _records(path, _decoded_lines(path, handle, dialect.encoding), dialect)
-        header = _header(path, records)
+        _line, header, records = _header(path, _decoded_lines(path, handle, dialect.encoding), dialect)
         rows: list[list[str]] = []
         lines: list[int] = []
         yielded = False
@@ -267,11 +289,13 @@ def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]
                            f"expected complete {encoding} text") from None
 
 
-def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[tuple[int, list[str]]]:
-    """(start line, fields) of each non-blank record; a quoting error cites the record's first line."""
+def _records(path: Path, lines: Iterable[str], dialect: CsvDialect, *,
+             first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """(start line, fields) of each non-blank record, `lines` starting at line `first_line`; a quoting
+    error cites the record's first line."""
     # strict: a stray quote is an error citing its line, not a value silently swallowing the next ones.
     reader = csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quotechar, strict=True)
-    end_of_previous = 0
+    end_of_previous = first_line - 1
     while True:
         try:
             record = next(reader)
@@ -286,16 +310,93 @@ def _records(path: Path, lines: Iterable[str], dialect: CsvDialect) -> Iterator[
             raise ExtractError(f"{path.name}, line {end_of_previous + 1}: malformed quoting in the record starting "
                                f"here ({error}); expected quoted values to be closed and followed by a delimiter") \
                 from None
-        start, end_of_previous = end_of_previous + 1, reader.line_num
+        start, end_of_previous = end_of_previous + 1, first_line - 1 + reader.line_num
         if record:
             yield start, record
 
 
-def _header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
-    first = next(records, None)
-    if first is None:
-        raise ExtractError(f"{path.name}: no header row; expected a first line naming the columns")
-    line, names = first
+Records = Iterator[tuple[int, list[str]]]
+
+
+def _header(path: Path, lines: Iterator[str], dialect: CsvDialect) -> tuple[int, list[str], Records]:
+    """The header's line and names, and the records below it, from the file's decoded `lines`.
+
+    The lines above `header_row` are skipped, never parsed as records (a note may hold a stray quote).
+    With the first records below, they must show the header where `header_row` says (`_header_seen`):
+    a title above it, or a header that moved, is refused naming the header_row that reads the file."""
+    header_row = dialect.header_row
+    above = [(number, _fields(text, dialect)) for number, text in enumerate(islice(lines, header_row - 1), start=1)]
+    records = _records(path, lines, dialect, first_line=header_row)
+    head: list[tuple[int, list[str]]] = []
+    failure: ExtractError | None = None
+    try:
+        for record in records:
+            head.append(record)
+            if len(head) > HEAD_RECORDS:
+                break
+    except ExtractError as error:  # raised where reading reaches it: after the header's own checks
+        failure = error
+    if not head:
+        if failure:
+            raise failure
+        expected = f"line {header_row} naming the columns (header_row)" if header_row > 1 else \
+            "a first line naming the columns"
+        raise ExtractError(f"{path.name}: no header row; expected {expected}")
+    line, names = head[0]
+    _refuse_misplaced_header(path, [*((n, f) for n, f in above if f), *head], line, header_row)
+    if header_row > 1 and line != header_row:
+        raise ExtractError(f"{path.name}, line {header_row}: the header row is blank; expected the column names "
+                           f"on the line header_row names (the lines above it are skipped)")
+    rest: Records = chain(head[1:], _raising(failure) if failure else records)
+    return line, _header_names(path, line, names), rest
+
+
+def _fields(text: str, dialect: CsvDialect) -> list[str]:
+    """A skipped line's fields, read leniently (a note is no record); none for a blank line."""
+    return next(csv.reader([text], delimiter=dialect.delimiter, quotechar=dialect.quotechar), [])
+
+
+def _raising(error: ExtractError) -> Records:
+    raise error
+    yield  # a generator: raises when reached
+
+
+def _refuse_misplaced_header(path: Path, head: list[tuple[int, list[str]]], line: int, header_row: int) -> None:
+    """Refuse a header on `line` where the file's first lines (`head`: skipped lines, then records) show
+    it on another: with `header_row` not given, a title above it; given, a header that moved."""
+    seen = _header_seen(head)
+    if seen is None or seen == line:
+        return
+    how = f"set header_row: {seen} (the mapping's options:, or --option header_row={seen})"
+    if seen > line:
+        titles = [fields for number, fields in head if line <= number < seen]
+        wide = len(dict(head)[seen])
+        fewer = "fewer fields" if all(len(fields) < wide for fields in titles) else "fewer fields filled"
+        span = f"line {line} has" if seen == line + 1 else f"lines {line}-{seen - 1} have"
+        if header_row == 1:
+            raise ExtractError(f"{path.name}: {span} {fewer} than line {seen}: a title above the header? {how}")
+        raise ExtractError(f"{path.name}: {span} {fewer} than line {seen}: has the header moved down (another title "
+                           f"line above it)? expected the column names on line {header_row} (header_row); "
+                           f"if the export now puts them on line {seen}, {how}")
+    raise ExtractError(f"{path.name}, line {seen}, above header_row {header_row}: as many fields filled as a header "
+                       f"or a record: has the header moved up? expected only titles or notes above line "
+                       f"{header_row}; if the export now puts the column names on line {seen}, {how}")
+
+
+def _header_seen(head: list[tuple[int, list[str]]]) -> int | None:
+    """The line a file's first lines ((line, fields)) show as its header: the first filling more than half as
+    many fields as the fullest of them (a sheet's rule: title lines fill one), when the line after it has as
+    many fields (a ragged record is no header); None when they show none."""
+    filled = [(number, len(fields), sum(1 for value in fields if value.strip())) for number, fields in head]
+    fullest = max((count for _number, _width, count in filled), default=0)
+    for index, (number, width, count) in enumerate(filled):
+        if count > fullest // 2:
+            after = filled[index + 1] if index + 1 < len(filled) else None
+            return number if after is None or after[1] == width else None
+    return None
+
+
+def _header_names(path: Path, line: int, names: list[str]) -> list[str]:
     # A BOM survives here when the file was read with an explicit "utf-8" override.
     header = [name.strip().lstrip("\ufeff").strip() for name in names]
     seen: dict[str, int] = {}
@@ -329,10 +430,11 @@ def stage_csv(path: Path, out_path: Path, dialect: CsvDialect, *, lineage: dict[
     lineage = dict(lineage or {})
     with written_atomically(out_path) as temp:
         with path.open("rb") as handle:  # the header, checked whichever reader stages the records
-            header = _header(path, _records(path, _decoded_lines(path, handle, dialect.encoding), dialect))
+            header_line, header, _records_below = _header(path, _decoded_lines(path, handle, dialect.encoding),
+                                                          dialect)
         schema = _staging_schema(path, header, lineage)
         rows = stage_one_line_records(path, temp, header, dialect.encoding, dialect.delimiter, dialect.quotechar,
-                                      schema, lineage)
+                                      schema, lineage, header_line=header_line)
         if rows is None:
             rows = 0
             with staging_writer(temp, schema) as writer:
@@ -365,6 +467,10 @@ class CsvOptions(BaseModel):
     delimiter: str | None = Field(None, description="e.g. ';', ',', a tab")
     decimal: str | None = Field(None, description="'.' or ','")
     date_format: str | None = Field(None, description="the date layout, for notices only")
+    header_row: int | None = Field(
+        None, ge=1, description="the line naming the columns (1-based); lines above it (a title, notes) are skipped, "
+        "and still counted in line numbers. Default: line 1; a file whose first lines fill no more than half as many "
+        "fields as a line below is refused naming the header_row that reads it, never read from another line")
 
 
 class CsvAdapter(OneTableAdapter):
@@ -392,17 +498,21 @@ class CsvAdapter(OneTableAdapter):
         except UnicodeDecodeError:
             raise ExtractError(f"{path.name}: cannot decode as {dialect.encoding} to remove the patient's rows") \
                 from None
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=dialect.delimiter,
+        # The lines above the header row (a title, notes) are kept as they are; the header is the first row
+        # below them that is not blank, as staging reads it.
+        above = _start_of_line(text, dialect.header_row)
+        rows = list(csv.reader(io.StringIO(text[above:], newline=""), delimiter=dialect.delimiter,
                                quotechar=dialect.quotechar))
-        positions = [i for i, name in enumerate(rows[0] if rows else []) if name.strip() == mapping.patient_key]
-        kept = rows[:1] + [r for r in rows[1:] if not any(i < len(r) and r[i].strip() and erased(r[i])
-                                                          for i in positions)]
+        header = next((i for i, row in enumerate(rows) if row), 0)
+        positions = [i for i, name in enumerate(rows[header] if rows else []) if name.strip() == mapping.patient_key]
+        kept = rows[:header + 1] + [r for r in rows[header + 1:] if not any(i < len(r) and r[i].strip()
+                                                                            and erased(r[i]) for i in positions)]
         if len(kept) == len(rows):
             return False
         out = io.StringIO(newline="")
         csv.writer(out, delimiter=dialect.delimiter, quotechar=dialect.quotechar,
                    lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
-        write_bytes(path, out.getvalue().encode(dialect.encoding))
+        write_bytes(path, (text[:above] + out.getvalue()).encode(dialect.encoding))
         return True
 
     def describe(self, path: Path, options: Any = None) -> FormatDetails:
@@ -411,6 +521,16 @@ class CsvAdapter(OneTableAdapter):
                  f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}")
         return FormatDetails(notes=notes, encoding=dialect.encoding, delimiter=dialect.delimiter,
                              decimal=dialect.decimal)
+
+
+def _start_of_line(text: str, line: int) -> int:
+    """Where line `line` (1-based; a line ends at a line feed, as the reader splits them) starts in `text`."""
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if not start:
+            return len(text)
+    return start
 
 
 ADAPTER = CsvAdapter()

@@ -1,7 +1,8 @@
 """The fast path of CSV staging: Arrow's multithreaded CSV reader, for files whose every record is one line.
 
-Most exports are such files, and for them a record's line is simply its index plus two (the header
-is line 1), so Arrow's reader, which knows no lines, can stage them. Whether a file is one is only
+Most exports are such files, and for them a record's line is simply its index plus the header's line
+plus one (the lines above the header, a title or notes, are skipped as lines), so Arrow's reader, which
+knows no lines, can stage them. Whether a file is one is only
 known once read, so the file is checked as it streams, and any doubt hands it back to the
 record-by-record reader of `etl.extract.delimited`, whose errors name the line:
 - bytes that do not decode in the dialect's encoding;
@@ -50,16 +51,18 @@ def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, b
 
 
 def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: str, delimiter: str,
-                           quotechar: str, schema: pa.Schema, lineage: dict[str, str]) -> int | None:
+                           quotechar: str, schema: pa.Schema, lineage: dict[str, str], *,
+                           header_line: int = 1) -> int | None:
     """Stage `path` to `out` (Parquet of `schema`: string columns, `_line`, lineage) and return its
     record count, or None when the file is not one whose every record is one line (`out` is then
-    to be overwritten by the record-by-record reader)."""
+    to be overwritten by the record-by-record reader). `header` is on line `header_line`: the lines
+    up to it are skipped (Arrow skips lines, blank ones included, ignoring quotes)."""
     scanned = _scan(path, encoding, quotechar.encode(encoding))
     if scanned is None:
         return None
     lines, quoted = scanned
     text_encoding = "utf8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
-    reader_options = pa_csv.ReadOptions(column_names=header, skip_rows=1, encoding=text_encoding,
+    reader_options = pa_csv.ReadOptions(column_names=header, skip_rows=header_line, encoding=text_encoding,
                                         block_size=1 << 22)
     parse_options = pa_csv.ParseOptions(delimiter=delimiter, quote_char=quotechar, double_quote=True,
                                         escape_char=False, newlines_in_values=False, ignore_empty_lines=True)
@@ -70,7 +73,7 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
     try:
         with staging_writer(out, schema) as writer:
             for batch in pa_csv.open_csv(path, reader_options, parse_options, convert_options):
-                first_line = rows + 2
+                first_line = rows + header_line + 1
                 if not _agrees(batch, first_line, quoted, encoding, delimiter, quotechar):
                     return None
                 numbers = pa.array(np.arange(first_line, first_line + batch.num_rows, dtype=np.int64))
@@ -81,7 +84,7 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
                 writer.write_table(schema.empty_table())
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    return rows if rows == lines - 1 else None
+    return rows if rows == lines - header_line else None
 
 
 def _agrees(batch: pa.RecordBatch, first_line: int, quoted: dict[int, bytes], encoding: str, delimiter: str,
