@@ -130,3 +130,16 @@ def test_rtw_profile_reads_a_titled_export_with_header_row(tmp_path):
                           env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output
     assert "header on line 3" in shown.output and "9 records" in shown.output
+
+
+def test_describe_reads_with_the_options_given(tmp_path):
+    """`rtw profile --option encoding=latin-1` printed the encoding guessed (cp1252) above the one read."""
+    path = _export(tmp_path, HEADER + RECORDS * 3)
+    details = ADAPTER.describe(path, CsvOptions(encoding="latin-1", decimal="."))
+    assert (details.encoding, details.decimal) == ("latin-1", ".")
+    assert details.notes == ("encoding latin-1", "delimiter ';'", "decimal mark '.'", "dates %d/%m/%Y")
+    assert ADAPTER.describe(path, CsvOptions()).encoding == "cp1252"  # detected when not given
+    shown = CliRunner().invoke(app, ["profile", str(path), "--home", str(tmp_path), "--option", "encoding=latin-1"],
+                               env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert "encoding latin-1" in shown.output and "cp1252" not in shown.output

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -515,10 +515,12 @@ class CsvAdapter(OneTableAdapter):
         write_bytes(path, (text[:above] + out.getvalue()).encode(dialect.encoding))
         return True
 
-    def describe(self, path: Path, options: Any = None) -> FormatDetails:
-        dialect = sniff_dialect(path)
+    def describe(self, path: Path, options: CsvOptions | None = None) -> FormatDetails:
+        # What staging will read: the options given over what is detected.
+        dialect = sniff_dialect(path, **(options.model_dump() if options else {}))
         notes = (f"encoding {dialect.encoding}", f"delimiter {dialect.delimiter!r}",
-                 f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}")
+                 f"decimal mark {dialect.decimal!r}", f"dates {dialect.date_format or 'none detected'}",
+                 *([f"header on line {dialect.header_row}"] if dialect.header_row != 1 else []))
         return FormatDetails(notes=notes, encoding=dialect.encoding, delimiter=dialect.delimiter,
                              decimal=dialect.decimal)
 
