@@ -7,6 +7,7 @@ recorded in the warehouse); non-zero with a one-line reason when it could not ru
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -724,12 +725,30 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(draft.text, encoding="utf-8")
     problems = validate_draft(draft)
-    console.print(f"draft mapping: {target} ({draft.todos} TODOs to complete)")
+    console.print(f"draft mapping: {target} ({draft.todos} TODOs to complete)", markup=False)
     if problems:
         console.print("[yellow]it does not validate yet:[/yellow] " + "; ".join(problems))
     else:
-        console.print("it validates as a mapping; complete the TODOs, then: "
-                      f"rtw check {draft.source_id}")
+        console.print(f"it validates as a mapping; complete the TODOs, then: {_check_command(draft.source_id, target)}",
+                      soft_wrap=True, markup=False)  # one line to copy; a folder's [brackets] are no markup
+
+
+def _check_command(source_id: str, mapping_file: Path) -> str:
+    """The `rtw check` that reads the draft where it was written: `rtw check` finds <source_id>.yaml in
+    the mappings folder, so a draft written elsewhere (--out DIR/x.yaml) needs --sources-dir DIR, and
+    one named otherwise than its source_id must be renamed first."""
+    from etl.resources import sources_dir
+
+    folder = mapping_file.parent
+    try:
+        is_default = folder.resolve() == sources_dir().resolve()
+    except FileNotFoundError:  # $RTW_SOURCES_DIR names no folder: the draft's is the one to give
+        is_default = False
+    command = f"rtw check {source_id}" + ("" if is_default else f" --sources-dir {shlex.quote(str(folder))}")
+    if mapping_file.name != f"{source_id}.yaml":
+        return f"rename it {source_id}.yaml (a mapping's file is named by its source_id), then {command}"
+    return command
+
 
 def _print_query(con: Any, title: str, sql: str) -> None:
     result = con.execute(sql)
