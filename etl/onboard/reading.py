@@ -97,7 +97,7 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
     notices = tuple(quoted.shown(placed(n, places), numbers) for n in result.notices)
     notices += tuple(f"{name}: its first row reads as a record, not column names (dates, numbers, values of their "
                      "own column): they are not shown, its columns are named by position (column 1, ...); a header "
-                     "lower down is read with --option header_row=N (workbooks), a file without one needs one"
+                     "lower down is read with --option header_row=N (workbooks and CSV files), a file without one needs one"
                      for name in headless)
     return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
