@@ -1,6 +1,7 @@
 """Child populations per country and year: the denominators of marts.incidence.
 
-The table is a CSV with one row per country and year: `country` (ISO 3166-1 alpha-2), `year`
+The table is a CSV with one row per country and year: `country` (ISO 3166-1 alpha-2, as the registries write
+it: GR and GB, not Eurostat's EL and UK), `year`
 (the population on 1 January), `age_band` (completed years, e.g. `0-17`; one band per country),
 `population` (persons) and `source` (where the figure comes from, or how it was approximated).
 The package ships one (`reference/child_population.csv`, docs/endpoints.md says how it was
@@ -18,11 +19,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from etl.load.countries import ISO_3166_ALPHA2
 from etl.resources import data_root
 
 FILE_NAME = "child_population.csv"
 COLUMNS = ["country", "year", "age_band", "population", "source"]
 _BAND = re.compile(r"^(\d{1,2})-(\d{1,2})$")
+# Eurostat's own geo codes (demo_pjan writes Greece EL, the United Kingdom UK): figures under them would match
+# no case, the registries writing the ISO code.
+_EUROSTAT_CODES = {"EL": "GR", "UK": "GB"}
 
 
 class PopulationTableError(ValueError):
@@ -54,8 +59,10 @@ def read_child_population(path: Path) -> pd.DataFrame:
     for line, row in enumerate(table[COLUMNS].itertuples(index=False), start=2):
         country, year, band, population, source = (str(v).strip() for v in row)
         where = f"{path}, line {line}"
-        if not re.fullmatch(r"[A-Z]{2}", country):
-            raise PopulationTableError(f"{where}: country '{country}' is not an ISO 3166-1 alpha-2 code (e.g. IT)")
+        if country not in ISO_3166_ALPHA2:
+            hint = (f"Eurostat's code; the registries write {_EUROSTAT_CODES[country]}"
+                    if country in _EUROSTAT_CODES else "e.g. IT")
+            raise PopulationTableError(f"{where}: country '{country}' is not an ISO 3166-1 alpha-2 code ({hint})")
         if not re.fullmatch(r"\d{4}", year):
             raise PopulationTableError(f"{where}: year '{year}' is not a calendar year (e.g. 2019)")
         found = _BAND.match(band)

@@ -1,0 +1,66 @@
+"""marts.incidence against counts made by hand: small warehouses with chosen cases, a population table
+written for them, and the rates, with their exact Poisson intervals, worked out with scipy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from scipy.stats import chi2
+
+from etl.config import WAREHOUSE_SQL_DIR
+from etl.load.marts import build_marts
+from etl.load.populations import PopulationTableError, read_child_population, write_child_population
+from etl.quality.validate import write_source_params
+
+
+class Registry:
+    """A warehouse with one population-based registry (exported in June 2022) and a population table."""
+
+    def __init__(self, tmp_path: Path, populations: list[str]) -> None:
+        self.con = duckdb.connect()
+        for ddl in ("core.sql", "meta.sql"):
+            self.con.execute((WAREHOUSE_SQL_DIR / ddl).read_text())
+        write_source_params(self.con, {"registry": {"population_based": True}})
+        table = tmp_path / "child_population.csv"
+        table.write_text("country,year,age_band,population,source\n" + "".join(f"{row}\n" for row in populations))
+        write_child_population(self.con, read_child_population(table))
+        self.con.execute("INSERT INTO meta.source_file (source_id, file_name, source_file_sha256, status, exported_on) "
+                         "VALUES ('registry', 'r.csv', 'x', 'loaded', DATE '2022-06-01')")
+        self._n = 0
+
+    def insert(self, table: str, **values: Any) -> None:
+        self._n += 1
+        row = {"source_id": "registry", "source_file_sha256": "0" * 64, "run_id": "r1",
+               "source_record_key": f"{table}-{self._n}", **values}
+        self.con.execute(f"INSERT INTO core.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+
+    def case(self, patient_id: str, country: str | None, diagnosed: str = "2020-05-01", subgroup: str = "XI(b)",
+             age_days: int | None = 3000) -> None:
+        """A child of 8 (3,000 days) registered with an initial diagnosis of the subgroup."""
+        self.insert("patient", patient_id=patient_id, country=country, n_sources=1)
+        self.insert("diagnosis", diagnosis_id=f"d-{patient_id}", patient_id=patient_id, event_type="initial",
+                    diagnosis_date=diagnosed, age_at_diagnosis_days=age_days, iccc3_group=subgroup.split("(")[0],
+                    iccc3_subgroup=subgroup, is_very_rare=True)
+
+    def rows(self, columns: str, where: str = "level = 'subgroup'") -> list[tuple[Any, ...]]:
+        build_marts(self.con)
+        return self.con.execute(f"SELECT {columns} FROM marts.incidence WHERE {where} "
+                                "ORDER BY country NULLS LAST, iccc3_subgroup").fetchall()
+
+
+ITALY_2020_2021 = ["IT,2020,0-17,1000000,x", "IT,2021,0-17,1000000,x"]
+
+
+@pytest.mark.parametrize(("written", "iso"), [("EL", "GR"), ("UK", "GB")])
+def test_a_population_table_with_eurostat_s_own_country_codes_is_refused(tmp_path, written, iso):
+    """Eurostat's demo_pjan, the extract docs/endpoints.md suggests, writes Greece EL and the United Kingdom UK.
+    Read as they were, their figures matched no case (registries write GR, GB) and the cases had no incidence."""
+    table = tmp_path / "child_population.csv"
+    table.write_text(f"country,year,age_band,population,source\nIT,2020,0-17,1000,x\n{written},2020,0-17,1000,x\n")
+    with pytest.raises(PopulationTableError, match=rf"line 3: country '{written}' is not an ISO 3166-1 .*{iso}"):
+        read_child_population(table)
+
