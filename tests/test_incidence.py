@@ -64,3 +64,15 @@ def test_a_population_table_with_eurostat_s_own_country_codes_is_refused(tmp_pat
     with pytest.raises(PopulationTableError, match=rf"line 3: country '{written}' is not an ISO 3166-1 .*{iso}"):
         read_child_population(table)
 
+
+def test_a_case_whose_country_is_unknown_has_a_row_and_no_incidence(tmp_path):
+    """Neither the registry nor any other source gives the child's country: the case was in no row at all, and
+    in no count of marts.left_out. It has a row of its own, as a country without population figures has."""
+    registry = Registry(tmp_path, ITALY_2020_2021)
+    registry.case("I1", "IT")
+    registry.case("U1", None)
+    registry.case("U2", None, diagnosed="2021-03-01", age_days=7000)  # any age: there is no band to place it in
+    assert registry.rows("country, age_band, first_year, last_year, n_years, n_cases, person_years, "
+                         "incidence_per_million, is_very_rare_by_incidence") == [
+        ("IT", "0-17", 2020, 2021, 2, 1, 2_000_000, 0.5, True),
+        (None, None, 2020, 2021, 0, 2, None, None, None)]

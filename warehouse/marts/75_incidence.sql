@@ -7,7 +7,9 @@
 --     a trial or a hospital registry does not see every case and gives no incidence.
 --   case: a person's first initial diagnosis (core.diagnosis, event_type initial) in the group,
 --     whichever population-based sources of the country register it (counted once), with a known
---     date and ICCC-3 class; country: the person's country as that source records it.
+--     date and ICCC-3 class; country: the person's country as that source records it (else as core.patient
+--     has it); one no source gives is unknown (NULL), and its cases are counted as a country's without
+--     population figures.
 --   age band: the population table's (stage.child_population, one band per country, e.g. 0-17):
 --     cases count when the age at diagnosis, in completed years (completed_years of
 --     rule_functions.sql: on the calendar, as the age rules count it), lies in the band, so numerator
@@ -87,8 +89,8 @@ counted_case AS (
     -- so that it shows with its cases and no incidence rather than not at all.
     SELECT first_case.*
     FROM first_case
-    JOIN period USING (country)
-    LEFT JOIN exposure USING (country)
+    JOIN period ON period.country IS NOT DISTINCT FROM first_case.country  -- an unknown country is one too
+    LEFT JOIN exposure ON exposure.country = first_case.country
     LEFT JOIN population
         ON population.country = first_case.country AND population.year = first_case.diagnosis_year
     WHERE CASE WHEN exposure.country IS NULL
@@ -126,12 +128,12 @@ SELECT
     counted.n_cases_listed_very_rare,
     counted.n_cases_listed_very_rare = counted.n_cases AS is_very_rare_listed
 FROM counted
-JOIN period USING (country)
-LEFT JOIN exposure USING (country)
+JOIN period ON period.country IS NOT DISTINCT FROM counted.country
+LEFT JOIN exposure ON exposure.country = counted.country
 ORDER BY counted.country, counted.iccc3_group, counted.level, counted.iccc3_subgroup;
 
 COMMENT ON TABLE marts.incidence IS 'Incidence per million children per year by country and ICCC-3 main group or subgroup, from the population-based registries (source parameter population_based) and the child population table, with the very-rare flag (< 2 per million per year) computed beside the fixed list (docs/endpoints.md).';
-COMMENT ON COLUMN marts.incidence.country IS 'Country of residence as the registry records it. Codes: ISO 3166-1 alpha-2.';
+COMMENT ON COLUMN marts.incidence.country IS 'Country of residence as the registry records it; NULL when no source gives it (cases counted, no incidence). Codes: ISO 3166-1 alpha-2.';
 COMMENT ON COLUMN marts.incidence.level IS 'Whether the row is an ICCC-3 main group or a subgroup. Codes: main_group / subgroup.';
 COMMENT ON COLUMN marts.incidence.iccc3_group IS 'ICCC-3 main group. Codes: ICCC-3 main group (I to XII).';
 COMMENT ON COLUMN marts.incidence.iccc3_subgroup IS 'ICCC-3 subgroup; NULL on a main_group row. Codes: ICCC-3 subgroup.';
