@@ -76,3 +76,25 @@ def test_a_case_whose_country_is_unknown_has_a_row_and_no_incidence(tmp_path):
                          "incidence_per_million, is_very_rare_by_incidence") == [
         ("IT", "0-17", 2020, 2021, 2, 1, 2_000_000, 0.5, True),
         (None, None, 2020, 2021, 0, 2, None, None, None)]
+
+
+@pytest.mark.parametrize("n_cases", [1, 2, 3, 10, 150])
+def test_the_rate_has_its_exact_poisson_interval(tmp_path, n_cases):
+    """Very rare means fewer than 2 per million a year, and a rare tumour gives a few cases: 3 over 2 million
+    person-years is 1.5 per million, yet 0.31 to 4.38 (exact 95%). The mart gave the rate alone. The limits are
+    Garwood's: chi-square quantiles of 2n and 2n + 2 degrees of freedom, halved, over the person-years."""
+    registry = Registry(tmp_path, ITALY_2020_2021)
+    for n in range(n_cases):
+        registry.case(f"P{n}", "IT", diagnosed=f"{2020 + n % 2}-05-01")
+    ((n, person_years, rate, lower, upper),) = registry.rows(
+        "n_cases, person_years, incidence_per_million, incidence_ci_lower, incidence_ci_upper")
+    assert (n, person_years, rate) == (n_cases, 2_000_000, n_cases / 2)
+    per_million = 1e6 / person_years
+    assert lower == pytest.approx(chi2.ppf(0.025, 2 * n_cases) / 2 * per_million, rel=1e-9)
+    assert upper == pytest.approx(chi2.ppf(0.975, 2 * n_cases + 2) / 2 * per_million, rel=1e-9)
+
+
+def test_a_country_without_population_figures_has_no_interval(tmp_path):
+    registry = Registry(tmp_path, ITALY_2020_2021)
+    registry.case("F1", "FR")
+    assert registry.rows("country, n_cases, incidence_ci_lower, incidence_ci_upper") == [("FR", 1, None, None)]

@@ -20,13 +20,19 @@
 --     other years are not counted. A country with cases but no population figures has its rows all
 --     the same: the cases of its period at any age, and no person_years, incidence or flag.
 --   incidence_per_million = n_cases / person_years * 1,000,000, person_years = the sum over the
---     period of the population on 1 January of each year.
+--     period of the population on 1 January of each year: a crude rate over the one band, not
+--     age-standardised. Its exact (Garwood) 95% interval: the Poisson means at which P(X >= n_cases) and
+--     P(X <= n_cases) are 0.025, over the same person-years (1 case in 2 million: 0.013 to 2.79 per million).
 --   is_very_rare_by_incidence: incidence_per_million < 2 (the EXPeRT / PARTNER definition: fewer
 --     than 2 per million per year; exactly 2 is not very rare); NULL without population figures.
 --   is_very_rare_listed: every case is a very rare tumour by the fixed list (core.diagnosis.is_very_rare).
 
+-- poisson_cdf(k, mean): P(X <= k) for X Poisson with that mean (> 0); 0 for k < 0.
+CREATE OR REPLACE TEMP MACRO poisson_cdf(k, mean) AS coalesce(
+    list_sum(list_transform(range(0, k + 1), lambda j: exp(j * ln(mean) - mean - lgamma(j + 1)))), 0);
+
 CREATE OR REPLACE TABLE marts.incidence AS
-WITH registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
+WITH RECURSIVE registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
     SELECT * FROM incidence_registered()
 ),
 
@@ -109,6 +115,36 @@ counted AS (
         count(DISTINCT patient_id) FILTER (WHERE is_very_rare) AS n_cases_listed_very_rare
     FROM counted_case
     GROUP BY GROUPING SETS ((country, iccc3_group), (country, iccc3_group, iccc3_subgroup))
+),
+
+poisson_limit (n_cases, step, lower_low, lower_high, upper_low, upper_high) AS (
+    -- Garwood's exact 95% limits of a Poisson count n, by bisection: the lower is the mean at which
+    -- P(X >= n) = 0.025 (0 for n = 0), the upper the mean at which P(X <= n) = 0.025. Both lie below
+    -- n + 10 + 5 sqrt(n); 60 halvings leave less than 1e-12 of it.
+    SELECT DISTINCT n_cases, 0, 0.0::DOUBLE, n_cases + 10 + 5 * sqrt(n_cases), 0.0::DOUBLE,
+           n_cases + 10 + 5 * sqrt(n_cases)
+    FROM counted
+    UNION ALL
+    SELECT
+        n_cases,
+        step + 1,
+        CASE WHEN poisson_cdf(n_cases - 1, (lower_low + lower_high) / 2) > 0.975
+             THEN (lower_low + lower_high) / 2 ELSE lower_low END,
+        CASE WHEN poisson_cdf(n_cases - 1, (lower_low + lower_high) / 2) > 0.975
+             THEN lower_high ELSE (lower_low + lower_high) / 2 END,
+        CASE WHEN poisson_cdf(n_cases, (upper_low + upper_high) / 2) > 0.025
+             THEN (upper_low + upper_high) / 2 ELSE upper_low END,
+        CASE WHEN poisson_cdf(n_cases, (upper_low + upper_high) / 2) > 0.025
+             THEN upper_high ELSE (upper_low + upper_high) / 2 END
+    FROM poisson_limit
+    WHERE step < 60
+),
+
+count_interval AS (
+    SELECT n_cases, CASE WHEN n_cases = 0 THEN 0 ELSE (lower_low + lower_high) / 2 END AS lower_mean,
+           (upper_low + upper_high) / 2 AS upper_mean
+    FROM poisson_limit
+    WHERE step = 60
 )
 
 SELECT
@@ -124,12 +160,15 @@ SELECT
     counted.n_cases,
     exposure.person_years,
     counted.n_cases * 1e6 / exposure.person_years AS incidence_per_million,
+    count_interval.lower_mean * 1e6 / exposure.person_years AS incidence_ci_lower,
+    count_interval.upper_mean * 1e6 / exposure.person_years AS incidence_ci_upper,
     counted.n_cases * 1e6 / exposure.person_years < 2 AS is_very_rare_by_incidence,
     counted.n_cases_listed_very_rare,
     counted.n_cases_listed_very_rare = counted.n_cases AS is_very_rare_listed
 FROM counted
 JOIN period ON period.country IS NOT DISTINCT FROM counted.country
 LEFT JOIN exposure ON exposure.country = counted.country
+JOIN count_interval USING (n_cases)
 ORDER BY counted.country, counted.iccc3_group, counted.level, counted.iccc3_subgroup;
 
 COMMENT ON TABLE marts.incidence IS 'Incidence per million children per year by country and ICCC-3 main group or subgroup, from the population-based registries (source parameter population_based) and the child population table, with the very-rare flag (< 2 per million per year) computed beside the fixed list (docs/endpoints.md).';
@@ -145,6 +184,8 @@ COMMENT ON COLUMN marts.incidence.n_years_approximate IS 'Of those, years whose 
 COMMENT ON COLUMN marts.incidence.n_cases IS 'Persons first diagnosed in the group in those years, at an age in the band. Unit: persons.';
 COMMENT ON COLUMN marts.incidence.person_years IS 'Sum of the yearly child populations (on 1 January) over those years; NULL without population figures. Unit: person-years.';
 COMMENT ON COLUMN marts.incidence.incidence_per_million IS 'n_cases / person_years * 1,000,000; NULL without population figures. Unit: cases per million children per year.';
+COMMENT ON COLUMN marts.incidence.incidence_ci_lower IS 'Lower limit of the exact (Garwood) 95% Poisson interval of incidence_per_million; 0 for no case; NULL without population figures. Unit: cases per million children per year.';
+COMMENT ON COLUMN marts.incidence.incidence_ci_upper IS 'Upper limit of the exact (Garwood) 95% Poisson interval of incidence_per_million; NULL without population figures. Unit: cases per million children per year.';
 COMMENT ON COLUMN marts.incidence.is_very_rare_by_incidence IS 'Very rare by incidence: fewer than 2 per million children per year (exactly 2 is not); NULL without population figures.';
 COMMENT ON COLUMN marts.incidence.n_cases_listed_very_rare IS 'Cases that the fixed very-rare list (core.diagnosis.is_very_rare) flags. Unit: persons.';
 COMMENT ON COLUMN marts.incidence.is_very_rare_listed IS 'Every case of the row is very rare by the fixed list.';
