@@ -122,6 +122,9 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
     assessed = assessments.loc[assessments.timepoint.isin(["cycle1", "best"])
                                & assessments.treatment_key.isin(key_line), columns].copy()
     assessed["line"] = assessed.treatment_key.map(key_line)
+    # An assessment dated before its line started is no response to it.
+    started = assessed.line.map(dict(zip(lines.line, lines.start_date)))
+    assessed = assessed[~(pd.to_datetime(assessed.assessment_date) < pd.to_datetime(started)).to_numpy()]
     # The best overall response is the best one given (NE or missing last), the cycle-1 one the earliest
     # evaluable (NE or missing only when no other is given).
     last = len(RESPONSES_BEST_FIRST)

@@ -8,7 +8,9 @@
 --   response: at cycle1, the earliest evaluable assessment of any of the line's treatments, in any
 --     source (NE or missing only when none is evaluable); at best (the best overall response), the
 --     best of them by response_rank (CR, CRi, MLFS, PR, SD, NR, PD, then NE or missing), of equal
---     ones the earliest; ties by response_id.
+--     ones the earliest; ties by response_id. An assessment dated before the line started (a baseline
+--     filed under the line, or a date error) is no response to it: the line's start is the first day its
+--     earliest start can be on, so only an assessment surely before it is left out; one without a date stays.
 
 CREATE OR REPLACE TABLE marts.response_line AS
 WITH line_treatment AS (
@@ -24,7 +26,9 @@ assessment AS (
         response.assessment_date
     FROM line_treatment
     JOIN core.response_assessment AS response USING (treatment_id)
+    JOIN marts.treatment_line AS line USING (line_id)
     WHERE response.timepoint IN ('cycle1', 'best')
+      AND coalesce(response.assessment_date >= line.start_date, true)
     -- Two sources or two drugs of a line may each give a response: the line's best is the best of them,
     -- its cycle-1 one the earliest evaluable (the earliest would let an NE of one source hide a CR or a
     -- PR another reports).
