@@ -184,7 +184,15 @@ def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
     said_dead = set(follow_up.person[follow_up.vital_status == "dead"])
     death_dates = pd.Series({patient: death[true_id] if pd.notna(death[true_id]) or patient not in said_dead
                              else contacts.get(patient) for patient, true_id in person.items()})
-    follow_up_end = {patient: (death_dates[patient] if pd.notna(death_dates[patient]) else contacts.get(patient))
+    # Alive: followed to the last day known alive, the last contact or a later diagnosis, treatment or assessment.
+    seen = pd.concat([truth.table("diagnosis", ("diagnosis_date",)).set_index("person").diagnosis_date,
+                      truth.table("treatment", ("start_date",)).set_index("person").start_date,
+                      truth.table("response_assessment", ("assessment_date",)).set_index("person").assessment_date])
+    last_seen = seen.dropna().groupby(level=0).max()
+    alive_to = {patient: max(day, last_seen.get(patient, day)) for patient, day in contacts.items() if pd.notna(day)}
+    death_dates = pd.Series({patient: alive_to.get(patient) if patient in said_dead and pd.isna(day) else day
+                             for patient, day in death_dates.items()})
+    follow_up_end = {patient: (death_dates[patient] if pd.notna(death_dates[patient]) else alive_to.get(patient))
                      for patient in person}
     ends = {patient: (expected.birth_first_day(people.birth_year[true_id] or None, people.birth_month[true_id] or None),
                       follow_up_end[patient].date() if pd.notna(follow_up_end[patient]) else None)

@@ -65,3 +65,54 @@ def test_a_response_on_the_day_the_line_started_or_without_a_date_counts():
     _response(warehouse, "t1", "2022-06-01", "PR")
     _response(warehouse, "t1", None, "CR", "best")
     assert _responses(warehouse) == {"cycle1": (date(2022, 6, 1), "PR"), "best": (None, "CR")}
+
+
+# -- the end of follow-up -----------------------------------------------------------------------------------------
+
+def _survival(warehouse: Warehouse) -> dict[tuple[str, str], tuple[Any, ...]]:
+    build_marts(warehouse.con)
+    rows = warehouse.con.execute("SELECT patient_id, origin, os_end_date, os_days, efs_event_type, efs_days "
+                                 "FROM marts.survival").fetchall()
+    return {(patient, origin): tuple(rest) for patient, origin, *rest in rows}
+
+
+def test_a_patient_seen_after_the_last_follow_up_contact_is_followed_to_that_day():
+    # Last follow-up form on 1 January 2021; treated from 1 March 2022 and assessed on 1 May 2022 (P1), or relapsed
+    # on 1 June 2022 (P2), alive. Censored on 1 January 2021, P1 lost 16 months of follow-up, P2's event-free
+    # survival (873 days) outlasted its overall survival (357), and P2's relapse origin ended before it began (a
+    # "date error" left out of the estimates).
+    warehouse = _warehouse()
+    for patient_id in ("P1", "P2"):
+        warehouse.patient(patient_id, last_contact="2021-01-01")
+        _initial(warehouse, patient_id, "2020-01-10")
+    _treatment(warehouse, "P1", "t1", "2022-03-01")
+    _response(warehouse, "t1", "2022-05-01", "PR")
+    warehouse.relapse("P2", "2022-06-01", "day")
+    times = _survival(warehouse)
+    assert times[("P1", "diagnosis")] == (date(2022, 5, 1), 842, None, 842)
+    assert times[("P2", "diagnosis")] == (date(2022, 6, 1), 873, "relapse", 873)
+    assert times[("P2", "relapse")] == (date(2022, 6, 1), 0, None, 0)
+    [(end,)] = warehouse.con.execute("SELECT follow_up_end_date FROM marts.patient_summary "
+                                     "WHERE patient_id = 'P1'").fetchall()
+    assert end == date(2022, 5, 1)
+
+
+def test_a_living_patient_is_censored_not_before_a_relapse_known_to_the_month_as_placed():
+    # Last contact 1 January 2021; a relapse "in June 2022", placed on 15 June: the patient lived to it.
+    warehouse = _warehouse()
+    warehouse.patient("P1", last_contact="2021-01-01")
+    _initial(warehouse, "P1", "2020-01-10")
+    warehouse.relapse("P1", "2022-06-01", "month")
+    assert _survival(warehouse)[("P1", "diagnosis")] == (date(2022, 6, 15), 887, "relapse", 887)
+
+
+def test_a_patient_without_a_dated_contact_keeps_an_unknown_end_and_a_death_date_wins():
+    warehouse = _warehouse()
+    warehouse.patient("P1", last_contact=None)
+    warehouse.patient("P2", last_contact="2021-01-01", died="2021-02-01")
+    for patient_id in ("P1", "P2"):
+        _initial(warehouse, patient_id, "2020-01-10")
+        _treatment(warehouse, patient_id, f"t{patient_id}", "2020-02-01")
+    times = _survival(warehouse)
+    assert times[("P1", "diagnosis")] == (None, None, None, None)
+    assert times[("P2", "diagnosis")] == (date(2021, 2, 1), 388, "death", 388)

@@ -190,6 +190,20 @@ def follow_up_start(core: dict[str, pd.DataFrame], summary: pd.DataFrame) -> pd.
     return pd.Series(pd.to_datetime(pd.Series(starts, dtype=object)).to_numpy(), index=summary.index)
 
 
+def follow_up_end(core: dict[str, pd.DataFrame]) -> pd.Series:
+    """By patient_id: the death date of a dead patient, else the last day the patient is known alive (the last
+    contact, or a later diagnosis, treatment start or response assessment, as given); unknown without a contact."""
+    patient = core["patient"].set_index("patient_id")
+    seen = pd.concat([core["diagnosis"].set_index("patient_id").diagnosis_date,
+                      core["treatment"].set_index("patient_id").start_date,
+                      core["response_assessment"].set_index("patient_id").assessment_date]).dropna()
+    last_seen = seen.groupby(level=0).max().reindex(patient.index)
+    alive_to = patient.last_contact_date.where(patient.last_contact_date.isna(),
+                                               pd.concat([patient.last_contact_date, last_seen], axis=1).max(axis=1))
+    dead_on = patient.death_date.where(patient.vital_status == "dead")
+    return dead_on.fillna(alive_to)
+
+
 def test_patient_summary(built, core, latest_export):
     patient = core["patient"].set_index("patient_id")
     first = first_diagnoses(core)
@@ -217,9 +231,7 @@ def test_patient_summary(built, core, latest_export):
     expected["first_enrolment_date"] = expected.patient_id.map(enrolment.groupby("patient_id").enrolment_date.min())
     for column in ("vital_status", "death_date", "last_contact_date"):
         expected[column] = patient[column].to_numpy()
-    dead = expected.vital_status == "dead"
-    death_or_contact = expected.death_date.fillna(expected.last_contact_date)
-    expected["follow_up_end_date"] = expected.last_contact_date.where(~dead, death_or_contact)
+    expected["follow_up_end_date"] = expected.patient_id.map(follow_up_end(core)).to_numpy()
     expected["first_diagnosis_date_precision"] = fd.diagnosis_date_precision.fillna("day").where(
         fd.diagnosis_date.notna()).to_numpy()
     expected["follow_up_days"] = _days(expected.follow_up_end_date, follow_up_start(core, expected))
@@ -457,10 +469,9 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str],
     relapses = diagnosis[diagnosis.event_type.isin(["relapse", "progression"]) & diagnosis.diagnosis_date.notna()]
     enrolment = core["study_enrolment"].dropna(subset=["enrolment_date"])
 
-    dead_on = patient.death_date.where(patient.vital_status == "dead").fillna(
-        patient.last_contact_date.where(patient.vital_status == "dead"))
-    follow_up_end = dead_on.where(patient.vital_status == "dead", patient.last_contact_date)
-    ends = {p: (expected.birth_first_day(y, m), follow_up_end[p].date() if pd.notna(follow_up_end[p]) else None)
+    ended = follow_up_end(core)
+    dead_on = ended.where(patient.vital_status == "dead")
+    ends = {p: (expected.birth_first_day(y, m), ended[p].date() if pd.notna(ended[p]) else None)
             for p, y, m in zip(patient.index, patient.birth_year, patient.birth_month)}
 
     event_days = efs_event_days(core)
@@ -511,8 +522,8 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str],
                                                           origins.origin_date_precision):
         person = patient.loc[patient_id]
         dead = person.vital_status == "dead"
-        death = (person.death_date if pd.notna(person.death_date) else person.last_contact_date) if dead else pd.NaT
-        os_end = death if dead else person.last_contact_date
+        death = ended[patient_id] if dead else pd.NaT
+        os_end = ended[patient_id]
         mine = events_of.get(patient_id, disease_events.iloc[:0])
         died_on = death.date() if dead and pd.notna(death) else None
         candidates = [(d.date(), p or "day", t, r,
@@ -525,7 +536,7 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str],
             candidates.append((died_on, "day", "death", 2, died_on))
         placed = expected.first_efs_event(candidates)
         event = (pd.Timestamp(placed[1]), 0, placed[0]) if placed else ((pd.NaT, 2, "death") if dead else None)
-        efs_end = event[0] if event else person.last_contact_date
+        efs_end = event[0] if event else ended[patient_id]
         group = first.iccc3_group.get(patient_id)
         rows.append({
             "patient_id": patient_id, "origin": origin, "origin_date": origin_date, "origin_date_precision": precision,
@@ -536,7 +547,14 @@ def survival_times(core: dict[str, pd.DataFrame], population_based: set[str],
             "efs_event": event is not None, "efs_event_type": event[2] if event else None, "efs_end_date": efs_end,
             "efs_days": (efs_end - origin_date).days if pd.notna(efs_end) and efs_end >= origin_date else None,
         })
-    return pd.DataFrame(rows)
+    times = pd.DataFrame(rows)
+    # A living patient is censored not before a relapse or progression they lived through, from any origin.
+    lived_to = times[times.efs_event & ~times.os_event].groupby("patient_id").efs_end_date.max()
+    later = ~times.os_event & times.os_end_date.notna() & (times.patient_id.map(lived_to) > times.os_end_date)
+    times.loc[later, "os_end_date"] = times.patient_id[later].map(lived_to)
+    times.loc[later, "os_days"] = [(end - start).days if end >= start else None
+                                   for end, start in zip(times.os_end_date[later], times.origin_date[later])]
+    return times
 
 
 @pytest.fixture(scope="module")

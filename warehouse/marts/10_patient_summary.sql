@@ -22,8 +22,10 @@
 --     as core.patient places a death: its first day would cut up to a year of follow-up from a patient censored
 --     there.
 --   follow-up: from the first diagnosis to the end of follow-up, which is the death date for a
---     dead patient (the last contact when the death date is unknown) and the last contact
---     otherwise. Negative times are kept as they are: they point to a date error in a source.
+--     dead patient and otherwise the last day the patient is known alive: the last contact, or a
+--     diagnosis, treatment start or response assessment dated after it (alive_on of mart_functions.sql:
+--     a follow-up form often lags the treatment forms); a death without a date counts there too. Without a
+--     dated contact the end stays unknown. Negative times are kept as they are: they point to a date error in a source.
 --     A first diagnosis known only to its month or year starts the follow-up in the middle of the
 --     days it can be on (placed_date of mart_functions.sql, as marts.survival places its origins):
 --     not before the first day the birth can be on, not after the last day another diagnosis or a
@@ -134,16 +136,28 @@ last_alive AS (
     GROUP BY last_contact.patient_id
 ),
 
+last_seen AS (
+    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on),
+    -- whenever it is: a follow-up form often lags the treatment and response forms.
+    SELECT patient_id, max(alive_on) AS alive_on
+    FROM alive_on()
+    GROUP BY patient_id
+),
+
 follow_up_end AS (
     -- The last contact placed in its period, not before the patient was last known alive in it (last_alive), and the
-    -- end of follow-up: the death, else the last contact.
+    -- end of follow-up: the death, else the last day the patient is known alive (the last contact, or a later
+    -- diagnosis, treatment start or response assessment: last_seen; for a death without a date, where it counts).
+    -- A patient without a dated contact keeps an unknown end.
     SELECT
         patient.patient_id,
         placed.last_contact_date,
         placed.last_contact_date_precision,
-        CASE WHEN patient.vital_status = 'dead' THEN coalesce(patient.death_date, placed.last_contact_date)
-             ELSE placed.last_contact_date END AS follow_up_end_date
+        CASE WHEN patient.vital_status = 'dead' AND patient.death_date IS NOT NULL THEN patient.death_date
+             WHEN placed.last_contact_date IS NOT NULL THEN greatest(placed.last_contact_date, last_seen.alive_on)
+             END AS follow_up_end_date
     FROM core.patient AS patient
+    LEFT JOIN last_seen USING (patient_id)
     LEFT JOIN (
         SELECT
             last_contact.patient_id,
@@ -242,6 +256,6 @@ COMMENT ON COLUMN marts.patient_summary.death_date IS 'Date of death (core.patie
 COMMENT ON COLUMN marts.patient_summary.death_date_precision IS 'How much of the death date the source gave; month or year: death_date is placed in that period. Codes: day / month / year.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date IS 'Latest follow-up contact in any source; one known only to its month or year is placed in the middle of the days it can be on (last_contact_date_precision): not before a diagnosis, treatment start or response assessment dated later in that period, not after the export it is in now nor the death.';
 COMMENT ON COLUMN marts.patient_summary.last_contact_date_precision IS 'How much of the last contact date the source gave; month or year: last_contact_date is placed in that period. Codes: day / month / year.';
-COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient (the last contact if the death date is unknown), else the last contact.';
+COMMENT ON COLUMN marts.patient_summary.follow_up_end_date IS 'End of follow-up: the death date for a dead patient, else the last day the patient is known alive: the last contact, or a diagnosis, treatment start or response assessment dated after it (there too a death without a date); unknown without a dated contact.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_days IS 'Follow-up time from the first diagnosis (one known only to its month or year placed in the middle of the days it can be on: not before the birth, not after the last day another diagnosis or a treatment start can be on, a relapse or progression dated after its first day, nor the end of follow-up) to follow_up_end_date. Unit: days.';
 COMMENT ON COLUMN marts.patient_summary.follow_up_years IS 'Follow-up time, follow_up_days / 365.25 rounded to 0.01. Unit: years.';

@@ -42,12 +42,14 @@
 -- Endpoints
 --   OS   overall survival: event = death, at the death date (the last contact if the death date
 --        is unknown; one known only to its month or year placed in its period by core.patient);
---        otherwise censored at the last contact.
+--        otherwise censored at the end of follow-up (marts.patient_summary's: the last day the patient is known alive,
+--        the last contact or a later diagnosis, treatment start or response assessment), and not before a relapse or
+--        progression the patient lived through (placed from any origin).
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
 --        follow-up contact with disease_status progression, or death, strictly after the origin (a relapse or
 --        progression whose period's first day is after it: one known only to a month or year that holds the
 --        origin may be the origin relapse itself, or the relapse a study enrolled for, and is no event);
---        otherwise censored at the last contact (marts.patient_summary's: one known only to its month or year
+--        otherwise censored at the end of follow-up, as OS (marts.patient_summary's last contact: one known only to its month or year
 --        placed in the middle of its period, not before a diagnosis, treatment start or response assessment
 --        dated later in it, not after the export it is in now; its first day censored up to a year early).
 --        A relapse or progression known only to its month or year is placed as an origin is: the first event is
@@ -204,13 +206,13 @@ timed AS (
         coalesce(patient.iccc3_group, 'unknown') AS iccc3_group,
         CASE WHEN origin.origin = 'recommendation' THEN origin.advice_group END AS advice_group,
         vital.is_dead AS os_event,
-        vital.follow_up_end_date AS os_end_date,
+        vital.follow_up_end_date,
         first_efs_event.first.event_type IS NOT NULL AS efs_event,
         first_efs_event.first.event_type AS efs_event_type,
         CASE WHEN first_efs_event.first.event_type IS NOT NULL
              THEN placed_date(first_efs_event.first.event_date, first_efs_event.first.precision, NULL,
                               first_efs_event.known_by)
-             ELSE vital.last_contact_date END AS efs_end_date
+             ELSE vital.follow_up_end_date END AS efs_end_date
     FROM origin
     JOIN vital USING (patient_id)
     LEFT JOIN marts.patient_summary AS patient USING (patient_id)
@@ -234,7 +236,16 @@ SELECT
     efs_event_type,
     efs_end_date,
     CASE WHEN efs_end_date >= origin_date THEN efs_end_date - origin_date END AS efs_days
-FROM timed
+FROM (
+    -- A living patient is censored not before a relapse or progression they lived through, as placed from any origin
+    -- (one known only to its month or year, placed mid-period, may fall after the first day the follow-up ends on).
+    SELECT
+        *,
+        CASE WHEN os_event OR follow_up_end_date IS NULL THEN follow_up_end_date
+             ELSE greatest(follow_up_end_date,
+                           max(efs_end_date) FILTER (WHERE efs_event) OVER (PARTITION BY patient_id)) END AS os_end_date
+    FROM timed
+)
 ORDER BY origin, patient_id;
 
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment, recommendation, first malignant initial diagnosis): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
@@ -244,10 +255,10 @@ COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a sourc
 COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
-COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the last contact.';
-COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (core.patient: one known only to its month or year is placed in that period; the last contact if the death date is unknown), else the last contact.';
+COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the end of follow-up (os_end_date).';
+COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (core.patient: one known only to its month or year is placed in that period; the end of follow-up if the death date is unknown), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last day known alive), not before a relapse or progression the patient lived through.';
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
-COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the last contact.';
+COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the end of follow-up (efs_end_date).';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
-COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death, the export it is in now, nor another event known by an earlier day), else the last contact (marts.patient_summary.last_contact_date: one known only to its month or year placed in that period).';
+COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death, the export it is in now, nor another event known by an earlier day), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last contact, one known only to its month or year placed in that period, or a later diagnosis, treatment start or response assessment).';
 COMMENT ON COLUMN marts.survival.efs_days IS 'Event-free survival time from the origin to efs_end_date; NULL if unknown or before the origin. Unit: days.';

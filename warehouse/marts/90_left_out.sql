@@ -11,7 +11,7 @@
 --     reported by another source (marts.response_line: the earliest counts, each line once).
 --   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown in
 --     marts.survival (no date ends the follow-up: no contact dated, nor a death; a death without a
---     date counts at the last contact), or negative (it ends before the origin: a date error in a source).
+--     date counts at the end of follow-up), or negative (it ends before the origin: a date error in a source).
 --   survival: a patient who died before the recommendation of their first submission in the advice
 --     comparison, left out of the origin recommendation (never at risk while the advice existed).
 --   survival, origin diagnosis (patients): a malignant initial diagnosis that no population-based registry
