@@ -354,8 +354,8 @@ def test_the_survival_marts_say_whom_they_leave_out_and_why():
     warehouse.relapse("P1", "2021-03-01", "day")
     warehouse.insert("patient", patient_id="P2", vital_status="dead", last_contact_date=None, n_sources=1)
     warehouse.relapse("P2", "2021-03-01", "day")  # dead, the death undated, and no contact dated
-    warehouse.patient("P3", last_contact="2020-01-01")
-    warehouse.relapse("P3", "2021-03-01", "day")  # last seen before the relapse: a date error
+    warehouse.patient("P3", last_contact="2020-01-01", died="2020-01-01")
+    warehouse.relapse("P3", "2021-03-01", "day")  # dead before the relapse: a date error
     warehouse.patient("P4", died="2022-02-25")  # died before the advice came (1 March)
     warehouse.insert("tumour_board_review", review_id="r1", patient_id="P4", board="ILTB",
                      submission_date="2022-02-20", recommendation_date="2022-03-01", priority_rank=1,
