@@ -17,10 +17,15 @@ Gotchas of the tables:
 - The endpoints that held-back records carry (deaths, relapses, progressions, responses) come
   from marts.held_back_endpoints, which holds the current warehouse only: a page about an older
   run says so instead of listing them.
+- The lists of records (findings answered corrected but still present, waivers, the record keys of
+  the endpoints held back, the pairs for clerical review) grow with the registry: at 20,000 persons
+  with every query answered they made a 10 MB page. The page shows the first LISTED of each (KEYS_LISTED
+  keys an endpoint row), with how many there are; every row is in a CSV beside it (LIST_FILES).
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import logging
@@ -51,6 +56,7 @@ from etl.quality.query_status import (
     waivers,
 )
 from etl.schema import in_warehouse
+from etl.spreadsheet import spreadsheet_text
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ STATUSES = ("passed", "failed", "error", "not_applicable")
 _JUDGED = ("passed", "failed")  # results that measured something; error and not_applicable did not
 _TEMPLATES = Path(__file__).parent / "templates"
 _IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp"}
+LISTED = 100  # rows of a list of records the page shows; the CSV beside it holds them all
+KEYS_LISTED = 20  # record keys an endpoint row shows; held_back_records.csv holds them all
 
 
 class UnknownRun(ValueError):
@@ -450,7 +458,7 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
         "link_candidates": _link_candidates(con, choice),
         "query_centres": per_centre(queries), "queries_as_of": as_of,
         "corrected_still_present": [q for q in queries if q.response == "corrected" and q.is_present],
-        "waivers": waivers(con, findings, as_of), "waived_next_run": WAIVED_NEXT_RUN,
+        "waivers": _attention_first(waivers(con, findings, as_of)), "waived_next_run": WAIVED_NEXT_RUN,
         "query_trend": age_trend(con, validated_runs(con)),
         "notices": _records(con, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? "
                                  "ORDER BY source_id, notice", [choice.run_id]),
@@ -459,6 +467,12 @@ def _read_report(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dict[str,
                    "waived": waived[0] if waived else 0,
                    **_endpoint_totals(endpoints)},
     }
+
+
+def _attention_first(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The waivers that no longer hold (lapsed, not found) before those that do, each in its order: the page
+    shows the first LISTED of thousands."""
+    return sorted(found, key=lambda w: w["status"] in ("waived", WAIVED_NEXT_RUN))
 
 
 def _endpoint_totals(endpoints: Sequence[dict[str, Any]] | None) -> dict[str, int | None]:
@@ -619,6 +633,53 @@ def _place_attachments(attachments: Sequence[tuple[str, Path]], folder: Path) ->
     return links
 
 
+# The CSVs beside the page, each every row of a list the page shows the first LISTED of.
+LIST_FILES = {"corrected_still_present": "corrected_still_present.csv", "waivers": "waivers.csv",
+              "held_back_endpoints": "held_back_records.csv", "link_candidates": "link_candidates.csv"}
+
+
+def _list_rows(context: Mapping[str, Any]) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    """Each list of records of the page, whole, as (header, rows) for its CSV: the columns of its table,
+    an endpoint row's record keys one a line."""
+    return {
+        "corrected_still_present": (
+            ("centre", "source", "record (pseudonymised key)", "rule", "field", "first sent (days ago)"),
+            [(q.centre_id, q.source_id, q.source_record_key, q.rule_id, q.field, q.age_days)
+             for q in context["corrected_still_present"]]),
+        "waivers": (
+            ("centre", "source", "record (pseudonymised key)", "rule", "field", "confirmed at", "imported by",
+             "batch", "in this run"),
+            [(w["centre_id"], w["source_id"], w["source_record_key"], w["rule_id"], w["field"],
+              _when(w["confirmed_at"]), w["imported_by"], w["batch_id"], w["status"]) for w in context["waivers"]]),
+        "held_back_endpoints": (
+            ("endpoint", "source", "centre", "record (pseudonymised key)", "held back by"),
+            [(e["endpoint"], e["source_id"], e["centre_id"], key, " ".join(e["rule_ids"]))
+             for e in context["held_back_endpoints"] or [] for key in e["source_record_keys"]]),
+        "link_candidates": (
+            ("patient 1", "patient 2", "match probability", "match weight", "evidence", "decision"),
+            [(f"{c['source_id_l']}:{c['source_patient_pseudonym_l']}",
+              f"{c['source_id_r']}:{c['source_patient_pseudonym_r']}", f"{c['match_probability']:.3f}",
+              f"{c['match_weight']:.1f}", "; ".join(f"{k}: {v}" for k, v in c["evidence"].items()), c["decision"])
+             for c in context["link_candidates"] or []]),
+    }
+
+
+def _write_lists(folder: Path, context: Mapping[str, Any]) -> None:
+    """Every row of each list of records the page shows in part, as a CSV beside the page (UTF-8 with a
+    BOM, cells a spreadsheet never runs as formulas, as the query lists); an empty list's CSV of an
+    earlier writing of the page goes."""
+    for name, (header, rows) in _list_rows(context).items():
+        path = folder / LIST_FILES[name]
+        if not rows:
+            path.unlink(missing_ok=True)
+            continue
+        with fsio.written_atomically(path) as partial, partial.open("w", newline="", encoding="utf-8-sig") as out:
+            writer = csv.writer(out)
+            writer.writerow(header)
+            writer.writerows([["" if v is None else spreadsheet_text(v) if isinstance(v, str) else v for v in row]
+                              for row in rows])
+
+
 def _relative_href(target: Path, folder: Path) -> str:
     return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
 
@@ -682,7 +743,9 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
         data_docs=_relative_href(docs, folder) if docs.is_file() else None, earlier_data_docs=earlier,
         data_docs_pages=data_docs_pages(docs, folder) if docs.is_file() else [],
         data_docs_scope=judged.get(choice.findings_run_id, []),
-        attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC))
+        attachments=_place_attachments(attachments, folder), generated_at=datetime.now(UTC),
+        listed=LISTED, keys_listed=KEYS_LISTED, list_files=LIST_FILES)
+    _write_lists(folder, context)  # before the page that links them
     page = fsio.write_text(folder / "index.html", page_html)  # a reader never sees half a page
     _point_latest(reports_dir, choice.run_id, ids[ids.index(choice.run_id) + 1:])
     return page
