@@ -87,3 +87,19 @@ def test_a_warehouse_with_indexed_keys_loses_the_indexes_and_keeps_its_rows():
     assert con.execute("SELECT * FROM core.follow_up ORDER BY 1").fetchall() == \
            con.execute("SELECT * FROM stage.follow_up ORDER BY 1").fetchall()
     assert _not_null(con) == _not_null(_warehouse())
+
+
+def test_a_key_held_twice_by_a_row_inserted_among_many_kept_fails_the_publish():
+    # Few rows differ: the table is not filled anew, only the rows that differ are inserted, and their keys checked.
+    contacts = [(f"f{i}", f"p1|FU[{i}]", "alive") for i in range(8)]
+    con = _warehouse()
+    _stage_follow_up(con, contacts)
+    warehouse._admit_to_core(con)
+    _stage_follow_up(con, [*contacts, ("f8", "p1|FU[8]", "dead")])
+    con.execute("CREATE TEMP TABLE changed_person (patient_id VARCHAR)")  # as _admit_to_core makes it
+    assert warehouse._admit_difference(con, "follow_up") is warehouse.Admission.CHANGED
+    con.execute("DROP TABLE changed_person")
+    _stage_follow_up(con, [*contacts, ("f8", "p1|FU[8]", "dead"), ("f3", "p1|FU[9]", "dead")])
+    with pytest.raises(warehouse.KeyViolation, match=r"core.follow_up: more than one row holds the key "
+                                                      r"\(follow_up_id\) \('f3',\)"):
+        warehouse._admit_to_core(con)

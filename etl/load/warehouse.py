@@ -210,19 +210,21 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
     Returns the core tables whose rows changed (core.<table>)."""
     _drop_key_indexes(con)
     sources = None if whole else _changed_since_admitted(con, admitted_from)
-    changed = set()
+    changed, refilled = set(), set()
     con.execute("CREATE OR REPLACE TEMP TABLE changed_person (patient_id VARCHAR)")
     try:
         for table in source_tables():
-            admission = _admit_difference(con, table, sources)
+            admission = _admit_difference(con, table, sources)  # checks the keys of the rows it inserted
             whole = whole or admission is Admission.REFILLED
             if admission is not Admission.KEPT:
                 changed.add(f"core.{table}")
+            if admission is Admission.REFILLED:
+                refilled.add(f"core.{table}")
         if _derive_patients(con, whole=whole):  # always when whole
             changed.add("core.patient")
     finally:
         drop_temp_tables(con, "changed_person")
-    _check_keys(con, changed)
+    _check_keys(con, refilled | (changed & {"core.patient"}))
     con.execute("DELETE FROM meta.core_admitted")
     if admitted_from:
         con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
@@ -242,13 +244,18 @@ class KeyViolation(RuntimeError):
     twice), which fails the publish."""
 
 
-def _check_keys(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
+def _check_keys(con: duckdb.DuckDBPyConnection, tables: Iterable[str], inserted: str | None = None) -> None:
     """The key core.sql declares for each of `tables` (core.<table>, whose rows changed) is unique:
-    the warehouse does not index it (`schema.unindexed`)."""
+    the warehouse does not index it (`schema.unindexed`).
+    inserted: a temporary table of the rows just inserted into the one table of `tables`, whose keys
+    alone are checked: the table's keys were unique before (checked by every publish), and deleting
+    rows makes no key held twice (a 1%-changed registry night at 20,000 persons: 37 -> 16 ms)."""
     keys = schema.primary_keys("core")
     for table in sorted(tables):
         key = ", ".join(keys[table.removeprefix("core.")])
-        held_twice = con.execute(f"SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
+        among = "" if inserted is None else f" SEMI JOIN {inserted} USING ({key})"
+        held_twice = con.execute(f"SELECT {key} FROM {table}{among} GROUP BY ALL HAVING count(*) > 1 "
+                                 "LIMIT 3").fetchall()
         if held_twice:
             raise KeyViolation(f"{table}: more than one row holds the key ({key}) {', '.join(map(str, held_twice))}; "
                                "nothing was published")
@@ -338,8 +345,8 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Seque
     the commit 7.4 -> 1.0 s). A reloaded source's rows all differ (their file and run), and DuckDB
     deletes row by row: past a quarter of the table (a new rule, the largest source reloaded) the table
     is emptied and filled instead, and an empty one (a first load) is filled. The persons of the rows
-    deleted and inserted go to changed_person; REFILLED: the table was filled anew (every person may
-    have changed).
+    deleted and inserted go to changed_person, and the keys of those inserted are checked (_check_keys);
+    REFILLED: the table was filled anew (every person may have changed), its keys for the caller to check.
     `sources`: compare only their rows (None: all)."""
     columns = ", ".join(f'"{c}"' for c in core_columns()[table])
     person = "patient_id" if "patient_id" in core_columns()[table] else "NULL::VARCHAR"
@@ -366,11 +373,14 @@ def _admit_difference(con: duckdb.DuckDBPyConnection, table: str, sources: Seque
                     "SELECT p FROM admitted_row ANTI JOIN core_row USING (h)")
         if stale:
             con.execute(f"DELETE FROM core.{table} WHERE rowid IN (SELECT r FROM stale_row)")
-        (inserted,) = con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM ({admitted}{of_sources}) "
-                                  f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)").fetchone() or (0,)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE new_row AS SELECT * FROM ({admitted}{of_sources}) "
+                    f"WHERE hash({columns}) NOT IN (SELECT h FROM core_row)")
+        (inserted,) = con.execute(f"INSERT INTO core.{table} BY NAME SELECT * FROM new_row").fetchone() or (0,)
+        if inserted:
+            _check_keys(con, [f"core.{table}"], inserted="new_row")
         return Admission.CHANGED if stale or inserted else Admission.KEPT
     finally:
-        drop_temp_tables(con, "admitted_row", "core_row", "stale_row")
+        drop_temp_tables(con, "admitted_row", "core_row", "stale_row", "new_row")
 
 
 def _emptied(con: duckdb.DuckDBPyConnection, table: str) -> None:
