@@ -138,3 +138,56 @@ def test_an_item_declared_but_never_filled_in_or_a_record_set_not_yet_sent_loads
             "_subject_key": ["P1"], "_study_event_repeat_key": ["1"]})}, frozenset({"DM.SEX"}), ["S1.xml"])
     refuse_undeclared_items(mapping, {"IG.DM": demography, "IG.AE": pa.table({
         "_subject_key": ["P1"], "_study_event_repeat_key": ["1"]})}, frozenset({"DM.SEX", "AE.TERM"}), ["S1.xml"])
+
+
+def _joined(term: str, where: dict[str, list[str]] | None = None) -> SourceMapping:
+    """The patient from IG.DM; adverse events from IG.DM joined with IG.AE (or from IG.AE alone, with where:)."""
+    table: dict[str, object] = {"from": ["IG.DM", "IG.AE"], "join_on": ["_subject_key"]} if where is None else \
+        {"from": "IG.AE", "where": where}
+    return SourceMapping.model_validate({
+        "source_id": "s1", "title": "S1", "format": "odm", "files": "S1*.xml", "patient_key": "_subject_key",
+        "record_key": "{_subject_key}", "patient": {"from": "IG.DM", "fields": {"sex": {"column": "DM.SEX"}}},
+        "tables": {"adverse_event": {**table, "fields": {"term": {"column": term}}}}})
+
+
+def _frames(record_sets: dict[str, pa.Table]) -> dict[str, pd.DataFrame]:
+    return {name: t.to_pandas().assign(source_file="S1.xml", _line=3) for name, t in record_sets.items()}
+
+
+def test_a_section_s_item_is_looked_for_in_its_own_record_sets_at_night_and_in_rtw_check():
+    # A ClinicalData-only increment brings AE.NEW, filled in, in IG.AE: the metadata of the snapshot
+    # does not declare it. IG.DM heads both the patient and the joined adverse events: the adverse
+    # events' column is in IG.AE, which the patient's record set alone does not hold.
+    demography = pa.table({"_subject_key": ["P1"], "DM.SEX": ["1"]})
+    events = pa.table({"_subject_key": ["P1"], "AE.NEW": ["x"]})
+    declared = frozenset({"DM.SEX"})
+    record_sets = {"IG.DM": demography, "IG.AE": events}
+    refuse_undeclared_items(_joined("AE.NEW"), record_sets, declared, ["S1.xml", "S1_inc.xml"])
+    assert check_record_sets(_joined("AE.NEW"), _frames(record_sets), sparse_columns=True,
+                             declared_columns=declared) == []
+    # misspelt: in neither record set nor any ItemDef; both say so, naming the section's record sets
+    said = undeclared_item("AE.NEWW", {"AE.NEW"})
+    with pytest.raises(HarmoniseError, match=r"^S1\.xml \(record set IG\.DM\+IG\.AE\): tables\.adverse_event\."
+                                             r"fields\.term in sources/s1\.yaml: ItemOID AE\.NEWW is not declared"):
+        refuse_undeclared_items(_joined("AE.NEWW"), record_sets, declared, ["S1.xml"])
+    assert [(f.severity, f.where) for f in check_record_sets(
+        _joined("AE.NEWW"), _frames(record_sets), sparse_columns=True, declared_columns=declared)] == [
+        ("error", "record set IG.DM+IG.AE, column AE.NEWW (tables.adverse_event.fields.term)")]
+    assert said is not None
+
+
+def test_a_misspelt_where_column_fails_the_night_as_rtw_check_says():
+    # where: {AE.SERIUS: [...]} kept no record at all, silently: the night now refuses it as check does.
+    mapping = _joined("AE.TERM", where={"AE.SERIUS": ["1"]})
+    record_sets = {"IG.DM": pa.table({"_subject_key": ["P1"], "DM.SEX": ["1"]}),
+                   "IG.AE": pa.table({"_subject_key": ["P1"], "AE.TERM": ["x"], "AE.SERIOUS": ["1"]})}
+    declared = frozenset({"DM.SEX", "AE.TERM", "AE.SERIOUS"})
+    said = undeclared_item("AE.SERIUS", declared)
+    assert said is not None
+    with pytest.raises(HarmoniseError) as refused:
+        refuse_undeclared_items(mapping, record_sets, declared, ["S1.xml"])
+    assert str(refused.value) == f"S1.xml (record set IG.AE): tables.adverse_event.where in sources/s1.yaml: {said}"
+    assert [(f.severity, f.where, f.message) for f in check_record_sets(
+        mapping, _frames(record_sets), sparse_columns=True, declared_columns=declared)] == [
+        ("error", "record set IG.AE, column AE.SERIUS (tables.adverse_event.where)", said)]
+

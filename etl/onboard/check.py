@@ -242,25 +242,6 @@ def _targets(mapping: SourceMapping) -> list[_Target]:
     return found
 
 
-def _record_key(mapping: SourceMapping, record_set: str) -> str:
-    own: Mapping[str, str] = getattr(mapping, "record_keys", None) or {}
-    return own.get(record_set, mapping.record_key)
-
-
-def _needed_columns(mapping: SourceMapping, target: _Target) -> dict[str, str]:
-    """column -> what needs it (for messages)."""
-    needed = {mapping.patient_key: "patient_key"}
-    for name in template_fields(_record_key(mapping, target.head)):
-        if name != "record_set":
-            needed.setdefault(name, "record_key")
-    for column in target.where or {}:
-        needed.setdefault(column, f"{target.key}.where")
-    for name, spec in target.fields.items():
-        for column in sorted(spec.columns()):
-            needed.setdefault(column, f"{target.key}.fields.{name}")
-    return needed
-
-
 def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
     own = getattr(mapping, "is_ignored", None)  # the mapping's own rule, so check and run agree
     if own is not None:
@@ -307,7 +288,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
         # rows of the record set that holds it (the join itself is the engine's business).
         group = {name: record_sets[name] for name in target.record_sets if name in record_sets}
         present = {str(c) for frame in group.values() for c in frame.columns}
-        missing = {c: why for c, why in _needed_columns(mapping, target).items() if c not in present}
+        missing = {c: why for c, why in mapping.needed_columns(target.key).items() if c not in present}
         headless = bool(missing) and any(header_is_a_record(frame) for frame in group.values())
         for column, why in sorted(missing.items()):
             where = f"record set {'+'.join(target.record_sets)}, column {column} ({why})"

@@ -388,7 +388,9 @@ class _Engine:
     def records(self, record_set: str, frame: pd.DataFrame) -> list[_Record]:
         mapping = self.mapping
         record_key = mapping.record_key_for(record_set)
-        needed = set(mapped_columns(mapping, record_set))
+        # the key's columns, and those of every section read from these records (sections joined to them included)
+        needed = set(mapping.key_columns(record_set)).union(*(
+            mapping.needed_columns(section) for section, spec in mapping.sections().items() if spec.head == record_set))
         missing = sorted(needed - set(frame.columns))
         if missing and not adapter_for(mapping.format).sparse_columns:
             files = ", ".join(sorted(set(frame["source_file"])))
@@ -607,23 +609,6 @@ def code_list_problems(mapping: SourceMapping) -> list[str]:
     return problems
 
 
-def mapped_columns(mapping: SourceMapping, record_set: str) -> dict[str, str]:
-    """The columns the records of a head record set are read from (those of the sections joined to it
-    included), each with the first key of the mapping naming it: `patient_key`, `record_key`,
-    `patient.fields.sex`, `tables.diagnosis.fields.icdo3_morphology`."""
-    named = {mapping.patient_key: "patient_key"}
-    named |= {c: "record_key" for c in template_fields(mapping.record_key_for(record_set))
-              if c not in named and c != "record_set"}
-    fields = [(f"tables.{table}.fields.{name}", spec) for table, t in mapping.tables.items() if t.head == record_set
-              for name, spec in t.every_field().items()]
-    if mapping.patient.head == record_set:
-        fields += [(f"patient.fields.{name}", spec) for name, spec in mapping.patient.fields.items()]
-    for key, spec in fields:
-        for column in sorted(spec.columns()):
-            named.setdefault(column, key)
-    return named
-
-
 def refuse_undeclared_items(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], declared: frozenset[str],
                             files: Sequence[str]) -> None:
     """Fail the source when a column it maps is in none of its records and no ItemDef of its exports declares it
@@ -631,11 +616,13 @@ def refuse_undeclared_items(mapping: SourceMapping, record_sets: Mapping[str, pa
     files: the source's current files, as shown."""
     from etl.extract.odm import undeclared_item
 
-    for group in mapping.record_groups():
-        if not any(name in record_sets for name in group):
-            continue  # no record yet (no adverse event reported): nothing to judge its keys by
+    for section, spec in mapping.sections().items():
+        group = spec.record_sets()
+        if group[0] not in record_sets:
+            continue  # no record yet (no adverse event reported): nothing to judge its columns by (nor does check)
+        # Each section by its own record sets: a table joining IG.AE onto the patient's IG.DM has its items there.
         present = {c for name in group if name in record_sets for c in record_sets[name].column_names}
-        for column, key in mapped_columns(mapping, group[0]).items():
+        for column, key in mapping.needed_columns(section).items():
             problem = undeclared_item(column, declared) if column not in present else None
             if problem is not None:
                 raise HarmoniseError(f"{', '.join(files)} (record set {'+'.join(group)}): {key} in "

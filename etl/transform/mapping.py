@@ -569,6 +569,32 @@ class SourceMapping(_Strict):
     def record_key_for(self, record_set: str) -> str:
         return self.record_keys.get(record_set, self.record_key)
 
+    def sections(self) -> dict[str, PatientSpec | TableSpec]:
+        """Each place record sets feed, by its key in the mapping: `patient`, then `tables.<name>`."""
+        return {"patient": self.patient, **{f"tables.{name}": spec for name, spec in self.tables.items()}}
+
+    def key_columns(self, record_set: str) -> dict[str, str]:
+        """The columns a record set's records are told apart by: `patient_key`, then `record_key`'s."""
+        named = {self.patient_key: "patient_key"}
+        named |= {column: "record_key" for column in template_fields(self.record_key_for(record_set))
+                  if column not in named and column != "record_set"}
+        return named
+
+    def needed_columns(self, section: str) -> dict[str, str]:
+        """The columns a section (`patient`, `tables.<name>`) reads from its `from:` record sets, each with the
+        first key of the mapping naming it: `patient_key`, `record_key`, `tables.adverse_event.where`,
+        `patient.fields.sex`. What the nightly run and `rtw check` both judge the mapping's columns by."""
+        spec = self.sections()[section]
+        named = self.key_columns(spec.head)
+        where = spec.where if isinstance(spec, TableSpec) else None
+        for column in where or {}:
+            named.setdefault(column, f"{section}.where")
+        fields = spec.every_field() if isinstance(spec, TableSpec) else spec.fields
+        for name, field in fields.items():
+            for column in sorted(field.columns()):
+                named.setdefault(column, f"{section}.fields.{name}")
+        return named
+
     def coded_fields(self) -> Iterator[tuple[str, str, str, FieldSpec]]:
         """(where in the file, core table, field, its spec) of every field with a code list: the patient's
         (core.patient_source), then each table's."""
