@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
@@ -191,3 +192,22 @@ def test_a_misspelt_where_column_fails_the_night_as_rtw_check_says():
         mapping, _frames(record_sets), sparse_columns=True, declared_columns=declared)] == [
         ("error", "record set IG.AE, column AE.SERIUS (tables.adverse_event.where)", said)]
 
+
+def test_rtw_check_takes_the_declared_items_from_the_staged_copies_as_the_night_does(small_run, tmp_path):
+    # The night judges by what staging kept of the ItemDefs; check read every landing XML's ItemDefs again.
+    # Staged copies keeping none (an export read as ClinicalData only): neither can tell a misspelt item.
+    home = copy_of(small_run, tmp_path)
+    sources = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    mapping = sources / "sacha_fr.yaml"
+    mapping.write_text(mapping.read_text().replace("column: DM.SEX,", "column: DM.SEXE,"))
+    staged = sorted((home.staging / "sacha_fr").glob("*.parquet"))
+    assert staged
+    for path in staged:
+        table = pq.read_table(path)
+        pq.write_table(table.replace_schema_metadata(
+            {k: v for k, v in (table.schema.metadata or {}).items() if k != b"odm:item_oids"}), path)
+        assert declared_item_oids(path) is None
+    report = check_source("sacha_fr", sources, home.landing, home.staging)
+    assert [(f.severity, f.message) for f in report.findings if "DM.SEXE" in f.where] == [
+        ("warning", "no value in the data (never filled in?)")]

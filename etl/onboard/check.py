@@ -32,7 +32,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import LandingFile, SourceFiles, discover
 from etl.onboard.profile import MIN_SHOWN, shape_of
-from etl.onboard.reading import describe_file, header_is_a_record
+from etl.onboard.reading import header_is_a_record
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
     FieldSpec,
@@ -43,7 +43,7 @@ from etl.transform.mapping import (
     load_mapping,
     template_fields,
 )
-from etl.transform.records import staged_patient_keys
+from etl.transform.records import declared_columns, staged_patient_keys
 
 Severity = Literal["error", "warning"]
 _TYPE_TAG = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[A-Za-z]+\[.*\])")
@@ -522,12 +522,9 @@ def check_source(source_id: str, sources_dir: Path, landing_dir: Path, staging_d
         except (ExtractError, ValueError) as exc:
             findings.append(Finding("error", ", ".join(names), str(exc)))
             return _names_shown(CheckReport(source_id, path, names, findings=tuple(findings)), found, numbers)
-    declared: set[str] = set()
-    if adapter.sparse_columns:
-        for landing_file in found.current:
-            declared |= set(describe_file(mapping.format, landing_file.path).columns)
+        declared = declared_columns(adapter, [staged_file for staged_file, _, _ in staged])  # as the night takes them
     findings += check_record_sets(mapping, record_sets, sparse_columns=adapter.sparse_columns,
-                                  declared_columns=frozenset(declared))
+                                  declared_columns=declared)
     findings += empty_exports(mapping, found.current, record_sets)
     counts = {name: len(frame) for name, frame in sorted(record_sets.items())}
     return _names_shown(CheckReport(source_id, path, names, counts, tuple(findings)), found, numbers)

@@ -10,7 +10,7 @@ compact until harmonise takes them a part at a time (etl/transform/parts.py).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import memory
-from etl.extract.adapter import RecordSets, adapter_for, record_column, record_frame, record_set_of_file
+from etl.extract.adapter import RecordSets, SourceAdapter, adapter_for, record_column, record_frame, record_set_of_file
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import normalise_patient_key
 
@@ -32,14 +32,22 @@ def load_current_records(mapping: SourceMapping, staged_files: list[tuple[Path, 
     adapter = adapter_for(mapping.format)
     current = adapter.combine(staged_files)
     # A column no record holds may be one nobody filled in (ODM): the mapping is wrong only if no file declares it.
-    declared = [d for d in (adapter.declared_columns(staged) for staged, *_ in staged_files) if d is not None]
-    if adapter.sparse_columns and declared:
+    declared = declared_columns(adapter, [staged for staged, *_ in staged_files])
+    if declared:
         from etl.transform.harmonise import refuse_undeclared_items  # harmonise imports this module, through file_names
 
-        refuse_undeclared_items(mapping, current.frames, frozenset().union(*declared),
-                                [name for _, _, name, _ in staged_files])
+        refuse_undeclared_items(mapping, current.frames, declared, [name for _, _, name, _ in staged_files])
     memory.release_arrow()  # what staging and reading freed, before harmonise needs the room
     return current
+
+
+def declared_columns(adapter: SourceAdapter, staged: Iterable[Path]) -> frozenset[str]:
+    """The columns a source's staged files declare, taken together (ODM: the ItemDefs of every current file, an
+    increment's with its snapshot's); empty for a format whose columns are not sparse, or when no file declares
+    any (then an item nobody filled in cannot be told from a misspelt one). `rtw check` judges by them too."""
+    if not adapter.sparse_columns:
+        return frozenset()
+    return frozenset().union(*(d for d in map(adapter.declared_columns, staged) if d is not None))
 
 
 def load_record_sets(mapping: SourceMapping, staged_files: list[tuple[Path, str]]) -> dict[str, pd.DataFrame]:
