@@ -143,3 +143,16 @@ def test_describe_reads_with_the_options_given(tmp_path):
                                env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output
     assert "encoding latin-1" in shown.output and "cp1252" not in shown.output
+
+
+def test_a_one_column_file_whose_values_hold_commas_is_refused_saying_to_set_the_delimiter(tmp_path):
+    path = _export(tmp_path, "name\nSmith, John\nDoe, Jane\nRoe, Ann\n", "names.csv")
+    with pytest.raises(ExtractError) as refused:
+        _staged(tmp_path, path, sniff_dialect(path))
+    assert str(refused.value) == (
+        "names.csv: line 1 has fewer fields than line 2: a title above the header? set header_row: 2 (the mapping's "
+        "options:, or --option header_row=2); or a one-column file whose values hold ',': set delimiter: to a "
+        "character they never hold (--option delimiter='|')")
+    # which reads it
+    assert [row["name"] for row in _staged(tmp_path, path, sniff_dialect(path, delimiter="|"))] == [
+        "Smith, John", "Doe, Jane", "Roe, Ann"]

@@ -343,7 +343,7 @@ def _header(path: Path, lines: Iterator[str], dialect: CsvDialect) -> tuple[int,
             "a first line naming the columns"
         raise ExtractError(f"{path.name}: no header row; expected {expected}")
     line, names = head[0]
-    _refuse_misplaced_header(path, [*((n, f) for n, f in above if f), *head], line, header_row)
+    _refuse_misplaced_header(path, [*((n, f) for n, f in above if f), *head], line, header_row, dialect.delimiter)
     if header_row > 1 and line != header_row:
         raise ExtractError(f"{path.name}, line {header_row}: the header row is blank; expected the column names "
                            f"on the line header_row names (the lines above it are skipped)")
@@ -361,7 +361,8 @@ def _raising(error: ExtractError) -> Records:
     yield  # a generator: raises when reached
 
 
-def _refuse_misplaced_header(path: Path, head: list[tuple[int, list[str]]], line: int, header_row: int) -> None:
+def _refuse_misplaced_header(path: Path, head: list[tuple[int, list[str]]], line: int, header_row: int,
+                             delimiter: str) -> None:
     """Refuse a header on `line` where the file's first lines (`head`: skipped lines, then records) show
     it on another: with `header_row` not given, a title above it; given, a header that moved."""
     seen = _header_seen(head)
@@ -374,7 +375,11 @@ def _refuse_misplaced_header(path: Path, head: list[tuple[int, list[str]]], line
         fewer = "fewer fields" if all(len(fields) < wide for fields in titles) else "fewer fields filled"
         span = f"line {line} has" if seen == line + 1 else f"lines {line}-{seen - 1} have"
         if header_row == 1:
-            raise ExtractError(f"{path.name}: {span} {fewer} than line {seen}: a title above the header? {how}")
+            # A one-column file whose values hold the delimiter ("Smith, John") looks the same
+            one_column = (f"; or a one-column file whose values hold {delimiter!r}: set delimiter: to a character "
+                          "they never hold (--option delimiter='|')") if all(len(f) == 1 for f in titles) else ""
+            raise ExtractError(f"{path.name}: {span} {fewer} than line {seen}: a title above the header? {how}"
+                               f"{one_column}")
         raise ExtractError(f"{path.name}: {span} {fewer} than line {seen}: has the header moved down (another title "
                            f"line above it)? expected the column names on line {header_row} (header_row); "
                            f"if the export now puts them on line {seen}, {how}")
