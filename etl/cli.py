@@ -737,13 +737,10 @@ def _check_command(source_id: str, mapping_file: Path) -> str:
     """The `rtw check` that reads the draft where it was written: `rtw check` finds <source_id>.yaml in
     the mappings folder, so a draft written elsewhere (--out DIR/x.yaml) needs --sources-dir DIR, and
     one named otherwise than its source_id must be renamed first."""
-    from etl.resources import sources_dir
+    from etl.resources import chosen_sources_dir
 
-    folder = mapping_file.parent
-    try:
-        is_default = folder.resolve() == sources_dir().resolve()
-    except FileNotFoundError:  # $RTW_SOURCES_DIR names no folder: the draft's is the one to give
-        is_default = False
+    folder = mapping_file.parent  # written to, so a folder: never the one $RTW_SOURCES_DIR names if it is none
+    is_default = folder.resolve() == chosen_sources_dir().resolve()
     command = f"rtw check {source_id}" + ("" if is_default else f" --sources-dir {shlex.quote(str(folder))}")
     if mapping_file.name != f"{source_id}.yaml":
         return f"rename it {source_id}.yaml (a mapping's file is named by its source_id), then {command}"
