@@ -14,7 +14,7 @@
 
 CREATE OR REPLACE TABLE marts.response_line AS
 WITH line_treatment AS (
-    SELECT line_id, unnest(treatment_ids) AS treatment_id
+    SELECT line_id, start_date, unnest(treatment_ids) AS treatment_id
     FROM marts.treatment_line
 ),
 
@@ -26,9 +26,8 @@ assessment AS (
         response.assessment_date
     FROM line_treatment
     JOIN core.response_assessment AS response USING (treatment_id)
-    JOIN marts.treatment_line AS line USING (line_id)
     WHERE response.timepoint IN ('cycle1', 'best')
-      AND coalesce(response.assessment_date >= line.start_date, true)
+      AND coalesce(response.assessment_date >= line_treatment.start_date, true)
     -- Two sources or two drugs of a line may each give a response: the line's best is the best of them,
     -- its cycle-1 one the earliest evaluable (the earliest would let an NE of one source hide a CR or a
     -- PR another reports).
