@@ -76,6 +76,12 @@ def _survival(warehouse: Warehouse) -> dict[tuple[str, str], tuple[Any, ...]]:
     return {(patient, origin): tuple(rest) for patient, origin, *rest in rows}
 
 
+def _follow_up_end(warehouse: Warehouse, patient_id: str) -> date:
+    [(end,)] = warehouse.con.execute("SELECT follow_up_end_date FROM marts.patient_summary WHERE patient_id = ?",
+                                     [patient_id]).fetchall()
+    return end
+
+
 def test_a_patient_seen_after_the_last_follow_up_contact_is_followed_to_that_day():
     # Last follow-up form on 1 January 2021; treated from 1 March 2022 and assessed on 1 May 2022 (P1), or relapsed
     # on 1 June 2022 (P2), alive. Censored on 1 January 2021, P1 lost 16 months of follow-up, P2's event-free
@@ -92,18 +98,44 @@ def test_a_patient_seen_after_the_last_follow_up_contact_is_followed_to_that_day
     assert times[("P1", "diagnosis")] == (date(2022, 5, 1), 842, None, 842)
     assert times[("P2", "diagnosis")] == (date(2022, 6, 1), 873, "relapse", 873)
     assert times[("P2", "relapse")] == (date(2022, 6, 1), 0, None, 0)
-    [(end,)] = warehouse.con.execute("SELECT follow_up_end_date FROM marts.patient_summary "
-                                     "WHERE patient_id = 'P1'").fetchall()
-    assert end == date(2022, 5, 1)
+    assert _follow_up_end(warehouse, "P1") == date(2022, 5, 1)
 
 
-def test_a_living_patient_is_censored_not_before_a_relapse_known_to_the_month_as_placed():
-    # Last contact 1 January 2021; a relapse "in June 2022", placed on 15 June: the patient lived to it.
+def test_a_relapse_known_to_the_month_after_the_last_contact_is_dated_one_way_from_every_origin():
+    # Last contact 1 January 2021; a relapse "in June 2022", alive. The follow-up ended on 1 June (the relapse's
+    # first day), the diagnosis origin placed the relapse on 15 June and lifted OS there, and the relapse origin,
+    # held to 1 June, ran OS 14 days and EFS 0. The relapse is now placed as the last contact is (15 June, the end
+    # of follow-up), and from either origin on the same day, within 1 to 15 June.
     warehouse = _warehouse()
     warehouse.patient("P1", last_contact="2021-01-01")
     _initial(warehouse, "P1", "2020-01-10")
     warehouse.relapse("P1", "2022-06-01", "month")
-    assert _survival(warehouse)[("P1", "diagnosis")] == (date(2022, 6, 15), 887, "relapse", 887)
+    times = _survival(warehouse)
+    assert times[("P1", "diagnosis")] == (date(2022, 6, 15), 887, "relapse", 880)
+    assert times[("P1", "relapse")] == (date(2022, 6, 15), 7, None, 7)
+    assert _follow_up_end(warehouse, "P1") == date(2022, 6, 15)
+
+
+def test_a_relapse_known_to_the_year_of_the_last_contact_is_not_placed_after_it_as_an_event():
+    # Last contact 30 April 2021, a relapse "in 2021": as an origin placed within 1 January to 30 April (1 March);
+    # as an event it fell on 2 July, event-free survival outlasting overall survival (censored on 30 April).
+    warehouse = _warehouse()
+    warehouse.patient("P1", last_contact="2021-04-30")
+    _initial(warehouse, "P1", "2020-01-10")
+    warehouse.relapse("P1", "2021-01-01", "year")
+    times = _survival(warehouse)
+    assert times[("P1", "diagnosis")] == (date(2021, 4, 30), 476, "relapse", 416)
+    assert times[("P1", "relapse")] == (date(2021, 4, 30), 60, None, 60)
+
+
+def test_a_treatment_start_known_to_the_year_after_the_last_contact_is_placed_mid_year():
+    warehouse = _warehouse()
+    warehouse.patient("P1", last_contact="2024-06-01")
+    _initial(warehouse, "P1", "2024-01-10")
+    warehouse.insert("treatment", treatment_id="t1", patient_id="P1", line_number=1, drug_name="crizotinib",
+                     start_date="2025-01-01", start_date_precision="year")
+    build_marts(warehouse.con)
+    assert _follow_up_end(warehouse, "P1") == date(2025, 7, 2)
 
 
 def test_a_patient_without_a_dated_contact_keeps_an_unknown_end_and_a_death_date_wins():

@@ -91,14 +91,23 @@ CREATE OR REPLACE TEMP MACRO efs_event() AS TABLE
 
 -- alive_on(): the days each patient is known to have been alive and seen on, but for follow-up contacts: a
 -- diagnosis (a relapse or progression too), a treatment's start, a response assessment, as given (a date known
--- to its month or year is the first day of its period, the day it is known to be on or after). A last contact
--- known only to its month or year is not placed before them (marts.patient_summary).
+-- to its month or year is the first day of its period, the day it is known to be on or after; precision says
+-- which), with the record's source and export file (export_now() gives the export it is in now). A last contact
+-- known only to its month or year is not placed before them, and one after the days it can be on ends the
+-- follow-up where it is placed as the last contact is (marts.patient_summary).
 CREATE OR REPLACE TEMP MACRO alive_on() AS TABLE
-    SELECT patient_id, diagnosis_date AS alive_on FROM core.diagnosis WHERE diagnosis_date IS NOT NULL
+    SELECT patient_id, diagnosis_date AS alive_on, coalesce(diagnosis_date_precision, 'day') AS precision,
+           source_id, source_file_sha256
+    FROM core.diagnosis
+    WHERE diagnosis_date IS NOT NULL
     UNION ALL
-    SELECT patient_id, start_date FROM core.treatment WHERE start_date IS NOT NULL
+    SELECT patient_id, start_date, coalesce(start_date_precision, 'day'), source_id, source_file_sha256
+    FROM core.treatment
+    WHERE start_date IS NOT NULL
     UNION ALL
-    SELECT patient_id, assessment_date FROM core.response_assessment WHERE assessment_date IS NOT NULL;
+    SELECT patient_id, assessment_date, 'day', source_id, source_file_sha256
+    FROM core.response_assessment
+    WHERE assessment_date IS NOT NULL;
 
 -- diagnosis_known_by(): the last day each diagnosis and treatment start can be on (one known to the day, its day),
 -- which a patient's first diagnosis cannot be after: "2021" beside "March 2021" is placed within January to March.

@@ -123,49 +123,48 @@ last_contact AS (
     GROUP BY patient.patient_id, patient.last_contact_date, patient.death_date
 ),
 
-last_alive AS (
-    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on)
-    -- among the days the last contact can be on: one after them (an assessment dated after the last follow-up)
-    -- would bound nothing and leave the contact at the middle of its whole period.
-    SELECT last_contact.patient_id, max(alive.alive_on) AS alive_on
-    FROM last_contact
-    JOIN alive_on() AS alive
-        ON alive.patient_id = last_contact.patient_id
-       AND alive.alive_on <= placed_last_day(last_contact.first_day, last_contact.precision,
-                                             least(last_contact.exported_on, last_contact.death_date))
+alive AS (
+    -- The days a diagnosis, treatment start or response assessment says the patient was alive on (alive_on of
+    -- mart_functions.sql), against the last day the last contact can be on. Among the days the contact can be on, the
+    -- latest (alive_on): the contact is not placed before it (one after them would bound nothing and leave the contact
+    -- at the middle of its whole period). After them, the latest placed as the last contact is (seen_on: the middle of
+    -- the days it can be on, not after the export it is in now nor the death): a follow-up form often lags the
+    -- treatment and response forms, and marts.survival places a relapse known to its month or year there too.
+    SELECT
+        last_contact.patient_id,
+        max(alive.alive_on) FILTER (WHERE alive.alive_on <= last_contact.last_day) AS alive_on,
+        max(placed_date(alive.alive_on, alive.precision, NULL, least(export.exported_on, last_contact.death_date)))
+            FILTER (WHERE alive.alive_on > last_contact.last_day) AS seen_on
+    FROM (SELECT *, placed_last_day(first_day, precision, least(exported_on, death_date)) AS last_day
+          FROM last_contact) AS last_contact
+    JOIN alive_on() AS alive ON alive.patient_id = last_contact.patient_id
+    LEFT JOIN export_now() AS export
+        ON export.source_id = alive.source_id AND export.source_file_sha256 = alive.source_file_sha256
     GROUP BY last_contact.patient_id
 ),
 
-last_seen AS (
-    -- The latest day a diagnosis, treatment start or response assessment says the patient was alive on (alive_on),
-    -- whenever it is: a follow-up form often lags the treatment and response forms.
-    SELECT patient_id, max(alive_on) AS alive_on
-    FROM alive_on()
-    GROUP BY patient_id
-),
-
 follow_up_end AS (
-    -- The last contact placed in its period, not before the patient was last known alive in it (last_alive), and the
-    -- end of follow-up: the death, else the last day the patient is known alive (the last contact, or a later
-    -- diagnosis, treatment start or response assessment: last_seen; for a death without a date, where it counts).
-    -- A patient without a dated contact keeps an unknown end.
+    -- The last contact placed in its period, not before the patient was last known alive in it (alive.alive_on), and
+    -- the end of follow-up: the death, else the last day the patient is known alive (the last contact, or a later
+    -- diagnosis, treatment start or response assessment as placed: alive.seen_on; for a death without a date, where it
+    -- counts). A patient without a dated contact keeps an unknown end.
     SELECT
         patient.patient_id,
         placed.last_contact_date,
         placed.last_contact_date_precision,
         CASE WHEN patient.vital_status = 'dead' AND patient.death_date IS NOT NULL THEN patient.death_date
-             WHEN placed.last_contact_date IS NOT NULL THEN greatest(placed.last_contact_date, last_seen.alive_on)
+             WHEN placed.last_contact_date IS NOT NULL THEN greatest(placed.last_contact_date, placed.seen_on)
              END AS follow_up_end_date
     FROM core.patient AS patient
-    LEFT JOIN last_seen USING (patient_id)
     LEFT JOIN (
         SELECT
             last_contact.patient_id,
             last_contact.precision AS last_contact_date_precision,
-            placed_date(last_contact.first_day, last_contact.precision, last_alive.alive_on,
-                        least(last_contact.exported_on, last_contact.death_date)) AS last_contact_date
+            placed_date(last_contact.first_day, last_contact.precision, alive.alive_on,
+                        least(last_contact.exported_on, last_contact.death_date)) AS last_contact_date,
+            alive.seen_on
         FROM last_contact
-        LEFT JOIN last_alive USING (patient_id)
+        LEFT JOIN alive USING (patient_id)
     ) AS placed USING (patient_id)
 ),
 

@@ -28,8 +28,9 @@
 --   certificate only, it is this origin diagnosis). One known only to its month or year
 --   is placed in the middle of the days it can be on (placed_date of mart_functions.sql, the mid-month /
 --   mid-year imputation of cancer registries): not before the first day the birth can be on, not after the
---   end of follow-up (the death as core.patient places it, else the last contact as marts.patient_summary places
---   it), so no time is negative for want of a day; and not after a relapse or progression (efs_event of
+--   end of follow-up (marts.patient_summary.follow_up_end_date: the death as core.patient places it, else the last
+--   day the patient is known alive, the last contact or a later diagnosis, treatment start or response assessment,
+--   each placed in its period), so no time is negative for want of a day; and not after a relapse or progression (efs_event of
 --   mart_functions.sql) dated after the first day of its period. Of an origin known to the month or year and
 --   such an event in that period, the data cannot say which came first: the event counts, at a positive time
 --   (half the days from the period's first day to it), the conservative reading trial analyses take of a
@@ -40,24 +41,26 @@
 --   treatment start can be on either, as marts.patient_summary starts its follow-up from the first diagnosis.
 --   origin_date_precision keeps what the source gave: an analysis may leave such rows out.
 -- Endpoints
---   OS   overall survival: event = death, at the death date (the last contact if the death date
+--   OS   overall survival: event = death, at the death date (the end of follow-up if the death date
 --        is unknown; one known only to its month or year placed in its period by core.patient);
 --        otherwise censored at the end of follow-up (marts.patient_summary's: the last day the patient is known alive,
---        the last contact or a later diagnosis, treatment start or response assessment), and not before a relapse or
---        progression the patient lived through (placed from any origin).
+--        the last contact or a later diagnosis, treatment start or response assessment, one known only to its month
+--        or year placed in its period as the last contact is, so a relapse the patient lived through too).
 --   EFS  event-free survival: event = the first of a relapse or progression diagnosis, a
 --        follow-up contact with disease_status progression, or death, strictly after the origin (a relapse or
 --        progression whose period's first day is after it: one known only to a month or year that holds the
 --        origin may be the origin relapse itself, or the relapse a study enrolled for, and is no event);
---        otherwise censored at the end of follow-up, as OS (marts.patient_summary's last contact: one known only to its month or year
---        placed in the middle of its period, not before a diagnosis, treatment start or response assessment
---        dated later in it, not after the export it is in now; its first day censored up to a year early).
+--        otherwise censored at the end of follow-up, as OS (marts.patient_summary's last contact: one known only to its
+--        month or year placed in the middle of its period, not before a diagnosis, treatment start or response
+--        assessment dated later in it, not after the export it is in now; its first day censored up to a year early).
 --        A relapse or progression known only to its month or year is placed as an origin is: the first event is
 --        the one whose period starts first, in the middle of the days from that first day to the earliest last
 --        day any event after the origin can be on (its period's, not after the death nor the export its record
---        is in now, export_now(): "2026" in an export of 1 June 2026 happened by 1 June): "2022" beside a
---        progression seen on 15 March 2022 is placed within 1 January to 15 March. Its first day would end
---        event-free survival up to a year early. It stays after the origin, which is placed before it.
+--        is in now, export_now(): "2026" in an export of 1 June 2026 happened by 1 June), and not after the end of
+--        follow-up, as an origin: "2022" beside a progression seen on 15 March 2022 is placed within 1 January to
+--        15 March, "2021" beside a last contact on 30 April 2021 within 1 January to 30 April (as the relapse origin
+--        is: not after the OS censoring). Its first day would end event-free survival up to a year early. It stays
+--        after the origin, which is placed before it.
 --        Reading the export days (meta.source_file), this mart is built again on every publish; its estimates
 --        (marts.survival_km, marts.survival_landmark) only when its rows changed.
 --   A time is NULL (and the patient left out of the estimates) when its end date is unknown (no contact
@@ -145,7 +148,7 @@ origin_bound AS (
 
 origin AS (
     -- An origin known to its month or year is placed in the middle of the days it can be on (placed_date):
-    -- not before the birth, not after the end of follow-up (the death, else the last contact), nor its bound
+    -- not before the birth, not after the end of follow-up (vital.follow_up_end_date), nor its bound
     -- (origin_bound; least skips a NULL).
     SELECT
         first_origin.patient_id,
@@ -181,8 +184,9 @@ first_efs_event AS (
     -- The first event strictly after the origin (its period's first day after it: one whose period holds the origin
     -- may be the origin itself, or what a study enrolled for); death counts whenever it happened. It is the one whose
     -- period starts first (of one day, the more precise, then by event_rank), placed in the middle of the days from
-    -- that first day to the earliest last day any of these events can be on (placed_date): the first event
-    -- happened between them. So it stays after the origin, as the origin is placed before it (origin_bound).
+    -- that first day to the earliest last day any of these events can be on (placed_date; in timed, not after the
+    -- end of follow-up either, as an origin is, so no censoring of OS comes before it): the first event happened
+    -- between them. So it stays after the origin, as the origin is placed before it (origin_bound).
     SELECT
         origin.patient_id,
         origin.origin,
@@ -206,12 +210,12 @@ timed AS (
         coalesce(patient.iccc3_group, 'unknown') AS iccc3_group,
         CASE WHEN origin.origin = 'recommendation' THEN origin.advice_group END AS advice_group,
         vital.is_dead AS os_event,
-        vital.follow_up_end_date,
+        vital.follow_up_end_date AS os_end_date,
         first_efs_event.first.event_type IS NOT NULL AS efs_event,
         first_efs_event.first.event_type AS efs_event_type,
         CASE WHEN first_efs_event.first.event_type IS NOT NULL
              THEN placed_date(first_efs_event.first.event_date, first_efs_event.first.precision, NULL,
-                              first_efs_event.known_by)
+                              least(first_efs_event.known_by, vital.follow_up_end_date))
              ELSE vital.follow_up_end_date END AS efs_end_date
     FROM origin
     JOIN vital USING (patient_id)
@@ -236,29 +240,20 @@ SELECT
     efs_event_type,
     efs_end_date,
     CASE WHEN efs_end_date >= origin_date THEN efs_end_date - origin_date END AS efs_days
-FROM (
-    -- A living patient is censored not before a relapse or progression they lived through, as placed from any origin
-    -- (one known only to its month or year, placed mid-period, may fall after the first day the follow-up ends on).
-    SELECT
-        *,
-        CASE WHEN os_event OR follow_up_end_date IS NULL THEN follow_up_end_date
-             ELSE greatest(follow_up_end_date,
-                           max(efs_end_date) FILTER (WHERE efs_event) OVER (PARTITION BY patient_id)) END AS os_end_date
-    FROM timed
-)
+FROM timed
 ORDER BY origin, patient_id;
 
 COMMENT ON TABLE marts.survival IS 'One row per patient and origin (first relapse, first enrolment, recommendation, first malignant initial diagnosis): overall and event-free survival times and events, the input of the Kaplan-Meier estimates. Deaths, relapses and progressions reported only by records held back in dq.quarantine are missing: marts.held_back_endpoints lists them.';
 COMMENT ON COLUMN marts.survival.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.survival.origin IS 'Time zero: the first relapse or progression diagnosis, the first enrolment in any study, the recommendation of the first board submission in the advice comparison, or the first malignant initial diagnosis of a patient a population-based registry registered. Codes: relapse / enrolment / recommendation / diagnosis.';
-COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the death or last contact, nor after a relapse or progression dated after the first day of its period (a diagnosis not after the last day another diagnosis or a treatment start can be on either).';
+COMMENT ON COLUMN marts.survival.origin_date IS 'Date of the origin; one a source gives only to the month or year is placed in the middle of the days it can be on (origin_date_precision): not before the birth, not after the end of follow-up (follow_up_end_date of marts.patient_summary), nor after a relapse or progression dated after the first day of its period (a diagnosis not after the last day another diagnosis or a treatment start can be on either).';
 COMMENT ON COLUMN marts.survival.origin_date_precision IS 'How much of the origin date the source gave: a time from an origin known only to its month or year is from the middle of the days it can be on, and may be off by up to half that period (an analysis may leave such rows out). Codes: day / month / year.';
 COMMENT ON COLUMN marts.survival.iccc3_group IS 'ICCC-3 main group of the first diagnosis; unknown when none is recorded. Codes: I / II / III / IV / V / VI / VII / VIII / IX / X / XI / XII / unknown.';
 COMMENT ON COLUMN marts.survival.advice_group IS 'Origin recommendation only: whether that submission''s priority-1 targeted advice was followed, or no advice of it was (control); NULL for the other origins. Codes: followed / not_followed.';
 COMMENT ON COLUMN marts.survival.os_event IS 'The patient died (OS event); false: censored at the end of follow-up (os_end_date).';
-COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (core.patient: one known only to its month or year is placed in that period; the end of follow-up if the death date is unknown), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last day known alive), not before a relapse or progression the patient lived through.';
+COMMENT ON COLUMN marts.survival.os_end_date IS 'Death date if the patient died (core.patient: one known only to its month or year is placed in that period; the end of follow-up if the death date is unknown), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last day known alive).';
 COMMENT ON COLUMN marts.survival.os_days IS 'Overall survival time from the origin to os_end_date; NULL if unknown or before the origin. Unit: days.';
 COMMENT ON COLUMN marts.survival.efs_event IS 'An EFS event happened after the origin: relapse, progression or death; false: censored at the end of follow-up (efs_end_date).';
 COMMENT ON COLUMN marts.survival.efs_event_type IS 'The first event after the origin. Codes: relapse / progression / death.';
-COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death, the export it is in now, nor another event known by an earlier day), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last contact, one known only to its month or year placed in that period, or a later diagnosis, treatment start or response assessment).';
+COMMENT ON COLUMN marts.survival.efs_end_date IS 'Date of the first event after the origin (a relapse or progression known only to its month or year placed in the middle of the days it can be on, not after the death, the export it is in now, another event known by an earlier day, nor the end of follow-up), else the end of follow-up (marts.patient_summary.follow_up_end_date: the last contact or a later diagnosis, treatment start or response assessment, one known only to its month or year placed in that period).';
 COMMENT ON COLUMN marts.survival.efs_days IS 'Event-free survival time from the origin to efs_end_date; NULL if unknown or before the origin. Unit: days.';
