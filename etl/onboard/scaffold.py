@@ -428,8 +428,10 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
             notes.append(column.detail)
     elif column.kind == "code" and _RECORD_NO.search(column.name) and column.code_list is None:
         parts.append("type: integer")  # a sequence number: it numbers records, it codes nothing
-    elif column.is_identifying and column.code_list is None:
-        notes.append(f"values not shown ({column.hidden_reason})")  # never copied into a code list
+    elif column.is_identifying:  # never copied into a code list: its labels may be the patients' names
+        notes.append(f"values not shown ({column.hidden_reason})")
+        if column.code_list:
+            notes.append(f"{len(column.code_list)} value labels not shown")
     elif column.kind == "code":
         codes, left_out = _codes(column, sex=sex)
         parts.append(f"codes: {codes}")
