@@ -12,6 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 
+from etl.extract.spss import stage_spss
+from etl.onboard.profile import profile_file
+from etl.onboard.reading import read_file
 from etl.onboard.scaffold import draft_mapping, read_sources
 
 NAMES = {float(i): f"Nombre Apellido{i}" for i in range(1, 7)}
@@ -32,3 +35,25 @@ def test_an_identifying_column_with_value_labels_is_drafted_without_them(tmp_pat
     assert "Apellido" not in draft
     v1 = [line for line in draft.splitlines() if '"v1"' in line]
     assert v1 and all("codes:" not in line and "6 value labels not shown" in line for line in v1), v1
+
+
+def test_the_profile_says_the_value_labels_as_the_night_does(tmp_path):
+    path = _export(tmp_path)
+    labels = next(n for n in profile_file(read_file(path)).notices if "value labels, not applied" in n)
+    night = next(n for n in stage_spss(path, tmp_path / "staged.parquet", lineage={
+        "source_file": path.name, "source_file_sha256": "0" * 64}).notices if "value labels, not applied" in n)
+    assert "Persona" not in labels and "Apellido" not in labels
+    assert "ref: 25 value labels, not listed (more than 20: so long a table may name each patient" in labels
+    assert "pat_nr: 6 value labels, not listed (identifier-like name)" in labels
+    assert labels == night.replace("(an identifying variable)", "(identifier-like name)")
+
+
+def test_a_hidden_column_s_labels_are_counted_under_the_reader_s_cap_of_variables(tmp_path):
+    columns = {f"v{i:02d}": [1.0, 2.0] * 6 for i in range(14)}
+    frame = pd.DataFrame({"pat_nr": [float(i % 6 + 1) for i in range(12)], **columns})
+    path = tmp_path / "NRX_20261101.sav"
+    pyreadstat.write_sav(frame, str(path), variable_value_labels={
+        "pat_nr": NAMES, **{name: {1: "no", 2: "sí"} for name in columns}})
+    labels = next(n for n in profile_file(read_file(path)).notices if "value labels, not applied" in n)
+    assert "Apellido" not in labels and "v10 1 'no'" in labels and "v11" not in labels
+    assert labels.endswith("; and 3 more (the staged file's metadata has all)"), labels

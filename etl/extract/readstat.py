@@ -171,17 +171,23 @@ class Dataset:
         return looks_identifying(name, variable.label if variable else None) and not (variable and variable.temporal)
 
     def _codes_said(self, name: str, codes: Mapping[str, str]) -> str:
-        """A variable's value labels in the notice: the first `_LISTED_CODES`, or only their count for a variable
-        whose values identify a person (its codes are patient numbers, its labels may be the patients' names) and
-        for a table of more than `_MANY_LABELS` labels (a name per patient under a plain name)."""
-        if self._identifying(name):
-            return f"{name}: {_counted(len(codes), 'value label')}, not listed (an identifying variable)"
-        if len(codes) > _MANY_LABELS:
-            return (f"{name}: {_counted(len(codes), 'value label')}, not listed (more than {_MANY_LABELS}: so long a "
-                    "table may name each patient; the staged file's metadata has all)")
-        more = len(codes) - _LISTED_CODES
-        return f"{name} " + ", ".join(f"{code} '{label}'" for code, label in list(codes.items())[:_LISTED_CODES]) + (
-            f" and {more} more" if more > 0 else "")
+        """A variable's value labels in the notice (`codes_said`), counted for a variable whose values identify a
+        person (its codes are patient numbers, its labels may be the patients' names)."""
+        return codes_said(name, codes, "an identifying variable" if self._identifying(name) else None)
+
+
+def codes_said(name: str, codes: Mapping[str, str | None], hidden_reason: str | None = None) -> str:
+    """A variable's value labels as a notice says them: the first `_LISTED_CODES`, or only their count for a
+    variable whose values are hidden (`hidden_reason`: why) and for a table of more than `_MANY_LABELS` labels (a
+    name per patient under a plain name). `rtw profile` says them so too, hiding more columns than the reader."""
+    if hidden_reason:
+        return f"{name}: {_counted(len(codes), 'value label')}, not listed ({hidden_reason})"
+    if len(codes) > _MANY_LABELS:
+        return (f"{name}: {_counted(len(codes), 'value label')}, not listed (more than {_MANY_LABELS}: so long a "
+                "table may name each patient; the staged file's metadata has all)")
+    more = len(codes) - _LISTED_CODES
+    return f"{name} " + ", ".join(f"{code} '{label}'" for code, label in list(codes.items())[:_LISTED_CODES]) + (
+        f" and {more} more" if more > 0 else "")
 
 
 def _counted(count: int, noun: str) -> str:

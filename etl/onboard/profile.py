@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from etl.extract.readstat import _listed, codes_said
 from etl.identifying import looks_identifying
 from etl.onboard.reading import ColumnInfo, FileRead, data_columns
 
@@ -501,27 +502,18 @@ def profile_file(read: FileRead) -> FileProfile:
 
 
 _VALUE_LABELS = "value labels, not applied"  # how a dataset's reader notices its value labels (etl/extract/readstat.py)
-LISTED_LABELS = 6  # value labels listed per column, as the reader lists them
 
 
 def labels_shown(notice: str, columns: Mapping[str, ColumnInfo], hidden: Mapping[str, str | None]) -> str:
     """A reader's notice of a dataset's value labels, without the labels of a column whose values are hidden
     (`hidden`: column -> why): a registry may label its patient numbers with the patients' names, and the codes
-    are the numbers. Such a column's labels are counted; the notice is rebuilt from the columns' code lists."""
+    are the numbers. The profile hides more columns than the reader (free text, mostly distinct values), so the
+    notice is said again from the columns' code lists, by the reader's own rules (`codes_said`)."""
     at = notice.find(_VALUE_LABELS)
     if at < 0 or not any(columns[name].codes for name in hidden if name in columns):
         return notice
-    items = []
-    for name, info in columns.items():
-        if not info.codes:
-            continue
-        if name in hidden:
-            items.append(f"{name} ({len(info.codes)} labels, not shown: {hidden[name]})")
-            continue
-        listed = ", ".join(f"{code} '{label}'" for code, label in list(info.codes.items())[:LISTED_LABELS])
-        more = len(info.codes) - LISTED_LABELS
-        items.append(f"{name} {listed}" + (f" and {more} more" if more > 0 else ""))
-    return notice[:notice.index("): ", at) + 3] + "; ".join(items)
+    items = [codes_said(name, info.codes, hidden.get(name)) for name, info in columns.items() if info.codes]
+    return notice[:notice.index("): ", at) + 3] + _listed(items)
 
 
 def values_text(column: ColumnProfile, *, limit: int = 6) -> str:
