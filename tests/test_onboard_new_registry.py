@@ -278,3 +278,21 @@ def test_a_patient_number_labelled_in_a_registry_s_language_shows_no_value(label
                                    "Stato del paziente", "Code du centre"])
 def test_a_label_about_the_patient_that_names_no_number_keeps_its_codes(label):
     assert profile_column("v2", pd.Series(["1"] * 6 + ["2"] * 6), ColumnInfo(label=label)).top_values
+
+
+def test_an_export_without_its_header_row_repeating_a_value_is_refused_without_it(tmp_path):
+    from etl.extract.errors import ExtractError
+    from etl.onboard.reading import read_file
+
+    # The first record is read as the header: its diagnosis date is also its first visit's.
+    rows = "".join(f"NRX{100000 + i};Zoë{i} García;12/03/2010;12/03/2010;{'HM'[i % 2]}\r\n" for i in range(12))
+    export = tmp_path / "NRX_20261101.csv"
+    export.write_bytes(rows.encode("utf-8"))
+    with pytest.raises(ExtractError) as raised:
+        read_file(export)
+    assert "header column 4 repeats the name of column 3" in str(raised.value)
+    sources = _mapped(tmp_path / "check", {"NRX_PAC_20261101.csv": rows.encode("utf-8")})
+    findings = check_source("nrx", sources, tmp_path / "check" / "landing").findings
+    assert findings and not [f for f in findings if "12/03/2010" in f.message or "García" in f.message], findings
+    for said in (str(raised.value), *(f.message for f in findings)):
+        assert "12/03/2010" not in said and "García" not in said and "NRX100000" not in said

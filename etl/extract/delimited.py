@@ -409,9 +409,10 @@ def _header_names(path: Path, line: int, names: list[str]) -> list[str]:
         if not name:
             raise ExtractError(f"{path.name}, line {line}: header column {position} has no name; "
                                "expected every column named (a trailing delimiter?)")
-        if name in seen:
-            raise ExtractError(f"{path.name}, line {line}: header column {position} repeats {name!r} "
-                               f"(column {seen[name]}); expected unique column names")
+        if name in seen:  # by position: a file without its header row has a patient's record for names
+            raise ExtractError(f"{path.name}, line {line}: header column {position} repeats the name of column "
+                               f"{seen[name]}; expected unique column names (or is line {line} a record, the "
+                               "header row missing?)")
         if name == LINE_COLUMN:
             raise ExtractError(f"{path.name}, line {line}: header column {position} is '{LINE_COLUMN}', "
                                "a name the reader reserves for line numbers")
