@@ -296,3 +296,23 @@ def test_an_export_without_its_header_row_repeating_a_value_is_refused_without_i
     assert findings and not [f for f in findings if "12/03/2010" in f.message or "García" in f.message], findings
     for said in (str(raised.value), *(f.message for f in findings)):
         assert "12/03/2010" not in said and "García" not in said and "NRX100000" not in said
+
+
+def test_decimal_shaped_names_of_a_questionnaire_and_a_repeated_header_are_real_headers(tmp_path):
+    from etl.onboard.reading import header_is_a_record, read_file
+
+    # Questionnaire items numbered 1.1, 1.2, 2.1 holding whole scores: names, not a record's decimals.
+    items = pd.DataFrame({"pat_id": ["A1", "A2"], "1.1": ["1", "2"], "1.2": ["3", "4"], "2.1": ["1", "1"],
+                          "sexo": ["H", "M"]})
+    assert not header_is_a_record(items)
+    # Exports concatenated into one file: the header again as a row, each name in its own column.
+    concatenated = pd.DataFrame({"pat_id": ["A1", "pat_id", "A2"], "sexo": ["H", "sexo", "M"],
+                                 "stage": ["II", "stage", "III"]})
+    assert not header_is_a_record(concatenated)
+    export = tmp_path / "NRX_20261101.csv"
+    export.write_bytes(("pat_id;1.1;1.2;2.1;sexo\r\n" + "".join(f"A{i};{i % 5};{i % 3};1;{'HM'[i % 2]}\r\n"
+                                                                 for i in range(12))).encode("utf-8"))
+    assert list(read_file(export).record_sets["NRX_20261101"].columns[:5]) == ["pat_id", "1.1", "1.2", "2.1", "sexo"]
+    # A record's decimals and dates under their own columns still read as a record.
+    record = pd.DataFrame({"NRX100000": ["NRX100001"], "Zoë": ["Ana"], "0,5": ["1,5"], "01/01/2010": ["02/01/2010"]})
+    assert header_is_a_record(record)

@@ -97,28 +97,50 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
     notices = tuple(quoted.shown(placed(n, places), numbers) for n in result.notices)
     notices += tuple(f"{name}: its first row reads as a record, not column names (dates, numbers, values of their "
                      "own column): they are not shown, its columns are named by position (column 1, ...); a header "
-                     "lower down is read with --option header_row=N (workbooks and CSV files), a file without one needs one"
+                     "lower down is read with --option header_row=N (workbooks and CSV files), a file without one "
+                     "needs one"
                      for name in headless)
     return FileRead(path, chosen.format, sha, record_sets, notices,
                     describe_file(chosen.format, path, reader_options), result.advised_options,
                     shown_file_name(path.name, numbers))
 
 
-# A column name that is a value: a date (12/03/2010, 2010-03-12), a number with a decimal mark (4,7), ICD-O-3's
+# A column name written as a value: a date (12/03/2010, 2010-03-12), a number with a decimal mark (4,7), ICD-O-3's
 # 8720/3, or a name holding six digits or more (a patient number: NRX100000; a short key's shape, fu_1, is a name's).
-_VALUE_NAME = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|[+-]?\d+[.,]\d+|\d{4}/\d|.*\d{6,}.*")
+_VALUE_SHAPES = tuple(re.compile(shape) for shape in (
+    r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}", r"[+-]?\d+[.,]\d+", r"\d{4}/\d", r".*\d{6,}.*"))
 HEADER_VALUES = 2  # column names read as values for a header row to be a record
 
 
 def header_is_a_record(frame: pd.DataFrame) -> bool:
     """Whether a record set's column names are a record's values (an export without its header row, or a header
-    row given too low): a date, a number with a decimal mark, a long number, or a value its own column holds
-    again (a code: H, ES01), two at least and a third of the columns. Years (2019, 2020) are names a table may
-    have; so is a code-like name its column never holds."""
+    row given too low): a name written as a value its own column holds more of (a date among dates, a decimal among
+    decimals), or a value its own column holds again (a code: H, ES01), two at least and a third of the columns.
+    Years (2019, 2020) are names a table may have; so are a questionnaire's items 1.1, 2.1 holding whole scores, a
+    code-like name its column never holds, and names a row repeats each in its own column (a header repeated
+    where exports were joined into one file)."""
     names = data_columns(frame)
-    values = sum(1 for name in names if _VALUE_NAME.fullmatch(name)
-                 or bool((frame[name].astype("string").str.strip() == name).any()))
+    text = {name: frame[name].astype("string").str.strip() for name in names}
+    repeated = _header_repeated(text)
+    values = sum(1 for name in names if _written_as_its_values(name, text[name])
+                 or (not repeated and bool((text[name] == name).any())))
     return values >= HEADER_VALUES and values * 3 >= len(names)
+
+
+def _written_as_its_values(name: str, values: pd.Series) -> bool:
+    """Whether a column's name is written as a value (`_VALUE_SHAPES`) and most of its filled values so too."""
+    filled = values.dropna()
+    filled = filled[filled != ""]
+    return any(shape.fullmatch(name) and len(filled) and filled.str.fullmatch(shape.pattern).mean() >= 0.5
+               for shape in _VALUE_SHAPES)
+
+
+def _header_repeated(text: Mapping[str, pd.Series]) -> bool:
+    """Whether one row holds every column's name in that column: the header again, as a row."""
+    if not text:
+        return False
+    same = pd.concat([(values == name).fillna(False) for name, values in text.items()], axis=1)
+    return bool(same.all(axis=1).any())
 
 
 def columns_by_position(frame: pd.DataFrame) -> pd.DataFrame:
