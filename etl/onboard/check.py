@@ -31,6 +31,7 @@ from etl.extract.adapter import SourceAdapter, adapter_for, record_frame, record
 from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import LandingFile, SourceFiles, discover
+from etl.frames import row_dicts
 from etl.onboard.profile import MIN_SHOWN, shape_of
 from etl.onboard.reading import header_is_a_record
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
@@ -325,15 +326,15 @@ def _repeated_keys(mapping: SourceMapping, record_set: str, frame: pd.DataFrame)
     """Records whose key (the patient key and the record set's record key) repeats an earlier record's: the
     nightly run loads the first and quarantines every repeat as a duplicate. Most records repeating one says
     the record key is the wrong one (a key per patient on a record set of visits). Where, never the keys."""
+    from etl.transform.harmonise import fill_key  # the night's own key
+
     template = mapping.record_key_for(record_set)
     columns = [mapping.patient_key, *(c for c in template_fields(template) if c != "record_set")]
     if not len(frame) or any(c not in frame.columns for c in columns):
         return []  # a missing column is said already
-    text = {c: frame[c].astype(str).str.strip().tolist() for c in columns}
-    names = template_fields(template)
-    keys = pd.Series([f"{patient}|" + fill_template(template, [record_set if n == "record_set" else str(text[n][i])
-                                                               for n in names])
-                      for i, patient in enumerate(text[mapping.patient_key])], index=frame.index)
+    rows = row_dicts(frame[list(dict.fromkeys(columns))].astype(str))
+    keys = pd.Series([f"{row[mapping.patient_key].strip()}|{fill_key(template, row, record_set)}" for row in rows],
+                     index=frame.index)
     repeated = keys.duplicated()
     count = int(repeated.sum())
     if not count:

@@ -166,7 +166,7 @@ class _Record:
         self.problems.append(Problem(rule_id, field_name, value, message))
 
 
-def _fill(template: str, row: Mapping[str, str], record_set: str | None = None) -> str:
+def fill_key(template: str, row: Mapping[str, str], record_set: str | None = None) -> str:
     """The template with each `{field}` the row's value, stripped (`{record_set}`: the one given)."""
     return fill_template(template, [record_set if name == "record_set" and record_set is not None
                                     else row[name].strip() for name in template_fields(template)])
@@ -404,7 +404,7 @@ class _Engine:
         absorbed_columns = [c for c in frame.columns if c.startswith(_ABSORBED)]
         for row in rows:
             patient_key = str(row[mapping.patient_key]).strip()
-            local = _fill(record_key, row, record_set)
+            local = fill_key(record_key, row, record_set)
             record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "",
                              absorbed=[(c.removeprefix(_ABSORBED), row[c]) for c in absorbed_columns if row[c]])
             if patient_key in self.nulls:
@@ -482,7 +482,7 @@ class _Engine:
         if any(record.row[c].strip() in self.nulls for c in template_fields(spec.key)):
             return None
         return record_id(self.mapping.source_id, spec.ref, published_key(
-            self.key, self.mapping.source_id, record.patient_key, _fill(spec.key, record.row)))
+            self.key, self.mapping.source_id, record.patient_key, fill_key(spec.key, record.row)))
 
     def finish(self, table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Turn harmonised rows of clean records into a frame with the core table's columns."""
