@@ -316,3 +316,20 @@ def test_decimal_shaped_names_of_a_questionnaire_and_a_repeated_header_are_real_
     # A record's decimals and dates under their own columns still read as a record.
     record = pd.DataFrame({"NRX100000": ["NRX100001"], "Zoë": ["Ana"], "0,5": ["1,5"], "01/01/2010": ["02/01/2010"]})
     assert header_is_a_record(record)
+
+
+def test_the_page_and_the_terminal_give_a_column_s_empty_share_alike(tmp_path):
+    from rich.console import Console
+
+    from etl.onboard.pages import profile_tables, write_profile_page
+    from etl.onboard.profile import profile_file
+    from etl.onboard.reading import read_file
+
+    export = tmp_path / "NRX_PAC_20261101.csv"
+    export.write_bytes(_CSV.replace(b";ES01\r\n", b";\r\n", 3))  # 3 of 12 centres left empty: 25 %
+    profile = profile_file(read_file(export))
+    page = lxml.html.fromstring(write_profile_page(profile, tmp_path / "page.html").read_text(encoding="utf-8"))
+    console = Console(record=True, width=200)
+    console.print(profile_tables(profile))
+    assert page.xpath('//tr[@data-column="centro"]/td[@class="num"]')[0].text_content() == "25%"
+    assert [line for line in console.export_text().splitlines() if "│ centro" in line and "│   25% │" in line]

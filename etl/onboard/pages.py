@@ -25,11 +25,11 @@ from etl.terminal import plain, printable
 _TEMPLATES = Path(__file__).parent / "templates"
 
 
-
 def empty_share(column: ColumnProfile) -> str:
-    """The share of a column's records left empty; '–' in a record set without records (no share at all: 0 %
-    beside the type `empty` read as a contradiction)."""
+    """The share of a column's records left empty, on the terminal and the page alike; '–' in a record set
+    without records (no share at all: 0 % beside the type `empty` read as a contradiction)."""
     return f"{column.null_rate:.0%}" if column.rows else "–"
+
 
 def profile_tables(profile: FileProfile) -> RenderableType:
     """The profile as terminal tables: a header, then one table per record set."""
@@ -93,6 +93,7 @@ def profile_html(profile: FileProfile) -> str:
     environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters["icdo3_text"] = icdo3_text
+    environment.filters["empty_share"] = empty_share
     return environment.get_template("profile.html.j2").render(
         profile=profile, min_shown=MIN_SHOWN, generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
