@@ -341,16 +341,30 @@ def _completed_years(on: date, age_days: int) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[str, int]) -> pd.DataFrame:
+def incidence(cases: pd.DataFrame, populations: pd.DataFrame, last_year: dict[str, int],
+              ends: dict[Any, tuple[date | None, date | None]] | None = None,
+              known_on: dict[Any, list[date]] | None = None) -> pd.DataFrame:
     """marts.incidence. cases: person, country, iccc3_group, iccc3_subgroup, diagnosis_date,
-    age_at_diagnosis_days, is_very_rare (initial diagnoses of the population-based sources);
-    populations: country, year, age_band, population, source; last_year: country -> last year."""
+    diagnosis_date_precision, age_at_diagnosis_days, is_very_rare (initial diagnoses of the population-based
+    sources); populations: country, year, age_band, population, source; last_year: country -> last year. A
+    diagnosis known only to its month or year is aged on the day it is placed on, as diagnosis_origin places it
+    (`ends`, `known_on`: its bounds); of a person's diagnoses of a subgroup, the one that must have come first."""
     cases = cases.copy()
-    cases["age_years"] = [_completed_years(pd.Timestamp(on).date(), int(days))
-                          for on, days in zip(cases.diagnosis_date, cases.age_at_diagnosis_days, strict=True)]
-    first = (cases.sort_values("diagnosis_date")
+    ends, known_on = ends or {}, known_on or {}
+    precisions = cases.diagnosis_date_precision.replace("", None).fillna("day")
+    ages = []
+    for person, on, precision, days in zip(cases.person, cases.diagnosis_date, precisions,
+                                           cases.age_at_diagnosis_days, strict=True):
+        day = pd.Timestamp(on).date()
+        born, end = ends.get(person, (None, None))
+        placed = placed_date(day, precision, born, origin_bound(day, end, [], known_on.get(person, [])))
+        ages.append(_completed_years(placed, int(days) + (placed - day).days))
+    cases["age_years"] = ages
+    cases["last_day"] = [period_end(pd.Timestamp(d).date(), p) for d, p in zip(cases.diagnosis_date, precisions)]
+    cases["rank"] = precisions.map(PRECISION_RANK)
+    first = (cases.sort_values(["last_day", "rank", "diagnosis_date", "age_years"], kind="stable")
              .groupby(["country", "person", "iccc3_group", "iccc3_subgroup"], dropna=False)
-             .agg(diagnosis_date=("diagnosis_date", "first"), age_years=("age_years", "first"),
+             .agg(diagnosis_date=("diagnosis_date", "min"), age_years=("age_years", "first"),
                   is_very_rare=("is_very_rare", "any")).reset_index())
     first["year"] = first.diagnosis_date.dt.year
     rows = []

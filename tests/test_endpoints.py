@@ -169,11 +169,13 @@ def test_survival_from_the_recommendation_equals_the_truth(endpoints):
     assert list(km.origin) == ["recommendation"]
 
 
-def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
-    """OS from the first malignant initial diagnosis, of the persons the population-based registry (registry_it, as
-    marts.incidence) registered, from the truth's diagnoses (some known only to the month or year), births, deaths
-    and contacts: the origin as placed, the event and the time."""
-    built, truth = endpoints
+Bounds = tuple[pd.Series, dict[Any, Any], dict[Any, tuple[date | None, date | None]], dict[Any, list[date]]]
+
+
+def _diagnosis_bounds(truth: CleanTruth) -> Bounds:
+    """What places a diagnosis known only to its month or year (marts.survival's origin diagnosis, and the age
+    marts.incidence counts): per patient, the death date, the end of follow-up, (the first day of the birth, the
+    end of follow-up), and the last day each diagnosis and treatment start can be on."""
     people = truth.read("patient").set_index("true_person_id")
     patient_of = dict(zip(truth.links.true_person_id, truth.links.patient_id))
     person = {patient: true_id for true_id, patient in patient_of.items()}
@@ -204,6 +206,16 @@ def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
         for person, day, precision in zip(frame.person, frame[column], frame[f"{column}_precision"], strict=True):
             if pd.notna(day):
                 known_on.setdefault(person, []).append(expected.period_end(day.date(), precision or "day"))
+    return death_dates, follow_up_end, ends, known_on
+
+
+def test_survival_from_the_diagnosis_equals_the_truth(endpoints):
+    """OS from the first malignant initial diagnosis, of the persons the population-based registry (registry_it, as
+    marts.incidence) registered, from the truth's diagnoses (some known only to the month or year), births, deaths
+    and contacts: the origin as placed, the event and the time."""
+    built, truth = endpoints
+    death_dates, follow_up_end, ends, known_on = _diagnosis_bounds(truth)
+    diagnoses = truth.table("diagnosis", ("diagnosis_date",))
     registered = set(diagnoses.person[(diagnoses.source_id == "registry_it") & (diagnoses.event_type == "initial")])
     origins = expected.diagnosis_origin(diagnoses, registered, death_dates, ends, known_on)
     dead = origins.person.map(death_dates)
@@ -242,7 +254,8 @@ def test_incidence_equals_the_truth_and_the_shipped_population_table(endpoints):
     shipped = pd.read_csv(default_population_file())
     latest = built.query("SELECT max(year(exported_on)) AS y FROM meta.source_file "
                          "WHERE source_id = 'registry_it' AND status = 'loaded'").y[0]
-    wanted = expected.incidence(cases, shipped, {"IT": int(latest) - 1})
+    _, _, ends, known_on = _diagnosis_bounds(truth)  # a diagnosis known to its month or year aged where it is placed
+    wanted = expected.incidence(cases, shipped, {"IT": int(latest) - 1}, ends, known_on)
     mart = built.query("SELECT * FROM marts.incidence")
     assert_same(mart, wanted, ["country", "level", "iccc3_group", "iccc3_subgroup"],
                 tolerance={"incidence_per_million": 1e-9})

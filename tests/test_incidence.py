@@ -3,6 +3,7 @@ written for them, and the rates, with their exact Poisson intervals, worked out 
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,19 @@ class Registry:
                          list(row.values()))
 
     def case(self, patient_id: str, country: str | None, diagnosed: str = "2020-05-01", subgroup: str = "XI(b)",
-             age_days: int | None = 3000) -> None:
-        """A child of 8 (3,000 days) registered with an initial diagnosis of the subgroup."""
-        self.insert("patient", patient_id=patient_id, country=country, n_sources=1)
+             age_days: int | None = 3000, *, precision: str = "day", born: tuple[int, int] | None = None,
+             died: str | None = None) -> None:
+        """A child of 8 (3,000 days) registered with an initial diagnosis of the subgroup, given to the precision
+        (stored as the first day of its period); born: (year, month), whence the age (from the 15th), as harmonise
+        computes it."""
+        if born is not None:
+            age_days = (date.fromisoformat(diagnosed) - date(born[0], born[1], 15)).days
+        self.insert("patient", patient_id=patient_id, country=country, n_sources=1,
+                    birth_year=born and born[0], birth_month=born and born[1], vital_status="dead" if died else None,
+                    death_date=died, death_date_precision="day" if died else None)
         self.insert("diagnosis", diagnosis_id=f"d-{patient_id}", patient_id=patient_id, event_type="initial",
-                    diagnosis_date=diagnosed, age_at_diagnosis_days=age_days, iccc3_group=subgroup.split("(")[0],
-                    iccc3_subgroup=subgroup, is_very_rare=True)
+                    diagnosis_date=diagnosed, diagnosis_date_precision=precision, age_at_diagnosis_days=age_days,
+                    iccc3_group=subgroup.split("(")[0], iccc3_subgroup=subgroup, icdo3_behaviour="3", is_very_rare=True)
 
     def rows(self, columns: str, where: str = "level = 'subgroup'") -> list[tuple[Any, ...]]:
         build_marts(self.con)
@@ -98,3 +106,20 @@ def test_a_country_without_population_figures_has_no_interval(tmp_path):
     registry = Registry(tmp_path, ITALY_2020_2021)
     registry.case("F1", "FR")
     assert registry.rows("country, n_cases, incidence_ci_lower, incidence_ci_upper") == [("FR", 1, None, None)]
+
+
+def test_a_diagnosis_known_to_the_year_is_aged_where_the_survival_marts_place_it(tmp_path):
+    """Born in March 2002 and diagnosed "in 2020": the age was taken on 1 January 2020 (17, counted in 0-17), while
+    marts.survival places the diagnosis mid-year, on 1 July 2020, when the child is 18. The age is taken on the day
+    the diagnosis is placed on, bounded as the survival marts bound it: a child who died on 10 February 2020 was
+    diagnosed by then, at 17, and counts. marts.left_out counts the child of 18."""
+    registry = Registry(tmp_path, ITALY_2020_2021)
+    registry.case("Y1", "IT", diagnosed="2020-01-01", precision="year", born=(2002, 3))
+    registry.case("Y2", "IT", diagnosed="2020-01-01", precision="year", born=(2002, 3), died="2020-02-10")
+    registry.case("M1", "IT", diagnosed="2020-03-01", precision="month", born=(2002, 3))  # placed on 16 March: 18
+    assert registry.rows("n_cases") == [(1,)]
+    placed = dict(registry.con.execute("SELECT patient_id, origin_date FROM marts.survival "
+                                       "WHERE origin = 'diagnosis'").fetchall())
+    assert placed == {"Y1": date(2020, 7, 1), "Y2": date(2020, 1, 21), "M1": date(2020, 3, 16)}
+    assert registry.con.execute("SELECT n_rows FROM marts.left_out WHERE mart = 'incidence' "
+                                "AND reason LIKE 'age at diagnosis outside%'").fetchall() == [(2,)]

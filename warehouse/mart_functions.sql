@@ -137,8 +137,12 @@ CREATE OR REPLACE TEMP MACRO origin_known_by(patient, first_day, by_diagnoses) A
 
 -- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class from a population-based
 -- source (the parameter population_based, stage.source_params), with the patient's country as that source registers
--- it (else core.patient's) and the age at diagnosis in completed years (completed_years of rule_functions.sql):
--- marts.incidence counts its cases among them, marts.left_out those it leaves out.
+-- it (else core.patient's), the diagnosis date as given (the first day of its period, diagnosis_date_precision), the
+-- age at diagnosis on it (age_at_diagnosis_days), and what bounds the day one known only to its month or year is
+-- placed on, as marts.survival places its origin diagnosis: birth_first_day, and known_on (origin_known_by: another
+-- diagnosis or a treatment start, a relapse or progression after it). marts.incidence counts its cases among them, at
+-- the age placed_age_years gives, not after the end of follow-up either (marts.patient_summary's, which a table macro
+-- cannot read: DuckDB binds it when it is created, before the marts are); marts.left_out those it leaves out.
 CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
     SELECT
         coalesce(registration.country, patient.country) AS country,
@@ -147,11 +151,24 @@ CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
         diagnosis.iccc3_group,
         diagnosis.iccc3_subgroup,
         diagnosis.diagnosis_date,
-        completed_years(diagnosis.age_at_diagnosis_days, diagnosis.diagnosis_date) AS age_years,
+        coalesce(diagnosis.diagnosis_date_precision, 'day') AS diagnosis_date_precision,
+        diagnosis.age_at_diagnosis_days,
+        birth_first_day(patient.birth_year, patient.birth_month) AS birth_first_day,
+        bound.known_on,
         diagnosis.is_very_rare
     FROM core.diagnosis AS diagnosis
     JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
     LEFT JOIN core.patient_source AS registration
         ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
     LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
+    CROSS JOIN LATERAL origin_known_by(diagnosis.patient_id, diagnosis.diagnosis_date, true) AS bound
     WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL;
+
+-- placed_age_years(age_days, first_day, given, not_before, not_after): the age in completed years (completed_years of
+-- rule_functions.sql, on the calendar) on the day a date given to the day, month or year is placed on (placed_date,
+-- with its bounds), of a patient aged age_days on first_day (its period's first day, as harmonise computes the age):
+-- born in March 2002 and diagnosed "in 2020", 18 on 1 July 2020, where the survival marts place the diagnosis, not 17
+-- on 1 January. A date known to the day keeps its age.
+CREATE OR REPLACE TEMP MACRO placed_age_years(age_days, first_day, given, not_before, not_after) AS completed_years(
+    age_days + (placed_date(first_day, given, not_before, not_after) - first_day),
+    placed_date(first_day, given, not_before, not_after));

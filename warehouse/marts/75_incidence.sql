@@ -13,7 +13,10 @@
 --   age band: the population table's (stage.child_population, one band per country, e.g. 0-17):
 --     cases count when the age at diagnosis, in completed years (completed_years of
 --     rule_functions.sql: on the calendar, as the age rules count it), lies in the band, so numerator
---     and denominator cover the same children.
+--     and denominator cover the same children. A diagnosis known only to its month or year is aged on the
+--     day marts.survival places it on (placed_age_years of mart_functions.sql: mid-month or mid-year, not
+--     before the birth, not after another diagnosis, a treatment start or the end of follow-up); its first
+--     day made a child born in March 2002 and diagnosed "in 2020" 17, who is 18 on 1 July 2020.
 --   period: from the first year of any initial diagnosis of the country's sources (every group, any
 --     age: it shows registration had begun) to the year before the latest export of its sources
 --     (the current year is never complete), keeping the years the population table has; cases of
@@ -33,7 +36,16 @@ CREATE OR REPLACE TEMP MACRO poisson_cdf(k, mean) AS coalesce(
 
 CREATE OR REPLACE TABLE marts.incidence AS
 WITH RECURSIVE registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
-    SELECT * FROM incidence_registered()
+    -- aged on the day one known only to its month or year is placed on, as marts.survival places its origin diagnosis
+    -- (placed_age_years): not before the birth, not after another diagnosis or a treatment start (known_on), nor the
+    -- end of follow-up
+    SELECT
+        registered.*,
+        placed_age_years(registered.age_at_diagnosis_days, registered.diagnosis_date,
+                         registered.diagnosis_date_precision, registered.birth_first_day,
+                         least(registered.known_on, summary.follow_up_end_date)) AS age_years
+    FROM incidence_registered() AS registered
+    LEFT JOIN marts.patient_summary AS summary USING (patient_id)
 ),
 
 period AS (
@@ -76,15 +88,17 @@ exposure AS (
 ),
 
 first_case AS (
-    -- One case per person and subgroup: the first diagnosis any of the country's registries gives.
+    -- One case per person and subgroup: the first diagnosis any of the country's registries gives, aged as the one
+    -- that must have come first (came_first, as marts.survival chooses its origin diagnosis; its year is the
+    -- earliest's: a period that holds the other's lies within one year).
     SELECT
         registered.country,
         registered.patient_id,
         registered.iccc3_group,
         registered.iccc3_subgroup,
         year(min(registered.diagnosis_date)) AS diagnosis_year,
-        arg_min(registered.age_years, (registered.diagnosis_date, registered.age_years))
-            FILTER (WHERE registered.diagnosis_date IS NOT NULL) AS age_years,
+        arg_min(registered.age_years, (came_first(registered.diagnosis_date, registered.diagnosis_date_precision),
+                                       registered.age_years)) AS age_years,
         bool_or(registered.is_very_rare) AS is_very_rare
     FROM registered
     GROUP BY ALL

@@ -21,7 +21,8 @@
 --     can be on. A patient without any dated contact keeps a row with an unknown time (survival_km above).
 --   incidence: a case (person x ICCC-3 subgroup, as marts.incidence counts it: the first initial
 --     diagnosis in a population-based registry, in a year it counts) whose age at diagnosis is unknown
---     (no birth date), or outside the population table's band (e.g. 18 in 0-17).
+--     (no birth date), or outside the population table's band (e.g. 18 in 0-17; one known only to its
+--     month or year aged where marts.incidence places it).
 --   survival, response: endpoints (death, relapse, progression, response) carried by records
 --     held back in dq.quarantine that core does not hold otherwise (n_missed of
 --     marts.held_back_endpoints, which lists the records).
@@ -79,8 +80,14 @@ initial_diagnosis AS (
     GROUP BY patient_id
 ),
 
-registered_diagnosis AS (  -- as marts.incidence: initial diagnoses of the population-based registries
-    SELECT * FROM incidence_registered()
+registered_diagnosis AS (  -- as marts.incidence: initial diagnoses of the population-based registries, aged so
+    SELECT
+        registered.*,
+        placed_age_years(registered.age_at_diagnosis_days, registered.diagnosis_date,
+                         registered.diagnosis_date_precision, registered.birth_first_day,
+                         least(registered.known_on, summary.follow_up_end_date)) AS age_years
+    FROM incidence_registered() AS registered
+    LEFT JOIN marts.patient_summary AS summary USING (patient_id)
 ),
 
 incidence_case AS (
@@ -89,7 +96,7 @@ incidence_case AS (
     SELECT first_case.*, child.min_age_years, child.max_age_years
     FROM (
         SELECT country, patient_id, iccc3_group, iccc3_subgroup, year(min(diagnosis_date)) AS diagnosis_year,
-               arg_min(age_years, (diagnosis_date, age_years)) AS age_years
+               arg_min(age_years, (came_first(diagnosis_date, diagnosis_date_precision), age_years)) AS age_years
         FROM registered_diagnosis
         GROUP BY ALL
     ) AS first_case
