@@ -56,13 +56,21 @@ def submissions(reviews: pd.DataFrame) -> pd.DataFrame:
 
 def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     """One row per line of a person, whichever sources report it: person, drugs (sorted tuple),
-    start_date, n_sources, treatment_keys (the source records of its treatments).
+    start_date, start_date_precision, n_sources, treatment_keys (the source records of its treatments).
 
     treatments: person, source_id, source_line (the source's line number, or the record for none),
-    drug_name, start_date, treatment_key."""
+    drug_name, start_date, start_date_precision (day when absent), treatment_key."""
+    treatments = treatments.copy()
+    treatments["precision"] = (treatments.start_date_precision.replace("", None).fillna("day")
+                               if "start_date_precision" in treatments else "day")
+    treatments["rank"] = treatments.precision.map(PRECISION_RANK)
+    earliest = (treatments.dropna(subset=["start_date"]).sort_values(["start_date", "rank"], kind="stable")
+                .groupby(["person", "source_id", "source_line"]).precision.first())
     per_source = (treatments.groupby(["person", "source_id", "source_line"])
                   .agg(drugs=("drug_name", lambda s: tuple(sorted(set(s.dropna())))),
                        start_date=("start_date", "min"), treatment_keys=("treatment_key", set)).reset_index())
+    per_source["precision"] = [earliest.get(key) for key
+                               in zip(per_source.person, per_source.source_id, per_source.source_line)]
     # A line naming no drug is the person's line naming them on the same start (the first by drugs).
     named: dict[tuple[Any, Any], tuple[str, ...]] = {}
     for person, start, drugs in zip(per_source.person, per_source.start_date, per_source.drugs):
@@ -70,11 +78,45 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
             named[(person, start)] = min(named.get((person, start), drugs), drugs)
     per_source["drugs"] = [drugs or named.get((person, start), drugs) for person, start, drugs
                            in zip(per_source.person, per_source.start_date, per_source.drugs)]
+    per_source[["start_date", "precision"]] = _dated_within(per_source)
+    per_source["rank"] = per_source.precision.map(PRECISION_RANK)
     per_source["match"] = [str(start) if pd.notna(start) else f"{source}|{line}" for start, source, line
                            in zip(per_source.start_date, per_source.source_id, per_source.source_line)]
-    return (per_source.groupby(["person", "drugs", "match"])
-            .agg(start_date=("start_date", "first"), n_sources=("source_id", "nunique"),
+    return (per_source.sort_values("rank", kind="stable").groupby(["person", "drugs", "match"])
+            .agg(start_date=("start_date", "first"), start_date_precision=("precision", "first"),
+                 n_sources=("source_id", "nunique"),
                  treatment_keys=("treatment_keys", lambda s: set().union(*s))).reset_index())
+
+
+def _came_first(start: Any, precision: str) -> tuple[date, int, date]:
+    day = pd.Timestamp(start).date()
+    return period_end(day, precision), PRECISION_RANK[precision], day
+
+
+def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
+    """Each source's line's start and its precision, a line started only in a month or year taking those of the
+    line of the same person and drugs another source dates more precisely within that period (of several the most
+    precise, then the one that came first); each line of a source to its own line, the most precise first."""
+    rows = list(lines[["source_id", "person", "source_line", "drugs", "start_date", "precision"]]
+                .itertuples(index=False, name=None))
+    target: dict[int, int] = {}
+    for i, (source, person, _, drugs, start, precision) in enumerate(rows):
+        if pd.isna(start) or precision == "day":
+            continue
+        first, last = pd.Timestamp(start).date(), period_end(pd.Timestamp(start).date(), precision)
+        found = [j for j, (s, p, _, d, day, given) in enumerate(rows)
+                 if s != source and p == person and d == drugs and pd.notna(day)
+                 and first <= pd.Timestamp(day).date() <= last and PRECISION_RANK[given] < PRECISION_RANK[precision]]
+        if found:
+            target[i] = min(found, key=lambda j: (PRECISION_RANK[rows[j][5]], _came_first(rows[j][4], rows[j][5]),
+                                                  rows[j][0], rows[j][2]))
+    taken: dict[tuple[Any, ...], int] = {}
+    for i in sorted(target, key=lambda i: (PRECISION_RANK[rows[i][5]], _came_first(rows[i][4], rows[i][5]),
+                                           rows[i][2])):
+        taken.setdefault((rows[i][0], rows[i][1], rows[i][3], rows[target[i]][4]), i)
+    chosen = {i: target[i] for i in taken.values()}
+    return pd.DataFrame([(rows[chosen[i]][4], rows[chosen[i]][5]) if i in chosen else (row[4], row[5])
+                         for i, row in enumerate(rows)], index=lines.index, columns=["start_date", "precision"])
 
 
 def regimen(drugs: tuple[str, ...]) -> str:
@@ -92,12 +134,17 @@ def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     group_of: dict[int, tuple[Any, str]] = {}
     comparable = board[board.advice_group.isin(["followed", "not_followed"]) & board.recommendation_date.notna()]
     for submission in comparable.sort_values("recommendation_date").itertuples(index=False):
-        mine = lines[(lines.person == submission.person) & lines.start_date.notna()
-                     & (lines.start_date >= submission.recommendation_date)]
+        # not surely before the recommendation: a line "in March 2022" answers one of 15 March 2022
+        mine = lines[(lines.person == submission.person) & lines.start_date.notna()]
+        recommended = pd.Timestamp(submission.recommendation_date).date()
+        mine = mine[pd.Series([period_end(pd.Timestamp(start).date(), given) >= recommended
+                               for start, given in zip(mine.start_date, mine.start_date_precision)], index=mine.index,
+                              dtype=bool)]
         if submission.advice_group == "followed":
             mine = mine[[bool(set(d) & submission.agents) for d in mine.drugs]]
         if len(mine):
-            first = mine.sort_values(["start_date", "drugs"]).iloc[0]
+            first = min(mine.itertuples(), key=lambda line: (_came_first(line.start_date, line.start_date_precision),
+                                                             line.drugs))
             group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
     lines["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in lines.line]
     lines["recommendation_date"] = [group_of.get(line, (None, ""))[0] for line in lines.line]

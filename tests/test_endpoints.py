@@ -134,8 +134,9 @@ def test_treatment_lines_count_each_line_of_a_person_once_assessed_or_not(endpoi
     built, truth = endpoints
     answered = expected.answered_lines(_person_lines(truth), _board(truth))
     wanted = pd.DataFrame({"patient_id": answered.person, "regimen": answered.drugs.map(expected.regimen),
-                           "start_date": answered.start_date, "n_sources": answered.n_sources,
-                           "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
+                           "start_date": answered.start_date, "start_date_precision": answered.start_date_precision,
+                           "n_sources": answered.n_sources, "advice_group": answered.advice_group,
+                           "recommendation_date": answered.recommendation_date})
     assert wanted.start_date.notna().all(), "the synthetic sources give every line a start: the key below is one"
     mart = built.query("SELECT * FROM marts.treatment_line")
     assert_same(mart, wanted, ["patient_id", "regimen", "start_date"])

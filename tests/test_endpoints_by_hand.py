@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import endpoints_expected as expected
+import pandas as pd
 from test_origin_imputation import Warehouse
 
 from etl.load.marts import build_marts
@@ -148,3 +150,67 @@ def test_a_patient_without_a_dated_contact_keeps_an_unknown_end_and_a_death_date
     times = _survival(warehouse)
     assert times[("P1", "diagnosis")] == (None, None, None, None)
     assert times[("P2", "diagnosis")] == (date(2021, 2, 1), 388, "death", 388)
+
+
+# -- treatment lines given to the month or year ------------------------------------------------------------------
+
+def _started(warehouse: Warehouse, source_id: str, treatment_id: str, first_day: str, precision: str,
+             line_number: int = 1, drug: str = "crizotinib") -> None:
+    warehouse.insert("treatment", source_id=source_id, treatment_id=treatment_id, patient_id="P1",
+                     line_number=line_number, drug_name=drug, start_date=first_day, start_date_precision=precision)
+
+
+def _lines(warehouse: Warehouse) -> list[tuple[Any, ...]]:
+    """marts.treatment_line's lines, which endpoints_expected.py restates alike."""
+    build_marts(warehouse.con)
+    lines = warehouse.con.execute("SELECT start_date, n_sources, treatment_ids, advice_group "
+                                  "FROM marts.treatment_line ORDER BY start_date, line_id").fetchall()
+    treatments = warehouse.con.execute("SELECT patient_id AS person, source_id, CAST(line_number AS VARCHAR) "
+                                       "AS source_line, drug_name, start_date, start_date_precision, "
+                                       "treatment_id AS treatment_key FROM core.treatment").df()
+    reviews = warehouse.con.execute("SELECT patient_id AS person, * FROM core.tumour_board_review").df()
+    answered = expected.answered_lines(expected.person_lines(treatments), expected.submissions(reviews))
+    restated = sorted((pd.Timestamp(start).date(), n, sorted(keys), group) for start, n, keys, group
+                      in zip(answered.start_date, answered.n_sources, answered.treatment_keys, answered.advice_group))
+    assert sorted(lines) == restated
+    return lines
+
+
+def test_a_line_one_source_gives_to_the_month_or_year_is_the_line_another_dates_within_it():
+    # The board registry started crizotinib on 10 March 2022; SACHA says "March 2022" (stored 1 March), a national
+    # registry "2022": matched on the exact stored start, one line became three, each counted in the response marts.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    _started(warehouse, "iltb", "t1", "2022-03-10", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "registry", "t3", "2022-01-01", "year")
+    _started(warehouse, "registry", "t4", "2022-04-01", "month", 2, "dabrafenib")  # other drugs: another line
+    assert _lines(warehouse) == [(date(2022, 3, 10), 3, ["t1", "t2", "t3"], "not_compared"),
+                                 (date(2022, 4, 1), 1, ["t4"], "not_compared")]
+    assert warehouse.con.execute("SELECT start_date_precision FROM marts.treatment_line "
+                                 "ORDER BY start_date").fetchall() == [("day",), ("month",)]
+
+
+def test_lines_one_source_numbers_apart_stay_apart_though_one_is_given_to_the_year():
+    # One source's line 1 "2022" and line 2 on 10 March 2022, the same drug: the source says they are two lines.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    _started(warehouse, "sacha_fr", "t1", "2022-01-01", "year")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-10", "day", line_number=2)
+    assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t1"], "not_compared"),
+                                 (date(2022, 3, 10), 1, ["t2"], "not_compared")]
+
+
+def test_a_line_started_in_the_month_of_the_recommendation_answers_it():
+    # Recommended on 15 March 2022, followed; the line is known to have started "in March 2022": not surely before
+    # the recommendation (as a response is no response to a line only when surely before it), so it is the line
+    # that answers the advice. Matched on its first day, 1 March, it was not, and the submission had no line.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
+                     submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
+                     recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=True)
+    _started(warehouse, "iltb", "t1", "2022-03-01", "month")
+    _started(warehouse, "iltb", "t2", "2022-02-01", "month", line_number=2, drug="vincristine")  # surely before
+    assert _lines(warehouse) == [(date(2022, 2, 1), 1, ["t2"], "not_compared"),
+                                 (date(2022, 3, 1), 1, ["t1"], "followed")]

@@ -407,8 +407,9 @@ def test_treatment_lines_from_core(built, core):
     answered = expected.answered_lines(core_person_lines(core), core_board(core))
     wanted = pd.DataFrame({"treatment_ids": [tuple(sorted(keys)) for keys in answered.treatment_keys],
                            "patient_id": answered.person, "regimen": answered.drugs.map(expected.regimen),
-                           "start_date": answered.start_date, "n_sources": answered.n_sources,
-                           "advice_group": answered.advice_group, "recommendation_date": answered.recommendation_date})
+                           "start_date": answered.start_date, "start_date_precision": answered.start_date_precision,
+                           "n_sources": answered.n_sources, "advice_group": answered.advice_group,
+                           "recommendation_date": answered.recommendation_date})
     mart = built.query("SELECT * FROM marts.treatment_line")
     assert_same(mart, wanted, ["treatment_ids"])
     assert not mart.line_id.duplicated().any()

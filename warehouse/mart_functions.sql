@@ -60,13 +60,17 @@ CREATE OR REPLACE TEMP MACRO birth_first_day(birth_year, birth_month) AS CASE
 -- /2 in situ, nor an unknown behaviour.
 CREATE OR REPLACE TEMP MACRO is_malignant(icdo3_behaviour) AS coalesce(icdo3_behaviour IN ('3', '6', '9'), false);
 
+-- precision_rank(given): how much of a date a source gave, most first: 0 day (or not said), 1 month, 2 year.
+CREATE OR REPLACE TEMP MACRO precision_rank(given) AS
+    CASE coalesce(given, 'day') WHEN 'day' THEN 0 WHEN 'month' THEN 1 ELSE 2 END;
+
 -- came_first(first_day, given): the order in which the marts choose, of dates sources give to the day, month or
 -- year (stored as the first day of the period), the one that must have come first: the earliest last day it can
 -- be on, of equal ones the most precise, then the earliest first day (as core.patient chooses among deaths).
 -- "2021" and 10 March 2021 of one event: 10 March (the event was on or before it); "March 2021" and "2021": March.
 CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
     period_end(first_day, coalesce(given, 'day')),
-    CASE coalesce(given, 'day') WHEN 'day' THEN 0 WHEN 'month' THEN 1 ELSE 2 END,
+    precision_rank(given),
     first_day);
 
 -- Table macros: the rows two marts read alike. Each reads core (incidence_registered() also the sources'

@@ -10,6 +10,9 @@
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
 --     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
 --     names them on the same start date (the first by drugs, of two), else a line of regimen unknown.
+--   start known only to its month or year (start_date_precision; stored as the first day of its period):
+--     the line of the same drugs another source dates more precisely within that period ("March 2022"
+--     beside 10 March 2022), which keeps the most precise date; lines one source numbers apart stay apart.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -17,7 +20,10 @@
 --                   submission none of whose advice was followed: the control group;
 --     not_compared  every other line (other studies, later lines, lower-priority advice followed,
 --                   follow not known, no targeted advice, start unknown).
---   A line that answers two submissions belongs to the earlier one.
+--   A line that answers two submissions belongs to the earlier one. "Started on or after" a recommendation:
+--     not surely before it (the last day the start can be on is not before the first day the recommendation
+--     can be on: "March 2022" answers 15 March 2022, as response_line keeps an assessment not surely before
+--     the line); of several lines, the one that came first (came_first of mart_functions.sql).
 
 CREATE OR REPLACE TABLE marts.treatment_line AS
 WITH source_line AS (
@@ -29,9 +35,12 @@ WITH source_line AS (
         coalesce(list_sort(list(DISTINCT drug_name) FILTER (WHERE drug_name IS NOT NULL)), []::VARCHAR[])
             AS drugs,
         min(start_date) AS start_date,
+        -- of the treatments starting on that first day, the most precise one's
+        arg_min(coalesce(start_date_precision, 'day'), (start_date, precision_rank(start_date_precision)))
+            FILTER (WHERE start_date IS NOT NULL) AS start_date_precision,
         list(treatment_id ORDER BY treatment_id) AS treatment_ids
     FROM core.treatment
-    GROUP BY ALL
+    GROUP BY source_id, patient_id, line_key
 ),
 
 named_line AS (  -- the drugs of a line that names them, by person and start (of two, the first)
@@ -41,23 +50,63 @@ named_line AS (  -- the drugs of a line that names them, by person and start (of
     GROUP BY ALL
 ),
 
-matched_line AS (
+drug_line AS (
     -- A line naming no drug is the person's line that names them on the same start, if any: one source
     -- leaving a line's drug out does not make it a second line.
     SELECT
         source_line.* REPLACE (CASE WHEN len(source_line.drugs) = 0 THEN coalesce(named_line.drugs, source_line.drugs)
-                                    ELSE source_line.drugs END AS drugs),
-        coalesce(CAST(source_line.start_date AS VARCHAR), source_id || '|' || line_key) AS match_key
+                                    ELSE source_line.drugs END AS drugs)
     FROM source_line
     LEFT JOIN named_line USING (patient_id, start_date)
 ),
 
+dated_within AS (
+    -- A line another source starts only in a month or year (stored as its period's first day) is the line of the same
+    -- drugs a source dates more precisely within that period: "March 2022" beside 10 March 2022 is one line, which
+    -- keeps the most precise date. Of several, the most precise, then the one that came first (came_first); each line
+    -- of a source is matched to its own line (one source's lines stay as it numbered them), the most precise first.
+    SELECT source_id, patient_id, line_key, start_date, start_date_precision
+    FROM (
+        SELECT partial.source_id, partial.patient_id, partial.line_key, partial.start_date AS partial_start,
+               partial.start_date_precision AS partial_precision, precise.start_date, precise.start_date_precision,
+               precise.drugs
+        FROM drug_line AS partial
+        JOIN drug_line AS precise
+            ON precise.patient_id = partial.patient_id
+           AND precise.drugs = partial.drugs
+           AND precise.source_id <> partial.source_id
+           AND precise.start_date BETWEEN partial.start_date
+                                      AND period_end(partial.start_date, partial.start_date_precision)
+           AND precision_rank(precise.start_date_precision) < precision_rank(partial.start_date_precision)
+        QUALIFY row_number() OVER (
+            PARTITION BY partial.source_id, partial.patient_id, partial.line_key
+            ORDER BY precision_rank(precise.start_date_precision),
+                     came_first(precise.start_date, precise.start_date_precision),
+                     precise.source_id, precise.line_key) = 1
+    )
+    QUALIFY row_number() OVER (
+        PARTITION BY source_id, patient_id, drugs, start_date
+        ORDER BY precision_rank(partial_precision), came_first(partial_start, partial_precision), line_key) = 1
+),
+
+matched_line AS (
+    SELECT
+        drug_line.* REPLACE (coalesce(dated_within.start_date, drug_line.start_date) AS start_date,
+                             coalesce(dated_within.start_date_precision, drug_line.start_date_precision)
+                                 AS start_date_precision),
+        coalesce(CAST(coalesce(dated_within.start_date, drug_line.start_date) AS VARCHAR),
+                 drug_line.source_id || '|' || drug_line.line_key) AS match_key
+    FROM drug_line
+    LEFT JOIN dated_within USING (source_id, patient_id, line_key)
+),
+
 person_line AS (
-    -- The same line from several sources: one line of the person.
+    -- The same line from several sources: one line of the person, with the most precise of its dates.
     SELECT
         patient_id,
         drugs,
         start_date,
+        arg_min(start_date_precision, precision_rank(start_date_precision)) AS start_date_precision,
         md5(patient_id || '|' || array_to_string(drugs, '+') || '|' || match_key) AS line_id,
         count(DISTINCT source_id) AS n_sources,
         list_sort(flatten(list(treatment_ids))) AS treatment_ids
@@ -84,11 +133,12 @@ endpoint_line AS (
         FROM submission
         JOIN person_line
             ON person_line.patient_id = submission.patient_id
-           AND person_line.start_date >= submission.recommendation_date
+           -- not surely before the recommendation: a line "in March 2022" answers one of 15 March 2022
+           AND period_end(person_line.start_date, person_line.start_date_precision) >= submission.recommendation_date
            AND (submission.advice_group = 'not_followed' OR list_has_any(person_line.drugs, submission.agents))
         QUALIFY row_number() OVER (
             PARTITION BY submission.patient_id, submission.recommendation_date
-            ORDER BY person_line.start_date, person_line.line_id) = 1
+            ORDER BY came_first(person_line.start_date, person_line.start_date_precision), person_line.line_id) = 1
     )
     QUALIFY row_number() OVER (PARTITION BY line_id ORDER BY recommendation_date) = 1
 )
@@ -99,6 +149,7 @@ SELECT
     CASE WHEN len(person_line.drugs) = 0 THEN 'unknown' ELSE array_to_string(person_line.drugs, ' + ') END
         AS regimen,
     person_line.start_date,
+    person_line.start_date_precision,
     person_line.n_sources,
     coalesce(endpoint_line.advice_group, 'not_compared') AS advice_group,
     endpoint_line.recommendation_date,
@@ -111,7 +162,8 @@ COMMENT ON TABLE marts.treatment_line IS 'One row per treatment line of a person
 COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.treatment_line.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.treatment_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
-COMMENT ON COLUMN marts.treatment_line.start_date IS 'Start of the line: the earliest start of its treatments; NULL when no source gives one.';
+COMMENT ON COLUMN marts.treatment_line.start_date IS 'Start of the line: the earliest start of its treatments, the first day of its period when known only to the month or year (start_date_precision); of a line several sources report, the most precise (a start "in March 2022" beside 10 March 2022 is 10 March); NULL when no source gives one.';
+COMMENT ON COLUMN marts.treatment_line.start_date_precision IS 'How much of the start date the sources gave (the most precise of them); NULL when no source gives one. Codes: day / month / year.';
 COMMENT ON COLUMN marts.treatment_line.n_sources IS 'Sources that report this line (it is counted once). Unit: sources.';
 COMMENT ON COLUMN marts.treatment_line.advice_group IS 'The board comparison the line belongs to: the first line after a followed priority-1 targeted advice, the first line after a submission whose advice was not followed (control), or neither. Codes: followed / not_followed / not_compared.';
 COMMENT ON COLUMN marts.treatment_line.recommendation_date IS 'Recommendation date of the board submission the line answers (see advice_group); NULL for a line not compared.';
