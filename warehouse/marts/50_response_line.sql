@@ -9,8 +9,9 @@
 --     source (NE or missing only when none is evaluable); at best (the best overall response), the
 --     best of them by response_rank (CR, CRi, MLFS, PR, SD, NR, PD, then NE or missing), of equal
 --     ones the earliest; ties by response_id. An assessment dated before the line started (a baseline
---     filed under the line, or a date error) is no response to it: the line's start is the first day its
---     earliest start can be on, so only an assessment surely before it is left out; one without a date stays.
+--     filed under the line, or a date error) is no response to it: the line's start is its most precise
+--     start date (a month or year known only: the period's first day), so only an assessment surely before
+--     it is left out; one without a date stays.
 
 CREATE OR REPLACE TABLE marts.response_line AS
 WITH line_treatment AS (
