@@ -101,6 +101,75 @@ ORDER BY source_id, centre_id, source_record_key, rule_id, field
 """
 
 
+# The open queries of _QUERIES at every run asked for at once, each run as of its moment (as_of_for: the start
+# of the next run, else now), in one pass: a query per run made the nightly report slower by each run. What was
+# sent and answered is read once, as steps in time: from when each query counts as sent (and its first batch
+# by then), from when each answer stands (the latest usable by then, as _QUERIES orders them). Only the issues
+# ever sent are spread over the runs that found them (from the spans of dq.issue, by run number), and each
+# takes the steps in force at its run's moment (ASOF joins).
+_AGE_TREND = """
+WITH items AS (
+    SELECT s.*, dense_rank() OVER (ORDER BY centre_id, rule_id, source_id, source_record_key, field) AS query,
+           dense_rank() OVER (ORDER BY rule_id, source_id, source_record_key, field) AS issue
+    FROM ({sent_items}) s
+), sent_from AS (  -- from when a query counts as sent, and its first batch sent by then
+    SELECT query, counted_from AS since, any_value(first_sent) AS first_sent
+    FROM (SELECT query, counted_from, min(sent_at) OVER (PARTITION BY query ORDER BY counted_from) AS first_sent
+          FROM items)
+    GROUP BY ALL
+), answered_from AS (  -- from when an answer stands: the latest by batch sent, then import, usable by then
+    SELECT query, since, any_value(answer) AS answer
+    FROM (SELECT i.query, greatest(i.counted_from, r.imported_at) AS since,
+                 arg_max({{'response': r.response, 'value_hash': i.value_hash}}, (i.sent_at, r.imported_at))
+                     OVER (PARTITION BY i.query ORDER BY greatest(i.counted_from, r.imported_at)) AS answer
+          FROM items i JOIN meta.query_response r USING (batch_id, row_key))
+    GROUP BY ALL
+), starts AS (     -- each start and the next one after it, as as_of_for finds it
+    SELECT started_at, lead(started_at) OVER (ORDER BY started_at) AS next_started
+    FROM (SELECT DISTINCT started_at FROM meta.run WHERE started_at IS NOT NULL)
+), moments AS (
+    SELECT v.run_id, r.started_at, coalesce(n.next_started, $now) AS as_of, k.number
+    FROM (SELECT unnest($runs::VARCHAR[]) AS run_id) v
+    LEFT JOIN meta.run r USING (run_id) LEFT JOIN starts n USING (started_at) LEFT JOIN ({numbers}) k USING (run_id)
+), found AS (      -- the issues ever sent that each run found, and the values it found them with
+    SELECT m.run_id, m.as_of, i.issue, list(DISTINCT s.value_hash) AS value_hashes
+    FROM ({spans}) s
+    JOIN (SELECT DISTINCT issue, rule_id, source_id, source_record_key, field FROM items) i
+      ON i.rule_id = s.rule_id AND i.source_id = s.source_id AND i.source_record_key = s.source_record_key
+     AND i.field = coalesce(s.field, '')
+    JOIN moments m ON m.number BETWEEN s.first_number AND s.last_number
+    GROUP BY ALL
+), judged AS (
+    SELECT f.run_id, f.as_of, f.value_hashes, q.query
+    FROM found f JOIN (SELECT DISTINCT issue, query FROM items) q USING (issue)
+), open AS (       -- as Query.is_open: sent by then, and no answer by then stands for a value the run finds
+    SELECT j.run_id, floor(extract(epoch FROM (j.as_of - s.first_sent)) / 86400)::INTEGER AS age_days
+    FROM judged j ASOF JOIN sent_from s ON j.query = s.query AND j.as_of >= s.since
+    ASOF LEFT JOIN answered_from a ON j.query = a.query AND j.as_of >= a.since
+    WHERE (CASE WHEN NOT coalesce(NOT list_contains(j.value_hashes, a.answer.value_hash), false)
+                THEN a.answer.response END) IS NULL
+)
+SELECT m.run_id, any_value(m.started_at), count(o.age_days)::INTEGER, median(o.age_days), max(o.age_days)
+FROM moments m LEFT JOIN open o USING (run_id)
+GROUP BY m.run_id
+"""
+# The validated runs numbered, and the issues as spans of them (dq.issue_span); a warehouse from before the
+# spans, not yet published to, keeps a row per run and issue (etl/quality/issue_spans.py).
+_SPANS = f"""
+SELECT first_validation AS first_number,
+       coalesce(last_validation, (SELECT max(number) FROM dq.validation)) AS last_number,
+       rule_id, source_id, source_record_key, field, {value_hash_sql('value')} AS value_hash
+FROM dq.issue_span
+"""
+_RUN_NUMBERS_BEFORE_SPANS = ("SELECT run_id, row_number() OVER (ORDER BY run_id) AS number "
+                             "FROM (SELECT DISTINCT run_id FROM dq.issue)")
+_ROWS_BEFORE_SPANS = f"""
+SELECT n.number AS first_number, n.number AS last_number, i.rule_id, i.source_id, i.source_record_key, i.field,
+       {value_hash_sql('i.value')} AS value_hash
+FROM dq.issue i JOIN ({_RUN_NUMBERS_BEFORE_SPANS}) n USING (run_id)
+"""
+
+
 @dataclass(frozen=True)
 class Query:
     """One query to a centre (of the query's source), as of a moment."""
@@ -199,19 +268,17 @@ def as_of_for(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | None 
 
 
 def age_trend(con: duckdb.DuckDBPyConnection, validated: list[str], now: datetime | None = None) -> list[AgePoint]:
-    """Open queries and their age at each validated run (as of the start of the run after it)."""
+    """Open queries and their age at each validated run (as of the start of the run after it), all runs in one
+    query (_AGE_TREND): the report is built every night, and a query per run made it slower by each run."""
     if not has_query_tables(con):
         return []
-    started = dict(con.execute("SELECT run_id, started_at FROM meta.run").fetchall())
-    (first_sent,) = con.execute("SELECT min(sent_at) FROM meta.query_batch").fetchone() or (None,)
-    points = []
-    for run_id in validated:
-        as_of = as_of_for(con, run_id, now)
-        # Before the first batch no query was open: a year of nightly runs asks nothing of them.
-        sent = first_sent is not None and first_sent <= as_of
-        ages = [q.age_days for q in queries_as_of(con, run_id, as_of) if q.is_open] if sent else []
-        points.append(AgePoint(run_id, started.get(run_id), len(ages), _median(ages), max(ages, default=None)))
-    return points
+    spans = in_warehouse(con, "dq.issue_span")
+    sql = _AGE_TREND.format(sent_items=sent_items_sql(con),
+                            numbers="SELECT run_id, number FROM dq.validation" if spans else _RUN_NUMBERS_BEFORE_SPANS,
+                            spans=_SPANS if spans else _ROWS_BEFORE_SPANS)
+    found = {run_id: (started_at, still_open, median_age, oldest) for run_id, started_at, still_open, median_age, oldest
+             in con.execute(sql, {"runs": list(dict.fromkeys(validated)), "now": now or datetime.now(UTC)}).fetchall()}
+    return [AgePoint(run_id, *found[run_id]) for run_id in validated]
 
 
 WAIVED_NEXT_RUN = "confirmed after this run judged it: waived from the next run on"
