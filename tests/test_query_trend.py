@@ -1,7 +1,8 @@
 """The report's query trend (open queries and their age at each validated run) read in one query for all runs
 equals what the page of each run counts (queries_as_of as of that run's moment), on a copy of the shared
 synthetic run with batches sent days apart, answers imported and values changed between validated runs, and
-a run that validated nothing in between (the moment of the run before it is that run's start).
+a run that validated nothing in between (the moment of the run before it is that run's start). One centre's
+queries, read for its reminders, are that centre's of all, also where two sources use one centre code.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ from etl.quality.responses import import_responses
 pytestmark = pytest.mark.integration
 
 
+def _a_shared_code(warehouse: Path) -> list[tuple[str, str]]:
+    """The centres (source, code) of a code two sources use: two hospitals."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        centres = con.execute(
+            "SELECT DISTINCT source_id, centre_id FROM dq.issue WHERE centre_id = (SELECT min(centre_id) FROM "
+            "(SELECT centre_id FROM dq.issue GROUP BY 1 HAVING count(DISTINCT source_id) > 1)) ORDER BY 1").fetchall()
+    finally:
+        con.close()
+    assert len(centres) == 2, centres
+    return centres
+
+
 def _per_run(con: duckdb.DuckDBPyConnection, runs: list[str], now: datetime) -> list[AgePoint]:
     """The trend as each run's page counts its queries: queries_as_of once per run."""
     started = dict(con.execute("SELECT run_id, started_at FROM meta.run").fetchall())
@@ -44,6 +58,8 @@ def history(synthetic_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     today = datetime.now(UTC)
     bo = send_queries(home, "IT-BO01", KEY, now=today - timedelta(days=9))
     send_queries(home, "IT-MI01", KEY, now=today - timedelta(days=4))
+    for source, code in _a_shared_code(home.warehouse):
+        send_queries(home, code, KEY, source_id=source, now=today - timedelta(days=3))
     _answer_xlsx(bo.xlsx, root / "bo.xlsx", {(BASIS, 44): ("confirmed", None), (BASIS, 95): ("corrected", None)})
     import_responses(home, root / "bo.xlsx", KEY)
     _change_basis_of_diagnosis(home, 44, "1")  # the confirmed value changes: the query is open again
@@ -102,3 +118,21 @@ def test_a_warehouse_from_before_the_issue_spans_has_the_same_trend(history, tmp
     finally:
         con.close()
     assert trend == expected and all(p.still_open for p in expected)
+
+
+@pytest.mark.parametrize("days_later", [0, 30])
+def test_one_centre_s_queries_are_that_centre_s_of_all(history, days_later):
+    as_of = datetime.now(UTC) + timedelta(days=days_later)
+    con = duckdb.connect(str(history), read_only=True)
+    try:
+        run_id = validated_runs(con)[-1]
+        every = queries_as_of(con, run_id, as_of)
+        centres = sorted({(q.source_id, q.centre_id) for q in every})
+        each = {centre: queries_as_of(con, run_id, as_of, centre) for centre in [*centres, ("iltb", "XX99")]}
+    finally:
+        con.close()
+    assert {*_a_shared_code(history), ("registry_it", "IT-BO01")} <= set(centres)
+    for centre in centres:
+        assert each[centre] == [q for q in every if (q.source_id, q.centre_id) == centre] != []
+    assert each[("iltb", "XX99")] == []
+    assert any(q.is_open for q in each[("registry_it", "IT-BO01")])

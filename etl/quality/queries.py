@@ -354,9 +354,8 @@ def _due_reminders(con: duckdb.DuckDBPyConnection, findings_run_id: str, centre:
     answered for a value it no longer finds) or answered `corrected` and still there: as the report counts
     them (etl/quality/query_status.py)."""
     return {(q.rule_id, q.source_id, q.source_record_key, q.field or "")
-            for q in queries_as_of(con, findings_run_id, now)
-            if Centre(q.source_id, q.centre_id) == centre and q.first_sent < older_than
-            and (q.is_open or q.is_corrected_still_present)}
+            for q in queries_as_of(con, findings_run_id, now, (centre.source_id, centre.centre_id))
+            if q.first_sent < older_than and (q.is_open or q.is_corrected_still_present)}
 
 
 def select_rows(con: duckdb.DuckDBPyConnection, choice: RunChoice, rows: Sequence[QueryRow], centre: Centre,

@@ -70,7 +70,7 @@ def sent_items_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 _QUERIES = """
 WITH sent AS (
-    SELECT * FROM ({sent_items}) WHERE counted_from <= $as_of
+    SELECT * FROM ({sent_items}) WHERE counted_from <= $as_of {of_centre}
 ), answered AS (   -- one row per query: its latest answer by then to the newest batch answered, and the value
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field,
            arg_max({{'response': r.response, 'value_hash': s.value_hash}}, (s.sent_at, r.imported_at)) AS answer
@@ -80,7 +80,7 @@ WITH sent AS (
 ), present AS (    -- the run's open findings of each issue identity, and the values they have
     SELECT rule_id, source_id, source_record_key, coalesce(field, '') AS field,
            list(DISTINCT {issue_value_hash}) AS value_hashes
-    FROM dq.issue WHERE run_id = $run GROUP BY ALL
+    FROM dq.issue WHERE run_id = $run {of_source} GROUP BY ALL
 ), queries AS (   -- one row per query (centre x issue identity)
     SELECT s.centre_id, s.rule_id, s.source_id, s.source_record_key, s.field, min(s.sent_at) AS first_sent
     FROM sent s GROUP BY 1, 2, 3, 4, 5
@@ -236,12 +236,19 @@ def has_query_tables(con: duckdb.DuckDBPyConnection) -> bool:
                                                                    "waiver"))
 
 
-def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime) -> list[Query]:
+def queries_as_of(con: duckdb.DuckDBPyConnection, findings_run_id: str, as_of: datetime,
+                  centre: tuple[str, str] | None = None) -> list[Query]:
+    """The queries as of `as_of` against the run's findings; of one centre (source, centre code) only, if
+    given: read in the query, not filtered after (the reminders of a centre, etl/quality/queries.py)."""
     if not has_query_tables(con):
         return []
-    sql = _QUERIES.format(sent_items=sent_items_sql(con), issue_value_hash=value_hash_sql("value"))
-    rows = con.execute(sql, {"run": findings_run_id, "as_of": as_of}).fetchall()
-    return [Query(*row) for row in rows]
+    sql = _QUERIES.format(sent_items=sent_items_sql(con), issue_value_hash=value_hash_sql("value"),
+                          of_centre="AND source_id = $source AND centre_id = $centre" if centre else "",
+                          of_source="AND source_id = $source" if centre else "")
+    params: dict[str, Any] = {"run": findings_run_id, "as_of": as_of}
+    if centre:
+        params["source"], params["centre"] = centre
+    return [Query(*row) for row in con.execute(sql, params).fetchall()]
 
 
 def per_centre(queries: list[Query]) -> list[CentreQueries]:
