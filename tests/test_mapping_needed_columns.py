@@ -43,3 +43,14 @@ def test_a_where_column_missing_from_a_csv_fails_the_night_as_rtw_check_says():
     loaded = harmonise_source(MAPPING, {"REG": registry, "AE": events.assign(serious=["1"])},
                               PseudonymKey(b"k"), "run-1")
     assert loaded.tables["adverse_event"]["term"].tolist() == ["rash"]
+
+
+def test_a_joined_record_set_with_a_header_only_loads_the_head_records_as_rtw_check_says():
+    # No adverse event yet: AE.csv holds its header only. Its columns were dropped with it, and the night
+    # refused the source for "no column serious, term" while rtw check found nothing wrong.
+    registry = _frame(pid=["P1"], rid=["1"], sex=["2"])
+    events = pd.DataFrame(columns=["pid", "rid", "term", "serious", "_line", "source_file", "source_file_sha256"])
+    assert check_record_sets(MAPPING, {"REG": registry, "AE": events}) == []
+    loaded = harmonise_source(MAPPING, {"REG": registry, "AE": events}, PseudonymKey(b"k"), "run-1")
+    assert loaded.tables["adverse_event"].empty
+    assert loaded.tables["patient_source"]["sex"].tolist() == ["female"]

@@ -716,8 +716,12 @@ def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
             head = pd.DataFrame(columns=list(keys) + sorted(_LINEAGE))
         for section in group[1:]:
             rows = frames.pop(section, None)
-            if rows is None or rows.empty:
+            if rows is None:
                 continue  # a missing section is empty columns
+            if rows.empty:  # a header only: its columns still reach the head, empty as for a record joining nothing
+                head = head.assign(**{str(c): "" for c in rows.columns if c not in head.columns and c not in keys
+                                      and c not in _LINEAGE and not str(c).startswith("_")})
+                continue
             missing = sorted((set(keys) - set(head.columns)) | (set(keys) - set(rows.columns)))
             if missing and not head.empty:
                 raise HarmoniseError(f"{where}: cannot join on {', '.join(missing)}: not a column of "
