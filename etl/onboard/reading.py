@@ -107,15 +107,17 @@ def read_file(path: Path, adapter: SourceAdapter | None = None, *, record_set: s
 
 # A column name written as a value: a date (12/03/2010, 2010-03-12), a number with a decimal mark (4,7), ICD-O-3's
 # 8720/3, or a name holding six digits or more (a patient number: NRX100000; a short key's shape, fu_1, is a name's).
-_VALUE_SHAPES = tuple(re.compile(shape) for shape in (
-    r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}", r"[+-]?\d+[.,]\d+", r"\d{4}/\d", r".*\d{6,}.*"))
+_DECIMAL = re.compile(r"[+-]?\d+[.,]\d+")
+_VALUE_SHAPES = (re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}"), _DECIMAL, re.compile(r"\d{4}/\d"),
+                 re.compile(r".*\d{6,}.*"))
 HEADER_VALUES = 2  # column names read as values for a header row to be a record
 
 
 def header_is_a_record(frame: pd.DataFrame) -> bool:
     """Whether a record set's column names are a record's values (an export without its header row, or a header
     row given too low): a name written as a value its own column holds more of (a date among dates, a decimal among
-    decimals), or a value its own column holds again (a code: H, ES01), two at least and a third of the columns.
+    decimals; with no value at all, as a one-record file without its header has, a name shaped as a date or a long
+    number), or a value its own column holds again (a code: H, ES01), two at least and a third of the columns.
     Years (2019, 2020) are names a table may have; so are a questionnaire's items 1.1, 2.1 holding whole scores, a
     code-like name its column never holds, and names a row repeats each in its own column (a header repeated
     where exports were joined into one file)."""
@@ -128,11 +130,14 @@ def header_is_a_record(frame: pd.DataFrame) -> bool:
 
 
 def _written_as_its_values(name: str, values: pd.Series) -> bool:
-    """Whether a column's name is written as a value (`_VALUE_SHAPES`) and most of its filled values so too."""
+    """Whether a column's name is written as a value (`_VALUE_SHAPES`) and most of its filled values so too. A
+    column with no filled value (a one-record file without its header: no rows at all) is judged by its name's
+    shape alone, but for a decimal's: a header-only questionnaire's items 1.1, 2.1 are names."""
     filled = values.dropna()
     filled = filled[filled != ""]
-    return any(shape.fullmatch(name) and len(filled) and filled.str.fullmatch(shape.pattern).mean() >= 0.5
-               for shape in _VALUE_SHAPES)
+    if not len(filled):
+        return any(shape.fullmatch(name) for shape in _VALUE_SHAPES if shape is not _DECIMAL)
+    return any(shape.fullmatch(name) and filled.str.fullmatch(shape.pattern).mean() >= 0.5 for shape in _VALUE_SHAPES)
 
 
 def _header_repeated(text: Mapping[str, pd.Series]) -> bool:
