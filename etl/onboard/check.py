@@ -39,6 +39,7 @@ from etl.transform.mapping import (
     FieldSpec,
     MappingError,
     SourceMapping,
+    TableSpec,
     fill_template,
     given_twice,
     load_mapping,
@@ -215,17 +216,10 @@ def _shown(value: str, count: int, private: bool) -> str:
     return f"shape '{shape_of(value)}' ×{count}"
 
 
-def _group(spec: Any) -> tuple[str, ...]:
-    """The record sets a `from:` names: one, or a list joined into one record (the first is the head)."""
-    named = spec.from_
-    return (named,) if isinstance(named, str) else tuple(named)
-
-
 @dataclass(frozen=True)
 class _Target:
     """A place record sets feed: `patient` or `tables.<name>`, with its fields and filter."""
 
-    name: str  # "patient" or the core table
     key: str  # "patient" or "tables.<name>"
     record_sets: tuple[str, ...]  # the head, then the sections joined to it
     fields: Mapping[str, FieldSpec]
@@ -237,10 +231,8 @@ class _Target:
 
 
 def _targets(mapping: SourceMapping) -> list[_Target]:
-    found = [_Target("patient", "patient", _group(mapping.patient), mapping.patient.fields, None)]
-    found += [_Target(name, f"tables.{name}", _group(spec), spec.every_field(), spec.where)
-              for name, spec in mapping.tables.items()]
-    return found
+    return [_Target(key, spec.record_sets(), spec.every_field(), spec.where if isinstance(spec, TableSpec) else None)
+            for key, spec in mapping.sections().items()]
 
 
 def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
@@ -252,7 +244,7 @@ def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
 
 
 def _mapped_record_sets(mapping: SourceMapping) -> set[str]:
-    return {name for target in _targets(mapping) for name in target.record_sets}
+    return mapping.record_sets()
 
 
 def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame], *,

@@ -311,6 +311,10 @@ class PatientSpec(_FromRecordSets):
                              "country, eupid, centre_id")
         return self
 
+    def every_field(self) -> dict[str, FieldSpec]:
+        """Every field as harmonise reads it (as `TableSpec.every_field`: the patient has no repeated field)."""
+        return dict(self.fields)
+
 
 class CsvOptions(_Strict):
     """The older spelling of a csv source's `options:` (each one not given is detected from the file)."""
@@ -589,8 +593,7 @@ class SourceMapping(_Strict):
         where = spec.where if isinstance(spec, TableSpec) else None
         for column in where or {}:
             named.setdefault(column, f"{section}.where")
-        fields = spec.every_field() if isinstance(spec, TableSpec) else spec.fields
-        for name, field in fields.items():
+        for name, field in spec.every_field().items():
             for column in sorted(field.columns()):
                 named.setdefault(column, f"{section}.fields.{name}")
         return named
