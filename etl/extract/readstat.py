@@ -146,21 +146,21 @@ class Dataset:
         declared = [n + (f" '{v.label}'" if v.label else "") + (f" {v.format}" if v.format else "")
                     for n, v in self.variables.items() if v.label or v.format]
         if declared:
-            notices.append("labels and formats: " + _listed(declared))
+            notices.append("labels and formats: " + listed(declared))
         if self.codes:
             coded = [self._codes_said(n, codes) for n, codes in self.codes.items()]
             notices.append("value labels, not applied (the data keeps the codes; a mapping's codes: translate "
-                           "them): " + _listed(coded))
+                           "them): " + listed(coded))
         if self.unlabelled:
             named = [f"{n} '{table}'" for n, table in self.unlabelled.items()]
             notices.append("value label tables named by variables but not in the file, so their codes come "
                            "without labels (dropped or never defined in the package, or the name damaged in transfer; "
-                           "ask for the file saved with them if the mapping's codes: need them): " + _listed(named))
+                           "ask for the file saved with them if the mapping's codes: need them): " + listed(named))
         if self.missing:
             missing = [f"{n}: {_counted(len(values), 'value')}, not listed (an identifying variable)"
                        if self._identifying(n) else f"{n} " + ", ".join(values) for n, values in self.missing.items()]
             notices.append("values the file declares missing, kept as delivered (a mapping's codes: or "
-                           "null_values: say what they mean): " + _listed(missing))
+                           "null_values: say what they mean): " + listed(missing))
         return notices
 
     def _identifying(self, name: str) -> bool:
@@ -194,7 +194,8 @@ def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _listed(items: list[str]) -> str:
+def listed(items: list[str]) -> str:
+    """A notice's items: the first `_LISTED_VARIABLES`, then how many more (`rtw profile` says them so too)."""
     more = len(items) - _LISTED_VARIABLES
     return "; ".join(items[:_LISTED_VARIABLES]) + (
         f"; and {more} more (the staged file's metadata has all)" if more > 0 else "")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from etl.extract.readstat import _listed, codes_said
+from etl.extract.readstat import codes_said, listed
 from etl.identifying import looks_identifying
 from etl.onboard.reading import ColumnInfo, FileRead, data_columns
 
@@ -497,11 +497,27 @@ def profile_file(read: FileRead) -> FileProfile:
     record_sets = tuple(profile_record_set(name, frame, read.details.columns)
                         for name, frame in sorted(read.record_sets.items()))
     hidden = {c.name: c.hidden_reason for rs in record_sets for c in rs.columns if c.is_identifying}
+    # The reader hides the labels of a variable named like an identifier unless it converted its dates (a date
+    # format's placeholders, 9999-12-31 'not known'): a birth date written as text is hidden so here too.
+    converted = _converted_dates(read.notices)
+    hidden |= {c.name: "identifier-like name" for rs in record_sets for c in rs.columns
+               if c.kind == "date" and c.name not in converted
+               and _looks_identifying(c.name, read.details.columns.get(c.name))}
     notices = tuple(labels_shown(n, read.details.columns, hidden) for n in read.notices)
     return FileProfile(read.name, read.format, read.sha256, read.details.notes, notices, record_sets)
 
 
 _VALUE_LABELS = "value labels, not applied"  # how a dataset's reader notices its value labels (etl/extract/readstat.py)
+_CONVERTED_DATES = "dates converted to ISO text: "  # and the variables whose date format it converted
+
+
+def _converted_dates(notices: Iterable[str]) -> set[str]:
+    """The variables a dataset's reader converted as dates (its notice: `dob DATE11 -> date, ...`)."""
+    for notice in notices:
+        at = notice.find(_CONVERTED_DATES)
+        if at >= 0:
+            return {item.split(" ", 1)[0] for item in notice[at + len(_CONVERTED_DATES):].split(", ")}
+    return set()
 
 
 def labels_shown(notice: str, columns: Mapping[str, ColumnInfo], hidden: Mapping[str, str | None]) -> str:
@@ -513,7 +529,7 @@ def labels_shown(notice: str, columns: Mapping[str, ColumnInfo], hidden: Mapping
     if at < 0 or not any(columns[name].codes for name in hidden if name in columns):
         return notice
     items = [codes_said(name, info.codes, hidden.get(name)) for name, info in columns.items() if info.codes]
-    return notice[:notice.index("): ", at) + 3] + _listed(items)
+    return notice[:notice.index("): ", at) + 3] + listed(items)
 
 
 def values_text(column: ColumnProfile, *, limit: int = 6) -> str:
