@@ -176,3 +176,12 @@ CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
 CREATE OR REPLACE TEMP MACRO placed_age_years(age_days, first_day, given, not_before, not_after) AS completed_years(
     age_days + (placed_date(first_day, given, not_before, not_after) - first_day),
     placed_date(first_day, given, not_before, not_after));
+
+-- registered_age_years(registered, follow_up_end): the age in completed years of a row of incidence_registered() (a
+-- row alias, passed as a struct), on the day its diagnosis is placed on as marts.survival places its origin diagnosis
+-- (placed_age_years): not before the birth, not after another diagnosis or a treatment start (known_on), nor the end
+-- of follow-up (marts.patient_summary's follow_up_end_date, which incidence_registered() cannot read). Read alike by
+-- marts.incidence and marts.left_out.
+CREATE OR REPLACE TEMP MACRO registered_age_years(registered, follow_up_end) AS placed_age_years(
+    registered.age_at_diagnosis_days, registered.diagnosis_date, registered.diagnosis_date_precision,
+    registered.birth_first_day, least(registered.known_on, follow_up_end));

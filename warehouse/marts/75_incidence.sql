@@ -37,13 +37,9 @@ CREATE OR REPLACE TEMP MACRO poisson_cdf(k, mean) AS coalesce(
 CREATE OR REPLACE TABLE marts.incidence AS
 WITH RECURSIVE registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
     -- aged on the day one known only to its month or year is placed on, as marts.survival places its origin diagnosis
-    -- (placed_age_years): not before the birth, not after another diagnosis or a treatment start (known_on), nor the
-    -- end of follow-up
-    SELECT
-        registered.*,
-        placed_age_years(registered.age_at_diagnosis_days, registered.diagnosis_date,
-                         registered.diagnosis_date_precision, registered.birth_first_day,
-                         least(registered.known_on, summary.follow_up_end_date)) AS age_years
+    -- (registered_age_years): not before the birth, not after another diagnosis or a treatment start, nor the end of
+    -- follow-up
+    SELECT registered.*, registered_age_years(registered, summary.follow_up_end_date) AS age_years
     FROM incidence_registered() AS registered
     LEFT JOIN marts.patient_summary AS summary USING (patient_id)
 ),

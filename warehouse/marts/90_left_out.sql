@@ -81,11 +81,7 @@ initial_diagnosis AS (
 ),
 
 registered_diagnosis AS (  -- as marts.incidence: initial diagnoses of the population-based registries, aged so
-    SELECT
-        registered.*,
-        placed_age_years(registered.age_at_diagnosis_days, registered.diagnosis_date,
-                         registered.diagnosis_date_precision, registered.birth_first_day,
-                         least(registered.known_on, summary.follow_up_end_date)) AS age_years
+    SELECT registered.*, registered_age_years(registered, summary.follow_up_end_date) AS age_years
     FROM incidence_registered() AS registered
     LEFT JOIN marts.patient_summary AS summary USING (patient_id)
 ),
