@@ -214,3 +214,40 @@ def test_a_line_started_in_the_month_of_the_recommendation_answers_it():
     _started(warehouse, "iltb", "t2", "2022-02-01", "month", line_number=2, drug="vincristine")  # surely before
     assert _lines(warehouse) == [(date(2022, 2, 1), 1, ["t2"], "not_compared"),
                                  (date(2022, 3, 1), 1, ["t1"], "followed")]
+
+
+def _board_advice(warehouse: Warehouse) -> list[tuple[Any, ...]]:
+    build_marts(warehouse.con)
+    return warehouse.con.execute("SELECT treatment_start_date, advised_treatment_start_date, "
+                                 "days_recommendation_to_treatment, days_recommendation_to_advised_treatment "
+                                 "FROM marts.board_advice").fetchall()
+
+
+def test_a_treatment_started_in_the_month_of_the_recommendation_is_the_next_treatment_without_a_negative_time():
+    # Recommended on 15 March 2022, followed; crizotinib started "in March 2022" (stored 1 March). marts.treatment_line
+    # made it the line that answers the advice, marts.board_advice found no treatment after it (1 March < 15 March).
+    # It may have started before the 15th: no number of days, rather than -14 for want of a day.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
+                     submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
+                     recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=True)
+    _started(warehouse, "iltb", "t1", "2022-03-01", "month")
+    _started(warehouse, "iltb", "t2", "2022-02-01", "month", line_number=2, drug="vincristine")  # surely before
+    assert _board_advice(warehouse) == [(date(2022, 3, 1), date(2022, 3, 1), None, None)]
+    assert warehouse.con.execute("SELECT advice_group FROM marts.treatment_line "
+                                 "WHERE start_date = DATE '2022-03-01'").fetchall() == [("followed",)]
+
+
+def test_the_next_treatment_is_the_one_that_must_have_come_first():
+    # After a recommendation of 15 March 2022: vincristine on 16 March, crizotinib "in March 2022". The one that
+    # must have come first is vincristine (crizotinib may have started on the 31st), as marts.treatment_line orders
+    # lines; the advised drug's start is March, given without a number of days.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
+                     submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
+                     recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=False)
+    _started(warehouse, "iltb", "t1", "2022-03-01", "month")
+    _started(warehouse, "iltb", "t2", "2022-03-16", "day", line_number=2, drug="vincristine")
+    assert _board_advice(warehouse) == [(date(2022, 3, 16), date(2022, 3, 1), 1, None)]

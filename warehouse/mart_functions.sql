@@ -73,6 +73,14 @@ CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
     precision_rank(given),
     first_day);
 
+-- surely_before(first_day, given, other): a date given to the day, month or year (stored as the first day of its
+-- period) is surely before the day other: the last day it can be on is. "March 2022" is not surely before 15 March
+-- 2022 (it may be the 31st); a start is "on or after" a recommendation unless surely before it (marts.treatment_line,
+-- marts.board_advice), and an assessment no response to a line only when surely before its start (marts.response_line).
+-- NULL when either date is.
+CREATE OR REPLACE TEMP MACRO surely_before(first_day, given, other) AS
+    period_end(first_day, coalesce(given, 'day')) < other;
+
 -- Table macros: the rows two marts read alike. Each reads core (incidence_registered() also the sources'
 -- parameters, stage.source_params): DuckDB binds a table macro when it is created, so etl/load/marts.py creates
 -- them once those tables exist. It counts a table a macro reads as read by every mart that calls it, so a mart built

@@ -8,6 +8,9 @@
 --     recommendation date: the time the board's case took to reach a treatment.
 --   advised treatment start: the first treatment with one of the review's recommended agents
 --     started on or after the recommendation date.
+--   "Started on or after" the recommendation: not surely before it (surely_before of mart_functions.sql), as
+--     marts.treatment_line's lines: a start "in March 2022" (stored 1 March) follows a recommendation of 15
+--     March 2022; of several, the one that must have come first (came_first).
 --   disease: ICCC-3 subgroup of the patient's first diagnosis (marts.patient_summary).
 --   advice group, one value per submission (every review of it carries it), the groups of the
 --     registry's control-group comparison (marts.board_response, marts.survival origin
@@ -21,7 +24,9 @@
 --     no_targeted_advice when the priority-1 advice is standard treatment or none; and not_known
 --     too when core holds no priority-1 advice of the submission (its review held back in
 --     dq.quarantine, or not sent): what the board advised first is not known.
---   Intervals are whole days between the two dates; NULL when either date is unknown.
+--   Intervals are whole days between the two dates; NULL when either date is unknown, and from the
+--     recommendation to a start known only to its month or year that may precede it (the start's period
+--     holds the recommendation, its first day is before it): no negative time for want of a day.
 --   recommendation year: NULL when the recommendation date is unknown or cannot be true (before
 --     1900 or after the latest export loaded; the XT-DATE-* rules hold such records back unless a
 --     source switches them off).
@@ -54,16 +59,19 @@ submission AS (
 ),
 
 next_treatment AS (
+    -- Started on or after the recommendation: not surely before it, as marts.treatment_line's lines ("March 2022"
+    -- answers 15 March 2022); of several, the one that must have come first (came_first).
     SELECT
         review.review_id,
-        min(treatment.start_date) AS treatment_start_date,
-        min(treatment.start_date) FILTER (
+        arg_min(treatment.start_date, came_first(treatment.start_date, treatment.start_date_precision))
+            AS treatment_start_date,
+        arg_min(treatment.start_date, came_first(treatment.start_date, treatment.start_date_precision)) FILTER (
             WHERE list_contains(string_split(review.recommended_agents, '|'), treatment.drug_name)
         ) AS advised_treatment_start_date
     FROM core.tumour_board_review AS review
     JOIN core.treatment AS treatment
         ON treatment.patient_id = review.patient_id
-       AND treatment.start_date >= review.recommendation_date
+       AND NOT surely_before(treatment.start_date, treatment.start_date_precision, review.recommendation_date)
     GROUP BY review.review_id
 )
 
@@ -96,8 +104,12 @@ SELECT
     review.submission_date - board_enrolment.enrolment_date AS days_enrolment_to_submission,
     review.recommendation_date - review.submission_date AS days_submission_to_recommendation,
     review.recommendation_date - board_enrolment.enrolment_date AS days_enrolment_to_recommendation,
-    next_treatment.treatment_start_date - review.recommendation_date AS days_recommendation_to_treatment,
-    next_treatment.advised_treatment_start_date - review.recommendation_date
+    -- a start known only to its month or year that may precede the recommendation (its first day does): no time
+    -- rather than a negative one for want of a day
+    CASE WHEN next_treatment.treatment_start_date >= review.recommendation_date
+         THEN next_treatment.treatment_start_date - review.recommendation_date END AS days_recommendation_to_treatment,
+    CASE WHEN next_treatment.advised_treatment_start_date >= review.recommendation_date
+         THEN next_treatment.advised_treatment_start_date - review.recommendation_date END
         AS days_recommendation_to_advised_treatment,
     next_treatment.treatment_start_date - board_enrolment.enrolment_date AS days_enrolment_to_treatment
 FROM core.tumour_board_review AS review

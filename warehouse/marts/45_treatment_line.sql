@@ -21,9 +21,9 @@
 --     not_compared  every other line (other studies, later lines, lower-priority advice followed,
 --                   follow not known, no targeted advice, start unknown).
 --   A line that answers two submissions belongs to the earlier one. "Started on or after" a recommendation:
---     not surely before it (the last day the start can be on is not before the first day the recommendation
---     can be on: "March 2022" answers 15 March 2022, as response_line keeps an assessment not surely before
---     the line); of several lines, the one that came first (came_first of mart_functions.sql).
+--     not surely before it (surely_before of mart_functions.sql: the last day the start can be on is not before
+--     the first day the recommendation can be on: "March 2022" answers 15 March 2022, as response_line keeps an
+--     assessment not surely before the line); of several lines, the one that came first (came_first).
 
 CREATE OR REPLACE TABLE marts.treatment_line AS
 WITH source_line AS (
@@ -134,7 +134,8 @@ endpoint_line AS (
         JOIN person_line
             ON person_line.patient_id = submission.patient_id
            -- not surely before the recommendation: a line "in March 2022" answers one of 15 March 2022
-           AND period_end(person_line.start_date, person_line.start_date_precision) >= submission.recommendation_date
+           AND NOT surely_before(person_line.start_date, person_line.start_date_precision,
+                                 submission.recommendation_date)
            AND (submission.advice_group = 'not_followed' OR list_has_any(person_line.drugs, submission.agents))
         QUALIFY row_number() OVER (
             PARTITION BY submission.patient_id, submission.recommendation_date
