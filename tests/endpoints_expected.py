@@ -93,30 +93,41 @@ def _came_first(start: Any, precision: str) -> tuple[date, int, date]:
     return period_end(day, precision), PRECISION_RANK[precision], day
 
 
+def _line_order(line: Any) -> tuple[int, Any]:
+    """A source's lines in its order: by line number, then a line without one."""
+    return (0, int(line)) if str(line).isdigit() else (1, str(line))
+
+
 def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
-    """Each source's line's start and its precision, a line started only in a month or year taking those of the
-    line of the same person and drugs another source dates more precisely within that period (of several the most
-    precise, then the one that came first); each line of a source to its own line, the most precise first."""
+    """Each source's line's start and its precision, a line started only in a month or year taking those of a line
+    of the same person and drugs another source dates more precisely within that period: a source's k-th such line
+    (by line number) the k-th of those starts (by came_first, each start with its most precise precision); a start
+    is one line's of a source at most (the most precise, then the one that came first)."""
     rows = list(lines[["source_id", "person", "source_line", "drugs", "start_date", "precision"]]
                 .itertuples(index=False, name=None))
-    target: dict[int, int] = {}
+    periods: dict[tuple[Any, ...], list[int]] = {}
     for i, (source, person, _, drugs, start, precision) in enumerate(rows):
-        if pd.isna(start) or precision == "day":
-            continue
-        first, last = pd.Timestamp(start).date(), period_end(pd.Timestamp(start).date(), precision)
-        found = [j for j, (s, p, _, d, day, given) in enumerate(rows)
-                 if s != source and p == person and d == drugs and pd.notna(day)
-                 and first <= pd.Timestamp(day).date() <= last and PRECISION_RANK[given] < PRECISION_RANK[precision]]
-        if found:
-            target[i] = min(found, key=lambda j: (PRECISION_RANK[rows[j][5]], _came_first(rows[j][4], rows[j][5]),
-                                                  rows[j][0], rows[j][2]))
+        if pd.notna(start) and precision != "day":
+            periods.setdefault((source, person, drugs, pd.Timestamp(start).date(), precision), []).append(i)
+    target: dict[int, tuple[Any, str]] = {}
+    for (source, person, drugs, first, precision), partial in periods.items():
+        last = period_end(first, precision)
+        starts: dict[Any, str] = {}
+        for s, p, _, d, day, given in rows:
+            if (s != source and p == person and d == drugs and pd.notna(day)
+                    and first <= pd.Timestamp(day).date() <= last
+                    and PRECISION_RANK[given] < PRECISION_RANK[precision]):
+                starts[day] = min(starts.get(day, given), given, key=PRECISION_RANK.__getitem__)
+        dated = sorted(starts.items(), key=lambda start: _came_first(*start))
+        for i, start in zip(sorted(partial, key=lambda i: _line_order(rows[i][2])), dated):
+            target[i] = start
     taken: dict[tuple[Any, ...], int] = {}
     for i in sorted(target, key=lambda i: (PRECISION_RANK[rows[i][5]], _came_first(rows[i][4], rows[i][5]),
                                            rows[i][2])):
-        taken.setdefault((rows[i][0], rows[i][1], rows[i][3], rows[target[i]][4]), i)
+        taken.setdefault((rows[i][0], rows[i][1], rows[i][3], target[i][0]), i)
     chosen = {i: target[i] for i in taken.values()}
-    return pd.DataFrame([(rows[chosen[i]][4], rows[chosen[i]][5]) if i in chosen else (row[4], row[5])
-                         for i, row in enumerate(rows)], index=lines.index, columns=["start_date", "precision"])
+    return pd.DataFrame([chosen[i] if i in chosen else (row[4], row[5]) for i, row in enumerate(rows)],
+                        index=lines.index, columns=["start_date", "precision"])
 
 
 def regimen(drugs: tuple[str, ...]) -> str:

@@ -216,6 +216,20 @@ def test_a_line_started_in_the_month_of_the_recommendation_answers_it():
                                  (date(2022, 3, 1), 1, ["t1"], "followed")]
 
 
+def test_lines_one_source_gives_to_one_month_pair_with_the_lines_another_dates_within_it_in_order():
+    # The board registry started crizotinib on 3 and on 20 March 2022 (lines 1 and 2); SACHA gives its lines 1 and 2
+    # both as "March 2022". Each partial line took the single best precise line, 3 March, and one of them was kept:
+    # line 2 stayed unmatched, three lines counted for two.
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    _started(warehouse, "iltb", "t1", "2022-03-03", "day")
+    _started(warehouse, "iltb", "t2", "2022-03-20", "day", line_number=2)
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t4", "2022-03-01", "month", line_number=2)
+    assert _lines(warehouse) == [(date(2022, 3, 3), 2, ["t1", "t3"], "not_compared"),
+                                 (date(2022, 3, 20), 2, ["t2", "t4"], "not_compared")]
+
+
 def _board_advice(warehouse: Warehouse) -> list[tuple[Any, ...]]:
     build_marts(warehouse.con)
     return warehouse.con.execute("SELECT treatment_start_date, advised_treatment_start_date, "

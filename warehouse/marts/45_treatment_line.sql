@@ -12,7 +12,8 @@
 --     names them on the same start date (the first by drugs, of two), else a line of regimen unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
---     beside 10 March 2022), which keeps the most precise date; lines one source numbers apart stay apart.
+--     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
+--     the k-th of those lines (came_first); lines one source numbers apart stay apart.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -60,17 +61,29 @@ drug_line AS (
     LEFT JOIN named_line USING (patient_id, start_date)
 ),
 
-dated_within AS (
-    -- A line another source starts only in a month or year (stored as its period's first day) is the line of the same
-    -- drugs a source dates more precisely within that period: "March 2022" beside 10 March 2022 is one line, which
-    -- keeps the most precise date. Of several, the most precise, then the one that came first (came_first); each line
-    -- of a source is matched to its own line (one source's lines stay as it numbered them), the most precise first.
-    SELECT source_id, patient_id, line_key, start_date, start_date_precision
+partial_line AS (
+    -- A line started only in a month or year (stored as its period's first day), numbered among its source's lines
+    -- of the same drugs and period in the source's order (line number).
+    SELECT *, row_number() OVER (
+        PARTITION BY source_id, patient_id, drugs, start_date, start_date_precision
+        ORDER BY TRY_CAST(line_key AS BIGINT) NULLS LAST, line_key) AS nth
+    FROM drug_line
+    WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) > 0
+),
+
+dated_target AS (
+    -- The starts of the lines of the same drugs other sources date more precisely within a partial line's period
+    -- (the most precise of a start), numbered in the order they came (came_first).
+    SELECT *, row_number() OVER (
+        PARTITION BY source_id, patient_id, drugs, partial_start, partial_precision
+        ORDER BY came_first(start_date, start_date_precision)) AS nth
     FROM (
-        SELECT partial.source_id, partial.patient_id, partial.line_key, partial.start_date AS partial_start,
-               partial.start_date_precision AS partial_precision, precise.start_date, precise.start_date_precision,
-               precise.drugs
-        FROM drug_line AS partial
+        SELECT partial.source_id, partial.patient_id, partial.drugs, partial.start_date AS partial_start,
+               partial.start_date_precision AS partial_precision, precise.start_date,
+               arg_min(precise.start_date_precision, precision_rank(precise.start_date_precision))
+                   AS start_date_precision
+        FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date, start_date_precision FROM partial_line)
+            AS partial
         JOIN drug_line AS precise
             ON precise.patient_id = partial.patient_id
            AND precise.drugs = partial.drugs
@@ -78,15 +91,30 @@ dated_within AS (
            AND precise.start_date BETWEEN partial.start_date
                                       AND period_end(partial.start_date, partial.start_date_precision)
            AND precision_rank(precise.start_date_precision) < precision_rank(partial.start_date_precision)
-        QUALIFY row_number() OVER (
-            PARTITION BY partial.source_id, partial.patient_id, partial.line_key
-            ORDER BY precision_rank(precise.start_date_precision),
-                     came_first(precise.start_date, precise.start_date_precision),
-                     precise.source_id, precise.line_key) = 1
+        GROUP BY ALL
     )
+),
+
+dated_within AS (
+    -- A line another source starts only in a month or year is the line of the same drugs a source dates more
+    -- precisely within that period: "March 2022" beside 10 March 2022 is one line, which keeps the most precise date.
+    -- A source's k-th line so dated (by line number) is the k-th of them (came_first): its lines 1 and 2 "March
+    -- 2022" are those of 3 and 20 March. A date is one source line's at most (of a source's lines given to the year
+    -- and to the month, the most precise, then the one that came first): one source's lines stay as it numbered them.
+    SELECT partial_line.source_id, partial_line.patient_id, partial_line.line_key, dated_target.start_date,
+           dated_target.start_date_precision
+    FROM partial_line
+    JOIN dated_target
+        ON dated_target.source_id = partial_line.source_id
+       AND dated_target.patient_id = partial_line.patient_id
+       AND dated_target.drugs = partial_line.drugs
+       AND dated_target.partial_start = partial_line.start_date
+       AND dated_target.partial_precision = partial_line.start_date_precision
+       AND dated_target.nth = partial_line.nth
     QUALIFY row_number() OVER (
-        PARTITION BY source_id, patient_id, drugs, start_date
-        ORDER BY precision_rank(partial_precision), came_first(partial_start, partial_precision), line_key) = 1
+        PARTITION BY partial_line.source_id, partial_line.patient_id, partial_line.drugs, dated_target.start_date
+        ORDER BY precision_rank(partial_line.start_date_precision),
+                 came_first(partial_line.start_date, partial_line.start_date_precision), partial_line.line_key) = 1
 ),
 
 matched_line AS (
