@@ -138,11 +138,11 @@ COMMENT ON COLUMN marts.board_advice.treatment_intent IS 'Intent of the advised 
 COMMENT ON COLUMN marts.board_advice.advice_followed IS 'This advice was followed; NULL when not yet known.';
 COMMENT ON COLUMN marts.board_advice.reason_not_followed IS 'Why the advice was not followed, as the centre wrote it.';
 COMMENT ON COLUMN marts.board_advice.advice_group IS 'What became of the submission''s advice (the same on every review of a submission): followed (its priority-1 targeted advice was), not_followed (no advice of it was; the control group), lower_priority_followed, not_known (whether it was followed, or the priority-1 advice itself, is not known), or no_targeted_advice (the priority-1 advice is standard treatment or none). Codes: followed / not_followed / lower_priority_followed / not_known / no_targeted_advice.';
-COMMENT ON COLUMN marts.board_advice.treatment_start_date IS 'Start of the first treatment (any drug, any source) on or after the recommendation date.';
-COMMENT ON COLUMN marts.board_advice.advised_treatment_start_date IS 'Start of the first treatment with one of the recommended agents on or after the recommendation date.';
+COMMENT ON COLUMN marts.board_advice.treatment_start_date IS 'Start of the first treatment (any drug, any source) on or after the recommendation date: one known only to its month or year is, unless surely before it, and is the first day of its period; of several, the one that must have come first.';
+COMMENT ON COLUMN marts.board_advice.advised_treatment_start_date IS 'Start of the first treatment with one of the recommended agents on or after the recommendation date (as treatment_start_date).';
 COMMENT ON COLUMN marts.board_advice.days_enrolment_to_submission IS 'Days from enrolment to submission to the board. Unit: days.';
 COMMENT ON COLUMN marts.board_advice.days_submission_to_recommendation IS 'Days from submission to recommendation. Unit: days.';
 COMMENT ON COLUMN marts.board_advice.days_enrolment_to_recommendation IS 'Days from enrolment to recommendation. Unit: days.';
-COMMENT ON COLUMN marts.board_advice.days_recommendation_to_treatment IS 'Days from recommendation to the start of the next treatment. Unit: days.';
-COMMENT ON COLUMN marts.board_advice.days_recommendation_to_advised_treatment IS 'Days from recommendation to the start of an advised drug. Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_recommendation_to_treatment IS 'Days from recommendation to the start of the next treatment; NULL when that start, known only to its month or year, may precede the recommendation (its first day does). Unit: days.';
+COMMENT ON COLUMN marts.board_advice.days_recommendation_to_advised_treatment IS 'Days from recommendation to the start of an advised drug; NULL when that start, known only to its month or year, may precede the recommendation (its first day does). Unit: days.';
 COMMENT ON COLUMN marts.board_advice.days_enrolment_to_treatment IS 'Days from enrolment to the start of the next treatment after the recommendation. Unit: days.';
