@@ -26,7 +26,9 @@ def _export(warehouse: Warehouse, sha: str, day: str, *, status: str = "loaded",
 
 
 def _enrolled(warehouse: Warehouse, patient_id: str = "P1") -> None:
-    warehouse.patient(patient_id, last_contact="2026-05-20")
+    # Followed to 20 December: the end of follow-up, which bounds an event too, lies past the exports these tests
+    # date, so the export is the bound they see.
+    warehouse.patient(patient_id, last_contact="2026-12-20")
     warehouse.insert("study_enrolment", enrolment_id=f"e{warehouse.n}", patient_id=patient_id, study_id="ILTB",
                      enrolment_date="2025-01-10", enrolment_date_precision="day")
 
@@ -84,8 +86,9 @@ def test_an_export_dated_before_the_event_or_not_dated_bounds_nothing_it_cannot(
     warehouse.relapse("P1", "2026-01-01", "year")
     _export(warehouse, LOADED, "2025-12-01")  # a date error: the event stays on its period's first day
     assert _efs(warehouse) == ("relapse", date(2026, 1, 1), 356)
-    warehouse.con.execute("UPDATE meta.source_file SET exported_on = NULL")  # 1 January + 364 // 2 days
-    assert _efs(warehouse) == ("relapse", date(2026, 7, 2), 538)
+    # Not dated: bounded by the end of follow-up alone, 20 December (1 January + 353 // 2 days)
+    warehouse.con.execute("UPDATE meta.source_file SET exported_on = NULL")
+    assert _efs(warehouse) == ("relapse", date(2026, 6, 26), 532)
 
 
 def test_a_new_export_of_the_same_rows_builds_survival_again():
