@@ -5,6 +5,7 @@ no sex matched both, and made them one child. Scored with the real Splink on tin
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 from test_link_evidence import _child, _features, _others
@@ -28,13 +29,21 @@ def _linked(features: pd.DataFrame, tmp_path) -> tuple[dict[str, str], dict[tupl
              for r in review.itertuples()})
 
 
-def test_patients_held_apart_are_never_one_person_through_others() -> None:
+def _twins_through_a_bridge(method: str, boy_p: float, girl_p: float) -> tuple[
+        dict[Any, Any], list[tuple[Edge, str]], tuple[SourcePatient, SourcePatient, SourcePatient]]:
+    """A boy and his twin sister held apart, each linked (by `method`) to a registry record without sex:
+    the persons, the links clustering refused, and the three patients."""
     boy, girl = SourcePatient("esmart", "boy", "h1", False), SourcePatient("sacha_fr", "girl", "h2", False)
     bridge = SourcePatient("registry_it", "no-sex", "h3", False)
     refused: list[tuple[Edge, str]] = []
-    links = link_persons([boy, girl, bridge], [Edge(boy.key, bridge.key, 0.99, PROBABILISTIC),
-                                               Edge(bridge.key, girl.key, 0.98, PROBABILISTIC)],
+    links = link_persons([boy, girl, bridge], [Edge(boy.key, bridge.key, boy_p, method),
+                                               Edge(bridge.key, girl.key, girl_p, method)],
                          refused, apart=[(boy.key, girl.key)])
+    return links, refused, (boy, girl, bridge)
+
+
+def test_patients_held_apart_are_never_one_person_through_others() -> None:
+    links, refused, (boy, girl, bridge) = _twins_through_a_bridge(PROBABILISTIC, 0.99, 0.98)
     assert links[boy.key].patient_id == links[bridge.key].patient_id != links[girl.key].patient_id
     assert [(e.left, e.right) for e, _ in refused] == [(bridge.key, girl.key)]
     assert "held apart" in refused[0][1]
@@ -108,12 +117,7 @@ def test_a_link_refused_on_its_score_is_no_reviewers_decision_unapplied() -> Non
 
 
 def test_a_reviewers_link_joining_patients_held_apart_says_how_to_join_them() -> None:
-    boy, girl = SourcePatient("esmart", "boy", "h1", False), SourcePatient("sacha_fr", "girl", "h2", False)
-    bridge = SourcePatient("registry_it", "no-sex", "h3", False)
-    refused: list[tuple[Edge, str]] = []
-    links = link_persons([boy, girl, bridge], [Edge(boy.key, bridge.key, 1.0, CLERICAL),
-                                               Edge(bridge.key, girl.key, 1.0, CLERICAL)],
-                         refused, apart=[(boy.key, girl.key)])
+    links, refused, _ = _twins_through_a_bridge(CLERICAL, 1.0, 1.0)
     (said,) = unapplied_decisions({}, links, refused)
     assert said[1].endswith("was not applied: their persons hold two patients held apart for a reviewer "
                             "(review_when), esmart:boy and sacha_fr:girl: link the two, if one child")
