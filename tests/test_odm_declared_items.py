@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -109,12 +110,19 @@ def test_a_nightly_export_without_item_defs_is_noticed_in_the_run_record(small_r
         "from an item nobody filled in, so a misspelt one would load empty"]
 
 
-def test_a_misspelt_item_oid_fails_the_source_at_night_as_rtw_check_says(small_run, tmp_path):
+def _misspelt_sex(small_run: Any, tmp_path: Path) -> tuple[Any, Path]:
+    """A copy of the small run's home, and a folder of the shipped mappings with sacha_fr's DM.SEX misspelt
+    DM.SEXE."""
     home = copy_of(small_run, tmp_path)
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
     mapping = sources / "sacha_fr.yaml"
     mapping.write_text(mapping.read_text().replace("column: DM.SEX,", "column: DM.SEXE,"))
+    return home, sources
+
+
+def test_a_misspelt_item_oid_fails_the_source_at_night_as_rtw_check_says(small_run, tmp_path):
+    home, sources = _misspelt_sex(small_run, tmp_path)
     summary = pipeline.run(home, key_value=SMALL_RUN_KEY, sources_dir=sources)
     assert summary.sources_failed == ["sacha_fr"]
     said = undeclared_item("DM.SEXE", {"DM.SEX"})
@@ -196,11 +204,7 @@ def test_a_misspelt_where_column_fails_the_night_as_rtw_check_says():
 def test_rtw_check_takes_the_declared_items_from_the_staged_copies_as_the_night_does(small_run, tmp_path):
     # The night judges by what staging kept of the ItemDefs; check read every landing XML's ItemDefs again.
     # Staged copies keeping none (an export read as ClinicalData only): neither can tell a misspelt item.
-    home = copy_of(small_run, tmp_path)
-    sources = tmp_path / "sources"
-    shutil.copytree(SOURCES_DIR, sources)
-    mapping = sources / "sacha_fr.yaml"
-    mapping.write_text(mapping.read_text().replace("column: DM.SEX,", "column: DM.SEXE,"))
+    home, sources = _misspelt_sex(small_run, tmp_path)
     staged = sorted((home.staging / "sacha_fr").glob("*.parquet"))
     assert staged
     for path in staged:
