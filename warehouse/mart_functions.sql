@@ -76,8 +76,7 @@ CREATE OR REPLACE TEMP MACRO came_first(first_day, given) AS row(
 -- surely_before(first_day, given, other): a date given to the day, month or year (stored as the first day of its
 -- period) is surely before the day other: the last day it can be on is. "March 2022" is not surely before 15 March
 -- 2022 (it may be the 31st); a start is "on or after" a recommendation unless surely before it (marts.treatment_line,
--- marts.board_advice), and an assessment no response to a line only when surely before its start (marts.response_line).
--- NULL when either date is.
+-- marts.board_advice). NULL when either date is.
 CREATE OR REPLACE TEMP MACRO surely_before(first_day, given, other) AS
     period_end(first_day, coalesce(given, 'day')) < other;
 

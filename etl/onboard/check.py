@@ -243,10 +243,6 @@ def _is_ignored(mapping: SourceMapping, record_set: str) -> bool:
     return any(record_set == pattern or fnmatchcase(record_set, pattern) for pattern in ignored)
 
 
-def _mapped_record_sets(mapping: SourceMapping) -> set[str]:
-    return mapping.record_sets()
-
-
 def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame], *,
                       sparse_columns: bool = False, declared_columns: frozenset[str] = frozenset()) -> list[Finding]:
     """Every finding about a mapping against the record sets of its current files.
@@ -255,7 +251,8 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
     missing from the data is an error only when the file's metadata does not declare it either.
     """
     findings: list[Finding] = []
-    mapped = _mapped_record_sets(mapping)
+    mapped = mapping.record_sets()
+    targets = _targets(mapping)
     for name in sorted(set(record_sets) - mapped):
         if not _is_ignored(mapping, name):
             records = len(record_sets[name])
@@ -266,14 +263,14 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
                 + ": map it under `tables:` or list it under `ignore:` (the nightly run would quarantine every "
                 f"record{'' if records else ' it holds later'})"))
     for name in sorted(mapped - set(record_sets)):
-        users = [t.key for t in _targets(mapping) if name in t.record_sets]
+        users = [t.key for t in targets if name in t.record_sets]
         findings.append(Finding(
             "warning" if sparse_columns else "error", f"record set {name}",
             f"mapped by {', '.join(users)} but not in the data (present: {', '.join(sorted(record_sets)) or 'none'})"))
     convert = _value_parser(mapping)
     rejected = _rejection_types()
     nulls = set(mapping.null_values)
-    for target in _targets(mapping):
+    for target in targets:
         head = record_sets.get(target.head)
         if head is None:
             continue
@@ -309,7 +306,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             if empty_keys:
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
                                         " (patient_key)", f"{empty_keys} records without a patient key"))
-    for name in sorted({target.head for target in _targets(mapping)} & set(record_sets)):
+    for name in sorted({target.head for target in targets} & set(record_sets)):
         findings += _repeated_keys(mapping, name, record_sets[name])
     return _unique(findings)
 

@@ -28,7 +28,7 @@ assessment AS (
     FROM line_treatment
     JOIN core.response_assessment AS response USING (treatment_id)
     WHERE response.timepoint IN ('cycle1', 'best')
-      AND NOT coalesce(surely_before(response.assessment_date, 'day', line_treatment.start_date), false)
+      AND coalesce(response.assessment_date >= line_treatment.start_date, true)
     -- Two sources or two drugs of a line may each give a response: the line's best is the best of them,
     -- its cycle-1 one the earliest evaluable (the earliest would let an NE of one source hide a CR or a
     -- PR another reports).
