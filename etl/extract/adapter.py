@@ -109,6 +109,7 @@ class ColumnInfo:
     label: str | None = None  # SAS label, ODM ItemDef Name
     declared_type: str | None = None  # SAS format, ODM DataType
     codes: dict[str, str | None] | None = None  # ODM CodeList: coded value -> decode
+    temporal: str | None = None  # ReadStat: what a date or time format's values were converted to (ISO text)
 
 
 @dataclass(frozen=True)

@@ -608,7 +608,8 @@ def column_details(metadata: Dataset, without_codes: Collection[str] = ()) -> di
     """A dataset's variables as `rtw profile` and `rtw scaffold` see them: label, format and code list
     (none for the variables `without_codes`)."""
     return {name: ColumnInfo(label=variable.label, declared_type=variable.format,
-                             codes=None if name in without_codes else dict(metadata.codes.get(name, {})) or None)
+                             codes=None if name in without_codes else dict(metadata.codes.get(name, {})) or None,
+                             temporal=variable.temporal)
             for name, variable in metadata.variables.items()}
 
 

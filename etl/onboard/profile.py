@@ -499,25 +499,15 @@ def profile_file(read: FileRead) -> FileProfile:
     hidden = {c.name: c.hidden_reason for rs in record_sets for c in rs.columns if c.is_identifying}
     # The reader hides the labels of a variable named like an identifier unless it converted its dates (a date
     # format's placeholders, 9999-12-31 'not known'): a birth date written as text is hidden so here too.
-    converted = _converted_dates(read.notices)
+    columns = read.details.columns
     hidden |= {c.name: "identifier-like name" for rs in record_sets for c in rs.columns
-               if c.kind == "date" and c.name not in converted
-               and _looks_identifying(c.name, read.details.columns.get(c.name))}
+               if c.kind == "date" and not (c.name in columns and columns[c.name].temporal)
+               and _looks_identifying(c.name, columns.get(c.name))}
     notices = tuple(labels_shown(n, read.details.columns, hidden) for n in read.notices)
     return FileProfile(read.name, read.format, read.sha256, read.details.notes, notices, record_sets)
 
 
 _VALUE_LABELS = "value labels, not applied"  # how a dataset's reader notices its value labels (etl/extract/readstat.py)
-_CONVERTED_DATES = "dates converted to ISO text: "  # and the variables whose date format it converted
-
-
-def _converted_dates(notices: Iterable[str]) -> set[str]:
-    """The variables a dataset's reader converted as dates (its notice: `dob DATE11 -> date, ...`)."""
-    for notice in notices:
-        at = notice.find(_CONVERTED_DATES)
-        if at >= 0:
-            return {item.split(" ", 1)[0] for item in notice[at + len(_CONVERTED_DATES):].split(", ")}
-    return set()
 
 
 def labels_shown(notice: str, columns: Mapping[str, ColumnInfo], hidden: Mapping[str, str | None]) -> str:
