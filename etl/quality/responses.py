@@ -663,8 +663,8 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
     findings_run_id = choose_run(con).findings_run_id
     # Read once, not per answer: it aggregates the whole history of batches and answers (ms per call at 10,000 rows).
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_SENT} AS {sent_items_sql(con)}")
-    known = _known(con, findings_run_id, answers)
     try:
+        known = _known(con, findings_run_id, answers)
         for answer in answers:
             _record_answer(con, answer, file_name, file_sha256, who, now, summary, known)
     finally:
@@ -704,7 +704,7 @@ def _record_answer(con: duckdb.DuckDBPyConnection, answer: _Answer, file_name: s
                  "value only: send the centre its queries again")
         if not known.waivers.get(key):
             con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [*key[:3], item.field, item.value_hash, item.centre_id, item.batch_id, now, who])
+                        [*key, item.centre_id, item.batch_id, now, who])
             known.waivers[key] = 1
             if item.value_hash in found:
                 summary.waivers_added += 1
