@@ -718,12 +718,10 @@ def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
             rows = frames.pop(section, None)
             if rows is None:
                 continue  # a missing section is empty columns
-            if rows.empty:  # a header only: its columns still reach the head, empty as for a record joining nothing
-                head = head.assign(**{str(c): "" for c in rows.columns if c not in head.columns and c not in keys
-                                      and c not in _LINEAGE and not str(c).startswith("_")})
-                continue
+            # A section or head holding its header only (AE.csv before the first adverse event) is judged as
+            # one with records: its columns must fit, and reach the head empty, as for a record joining nothing.
             missing = sorted((set(keys) - set(head.columns)) | (set(keys) - set(rows.columns)))
-            if missing and not head.empty:
+            if missing:
                 raise HarmoniseError(f"{where}: cannot join on {', '.join(missing)}: not a column of "
                                      f"{group[0] if set(missing) - set(head.columns) else section}; "
                                      "set join_on: to the columns that identify one record in every listed "
@@ -734,10 +732,10 @@ def join_sections(mapping: SourceMapping, frames: dict[str, pd.DataFrame]
                 raise HarmoniseError(f"{where}: {section} and {group[0]} both have column(s) {', '.join(clash)}; "
                                      "a joined record cannot take a value from two record sets: add them to "
                                      "join_on if they must agree")
-            repeat = rows.duplicated(subset=keys, keep="first") if not missing else pd.Series(False, rows.index)
+            repeat = rows.duplicated(subset=keys, keep="first")
             matched = (pd.Series(pd.MultiIndex.from_frame(rows[keys].astype(str)).isin(
                            pd.MultiIndex.from_frame(head[keys].astype(str))), index=rows.index)
-                       if not missing and not head.empty else pd.Series(False, rows.index))
+                       if not head.empty else pd.Series(False, rows.index))
             lonely = rows[~matched | repeat]
             if not lonely.empty:
                 reasons = [f"section {section} has no {group[0]} record with the same {', '.join(keys)} to join"
