@@ -2,8 +2,9 @@
 
 What makes a mapping unusable is an *error* (exit 1): it does not load (reported with the file
 and line of the offending key), a mapped record set or column is not in the data, most values of
-a field fail to parse (the declared date format or code list is probably wrong), or a record set
-is in the data but neither mapped nor ignored. What the nightly run would merely quarantine is a
+a field fail to parse (the declared date format or code list is probably wrong), the record sets of a
+`from:` list do not join (a join_on column missing, a column in two of them), or a record set is in the
+data but neither mapped nor ignored. What the nightly run would merely quarantine is a
 *warning*: codes the code list misses, dates no declared format reads, required fields left empty.
 
 Values are parsed by the harmonise engine itself, so the check agrees with the nightly run. Privacy:
@@ -306,9 +307,23 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             if empty_keys:
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
                                         " (patient_key)", f"{empty_keys} records without a patient key"))
+    findings += _join_refusal(mapping, record_sets)
     for name in sorted({target.head for target in targets} & set(record_sets)):
         findings += _repeated_keys(mapping, name, record_sets[name])
     return _unique(findings)
+
+
+def _join_refusal(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[Finding]:
+    """The nightly run's own join of the `from:` lists' sections, and its refusal (a join_on column missing,
+    a column in two record sets), whether the record sets hold records or their header only."""
+    from etl.transform.harmonise import HarmoniseError, join_sections
+
+    try:
+        join_sections(mapping, {name: frame for name, frame in record_sets.items() if not _is_ignored(mapping, name)})
+    except HarmoniseError as exc:
+        where = f"sources/{mapping.source_id}.yaml"
+        return [Finding("error", where, str(exc).removeprefix(f"{where}: "))]
+    return []
 
 
 def _repeated_keys(mapping: SourceMapping, record_set: str, frame: pd.DataFrame) -> list[Finding]:
