@@ -54,11 +54,13 @@ CREATE OR REPLACE TEMP MACRO birth_first_day(birth_year, birth_month) AS CASE
     WHEN birth_year BETWEEN 1 AND 9999 AND coalesce(birth_month, 1) BETWEEN 1 AND 12
     THEN make_date(birth_year, coalesce(birth_month, 1), 1) END;
 
--- is_malignant(icdo3_behaviour): the ICD-O-3 behaviour of a malignant tumour, /3 (primary site), /6 (a metastatic
--- site) or /9 (primary or metastatic site uncertain), as cancer registries count a case; not /0 benign, /1 of uncertain
--- behaviour (e.g. an inflammatory myofibroblastic tumour 8825/1, which ICCC-3 classifies here, see etl/transform/iccc3.py),
--- /2 in situ, nor an unknown behaviour.
-CREATE OR REPLACE TEMP MACRO is_malignant(icdo3_behaviour) AS coalesce(icdo3_behaviour IN ('3', '6', '9'), false);
+-- is_malignant(icdo3_behaviour): the ICD-O-3 behaviour of a malignant tumour, /3, as cancer registries count a case
+-- (etl/transform/icdo3.py MALIGNANT_BEHAVIOUR). core.diagnosis holds behaviours 0-3 only: harmonise refuses /6 (a
+-- metastatic site) and /9 (primary or metastatic uncertain), which describe a specimen, not the primary tumour a
+-- registry codes (the record is quarantined, asking for the primary /3), and DIAG-BEHAVIOUR-CODE quarantines any
+-- other value. Not malignant: /0 benign, /1 of uncertain behaviour (e.g. an inflammatory myofibroblastic tumour 8825/1,
+-- which ICCC-3 classifies here, see etl/transform/iccc3.py), /2 in situ, nor a behaviour not given.
+CREATE OR REPLACE TEMP MACRO is_malignant(icdo3_behaviour) AS coalesce(icdo3_behaviour = '3', false);
 
 -- precision_rank(given): how much of a date a source gave, most first: 0 day (or not said), 1 month, 2 year.
 CREATE OR REPLACE TEMP MACRO precision_rank(given) AS

@@ -15,7 +15,9 @@ Gotchas:
   of a lymphoma or leukaemia (T, B, null, NK), 9 not determined; any other digit (`0`) is refused.
 - Behaviour: ICD-O-3 defines 0, 1, 2, 3, 6 and 9, but 6 (metastatic site) and 9 (uncertain
   whether primary or metastatic) describe a specimen, not a primary tumour, and registries
-  code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint.
+  code primaries only; the warehouse therefore accepts 0-3 and rejects 6 and 9 with a hint. So 3 is the one
+  malignant behaviour the warehouse holds (`MALIGNANT_BEHAVIOUR`), the one the marts' `is_malignant`
+  (warehouse/mart_functions.sql) counts.
 - Digits are ASCII 0-9 only. A code typed with other digits (fullwidth `９５１０/3` from an East Asian input
   method, Arabic-Indic digits) is refused: stored as written it would match no ICCC-3 rule (999, silently).
 - Topography: a 3-character category alone (`C71`) is rejected, not read as `C71.9`: ICCC-3
@@ -33,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 VALID_BEHAVIOURS = frozenset({"0", "1", "2", "3"})
+MALIGNANT_BEHAVIOUR = "3"  # the malignant one of VALID_BEHAVIOURS, as is_malignant (mart_functions.sql) counts
 VALID_GRADES = frozenset("123456789")
 GRADES = "1-4 grade I-IV, 5 T-cell, 6 B-cell, 7 null cell, 8 NK cell, 9 not determined"
 FIRST_HISTOLOGY, LAST_HISTOLOGY = 8000, 9993

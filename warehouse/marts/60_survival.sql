@@ -12,7 +12,7 @@
 --              group is fixed at time zero's submission, so no one is credited the time before
 --              the advice existed (immortal time). A patient who died before that recommendation
 --              has no row (not at risk when the advice was given).
---   diagnosis  the patient's first malignant initial diagnosis (behaviour /3, /6 or /9; is_malignant of
+--   diagnosis  the patient's first malignant initial diagnosis (behaviour /3; is_malignant of
 --              mart_functions.sql) in any source: overall and event-free survival from diagnosis, the measure
 --              of population-based cancer registries (EUROCARE). Only for patients a population-based registry
 --              registered (an initial diagnosis from a source with the parameter population_based, as

@@ -143,7 +143,7 @@ reason (mart, reason, unit, n_rows) AS (
            count(*) FILTER (WHERE has_malignant AND NOT is_registered)
     FROM initial_diagnosis
     UNION ALL
-    SELECT 'survival', 'no initial diagnosis known to be malignant (behaviour /3, /6 or /9; e.g. 8825/1, a benign '
+    SELECT 'survival', 'no initial diagnosis known to be malignant (behaviour /3; e.g. 8825/1, a benign '
            || 'CNS tumour, a behaviour not given; origin diagnosis)', 'patients',
            count(*) FILTER (WHERE is_registered AND NOT has_malignant)
     FROM initial_diagnosis
