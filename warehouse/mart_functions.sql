@@ -59,7 +59,8 @@ CREATE OR REPLACE TEMP MACRO birth_first_day(birth_year, birth_month) AS CASE
 -- metastatic site) and /9 (primary or metastatic uncertain), which describe a specimen, not the primary tumour a
 -- registry codes (the record is quarantined, asking for the primary /3), and DIAG-BEHAVIOUR-CODE quarantines any
 -- other value. Not malignant: /0 benign, /1 of uncertain behaviour (e.g. an inflammatory myofibroblastic tumour 8825/1,
--- which ICCC-3 classifies here, see etl/transform/iccc3.py), /2 in situ, nor a behaviour not given.
+-- which ICCC-3 classifies here, see etl/transform/iccc3.py), /2 in situ, nor a behaviour not given (never assumed
+-- /3: DIAG-BEHAVIOUR-PRESENT asks the centre for it).
 CREATE OR REPLACE TEMP MACRO is_malignant(icdo3_behaviour) AS coalesce(icdo3_behaviour = '3', false);
 
 -- precision_rank(given): how much of a date a source gave, most first: 0 day (or not said), 1 month, 2 year.

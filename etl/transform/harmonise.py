@@ -106,9 +106,17 @@ class _CodePart(NamedTuple):
 
 
 def _code_parts(fields: Mapping[str, FieldSpec]) -> list[_CodePart]:
-    return [_CodePart(m_name, m_spec, name, spec, _ICDO3_PARTS[spec.type])
-            for m_name, m_spec in fields.items() if m_spec.type == "icdo3_histology"
-            for name, spec in fields.items() if spec.type in _ICDO3_PARTS]
+    parts = [_CodePart(m_name, m_spec, name, spec, _ICDO3_PARTS[spec.type])
+             for m_name, m_spec in fields.items() if m_spec.type == "icdo3_histology"
+             for name, spec in fields.items() if spec.type in _ICDO3_PARTS]
+    # A diagnosis whose mapping reads no behaviour keeps the one its morphology writes (9861/3), as if it read
+    # the behaviour of the same column: dropped, it left the tumour out of ICCC-3 and of every count of malignant
+    # tumours, silently. A histology written alone (8260) still has none; DIAG-BEHAVIOUR-PRESENT asks for it.
+    morphology = fields.get("icdo3_morphology")
+    if morphology is not None and morphology.type == "icdo3_histology" and "icdo3_behaviour" not in fields:
+        implied = morphology.model_copy(update={"type": "icdo3_behaviour", "required": False})
+        parts.append(_CodePart("icdo3_morphology", morphology, "icdo3_behaviour", implied, "behaviour"))
+    return parts
 
 log = logging.getLogger(__name__)
 # Columns every record set carries (lineage, ODM keys): a joined record takes them from its head.

@@ -29,6 +29,10 @@ the rows never needed the restriction. A trial or hospital source registers them
 meningioma 9530/0 of the skull bone (C41.0), a myxopapillary ependymoma 9394/1 of the sacrococcygeal soft
 tissue (C49.5) or a ganglioglioma 9505/1 at an unknown site (C80.9) would have been counted as CNS tumours
 (III) in incidence and survival. They are 999 (not classified), as any benign tumour outside the CNS is.
+A tumour whose behaviour is not known (a histology written alone, 8260, and no behaviour given) is not
+classified at all (NULL, not 999) rather than assumed malignant: the behaviour decides the class (8260/0 at
+the thyroid is an adenoma, 999; 8260/3 a carcinoma, XI(b)), and most rows of the table take /3 alone.
+DIAG-BEHAVIOUR-PRESENT (warehouse/checks) asks the centre for it, naming the record and the field.
 
 Extensions (`EXTENSIONS`): ICCC-3 classifies malignant tumours (behaviour /3, and /0-/1 only for
 intracranial and intraspinal tumours), so a borderline tumour that paediatric oncology treats as a
@@ -274,7 +278,8 @@ def classify_frame(
     table: Iccc3Table | None = None,
     extensions: bool = True,
 ) -> pd.DataFrame:
-    """ICCC-3 columns for each diagnosis row (same index); rows missing any input get NA, not 999.
+    """ICCC-3 columns for each diagnosis row (same index); rows missing any input get NA, not 999: a
+    histology without a behaviour too (`8260`, no behaviour column), which is not assumed /3 (see "Scope").
 
     `extensions` as in `classify`: `iccc3_extension` says why a row was classified through one
     (NULL when the IARC table classified it).
