@@ -602,17 +602,48 @@ def _once_per_row(answers: Sequence[_Answer], file_name: str, summary: ImportSum
 
 _SENT = "query_rows_sent"  # what was sent, as the report reads it (query_status.sent_items_sql), once per import
 
+# For each answer of the file, the latest answer recorded before this import to the same query (the item's
+# source's centre and issue) in a batch sent after the item's (by batch sent, then import, as _QUERIES of
+# query_status orders them), and whether the item's own row is among what was sent (_SENT: a row of an old
+# batch of two sources is only once answered). One statement a file: one an answer made a file of 2,000 rows
+# 2,000 round trips.
+_NEWER_ANSWERS = f"""
+WITH answered AS (   -- the file's answers, each row once (_once_per_row), as sent
+    SELECT i.batch_id, i.row_key, b.centre_id, i.source_id, i.rule_id, i.source_record_key,
+           coalesce(i.field, '') AS field, b.sent_at, m.row_key IS NOT NULL AS is_sent
+    FROM (SELECT unnest($batches::VARCHAR[]) AS batch_id, unnest($keys::VARCHAR[]) AS row_key) a
+    JOIN meta.query_item i ON i.batch_id = a.batch_id AND i.row_key = a.row_key
+    JOIN meta.query_batch b ON b.batch_id = i.batch_id
+    LEFT JOIN {_SENT} m ON m.batch_id = i.batch_id AND m.row_key = i.row_key
+), recorded AS (     -- every answer recorded to a row sent
+    SELECT s.centre_id, s.source_id, s.rule_id, s.source_record_key, s.field, s.sent_at, s.batch_id, r.response,
+           r.imported_at
+    FROM {_SENT} s JOIN meta.query_response r USING (batch_id, row_key)
+)
+SELECT a.batch_id, a.row_key, a.is_sent,
+       arg_max({{'sent_at': n.sent_at, 'imported_at': n.imported_at, 'batch_id': n.batch_id,
+                 'response': n.response}}, (n.sent_at, n.imported_at)) FILTER (WHERE n.batch_id IS NOT NULL)
+FROM answered a
+LEFT JOIN recorded n ON n.centre_id = a.centre_id AND n.source_id = a.source_id AND n.rule_id = a.rule_id
+     AND n.source_record_key = a.source_record_key AND n.field = a.field AND n.sent_at > a.sent_at
+GROUP BY a.batch_id, a.row_key, a.is_sent
+"""
 
-def _newer_answer(con: duckdb.DuckDBPyConnection, item: _Item) -> tuple[str, str] | None:
-    """(batch, response) of the latest answer to the same query (the item's source's centre and issue) in a
-    batch sent after the item's, read from what was sent (_SENT) and every answer recorded, this import's too."""
-    found = con.execute(
-        f"SELECT s.batch_id, r.response FROM {_SENT} s JOIN meta.query_response r "
-        "USING (batch_id, row_key) WHERE s.centre_id = ? AND s.source_id = ? AND s.sent_at > ? AND s.rule_id = ? "
-        "AND s.source_record_key = ? AND s.field = ? ORDER BY s.sent_at DESC, r.imported_at DESC LIMIT 1",
-        [item.centre_id, item.source_id, item.sent_at, item.rule_id, item.source_record_key, item.field or ""]
-    ).fetchone()
-    return (found[0], found[1]) if found else None
+
+class _Newer(NamedTuple):
+    """An answer to a query in a batch sent later than the one a row of the file answers."""
+
+    sent_at: datetime
+    imported_at: datetime
+    batch_id: str
+    response: str
+
+
+_Query = tuple[str, str, str, str, str]  # centre, source, rule, record, field ('' for none): a query as _SENT has it
+
+
+def _query(item: _Item) -> _Query:
+    return (item.centre_id, item.source_id, item.rule_id, item.source_record_key, item.field or "")
 
 
 _WaiverKey = tuple[str, str, str, str | None, str]  # source, record, rule, field (None apart from ''), value hash
@@ -622,12 +653,16 @@ _WaiverKey = tuple[str, str, str, str | None, str]  # source, record, rule, fiel
 class _Known:
     """What the answers of a file are judged against, read once for all of them (5 statements an answer made
     a centre's file of 2,000 rows 10-15 s at 20,000 persons): the latest answer to each row, the values the
-    run finds each confirmed query's issue with, and the waivers of their values, kept as the import changes
-    them. What a file's answers read of each other (a newer batch answered) is still read per answer."""
+    run finds each confirmed query's issue with, the waivers of their values, kept as the import changes
+    them, and the newest answer recorded before the import in a later batch of each row's query, with the
+    answers this import records to rows sent (`recorded`), which a later row of the file reads as newer."""
 
     latest: dict[tuple[str, str], tuple[str, str | None]]  # (batch, row key) -> (response, comment)
     values_found: dict[tuple[str, str, str, str], set[str]]  # issue identity -> hashes the run finds
     waivers: dict[_WaiverKey, int]  # -> how many rows meta.waiver holds
+    newer: dict[tuple[str, str], _Newer]  # (batch, row key) -> the answer recorded to a later batch, if any
+    sent: set[tuple[str, str]]  # (batch, row key) of the answers whose row is among those sent (_SENT)
+    recorded: dict[_Query, list[_Newer]] = field(default_factory=dict)  # by this import
 
 
 def _waiver_key(item: _Item) -> _WaiverKey:
@@ -636,10 +671,11 @@ def _waiver_key(item: _Item) -> _WaiverKey:
 
 def _known(con: duckdb.DuckDBPyConnection, findings_run_id: str, answers: Sequence[_Answer]) -> _Known:
     items = [a.item for a in answers]
+    rows = {"batches": [i.batch_id for i in items], "keys": [i.row_key for i in items]}
     latest = {(b, k): (r, c) for b, k, (r, c) in con.execute(
         "SELECT r.batch_id, r.row_key, arg_max((r.response, r.comment), r.imported_at) FROM meta.query_response r "
         "JOIN (SELECT unnest($batches) AS batch_id, unnest($keys) AS row_key) USING (batch_id, row_key) GROUP BY ALL",
-        {"batches": [i.batch_id for i in items], "keys": [i.row_key for i in items]}).fetchall()}
+        rows).fetchall()}
     confirmed = [a.item for a in answers if a.response is Response.CONFIRMED]
     values_found: dict[tuple[str, str, str, str], set[str]] = {}
     for rule, source, record, field_, value in con.execute(
@@ -653,7 +689,34 @@ def _known(con: duckdb.DuckDBPyConnection, findings_run_id: str, answers: Sequen
         "SELECT source_id, source_record_key, rule_id, field, value_hash, count(*) FROM meta.waiver "
         "WHERE list_contains($records, source_record_key) GROUP BY ALL",
         {"records": sorted({i.source_record_key for i in items})}).fetchall()}
-    return _Known(latest, values_found, waivers)  # type: ignore[arg-type]
+    newer, sent = {}, set()
+    for batch_id, key, is_sent, found in con.execute(_NEWER_ANSWERS, rows).fetchall():
+        if is_sent:
+            sent.add((batch_id, key))
+        if found is not None:
+            newer[batch_id, key] = _Newer(**found)
+    return _Known(latest, values_found, waivers, newer, sent)  # type: ignore[arg-type]
+
+
+def _newer_answer(known: _Known, item: _Item) -> _Newer | None:
+    """The latest answer to the same query in a batch sent after the item's: recorded before this import, or
+    by it to a row sent (a file may hold rows of two batches of a query: the older one, after the newer, is
+    not taken)."""
+    later = [a for a in known.recorded.get(_query(item), []) if a.sent_at > item.sent_at]
+    if before := known.newer.get((item.batch_id, item.row_key)):
+        later.append(before)
+    return max(later, key=lambda a: (a.sent_at, a.imported_at), default=None)
+
+
+@dataclass
+class _Writes:
+    """What an import writes, gathered answer by answer and written at the end in a statement a table: the
+    answers, the waivers a withdrawal deletes (every row of the key, as it stood before the import) and the
+    waivers the import leaves made (by the last confirmation of the key not withdrawn after it)."""
+
+    responses: list[tuple[Any, ...]] = field(default_factory=list)
+    waivers_deleted: set[_WaiverKey] = field(default_factory=set)
+    waivers_made: dict[_WaiverKey, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_name: str, file_sha256: str,
@@ -665,14 +728,16 @@ def _record(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer], file_nam
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_SENT} AS {sent_items_sql(con)}")
     try:
         known = _known(con, findings_run_id, answers)
-        for answer in answers:
-            _record_answer(con, answer, file_name, file_sha256, who, now, summary, known)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_SENT}")
+    writes = _Writes()
+    for answer in answers:
+        _record_answer(answer, file_name, file_sha256, who, now, summary, known, writes)
+    _write(con, writes)
 
 
-def _record_answer(con: duckdb.DuckDBPyConnection, answer: _Answer, file_name: str, file_sha256: str,
-                   who: str, now: datetime, summary: ImportSummary, known: _Known) -> None:
+def _record_answer(answer: _Answer, file_name: str, file_sha256: str, who: str, now: datetime,
+                   summary: ImportSummary, known: _Known, writes: _Writes) -> None:
     item = answer.item
 
     def warn(message: str) -> None:
@@ -682,19 +747,20 @@ def _record_answer(con: duckdb.DuckDBPyConnection, answer: _Answer, file_name: s
     if known.latest.get((item.batch_id, item.row_key)) == (answer.response.value, answer.comment):
         summary.already_imported += 1  # the latest only: a re-confirmation is new
         return
-    if newer := _newer_answer(con, item):
-        warn(f"answers batch {item.batch_id}, but the same query was answered {newer[1]!r} in batch {newer[0]}, "
-             "sent later: the newer answer stands and this one is not taken")
+    if newer := _newer_answer(known, item):
+        warn(f"answers batch {item.batch_id}, but the same query was answered {newer.response!r} in batch "
+             f"{newer.batch_id}, sent later: the newer answer stands and this one is not taken")
         summary.superseded += 1
         return
-    con.execute("INSERT INTO meta.query_response VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    writes.responses.append((
         item.batch_id, item.row_key, answer.response.value, answer.comment,
         file_name if answer.sheet is None else f"{file_name} sheet {answer.sheet!r}", file_sha256,
-        answer.row_number, who, now])
+        answer.row_number, who, now))
+    if (item.batch_id, item.row_key) in known.sent:
+        known.recorded.setdefault(_query(item), []).append(_Newer(item.sent_at, now, item.batch_id,
+                                                                   answer.response.value))
     summary.recorded += 1
     key = _waiver_key(item)
-    where = ("source_id = ? AND source_record_key = ? AND rule_id = ? AND field IS NOT DISTINCT FROM ? "
-             "AND value_hash = ?")
     if answer.response is Response.CONFIRMED:
         # The waiver is made for the value sent even when the run no longer finds it: it can only ever waive
         # what the centre confirmed, and a finding that comes back with it is not queried again.
@@ -703,16 +769,42 @@ def _record_answer(con: duckdb.DuckDBPyConnection, answer: _Answer, file_name: s
             warn(f"the value has changed since batch {item.batch_id} was sent; this confirmation covers the old "
                  "value only: send the centre its queries again")
         if not known.waivers.get(key):
-            con.execute("INSERT INTO meta.waiver VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [*key, item.centre_id, item.batch_id, now, who])
+            writes.waivers_made[key] = (*key, item.centre_id, item.batch_id, now, who)
             known.waivers[key] = 1
             if item.value_hash in found:
                 summary.waivers_added += 1
             else:
                 summary.waivers_not_found += 1
     elif known.waivers.get(key):  # the centre took a confirmation back (a later answer on the same value)
-        con.execute(f"DELETE FROM meta.waiver WHERE {where}", list(key))
+        writes.waivers_deleted.add(key)
+        writes.waivers_made.pop(key, None)
         summary.waivers_withdrawn += known.waivers.pop(key)
+
+
+def _write(con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
+    """The import's writes, a statement a table (the deletes first: a key withdrawn, then confirmed again,
+    keeps the new waiver)."""
+    if writes.waivers_deleted:
+        deleted = list(zip(*writes.waivers_deleted, strict=True))
+        con.execute(
+            "DELETE FROM meta.waiver w USING (SELECT unnest($1::VARCHAR[]) AS source_id, "
+            "unnest($2::VARCHAR[]) AS source_record_key, unnest($3::VARCHAR[]) AS rule_id, "
+            "unnest($4::VARCHAR[]) AS field, unnest($5::VARCHAR[]) AS value_hash) d "
+            "WHERE w.source_id = d.source_id AND w.source_record_key = d.source_record_key "
+            "AND w.rule_id = d.rule_id AND w.field IS NOT DISTINCT FROM d.field AND w.value_hash = d.value_hash",
+            [list(column) for column in deleted])
+    _insert(con, "meta.query_response", writes.responses)
+    _insert(con, "meta.waiver", list(writes.waivers_made.values()))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows into a table in one statement: each column passed as a list, the lists unnested side by side (the
+    column types the table's, which DuckDB casts to)."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    con.execute(f"INSERT INTO {table} SELECT {', '.join(f'unnest(${n})' for n in range(1, len(columns) + 1))}",
+                [list(column) for column in columns])
 
 
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
