@@ -16,6 +16,7 @@ from conftest import SYNTHETIC_RUN_KEY
 from etl import pipeline
 from etl.config import WAREHOUSE_SQL_DIR, resolve_home
 from etl.quality import issue_spans
+from etl.quality.findings import value_hash
 
 COLUMNS = list(issue_spans.ISSUE_COLUMNS)
 
@@ -65,15 +66,16 @@ def test_each_run_reads_back_its_issues_and_the_spans_hold_what_changed(tmp_path
         _record(con, "run-4", [A])
 
 
-def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
-    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+def _warehouse_before_spans(path: Path) -> duckdb.DuckDBPyConnection:
+    """A warehouse of RUNS as it was before the spans: dq.issue a table of every run's issues, the runs started
+    in another order than their ids (run-5 first)."""
+    con = duckdb.connect(str(path))
     con.execute((WAREHOUSE_SQL_DIR / "meta.sql").read_text())
     con.execute("CREATE SCHEMA dq")
     con.execute("CREATE TABLE dq.issue (run_id VARCHAR, rule_id VARCHAR, severity VARCHAR, source_id VARCHAR, "
                 "centre_id VARCHAR, table_name VARCHAR, source_record_key VARCHAR, patient_pseudonym VARCHAR, "
                 "record_set VARCHAR, line BIGINT, field VARCHAR, value VARCHAR, message VARCHAR)")
     start = datetime(2026, 11, 1, tzinfo=UTC)
-    # Run ids in another order than the runs: the runs are numbered by when they started.
     for number, (run_id, issues) in enumerate(reversed(RUNS.items())):
         con.execute("INSERT INTO meta.run (run_id, started_at, validated) VALUES (?, ?, true)",
                     [run_id, start + timedelta(days=number)])
@@ -81,6 +83,12 @@ def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
             con.execute(f"INSERT INTO dq.issue VALUES (?, {', '.join('?' * len(COLUMNS))})", [run_id, *issue])
     con.execute("INSERT INTO meta.run (run_id, started_at, validated) VALUES ('unchanged', ?, false)",
                 [start + timedelta(days=10)])
+    return con
+
+
+def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
+    con = _warehouse_before_spans(tmp_path / "old.duckdb")
+    # Run ids in another order than the runs: the runs are numbered by when they started.
     issue_spans.from_rows(con)
     (kind,) = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'dq' "
                           "AND table_name = 'issue'").fetchone() or (None,)
@@ -94,6 +102,27 @@ def test_a_warehouse_from_before_the_spans_is_converted_run_for_run(tmp_path):
                        ).fetchone() == (5, 2)
     issue_spans.from_rows(con)  # converted once
     assert con.execute("SELECT count(*) FROM dq.issue_span").fetchone() == (5,)
+
+
+def _spread(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[Any, ...]]]:
+    """Each run's issues (rule, record, field, value hash) as spans_sql's spans spread over its numbered runs."""
+    found = issue_spans.spans_sql(con)
+    spread: dict[str, set[tuple[Any, ...]]] = {}
+    for run_id, *issue in con.execute(
+            f"SELECT n.run_id, s.rule_id, s.source_record_key, s.field, s.value_hash FROM ({found.numbers}) n "
+            f"JOIN ({found.spans}) s ON n.number BETWEEN s.first_number AND s.last_number").fetchall():
+        spread.setdefault(run_id, set()).add(tuple(issue))
+    return spread
+
+
+def test_the_spans_spread_over_the_runs_give_each_run_its_issues_before_the_spans_too(tmp_path):
+    expected = {run_id: {(i[0], i[5], i[9], value_hash(i[10])) for i in issues}
+                for run_id, issues in RUNS.items() if issues}
+    spans = _warehouse(tmp_path / "w.duckdb")
+    for run_id, issues in RUNS.items():
+        _record(spans, run_id, issues)
+    assert _spread(spans) == expected
+    assert _spread(_warehouse_before_spans(tmp_path / "old.duckdb")) == expected  # numbered otherwise, same issues
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,18 @@ readers see one row per run x issue, as before.
 A run's issues are handed over whole (`record`): the spans the run no longer finds end with the
 validation before it, and the issues no open span holds start one. A rolled-back publish takes its
 validation number and its spans with it. What is counted across runs is counted from the spans
-(`issues_per_run`, `latest_by_severity`), also in a warehouse from before them, not yet published to.
+(`issues_per_run`, `latest_by_severity`), and what is spread over runs is read from them (`spans_sql`),
+also in a warehouse from before them, not yet published to: this module alone tells the two apart.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import duckdb
 
 from etl.config import WAREHOUSE_SQL_DIR
+from etl.quality.findings import value_hash_sql
 from etl.schema import in_warehouse
 
 ISSUE_COLUMNS = ("rule_id", "severity", "source_id", "centre_id", "table_name", "source_record_key",
@@ -113,3 +117,38 @@ def latest_by_severity(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
               if in_warehouse(con, "dq.issue_span") else
               "SELECT severity, count(*) FROM dq.issue WHERE run_id = (SELECT max(run_id) FROM dq.issue)")
     return dict(con.execute(f"{latest} GROUP BY 1 ORDER BY 1").fetchall())
+
+
+class SpansSql(NamedTuple):
+    """Queries of the issues as spans of runs: `numbers` the validated runs numbered (run_id, number), `spans`
+    each issue's series of runs as numbers (first_number, last_number, rule_id, source_id, source_record_key,
+    field, value_hash), for a reader that spreads them over the runs it asks about (the query trend,
+    etl/quality/query_status.py)."""
+
+    numbers: str
+    spans: str
+
+
+_SPANS = f"""
+SELECT first_validation AS first_number,
+       coalesce(last_validation, (SELECT max(number) FROM dq.validation)) AS last_number,
+       rule_id, source_id, source_record_key, field, {value_hash_sql('value')} AS value_hash
+FROM dq.issue_span
+"""
+# A warehouse from before the spans, not yet published to, keeps a row per run and issue: each is a span of
+# its run, the runs numbered by id (its dq.validation is made at its next publish, from_rows).
+_RUN_NUMBERS_BEFORE_SPANS = ("SELECT run_id, row_number() OVER (ORDER BY run_id) AS number "
+                             "FROM (SELECT DISTINCT run_id FROM dq.issue)")
+_ROWS_BEFORE_SPANS = f"""
+SELECT n.number AS first_number, n.number AS last_number, i.rule_id, i.source_id, i.source_record_key, i.field,
+       {value_hash_sql('i.value')} AS value_hash
+FROM dq.issue i JOIN ({_RUN_NUMBERS_BEFORE_SPANS}) n USING (run_id)
+"""
+
+
+def spans_sql(con: duckdb.DuckDBPyConnection) -> SpansSql:
+    """The runs numbered and the issues as spans of them, from dq.issue_span, or from dq.issue's rows in a
+    warehouse from before the spans."""
+    if in_warehouse(con, "dq.issue_span"):
+        return SpansSql("SELECT run_id, number FROM dq.validation", _SPANS)
+    return SpansSql(_RUN_NUMBERS_BEFORE_SPANS, _ROWS_BEFORE_SPANS)

@@ -37,6 +37,7 @@ from typing import Any
 
 import duckdb
 
+from etl.quality import issue_spans
 from etl.quality.findings import value_hash_sql
 from etl.schema import in_warehouse
 
@@ -105,8 +106,8 @@ ORDER BY source_id, centre_id, source_record_key, rule_id, field
 # of the next run, else now), in one pass: a query per run made the nightly report slower by each run. What was
 # sent and answered is read once, as steps in time: from when each query counts as sent (and its first batch
 # by then), from when each answer stands (the latest usable by then, as _QUERIES orders them). Only the issues
-# ever sent are spread over the runs that found them (from the spans of dq.issue, by run number), and each
-# takes the steps in force at its run's moment (ASOF joins).
+# ever sent are spread over the runs that found them (from the spans of dq.issue, by run number, as
+# issue_spans.spans_sql reads them), and each takes the steps in force at its run's moment (ASOF joins).
 _AGE_TREND = """
 WITH items AS (
     SELECT s.*, dense_rank() OVER (ORDER BY centre_id, rule_id, source_id, source_record_key, field) AS query,
@@ -152,21 +153,6 @@ WITH items AS (
 SELECT m.run_id, any_value(m.started_at), count(o.age_days)::INTEGER, median(o.age_days), max(o.age_days)
 FROM moments m LEFT JOIN open o USING (run_id)
 GROUP BY m.run_id
-"""
-# The validated runs numbered, and the issues as spans of them (dq.issue_span); a warehouse from before the
-# spans, not yet published to, keeps a row per run and issue (etl/quality/issue_spans.py).
-_SPANS = f"""
-SELECT first_validation AS first_number,
-       coalesce(last_validation, (SELECT max(number) FROM dq.validation)) AS last_number,
-       rule_id, source_id, source_record_key, field, {value_hash_sql('value')} AS value_hash
-FROM dq.issue_span
-"""
-_RUN_NUMBERS_BEFORE_SPANS = ("SELECT run_id, row_number() OVER (ORDER BY run_id) AS number "
-                             "FROM (SELECT DISTINCT run_id FROM dq.issue)")
-_ROWS_BEFORE_SPANS = f"""
-SELECT n.number AS first_number, n.number AS last_number, i.rule_id, i.source_id, i.source_record_key, i.field,
-       {value_hash_sql('i.value')} AS value_hash
-FROM dq.issue i JOIN ({_RUN_NUMBERS_BEFORE_SPANS}) n USING (run_id)
 """
 
 
@@ -279,10 +265,8 @@ def age_trend(con: duckdb.DuckDBPyConnection, validated: list[str], now: datetim
     query (_AGE_TREND): the report is built every night, and a query per run made it slower by each run."""
     if not has_query_tables(con):
         return []
-    spans = in_warehouse(con, "dq.issue_span")
-    sql = _AGE_TREND.format(sent_items=sent_items_sql(con),
-                            numbers="SELECT run_id, number FROM dq.validation" if spans else _RUN_NUMBERS_BEFORE_SPANS,
-                            spans=_SPANS if spans else _ROWS_BEFORE_SPANS)
+    found_by_run = issue_spans.spans_sql(con)
+    sql = _AGE_TREND.format(sent_items=sent_items_sql(con), numbers=found_by_run.numbers, spans=found_by_run.spans)
     found = {run_id: (started_at, still_open, median_age, oldest) for run_id, started_at, still_open, median_age, oldest
              in con.execute(sql, {"runs": list(dict.fromkeys(validated)), "now": now or datetime.now(UTC)}).fetchall()}
     return [AgePoint(run_id, *found[run_id]) for run_id in validated]
