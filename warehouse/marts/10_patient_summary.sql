@@ -130,6 +130,8 @@ alive AS (
     -- at the middle of its whole period). After them, the latest placed as the last contact is (seen_on: the middle of
     -- the days it can be on, not after the export it is in now nor the death): a follow-up form often lags the
     -- treatment and response forms, and marts.survival places a relapse known to its month or year there too.
+    -- Only the days after the contact's first day can do either (one on or before it does not move the contact from its
+    -- first day): the few read, not every day the patient was seen on, before the export's day is looked up and placed.
     SELECT
         last_contact.patient_id,
         max(alive.alive_on) FILTER (WHERE alive.alive_on <= last_contact.last_day) AS alive_on,
@@ -137,7 +139,8 @@ alive AS (
             FILTER (WHERE alive.alive_on > last_contact.last_day) AS seen_on
     FROM (SELECT *, placed_last_day(first_day, precision, least(exported_on, death_date)) AS last_day
           FROM last_contact) AS last_contact
-    JOIN alive_on() AS alive ON alive.patient_id = last_contact.patient_id
+    JOIN alive_on() AS alive
+        ON alive.patient_id = last_contact.patient_id AND alive.alive_on > last_contact.first_day
     LEFT JOIN export_now() AS export
         ON export.source_id = alive.source_id AND export.source_file_sha256 = alive.source_file_sha256
     GROUP BY last_contact.patient_id
