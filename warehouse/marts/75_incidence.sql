@@ -30,9 +30,11 @@
 --     than 2 per million per year; exactly 2 is not very rare); NULL without population figures.
 --   is_very_rare_listed: every case is a very rare tumour by the fixed list (core.diagnosis.is_very_rare).
 
--- poisson_cdf(k, mean): P(X <= k) for X Poisson with that mean (> 0); 0 for k < 0.
-CREATE OR REPLACE TEMP MACRO poisson_cdf(k, mean) AS coalesce(
-    list_sum(list_transform(range(0, k + 1), lambda j: exp(j * ln(mean) - mean - lgamma(j + 1)))), 0);
+-- poisson_pmf(j, mean): P(X = j) for X Poisson with that mean (> 0).
+CREATE OR REPLACE TEMP MACRO poisson_pmf(j, mean) AS exp(j * ln(mean) - mean - lgamma(j + 1));
+-- poisson_between(first, last, mean): P(first <= X <= last), a first below 0 counting from 0.
+CREATE OR REPLACE TEMP MACRO poisson_between(first, last, mean) AS coalesce(list_sum(list_transform(
+    range(greatest(first, 0)::BIGINT, (last + 1)::BIGINT), lambda j: poisson_pmf(j, mean))), 0);
 
 CREATE OR REPLACE TABLE marts.incidence AS
 WITH RECURSIVE registered AS (  -- initial diagnoses of the population-based sources (incidence_registered of mart_functions.sql)
@@ -127,34 +129,41 @@ counted AS (
     GROUP BY GROUPING SETS ((country, iccc3_group), (country, iccc3_group, iccc3_subgroup))
 ),
 
-poisson_limit (n_cases, step, lower_low, lower_high, upper_low, upper_high) AS (
-    -- Garwood's exact 95% limits of a Poisson count n, by bisection: the lower is the mean at which
-    -- P(X >= n) = 0.025 (0 for n = 0), the upper the mean at which P(X <= n) = 0.025. Both lie below
-    -- n + 10 + 5 sqrt(n); 60 halvings leave less than 1e-12 of it.
-    SELECT DISTINCT n_cases, 0, 0.0::DOUBLE, n_cases + 10 + 5 * sqrt(n_cases), 0.0::DOUBLE,
-           n_cases + 10 + 5 * sqrt(n_cases)
-    FROM counted
+poisson_limit (n_cases, is_upper, mean, change, step) AS (
+    -- Garwood's exact 95% limits of a Poisson count n, once per count: the lower is the mean at which
+    -- P(X >= n) = 0.025 (0 for n = 0), the upper the mean at which P(X <= n) = 0.025. Newton's method (the slope
+    -- of either tail is P(X = n - 1), resp. -P(X = n)) from the Wilson-Hilferty approximation of the chi-square
+    -- quantiles they are (2 x lower = chi2(0.025; 2n), 2 x upper = chi2(0.975; 2n + 2)), until a step moves the
+    -- mean by less than 1e-13 of it (2 to 5 steps; 30 at most). Each tail is summed from n outwards, over the terms within
+    -- 10 sqrt(n) + 40 of n (the others weigh less than 1e-20 of it at the limit): 1.5 thousand terms, not
+    -- 20 thousand, at n = 20,000, and the small tail itself, not 1 - the rest, keeps the lower limit within 1e-13.
+    SELECT n_cases, is_upper,
+           (n_cases + is_upper::INTEGER)
+               * pow(1 - 1 / (9 * (n_cases + is_upper::INTEGER))
+                     + CASE WHEN is_upper THEN 1.959963984540054 ELSE -1.959963984540054 END
+                       / (3 * sqrt(n_cases + is_upper::INTEGER)), 3),
+           NULL::DOUBLE, 0
+    FROM (SELECT DISTINCT n_cases FROM counted) AS count
+    CROSS JOIN (VALUES (false), (true)) AS side(is_upper)
+    WHERE n_cases > 0 OR is_upper
     UNION ALL
-    SELECT
-        n_cases,
-        step + 1,
-        CASE WHEN poisson_cdf(n_cases - 1, (lower_low + lower_high) / 2) > 0.975
-             THEN (lower_low + lower_high) / 2 ELSE lower_low END,
-        CASE WHEN poisson_cdf(n_cases - 1, (lower_low + lower_high) / 2) > 0.975
-             THEN lower_high ELSE (lower_low + lower_high) / 2 END,
-        CASE WHEN poisson_cdf(n_cases, (upper_low + upper_high) / 2) > 0.025
-             THEN (upper_low + upper_high) / 2 ELSE upper_low END,
-        CASE WHEN poisson_cdf(n_cases, (upper_low + upper_high) / 2) > 0.025
-             THEN upper_high ELSE (upper_low + upper_high) / 2 END
-    FROM poisson_limit
-    WHERE step < 60
+    SELECT n_cases, is_upper, mean + newton_step, newton_step, step + 1
+    FROM (SELECT *,
+                 CASE WHEN is_upper
+                      THEN (poisson_between(n_cases - 10 * sqrt(n_cases) - 40, n_cases, mean) - 0.025)
+                           / poisson_pmf(n_cases, mean)
+                      ELSE (0.025 - poisson_between(n_cases, n_cases + 10 * sqrt(n_cases) + 40, mean))
+                           / poisson_pmf(n_cases - 1, mean) END AS newton_step
+          FROM poisson_limit
+          WHERE (change IS NULL OR abs(change) > 1e-13 * mean) AND step < 30)
 ),
 
 count_interval AS (
-    SELECT n_cases, CASE WHEN n_cases = 0 THEN 0 ELSE (lower_low + lower_high) / 2 END AS lower_mean,
-           (upper_low + upper_high) / 2 AS upper_mean
+    SELECT n_cases, coalesce(any_value(mean) FILTER (WHERE NOT is_upper), 0) AS lower_mean,
+           any_value(mean) FILTER (WHERE is_upper) AS upper_mean
     FROM poisson_limit
-    WHERE step = 60
+    WHERE change IS NOT NULL AND abs(change) <= 1e-13 * mean OR step = 30
+    GROUP BY n_cases
 )
 
 SELECT
