@@ -101,33 +101,32 @@ def _line_order(line: Any) -> tuple[int, Any]:
 def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
     """Each source's line's start and its precision, a line started only in a month or year taking those of a line
     of the same person and drugs another source dates more precisely within that period: a source's k-th such line
-    (by line number) the k-th of those starts (by came_first, each start with its most precise precision); a start
-    is one line's of a source at most (the most precise, then the one that came first)."""
+    (by line number) the k-th of those starts (by came_first), but for a start a line of its own source gives. The
+    lines given to the month are matched first (to the starts given to the day), then those given to the year (to
+    the starts given to the day or month, as matched): "2022", "March 2022" and 14 March 2022 are one start."""
     rows = list(lines[["source_id", "person", "source_line", "drugs", "start_date", "precision"]]
                 .itertuples(index=False, name=None))
-    periods: dict[tuple[Any, ...], list[int]] = {}
-    for i, (source, person, _, drugs, start, precision) in enumerate(rows):
-        if pd.notna(start) and precision != "day":
-            periods.setdefault((source, person, drugs, pd.Timestamp(start).date(), precision), []).append(i)
-    target: dict[int, tuple[Any, str]] = {}
-    for (source, person, drugs, first, precision), partial in periods.items():
-        last = period_end(first, precision)
-        starts: dict[Any, str] = {}
-        for s, p, _, d, day, given in rows:
-            if (s != source and p == person and d == drugs and pd.notna(day)
-                    and first <= pd.Timestamp(day).date() <= last
-                    and PRECISION_RANK[given] < PRECISION_RANK[precision]):
-                starts[day] = min(starts.get(day, given), given, key=PRECISION_RANK.__getitem__)
-        dated = sorted(starts.items(), key=lambda start: _came_first(*start))
-        for i, start in zip(sorted(partial, key=lambda i: _line_order(rows[i][2])), dated):
-            target[i] = start
-    taken: dict[tuple[Any, ...], int] = {}
-    for i in sorted(target, key=lambda i: (PRECISION_RANK[rows[i][5]], _came_first(rows[i][4], rows[i][5]),
-                                           rows[i][2])):
-        taken.setdefault((rows[i][0], rows[i][1], rows[i][3], target[i][0]), i)
-    chosen = {i: target[i] for i in taken.values()}
-    return pd.DataFrame([chosen[i] if i in chosen else (row[4], row[5]) for i, row in enumerate(rows)],
-                        index=lines.index, columns=["start_date", "precision"])
+    starts = [(row[4], row[5]) for row in rows]
+    for level in ("month", "year"):
+        periods: dict[tuple[Any, ...], list[int]] = {}
+        given_by: dict[tuple[Any, ...], set[Any]] = {}
+        for i, (source, person, _, drugs, _, _) in enumerate(rows):
+            start, precision = starts[i]
+            if pd.isna(start):
+                continue
+            if precision == level:
+                periods.setdefault((source, person, drugs, pd.Timestamp(start).date()), []).append(i)
+            elif PRECISION_RANK[precision] < PRECISION_RANK[level]:
+                given_by.setdefault((person, drugs, start, precision), set()).add(source)
+        for (source, person, drugs, first), partial in periods.items():
+            last = period_end(first, level)
+            dated = sorted(((day, given) for (p, d, day, given), sources in given_by.items()
+                            if p == person and d == drugs and first <= pd.Timestamp(day).date() <= last
+                            and source not in sources),
+                           key=lambda start: _came_first(*start))
+            for i, start in zip(sorted(partial, key=lambda i: _line_order(rows[i][2])), dated):
+                starts[i] = start
+    return pd.DataFrame(starts, index=lines.index, columns=["start_date", "precision"])
 
 
 def regimen(drugs: tuple[str, ...]) -> str:

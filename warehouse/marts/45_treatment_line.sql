@@ -13,7 +13,11 @@
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
 --     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
---     the k-th of those lines (came_first); lines one source numbers apart stay apart.
+--     the k-th of those lines (came_first). Lines given to the month are matched first (to starts given to
+--     the day), then lines given to the year (to starts given to the day or month, as matched), so "2022",
+--     "March 2022" and 14 March 2022 of three sources are one line. Each line matches one start: "2022" beside
+--     two lines dated within it is the first, and does not make them one. Lines one source numbers apart stay
+--     apart: a start one of its lines has (given or matched) is none of its other lines.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -71,61 +75,92 @@ partial_line AS (
     WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) > 0
 ),
 
-dated_target AS (
-    -- The starts of the lines of the same drugs other sources date more precisely within a partial line's period
-    -- (the most precise of a start), numbered in the order they came (came_first).
-    SELECT *, row_number() OVER (
-        PARTITION BY source_id, patient_id, drugs, partial_start, partial_precision
-        ORDER BY came_first(start_date, start_date_precision)) AS nth
-    FROM (
-        SELECT partial.source_id, partial.patient_id, partial.drugs, partial.start_date AS partial_start,
-               partial.start_date_precision AS partial_precision, precise.start_date,
-               arg_min(precise.start_date_precision, precision_rank(precise.start_date_precision))
-                   AS start_date_precision
-        FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date, start_date_precision FROM partial_line)
-            AS partial
-        JOIN drug_line AS precise
-            ON precise.patient_id = partial.patient_id
-           AND precise.drugs = partial.drugs
-           AND precise.source_id <> partial.source_id
-           AND precise.start_date BETWEEN partial.start_date
-                                      AND period_end(partial.start_date, partial.start_date_precision)
-           AND precision_rank(precise.start_date_precision) < precision_rank(partial.start_date_precision)
-        GROUP BY ALL
-    )
+day_start AS (
+    -- The starts dated to the day, each with the sources that give it: what a line given to the month can be.
+    SELECT patient_id, drugs, start_date, start_date_precision, list(DISTINCT source_id) AS source_ids
+    FROM drug_line
+    WHERE precision_rank(start_date_precision) = 0
+    GROUP BY ALL
 ),
 
-dated_within AS (
-    -- A line another source starts only in a month or year is the line of the same drugs a source dates more
-    -- precisely within that period: "March 2022" beside 10 March 2022 is one line, which keeps the most precise date.
-    -- A source's k-th line so dated (by line number) is the k-th of them (came_first): its lines 1 and 2 "March
-    -- 2022" are those of 3 and 20 March. A date is one source line's at most (of a source's lines given to the year
-    -- and to the month, the most precise, then the one that came first): one source's lines stay as it numbered them.
-    SELECT partial_line.source_id, partial_line.patient_id, partial_line.line_key, dated_target.start_date,
-           dated_target.start_date_precision
-    FROM partial_line
-    JOIN dated_target
-        ON dated_target.source_id = partial_line.source_id
-       AND dated_target.patient_id = partial_line.patient_id
-       AND dated_target.drugs = partial_line.drugs
-       AND dated_target.partial_start = partial_line.start_date
-       AND dated_target.partial_precision = partial_line.start_date_precision
-       AND dated_target.nth = partial_line.nth
-    QUALIFY row_number() OVER (
-        PARTITION BY partial_line.source_id, partial_line.patient_id, partial_line.drugs, dated_target.start_date
-        ORDER BY precision_rank(partial_line.start_date_precision),
-                 came_first(partial_line.start_date, partial_line.start_date_precision), partial_line.line_key) = 1
+month_target AS (
+    -- The starts a source's lines given to a month can be, numbered in the order they came (came_first): of the same
+    -- drugs, dated to the day within the month by another source, and by none of its own (a start it gives is a line
+    -- it numbers apart from them).
+    SELECT period.source_id, period.patient_id, period.drugs, period.start_date AS period_start, start.start_date,
+           start.start_date_precision, row_number() OVER (
+               PARTITION BY period.source_id, period.patient_id, period.drugs, period.start_date
+               ORDER BY came_first(start.start_date, start.start_date_precision)) AS nth
+    FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date FROM partial_line
+          WHERE precision_rank(start_date_precision) = 1) AS period
+    JOIN day_start AS start
+        ON start.patient_id = period.patient_id
+       AND start.drugs = period.drugs
+       AND start.start_date BETWEEN period.start_date AND period_end(period.start_date, 'month')
+       AND NOT list_contains(start.source_ids, period.source_id)
+),
+
+month_dated AS (
+    -- Each line with its start once the lines given to the month are matched: a source's k-th line of a month (by
+    -- line number) is the k-th start of month_target, "March 2022" beside 10 March 2022 one line dated 10 March.
+    SELECT drug_line.* REPLACE (coalesce(month_target.start_date, drug_line.start_date) AS start_date,
+                                coalesce(month_target.start_date_precision, drug_line.start_date_precision)
+                                    AS start_date_precision)
+    FROM drug_line
+    LEFT JOIN partial_line USING (source_id, patient_id, line_key)
+    LEFT JOIN month_target
+        ON month_target.source_id = partial_line.source_id
+       AND month_target.patient_id = partial_line.patient_id
+       AND month_target.drugs = partial_line.drugs
+       AND month_target.period_start = partial_line.start_date
+       AND precision_rank(partial_line.start_date_precision) = 1
+       AND month_target.nth = partial_line.nth
+),
+
+month_start AS (
+    -- The starts dated to the day or month once those lines are matched, each with the sources that give it (a line
+    -- given to the month and matched, the source of the day too): what a line given to the year can be.
+    SELECT patient_id, drugs, start_date, start_date_precision, list(DISTINCT source_id) AS source_ids
+    FROM month_dated
+    WHERE precision_rank(start_date_precision) IN (0, 1)
+    GROUP BY ALL
+),
+
+year_target AS (
+    -- The starts a source's lines given to a year can be, as month_target: "2022" beside "March 2022" of a second
+    -- source and 14 March 2022 of a third is their line (the month matched first); a start of a line of its own
+    -- source, matched or not, is not another of its lines.
+    SELECT period.source_id, period.patient_id, period.drugs, period.start_date AS period_start, start.start_date,
+           start.start_date_precision, row_number() OVER (
+               PARTITION BY period.source_id, period.patient_id, period.drugs, period.start_date
+               ORDER BY came_first(start.start_date, start.start_date_precision)) AS nth
+    FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date FROM partial_line
+          WHERE precision_rank(start_date_precision) = 2) AS period
+    JOIN month_start AS start
+        ON start.patient_id = period.patient_id
+       AND start.drugs = period.drugs
+       AND start.start_date BETWEEN period.start_date AND period_end(period.start_date, 'year')
+       AND NOT list_contains(start.source_ids, period.source_id)
 ),
 
 matched_line AS (
+    -- Each line with its start once the lines given to the year are matched too (the k-th of a year the k-th start
+    -- of year_target), and the key of the person's line it is: its start, or for a start unknown its own.
     SELECT
-        drug_line.* REPLACE (coalesce(dated_within.start_date, drug_line.start_date) AS start_date,
-                             coalesce(dated_within.start_date_precision, drug_line.start_date_precision)
-                                 AS start_date_precision),
-        coalesce(CAST(coalesce(dated_within.start_date, drug_line.start_date) AS VARCHAR),
-                 drug_line.source_id || '|' || drug_line.line_key) AS match_key
-    FROM drug_line
-    LEFT JOIN dated_within USING (source_id, patient_id, line_key)
+        month_dated.* REPLACE (coalesce(year_target.start_date, month_dated.start_date) AS start_date,
+                               coalesce(year_target.start_date_precision, month_dated.start_date_precision)
+                                   AS start_date_precision),
+        coalesce(CAST(coalesce(year_target.start_date, month_dated.start_date) AS VARCHAR),
+                 month_dated.source_id || '|' || month_dated.line_key) AS match_key
+    FROM month_dated
+    LEFT JOIN partial_line USING (source_id, patient_id, line_key)
+    LEFT JOIN year_target
+        ON year_target.source_id = partial_line.source_id
+       AND year_target.patient_id = partial_line.patient_id
+       AND year_target.drugs = partial_line.drugs
+       AND year_target.period_start = partial_line.start_date
+       AND precision_rank(partial_line.start_date_precision) = 2
+       AND year_target.nth = partial_line.nth
 ),
 
 person_line AS (

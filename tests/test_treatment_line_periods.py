@@ -1,0 +1,82 @@
+"""Treatment lines that sources date with different precision, worked out by hand (marts.treatment_line, and its
+pandas restatement in endpoints_expected.py, which _lines holds equal): an audit found a line given to the year,
+matched through a line given to the month to one dated to the day, left apart from them, and a line naming no drug
+given to the month never joined the line another source dates within that month."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from test_endpoints_by_hand import _lines, _warehouse
+from test_origin_imputation import Warehouse
+
+
+def _started(warehouse: Warehouse, source_id: str, treatment_id: str, first_day: str, precision: str,
+             line_number: int = 1, drug: str | None = "crizotinib") -> None:
+    warehouse.insert("treatment", source_id=source_id, treatment_id=treatment_id, patient_id="P1",
+                     line_number=line_number, drug_name=drug, start_date=first_day, start_date_precision=precision)
+
+
+def _person() -> Warehouse:
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    return warehouse
+
+
+# -- a line given to the year, through one given to the month, to one dated to the day -------------------------
+
+def test_a_line_given_to_the_year_joins_the_line_a_month_line_became():
+    # The board registry started crizotinib on 14 March and on 20 June 2022; SACHA gives its line "March 2022", a
+    # national registry its lines 1 and 2 "2022". Line 1 is the first start of 2022 (14 March, which "March 2022" is
+    # too), line 2 the next one, 20 June. Matched one step at a time, line 2 took "March 2022" as its start, which had
+    # itself become 14 March: line 2 stayed a line of its own, and 20 June another.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-14", "day")
+    _started(warehouse, "iltb", "t2", "2022-06-20", "day", line_number=2)
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
+    _started(warehouse, "registry", "t4", "2022-01-01", "year")
+    _started(warehouse, "registry", "t5", "2022-01-01", "year", line_number=2)
+    assert _lines(warehouse) == [(date(2022, 3, 14), 3, ["t1", "t3", "t4"], "not_compared"),
+                                 (date(2022, 6, 20), 2, ["t2", "t5"], "not_compared")]
+
+
+def test_year_month_and_day_lines_of_three_sources_are_one_line():
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-14", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "registry", "t3", "2022-01-01", "year")
+    assert _lines(warehouse) == [(date(2022, 3, 14), 3, ["t1", "t2", "t3"], "not_compared")]
+
+
+def test_a_line_given_to_the_year_does_not_glue_two_lines_dated_within_it():
+    # The board registry's lines of 5 January and 20 December 2022 stay two lines; "2022" could be either, and is
+    # the one that must have come first (as a source's k-th line so dated is the k-th start).
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-01-05", "day")
+    _started(warehouse, "iltb", "t2", "2022-12-20", "day", line_number=2)
+    _started(warehouse, "registry", "t3", "2022-01-01", "year")
+    assert _lines(warehouse) == [(date(2022, 1, 5), 2, ["t1", "t3"], "not_compared"),
+                                 (date(2022, 12, 20), 1, ["t2"], "not_compared")]
+
+
+def test_a_line_given_to_the_month_is_not_a_start_its_own_source_numbers_as_another_line():
+    # SACHA's line 1 "March 2022" and its line 2 on 14 March, beside the board registry's 14 March: the start of 14
+    # March is SACHA's line 2, so its line 1 cannot be it. Matched to the board registry's start alone, SACHA's two
+    # lines became one.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-14", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t3", "2022-03-14", "day", line_number=2)
+    assert _lines(warehouse) == [(date(2022, 3, 1), 1, ["t2"], "not_compared"),
+                                 (date(2022, 3, 14), 2, ["t1", "t3"], "not_compared")]
+
+
+def test_a_line_given_to_the_year_is_the_start_its_source_has_not_given_already():
+    # SACHA's line 1 "March 2022" is the board registry's 14 March; its line 2 "2022" can then only be 20 June.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-14", "day")
+    _started(warehouse, "iltb", "t2", "2022-06-20", "day", line_number=2)
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t4", "2022-01-01", "year", line_number=2)
+    assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t3"], "not_compared"),
+                                 (date(2022, 6, 20), 2, ["t2", "t4"], "not_compared")]
