@@ -71,13 +71,7 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
                        start_date=("start_date", "min"), treatment_keys=("treatment_key", set)).reset_index())
     per_source["precision"] = [earliest.get(key) for key
                                in zip(per_source.person, per_source.source_id, per_source.source_line)]
-    # A line naming no drug is the person's line naming them on the same start (the first by drugs).
-    named: dict[tuple[Any, Any], tuple[str, ...]] = {}
-    for person, start, drugs in zip(per_source.person, per_source.start_date, per_source.drugs):
-        if drugs and pd.notna(start):
-            named[(person, start)] = min(named.get((person, start), drugs), drugs)
-    per_source["drugs"] = [drugs or named.get((person, start), drugs) for person, start, drugs
-                           in zip(per_source.person, per_source.start_date, per_source.drugs)]
+    per_source["drugs"] = _named(per_source)
     per_source[["start_date", "precision"]] = _dated_within(per_source)
     per_source["rank"] = per_source.precision.map(PRECISION_RANK)
     per_source["match"] = [str(start) if pd.notna(start) else f"{source}|{line}" for start, source, line
@@ -96,6 +90,27 @@ def _came_first(start: Any, precision: str) -> tuple[date, int, date]:
 def _line_order(line: Any) -> tuple[int, Any]:
     """A source's lines in its order: by line number, then a line without one."""
     return (0, int(line)) if str(line).isdigit() else (1, str(line))
+
+
+def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Each source's line's drugs, a line naming none taking those of the person's line naming them on the same start
+    (the first by drugs), else of another source's line whose period overlaps its own (the one that came first)."""
+    rows = list(lines[["source_id", "person", "drugs", "start_date", "precision"]].itertuples(index=False, name=None))
+    drugs_of = []
+    for source, person, drugs, start, precision in rows:
+        candidates = []
+        if not drugs and pd.notna(start):
+            first, last = pd.Timestamp(start).date(), period_end(pd.Timestamp(start).date(), precision)
+            for s, p, d, day, given in rows:
+                if p != person or not d or pd.isna(day):
+                    continue
+                other = pd.Timestamp(day).date()
+                if other == first:
+                    candidates.append((0, (), d))
+                elif s != source and other <= last and first <= period_end(other, given):
+                    candidates.append((1, _came_first(day, given), d))
+        drugs_of.append(min(candidates)[2] if candidates else drugs)
+    return drugs_of
 
 
 def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:

@@ -80,3 +80,37 @@ def test_a_line_given_to_the_year_is_the_start_its_source_has_not_given_already(
     _started(warehouse, "sacha_fr", "t4", "2022-01-01", "year", line_number=2)
     assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t3"], "not_compared"),
                                  (date(2022, 6, 20), 2, ["t2", "t4"], "not_compared")]
+
+
+# -- a line naming no drug, given to the month or year ----------------------------------------------------------
+
+def test_a_line_naming_no_drug_given_to_the_month_is_the_line_another_source_dates_within_it():
+    # SACHA's line "March 2022" names no drug; the board registry's crizotinib started on 14 March. Only a line named
+    # on the very same stored start (1 March) lent its drugs: the line stayed a line of regimen unknown.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-14", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line").fetchall() == [("crizotinib",)]
+
+
+def test_a_line_naming_no_drug_given_to_the_year_is_the_line_that_came_first_within_it():
+    # "2022" without a drug beside crizotinib on 10 March and dabrafenib on 20 September of another source: it could
+    # be either, and is the one that must have come first, as a line given to the year with its drug is.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-10", "day")
+    _started(warehouse, "iltb", "t2", "2022-09-20", "day", line_number=2, drug="dabrafenib")
+    _started(warehouse, "registry", "t3", "2022-01-01", "year", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 10), 2, ["t1", "t3"], "not_compared"),
+                                 (date(2022, 9, 20), 1, ["t2"], "not_compared")]
+
+
+def test_a_line_naming_no_drug_stays_apart_from_a_line_its_own_source_numbers_apart():
+    # SACHA's line 1 crizotinib on 10 March, its line 2 "2022" without a drug: two lines, the second of regimen unknown.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-10", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-01-01", "year", line_number=2, drug=None)
+    assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t2"], "not_compared"),
+                                 (date(2022, 3, 10), 1, ["t1"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("unknown",), ("crizotinib",)]

@@ -9,7 +9,8 @@
 --   line: the treatments a source records under one line number for a patient (a treatment
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
 --     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
---     names them on the same start date (the first by drugs, of two), else a line of regimen unknown.
+--     names them on the same start date (the first by drugs, of two), else another source's line whose
+--     start can be on a day its own can (periods overlap; of several, came_first), else a line of regimen unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
 --     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
@@ -48,21 +49,34 @@ WITH source_line AS (
     GROUP BY source_id, patient_id, line_key
 ),
 
-named_line AS (  -- the drugs of a line that names them, by person and start (of two, the first)
-    SELECT patient_id, start_date, min(drugs) AS drugs
-    FROM source_line
-    WHERE len(drugs) > 0 AND start_date IS NOT NULL
-    GROUP BY ALL
+named_line AS (
+    -- The drugs a line naming none takes: those of the person's line that names them on the same start (of two, the
+    -- first by drugs), else of another source's line whose start can be on a day the line's can (their periods
+    -- overlap: "March 2022" beside crizotinib on 14 March 2022), of several the one that came first (came_first).
+    SELECT unnamed.source_id, unnamed.patient_id, unnamed.line_key, named.drugs
+    FROM source_line AS unnamed
+    JOIN source_line AS named
+        ON named.patient_id = unnamed.patient_id
+       AND len(unnamed.drugs) = 0
+       AND len(named.drugs) > 0
+       AND (named.start_date = unnamed.start_date
+            OR (named.source_id <> unnamed.source_id
+                AND named.start_date <= period_end(unnamed.start_date, unnamed.start_date_precision)
+                AND unnamed.start_date <= period_end(named.start_date, named.start_date_precision)))
+    QUALIFY row_number() OVER (
+        PARTITION BY unnamed.source_id, unnamed.patient_id, unnamed.line_key
+        ORDER BY named.start_date <> unnamed.start_date,
+                 CASE WHEN named.start_date <> unnamed.start_date
+                      THEN came_first(named.start_date, named.start_date_precision) END NULLS FIRST,
+                 named.drugs) = 1
 ),
 
 drug_line AS (
-    -- A line naming no drug is the person's line that names them on the same start, if any: one source
-    -- leaving a line's drug out does not make it a second line.
-    SELECT
-        source_line.* REPLACE (CASE WHEN len(source_line.drugs) = 0 THEN coalesce(named_line.drugs, source_line.drugs)
-                                    ELSE source_line.drugs END AS drugs)
+    -- A line naming no drug is the person's line that names them (named_line), if any: one source leaving a line's
+    -- drug out does not make it a second line.
+    SELECT source_line.* REPLACE (coalesce(named_line.drugs, source_line.drugs) AS drugs)
     FROM source_line
-    LEFT JOIN named_line USING (patient_id, start_date)
+    LEFT JOIN named_line USING (source_id, patient_id, line_key)
 ),
 
 partial_line AS (
