@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from lifelines import KaplanMeierFitter
-from marts_fixture import MartsWarehouse, built_warehouse
+from marts_fixture import CORE_TABLES, MartsWarehouse, built_warehouse
 from scipy.stats import binomtest
 
 from etl.config import WAREHOUSE_SQL_DIR
@@ -252,40 +252,58 @@ def board_reviews(core: dict[str, pd.DataFrame], latest: pd.Timestamp) -> pd.Dat
     enrolment = core["study_enrolment"].groupby(["patient_id", "study_id"]).enrolment_date.min()
     review["enrolment_date"] = [enrolment.get((p, b), pd.NaT) for p, b in zip(review.patient_id, review.board)]
     review["enrolment_date"] = pd.to_datetime(review.enrolment_date)
-    treatments = core["treatment"].groupby("patient_id")
+    treatment = core["treatment"].dropna(subset=["start_date"])
+    treatment = treatment.assign(precision=treatment.start_date_precision.fillna("day"))
+    treatment["last_day"] = _period_ends(treatment.start_date, treatment.precision)
+    treatments = treatment.groupby("patient_id")
     starts, advised = [], []
     for patient_id, recommended, agents in zip(review.patient_id, review.recommendation_date,
                                                review.recommended_agents):
-        given = treatments.get_group(patient_id) if patient_id in treatments.groups else core["treatment"].iloc[:0]
-        after = given[given.start_date >= recommended] if pd.notna(recommended) else given.iloc[:0]
-        starts.append(after.start_date.min())
+        given = treatments.get_group(patient_id) if patient_id in treatments.groups else treatment.iloc[:0]
+        # started on or after the recommendation: not surely before it (the last day it can be on is not)
+        after = given[given.last_day >= recommended] if pd.notna(recommended) else given.iloc[:0]
+        starts.append(_came_first(after))
         wanted = set(agents.split("|")) if isinstance(agents, str) else set()
-        advised.append(after[after.drug_name.isin(wanted)].start_date.min())
-    review["treatment_start_date"] = pd.to_datetime(pd.Series(starts, index=review.index))
-    review["advised_treatment_start_date"] = pd.to_datetime(pd.Series(advised, index=review.index))
+        advised.append(_came_first(after[after.drug_name.isin(wanted)]))
+    review["treatment_start_date"] = pd.to_datetime(pd.Series(starts, index=review.index, dtype="object"))
+    review["advised_treatment_start_date"] = pd.to_datetime(pd.Series(advised, index=review.index, dtype="object"))
     disease = first_diagnoses(core).iccc3_subgroup
     review["iccc3_subgroup"] = review.patient_id.map(disease).fillna("unknown")
     review["recommendation_year"] = possible_year(review.recommendation_date, latest)
     review["days_enrolment_to_submission"] = _days(review.submission_date, review.enrolment_date)
     review["days_submission_to_recommendation"] = _days(review.recommendation_date, review.submission_date)
     review["days_enrolment_to_recommendation"] = _days(review.recommendation_date, review.enrolment_date)
-    review["days_recommendation_to_treatment"] = _days(review.treatment_start_date, review.recommendation_date)
-    review["days_recommendation_to_advised_treatment"] = _days(review.advised_treatment_start_date,
-                                                               review.recommendation_date)
+    # none from a start known only to its month or year that may precede the recommendation (its first day does)
+    review["days_recommendation_to_treatment"] = _days(review.treatment_start_date, review.recommendation_date).where(
+        review.treatment_start_date >= review.recommendation_date)
+    review["days_recommendation_to_advised_treatment"] = _days(
+        review.advised_treatment_start_date, review.recommendation_date).where(
+        review.advised_treatment_start_date >= review.recommendation_date)
     review["days_enrolment_to_treatment"] = _days(review.treatment_start_date, review.enrolment_date)
     return review
 
 
+def _came_first(treatments: pd.DataFrame) -> Any:
+    """The start, of treatments (start_date, precision, last_day), that must have come first: the earliest last day it
+    can be on, of equal ones the most precise, then the earliest first day (came_first of mart_functions.sql)."""
+    if treatments.empty:
+        return pd.NaT
+    ranked = treatments.assign(rank=treatments.precision.map(expected.PRECISION_RANK))
+    return ranked.sort_values(["last_day", "rank", "start_date"]).start_date.iloc[0]
+
+
+BOARD_ADVICE_COLUMNS = [
+    "review_id", "patient_id", "board", "iccc3_subgroup", "enrolment_date", "submission_date", "recommendation_date",
+    "recommendation_year", "priority_rank", "recommendation_type", "recommended_agents", "advice_followed",
+    "reason_not_followed", "treatment_start_date", "advised_treatment_start_date", "days_enrolment_to_submission",
+    "days_submission_to_recommendation", "days_enrolment_to_recommendation", "days_recommendation_to_treatment",
+    "days_recommendation_to_advised_treatment", "days_enrolment_to_treatment"]
+
+
 def test_board_advice_per_review(built, core, latest_export):
     expected = board_reviews(core, latest_export)
-    columns = ["review_id", "patient_id", "board", "iccc3_subgroup", "enrolment_date", "submission_date",
-               "recommendation_date", "recommendation_year", "priority_rank", "recommendation_type",
-               "recommended_agents", "advice_followed", "reason_not_followed", "treatment_start_date",
-               "advised_treatment_start_date", "days_enrolment_to_submission", "days_submission_to_recommendation",
-               "days_enrolment_to_recommendation", "days_recommendation_to_treatment",
-               "days_recommendation_to_advised_treatment", "days_enrolment_to_treatment"]
     mart = built.query("SELECT * FROM marts.board_advice")
-    assert_same(mart, expected[columns], ["review_id"])
+    assert_same(mart, expected[BOARD_ADVICE_COLUMNS], ["review_id"])
     key = ["person", "board", "submission_date", "recommendation_date"]
     groups = mart.rename(columns={"patient_id": "person"})[[*key, "advice_group"]].drop_duplicates()
     assert_same(groups, core_board(core)[[*key, "advice_group"]], key)
@@ -902,6 +920,31 @@ def test_a_line_whose_treatments_name_no_drug_is_a_line_of_regimen_unknown():
     repeats = con.execute("SELECT n_rows FROM marts.left_out WHERE mart = 'response' "
                           "AND reason LIKE 'another assessment%'").fetchall()
     assert repeats == [(1,)]
+
+
+def test_board_advice_restated_takes_a_start_known_only_to_the_month_of_the_recommendation():
+    # The synthetic run has no treatment started "in" the month of a later recommendation, so board_reviews, which
+    # took the first start whose stored first day was on or after the recommendation, agreed with the mart by luck.
+    con = _tiny_warehouse()
+    _insert(con, "patient", patient_id="P6", vital_status="alive", last_contact_date="2023-01-01", n_sources=1)
+    _insert(con, "tumour_board_review", review_id="r-P6", patient_id="P6", board="ILTB", submission_date="2022-03-01",
+            recommendation_date="2022-03-15", priority_rank=1, recommendation_type="off_label",
+            recommended_agents="crizotinib", advice_followed=True)
+    for treatment_id, drug, first_day, precision in (("t6a", "crizotinib", "2022-03-01", "month"),
+                                                      ("t6b", "vincristine", "2022-03-16", "day"),
+                                                      ("t6c", "vincristine", "2022-02-01", "month")):
+        _insert(con, "treatment", treatment_id=treatment_id, patient_id="P6", line_number=1, drug_name=drug,
+                start_date=first_day, start_date_precision=precision)
+    build_marts(con)
+    core = {table: con.execute(f"SELECT * FROM core.{table}").df() for table in CORE_TABLES}
+    latest = pd.Timestamp(con.execute("SELECT current_date").fetchone()[0])  # no export loaded: the mart's bound
+    mart = con.execute("SELECT * FROM marts.board_advice").df()
+    assert_same(mart, board_reviews(core, latest)[BOARD_ADVICE_COLUMNS], ["review_id"])
+    p6 = mart[mart.patient_id == "P6"].iloc[0]
+    # 16 March came first ("March" may be the 31st); crizotinib "in March" follows, without a number of days.
+    assert (p6.treatment_start_date.date(), p6.advised_treatment_start_date.date()) == (date(2022, 3, 16),
+                                                                                      date(2022, 3, 1))
+    assert (p6.days_recommendation_to_treatment, pd.isna(p6.days_recommendation_to_advised_treatment)) == (1, True)
 
 
 def test_a_submission_whose_priority_1_advice_is_not_in_core_is_not_known():
