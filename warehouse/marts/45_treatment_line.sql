@@ -93,7 +93,7 @@ day_start AS (
     -- The starts dated to the day, each with the sources that give it: what a line given to the month can be.
     SELECT patient_id, drugs, start_date, start_date_precision, list(DISTINCT source_id) AS source_ids
     FROM drug_line
-    WHERE precision_rank(start_date_precision) = 0
+    WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) = 0
     GROUP BY ALL
 ),
 
@@ -136,7 +136,7 @@ month_start AS (
     -- given to the month and matched, the source of the day too): what a line given to the year can be.
     SELECT patient_id, drugs, start_date, start_date_precision, list(DISTINCT source_id) AS source_ids
     FROM month_dated
-    WHERE precision_rank(start_date_precision) IN (0, 1)
+    WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) IN (0, 1)
     GROUP BY ALL
 ),
 
