@@ -15,6 +15,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
+from etl.extract import spss
 from etl.extract.adapter import StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.isolated import read_apart
@@ -353,8 +354,7 @@ def test_an_spss_file_holding_bytes_after_its_data_is_refused(tmp_path: Path, op
 
 def test_a_bytecode_compressed_spss_file_holding_another_after_its_data_is_refused(tmp_path: Path) -> None:
     """readstat stops at the compressed data's end code: a file sent again into the same name (appended to
-    itself) was staged as if whole. The compressed data do not say where they end: other bytes after them are
-    not found (docs/adapters.md)."""
+    itself) was staged as if whole."""
     path = tmp_path / "cases.sav"
     pyreadstat.write_sav(CASES, str(path), row_compress=True)
     whole = path.read_bytes()
@@ -363,6 +363,81 @@ def test_a_bytecode_compressed_spss_file_holding_another_after_its_data_is_refus
         f"cases.sav: holds another SPSS data file from byte {len(whole):,} on (its header, '$FL2@(#) SPSS DATA FILE', "
         "after this file's data); expected the file to end before it (another file appended to it, or one sent again "
         "into the same name?)")
+
+
+FRACTIONS = CASES.assign(age=CASES["age"] + 0.5)  # each case 2 raw values: pid and age (code 253)
+# readstat writes a case a command block: 8 command bytes, then the 2 raw values; the last holds the end code (252)
+LAST_BLOCK = 8 + 2 * 8
+
+
+def _bytecode(path: Path, end_code: str = "readstat's", *, counted: bool = True) -> bytes:
+    """A bytecode-compressed .sav of 50 cases, one command block each, its data ended as readstat ends them (the
+    end code in the last case's block), as PSPP may (in a block of its own) or with no end code (optional)."""
+    pyreadstat.write_sav(FRACTIONS, str(path), row_compress=True)
+    if not counted:
+        _patched(path, 80, struct.pack("<i", -1))
+    whole = path.read_bytes()
+    if end_code != "readstat's":
+        assert whole[-LAST_BLOCK:-LAST_BLOCK + 8] == b"\xfd\xfd\xfc" + bytes(5)
+        whole = whole[:-LAST_BLOCK + 2] + b"\0" + whole[-LAST_BLOCK + 3:]
+        whole += b"\xfc" + bytes(7) if end_code == "alone" else b""
+    path.write_bytes(whole)
+    return whole
+
+
+@pytest.mark.parametrize("end_code", ["readstat's", "alone", "none"])
+@pytest.mark.parametrize("appended", [b"\0" * 7, b"\0" * 8, b"garbage\n", b"\xfd" * 24], ids=["7 zeros", "8 zeros",
+                                                                                           "text", "253s"])
+def test_a_bytecode_compressed_spss_file_holding_bytes_after_its_data_is_refused_saying_where_they_start(
+        tmp_path: Path, end_code: str, appended: bytes) -> None:
+    """readstat stops at the cases the header counts, or at the end code: only another SPSS file after the data
+    was found, and bytes appended (7 zeros, text) were staged as if the file were whole. The command bytes say
+    where the data end: after the block completing the counted cases, or the end code's own block after it.
+    Without an end code, 8 bytes of text read as a command block of 8 numbers: whole cases, as readstat reads
+    them too."""
+    path = tmp_path / "cases.sav"
+    whole = _bytecode(path, end_code)
+    assert stage_spss(path, tmp_path / "whole.parquet", lineage=LINEAGE).rows == 50
+    path.write_bytes(whole + appended)
+    if end_code == "none" and appended == b"garbage\n":
+        assert _refused(stage_spss, path).startswith(
+            "cases.sav: holds more cases than the 50 its header declares (case 51 follows them)")
+        return
+    completing = len(whole) - LAST_BLOCK - (8 if end_code == "alone" else 0)
+    own = ", their end code's own block follows it" if end_code == "alone" else ""
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds {len(appended)} bytes after its compressed data: the command block completing its 50 "
+        f"case(s) of 2 value(s) starts at byte {completing:,}{own}; they end at byte {len(whole):,}; expected the "
+        "file to end there (another file appended to it, or one sent again into the same name?)")
+
+
+def test_a_bytecode_compressed_spss_file_not_counting_its_cases_is_refused_for_bytes_after_its_end_code(
+        tmp_path: Path) -> None:
+    """A header saying -1 leaves the end code to say where the data end: readstat stops there."""
+    path = tmp_path / "cases.sav"
+    whole = _bytecode(path, counted=False)
+    assert stage_spss(path, tmp_path / "whole.parquet", lineage=LINEAGE).rows == 50
+    path.write_bytes(whole + b"garbage\n")
+    assert _refused(stage_spss, path).startswith(
+        f"cases.sav: holds 8 bytes after its compressed data: their end code is in the command block at byte "
+        f"{len(whole) - LAST_BLOCK:,}; they end at byte {len(whole):,}; expected the file to end there")
+
+
+def test_the_command_blocks_are_found_alike_however_many_are_looked_at_together(tmp_path: Path) -> None:
+    """The blocks are found one after another, their command bytes counted a window at a time: a block whose raw
+    values run on into the next window, or past it, is followed there."""
+    path = tmp_path / "cases.sav"
+    frame = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(300)], "note": ["x" * (i % 40) for i in range(300)],
+                          "age": np.where(np.arange(300) % 3, np.arange(300) + 0.5, np.arange(300))})
+    pyreadstat.write_sav(frame, str(path), row_compress=True)
+    header = spss._header(path)
+    assert header.data is not None
+    size, per_case = path.stat().st_size, header.data.case_length // 8
+    for needed in (per_case, 150 * per_case, 300 * per_case, 301 * per_case, None):
+        at_once = spss._bytecode_stream(path, header.data.start, size, needed)
+        assert [spss._bytecode_stream(path, header.data.start, size, needed, at_once=window)
+                for window in (1, 2, 3, 7, 64)] == [at_once] * 5
+    assert at_once.values == 300 * per_case and at_once.end == size and at_once.end_code
 
 
 def _uncounted(path: Path, frame: pd.DataFrame) -> bytes:
@@ -400,22 +475,25 @@ def test_an_spss_file_not_counting_its_cases_holding_another_after_them_is_refus
         "into the same name?)")
 
 
-@pytest.mark.parametrize("kind", ["bytecode", "uncounted", "counted"])
+@pytest.mark.parametrize("kind", ["bytecode", "bytecode uncounted", "uncounted", "counted"])
 def test_spss_text_holding_an_spss_header_is_refused_where_another_file_is_looked_for(tmp_path: Path,
                                                                                      kind: str) -> None:
     """What docs/adapters.md says: text is stored raw, in bytecode compression too, and another file is looked
-    for by its header after the dictionary where the file does not say where its data end (not where it counts
-    its uncompressed cases)."""
+    for by its header after the dictionary where the file does not say where its data end: an uncompressed file
+    not counting its cases (not one counting them, nor bytecode-compressed data, whose command bytes say where
+    they end when the header counts the cases or the data hold their end code)."""
     path = tmp_path / "cases.sav"
     frame = pd.DataFrame({"pid": ["NL-00001", "NL-00002"], "note": ["$FL2@(#) SPSS DATA FILE", ""]})
     if kind == "uncounted":
         _uncounted(path, frame)
     else:
-        pyreadstat.write_sav(frame, str(path), row_compress=kind == "bytecode")
-    if kind == "counted":
-        assert stage_spss(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE).rows == 2
-    else:
+        pyreadstat.write_sav(frame, str(path), row_compress=kind.startswith("bytecode"))
+    if kind == "bytecode uncounted":
+        _patched(path, 80, struct.pack("<i", -1))
+    if kind == "uncounted":
         assert _refused(stage_spss, path).startswith("cases.sav: holds another SPSS data file from byte ")
+    else:
+        assert stage_spss(path, tmp_path / "staged" / "cases.parquet", lineage=LINEAGE).rows == 2
 
 
 def _xport(path: Path, frame: pd.DataFrame, version: str) -> Path:
