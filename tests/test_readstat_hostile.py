@@ -19,7 +19,8 @@ from etl.extract import spss
 from etl.extract.adapter import StageResult
 from etl.extract.errors import ExtractError
 from etl.extract.isolated import read_apart
-from etl.extract.sas import stage_sas
+from etl.extract.sas import ADAPTER as SAS
+from etl.extract.sas import read_sas_metadata, stage_sas
 from etl.extract.spss import ADAPTER as SPSS
 from etl.extract.spss import read_spss_metadata, stage_spss
 from etl.extract.stata import stage_stata, staged_stata_metadata
@@ -307,29 +308,45 @@ def test_a_stata_variable_naming_a_value_label_table_the_file_does_not_hold_is_n
     assert kept is not None and kept.unlabelled == {"sex": "sexX"} and list(kept.codes) == ["arm"]
 
 
+def _sas_refused(read: str, path: Path) -> str:
+    """What staging, or the metadata read of `rtw profile` and `rtw scaffold`, says of a file it refuses."""
+    if read == "staging":
+        return _refused(stage_sas, path)
+    with pytest.raises(ExtractError) as refused:
+        read_sas_metadata(path) if read == "metadata" else SAS.describe(path)
+    return str(refused.value)
+
+
+SAS_READS = ["staging", "metadata", "describe"]
+
+
+@pytest.mark.parametrize("read", SAS_READS)
 @pytest.mark.parametrize("appended", [b"\0" * 7, b"garbage\n", None], ids=["zeros", "text", "itself"])
-def test_a_sas7bdat_holding_bytes_after_its_last_page_is_refused(tmp_path: Path, appended: bytes | None) -> None:
+def test_a_sas7bdat_holding_bytes_after_its_last_page_is_refused(tmp_path: Path, appended: bytes | None,
+                                                                 read: str) -> None:
     """readstat reads the pages the header counts and ignores what follows: a file sent again into the same
-    name (appended to itself), or with bytes appended, was staged as if whole."""
+    name (appended to itself), or with bytes appended, was staged as if whole; `rtw profile` and `rtw scaffold`
+    (the metadata read) described it so, after staging had learnt to refuse it."""
     path = tmp_path / "cases.sas7bdat"
     pyreadstat.write_sas7bdat(CASES, str(path))
     whole = path.read_bytes()  # a 65,536-byte header and 1 page of 65,536 bytes
     path.write_bytes(whole + (whole if appended is None else appended))
     extra = len(whole) if appended is None else len(appended)
-    assert _refused(stage_sas, path) == (
+    assert _sas_refused(read, path) == (
         f"cases.sas7bdat: holds {extra:,} bytes after its last page: its header (65,536 bytes) and the 1 page(s) of "
         "65,536 bytes it counts end at byte 131,072; expected the file to end there (another file appended to it, "
         "or one sent again into the same name?)")
 
 
-def test_a_sas7bdat_cut_at_a_page_is_refused_saying_where_it_should_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read", SAS_READS)
+def test_a_sas7bdat_cut_at_a_page_is_refused_saying_where_it_should_end(tmp_path: Path, read: str) -> None:
     """readstat refused it as 'unreadable sas7bdat file (Unable to read from file)'."""
     path = tmp_path / "cases.sas7bdat"
     big = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(20_000)], "age": np.arange(20_000, dtype=float)})
     pyreadstat.write_sas7bdat(big, str(path))
     whole = path.read_bytes()  # a 65,536-byte header and 5 pages of 65,536 bytes
     path.write_bytes(whole[:-65_536])
-    assert _refused(stage_sas, path) == (
+    assert _sas_refused(read, path) == (
         "cases.sas7bdat: truncated: 327,680 bytes, where its header (65,536 bytes) and the 5 page(s) of 65,536 bytes "
         "it counts end at byte 393,216; expected the complete file")
 

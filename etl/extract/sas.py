@@ -48,7 +48,8 @@ Gotchas of the format:
   byte, are a cut observation, refused.
 - A sas7bdat is its header and the pages it counts, each of the length it states: readstat ignores
   bytes after the last page (another file appended, or one sent again into the same name), and such a
-  file is refused, as is one cut short (readstat said only 'unreadable').
+  file is refused, as is one cut short (readstat said only 'unreadable'), by every read of it (staging,
+  and the metadata `rtw profile` and `rtw scaffold` read).
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 
@@ -137,7 +138,9 @@ class SasOptions(EncodingOptions):
 
 # -- reading --------------------------------------------------------------------------------------
 def _file_format(path: Path) -> str:
-    """'XPORT v5', 'XPORT v8' or 'sas7bdat' from the first bytes; a clear error for anything else."""
+    """'XPORT v5', 'XPORT v8' or 'sas7bdat' from the first bytes; a clear error for anything else. Every read
+    starts here (staging, `rtw profile`, `rtw scaffold`): a sas7bdat not ending where its pages do is refused
+    here (`_check_pages`), which readstat's read of its metadata would not notice."""
     with path.open("rb") as handle:
         head = handle.read(64)
     if head.startswith(_XPORT_V5):
@@ -145,6 +148,7 @@ def _file_format(path: Path) -> str:
     if head.startswith(_XPORT_V8):
         return "XPORT v8"
     if head.startswith(_SAS7BDAT):
+        _check_pages(path)
         return "sas7bdat"
     what = "a SAS transport file (.xpt)" if path.suffix.lower() == ".xpt" else "a SAS dataset (.xpt or .sas7bdat)"
     if not head:
@@ -208,8 +212,6 @@ def iter_sas_chunks(path: Path, *, encoding: str | None = None,
     file_format = _file_format(path)
     if file_format.startswith("XPORT"):
         _check_xport_shape(path)
-    else:
-        _check_pages(path)
     _frame, meta = _read(path, file_format, metadataonly=True, encoding=encoding)
     metadata = _metadata(file_format, meta)
     layout = _xport_layout(path, metadata) if file_format.startswith("XPORT") else None
