@@ -1,7 +1,8 @@
 """The reading process of etl/extract/isolated.py, as the process around it meets it: a run killed while its
-reader reads leaves the home free, a reader stopped by a signal is not said to have crashed on the file,
-a fork that fails reads in the run's process, the child imports nothing, a staged file's name may hold
-brackets, and a reader that never finishes is stopped past its time limit."""
+reader reads leaves the home free, a reader stopped by a signal is not said to have crashed on the file, a
+reader that fails is never tried again in the run's process, a fork that fails reads in the run's process,
+the child imports nothing, a staged file's name may hold brackets, and a reader that never finishes is stopped
+past its time limit."""
 
 from __future__ import annotations
 
@@ -121,6 +122,27 @@ def test_a_reader_that_crashes_blames_the_file(tmp_path: Path, number: signal.Si
     crashed = rf"^cases\.sav: the reader \(ReadStat\) crashed on the file \({number.name}\)"
     with pytest.raises(ExtractError, match=crashed):
         read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
+
+
+@pytest.mark.parametrize(("ending", "said"), [
+    (lambda: os.kill(os.getpid(), signal.SIGSEGV), "the reader (ReadStat) crashed on the file (SIGSEGV)"),
+    (lambda: os._exit(3), "the process reading it ended without an answer (exit status 3)")], ids=["crash", "exit"])
+def test_a_reader_that_fails_refuses_the_file_and_never_reads_it_again_in_this_process(
+        tmp_path: Path, ending: Callable[[], None], said: str) -> None:
+    """A read that crashed its process, or left it without an answer, is not tried again in the run's process,
+    where the same file would crash the run (or hang it): the file is refused, saying how its reader ended."""
+    readers, run = tmp_path / "readers", os.getpid()
+
+    def failing() -> None:
+        with readers.open("a") as noted:
+            noted.write(f"{os.getpid()}\n")
+        if os.getpid() != run:  # read again here, it would end the tests: it reads, and the pids tell
+            ending()
+
+    with pytest.raises(ExtractError) as raised:
+        read_apart(tmp_path / "cases.sav", failing, what="SPSS data file")
+    assert str(raised.value).startswith(f"cases.sav: {said}")
+    assert len(pids := readers.read_text().split()) == 1 and int(pids[0]) != run
 
 
 def test_the_reading_process_is_the_first_the_out_of_memory_killer_takes(tmp_path: Path) -> None:
