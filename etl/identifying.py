@@ -1,14 +1,22 @@
-"""Which columns' values identify a person, told by the column's name or label alone.
+"""Which columns' values identify a person, told by the column's name or label alone, and which tables of value
+labels may name one whatever their column's name.
 
-Shared by `rtw profile` (etl/onboard/profile.py: such a column's values are never shown, nor drafted
-as codes) and the nightly readers' notices (etl/extract/readstat.py: such a variable's value labels and
-declared missing values are counted, not listed; a registry may label its patient numbers with the
-patients' names). Plain `re`, no pandas: every run's readers import it.
+Shared by `rtw profile` and `rtw scaffold` (etl/onboard/profile.py: such a column's values are never shown, nor
+drafted as codes; a table of more than `MANY_LABELS` value labels is counted, neither listed nor drafted) and the
+nightly readers' notices (etl/extract/readstat.py: such a variable's value labels and declared missing values are
+counted, not listed; a registry may label its patient numbers with the patients' names). Plain `re`, no pandas:
+every run's readers import it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sized
+
+#: a variable with more value labels has them counted, never listed, whatever its name: so long a table may give
+#: each patient's number its name (a register's `v1` labelled 'Zoë García Pérez'), and six of its labels tell a
+#: reviewer little of a real code list that long (a hospital's, a histology's)
+MANY_LABELS = 20
 
 # Names and labels of columns whose values identify a person (in the languages of our sources).
 IDENTIFYING_NAME = re.compile(
@@ -37,3 +45,9 @@ def looks_identifying(name: str, label: str | None = None) -> bool:
     number, a name, a birth date, an address (`pat_nr`, `apellido1`, `fecha_nacimiento`; `v1` labelled
     'Número de paciente')."""
     return bool(IDENTIFYING_NAME.search(name) or (label and IDENTIFYING_LABEL.search(label)))
+
+
+def too_many_labels(labels: Sized) -> bool:
+    """Whether a table of value labels is too long to list (more than `MANY_LABELS`): it may name each patient
+    under a plain name (`v17`, `ref`), so its labels are counted, not listed, however its column is named."""
+    return len(labels) > MANY_LABELS

@@ -12,7 +12,9 @@ by repetition: a note reading `città di Forlì` on six rows is no code.
 Privacy: the files hold patient numbers, names and birth dates. A value seen fewer than
 `MIN_SHOWN` times is never shown; neither is any value of a date column, of free text, or of a
 column that looks like an identifier (by its name or label, or because most of its values are
-distinct): for those only counts, layouts and shapes are given.
+distinct): for those only counts, layouts and shapes are given. Such a column's code list is counted, not
+listed, and so is a SAS, SPSS or Stata table of more value labels than the night's notices list
+(etl/identifying.py), whatever its column's name: it may name each patient.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from etl.extract.readstat import codes_said, listed
-from etl.identifying import looks_identifying
+from etl.identifying import MANY_LABELS, looks_identifying, too_many_labels
 from etl.onboard.reading import ColumnInfo, FileRead, data_columns
 
 MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
@@ -37,6 +39,10 @@ SENTENCE_SHARE = 0.2  # of a column's distinct values, sentences enough to make 
 NUMBER_SHARE = 0.95
 DATE_SHARE = 0.8
 SHAPE_SHARE = 0.9  # the share of a column's values written like ICD-O-3 codes for it to be shaped so (the rest errors)
+# The formats whose code lists are a dataset's value labels (etl/extract/readstat.py): a registry's own tables,
+# which may label each patient. An ODM CodeList is the study's metadata (its countries, its centres), kept whole.
+_VALUE_LABELLED = frozenset({"sas", "spss", "stata"})
+_MANY_LABELS_REASON = f"more than {MANY_LABELS} value labels: so long a table may name each patient"
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+([.,])\d*|([.,])\d+)")
@@ -136,6 +142,7 @@ class ColumnProfile:
     code_list: Mapping[str, str | None] | None = None
     icdo3_shape: str | None = None  # morphology / topography / behaviour ...: how (nearly) all values are written
     icdo3_type: str | None = None  # the ICD-O-3 type its name (or label) and shape call for (`icdo3_type`)
+    labels_counted: str | None = None  # why its value labels are counted, not listed, though its values may be shown
 
     @property
     def null_rate(self) -> float:
@@ -144,6 +151,12 @@ class ColumnProfile:
     @property
     def is_identifying(self) -> bool:
         return self.hidden_reason is not None and self.kind != "date"
+
+    @property
+    def code_list_hidden(self) -> str | None:
+        """Why the column's code list is counted, neither listed nor drafted: its values identify a person, or it
+        is a table of value labels too long to list (`labels_counted`); None when it may be listed."""
+        return self.hidden_reason if self.is_identifying else self.labels_counted
 
 
 @dataclass(frozen=True)
@@ -368,12 +381,17 @@ def _codes_detail(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None) -> ColumnProfile:
-    """Infer a column's type and summarise its values; rare and identifying values are not kept."""
+def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None, *,
+                   value_labels: bool = False) -> ColumnProfile:
+    """Infer a column's type and summarise its values; rare and identifying values are not kept. `value_labels`:
+    its code list is a dataset's value labels, counted when there are too many to list (`too_many_labels`)."""
     counts, nulls = _non_empty_counts(values)
     identifying = _looks_identifying(name, info)
-    # A date variable's value labels name its placeholders (9999-12-31 'not known'): judged as 99/99/9999 is.
-    labelled = set(info.codes) if info is not None and info.codes else set()
+    # Value labels too many to list may name each patient: counted, and no list of placeholders (their codes may be
+    # the patients' birth dates). Else a date variable's name its placeholders (9999-12-31 'not known'), judged as
+    # 99/99/9999 is.
+    counted = value_labels and info is not None and too_many_labels(info.codes or ())
+    labelled = set(info.codes) if info is not None and info.codes and not counted else set()
     filled = sum(counts.values())
     distinct = len(counts)
     free_text = is_free_text(name, info, counts)  # a text column so is no code list, and shows no value
@@ -443,7 +461,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None)
         decimal_mark=mark,
         label=info.label if info else None, declared_type=info.declared_type if info else None,
         code_list=info.codes if info else None, icdo3_shape=shape,
-        icdo3_type=icdo3_type(name, info.label if info else None, shape))
+        icdo3_type=icdo3_type(name, info.label if info else None, shape),
+        labels_counted=_MANY_LABELS_REASON if counted else None)
 
 
 def _numbering(column: ColumnProfile, values: pd.Series) -> bool:
@@ -471,18 +490,19 @@ def numbers_records(frame: pd.DataFrame, column: str, others: Iterable[str]) -> 
     return False
 
 
-def profile_record_set(name: str, frame: pd.DataFrame,
-                       infos: Mapping[str, ColumnInfo] | None = None) -> RecordSetProfile:
+def profile_record_set(name: str, frame: pd.DataFrame, infos: Mapping[str, ColumnInfo] | None = None, *,
+                       value_labels: bool = False) -> RecordSetProfile:
     """Profile every data column of one record set (lineage columns are left out).
 
     A column is judged with its record set too: number-like values that, with a visit or sequence
     column, identify each row number the patients (or their cases), and are hidden however often
     each repeats; a small registry's patient numbers stay below the "many number-like values" count;
-    and a grade on an adverse events' record set is CTCAE's, not ICD-O-3's.
+    and a grade on an adverse events' record set is CTCAE's, not ICD-O-3's. `value_labels`: the code lists
+    are a dataset's value labels (`profile_column`).
     """
     infos = infos or {}
     names = data_columns(frame)
-    columns = [profile_column(c, frame[c], infos.get(c)) for c in names]
+    columns = [profile_column(c, frame[c], infos.get(c), value_labels=value_labels) for c in names]
     columns = [replace(c, icdo3_type=icdo3_type(c.name, c.label, c.icdo3_shape, name)) for c in columns]
     for i, column in enumerate(columns):
         if not column.hidden_reason and _numbering(column, frame[column.name]) and numbers_records(
@@ -494,7 +514,8 @@ def profile_record_set(name: str, frame: pd.DataFrame,
 
 def profile_file(read: FileRead) -> FileProfile:
     """Profile every record set of a file read by `reading.read_file`."""
-    record_sets = tuple(profile_record_set(name, frame, read.details.columns)
+    value_labels = read.format in _VALUE_LABELLED
+    record_sets = tuple(profile_record_set(name, frame, read.details.columns, value_labels=value_labels)
                         for name, frame in sorted(read.record_sets.items()))
     hidden = {c.name: c.hidden_reason for rs in record_sets for c in rs.columns if c.is_identifying}
     # The reader hides the labels of a variable named like an identifier unless it converted its dates (a date

@@ -301,8 +301,10 @@ def _date_formats(column: ColumnProfile) -> list[str]:
 def _labelled_placeholders(record_sets: Iterable[RecordSetProfile]) -> set[str]:
     """The codes a date column's value labels name (9999-12-31 'not known', Stata's .a), seen in the data
     or not: placeholders of an unknown date, as 99/99/9999 is. A date column has no `codes:` (every date
-    would be a code not listed), so they are drafted as null values."""
-    return {code for rs in record_sets for c in rs.columns if c.kind == "date" for code in c.code_list or ()}
+    would be a code not listed), so they are drafted as null values; not a table too long to list, whose
+    codes may be the patients' birth dates (its field says so)."""
+    return {code for rs in record_sets for c in rs.columns if c.kind == "date" and not c.code_list_hidden
+            for code in c.code_list or ()}
 
 
 def _main_date_format(record_sets: Iterable[RecordSetProfile]) -> str | None:
@@ -419,7 +421,9 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
                 if len(formats) > 1:
                     notes.append(f"TODO: also written {', '.join(formats[1:])}")
         notes.append(column.detail)
-        if column.code_list:
+        if column.code_list_hidden:
+            notes.append(f"TODO: check: {_labels_not_shown(column)}; the placeholders among them go to null_values")
+        elif column.code_list:
             labelled = ", ".join(f"{code} '{label}'" if label else code for code, label in column.code_list.items())
             notes.append(f"TODO: check: labelled {labelled} read as no value (null_values)")
     elif column.kind in ("integer", "decimal"):
@@ -432,6 +436,8 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         notes.append(f"values not shown ({column.hidden_reason})")
         if column.code_list:
             notes.append(f"{len(column.code_list)} value labels not shown")
+    elif column.code_list_hidden:  # never copied into a code list either: so long a table may name each patient
+        notes.append(f"{_labels_not_shown(column)}; TODO: codes: the codes to read, from the file's value labels")
     elif column.kind == "code":
         codes, left_out = _codes(column, sex=sex)
         parts.append(f"codes: {codes}")
@@ -443,6 +449,11 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
     if column.null_rate:
         notes.append(f"{column.null_rate:.0%} empty")
     return "{" + ", ".join(parts) + "}", _comment("; ".join(n for n in notes if n))
+
+
+def _labels_not_shown(column: ColumnProfile) -> str:
+    """What a field's comment says of value labels counted, not listed: '25 value labels not shown (why)'."""
+    return f"{len(column.code_list or ())} value labels not shown ({column.code_list_hidden})"
 
 
 def _patient_record_set(draft: DraftSource, patient_key: str | None) -> str:
