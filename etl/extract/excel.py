@@ -63,7 +63,9 @@ Gotchas of the format:
   plain sheet; a notice names the row when it is not 1. So a workbook is read before any mapping.
   A header name is the cell's text with outer blanks trimmed and line breaks made spaces. A column
   with an empty header is dropped if it holds no value (Excel's used range often runs past the
-  data) and is an error if it does; a repeated name is an error. Both name the sheet and column.
+  data) and is an error if it does; a repeated name is an error. Both name the sheet and column, a
+  repeated name by the letters of its two columns, not quoted: a sheet without its header row has a
+  patient's values for names (a number, a name); the CSV reader's error gives the columns' numbers.
 - Blank rows (every cell empty or blanks) are dropped wherever they are, trailing ones included;
   a notice counts them. A sheet with no cells at all gives no record set (a notice says so).
 - Hidden sheets are read like the others (a notice says which); chart and macro sheets are not.
@@ -907,9 +909,10 @@ def _header(path: Path, sheet: str, row: int, first_column: int, cells: list[Any
         if not name:
             continue  # an error only if a value sits below it (see iter_sheet_records)
         letter = column_letter(first_column + index)
-        if name in seen:
-            raise ExtractError(f"{path.name}, sheet '{sheet}', cell {letter}{row}: the header repeats '{name}' "
-                               f"(column {seen[name]}); expected unique column names")
+        if name in seen:  # by position: a sheet without its header row has a patient's record for names
+            raise ExtractError(f"{path.name}, sheet '{sheet}', cell {letter}{row}: the header repeats the name of "
+                               f"column {seen[name]}; expected unique column names (or is row {row} a record, the "
+                               "header row missing?)")
         if name == LINE_COLUMN:
             raise ExtractError(f"{path.name}, sheet '{sheet}', cell {letter}{row}: the header is '{LINE_COLUMN}', "
                                "a name the reader reserves for row numbers")
