@@ -50,7 +50,7 @@ from etl.extract.adapter import LINE_COLUMN, ColumnInfo, staging_writer
 from etl.extract.adapter import what_it_is as adapter_what_it_is
 from etl.extract.errors import ExtractError
 from etl.fsio import written_atomically
-from etl.identifying import looks_identifying
+from etl.identifying import MANY_LABELS, looks_identifying, too_many_labels
 
 DatasetT = TypeVar("DatasetT", bound="Dataset")
 T = TypeVar("T")
@@ -64,10 +64,6 @@ CHUNK_CELLS = 500_000
 
 _LISTED_VARIABLES = 12  # labels and formats named in a notice; all are in the metadata
 _LISTED_CODES = 6  # value labels named per variable in a notice
-#: a variable with more value labels has them counted in a notice, whatever its name: so long a table may give
-#: each patient's number its name (a register's `v1` labelled 'Zoë García Pérez'), and six of its labels tell a
-#: reviewer little of a real code list that long (a hospital's, a histology's)
-_MANY_LABELS = 20
 
 EPOCH_1960 = np.datetime64("1960-01-01T00:00:00", "ms")  # SAS's and Stata's day 0
 # Dates ISO strings can carry, from the first year of the Gregorian calendar (SAS holds 1582-20000).
@@ -178,12 +174,12 @@ class Dataset:
 
 def codes_said(name: str, codes: Mapping[str, str | None], hidden_reason: str | None = None) -> str:
     """A variable's value labels as a notice says them: the first `_LISTED_CODES`, or only their count for a
-    variable whose values are hidden (`hidden_reason`: why) and for a table of more than `_MANY_LABELS` labels (a
+    variable whose values are hidden (`hidden_reason`: why) and for a table of more than `MANY_LABELS` labels (a
     name per patient under a plain name). `rtw profile` says them so too, hiding more columns than the reader."""
     if hidden_reason:
         return f"{name}: {_counted(len(codes), 'value label')}, not listed ({hidden_reason})"
-    if len(codes) > _MANY_LABELS:
-        return (f"{name}: {_counted(len(codes), 'value label')}, not listed (more than {_MANY_LABELS}: so long a "
+    if too_many_labels(codes):
+        return (f"{name}: {_counted(len(codes), 'value label')}, not listed (more than {MANY_LABELS}: so long a "
                 "table may name each patient; the staged file's metadata has all)")
     more = len(codes) - _LISTED_CODES
     return f"{name} " + ", ".join(f"{code} '{label}'" for code, label in list(codes.items())[:_LISTED_CODES]) + (
