@@ -315,11 +315,13 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
 
 def _join_refusal(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFrame]) -> list[Finding]:
     """The nightly run's own join of the `from:` lists' sections, and its refusal (a join_on column missing,
-    a column in two record sets), whether the record sets hold records or their header only."""
+    a column in two record sets), whether the record sets hold records or their header only. Both refusals judge
+    the columns alone, so the join is given the headers: no row work over a whole export."""
     from etl.transform.harmonise import HarmoniseError, join_sections
 
     try:
-        join_sections(mapping, {name: frame for name, frame in record_sets.items() if not _is_ignored(mapping, name)})
+        join_sections(mapping, {name: frame.iloc[:0] for name, frame in record_sets.items()
+                                if not _is_ignored(mapping, name)})
     except HarmoniseError as exc:
         where = f"sources/{mapping.source_id}.yaml"
         return [Finding("error", where, str(exc).removeprefix(f"{where}: "))]

@@ -114,9 +114,10 @@ def _code_parts(fields: Mapping[str, FieldSpec]) -> list[_CodePart]:
     # tumours, silently. A histology written alone (8260) still has none; DIAG-BEHAVIOUR-PRESENT asks for it.
     morphology = fields.get("icdo3_morphology")
     if morphology is not None and morphology.type == "icdo3_histology" and "icdo3_behaviour" not in fields:
-        implied = morphology.model_copy(update={"type": "icdo3_behaviour", "required": False})
-        parts.append(_CodePart("icdo3_morphology", morphology, "icdo3_behaviour", implied, "behaviour"))
+        # No column gives the behaviour, so the part's own spec is never read (only a given value is compared).
+        parts.append(_CodePart("icdo3_morphology", morphology, "icdo3_behaviour", morphology, "behaviour"))
     return parts
+
 
 log = logging.getLogger(__name__)
 # Columns every record set carries (lineage, ODM keys): a joined record takes them from its head.
