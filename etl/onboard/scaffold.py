@@ -436,7 +436,8 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         notes.append(f"values not shown ({column.hidden_reason})")
         if column.code_list:
             notes.append(f"{len(column.code_list)} value labels not shown")
-    elif column.code_list_hidden:  # never copied into a code list either: so long a table may name each patient
+    elif column.kind == "code" and column.code_list_hidden:
+        # never copied into a code list either: so long a table may name each patient (an empty one is said empty)
         notes.append(f"{_labels_not_shown(column)}; TODO: codes: the codes to read, from the file's value labels")
     elif column.kind == "code":
         codes, left_out = _codes(column, sex=sex)
