@@ -134,7 +134,7 @@ poisson_limit (n_cases, is_upper, mean, change, step) AS (
     -- P(X >= n) = 0.025 (0 for n = 0), the upper the mean at which P(X <= n) = 0.025. Newton's method (the slope
     -- of either tail is P(X = n - 1), resp. -P(X = n)) from the Wilson-Hilferty approximation of the chi-square
     -- quantiles they are (2 x lower = chi2(0.025; 2n), 2 x upper = chi2(0.975; 2n + 2)), until a step moves the
-    -- mean by less than 1e-13 of it (2 to 5 steps; 30 at most). Each tail is summed from n outwards, over the terms within
+    -- mean by less than 1e-13 of it (2 to 5 steps up to n = 100,000; 30 at most). Each tail is summed from n outwards, over the terms within
     -- 10 sqrt(n) + 40 of n (the others weigh less than 1e-20 of it at the limit): 1.5 thousand terms, not
     -- 20 thousand, at n = 20,000, and the small tail itself, not 1 - the rest, keeps the lower limit within 1e-13.
     SELECT n_cases, is_upper,
@@ -158,11 +158,10 @@ poisson_limit (n_cases, is_upper, mean, change, step) AS (
           WHERE (change IS NULL OR abs(change) > 1e-13 * mean) AND step < 30)
 ),
 
-count_interval AS (
-    SELECT n_cases, coalesce(any_value(mean) FILTER (WHERE NOT is_upper), 0) AS lower_mean,
-           any_value(mean) FILTER (WHERE is_upper) AS upper_mean
+count_interval AS (  -- each side's last step: the loop stops there
+    SELECT n_cases, coalesce(arg_max(mean, step) FILTER (WHERE NOT is_upper), 0) AS lower_mean,
+           arg_max(mean, step) FILTER (WHERE is_upper) AS upper_mean
     FROM poisson_limit
-    WHERE change IS NOT NULL AND abs(change) <= 1e-13 * mean OR step = 30
     GROUP BY n_cases
 )
 
