@@ -265,8 +265,9 @@ class _Engine:
         if kind == "icdo3_behaviour":
             if "/" in raw or len(raw.strip()) > 1:
                 return icdo3.parse_morphology(raw).behaviour
-            if raw.strip() not in {"0", "1", "2", "3"}:
-                raise ValueRejected(f"behaviour '{raw}' is not an ICD-O-3 behaviour code (0, 1, 2, 3)")
+            if raw.strip() not in icdo3.VALID_BEHAVIOURS:
+                raise ValueRejected(f"behaviour '{raw}' is not an ICD-O-3 behaviour code "
+                                    f"({', '.join(sorted(icdo3.VALID_BEHAVIOURS))})")
             return raw.strip()
         if kind == "icdo3_grade":
             return icdo3.parse_grade(raw)

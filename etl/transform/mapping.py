@@ -735,6 +735,29 @@ def _derived_columns(table: str, columns: Sequence[str]) -> dict[str, str]:
     return derived
 
 
+# The core fields holding ICD-O-3 codes, each with the type that reads it. Read as text, a code was loaded as
+# written, unchecked: a behaviour 6 (a metastatic site) reached the ICCC-3 step and crashed the source's harmonise.
+ICDO3_FIELD_TYPES = {"icdo3_morphology": "icdo3_histology", "icdo3_behaviour": "icdo3_behaviour",
+                     "icdo3_topography": "icdo3_topography"}
+
+
+def _check_icdo3_field(table: str, field: str, spec: FieldSpec, path: Path) -> None:
+    """An ICD-O-3 field is read from the source with its type, as a date is with `type: date` (no type is text).
+    A constant is neither: harmonise types and compares (morphology with behaviour) what it reads only."""
+    wanted = ICDO3_FIELD_TYPES.get(field)
+    if wanted is None:
+        return
+    where = f"{path}: tables.{table}.fields.{field}"
+    if spec.type != wanted:
+        given = spec.type if "type" in spec.model_fields_set else f"{spec.type}, the default"
+        raise MappingError(f"{where}: an ICD-O-3 code is read with type: {wanted} (this field's type: {given}); "
+                           f"as text a code is loaded unchecked (a behaviour 6, a morphology 8500/3 whole) rather "
+                           f"than its record quarantined: write type: {wanted}")
+    if spec.column is None and spec.template is None:
+        raise MappingError(f"{where}: an ICD-O-3 code is read from a column (column: or template:), which type "
+                           f"{wanted} checks; a constant would be loaded unchecked")
+
+
 def _check_against_core(mapping: SourceMapping, path: Path) -> None:
     columns = core_columns()
     for table, spec in mapping.tables.items():
@@ -745,6 +768,7 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
         for field, fspec in spec.fields.items():
             if field not in columns[table]:
                 raise MappingError(f"{path}: tables.{table}.fields.{field}: core.{table} has no such column")
+            _check_icdo3_field(table, field, fspec, path)
             if field in derived:
                 raise MappingError(f"{path}: tables.{table}.fields.{field}: {derived[field]}, not by a mapping "
                                    "(its value would be overwritten, or overwrite the one harmonise gives)")
