@@ -348,7 +348,7 @@ def recommendation_origin(board: pd.DataFrame, death_dates: pd.Series,
                          "advice_group": kept.tie}).reset_index(drop=True)
 
 
-MALIGNANT = {"3", "6", "9"}  # ICD-O-3 behaviours of a malignant tumour
+MALIGNANT = {"3"}  # the malignant ICD-O-3 behaviour the warehouse holds (harmonise refuses /6 and /9)
 DEATH_CERTIFICATE_ONLY = "0"  # ENCR basis of diagnosis
 
 
@@ -357,14 +357,14 @@ def diagnosis_origin(diagnoses: pd.DataFrame, registered: set[Any], death_dates:
                      known_on: dict[Any, list[date]] | None = None,
                      events: dict[Any, list[date]] | None = None) -> pd.DataFrame:
     """marts.survival, origin diagnosis: person, origin_date, origin_date_precision. Of a person a population-based
-    registry registered (`registered`), the malignant initial diagnoses (behaviour /3, /6 or /9) not known from a
-    death certificate only; the one that must have come first (first_given), placed in its period (placed_date) not
-    before the birth and not after the end of follow-up (`ends`: person -> (first day of the birth, end of
-    follow-up)) nor after a date known to the day on or after its period's first day (`known_on`: person -> the
-    days of their diagnoses and treatment starts known to the day), nor after a relapse or progression dated after
-    it (`events`: origin_bound). A person who died before the first day the
-    diagnosis can be on is left out. diagnoses: person, event_type, diagnosis_date, diagnosis_date_precision,
-    icdo3_behaviour, basis_of_diagnosis; death_dates: person -> death date (NaT when alive)."""
+    registry registered (`registered`), the malignant initial diagnoses (behaviour /3: /6 and /9 are never loaded)
+    not known from a death certificate only; the one that must have come first (first_given), placed in its period
+    (placed_date) not before the birth and not after the end of follow-up (`ends`: person -> (first day of the
+    birth, end of follow-up)) nor after a date known to the day on or after its period's first day (`known_on`:
+    person -> the days of their diagnoses and treatment starts known to the day), nor after a relapse or progression
+    dated after it (`events`: origin_bound). A person who died before the first day the diagnosis can be on is left
+    out. diagnoses: person, event_type, diagnosis_date, diagnosis_date_precision, icdo3_behaviour,
+    basis_of_diagnosis; death_dates: person -> death date (NaT when alive)."""
     origins = diagnoses[(diagnoses.event_type == "initial") & diagnoses.icdo3_behaviour.isin(MALIGNANT)
                         & (diagnoses.basis_of_diagnosis != DEATH_CERTIFICATE_ONLY) & diagnoses.diagnosis_date.notna()
                         & diagnoses.person.isin(registered)]
