@@ -10,13 +10,13 @@ import duckdb
 import pandas as pd
 import pytest
 from conftest import SMALL_RUN_KEY
-from rule_stage import catalogued, gx_runs
+from rule_stage import catalogued, gx_runs, stage
 from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
 from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
-from etl.quality.sql_checks import RuleAbortedPublish
+from etl.quality.sql_checks import RuleAbortedPublish, run_checks
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
 
@@ -502,7 +502,8 @@ def test_a_diagnosis_without_morphology_is_a_missing_morphology_not_an_unusual_c
     """DIAG-MORPHOLOGY-PRESENT asks for the missing histology; DIAG-ICCC3-DERIVED judges the combinations
     of a histology, which a diagnosis without one has not."""
     rows = pd.DataFrame({"source_id": "registry_x", "source_record_key": ["no-morphology", "unusual", "classified"],
-                         "icdo3_morphology": [None, "8140", "9510"], "iccc3_group": [None, None, "V"]})
+                         "icdo3_morphology": [None, "8140", "9510"], "icdo3_behaviour": [None, "3", "3"],
+                         "iccc3_group": [None, None, "V"]})
     runs = gx_runs("diagnosis", rows, catalogued("DIAG-MORPHOLOGY-PRESENT", "DIAG-ICCC3-DERIVED"))
     assert {r.rule_id: set(r.failures.source_record_key) for r in runs} == {
         "DIAG-MORPHOLOGY-PRESENT": {"no-morphology"}, "DIAG-ICCC3-DERIVED": {"unusual"}}
@@ -526,3 +527,19 @@ def test_gx_data_docs_tolerate_a_share_of_failing_rows_equal_to_the_threshold(tm
                          gx_rules(suite, check_types=False))
     store = context.validation_results_store
     assert [result.success for key in store.list_keys() for result in store.get(key).results] == [True]
+
+
+def test_a_morphology_without_behaviour_is_a_missing_behaviour_not_an_unusual_combination():
+    """DIAG-BEHAVIOUR-PRESENT asks for the behaviour of a histology written alone (8260), which has no ICCC-3 group
+    for want of it; DIAG-ICCC3-DERIVED flagged the same row again as an unusual combination."""
+    diagnoses = [{"source_record_key": "no-behaviour", "icdo3_morphology": "8260", "icdo3_topography": "C73.9"},
+                 {"source_record_key": "unusual", "icdo3_morphology": "8140", "icdo3_behaviour": "3",
+                  "icdo3_topography": "C73.9"},
+                 {"source_record_key": "classified", "icdo3_morphology": "9510", "icdo3_behaviour": "3",
+                  "icdo3_topography": "C69.2", "iccc3_group": "V"}]
+    rows = pd.DataFrame(diagnoses).assign(source_id="registry_x")
+    (derived,) = gx_runs("diagnosis", rows, catalogued("DIAG-ICCC3-DERIVED"))
+    (present,) = run_checks(stage({"diagnosis": diagnoses}), catalogued("DIAG-BEHAVIOUR-PRESENT"))
+    assert present.error is None, present.error
+    assert {r.rule_id: set(r.failures.source_record_key) for r in (derived, present)} == {
+        "DIAG-ICCC3-DERIVED": {"unusual"}, "DIAG-BEHAVIOUR-PRESENT": {"no-behaviour"}}
