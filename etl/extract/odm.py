@@ -594,10 +594,35 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             supersede(before[before.index.isin(sent.index)])
             # Values sent win; items the increment did not send keep the snapshot's value.
             state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
+        if again := _sent_again(staged):  # records sent twice in this file: their earlier sendings are replaced
+            superseded[sha] = superseded.get(sha, 0) + again
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
                        for name, frame in frames.items()}, tuple(removed), superseded)
+
+
+def _sent_again(staged: Path) -> int:
+    """How many sendings of records an increment replaced itself (a record sent with Insert, then with Update,
+    in one file): the later one is the record, each earlier one is superseded in that file, so that the file's
+    rows_read counts every ItemGroupData it sent, as a snapshot's does."""
+    if not _items_sent_twice(staged):
+        return 0
+    return sum(copies.num_rows - copies.select(list(_RECORD_KEYS)).group_by(list(_RECORD_KEYS)).aggregate([]).num_rows
+               for copies in odm_record_tables(staged).values())  # every sending a record, as in a snapshot
+
+
+def _items_sent_twice(staged: Path) -> bool:
+    """Whether an item comes twice under one record's keys in a staged file (most increments send none)."""
+    keys = ", ".join(f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS)
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return con.execute(
+            f"SELECT 1 FROM read_parquet({sql_text(str(staged))}) "
+            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL "
+            f"GROUP BY {keys}, item_oid HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+    finally:
+        con.close()
 
 
 def _in_file_order(table: pa.Table) -> pa.Table:

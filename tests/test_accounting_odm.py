@@ -1,0 +1,32 @@
+"""Every ItemGroupData an ODM export sends is accounted for: loaded, quarantined or superseded (rows_read adds up)."""
+
+from __future__ import annotations
+
+from test_odm_transactions import SNAPSHOT, _group, _odm, _staged, _subject
+
+from etl.extract.adapter import record_frame
+from etl.extract.odm import apply_transactions
+
+# Night 1: the EDC sends P1's demography twice (Insert, then its Update in the same file) and a new patient P4.
+SENT_TWICE = _odm("F1", "\n".join([
+    _subject("P1", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2010-05"}), "Insert"),
+    _subject("P1", _group("IG.DM", {"SEX": "2", "BRTHDTC": "2010-06"}), "Update"),
+    _subject("P4", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2011-03"}), "Insert"),
+]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+
+
+def test_a_record_an_increment_sends_twice_counts_its_earlier_sending_as_superseded(tmp_path):
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", SENT_TWICE)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P1", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["2", "2010-06", "i1.xml"]  # the later wins
+    # i1.xml sent three ItemGroupData: two are records now (P1, P4), the Insert its Update replaced is superseded
+    # there; the snapshot's P1 is superseded by i1.xml. Before, the Insert was in no count at all.
+    assert result.superseded == {"s.xml": 1, "i1.xml": 1}
+    from_increment = int((dm["source_file"] == "i1.xml").sum())
+    assert from_increment + result.superseded["i1.xml"] == SENT_TWICE.count("<ItemGroupData")
+
+
+def test_an_increment_sending_each_record_once_supersedes_nothing_of_its_own(tmp_path):
+    once = SENT_TWICE.replace(_subject("P1", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2010-05"}), "Insert"), "")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", once)])
+    assert result.superseded == {"s.xml": 1}
