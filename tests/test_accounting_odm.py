@@ -30,3 +30,13 @@ def test_an_increment_sending_each_record_once_supersedes_nothing_of_its_own(tmp
     once = SENT_TWICE.replace(_subject("P1", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2010-05"}), "Insert"), "")
     result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", once)])
     assert result.superseded == {"s.xml": 1}
+
+
+def test_a_record_sent_twice_on_one_line_takes_the_later_sending(tmp_path):
+    # Some EDCs write the whole export on one line: the line cannot tell the Update from the Insert it follows.
+    one_line = SENT_TWICE.replace("\n<SubjectData", "<SubjectData")
+    assert one_line.count("\n") < SENT_TWICE.count("\n") - 1
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", one_line)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P1", ["SEX", "BRTHDTC"]].tolist() == ["2", "2010-06"]
+    assert result.superseded == {"s.xml": 1, "i1.xml": 1}

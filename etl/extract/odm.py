@@ -379,12 +379,13 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
            copies: bool) -> pa.Table:
     """One ItemGroupOID's records, a column per item, with `_items`, how many items each gathered.
     With `copies`, a record whose keys were sent twice is as many records (`_copies`); else an item
-    sent twice in one record keeps its later value (what an increment means)."""
+    sent twice in one record keeps its later value (what an increment means): later in the document, as
+    the staged rows follow it, since an export written on one line gives both sendings one `line`."""
     keys = ", ".join(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items())
     group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
     pivots = ", ".join(
-        f"arg_max(coalesce(value, ''), line) FILTER (WHERE item_oid = {sql_text(oid)}) AS {_quote(oid)}"
-        for oid in item_oids)
+        f"arg_max(coalesce(value, ''), [line, file_row_number]) FILTER (WHERE item_oid = {sql_text(oid)}) "
+        f"AS {_quote(oid)}" for oid in item_oids)
     rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
     if copies:
         con.register("_copies", _copies(con, group_oid))
