@@ -40,3 +40,35 @@ def test_a_record_sent_twice_on_one_line_takes_the_later_sending(tmp_path):
     dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
     assert dm.loc["P1", ["SEX", "BRTHDTC"]].tolist() == ["2", "2010-06"]
     assert result.superseded == {"s.xml": 1, "i1.xml": 1}
+
+
+# Night 1, in document order: P1 updated then removed, P9 inserted then removed, P3 removed then inserted again.
+SENT_THEN_REMOVED = _odm("F1", "\n".join([
+    _subject("P1", _group("IG.DM", {"SEX": "2"}), "Update"),
+    '<SubjectData SubjectKey="P1" TransactionType="Remove"/>',
+    _subject("P9", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2014-02"}), "Insert"),
+    '<SubjectData SubjectKey="P9" TransactionType="Remove"/>',
+    '<SubjectData SubjectKey="P3" TransactionType="Remove"/>',
+    _subject("P3", _group("IG.DM", {"SEX": "2", "BRTHDTC": "2015-01"}), "Insert"),
+]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+
+
+def test_an_increment_applies_its_removes_after_what_it_sent_before_them(tmp_path):
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", SENT_THEN_REMOVED)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    # P1 and P9 are removed (sent, then removed); P3, removed then sent again, is the record sent.
+    assert sorted(dm.index) == ["P2", "P3"] and result.frames["IG.AE"].num_rows == 0
+    assert dm.loc["P3", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["2", "2015-01", "i1.xml"]
+    removed = sorted((r.patient_key, r.record_set, r.file_name) for r in result.removed)
+    assert removed == [("P1", "IG.AE", "i1.xml"), ("P1", "IG.AE", "i1.xml"), ("P1", "IG.DM", "i1.xml"),
+                       ("P3", "IG.DM", "i1.xml"), ("P9", "IG.DM", "i1.xml")]
+    # s.xml: P1's three records and P3 superseded; i1.xml: P1's and P9's sendings, removed by i1.xml itself,
+    # superseded there, and P3's sending loaded: every ItemGroupData it sent is counted once.
+    assert result.superseded == {"s.xml": 4, "i1.xml": 2}
+
+
+def test_an_increment_on_one_line_applies_its_removes_after_what_it_sent_before_them(tmp_path):
+    one_line = SENT_THEN_REMOVED.replace("\n<SubjectData", "<SubjectData")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", one_line)])
+    assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P2", "P3"]
+    assert result.superseded == {"s.xml": 4, "i1.xml": 2}

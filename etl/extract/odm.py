@@ -528,8 +528,9 @@ def _removals(staged: Path) -> pd.DataFrame:
         return con.execute(
             f"SELECT subject_key, study_event_oid, coalesce(study_event_repeat_key, '1') AS study_event_repeat_key, "
             f"form_oid, coalesce(form_repeat_key, '1') AS form_repeat_key, item_group_oid, "
-            f"coalesce(item_group_repeat_key, '1') AS item_group_repeat_key, item_oid, line "
-            f"FROM read_parquet({sql_text(str(staged))}) WHERE transaction_type = 'Remove' ORDER BY line").df()
+            f"coalesce(item_group_repeat_key, '1') AS item_group_repeat_key, item_oid, line, file_row_number "
+            f"FROM read_parquet({sql_text(str(staged))}, file_row_number = true) WHERE transaction_type = 'Remove' "
+            "ORDER BY line, file_row_number").df()
     finally:
         con.close()
 
@@ -545,9 +546,9 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
 
     `chain`: (staged file, file name, sha256), the snapshot first. An item sent by an increment
     (Insert, Update, Upsert) replaces the record's value, a record it does not have is added; an
-    item Remove empties the item; a container Remove deletes every record under it, and the
-    deletion is returned in `removed`. A record a later file touches is counted as superseded in
-    the file that held it before.
+    item Remove empties the item; a container Remove deletes every record under it, what the file
+    sent before it included, and the deletion is returned in `removed`. A record a later file touches
+    is counted as superseded in the file that held it before.
     """
     (first, first_name, _), increments = chain[0], chain[1:]
     if not (removes := _removals(first)).empty:  # read as it stands, it would lose those records unaccounted for
@@ -566,15 +567,11 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             superseded[str(sha)] = superseded.get(str(sha), 0) + int(count)
 
     for staged, file_name, sha in increments:
-        for row in _removals(staged).itertuples(index=False):
-            keys = (row.subject_key, row.study_event_oid, row.study_event_repeat_key, row.form_oid,
-                    row.form_repeat_key, row.item_group_oid, row.item_group_repeat_key)
-            level, depth = next(((name, d) for attr, name, d in _LEVELS if getattr(row, attr) is not None),
-                                ("SubjectData", 1))
+        removes = _removals(staged)
+        for row in removes.itertuples(index=False):
+            keys, level, depth = _removal_keys(row)
             for record_set, frame in state.items():
-                hit = pd.Series(True, index=frame.index)
-                for i in range(depth):
-                    hit &= frame[_RECORD_KEYS[i]] == keys[i]
+                hit = _under(frame, keys, depth)
                 if not hit.any():
                     continue
                 if row.item_oid is not None:  # an item withdrawn: the record stays, without it
@@ -597,10 +594,60 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
         if again := _sent_again(staged):  # records sent twice in this file: their earlier sendings are replaced
             superseded[sha] = superseded.get(sha, 0) + again
+        # A container Remove also deletes what the file itself sent before it (an Update, then the Remove):
+        # applied before the file's sendings, it would be undone by them, the record loaded and listed removed.
+        containers = removes[removes["item_oid"].isna()]
+        last_sent = _last_sent(staged) if not containers.empty else {}
+        recorded = {(r.record_set, r.patient_key, r.local_key) for r in removed if r.file_sha256 == sha}
+        for row in containers.itertuples(index=False):
+            keys, level, depth = _removal_keys(row)
+            at = (row.line, row.file_row_number)  # in document order: an export on one line has one line
+            for record_set, frame in state.items():
+                hit = _under(frame, keys, depth) & (frame["source_file_sha256"] == sha)
+                if hit.any():  # of those, the records this file sent last before the Remove
+                    sent_first = hit.to_numpy(copy=True)
+                    sent_first[sent_first] = [last_sent.get(k, at) < at for k in frame.index[sent_first]]
+                    hit = pd.Series(sent_first, index=frame.index)
+                if not hit.any():
+                    continue
+                supersede(frame[hit])
+                removed += [Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
+                            for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False)
+                            if (record_set, str(k[0]), _local_key(k)) not in recorded]
+                state[record_set] = frame[~hit]
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
                        for name, frame in frames.items()}, tuple(removed), superseded)
+
+
+def _removal_keys(row: Any) -> tuple[tuple[Any, ...], str, int]:
+    """A Remove's record keys, the element it was written at and how many keys that element sets."""
+    keys = (row.subject_key, row.study_event_oid, row.study_event_repeat_key, row.form_oid,
+            row.form_repeat_key, row.item_group_oid, row.item_group_repeat_key)
+    level, depth = next(((name, d) for attr, name, d in _LEVELS if getattr(row, attr) is not None), ("SubjectData", 1))
+    return keys, level, depth
+
+
+def _under(frame: pd.DataFrame, keys: Sequence[Any], depth: int) -> pd.Series:
+    """The records of `frame` under the element whose first `depth` keys are `keys`."""
+    hit = pd.Series(True, index=frame.index)
+    for i in range(depth):
+        hit &= frame[_RECORD_KEYS[i]] == keys[i]
+    return hit
+
+
+def _last_sent(staged: Path) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """Where each record's last item sent (not removed) is in a staged file, (line, staged row), by its keys."""
+    keys = ", ".join(f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS if c != "site_oid")
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return {tuple(row[:-1]): tuple(row[-1]) for row in con.execute(
+            f"SELECT {keys}, max([line, file_row_number]) "
+            f"FROM read_parquet({sql_text(str(staged))}, file_row_number = true) "
+            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL GROUP BY ALL").fetchall()}
+    finally:
+        con.close()
 
 
 def _sent_again(staged: Path) -> int:
