@@ -454,8 +454,7 @@ def _bytecode_stream(path: Path, start: int, size: int, needed: int | None,
     the file)."""
     units = (size - start) // 8
     filled = blocks = 0  # values filled and blocks found so far
-    completing: tuple[int, int, int] | None = None  # its index, start, end
-    following: tuple[int, int, int] | None = None  # the block after it: its index, values, end
+    completing: tuple[int, int, int, int] | None = None  # its index, start, end, and the values filled to it
     last, end, end_code = start, start, False
     unit = 0  # the 8-byte unit, from `start`, where the next block starts
     with path.open("rb") as handle:
@@ -479,15 +478,15 @@ def _bytecode_stream(path: Path, start: int, size: int, needed: int | None,
             running = filled + np.cumsum(values)
             if needed is not None and completing is None and running[-1] >= needed:
                 at = int(np.searchsorted(running, needed))
-                completing = (blocks + at, int(starts[at]), int(ends[at]))
-            if completing is not None and following is None and completing[0] + 1 < blocks + len(chain):
-                at = completing[0] + 1 - blocks
-                following = (completing[0] + 1, int(values[at]), int(ends[at]))
+                completing = (blocks + at, int(starts[at]), int(ends[at]), int(running[at]))
             filled, blocks = int(running[-1]), blocks + len(chain)
             last, end = int(starts[-1]), int(ends[-1])
-    closing = (following[2] if following is not None and following[0] == blocks - 1 and following[1] == 0
-               and end_code else None)
-    return _Stream(filled, last, end, end_code, completing[1:] if completing is not None else None, closing)
+    if completing is None:
+        return _Stream(filled, last, end, end_code, None, None)
+    index, begins, stops, filled_to = completing
+    # the end code's own block: the last, right after the completing one, adding no value
+    closing = end if end_code and blocks == index + 2 and filled == filled_to else None
+    return _Stream(filled, last, end, end_code, (begins, stops), closing)
 
 
 class _End(NamedTuple):
