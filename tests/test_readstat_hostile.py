@@ -440,6 +440,56 @@ def test_a_bytecode_compressed_spss_file_not_counting_its_cases_is_refused_for_b
         f"{len(whole) - LAST_BLOCK:,}; they end at byte {len(whole):,}; expected the file to end there")
 
 
+NO_CASES = pd.DataFrame({"pid": pd.Series([], dtype=str), "age": pd.Series([], dtype=float)})
+A_CASE = b"\xfd\xfd" + bytes(6) + b"NL-00001" + struct.pack("<d", 5.5)  # its command block, then its 2 raw values
+OWN_END_CODE = b"\xfc" + bytes(7)
+
+
+def _no_cases(path: Path) -> bytes:
+    """A bytecode-compressed .sav whose header counts no case: readstat writes no command block (its data, from
+    byte 460, end there)."""
+    pyreadstat.write_sav(NO_CASES, str(path), row_compress=True)
+    whole = path.read_bytes()
+    assert len(whole) == 460
+    return whole
+
+
+@pytest.mark.parametrize(("appended", "own"), [(b"\0" * 8, False), (b"abc", False), (A_CASE + b"xyz", False),
+                                               (OWN_END_CODE + b"abc", True)],
+                         ids=["8 zeros", "3 bytes", "a case and 3 bytes", "its end code and 3 bytes"])
+def test_a_bytecode_compressed_spss_file_counting_no_case_holding_bytes_after_where_its_data_start_is_refused(
+        tmp_path: Path, appended: bytes, own: bool) -> None:
+    """No value is needed when the header counts no case: the first block was taken to complete them, so 8 zeros
+    (a block of padding) appended staged 0 rows (after 50 cases they are refused), so did 3 bytes (no block),
+    and a case appended and 3 bytes were said to end at its block's end, byte 484. The data end where they start,
+    or after the end code's own block there."""
+    path = tmp_path / "cases.sav"
+    whole = _no_cases(path)
+    for ended in (b"", OWN_END_CODE):
+        path.write_bytes(whole + ended)
+        assert stage_spss(path, tmp_path / "whole.parquet", lineage=LINEAGE).rows == 0
+    path.write_bytes(whole + appended)
+    where = ("its data, from byte 460, are their end code's own block; they end at byte 468" if own
+             else "its data start and end at byte 460")
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds {len(appended) - 8 * own} bytes after its compressed data: its header counts no case; "
+        f"{where}; expected the file to end there (another file appended to it, or one sent again into the same "
+        "name?)")
+
+
+@pytest.mark.parametrize("appended", [b"garbage\n", A_CASE, A_CASE + OWN_END_CODE],
+                         ids=["8 bytes of text", "a case", "a case and its end code"])
+def test_a_bytecode_compressed_spss_file_counting_no_case_holding_whole_ones_is_refused(
+        tmp_path: Path, appended: bytes) -> None:
+    """Whole cases after a header counting none (8 bytes of text read as a block of 8 numbers: 4 cases) reached
+    pyreadstat, whose read of them crashed (IndexError, not a refusal naming the file)."""
+    path = tmp_path / "cases.sav"
+    path.write_bytes(_no_cases(path) + appended)
+    assert _refused(stage_spss, path) == (
+        "cases.sav: holds more cases than the 0 its header declares (case 1 follows them); expected a header that "
+        "counts them all (damaged in transfer, or written by a faulty program?)")
+
+
 def test_the_command_blocks_are_found_alike_however_many_are_looked_at_together(tmp_path: Path) -> None:
     """The blocks are found one after another, their command bytes counted a window at a time: a block whose raw
     values run on into the next window, or past it, is followed there."""
@@ -450,7 +500,7 @@ def test_the_command_blocks_are_found_alike_however_many_are_looked_at_together(
     header = spss._header(path)
     assert header.data is not None
     size, per_case = path.stat().st_size, header.data.case_length // 8
-    for needed in (per_case, 150 * per_case, 300 * per_case, 301 * per_case, None):
+    for needed in (0, per_case, 150 * per_case, 300 * per_case, 301 * per_case, None):
         at_once = spss._bytecode_stream(path, header.data.start, size, needed)
         assert [spss._bytecode_stream(path, header.data.start, size, needed, at_once=window)
                 for window in (1, 2, 3, 7, 64)] == [at_once] * 5

@@ -60,7 +60,9 @@ Gotchas of the format:
   a fixed length (8 bytes a dictionary position), a .zsav's header says where its trailer is, and
   bytecode compression says it by its command bytes (8 to a block, each a value or padding, the 253s
   announcing 8 raw bytes after the block, 252 the data's end): the blocks are walked (not the values)
-  to the one completing the counted cases, or holding the end code. An uncompressed file not counting
+  to the one completing the counted cases, or holding the end code (a header counting no case: the
+  data end where they start, or after the end code's own block there; a whole case there is refused
+  as one more than counted, which pyreadstat would crash on). An uncompressed file not counting
   its cases says nothing beyond a part case, nor does bytecode compression not counting them with no
   end code (SPSS need not write one): another SPSS file after the dictionary (its header,
   `$FL2@(#) SPSS DATA FILE`) is looked for and refused; other bytes are not found. Both store text
@@ -399,11 +401,12 @@ def _check_whole_cases(path: Path, data: _Data, size: int) -> None:
 
 def _check_bytecode_end(path: Path, header: _Header, size: int) -> None:
     """Bytes after bytecode-compressed data, which say where they end only by their command bytes: walked
-    (`_bytecode_stream`), they end with the block completing the cases the header counts, or with the block
-    holding the end code (252). A file whose stream goes on in whole cases to its end is left to
-    `_check_nothing_after` ("case 41 follows them"), one whose stream ends before its counted cases to readstat
-    (a cut file); a file neither counting its cases nor ending its stream (no 252) is read to its end, and
-    only another SPSS file is looked for in it."""
+    (`_bytecode_stream`), they end with the block completing the cases the header counts (where they start, when it
+    counts none), or with the block holding the end code (252). A file whose stream goes on in whole cases to its
+    end is left to `_check_nothing_after` ("case 41 follows them"; refused here when the header counts none:
+    pyreadstat's read of them crashes), one whose stream ends before its counted cases to readstat (a cut file);
+    a file neither counting its cases nor ending its stream (no 252) is read to its end, and only another SPSS
+    file is looked for in it."""
     assert header.data is not None
     per_case = header.data.case_length // 8
     needed = None if header.cases is None else header.cases * per_case
@@ -412,22 +415,43 @@ def _check_bytecode_end(path: Path, header: _Header, size: int) -> None:
         if not stream.end_code:
             _check_no_file_after(path, header.data.start)
             return
-        end, where = stream.end, f"their end code is in the command block at byte {stream.last:,}"
+        end, where = stream.end, _end_code_end(stream)
     else:
         if stream.completing is None or not per_case:
             return  # cut short (readstat refuses it), or no variables
-        completing, end = stream.completing
-        where = (f"the command block completing its {header.cases:,} case(s) of {per_case:,} value(s) starts at byte "
-                 f"{completing:,}")
-        if stream.closing is not None:  # the end code in a block of its own after the cases' (PSPP writes it so)
-            end, where = stream.closing, where + ", their end code's own block follows it"
+        end, where = _counted_end(header, stream, per_case)
         more = stream.values - needed
-        if more and more % per_case == 0 and stream.end == size:
-            return  # whole cases after those counted: `_check_nothing_after` refuses them as such
+        if more and more % per_case == 0 and stream.end == size:  # whole cases after those counted
+            if not needed:  # pyreadstat's read of them crashes (IndexError)
+                raise _more_cases(path, 0)
+            return  # `_check_nothing_after` refuses them as such
     if end >= size:
         return
     _check_no_file_after(path, end)
-    raise readstat.bytes_after(path, size, end, "its compressed data", f"{where}; they end at byte {end:,}")
+    raise readstat.bytes_after(path, size, end, "its compressed data", where)
+
+
+def _end_code_end(stream: _Stream) -> str:
+    return f"their end code is in the command block at byte {stream.last:,}; they end at byte {stream.end:,}"
+
+
+def _counted_end(header: _Header, stream: _Stream, per_case: int) -> tuple[int, str]:
+    """Where bytecode-compressed data counting their cases end, and how that is known: after the block completing
+    them, or the end code's own block after it (PSPP writes it so); where they start when they count none."""
+    assert header.data is not None and stream.completing is not None
+    closing = stream.closing  # the end code in a block of its own after the cases'
+    if header.cases == 0:
+        start = header.data.start
+        if closing is None:
+            return start, f"its header counts no case; its data start and end at byte {start:,}"
+        return closing, (f"its header counts no case; its data, from byte {start:,}, are their end code's own "
+                         f"block; they end at byte {closing:,}")
+    completing, end = stream.completing
+    where = (f"the command block completing its {header.cases:,} case(s) of {per_case:,} value(s) starts at byte "
+             f"{completing:,}")
+    if closing is not None:
+        end, where = closing, where + ", their end code's own block follows it"
+    return end, f"{where}; they end at byte {end:,}"
 
 
 class _Stream(NamedTuple):
@@ -437,7 +461,7 @@ class _Stream(NamedTuple):
     last: int  # the byte where the last block starts
     end: int  # the byte after it and the raw values it announces
     end_code: bool  # whether the last block holds the end code (252), after which nothing is read
-    completing: tuple[int, int] | None  # where the block filling the `needed`-th value starts and ends
+    completing: tuple[int, int] | None  # where the block filling the `needed`-th value starts and ends (0: `start`)
     closing: int | None  # where the block after that one ends, when it is the last and holds the end code alone
 
 
@@ -454,7 +478,9 @@ def _bytecode_stream(path: Path, start: int, size: int, needed: int | None,
     the file)."""
     units = (size - start) // 8
     filled = blocks = 0  # values filled and blocks found so far
-    completing: tuple[int, int, int, int] | None = None  # its index, start, end, and the values filled to it
+    # The block filling the `needed`-th value: its index, start, end, and the values filled to it. A header counting
+    # no case needs none: the data may end where they start, block 0 then following them.
+    completing: tuple[int, int, int, int] | None = (-1, start, start, 0) if needed == 0 else None
     last, end, end_code = start, start, False
     unit = 0  # the 8-byte unit, from `start`, where the next block starts
     with path.open("rb") as handle:
@@ -547,9 +573,13 @@ def _check_nothing_after(path: Path, file_format: str, declared: int, encoding: 
         frame, _meta = _read(path, file_format, source=view, where=readstat.from_observation(declared),
                              row_offset=declared, row_limit=1, encoding=encoding)
     if len(frame):
-        raise ExtractError(f"{path.name}: holds more cases than the {declared:,} its header declares (case "
-                           f"{declared + 1:,} follows them); expected a header that counts them all (damaged in "
-                           "transfer, or written by a faulty program?)")
+        raise _more_cases(path, declared)
+
+
+def _more_cases(path: Path, declared: int) -> ExtractError:
+    return ExtractError(f"{path.name}: holds more cases than the {declared:,} its header declares (case "
+                        f"{declared + 1:,} follows them); expected a header that counts them all (damaged in "
+                        "transfer, or written by a faulty program?)")
 
 
 class _UncountedView(io.RawIOBase):
