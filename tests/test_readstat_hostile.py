@@ -440,6 +440,27 @@ def test_a_bytecode_compressed_spss_file_not_counting_its_cases_is_refused_for_b
         f"{len(whole) - LAST_BLOCK:,}; they end at byte {len(whole):,}; expected the file to end there")
 
 
+@pytest.mark.parametrize("end_code", ["readstat's", "alone"])
+@pytest.mark.parametrize("appended", [b"\0" * 7, b"garbage\n"], ids=["7 zeros", "text"])
+def test_a_bytecode_compressed_spss_file_counting_too_few_cases_is_refused_for_the_bytes_after_its_end_code(
+        tmp_path: Path, end_code: str, appended: bytes) -> None:
+    """A header counting 40 of the 50 cases: bytes appended after the end code were said to follow the 40th
+    case's block, the 10 cases after it counted among them ('holds 248 bytes'). The end code says where the data
+    end; the cases past the count are refused as such when nothing follows it."""
+    path = tmp_path / "cases.sav"
+    whole = _bytecode(path, end_code)
+    whole = whole[:80] + struct.pack("<i", 40) + whole[84:]
+    path.write_bytes(whole + appended)
+    last = len(whole) - (8 if end_code == "alone" else LAST_BLOCK)
+    assert _refused(stage_spss, path) == (
+        f"cases.sav: holds {len(appended)} bytes after its compressed data: their end code is in the command block "
+        f"at byte {last:,}; they end at byte {len(whole):,}; expected the file to end there (another file appended "
+        "to it, or one sent again into the same name?)")
+    path.write_bytes(whole)
+    assert _refused(stage_spss, path).startswith(
+        "cases.sav: holds more cases than the 40 its header declares (case 41 follows them)")
+
+
 NO_CASES = pd.DataFrame({"pid": pd.Series([], dtype=str), "age": pd.Series([], dtype=float)})
 A_CASE = b"\xfd\xfd" + bytes(6) + b"NL-00001" + struct.pack("<d", 5.5)  # its command block, then its 2 raw values
 OWN_END_CODE = b"\xfc" + bytes(7)

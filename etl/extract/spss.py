@@ -404,7 +404,8 @@ def _check_bytecode_end(path: Path, header: _Header, size: int) -> None:
     (`_bytecode_stream`), they end with the block completing the cases the header counts (where they start, when it
     counts none), or with the block holding the end code (252). A file whose stream goes on in whole cases to its
     end is left to `_check_nothing_after` ("case 41 follows them"; refused here when the header counts none:
-    pyreadstat's read of them crashes), one whose stream ends before its counted cases to readstat (a cut file);
+    pyreadstat's read of them crashes); bytes after whole cases past the counted ones and their end code are
+    refused as after the end code. One whose stream ends before its counted cases is left to readstat (a cut file);
     a file neither counting its cases nor ending its stream (no 252) is read to its end, and only another SPSS
     file is looked for in it."""
     assert header.data is not None
@@ -421,10 +422,13 @@ def _check_bytecode_end(path: Path, header: _Header, size: int) -> None:
             return  # cut short (readstat refuses it), or no variables
         end, where = _counted_end(header, stream, per_case)
         more = stream.values - needed
-        if more and more % per_case == 0 and stream.end == size:  # whole cases after those counted
-            if not needed:  # pyreadstat's read of them crashes (IndexError)
-                raise _more_cases(path, 0)
-            return  # `_check_nothing_after` refuses them as such
+        if more and more % per_case == 0:  # whole cases after those counted
+            if stream.end == size:
+                if not needed:  # pyreadstat's read of them crashes (IndexError)
+                    raise _more_cases(path, 0)
+                return  # `_check_nothing_after` refuses them as such
+            if stream.end_code:  # the bytes after their end code, not the cases, are what does not belong
+                end, where = stream.end, _end_code_end(stream)
     if end >= size:
         return
     _check_no_file_after(path, end)
