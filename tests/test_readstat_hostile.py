@@ -309,7 +309,7 @@ def test_a_stata_variable_naming_a_value_label_table_the_file_does_not_hold_is_n
 
 
 def _sas_refused(read: str, path: Path) -> str:
-    """What staging, or the metadata read of `rtw profile` and `rtw scaffold`, says of a file it refuses."""
+    """What staging, or the metadata read (`read_sas_metadata`, `describe`), says of a file it refuses."""
     if read == "staging":
         return _refused(stage_sas, path)
     with pytest.raises(ExtractError) as refused:
@@ -325,8 +325,8 @@ SAS_READS = ["staging", "metadata", "describe"]
 def test_a_sas7bdat_holding_bytes_after_its_last_page_is_refused(tmp_path: Path, appended: bytes | None,
                                                                  read: str) -> None:
     """readstat reads the pages the header counts and ignores what follows: a file sent again into the same
-    name (appended to itself), or with bytes appended, was staged as if whole; `rtw profile` and `rtw scaffold`
-    (the metadata read) described it so, after staging had learnt to refuse it."""
+    name (appended to itself), or with bytes appended, was staged as if whole; the metadata read described it so
+    to its direct callers after staging had learnt to refuse it (`rtw profile` and `rtw scaffold` stage first)."""
     path = tmp_path / "cases.sas7bdat"
     pyreadstat.write_sas7bdat(CASES, str(path))
     whole = path.read_bytes()  # a 65,536-byte header and 1 page of 65,536 bytes

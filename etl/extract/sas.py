@@ -49,7 +49,8 @@ Gotchas of the format:
 - A sas7bdat is its header and the pages it counts, each of the length it states: readstat ignores
   bytes after the last page (another file appended, or one sent again into the same name), and such a
   file is refused, as is one cut short (readstat said only 'unreadable'), by every read of it (staging,
-  and the metadata `rtw profile` and `rtw scaffold` read).
+  and the metadata read `read_sas_metadata`, `ADAPTER.describe`, for their direct callers: `rtw profile`
+  and `rtw scaffold` stage a file before describing it).
 - User formats (value labels such as `SEXF.`) live in a separate catalog (.sas7bcat) that is not
   read: coded values stay codes, and the format name is kept in the metadata.
 
@@ -139,8 +140,9 @@ class SasOptions(EncodingOptions):
 # -- reading --------------------------------------------------------------------------------------
 def _file_format(path: Path) -> str:
     """'XPORT v5', 'XPORT v8' or 'sas7bdat' from the first bytes; a clear error for anything else. Every read
-    starts here (staging, `rtw profile`, `rtw scaffold`): a sas7bdat not ending where its pages do is refused
-    here (`_check_pages`), which readstat's read of its metadata would not notice."""
+    starts here (staging, and the metadata read, whose direct callers would otherwise take a damaged file as
+    whole: `rtw profile` and `rtw scaffold` stage it first): a sas7bdat not ending where its pages do is
+    refused here (`_check_pages`), which readstat's read of its metadata would not notice."""
     with path.open("rb") as handle:
         head = handle.read(64)
     if head.startswith(_XPORT_V5):
