@@ -98,37 +98,30 @@ day_start AS (
 ),
 
 month_target AS (
-    -- The starts a source's lines given to a month can be, numbered in the order they came (came_first): of the same
-    -- drugs, dated to the day within the month by another source, and by none of its own (a start it gives is a line
-    -- it numbers apart from them).
-    SELECT period.source_id, period.patient_id, period.drugs, period.start_date AS period_start, start.start_date,
-           start.start_date_precision, row_number() OVER (
-               PARTITION BY period.source_id, period.patient_id, period.drugs, period.start_date
-               ORDER BY came_first(start.start_date, start.start_date_precision)) AS nth
-    FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date FROM partial_line
-          WHERE precision_rank(start_date_precision) = 1) AS period
+    -- The start each line given to a month takes: of the same drugs, dated to the day within the month by another
+    -- source and by none of its own (a start it gives is a line it numbers apart from them), its k-th line of the
+    -- month (by line number) the k-th start in the order they came (came_first).
+    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision
+    FROM partial_line AS period
     JOIN day_start AS start
         ON start.patient_id = period.patient_id
        AND start.drugs = period.drugs
        AND start.start_date BETWEEN period.start_date AND period_end(period.start_date, 'month')
        AND NOT list_contains(start.source_ids, period.source_id)
+    WHERE precision_rank(period.start_date_precision) = 1
+    QUALIFY period.nth = row_number() OVER (
+        PARTITION BY period.source_id, period.patient_id, period.line_key
+        ORDER BY came_first(start.start_date, start.start_date_precision))
 ),
 
 month_dated AS (
-    -- Each line with its start once the lines given to the month are matched: a source's k-th line of a month (by
-    -- line number) is the k-th start of month_target, "March 2022" beside 10 March 2022 one line dated 10 March.
+    -- Each line with its start once the lines given to the month are matched: "March 2022" beside 10 March 2022 one
+    -- line dated 10 March.
     SELECT drug_line.* REPLACE (coalesce(month_target.start_date, drug_line.start_date) AS start_date,
                                 coalesce(month_target.start_date_precision, drug_line.start_date_precision)
                                     AS start_date_precision)
     FROM drug_line
-    LEFT JOIN partial_line USING (source_id, patient_id, line_key)
-    LEFT JOIN month_target
-        ON month_target.source_id = partial_line.source_id
-       AND month_target.patient_id = partial_line.patient_id
-       AND month_target.drugs = partial_line.drugs
-       AND month_target.period_start = partial_line.start_date
-       AND precision_rank(partial_line.start_date_precision) = 1
-       AND month_target.nth = partial_line.nth
+    LEFT JOIN month_target USING (source_id, patient_id, line_key)
 ),
 
 month_start AS (
@@ -141,25 +134,25 @@ month_start AS (
 ),
 
 year_target AS (
-    -- The starts a source's lines given to a year can be, as month_target: "2022" beside "March 2022" of a second
-    -- source and 14 March 2022 of a third is their line (the month matched first); a start of a line of its own
-    -- source, matched or not, is not another of its lines.
-    SELECT period.source_id, period.patient_id, period.drugs, period.start_date AS period_start, start.start_date,
-           start.start_date_precision, row_number() OVER (
-               PARTITION BY period.source_id, period.patient_id, period.drugs, period.start_date
-               ORDER BY came_first(start.start_date, start.start_date_precision)) AS nth
-    FROM (SELECT DISTINCT source_id, patient_id, drugs, start_date FROM partial_line
-          WHERE precision_rank(start_date_precision) = 2) AS period
+    -- The start each line given to a year takes, as month_target: "2022" beside "March 2022" of a second source and
+    -- 14 March 2022 of a third is their line (the month matched first); a start of a line of its own source, matched
+    -- or not, is not another of its lines.
+    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision
+    FROM partial_line AS period
     JOIN month_start AS start
         ON start.patient_id = period.patient_id
        AND start.drugs = period.drugs
        AND start.start_date BETWEEN period.start_date AND period_end(period.start_date, 'year')
        AND NOT list_contains(start.source_ids, period.source_id)
+    WHERE precision_rank(period.start_date_precision) = 2
+    QUALIFY period.nth = row_number() OVER (
+        PARTITION BY period.source_id, period.patient_id, period.line_key
+        ORDER BY came_first(start.start_date, start.start_date_precision))
 ),
 
 matched_line AS (
-    -- Each line with its start once the lines given to the year are matched too (the k-th of a year the k-th start
-    -- of year_target), and the key of the person's line it is: its start, or for a start unknown its own.
+    -- Each line with its start once the lines given to the year are matched too, and the key of the person's line it
+    -- is: its start, or for a start unknown its own.
     SELECT
         month_dated.* REPLACE (coalesce(year_target.start_date, month_dated.start_date) AS start_date,
                                coalesce(year_target.start_date_precision, month_dated.start_date_precision)
@@ -167,14 +160,7 @@ matched_line AS (
         coalesce(CAST(coalesce(year_target.start_date, month_dated.start_date) AS VARCHAR),
                  month_dated.source_id || '|' || month_dated.line_key) AS match_key
     FROM month_dated
-    LEFT JOIN partial_line USING (source_id, patient_id, line_key)
-    LEFT JOIN year_target
-        ON year_target.source_id = partial_line.source_id
-       AND year_target.patient_id = partial_line.patient_id
-       AND year_target.drugs = partial_line.drugs
-       AND year_target.period_start = partial_line.start_date
-       AND precision_rank(partial_line.start_date_precision) = 2
-       AND year_target.nth = partial_line.nth
+    LEFT JOIN year_target USING (source_id, patient_id, line_key)
 ),
 
 person_line AS (
