@@ -82,7 +82,9 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
                  treatment_keys=("treatment_keys", lambda s: set().union(*s))).reset_index())
 
 
-def _came_first(start: Any, precision: str) -> tuple[date, int, date]:
+def came_first(start: Any, precision: str) -> tuple[date, int, date]:
+    """The order in which dates given to the day, month or year must have come (came_first of mart_functions.sql):
+    the earliest last day they can be on, of equal ones the most precise, then the earliest first day."""
     day = pd.Timestamp(start).date()
     return period_end(day, precision), PRECISION_RANK[precision], day
 
@@ -96,19 +98,21 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
     """Each source's line's drugs, a line naming none taking those of the person's line naming them on the same start
     (the first by drugs), else of another source's line whose period overlaps its own (the one that came first)."""
     rows = list(lines[["source_id", "person", "drugs", "start_date", "precision"]].itertuples(index=False, name=None))
+    named_of: dict[Any, list[tuple[Any, ...]]] = {}  # per person, the lines that name their drugs and give a start
+    for row in rows:
+        if row[2] and pd.notna(row[3]):
+            named_of.setdefault(row[1], []).append(row)
     drugs_of = []
     for source, person, drugs, start, precision in rows:
         candidates = []
         if not drugs and pd.notna(start):
             first, last = pd.Timestamp(start).date(), period_end(pd.Timestamp(start).date(), precision)
-            for s, p, d, day, given in rows:
-                if p != person or not d or pd.isna(day):
-                    continue
+            for s, _, d, day, given in named_of.get(person, []):
                 other = pd.Timestamp(day).date()
                 if other == first:
                     candidates.append((0, (), d))
                 elif s != source and other <= last and first <= period_end(other, given):
-                    candidates.append((1, _came_first(day, given), d))
+                    candidates.append((1, came_first(day, given), d))
         drugs_of.append(min(candidates)[2] if candidates else drugs)
     return drugs_of
 
@@ -124,7 +128,8 @@ def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
     starts = [(row[4], row[5]) for row in rows]
     for level in ("month", "year"):
         periods: dict[tuple[Any, ...], list[int]] = {}
-        given_by: dict[tuple[Any, ...], set[Any]] = {}
+        # per person and drugs, the starts more precise than the level, each with the sources that give it
+        given_by: dict[tuple[Any, ...], dict[tuple[Any, str], set[Any]]] = {}
         for i, (source, person, _, drugs, _, _) in enumerate(rows):
             start, precision = starts[i]
             if pd.isna(start):
@@ -132,13 +137,12 @@ def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
             if precision == level:
                 periods.setdefault((source, person, drugs, pd.Timestamp(start).date()), []).append(i)
             elif PRECISION_RANK[precision] < PRECISION_RANK[level]:
-                given_by.setdefault((person, drugs, start, precision), set()).add(source)
+                given_by.setdefault((person, drugs), {}).setdefault((start, precision), set()).add(source)
         for (source, person, drugs, first), partial in periods.items():
             last = period_end(first, level)
-            dated = sorted(((day, given) for (p, d, day, given), sources in given_by.items()
-                            if p == person and d == drugs and first <= pd.Timestamp(day).date() <= last
-                            and source not in sources),
-                           key=lambda start: _came_first(*start))
+            dated = sorted((start for start, sources in given_by.get((person, drugs), {}).items()
+                            if first <= pd.Timestamp(start[0]).date() <= last and source not in sources),
+                           key=lambda start: came_first(*start))
             for i, start in zip(sorted(partial, key=lambda i: _line_order(rows[i][2])), dated):
                 starts[i] = start
     return pd.DataFrame(starts, index=lines.index, columns=["start_date", "precision"])
@@ -168,7 +172,7 @@ def answered_lines(lines: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
         if submission.advice_group == "followed":
             mine = mine[[bool(set(d) & submission.agents) for d in mine.drugs]]
         if len(mine):
-            first = min(mine.itertuples(), key=lambda line: (_came_first(line.start_date, line.start_date_precision),
+            first = min(mine.itertuples(), key=lambda line: (came_first(line.start_date, line.start_date_precision),
                                                              line.drugs))
             group_of.setdefault(int(first.line), (submission.recommendation_date, submission.advice_group))
     lines["advice_group"] = [group_of.get(line, (None, "not_compared"))[1] for line in lines.line]
