@@ -284,12 +284,9 @@ def board_reviews(core: dict[str, pd.DataFrame], latest: pd.Timestamp) -> pd.Dat
 
 
 def _came_first(treatments: pd.DataFrame) -> Any:
-    """The start, of treatments (start_date, precision, last_day), that must have come first: the earliest last day it
-    can be on, of equal ones the most precise, then the earliest first day (came_first of mart_functions.sql)."""
-    if treatments.empty:
-        return pd.NaT
-    ranked = treatments.assign(rank=treatments.precision.map(expected.PRECISION_RANK))
-    return ranked.sort_values(["last_day", "rank", "start_date"]).start_date.iloc[0]
+    """The start, of treatments (start_date, precision), that must have come first (expected.came_first)."""
+    starts = list(zip(treatments.start_date, treatments.precision))
+    return min(starts, key=lambda start: expected.came_first(*start))[0] if starts else pd.NaT
 
 
 BOARD_ADVICE_COLUMNS = [
