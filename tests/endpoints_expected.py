@@ -74,8 +74,11 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     per_source["drugs"] = _named(per_source)
     per_source[["start_date", "precision"]] = _dated_within(per_source)
     per_source["rank"] = per_source.precision.map(PRECISION_RANK)
-    per_source["match"] = [str(start) if pd.notna(start) else f"{source}|{line}" for start, source, line
-                           in zip(per_source.start_date, per_source.source_id, per_source.source_line)]
+    # a start left to the month or year is not the line of its first day: "March 2022" is not 1 March
+    per_source["match"] = [(f"{start}|{precision}" if rank else str(start)) if pd.notna(start) else f"{source}|{line}"
+                           for start, precision, rank, source, line in zip(per_source.start_date, per_source.precision,
+                                                                           per_source["rank"], per_source.source_id,
+                                                                           per_source.source_line)]
     return (per_source.sort_values("rank", kind="stable").groupby(["person", "drugs", "match"])
             .agg(start_date=("start_date", "first"), start_date_precision=("precision", "first"),
                  n_sources=("source_id", "nunique"),
@@ -109,7 +112,7 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
             first, last = pd.Timestamp(start).date(), period_end(pd.Timestamp(start).date(), precision)
             for s, _, d, day, given in named_of.get(person, []):
                 other = pd.Timestamp(day).date()
-                if other == first:
+                if other == first and given == precision:  # "March 2022" is not its source's line of 1 March
                     candidates.append((0, (), d))
                 elif s != source and other <= last and first <= period_end(other, given):
                     candidates.append((1, came_first(day, given), d))

@@ -114,3 +114,61 @@ def test_a_line_naming_no_drug_stays_apart_from_a_line_its_own_source_numbers_ap
                                  (date(2022, 3, 10), 1, ["t1"], "not_compared")]
     assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
         ("unknown",), ("crizotinib",)]
+
+
+# -- a start left to the month or year is not the line of its first day -----------------------------------------
+
+def test_a_line_given_to_the_month_no_start_is_left_for_is_not_the_line_of_its_first_day():
+    # SACHA's lines 1 and 2 "March 2022" beside the board registry's 1 March 2022: line 1 is that line; line 2 finds
+    # no start left and keeps "March 2022", stored 1 March. Keyed by that day alone, the three were one line.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-01", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month", line_number=2)
+    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t3"], "not_compared"),
+                                         (date(2022, 3, 1), 2, ["t1", "t2"], "not_compared")]
+
+
+def test_a_line_given_to_the_month_stays_apart_from_its_source_s_line_of_the_month_s_first_day():
+    # SACHA's line 1 "March 2022" and its line 2 on 1 March are two lines, as with line 2 on 14 March.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "day", line_number=2)
+    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t1"], "not_compared"),
+                                         (date(2022, 3, 1), 1, ["t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT start_date_precision FROM marts.treatment_line ORDER BY ALL").fetchall() == [
+        ("day",), ("month",)]
+
+
+def test_a_line_given_to_the_year_stays_apart_from_its_source_s_line_given_to_january():
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-01-01", "year")
+    _started(warehouse, "sacha_fr", "t2", "2022-01-01", "month", line_number=2)
+    assert sorted(_lines(warehouse)) == [(date(2022, 1, 1), 1, ["t1"], "not_compared"),
+                                         (date(2022, 1, 1), 1, ["t2"], "not_compared")]
+
+
+def test_a_line_naming_no_drug_given_to_the_month_does_not_take_its_source_s_line_of_the_first_day():
+    # SACHA's line 1 "March 2022" names no drug, its line 2 is crizotinib on 1 March: line 1 took line 2's drug (the
+    # same stored start) and the two became one line.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month", drug=None)
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "day", line_number=2)
+    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t1"], "not_compared"),
+                                         (date(2022, 3, 1), 1, ["t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line "
+                                 "ORDER BY ALL").fetchall() == [("crizotinib", "day"), ("unknown", "month")]
+
+
+def test_a_line_naming_no_drug_takes_the_drugs_of_the_line_given_alike_before_one_dated_within_it():
+    # SACHA's "March 2022" without a drug; the board registry's crizotinib on 1 March, a national registry's
+    # dabrafenib "March 2022". The line given alike is the same start; 1 March, stored alike, only a day within it
+    # (both were the same start, and crizotinib came first by drugs).
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month", drug=None)
+    _started(warehouse, "iltb", "t2", "2022-03-01", "day")
+    _started(warehouse, "registry", "t3", "2022-03-01", "month", drug="dabrafenib")
+    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t2"], "not_compared"),
+                                         (date(2022, 3, 1), 2, ["t1", "t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY ALL").fetchall() == [
+        ("crizotinib",), ("dabrafenib",)]

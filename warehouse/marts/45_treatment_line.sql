@@ -9,7 +9,7 @@
 --   line: the treatments a source records under one line number for a patient (a treatment
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
 --     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
---     names them on the same start date (the first by drugs, of two), else another source's line whose
+--     names them on the same start given alike (the first by drugs, of two), else another source's line whose
 --     start can be on a day its own can (periods overlap; of several, came_first), else a line of regimen unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
@@ -18,7 +18,8 @@
 --     the day), then lines given to the year (to starts given to the day or month, as matched), so "2022",
 --     "March 2022" and 14 March 2022 of three sources are one line. Each line matches one start: "2022" beside
 --     two lines dated within it is the first, and does not make them one. Lines one source numbers apart stay
---     apart: a start one of its lines has (given or matched) is none of its other lines.
+--     apart: a start one of its lines has (given or matched) is none of its other lines. A start left to its month
+--     or year (none matched) is its own, not the day it is stored as: "March 2022" is not the line of 1 March.
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -50,8 +51,8 @@ WITH source_line AS (
 ),
 
 named_line AS (
-    -- The drugs a line naming none takes: those of the person's line that names them on the same start (of two, the
-    -- first by drugs), else of another source's line whose start can be on a day the line's can (their periods
+    -- The drugs a line naming none takes: those of the person's line that names them on the same start given alike
+    -- (of two, the first by drugs), else of another source's line whose start can be on a day the line's can (their periods
     -- overlap: "March 2022" beside crizotinib on 14 March 2022), of several the one that came first (came_first).
     SELECT unnamed.source_id, unnamed.patient_id, unnamed.line_key, named.drugs
     FROM source_line AS unnamed
@@ -59,16 +60,15 @@ named_line AS (
         ON named.patient_id = unnamed.patient_id
        AND len(unnamed.drugs) = 0
        AND len(named.drugs) > 0
-       AND (named.start_date = unnamed.start_date
+       -- the same start given alike: a line "March 2022" is not its source's line of 1 March
+       AND ((named.start_date = unnamed.start_date AND named.start_date_precision = unnamed.start_date_precision)
             OR (named.source_id <> unnamed.source_id
                 AND named.start_date <= period_end(unnamed.start_date, unnamed.start_date_precision)
                 AND unnamed.start_date <= period_end(named.start_date, named.start_date_precision)))
     QUALIFY row_number() OVER (
         PARTITION BY unnamed.source_id, unnamed.patient_id, unnamed.line_key
-        ORDER BY named.start_date <> unnamed.start_date,
-                 CASE WHEN named.start_date <> unnamed.start_date
-                      THEN came_first(named.start_date, named.start_date_precision) END NULLS FIRST,
-                 named.drugs) = 1
+        ORDER BY (named.start_date, named.start_date_precision) <> (unnamed.start_date, unnamed.start_date_precision),
+                 came_first(named.start_date, named.start_date_precision), named.drugs) = 1
 ),
 
 drug_line AS (
@@ -151,16 +151,22 @@ year_target AS (
 ),
 
 matched_line AS (
-    -- Each line with its start once the lines given to the year are matched too, and the key of the person's line it
-    -- is: its start, or for a start unknown its own.
-    SELECT
-        month_dated.* REPLACE (coalesce(year_target.start_date, month_dated.start_date) AS start_date,
-                               coalesce(year_target.start_date_precision, month_dated.start_date_precision)
-                                   AS start_date_precision),
-        coalesce(CAST(coalesce(year_target.start_date, month_dated.start_date) AS VARCHAR),
-                 month_dated.source_id || '|' || month_dated.line_key) AS match_key
+    -- Each line with its start once the lines given to the year are matched too.
+    SELECT month_dated.* REPLACE (coalesce(year_target.start_date, month_dated.start_date) AS start_date,
+                                  coalesce(year_target.start_date_precision, month_dated.start_date_precision)
+                                      AS start_date_precision)
     FROM month_dated
     LEFT JOIN year_target USING (source_id, patient_id, line_key)
+),
+
+keyed_line AS (
+    -- The key of the person's line each line is: its start, with its precision when left to the month or year (a line
+    -- "March 2022" no start matched is not the line of 1 March, stored alike), or for a start unknown its own.
+    SELECT *, coalesce(CAST(start_date AS VARCHAR)
+                           || CASE WHEN precision_rank(start_date_precision) > 0 THEN '|' || start_date_precision
+                                   ELSE '' END,
+                       source_id || '|' || line_key) AS match_key
+    FROM matched_line
 ),
 
 person_line AS (
@@ -173,7 +179,7 @@ person_line AS (
         md5(patient_id || '|' || array_to_string(drugs, '+') || '|' || match_key) AS line_id,
         count(DISTINCT source_id) AS n_sources,
         list_sort(flatten(list(treatment_ids))) AS treatment_ids
-    FROM matched_line
+    FROM keyed_line
     GROUP BY patient_id, drugs, start_date, match_key
 ),
 
@@ -223,7 +229,7 @@ LEFT JOIN endpoint_line USING (line_id)
 ORDER BY person_line.patient_id, person_line.start_date, line_id;
 
 COMMENT ON TABLE marts.treatment_line IS 'One row per treatment line of a person, assessed or not: each line counted once whichever sources report it, with the board submission it answers. The lines of marts.response_line and of n_treated in marts.board_response.';
-COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
+COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date, with its precision when only its month or year is known (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.treatment_line.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.treatment_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
 COMMENT ON COLUMN marts.treatment_line.start_date IS 'Start of the line: the earliest start of its treatments, the first day of its period when known only to the month or year (start_date_precision); of a line several sources report, the most precise (a start "in March 2022" beside 10 March 2022 is 10 March); NULL when no source gives one.';
