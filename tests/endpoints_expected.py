@@ -99,7 +99,8 @@ def _line_order(line: Any) -> tuple[int, Any]:
 
 def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
     """Each source's line's drugs, a line naming none taking those of the person's line naming them on the same start
-    (the first by drugs), else of another source's line whose period overlaps its own (the one that came first)."""
+    given alike (the first by drugs), else of another source's line given within its period (the one that came
+    first)."""
     rows = list(lines[["source_id", "person", "drugs", "start_date", "precision"]].itertuples(index=False, name=None))
     named_of: dict[Any, list[tuple[Any, ...]]] = {}  # per person, the lines that name their drugs and give a start
     for row in rows:
@@ -114,7 +115,7 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
                 other = pd.Timestamp(day).date()
                 if other == first and given == precision:  # "March 2022" is not its source's line of 1 March
                     candidates.append((0, (), d))
-                elif s != source and other <= last and first <= period_end(other, given):
+                elif s != source and first <= other and period_end(other, given) <= last:  # within its period
                     candidates.append((1, came_first(day, given), d))
         drugs_of.append(min(candidates)[2] if candidates else drugs)
     return drugs_of

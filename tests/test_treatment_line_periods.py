@@ -172,3 +172,39 @@ def test_a_line_naming_no_drug_takes_the_drugs_of_the_line_given_alike_before_on
                                          (date(2022, 3, 1), 2, ["t1", "t3"], "not_compared")]
     assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY ALL").fetchall() == [
         ("crizotinib",), ("dabrafenib",)]
+
+
+# -- a line naming no drug takes none from a line given to a wider period -----------------------------------------
+
+def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_month():
+    # The board registry's crizotinib on 3 March, SACHA's "March 2022", a national registry's 14 March without a drug.
+    # 14 March took crizotinib from "March 2022" (their periods overlap), which is 3 March: a lone crizotinib line on
+    # 14 March that no source names. It stays a line of regimen unknown.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-03-03", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 3), 2, ["t1", "t2"], "not_compared"),
+                                 (date(2022, 3, 14), 1, ["t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("unknown",)]
+
+
+def test_a_line_naming_no_drug_on_the_first_of_a_month_takes_none_from_a_line_given_to_the_month():
+    # As on 14 March: 1 March is stored as "March 2022" is, but "March 2022" may be another day, so another line.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
+    _started(warehouse, "registry", "t2", "2022-03-01", "day", drug=None)
+    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t1"], "not_compared"),
+                                         (date(2022, 3, 1), 1, ["t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line "
+                                 "ORDER BY ALL").fetchall() == [("crizotinib", "month"), ("unknown", "day")]
+
+
+def test_a_line_naming_no_drug_given_to_the_month_takes_none_from_a_line_given_to_its_year():
+    # The cost of the above: "March 2022" without a drug beside crizotinib "2022" of another source stays unknown.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month", drug=None)
+    _started(warehouse, "registry", "t2", "2022-01-01", "year")
+    assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t2"], "not_compared"),
+                                 (date(2022, 3, 1), 1, ["t1"], "not_compared")]

@@ -9,8 +9,9 @@
 --   line: the treatments a source records under one line number for a patient (a treatment
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
 --     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
---     names them on the same start given alike (the first by drugs, of two), else another source's line whose
---     start can be on a day its own can (periods overlap; of several, came_first), else a line of regimen unknown.
+--     names them on the same start given alike (the first by drugs, of two), else another source's line given
+--     within its period (of several, came_first; never one given to a wider period: a line of 14 March does not take
+--     the drugs of "March 2022", which may be another line), else a line of regimen unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
 --     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
@@ -52,8 +53,8 @@ WITH source_line AS (
 
 named_line AS (
     -- The drugs a line naming none takes: those of the person's line that names them on the same start given alike
-    -- (of two, the first by drugs), else of another source's line whose start can be on a day the line's can (their periods
-    -- overlap: "March 2022" beside crizotinib on 14 March 2022), of several the one that came first (came_first).
+    -- (of two, the first by drugs), else of another source's line given within the line's period ("March 2022" beside
+    -- crizotinib on 14 March 2022, not 14 March beside "March 2022"), of several the one that came first (came_first).
     SELECT unnamed.source_id, unnamed.patient_id, unnamed.line_key, named.drugs
     FROM source_line AS unnamed
     JOIN source_line AS named
@@ -62,9 +63,11 @@ named_line AS (
        AND len(named.drugs) > 0
        -- the same start given alike: a line "March 2022" is not its source's line of 1 March
        AND ((named.start_date = unnamed.start_date AND named.start_date_precision = unnamed.start_date_precision)
+            -- a period within the line's: crizotinib "March 2022" lent to 14 March made a line no source names
             OR (named.source_id <> unnamed.source_id
-                AND named.start_date <= period_end(unnamed.start_date, unnamed.start_date_precision)
-                AND unnamed.start_date <= period_end(named.start_date, named.start_date_precision)))
+                AND named.start_date >= unnamed.start_date
+                AND period_end(named.start_date, named.start_date_precision)
+                    <= period_end(unnamed.start_date, unnamed.start_date_precision)))
     QUALIFY row_number() OVER (
         PARTITION BY unnamed.source_id, unnamed.patient_id, unnamed.line_key
         ORDER BY (named.start_date, named.start_date_precision) <> (unnamed.start_date, unnamed.start_date_precision),
