@@ -134,20 +134,30 @@ CREATE OR REPLACE TEMP MACRO diagnosis_known_by() AS TABLE
     FROM core.treatment
     WHERE start_date IS NOT NULL;
 
--- origin_known_by(patient, first_day, by_diagnoses): the day a patient's origin whose period starts on first_day (a
--- first diagnosis, relapse, enrolment, ...) is known to have come by, which it is not placed after: the earliest
--- relapse or progression dated after first_day (efs_event(): the event follows the origin), and when by_diagnoses
--- the earliest last day another diagnosis or a treatment start can be on, on or after first_day
--- (diagnosis_known_by(); an earlier one, a date error, bounds nothing); NULL when none is. One row per call, called
--- per origin as a lateral join (marts.patient_summary's first diagnosis, marts.survival's origins).
+-- origin_known(): the days that can bound an origin (origin_bounded_by), per patient: the last day each diagnosis and
+-- treatment start can be on (diagnosis_known_by()), and each relapse or progression as given (efs_event(), is_event).
+CREATE OR REPLACE TEMP MACRO origin_known() AS TABLE
+    SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
+    UNION ALL
+    SELECT patient_id, event_date, true FROM efs_event();
+
+-- origin_bounded_by(known_on, is_event, first_day, by_diagnoses): a row of origin_known() bounds an origin of its
+-- patient whose period starts on first_day (a first diagnosis, relapse, enrolment, ...): a relapse or progression dated
+-- after first_day (the event follows the origin), and when by_diagnoses the last day another diagnosis or a treatment
+-- start can be on, on or after first_day (an earlier one, a date error, bounds nothing).
+CREATE OR REPLACE TEMP MACRO origin_bounded_by(known_on, is_event, first_day, by_diagnoses) AS
+    (known_on > first_day OR (known_on = first_day AND NOT is_event)) AND (is_event OR by_diagnoses);
+
+-- origin_known_by(patient, first_day, by_diagnoses): the day an origin is known to have come by, which it is not
+-- placed after: the earliest day of origin_known() that bounds it (origin_bounded_by); NULL when none does. One row per
+-- call, for one origin. The marts bound all their origins at once instead (marts.patient_summary's first diagnosis,
+-- marts.survival's origins, incidence_registered()): origin_known() joined on the patient and origin_bounded_by, the
+-- least known_on per origin (a LEFT JOIN: NULL when none is), one grouped join rather than a lateral one per origin
+-- (a third of marts.survival's time).
 CREATE OR REPLACE TEMP MACRO origin_known_by(patient, first_day, by_diagnoses) AS TABLE
     SELECT min(known.known_on) AS known_on
-    FROM (SELECT patient_id, known_on, false AS is_event FROM diagnosis_known_by()
-          UNION ALL
-          SELECT patient_id, event_date, true FROM efs_event()) AS known
-    WHERE known.patient_id = patient
-      AND (known.known_on > first_day OR (known.known_on = first_day AND NOT known.is_event))
-      AND (known.is_event OR by_diagnoses);
+    FROM origin_known() AS known
+    WHERE known.patient_id = patient AND origin_bounded_by(known.known_on, known.is_event, first_day, by_diagnoses);
 
 -- incidence_registered(): one row per initial diagnosis with a date and an ICCC-3 class from a population-based
 -- source (the parameter population_based, stage.source_params), with the patient's country as that source registers
@@ -158,25 +168,40 @@ CREATE OR REPLACE TEMP MACRO origin_known_by(patient, first_day, by_diagnoses) A
 -- the age placed_age_years gives, not after the end of follow-up either (marts.patient_summary's, which a table macro
 -- cannot read: DuckDB binds it when it is created, before the marts are); marts.left_out those it leaves out.
 CREATE OR REPLACE TEMP MACRO incidence_registered() AS TABLE
-    SELECT
-        coalesce(registration.country, patient.country) AS country,
-        diagnosis.source_id,
-        diagnosis.patient_id,
-        diagnosis.iccc3_group,
-        diagnosis.iccc3_subgroup,
-        diagnosis.diagnosis_date,
-        coalesce(diagnosis.diagnosis_date_precision, 'day') AS diagnosis_date_precision,
-        diagnosis.age_at_diagnosis_days,
-        birth_first_day(patient.birth_year, patient.birth_month) AS birth_first_day,
-        bound.known_on,
-        diagnosis.is_very_rare
-    FROM core.diagnosis AS diagnosis
-    JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
-    LEFT JOIN core.patient_source AS registration
-        ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
-    LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
-    CROSS JOIN LATERAL origin_known_by(diagnosis.patient_id, diagnosis.diagnosis_date, true) AS bound
-    WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL AND diagnosis.diagnosis_date IS NOT NULL;
+    WITH registered AS (
+        SELECT
+            coalesce(registration.country, patient.country) AS country,
+            diagnosis.source_id,
+            diagnosis.patient_id,
+            diagnosis.iccc3_group,
+            diagnosis.iccc3_subgroup,
+            diagnosis.diagnosis_date,
+            coalesce(diagnosis.diagnosis_date_precision, 'day') AS diagnosis_date_precision,
+            diagnosis.age_at_diagnosis_days,
+            birth_first_day(patient.birth_year, patient.birth_month) AS birth_first_day,
+            diagnosis.is_very_rare
+        FROM core.diagnosis AS diagnosis
+        JOIN stage.source_params AS params ON params.source_id = diagnosis.source_id AND params.population_based
+        LEFT JOIN core.patient_source AS registration
+            ON registration.patient_id = diagnosis.patient_id AND registration.source_id = diagnosis.source_id
+        LEFT JOIN core.patient AS patient ON patient.patient_id = diagnosis.patient_id
+        WHERE diagnosis.event_type = 'initial' AND diagnosis.iccc3_group IS NOT NULL
+          AND diagnosis.diagnosis_date IS NOT NULL
+    ),
+
+    bound AS (
+        -- origin_known_by(patient_id, diagnosis_date, true) of every registered diagnosis at once; none bounds: no row.
+        SELECT origin.patient_id, origin.diagnosis_date, min(known.known_on) AS known_on
+        FROM (SELECT DISTINCT patient_id, diagnosis_date FROM registered) AS origin
+        JOIN origin_known() AS known
+            ON known.patient_id = origin.patient_id
+           AND origin_bounded_by(known.known_on, known.is_event, origin.diagnosis_date, true)
+        GROUP BY origin.patient_id, origin.diagnosis_date
+    )
+
+    SELECT registered.* EXCLUDE (is_very_rare), bound.known_on, registered.is_very_rare
+    FROM registered
+    LEFT JOIN bound USING (patient_id, diagnosis_date);
 
 -- placed_age_years(age_days, first_day, given, not_before, not_after): the age in completed years (completed_years of
 -- rule_functions.sql, on the calendar) on the day a date given to the day, month or year is placed on (placed_date,

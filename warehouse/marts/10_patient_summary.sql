@@ -175,9 +175,13 @@ follow_up_start_bound AS (
     -- What the first diagnosis cannot be after (origin_known_by of mart_functions.sql, as marts.survival bounds its
     -- origins): the last day another diagnosis or a treatment start can be on, on or after the first day of its
     -- period (an earlier one, a date error, bounds nothing), and a relapse or progression dated after that day.
-    SELECT first_diagnosis.patient_id, bound.known_on
+    -- All patients at once: the least day of origin_known() that bounds each; a diagnosis none bounds has no row.
+    SELECT first_diagnosis.patient_id, min(known.known_on) AS known_on
     FROM first_diagnosis
-    CROSS JOIN LATERAL origin_known_by(first_diagnosis.patient_id, first_diagnosis.diagnosis_date, true) AS bound
+    JOIN origin_known() AS known
+        ON known.patient_id = first_diagnosis.patient_id
+       AND origin_bounded_by(known.known_on, known.is_event, first_diagnosis.diagnosis_date, true)
+    GROUP BY first_diagnosis.patient_id
 ),
 
 follow_up_start AS (

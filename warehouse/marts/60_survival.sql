@@ -140,10 +140,14 @@ origin_bound AS (
     -- the first day of its period (the event then follows it, and counts); the diagnosis, also the last day another
     -- diagnosis or a treatment start can be on, on or after that first day (as marts.patient_summary: an earlier
     -- one, a date error, bounds nothing).
-    SELECT first_origin.patient_id, first_origin.origin, bound.known_on
+    -- All origins at once: the least day of origin_known() that bounds each; an origin none bounds has no row.
+    SELECT first_origin.patient_id, first_origin.origin, min(known.known_on) AS known_on
     FROM first_origin
-    CROSS JOIN LATERAL origin_known_by(first_origin.patient_id, first_origin.given.first_day,
-                                       first_origin.origin = 'diagnosis') AS bound
+    JOIN origin_known() AS known
+        ON known.patient_id = first_origin.patient_id
+       AND origin_bounded_by(known.known_on, known.is_event, first_origin.given.first_day,
+                             first_origin.origin = 'diagnosis')
+    GROUP BY first_origin.patient_id, first_origin.origin
 ),
 
 origin AS (
