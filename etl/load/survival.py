@@ -67,51 +67,73 @@ def _named(frame: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({**named, **{c: frame[c].to_numpy() for c in frame.columns if c != "group"}})
 
 
+def _event_table(patients: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Every group's event table, by group and time, as lifelines builds one: group, days, removed (leaving at that
+    time), observed (their events), and each group's first row (its time zero, min(0, earliest): a row of its own when
+    everyone's time is later), where all its patients enter. Counted without sorting or grouping the patients: the
+    times are numbered in order, so a group and a time number make one integer, a group's after the previous ones."""
+    times, days = pd.factorize(patients["days"].to_numpy(), sort=True)
+    key = patients["group"].to_numpy() * len(days) + times
+    present, row, removed = np.unique(key, return_inverse=True, return_counts=True)
+    observed = np.bincount(row[patients["event"].to_numpy()], minlength=len(present))
+    group, time = np.divmod(present, len(days))
+    days = days[time]
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    zero = first[days[first] > 0]
+    group, days = np.insert(group, zero, group[zero]), np.insert(days, zero, 0.0)
+    removed, observed = np.insert(removed, zero, 0), np.insert(observed, zero, 0)
+    return group, days, removed, observed, np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+
+
 def _steps(patients: pd.DataFrame) -> pd.DataFrame:
     """Every group's event table (one row per distinct time, and its time zero: min(0, earliest)) with
     the estimate and its bounds at each time, in the order and with the operations of lifelines."""
-    per_time = patients.groupby(["group", "days"], sort=False).agg(
-        removed=("event", "size"), observed=("event", "sum")).reset_index()
-    births = patients.groupby("group", sort=False).agg(days=("days", "min"), entrance=("event", "size")).reset_index()
-    births["days"] = births["days"].clip(upper=0.0)
-    table = per_time.merge(births, on=["group", "days"], how="outer").fillna({"removed": 0, "observed": 0,
-                                                                             "entrance": 0})
-    table = table.sort_values(["group", "days"], kind="stable", ignore_index=True)
-    table[["removed", "observed", "entrance"]] = table[["removed", "observed", "entrance"]].astype("int64")
-    by_group = table.groupby("group", sort=False)
-    # at risk at a time: everyone who entered, less those removed at an earlier time
-    at_risk = by_group["entrance"].cumsum() - (by_group["removed"].cumsum() - table["removed"])
-    deaths = table["observed"]
-    key = table["group"]
+    group, days, removed, observed, first = _event_table(patients)
+    rows = np.diff(np.r_[first, len(group)])  # each group's number of rows
+    # at risk at a time: everyone who entered, less those removed at an earlier time (of the group)
+    earlier = np.cumsum(removed) - removed
+    at_risk = np.repeat(np.add.reduceat(removed, first), rows) - (earlier - np.repeat(earlier[first], rows))
+    deaths = observed
+    key = pd.Series(group)
     with np.errstate(divide="ignore", invalid="ignore"):
+        # the sums along each group stay pandas' (compensated: np.cumsum's differ in the last bits, and the tests hold
+        # these to lifelines bit for bit); the rest is numpy's, as pandas' was
         log_survival = pd.Series(np.log(at_risk - deaths) - np.log(at_risk)).groupby(key, sort=False).cumsum()
         population = at_risk.astype("uint64")
-        greenwood = (deaths / (population * (population - deaths))).replace([np.inf], 0).groupby(
-            key, sort=False).cumsum()
-        survival = np.exp(log_survival)
+        variance = deaths / (population * (population - deaths))
+        greenwood = pd.Series(np.where(variance == np.inf, 0.0, variance)).groupby(key, sort=False).cumsum()
+        survival = np.exp(log_survival.to_numpy())
         v = np.log(survival)
-        spread = Z_95 * np.sqrt(greenwood) / v
-        lower = pd.Series(np.exp(-np.exp(np.log(-v) - spread))).fillna(1.0)
-        upper = pd.Series(np.exp(-np.exp(np.log(-v) + spread))).fillna(1.0)
+        spread = Z_95 * np.sqrt(greenwood.to_numpy()) / v
+        lower = np.exp(-np.exp(np.log(-v) - spread))
+        upper = np.exp(-np.exp(np.log(-v) + spread))
     return pd.DataFrame({
-        "group": key, "time_days": table["days"], "n_at_risk": at_risk.astype(int),
-        "n_events": deaths.astype(int), "n_censored": (table["removed"] - deaths).astype(int),
-        "survival": survival.astype(float), "ci_lower": lower.astype(float), "ci_upper": upper.astype(float)})
+        "group": group, "time_days": days, "n_at_risk": at_risk, "n_events": deaths, "n_censored": removed - deaths,
+        "survival": survival, "ci_lower": np.where(np.isnan(lower), 1.0, lower),
+        "ci_upper": np.where(np.isnan(upper), 1.0, upper)})
 
 
 def _landmarks(patients: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """Each group's estimate at 1, 2, 3 and 5 years: the step function's value at the landmark (the
-    last step at or before it); none once nobody is at risk any more, unless the curve reached 0."""
-    reached = patients[["group"]].assign(n_patients=1, **{str(years): patients["days"] >= landmark_days(years)
-                                                          for years in LANDMARK_YEARS})
-    counts = reached.groupby("group").sum().reset_index()  # one grouping of the patients for every landmark
-    marks = pd.concat([counts[["group", "n_patients"]].assign(
-        n_at_risk=counts[str(years)], years=years, time_days=landmark_days(years)) for years in LANDMARK_YEARS],
-        ignore_index=True)
-    last = steps[["group", "time_days", "survival", "ci_lower", "ci_upper"]].rename(columns={"time_days": "step"})
-    marks["at"] = marks["time_days"].astype(float)
-    found = pd.merge_asof(marks.sort_values("at", kind="stable"), last.sort_values("step", kind="stable"),
-                          left_on="at", right_on="step", by="group", direction="backward")
+    last step at or before it); none once nobody is at risk any more, unless the curve reached 0.
+    `steps` is by group and time (_steps): a group's last step at or before a landmark is its first step's row
+    plus the number of its steps at or before it, less one (every group has one, its time zero)."""
+    group, days = patients["group"].to_numpy(), patients["days"].to_numpy()
+    size = int(group.max()) + 1
+    n_patients = np.bincount(group, minlength=size)
+    present = np.flatnonzero(n_patients)  # the groups with patients, in order
+    step_group, step_days = steps["group"].to_numpy(), steps["time_days"].to_numpy()
+    first = np.searchsorted(step_group, present)
+    marks = []
+    for years in LANDMARK_YEARS:  # four landmarks, every group at once
+        at = landmark_days(years)
+        n_steps = np.bincount(step_group[step_days <= at], minlength=size)[present]
+        row = first + n_steps - 1
+        n_at_risk = np.bincount(group[days >= at], minlength=size)[present]
+        marks.append(pd.DataFrame({"group": present, "years": years, "time_days": at,
+                                   "n_patients": n_patients[present], "n_at_risk": n_at_risk,
+                                   **{c: steps[c].to_numpy()[row] for c in ("survival", "ci_lower", "ci_upper")}}))
+    found = pd.concat(marks, ignore_index=True)
     # Nobody at risk: past the last follow-up the curve is not defined when that was censored; once
     # an event took the last patient it stays at 0, the estimate (as lifelines gives it).
     beyond = (found["n_at_risk"] == 0) & (found["survival"] > 0)
