@@ -88,7 +88,14 @@ from etl.transform.carry_over import recount_memo
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key, record_fingerprint
 from etl.transform.mapping import SourceMapping, load_mapping
-from etl.transform.pseudonym import PseudonymKey, load_key, names_a_patient, normalise_patient_key, source_pseudonym
+from etl.transform.pseudonym import (
+    PseudonymKey,
+    key_file_readings,
+    load_key,
+    names_a_patient,
+    normalise_patient_key,
+    source_pseudonym,
+)
 from etl.transform.records import patient_columns
 
 if TYPE_CHECKING:  # the pull's transports: imported where used
@@ -185,9 +192,10 @@ class Erasures:
 
 
 def _kept_keys(key_file: Path) -> list[PseudonymKey]:
-    """The key file and the old key files rtw rekey kept beside it."""
+    """The key file and the old key files rtw rekey kept beside it, each read with and without the blanks around
+    its key (`key_file_readings`): an erasure's key is found by its fingerprint."""
     files = [key_file, *sorted(key_file.parent.glob(f"{key_file.name}.*.old"))]
-    return [PseudonymKey(f.read_text(encoding="utf-8").strip().encode("utf-8")) for f in files if f.is_file()]
+    return [key for f in files if f.is_file() for key in key_file_readings(f)]
 
 
 def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:

@@ -33,7 +33,14 @@ from etl import fsio, runlock, schema
 from etl.config import Home
 from etl.link.decision import read_decisions
 from etl.steps import SourceOutcome
-from etl.transform.pseudonym import KEY_ENV, PseudonymKey, key_is_configured, load_key, source_pseudonym
+from etl.transform.pseudonym import (
+    KEY_ENV,
+    PseudonymKey,
+    key_file_readings,
+    key_is_configured,
+    load_key,
+    source_pseudonym,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,43 +243,39 @@ def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
     None: no key at all (a lost key, which rekey replaces)."""
     if not key_is_configured(home.key_file):
         return None
-    _refuse_blanks(os.environ.get(KEY_ENV), recorded)
     key = load_key(home.key_file)
     if recorded is not None and key.fingerprint() != recorded:
         where = KEY_ENV if os.environ.get(KEY_ENV) else str(home.key_file)
         raise RekeyError(f"the current key ({where}, fingerprint {_short(key.fingerprint())}) is not the one this "
-                         f"warehouse was built with (fingerprint {_short(recorded)}); give that key, so the "
-                         f"erasures and reviewers' decisions made under it are kept. If it is lost, unset "
-                         f"{KEY_ENV} and move {home.key_file} aside, then rekey with --without-old-key: the "
-                         "decisions are dropped, and a source with erasures is refused until their key's file is back")
+                         f"warehouse was built with (fingerprint {_short(recorded)}); "
+                         + (_without_blanks(os.environ.get(KEY_ENV), recorded) or
+                            "give that key, so the erasures and reviewers' decisions made under it are kept. If it "
+                            f"is lost, unset {KEY_ENV} and move {home.key_file} aside, then rekey with "
+                            "--without-old-key: the decisions are dropped, and a source with erasures is refused "
+                            "until their key's file is back"))
     return key
 
 
-def _refuse_blanks(env_value: str | None, recorded: str | None) -> None:
-    """Refuse a key from env with blanks or a line break around it (a Variable saved with a trailing blank or
-    CRLF): runs use it as it is, but the key rekey keeps is read back stripped (etl/forget.py `_kept_keys`), a
-    key of another fingerprint, so the erasures made under it would find none. The key file is read stripped."""
-    if not env_value or env_value == env_value.strip():
-        return
-    why = (f"the current key ({KEY_ENV}) has blanks or a line break around it: runs use it as it is, but rekey "
-           "keeps the old key in a file that is read back without them, so the erasures (rtw forget) made under it "
-           "would find no key and their sources would be refused; nothing was changed. ")
-    stripped = PseudonymKey(env_value.strip().encode("utf-8")).fingerprint()
-    if stripped == recorded:
-        raise RekeyError(why + f"Without them it is the warehouse's key (fingerprint {_short(stripped)}): give it so")
-    raise RekeyError(why + "Give the key without them if that is the warehouse's key; a warehouse built with them "
-                           "cannot be re-keyed by `rtw rekey` yet")
+def _without_blanks(env_value: str | None, recorded: str) -> str | None:
+    """What to do when the key in env is the warehouse's but for the blanks or line break around it; else None.
+    Given with them while the warehouse was built from the key file (read stripped)."""
+    if not env_value:
+        return None
+    if env_value != env_value.strip() and PseudonymKey(env_value.strip().encode("utf-8")).fingerprint() == recorded:
+        return "it has blanks or a line break around it: without them it is that key; give it so"
+    return None
 
 
 def _keep_old_key(home: Home, old_key: PseudonymKey | None) -> Path | None:
     """Keep the current key as `pseudonym.key.<UTC time>.old` (0600), where the erasure list looks for the
-    keys of the past: a copy of the key file when that is where it came from."""
+    keys of the past: a copy of the key file when that is where it came from, else the key's exact bytes, blanks
+    or line break around it included (a key from env is used as it is given; `key_file_readings`)."""
     if old_key is None:
         return None
     old_copy = _old_key_path(home)
     if _key_file_holds(home, old_key):
         return fsio.copy_file(home.key_file, old_copy)
-    return fsio.write_bytes(old_copy, old_key.secret + b"\n")
+    return fsio.write_bytes(old_copy, old_key.secret)
 
 
 def _install_key(home: Home, new_value: str, old_key: PseudonymKey | None) -> None:
@@ -289,7 +292,7 @@ def _old_key_path(home: Home, kind: str = "") -> Path:
 
 
 def _key_file_holds(home: Home, key: PseudonymKey) -> bool:
-    return home.key_file.exists() and home.key_file.read_text().strip().encode("utf-8") == key.secret
+    return home.key_file.exists() and any(held.secret == key.secret for held in key_file_readings(home.key_file))
 
 
 def _after_rotation(home: Home, fingerprint: str, live: duckdb.DuckDBPyConnection | None) -> str:

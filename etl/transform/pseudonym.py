@@ -72,6 +72,15 @@ def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
     return PseudonymKey(key_file.read_text().strip().encode("utf-8"))
 
 
+def key_file_readings(key_file: Path) -> list[PseudonymKey]:
+    """The key a key file holds, for matching a fingerprint: without the blanks and line break around it, as
+    runs read the key file (`load_key`), and, when there are any, as written: rekey keeps a key given in env as
+    runs used it (a Variable saved with a trailing newline), and that key is another key once stripped."""
+    written = key_file.read_bytes()
+    stripped = key_file.read_text(encoding="utf-8").strip().encode("utf-8")
+    return [PseudonymKey(stripped)] + ([PseudonymKey(written)] if written != stripped else [])
+
+
 def key_is_configured(key_file: Path, explicit: str | None = None) -> bool:
     """A key exists (explicit, env or key file); False: `load_key` would create a new one."""
     return bool(explicit or os.environ.get(KEY_ENV)) or key_file.exists()
