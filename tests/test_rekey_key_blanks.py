@@ -126,3 +126,16 @@ def test_rekey_says_when_the_key_without_its_blanks_is_the_warehouses(tmp_path, 
            "that key; give it so" in said
     assert _unchanged(home, KEY)
 
+
+def test_rekey_says_when_the_key_with_a_line_break_after_it_is_the_warehouses(tmp_path, home, monkeypatch):
+    """Runs had the key from a Variable saved with a trailing newline; by hand it was given through $(...), which
+    drops it: refused as another key, saying how to give it with the line break."""
+    _built_with(home, KEY + "\n")
+    monkeypatch.setenv(KEY_ENV, KEY)
+    result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file",
+                                      str(_new_key_file(tmp_path))])
+    assert result.exit_code == 1 and KEY not in result.output
+    said = " ".join(result.output.split())
+    assert "with a line break after it, it is that key" in said
+    assert f"{KEY_ENV}=\"$(airflow variables get rtw_pseudonym_key)\"$'\\n' rtw rekey" in said
+    assert _unchanged(home, KEY + "\n")

@@ -258,11 +258,16 @@ def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
 
 def _without_blanks(env_value: str | None, recorded: str) -> str | None:
     """What to do when the key in env is the warehouse's but for the blanks or line break around it; else None.
-    Given with them while the warehouse was built from the key file (read stripped)."""
+    Given with them while the warehouse was built from the key file (read stripped); or given without the line
+    break that a Variable saved with one gave the runs (`$(airflow variables get ...)` drops it)."""
     if not env_value:
         return None
     if env_value != env_value.strip() and PseudonymKey(env_value.strip().encode("utf-8")).fingerprint() == recorded:
         return "it has blanks or a line break around it: without them it is that key; give it so"
+    if PseudonymKey(f"{env_value}\n".encode()).fingerprint() == recorded:
+        return (f"with a line break after it, it is that key (the runs had it so, from a Variable saved with one, "
+                f"which $(...) drops); give it so: {KEY_ENV}=\"$(airflow variables get rtw_pseudonym_key)\"$'\\n' "
+                "rtw rekey ...")
     return None
 
 
