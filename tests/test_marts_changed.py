@@ -38,12 +38,12 @@ def _rebuilt(con: duckdb.DuckDBPyConnection, change: str, caplog: pytest.LogCapt
 
 def test_a_mart_reads_the_tables_the_macros_it_calls_read():
     reads = {mart.table: mart.reads for mart in mart_files()}
-    # survival names neither: its events come from efs_event(), its origins' bounds from origin_known_by(), which
+    # survival names neither: its events come from efs_event(), its origins' bounds from origin_known(), which
     # calls efs_event() and diagnosis_known_by()
     assert {"core.follow_up", "core.treatment"} <= reads["survival"]
     # incidence_registered(): the population-based sources' diagnoses
     assert {"core.patient_source", "core.patient", "stage.source_params"} <= reads["incidence"]
-    # origin_known_by(): a progression and a treatment start bound the first diagnosis
+    # origin_known(): a progression and a treatment start bound the first diagnosis
     assert {"core.follow_up", "core.treatment"} <= reads["patient_summary"]
 
 

@@ -54,7 +54,7 @@ def test_the_grouped_bound_of_every_origin_is_origin_known_by_of_each():
 
 
 def test_no_mart_bounds_its_origins_one_lateral_join_at_a_time():
-    # A lateral join per origin was a third of marts.survival's time: the marts and their macros join once.
+    # A lateral join per origin was a sixth of marts.survival's time: the marts and their macros join once.
     code = [_code(_functions_sql()), *(_code(mart.sql) for mart in _marts())]
     assert not any("LATERAL origin_known_by" in " ".join(text.split()) for text in code)
     # mart_functions.sql (incidence_registered()), patient_summary, survival

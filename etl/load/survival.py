@@ -70,7 +70,7 @@ def _named(frame: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
 def _event_table(patients: pd.DataFrame) -> tuple[np.ndarray, ...]:
     """Every group's event table, by group and time, as lifelines builds one: group, days, removed (leaving at that
     time), observed (their events), and each group's first row (its time zero, min(0, earliest): a row of its own when
-    everyone's time is later), where all its patients enter. Counted without sorting or grouping the patients: the
+    everyone's time is later), where all its patients enter. Counted without pandas group-bys or a merge: the
     times are numbered in order, so a group and a time number make one integer, a group's after the previous ones."""
     times, days = pd.factorize(patients["days"].to_numpy(), sort=True)
     key = patients["group"].to_numpy() * len(days) + times
