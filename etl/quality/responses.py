@@ -102,6 +102,14 @@ def _quoted(text: str) -> str:
     return f"{text[:_QUOTED_CHARACTERS] + '…'!r} ({len(text):,} characters)"
 
 
+def _quoted_answer(text: str) -> str:
+    """A centre's refused response as a message quotes it: each digit written 9, as `rtw check` shapes a value
+    it may not show. The cell is typed by a person, who may write the correction there ("corrected: born
+    06/05/2003, TREP-000004"), and the message reaches the terminal and the log; unlike a comment it is not
+    stored, and a birth date of a quarantined patient is one no screen knows (no row holds its month)."""
+    return _quoted(re.sub(r"\d", "9", text))
+
+
 def _row_name(sheet: str | None, number: int) -> str:
     return f"row {number}" if sheet is None else f"sheet {_quoted(sheet)} row {number}"
 
@@ -562,7 +570,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
         try:
             response = Response(answer.lower())
         except ValueError:
-            refuse(f"response {_quoted(answer)} is not one of {', '.join(r.value for r in Response)} "
+            refuse(f"response {_quoted_answer(answer)} is not one of {', '.join(r.value for r in Response)} "
                    f"(column {_RESPONSE!r})")
             continue
         rule = rules.get(item.rule_id)
