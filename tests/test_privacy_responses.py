@@ -1,12 +1,19 @@
-"""A centre's returned answers as the import's messages quote them: no birth date or patient number a
-centre typed into a cell reaches the terminal or the log (README, Privacy)."""
+"""A centre's returned answers: no birth date or patient number a centre typed into a cell reaches the
+terminal, the log or meta.query_response (README, Privacy)."""
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
+from pathlib import Path
 
-from etl.quality.queries import _write_csv, cell_text, row_key
-from etl.quality.responses import ImportSummary, _Item, check_rows, read_returned
+import duckdb
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
+
+from etl.config import Home
+from etl.quality.queries import HEADER, _write_csv, cell_text, row_key, send_queries
+from etl.quality.responses import ImportSummary, _Item, check_rows, import_responses, read_returned
 from etl.transform.pseudonym import PseudonymKey
 
 KEY = PseudonymKey(b"test-key-0123456789abcdef0123456789")
@@ -29,3 +36,48 @@ def test_a_response_holding_the_corrected_birth_date_and_the_patient_number_is_q
     (problem,) = summary.problems
     assert str(problem) == ("answers.csv row 2: response 'corretto: nato il 99/99/9999 (TREP-999999)' is not one of "
                             "corrected, confirmed, cannot_determine (column 'response')")
+
+
+def _answered(home: Home, tmp_path: Path, held: bool) -> str:
+    """The stored comment of an answer "born 16/01/1995" to a query about a patient whose birth month the
+    warehouse holds (`held`) or does not (their registration quarantined). No patient of the small run is
+    born in January 1995, so the typed-text screen alone keeps the day in both."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM core.patient_source WHERE birth_year = 1995 AND birth_month = 1"
+                           ).fetchone() == (0,)
+        source_id, centre, pseudonym = con.execute(f"""
+            SELECT q.source_id, q.centre_id, split_part(q.source_record_key, '|', 1) AS pseudonym
+            FROM dq.quarantine q WHERE q.centre_id IS NOT NULL AND {'' if held else 'NOT'} EXISTS (
+                SELECT 1 FROM core.patient_source p WHERE p.source_id = q.source_id AND p.birth_month IS NOT NULL
+                AND p.source_patient_pseudonym = split_part(q.source_record_key, '|', 1))
+            ORDER BY 1, 2, 3 LIMIT 1""").fetchone()
+    finally:
+        con.close()
+    key = PseudonymKey(SMALL_RUN_KEY.encode())
+    sent = send_queries(home, f"{source_id}:{centre}", key)
+    with sent.csv.open(encoding="utf-8-sig", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    row = next(r for r in rows if r[HEADER.index("patient pseudonym")] == pseudonym)
+    row[HEADER.index("response")] = "cannot_determine"
+    row[HEADER.index("comment")] = "nato il 16/01/1995, visto 2 volte"
+    answered = tmp_path / f"answered_{held}.csv"
+    with answered.open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows([header, row])
+    assert import_responses(home, answered, key).recorded == 1
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        (comment,) = con.execute("SELECT comment FROM meta.query_response ORDER BY imported_at DESC LIMIT 1"
+                                 ).fetchone()
+    finally:
+        con.close()
+    return comment
+
+
+def test_a_comment_on_a_quarantined_patient_s_query_is_stored_without_the_day_it_gives(small_run, tmp_path):
+    """The centre answers a query about a patient whose registration is quarantined (a refused birth date, say)
+    with the day of birth: the warehouse holds no birth month of theirs to screen it by, so every day is hidden
+    in their comment; a patient whose month is held keeps a day outside it."""
+    home = copy_of(small_run, tmp_path)
+    assert _answered(home, tmp_path, held=False) == "nato il {date}, visto 2 volte"
+    assert _answered(home, tmp_path, held=True) == "nato il 16/01/1995, visto 2 volte"

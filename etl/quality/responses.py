@@ -70,7 +70,7 @@ from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.spreadsheet import EXCEL_BOOLEANS, spreadsheet_boolean
 from etl.transform.pseudonym import PseudonymKey
-from etl.transform.screen import typed_text_screen
+from etl.transform.screen import DATE, TextScreen, typed_text_screen
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ MAX_RETURNED_BYTES = 128 << 20
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" starts with the first
 _DELIMITED = (".csv", ".txt")  # .txt: Excel's "Unicode text" (or "Text (tab delimited)") as saved
 _UTF16_SIGN = 32  # bytes of a file's start whose NULs tell UTF-16 without a byte-order mark
+# A day written as digits, as etl/transform/screen.py reads one: 2003-05-06, 06/05/2003, 06.05.2003, 20030506.
+_DAY_WRITTEN = re.compile(r"(?<!\d)(?:\d{4}([-/.])\d{1,2}\1\d{1,2}|\d{1,2}([-/.])\d{1,2}\2\d{4}|\d{8})(?!\d)")
 _QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
 
 
@@ -815,6 +817,29 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any
                 [list(column) for column in columns])
 
 
+def _patient(item: _Item) -> tuple[str, str]:
+    """The source and patient pseudonym of a query's record (`<pseudonym>|<local part>`)."""
+    return item.source_id, item.source_record_key.partition("|")[0]
+
+
+def _birth_month_unknown(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer]) -> set[tuple[str, str]]:
+    """The patients of commented answers whose birth month the warehouse does not hold: their registration
+    quarantined (a query is most often about a quarantined record) or their birth date refused."""
+    patients = {_patient(a.item) for a in answers if a.comment}
+    held = set(con.execute("SELECT source_id, source_patient_pseudonym FROM core.patient_source "
+                           "WHERE birth_month IS NOT NULL AND list_contains(?, source_patient_pseudonym)",
+                           [sorted(p for _, p in patients)]).fetchall())
+    return patients - held
+
+
+def _screened_comment(screen: TextScreen, comment: str, birth_month_unknown: bool) -> str:
+    """A centre's comment as it is stored. The typed-text screen hides a day in a birth month the warehouse
+    holds; a patient whose month it does not hold is the one a centre answering about a refused birth date
+    writes the day of ("corrected: born 16/01/1995"), so in their comment every day is hidden."""
+    screened = screen.screened(comment)
+    return _DAY_WRITTEN.sub(DATE, screened) if birth_month_unknown else screened
+
+
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
                      rules: Sequence[Rule] | None = None, encoding: str | None = None) -> ImportSummary:
     """Read, check and record the answers of a returned query workbook (.xlsx or .csv), in a publish of
@@ -839,8 +864,9 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
                                            [batch_ids]).fetchall()}
         answers = check_rows(rows, path.name, _items(con, sorted(known)), known, catalogue, key, summary)
         # A comment naming a patient's number or birth date is kept without them (etl/transform/screen.py).
-        screen = typed_text_screen(home, con)
-        answers = [replace(a, comment=screen.screened(a.comment)) if a.comment else a for a in answers]
+        screen, unknown = typed_text_screen(home, con), _birth_month_unknown(con, answers)
+        answers = [replace(a, comment=_screened_comment(screen, a.comment, _patient(a.item) in unknown))
+                   if a.comment else a for a in answers]
         _record(con, answers, path.name, file_sha256, who, now, summary)
 
     run_id = new_run_id(now)
