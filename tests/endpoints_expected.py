@@ -99,8 +99,8 @@ def _line_order(line: Any) -> tuple[int, Any]:
 
 def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
     """Each source's line's drugs, a line naming none taking those of the person's line naming them on the same start
-    given alike (the first by drugs), else of another source's line given within its period (the one that came
-    first)."""
+    given alike (the first by drugs), else of another source's line given within its period or to a wider period
+    holding it that lends down (_lends_down), the one that came first."""
     rows = list(lines[["source_id", "person", "drugs", "start_date", "precision"]].itertuples(index=False, name=None))
     named_of: dict[Any, list[tuple[Any, ...]]] = {}  # per person, the lines that name their drugs and give a start
     for row in rows:
@@ -115,10 +115,23 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
                 other = pd.Timestamp(day).date()
                 if other == first and given == precision:  # "March 2022" is not its source's line of 1 March
                     candidates.append((0, (), d))
-                elif s != source and first <= other and period_end(other, given) <= last:  # within its period
+                elif s != source and ((first <= other and period_end(other, given) <= last)  # within its period
+                                      or (PRECISION_RANK[given] > PRECISION_RANK[precision]  # a wider one holding it
+                                          and other <= first <= period_end(other, given)
+                                          and _lends_down((s, d, other, given), named_of[person]))):
                     candidates.append((1, came_first(day, given), d))
         drugs_of.append(min(candidates)[2] if candidates else drugs)
     return drugs_of
+
+
+def _lends_down(line: tuple[Any, ...], named: list[tuple[Any, ...]]) -> bool:
+    """Whether a line naming its drugs (source, drugs, first day, precision) lends them to a line given within its
+    period: no line of another source naming them is dated more precisely within it (crizotinib "March 2022" beside
+    crizotinib on 3 March may be that line). named: the person's lines naming their drugs."""
+    source, drugs, first, given = line
+    return not any(s != source and d == drugs and PRECISION_RANK[p] < PRECISION_RANK[given]
+                   and first <= pd.Timestamp(day).date() <= period_end(first, given)
+                   for s, _, d, day, p in named)
 
 
 def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:

@@ -190,21 +190,74 @@ def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_mon
         ("crizotinib",), ("unknown",)]
 
 
-def test_a_line_naming_no_drug_on_the_first_of_a_month_takes_none_from_a_line_given_to_the_month():
-    # As on 14 March: 1 March is stored as "March 2022" is, but "March 2022" may be another day, so another line.
+def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_month_its_own_source_dates():
+    # As above, the crizotinib of 3 March given by the line's own source: "March 2022" may be that line, so lends none.
+    warehouse = _person()
+    _started(warehouse, "registry", "t1", "2022-03-03", "day")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "registry", "t3", "2022-03-14", "day", line_number=2, drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 3), 2, ["t1", "t2"], "not_compared"),
+                                 (date(2022, 3, 14), 1, ["t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("unknown",)]
+
+
+def test_a_line_naming_no_drug_takes_none_from_a_line_given_to_its_year_another_source_dates_within_it():
+    # Crizotinib "2022", crizotinib "March 2022" of another source, "June 2022" without a drug of a third: "2022" may
+    # be "March 2022", so June stays a line of regimen unknown ("March 2022" does not hold June).
+    warehouse = _person()
+    _started(warehouse, "registry", "t1", "2022-01-01", "year")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    _started(warehouse, "iltb", "t3", "2022-06-01", "month", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 1), 2, ["t1", "t2"], "not_compared"),
+                                 (date(2022, 6, 1), 1, ["t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("unknown",)]
+
+
+# -- a line naming no drug takes those of the one line given to a wider period that can be it --------------------
+
+def test_a_line_naming_no_drug_is_the_line_another_source_gives_to_its_month_and_nothing_else_dates():
+    # The common case: a national registry gives 14 March 2022 without the drug, SACHA crizotinib "March 2022", no
+    # source anything else. Lending only from a line given within its period, they were two lines (regimen unknown
+    # on 14 March, crizotinib "March 2022"), each counted; "March 2022" can be no other line, so they are one.
+    warehouse = _person()
+    _started(warehouse, "registry", "t1", "2022-03-14", "day", drug=None)
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
+    assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line").fetchall() == [
+        ("crizotinib", "day")]
+
+
+def test_a_line_given_to_the_month_lends_its_drug_though_its_own_source_dates_the_drug_within_it():
+    # SACHA's line 1 crizotinib "March 2022" and its line 2 crizotinib on 3 March, a registry's 14 March without a
+    # drug: line 1 is not line 2 (its source numbers them apart), so the only start it can be is 14 March.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-03", "day", line_number=2)
+    _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 3), 1, ["t2"], "not_compared"),
+                                 (date(2022, 3, 14), 2, ["t1", "t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("crizotinib",)]
+
+
+def test_a_line_naming_no_drug_on_the_first_of_a_month_is_the_line_given_to_the_month():
+    # As on 14 March: 1 March is stored as "March 2022" is, and is within it. Until 2026-12-06 two lines.
     warehouse = _person()
     _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
     _started(warehouse, "registry", "t2", "2022-03-01", "day", drug=None)
-    assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t1"], "not_compared"),
-                                         (date(2022, 3, 1), 1, ["t2"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line "
-                                 "ORDER BY ALL").fetchall() == [("crizotinib", "month"), ("unknown", "day")]
+    assert _lines(warehouse) == [(date(2022, 3, 1), 2, ["t1", "t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line").fetchall() == [
+        ("crizotinib", "day")]
 
 
-def test_a_line_naming_no_drug_given_to_the_month_takes_none_from_a_line_given_to_its_year():
-    # The cost of the above: "March 2022" without a drug beside crizotinib "2022" of another source stays unknown.
+def test_a_line_naming_no_drug_given_to_the_month_is_the_line_given_to_its_year():
+    # "March 2022" without a drug beside crizotinib "2022" of another source, nothing else: one line, dated to the
+    # month (until 2026-12-06 two, the first of regimen unknown).
     warehouse = _person()
     _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month", drug=None)
     _started(warehouse, "registry", "t2", "2022-01-01", "year")
-    assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t2"], "not_compared"),
-                                 (date(2022, 3, 1), 1, ["t1"], "not_compared")]
+    assert _lines(warehouse) == [(date(2022, 3, 1), 2, ["t1", "t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line").fetchall() == [
+        ("crizotinib", "month")]

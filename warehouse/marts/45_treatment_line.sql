@@ -10,8 +10,9 @@
 --     without a line number is a line of its own); drugs sorted, start = the earliest start. A line
 --     none of whose treatments names its drug (TRT-DRUG-PRESENT warns) is the person's line that
 --     names them on the same start given alike (the first by drugs, of two), else another source's line given
---     within its period (of several, came_first; never one given to a wider period: a line of 14 March does not take
---     the drugs of "March 2022", which may be another line), else a line of regimen unknown.
+--     within its period or to a wider period holding it that no other source dates its drugs within (of several,
+--     came_first: a line of 14 March takes the drugs of "March 2022", unless a source but its own dates them within
+--     March, as "March 2022" may then be that line), else a line of regimen unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
 --     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
@@ -51,23 +52,47 @@ WITH source_line AS (
     GROUP BY source_id, patient_id, line_key
 ),
 
+lender AS (
+    -- Each line that names its drugs, and whether it lends them to another source's line given within its period
+    -- (down_lends): only when no source but its own dates a start of them more precisely within it (lines that name
+    -- them only, so a line taking drugs makes no other lend none). Crizotinib "March 2022" beside crizotinib on 3
+    -- March may be that line, so 14 March naming no drug is no crizotinib line; with nothing else, it is "March 2022".
+    SELECT named.*, NOT EXISTS (
+        SELECT 1
+        FROM source_line AS finer
+        WHERE finer.patient_id = named.patient_id
+          AND finer.drugs = named.drugs
+          AND finer.source_id <> named.source_id
+          AND finer.start_date BETWEEN named.start_date AND period_end(named.start_date, named.start_date_precision)
+          AND precision_rank(finer.start_date_precision) < precision_rank(named.start_date_precision)) AS down_lends
+    FROM source_line AS named
+    WHERE len(named.drugs) > 0
+),
+
 named_line AS (
     -- The drugs a line naming none takes: those of the person's line that names them on the same start given alike
     -- (of two, the first by drugs), else of another source's line given within the line's period ("March 2022" beside
-    -- crizotinib on 14 March 2022, not 14 March beside "March 2022"), of several the one that came first (came_first).
+    -- crizotinib on 14 March 2022) or to a wider period holding it when it lends down (lender), of several the one
+    -- that came first (came_first: one within its period before a wider one).
     SELECT unnamed.source_id, unnamed.patient_id, unnamed.line_key, named.drugs
     FROM source_line AS unnamed
-    JOIN source_line AS named
+    JOIN lender AS named
         ON named.patient_id = unnamed.patient_id
        AND len(unnamed.drugs) = 0
-       AND len(named.drugs) > 0
        -- the same start given alike: a line "March 2022" is not its source's line of 1 March
        AND ((named.start_date = unnamed.start_date AND named.start_date_precision = unnamed.start_date_precision)
-            -- a period within the line's: crizotinib "March 2022" lent to 14 March made a line no source names
             OR (named.source_id <> unnamed.source_id
-                AND named.start_date >= unnamed.start_date
-                AND period_end(named.start_date, named.start_date_precision)
-                    <= period_end(unnamed.start_date, unnamed.start_date_precision)))
+                -- a period within the line's
+                AND ((named.start_date >= unnamed.start_date
+                      AND period_end(named.start_date, named.start_date_precision)
+                          <= period_end(unnamed.start_date, unnamed.start_date_precision))
+                     -- a wider period holding it, that no other start of its drugs can be: crizotinib "March 2022"
+                     -- lent to 14 March beside crizotinib on 3 March made a line no source names
+                     OR (named.down_lends
+                         AND precision_rank(named.start_date_precision)
+                             > precision_rank(unnamed.start_date_precision)
+                         AND unnamed.start_date BETWEEN named.start_date
+                             AND period_end(named.start_date, named.start_date_precision)))))
     QUALIFY row_number() OVER (
         PARTITION BY unnamed.source_id, unnamed.patient_id, unnamed.line_key
         ORDER BY (named.start_date, named.start_date_precision) <> (unnamed.start_date, unnamed.start_date_precision),
