@@ -103,9 +103,10 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
     holding it that lends down (_lends_down), the one that came first."""
     rows = list(lines[["source_id", "person", "drugs", "start_date", "precision"]].itertuples(index=False, name=None))
     named_of: dict[Any, list[tuple[Any, ...]]] = {}  # per person, the lines that name their drugs and give a start
+    unnamed_of: dict[Any, list[tuple[Any, ...]]] = {}  # and those naming none, as the sources give them
     for row in rows:
-        if row[2] and pd.notna(row[3]):
-            named_of.setdefault(row[1], []).append(row)
+        if pd.notna(row[3]):
+            (named_of if row[2] else unnamed_of).setdefault(row[1], []).append(row)
     drugs_of = []
     for source, person, drugs, start, precision in rows:
         candidates = []
@@ -118,20 +119,27 @@ def _named(lines: pd.DataFrame) -> list[tuple[str, ...]]:
                 elif s != source and ((first <= other and period_end(other, given) <= last)  # within its period
                                       or (PRECISION_RANK[given] > PRECISION_RANK[precision]  # a wider one holding it
                                           and other <= first <= period_end(other, given)
-                                          and _lends_down((s, d, other, given), named_of[person]))):
+                                          and _lends_down((s, d, other, given), named_of[person],
+                                                          unnamed_of[person]))):
                     candidates.append((1, came_first(day, given), d))
         drugs_of.append(min(candidates)[2] if candidates else drugs)
     return drugs_of
 
 
-def _lends_down(line: tuple[Any, ...], named: list[tuple[Any, ...]]) -> bool:
+def _lends_down(line: tuple[Any, ...], named: list[tuple[Any, ...]], unnamed: list[tuple[Any, ...]]) -> bool:
     """Whether a line naming its drugs (source, drugs, first day, precision) lends them to a line given within its
     period: no line of another source naming them is dated more precisely within it (crizotinib "March 2022" beside
-    crizotinib on 3 March may be that line). named: the person's lines naming their drugs."""
+    crizotinib on 3 March may be that line), and one start alone naming none is (beside 14 and 20 March naming none,
+    it may be either). named, unnamed: the person's lines naming their drugs, and naming none."""
     source, drugs, first, given = line
-    return not any(s != source and d == drugs and PRECISION_RANK[p] < PRECISION_RANK[given]
-                   and first <= pd.Timestamp(day).date() <= period_end(first, given)
-                   for s, _, d, day, p in named)
+
+    def finer_within(s: Any, day: Any, p: str) -> bool:
+        return (s != source and PRECISION_RANK[p] < PRECISION_RANK[given]
+                and first <= pd.Timestamp(day).date() <= period_end(first, given))
+
+    # 14 March naming no drug from two sources is one line: starts are counted, not the sources giving them
+    return (not any(d == drugs and finer_within(s, day, p) for s, _, d, day, p in named)
+            and len({(pd.Timestamp(day).date(), p) for s, _, _, day, p in unnamed if finer_within(s, day, p)}) == 1)
 
 
 def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:

@@ -261,3 +261,44 @@ def test_a_line_naming_no_drug_given_to_the_month_is_the_line_given_to_its_year(
     assert _lines(warehouse) == [(date(2022, 3, 1), 2, ["t1", "t2"], "not_compared")]
     assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line").fetchall() == [
         ("crizotinib", "month")]
+
+
+# -- a line given to a wider period lends its drugs to one line naming none, not to two -----------------------------
+
+def test_a_line_given_to_the_month_lends_its_drug_to_no_two_lines_naming_none_within_it():
+    # A national registry's 14 March and the board registry's 20 March, both without a drug, beside SACHA's crizotinib
+    # "March 2022" and nothing else: both took crizotinib, "March 2022" joined 14 March, and 20 March became a lone
+    # crizotinib line no source names. "March 2022" may be either, so both stay lines of regimen unknown.
+    warehouse = _person()
+    _started(warehouse, "registry", "t1", "2022-03-14", "day", drug=None)
+    _started(warehouse, "iltb", "t2", "2022-03-20", "day", drug=None)
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
+    assert _lines(warehouse) == [(date(2022, 3, 1), 1, ["t3"], "not_compared"),
+                                 (date(2022, 3, 14), 1, ["t1"], "not_compared"),
+                                 (date(2022, 3, 20), 1, ["t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("unknown",), ("unknown",)]
+
+
+def test_a_line_given_to_the_month_lends_its_drug_to_the_one_day_two_sources_give_without_it():
+    # 14 March without a drug from two sources is one line naming none: beside crizotinib "March 2022", that line.
+    warehouse = _person()
+    _started(warehouse, "registry", "t1", "2022-03-14", "day", drug=None)
+    _started(warehouse, "iltb", "t2", "2022-03-14", "day", drug=None)
+    _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
+    assert _lines(warehouse) == [(date(2022, 3, 14), 3, ["t1", "t2", "t3"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen, start_date_precision FROM marts.treatment_line").fetchall() == [
+        ("crizotinib", "day")]
+
+
+def test_a_line_given_to_the_month_lends_its_drug_beside_a_line_naming_none_its_own_source_numbers_apart():
+    # SACHA's line 1 crizotinib "March 2022" and its line 2 on 20 March without a drug, a registry's 14 March without
+    # one: line 1 is not line 2 (its source numbers them apart), so the only line naming none it can be is 14 March.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-20", "day", line_number=2, drug=None)
+    _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
+    assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t3"], "not_compared"),
+                                 (date(2022, 3, 20), 1, ["t2"], "not_compared")]
+    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
+        ("crizotinib",), ("unknown",)]

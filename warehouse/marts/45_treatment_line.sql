@@ -12,7 +12,9 @@
 --     names them on the same start given alike (the first by drugs, of two), else another source's line given
 --     within its period or to a wider period holding it that no other source dates its drugs within (of several,
 --     came_first: a line of 14 March takes the drugs of "March 2022", unless a source but its own dates them within
---     March, as "March 2022" may then be that line), else a line of regimen unknown.
+--     March, as "March 2022" may then be that line, or another source dates a second start naming no drug within
+--     March, as it may then be either: 14 and 20 March naming none take nothing from it), else a line of regimen
+--     unknown.
 --   start known only to its month or year (start_date_precision; stored as the first day of its period):
 --     the line of the same drugs another source dates more precisely within that period ("March 2022"
 --     beside 10 March 2022), which keeps the most precise date; a source's k-th line so dated (by line number)
@@ -54,9 +56,11 @@ WITH source_line AS (
 
 lender AS (
     -- Each line that names its drugs, and whether it lends them to another source's line given within its period
-    -- (down_lends): only when no source but its own dates a start of them more precisely within it (lines that name
-    -- them only, so a line taking drugs makes no other lend none). Crizotinib "March 2022" beside crizotinib on 3
-    -- March may be that line, so 14 March naming no drug is no crizotinib line; with nothing else, it is "March 2022".
+    -- (down_lends): only when no source but its own dates a start of them more precisely within it, and one start
+    -- alone naming no drug is so dated by another source (lines as the sources give them, so a line taking drugs makes
+    -- no other lend none). Crizotinib "March 2022" beside crizotinib on 3 March may be that line, so 14 March naming
+    -- no drug is no crizotinib line; beside 14 and 20 March naming none, it may be either, and neither is; with
+    -- nothing else, 14 March is "March 2022".
     SELECT named.*, NOT EXISTS (
         SELECT 1
         FROM source_line AS finer
@@ -64,7 +68,17 @@ lender AS (
           AND finer.drugs = named.drugs
           AND finer.source_id <> named.source_id
           AND finer.start_date BETWEEN named.start_date AND period_end(named.start_date, named.start_date_precision)
-          AND precision_rank(finer.start_date_precision) < precision_rank(named.start_date_precision)) AS down_lends
+          AND precision_rank(finer.start_date_precision) < precision_rank(named.start_date_precision)
+    ) AND (
+        -- 14 March naming no drug from two sources is one line: starts are counted, not the sources giving them
+        SELECT count(DISTINCT (unnamed.start_date, unnamed.start_date_precision))
+        FROM source_line AS unnamed
+        WHERE unnamed.patient_id = named.patient_id
+          AND len(unnamed.drugs) = 0
+          AND unnamed.source_id <> named.source_id
+          AND unnamed.start_date BETWEEN named.start_date AND period_end(named.start_date, named.start_date_precision)
+          AND precision_rank(unnamed.start_date_precision) < precision_rank(named.start_date_precision)
+    ) = 1 AS down_lends
     FROM source_line AS named
     WHERE len(named.drugs) > 0
 ),
