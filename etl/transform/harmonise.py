@@ -16,7 +16,8 @@ Patient-level quasi-identifiers (birth date, EUPID) are used here, for ages and 
 leave only as birth year/month and keyed pseudonyms. Rejected values of those fields are
 never echoed into quarantine reasons, nor is a value holding any patient number or birth date of the
 source (etl/transform/screen.py); a free text loaded as written has them replaced by {patient} and
-{date}, except the record's own number, which quarantines it.
+{date}, except the record's own number, which quarantines it. A record key's local part (a record number
+typed by hand) holding either is published as a keyed digest of it (pseudonym.py `published_key`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
+    hidden_local,
     holds_patient_key,
     normalise_patient_key,
     person_id,
@@ -84,6 +86,7 @@ _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, u
 # Codes harmonise uses as written, never screened for other patients: an EUPID links persons (one made
 # {patient} would join every patient whose EUPID had a key's shape), a centre routes queries.
 _CODES_AS_WRITTEN = PRIVATE_FIELDS | {"centre_id"}
+_NO_PATIENT_KEY = "(no patient key)"  # a record key's first part when the record has no patient key
 _BIRTH_WRITTEN = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%m/%d/%Y")  # how a typed date may read
 # The parts of an ICD-O-3 morphology (8500/33) a mapping may also read from a column of their own.
 _ICDO3_PARTS = {"icdo3_behaviour": "behaviour", "icdo3_grade": "grade"}
@@ -158,7 +161,8 @@ class _Record:
     row: dict[str, Any]
     patient_key: str
     clear_key: str
-    published_key: str
+    local: str  # the record's key without its patient's (`fill_key` of the mapping's record key)
+    published_key: str = ""  # set once the source's screen is (`_Engine.publish_keys`)
     problems: list[Problem] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     absorbed: list[tuple[str, str]] = field(default_factory=list)  # (record set, file sha256) of each joined row
@@ -415,16 +419,29 @@ class _Engine:
         for row in rows:
             patient_key = str(row[mapping.patient_key]).strip()
             local = fill_key(record_key, row, record_set)
-            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", "",
+            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", local,
                              absorbed=[(c.removeprefix(_ABSORBED), row[c]) for c in absorbed_columns if row[c]])
             if patient_key in self.nulls:
                 record.reject(PATIENT_KEY_PRESENT, mapping.patient_key, None,
                               f"patient key ({mapping.patient_key}): empty")
-                record.published_key = f"(no patient key)|{local}"
-            else:
-                record.published_key = published_key(self.key, mapping.source_id, patient_key, local)
             result.append(record)
         return result
+
+    def publish_keys(self, records: Iterable[_Record]) -> None:
+        """Each record's published key, once the screen is set: a local part typed with another patient's
+        number or a birth date of the source (a registry's record number column edited by hand) is published
+        as a keyed digest of it (pseudonym.py `hidden_local`), the same night after night."""
+        for record in records:
+            if record.patient_key in self.nulls:
+                shown = hidden_local(self.key, _NO_PATIENT_KEY, record.local) if self.screen.holds(record.local) \
+                    else record.local
+                record.published_key = f"{_NO_PATIENT_KEY}|{shown}"
+            else:
+                record.published_key = self._published(record.patient_key, record.local)
+
+    def _published(self, patient_key: str, local: str) -> str:
+        """A published record key (pseudonym.py `published_key`): what a reference to the record computes too."""
+        return published_key(self.key, self.mapping.source_id, patient_key, local, self.screen.holds)
 
     def mark_duplicates(self, records: list[_Record]) -> None:
         """A repeated record key: the first copy is loaded; the n-th repeat is rejected as `<key>#<n>`."""
@@ -491,8 +508,8 @@ class _Engine:
         assert spec.key is not None and spec.ref is not None
         if any(record.row[c].strip() in self.nulls for c in template_fields(spec.key)):
             return None
-        return record_id(self.mapping.source_id, spec.ref, published_key(
-            self.key, self.mapping.source_id, record.patient_key, fill_key(spec.key, record.row)))
+        return record_id(self.mapping.source_id, spec.ref, self._published(record.patient_key,
+                                                                            fill_key(spec.key, record.row)))
 
     def finish(self, table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Turn harmonised rows of clean records into a frame with the core table's columns."""
@@ -656,7 +673,13 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
         for record, reason in zip(recs, reasons, strict=True):
             record.reject(SECTION_JOINED, None, None, reason)
         records[f"{name} (not joined)"] = recs
+    # What no value may show of the source's patients: every key read, and the births (read only if asked).
+    patients = records.get(mapping.patient.head, [])
+    engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
+                                                            if r.patient_key not in engine.nulls}),
+                                         lambda: engine.births(r.row for r in patients))
     for recs in records.values():
+        engine.publish_keys(recs)
         engine.mark_duplicates(recs)
     for name, recs in records.items():
         if name not in mapped and not name.endswith(" (not joined)"):
@@ -665,11 +688,6 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                               f"record set {name} is not mapped in sources/{mapping.source_id}.yaml "
                               "(map it under tables:, or list it under ignore:)")
 
-    # What no value may show of the source's patients: every key read, and the births (read only if asked).
-    patients = records.get(mapping.patient.head, [])
-    engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
-                                                            if r.patient_key not in engine.nulls}),
-                                         lambda: engine.births(r.row for r in patients))
     # Patients first: their birth dates and EUPIDs are needed by every other table.
     patient_rows = engine.patient_rows(patients)
     table_rows = {table: engine.table_rows(table, spec, records.get(spec.head, []))

@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,17 +126,33 @@ def holds_patient_key(text: str, source_patient_key: str) -> bool:
     return re.search(rf"(?<![^\W_]){re.escape(norm)}(?![^\W_])", folded) is not None
 
 
-def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str) -> str:
+def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str,
+                  shows: Callable[[str], bool] | None = None) -> str:
     """`<pseudonym>|<local part>`: traceable, never clear. The local part (a record number, a form's
     keys) has the patient's own number replaced by the pseudonym wherever it holds it, even inside a
-    longer number ("12345-01"): a wrong replacement there costs nothing."""
+    longer number ("12345-01"): a wrong replacement there costs nothing.
+
+    shows: whether a local part shows what no key may, asked with the patient's own number taken out
+    (harmonise's screen, etl/transform/screen.py `TextScreen.holds`: another patient's number, typed into
+    a record number, or a birth date). Such a local part, and one that holds the patient's own number in a
+    case only case-folding finds (straße12 in STRASSE12-01), is published as `hidden_local`."""
     pseudonym = source_pseudonym(key, source_id, source_patient_key)
     norm = normalise_patient_key(source_patient_key)
-    if len(norm) >= _SHORTEST_KEY_HIDDEN and norm.casefold() in local.casefold():
-        local = re.sub(re.escape(norm), pseudonym, local, flags=re.IGNORECASE)
-        if norm.casefold() in local.casefold():  # only case-folding finds it (straße12 in STRASSE12-01)
-            local = hashlib.sha256(f"{pseudonym}{_SEPARATOR}{local}".encode()).hexdigest()[:_DIGEST_CHARS]
-    return f"{pseudonym}|{local}"
+    own = re.compile(re.escape(norm), re.IGNORECASE) if len(norm) >= _SHORTEST_KEY_HIDDEN else None
+    if own is None or norm.casefold() not in local.casefold():
+        return f"{pseudonym}|{hidden_local(key, pseudonym, local) if shows and shows(local) else local}"
+    shown = own.sub(pseudonym, local)
+    if norm.casefold() in shown.casefold() or (shows and shows(own.sub(" ", local))):
+        shown = hidden_local(key, pseudonym, local)
+    return f"{pseudonym}|{shown}"
+
+
+def hidden_local(key: PseudonymKey, pseudonym: str, local: str) -> str:
+    """A local part that may not be shown, as a digest keyed by the key: the same record keeps it night after
+    night and records keep apart, but a guess (each day of a decade for a birth date, a registry's few
+    thousand patient numbers) cannot be checked against it, as it could against a plain hash beside the
+    pseudonym it is published with."""
+    return key.digest("record", pseudonym, local)
 
 
 def publish_record_key(key: PseudonymKey, source_id: str, clear_record_key: str) -> str:

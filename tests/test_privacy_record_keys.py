@@ -1,0 +1,202 @@
+"""A record's published key shows no patient number and no birth date: its local part (a record number, a
+form's keys) typed with another patient's number or a birth date of the source is published as a keyed digest
+of it (etl/transform/pseudonym.py `published_key`, harmonise's screen), the same night after night."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
+
+from etl import pipeline
+from etl.config import Home
+from etl.transform.harmonise import harmonise_source
+from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import PseudonymKey, publish_record_key, published_key
+from etl.transform.screen import TextScreen
+from etl.transform.values import PartialDate
+
+KEY = PseudonymKey(b"record-keys-test-key")
+TRIAL = SourceMapping.model_validate({
+    "source_id": "trial_test", "title": "test trial", "format": "csv", "files": "TRIAL_*.csv",
+    "record_set_from_file": r"TRIAL_(?P<record_set>[A-Z]+)\.csv",
+    "date_format": "%d/%m/%Y", "null_values": [""], "patient_key": "pid", "record_key": "{record_set}[{rid}]",
+    "patient": {"from": "DM", "fields": {"birth_date": {"column": "born", "type": "date"}}},
+    "tables": {
+        "treatment": {"from": "TRT", "fields": {"drug_name": {"column": "drug"}}},
+        "response_assessment": {"from": "RSP", "fields": {
+            "treatment_id": {"ref": "treatment", "key": "TRT[{trec}]"},
+            "response": {"column": "resp", "codes": {"CR": "CR", "PD": "PD"}}}}},
+})
+BORN = {"ILTB-00001": "27/03/2003", "ILTB-00002": "06/03/1996", "ILTB-00003": "15/01/2014"}
+
+
+def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["_line"] = range(2, 2 + len(frame))
+    frame["source_file"], frame["source_file_sha256"] = "trial.csv", "f" * 64
+    return frame
+
+
+def _harmonised(treatments: dict[str, str]):
+    """Each patient's registration, and a treatment and its response per `treatments` (patient -> the record
+    number typed for the treatment)."""
+    return harmonise_source(TRIAL, {
+        "DM": _frame([{"pid": pid, "rid": "1", "born": born} for pid, born in BORN.items()]),
+        "TRT": _frame([{"pid": pid, "rid": rid, "drug": "crizotinib"} for pid, rid in treatments.items()]),
+        "RSP": _frame([{"pid": pid, "rid": "1", "trec": rid, "resp": "CR"} for pid, rid in treatments.items()]),
+    }, KEY, "run-1")
+
+
+def _local_parts(result) -> dict[str, str]:
+    treatment = result.tables["treatment"]
+    return dict(zip(treatment.patient_id, treatment.source_record_key.str.partition("|")[2], strict=True))
+
+
+def test_a_record_number_holding_another_patient_s_number_or_a_birth_date_is_published_as_a_digest():
+    typed = {"ILTB-00001": "ILTB-00002",  # another patient's number as the record number
+             "ILTB-00002": "06/03/1996",  # the patient's own birth date
+             "ILTB-00003": "2003-03-27"}  # another patient's birth date, written year first
+    result = _harmonised(typed)
+    assert result.rejections.empty
+    shown = " ".join(str(v) for frame in [result.records, *result.tables.values()]
+                     for v in frame.astype(str).to_numpy().ravel())
+    assert not any(clear in shown for clear in ("ILTB-0000", "06/03/1996", "2003-03-27")), shown
+    keys = result.tables["treatment"].source_record_key
+    assert keys.str.fullmatch(r"[0-9a-f]{24}\|[0-9a-f]{24}").all() and keys.nunique() == 3
+    # The same record keeps its key night after night, and a response still names its treatment.
+    assert _harmonised(typed).tables["treatment"].source_record_key.tolist() == keys.tolist()
+    treatment = result.tables["treatment"].set_index("patient_id").treatment_id
+    response = result.tables["response_assessment"].set_index("patient_id").treatment_id
+    assert response.sort_index().tolist() == treatment.sort_index().tolist()
+
+
+def test_ordinary_record_numbers_and_dates_keep_their_keys():
+    typed = {"ILTB-00001": "AE-3", "ILTB-00002": "2", "ILTB-00003": "02/05/2019"}  # a visit date: nobody's birth
+    keys = _harmonised(typed).tables["treatment"].source_record_key
+    assert sorted(keys) == sorted(publish_record_key(KEY, "trial_test", f"{pid}|TRT[{rid}]")
+                                  for pid, rid in typed.items())
+
+
+def test_the_patient_s_own_number_in_a_record_number_is_still_the_pseudonym_and_the_rest_is_judged_without_it():
+    screen = TextScreen.of(["ILTB-00001", "ILTB-00002"], [PartialDate(pd.Timestamp("2003-03-27").date(), "day")])
+    own = published_key(KEY, "s", "ILTB-00001", "ILTB-00001-01", screen.holds)
+    pseudonym = own.partition("|")[0]
+    assert own == f"{pseudonym}|{pseudonym}-01"  # as without a screen: its own number is no other patient's
+    for local in ("ILTB-00001/ILTB-00002", "ILTB-00001 27.03.2003"):
+        hidden = published_key(KEY, "s", "ILTB-00001", local, screen.holds).partition("|")[2]
+        assert re.fullmatch("[0-9a-f]{24}", hidden) and hidden != pseudonym
+    # Keyed: the digest is not a plain hash a guess of the local part could be checked against.
+    assert published_key(PseudonymKey(b"another key"), "s", "ILTB-00001", "ILTB-00002", screen.holds) != \
+        published_key(KEY, "s", "ILTB-00001", "ILTB-00002", screen.holds)
+
+
+def test_a_record_without_a_patient_key_does_not_show_another_patient_s_number_in_its_key():
+    result = harmonise_source(TRIAL, {
+        "DM": _frame([{"pid": "ILTB-00001", "rid": "1", "born": "27/03/2003"},
+                      {"pid": "", "rid": "ILTB-00002", "born": ""}])}, KEY, "run-1")
+    quarantined = set(result.rejections.source_record_key)
+    assert len(quarantined) == 1 and "00002" not in next(iter(quarantined))
+    assert next(iter(quarantined)).startswith("(no patient key)|")
+
+
+# -- whole runs: the registry's record number column edited by hand, night after night ------------------------
+
+SOURCE = "registry_it"
+
+
+def _export(home: Home) -> Path:
+    return next((home.landing / SOURCE).glob("*.csv"))
+
+
+def _deliver(home: Home, name: str, edit: Callable[[list[list[str]]], None]) -> None:
+    """The registry's next export (`name`): the last one with `edit` applied to its rows' fields."""
+    export = _export(home)
+    header, *rows = export.read_bytes().decode("cp1252").rstrip("\r\n").split("\r\n")
+    cells = [row.split(";") for row in rows]
+    edit(cells)
+    (home.landing / SOURCE / name).write_bytes(("\r\n".join([header, *(";".join(c) for c in cells)]) + "\r\n")
+                                               .encode("cp1252"))
+    export.unlink()
+
+
+def _published_keys(home: Home) -> str:
+    """Every record key of the registry in core, stage and dq, as one text."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        tables = con.execute("SELECT table_schema || '.' || table_name FROM information_schema.columns "
+                             "WHERE column_name = 'source_record_key' AND table_schema IN ('core', 'stage', 'dq') "
+                             "INTERSECT SELECT table_schema || '.' || table_name FROM information_schema.columns "
+                             "WHERE column_name = 'source_id'").fetchall()
+        assert len(tables) > 10
+        return " ".join(str(k) for (table,) in tables for (k,) in con.execute(
+            f"SELECT DISTINCT source_record_key FROM {table} WHERE source_id = ?", [SOURCE]).fetchall())
+    finally:
+        con.close()
+
+
+def _diagnosis(home: Home) -> dict[str, str]:
+    """core.diagnosis of the registry: record key -> run that loaded the row."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return dict(con.execute("SELECT source_record_key, run_id FROM core.diagnosis WHERE source_id = ?",
+                                [SOURCE]).fetchall())
+    finally:
+        con.close()
+
+
+def test_record_numbers_edited_by_hand_are_never_published_and_keep_their_keys_night_after_night(
+        small_run: Home, tmp_path: Path) -> None:
+    home = copy_of(small_run, tmp_path)
+    first = _diagnosis(home)
+    header, rows = _export(home).read_bytes().decode("cp1252").split("\r\n", 1)
+    column = header.split(";").index
+    cells = [row.split(";") for row in rows.rstrip("\r\n").split("\r\n")]
+    # Two registrations with a birth date to the day: the first's record number becomes the second's patient
+    # number, the second's its own birth date (a data manager's slip, as a privacy audit found).
+    dated = [c for c in cells if re.fullmatch(r"(0[1-9]|[12]\d|3[01])/(0[1-9]|1[0-2])/\d{4}",
+                                              c[column("data_nascita")])]
+    one, two = dated[0][column("id_record")], dated[1][column("id_record")]
+    other, birth = dated[1][column("codice_paziente")], dated[1][column("data_nascita")]
+
+    def edited(cells: list[list[str]]) -> None:
+        for c in cells:
+            c[column("id_record")] = {one: other, two: birth}.get(c[column("id_record")], c[column("id_record")])
+
+    _deliver(home, "TREP_export_20261201.csv", edited)
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
+    shown = _published_keys(home)
+    assert other not in shown and birth not in shown
+    # The two records' keys changed: last night's rows under their old keys are gone, none is orphaned.
+    now = _diagnosis(home)
+    assert len(now) == len(first) and len(set(now) - set(first)) == 2
+
+    def note_changed(cells: list[list[str]]) -> None:  # another patient's record
+        for c in cells:
+            if c[column("id_record")] not in (other, birth):
+                c[column("note")] = "seen again"
+                return
+
+    _deliver(home, "TREP_export_20261202.csv", note_changed)
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
+    third = _diagnosis(home)
+    assert set(third) == set(now)  # the same keys, the edited records' rows carried over as they were
+    hidden = {k for k in now if not k.partition("|")[2].startswith("REG[")}
+    assert len(hidden) == 2 and {third[k] for k in hidden} == {now[k] for k in hidden}
+
+    def edited_record_changed(cells: list[list[str]]) -> None:
+        for c in cells:
+            if c[column("id_record")] == birth:
+                c[column("note")] = "seen again"
+
+    _deliver(home, "TREP_export_20261203.csv", edited_record_changed)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
+    assert summary.status == "completed"
+    fourth = _diagnosis(home)
+    # Harmonised again, its record keeps its key: the row is replaced, not doubled.
+    assert set(fourth) == set(third) and sum(fourth[k] != third[k] for k in hidden) == 1
