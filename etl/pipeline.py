@@ -413,7 +413,8 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
 
 
 def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
-                 sources_dir: Path) -> RunSummary:
+                 sources_dir: Path, swapped: Callable[[], None] = lambda: None) -> RunSummary:
+    """`swapped`: called once the new warehouse is live (a stop after it undoes nothing: run_record.Night)."""
     run_id = planned.run_id
     notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
@@ -434,6 +435,7 @@ def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome]
                 populations=read_child_population(population_file(home.root)),
                 notices={s: said for s, said in planned.notices.items() if s not in prepared},
                 read_back=lambda con: summaries.append(_summary(con, home, run_id)))
+    swapped()
     crash.crash_point("after_swap")
     for outcome in outcomes:
         if outcome.status is SourceStatus.HARMONISED and outcome.harmonised_dir:
@@ -635,13 +637,30 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
     return [prepared[source_id][0] for source_id in planned.changed]
 
 
+class RunStopped(RuntimeError):
+    """`rtw run` was told to stop (run_record.Stopped) and did: an error like any that ends a run, said in one line."""
+
+
 def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES_DIR, force: bool = False,
         progress: Callable[[str], None] | None = None, wait: float = 0.0) -> RunSummary:
     """The whole nightly import in this process: what `rtw run` does.
 
-    Raises runlock.RunBusy when another run still holds the home after `wait` seconds."""
+    Raises runlock.RunBusy when another run still holds the home after `wait` seconds, RunStopped when told to
+    stop (SIGTERM, Ctrl-C)."""
     say = progress or log.info
     run_id = new_run_id()
+    # Told to stop (SIGTERM, Ctrl-C), it stops where it is, lets go of what it holds and says so (run_record.Stopped).
+    night = run_record.Night(home, run_id, "cli")
+    try:
+        return _run(home, night, key_value=key_value, sources_dir=sources_dir, force=force, say=say, wait=wait)
+    except run_record.Stopped as stop:
+        raise RunStopped(f"{stop} in step {night.step}; nothing of it was published: the warehouse is the last "
+                         "good one, and the next run loads what this one would have") from None
+
+
+def _run(home: Home, night: run_record.Night, *, key_value: str | None, sources_dir: Path, force: bool,
+         say: Callable[[str], None], wait: float) -> RunSummary:
+    run_id = night.run_id
     # Owner-only whatever the caller's umask: libraries (DuckDB, Arrow, GX) write files too.
     # One run at a time (etl/runlock.py): a second one waits up to `wait` seconds, then RunBusy.
     # What it does until it publishes is recorded in the home, and why it fails, for rtw status: a run that
@@ -650,9 +669,8 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
     # (memory.settled): walking them was 40-70 ms of a 0.23 s unchanged night at 2,000 persons, and publish's
     # two collections 0.13-0.8 s (an idle to a busy machine) of a 1%-changed night at 20,000; the night's own
     # garbage is collected as before.
-    night = run_record.Night(home, run_id, "cli")
-    with night.failing(), fsio.private_umask(), runlock.run_lock(home.ensure(), run_id, wait=wait), \
-            memory.settled(), contextlib.ExitStack() as reads:
+    with night.stoppable(), night.failing(), fsio.private_umask(), \
+            runlock.run_lock(home.ensure(), run_id, wait=wait), memory.settled(), contextlib.ExitStack() as reads:
         night.begin("repair")
         # One read of the live warehouse for repair, plan and preparing the sources (a connection costs ~20 ms of a
         # nothing-changed night)
@@ -687,8 +705,7 @@ def run(home: Home, *, key_value: str | None = None, sources_dir: Path = SOURCES
             # its state, the erased patients) are then DuckDB's open database, not a connect each (25-190 ms at
             # 20,000 persons). Closed before publish: DuckDB would serve this file for the path publish swaps anew.
             reads.close()
+            night.reached("publish")  # before it is said: killed once said, the run is recorded in publish
             say("publishing the warehouse")
-            night.reached("publish")
-            summary = _publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
-            night.published()
-            return summary
+            return _publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir,
+                                swapped=night.published)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -51,6 +53,18 @@ DAG_PUBLISH = "publish"  # the DAG's publish task (dags/nightly_import.py), the 
 # Times a reason quotes, never a patient's number: a run id's stamp (etl/pipeline.py, new_run_id) and an
 # ISO time with its microseconds (an Airflow DAG run id, manual__2026-12-05T11:03:41.119659+00:00).
 _RUN_STAMP = re.compile(r"(\d{8}T\d{6}Z|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?)")
+
+
+# SIGTERM: a scheduler's timeout (Airflow's, systemd's TimeoutStopSec), a shutdown, `kill`; SIGINT: Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """The run was told to stop (a signal of STOP_SIGNALS) and stops where it is. A BaseException, as
+    KeyboardInterrupt is: no step's `except Exception` takes it for that step's failure and goes on to publish."""
+
+    def __init__(self, signal_name: str, at: datetime) -> None:
+        super().__init__(f"stopped by {signal_name} at {at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 class NightRecord(BaseModel):
@@ -128,6 +142,8 @@ class Night:
     trigger: str  # cli / airflow
     step: str = TAKING
     dag_run_id: str | None = None
+    stopped: Stopped | None = field(default=None, init=False)  # told to stop by a signal (`stoppable`)
+    _done: bool = field(default=False, init=False)  # published: a stop comes too late to undo anything
 
     def begin(self, step: str) -> None:
         """The run has taken the home (call under the run lock): record it, and the runs recorded running
@@ -147,14 +163,42 @@ class Night:
 
     def reached(self, step: str) -> None:
         """The run went on to `step` (a DAG task: another process of the run): where a killed run died, and
-        the process now doing it (`_killed_in_publish`)."""
+        the process now doing it (`_killed_in_publish`). A run told to stop whose step swallowed it (DuckDB
+        turns the signal into its own "Query interrupted", a source's `except Exception` takes that for the
+        source's failure) stops here, in the step it was told in."""
+        if self.stopped is not None:
+            raise self.stopped
         self.step = step
         if (record := _read(_path(self.home, self.run_id))) is not None and record.status == "running":
             _write(self.home, record.model_copy(update={"step": step, **runlock.this_process()}))
 
     def published(self) -> None:
         """meta.run holds the run now."""
+        self._done = True
         _path(self.home, self.run_id).unlink(missing_ok=True)
+
+    @contextmanager
+    def stoppable(self) -> Iterator[None]:
+        """While the block runs, a signal of STOP_SIGNALS stops the run where it is, raising `Stopped`: what the
+        run holds is let go and removed on the way out (its copy of the warehouse, the home's lock) and `failing`
+        records why, where the default SIGTERM ended the process on the spot, recorded as killed by kill -9 or
+        a power cut, its full-size copy of the warehouse left for the next run. Once told, later signals are let
+        be while it stops; once published, a stop undoes nothing and is let be. Signals are the main thread's:
+        called from another, the block runs as it would without."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {number: signal.signal(number, self._stop) for number in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for number, handler in before.items():
+                signal.signal(number, handler)
+
+    def _stop(self, number: int, _frame: object) -> None:
+        if self.stopped is None and not self._done:
+            self.stopped = Stopped(signal.Signals(number).name, datetime.now(UTC))
+            raise self.stopped
 
     @contextmanager
     def failing(self) -> Iterator[None]:
@@ -166,6 +210,11 @@ class Night:
             self._fail(printable(str(exc)))
             raise
         except BaseException as exc:  # a timeout or an interrupt too: the night ended here
+            if self.stopped is not None:  # told to stop, whatever the error it became (`reached`)
+                self._fail(f"{self.stopped}: told to stop, it stopped in its step and published nothing")
+                if exc is self.stopped:
+                    raise
+                raise self.stopped from exc
             self._fail(said(exc))
             raise
 

@@ -1,0 +1,74 @@
+"""A run told to stop (SIGTERM: a scheduler's timeout, a shutdown, `kill`; SIGINT: Ctrl-C) stops where it is and says
+so: one line and a non-zero exit, its record in the home failed in its step with when and by what it was stopped,
+nothing of it published nor left behind, and the next run loads the change. Each is a real `rtw run` in its own
+process, on a copy of the hostile suite's loaded home (hostile_home.py), signalled once its progress line says it
+reached the step."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from hostile_home import KEY, RTW, Loaded, assert_kept, copy_home, csv_lines, export, load_once, rtw, run_count
+from status_runs import failed_night, last_runs
+
+from etl.config import REPO_ROOT, resolve_home
+from etl.repair import stale_temporaries
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> Loaded:
+    return load_once(tmp_path_factory)
+
+
+@pytest.fixture
+def home(loaded, tmp_path) -> Path:
+    copy = copy_home(loaded, tmp_path)
+    f = export(copy, "registry_it")
+    f.write_bytes(b"\r\n".join(csv_lines(f)[:-3]) + b"\r\n")  # the last two records withdrawn: a changed night
+    return copy
+
+
+def _signalled(home: Path, number: signal.Signals, when_said: str) -> tuple[int, str]:
+    """`rtw run`, sent signal `number` as soon as its progress says `when_said`: its exit code and output."""
+    run = subprocess.Popen([RTW, "run", "--home", str(home)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250"})
+    assert run.stdout is not None
+    said = []
+    for line in run.stdout:
+        said.append(line)
+        if when_said in line:
+            run.send_signal(number)
+            break
+    said.append(run.communicate(timeout=600)[0])
+    return run.returncode, "".join(said)
+
+
+@pytest.mark.parametrize(("number", "when_said", "step"), [
+    (signal.SIGTERM, "publishing the warehouse", "publish"),
+    (signal.SIGINT, "registry_it: harmonising", "extract and harmonise registry_it"),
+])
+def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(number, when_said, step, home, loaded):
+    code, said = _signalled(home, number, when_said)
+    assert code == 1, said
+    last = said.strip().splitlines()[-1]
+    assert re.fullmatch(rf"rtw: the run could not complete: stopped by {number.name} at \d{{4}}-\d\d-\d\d "
+                        rf"\d\d:\d\d:\d\d UTC in step {re.escape(step)}; nothing of it was published.*", last), said
+    assert "Traceback" not in said
+    status = rtw(home, "status", env={"COLUMNS": "1000"})
+    state, in_step, reason = failed_night(last_runs(status.stdout))
+    assert (state, in_step) == ("failed", step)  # never "killed (kill -9 ...)", never running
+    assert reason.startswith(f"stopped by {number.name} at ")
+    assert run_count(home) == loaded.runs  # the last good warehouse stands, all of it
+    assert_kept(home, loaded)
+    assert stale_temporaries(resolve_home(home)) == []  # its copy of the warehouse went with it
+    done = rtw(home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run_count(home) == loaded.runs + 1
