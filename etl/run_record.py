@@ -75,6 +75,7 @@ class NightRecord(BaseModel):
     dag_run_id: str | None = None
     started_at: datetime
     step: str  # the step it is in, or failed in: plan, extract and harmonise <source>, publish, a DAG task
+    step_at: datetime | None = None  # when it went on to `step`: a killed run's last word (`_killed`)
     status: Literal["running", "failed", "killed"] = "running"
     reason: str | None = None
     ended_at: datetime | None = None
@@ -151,7 +152,7 @@ class Night:
         records = _records(self.home)
         for record in records:
             if record.status == "running" and record.run_id != self.run_id:
-                _write(self.home, record.model_copy(update={"status": "killed", "reason": KILLED}))
+                _write(self.home, _killed(record))
         for old in records[:-KEPT]:
             _path(self.home, old.run_id).unlink(missing_ok=True)
         self.step = step
@@ -159,7 +160,7 @@ class Night:
 
     def _new_record(self, started_at: datetime) -> NightRecord:
         return NightRecord(run_id=self.run_id, trigger=self.trigger, dag_run_id=self.dag_run_id,
-                           started_at=started_at, step=self.step, **runlock.this_process())
+                           started_at=started_at, step=self.step, step_at=started_at, **runlock.this_process())
 
     def reached(self, step: str) -> None:
         """The run went on to `step` (a DAG task: another process of the run): where a killed run died, and
@@ -170,7 +171,8 @@ class Night:
             raise self.stopped
         self.step = step
         if (record := _read(_path(self.home, self.run_id))) is not None and record.status == "running":
-            _write(self.home, record.model_copy(update={"step": step, **runlock.this_process()}))
+            _write(self.home, record.model_copy(update={"step": step, "step_at": datetime.now(UTC),
+                                                        **runlock.this_process()}))
 
     def published(self) -> None:
         """meta.run holds the run now."""
@@ -233,6 +235,13 @@ def _records(home: Home) -> list[NightRecord]:
     return sorted(found, key=lambda r: (r.started_at, r.run_id))
 
 
+def _killed(record: NightRecord) -> NightRecord:
+    """A record of a run that ended without a word, saying when it was last heard of: when its step began (a
+    record written before step_at was kept says nothing of it)."""
+    heard = f"; its step began at {record.step_at:%Y-%m-%d %H:%M:%S} UTC, its last word" if record.step_at else ""
+    return record.model_copy(update={"status": "killed", "reason": KILLED + heard})
+
+
 def _killed_in_publish(record: NightRecord) -> bool:
     """A DAG run whose publish task's process, on this host, is gone: publish is the run's last step and one
     process (no retry; every other task of the run has ended before it), so nothing of the run is left to
@@ -251,6 +260,6 @@ def unpublished(home: Home, published_runs: set[str]) -> list[NightRecord]:
         if record.run_id in published_runs:
             continue
         if record.status == "running" and (not runlock.holds(home, record.run_id) or _killed_in_publish(record)):
-            record = record.model_copy(update={"status": "killed", "reason": KILLED})
+            record = _killed(record)
         nights.append(record)
     return nights
