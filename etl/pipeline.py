@@ -566,6 +566,8 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
         with timing.step(f"harmonise {source_id}"):
             outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
     except Exception as exc:
+        if run_record.told_to_stop():  # the signal, become DuckDB's "Query interrupted": no crash of the source's
+            raise
         log.error("%s: %s failed: %s: %s", source_id, step, type(exc).__name__, exc, exc_info=True)
         outcome = _failed(extracted, crash_reason(home, step, source_id, exc, sources_dir))
     return outcome, timing.recorded[first:]
@@ -606,8 +608,14 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
                         say: Callable[[str], None]) -> list[SourceOutcome]:
     """Each changed source in a process of its own (etl/source_worker.py), two at a time, the largest
     first: the sources run side by side, and the memory a source's harmonise leaves behind goes with
-    its process. A process that dies (out of memory, killed) fails its own source, never the others."""
+    its process. A process that dies (out of memory, killed) fails its own source, never the others.
+    A run told to stop (run_record.Stopped) stops its workers too: waited for, they held it for their sources'
+    whole harmonise (a scheduler's SIGTERM reaches the run's process only)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    working: list[subprocess.Popen[str]] = []
+    starting, stopping = threading.Lock(), threading.Event()
 
     def one(source_id: str) -> tuple[SourceOutcome, list[timing.StepTime]]:
         say(f"{source_id}: extracting and harmonising (worker process)")
@@ -616,12 +624,18 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
                "measure_memory": timing.measure_memory}
         # A plain interpreter (`-m`): the caller's main module is not imported again. The job, key
         # included, goes on stdin, never on the command line; log lines go to the run's stderr.
-        worker = subprocess.run([sys.executable, "-m", "etl.source_worker"], input=json.dumps(job),
-                                stdout=subprocess.PIPE, text=True, check=False)
+        with starting:
+            if stopping.is_set():
+                return _failed(SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.FAILED),
+                               "not prepared: the run was told to stop"), []
+            worker = subprocess.Popen([sys.executable, "-m", "etl.source_worker"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+            working.append(worker)
+        answer, _ = worker.communicate(json.dumps(job))
         try:
             if worker.returncode != 0:
                 raise ValueError(worker.returncode)
-            done = json.loads(worker.stdout.strip().splitlines()[-1])
+            done = json.loads(answer.strip().splitlines()[-1])
             return SourceOutcome.model_validate(done["outcome"]), [timing.StepTime(**s) for s in done["steps"]]
         except (IndexError, TypeError, KeyError, ValueError):  # no answer, or not one it would give
             failed = SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.EXTRACTED)
@@ -631,7 +645,14 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
 
     order = sorted(planned.changed, key=lambda s: -_export_bytes(home, [s]))
     with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES) as threads:
-        prepared = dict(zip(order, threads.map(one, order), strict=True))
+        try:
+            prepared = dict(zip(order, threads.map(one, order), strict=True))
+        except BaseException:  # told to stop: no worker starts, those at work end with it (the pool waits for them)
+            with starting:
+                stopping.set()
+                for worker in working:
+                    worker.terminate()
+            raise
     for _, steps in prepared.values():
         timing.recorded.extend(steps)
     return [prepared[source_id][0] for source_id in planned.changed]

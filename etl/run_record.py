@@ -67,6 +67,15 @@ class Stopped(BaseException):
         super().__init__(f"stopped by {signal_name} at {at:%Y-%m-%d %H:%M:%S} UTC")
 
 
+_told: list[Stopped | None] = [None]  # the stop of the run of this process, while it stops (`told_to_stop`)
+
+
+def told_to_stop() -> bool:
+    """Whether the run of this process was told to stop (`Night.stoppable`): an error met meanwhile (DuckDB's "Query
+    interrupted", a read cut short) is the stop's doing, not a failure of the source at hand."""
+    return _told[0] is not None
+
+
 class NightRecord(BaseModel):
     """One run that has not published (yet): where it got to and, when it failed, why."""
 
@@ -196,10 +205,11 @@ class Night:
         finally:
             for number, handler in before.items():
                 signal.signal(number, handler)
+            _told[0] = None
 
     def _stop(self, number: int, _frame: object) -> None:
         if self.stopped is None and not self._done:
-            self.stopped = Stopped(signal.Signals(number).name, datetime.now(UTC))
+            self.stopped = _told[0] = Stopped(signal.Signals(number).name, datetime.now(UTC))
             raise self.stopped
 
     @contextmanager

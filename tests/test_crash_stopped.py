@@ -6,6 +6,7 @@ reached the step."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -35,11 +36,12 @@ def home(loaded, tmp_path) -> Path:
     return copy
 
 
-def _signalled(home: Path, number: signal.Signals, when_said: str) -> tuple[int, str]:
-    """`rtw run`, sent signal `number` as soon as its progress says `when_said`: its exit code and output."""
-    run = subprocess.Popen([RTW, "run", "--home", str(home)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, **env: str) -> tuple[int, str]:
+    """`rtw run` (with `args` and `env`), sent signal `number` as soon as its progress says `when_said`: its exit code
+    and output."""
+    run = subprocess.Popen([RTW, "run", *args, "--home", str(home)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250"})
+                           env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250", **env})
     assert run.stdout is not None
     said = []
     for line in run.stdout:
@@ -72,3 +74,15 @@ def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(nu
     done = rtw(home)
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_count(home) == loaded.runs + 1
+
+
+def test_a_run_told_to_stop_while_its_sources_are_prepared_in_worker_processes_stops_them_too(home, loaded):
+    code, said = _signalled(home, signal.SIGTERM, "(worker process)", "--force", RTW_PARALLEL_MIN_BYTES="0")
+    assert code == 1, said
+    assert "stopped by SIGTERM" in said.strip().splitlines()[-1], said
+    [record] = [json.loads(p.read_text()) for p in (home / "runs").glob("*.json")]
+    assert record["status"] == "failed" and record["step"].endswith("(worker processes)")
+    # Its workers were ended with it, before they harmonised their sources (waited for, every one did).
+    assert not list(home.glob(f"staging/*/harmonised/{record['run_id']}")), said
+    assert run_count(home) == loaded.runs
+    assert rtw(home).returncode == 0
