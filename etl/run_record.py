@@ -94,6 +94,11 @@ class NightRecord(BaseModel):
     pid_namespace: str | None = None  # a container's pid means nothing in another's
 
 
+# Airflow stopping a DAG task, said as what happened: their text is a pid or nothing (and could pass for an export's).
+_AIRFLOW_STOPS = {"AirflowTaskTimeout": "the task ran past its execution_timeout, and Airflow stopped it there",
+                  "AirflowTaskTerminated": "Airflow terminated the task"}
+
+
 def _in_words(exc: BaseException) -> bool:
     """Whether an exception's text may be a reason: one of the system (a file, the disk, memory) or of
     this project's own (its messages name files, columns and keys, never an export's value). Any other's
@@ -110,6 +115,8 @@ def said(exc: BaseException, numbers: PatientNumbers | None = None) -> str:
     line, printable, each patient number hidden."""
     from etl.extract.file_names import PatientNumbers, shown_file_name
 
+    if type(exc).__module__.split(".")[0] == "airflow" and (stop := _AIRFLOW_STOPS.get(type(exc).__name__)):
+        return f"{type(exc).__name__}: {stop}"
     if not _in_words(exc):
         return f"{type(exc).__name__} (its text, which may quote an export's value, is in the run's log)"
     first = (str(exc).strip().splitlines() or [""])[0][:_REASON_CHARS]
