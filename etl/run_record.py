@@ -13,6 +13,9 @@ the home writes it so. A process is gone when its pid is not alive on this host,
 another start time (reused: the record keeps its start, `runlock.process_start`). A DAG run's lease
 lives two hours after its last task: a record in the DAG's publish whose process (publish records its
 own) is gone is killed at once, as publish is the run's last step and one process.
+A killed record says when its step began (`step_at`), the last the run was heard of. `rtw run` told
+to stop (SIGTERM, Ctrl-C: `Night.stoppable`) stops where it is and is recorded failed, stopped by that
+signal, in its step.
 
 A reason quotes the first line of an error of the system or of this project's own only (another's may
 quote an export's value: its type is said, its text goes to the log); what it quotes passes
