@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -628,8 +629,8 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
             if stopping.is_set():
                 return _failed(SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.FAILED),
                                "not prepared: the run was told to stop"), []
-            worker = subprocess.Popen([sys.executable, "-m", "etl.source_worker"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+            worker = subprocess.Popen([sys.executable, "-m", "etl.source_worker", str(os.getpid())],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             working.append(worker)
         answer, _ = worker.communicate(json.dumps(job))
         try:

@@ -7,9 +7,13 @@ to stderr, the run's. A crash or a kill leaves no answer: the run fails the sour
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,7 +22,18 @@ from etl.config import Home
 from etl.pipeline import prepare_source
 
 
+def _die_with_the_run(run_pid: int) -> None:
+    """Ask the kernel to end this worker as soon as the run's process ends, however it ends (Linux; elsewhere
+    nothing): a run killed with SIGKILL cannot end its workers, and an orphan would go on harmonising its source
+    beside the next run's. A run gone before the request was made: the worker ends now."""
+    with contextlib.suppress(AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != run_pid:
+        sys.exit(0)
+
+
 def main() -> None:
+    _die_with_the_run(int(sys.argv[1]))
     job = json.loads(sys.stdin.read())
     logging.basicConfig(level=job["log_level"], format="%(levelname)s %(message)s", stream=sys.stderr)
     timing.measure_memory = job["measure_memory"]
