@@ -3,7 +3,9 @@
 A zip from outside is hostile until proven otherwise. Refused, before anything is written:
 members with an absolute path or `..` (path traversal), symbolic links, more members than
 allowed, a total uncompressed size over the limit, a member whose compression ratio is that
-of a zip bomb, and members to land larger in total than the free space of landing/ can take.
+of a zip bomb, members to land that expand together as a zip bomb does (thousands of small
+members, each under the size a member's ratio is judged at), and members to land larger in
+total than the free space of landing/ can take.
 While unpacking, the bytes actually produced are counted too (a header may lie about a
 member's size). Members are flattened to their file name (landing/ is flat);
 two members of the same name are refused. Every member is written to a temporary dotfile and
@@ -88,6 +90,16 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
     return files
 
 
+def _refuse_expanding(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """ZipRefused when the members to land expand together as a zip bomb does. Each member is judged only
+    over `ratio_floor_bytes`: 8,000 members of 1 MiB of zeros each pass that test and unpack 8 GiB from 8 MB."""
+    total = sum(info.file_size for info in members)
+    ratio = total / max(sum(info.compress_size for info in members), 1)
+    if total > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+        raise ZipRefused(f"the {len(members)} member(s) to land expand {ratio:.0f} times together ({total} bytes), "
+                         f"more than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
+
+
 def _refuse_without_room(members: list[zipfile.ZipInfo], folder: Path, keep_free_bytes: int) -> None:
     """ZipRefused when the members, at the sizes their headers declare (unpacking stops a member that
     produces more), would leave less than `keep_free_bytes` free in `folder`."""
@@ -137,6 +149,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                                  "on a case-insensitive file system)", [same.filename, info.filename])
             chosen[name] = folded[name.casefold()] = info
         _refuse_without_room(list(chosen.values()), folder, keep_free_bytes)
+        _refuse_expanding(list(chosen.values()), limits)
         produced = 0
         digests: dict[str, str] = {}
         for name, info in chosen.items():

@@ -1,0 +1,38 @@
+"""The pull from a folder drop zone against deliveries that go or lie: a file taken back between the
+listing and its download, a zip of many small members that together unpack as a zip bomb does."""
+
+from __future__ import annotations
+
+from drop_zone import registry_sources, send, zipped
+
+from etl.config import Home
+from etl.pull import PullPolicy, PullStatus, pull_source
+from etl.pull.ledger import read_ledger
+
+FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
+EXPORT = b"codice_paziente;version\n1;A\n"
+
+
+def _landed(home: Home) -> list[str]:
+    folder = home.landing / "registry_it"
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".sha256")) if folder.exists() else []
+
+
+def test_a_zip_of_many_small_members_that_expand_as_a_bomb_is_refused(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    # 40 members of 1 MiB of zeros: none over the size a member's ratio is judged at; 40 MiB from 40 kB
+    send(drop / "REG_2026.zip", zipped({f"TREP_export_{n:04d}.csv": bytes(1 << 20) for n in range(40)}))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and "attempt" not in outcome.message, outcome.message
+    assert "not pulled: the 40 member(s) to land expand" in outcome.message
+    assert "times together (41943040 bytes), more than the limit of 200 (a zip bomb?)" in outcome.message
+    assert _landed(home) == [] and read_ledger(home, "registry_it").entries == []
+
+
+def test_a_zip_of_small_exports_that_compress_as_exports_do_lands(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    rows = b"".join(b"%d;%d\n" % (n, n * 7919 % 10007) for n in range(200_000))  # ~2 MiB, compressing ~3x
+    send(drop / "REG_2026.zip", zipped({"TREP_export_20261101.csv": rows, "TREP_export_20261102.csv": rows[::-1]}))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED, outcome.message
+    assert _landed(home) == ["TREP_export_20261101.csv", "TREP_export_20261102.csv"]
