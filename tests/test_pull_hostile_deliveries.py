@@ -3,10 +3,13 @@ listing and its download, a zip of many small members that together unpack as a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drop_zone import registry_sources, send, zipped
 
 from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
+from etl.pull.dropzone import RemoteFile
 from etl.pull.ledger import read_ledger
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
@@ -16,6 +19,23 @@ EXPORT = b"codice_paziente;version\n1;A\n"
 def _landed(home: Home) -> list[str]:
     folder = home.landing / "registry_it"
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".sha256")) if folder.exists() else []
+
+
+def test_a_file_taken_back_after_the_listing_is_left_not_failed(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    send(drop / "TREP_export_20261102.csv", EXPORT + b"2;B\n")
+
+    def take_back(remote: RemoteFile, received: int) -> None:  # the sender removes the second while the first comes
+        if remote.name == "TREP_export_20261101.csv":
+            (drop / "TREP_export_20261102.csv").unlink(missing_ok=True)
+
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST, progress=take_back)
+    assert outcome.status is PullStatus.PULLED and outcome.failures == [], outcome.message
+    assert _landed(home) == ["TREP_export_20261101.csv"]
+    assert [(s.name, s.reason.split(";")[0]) for s in outcome.skipped] == [
+        ("TREP_export_20261102.csv", "it was removed after it was listed")]
+    assert [Path(e.remote_path).name for e in read_ledger(home, "registry_it").entries] == ["TREP_export_20261101.csv"]
 
 
 def test_a_zip_of_many_small_members_that_expand_as_a_bomb_is_refused(tmp_path, home, drop):

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -77,7 +77,7 @@ def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256:
         raise NoRoom(f"it is {remote.size} bytes, and landing has {lacking}")
     digest = hashlib.sha256()
     written = 0
-    with zone.open(remote) as handle, temp.open("wb") as out:
+    with _opened(zone, remote) as handle, temp.open("wb") as out:
         while chunk := handle.read(policy.chunk_bytes):
             out.write(chunk)
             digest.update(chunk)
@@ -92,6 +92,17 @@ def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256:
         raise ChecksumMismatch(f"its sha256 {sha256} does not match the {expected_sha256} its checksum declares "
                                "(damaged, or replaced during the transfer)")
     return sha256
+
+
+def _opened(zone: DropZone, remote: RemoteFile) -> BinaryIO:
+    """The listed file, opened. One gone since the listing (taken back by its sender, deleted to be uploaded
+    again) is ChangedWhileRead, as one that goes while it is read is: not a failure, nor tried again."""
+    try:
+        return zone.open(remote)
+    except FileNotFoundError:
+        if zone.stat(remote) is not None:
+            raise  # there after all: a transport's error, worth another attempt
+        raise ChangedWhileRead("it was removed after it was listed") from None
 
 
 def _unchanged(zone: DropZone, remote: RemoteFile) -> None:
