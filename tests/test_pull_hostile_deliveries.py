@@ -3,6 +3,7 @@ listing and its download, a zip of many small members that together unpack as a 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from drop_zone import registry_sources, send, zipped
@@ -56,3 +57,31 @@ def test_a_zip_of_small_exports_that_compress_as_exports_do_lands(tmp_path, home
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.PULLED, outcome.message
     assert _landed(home) == ["TREP_export_20261101.csv", "TREP_export_20261102.csv"]
+
+
+def _sha256sum(files: dict[str, bytes]) -> bytes:
+    return "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in files.items()).encode()
+
+
+def test_exports_a_checksum_declares_that_are_not_delivered_are_said_and_the_others_land(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop, ", checksum_manifest: SHA256SUMS")
+    first, second, third = (EXPORT + b"%d;B\n" % n for n in range(3))
+    send(drop / "TREP_export_20261101.csv", first)  # SHA256SUMS names three exports: two are there
+    send(drop / "TREP_export_20261103.csv", third)
+    send(drop / "SHA256SUMS", _sha256sum({"TREP_export_20261101.csv": first, "TREP_export_20261102.csv": second,
+                                          "TREP_export_20261103.csv": third, "notes.txt": b"not an export"}))
+    send(drop / "TREP_export_20261104.csv.sha256", _sha256sum({"TREP_export_20261104.csv": b"to come"}))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == ["TREP_export_20261101.csv",
+                                                                     "TREP_export_20261103.csv"]
+    assert [(s.name, s.reason) for s in outcome.skipped] == [
+        ("TREP_export_20261102.csv", "SHA256SUMS declares its checksum, but it is not in the drop zone (still to "
+                                     "come, or lost on the way): the files delivered with it land without it"),
+        ("TREP_export_20261104.csv", "TREP_export_20261104.csv.sha256 declares its checksum, but it is not in the "
+                                     "drop zone (still to come, or lost on the way): the files delivered with it "
+                                     "land without it")]
+    # Pulled, then deleted from the drop zone while the manifest keeps naming it: not said again.
+    (drop / "TREP_export_20261101.csv").unlink()
+    again = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert again.status is PullStatus.NOTHING_NEW
+    assert [s.name for s in again.skipped] == ["TREP_export_20261102.csv", "TREP_export_20261104.csv"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import posixpath
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -210,7 +211,30 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                                            "it, written after it, declares it complete)"))
                 continue
         candidates.append(_Candidate(remote=remote, expected_sha256=expected, sidecar=sidecar))
+    if delivery.checksum != "none":
+        skipped += _declared_not_delivered(by_name, manifest, str(delivery.checksum_manifest), ledger, fits)
     return candidates, skipped
+
+
+def _declared_not_delivered(by_name: dict[str, RemoteFile], manifest: dict[str, str], manifest_name: str,
+                            ledger: Ledger, fits: Callable[[str], bool]) -> list[SkippedFile]:
+    """The exports a checksum declares that are not in the drop zone, nor were ever pulled from it: a
+    delivery not complete (a file still to come, or lost on the way), whose other files land meanwhile.
+    Said, so that a night loading them knows the delivery was short; a file pulled before is not (a
+    manifest kept whole while pulled files are deleted)."""
+    declared = {name: by_name[manifest_name] for name in manifest}
+    declared |= {marker.name.removesuffix(".sha256"): marker for marker in by_name.values()
+                 if marker.name.endswith(".sha256")}
+    missing = []
+    for name, marker in sorted(declared.items()):
+        if name in by_name or name.startswith(".") or not fits(name):
+            continue
+        if ledger.pulled_from(posixpath.join(posixpath.dirname(marker.path), name)):
+            continue
+        missing.append(SkippedFile(name=name, reason=f"{marker.name} declares its checksum, but it is not in the "
+                                   "drop zone (still to come, or lost on the way): the files delivered with it land "
+                                   "without it"))
+    return missing
 
 
 def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: dict[str, RemoteFile],
@@ -444,7 +468,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     pulled: list[str] = []
     failures: list[str] = []
     notes: list[str] = []
-    names = {f.name for f in listing}  # what the messages may quote, and the zip members landed
+    # What the messages may quote (the files a checksum declares that are not there too), and the zip members landed
+    names = {f.name for f in listing} | {s.name for s in skipped}
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:

@@ -184,6 +184,10 @@ class Ledger:
         """The last file pulled from this path, or None (an erased patient's file is pulled from no path)."""
         return self._last.get(remote_path)
 
+    def pulled_from(self, remote_path: str) -> bool:
+        """Whether a file was ever pulled from this path (an erased patient's too, when the key tells it)."""
+        return remote_path in self._last or (self.key is not None and self.key.path(remote_path) in self._unnamed)
+
     def _unnamed_last(self, remote: RemoteFile) -> PulledFile | None:
         """The last version of an erased patient's file pulled from this path (the key told), if any."""
         return self._unnamed.get(self.key.path(remote.path)) if self.key is not None and self._unnamed else None
