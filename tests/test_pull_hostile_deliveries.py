@@ -85,3 +85,19 @@ def test_exports_a_checksum_declares_that_are_not_delivered_are_said_and_the_oth
     again = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert again.status is PullStatus.NOTHING_NEW
     assert [s.name for s in again.skipped] == ["TREP_export_20261102.csv", "TREP_export_20261104.csv"]
+
+
+def test_links_named_as_exports_are_said_never_followed(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop)
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(EXPORT + b"2;not the sender's\n")
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    (drop / "TREP_export_20261102.csv").symlink_to(outside)  # a link out of the drop zone
+    (drop / "TREP_export_20261103.csv").symlink_to(tmp_path / "gone.csv")  # dangling
+    (drop / "TREP_export_folder.csv").symlink_to(tmp_path, target_is_directory=True)
+    (drop / "notes.txt").symlink_to(outside)  # not named as an export: passed over as any other file
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == ["TREP_export_20261101.csv"]
+    assert [(s.name, s.reason) for s in outcome.skipped] == [
+        (name, "a symbolic link, never followed: a drop zone's links are not exports (put the file itself there)")
+        for name in ("TREP_export_20261102.csv", "TREP_export_20261103.csv", "TREP_export_folder.csv")]

@@ -153,8 +153,9 @@ def _quiet_seconds(delivery: Delivery) -> float:
 
 
 def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile], ledger: Ledger,
-               now: float) -> tuple[list[_Candidate], list[SkippedFile]]:
-    """The remote exports to land now, and those left for later with the reason."""
+               now: float, links: Iterable[str] = ()) -> tuple[list[_Candidate], list[SkippedFile]]:
+    """The remote exports to land now, and those left for later with the reason (`links`: the names of the
+    drop zone's links, never followed: one named as an export is said)."""
     delivery = mapping.delivery
     assert delivery is not None
     by_name = {f.name: f for f in listing}
@@ -211,6 +212,8 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                                            "it, written after it, declares it complete)"))
                 continue
         candidates.append(_Candidate(remote=remote, expected_sha256=expected, sidecar=sidecar))
+    skipped += [SkippedFile(name=shown(name), reason="a symbolic link, never followed: a drop zone's links are not "
+                            "exports (put the file itself there)") for name in links if fits(name)]
     if delivery.checksum != "none":
         skipped += _declared_not_delivered(by_name, manifest, str(delivery.checksum_manifest), ledger, fits)
     return candidates, skipped
@@ -456,10 +459,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     where = delivery.url
     listing: list[RemoteFile] = []
     try:
-        listing = retrying(policy, lambda: connection.zone().list_files(), what=f"{source_id}: listing {where}",
-                           on_error=connection.reset)
+        listing, links = retrying(policy, lambda: connection.zone().list_entries(),
+                                  what=f"{source_id}: listing {where}", on_error=connection.reset)
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
-                                                                  time.time()),
+                                                                  time.time(), links),
                                        what=f"{source_id}: reading checksums in {where}", on_error=connection.reset,
                                        said=lambda line: names_shown(line, _as_said(listing), numbers))
     except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:

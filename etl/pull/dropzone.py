@@ -63,8 +63,12 @@ class DropZone:
 
     def list_files(self) -> list[RemoteFile]:
         """The regular files at the top of the drop zone, by name."""
+        return self.list_entries()[0]
+
+    def list_entries(self) -> tuple[list[RemoteFile], list[str]]:
+        """The regular files at the top of the drop zone, and the names of the links there, by name."""
         self.filesystem.invalidate_cache()  # a poll must see what arrived since the last one
-        files = []
+        files, links = [], []
         try:
             entries = self.filesystem.ls(self.root, detail=True)
         except FileNotFoundError:
@@ -72,10 +76,11 @@ class DropZone:
                 raise  # a missing folder is a wrong url: said, not taken for an empty drop zone
             entries = []  # an S3 prefix exists only while it holds objects: empty, not missing
         for entry in entries:
-            if entry.get("type") != "file" or entry.get("islink"):
-                continue  # folders, links (sshfs: type 'link'; local: islink) are not exports
-            files.append(_remote(entry))
-        return sorted(files, key=lambda f: f.name)
+            if entry.get("type") == "link" or entry.get("islink"):  # sshfs: type 'link'; local: islink
+                links.append(posixpath.basename(str(entry["name"]).rstrip("/")))
+            elif entry.get("type") == "file":  # folders are not exports
+                files.append(_remote(entry))
+        return sorted(files, key=lambda f: f.name), sorted(links)
 
     def stat(self, remote: RemoteFile) -> RemoteFile | None:
         """The file at `remote`'s path as it is now (None when gone or no longer a regular file)."""
