@@ -91,10 +91,13 @@ def intake_code_digest() -> str:
 
 
 def _fingerprint(mapping_path: Path, files: list[landing.LandingFile]) -> str:
-    """What a source's load is made of: its mapping, its exports and the code that reads them."""
+    """What a source's load is made of: its mapping, its exports (each with its export day) and the code
+    that reads them. The same bytes sent again with a later modification time are a later export when
+    their name holds no day (landing.export_day): the rules bound dates by it (XT-DATE-NOT-AFTER-EXPORT),
+    so the source is loaded again, as a first run on that export would judge it."""
     digest = hashlib.sha256(mapping_path.read_bytes() + intake_code_digest().encode())
-    for f in sorted(files, key=lambda f: f.sha256):
-        digest.update(f.sha256.encode())
+    for f in sorted(files, key=lambda f: (f.sha256, f.exported_on)):
+        digest.update(f"{f.sha256}:{f.exported_on.isoformat()}".encode())
     return digest.hexdigest()
 
 
