@@ -53,6 +53,19 @@ def test_an_icdo3_field_without_its_type_or_column_is_refused_naming_the_file_fi
         assert f"write type: {ICDO3_FIELD_TYPES[field]}" in str(caught.value)
 
 
+@pytest.mark.parametrize(("spec", "said"), [
+    ("{const: '3', type: icdo3_behaviour}", "a constant (const:) would be loaded unchecked"),
+    ("{age_at: diagnosis_date, type: icdo3_behaviour}", "age_at: gives an age in days, not a code"),
+    ("{ref: patient, key: '{id_paziente}', type: icdo3_behaviour}", "ref: gives the key of another core record"),
+])
+def test_an_icdo3_field_given_no_column_is_told_what_it_was_given(tmp_path, spec, said):
+    # Before, an age_at: or a ref: was called "a constant" too.
+    with pytest.raises(MappingError) as caught:
+        load_mapping(_registry_with(tmp_path, "icdo3_behaviour", spec))
+    assert "an ICD-O-3 code is read from a column (column: or template:)" in str(caught.value)
+    assert said in str(caught.value)
+
+
 @pytest.mark.parametrize("comportamento", ["6", "9"])
 def test_a_typed_behaviour_6_or_9_quarantines_its_record_only(comportamento):
     # What the refused mapping is told to write: the value is refused record by record, the source loads.

@@ -743,7 +743,7 @@ ICDO3_FIELD_TYPES = {"icdo3_morphology": "icdo3_histology", "icdo3_behaviour": "
 
 def _check_icdo3_field(table: str, field: str, spec: FieldSpec, path: Path) -> None:
     """An ICD-O-3 field is read from the source with its type, as a date is with `type: date` (no type is text).
-    A constant is neither: harmonise types and compares (morphology with behaviour) what it reads only."""
+    Any other origin is not: harmonise types and compares (morphology with behaviour) what it reads only."""
     wanted = ICDO3_FIELD_TYPES.get(field)
     if wanted is None:
         return
@@ -754,8 +754,15 @@ def _check_icdo3_field(table: str, field: str, spec: FieldSpec, path: Path) -> N
                            f"as text a code is loaded unchecked (a behaviour 6, a morphology 8500/3 whole) rather "
                            f"than its record quarantined: write type: {wanted}")
     if spec.column is None and spec.template is None:
+        given = next(origin for origin in _NOT_READ if getattr(spec, origin) is not None)
         raise MappingError(f"{where}: an ICD-O-3 code is read from a column (column: or template:), which type "
-                           f"{wanted} checks; a constant would be loaded unchecked")
+                           f"{wanted} checks; {_NOT_READ[given]}")
+
+
+# What a field's other origins give, for an ICD-O-3 field given one.
+_NOT_READ = {"const": "a constant (const:) would be loaded unchecked",
+             "age_at": "age_at: gives an age in days, not a code",
+             "ref": "ref: gives the key of another core record, not a code"}
 
 
 def _check_against_core(mapping: SourceMapping, path: Path) -> None:
