@@ -72,3 +72,61 @@ def test_an_increment_on_one_line_applies_its_removes_after_what_it_sent_before_
     result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", one_line)])
     assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P2", "P3"]
     assert result.superseded == {"s.xml": 4, "i1.xml": 2}
+
+
+def test_a_record_removed_then_sent_again_holds_only_what_was_sent_after_the_remove(tmp_path):
+    # P9 inserted, removed whole, inserted again with SEX only: the birth date sent before the Remove is gone.
+    again = _odm("F1", "\n".join([
+        _subject("P9", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2014-02"}), "Insert"),
+        '<SubjectData SubjectKey="P9" TransactionType="Remove"/>',
+        _subject("P9", _group("IG.DM", {"SEX": "2"}), "Insert"),
+    ]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", again)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P9", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["2", "", "i1.xml"]
+    assert [(r.patient_key, r.record_set) for r in result.removed] == [("P9", "IG.DM")]
+    # Two ItemGroupData sent: the first removed (superseded in i1.xml), the second loaded.
+    assert result.superseded == {"i1.xml": 1}
+
+
+def test_an_item_remove_after_the_items_sending_empties_it(tmp_path):
+    # P2's sex updated, then withdrawn later in the same file: the withdrawal is the last word.
+    then_removed = _odm("F1", "\n".join([
+        _subject("P2", _group("IG.DM", {"SEX": "1"}), "Update"),
+        _subject("P2", '<ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="1">'
+                       '<ItemData ItemOID="SEX" TransactionType="Remove"/></ItemGroupData>', "Update"),
+    ]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", then_removed)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P2", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["", "2012", "i1.xml"]
+    assert result.superseded == {"s.xml": 1, "i1.xml": 1}
+
+
+def test_a_record_sent_twice_on_each_side_of_its_remove_counts_every_sending_once(tmp_path):
+    twice_twice = _odm("F1", "\n".join([
+        _subject("P9", _group("IG.DM", {"SEX": "1", "BRTHDTC": "2014-02"}), "Insert"),
+        _subject("P9", _group("IG.DM", {"SEX": "2"}), "Update"),
+        '<SubjectData SubjectKey="P9" TransactionType="Remove"/>',
+        _subject("P9", _group("IG.DM", {"SEX": "1"}), "Insert"),
+        _subject("P9", _group("IG.DM", {"SEX": "2"}), "Update"),
+    ]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", twice_twice)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P9", ["SEX", "BRTHDTC"]].tolist() == ["2", ""]
+    # Four ItemGroupData: the Insert each Update replaced (2) and the record the Remove deleted (1) superseded,
+    # the last Update loaded.
+    assert result.superseded == {"i1.xml": 3}
+
+
+def test_a_remove_of_another_subject_does_not_split_a_record_sent_in_parts(tmp_path):
+    # P4 sent in two parts (no item in common: one record), P2 removed between them.
+    parts = _odm("F1", "\n".join([
+        _subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"),
+        '<SubjectData SubjectKey="P2" TransactionType="Remove"/>',
+        _subject("P4", _group("IG.DM", {"BRTHDTC": "2011-03"}), "Insert"),
+    ]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert sorted(dm.index) == ["P1", "P3", "P4"]
+    assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["1", "2011-03"]
+    assert result.superseded == {"s.xml": 1}  # P2; P4 is one record, as without the Remove

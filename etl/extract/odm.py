@@ -65,7 +65,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import duckdb
 import pandas as pd
@@ -337,6 +337,8 @@ ODM_KEY_COLUMNS = {
     "item_group_repeat_key": "_item_group_repeat_key",
 }
 _REPEAT_KEYS = {"study_event_repeat_key", "form_repeat_key", "item_group_repeat_key"}
+# How each key column is read wherever records are keyed: a repeat key left out is ODM's default, "1".
+_KEY_READ = {c: f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS}
 
 
 def _quote(name: str) -> str:
@@ -348,43 +350,66 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
 
     An item a record does not carry is "" (an ItemData nobody filled is left out of an export),
     or null with `keep_absent`, so that an increment's absent items can keep earlier values."""
+    return _record_tables(staged, keep_absent=keep_absent).tables
+
+
+class _Pivoted(NamedTuple):
+    tables: dict[str, pa.Table]  # by ItemGroupOID
+    sent_again: int  # with keep_absent: the sendings of a record that a later one in its stretch replaced
+
+
+def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = None) -> _Pivoted:
+    """`odm_record_tables`, and how many sendings it merged. With `cuts`, an increment's Removes (`subject_key`,
+    their staged row `at`, and `stretch`, which Remove of the subject each is, from 1), a record's sendings are
+    merged only within a stretch between two Removes of its subject, and `_stretch` says which (0 before the
+    first): the Removes apply between the stretches (`apply_transactions`)."""
     # One thread: each thread's share of a pivot's hash table is memory (~40 MiB at 100,000 persons), and
     # a large run prepares two sources side by side on this machine's two cores anyway.
     con = duckdb.connect(config={"threads": 1})
     try:
-        keyed = ", ".join(f"coalesce({c}, '1') AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
+        keyed = ", ".join(f"{_KEY_READ[c]} AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
+        # A view cannot take prepared parameters, so the path goes in as a quoted literal.
+        rows, stretch = f"read_parquet({sql_text(str(staged))}, file_row_number = true) i", ""
+        stretched = cuts is not None and cuts.num_rows > 0
+        if stretched:  # a row's stretch: how many Removes of its subject come before it
+            con.register("_cuts", cuts)
+            rows += " ASOF LEFT JOIN _cuts c ON i.subject_key = c.subject_key AND i.file_row_number > c.at"
+            stretch = ", coalesce(c.stretch, 0) AS _stretch"
         con.execute(
-            # A view cannot take prepared parameters, so the path goes in as a quoted literal.
-            f"CREATE TEMP VIEW items AS SELECT * REPLACE ({keyed}) FROM read_parquet({sql_text(str(staged))}, "
-            "file_row_number = true) "
+            f"CREATE TEMP VIEW items AS SELECT i.* REPLACE ({keyed}){stretch} FROM {rows} "
             "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
-        record_sets = {}
+        record_sets, sent_again = {}, 0
         for group_oid, item_oids in groups:
-            table = _pivot(con, group_oid, item_oids, copies=False)
-            if not keep_absent and _sent_twice(table, item_oids):
-                table = _pivot(con, group_oid, item_oids, copies=True)
+            table = _pivot(con, group_oid, item_oids, copies=False, stretched=stretched)
+            if _sent_twice(table, item_oids):
+                copies = _pivot(con, group_oid, item_oids, copies=True, stretched=stretched)
+                if keep_absent:  # the record is the sendings merged; each earlier one is counted
+                    sent_again += copies.num_rows - table.num_rows
+                else:
+                    table = copies
             table = table.drop_columns(["_items"])
             # Compacted group by group: DuckDB's result buffers go before the next group's are made.
             record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
                 table if keep_absent else _nulls_as_empty(table)))
-        return record_sets
+        return _Pivoted(record_sets, sent_again)
     finally:
         con.close()
 
 
 def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
-           copies: bool) -> pa.Table:
+           copies: bool, stretched: bool = False) -> pa.Table:
     """One ItemGroupOID's records, a column per item, with `_items`, how many items each gathered.
     With `copies`, a record whose keys were sent twice is as many records (`_copies`); else an item
     sent twice in one record keeps its later value (what an increment means): later in the document, as
-    the staged rows follow it, since an export written on one line gives both sendings one `line`."""
-    keys = ", ".join(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items())
-    group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + len(LINEAGE_COLUMNS)))
+    the staged rows follow it (an export written on one line gives both sendings one `line`). `stretched`:
+    a record is one per stretch between its subject's Removes in an increment, with its `_stretch`."""
+    keys = ", ".join([*(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items()), *(["_stretch"] if stretched else [])])
+    group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + stretched + len(LINEAGE_COLUMNS)))
     pivots = ", ".join(
-        f"arg_max(coalesce(value, ''), [line, file_row_number]) FILTER (WHERE item_oid = {sql_text(oid)}) "
+        f"arg_max(coalesce(value, ''), file_row_number) FILTER (WHERE item_oid = {sql_text(oid)}) "
         f"AS {_quote(oid)}" for oid in item_oids)
     rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
     if copies:
@@ -412,7 +437,7 @@ def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
         f"SELECT {', '.join(f'i.{c}' for c in ODM_KEY_COLUMNS)}, i.container, i.item_oid, i.file_row_number "
         f"FROM items i SEMI JOIN (SELECT {keys} FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group "
         f"GROUP BY {keys}, item_oid HAVING count(*) > 1) d ON {same} "
-        f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.line, i.file_row_number", {"group": group_oid}
+        f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.file_row_number", {"group": group_oid}
     ).fetchall()
     # Each row's ItemGroupData: its rows are consecutive in the staged file and share a container
     # number (numbered within a subject's rows: a subject sent twice numbers from 0 again).
@@ -526,11 +551,9 @@ def _removals(staged: Path) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         return con.execute(
-            f"SELECT subject_key, study_event_oid, coalesce(study_event_repeat_key, '1') AS study_event_repeat_key, "
-            f"form_oid, coalesce(form_repeat_key, '1') AS form_repeat_key, item_group_oid, "
-            f"coalesce(item_group_repeat_key, '1') AS item_group_repeat_key, item_oid, line, file_row_number "
-            f"FROM read_parquet({sql_text(str(staged))}, file_row_number = true) WHERE transaction_type = 'Remove' "
-            "ORDER BY line, file_row_number").df()
+            f"SELECT {', '.join(f'{read} AS {c}' for c, read in _KEY_READ.items() if c != 'site_oid')}, item_oid, "
+            f"line, file_row_number FROM read_parquet({sql_text(str(staged))}, file_row_number = true) "
+            "WHERE transaction_type = 'Remove' ORDER BY file_row_number").df()
     finally:
         con.close()
 
@@ -546,9 +569,11 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
 
     `chain`: (staged file, file name, sha256), the snapshot first. An item sent by an increment
     (Insert, Update, Upsert) replaces the record's value, a record it does not have is added; an
-    item Remove empties the item; a container Remove deletes every record under it, what the file
-    sent before it included, and the deletion is returned in `removed`. A record a later file touches
-    is counted as superseded in the file that held it before.
+    item Remove empties the item; a container Remove deletes every record under it, and the deletion
+    is returned in `removed`. An increment applies in document order: what it sends between two of its
+    Removes, then the next Remove. A record a later sending touches is counted as superseded in the file
+    that held it before (the increment itself when it sent the record already, or sends it again after a
+    Remove).
     """
     (first, first_name, _), increments = chain[0], chain[1:]
     if not (removes := _removals(first)).empty:  # read as it stands, it would lose those records unaccounted for
@@ -566,59 +591,73 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         for sha, count in frame["source_file_sha256"].value_counts().items():
             superseded[str(sha)] = superseded.get(str(sha), 0) + int(count)
 
+    def send(record_set: str, sent: pd.DataFrame) -> None:
+        sent = sent.set_index(list(_RECORD_KEYS), drop=False)
+        before = state.get(record_set)
+        if before is None:
+            state[record_set] = sent
+            return
+        again = before.index.isin(sent.index)
+        supersede(before[again])
+        # Values sent win; items the increment did not send keep the snapshot's value. Only the records sent are
+        # combined: an increment with Removes sends in as many stretches, each would align the whole set.
+        state[record_set] = pd.concat([before[~again], sent.combine_first(before[again])])[
+            list(dict.fromkeys([*before.columns, *sent.columns]))]
+
+    def remove(row: Any, file_name: str, sha: str) -> None:
+        keys, level, depth = _removal_keys(row)
+        for record_set, frame in state.items():
+            hit = _under(frame, keys, depth)
+            if not hit.any():
+                continue
+            if row.item_oid is not None:  # an item withdrawn: the record stays, without it
+                if row.item_oid in frame.columns:
+                    supersede(frame[hit])
+                    frame.loc[hit, [row.item_oid, "source_file", "source_file_sha256"]] = ["", file_name, sha]
+                continue
+            supersede(frame[hit])
+            removed.extend(Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
+                           for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False))
+            state[record_set] = frame[~hit]
+
     for staged, file_name, sha in increments:
         removes = _removals(staged)
-        for row in removes.itertuples(index=False):
-            keys, level, depth = _removal_keys(row)
-            for record_set, frame in state.items():
-                hit = _under(frame, keys, depth)
-                if not hit.any():
-                    continue
-                if row.item_oid is not None:  # an item withdrawn: the record stays, without it
-                    if row.item_oid in frame.columns:
-                        supersede(frame[hit])
-                        frame.loc[hit, [row.item_oid, "source_file", "source_file_sha256"]] = ["", file_name, sha]
-                    continue
-                supersede(frame[hit])
-                removed += [Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
-                            for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False)]
-                state[record_set] = frame[~hit]
-        for record_set, sent in odm_record_sets(staged, keep_absent=True).items():
-            sent = sent.set_index(list(_RECORD_KEYS), drop=False)
-            before = state.get(record_set)
-            if before is None:
-                state[record_set] = sent
-                continue
-            supersede(before[before.index.isin(sent.index)])
-            # Values sent win; items the increment did not send keep the snapshot's value.
-            state[record_set] = sent.combine_first(before)[list(dict.fromkeys([*before.columns, *sent.columns]))]
-        if again := _sent_again(staged):  # records sent twice in this file: their earlier sendings are replaced
-            superseded[sha] = superseded.get(sha, 0) + again
-        # A container Remove also deletes what the file itself sent before it (an Update, then the Remove):
-        # applied before the file's sendings, it would be undone by them, the record loaded and listed removed.
-        containers = removes[removes["item_oid"].isna()]
-        last_sent = _last_sent(staged) if not containers.empty else {}
-        recorded = {(r.record_set, r.patient_key, r.local_key) for r in removed if r.file_sha256 == sha}
-        for row in containers.itertuples(index=False):
-            keys, level, depth = _removal_keys(row)
-            at = (row.line, row.file_row_number)  # in document order: an export on one line has one line
-            for record_set, frame in state.items():
-                hit = _under(frame, keys, depth) & (frame["source_file_sha256"] == sha)
-                if hit.any():  # of those, the records this file sent last before the Remove
-                    sent_first = hit.to_numpy(copy=True)
-                    sent_first[sent_first] = [last_sent.get(k, at) < at for k in frame.index[sent_first]]
-                    hit = pd.Series(sent_first, index=frame.index)
-                if not hit.any():
-                    continue
-                supersede(frame[hit])
-                removed += [Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
-                            for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False)
-                            if (record_set, str(k[0]), _local_key(k)) not in recorded]
-                state[record_set] = frame[~hit]
+        # A Remove deletes only records of its subject: the file is applied in document order subject by
+        # subject, all subjects at once: what each sent before its first Remove, its first Removes, and so on.
+        removes["stretch"] = removes.groupby("subject_key", dropna=False).cumcount() + 1
+        cuts = pa.table({"subject_key": pa.array(removes["subject_key"], pa.string()),
+                         "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
+        pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
+        if pivoted.sent_again:  # records sent twice in a stretch: the earlier sendings are replaced in this file
+            superseded[sha] = superseded.get(sha, 0) + pivoted.sent_again
+        stretches = {name: _by_stretch(record_frame(table)) for name, table in pivoted.tables.items()}
+        last = int(removes["stretch"].max()) if len(removes) else 0  # the most Removes one subject has
+        for stretch in range(last + 1):
+            for record_set, parts in stretches.items():
+                if stretch in parts:
+                    send(record_set, parts[stretch])
+            for row in removes[removes["stretch"] == stretch + 1].itertuples(index=False):
+                remove(row, file_name, sha)
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
-                       for name, frame in frames.items()}, tuple(removed), superseded)
+                       for name, frame in frames.items()}, tuple(_once(removed)), superseded)
+
+
+def _by_stretch(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """An increment's records of one record set by the stretch between its Removes they were sent in."""
+    if "_stretch" not in frame.columns:  # a file without Removes: one stretch
+        return {0: frame}
+    parts = frame.groupby("_stretch", sort=False)
+    return {cast(int, stretch): part.drop(columns="_stretch") for stretch, part in parts}
+
+
+def _once(removed: Sequence[Removal]) -> list[Removal]:
+    """Each record a file removed once (it may remove a record, send it again and remove it again)."""
+    first: dict[tuple[str, str, str, str], Removal] = {}
+    for r in removed:
+        first.setdefault((r.record_set, r.patient_key, r.local_key, r.file_sha256), r)
+    return list(first.values())
 
 
 def _removal_keys(row: Any) -> tuple[tuple[Any, ...], str, int]:
@@ -635,42 +674,6 @@ def _under(frame: pd.DataFrame, keys: Sequence[Any], depth: int) -> pd.Series:
     for i in range(depth):
         hit &= frame[_RECORD_KEYS[i]] == keys[i]
     return hit
-
-
-def _last_sent(staged: Path) -> dict[tuple[Any, ...], tuple[int, int]]:
-    """Where each record's last item sent (not removed) is in a staged file, (line, staged row), by its keys."""
-    keys = ", ".join(f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS if c != "site_oid")
-    con = duckdb.connect(config={"threads": 1})
-    try:
-        return {tuple(row[:-1]): tuple(row[-1]) for row in con.execute(
-            f"SELECT {keys}, max([line, file_row_number]) "
-            f"FROM read_parquet({sql_text(str(staged))}, file_row_number = true) "
-            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL GROUP BY ALL").fetchall()}
-    finally:
-        con.close()
-
-
-def _sent_again(staged: Path) -> int:
-    """How many sendings of records an increment replaced itself (a record sent with Insert, then with Update,
-    in one file): the later one is the record, each earlier one is superseded in that file, so that the file's
-    rows_read counts every ItemGroupData it sent, as a snapshot's does."""
-    if not _items_sent_twice(staged):
-        return 0
-    return sum(copies.num_rows - copies.select(list(_RECORD_KEYS)).group_by(list(_RECORD_KEYS)).aggregate([]).num_rows
-               for copies in odm_record_tables(staged).values())  # every sending a record, as in a snapshot
-
-
-def _items_sent_twice(staged: Path) -> bool:
-    """Whether an item comes twice under one record's keys in a staged file (most increments send none)."""
-    keys = ", ".join(f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS)
-    con = duckdb.connect(config={"threads": 1})
-    try:
-        return con.execute(
-            f"SELECT 1 FROM read_parquet({sql_text(str(staged))}) "
-            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL "
-            f"GROUP BY {keys}, item_oid HAVING count(*) > 1 LIMIT 1").fetchone() is not None
-    finally:
-        con.close()
 
 
 def _in_file_order(table: pa.Table) -> pa.Table:
