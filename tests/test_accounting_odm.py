@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_odm_transactions import SNAPSHOT, _group, _odm, _staged, _subject
 
 from etl.extract.adapter import record_frame
@@ -130,3 +131,31 @@ def test_a_remove_of_another_subject_does_not_split_a_record_sent_in_parts(tmp_p
     assert sorted(dm.index) == ["P1", "P3", "P4"]
     assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["1", "2011-03"]
     assert result.superseded == {"s.xml": 1}  # P2; P4 is one record, as without the Remove
+
+
+@pytest.mark.parametrize("items", [
+    '<ItemData ItemOID="SEX" Value="2"/><ItemData ItemOID="BRTHDTC" TransactionType="Remove"/>',
+    '<ItemData ItemOID="BRTHDTC" TransactionType="Remove"/><ItemData ItemOID="SEX" Value="2"/>',
+    '<ItemData ItemOID="SEX" Value="2"/><ItemData ItemOID="BRTHDTC" TransactionType="Remove"/>'
+    '<ItemData ItemOID="RACE" Value="3"/>',
+])
+def test_an_item_group_sending_and_withdrawing_items_counts_once(tmp_path, items):
+    # One ItemGroupData updating P3's sex and withdrawing its birth date: one record sent, loaded.
+    # Before, it was loaded and superseded in the increment too (two counts for one ItemGroupData).
+    group = f'<ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="1">{items}</ItemGroupData>'
+    increment = _odm("F1", _subject("P3", group, "Update"), file_type="Transactional", prior="F0",
+                     created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", increment)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P3", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["2", "", "i1.xml"]
+    assert result.superseded == {"s.xml": 1}
+
+
+def test_an_item_withdrawn_from_a_record_nobody_sent_adds_no_record(tmp_path):
+    group = ('<ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="1">'
+             '<ItemData ItemOID="SEX" TransactionType="Remove"/></ItemGroupData>')
+    increment = _odm("F1", _subject("P7", group, "Update"), file_type="Transactional", prior="F0",
+                     created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", increment)])
+    assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P1", "P2", "P3"]
+    assert result.superseded == {}

@@ -324,7 +324,7 @@ def read_odm_metadata(path: Path, *, metadata_version_oid: str | None = None) ->
 # -- the ODM source adapter -------------------------------------------------------------------
 # A record is one ItemGroupData: staged rows (one per ItemData) are pivoted per ItemGroupOID into
 # one column per ItemOID, with the ODM keys as `_`-prefixed columns. Items sent with
-# TransactionType `Remove` are dropped (the EDC withdrew them).
+# TransactionType `Remove` are dropped (the EDC withdrew them); an increment's are its items sent empty.
 
 ODM_KEY_COLUMNS = {
     "subject_key": "_subject_key",
@@ -359,10 +359,12 @@ class _Pivoted(NamedTuple):
 
 
 def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = None) -> _Pivoted:
-    """`odm_record_tables`, and how many sendings it merged. With `cuts`, an increment's Removes (`subject_key`,
-    their staged row `at`, and `stretch`, which Remove of the subject each is, from 1), a record's sendings are
-    merged only within a stretch between two Removes of its subject, and `_stretch` says which (0 before the
-    first): the Removes apply between the stretches (`apply_transactions`)."""
+    """`odm_record_tables`, and how many sendings it merged. With `cuts`, an increment's container Removes
+    (`subject_key`, their staged row `at`, and `stretch`, which Remove of the subject each is, from 1), a
+    record's sendings are merged only within a stretch between two Removes of its subject, and `_stretch`
+    says which (0 before the first): the Removes apply between the stretches (`apply_transactions`). An
+    increment's ItemData Remove is its item sent empty, in its place in the document; `_withdrawn_only`
+    marks a record that only withdraws items (it adds no record)."""
     # One thread: each thread's share of a pivot's hash table is memory (~40 MiB at 100,000 persons), and
     # a large run prepares two sources side by side on this machine's two cores anyway.
     con = duckdb.connect(config={"threads": 1})
@@ -370,6 +372,9 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
         keyed = ", ".join(f"{_KEY_READ[c]} AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
         # A view cannot take prepared parameters, so the path goes in as a quoted literal.
         rows, stretch = f"read_parquet({sql_text(str(staged))}, file_row_number = true) i", ""
+        increment, kept = cuts is not None, "coalesce(transaction_type, '') <> 'Remove'"
+        if increment:  # an item withdrawn is the item sent empty
+            keyed += f", CASE WHEN {kept} THEN value ELSE '' END AS value"
         stretched = cuts is not None and cuts.num_rows > 0
         if stretched:  # a row's stretch: how many Removes of its subject come before it
             con.register("_cuts", cuts)
@@ -377,15 +382,15 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
             stretch = ", coalesce(c.stretch, 0) AS _stretch"
         con.execute(
             f"CREATE TEMP VIEW items AS SELECT i.* REPLACE ({keyed}){stretch} FROM {rows} "
-            "WHERE coalesce(transaction_type, '') <> 'Remove' AND item_oid IS NOT NULL")
+            f"WHERE item_oid IS NOT NULL{'' if increment else f' AND {kept}'}")
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
         record_sets, sent_again = {}, 0
         for group_oid, item_oids in groups:
-            table = _pivot(con, group_oid, item_oids, copies=False, stretched=stretched)
+            table = _pivot(con, group_oid, item_oids, copies=False, increment=increment, stretched=stretched)
             if _sent_twice(table, item_oids):
-                copies = _pivot(con, group_oid, item_oids, copies=True, stretched=stretched)
+                copies = _pivot(con, group_oid, item_oids, copies=True, increment=increment, stretched=stretched)
                 if keep_absent:  # the record is the sendings merged; each earlier one is counted
                     sent_again += copies.num_rows - table.num_rows
                 else:
@@ -400,17 +405,19 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
 
 
 def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
-           copies: bool, stretched: bool = False) -> pa.Table:
+           copies: bool, increment: bool = False, stretched: bool = False) -> pa.Table:
     """One ItemGroupOID's records, a column per item, with `_items`, how many items each gathered.
     With `copies`, a record whose keys were sent twice is as many records (`_copies`); else an item
     sent twice in one record keeps its later value (what an increment means): later in the document, as
     the staged rows follow it (an export written on one line gives both sendings one `line`). `stretched`:
-    a record is one per stretch between its subject's Removes in an increment, with its `_stretch`."""
+    a record is one per stretch between its subject's Removes in an increment, with its `_stretch`;
+    `increment`: with `_withdrawn_only`, whether it only withdraws items (`_record_tables`)."""
     keys = ", ".join([*(f"{c} AS {a}" for c, a in ODM_KEY_COLUMNS.items()), *(["_stretch"] if stretched else [])])
     group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + stretched + len(LINEAGE_COLUMNS)))
     pivots = ", ".join(
         f"arg_max(coalesce(value, ''), file_row_number) FILTER (WHERE item_oid = {sql_text(oid)}) "
         f"AS {_quote(oid)}" for oid in item_oids)
+    withdrawn = ", bool_and(coalesce(transaction_type, '') = 'Remove') AS _withdrawn_only" if increment else ""
     rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
     if copies:
         con.register("_copies", _copies(con, group_oid))
@@ -418,7 +425,7 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
                 "WHERE i.item_group_oid IS NOT DISTINCT FROM $group)")
     try:
         return con.execute(
-            f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, count(*) AS _items, {pivots} "
+            f"SELECT {keys}, {', '.join(LINEAGE_COLUMNS)}, min(line) AS _line, count(*) AS _items, {pivots}{withdrawn} "
             f"FROM {rows} GROUP BY {group_by}, _copy ORDER BY _line", {"group": group_oid}).to_arrow_table()
     finally:
         if copies:
@@ -569,8 +576,8 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
 
     `chain`: (staged file, file name, sha256), the snapshot first. An item sent by an increment
     (Insert, Update, Upsert) replaces the record's value, a record it does not have is added; an
-    item Remove empties the item; a container Remove deletes every record under it, and the deletion
-    is returned in `removed`. An increment applies in document order: what it sends between two of its
+    item Remove is the item sent empty; a container Remove deletes every record under it, and the
+    deletion is returned in `removed`. An increment applies in document order: what it sends between two of its
     Removes, then the next Remove. A record a later sending touches is counted as superseded in the file
     that held it before (the increment itself when it sent the record already, or sends it again after a
     Remove).
@@ -594,8 +601,11 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
     def send(record_set: str, sent: pd.DataFrame) -> None:
         sent = sent.set_index(list(_RECORD_KEYS), drop=False)
         before = state.get(record_set)
-        if before is None:
-            state[record_set] = sent
+        known = sent.index.isin(before.index) if before is not None else False
+        sent = sent[~sent.pop("_withdrawn_only") | known]  # items withdrawn from no record: nothing to do
+        if before is None or sent.empty:
+            if not sent.empty:
+                state[record_set] = sent
             return
         again = before.index.isin(sent.index)
         supersede(before[again])
@@ -610,11 +620,6 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             hit = _under(frame, keys, depth)
             if not hit.any():
                 continue
-            if row.item_oid is not None:  # an item withdrawn: the record stays, without it
-                if row.item_oid in frame.columns:
-                    supersede(frame[hit])
-                    frame.loc[hit, [row.item_oid, "source_file", "source_file_sha256"]] = ["", file_name, sha]
-                continue
             supersede(frame[hit])
             removed.extend(Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
                            for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False))
@@ -622,6 +627,7 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
 
     for staged, file_name, sha in increments:
         removes = _removals(staged)
+        removes = removes[removes["item_oid"].isna()].copy()  # an ItemData Remove is its item sent empty
         # A Remove deletes only records of its subject: the file is applied in document order subject by
         # subject, all subjects at once: what each sent before its first Remove, its first Removes, and so on.
         removes["stretch"] = removes.groupby("subject_key", dropna=False).cumcount() + 1
