@@ -54,10 +54,30 @@ log = logging.getLogger(__name__)
 
 DATE = "{date}"
 # A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
-# year first (20240115).
-_DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
+# year first (20240115); the group `day` holds it.
+DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
                 r"|\d{8})(?!\d))")
 _DIGIT = re.compile(r"\d")
+_DAYS = re.compile(DAY_WRITTEN)
+
+
+def day_readings(written: str) -> list[date]:
+    """The days a day written as digits (`DAY_WRITTEN`) reads as, any way it may be: year first, or year last
+    with the day or the month first (as in the US); none when no way gives a date (1001-92-11)."""
+    parts = re.split(r"[-/.]", written)
+    if len(parts) == 1:  # 20240115; never day first, as a MedDRA code (10052015) would read
+        readings = [(written[:4], written[4:6], written[6:])]
+    elif len(parts[0]) == 4:
+        readings = [(parts[0], parts[1], parts[2])]
+    else:  # day first, or month first as in the US
+        readings = [(parts[2], parts[1], parts[0]), (parts[2], parts[0], parts[1])]
+    days = []
+    for year, month, day in readings:
+        try:
+            days.append(date(int(year), int(month), int(day)))
+        except ValueError:
+            continue
+    return days
 
 
 class TextScreen:
@@ -76,7 +96,7 @@ class TextScreen:
     def _pattern(self) -> re.Pattern[str]:
         # A day first: a number shape inside a date (01-2024 in 15-01-2024) is part of the date.
         keys = self._numbers.key_pattern
-        return re.compile(_DAY_WRITTEN + (f"|(?:{keys.pattern})" if keys is not None else ""))
+        return re.compile(DAY_WRITTEN + (f"|(?:{keys.pattern})" if keys is not None else ""))
 
     @functools.cached_property
     def _birth_days(self) -> tuple[frozenset[date], frozenset[tuple[int, int]]]:
@@ -97,21 +117,7 @@ class TextScreen:
             months = frozenset()
         if not days and not months:
             return False
-        parts = re.split(r"[-/.]", written)
-        if len(parts) == 1:  # 20240115; never day first, as a MedDRA code (10052015) would read
-            readings = [(written[:4], written[4:6], written[6:])]
-        elif len(parts[0]) == 4:
-            readings = [(parts[0], parts[1], parts[2])]
-        else:  # day first, or month first as in the US
-            readings = [(parts[2], parts[1], parts[0]), (parts[2], parts[0], parts[1])]
-        for year, month, day in readings:
-            try:
-                read = date(int(year), int(month), int(day))
-            except ValueError:
-                continue
-            if read in days or (read.year, read.month) in months:
-                return True
-        return False
+        return any(read in days or (read.year, read.month) in months for read in day_readings(written))
 
     def _hidden(self, match: re.Match[str], by_month: bool = True) -> str | None:
         """What a match is replaced by; None: it names nobody and stays."""
