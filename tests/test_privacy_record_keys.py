@@ -1,11 +1,13 @@
-"""A record's published key shows no patient number and no birth date: its local part (a record number, a
-form's keys) typed with another patient's number or a birth date of the source is published as a keyed digest
-of it (etl/transform/pseudonym.py `published_key`, harmonise's screen), the same night after night."""
+"""A record's published key shows no patient number and not its patient's birth date: its local part (a record
+number, a form's keys) typed with a number of the source's patient-key shape or the patient's own birth date is
+published as a keyed digest of it (etl/transform/pseudonym.py `published_key`, harmonise `publish_keys`), the same
+night after night, whichever patients arrive or leave."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -18,7 +20,7 @@ from etl.config import Home
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, publish_record_key, published_key
-from etl.transform.screen import TextScreen
+from etl.transform.screen import TextScreen, shows_day
 from etl.transform.values import PartialDate
 
 KEY = PseudonymKey(b"record-keys-test-key")
@@ -43,11 +45,11 @@ def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
     return frame
 
 
-def _harmonised(treatments: dict[str, str]):
-    """Each patient's registration, and a treatment and its response per `treatments` (patient -> the record
-    number typed for the treatment)."""
+def _harmonised(treatments: dict[str, str], born: dict[str, str] = BORN):
+    """Each patient's registration (`born`: patient -> birth date), and a treatment and its response per
+    `treatments` (patient -> the record number typed for the treatment)."""
     return harmonise_source(TRIAL, {
-        "DM": _frame([{"pid": pid, "rid": "1", "born": born} for pid, born in BORN.items()]),
+        "DM": _frame([{"pid": pid, "rid": "1", "born": day} for pid, day in born.items()]),
         "TRT": _frame([{"pid": pid, "rid": rid, "drug": "crizotinib"} for pid, rid in treatments.items()]),
         "RSP": _frame([{"pid": pid, "rid": "1", "trec": rid, "resp": "CR"} for pid, rid in treatments.items()]),
     }, KEY, "run-1")
@@ -58,15 +60,15 @@ def _local_parts(result) -> dict[str, str]:
     return dict(zip(treatment.patient_id, treatment.source_record_key.str.partition("|")[2], strict=True))
 
 
-def test_a_record_number_holding_another_patient_s_number_or_a_birth_date_is_published_as_a_digest():
+def test_a_record_number_holding_a_patient_number_or_its_own_birth_date_is_published_as_a_digest():
     typed = {"ILTB-00001": "ILTB-00002",  # another patient's number as the record number
-             "ILTB-00002": "06/03/1996",  # the patient's own birth date
-             "ILTB-00003": "2003-03-27"}  # another patient's birth date, written year first
+             "ILTB-00002": "1996-03-06",  # the patient's own birth date (06/03/1996), written year first
+             "ILTB-00003": "ILTB-00099"}  # a number of the keys' shape, of no patient yet
     result = _harmonised(typed)
     assert result.rejections.empty
     shown = " ".join(str(v) for frame in [result.records, *result.tables.values()]
                      for v in frame.astype(str).to_numpy().ravel())
-    assert not any(clear in shown for clear in ("ILTB-0000", "06/03/1996", "2003-03-27")), shown
+    assert not any(clear in shown for clear in ("ILTB-0000", "1996-03-06")), shown
     keys = result.tables["treatment"].source_record_key
     assert keys.str.fullmatch(r"[0-9a-f]{24}\|[0-9a-f]{24}").all() and keys.nunique() == 3
     # The same record keeps its key night after night, and a response still names its treatment.
@@ -83,17 +85,43 @@ def test_ordinary_record_numbers_and_dates_keep_their_keys():
                                   for pid, rid in typed.items())
 
 
+def test_a_date_that_is_another_patient_s_birth_date_keeps_its_key_as_patients_arrive_and_leave():
+    """A registry keying follow-ups by visit date: a visit on the day a patient was born names nobody, and the
+    record's key may not change when that patient arrives (a waiver, a query and its response name the record by
+    it): only the record's own patient's birth date is hidden."""
+    typed = {"ILTB-00001": "2019-03-04"}
+    before = _harmonised(typed).tables["treatment"].source_record_key.tolist()
+    assert before == [publish_record_key(KEY, "trial_test", "ILTB-00001|TRT[2019-03-04]")]
+    arrived = _harmonised(typed, {**BORN, "ILTB-00004": "04/03/2019"})
+    assert arrived.tables["treatment"].source_record_key.tolist() == before
+    # The newcomer's own record numbered by its birth date (read any way the screen reads a day) is hidden.
+    own = _harmonised({"ILTB-00004": "4.3.2019"}, {**BORN, "ILTB-00004": "04/03/2019"})
+    assert re.fullmatch(r"[0-9a-f]{24}\|[0-9a-f]{24}", own.tables["treatment"].source_record_key.iloc[0])
+
+
+def test_a_number_of_the_patient_keys_shape_is_hidden_whoever_s_it_is():
+    """By shape, not by the keys the source has: all-digit keys of six digits hide every record number of six."""
+    screen = TextScreen.of(["123456", "234567"], [PartialDate(date(2019, 3, 4), "day")])
+    assert screen.holds_number("FU-999999") and screen.holds_number("123456")
+    assert not screen.holds_number("12345") and not screen.holds_number("2019-03-04")
+    assert not TextScreen.of(["123456"], []).holds_number("20190304")  # eight digits: a day, no key's shape
+
+
 def test_the_patient_s_own_number_in_a_record_number_is_still_the_pseudonym_and_the_rest_is_judged_without_it():
-    screen = TextScreen.of(["ILTB-00001", "ILTB-00002"], [PartialDate(pd.Timestamp("2003-03-27").date(), "day")])
-    own = published_key(KEY, "s", "ILTB-00001", "ILTB-00001-01", screen.holds)
+    screen = TextScreen.of(["ILTB-00001", "ILTB-00002"], [])
+
+    def shows(text: str) -> bool:  # as harmonise asks for a patient born 27/03/2003
+        return screen.holds_number(text) or shows_day(text, date(2003, 3, 27))
+
+    own = published_key(KEY, "s", "ILTB-00001", "ILTB-00001-01", shows)
     pseudonym = own.partition("|")[0]
     assert own == f"{pseudonym}|{pseudonym}-01"  # as without a screen: its own number is no other patient's
     for local in ("ILTB-00001/ILTB-00002", "ILTB-00001 27.03.2003"):
-        hidden = published_key(KEY, "s", "ILTB-00001", local, screen.holds).partition("|")[2]
+        hidden = published_key(KEY, "s", "ILTB-00001", local, shows).partition("|")[2]
         assert re.fullmatch("[0-9a-f]{24}", hidden) and hidden != pseudonym
     # Keyed: the digest is not a plain hash a guess of the local part could be checked against.
-    assert published_key(PseudonymKey(b"another key"), "s", "ILTB-00001", "ILTB-00002", screen.holds) != \
-        published_key(KEY, "s", "ILTB-00001", "ILTB-00002", screen.holds)
+    assert published_key(PseudonymKey(b"another key"), "s", "ILTB-00001", "ILTB-00002", shows) != \
+        published_key(KEY, "s", "ILTB-00001", "ILTB-00002", shows)
 
 
 def test_a_record_without_a_patient_key_does_not_show_another_patient_s_number_in_its_key():

@@ -17,7 +17,9 @@ leave only as birth year/month and keyed pseudonyms. Rejected values of those fi
 never echoed into quarantine reasons, nor is a value holding any patient number or birth date of the
 source (etl/transform/screen.py); a free text loaded as written has them replaced by {patient} and
 {date}, except the record's own number, which quarantines it. A record key's local part (a record number
-typed by hand) holding either is published as a keyed digest of it (pseudonym.py `published_key`).
+typed by hand) holding a number of the source's patient-key shape or its own patient's birth date is published
+as a keyed digest of it (pseudonym.py `published_key`): not another patient's birth date, which would change the
+key of a record whenever a patient born that day arrived or left.
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
-    hidden_local,
     holds_patient_key,
     normalise_patient_key,
     person_id,
     published_key,
     record_id,
+    shown_local,
     source_pseudonym,
 )
-from etl.transform.screen import TextScreen
+from etl.transform.screen import TextScreen, shows_day
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
@@ -337,19 +339,25 @@ class _Engine:
     def births(self, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
         """The birth dates the patient records' rows give, as harmonise reads them; one that cannot be read
         is left out (its record is quarantined without quoting it)."""
+        return [birth for row in rows if (birth := self._birth(row)) is not None]
+
+    def _birth(self, row: Mapping[str, str]) -> PartialDate | None:
         spec = self.mapping.patient.fields.get("birth_date")
-        if spec is None:
-            return []
-        found = []
-        for row in rows:
-            raw = self._raw(spec, row)
-            try:
-                birth = self.convert(spec, raw) if raw is not None else None
-            except (ValueRejected, icdo3.IcdO3Error):
-                continue
-            if isinstance(birth, PartialDate):
-                found.append(birth)
-        return found
+        raw = self._raw(spec, row) if spec is not None else None
+        if spec is None or raw is None:
+            return None
+        try:
+            birth = self.convert(spec, raw)
+        except (ValueRejected, icdo3.IcdO3Error):
+            return None
+        return birth if isinstance(birth, PartialDate) else None
+
+    def read_births(self, patients: Iterable[_Record]) -> None:
+        """Each patient's birth date (the first a patient record gives), before any key is published: a record
+        key hides its own patient's."""
+        for record in patients:
+            if (birth := self._birth(record.row)) is not None:
+                self.birth.setdefault(record.norm, birth)
 
     @staticmethod
     def _case(spec: FieldSpec, text: str) -> str:
@@ -428,20 +436,28 @@ class _Engine:
         return result
 
     def publish_keys(self, records: Iterable[_Record]) -> None:
-        """Each record's published key, once the screen is set: a local part typed with another patient's
-        number or a birth date of the source (a registry's record number column edited by hand) is published
-        as a keyed digest of it (pseudonym.py `hidden_local`), the same night after night."""
+        """Each record's published key, once the screen and the births are read: a local part typed with a
+        number of the source's patient-key shape or the record's own patient's birth date (a registry's record
+        number column edited by hand) is published as a keyed digest of it (pseudonym.py `shown_local`).
+        Neither depends on the source's other patients: a record keeps its key night after night as patients
+        arrive and leave, and a waiver, a query or a response that names it still does. Another patient's
+        birth date alone names nobody (a visit on the day a patient was born)."""
         for record in records:
             if record.patient_key in self.nulls:
-                shown = hidden_local(self.key, _NO_PATIENT_KEY, record.local) if self.screen.holds(record.local) \
-                    else record.local
+                shown = shown_local(self.key, _NO_PATIENT_KEY, record.local, self.screen.holds_number)
                 record.published_key = f"{_NO_PATIENT_KEY}|{shown}"
             else:
                 record.published_key = self._published(record.patient_key, record.local)
 
     def _published(self, patient_key: str, local: str) -> str:
         """A published record key (pseudonym.py `published_key`): what a reference to the record computes too."""
-        return published_key(self.key, self.mapping.source_id, patient_key, local, self.screen.holds)
+        birth = self.birth.get(normalise_patient_key(patient_key))
+        day = birth.value if birth is not None and birth.precision == "day" else None
+
+        def shows(text: str) -> bool:
+            return self.screen.holds_number(text) or (day is not None and shows_day(text, day))
+
+        return published_key(self.key, self.mapping.source_id, patient_key, local, shows)
 
     def mark_duplicates(self, records: list[_Record]) -> None:
         """A repeated record key: the first copy is loaded; the n-th repeat is rejected as `<key>#<n>`."""
@@ -463,10 +479,7 @@ class _Engine:
         for record in records:
             values = self.values(self.mapping.patient.fields, record)
             record.tables.append("patient_source")
-            norm = record.norm
-            birth = values.get("birth_date")
-            if isinstance(birth, PartialDate):
-                self.birth.setdefault(norm, birth)
+            norm = record.norm  # (its birth date read already: `read_births`)
             if values.get("eupid"):
                 self.eupid.setdefault(norm, str(values["eupid"]).upper())
             if values.get("centre_id"):
@@ -678,6 +691,7 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
                                                             if r.patient_key not in engine.nulls}),
                                          lambda: engine.births(r.row for r in patients))
+    engine.read_births(patients)
     for recs in records.values():
         engine.publish_keys(recs)
         engine.mark_duplicates(recs)

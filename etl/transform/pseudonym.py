@@ -133,18 +133,24 @@ def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, lo
     longer number ("12345-01"): a wrong replacement there costs nothing.
 
     shows: whether a local part shows what no key may, asked with the patient's own number taken out
-    (harmonise's screen, etl/transform/screen.py `TextScreen.holds`: another patient's number, typed into
-    a record number, or a birth date). Such a local part, and one that holds the patient's own number in a
-    case only case-folding finds (straße12 in STRASSE12-01), is published as `hidden_local`."""
+    (harmonise `publish_keys`: a number of the source's patient-key shape, typed into a record number, or the
+    patient's own birth date). Such a local part, and one that holds the patient's own number in a case only
+    case-folding finds (straße12 in STRASSE12-01), is published as `hidden_local`."""
     pseudonym = source_pseudonym(key, source_id, source_patient_key)
     norm = normalise_patient_key(source_patient_key)
     own = re.compile(re.escape(norm), re.IGNORECASE) if len(norm) >= _SHORTEST_KEY_HIDDEN else None
     if own is None or norm.casefold() not in local.casefold():
-        return f"{pseudonym}|{hidden_local(key, pseudonym, local) if shows and shows(local) else local}"
+        return f"{pseudonym}|{shown_local(key, pseudonym, local, shows)}"
     shown = own.sub(pseudonym, local)
     if norm.casefold() in shown.casefold() or (shows and shows(own.sub(" ", local))):
         shown = hidden_local(key, pseudonym, local)
     return f"{pseudonym}|{shown}"
+
+
+def shown_local(key: PseudonymKey, first: str, local: str, shows: Callable[[str], bool] | None) -> str:
+    """A local part as its record key shows it beside `first` (the pseudonym, or that the record has no patient
+    key): as it is, or `hidden_local` when `shows` says it shows what no key may."""
+    return hidden_local(key, first, local) if shows is not None and shows(local) else local
 
 
 def hidden_local(key: PseudonymKey, pseudonym: str, local: str) -> str:

@@ -16,7 +16,9 @@ number and birth date are caught by harmonise; this catches those of every patie
   source gives the month only (the text would tell the day the warehouse never holds).
 
 `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
-`holds` says whether a value may be quoted in a message at all (a birth date to the day only). A date
+`holds` says whether a value may be quoted in a message at all (a birth date to the day only); `holds_number`
+whether it holds a number of a key's shape, whoever's birth dates the source holds (a record key: it stays the
+same as patients arrive, and hides the record's own patient's birth date by `shows_day`). A date
 that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
 place, or a date written in words: those only a reader can see (docs/privacy.md).
 
@@ -78,6 +80,11 @@ def day_readings(written: str) -> list[date]:
         except ValueError:
             continue
     return days
+
+
+def shows_day(text: str, day: date) -> bool:
+    """Whether a text holds `day` written as digits, read as the screen reads a day (`day_readings`)."""
+    return _DIGIT.search(text) is not None and any(day in day_readings(m.group("day")) for m in _DAYS.finditer(text))
 
 
 class TextScreen:
@@ -145,6 +152,14 @@ class TextScreen:
         if not _DIGIT.search(text):
             return False
         return any(self._hidden(m, by_month=False) is not None for m in self._pattern.finditer(text))
+
+    def holds_number(self, text: str) -> bool:
+        """Whether the text holds a number shaped like a patient key of the source, whoever's it is (a day is read
+        as a day, unless it has a key's shape itself: eight digits). Not a birth date: what a record key may not
+        show, and a record keeps its key as patients arrive and leave (harmonise `publish_keys`)."""
+        if not _DIGIT.search(text) or (keys := self._numbers.key_pattern) is None:
+            return False
+        return any(m.group("day") is None or keys.fullmatch(m.group("day")) for m in self._pattern.finditer(text))
 
     def screened(self, text: str) -> str:
         """The text with each patient number replaced by {patient} and each birth date by {date}."""
