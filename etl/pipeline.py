@@ -64,6 +64,7 @@ from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, published_key
 from etl.transform.records import load_current_records, with_file_names
+from etl.transform.screen import TextScreen
 
 log = logging.getLogger("rtw")
 
@@ -298,7 +299,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if held := _held(home, mapping, loaded, extracted.files, counts, accepted, departed,
                              folder / "records.parquet"):
                 raise _Held(held)  # a held load leaves no harmonised files behind
-            removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed)
+            removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed, result.screen)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
             pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
                            folder / "removals.parquet")
@@ -375,9 +376,16 @@ def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:
     return outcome.model_copy(update={"status": SourceStatus.HELD, "message": message})
 
 
-def _removal_rows(source_id: str, run_id: str, key: PseudonymKey, removed: Sequence[Removal]) -> list[dict[str, Any]]:
-    """The audit of records an increment deleted, by pseudonym: the clear patient key never leaves."""
-    return [{"source_id": source_id, "source_record_key": published_key(key, source_id, r.patient_key, r.local_key),
+def _removal_rows(source_id: str, run_id: str, key: PseudonymKey, removed: Sequence[Removal],
+                  screen: TextScreen | None) -> list[dict[str, Any]]:
+    """The audit of records an increment deleted, by pseudonym: the clear patient key never leaves, and a local
+    part showing a number of the source's patient-key shape or a birth date is a keyed digest, as harmonise
+    publishes it (`publish_keys`). Harmonise hides the record's own patient's birth date alone; the deleted
+    record's patient may be gone, so any birth date the `screen` knows is hidden here: a record keyed by a day that
+    is another patient's birth date is audited under a digest its published key does not have (privacy first)."""
+    shows = screen.holds if screen is not None else None
+    return [{"source_id": source_id, "source_record_key": published_key(key, source_id, r.patient_key, r.local_key,
+                                                                        shows),
              "record_set": r.record_set, "level": r.level, "source_file": r.file_name,
              "source_file_sha256": r.file_sha256, "run_id": run_id} for r in removed]
 

@@ -5,6 +5,7 @@ night after night, whichever patients arrive or leave."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from datetime import date
@@ -17,6 +18,7 @@ from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import Home
+from etl.extract.odm import read_odm_header
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, publish_record_key, published_key
@@ -228,3 +230,55 @@ def test_record_numbers_edited_by_hand_are_never_published_and_keep_their_keys_n
     fourth = _diagnosis(home)
     # Harmonised again, its record keeps its key: the row is replaced, not doubled.
     assert set(fourth) == set(third) and sum(fourth[k] != third[k] for k in hidden) == 1
+
+
+def _sacha_increment(home: Home, name: str, oid: str, prior: str, subject: str) -> None:
+    """An ODM increment of SACHA after `prior`, sending `subject` (a SubjectData)."""
+    created = f"{name[-12:-8]}-{name[-8:-6]}-{name[-6:-4]}T01:00:00"
+    path = home.landing / "sacha_fr" / name
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" '
+                    f'FileOID="{oid}" FileType="Transactional" PriorFileOID="{prior}" CreationDateTime="{created}" '
+                    f'ODMVersion="1.3.2">\n<ClinicalData StudyOID="SACHA" MetaDataVersionOID="v1">\n{subject}\n'
+                    '</ClinicalData>\n</ODM>\n')
+    os.utime(path)
+
+
+def _sacha_follow_up_keys(home: Home) -> tuple[set[str], list[str]]:
+    """The record keys of SACHA's core.follow_up, and those meta.record_removal lists."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return ({k for (k,) in con.execute("SELECT source_record_key FROM core.follow_up "
+                                           "WHERE source_id = 'sacha_fr'").fetchall()},
+                [k for (k,) in con.execute("SELECT source_record_key FROM meta.record_removal "
+                                           "WHERE source_id = 'sacha_fr'").fetchall()])
+    finally:
+        con.close()
+
+
+def test_a_record_an_increment_deletes_is_audited_under_the_key_it_was_published_under(
+        small_run: Home, tmp_path: Path) -> None:
+    home = copy_of(small_run, tmp_path)
+    before, _ = _sacha_follow_up_keys(home)
+    snapshot = read_odm_header(next((home.landing / "sacha_fr").glob("*.xml"))).file_oid
+    born = "2012-04-02"
+    # A new patient's follow-up whose repeat key was typed as their birth date.
+    _sacha_increment(home, "SACHA_ODM_29991230.xml", "INC1", snapshot, (
+        '<SubjectData SubjectKey="NEW-001" TransactionType="Insert"><SiteRef LocationOID="FR01"/>'
+        '<StudyEventData StudyEventOID="SE.INCLUSION"><FormData FormOID="F.DEMOG"><ItemGroupData '
+        f'ItemGroupOID="IG.DEMOG"><ItemData ItemOID="DM.SEX" Value="1"/><ItemData ItemOID="DM.BRTHDTC" Value="{born}"/>'
+        '<ItemData ItemOID="DM.INCLDTC" Value="2026-11-20"/></ItemGroupData></FormData></StudyEventData>'
+        '<StudyEventData StudyEventOID="SE.FOLLOWUP" StudyEventRepeatKey="1"><FormData FormOID="F.FU">'
+        f'<ItemGroupData ItemGroupOID="IG.FU" ItemGroupRepeatKey="{born}"><ItemData ItemOID="FU.DTC" '
+        'Value="2026-11-25"/><ItemData ItemOID="FU.STATUS" Value="1"/></ItemGroupData></FormData></StudyEventData>'
+        '</SubjectData>'))
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_failed == []
+    published, _ = _sacha_follow_up_keys(home)
+    assert len(published - before) == 1 and born not in " ".join(published)
+    # The next increment deletes it: the audit names it by that key, not by its repeat key as typed.
+    _sacha_increment(home, "SACHA_ODM_29991231.xml", "INC2", "INC1", (
+        '<SubjectData SubjectKey="NEW-001" TransactionType="Update"><StudyEventData StudyEventOID="SE.FOLLOWUP" '
+        'StudyEventRepeatKey="1"><FormData FormOID="F.FU"><ItemGroupData ItemGroupOID="IG.FU" '
+        f'ItemGroupRepeatKey="{born}" TransactionType="Remove"/></FormData></StudyEventData></SubjectData>'))
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_failed == []
+    now, removed = _sacha_follow_up_keys(home)
+    assert now == before and removed == list(published - before)

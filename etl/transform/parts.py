@@ -59,6 +59,7 @@ class HarmonisedSource:
     notices: list[str] = field(default_factory=list)
     parts: int = 1
     carried: int = 0  # source patients whose rows were carried over from the last load (etl/transform/carry_over.py)
+    screen: TextScreen | None = None  # what no value or record key of the source may show: a removal's key too
 
 
 def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
@@ -90,7 +91,7 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     rows = patients.fresh_rows if patients is not None else None
     parts = part_count(mapping, tables, part_records, rows)
     out = HarmonisedSource(rows={}, rejected=0, file_counts={}, notices=notices, parts=parts,
-                           carried=patients.carried_patients if patients is not None else 0)
+                           carried=patients.carried_patients if patients is not None else 0, screen=screen)
     writers: dict[str, pq.ParquetWriter] = {}
     written: dict[str, int] = {}  # rows per file name
     counted = []
