@@ -1,17 +1,22 @@
 """The pull from a folder drop zone against deliveries that go or lie: a file taken back between the
-listing and its download, a zip of many small members that together unpack as a zip bomb does."""
+listing and its download, a zip of many small members that together unpack as a zip bomb does, a zip
+whose directory declares its members' compressed sizes larger than they are."""
 
 from __future__ import annotations
 
 import hashlib
+import struct
+import zipfile
 from pathlib import Path
 
+import pytest
 from drop_zone import registry_sources, send, zipped
 
 from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 from etl.pull.dropzone import RemoteFile
 from etl.pull.ledger import read_ledger
+from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
 EXPORT = b"codice_paziente;version\n1;A\n"
@@ -48,6 +53,44 @@ def test_a_zip_of_many_small_members_that_expand_as_a_bomb_is_refused(tmp_path, 
     assert "not pulled: the 40 member(s) to land expand" in outcome.message
     assert "times together (41943040 bytes), more than the limit of 200 (a zip bomb?)" in outcome.message
     assert _landed(home) == [] and read_ledger(home, "registry_it").entries == []
+
+
+def _declaring_compressed(zip_bytes: bytes, declared: int) -> bytes:
+    """The zip with every member's compressed size declared as `declared` bytes, in the central directory and in
+    each local header: the sender writes both, and a member's deflate stream ends by itself whatever they say."""
+    patched = bytearray(zip_bytes)
+    end = patched.rfind(b"PK\x05\x06")  # the end of central directory record
+    (count,) = struct.unpack_from("<H", patched, end + 10)
+    (entry,) = struct.unpack_from("<I", patched, end + 16)
+    for _ in range(count):
+        struct.pack_into("<I", patched, entry + 20, declared)
+        (local,) = struct.unpack_from("<I", patched, entry + 42)
+        struct.pack_into("<I", patched, local + 18, declared)
+        name, extra, comment = struct.unpack_from("<HHH", patched, entry + 28)
+        entry += 46 + name + extra + comment
+    return bytes(patched)
+
+
+def test_a_zip_declaring_its_members_larger_compressed_than_they_are_is_judged_by_its_real_size(tmp_path, home,
+                                                                                                  drop):
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    # 40 members of 1 MiB of zeros, each declared 1 MiB compressed: expanding once, by what the zip says
+    lying = _declaring_compressed(zipped({f"TREP_export_{n:04d}.csv": bytes(1 << 20) for n in range(40)}), 1 << 20)
+    send(drop / "REG_2026.zip", lying)
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED, outcome.message
+    ratio = (40 << 20) // len(lying)
+    assert f"the 40 member(s) to land expand {ratio} times together (41943040 bytes)" in outcome.message
+    assert _landed(home) == [] and read_ledger(home, "registry_it").entries == []
+
+
+def test_a_member_declared_larger_compressed_than_its_zip_is_judged_by_the_zip_size(tmp_path):
+    """check_zip alone (the returned query workbooks' guard, etl/quality/responses.py): one member's ratio."""
+    path = tmp_path / "REG_2026.zip"
+    path.write_bytes(_declaring_compressed(zipped({"TREP_export_0001.csv": bytes(4 << 20)}), 4 << 20))
+    with zipfile.ZipFile(path) as archive, pytest.raises(ZipRefused, match=r"member 'TREP_export_0001\.csv' expands "
+                                                          r"\d+ times \(4194304 bytes\), more than the limit of 200"):
+        check_zip(archive, ZipLimits())
 
 
 def test_a_zip_of_small_exports_that_compress_as_exports_do_lands(tmp_path, home, drop):

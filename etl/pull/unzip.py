@@ -6,6 +6,8 @@ allowed, a total uncompressed size over the limit, a member whose compression ra
 of a zip bomb, members to land that expand together as a zip bomb does (thousands of small
 members, each under the size a member's ratio is judged at), and members to land larger in
 total than the free space of landing/ can take.
+A ratio divides by the compressed sizes the zip's directory declares, which its sender writes: never
+by more than the zip's own size (a zip declaring each member 1 MiB compressed would expand once).
 While unpacking, the bytes actually produced are counted too (a header may lie about a
 member's size). Members are flattened to their file name (landing/ is flat);
 two members of the same name are refused. Every member is written to a temporary dotfile and
@@ -15,6 +17,7 @@ all are renamed in only when all are complete, so a refused or broken zip lands 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import zipfile
 from collections.abc import Callable, Iterable
@@ -66,9 +69,17 @@ def _refusal(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _archive_bytes(archive: zipfile.ZipFile) -> int:
+    """The size of the zip file (opened from a file): all its members' compressed bytes can hold, whatever
+    its directory declares."""
+    assert archive.fp is not None
+    return os.fstat(archive.fp.fileno()).st_size
+
+
 def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInfo]:
     """The zip's file members, after every check that needs no unpacking; ZipRefused otherwise."""
     members = archive.infolist()
+    archive_bytes = _archive_bytes(archive)
     if len(members) > limits.max_members:
         raise ZipRefused(f"{len(members)} members, more than the limit of {limits.max_members} (a zip bomb?)")
     total = 0
@@ -78,7 +89,7 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
             raise ZipRefused(f"member {info.filename!r} is {refused}", [info.filename])
         if info.is_dir():
             continue
-        ratio = info.file_size / max(info.compress_size, 1)
+        ratio = info.file_size / max(min(info.compress_size, archive_bytes), 1)
         if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
             raise ZipRefused(f"member {info.filename!r} expands {ratio:.0f} times ({info.file_size} bytes), more "
                              f"than the limit of {limits.max_ratio:.0f} (a zip bomb?)", [info.filename])
@@ -90,11 +101,11 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
     return files
 
 
-def _refuse_expanding(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+def _refuse_expanding(members: list[zipfile.ZipInfo], limits: ZipLimits, archive_bytes: int) -> None:
     """ZipRefused when the members to land expand together as a zip bomb does. Each member is judged only
     over `ratio_floor_bytes`: 8,000 members of 1 MiB of zeros each pass that test and unpack 8 GiB from 8 MB."""
     total = sum(info.file_size for info in members)
-    ratio = total / max(sum(info.compress_size for info in members), 1)
+    ratio = total / max(min(sum(info.compress_size for info in members), archive_bytes), 1)
     if total > limits.ratio_floor_bytes and ratio > limits.max_ratio:
         raise ZipRefused(f"the {len(members)} member(s) to land expand {ratio:.0f} times together ({total} bytes), "
                          f"more than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
@@ -149,7 +160,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                                  "on a case-insensitive file system)", [same.filename, info.filename])
             chosen[name] = folded[name.casefold()] = info
         _refuse_without_room(list(chosen.values()), folder, keep_free_bytes)
-        _refuse_expanding(list(chosen.values()), limits)
+        _refuse_expanding(list(chosen.values()), limits, _archive_bytes(archive))
         produced = 0
         digests: dict[str, str] = {}
         for name, info in chosen.items():
