@@ -89,8 +89,7 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
             raise ZipRefused(f"member {info.filename!r} is {refused}", [info.filename])
         if info.is_dir():
             continue
-        ratio = info.file_size / max(min(info.compress_size, archive_bytes), 1)
-        if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+        if (ratio := _bomb_ratio(info.file_size, info.compress_size, archive_bytes, limits)) is not None:
             raise ZipRefused(f"member {info.filename!r} expands {ratio:.0f} times ({info.file_size} bytes), more "
                              f"than the limit of {limits.max_ratio:.0f} (a zip bomb?)", [info.filename])
         total += info.file_size
@@ -101,23 +100,28 @@ def check_zip(archive: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipIn
     return files
 
 
-def _refuse_expanding(members: list[zipfile.ZipInfo], limits: ZipLimits, archive_bytes: int) -> None:
-    """ZipRefused when the members to land expand together as a zip bomb does. Each member is judged only
-    over `ratio_floor_bytes`: 8,000 members of 1 MiB of zeros each pass that test and unpack 8 GiB from 8 MB."""
-    total = sum(info.file_size for info in members)
-    ratio = total / max(min(sum(info.compress_size for info in members), archive_bytes), 1)
-    if total > limits.ratio_floor_bytes and ratio > limits.max_ratio:
-        raise ZipRefused(f"the {len(members)} member(s) to land expand {ratio:.0f} times together ({total} bytes), "
-                         f"more than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
+def _bomb_ratio(size: int, compressed: int, archive_bytes: int, limits: ZipLimits) -> float | None:
+    """How many times `size` bytes expand from `compressed`, when that is a zip bomb's (over the limit, and
+    `size` over `ratio_floor_bytes`), else None. `compressed` is what the zip's directory declares, its sender's
+    word: taken for no more than the zip's own size, `archive_bytes`."""
+    ratio = size / max(min(compressed, archive_bytes), 1)
+    return ratio if size > limits.ratio_floor_bytes and ratio > limits.max_ratio else None
 
 
-def _refuse_without_room(members: list[zipfile.ZipInfo], folder: Path, keep_free_bytes: int) -> None:
-    """ZipRefused when the members, at the sizes their headers declare (unpacking stops a member that
-    produces more), would leave less than `keep_free_bytes` free in `folder`."""
+def _refuse_landing(members: list[zipfile.ZipInfo], folder: Path, keep_free_bytes: int, limits: ZipLimits,
+                    archive_bytes: int) -> None:
+    """ZipRefused when the members to land, at the sizes their headers declare (unpacking stops a member that
+    produces more), would leave less than `keep_free_bytes` free in `folder` (said first: it says more), or
+    expand together as a zip bomb does. Each member's ratio is judged only over `ratio_floor_bytes`: 8,000
+    members of 1 MiB of zeros each pass that test and unpack 8 GiB from 8 MB."""
     total = sum(info.file_size for info in members)
     if (lacking := lacking_room(folder, total, keep_free_bytes)) is not None:
         raise ZipRefused(f"the {len(members)} member(s) to land total {total} bytes uncompressed, more than landing "
                          f"can take: it has {lacking}")
+    compressed = sum(info.compress_size for info in members)
+    if (ratio := _bomb_ratio(total, compressed, archive_bytes, limits)) is not None:
+        raise ZipRefused(f"the {len(members)} member(s) to land expand {ratio:.0f} times together ({total} bytes), "
+                         f"more than the limit of {limits.max_ratio:.0f} (a zip bomb?)")
 
 
 def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, limits: ZipLimits | None = None,
@@ -159,8 +163,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                 raise ZipRefused(f"members {same.filename!r} and {info.filename!r} differ only in case (one file "
                                  "on a case-insensitive file system)", [same.filename, info.filename])
             chosen[name] = folded[name.casefold()] = info
-        _refuse_without_room(list(chosen.values()), folder, keep_free_bytes)
-        _refuse_expanding(list(chosen.values()), limits, _archive_bytes(archive))
+        _refuse_landing(list(chosen.values()), folder, keep_free_bytes, limits, _archive_bytes(archive))
         produced = 0
         digests: dict[str, str] = {}
         for name, info in chosen.items():
