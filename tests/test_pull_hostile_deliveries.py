@@ -14,7 +14,7 @@ from drop_zone import registry_sources, send, zipped
 
 from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
-from etl.pull.dropzone import RemoteFile
+from etl.pull.dropzone import DropZone, RemoteFile
 from etl.pull.ledger import read_ledger
 from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 
@@ -144,3 +144,48 @@ def test_links_named_as_exports_are_said_never_followed(tmp_path, home, drop):
     assert [(s.name, s.reason) for s in outcome.skipped] == [
         (name, "a symbolic link, never followed: a drop zone's links are not exports (put the file itself there)")
         for name in ("TREP_export_20261102.csv", "TREP_export_20261103.csv", "TREP_export_folder.csv")]
+
+
+def _taken_back_after_the_listing(monkeypatch, *paths: Path) -> None:
+    """The sender takes `paths` back right after the pull lists the drop zone, before their checksums are read."""
+    listed = DropZone.list_entries
+
+    def list_then_take_back(zone: DropZone) -> tuple[list[RemoteFile], list[str]]:
+        entries = listed(zone)
+        for path in paths:
+            path.unlink()
+        return entries
+
+    monkeypatch.setattr(DropZone, "list_entries", list_then_take_back)
+
+
+def test_a_checksum_sidecar_taken_back_after_the_listing_leaves_its_export_for_later(tmp_path, home, drop,
+                                                                                     monkeypatch):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    send(drop / "TREP_export_20261102.csv", EXPORT + b"2;B\n")
+    send(drop / "TREP_export_20261102.csv.sha256", _sha256sum({"TREP_export_20261102.csv": EXPORT + b"2;B\n"}))
+    _taken_back_after_the_listing(monkeypatch, drop / "TREP_export_20261102.csv.sha256")
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and outcome.failures == [], outcome.message
+    assert _landed(home) == ["TREP_export_20261101.csv"]
+    assert [(s.name, s.reason) for s in outcome.skipped] == [
+        ("TREP_export_20261102.csv", "its checksum TREP_export_20261102.csv.sha256 was removed after it was listed "
+                                     "(sent again?): nothing landed, the next pull takes it")]
+
+
+def test_a_checksum_manifest_taken_back_after_the_listing_leaves_the_exports_it_may_declare(tmp_path, home, drop,
+                                                                                            monkeypatch):
+    sources = registry_sources(tmp_path, drop, ", checksum_manifest: SHA256SUMS")
+    first, second = EXPORT, EXPORT + b"2;B\n"
+    send(drop / "TREP_export_20261101.csv", first)
+    send(drop / "TREP_export_20261101.csv.sha256", _sha256sum({"TREP_export_20261101.csv": first}))
+    send(drop / "TREP_export_20261102.csv", second)
+    send(drop / "SHA256SUMS", _sha256sum({"TREP_export_20261102.csv": second}))
+    _taken_back_after_the_listing(monkeypatch, drop / "SHA256SUMS")
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and outcome.failures == [], outcome.message
+    assert _landed(home) == ["TREP_export_20261101.csv"]  # its own sidecar declares it
+    assert [(s.name, s.reason) for s in outcome.skipped] == [
+        ("TREP_export_20261102.csv", "its checksum SHA256SUMS was removed after it was listed (sent again?): "
+                                     "nothing landed, the next pull takes it")]

@@ -32,7 +32,7 @@ from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, sho
 from etl.extract.landing import named_as_export, temporary_export, upload_temporary
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
-from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused, connect
+from etl.pull.dropzone import DropZone, Gone, RemoteFile, RemoteRefused, connect
 from etl.pull.ledger import Ledger, PulledFile, ledger_key, pulling, read_ledger, sidecar_seen
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
@@ -160,9 +160,17 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
     assert delivery is not None
     by_name = {f.name: f for f in listing}
     manifest: dict[str, str] = {}
+    manifest_gone = None  # removed since the listing: the exports it may declare wait for it
     if delivery.checksum != "none" and delivery.checksum_manifest in by_name:
-        manifest = checksums.parse_manifest(zone.read_text(by_name[delivery.checksum_manifest]))
+        try:
+            manifest = checksums.parse_manifest(zone.read_text(by_name[delivery.checksum_manifest]))
+        except Gone:
+            manifest_gone = by_name[delivery.checksum_manifest]
     candidates, skipped = [], []
+
+    def checksum_gone(name: str, marker: RemoteFile) -> SkippedFile:  # its sender is likely sending it again
+        return SkippedFile(name=name, reason=f"its checksum {marker.name} was removed after it was listed (sent "
+                                             "again?): nothing landed, the next pull takes it")
 
     def fits(name: str) -> bool:
         return fnmatchcase(name, delivery.zip_files) if delivery.unzip else named_as_export(mapping, name)
@@ -188,10 +196,16 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
             if sidecar is not None:
                 try:
                     expected, declared_by = checksums.parse_sidecar(zone.read_text(sidecar), name), sidecar
+                except Gone:
+                    skipped.append(checksum_gone(name, sidecar))
+                    continue
                 except ValueError as exc:
                     candidates.append(_Candidate(remote=remote, expected_sha256=None, sidecar=sidecar,
                                                  refusal=f"its checksum sidecar {sidecar.name} {exc}"))
                     continue
+            elif manifest_gone is not None:
+                skipped.append(checksum_gone(name, manifest_gone))
+                continue
             elif (expected := manifest.get(name)) is not None:
                 declared_by = by_name[str(delivery.checksum_manifest)]
         if expected is None and delivery.checksum == "required":

@@ -49,6 +49,11 @@ class RemoteRefused(ValueError):
     """A listed file that must not be read as it now is (a link or a pipe put in its place)."""
 
 
+class Gone(FileNotFoundError):
+    """A listed file no longer there when opened (taken back by its sender, deleted to be uploaded again): not
+    found, and a fresh look finds nothing either (one found after all is a transport's error)."""
+
+
 class DropZone:
     """An open drop zone: list, read and (when the mapping says so) delete its files."""
 
@@ -92,6 +97,15 @@ class DropZone:
         return _remote(entry) if entry.get("type") == "file" and not entry.get("islink") else None
 
     def open(self, remote: RemoteFile) -> BinaryIO:
+        """The listed file, opened; Gone when it is no longer there."""
+        try:
+            return self._open(remote)
+        except FileNotFoundError:
+            if self.stat(remote) is not None:
+                raise  # there after all: a transport's error, worth another attempt
+            raise Gone(f"{remote.name} was removed after it was listed") from None
+
+    def _open(self, remote: RemoteFile) -> BinaryIO:
         if self.kind == "local":  # the listing left links out; one swapped in since must not be followed
             try:
                 fd = os.open(remote.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -106,7 +120,7 @@ class DropZone:
         return cast(BinaryIO, self.filesystem.open(remote.path, "rb"))
 
     def read_text(self, remote: RemoteFile, limit: int = 1 << 20) -> str:
-        """A small text file (a checksum sidecar or manifest)."""
+        """A small text file (a checksum sidecar or manifest); Gone when it is no longer there."""
         with self.open(remote) as handle:
             return handle.read(limit).decode("utf-8", errors="replace")
 

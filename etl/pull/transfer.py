@@ -21,7 +21,7 @@ from typing import BinaryIO, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from etl.pull.credentials import CredentialsError
-from etl.pull.dropzone import DropZone, RemoteFile, RemoteRefused
+from etl.pull.dropzone import DropZone, Gone, RemoteFile, RemoteRefused
 from etl.pull.room import lacking_room
 from etl.pull.unzip import ZipRefused
 
@@ -99,9 +99,7 @@ def _opened(zone: DropZone, remote: RemoteFile) -> BinaryIO:
     again) is ChangedWhileRead, as one that goes while it is read is: not a failure, nor tried again."""
     try:
         return zone.open(remote)
-    except FileNotFoundError:
-        if zone.stat(remote) is not None:
-            raise  # there after all: a transport's error, worth another attempt
+    except Gone:
         raise ChangedWhileRead("it was removed after it was listed") from None
 
 
