@@ -189,3 +189,15 @@ def test_a_checksum_manifest_taken_back_after_the_listing_leaves_the_exports_it_
     assert [(s.name, s.reason) for s in outcome.skipped] == [
         ("TREP_export_20261102.csv", "its checksum SHA256SUMS was removed after it was listed (sent again?): "
                                      "nothing landed, the next pull takes it")]
+
+
+def test_a_new_checksum_of_a_pulled_export_taken_back_after_the_listing_fails_nothing(tmp_path, home, drop,
+                                                                                      monkeypatch):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    assert pull_source(home, "registry_it", sources_dir=sources, policy=FAST).status is PullStatus.PULLED
+    # A sidecar arrives for the pulled export (new bytes to come?), and is taken back before it is read.
+    send(drop / "TREP_export_20261101.csv.sha256", _sha256sum({"TREP_export_20261101.csv": EXPORT + b"2;B\n"}))
+    _taken_back_after_the_listing(monkeypatch, drop / "TREP_export_20261101.csv.sha256")
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.NOTHING_NEW and outcome.failures == [], outcome.message

@@ -269,7 +269,7 @@ def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: 
             return False  # it declares what was pulled
         try:
             return checksums.parse_sidecar(zone.read_text(sidecar), remote.name) != last.sha256
-        except ValueError:  # not a digest of this file: it declares nothing new
+        except (ValueError, Gone):  # not a digest of this file, or taken back since the listing: nothing new
             return False
     declared = manifest.get(remote.name)
     return declared is not None and declared != last.sha256
