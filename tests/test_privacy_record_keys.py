@@ -282,3 +282,16 @@ def test_a_record_an_increment_deletes_is_audited_under_the_key_it_was_published
     assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_failed == []
     now, removed = _sacha_follow_up_keys(home)
     assert now == before and removed == list(published - before)
+
+
+def test_a_birth_date_given_as_a_constant_is_nobody_s_own_and_harmonise_reads_on():
+    # A mapping giving every patient one birth date (const:) loads; births were read for the keys from a column.
+    constant = TRIAL.model_copy(deep=True)
+    constant.patient.fields["birth_date"] = constant.patient.fields["birth_date"].model_copy(
+        update={"column": None, "const": "2010-01-01"})
+    result = harmonise_source(constant, {
+        "DM": _frame([{"pid": pid, "rid": "1", "born": ""} for pid in BORN]),
+        "TRT": _frame([{"pid": "ILTB-00001", "rid": "01/01/2010", "drug": "crizotinib"}]),
+        "RSP": _frame([{"pid": "ILTB-00001", "rid": "1", "trec": "01/01/2010", "resp": "CR"}]),
+    }, KEY, "run-1")
+    assert list(_local_parts(result).values()) == ["TRT[01/01/2010]"]

@@ -343,8 +343,10 @@ class _Engine:
 
     def _birth(self, row: Mapping[str, str]) -> PartialDate | None:
         spec = self.mapping.patient.fields.get("birth_date")
-        raw = self._raw(spec, row) if spec is not None else None
-        if spec is None or raw is None:
+        if spec is None or (spec.column is None and spec.template is None):
+            return None  # none, or one for every patient (const:): nobody's own
+        raw = self._raw(spec, row)
+        if raw is None:
             return None
         try:
             birth = self.convert(spec, raw)
