@@ -52,6 +52,10 @@ from etl.transform.keyguard import KeyMismatch, WarehouseBusy, refuse_other_key
 from etl.transform.mapping import Delivery, MappingError, SourceMapping, load_mapping
 
 log = logging.getLogger("rtw")
+# A 0-byte export, landed, became its series' newest file and failed the source each night ("empty file") until
+# a newer one came: left in the drop zone as a file still uploading is, and taken once it has its content.
+_EMPTY = ("it is empty (0 bytes), no export is: an upload not yet begun, or cut short; nothing landed, the next "
+          "pull takes it once it has its content")
 # The longest landing name the pull makes of a remote name, over it: its temporary `.<name>.<8 hex>.partial`
 # and its archive copy `<16 hex>__<name>`; a file system takes 255 bytes.
 _NAME_BYTES = 255 - 18
@@ -185,6 +189,9 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         if not fits(name):  # any other upload's temporary or lock file too: its name does not fit
             continue
         if ledger.has(remote) and not _declared_anew(zone, remote, ledger, by_name, manifest, delivery):
+            continue
+        if remote.size == 0:  # not recorded: the full delivery under this name lands when it comes
+            skipped.append(SkippedFile(name=name, reason=_EMPTY))
             continue
         sidecar = by_name.get(f"{name}.sha256")
         if (refusal := _unlandable(name)) is not None:
