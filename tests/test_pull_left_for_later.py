@@ -5,6 +5,8 @@ and the task's XCom."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 
 from drop_zone import registry_sources, send
@@ -60,3 +62,24 @@ def test_an_export_emptied_in_place_is_left_and_the_one_pulled_stays(tmp_path, h
     assert [(s.name, s.reason) for s in outcome.skipped] == [("TREP_export_20261101.csv", EMPTY)]
     assert (home.landing / "registry_it" / "TREP_export_20261101.csv").read_bytes() == EXPORT
     assert _pulled(home) == ["TREP_export_20261101.csv"]
+
+
+def test_each_file_left_for_later_is_logged_as_a_warning_naming_the_source_and_the_file(tmp_path, home, drop, caplog):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    send(drop / "TREP_export_20261102.csv", EXPORT + b"2;B\n", age=5)  # within the quiet period
+    send(drop / "TREP_export_20261103.csv", b"")
+    (drop / "TREP_export_20261104.csv").symlink_to(tmp_path / "elsewhere.csv")
+    declared = hashlib.sha256(b"to come").hexdigest()
+    send(drop / "TREP_export_20261105.csv.sha256", f"{declared}  TREP_export_20261105.csv\n".encode())
+    caplog.set_level(logging.INFO)
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.pulled == ["TREP_export_20261101.csv"], outcome.message
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    said = {"TREP_export_20261102.csv": "changed ",  # within the quiet period
+            "TREP_export_20261103.csv": "it is empty", "TREP_export_20261104.csv": "a symbolic link",
+            "TREP_export_20261105.csv": "TREP_export_20261105.csv.sha256 declares its checksum, but it is not in the "
+                                        "drop zone"}  # a delivery that came short
+    assert [s.name for s in outcome.skipped] == list(said)
+    assert all(s.reason.startswith(said[s.name]) for s in outcome.skipped), outcome.skipped
+    assert warned == [f"registry_it: {s.name} in {drop} left for later: {s.reason}" for s in outcome.skipped]

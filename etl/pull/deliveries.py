@@ -494,6 +494,9 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     notes: list[str] = []
     # What the messages may quote (the files a checksum declares that are not there too), and the zip members landed
     names = {f.name for f in listing} | {s.name for s in skipped}
+    for left in skipped:  # the Airflow task's log shows them, not only its XCom and rtw pull's output
+        log.warning("%s", names_shown(f"{source_id}: {shown(left.name)} in {where} left for later: {left.reason}",
+                                      _as_said(names), numbers))
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
