@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PatientNumbers, QuotedNames, names_shown, shown_file_name
-from etl.extract.landing import named_as_export, temporary_export, upload_temporary
+from etl.extract.landing import named_as_export, series_of, temporary_export, upload_temporary
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, Gone, RemoteFile, RemoteRefused, connect
@@ -101,10 +101,10 @@ class _Landed(NamedTuple):
     left_out: tuple[str, ...] = ()  # a zip's members of an upload's temporary or a lock file's name
 
 
-class _SameContent(Settled):  # re-uploaded unchanged
-    def __init__(self, sha256: str) -> None:
+class _SameContent(Settled):  # re-uploaded unchanged; or a copy of a current file, sent again under a new name
+    def __init__(self, sha256: str, earlier: PulledFile | None = None) -> None:
         super().__init__(sha256)
-        self.sha256 = sha256
+        self.sha256, self.earlier = sha256, earlier
 
 
 class _Connection:
@@ -317,7 +317,7 @@ def shown(text: str) -> str:
 
 
 def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
-               progress: Progress | None) -> _Landed:
+               progress: Progress | None, series: Callable[[str], str | None]) -> _Landed:
     """Download one export and rename it into landing; its sha256 and the names landed."""
     remote = candidate.remote
     with fsio.written_atomically(folder / remote.name) as temp:
@@ -325,6 +325,8 @@ def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledg
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
+        if (earlier := ledger.copy_of(sha256, series, remote.name)) is not None:
+            raise _SameContent(sha256, earlier)
         if remote.modified is not None:  # keep the export's own time, as a copy by hand would
             stamp = remote.modified.timestamp()
             os.utime(temp, (stamp, stamp))
@@ -333,7 +335,7 @@ def _land_file(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledg
 
 
 def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledger, policy: PullPolicy,
-              progress: Progress | None, mapping: SourceMapping) -> _Landed:
+              progress: Progress | None, mapping: SourceMapping, series: Callable[[str], str | None]) -> _Landed:
     """Download one zip delivery to a temporary and unpack its wanted members into landing; not those named
     as an upload's temporary or a lock file (zipped while a file was written or open), said in `left_out`."""
     remote = candidate.remote
@@ -345,6 +347,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
                           progress=progress)
         if ledger.has_content(remote, sha256):
             raise _SameContent(sha256)
+        if (earlier := ledger.copy_of(sha256, series)) is not None:
+            raise _SameContent(sha256, earlier)
         unpacked = unpack_zip(temp, folder, lambda name: upload_temporary(name) is None and is_export(name),
                               limits=ZipLimits(), unlandable=_unlandable, keep_free_bytes=policy.keep_free_bytes,
                               before_landing=lambda name, digest: checksums.declare_landed(folder, name, digest))
@@ -372,9 +376,22 @@ def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]
     return None
 
 
-def _resent(candidate: _Candidate, ledger: Ledger) -> bool:
-    last = ledger.last(candidate.remote.path)
-    return last is not None and (last.sha256, last.size) == (candidate.expected_sha256, candidate.remote.size)
+def _copy(earlier: PulledFile) -> str:
+    """Why a file sent again under another name did not land: the bytes of a current file (`Ledger.copy_of`)."""
+    return (f"same bytes as {posixpath.basename(earlier.remote_path)} pulled on {earlier.pulled_at:%Y-%m-%d}: "
+            "sent again under another name, not landed (the import would read it again as a new export)")
+
+
+def _resent(candidate: _Candidate, ledger: Ledger, mapping: SourceMapping) -> bool:
+    """Whether its checksum says the file is one pulled before that a pull would not land again: the last pulled
+    from its path, or a current file sent again under another name (`Ledger.copy_of`)."""
+    declared, remote = candidate.expected_sha256, candidate.remote
+    last = ledger.last(remote.path)
+    if last is not None and (last.sha256, last.size) == (declared, remote.size):
+        return True
+    assert mapping.delivery is not None
+    name = None if mapping.delivery.unzip else remote.name
+    return declared is not None and ledger.copy_of(declared, functools.partial(series_of, mapping), name) is not None
 
 
 # A file known by its content only: an erased patient's (the reason does not say so: a message may name it).
@@ -494,6 +511,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     notes: list[str] = []
     # What the messages may quote (the files a checksum declares that are not there too), and the zip members landed
     names = {f.name for f in listing} | {s.name for s in skipped}
+    series = functools.partial(series_of, mapping)
     for left in skipped:  # the Airflow task's log shows them, not only its XCom and rtw pull's output
         log.warning("%s", names_shown(f"{source_id}: {shown(left.name)} in {where} left for later: {left.reason}",
                                       _as_said(names), numbers))
@@ -507,19 +525,24 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         def land(candidate: _Candidate = candidate) -> _Landed:
             zone = connection.zone()
             if delivery.unzip:
-                return _land_zip(zone, candidate, folder, ledger, policy, progress, mapping)
-            return _land_file(zone, candidate, folder, ledger, policy, progress)
+                return _land_zip(zone, candidate, folder, ledger, policy, progress, mapping, series)
+            return _land_file(zone, candidate, folder, ledger, policy, progress, series)
 
         try:
             sha256, landed, left_out = retrying(policy, land, what=f"{source_id}: {remote.path}",
                                                 on_error=connection.reset,
                                                 said=lambda line: names_shown(line, _as_said(names), numbers))
         except _SameContent as same:
-            if ledger.record(remote, same.sha256, [], candidate.sidecar):
+            if not ledger.record(remote, same.sha256, [], candidate.sidecar):
+                skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED))
+            elif same.earlier is not None:
+                skipped.append(SkippedFile(name=remote.name, reason=_copy(same.earlier)))
+                names.add(posixpath.basename(same.earlier.remote_path))  # quoted: shown as names are
+                log.info("%s", names_shown(f"{source_id}: {remote.path} from {where} not landed: "
+                                           f"{skipped[-1].reason}", _as_said(names), numbers))
+            else:
                 skipped.append(SkippedFile(name=remote.name,
                                            reason="re-uploaded with the same content as already pulled"))
-            else:
-                skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED))
             continue
         except ChangedWhileRead as changed:  # not a failure: the sender is still at it; not in the ledger
             skipped.append(SkippedFile(name=remote.name, reason=f"{changed}; it may still be uploading: nothing "
@@ -691,7 +714,7 @@ def check_drop_zone(home: Home, source_id: str, *, connection_uri: str | None = 
     # What a pull would land: not a file it refuses, nor one whose checksum says it is the last pulled
     # from its path again (the pull downloads it to be sure, and lands nothing).
     names = [shown_file_name(c.remote.name, numbers) for c in candidates
-             if c.refusal is None and not _resent(c, ledger)]
+             if c.refusal is None and not _resent(c, ledger, mapping)]
     if names:
         return answer(DropZoneState.NEW_EXPORT, f"new in {delivery.url}: {', '.join(names)}", names)
     return answer(DropZoneState.NOTHING_NEW, f"nothing new in {delivery.url}")

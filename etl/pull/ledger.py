@@ -3,7 +3,9 @@
 A remote file is known by its path, size and version (S3 ETag, else modification time); the
 sha256 of what was downloaded is kept too, so a file re-uploaded unchanged (new time, same
 content) is not landed twice. Both are compared with the last file pulled from that path only: a
-source that corrects a file back to an earlier version (A, B, then A again) sends a new export.
+source that corrects a file back to an earlier version (A, B, then A again) sends a new export. The
+same bytes under another name are a copy of a file pulled before when that file is still its series'
+current one (`copy_of`): a sender's retry, not landed.
 The size and version of the checksum sidecar beside the file when it was pulled are kept too
 (`sidecar`): a sidecar that is no longer that one is read again (etl/pull/deliveries.py).
 The ledger, not landing/, says what was pulled: cleaning landing/ does not make the drop zone's
@@ -153,6 +155,7 @@ class Ledger:
         self.path = path
         self.entries = entries
         self.key = key
+        self._read = len(entries)  # the lines of earlier pulls; `record` adds this pull's
         self._last: dict[str, PulledFile] = {}  # the last file pulled from each path
         # An erased patient's files (rtw forget), whose paths are not kept: the last of each path's versions (by
         # its digest; a line of an earlier version, which has none, by its listing). A later version replaces the
@@ -220,6 +223,29 @@ class Ledger:
         if last is not None:
             return last if last.sha256 == sha256 else None
         return self._unnamed_content.get(sha256)
+
+    def copy_of(self, sha256: str, series: Callable[[str], str | None], name: str | None = None) -> PulledFile | None:
+        """The file an earlier pull pulled with these bytes (from any path) whose landing files are still current,
+        as far as the ledger tells: each the last landed under its name and the name sorting last of its series
+        (`series`, as the landing reader groups them), `name` (the landing name a file would take) of one of those
+        series. A copy of it, sent again under another name, would change only the name of the series' current
+        file; a copy of one that a later file replaced would take the series back to it, a new export. Two files
+        of one delivery (this pull's) with the same bytes both land, as they did: the night reads the source
+        anyway. An erased patient's files are known by their content before (`has_content`)."""
+        landed: dict[str, PulledFile] = {}  # what landing holds under each name, per the ledger
+        for entry in self.entries:
+            if entry.listed is None:
+                landed |= dict.fromkeys(entry.landed, entry)
+        current: dict[str | None, str] = {}  # the current file of each series
+        for landed_name in sorted(landed):
+            current[series(landed_name)] = landed_name
+        for entry in reversed(self.entries[:self._read]):
+            if entry.sha256 != sha256 or entry.listed is not None or not entry.landed:
+                continue
+            if all(landed[n].sha256 == sha256 and current[series(n)] == n for n in entry.landed) and (
+                    name is None or series(name) in {series(n) for n in entry.landed}):
+                return entry
+        return None
 
     def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None) -> bool:
         """A line for the file pulled, with the checksum sidecar listed beside it (None: it had none); an erased
