@@ -159,3 +159,37 @@ def test_an_item_withdrawn_from_a_record_nobody_sent_adds_no_record(tmp_path):
     result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", increment)])
     assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P1", "P2", "P3"]
     assert result.superseded == {}
+
+
+def _at(event: str, key: str, groups: str, transaction: str = "") -> str:
+    """`_subject` with the record under another StudyEventOID."""
+    return _subject(key, groups, transaction).replace('StudyEventOID="SE.BASE"', f'StudyEventOID="{event}"')
+
+
+def _remove_event(key: str, event: str) -> str:
+    return f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="{event}" TransactionType="Remove"/></SubjectData>'
+
+
+def _increment(*elements: str) -> str:
+    return _odm("F1", "\n".join(elements), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+
+
+def test_a_remove_of_another_event_of_the_subject_does_not_split_a_record_sent_in_parts(tmp_path):
+    # P4's demography sent in two parts with a Remove of P4's other study event between them: that Remove
+    # deletes nothing of SE.BASE, so the parts are one record, as without it. Before, it counted superseded 1.
+    parts = _increment(_subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"), _remove_event("P4", "SE.OTHER"),
+                       _subject("P4", _group("IG.DM", {"BRTHDTC": "2011"}), "Insert"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P4", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["1", "2011", "i1.xml"]
+    assert result.superseded == {} and result.removed == ()
+
+
+def test_a_remove_of_the_records_event_splits_it(tmp_path):
+    # The same with the Remove of P4's SE.BASE: the first part is deleted (superseded in i1.xml).
+    parts = _increment(_subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"), _remove_event("P4", "SE.BASE"),
+                       _subject("P4", _group("IG.DM", {"BRTHDTC": "2011"}), "Insert"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["", "2011"]
+    assert result.superseded == {"i1.xml": 1}

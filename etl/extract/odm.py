@@ -376,9 +376,10 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
         if increment:  # an item withdrawn is the item sent empty
             keyed += f", CASE WHEN {kept} THEN value ELSE '' END AS value"
         stretched = cuts is not None and cuts.num_rows > 0
-        if stretched:  # a row's stretch: how many Removes of its subject come before it
+        if stretched:  # a row's stretch: the last Remove of its subject before it that deletes its record
             con.register("_cuts", cuts)
-            rows += " ASOF LEFT JOIN _cuts c ON i.subject_key = c.subject_key AND i.file_row_number > c.at"
+            rows += (f" LEFT JOIN (SELECT i.file_row_number, max(c.stretch) AS stretch FROM {rows} JOIN _cuts c "
+                     f"ON {_ENCLOSES} GROUP BY i.file_row_number) c USING (file_row_number)")
             stretch = ", coalesce(c.stretch, 0) AS _stretch"
         con.execute(
             f"CREATE TEMP VIEW items AS SELECT i.* REPLACE ({keyed}){stretch} FROM {rows} "
@@ -402,6 +403,14 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
         return _Pivoted(record_sets, sent_again)
     finally:
         con.close()
+
+
+# A container Remove `c` earlier in the file than a staged row `i` and deleting its record: of its subject, and
+# with the study event, form and item group keys the Remove gives (a key it leaves out matches any).
+_ENCLOSES = " AND ".join(["i.subject_key = c.subject_key", "i.file_row_number > c.at", *(
+    f"(c.{oid} IS NULL OR (i.{oid} = c.{oid} AND coalesce(i.{repeat}, '1') = c.{repeat}))"
+    for oid, repeat in (("study_event_oid", "study_event_repeat_key"), ("form_oid", "form_repeat_key"),
+                        ("item_group_oid", "item_group_repeat_key")))])
 
 
 def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
@@ -549,6 +558,9 @@ def read_odm_header(path: Path) -> OdmHeader:
 _RECORD_KEYS = ("_subject_key", "_study_event_oid", "_study_event_repeat_key", "_form_oid", "_form_repeat_key",
                 "_item_group_oid", "_item_group_repeat_key")
 # The level a container Remove is written at, by the deepest key it sets.
+# The keys of a container Remove that say which records it deletes (`_ENCLOSES`).
+_CUT_KEYS = ("subject_key", "study_event_oid", "study_event_repeat_key", "form_oid", "form_repeat_key",
+             "item_group_oid", "item_group_repeat_key")
 _LEVELS = (("item_group_oid", "ItemGroupData", 7), ("form_oid", "FormData", 5),
            ("study_event_oid", "StudyEventData", 3), ("subject_key", "SubjectData", 1))
 
@@ -631,7 +643,7 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         # A Remove deletes only records of its subject: the file is applied in document order subject by
         # subject, all subjects at once: what each sent before its first Remove, its first Removes, and so on.
         removes["stretch"] = removes.groupby("subject_key", dropna=False).cumcount() + 1
-        cuts = pa.table({"subject_key": pa.array(removes["subject_key"], pa.string()),
+        cuts = pa.table({**{c: pa.array(removes[c], pa.string()) for c in _CUT_KEYS},
                          "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
         pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
         if pivoted.sent_again:  # records sent twice in a stretch: the earlier sendings are replaced in this file
