@@ -193,3 +193,18 @@ def test_a_remove_of_the_records_event_splits_it(tmp_path):
     dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
     assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["", "2011"]
     assert result.superseded == {"i1.xml": 1}
+
+
+@pytest.mark.parametrize("others", [(), (_subject("P5", _group("IG.DM", {"SEX": "1"}), "Insert"),
+                                         _subject("P5", _group("IG.DM", {"SEX": "2"}), "Update"))])
+def test_a_records_count_does_not_depend_on_another_record_sent_twice(tmp_path, others):
+    # P4 {SEX}, its event removed, P4 {BRTHDTC} and {SEX} after it: one record after the Remove, in parts, and the
+    # first sending deleted by the Remove (1). P5 sent twice adds its own 1, and must not change P4's count.
+    # Before, P5's sending twice made P4's sendings on either side of the Remove copies of one another (P4: 2).
+    sent = _increment(_subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"), _remove_event("P4", "SE.BASE"),
+                      _subject("P4", _group("IG.DM", {"BRTHDTC": "2011"}), "Insert"),
+                      _subject("P4", _group("IG.DM", {"SEX": "2"}), "Update"), *others)
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", sent)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["2", "2011"]
+    assert result.superseded == {"i1.xml": 1 + len(others) // 2}

@@ -429,7 +429,7 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
     withdrawn = ", bool_and(coalesce(transaction_type, '') = 'Remove') AS _withdrawn_only" if increment else ""
     rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
     if copies:
-        con.register("_copies", _copies(con, group_oid))
+        con.register("_copies", _copies(con, group_oid, stretched=stretched))
         rows = ("(SELECT i.*, coalesce(c.copy, 1) AS _copy FROM items i LEFT JOIN _copies c USING (file_row_number) "
                 "WHERE i.item_group_oid IS NOT DISTINCT FROM $group)")
     try:
@@ -441,16 +441,18 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
             con.unregister("_copies")
 
 
-def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None) -> pa.Table:
+def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None, *, stretched: bool = False) -> pa.Table:
     """Which sending of its keys each item of a record sent twice belongs to (file_row_number -> copy):
     in document order, a new copy starts with the ItemGroupData in which an item comes again under the
     same keys, or at the item itself when it comes again in one ItemGroupData. The first copy is the
     record; harmonise holds the others back as duplicate keys, as for any format. ItemGroupData with
-    the same keys and no item in common are one record, sent in parts."""
-    keys = ", ".join(ODM_KEY_COLUMNS)
-    same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM d.{c}" for c in ODM_KEY_COLUMNS)
+    the same keys and no item in common are one record, sent in parts. `stretched`: the stretch between
+    its subject's Removes is a key too (a record sent again after a Remove is another record)."""
+    columns = [*ODM_KEY_COLUMNS, *(["_stretch"] if stretched else [])]
+    keys = ", ".join(columns)
+    same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM d.{c}" for c in columns)
     rows = con.execute(
-        f"SELECT {', '.join(f'i.{c}' for c in ODM_KEY_COLUMNS)}, i.container, i.item_oid, i.file_row_number "
+        f"SELECT {', '.join(f'i.{c}' for c in columns)}, i.container, i.item_oid, i.file_row_number "
         f"FROM items i SEMI JOIN (SELECT {keys} FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group "
         f"GROUP BY {keys}, item_oid HAVING count(*) > 1) d ON {same} "
         f"WHERE i.item_group_oid IS NOT DISTINCT FROM $group ORDER BY i.file_row_number", {"group": group_oid}
