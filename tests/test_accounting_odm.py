@@ -167,7 +167,8 @@ def _at(event: str, key: str, groups: str, transaction: str = "") -> str:
 
 
 def _remove_event(key: str, event: str) -> str:
-    return f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="{event}" TransactionType="Remove"/></SubjectData>'
+    return (f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="{event}" TransactionType="Remove"/>'
+            '</SubjectData>')
 
 
 def _increment(*elements: str) -> str:
@@ -208,3 +209,14 @@ def test_a_records_count_does_not_depend_on_another_record_sent_twice(tmp_path, 
     dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
     assert dm.loc["P4", ["SEX", "BRTHDTC"]].tolist() == ["2", "2011"]
     assert result.superseded == {"i1.xml": 1 + len(others) // 2}
+
+
+def test_items_withdrawn_twice_from_a_record_nobody_has_count_nothing(tmp_path):
+    # Two ItemGroupData withdrawing P7's sex, whom nobody has: nothing loaded, and nothing superseded either
+    # (before: 1, the first sending counted as replaced by a record that is dropped).
+    group = ('<ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="1">'
+             '<ItemData ItemOID="SEX" TransactionType="Remove"/></ItemGroupData>')
+    twice = _increment(_subject("P7", group, "Update"), _subject("P7", group, "Update"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", twice)])
+    assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P1", "P2", "P3"]
+    assert result.superseded == {}

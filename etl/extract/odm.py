@@ -350,21 +350,17 @@ def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, p
 
     An item a record does not carry is "" (an ItemData nobody filled is left out of an export),
     or null with `keep_absent`, so that an increment's absent items can keep earlier values."""
-    return _record_tables(staged, keep_absent=keep_absent).tables
+    return _record_tables(staged, keep_absent=keep_absent)
 
 
-class _Pivoted(NamedTuple):
-    tables: dict[str, pa.Table]  # by ItemGroupOID
-    sent_again: int  # with keep_absent: the sendings of a record that a later one in its stretch replaced
-
-
-def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = None) -> _Pivoted:
-    """`odm_record_tables`, and how many sendings it merged. With `cuts`, an increment's container Removes
-    (`subject_key`, their staged row `at`, and `stretch`, which Remove of the subject each is, from 1), a
-    record's sendings are merged only within a stretch between two Removes of its subject, and `_stretch`
-    says which (0 before the first): the Removes apply between the stretches (`apply_transactions`). An
+def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = None) -> dict[str, pa.Table]:
+    """`odm_record_tables`. With `cuts`, an increment's container Removes (their keys, `_CUT_KEYS`, their
+    staged row `at`, and `stretch`, which Remove of the subject each is, from 1), a record's sendings are
+    merged only within a stretch between two Removes of its subject that delete it, and `_stretch` says
+    which (0 before the first): the Removes apply between the stretches (`apply_transactions`). An
     increment's ItemData Remove is its item sent empty, in its place in the document; `_withdrawn_only`
-    marks a record that only withdraws items (it adds no record)."""
+    marks a record that only withdraws items (it adds no record), `_sent_again` how many of its sendings a
+    later one in its stretch replaced."""
     # One thread: each thread's share of a pivot's hash table is memory (~40 MiB at 100,000 persons), and
     # a large run prepares two sources side by side on this machine's two cores anyway.
     con = duckdb.connect(config={"threads": 1})
@@ -387,20 +383,19 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
         groups = con.execute(
             "SELECT item_group_oid, list(DISTINCT item_oid ORDER BY item_oid) FROM items "
             "GROUP BY item_group_oid ORDER BY item_group_oid").fetchall()
-        record_sets, sent_again = {}, 0
+        record_sets = {}
         for group_oid, item_oids in groups:
             table = _pivot(con, group_oid, item_oids, copies=False, increment=increment, stretched=stretched)
-            if _sent_twice(table, item_oids):
-                copies = _pivot(con, group_oid, item_oids, copies=True, increment=increment, stretched=stretched)
-                if keep_absent:  # the record is the sendings merged; each earlier one is counted
-                    sent_again += copies.num_rows - table.num_rows
-                else:
-                    table = copies
+            twice = _sent_twice(table, item_oids)
+            if increment:  # the record is the sendings merged; each earlier one is counted
+                table = _with_sent_again(con, table, group_oid, stretched=stretched, twice=twice)
+            elif twice and not keep_absent:
+                table = _pivot(con, group_oid, item_oids, copies=True)
             table = table.drop_columns(["_items"])
             # Compacted group by group: DuckDB's result buffers go before the next group's are made.
             record_sets[group_oid or "(no item group)"] = _owned(compact_record_table(
                 table if keep_absent else _nulls_as_empty(table)))
-        return _Pivoted(record_sets, sent_again)
+        return record_sets
     finally:
         con.close()
 
@@ -487,6 +482,28 @@ def _copies(con: duckdb.DuckDBPyConnection, group_oid: str | None, *, stretched:
         numbers.append(number)
         copies.append(copy)
     return pa.table({"file_row_number": pa.array(numbers, pa.int64()), "copy": pa.array(copies, pa.int64())})
+
+
+def _with_sent_again(con: duckdb.DuckDBPyConnection, table: pa.Table, group_oid: str | None, *, stretched: bool,
+                     twice: bool) -> pa.Table:
+    """An increment's records of one ItemGroupOID with `_sent_again`, how many of each record's sendings a later
+    one replaced (its copies but one, `_copies`): `apply_transactions` counts them for the records it keeps."""
+    if not twice:
+        return table.append_column("_sent_again", pa.array([0] * table.num_rows, pa.int64()))
+    columns = [*ODM_KEY_COLUMNS, *(["_stretch"] if stretched else [])]
+    aliases = [*ODM_KEY_COLUMNS.values(), *(["_stretch"] if stretched else [])]
+    con.register("_copies", _copies(con, group_oid, stretched=stretched))
+    con.register("_records", table)
+    try:
+        return con.execute(
+            f"SELECT r.*, coalesce(a._sent_again, 0) AS _sent_again FROM _records r LEFT JOIN ("
+            f"SELECT {', '.join(f'{c} AS {a}' for c, a in zip(columns, aliases, strict=True))}, "
+            "max(c.copy) - 1 AS _sent_again FROM items i JOIN _copies c USING (file_row_number) "
+            f"GROUP BY {', '.join(columns)}) a ON "
+            f"{' AND '.join(f'r.{a} IS NOT DISTINCT FROM a.{a}' for a in aliases)} ORDER BY r._line").to_arrow_table()
+    finally:
+        con.unregister("_copies")
+        con.unregister("_records")
 
 
 def _sent_twice(table: pa.Table, item_oids: Sequence[str]) -> bool:
@@ -612,11 +629,13 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         for sha, count in frame["source_file_sha256"].value_counts().items():
             superseded[str(sha)] = superseded.get(str(sha), 0) + int(count)
 
-    def send(record_set: str, sent: pd.DataFrame) -> None:
+    def send(record_set: str, sent: pd.DataFrame, sha: str) -> None:
         sent = sent.set_index(list(_RECORD_KEYS), drop=False)
         before = state.get(record_set)
         known = sent.index.isin(before.index) if before is not None else False
         sent = sent[~sent.pop("_withdrawn_only") | known]  # items withdrawn from no record: nothing to do
+        if replaced := int(sent.pop("_sent_again").sum()):  # records sent twice: earlier sendings replaced here
+            superseded[sha] = superseded.get(sha, 0) + replaced
         if before is None or sent.empty:
             if not sent.empty:
                 state[record_set] = sent
@@ -648,14 +667,12 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         cuts = pa.table({**{c: pa.array(removes[c], pa.string()) for c in _CUT_KEYS},
                          "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
         pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
-        if pivoted.sent_again:  # records sent twice in a stretch: the earlier sendings are replaced in this file
-            superseded[sha] = superseded.get(sha, 0) + pivoted.sent_again
-        stretches = {name: _by_stretch(record_frame(table)) for name, table in pivoted.tables.items()}
+        stretches = {name: _by_stretch(record_frame(table)) for name, table in pivoted.items()}
         last = int(removes["stretch"].max()) if len(removes) else 0  # the most Removes one subject has
         for stretch in range(last + 1):
             for record_set, parts in stretches.items():
                 if stretch in parts:
-                    send(record_set, parts[stretch])
+                    send(record_set, parts[stretch], sha)
             for row in removes[removes["stretch"] == stretch + 1].itertuples(index=False):
                 remove(row, file_name, sha)
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
