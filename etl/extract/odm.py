@@ -515,9 +515,9 @@ def _sent_twice(table: pa.Table, item_oids: Sequence[str]) -> bool:
     return bool(pc.any(pc.greater(table["_items"], total)).as_py())
 
 
-def odm_record_sets(staged: Path, *, keep_absent: bool = False) -> dict[str, pd.DataFrame]:
-    """`odm_record_tables` as pandas frames (None where a table has null)."""
-    return {name: record_frame(table) for name, table in odm_record_tables(staged, keep_absent=keep_absent).items()}
+def odm_record_sets(staged: Path) -> dict[str, pd.DataFrame]:
+    """`odm_record_tables` as pandas frames (an item a record does not carry is "")."""
+    return {name: record_frame(table) for name, table in odm_record_tables(staged).items()}
 
 
 def _nulls_as_empty(table: pa.Table) -> pa.Table:
