@@ -425,8 +425,8 @@ def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome],
 
 
 def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
-                 sources_dir: Path, swapped: Callable[[], None] = lambda: None) -> RunSummary:
-    """`swapped`: called once the new warehouse is live (a stop after it undoes nothing: run_record.Night)."""
+                 sources_dir: Path, after_swap: Callable[[], None] = lambda: None) -> RunSummary:
+    """`after_swap`: called as the new warehouse goes live, no stop between the two (swap_in_next)."""
     run_id = planned.run_id
     notes: list[str] = []  # outputs that could not be written: recorded, never blocking the publish
     outcomes = [_failed(o, problem) if o.status is SourceStatus.HARMONISED and (problem := missing_harmonised(o))
@@ -446,8 +446,7 @@ def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome]
                 unchanged=planned.unchanged, quality=quality,
                 populations=read_child_population(population_file(home.root)),
                 notices={s: said for s, said in planned.notices.items() if s not in prepared},
-                read_back=lambda con: summaries.append(_summary(con, home, run_id)))
-    swapped()
+                read_back=lambda con: summaries.append(_summary(con, home, run_id)), after_swap=after_swap)
     crash.crash_point("after_swap")
     for outcome in outcomes:
         if outcome.status is SourceStatus.HARMONISED and outcome.harmonised_dir:
@@ -741,4 +740,4 @@ def _run(home: Home, night: run_record.Night, *, key_value: str | None, sources_
             night.reached("publish")  # before it is said: killed once said, the run is recorded in publish
             say("publishing the warehouse")
             return _publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir,
-                                swapped=night.published)
+                                after_swap=night.published)

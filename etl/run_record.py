@@ -73,6 +73,29 @@ class Stopped(BaseException):
 _told: list[Stopped | None] = [None]  # the stop of the run of this process, while it stops (`told_to_stop`)
 
 
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """While the block runs, a signal of STOP_SIGNALS waits for its end and is delivered then, to the handler it
+    would have met: a block that must not be cut short (the new warehouse renamed in and the run said published,
+    etl/load/warehouse.py) is not, and a stop arriving in it finds the run done. Blocking the signal
+    (pthread_sigmask) would not do: the kernel gives it to another thread (DuckDB's, Arrow's), and Python runs its
+    handler in the main thread all the same. Python's handlers run in the main thread only: from another, the
+    block is not cut short by them and runs as it would without; a handler not set from Python is left as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {number: signal.signal(number, lambda number, _frame: held.append(number))
+              for number in STOP_SIGNALS if signal.getsignal(number) is not None}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        for arrived in dict.fromkeys(held):
+            signal.raise_signal(arrived)
+
+
 def told_to_stop() -> bool:
     """Whether the run of this process was told to stop (`Night.stoppable`): an error met meanwhile (DuckDB's "Query
     interrupted", a read cut short) is the stop's doing, not a failure of the source at hand."""

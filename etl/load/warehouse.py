@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow.parquet as pq
 
-from etl import crash, fsio, memory, runlock, schema, timing
+from etl import crash, fsio, memory, run_record, runlock, schema, timing
 from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, set_memory_limit
 from etl.extract.file_names import PATIENT, gone_file_name
 from etl.link.model import LinkageConfig, load_config
@@ -582,11 +582,13 @@ def _last_rules_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, trigger: str,
             started_at: datetime, unchanged: Sequence[str] = (), quality: QualityPlan | None = None,
             notices: Mapping[str, Sequence[str]] | None = None, populations: pd.DataFrame | None = None,
-            read_back: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+            read_back: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+            after_swap: Callable[[], None] = lambda: None) -> None:
     """Swap in a warehouse holding the harmonised outcomes of the changed sources, validated.
 
     read_back: called with the new warehouse, its run recorded, before it is committed (what the run
     summary says, read without connecting again).
+    after_swap: called once it is live (swap_in_next).
 
     notices: what the landing folders of the sources without an outcome said: an unchanged source's
     (a refused or waiting file), a landing folder no mapping reads.
@@ -647,7 +649,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         if read_back is not None:
             read_back(con)
 
-    swap_in_next(warehouse, run_id, record)
+    swap_in_next(warehouse, run_id, record, after_swap=after_swap)
 
 
 def run_message(outcomes: Iterable[SourceOutcome]) -> str | None:
@@ -701,13 +703,16 @@ def change_warehouse(home: Home, run_id: str, change: Callable[[duckdb.DuckDBPyC
 
 
 def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None], *,
-                 compact: bool = False) -> None:
+                 compact: bool = False, after_swap: Callable[[], None] = lambda: None) -> None:
     """Apply `change` in one transaction to a copy of the live warehouse (a new one, with its schema,
     when there is none yet) and rename it in: under the publish lock, a reader never disturbed, the
     live file untouched if `change` raises.
 
     compact: swap in a fresh copy of the result instead, so deleted rows do not linger in free blocks
-    of the file (an erasure must leave no bytes behind)."""
+    of the file (an erasure must leave no bytes behind).
+    after_swap: called once the new file is live, a stop signal held from its rename until it returns
+    (run_record.stops_held): `rtw run` says itself published there (run_record.Night.published), never
+    stopped between the two, told the warehouse is the last good one while its own is live."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(warehouse):
         next_file = next_copy.next_file(warehouse, run_id)
@@ -719,7 +724,8 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
         elif not next_copy.take(warehouse, next_file):  # none made ahead, or of another file: none there now
             fsio.copy_file(warehouse, next_file)  # owner-only, whatever the live file's mode
         try:
-            _change_and_swap(warehouse, next_file, fresh, change, existed=existed, compact=compact)
+            _change_and_swap(warehouse, next_file, fresh, change, existed=existed, compact=compact,
+                             after_swap=after_swap)
         except BaseException:
             # A failed publish leaves nothing of its own (a full-size copy, its WAL, DuckDB's spill): on a
             # full disk the space is wanted now, not at the next run's repair.
@@ -731,7 +737,8 @@ def swap_in_next(warehouse: Path, run_id: str, change: Callable[[duckdb.DuckDBPy
 
 
 def _change_and_swap(warehouse: Path, next_file: Path, fresh: Path,
-                     change: Callable[[duckdb.DuckDBPyConnection], None], *, existed: bool, compact: bool) -> None:
+                     change: Callable[[duckdb.DuckDBPyConnection], None], *, existed: bool, compact: bool,
+                     after_swap: Callable[[], None]) -> None:
     """swap_in_next's work on the next file, once it holds the live warehouse (nothing when not `existed`)."""
     con = duckdb.connect(str(next_file))
     con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
@@ -758,5 +765,7 @@ def _change_and_swap(warehouse: Path, next_file: Path, fresh: Path,
     os.chmod(next_file, fsio.FILE_MODE)  # DuckDB created it under the umask
     fsio.fsync(next_file)
     crash.crash_point("before_swap")
-    os.replace(next_file, warehouse)
-    fsio.fsync(warehouse.parent)
+    with run_record.stops_held():
+        os.replace(next_file, warehouse)
+        fsio.fsync(warehouse.parent)
+        after_swap()
