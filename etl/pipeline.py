@@ -577,7 +577,7 @@ def prepare_source(home: Home, run_id: str, source_id: str, key_value: str | Non
         with timing.step(f"harmonise {source_id}"):
             outcome = harmonise_extracted(home, extracted, key_value=key_value, sources_dir=sources_dir)
     except Exception as exc:
-        if run_record.told_to_stop():  # the signal, become DuckDB's "Query interrupted": no crash of the source's
+        if run_record.stop_behind(exc) is not None:  # a stop made DuckDB's "Query interrupted": no crash
             raise
         log.error("%s: %s failed: %s: %s", source_id, step, type(exc).__name__, exc, exc_info=True)
         outcome = _failed(extracted, crash_reason(home, step, source_id, exc, sources_dir))

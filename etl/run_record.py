@@ -70,9 +70,6 @@ class Stopped(BaseException):
         super().__init__(f"stopped by {signal_name} at {at:%Y-%m-%d %H:%M:%S} UTC")
 
 
-_told: list[Stopped | None] = [None]  # the stop of the run of this process, while it stops (`told_to_stop`)
-
-
 @contextmanager
 def stops_held() -> Iterator[None]:
     """While the block runs, a signal of STOP_SIGNALS waits for its end and is delivered then, to the handler it
@@ -96,10 +93,13 @@ def stops_held() -> Iterator[None]:
             signal.raise_signal(arrived)
 
 
-def told_to_stop() -> bool:
-    """Whether the run of this process was told to stop (`Night.stoppable`): an error met meanwhile (DuckDB's "Query
-    interrupted", a read cut short) is the stop's doing, not a failure of the source at hand."""
-    return _told[0] is not None
+def stop_behind(exc: BaseException) -> BaseException | None:
+    """The stop an error was raised from: a signal handler's exception (Stopped, KeyboardInterrupt, Airflow's
+    AirflowTaskTimeout and AirflowTaskTerminated: none an Exception) that DuckDB turned into its own
+    RuntimeError("Query interrupted"), raised from it. The error is then the stop's doing, not a failure of the
+    source at hand; None for any other."""
+    cause = exc.__cause__
+    return cause if cause is not None and not isinstance(cause, Exception) else None
 
 
 class NightRecord(BaseModel):
@@ -138,9 +138,10 @@ def _in_words(exc: BaseException) -> bool:
 
 def said(exc: BaseException, numbers: PatientNumbers | None = None) -> str:
     """An exception as a reason: its type and, for one whose text is safe to say (`_in_words`), its first
-    line, printable, each patient number hidden."""
+    line, printable, each patient number hidden. An error a stop was turned into (`stop_behind`) is said as the stop."""
     from etl.extract.file_names import PatientNumbers, shown_file_name
 
+    exc = stop_behind(exc) or exc
     if type(exc).__module__.split(".")[0] == "airflow" and (stop := _AIRFLOW_STOPS.get(type(exc).__name__)):
         return f"{type(exc).__name__}: {stop}"
     if not _in_words(exc):
@@ -238,11 +239,10 @@ class Night:
         finally:
             for number, handler in before.items():
                 signal.signal(number, handler)
-            _told[0] = None
 
     def _stop(self, number: int, _frame: object) -> None:
         if self.stopped is None and not self._done:
-            self.stopped = _told[0] = Stopped(signal.Signals(number).name, datetime.now(UTC))
+            self.stopped = Stopped(signal.Signals(number).name, datetime.now(UTC))
             raise self.stopped
 
     @contextmanager
