@@ -3,37 +3,32 @@
 Told what to do as one JSON object on stdin (home, run id, source, key, mappings folder, log level);
 answers with one JSON line on stdout (the source's outcome and the steps it took). Its log lines go
 to stderr, the run's. A crash or a kill leaves no answer: the run fails the source with the reason.
+
+It ends with the run, however the run ends: the kernel ends it when the run's thread that started it (one
+of the run's pool threads, alive until every worker has answered) ends, the run killed with SIGKILL
+included (etl/extract/isolated.py, `die_with`). Ctrl-C, which the terminal sends to the run and each of
+its workers, is the run's to act on: a worker ignores it and is ended by the run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
 from etl import fsio, timing
 from etl.config import Home
-from etl.pipeline import prepare_source
-
-
-def _die_with_the_run(run_pid: int) -> None:
-    """Ask the kernel to end this worker as soon as the run's process ends, however it ends (Linux; elsewhere
-    nothing): a run killed with SIGKILL cannot end its workers, and an orphan would go on harmonising its source
-    beside the next run's. A run gone before the request was made: the worker ends now."""
-    with contextlib.suppress(AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != run_pid:
-        sys.exit(0)
+from etl.extract.isolated import die_with
 
 
 def main() -> None:
-    _die_with_the_run(int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # else each worker's KeyboardInterrupt traceback in the run's stderr
+    die_with(int(sys.argv[1]))  # before the import that takes time: a run gone meanwhile waits for nothing
+    from etl.pipeline import prepare_source
+
     job = json.loads(sys.stdin.read())
     logging.basicConfig(level=job["log_level"], format="%(levelname)s %(message)s", stream=sys.stderr)
     timing.measure_memory = job["measure_memory"]

@@ -72,7 +72,7 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     if prepare is not None:
         prepare()
     limit = read_time_limit(_size(path))
-    dying_with_parent = _prctl()
+    _prctl()  # looked up before the fork: the child only calls it (die_with)
     before = _written(out)
     parent = os.getpid()
     answers, answer = os.pipe()
@@ -85,7 +85,7 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
                     "of the reader (%s) on the file would end", path.name, error.strerror or error, reader)
         return read()
     if child == 0:
-        _read_in_child(read, answers, answer, parent, dying_with_parent)
+        _read_in_child(read, answers, answer, parent)
     os.close(answer)
     try:
         said = _answer(answers, limit)
@@ -105,6 +105,18 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     return value  # type: ignore[no-any-return]
 
 
+def die_with(parent: int) -> None:
+    """Ask the kernel to end this process (SIGKILL) as soon as `parent`, the process that started it, is gone, however
+    it ends (Linux; elsewhere nothing): a parent killed with SIGKILL cannot end its children, and an orphan would go
+    on with work nobody waits for (a read, a source's harmonise beside the next run's). Bound, by the kernel, to
+    the thread of `parent` that started this process: it fires when that thread ends. A parent gone before the
+    request was made: this process ends now. Call it first, before imports that take time."""
+    if (prctl := _prctl()) is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 @functools.cache
 def _prctl() -> Callable[..., int] | None:
     """prctl, which the child calls to die with this process; None where there is none (not Linux)."""
@@ -114,15 +126,11 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int,
-                   dying_with_parent: Callable[..., int] | None) -> NoReturn:
+def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int) -> NoReturn:
     """The child: the read, its result or exception sent pickled through `answer`; never returns."""
     code = 1
     try:
-        if dying_with_parent is not None:
-            dying_with_parent(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the prctl: nobody waits for the read
-            os._exit(code)
+        die_with(parent)  # nobody waits for the read of a parent gone
         os.close(answers)
         _first_to_go_when_memory_runs_out()
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
