@@ -75,15 +75,16 @@ def stops_held() -> Iterator[None]:
     """While the block runs, a signal of STOP_SIGNALS waits for its end and is delivered then, to the handler it
     would have met: a block that must not be cut short (the new warehouse renamed in and the run said published,
     etl/load/warehouse.py) is not, and a stop arriving in it finds the run done. Blocking the signal
-    (pthread_sigmask) would not do: the kernel gives it to another thread (DuckDB's, Arrow's), and Python runs its
-    handler in the main thread all the same. Python's handlers run in the main thread only: from another, the
-    block is not cut short by them and runs as it would without; a handler not set from Python is left as it is."""
+    (pthread_sigmask) would not do: the kernel gives it to another thread of the process (a library's pool), and
+    Python runs its handler in the main thread all the same. Python's handlers run in the main thread only: from
+    another, the block is not cut short by them and runs as it would without. A signal ignored stays ignored, and a
+    handler not set from Python is left as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
     before = {number: signal.signal(number, lambda number, _frame: held.append(number))
-              for number in STOP_SIGNALS if signal.getsignal(number) is not None}
+              for number in STOP_SIGNALS if signal.getsignal(number) not in (None, signal.SIG_IGN)}
     try:
         yield
     finally:
@@ -228,12 +229,14 @@ class Night:
         run holds is let go and removed on the way out (its copy of the warehouse, the home's lock) and `failing`
         records why, where the default SIGTERM ended the process on the spot, recorded as killed by kill -9 or
         a power cut, its full-size copy of the warehouse left for the next run. Once told, later signals are let
-        be while it stops; once published, a stop undoes nothing and is let be. Signals are the main thread's:
-        called from another, the block runs as it would without."""
+        be while it stops; once published, a stop undoes nothing and is let be. A signal ignored when the run began
+        stays ignored (SIGINT for `rtw run &` from a script, and under nohup: Ctrl-C at that terminal is not meant
+        for it). Signals are the main thread's: called from another, the block runs as it would without."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        before = {number: signal.signal(number, self._stop) for number in STOP_SIGNALS}
+        before = {number: signal.signal(number, self._stop) for number in STOP_SIGNALS
+                  if signal.getsignal(number) is not signal.SIG_IGN}
         try:
             yield
         finally:
