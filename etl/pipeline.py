@@ -626,7 +626,7 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
     from concurrent.futures import ThreadPoolExecutor
 
     working: list[subprocess.Popen[str]] = []
-    starting, stopping = threading.Lock(), threading.Event()
+    starting, stopping = threading.Lock(), False  # stopping: read and set under starting
 
     def one(source_id: str) -> tuple[SourceOutcome, list[timing.StepTime]]:
         say(f"{source_id}: extracting and harmonising (worker process)")
@@ -636,7 +636,7 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
         # A plain interpreter (`-m`): the caller's main module is not imported again. The job, key
         # included, goes on stdin, never on the command line; log lines go to the run's stderr.
         with starting:
-            if stopping.is_set():
+            if stopping:
                 return _failed(SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.FAILED),
                                "not prepared: the run was told to stop"), []
             worker = subprocess.Popen([sys.executable, "-m", "etl.source_worker", str(os.getpid())],
@@ -660,7 +660,7 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
             prepared = dict(zip(order, threads.map(one, order), strict=True))
         except BaseException:  # told to stop: no worker starts, those at work end with it (the pool waits for them)
             with starting:
-                stopping.set()
+                stopping = True
                 for worker in working:
                     worker.terminate()
             raise
