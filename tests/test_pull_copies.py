@@ -51,6 +51,35 @@ def test_a_current_export_sent_again_under_another_name_is_said_not_landed(tmp_p
     assert again.status is PullStatus.NOTHING_NEW and again.skipped == [], again.message
 
 
+def test_a_copy_sent_again_to_its_name_lands_once_the_file_it_copied_is_replaced(tmp_path, home, drop):
+    """A copy's line names the file it copied: its bytes are not what landing holds from its path. Sent there again
+    they are a copy again while that file is current; once a later export replaced it they land (they were taken
+    for the last pulled from that path: the sensor said nothing new, or the pull 're-uploaded', and the later
+    export, a bad one the sender took back, stayed current)."""
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", A)
+    pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    send(drop / "TREP_export_20261103.csv", A)
+    pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert read_ledger(home, "registry_it").entries[-1].copy_of == str(drop / "TREP_export_20261101.csv")
+    send(drop / "TREP_export_20261103.csv", A, age=2400)  # sent again while the file it copies is current
+    again = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert [(s.name, s.reason) for s in again.skipped] == [
+        ("TREP_export_20261103.csv", _copy_of(home, "TREP_export_20261101.csv"))], again.message
+    send(drop / "TREP_export_20261102.csv", B)  # a later export (a bad one): the series' current file
+    pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    send(drop / "TREP_export_20261103.csv", A, age=1800)  # the sender sends the good bytes again
+    send(drop / "TREP_export_20261103.csv.sha256", f"{hashlib.sha256(A).hexdigest()}  TREP_export_20261103.csv\n"
+         .encode(), age=1800)
+    look = check_drop_zone(home, "registry_it", sources_dir=sources)
+    assert look.state is DropZoneState.NEW_EXPORT, look.message
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.pulled == ["TREP_export_20261103.csv"] and outcome.skipped == [], outcome.message
+    assert _landed(home) == {"TREP_export_20261101.csv": A, "TREP_export_20261102.csv": B,
+                             "TREP_export_20261103.csv": A}
+    assert read_ledger(home, "registry_it").entries[-1].copy_of is None
+
+
 def test_a_copy_whose_checksum_declares_it_is_no_new_export_to_the_sensor(tmp_path, home, drop):
     sources = registry_sources(tmp_path, drop)
     send(drop / "TREP_export_20261101.csv", A)

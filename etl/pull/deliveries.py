@@ -384,10 +384,11 @@ def _copy(earlier: PulledFile) -> str:
 
 def _resent(candidate: _Candidate, ledger: Ledger, mapping: SourceMapping) -> bool:
     """Whether its checksum says the file is one pulled before that a pull would not land again: the last pulled
-    from its path, or a current file sent again under another name (`Ledger.copy_of`)."""
+    from its path (not a copy that did not land: it may land now), or a current file sent again under another name
+    (`Ledger.copy_of`)."""
     declared, remote = candidate.expected_sha256, candidate.remote
     last = ledger.last(remote.path)
-    if last is not None and (last.sha256, last.size) == (declared, remote.size):
+    if last is not None and last.copy_of is None and (last.sha256, last.size) == (declared, remote.size):
         return True
     assert mapping.delivery is not None
     name = None if mapping.delivery.unzip else remote.name
@@ -533,7 +534,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
                                                 on_error=connection.reset,
                                                 said=lambda line: names_shown(line, _as_said(names), numbers))
         except _SameContent as same:
-            if not ledger.record(remote, same.sha256, [], candidate.sidecar):
+            copied = None if same.earlier is None else same.earlier.remote_path
+            if not ledger.record(remote, same.sha256, [], candidate.sidecar, copy_of=copied):
                 skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED))
             elif same.earlier is not None:
                 skipped.append(SkippedFile(name=remote.name, reason=_copy(same.earlier)))

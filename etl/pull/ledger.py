@@ -5,7 +5,9 @@ sha256 of what was downloaded is kept too, so a file re-uploaded unchanged (new 
 content) is not landed twice. Both are compared with the last file pulled from that path only: a
 source that corrects a file back to an earlier version (A, B, then A again) sends a new export. The
 same bytes under another name are a copy of a file pulled before when that file is still its series'
-current one (`copy_of`): a sender's retry, not landed.
+current one (`copy_of`): a sender's retry, not landed. Its line names that file (`PulledFile.copy_of`): its bytes
+are not what landing holds from its path, so the same bytes sent there again are a copy again, or land once the
+file it copied is no longer current.
 The size and version of the checksum sidecar beside the file when it was pulled are kept too
 (`sidecar`): a sidecar that is no longer that one is read again (etl/pull/deliveries.py).
 The ledger, not landing/, says what was pulled: cleaning landing/ does not make the drop zone's
@@ -89,6 +91,9 @@ class PulledFile(BaseModel):
     sidecar: str | None = Field(default=None, description="the size and version of the file's `<name>.sha256` "
                                 "when it was pulled (`sidecar_seen`), '' when it had none; absent from the lines "
                                 "of earlier versions, whose sidecar is judged by its time")
+    copy_of: str | None = Field(default=None, description="a copy, not landed (`Ledger.copy_of`): the remote path of "
+                                "the file pulled before with its bytes; absent from the lines of files landed and "
+                                "of earlier versions")
 
 
 def sidecar_seen(sidecar: RemoteFile | None) -> str:
@@ -215,13 +220,13 @@ class Ledger:
     def has_content(self, remote: RemoteFile, sha256: str) -> bool:
         """True when this content is the last pulled from this remote path (re-uploaded unchanged), or, from
         a path nothing was pulled from since, an erased patient's file's (the last from its path, when the
-        key tells it)."""
+        key tells it). Not a copy's (`PulledFile.copy_of`): landing does not hold its bytes from that path."""
         return self._content_of(remote, sha256) is not None
 
     def _content_of(self, remote: RemoteFile, sha256: str) -> PulledFile | None:
         last = self._last.get(remote.path) or self._unnamed_last(remote)
         if last is not None:
-            return last if last.sha256 == sha256 else None
+            return last if last.sha256 == sha256 and last.copy_of is None else None
         return self._unnamed_content.get(sha256)
 
     def copy_of(self, sha256: str, series: Callable[[str], str | None], name: str | None = None) -> PulledFile | None:
@@ -247,10 +252,12 @@ class Ledger:
                 return entry
         return None
 
-    def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None) -> bool:
-        """A line for the file pulled, with the checksum sidecar listed beside it (None: it had none); an erased
-        patient's file uploaded again (`has_content`) is recorded without its path, as rtw forget left its
-        first pull, by its keyed digests: without the key it is not recorded (False)."""
+    def record(self, remote: RemoteFile, sha256: str, landed: list[str], sidecar: RemoteFile | None = None,
+               copy_of: str | None = None) -> bool:
+        """A line for the file pulled, with the checksum sidecar listed beside it (None: it had none); `copy_of`: the
+        remote path of the file pulled before whose copy it is, not landed (a copy's bytes uploaded again to its
+        path stay its copy). An erased patient's file uploaded again (`has_content`) is recorded without its path,
+        as rtw forget left its first pull, by its keyed digests: without the key it is not recorded (False)."""
         unnamed = self._content_of(remote, sha256) if remote.path not in self._last else None
         if unnamed is not None:
             if self.key is None:
@@ -260,8 +267,11 @@ class Ledger:
                                                                                    remote.version),
                                path_digest=self.key.path(remote.path))
         else:
+            if (last := self._last.get(remote.path)) is not None and not landed and last.sha256 == sha256:
+                copy_of = copy_of or last.copy_of
             entry = PulledFile(remote_path=remote.path, size=remote.size, version=remote.version, sha256=sha256,
-                               landed=landed, pulled_at=datetime.now(UTC), sidecar=sidecar_seen(sidecar))
+                               landed=landed, pulled_at=datetime.now(UTC), sidecar=sidecar_seen(sidecar),
+                               copy_of=copy_of)
         _append(self.path, _line(entry).encode("utf-8"))
         self.entries.append(entry)
         self._remember(entry)
@@ -368,6 +378,8 @@ def _unnamed(entry: PulledFile, shown: Callable[[str], str], key: LedgerKey) -> 
     """The entry with its names shown; one whose path is shown so kept by its keyed digests (the sidecar's
     size and version go too: only a named file's sidecar is looked at again)."""
     landed = [shown(name) for name in entry.landed]
+    if entry.copy_of is not None and (copied := shown(entry.copy_of)) != entry.copy_of:  # the path of a file above
+        entry = entry.model_copy(update={"copy_of": copied})
     if (path := shown(entry.remote_path)) != entry.remote_path:
         return PulledFile(remote_path=path, size=0, version="", sha256=entry.sha256, landed=landed,
                           pulled_at=entry.pulled_at, listed=key.listed(entry.remote_path, entry.size, entry.version),
