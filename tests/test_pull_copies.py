@@ -153,3 +153,22 @@ def test_an_erased_patients_file_sent_again_under_another_name_is_known_by_its_c
     outcome = pull_source(home, "registry_it", sources_dir=sources, key_value=KEY)
     assert outcome.pulled == [] and "123456" not in outcome.model_dump_json(), outcome.message
     assert [s.reason for s in outcome.skipped] == ["re-uploaded with the same content as already pulled"]
+
+
+def test_bytes_never_landed_are_no_copy_without_a_look_at_the_series(tmp_path, home, drop):
+    """copy_of is asked of each file downloaded and each the sensor's checksums declare: bytes no earlier pull landed
+    cost no walk of the ledger's landing names (a rebuild of them, sorted, each call took 20 ms at 20,000 lines)."""
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", A)
+    pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    asked: list[str] = []
+
+    def series(name: str) -> str:
+        asked.append(name)
+        return "TREP_export"
+
+    ledger = read_ledger(home, "registry_it")
+    assert ledger.copy_of(hashlib.sha256(B).hexdigest(), series, "TREP_export_20261102.csv") is None
+    assert asked == []
+    earlier = ledger.copy_of(hashlib.sha256(A).hexdigest(), series, "TREP_export_20261102.csv")
+    assert earlier is not None and Path(earlier.remote_path).name == "TREP_export_20261101.csv"

@@ -160,19 +160,23 @@ class Ledger:
         self.path = path
         self.entries = entries
         self.key = key
-        self._read = len(entries)  # the lines of earlier pulls; `record` adds this pull's
         self._last: dict[str, PulledFile] = {}  # the last file pulled from each path
+        self._landed: dict[str, PulledFile] = {}  # what landing holds under each name, per the ledger
+        self._landed_with: dict[str, list[PulledFile]] = {}  # earlier pulls' files landed (not this pull's), by sha256
         # An erased patient's files (rtw forget), whose paths are not kept: the last of each path's versions (by
         # its digest; a line of an earlier version, which has none, by its listing). A later version replaces the
         # earlier, which is then known neither way.
         self._unnamed: dict[str, PulledFile] = {}
         for entry in entries:
             self._remember(entry)
+            if entry.listed is None and entry.landed:
+                self._landed_with.setdefault(entry.sha256, []).append(entry)
         self._unnamed_known()
 
     def _remember(self, entry: PulledFile) -> None:
         if entry.listed is None:
             self._last[entry.remote_path] = entry
+            self._landed |= dict.fromkeys(entry.landed, entry)
         elif not entry.earlier:
             self._unnamed.pop(group := entry.path_digest or entry.listed, None)  # the latest last in order
             self._unnamed[group] = entry
@@ -237,16 +241,14 @@ class Ledger:
         file; a copy of one that a later file replaced would take the series back to it, a new export. Two files
         of one delivery (this pull's) with the same bytes both land, as they did: the night reads the source
         anyway. An erased patient's files are known by their content before (`has_content`)."""
-        landed: dict[str, PulledFile] = {}  # what landing holds under each name, per the ledger
-        for entry in self.entries:
-            if entry.listed is None:
-                landed |= dict.fromkeys(entry.landed, entry)
+        pulled = self._landed_with.get(sha256)
+        if not pulled:  # bytes never landed: the series need not be looked at (each file downloaded asks)
+            return None
+        landed = self._landed
         current: dict[str | None, str] = {}  # the current file of each series
         for landed_name in sorted(landed):
             current[series(landed_name)] = landed_name
-        for entry in reversed(self.entries[:self._read]):
-            if entry.sha256 != sha256 or entry.listed is not None or not entry.landed:
-                continue
+        for entry in reversed(pulled):
             if all(landed[n].sha256 == sha256 and current[series(n)] == n for n in entry.landed) and (
                     name is None or series(name) in {series(n) for n in entry.landed}):
                 return entry
