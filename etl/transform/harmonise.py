@@ -49,7 +49,7 @@ from etl.transform.pseudonym import (
     shown_local,
     source_pseudonym,
 )
-from etl.transform.screen import TextScreen, shows_day
+from etl.transform.screen import TextScreen
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
@@ -457,7 +457,8 @@ class _Engine:
         day = birth.value if birth is not None and birth.precision == "day" else None
 
         def shows(text: str) -> bool:
-            return self.screen.holds_number(text) or (day is not None and shows_day(text, day))
+            number, days = self.screen.in_key(text)
+            return number or day in days
 
         return published_key(self.key, self.mapping.source_id, patient_key, local, shows)
 

@@ -138,9 +138,9 @@ def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, lo
     case-folding finds (straße12 in STRASSE12-01), is published as `hidden_local`."""
     pseudonym = source_pseudonym(key, source_id, source_patient_key)
     norm = normalise_patient_key(source_patient_key)
-    own = re.compile(re.escape(norm), re.IGNORECASE) if len(norm) >= _SHORTEST_KEY_HIDDEN else None
-    if own is None or norm.casefold() not in local.casefold():
+    if len(norm) < _SHORTEST_KEY_HIDDEN or norm.casefold() not in local.casefold():
         return f"{pseudonym}|{shown_local(key, pseudonym, local, shows)}"
+    own = re.compile(re.escape(norm), re.IGNORECASE)  # compiled only for the few that hold it: one per patient
     shown = own.sub(pseudonym, local)
     if norm.casefold() in shown.casefold() or (shows and shows(own.sub(" ", local))):
         shown = hidden_local(key, pseudonym, local)

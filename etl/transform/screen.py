@@ -60,6 +60,7 @@ DATE = "{date}"
 DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
                 r"|\d{8})(?!\d))")
 _DIGIT = re.compile(r"\d")
+_IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
 _DAYS = re.compile(DAY_WRITTEN)
 
 
@@ -82,9 +83,16 @@ def day_readings(written: str) -> list[date]:
     return days
 
 
+def days_shown(text: str) -> frozenset[date]:
+    """The days a text holds written as digits, each read as the screen reads a day (`day_readings`)."""
+    if _DIGIT.search(text) is None:
+        return frozenset()
+    return frozenset(day for m in _DAYS.finditer(text) for day in day_readings(m.group("day")))
+
+
 def shows_day(text: str, day: date) -> bool:
     """Whether a text holds `day` written as digits, read as the screen reads a day (`day_readings`)."""
-    return _DIGIT.search(text) is not None and any(day in day_readings(m.group("day")) for m in _DAYS.finditer(text))
+    return day in days_shown(text)
 
 
 class TextScreen:
@@ -93,6 +101,7 @@ class TextScreen:
     def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]]) -> None:
         self._numbers = numbers
         self._births = births
+        self._in_keys: dict[str, tuple[bool, frozenset[date]]] = {}
 
     @classmethod
     def of(cls, keys: Iterable[str], births: Iterable[PartialDate]) -> TextScreen:
@@ -160,6 +169,17 @@ class TextScreen:
         if not _DIGIT.search(text) or (keys := self._numbers.key_pattern) is None:
             return False
         return any(m.group("day") is None or keys.fullmatch(m.group("day")) for m in self._pattern.finditer(text))
+
+    def in_key(self, local: str) -> tuple[bool, frozenset[date]]:
+        """What a record key's local part shows: whether a number of the keys' shape (`holds_number`), and the
+        days it may be read as (`days_shown`, for the record's own birth date). Judged once per local part: a
+        form's keys repeat across every patient (harmonise `publish_keys`); a registry numbering every record
+        apart repeats none, so the memo is bounded."""
+        if (shown := self._in_keys.get(local)) is None:
+            if len(self._in_keys) >= _IN_KEYS_KEPT:
+                self._in_keys.clear()
+            shown = self._in_keys[local] = (self.holds_number(local), days_shown(local))
+        return shown
 
     def screened(self, text: str) -> str:
         """The text with each patient number replaced by {patient} and each birth date by {date}."""
