@@ -30,11 +30,11 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -83,15 +83,20 @@ def stops_held() -> Iterator[None]:
         yield
         return
     held: list[int] = []
-    before = {number: signal.signal(number, lambda number, _frame: held.append(number))
-              for number in STOP_SIGNALS if signal.getsignal(number) not in (None, signal.SIG_IGN)}
+    before: dict[int, Any] = {}
     try:
+        # Swapped in inside the try: a signal pending while one is swapped (signal.signal runs it first) leaves
+        # those already swapped to the finally, never holding for good.
+        for number in STOP_SIGNALS:
+            if signal.getsignal(number) not in (None, signal.SIG_IGN):
+                before[number] = signal.signal(number, lambda number, _frame: held.append(number))
         yield
     finally:
-        for number, handler in before.items():
-            signal.signal(number, handler)
-        for arrived in dict.fromkeys(held):
-            signal.raise_signal(arrived)
+        with ExitStack() as delivered:  # every handler put back first, then what arrived sent again
+            for arrived in reversed(dict.fromkeys(held)):
+                delivered.callback(signal.raise_signal, arrived)
+            for swapped, handler in before.items():
+                signal.signal(swapped, handler)
 
 
 def stop_behind(exc: BaseException) -> BaseException | None:
@@ -230,7 +235,7 @@ class Night:
         records why, where the default SIGTERM ended the process on the spot, recorded as killed by kill -9 or
         a power cut, its full-size copy of the warehouse left for the next run. Once told, later signals are let
         be while it stops; once published, a stop undoes nothing and is let be. A signal ignored when the run began
-        stays ignored (SIGINT for `rtw run &` from a script, and under nohup: Ctrl-C at that terminal is not meant
+        stays ignored (SIGINT for `rtw run &` from a script, with or without nohup: Ctrl-C at that terminal is not meant
         for it). Signals are the main thread's: called from another, the block runs as it would without."""
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -240,8 +245,8 @@ class Night:
         try:
             yield
         finally:
-            for number, handler in before.items():
-                signal.signal(number, handler)
+            for swapped, handler in before.items():
+                signal.signal(swapped, handler)
 
     def _stop(self, number: int, _frame: object) -> None:
         if self.stopped is None and not self._done:

@@ -134,7 +134,8 @@ def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: i
         os.close(answers)
         _first_to_go_when_memory_runs_out()
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
-            signal.signal(number, signal.SIG_DFL)
+            if signal.getsignal(number) is not signal.SIG_IGN:  # one ignored stays so (rtw run & from a script)
+                signal.signal(number, signal.SIG_DFL)
         faulthandler.disable()  # a crash is the parent's to say, not a dump of this process's stack on stderr
         try:
             said = pickle.dumps(("done", read()))

@@ -576,10 +576,9 @@ def read_odm_header(path: Path) -> OdmHeader:
 # -- applying transactional exports --------------------------------------------------------------
 _RECORD_KEYS = ("_subject_key", "_study_event_oid", "_study_event_repeat_key", "_form_oid", "_form_repeat_key",
                 "_item_group_oid", "_item_group_repeat_key")
+# The keys of a container Remove that say which records it deletes (`_ENCLOSES`): the records' own keys.
+_CUT_KEYS = tuple(column.removeprefix("_") for column in _RECORD_KEYS)
 # The level a container Remove is written at, by the deepest key it sets.
-# The keys of a container Remove that say which records it deletes (`_ENCLOSES`).
-_CUT_KEYS = ("subject_key", "study_event_oid", "study_event_repeat_key", "form_oid", "form_repeat_key",
-             "item_group_oid", "item_group_repeat_key")
 _LEVELS = (("item_group_oid", "ItemGroupData", 7), ("form_oid", "FormData", 5),
            ("study_event_oid", "StudyEventData", 3), ("subject_key", "SubjectData", 1))
 

@@ -446,7 +446,7 @@ class _Engine:
         birth date alone names nobody (a visit on the day a patient was born)."""
         for record in records:
             if record.patient_key in self.nulls:
-                shown = shown_local(self.key, _NO_PATIENT_KEY, record.local, self.screen.holds_number)
+                shown = shown_local(self.key, _NO_PATIENT_KEY, record.local, lambda text: self.screen.in_key(text)[0])
                 record.published_key = f"{_NO_PATIENT_KEY}|{shown}"
             else:
                 record.published_key = self._published(record.patient_key, record.local)
