@@ -36,11 +36,18 @@ def home(loaded, tmp_path) -> Path:
     return copy
 
 
+def _stop_signals_heard() -> None:
+    """The run's stop signals as a terminal's foreground run has them: a pytest started in the background from a
+    script ignores SIGINT, and the run keeps a signal ignored (tests/test_crash_stop_ignored.py)."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, **env: str) -> tuple[int, str]:
     """`rtw run` (with `args` and `env`), sent signal `number` as soon as its progress says `when_said`: its exit code
     and output."""
     run = subprocess.Popen([RTW, "run", *args, "--home", str(home)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
+                           stderr=subprocess.STDOUT, text=True, preexec_fn=_stop_signals_heard,
                            env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250", **env})
     assert run.stdout is not None
     said = []
