@@ -231,6 +231,7 @@ def status(home: HomeOption = None) -> None:
     if not rtw_home.warehouse.exists():
         if (nights := run_record.unpublished(rtw_home, set())) or pulls:
             _print_runs([], nights, pulls)
+            _print_left_for_later(pulls)
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
     try:
@@ -240,6 +241,7 @@ def status(home: HomeOption = None) -> None:
             "message FROM meta.run ORDER BY started_at DESC LIMIT ?", [_RUNS_SHOWN + 1]).fetchall()
         all_published = {run_id for (run_id,) in con.execute("SELECT run_id FROM meta.run").fetchall()}
         _print_runs(published, run_record.unpublished(rtw_home, all_published), pulls)
+        _print_left_for_later(pulls)
         _print_query(con, "Source files", "SELECT source_id, file_name, left(source_file_sha256, 12) AS sha256, "
                      "status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
@@ -305,6 +307,39 @@ def _with_failed_pulls(rows: list[tuple[Any, ...]], pulls: list[Any]) -> list[tu
     last = rows[-1][0] if rows else None
     return shown + [(p.at.timestamp(), "", "pull", "failed", "pull", [], (p.failure or "")[:_REASON_SHOWN])
                     for p in failed_before(pulls, at(last), None)]
+
+
+_LEFT_SHOWN = 5  # files left for later shown of each source, those waiting longest
+
+
+def _print_left_for_later(pulls: list[Any]) -> None:
+    """The files each source's last pull left in its drop zone for later (etl/pull/nights.py), those waiting longest
+    first, with why and since when (the first of the pulls in a row that left it); a file landed or gone since is
+    not among them. Nothing at all when no pull left any: most sources have no drop zone."""
+    from datetime import UTC
+
+    from etl.config import LEFT_FOR_LATER_PULLS, LEFT_FOR_LATER_PULLS_SETTING, SettingError, count_setting
+    from etl.pull.nights import left_at_last_pull
+
+    if not (last := left_at_last_pull(pulls)):
+        return
+    try:
+        most = count_setting(LEFT_FOR_LATER_PULLS_SETTING, LEFT_FOR_LATER_PULLS)
+    except SettingError:  # the pull says so; status only marks the long waits
+        most = LEFT_FOR_LATER_PULLS
+    table = Table(title="Left for later in the drop zones (at each source's last pull)")
+    for column in ("source_id", "file_name", "waiting since (UTC)", "pulls"):
+        table.add_column(column, overflow="fold")
+    table.add_column("reason", ratio=1, overflow="fold")
+    for source_id, pull in last.items():
+        assert pull.left is not None
+        for left in pull.left[:_LEFT_SHOWN]:
+            pulls_shown = f"{left.pulls} (more than {most})" if left.pulls > most else str(left.pulls)
+            table.add_row(*map(plain, (source_id, left.name, f"{left.since.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                                       pulls_shown, left.reason[:_REASON_SHOWN])))
+        if (more := len(pull.left) - _LEFT_SHOWN + pull.left_more) > 0:
+            table.add_row(plain(source_id), plain(f"and {more} more"), "", "", "")  # the pull's log names them all
+    console.print(table)
 
 
 def _sources(changed: list[str] | None, unchanged: list[str] | None, failed: list[str] | None) -> list[str]:

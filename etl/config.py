@@ -16,9 +16,10 @@ from typing import Any
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
-__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
-           "READ_SECONDS_SETTING", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError",
-           "bytes_setting", "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
+__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LEFT_FOR_LATER_PULLS", "LEFT_FOR_LATER_PULLS_SETTING",
+           "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB", "READ_SECONDS_SETTING", "REPO_ROOT",
+           "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError", "bytes_setting", "count_setting",
+           "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -38,6 +39,11 @@ LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
 READ_SECONDS_SETTING = "RTW_READ_SECONDS"
 READ_SECONDS = 600.0
 READ_SECONDS_PER_MB = 10.0
+# How many pulls in a row may leave a file in a drop zone for later (still uploading, no checksum yet, declared
+# but not delivered) before each pull logs it as an error (etl/pull/nights.py): a night or two is an upload
+# that ends late; more, a sender that never finishes. Read at each pull.
+LEFT_FOR_LATER_PULLS_SETTING = "RTW_LEFT_FOR_LATER_PULLS"
+LEFT_FOR_LATER_PULLS = 3
 
 
 class SettingError(ValueError):
@@ -83,6 +89,16 @@ def bytes_setting(setting: str, default: int) -> int:
         return default
     if not given.strip().isdecimal() or not given.strip().isascii():
         raise SettingError(f"{setting}={given!r} is not a whole number of bytes (e.g. {default})")
+    return int(given)
+
+
+def count_setting(setting: str, default: int) -> int:
+    """Env `setting`, a whole number of 1 or more (`default` when unset or blank); SettingError naming it when not."""
+    given = os.environ.get(setting)
+    if given is None or not given.strip():
+        return default
+    if not given.strip().isdecimal() or not given.strip().isascii() or int(given) < 1:
+        raise SettingError(f"{setting}={given!r} is not a whole number of 1 or more (e.g. {default})")
     return int(given)
 
 

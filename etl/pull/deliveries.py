@@ -86,6 +86,9 @@ class PullOutcome(BaseModel):
     skipped: list[SkippedFile] = Field(default_factory=list, description="new remote files not pulled, with why")
     failures: list[str] = Field(default_factory=list, description="one line per remote file that failed")
     message: str
+    left_for_later: list[SkippedFile] | None = Field(
+        default=None, description="those skipped that wait for a later pull (not those known by their content: no "
+                                  "pull lands them); None: the drop zone was not listed")
 
 
 class _Candidate(BaseModel):
@@ -450,7 +453,9 @@ def _recorded(home: Home, outcome: PullOutcome) -> PullOutcome:
     """A pull of a source with a drop zone, recorded: a night whose only failure is a pull publishes
     `completed`, and the warehouse records what was imported, not what was pulled."""
     if outcome.status is not PullStatus.NO_DROP_ZONE:
-        record_pull(home, outcome.source_id, outcome.message if outcome.status is PullStatus.FAILED else None)
+        left = outcome.left_for_later
+        record_pull(home, outcome.source_id, outcome.message if outcome.status is PullStatus.FAILED else None,
+                    None if left is None else [(f.name, f.reason) for f in left])
     return outcome
 
 
@@ -588,10 +593,14 @@ def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers)
     def said(text: str) -> str:
         return quoted.shown(text, numbers)
 
+    def said_file(left: SkippedFile) -> SkippedFile:
+        return SkippedFile(name=said(left.name), reason=said(left.reason))
+
+    later = outcome.left_for_later
     return outcome.model_copy(update={
         "pulled": [said(n) for n in outcome.pulled], "failures": [said(f) for f in outcome.failures],
-        "skipped": [SkippedFile(name=said(s.name), reason=said(s.reason)) for s in outcome.skipped],
-        "message": said(outcome.message)})
+        "skipped": [said_file(s) for s in outcome.skipped], "message": said(outcome.message),
+        "left_for_later": None if later is None else [said_file(s) for s in later]})
 
 
 def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[SkippedFile], failures: list[str],
@@ -608,7 +617,12 @@ def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[Skippe
     parts += notes
     status = PullStatus.FAILED if failures else PullStatus.PULLED if pulled else PullStatus.NOTHING_NEW
     return PullOutcome(source_id=source_id, status=status, pulled=pulled, skipped=skipped, failures=failures,
-                       message=f"{source_id}: " + "; ".join(parts))
+                       message=f"{source_id}: " + "; ".join(parts),
+                       left_for_later=[s for s in skipped if not s.reason.startswith(_KNOWN_BY_CONTENT)])
+
+
+# Skipped, but not waiting: bytes pulled before, sent again (`_SameContent`); no later pull lands them.
+_KNOWN_BY_CONTENT = ("re-uploaded with the same content as already pulled", "same bytes as ")
 
 
 def source_ids(sources_dir: Path = SOURCES_DIR) -> list[str]:
