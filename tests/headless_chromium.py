@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
@@ -52,3 +55,49 @@ def document_width(page: Path, work: Path, window_width: int) -> tuple[int, int]
     found = lxml.html.fromstring(dom.stdout).get_element_by_id("width-probe").text
     scroll, client = map(int, found.split())
     return scroll, client
+
+
+# No network: every host name resolves to nothing, and every address goes to a closed port here.
+_OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>"]
+_LOCAL_SCHEMES = {"file", "data", "blob", "about", "chrome", "devtools"}
+_ERRORS_KEPT = """<script>window.pageErrors = [];
+  window.addEventListener("error", (e) => window.pageErrors.push(e.message || e.target.src || e.target.href), true);
+</script>"""
+_PROBED = """<script>window.addEventListener("load", () => Promise.resolve(%s).then((value) => {
+  const probe = document.createElement("output"); probe.id = "probe";
+  probe.textContent = JSON.stringify(value); document.body.appendChild(probe); }));</script>"""
+
+
+def _page_requests(net_log: Path) -> list[str]:
+    """The addresses the page asked for, from Chromium's net log (the browser's own requests, such as its
+    update checks, have no page behind them: their initiator is "not an origin")."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    asked = []
+    for event in log["events"]:
+        params = event.get("params", {})
+        if event["type"] == start and "url" in params and params.get("initiator") != "not an origin":
+            asked.append(params["url"])
+    return asked
+
+
+def open_offline(page: Path, work: Path, probe: str) -> tuple[list[str], Any]:
+    """Open `page` with the network cut off: (every address outside this machine's files that it asked
+    for, blocked but asked; the value of the JavaScript expression `probe`, or of the promise it gives, once
+    the page has loaded, `window.pageErrors` holding what its scripts and resources raised). A copy of the
+    page is opened, in its folder so that its relative links hold, with a script added first and last."""
+    probed = page.with_name(f"probe-{page.name}")
+    text = page.read_text(encoding="utf-8")
+    head = text.index("<head>") + len("<head>")
+    probed.write_text(text[:head] + _ERRORS_KEPT + text[head:] + _PROBED % probe, encoding="utf-8")
+    net_log = work / f"net-{page.stem}.json"
+    try:
+        dom = subprocess.run([*_chromium(), *_OFFLINE, f"--user-data-dir={work / 'chromium'}",
+                              f"--log-net-log={net_log}", "--virtual-time-budget=10000", "--dump-dom",
+                              probed.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        probed.unlink()
+    found = lxml.html.fromstring(dom.stdout).get_element_by_id("probe").text
+    outside = [url for url in _page_requests(net_log) if urlsplit(url).scheme not in _LOCAL_SCHEMES]
+    return outside, json.loads(found)
