@@ -9,7 +9,8 @@ results stored without those lists (`_store`). All of this runs in GX's own proc
 
 Gotcha of the Data Docs: GX writes the unexpected values it stores into its pages as they are, markup
 and all, so a value an export holds (`<script>...`) would run in the browser of whoever opens them.
-The values are stored HTML-escaped (`_as_page_text`): the pages show them as written.
+The values are stored HTML-escaped (`_as_page_text`): the pages show them as written. GX's pages load
+their styles and scripts from CDNs; once written they load copies in their own folder (data_docs.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from etl import memory, timing
+from etl.quality import data_docs
 from etl.quality.catalogue import THRESHOLD_DIGITS, Rule
 from etl.quality.findings import FAILURE_COLUMNS, KEY_COLUMNS, Denominators, RuleRun, shown
 
@@ -171,9 +173,12 @@ def run_suites(context: Any, batches_of: Callable[[str], Iterator[Batch] | None]
 
 def write_data_docs(context: Any) -> None:
     """Once, from every suite and result the context holds (a checkpoint action would rebuild them
-    all each time)."""
+    all each time); then pointed at copies in their folder of the styles and scripts GX's pages load
+    from CDNs (etl/quality/data_docs.py), so that they open offline and tell no one they were opened."""
     with timing.step("validate Data Docs"):
         context.build_data_docs(site_names=[_SITE])
+        site = context.variables.data_docs_sites[_SITE]
+        data_docs.make_self_contained(Path(site["store_backend"]["base_directory"]))
 
 
 def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[Batch] | None],
