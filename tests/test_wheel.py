@@ -113,6 +113,7 @@ def test_the_wheel_carries_every_file_the_code_reads(installed):
             assert f"etl/_data/{path.relative_to(REPO_ROOT).as_posix()}" in names
     # Data inside the package travels with it: report templates and the ICCC-3 table.
     assert "etl/quality/templates/report.html.j2" in names
+    assert "etl/quality/data_docs_assets/rtw-tables.js" in names  # Data Docs read offline (etl/quality/data_docs.py)
     assert "etl/transform/vocab/iccc3_iarc2017.csv" in names
     # And ODM's C walk, compiled for this Python (hatch_build.py).
     assert [n for n in names if n.startswith("etl/extract/_odm_walk.") and n.endswith(".so")]

@@ -686,9 +686,9 @@ def _relative_href(target: Path, folder: Path) -> str:
 
 def data_docs_pages(index: Path, folder: Path) -> list[dict[str, str]]:
     """The validation pages of the Data Docs whose index is `index`, as links from `folder`: a table's suite
-    (`core.diagnosis`), and its batch when it has several, each page's href. GX's pages load their styles and
-    scripts from the internet; offline its index lists no page (its table is drawn by a script), while each
-    validation page is plain HTML that reads, unstyled, without a network. GX files them under
+    (`core.diagnosis`), and its batch when it has several, each page's href: a shortcut past the index (whose
+    table a script draws: Data Docs written before etl/quality/data_docs.py loaded it from a CDN, and offline
+    their index listed no page). GX files them under
     validations/<suite's name, a folder per dot>/<run name>/<time>/<batch>.html."""
     found = sorted((path.relative_to(index.parent / "validations").parts, path)
                    for path in (index.parent / "validations").rglob("*.html"))
