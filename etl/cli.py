@@ -60,12 +60,18 @@ def synth(
     patients: Annotated[int, typer.Option(min=1, help="Number of distinct persons")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files")] = 42,
     error_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of records with an injected error")] = 0.02,
+    partial_starts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of treatment lines a source starts "
+                                                  "only in a month or year")] = 0.0,
+    drugless_treatments: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of treatments a source gives "
+                                                       "without their drug (SACHA, ILTB, crizotinib; the shipped "
+                                                       "mappings quarantine them)")] = 0.0,
 ) -> None:
     """Write realistic synthetic exports of every source, with their ground truth."""
     from etl.synth import generate
 
     started = time.perf_counter()
-    summary = generate(out, patients=patients, seed=seed, error_rate=error_rate)
+    summary = generate(out, patients=patients, seed=seed, error_rate=error_rate, partial_starts=partial_starts,
+                       drugless_treatments=drugless_treatments)
     console.print(f"synthetic exports for {patients} persons in {out / 'landing'} "
                   f"(truth in {out / 'truth'}), {time.perf_counter() - started:.1f}s")
     console.print(summary)

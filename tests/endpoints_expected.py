@@ -59,7 +59,8 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     start_date, start_date_precision, n_sources, treatment_keys (the source records of its treatments).
 
     treatments: person, source_id, source_line (the source's line number, or the record for none),
-    drug_name, start_date, start_date_precision (day when absent), treatment_key."""
+    drug_name (empty or missing when the source names none), start_date, start_date_precision (day when absent),
+    treatment_key."""
     treatments = treatments.copy()
     treatments["precision"] = (treatments.start_date_precision.replace("", None).fillna("day")
                                if "start_date_precision" in treatments else "day")
@@ -67,7 +68,7 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     earliest = (treatments.dropna(subset=["start_date"]).sort_values(["start_date", "rank"], kind="stable")
                 .groupby(["person", "source_id", "source_line"]).precision.first())
     per_source = (treatments.groupby(["person", "source_id", "source_line"])
-                  .agg(drugs=("drug_name", lambda s: tuple(sorted(set(s.dropna())))),
+                  .agg(drugs=("drug_name", lambda s: tuple(sorted(set(s.dropna()) - {""}))),
                        start_date=("start_date", "min"), treatment_keys=("treatment_key", set)).reset_index())
     per_source["precision"] = [earliest.get(key) for key
                                in zip(per_source.person, per_source.source_id, per_source.source_line)]

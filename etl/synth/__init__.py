@@ -8,7 +8,8 @@ The same arguments always give byte-identical files: every random draw comes fro
 clock, and nothing iterates over a set or depends on hash order.
 
 Modules: `people` (persons and clinical course), `errors` (which record gets which error),
-`messy` (harmless messiness), `trials` (persons of the two trials), one writer per source
+`messy` (harmless messiness), `trials` (persons of the two trials), `treatment_gaps` (partial starts and
+treatments without their drug, when asked), one writer per source
 (`sacha_odm`, `iltb_csv`, `registry_it_csv`, `esmart_sas`, `crizotinib_xlsx`), `truth` (the ground
 truth), `vocab` (codes and reference lists).
 """
@@ -24,11 +25,12 @@ from random import Random
 from typing import Protocol
 
 from etl import fsio
+from etl.synth import treatment_gaps
 from etl.synth.crizotinib_xlsx import CrizotinibXlsxWriter
 from etl.synth.errors import ErrorPlan
 from etl.synth.esmart_sas import EsmartSasWriter
 from etl.synth.iltb_csv import IltbCsvWriter
-from etl.synth.people import KeyBook, make_person
+from etl.synth.people import ILTB_LINK_SHARE, KeyBook, make_person
 from etl.synth.records import SourcePatient
 from etl.synth.registry_it_csv import RegistryCsvWriter
 from etl.synth.sacha_odm import SachaOdmWriter
@@ -67,12 +69,20 @@ class SynthSummary:
 
 
 def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
-             export_date: date = DEFAULT_EXPORT_DATE) -> SynthSummary:
-    """Write synthetic exports of every source for `patients` distinct persons, and their truth."""
+             export_date: date = DEFAULT_EXPORT_DATE, partial_starts: float = 0.0,
+             drugless_treatments: float = 0.0) -> SynthSummary:
+    """Write synthetic exports of every source for `patients` distinct persons, and their truth.
+
+    partial_starts, drugless_treatments: the share of treatment lines a source starts only in a month or year, and
+    of treatments it gives without their drug (treatment_gaps; none by default)."""
     if patients < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
     if not 0.0 <= error_rate <= 1.0:
         raise ValueError(f"error_rate must be between 0 and 1, got {error_rate}")
+    treatment_gaps.check_share("partial_starts", partial_starts)
+    treatment_gaps.check_share("drugless_treatments", drugless_treatments)
+    gaps = partial_starts > 0 or drugless_treatments > 0
+    link_share = treatment_gaps.LINKED_ILTB_SHARE if gaps else ILTB_LINK_SHARE
     out = Path(out)
     landing, truth_dir = out / "landing", out / "truth"
     keys = KeyBook()
@@ -88,9 +98,12 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
         }
         truth = stack.enter_context(TruthWriter(truth_dir))
         for index in range(patients):
-            person, source_patients = make_person(index, seed, export_date, keys)
+            person, source_patients = make_person(index, seed, export_date, keys, link_share)
             for patient in source_patients:
                 source = patient.source_id
+                if gaps:
+                    patient = treatment_gaps.vague(Random(f"rtw-synth/{seed}/treatment-gaps/{index}/{source}"),
+                                                   patient, partial_starts, drugless_treatments)
                 render = Random(f"rtw-synth/{seed}/render/{index}/{source}")
                 plan = ErrorPlan(Random(f"rtw-synth/{seed}/errors/{index}/{source}"), error_rate)
                 records = writers[source].write_patient(patient, render, plan)

@@ -304,8 +304,9 @@ class _Subject:
 
     def treatment(self, treatment: Treatment) -> str:
         plan = self.plan
+        drug = messy.drug_name(self.rng, treatment.drug)  # drawn all the same when left out
         values: Row = {
-            "Drug": messy.drug_name(self.rng, treatment.drug), "Start date": self._day(treatment.start),
+            "Drug": drug if treatment.drug_given else None, "Start date": self._day(treatment.start),
             "End date": self._day(treatment.end),
             "Reason for stopping": END_REASON[treatment.end_reason] if treatment.end_reason else None,
         }

@@ -210,9 +210,12 @@ class _Subject:
         rng, plan = self.rng, self.plan
         first_of_line: dict[int, tuple[int, str]] = {}
         for treatment in self.patient.treatments:
+            drug = messy.padded(rng, messy.drug_name(rng, treatment.drug))
+            given = treatment.drug_given  # left out: drawn all the same, so the rest of the record stays as it was
             values = {
-                "LINE": str(treatment.line), "DRUG": messy.padded(rng, messy.drug_name(rng, treatment.drug)),
-                "ATC": treatment.atc or "", "ROUTE": messy.lower_sometimes(rng, treatment.route.upper()),
+                "LINE": str(treatment.line), "DRUG": drug if given else "",
+                "ATC": (treatment.atc or "") if given else "",
+                "ROUTE": messy.lower_sometimes(rng, treatment.route.upper()),
                 "STDAT": dmy(treatment.start), "ENDAT": dmy(treatment.end), "ENDRSN": treatment.end_reason or "",
             }
             corrupt = {

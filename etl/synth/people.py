@@ -339,13 +339,14 @@ def _profile(rng: Random, leukaemia: vocab.Leukaemia) -> list[vocab.AlterationSp
     return found
 
 
-def _sacha_person(rng: Random, person_id: str, export_date: date, keys: KeyBook) -> tuple[Person, list[SourcePatient]]:
+def _sacha_person(rng: Random, person_id: str, export_date: date, keys: KeyBook,
+                  iltb_link_share: float = ILTB_LINK_SHARE) -> tuple[Person, list[SourcePatient]]:
     cross_border = rng.random() < REGISTRY_LINK_SHARE
     pool = vocab.CROSS_BORDER_DISEASES if cross_border else vocab.SACHA_DISEASES
     disease = _pick(rng, pool, [d.sacha_weight for d in pool])
     variant = _pick(rng, disease.variants, [v.weight for v in disease.variants])
     leukaemia = vocab.LEUKAEMIA.get(disease.key) if disease.group == "leukaemia" else None
-    also_iltb = leukaemia is not None and rng.random() < ILTB_LINK_SHARE
+    also_iltb = leukaemia is not None and rng.random() < iltb_link_share
 
     n_relapses = _pick(rng, (0, 1, 2), (0.25, 0.55, 0.2))
     to_inclusion = rng.randint(60, 300) if n_relapses == 0 else rng.randint(240, 1800)
@@ -700,14 +701,16 @@ def _registry_view(rng: Random, person: Person, course: _Course, disease: vocab.
 
 # -- entry point -------------------------------------------------------------------------------
 
-def make_person(index: int, seed: int, export_date: date, keys: KeyBook) -> tuple[Person, list[SourcePatient]]:
+def make_person(index: int, seed: int, export_date: date, keys: KeyBook,
+                iltb_link_share: float = ILTB_LINK_SHARE) -> tuple[Person, list[SourcePatient]]:
     """Person number `index` (0-based) and every source that knows them (and, rarely, a look-alike
-    child's registration: a source patient of another person, etl/synth/identity.py)."""
+    child's registration: a source patient of another person, etl/synth/identity.py). iltb_link_share: of SACHA
+    persons with a leukaemia, those also submitted to the ILTB board."""
     rng = Random(f"rtw-synth/{seed}/person/{index}")
     person_id = f"P{index + 1:06d}"
     home = _pick(rng, *zip(*HOME_SOURCES, strict=True))
     if home == "sacha_fr":
-        person, patients = _sacha_person(rng, person_id, export_date, keys)
+        person, patients = _sacha_person(rng, person_id, export_date, keys, iltb_link_share)
     elif home == "iltb":
         person, patients = _iltb_person(rng, person_id, export_date, keys)
     elif home == "registry_it":

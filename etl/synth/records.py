@@ -132,6 +132,7 @@ class Treatment:
     end_reason: str | None  # completed / progression / toxicity / death / other
     responses: list[Response] = field(default_factory=list)
     adverse_events: list[AdverseEvent] = field(default_factory=list)
+    drug_given: bool = True  # False: the source leaves the drug (and its ATC code) out (etl/synth/treatment_gaps.py)
 
 
 @dataclass

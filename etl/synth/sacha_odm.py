@@ -416,8 +416,11 @@ class SachaOdmWriter:
 
     def _treatment(self, subject: _Subject, treatment: Treatment, rng: Random, plan: ErrorPlan) -> list[EmittedRecord]:
         line = treatment.line
-        items: Items = [("TR.DRUG", messy.padded(rng, messy.drug_name(rng, treatment.drug))),
-                        ("TR.ATC", messy.lower_sometimes(rng, treatment.atc, 0.03) if treatment.atc else None),
+        drug: str | None = messy.padded(rng, messy.drug_name(rng, treatment.drug))
+        atc = messy.lower_sometimes(rng, treatment.atc, 0.03) if treatment.atc else None
+        if not treatment.drug_given:  # left out (drawn all the same: the rest of the record stays as it was)
+            drug = atc = None
+        items: Items = [("TR.DRUG", drug), ("TR.ATC", atc),
                         ("TR.ROUTE", messy.lower_sometimes(rng, ROUTE[treatment.route])),
                         ("TR.STDTC", iso(treatment.start)),
                         ("TR.ENDTC", iso(treatment.end) if treatment.end else None),

@@ -148,7 +148,9 @@ def review_row(review: BoardReview) -> Row:
 
 
 def treatment_row(treatment: Treatment) -> Row:
-    return {"line_number": str(treatment.line), "drug_name": treatment.drug, "atc_code": _text(treatment.atc),
+    given = treatment.drug_given  # a treatment whose drug the source leaves out: loaded without it (TRT-DRUG-PRESENT)
+    return {"line_number": str(treatment.line), "drug_name": treatment.drug if given else "",
+            "atc_code": _text(treatment.atc) if given else "",
             "access_route": treatment.route, "start_date": _date(treatment.start.value),
             "start_date_precision": treatment.start.precision, "end_date": _date(treatment.end),
             "end_reason": _text(treatment.end_reason)}
