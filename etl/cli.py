@@ -65,13 +65,15 @@ def synth(
     drugless_treatments: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of treatments a source gives "
                                                        "without their drug (SACHA, ILTB, crizotinib; the shipped "
                                                        "mappings quarantine them)")] = 0.0,
+    restarted_lines: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of treatment lines a source gives "
+                                                   "as two, paused and restarted within days")] = 0.0,
 ) -> None:
     """Write realistic synthetic exports of every source, with their ground truth."""
     from etl.synth import generate
 
     started = time.perf_counter()
     summary = generate(out, patients=patients, seed=seed, error_rate=error_rate, partial_starts=partial_starts,
-                       drugless_treatments=drugless_treatments)
+                       drugless_treatments=drugless_treatments, restarted_lines=restarted_lines)
     console.print(f"synthetic exports for {patients} persons in {out / 'landing'} "
                   f"(truth in {out / 'truth'}), {time.perf_counter() - started:.1f}s")
     console.print(summary)

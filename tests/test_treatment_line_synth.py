@@ -1,5 +1,6 @@
 """marts.treatment_line, and the marts that read it, equal the restatement (endpoints_expected.py) on synthetic
-exports whose sources start some lines only in a month or year and leave some drugs out (etl/synth/treatment_gaps.py):
+exports whose sources start some lines only in a month or year, leave some drugs out and number a line paused and
+restarted as two (etl/synth/treatment_gaps.py):
 the matching of partial starts and the lending of drugs to a line naming none meet generated cases, not only the
 hand-built ones of test_treatment_line_periods and test_endpoints_by_hand.
 
@@ -29,7 +30,7 @@ from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
 pytestmark = pytest.mark.integration
 KEY = PseudonymKey(KEY_TEXT.encode())
-PARTIAL_STARTS, DRUGLESS = 0.3, 0.15
+PARTIAL_STARTS, DRUGLESS, RESTARTED = 0.3, 0.15, 0.2
 
 
 def _mappings(folder: Path) -> Path:
@@ -49,7 +50,8 @@ def _mappings(folder: Path) -> Path:
 def gaps(tmp_path_factory: pytest.TempPathFactory) -> tuple[MartsWarehouse, CleanTruth]:
     root = tmp_path_factory.mktemp("treatment-gaps")
     home = Home(root / "home")
-    generate(home.root, patients=400, seed=23, partial_starts=PARTIAL_STARTS, drugless_treatments=DRUGLESS)
+    generate(home.root, patients=400, seed=23, partial_starts=PARTIAL_STARTS, drugless_treatments=DRUGLESS,
+             restarted_lines=RESTARTED)
     summary = pipeline.run(home, key_value=KEY_TEXT, sources_dir=_mappings(root / "sources"))
     assert summary.status == "completed", summary
     con = duckdb.connect(str(home.warehouse), read_only=True)
@@ -77,8 +79,11 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> tuple[MartsWarehouse, Clea
 
 
 def test_the_exports_carry_partial_starts_and_drugless_treatments_matched_across_sources(gaps):
-    """The cases the test below is for are there: lines of one source given to the month or year that another
-    source dates to the day, and lines naming no drug that take another source's drugs, or stay unknown."""
+    """The cases the tests below are for are there: lines of one source given to the month or year that another
+    source dates to the day, lines naming no drug that take another source's drugs, or stay unknown, and a source's
+    two lines of the same drugs in one month. Measured: with the restarts, reverting down_lends, the own-source
+    exclusion of month_target, the precision in the line's key or lender's finer-line check each fails
+    test_treatment_lines_equal_the_restatement (without them, down_lends alone did)."""
     built, truth = gaps
     treatments = truth.table("treatment", ("start_date",))
     assert {"month", "year"} <= set(treatments.start_date_precision)
@@ -93,6 +98,12 @@ def test_the_exports_carry_partial_starts_and_drugless_treatments_matched_across
     assert ((lines.given != "day") & (lines.start_date_precision == "day")).any(), "a partial start matched"
     assert (lines.drug_name.isna() & (lines.regimen != "unknown")).any(), "a line naming no drug took drugs"
     assert (lines.regimen == "unknown").any()
+    restarted = built.query("""
+        SELECT count(*) AS n FROM core.treatment AS a JOIN core.treatment AS b
+            ON b.source_id = a.source_id AND b.patient_id = a.patient_id AND b.drug_name = a.drug_name
+           AND b.line_number = a.line_number + 1
+           AND date_trunc('month', b.start_date) = date_trunc('month', a.start_date)""")
+    assert restarted.n[0] > 5, "a source's two lines of the same drugs in one month (a line restarted)"
 
 
 def test_treatment_lines_equal_the_restatement(gaps):

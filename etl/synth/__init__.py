@@ -70,18 +70,20 @@ class SynthSummary:
 
 def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
              export_date: date = DEFAULT_EXPORT_DATE, partial_starts: float = 0.0,
-             drugless_treatments: float = 0.0) -> SynthSummary:
+             drugless_treatments: float = 0.0, restarted_lines: float = 0.0) -> SynthSummary:
     """Write synthetic exports of every source for `patients` distinct persons, and their truth.
 
-    partial_starts, drugless_treatments: the share of treatment lines a source starts only in a month or year, and
-    of treatments it gives without their drug (treatment_gaps; none by default)."""
+    partial_starts, drugless_treatments, restarted_lines: the share of treatment lines a source starts only in a
+    month or year, of treatments it gives without their drug, and of lines it gives as two, paused and restarted
+    within days (treatment_gaps; none by default)."""
     if patients < 1:
         raise ValueError(f"patients must be at least 1, got {patients}")
     if not 0.0 <= error_rate <= 1.0:
         raise ValueError(f"error_rate must be between 0 and 1, got {error_rate}")
     treatment_gaps.check_share("partial_starts", partial_starts)
     treatment_gaps.check_share("drugless_treatments", drugless_treatments)
-    gaps = partial_starts > 0 or drugless_treatments > 0
+    treatment_gaps.check_share("restarted_lines", restarted_lines)
+    gaps = partial_starts > 0 or drugless_treatments > 0 or restarted_lines > 0
     link_share = treatment_gaps.LINKED_ILTB_SHARE if gaps else ILTB_LINK_SHARE
     out = Path(out)
     landing, truth_dir = out / "landing", out / "truth"
@@ -103,7 +105,7 @@ def generate(out: Path, *, patients: int, seed: int, error_rate: float = 0.02,
                 source = patient.source_id
                 if gaps:
                     patient = treatment_gaps.vague(Random(f"rtw-synth/{seed}/treatment-gaps/{index}/{source}"),
-                                                   patient, partial_starts, drugless_treatments)
+                                                   patient, partial_starts, drugless_treatments, restarted_lines)
                 render = Random(f"rtw-synth/{seed}/render/{index}/{source}")
                 plan = ErrorPlan(Random(f"rtw-synth/{seed}/errors/{index}/{source}"), error_rate)
                 records = writers[source].write_patient(patient, render, plan)
