@@ -216,7 +216,8 @@ def _best_first(response: object) -> int:
 
 def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     """marts.response_line: person, regimen, start_date, n_sources, advice_group, timepoint, assessment_date,
-    response. assessments: treatment_key, timepoint, assessment_date, response, order (ties);
+    response; and start_date_precision (marts.treatment_line's), which tells "1 November 2025" from "November 2025".
+    assessments: treatment_key, timepoint, assessment_date, response, order (ties);
     board: submissions()."""
     lines = answered_lines(lines, board)
     key_line = {key: line for line, keys in zip(lines.line, lines.treatment_keys) for key in keys}
@@ -236,8 +237,8 @@ def response_lines(lines: pd.DataFrame, assessments: pd.DataFrame, board: pd.Dat
                 .drop_duplicates(["line", "timepoint"]))
     merged = assessed.merge(lines, on="line")
     merged["regimen"] = merged.drugs.map(regimen)
-    return merged[["person", "regimen", "start_date", "n_sources", "advice_group", "timepoint", "assessment_date",
-                   "response"]]
+    return merged[["person", "regimen", "start_date", "start_date_precision", "n_sources", "advice_group", "timepoint",
+                   "assessment_date", "response"]]
 
 
 def wilson(responders: int, n: int) -> tuple[float | None, float | None]:
