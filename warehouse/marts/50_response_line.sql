@@ -44,6 +44,7 @@ SELECT
     line.patient_id,
     line.regimen,
     line.start_date,
+    line.start_date_precision,
     line.n_sources,
     line.advice_group,
     assessment.timepoint,
@@ -58,7 +59,8 @@ COMMENT ON TABLE marts.response_line IS 'One row per person, treatment line and 
 COMMENT ON COLUMN marts.response_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date (source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.response_line.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.response_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
-COMMENT ON COLUMN marts.response_line.start_date IS 'Start of the line: the earliest start of its treatments.';
+COMMENT ON COLUMN marts.response_line.start_date IS 'Start of the line as marts.treatment_line gives it: the first day of its period when known only to the month or year (start_date_precision); of a line several sources report, the most precise.';
+COMMENT ON COLUMN marts.response_line.start_date_precision IS 'How much of the start date the sources gave: a line started "in November 2025" and another on 1 November 2025 of the same drugs are two lines. Codes: day / month / year.';
 COMMENT ON COLUMN marts.response_line.n_sources IS 'Sources that report this line (it is counted once). Unit: sources.';
 COMMENT ON COLUMN marts.response_line.advice_group IS 'The board comparison the line belongs to: the first line after a followed priority-1 targeted advice, the first line after a submission whose advice was not followed (control), or neither. Codes: followed / not_followed / not_compared.';
 COMMENT ON COLUMN marts.response_line.timepoint IS 'When the response was assessed. Codes: cycle1 (after the first cycle) / best (best overall response).';
