@@ -193,11 +193,9 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     numbers = PatientNumbers.staged(home.staging, mapping)
     if found.problems:  # held: the source keeps its last good data until its files can be applied
         problem = found.shown("; ".join(found.problems), numbers)
-        outcome.files = [_export_file(f, numbers).model_copy(update={"message": problem}) for f in found.current]
-        outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
-        outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]
-        outcome.notices = list(outcome.landing_notices)
-        return _failed(outcome, problem)
+        return _failed(_not_read(outcome, found, numbers, problem), problem)
+    if older := [found.shown(reason, numbers) for reason in _older_exports(home, mapping, found)]:
+        return held_outcome(_not_read(outcome, found, numbers, "; ".join(older)), older)
     options = adapter.read_options(mapping)
     staged: list[tuple[landing.LandingFile, Path, StageResult | None]] = []
     unread: tuple[landing.LandingFile, str] | None = None
@@ -235,6 +233,39 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     outcome.fingerprint = _fingerprint(mapping_path, [*found.current, *found.superseded])
     outcome.seconds_extract = round(time.perf_counter() - started, 3)
     return outcome
+
+
+def _not_read(outcome: SourceOutcome, found: landing.SourceFiles, numbers: PatientNumbers,
+              message: str) -> SourceOutcome:
+    """The outcome of a source whose current files are not read tonight (`message`: why), its files listed."""
+    outcome.files = [_export_file(f, numbers).model_copy(update={"message": message}) for f in found.current]
+    outcome.superseded = [_export_file(s, numbers) for s in found.superseded]
+    outcome.landing_notices = [found.shown(notice, numbers) for notice in found.notices]
+    outcome.notices = list(outcome.landing_notices)
+    return outcome
+
+
+def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFiles) -> list[str]:
+    """Why the source must be held: a current export written before the one of its series the warehouse
+    loaded, an earlier export sent again under a fixed name (landing.older_than_loaded). The landing folder
+    cannot tell, whether the pull landed the file or a data manager dropped it: the warehouse can."""
+    source_id = mapping.source_id
+    with schema.reading(home.warehouse) as live:
+        rows = [] if live is None else live.execute(
+            "SELECT source_file_sha256, file_name, series, exported_on, status FROM meta.source_file "
+            "WHERE source_id = ? AND status IN ('loaded', 'superseded')", [source_id]).fetchall()
+    # An acceptance lets an older export replace the data it was held against, once: loaded, then replaced
+    # by a later export, the same bytes sent again are an older export sent again.
+    replaced = {sha for sha, *_, status in rows if status == "superseded"}
+    accepted = set(accepted_files(home.root, source_id)) - replaced
+    rows = [row for row in rows if row[-1] == "loaded"]
+    new = {f.series for f in found.current if f.sha256 not in accepted and not mapping.is_ignored(f.series)
+           and all(sha != f.sha256 for sha, *_ in rows)}
+    read = adapter_for(mapping.format).file_header
+    loaded = {sha: landing.LoadedExport(name, series, exported_on,  # its written instant: the archive copy's
+                                        landing.archived_header(home.archive, source_id, sha, read).created)
+              for sha, name, series, exported_on, _ in rows if series in new}
+    return landing.older_than_loaded(found.current, loaded, accepted)
 
 
 def _stage(home: Home, adapter: SourceAdapter, options: BaseModel, f: landing.LandingFile

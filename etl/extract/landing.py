@@ -9,6 +9,11 @@ not replace: the current files are the last snapshot and the increments after it
 following the one before (PriorFileOID). Older files of a series are superseded. Every
 file is identified by its sha256, and copied once into `archive/<source_id>/`.
 
+A source that delivers under one fixed name (`registry.csv`, `export.xml`) leaves nothing in landing to
+order by: an older export sent again by mistake is the series' only file, so its current one. It is told by
+its export day (or its CreationDateTime) against the export the warehouse loaded (`older_than_loaded`), and
+held rather than loaded over newer data.
+
 A file named as an upload tool names its temporary or an office program its lock file
 (`upload_temporary`: `x.csv.part`, `~$x.csv`) is never an export, whatever the mapping's `files`
 glob takes in: the pull never lands one, and the reader never reads one copied in by hand.
@@ -24,9 +29,10 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 from etl import fsio
@@ -39,6 +45,7 @@ from etl.transform.mapping import SourceMapping
 _CHUNK = 1 << 20
 _NAME_DAY = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 _LATEST_ZONE = timezone(timedelta(hours=14))  # where a day begins first (Kiribati, Line Islands)
+_NO_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 
 def export_day(name: str, mtime: float, created: datetime | None = None) -> date:
@@ -292,6 +299,62 @@ def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFil
                 f"{before.name} (FileOID {before.header.file_oid!r}): an increment is missing. The source keeps its "
                 "last good data until the missing export arrives or a new snapshot restarts the chain")
     return chain, files[:snapshots[-1]], None
+
+
+@dataclass(frozen=True)
+class LoadedExport:
+    """An export the live warehouse holds loaded, as a new export of its series is judged against it."""
+
+    name: str  # as shown (meta.source_file)
+    series: str
+    exported_on: date | None  # None: recorded by a version that did not record it
+    created: datetime | None = None  # what the archived copy says of when it was written (an ODM's CreationDateTime)
+
+
+def written_before(export: LandingFile, loaded: LoadedExport) -> bool:
+    """Whether `export` was written before `loaded`: by the instants both files state (an ODM's
+    CreationDateTime), else by their export days. A day is no order within it: an export of the same day
+    is not earlier (a same-day re-export, a correction)."""
+    if export.header.created is not None and loaded.created is not None:
+        return export.header.created < loaded.created
+    return loaded.exported_on is not None and export.exported_on < loaded.exported_on
+
+
+def _written(export: LandingFile | LoadedExport) -> str:
+    created = export.header.created if isinstance(export, LandingFile) else export.created
+    return f"written {created.isoformat()}" if created is not None else f"exported {export.exported_on}"
+
+
+def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, LoadedExport],
+                      accepted: AbstractSet[str]) -> list[str]:
+    """Why current exports must not be loaded: each written before an export the warehouse loaded of its
+    series (`loaded`, by sha256), an older export sent again under a name that cannot tell (one reason a file;
+    empty when none). A file loaded already, or accepted (`accepted`: sha256s, `rtw accept`), is not judged,
+    nor one of a series the warehouse holds nothing of. Names are as delivered: SourceFiles.shown shows them."""
+    reasons = []
+    for export in current:
+        if export.sha256 in loaded or export.sha256 in accepted:
+            continue
+        newer = [(sha, f) for sha, f in loaded.items() if f.series == export.series and written_before(export, f)]
+        if not newer:
+            continue
+        sha, latest = max(newer, key=lambda n: (n[1].exported_on or date.min, n[1].created or _NO_INSTANT))
+        reasons.append(
+            f"{export.name} ({_written(export)}) is older than {latest.name} ({_written(latest)}), the "
+            f"export of series {export.series} the warehouse loaded: an earlier export sent again, which would "
+            f"replace newer data. Have the newer export sent again (its copy is archive/{export.source_id}/"
+            f"{sha[:16]}__*), or remove this file: the source keeps its last good data meanwhile")
+    return reasons
+
+
+def archived_header(archive_dir: Path, source_id: str, sha256: str, read: Callable[[Path], FileHeader]) -> FileHeader:
+    """What the archive copy of an export (`archive`) says of itself, read by `read` (an adapter's file_header);
+    an empty FileHeader when no copy is left (`rtw forget` deleted it) or it cannot be read."""
+    for copy in sorted((archive_dir / source_id).glob(f"{sha256[:16]}__*")):
+        if not copy.name.endswith(ERASED_SUFFIX):
+            with contextlib.suppress(ExtractError, OSError):
+                return read(copy)
+    return FileHeader()
 
 
 ERASED_SUFFIX = ".erased"

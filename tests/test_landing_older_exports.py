@@ -1,0 +1,169 @@
+"""An older export sent again under a fixed name (no day in it) is held, not loaded over newer data."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from shared_build import copy_of
+from typer.testing import CliRunner
+from warehouse_query import query_rows as _query
+
+from etl import pipeline
+from etl.cli import app
+from etl.config import resolve_home
+from etl.extract.adapter import FileHeader
+from etl.extract.landing import LandingFile, LoadedExport, older_than_loaded
+from etl.synth import generate
+
+KEY_TEXT = "older-export-key"
+NEWER_ODM = "2026-11-03T01:30:00Z"  # the first night's ODM, under the fixed name SACHA_ODM_export.xml
+OLDER_ODM = 'CreationDateTime="2026-11-01T01:30:00Z"'  # as the synthetic export is written
+
+
+def _export(name: str, day: date, created: datetime | None = None, sha: str = "new", series: str = "ENROL"
+            ) -> LandingFile:
+    return LandingFile("iltb", Path(name), sha, 1, series, day, FileHeader(created=created))
+
+
+LOADED = {"loaded": LoadedExport("ILTB_ENROL.csv", "ENROL", date(2026, 11, 3))}
+
+
+def test_an_export_of_an_earlier_day_than_the_loaded_one_is_held():
+    (reason,) = older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 25))], LOADED, set())
+    assert reason.startswith("ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv "
+                             "(exported 2026-11-03), the export of series ENROL the warehouse loaded")
+    assert "Have the newer export sent again (its copy is archive/iltb/loaded__*)" in reason
+
+
+def test_an_export_of_the_same_day_or_later_is_not_held():
+    assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 11, 3))], LOADED, set()) == []  # a re-export
+    assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 11, 4))], LOADED, set()) == []
+
+
+def test_a_series_seen_for_the_first_time_an_accepted_or_a_loaded_export_is_not_held():
+    assert older_than_loaded([_export("ILTB_FU.csv", date(2026, 10, 1), series="FU")], LOADED, set()) == []
+    assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 1))], LOADED, {"new"}) == []
+    assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 1), sha="loaded")], LOADED, set()) == []
+    assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 1))], {}, set()) == []  # a first load
+
+
+def test_files_that_say_when_they_were_written_are_told_apart_within_a_day():
+    written = datetime(2026, 11, 3, 1, 30, tzinfo=UTC)
+    loaded = {"loaded": LoadedExport("export.xml", "ENROL", date(2026, 11, 3), written)}
+    earlier = _export("export.xml", date(2026, 11, 3), written.replace(hour=0))
+    later = _export("export.xml", date(2026, 11, 3), written.replace(hour=9))
+    (reason,) = older_than_loaded([earlier], loaded, set())
+    assert "(written 2026-11-03T00:30:00+00:00) is older than export.xml (written 2026-11-03T01:30:00+00:00)" in reason
+    assert older_than_loaded([later], loaded, set()) == []
+
+
+# -- a night ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def first_night(tmp_path_factory):
+    """60 synthetic persons, the ODM delivered under a fixed name and written 3 November, loaded once."""
+    home = resolve_home(tmp_path_factory.mktemp("older_exports") / "home").ensure()
+    generate(home.root, patients=60, seed=11)
+    (odm,) = (home.landing / "sacha_fr").glob("*.xml")
+    (odm.parent / "SACHA_ODM_export.xml").write_text(
+        odm.read_text(encoding="utf-8").replace(OLDER_ODM, f'CreationDateTime="{NEWER_ODM}"'), encoding="utf-8")
+    odm.unlink()
+    _set_day(home.landing / "iltb" / "ILTB_ENROL.csv", "2026-11-03")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # nothing loaded before: nothing held
+    return home
+
+
+@pytest.fixture
+def home(first_night, tmp_path):
+    return copy_of(first_night, tmp_path)
+
+
+def _set_day(path: Path, day: str, hour: int = 6) -> None:
+    stamp = datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00").timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def _enrolments(home) -> int:
+    return _query(home, "SELECT count(*) FROM core.study_enrolment WHERE source_id = 'iltb'")[0][0]
+
+
+def _older_enrolments(home) -> Path:
+    """ILTB_ENROL.csv as exported on 25 October: one enrolment fewer (the last line)."""
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
+    export.write_bytes(export.read_bytes().rstrip(b"\r\n").rsplit(b"\n", 1)[0] + b"\n")
+    _set_day(export, "2026-10-25")
+    return export
+
+
+def _loaded_enrolments(home) -> str:
+    """The sha256 of the ILTB_ENROL.csv export the warehouse holds loaded."""
+    return _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE file_name = 'ILTB_ENROL.csv' "
+                        "AND status = 'loaded'")[0][0]
+
+
+def _accounted(home) -> list[tuple]:
+    """The files whose rows do not add up (rows_read = loaded + quarantined + superseded)."""
+    return _query(home, "SELECT file_name FROM meta.source_file "
+                        "WHERE rows_read <> rows_loaded + rows_quarantined + rows_superseded")
+
+
+@pytest.mark.integration
+def test_an_older_odm_sent_again_under_its_fixed_name_is_held_and_the_other_sources_load(home):
+    odm = home.landing / "sacha_fr" / "SACHA_ODM_export.xml"
+    loaded = _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'sacha_fr'")
+    odm.write_text(odm.read_text(encoding="utf-8").replace(f'CreationDateTime="{NEWER_ODM}"', OLDER_ODM),
+                   encoding="utf-8")  # the export of 1 November, sent again by mistake
+    (registry,) = (home.landing / "registry_it").glob("*.csv")
+    registry.rename(registry.with_name("TREP_export_20261103.csv"))  # the night's other news: loaded
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["sacha_fr"] and "registry_it" in summary.sources_changed
+    message = " ".join((summary.message or "").split())
+    assert ("SACHA_ODM_export.xml (written 2026-11-01T01:30:00+00:00) is older than SACHA_ODM_export.xml "
+            "(written 2026-11-03T01:30:00+00:00), the export of series sacha_fr the warehouse loaded") in message
+    assert "rtw accept sacha_fr" in message
+    assert _query(home, "SELECT status FROM meta.source WHERE source_id = 'sacha_fr'") == [("held",)]
+    assert _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'sacha_fr' "
+                        "AND status = 'loaded'") == loaded  # the newer export stays loaded
+    assert _query(home, "SELECT last_loaded_run_id FROM meta.source WHERE source_id = 'registry_it'") == [
+        (summary.run_id,)]
+    assert _accounted(home) == []
+
+
+@pytest.mark.integration
+def test_an_older_csv_export_is_held_until_a_data_manager_accepts_it(home):
+    before, loaded = _enrolments(home), _loaded_enrolments(home)
+    export = _older_enrolments(home)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"]
+    assert "ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv (exported 2026-11-03)" in " ".join(
+        (summary.message or "").split())
+    assert _enrolments(home) == before and _accounted(home) == []
+
+    accepted = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "accepted" in accepted.output
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and _enrolments(home) == before - 1
+    assert _query(home, "SELECT file_name FROM meta.file_acceptance") == [("ILTB_ENROL.csv",)]
+    assert _accounted(home) == []
+
+    # The newer export comes again, then the older one: the acceptance was for one replacement, not for good.
+    older = export.read_bytes()
+    (newer,) = (home.archive / "iltb").glob(f"{loaded[:16]}__ILTB_ENROL.csv")
+    export.write_bytes(newer.read_bytes())
+    _set_day(export, "2026-11-03")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _enrolments(home) == before
+    export.write_bytes(older)
+    _set_day(export, "2026-10-25")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"] and _enrolments(home) == before
+
+
+@pytest.mark.integration
+def test_a_same_day_re_export_is_loaded(home):
+    before = _enrolments(home)
+    export = _older_enrolments(home)
+    _set_day(export, "2026-11-03", hour=2)  # re-exported the same day, hours earlier by its clock: a day is no order
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and "iltb" in summary.sources_changed
+    assert _enrolments(home) == before - 1 and _accounted(home) == []
