@@ -6,6 +6,7 @@ since is not shown, and a pull logs as an error a file left by more pulls in a r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -103,6 +104,32 @@ def test_a_file_sent_again_with_the_same_content_is_not_waiting(tmp_path, home, 
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert [s.reason for s in outcome.skipped] == ["re-uploaded with the same content as already pulled"]
     assert outcome.left_for_later == [] and TITLE not in _status(home).stdout
+
+
+def test_a_file_declared_not_delivered_waits_whatever_its_name(tmp_path, home, drop):
+    # Its reason begins with its checksum file's name, here as a copy's reason begins ("same bytes as "): told
+    # from a re-upload of bytes pulled before by what the pull found, not by the words of its reason.
+    sources = registry_sources(tmp_path, drop, files="*.csv")
+    name = "same bytes as 2026.csv"
+    send(drop / f"{name}.sha256", f"{hashlib.sha256(b'to come').hexdigest()}  {name}\n".encode())
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert [s.name for s in outcome.skipped] == [name] and outcome.skipped[0].reason.startswith("same bytes as ")
+    assert outcome.left_for_later == outcome.skipped
+    assert [r[1] for r in _left(_status(home).stdout)] == [name]
+
+
+def test_the_pulls_xcom_says_of_a_file_skipped_its_name_and_why_only(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    _pull(home, sources)
+    send(drop / "TREP_export_20261101.csv", EXPORT, age=1800)  # re-uploaded unchanged: skipped, not waiting
+    send(drop / "TREP_export_20261102.csv", b"")  # waiting
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert {s.name: s.waits for s in outcome.skipped} == {"TREP_export_20261101.csv": False,  # kept as shown
+                                                          "TREP_export_20261102.csv": True}
+    dumped = outcome.model_dump(mode="json")
+    assert [sorted(s) for s in dumped["skipped"]] == [["name", "reason"]] * 2
+    assert [sorted(s) for s in dumped["left_for_later"]] == [["name", "reason"]]
 
 
 def test_names_are_shown_without_a_patient_number(tmp_path, home, drop):

@@ -75,6 +75,9 @@ class SkippedFile(BaseModel):
 
     name: str
     reason: str
+    # False: bytes pulled before, sent again (`_SameContent`): no later pull lands it. Not in the XCom, whose
+    # `left_for_later` lists those that wait.
+    waits: bool = Field(default=True, exclude=True)
 
 
 class PullOutcome(BaseModel):
@@ -541,15 +544,15 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         except _SameContent as same:
             copied = None if same.earlier is None else same.earlier.remote_path
             if not ledger.record(remote, same.sha256, [], candidate.sidecar, copy_of=copied):
-                skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED))
+                skipped.append(SkippedFile(name=remote.name, reason=_UNKEYED, waits=False))
             elif same.earlier is not None:
-                skipped.append(SkippedFile(name=remote.name, reason=_copy(same.earlier)))
+                skipped.append(SkippedFile(name=remote.name, reason=_copy(same.earlier), waits=False))
                 names.add(posixpath.basename(same.earlier.remote_path))  # quoted: shown as names are
                 log.info("%s", names_shown(f"{source_id}: {remote.path} from {where} not landed: "
                                            f"{skipped[-1].reason}", _as_said(names), numbers))
             else:
-                skipped.append(SkippedFile(name=remote.name,
-                                           reason="re-uploaded with the same content as already pulled"))
+                skipped.append(SkippedFile(name=remote.name, reason="re-uploaded with the same content as already "
+                                                                    "pulled", waits=False))
             continue
         except ChangedWhileRead as changed:  # not a failure: the sender is still at it; not in the ledger
             skipped.append(SkippedFile(name=remote.name, reason=f"{changed}; it may still be uploading: nothing "
@@ -594,7 +597,7 @@ def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers)
         return quoted.shown(text, numbers)
 
     def said_file(left: SkippedFile) -> SkippedFile:
-        return SkippedFile(name=said(left.name), reason=said(left.reason))
+        return left.model_copy(update={"name": said(left.name), "reason": said(left.reason)})
 
     later = outcome.left_for_later
     return outcome.model_copy(update={
@@ -618,11 +621,7 @@ def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[Skippe
     status = PullStatus.FAILED if failures else PullStatus.PULLED if pulled else PullStatus.NOTHING_NEW
     return PullOutcome(source_id=source_id, status=status, pulled=pulled, skipped=skipped, failures=failures,
                        message=f"{source_id}: " + "; ".join(parts),
-                       left_for_later=[s for s in skipped if not s.reason.startswith(_KNOWN_BY_CONTENT)])
-
-
-# Skipped, but not waiting: bytes pulled before, sent again (`_SameContent`); no later pull lands them.
-_KNOWN_BY_CONTENT = ("re-uploaded with the same content as already pulled", "same bytes as ")
+                       left_for_later=[s for s in skipped if s.waits])
 
 
 def source_ids(sources_dir: Path = SOURCES_DIR) -> list[str]:
