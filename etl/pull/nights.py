@@ -22,7 +22,7 @@ alike (a file per patient's, `{patient}` in place of the number) are one name he
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,14 +85,7 @@ def record_pull(home: Home, source_id: str, failure: str | None,
 
 def _last_left(lines: Sequence[str]) -> list[LeftFile]:
     """What the last pull that listed the drop zone left for later (none recorded: nothing)."""
-    for line in reversed(lines):
-        try:
-            pull = PullNight.model_validate_json(line)
-        except ValidationError:
-            continue
-        if pull.left is not None:
-            return pull.left
-    return []
+    return next((pull.left for pull in reversed(_parse(lines)) if pull.left is not None), [])
 
 
 def _waiting(before: Sequence[LeftFile], left: Sequence[tuple[str, str]], now: datetime) -> list[LeftFile]:
@@ -134,8 +127,13 @@ def read_pulls(home: Home) -> list[PullNight]:
 
 
 def _read(path: Path) -> list[PullNight]:
+    return _parse(path.read_text(encoding="utf-8").splitlines())
+
+
+def _parse(lines: Iterable[str]) -> list[PullNight]:
+    """The pulls of a source's lines, oldest first (a line not ours is passed over)."""
     pulls = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
             pulls.append(PullNight.model_validate_json(line))
         except ValidationError:
