@@ -326,15 +326,11 @@ def _print_left_for_later(pulls: list[Any]) -> None:
     not among them. Nothing at all when no pull left any: most sources have no drop zone."""
     from datetime import UTC
 
-    from etl.config import LEFT_FOR_LATER_PULLS, LEFT_FOR_LATER_PULLS_SETTING, SettingError, count_setting
-    from etl.pull.nights import left_at_last_pull
+    from etl.pull.nights import left_at_last_pull, most_left_pulls
 
     if not (last := left_at_last_pull(pulls)):
         return
-    try:
-        most = count_setting(LEFT_FOR_LATER_PULLS_SETTING, LEFT_FOR_LATER_PULLS)
-    except SettingError:  # the pull says so; status only marks the long waits
-        most = LEFT_FOR_LATER_PULLS
+    most = most_left_pulls()
     table = Table(title="Left for later in the drop zones (at each source's last pull)")
     for column in ("source_id", "file_name", "waiting since (UTC)", "pulls"):
         table.add_column(column, overflow="fold")

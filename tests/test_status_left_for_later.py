@@ -176,6 +176,8 @@ def test_a_file_left_by_more_pulls_than_the_setting_is_logged_as_an_error(tmp_pa
     assert _pull(home, sources) is PullStatus.NOTHING_NEW
     assert "RTW_LEFT_FOR_LATER_PULLS='many' is not a whole number of 1 or more (e.g. 3); 3 taken" in caplog.text
     assert read_pulls(home)[-1].left[0].pulls == 4
+    shown = _status(home)  # status marks the long waits by the default, and leaves the word to the pull
+    assert _left(shown.stdout)[0][3] == "4 (more than 3)" and "many" not in shown.stdout + shown.stderr
 
 
 def test_the_setting_is_a_whole_number_of_one_or_more(monkeypatch):

@@ -100,16 +100,24 @@ def _waiting(before: Sequence[LeftFile], left: Sequence[tuple[str, str]], now: d
 def _warn_long_waits(source_id: str, waiting: Sequence[LeftFile]) -> None:
     """Each file left by more pulls in a row than the setting allows, logged as an error: a sender whose upload
     never ends, a checksum never sent, a link never replaced wants a word with the sender."""
-    try:
-        most = count_setting(LEFT_FOR_LATER_PULLS_SETTING, LEFT_FOR_LATER_PULLS)
-    except SettingError as exc:  # the pull is done and recorded: only its warning is at stake
-        log.error("%s: %s; %d taken", source_id, exc, LEFT_FOR_LATER_PULLS)
-        most = LEFT_FOR_LATER_PULLS
+    most = most_left_pulls(source_id)
     for left in waiting:
         if left.pulls > most:
             log.error("%s: %s has been left for later by %d pulls in a row, since %s UTC (more than %s=%d): %s",
                       source_id, left.name, left.pulls, f"{left.since:%Y-%m-%d %H:%M}", LEFT_FOR_LATER_PULLS_SETTING,
                       most, left.reason)
+
+
+def most_left_pulls(source_id: str | None = None) -> int:
+    """How many pulls in a row may leave a file for later: RTW_LEFT_FOR_LATER_PULLS, or its default when the
+    setting cannot be read, which is logged as an error for the pull of `source_id` (None: not logged, as by
+    rtw status, which only marks the long waits; the pull says so)."""
+    try:
+        return count_setting(LEFT_FOR_LATER_PULLS_SETTING, LEFT_FOR_LATER_PULLS)
+    except SettingError as exc:  # the pull is done and recorded: only its warning is at stake
+        if source_id is not None:
+            log.error("%s: %s; %d taken", source_id, exc, LEFT_FOR_LATER_PULLS)
+        return LEFT_FOR_LATER_PULLS
 
 
 def left_at_last_pull(pulls: Sequence[PullNight]) -> dict[str, PullNight]:
