@@ -41,7 +41,7 @@ READ_SECONDS = 600.0
 READ_SECONDS_PER_MB = 10.0
 # How many pulls in a row may leave a file in a drop zone for later (still uploading, no checksum yet, declared
 # but not delivered) before each pull logs it as an error (etl/pull/nights.py): a night or two is an upload
-# that ends late; more, a sender that never finishes. Read at each pull.
+# that ends late; more, a sender that never finishes. Read by each pull that leaves one.
 LEFT_FOR_LATER_PULLS_SETTING = "RTW_LEFT_FOR_LATER_PULLS"
 LEFT_FOR_LATER_PULLS = 3
 

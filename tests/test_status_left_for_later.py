@@ -180,6 +180,20 @@ def test_a_file_left_by_more_pulls_than_the_setting_is_logged_as_an_error(tmp_pa
     assert _left(shown.stdout)[0][3] == "4 (more than 3)" and "many" not in shown.stdout + shown.stderr
 
 
+def test_a_setting_it_cannot_read_is_said_only_by_a_pull_that_left_a_file(tmp_path, home, drop, caplog, monkeypatch):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    monkeypatch.setenv("RTW_LEFT_FOR_LATER_PULLS", "many")
+    caplog.set_level(logging.WARNING, logger="rtw")
+    assert _pull(home, sources) is PullStatus.PULLED
+    assert _pull(home, sources) is PullStatus.NOTHING_NEW  # nothing waits: nothing to measure against it
+    assert caplog.records == []
+    send(drop / "TREP_export_20261102.csv", b"")
+    assert _pull(home, sources) is PullStatus.NOTHING_NEW
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "registry_it: RTW_LEFT_FOR_LATER_PULLS='many' is not a whole number of 1 or more (e.g. 3); 3 taken"]
+
+
 def test_the_setting_is_a_whole_number_of_one_or_more(monkeypatch):
     monkeypatch.delenv("RTW_LEFT_FOR_LATER_PULLS", raising=False)
     assert count_setting("RTW_LEFT_FOR_LATER_PULLS", 3) == 3

@@ -100,6 +100,8 @@ def _waiting(before: Sequence[LeftFile], left: Sequence[tuple[str, str]], now: d
 def _warn_long_waits(source_id: str, waiting: Sequence[LeftFile]) -> None:
     """Each file left by more pulls in a row than the setting allows, logged as an error: a sender whose upload
     never ends, a checksum never sent, a link never replaced wants a word with the sender."""
+    if not waiting:  # nothing to measure: a setting it cannot read is not said by every pull of every source
+        return
     most = most_left_pulls(source_id)
     for left in waiting:
         if left.pulls > most:
