@@ -90,10 +90,12 @@ def test_a_file_landed_or_gone_since_is_no_longer_shown(tmp_path, home, drop):
     (drop / "TREP_export_20261103.csv").unlink()  # taken back by its sender
     assert _pull(home, sources) is PullStatus.PULLED
     assert TITLE not in _status(home).stdout
-    send(drop / "TREP_export_20261103.csv", b"")  # sent again, empty: waiting anew, not since the first pull
-    _pull(home, sources)
-    [row] = _left(_status(home).stdout)
-    assert row[1:4] == ["TREP_export_20261103.csv", _pulled_at(home)[-1], "1"]
+    send(drop / "TREP_export_20261102.csv", b"")  # landed, then sent again empty: waiting anew, since now
+    send(drop / "TREP_export_20261103.csv", b"")  # gone, then sent again empty: waiting anew, not since the first
+    assert _pull(home, sources) is PullStatus.NOTHING_NEW
+    third = _pulled_at(home)[-1]
+    assert [r[1:4] for r in _left(_status(home).stdout)] == [["TREP_export_20261102.csv", third, "1"],
+                                                             ["TREP_export_20261103.csv", third, "1"]]
 
 
 def test_a_file_sent_again_with_the_same_content_is_not_waiting(tmp_path, home, drop):
