@@ -84,21 +84,21 @@ def seconds_setting(setting: str, default: float, *, zero: bool = False) -> floa
 
 def bytes_setting(setting: str, default: int) -> int:
     """Env `setting`, a whole number of bytes (`default` when unset or blank); SettingError naming it when not."""
-    given = os.environ.get(setting)
-    if given is None or not given.strip():
-        return default
-    if not given.strip().isdecimal() or not given.strip().isascii():
-        raise SettingError(f"{setting}={given!r} is not a whole number of bytes (e.g. {default})")
-    return int(given)
+    return _whole_setting(setting, default, least=0, what="a whole number of bytes")
 
 
 def count_setting(setting: str, default: int) -> int:
     """Env `setting`, a whole number of 1 or more (`default` when unset or blank); SettingError naming it when not."""
+    return _whole_setting(setting, default, least=1, what="a whole number of 1 or more")
+
+
+def _whole_setting(setting: str, default: int, *, least: int, what: str) -> int:
     given = os.environ.get(setting)
     if given is None or not given.strip():
         return default
-    if not given.strip().isdecimal() or not given.strip().isascii() or int(given) < 1:
-        raise SettingError(f"{setting}={given!r} is not a whole number of 1 or more (e.g. {default})")
+    # isdecimal: "²" is a digit to str.isdigit, not to int(); isascii: int() reads Arabic-Indic digits
+    if not given.strip().isdecimal() or not given.strip().isascii() or int(given) < least:
+        raise SettingError(f"{setting}={given!r} is not {what} (e.g. {default})")
     return int(given)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from etl import pipeline, runlock
-from etl.config import REPO_ROOT, Home, SettingError, bytes_setting, read_time_limit
+from etl.config import REPO_ROOT, Home, SettingError, bytes_setting, count_setting, read_time_limit
 from etl.extract.landing import quiet_seconds_default
 
 
@@ -48,6 +48,19 @@ def test_the_parallel_threshold_setting_is_checked_by_its_name(monkeypatch: pyte
     monkeypatch.setenv("RTW_PARALLEL_MIN_BYTES", "²")  # a digit to str.isdigit, not to int()
     with pytest.raises(SettingError, match=r"^RTW_PARALLEL_MIN_BYTES='²' is not a whole number of bytes"):
         bytes_setting("RTW_PARALLEL_MIN_BYTES", pipeline.PARALLEL_MIN_BYTES)
+
+
+@pytest.mark.parametrize(("read", "least", "words"), [(bytes_setting, 0, "a whole number of bytes"),
+                                                      (count_setting, 1, "a whole number of 1 or more")])
+def test_a_whole_number_setting_is_ascii_digits_from_its_least(monkeypatch: pytest.MonkeyPatch, read, least: int,
+                                                                words: str) -> None:
+    monkeypatch.setenv("RTW_SOME_WHOLE", f" {least} ")
+    assert read("RTW_SOME_WHOLE", 7) == least
+    for wrong in (str(least - 1), "²", "\u0663", "3.0", "1e3"):  # "\u0663": an Arabic-Indic 3, which int() reads
+        monkeypatch.setenv("RTW_SOME_WHOLE", wrong)
+        with pytest.raises(SettingError) as refused:
+            read("RTW_SOME_WHOLE", 7)
+        assert str(refused.value) == f"RTW_SOME_WHOLE={wrong!r} is not {words} (e.g. 7)"
 
 
 def test_a_wrong_lease_setting_fails_the_task_that_beats_not_its_thread(tmp_path: Path,
