@@ -239,7 +239,6 @@ def status(home: HomeOption = None) -> None:
     if not rtw_home.warehouse.exists():
         if (nights := run_record.unpublished(rtw_home, set())) or pulls:
             _print_runs([], nights, pulls)
-            _print_left_for_later(pulls)
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
     try:
@@ -249,7 +248,6 @@ def status(home: HomeOption = None) -> None:
             "message FROM meta.run ORDER BY started_at DESC LIMIT ?", [_RUNS_SHOWN + 1]).fetchall()
         all_published = {run_id for (run_id,) in con.execute("SELECT run_id FROM meta.run").fetchall()}
         _print_runs(published, run_record.unpublished(rtw_home, all_published), pulls)
-        _print_left_for_later(pulls)
         _print_query(con, "Source files", "SELECT source_id, file_name, left(source_file_sha256, 12) AS sha256, "
                      "status, rows_read, rows_loaded, "
                      "rows_quarantined, rows_superseded, left(coalesce(message, ''), 80) AS message "
@@ -268,7 +266,7 @@ _REASON_SHOWN = 400  # characters of a run's reason, for each source it names (a
 def _print_runs(published: list[tuple[Any, ...]], nights: list[Any], pulls: list[Any]) -> None:
     """The last runs, newest first: those meta.run records, and the nights that did not publish (failed,
     killed or still running: etl/run_record.py), with the step they ended in and why; and the pulls from
-    drop zones that failed before each (etl/pull/nights.py)."""
+    drop zones that failed before each (etl/pull/nights.py). Then what those pulls left for later."""
     from datetime import UTC, datetime
 
     rows = [(started, run_id, trigger, run_status, "", _sources(changed, unchanged, failed),
@@ -290,6 +288,7 @@ def _print_runs(published: list[tuple[Any, ...]], nights: list[Any], pulls: list
         when = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(when, *(Text("\n").join(map(plain, v)) if isinstance(v, list) else plain(v) for v in shown))
     console.print(table)
+    _print_left_for_later(pulls)
 
 
 def _with_failed_pulls(rows: list[tuple[Any, ...]], pulls: list[Any]) -> list[tuple[Any, ...]]:
