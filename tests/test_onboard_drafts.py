@@ -188,7 +188,7 @@ def test_merged_cells_are_said_by_profile_drafted_by_scaffold_and_read_by_check(
     mapping.write_text(draft.text.replace('options: {merged_cells: "fill"}', "options: {merged_cells: top_left}"))
     report = check_source("kr_verlauf", sources, tmp_path / "landing")
     assert [f.message for f in report.findings if "without a patient key" in f.message] == [
-        "24 records without a patient key"]
+        "24 records without a patient key (" + ", ".join(f"{workbook.name}:{row}" for row in (3, 4, 6)) + ")"]
 
 
 def test_a_label_s_line_break_or_escape_stays_in_its_comment(tmp_path):

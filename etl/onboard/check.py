@@ -303,10 +303,11 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
         findings += _field_findings(target, group, convert, rejected, nulls)
         if mapping.patient_key in head.columns:
             keys = group[target.head][mapping.patient_key].astype("string").fillna("").str.strip()
-            empty_keys = int(keys.isin(nulls).sum())
-            if empty_keys:
+            keyless = keys.isin(nulls)
+            if int(keyless.sum()):  # where, so the registry can fill them in: the rows hold no number to hide
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
-                                        " (patient_key)", f"{empty_keys} records without a patient key"))
+                                        " (patient_key)", f"{int(keyless.sum())} records without a patient key "
+                                        f"({_some(_places(group[target.head], keyless))})"))
     findings += _join_refusal(mapping, record_sets)
     for name in sorted({target.head for target in targets} & set(record_sets)):
         findings += _repeated_keys(mapping, name, record_sets[name])

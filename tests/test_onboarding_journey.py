@@ -1,0 +1,95 @@
+"""A Spanish very-rare-tumour registry joins the network as docs/onboarding.md tells its data manager: an SPSS
+export with value labels, drafted, checked and loaded, and a month later the same data as an Excel workbook (the
+registry changed its tool). Each step must give what the page says it gives: `rtw check` where the records it
+warns of are, the draft the registry's centre column, the page a vocabulary that exists before the first run, and
+the format change a load that accounts for every row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+import yaml
+
+from etl.onboard.check import check_source
+
+KEY = "onboarding-journey-test-key"
+WIDE = {"COLUMNS": "250"}
+SAV = "RETI_ES_export_20261101.sav"
+XLSX = "RETI_ES_export_20261201.xlsx"
+SEX = {1: "Hombre", 2: "Mujer", 9: "Desconocido"}
+STATUS = {1: "Vivo", 2: "Fallecido", 3: "Perdido"}
+
+
+def _patients(count: int = 12) -> pd.DataFrame:
+    """A registry's rows: a patient number, a name, the hospital, coded sex and vital status, dates dd/mm/yyyy."""
+    return pd.DataFrame({
+        "id_paciente": [f"{280000 + 37 * i:06d}" for i in range(count)],
+        "nombre": [["Lucía", "Hugo", "Martina"][i % 3] for i in range(count)],
+        "hospital": [f"ES-{['MAD', 'BCN'][i % 2]}01" for i in range(count)],
+        "fecha_hospitalizacion": [f"{1 + i:02d}/03/2019" for i in range(count)],
+        "sexo": [1 + i % 2 for i in range(count)],
+        "fecha_nacimiento": [datetime(2010 + i % 5, 1 + i % 12, 3 + i) for i in range(count)],
+        "fecha_diagnostico": [f"{5 + i:02d}/0{1 + i % 9}/2019" for i in range(count)],
+        "morfologia_cieo3": [["8970/3", "89703"][i % 2] for i in range(count)],
+        "estado_vital": [1 + i % 3 for i in range(count)],
+    })
+
+
+def _sav(path: Path, frame: pd.DataFrame) -> Path:
+    pyreadstat.write_sav(frame, str(path), variable_value_labels={"sexo": SEX, "estado_vital": STATUS},
+                         variable_format={"fecha_nacimiento": "DATE11"})
+    return path
+
+
+def _mapping(export: str) -> str:
+    """The mapping a data manager completes from the draft, for the SPSS export or the Excel workbook."""
+    excel = export == "excel"
+    record_set = "Pacientes" if excel else "RETI_ES_export"
+    sex = SEX if excel else {k: str(k) for k in SEX}
+    status = STATUS if excel else {k: str(k) for k in STATUS}
+    return yaml.safe_dump({
+        "source_id": "registry_es", "title": "RETI-ES", "format": export,
+        "files": "RETI_ES_export_*.xlsx" if excel else "RETI_ES_export_*.sav",
+        **({} if excel else {"record_set": record_set}),
+        "date_format": "%d/%m/%Y", "patient_key": "id_paciente", "record_key": "{record_set}",
+        "patient": {"from": record_set, "fields": {
+            "centre_id": {"column": "hospital", "case": "upper"},
+            "sex": {"column": "sexo", "codes": dict(zip(sex.values(), ["male", "female", "unknown"], strict=True))},
+            "birth_date": {"column": "fecha_nacimiento", "type": "date", "format": "%Y-%m-%d"},
+            "country": {"const": "ES"}}},
+        "tables": {
+            "diagnosis": {"from": record_set, "fields": {
+                "event_type": {"const": "initial"},
+                "diagnosis_date": {"column": "fecha_diagnostico", "type": "date", "required": True},
+                "icdo3_morphology": {"column": "morfologia_cieo3", "type": "icdo3_histology", "required": True},
+                "icdo3_behaviour": {"column": "morfologia_cieo3", "type": "icdo3_behaviour"}}},
+            "follow_up": {"from": record_set, "fields": {
+                "contact_date": {"column": "fecha_diagnostico", "type": "date", "required": True},
+                "vital_status": {"column": "estado_vital",
+                                 "codes": dict(zip(status.values(), ["alive", "dead", "lost"], strict=True))}}}},
+    }, allow_unicode=True, sort_keys=False)
+
+
+def test_check_says_where_the_records_without_a_patient_key_are(tmp_path):
+    """The page promises counts and where for a record without a patient key; the check gave the count only, so
+    the registry could not find the rows the night would quarantine."""
+    frame = _patients()
+    frame.loc[[2, 7], "id_paciente"] = ""
+    landing = tmp_path / "landing" / "registry_es"
+    landing.mkdir(parents=True)
+    _sav(landing / SAV, frame)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "registry_es.yaml").write_text(_mapping("spss"), encoding="utf-8")
+
+    report = check_source("registry_es", sources, tmp_path / "landing")
+
+    assert report.usable, report.findings
+    keyless = [f.message for f in report.findings if "without a patient key" in f.message]
+    assert keyless == [f"2 records without a patient key ({SAV}:3, {SAV}:8)"]
+    assert not any("Lucía" in f.message or "280" in f.message for f in report.findings)
+
+
