@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyreadstat
+import pytest
 import yaml
 
 from etl.onboard.check import check_source
+from etl.onboard.scaffold import draft_mapping, read_sources
 
 KEY = "onboarding-journey-test-key"
 WIDE = {"COLUMNS": "250"}
@@ -91,5 +93,22 @@ def test_check_says_where_the_records_without_a_patient_key_are(tmp_path):
     keyless = [f.message for f in report.findings if "without a patient key" in f.message]
     assert keyless == [f"2 records without a patient key ({SAV}:3, {SAV}:8)"]
     assert not any("Lucía" in f.message or "280" in f.message for f in report.findings)
+
+
+@pytest.mark.parametrize(("column", "centre"), [
+    ("hospital", "hospital"), ("cod_hospital", "cod_hospital"), ("Klinik", "Klinik"), ("ospedale", "ospedale"),
+    ("fecha_hospitalizacion", None),  # a stay in hospital, not the centre
+])
+def test_the_draft_takes_the_hospital_column_for_the_centre(tmp_path, column, centre):
+    """A national registry names its centre by the hospital: the draft left `centre_id` a TODO beside it."""
+    frame = _patients().drop(columns=["fecha_hospitalizacion"]).rename(columns={"hospital": column})
+    if column == "fecha_hospitalizacion":
+        frame[column] = [f"{1 + i:02d}/03/2019" for i in range(len(frame))]
+    draft = draft_mapping(read_sources([_sav(tmp_path / SAV, frame)], "registry_es"))
+
+    fields = yaml.safe_load(draft.text)["patient"]["fields"]
+    assert fields.get("centre_id") == ({"column": centre, "case": "upper"} if centre else None), draft.text
+    if centre is None:
+        assert "# TODO: centre_id: {column: ...}" in draft.text
 
 

@@ -40,7 +40,11 @@ _VARYING = rf"{_SEPARATED_DATE}|\d{{6,}}|{re.escape(PATIENT)}"
 _DATE_RUN = re.compile(rf"[_\-. ]?(?:{_VARYING})")
 _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
-    "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst", re.IGNORECASE),
+    # A registry names its centres by the hospital (hospital, ospedale, Klinik, ziekenhuis), not a stay in one
+    # (hospitalizacion, Klinikaufenthalt).
+    "centre_id": re.compile(r"site|centre|center|centro|zentrum|^inst"
+                            r"|(?<![^\W\d_])(?:h[oô]pital|hospital|ospedale|klinik|krankenhaus|ziekenhuis)(?![^\W\d_])",
+                            re.IGNORECASE),
     "sex": re.compile(r"sex|sesso|geschl|gender|genre", re.IGNORECASE),
     "birth_date": re.compile(r"birth|brth|dob|nascita|naiss|geburt|nacim|nascim|geboort", re.IGNORECASE),
     "country": re.compile(r"country|pays|paese|nazione|^land$", re.IGNORECASE),
