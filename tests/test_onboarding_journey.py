@@ -6,6 +6,7 @@ the format change a load that accounts for every row."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from etl.cli import app
+from etl.config import REPO_ROOT
 from etl.onboard.check import check_source
 from etl.onboard.scaffold import draft_mapping, read_sources
 
@@ -43,6 +47,17 @@ def _patients(count: int = 12) -> pd.DataFrame:
 def _sav(path: Path, frame: pd.DataFrame) -> Path:
     pyreadstat.write_sav(frame, str(path), variable_value_labels={"sexo": SEX, "estado_vital": STATUS},
                          variable_format={"fecha_nacimiento": "DATE11"})
+    return path
+
+
+def _xlsx(path: Path, frame: pd.DataFrame) -> Path:
+    """The new tool's workbook: the labels in place of the codes, a title above the header."""
+    labelled = frame.assign(sexo=frame.sexo.map(SEX), estado_vital=frame.estado_vital.map(STATUS),
+                            fecha_nacimiento=frame.fecha_nacimiento.dt.date)
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame([["Registro Español de Tumores Infantiles Muy Raros"]]).to_excel(
+            writer, sheet_name="Pacientes", header=False, index=False)
+        labelled.to_excel(writer, sheet_name="Pacientes", index=False, startrow=2)
     return path
 
 
@@ -112,3 +127,17 @@ def test_the_draft_takes_the_hospital_column_for_the_centre(tmp_path, column, ce
         assert "# TODO: centre_id: {column: ...}" in draft.text
 
 
+def test_the_vocabularies_the_page_sends_you_to_are_there_before_the_first_run(tmp_path):
+    """Step 3 sent the data manager to `rtw dictionary` for field names and codes, which refuses a home without a
+    warehouse, as a home is while its first source is onboarded: the page names the dictionary's Markdown too."""
+    refused = CliRunner().invoke(app, ["dictionary", "--home", str(tmp_path)], env=WIDE)
+    assert refused.exit_code != 0 and "no warehouse yet" in refused.output
+
+    page = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8")
+    edit = page.split("## 3. Edit", 1)[1].split("```", 1)[0]
+    for bullet in re.split(r"\n- ", edit):
+        if "rtw dictionary" in bullet or "vocabular" in bullet:
+            assert "[data-dictionary.md](data-dictionary.md)" in bullet, bullet
+    dictionary = (REPO_ROOT / "docs" / "data-dictionary.md").read_text(encoding="utf-8")
+    sex = "| `sex` | VARCHAR | Sex as this source gives it, harmonised. |  | female / male / undetermined / unknown |"
+    assert sex in dictionary  # the codes step 3 quotes
