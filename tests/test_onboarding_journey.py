@@ -7,6 +7,7 @@ the format change a load that accounts for every row."""
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pyreadstat
 import pytest
 import yaml
 from typer.testing import CliRunner
+from warehouse_query import query_frame
 
+from etl import pipeline
 from etl.cli import app
-from etl.config import REPO_ROOT
+from etl.config import REPO_ROOT, resolve_home
 from etl.onboard.check import check_source
 from etl.onboard.scaffold import draft_mapping, read_sources
 
@@ -141,3 +144,44 @@ def test_the_vocabularies_the_page_sends_you_to_are_there_before_the_first_run(t
     dictionary = (REPO_ROOT / "docs" / "data-dictionary.md").read_text(encoding="utf-8")
     sex = "| `sex` | VARCHAR | Sex as this source gives it, harmonised. |  | female / male / undetermined / unknown |"
     assert sex in dictionary  # the codes step 3 quotes
+
+
+def _accept(home_root: Path, name: str) -> str:
+    accepted = CliRunner().invoke(app, ["accept", "registry_es", name, "--home", str(home_root)], env=WIDE)
+    assert accepted.exit_code == 0, accepted.output
+    return accepted.output
+
+
+def test_a_format_change_loads_as_the_page_says(tmp_path):
+    """docs/onboarding.md, 'When a source changes its export format': the SPSS export loaded, the workbook of the
+    same data replaces it after the held run's two acceptances, and every row is accounted for."""
+    home = resolve_home(tmp_path / "home").ensure()
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    landing = home.landing / "registry_es"
+    landing.mkdir(parents=True)
+    frame = _patients()
+    (sources / "registry_es.yaml").write_text(_mapping("spss"), encoding="utf-8")
+    _sav(landing / SAV, frame)
+    first = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert first.sources_failed == [], first.message
+
+    (sources / "registry_es.yaml").write_text(_mapping("excel"), encoding="utf-8")
+    _xlsx(landing / XLSX, frame)
+    shutil.move(landing / SAV, tmp_path / SAV)  # step 2: out of landing
+    assert check_source("registry_es", sources, home.landing).usable
+    held = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    assert held.sources_failed == ["registry_es"], held.message
+
+    page = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8")
+    section = page.split("## When a source changes its export format", 1)[1]
+    for name in re.findall(r"\$ rtw accept registry_es (\S+)", section):
+        _accept(home.root, name)
+    loaded = pipeline.run(home, key_value=KEY, sources_dir=sources)
+
+    assert loaded.sources_failed == [], loaded.message
+    files = query_frame(home, "SELECT file_name, status, rows_read, rows_loaded, rows_quarantined, rows_superseded "
+                              "FROM meta.source_file WHERE source_id = 'registry_es' ORDER BY file_name")
+    assert files.values.tolist() == [[SAV, "superseded", 12, 0, 0, 12], [XLSX, "loaded", 12, 12, 0, 0]]
+    patients = query_frame(home, "SELECT sex, count(*) AS n FROM core.patient_source GROUP BY sex ORDER BY sex")
+    assert patients.values.tolist() == [["female", 6], ["male", 6]]
