@@ -13,7 +13,7 @@ import pytest
 from headless_chromium import open_offline
 
 from etl.quality.catalogue import load_catalogue
-from etl.quality.data_docs import local_page
+from etl.quality.data_docs import local_page, make_self_contained, outside_left
 from etl.quality.gx_process import GxHere, Job
 from etl.quality.gx_suites import Batch
 
@@ -114,3 +114,44 @@ def test_an_outside_asset_no_rule_knows_goes_and_is_reported_while_links_and_tex
     assert '<script src="../../static/rtw/jquery.min.js"></script>' in local
     assert "fonts.example.org" not in local and "assets.example.org" not in local
     assert '<a href="https://greatexpectations.io">' in local and "url(https://a.value.example.org)" in local
+
+
+@pytest.mark.parametrize(("tag", "local"), [
+    ("<script src=https://code.jquery.com/jquery-3.7.1.min.js></script>",  # unquoted
+     "<script src=../../static/rtw/jquery.min.js></script>"),
+    ("<link rel='stylesheet' href='//cdn.example.org/bootstrap/4.5.3/bootstrap.min.css'>",  # single quotes
+     "<link rel='stylesheet' href='../../static/rtw/bootstrap.min.css'>"),
+])
+def test_an_outside_asset_is_found_in_single_or_no_quotes(tag, local):
+    """An unquoted address passed unchanged and unwarned: the page still asked the CDN for it."""
+    dropped: set[str] = set()
+    assert local_page(tag, "../../", dropped) == local
+    assert dropped == set()
+
+
+@pytest.mark.parametrize("style", ["style='background:url(https://x.org/a.png)'", "style=background:url(//x.org/a.png)",
+                                   'style="background: url( \'https://x.org/a.png\' )"'])
+def test_an_outside_url_in_a_style_attribute_goes_whatever_its_quotes(style):
+    local = local_page(f"<div {style}>", "", set())
+    assert "x.org" not in local and "background" in local
+
+
+def test_a_data_href_is_no_address_and_its_tag_stays():
+    """`\\bhref` matched `data-href`: a local stylesheet with an outside data- attribute was dropped whole."""
+    tag = '<link data-href="https://x.org/a.css" href="static/s.css">'
+    dropped: set[str] = set()
+    assert local_page(tag, "", dropped) == tag
+    assert dropped == set()
+
+
+def test_an_outside_address_in_a_tag_no_rule_rewrites_is_warned(tmp_path, caplog):
+    """What `local_page` does not rewrite (an <iframe>, a <source>) would still be asked for: a warning names it."""
+    page = tmp_path / "validations" / "x.html"
+    page.parent.mkdir()
+    page.write_text('<body><iframe src="https://x.org/f"></iframe><video><source src=//x.org/v.mp4></video>'
+                    '<a href="https://greatexpectations.io">GX</a></body>', encoding="utf-8")
+    make_self_contained(tmp_path)
+    warned = [r.getMessage() for r in caplog.records if "still asks for" in r.getMessage()]
+    assert len(warned) == 2 and "https://x.org/f" in warned[1] and "//x.org/v.mp4" in warned[0]
+    assert not any("greatexpectations" in message for message in warned)
+    assert outside_left(local_page('<img src="https://x.org/logo-long.png">', "", set())) == []
