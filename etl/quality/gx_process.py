@@ -188,7 +188,7 @@ class GxHere:
 
     def docs_written(self) -> None:
         if self._job is not None and self._job.data_docs_dir is not None and self._context is not None:
-            write_data_docs(self._context)
+            write_data_docs(self._context, self._job.data_docs_dir)
 
     def end(self) -> None:
         self._context = None
@@ -267,7 +267,7 @@ def _serve(job: Job, answer: IO[bytes]) -> None:
     first = len(timing.recorded)
     try:
         if job.data_docs_dir is not None:
-            write_data_docs(context)
+            write_data_docs(context, job.data_docs_dir)
         failed = None
     except Exception:
         failed = Failed(traceback.format_exc())

@@ -171,14 +171,14 @@ def run_suites(context: Any, batches_of: Callable[[str], Iterator[Batch] | None]
         return _run_tables(context, source, batches_of, rules, run_name)
 
 
-def write_data_docs(context: Any) -> None:
+def write_data_docs(context: Any, folder: Path) -> None:
     """Once, from every suite and result the context holds (a checkpoint action would rebuild them
-    all each time); then pointed at copies in their folder of the styles and scripts GX's pages load
-    from CDNs (etl/quality/data_docs.py), so that they open offline and tell no one they were opened."""
+    all each time), into `folder` (the context's site, `new_context`); then pointed at copies in
+    `folder` of the styles and scripts GX's pages load from CDNs (etl/quality/data_docs.py), so that
+    they open offline and tell no one they were opened."""
     with timing.step("validate Data Docs"):
         context.build_data_docs(site_names=[_SITE])
-        site = context.variables.data_docs_sites[_SITE]
-        data_docs.make_self_contained(Path(site["store_backend"]["base_directory"]))
+        data_docs.make_self_contained(folder)
 
 
 def _run_tables(context: Any, source: Any, batches_of: Callable[[str], Iterator[Batch] | None],
