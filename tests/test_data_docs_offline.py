@@ -91,6 +91,33 @@ def test_a_validation_page_asks_for_nothing_outside_its_folder_and_is_laid_out(d
     assert shown["moreInfo"] == "none"  # "Show more info..." folded, as Bootstrap's collapse keeps it
 
 
+# The index's suites searched and sorted as a reader does, counting what reads a cell's text anew.
+_SEARCH_AND_SORT = """(() => {
+  const text = jQuery.fn.text;
+  let read = 0;
+  jQuery.fn.text = function (...given) { read += given.length === 0; return text.apply(this, given); };
+  const suites = document.querySelector("#Expectation-Suites");
+  const rows = suites.querySelector("table[data-toggle=table] tbody");
+  const shown = () => [...rows.querySelectorAll("tr")].map((row) => row.textContent.trim());
+  const box = suites.querySelector(".rtw-table-search");
+  box.value = " DIAG"; box.dispatchEvent(new Event("input"));
+  const found = shown();
+  box.value = ""; box.dispatchEvent(new Event("input"));
+  suites.querySelector("th[data-field=expectation_suite_name]").click();  // sorted ascending already: descending
+  return {errors: window.pageErrors, found: found, descending: shown(), read: read};
+})()"""
+
+
+def test_searching_and_sorting_the_index_reads_no_cell_anew(docs, tmp_path):
+    """Each keystroke in a search box and each comparison of a sort parsed the cells' HTML again for
+    their text: it is read once, when the table is drawn first."""
+    outside, shown = open_offline(docs.index, tmp_path, _SEARCH_AND_SORT)
+    assert outside == [] and shown["errors"] == []
+    assert shown["found"] == ["core.diagnosis"]  # in any case, spaces around it ignored
+    assert shown["descending"] == sorted((f"core.{table}" for table in TABLES), reverse=True)
+    assert shown["read"] == 0
+
+
 def test_every_asset_a_page_loads_is_a_file_in_the_folder(docs):
     """Whatever the browser: each stylesheet, script and image a page names is in the Data Docs folder."""
     folder = docs.folder.resolve()

@@ -15,9 +15,16 @@
     return $("<div>").html(html === undefined || html === null ? "" : String(html)).text();
   }
 
-  function compare(a, b) {
-    if (typeof a === "number" && typeof b === "number") { return a - b; }
-    return asText(a).trim().localeCompare(asText(b).trim(), undefined, {numeric: true});
+  function withText(row) {  // a row and, by field, its cells' text in lower case: searched and sorted on
+    var text = {};
+    Object.keys(row).forEach(function (field) { text[field] = asText(row[field]).trim().toLowerCase(); });
+    return {row: row, text: text};
+  }
+
+  function compare(a, b, field) {
+    var x = a.row[field], y = b.row[field];
+    if (typeof x === "number" && typeof y === "number") { return x - y; }
+    return (a.text[field] || "").localeCompare(b.text[field] || "", undefined, {numeric: true});
   }
 
   function sortField(state) {  // a column sorts by its sortName (GX's hidden *_sort fields) when it has one
@@ -27,14 +34,14 @@
 
   function shownRows(state) {
     var query = state.query.trim().toLowerCase();
-    var rows = state.data.filter(function (row) {
-      return !query || state.columns.some(function (c) { return asText(row[c.field]).toLowerCase().indexOf(query) >= 0; });
+    var rows = state.rows.filter(function (entry) {
+      return !query || state.columns.some(function (c) { return (entry.text[c.field] || "").indexOf(query) >= 0; });
     });
     if (state.sortName) {
       var field = sortField(state), sign = state.sortOrder === "desc" ? -1 : 1;
-      rows.sort(function (a, b) { return sign * compare(a[field], b[field]); });
+      rows.sort(function (a, b) { return sign * compare(a, b, field); });
     }
-    return rows;
+    return rows.map(function (entry) { return entry.row; });
   }
 
   function drawBody($table, state) {
@@ -87,7 +94,7 @@
   }
 
   function start($table, options) {
-    var state = {options: options, columns: options.columns || [], data: (options.data || []).slice(),
+    var state = {options: options, columns: options.columns || [], rows: (options.data || []).map(withText),
                  sortName: options.sortName, sortOrder: options.sortOrder || "asc", query: ""};
     $table.addClass(CLASSES).data("rtw-table", state);
     drawHead($table, state);
