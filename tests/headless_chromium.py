@@ -39,21 +39,12 @@ def screenshot(page: Path, work: Path, shot: Path, size: str = "1280,2000") -> P
     return shot
 
 
-_WIDTH_PROBE = """<script>window.addEventListener("load", () => {
-  const probe = document.createElement("output"); probe.id = "width-probe";
-  probe.textContent = document.documentElement.scrollWidth + " " + document.documentElement.clientWidth;
-  document.body.appendChild(probe); });</script>"""
-
-
 def document_width(page: Path, work: Path, window_width: int) -> tuple[int, int]:
     """(the page's width, the window's) as Chromium lays the page out in a window that wide: a page
     wider than its window scrolls sideways. A copy of the page is measured, with a script added."""
-    probe = work / f"width-{window_width}-{page.name}"
-    probe.write_text(page.read_text(encoding="utf-8") + _WIDTH_PROBE, encoding="utf-8")
-    dom = subprocess.run([*_chromium(), f"--user-data-dir={work / 'chromium'}", f"--window-size={window_width},2000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120, check=True)
-    found = lxml.html.fromstring(dom.stdout).get_element_by_id("width-probe").text
-    scroll, client = map(int, found.split())
+    scroll, client = _probed(work / f"width-{window_width}-{page.name}", page.read_text(encoding="utf-8"),
+                             "[document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+                             work, [f"--window-size={window_width},2000"])
     return scroll, client
 
 
@@ -87,17 +78,23 @@ def open_offline(page: Path, work: Path, probe: str) -> tuple[list[str], Any]:
     for, blocked but asked; the value of the JavaScript expression `probe`, or of the promise it gives, once
     the page has loaded, `window.pageErrors` holding what its scripts and resources raised). A copy of the
     page is opened, in its folder so that its relative links hold, with a script added first and last."""
-    probed = page.with_name(f"probe-{page.name}")
     text = page.read_text(encoding="utf-8")
     head = text.index("<head>") + len("<head>")
-    probed.write_text(text[:head] + _ERRORS_KEPT + text[head:] + _PROBED % probe, encoding="utf-8")
     net_log = work / f"net-{page.stem}.json"
-    try:
-        dom = subprocess.run([*_chromium(), *_OFFLINE, f"--user-data-dir={work / 'chromium'}",
-                              f"--log-net-log={net_log}", "--virtual-time-budget=10000", "--dump-dom",
-                              probed.as_uri()], capture_output=True, text=True, timeout=120, check=True)
-    finally:
-        probed.unlink()
-    found = lxml.html.fromstring(dom.stdout).get_element_by_id("probe").text
+    shown = _probed(page.with_name(f"probe-{page.name}"), text[:head] + _ERRORS_KEPT + text[head:], probe, work,
+                    [*_OFFLINE, f"--log-net-log={net_log}", "--virtual-time-budget=10000"])
     outside = [url for url in _page_requests(net_log) if urlsplit(url).scheme not in _LOCAL_SCHEMES]
-    return outside, json.loads(found)
+    return outside, shown
+
+
+def _probed(copy: Path, text: str, probe: str, work: Path, flags: list[str]) -> Any:
+    """The value of the JavaScript expression `probe` (or of the promise it gives) once Chromium, run with
+    `flags`, has loaded the page `text`: a copy, written as `copy` for the time it is open, with a script
+    added last (`_PROBED`) that shows the value."""
+    copy.write_text(text + _PROBED % probe, encoding="utf-8")
+    try:
+        dom = subprocess.run([*_chromium(), *flags, f"--user-data-dir={work / 'chromium'}", "--dump-dom",
+                              copy.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        copy.unlink()
+    return json.loads(lxml.html.fromstring(dom.stdout).get_element_by_id("probe").text)
