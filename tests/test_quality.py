@@ -440,7 +440,7 @@ def test_data_docs_show_a_hostile_value_as_text_never_run_it(tmp_path):
     context = gx_suites.new_context(tmp_path / "docs")
     batch = gx_suites.Batch(rows, pd.Series(["IT-X01"] * len(rows)))
     (run,) = gx_suites.run_suites(context, lambda t: iter([batch]) if t == "molecular_alteration" else None, rules)
-    gx_suites.write_data_docs(context)
+    gx_suites.write_data_docs(context, tmp_path / "docs")
     assert sorted(run.failures.value) == sorted(hostile)  # the issues keep the values as exported
     (page,) = (tmp_path / "docs" / "validations").rglob("*.html")
     dom = lxml.html.fromstring(dump_dom(page, tmp_path))
