@@ -373,9 +373,12 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
             keyed += f", CASE WHEN {kept} THEN value ELSE '' END AS value"
         stretched = cuts is not None and cuts.num_rows > 0
         if stretched:  # a row's stretch: the last Remove of its subject before it that deletes its record
+            # Joined once into a table (the rows after a Remove of their record only): in the view, every
+            # query on it would read the staged file a second time for the join.
             con.register("_cuts", cuts)
-            rows += (f" LEFT JOIN (SELECT i.file_row_number, max(c.stretch) AS stretch FROM {rows} JOIN _cuts c "
-                     f"ON {_ENCLOSES} GROUP BY i.file_row_number) c USING (file_row_number)")
+            con.execute(f"CREATE TEMP TABLE _stretches AS SELECT i.file_row_number, max(c.stretch) AS stretch "
+                        f"FROM {rows} JOIN _cuts c ON {_ENCLOSES} GROUP BY i.file_row_number")
+            rows += " LEFT JOIN _stretches c USING (file_row_number)"
             stretch = ", coalesce(c.stretch, 0) AS _stretch"
         con.execute(
             f"CREATE TEMP VIEW items AS SELECT i.* REPLACE ({keyed}){stretch} FROM {rows} "
