@@ -649,16 +649,19 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         state[record_set] = pd.concat([before[~again], sent.combine_first(before[again])])[
             list(dict.fromkeys([*before.columns, *sent.columns]))]
 
-    def remove(row: Any, file_name: str, sha: str) -> None:
-        keys, level, depth = _removal_keys(row)
+    def remove(cuts: pd.DataFrame, file_name: str, sha: str) -> None:
+        # One stretch's Removes, at most one per subject: all at once, one pass over each record set.
+        deleted: list[tuple[int, Removal]] = []
         for record_set, frame in state.items():
-            hit = _under(frame, keys, depth)
+            hit, by = _removed(frame, cuts)
             if not hit.any():
                 continue
             supersede(frame[hit])
-            removed.extend(Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha)
-                           for k in frame.loc[hit, list(_RECORD_KEYS)].itertuples(index=False))
+            columns = [*(frame[c] for c in _RECORD_KEYS), by["level"], by["file_row_number"]]
+            deleted.extend((at, Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha))
+                           for *k, level, at in zip(*(c.to_numpy()[hit] for c in columns), strict=True))
             state[record_set] = frame[~hit]
+        removed.extend(r for _, r in sorted(deleted, key=lambda d: d[0]))  # as the Removes come in the document
 
     for staged, file_name, sha in increments:
         removes = _removals(staged)
@@ -666,6 +669,7 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         # A Remove deletes only records of its subject: the file is applied in document order subject by
         # subject, all subjects at once: what each sent before its first Remove, its first Removes, and so on.
         removes["stretch"] = removes.groupby("subject_key", dropna=False).cumcount() + 1
+        removes["level"], removes["depth"] = _levels(removes)
         cuts = pa.table({**{c: pa.array(removes[c], pa.string()) for c in _CUT_KEYS},
                          "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
         pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
@@ -675,8 +679,7 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             for record_set, parts in stretches.items():
                 if stretch in parts:
                     send(record_set, parts[stretch], sha)
-            for row in removes[removes["stretch"] == stretch + 1].itertuples(index=False):
-                remove(row, file_name, sha)
+            remove(removes[removes["stretch"] == stretch + 1], file_name, sha)
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
@@ -699,20 +702,26 @@ def _once(removed: Sequence[Removal]) -> list[Removal]:
     return list(first.values())
 
 
-def _removal_keys(row: Any) -> tuple[tuple[Any, ...], str, int]:
-    """A Remove's record keys, the element it was written at and how many keys that element sets."""
-    keys = (row.subject_key, row.study_event_oid, row.study_event_repeat_key, row.form_oid,
-            row.form_repeat_key, row.item_group_oid, row.item_group_repeat_key)
-    level, depth = next(((name, d) for attr, name, d in _LEVELS if getattr(row, attr) is not None), ("SubjectData", 1))
-    return keys, level, depth
+def _levels(removes: pd.DataFrame) -> tuple[list[str], list[int]]:
+    """Each container Remove's element and how many keys that element sets, by the deepest key it sets."""
+    found = [next(((name, d) for attr, name, d in _LEVELS if set_[attr]), ("SubjectData", 1))
+             for set_ in removes[[attr for attr, _, _ in _LEVELS]].notna().to_dict("records")]
+    return [name for name, _ in found], [d for _, d in found]
 
 
-def _under(frame: pd.DataFrame, keys: Sequence[Any], depth: int) -> pd.Series:
-    """The records of `frame` under the element whose first `depth` keys are `keys`."""
-    hit = pd.Series(True, index=frame.index)
-    for i in range(depth):
-        hit &= frame[_RECORD_KEYS[i]] == keys[i]
-    return hit
+def _removed(frame: pd.DataFrame, cuts: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
+    """Which records of `frame` one stretch's Removes delete (at most one Remove per subject: `cuts` by
+    subject key), and each record's Remove (`by`): a record of the Remove's subject whose keys, as far as
+    the Remove's element sets them, are the Remove's. A Remove without a subject key deletes nothing."""
+    cuts = cuts[cuts["subject_key"].notna()].set_index("subject_key")
+    subjects = frame["_subject_key"]
+    by = cuts.reindex(subjects.to_numpy())
+    hit = subjects.isin(cuts.index).to_numpy()
+    depth = by["depth"].to_numpy()
+    for i in range(1, len(_RECORD_KEYS)):
+        key = by[_CUT_KEYS[i]]
+        hit &= (depth <= i) | ((frame[_RECORD_KEYS[i]].to_numpy() == key.to_numpy()) & key.notna().to_numpy())
+    return hit, by
 
 
 def _in_file_order(table: pa.Table) -> pa.Table:
