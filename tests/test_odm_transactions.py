@@ -237,3 +237,26 @@ def test_an_odm_2_0_file_goes_through_the_same_adapter(tmp_path):
     assert len(history) == 4 and {"I.MH.ACTIVE", "_item_group_repeat_key"} <= set(history.column_names)
     with pytest.raises(ExtractError, match="namespace"):
         ADAPTER.stage(source, tmp_path / "as13.parquet", OdmOptions(odm_version="1.3"), {})
+
+
+def _classic(key: str, items: dict[str, str], transaction: str = "") -> str:
+    """A subject as a classic REDCap project writes it: FormData straight under SubjectData, no StudyEventData."""
+    kind = f' TransactionType="{transaction}"' if transaction else ""
+    values = "".join(f'<ItemData ItemOID="{k}" Value="{v}"/>' for k, v in items.items())
+    return (f'<SubjectData SubjectKey="{key}"{kind}><FormData FormOID="demo"><ItemGroupData ItemGroupOID="demo.1">'
+            f'{values}</ItemGroupData></FormData></SubjectData>')
+
+
+def test_an_increment_without_study_events_updates_the_snapshots_record(tmp_path):
+    # A classic REDCap project has no StudyEventData: the update of record 1's sex is record 1, not a second one
+    # beside it. Before, the snapshot's record was keyed by an empty study event and the increment's by none.
+    snapshot = _odm("F0", _classic("1", {"sex": "1", "age": "5"}) + _classic("2", {"sex": "2", "age": "7"}))
+    increment = _odm("F1", "\n".join([
+        _classic("1", {"sex": "2"}, "Update"),
+        '<SubjectData SubjectKey="2"><FormData FormOID="demo" TransactionType="Remove"/></SubjectData>',
+    ]), file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", snapshot), _staged(tmp_path, "i1.xml", increment)])
+    demo = record_frame(result.frames["demo.1"])
+    assert demo[["_subject_key", "sex", "age", "source_file"]].values.tolist() == [["1", "2", "5", "i1.xml"]]
+    assert [(r.patient_key, r.level) for r in result.removed] == [("2", "FormData")]
+    assert result.superseded == {"s.xml": 2}

@@ -673,7 +673,7 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         cuts = pa.table({**{c: pa.array(removes[c], pa.string()) for c in _CUT_KEYS},
                          "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
         pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
-        stretches = {name: _by_stretch(record_frame(table)) for name, table in pivoted.items()}
+        stretches = {name: _by_stretch(_keyed(record_frame(table))) for name, table in pivoted.items()}
         last = int(removes["stretch"].max()) if len(removes) else 0  # the most Removes one subject has
         for stretch in range(last + 1):
             for record_set, parts in stretches.items():
@@ -684,6 +684,13 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
                        for name, frame in frames.items()}, tuple(_once(removed)), superseded)
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """An increment's records keyed as the snapshot's are: a key its export leaves out is "" (a classic REDCap
+    project has no StudyEventData), not null, or its update of a record would be a second record beside it."""
+    frame[list(_RECORD_KEYS)] = frame[list(_RECORD_KEYS)].fillna("")
+    return frame
 
 
 def _by_stretch(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
@@ -712,7 +719,8 @@ def _levels(removes: pd.DataFrame) -> tuple[list[str], list[int]]:
 def _removed(frame: pd.DataFrame, cuts: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     """Which records of `frame` one stretch's Removes delete (at most one Remove per subject: `cuts` by
     subject key), and each record's Remove (`by`): a record of the Remove's subject whose keys, as far as
-    the Remove's element sets them, are the Remove's. A Remove without a subject key deletes nothing."""
+    the Remove's element sets them, are the Remove's; a key it leaves out above its element is "", as the
+    records' (no StudyEventData). A Remove without a subject key deletes nothing."""
     cuts = cuts[cuts["subject_key"].notna()].set_index("subject_key")
     subjects = frame["_subject_key"]
     by = cuts.reindex(subjects.to_numpy())
@@ -720,7 +728,7 @@ def _removed(frame: pd.DataFrame, cuts: pd.DataFrame) -> tuple[Any, pd.DataFrame
     depth = by["depth"].to_numpy()
     for i in range(1, len(_RECORD_KEYS)):
         key = by[_CUT_KEYS[i]]
-        hit &= (depth <= i) | ((frame[_RECORD_KEYS[i]].to_numpy() == key.to_numpy()) & key.notna().to_numpy())
+        hit &= (depth <= i) | (frame[_RECORD_KEYS[i]].to_numpy() == key.fillna("").to_numpy())
     return hit, by
 
 
