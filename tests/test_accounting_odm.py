@@ -220,3 +220,44 @@ def test_items_withdrawn_twice_from_a_record_nobody_has_count_nothing(tmp_path):
     result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", twice)])
     assert sorted(record_frame(result.frames["IG.DM"])["_subject_key"]) == ["P1", "P2", "P3"]
     assert result.superseded == {}
+
+
+def _remove_in_form(key: str, inner: str) -> str:
+    """A Remove inside the subject's SE.BASE: `inner` is the removed FormData, or an ItemGroupData of F.DM."""
+    return (f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="SE.BASE">{inner}</StudyEventData>'
+            '</SubjectData>')
+
+
+@pytest.mark.parametrize("between", [
+    _remove_event("P4", "SE.OTHER"),
+    _remove_in_form("P4", '<FormData FormOID="F.OTHER" TransactionType="Remove"/>'),
+    _remove_in_form("P4", '<FormData FormOID="F.DM"><ItemGroupData ItemGroupOID="IG.AE" ItemGroupRepeatKey="2" '
+                          'TransactionType="Remove"/></FormData>'),
+    _remove_in_form("P4", '<FormData FormOID="F.DM"><ItemGroupData ItemGroupOID="IG.DM" ItemGroupRepeatKey="2" '
+                          'TransactionType="Remove"/></FormData>'),
+])
+@pytest.mark.parametrize("one_line", [False, True])
+def test_a_record_sent_in_parts_around_a_remove_of_another_of_its_subjects_records_counts_once(tmp_path, between,
+                                                                                              one_line):
+    # Two ItemGroupData with the keys of P4's demography and no item in common are one record, read once, as
+    # without the Remove between them (another event, form, item group or repeat of P4: it deletes no part).
+    parts = _increment(_subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"), between,
+                       _subject("P4", _group("IG.DM", {"BRTHDTC": "2011"}), "Insert"))
+    if one_line:
+        parts = parts.replace("\n<SubjectData", "<SubjectData")
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P4", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["1", "2011", "i1.xml"]
+    assert result.superseded == {} and result.removed == ()  # read 1 = loaded 1
+
+
+def test_a_record_sent_in_parts_around_its_subjects_remove_is_two_sendings(tmp_path):
+    # The SubjectData Remove deletes the first part: sent, removed, sent again, as one part each side would be
+    # (read 2 = superseded 1 in i1.xml + loaded 1); the record holds only the part sent after the Remove.
+    parts = _increment(_subject("P4", _group("IG.DM", {"SEX": "1"}), "Insert"),
+                       '<SubjectData SubjectKey="P4" TransactionType="Remove"/>',
+                       _subject("P4", _group("IG.DM", {"BRTHDTC": "2011"}), "Insert"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P4", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["", "2011", "i1.xml"]
+    assert result.superseded == {"i1.xml": 1}
