@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, date, datetime
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,83 @@ def test_a_same_day_re_export_is_loaded(home):
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == [] and "iltb" in summary.sources_changed
     assert _enrolments(home) == before - 1 and _accounted(home) == []
+
+
+def _file_statuses(home) -> list[tuple]:
+    return _query(home, "SELECT source_file_sha256, status FROM meta.source_file WHERE file_name = 'ILTB_ENROL.csv' "
+                        "ORDER BY first_run_id, source_file_sha256")
+
+
+def _sent_back(home) -> tuple[bytes, bytes]:
+    """A (the first night's ILTB_ENROL.csv, 3 November), then B (one enrolment fewer, 5 November) loaded, then
+    A sent again: held, the night's message offering rtw accept. A's and B's bytes."""
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
+    first = export.read_bytes()
+    _set_day(_older_enrolments(home), "2026-11-05")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    newer = export.read_bytes()
+    export.write_bytes(first)
+    _set_day(export, "2026-11-03")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["iltb"] and "rtw accept iltb FILE" in (summary.message or "")
+    return first, newer
+
+
+def _sha(content: bytes) -> str:
+    return sha256(content).hexdigest()
+
+
+@pytest.mark.integration
+def test_an_export_loaded_replaced_and_sent_again_is_held_and_can_be_accepted(home):
+    """A, then B, then A again: a registry's correction back to an export the warehouse loaded once."""
+    before = _enrolments(home)
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
+    first, newer = _sent_back(home)
+    a, b = _sha(first), _sha(newer)
+    assert _enrolments(home) == before - 1
+    # What A is tonight: the current export, held (not a file a later one replaced); B stays loaded.
+    assert dict(_file_statuses(home)) == {a: "held", b: "loaded"} and _accounted(home) == []
+
+    accepted = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "accepted" in accepted.output, accepted.output
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and _enrolments(home) == before
+    assert dict(_file_statuses(home)) == {a: "loaded", b: "superseded"} and _accounted(home) == []
+
+    # A later export (B', 7 November) loads as any newer export does, A superseded.
+    export.write_bytes(first.replace(b";initial", b";INITIAL", 1))
+    _set_day(export, "2026-11-07")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _enrolments(home) == before
+    assert first.count(b";initial") and dict(_file_statuses(home))[a] == "superseded" and _accounted(home) == []
+
+
+@pytest.mark.integration
+def test_an_export_sent_again_and_held_then_replaced_is_superseded_again(home):
+    before = _enrolments(home)
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
+    first, newer = _sent_back(home)
+    export.write_bytes(newer)  # the data manager has B sent again: A was a mistake
+    _set_day(export, "2026-11-05")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _enrolments(home) == before - 1
+    assert dict(_file_statuses(home)) == {_sha(first): "superseded", _sha(newer): "loaded"}
+    assert _accounted(home) == []
+
+
+@pytest.mark.integration
+def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_stays_superseded(home):
+    """Its acceptance covered one replacement: the night holds it again, and rtw accept refuses it."""
+    export = _older_enrolments(home)
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
+    assert CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)]).exit_code == 0
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # A, accepted and loaded
+    older = export.read_bytes()
+    export.write_bytes(older.replace(b";initial", b";INITIAL", 1))  # B, 7 November
+    _set_day(export, "2026-11-07")
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    export.write_bytes(older)
+    _set_day(export, "2026-10-25")
+    for _night in range(2):
+        assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
+        assert dict(_file_statuses(home))[_sha(older)] == "superseded"
+    refused = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
+    assert refused.exit_code == 1 and "accepted once" in " ".join(refused.output.split()), refused.output

@@ -410,20 +410,24 @@ def _patient_record_sql() -> str:
 
 
 def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
-    """meta.source_file: current files with their counts; files no longer current are superseded."""
+    """meta.source_file: current files with their counts; files no longer current are superseded. A file
+    loaded once, replaced, and current again (A, then B, then A again) on a night the source is held or
+    failed is recorded so (`held`: rtw accept takes it), with the counts of its last load."""
     source_id = outcome.source_id
     current = {f.sha256 for f in outcome.files}
     failed = outcome.failed
     if not failed:
-        # Rows of files that stop being current move, whole, to superseded (their quarantine too).
+        # Rows of files that stop being current move, whole, to superseded (their quarantine too), and so
+        # does one loaded once and held (or failed) since when it was sent again (_sent_again: the counts
+        # of its load), no longer sent: superseded, as before.
         # A failed source keeps its last good data, so nothing it loaded before is superseded.
         con.execute(
             "UPDATE meta.source_file SET status = 'superseded', "
             # rows_superseded adds up: it may already hold records of erased patients (rtw forget)
             "rows_superseded = rows_superseded + rows_loaded + rows_quarantined, "
             "rows_loaded = 0, rows_quarantined = 0, "
-            "last_run_id = ? WHERE source_id = ? AND status = 'loaded' "
-            "AND NOT list_contains(?, source_file_sha256)",
+            "last_run_id = ? WHERE source_id = ? AND NOT list_contains(?, source_file_sha256) "
+            "AND (status = 'loaded' OR status IN ('held', 'failed') AND rows_read > 0)",
             [run_id, source_id, sorted(current)])
     _rename_in_history(con, run_id, source_id, outcome.files + outcome.superseded, every_file=not failed)
     for f in outcome.files + outcome.superseded:
@@ -435,6 +439,9 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             # before names were shown without patient numbers, _rename_in_history has renamed.)
             con.execute("UPDATE meta.source_file SET last_run_id = ?, message = ? WHERE source_id = ? "
                         "AND source_file_sha256 = ?", [run_id, f.message, source_id, f.sha256])
+            if is_current and _sent_again(con, source_id, f.sha256):
+                con.execute("UPDATE meta.source_file SET status = ? WHERE source_id = ? AND source_file_sha256 = ?",
+                            [outcome.status.value, source_id, f.sha256])
             continue
         counts = outcome.file_counts.get(f.sha256, FileCounts()) if is_current and not failed else FileCounts()
         status = "superseded" if not is_current else outcome.status.value if failed else "loaded"
@@ -445,6 +452,18 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
             existing[0] if existing else run_id, run_id, counts.rows_read, counts.rows_loaded,
             counts.rows_quarantined, counts.rows_superseded, f.message or (outcome.message if failed else None),
             f.exported_on])
+
+
+def _sent_again(con: duckdb.DuckDBPyConnection, source_id: str, sha256: str) -> bool:
+    """Whether a file the night did not load, current in landing, is one loaded once and replaced since (A,
+    then B, then A again): what the night made of it is what it makes of a new file, held (rtw accept takes
+    it) or failed, not superseded. One loaded by an acceptance stays superseded: that acceptance covered one
+    replacement, and the run judging an older export sent again tells it spent by this status alone."""
+    return con.execute(
+        "SELECT status = 'superseded' AND NOT EXISTS (SELECT 1 FROM meta.file_acceptance a WHERE a.source_id = "
+        "f.source_id AND a.source_file_sha256 = f.source_file_sha256 AND NOT coalesce(a.departure, false)) "
+        "FROM meta.source_file f WHERE f.source_id = ? AND f.source_file_sha256 = ?",
+        [source_id, sha256]).fetchone() == (True,)
 
 
 #: what the notice of a run that renamed files in the history says (etl/publish_outputs.py looks for it)
