@@ -472,9 +472,19 @@ class _Engine:
                 original = record.published_key
                 record.published_key = f"{original}#{copies[record.clear_key]}"
                 record.reject(KEY_UNIQUE, None, None, f"duplicate: record key {original} already read at line "
-                                                      f"{first_line[record.clear_key]}")
+                                                      f"{first_line[record.clear_key]}{self._one_per_patient(record)}")
             else:
                 first_line[record.clear_key] = record.row.get("_line")
+
+    def _one_per_patient(self, record: _Record) -> str:
+        """What to do of a duplicate whose record key names no column: such a key allows one record per patient
+        in its record set, and a second is not loaded however it differs from the first."""
+        template = self.mapping.record_key_for(record.record_set)
+        if template_fields(template):
+            return ""
+        return (f"; record_keys.{record.record_set} ('{template}') names no column, so {record.record_set} holds one "
+                "record per patient: remove the repeat from the export, or, if the patient has several records "
+                f"there, key them by a column that tells them apart ('{template}[{{column}}]'; their keys change)")
 
     # -- tables ---------------------------------------------------------------------------
     def patient_rows(self, records: list[_Record]) -> list[dict[str, Any]]:

@@ -709,11 +709,24 @@ def _check_quality(mapping: SourceMapping, path: Path, catalogue: Catalogue) -> 
 
 
 def _check_templates(mapping: SourceMapping, path: Path) -> None:
-    for name, template in {"record_key": mapping.record_key,
-                           **{f"record_keys.{k}": v for k, v in mapping.record_keys.items()}}.items():
-        if not template_fields(template):
-            raise MappingError(f"{path}: {name}: '{template}' names no column; a record key template reads "
-                               "columns in braces, e.g. 'AE[{AESEQ}]'")
+    """A record key template reads columns, except one record set's own (`record_keys`): a key naming no column
+    ('REG', or the record set's former name after a format change) gives each patient one record there, a
+    second being quarantined as a duplicate. As `record_key`, the default of every record set (one a later
+    export adds too), it would give a patient's records of several record sets one key."""
+    if not template_fields(mapping.record_key):
+        raise MappingError(f"{path}: record_key: '{mapping.record_key}' names no column, so every record of a "
+                           "patient, in every record set, would have that one key; a record key template reads "
+                           "columns in braces, e.g. 'AE[{AESEQ}]', or '{record_set}'. A key naming no column keys "
+                           f"one record set: give it there, record_keys: {{<record set>: '{mapping.record_key}'}}")
+    constant: dict[str, str] = {}  # a key naming no column -> the record set it keys
+    for record_set, template in mapping.record_keys.items():
+        if template_fields(template):
+            continue
+        other = constant.setdefault(template, record_set)
+        if other != record_set:
+            raise MappingError(f"{path}: record_keys.{record_set}: '{template}' names no column and is "
+                               f"record_keys.{other}'s too: a patient's records of {other} and {record_set} would "
+                               "have one key; give each record set its own")
 
 
 # What etl/transform/iccc3.py derives for a diagnosis (its FRAME_COLUMNS; named here, as importing it

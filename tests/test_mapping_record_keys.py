@@ -1,0 +1,138 @@
+"""A record key naming no column: one record set's, a record per patient. A registry whose one record set is
+named by its export format (the .sav's RETI_ES_export, the workbook's sheet Pacientes) keyed its records by
+`{record_set}`, the only key the mapping accepted without a record number; the format change gave every record
+a new key, its open issues counted resolved and found again and its queries sent again."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_onboarding_journey import KEY as JOURNEY_KEY  # the onboarding journey's registry
+from test_onboarding_journey import SAV, XLSX, _accept, _mapping, _patients, _sav, _xlsx
+
+from etl.config import REPO_ROOT, Home
+from etl.transform.harmonise import harmonise_source
+from etl.transform.mapping import MappingError, load_mapping
+from etl.transform.pseudonym import PseudonymKey
+
+KEY = PseudonymKey(b"k")
+
+
+def _source(tmp_path: Path, record_set: str, **keys: object) -> Path:
+    path = tmp_path / "registry_es.yaml"
+    path.write_text(yaml.safe_dump({
+        "source_id": "registry_es", "title": "RETI-ES", "format": "csv", "files": "*.csv", "record_set": record_set,
+        "patient_key": "id_paciente", "record_key": "{record_set}", **keys,
+        "patient": {"from": record_set, "fields": {"sex": {"column": "sexo"}}},
+        "tables": {"follow_up": {"from": record_set, "fields": {"contact_date": {"column": "fecha", "type": "date"}}}},
+    }))
+    return path
+
+
+def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["_line"] = range(2, 2 + len(frame))
+    frame["source_file"] = "export"
+    frame["source_file_sha256"] = "f" * 64
+    return frame
+
+
+ROWS = [{"id_paciente": f"28{i:04d}", "sexo": "M", "fecha": "2019-03-01"} for i in range(3)]
+
+
+def test_a_record_set_keyed_by_the_former_record_set_s_name_keeps_every_record_s_key(tmp_path):
+    before = harmonise_source(load_mapping(_source(tmp_path, "RETI_ES_export")),
+                              {"RETI_ES_export": _frame(ROWS)}, KEY, "run-1")
+    renamed = load_mapping(_source(tmp_path, "Pacientes", record_keys={"Pacientes": "RETI_ES_export"}))
+    after = harmonise_source(renamed, {"Pacientes": _frame(ROWS)}, KEY, "run-2")
+
+    assert after.rejections.empty
+    assert sorted(after.records.source_record_key) == sorted(before.records.source_record_key)
+    assert sorted(after.tables["follow_up"].follow_up_id) == sorted(before.tables["follow_up"].follow_up_id)
+
+
+def test_a_second_record_of_a_patient_is_quarantined_saying_what_to_do(tmp_path):
+    mapping = load_mapping(_source(tmp_path, "Pacientes", record_keys={"Pacientes": "REG"}))
+    rows = [ROWS[0], {**ROWS[0], "fecha": "2020-03-01"}, ROWS[1]]
+    result = harmonise_source(mapping, {"Pacientes": _frame(rows)}, KEY, "run-1")
+
+    assert len(result.tables["follow_up"]) == 2
+    ((rule, message),) = result.rejections[["rule_id", "message"]].values.tolist()
+    assert rule == "CONF-KEY-UNIQUE"
+    assert re.fullmatch(
+        r"duplicate: record key \w+\|REG already read at line 2; record_keys\.Pacientes \('REG'\) names no column, "
+        r"so Pacientes holds one record per patient: remove the repeat from the export, or, if the patient has "
+        r"several records there, key them by a column that tells them apart \('REG\[\{column\}\]'; their keys "
+        r"change\)", message), message
+    assert "280000" not in message
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ({"record_key": "REG"}, "record_key: 'REG' names no column, so every record of a patient, in every record set, "
+                            "would have that one key"),
+    ({"record_keys": {"Pacientes": "REG", "Tratamientos": "REG"}},
+     "record_keys.Tratamientos: 'REG' names no column and is record_keys.Pacientes's too"),
+])
+def test_a_key_naming_no_column_that_would_key_two_record_sets_alike_is_refused(tmp_path, keys, expected):
+    path = _source(tmp_path, "Pacientes", **keys)
+    text = yaml.safe_load(path.read_text())
+    text["tables"]["treatment"] = {"from": "Tratamientos", "fields": {"drug_name": {"column": "farmaco"}}}
+    text.pop("record_set")
+    text["record_set_from_file"] = "(?P<record_set>.+)[.]csv"
+    path.write_text(yaml.safe_dump(text))
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    message = str(refused.value)
+    assert expected in message
+
+
+def _record_keys(home: Home) -> list[tuple[str, str]]:
+    from warehouse_query import query_frame
+
+    return [tuple(row) for row in query_frame(home, "SELECT DISTINCT source_record_key, diagnosis_id FROM "
+                                                    "core.diagnosis ORDER BY 1").values]
+
+
+def test_a_format_change_keeps_the_records_keys_as_the_page_says(tmp_path):
+    """docs/onboarding.md, 'When a source changes its export format': with the record key the page gives, the
+    workbook's records keep the keys the SPSS export's had, and with them every open issue."""
+    from warehouse_query import query_frame
+
+    from etl import pipeline
+    from etl.config import resolve_home
+
+    home = resolve_home(tmp_path / "home").ensure()
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    landing = home.landing / "registry_es"
+    landing.mkdir(parents=True)
+    frame = _patients()
+    frame.loc[::3, "fecha_diagnostico"] = "01/01/2009"  # before the birth: an issue of every third patient
+    (sources / "registry_es.yaml").write_text(_mapping("spss"), encoding="utf-8")
+    _sav(landing / SAV, frame)
+    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == []
+    keys_of_the_sav = _record_keys(home)
+
+    section = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8").split(
+        "## When a source changes its export format", 1)[1]
+    keys = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
+    excel = {**yaml.safe_load(_mapping("excel")), **keys}
+    (sources / "registry_es.yaml").write_text(yaml.safe_dump(excel, allow_unicode=True), encoding="utf-8")
+    _xlsx(landing / XLSX, frame)
+    shutil.move(landing / SAV, tmp_path / SAV)
+    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == ["registry_es"]
+    _accept(home.root, XLSX)
+    _accept(home.root, SAV)
+    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == []
+
+    assert len(keys_of_the_sav) == 12 and _record_keys(home) == keys_of_the_sav
+    issues = query_frame(home, "SELECT run_id, rule_id, source_record_key FROM dq.issue "
+                               "WHERE source_id = 'registry_es' ORDER BY run_id")
+    first, last = (set(map(tuple, issues[issues.run_id == run][["rule_id", "source_record_key"]].values))
+                   for run in (issues.run_id.min(), issues.run_id.max()))
+    assert first and first == last  # none resolved, none new
