@@ -187,6 +187,15 @@ def fill_key(template: str, row: Mapping[str, str], record_set: str | None = Non
                                     else row[name].strip() for name in template_fields(template)])
 
 
+def _named(spec: FieldSpec, origin: FieldSpec) -> str:
+    """How a message names the spec a field's value was read by: its column or template, and for a first_of
+    alternative its place in the list (`first_of.1: {YEAR}-{MONTH}`), as a mapping error names it."""
+    if spec.first_of is None:
+        return origin.origin()
+    place = next(i for i, alternative in enumerate(spec.first_of) if alternative is origin)
+    return f"first_of.{place}: {origin.origin()}"
+
+
 class _Engine:
     def __init__(self, mapping: SourceMapping, key: PseudonymKey, run_id: str):
         self.mapping, self.key, self.run_id = mapping, key, run_id
@@ -205,6 +214,20 @@ class _Engine:
 
     # -- values ---------------------------------------------------------------------------
     def _raw(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
+        """The raw text a field reads from the record (None: no value), from its first alternative giving one."""
+        given = self._given(spec, row)
+        return given[1] if given is not None else None
+
+    def _given(self, spec: FieldSpec, row: Mapping[str, str]) -> tuple[FieldSpec, str] | None:
+        """The spec that gives the record's value, with its raw text: the field's own column or template, or
+        the first of its `first_of` alternatives that gives one (read with that alternative's format and codes,
+        so a date's precision is the alternative's); None when none does."""
+        for alternative in spec.alternatives():
+            if (raw := self._read(alternative, row)) is not None:
+                return alternative, raw
+        return None
+
+    def _read(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
         if spec.template is not None:
             parts = [row[c].strip() for c in template_fields(spec.template)]
             return None if all(p in self.nulls for p in parts) else fill_template(spec.template, parts)
@@ -294,34 +317,36 @@ class _Engine:
                 if values.get(pair.morphology) is not None else None
             if written is None:
                 continue
-            m_raw, morphology = written
+            m_raw, morphology, m_spec = written
             own = getattr(morphology, pair.part)
             if own is None or own == given:
                 continue
             if given is None:  # a value refused has quarantined the record already
                 values[pair.name] = own
                 continue
-            raw = self._raw(pair.spec, record.row) or ""
+            read = self._given(pair.spec, record.row)
+            spec, raw = read if read is not None else (pair.spec, "")
             if self._private(record, raw) or self._private(record, m_raw):
                 raw = m_raw = "<hidden>"
-            m_spec, spec = pair.morphology_spec, pair.spec
             record.reject(ICDO3_BEHAVIOUR if pair.part == "behaviour" else ICDO3_MORPHOLOGY, pair.name,
                           f"{m_raw} vs {raw}",
-                          f"{pair.name} ({spec.column or spec.template}): {pair.part} '{raw}' contradicts "
-                          f"{pair.morphology} ({m_spec.column or m_spec.template}) '{m_raw}', whose {pair.part} "
+                          f"{pair.name} ({spec.origin()}): {pair.part} '{raw}' contradicts "
+                          f"{pair.morphology} ({m_spec.origin()}) '{m_raw}', whose {pair.part} "
                           f"is {own}: correct one of them")
 
-    def _morphology_written(self, spec: FieldSpec, record: _Record) -> tuple[str, icdo3.Morphology] | None:
-        """The raw text of an `icdo3_histology` field and the whole morphology it writes (its code list's
-        value when it has one); None for a value that is not one."""
-        raw = self._raw(spec, record.row)
-        if raw is None:
+    def _morphology_written(self, spec: FieldSpec, record: _Record
+                            ) -> tuple[str, icdo3.Morphology, FieldSpec] | None:
+        """The raw text of an `icdo3_histology` field, the whole morphology it writes (its code list's value
+        when it has one) and the spec (a first_of alternative) it was read by; None for a value that is not one."""
+        given = self._given(spec, record.row)
+        if given is None:
             return None
-        code = self.code(spec, raw) if spec.codes is not None else raw
+        origin, raw = given
+        code = self.code(origin, raw) if origin.codes is not None else raw
         if code is None:
             return None
         try:
-            return raw, icdo3.parse_morphology(str(code))
+            return raw, icdo3.parse_morphology(str(code)), origin
         except icdo3.IcdO3Error:
             return None
 
@@ -343,13 +368,11 @@ class _Engine:
 
     def _birth(self, row: Mapping[str, str]) -> PartialDate | None:
         spec = self.mapping.patient.fields.get("birth_date")
-        if spec is None or (spec.column is None and spec.template is None):
-            return None  # none, or one for every patient (const:): nobody's own
-        raw = self._raw(spec, row)
-        if raw is None:
-            return None
+        given = self._given(spec, row) if spec is not None else None
+        if given is None:
+            return None  # none, none given, or one for every patient (const:, nobody's own)
         try:
-            birth = self.convert(spec, raw)
+            birth = self.convert(*given)
         except (ValueRejected, icdo3.IcdO3Error):
             return None
         return birth if isinstance(birth, PartialDate) else None
@@ -380,22 +403,21 @@ class _Engine:
             if spec.const is not None:
                 out[name] = spec.const
                 continue
-            raw = self._raw(spec, record.row)
-            if raw is None:
+            given = self._given(spec, record.row)
+            if given is None:
                 if spec.required:
-                    record.reject(REQUIRED_PRESENT, name, None,
-                                  f"{name} ({spec.column or spec.template}): required but empty")
+                    record.reject(REQUIRED_PRESENT, name, None, f"{name} ({spec.origin()}): required but empty")
                 out[name] = None
                 continue
+            origin, raw = given  # a first_of alternative: read, and named in a message, as the one it is
             try:
-                out[name] = value = self.convert(spec, raw)
-                if spec.codes is None and spec.type in _FREE_TEXT and value:
+                out[name] = value = self.convert(origin, raw)
+                if origin.codes is None and spec.type in _FREE_TEXT and value:
                     if holds_patient_key(value, record.norm):
                         out[name] = None  # the patient's number typed into a note: held back, never shown
                         record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
-                                      f"{name} ({spec.column or spec.template}): holds the patient's own number "
-                                      "(hidden)")
-                    elif _screened(name, spec):  # another patient's number or birth date: loaded without
+                                      f"{name} ({_named(spec, origin)}): holds the patient's own number (hidden)")
+                    elif _screened(name, origin):  # another patient's number or birth date: loaded without
                         out[name] = self.screen.screened(value)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
@@ -403,8 +425,8 @@ class _Engine:
                 # date typed into another field.
                 if name in PRIVATE_FIELDS or self._private(record, raw):
                     message, shown = message.replace(raw, "<hidden>"), "<hidden>"
-                rule = CODE_IN_LIST if spec.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
-                record.reject(rule, name, shown, f"{name} ({spec.column or spec.template}): {message}")
+                rule = CODE_IN_LIST if origin.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
+                record.reject(rule, name, shown, f"{name} ({_named(spec, origin)}): {message}")
                 out[name] = None
         return out
 
@@ -643,7 +665,10 @@ def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
 
 def _screened(name: str, spec: FieldSpec) -> bool:
     """Whether harmonise screens a field's values for the source's patients: free text loaded as written, not
-    a code list's value, a code used as written, a constant, an age or a reference."""
+    a code list's value, a code used as written, a constant, an age or a reference (a first_of field: where
+    an alternative's values are)."""
+    if spec.first_of is not None:
+        return any(_screened(name, alternative) for alternative in spec.first_of)
     return (spec.codes is None and spec.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN
             and spec.const is None and spec.age_at is None and spec.ref is None)
 

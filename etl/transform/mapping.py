@@ -148,6 +148,23 @@ class FieldSpec(_Strict):
     age_at: str | None = Field(None, description="date field of this table; the age in days at it")
     ref: str | None = Field(None, description="core table this field points to")
     key: str | None = Field(None, description="local record key template of the referenced record")
+    first_of: list[FieldSpec] | None = Field(
+        None, description="alternatives tried in order, each a column or template with its own format, codes, "
+                          "case: the first that gives a value for the record is read (a full date where there is "
+                          "one, else '{YEAR}-{MONTH}' with format '%Y-%m': its precision is the alternative's); "
+                          "type and required are the field's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alternatives_typed(cls, given: Any) -> Any:
+        # Every alternative is read as the field's type, given once on the field or on its alternatives alike.
+        if not isinstance(given, dict) or not isinstance(given.get("first_of"), list):
+            return given
+        alternatives = given["first_of"]
+        if "type" not in given:
+            named = [a["type"] for a in alternatives if isinstance(a, dict) and "type" in a]
+            return {**given, "type": named[0]} if named else given
+        return {**given, "first_of": [{"type": given["type"], **a} if isinstance(a, dict) else a for a in alternatives]}
 
     @field_validator("codes", mode="before")
     @classmethod
@@ -176,9 +193,11 @@ class FieldSpec(_Strict):
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
         origins = [self.column is not None, self.const is not None, self.template is not None,
-                   self.age_at is not None, self.ref is not None]
+                   self.age_at is not None, self.ref is not None, self.first_of is not None]
         if sum(origins) != 1:
-            raise ValueError("give exactly one of column, const, template, age_at, ref")
+            raise ValueError("give exactly one of column, const, template, age_at, ref, first_of")
+        if self.first_of is not None:
+            return self._alternatives()
         if self.ref is not None and self.key is None:
             raise ValueError("ref needs key: the local record key template of the referenced record")
         if self.type == "list" and not self.separator:
@@ -189,7 +208,44 @@ class FieldSpec(_Strict):
                 raise ValueError(f"{key} is read with type {' or '.join(types)} only (this field's type: {self.type})")
         return self
 
+    def _alternatives(self) -> FieldSpec:
+        assert self.first_of is not None
+        if len(self.first_of) < 2:
+            raise ValueError("first_of: give two alternatives or more, the first tried first (one is a column: or "
+                             "template: of its own)")
+        for key in ("codes", "case", "format", "scale", "separator", "key"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"first_of: {key} is given in each alternative (each reads its own column), not "
+                                 "beside first_of")
+        for i, alternative in enumerate(self.first_of):
+            where = f"first_of.{i}"
+            if alternative.column is None and alternative.template is None:
+                raise ValueError(f"{where}: an alternative reads a column: or a template: (a const:, age_at:, ref: "
+                                 "or first_of: gives a value whatever the record holds, so none after it is tried)")
+            if alternative.type != self.type:
+                raise ValueError(f"{where}: type {alternative.type}, but the field's is {self.type}: every "
+                                 "alternative is read as the field's type")
+            if alternative.required:
+                raise ValueError(f"{where}: required is the field's (beside first_of): a record is quarantined "
+                                 "when no alternative gives a value")
+        return self
+
+    def alternatives(self) -> tuple[FieldSpec, ...]:
+        """The column and template specs the field reads a record's value from, in the order tried: first_of's,
+        or the field itself; none for a const, age_at or ref."""
+        if self.first_of is not None:
+            return tuple(self.first_of)
+        return (self,) if self.column is not None or self.template is not None else ()
+
+    def origin(self) -> str:
+        """The column or template a value is read from, as messages name it."""
+        if self.first_of is not None:
+            return "first_of: " + ", ".join(a.origin() for a in self.first_of)
+        return self.column or self.template or ""
+
     def columns(self) -> set[str]:
+        if self.first_of is not None:
+            return set().union(*(alternative.columns() for alternative in self.first_of))
         if self.column is not None:
             return {self.column}
         text = self.template or self.key or ""
@@ -272,7 +328,8 @@ class TableSpec(_FromRecordSets):
 
     def repeated_fields(self) -> list[str]:
         """The fields that read a column of the group: a group where all are empty makes no row."""
-        return [name for name, spec in self.fields.items() if REPEAT in (spec.column or spec.template or "")]
+        return [name for name, spec in self.fields.items()
+                if any(REPEAT in (a.column or a.template or "") for a in spec.alternatives())]
 
     def groups(self) -> list[tuple[str | None, dict[str, FieldSpec]]]:
         """Each column group with its fields, `{repeat}` read as the group; one group None (the fields as
@@ -294,8 +351,11 @@ class TableSpec(_FromRecordSets):
 
 
 def _in_group(spec: FieldSpec, group: str) -> FieldSpec:
-    return spec.model_copy(update={name: value.replace(REPEAT, group) for name in ("column", "template", "key")
-                                   if (value := getattr(spec, name)) is not None})
+    update: dict[str, Any] = {name: value.replace(REPEAT, group) for name in ("column", "template", "key")
+                              if (value := getattr(spec, name)) is not None}
+    if spec.first_of is not None:
+        update["first_of"] = [_in_group(alternative, group) for alternative in spec.first_of]
+    return spec.model_copy(update=update)
 
 
 class PatientSpec(_FromRecordSets):
@@ -600,10 +660,13 @@ class SourceMapping(_Strict):
 
     def coded_fields(self) -> Iterator[tuple[str, str, str, FieldSpec]]:
         """(where in the file, core table, field, its spec) of every field with a code list: the patient's
-        (core.patient_source), then each table's."""
+        (core.patient_source), then each table's. A first_of alternative's is `<field>.first_of.<i>`."""
         for where, table, fields in (("patient", "patient_source", self.patient.fields),
                                      *((f"tables.{t}", t, spec.fields) for t, spec in self.tables.items())):
             for name, field in fields.items():
+                for i, alternative in enumerate(field.first_of or []):
+                    if alternative.codes:
+                        yield where, table, f"{name}.first_of.{i}", alternative
                 if field.codes:
                     yield where, table, name, field
 
@@ -766,7 +829,7 @@ def _check_icdo3_field(table: str, field: str, spec: FieldSpec, path: Path) -> N
         raise MappingError(f"{where}: an ICD-O-3 code is read with type: {wanted} (this field's type: {given}); "
                            f"as text a code is loaded unchecked (a behaviour 6, a morphology 8500/3 whole) rather "
                            f"than its record quarantined: write type: {wanted}")
-    if spec.column is None and spec.template is None:
+    if not spec.alternatives():
         given = next(origin for origin in _NOT_READ if getattr(spec, origin) is not None)
         raise MappingError(f"{where}: an ICD-O-3 code is read from a column (column: or template:), which type "
                            f"{wanted} checks; {_NOT_READ[given]}")
@@ -835,11 +898,12 @@ def _check_vocabularies(mapping: SourceMapping, path: Path, catalogue: Catalogue
         values.update(str(v) for v in expectation["kwargs"]["value_set"])
         said.append(f"{rule.rule_id}: {rule.meta.expected or ', '.join(map(str, expectation['kwargs']['value_set']))}")
     for where, table, name, spec in coded:
-        allowed, said = vocabularies.get((table, name), (None, []))
+        column = name.partition(".")[0]  # a first_of alternative's (`sex.first_of.1`) fills its field's column
+        allowed, said = vocabularies.get((table, column), (None, []))
         for code, value in (spec.codes or {}).items():
             if allowed is not None and value is not None and str(value) not in allowed:
                 raise MappingError(f"{path}: {where}.fields.{name}.codes: code '{code}' maps to '{value}', which "
-                                   f"core.{table}.{name} does not hold ({'; '.join(said)}): every record with it "
+                                   f"core.{table}.{column} does not hold ({'; '.join(said)}): every record with it "
                                    "would be loaded and flagged")
 
 
