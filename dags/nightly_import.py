@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +76,9 @@ PULL_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 3}
 # The sensor waits up to the mapping's delivery.wait_minutes (default 6 h) for the night's export.
 WAIT_TIMEOUT = timedelta(hours=8)
 CRASH_KEY = "crash"  # the XCom a failed pull, extract or harmonise leaves for publish: why, for its source
+# Who sends a task's process SIGTERM: Airflow's supervisor, when the task is marked failed or cleared, its DAG run
+# is, or its worker shuts down; 5 s later (fixed in Airflow 3) it sends SIGKILL.
+AIRFLOW_STOP = "Airflow stopped the task: marked failed or cleared, or its worker shut down"
 _REASON_CHARS = 500
 
 
@@ -110,7 +113,8 @@ def _source_step(step: str, source_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:  # a timeout (AirflowTaskTimeout) too: the task fails, publish says why
-        reason = _first_line(exc) if isinstance(exc, StepFailed) else _crash_reason(step, source_id, exc)
+        reason = (_first_line(exc) if isinstance(exc, StepFailed) else f"{step} {exc}" if _is_stop(exc)
+                  else _crash_reason(step, source_id, exc))
         context["ti"].xcom_push(key=CRASH_KEY, value={"source_id": source_id, "reason": reason})
         raise
 
@@ -140,9 +144,66 @@ def _night(run_id: str, step: str) -> Any:
     return run_record.Night(_home(), run_id, "airflow", step=step, dag_run_id=get_current_context()["run_id"])
 
 
-def _reached(run_id: str, step: str) -> None:
-    """An extract or harmonise task of the run is at work: where the night was, should it be killed."""
-    _night(run_id, step).reached(step)
+def _is_stop(exc: BaseException) -> bool:
+    from etl import run_record
+
+    return isinstance(exc, run_record.Stopped)
+
+
+@contextmanager
+def _at_work(run_id: str, step: str) -> Iterator[Any]:
+    """An extract or harmonise task of the run at work (where the night was, should it be killed), stoppable: Airflow's
+    SIGTERM stops it where it is (run_record.Night.stoppable), its forked readers ended with it, where Airflow's own
+    handler let it run on until the SIGKILL. Publish, if the DAG run goes on to it, fails the source with the reason;
+    if the DAG run is over (marked failed), nothing will publish: the night is recorded stopped and the home freed."""
+    from etl import runlock
+
+    night = _night(run_id, step)
+    try:
+        with runlock.heartbeat(night.home, run_id, step=step), night.stoppable(AIRFLOW_STOP):
+            night.reached(step)
+            yield night.home
+    except BaseException as exc:
+        if night.stopped is None:
+            raise
+        if not _dag_run_goes_on():
+            _free_home(night.home, run_id)
+            with night.failing():  # records it, and raises the stop (DuckDB may have made it "Query interrupted")
+                raise
+        if exc is night.stopped:
+            raise
+        raise night.stopped from exc
+
+
+@contextmanager
+def _freed_if_stopped(night: Any) -> Iterator[None]:
+    """publish told to stop: nothing of its run will publish now, so the home is freed (`_free_home`)."""
+    try:
+        yield
+    except BaseException:
+        if night.stopped is not None:
+            _free_home(night.home, night.run_id)
+        raise
+
+
+def _free_home(home: Any, run_id: str) -> None:
+    """Release the lease of a DAG run stopped by Airflow: the next run takes the home at once. Stopped cleanly, its
+    tasks leave no process at work that is gone (etl/runlock.py), and the lease would hold the home two hours."""
+    from etl import runlock
+
+    # A moment's wait only: Airflow sends SIGKILL 5 s after its SIGTERM. A lease already ended or released is let be.
+    with suppress(runlock.RunBusy), runlock.run_lock(home, run_id, wait=1, kind="airflow", lease=run_id):
+        runlock.release_lease(home, run_id)
+
+
+def _dag_run_goes_on() -> bool:
+    """Whether this task's DAG run is still running (only this task was stopped): its publish will come."""
+    ti = get_current_context()["ti"]
+    try:
+        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=ti.run_id)
+    except Exception:  # Airflow cannot say: the lease's two hours decide
+        return True
+    return str(getattr(state, "value", state)) in ("queued", "running")
 
 
 @contextmanager
@@ -151,7 +212,7 @@ def _plan_step(run_id: str) -> Iterator[Any]:
     sends, and in the home."""
     try:
         night = _night(run_id, "plan_run")
-        with night.failing():
+        with night.failing(), night.stoppable(AIRFLOW_STOP):
             yield night
     except BaseException as exc:
         get_current_context()["ti"].xcom_push(key=notify.FAILURE_KEY, value=_said(exc))
@@ -244,28 +305,23 @@ def nightly_import() -> None:
 
     @task(map_index_template="{{ source_id }}", **READ_RETRIES)
     def extract(source: dict[str, str]) -> dict[str, Any]:
-        from etl import pipeline, runlock
+        with _source_step("extract", source["source_id"]), \
+                _at_work(source["run_id"], f"source.extract[{source['source_id']}]") as home:
+            from etl import pipeline  # stoppable first: this import takes seconds
 
-        with _source_step("extract", source["source_id"]):
-            home = _home()
-            step = f"source.extract[{source['source_id']}]"
-            with runlock.heartbeat(home, source["run_id"], step=step):
-                _reached(source["run_id"], step)
-                return pipeline.extract_source(home, source["run_id"], source["source_id"],
-                                               sources_dir=_sources_dir()).model_dump(mode="json")
+            return pipeline.extract_source(home, source["run_id"], source["source_id"],
+                                           sources_dir=_sources_dir()).model_dump(mode="json")
 
     @task(map_index_template="{{ source_id }}")
     def harmonise(extracted: dict[str, Any]) -> dict[str, Any]:
-        from etl import pipeline, runlock
         from etl.steps import SourceOutcome
 
         with _source_step("harmonise", extracted["source_id"]):
             key = key_setting()
             outcome = SourceOutcome.model_validate(extracted)
-            home = _home()
-            step = f"source.harmonise[{outcome.source_id}]"
-            with runlock.heartbeat(home, outcome.run_id, step=step):
-                _reached(outcome.run_id, step)
+            with _at_work(outcome.run_id, f"source.harmonise[{outcome.source_id}]") as home:
+                from etl import pipeline  # stoppable first: this import takes seconds
+
                 return pipeline.harmonise_extracted(home, outcome, key_value=key,
                                                     sources_dir=_sources_dir()).model_dump(mode="json")
 
@@ -277,7 +333,7 @@ def nightly_import() -> None:
     @task(trigger_rule="all_done", execution_timeout=timedelta(hours=2))
     def publish(planned: dict[str, Any], outcomes: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
         """Validate, publish atomically, report; what every source came to."""
-        from etl import pipeline, run_record, runlock
+        from etl import run_record, runlock
         from etl.steps import RunPlan, SourceOutcome
 
         if planned is None:  # all_done: it runs after a failed plan too; the run's message says why plan failed
@@ -286,8 +342,12 @@ def nightly_import() -> None:
         with _telling(plan_failed=False):
             run_plan = RunPlan.model_validate(planned)
             night = _night(run_plan.run_id, run_record.DAG_PUBLISH)
-            night.reached(run_record.DAG_PUBLISH)  # this process: if it dies, rtw status says killed at once
-            with night.failing():
+            # Airflow's SIGTERM stops it where it is: its copy of the warehouse removed, the home freed, the night
+            # recorded stopped, all before the SIGKILL 5 s later; Airflow's own handler let it run on till then.
+            with night.failing(), night.stoppable(AIRFLOW_STOP), _freed_if_stopped(night):
+                night.reached(run_record.DAG_PUBLISH)  # this process: if it dies, rtw status says killed at once
+                from etl import pipeline  # stoppable first: this import takes seconds
+
                 home = night.home
                 handed = [SourceOutcome.model_validate(o) for o in _as_list(outcomes)]
                 judged = handed + _without_outcome(run_plan, {o.source_id for o in handed})
@@ -298,8 +358,14 @@ def nightly_import() -> None:
                     try:
                         summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
                                                        sources_dir=_sources_dir())
-                    except BaseException:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
-                        runlock.release_lease(home, run_plan.run_id)
+                    except BaseException:
+                        # Stopped as the new warehouse went live (the stop waits for the rename, stops_held): the
+                        # run is published; what follows the swap (marts, report) the next run's repair writes.
+                        if night.stopped is not None and _published(home, run_plan.run_id):
+                            night.published()
+                            runlock.end_lease(home, run_plan.run_id)
+                        else:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
+                            runlock.release_lease(home, run_plan.run_id)
                         raise
                     runlock.end_lease(home, run_plan.run_id)
             night.published()
@@ -355,6 +421,15 @@ def _still_running(lease: dict[str, Any], context: Any) -> bool:
     except Exception:  # no such DAG run (deleted, or of another Airflow): nothing will end the lease
         return False
     return str(getattr(state, "value", state)) in ("queued", "running")
+
+
+def _published(home: Any, run_id: str) -> bool:
+    """Whether the live warehouse holds run `run_id` (meta.run)."""
+    from etl import schema
+
+    with schema.reading(home.warehouse) as live:
+        return live is not None and bool(live.execute("SELECT count(*) FROM meta.run WHERE run_id = ?",
+                                                      [run_id]).fetchone()[0])
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:

@@ -66,8 +66,9 @@ class Stopped(BaseException):
     """The run was told to stop (a signal of STOP_SIGNALS) and stops where it is. A BaseException, as
     KeyboardInterrupt is: no step's `except Exception` takes it for that step's failure and goes on to publish."""
 
-    def __init__(self, signal_name: str, at: datetime) -> None:
-        super().__init__(f"stopped by {signal_name} at {at:%Y-%m-%d %H:%M:%S} UTC")
+    def __init__(self, signal_name: str, at: datetime, sender: str = "") -> None:
+        said_by = f"{signal_name} ({sender})" if sender else signal_name
+        super().__init__(f"stopped by {said_by} at {at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @contextmanager
@@ -193,6 +194,7 @@ class Night:
     step: str = TAKING
     dag_run_id: str | None = None
     stopped: Stopped | None = field(default=None, init=False)  # told to stop by a signal (`stoppable`)
+    _sender: str = field(default="", init=False)  # who sends the stop signals, when known (`stoppable`)
     _done: bool = field(default=False, init=False)  # published: a stop comes too late to undo anything
 
     def begin(self, step: str) -> None:
@@ -229,17 +231,19 @@ class Night:
         _path(self.home, self.run_id).unlink(missing_ok=True)
 
     @contextmanager
-    def stoppable(self) -> Iterator[None]:
+    def stoppable(self, sender: str = "") -> Iterator[None]:
         """While the block runs, a signal of STOP_SIGNALS stops the run where it is, raising `Stopped`: what the
         run holds is let go and removed on the way out (its copy of the warehouse, the home's lock) and `failing`
         records why, where the default SIGTERM ended the process on the spot, recorded as killed by kill -9 or
         a power cut, its full-size copy of the warehouse left for the next run. Once told, later signals are let
         be while it stops; once published, a stop undoes nothing and is let be. A signal ignored when the run began
         stays ignored (SIGINT for `rtw run &` from a script, with or without nohup: Ctrl-C at that terminal is not meant
-        for it). Signals are the main thread's: called from another, the block runs as it would without."""
+        for it). Signals are the main thread's: called from another, the block runs as it would without. `sender`: who
+        sends them, said with the stop (a DAG task's are Airflow's)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._sender = sender
         before = {number: signal.signal(number, self._stop) for number in STOP_SIGNALS
                   if signal.getsignal(number) is not signal.SIG_IGN}
         try:
@@ -250,7 +254,7 @@ class Night:
 
     def _stop(self, number: int, _frame: object) -> None:
         if self.stopped is None and not self._done:
-            self.stopped = Stopped(signal.Signals(number).name, datetime.now(UTC))
+            self.stopped = Stopped(signal.Signals(number).name, datetime.now(UTC), self._sender)
             raise self.stopped
 
     @contextmanager
@@ -264,6 +268,8 @@ class Night:
             raise
         except BaseException as exc:  # a timeout or an interrupt too: the night ended here
             if self.stopped is not None:  # told to stop, whatever the error it became (`reached`)
+                if self._done:  # after it was published (a DAG publish learns it after the swap): nothing to record
+                    raise
                 self._fail(f"{self.stopped}: told to stop, it stopped in its step and published nothing")
                 if exc is self.stopped:
                     raise
