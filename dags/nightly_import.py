@@ -191,7 +191,10 @@ def _free_home(home: Any, run_id: str) -> None:
     tasks leave no process at work that is gone (etl/runlock.py), and the lease would hold the home two hours."""
     from etl import runlock
 
-    # A moment's wait only: Airflow sends SIGKILL 5 s after its SIGTERM. A lease already ended or released is let be.
+    lease = runlock.read_lease(home)
+    if not lease or lease.get("run_id") != run_id or lease.get("released"):  # ended (published) or released already
+        return
+    # A moment's wait only: Airflow sends SIGKILL 5 s after its SIGTERM.
     with suppress(runlock.RunBusy), runlock.run_lock(home, run_id, wait=1, kind="airflow", lease=run_id):
         runlock.release_lease(home, run_id)
 

@@ -12,6 +12,7 @@ warehouse."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 import pytest
 from dag_runs import synthetic_home
 
-from etl import runlock
+from etl import run_record, runlock
 from etl.airflow_local import DAG_ID, airflow_env
 from etl.config import Home
 from etl.repair import stale_temporaries
@@ -58,3 +59,18 @@ def test_a_publish_airflow_stops_stops_says_so_leaves_no_copy_and_frees_the_home
     assert not home.warehouse.exists()  # nothing of it published
     with runlock.run_lock(home, "next-night"):  # the home is free at once: no two hours' lease, no process at work
         assert stale_temporaries(home) == []  # its copy of the warehouse went with it
+
+
+def test_a_publish_stopped_as_its_warehouse_went_live_is_left_published(tmp_path):
+    """The DAG's publish learns after the swap that it was published (meta.run holds its run) and says so
+    (Night.published): its stop then records nothing, where it recorded the night failed, "published nothing"."""
+    night = run_record.Night(Home(tmp_path / "home").ensure(), "20261206T000000Z", "airflow", step="publish")
+    night.begin("publish")
+    with pytest.raises(run_record.Stopped), night.failing(), night.stoppable("Airflow stopped the task"):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            pytest.fail("not stopped")
+        except run_record.Stopped:  # as the DAG's publish does once it finds its run live
+            night.published()
+            raise
+    assert not list((night.home.root / run_record.RECORDS).glob("*.json"))
