@@ -261,3 +261,39 @@ def test_a_record_sent_in_parts_around_its_subjects_remove_is_two_sendings(tmp_p
     dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
     assert dm.loc["P4", ["SEX", "BRTHDTC", "source_file"]].tolist() == ["", "2011", "i1.xml"]
     assert result.superseded == {"i1.xml": 1}
+
+
+def _eventless(key: str, inner: str) -> str:
+    """A subject's FormData straight under SubjectData, in an export whose other records have study events."""
+    return f'<SubjectData SubjectKey="{key}">{inner}</SubjectData>'
+
+
+REMOVE_EVENTLESS_DM = _eventless("P1", '<FormData FormOID="F.DM" TransactionType="Remove"/>')
+
+
+def test_a_form_remove_outside_study_events_leaves_the_forms_of_an_event_whole(tmp_path):
+    # The FormData Remove without StudyEventData is of P1's F.DM without an event (its StudyEventOID "", as the
+    # snapshot keys it), not of SE.BASE's: P1's demography sent in parts around it is one record, read once.
+    # Before, the stretches read the left-out event as any (two sendings: i1.xml 1) and the deletion as "" (none).
+    parts = _increment(_subject("P1", _group("IG.DM", {"SEX": "2"}), "Update"), REMOVE_EVENTLESS_DM,
+                       _subject("P1", _group("IG.DM", {"AGE": "9"}), "Update"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"]).set_index("_subject_key")
+    assert dm.loc["P1", ["_study_event_oid", "SEX", "AGE", "BRTHDTC", "source_file"]].tolist() == [
+        "SE.BASE", "2", "9", "2010-05", "i1.xml"]
+    assert result.superseded == {"s.xml": 1} and result.removed == ()  # read 1 = loaded 1; the snapshot's replaced
+
+
+def test_a_form_remove_outside_study_events_deletes_the_form_sent_without_one(tmp_path):
+    # The same Remove after P1's F.DM sent without StudyEventData deletes that record (superseded in i1.xml), and
+    # only it: SE.BASE's demography, sent in parts around the Remove, is one record.
+    parts = _increment(_subject("P1", _group("IG.DM", {"SEX": "2"}), "Update"),
+                       _eventless("P1", f'<FormData FormOID="F.DM">{_group("IG.DM", {"SEX": "3"})}</FormData>'),
+                       REMOVE_EVENTLESS_DM, _subject("P1", _group("IG.DM", {"AGE": "9"}), "Update"))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i1.xml", parts)])
+    dm = record_frame(result.frames["IG.DM"])
+    p1 = dm[dm["_subject_key"] == "P1"]
+    assert p1[["_study_event_oid", "SEX", "AGE", "BRTHDTC"]].values.tolist() == [["SE.BASE", "2", "9", "2010-05"]]
+    assert [(r.patient_key, r.local_key, r.level) for r in result.removed] == [("P1", "[1]/F.DM[1]/IG.DM[1]",
+                                                                                "FormData")]
+    assert result.superseded == {"s.xml": 1, "i1.xml": 1}  # read 2 (i1.xml) = loaded 1 + superseded 1

@@ -260,3 +260,21 @@ def test_an_increment_without_study_events_updates_the_snapshots_record(tmp_path
     assert demo[["_subject_key", "sex", "age", "source_file"]].values.tolist() == [["1", "2", "5", "i1.xml"]]
     assert [(r.patient_key, r.level) for r in result.removed] == [("2", "FormData")]
     assert result.superseded == {"s.xml": 2}
+
+
+def test_an_absent_study_event_and_an_empty_one_key_one_record(tmp_path):
+    # Record 1 sent in two parts, one without StudyEventData and one with StudyEventOID="": both are keyed "" as the
+    # snapshot keys them, so they are the snapshot's record 1, once. Before, the pivot grouped them apart and
+    # filled the key afterwards: two records with one key (sex 2 without age, and the snapshot's sex 1 with age 7).
+    snapshot = _odm("F0", _classic("1", {"sex": "1", "age": "5"}))
+    empty_event = ('<SubjectData SubjectKey="1"><StudyEventData StudyEventOID=""><FormData FormOID="demo">'
+                   '<ItemGroupData ItemGroupOID="demo.1"><ItemData ItemOID="age" Value="7"/></ItemGroupData>'
+                   '</FormData></StudyEventData></SubjectData>')
+    increment = _odm("F1", "\n".join([_classic("1", {"sex": "2"}, "Update"), empty_event]),
+                     file_type="Transactional", prior="F0", created="2026-11-02T01:00:00")
+    result = apply_transactions([_staged(tmp_path, "s.xml", snapshot), _staged(tmp_path, "i1.xml", increment)])
+    demo = record_frame(result.frames["demo.1"])
+    assert demo[["_subject_key", "_study_event_oid", "sex", "age", "source_file"]].values.tolist() == [
+        ["1", "", "2", "7", "i1.xml"]]
+    assert result.superseded == {"s.xml": 1}
+

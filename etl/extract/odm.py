@@ -337,8 +337,14 @@ ODM_KEY_COLUMNS = {
     "item_group_repeat_key": "_item_group_repeat_key",
 }
 _REPEAT_KEYS = {"study_event_repeat_key", "form_repeat_key", "item_group_repeat_key"}
-# How each key column is read wherever records are keyed: a repeat key left out is ODM's default, "1".
-_KEY_READ = {c: f"coalesce({c}, '1')" if c in _REPEAT_KEYS else c for c in ODM_KEY_COLUMNS}
+# What a key left out is wherever records are keyed (a snapshot's, an increment's, a Remove's): a repeat key
+# ODM's default, "1"; any other "" (a classic REDCap project has no StudyEventData, its records' event is "").
+_KEY_LEFT_OUT = {c: "1" if c in _REPEAT_KEYS else "" for c in ODM_KEY_COLUMNS}
+
+
+def _key_read(column: str, table: str = "") -> str:
+    """How a key column of the staged rows is read as a record's key: `_KEY_LEFT_OUT` when it is null."""
+    return f"coalesce({table}{column}, {sql_text(_KEY_LEFT_OUT[column])})"
 
 
 def _quote(name: str) -> str:
@@ -365,7 +371,8 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
     # a large run prepares two sources side by side on this machine's two cores anyway.
     con = duckdb.connect(config={"threads": 1})
     try:
-        keyed = ", ".join(f"{_KEY_READ[c]} AS {c}" for c in ODM_KEY_COLUMNS if c in _REPEAT_KEYS)
+        # Keyed as the records are everywhere: an absent StudyEventOID and StudyEventOID="" are one record.
+        keyed = ", ".join(f"{_key_read(c)} AS {c}" for c in ODM_KEY_COLUMNS)
         # A view cannot take prepared parameters, so the path goes in as a quoted literal.
         rows, stretch = f"read_parquet({sql_text(str(staged))}, file_row_number = true) i", ""
         increment, kept = cuts is not None, "coalesce(transaction_type, '') <> 'Remove'"
@@ -401,14 +408,6 @@ def _record_tables(staged: Path, *, keep_absent: bool, cuts: pa.Table | None = N
         return record_sets
     finally:
         con.close()
-
-
-# A container Remove `c` earlier in the file than a staged row `i` and deleting its record: of its subject, and
-# with the study event, form and item group keys the Remove gives (a key it leaves out matches any).
-_ENCLOSES = " AND ".join(["i.subject_key = c.subject_key", "i.file_row_number > c.at", *(
-    f"(c.{oid} IS NULL OR (i.{oid} = c.{oid} AND coalesce(i.{repeat}, '1') = c.{repeat}))"
-    for oid, repeat in (("study_event_oid", "study_event_repeat_key"), ("form_oid", "form_repeat_key"),
-                        ("item_group_oid", "item_group_repeat_key")))])
 
 
 def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Sequence[str], *,
@@ -579,20 +578,33 @@ def read_odm_header(path: Path) -> OdmHeader:
 # -- applying transactional exports --------------------------------------------------------------
 _RECORD_KEYS = ("_subject_key", "_study_event_oid", "_study_event_repeat_key", "_form_oid", "_form_repeat_key",
                 "_item_group_oid", "_item_group_repeat_key")
-# The keys of a container Remove that say which records it deletes (`_ENCLOSES`): the records' own keys.
+# The keys of a container Remove that say which records it deletes (`_ENCLOSES`, `_removed`): the records' own keys.
 _CUT_KEYS = tuple(column.removeprefix("_") for column in _RECORD_KEYS)
-# The level a container Remove is written at, by the deepest key it sets.
-_LEVELS = (("item_group_oid", "ItemGroupData", 7), ("form_oid", "FormData", 5),
-           ("study_event_oid", "StudyEventData", 3), ("subject_key", "SubjectData", 1))
+# The element a container Remove is written at, by its depth: how many of `_CUT_KEYS` it sets.
+_LEVELS = {7: "ItemGroupData", 5: "FormData", 3: "StudyEventData", 1: "SubjectData"}
+_DEPTH = ("CASE WHEN item_group_oid IS NOT NULL THEN 7 WHEN form_oid IS NOT NULL THEN 5 "
+          "WHEN study_event_oid IS NOT NULL THEN 3 ELSE 1 END")
+
+# Which records a container Remove deletes, one rule for the staged rows after it (`_ENCLOSES`: which stretch a
+# row falls in) and for the records held (`_removed`: which are deleted): those of its subject with its keys down
+# to its element (`depth`), each read as a record's (`_key_read`: a key left out is "", a repeat key "1"); below
+# its element, any. So a FormData Remove outside StudyEventData is of the event-less form ("" as the snapshot
+# reads it), in an export with study events too, and a Remove without a subject key deletes nothing.
+_ENCLOSES = " AND ".join([
+    "i.file_row_number > c.at", f"{_key_read('subject_key', 'i.')} = c.subject_key",
+    *(f"(c.depth <= {position} OR {_key_read(key, 'i.')} = c.{key})"
+      for position, key in enumerate(_CUT_KEYS) if position)])
 
 
 def _removals(staged: Path) -> pd.DataFrame:
-    """Container Removes and item Removes of one staged file, in document order."""
+    """Container Removes and item Removes of one staged file, in document order: their keys read as the records'
+    (a subject key left out stays null), and `depth`, how many keys their element sets."""
     con = duckdb.connect()
     try:
+        keys = ", ".join(f"{c if c == 'subject_key' else _key_read(c)} AS {c}" for c in _CUT_KEYS)
         return con.execute(
-            f"SELECT {', '.join(f'{read} AS {c}' for c, read in _KEY_READ.items() if c != 'site_oid')}, item_oid, "
-            f"line, file_row_number FROM read_parquet({sql_text(str(staged))}, file_row_number = true) "
+            f"SELECT {keys}, {_DEPTH} AS depth, item_oid, line, file_row_number "
+            f"FROM read_parquet({sql_text(str(staged))}, file_row_number = true) "
             "WHERE transaction_type = 'Remove' ORDER BY file_row_number").df()
     finally:
         con.close()
@@ -657,9 +669,9 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             if not hit.any():
                 continue
             supersede(frame[hit])
-            columns = [*(frame[c] for c in _RECORD_KEYS), by["level"], by["file_row_number"]]
-            deleted.extend((at, Removal(record_set, str(k[0]), _local_key(k), level, file_name, sha))
-                           for *k, level, at in zip(*(c.to_numpy()[hit] for c in columns), strict=True))
+            columns = [*(frame[c] for c in _RECORD_KEYS), by["depth"], by["file_row_number"]]
+            deleted.extend((at, Removal(record_set, str(k[0]), _local_key(k), _LEVELS[int(depth)], file_name, sha))
+                           for *k, depth, at in zip(*(c.to_numpy()[hit] for c in columns), strict=True))
             state[record_set] = frame[~hit]
         removed.extend(r for _, r in sorted(deleted, key=lambda d: d[0]))  # as the Removes come in the document
 
@@ -669,11 +681,11 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
         # A Remove deletes only records of its subject: the file is applied in document order subject by
         # subject, all subjects at once: what each sent before its first Remove, its first Removes, and so on.
         removes["stretch"] = removes.groupby("subject_key", dropna=False).cumcount() + 1
-        removes["level"], removes["depth"] = _levels(removes)
         cuts = pa.table({**{c: pa.array(removes[c], pa.string()) for c in _CUT_KEYS},
+                         "depth": pa.array(removes["depth"], pa.int64()),
                          "at": pa.array(removes["file_row_number"], pa.int64()), "stretch": removes["stretch"]})
         pivoted = _record_tables(staged, keep_absent=True, cuts=cuts)
-        stretches = {name: _by_stretch(_keyed(record_frame(table))) for name, table in pivoted.items()}
+        stretches = {name: _by_stretch(record_frame(table)) for name, table in pivoted.items()}
         last = int(removes["stretch"].max()) if len(removes) else 0  # the most Removes one subject has
         for stretch in range(last + 1):
             for record_set, parts in stretches.items():
@@ -684,13 +696,6 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
                        for name, frame in frames.items()}, tuple(_once(removed)), superseded)
-
-
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    """An increment's records keyed as the snapshot's are: a key its export leaves out is "" (a classic REDCap
-    project has no StudyEventData), not null, or its update of a record would be a second record beside it."""
-    frame[list(_RECORD_KEYS)] = frame[list(_RECORD_KEYS)].fillna("")
-    return frame
 
 
 def _by_stretch(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
@@ -709,26 +714,17 @@ def _once(removed: Sequence[Removal]) -> list[Removal]:
     return list(first.values())
 
 
-def _levels(removes: pd.DataFrame) -> tuple[list[str], list[int]]:
-    """Each container Remove's element and how many keys that element sets, by the deepest key it sets."""
-    found = [next(((name, d) for attr, name, d in _LEVELS if set_[attr]), ("SubjectData", 1))
-             for set_ in removes[[attr for attr, _, _ in _LEVELS]].notna().to_dict("records")]
-    return [name for name, _ in found], [d for _, d in found]
-
-
 def _removed(frame: pd.DataFrame, cuts: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     """Which records of `frame` one stretch's Removes delete (at most one Remove per subject: `cuts` by
-    subject key), and each record's Remove (`by`): a record of the Remove's subject whose keys, as far as
-    the Remove's element sets them, are the Remove's; a key it leaves out above its element is "", as the
-    records' (no StudyEventData). A Remove without a subject key deletes nothing."""
+    subject key), and each record's Remove (`by`), by the rule `_ENCLOSES` states: a record of the Remove's
+    subject whose keys, as far as the Remove's element sets them, are the Remove's (both keyed alike)."""
     cuts = cuts[cuts["subject_key"].notna()].set_index("subject_key")
     subjects = frame["_subject_key"]
     by = cuts.reindex(subjects.to_numpy())
     hit = subjects.isin(cuts.index).to_numpy()
     depth = by["depth"].to_numpy()
-    for i in range(1, len(_RECORD_KEYS)):
-        key = by[_CUT_KEYS[i]]
-        hit &= (depth <= i) | (frame[_RECORD_KEYS[i]].to_numpy() == key.fillna("").to_numpy())
+    for position in range(1, len(_RECORD_KEYS)):
+        hit &= (depth <= position) | (frame[_RECORD_KEYS[position]].to_numpy() == by[_CUT_KEYS[position]].to_numpy())
     return hit, by
 
 
