@@ -14,7 +14,7 @@ from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import SOURCES_DIR
-from etl.extract import landing, odm_items
+from etl.extract import landing, odm, odm_items
 from etl.extract.adapter import record_frame
 from etl.extract.errors import ExtractError
 from etl.extract.odm import ADAPTER, OdmOptions, apply_transactions, read_odm_header, stage_odm
@@ -278,3 +278,16 @@ def test_an_absent_study_event_and_an_empty_one_key_one_record(tmp_path):
         ["1", "", "2", "7", "i1.xml"]]
     assert result.superseded == {"s.xml": 1}
 
+
+# Night 2 without P2's Remove: its only Remove is an item's (P3's birth date sent empty), no container Remove.
+ITEM_REMOVE_ONLY = INCREMENT_2.replace('<SubjectData SubjectKey="P2" TransactionType="Remove"/>', "")
+
+
+@pytest.mark.parametrize(("increment", "passes"), [(ITEM_REMOVE_ONLY, 0), (INCREMENT_1, 1)])
+def test_records_are_compared_with_removes_only_between_stretches(tmp_path, monkeypatch, increment, passes):
+    # Each stretch's container Removes are one pass over each record set (IG.DM, IG.AE); an increment without
+    # any makes none, and none follows the last stretch. Before, every increment made one pass more.
+    removed, passed = odm._removed, []
+    monkeypatch.setattr(odm, "_removed", lambda frame, cuts: passed.append(len(cuts)) or removed(frame, cuts))
+    result = apply_transactions([_staged(tmp_path, "s.xml", SNAPSHOT), _staged(tmp_path, "i.xml", increment)])
+    assert passed == [1, 1] * passes and len(result.removed) == passes

@@ -691,7 +691,8 @@ def apply_transactions(chain: Sequence[tuple[Path, str, str]]) -> RecordSets:
             for record_set, parts in stretches.items():
                 if stretch in parts:
                     send(record_set, parts[stretch], sha)
-            remove(removes[removes["stretch"] == stretch + 1], file_name, sha)
+            if stretch < last:  # the Removes after this stretch: none after the last (none at all in most files)
+                remove(removes[removes["stretch"] == stretch + 1], file_name, sha)
     frames = {name: frame.reset_index(drop=True).fillna("").sort_values(["source_file", "_line"], kind="stable")
               .reset_index(drop=True) for name, frame in state.items()}
     return RecordSets({name: compact_record_table(pa.Table.from_pandas(frame, preserve_index=False))
