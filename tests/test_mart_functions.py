@@ -21,7 +21,8 @@ def _with_macros(warehouse: Warehouse) -> Warehouse:
     return warehouse
 
 
-def test_an_origin_is_known_by_the_first_event_after_it_and_by_diagnoses_the_first_last_day_on_or_after_it():
+def _known_origins() -> Warehouse:
+    """A core of two patients whose origins its diagnoses, progressions and treatments bound."""
     warehouse = Warehouse()
     # P1: an initial diagnosis "2021" (its last day 31 December); a progression seen on its first day (no event after
     # it) and on 1 June; treatments started on 10 March and, a date error, in 2020 (bounds nothing).
@@ -36,7 +37,11 @@ def test_an_origin_is_known_by_the_first_event_after_it_and_by_diagnoses_the_fir
     warehouse.insert("diagnosis", diagnosis_id="d2", patient_id="P2", event_type="initial",
                      diagnosis_date="2022-05-01", diagnosis_date_precision="day")
     warehouse.insert("treatment", treatment_id="t2", patient_id="P2", start_date="2022-05-01")
-    rows = _with_macros(warehouse).con.execute(
+    return warehouse
+
+
+def test_an_origin_is_known_by_the_first_event_after_it_and_by_diagnoses_the_first_last_day_on_or_after_it():
+    rows = _with_macros(_known_origins()).con.execute(
         "SELECT origin.patient_id, origin.by_diagnoses, bound.known_on::VARCHAR "
         "FROM (VALUES ('P1', DATE '2021-01-01', true), ('P1', DATE '2021-01-01', false), "
         "             ('P2', DATE '2022-05-01', true), ('P2', DATE '2022-05-01', false), "

@@ -4,12 +4,9 @@ none is."""
 
 from __future__ import annotations
 
-from test_origin_imputation import Warehouse
+from test_mart_functions import _known_origins, _with_macros
 
-from etl.load import marts
 from etl.load.marts import _code, _functions_sql, _marts
-from etl.quality.sql_checks import rule_functions_sql
-from etl.quality.validate import write_source_params
 
 # Origins (patient, first day, by_diagnoses): on the day of a treatment start, a progression, before and after
 # everything, of a patient with nothing known, a date error (a treatment before the origin).
@@ -22,23 +19,9 @@ _ORIGINS = ("(VALUES ('P1', DATE '2021-01-01', true), ('P1', DATE '2021-01-01', 
 
 
 def test_the_grouped_bound_of_every_origin_is_origin_known_by_of_each():
-    warehouse = Warehouse()
-    warehouse.insert("diagnosis", diagnosis_id="d1", patient_id="P1", event_type="initial",
-                     diagnosis_date="2021-01-01", diagnosis_date_precision="year")
-    warehouse.insert("diagnosis", diagnosis_id="d1r", patient_id="P1", event_type="relapse",
-                     diagnosis_date="2021-03-01", diagnosis_date_precision="month")
-    for day in ("2021-01-01", "2021-06-01"):
-        warehouse.insert("follow_up", follow_up_id=f"f{warehouse.n}", patient_id="P1", contact_date=day,
-                         disease_status="progression")
-    for day in ("2021-03-10", "2020-05-01"):
-        warehouse.insert("treatment", treatment_id=f"t{warehouse.n}", patient_id="P1", start_date=day)
-    warehouse.insert("diagnosis", diagnosis_id="d2", patient_id="P2", event_type="initial",
-                     diagnosis_date="2022-05-01", diagnosis_date_precision="day")
-    warehouse.insert("treatment", treatment_id="t2", patient_id="P2", start_date="2022-05-01")
-    con = warehouse.con
-    write_source_params(con, {"registry": {"population_based": True}})
-    con.execute(rule_functions_sql())
-    con.execute(marts.MART_FUNCTIONS.read_text(encoding="utf-8"))
+    warehouse = _known_origins()
+    warehouse.relapse("P1", "2021-03-01", "month")  # an event on its first day, a diagnosis by its last
+    con = _with_macros(warehouse).con
     each = con.execute(
         "SELECT origin.*, bound.known_on FROM " + _ORIGINS
         + " CROSS JOIN LATERAL origin_known_by(origin.patient_id, origin.first_day, origin.by_diagnoses) AS bound "
