@@ -70,7 +70,7 @@ from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.spreadsheet import EXCEL_BOOLEANS, spreadsheet_boolean
 from etl.transform.pseudonym import PseudonymKey
-from etl.transform.screen import DATE, DAY_WRITTEN, TextScreen, day_readings, typed_text_screen
+from etl.transform.screen import TextScreen, hide_days, typed_text_screen
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ MAX_RETURNED_BYTES = 128 << 20
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" starts with the first
 _DELIMITED = (".csv", ".txt")  # .txt: Excel's "Unicode text" (or "Text (tab delimited)") as saved
 _UTF16_SIGN = 32  # bytes of a file's start whose NULs tell UTF-16 without a byte-order mark
-_DAY_WRITTEN = re.compile(DAY_WRITTEN)  # 2003-05-06, 06/05/2003, 06.05.2003, 20030506, as the screen reads a day
 _QUOTED_CHARACTERS = 60  # of a returned cell a message quotes: a hostile one may hold 32,767 (a CSV's, 131,072)
 
 
@@ -835,11 +834,11 @@ def _screened_comment(screen: TextScreen, comment: str, birth_month_unknown: boo
     """A centre's comment as it is stored. The typed-text screen hides a day in a birth month the warehouse
     holds; a patient whose month it does not hold is the one a centre answering about a refused birth date
     writes the day of ("corrected: born 16/01/1995"), so in their comment every day is hidden: digits that read
-    as a date (etl/transform/screen.py `day_readings`), not a code of as many ("MedDRA 10019211")."""
+    as a date (etl/transform/screen.py `hide_days`), not a code of as many ("MedDRA 10019211")."""
     screened = screen.screened(comment)
     if not birth_month_unknown:
         return screened
-    return _DAY_WRITTEN.sub(lambda m: DATE if day_readings(m.group("day")) else m.group(0), screened)
+    return hide_days(screened)
 
 
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,

@@ -30,7 +30,8 @@ etl/transform/carry_over.py): a note names a patient who arrived later.
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
 screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
-birth months the warehouse holds (it has no day: any day of such a month is taken for one).
+birth months the warehouse holds (it has no day: any day of such a month is taken for one); a centre's comment on
+a patient whose birth month it does not hold has every day hidden (`hide_days`, etl/quality/responses.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def days_shown(text: str) -> frozenset[date]:
     if _DIGIT.search(text) is None:
         return frozenset()
     return frozenset(day for m in _DAYS.finditer(text) for day in day_readings(m.group("day")))
+
+
+def hide_days(text: str) -> str:
+    """The text with each day written as digits that reads as a date (`days_shown`) replaced by {date}; digits of
+    a day's shape that read as none stay (a MedDRA code, 10019211)."""
+    if _DIGIT.search(text) is None:
+        return text
+    return _DAYS.sub(lambda m: DATE if day_readings(m.group("day")) else m.group(0), text)
 
 
 def shows_day(text: str, day: date) -> bool:
