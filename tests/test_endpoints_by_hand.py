@@ -21,6 +21,13 @@ def _warehouse() -> Warehouse:
     return warehouse
 
 
+def _person() -> Warehouse:
+    """A warehouse of one patient, P1 (the one `_started` treats)."""
+    warehouse = _warehouse()
+    warehouse.patient("P1")
+    return warehouse
+
+
 def _initial(warehouse: Warehouse, patient_id: str, day: str) -> None:
     warehouse.insert("diagnosis", source_id="registry", diagnosis_id=f"d{warehouse.n}", patient_id=patient_id,
                      event_type="initial", diagnosis_date=day, diagnosis_date_precision="day",
@@ -50,8 +57,7 @@ def _responses(warehouse: Warehouse) -> dict[str, tuple[Any, str]]:
 def test_a_response_assessed_before_the_line_started_is_no_response_to_it():
     # A CR dated a month before the first dose (a baseline filed under the line, or a date error) made the line
     # an objective response at cycle 1 and at best; the only assessment after the start is PD.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     _treatment(warehouse, "P1", "t1", "2022-06-01")
     _response(warehouse, "t1", "2022-05-01", "CR")
     _response(warehouse, "t1", "2022-07-01", "PD")
@@ -61,8 +67,7 @@ def test_a_response_assessed_before_the_line_started_is_no_response_to_it():
 
 
 def test_a_response_on_the_day_the_line_started_or_without_a_date_counts():
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     _treatment(warehouse, "P1", "t1", "2022-06-01")
     _response(warehouse, "t1", "2022-06-01", "PR")
     _response(warehouse, "t1", None, "CR", "best")
@@ -155,7 +160,7 @@ def test_a_patient_without_a_dated_contact_keeps_an_unknown_end_and_a_death_date
 # -- treatment lines given to the month or year ------------------------------------------------------------------
 
 def _started(warehouse: Warehouse, source_id: str, treatment_id: str, first_day: str, precision: str,
-             line_number: int = 1, drug: str = "crizotinib") -> None:
+             line_number: int = 1, drug: str | None = "crizotinib") -> None:
     warehouse.insert("treatment", source_id=source_id, treatment_id=treatment_id, patient_id="P1",
                      line_number=line_number, drug_name=drug, start_date=first_day, start_date_precision=precision)
 
@@ -179,8 +184,7 @@ def _lines(warehouse: Warehouse) -> list[tuple[Any, ...]]:
 def test_a_line_one_source_gives_to_the_month_or_year_is_the_line_another_dates_within_it():
     # The board registry started crizotinib on 10 March 2022; SACHA says "March 2022" (stored 1 March), a national
     # registry "2022": matched on the exact stored start, one line became three, each counted in the response marts.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     _started(warehouse, "iltb", "t1", "2022-03-10", "day")
     _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month")
     _started(warehouse, "registry", "t3", "2022-01-01", "year")
@@ -193,8 +197,7 @@ def test_a_line_one_source_gives_to_the_month_or_year_is_the_line_another_dates_
 
 def test_lines_one_source_numbers_apart_stay_apart_though_one_is_given_to_the_year():
     # One source's line 1 "2022" and line 2 on 10 March 2022, the same drug: the source says they are two lines.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     _started(warehouse, "sacha_fr", "t1", "2022-01-01", "year")
     _started(warehouse, "sacha_fr", "t2", "2022-03-10", "day", line_number=2)
     assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t1"], "not_compared"),
@@ -205,8 +208,7 @@ def test_a_line_started_in_the_month_of_the_recommendation_answers_it():
     # Recommended on 15 March 2022, followed; the line is known to have started "in March 2022": not surely before
     # the recommendation (as a response is no response to a line only when surely before it), so it is the line
     # that answers the advice. Matched on its first day, 1 March, it was not, and the submission had no line.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
                      submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
                      recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=True)
@@ -220,8 +222,7 @@ def test_lines_one_source_gives_to_one_month_pair_with_the_lines_another_dates_w
     # The board registry started crizotinib on 3 and on 20 March 2022 (lines 1 and 2); SACHA gives its lines 1 and 2
     # both as "March 2022". Each partial line took the single best precise line, 3 March, and one of them was kept:
     # line 2 stayed unmatched, three lines counted for two.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     _started(warehouse, "iltb", "t1", "2022-03-03", "day")
     _started(warehouse, "iltb", "t2", "2022-03-20", "day", line_number=2)
     _started(warehouse, "sacha_fr", "t3", "2022-03-01", "month")
@@ -241,8 +242,7 @@ def test_a_treatment_started_in_the_month_of_the_recommendation_is_the_next_trea
     # Recommended on 15 March 2022, followed; crizotinib started "in March 2022" (stored 1 March). marts.treatment_line
     # made it the line that answers the advice, marts.board_advice found no treatment after it (1 March < 15 March).
     # It may have started before the 15th: no number of days, rather than -14 for want of a day.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
                      submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
                      recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=True)
@@ -257,8 +257,7 @@ def test_the_next_treatment_is_the_one_that_must_have_come_first():
     # After a recommendation of 15 March 2022: vincristine on 16 March, crizotinib "in March 2022". The one that
     # must have come first is vincristine (crizotinib may have started on the 31st), as marts.treatment_line orders
     # lines; the advised drug's start is March, given without a number of days.
-    warehouse = _warehouse()
-    warehouse.patient("P1")
+    warehouse = _person()
     warehouse.insert("tumour_board_review", source_id="iltb", review_id="r1", patient_id="P1", board="ILTB",
                      submission_date="2022-03-01", recommendation_date="2022-03-15", priority_rank=1,
                      recommendation_type="off_label", recommended_agents="crizotinib", advice_followed=False)

@@ -7,20 +7,14 @@ from __future__ import annotations
 
 from datetime import date
 
-from test_endpoints_by_hand import _lines, _warehouse
+from test_endpoints_by_hand import _lines, _person, _started
 from test_origin_imputation import Warehouse
 
 
-def _started(warehouse: Warehouse, source_id: str, treatment_id: str, first_day: str, precision: str,
-             line_number: int = 1, drug: str | None = "crizotinib") -> None:
-    warehouse.insert("treatment", source_id=source_id, treatment_id=treatment_id, patient_id="P1",
-                     line_number=line_number, drug_name=drug, start_date=first_day, start_date_precision=precision)
-
-
-def _person() -> Warehouse:
-    warehouse = _warehouse()
-    warehouse.patient("P1")
-    return warehouse
+def _regimens(warehouse: Warehouse) -> list[str]:
+    """The regimens of marts.treatment_line as _lines built it, by start (of one start, by regimen)."""
+    return [regimen for (regimen,) in warehouse.con.execute(
+        "SELECT regimen FROM marts.treatment_line ORDER BY start_date, regimen").fetchall()]
 
 
 # -- a line given to the year, through one given to the month, to one dated to the day -------------------------
@@ -91,7 +85,7 @@ def test_a_line_naming_no_drug_given_to_the_month_is_the_line_another_source_dat
     _started(warehouse, "iltb", "t1", "2022-03-14", "day")
     _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month", drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t2"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line").fetchall() == [("crizotinib",)]
+    assert _regimens(warehouse) == ["crizotinib"]
 
 
 def test_a_line_naming_no_drug_given_to_the_year_is_the_line_that_came_first_within_it():
@@ -112,8 +106,7 @@ def test_a_line_naming_no_drug_stays_apart_from_a_line_its_own_source_numbers_ap
     _started(warehouse, "sacha_fr", "t2", "2022-01-01", "year", line_number=2, drug=None)
     assert _lines(warehouse) == [(date(2022, 1, 1), 1, ["t2"], "not_compared"),
                                  (date(2022, 3, 10), 1, ["t1"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("unknown",), ("crizotinib",)]
+    assert _regimens(warehouse) == ["unknown", "crizotinib"]
 
 
 # -- a start left to the month or year is not the line of its first day -----------------------------------------
@@ -170,8 +163,7 @@ def test_a_line_naming_no_drug_takes_the_drugs_of_the_line_given_alike_before_on
     _started(warehouse, "registry", "t3", "2022-03-01", "month", drug="dabrafenib")
     assert sorted(_lines(warehouse)) == [(date(2022, 3, 1), 1, ["t2"], "not_compared"),
                                          (date(2022, 3, 1), 2, ["t1", "t3"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY ALL").fetchall() == [
-        ("crizotinib",), ("dabrafenib",)]
+    assert _regimens(warehouse) == ["crizotinib", "dabrafenib"]
 
 
 # -- a line naming no drug takes none from a line given to a wider period -----------------------------------------
@@ -186,8 +178,7 @@ def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_mon
     _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 3), 2, ["t1", "t2"], "not_compared"),
                                  (date(2022, 3, 14), 1, ["t3"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("unknown",)]
+    assert _regimens(warehouse) == ["crizotinib", "unknown"]
 
 
 def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_month_its_own_source_dates():
@@ -198,8 +189,7 @@ def test_a_line_naming_no_drug_does_not_take_the_drug_of_a_line_given_to_its_mon
     _started(warehouse, "registry", "t3", "2022-03-14", "day", line_number=2, drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 3), 2, ["t1", "t2"], "not_compared"),
                                  (date(2022, 3, 14), 1, ["t3"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("unknown",)]
+    assert _regimens(warehouse) == ["crizotinib", "unknown"]
 
 
 def test_a_line_naming_no_drug_takes_none_from_a_line_given_to_its_year_another_source_dates_within_it():
@@ -211,8 +201,7 @@ def test_a_line_naming_no_drug_takes_none_from_a_line_given_to_its_year_another_
     _started(warehouse, "iltb", "t3", "2022-06-01", "month", drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 1), 2, ["t1", "t2"], "not_compared"),
                                  (date(2022, 6, 1), 1, ["t3"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("unknown",)]
+    assert _regimens(warehouse) == ["crizotinib", "unknown"]
 
 
 # -- a line naming no drug takes those of the one line given to a wider period that can be it --------------------
@@ -238,8 +227,7 @@ def test_a_line_given_to_the_month_lends_its_drug_though_its_own_source_dates_th
     _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 3), 1, ["t2"], "not_compared"),
                                  (date(2022, 3, 14), 2, ["t1", "t3"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("crizotinib",)]
+    assert _regimens(warehouse) == ["crizotinib", "crizotinib"]
 
 
 def test_a_line_naming_no_drug_on_the_first_of_a_month_is_the_line_given_to_the_month():
@@ -276,8 +264,7 @@ def test_a_line_given_to_the_month_lends_its_drug_to_no_two_lines_naming_none_wi
     assert _lines(warehouse) == [(date(2022, 3, 1), 1, ["t3"], "not_compared"),
                                  (date(2022, 3, 14), 1, ["t1"], "not_compared"),
                                  (date(2022, 3, 20), 1, ["t2"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("unknown",), ("unknown",)]
+    assert _regimens(warehouse) == ["crizotinib", "unknown", "unknown"]
 
 
 def test_a_line_given_to_the_month_lends_its_drug_to_the_one_day_two_sources_give_without_it():
@@ -300,5 +287,4 @@ def test_a_line_given_to_the_month_lends_its_drug_beside_a_line_naming_none_its_
     _started(warehouse, "registry", "t3", "2022-03-14", "day", drug=None)
     assert _lines(warehouse) == [(date(2022, 3, 14), 2, ["t1", "t3"], "not_compared"),
                                  (date(2022, 3, 20), 1, ["t2"], "not_compared")]
-    assert warehouse.con.execute("SELECT regimen FROM marts.treatment_line ORDER BY start_date").fetchall() == [
-        ("crizotinib",), ("unknown",)]
+    assert _regimens(warehouse) == ["crizotinib", "unknown"]
