@@ -1,5 +1,6 @@
 """The hostile-input suites' shared parts: one loaded home to copy, a canary outside it, `rtw` in a
-subprocess, and the checks every case ends with (test_hostile.py, test_killed_runs.py)."""
+subprocess, and the checks every case ends with (test_hostile.py, test_killed_runs.py, test_crash_*.py,
+test_status_failed_nights.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,25 @@ def _load(root: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
 
 
+def home_fixtures(change: Callable[[Path], object] | None = None) -> tuple[Callable[..., Loaded], Callable[..., Path]]:
+    """A module's fixtures `loaded, home = home_fixtures()`: the loaded home (module scope; load_once builds it once for
+    the session), and a case's own copy of it (copy_home), changed by `change` first. Assigned, not imported as
+    fixtures: a test's parameter `home` would redefine an imported name (ruff F811) at every test."""
+
+    @pytest.fixture(scope="module")
+    def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+        return load_once(tmp_path_factory)
+
+    @pytest.fixture
+    def home(loaded: Loaded, tmp_path: Path) -> Path:
+        copy = copy_home(loaded, tmp_path)
+        if change is not None:
+            change(copy)
+        return copy
+
+    return loaded, home
+
+
 def copy_home(loaded: Loaded, tmp_path: Path) -> Path:
     """A case's own copy of the loaded home, the canary's access time set back."""
     copy = tmp_path / "home"
@@ -153,6 +174,11 @@ def assert_kept(home: Path, loaded: Loaded, *, changed: tuple[str, ...] = ()) ->
     assert_owner_only(home)
 
 
-
 def csv_lines(path: Path) -> list[bytes]:
     return path.read_bytes().split(b"\r\n")
+
+
+def withdraw_last_records(home: Path) -> None:
+    """registry_it's export without its last two records: a changed night."""
+    f = export(home, "registry_it")
+    f.write_bytes(b"\r\n".join(csv_lines(f)[:-3]) + b"\r\n")

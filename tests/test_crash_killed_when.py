@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hostile_home import Loaded, copy_home, load_once, rtw
+from hostile_home import home_fixtures, rtw
 from status_runs import failed_night, last_runs
 
 from etl.crash import CRASH_ENV
@@ -19,13 +19,10 @@ from etl.crash import CRASH_ENV
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> Loaded:
-    return load_once(tmp_path_factory)
+loaded, home = home_fixtures()
 
 
-def test_a_killed_run_is_listed_with_when_its_last_step_began(loaded, tmp_path: Path):
-    home = copy_home(loaded, tmp_path)
+def test_a_killed_run_is_listed_with_when_its_last_step_began(home: Path):
     killed = rtw(home, "run", "--force", env={CRASH_ENV: "before_swap"})
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     [record] = [json.loads(p.read_text()) for p in (home / "runs").glob("*.json")]

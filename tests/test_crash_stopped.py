@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hostile_home import KEY, RTW, Loaded, assert_kept, copy_home, csv_lines, export, load_once, rtw, run_count
+from hostile_home import KEY, RTW, assert_kept, home_fixtures, rtw, run_count, withdraw_last_records
 from status_runs import failed_night, last_runs
 
 from etl.config import REPO_ROOT, resolve_home
@@ -23,17 +23,7 @@ from etl.repair import stale_temporaries
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> Loaded:
-    return load_once(tmp_path_factory)
-
-
-@pytest.fixture
-def home(loaded, tmp_path) -> Path:
-    copy = copy_home(loaded, tmp_path)
-    f = export(copy, "registry_it")
-    f.write_bytes(b"\r\n".join(csv_lines(f)[:-3]) + b"\r\n")  # the last two records withdrawn: a changed night
-    return copy
+loaded, home = home_fixtures(withdraw_last_records)  # a changed night
 
 
 def _stop_signals_heard() -> None:

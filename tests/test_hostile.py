@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hostile_home import KEY, Loaded, assert_kept, copy_home, csv_lines, export, load_once, rtw, run_count
+from hostile_home import KEY, Loaded, assert_kept, csv_lines, export, home_fixtures, rtw, run_count
 from lxml import etree
 from warehouse_query import query_rows as query
 
@@ -35,14 +35,7 @@ from etl.runlock import run_lock
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> Loaded:
-    return load_once(tmp_path_factory)
-
-
-@pytest.fixture
-def home(loaded, tmp_path) -> Path:
-    return copy_home(loaded, tmp_path)
+loaded, home = home_fixtures()
 
 
 ODM_NS = "{http://www.cdisc.org/ns/odm/v1.3}"

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hostile_home import Loaded, assert_kept, copy_home, csv_lines, export, load_once, rtw, run_count
+from hostile_home import assert_kept, home_fixtures, rtw, run_count, withdraw_last_records
 from warehouse_query import query_rows as query
 
 from etl.config import resolve_home
@@ -20,14 +20,7 @@ from etl.repair import stale_temporaries
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> Loaded:
-    return load_once(tmp_path_factory)
-
-
-@pytest.fixture
-def home(loaded, tmp_path) -> Path:
-    return copy_home(loaded, tmp_path)
+loaded, home = home_fixtures(withdraw_last_records)  # a changed night
 
 
 def _marts_run(home: Path) -> str:
@@ -36,8 +29,6 @@ def _marts_run(home: Path) -> str:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_run_killed_at_any_phase_loses_nothing_and_the_next_run_repairs(point, home, loaded):
-    f = export(home, "registry_it")
-    f.write_bytes(b"\r\n".join(csv_lines(f)[:-3]) + b"\r\n")  # the last two records withdrawn
     before = _marts_run(home)
     killed = rtw(home, env={CRASH_ENV: point})
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr

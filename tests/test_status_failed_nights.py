@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hostile_home import Loaded, copy_home, export, load_once, rtw, run_count
+from hostile_home import export, home_fixtures, rtw, run_count
 from status_runs import PUBLISH_FAILS, PUBLISH_REASON, failed_night, last_runs
 from warehouse_query import query_rows as query
 
@@ -26,15 +26,7 @@ from etl.synth import generate
 pytestmark = pytest.mark.integration
 
 
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory) -> Loaded:
-    return load_once(tmp_path_factory)
-
-
-@pytest.fixture
-def home(loaded, tmp_path) -> Path:
-    return copy_home(loaded, tmp_path)
+loaded, home = home_fixtures()
 
 
 def _runs(home: Path) -> list[list[str]]:
