@@ -33,7 +33,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import LandingFile, SourceFiles, discover
 from etl.frames import row_dicts
-from etl.onboard.profile import MIN_SHOWN, shape_of
+from etl.onboard.profile import MIN_SHOWN, counted, shape_of
 from etl.onboard.reading import header_is_a_record
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
@@ -173,18 +173,26 @@ def _element_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 
 # -- values --------------------------------------------------------------------------------------
-def _value_parser(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
-    """The harmonise engine's own value conversion, so check and nightly run never disagree."""
-    from etl.transform.harmonise import value_reader
+@dataclass(frozen=True)
+class _Reading:
+    """How the nightly run reads a field's values: which of a `first_of` field's alternatives gives a record
+    its value, and its raw text (None: none does); a raw text read as the field's type, code list and formats;
+    the errors a value harmonise refuses raises."""
 
-    return value_reader(mapping)
+    given: Callable[[FieldSpec, Mapping[str, str]], tuple[FieldSpec, str] | None]
+    convert: Callable[[FieldSpec, str], Any]
+    rejected: tuple[type[Exception], ...]
 
 
-def _rejection_types() -> tuple[type[Exception], ...]:
+def _reading(mapping: SourceMapping) -> _Reading:
+    """The harmonise engine's own reading and conversion, so check and nightly run never disagree."""
+    from etl.transform.harmonise import _Engine  # its reading has no public name: harmonise.py owns it
     from etl.transform.icdo3 import IcdO3Error
+    from etl.transform.pseudonym import PseudonymKey
     from etl.transform.values import ValueRejected
 
-    return ValueRejected, IcdO3Error
+    engine = _Engine(mapping, PseudonymKey(b"rtw-check"), "check")  # reading never uses the key
+    return _Reading(engine._given, engine.convert, (ValueRejected, IcdO3Error))
 
 
 def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:
@@ -259,7 +267,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             records = len(record_sets[name])
             findings.append(Finding(
                 "error", f"record set {name}",
-                (f"{records} records neither mapped nor ignored" if records else
+                (f"{counted(records, 'record')} neither mapped nor ignored" if records else
                  "no records in this export, but neither mapped nor ignored")
                 + ": map it under `tables:` or list it under `ignore:` (the nightly run would quarantine every "
                 f"record{'' if records else ' it holds later'})"))
@@ -268,8 +276,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
         findings.append(Finding(
             "warning" if sparse_columns else "error", f"record set {name}",
             f"mapped by {', '.join(users)} but not in the data (present: {', '.join(sorted(record_sets)) or 'none'})"))
-    convert = _value_parser(mapping)
-    rejected = _rejection_types()
+    reading = _reading(mapping)
     nulls = set(mapping.null_values)
     for target in targets:
         head = record_sets.get(target.head)
@@ -300,14 +307,14 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
                 if column in head.columns:
                     keep &= head[column].astype("string").fillna("").str.strip().isin(allowed)
             group[target.head] = head.loc[keep]
-        findings += _field_findings(target, group, convert, rejected, nulls)
+        findings += _field_findings(target, group, reading, nulls)
         if mapping.patient_key in head.columns:
             keys = group[target.head][mapping.patient_key].astype("string").fillna("").str.strip()
             keyless = keys.isin(nulls)
             if int(keyless.sum()):  # where, so the registry can fill them in: the rows hold no number to hide
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
-                                        " (patient_key)", f"{int(keyless.sum())} records without a patient key "
-                                        f"({_some(_places(group[target.head], keyless))})"))
+                                        " (patient_key)", f"{counted(int(keyless.sum()), 'record')} without a "
+                                        f"patient key ({_some(_places(group[target.head], keyless))})"))
     findings += _join_refusal(mapping, record_sets)
     for name in sorted({target.head for target in targets} & set(record_sets)):
         findings += _repeated_keys(mapping, name, record_sets[name])
@@ -349,8 +356,9 @@ def _repeated_keys(mapping: SourceMapping, record_set: str, frame: pd.DataFrame)
     key = f"record_keys.{record_set}" if record_set in mapping.record_keys else "record_key"
     wrong = count > MOSTLY_FAILING * len(frame) and count >= MIN_SHOWN
     return [Finding("error" if wrong else "warning", f"record set {record_set} ({key})",
-                    f"{count} of {len(frame)} records repeat the key of an earlier record of their patient "
-                    f"('{template}'): the nightly run loads the first and quarantines each repeat as a duplicate; "
+                    f"{_of(count, len(frame), 'record')} {'repeats' if count == 1 else 'repeat'} the key of an "
+                    f"earlier record of their patient ('{template}'): the nightly run loads the first and quarantines "
+                    "each repeat as a duplicate; "
                     f"at {', '.join(_places(frame, repeated))}"
                     + ("; is this the right record key? (`rtw scaffold` proposes one)" if wrong else ""))]
 
@@ -368,6 +376,11 @@ def _unique(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
 
 
+def _of(part: int, whole: int, noun: str) -> str:
+    """`1 of 12 values`, `1 of 1 value`: a part of a count, the noun as the whole's."""
+    return f"{part} of {counted(whole, noun)}"
+
+
 def _some(names: Iterable[Any], limit: int = 12) -> str:
     listed = [str(n) for n in names]
     return ", ".join(listed[:limit]) + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
@@ -378,15 +391,18 @@ def _holder(group: Mapping[str, pd.DataFrame], columns: set[str]) -> tuple[str, 
     return next(((name, frame) for name, frame in group.items() if columns <= set(frame.columns)), None)
 
 
-def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], convert: Callable[[FieldSpec, str], Any],
-                    rejected: tuple[type[Exception], ...], nulls: set[str]) -> list[Finding]:
+def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], reading: _Reading,
+                    nulls: set[str]) -> list[Finding]:
     findings: list[Finding] = []
     for name, spec in target.fields.items():
-        if spec.column is None and spec.template is None:
+        if not spec.alternatives():
             continue  # const, age_at, ref: nothing read from the data
         holder = _holder(group, spec.columns())
         if holder is None:
             continue  # a missing column is its own finding
+        if spec.first_of is not None:
+            findings += _first_of_findings(target, name, spec, holder, reading)
+            continue
         record_set, frame = holder
         origin = spec.column or spec.template
         where = f"record set {record_set}, {'column' if spec.column else 'template'} {origin} " \
@@ -394,45 +410,74 @@ def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], convert:
         raw = _raw_values(frame, spec)
         empty = raw.isin(nulls) | (raw == "")
         if spec.required and int(empty.sum()):
-            findings.append(Finding("warning", where, f"required but empty in {int(empty.sum())} of {len(raw)} "
-                                    f"records ({_some(_places(frame, empty))})"))
-        counts = Counter({str(k): int(v) for k, v in raw[~empty].value_counts(sort=False).items()})
-        failing: dict[str, int] = {}
-        reason = ""
-        for value, count in counts.items():
-            try:
-                convert(spec, value)
-            except rejected as exc:
-                failing[value] = count
-                reason = reason or str(exc)
-        if not failing:
-            continue
-        failed = sum(failing.values())
-        filled = sum(counts.values())
-        private = name in PRIVATE_FIELDS or spec.type == "date"  # a date may be a birth or visit date: never shown
-        # Rare or private values are grouped by shape, so a shape is counted once with all its values.
-        grouped: Counter[str] = Counter()
-        for value, count in failing.items():
-            grouped[_shown(value, count, private).rsplit(" ×", 1)[0]] += count
-        shown = [f"{text} ×{count}" for text, count in grouped.most_common(EXAMPLES)]
-        rare = raw.isin([v for v, n in failing.items() if n < MIN_SHOWN or private])
-        places = f"; at {_some(_places(frame, rare))}" if bool(rare.any()) else ""
-        what = _failure_kind(spec)
-        severity: Severity = "error" if filled >= MIN_SHOWN and failed / filled > MOSTLY_FAILING else "warning"
-        hint = f" — most values fail: {_fix_hint(spec)}" if severity == "error" else ""
-        example = "" if private else f" (e.g. {reason})" if len(failing) == 1 and min(failing.values()) >= MIN_SHOWN \
-            else ""
-        findings.append(Finding(severity, where, f"{failed} of {filled} values {what}: "
-                                f"{', '.join(shown)}{places}{example}{hint}"))
+            findings.append(Finding("warning", where, f"required but empty in "
+                                    f"{_of(int(empty.sum()), len(raw), 'record')} ({_some(_places(frame, empty))})"))
+        findings += _value_findings(where, name, spec, frame, raw[~empty], reading)
     return findings
 
 
-def _failure_kind(spec: FieldSpec) -> str:
+def _first_of_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[str, pd.DataFrame],
+                       reading: _Reading) -> list[Finding]:
+    """A `first_of` field's values, each alternative's tried on the records the night reads it for (the first
+    giving a value), the findings naming it as harmonise's messages do (`first_of.1: {YEAR}-{MONTH}`)."""
+    assert spec.first_of is not None
+    record_set, frame = holder
+    columns = sorted(spec.columns())
+    given = [reading.given(spec, row) for row in row_dicts(frame[columns].astype("string").fillna(""))]
+    findings: list[Finding] = []
+    none = pd.Series([read is None for read in given], index=frame.index)
+    if spec.required and bool(none.any()):
+        findings.append(Finding("warning", f"record set {record_set}, {spec.origin()} ({target.key}.fields.{name})",
+                                f"required but empty in {_of(int(none.sum()), len(frame), 'record')} "
+                                f"({_some(_places(frame, none))})"))
+    for place, alternative in enumerate(spec.first_of):
+        raw = pd.Series([read[1] if read is not None and read[0] is alternative else None for read in given],
+                        index=frame.index, dtype="string").dropna()
+        where = f"record set {record_set}, first_of.{place}: {alternative.origin()} ({target.key}.fields.{name})"
+        findings += _value_findings(where, name, alternative, frame, raw, reading)
+    return findings
+
+
+def _value_findings(where: str, name: str, spec: FieldSpec, frame: pd.DataFrame, raw: pd.Series,
+                    reading: _Reading) -> list[Finding]:
+    """The values a column, template or first_of alternative gives (raw: those records' raw text, none empty)
+    that harmonise would refuse: counted, the frequent shown, the rare and private by shape and place."""
+    counts = Counter({str(k): int(v) for k, v in raw.value_counts(sort=False).items()})
+    failing: dict[str, int] = {}
+    reason = ""
+    for value, count in counts.items():
+        try:
+            reading.convert(spec, value)
+        except reading.rejected as exc:
+            failing[value] = count
+            reason = reason or str(exc)
+    if not failing:
+        return []
+    failed = sum(failing.values())
+    filled = sum(counts.values())
+    private = name in PRIVATE_FIELDS or spec.type == "date"  # a date may be a birth or visit date: never shown
+    # Rare or private values are grouped by shape, so a shape is counted once with all its values.
+    grouped: Counter[str] = Counter()
+    for value, count in failing.items():
+        grouped[_shown(value, count, private).rsplit(" ×", 1)[0]] += count
+    shown = [f"{text} ×{count}" for text, count in grouped.most_common(EXAMPLES)]
+    rare = raw.isin([v for v, n in failing.items() if n < MIN_SHOWN or private]).reindex(frame.index, fill_value=False)
+    places = f"; at {_some(_places(frame, rare))}" if bool(rare.any()) else ""
+    severity: Severity = "error" if filled >= MIN_SHOWN and failed / filled > MOSTLY_FAILING else "warning"
+    hint = f" — most values fail: {_fix_hint(spec)}" if severity == "error" else ""
+    example = "" if private else f" (e.g. {reason})" if len(failing) == 1 and min(failing.values()) >= MIN_SHOWN \
+        else ""
+    return [Finding(severity, where, f"{_of(failed, filled, 'value')} {_failure_kind(spec, failed)}: "
+                    f"{', '.join(shown)}{places}{example}{hint}")]
+
+
+def _failure_kind(spec: FieldSpec, failed: int) -> str:
+    one = failed == 1
     if spec.codes is not None:
-        return "are codes the code list misses"
+        return "is a code the code list misses" if one else "are codes the code list misses"
     if spec.type == "date":
-        return "are dates no declared format reads"
-    return f"do not read as {spec.type}"
+        return "is a date no declared format reads" if one else "are dates no declared format reads"
+    return f"{'does' if one else 'do'} not read as {spec.type}"
 
 
 def _fix_hint(spec: FieldSpec) -> str:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from etl import fsio
 from etl.onboard.check import CheckReport
-from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, icdo3_text, values_text
+from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, counted, icdo3_text, values_text
 from etl.terminal import plain, printable
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -35,7 +35,7 @@ def profile_tables(profile: FileProfile) -> RenderableType:
     """The profile as terminal tables: a header, then one table per record set."""
     parts: list[RenderableType] = [Text.assemble(
         ("Profile of ", "bold"), (printable(profile.file_name), "bold cyan"), f" ({profile.format}, "
-        f"{_count(len(profile.record_sets), 'record set')}); values seen < {MIN_SHOWN} times are masked")]
+        f"{counted(len(profile.record_sets), 'record set')}); values seen < {MIN_SHOWN} times are masked")]
     parts += [plain(f"  {note}", style="dim") for note in (*profile.notes, *profile.notices)]
     for rs in profile.record_sets:
         labelled = any(c.label for c in rs.columns)  # CSV and Excel have none: no empty column
@@ -65,7 +65,8 @@ def check_tables(report: CheckReport) -> RenderableType:
     parts: list[RenderableType] = []
     if report.record_sets:
         sets = ", ".join(f"{name} {count:,}" for name, count in report.record_sets.items())
-        parts.append(Text(f"{report.source_id}: {len(report.files)} current file(s); record sets: {sets}", style="dim"))
+        parts.append(Text(f"{report.source_id}: {counted(len(report.files), 'current file')}; record sets: {sets}",
+                          style="dim"))
     if report.findings:
         table = Table(title=f"rtw check {report.source_id}: {report.mapping_path}", title_justify="left")
         table.add_column("severity")
@@ -75,18 +76,14 @@ def check_tables(report: CheckReport) -> RenderableType:
             style = "red" if finding.severity == "error" else "yellow"
             table.add_row(Text(finding.severity, style=style), plain(finding.where), plain(finding.message))
         parts.append(table)
-    warnings = _count(len(report.warnings), "warning")
+    warnings = counted(len(report.warnings), "warning")
     if report.usable:
         verdict = Text(f"{report.source_id}: the mapping is usable ({warnings})", style="green")
     else:
-        verdict = Text(f"{report.source_id}: the mapping is not usable: {_count(len(report.errors), 'error')}, "
+        verdict = Text(f"{report.source_id}: the mapping is not usable: {counted(len(report.errors), 'error')}, "
                        f"{warnings}", style="red")
     parts.append(verdict)
     return Group(*parts)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def profile_html(profile: FileProfile) -> str:

@@ -377,7 +377,8 @@ def _percent(share: float) -> str:
     return f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
 
 
-def _codes_detail(count: int, noun: str) -> str:
+def counted(count: int, noun: str) -> str:
+    """A count with its noun, singular for one (`1 record`, `2 records`), as every onboarding message words it."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
@@ -390,8 +391,8 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None,
     # Value labels too many to list may name each patient: counted, and no list of placeholders (their codes may be
     # the patients' birth dates). Else a date variable's name its placeholders (9999-12-31 'not known'), judged as
     # 99/99/9999 is.
-    counted = value_labels and info is not None and too_many_labels(info.codes or ())
-    labelled = set(info.codes) if info is not None and info.codes and not counted else set()
+    many_labels = value_labels and info is not None and too_many_labels(info.codes or ())
+    labelled = set(info.codes) if info is not None and info.codes and not many_labels else set()
     filled = sum(counts.values())
     distinct = len(counts)
     free_text = is_free_text(name, info, counts)  # a text column so is no code list, and shows no value
@@ -433,12 +434,12 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None,
             kind = "integer"
             longest = max(len(v) for v in counts)
             if distinct <= 10 and longest <= 2 and distinct * 3 <= filled and not identifying:
-                kind, detail = "code", _codes_detail(distinct, "integer code")
+                kind, detail = "code", counted(distinct, "integer code")
         repeats = distinct * 3 <= filled  # a code list is short and its values come back
         if kind == "text" and not identifying and distinct <= CODE_VALUES and not free_text and repeats:
-            kind, detail = "code", _codes_detail(distinct, "code")
+            kind, detail = "code", counted(distinct, "code")
     if info is not None and info.codes and kind in ("text", "integer"):
-        kind, detail = "code", f"{_codes_detail(distinct, 'code')} (code list of {len(info.codes)})"
+        kind, detail = "code", f"{counted(distinct, 'code')} (code list of {len(info.codes)})"
 
     hidden: str | None = None
     if kind == "date":
@@ -462,7 +463,7 @@ def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None,
         label=info.label if info else None, declared_type=info.declared_type if info else None,
         code_list=info.codes if info else None, icdo3_shape=shape,
         icdo3_type=icdo3_type(name, info.label if info else None, shape),
-        labels_counted=_MANY_LABELS_REASON if counted else None)
+        labels_counted=_MANY_LABELS_REASON if many_labels else None)
 
 
 def _numbering(column: ColumnProfile, values: pd.Series) -> bool:
