@@ -163,7 +163,7 @@ def test_a_record_set_with_no_records_gets_no_record_key_guessed_from_them():
     patients = pd.DataFrame({"pat_nr": ["NRX-1", "NRX-2"], "sexo": ["H", "M"]})
     visits = pd.DataFrame({"pat_nr": pd.Series([], dtype="string"), "visita": pd.Series([], dtype="string")})
     # No record tells whether a patient has one visit or many: left to the data manager.
-    assert choose_record_keys({"PAC": patients, "SEG": visits}, "pat_nr") == {"PAC": "{record_set}", "SEG": None}
+    assert choose_record_keys({"PAC": patients, "SEG": visits}, "pat_nr") == {"PAC": "PAC", "SEG": None}
     numbered = {name: frame.assign(RECORDNO=[str(i) for i in range(len(frame))])
                 for name, frame in {"PAC": patients, "SEG": visits}.items()}
     assert choose_record_keys(numbered, "pat_nr") == dict.fromkeys(numbered, "{record_set}[{RECORDNO}]")

@@ -30,6 +30,7 @@ from etl.extract.file_names import PATIENT
 from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent, is_ctcae_grade
 from etl.onboard.reading import PATIENT_KEY_NAME, FileRead, FormatDetails, data_columns
 from etl.terminal import printable
+from etl.transform.mapping import template_fields
 
 # An export date written with separators (2026-11-01, 2026_11_01, 01.11.2026): a national registry's export is
 # as often so named as 20261101.
@@ -241,7 +242,8 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
     """Per record set, a record key template that identifies each record of a patient (None: none found).
 
     One column shared by every record set (RECORDNO) is preferred; else each record set gets its own
-    (SDTM's AESEQ, EXSEQ), or just its name where a patient has one record (DM).
+    (SDTM's AESEQ, EXSEQ), or, where a patient has one record (DM), its name written out ('DM', naming no
+    column): a key that survives a change of the export's format or sheet name, as `{record_set}` would not.
     """
     if patient_key is None or not frames:
         return dict.fromkeys(frames)
@@ -264,26 +266,56 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
         elif unique[name]:
             keys[name] = "{record_set}[{" + min(unique[name], key=len) + "}]"
         elif patient_key in frame and _unique_with(frame, [patient_key]):
-            keys[name] = "{record_set}"
+            keys[name] = _one_per_patient(name)
         else:
             keys[name] = None
     return keys
 
 
+def _one_per_patient(record_set: str) -> str:
+    """The key of a record set holding one record per patient: its name written out, the key `{record_set}`
+    gives today and keeps when a later export names the record set otherwise (a workbook's sheet for a .sav
+    file); `{record_set}` for a name a template would read as a column (a sheet per patient, 'Pat_{patient}')."""
+    return "{record_set}" if "{" in record_set or "}" in record_set else record_set
+
+
 def _record_key_lines(keys: Mapping[str, str | None], per_record_set: bool, mapped: set[str]) -> list[str]:
     """`record_key:` (and `record_keys:` per record set) lines. A record set may only be given its own
-    key once it is mapped, so the others' keys are drafted as comments to uncomment with their table."""
+    key once it is mapped, so the others' keys are drafted as comments to uncomment with their table. A key
+    naming no column (one record per patient) is one record set's, never the default `record_key:`."""
+    if not per_record_set:  # a mapping model without record_keys: a record set's name is read, not written out
+        keys = {name: "{record_set}" if key is not None and not template_fields(key) else key
+                for name, key in keys.items()}
     found = {k for k in keys.values() if k is not None}
+    by_column = {k for k in found if template_fields(k)}
     fallback = '"{record_set}[{_line}]"  # TODO: columns that identify a record of a patient ' \
                "(line numbers change between exports)"
-    if len(found) == 1 and None not in keys.values():
-        return [f"record_key: {_q(found.pop())}  # TODO: check: unique per patient"]
-    if not found or not per_record_set:
+    if None not in keys.values() and len(by_column) == 1:
+        default = by_column.pop()
+        keys = {name: key for name, key in keys.items() if key != default}
+        head = f"record_key: {_q(default)}  # TODO: check: unique per patient"
+        if not keys:
+            return [head]
+    elif None not in keys.values() and found and not by_column:  # one record per patient everywhere
+        default = "{record_set}"
+        head = f"record_key: {_q(default)}  # a record set a later export adds (each here has its own key)"
+    elif not found or not per_record_set:
         return [f"record_key: {fallback}"]
-    own = [f"  {_q(name)}: {_q(key)}" for name, key in keys.items() if key is not None and name in mapped]
-    later = [f"  # {_q(name)}: {_q(key)}" for name, key in keys.items() if key is not None and name not in mapped]
-    note = "  # TODO: check: each unique per patient; uncomment a record set's key when you map it"
-    return [f"record_key: {fallback}", f"record_keys:{note}" if own else f"record_keys: {{}}{note}", *own, *later]
+    else:
+        head = f"record_key: {fallback}"
+    own = [_record_key_line(name, key) for name, key in keys.items() if key is not None and name in mapped]
+    later = [_record_key_line(name, key, "# ") for name, key in keys.items() if key is not None and name not in mapped]
+    note = "  # TODO: check: each unique per patient" + ("; uncomment a record set's key when you map it"
+                                                       if later else "")
+    return [head, f"record_keys:{note}" if own else f"record_keys: {{}}{note}", *own, *later]
+
+
+def _record_key_line(record_set: str, key: str, commented: str = "") -> str:
+    line = f"  {commented}{_q(record_set)}: {_q(key)}"
+    if template_fields(key):
+        return line
+    return (f"{line}  # one record per patient: its name written out, not {{record_set}}: the keys survive a change "
+            "of format or sheet name")
 
 
 def _date_formats(column: ColumnProfile) -> list[str]:
