@@ -136,3 +136,56 @@ def test_a_format_change_keeps_the_records_keys_as_the_page_says(tmp_path):
     first, last = (set(map(tuple, issues[issues.run_id == run][["rule_id", "source_record_key"]].values))
                    for run in (issues.run_id.min(), issues.run_id.max()))
     assert first and first == last  # none resolved, none new
+
+
+def _two_record_sets(tmp_path: Path, **keys: object) -> Path:
+    path = _source(tmp_path, "Pacientes", **keys)
+    text = yaml.safe_load(path.read_text())
+    text["tables"]["treatment"] = {"from": "Tratamientos", "fields": {"drug_name": {"column": "farmaco"}}}
+    text.pop("record_set")
+    text["record_set_from_file"] = "(?P<record_set>.+)[.]csv"
+    path.write_text(yaml.safe_dump(text))
+    return path
+
+
+def test_a_record_keyed_as_one_of_another_record_set_is_quarantined_naming_both_keys(tmp_path):
+    """The key of the record set the .sav held, given to the new sheet while the old .sav still lands beside
+    it (the onboarding page's own case), or another record set's name: a patient's records of both had one
+    published key, neither flagged."""
+    mapping = load_mapping(_two_record_sets(tmp_path, record_keys={"Pacientes": "Tratamientos"}))
+    treated = [{"id_paciente": ROWS[0]["id_paciente"], "farmaco": "VCR"}]
+    result = harmonise_source(mapping, {"Pacientes": _frame(ROWS), "Tratamientos": _frame(treated)}, KEY, "run-1")
+
+    assert result.records.source_record_key.is_unique
+    assert len(result.tables["patient_source"]) == 3 and result.tables["treatment"].empty
+    ((rule, message),) = result.rejections[["rule_id", "message"]].values.tolist()
+    assert rule == "CONF-KEY-UNIQUE"
+    assert re.fullmatch(
+        r"duplicate: record key \w+\|Tratamientos already read at line 2 of Pacientes; record_keys\.Pacientes "
+        r"\('Tratamientos'\) and record_key \('\{record_set\}'\) give a record of Pacientes and one of Tratamientos "
+        r"one key: give each record set its own under record_keys", message), message
+
+
+def test_records_without_a_patient_key_are_not_told_to_remove_a_patient_s_repeat(tmp_path):
+    """Under a key naming no column, every record with an empty patient key has one clear key: the second is
+    a duplicate (its published key made unique) but not a patient's repeat, its missing key its finding."""
+    mapping = load_mapping(_source(tmp_path, "Pacientes", record_keys={"Pacientes": "REG"}))
+    rows = [{**ROWS[0], "id_paciente": ""}, {**ROWS[1], "id_paciente": ""}]
+    result = harmonise_source(mapping, {"Pacientes": _frame(rows)}, KEY, "run-1")
+
+    assert result.records.source_record_key.is_unique
+    assert sorted(result.rejections.rule_id) == ["CONF-KEY-UNIQUE", "CONF-PATIENT-KEY-PRESENT",
+                                                 "CONF-PATIENT-KEY-PRESENT"]
+    assert not result.rejections.message.str.contains("one record per patient").any()
+
+
+def test_a_second_record_of_a_patient_under_the_record_set_s_name_is_told_what_to_do(tmp_path):
+    """`{record_set}` names no column either: a patient has one record per record set."""
+    mapping = load_mapping(_source(tmp_path, "Pacientes"))
+    result = harmonise_source(mapping, {"Pacientes": _frame([ROWS[0], ROWS[0]])}, KEY, "run-1")
+
+    (message,) = result.rejections.message
+    assert message.endswith("; record_key ('{record_set}') names no column, so Pacientes holds one record per "
+                            "patient: remove the repeat from the export, or, if the patient has several records "
+                            "there, key them by a column that tells them apart ('{record_set}[{column}]'; their "
+                            "keys change)"), message

@@ -484,27 +484,47 @@ class _Engine:
 
         return published_key(self.key, self.mapping.source_id, patient_key, local, shows)
 
-    def mark_duplicates(self, records: list[_Record]) -> None:
-        """A repeated record key: the first copy is loaded; the n-th repeat is rejected as `<key>#<n>`."""
-        first_line: dict[str, Any] = {}
+    def mark_duplicates(self, records: Iterable[_Record]) -> None:
+        """A repeated record key among all the source's records (every record set's keys are published in one
+        space: the patient's pseudonym and the local key): the first copy is loaded; the n-th repeat is
+        rejected as `<key>#<n>`."""
+        first: dict[str, tuple[Any, str]] = {}  # clear key -> line and record set of its first copy
         copies: dict[str, int] = {}
         for record in records:
-            if record.clear_key in first_line:
+            if record.clear_key in first:
                 copies[record.clear_key] = copies.get(record.clear_key, 1) + 1
                 original = record.published_key
                 record.published_key = f"{original}#{copies[record.clear_key]}"
-                record.reject(KEY_UNIQUE, None, None, f"duplicate: record key {original} already read at line "
-                                                      f"{first_line[record.clear_key]}{self._one_per_patient(record)}")
+                line, record_set = first[record.clear_key]
+                if record_set == record.record_set:
+                    said = f"already read at line {line}{self._one_per_patient(record)}"
+                else:
+                    said = f"already read at line {line} of {record_set}{self._one_key(record_set, record)}"
+                record.reject(KEY_UNIQUE, None, None, f"duplicate: record key {original} {said}")
             else:
-                first_line[record.clear_key] = record.row.get("_line")
+                first[record.clear_key] = record.row.get("_line"), record.record_set
+
+    def _key_named(self, record_set: str) -> str:
+        """Where the mapping gives a record set's key: its own under record_keys, or the default."""
+        template = self.mapping.record_key_for(record_set)
+        return (f"record_keys.{record_set}" if record_set in self.mapping.record_keys else "record_key") + \
+            f" ('{template}')"
+
+    def _one_key(self, first: str, record: _Record) -> str:
+        """What to do of a record keyed as one of another record set is: its key and theirs give both one key."""
+        named = {self._key_named(first): None, self._key_named(record.record_set): None}
+        return (f"; {' and '.join(named)} give{'s' if len(named) == 1 else ''} a record of {first} and one of "
+                f"{record.record_set} one key: give each record set its own under record_keys")
 
     def _one_per_patient(self, record: _Record) -> str:
-        """What to do of a duplicate whose record key names no column: such a key allows one record per patient
-        in its record set, and a second is not loaded however it differs from the first."""
+        """What to do of a duplicate whose record key names no column but the patient key: such a key allows
+        one record per patient in its record set, and a second is not loaded however it differs from the
+        first. A record without a patient key is quarantined for that already: no hint."""
         template = self.mapping.record_key_for(record.record_set)
-        if template_fields(template):
+        if record.patient_key in self.nulls or "record_key" in self.mapping.key_columns(record.record_set).values():
             return ""
-        return (f"; record_keys.{record.record_set} ('{template}') names no column, so {record.record_set} holds one "
+        named = "no column" if set(template_fields(template)) <= {"record_set"} else "no column but the patient key"
+        return (f"; {self._key_named(record.record_set)} names {named}, so {record.record_set} holds one "
                 "record per patient: remove the repeat from the export, or, if the patient has several records "
                 f"there, key them by a column that tells them apart ('{template}[{{column}}]'; their keys change)")
 
@@ -732,13 +752,16 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     engine.read_births(patients)
     for recs in records.values():
         engine.publish_keys(recs)
-        engine.mark_duplicates(recs)
-    for name, recs in records.items():
-        if name not in mapped and not name.endswith(" (not joined)"):
-            for record in recs:
-                record.reject(FORM_MAPPED, None, None,
-                              f"record set {name} is not mapped in sources/{mapping.source_id}.yaml "
-                              "(map it under tables:, or list it under ignore:)")
+    unmapped = [name for name in records if name not in mapped and not name.endswith(" (not joined)")]
+    # The mapped record sets' keys are told apart together (one published key space); a record set nobody
+    # maps, quarantined whole, among itself.
+    engine.mark_duplicates(r for name, recs in records.items() if name not in unmapped for r in recs)
+    for name in unmapped:
+        engine.mark_duplicates(records[name])
+        for record in records[name]:
+            record.reject(FORM_MAPPED, None, None,
+                          f"record set {name} is not mapped in sources/{mapping.source_id}.yaml "
+                          "(map it under tables:, or list it under ignore:)")
 
     # Patients first: their birth dates and EUPIDs are needed by every other table.
     patient_rows = engine.patient_rows(patients)
