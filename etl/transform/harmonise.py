@@ -412,13 +412,14 @@ class _Engine:
             origin, raw = given  # a first_of alternative: read, and named in a message, as the one it is
             try:
                 out[name] = value = self.convert(origin, raw)
-                if origin.codes is None and spec.type in _FREE_TEXT and value:
-                    if holds_patient_key(value, record.norm):
-                        out[name] = None  # the patient's number typed into a note: held back, never shown
-                        record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
-                                      f"{name} ({_named(spec, origin)}): holds the patient's own number (hidden)")
-                    elif _screened(name, origin):  # another patient's number or birth date: loaded without
-                        out[name] = self.screen.screened(value)
+                if origin.codes is None and spec.type in _FREE_TEXT and value and holds_patient_key(value, record.norm):
+                    out[name] = None  # the patient's number typed into a note: held back, never shown
+                    record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
+                                  f"{name} ({_named(spec, origin)}): holds the patient's own number (hidden)")
+                elif isinstance(value, str) and value and _screened(name, spec):
+                    # Another patient's number or birth date: loaded without. A first_of field is screened
+                    # whole (a code list's value too), as carry_over.py screens a carried column anew.
+                    out[name] = self.screen.screened(value)
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
                 # Never echo a birth date or EUPID, even a broken one, nor the patient's number or birth
@@ -685,8 +686,8 @@ def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
 
 def _screened(name: str, spec: FieldSpec) -> bool:
     """Whether harmonise screens a field's values for the source's patients: free text loaded as written, not
-    a code list's value, a code used as written, a constant, an age or a reference (a first_of field: where
-    an alternative's values are)."""
+    a code list's value, a code used as written, a constant, an age or a reference (a first_of field: whole, where
+    an alternative's values are; carry_over.py screens a carried column anew whole)."""
     if spec.first_of is not None:
         return any(_screened(name, alternative) for alternative in spec.first_of)
     return (spec.codes is None and spec.type in _FREE_TEXT and name not in _CODES_AS_WRITTEN

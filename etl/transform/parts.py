@@ -143,8 +143,11 @@ def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -
                                                                          if c in needed]))
                                         for name, table in record_sets.items()})
     head = frames.get(mapping.patient.head)
-    if head is None or not spec.columns() <= set(head.columns):
-        return []  # (harmonise refuses a missing column, or reads ODM's as empty)
+    if head is None:
+        return []
+    # A missing column is empty, as `_Engine.records` reads ODM's (an item nobody filled in is left out of the
+    # export: a first_of's full date where no child has one); harmonise refuses it from other formats.
+    head = head.assign(**{column: "" for column in spec.columns() - set(head.columns)})
     found = set(birth_dates(mapping, row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates())))
     return sorted(found, key=lambda b: (b.value, b.precision))
 
