@@ -110,6 +110,14 @@ def test_each_alternative_reads_with_its_own_code_list_checked_when_the_mapping_
      "patient.fields.birth_date.first_of.1.format: '%Q': %Q not understood"),
     ({"type": "date", "column": "fecha_nacimiento", "first_of": [{"column": "a"}, {"column": "b"}]},
      "give exactly one of column, const, template, age_at, ref, first_of"),
+    # type on one alternative only: not the other's type text, which nobody wrote, refused
+    ({"first_of": [{"column": "fecha_nacimiento", "type": "date", "format": "%d/%m/%Y"},
+                   {"template": "{anio_nacimiento}-{mes_nacimiento}", "format": "%Y-%m"}]},
+     "patient.fields.birth_date: first_of: type is given on some alternatives only, or differs (first_of.0: date): "
+     "give type beside first_of"),
+    ({"first_of": [{"column": "fecha_nacimiento", "type": "date"}, {"column": "anio_nacimiento", "type": "integer"}]},
+     "first_of: type is given on some alternatives only, or differs (first_of.0: date, first_of.1: integer): give "
+     "type beside first_of"),
 ])
 def test_an_alternative_that_cannot_work_is_refused_naming_it(tmp_path, birth, expected):
     with pytest.raises(MappingError) as refused:
@@ -173,5 +181,26 @@ def test_an_icd_o_3_code_read_from_the_first_of_two_columns_is_typed_and_its_par
     diagnosis = result.tables["diagnosis"].sort_values("icdo3_morphology")
     assert diagnosis[["icdo3_morphology", "icdo3_behaviour"]].values.tolist() == [["8960", "3"], ["8970", "3"]]
     assert result.rejections.message.tolist() == [
-        "icdo3_behaviour (comportamiento): behaviour '2' contradicts icdo3_morphology (morfologia_cie_o_2) '8960/3', "
-        "whose behaviour is 3: correct one of them"]
+        "icdo3_behaviour (comportamiento): behaviour '2' contradicts icdo3_morphology (first_of.1: morfologia_cie_o_2) "
+        "'8960/3', whose behaviour is 3: correct one of them"]
+
+
+
+def test_a_record_has_the_centre_its_own_first_of_gives(tmp_path):
+    """The centre a record names itself routes its queries: read as the patient record's centre_id is (a
+    first_of, a template), not only from a column; a record naming none has its patient's."""
+    path = tmp_path / "registry_es.yaml"
+    path.write_text(yaml.safe_dump({
+        "source_id": "registry_es", "title": "RETI-ES", "format": "csv", "files": "*.csv",
+        "record_set_from_file": "(?P<record_set>.+)[.]csv", "patient_key": "id_paciente",
+        "record_key": "{record_set}[{linea}]",
+        "patient": {"from": "REG", "fields": {"centre_id": {
+            "first_of": [{"column": "centro"}, {"template": "ES-{hospital}"}]}}},
+        "tables": {"treatment": {"from": "TRAT", "fields": {"drug_name": {"column": "farmaco"}}}}}))
+    patients = [{"id_paciente": "ES0001", "linea": "1", "centro": "ES01", "hospital": ""}]
+    treated = [{"id_paciente": "ES0001", "linea": "1", "farmaco": "VCR", "centro": "", "hospital": "05"},
+               {"id_paciente": "ES0001", "linea": "2", "farmaco": "ACT", "centro": "", "hospital": ""}]
+    result = harmonise_source(load_mapping(path), {"REG": _frame(patients), "TRAT": _frame(treated)}, KEY, "run-1")
+
+    assert result.records[["record_set", "centre_id"]].values.tolist() == [
+        ["REG", "ES01"], ["TRAT", "ES-05"], ["TRAT", "ES01"]]

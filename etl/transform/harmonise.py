@@ -190,7 +190,7 @@ def fill_key(template: str, row: Mapping[str, str], record_set: str | None = Non
 def _named(spec: FieldSpec, origin: FieldSpec) -> str:
     """How a message names the spec a field's value was read by: its column or template, and for a first_of
     alternative its place in the list (`first_of.1: {YEAR}-{MONTH}`), as a mapping error names it."""
-    if spec.first_of is None:
+    if spec.first_of is None or origin is spec:
         return origin.origin()
     place = next(i for i, alternative in enumerate(spec.first_of) if alternative is origin)
     return f"first_of.{place}: {origin.origin()}"
@@ -330,8 +330,8 @@ class _Engine:
                 raw = m_raw = "<hidden>"
             record.reject(ICDO3_BEHAVIOUR if pair.part == "behaviour" else ICDO3_MORPHOLOGY, pair.name,
                           f"{m_raw} vs {raw}",
-                          f"{pair.name} ({spec.origin()}): {pair.part} '{raw}' contradicts "
-                          f"{pair.morphology} ({m_spec.origin()}) '{m_raw}', whose {pair.part} "
+                          f"{pair.name} ({_named(pair.spec, spec)}): {pair.part} '{raw}' contradicts "
+                          f"{pair.morphology} ({_named(pair.morphology_spec, m_spec)}) '{m_raw}', whose {pair.part} "
                           f"is {own}: correct one of them")
 
     def _morphology_written(self, spec: FieldSpec, record: _Record
@@ -528,6 +528,16 @@ class _Engine:
         return (f"; {self._key_named(record.record_set)} names {named}, so {record.record_set} holds one "
                 "record per patient: remove the repeat from the export, or, if the patient has several records "
                 f"there, key them by a column that tells them apart ('{template}[{{column}}]'; their keys change)")
+
+    def own_centre(self, row: Mapping[str, Any]) -> str | None:
+        """The centre a record names itself, read as the patient record's centre_id is (a template, the first
+        of first_of giving one); None when it names none. SDTM datasets and trial sheets name the site on the
+        demographics record only: a column the record set lacks is empty."""
+        spec = self.mapping.patient.fields.get("centre_id")
+        if spec is None:
+            return None
+        given = self._given(spec, {column: row.get(column, "") for column in spec.columns()})
+        return self._case(*given) if given is not None else None
 
     # -- tables ---------------------------------------------------------------------------
     def patient_rows(self, records: list[_Record]) -> list[dict[str, Any]]:
@@ -868,15 +878,12 @@ def _with_iccc3(diagnosis: pd.DataFrame) -> pd.DataFrame:
 
 def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFrame:
     mapping = engine.mapping
-    centre = mapping.patient.fields.get("centre_id")
     rows = []
     for recs in records.values():
         for r in recs:
             known_patient = r.patient_key not in engine.nulls
-            centre_raw = r.row.get(centre.column or "", "").strip() if centre is not None else ""
-            # SDTM datasets and trial sheets name the site on the demographics record only: the
-            # other records of the patient belong to the same centre (where queries are sent).
-            own_centre = engine._case(centre, centre_raw) if centre and centre_raw not in engine.nulls else None
+            # A record naming no centre belongs to its patient's (where queries are sent).
+            own_centre = engine.own_centre(r.row)
             rows.append({
                 "source_id": mapping.source_id,
                 "source_file": r.row.get("source_file"),

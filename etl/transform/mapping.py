@@ -162,8 +162,13 @@ class FieldSpec(_Strict):
             return given
         alternatives = given["first_of"]
         if "type" not in given:
-            named = [a["type"] for a in alternatives if isinstance(a, dict) and "type" in a]
-            return {**given, "type": named[0]} if named else given
+            named = [a.get("type") for a in alternatives if isinstance(a, dict)]
+            if any(named) and (None in named or len(set(named)) > 1):
+                # one alternative's type taken for the field's, the others' refused for a type nobody wrote
+                typed = ", ".join(f"first_of.{i}: {t}" for i, t in enumerate(named) if t)
+                raise ValueError(f"first_of: type is given on some alternatives only, or differs ({typed}): give "
+                                 "type beside first_of, the field's, every alternative being read as it")
+            return {**given, "type": named[0]} if any(named) else given
         return {**given, "first_of": [{"type": given["type"], **a} if isinstance(a, dict) else a for a in alternatives]}
 
     @field_validator("codes", mode="before")
@@ -329,7 +334,7 @@ class TableSpec(_FromRecordSets):
     def repeated_fields(self) -> list[str]:
         """The fields that read a column of the group: a group where all are empty makes no row."""
         return [name for name, spec in self.fields.items()
-                if any(REPEAT in (a.column or a.template or "") for a in spec.alternatives())]
+                if any(REPEAT in a.origin() for a in spec.alternatives())]
 
     def groups(self) -> list[tuple[str | None, dict[str, FieldSpec]]]:
         """Each column group with its fields, `{repeat}` read as the group; one group None (the fields as
