@@ -72,6 +72,18 @@ def test_a_second_record_of_a_patient_is_quarantined_saying_what_to_do(tmp_path)
     assert "280000" not in message
 
 
+def test_a_fixed_key_typed_with_a_patient_s_number_is_not_quoted_by_its_duplicate_s_message(tmp_path):
+    """The published key hides a patient's number typed as a record set's key (a keyed digest): the hint of
+    a repeat quoted the template as written."""
+    mapping = load_mapping(_source(tmp_path, "Pacientes", record_keys={"Pacientes": "280001"}))
+    rows = [ROWS[0], {**ROWS[0], "fecha": "2020-03-01"}, ROWS[1]]
+    result = harmonise_source(mapping, {"Pacientes": _frame(rows)}, KEY, "run-1")
+
+    ((message,),) = result.rejections[["message"]].values.tolist()
+    assert "280001" not in message and "record_keys.Pacientes ('{patient}') names no column" in message
+    assert not any("280001" in key for key in result.records.source_record_key)
+
+
 @pytest.mark.parametrize(("keys", "expected"), [
     ({"record_key": "REG"}, "record_key: 'REG' names no column, so every record of a patient, in every record set, "
                             "would have that one key"),

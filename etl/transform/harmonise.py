@@ -506,8 +506,9 @@ class _Engine:
                 first[record.clear_key] = record.row.get("_line"), record.record_set
 
     def _key_named(self, record_set: str) -> str:
-        """Where the mapping gives a record set's key: its own under record_keys, or the default."""
-        template = self.mapping.record_key_for(record_set)
+        """Where the mapping gives a record set's key: its own under record_keys, or the default, as shown (a
+        fixed key may be typed with a patient's number: its published key hides it too)."""
+        template = self.screen.screened(self.mapping.record_key_for(record_set))
         return (f"record_keys.{record_set}" if record_set in self.mapping.record_keys else "record_key") + \
             f" ('{template}')"
 
@@ -521,7 +522,7 @@ class _Engine:
         """What to do of a duplicate whose record key names no column but the patient key: such a key allows
         one record per patient in its record set, and a second is not loaded however it differs from the
         first. A record without a patient key is quarantined for that already: no hint."""
-        template = self.mapping.record_key_for(record.record_set)
+        template = self.screen.screened(self.mapping.record_key_for(record.record_set))
         if record.patient_key in self.nulls or "record_key" in self.mapping.key_columns(record.record_set).values():
             return ""
         named = "no column" if set(template_fields(template)) <= {"record_set"} else "no column but the patient key"
