@@ -79,7 +79,7 @@ from etl.extract.file_names import (
     reads_as_patient_number,
     runs_into_letters,
 )
-from etl.extract.landing import ERASED_SUFFIX, erased_export
+from etl.extract.landing import ERASED_SUFFIX, archive_copies, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
@@ -334,9 +334,7 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
             if _scrub_raw_parquet(parquet, mapping, key, erased):
                 rewritten.append(str(parquet))
                 held = True
-        for copy in sorted((home.archive / source_id).glob(f"{sha[:16]}__*")):
-            if copy.name.endswith(ERASED_SUFFIX):
-                continue
+        for copy in archive_copies(home.archive, source_id, sha):
             try:
                 changed = adapter.without_patients(copy, mapping, is_erased)
             except ExtractError as exc:

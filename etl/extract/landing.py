@@ -350,14 +350,20 @@ def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, Loade
 def archived_header(archive_dir: Path, source_id: str, sha256: str, read: Callable[[Path], FileHeader]) -> FileHeader:
     """What the archive copy of an export (`archive`) says of itself, read by `read` (an adapter's file_header);
     an empty FileHeader when no copy is left (`rtw forget` deleted it) or it cannot be read."""
-    for copy in sorted((archive_dir / source_id).glob(f"{sha256[:16]}__*")):
-        if not copy.name.endswith(ERASED_SUFFIX):
-            with contextlib.suppress(ExtractError, OSError):
-                return read(copy)
+    for copy in archive_copies(archive_dir, source_id, sha256):
+        with contextlib.suppress(ExtractError, OSError):
+            return read(copy)
     return FileHeader()
 
 
 ERASED_SUFFIX = ".erased"
+
+
+def archive_copies(archive_dir: Path, source_id: str, sha256: str) -> list[Path]:
+    """The archive copies of an export (`archive`: one a name it was delivered under), in name order; the
+    tombstones `rtw forget` left of copies it deleted are not copies."""
+    return [copy for copy in sorted((archive_dir / source_id).glob(f"{sha256[:16]}__*"))
+            if not copy.name.endswith(ERASED_SUFFIX)]
 
 
 def erased_export(archive_dir: Path, source_id: str, sha256: str) -> Path:
