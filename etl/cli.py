@@ -186,18 +186,11 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     shown = shown_file_name(path.name, numbers)
     sha256 = sha256_of(path)
     with reading(rtw_home.warehouse) as live:  # what the warehouse made of this content: held, loaded, ...
-        found = live.execute(
-            "SELECT status, (SELECT max(run_id) FROM meta.file_acceptance a WHERE a.source_id = f.source_id AND "
-            "a.source_file_sha256 = f.source_file_sha256 AND NOT coalesce(a.departure, false)) "
-            "FROM meta.source_file f WHERE source_id = ? AND source_file_sha256 = ?",
-            [source, sha256]).fetchone() if live is not None else None
+        found = live.execute("SELECT status FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
+                             [source, sha256]).fetchone() if live is not None else None
     if found is None or found[0] != "held":
         what = ("is not held: nothing to accept; no run has read it yet: the next run loads it, or holds it and "
                 "says why" if found is None else "is already loaded: nothing to accept" if found[0] == "loaded"
-                # a file loaded once and sent again is recorded held, unless an acceptance loaded it (covered one)
-                else f"was accepted once, loaded (run {found[1]}) and replaced since: an acceptance covers one "
-                "replacement, so it is not accepted again; have the newer export sent again, or this content "
-                "exported afresh (a new export day), which loads" if found[0] == "superseded" and found[1]
                 else f"is not held: nothing to accept; the warehouse records it {found[0]} (rtw status says why)")
         _fail(f"{source}: {shown} (sha256 {sha256[:12]}) {what}")
     accepted = accept_file(rtw_home.root, source, shown, sha256)

@@ -48,11 +48,24 @@ from etl.extract.file_names import (
     shown_file_name,
     shown_record_sets,
 )
-from etl.extract.guards import accepted_files, gone_record_sets, held_series, withdraw_departures
+from etl.extract.guards import (
+    accepted_files,
+    gone_record_sets,
+    held_series,
+    withdraw_acceptances,
+    withdraw_departures,
+)
 from etl.forget import drop_erased, erased_pseudonyms, hide_erased_numbers, scrub_export_copies
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
-from etl.load.warehouse import publish, read_loaded_files, read_loaded_record_sets, read_source_state
+from etl.load.warehouse import (
+    publish,
+    read_export_days,
+    read_loaded_files,
+    read_loaded_record_sets,
+    read_source_state,
+    read_superseded,
+)
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
 from etl.resources import code_digest
@@ -194,6 +207,7 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     if found.problems:  # held: the source keeps its last good data until its files can be applied
         problem = found.shown("; ".join(found.problems), numbers)
         return _failed(_not_read(outcome, found, numbers, problem), problem)
+    _withdraw_spent_acceptances(home, source_id)
     if older := [found.shown(reason, numbers) for reason in _older_exports(home, mapping, found)]:
         return held_outcome(_not_read(outcome, found, numbers, "; ".join(older)), older)
     options = adapter.read_options(mapping)
@@ -250,22 +264,30 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     loaded, an earlier export sent again under a fixed name (landing.older_than_loaded). The landing folder
     cannot tell, whether the pull landed the file or a data manager dropped it: the warehouse can."""
     source_id = mapping.source_id
-    with schema.reading(home.warehouse) as live:
-        rows = [] if live is None else live.execute(
-            "SELECT source_file_sha256, file_name, series, exported_on, status FROM meta.source_file "
-            "WHERE source_id = ? AND status IN ('loaded', 'superseded')", [source_id]).fetchall()
-    # An acceptance lets an older export replace the data it was held against, once: loaded, then replaced
-    # by a later export, the same bytes sent again are an older export sent again.
-    replaced = {sha for sha, *_, status in rows if status == "superseded"}
-    accepted = set(accepted_files(home.root, source_id)) - replaced
-    rows = [row for row in rows if row[-1] == "loaded"]
-    new = {f.series for f in found.current if f.sha256 not in accepted and not mapping.is_ignored(f.series)
-           and all(sha != f.sha256 for sha, *_ in rows)}
+    accepted = set(accepted_files(home.root, source_id))
+    loaded = read_loaded_files(home.warehouse, source_id)
+    judged = [f for f in found.current if f.sha256 not in accepted and f.sha256 not in loaded
+              and not mapping.is_ignored(f.series) and any(f.series == g.series for g in loaded.values())]
+    if not judged:
+        return []
+    days = read_export_days(home.warehouse, source_id)
+    # A loaded export's written instant (its archive copy's CreationDateTime) tells only against a new
+    # export of its series that states one too (landing.written_before): read only then.
+    timed = {f.series for f in judged if f.header.created is not None}
     read = adapter_for(mapping.format).file_header
-    loaded = {sha: landing.LoadedExport(name, series, exported_on,  # its written instant: the archive copy's
-                                        landing.archived_header(home.archive, source_id, sha, read).created)
-              for sha, name, series, exported_on, _ in rows if series in new}
-    return landing.older_than_loaded(found.current, loaded, accepted)
+    exports = {sha: landing.LoadedExport(f.name, f.series, days.get(sha), landing.archived_header(
+        home.archive, source_id, sha, read).created if f.series in timed else None)
+               for sha, f in loaded.items() if any(f.series == g.series for g in judged)}
+    return landing.older_than_loaded(judged, exports, accepted)
+
+
+def _withdraw_spent_acceptances(home: Home, source_id: str) -> None:
+    """Withdraw the acceptances of files loaded and superseded since (guards.withdraw_acceptances): the
+    same content sent again is judged as any export, held again if it must be, and accepted again."""
+    if accepted := accepted_files(home.root, source_id):
+        for sha in withdraw_acceptances(home.root, source_id, read_superseded(home.warehouse, source_id, accepted)):
+            log.info("%s: %s, accepted, loaded and superseded since: its acceptance is withdrawn", source_id,
+                     accepted[sha].file_name)
 
 
 def _stage(home: Home, adapter: SourceAdapter, options: BaseModel, f: landing.LandingFile

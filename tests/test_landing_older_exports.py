@@ -231,20 +231,29 @@ def test_an_export_sent_again_and_held_then_replaced_is_superseded_again(home):
 
 
 @pytest.mark.integration
-def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_stays_superseded(home):
-    """Its acceptance covered one replacement: the night holds it again, and rtw accept refuses it."""
+def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_is_held_and_can_be_accepted_again(home):
+    """Its acceptance covered one replacement, and is withdrawn once B supersedes it: A sent again is held
+    as any older export, and accepted again loads it, each acceptance in meta.file_acceptance."""
+    before, first = _enrolments(home), (home.landing / "iltb" / "ILTB_ENROL.csv").read_bytes()
     export = _older_enrolments(home)
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
     assert CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)]).exit_code == 0
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # A, accepted and loaded
     older = export.read_bytes()
-    export.write_bytes(older.replace(b";initial", b";INITIAL", 1))  # B, 7 November
+    export.write_bytes(first.replace(b";initial", b";INITIAL", 1))  # B, 7 November, with every enrolment
     _set_day(export, "2026-11-07")
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _enrolments(home) == before
     export.write_bytes(older)
     _set_day(export, "2026-10-25")
-    for _night in range(2):
-        assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
-        assert dict(_file_statuses(home))[_sha(older)] == "superseded"
-    refused = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
-    assert refused.exit_code == 1 and "accepted once" in " ".join(refused.output.split()), refused.output
+    for _night in range(2):  # the old acceptance does not load it
+        assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"] and _enrolments(home) == before
+        assert dict(_file_statuses(home))[_sha(older)] == "held" and _accounted(home) == []
+    accepted = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "accepted" in accepted.output, accepted.output
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == [] and _enrolments(home) == before - 1
+    assert dict(_file_statuses(home))[_sha(older)] == "loaded" and _accounted(home) == []
+    assert [n for (n,) in _query(home, "SELECT run_id FROM meta.file_acceptance WHERE source_file_sha256 = ? "
+                                       "ORDER BY accepted_at", [_sha(older)])][-1] == summary.run_id
+    assert _query(home, "SELECT count(*) FROM meta.file_acceptance WHERE source_file_sha256 = ?",
+                  [_sha(older)]) == [(2,)]

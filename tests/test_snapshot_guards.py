@@ -66,6 +66,29 @@ def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(loaded):
     assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance") == [(export.name, False)]
 
 
+def test_a_cut_export_accepted_replaced_and_sent_again_is_held_again_and_can_be_accepted_again(loaded):
+    """An acceptance covers one replacement: the full export back supersedes the cut one, and the cut one
+    sent again is judged by the shrink guard as any export (held), then accepted and loaded again."""
+    home, export = loaded
+    before, full = _registry_rows(home), export.read_bytes()
+    lines = full.split(b"\r\n")
+    cut = b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n"
+    export.write_bytes(cut)
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["registry_it"]
+    assert CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)]).exit_code == 0
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _registry_rows(home) < before
+    export.write_bytes(full)  # the full export back: it grows the source, so it loads
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _registry_rows(home) == before
+    export.write_bytes(cut)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["registry_it"] and "more than the 10% allowed" in (summary.message or "")
+    assert _registry_rows(home) == before
+    accepted = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0 and "accepted" in accepted.output, accepted.output
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _registry_rows(home) < before
+    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance") == [(export.name, False)] * 2
+
+
 def test_accept_refuses_a_file_outside_the_landing_folder(loaded, tmp_path):
     home, _ = loaded
     outside = tmp_path / "elsewhere.csv"

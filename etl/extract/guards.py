@@ -5,7 +5,8 @@ records than the export it replaces. Such a file is held (the source keeps its l
 the run says why, with the numbers) until a data manager accepts it with `rtw accept SOURCE
 FILE`, for when the shrink is real. An acceptance is bound to the file's content (its sha256)
 and kept under `<home>/accepted/<source_id>/`; the run that loads the file records it in
-`meta.file_acceptance`.
+`meta.file_acceptance`. It covers one replacement: once a later export supersedes the file, it is
+withdrawn, and the same content sent again is judged (and accepted) again.
 """
 
 from __future__ import annotations
@@ -62,9 +63,20 @@ def accepted_files(home_root: Path, source_id: str, *, departures: bool = False)
 def withdraw_departures(home_root: Path, source_id: str, delivered: AbstractSet[str]) -> list[str]:
     """Withdraw the departure acceptances of files delivered again (it covered one departure, not a
     later one): the sha256 of their files."""
+    return _withdraw(home_root, source_id, delivered, departures=True)
+
+
+def withdraw_acceptances(home_root: Path, source_id: str, superseded: AbstractSet[str]) -> list[str]:
+    """Withdraw the acceptances of files loaded and superseded since by a later export (it covered one
+    replacement, not a later one: the same content sent again is judged again, and accepted again if
+    right): the sha256 of their files."""
+    return _withdraw(home_root, source_id, superseded, departures=False)
+
+
+def _withdraw(home_root: Path, source_id: str, shas: AbstractSet[str], departures: bool) -> list[str]:
     withdrawn = []
-    for sha, (path, _) in _acceptances(home_root, source_id, departures=True).items():
-        if sha in delivered:
+    for sha, (path, _) in _acceptances(home_root, source_id, departures).items():
+        if sha in shas:
             path.unlink(missing_ok=True)
             withdrawn.append(sha)
     return withdrawn

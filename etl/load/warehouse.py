@@ -19,9 +19,9 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -121,6 +121,20 @@ def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, LoadedFile]:
     rows = _live_rows(warehouse, "SELECT source_file_sha256, series, rows_read - rows_superseded, file_name "
                                  "FROM meta.source_file WHERE source_id = ? AND status = 'loaded'", [source_id])
     return {sha: LoadedFile(series, int(records), name) for sha, series, records, name in rows}
+
+
+def read_export_days(warehouse: Path, source_id: str) -> dict[str, date | None]:
+    """The export day of each of the source's loaded files in the live warehouse, by sha256 (None: recorded
+    by a version that did not record it)."""
+    return dict(_live_rows(warehouse, "SELECT source_file_sha256, exported_on FROM meta.source_file "
+                                      "WHERE source_id = ? AND status = 'loaded'", [source_id]))
+
+
+def read_superseded(warehouse: Path, source_id: str, shas: Collection[str]) -> set[str]:
+    """Which of the source's files `shas` (sha256) the live warehouse records superseded."""
+    return {sha for (sha,) in _live_rows(warehouse, "SELECT source_file_sha256 FROM meta.source_file WHERE "
+                                                    "source_id = ? AND status = 'superseded' AND "
+                                                    "list_contains(?, source_file_sha256)", [source_id, sorted(shas)])}
 
 
 def read_loaded_record_sets(warehouse: Path, source_id: str) -> dict[tuple[str, str], int]:
@@ -457,13 +471,10 @@ def _record_files(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
 def _sent_again(con: duckdb.DuckDBPyConnection, source_id: str, sha256: str) -> bool:
     """Whether a file the night did not load, current in landing, is one loaded once and replaced since (A,
     then B, then A again): what the night made of it is what it makes of a new file, held (rtw accept takes
-    it) or failed, not superseded. One loaded by an acceptance stays superseded: that acceptance covered one
-    replacement, and the run judging an older export sent again tells it spent by this status alone."""
-    return con.execute(
-        "SELECT status = 'superseded' AND NOT EXISTS (SELECT 1 FROM meta.file_acceptance a WHERE a.source_id = "
-        "f.source_id AND a.source_file_sha256 = f.source_file_sha256 AND NOT coalesce(a.departure, false)) "
-        "FROM meta.source_file f WHERE f.source_id = ? AND f.source_file_sha256 = ?",
-        [source_id, sha256]).fetchone() == (True,)
+    it) or failed, not superseded. One an acceptance loaded too: the acceptance was withdrawn when B
+    superseded it (guards.withdraw_acceptances), so the night judged it as any export."""
+    return con.execute("SELECT status = 'superseded' FROM meta.source_file WHERE source_id = ? "
+                       "AND source_file_sha256 = ?", [source_id, sha256]).fetchone() == (True,)
 
 
 #: what the notice of a run that renamed files in the history says (etl/publish_outputs.py looks for it)
@@ -685,15 +696,15 @@ def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOu
         _rename_record_sets_in_history(con, run_id, outcome)
         _replace_source(con, outcome)
         _record_removals(con, outcome)
-        for accepted in outcome.accepted:
+        for accepted in outcome.accepted:  # each once, though a file stays current (and accepted) for nights:
+            # another acceptance of the same content (sent again after a replacement) is another row
             con.execute("INSERT INTO meta.file_acceptance (source_id, source_file_sha256, file_name, accepted_at, "
                         "accepted_by, run_id, departure) SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
                         "SELECT 1 FROM meta.file_acceptance WHERE source_id = ? AND source_file_sha256 = ? "
-                        "AND coalesce(departure, false) = ?)", [outcome.source_id, accepted.sha256,
-                                                                  accepted.file_name, accepted.accepted_at,
-                                                                  accepted.accepted_by, run_id, accepted.departure,
-                                                                  outcome.source_id, accepted.sha256,
-                                                                  accepted.departure])
+                        "AND coalesce(departure, false) = ? AND accepted_at IS NOT DISTINCT FROM ?)",
+                        [outcome.source_id, accepted.sha256, accepted.file_name, accepted.accepted_at,
+                         accepted.accepted_by, run_id, accepted.departure,
+                         outcome.source_id, accepted.sha256, accepted.departure, accepted.accepted_at])
     _record_files(con, run_id, outcome)
     _record_source(con, run_id, outcome)
 
