@@ -227,7 +227,7 @@ COMMENT ON COLUMN meta.source_file.source_file_sha256 IS 'SHA-256 of the file co
 COMMENT ON COLUMN meta.source_file.file_name IS 'Name of the file as delivered to landing/, a patient number in it shown as {patient} (files shown alike are told apart by their SHA-256).';
 COMMENT ON COLUMN meta.source_file.size_bytes IS 'Size of the file. Unit: bytes.';
 COMMENT ON COLUMN meta.source_file.series IS 'Files of one series replace each other (a form, an ODM study).';
-COMMENT ON COLUMN meta.source_file.status IS 'State of the file. held: read but not loaded, as it would shrink its source sharply (rtw accept). Codes: loaded / superseded / failed / held.';
+COMMENT ON COLUMN meta.source_file.status IS 'State of the file. held: not loaded, its source keeping its last good data until a data manager accepts what held it (rtw accept): the file would shrink its source sharply, has no records or leaves a form out; it is an older export sent again (written before the export of its series the warehouse loaded; one loaded before and replaced since too); or the source is held for the departure of a loaded file no longer delivered. Codes: loaded / superseded / failed / held.';
 COMMENT ON COLUMN meta.source_file.first_run_id IS 'First run that saw the file.';
 COMMENT ON COLUMN meta.source_file.last_run_id IS 'Last run that changed the file''s state.';
 COMMENT ON COLUMN meta.source_file.rows_read IS 'Records read from the file. Unit: records.';
@@ -263,7 +263,7 @@ COMMENT ON COLUMN meta.source_notice.source_id IS 'The source (sources/<source_i
 COMMENT ON COLUMN meta.source_notice.notice IS 'The note, naming the file (a patient number in its name shown as {patient}) or record set it is about.';
 
 -- meta.file_acceptance -------------------------------------------------------------------------
-COMMENT ON TABLE meta.file_acceptance IS 'One row per export a data manager accepted (rtw accept) after the snapshot guard held it, or whose departure from the delivery was accepted, recorded by the run that acted on it.';
+COMMENT ON TABLE meta.file_acceptance IS 'One row per acceptance (rtw accept) of an export a guard held, or of the departure of a loaded file from the delivery, recorded by the run that acted on it. An acceptance covers one replacement: the same export accepted again (loaded, replaced by a later export, and sent again) has a row for each acceptance.';
 COMMENT ON COLUMN meta.file_acceptance.source_id IS 'The source (sources/<source_id>.yaml).';
 COMMENT ON COLUMN meta.file_acceptance.source_file_sha256 IS 'SHA-256 of the accepted file: an acceptance is bound to its content.';
 COMMENT ON COLUMN meta.file_acceptance.file_name IS 'Name of the accepted file as delivered to landing/, a patient number in it shown as {patient}.';
