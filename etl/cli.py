@@ -26,7 +26,7 @@ from etl.terminal import log_to_terminal, plain
 
 if TYPE_CHECKING:
     from etl.extract.file_names import PatientNumbers
-    from etl.steps import RunSummary
+    from etl.steps import LoadedFile, RunSummary
 
 app = typer.Typer(help="Rare Tumour Warehouse: nightly import of paediatric rare-tumour data.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -141,7 +141,7 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     longer in landing (a form the source stopped sending), its source held for it: the next run loads the
     source without it. A file not held is refused (exit 1), saying what it is: nothing is accepted."""
     from etl.extract.file_names import shown_file_name
-    from etl.extract.guards import accept_file, held_for_departure
+    from etl.extract.guards import accept_file
     from etl.extract.landing import sha256_of
     from etl.load.warehouse import read_loaded_files
     from etl.schema import reading
@@ -163,23 +163,9 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
         if len(gone) > 1:  # files shown alike: their names held patient numbers
             _fail(f"{file} names {len(gone)} loaded files of {source}; give the sha256 of the one that is gone "
                   f"(rtw status lists them): {', '.join(sha[:12] for sha, _ in gone)}")
-        with reading(rtw_home.warehouse) as live:  # a departure is accepted once a run held the source for it
-            status, held_message = (live.execute("SELECT status, message FROM meta.source WHERE source_id = ?",
-                                                 [source]).fetchone() if live is not None else None) or (None, None)
-        accept_when = ("a run that finds a loaded form's export missing holds the source and names the file; "
-                       "accept its departure then")
-        if status != "held":
-            _fail(f"{source}: {gone[0][1].name} is loaded, and {source} is not held for its absence: nothing to "
-                  f"accept ({accept_when})")
-        if not held_for_departure(held_message, gone[0][1], gone[0][0]):
-            _fail(f"{source}: {gone[0][1].name} is loaded, and {source} is held, but not for its absence (the "
-                  f"last run found no export of it missing; rtw status says why it held {source}): nothing to "
-                  f"accept ({accept_when})")
-        for sha, f in gone:
-            accept_file(rtw_home.root, source, f.name, sha, departure=True)
-        records = sum(f.records for _, f in gone)
-        console.print(f"{source}: the departure of {gone[0][1].name} (series {gone[0][1].series}, {records} records) "
-                      "accepted; the next run loads the source without it", soft_wrap=True, markup=False)
+        if refused := _departure_refused(rtw_home, source, *gone[0]):
+            _fail(refused)
+        _accept_departure(rtw_home, source, gone)
         return
     if not path.is_file() or path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
         _fail(f"{shown_file_name(path.name, numbers)}: not an export file in {folder}")
@@ -188,6 +174,13 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     with reading(rtw_home.warehouse) as live:  # what the warehouse made of this content: held, loaded, ...
         found = live.execute("SELECT status FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
                              [source, sha256]).fetchone() if live is not None else None
+    if found is not None and found[0] == "loaded" and (
+            loaded_file := read_loaded_files(rtw_home.warehouse, source).get(sha256)) is not None \
+            and not _departure_refused(rtw_home, source, sha256, loaded_file):
+        # still in landing, but the mapping no longer reads it (its files: pattern changed): the run held the
+        # source for its departure, and said that accepting it accepts that
+        _accept_departure(rtw_home, source, [(sha256, loaded_file)])
+        return
     if found is None or found[0] != "held":
         what = ("is not held: nothing to accept; no run has read it yet: the next run loads it, or holds it and "
                 "says why" if found is None else "is already loaded: nothing to accept" if found[0] == "loaded"
@@ -197,6 +190,38 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     console.print(f"{source}: {shown} accepted (sha256 {accepted.sha256[:12]}..., by {accepted.accepted_by}); "
                   "the next run loads it and records the acceptance in meta.file_acceptance", soft_wrap=True,
                   markup=False)
+
+
+def _departure_refused(rtw_home: Home, source: str, sha256: str, loaded: LoadedFile) -> str | None:
+    """Why the departure of a loaded file is not accepted (None: it is): a run must have held the source
+    for it, its series delivering no export the mapping reads."""
+    from etl.extract.guards import held_for_departure
+    from etl.schema import reading
+
+    with reading(rtw_home.warehouse) as live:  # a departure is accepted once a run held the source for it
+        status, held_message = (live.execute("SELECT status, message FROM meta.source WHERE source_id = ?",
+                                             [source]).fetchone() if live is not None else None) or (None, None)
+    accept_when = ("a run that finds a loaded form's export missing holds the source and names the file; "
+                   "accept its departure then")
+    if status != "held":
+        return (f"{source}: {loaded.name} is loaded, and {source} is not held for its absence: nothing to "
+                f"accept ({accept_when})")
+    if not held_for_departure(held_message, loaded, sha256):
+        return (f"{source}: {loaded.name} is loaded, and {source} is held, but not for its absence (the "
+                f"last run found no export of it missing; rtw status says why it held {source}): nothing to "
+                f"accept ({accept_when})")
+    return None
+
+
+def _accept_departure(rtw_home: Home, source: str, gone: list[tuple[str, LoadedFile]]) -> None:
+    """Accept the departure of loaded files (`gone`, by sha256: one name as shown may stand for several)."""
+    from etl.extract.guards import accept_file
+
+    for sha, f in gone:
+        accept_file(rtw_home.root, source, f.name, sha, departure=True)
+    records = sum(f.records for _, f in gone)
+    console.print(f"{source}: the departure of {gone[0][1].name} (series {gone[0][1].series}, {records} records) "
+                  "accepted; the next run loads the source without it", soft_wrap=True, markup=False)
 
 
 def _landing_file(folder: Path, given: str) -> Path | None:

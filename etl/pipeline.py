@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,9 @@ from etl.extract.file_names import (
     shown_record_sets,
 )
 from etl.extract.guards import (
+    accept_argument,
     accepted_files,
+    departing,
     gone_record_sets,
     held_series,
     withdraw_acceptances,
@@ -208,8 +211,10 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
         problem = found.shown("; ".join(found.problems), numbers)
         return _failed(_not_read(outcome, found, numbers, problem), problem)
     _withdraw_spent_acceptances(home, source_id)
-    if older := [found.shown(reason, numbers) for reason in _older_exports(home, mapping, found)]:
-        return held_outcome(_not_read(outcome, found, numbers, "; ".join(older)), older)
+    older, to_accept = _older_exports(home, mapping, found)
+    if older := [found.shown(reason, numbers) for reason in older]:
+        return held_outcome(_not_read(outcome, found, numbers, "; ".join(older)), older,
+                            [accept_argument(shown_file_name(f.name, numbers), f.sha256) for f in to_accept])
     options = adapter.read_options(mapping)
     staged: list[tuple[landing.LandingFile, Path, StageResult | None]] = []
     unread: tuple[landing.LandingFile, str] | None = None
@@ -259,17 +264,19 @@ def _not_read(outcome: SourceOutcome, found: landing.SourceFiles, numbers: Patie
     return outcome
 
 
-def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFiles) -> list[str]:
+def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFiles
+                   ) -> tuple[list[str], list[landing.LandingFile]]:
     """Why the source must be held: a current export written before the one of its series the warehouse
-    loaded, an earlier export sent again under a fixed name (landing.older_than_loaded). The landing folder
-    cannot tell, whether the pull landed the file or a data manager dropped it: the warehouse can."""
+    loaded, an earlier export sent again under a fixed name (landing.older_than_loaded); and those exports.
+    The landing folder cannot tell, whether the pull landed the file or a data manager dropped it: the
+    warehouse can."""
     source_id = mapping.source_id
     accepted = set(accepted_files(home.root, source_id))
     loaded = read_loaded_files(home.warehouse, source_id)
     judged = [f for f in found.current if f.sha256 not in accepted and f.sha256 not in loaded
               and not mapping.is_ignored(f.series) and any(f.series == g.series for g in loaded.values())]
     if not judged:
-        return []
+        return [], []
     days = read_export_days(home.warehouse, source_id)
     # A loaded export's written instant (its archive copy's CreationDateTime) tells only against a new
     # export of its series that states one too (landing.written_before): read only then.
@@ -278,7 +285,8 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     exports = {sha: landing.LoadedExport(f.name, f.series, days.get(sha), landing.archived_header(
         home.archive, source_id, sha, read).created if f.series in timed else None)
                for sha, f in loaded.items() if any(f.series == g.series for g in judged)}
-    return landing.older_than_loaded(judged, exports, accepted)
+    older = [f for f in judged if any(f.series == e.series and landing.written_before(f, e) for e in exports.values())]
+    return landing.older_than_loaded(older, exports, accepted), older
 
 
 def _withdraw_spent_acceptances(home: Home, source_id: str) -> None:
@@ -349,15 +357,16 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
                 scrub_export_copies(home, mapping, key, erased, left_out)
             counts = _file_counts(result.file_counts, superseded)
-            if held := _held(home, mapping, loaded, extracted.files, counts, accepted, departed,
-                             folder / "records.parquet"):
-                raise _Held(held)  # a held load leaves no harmonised files behind
+            held, to_accept = _held(home, mapping, loaded, extracted.files, counts, accepted, departed,
+                                    folder / "records.parquet")
+            if held:
+                raise _Held(held, to_accept)  # a held load leaves no harmonised files behind
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed, result.screen)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
             pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),
                            folder / "removals.parquet")
     except _Held as held_back:
-        return held_outcome(extracted, held_back.reasons)
+        return held_outcome(extracted, held_back.reasons, held_back.to_accept)
     except (MappingError, HarmoniseError, ExtractError) as exc:
         return _failed(extracted, str(exc))
     crash.crash_point("harmonised")
@@ -379,9 +388,9 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
 class _Held(Exception):
     """The load must be held (etl/extract/guards.py): the harmonised folder is thrown away."""
 
-    def __init__(self, reasons: list[str]):
+    def __init__(self, reasons: list[str], to_accept: list[str]):
         super().__init__("; ".join(reasons))
-        self.reasons = reasons
+        self.reasons, self.to_accept = reasons, to_accept
 
 
 _NOT_SHARED = (": the task before this one wrote it on a worker that does not share this home "
@@ -404,27 +413,48 @@ def missing_harmonised(outcome: SourceOutcome) -> str | None:
 
 def _held(home: Home, mapping: SourceMapping, loaded_files: dict[str, LoadedFile], files: list[ExportFile],
           counts: dict[str, FileCounts], accepted: dict[str, AcceptedFile], departed: dict[str, AcceptedFile],
-          records: Path) -> list[str]:
+          records: Path) -> tuple[list[str], list[str]]:
     """Why this load must be held (a sharp shrink, no records, a form gone), judged against the live
-    warehouse (`loaded_files`); `records`: the harmonised records of this load. `accepted`: exports
+    warehouse (`loaded_files`), and what rtw accept is given to let it load (accept_argument: the new exports
+    judged, the loaded files gone); `records`: the harmonised records of this load. `accepted`: exports
     accepted to load, `departed`: loaded files accepted to go (none of them delivered: withdraw_departures)."""
     loaded = {sha: f for sha, f in loaded_files.items()
               if not mapping.is_ignored(f.series)}  # a form the mapping ignores holds nothing
     judged = [f for f in files if not mapping.is_ignored(f.series)]
-    reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, set(departed))
-    if any(f.sha256 not in loaded and f.sha256 not in accepted for f in judged):  # a new export, not accepted
+    gone = departing(judged, loaded, set(departed))
+    reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, set(departed),
+                          _unread(home, mapping, judged) if gone else frozenset())
+    new = [f for f in judged if f.sha256 not in loaded and f.sha256 not in accepted]
+    if new:  # a new export, not accepted
         now = pq.read_table(records, columns=["record_set"]).column("record_set").value_counts().to_pylist()
         before: dict[str, int] = {}
         for (record_set, sha), n in read_loaded_record_sets(home.warehouse, mapping.source_id).items():
             if not mapping.is_ignored(record_set) and sha not in departed:  # a departed form's records go
                 before[record_set] = before.get(record_set, 0) + n
         reasons += gone_record_sets(before, {c["values"]: c["counts"] for c in now})
-    return reasons
+    # held_series gives one reason a series gone: any other is the new exports'
+    to_accept = [accept_argument(f.name, f.sha256) for f in new] if len(reasons) > len(gone) else []
+    return reasons, to_accept + [accept_argument(f.name, sha) for in_series in gone.values()
+                                 for sha, f in in_series.items()]
 
 
-def held_outcome(outcome: SourceOutcome, reasons: list[str]) -> SourceOutcome:
-    message = (f"held, its last good data kept: {'; '.join(reasons)}. If the export is right, accept it "
-               f"(rtw accept {outcome.source_id} FILE) and run again")
+def _unread(home: Home, mapping: SourceMapping, files: list[ExportFile]) -> set[str]:
+    """The files in the source's landing folder the night did not read, by their names as shown: one the
+    mapping's files: pattern no longer takes (its export renamed, or in another format) is not missing."""
+    folder = home.landing / mapping.source_id
+    numbers = PatientNumbers.staged(home.staging, mapping)
+    return {shown_file_name(p.name, numbers) for p in (folder.iterdir() if folder.is_dir() else ())
+            if p.is_file()} - {f.name for f in files}
+
+
+def held_outcome(outcome: SourceOutcome, reasons: list[str], to_accept: Sequence[str]) -> SourceOutcome:
+    """The source held (`reasons`), the message saying what to accept (`to_accept`: what rtw accept is given):
+    every file at once, as the next run takes every acceptance made before it."""
+    commands = "; ".join(f"rtw accept {outcome.source_id} {shlex.quote(a)}" for a in to_accept
+                         ) or f"rtw accept {outcome.source_id} FILE"
+    what = (f"accept all {len(to_accept)} ({commands}), then run again: the next run takes them together"
+            if len(to_accept) > 1 else f"accept it ({commands}) and run again")
+    message = f"held, its last good data kept: {'; '.join(reasons)}. If this is right, {what}"
     log.error("%s: %s", outcome.source_id, message)
     return outcome.model_copy(update={"status": SourceStatus.HELD, "message": message})
 

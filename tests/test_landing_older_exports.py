@@ -186,7 +186,8 @@ def _sent_back(home) -> tuple[bytes, bytes]:
     export.write_bytes(first)
     _set_day(export, "2026-11-03")
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == ["iltb"] and "rtw accept iltb FILE" in (summary.message or "")
+    assert summary.sources_failed == ["iltb"]
+    assert "accept it (rtw accept iltb ILTB_ENROL.csv) and run again" in (summary.message or "")
     return first, newer
 
 

@@ -88,6 +88,12 @@ def _named(name: str, sha256: str) -> str:
     return f"{name} (sha256 {sha256[:12]})" if PATIENT in name else name
 
 
+def accept_argument(name: str, sha256: str) -> str:
+    """What `rtw accept` is given for a file a reason names: its name as shown, or the beginning of its
+    sha256 when that name hides a patient number (rtw accept cannot find the file by it)."""
+    return sha256[:12] if PATIENT in name else name
+
+
 def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[str]:
     """A record set (a form, a sheet, an item group) the live warehouse holds records of and this load
     has none of: an export job that left a form out, within any max_shrink. One reason for them all."""
@@ -99,13 +105,15 @@ def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[
 
 
 def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, LoadedFile],
-                accepted: set[str], max_shrink: float, departed: AbstractSet[str] = frozenset()) -> list[str]:
+                accepted: set[str], max_shrink: float, departed: AbstractSet[str] = frozenset(),
+                unread: AbstractSet[str] = frozenset()) -> list[str]:
     """Why the new files of a source must be held, one reason per series; empty when none.
 
     `counts`: this load's records per file (sha256); `loaded`: the files loaded in the live warehouse
     (sha256). A series with a file not loaded before and not accepted is judged; a loaded series with
     no file now is held too (a form's export missing from a delivery), unless its departure was
-    accepted (`departed`: `rtw accept` of its loaded file's name).
+    accepted (`departed`: `rtw accept` of its loaded file's name). `unread`: the names (as shown) of
+    files in landing the mapping does not read, for a reason to say a missing file is there all the same.
     """
     before_by_series: dict[str, int] = {}
     for f in loaded.values():
@@ -125,14 +133,30 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
         elif before and records < (1 - max_shrink) * before:
             reasons.append(f"{names} would leave {records} records where {before} are loaded "
                            f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
-    delivered = {f.series for f in files}
-    for series in sorted(set(before_by_series) - delivered):
-        gone = sorted(_named(f.name, sha) for sha, f in loaded.items() if f.series == series and sha not in departed)
-        if gone and before_by_series[series]:
-            reasons.append(f"no export of {', '.join(gone)} (series {series}, {before_by_series[series]} records "
-                           "loaded) in landing: a file missing from the delivery (if the source no longer sends "
-                           "it, accepting that file, by its name or sha256, accepts its departure)")
+    for series, gone in departing(files, loaded, departed).items():
+        there = [f.name for f in gone.values() if f.name in unread]
+        named = ", ".join(_named(f.name, sha) for sha, f in gone.items())
+        where = (f"in landing the mapping reads: {', '.join(there)} {'is' if len(there) == 1 else 'are'} there, "
+                 "but the mapping's files: pattern no longer takes it, as when a source changes its export's name or "
+                 "format" if there else "in landing: a file missing from the delivery")
+        reasons.append(f"no export of {named} (series {series}, {before_by_series[series]} records loaded) "
+                       f"{where} (if the source no longer sends it, accepting that file, by its name or sha256, "
+                       "accepts its departure)")
     return reasons
+
+
+def departing(files: list[ExportFile], loaded: Mapping[str, LoadedFile], departed: AbstractSet[str]
+              ) -> dict[str, dict[str, LoadedFile]]:
+    """The loaded files of each series with records that delivered no file now (`files`), by sha256, but
+    those whose departure was accepted (`departed`): held_series holds the source for each such series."""
+    delivered = {f.series for f in files}
+    gone: dict[str, dict[str, LoadedFile]] = {}
+    for sha, f in sorted(loaded.items(), key=lambda item: (item[1].series, _named(item[1].name, item[0]))):
+        if f.series not in delivered:
+            gone.setdefault(f.series, {})[sha] = f
+    return {series: {sha: f for sha, f in in_series.items() if sha not in departed}
+            for series, in_series in gone.items()
+            if sum(f.records for f in in_series.values()) and set(in_series) - set(departed)}
 
 
 # A departure's reason, as held_series writes it: the files, by their names as shown, then their series.
