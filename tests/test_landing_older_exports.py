@@ -35,8 +35,17 @@ LOADED = {"loaded": LoadedExport("ILTB_ENROL.csv", "ENROL", date(2026, 11, 3))}
 def test_an_export_of_an_earlier_day_than_the_loaded_one_is_held():
     (reason,) = older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 25))], LOADED, set())
     assert reason.startswith("ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv "
-                             "(exported 2026-11-03), the export of series ENROL the warehouse loaded")
+                             "(exported 2026-11-03), the export of its series the warehouse loaded")
     assert "Have the newer export sent again (its copy is archive/iltb/loaded__*)" in reason
+
+
+def test_the_reason_names_files_only_which_the_run_shows_not_their_series():
+    """A series is cut from its file's name (Fall_123456_Verlauf.csv's is Fall_123456_Verlauf): the run shows the
+    files' names without the patient's number (SourceFiles.shown), and a series named in the reason kept it."""
+    series = "Fall_123456_Verlauf"
+    loaded = {"loaded": LoadedExport(f"{series}.csv", series, date(2026, 11, 1))}
+    (reason,) = older_than_loaded([_export(f"{series}.csv", date(2026, 10, 1), series=series)], loaded, set())
+    assert reason.count("123456") == 2 and reason.count(f"{series}.csv") == 2
 
 
 def test_an_export_of_the_same_day_or_later_is_not_held():
@@ -122,7 +131,7 @@ def test_an_older_odm_sent_again_under_its_fixed_name_is_held_and_the_other_sour
     assert summary.sources_failed == ["sacha_fr"] and "registry_it" in summary.sources_changed
     message = " ".join((summary.message or "").split())
     assert ("SACHA_ODM_export.xml (written 2026-11-01T01:30:00+00:00) is older than SACHA_ODM_export.xml "
-            "(written 2026-11-03T01:30:00+00:00), the export of series sacha_fr the warehouse loaded") in message
+            "(written 2026-11-03T01:30:00+00:00), the export of its series the warehouse loaded") in message
     assert "rtw accept sacha_fr" in message
     assert _query(home, "SELECT status FROM meta.source WHERE source_id = 'sacha_fr'") == [("held",)]
     assert _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'sacha_fr' "

@@ -341,7 +341,7 @@ def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, Loade
         sha, latest = max(newer, key=lambda n: (n[1].exported_on or date.min, n[1].created or _NO_INSTANT))
         reasons.append(
             f"{export.name} ({_written(export)}) is older than {latest.name} ({_written(latest)}), the "
-            f"export of series {export.series} the warehouse loaded: an earlier export sent again, which would "
+            "export of its series the warehouse loaded: an earlier export sent again, which would "
             f"replace newer data. Have the newer export sent again (its copy is archive/{export.source_id}/"
             f"{sha[:16]}__*), or remove this file: the source keeps its last good data meanwhile")
     return reasons
