@@ -69,8 +69,8 @@ CREATE TABLE IF NOT EXISTS meta.source_notice (
     notice              VARCHAR NOT NULL
 );
 
--- One row per export a data manager accepted after the snapshot guard held it (`rtw accept`),
--- recorded by the run that loaded it.
+-- One row per acceptance (`rtw accept`) of an export a guard held or of a loaded file's departure,
+-- recorded by the run that acted on it (warehouse/comments.sql says the rest).
 CREATE TABLE IF NOT EXISTS meta.file_acceptance (
     source_id           VARCHAR NOT NULL,
     source_file_sha256  VARCHAR NOT NULL,
