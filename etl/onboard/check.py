@@ -186,13 +186,10 @@ class _Reading:
 
 def _reading(mapping: SourceMapping) -> _Reading:
     """The harmonise engine's own reading and conversion, so check and nightly run never disagree."""
-    from etl.transform.harmonise import _Engine  # its reading has no public name: harmonise.py owns it
-    from etl.transform.icdo3 import IcdO3Error
-    from etl.transform.pseudonym import PseudonymKey
-    from etl.transform.values import ValueRejected
+    from etl.transform.harmonise import given_reader
 
-    engine = _Engine(mapping, PseudonymKey(b"rtw-check"), "check")  # reading never uses the key
-    return _Reading(engine._given, engine.convert, (ValueRejected, IcdO3Error))
+    reader = given_reader(mapping)
+    return _Reading(reader.given, reader.convert, reader.refused)
 
 
 def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:

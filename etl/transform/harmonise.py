@@ -674,11 +674,30 @@ def birth_tokens(key: PseudonymKey, birth: PartialDate | None) -> dict[str, str 
             "birth_swapped_token": key.digest("birth", swapped.isoformat()) if swapped else None}
 
 
+class FieldReader(NamedTuple):
+    """How harmonise reads a field of a record, for `rtw check` to read a source's values the night's way.
+
+    given(spec, row): the spec giving the record its raw text (the field's column or template, or the first of
+    its `first_of` alternatives giving one: not empty, no template whose parts are all `null_values`) and that
+    text, None when none does. convert(spec, raw): the raw text read as that spec's type, code list, formats
+    and case, raising one of `refused` for a value harmonise refuses."""
+
+    given: Callable[[FieldSpec, Mapping[str, str]], tuple[FieldSpec, str] | None]
+    convert: Callable[[FieldSpec, str], Any]
+    refused: tuple[type[Exception], ...] = (ValueRejected, icdo3.IcdO3Error)
+
+
+def given_reader(mapping: SourceMapping) -> FieldReader:
+    """The harmonise engine's own reading of a mapping's fields (`FieldReader`): what `rtw check` tries a source's
+    records with, so that check and the nightly run never disagree."""
+    engine = _Engine(mapping, PseudonymKey(b"rtw-check"), "check")  # reading never uses the key
+    return FieldReader(engine._given, engine.convert)
+
+
 def value_reader(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
-    """A field's raw text read as harmonise reads it (its type, code list, formats and case): what `rtw check`
-    tries a source's values with, so that check and the nightly run never disagree. Raises ValueRejected or
-    IcdO3Error for a value harmonise refuses."""
-    return _Engine(mapping, PseudonymKey(b"rtw-check"), "check").convert  # conversion never reads the key
+    """A field's raw text read as harmonise reads it (its type, code list, formats and case). Raises ValueRejected
+    or IcdO3Error for a value harmonise refuses."""
+    return given_reader(mapping).convert
 
 
 def birth_dates(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
