@@ -7,9 +7,10 @@ a field fail to parse (the declared date format or code list is probably wrong),
 data but neither mapped nor ignored. What the nightly run would merely quarantine is a
 *warning*: codes the code list misses, dates no declared format reads, required fields left empty.
 
-Values are parsed by the harmonise engine itself, so the check agrees with the nightly run. Privacy:
-a value seen fewer than `MIN_SHOWN` times, any value of a date field, or of a birth date or EUPID,
-is shown only by its shape (`99/99/9999`) and where it is (file and line), never as written.
+Values are read and parsed by the harmonise engine itself (`harmonise.given_reader`: which column, template
+or first_of alternative gives a record its value, and what that value reads as), so the check agrees with the
+nightly run. Privacy: a value seen fewer than `MIN_SHOWN` times, any value of a date field, or of a birth date
+or EUPID, is shown only by its shape (`99/99/9999`) and where it is (file and line), never as written.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import pandas as pd
 import pyarrow as pa
@@ -41,12 +42,14 @@ from etl.transform.mapping import (
     MappingError,
     SourceMapping,
     TableSpec,
-    fill_template,
     given_twice,
     load_mapping,
     template_fields,
 )
 from etl.transform.records import declared_columns, staged_patient_keys
+
+if TYPE_CHECKING:
+    from etl.transform.harmonise import FieldReader
 
 Severity = Literal["error", "warning"]
 _TYPE_TAG = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[A-Za-z]+\[.*\])")
@@ -173,38 +176,25 @@ def _element_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 
 # -- values --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Reading:
-    """How the nightly run reads a field's values: which of a `first_of` field's alternatives gives a record
-    its value, and its raw text (None: none does); a raw text read as the field's type, code list and formats;
-    the errors a value harmonise refuses raises."""
-
-    given: Callable[[FieldSpec, Mapping[str, str]], tuple[FieldSpec, str] | None]
-    convert: Callable[[FieldSpec, str], Any]
-    rejected: tuple[type[Exception], ...]
-
-
-def _reading(mapping: SourceMapping) -> _Reading:
+def _reading(mapping: SourceMapping) -> FieldReader:
     """The harmonise engine's own reading and conversion, so check and nightly run never disagree."""
     from etl.transform.harmonise import given_reader
 
-    reader = given_reader(mapping)
-    return _Reading(reader.given, reader.convert, reader.refused)
+    return given_reader(mapping)
 
 
-def _raw_values(frame: pd.DataFrame, spec: FieldSpec) -> pd.Series:
-    """The raw text a field reads from each record (its column, or its template filled in)."""
-    if spec.column is not None:
-        return frame[spec.column].astype("string").fillna("").str.strip()
-    template = spec.template or ""
-    names = template_fields(template)
-    parts = {n: frame[n].astype("string").fillna("").str.strip() for n in names}
-
-    def fill(i: int) -> str:
-        values = [str(parts[n].iat[i]) for n in names]
-        return "" if all(v == "" for v in values) else fill_template(template, values)
-
-    return pd.Series([fill(i) for i in range(len(frame))], index=frame.index, dtype="string")
+def _given(frame: pd.DataFrame, spec: FieldSpec, reading: FieldReader) -> list[tuple[FieldSpec, str] | None]:
+    """Per record, the spec (the field's column or template, or a first_of alternative) giving the field its raw
+    text and that text, None when none does: as the night reads it, asked once per distinct combination of the
+    field's columns (few: a 20,000-record export is read in a fraction of a second)."""
+    columns = sorted(spec.columns())
+    asked: dict[tuple[str, ...], tuple[FieldSpec, str] | None] = {}
+    given = []
+    for values in zip(*(frame[column].astype("string").fillna("").tolist() for column in columns)):
+        if values not in asked:
+            asked[values] = reading.given(spec, dict(zip(columns, values, strict=True)))
+        given.append(asked[values])
+    return given
 
 
 def _places(frame: pd.DataFrame, mask: pd.Series, limit: int = EXAMPLES) -> list[str]:
@@ -304,7 +294,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
                 if column in head.columns:
                     keep &= head[column].astype("string").fillna("").str.strip().isin(allowed)
             group[target.head] = head.loc[keep]
-        findings += _field_findings(target, group, reading, nulls)
+        findings += _field_findings(target, group, reading)
         if mapping.patient_key in head.columns:
             keys = group[target.head][mapping.patient_key].astype("string").fillna("").str.strip()
             keyless = keys.isin(nulls)
@@ -388,8 +378,7 @@ def _holder(group: Mapping[str, pd.DataFrame], columns: set[str]) -> tuple[str, 
     return next(((name, frame) for name, frame in group.items() if columns <= set(frame.columns)), None)
 
 
-def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], reading: _Reading,
-                    nulls: set[str]) -> list[Finding]:
+def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], reading: FieldReader) -> list[Finding]:
     findings: list[Finding] = []
     for name, spec in target.fields.items():
         if not spec.alternatives():
@@ -397,47 +386,46 @@ def _field_findings(target: _Target, group: Mapping[str, pd.DataFrame], reading:
         holder = _holder(group, spec.columns())
         if holder is None:
             continue  # a missing column is its own finding
-        if spec.first_of is not None:
-            findings += _first_of_findings(target, name, spec, holder, reading)
-            continue
-        record_set, frame = holder
-        origin = spec.column or spec.template
-        where = f"record set {record_set}, {'column' if spec.column else 'template'} {origin} " \
-                f"({target.key}.fields.{name})"
-        raw = _raw_values(frame, spec)
-        empty = raw.isin(nulls) | (raw == "")
-        if spec.required and int(empty.sum()):
-            findings.append(Finding("warning", where, f"required but empty in "
-                                    f"{_of(int(empty.sum()), len(raw), 'record')} ({_some(_places(frame, empty))})"))
-        findings += _value_findings(where, name, spec, frame, raw[~empty], reading)
+        findings += _read_findings(target, name, spec, holder, reading)
     return findings
 
 
-def _first_of_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[str, pd.DataFrame],
-                       reading: _Reading) -> list[Finding]:
-    """A `first_of` field's values, each alternative's tried on the records the night reads it for (the first
-    giving a value), the findings naming it as harmonise's messages do (`first_of.1: {YEAR}-{MONTH}`)."""
-    assert spec.first_of is not None
+def _read_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[str, pd.DataFrame],
+                   reading: FieldReader) -> list[Finding]:
+    """A field's values read as the night reads them (`FieldReader.given`: a template whose parts are all
+    `null_values` gives none, an empty column one when "" is not among them), each spec's tried on the records
+    it gives a value (a first_of alternative: those the alternatives before it give none), the findings naming
+    it as harmonise's messages do (`first_of.1: {YEAR}-{MONTH}`)."""
     record_set, frame = holder
-    columns = sorted(spec.columns())
-    given = [reading.given(spec, row) for row in row_dicts(frame[columns].astype("string").fillna(""))]
+    given = _given(frame, spec, reading)
     findings: list[Finding] = []
     none = pd.Series([read is None for read in given], index=frame.index)
     if spec.required and bool(none.any()):
-        findings.append(Finding("warning", f"record set {record_set}, {spec.origin()} ({target.key}.fields.{name})",
-                                f"required but empty in {_of(int(none.sum()), len(frame), 'record')} "
-                                f"({_some(_places(frame, none))})"))
-    for place, alternative in enumerate(spec.first_of):
+        findings.append(Finding("warning", f"record set {record_set}, {_read_by(spec, spec)} "
+                                f"({target.key}.fields.{name})", f"required but empty in "
+                                f"{_of(int(none.sum()), len(frame), 'record')} ({_some(_places(frame, none))})"))
+    for alternative in spec.alternatives():
         raw = pd.Series([read[1] if read is not None and read[0] is alternative else None for read in given],
                         index=frame.index, dtype="string").dropna()
-        where = f"record set {record_set}, first_of.{place}: {alternative.origin()} ({target.key}.fields.{name})"
+        where = f"record set {record_set}, {_read_by(spec, alternative)} ({target.key}.fields.{name})"
         findings += _value_findings(where, name, alternative, frame, raw, reading)
     return findings
 
 
+def _read_by(spec: FieldSpec, alternative: FieldSpec) -> str:
+    """What a finding names a field's values read by: `column SEX`, `template {YEAR}-{MONTH}`; a first_of
+    alternative by its place (`first_of.1: {YEAR}-{MONTH}`), the field as a whole as `first_of: dob, ...`."""
+    if spec.first_of is None:
+        return f"{'column' if spec.column is not None else 'template'} {spec.origin()}"
+    if alternative is spec:
+        return spec.origin()
+    place = next(i for i, other in enumerate(spec.first_of) if other is alternative)
+    return f"first_of.{place}: {alternative.origin()}"
+
+
 def _value_findings(where: str, name: str, spec: FieldSpec, frame: pd.DataFrame, raw: pd.Series,
-                    reading: _Reading) -> list[Finding]:
-    """The values a column, template or first_of alternative gives (raw: those records' raw text, none empty)
+                    reading: FieldReader) -> list[Finding]:
+    """The values a column, template or first_of alternative gives (raw: the raw text of the records it gives one)
     that harmonise would refuse: counted, the frequent shown, the rare and private by shape and place."""
     counts = Counter({str(k): int(v) for k, v in raw.value_counts(sort=False).items()})
     failing: dict[str, int] = {}
@@ -445,7 +433,7 @@ def _value_findings(where: str, name: str, spec: FieldSpec, frame: pd.DataFrame,
     for value, count in counts.items():
         try:
             reading.convert(spec, value)
-        except reading.rejected as exc:
+        except reading.refused as exc:
             failing[value] = count
             reason = reason or str(exc)
     if not failing:
