@@ -1,5 +1,5 @@
 """What other modules need of the mapping engine they take by public names (etl/transform/harmonise.py
-`value_reader`, `birth_dates`, `screened_fields`): its private names may change with it alone."""
+`value_reader`, `given_reader`, `birth_dates`, `screened_fields`): its private names may change with it alone."""
 
 import ast
 from pathlib import Path
