@@ -30,7 +30,9 @@ One run at a time per home: a DAG run spans several processes, so no task can ho
 file lock for all of it. plan_run takes the lock, repairs what a killed run left, and writes a
 lease (`<home>/.run.lease`, naming its DAG run); extract and harmonise keep its heartbeat fresh;
 publish takes the lock again, checks the lease is still this run's, publishes and ends it (or, when
-the publish fails, releases it: the home is free, and a retry of publish may take it back). `rtw
+the publish fails, releases it: the home is free, and a retry of publish may take it back); the DAG's
+on_failure_callback releases it too when the DAG run failed between two tasks (a task failed, a timeout): no
+task of it is at work then to free the home (a DAG run marked failed by hand calls no DAG callback). `rtw
 run` sees the lease and waits or refuses (etl/runlock.py); so does another DAG run's plan while the
 DAG run the lease names is still running: `max_active_runs=1` keeps the scheduled and manual runs
 apart, but not a backfill's. Each extract, harmonise and publish task says it is at work for its run while
@@ -199,6 +201,28 @@ def _free_home(home: Any, run_id: str) -> None:
         runlock.release_lease(home, run_id)
 
 
+def _free_home_of_failed_run(context: Any) -> None:
+    """The DAG's on_failure_callback, before its message: a DAG run that failed (a task failed, the run timed out)
+    between two of its tasks left its lease live and no task of it at work (their stop frees the home, `_at_work`):
+    `rtw run` refused for the lease's two hours, naming a run that had ended; only the next DAG run took over.
+    Its lease is released here, if it still names this DAG run (runlock.release_failed_dag_run)."""
+    import logging
+
+    from etl import runlock
+    from etl.config import resolve_home
+
+    log = logging.getLogger("rtw")
+    home = resolve_home(home_setting())  # not made: a home that is not there holds no lease
+    try:
+        released = runlock.release_failed_dag_run(home, str(context["run_id"]))
+    except (runlock.RunBusy, OSError) as exc:  # the lease's time-to-live decides; the message goes out all the same
+        log.warning("the lease of DAG run %s could not be released: %s", context["run_id"], exc)
+        return
+    if released:
+        log.info("DAG run %s failed: the lease of its run %s is released, the home is free", context["run_id"],
+                 released)
+
+
 def _dag_run_goes_on() -> bool:
     """Whether this task's DAG run is still running (only this task was stopped): its publish will come."""
     ti = get_current_context()["ti"]
@@ -245,7 +269,7 @@ def _telling(*, plan_failed: bool) -> Iterator[None]:
     default_args={"owner": "rtw-data-management", "retries": 0, "execution_timeout": timedelta(hours=1)},
     params={"force": Param(False, type="boolean",
                            description="Reload every source, even those whose exports and mapping are unchanged")},
-    on_failure_callback=notify.on_run_failure,
+    on_failure_callback=[_free_home_of_failed_run, notify.on_run_failure],
     tags=["rare-tumour-warehouse"],
     doc_md=__doc__,
 )

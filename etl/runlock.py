@@ -424,6 +424,25 @@ def release_lease(home: Home, run_id: str) -> None:
         fsio.write_text(home.root / LEASE_NAME, json.dumps({**lease, "released": True}))
 
 
+def release_failed_dag_run(home: Home, dag_run_id: str, *, wait: float = 1.0) -> str | None:
+    """After a DAG run failed (the DAG's on_failure_callback: a task failed, the run timed out): release its lease
+    if the lease still names that DAG run, as after a failed publish (`release_lease`). A run that failed between
+    two of its tasks left no process at work to say it is gone: the lease held the home for its time-to-live.
+    Never another run's lease, nor one ended or released already. The run id released, else None; RunBusy when
+    another holds the home's lock past `wait` (a publish of that run still at work ends or releases the lease)."""
+    def names_it(lease: dict[str, Any] | None) -> bool:
+        return lease is not None and lease.get("dag_run_id") == dag_run_id and not lease.get("released")
+
+    if not names_it(read_lease(home)):  # nothing to release: the home's lock is not taken, nor its file made
+        return None
+    with _locked(home, wait):
+        lease = read_lease(home)
+        if lease is None or not names_it(lease):
+            return None
+        release_lease(home, str(lease["run_id"]))
+        return str(lease["run_id"])
+
+
 @contextmanager
 def heartbeat(home: Home, run_id: str, *, step: str = "a task") -> Iterator[None]:
     """For a DAG task between plan and publish (`step`, as the run's record names it): say this process is at
