@@ -382,13 +382,15 @@ def nightly_import() -> None:
                 with runlock.run_lock(home, run_plan.run_id, wait=_wait_seconds(), kind="airflow",
                                       lease=run_plan.run_id):
                     runlock.publishing(home, run_plan.run_id)  # killed now, the next run takes the home at once
+                    went_live: list[bool] = []  # the new warehouse is live, as it goes (no stop between the two)
                     try:
                         summary = pipeline.publish_run(home, run_plan, judged, trigger="airflow",
-                                                       sources_dir=_sources_dir())
+                                                       sources_dir=_sources_dir(),
+                                                       after_swap=lambda: went_live.append(True))
                     except BaseException:
                         # Stopped as the new warehouse went live (the stop waits for the rename, stops_held): the
                         # run is published; what follows the swap (marts, report) the next run's repair writes.
-                        if night.stopped is not None and _published(home, run_plan.run_id):
+                        if night.stopped is not None and went_live:
                             night.published()
                             runlock.end_lease(home, run_plan.run_id)
                         else:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
@@ -448,15 +450,6 @@ def _still_running(lease: dict[str, Any], context: Any) -> bool:
     except Exception:  # no such DAG run (deleted, or of another Airflow): nothing will end the lease
         return False
     return str(getattr(state, "value", state)) in ("queued", "running")
-
-
-def _published(home: Any, run_id: str) -> bool:
-    """Whether the live warehouse holds run `run_id` (meta.run)."""
-    from etl import schema
-
-    with schema.reading(home.warehouse) as live:
-        return live is not None and bool(live.execute("SELECT count(*) FROM meta.run WHERE run_id = ?",
-                                                      [run_id]).fetchone()[0])
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:

@@ -497,14 +497,15 @@ def quality_plan_for(home: Home, run_id: str, *, sources_dir: Path = SOURCES_DIR
 
 
 def publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
-                sources_dir: Path = SOURCES_DIR) -> RunSummary:
-    """Validate and publish the changed sources atomically and return the run summary."""
+                sources_dir: Path = SOURCES_DIR, after_swap: Callable[[], None] = lambda: None) -> RunSummary:
+    """Validate and publish the changed sources atomically and return the run summary. `after_swap`: called as the
+    new warehouse goes live, no stop between the two (the DAG's publish: a stop after it finds its run published)."""
     # The objects alive when publish begins are left out of its collections (memory.settled): in the DAG's
     # publish task, Airflow's, the DAG's and the libraries' (210,000 objects) took 0.3-0.5 s a collection, two
     # at least a night at 20,000 persons. `run`, settled already, calls _publish_run: freezing there would keep
     # the prepared sources' garbage cycles until the run ends.
     with memory.settled():
-        return _publish_run(home, planned, outcomes, trigger=trigger, sources_dir=sources_dir)
+        return _publish_run(home, planned, outcomes, trigger=trigger, sources_dir=sources_dir, after_swap=after_swap)
 
 
 def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome], *, trigger: str,
