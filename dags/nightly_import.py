@@ -13,8 +13,9 @@ one of each per changed source) -> publish -> verdict (mapped: one per source) a
   report. It publishes the sources that were harmonised; a changed source without an outcome (its
   extract or harmonise task crashed, timed out or was killed) is recorded as failed in the run
   record (meta.run.sources_failed) with the reason its task left, and keeps its last good data.
-- verdict[<source>] fails when its source failed, was held or could not be pulled, with a message
-  naming the source and the reason: the run's failures show on the source's own task, and the DAG
+- verdict[<source>] fails when its source failed, was held or could not be pulled, or the night's pull left a
+  file in its drop zone by more pulls in a row than RTW_LEFT_FOR_LATER_PULLS (the pull stays green), with a
+  message naming the source and the reason: the run's failures show on the source's own task, and the DAG
   run is red. The first failed verdict sends one notification for all of them (etl/notify.py);
   publish, as it fails, tells of a plan or publish that failed, with why; the DAG's
   on_failure_callback tells of a run that failed otherwise (a task killed, a timeout).
@@ -82,6 +83,7 @@ CRASH_KEY = "crash"  # the XCom a failed pull, extract or harmonise leaves for p
 # is, or its worker shuts down; 5 s later (fixed in Airflow 3) it sends SIGKILL.
 AIRFLOW_STOP = "Airflow stopped the task: marked failed or cleared, or its worker shut down"
 _REASON_CHARS = 500
+_NAMED_WAITS = 5  # the files waiting too long a verdict names, those waiting longest; then how many more
 
 
 def _home() -> Any:
@@ -400,18 +402,19 @@ def nightly_import() -> None:
             night.published()
         sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
         return {**summary.model_dump(mode="json"), "sources": sources,
-                "verdicts": _verdicts(sources, judged, _pull_failures(sources))}
+                "verdicts": _verdicts(sources, judged, _pull_failures(sources), _long_waits(sources))}
 
     @task(map_index_template="{{ source_id }}", execution_timeout=timedelta(minutes=5),
           on_failure_callback=notify.on_source_failure)
     def verdict(source_id: str, published: dict[str, Any]) -> str:
-        """Fail when this source's pull failed or it was not loaded (failed or held), saying why."""
+        """Fail when this source's pull failed, a file waits too long in its drop zone, or it was not loaded (failed
+        or held), saying why."""
         get_current_context()["source_id"] = source_id  # type: ignore[typeddict-unknown-key]
         judged = published["verdicts"].get(source_id) or {"status": "failed", "reason": "publish never judged it"}
-        problems = [judged["pull"]] if judged.get("pull") else []
+        problems = [judged[k] for k in ("pull", "waiting") if judged.get(k)]
         if judged["status"] in notify.NOT_LOADED:
             problems.append(f"not loaded ({judged['status']}): {judged['reason']}; it keeps its last good data")
-        elif problems:  # only the pull failed: say what the import did with what landing held
+        elif problems:  # only the pull failed, or a file waits: say what the import did with what landing held
             problems.append("the exports already in landing were loaded" if judged["status"] == "harmonised"
                             else "landing held nothing new: its data is unchanged")
         if problems:
@@ -460,14 +463,37 @@ def _as_list(outcomes: Any) -> list[dict[str, Any]]:
     return [o for o in outcomes or [] if o]
 
 
-def _verdicts(sources: list[str], judged: list[Any], pull_failures: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _verdicts(sources: list[str], judged: list[Any], pull_failures: dict[str, str],
+              long_waits: dict[str, str]) -> dict[str, dict[str, Any]]:
     """What each source came to, for its verdict task and the notification: the import's status
-    (unchanged, harmonised, failed, held) and why, and why its pull failed, if it did."""
-    verdicts: dict[str, dict[str, Any]] = {s: {"status": "unchanged", "reason": None, "pull": None} for s in sources}
-    verdicts |= {o.source_id: {"status": o.status.value, "reason": o.message, "pull": None} for o in judged}
-    for source_id, why in pull_failures.items():
-        verdicts.setdefault(source_id, {"status": "unchanged", "reason": None})["pull"] = why
+    (unchanged, harmonised, failed, held) and why, why its pull failed, if it did, and which files wait too long in
+    its drop zone, if some do."""
+    unchanged = {"status": "unchanged", "reason": None, "pull": None, "waiting": None}
+    verdicts: dict[str, dict[str, Any]] = {s: dict(unchanged) for s in sources}
+    verdicts |= {o.source_id: {**unchanged, "status": o.status.value, "reason": o.message} for o in judged}
+    for key, said in (("pull", pull_failures), ("waiting", long_waits)):
+        for source_id, why in said.items():
+            verdicts.setdefault(source_id, dict(unchanged))[key] = why
     return verdicts
+
+
+def _long_waits(sources: list[str]) -> dict[str, str]:
+    """The files the night's pull of each source left in its drop zone for later, by more pulls in a row than
+    RTW_LEFT_FOR_LATER_PULLS (etl/pull/nights.py): the pull stays green, having pulled what was ready; the
+    source's verdict fails, naming them, so that someone has a word with the sender."""
+    from etl.pull.nights import long_wait_said, long_waits
+
+    began = get_current_context()["dag_run"].start_date
+    if began is None:
+        return {}
+    home, waits = _home(), {}
+    for source_id in sources:
+        files, most = long_waits(home, source_id, began)
+        if files:
+            named = [long_wait_said(f, most) for f in files[:_NAMED_WAITS]]
+            more = f"; and {len(files) - _NAMED_WAITS} more as long" if len(files) > _NAMED_WAITS else ""
+            waits[source_id] = f"{'; '.join(named)}{more}"
+    return waits
 
 
 def _pull_failures(sources: list[str]) -> dict[str, str]:

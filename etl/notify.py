@@ -12,10 +12,10 @@ Nothing configured: nothing is sent and nothing fails. A notification that canno
 logged (never with the Connection's URL or password) and never fails the run a second time.
 
 Three places send it, so that a run sends one message: `on_source_failure`, the `verdict`
-task's callback, when sources failed, were held or could not be pulled (the first failed source's
-verdict tells of them all); `on_run_step_failure`, from the publish task as it fails, when plan_run
-or publish failed, naming the task and the reason; and `on_run_failure`, the DAG's, when the run
-failed otherwise (a task killed, the run timed out). The message is built from plain values
+task's callback, when sources failed, were held, could not be pulled or left files waiting too long in their
+drop zones (the first failed source's verdict tells of them all); `on_run_step_failure`, from the publish task
+as it fails, when plan_run or publish failed, naming the task and the reason; and `on_run_failure`, the DAG's,
+when the run failed otherwise (a task killed, the run timed out). The message is built from plain values
 (`RunFailure`), without Airflow.
 """
 
@@ -39,6 +39,7 @@ VERDICT_TASK = "verdict"
 FAILURE_KEY = "failure"  # the XCom plan_run leaves when it fails: the exception, on one line
 TOLD_KEY = "told"  # the XCom publish leaves once it has sent the run's failure message
 NOT_LOADED = ("failed", "held")  # SourceStatus values of a source that keeps its last good data
+WAITING = "files waiting in its drop zone"  # a source loaded as it was, whose sender left files too long
 _WEBHOOK_TIMEOUT_SECONDS = 15
 
 
@@ -67,19 +68,20 @@ def failure_from_published(dag_run_id: str, published: Mapping[str, Any], *, cau
     """The failure as the publish task handed it over (see dags/nightly_import.py, `publish`)."""
     verdicts: Mapping[str, Mapping[str, Any]] = published.get("verdicts", {})
     sources = tuple(_source_failure(source_id, v) for source_id, v in verdicts.items()
-                    if v["status"] in NOT_LOADED or v.get("pull"))
+                    if v["status"] in NOT_LOADED or v.get("pull") or v.get("waiting"))
     return RunFailure(dag_run_id=dag_run_id, run_id=published.get("run_id"), sources=sources,
                       loaded=tuple(published.get("sources_changed", [])), report=published.get("report"),
                       cause=cause)
 
 
 def _source_failure(source_id: str, verdict: Mapping[str, Any]) -> SourceFailure:
-    """A failed pull, a failed or held load, or both: the status and every reason."""
-    reasons = [verdict["pull"]] if verdict.get("pull") else []
+    """A failed pull, files waiting too long in the drop zone, a failed or held load, or some of them: the status
+    and every reason."""
+    reasons = [verdict[k] for k in ("pull", "waiting") if verdict.get(k)]
     if verdict["status"] in NOT_LOADED:
         reasons.append(verdict.get("reason") or "no reason recorded")
         return SourceFailure(source_id, verdict["status"], "; ".join(reasons))
-    return SourceFailure(source_id, "pull failed", "; ".join(reasons))
+    return SourceFailure(source_id, "pull failed" if verdict.get("pull") else WAITING, "; ".join(reasons))
 
 
 def subject(failure: RunFailure) -> str:
@@ -95,8 +97,8 @@ def message_text(failure: RunFailure) -> str:
     if failure.cause:
         lines += ["", f"The run failed: {failure.cause}."]
     if failure.sources:
-        lines += ["", f"Not loaded or not pulled this run ({len(failure.sources)}); a source not loaded keeps its "
-                      "last good data:"]
+        lines += ["", f"Not loaded, not pulled or left files waiting this run ({len(failure.sources)}); a source not "
+                      "loaded keeps its last good data:"]
         lines += [f"- {s.source_id} ({s.status}): {s.reason}" for s in failure.sources]
     if failure.loaded:
         lines += ["", f"Loaded: {', '.join(failure.loaded)}"]

@@ -43,7 +43,8 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
     """A night with four kinds of trouble, each for one source: sacha_fr's ODM export cut in half (the
     source fails); esmart's harmonise crashes; crizotinib_imt's drop zone offers a file whose checksum
     does not match (its pull fails; its copy already in landing is loaded anyway); registry_it's export
-    waits in its drop zone (pulled, then loaded). iltb has no trouble."""
+    waits in its drop zone (pulled, then loaded), beside an upload that never ends (left for later by each pull:
+    by more than RTW_LEFT_FOR_LATER_PULLS=1 from the second run on). iltb has no trouble."""
     root = tmp_path_factory.mktemp("failing")
     home = synthetic_home(root / "home", tmp_path_factory)
     odm = home.landing / "sacha_fr" / "SACHA_ODM_20261101.xml"
@@ -60,12 +61,14 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
             mapping.write(f"\ndelivery:\n  url: {zone}\n  wait_minutes: 0\n")
     export = home.landing / "registry_it" / "TREP_export_20261101.csv"
     export.rename(zones["registry_it"] / export.name)
+    (zones["registry_it"] / UPLOADING).write_bytes(b"")  # a sender that never finishes its upload
     workbook = home.landing / "crizotinib_imt" / "CRIZOTINIB_IMT_export_20261101.xlsx"
     shutil.copy2(workbook, zones["crizotinib_imt"] / workbook.name)
     (zones["crizotinib_imt"] / f"{workbook.name}.sha256").write_text(f"{'0' * 64}  {workbook.name}\n")
     # The mappings from the Airflow Variable (docs/deployment.md), which every task and sensor must read;
     # retries a second apart (Airflow caps every retry delay at max_task_retry_delay).
-    pulling = {"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources), "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "1"}
+    pulling = {"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources), "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "1",
+               "RTW_LEFT_FOR_LATER_PULLS": "1"}
     runs = TroubledRuns(home, [], [], [])
     run_into(home, notified, runs, extra_env=pulling)
     run_into(home, notified, runs, extra_env=pulling)  # again: only the two failed sources are planned
@@ -77,9 +80,8 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
     return runs
 
 
-
-
 LOADED = ["crizotinib_imt", "iltb", "registry_it"]  # of the troubled night's first run
+UPLOADING = "TREP_export_20261102.csv"  # 0 bytes in registry_it's drop zone, every night
 FAILED = ["esmart", "sacha_fr"]
 
 
@@ -178,3 +180,23 @@ def test_a_run_that_loaded_some_sources_announces_them_and_the_failed_ones(faile
     assert event["run_id"] == run_id and event["status"] == "completed_with_failures"
     assert event["sources_changed"] == LOADED
     assert event["sources_failed"] == FAILED
+
+
+@pytest.mark.airflow
+def test_a_file_left_for_later_too_many_pulls_in_a_row_fails_its_source_verdict_not_its_pull(failed_run):
+    """The pull logged it as an error and stayed green, and the run's verdicts said nothing: a sender whose upload
+    never ends was seen only by whoever read the pull's log or `rtw status`."""
+    home = failed_run.home
+    second = airflow_db(home, "SELECT run_id FROM dag_run ORDER BY id")[1][0]
+    states = dict(airflow_db(home, "SELECT task_id || coalesce('[' || rendered_map_index || ']', ''), state FROM "
+                                   f"task_instance WHERE run_id = '{second}'"))
+    assert states["pull.pull_export[registry_it]"] == "success"  # it pulled what was ready
+    assert states["verdict[registry_it]"] == "failed" and states["verdict[iltb]"] == "success"
+    assert task_states(home, latest=False)["verdict[registry_it]"] == "success"  # one pull only: not yet
+    waiting = (f"{UPLOADING} has been left for later in the drop zone by 2 pulls in a row, since ")
+    said = [line for line in failed_run.runs[1].output.splitlines()  # the verdict's, not the pull's log
+            if f"registry_it: {waiting}" in line and "; landing held nothing new: its data is unchanged" in line]
+    assert said and "(more than RTW_LEFT_FOR_LATER_PULLS=1): it is empty (0 bytes)" in said[0]
+    [mail] = failed_run.mails[1]
+    assert f"- registry_it (files waiting in its drop zone): {waiting}" in mail
+    assert "registry_it" not in failed_run.mails[0][0].split("Loaded:")[0]

@@ -169,8 +169,8 @@ def test_a_file_left_by_more_pulls_than_the_setting_is_logged_as_an_error(tmp_pa
     assert _pull(home, sources) is PullStatus.NOTHING_NEW  # the pull does not fail for it
     [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     first = _pulled_at(home)[0]
-    assert error.startswith(f"registry_it: TREP_export_20261102.csv has been left for later by 3 pulls in a row, "
-                            f"since {first[:16]} UTC (more than RTW_LEFT_FOR_LATER_PULLS=2): {EMPTY}")
+    assert error.startswith(f"registry_it: TREP_export_20261102.csv has been left for later in the drop zone by 3 "
+                            f"pulls in a row, since {first[:16]} UTC (more than RTW_LEFT_FOR_LATER_PULLS=2): {EMPTY}")
     [row] = _left(_status(home).stdout)
     assert row[3] == "3 (more than 2)"
     monkeypatch.setenv("RTW_LEFT_FOR_LATER_PULLS", "many")  # a setting it cannot read: said, the pull recorded

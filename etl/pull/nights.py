@@ -105,9 +105,25 @@ def _warn_long_waits(source_id: str, waiting: Sequence[LeftFile]) -> None:
     most = most_left_pulls(source_id)
     for left in waiting:
         if left.pulls > most:
-            log.error("%s: %s has been left for later by %d pulls in a row, since %s UTC (more than %s=%d): %s",
-                      source_id, left.name, left.pulls, f"{left.since:%Y-%m-%d %H:%M}", LEFT_FOR_LATER_PULLS_SETTING,
-                      most, left.reason)
+            log.error("%s: %s", source_id, long_wait_said(left, most))
+
+
+def long_wait_said(left: LeftFile, most: int) -> str:
+    """A file left by more pulls in a row than `most`, as the pull's log and the DAG's verdict say it."""
+    return (f"{left.name} has been left for later in the drop zone by {left.pulls} pulls in a row, since "
+            f"{left.since:%Y-%m-%d %H:%M} UTC (more than {LEFT_FOR_LATER_PULLS_SETTING}={most}): {left.reason}")
+
+
+def long_waits(home: Home, source_id: str, since: datetime) -> tuple[list[LeftFile], int]:
+    """The files the source's last pull since `since` that listed its drop zone left there by more pulls in a row
+    than RTW_LEFT_FOR_LATER_PULLS, those waiting longest first, and that setting (the DAG's verdict: the night's
+    pull stays green, the source's verdict fails). None such pull: none."""
+    path = ledger_folder(home) / f"{source_id}{_SUFFIX}"
+    listed = [p for p in _read(path) if p.at >= since and p.left is not None] if path.is_file() else []
+    most = most_left_pulls()  # unreadable: the pull has said so, in its log
+    if not listed:
+        return [], most
+    return [left for left in max(listed, key=lambda p: p.at).left or [] if left.pulls > most], most
 
 
 def most_left_pulls(source_id: str | None = None) -> int:
