@@ -174,9 +174,7 @@ def _at_work(run_id: str, step: str) -> Iterator[Any]:
             _free_home(night.home, run_id)
             with night.failing():  # records it, and raises the stop (DuckDB may have made it "Query interrupted")
                 raise
-        if exc is night.stopped:
-            raise
-        raise night.stopped from exc
+        night.raise_stop(exc)
 
 
 @contextmanager
@@ -226,12 +224,19 @@ def _free_home_of_failed_run(context: Any) -> None:
 
 
 def _dag_run_goes_on() -> bool:
-    """Whether this task's DAG run is still running (only this task was stopped): its publish will come."""
+    """Whether this task's DAG run is still running (only this task was stopped): its publish will come. When Airflow
+    cannot say, it does: the lease's two hours decide."""
     ti = get_current_context()["ti"]
+    return _dag_run_running(ti, ti.run_id, unknown=True)
+
+
+def _dag_run_running(ti: Any, dag_run_id: str, *, unknown: bool) -> bool:
+    """Whether a DAG run of this DAG is queued or running, as Airflow says; `unknown` when it cannot say (no such DAG
+    run, the API server out of reach)."""
     try:
-        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=ti.run_id)
-    except Exception:  # Airflow cannot say: the lease's two hours decide
-        return True
+        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=dag_run_id)
+    except Exception:
+        return unknown
     return str(getattr(state, "value", state)) in ("queued", "running")
 
 
@@ -447,12 +452,8 @@ def _still_running(lease: dict[str, Any], context: Any) -> bool:
     dag_run_id = lease.get("dag_run_id")
     if not dag_run_id or dag_run_id == context["run_id"]:
         return False
-    ti = context["ti"]
-    try:
-        state = ti.get_dagrun_state(dag_id=ti.dag_id, run_id=dag_run_id)
-    except Exception:  # no such DAG run (deleted, or of another Airflow): nothing will end the lease
-        return False
-    return str(getattr(state, "value", state)) in ("queued", "running")
+    # Not said: no such DAG run (deleted, or of another Airflow), nothing will end the lease.
+    return _dag_run_running(context["ti"], dag_run_id, unknown=False)
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:

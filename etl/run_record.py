@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
@@ -271,11 +271,17 @@ class Night:
                 if self._done:  # after it was published (a DAG publish learns it after the swap): nothing to record
                     raise
                 self._fail(f"{self.stopped}: told to stop, it stopped in its step and published nothing")
-                if exc is self.stopped:
-                    raise
-                raise self.stopped from exc
+                self.raise_stop(exc)
             self._fail(said(exc))
             raise
+
+    def raise_stop(self, exc: BaseException) -> NoReturn:
+        """Raise the stop the run was told (`stopped`) in place of `exc`, the error it may have become (DuckDB's
+        "Query interrupted", a step's own error), from it; `exc` itself when it is the stop."""
+        assert self.stopped is not None
+        if exc is self.stopped:
+            raise exc
+        raise self.stopped from exc
 
     def _fail(self, reason: str) -> None:
         """Recorded even when the run never took the home (it has no record yet)."""
