@@ -80,8 +80,11 @@ PULL_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 3}
 WAIT_TIMEOUT = timedelta(hours=8)
 CRASH_KEY = "crash"  # the XCom a failed pull, extract or harmonise leaves for publish: why, for its source
 # Who sends a task's process SIGTERM: Airflow's supervisor, when the task is marked failed or cleared, its DAG run
-# is, or its worker shuts down; 5 s later (fixed in Airflow 3) it sends SIGKILL.
-AIRFLOW_STOP = "Airflow stopped the task: marked failed or cleared, or its worker shut down"
+# is, its worker shuts down, or too many of its heartbeats in a row failed ([workers] max_failed_heartbeats: the API
+# server out of reach); also when the process lingers past [core] task_success_overtime once its task succeeded (its
+# work done, nothing stoppable left). 5 s later (fixed in Airflow 3) it sends SIGKILL.
+AIRFLOW_STOP = ("Airflow stopped the task: marked failed or cleared, its worker shut down, or too many of its "
+                "heartbeats failed (the API server out of reach)")
 _REASON_CHARS = 500
 _NAMED_WAITS = 5  # the files waiting too long a verdict names, those waiting longest; then how many more
 

@@ -53,8 +53,9 @@ def test_a_publish_airflow_stops_stops_says_so_leaves_no_copy_and_frees_the_home
     said = _dag_run_stopped_in_publish(home)
     [record] = [json.loads(p.read_text()) for p in (home.root / "runs").glob("*.json")]
     assert (record["status"], record["step"]) == ("failed", "publish"), said[-3000:]
-    assert record["reason"].startswith("stopped by SIGTERM (Airflow stopped the task: marked failed or cleared, or its "
-                                       "worker shut down) at ")
+    assert record["reason"].startswith("stopped by SIGTERM (Airflow stopped the task: marked failed or cleared, its "
+                                       "worker shut down, or too many of its heartbeats failed (the API server out of "
+                                       "reach)) at ")
     assert record["reason"].endswith(": told to stop, it stopped in its step and published nothing")
     assert not home.warehouse.exists()  # nothing of it published
     with runlock.run_lock(home, "next-night"):  # the home is free at once: no two hours' lease, no process at work
