@@ -208,10 +208,11 @@ def _free_home_of_failed_run(context: Any) -> None:
     """The DAG's on_failure_callback, before its message: a DAG run that failed (a task failed, the run timed out)
     between two of its tasks left its lease live and no task of it at work (their stop frees the home, `_at_work`):
     `rtw run` refused for the lease's two hours, naming a run that had ended; only the next DAG run took over.
-    Its lease is released here, if it still names this DAG run (runlock.release_failed_dag_run)."""
+    Its lease is released here, if it still names this DAG run (runlock.release_failed_dag_run), and its night
+    recorded failed with the DAG run's reason, which `rtw status` had shown killed ("ended without a word")."""
     import logging
 
-    from etl import runlock
+    from etl import run_record, runlock
     from etl.config import resolve_home
 
     log = logging.getLogger("rtw")
@@ -224,6 +225,7 @@ def _free_home_of_failed_run(context: Any) -> None:
     if released:
         log.info("DAG run %s failed: the lease of its run %s is released, the home is free", context["run_id"],
                  released)
+        run_record.record_dag_run_failed(home, released, str(context["run_id"]), str(context.get("reason") or "failed"))
 
 
 def _dag_run_goes_on() -> bool:

@@ -291,6 +291,21 @@ class Night:
                                                     "ended_at": now}))
 
 
+def record_dag_run_failed(home: Home, run_id: str, dag_run_id: str, why: str) -> bool:
+    """A DAG run that failed between two of its tasks (the DAG's on_failure_callback, once it has released the run's
+    lease: runlock.release_failed_dag_run) has no task at work to record it: its night, still `running`, would be shown
+    killed ("ended without a word"). It is recorded failed in the step it had reached, with the DAG run's state and
+    `why` (Airflow's reason: timed_out, task_failure). A night already recorded failed keeps its own reason; one of
+    another DAG run is left as it is. Whether it was recorded."""
+    record = _read(_path(home, run_id))
+    if record is None or record.status != "running" or record.dag_run_id != dag_run_id:
+        return False
+    reason = printable(f"its Airflow DAG run {dag_run_id} failed ({why}) while it was in this step; its tasks' logs "
+                       "say why")
+    _write(home, record.model_copy(update={"status": "failed", "reason": reason, "ended_at": datetime.now(UTC)}))
+    return True
+
+
 def _records(home: Home) -> list[NightRecord]:
     """Every record, oldest first."""
     folder = _folder(home)

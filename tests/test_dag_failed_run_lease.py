@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from etl import runlock
+from etl import run_record, runlock
 from etl.airflow_local import airflow_env
 from etl.config import REPO_ROOT, Home
 
@@ -32,10 +32,14 @@ FAILED = "scheduled__2026-12-06T02:00:00+00:00"
 OTHER = "backfill__2026-12-01T02:00:00+00:00"
 
 
-def _leased(home: Home, run_id: str, dag_run_id: str) -> None:
-    """The home held across tasks, as plan_run holds it: the lease, and no task of the run at work after it."""
+def _leased(home: Home, run_id: str, dag_run_id: str) -> run_record.Night:
+    """The home held across tasks, as plan_run holds it: the lease, the night's record, and no task of the run at
+    work after it."""
+    night = run_record.Night(home, run_id, "airflow", dag_run_id=dag_run_id)
     with runlock.run_lock(home, run_id, kind="airflow", lease="replace"):
+        night.begin("plan_run")
         runlock.take_lease(home, run_id, dag_run_id=dag_run_id)
+    return night
 
 
 def _dag_run_failed(home: Home, dag_run_id: str) -> str:
@@ -73,3 +77,21 @@ def test_a_failed_dag_run_whose_lease_is_ended_leaves_the_home_as_it_is(tmp_path
     home = Home(tmp_path / "home").ensure()  # publish ended the lease; then a verdict failed the DAG run
     _dag_run_failed(home, FAILED)
     assert not (home.root / runlock.LOCK_NAME).exists() and runlock.read_lease(home) is None
+
+
+def test_the_night_of_a_dag_run_that_failed_between_its_tasks_is_recorded_failed_not_killed(tmp_path):
+    """Its home freed, `rtw status` showed the night killed, "ended without a word", in the step it had reached."""
+    home = Home(tmp_path / "home").ensure()
+    _leased(home, "20261206T020000Z-a1b2", FAILED).reached("source.harmonise[registry_it]")
+    _dag_run_failed(home, FAILED)
+    [night] = run_record.unpublished(home, set())
+    assert (night.status, night.step) == ("failed", "source.harmonise[registry_it]")
+    assert night.reason.startswith(f"its Airflow DAG run {FAILED} failed (timed_out)")
+
+
+def test_a_failed_dag_run_leaves_the_night_of_another_run_as_it_is(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    _leased(home, "20261206T010000Z-c3d4", OTHER)
+    _dag_run_failed(home, FAILED)
+    [night] = run_record.unpublished(home, set())
+    assert night.status == "running"  # the backfill's run holds the home still
