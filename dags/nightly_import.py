@@ -259,14 +259,21 @@ def _plan_step(run_id: str) -> Iterator[Any]:
 
 
 @contextmanager
-def _telling(*, plan_failed: bool) -> Iterator[None]:
+def _telling(*, plan_failed: bool) -> Iterator[dict[str, Any]]:
     """publish: if the run fails here (or failed in plan_run), send its one message, with why. The DAG's
     callback, which Airflow hands the last task to fail, named publish after a plan that failed, and
-    never the reason (a key other than the warehouse's, another run holding the home, a disk full)."""
+    never the reason (a key other than the warehouse's, another run holding the home, a disk full).
+    What it yields publish fills when its run was published before it failed (stopped once its warehouse went
+    live): the message then says so, with each source's verdict, where it said the run failed before any source
+    could be judged, the warehouse unchanged."""
+    published: dict[str, Any] = {}
     try:
-        yield
+        yield published
     except BaseException as exc:
-        notify.on_run_step_failure(get_current_context(), None if plan_failed else _said(exc))
+        if published:
+            notify.on_stopped_after_publishing(get_current_context(), published)
+        else:
+            notify.on_run_step_failure(get_current_context(), None if plan_failed else _said(exc))
         raise
 
 
@@ -378,7 +385,7 @@ def nightly_import() -> None:
         if planned is None:  # all_done: it runs after a failed plan too; the run's message says why plan failed
             with _telling(plan_failed=True):
                 raise RuntimeError("nothing to publish: plan_run failed (its log says why); the warehouse is unchanged")
-        with _telling(plan_failed=False):
+        with _telling(plan_failed=False) as published_before_stop:
             run_plan = RunPlan.model_validate(planned)
             night = _night(run_plan.run_id, run_record.DAG_PUBLISH)
             # Airflow's SIGTERM stops it where it is: its copy of the warehouse removed, the home freed, the night
@@ -405,6 +412,7 @@ def nightly_import() -> None:
                         if night.stopped is not None and went_live:
                             night.published()
                             runlock.end_lease(home, run_plan.run_id)
+                            published_before_stop |= _stopped_once_live(run_plan, judged, sources, night.stopped)
                         else:  # the warehouse is as it was: the home is free for `rtw run` (or a retry)
                             runlock.release_lease(home, run_plan.run_id)
                         raise
@@ -459,6 +467,20 @@ def _still_running(lease: dict[str, Any], context: Any) -> bool:
         return False
     # Not said: no such DAG run (deleted, or of another Airflow), nothing will end the lease.
     return _dag_run_running(context["ti"], dag_run_id, unknown=False)
+
+
+def _stopped_once_live(run_plan: Any, judged: list[Any], sources: list[str], stop: BaseException) -> dict[str, Any]:
+    """What publish, stopped once its warehouse went live, tells (notify.on_stopped_after_publishing): its run, the
+    sources it loaded, each source's verdict (its verdict tasks will not run: publish fails) and the stop. What its
+    pulls left unsaid (Airflow's or the home's records unread in the seconds before the SIGKILL) is left out."""
+    sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})
+    try:
+        pull_failures, long_waits = _pull_failures(sources), _long_waits(sources)
+    except Exception:
+        pull_failures, long_waits = {}, {}
+    return {"run_id": run_plan.run_id, "stop": str(stop), "sources": sources, "report": None,
+            "sources_changed": sorted(o.source_id for o in judged if o.status.value == "harmonised"),
+            "verdicts": _verdicts(sources, judged, pull_failures, long_waits)}
 
 
 def _as_list(outcomes: Any) -> list[dict[str, Any]]:

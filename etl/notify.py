@@ -14,7 +14,8 @@ logged (never with the Connection's URL or password) and never fails the run a s
 Three places send it, so that a run sends one message: `on_source_failure`, the `verdict`
 task's callback, when sources failed, were held, could not be pulled or left files waiting too long in their
 drop zones (the first failed source's verdict tells of them all); `on_run_step_failure`, from the publish task
-as it fails, when plan_run or publish failed, naming the task and the reason; and `on_run_failure`, the DAG's,
+as it fails, when plan_run or publish failed, naming the task and the reason (`on_stopped_after_publishing` when
+publish was stopped once it had published: the run and each source as judged); and `on_run_failure`, the DAG's,
 when the run failed otherwise (a task killed, the run timed out). The message is built from plain values
 (`RunFailure`), without Airflow.
 """
@@ -103,6 +104,7 @@ def message_text(failure: RunFailure) -> str:
     if failure.loaded:
         lines += ["", f"Loaded: {', '.join(failure.loaded)}"]
     lines += ["", f"Report: {failure.report}" if failure.report else
+              "Report: none written for this run" if failure.run_id else
               "Report: none written for this run (the warehouse is unchanged)"]
     return "\n".join(lines) + "\n"
 
@@ -174,10 +176,25 @@ def on_run_step_failure(context: Mapping[str, Any], publish_failed: str | None) 
             why = None
         cause = f"the task {PLAN_TASK} failed: {why}" if why else f"the task {PLAN_TASK} failed; its log says why"
     send(RunFailure(dag_run_id=str(context["run_id"]), run_id=None, cause=cause))
+    _told(ti)
+
+
+def _told(ti: Any) -> None:
+    """publish sent the run's message: the DAG's callback, handed publish as the task that failed, sends none."""
     try:
         ti.xcom_push(key=TOLD_KEY, value=True)
     except Exception:  # the DAG's callback then tells of the run too: twice rather than never
         log.warning("could not record that the run's failure was told", exc_info=True)
+
+
+def on_stopped_after_publishing(context: Mapping[str, Any], published: Mapping[str, Any]) -> None:
+    """From inside the publish task, stopped (`published["stop"]`) once its warehouse went live: the run is
+    published, its marts and report not written (the next run's repair writes them); the sources as judged, their
+    verdict tasks upstream_failed. Sent in place of `on_run_step_failure`'s "the warehouse is unchanged"."""
+    cause = (f"the task {PUBLISH_TASK} published run {published['run_id']}, then was {published['stop']}, before it "
+             "wrote the marts and the report (the next run writes them)")
+    send(failure_from_published(str(context["run_id"]), published, cause=cause))
+    _told(context["ti"])
 
 
 def on_run_failure(context: Mapping[str, Any]) -> None:
