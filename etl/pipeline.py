@@ -62,12 +62,12 @@ from etl.forget import drop_erased, erased_pseudonyms, hide_erased_numbers, scru
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import (
+    RecordedFile,
     publish,
-    read_export_days,
     read_loaded_files,
     read_loaded_record_sets,
+    read_recorded_files,
     read_source_state,
-    read_superseded,
 )
 from etl.quality import gx_memo, gx_process, issue_spans
 from etl.quality.validate import QualityPlan, quality_plan
@@ -210,11 +210,13 @@ def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path
     if found.problems:  # held: the source keeps its last good data until its files can be applied
         problem = found.shown("; ".join(found.problems), numbers)
         return _failed(_not_read(outcome, found, numbers, problem), problem)
-    _withdraw_spent_acceptances(home, source_id)
-    older, to_accept = _older_exports(home, mapping, found)
-    if older := [found.shown(reason, numbers) for reason in older]:
-        return held_outcome(_not_read(outcome, found, numbers, "; ".join(older)), older,
-                            [accept_argument(shown_file_name(f.name, numbers), f.sha256) for f in to_accept])
+    recorded = read_recorded_files(home.warehouse, source_id)  # one read of the warehouse for both judges
+    _withdraw_spent_acceptances(home, source_id, {sha for sha, f in recorded.items() if f.status == "superseded"})
+    if older := _older_exports(home, mapping, found,
+                               {sha: f for sha, f in recorded.items() if f.status == "loaded"}):
+        reasons = [found.shown(reason, numbers) for _, reason in older]
+        return held_outcome(_not_read(outcome, found, numbers, "; ".join(reasons)), reasons,
+                            [accept_argument(shown_file_name(f.name, numbers), f.sha256) for f, _ in older])
     options = adapter.read_options(mapping)
     staged: list[tuple[landing.LandingFile, Path, StageResult | None]] = []
     unread: tuple[landing.LandingFile, str] | None = None
@@ -264,38 +266,35 @@ def _not_read(outcome: SourceOutcome, found: landing.SourceFiles, numbers: Patie
     return outcome
 
 
-def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFiles
-                   ) -> tuple[list[str], list[landing.LandingFile]]:
-    """Why the source must be held: a current export written before the one of its series the warehouse
-    loaded, an earlier export sent again under a fixed name (landing.older_than_loaded); and those exports.
-    The landing folder cannot tell, whether the pull landed the file or a data manager dropped it: the
-    warehouse can."""
+def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFiles,
+                   loaded: dict[str, RecordedFile]) -> list[tuple[landing.LandingFile, str]]:
+    """The current exports written before the one of their series the warehouse loaded (`loaded`, by sha256),
+    earlier exports sent again under a fixed name, each with why the source must be held for it
+    (landing.older_than_loaded). The landing folder cannot tell, whether the pull landed the file or a data
+    manager dropped it: the warehouse can."""
     source_id = mapping.source_id
     accepted = set(accepted_files(home.root, source_id))
-    loaded = read_loaded_files(home.warehouse, source_id)
     judged = [f for f in found.current if f.sha256 not in accepted and f.sha256 not in loaded
               and not mapping.is_ignored(f.series) and any(f.series == g.series for g in loaded.values())]
     if not judged:
-        return [], []
-    days = read_export_days(home.warehouse, source_id)
+        return []
     # A loaded export's written instant (its archive copy's CreationDateTime) tells only against a new
     # export of its series that states one too (landing.written_before): read only then.
     timed = {f.series for f in judged if f.header.created is not None}
     read = adapter_for(mapping.format).file_header
-    exports = {sha: landing.LoadedExport(f.name, f.series, days.get(sha), landing.archived_header(
+    exports = {sha: landing.LoadedExport(f.name, f.series, f.exported_on, landing.archived_header(
         home.archive, source_id, sha, read).created if f.series in timed else None)
                for sha, f in loaded.items() if any(f.series == g.series for g in judged)}
-    older = [f for f in judged if any(f.series == e.series and landing.written_before(f, e) for e in exports.values())]
-    return landing.older_than_loaded(older, exports, accepted), older
+    return landing.older_than_loaded(judged, exports, accepted)
 
 
-def _withdraw_spent_acceptances(home: Home, source_id: str) -> None:
-    """Withdraw the acceptances of files loaded and superseded since (guards.withdraw_acceptances): the
-    same content sent again is judged as any export, held again if it must be, and accepted again."""
-    if accepted := accepted_files(home.root, source_id):
-        for sha in withdraw_acceptances(home.root, source_id, read_superseded(home.warehouse, source_id, accepted)):
-            log.info("%s: %s, accepted, loaded and superseded since: its acceptance is withdrawn", source_id,
-                     accepted[sha].file_name)
+def _withdraw_spent_acceptances(home: Home, source_id: str, superseded: set[str]) -> None:
+    """Withdraw the acceptances of files loaded and superseded since (`superseded`: the sha256 of the source's
+    files the warehouse records superseded; guards.withdraw_acceptances): the same content sent again is
+    judged as any export, held again if it must be, and accepted again."""
+    for accepted in withdraw_acceptances(home.root, source_id, superseded).values():
+        log.info("%s: %s, accepted, loaded and superseded since: its acceptance is withdrawn", source_id,
+                 accepted.file_name)
 
 
 def _stage(home: Home, adapter: SourceAdapter, options: BaseModel, f: landing.LandingFile

@@ -33,7 +33,7 @@ LOADED = {"loaded": LoadedExport("ILTB_ENROL.csv", "ENROL", date(2026, 11, 3))}
 
 
 def test_an_export_of_an_earlier_day_than_the_loaded_one_is_held():
-    (reason,) = older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 25))], LOADED, set())
+    ((_, reason),) = older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 25))], LOADED, set())
     assert reason.startswith("ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv "
                              "(exported 2026-11-03), the export of its series the warehouse loaded")
     assert "Have the newer export sent again (its copy is archive/iltb/loaded__*)" in reason
@@ -44,7 +44,7 @@ def test_the_reason_names_files_only_which_the_run_shows_not_their_series():
     files' names without the patient's number (SourceFiles.shown), and a series named in the reason kept it."""
     series = "Fall_123456_Verlauf"
     loaded = {"loaded": LoadedExport(f"{series}.csv", series, date(2026, 11, 1))}
-    (reason,) = older_than_loaded([_export(f"{series}.csv", date(2026, 10, 1), series=series)], loaded, set())
+    ((_, reason),) = older_than_loaded([_export(f"{series}.csv", date(2026, 10, 1), series=series)], loaded, set())
     assert reason.count("123456") == 2 and reason.count(f"{series}.csv") == 2
 
 
@@ -65,7 +65,8 @@ def test_files_that_say_when_they_were_written_are_told_apart_within_a_day():
     loaded = {"loaded": LoadedExport("export.xml", "ENROL", date(2026, 11, 3), written)}
     earlier = _export("export.xml", date(2026, 11, 3), written.replace(hour=0))
     later = _export("export.xml", date(2026, 11, 3), written.replace(hour=9))
-    (reason,) = older_than_loaded([earlier], loaded, set())
+    ((held, reason),) = older_than_loaded([earlier], loaded, set())
+    assert held is earlier
     assert "(written 2026-11-03T00:30:00+00:00) is older than export.xml (written 2026-11-03T01:30:00+00:00)" in reason
     assert older_than_loaded([later], loaded, set()) == []
 

@@ -228,7 +228,7 @@ def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a
 def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(loaded):
     import duckdb
 
-    from etl.extract.guards import accept_file, accepted_files, withdraw_departures
+    from etl.extract.guards import accept_file, accepted_files, withdraw_acceptances, withdraw_departures
 
     home, _ = loaded
     legacy = accept_file(home.root, "iltb", "ILTB_OLD.csv", "a" * 64, departure=True)
@@ -237,6 +237,9 @@ def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(lo
     assert list(accepted_files(home.root, "iltb", departures=True)) == [legacy.sha256]
     assert accepted_files(home.root, "iltb") == {}
     assert withdraw_departures(home.root, "iltb", {legacy.sha256}) == [legacy.sha256]
+    assert not any(folder.iterdir())
+    held = accept_file(home.root, "iltb", "ILTB_FU.csv", "b" * 64)  # what extract logs of it, read once
+    assert withdraw_acceptances(home.root, "iltb", {held.sha256, "c" * 64}) == {held.sha256: held}
     assert not any(folder.iterdir())
 
     follow_up = home.landing / "iltb" / "ILTB_FU.csv"

@@ -63,22 +63,22 @@ def accepted_files(home_root: Path, source_id: str, *, departures: bool = False)
 def withdraw_departures(home_root: Path, source_id: str, delivered: AbstractSet[str]) -> list[str]:
     """Withdraw the departure acceptances of files delivered again (it covered one departure, not a
     later one): the sha256 of their files."""
-    return _withdraw(home_root, source_id, delivered, departures=True)
+    return list(_withdraw(home_root, source_id, delivered, departures=True))
 
 
-def withdraw_acceptances(home_root: Path, source_id: str, superseded: AbstractSet[str]) -> list[str]:
+def withdraw_acceptances(home_root: Path, source_id: str, superseded: AbstractSet[str]) -> dict[str, AcceptedFile]:
     """Withdraw the acceptances of files loaded and superseded since by a later export (it covered one
     replacement, not a later one: the same content sent again is judged again, and accepted again if
-    right): the sha256 of their files."""
+    right): the acceptances withdrawn, by sha256."""
     return _withdraw(home_root, source_id, superseded, departures=False)
 
 
-def _withdraw(home_root: Path, source_id: str, shas: AbstractSet[str], departures: bool) -> list[str]:
-    withdrawn = []
-    for sha, (path, _) in _acceptances(home_root, source_id, departures).items():
+def _withdraw(home_root: Path, source_id: str, shas: AbstractSet[str], departures: bool) -> dict[str, AcceptedFile]:
+    withdrawn = {}
+    for sha, (path, accepted) in _acceptances(home_root, source_id, departures).items():
         if sha in shas:
             path.unlink(missing_ok=True)
-            withdrawn.append(sha)
+            withdrawn[sha] = accepted
     return withdrawn
 
 

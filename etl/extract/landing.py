@@ -326,12 +326,13 @@ def _written(export: LandingFile | LoadedExport) -> str:
 
 
 def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, LoadedExport],
-                      accepted: AbstractSet[str]) -> list[str]:
-    """Why current exports must not be loaded: each written before an export the warehouse loaded of its
-    series (`loaded`, by sha256), an older export sent again under a name that cannot tell (one reason a file;
-    empty when none). A file loaded already, or accepted (`accepted`: sha256s, `rtw accept`), is not judged,
-    nor one of a series the warehouse holds nothing of. Names are as delivered: SourceFiles.shown shows them."""
-    reasons = []
+                      accepted: AbstractSet[str]) -> list[tuple[LandingFile, str]]:
+    """The current exports that must not be loaded, each with why: written before an export the warehouse
+    loaded of its series (`loaded`, by sha256), an older export sent again under a name that cannot tell (one
+    reason a file; empty when none). A file loaded already, or accepted (`accepted`: sha256s, `rtw accept`), is
+    not judged, nor one of a series the warehouse holds nothing of. Names are as delivered: SourceFiles.shown
+    shows them."""
+    held = []
     for export in current:
         if export.sha256 in loaded or export.sha256 in accepted:
             continue
@@ -339,12 +340,12 @@ def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, Loade
         if not newer:
             continue
         sha, latest = max(newer, key=lambda n: (n[1].exported_on or date.min, n[1].created or _NO_INSTANT))
-        reasons.append(
+        held.append((export, (
             f"{export.name} ({_written(export)}) is older than {latest.name} ({_written(latest)}), the "
             "export of its series the warehouse loaded: an earlier export sent again, which would "
             f"replace newer data. Have the newer export sent again (its copy is archive/{export.source_id}/"
-            f"{sha[:16]}__*), or remove this file: the source keeps its last good data meanwhile")
-    return reasons
+            f"{sha[:16]}__*), or remove this file: the source keeps its last good data meanwhile")))
+    return held
 
 
 def archived_header(archive_dir: Path, source_id: str, sha256: str, read: Callable[[Path], FileHeader]) -> FileHeader:
