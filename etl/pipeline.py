@@ -422,7 +422,7 @@ def _held(home: Home, mapping: SourceMapping, loaded_files: dict[str, LoadedFile
     judged = [f for f in files if not mapping.is_ignored(f.series)]
     gone = departing(judged, loaded, set(departed))
     reasons = held_series(judged, counts, loaded, set(accepted), mapping.max_shrink, set(departed),
-                          _unread(home, mapping, judged) if gone else frozenset())
+                          _unread(home, mapping, judged) if gone else frozenset(), gone)
     new = [f for f in judged if f.sha256 not in loaded and f.sha256 not in accepted]
     if new:  # a new export, not accepted
         now = pq.read_table(records, columns=["record_set"]).column("record_set").value_counts().to_pylist()

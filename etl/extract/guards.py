@@ -106,7 +106,8 @@ def gone_record_sets(before: Mapping[str, int], now: Mapping[str, int]) -> list[
 
 def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loaded: Mapping[str, LoadedFile],
                 accepted: set[str], max_shrink: float, departed: AbstractSet[str] = frozenset(),
-                unread: AbstractSet[str] = frozenset()) -> list[str]:
+                unread: AbstractSet[str] = frozenset(), gone: Mapping[str, dict[str, LoadedFile]] | None = None
+                ) -> list[str]:
     """Why the new files of a source must be held, one reason per series; empty when none.
 
     `counts`: this load's records per file (sha256); `loaded`: the files loaded in the live warehouse
@@ -114,6 +115,7 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
     no file now is held too (a form's export missing from a delivery), unless its departure was
     accepted (`departed`: `rtw accept` of its loaded file's name). `unread`: the names (as shown) of
     files in landing the mapping does not read, for a reason to say a missing file is there all the same.
+    `gone`: departing(files, loaded, departed), when the caller has it already.
     """
     before_by_series: dict[str, int] = {}
     for f in loaded.values():
@@ -133,9 +135,9 @@ def held_series(files: list[ExportFile], counts: Mapping[str, FileCounts], loade
         elif before and records < (1 - max_shrink) * before:
             reasons.append(f"{names} would leave {records} records where {before} are loaded "
                            f"(-{1 - records / before:.0%}, more than the {max_shrink:.0%} allowed by max_shrink)")
-    for series, gone in departing(files, loaded, departed).items():
-        there = [f.name for f in gone.values() if f.name in unread]
-        named = ", ".join(_named(f.name, sha) for sha, f in gone.items())
+    for series, leaving in (departing(files, loaded, departed) if gone is None else gone).items():
+        there = [f.name for f in leaving.values() if f.name in unread]
+        named = ", ".join(_named(f.name, sha) for sha, f in leaving.items())
         where = (f"in landing the mapping reads: {', '.join(there)} {'is' if len(there) == 1 else 'are'} there, "
                  "but the mapping's files: pattern no longer takes it, as when a source changes its export's name or "
                  "format" if there else "in landing: a file missing from the delivery")
@@ -154,9 +156,12 @@ def departing(files: list[ExportFile], loaded: Mapping[str, LoadedFile], departe
     for sha, f in sorted(loaded.items(), key=lambda item: (item[1].series, _named(item[1].name, item[0]))):
         if f.series not in delivered:
             gone.setdefault(f.series, {})[sha] = f
-    return {series: {sha: f for sha, f in in_series.items() if sha not in departed}
-            for series, in_series in gone.items()
-            if sum(f.records for f in in_series.values()) and set(in_series) - set(departed)}
+    kept = {}
+    for series, in_series in gone.items():
+        left = {sha: f for sha, f in in_series.items() if sha not in departed}
+        if left and sum(f.records for f in in_series.values()):
+            kept[series] = left
+    return kept
 
 
 # A departure's reason, as held_series writes it: the files, by their names as shown, then their series.
