@@ -145,6 +145,7 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     from etl.extract.landing import sha256_of
     from etl.load.warehouse import read_loaded_files
     from etl.schema import reading
+    from etl.steps import LoadedFile
 
     rtw_home = resolve_home(home)
     folder = rtw_home.landing / source
@@ -172,11 +173,11 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     shown = shown_file_name(path.name, numbers)
     sha256 = sha256_of(path)
     with reading(rtw_home.warehouse) as live:  # what the warehouse made of this content: held, loaded, ...
-        found = live.execute("SELECT status FROM meta.source_file WHERE source_id = ? AND source_file_sha256 = ?",
+        found = live.execute("SELECT status, series, rows_read - rows_superseded, file_name FROM meta.source_file "
+                             "WHERE source_id = ? AND source_file_sha256 = ?",
                              [source, sha256]).fetchone() if live is not None else None
-    if found is not None and found[0] == "loaded" and (
-            loaded_file := read_loaded_files(rtw_home.warehouse, source).get(sha256)) is not None \
-            and not _departure_refused(rtw_home, source, sha256, loaded_file):
+    loaded_file = LoadedFile(found[1], int(found[2]), found[3]) if found is not None and found[0] == "loaded" else None
+    if loaded_file is not None and not _departure_refused(rtw_home, source, sha256, loaded_file):
         # still in landing, but the mapping no longer reads it (its files: pattern changed): the run held the
         # source for its departure, and said that accepting it accepts that
         _accept_departure(rtw_home, source, [(sha256, loaded_file)])
