@@ -449,8 +449,7 @@ def _unread(home: Home, mapping: SourceMapping, files: list[ExportFile]) -> set[
 def held_outcome(outcome: SourceOutcome, reasons: list[str], to_accept: Sequence[str]) -> SourceOutcome:
     """The source held (`reasons`), the message saying what to accept (`to_accept`: what rtw accept is given):
     every file at once, as the next run takes every acceptance made before it."""
-    commands = "; ".join(f"rtw accept {outcome.source_id} {shlex.quote(a)}" for a in to_accept
-                         ) or f"rtw accept {outcome.source_id} FILE"
+    commands = "; ".join(f"rtw accept {outcome.source_id} {shlex.quote(a)}" for a in to_accept)
     what = (f"accept all {len(to_accept)} ({commands}), then run again: the next run takes them together"
             if len(to_accept) > 1 else f"accept it ({commands}) and run again")
     message = f"held, its last good data kept: {'; '.join(reasons)}. If this is right, {what}"
