@@ -4,21 +4,14 @@ the night's reading `rtw check` takes by a public name (tests/test_harmonise_pub
 from __future__ import annotations
 
 import pytest
-import yaml
+from reg_mapping import reg_mapping
 
 from etl.transform.harmonise import given_reader
-from etl.transform.mapping import SourceMapping
 from etl.transform.values import ValueRejected
 
 
 def test_given_reader_says_which_spec_gives_a_record_its_value_and_reads_it():
-    mapping = SourceMapping.model_validate(yaml.safe_load("""
-source_id: reg
-title: test registry
-format: csv
-files: "REG_*.csv"
-record_set: REG
-patient_key: pid
+    mapping = reg_mapping("""
 null_values: ["", "NK"]
 patient:
   from: REG
@@ -28,8 +21,7 @@ patient:
       first_of:
         - {column: dob, format: "%d/%m/%Y"}
         - {template: "{anio}-{mes}", format: "%Y-%m"}
-tables: {}
-"""))
+""")
     spec = mapping.patient.fields["birth_date"]
     full, month = spec.alternatives()
     reader = given_reader(mapping)

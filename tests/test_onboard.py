@@ -3,6 +3,7 @@ on the shipped mappings against synthetic exports, and the profile page in headl
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import shutil
 import stat
@@ -16,6 +17,7 @@ import pyreadstat
 import pytest
 import yaml
 from headless_chromium import dump_dom
+from reg_mapping import reg_raw
 from typer.testing import CliRunner
 
 from etl.cli import app
@@ -325,14 +327,8 @@ def test_a_field_the_core_lacks_and_bad_yaml_are_located(tmp_path):
     assert "not valid YAML" in findings[0].message and findings[0].where.endswith("line 3")
 
 
-_MAPPING = """
-source_id: reg
-title: test registry
-format: csv
-files: "REG_*.csv"
-record_set: REG
+_MAPPING = reg_raw("""
 date_format: "%d/%m/%Y"
-patient_key: pid
 record_key: "REG[{rec}]"
 patient:
   from: REG
@@ -345,7 +341,7 @@ tables:
     fields:
       diagnosis_date: {column: dx_date, type: date, required: true}
       icdo3_morphology: {column: morph, type: icdo3_histology}
-"""
+""")
 
 
 def _registry_frame(rows: int = 14) -> pd.DataFrame:
@@ -359,7 +355,7 @@ def _registry_frame(rows: int = 14) -> pd.DataFrame:
 
 
 def test_check_counts_unknown_codes_unreadable_dates_and_empty_required_fields():
-    mapping = SourceMapping.model_validate(yaml.safe_load(_MAPPING))
+    mapping = SourceMapping.model_validate(_MAPPING)
     findings = check_record_sets(mapping, {"REG": _registry_frame()})
     by_field = {f.where.split("(")[-1].rstrip(")"): f for f in findings}
     sex = by_field["patient.fields.sex"]
@@ -378,13 +374,13 @@ def test_check_counts_unknown_codes_unreadable_dates_and_empty_required_fields()
 
 
 def test_check_wants_every_record_set_mapped_or_ignored_and_every_column_present():
-    mapping = SourceMapping.model_validate(yaml.safe_load(_MAPPING))
+    mapping = SourceMapping.model_validate(_MAPPING)
     other = _registry_frame().drop(columns=["dob"])
     findings = check_record_sets(mapping, {"REG": _registry_frame().drop(columns=["morph"]), "NOTES": other})
     errors = {f.where: f.message for f in findings if f.severity == "error"}
     assert "neither mapped nor ignored" in errors["record set NOTES"]
     assert "not in the data" in errors["record set REG, column morph (tables.diagnosis.fields.icdo3_morphology)"]
-    ignoring = SourceMapping.model_validate({**yaml.safe_load(_MAPPING), "ignore": ["NOTES"]})
+    ignoring = SourceMapping.model_validate({**_MAPPING, "ignore": ["NOTES"]})
     assert "record set NOTES" not in {f.where for f in check_record_sets(ignoring, {"REG": _registry_frame(),
                                                                                     "NOTES": other})}
 
@@ -473,7 +469,7 @@ def test_rtw_scaffold_writes_a_draft_check_then_reads(files, synth_home, tmp_pat
 
 
 def test_check_follows_record_sets_joined_by_a_from_list():
-    raw = yaml.safe_load(_MAPPING)
+    raw = copy.deepcopy(_MAPPING)
     raw["tables"]["diagnosis"]["from"] = ["REG", "PATHOLOGY"]
     raw["tables"]["diagnosis"]["join_on"] = ["pid"]
     raw["record_key"] = "REG[{rec}]"

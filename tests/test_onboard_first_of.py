@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 import yaml
+from reg_mapping import reg_mapping
 
 from etl.onboard.check import check_record_sets, check_source
 from etl.onboard.scaffold import choose_record_keys, draft_mapping, read_sources, validate_draft
-from etl.transform.mapping import SourceMapping
 
-_MAPPING = """
-source_id: reg
-title: test registry
-format: csv
-files: "REG_*.csv"
-record_set: REG
-patient_key: pid
-record_key: "{record_set}[{rec}]"
+_MAPPING = reg_mapping("""
 patient:
   from: REG
   fields:
@@ -32,8 +25,7 @@ patient:
       first_of:
         - {column: sexo, codes: {H: male, M: female}}
         - {column: sex, codes: {M: male, F: female}}
-tables: {}
-"""
+""")
 
 
 def _registry() -> pd.DataFrame:
@@ -55,7 +47,7 @@ def _by_where(findings) -> dict[str, str]:
 
 
 def test_check_tries_each_first_of_alternative_on_the_records_it_gives_a_value():
-    mapping = SourceMapping.model_validate(yaml.safe_load(_MAPPING))
+    mapping = _MAPPING
     found = _by_where(check_record_sets(mapping, {"REG": _registry()}))
     # Named as the nightly run's message names the alternative: birth_date (first_of.0: dob): ...
     full = found["record set REG, first_of.0: dob (patient.fields.birth_date)"]
@@ -75,14 +67,14 @@ def test_check_tries_each_first_of_alternative_on_the_records_it_gives_a_value()
 
 def test_check_finds_a_first_of_alternative_s_wrong_format_most_values_fail(tmp_path):
     frame = _registry().assign(dob=[f"{d:02d}.03.2011" for d in range(1, 15)])  # written with dots
-    mapping = SourceMapping.model_validate(yaml.safe_load(_MAPPING))
+    mapping = _MAPPING
     (finding,) = [f for f in check_record_sets(mapping, {"REG": frame}) if "first_of.0: dob" in f.where]
     assert finding.severity == "error" and finding.message.startswith("14 of 14 values are dates")
     assert "declare the format the file uses" in finding.message
 
 
 def test_check_counts_one_record_and_one_value_in_the_singular():
-    mapping = SourceMapping.model_validate(yaml.safe_load(_MAPPING))
+    mapping = _MAPPING
     one = _registry().head(1)  # its full birth date impossible
     found = _by_where(check_record_sets(mapping, {"REG": one, "NOTES": one}))
     assert found["record set NOTES"].startswith("1 record neither mapped nor ignored")

@@ -7,36 +7,26 @@ quarantines when a mapping's `null_values` leaves "" out."""
 from __future__ import annotations
 
 import pandas as pd
-import yaml
+from reg_mapping import reg_mapping
 
 from etl.onboard.check import check_record_sets
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 
-_MAPPING = """
-source_id: reg
-title: test registry
-format: csv
-files: "REG_*.csv"
-record_set: REG
-patient_key: pid
-record_key: "{record_set}[{rec}]"
-null_values: NULLS
+_PATIENT = """
 patient:
   from: REG
   fields:
     birth_date: {type: date, required: true, template: "{anio}-{mes}", format: "%Y-%m"}
     sex: {column: sexo, codes: {H: male, M: female}}
-tables: {}
 """
 _TEMPLATE = "record set REG, template {anio}-{mes} (patient.fields.birth_date)"
 _COLUMN = "record set REG, column sexo (patient.fields.sex)"
 
 
 def _mapping(nulls: list[str]) -> SourceMapping:
-    written = yaml.safe_dump(nulls, default_flow_style=True).strip()
-    return SourceMapping.model_validate(yaml.safe_load(_MAPPING.replace("NULLS", written)))
+    return reg_mapping(_PATIENT, null_values=nulls)
 
 
 def _registry(unknown: str) -> pd.DataFrame:
