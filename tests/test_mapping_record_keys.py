@@ -1,21 +1,18 @@
 """A record key naming no column: one record set's, a record per patient. A registry whose one record set is
 named by its export format (the .sav's RETI_ES_export, the workbook's sheet Pacientes) keyed its records by
 `{record_set}`, the only key the mapping accepted without a record number; the format change gave every record
-a new key, its open issues counted resolved and found again and its queries sent again."""
+a new key, its open issues counted resolved and found again and its queries sent again. The onboarding page's
+whole walk through a format change, keys kept, is tests/test_onboarding_journey.py's."""
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from test_onboarding_journey import KEY as JOURNEY_KEY  # the onboarding journey's registry
-from test_onboarding_journey import SAV, XLSX, _accept, _mapping, _patients, _sav, _xlsx
 
-from etl.config import REPO_ROOT, Home
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import MappingError, load_mapping
 from etl.transform.pseudonym import PseudonymKey
@@ -91,63 +88,10 @@ def test_a_fixed_key_typed_with_a_patient_s_number_is_not_quoted_by_its_duplicat
      "record_keys.Tratamientos: 'REG' names no column and is record_keys.Pacientes's too"),
 ])
 def test_a_key_naming_no_column_that_would_key_two_record_sets_alike_is_refused(tmp_path, keys, expected):
-    path = _source(tmp_path, "Pacientes", **keys)
-    text = yaml.safe_load(path.read_text())
-    text["tables"]["treatment"] = {"from": "Tratamientos", "fields": {"drug_name": {"column": "farmaco"}}}
-    text.pop("record_set")
-    text["record_set_from_file"] = "(?P<record_set>.+)[.]csv"
-    path.write_text(yaml.safe_dump(text))
     with pytest.raises(MappingError) as refused:
-        load_mapping(path)
+        load_mapping(_two_record_sets(tmp_path, **keys))
     message = str(refused.value)
     assert expected in message
-
-
-def _record_keys(home: Home) -> list[tuple[str, str]]:
-    from warehouse_query import query_frame
-
-    return [tuple(row) for row in query_frame(home, "SELECT DISTINCT source_record_key, diagnosis_id FROM "
-                                                    "core.diagnosis ORDER BY 1").values]
-
-
-def test_a_format_change_keeps_the_records_keys_as_the_page_says(tmp_path):
-    """docs/onboarding.md, 'When a source changes its export format': with the record key the page gives, the
-    workbook's records keep the keys the SPSS export's had, and with them every open issue."""
-    from warehouse_query import query_frame
-
-    from etl import pipeline
-    from etl.config import resolve_home
-
-    home = resolve_home(tmp_path / "home").ensure()
-    sources = tmp_path / "sources"
-    sources.mkdir()
-    landing = home.landing / "registry_es"
-    landing.mkdir(parents=True)
-    frame = _patients()
-    frame.loc[::3, "fecha_diagnostico"] = "01/01/2009"  # before the birth: an issue of every third patient
-    (sources / "registry_es.yaml").write_text(_mapping("spss"), encoding="utf-8")
-    _sav(landing / SAV, frame)
-    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == []
-    keys_of_the_sav = _record_keys(home)
-
-    section = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8").split(
-        "## When a source changes its export format", 1)[1]
-    keys = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
-    excel = {**yaml.safe_load(_mapping("excel")), **keys}
-    (sources / "registry_es.yaml").write_text(yaml.safe_dump(excel, allow_unicode=True), encoding="utf-8")
-    _xlsx(landing / XLSX, frame)
-    shutil.move(landing / SAV, tmp_path / SAV)
-    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == ["registry_es"]
-    _accept(home.root, XLSX)
-    _accept(home.root, SAV)
-    assert pipeline.run(home, key_value=JOURNEY_KEY, sources_dir=sources).sources_failed == []
-
-    assert len(keys_of_the_sav) == 12 and _record_keys(home) == keys_of_the_sav
-    issues = query_frame(home, "SELECT run_id, rule_id, source_record_key FROM dq.issue "
-                               "WHERE source_id = 'registry_es' ORDER BY run_id")
-    first, last = (set(map(tuple, issues[issues.run_id == run][["rule_id", "source_record_key"]].values))
-                   for run in (issues.run_id.min(), issues.run_id.max()))
-    assert first and first == last  # none resolved, none new
 
 
 def _two_record_sets(tmp_path: Path, **keys: object) -> Path:

@@ -20,7 +20,7 @@ from warehouse_query import query_frame
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import REPO_ROOT, resolve_home
+from etl.config import REPO_ROOT, Home, resolve_home
 from etl.onboard.check import check_source
 from etl.onboard.scaffold import draft_mapping, read_sources
 
@@ -152,29 +152,40 @@ def _accept(home_root: Path, name: str) -> str:
     return accepted.output
 
 
-def test_a_format_change_loads_as_the_page_says(tmp_path):
+def _record_keys(home: Home) -> list[tuple[str, str]]:
+    return [tuple(row) for row in query_frame(home, "SELECT DISTINCT source_record_key, diagnosis_id FROM "
+                                                    "core.diagnosis ORDER BY 1").values]
+
+
+def test_a_format_change_loads_and_keeps_the_records_keys_as_the_page_says(tmp_path):
     """docs/onboarding.md, 'When a source changes its export format': the SPSS export loaded, the workbook of the
-    same data replaces it after the held run's two acceptances, and every row is accounted for."""
+    same data, mapped with the record keys the page gives, replaces it after the held run's two acceptances; every
+    row is accounted for, and the workbook's records keep the keys the SPSS export's had, and with them every open
+    issue."""
     home = resolve_home(tmp_path / "home").ensure()
     sources = tmp_path / "sources"
     sources.mkdir()
     landing = home.landing / "registry_es"
     landing.mkdir(parents=True)
     frame = _patients()
+    frame.loc[::3, "fecha_diagnostico"] = "01/01/2009"  # before the birth: an issue of every third patient
     (sources / "registry_es.yaml").write_text(_mapping("spss"), encoding="utf-8")
     _sav(landing / SAV, frame)
     first = pipeline.run(home, key_value=KEY, sources_dir=sources)
     assert first.sources_failed == [], first.message
+    keys_of_the_sav = _record_keys(home)
 
-    (sources / "registry_es.yaml").write_text(_mapping("excel"), encoding="utf-8")
+    section = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8").split(
+        "## When a source changes its export format", 1)[1]
+    keys = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
+    excel = {**yaml.safe_load(_mapping("excel")), **keys}
+    (sources / "registry_es.yaml").write_text(yaml.safe_dump(excel, allow_unicode=True), encoding="utf-8")
     _xlsx(landing / XLSX, frame)
     shutil.move(landing / SAV, tmp_path / SAV)  # step 2: out of landing
     assert check_source("registry_es", sources, home.landing).usable
     held = pipeline.run(home, key_value=KEY, sources_dir=sources)
     assert held.sources_failed == ["registry_es"], held.message
 
-    page = (REPO_ROOT / "docs" / "onboarding.md").read_text(encoding="utf-8")
-    section = page.split("## When a source changes its export format", 1)[1]
     for name in re.findall(r"\$ rtw accept registry_es (\S+)", section):
         _accept(home.root, name)
     loaded = pipeline.run(home, key_value=KEY, sources_dir=sources)
@@ -185,3 +196,9 @@ def test_a_format_change_loads_as_the_page_says(tmp_path):
     assert files.values.tolist() == [[SAV, "superseded", 12, 0, 0, 12], [XLSX, "loaded", 12, 12, 0, 0]]
     patients = query_frame(home, "SELECT sex, count(*) AS n FROM core.patient_source GROUP BY sex ORDER BY sex")
     assert patients.values.tolist() == [["female", 6], ["male", 6]]
+    assert len(keys_of_the_sav) == 12 and _record_keys(home) == keys_of_the_sav
+    issues = query_frame(home, "SELECT run_id, rule_id, source_record_key FROM dq.issue "
+                               "WHERE source_id = 'registry_es' ORDER BY run_id")
+    first_issues, last_issues = (set(map(tuple, issues[issues.run_id == run][["rule_id", "source_record_key"]].values))
+                                 for run in (issues.run_id.min(), issues.run_id.max()))
+    assert first_issues and first_issues == last_issues  # none resolved, none new
