@@ -2,7 +2,7 @@
 so: one line and a non-zero exit, its record in the home failed in its step with when and by what it was stopped,
 nothing of it published nor left behind, and the next run loads the change. Each is a real `rtw run` in its own
 process, on a copy of the hostile suite's loaded home (hostile_home.py), signalled once its progress line says it
-reached the step."""
+reached the step (a stop in harmonise, then its next run's in publish, on one copy)."""
 
 from __future__ import annotations
 
@@ -50,24 +50,27 @@ def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, *
     return run.returncode, "".join(said)
 
 
-@pytest.mark.parametrize(("number", "when_said", "step"), [
-    (signal.SIGTERM, "publishing the warehouse", "publish"),
-    (signal.SIGINT, "registry_it: harmonising", "extract and harmonise registry_it"),
-])
-def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(number, when_said, step, home, loaded):
-    code, said = _signalled(home, number, when_said)
-    assert code == 1, said
-    last = said.strip().splitlines()[-1]
-    assert re.fullmatch(rf"rtw: the run could not complete: stopped by {number.name} at \d{{4}}-\d\d-\d\d "
-                        rf"\d\d:\d\d:\d\d UTC in step {re.escape(step)}; nothing of it was published.*", last), said
-    assert "Traceback" not in said
-    status = rtw(home, "status", env={"COLUMNS": "1000"})
-    state, in_step, reason = failed_night(last_runs(status.stdout))
-    assert (state, in_step) == ("failed", step)  # never "killed (kill -9 ...)", never running
-    assert reason.startswith(f"stopped by {number.name} at ")
-    assert run_count(home) == loaded.runs  # the last good warehouse stands, all of it
-    assert_kept(home, loaded)
-    assert stale_temporaries(resolve_home(home)) == []  # its copy of the warehouse went with it
+# Ctrl-C while registry_it (the changed source) is harmonised, then SIGTERM as its next run publishes, on the same
+# home: that next run reaching publish shows the first stop left it free to go on with the change.
+STOPS = [(signal.SIGINT, "registry_it: harmonising", "extract and harmonise registry_it"),
+         (signal.SIGTERM, "publishing the warehouse", "publish")]
+
+
+def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(home, loaded):
+    for number, when_said, step in STOPS:
+        code, said = _signalled(home, number, when_said)
+        assert code == 1, said
+        last = said.strip().splitlines()[-1]
+        assert re.fullmatch(rf"rtw: the run could not complete: stopped by {number.name} at \d{{4}}-\d\d-\d\d "
+                            rf"\d\d:\d\d:\d\d UTC in step {re.escape(step)}; nothing of it was published.*", last), said
+        assert "Traceback" not in said
+        status = rtw(home, "status", env={"COLUMNS": "1000"})
+        state, in_step, reason = failed_night(last_runs(status.stdout))  # the newest
+        assert (state, in_step) == ("failed", step)  # never "killed (kill -9 ...)", never running
+        assert reason.startswith(f"stopped by {number.name} at ")
+        assert run_count(home) == loaded.runs  # the last good warehouse stands, all of it
+        assert_kept(home, loaded)
+        assert stale_temporaries(resolve_home(home)) == []  # its copy of the warehouse went with it
     done = rtw(home)
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_count(home) == loaded.runs + 1
