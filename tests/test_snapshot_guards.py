@@ -2,38 +2,73 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
+from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 from warehouse_query import query_rows as _query
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import resolve_home
-from etl.synth import generate
+from etl.config import Home
+from etl.steps import RunSummary
 
 pytestmark = pytest.mark.integration
-KEY_TEXT = "guard-test-key"
+KEY_TEXT = SMALL_RUN_KEY  # the key of the shared small run each test copies
 
 
 def _registry_rows(home) -> int:
     return _query(home, "SELECT count(*) FROM core.study_enrolment WHERE source_id = 'registry_it'")[0][0]
 
 
-@pytest.fixture(scope="module")
-def first_night(tmp_path_factory):
-    """120 synthetic persons and their first run, built once: each test changes a copy of it."""
-    home = resolve_home(tmp_path_factory.mktemp("first_night") / "home").ensure()
-    generate(home.root, patients=120, seed=8)
-    pipeline.run(home, key_value=KEY_TEXT)
-    return home
-
-
 @pytest.fixture
-def loaded(first_night, tmp_path):
-    home = copy_of(first_night, tmp_path)
+def loaded(small_run, tmp_path):
+    """A copy of the session's small run (40 persons, every source loaded) and registry_it's export in it."""
+    home = copy_of(small_run, tmp_path)
     (export,) = (home.landing / "registry_it").glob("*.csv")
     return home, export
+
+
+def _cut_in_half(export: Path) -> bytes:
+    lines = export.read_bytes().split(b"\r\n")
+    cut = b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n"
+    export.write_bytes(cut)
+    return cut
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """On a copy of the small run, one export cut in half: held one night, accepted with rtw accept, loaded the
+    next. What each step said, and what the warehouse held after it."""
+
+    home: Home
+    before: int  # what `rows` counts, before the cut
+    held: RunSummary
+    held_rows: int
+    accepted: Result
+    summary: RunSummary
+    rows: int
+
+
+def _accept_a_cut(small_run, folder: Path, source: str, name: str, rows) -> _Accepted:
+    home = copy_of(small_run, folder)
+    before = rows(home)
+    _cut_in_half(home.landing / source / name)
+    held = pipeline.run(home, key_value=KEY_TEXT)
+    held_rows = rows(home)
+    accepted = CliRunner().invoke(app, ["accept", source, name, "--home", str(home.root)])
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    return _Accepted(home, before, held, held_rows, accepted, summary, rows(home))
+
+
+@pytest.fixture(scope="module")
+def registry_cut_accepted(small_run, tmp_path_factory) -> _Accepted:
+    (export,) = (small_run.landing / "registry_it").glob("*.csv")
+    return _accept_a_cut(small_run, tmp_path_factory.mktemp("registry_cut"), "registry_it", export.name,
+                         _registry_rows)
 
 
 def test_an_export_with_only_its_header_is_held_and_the_source_keeps_its_data(loaded):
@@ -49,34 +84,29 @@ def test_an_export_with_only_its_header_is_held_and_the_source_keeps_its_data(lo
     assert ("held",) in _query(home, "SELECT status FROM meta.source_file WHERE source_id = 'registry_it'")
 
 
-def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(loaded):
-    home, export = loaded
-    before = _registry_rows(home)
-    lines = export.read_bytes().split(b"\r\n")
-    export.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == ["registry_it"] and "more than the 10% allowed" in (summary.message or "")
-    assert _registry_rows(home) == before
+def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(registry_cut_accepted):
+    night = registry_cut_accepted
+    (export,) = (night.home.landing / "registry_it").glob("*.csv")
+    assert night.held.sources_failed == ["registry_it"]
+    assert "more than the 10% allowed" in (night.held.message or "")
+    assert night.held_rows == night.before
 
-    accepted = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)])
-    assert accepted.exit_code == 0 and "accepted" in accepted.output
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == [] and "registry_it" in summary.sources_changed
-    assert 0 < _registry_rows(home) < before
-    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance") == [(export.name, False)]
+    assert night.accepted.exit_code == 0 and "accepted" in night.accepted.output
+    assert night.summary.sources_failed == [] and "registry_it" in night.summary.sources_changed
+    assert 0 < night.rows < night.before
+    assert _query(night.home, "SELECT file_name, departure FROM meta.file_acceptance") == [(export.name, False)]
 
 
-def test_a_cut_export_accepted_replaced_and_sent_again_is_held_again_and_can_be_accepted_again(loaded):
+def test_a_cut_export_accepted_replaced_and_sent_again_is_held_again_and_can_be_accepted_again(
+        small_run, registry_cut_accepted, tmp_path):
     """An acceptance covers one replacement: the full export back supersedes the cut one, and the cut one
     sent again is judged by the shrink guard as any export (held), then accepted and loaded again."""
-    home, export = loaded
-    before, full = _registry_rows(home), export.read_bytes()
-    lines = full.split(b"\r\n")
-    cut = b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n"
-    export.write_bytes(cut)
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["registry_it"]
-    assert CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)]).exit_code == 0
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _registry_rows(home) < before
+    night = registry_cut_accepted
+    assert night.held.sources_failed == ["registry_it"] and night.accepted.exit_code == 0
+    assert night.summary.sources_failed == [] and night.rows < night.before
+    home, before = copy_of(night.home, tmp_path), night.before
+    (export,) = (home.landing / "registry_it").glob("*.csv")
+    full, cut = (small_run.landing / "registry_it" / export.name).read_bytes(), export.read_bytes()
     export.write_bytes(full)  # the full export back: it grows the source, so it loads
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _registry_rows(home) == before
     export.write_bytes(cut)
@@ -101,36 +131,83 @@ def _iltb_follow_up(home) -> int:
     return _query(home, "SELECT count(*) FROM core.follow_up WHERE source_id = 'iltb'")[0][0]
 
 
-def test_a_form_missing_from_a_delivery_holds_the_source_until_its_departure_is_accepted(loaded):
-    home, _ = loaded
+@dataclass(frozen=True)
+class _FollowUpGone:
+    """On a copy of the small run, ILTB_FU.csv taken out of landing: the night that held iltb for it, and the
+    follow-ups the warehouse held before and after."""
+
+    home: Home
+    before: int
+    held: RunSummary
+    kept: int
+
+
+@pytest.fixture(scope="module")
+def follow_up_gone(small_run, tmp_path_factory) -> _FollowUpGone:
+    home = copy_of(small_run, tmp_path_factory.mktemp("follow_up_gone"))
     before = _iltb_follow_up(home)
     (home.landing / "iltb" / "ILTB_FU.csv").unlink()
-    follow_up_gone = pipeline.run(home, key_value=KEY_TEXT)
-    assert follow_up_gone.sources_failed == ["iltb"] and follow_up_gone.status == "completed_with_failures"
-    assert "no export of ILTB_FU.csv (series FU" in (follow_up_gone.message or "")
-    assert _iltb_follow_up(home) == before > 0  # not dropped as "superseded"
+    held = pipeline.run(home, key_value=KEY_TEXT)
+    return _FollowUpGone(home, before, held, _iltb_follow_up(home))
 
-    # The same night another form of the delivery is new: accepting the departure is still all it takes.
+
+@dataclass(frozen=True)
+class _FollowUpDeparted:
+    """Then, on a copy, the departure accepted the night ILTB_ENROL.csv is new too, and a night after."""
+
+    home: Home
+    accepted: Result
+    summary: RunSummary
+    follow_ups: int
+    acceptances: list[tuple]
+    next_night: RunSummary
+
+
+@pytest.fixture(scope="module")
+def follow_up_departed(follow_up_gone, tmp_path_factory) -> _FollowUpDeparted:
+    home = copy_of(follow_up_gone.home, tmp_path_factory.mktemp("follow_up_departed"))
     enrol = home.landing / "iltb" / "ILTB_ENROL.csv"
     enrol.write_bytes(enrol.read_bytes() + b"\r\n")
     accepted = CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
-    assert accepted.exit_code == 0 and "departure of ILTB_FU.csv" in " ".join(accepted.output.split())
     summary = pipeline.run(home, key_value=KEY_TEXT)
+    follow_ups = _iltb_follow_up(home)
+    acceptances = _query(home, "SELECT file_name, departure FROM meta.file_acceptance WHERE source_id = 'iltb'")
+    return _FollowUpDeparted(home, accepted, summary, follow_ups, acceptances, pipeline.run(home, key_value=KEY_TEXT))
+
+
+def test_a_form_missing_from_a_delivery_holds_the_source_until_its_departure_is_accepted(follow_up_gone,
+                                                                                        follow_up_departed):
+    gone, departed = follow_up_gone, follow_up_departed
+    assert gone.held.sources_failed == ["iltb"] and gone.held.status == "completed_with_failures"
+    assert "no export of ILTB_FU.csv (series FU" in (gone.held.message or "")
+    assert gone.kept == gone.before > 0  # not dropped as "superseded"
+
+    # The same night another form of the delivery is new: accepting the departure is still all it takes.
+    accepted = departed.accepted
+    assert accepted.exit_code == 0 and "departure of ILTB_FU.csv" in " ".join(accepted.output.split())
+    summary = departed.summary
     assert summary.sources_failed == [] and "iltb" in summary.sources_changed, summary.message
-    assert _iltb_follow_up(home) == 0
-    assert _query(home, "SELECT file_name, departure FROM meta.file_acceptance WHERE source_id = 'iltb'") == [
-        ("ILTB_FU.csv", True)]
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # gone for good: nothing held after
+    assert departed.follow_ups == 0
+    assert departed.acceptances == [("ILTB_FU.csv", True)]
+    assert departed.next_night.sources_failed == []  # gone for good: nothing held after
 
 
-def test_a_form_accepted_once_for_a_shrink_is_still_held_when_it_goes_missing(loaded):
-    home, _ = loaded
+@pytest.fixture(scope="module")
+def follow_up_cut_accepted(small_run, tmp_path_factory) -> _Accepted:
+    return _accept_a_cut(small_run, tmp_path_factory.mktemp("follow_up_cut"), "iltb", "ILTB_FU.csv", _iltb_follow_up)
+
+
+def _loaded_after_the_shrink(night: _Accepted, folder: Path) -> Home:
+    """A copy of the home whose follow-up form, cut in half, was held and accepted and is loaded."""
+    assert night.held.sources_failed == ["iltb"]  # the shrink
+    assert night.accepted.exit_code == 0
+    assert night.summary.sources_failed == []
+    return copy_of(night.home, folder)
+
+
+def test_a_form_accepted_once_for_a_shrink_is_still_held_when_it_goes_missing(follow_up_cut_accepted, tmp_path):
+    home = _loaded_after_the_shrink(follow_up_cut_accepted, tmp_path)
     follow_up = home.landing / "iltb" / "ILTB_FU.csv"
-    lines = follow_up.read_bytes().split(b"\r\n")
-    follow_up.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]  # the shrink
-    assert CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)]).exit_code == 0
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
     kept = _iltb_follow_up(home)
     follow_up.unlink()
     summary = pipeline.run(home, key_value=KEY_TEXT)
@@ -191,12 +268,11 @@ def test_rtw_run_strict_exits_3_when_a_source_was_held_and_the_others_are_still_
     assert strict.exit_code == 3 and "failed sources: registry_it" in " ".join(strict.output.split())
 
 
-def test_a_departure_accepted_covers_that_departure_only(loaded):
-    home, _ = loaded
+def test_a_departure_accepted_covers_that_departure_only(small_run, follow_up_gone, tmp_path):
+    home = copy_of(follow_up_gone.home, tmp_path)
     follow_up = home.landing / "iltb" / "ILTB_FU.csv"
-    original = follow_up.read_bytes()
-    follow_up.unlink()
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
+    original = (small_run.landing / "iltb" / "ILTB_FU.csv").read_bytes()
+    assert follow_up_gone.held.sources_failed == ["iltb"]
     assert CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)]).exit_code == 0
     follow_up.write_bytes(original)  # back before the next run: the form stays, the acceptance is withdrawn
     kept = pipeline.run(home, key_value=KEY_TEXT)
@@ -207,14 +283,12 @@ def test_a_departure_accepted_covers_that_departure_only(loaded):
     assert again.sources_failed == ["iltb"] and "no export of ILTB_FU.csv" in (again.message or "")
 
 
-def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a_shrink(loaded):
-    home, _ = loaded
+def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a_shrink(
+        small_run, follow_up_departed, tmp_path):
+    assert follow_up_departed.summary.sources_failed == []  # the form departed
+    home = copy_of(follow_up_departed.home, tmp_path)
     follow_up = home.landing / "iltb" / "ILTB_FU.csv"
-    original = follow_up.read_bytes()
-    follow_up.unlink()
-    pipeline.run(home, key_value=KEY_TEXT)
-    CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # the form departed
+    original = (small_run.landing / "iltb" / "ILTB_FU.csv").read_bytes()
     lines = original.split(b"\r\n")
     header, rows = lines[0], [line for line in lines[1:] if line]
     bigger = [header, *rows, *(row.replace(b";", b"9;", 1) for row in rows)]  # another export, twice the rows
@@ -225,7 +299,7 @@ def test_a_departed_form_delivered_again_smaller_than_its_successor_is_held_as_a
     assert summary.sources_failed == ["iltb"] and "more than the 10% allowed" in (summary.message or "")
 
 
-def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(loaded):
+def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(loaded, follow_up_cut_accepted):
     import duckdb
 
     from etl.extract.guards import accept_file, accepted_files, withdraw_acceptances, withdraw_departures
@@ -242,12 +316,7 @@ def test_acceptances_an_earlier_version_stored_keep_their_kind_and_count_once(lo
     assert withdraw_acceptances(home.root, "iltb", {held.sha256, "c" * 64}) == {held.sha256: held}
     assert not any(folder.iterdir())
 
-    follow_up = home.landing / "iltb" / "ILTB_FU.csv"
-    lines = follow_up.read_bytes().split(b"\r\n")
-    follow_up.write_bytes(b"\r\n".join(lines[: len(lines) // 2]) + b"\r\n")
-    pipeline.run(home, key_value=KEY_TEXT)  # held: the shrink
-    CliRunner().invoke(app, ["accept", "iltb", "ILTB_FU.csv", "--home", str(home.root)])
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    home = _loaded_after_the_shrink(follow_up_cut_accepted, home.root.parent / "shrink")
     with duckdb.connect(str(home.warehouse)) as con:  # an older warehouse: the column added, NULL
         con.execute("UPDATE meta.file_acceptance SET departure = NULL")
     enrol = home.landing / "iltb" / "ILTB_ENROL.csv"
