@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from hashlib import sha256
 from pathlib import Path
 
 import pytest
 from shared_build import copy_of
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 from warehouse_query import query_rows as _query
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import resolve_home
+from etl.config import Home, resolve_home
 from etl.extract.adapter import FileHeader
 from etl.extract.landing import LandingFile, LoadedExport, older_than_loaded
+from etl.steps import RunSummary
 from etl.synth import generate
 
 KEY_TEXT = "older-export-key"
@@ -86,11 +88,6 @@ def first_night(tmp_path_factory):
     return home
 
 
-@pytest.fixture
-def home(first_night, tmp_path):
-    return copy_of(first_night, tmp_path)
-
-
 def _set_day(path: Path, day: str, hour: int = 6) -> None:
     stamp = datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00").timestamp()
     os.utime(path, (stamp, stamp))
@@ -120,15 +117,25 @@ def _accounted(home) -> list[tuple]:
                         "WHERE rows_read <> rows_loaded + rows_quarantined + rows_superseded")
 
 
-@pytest.mark.integration
-def test_an_older_odm_sent_again_under_its_fixed_name_is_held_and_the_other_sources_load(home):
+@pytest.fixture(scope="module")
+def second_night(first_night, tmp_path_factory):
+    """A night on a copy of the first with news of three sources, told apart by source: sacha_fr's ODM of
+    1 November sent again under its fixed name by mistake, registry_it's next export, and iltb's ILTB_ENROL.csv
+    re-exported the same day, one enrolment fewer, hours earlier by its clock. The home and its summary."""
+    home = copy_of(first_night, tmp_path_factory.mktemp("second_night"))
     odm = home.landing / "sacha_fr" / "SACHA_ODM_export.xml"
-    loaded = _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'sacha_fr'")
     odm.write_text(odm.read_text(encoding="utf-8").replace(f'CreationDateTime="{NEWER_ODM}"', OLDER_ODM),
                    encoding="utf-8")  # the export of 1 November, sent again by mistake
     (registry,) = (home.landing / "registry_it").glob("*.csv")
     registry.rename(registry.with_name("TREP_export_20261103.csv"))  # the night's other news: loaded
-    summary = pipeline.run(home, key_value=KEY_TEXT)
+    _set_day(_older_enrolments(home), "2026-11-03", hour=2)  # re-exported the same day: a day is no order
+    return home, pipeline.run(home, key_value=KEY_TEXT)
+
+
+@pytest.mark.integration
+def test_an_older_odm_sent_again_under_its_fixed_name_is_held_and_the_other_sources_load(first_night, second_night):
+    home, summary = second_night
+    loaded = _query(first_night, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'sacha_fr'")
     assert summary.sources_failed == ["sacha_fr"] and "registry_it" in summary.sources_changed
     message = " ".join((summary.message or "").split())
     assert ("SACHA_ODM_export.xml (written 2026-11-01T01:30:00+00:00) is older than SACHA_ODM_export.xml "
@@ -143,23 +150,56 @@ def test_an_older_odm_sent_again_under_its_fixed_name_is_held_and_the_other_sour
 
 
 @pytest.mark.integration
-def test_an_older_csv_export_is_held_until_a_data_manager_accepts_it(home):
-    before, loaded = _enrolments(home), _loaded_enrolments(home)
-    export = _older_enrolments(home)
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == ["iltb"]
-    assert "ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv (exported 2026-11-03)" in " ".join(
-        (summary.message or "").split())
-    assert _enrolments(home) == before and _accounted(home) == []
+def test_a_same_day_re_export_is_loaded(first_night, second_night):
+    home, summary = second_night
+    assert "iltb" not in summary.sources_failed and "iltb" in summary.sources_changed
+    assert _enrolments(home) == _enrolments(first_night) - 1 and _accounted(home) == []
 
+
+@dataclass(frozen=True)
+class _Accepted:
+    """ILTB_ENROL.csv of 25 October (one enrolment fewer) on a copy of the first night: held, accepted with
+    rtw accept, loaded the next night. What each step said, and what the warehouse held after it."""
+
+    home: Home
+    held: RunSummary
+    held_enrolments: int
+    held_accounted: list[tuple]
+    accepted: Result
+    summary: RunSummary
+    enrolments: int
+    acceptances: list[tuple]
+    accounted: list[tuple]
+
+
+@pytest.fixture(scope="module")
+def older_accepted(first_night, tmp_path_factory) -> _Accepted:
+    home = copy_of(first_night, tmp_path_factory.mktemp("older_accepted"))
+    export = _older_enrolments(home)
+    held = pipeline.run(home, key_value=KEY_TEXT)
+    held_enrolments, held_accounted = _enrolments(home), _accounted(home)
     accepted = CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)])
-    assert accepted.exit_code == 0 and "accepted" in accepted.output
     summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == [] and _enrolments(home) == before - 1
-    assert _query(home, "SELECT file_name FROM meta.file_acceptance") == [("ILTB_ENROL.csv",)]
-    assert _accounted(home) == []
+    return _Accepted(home, held, held_enrolments, held_accounted, accepted, summary, _enrolments(home),
+                     _query(home, "SELECT file_name FROM meta.file_acceptance"), _accounted(home))
+
+
+@pytest.mark.integration
+def test_an_older_csv_export_is_held_until_a_data_manager_accepts_it(first_night, older_accepted, tmp_path):
+    before, loaded, night = _enrolments(first_night), _loaded_enrolments(first_night), older_accepted
+    assert night.held.sources_failed == ["iltb"]
+    assert "ILTB_ENROL.csv (exported 2026-10-25) is older than ILTB_ENROL.csv (exported 2026-11-03)" in " ".join(
+        (night.held.message or "").split())
+    assert night.held_enrolments == before and night.held_accounted == []
+
+    assert night.accepted.exit_code == 0 and "accepted" in night.accepted.output
+    assert night.summary.sources_failed == [] and night.enrolments == before - 1
+    assert night.acceptances == [("ILTB_ENROL.csv",)]
+    assert night.accounted == []
 
     # The newer export comes again, then the older one: the acceptance was for one replacement, not for good.
+    home = copy_of(night.home, tmp_path)
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
     older = export.read_bytes()
     (newer,) = (home.archive / "iltb").glob(f"{loaded[:16]}__ILTB_ENROL.csv")
     export.write_bytes(newer.read_bytes())
@@ -170,24 +210,16 @@ def test_an_older_csv_export_is_held_until_a_data_manager_accepts_it(home):
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"] and _enrolments(home) == before
 
 
-@pytest.mark.integration
-def test_a_same_day_re_export_is_loaded(home):
-    before = _enrolments(home)
-    export = _older_enrolments(home)
-    _set_day(export, "2026-11-03", hour=2)  # re-exported the same day, hours earlier by its clock: a day is no order
-    summary = pipeline.run(home, key_value=KEY_TEXT)
-    assert summary.sources_failed == [] and "iltb" in summary.sources_changed
-    assert _enrolments(home) == before - 1 and _accounted(home) == []
-
-
 def _file_statuses(home) -> list[tuple]:
     return _query(home, "SELECT source_file_sha256, status FROM meta.source_file WHERE file_name = 'ILTB_ENROL.csv' "
                         "ORDER BY first_run_id, source_file_sha256")
 
 
-def _sent_back(home) -> tuple[bytes, bytes]:
+@pytest.fixture(scope="module")
+def sent_back(first_night, tmp_path_factory):
     """A (the first night's ILTB_ENROL.csv, 3 November), then B (one enrolment fewer, 5 November) loaded, then
-    A sent again: held, the night's message offering rtw accept. A's and B's bytes."""
+    A sent again: held, the night's message offering rtw accept. The home, A's and B's bytes."""
+    home = copy_of(first_night, tmp_path_factory.mktemp("sent_back"))
     export = home.landing / "iltb" / "ILTB_ENROL.csv"
     first = export.read_bytes()
     _set_day(_older_enrolments(home), "2026-11-05")
@@ -198,7 +230,7 @@ def _sent_back(home) -> tuple[bytes, bytes]:
     summary = pipeline.run(home, key_value=KEY_TEXT)
     assert summary.sources_failed == ["iltb"]
     assert "accept it (rtw accept iltb ILTB_ENROL.csv) and run again" in (summary.message or "")
-    return first, newer
+    return home, first, newer
 
 
 def _sha(content: bytes) -> str:
@@ -206,11 +238,11 @@ def _sha(content: bytes) -> str:
 
 
 @pytest.mark.integration
-def test_an_export_loaded_replaced_and_sent_again_is_held_and_can_be_accepted(home):
+def test_an_export_loaded_replaced_and_sent_again_is_held_and_can_be_accepted(first_night, sent_back, tmp_path):
     """A, then B, then A again: a registry's correction back to an export the warehouse loaded once."""
-    before = _enrolments(home)
+    before = _enrolments(first_night)
+    home, first, newer = copy_of(sent_back[0], tmp_path), *sent_back[1:]
     export = home.landing / "iltb" / "ILTB_ENROL.csv"
-    first, newer = _sent_back(home)
     a, b = _sha(first), _sha(newer)
     assert _enrolments(home) == before - 1
     # What A is tonight: the current export, held (not a file a later one replaced); B stays loaded.
@@ -230,10 +262,10 @@ def test_an_export_loaded_replaced_and_sent_again_is_held_and_can_be_accepted(ho
 
 
 @pytest.mark.integration
-def test_an_export_sent_again_and_held_then_replaced_is_superseded_again(home):
-    before = _enrolments(home)
+def test_an_export_sent_again_and_held_then_replaced_is_superseded_again(first_night, sent_back, tmp_path):
+    before = _enrolments(first_night)
+    home, first, newer = copy_of(sent_back[0], tmp_path), *sent_back[1:]
     export = home.landing / "iltb" / "ILTB_ENROL.csv"
-    first, newer = _sent_back(home)
     export.write_bytes(newer)  # the data manager has B sent again: A was a mistake
     _set_day(export, "2026-11-05")
     assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == [] and _enrolments(home) == before - 1
@@ -242,14 +274,15 @@ def test_an_export_sent_again_and_held_then_replaced_is_superseded_again(home):
 
 
 @pytest.mark.integration
-def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_is_held_and_can_be_accepted_again(home):
+def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_is_held_and_can_be_accepted_again(
+        first_night, older_accepted, tmp_path):
     """Its acceptance covered one replacement, and is withdrawn once B supersedes it: A sent again is held
     as any older export, and accepted again loads it, each acceptance in meta.file_acceptance."""
-    before, first = _enrolments(home), (home.landing / "iltb" / "ILTB_ENROL.csv").read_bytes()
-    export = _older_enrolments(home)
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == ["iltb"]
-    assert CliRunner().invoke(app, ["accept", "iltb", export.name, "--home", str(home.root)]).exit_code == 0
-    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []  # A, accepted and loaded
+    before, first = _enrolments(first_night), (first_night.landing / "iltb" / "ILTB_ENROL.csv").read_bytes()
+    assert older_accepted.held.sources_failed == ["iltb"] and older_accepted.accepted.exit_code == 0
+    assert older_accepted.summary.sources_failed == []  # A, accepted and loaded
+    home = copy_of(older_accepted.home, tmp_path)
+    export = home.landing / "iltb" / "ILTB_ENROL.csv"
     older = export.read_bytes()
     export.write_bytes(first.replace(b";initial", b";INITIAL", 1))  # B, 7 November, with every enrolment
     _set_day(export, "2026-11-07")
