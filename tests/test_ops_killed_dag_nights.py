@@ -57,12 +57,16 @@ def test_a_dag_run_killed_in_extract_is_shown_killed_there_and_rtw_run_takes_the
     assert (_record(home, lease["run_id"])["status"], runlock.read_lease(home)) == ("killed", None)
 
 
-def test_a_dag_run_whose_publish_was_killed_is_shown_killed_and_leaves_the_home_to_the_next_night_at_once(
+def test_a_dag_run_whose_publish_was_killed_leaves_the_home_to_the_next_night_at_once_and_rtw_status_shows_both(
         tmp_path, tmp_path_factory):
-    """Its lease, kept fresh by tasks of other processes, lives two hours (RTW_LEASE_TTL): by it alone the night
-    was shown running that long; the publish task's process is recorded, and it is gone. The next DAG run's
-    plan_run waited for the lease (the killed DAG run is `running` in Airflow's records: nothing is left to end
-    it), then failed naming it."""
+    """A night whose publish was killed: its lease, kept fresh by tasks of other processes, lives two hours
+    (RTW_LEASE_TTL): by it alone the night was shown running that long; the publish task's process is recorded,
+    and it is gone. The next DAG run's plan_run waited for the lease (the killed DAG run is `running` in Airflow's
+    records: nothing is left to end it), then failed naming it.
+
+    That next night also waits for an export that fails (one DAG run for both: another source than those it
+    publishes): its verdict and the notification said it; `rtw status` showed the night
+    `completed_with_failures` for the source not loaded only, as its pull, which never ran, recorded nothing."""
     home = synthetic_home(tmp_path / "home", tmp_path_factory)
     killed = run_dag(home, env={CRASH_ENV: "before_swap"})  # the publish task kill -9s its process
     assert not killed.succeeded
@@ -71,18 +75,7 @@ def test_a_dag_run_whose_publish_was_killed_is_shown_killed_and_leaves_the_home_
     status = _rtw(home, "status")
     assert status.returncode == 1 and "no warehouse yet" in status.stdout
     assert failed_night(last_runs(status.stdout))[:2] == ["killed", "publish"]
-    night = run_dag(home, env={"RTW_RUN_WAIT": "0"})
-    assert night.succeeded, night.output[-3000:]
-    assert f"takes the home over from run {lease['run_id']}" in night.output
-    assert task_states(home)["plan_run"] == "success"
-    assert [r[1:3] for r in meta_runs(home)] == [("airflow", "completed")]
-    assert _record(home, lease["run_id"])["status"] == "killed"
 
-
-def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pull(tmp_path, tmp_path_factory):
-    """Its verdict and the notification said it; `rtw status` showed the night `completed_with_failures` for
-    the source not loaded only, as its pull, which never ran, recorded nothing."""
-    home = synthetic_home(tmp_path / "home", tmp_path_factory)
     sources = tmp_path / "sources"
     shutil.copytree(SOURCES_DIR, sources)
     zone = tmp_path / "zones" / "registry_it"
@@ -94,23 +87,30 @@ def test_a_wait_for_an_export_that_failed_is_shown_by_rtw_status_as_a_failed_pul
     staged = home.staging / "registry_it"
     staged.mkdir(parents=True, exist_ok=True)
     (staged / f"{'ab' * 32}.parquet").write_bytes(b"not parquet")  # the sensor's look crashes reading it
-    run = run_dag(home, env={"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources)})
-    assert not run.succeeded
+    night = run_dag(home, env={"RTW_RUN_WAIT": "0", "AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources)})
+    assert not night.succeeded  # registry_it's wait failed: the others were published
+    said = " ".join(night.output.split())
+    assert f"takes the home over from run {lease['run_id']}" in said
     states = task_states(home)
+    assert (states["plan_run"], states["publish"]) == ("success", "success")
     assert (states["pull.wait_for_export[registry_it]"], states["verdict[registry_it]"]) == ("failed", "failed")
+    assert {state for task, state in states.items() if task.startswith("verdict[") and "registry_it" not in task} \
+        == {"success"}
+    assert [r[1:3] for r in meta_runs(home)] == [("airflow", "completed_with_failures")]
+    assert _record(home, lease["run_id"])["status"] == "killed"
     # The verdict (and the notification) say why the wait failed, as the sensor recorded it: they said only
     # "its pull did not run: waiting for its drop zone failed (see pull.wait_for_export)".
-    said = " ".join(run.output.split())
     assert ("registry_it: waiting for its export in its drop zone failed: ArrowInvalid (its text, which may quote "
             "an export's value, is in the task's log); its pull did not run, the import went on with what landing "
             "held; not loaded (") in said
     assert "see pull.wait_for_export" not in said
     status = _rtw(home, "status")
     assert status.returncode == 0, status.stdout + status.stderr
-    [row] = last_runs(status.stdout)
+    newest, oldest = last_runs(status.stdout)
     statuses = [line.split("│")[4].strip() for line in status.stdout.split("Source files")[0].splitlines()
                 if line.startswith("│")]
-    assert statuses == ["completed_with_failures", "pull failed"]  # said under the run's status
+    assert statuses == ["completed_with_failures", "pull failed", "killed"]  # said under the run's status
     assert ("pull failed: registry_it: waiting for its export in its drop zone failed: ArrowInvalid (its text, "
             "which may quote an export's value, is in the task's log); its pull did not run, the import went on "
-            "with what landing held") in row[-1]
+            "with what landing held") in newest[-1]
+    assert (oldest[1], oldest[3], oldest[4]) == (lease["run_id"], "killed", "publish")
