@@ -15,12 +15,13 @@ from datetime import date
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
 from rule_stage import carried_over, flagged, stage
-from test_incremental_equals_full import KEY, Rows, _fresh_copy, _registry_it, _set, differences
+from shared_build import copy_of
+from test_incremental_equals_full import Rows, _fresh_copy, _registry_it, _set, differences
 
 from etl import pipeline
-from etl.config import Home, resolve_home
-from etl.synth import generate
+from etl.config import Home
 
 EARLIER, NOW = date(2026, 12, 30), date(2027, 1, 2)  # the exports either side of a new year
 
@@ -72,19 +73,18 @@ def _birth_years_flagged(home: Home) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Differences, set[str]]]:
-    """Per night (its TREP export's day): what the incremental home's warehouse holds that a fresh one does
-    not, and back; and the years of birth the incremental home found implausible."""
+def nights(tmp_path_factory: pytest.TempPathFactory, small_run: Home) -> dict[str, tuple[Differences, set[str]]]:
+    """Per night (its TREP export's day), on a copy of the session's small first run: what the incremental
+    home's warehouse holds that a fresh one does not, and back; and the years of birth the incremental home
+    found implausible."""
     root = tmp_path_factory.mktemp("export_day")
-    home = resolve_home(root / "home").ensure()
-    generate(home.root, patients=40, seed=1)
-    pipeline.run(home, key_value=KEY)
+    home = copy_of(small_run, root)
     found = {}
     for day, edit in NIGHTS.items():
         _registry_it(home, day.replace("-", ""), edit)
-        summary = pipeline.run(home, key_value=KEY)
+        summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
         assert (summary.sources_changed, summary.sources_failed) == (["registry_it"], []), (day, summary)
-        fresh = _fresh_copy(home, root / day)
+        fresh = _fresh_copy(home, root / day, SMALL_RUN_KEY)
         found[day] = (differences(home.warehouse, fresh.warehouse), _birth_years_flagged(home))
     return found
 

@@ -183,12 +183,12 @@ def differences(incremental: Path, full: Path) -> dict[str, tuple[list[tuple[obj
     return found
 
 
-def _fresh_copy(home: Home, folder: Path) -> Home:
-    """A new home whose landing is a copy of `home`'s (modification times kept), loaded once."""
+def _fresh_copy(home: Home, folder: Path, key: str = KEY) -> Home:
+    """A new home whose landing is a copy of `home`'s (modification times kept), loaded once with `key`."""
     fresh = resolve_home(folder).ensure()
     shutil.rmtree(fresh.landing)
     shutil.copytree(home.landing, fresh.landing)
-    pipeline.run(fresh, key_value=KEY)
+    pipeline.run(fresh, key_value=key)
     return fresh
 
 
