@@ -17,6 +17,7 @@ from etl import pipeline
 from etl.config import REPO_ROOT, SOURCES_DIR, Home, resolve_home
 from etl.quality.catalogue import EXPECTATIONS_DIR, CatalogueError, load_catalogue, sql_rule
 from etl.quality.sql_checks import RuleAbortedPublish, run_checks
+from etl.steps import RunSummary
 from etl.synth import generate
 from etl.transform.mapping import load_mapping
 
@@ -90,15 +91,15 @@ def test_the_catalogue_is_read_again_when_one_of_its_files_changed(tmp_path):
 
 # -- validation on a real run -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def validated(tmp_path_factory) -> tuple[Home, dict[str, object]]:
-    home = resolve_home(tmp_path_factory.mktemp("dq")).ensure()
-    generate(home.root, patients=150, seed=3)
-    return home, pipeline.run(home, key_value=KEY)
+def validated(small_run: Home) -> tuple[Home, str]:
+    """The session's small run (40 persons, every source; read only) and its run's id."""
+    (run_id,) = _rows(small_run, "SELECT run_id FROM meta.run").run_id
+    return small_run, run_id
 
 
 def test_every_rule_reports_for_every_source(validated):
-    home, summary = validated
-    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [summary.run_id])
+    home, run_id = validated
+    results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ?", [run_id])
     n_rules = len(load_catalogue())
     per_source = results.groupby("source_id").rule_id.nunique().to_dict()
     assert {s: per_source[s] for s in ("iltb", "registry_it", "sacha_fr")} == dict.fromkeys(
@@ -124,8 +125,8 @@ def test_every_rule_reports_for_every_source(validated):
 
 
 def test_error_issues_are_quarantined_and_warnings_loaded(validated):
-    home, summary = validated
-    issues = _rows(home, "SELECT * FROM dq.issue WHERE run_id = ?", [summary.run_id])
+    home, run_id = validated
+    issues = _rows(home, "SELECT * FROM dq.issue WHERE run_id = ?", [run_id])
     held = _rows(home, "SELECT source_id, source_record_key FROM dq.quarantine")
     errors = issues[issues.severity == "error"]
     assert set(zip(errors.source_id, errors.source_record_key)) == set(zip(held.source_id, held.source_record_key))
@@ -137,32 +138,74 @@ def test_error_issues_are_quarantined_and_warnings_loaded(validated):
 
 
 def test_validation_writes_gx_data_docs(validated):
-    home, summary = validated
-    docs = home.reports / str(summary.run_id) / "data_docs" / "index.html"
+    home, run_id = validated
+    docs = home.reports / run_id / "data_docs" / "index.html"
     assert docs.exists()
     assert "core.diagnosis" in docs.read_text()
     tables = {json.loads(p.read_text()).get("meta", {}).get("table") for p in EXPECTATIONS_DIR.glob("*.json")} - {None}
     pages = {p.relative_to(docs.parent / "validations").parts[1] for p in (docs.parent / "validations").rglob("*.html")}
     assert pages == tables  # one validation result page per suite, built once after all of them ran
-    diagnosis = "".join(p.read_text() for p in (docs.parent / "validations" / "core" / "diagnosis").rglob("*.html"))
-    assert "Unexpected Value" in diagnosis  # a failing rule's values, counted
-    assert "source_record_key" not in diagnosis  # not every failing row: those are the issues (dq.issue)
+    shown = {table: "".join(p.read_text() for p in (docs.parent / "validations" / "core" / table).rglob("*.html"))
+             for table in tables}
+    failing = _rows(home, "SELECT DISTINCT c.table_name FROM dq.check_result r JOIN dq.check c USING (rule_id) "
+                          "WHERE r.run_id = ? AND c.engine = 'gx' AND r.failing_rows > 0", [run_id]).table_name
+    assert any("Unexpected Value" in shown[table] for table in failing)  # a failing rule's values, counted
+    # not every failing row: those are the issues (dq.issue)
+    assert not [table for table, page in shown.items() if "source_record_key" in page]
 
 
-def _tuned_sources(tmp_path: Path, source_id: str, quality: str) -> Path:
-    sources = tmp_path / "sources"
-    shutil.copytree(SOURCES_DIR, sources)
-    with (sources / f"{source_id}.yaml").open("a") as handle:
-        handle.write(quality)
-    return sources
+def _checks_with(tmp_path: Path, rules: dict[str, tuple[str, str]]) -> Path:
+    """The shipped SQL rules and `rules` (rule id: the header after the category, the query)."""
+    checks = tmp_path / "checks"
+    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
+    for rule_id, (header, query) in rules.items():
+        (checks / f"{rule_id}.sql").write_text(
+            f"-- rule_id: {rule_id}\n-- category: plausibility\n-- subcategory: validation\n{header}{query}\n")
+    return checks
 
 
-def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tmp_path):
+def _home_with_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule_id: str, header: str, query: str,
+                    patients: int) -> Home:
+    """A synthetic home, and the catalogue with one more SQL rule."""
+    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", _checks_with(tmp_path, {rule_id: (header, query)}))
     home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=80, seed=4)
-    sources = _tuned_sources(tmp_path, "iltb", "quality:\n  RESP-MRD-RANGE: {enabled: false}\n"
-                                               "  TBR-REASON-WHEN-NOT-FOLLOWED: {threshold: 1.0}\n")
-    summary = pipeline.run(home, key_value=KEY, sources_dir=sources)
+    generate(home.root, patients=patients, seed=6)
+    return home
+
+
+# 50 records of one centre of a source, the largest; the rule below flags 29 of them, 58% exactly.
+_FIFTY = ("source_record_key IN (SELECT DISTINCT source_record_key FROM record WHERE source_id || '/' || centre_id = "
+          "(SELECT source_id || '/' || centre_id FROM record GROUP BY ALL ORDER BY count(*) DESC, 1 LIMIT 1) "
+          "ORDER BY 1 LIMIT 50)")
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary]:
+    """A first run (60 persons: a centre of 50 records at least) of two more SQL rules, one that cannot run and one
+    failing as many rows as its threshold tolerates, and of iltb's own rule settings: their tests' one run."""
+    folder = tmp_path_factory.mktemp("tuned")
+    checks = _checks_with(folder, {
+        "XT-BROKEN": ("-- level: cross-table\n-- severity: error\n-- threshold: 0\n-- table: diagnosis\n"
+                      "-- description: A rule whose query names a table that does not exist.\n",
+                      "SELECT source_id, source_record_key FROM no_such_table"),
+        "XT-AT-THRESHOLD": (f"-- level: record\n-- severity: warning\n-- threshold: 0.58\n-- table: record\n"
+                            f"-- scope: {_FIFTY}\n-- description: A rule failing as many rows as its threshold "
+                            "tolerates.\n",
+                            f"SELECT source_id, source_record_key FROM record WHERE {_FIFTY} "
+                            "ORDER BY source_record_key LIMIT 29")})
+    sources = folder / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    with (sources / "iltb.yaml").open("a") as handle:
+        handle.write("quality:\n  RESP-MRD-RANGE: {enabled: false}\n  TBR-REASON-WHEN-NOT-FOLLOWED: {threshold: 1.0}\n")
+    home = resolve_home(folder / "home").ensure()
+    generate(home.root, patients=60, seed=6)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
+        return home, pipeline.run(home, key_value=KEY, sources_dir=sources)
+
+
+def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tuned):
+    home, summary = tuned
     results = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND source_id = 'iltb'",
                     [summary.run_id]).set_index("rule_id")
     switched_off = results.loc[["RESP-MRD-RANGE"]]
@@ -173,25 +216,8 @@ def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tmp_path):
     assert mrd.n[0] == 0
 
 
-def _home_with_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule_id: str, header: str, query: str,
-                    patients: int) -> Home:
-    """A synthetic home, and the catalogue with one more SQL rule."""
-    checks = tmp_path / "checks"
-    shutil.copytree(REPO_ROOT / "warehouse" / "checks", checks)
-    (checks / f"{rule_id}.sql").write_text(
-        f"-- rule_id: {rule_id}\n-- category: plausibility\n-- subcategory: validation\n{header}{query}\n")
-    monkeypatch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=patients, seed=6)
-    return home
-
-
-def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tmp_path, monkeypatch):
-    home = _home_with_rule(tmp_path, monkeypatch, "XT-BROKEN", (
-        "-- level: cross-table\n-- severity: error\n-- threshold: 0\n-- table: diagnosis\n"
-        "-- description: A rule whose query names a table that does not exist.\n"),
-        "SELECT source_id, source_record_key FROM no_such_table", patients=40)
-    summary = pipeline.run(home, key_value=KEY)
+def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tuned):
+    home, summary = tuned
     broken = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-BROKEN'",
                    [summary.run_id])
     assert set(broken.status) == {"error"} and broken.message.str.contains("no_such_table").all()
@@ -210,24 +236,13 @@ def test_a_rule_that_fails_while_it_runs_fails_the_publish_naming_the_rule(tmp_p
     assert not home.warehouse.exists()
 
 
-# 50 records of one centre of a source, the largest; the rule below flags 29 of them, 58% exactly.
-_FIFTY = ("source_record_key IN (SELECT DISTINCT source_record_key FROM record WHERE source_id || '/' || centre_id = "
-          "(SELECT source_id || '/' || centre_id FROM record GROUP BY ALL ORDER BY count(*) DESC, 1 LIMIT 1) "
-          "ORDER BY 1 LIMIT 50)")
-
-
-def test_a_share_of_failing_rows_equal_to_the_threshold_is_tolerated(tmp_path, monkeypatch):
+def test_a_share_of_failing_rows_equal_to_the_threshold_is_tolerated(tuned):
     """29 of 50 is 58%, the threshold: tolerated, though 0.58 x 50 is 28.999999999999996 in floating point."""
     import dataclasses
 
     from etl.quality.report import CheckResult, source_rule_status
 
-    home = _home_with_rule(tmp_path, monkeypatch, "XT-AT-THRESHOLD", (
-        f"-- level: record\n-- severity: warning\n-- threshold: 0.58\n-- table: record\n-- scope: {_FIFTY}\n"
-        "-- description: A rule failing as many rows as its threshold tolerates.\n"),
-        f"SELECT source_id, source_record_key FROM record WHERE {_FIFTY} ORDER BY source_record_key LIMIT 29",
-        patients=60)
-    summary = pipeline.run(home, key_value=KEY)
+    home, summary = tuned
     judged = _rows(home, "SELECT * FROM dq.check_result WHERE run_id = ? AND rule_id = 'XT-AT-THRESHOLD' "
                          "AND denominator > 0", [summary.run_id])
     assert judged[["failing_rows", "denominator", "status"]].values.tolist() == [[29, 50, "passed"]]
@@ -238,20 +253,31 @@ def test_a_share_of_failing_rows_equal_to_the_threshold_is_tolerated(tmp_path, m
     assert source_rule_status([dataclasses.replace(at_threshold, failing_rows=30)]) == "failed"
 
 
-def test_a_quarantined_record_corrected_in_the_next_export_is_released(tmp_path):
-    home = resolve_home(tmp_path / "home").ensure()
-    generate(home.root, patients=300, seed=42)
-    first = pipeline.run(home, key_value=KEY)
+def test_a_quarantined_record_corrected_in_the_next_export_is_released(small_run, tmp_path):
+    home = copy_of(small_run, tmp_path)
+    export = next((home.landing / "registry_it").glob("*.csv"))
+    lines = export.read_bytes().decode("cp1252").split("\r\n")
+    header = lines[0].split(";")
+    side, number = header.index("lateralita"), header.index("id_record")
+    held_before = set(_rows(home, "SELECT source_record_key FROM dq.quarantine").source_record_key)
+    # A record of a paired organ, not held back yet, whose centre sends an invalid laterality code.
+    line = next(i for i, text in enumerate(lines[1:], 1) if text.split(";")[side].upper() in ("D", "S")
+                and not any(k.endswith(f"|REG[{text.split(';')[number]}]") for k in held_before))
+    fields = lines[line].split(";")
+    right_side = fields[side]
+
+    def sent(laterality: str) -> RunSummary:
+        fields[side] = laterality
+        lines[line] = ";".join(fields)
+        export.write_bytes("\r\n".join(lines).encode("cp1252"))
+        return pipeline.run(home, key_value=SMALL_RUN_KEY)
+
+    first = sent("X")
     held = _rows(home, "SELECT q.source_record_key, i.value FROM dq.quarantine q JOIN dq.issue i "
                        "USING (source_id, source_record_key) WHERE i.run_id = ? AND q.source_id = 'registry_it' "
                        "AND i.rule_id = 'CONF-CODE-IN-LIST' AND i.field = 'laterality'", [first.run_id])
-    assert not held.empty, "the synthetic registry export should carry an invalid laterality code"
-    export = next((home.landing / "registry_it").glob("*.csv"))
-    text = export.read_text(encoding="cp1252")
-    for bad in set(held.value):
-        text = text.replace(f";{bad};", ";D;")  # the centre answers the query: right side
-    export.write_text(text, encoding="cp1252")
-    second = pipeline.run(home, key_value=KEY)
+    assert list(held.value) == ["X"]
+    second = sent(right_side)  # the centre answers the query
     assert second.sources_changed == ["registry_it"]
     still = _rows(home, "SELECT source_record_key FROM dq.quarantine WHERE source_id = 'registry_it'")
     assert not set(held.source_record_key) & set(still.source_record_key)
@@ -397,9 +423,9 @@ def test_a_batch_counts_each_populations_denominators_as_records_per_source_and_
 def test_sql_rules_of_one_table_and_scope_count_their_records_once(validated, tmp_path, monkeypatch):
     from etl.quality import sql_checks
 
-    home, summary = validated
+    home, run_id = validated
     shutil.copy(home.warehouse, tmp_path / "copy.duckdb")
-    rules = [r for r in pipeline.quality_plan_for(home, summary.run_id).rules
+    rules = [r for r in pipeline.quality_plan_for(home, run_id).rules
              if r.engine == "sql" and r.meta.phase == "staged"]
     counted: list[str] = []
     count = sql_checks.count_judged
