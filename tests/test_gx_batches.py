@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMALL_RUN_KEY
 
 from etl import pipeline, timing
 from etl.config import Home, resolve_home
@@ -25,10 +26,7 @@ from etl.link.run import LINKAGE_WRITES
 from etl.load import warehouse
 from etl.quality import gx_memo, gx_process
 from etl.quality import validate as validation
-from etl.steps import RunSummary
-from etl.synth import generate
 
-KEY_TEXT = "gx-batch-key"
 FINDINGS = {
     "dq.check_result": "SELECT * EXCLUDE (run_id) FROM dq.check_result ORDER BY ALL",
     "dq.issue": "SELECT * EXCLUDE (run_id) FROM dq.issue ORDER BY ALL",
@@ -37,17 +35,21 @@ FINDINGS = {
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary]:
-    """A home after its first run (tests that change it work on a copy)."""
-    home = resolve_home(tmp_path_factory.mktemp("gx") / "home").ensure()
-    generate(home.root, patients=60, seed=5)
-    return home, pipeline.run(home, key_value=KEY_TEXT)
+def first_run(small_run: Home) -> tuple[Home, str]:
+    """The session's small run (40 persons, every source) and its run's id: read only, a test that changes it
+    works on a copy."""
+    con = duckdb.connect(str(small_run.warehouse), read_only=True)
+    try:
+        (run_id,), = con.execute("SELECT run_id FROM meta.run").fetchall()
+    finally:
+        con.close()
+    return small_run, run_id
 
 
 @pytest.mark.integration
 def test_batches_of_a_few_rows_find_what_one_pass_finds(first_run, tmp_path, monkeypatch):
-    home, summary = first_run
-    plan = pipeline.quality_plan_for(home, summary.run_id)
+    home, run_id = first_run
+    plan = pipeline.quality_plan_for(home, run_id)
 
     batches_read = _count_batches(monkeypatch)
 
@@ -59,7 +61,7 @@ def test_batches_of_a_few_rows_find_what_one_pass_finds(first_run, tmp_path, mon
         con = duckdb.connect(str(copy))
         try:
             _forget_findings(con)  # else nothing would be judged again
-            validation.validate(con, summary.run_id, plan)
+            validation.validate(con, run_id, plan)
             return {table: con.execute(sql).fetchall() for table, sql in FINDINGS.items()}
         finally:
             con.close()
@@ -173,7 +175,7 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
     batches_read, scorings = _count_batches(monkeypatch), _count_scorings(monkeypatch)
     _later_contacts(next((home.landing / "registry_it").glob("*.csv")))
     started_early = _started_early(monkeypatch)
-    rerun = pipeline.run(home, key_value=KEY_TEXT)
+    rerun = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert rerun.sources_changed == ["registry_it"]
     # GX's process was started with the run, before any validation step, and judged.
     assert [steps for steps, _ in started_early] == [[]] and gx_process._ready is started_early[0][1]
@@ -195,9 +197,9 @@ def test_a_rerun_judges_only_the_changed_source_and_finds_what_judging_all_finds
     every_source = {source for _, source in judged_by}
     # The report links this run's Data Docs (registry_it) and those of the run that judged the others.
     page = (home.reports / rerun.run_id / "index.html").read_text()
-    assert (home.reports / first.run_id / "data_docs" / "index.html").is_file()
+    assert (home.reports / first / "data_docs" / "index.html").is_file()
     assert 'id="data-docs" href="data_docs/index.html"' in page
-    assert f'class="earlier-data-docs" href="../{first.run_id}/data_docs/index.html"' in page
+    assert f'class="earlier-data-docs" href="../{first}/data_docs/index.html"' in page
 
     # Every source judged again from scratch finds the same, the new finding included.
     copy = tmp_path / "all-judged.duckdb"
@@ -254,9 +256,12 @@ def test_core_is_written_by_its_difference_and_holds_what_a_rebuild_holds(first_
         keys = "SELECT source_id || '|' || source_record_key, rowid FROM core.follow_up"
         before = dict(con.execute(keys).fetchall())
         con.execute("BEGIN")
-        # A few later contacts, and another record held back.
+        # A few later contacts (of records in core: a held record's changes reach no core row), and another
+        # record held back.
         changed = con.execute("UPDATE stage.follow_up SET contact_date = contact_date + 1 "
-                              "WHERE contact_date IS NOT NULL AND hash(source_record_key) % 10 = 0").fetchone()
+                              "WHERE contact_date IS NOT NULL AND hash(source_record_key) % 10 = 0 "
+                              "AND source_id || '|' || source_record_key NOT IN "
+                              "(SELECT source_id || '|' || source_record_key FROM dq.quarantine)").fetchone()
         held = con.execute("INSERT INTO dq.quarantine (run_id, source_id, source_record_key) "
                            "SELECT 'a run', source_id, source_record_key FROM stage.follow_up "
                            "ANTI JOIN dq.quarantine USING (source_id, source_record_key) "
@@ -366,43 +371,43 @@ def _validated_again(home: Home, run_id: str, copy: Path, docs: Path | None = No
 @pytest.fixture(scope="module")
 def judged_again(first_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
     """The first run's findings, every source judged again."""
-    home, summary = first_run
-    return _validated_again(home, summary.run_id, tmp_path_factory.mktemp("judged") / "again.duckdb")
+    home, run_id = first_run
+    return _validated_again(home, run_id, tmp_path_factory.mktemp("judged") / "again.duckdb")
 
 
 @pytest.mark.integration
 def test_gx_judges_in_a_process_of_its_own_kept_for_the_next_validation_unless_it_grew_or_the_stage_is_large(
         first_run, judged_again, tmp_path, monkeypatch):
-    home, summary = first_run
+    home, run_id = first_run
     process = gx_process.ready()
-    assert _validated_again(home, summary.run_id, tmp_path / "one.duckdb", tmp_path / "docs") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "one.duckdb", tmp_path / "docs") == judged_again
     assert gx_process.ready() is process and process.alive
     assert (tmp_path / "docs" / "index.html").is_file()
     assert not list(tmp_path.glob("*.gx"))  # the batch files are removed
     assert judged_again["dq.issue"]
 
     monkeypatch.setattr(gx_memo, "END_AFTER_ROWS", 1)  # as if it had judged a large registry
-    assert _validated_again(home, summary.run_id, tmp_path / "two.duckdb") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "two.duckdb") == judged_again
     assert not process.alive and gx_process.ready() is not process
 
     monkeypatch.undo()
     process = gx_process.ready()
     monkeypatch.setattr(gx_memo, "END_BESIDE_STAGE_ROWS", 1)  # as if it had judged a little of a large registry
-    assert _validated_again(home, summary.run_id, tmp_path / "three.duckdb") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "three.duckdb") == judged_again
     assert not process.alive
 
 
 @pytest.mark.integration
 def test_a_gx_process_that_dies_errs_the_gx_rules_and_the_next_validation_starts_another(
         first_run, judged_again, tmp_path, monkeypatch):
-    home, summary = first_run
+    home, run_id = first_run
     submit = gx_process.GxProcess.submit
 
     def submit_and_die(process: gx_process.GxProcess, job: gx_process.Job) -> None:
         submit(process, job)
         process._process.kill()
     monkeypatch.setattr(gx_process.GxProcess, "submit", submit_and_die)
-    _validated_again(home, summary.run_id, tmp_path / "killed.duckdb")
+    _validated_again(home, run_id, tmp_path / "killed.duckdb")
     con = duckdb.connect(str(tmp_path / "killed.duckdb"), read_only=True)
     try:
         results = con.execute("SELECT c.engine, r.status, r.message FROM dq.check_result r JOIN dq.check c "
@@ -414,53 +419,53 @@ def test_a_gx_process_that_dies_errs_the_gx_rules_and_the_next_validation_starts
     assert {status for engine, status, _ in results if engine == "sql"} >= {"passed", "failed"}
 
     monkeypatch.setattr(gx_process.GxProcess, "submit", submit)
-    assert _validated_again(home, summary.run_id, tmp_path / "again.duckdb") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "again.duckdb") == judged_again
 
 
 @pytest.mark.integration
 def test_a_validation_cut_short_leaves_no_answer_to_the_next_and_gx_raising_fails_it(
         first_run, judged_again, tmp_path, monkeypatch):
-    home, summary = first_run
+    home, run_id = first_run
 
     def broken(*args: object) -> None:
         raise RuntimeError("an SQL check broke")
     monkeypatch.setattr(validation, "run_checks", broken)
     with pytest.raises(RuntimeError, match="an SQL check broke"):
-        _validated_again(home, summary.run_id, tmp_path / "cut.duckdb")
+        _validated_again(home, run_id, tmp_path / "cut.duckdb")
     assert not list(tmp_path.glob("*.gx"))
     monkeypatch.undo()
-    assert _validated_again(home, summary.run_id, tmp_path / "after.duckdb") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "after.duckdb") == judged_again
 
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(gx_process.GxFailed, match="Traceback"):  # GX cannot write its Data Docs there
-        _validated_again(home, summary.run_id, tmp_path / "no-docs.duckdb", tmp_path / "a-file" / "docs")
+        _validated_again(home, run_id, tmp_path / "no-docs.duckdb", tmp_path / "a-file" / "docs")
 
 
 @pytest.mark.integration
 def test_a_registry_too_large_for_a_second_process_is_judged_here_and_finds_the_same(
         first_run, judged_again, tmp_path, monkeypatch):
-    home, summary = first_run
+    home, run_id = first_run
     process = gx_process.ready()
     monkeypatch.setattr(gx_memo, "IN_PROCESS_ROWS", 1)
-    assert _validated_again(home, summary.run_id, tmp_path / "here.duckdb", tmp_path / "docs") == judged_again
+    assert _validated_again(home, run_id, tmp_path / "here.duckdb", tmp_path / "docs") == judged_again
     assert not process.alive  # the process started early gave its memory back first
     assert (tmp_path / "docs" / "index.html").is_file() and not list(tmp_path.glob("*.gx"))
 
 
 @pytest.mark.integration
 def test_gx_begins_before_linkage_unless_a_rule_reads_what_linkage_writes(first_run, tmp_path):
-    home, summary = first_run
+    home, run_id = first_run
     shutil.copy(home.warehouse, tmp_path / "early.duckdb")
-    plan = pipeline.quality_plan_for(home, summary.run_id)
+    plan = pipeline.quality_plan_for(home, run_id)
     rules = [r for r in plan.rules if r.engine == "gx"]
     reads_person = dataclasses.replace(rules[0], expectation={
         "type": "expect_column_values_to_not_be_null", "kwargs": {"column": "patient_id"}})
     con = duckdb.connect(str(tmp_path / "early.duckdb"))
     try:
         _forget_findings(con)
-        assert gx_memo.judge(con, summary.run_id, [*rules, reads_person], batch_rows=validation.GX_BATCH_ROWS,
+        assert gx_memo.judge(con, run_id, [*rules, reads_person], batch_rows=validation.GX_BATCH_ROWS,
                              unless_reading=LINKAGE_WRITES) is None
-        judging = validation.start_judging(con, summary.run_id, plan, unless_reading=LINKAGE_WRITES)
+        judging = validation.start_judging(con, run_id, plan, unless_reading=LINKAGE_WRITES)
         assert judging is not None
         try:
             assert {r.rule_id for r in judging.runs()} == {r.rule_id for r in rules}
