@@ -1,4 +1,5 @@
-"""`rtw forget` end to end: a synthetic home, three patients erased, every file searched afterwards."""
+"""`rtw forget` end to end: a copy of the session's small synthetic run, three patients erased, every file
+searched afterwards."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 from typer.testing import CliRunner
 
-from etl import pipeline, synth
+from etl import pipeline
 from etl.cli import app
 from etl.config import Home
 from etl.transform.pseudonym import PseudonymKey, load_key, source_pseudonym
 
-KEY = "forget-test-key-0123456789abcdef0123456789"
+KEY = SMALL_RUN_KEY  # the shared run's: its home is copied, not generated and loaded again
 
 
 def _unique(keys: list[str], landing: Path, source_id: str) -> str:
@@ -143,11 +146,9 @@ def _assert_rows_read_add_up(home: Home) -> None:
 
 
 @pytest.fixture(scope="module")
-def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    home = Home(tmp_path_factory.mktemp("forget") / "home")
-    synth.generate(home.root, patients=60, seed=4)
+def erased(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    home = copy_of(small_run, tmp_path_factory.mktemp("forget"))
     shutil.rmtree(home.root / "truth")  # the generator's answer key, not part of a warehouse home
-    pipeline.run(home, key_value=KEY)
     key = load_key(home.key_file, KEY)
     # A CSV, an ODM and an Excel source: each format's archive copy and staged files lose the patient.
     patients = {"registry_it": _registry_key(home.landing), "sacha_fr": _sacha_key(home.landing),
