@@ -5,29 +5,27 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 
 from etl import pipeline
 from etl.config import Home
 from etl.forget import forget
-from etl.synth import generate
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
-KEY = "forget-kept-marts-key-0123456789abcdef0123"
+KEY = SMALL_RUN_KEY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """A small home with two kept marts sets."""
-    home = Home(tmp_path_factory.mktemp("forget_marts") / "home")
-    generate(home.root, patients=60, seed=7)
-    assert pipeline.run(home, key_value=KEY).status == "completed"
+def built(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """A small home with two kept marts sets: the session's small run, copied, and a second run."""
+    home = copy_of(small_run, tmp_path_factory.mktemp("forget_marts"))
     assert pipeline.run(home, key_value=KEY, force=True).status == "completed"
     assert len(list((home.marts / "runs").iterdir())) >= 2
     yield home
@@ -66,8 +64,7 @@ def _rows_naming(home: Home, person: str, source_id: str) -> list[str]:
 
 
 def test_no_kept_set_keeps_the_patient_under_a_surviving_person(built: Home, tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
-    shutil.copytree(built.root, home.root, symlinks=True)
+    home = copy_of(built, tmp_path)
     source_id, patient, person = _linked_patient(home)
     assert _rows_naming(home, person, source_id)  # the kept sets hold the patient's contribution
 
@@ -85,8 +82,7 @@ def test_when_the_new_set_cannot_be_written_the_kept_sets_lose_the_person(built:
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import etl.load.marts
 
-    home = Home(tmp_path / "home")
-    shutil.copytree(built.root, home.root, symlinks=True)
+    home = copy_of(built, tmp_path)
     source_id, patient, person = _linked_patient(home)
     sets = sorted(p.name for p in (home.marts / "runs").iterdir())
 
