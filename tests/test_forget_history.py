@@ -108,7 +108,7 @@ def _next_night(home: Home) -> None:
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     folder = tmp_path_factory.mktemp("forget_history")
     home = Home(folder / "home")
-    generate(home.root, patients=60, seed=7)
+    generate(home.root, patients=20, seed=7)
     truth = shutil.move(home.root / "truth", folder / "truth")  # the generator's answer key, not the home's
     assert pipeline.run(home, key_value=KEY).status == "completed"
     number, centre, esmart = _linked_patient_with_findings(home, Path(truth))
