@@ -10,31 +10,83 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
-from test_file_names import KEY, NUMBERS, _as_an_earlier_version_left_it, _leaks, per_patient  # noqa: F401
+from shared_build import built_once
+from test_file_names import KEY, NUMBERS, _as_an_earlier_version_left_it, _case_file, _leaks, german_registry
 
 from etl import pipeline
-from etl.config import REPO_ROOT
+from etl.config import REPO_ROOT, Home, resolve_home
 from etl.crash import CRASH_ENV
 from etl.publish_outputs import show_names_in_earlier_reports, write_report
 from etl.quality.report import build_report
 
 
-@pytest.mark.integration
-def test_a_file_gone_from_landing_before_the_upgrade_is_shown_without_its_number(per_patient, caplog):  # noqa: F811
-    home, sources = per_patient
+def _per_patient(root: Path) -> tuple[Home, Path]:
+    """test_file_names.per_patient's home and mappings, at `root`."""
+    home, sources, folder = german_registry(root, "Fall_*_Verlauf.csv")
+    for number in ("123456", "234567"):  # the later name is the current export, the other superseded
+        _case_file(folder, number)
+    (folder / "Fall_345678_Notiz.txt").write_text("not an export")  # named in a notice: matches no pattern
+    return home, sources
+
+
+def _nights_once(factory: pytest.TempPathFactory, name: str, nights: Callable[[Home, Path], str]) -> Callable[
+        [Path], tuple[Home, Path, str]]:
+    """per_patient's home after `nights` (which returns the last run's id), built once for the session; each
+    test takes a copy: (home, mappings, the last run's id)."""
+
+    def build(folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("RTW_QUIET_SECONDS", "0")
+            (folder / "run_id").write_text(nights(*_per_patient(folder)))
+
+    built = built_once(factory, name, build)
+
+    def copy(tmp_path: Path) -> tuple[Home, Path, str]:
+        shutil.copytree(built, tmp_path / "nights", symlinks=True)
+        root = tmp_path / "nights"
+        return resolve_home(root / "home"), root / "sources", (root / "run_id").read_text()
+
+    return copy
+
+
+def _superseded_night(home: Home, sources: Path) -> str:
     folder = home.landing / "registry_de"
     later = (folder / "Fall_234567_Verlauf.csv").rename(home.root / "later.csv")
     pipeline.run(home, key_value=KEY, sources_dir=sources)  # Fall_123456 loaded, so archived
-    later.rename(folder / "Fall_234567_Verlauf.csv")  # the next export supersedes it
-    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
-    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    later.rename(folder / "Fall_234567_Verlauf.csv")  # the next export supersedes it, left in landing
+    return pipeline.run(home, key_value=KEY, sources_dir=sources).run_id
+
+
+def _one_night(home: Home, sources: Path) -> str:
+    return pipeline.run(home, key_value=KEY, sources_dir=sources).run_id
+
+
+@pytest.fixture(scope="module")
+def superseded_night(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], tuple[Home, Path, str]]:
+    """Two nights: Fall_123456 alone, then Fall_234567 superseding it (both left in landing)."""
+    return _nights_once(tmp_path_factory, "names-superseded-night", _superseded_night)
+
+
+@pytest.fixture(scope="session")
+def per_patient_night(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], tuple[Home, Path, str]]:
+    """One night of per_patient's home (test_forget_file_names takes it too)."""
+    return _nights_once(tmp_path_factory, "names-one-night", _one_night)
+
+
+@pytest.mark.integration
+def test_a_file_gone_from_landing_before_the_upgrade_is_shown_without_its_number(superseded_night, tmp_path,
+                                                                                   caplog):
+    home, sources, last = superseded_night(tmp_path)
+    folder = home.landing / "registry_de"
+    pages = _as_an_earlier_version_left_it(home, last)
     with duckdb.connect(str(home.warehouse)) as con:  # the superseded export, quoted by the page too
         (gone,) = con.execute("SELECT file_name FROM meta.source_file WHERE status = 'superseded'").fetchone()
-    page = home.reports / earlier.run_id / "index.html"
+    page = home.reports / last / "index.html"
     page.write_text(page.read_text(encoding="utf-8") + f"<p>{gone}</p>", encoding="utf-8")
     (folder / gone).unlink()  # gone before the upgrade: only its archive copy is left
     assert "123456" in gone
@@ -48,16 +100,12 @@ def test_a_file_gone_from_landing_before_the_upgrade_is_shown_without_its_number
 
 
 @pytest.mark.integration
-def test_a_superseded_file_still_in_landing_is_shown_without_its_number(per_patient, caplog):  # noqa: F811
+def test_a_superseded_file_still_in_landing_is_shown_without_its_number(superseded_night, tmp_path, caplog):
     """The upgrade renames a known file that is no longer current (its counts kept, its row only updated) in
     meta.source_file too: warehouse._rename_in_history does, _record_files leaves the name as it finds it."""
-    home, sources = per_patient
+    home, sources, last = superseded_night(tmp_path)
     folder = home.landing / "registry_de"
-    later = (folder / "Fall_234567_Verlauf.csv").rename(home.root / "later.csv")
-    pipeline.run(home, key_value=KEY, sources_dir=sources)  # Fall_123456 loaded, so archived
-    later.rename(folder / "Fall_234567_Verlauf.csv")  # the next export supersedes it, left in landing
-    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
-    _as_an_earlier_version_left_it(home, earlier.run_id)
+    _as_an_earlier_version_left_it(home, last)
     with duckdb.connect(str(home.warehouse), read_only=True) as con:
         (superseded,) = con.execute("SELECT file_name FROM meta.source_file WHERE status = 'superseded'").fetchone()
     assert "123456" in superseded and (folder / superseded).is_file()
@@ -83,12 +131,11 @@ def _run_killed_at(home: Path, sources: Path, point: str) -> None:
 
 @pytest.mark.integration
 def test_an_upgrade_killed_before_it_rewrote_the_earlier_reports_has_them_rewritten_by_the_next_run(
-        per_patient, caplog):  # noqa: F811
+        per_patient_night, tmp_path, caplog):
     """Killed after the swap, before the report; someone writes the run's page (rtw report), so the page and
     reports/latest are in place: the next run's repair still rewrites the earlier runs' report files."""
-    home, sources = per_patient
-    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
-    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    home, sources, earlier = per_patient_night(tmp_path)
+    pages = _as_an_earlier_version_left_it(home, earlier)
     _run_killed_at(home, sources, "outputs")
     build_report(home.warehouse, home.reports)  # rtw report
     assert [p for p in pages if NUMBERS.search(p.read_text(encoding="utf-8"))]
@@ -117,13 +164,12 @@ def test_a_file_gone_from_landing_is_shown_as_its_name_reads(name, shown):
 
 
 @pytest.mark.integration
-def test_a_report_written_with_a_connection_shows_the_names_it_reads_through_it(per_patient, tmp_path):  # noqa: F811
+def test_a_report_written_with_a_connection_shows_the_names_it_reads_through_it(per_patient_night, tmp_path):
     """Repair writes a missing report page while it holds a connection to the live warehouse: the names
     the reports of earlier runs are to show are read through that one (it opened a second). Here the
     connection given reads the upgrade's renames and the warehouse file still the state before it."""
-    home, sources = per_patient
-    earlier = pipeline.run(home, key_value=KEY, sources_dir=sources)
-    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    home, sources, earlier = per_patient_night(tmp_path)
+    pages = _as_an_earlier_version_left_it(home, earlier)
     last = pipeline.run(home, key_value=KEY, sources_dir=sources)  # nothing new: the page written again below
     before = shutil.copy(home.warehouse, tmp_path / "before.duckdb")
     _run_killed_at(home, sources, "outputs")  # the renames recorded, the earlier runs' pages not rewritten
