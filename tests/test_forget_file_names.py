@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from openpyxl import load_workbook
 from test_file_names import KEY as NAMES_KEY
-from test_file_names import NUMBERS, _as_an_earlier_version_left_it, per_patient  # noqa: F401
-from test_names_shown_upgrade import _run_killed_at
+from test_file_names import NUMBERS, _as_an_earlier_version_left_it
+from test_names_shown_upgrade import _run_killed_at, per_patient_night  # noqa: F401
 
 from etl import pipeline, synth
 from etl.config import SOURCES_DIR, Home, resolve_home
@@ -278,13 +278,12 @@ def test_the_ledger_keeps_an_erased_patients_file_by_digests_only(tmp_path):
 
 
 @pytest.mark.integration
-def test_report_pages_an_upgrade_still_had_to_rewrite_lose_the_number_too(per_patient):  # noqa: F811
+def test_report_pages_an_upgrade_still_had_to_rewrite_lose_the_number_too(per_patient_night, tmp_path):  # noqa: F811
     """An upgrade renamed the files in the history and was killed before it rewrote the earlier runs' report
     pages, which name the exports in clear: forget renames the erased patient's archive copy, by whose name
     the rewrite finds the clear name, so it rewrites the pages first; no later run could."""
-    home, sources = per_patient
-    earlier = pipeline.run(home, key_value=NAMES_KEY, sources_dir=sources)
-    pages = _as_an_earlier_version_left_it(home, earlier.run_id)
+    home, sources, earlier = per_patient_night(tmp_path)  # test_file_names.per_patient's, after a night
+    pages = _as_an_earlier_version_left_it(home, earlier)
     _run_killed_at(home, sources, "outputs")  # after its swap: the rewrite is pending
     assert [p for p in pages if "234567" in p.read_text(encoding="utf-8")]
     forget(home, "registry_de", "234567", key_value=NAMES_KEY, sources_dir=sources)
