@@ -26,6 +26,7 @@ Gotchas of the tables:
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import json
 import logging
@@ -604,6 +605,7 @@ def query_age_svg(points: Sequence[AgePoint]) -> str:
     return "".join(parts)
 
 
+@functools.cache  # compiled once a process: a process that runs many nights (a test session) compiles it once
 def _environment() -> Environment:
     environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
