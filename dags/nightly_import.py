@@ -33,14 +33,14 @@ lease (`<home>/.run.lease`, naming its DAG run); extract and harmonise keep its 
 publish takes the lock again, checks the lease is still this run's, publishes and ends it (or, when
 the publish fails, releases it: the home is free, and a retry of publish may take it back); the DAG's
 on_failure_callback releases it too when the DAG run failed between two tasks (a task failed, a timeout): no
-task of it is at work then to free the home (a DAG run marked failed by hand calls no DAG callback). `rtw
-run` sees the lease and waits or refuses (etl/runlock.py); so does another DAG run's plan while the
-DAG run the lease names is still running: `max_active_runs=1` keeps the scheduled and manual runs
-apart, but not a backfill's. Each extract, harmonise and publish task says it is at work for its run while
-it is (`runlock.heartbeat`; publish from before it waits for the home): once every one of those at work is
-gone (killed, out of memory, on this host), `rtw run` takes the home over at once instead of waiting for the
-lease to lapse; so does the next run after a DAG run whose tasks all run in one process (`airflow dags
-test`). A task's process is made owner-only (umask 077): the home holds identifiers.
+task of it is at work then to free the home (a DAG run marked failed by hand calls no DAG callback: the package's
+Airflow listener plugin frees it then, etl/airflow_listener.py). `rtw run` sees the lease and waits or refuses
+(etl/runlock.py); so does another DAG run's plan while the DAG run the lease names is still running:
+`max_active_runs=1` keeps the scheduled and manual runs apart, but not a backfill's. Each extract, harmonise
+and publish task says it is at work for its run while it is (`runlock.heartbeat`; publish from before it waits
+for the home): once every one of those at work is gone (killed, out of memory, on this host), `rtw run` takes the
+home over at once instead of waiting for the lease to lapse; so does the next run after a DAG run whose tasks all
+run in one process (`airflow dags test`). A task's process is made owner-only (umask 077): the home holds identifiers.
 
 Retries are for reading exports (pull, extract), not for publish or for steps a retry cannot
 mend. Every task has an execution timeout and the run a `dagrun_timeout`. The param `force`
@@ -208,24 +208,12 @@ def _free_home_of_failed_run(context: Any) -> None:
     """The DAG's on_failure_callback, before its message: a DAG run that failed (a task failed, the run timed out)
     between two of its tasks left its lease live and no task of it at work (their stop frees the home, `_at_work`):
     `rtw run` refused for the lease's two hours, naming a run that had ended; only the next DAG run took over.
-    Its lease is released here, if it still names this DAG run (runlock.release_failed_dag_run), and its night
-    recorded failed with the DAG run's reason, which `rtw status` had shown killed ("ended without a word")."""
-    import logging
+    Its lease is released, if it still names this DAG run, and its night recorded failed with the DAG run's reason
+    (etl/airflow_listener.py, whose listener does the same for a DAG run marked failed by hand)."""
+    from etl.airflow_listener import free_home_of_failed_dag_run
 
-    from etl import run_record, runlock
-    from etl.config import resolve_home
-
-    log = logging.getLogger("rtw")
-    home = resolve_home(home_setting())  # not made: a home that is not there holds no lease
-    try:
-        released = runlock.release_failed_dag_run(home, str(context["run_id"]))
-    except (runlock.RunBusy, OSError) as exc:  # the lease's time-to-live decides; the message goes out all the same
-        log.warning("the lease of DAG run %s could not be released: %s", context["run_id"], exc)
-        return
-    if released:
-        log.info("DAG run %s failed: the lease of its run %s is released, the home is free", context["run_id"],
-                 released)
-        run_record.record_dag_run_failed(home, released, str(context["run_id"]), str(context.get("reason") or "failed"))
+    free_home_of_failed_dag_run(str(context["run_id"]), str(context.get("reason") or "failed"),
+                                told_by="the DAG's on_failure_callback")
 
 
 def _dag_run_goes_on() -> bool:

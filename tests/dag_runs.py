@@ -67,11 +67,11 @@ def synthetic_home(root: Path, factory: pytest.TempPathFactory) -> Home:
 
     home = resolve_home(root).ensure()
     generate(home.root, patients=40, seed=4)  # a seed whose 40 persons reach all five sources
-    _copy_migrated_db(home, factory)
+    copy_migrated_db(home, factory)
     return home
 
 
-def _copy_migrated_db(home: Home, factory: pytest.TempPathFactory) -> None:
+def copy_migrated_db(home: Home, factory: pytest.TempPathFactory) -> None:
     """The metadata database `airflow db migrate` made once for the session (seconds a home; its tables name no
     home), marked migrated for this home (else run_dag migrates it again)."""
     def migrate(folder: Path) -> None:

@@ -5,18 +5,27 @@ lease when it still names that DAG run, never another run's.
 
 The callbacks are run as Airflow's DAG processor runs them for a DAG run that failed: the DAG parsed from its
 folder, the context it builds (the DAG, the DAG run's id, the reason), in a process with the home's Airflow
-environment (nobody to notify)."""
+environment (nobody to notify).
+
+A DAG run marked failed by hand (the UI's "Mark as failed", the REST API) calls no DAG callback: the package's
+listener plugin (etl/airflow_listener.py) frees the home then. The real API server's app marks it failed, with
+the plugin loaded from the package's entry point."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
+from dag_runs import copy_migrated_db
 
 from etl import run_record, runlock
-from etl.airflow_local import airflow_env
+from etl.airflow_local import DAG_ID, airflow_env
 from etl.config import REPO_ROOT, Home
 
 CALLBACKS = """
@@ -30,6 +39,24 @@ print("CALLED", len(callbacks))
 """
 FAILED = "scheduled__2026-12-06T02:00:00+00:00"
 OTHER = "backfill__2026-12-01T02:00:00+00:00"
+# The API server's app (Airflow's, as `airflow api-server` serves it), every user an admin: no login. Each DAG run
+# named is created, then marked failed by hand, in that order; what the home's lease is after each is said.
+MARK_FAILED = """
+import json, sys
+from fastapi.testclient import TestClient
+from airflow.api_fastapi.app import create_app
+from etl import runlock
+from etl.config import resolve_home
+api, runs = TestClient(create_app()), f"/api/v2/dags/{sys.argv[1]}/dagRuns"
+for dag_run_id in sys.argv[2:]:
+    api.post(runs, json={"dag_run_id": dag_run_id, "logical_date": None}).raise_for_status()
+said = {"plugins": api.get("/api/v2/plugins").json()["plugins"], "marked": []}
+for dag_run_id in sys.argv[2:]:
+    marked = api.patch(f"{runs}/{dag_run_id}", json={"state": "failed"})
+    lease = runlock.read_lease(resolve_home())
+    said["marked"].append([dag_run_id, marked.status_code, marked.json().get("state"), lease])
+print("SAID " + json.dumps(said))
+"""
 
 
 def _leased(home: Home, run_id: str, dag_run_id: str) -> run_record.Night:
@@ -95,3 +122,51 @@ def test_a_failed_dag_run_leaves_the_night_of_another_run_as_it_is(tmp_path):
     _dag_run_failed(home, FAILED)
     [night] = run_record.unpublished(home, set())
     assert night.status == "running"  # the backfill's run holds the home still
+
+
+def _installed_entry_points(folder: Path) -> Path:
+    """This checkout's entry points, as installing the package records them (`<name>-<version>.dist-info`, read by
+    importlib.metadata): the shared environment has the package installed from another checkout."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    dist_info = folder / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\n"
+                                        f"Version: {project['version']}\n")
+    (dist_info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in entries.items()) + "\n"
+        for group, entries in project.get("entry-points", {}).items()))
+    return folder
+
+
+def test_a_dag_run_marked_failed_by_hand_frees_the_home_at_once(tmp_path, tmp_path_factory):
+    """Marked failed through the REST API (as the UI's "Mark as failed" does), the DAG run that holds the home frees
+    it: Airflow calls the package's listener (no DAG callback). Another DAG run marked failed first leaves it held."""
+    home = Home(tmp_path / "home").ensure()
+    copy_migrated_db(home, tmp_path_factory)
+    marked, other = "manual__2026-12-07T09:00:00+00:00", "manual__2026-12-07T08:00:00+00:00"
+    _leased(home, "20261207T020000Z-e5f6", marked).reached("source.extract[esmart]")
+    env = airflow_env(home) | {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                               "_AIRFLOW_PROCESS_CONTEXT": "server"}  # as `airflow api-server` runs
+    env["PYTHONPATH"] = os.pathsep.join([str(_installed_entry_points(tmp_path / "installed")), env["PYTHONPATH"]])
+    reserialized = subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env,
+                                  capture_output=True, text=True, check=False, timeout=300)
+    assert reserialized.returncode == 0, reserialized.stderr[-3000:]
+    done = subprocess.run([sys.executable, "-c", MARK_FAILED, DAG_ID, other, marked], env=env, capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert done.returncode == 0 and "SAID " in done.stdout, done.stderr[-3000:]
+    said = json.loads(done.stdout.split("SAID ", 1)[1])
+
+    [plugin] = [p for p in said["plugins"] if p["name"] == "rare_tumour_warehouse"]
+    assert plugin["source"].startswith("rare-tumour-warehouse==") and "group='airflow.plugins'" in plugin["source"]
+    assert plugin["listeners"] == ["etl.airflow_listener.DagRunFailedListener"]
+    (first, first_code, first_state, lease_after_other), (last, code, state, lease_after) = said["marked"]
+    assert (first, first_code, first_state, last, code, state) == (other, 200, "failed", marked, 200, "failed")
+    assert lease_after_other["dag_run_id"] == marked and not lease_after_other.get("released")  # not the other's
+    assert lease_after["dag_run_id"] == marked and lease_after.get("released")
+    said_in_log = done.stderr + done.stdout
+    assert f"DAG run {marked} failed: the lease of its run 20261207T020000Z-e5f6 is released" in said_in_log
+    with runlock.run_lock(home, "rtw-run"):  # `rtw run` takes the home at once, where it waited two hours
+        assert runlock.read_lease(home) is None
+    [night] = run_record.unpublished(home, set())  # `rtw status`: failed, where it showed it running
+    assert (night.status, night.step) == ("failed", "source.extract[esmart]")
+    assert night.reason.startswith(f"its Airflow DAG run {marked} failed (Dag Run's state was manually set to")
