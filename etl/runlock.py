@@ -428,10 +428,13 @@ def release_failed_dag_run(home: Home, dag_run_id: str, *, wait: float = 1.0) ->
     """After a DAG run failed (the DAG's on_failure_callback: a task failed, the run timed out): release its lease
     if the lease still names that DAG run, as after a failed publish (`release_lease`). A run that failed between
     two of its tasks left no process at work to say it is gone: the lease held the home for its time-to-live.
-    Never another run's lease, nor one ended or released already. The run id released, else None; RunBusy when
+    Never another run's lease, nor one ended or released already, nor one a task of the run may still be at work
+    under (marked failed by hand, or timed out, mid-task: Airflow stops the task, whose stop frees the home; killed
+    instead, it is gone and the next run takes the home over at once). The run id released, else None; RunBusy when
     another holds the home's lock past `wait` (a publish of that run still at work ends or releases the lease)."""
     def names_it(lease: dict[str, Any] | None) -> bool:
-        return lease is not None and lease.get("dag_run_id") == dag_run_id and not lease.get("released")
+        return (lease is not None and lease.get("dag_run_id") == dag_run_id and not lease.get("released")
+                and not any(p.get("run_id") == lease.get("run_id") and not process_gone(p) for _, p in _working(home)))
 
     if not names_it(read_lease(home)):  # nothing to release: the home's lock is not taken, nor its file made
         return None

@@ -90,6 +90,18 @@ def test_a_dag_run_that_failed_between_its_tasks_frees_the_home_at_once(tmp_path
         assert runlock.read_lease(home) is None
 
 
+def test_a_dag_run_failed_while_a_task_of_it_is_at_work_leaves_the_home_to_that_task_s_stop(tmp_path):
+    """Marked failed by hand, or timed out, mid-task: Airflow stops the task, whose stop frees the home; until it has,
+    the home is not freed under it (a `rtw run` would take it while the task still writes its stage)."""
+    home = Home(tmp_path / "home").ensure()
+    _leased(home, "20261206T020000Z-a1b2", FAILED)
+    with runlock.at_work(home, "20261206T020000Z-a1b2", "source.extract[esmart]"):  # this process: alive
+        _dag_run_failed(home, FAILED)
+        assert not runlock.read_lease(home).get("released")
+    _dag_run_failed(home, FAILED)  # the task gone
+    assert runlock.read_lease(home)["released"]
+
+
 def test_a_failed_dag_run_never_releases_the_lease_of_another_run(tmp_path):
     home = Home(tmp_path / "home").ensure()
     _leased(home, "20261206T010000Z-c3d4", OTHER)  # a backfill's run holds the home: max_active_runs keeps not it
