@@ -104,11 +104,12 @@ def airflow_db(home: Home, sql: str) -> list[tuple]:
         con.close()
 
 
-def task_states(home: Home, *, latest: bool = True, tries: bool = False) -> dict[str, Any]:
-    """The latest (else the first) DAG run's task instances, by task id and source (the map index's name):
-    their state, or (state, try number)."""
+def task_states(home: Home, *, latest: bool = True, tries: bool = False, nth: int | None = None) -> dict[str, Any]:
+    """The latest (else the first; or the `nth`, 0 the first) DAG run's task instances, by task id and source (the
+    map index's name): their state, or (state, try number)."""
+    which = f"LIMIT 1 OFFSET {nth}" if nth is not None else f"{'DESC' if latest else ''} LIMIT 1"
     rows = airflow_db(home, "SELECT task_id, rendered_map_index, state, try_number FROM task_instance WHERE "
-                             f"run_id = (SELECT run_id FROM dag_run ORDER BY id {'DESC' if latest else ''} LIMIT 1)")
+                             f"run_id = (SELECT run_id FROM dag_run ORDER BY id {which})")
     return {f"{task}[{name}]" if name else task: (state, tried) if tries else state
             for task, name, state, tried in rows}
 

@@ -1,5 +1,6 @@
-"""The nightly DAG as a data manager runs it: the home named by the Airflow Variable `rtw_home`, a publish
-that fails, and a DAG run that finds another still holding the home; each failure told once, with why."""
+"""The nightly DAG as a data manager runs it: the home named by the Airflow Variable `rtw_home`, clean nights (a
+first load of every format, one with nothing changed, one forced), a publish that fails, and a DAG run that finds
+another still holding the home; each failure told once, with why, a clean night told to nobody."""
 
 from __future__ import annotations
 
@@ -11,8 +12,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pytest
-from dag_runs import DagRuns, Notified, airflow_db, meta_runs, notifications, run_into, synthetic_home, task_states
+from dag_runs import (
+    FIVE_SOURCES,
+    DagRuns,
+    Notified,
+    airflow_db,
+    asset_events,
+    meta_runs,
+    notifications,
+    run_into,
+    synthetic_home,
+    task_states,
+)
 
 from etl import runlock
 from etl.airflow_local import DAG_ID, airflow_env
@@ -34,6 +47,7 @@ def notified() -> Iterator[Notified]:
 
 @dataclass
 class OperatedRuns(DagRuns):
+    clean_warehouse: Path = Path()  # a copy of the warehouse as the three clean nights left it
     home_after_failed_publish: str = ""  # what `rtw run` met then: "free", or why it was refused
     holding_dag_run: str = ""  # the DAG run whose lease held the home during the third run
     lease_after: dict | None = None  # the lease after the third run
@@ -67,11 +81,13 @@ def _one_patients_file(export: Path, zone: Path, patient: str) -> None:
 
 @pytest.fixture(scope="module")
 def operated(tmp_path_factory, notified) -> OperatedRuns:
-    """Three nights of a deployment that names its home by the Airflow Variable rtw_home (not env RTW_HOME) and
+    """Five nights of a deployment that names its home by the Airflow Variable rtw_home (not env RTW_HOME) and
     keeps its key in the Variable rtw_pseudonym_key only (in Airflow's database: no env, no key file), whose
-    registry_it delivers to a drop zone, one patient's rows in a file of their own: a first load, then that patient
-    erased (the file stays in the drop zone); a forced run whose publish runs out of memory; a run while another
-    DAG run (triggered, its plan run: it holds the home's lease) is still queued."""
+    registry_it delivers to a drop zone, one patient's rows in a file of their own: three clean nights (a first load
+    of all five formats, one with nothing changed, one forced), then that patient erased (the file stays in the drop
+    zone); a forced run whose publish runs out of memory; a run while another DAG run (triggered, its plan run: it
+    holds the home's lease) is still queued. The clean nights are the deployment's first: a home of their own would
+    cost three more DAG runs."""
     root = tmp_path_factory.mktemp("operated")
     home = synthetic_home(root / "home", tmp_path_factory)
     sources, zone = root / "sources", root / "zone"
@@ -85,6 +101,10 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     _airflow(home, env, "variables", "set", KEY_VARIABLE, KEY)
     runs = OperatedRuns(home, [], [], [])
     run_into(home, notified, runs, extra_env=env)
+    run_into(home, notified, runs, extra_env=env)
+    run_into(home, notified, runs, extra_env=env, conf={"force": True})
+    runs.clean_warehouse = root / "clean-warehouse.duckdb"  # as the clean nights left it: the erasure rewrites it
+    shutil.copy2(home.warehouse, runs.clean_warehouse)
     forget(home, "registry_it", ERASED, key_value=KEY, sources_dir=sources)
     runs.ledger_after_forget = read_ledger(home, "registry_it").path.read_bytes()
     run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"}, conf={"force": True})
@@ -96,6 +116,50 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     run_into(home, notified, runs, extra_env=env)
     runs.lease_after = runlock.read_lease(home)
     return runs
+
+
+# The clean nights: ODM, per-form CSV, national CSV, Excel, SAS: one DAG run loads every format.
+
+@pytest.mark.airflow
+def test_a_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_sources(operated):
+    assert [r.succeeded for r in operated.runs[:3]] == [True, True, True]
+    runs = meta_runs(operated.home)
+    assert [r[1:6] for r in runs[:2]] == [("airflow", "completed", FIVE_SOURCES, [], []),
+                                          ("airflow", "completed", [], FIVE_SOURCES, [])]
+    con = duckdb.connect(str(operated.clean_warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT count(DISTINCT source_id) FROM core.diagnosis").fetchone()[0] == 5
+        assert con.execute("SELECT count(*) FROM core.patient").fetchone()[0] > 30
+        # Validation ran inside the DAG: every rule judged every source, marts built.
+        assert con.execute("SELECT count(DISTINCT rule_id) FROM dq.check_result").fetchone()[0] == \
+            con.execute("SELECT count(*) FROM dq.check").fetchone()[0] >= 40
+        assert con.execute("SELECT count(*) FROM marts.patient_summary").fetchone()[0] > 30
+    finally:
+        con.close()
+    assert (operated.home.reports / "latest" / "index.html").is_file()
+
+
+@pytest.mark.airflow
+def test_the_force_param_reloads_every_source(operated):
+    assert meta_runs(operated.home)[2][3] == FIVE_SOURCES
+
+
+@pytest.mark.airflow
+def test_clean_runs_are_green_and_tell_nobody(operated):
+    assert operated.mails[:3] == [[], [], []] and operated.posts[:3] == [[], [], []]
+    states = task_states(operated.home, nth=2)
+    assert {states[f"verdict[{s}]"] for s in FIVE_SOURCES} == {"success"}
+
+
+@pytest.mark.airflow
+def test_asset_events_carry_the_run_and_fire_only_when_the_warehouse_changed(operated):
+    first, _unchanged, forced, _erasure = meta_runs(operated.home)
+    events = asset_events(operated.home)
+    # none for the run that changed nothing, nor for the failed ones after the erasure
+    assert [e["run_id"] for e in events] == [first[0], forced[0]]
+    assert events[0]["status"] == "completed" and events[0]["sources_changed"] == FIVE_SOURCES
+    assert events[0]["sources_failed"] == [] and events[0]["dag_run_id"].startswith("manual__")
+    assert task_states(operated.home, nth=2)["announce_change"] == "success"  # the forced run
 
 
 @pytest.mark.airflow
@@ -116,7 +180,7 @@ def test_an_erased_patients_file_left_in_the_drop_zone_is_not_pulled_again_with_
     home = operated.home
     assert not home.key_file.exists()  # the key was nowhere but in the Variable
     assert "registry_it: pulled 2 file(s) from " in operated.runs[0].output
-    for night in operated.runs[1:]:
+    for night in operated.runs[1:]:  # the clean nights' and those after the erasure
         assert "registry_it: nothing new in " in night.output and "registry_it: new in " not in night.output
         assert "known by its content only" not in night.output
         assert ERASED not in night.output
@@ -127,18 +191,18 @@ def test_an_erased_patients_file_left_in_the_drop_zone_is_not_pulled_again_with_
 def test_a_failed_publish_leaves_the_home_free_for_rtw_run(operated):
     # Its lease was kept for RTW_LEASE_TTL (2 h): `rtw run`, report, export, forget were refused, naming a run
     # that had ended, "try again when it has finished".
-    assert not operated.runs[1].succeeded
+    assert not operated.runs[3].succeeded
     states = airflow_db(operated.home, "SELECT t.state FROM task_instance t JOIN dag_run d ON d.run_id = t.run_id "
                                        "WHERE t.task_id = 'publish' ORDER BY d.id")
-    assert states[:2] == [("success",), ("failed",)]
+    assert states[:4] == [("success",), ("success",), ("success",), ("failed",)]
     assert operated.home_after_failed_publish == "free"
 
 
 @pytest.mark.airflow
 def test_a_failed_publish_is_told_once_with_its_reason(operated):
-    [mail] = operated.mails[1]
+    [mail] = operated.mails[3]
     assert "The run failed: the task publish failed: OutOfMemoryException: Out of Memory Error" in mail
-    [post] = operated.posts[1]
+    [post] = operated.posts[3]
     assert post["cause"].startswith("the task publish failed: OutOfMemoryException")
 
 
@@ -146,19 +210,19 @@ def test_a_failed_publish_is_told_once_with_its_reason(operated):
 def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(operated):
     # A backfill's runs are not kept apart by max_active_runs: a plan took over the lease of a DAG run
     # still running, which then failed at publish ("the lease ... expired").
-    assert not operated.runs[2].succeeded
+    assert not operated.runs[4].succeeded
     assert task_states(operated.home)["plan_run"] == "failed"
     assert operated.lease_after is not None and operated.lease_after["dag_run_id"] == operated.holding_dag_run
-    # the first night's and the erasure's: nothing else was published
-    assert [trigger for _, trigger, *_ in meta_runs(operated.home)] == ["airflow", "forget"]
-    assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[2].output
+    # the clean nights' and the erasure's: nothing else was published
+    assert [trigger for _, trigger, *_ in meta_runs(operated.home)] == ["airflow", "airflow", "airflow", "forget"]
+    assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[4].output
 
 
 @pytest.mark.airflow
 def test_a_plan_that_failed_is_told_once_naming_plan_run_and_why(operated):
     # Airflow hands the DAG's callback the last task to fail: publish, which runs after a failed plan (and
     # fails for want of one). The message said "the task publish failed (task_failure); its log says why".
-    [mail] = operated.mails[2]
+    [mail] = operated.mails[4]
     assert "The run failed: the task plan_run failed: RunBusy: another run (" in mail
     assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in mail
     assert "the task publish failed" not in mail
