@@ -17,12 +17,13 @@ from status_runs import PUBLISH_FAILS, PUBLISH_REASON, failed_night, last_runs
 
 from etl import runlock
 from etl.airflow_local import DagRun, run_dag
-from etl.config import REPO_ROOT, Home
+from etl.config import REPO_ROOT, SOURCES_DIR, Home
 
 pytestmark = pytest.mark.airflow
 
 RTW = str(Path(sys.executable).with_name("rtw"))
 HOLDER = "20261104T020000Z-beef"
+NIGHTS_SOURCES = ("esmart", "iltb")
 
 
 def _status(home: Home) -> subprocess.CompletedProcess[str]:
@@ -32,14 +33,26 @@ def _status(home: Home) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory) -> tuple[Home, list[DagRun], list[subprocess.CompletedProcess[str]]]:
-    home = synthetic_home(tmp_path_factory.mktemp("nights") / "home", tmp_path_factory)
-    runs, statuses = [run_dag(home, env=PUBLISH_FAILS)], [_status(home)]
+    """Three nights of two sources (the mappings from the Airflow Variable): esmart, whose harmonise crashes on the
+    second night, and iltb, which publishes that night. What `rtw status` lists needs no more: each source more
+    is five more tasks a night."""
+    root = tmp_path_factory.mktemp("nights")
+    home = synthetic_home(root / "home", tmp_path_factory)
+    sources = root / "sources"
+    sources.mkdir()
+    for source_id in NIGHTS_SOURCES:
+        shutil.copy2(SOURCES_DIR / f"{source_id}.yaml", sources)
+    for export in home.landing.iterdir():  # else each night notices a landing folder without a mapping
+        if export.name not in NIGHTS_SOURCES:
+            shutil.rmtree(export)
+    mappings = {"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources)}
+    runs, statuses = [run_dag(home, env=mappings | PUBLISH_FAILS)], [_status(home)]
     blocker = home.staging / "esmart" / "harmonised"  # a file where harmonise makes its folder: it crashes
     shutil.rmtree(blocker)
     blocker.write_text("not a folder")
-    runs.append(run_dag(home))
+    runs.append(run_dag(home, env=mappings))
     with runlock.run_lock(home, HOLDER):  # `rtw run`, say, holds the home: plan_run waits no longer than 0 s
-        runs.append(run_dag(home, env={"RTW_RUN_WAIT": "0"}))
+        runs.append(run_dag(home, env=mappings | {"RTW_RUN_WAIT": "0"}))
     statuses.append(_status(home))
     return home, runs, statuses
 
@@ -67,7 +80,7 @@ def test_dag_nights_are_listed_in_order_the_failed_with_their_task_and_why(night
 
 def test_a_crashed_harmonise_task_is_recorded_as_rtw_run_records_it(nights):
     home = nights[0]
-    [(_, _, _, _, _, failed, message)] = meta_runs(home)
+    [(_, _, _, changed, _, failed, message)] = meta_runs(home)
     blocker = home.staging / "esmart" / "harmonised"
-    assert failed == ["esmart"]
+    assert (changed, failed) == (["iltb"], ["esmart"])
     assert message == f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'"
