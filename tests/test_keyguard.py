@@ -10,13 +10,13 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 from own_key_home import home_with_own_key
+from shared_build import copy_of
 from typer.testing import CliRunner
 
 from etl import pipeline, runlock
@@ -45,10 +45,12 @@ class KeyedHome:
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedHome]:
-    """A fresh home whose first run created its key file (no key given, none in the environment)."""
-    home, first = home_with_own_key(tmp_path_factory.mktemp("keyguard"), seed=4)
-    yield KeyedHome(home, home.key_file.read_text().strip(), first)
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> KeyedHome:
+    """A fresh home whose first run created its key file (no key given, none in the environment): a copy of the
+    session's (own_key_home), as the tests below change it."""
+    built, first = home_with_own_key(tmp_path_factory)
+    home = copy_of(built, tmp_path_factory.mktemp("keyguard"))
+    return KeyedHome(home, home.key_file.read_text().strip(), first)
 
 
 @pytest.fixture(autouse=True)

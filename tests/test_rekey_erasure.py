@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,11 +26,11 @@ NEW_KEY = "rekey-test-new-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """A small home whose first run created its key file."""
-    home, first = home_with_own_key(tmp_path_factory.mktemp("rekey_erasure"), seed=12)
+def built(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A small home whose first run created its key file (the session's, own_key_home: read only)."""
+    home, first = home_with_own_key(tmp_path_factory)
     assert first.status == "completed"
-    yield home
+    return home
 
 
 @pytest.fixture(autouse=True)
