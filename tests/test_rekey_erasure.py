@@ -1,16 +1,13 @@
-"""`rtw rekey` keeps what was decided under the old key: erasures (rtw forget) stay enforced, with
-the old key file rekey kept, or loudly refused without it; reviewers' decisions name the new
-pseudonyms, and those that cannot are reported."""
-
 from __future__ import annotations
 
 import csv
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 from own_key_home import home_with_own_key
+from shared_build import copy_of
 from typer.testing import CliRunner
 from warehouse_query import query_rows
 
@@ -19,29 +16,15 @@ from etl.cli import app
 from etl.config import Home
 from etl.forget import forget
 from etl.link.decision import PatientRef, record_decision
-from etl.transform.keyguard import rotate_key
+from etl.steps import RunSummary
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
 
 NEW_KEY = "rekey-test-new-key-0123456789abcdef0123456789"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """A small home whose first run created its key file (the session's, own_key_home: read only)."""
-    home, first = home_with_own_key(tmp_path_factory)
-    assert first.status == "completed"
-    return home
-
-
 @pytest.fixture(autouse=True)
 def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
-
-
-def _copy(built: Home, tmp_path: Path) -> Home:
-    home = Home(tmp_path / "home")
-    shutil.copytree(built.root, home.root, symlinks=True)
-    return home
 
 
 def _key(home: Home) -> PseudonymKey:
@@ -53,11 +36,11 @@ def _loaded(home: Home, source_id: str) -> set[str]:
                                            "WHERE source_id = ?", [source_id])}
 
 
-def _registry_patient(home: Home) -> str:
-    """A patient number of the registry's export that is loaded."""
+def _registry_patient(home: Home, besides: frozenset[str] = frozenset()) -> str:
+    """A patient number of the registry's export that is loaded (and whose pseudonym is not one of `besides`)."""
     text = next((home.landing / "registry_it").glob("*.csv")).read_text(encoding="cp1252")
     numbers = sorted({line.split(";")[1] for line in text.splitlines()[1:] if line.count(";") > 2})
-    loaded, key = _loaded(home, "registry_it"), _key(home)
+    loaded, key = _loaded(home, "registry_it") - besides, _key(home)
     return next(n for n in numbers if source_pseudonym(key, "registry_it", n) in loaded)
 
 
@@ -66,58 +49,6 @@ def _redeliver(home: Home, day: int) -> None:
     export = next((home.landing / "registry_it").glob("*.csv"))
     (home.landing / "registry_it" / f"TREP_export_202612{day:02d}.csv").write_bytes(export.read_bytes() + b"\n")
     export.unlink()
-
-
-def _rekey(home: Home, tmp_path: Path) -> PseudonymKey:
-    new_key_file = tmp_path / "new.key"
-    new_key_file.write_text(NEW_KEY + "\n")
-    rotate_key(home, new_key_file)
-    return PseudonymKey(NEW_KEY.encode())
-
-
-def test_a_patient_forgotten_before_a_rekey_stays_out_after_it(built: Home, tmp_path: Path) -> None:
-    home = _copy(built, tmp_path)
-    patient = _registry_patient(home)
-    forget(home, "registry_it", patient)
-    new_key = _rekey(home, tmp_path)
-    assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
-
-    _redeliver(home, 2)  # the centre still sends the patient
-    summary = pipeline.run(home)
-    assert summary.status == "completed", summary.message
-    assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
-
-
-def test_a_patient_forgotten_after_a_rekey_stays_out_whatever_the_clocks_say(built: Home, tmp_path: Path) -> None:
-    home = _copy(built, tmp_path)
-    new_key = _rekey(home, tmp_path)
-    patient = _registry_patient(home)
-    forget(home, "registry_it", patient)
-    con = duckdb.connect(str(home.warehouse))
-    try:  # forgotten on a host whose clock is an hour behind the one that rekeyed
-        con.execute("UPDATE meta.erasure SET erased_at = erased_at - INTERVAL 1 HOUR")
-    finally:
-        con.close()
-    _redeliver(home, 4)
-    assert pipeline.run(home).status == "completed"
-    assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
-
-
-def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(built: Home, tmp_path: Path) -> None:
-    home = _copy(built, tmp_path)
-    patient = _registry_patient(home)
-    old_fingerprint = _key(home).fingerprint()
-    forget(home, "registry_it", patient)
-    new_key = _rekey(home, tmp_path)
-    for old in home.key_file.parent.glob("pseudonym.key.*.old"):
-        old.unlink()
-
-    _redeliver(home, 3)
-    summary = pipeline.run(home)
-    assert summary.status == "completed_with_failures"
-    assert "registry_it" in summary.message and "cannot be kept out" in summary.message
-    assert old_fingerprint[:8] in summary.message and "pseudonym.key.<time>.old" in summary.message
-    assert source_pseudonym(new_key, "registry_it", patient) not in _loaded(home, "registry_it")
 
 
 def _truth(home: Home, key: PseudonymKey) -> dict[tuple[str, str], str]:
@@ -152,36 +83,119 @@ def _two_unlinked(home: Home) -> tuple[PatientRef, PatientRef]:
     return first, second
 
 
-def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(built: Home, tmp_path: Path) -> None:
-    home = _copy(built, tmp_path)
-    old_key = _key(home)
-    first, second = _two_unlinked(home)
-    record_decision(home, first, second, "link", note="one child, per the centres")
-    con = duckdb.connect(str(home.warehouse))
-    try:  # a decision on a patient the exports no longer hold
-        con.execute("INSERT INTO meta.link_decision VALUES ('iltb', 'ffffffffffffffffffffffff', 'registry_it', ?, "
-                    "'unlink', 'reviewer', now(), NULL)", [second.pseudonym])
-    finally:
-        con.close()
-    assert pipeline.run(home).status == "completed"
-    persons = _persons(home)
+NEW = PseudonymKey(NEW_KEY.encode())
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    """A home re-keyed by `rtw rekey` (read it only)."""
+
+    home: Home
+    linked: tuple[PatientRef, PatientRef]  # under the old key: a reviewer linked them, and a night applied it
+    linked_before: dict[tuple[str, str], tuple[str, str]]  # _persons before the rekey
+    numbers: dict[tuple[str, str], str]  # _truth under the old key
+    forgotten: str  # a registry patient forgotten under the old key, just before the rekey
+    old_fingerprint: str
+    said: str  # rekey's output, on one line
+
+
+@pytest.fixture(scope="module")
+def rekeyed(tmp_path_factory: pytest.TempPathFactory) -> Rekeyed:
+    """The home whose first run created its key file, where a reviewer linked two patients of two sources (and an
+    unlink names a patient no export holds), a night applied it, a registry patient was forgotten, then `rtw rekey`:
+    the one rekey each test below starts from (the reviewers' link and the erasure are of other patients)."""
+    root = tmp_path_factory.mktemp("rekey_erasure")
+    home = copy_of(home_with_own_key(tmp_path_factory)[0], root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(KEY_ENV, raising=False)
+        old_key = _key(home)
+        first, second = _two_unlinked(home)
+        record_decision(home, first, second, "link", note="one child, per the centres")
+        con = duckdb.connect(str(home.warehouse))
+        try:  # a decision on a patient the exports no longer hold
+            con.execute("INSERT INTO meta.link_decision VALUES ('iltb', 'ffffffffffffffffffffffff', 'registry_it', "
+                        "?, 'unlink', 'reviewer', now(), NULL)", [second.pseudonym])
+        finally:
+            con.close()
+        assert pipeline.run(home).status == "completed"
+        linked_before = _persons(home)
+
+        forgotten = _registry_patient(home, besides=frozenset({second.pseudonym}))
+        forget(home, "registry_it", forgotten)
+        numbers = _truth(home, old_key)
+        new_key_file = root / "new.key"
+        new_key_file.write_text(NEW_KEY + "\n")
+        result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
+    assert result.exit_code == 0, result.output
+    return Rekeyed(home, (first, second), linked_before, numbers, forgotten, old_key.fingerprint(),
+                   " ".join(result.output.split()))
+
+
+@pytest.fixture(scope="module")
+def next_night(rekeyed: Rekeyed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary, str]:
+    """The night after the rekey, on a copy: a second registry patient forgotten after the rekey, on a host whose
+    clock is an hour behind the one that rekeyed, and the centre's next export still holding both patients
+    forgotten. (home, the night's summary, the patient forgotten after the rekey)"""
+    home = copy_of(rekeyed.home, tmp_path_factory.mktemp("rekey_next_night"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(KEY_ENV, raising=False)
+        after = _registry_patient(home)
+        forget(home, "registry_it", after)
+        con = duckdb.connect(str(home.warehouse))
+        try:  # forgotten on a host whose clock is an hour behind the one that rekeyed
+            assert con.execute("UPDATE meta.erasure SET erased_at = erased_at - INTERVAL 1 HOUR "
+                               "WHERE source_patient_pseudonym = ?",
+                               [source_pseudonym(NEW, "registry_it", after)]).fetchone() == (1,)
+        finally:
+            con.close()
+        _redeliver(home, 2)
+        return home, pipeline.run(home), after
+
+
+def test_a_patient_forgotten_before_a_rekey_stays_out_after_it(rekeyed: Rekeyed,
+                                                              next_night: tuple[Home, RunSummary, str]) -> None:
+    erased = source_pseudonym(NEW, "registry_it", rekeyed.forgotten)
+    assert erased not in _loaded(rekeyed.home, "registry_it")
+
+    home, summary, _ = next_night  # the centre still sends the patient
+    assert summary.status == "completed", summary.message
+    assert erased not in _loaded(home, "registry_it")
+
+
+def test_a_patient_forgotten_after_a_rekey_stays_out_whatever_the_clocks_say(
+        next_night: tuple[Home, RunSummary, str]) -> None:
+    home, summary, after = next_night
+    assert summary.status == "completed"
+    assert source_pseudonym(NEW, "registry_it", after) not in _loaded(home, "registry_it")
+
+
+def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(rekeyed: Rekeyed, tmp_path: Path) -> None:
+    home = copy_of(rekeyed.home, tmp_path)
+    for old in home.key_file.parent.glob("pseudonym.key.*.old"):
+        old.unlink()
+
+    _redeliver(home, 3)
+    summary = pipeline.run(home)
+    assert summary.status == "completed_with_failures"
+    assert "registry_it" in summary.message and "cannot be kept out" in summary.message
+    assert rekeyed.old_fingerprint[:8] in summary.message and "pseudonym.key.<time>.old" in summary.message
+    assert source_pseudonym(NEW, "registry_it", rekeyed.forgotten) not in _loaded(home, "registry_it")
+
+
+def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(rekeyed: Rekeyed) -> None:
+    first, second = rekeyed.linked
+    persons = rekeyed.linked_before
     assert persons[(first.source_id, first.pseudonym)] == persons[(second.source_id, second.pseudonym)]
 
-    numbers = _truth(home, old_key)
-    new_key_file = tmp_path / "new.key"
-    new_key_file.write_text(NEW_KEY + "\n")
-    result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
+    said = rekeyed.said
     assert "1 reviewer decisions (rtw link / unlink) now name the new pseudonyms; 1 dropped" in said
     assert "dropped: unlink of iltb:ffffffffffffffffffffffff and registry_it:" in said
     assert "iltb:ffffffffffffffffffffffff in no export" in said
 
-    new_key = PseudonymKey(NEW_KEY.encode())
-    new = [(p.source_id, source_pseudonym(new_key, p.source_id, numbers[(p.source_id, p.pseudonym)]))
+    new = [(p.source_id, source_pseudonym(NEW, p.source_id, rekeyed.numbers[(p.source_id, p.pseudonym)]))
            for p in (first, second)]
-    persons = _persons(home)
+    persons = _persons(rekeyed.home)
     assert persons[new[0]] == persons[new[1]] and persons[new[0]][1] == "clerical"
-    decisions = query_rows(home, "SELECT source_id_l, source_patient_pseudonym_l, source_id_r, "
-                                 "source_patient_pseudonym_r, decision, note FROM meta.link_decision")
+    decisions = query_rows(rekeyed.home, "SELECT source_id_l, source_patient_pseudonym_l, source_id_r, "
+                                         "source_patient_pseudonym_r, decision, note FROM meta.link_decision")
     assert decisions == [(*new[0], *new[1], "link", "one child, per the centres")]
