@@ -6,50 +6,39 @@ and tells the user the env must now give the new key: the next run with the old 
 from __future__ import annotations
 
 import csv
-import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
 from typer.testing import CliRunner
 from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.cli import app
-from etl.config import Home, resolve_home
+from etl.config import Home
 from etl.forget import forget
 from etl.link.decision import PatientRef, record_decision
-from etl.synth import generate
 from etl.transform.keyguard import KeyMismatch, RekeyError, rotate_key
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
 
-ENV_KEY = "env-held-key-as-the-airflow-variable-0123456789"
+ENV_KEY = SMALL_RUN_KEY  # small_run's, given in env as the Airflow Variable's
 NEW_KEY = "rekey-env-new-key-0123456789abcdef0123456789ab"
 
 
 @pytest.fixture(scope="module")
-def env_keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """A home built with the key in env only (no key file), as a deployment with the Variable runs it."""
-    home = resolve_home(tmp_path_factory.mktemp("rekey_env") / "home")
-    generate(home.root, patients=40, seed=12)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(KEY_ENV, ENV_KEY)
-        assert pipeline.run(home).status == "completed"
-    assert not home.key_file.exists()
-    yield home
+def env_keyed(small_run: Home) -> Home:
+    """A home built with a key given, none in a key file: as a deployment whose DAG takes it from the Variable
+    builds it (the session's small_run, read only: each test copies it; runs read a key given or in env alike)."""
+    assert not small_run.key_file.exists()
+    return small_run
 
 
 @pytest.fixture(autouse=True)
 def _env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, ENV_KEY)
-
-
-def _copy(built: Home, tmp_path: Path) -> Home:
-    home = Home(tmp_path / "home")
-    shutil.copytree(built.root, home.root, symlinks=True)
-    return home
 
 
 def _loaded(home: Home, source_id: str) -> set[str]:
@@ -94,7 +83,7 @@ def _new_key_file(tmp_path: Path) -> Path:
 
 def test_rekey_with_the_key_in_env_keeps_decisions_and_erasures_and_says_to_change_the_env(
         env_keyed: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = _copy(env_keyed, tmp_path)
+    home = copy_of(env_keyed, tmp_path)
     old_key, new_key = PseudonymKey(ENV_KEY.encode()), PseudonymKey(NEW_KEY.encode())
     registry = _registry_numbers(home)
     linked = (_alone(home, "iltb", _iltb_numbers(home)), _alone(home, "registry_it", registry))
@@ -135,7 +124,7 @@ def test_rekey_with_the_key_in_env_keeps_decisions_and_erasures_and_says_to_chan
 
 def test_rekey_refuses_an_env_key_that_is_not_the_warehouses(env_keyed: Home, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    home = _copy(env_keyed, tmp_path)
+    home = copy_of(env_keyed, tmp_path)
     wrong = "a-key-someone-mistyped-into-the-environment-000"
     monkeypatch.setenv(KEY_ENV, wrong)
     with pytest.raises(RekeyError) as refused:
@@ -147,7 +136,7 @@ def test_rekey_refuses_an_env_key_that_is_not_the_warehouses(env_keyed: Home, tm
 
 
 def test_a_key_file_that_env_overrode_is_kept_not_lost(env_keyed: Home, tmp_path: Path) -> None:
-    home = _copy(env_keyed, tmp_path)
+    home = copy_of(env_keyed, tmp_path)
     stale = "a-stale-key-file-the-env-has-always-overridden-00"
     home.key_file.write_text(stale + "\n")
     rotate_key(home, _new_key_file(tmp_path))
@@ -157,7 +146,7 @@ def test_a_key_file_that_env_overrode_is_kept_not_lost(env_keyed: Home, tmp_path
 
 def test_without_any_current_key_rekey_asks_before_dropping_the_decisions(env_keyed: Home, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    home = _copy(env_keyed, tmp_path)
+    home = copy_of(env_keyed, tmp_path)
     old_key = PseudonymKey(ENV_KEY.encode())
     linked = (_alone(home, "iltb", _iltb_numbers(home)), _alone(home, "registry_it", _registry_numbers(home)))
     record_decision(home, PatientRef("iltb", source_pseudonym(old_key, "iltb", linked[0])),
