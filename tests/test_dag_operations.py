@@ -5,6 +5,7 @@ another still holding the home; each failure told once, with why, a clean night 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def notified() -> Iterator[Notified]:
 @dataclass
 class OperatedRuns(DagRuns):
     clean_warehouse: Path = Path()  # a copy of the warehouse as the three clean nights left it
+    clean_report: str = ""  # the run the latest report was of then, "" without its page (forget rewrites it)
     home_after_failed_publish: str = ""  # what `rtw run` met then: "free", or why it was refused
     holding_dag_run: str = ""  # the DAG run whose lease held the home during the third run
     lease_after: dict | None = None  # the lease after the third run
@@ -105,6 +107,8 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     run_into(home, notified, runs, extra_env=env, conf={"force": True})
     runs.clean_warehouse = root / "clean-warehouse.duckdb"  # as the clean nights left it: the erasure rewrites it
     shutil.copy2(home.warehouse, runs.clean_warehouse)
+    latest = home.reports / "latest"
+    runs.clean_report = os.readlink(latest) if (latest / "index.html").is_file() else ""
     forget(home, "registry_it", ERASED, key_value=KEY, sources_dir=sources)
     runs.ledger_after_forget = read_ledger(home, "registry_it").path.read_bytes()
     run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"}, conf={"force": True})
@@ -136,7 +140,7 @@ def test_a_real_dag_run_builds_the_warehouse_and_a_second_skips_unchanged_source
         assert con.execute("SELECT count(*) FROM marts.patient_summary").fetchone()[0] > 30
     finally:
         con.close()
-    assert (operated.home.reports / "latest" / "index.html").is_file()
+    assert operated.clean_report == runs[2][0]  # the forced night wrote its report
 
 
 @pytest.mark.airflow

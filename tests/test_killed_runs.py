@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 loaded, home = home_fixtures(withdraw_last_records)  # a changed night
 
 # Each point before the swap, and the point after it its next run is killed at (None: that run completes).
-KILLS = [("extracted", "after_swap"), ("harmonised", "outputs"), ("before_swap", None)]
+KILLS = [("before_swap", "after_swap"), ("extracted", "outputs"), ("harmonised", None)]
 
 
 def test_every_point_of_a_run_is_killed_at():
@@ -71,6 +71,7 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_the_next_run_repairs(point,
     leftovers = []
     if then is not None:
         left = stale_temporaries(resolve_home(home))
+        assert left  # the copy of the warehouse made ahead for its publish
         _killed_at(home, then)
         assert not any(p.exists() for p in left)  # the next run cleared the temporaries the killed one left
         assert run_count(home) == loaded.runs + 1  # and got the change live: the new warehouse, registry_it's

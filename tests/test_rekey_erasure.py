@@ -1,3 +1,8 @@
+"""`rtw rekey` keeps what was decided under the old key: erasures (rtw forget) stay enforced, with
+the old key file rekey kept, or loudly refused without it; reviewers' decisions name the new
+pseudonyms, and those that cannot are reported. One rekey serves the module (its fixture), one night after it
+both erasures."""
+
 from __future__ import annotations
 
 import csv
