@@ -2,6 +2,7 @@
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, 
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """40 synthetic persons (seed 12) and their first run with SMALL_RUN_KEY and the shipped settings, built
     once for the whole session (as synthetic_run): the home of the modules that change a small warehouse,
-    each on its own copy (shared_build.copy_of)."""
+    each on its own copy (shared_build.copy_of). A test that wrote into it (other workers read it meanwhile)
+    fails the session's end."""
     from etl import pipeline
     from etl.config import Home
     from etl.synth import generate
@@ -55,7 +57,11 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         generate(home.root, patients=40, seed=12)
         assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
 
-    return Home(built_once(tmp_path_factory, "small-run", build) / "home")
+    folder = built_once(tmp_path_factory, "small-run", build)
+    built = folder.with_name(f"{folder.name}.built").stat().st_mtime
+    yield Home(folder / "home")
+    written = [p for p in folder.rglob("*") if p.exists() and p.stat().st_mtime > built]
+    assert not written, f"a test wrote into the shared small run: {written[:5]}"
 
 
 @pytest.fixture

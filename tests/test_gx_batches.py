@@ -49,7 +49,7 @@ def first_run(small_run: Home) -> tuple[Home, str]:
 @pytest.mark.integration
 def test_batches_of_a_few_rows_find_what_one_pass_finds(first_run, tmp_path, monkeypatch):
     home, run_id = first_run
-    plan = pipeline.quality_plan_for(home, run_id)
+    plan = _plan_writing_docs_to(home, run_id, tmp_path / "docs")
 
     batches_read = _count_batches(monkeypatch)
 
@@ -303,6 +303,7 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
         con.execute("BEGIN")
         candidates = con.execute(CANDIDATES).fetchall()
         linked = con.execute(LINKS).fetchall()
+        assert linked
         # As a reload leaves them: rows naming harmonise's id where their person is another one.
         reloaded = sum(con.execute(
             f"UPDATE stage.{table} t SET patient_id = l.harmonised_patient_id "
@@ -355,10 +356,15 @@ def test_a_fingerprint_covers_the_columns_the_rules_read_and_the_keys():
     assert gx_memo.judged_columns(columns, [*rules, whole_table]) == columns
 
 
+def _plan_writing_docs_to(home: Home, run_id: str, docs: Path | None) -> validation.QualityPlan:
+    """The run's quality plan, its Data Docs written to `docs`, not into the shared small run's reports."""
+    return dataclasses.replace(pipeline.quality_plan_for(home, run_id), data_docs_dir=docs)
+
+
 def _validated_again(home: Home, run_id: str, copy: Path, docs: Path | None = None) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
     """Every source judged again on a copy of the warehouse: its findings."""
     shutil.copy(home.warehouse, copy)
-    plan = dataclasses.replace(pipeline.quality_plan_for(home, run_id), data_docs_dir=docs)
+    plan = _plan_writing_docs_to(home, run_id, docs)
     con = duckdb.connect(str(copy))
     try:
         _forget_findings(con)
@@ -456,7 +462,7 @@ def test_a_registry_too_large_for_a_second_process_is_judged_here_and_finds_the_
 def test_gx_begins_before_linkage_unless_a_rule_reads_what_linkage_writes(first_run, tmp_path):
     home, run_id = first_run
     shutil.copy(home.warehouse, tmp_path / "early.duckdb")
-    plan = pipeline.quality_plan_for(home, run_id)
+    plan = _plan_writing_docs_to(home, run_id, tmp_path / "docs")
     rules = [r for r in plan.rules if r.engine == "gx"]
     reads_person = dataclasses.replace(rules[0], expectation={
         "type": "expect_column_values_to_not_be_null", "kwargs": {"column": "patient_id"}})
