@@ -34,7 +34,8 @@ publish takes the lock again, checks the lease is still this run's, publishes an
 the publish fails, releases it: the home is free, and a retry of publish may take it back); the DAG's
 on_failure_callback releases it too when the DAG run failed between two tasks (a task failed, a timeout): no
 task of it is at work then to free the home (a DAG run marked failed by hand calls no DAG callback: the package's
-Airflow listener plugin frees it then, etl/airflow_listener.py). `rtw run` sees the lease and waits or refuses
+Airflow listener plugin frees it then, etl/airflow_listener.py; one still at work on this host is left to free it
+as it stops). `rtw run` sees the lease and waits or refuses
 (etl/runlock.py); so does another DAG run's plan while the DAG run the lease names is still running:
 `max_active_runs=1` keeps the scheduled and manual runs apart, but not a backfill's. Each extract, harmonise
 and publish task says it is at work for its run while it is (`runlock.heartbeat`; publish from before it waits

@@ -19,12 +19,14 @@ the home at the same path as the workers, and be restarted after an install (doc
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
 log = logging.getLogger("rtw")
+_WAIT_SECONDS = 30  # for the home to be freed before the listener returns to Airflow
 
 
 def free_home_of_failed_dag_run(dag_run_id: str, why: str, *, told_by: str) -> str | None:
@@ -66,9 +68,19 @@ class DagRunFailedListener:
         try:
             from etl.airflow_local import DAG_ID
 
-            if dag_run.dag_id == DAG_ID:
-                free_home_of_failed_dag_run(str(dag_run.run_id), msg or "failed",
-                                            told_by="Airflow's listener on_dag_run_failed")
+            if dag_run.dag_id != DAG_ID:
+                return
+            # In a thread of its own: the scheduler calls this inside its transaction, on its thread's database
+            # session, which reading the Variable rtw_home there would commit and close (Airflow's sessions are one a
+            # thread); and a home on a mount that hangs holds neither the scheduler's loop nor the request long.
+            freeing = threading.Thread(target=free_home_of_failed_dag_run, args=(str(dag_run.run_id), msg or "failed"),
+                                       kwargs={"told_by": "Airflow's listener on_dag_run_failed"},
+                                       name="rtw-free-home", daemon=True)
+            freeing.start()
+            freeing.join(_WAIT_SECONDS)
+            if freeing.is_alive():
+                log.warning("DAG run %s failed: freeing the home still waits after %d s; it goes on meanwhile",
+                            dag_run.run_id, _WAIT_SECONDS)
         except Exception:  # Airflow would log it and go on; say here whose and why
             log.exception("the rtw listener on_dag_run_failed could not free the home (%s)", msg)
 

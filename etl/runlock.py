@@ -152,6 +152,13 @@ def process_gone(process: Mapping[str, Any]) -> bool:
     return started is not None and (now := process_start(pid)) is not None and now != started
 
 
+def _lives_here(process: Mapping[str, Any]) -> bool:
+    """Whether the process named is known to be alive: of this host and pid namespace, its pid alive with the start
+    recorded (one whose start was not recorded: alive if its pid is)."""
+    ours = process.get("host") == socket.gethostname() and process.get("pid_namespace") in (None, _pid_namespace())
+    return ours and int(process.get("pid") or 0) > 0 and not process_gone(process)
+
+
 def _gone_alone(lease: dict[str, Any]) -> bool:
     """A lease whose run was down to one process (`alone`), known to be gone: nothing of the run is left."""
     return bool(lease.get("alone")) and process_gone(lease)
@@ -428,13 +435,15 @@ def release_failed_dag_run(home: Home, dag_run_id: str, *, wait: float = 1.0) ->
     """After a DAG run failed (the DAG's on_failure_callback: a task failed, the run timed out): release its lease
     if the lease still names that DAG run, as after a failed publish (`release_lease`). A run that failed between
     two of its tasks left no process at work to say it is gone: the lease held the home for its time-to-live.
-    Never another run's lease, nor one ended or released already, nor one a task of the run may still be at work
-    under (marked failed by hand, or timed out, mid-task: Airflow stops the task, whose stop frees the home; killed
-    instead, it is gone and the next run takes the home over at once). The run id released, else None; RunBusy when
-    another holds the home's lock past `wait` (a publish of that run still at work ends or releases the lease)."""
+    Never another run's lease, nor one ended or released already, nor one a task of the run is still at work under
+    on this host (marked failed by hand, or timed out, mid-task: Airflow stops the task, whose stop frees the home;
+    killed instead, it is gone and the next run takes the home over at once). A task at work on another host cannot
+    be asked: its lease is released (a file a task killed there left would hold the home till the lease lapsed).
+    The run id released, else None; RunBusy when another holds the home's lock past `wait` (a publish of that run
+    still at work ends or releases the lease)."""
     def names_it(lease: dict[str, Any] | None) -> bool:
         return (lease is not None and lease.get("dag_run_id") == dag_run_id and not lease.get("released")
-                and not any(p.get("run_id") == lease.get("run_id") and not process_gone(p) for _, p in _working(home)))
+                and not any(p.get("run_id") == lease.get("run_id") and _lives_here(p) for _, p in _working(home)))
 
     if not names_it(read_lease(home)):  # nothing to release: the home's lock is not taken, nor its file made
         return None
