@@ -199,6 +199,9 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary]:
         handle.write("quality:\n  RESP-MRD-RANGE: {enabled: false}\n  TBR-REASON-WHEN-NOT-FOLLOWED: {threshold: 1.0}\n")
     home = resolve_home(folder / "home").ensure()
     generate(home.root, patients=60, seed=6)
+    responses = home.landing / "iltb" / "ILTB_RESP.csv"  # an MRD out of range: what the switched-off rule would find
+    header, first, *rest = responses.read_bytes().split(b"\n")
+    responses.write_bytes(b"\n".join([header, first.rsplit(b";", 1)[0] + b";150", *rest]))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("etl.quality.catalogue.CHECKS_DIR", checks)
         return home, pipeline.run(home, key_value=KEY, sources_dir=sources)
@@ -213,7 +216,9 @@ def test_a_source_can_switch_a_rule_off_and_set_its_own_threshold(tuned):
     assert (switched_off.message == "switched off in sources/iltb.yaml").all()
     assert (results.loc[["TBR-REASON-WHEN-NOT-FOLLOWED"], "threshold"] == 1.0).all()
     mrd = _rows(home, "SELECT count(*) AS n FROM dq.issue WHERE rule_id = 'RESP-MRD-RANGE' AND source_id = 'iltb'")
-    assert mrd.n[0] == 0
+    over = _rows(home, "SELECT count(*) AS n FROM stage.response_assessment WHERE source_id = 'iltb' "
+                       "AND mrd_value > 100")
+    assert mrd.n[0] == 0 and over.n[0] == 1  # the value it would have found, loaded
 
 
 def test_a_rule_that_cannot_run_is_reported_as_error_and_the_load_goes_on(tuned):
