@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,10 +31,11 @@ from pathlib import Path
 
 import pytest
 from dag_runs import DagRuns, notifications, run_into, synthetic_home
+from few_sources import few_sources
 
 from etl import run_record, runlock
 from etl.airflow_local import DAG_ID, airflow_env
-from etl.config import SOURCES_DIR, Home
+from etl.config import Home
 from etl.repair import stale_temporaries
 
 pytestmark = pytest.mark.airflow
@@ -73,13 +73,7 @@ def _one_source_home(root: Path, factory: pytest.TempPathFactory) -> tuple[Home,
     """synthetic_home's exports of registry_it alone, and the environment that maps it alone (the Variable
     rtw_sources_dir)."""
     home = synthetic_home(root / "home", factory)
-    for landing in home.landing.iterdir():
-        if landing.name != "registry_it":
-            shutil.rmtree(landing)
-    mappings = root / "sources"
-    mappings.mkdir()
-    shutil.copy(SOURCES_DIR / "registry_it.yaml", mappings)
-    return home, {"AIRFLOW_VAR_RTW_SOURCES_DIR": str(mappings)}
+    return home, few_sources(home, root / "sources", "registry_it")
 
 
 def _dag_run_stopped_in_publish(home: Home, env: dict[str, str]) -> str:

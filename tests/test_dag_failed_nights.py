@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from dag_runs import airflow_db, meta_runs, synthetic_home
+from few_sources import few_sources
 from status_runs import PUBLISH_FAILS, PUBLISH_REASON, failed_night, last_runs
 
 from etl import runlock
 from etl.airflow_local import DagRun, run_dag
-from etl.config import REPO_ROOT, SOURCES_DIR, Home
+from etl.config import REPO_ROOT, Home
 
 pytestmark = pytest.mark.airflow
 
@@ -38,14 +39,7 @@ def nights(tmp_path_factory) -> tuple[Home, list[DagRun], list[subprocess.Comple
     is five more tasks a night."""
     root = tmp_path_factory.mktemp("nights")
     home = synthetic_home(root / "home", tmp_path_factory)
-    sources = root / "sources"
-    sources.mkdir()
-    for source_id in NIGHTS_SOURCES:
-        shutil.copy2(SOURCES_DIR / f"{source_id}.yaml", sources)
-    for export in home.landing.iterdir():  # else each night notices a landing folder without a mapping
-        if export.name not in NIGHTS_SOURCES:
-            shutil.rmtree(export)
-    mappings = {"AIRFLOW_VAR_RTW_SOURCES_DIR": str(sources)}
+    mappings = few_sources(home, root / "sources", *NIGHTS_SOURCES)
     runs, statuses = [run_dag(home, env=mappings | PUBLISH_FAILS)], [_status(home)]
     blocker = home.staging / "esmart" / "harmonised"  # a file where harmonise makes its folder: it crashes
     shutil.rmtree(blocker)
