@@ -8,6 +8,10 @@ they build must equal what `rtw run` builds from the same exports with the same 
 
 SQLite metadata is enough on one machine (Airflow 3 accepts it with any executor); a deployment
 uses PostgreSQL.
+
+Three sources of two formats (SOURCES, from the Variable `rtw_sources_dir`), where five added ten mapped tasks
+and their reading: three at once are more than one worker takes (WORKER_CONCURRENCY 2, Airflow's prefetch of 1),
+so both workers get tasks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from few_sources import few_sources
 
 from etl import pipeline
 from etl.config import REPO_ROOT, resolve_home
@@ -37,6 +42,7 @@ KEY = "celery-test-key-0123456789abcdef0123456789abcdef"
 CORE_TABLES = ["patient", "patient_source", "study_enrolment", "consent", "diagnosis", "molecular_alteration",
                "tumour_board_review", "treatment", "response_assessment", "adverse_event", "follow_up"]
 WORKERS = ["w1", "w2"]
+SOURCES = ("esmart", "iltb", "registry_it")  # SAS, CSV, CSV
 RUN_TIMEOUT = 600
 
 
@@ -148,12 +154,15 @@ def celery_run(tmp_path_factory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("celery")
     home = resolve_home(root / "home").ensure()
     generate(home.root, patients=40, seed=4)  # a seed whose 40 persons reach all five sources
+    mappings = root / "sources"
+    few_sources(home, mappings, *SOURCES)
     reference = resolve_home(root / "reference").ensure()
     shutil.copytree(home.landing, reference.landing, dirs_exist_ok=True)
 
     cluster = Cluster(root, home.root)
     cluster.airflow("db", "migrate")
     cluster.airflow("variables", "set", "rtw_pseudonym_key", KEY)
+    cluster.airflow("variables", "set", "rtw_sources_dir", str(mappings))
     try:
         cluster.start_all()
         _wait_for("both Celery workers ready", lambda: all(f"{w}@" in cluster.log(w) and " ready." in cluster.log(w)
@@ -168,7 +177,7 @@ def celery_run(tmp_path_factory) -> Iterator[dict]:
     finally:
         cluster.stop()
     # `rtw run` of the same exports with the same key, in this process.
-    pipeline.run(reference, key_value=KEY)
+    pipeline.run(reference, key_value=KEY, sources_dir=mappings)
     yield {"runs": runs, "home": home, "reference": reference,
            "received": {w: cluster.log(w).count("] received") for w in WORKERS}}
 
@@ -181,7 +190,7 @@ def test_the_nightly_run_completes_under_celery(celery_run):
         runs = con.execute("SELECT trigger, status, len(sources_changed) FROM meta.run").fetchall()
     finally:
         con.close()
-    assert runs == [("airflow", "completed", 5)]
+    assert runs == [("airflow", "completed", len(SOURCES))]
 
 
 def test_both_workers_ran_tasks(celery_run):
