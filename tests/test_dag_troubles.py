@@ -22,6 +22,7 @@ from dag_runs import (
     synthetic_home,
     task_states,
 )
+from few_sources import mappings_of
 
 from etl.config import SOURCES_DIR
 
@@ -72,11 +73,13 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
     runs = TroubledRuns(home, [], [], [])
     run_into(home, notified, runs, extra_env=pulling)
     run_into(home, notified, runs, extra_env=pulling)  # again: only the two failed sources are planned
-    # Then a run with another pseudonymisation key (and the checkout's mappings: no pull fails): plan_run
-    # refuses it, nothing is published.
+    # Then a run with another pseudonymisation key (and the checkout's mapping of iltb alone: no pull fails, and
+    # plan_run's key guard comes before any source's; four sources more were twelve mapped tasks to no end):
+    # plan_run refuses it, nothing is published.
     runs.warehouse_before_refused = hashlib.sha256(home.warehouse.read_bytes()).hexdigest()
     runs.harmonised_before_refused = sorted(home.staging.glob("*/harmonised/*"))
-    run_into(home, notified, runs, extra_env={"AIRFLOW_VAR_RTW_PSEUDONYM_KEY": "another key " + "0" * 32})
+    run_into(home, notified, runs, extra_env=mappings_of(root / "refused_sources", "iltb")
+             | {"AIRFLOW_VAR_RTW_PSEUDONYM_KEY": "another key " + "0" * 32})
     return runs
 
 
