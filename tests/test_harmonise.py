@@ -1,9 +1,11 @@
 """The mapping engine on three-row inline record sets."""
 
 from datetime import date
+from functools import partial
 
 import pandas as pd
 import pytest
+from read_records import records_of
 
 from etl.transform.harmonise import HarmoniseError, harmonise_source
 from etl.transform.mapping import SourceMapping
@@ -40,12 +42,7 @@ MAPPING = SourceMapping.model_validate({
 })
 
 
-def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    frame["_line"] = range(2, 2 + len(frame))
-    frame["source_file"] = "reg.csv"
-    frame["source_file_sha256"] = "f" * 64
-    return frame
+_frame = partial(records_of, file_name="reg.csv")
 
 
 CLEAN = {"rid": "1", "pid": "P1", "sex": "2", "born": "00/05/2010", "diag": "17/03/2015",

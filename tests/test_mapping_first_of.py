@@ -3,11 +3,12 @@ registry writing a full birth date for some children and a year and a month for 
 the full date left the others without a birth date (unlinked), the template cost the linked ones their day."""
 
 from datetime import date
+from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
+from read_records import records_of
 
 from etl.transform.harmonise import birth_dates, harmonise_source
 from etl.transform.mapping import MappingError, load_mapping
@@ -31,12 +32,7 @@ def _mapping(tmp_path: Path, birth: object = BIRTH, **fields: object) -> Path:
     return path
 
 
-def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    frame["_line"] = range(2, 2 + len(frame))
-    frame["source_file"] = "reti.csv"
-    frame["source_file_sha256"] = "f" * 64
-    return frame
+_frame = partial(records_of, file_name="reti.csv")
 
 
 def _child(number: int, full: str, year: str, month: str, **more: str) -> dict[str, str]:

@@ -7,11 +7,12 @@ whole walk through a format change, keys kept, is tests/test_onboarding_journey.
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
+from read_records import records_of
 
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import MappingError, load_mapping
@@ -31,12 +32,7 @@ def _source(tmp_path: Path, record_set: str, **keys: object) -> Path:
     return path
 
 
-def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    frame["_line"] = range(2, 2 + len(frame))
-    frame["source_file"] = "export"
-    frame["source_file_sha256"] = "f" * 64
-    return frame
+_frame = partial(records_of, file_name="export")
 
 
 ROWS = [{"id_paciente": f"28{i:04d}", "sexo": "M", "fecha": "2019-03-01"} for i in range(3)]

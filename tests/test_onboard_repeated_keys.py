@@ -4,8 +4,10 @@ spaces or written in a record set's own template is a repeat in both or in neith
 
 from __future__ import annotations
 
-import pandas as pd
+from functools import partial
+
 import pytest
+from read_records import records_of
 
 from etl.onboard.check import check_record_sets
 from etl.transform.harmonise import KEY_UNIQUE, harmonise_source
@@ -23,12 +25,7 @@ def _mapping(record_key: str, record_keys: dict[str, str]) -> SourceMapping:
                                                                              "format": "%d/%m/%Y"}}}}})
 
 
-def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    frame["_line"] = range(2, 2 + len(frame))
-    frame["source_file"] = "NRX.csv"
-    frame["source_file_sha256"] = "f" * 64
-    return frame
+_frame = partial(records_of, file_name="NRX.csv")
 
 
 @pytest.mark.parametrize(("record_key", "record_keys"), [

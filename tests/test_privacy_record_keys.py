@@ -9,11 +9,12 @@ import os
 import re
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 from conftest import SMALL_RUN_KEY
+from read_records import records_of
 from shared_build import copy_of
 
 from etl import pipeline
@@ -40,11 +41,7 @@ TRIAL = SourceMapping.model_validate({
 BORN = {"ILTB-00001": "27/03/2003", "ILTB-00002": "06/03/1996", "ILTB-00003": "15/01/2014"}
 
 
-def _frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    frame["_line"] = range(2, 2 + len(frame))
-    frame["source_file"], frame["source_file_sha256"] = "trial.csv", "f" * 64
-    return frame
+_frame = partial(records_of, file_name="trial.csv")
 
 
 def _harmonised(treatments: dict[str, str], born: dict[str, str] = BORN):
