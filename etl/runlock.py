@@ -141,22 +141,26 @@ def process_gone(process: Mapping[str, Any]) -> bool:
     """Whether the process named (host, pid, started) is known to be gone: of this host, and its pid not
     alive or alive with another start (reused). Never one of another host or pid namespace (it cannot be
     asked), nor a live pid whose start was not recorded or cannot be read (it may be the same process)."""
-    pid = int(process.get("pid") or 0)
-    if process.get("host") != socket.gethostname() or pid <= 0:
+    if not _askable(process):
         return False
-    if process.get("pid_namespace") not in (None, _pid_namespace()):  # another container's: cannot be asked
-        return False
+    pid = int(process["pid"])
     if not process_lives(pid):
         return True
     started = process.get("started")
     return started is not None and (now := process_start(pid)) is not None and now != started
 
 
+def _askable(process: Mapping[str, Any]) -> bool:
+    """Whether the process named can be asked whether it lives: a pid of this host and pid namespace (not another
+    container's)."""
+    return (process.get("host") == socket.gethostname() and int(process.get("pid") or 0) > 0
+            and process.get("pid_namespace") in (None, _pid_namespace()))
+
+
 def _lives_here(process: Mapping[str, Any]) -> bool:
-    """Whether the process named is known to be alive: of this host and pid namespace, its pid alive with the start
-    recorded (one whose start was not recorded: alive if its pid is)."""
-    ours = process.get("host") == socket.gethostname() and process.get("pid_namespace") in (None, _pid_namespace())
-    return ours and int(process.get("pid") or 0) > 0 and not process_gone(process)
+    """Whether the process named is known to be alive: askable, its pid alive with the start recorded (one whose start
+    was not recorded: alive if its pid is)."""
+    return _askable(process) and not process_gone(process)
 
 
 def _gone_alone(lease: dict[str, Any]) -> bool:
