@@ -274,17 +274,19 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     manager dropped it: the warehouse can."""
     source_id = mapping.source_id
     accepted = set(accepted_files(home.root, source_id))
+    loaded_series = {f.series for f in loaded.values()}
     judged = [f for f in found.current if f.sha256 not in accepted and f.sha256 not in loaded
-              and not mapping.is_ignored(f.series) and any(f.series == g.series for g in loaded.values())]
+              and not mapping.is_ignored(f.series) and f.series in loaded_series]
     if not judged:
         return []
     # A loaded export's written instant (its archive copy's CreationDateTime) tells only against a new
     # export of its series that states one too (landing.written_before): read only then.
     timed = {f.series for f in judged if f.header.created is not None}
+    judged_series = {f.series for f in judged}
     read = adapter_for(mapping.format).file_header
     exports = {sha: landing.LoadedExport(f.name, f.series, f.exported_on, landing.archived_header(
         home.archive, source_id, sha, read).created if f.series in timed else None)
-               for sha, f in loaded.items() if any(f.series == g.series for g in judged)}
+               for sha, f in loaded.items() if f.series in judged_series}
     return landing.older_than_loaded(judged, exports, accepted)
 
 
