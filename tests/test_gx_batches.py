@@ -301,7 +301,12 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
     con = duckdb.connect(str(copy))
     try:
         con.execute("BEGIN")
+        # A review band wide enough that the small run has pairs to review: scored once under it, before counting.
+        wide = load_config().model_copy(update={"review_threshold": 0.0001, "fingerprint": "a wide review band"})
+        linkage.link_sources(con, "a run reviewing more", wide, warehouse.source_tables())
+        scorings.clear()
         candidates = con.execute(CANDIDATES).fetchall()
+        assert candidates
         linked = con.execute(LINKS).fetchall()
         assert linked
         # As a reload leaves them: rows naming harmonise's id where their person is another one.
@@ -312,14 +317,14 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
             "AND l.source_id = r.source_id AND l.source_patient_pseudonym = r.patient_pseudonym "
             "AND l.patient_id <> l.harmonised_patient_id").fetchone()[0] for table in warehouse.source_tables())
         assert reloaded > 0 and _rows_not_of_their_person(con) == reloaded
-        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         assert scorings == [] and con.execute(LINKS).fetchall() == linked
         assert _rows_not_of_their_person(con) == 0
         assert con.execute(CANDIDATES).fetchall() == candidates
 
         con.execute("UPDATE stage.patient_source SET centre_id = 'another centre' "
                     "WHERE rowid = (SELECT min(rowid) FROM stage.patient_source)")
-        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         assert len(scorings) == 1
         assert _rows_not_of_their_person(con) == 0
         linked = con.execute("SELECT DISTINCT a.source_id, a.source_patient_pseudonym, b.source_id, "
@@ -329,15 +334,15 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
         assert linked is not None
         con.execute("INSERT INTO meta.link_decision VALUES (?, ?, ?, ?, 'unlink', 'a reviewer', now(), NULL)",
                     list(linked))
-        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         persons = con.execute("SELECT count(DISTINCT patient_id) FROM stage.patient_link WHERE (source_id, "
                               "source_patient_pseudonym) IN ((?, ?), (?, ?))", list(linked)).fetchone()
         assert persons == (2,) and _rows_not_of_their_person(con) == 0  # the rows of the split person too
         assert len(scorings) == 2
-        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         assert len(scorings) == 2
         monkeypatch.setattr(linkage, "_CODE", "linkage upgraded")
-        linkage.link_sources(con, "a later run", load_config(), warehouse.source_tables())
+        linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         assert len(scorings) == 3
     finally:
         con.close()
