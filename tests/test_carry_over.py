@@ -164,6 +164,22 @@ def _later_contact(export: Path, every: int) -> None:
     export.write_bytes(b"\r\n".join(lines))
 
 
+def _second_tumour(export: Path, line: int) -> None:
+    """A new record, a later second tumour, for the patient of the export's `line`th record, whose record stays
+    as it was: that patient has a changed and an unchanged record."""
+    lines = export.read_bytes().split(b"\r\n")
+    header = lines[0].split(b";")
+    fields = lines[line].split(b";")
+    fields[0] = str(max(int(row.split(b";")[0]) for row in lines[1:] if row) + 1).encode()
+    for column in (b"data_diagnosi", b"data_registrazione"):  # a year after the first: the patient still a child
+        day_month, year = fields[header.index(column)].rsplit(b"/", 1)
+        fields[header.index(column)] = day_month + b"/" + str(int(year) + 1).encode()
+    for column, value in ((b"morfologia", b"8910"), (b"topografia", b"C49.9")):
+        fields[header.index(column)] = value
+    rows = [row for row in lines if row]
+    export.write_bytes(b"\r\n".join([*rows, b";".join(fields), b""]))
+
+
 def _contents(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every stage and core table's rows (sorted; lineage aside but where each record is now,
     stage.record) and the files' counts."""
@@ -188,13 +204,16 @@ def _contents(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_a_nightly_run_carries_the_unchanged_patients_over(small_run: Any, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    """A registry export with 1 record in 5 changed: the rerun carries the other patients over and
-    publishes what a rerun harmonising every patient publishes (the small run's 40 persons: what is
-    compared is every row either way, the 400 of the synthetic run only made both runs longer)."""
+    """A registry export with 1 record in 5 changed and a second tumour for a patient whose first record is
+    unchanged: the rerun carries the other patients over and publishes what a rerun harmonising every patient
+    publishes (the small run's 40 persons: what is compared is every row either way, the 400 of the synthetic run
+    only made both runs longer)."""
     homes = []
     for name in ("carried", "whole"):
         home = copy_of(small_run, tmp_path / name)
-        _later_contact(next((home.landing / "registry_it").glob("*.csv")), every=5)
+        export = next((home.landing / "registry_it").glob("*.csv"))
+        _later_contact(export, every=5)  # records 1, 6, 11, ...
+        _second_tumour(export, line=2)
         homes.append(home)
     carried, whole = homes
     for memo in (whole.staging / "registry_it" / "harmonised").glob(f"*/{carry_over.MEMO}"):
@@ -217,6 +236,10 @@ def test_a_nightly_run_carries_the_unchanged_patients_over(small_run: Any, tmp_p
     try:  # the carried patients' rows are the rows of the load before, the changed ones this run's
         runs = con.execute("SELECT count(DISTINCT run_id) FROM core.follow_up WHERE source_id = 'registry_it'"
                            ).fetchone()
+        # the patient with a second tumour: both records this run's (the patient is harmonised whole)
+        second = con.execute("SELECT count(*), count(DISTINCT run_id), max(run_id) FROM core.diagnosis "
+                             "WHERE source_id = 'registry_it' GROUP BY patient_id HAVING count(*) > 1").fetchall()
     finally:
         con.close()
     assert runs == (2,)
+    assert second == [(2, 1, summaries[0].run_id)]
