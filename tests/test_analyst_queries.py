@@ -74,6 +74,7 @@ def _actionable(result: pd.DataFrame, built: MartsWarehouse) -> None:
     assert (result.n_patients <= result.n_patients_profiled).all()
     assert result.iccc3_subgroup.str.startswith("I(").all()  # the board sees leukaemias
     assert {"surface_marker", "fusion"} <= set(result.event_class)
+    assert not result.duplicated(["source_id", "iccc3_subgroup", "event_class", "event"]).any()  # a row per source
 
 
 def _toxicity(result: pd.DataFrame, built: MartsWarehouse) -> None:
