@@ -26,6 +26,7 @@ from etl.link.run import LINKAGE_WRITES
 from etl.load import warehouse
 from etl.quality import gx_memo, gx_process
 from etl.quality import validate as validation
+from etl.quality.catalogue import Rule, RuleMeta
 
 FINDINGS = {
     "dq.check_result": "SELECT * EXCLUDE (run_id) FROM dq.check_result ORDER BY ALL",
@@ -344,6 +345,46 @@ def test_linkage_scores_again_only_when_a_feature_a_decision_the_model_or_the_co
         monkeypatch.setattr(linkage, "_CODE", "linkage upgraded")
         linkage.link_sources(con, "a later run", wide, warehouse.source_tables())
         assert len(scorings) == 3
+    finally:
+        con.close()
+
+
+@pytest.mark.integration
+def test_a_finding_of_a_rule_over_two_columns_keeps_its_message_when_its_source_is_not_judged_again(first_run,
+                                                                                                 tmp_path):
+    """A GX rule over a column pair says both values (gx_suites._failures); a night that reuses the finding (its
+    source unchanged) says them too, as judging anew does: the memo dropped the message, a GX finding of one
+    column having none."""
+    home, run_id = first_run
+    ends_before_start = Rule(RuleMeta(
+        rule_id="TRT-END-NOT-BEFORE-START-GX", category="plausibility", subcategory="verification", level="record",
+        severity="error", threshold=0.0, table="treatment", field="end_date",
+        description="A treatment ends before it starts."),
+        engine="gx", definition="expectations/treatment.json",
+        expectation={"type": "expect_column_pair_values_a_to_be_greater_than_b",
+                     "kwargs": {"column_A": "end_date", "column_B": "start_date", "or_equal": True,
+                                "ignore_row_if": "either_value_is_missing"}})
+    plan = _plan_writing_docs_to(home, run_id, tmp_path / "docs")
+    plan = dataclasses.replace(plan, rules=[*plan.rules, ends_before_start])
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(home.warehouse, copy)
+    said = ("SELECT source_id, message FROM dq.issue WHERE run_id = ? AND rule_id = 'TRT-END-NOT-BEFORE-START-GX'")
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("UPDATE stage.treatment SET end_date = start_date - 10 WHERE source_record_key = (SELECT "
+                    "min(source_record_key) FROM stage.treatment WHERE source_id = 'esmart' "
+                    "AND start_date IS NOT NULL)")
+        validation.validate(con, "night 1", plan)
+        judged = con.execute(said, ["night 1"]).fetchall()
+        assert [source for source, _ in judged] == ["esmart"] and judged[0][1] and "start_date" in judged[0][1]
+        # Only registry_it's rows change: esmart's findings are the remembered ones.
+        con.execute("UPDATE stage.diagnosis SET diagnosis_date = diagnosis_date - 1 WHERE source_record_key = (SELECT "
+                    "max(source_record_key) FROM stage.diagnosis WHERE source_id = 'registry_it' "
+                    "AND diagnosis_date IS NOT NULL)")
+        validation.validate(con, "night 2", plan)
+        assert con.execute("SELECT run_id FROM dq.gx_judged WHERE table_name = 'treatment' AND source_id = 'esmart'"
+                           ).fetchall() == [("night 1",)]
+        assert con.execute(said, ["night 2"]).fetchall() == judged
     finally:
         con.close()
 

@@ -410,6 +410,7 @@ COMMENT ON COLUMN dq.gx_failure.rule_id IS 'The rule (dq.check).';
 COMMENT ON COLUMN dq.gx_failure.source_record_key IS 'Pseudonymised record key: <patient pseudonym>|<local part>.';
 COMMENT ON COLUMN dq.gx_failure.field IS 'The field judged.';
 COMMENT ON COLUMN dq.gx_failure.value IS 'The offending value, as exported.';
+COMMENT ON COLUMN dq.gx_failure.message IS 'What a rule over several columns found (their values); NULL for a rule of one column.';
 
 -- dq.rule_judged, dq.rule_denominator, dq.rule_failure ----------------------------------------------
 COMMENT ON TABLE dq.rule_judged IS 'One row per phase of the rules x source whose records the SQL rules and harmonise''s checks last judged: their findings (dq.rule_denominator, dq.rule_failure) are reused while the fingerprint holds, so a run validates only the sources whose stage rows changed.';

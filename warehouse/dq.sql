@@ -163,7 +163,8 @@ CREATE TABLE IF NOT EXISTS dq.gx_failure (
     rule_id             VARCHAR NOT NULL,
     source_record_key   VARCHAR NOT NULL,
     field               VARCHAR,
-    value               VARCHAR
+    value               VARCHAR,
+    message             VARCHAR             -- a rule over several columns says their values
 );
 
 -- What the SQL rules and harmonise's checks found in each source, kept so that a run judges again only

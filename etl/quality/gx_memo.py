@@ -262,7 +262,7 @@ def _recall(con: duckdb.DuckDBPyConnection, plans: dict[str, TablePlan], erred: 
         kept = "SEMI JOIN _gx_reused USING (table_name, source_id) WHERE NOT list_contains($erred::VARCHAR[], rule_id)"
         con.execute("INSERT INTO _judged BY NAME SELECT rule_id, source_id, centre_id, denominator "
                     f"FROM dq.gx_denominator {kept}", {"erred": list(erred)})
-        con.execute("INSERT INTO _failure BY NAME SELECT rule_id, source_id, source_record_key, field, value "
+        con.execute("INSERT INTO _failure BY NAME SELECT rule_id, source_id, source_record_key, field, value, message "
                     f"FROM dq.gx_failure {kept}", {"erred": list(erred)})
     finally:
         con.unregister("_gx_reused")
@@ -295,8 +295,8 @@ def _remember(con: duckdb.DuckDBPyConnection, run_id: str, plans: dict[str, Tabl
                            for s in plans[t].to_judge], columns=["table_name", "source_id", "fingerprint", "run_id"])
     denominators = [r.judged.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
                     for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
-    failures = [r.failures.drop(columns="message").assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])
-                for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]  # a GX finding has none
+    failures = [r.failures.assign(rule_id=r.rule_id, table_name=table_of[r.rule_id])  # message: of a column pair's
+                for r in fresh if r.error is None and table_of.get(r.rule_id) in tables]
     for table, frames in (("gx_judged", [judged]), ("gx_denominator", denominators), ("gx_failure", failures)):
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if frame.empty:
