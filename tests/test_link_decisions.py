@@ -95,10 +95,21 @@ def test_a_link_the_run_cannot_apply_is_said_in_its_log_and_notices(built: Home,
     assert summary.status == "completed"
     warned = [r.getMessage() for r in caplog.records if "was not applied" in r.getMessage()]
     assert len(warned) == 1 and f"registry_it:{y.pseudonym}" in warned[0] and "a patient of iltb" in warned[0]
+    assert _linkage_notices(home, summary.run_id) == warned  # "linkage: ..."
+    # A night that keeps the persons (nothing linkage reads changed) says it again, as scoring again would.
+    again = pipeline.run(home, key_value=KEY, force=True)
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        notices = con.execute("SELECT notice FROM meta.source_notice WHERE run_id = ? AND notice LIKE 'linkage:%'",
-                              [summary.run_id]).fetchall()
+        assert con.execute("SELECT run_id FROM dq.link_scored").fetchall() == [(summary.run_id,)]
     finally:
         con.close()
-    assert [n for (n,) in notices] == warned  # "linkage: ..."
+    assert _linkage_notices(home, again.run_id) == warned
+
+
+def _linkage_notices(home: Home, run_id: str) -> list[str]:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return [n for (n,) in con.execute("SELECT notice FROM meta.source_notice WHERE run_id = ? "
+                                          "AND notice LIKE 'linkage:%'", [run_id]).fetchall()]
+    finally:
+        con.close()

@@ -456,6 +456,7 @@ COMMENT ON COLUMN dq.link_scored.pairs_scored IS 'Pairs of two sources scored ab
 COMMENT ON COLUMN dq.link_scored.linked_probabilistic IS 'Source patients linked by their match probability. Unit: patients.';
 COMMENT ON COLUMN dq.link_scored.linked_clerical IS 'Source patients linked by a reviewer''s decision. Unit: patients.';
 COMMENT ON COLUMN dq.link_scored.review_candidates IS 'Pairs on the clerical review list. Unit: pairs.';
+COMMENT ON COLUMN dq.link_scored.unapplied IS 'The reviewers'' decisions the scoring could not apply, as JSON [[source_id, why], ...]: a run that keeps the persons says them again in its notices.';
 
 -- dq.waived_issue ------------------------------------------------------------------------------
 COMMENT ON TABLE dq.waived_issue IS 'Findings a centre confirmed as true (meta.waiver): one row per run x rule x record (x field), the same columns as dq.issue; the record is loaded unflagged and not queried again while the value is the one confirmed.';

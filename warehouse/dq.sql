@@ -134,7 +134,8 @@ CREATE TABLE IF NOT EXISTS dq.link_scored (
     pairs_scored          BIGINT NOT NULL,
     linked_probabilistic  BIGINT NOT NULL,
     linked_clerical       BIGINT NOT NULL,
-    review_candidates     BIGINT NOT NULL
+    review_candidates     BIGINT NOT NULL,
+    unapplied             VARCHAR              -- JSON: [[source_id, why], ...]; NULL (an older warehouse): scored again
 );
 
 -- What GX found in each source's rows of a table, kept so that a run judges again only the rows that

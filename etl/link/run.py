@@ -11,8 +11,9 @@ The persons are a function of the feature rows, the model, the reviewers' decisi
 alone. When their fingerprint is the one in dq.link_scored (a night that brought follow-up but no
 new or changed registration or diagnosis), and stage.patient_link still holds the persons that
 scoring gave (its checksum is kept beside the fingerprint), the last run's persons stand and
-nothing is scored: stage.patient_link is carried over to this run's records and dq.link_candidate
-kept, as this run's list (the report of a run shows that run's list only).
+nothing is scored: stage.patient_link is carried over to this run's records, dq.link_candidate
+kept, as this run's list (the report of a run shows that run's list only), and the reviewers' decisions
+that scoring could not apply said again in this run's notices.
 """
 
 from __future__ import annotations
@@ -96,15 +97,19 @@ def link_sources(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageCon
     con.execute("CREATE OR REPLACE TEMP TABLE previous_link AS "
                 "SELECT DISTINCT source_id, source_patient_pseudonym, patient_id FROM stage.patient_link")
     try:
-        summary = _keep_last_links(con, fingerprint, run_id)
-        if summary is None:  # the features are read only to be scored
-            summary = _link_anew(con, run_id, config, con.execute(FEATURES_SQL).df())
+        kept = _keep_last_links(con, fingerprint, run_id)
+        if kept is None:  # the features are read only to be scored
+            summary, unapplied = _link_anew(con, run_id, config, con.execute(FEATURES_SQL).df())
             con.execute("DELETE FROM dq.link_scored")
             con.execute("INSERT INTO dq.link_scored (fingerprint, links_checksum, run_id, source_patients, "
-                        "pairs_scored, linked_probabilistic, linked_clerical, review_candidates) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "pairs_scored, linked_probabilistic, linked_clerical, review_candidates, unapplied) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [fingerprint, _links_checksum(con), run_id, summary.source_patients, summary.pairs_scored,
-                         summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates])
+                         summary.linked_probabilistic, summary.linked_clerical, summary.review_candidates,
+                         json.dumps(unapplied)])
+        else:
+            summary, unapplied = kept
+        _note_unapplied(con, run_id, unapplied)  # every night the decision stays unapplied, kept or scored
         _rewrite_patient_ids(con, person_tables)
     finally:
         drop_temp_tables(con, "previous_link")
@@ -129,12 +134,14 @@ def _links_checksum(con: duckdb.DuckDBPyConnection) -> str:
                              "match_probability FROM stage.patient_link")
 
 
-def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str, run_id: str) -> LinkageSummary | None:
+def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str,
+                     run_id: str) -> tuple[LinkageSummary, list[tuple[str, str]]] | None:
     """When the last scoring was of `fingerprint` and stage.patient_link is still what it gave: its
     persons carried to this run's records (stage.patient_link rewritten), its review list made this
-    run's, and its summary; else None."""
+    run's, and its summary and the reviewers' decisions it could not apply (each source's and why); else None."""
     row = con.execute("SELECT source_patients, pairs_scored, linked_probabilistic, linked_clerical, "
-                      "review_candidates, run_id FROM dq.link_scored WHERE fingerprint = ? AND links_checksum = ?",
+                      "review_candidates, run_id, unapplied FROM dq.link_scored "
+                      "WHERE fingerprint = ? AND links_checksum = ? AND unapplied IS NOT NULL",
                       [fingerprint, _links_checksum(con)]).fetchone()
     if row is None:
         return None
@@ -152,7 +159,7 @@ def _keep_last_links(con: duckdb.DuckDBPyConnection, fingerprint: str, run_id: s
     # The list is this run's linkage as much as the scoring run's: the report of this run shows it
     # (it lists a run's own pairs only; dq.link_scored still names the run that scored them).
     con.execute("UPDATE dq.link_candidate SET run_id = ?", [run_id])
-    return LinkageSummary(*row)
+    return LinkageSummary(*row[:6]), [(source_id, message) for source_id, message in json.loads(row[6])]
 
 
 _SAME_KEY = " AND ".join(f"k.{c} = p.{c}" for c in ("source_id", "source_patient_pseudonym", "source_record_key",
@@ -167,14 +174,14 @@ _INSERT_LINKS = """
 
 
 def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfig,
-               features: pd.DataFrame) -> LinkageSummary:
-    """Score the pairs, cluster them into persons (stage.patient_link), list the pairs to review."""
+               features: pd.DataFrame) -> tuple[LinkageSummary, list[tuple[str, str]]]:
+    """Score the pairs, cluster them into persons (stage.patient_link), list the pairs to review; the summary and
+    the reviewers' decisions not applied (each source's and why)."""
     patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
                 for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])]
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
     links, refused, review = link_scored(patients, row_dicts(pairs), decisions, config, run_id)
-    _note_unapplied(con, run_id, unapplied_decisions(decisions, links, refused))
     con.execute("DELETE FROM stage.patient_link")
     if links:
         mapped = pd.DataFrame([{"source_id": s, "source_patient_pseudonym": p, "patient_id": link.patient_id,
@@ -189,8 +196,8 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.execute("INSERT INTO dq.link_candidate BY NAME SELECT * FROM review")
         con.unregister("review")
     methods = [link.link_method for link in links.values()]
-    return LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
-                          len(review), run_id)
+    return (LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
+                           len(review), run_id), unapplied_decisions(decisions, links, refused))
 
 
 def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]], decisions: Decisions,
