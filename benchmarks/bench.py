@@ -1,6 +1,6 @@
 """`make bench`: the nightly run at registry scale, step by step, against the limits of issue 11.
 
-    .venv/bin/python benchmarks/bench.py [--sizes 2000 20000] [--largest] [--out benchmarks/results]
+    .venv/bin/python benchmarks/bench.py [--sizes 2000 20000] [--largest] [--quick] [--out benchmarks/results]
 
 Each size runs in a process of its own, on synthetic exports, and each run below in a process of
 its own, as every nightly `rtw run` is (its time includes its imports, from bytecode compiled first as
@@ -22,6 +22,12 @@ an install compiles it; its memory figures are its own):
 
 It prints one table per size and writes every figure to `<out>/<date>.json`. Each ratio is shown
 next to its limit; nothing here fails on a limit (`make test` has no timed assertions).
+
+--quick checks that the benchmark works, as tests/test_bench.py does, not the figures: each size still in a
+process of its own, but its runs and the extraction references in that process, answered through the same
+options (GX's and the pipeline's imports paid once, not in each run: seconds a size), the unchanged rerun
+alone in a process of its own (it imports little: the processes' plumbing checked for a fraction of a
+second), and the machine's speed timed once, not best of three. Its figures are not to be compared.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import io
 import json
 import os
 import random
@@ -54,12 +61,12 @@ LIMITS = {  # issue 11: the share or multiple each ratio must stay within
 CHANGED_SOURCE = "registry_it"
 
 
-def python_loop_s() -> float:
-    """Seconds of a fixed pure-Python loop, best of three: the machine's speed at the time. This
+def python_loop_s(rounds: int = 3) -> float:
+    """Seconds of a fixed pure-Python loop, best of three (of one, --quick): the machine's speed at the time. This
     machine is shared: the same code's 20,000-person run took 113 s and, ten minutes later, 56 s.
     Compare runs with this at hand."""
     best = float("inf")
-    for _ in range(3):
+    for _ in range(rounds):
         started, total = time.perf_counter(), 0
         for i in range(5_000_000):
             total += i
@@ -81,17 +88,33 @@ def _timed_run(home: Any, **kwargs: Any) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "peak_mib": round(peak), "steps": steps}
 
 
-def _run_in_process(home: Path, key: str, sources_dir: Path | None = None) -> dict[str, Any]:
+def _run_in_process(home: Path, key: str, sources_dir: Path | None = None, *,
+                    quick: bool = False) -> dict[str, Any]:
     """One `rtw run` of `home` in a process of its own, as every nightly run is: its time includes the
     imports, its memory is its own (a rerun in the first run's process found GX imported and the first
-    run's memory still held: at 100,000 persons 1,628 MiB against 1,307 MiB alone)."""
+    run's memory still held: at 100,000 persons 1,628 MiB against 1,307 MiB alone). --quick: in this one."""
     return _in_process_of_its_own(["--timed-run", str(home), *(["--sources-dir", str(sources_dir)]
                                                               if sources_dir else [])],
-                                  {"RTW_PSEUDONYM_KEY": key}, f"the run of {home}")  # never on a command line
+                                  {"RTW_PSEUDONYM_KEY": key},  # never on a command line
+                                  f"the run of {home}", quick=quick)
 
 
-def _in_process_of_its_own(arguments: list[str], env: dict[str, str], what: str) -> dict[str, Any]:
-    """This script run with `arguments` in a new process: the JSON of its last line."""
+def _in_process_of_its_own(arguments: list[str], env: dict[str, str], what: str, *, quick: bool) -> dict[str, Any]:
+    """This script run with `arguments` in a new process (--quick: answered in this one, with `env` set for the
+    while): the JSON of its last line."""
+    if quick:
+        said, before = io.StringIO(), {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            with contextlib.redirect_stdout(said):
+                _answer(_options().parse_args(arguments))
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        return dict(json.loads(said.getvalue().strip().splitlines()[-1]))
     done = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True, check=False,
                           cwd=REPO, env=os.environ | env)
     if done.returncode != 0:
@@ -204,14 +227,15 @@ def _extraction_references(home: Any, scratch: Path) -> dict[str, Any]:
             "csv_adapter_s": round(csv_adapter, 3), "csv_duckdb_s": round(csv_duckdb, 3)}
 
 
-def measure(patients: int, seed: int) -> dict[str, Any]:
-    """Every figure for one size (run in a process of its own; each `rtw run` in one of its own)."""
+def measure(patients: int, seed: int, *, quick: bool = False) -> dict[str, Any]:
+    """Every figure for one size (run in a process of its own; each `rtw run` in one of its own, but --quick)."""
     from etl.config import SOURCES_DIR, resolve_home
     from etl.synth import generate
 
     os.environ.setdefault("RTW_QUIET_SECONDS", "0")
     key = "benchmark-key"
-    speed_before = python_loop_s()
+    rounds = 1 if quick else 3
+    speed_before = python_loop_s(rounds)
     with tempfile.TemporaryDirectory(prefix="rtw-bench-") as tmp:
         root = Path(tmp)
         home = resolve_home(root / "home").ensure()
@@ -219,11 +243,11 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
         generate(home.root, patients=patients, seed=seed)
         synth_s = time.perf_counter() - started
         exports_mib = sum(p.stat().st_size for p in home.landing.rglob("*") if p.is_file()) / 2**20
-        first = _run_in_process(home.root, key)
-        unchanged = _run_in_process(home.root, key)
+        first = _run_in_process(home.root, key, quick=quick)
+        unchanged = _run_in_process(home.root, key)  # in a process of its own even --quick: see the docstring
         export = next((home.landing / CHANGED_SOURCE).glob("*.csv"))
         changed_records = _change_one_percent(export, seed)
-        changed = _run_in_process(home.root, key)
+        changed = _run_in_process(home.root, key, quick=quick)
 
         alone = resolve_home(root / "alone").ensure()  # the changed source's first load, by itself
         mappings = root / "mappings"
@@ -231,9 +255,9 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
         shutil.copy(SOURCES_DIR / f"{CHANGED_SOURCE}.yaml", mappings)
         (alone.landing / CHANGED_SOURCE).mkdir(parents=True)
         shutil.copy(export, alone.landing / CHANGED_SOURCE)
-        source_first = _run_in_process(alone.root, key, mappings)
+        source_first = _run_in_process(alone.root, key, mappings, quick=quick)
         extraction = _in_process_of_its_own(["--extraction", str(home.root), str(root)], {},
-                                            "the extraction references")
+                                            "the extraction references", quick=quick)
     validation = sum(s["seconds"] for s in first["steps"] if s["step"] == "validate")
     ratios = {
         "validation share of the first run": validation / first["seconds"],
@@ -243,7 +267,7 @@ def measure(patients: int, seed: int) -> dict[str, Any]:
         "unchanged rerun / first run": unchanged["seconds"] / first["seconds"],
     }
     return {"patients": patients, "seed": seed, "exports_mib": round(exports_mib, 1), "synth_s": round(synth_s, 2),
-            "python_loop_s": {"before": speed_before, "after": python_loop_s()},
+            "python_loop_s": {"before": speed_before, "after": python_loop_s(rounds)}, "quick": quick,
             "first_run": first, "unchanged_rerun": unchanged,
             "changed_rerun": {**changed, "source": CHANGED_SOURCE, "records_changed": changed_records},
             "source_first_load": {**source_first, "source": CHANGED_SOURCE},
@@ -257,7 +281,8 @@ def _print(result: dict[str, Any]) -> None:
     first = result["first_run"]
     loop = result["python_loop_s"]
     print(f"\n{result['patients']:,} persons ({result['exports_mib']} MiB of exports, synth {result['synth_s']} s; "
-          f"machine speed: a fixed Python loop {loop['before']} s before, {loop['after']} s after)")
+          f"machine speed: a fixed Python loop {loop['before']} s before, {loop['after']} s after)"
+          f"{'; --quick: figures not to compare' if result['quick'] else ''}")
     print(f"  {'step of the first run':<32}{'seconds':>9}{'peak MiB':>10}")
     for s in first["steps"]:
         print(f"  {s['step']:<32}{s['seconds']:>9.2f}{s['peak_mib'] or 0:>10.0f}")
@@ -274,27 +299,38 @@ def _print(result: dict[str, Any]) -> None:
         print(f"  {name:<46}{r['value']:>8.3f}{r['limit']:>8.2f}  {'ok' if r['within'] else 'OVER'}")
 
 
-def main() -> None:
+def _options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--largest", action="store_true", help="add 100,000 persons")
+    parser.add_argument("--quick", action="store_true",
+                        help="check that the benchmark works: each size's runs in its process, figures not to compare")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, measured in this process
     parser.add_argument("--timed-run", type=Path, help=argparse.SUPPRESS)  # one run of this home, here
     parser.add_argument("--sources-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--extraction", type=Path, nargs=2, help=argparse.SUPPRESS)  # a home and a scratch folder
-    options = parser.parse_args()
+    return parser
+
+
+def _answer(options: argparse.Namespace) -> bool:
+    """What a process of this script's own is asked (a size, a run, the extraction references): printed as JSON.
+    False when it is the benchmark itself."""
     if options.timed_run:
         _timed_run_here(options.timed_run, options.sources_dir)
-        return
-    if options.extraction:
+    elif options.extraction:
         from etl.config import resolve_home
 
         print(json.dumps(_extraction_references(resolve_home(options.extraction[0]), options.extraction[1])))
-        return
-    if options.one:
-        print(json.dumps(measure(options.one, options.seed)))
+    elif options.one:
+        print(json.dumps(measure(options.one, options.seed, quick=options.quick)))
+    return bool(options.timed_run or options.extraction or options.one)
+
+
+def main() -> None:
+    options = _options().parse_args()
+    if _answer(options):
         return
     # Bytecode first, as a wheel's install compiles it: a run's lazy imports would otherwise compile
     # their modules from source in every measured process where PYTHONDONTWRITEBYTECODE is set (this
@@ -304,8 +340,9 @@ def main() -> None:
     results = []
     for size in sizes:
         print(f"measuring {size:,} persons ...", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--one", str(size), "--seed", str(options.seed)],
-                              capture_output=True, text=True, check=False, cwd=REPO)
+        done = subprocess.run([sys.executable, __file__, "--one", str(size), "--seed", str(options.seed),
+                               *(["--quick"] if options.quick else [])], capture_output=True, text=True,
+                              check=False, cwd=REPO)
         if done.returncode != 0:
             sys.exit(f"the benchmark of {size:,} persons failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
