@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from dag_runs import meta_runs, synthetic_home
-from few_sources import few_sources
+from dag_runs import copy_migrated_db, meta_runs
+from few_sources import mappings_of
 from status_runs import failed_night, last_runs
 from task_processes import refused_for_dag_1, replaced_once_airflow_ended_it, task_process
 
@@ -104,16 +104,18 @@ def test_the_next_dag_plan_leaves_a_run_airflow_still_runs_to_airflow(tmp_path):
 @pytest.mark.airflow
 def test_a_dag_run_killed_in_plan_run_is_taken_over_by_rtw_run(tmp_path, tmp_path_factory):
     """`airflow dags test` runs every task in its own process: killed in plan_run, the lease named that process,
-    not yet alone (a later task says so), and nothing was at work for the run. One source (iltb) for the DAG run
-    and `rtw run`: a plan killed and taken over is the same for one as for five."""
-    home = synthetic_home(tmp_path / "home", tmp_path_factory)
-    one_source = few_sources(home, tmp_path / "sources", "iltb")
-    killed = run_dag(home, env=one_source | {CRASH_ENV: "leased"})
+    not yet alone (a later task says so), and nothing was at work for the run. A home without sources for the DAG
+    run and `rtw run`: the lease is taken, and taken over, before any source is read, the same for none as for
+    five (`rtw run` still publishes, its run recorded)."""
+    home = resolve_home(tmp_path / "home").ensure()
+    copy_migrated_db(home, tmp_path_factory)
+    no_source = mappings_of(tmp_path / "sources")
+    killed = run_dag(home, env=no_source | {CRASH_ENV: "leased"})
     assert not killed.succeeded
     lease = runlock.read_lease(home)
     assert lease is not None and not runlock.holds(home, lease["run_id"])
     env = {**os.environ, "COLUMNS": "1000", "RTW_PSEUDONYM_KEY": "killed-plan-key-0123456789abcdef01",
-           "RTW_SOURCES_DIR": one_source["AIRFLOW_VAR_RTW_SOURCES_DIR"]}
+           "RTW_SOURCES_DIR": no_source["AIRFLOW_VAR_RTW_SOURCES_DIR"]}
     env.pop(CRASH_ENV, None)
     status = subprocess.run([RTW, "status", "--home", str(home.root)], cwd=REPO_ROOT, capture_output=True, text=True,
                             env=env, check=False)
