@@ -121,6 +121,19 @@ def test_a_death_known_to_the_year_of_the_export_is_not_placed_after_the_export(
     assert _placed(con) == (date(2026, 1, 30), "year")
 
 
+def test_a_death_bounded_by_its_export_is_placed_again_when_the_same_file_comes_dated_later():
+    """The same bytes sent again, dated after the death's year (a name without a day: its modification time): no
+    core row changed, yet the person is derived again on the load, as deriving everyone places the death."""
+    con = _core({"follow_up": [_death("in-2026", date(2026, 1, 1), "year")]}, exported_on=date(2026, 3, 1))
+    assert _placed(con) == (date(2026, 1, 30), "year")
+    con.execute("UPDATE meta.source_file SET exported_on = DATE '2027-02-01'")
+    con.execute("CREATE TEMP TABLE changed_person (patient_id VARCHAR)")  # as a load with no core row changed
+    warehouse._derive_patients(con, whole=False)
+    assert _placed(con) == (date(2026, 7, 2), "year")
+    warehouse._derive_patients(con, whole=True)
+    assert _placed(con) == (date(2026, 7, 2), "year")
+
+
 def test_a_death_from_an_export_of_unknown_date_is_placed_in_the_middle_of_its_period_still():
     # meta.source_file without the export's date (exported_on NULL): the year bounds the death, not its first day.
     con = _core({"follow_up": [_death("in-2019", date(2019, 1, 1), "year")]}, exported_on=None)

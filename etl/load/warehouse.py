@@ -331,15 +331,13 @@ def _derive_patients(con: duckdb.DuckDBPyConnection, *, whole: bool) -> bool:
     return before is None or rows_digest(con, f"SELECT * FROM core.patient{scope}") != before
 
 
-# The persons of a death known to its month or year whose period outlasts the export that gave it: patient.sql
-# places it not after the export its record is in now, a later one when the source's next export carries the row
-# over unchanged, so they are derived again on every load (few: deaths in the month or year of an export).
+# The persons of a death known to its month or year: patient.sql places it not after the export its record is in
+# now, which moves when the source's next export carries the row over unchanged, or the same file is sent again
+# dated later (a name without a day: its modification time). Whether the export bounded it before is in no table
+# once meta.source_file has the new date, so they are derived again on every load (few: one row each).
 _EXPORT_BOUNDED_DEATHS = """
     INSERT INTO changed_person
-    SELECT contact.patient_id FROM core.follow_up AS contact
-    JOIN meta.source_file AS file USING (source_id, source_file_sha256)
-    WHERE contact.death_date_precision IN ('month', 'year')
-      AND period_end(contact.death_date, contact.death_date_precision) > file.exported_on"""
+    SELECT patient_id FROM core.follow_up WHERE death_date_precision IN ('month', 'year')"""
 
 
 # The share of a table's rows past which emptying it and inserting every row costs less than deleting them.
