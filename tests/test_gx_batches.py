@@ -582,3 +582,14 @@ def test_gx_says_only_its_warnings_in_a_run_that_logs_at_info():
     done = subprocess.run([sys.executable, "-c", GX_LOG_PROBE], capture_output=True, text=True, check=True)
     assert "great_expectations" not in done.stderr.replace("WARNING:great_expectations:a warning", "")
     assert "a warning of GX still shows" in done.stderr
+
+
+def test_gx_findings_are_judged_again_when_gx_or_what_it_judges_with_is_upgraded(monkeypatch):
+    from etl import resources
+
+    before = gx_memo._code_digest.__wrapped__()
+    real = resources.installed_version
+    for library in ("great_expectations", "pandas", "pyarrow"):  # pandas evaluates a rule's row_condition
+        monkeypatch.setattr(resources, "installed_version",
+                            lambda name, upgraded=library: "upgraded" if name == upgraded else real(name))
+        assert gx_memo._code_digest.__wrapped__() != before, library

@@ -395,7 +395,7 @@ COMMENT ON COLUMN meta.link_decision.note IS 'The reviewer''s note, if any.';
 COMMENT ON TABLE dq.gx_judged IS 'One row per core table x source whose rows GX last judged: its findings (dq.gx_denominator, dq.gx_failure) are reused while the fingerprint holds, so a run validates only the sources whose rows changed.';
 COMMENT ON COLUMN dq.gx_judged.table_name IS 'The core table (its GX suite).';
 COMMENT ON COLUMN dq.gx_judged.source_id IS 'The source whose rows were judged.';
-COMMENT ON COLUMN dq.gx_judged.fingerprint IS 'SHA-256 of the rows (with their centres), the table''s GX rules, the code that judges them and the GX version.';
+COMMENT ON COLUMN dq.gx_judged.fingerprint IS 'SHA-256 of the rows (with their centres), the table''s GX rules, the code that judges them and the versions of GX, pandas and pyarrow.';
 COMMENT ON COLUMN dq.gx_judged.run_id IS 'The run that judged them: its GX Data Docs show them.';
 COMMENT ON TABLE dq.gx_denominator IS 'How many records each GX rule judged, per source and centre, as last judged (dq.gx_judged).';
 COMMENT ON COLUMN dq.gx_denominator.table_name IS 'The core table.';

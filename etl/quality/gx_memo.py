@@ -170,8 +170,9 @@ def _plan(con: duckdb.DuckDBPyConnection, table: str, table_rules: Sequence[Rule
 
 @cache
 def _code_digest() -> str:
-    """What turns rows into GX's findings: the batches, the suites, the findings' form, and GX."""
-    return code_digest((Path(__file__).with_name(name) for name in _CODE), "great_expectations")
+    """What turns rows into GX's findings: the batches, the suites, the findings' form, GX, and the libraries GX
+    judges the batches with (pandas evaluates a rule's row_condition; pyarrow reads the batches)."""
+    return code_digest((Path(__file__).with_name(name) for name in _CODE), "great_expectations", "pandas", "pyarrow")
 
 
 def judged_columns(columns: Sequence[str], table_rules: Sequence[Rule]) -> list[str]:
