@@ -55,6 +55,7 @@ class LoadedFile(NamedTuple):
     series: str
     records: int  # its records in effect (read less superseded)
     name: str
+    loaded: int | None = None  # of them, those loaded, not quarantined (None: not said)
 
 
 class AcceptedFile(_Step):

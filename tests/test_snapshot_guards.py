@@ -84,6 +84,25 @@ def test_an_export_with_only_its_header_is_held_and_the_source_keeps_its_data(lo
     assert ("held",) in _query(home, "SELECT status FROM meta.source_file WHERE source_id = 'registry_it'")
 
 
+def test_an_export_whose_records_harmonise_would_all_hold_back_is_held_and_the_source_keeps_its_data(loaded):
+    """As many records as before, but the patient-number column came out empty: loaded, every record of the source
+    would leave core for the quarantine in one night. Held like a shrink; accepted, it loads."""
+    home, export = loaded
+    before = _registry_rows(home)
+    lines = export.read_bytes().split(b"\r\n")
+    rows = [line.split(b";") for line in lines[1:] if line]
+    export.write_bytes(b"\r\n".join([lines[0], *(b";".join([row[0], b"", *row[2:]]) for row in rows), b""]))
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["registry_it"] and summary.status == "completed_with_failures"
+    assert f"would load 0 records where {before} are loaded: harmonise holds back {len(rows)} of its {len(rows)}" \
+        in (summary.message or ""), summary.message
+    assert _registry_rows(home) == before
+    accepted = CliRunner().invoke(app, ["accept", "registry_it", export.name, "--home", str(home.root)])
+    assert accepted.exit_code == 0, accepted.output
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    assert _registry_rows(home) == 0  # what the data manager accepted: every record held back
+
+
 def test_an_export_cut_in_half_is_held_until_a_data_manager_accepts_it(registry_cut_accepted):
     night = registry_cut_accepted
     (export,) = (night.home.landing / "registry_it").glob("*.csv")

@@ -118,9 +118,10 @@ def _live_rows(warehouse: Path, sql: str, parameters: list[Any]) -> list[Any]:
 
 def read_loaded_files(warehouse: Path, source_id: str) -> dict[str, LoadedFile]:
     """The source's loaded files in the live warehouse, by sha256."""
-    rows = _live_rows(warehouse, "SELECT source_file_sha256, series, rows_read - rows_superseded, file_name "
-                                 "FROM meta.source_file WHERE source_id = ? AND status = 'loaded'", [source_id])
-    return {sha: LoadedFile(series, int(records), name) for sha, series, records, name in rows}
+    rows = _live_rows(warehouse, "SELECT source_file_sha256, series, rows_read - rows_superseded, file_name, "
+                                 "rows_loaded FROM meta.source_file WHERE source_id = ? AND status = 'loaded'",
+                      [source_id])
+    return {sha: LoadedFile(series, int(records), name, int(loaded)) for sha, series, records, name, loaded in rows}
 
 
 class RecordedFile(NamedTuple):
