@@ -14,6 +14,7 @@ import pytest
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 from test_harmonise_parts import _record_sets, _sorted
+from test_screen_whole_source import _night, _patient
 
 from etl import pipeline
 from etl.extract.adapter import record_frame
@@ -243,3 +244,29 @@ def test_a_nightly_run_carries_the_unchanged_patients_over(small_run: Any, tmp_p
         con.close()
     assert runs == (2,)
     assert second == [(2, 1, summaries[0].run_id)]
+
+
+def _published_keys(folder: Path) -> list[str]:
+    """Every record key a harmonised folder publishes, in any of its files."""
+    return sorted({key for path in folder.glob("*.parquet") if "source_record_key" in pq.read_schema(path).names
+                   for key in pq.read_table(path, columns=["source_record_key"]).column(0).to_pylist()})
+
+
+def test_a_carried_record_key_is_published_as_a_full_load_does_when_the_keys_shapes_change(tmp_path: Path) -> None:
+    """Whether a record key's local part is hidden depends on the shapes of every patient key of the source
+    (screen.py `holds_number`): a patient whose key has a new shape (654321) makes an unchanged patient's record
+    number of that shape (REG[123456]) hidden, and one who leaves shows it again, in the carried rows as in a
+    full load. A record without a patient key is never carried: it is published as a full load does too."""
+    first = [_patient(1, "01/03/2003") | {"rid": "123456"}, _patient(2, "02/03/2004"),
+             {"pid": "", "rid": "123457", "born": ""}]
+    night1, _, _ = _night(tmp_path, "1", first, "a")
+    shown = {"REG[123456]", "REG[123457]"}
+    assert shown <= {key.split("|")[1] for key in _published_keys(night1)}  # no key has six digits alone yet
+
+    night2, said, fresh = _night(tmp_path, "2", [*first, {"pid": "654321", "rid": "3", "born": "01/01/2012"}], "b",
+                                 previous=night1)
+    assert _published_keys(night2) == _published_keys(fresh) and said.carried == 0  # the shapes changed
+    assert not shown & {key.split("|")[1] for key in _published_keys(night2)}
+    night3, said, fresh = _night(tmp_path, "3", first, "c", previous=night2)  # the patient 654321 is no more
+    assert _published_keys(night3) == _published_keys(fresh) and said.carried == 0
+    assert shown <= {key.split("|")[1] for key in _published_keys(night3)}

@@ -14,7 +14,11 @@ pseudonym), a digest of their records and, per record set, the rows read and qua
 patient adds to the file counts). Both digests are MD5 behind a secret derived from the
 pseudonymisation key: neither can be recomputed from a guessed patient number or record, and
 DuckDB computes them over the whole source at once. A memo is used only when it was written
-under the same mapping, key and harmonise code. A source is carried over only when each record set
+under the same mapping, key and harmonise code, and the source's patient keys had the same shapes: a record
+key's local part holding a number of a key's shape is published hidden (harmonise `publish_keys`), so a patient
+whose key has a new shape (654321 among TREP-000001, ...) hides an unchanged patient's REG[123456], and the
+last of a shape leaving shows it again. That is rare, and what a hidden key was cannot be judged from its
+digest: every patient is harmonised then. A source is carried over only when each record set
 comes from one file (a chain of increments is harmonised whole) and every record set carries the
 patient key, joined sections joined on it; otherwise no memo is written and everything is harmonised.
 
@@ -122,9 +126,9 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
                          || ',' || sum(md5_number_lower(r))::VARCHAR) AS digest
             FROM ({" UNION ALL ".join(rows)})
             GROUP BY _norm""", [f"who {secret}", f"records {secret}"]).df()
-    header = _header(mapping, key, tables)
+    header = _header(mapping, key, tables, screen)
     carried, screened_then = _carried(previous, header, found[["who", "digest"]])
-    screened = screen.fingerprint(_memo_secret(key).encode())
+    screened = screen.fingerprint(secret.encode())
     rescreened = {}
     if len(carried) and screened_then != screened:
         assert previous is not None
@@ -243,12 +247,14 @@ def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carrie
     return {p for p, text in found if text is None or "<hidden>" in text or screen.holds(text)}
 
 
-def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.Table]) -> bytes:
+def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.Table], screen: TextScreen) -> bytes:
     """What a memo's digests hold for: its format, the mapping, the key (its fingerprint), harmonise's
-    code, and the record sets in the order digested with the columns compared."""
+    code, the record sets in the order digested with the columns compared, and the shapes of the source's
+    patient keys (`TextScreen.key_fingerprint`): whether a record key's local part is hidden follows them."""
     return json.dumps({"version": _VERSION, "mapping": hashlib.sha256(mapping.model_dump_json().encode()).hexdigest(),
                        "key": key.fingerprint(), "code": code_digest(),
-                       "record_sets": [[name, _compared(tables[name])] for name in sorted(tables)]}).encode()
+                       "record_sets": [[name, _compared(tables[name])] for name in sorted(tables)],
+                       "key_shapes": screen.key_fingerprint(_memo_secret(key).encode())}).encode()
 
 
 @cache

@@ -19,7 +19,7 @@ source (etl/transform/screen.py); a free text loaded as written has them replace
 {date}, except the record's own number, which quarantines it. A record key's local part (a record number
 typed by hand) holding a number of the source's patient-key shape or its own patient's birth date is published
 as a keyed digest of it (pseudonym.py `published_key`): not another patient's birth date, which would change the
-key of a record whenever a patient born that day arrived or left.
+key of a record whenever a patient born that day arrived or left (the keys' shapes change it, rarely: `publish_keys`).
 """
 
 from __future__ import annotations
@@ -464,9 +464,11 @@ class _Engine:
         """Each record's published key, once the screen and the births are read: a local part typed with a
         number of the source's patient-key shape or the record's own patient's birth date (a registry's record
         number column edited by hand) is published as a keyed digest of it (pseudonym.py `shown_local`).
-        Neither depends on the source's other patients: a record keeps its key night after night as patients
-        arrive and leave, and a waiver, a query or a response that names it still does. Another patient's
-        birth date alone names nobody (a visit on the day a patient was born)."""
+        Another patient's birth date alone names nobody (a visit on the day a patient was born): a record keeps
+        its key night after night as patients arrive and leave, and a waiver, a query or a response that names
+        it still does, unless the shapes of the source's patient keys change (a patient whose key has a new
+        shape, or the last of one leaving: screen.py `holds_number`). Then a load carries no patient over
+        (carry_over.py): an unchanged patient's record key may be published otherwise now."""
         for record in records:
             if record.patient_key in self.nulls:
                 shown = shown_local(self.key, _NO_PATIENT_KEY, record.local, lambda text: self.screen.in_key(text)[0])

@@ -18,7 +18,8 @@ number and birth date are caught by harmonise; this catches those of every patie
 `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
 `holds` says whether a value may be quoted in a message at all (a birth date to the day only); `holds_number`
 whether it holds a number of a key's shape, whoever's birth dates the source holds (a record key: it stays the
-same as patients arrive, and hides the record's own patient's birth date by `shows_day`). A date
+same as patients arrive and leave, unless one brings or takes away a key's shape, and hides the record's own
+patient's birth date by `shows_day`). A date
 that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
 place, or a date written in words: those only a reader can see (docs/privacy.md).
 
@@ -26,7 +27,8 @@ Cheap by construction: the shapes and dates are gathered once per source (the bi
 first holds a digit; etl/transform/parts.py `source_screen`: every part of a large source is screened by
 every patient of it), and a text without a digit is passed by without a regex. A patient's free text
 carried over from the last load is screened anew when the screen changed since (`fingerprint`,
-etl/transform/carry_over.py): a note names a patient who arrived later.
+etl/transform/carry_over.py): a note names a patient who arrived later; none is carried over when the keys'
+shapes changed (`key_fingerprint`): a record key of the new shape is hidden, one of a shape gone shown.
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
 screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
@@ -158,10 +160,17 @@ class TextScreen:
         """A digest of what the screen looks for (the keys' shapes, the birth days and months), keyed by
         `secret`: it cannot be recomputed from guessed birth dates. Equal fingerprints screen a text alike."""
         days, months = self._birth_days
-        keys = self._numbers.key_pattern
-        looked_for = json.dumps([keys.pattern if keys is not None else None,
-                                 sorted(day.isoformat() for day in days), sorted(months)])
+        looked_for = json.dumps([self._key_shapes(), sorted(day.isoformat() for day in days), sorted(months)])
         return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
+
+    def key_fingerprint(self, secret: bytes) -> str:
+        """A digest of the keys' shapes alone, keyed by `secret`: equal ones judge a record key's local part alike
+        (`holds_number`, `in_key`), whoever's birth dates the source holds."""
+        return hmac.new(secret, json.dumps([self._key_shapes()]).encode(), hashlib.sha256).hexdigest()
+
+    def _key_shapes(self) -> str | None:
+        keys = self._numbers.key_pattern
+        return keys.pattern if keys is not None else None
 
     def holds(self, text: str) -> bool:
         """Whether the text holds a number shaped like a patient key of the source, or a birth date of it given
@@ -174,7 +183,8 @@ class TextScreen:
     def holds_number(self, text: str) -> bool:
         """Whether the text holds a number shaped like a patient key of the source, whoever's it is (a day is read
         as a day, unless it has a key's shape itself: eight digits). Not a birth date: what a record key may not
-        show, and a record keeps its key as patients arrive and leave (harmonise `publish_keys`)."""
+        show (harmonise `publish_keys`). The answer follows the shapes of every key of the source: a patient with
+        a key of a new shape can make it yes for another patient's record (`key_fingerprint`)."""
         if not _DIGIT.search(text) or (keys := self._numbers.key_pattern) is None:
             return False
         return any(m.group("day") is None or keys.fullmatch(m.group("day")) for m in self._pattern.finditer(text))
