@@ -1,8 +1,11 @@
 """A load that carries over the patients whose records did not change writes what harmonising every
 patient writes (etl/transform/carry_over.py)."""
 
+import ast
 import hashlib
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +17,11 @@ import pytest
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 from test_harmonise_parts import _record_sets, _sorted
-from test_screen_whole_source import _night, _patient
+from test_harmonise_screen import BOARD
+from test_screen_whole_source import _export, _night, _patient
 
 from etl import pipeline
-from etl.extract.adapter import record_frame
+from etl.extract.adapter import FORMAT_MODULES, record_frame
 from etl.transform import carry_over
 from etl.transform.mapping import SourceMapping
 from etl.transform.parts import harmonise_to_folder
@@ -270,3 +274,71 @@ def test_a_carried_record_key_is_published_as_a_full_load_does_when_the_keys_sha
     night3, said, fresh = _night(tmp_path, "3", first, "c", previous=night2)  # the patient 654321 is no more
     assert _published_keys(night3) == _published_keys(fresh) and said.carried == 0
     assert shown <= {key.split("|")[1] for key in _published_keys(night3)}
+
+
+def _imported_by(roots: list[Path], etl: Path) -> set[Path]:
+    """The modules under `etl` that `roots` import at any depth, inside a function too, and the packages
+    holding them, as Python's parser reads the imports."""
+    found: set[Path] = set()
+    todo = list(roots)
+    while todo:
+        if (path := todo.pop()) in found:
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):  # a module's packages run first
+                    module = etl.parent.joinpath(*parts[:depth])
+                    todo += [p for p in (module.with_suffix(".py"), module / "__init__.py") if p.is_file()]
+    return found
+
+
+# A source's two nights harmonised in a fresh interpreter, the second carrying over from the first: the etl
+# modules it then holds, one a line.
+_HARMONISE_TWO_NIGHTS = """
+import sys, tempfile
+from pathlib import Path
+import pyarrow as pa
+from etl.transform.mapping import SourceMapping
+from etl.transform.parts import harmonise_to_folder
+from etl.transform.pseudonym import PseudonymKey
+mapping, rows, key = SourceMapping.model_validate_json(sys.argv[1]), pa.ipc.open_stream(sys.stdin.buffer).read_all(), \
+    PseudonymKey(b"k")
+with tempfile.TemporaryDirectory() as folder:
+    (last := Path(folder) / "1").mkdir(); (now := Path(folder) / "2").mkdir()
+    harmonise_to_folder(mapping, {"REG": rows}, key, "run-1", last)
+    assert harmonise_to_folder(mapping, {"REG": rows}, key, "run-2", now, previous=last).carried == 2
+print("\\n".join(sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})))
+"""
+
+
+def test_the_code_digest_covers_every_module_of_etl_harmonise_imports() -> None:
+    """An upgrade of any of them harmonises every patient again, as it would harmonise them otherwise (the memo's
+    code digest missed etl/spreadsheet.py, whose BOOLEAN_WORDS harmonise reads a yes/no by). What harmonise
+    imports is found two ways: by Python's parser from the harmonise step (parts.py) and the format readers
+    adapter_for imports by name (their typed_numbers, sparse_columns), lazy imports too; and as the modules a
+    real harmonise of two nights of a small source, carrying over, has loaded."""
+    covered = {path.resolve() for path in carry_over.harmonise_code()}
+    etl = Path(carry_over.__file__).resolve().parents[1]
+    roots = [etl / "transform" / "parts.py", *(etl / "extract" / f"{module}.py" for module in FORMAT_MODULES.values())]
+    parsed = _imported_by(roots, etl)
+    assert etl / "spreadsheet.py" in parsed
+    assert sorted(str(p.relative_to(etl)) for p in parsed - covered) == []
+    stream = pa.BufferOutputStream()
+    rows = _export([_patient(1, "01/03/2003"), _patient(2, "02/03/2004")], "a")["REG"]
+    with pa.ipc.new_stream(stream, rows.schema) as writer:
+        writer.write_table(rows)
+    mapping = BOARD.model_dump_json(by_alias=True, exclude_unset=True)
+    done = subprocess.run([sys.executable, "-c", _HARMONISE_TWO_NIGHTS, mapping], input=stream.getvalue().to_pybytes(),
+                          capture_output=True, check=True)
+    loaded = {Path(line).resolve() for line in done.stdout.decode().splitlines()}
+    loaded = {path for path in loaded if path.is_relative_to(etl)}
+    assert etl / "spreadsheet.py" in loaded
+    assert sorted(str(p.relative_to(etl)) for p in loaded - covered) == []

@@ -37,7 +37,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -52,7 +53,7 @@ import pyarrow.parquet as pq
 
 from etl import fsio, resources, schema
 from etl.config import WAREHOUSE_SQL_DIR
-from etl.extract.adapter import LINE_COLUMN
+from etl.extract.adapter import FORMAT_MODULES, LINE_COLUMN
 from etl.extract.file_names import PATIENT
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS, screened_fields
 from etl.transform.mapping import SourceMapping
@@ -259,16 +260,56 @@ def _header(mapping: SourceMapping, key: PseudonymKey, tables: Mapping[str, pa.T
 
 @cache
 def code_digest() -> str:
-    """The code and tables harmonise runs on (etl/transform with its vocabularies, what it reads staged
-    rows and the warehouse's columns with) and the versions of the libraries that type its values: a
-    change harmonises everything."""
-    etl = Path(__file__).parents[1]
-    # file_names.py: the shapes of the source's patient keys, which harmonise's screening hides (transform/screen.py)
-    return resources.code_digest([*resources.code_files(etl / "transform"), etl / "extract" / "adapter.py",
-                                  etl / "extract" / "file_names.py",
-                                  *(etl / name for name in ("frames.py", "schema.py", "quality/params.py")),
-                                  WAREHOUSE_SQL_DIR / "core.sql", WAREHOUSE_SQL_DIR / "stage.sql"],
-                                 "pandas", "pyarrow", "numpy")
+    """The code and tables harmonise runs on (`harmonise_code`) and the versions of the libraries that type
+    its values: a change harmonises everything."""
+    return resources.code_digest(harmonise_code(), "pandas", "pyarrow", "numpy")
+
+
+def harmonise_code() -> list[Path]:
+    """What harmonise runs on: etl/transform with its vocabularies, every module under etl/ the harmonise step
+    imports at any depth (`imported_modules`: etl/spreadsheet.py's words for yes and no, file_names.py's key
+    shapes, ...), and the warehouse's columns it writes. Derived, not listed: a module harmonise comes to
+    import is covered the day it does (tests/test_carry_over.py holds it to what a real harmonise loads)."""
+    etl = Path(__file__).resolve().parents[1]
+    # parts.py runs the step; the format readers are imported by name (adapter_for): their typed_numbers and
+    # sparse_columns tell harmonise how a value reads
+    roots = [etl / "transform" / "parts.py", *(etl / "extract" / f"{name}.py" for name in FORMAT_MODULES.values())]
+    return sorted({*resources.code_files(etl / "transform"), *imported_modules(roots, etl),
+                   WAREHOUSE_SQL_DIR / "core.sql", WAREHOUSE_SQL_DIR / "stage.sql"})
+
+
+# An import of a module of the package: `from etl.x import a, b` (a and b may be modules), `import etl.x`, at any
+# indentation (a function's lazy import counts too)
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(etl(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)"
+                     r"|import[ \t]+(etl(?:\.\w+)*))", re.MULTILINE)
+
+
+def imported_modules(roots: Iterable[Path], etl: Path) -> set[Path]:
+    """The modules of the package `etl` (its folder) that `roots`, modules of it, import at any depth, with the
+    packages holding them, and the roots. Read by a regex, not parsed: the step's ~40 modules take 8 ms so,
+    150 ms through `ast` (a run computes the digest every time); a docstring's line read as an import only
+    adds a module."""
+    files: dict[str, list[Path]] = {}  # dotted name -> its module's file, if it names one
+
+    def file_of(name: str) -> list[Path]:
+        if (paths := files.get(name)) is None:
+            where = etl.parent.joinpath(*name.split("."))
+            paths = files[name] = [p for p in (where.with_suffix(".py"), where / "__init__.py") if p.is_file()]
+        return paths
+
+    found: set[Path] = set()
+    todo = list(roots)
+    while todo:
+        if (path := todo.pop()) in found:
+            continue
+        found.add(path)
+        for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
+            module, names, plain = match.groups()
+            parts = (plain or module).split(".")
+            todo += [p for depth in range(1, len(parts) + 1) for p in file_of(".".join(parts[:depth]))]  # its packages
+            if names:  # a name imported from a package may be a module of it
+                todo += [p for name in re.findall(r"\w+", names) for p in file_of(f"{module}.{name}")]
+    return found
 
 
 def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
