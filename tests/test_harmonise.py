@@ -105,6 +105,15 @@ def test_a_repeated_record_key_is_quarantined_as_a_duplicate():
     assert duplicate["source_record_key"].endswith("#2")  # the second copy, distinct from the loaded first
 
 
+def test_a_record_repeated_with_its_patient_number_in_another_case_is_the_same_record():
+    """One patient, one pseudonym, one published key: the copy keyed `p1` is a duplicate of the record keyed `P1`,
+    never a second row holding the same key (core's key then failed the whole night's publish)."""
+    result = harmonise_source(MAPPING, {"REG": _frame([CLEAN, {**CLEAN, "pid": CLEAN["pid"].lower()}])}, KEY, "run-1")
+    assert len(result.tables["diagnosis"]) == len(result.tables["patient_source"]) == 1
+    assert result.rejections.rule_id.tolist() == ["CONF-KEY-UNIQUE"]
+    assert result.rejections.source_record_key.iloc[0] == f"{result.tables['diagnosis'].source_record_key.iloc[0]}#2"
+
+
 def test_a_record_set_nobody_maps_is_quarantined_not_lost():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
     assert result.rejections.message.tolist() == [

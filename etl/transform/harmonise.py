@@ -162,7 +162,6 @@ class _Record:
     record_set: str
     row: dict[str, Any]
     patient_key: str
-    clear_key: str
     local: str  # the record's key without its patient's (`fill_key` of the mapping's record key)
     published_key: str = ""  # set once the source's screen is (`_Engine.publish_keys`)
     problems: list[Problem] = field(default_factory=list)
@@ -452,7 +451,7 @@ class _Engine:
         for row in rows:
             patient_key = str(row[mapping.patient_key]).strip()
             local = fill_key(record_key, row, record_set)
-            record = _Record(record_set, row, patient_key, f"{patient_key}|{local}", local,
+            record = _Record(record_set, row, patient_key, local,
                              absorbed=[(c.removeprefix(_ABSORBED), row[c]) for c in absorbed_columns if row[c]])
             if patient_key in self.nulls:
                 record.reject(PATIENT_KEY_PRESENT, mapping.patient_key, None,
@@ -490,22 +489,23 @@ class _Engine:
     def mark_duplicates(self, records: Iterable[_Record]) -> None:
         """A repeated record key among all the source's records (every record set's keys are published in one
         space: the patient's pseudonym and the local key): the first copy is loaded; the n-th repeat is
-        rejected as `<key>#<n>`."""
-        first: dict[str, tuple[Any, str]] = {}  # clear key -> line and record set of its first copy
+        rejected as `<key>#<n>`. Told apart by the published key, which core holds unique: a patient number
+        written in another case (`iltb-00001`) is the same patient, and the same record."""
+        first: dict[str, tuple[Any, str]] = {}  # published key -> line and record set of its first copy
         copies: dict[str, int] = {}
         for record in records:
-            if record.clear_key in first:
-                copies[record.clear_key] = copies.get(record.clear_key, 1) + 1
-                original = record.published_key
-                record.published_key = f"{original}#{copies[record.clear_key]}"
-                line, record_set = first[record.clear_key]
+            original = record.published_key
+            if original in first:
+                copies[original] = copies.get(original, 1) + 1
+                record.published_key = f"{original}#{copies[original]}"
+                line, record_set = first[original]
                 if record_set == record.record_set:
                     said = f"already read at line {line}{self._one_per_patient(record)}"
                 else:
                     said = f"already read at line {line} of {record_set}{self._one_key(record_set, record)}"
                 record.reject(KEY_UNIQUE, None, None, f"duplicate: record key {original} {said}")
             else:
-                first[record.clear_key] = record.row.get("_line"), record.record_set
+                first[original] = record.row.get("_line"), record.record_set
 
     def _key_named(self, record_set: str) -> str:
         """Where the mapping gives a record set's key: its own under record_keys, or the default, as shown (a
