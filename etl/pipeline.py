@@ -62,6 +62,7 @@ from etl.forget import drop_erased, erased_pseudonyms, hide_erased_numbers, scru
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import (
+    KeyViolation,
     RecordedFile,
     publish,
     read_loaded_files,
@@ -190,6 +191,19 @@ def _export_file(f: landing.LandingFile, numbers: PatientNumbers) -> ExportFile:
 def _failed(outcome: SourceOutcome, message: str) -> SourceOutcome:
     log.error("%s: %s", outcome.source_id, message)
     return outcome.fail(message)
+
+
+def _without_key_violation(outcomes: list[SourceOutcome], violation: KeyViolation) -> list[SourceOutcome]:
+    """The outcomes with the sources loaded this night whose rows held a core key twice failed, each keeping its
+    last good data: one source's fault never stops the others. Raises the violation again when none of them
+    was loaded this night (the fault is in the live warehouse: nothing to leave out)."""
+    at_fault = {o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED} & set(violation.sources)
+    if not at_fault:
+        raise violation
+    said = str(violation).removesuffix("; nothing was published")
+    why = f"its rows hold a key of the warehouse twice ({said}): a fault of the warehouse's code, to report; " \
+          "its last good data kept"
+    return [_failed(o, why) if o.source_id in at_fault else o for o in outcomes]
 
 
 def extract_source(home: Home, run_id: str, source_id: str, *, sources_dir: Path = SOURCES_DIR) -> SourceOutcome:
@@ -526,11 +540,16 @@ def _publish_run(home: Home, planned: RunPlan, outcomes: Sequence[SourceOutcome]
             quality = dataclasses.replace(quality, data_docs_dir=None)
     summaries: list[RunSummary] = []
     with timing.step("publish"):
-        publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
-                unchanged=planned.unchanged, quality=quality,
-                populations=read_child_population(population_file(home.root)),
-                notices={s: said for s, said in planned.notices.items() if s not in prepared},
-                read_back=lambda con: summaries.append(_summary(con, home, run_id)), after_swap=after_swap)
+        while True:
+            try:
+                publish(home.warehouse, run_id, outcomes, trigger=trigger, started_at=planned.started_at,
+                        unchanged=planned.unchanged, quality=quality,
+                        populations=read_child_population(population_file(home.root)),
+                        notices={s: said for s, said in planned.notices.items() if s not in prepared},
+                        read_back=lambda con: summaries.append(_summary(con, home, run_id)), after_swap=after_swap)
+                break
+            except KeyViolation as violation:  # nothing was published: again, without the sources at fault
+                outcomes = _without_key_violation(outcomes, violation)
     crash.crash_point("after_swap")
     for outcome in outcomes:
         if outcome.status is SourceStatus.HARMONISED and outcome.harmonised_dir:

@@ -259,7 +259,12 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
 
 class KeyViolation(RuntimeError):
     """Two rows of a core table hold one key: a fault of this code (harmonise refuses a record key read
-    twice), which fails the publish."""
+    twice), which fails the publish. `sources`: the sources of those rows (the run publishes again without
+    those it loaded this night: pipeline._publish_run)."""
+
+    def __init__(self, message: str, sources: Iterable[str]):
+        super().__init__(message)
+        self.sources = sorted(sources)
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, tables: Iterable[str], inserted: str | None = None) -> None:
@@ -272,11 +277,12 @@ def _check_keys(con: duckdb.DuckDBPyConnection, tables: Iterable[str], inserted:
     for table in sorted(tables):
         key = ", ".join(keys[table.removeprefix("core.")])
         among = "" if inserted is None else f" SEMI JOIN {inserted} USING ({key})"
-        held_twice = con.execute(f"SELECT {key} FROM {table}{among} GROUP BY ALL HAVING count(*) > 1 "
-                                 "LIMIT 3").fetchall()
+        held_twice = con.execute(f"SELECT {key}, list(DISTINCT source_id) FROM {table}{among} GROUP BY {key} "
+                                 "HAVING count(*) > 1").fetchall()
         if held_twice:
-            raise KeyViolation(f"{table}: more than one row holds the key ({key}) {', '.join(map(str, held_twice))}; "
-                               "nothing was published")
+            shown = ", ".join(str(row[:-1]) for row in held_twice[:3])
+            raise KeyViolation(f"{table}: more than one row holds the key ({key}) {shown}; nothing was published",
+                               {source for row in held_twice for source in row[-1]})
 
 
 def _drop_key_indexes(con: duckdb.DuckDBPyConnection) -> None:
