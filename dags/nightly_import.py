@@ -408,6 +408,7 @@ def nightly_import() -> None:
                     runlock.end_lease(home, run_plan.run_id)
             night.published()
         sources = sources or sorted({*run_plan.changed, *run_plan.unchanged})  # all_sources failed: what plan saw
+        judged = pipeline.as_recorded(judged, summary)  # a source publish failed itself
         return {**summary.model_dump(mode="json"), "sources": sources,
                 "verdicts": _verdicts(sources, judged, _pull_failures(sources), _long_waits(sources))}
 

@@ -193,6 +193,13 @@ def _failed(outcome: SourceOutcome, message: str) -> SourceOutcome:
     return outcome.fail(message)
 
 
+def as_recorded(outcomes: Sequence[SourceOutcome], summary: RunSummary) -> list[SourceOutcome]:
+    """The outcomes handed to publish as its run recorded them: a source publish failed itself (its harmonised files
+    gone, its rows holding a core key twice) failed, with the reason it recorded, where it came harmonised."""
+    return [o.fail(summary.failed_reasons.get(o.source_id) or "failed in publish")
+            if o.source_id in summary.sources_failed and not o.failed else o for o in outcomes]
+
+
 def _without_key_violation(outcomes: list[SourceOutcome], violation: KeyViolation) -> list[SourceOutcome]:
     """The outcomes with the sources loaded this night whose rows held a core key twice failed, each keeping its
     last good data: one source's fault never stops the others. Raises the violation again when none of them
@@ -655,8 +662,11 @@ def _summary(con: duckdb.DuckDBPyConnection, home: Home, run_id: str | None) -> 
         "SELECT source_id, count(*) FROM dq.quarantine GROUP BY 1 ORDER BY 1").fetchall())
     issues = issue_spans.latest_by_severity(con)
     latest = home.reports / "latest" / "index.html"
+    reasons = dict(con.execute("SELECT source_id, message FROM meta.source WHERE last_attempt_run_id = ? "
+                               "AND status <> 'loaded' AND message IS NOT NULL", [run_id]).fetchall())
     return RunSummary(run_id=run_id, status=run[0], sources_changed=run[1] or [], sources_unchanged=run[2] or [],
-                      sources_failed=run[3] or [], message=run[4], validated=bool(run[5]), rows=rows,
+                      sources_failed=run[3] or [], message=run[4], failed_reasons=reasons, validated=bool(run[5]),
+                      rows=rows,
                       quarantined=quarantined, issues=issues, warehouse=str(home.warehouse),
                       report=str(latest) if latest.exists() else None)
 

@@ -122,6 +122,7 @@ class RunSummary(_Step):
     sources_unchanged: list[str]
     sources_failed: list[str]
     message: str | None  # why sources failed
+    failed_reasons: dict[str, str] = {}  # each failed source's why (meta.source): publish may fail one itself
     validated: bool  # the rules and marts ran (a source or a definition changed)
     rows: dict[str, int]  # by core table
     quarantined: dict[str, int]  # records held back, by source

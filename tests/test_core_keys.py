@@ -15,6 +15,7 @@ from warehouse_query import query_rows
 from etl import pipeline, schema
 from etl.config import WAREHOUSE_SQL_DIR
 from etl.load import warehouse
+from etl.steps import SourceOutcome, SourceStatus
 from etl.transform import harmonise
 
 SHA = "ab" * 32
@@ -134,6 +135,12 @@ def test_a_source_whose_rows_hold_a_key_twice_fails_alone_and_the_others_are_pub
     assert "iltb: its rows hold a key of the warehouse twice (core.follow_up: more than one row holds the key " \
            "(follow_up_id)" in (summary.message or ""), summary.message
     assert "a fault of the warehouse's code, to report; its last good data kept" in (summary.message or "")
+    # The DAG's verdicts read the outcomes as the run recorded them: iltb failed, with its reason.
+    harmonised = [SourceOutcome(source_id=s, run_id=summary.run_id, status=SourceStatus.HARMONISED)
+                  for s in ("iltb", "registry_it")]
+    assert [(o.status, o.message) for o in pipeline.as_recorded(harmonised, summary)] == [
+        (SourceStatus.FAILED, summary.failed_reasons["iltb"]), (SourceStatus.HARMONISED, None)]
+    assert summary.failed_reasons["iltb"].startswith("its rows hold a key of the warehouse twice")
     assert query_rows(home, contacts) == before
     assert query_rows(home, "SELECT count(*) FROM core.follow_up WHERE source_id = 'registry_it' "
                             "AND contact_date = DATE '2026-10-30'") == [(1,)]
