@@ -217,3 +217,25 @@ def test_status_with_a_warehouse_shows_them_after_the_runs(tmp_path, home, drop)
     assert done.returncode == 0 and home.warehouse.exists(), done.stdout + done.stderr
     assert done.stdout.index("Last runs") < done.stdout.index(TITLE) < done.stdout.index("Source files")
     assert [r[1] for r in _left(done.stdout)] == ["TREP_export_20261102.csv"]
+
+
+def test_two_pulls_at_once_each_record_their_pull(tmp_path):
+    """The DAG's pull and a hand-run `rtw pull` of one source at once: each adds its line to the source's pulls
+    (read, added to and written again under the source's pull lock), none lost with its failure."""
+    import threading
+
+    from etl.pull.nights import record_pull
+
+    home = Home(tmp_path / "home")
+
+    def pulls(who: str) -> None:
+        for n in range(30):
+            record_pull(home, "registry_it", f"{who} failed {n}", [])
+
+    threads = [threading.Thread(target=pulls, args=(who,)) for who in ("airflow", "rtw pull")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(p.failure or "" for p in read_pulls(home)) == sorted(
+        f"{who} failed {n}" for who in ("airflow", "rtw pull") for n in range(30))

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from etl import fsio
 from etl.config import LEFT_FOR_LATER_PULLS, LEFT_FOR_LATER_PULLS_SETTING, Home, SettingError, count_setting
-from etl.pull.ledger import ledger_folder
+from etl.pull.ledger import ledger_folder, pulling
 
 log = logging.getLogger("rtw")
 
@@ -69,14 +69,14 @@ def record_pull(home: Home, source_id: str, failure: str | None,
     an error (the Airflow task's log)."""
     path = ledger_folder(home) / f"{source_id}{_SUFFIX}"
     now = datetime.now(UTC)
-    try:
-        kept = path.read_text(encoding="utf-8").splitlines()[-(KEPT - 1):] if path.exists() else []
-        waiting = None if left is None else _waiting(_last_left(kept), left, now)
-        line = PullNight(source_id=source_id, at=now, failure=failure,
-                         left=None if waiting is None else waiting[:LEFT_KEPT],
-                         left_more=max(len(waiting or ()) - LEFT_KEPT, 0)).model_dump_json()
-        fsio.private_folder(path.parent)
-        fsio.write_text(path, "".join(f"{old}\n" for old in [*kept, line]))
+    try:  # under the source's pull lock: of two pulls at once (the DAG's, rtw pull), each adds its line
+        with pulling(home, source_id):
+            kept = path.read_text(encoding="utf-8").splitlines()[-(KEPT - 1):] if path.exists() else []
+            waiting = None if left is None else _waiting(_last_left(kept), left, now)
+            line = PullNight(source_id=source_id, at=now, failure=failure,
+                             left=None if waiting is None else waiting[:LEFT_KEPT],
+                             left_more=max(len(waiting or ()) - LEFT_KEPT, 0)).model_dump_json()
+            fsio.write_text(path, "".join(f"{old}\n" for old in [*kept, line]))
     except OSError as exc:
         log.warning("%s: the pull could not be recorded for rtw status: %s", source_id, exc)
         return
