@@ -114,3 +114,19 @@ def test_an_eupid_or_a_centre_shaped_like_a_patient_key_is_kept_as_written():
     patients = harmonise_source(mapping, {"REG": frame}, KEY, "run-1").tables["patient_source"]
     assert patients.centre_id.tolist() == ["FR0004", "FR0005"]
     assert patients.link_method.tolist() == ["eupid", "eupid"] and patients.patient_id.nunique() == 2
+
+
+def test_a_number_typed_with_a_unicode_dash_or_space_is_a_patient_number():
+    # Word and Excel put an en dash for '-' (ILTB–00002), and a no-break space is pasted for ' ': a refused code,
+    # a note and a record number so typed are judged as if typed with '-' or ' ' (one character each).
+    result = _harmonised([PATIENTS[0] | {"rectype": "ILTB\u201300002", "rid": "ILTB\u201300001"},
+                          PATIENTS[1] | {"reason": "see ILTB\u201300003, iltb\u00a000001 and ILTB\u202f00099"},
+                          PATIENTS[2] | {"rid": "ILTB\u00a000003", "reason": "ILTB\u221200002\uff0dx"}])
+    refused = result.rejections.set_index("field")
+    assert refused.loc["recommendation_type"].value == "<hidden>"
+    board = result.tables["tumour_board_review"]
+    assert board.reason_not_followed.tolist() == ["see {patient}, {patient} and {patient}", "{patient}\uff0dx"]
+    keys = result.records.source_record_key.str.split("|").str[1].tolist()
+    assert keys[1] == "REG[2]" and all(len(k) == 24 for k in (keys[0], keys[2]))  # digests
+    shown = _everything_shown(result)
+    assert not any(number in shown for number in ("00001", "00002", "00003", "00099"))

@@ -8,7 +8,8 @@ identifiers) and goes nowhere else. `shown_file_name` replaces each patient numb
 
 A patient number is what the source's own patient keys look like: each key of its staged exports
 gives a shape (each run of digits and of letters by its length, the rest as written, except that
-'-', '_' and ' ' stand for each other: ILTB-00012 gives four letters, a separator, five digits), so
+'-', '_' and ' ' stand for each other, and so does any Unicode dash or space, such as an en dash or a no-break
+space, one character each: ILTB-00012 gives four letters, a separator, five digits), so
 the number of a patient whose file arrives before anyone read their key is found too. As in free
 text (`names_a_patient`), a key counts from four characters, digits only from six; and it holds a
 digit: a shape of letters alone would take words. A number is taken whole, never inside a longer
@@ -75,6 +76,16 @@ _SHORTEST_NUMBER_RUN_IN = 6  # digits after a key's single letter, run into lett
 _PREFIX_SHARE = 32  # a key's letters run into others' when one key in this many starts with them
 _PREFIX_KEYS = 3  # ... and at least this many: in a small source, one key in 32 is any key's initials
 SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as not
+# ... and a text with an en dash (U+2013) or a no-break space (U+00A0): Word and Excel put the dash for '-', and
+# the space is typed or pasted for ' '. Every Unicode dash and space separator stands for them, one character each as
+# they are, so a number's place in a text lines up. (`rtw forget` tries each way a name may write a key by SEPARATORS
+# alone: each is one more HMAC per name.)
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+TYPED_SEPARATORS = SEPARATORS + _DASHES + _SPACES
+_ANY_SEPARATOR = f"[{re.escape(TYPED_SEPARATORS)}]"
+_TYPED_AS = {**dict.fromkeys(_DASHES, "-"), **dict.fromkeys(_SPACES, " ")}
+_AS_WRITTEN = {"-": f"[{re.escape('-' + _DASHES)}]", " ": f"[{re.escape(' ' + _SPACES)}]"}
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
 # A part of a name joined by '-' that is a date (2026-11-01, 01-11-2026, 2026-11, 20261101): never in a key
@@ -132,10 +143,12 @@ def _edge(run: str) -> str:
 
 
 def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool = False) -> str:
-    """`joined_as_written`: each separator as the key writes it, not '-', '_' or ' ' alike."""
+    """`joined_as_written`: each separator as the key writes it (a dash any dash, a space any space), not '-',
+    '_' or ' ' alike (`TYPED_SEPARATORS`)."""
     return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
-                   else f"[{SEPARATORS}]" if r in SEPARATORS and not joined_as_written else re.escape(r)
+                   else _AS_WRITTEN.get(_TYPED_AS.get(r, r), re.escape(r)) if joined_as_written
+                   else _ANY_SEPARATOR if r in TYPED_SEPARATORS else re.escape(r)
                    for r in runs)
 
 
@@ -287,7 +300,7 @@ def joined_alike(key: str) -> str:
     return normalise_patient_key(key).translate(_ALIKE)
 
 
-_ALIKE = str.maketrans("_ ", "--")
+_ALIKE = str.maketrans(dict.fromkeys(TYPED_SEPARATORS, "-"))
 # A key's digits (0-9) as 0: its runs, its length, its shape and whether it names a patient stay as they were
 _DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
 
