@@ -130,3 +130,21 @@ def test_a_number_typed_with_a_unicode_dash_or_space_is_a_patient_number():
     assert keys[1] == "REG[2]" and all(len(k) == 24 for k in (keys[0], keys[2]))  # digests
     shown = _everything_shown(result)
     assert not any(number in shown for number in ("00001", "00002", "00003", "00099"))
+
+
+def test_a_birth_date_refused_still_tells_the_screen_every_day_it_reads_as():
+    # Typed to the day in a layout the mapping does not take (ISO in a dd/mm/yyyy source), the birth date is
+    # refused, and hidden as the birth field; its day is still nobody's to show, in a note or a refused value of
+    # another field, nor in the record's own key.
+    result = _harmonised([PATIENTS[0] | {"born": "2007-08-03", "reason": "Naissance le 03.08.2007",
+                                         "rid": "2007-08-03"},
+                          PATIENTS[1] | {"reason": "cf. 2007.08.03, 20070803, 08/03/2007 (as the US writes it)"},
+                          PATIENTS[2] | {"rectype": "03/08/2007"},
+                          {"pid": "ILTB-00004", "rid": "4", "born": "", "reason": "seen 2007-08-04"}])  # stays
+    refused = result.rejections.set_index("field")
+    assert refused.loc["birth_date"].value == "<hidden>" and refused.loc["recommendation_type"].value == "<hidden>"
+    board = result.tables["tumour_board_review"]
+    assert board.reason_not_followed.tolist() == ["cf. {date}, {date}, {date} (as the US writes it)", "seen 2007-08-04"]
+    assert len(result.records.source_record_key[0].split("|")[1]) == 24  # the own birth date as record number
+    shown = _everything_shown(result)
+    assert not any(day in shown for day in ("2007-08-03", "03.08.2007", "03/08/2007", "20070803"))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
@@ -49,7 +50,7 @@ from etl.transform.pseudonym import (
     shown_local,
     source_pseudonym,
 )
-from etl.transform.screen import TextScreen
+from etl.transform.screen import TextScreen, days_shown
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
@@ -204,6 +205,8 @@ class _Engine:
         self.typed_numbers = adapter_for(mapping.format).typed_numbers
         self.core = core_columns()
         self.birth: dict[str, PartialDate] = {}
+        # A birth date refused (written in a layout the mapping cannot read): the days it may be read as, by patient
+        self.refused_birth: dict[str, frozenset[date]] = {}
         self.birth_of: dict[str, PartialDate] = {}  # by source pseudonym: the birth date linkage tokens
         self.eupid: dict[str, str] = {}
         self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
@@ -354,34 +357,48 @@ class _Engine:
         holds another patient's number or birth date of the source: a message may not quote it."""
         if holds_patient_key(raw, record.patient_key):
             return True
-        birth = self.birth.get(record.norm)
-        if (birth is not None and birth.precision == "day"
-                and any(birth.value.strftime(layout) in raw for layout in _BIRTH_WRITTEN)):
+        if any(day.strftime(layout) in raw for day in self._own_days(record.norm) for layout in _BIRTH_WRITTEN):
             return True
         return self.screen.holds(raw)
 
+    def _own_days(self, norm: str) -> frozenset[date]:
+        """The days a patient's birth date is (given to the day), or may be (refused: each day its text reads as)."""
+        birth = self.birth.get(norm)
+        given = frozenset([birth.value]) if birth is not None and birth.precision == "day" else frozenset()
+        return given | self.refused_birth.get(norm, frozenset())
+
     def births(self, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
         """The birth dates the patient records' rows give, as harmonise reads them; one that cannot be read
-        is left out (its record is quarantined without quoting it)."""
-        return [birth for row in rows if (birth := self._birth(row)) is not None]
+        (its record is quarantined without quoting it) as each day its text may be read as: written to the day
+        in a layout the mapping does not take (03/08/2007 in an ISO source), it still tells the day."""
+        found = []
+        for row in rows:
+            birth, refused = self._birth(row)
+            found += [birth] if birth is not None else [PartialDate(day, "day") for day in sorted(refused)]
+        return found
 
-    def _birth(self, row: Mapping[str, str]) -> PartialDate | None:
+    def _birth(self, row: Mapping[str, str]) -> tuple[PartialDate | None, frozenset[date]]:
+        """The birth date a patient record gives; when harmonise refuses it, the days its text may be read as
+        (screen.py `days_shown`: none for a text that reads as no day)."""
         spec = self.mapping.patient.fields.get("birth_date")
         given = self._given(spec, row) if spec is not None else None
         if given is None:
-            return None  # none, none given, or one for every patient (const:, nobody's own)
+            return None, frozenset()  # none, none given, or one for every patient (const:, nobody's own)
         try:
             birth = self.convert(*given)
         except (ValueRejected, icdo3.IcdO3Error):
-            return None
-        return birth if isinstance(birth, PartialDate) else None
+            return None, days_shown(given[1])
+        return (birth if isinstance(birth, PartialDate) else None), frozenset()
 
     def read_births(self, patients: Iterable[_Record]) -> None:
         """Each patient's birth date (the first a patient record gives), before any key is published: a record
-        key hides its own patient's."""
+        key hides its own patient's, and a refused one's every reading (kept apart: no age is counted from it)."""
         for record in patients:
-            if (birth := self._birth(record.row)) is not None:
+            birth, refused = self._birth(record.row)
+            if birth is not None:
                 self.birth.setdefault(record.norm, birth)
+            elif refused:
+                self.refused_birth[record.norm] = self.refused_birth.get(record.norm, frozenset()) | refused
 
     @staticmethod
     def _case(spec: FieldSpec, text: str) -> str:
@@ -477,12 +494,11 @@ class _Engine:
 
     def _published(self, patient_key: str, local: str) -> str:
         """A published record key (pseudonym.py `published_key`): what a reference to the record computes too."""
-        birth = self.birth.get(normalise_patient_key(patient_key))
-        day = birth.value if birth is not None and birth.precision == "day" else None
+        own = self._own_days(normalise_patient_key(patient_key))
 
         def shows(text: str) -> bool:
             number, days = self.screen.in_key(text)
-            return number or day in days
+            return number or not own.isdisjoint(days)
 
         return published_key(self.key, self.mapping.source_id, patient_key, local, shows)
 
@@ -703,8 +719,8 @@ def value_reader(mapping: SourceMapping) -> Callable[[FieldSpec, str], Any]:
 
 
 def birth_dates(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> list[PartialDate]:
-    """The birth dates the patient record set's rows give, as harmonise reads them (one that cannot be read
-    left out): what a free text may not show of the source's patients (etl/transform/screen.py)."""
+    """The birth dates the patient record set's rows give, as harmonise reads them (one it refuses as each day its
+    text may be read as): what a free text may not show of the source's patients (etl/transform/screen.py)."""
     return _Engine(mapping, PseudonymKey(b"rtw-births"), "births").births(rows)  # no pseudonym is made
 
 
