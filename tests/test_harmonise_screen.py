@@ -148,3 +148,22 @@ def test_a_birth_date_refused_still_tells_the_screen_every_day_it_reads_as():
     assert len(result.records.source_record_key[0].split("|")[1]) == 24  # the own birth date as record number
     shown = _everything_shown(result)
     assert not any(day in shown for day in ("2007-08-03", "03.08.2007", "03/08/2007", "20070803"))
+
+
+def test_an_eupid_the_source_delivers_is_a_patient_identifier_in_any_other_field():
+    # The EUPID field is a code used as written (loaded hashed); typed into a note or a coded field, it names the
+    # patient across registries: {patient} in a note, <hidden> in a refused value, whole tokens in any case.
+    fields = BOARD.model_dump(by_alias=True, exclude_none=True)
+    fields["patient"]["fields"] |= {"eupid": {"column": "eupid", "case": "upper"}}
+    mapping = SourceMapping.model_validate(fields)
+    rows = [PATIENTS[0] | {"eupid": "EUJGBF8MG1", "reason": "see (eupid eujgbf8mg1), EUJGBF8MG1x, EUABCDEFGH"},
+            PATIENTS[1] | {"eupid": "euabcdefgh", "rectype": "EUKB27XX4A"},  # an EUPID without a digit, lower-case
+            PATIENTS[2] | {"eupid": "EUKB27XX4A"}]
+    frame = pd.DataFrame([ROW | row for row in rows])
+    frame["_line"], frame["source_file"], frame["source_file_sha256"] = [2, 3, 4], "board.csv", "f" * 64
+    result = harmonise_source(mapping, {"REG": frame}, KEY, "run-1")
+    assert result.rejections.value.tolist() == ["<hidden>"]
+    board = result.tables["tumour_board_review"]
+    assert board.reason_not_followed.tolist() == ["see (eupid {patient}), EUJGBF8MG1x, {patient}", None]
+    assert result.tables["patient_source"].link_method.tolist() == ["eupid"] * 2  # the EUPID field as it was
+    assert "KB27XX4A" not in _everything_shown(result)

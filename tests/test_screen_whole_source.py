@@ -164,3 +164,28 @@ def test_a_carried_patient_record_that_hid_a_date_nobody_was_born_on_any_more_sh
     night2, said, fresh = _country_night(tmp_path, "2", first[:3], "b", previous=night1)  # patient 9 is no more
     assert _countries(night2) == _countries(fresh) == {"REG[1]": "BORN 15/07/2011"}
     assert said.carried == 2  # its patient harmonised again: what the screen hid is not kept
+
+
+def test_a_note_naming_the_eupid_of_a_patient_of_another_part_or_night_is_screened(tmp_path: Path) -> None:
+    fields = BOARD.model_dump(by_alias=True, exclude_none=True)
+    fields["patient"]["fields"] |= {"eupid": {"column": "eupid", "case": "upper"}}
+    mapping = SourceMapping.model_validate(fields)
+    patients = [_patient(n, "", eupid=f"EU{n:08d}", reason=f"sibling of EU{n % 40 + 1:08d}") for n in range(1, 41)]
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    said = harmonise_to_folder(mapping, _export(patients, "f"), KEY, "run-1", folder, part_records=10)
+    assert said.parts == 4 and set(_notes(folder).values()) == {"sibling of {patient}"}
+    # A note or a refused value naming an EUPID nobody has yet is carried as written; screened once its patient
+    # arrives (an EUPID may hold no digit)
+    first = [_patient(1, "", eupid="EUAAAA0001", reason="cousin EUBBBB0002, EUCCCCDDDD"),
+             _patient(2, "", eupid="EUAAAA0003", rectype="EUCCCCDDDD"),
+             _patient(3, "")]  # three keys: ILTB run into a word counts from three keys on, the keys' shapes stay
+    night1, _, _ = _night(tmp_path, "1", first, "a", mapping=mapping)
+    assert _notes(night1) == {"REG[1]": "cousin EUBBBB0002, EUCCCCDDDD"}
+    assert _refused(night1) == [("recommendation_type", "EUCCCCDDDD")]
+    night2, said, fresh = _night(tmp_path, "2", [*first, _patient(8, "", eupid="eubbbb0002"),
+                                                 _patient(9, "", eupid="EUCCCCDDDD")], "b", previous=night1,
+                                 mapping=mapping)
+    assert _notes(night2) == _notes(fresh) == {"REG[1]": "cousin {patient}, {patient}"}
+    assert _refused(night2) == _refused(fresh) == [("recommendation_type", "<hidden>")]
+    assert said.carried == 2  # the note's patient screened where carried, the refused value's harmonised again

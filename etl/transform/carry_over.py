@@ -22,10 +22,11 @@ digest: every patient is harmonised then. A source is carried over only when eac
 comes from one file (a chain of increments is harmonised whole) and every record set carries the
 patient key, joined sections joined on it; otherwise no memo is written and everything is harmonised.
 
-A free text hides the numbers and birth dates of every patient of the source (etl/transform/screen.py),
+A free text hides the numbers, birth dates and EUPIDs of every patient of the source (etl/transform/screen.py),
 and a patient who arrives later may be named by a carried note. The memo keeps the fingerprint of the
 screen its load screened by; when the source's screen differs now, the carried rows are made what a
-fresh load would write: their free text holding a digit is screened anew (a table's note, the patient
+fresh load would write: their free text holding a digit (any, where an EUPID of the source has none) is
+screened anew (a table's note, the patient
 record's country mapped as written in patient_source: `harmonise.screened_fields`; only those columns;
 a carried text that hid nothing is the text as written), and the patients whose carried rows the
 screen may judge otherwise now are harmonised again: a `{patient}` or `{date}` in a note or a
@@ -236,7 +237,8 @@ def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carrie
                 wheres.append((path, " OR ".join(f"contains(\"{c}\", '{hidden}')"
                                                  for c in present for hidden in (PATIENT, DATE)), "NULL"))
         if (rejections := previous / "rejections.parquet").is_file():
-            wheres.append((rejections, r"contains(value, '<hidden>') OR regexp_matches(value, '\d')", "value"))
+            wheres.append((rejections, "value IS NOT NULL" if screen.hides_without_digit
+                           else r"contains(value, '<hidden>') OR regexp_matches(value, '\d')", "value"))
         if not wheres:
             return set()
         with duckdb.connect() as con:
@@ -345,7 +347,7 @@ def _screened_anew(rows: pa.Table, columns: list[str], screen: TextScreen) -> pa
     """The rows with each of their free-text `columns` screened by `screen` (a text without a digit as it is)."""
     for column in (c for c in columns if c in rows.column_names):
         values = rows.column(column)
-        if not pc.any(pc.match_substring_regex(values, r"\d")).as_py():
+        if not screen.hides_without_digit and not pc.any(pc.match_substring_regex(values, r"\d")).as_py():
             continue
         screened = [screen.screened(text) if text is not None else None for text in values.to_pylist()]
         rows = rows.set_column(rows.schema.get_field_index(column), rows.schema.field(column),

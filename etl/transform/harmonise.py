@@ -390,6 +390,12 @@ class _Engine:
             return None, days_shown(given[1])
         return (birth if isinstance(birth, PartialDate) else None), frozenset()
 
+    def eupids(self, rows: Iterable[Mapping[str, str]]) -> list[str]:
+        """The EUPIDs the patient records' rows give, as written (screen.py takes each whole, in any case): what no
+        other field may show, though the EUPID field itself is a code used as written (`_CODES_AS_WRITTEN`)."""
+        spec = self.mapping.patient.fields.get("eupid")
+        return [raw for row in rows if (raw := self._raw(spec, row))] if spec is not None and spec.const is None else []
+
     def read_births(self, patients: Iterable[_Record]) -> None:
         """Each patient's birth date (the first a patient record gives), before any key is published: a record
         key hides its own patient's, and a refused one's every reading (kept apart: no age is counted from it)."""
@@ -724,6 +730,12 @@ def birth_dates(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> li
     return _Engine(mapping, PseudonymKey(b"rtw-births"), "births").births(rows)  # no pseudonym is made
 
 
+def eupids_given(mapping: SourceMapping, rows: Iterable[Mapping[str, str]]) -> list[str]:
+    """The EUPIDs the patient record set's rows give, as written: what a value of another field may not show of
+    the source's patients (etl/transform/screen.py)."""
+    return _Engine(mapping, PseudonymKey(b"rtw-eupids"), "eupids").eupids(rows)  # no pseudonym is made
+
+
 def screened_fields(mapping: SourceMapping) -> dict[str, list[str]]:
     """Per harmonised table, patient_source among them (the patient record's sex and country), the fields
     whose values harmonise screens for the source's patients (`_Engine.values`): free text loaded as
@@ -797,7 +809,8 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
     patients = records.get(mapping.patient.head, [])
     engine.screen = screen or TextScreen(PatientNumbers.of({r.norm for recs in records.values() for r in recs
                                                             if r.patient_key not in engine.nulls}),
-                                         lambda: engine.births(r.row for r in patients))
+                                         lambda: engine.births(r.row for r in patients),
+                                         lambda: engine.eupids(r.row for r in patients))
     engine.read_births(patients)
     for recs in records.values():
         engine.publish_keys(recs)

@@ -32,7 +32,7 @@ from etl.extract.adapter import is_text, record_column, record_frame
 from etl.extract.file_names import PatientNumbers
 from etl.frames import row_dicts
 from etl.transform import carry_over
-from etl.transform.harmonise import birth_dates, harmonise_source, ignored_notices, join_sections
+from etl.transform.harmonise import birth_dates, eupids_given, harmonise_source, ignored_notices, join_sections
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey
 from etl.transform.records import SourcePatientKeys
@@ -125,15 +125,23 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
 
 def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], keys: SourcePatientKeys) -> TextScreen:
     """What a free text of the source may not show, whichever part or night harmonises it: the shapes of
-    every patient key of the source (`keys`: its record sets'), and every patient's birth date (each read
+    every patient key of the source (`keys`: its record sets'), every patient's birth date and EUPID (each read
     when first needed)."""
-    return TextScreen(PatientNumbers(lambda: keys.distinct), lambda: source_births(mapping, record_sets))
+    return TextScreen(PatientNumbers(lambda: keys.distinct), lambda: source_births(mapping, record_sets),
+                      lambda: eupids_given(mapping, _patient_rows(mapping, record_sets, "eupid")))
 
 
 def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> list[PartialDate]:
-    """The birth dates the source's patient records give, as harmonise reads them (one that cannot be
-    read left out), from the columns that give them and those that join sections: not the records."""
-    spec = mapping.patient.fields.get("birth_date")
+    """The birth dates the source's patient records give, as harmonise reads them (one it refuses as each day its
+    text may be read as)."""
+    found = set(birth_dates(mapping, _patient_rows(mapping, record_sets, "birth_date")))
+    return sorted(found, key=lambda b: (b.value, b.precision))
+
+
+def _patient_rows(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], field: str) -> list[dict[str, str]]:
+    """The patient records' distinct values of the columns that give their `field`, read from those columns and
+    the ones that join sections: not the records."""
+    spec = mapping.patient.fields.get(field)
     if spec is None:
         return []
     joins = {key for part in (mapping.patient, *mapping.tables.values()) if len(part.record_sets()) > 1
@@ -148,8 +156,7 @@ def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -
     # A missing column is empty, as `_Engine.records` reads ODM's (an item nobody filled in is left out of the
     # export: a first_of's full date where no child has one); harmonise refuses it from other formats.
     head = head.assign(**{column: "" for column in spec.columns() - set(head.columns)})
-    found = set(birth_dates(mapping, row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates())))
-    return sorted(found, key=lambda b: (b.value, b.precision))
+    return row_dicts(head[sorted(spec.columns())].astype(str).drop_duplicates())
 
 
 def _add_counts(total: dict[str, dict[str, int]], counts: Mapping[str, Mapping[str, int]]) -> None:

@@ -1,4 +1,4 @@
-"""Screen a text for what it may not show of a source's patients: their numbers and birth dates.
+"""Screen a text for what it may not show of a source's patients: their numbers, birth dates and EUPIDs.
 
 A value typed into a field may name another patient than the record's own: `see also ILTB-00002,
 born 2024-01-15` in a tumour board's reason, `TREP-000002` typed into a laterality. The record's own
@@ -14,7 +14,10 @@ number and birth date are caught by harmonise; this catches those of every patie
   `ISO8601` or `visit 2026` stays;
 - a birth date is a date written as a day (2024-01-15, 15/01/2024, 15.01.2024, 01/15/2024, 20240115)
   that is the birth date of a patient of the source, or that falls in the birth month of one whose
-  source gives the month only (the text would tell the day the warehouse never holds).
+  source gives the month only (the text would tell the day the warehouse never holds);
+- an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
+  case (harmonise uses the EUPID field as written and loads it hashed; in another field it names a person
+  across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
 
 `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
 `holds` says whether a value may be quoted in a message at all (a birth date to the day only); `holds_number`
@@ -24,9 +27,10 @@ patient's birth date by `shows_day`). A date
 that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
 place, or a date written in words: those only a reader can see (docs/privacy.md).
 
-Cheap by construction: the shapes and dates are gathered once per source (the births only when a text
+Cheap by construction: the shapes, dates and EUPIDs are gathered once per source (the births only when a text
 first holds a digit; etl/transform/parts.py `source_screen`: every part of a large source is screened by
-every patient of it), and a text without a digit is passed by without a regex. A patient's free text
+every patient of it), and a text without a digit is passed by without a regex (but a look-up of its tokens, when
+the source has EUPIDs). A patient's free text
 carried over from the last load is screened anew when the screen changed since (`fingerprint`,
 etl/transform/carry_over.py): a note names a patient who arrived later; none is carried over when the keys'
 shapes changed (`key_fingerprint`): a record key of the new shape is hidden, one of a shape gone shown.
@@ -54,6 +58,7 @@ import duckdb
 from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PATIENT, PatientNumbers, staged_keys
 from etl.transform.mapping import load_mapping
+from etl.transform.pseudonym import names_a_patient
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ DATE = "{date}"
 DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
                 r"|\d{8})(?!\d))")
 _DIGIT = re.compile(r"\d")
+_TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
 _DAYS = re.compile(DAY_WRITTEN)
 
@@ -108,17 +114,45 @@ def shows_day(text: str, day: date) -> bool:
 
 
 class TextScreen:
-    """A source's patient numbers (by their keys' shapes) and birth dates, found in a text."""
+    """A source's patient numbers (by their keys' shapes), birth dates and EUPIDs, found in a text."""
 
-    def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]]) -> None:
+    def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]],
+                 eupids: Callable[[], Iterable[str]] = tuple) -> None:
         self._numbers = numbers
         self._births = births
+        self._eupids_given = eupids
         self._in_keys: dict[str, tuple[bool, frozenset[date]]] = {}
 
     @classmethod
-    def of(cls, keys: Iterable[str], births: Iterable[PartialDate]) -> TextScreen:
-        known = list(births)
-        return cls(PatientNumbers.of(keys), lambda: known)
+    def of(cls, keys: Iterable[str], births: Iterable[PartialDate], eupids: Iterable[str] = ()) -> TextScreen:
+        known, linked = list(births), list(eupids)
+        return cls(PatientNumbers.of(keys), lambda: known, lambda: linked)
+
+    @functools.cached_property
+    def _eupids(self) -> frozenset[str]:
+        """The source's EUPIDs (upper-case), those long enough to name anyone (as a patient key: `names_a_patient`)."""
+        return frozenset(e for given in self._eupids_given() if names_a_patient(e := given.strip().upper()))
+
+    @functools.cached_property
+    def _eupid_pattern(self) -> re.Pattern[str] | None:
+        """The EUPIDs written with more than letters and digits (none of the EUPID format's), each taken whole in any
+        case; those of letters and digits are found among a text's tokens (`_TOKEN`), a set's look-up each."""
+        odd = sorted((e for e in self._eupids if not e.isalnum()), key=lambda e: (-len(e), e))
+        return re.compile(rf"(?<![^\W_])(?:{'|'.join(map(re.escape, odd))})(?![^\W_])", re.IGNORECASE) if odd else None
+
+    @functools.cached_property
+    def hides_without_digit(self) -> bool:
+        """Whether a text without a digit may hold what the screen hides: an EUPID of letters only (EUABCDEFGH)."""
+        return any(not any(c.isdigit() for c in e) for e in self._eupids)
+
+    def _eupids_hidden(self, text: str) -> str:
+        """The text with each of the source's EUPIDs in it, a whole token in any case, replaced by {patient}."""
+        eupids = self._eupids
+        if not eupids:
+            return text
+        if any(t.upper() in eupids for t in _TOKEN.findall(text)):  # most texts name none: no new string
+            text = _TOKEN.sub(lambda m: PATIENT if m.group().upper() in eupids else m.group(), text)
+        return self._eupid_pattern.sub(PATIENT, text) if self._eupid_pattern is not None else text
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern[str]:
@@ -161,7 +195,8 @@ class TextScreen:
         """A digest of what the screen looks for (the keys' shapes, the birth days and months), keyed by
         `secret`: it cannot be recomputed from guessed birth dates. Equal fingerprints screen a text alike."""
         days, months = self._birth_days
-        looked_for = json.dumps([self._key_shapes(), sorted(day.isoformat() for day in days), sorted(months)])
+        looked_for = json.dumps([self._key_shapes(), sorted(day.isoformat() for day in days), sorted(months),
+                                 *([sorted(self._eupids)] if self._eupids else [])])  # unchanged where none
         return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
 
     def key_fingerprint(self, secret: bytes) -> str:
@@ -176,7 +211,10 @@ class TextScreen:
     def holds(self, text: str) -> bool:
         """Whether the text holds a number shaped like a patient key of the source, or a birth date of it given
         to the day. Not a day in a birth month: in a source giving months only, nearly every refused date
-        (12/13/2021 for 13/12/2021) would be, and a query that cannot quote it is hard to answer."""
+        (12/13/2021 for 13/12/2021) would be, and a query that cannot quote it is hard to answer. Or one of the
+        source's EUPIDs."""
+        if self._eupids and self._eupids_hidden(text) != text:
+            return True
         if not _DIGIT.search(text):
             return False
         return any(self._hidden(m, by_month=False) is not None for m in self._pattern.finditer(text))
@@ -202,7 +240,9 @@ class TextScreen:
         return shown
 
     def screened(self, text: str) -> str:
-        """The text with each patient number replaced by {patient} and each birth date by {date}."""
+        """The text with each patient number (or EUPID of the source) replaced by {patient} and each birth date by
+        {date}."""
+        text = self._eupids_hidden(text)  # first: a key's shape inside an EUPID (EU12345678) is part of it
         if not _DIGIT.search(text):
             return text
         return self._pattern.sub(lambda m: self._hidden(m) or m.group(0), text)
