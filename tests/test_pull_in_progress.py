@@ -260,3 +260,18 @@ def test_a_ledger_line_without_its_sidecar_judges_the_sidecar_by_its_time(tmp_pa
     assert _pull(home, sources).status is PullStatus.NOTHING_NEW  # the limit an earlier ledger keeps
     sidecar.write_text(f"{_digest(B)}  {EXPORT}\n")  # written now, after the pull
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}
+
+
+def test_a_file_whose_time_is_ahead_of_this_clock_waits_until_it_has_passed_by_the_quiet_period(tmp_path, home,
+                                                                                                  drop):
+    """A drop zone whose clock is an hour ahead stamps an upload still going an hour ahead: taken as old, it landed
+    cut short. It waits until this machine's clock has passed its time by the quiet period, said so."""
+    sources = registry_sources(tmp_path, str(drop))  # quiet_seconds: 600
+    send(drop / EXPORT, A)
+    os.utime(drop / EXPORT, (time.time() + 3600,) * 2)
+    outcome = _pull(home, sources)
+    assert outcome.status is PullStatus.NOTHING_NEW and _landed(home) == {}
+    assert [s.name for s in outcome.skipped] == [EXPORT]
+    assert "s ahead of this machine's clock (the drop zone's clock ahead?)" in outcome.skipped[0].reason
+    os.utime(drop / EXPORT, (time.time() - 601,) * 2)  # this clock past it by the quiet period
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}

@@ -230,13 +230,19 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         quiet = _quiet_seconds(delivery)
         # An S3 object appears whole when its upload ends; a file on SFTP or a folder grows while it is written.
         if delivery.kind != "s3" and not declared_complete and remote.modified is not None:
+            # A time ahead of this machine's clock (the drop zone's clock ahead) tells nothing of the file's age:
+            # it waits until this clock has passed it by the quiet period. Taken as old, an upload still going
+            # landed cut short. (A clock behind cannot be told from an old file: docs/pull.md.)
             age = now - remote.modified.timestamp()
-            if abs(age) < quiet:
+            if age < quiet:
                 markers = f"a marker file {name}.done" + (
                     f" or a checksum file {name}.sha256" if delivery.checksum != "none" else "")
-                skipped.append(SkippedFile(name=name, reason=f"changed {max(age, 0):.0f} s ago, within the quiet "
-                                           f"period of {quiet:.0f} s (it may still be uploading; {markers} beside "
-                                           "it, written after it, declares it complete)"))
+                when = (f"changed {age:.0f} s ago" if age >= 0 else
+                        f"its time in the drop zone is {-age:.0f} s ahead of this machine's clock (the drop zone's "
+                        "clock ahead?): taken once it is")
+                skipped.append(SkippedFile(name=name, reason=f"{when}, within the quiet period of {quiet:.0f} s "
+                                           f"(it may still be uploading; {markers} beside it, written after it, "
+                                           "declares it complete)"))
                 continue
         candidates.append(_Candidate(remote=remote, expected_sha256=expected, sidecar=sidecar))
     skipped += [SkippedFile(name=shown(name), reason="a symbolic link, never followed: a drop zone's links are not "
