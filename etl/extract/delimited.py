@@ -401,9 +401,14 @@ def _header_seen(head: list[tuple[int, list[str]]]) -> int | None:
     return None
 
 
+def _column_name(name: str) -> str:
+    """A header field as the column's name: without blanks around it, nor the BOM that survives when the file
+    is read with an explicit "utf-8" override. Staging and `rtw forget` (`without_patients`) name columns so."""
+    return name.strip().lstrip("\ufeff").strip()
+
+
 def _header_names(path: Path, line: int, names: list[str]) -> list[str]:
-    # A BOM survives here when the file was read with an explicit "utf-8" override.
-    header = [name.strip().lstrip("\ufeff").strip() for name in names]
+    header = [_column_name(name) for name in names]
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if not name:
@@ -510,7 +515,8 @@ class CsvAdapter(OneTableAdapter):
         rows = list(csv.reader(io.StringIO(text[above:], newline=""), delimiter=dialect.delimiter,
                                quotechar=dialect.quotechar))
         header = next((i for i, row in enumerate(rows) if row), 0)
-        positions = [i for i, name in enumerate(rows[header] if rows else []) if name.strip() == mapping.patient_key]
+        positions = [i for i, name in enumerate(rows[header] if rows else [])
+                     if _column_name(name) == mapping.patient_key]
         kept = rows[:header + 1] + [r for r in rows[header + 1:] if not any(i < len(r) and r[i].strip()
                                                                             and erased(r[i]) for i in positions)]
         if len(kept) == len(rows):
