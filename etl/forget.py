@@ -45,7 +45,9 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import itertools
 import logging
 import re
@@ -389,14 +391,28 @@ def _scrub_report_file(path: Path, marks: _Marks, needles: list[bytes]) -> str |
         return "deleted"
     if not _mentions(data, needles):
         return None
-    if path.suffix.lower() == ".csv":  # a query list: one record a line, the header never cites a patient
-        lines = data.decode("utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if not _mentions(line.encode(), needles)]
-        if kept:
-            fsio.write_bytes(path, "".join(kept).encode("utf-8"))
-            return "rewritten"
+    if path.suffix.lower() == ".csv" and (kept := _csv_without(data, needles)):  # a query list, a report's list
+        fsio.write_bytes(path, kept)
+        return "rewritten"
     path.unlink()  # a page cannot be rewritten safely: the latest report is rebuilt below
     return "deleted"
+
+
+def _csv_without(data: bytes, needles: list[bytes]) -> bytes | None:
+    """A report's CSV (UTF-8 with a BOM, the csv module's dialect) without the records that mention a needle, whole:
+    a value quoted with a line break spans lines. None when it cannot be read so, or nothing would be left (the
+    header never cites a patient)."""
+    try:
+        text = data.decode("utf-8")
+        records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    kept = [r for r in records if not any(_mentions(value.encode(), needles) for value in r)]
+    if not kept:
+        return None
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n" if "\r\n" in text else "\n").writerows(kept)
+    return out.getvalue().encode("utf-8")
 
 
 # --- the warehouse -------------------------------------------------------------------------------

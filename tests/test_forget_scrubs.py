@@ -4,12 +4,22 @@ later increment, the same export sent again under a new name, an old copy today'
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from conftest import SMALL_RUN_KEY
+from shared_build import copy_of
+from test_forget import _registry_key
 
+from etl.config import Home
 from etl.extract.delimited import ADAPTER
+from etl.forget import forget
+from etl.quality.queries import HEADER
 from etl.transform.mapping import SourceMapping
+from etl.transform.pseudonym import load_key, source_pseudonym
+
+KEY = SMALL_RUN_KEY  # the shared run's: its home is copied, not generated and loaded again
 
 CSV_MAPPING = SourceMapping.model_validate({
     "source_id": "registry_it", "title": "Registro", "format": "csv", "files": "*.csv", "record_set": "REG",
@@ -29,3 +39,25 @@ def test_a_csv_with_a_byte_order_mark_loses_the_patient_whose_key_is_its_first_c
 
     assert ADAPTER.without_patients(path, CSV_MAPPING, lambda key: key == "IT-0002")
     assert path.read_bytes() == b"\xef\xbb\xbfcodice_paziente;id_record;sesso\nIT-0001;1;1\nIT-0003;3;1\n"
+
+
+def test_a_query_list_loses_the_whole_record_of_the_patient_when_a_value_spans_lines(small_run: Home,
+                                                                                       tmp_path: Path) -> None:
+    # A refused value quoted with a line break (a centre's note typed into a coded field) spans two lines of the
+    # list: dropping the lines that name the pseudonym kept the rest of the patient's record, the note with it.
+    home = copy_of(small_run, tmp_path)
+    patient = _registry_key(home.landing)
+    pseudonym = source_pseudonym(load_key(home.key_file, KEY), "registry_it", patient)
+    sent = home.reports / "sent" / "queries_registry_it_IT-TO01.csv"
+    sent.parent.mkdir()
+    columns = [HEADER[i] for i in (0, 1, 5, 6)]  # patient pseudonym, source, field, value
+    others = [[f"{n:024x}", "registry_it", "lateralita", "X"] for n in (1, 2)]
+    theirs = [pseudonym, "registry_it", "lateralita", "S\nSEE NOTE ROSSI MARIO"]
+    with sent.open("w", newline="", encoding="utf-8-sig") as out:  # as the query lists are written
+        csv.writer(out).writerows([columns, others[0], theirs, others[1]])
+
+    done = forget(home, "registry_it", patient, key_value=KEY)
+    assert str(sent) in done.files_rewritten
+    assert b"ROSSI" not in sent.read_bytes()
+    with sent.open(newline="", encoding="utf-8-sig") as kept:
+        assert list(csv.reader(kept)) == [columns, *others]
