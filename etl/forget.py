@@ -363,15 +363,29 @@ def _scrub_derived_parquet(path: Path, marks: _Marks) -> bool:
         return False
     gone = pa.array([False] * table.num_rows)
     for name in table.column_names:
-        column = table.column(name)
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            continue
-        hit = pc.or_(pc.starts_with(column, marks.prefix), pc.is_in(column, pa.array(marks.tokens())))
-        gone = pc.or_(gone, pc.fill_null(hit, False))
+        gone = pc.or_(gone, _rows_citing(table.column(name).combine_chunks(), marks))
     if not pc.any(gone).as_py():
         return False
     _write_parquet(path, table.filter(pc.invert(gone)))
     return True
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def _rows_citing(column: pa.Array, marks: _Marks) -> pa.Array:
+    """Which rows of a column cite the patient: a text naming a record of theirs or their pseudonym or person, or
+    a list of texts holding one (marts.held_back_endpoints' source_record_keys: the row goes whole, as its counts
+    count the patient)."""
+    if _is_text(column.type):
+        hit = pc.or_(pc.starts_with(column, marks.prefix), pc.is_in(column, pa.array(marks.tokens())))
+        return pc.fill_null(hit, False)
+    if (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) and _is_text(column.type.value_type):
+        cited = _rows_citing(pc.list_flatten(column), marks)
+        rows = pc.filter(pc.list_parent_indices(column), cited)
+        return pc.is_in(pa.array(range(len(column)), pa.int64()), rows.cast(pa.int64()))
+    return pa.array([False] * len(column))
 
 
 def _mentions(data: bytes, needles: list[bytes]) -> bool:

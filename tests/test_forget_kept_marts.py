@@ -15,9 +15,12 @@ from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 
 from etl import pipeline
-from etl.config import Home
+from etl.config import SOURCES_DIR, Home
+from etl.extract.adapter import STAGED_NAME
 from etl.forget import forget
+from etl.transform.mapping import load_mapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
+from etl.transform.records import staged_patient_keys
 
 KEY = SMALL_RUN_KEY
 
@@ -96,3 +99,47 @@ def test_when_the_new_set_cannot_be_written_the_kept_sets_lose_the_person(built:
         table = pq.read_table(path)
         if "patient_id" in table.column_names:
             assert person not in table.column("patient_id").to_pylist(), path
+
+
+def _held_back_patient(home: Home) -> tuple[str, str, str]:
+    """(source, patient number, pseudonym) of a loaded patient whose record marts.held_back_endpoints lists, in
+    its list column source_record_keys."""
+    key = PseudonymKey(KEY.encode())
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        listed = con.execute("SELECT DISTINCT h.source_id, split_part(k.key, '|', 1) FROM marts.held_back_endpoints h, "
+                             "unnest(h.source_record_keys) AS k(key) ORDER BY ALL").fetchall()
+        loaded = set(con.execute("SELECT DISTINCT source_id, split_part(source_record_key, '|', 1) "
+                                 "FROM stage.record").fetchall())
+    finally:
+        con.close()
+    for source_id, pseudonym in [p for p in listed if p in loaded]:
+        mapping = load_mapping(SOURCES_DIR / f"{source_id}.yaml")
+        staged = [p for p in (home.staging / source_id).iterdir() if STAGED_NAME.fullmatch(p.name)]
+        for patient in sorted({k for export in staged for k in staged_patient_keys(export, mapping)}):
+            if source_pseudonym(key, source_id, patient) == pseudonym:
+                return source_id, patient, pseudonym
+    raise AssertionError("no loaded patient with a held-back record")
+
+
+def test_when_the_new_set_cannot_be_written_the_kept_sets_lose_the_patient_from_their_lists(
+        built: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # held_back_endpoints lists the held-back records' keys in a list column: the scrub looked at text columns
+    # only, so the row, the patient's pseudonym in it, stayed in every kept set.
+    import etl.load.marts
+
+    home = copy_of(built, tmp_path)
+    source_id, patient, pseudonym = _held_back_patient(home)
+    kept = sorted((home.marts / "runs").glob("*/held_back_endpoints.parquet"))
+    rows = {path: pq.read_table(path).to_pylist() for path in kept}
+
+    def fails(*_: object) -> list[Path]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(etl.load.marts, "export_parquet", fails)
+    forget(home, source_id, patient, key_value=KEY)
+    for path, before in rows.items():
+        theirs = [r for r in before if any(k.startswith(f"{pseudonym}|") for k in r["source_record_keys"])]
+        assert theirs, path  # the set listed the patient
+        # The rows listing the patient go whole (their counts count the patient); the others stay as they were.
+        assert pq.read_table(path).to_pylist() == [r for r in before if r not in theirs]
