@@ -33,7 +33,8 @@ once and never printed, logged or stored. Erasure is:
   with the names as shown are rewritten first: their clear names are read from the archive copies';
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
-  pseudonym is checked under the key it was made under (`Erasures`).
+  pseudonym is checked under the key it was made under (`Erasures`); an export naming them (their records,
+  or an ODM increment's Remove of them: `exports_holding`) loses them from its archive and staged copies.
 
 A patient another source links (same EUPID, or linkage) is erased from this source only: consent is
 given per study. Those records are named (`linked_elsewhere`, by pseudonym and centre) so the data
@@ -98,7 +99,7 @@ from etl.transform.pseudonym import (
     normalise_patient_key,
     source_pseudonym,
 )
-from etl.transform.records import patient_columns
+from etl.transform.records import patient_columns, staged_patient_keys
 
 if TYPE_CHECKING:  # the pull's transports: imported where used
     from etl.pull.ledger import Ledger
@@ -273,6 +274,17 @@ def drop_erased(record_sets: dict[str, pa.Table], mapping: SourceMapping, key: P
 
 
 # --- raw files: archive copies and staged Parquet -----------------------------------------------
+
+def exports_holding(staged: Iterable[tuple[str, Path]], mapping: SourceMapping, key: PseudonymKey,
+                    erased: Erasures | AbstractSet[str]) -> set[str]:
+    """The exports (sha256, staged copy) whose staged patient keys name an erased patient: in a record, or where no
+    record is (an ODM increment's `TransactionType="Remove"`, which the centre sends as asked). Only their patient
+    columns are read: a copy scrubbed once names nobody the next night."""
+    if not erased:
+        return set()
+    is_erased = _erased_test(key, mapping.source_id, erased)
+    return {sha for sha, path in staged if any(is_erased(k) for k in staged_patient_keys(path, mapping))}
+
 
 def _erased_rows(table: pa.Table, mapping: SourceMapping, key: PseudonymKey,
                  erased: Erasures | AbstractSet[str]) -> pd.Series:

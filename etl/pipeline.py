@@ -58,7 +58,13 @@ from etl.extract.guards import (
     withdraw_acceptances,
     withdraw_departures,
 )
-from etl.forget import drop_erased, erased_pseudonyms, hide_erased_numbers, scrub_export_copies
+from etl.forget import (
+    drop_erased,
+    erased_pseudonyms,
+    exports_holding,
+    hide_erased_numbers,
+    scrub_export_copies,
+)
 from etl.load import next_copy
 from etl.load.populations import population_file, read_child_population
 from etl.load.warehouse import (
@@ -376,8 +382,11 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
                 home.staging / source_id / "harmonised" / last_load if last_load else None))
-            if left_out:  # a new export still holds them: its archive copy and staged rows lose them too
-                scrub_export_copies(home, mapping, key, erased, left_out)
+            # An export still naming them (their records, or the removal the centre was asked for: an ODM
+            # increment's Remove is no record) loses them from its archive copy and staged rows too.
+            if holding := {*left_out, *exports_holding([(sha, path) for path, _, _, sha in staged], mapping, key,
+                                                       erased)}:
+                scrub_export_copies(home, mapping, key, erased, holding)
             counts = _file_counts(result.file_counts, superseded)
             held, to_accept = _held(home, mapping, loaded, extracted.files, counts, accepted, departed,
                                     folder / "records.parquet")

@@ -5,13 +5,17 @@ later increment, the same export sent again under a new name, an old copy today'
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
-from test_forget import _registry_key
+from test_forget import _registry_key, _sacha_key, _traces
 
+from etl import pipeline
 from etl.config import Home
 from etl.extract.delimited import ADAPTER
 from etl.forget import forget
@@ -61,3 +65,25 @@ def test_a_query_list_loses_the_whole_record_of_the_patient_when_a_value_spans_l
     assert b"ROSSI" not in sent.read_bytes()
     with sent.open(newline="", encoding="utf-8-sig") as kept:
         assert list(csv.reader(kept)) == [columns, *others]
+
+
+def test_the_centres_removal_of_an_erased_patient_leaves_no_number_in_archive_or_staging(small_run: Home,
+                                                                                          tmp_path: Path) -> None:
+    # The centre removes the patient from its next exports, as asked: an ODM increment's Remove names the patient
+    # and is no record, so harmonise left nothing out of it, and only exports it left records out of were scrubbed.
+    home = copy_of(small_run, tmp_path)
+    shutil.rmtree(home.root / "truth")  # the generator's answer key, not part of a warehouse home
+    patient = _sacha_key(home.landing)
+    forget(home, "sacha_fr", patient, key_value=KEY)
+    increment = home.landing / "sacha_fr" / "SACHA_ODM_20261102.xml"
+    increment.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" '
+        'FileOID="SACHA.INC.20261102" FileType="Transactional" PriorFileOID="SACHA.EXPORT.20261101" '
+        'CreationDateTime="2026-11-02T01:30:00Z" ODMVersion="1.3.2">\n<ClinicalData StudyOID="SACHA" '
+        f'MetaDataVersionOID="v1">\n<SubjectData SubjectKey="{patient}" TransactionType="Remove"/>\n'
+        '</ClinicalData>\n</ODM>\n', encoding="utf-8")
+    os.utime(increment, (time.time() - 3600, time.time() - 3600))
+
+    assert pipeline.run(home, key_value=KEY).status == "completed"
+    assert [p.name for p in (home.archive / "sacha_fr").glob("*__SACHA_ODM_20261102.xml")]  # archived, scrubbed
+    assert _traces(home, [patient], set()) == []
