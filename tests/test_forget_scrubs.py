@@ -8,6 +8,7 @@ import csv
 import os
 import shutil
 import time
+from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,12 +17,13 @@ from shared_build import copy_of
 from test_forget import _registry_key, _sacha_key, _traces
 
 from etl import pipeline
-from etl.config import Home
+from etl.config import SOURCES_DIR, Home, resolve_home
 from etl.extract.delimited import ADAPTER
-from etl.forget import forget
+from etl.extract.landing import LandingFile, archive, sha256_of
+from etl.forget import forget, scrub_export_copies
 from etl.quality.queries import HEADER
-from etl.transform.mapping import SourceMapping
-from etl.transform.pseudonym import load_key, source_pseudonym
+from etl.transform.mapping import SourceMapping, load_mapping
+from etl.transform.pseudonym import PseudonymKey, load_key, source_pseudonym
 
 KEY = SMALL_RUN_KEY  # the shared run's: its home is copied, not generated and loaded again
 
@@ -87,3 +89,36 @@ def test_the_centres_removal_of_an_erased_patient_leaves_no_number_in_archive_or
     assert pipeline.run(home, key_value=KEY).status == "completed"
     assert [p.name for p in (home.archive / "sacha_fr").glob("*__SACHA_ODM_20261102.xml")]  # archived, scrubbed
     assert _traces(home, [patient], set()) == []
+
+
+def _landed(source_id: str, export: Path) -> LandingFile:
+    return LandingFile(source_id, export, sha256_of(export), export.stat().st_size, "export", date(2026, 11, 1))
+
+
+def test_the_same_export_sent_again_under_a_new_name_is_not_archived_again_with_the_patient(small_run: Home,
+                                                                                             tmp_path: Path) -> None:
+    # The centre sends the same bytes with a new date in the name: no copy nor tombstone had that name, so the
+    # run archived it again from landing/, the erased patient in it, and nothing harmonised it (its content
+    # loaded already) to scrub it.
+    home = resolve_home(tmp_path / "home").ensure()
+    key = PseudonymKey(b"k")
+    patient = _registry_key(small_run.landing)
+    erased = {source_pseudonym(key, "registry_it", patient)}
+    delivered = {"registry_it": next((small_run.landing / "registry_it").glob("*.csv")).read_bytes(),
+                 "esmart": b"HEADER RECORD*******LIBRARY stands in for a SAS file holding the erased patient"}
+    for source_id, name in (("registry_it", "TREP_export_20261101.csv"), ("esmart", "ESMART_DM_20261101.xpt")):
+        export = home.landing / source_id / name
+        export.parent.mkdir(parents=True)
+        export.write_bytes(delivered[source_id])
+        first = _landed(source_id, export)
+        archive(first, home.archive)
+        # The CSV copy is rewritten without the patient; the SAS file, a binary copy, is deleted.
+        scrub_export_copies(home, load_mapping(SOURCES_DIR / f"{source_id}.yaml"), key, erased, [first.sha256])
+        archive(_landed(source_id, export.rename(export.with_name(name.replace("20261101", "20261102")))),
+                home.archive)
+
+    copies = sorted((home.archive / "registry_it").iterdir())
+    assert [p.name.partition("__")[2] for p in copies] == ["TREP_export_20261101.csv", "TREP_export_20261102.csv"]
+    assert copies[0].read_bytes() == copies[1].read_bytes()  # the copy sent again is the one rewritten
+    assert patient.encode() in delivered["registry_it"] and patient.encode() not in copies[1].read_bytes()
+    assert [p.name.partition("__")[2] for p in (home.archive / "esmart").iterdir()] == ["ESMART_DM_20261101.xpt.erased"]

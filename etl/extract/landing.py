@@ -379,10 +379,20 @@ def archive(landing: LandingFile, archive_dir: Path) -> Path:
     A copy `rtw forget` had to delete (a binary export holding an erased patient) leaves a
     tombstone `<copy>.erased`: the export still in landing/ is not archived again. A copy whose name
     carried the erased patient's number is renamed with `{patient}` in its place (or deleted), and its
-    tombstone is `erased_export`'s: the export is not archived again under its name either.
+    tombstone is `erased_export`'s: the export is not archived again under its name either. The same export
+    sent again under another name (the same bytes, a new date in the name) is archived from its earlier copy,
+    which `rtw forget` may have rewritten without the patient, or, any of its copies deleted, not at all.
     """
     target = archive_dir / landing.source_id / f"{landing.sha256[:16]}__{landing.name}"
-    if not target.exists() and not target.with_name(target.name + ERASED_SUFFIX).exists() \
-            and not erased_export(archive_dir, landing.source_id, landing.sha256).exists():
-        fsio.copy_file(landing.path, target)  # owner-only: archive copies hold clear identifiers
+    if target.exists() or _erased_before(archive_dir, landing):
+        return target
+    earlier = archive_copies(archive_dir, landing.source_id, landing.sha256)
+    fsio.copy_file(earlier[0] if earlier else landing.path, target)  # owner-only: copies hold clear identifiers
     return target
+
+
+def _erased_before(archive_dir: Path, landing: LandingFile) -> bool:
+    """Whether `rtw forget` deleted a copy of the export, under any name it was delivered under."""
+    folder, prefix = archive_dir / landing.source_id, landing.sha256[:16]
+    return erased_export(archive_dir, landing.source_id, landing.sha256).exists() or \
+        any(folder.glob(f"{prefix}__*{ERASED_SUFFIX}"))
