@@ -572,18 +572,23 @@ def forget(source: Annotated[str, typer.Option("--source", help="The source id, 
         done = erase(rtw_home, source, patient, not_loaded=not_loaded)
     except (ForgetError, KeyMismatch, RunBusy) as exc:
         _fail(str(exc))
-    if not done.loaded:
+    if done.resumed:  # erased already: an erasure stopped after its publish (killed, or a file step failed)
+        console.print(f"{source}: this patient was erased already (meta.erasure); the erasure's file steps were done "
+                      f"again: {len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted. "
+                      "landing/ is untouched: ask the centre to drop the patient from its exports")
+    elif not done.loaded:
         console.print(f"{source}: this patient is not loaded in the warehouse; the erasure is recorded ahead in "
                       f"meta.erasure (run {done.run_id}): no run will load them, and {len(done.files_rewritten)} "
                       f"staged or archived files were rewritten, {len(done.files_deleted)} deleted. landing/ is "
                       "untouched: ask the centre to drop the patient from its exports")
         return
-    person = "the person is gone from core.patient" if done.person_removed else \
-        "the person stays in core.patient through another source"
-    console.print(f"{source}: patient erased in run {done.run_id} ({done.records_removed} records; {person}); "
-                  f"{len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted; recorded "
-                  "in meta.erasure by pseudonym. landing/ is untouched: ask the centre to drop the patient "
-                  "from its exports")
+    else:
+        person = "the person is gone from core.patient" if done.person_removed else \
+            "the person stays in core.patient through another source"
+        console.print(f"{source}: patient erased in run {done.run_id} ({done.records_removed} records; {person}); "
+                      f"{len(done.files_rewritten)} files rewritten, {len(done.files_deleted)} deleted; recorded "
+                      "in meta.erasure by pseudonym. landing/ is untouched: ask the centre to drop the patient "
+                      "from its exports")
     if done.linked_elsewhere:  # consent is given per study: what to do is the data manager's call
         console.print(f"[yellow]{source}: the patient was linked to {', '.join(done.linked_elsewhere)}, kept:[/yellow] "
                       "consent is given per study. If the withdrawal covers those studies too, erase each with "

@@ -4,6 +4,7 @@ With env RTW_TEST_CRASH_AT=<point>, the process SIGKILLs itself when it reaches 
 otherwise). The points, in the order a run meets them: `extracted` (a file archived and staged),
 `harmonised` (a source's harmonised Parquet written), `before_swap` (the next warehouse validated
 and written, not yet renamed in), `after_swap`, `outputs` (marts exported, report not yet written).
+`rtw forget` meets `before_swap` and `after_swap` too (its erasure published, its files not yet scrubbed).
 tests/test_hostile.py kills a run at each. A DAG run meets `leased` before them (its plan_run has written
 the home's lease and holds the home's lock still); `rtw run`, which takes no lease, never does.
 """

@@ -13,8 +13,8 @@ once and never printed, logged or stored. Erasure is:
 - the files: archive copies of every export the home keeps (a snapshot superseded nights ago too,
   whose staged copy is gone), rewritten by their adapter where the format allows
   (`SourceAdapter.without_patients`: CSV rows, ODM SubjectData; other formats deleted when they
-  hold the patient, read again to tell when no staged copy does; landing/ keeps the export), the
-  staged raw Parquet, the
+  hold the patient, read again to tell when no staged copy does; a copy that cannot be rewritten is deleted,
+  a warning says which; landing/ keeps the export), the staged raw Parquet, the
   harmonised Parquet of every run, every kept marts set (without the rows of a person another
   source still links, too: they hold the patient's contribution; once the set without the patient
   is written, the sets from before the erasure are deleted, as their aggregates count the patient),
@@ -31,6 +31,9 @@ once and never printed, logged or stored. Erasure is:
   Only where the name reads the number as one: a snapshot whose date is written as it (`export_20261101.csv`)
   keeps its name (`file_names.reads_as_patient_number`). The report files an upgrade still has to rewrite
   with the names as shown are rewritten first: their clear names are read from the archive copies';
+- the file steps are done after the publish: until they are, a note under the home (`_Pending`) keeps the
+  persons whose rows go, and `rtw forget` for a patient erased already does them again (an erasure killed, or
+  a step failed);
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`); an export naming them (their records,
@@ -50,6 +53,7 @@ import csv
 import functools
 import io
 import itertools
+import json
 import logging
 import re
 import shutil
@@ -68,7 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl import fsio, runlock
+from etl import crash, fsio, runlock
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
@@ -121,6 +125,7 @@ class ForgetResult:
     files_rewritten: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
     public_withdrawn: bool = False  # <home>/public (rtw export --public) counted the patient: removed
+    resumed: bool = False  # erased already: the file steps were done again (an erasure stopped after its publish)
     # The person's records in other sources (`source:pseudonym (centre C)`): they stay, consent is per study
     linked_elsewhere: list[str] = field(default_factory=list)
 
@@ -317,7 +322,7 @@ def _copy_holds(home: Home, copy: Path, mapping: SourceMapping, key: PseudonymKe
         try:
             adapter.stage(copy, out, options, {"source_file": copy.name, "source_file_sha256": ""})
         except ExtractError as exc:
-            raise ForgetError(f"{copy} cannot be read to tell whether it holds the patient: {exc}") from None
+            raise ForgetError(f"it cannot be read to tell whether it holds the patient: {exc}") from None
         staged = [out] if out.is_file() else sorted(out.rglob("*.parquet"))
         return any(_erased_rows(pq.read_table(p), mapping, key, erased).any() for p in staged)
 
@@ -328,11 +333,14 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, erased: Erasures | AbstractSet[str],
-                        shas: Iterable[str], holding: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+                        shas: Iterable[str], holding: Iterable[str] | None = None, *,
+                        staged_tells: bool = True) -> tuple[list[str], list[str]]:
     """Archive copies and staged files of these exports (by sha256) without the erased patients:
     (rewritten, deleted). Text copies are rewritten only where they hold the patient; a binary copy
     is deleted when its export is known to hold them (`holding`, default: all of `shas`), or its
-    staged copy did."""
+    staged copy did, or (no staged copy, or `staged_tells` false: an erasure done again, whose staged copies
+    may have lost the patient already) the copy read again does. Each copy on its own: one that cannot be
+    rewritten, or read to tell, is deleted (a warning says which), as one holding the patient is."""
     rewritten: list[str] = []
     deleted: list[str] = []
     source_id = mapping.source_id
@@ -351,20 +359,26 @@ def scrub_export_copies(home: Home, mapping: SourceMapping, key: PseudonymKey, e
         for copy in archive_copies(home.archive, source_id, sha):
             try:
                 changed = adapter.without_patients(copy, mapping, is_erased)
-            except ExtractError as exc:
-                raise ForgetError(str(exc)) from None
-            if changed is None and not (sha in holds or held or parquets):  # nothing tells: read it
-                held = _copy_holds(home, copy, mapping, key, erased)
+                if changed is None and not (sha in holds or held or (parquets and staged_tells)):  # read it to tell
+                    held = _copy_holds(home, copy, mapping, key, erased)
+            except (ExtractError, ForgetError, ValueError, SyntaxError, csv.Error) as exc:  # XML: a SyntaxError
+                log.warning("%s: the archive copy %s cannot be rewritten without the erased patient (%s): deleted, as "
+                            "a copy holding them is; landing/ keeps the export", source_id, copy.name, exc)
+                changed, held = None, True
             if changed is None and (sha in holds or held):  # a binary export (SAS, Excel): landing/ keeps it
-                # The tombstone keeps the next run from archiving the same export again (landing.archive),
-                # unless the hash's (its name carried the patient's number) does already.
-                if not erased_export(home.archive, source_id, sha).exists():
-                    fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
-                copy.unlink()
+                _delete_copy(home, source_id, sha, copy)
                 deleted.append(str(copy))
             elif changed:
                 rewritten.append(str(copy))
     return rewritten, deleted
+
+
+def _delete_copy(home: Home, source_id: str, sha: str, copy: Path) -> None:
+    """An archive copy deleted, behind its tombstone: the next run does not archive the export again from landing/
+    (landing.archive), unless the hash's tombstone (its name carried the patient's number) keeps it already."""
+    if not erased_export(home.archive, source_id, sha).exists():
+        fsio.write_bytes(copy.with_name(copy.name + ERASED_SUFFIX), b"")
+    copy.unlink()
 
 
 # --- derived files: harmonised Parquet, marts, reports ------------------------------------------
@@ -544,7 +558,11 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
 
     not_loaded: a patient the warehouse does not hold (only in an export not loaded yet: a new one in
     landing/, or a held load's) is recorded in meta.erasure ahead, so no run ever loads them, and the
-    staged and archived copies of the source's exports lose them; without it such a patient is refused."""
+    staged and archived copies of the source's exports lose them; without it such a patient is refused.
+
+    A patient erased already (an erasure killed, or failed, after its publish) has the file steps done again
+    (`ForgetResult.resumed`): what the warehouse no longer tells (the persons whose rows go) is read from the note
+    the erasure left until its file steps were done (`_Pending`)."""
     from etl.load.marts import export_parquet
     from etl.pipeline import new_run_id
 
@@ -567,9 +585,8 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             erased_already = _erased_test(key, source_id, erased_pseudonyms(home.warehouse, source_id))(patient_key)
         except ErasureKeyMissing as exc:
             raise ForgetError(str(exc)) from None
-        if erased_already:
-            raise ForgetError(f"this patient of {source_id} was erased already")
         result.files_deleted += _remove_leftovers(home)
+        pending = _Pending(home, source_id, pseudonym)
         shas: list[str] = []
         marks_found: list[_Marks] = []
 
@@ -591,13 +608,25 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
             result.records_removed = removed
             marks_found.append(marks)
+            pending.note(run_id, marks)  # before the publish: a forget killed after it finds what it must scrub
 
-        swap_in_next(home.warehouse, run_id, erase, compact=True)
+        if erased_already:  # its publish is done: the files are scrubbed again, each step as it would be the first time
+            result.resumed = True
+            log.info("this patient of %s was erased already (meta.erasure): the erasure's file steps are done again",
+                     source_id)
+            marks_found.append(pending.marks() or _Marks(pseudonym))
+        else:
+            try:
+                swap_in_next(home.warehouse, run_id, erase, compact=True)
+            except BaseException:
+                pending.clear(run_id)  # nothing was published
+                raise
+            crash.crash_point("after_swap")
         _show_names_in_earlier_reports(home)  # by the archive copies' clear names: before they are renamed
         _hide_number_in_names(home, source_id, patient_key, key)  # before the scrub: a copy it cannot read is named so
         # Older exports (superseded snapshots, a held load) may hold the patient too: every staged export is looked at.
         rewritten, deleted = scrub_export_copies(home, mapping, key, {pseudonym}, _exports_kept(home, source_id, shas),
-                                                 shas)
+                                                 shas, staged_tells=not erased_already)
         result.files_rewritten += rewritten
         result.files_deleted += deleted
         if not marks_found:  # never loaded: no derived file names the patient
@@ -612,11 +641,70 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             log.warning("the Parquet marts could not be exported after the erasure: %s", exc)
         else:
             result.files_deleted += _drop_sets_before(home.marts / "runs", exported[0].parent)
-        withdrawn = _withdraw_public_export(home.public)
+        # Done again, tables written since the erasure do not count the patient: they stay.
+        withdrawn = _withdraw_public_export(home.public, _erased_at(home, source_id, pseudonym)
+                                            if erased_already else None)
         result.files_deleted += withdrawn
         result.public_withdrawn = bool(withdrawn)
         _rebuild_latest_report(home)
+        pending.clear()
     return result
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The note an erasure leaves under the home from its publish until its file steps are done: the persons whose
+    rows the derived files lose (`_Marks`), which the warehouse no longer tells once the patient is gone from it.
+    By pseudonym and person ids only, as the derived files hold them; one file per erasure run."""
+
+    home: Home
+    source_id: str
+    pseudonym: str
+
+    def _path(self, run_id: str) -> Path:
+        return self.home.root / f"{_PENDING_PREFIX}{run_id}.json"
+
+    def _notes(self) -> Iterator[tuple[Path, dict[str, object]]]:
+        for path in sorted(self.home.root.glob(f"{_PENDING_PREFIX}*.json")):
+            try:
+                note = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(note, dict) and (note.get("source_id"), note.get("pseudonym")) == (self.source_id,
+                                                                                            self.pseudonym):
+                yield path, note
+
+    def note(self, run_id: str, marks: _Marks) -> None:
+        fsio.write_text(self._path(run_id), json.dumps({
+            "source_id": self.source_id, "pseudonym": self.pseudonym, "patient_ids": list(marks.patient_ids),
+            "persons_kept": list(marks.persons_kept)}))
+
+    def marks(self) -> _Marks | None:
+        for _path, note in self._notes():
+            ids, kept = note.get("patient_ids"), note.get("persons_kept")
+            if isinstance(ids, list) and isinstance(kept, list):
+                return _Marks(self.pseudonym, tuple(map(str, ids)), tuple(map(str, kept)))
+        log.info("no note of the persons the erasure took out of core.patient (its file steps were done): the derived "
+                 "files lose what cites the patient's pseudonym")
+        return None
+
+    def clear(self, run_id: str | None = None) -> None:
+        """The note of `run_id`, or every note of this patient's erasure (its file steps done)."""
+        for path in [self._path(run_id)] if run_id else [p for p, _ in self._notes()]:
+            path.unlink(missing_ok=True)
+
+
+_PENDING_PREFIX = ".forget-pending-"
+
+
+def _erased_at(home: Home, source_id: str, pseudonym: str) -> datetime | None:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        row = con.execute("SELECT max(erased_at) FROM meta.erasure WHERE source_id = ? AND "
+                          "source_patient_pseudonym = ?", [source_id, pseudonym]).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
 
 
 def _remove_leftovers(home: Home) -> list[str]:
@@ -866,14 +954,16 @@ def _drop_sets_before(runs: Path, erased_in: Path) -> list[str]:
     return dropped
 
 
-def _withdraw_public_export(public: Path) -> list[str]:
+def _withdraw_public_export(public: Path, erased_at: datetime | None = None) -> list[str]:
     """The tables of the public export (rtw export --public) removed: like a marts set's, its aggregates
     count the patient. It is not written again here: what is published, and with which smallest cell
     (--min-cell, recorded nowhere), is the data manager's call, so `rtw forget` says to export it again.
-    Every table goes, one an older version wrote too; the folder, if nothing else is in it."""
+    Every table goes, one an older version wrote too (written before `erased_at`, when given: an erasure done
+    again); the folder, if nothing else is in it."""
     if not public.is_dir():
         return []
-    tables = sorted(p for p in public.iterdir() if p.suffix in (".csv", ".parquet") and p.is_file())
+    tables = sorted(p for p in public.iterdir() if p.suffix in (".csv", ".parquet") and p.is_file()
+                    and (erased_at is None or p.stat().st_mtime < erased_at.timestamp()))
     for path in tables:
         path.unlink()
     if not any(public.iterdir()):

@@ -263,15 +263,18 @@ def test_later_runs_keep_the_patient_out(erased: dict[str, object], caplog: pyte
     assert superseded["sacha_fr"] > 0
 
 
-def test_forget_refuses_an_unknown_or_erased_patient_without_naming_it(erased: dict[str, object]) -> None:
+def test_forget_refuses_an_unknown_patient_and_redoes_the_files_of_an_erased_one_without_naming_them(
+        erased: dict[str, object]) -> None:
     home, patients = erased["home"], erased["patients"]
     assert isinstance(home, Home) and isinstance(patients, dict)
     runner = CliRunner()
-    for patient, reason in ((patients["registry_it"], "erased already"), ("NO-SUCH-PATIENT-42", "no patient")):
+    for patient, reason, code in ((patients["registry_it"], "erased already", 0),
+                                  ("NO-SUCH-PATIENT-42", "no patient", 1)):
         result = runner.invoke(app, ["forget", "--source", "registry_it", "--patient", patient,
                                      "--home", str(home.root), "--yes"], env={"RTW_PSEUDONYM_KEY": KEY})
-        assert result.exit_code == 1
+        assert result.exit_code == code, result.output
         assert reason in result.output and patient not in result.output
+    assert _traces(home, _needles(erased), set(_pseudonyms(erased))) == []  # done again, nothing comes back
 
 
 def test_a_deleted_binary_archive_copy_is_not_archived_again_from_landing(tmp_path):

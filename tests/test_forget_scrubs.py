@@ -5,19 +5,26 @@ later increment, the same export sent again under a new name, an old copy today'
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 import time
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
+import pytest
 from conftest import SMALL_RUN_KEY
+from hostile_home import rtw
 from shared_build import copy_of
-from test_forget import _registry_key, _sacha_key, _traces
+from test_forget import _person_of, _registry_key, _sacha_key, _traces
+from typer.testing import CliRunner
 
 from etl import pipeline
+from etl.cli import app
 from etl.config import SOURCES_DIR, Home, resolve_home
+from etl.crash import CRASH_ENV
 from etl.extract.delimited import ADAPTER
 from etl.extract.landing import LandingFile, archive, sha256_of
 from etl.forget import forget, scrub_export_copies
@@ -122,3 +129,58 @@ def test_the_same_export_sent_again_under_a_new_name_is_not_archived_again_with_
     assert copies[0].read_bytes() == copies[1].read_bytes()  # the copy sent again is the one rewritten
     assert patient.encode() in delivered["registry_it"] and patient.encode() not in copies[1].read_bytes()
     assert [p.name.partition("__")[2] for p in (home.archive / "esmart").iterdir()] == ["ESMART_DM_20261101.xpt.erased"]
+
+
+def test_a_copy_of_an_export_read_under_an_earlier_encoding_loses_the_patient(tmp_path: Path) -> None:
+    # The registry moved to UTF-8 exports, and its mapping with it: an older snapshot's copy, kept in cp1252,
+    # could not be decoded, and the erasure stopped after its publish.
+    path = tmp_path / "TREP_export_20261101.csv"
+    path.write_bytes("codice_paziente;id_record;note\nIT-0001;1;Forlì\nIT-0002;2;è stata operata\n".encode("cp1252"))
+    assert ADAPTER.without_patients(path, CSV_MAPPING, lambda key: key == "IT-0002")
+    assert path.read_bytes() == "codice_paziente;id_record;note\nIT-0001;1;Forlì\n".encode("cp1252")
+
+
+def test_an_archive_copy_that_cannot_be_rewritten_is_deleted_and_said(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    # One copy that could not be rewritten stopped the erasure's file steps, every copy after it left as it was.
+    home = resolve_home(tmp_path / "home").ensure()
+    export = home.landing / "sacha_fr" / "SACHA_ODM_20261101.xml"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b'<?xml version="1.0"?><ODM><ClinicalData><SubjectData SubjectKey="01-0001">')  # cut short
+    landed = _landed("sacha_fr", export)
+    copy = archive(landed, home.archive)
+    with caplog.at_level(logging.WARNING):
+        rewritten, deleted = scrub_export_copies(home, load_mapping(SOURCES_DIR / "sacha_fr.yaml"), PseudonymKey(b"k"),
+                                                 {"p"}, [landed.sha256], [])
+    assert (rewritten, deleted) == ([], [str(copy)])
+    assert [p.name for p in copy.parent.iterdir()] == [f"{copy.name}.erased"]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"sacha_fr: the archive copy {copy.name} cannot be rewritten without the erased patient" in said
+
+
+def test_an_erasure_killed_after_its_publish_is_completed_by_forget_again(small_run: Home, tmp_path: Path) -> None:
+    # Asked again, forget refused the patient as "erased already", and their number stayed in the files.
+    home = copy_of(small_run, tmp_path)
+    shutil.rmtree(home.root / "truth")  # the generator's answer key, not part of a warehouse home
+    patient = _registry_key(home.landing)
+    pseudonym = source_pseudonym(load_key(home.key_file, KEY), "registry_it", patient)
+    person = _person_of(home, "registry_it", pseudonym)
+    asked = ["forget", "--source", "registry_it", "--patient", patient, "--yes"]
+    killed = rtw(home.root, *asked, env={"RTW_PSEUDONYM_KEY": KEY, CRASH_ENV: "after_swap"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert _traces(home, [patient], set())  # published, the files not scrubbed yet
+    assert list(home.root.glob(".forget-pending-*"))  # what it must scrub: noted before the publish
+
+    again = CliRunner().invoke(app, [*asked, "--home", str(home.root)], env={"RTW_PSEUDONYM_KEY": KEY})
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    assert "this patient was erased already (meta.erasure); the erasure's file steps were done again" in said
+    assert patient not in said
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        stays = con.execute("SELECT count(*) FROM core.patient WHERE patient_id = ?", [person]).fetchone() == (1,)
+    finally:
+        con.close()
+    needles = [patient, pseudonym, *([] if stays else [person])]  # a person another source links stays
+    assert _traces(home, needles, {pseudonym}) == []
+    assert not list(home.root.glob(".forget-pending-*"))  # the erasure's note, gone with its file steps done

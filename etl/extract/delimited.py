@@ -503,12 +503,19 @@ class CsvAdapter(OneTableAdapter):
 
     def without_patients(self, path: Path, mapping: SourceMapping, erased: Callable[[str], bool]) -> bool:
         # Written back in the dialect it was read with (the mapping's options over what is detected).
-        dialect = sniff_dialect(path, **self.read_options(mapping).model_dump())
+        options = self.read_options(mapping).model_dump()
         try:
+            dialect = sniff_dialect(path, **options)
             text = path.read_bytes().decode(dialect.encoding)
-        except UnicodeDecodeError:
-            raise ExtractError(f"{path.name}: cannot decode as {dialect.encoding} to remove the patient's rows") \
-                from None
+        except (ExtractError, UnicodeDecodeError):
+            # A copy of an older export, staged under an earlier mapping (the registry moved from cp1252 to UTF-8
+            # exports, and the mapping with it): read in the encoding its bytes tell, and written back in it.
+            dialect = sniff_dialect(path, **{**options, "encoding": None})
+            try:
+                text = path.read_bytes().decode(dialect.encoding)
+            except UnicodeDecodeError:
+                raise ExtractError(f"{path.name}: cannot decode as {options.get('encoding') or dialect.encoding} "
+                                   "(nor as detected) to remove the patient's rows") from None
         # The lines above the header row (a title, notes) are kept as they are; the header is the first row
         # below them that is not blank, as staging reads it.
         above = _start_of_line(text, dialect.header_row)
