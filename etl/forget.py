@@ -389,7 +389,8 @@ def _scrub_derived_parquet(path: Path, marks: _Marks) -> bool:
         return False
     gone = pa.array([False] * table.num_rows)
     for name in table.column_names:
-        gone = pc.or_(gone, _rows_citing(table.column(name).combine_chunks(), marks))
+        if (cited := _rows_citing(table.column(name), marks)) is not None:
+            gone = pc.or_(gone, cited)
     if not pc.any(gone).as_py():
         return False
     _write_parquet(path, table.filter(pc.invert(gone)))
@@ -400,18 +401,19 @@ def _is_text(type_: pa.DataType) -> bool:
     return pa.types.is_string(type_) or pa.types.is_large_string(type_)
 
 
-def _rows_citing(column: pa.Array, marks: _Marks) -> pa.Array:
+def _rows_citing(column: pa.ChunkedArray | pa.Array, marks: _Marks) -> pa.ChunkedArray | pa.Array | None:
     """Which rows of a column cite the patient: a text naming a record of theirs or their pseudonym or person, or
     a list of texts holding one (marts.held_back_endpoints' source_record_keys: the row goes whole, as its counts
-    count the patient)."""
+    count the patient). None for a column of neither type."""
     if _is_text(column.type):
         hit = pc.or_(pc.starts_with(column, marks.prefix), pc.is_in(column, pa.array(marks.tokens())))
         return pc.fill_null(hit, False)
     if (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) and _is_text(column.type.value_type):
-        cited = _rows_citing(pc.list_flatten(column), marks)
-        rows = pc.filter(pc.list_parent_indices(column), cited)
-        return pc.is_in(pa.array(range(len(column)), pa.int64()), rows.cast(pa.int64()))
-    return pa.array([False] * len(column))
+        lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        cited = _rows_citing(pc.list_flatten(lists), marks)
+        rows = pc.filter(pc.list_parent_indices(lists), cited)
+        return pc.is_in(pa.array(range(len(lists)), pa.int64()), rows.cast(pa.int64()))
+    return None
 
 
 def _mentions(data: bytes, needles: list[bytes]) -> bool:
@@ -684,8 +686,8 @@ class _Pending:
             ids, kept = note.get("patient_ids"), note.get("persons_kept")
             if isinstance(ids, list) and isinstance(kept, list):
                 return _Marks(self.pseudonym, tuple(map(str, ids)), tuple(map(str, kept)))
-        log.info("no note of the persons the erasure took out of core.patient (its file steps were done): the derived "
-                 "files lose what cites the patient's pseudonym")
+        log.info("no note of the persons the erasure took out of core.patient (its file steps were done, or an earlier "
+                 "version made it): the derived files lose what cites the patient's pseudonym")
         return None
 
     def clear(self, run_id: str | None = None) -> None:
