@@ -234,7 +234,7 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
             # it waits until this clock has passed it by the quiet period. Taken as old, an upload still going
             # landed cut short. (A clock behind cannot be told from an old file: docs/pull.md.)
             age = now - remote.modified.timestamp()
-            if age < quiet:
+            if quiet > 0 and age < quiet:  # quiet_seconds 0: at once, whatever the file's time
                 markers = f"a marker file {name}.done" + (
                     f" or a checksum file {name}.sha256" if delivery.checksum != "none" else "")
                 when = (f"changed {age:.0f} s ago" if age >= 0 else
