@@ -90,7 +90,7 @@ from etl.extract.landing import ERASED_SUFFIX, archive_copies, erased_export
 from etl.link.model import load_config
 from etl.link.run import link_sources
 from etl.load.warehouse import rebuild_derived, source_tables, swap_in_next
-from etl.schema import in_warehouse
+from etl.schema import in_warehouse, reading
 from etl.transform.carry_over import recount_memo
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key, record_fingerprint
@@ -653,6 +653,9 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
     return result
 
 
+_PENDING_PREFIX = ".forget-pending-"  # <home>/.forget-pending-<run>.json: `_Pending`
+
+
 @dataclass(frozen=True)
 class _Pending:
     """The note an erasure leaves under the home from its publish until its file steps are done: the persons whose
@@ -696,16 +699,13 @@ class _Pending:
             path.unlink(missing_ok=True)
 
 
-_PENDING_PREFIX = ".forget-pending-"
-
 
 def _erased_at(home: Home, source_id: str, pseudonym: str) -> datetime | None:
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        row = con.execute("SELECT max(erased_at) FROM meta.erasure WHERE source_id = ? AND "
-                          "source_patient_pseudonym = ?", [source_id, pseudonym]).fetchone()
-    finally:
-        con.close()
+    """When the patient was erased (meta.erasure), for an erasure done again."""
+    with reading(home.warehouse) as live:
+        row = None if live is None else live.execute(
+            "SELECT max(erased_at) FROM meta.erasure WHERE source_id = ? AND source_patient_pseudonym = ?",
+            [source_id, pseudonym]).fetchone()
     return row[0] if row else None
 
 
