@@ -7,7 +7,9 @@ once and never printed, logged or stored. Erasure is:
   prefix `<pseudonym>|`), the dq rows citing them, their removal audit, the queries sent about them
   and the centre's answers (which name their query by row key only); core and marts rebuilt
   from stage as publish does, so core.patient loses the person unless another source still links
-  them; the rows move to `rows_superseded` in meta.source_file (rows_read still adds up);
+  them; the rows move to `rows_superseded` in meta.source_file (rows_read still adds up); the runs'
+  own record (meta.run, run_note, source_notice: a notice may name another patient too) keeps its rows,
+  the patient named "(an erased patient)" there;
 - what a killed run left (its next warehouse, a whole copy of the live one; GX's batch files): removed
   first, as crash repair would at the next run;
 - the files: archive copies of every export the home keeps (a snapshot superseded nights ago too,
@@ -539,13 +541,25 @@ def _record_erasure(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: s
                 [source_id, pseudonym, datetime.now(UTC), run_id])
 
 
+# The runs' own record (what a run did, noticed or could not write): a row there is about the run, not the
+# patient, and may name other patients too (a reviewer's link decision that was not applied names both).
+_RUN_RECORD = frozenset({("meta", "run"), ("meta", "run_note"), ("meta", "source_notice")})
+ERASED_PATIENT = "(an erased patient)"
+
+
 def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
-    """Whatever else still cites the patient (a check message, a mart): the safety net after the rebuild."""
+    """Whatever else still cites the patient (a check message, a mart): the safety net after the rebuild.
+    A row of the runs' record keeps its place with the pseudonym replaced; any other row citing the patient goes."""
     columns = con.execute("SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c JOIN "
                           "duckdb_tables() t USING (schema_name, table_name) WHERE c.data_type = 'VARCHAR' AND "
                           "c.schema_name IN ('stage', 'core', 'dq', 'meta', 'marts') AND NOT "
                           "(c.schema_name = 'meta' AND c.table_name = 'erasure')").fetchall()
     for schema_name, table, column in columns:
+        if (schema_name, table) in _RUN_RECORD:
+            for token in marks.tokens():
+                con.execute(f'UPDATE {schema_name}.{table} SET "{column}" = replace("{column}", ?, ?) '
+                            f'WHERE contains("{column}", ?)', [token, ERASED_PATIENT, token])
+            continue
         condition = (f'starts_with("{column}", ?) OR "{column}" IN (SELECT unnest(?)) OR '
                      f'contains("{column}", ?)')
         con.execute(f'DELETE FROM {schema_name}.{table} WHERE {condition}',

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home
+from etl.forget import ERASED_PATIENT
 from etl.transform.pseudonym import PseudonymKey, load_key, source_pseudonym
 
 KEY = SMALL_RUN_KEY  # the shared run's: its home is copied, not generated and loaded again
@@ -157,6 +158,7 @@ def erased(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     persons = {s: _person_of(home, s, p) for s, p in pseudonyms.items()}
     before = _core_counts(home)
     theirs = {s: _rows_of(home, s, p) for s, p in pseudonyms.items()}
+    other = _plant_unapplied_link(home, pseudonyms["registry_it"])
     outputs = []
     runner = CliRunner()
     published = runner.invoke(app, ["export", "--public", "--home", str(home.root)], env={"RTW_PSEUDONYM_KEY": KEY})
@@ -167,7 +169,23 @@ def erased(small_run: Home, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         assert result.exit_code == 0, result.output
         outputs.append(result.output)
     return {"home": home, "patients": patients, "pseudonyms": pseudonyms, "persons": persons,
-            "before": before, "theirs": theirs, "outputs": outputs}
+            "before": before, "theirs": theirs, "outputs": outputs, "other": other}
+
+
+def _plant_unapplied_link(home: Home, pseudonym: str) -> str:
+    """The notice linkage leaves when a reviewer's link of the patient and another could not be applied
+    (etl/link/run.py: it names both): returns the other patient's name in it."""
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        other = con.execute("SELECT source_patient_pseudonym FROM stage.patient_source WHERE source_id = "
+                            "'registry_it' AND source_patient_pseudonym <> ? LIMIT 1", [pseudonym]).fetchone()[0]
+        run_id = con.execute("SELECT max(run_id) FROM meta.run").fetchone()[0]
+        con.execute("INSERT INTO meta.source_notice VALUES (?, 'registry_it', ?)", [
+            run_id, f"linkage: the reviewer's link of registry_it:{pseudonym} and registry_it:{other} was not "
+                    "applied: the link was refused"])
+    finally:
+        con.close()
+    return f"registry_it:{other}"
 
 
 def _pseudonyms(erased: dict[str, object]) -> list[str]:
@@ -204,6 +222,20 @@ def test_forget_leaves_no_trace_under_the_home(erased: dict[str, object]) -> Non
     assert recorded == erased["pseudonyms"]
     assert (home.reports / "latest" / "index.html").is_file()
     assert (home.marts / "current").is_dir()
+
+
+def test_forget_keeps_the_runs_record_and_names_the_patient_there_no_more(erased: dict[str, object]) -> None:
+    """A run's notice that names the patient beside another stays, about the other, with the patient unnamed."""
+    home, other = erased["home"], erased["other"]
+    assert isinstance(home, Home) and isinstance(other, str)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        notices = [n for (n,) in con.execute("SELECT notice FROM meta.source_notice WHERE contains(notice, ?)",
+                                             [other]).fetchall()]
+    finally:
+        con.close()
+    assert notices == [f"linkage: the reviewer's link of registry_it:{ERASED_PATIENT} and {other} was not "
+                       "applied: the link was refused"]
 
 
 def test_forget_withdraws_the_public_export_and_says_to_write_it_again(erased: dict[str, object]) -> None:
