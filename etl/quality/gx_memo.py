@@ -128,7 +128,7 @@ def judge(con: duckdb.DuckDBPyConnection, run_id: str, rules: Sequence[Rule], *,
                  ", ".join(f"{s} (run {run})" for s, run in reused))
     if not judged_now:  # nothing changed that GX reads: GX is not even imported
         return Judging(con, run_id, plans, judged_now)
-    batches = {t: _Batches.of(con, plans[t], batch_rows)
+    batches = {t: _Batches.of(con, plans[t], batch_rows, kept_together([r for r in rules if r.meta.table == t]))
                for t in sorted({r.meta.table for r in judged_now if r.meta.table in plans})}
     rows = sum(b.rows for b in batches.values())
     if rows >= IN_PROCESS_ROWS:  # judged now, from this connection: no batch files
@@ -204,23 +204,51 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
     return Path(tempfile.mkdtemp(prefix="rtw-gx-"))
 
 
+# A rule of these kinds judges each row by itself (its columns): a table's rows can be split anyhow. A uniqueness
+# rule judges a row by the others holding its value, which go to GX in the same batch; any other rule (a column's
+# mean, a table's row count, compound uniqueness) judges the table as a whole, which is then one batch.
+_ROW_BY_ROW = ("expect_column_values_to_", "expect_column_pair_values_", "expect_multicolumn_",
+               "expect_select_column_values_to_be_unique_within_record")
+_UNIQUE = "expect_column_values_to_be_unique"
+
+
+def kept_together(table_rules: Sequence[Rule]) -> tuple[str, ...] | None:
+    """The columns whose equal values GX must judge in one batch (a uniqueness rule's); None: the whole
+    table in one batch (a rule judging it as a whole, or two uniqueness rules, which no split serves)."""
+    types = [(str(e.get("type", "")), (e.get("kwargs") or {}).get("column")) for e in
+             (r.expectation or {} for r in table_rules)]
+    unique = {str(column) for kind, column in types if kind == _UNIQUE}
+    if len(unique) > 1 or not all(kind.startswith(_ROW_BY_ROW) for kind, _ in types):
+        return None
+    return tuple(unique)
+
+
 @dataclass(frozen=True)
 class _Batches:
-    """The rows to judge of a stage table in batches of `size` rows, in rowid order: where each batch
-    starts, at least one (maybe empty, so every rule of the table is judged), and how many rows."""
+    """The rows to judge of a stage table in batches of about `size` rows, at least one (maybe empty, so every
+    rule of the table is judged): in rowid order, or, for a uniqueness rule, by a hash of the column it reads,
+    so that a duplicate is never split from its twin by a batch's edge, whatever the table's size."""
 
     plan: TablePlan
-    starts: list[int]
+    within: tuple[str, ...]  # each batch's condition on the rows (t)
     rows: int
 
     @classmethod
-    def of(cls, con: duckdb.DuckDBPyConnection, plan: TablePlan, size: int) -> _Batches:
+    def of(cls, con: duckdb.DuckDBPyConnection, plan: TablePlan, size: int,
+           together: tuple[str, ...] | None = ()) -> _Batches:
         """Read in one pass, before any batch: rows written in the open transaction number from 2**62."""
         found = con.execute(
             f"SELECT rowid, total FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) - 1 AS n, "
             f"count(*) OVER () AS total FROM stage.{plan.table} WHERE {among('source_id', plan.to_judge)}) "
             "WHERE n % $size = 0 ORDER BY rowid", {"size": size}).fetchall()
-        return cls(plan, [start for start, _ in found] or [0], found[0][1] if found else 0)
+        rows, starts = (found[0][1] if found else 0), [int(start) for start, _ in found]
+        if together is None or len(starts) < 2:
+            return cls(plan, ("true",), rows)
+        if together:  # a null is unique to GX: a row without a value is placed by itself
+            by = f'hash(coalesce(t."{together[0]}"::VARCHAR, t.rowid::VARCHAR)) % {len(starts)}'
+            return cls(plan, tuple(f"{by} = {n}" for n in range(len(starts))), rows)
+        return cls(plan, tuple(f"t.rowid >= {start}" + ("" if end is None else f" AND t.rowid < {end}")
+                               for start, end in zip(starts, [*starts[1:], None], strict=True)), rows)
 
     def queries(self) -> Iterator[str]:
         """Each batch's query. A row has the columns the table's rules can read (the fingerprint's:
@@ -228,8 +256,7 @@ class _Batches:
         record key), for the denominators."""
         wanted = among("t.source_id", self.plan.to_judge)
         columns = ", ".join(f't."{c}"' for c in self.plan.columns)
-        for start, end in zip(self.starts, [*self.starts[1:], None], strict=True):
-            within = f"t.rowid >= {int(start)}" + ("" if end is None else f" AND t.rowid < {int(end)}")
+        for within in self.within:
             yield (f"SELECT {columns}, r.centre_id AS {CENTRE} FROM stage.{self.plan.table} t LEFT JOIN stage.record r "
                    f"USING (source_id, source_record_key) WHERE {within} AND {wanted} "
                    "ORDER BY t.rowid")
