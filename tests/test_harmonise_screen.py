@@ -3,6 +3,7 @@
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from etl.extract.file_names import PatientNumbers
 from etl.transform.harmonise import harmonise_source
@@ -67,10 +68,13 @@ def test_a_free_text_is_loaded_with_other_patients_numbers_and_birth_dates_repla
                       "REG[3]": reasons["3"]}
 
 
-def test_the_patient_s_own_number_in_a_free_text_still_quarantines_the_record():
-    result = _harmonised([PATIENTS[0] | {"reason": "see ILTB-00001 and ILTB-00002"}])
+@pytest.mark.parametrize("own", ["ILTB-00001", "ILTB\u201300001", "ILTB\u00a000001", "iltb_00001"])
+def test_the_patient_s_own_number_in_a_free_text_still_quarantines_the_record(own):
+    # However its '-' was typed (an en dash by Word's autocorrect, a no-break space): not loaded as {patient}.
+    result = _harmonised([PATIENTS[0] | {"reason": f"see {own} and ILTB-00002"}])
     assert result.rejections.rule_id.tolist() == ["CONF-TEXT-NO-PATIENT-KEY"]
-    assert "00002" not in _everything_shown(result)
+    shown = _everything_shown(result)
+    assert "00001" not in shown and "00002" not in shown
 
 
 def test_a_day_written_in_a_date_is_not_cut_by_a_number_shape_and_a_key_of_eight_digits_is_a_number():

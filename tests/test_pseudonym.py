@@ -63,6 +63,13 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     ("dossier 100234", "100234", True),
     ("REG[7]", "7", False),  # too short to name anyone
     ("note straße12", "STRASSE12", True),  # compared case-folded, whatever the alphabet
+    # as Word or Excel type the separator (an en dash, a no-break space), or '_' or ' ' for '-': as the screen reads it
+    ("family asked to quote ILTB\u201300012", "ILTB-00012", True),
+    ("family asked to quote ILTB\u00a000012", "ILTB-00012", True),
+    ("see iltb_00012 and ILTB 00012", "ILTB-00012", True),
+    ("see ILTB-00012", "ILTB\u201300012", True),
+    ("ILTB\u2013000123", "ILTB-00012", False),  # still a longer number, not this one
+    ("ILTB/00012", "ILTB-00012", False),  # no typed separator
 ])
 def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_values(text, key, holds):
     assert holds_patient_key(text, key) is holds

@@ -13,6 +13,7 @@ has another one, before a missing key file would be silently created anew.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -117,13 +118,28 @@ def names_a_patient(source_patient_key: str) -> bool:
 
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
     """Whether a free text repeats the patient's own number (a note naming the patient), whatever its
-    case, standing on its own (not inside a longer run of letters or digits): such a text cannot
-    leave harmonise as it is."""
-    norm = normalise_patient_key(source_patient_key).casefold()
+    case and whichever separators join its runs ('-', '_', ' ' or a dash or space Word or Excel typed for them:
+    ILTB\u201300012 for ILTB-00012, as the screen reads any patient's number), standing on its own (not inside a
+    longer run of letters or digits): such a text cannot leave harmonise as it is."""
+    longest_run, written = _own_number(source_patient_key)
     folded = text.casefold()
-    if not names_a_patient(norm) or norm not in folded:
-        return False
-    return re.search(rf"(?<![^\W_]){re.escape(norm)}(?![^\W_])", folded) is not None
+    if not written or longest_run not in folded:
+        return False  # most texts: not even the number's longest run of letters or digits is there
+    return re.search(written, folded) is not None
+
+
+@functools.lru_cache(maxsize=1 << 10)  # harmonise asks patient after patient, each for all of their texts
+def _own_number(source_patient_key: str) -> tuple[str, str]:
+    """A patient number's longest run of letters and digits (case-folded), and the regex of the number standing
+    on its own in a case-folded text, each separator as any (file_names.TYPED_SEPARATORS); no regex for a number
+    that names nobody (`names_a_patient`)."""
+    from etl.extract.file_names import TYPED_SEPARATORS  # here, not above: file_names imports this module
+    norm = normalise_patient_key(source_patient_key).casefold()
+    if not names_a_patient(norm):
+        return "", ""
+    typed = f"[{re.escape(TYPED_SEPARATORS)}]"
+    number = "".join(typed if c in TYPED_SEPARATORS else re.escape(c) for c in norm)
+    return max(re.findall(r"[^\W_]+", norm) or [""], key=len), rf"(?<![^\W_]){number}(?![^\W_])"
 
 
 def published_key(key: PseudonymKey, source_id: str, source_patient_key: str, local: str,
