@@ -68,6 +68,14 @@ def test_a_free_text_is_loaded_with_other_patients_numbers_and_birth_dates_repla
                       "REG[3]": reasons["3"]}
 
 
+def test_a_birth_date_typed_with_spaces_or_an_en_dash_is_screened_and_another_day_so_typed_stays():
+    # ILTB-00003's birth date, 06/03/1996, in another patient's note; a day nobody was born on stays.
+    result = _harmonised([PATIENTS[0] | {"reason": "as for the child born 06. 03. 1996 (1996\u201303\u201306), "
+                                                   "seen 2019 \u2013 05 \u2013 02"}, *PATIENTS[1:]])
+    assert result.tables["tumour_board_review"].reason_not_followed.tolist()[0] == \
+        "as for the child born {date} ({date}), seen 2019 \u2013 05 \u2013 02"
+
+
 @pytest.mark.parametrize("own", ["ILTB-00001", "ILTB\u201300001", "ILTB\u00a000001", "iltb_00001"])
 def test_the_patient_s_own_number_in_a_free_text_still_quarantines_the_record(own):
     # However its '-' was typed (an en dash by Word's autocorrect, a no-break space): not loaded as {patient}.

@@ -12,9 +12,10 @@ number and birth date are caught by harmonise; this catches those of every patie
   them to their digits, their digits as many: `PatientNumbers.key_pattern`; a file name takes them in any
   case and across '-', '_' or ' ', where a word's end costs only the name's detail), so a dose, a date,
   `ISO8601` or `visit 2026` stays;
-- a birth date is a date written as a day (2024-01-15, 15/01/2024, 15.01.2024, 01/15/2024, 20240115)
-  that is the birth date of a patient of the source, or that falls in the birth month of one whose
-  source gives the month only (the text would tell the day the warehouse never holds);
+- a birth date is a date written as a day (2024-01-15, 15/01/2024, 15.01.2024, 01/15/2024, 20240115; parted by
+  spaced marks or a typed dash too, 15. 01. 2024, 2024–01–15: `DAY_WRITTEN`) that is the birth date of a
+  patient of the source, or that falls in the birth month of one whose source gives the month only (the text
+  would tell the day the warehouse never holds);
 - an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
   case (harmonise uses the EUPID field as written and loads it hashed; in another field it names a person
   across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
@@ -56,7 +57,7 @@ from pathlib import Path
 import duckdb
 
 from etl.config import SOURCES_DIR, Home
-from etl.extract.file_names import PATIENT, PatientNumbers, staged_keys
+from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, PatientNumbers, staged_keys
 from etl.transform.mapping import load_mapping
 from etl.transform.pseudonym import names_a_patient
 from etl.transform.values import PartialDate
@@ -65,9 +66,23 @@ log = logging.getLogger(__name__)
 
 DATE = "{date}"
 # A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
-# year first (20240115); the group `day` holds it.
-DAY_WRITTEN = (r"(?P<day>(?<!\d)(?:\d{4}(?P<s1>[-/.])\d{1,2}(?P=s1)\d{1,2}|\d{1,2}(?P<s2>[-/.])\d{1,2}(?P=s2)\d{4}"
-                r"|\d{8})(?!\d))")
+# year first (20240115); the group `day` holds it. Its parts are parted twice by '/', twice by '.' or twice by a dash:
+# '-' or one typed for it (2007–08–03, as Word puts it: file_names.TYPED_SEPARATORS), each with a space or not on
+# either side (03. 08. 2007, 03.08. 2007, 12 / 09 / 2015); never by spaces alone (`cycles 2 3 2019` stays).
+_SPACES = "".join(c for c in TYPED_SEPARATORS if c.isspace())
+_DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in _SPACES + '_'))}]"
+_SPACE = f"[{re.escape(_SPACES)}]?"
+
+
+def _parted(first: str, second: str, third: str) -> str:
+    return "|".join(f"{first}{_SPACE}{mark}{_SPACE}{second}{_SPACE}{mark}{_SPACE}{third}"
+                    for mark in ("/", r"\.", _DASH))
+
+
+_YEAR, _MONTH_OR_DAY = r"\d{4}", r"\d{1,2}"
+DAY_WRITTEN = (rf"(?P<day>(?<!\d)(?:{_parted(_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY)}"
+               rf"|{_parted(_MONTH_OR_DAY, _MONTH_OR_DAY, _YEAR)}|\d{{8}})(?!\d))")
+_DAY_PARTS = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
@@ -77,7 +92,7 @@ _DAYS = re.compile(DAY_WRITTEN)
 def day_readings(written: str) -> list[date]:
     """The days a day written as digits (`DAY_WRITTEN`) reads as, any way it may be: year first, or year last
     with the day or the month first (as in the US); none when no way gives a date (1001-92-11)."""
-    parts = re.split(r"[-/.]", written)
+    parts = _DAY_PARTS.findall(written)
     if len(parts) == 1:  # 20240115; never day first, as a MedDRA code (10052015) would read
         readings = [(written[:4], written[4:6], written[6:])]
     elif len(parts[0]) == 4:
