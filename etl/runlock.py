@@ -385,12 +385,18 @@ def _renew(home: Home, run_id: str, *, entering: bool = False) -> None:
     """Renew this run's lease under the home's lock, which whoever removes, replaces or ends a lease holds: read
     and written without it, a lease another run removed or replaced between the two (this one lapsed) was
     written back, and both runs held the home. RunBusy when the lease on disk is not this run's (lost), or
-    another holds the lock past RENEW_WAIT_SECONDS (only a run that took the home holds it that long)."""
+    another holds the lock past RENEW_WAIT_SECONDS (only a run that took the home holds it that long). A task
+    `entering` takes a released lease back (a task of a failed DAG run cleared, or one that began as its run was
+    marked failed, which Airflow then stops, its stop freeing the home again): renewed but left released, any run
+    could take the home while the task works."""
     with _locked(home, RENEW_WAIT_SECONDS):
         lease = read_lease(home)
         if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
             raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
         renewed = {**lease, "heartbeat": time.time()}
+        if entering and renewed.pop("released", False):
+            log.warning("run %s takes its released lease back: a task of it starts again (cleared), and no other "
+                        "run took the home meanwhile", run_id)
         if entering:
             _forget_gone(home, run_id)
         me = this_process()
