@@ -163,6 +163,14 @@ def test_an_outside_url_in_a_style_attribute_goes_whatever_its_quotes(style):
     assert "x.org" not in local and "background" in local
 
 
+@pytest.mark.parametrize("rule", ['@import "https://fonts.example.org/css?family=Sans";',
+                                  "@import url('//fonts.example.org/a.css') screen;", "@import 'https://x.org/a.css'"])
+def test_an_outside_import_in_a_style_goes_and_the_rest_of_the_style_stays(rule):
+    local = local_page(f"<style>{rule}\n.brand {{ color: red; }}</style>", "", set())
+    assert "example.org" not in local and "x.org" not in local and "@import" not in local
+    assert local.endswith(".brand { color: red; }</style>")
+
+
 def test_a_data_href_is_no_address_and_its_tag_stays():
     """`\\bhref` matched `data-href`: a local stylesheet with an outside data- attribute was dropped whole."""
     tag = '<link data-href="https://x.org/a.css" href="static/s.css">'

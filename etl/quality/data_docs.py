@@ -13,8 +13,8 @@ with Popper; XStatic-jQuery: the jQuery GX names) or from files the project writ
 the parts of bootstrap-table GX uses, and its five Font Awesome icons as characters), and the logo at
 GX's own copy in `static/images/`. Any other outside tag is dropped: Vega (no expectation of the
 catalogue draws a chart), the date picker and filter controls (the index has a search box instead),
-the dark theme. An outside `url(...)` in a style becomes `none`. Links (`<a href>`) stay: a browser
-follows them only when they are clicked. Addresses are found in double, single or no quotes; an outside
+the dark theme. An outside `url(...)` in a style becomes `none`, an outside `@import` goes. Links (`<a href>`)
+stay: a browser follows them only when they are clicked. Addresses are found in double, single or no quotes; an outside
 src or href left in any other tag (one these rules do not rewrite: `<iframe>`, `<source>`) is warned about.
 
 Gotcha: the pages hold the values GX judged, HTML-escaped (gx_suites._as_page_text), so a value never
@@ -77,6 +77,8 @@ _NOT_LOCAL = re.compile(r"""\s(?:integrity|crossorigin)\s*=\s*["'][^"']*["']""",
 _STYLE = re.compile(r"""(<style\b[^>]*>)(.*?)(</style>)|((?<![\w-])style\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)""",
                     re.IGNORECASE | re.DOTALL)
 _OUTSIDE_URL = re.compile(rf"""url\(\s*["']?{_OUTSIDE}["']?\s*\)""", re.IGNORECASE)
+# `@import "https://..."` names a style sheet without url(): the rule goes whole (url(...) becomes none first)
+_OUTSIDE_IMPORT = re.compile(rf"""@import\s+(?:["']{_OUTSIDE}["']|none)[^;{{}}\n]*;?""", re.IGNORECASE)
 
 
 def make_self_contained(folder: Path) -> None:
@@ -115,7 +117,7 @@ def local_page(text: str, to_folder: str, dropped: set[str]) -> str:
 
     def style(match: re.Match[str]) -> str:
         if match[1]:
-            return match[1] + _OUTSIDE_URL.sub("none", match[2]) + match[3]
+            return match[1] + _OUTSIDE_IMPORT.sub("", _OUTSIDE_URL.sub("none", match[2])) + match[3]
         return match[4] + _OUTSIDE_URL.sub("none", match[5])
 
     return _STYLE.sub(style, _TAG.sub(tag, text))
