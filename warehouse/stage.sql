@@ -16,7 +16,10 @@ CREATE TABLE IF NOT EXISTS stage.record (
     line                BIGINT,
     centre_id           VARCHAR,
     patient_pseudonym   VARCHAR,
-    target_tables       VARCHAR[]
+    target_tables       VARCHAR[],
+    -- A record joined from sections (`from: [HEAD, SECTION, ...]`): per section (its record set) the
+    -- file its row came from, counted where the record goes (loaded or quarantined); NULL: none joined.
+    section_file_sha256 MAP(VARCHAR, VARCHAR)
 );
 
 -- One row per value harmonise could not turn into a core value, with the rule it breaks.

@@ -75,7 +75,7 @@ def _ensure_stage(con: duckdb.DuckDBPyConnection) -> None:
     issue_spans.from_rows(con)  # a warehouse from before the spans
     for name in EVOLVING_SCHEMA_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
-    _add_new_columns(con, [(f"{s}.{t}", f"{s}.{t}") for s in ("core", "meta", "dq") for t in schema.tables(s)])
+    _add_new_columns(con, [(f"{s}.{t}", f"{s}.{t}") for s in ("core", "meta", "dq", "stage") for t in schema.tables(s)])
     for table in source_tables():
         con.execute(f"CREATE TABLE IF NOT EXISTS stage.{table} AS SELECT * FROM core.{table} LIMIT 0")
     _add_new_columns(con, [(f"stage.{t}", f"core.{t}") for t in source_tables()])
@@ -246,11 +246,16 @@ def _admit_to_core(con: duckdb.DuckDBPyConnection, *, whole: bool = False,
     con.execute("DELETE FROM meta.core_admitted")
     if admitted_from:
         con.executemany("INSERT INTO meta.core_admitted VALUES (?, ?)", sorted(admitted_from.items()))
-    # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount.
+    # Rule verdicts can change for a file that did not (a cross-table rule, a new rule): recount. A record
+    # held back holds back the section rows it joined too, each counted in its own file (docs/mapping.md).
     con.execute("""
         UPDATE meta.source_file f SET rows_quarantined = q.n, rows_loaded = f.rows_read - f.rows_superseded - q.n
-        FROM (SELECT f2.source_id, f2.source_file_sha256, count(q2.source_record_key) AS n
-              FROM meta.source_file f2 LEFT JOIN dq.quarantine q2
+        FROM (SELECT f2.source_id, f2.source_file_sha256, count(q2.source_file_sha256) AS n
+              FROM meta.source_file f2 LEFT JOIN (
+                  SELECT h.source_id, unnest(list_prepend(h.source_file_sha256,
+                                                          coalesce(map_values(r.section_file_sha256), []))
+                                             ) AS source_file_sha256
+                  FROM dq.quarantine h LEFT JOIN stage.record r USING (source_id, source_record_key)) q2
                 ON q2.source_id = f2.source_id AND q2.source_file_sha256 = f2.source_file_sha256
               WHERE f2.status = 'loaded' GROUP BY ALL) q
         WHERE f.source_id = q.source_id AND f.source_file_sha256 = q.source_file_sha256""")

@@ -317,9 +317,9 @@ def imported_modules(roots: Iterable[Path], etl: Path) -> set[Path]:
 def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
     """Per harmonised file name (`diagnosis`, `records`, ...), the carried patients' rows from the
     previous folder. A record (stage.record: where each record is now) takes the file its record set
-    comes from now; its line is what it was (the digest covers it). A core row keeps its lineage:
-    the export that delivered it as it is, and the run that loaded it then; its free text is screened
-    anew when the screen changed since."""
+    comes from now, and so does each section it joined; its line is what it was (the digest covers it).
+    A core row keeps its lineage: the export that delivered it as it is, and the run that loaded it then;
+    its free text is screened anew when the screen changed since."""
     if found.previous is None:
         return
     with duckdb.connect() as con:
@@ -330,10 +330,14 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
         carried = "split_part(source_record_key, '|', 1) IN (SELECT p FROM carried)"
         for path in sorted(found.previous.glob("*.parquet")):
             name, source = path.stem, schema.sql_text(str(path))
-            if name == "records":
+            if name == "records":  # the sections it joined too: their rows count for the files they come from now
                 query = (f"SELECT r.* REPLACE (coalesce(f.file, r.source_file) AS source_file, "
-                         f"coalesce(f.sha, r.source_file_sha256) AS source_file_sha256) "
-                         f"FROM read_parquet({source}) r LEFT JOIN file_now f USING (record_set) WHERE {carried}")
+                         f"coalesce(f.sha, r.source_file_sha256) AS source_file_sha256, "
+                         f"map_from_entries(list_transform(map_entries(r.section_file_sha256), s -> "
+                         f"{{'key': s.key, 'value': coalesce(n.sha_of[s.key], s.value)}})) AS section_file_sha256) "
+                         f"FROM read_parquet({source}) r LEFT JOIN file_now f USING (record_set) "
+                         f"CROSS JOIN (SELECT map(list(record_set), list(sha)) AS sha_of FROM file_now) n "
+                         f"WHERE {carried}")
             elif name not in ("removals", Path(MEMO).stem):  # those are of the load that wrote them
                 query = f"SELECT * FROM read_parquet({source}) WHERE {carried}"
             else:

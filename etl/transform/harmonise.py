@@ -946,6 +946,7 @@ def _records(engine: _Engine, records: Mapping[str, list[_Record]]) -> pd.DataFr
                 "patient_pseudonym": source_pseudonym(engine.key, mapping.source_id, r.patient_key)
                 if known_patient else None,
                 "target_tables": sorted(set(r.tables)),
+                "section_file_sha256": list(r.absorbed) or None,
             })
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
