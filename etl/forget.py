@@ -476,13 +476,19 @@ def _linked_elsewhere(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym:
 def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
                         started_at: datetime) -> tuple[int, _Marks]:
     prefix = f"{pseudonym}|"
-    records = con.execute("SELECT source_file_sha256, count(*) FROM stage.record WHERE source_id = ? "
-                          "AND starts_with(source_record_key, ?) GROUP BY 1", [source_id, prefix]).fetchall()
+    # Per file, the rows of the patient's records: their own, and the section rows they joined, in the files
+    # those came from (stage.record.section_file_sha256).
+    rows_by_file = con.execute(
+        "SELECT sha, count(*) FROM (SELECT unnest(list_prepend(source_file_sha256, "
+        "coalesce(map_values(section_file_sha256), []))) AS sha FROM stage.record WHERE source_id = ? "
+        "AND starts_with(source_record_key, ?)) GROUP BY 1", [source_id, prefix]).fetchall()
+    (records,), = con.execute("SELECT count(*) FROM stage.record WHERE source_id = ? AND "
+                              "starts_with(source_record_key, ?)", [source_id, prefix]).fetchall()
     person_ids = [r[0] for r in con.execute(
         "SELECT DISTINCT patient_id FROM stage.patient_source WHERE source_id = ? AND "
         "source_patient_pseudonym = ?", [source_id, pseudonym]).fetchall() if r[0]]
     # The records leave the file's loaded/quarantined counts and are counted superseded: rows_read holds.
-    for sha, n in records:
+    for sha, n in rows_by_file:
         con.execute("UPDATE meta.source_file SET rows_superseded = rows_superseded + ? WHERE source_id = ? "
                     "AND source_file_sha256 = ? AND status = 'loaded'", [n, source_id, sha])
     person_tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() WHERE schema_name = "
@@ -510,8 +516,8 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     _sweep(con, marks)
     _record_erasure(con, source_id, pseudonym, run_id)
     _record_run(con, run_id, started_at, source_id,
-                f"consent withdrawal: one patient of {source_id} erased ({sum(n for _, n in records)} records)")
-    return sum(int(n) for _, n in records), marks
+                f"consent withdrawal: one patient of {source_id} erased ({records} records)")
+    return int(records), marks
 
 
 def _erase_answers(con: duckdb.DuckDBPyConnection, source_id: str, prefix: str) -> None:

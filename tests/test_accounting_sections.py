@@ -1,6 +1,7 @@
 """A joined section's row goes where its record goes: a record held back holds back the section row it
 joined, counted quarantined in the section's own file (docs/mapping.md, `from:` a list), after publish's
-recount too, on a night that carries the record over unchanged, and in a full load of the same exports.
+recount too, on a night that carries the record over unchanged, and in a full load of the same exports; an
+erased patient's section rows are counted superseded in their own file.
 
 iLTB's diagnosis is made from [ENROL, DIAGX] joined on [SUBJID, RECORDNO] (DIAGX: one laterality row per
 ENROL record), in a copy of the small run (40 persons); one ENROL record has an impossible diagnosis date.
@@ -22,6 +23,7 @@ from warehouse_query import query_frame, query_rows
 
 from etl import pipeline
 from etl.config import REPO_ROOT, Home
+from etl.forget import forget
 from etl.transform import carry_over
 
 Rows = list[list[str]]
@@ -129,3 +131,20 @@ def test_a_night_carrying_the_held_record_over_counts_as_a_full_load(nights: dic
     assert counts["ILTB_ENROL.csv"][2] == 1
     assert _iltb_counts(whole) == counts
     assert _contents(carried.warehouse) == _contents(whole.warehouse)  # stage.record's section files too
+
+
+def test_an_erased_patients_section_rows_are_counted_superseded_in_their_own_file(nights: dict[str, Any]) -> None:
+    home = nights["home"]  # after the second night
+    enrol = home.landing / "iltb" / "ILTB_ENROL.csv"
+    header, *rows = [line.split(";") for line in enrol.read_text(encoding="utf-8-sig").splitlines() if line]
+    subject = header.index("SUBJID")
+    patient = next(r[subject] for r in rows if r[subject] != rows[HELD][subject])  # their records all loaded
+    theirs = sum(r[subject] == patient for r in rows)
+    before = _iltb_counts(home)
+    erased = forget(home, "iltb", patient, key_value=SMALL_RUN_KEY, sources_dir=nights["sources"])
+    assert erased.records_removed >= theirs  # their ENROL records, and their other forms'
+    after = _iltb_counts(home)
+    for name in ("ILTB_ENROL.csv", "ILTB_DIAGX.csv"):  # before: DIAGX kept its rows loaded
+        assert after[name][3] == before[name][3] + theirs, (name, before[name], after[name])
+        assert after[name][1] == before[name][1] - theirs
+    assert all(read == loaded + held + gone for read, loaded, held, gone in after.values()), after
