@@ -56,6 +56,7 @@ log = logging.getLogger("rtw")
 # a newer one came: left in the drop zone as a file still uploading is, and taken once it has its content.
 _EMPTY = ("it is empty (0 bytes), no export is: an upload not yet begun, or cut short; nothing landed, the next "
           "pull takes it once it has its content")
+LISTED = 20  # the files (and failures, notes) an outcome's message names, then how many more
 # The longest landing name the pull makes of a remote name, over it: its temporary `.<name>.<8 hex>.partial`
 # and its archive copy `<16 hex>__<name>`; a file system takes 255 bytes.
 _NAME_BYTES = 255 - 18
@@ -545,6 +546,7 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         if candidate.refusal is not None:
             failures.append(f"{source_id}: {shown(remote.path)} from {where} not pulled: {candidate.refusal}; "
                             "nothing landed, the next pull tries it again")
+            log.error("%s", as_shown(failures[-1]))  # the message names the first `LISTED`
             continue
 
         def land(candidate: _Candidate = candidate) -> _Landed:
@@ -622,18 +624,28 @@ def _names_shown(outcome: PullOutcome, names: set[str], numbers: PatientNumbers)
         "left_for_later": None if later is None else [said_file(s) for s in later]})
 
 
+def _listed(items: list[str], separator: str, more: str = "") -> str:
+    """The first `LISTED` of `items`, then how many more: thousands of files waiting made a message of 1.1 MB, an
+    Airflow XCom and a log line. The outcome's lists keep them all; each file failed or left for later is logged,
+    each pulled is in the ledger."""
+    if len(items) <= LISTED:
+        return separator.join(items)
+    return separator.join(items[:LISTED]) + f"{separator}and {len(items) - LISTED} more{more}"
+
+
 def _outcome(source_id: str, where: str, pulled: list[str], skipped: list[SkippedFile], failures: list[str],
              notes: list[str]) -> PullOutcome:
     parts = []
     if pulled:
-        parts.append(f"pulled {len(pulled)} file(s) from {where}: {', '.join(pulled)}")
+        parts.append(f"pulled {len(pulled)} file(s) from {where}: {_listed(pulled, ', ')}")
     if failures:
-        parts.append("; ".join(f.removeprefix(f"{source_id}: ") for f in failures))
+        parts.append(_listed([f.removeprefix(f"{source_id}: ") for f in failures], "; ", " not pulled"))
     if not pulled and not failures:
         parts.append(f"nothing new in {where}")
     if skipped:
-        parts.append("left for later: " + "; ".join(f"{s.name} ({s.reason})" for s in skipped))
-    parts += notes
+        parts.append("left for later: " + _listed([f"{s.name} ({s.reason})" for s in skipped], "; "))
+    if notes:
+        parts.append(_listed(notes, "; ", " note(s)"))
     status = PullStatus.FAILED if failures else PullStatus.PULLED if pulled else PullStatus.NOTHING_NEW
     return PullOutcome(source_id=source_id, status=status, pulled=pulled, skipped=skipped, failures=failures,
                        message=f"{source_id}: " + "; ".join(parts),
