@@ -155,6 +155,22 @@ def test_sftp_pull_lands_new_files_verified_and_never_twice(tmp_path, home, sshd
         ("ILTB_ADVICE.csv", "re-uploaded with the same content as already pulled")]
 
 
+def test_an_sftp_drop_zone_names_the_subfolders_it_does_not_read(tmp_path, home, sshd, exports):
+    iltb = _exports_of(exports, "iltb")
+    drop = _drop(tmp_path / "sftp" / "iltb", iltb)
+    _drop(drop / "sub", {"ILTB_FU.csv": b"a delivery put in a subfolder"})
+    (drop / ".ssh").mkdir()  # a server's own: not named
+    sources = _sources(tmp_path / "sources", {"iltb": f"{{url: 'sftp://127.0.0.1:{sshd.port}{drop}', "
+                                                      "connection: iltb_sftp}"})
+    outcome = pull_source(home, "iltb", connection_uri=sshd.connection_uri(), sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and sorted(outcome.pulled) == sorted(iltb), outcome.message
+    where = f"sftp://127.0.0.1:{sshd.port}{drop}"
+    assert outcome.message.endswith(f"; the folder sub/ in {where} is not read: a pull reads the top of the drop "
+                                    "zone only, not its subfolders (put the exports there)")
+    assert outcome.message.count("sub/") == 1 and ".ssh" not in outcome.message
+    assert _landed(home, "iltb")["ILTB_FU.csv"] == iltb["ILTB_FU.csv"]
+
+
 def test_a_wrong_host_key_or_missing_credentials_fail_with_the_reason(tmp_path, home, sshd, exports, monkeypatch):
     drop = _drop(tmp_path / "sftp" / "iltb", _exports_of(exports, "iltb"))
     sources = _sources(tmp_path / "sources", {"iltb": f"{{url: 'sftp://127.0.0.1:{sshd.port}{drop}', "
@@ -267,6 +283,20 @@ def test_s3_pull_with_credentials_from_the_environment(tmp_path, home, s3, expor
     _put(s3, "registry_it", {name: registry[name] + b"\r\n"})
     changed = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert changed.pulled == [name] and _landed(home, "registry_it")[name] == registry[name] + b"\r\n"
+
+
+def test_an_s3_drop_zone_names_the_prefixes_below_it_it_does_not_read(tmp_path, home, s3, exports, monkeypatch):
+    registry = _exports_of(exports, "registry_it")
+    _put(s3, "below", registry)
+    _put(s3, "below/sub", {next(iter(registry)): b"a delivery put below the drop zone's prefix"})
+    sources = _sources(tmp_path / "sources", {"registry_it": f"{{url: 's3://{BUCKET}/below', "
+                                                             f"connection: registry_s3}}"})
+    monkeypatch.setenv("AIRFLOW_CONN_REGISTRY_S3", s3.connection_uri())
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and outcome.pulled == list(registry), outcome.message
+    assert outcome.message.endswith(f"; the folder sub/ in s3://{BUCKET}/below is not read: a pull reads the top "
+                                    "of the drop zone only, not its subfolders (put the exports there)")
+    assert {n: d for n, d in _landed(home, "registry_it").items() if not n.endswith(".sha256")} == registry
 
 
 def test_s3_manifest_checksums_and_a_required_checksum(tmp_path, home, s3, exports):

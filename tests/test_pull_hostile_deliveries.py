@@ -14,7 +14,7 @@ from drop_zone import registry_sources, send, zipped
 
 from etl.config import Home
 from etl.pull import PullPolicy, PullStatus, pull_source
-from etl.pull.dropzone import DropZone, RemoteFile
+from etl.pull.dropzone import DropZone, Listing, RemoteFile
 from etl.pull.ledger import read_ledger
 from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 
@@ -150,7 +150,7 @@ def _taken_back_after_the_listing(monkeypatch, *paths: Path) -> None:
     """The sender takes `paths` back right after the pull lists the drop zone, before their checksums are read."""
     listed = DropZone.list_entries
 
-    def list_then_take_back(zone: DropZone) -> tuple[list[RemoteFile], list[str]]:
+    def list_then_take_back(zone: DropZone) -> Listing:
         entries = listed(zone)
         for path in paths:
             path.unlink()

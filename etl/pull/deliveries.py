@@ -513,8 +513,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     where = delivery.url
     listing: list[RemoteFile] = []
     try:
-        listing, links = retrying(policy, lambda: connection.zone().list_entries(),
-                                  what=f"{source_id}: listing {where}", on_error=connection.reset)
+        listing, links, folders = retrying(policy, lambda: connection.zone().list_entries(),
+                                           what=f"{source_id}: listing {where}", on_error=connection.reset)
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
                                                                   time.time(), links),
                                        what=f"{source_id}: reading checksums in {where}", on_error=connection.reset,
@@ -525,8 +525,9 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     pulled: list[str] = []
     failures: list[str] = []
     notes: list[str] = []
-    # What the messages may quote (the files a checksum declares that are not there too), and the zip members landed
-    names = {f.name for f in listing} | {s.name for s in skipped}
+    # What the messages may quote (the files a checksum declares that are not there too, the folders), and the zip
+    # members landed
+    names = {f.name for f in listing} | {s.name for s in skipped} | set(folders)
     series = functools.partial(series_of, mapping)
     quoted, known = QuotedNames(_as_said(names)), set(names)
 
@@ -541,6 +542,9 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
 
     for left in skipped:  # the Airflow task's log shows them, not only its XCom and rtw pull's output
         log.warning("%s", as_shown(f"{source_id}: {shown(left.name)} in {where} left for later: {left.reason}"))
+    if folders:  # a delivery put in a subfolder never arrives: said at each pull, once
+        notes.append(_folders_not_read(folders, where))
+        log.warning("%s", as_shown(f"{source_id}: {notes[-1]}"))
     for candidate in candidates:
         remote = candidate.remote
         if candidate.refusal is not None:
@@ -597,6 +601,12 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             except Exception as exc:  # landed and recorded: a file left behind is only noted
                 notes.append(f"{remote.name} could not be deleted from the drop zone ({exc})")
     return _names_shown(_outcome(source_id, where, pulled, skipped, failures, notes), names, numbers)
+
+
+def _folders_not_read(folders: list[str], where: str) -> str:
+    listed = _listed([f"{shown(name)}/" for name in folders], ", ")
+    return (f"the folder {listed} in {where} is" if len(folders) == 1 else f"the folders {listed} in {where} are") + \
+        " not read: a pull reads the top of the drop zone only, not its subfolders (put the exports there)"
 
 
 def _as_said(names: Iterable[str | RemoteFile]) -> set[str]:

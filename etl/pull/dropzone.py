@@ -1,9 +1,10 @@
 """A source's drop zone as a file system: SFTP (sshfs), S3-compatible (s3fs) or a local folder.
 
 Opened from the mapping's `delivery:` and the connection's credentials; the one place that
-knows how each kind is reached. Only the top of the drop zone is listed (no subfolders), links
-and folders are not exports. Each opening is a fresh connection (fsspec caches file systems by
-their arguments; a cached one would keep a dropped connection), closed when the block ends.
+knows how each kind is reached. Only the top of the drop zone is listed (no subfolders: the pull names
+those it passed over), links and folders are not exports. Each opening is a fresh connection (fsspec
+caches file systems by their arguments; a cached one would keep a dropped connection), closed when the
+block ends.
 
 SFTP host keys are checked: against the connection's `host_key` extra (a public key), or its
 `known_hosts` file, else `~/.ssh/known_hosts`; only `no_host_key_check: true` turns checking off.
@@ -20,7 +21,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 import fsspec
@@ -43,6 +44,15 @@ class RemoteFile(BaseModel):
     size: int
     version: str
     modified: datetime | None = None
+
+
+class Listing(NamedTuple):
+    """The top of a drop zone, each by name: its regular files, the names of its links and of its folders (not
+    read: a sender who puts a delivery in a subfolder is told so), dotfolders left out as dotfiles are."""
+
+    files: list[RemoteFile]
+    links: list[str]
+    folders: list[str]
 
 
 class RemoteRefused(ValueError):
@@ -70,10 +80,10 @@ class DropZone:
         """The regular files at the top of the drop zone, by name."""
         return self.list_entries()[0]
 
-    def list_entries(self) -> tuple[list[RemoteFile], list[str]]:
-        """The regular files at the top of the drop zone, and the names of the links there, by name."""
+    def list_entries(self) -> Listing:
+        """The regular files at the top of the drop zone, the names of the links and of the folders there."""
         self.filesystem.invalidate_cache()  # a poll must see what arrived since the last one
-        files, links = [], []
+        files, links, folders = [], [], []
         try:
             entries = self.filesystem.ls(self.root, detail=True)
         except FileNotFoundError:
@@ -83,9 +93,13 @@ class DropZone:
         for entry in entries:
             if entry.get("type") == "link" or entry.get("islink"):  # sshfs: type 'link'; local: islink
                 links.append(posixpath.basename(str(entry["name"]).rstrip("/")))
-            elif entry.get("type") == "file":  # folders are not exports
+            elif entry.get("type") == "file":
                 files.append(_remote(entry))
-        return sorted(files, key=lambda f: f.name), sorted(links)
+            elif entry.get("type") == "directory":  # not read; S3: a prefix below the drop zone's
+                name = posixpath.basename(str(entry["name"]).rstrip("/"))
+                if name and not name.startswith("."):  # a server's own (.ssh, .snapshot): no sender's
+                    folders.append(name)
+        return Listing(sorted(files, key=lambda f: f.name), sorted(links), sorted(folders))
 
     def stat(self, remote: RemoteFile) -> RemoteFile | None:
         """The file at `remote`'s path as it is now (None when gone or no longer a regular file)."""
