@@ -301,7 +301,7 @@ def nightly_import() -> None:
             outcome = pull_with_key(_home(), source_id, uri, mappings)
             if outcome.status.value == "failed":  # a dropped connection, a refused file: retried, then told
                 raise StepFailed(f"its pull failed: {outcome.message}")
-            return outcome.model_dump(mode="json")
+            return outcome.handed_over()
 
     @task_group
     def pull(source_id: str) -> Any:

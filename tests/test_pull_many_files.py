@@ -42,3 +42,9 @@ def test_the_message_names_the_first_files_then_how_many_more(tmp_path, home, dr
     logged = [r.getMessage() for r in caplog.records]
     assert all(any(f"{name} from {drop} not pulled" in line for line in logged) for name in said)
     assert all(any(f"{name} in {drop} left for later" in line for line in logged) for name in waiting)
+    # What the DAG's pull task hands over (an XCom): the first of each list, and how many each holds.
+    handed = outcome.handed_over()
+    assert handed["pulled"] == outcome.pulled[:LISTED] and handed["failures"] == outcome.failures[:LISTED]
+    assert handed["counts"] == {"pulled": len(pulled), "skipped": len(waiting), "failures": len(refused),
+                                "left_for_later": len(waiting)}
+    assert [s["name"] for s in handed["left_for_later"]] == waiting[:LISTED] and handed["message"] == message

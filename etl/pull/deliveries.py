@@ -22,7 +22,7 @@ from datetime import UTC
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,6 +93,14 @@ class PullOutcome(BaseModel):
     left_for_later: list[SkippedFile] | None = Field(
         default=None, description="those skipped that wait for a later pull (not those known by their content: no "
                                   "pull lands them); None: the drop zone was not listed")
+
+    def handed_over(self) -> dict[str, Any]:
+        """The outcome as the DAG's pull task hands it over (an Airflow XCom, shown in its UI): each list cut to its
+        first LISTED entries, with how many each holds in `counts` (4,000 files waiting made 2.4 MB)."""
+        dumped = self.model_dump(mode="json")
+        lists = ("pulled", "skipped", "failures", "left_for_later")
+        counts = {name: len(dumped[name]) for name in lists if dumped[name] is not None}
+        return {**dumped, **{name: dumped[name][:LISTED] for name in counts}, "counts": counts}
 
 
 class _Candidate(BaseModel):
