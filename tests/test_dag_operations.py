@@ -27,9 +27,12 @@ from dag_runs import (
     synthetic_home,
     task_states,
 )
+from status_runs import failed_night, last_runs
+from typer.testing import CliRunner
 
 from etl import runlock
 from etl.airflow_local import DAG_ID, airflow_env
+from etl.cli import app
 from etl.config import SOURCES_DIR, Home
 from etl.forget import forget
 from etl.pull.ledger import read_ledger
@@ -53,6 +56,7 @@ class OperatedRuns(DagRuns):
     home_after_failed_publish: str = ""  # what `rtw run` met then: "free", or why it was refused
     holding_dag_run: str = ""  # the DAG run whose lease held the home during the third run
     lease_after: dict | None = None  # the lease after the third run
+    status_after: str = ""  # what `rtw status` printed after the last run
     ledger_after_forget: bytes = b""  # registry_it's pull ledger once the patient was erased
 
 
@@ -119,6 +123,9 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     _airflow(home, env, "tasks", "test", DAG_ID, "plan_run", runs.holding_dag_run)
     run_into(home, notified, runs, extra_env=env)
     runs.lease_after = runlock.read_lease(home)
+    status = CliRunner().invoke(app, ["status", "--home", str(home.root)], env={"COLUMNS": "1000"})
+    assert status.exit_code == 0, status.output
+    runs.status_after = status.output
     return runs
 
 
@@ -220,6 +227,25 @@ def test_a_dag_run_waits_for_another_still_holding_the_home_then_says_which(oper
     # the clean nights' and the erasure's: nothing else was published
     assert [trigger for _, trigger, *_ in meta_runs(operated.home)] == ["airflow", "airflow", "airflow", "forget"]
     assert f"holds this home: Airflow DAG run {operated.holding_dag_run}, by its lease" in operated.runs[4].output
+    assert airflow_db(operated.home, "SELECT state FROM dag_run ORDER BY id")[-1] == ("failed",)
+
+
+@pytest.mark.airflow
+def test_a_dag_night_refused_at_plan_run_is_listed_first_with_its_task_and_why(operated):
+    # The night's record is written by plan_run, which failed: `rtw status` lists it (newest first) beside the
+    # night holding the home (its plan run's, running), the failed publish and the published nights, naming the
+    # run that held the home.
+    holder = operated.lease_after
+    assert holder is not None
+    rows = last_runs(operated.status_after)
+    assert [(r[2], r[3]) for r in rows[:3]] == [("airflow", "failed"), ("airflow", "running"), ("airflow", "failed")]
+    status, step, reason = failed_night(rows)
+    assert (status, step) == ("failed", "plan_run")
+    assert reason.startswith(f"another run ({holder['run_id']}, pid ")
+    assert f"Airflow DAG run {operated.holding_dag_run}, by its lease" in reason
+    assert rows[1][1] == holder["run_id"]
+    assert failed_night(rows[2:])[:2] == ["failed", "publish"]
+    assert [r[1] for r in rows[3:]] == [r[0] for r in reversed(meta_runs(operated.home))]  # the published
 
 
 @pytest.mark.airflow
