@@ -91,9 +91,10 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     keeps its key in the Variable rtw_pseudonym_key only (in Airflow's database: no env, no key file), whose
     registry_it delivers to a drop zone, one patient's rows in a file of their own: three clean nights (a first load
     of all five formats, one with nothing changed, one forced), then that patient erased (the file stays in the drop
-    zone); a forced run whose publish runs out of memory; a run while another DAG run (triggered, its plan run: it
-    holds the home's lease) is still queued. The clean nights are the deployment's first: a home of their own would
-    cost three more DAG runs."""
+    zone); a run whose publish runs out of memory (nothing changed: the publish that records the night opens the
+    next warehouse all the same; forced, every source reloaded first told nothing more); a run while another DAG
+    run (triggered, its plan run: it holds the home's lease) is still queued. The clean nights are the deployment's
+    first: a home of their own would cost three more DAG runs."""
     root = tmp_path_factory.mktemp("operated")
     home = synthetic_home(root / "home", tmp_path_factory)
     sources, zone = root / "sources", root / "zone"
@@ -115,7 +116,7 @@ def operated(tmp_path_factory, notified) -> OperatedRuns:
     runs.clean_report = os.readlink(latest) if (latest / "index.html").is_file() else ""
     forget(home, "registry_it", ERASED, key_value=KEY, sources_dir=sources)
     runs.ledger_after_forget = read_ledger(home, "registry_it").path.read_bytes()
-    run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"}, conf={"force": True})
+    run_into(home, notified, runs, extra_env=env | {"RTW_DUCKDB_MEMORY_LIMIT": "1MB"})
     runs.home_after_failed_publish = _home_for_rtw(home)
     # Another DAG run holds the home: triggered (no scheduler runs here: it stays queued), its plan run.
     triggered = json.loads(_airflow(home, env, "dags", "trigger", DAG_ID, "-o", "json").strip().splitlines()[-1])
