@@ -23,7 +23,10 @@ from dag_runs import (
     task_states,
 )
 from few_sources import mappings_of
+from status_runs import failed_night, last_runs
+from typer.testing import CliRunner
 
+from etl.cli import app
 from etl.config import SOURCES_DIR
 
 
@@ -37,6 +40,7 @@ def notified() -> Iterator[Notified]:
 class TroubledRuns(DagRuns):
     warehouse_before_refused: str = ""  # sha256 of the warehouse file before the refused run
     harmonised_before_refused: list[Path] = field(default_factory=list)
+    status_after: str = ""  # what `rtw status` printed after the three nights
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +84,9 @@ def failed_run(tmp_path_factory, notified) -> TroubledRuns:
     runs.harmonised_before_refused = sorted(home.staging.glob("*/harmonised/*"))
     run_into(home, notified, runs, extra_env=mappings_of(root / "refused_sources", "iltb")
              | {"AIRFLOW_VAR_RTW_PSEUDONYM_KEY": "another key " + "0" * 32})
+    status = CliRunner().invoke(app, ["status", "--home", str(home.root)], env={"COLUMNS": "1000"})
+    assert status.exit_code == 0, status.output
+    runs.status_after = status.output
     return runs
 
 
@@ -100,7 +107,10 @@ def test_a_failed_source_fails_its_task_and_the_run_after_the_others_are_publish
     assert {states[f"verdict[{s}]"] for s in ("iltb", "registry_it")} == {"success"}
     (_, _, status, changed, _, failed, message), _again = meta_runs(home)  # the third published nothing
     assert (status, changed, failed) == ("completed_with_failures", LOADED, FAILED)
-    assert "SACHA_ODM_20261101.xml" in message and "harmonise crashed: FileExistsError" in message
+    assert "SACHA_ODM_20261101.xml" in message
+    # The crashed task (a process of its own) recorded as `rtw run` records it.
+    blocker = home.staging / "esmart" / "harmonised"
+    assert f"esmart: harmonise crashed: FileExistsError: [Errno 17] File exists: '{blocker}'" in message
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         assert con.execute("SELECT list(DISTINCT source_id ORDER BY source_id) FROM core.diagnosis").fetchone()[0] \
@@ -174,6 +184,19 @@ def test_a_run_that_fails_before_publishing_is_told_naming_the_task_that_failed_
     assert "the warehouse is unchanged" in mail
     [post] = failed_run.posts[2]
     assert post["run_id"] is None and post["cause"].startswith("the task plan_run failed: KeyMismatch")
+
+
+@pytest.mark.airflow
+def test_the_nights_are_listed_in_order_the_refused_one_with_its_task_and_why(failed_run):
+    # The nights that published with failures are listed as they published, without a failed task; the refused
+    # one, which plan_run recorded, with its task and why, newest first.
+    rows = last_runs(failed_run.status_after)
+    published = [run_id for run_id, *_ in meta_runs(failed_run.home)]
+    assert [(r[1], r[2], r[3], r[4]) for r in rows[1:]] == [
+        (run_id, "airflow", "completed_with_failures", "") for run_id in reversed(published)], failed_run.status_after
+    status, step, reason = failed_night(rows)
+    assert (rows[0][2], status, step) == ("airflow", "failed", "plan_run"), failed_run.status_after
+    assert "the pseudonymisation key differs from the one this warehouse was built with" in reason
 
 
 @pytest.mark.airflow
