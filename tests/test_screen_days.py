@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from etl.transform.screen import DATE, days_shown, hide_days
+from etl.transform.screen import DATE, TextScreen, days_shown, hide_days
 
 
 def test_the_days_hidden_are_the_days_shown_and_a_code_of_as_many_digits_stays():
@@ -24,3 +24,13 @@ def test_a_day_parted_by_spaced_marks_or_a_typed_dash_is_a_day_and_spaces_alone_
     assert days_shown(text) == {date(2007, 8, 3), date(2007, 3, 8), date(2015, 9, 12), date(2015, 12, 9)}
     ordinary = "cicli 2 3 2019, dose 12.5 - 10.2015, 03/08-2007, ILTB\u201300002, 2007_08_03"
     assert hide_days(ordinary) == ordinary and days_shown(ordinary) == frozenset()
+
+
+def test_a_patient_number_after_a_lists_dash_is_no_day_and_is_hidden():
+    """SACHA's numbers (07-0042) after "2 - " read as a day of the year 0042, and the day pattern, which goes
+    first, left them in the text: a year is of 1900-2099."""
+    screen = TextScreen.of([f"{c:02d}-{n:04d}" for c in (3, 7) for n in range(1, 15)], [], [])
+    for text in ("Tumour board 2 - 07-0012 same histology", "Tumour board 2\u201307-0012", "board 2-07-0012"):
+        assert "07-0012" not in screen.screened(text) and screen.holds(text), text
+    assert screen.screened("Related: 1 - 07-0011, 2 - 07-0013") == "Related: 1 - {patient}, 2 - {patient}"
+    assert hide_days("lotto 1001-92-11, anno 0042-07-02") == "lotto 1001-92-11, anno 0042-07-02"

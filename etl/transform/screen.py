@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 
 DATE = "{date}"
 # A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
-# year first (20240115); the group `day` holds it. Its parts are parted twice by '/', twice by '.' or twice by a dash:
-# '-' or one typed for it (2007–08–03, as Word puts it: file_names.TYPED_SEPARATORS), each with a space or not on
-# either side (03. 08. 2007, 03.08. 2007, 12 / 09 / 2015); never by spaces alone (`cycles 2 3 2019` stays).
+# year first (20240115); the group `day` holds it. Parted, its year is of 1900-2099 (`_YEAR`). Its parts are parted
+# twice by '/', twice by '.' or twice by a dash: '-' or one typed for it (2007–08–03, as Word puts it:
+# file_names.TYPED_SEPARATORS), each with a space or not on either side (03. 08. 2007, 03.08. 2007, 12 / 09 / 2015);
+# never by spaces alone (`cycles 2 3 2019` stays).
 _SPACES = "".join(c for c in TYPED_SEPARATORS if c.isspace())
 _DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in _SPACES + '_'))}]"
 _SPACE = f"[{re.escape(_SPACES)}]?"
@@ -79,7 +80,9 @@ def _parted(first: str, second: str, third: str) -> str:
                     for mark in ("/", r"\.", _DASH))
 
 
-_YEAR, _MONTH_OR_DAY = r"\d{4}", r"\d{1,2}"
+# A year of 1900-2099: a number after "2 - " (a list's item) is no day of the year 0012, and read as one it hid a
+# patient number of that shape (07-0012) from the key pattern, which the day pattern goes before.
+_YEAR, _MONTH_OR_DAY = r"(?:19|20)\d\d", r"\d{1,2}"
 DAY_WRITTEN = (rf"(?P<day>(?<!\d)(?:{_parted(_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY)}"
                rf"|{_parted(_MONTH_OR_DAY, _MONTH_OR_DAY, _YEAR)}|\d{{8}})(?!\d))")
 _DAY_PARTS = re.compile(r"\d+")
