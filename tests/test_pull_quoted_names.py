@@ -23,6 +23,11 @@ def test_a_name_inside_another_is_shown_as_each_replaced_in_turn_the_longest_fir
         "for later: {patient}.csv.sha256 (a sidecar of {patient}.csv), Fall_{patient}.csv.sha256 "
         "(Fall_{patient}.csv); P0099.csv")
     assert QuotedNames(["StepP0012.csv"]).shown("StepP0012.csv", numbers) == "StepP0012.csv"
+    # Two names overlapping, the later longer: each shown without its number (read once from the start, the first
+    # was taken and the second, cut, left ILTB-00013 in the text)
+    overlapping = QuotedNames(["ILTB-00012_v", "v_ILTB-00013_DIAGX.csv"])
+    assert overlapping.shown("cannot read ILTB-00012_v_ILTB-00013_DIAGX.csv", PatientNumbers.of(["ILTB-00001"])) == \
+        "cannot read {patient}_v_{patient}_DIAGX.csv"
     assert quoted.shown("no name here", numbers) == "no name here"
     learnt = QuotedNames(["P0012.csv"])  # the pull tells its matcher the names it learns as it goes
     assert learnt.shown("P0013.csv", numbers) == "P0013.csv"

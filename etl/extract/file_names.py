@@ -60,6 +60,7 @@ import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -400,11 +401,11 @@ def _decoded(table: pa.Table) -> pa.Table:
 class QuotedNames:
     """The file names a message may quote (a notice, a reader's error with the file's path): those that may
     hold a number. Made once for many messages: a folder of a file per patient has thousands, and each of its
-    messages is looked at. A message is read once from its start (each name looked for in all of it made a pull
-    of 4,000 files take seconds: a message listing them is 140 kB); each place takes the longest name there
-    whose number is hidden, so no name is cut inside another, and a name shown as it is (no number in it read as
-    one) hides no shorter name inside it (`Pat_a1111` and `a1111`): the names' shown parts, as when each name,
-    the longest first, was replaced in turn."""
+    messages is looked at. The names a message holds are found in one reading of it (a trie: each name looked
+    for in every message made a pull of 4,000 files take seconds) and shown; where two whose numbers are hidden
+    overlap, they are replaced in turn, the longest first, so that no name is cut inside another. A name shown
+    as it is (no number in it read as one) leaves a shorter name inside it to be shown (`StepP0012.csv`,
+    `P0012.csv`)."""
 
     # A radix trie: a node maps the first character of each edge to the edge's characters and the node after
     # them; `_NAME` marks a node where a name ends. A node per character took 50 MB for 20,000 names.
@@ -439,21 +440,31 @@ class QuotedNames:
         """`text` with each of the names in it as shown."""
         if numbers is not self._shown_by:
             self._shown_as, self._shown_by = {}, numbers
-        trie, parts, copied, at, end = self._trie, [], 0, 0, len(text)
-        while at < end:
-            node, shown, ends, after = trie, "", at, at
-            while True:  # the longest name starting here whose number is hidden
-                if self._NAME in node and (said := self._said(name := text[at:after], numbers)) != name:
-                    shown, ends = said, after
+        places = [(at, name, said) for at, name in self._places(text)
+                  if (said := self._said(name, numbers)) != name]
+        if all(at >= before + len(name) for (before, name, _), (at, _, _) in pairwise(places)):
+            parts, copied = [], 0  # apart, as most are: in one pass
+            for at, name, said in places:
+                parts += [text[copied:at], said]
+                copied = at + len(name)
+            return "".join(parts) + text[copied:]
+        for name in sorted({name for _, name, _ in places}, key=lambda n: (-len(n), n)):
+            if name in text:  # not if cut by a longer one
+                text = text.replace(name, self._said(name, numbers))
+        return text
+
+    def _places(self, text: str) -> list[tuple[int, str]]:
+        """Where each name starts in `text`, and which, in order."""
+        places, trie, end = [], self._trie, len(text)
+        for at in range(end):
+            node, after = trie, at
+            while True:
+                if self._NAME in node and after > at:
+                    places.append((at, text[at:after]))
                 if after == end or (edge := node.get(text[after])) is None or not text.startswith(edge[0], after):
                     break
                 after, node = after + len(edge[0]), edge[1]
-            if not shown:
-                at += 1
-                continue
-            parts += [text[copied:at], shown]
-            at = copied = ends
-        return "".join(parts) + text[copied:] if parts else text
+        return places
 
     def _said(self, name: str, numbers: PatientNumbers) -> str:
         if (shown := self._shown_as.get(name)) is None:
