@@ -413,6 +413,9 @@ def test_a_uniqueness_rule_sees_every_row_of_a_value_in_one_batch_whatever_the_t
     whole_table = dataclasses.replace(of["follow_up"][0], expectation={
         "type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}})
     assert gx_memo.kept_together([*of["follow_up"], whole_table]) is None
+    row_after_row = dataclasses.replace(of["follow_up"][0], expectation={
+        "type": "expect_column_values_to_be_increasing", "kwargs": {"column": "contact_date"}})
+    assert gx_memo.kept_together([*of["follow_up"], row_after_row]) is None
 
     con = duckdb.connect()
     con.execute("CREATE SCHEMA stage")

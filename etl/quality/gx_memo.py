@@ -206,10 +206,12 @@ def _batch_folder(con: duckdb.DuckDBPyConnection) -> Path:
 
 # A rule of these kinds judges each row by itself (its columns): a table's rows can be split anyhow. A uniqueness
 # rule judges a row by the others holding its value, which go to GX in the same batch; any other rule (a column's
-# mean, a table's row count, compound uniqueness) judges the table as a whole, which is then one batch.
+# mean, a table's row count, compound uniqueness, values increasing row after row) judges the table as a whole,
+# which is then one batch.
 _ROW_BY_ROW = ("expect_column_values_to_", "expect_column_pair_values_", "expect_multicolumn_",
                "expect_select_column_values_to_be_unique_within_record")
 _UNIQUE = "expect_column_values_to_be_unique"
+_NEIGHBOURS = {"expect_column_values_to_be_increasing", "expect_column_values_to_be_decreasing"}  # each row's last
 
 
 def kept_together(table_rules: Sequence[Rule]) -> tuple[str, ...] | None:
@@ -218,7 +220,7 @@ def kept_together(table_rules: Sequence[Rule]) -> tuple[str, ...] | None:
     types = [(str(e.get("type", "")), (e.get("kwargs") or {}).get("column")) for e in
              (r.expectation or {} for r in table_rules)]
     unique = {str(column) for kind, column in types if kind == _UNIQUE}
-    if len(unique) > 1 or not all(kind.startswith(_ROW_BY_ROW) for kind, _ in types):
+    if len(unique) > 1 or not all(kind.startswith(_ROW_BY_ROW) and kind not in _NEIGHBOURS for kind, _ in types):
         return None
     return tuple(unique)
 
