@@ -168,7 +168,7 @@ def _at_work(run_id: str, step: str) -> Iterator[Any]:
 
     night = _night(run_id, step)
     try:
-        with runlock.heartbeat(night.home, run_id, step=step), night.stoppable(AIRFLOW_STOP):
+        with runlock.heartbeat(night.home, run_id, step=step, runs=_dag_run_goes_on), night.stoppable(AIRFLOW_STOP):
             night.reached(step)
             yield night.home
     except BaseException as exc:

@@ -381,22 +381,24 @@ def publishing(home: Home, run_id: str) -> None:
                                                              "step": "publish", "heartbeat": time.time()}))
 
 
-def _renew(home: Home, run_id: str, *, entering: bool = False) -> None:
+def _renew(home: Home, run_id: str, *, entering: bool = False, retake: bool = False) -> None:
     """Renew this run's lease under the home's lock, which whoever removes, replaces or ends a lease holds: read
     and written without it, a lease another run removed or replaced between the two (this one lapsed) was
     written back, and both runs held the home. RunBusy when the lease on disk is not this run's (lost), or
-    another holds the lock past RENEW_WAIT_SECONDS (only a run that took the home holds it that long). A task
-    `entering` takes a released lease back (a task of a failed DAG run cleared, or one that began as its run was
-    marked failed, which Airflow then stops, its stop freeing the home again): renewed but left released, any run
-    could take the home while the task works."""
+    another holds the lock past RENEW_WAIT_SECONDS (only a run that took the home holds it that long), or when a
+    task `entering` finds it released (its DAG run, or its publish, failed: any run may take the home) and may not
+    `retake` it (`heartbeat`)."""
     with _locked(home, RENEW_WAIT_SECONDS):
         lease = read_lease(home)
         if lease is None or lease.get("run_id") != run_id:  # lost: never overwrite another run's lease
             raise RunBusy(lease or {"run_id": f"none: the lease of run {run_id} is gone"})
         renewed = {**lease, "heartbeat": time.time()}
         if entering and renewed.pop("released", False):
-            log.warning("run %s takes its released lease back: a task of it starts again (cleared), and no other "
-                        "run took the home meanwhile", run_id)
+            if not retake:
+                raise RunBusy({"run_id": f"none: the lease of run {run_id} was released (its DAG run, or its publish, "
+                                         "failed), the home is free for the next run"})
+            log.warning("run %s takes its released lease back: a task of it starts again (cleared) while its DAG run "
+                        "runs, and no other run took the home meanwhile", run_id)
         if entering:
             _forget_gone(home, run_id)
         me = this_process()
@@ -466,14 +468,22 @@ def release_failed_dag_run(home: Home, dag_run_id: str, *, wait: float = 1.0) ->
 
 
 @contextmanager
-def heartbeat(home: Home, run_id: str, *, step: str = "a task") -> Iterator[None]:
+def heartbeat(home: Home, run_id: str, *, step: str = "a task",
+              runs: Callable[[], bool] | None = None) -> Iterator[None]:
     """For a DAG task between plan and publish (`step`, as the run's record names it): say this process is at
     work for the run (`at_work`), check the lease is this run's and keep it fresh.
 
-    Raises RunBusy when another run holds the home (this run's lease expired and was taken over).
+    A released lease is taken back only while its DAG run `runs` (as Airflow says): a task of it cleared for a retry.
+    Renewed but left released, any run could take the home while the task works; taken back by a task that began as
+    its run was marked failed, it would hold the home for its time-to-live once the task ended.
+
+    Raises RunBusy when another run holds the home (this run's lease expired and was taken over), or the lease was
+    released and the DAG run no longer runs.
     """
     with at_work(home, run_id, step):
-        _renew(home, run_id, entering=True)
+        lease = read_lease(home)  # Airflow asked outside the home's lock, and only for a released lease
+        released = lease is not None and lease.get("run_id") == run_id and bool(lease.get("released"))
+        _renew(home, run_id, entering=True, retake=released and runs is not None and runs())
         with _beating(home, run_id):
             yield
 

@@ -107,11 +107,16 @@ def test_a_dag_run_whose_publish_failed_leaves_the_home_free_and_its_publish_may
     assert "the lease lapses at " in str(held.value)
     with runlock.run_lock(home, "dag-1", lease="dag-1"):  # its publish fails
         runlock.release_lease(home, "dag-1")
-    # a task of that run cleared: it takes the lease back while it works
-    with runlock.heartbeat(home, "dag-1"), pytest.raises(runlock.RunBusy, match=r"another run \(dag-1"), \
-            runlock.run_lock(home, "cli"):
+    # A task of that run starting now: while its DAG run runs (cleared for a retry), it takes the lease back while it
+    # works; once the DAG run no longer runs (marked failed as the task began), it is refused and leaves it released.
+    with runlock.heartbeat(home, "dag-1", runs=lambda: True), \
+            pytest.raises(runlock.RunBusy, match=r"another run \(dag-1"), runlock.run_lock(home, "cli"):
         pass
     runlock.release_lease(home, "dag-1")  # failed again
+    with pytest.raises(runlock.RunBusy, match="the lease of run dag-1 was released"), \
+            runlock.heartbeat(home, "dag-1", runs=lambda: False):
+        pass
+    assert runlock.read_lease(home)["released"]
     with runlock.run_lock(home, "dag-1", lease="dag-1"):  # a retry of that publish (the task cleared)
         pass
     with runlock.run_lock(home, "cli"):  # `rtw run` is not held off for the lease's time-to-live
