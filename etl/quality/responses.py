@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from etl.config import Home
+from etl.extract.file_names import shown_file_name
 from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 from etl.quality.catalogue import Rule, load_catalogue
 from etl.quality.findings import value_hash_sql
@@ -70,7 +71,7 @@ from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.spreadsheet import EXCEL_BOOLEANS, spreadsheet_boolean
 from etl.transform.pseudonym import PseudonymKey
-from etl.transform.screen import TextScreen, hide_days, typed_text_screen
+from etl.transform.screen import TextScreen, every_source_numbers, hide_days, typed_text_screen
 
 log = logging.getLogger(__name__)
 
@@ -853,29 +854,34 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
         raise ResponseFileError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
     if not path.is_file():
         raise ResponseFileError(f"{path}: no such file")
-    rows = list(read_returned(path, encoding))
+    # The file's and its sheets' names as stored and logged: a centre may name them after a patient (its sha256
+    # tells the file apart).
+    numbers = every_source_numbers(home)
+    shown = shown_file_name(path.name, numbers)
+    rows = [row._replace(sheet=shown_file_name(row.sheet, numbers)) if row.sheet else row
+            for row in read_returned(path, encoding)]
     file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     catalogue = {r.rule_id: r for r in (load_catalogue(check_types=False) if rules is None else rules)}
-    summary = ImportSummary(path.name)
+    summary = ImportSummary(shown)
     now, who = datetime.now(UTC), getpass.getuser()
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
         batch_ids = sorted({r.cells.get(_BATCH, "").strip() for r in rows} - {""})
         known = {b for (b,) in con.execute("SELECT batch_id FROM meta.query_batch WHERE list_contains(?, batch_id)",
                                            [batch_ids]).fetchall()}
-        answers = check_rows(rows, path.name, _items(con, sorted(known)), known, catalogue, key, summary)
+        answers = check_rows(rows, shown, _items(con, sorted(known)), known, catalogue, key, summary)
         # A comment naming a patient's number or birth date is kept without them (etl/transform/screen.py).
-        screen, unknown = typed_text_screen(home, con), _birth_month_unknown(con, answers)
+        screen, unknown = typed_text_screen(home, con, numbers=numbers), _birth_month_unknown(con, answers)
         answers = [replace(a, comment=_screened_comment(screen, a.comment, _patient(a.item) in unknown))
                    if a.comment else a for a in answers]
-        _record(con, answers, path.name, file_sha256, who, now, summary)
+        _record(con, answers, shown, file_sha256, who, now, summary)
 
     run_id = new_run_id(now)
     change_warehouse(home, run_id, record, wait=wait)
     for problem in [*summary.problems, *summary.warnings]:  # info: the command line prints them itself
         log.info("%s", problem)
     log.info("%s: %d rows, %d answers recorded, %d already imported, %d repeated, %d superseded, %d unanswered, "
-             "%d refused, %d waivers added, %d waivers for a value no longer found, %d waivers withdrawn", path.name,
+             "%d refused, %d waivers added, %d waivers for a value no longer found, %d waivers withdrawn", shown,
              summary.rows, summary.recorded, summary.already_imported, summary.repeated, summary.superseded,
              summary.unanswered, len(summary.problems), summary.waivers_added, summary.waivers_not_found,
              summary.waivers_withdrawn)

@@ -37,7 +37,7 @@ etl/transform/carry_over.py): a note names a patient who arrived later; none is 
 shapes changed (`key_fingerprint`): a record key of the new shape is hidden, one of a shape gone shown.
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
-screened the same way before it is stored (`typed_text_screen`): by every source's keys, and by the
+screened the same way before it is stored (`typed_text_screen`): by every source's keys and EUPIDs, and by the
 birth months the warehouse holds (it has no day: any day of such a month is taken for one); a centre's comment on
 a patient whose birth month it does not hold has every day hidden (`hide_days`, etl/quality/responses.py).
 """
@@ -55,10 +55,12 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from etl.config import SOURCES_DIR, Home
+from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, PatientNumbers, staged_keys
-from etl.transform.mapping import load_mapping
+from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import names_a_patient
 from etl.transform.values import PartialDate
 
@@ -266,17 +268,29 @@ class TextScreen:
         return self._pattern.sub(lambda m: self._hidden(m) or m.group(0), text)
 
 
-def typed_text_screen(home: Home, con: duckdb.DuckDBPyConnection, sources_dir: Path = SOURCES_DIR) -> TextScreen:
+def typed_text_screen(home: Home, con: duckdb.DuckDBPyConnection, sources_dir: Path = SOURCES_DIR,
+                      numbers: PatientNumbers | None = None) -> TextScreen:
     """What a text typed by a person (a link decision's note, a centre's comment) is screened by before it is
     stored through `con`: the shapes of every source's staged patient keys (read only if the text holds a
-    digit), and the birth months of the warehouse's patients."""
+    digit), every source's staged EUPIDs, as harmonise's screen of a source's free text has them (read when
+    the first text is screened), and the birth months of the warehouse's patients. numbers: the keys' shapes when
+    the caller has read them already (`every_source_numbers`)."""
     months = [PartialDate(date(year, month, 1), "month") for year, month in con.execute(
         "SELECT DISTINCT birth_year, birth_month FROM core.patient_source "
         "WHERE birth_year IS NOT NULL AND birth_month BETWEEN 1 AND 12").fetchall()]
-    return TextScreen(PatientNumbers(lambda: _every_source_key(home, sources_dir)), lambda: months)
+    return TextScreen(numbers or every_source_numbers(home, sources_dir), lambda: months,
+                      lambda: (e for folder, mapping in _staged_sources(home, sources_dir)
+                               for e in _staged_eupids(folder, mapping)))
 
 
-def _every_source_key(home: Home, sources_dir: Path) -> Iterator[str]:
+def every_source_numbers(home: Home, sources_dir: Path = SOURCES_DIR) -> PatientNumbers:
+    """The shapes of every source's staged patient keys (read when first needed): what a typed text, or the name
+    of a file a person hands in (a centre's returned queries), may not show."""
+    return PatientNumbers(lambda: (k for folder, mapping in _staged_sources(home, sources_dir)
+                                   for k in staged_keys(folder, mapping)))
+
+
+def _staged_sources(home: Home, sources_dir: Path) -> Iterator[tuple[Path, SourceMapping]]:
     for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
         path = sources_dir / f"{folder.name}.yaml"
         if not path.is_file():
@@ -284,7 +298,28 @@ def _every_source_key(home: Home, sources_dir: Path) -> Iterator[str]:
         try:
             mapping = load_mapping(path)
         except (OSError, ValueError) as exc:  # the nightly run says what is wrong with it
-            log.warning("%s: cannot read the mapping (%s); a typed text is not screened for its patient numbers",
-                        path, exc.__class__.__name__)
+            log.warning("%s: cannot read the mapping (%s); a typed text is not screened for its patients' numbers "
+                        "and EUPIDs", path, exc.__class__.__name__)
             continue
-        yield from staged_keys(folder, mapping)
+        yield folder, mapping
+
+
+def _staged_eupids(folder: Path, mapping: SourceMapping) -> Iterator[str]:
+    """The EUPIDs in a source's staged exports, as written: the values of the columns its EUPID field reads, in
+    any record set (a superset of the current patients': an old or increment file's too). A one-record-set file
+    reads those columns only; another format's record sets are read whole (ODM's items are rows until then)."""
+    spec = mapping.patient.fields.get("eupid")
+    if spec is None or spec.const is not None:
+        return
+    columns, adapter = spec.columns(), adapter_for(mapping.format)
+    for staged in sorted(folder.iterdir()):
+        if not STAGED_NAME.fullmatch(staged.name):
+            continue
+        if adapter.one_record_set_per_file:  # a Parquet file, or a folder of them
+            tables = [pq.read_table(part, columns=sorted(columns & set(pq.read_schema(part).names)))
+                      for part in ([staged] if staged.is_file() else sorted(staged.glob("*.parquet")))]
+        else:
+            tables = list(adapter.record_tables(staged, mapping.patient.head).values())
+        for table in tables:
+            for column in sorted(columns & set(table.column_names)):
+                yield from (e for e in record_column(table, column).dropna().astype(str).unique() if e.strip())
