@@ -816,30 +816,13 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any
                 [list(column) for column in columns])
 
 
-def _patient(item: _Item) -> tuple[str, str]:
-    """The source and patient pseudonym of a query's record (`<pseudonym>|<local part>`)."""
-    return item.source_id, item.source_record_key.partition("|")[0]
-
-
-def _birth_month_unknown(con: duckdb.DuckDBPyConnection, answers: Sequence[_Answer]) -> set[tuple[str, str]]:
-    """The patients of commented answers whose birth month the warehouse does not hold: their registration
-    quarantined (a query is most often about a quarantined record) or their birth date refused."""
-    patients = {_patient(a.item) for a in answers if a.comment}
-    held = set(con.execute("SELECT source_id, source_patient_pseudonym FROM core.patient_source "
-                           "WHERE birth_month IS NOT NULL AND list_contains(?, source_patient_pseudonym)",
-                           [sorted(p for _, p in patients)]).fetchall())
-    return patients - held
-
-
-def _screened_comment(screen: TextScreen, comment: str, birth_month_unknown: bool) -> str:
-    """A centre's comment as it is stored. The typed-text screen hides a day in a birth month the warehouse
-    holds; a patient whose month it does not hold is the one a centre answering about a refused birth date
-    writes the day of ("corrected: born 16/01/1995"), so in their comment every day is hidden: digits that read
-    as a date (etl/transform/screen.py `hide_days`), not a code of as many ("MedDRA 10019211")."""
-    screened = screen.screened(comment)
-    if not birth_month_unknown:
-        return screened
-    return hide_days(screened)
+def _screened_comment(screen: TextScreen, comment: str) -> str:
+    """A centre's comment as it is stored: without patient numbers and EUPIDs (the typed-text screen), and with
+    every day hidden, digits that read as a date (etl/transform/screen.py `hide_days`), not a code of as many
+    ("MedDRA 10019211"). A comment answering a query about a birth date is where a centre writes the day
+    ("corrected: born 16/02/2012"), which the warehouse never holds, in whatever month: the patient's held one
+    is the wrong one the query is about, and a quarantined patient has none."""
+    return hide_days(screen.screened(comment))
 
 
 def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float = 0.0,
@@ -871,9 +854,8 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
                                            [batch_ids]).fetchall()}
         answers = check_rows(rows, shown, _items(con, sorted(known)), known, catalogue, key, summary)
         # A comment naming a patient's number or birth date is kept without them (etl/transform/screen.py).
-        screen, unknown = typed_text_screen(home, con, numbers=numbers), _birth_month_unknown(con, answers)
-        answers = [replace(a, comment=_screened_comment(screen, a.comment, _patient(a.item) in unknown))
-                   if a.comment else a for a in answers]
+        screen = typed_text_screen(home, con, numbers=numbers)
+        answers = [replace(a, comment=_screened_comment(screen, a.comment)) if a.comment else a for a in answers]
         _record(con, answers, shown, file_sha256, who, now, summary)
 
     run_id = new_run_id(now)

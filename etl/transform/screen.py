@@ -38,8 +38,8 @@ shapes changed (`key_fingerprint`): a record key of the new shape is hidden, one
 
 What a person types into the warehouse (`rtw link/unlink --note`, a centre's comment on a query) is
 screened the same way before it is stored (`typed_text_screen`): by every source's keys and EUPIDs, and by the
-birth months the warehouse holds (it has no day: any day of such a month is taken for one); a centre's comment on
-a patient whose birth month it does not hold has every day hidden (`hide_days`, etl/quality/responses.py).
+birth months the warehouse holds (it has no day: any day of such a month is taken for one); a centre's comment has
+every day hidden (`hide_days`, etl/quality/responses.py): it corrects a birth date in a month not held.
 """
 
 from __future__ import annotations
