@@ -267,6 +267,31 @@ def test_an_old_batch_answered_late_does_not_override_a_newer_batch(home, tmp_pa
 
 
 @pytest.mark.integration
+def test_a_late_answer_from_a_record_s_former_centre_keeps_the_waiver_its_new_centre_made(home, tmp_path):
+    """The record moves to another centre (the registry recodes it): its new centre confirms the finding, then the
+    former centre's answer to the batch sent before comes back; it is recorded, the waiver stays."""
+    old = send_queries(home, "IT-BO01", KEY)
+    (other,) = _query(home, "SELECT min(centre_id) FROM dq.issue WHERE source_id = 'registry_it' AND centre_id "
+                            "NOT IN ('IT-BO01') AND centre_id IS NOT NULL")[0]
+    export = next((home.landing / "registry_it").glob("*.csv"))
+    lines = export.read_bytes().split(b"\r\n")
+    fields = lines[44 - 1].split(b";")
+    fields[2] = other.encode()  # codice_centro
+    lines[44 - 1] = b";".join(fields)
+    export.write_bytes(b"\r\n".join(lines))
+    pipeline.run(home, key_value=SYNTHETIC_RUN_KEY)
+    new = send_queries(home, f"registry_it:{other}", KEY)
+    assert import_responses(home, _answer(new, tmp_path / "new.xlsx", "confirmed"), KEY).waivers_added == 1
+    late = import_responses(home, _answer(old, tmp_path / "old.xlsx", "cannot_determine"), KEY)
+    (warning,) = late.warnings
+    assert str(warning) == (f"old.xlsx row {_sheet_row(old.xlsx, BASIS, 44)}: the same finding was answered "
+                            f"'confirmed' in batch {new.batch_id} of centre {other}, sent later: this answer is "
+                            "recorded, but the newer one stands for the waiver")
+    assert (late.recorded, late.superseded, late.waivers_withdrawn, late.problems) == (1, 0, 0, [])
+    assert _query(home, "SELECT centre_id, batch_id FROM meta.waiver") == [(other, new.batch_id)]
+
+
+@pytest.mark.integration
 def test_rows_of_two_batches_in_one_file_count_the_newer_batch(home, tmp_path):
     old, new = send_queries(home, "IT-BO01", KEY), send_queries(home, "IT-BO01", KEY)
     out = tmp_path / "both.xlsx"

@@ -8,7 +8,9 @@ A row that fails is reported with the file, its row number and what is wrong; th
 still taken. Answers go to meta.query_response with who imported them and when; importing the
 same file again adds nothing. A query's answer is the latest one to its newest batch answered: an
 answer to an older batch, imported after the newer batch was answered, is not taken (a warning names
-both batches), and a row answered twice in one file differently is refused, both rows named.
+both batches), and a row answered twice in one file differently is refused, both rows named. A record moved
+to another centre is queried there: a late answer from its former centre, after the new centre answered a
+later batch, is recorded but makes or withdraws no waiver (a warning names the newer batch and its centre).
 
 `confirmed` makes a waiver (meta.waiver) keyed by record, rule, field and the value's hash, which
 validation applies on the next run (etl/quality/validate.py): the finding moves to
@@ -613,9 +615,9 @@ _SENT = "query_rows_sent"  # what was sent, as the report reads it (query_status
 
 # For each answer of the file, the latest answer recorded before this import to the same query (the item's
 # source's centre and issue) in a batch sent after the item's (by batch sent, then import, as _QUERIES of
-# query_status orders them), and whether the item's own row is among what was sent (_SENT: a row of an old
-# batch of two sources is only once answered). One statement a file: one an answer made a file of 2,000 rows
-# 2,000 round trips.
+# query_status orders them), the latest to the same issue at any centre (a record moved to another centre is
+# queried there), and whether the item's own row is among what was sent (_SENT: a row of an old batch of two
+# sources is only once answered). One statement a file: one an answer made a file of 2,000 rows 2,000 round trips.
 _NEWER_ANSWERS = f"""
 WITH answered AS (   -- the file's answers, each row once (_once_per_row), as sent
     SELECT i.batch_id, i.row_key, b.centre_id, i.source_id, i.rule_id, i.source_record_key,
@@ -631,9 +633,13 @@ WITH answered AS (   -- the file's answers, each row once (_once_per_row), as se
 )
 SELECT a.batch_id, a.row_key, a.is_sent,
        arg_max({{'sent_at': n.sent_at, 'imported_at': n.imported_at, 'batch_id': n.batch_id,
-                 'response': n.response}}, (n.sent_at, n.imported_at)) FILTER (WHERE n.batch_id IS NOT NULL)
+                 'response': n.response, 'centre_id': n.centre_id}}, (n.sent_at, n.imported_at))
+           FILTER (WHERE n.centre_id = a.centre_id),
+       arg_max({{'sent_at': n.sent_at, 'imported_at': n.imported_at, 'batch_id': n.batch_id,
+                 'response': n.response, 'centre_id': n.centre_id}}, (n.sent_at, n.imported_at))
+           FILTER (WHERE n.batch_id IS NOT NULL)
 FROM answered a
-LEFT JOIN recorded n ON n.centre_id = a.centre_id AND n.source_id = a.source_id AND n.rule_id = a.rule_id
+LEFT JOIN recorded n ON n.source_id = a.source_id AND n.rule_id = a.rule_id
      AND n.source_record_key = a.source_record_key AND n.field = a.field AND n.sent_at > a.sent_at
 GROUP BY a.batch_id, a.row_key, a.is_sent
 """
@@ -646,13 +652,14 @@ class _Newer(NamedTuple):
     imported_at: datetime
     batch_id: str
     response: str
+    centre_id: str
 
 
-_Query = tuple[str, str, str, str, str]  # centre, source, rule, record, field ('' for none): a query as _SENT has it
+_Issue = tuple[str, str, str, str]  # source, rule, record, field ('' for none): asked of whichever centre holds it
 
 
-def _query(item: _Item) -> _Query:
-    return (item.centre_id, item.source_id, item.rule_id, item.source_record_key, item.field or "")
+def _issue(item: _Item) -> _Issue:
+    return (item.source_id, item.rule_id, item.source_record_key, item.field or "")
 
 
 _WaiverKey = tuple[str, str, str, str | None, str]  # source, record, rule, field (None apart from ''), value hash
@@ -663,15 +670,17 @@ class _Known:
     """What the answers of a file are judged against, read once for all of them (5 statements an answer made
     a centre's file of 2,000 rows 10-15 s at 20,000 persons): the latest answer to each row, the values the
     run finds each confirmed query's issue with, the waivers of their values, kept as the import changes
-    them, and the newest answer recorded before the import in a later batch of each row's query, with the
-    answers this import records to rows sent (`recorded`), which a later row of the file reads as newer."""
+    them, the newest answer recorded before the import in a later batch of each row's query (its centre's) and
+    of its issue (any centre's), with the answers this import records to rows sent (`recorded`), which a later
+    row of the file reads as newer."""
 
     latest: dict[tuple[str, str], tuple[str, str | None]]  # (batch, row key) -> (response, comment)
     values_found: dict[tuple[str, str, str, str], set[str]]  # issue identity -> hashes the run finds
     waivers: dict[_WaiverKey, int]  # -> how many rows meta.waiver holds
     newer: dict[tuple[str, str], _Newer]  # (batch, row key) -> the answer recorded to a later batch, if any
+    newer_anywhere: dict[tuple[str, str], _Newer]  # likewise, to a later batch of any centre
     sent: set[tuple[str, str]]  # (batch, row key) of the answers whose row is among those sent (_SENT)
-    recorded: dict[_Query, list[_Newer]] = field(default_factory=dict)  # by this import
+    recorded: dict[_Issue, list[_Newer]] = field(default_factory=dict)  # by this import
 
 
 def _waiver_key(item: _Item) -> _WaiverKey:
@@ -698,21 +707,24 @@ def _known(con: duckdb.DuckDBPyConnection, findings_run_id: str, answers: Sequen
         "SELECT source_id, source_record_key, rule_id, field, value_hash, count(*) FROM meta.waiver "
         "WHERE list_contains($records, source_record_key) GROUP BY ALL",
         {"records": sorted({i.source_record_key for i in items})}).fetchall()}
-    newer, sent = {}, set()
-    for batch_id, key, is_sent, found in con.execute(_NEWER_ANSWERS, rows).fetchall():
+    newer, anywhere, sent = {}, {}, set()
+    for batch_id, key, is_sent, found, found_anywhere in con.execute(_NEWER_ANSWERS, rows).fetchall():
         if is_sent:
             sent.add((batch_id, key))
         if found is not None:
             newer[batch_id, key] = _Newer(**found)
-    return _Known(latest, values_found, waivers, newer, sent)  # type: ignore[arg-type]
+        if found_anywhere is not None:
+            anywhere[batch_id, key] = _Newer(**found_anywhere)
+    return _Known(latest, values_found, waivers, newer, anywhere, sent)  # type: ignore[arg-type]
 
 
-def _newer_answer(known: _Known, item: _Item) -> _Newer | None:
-    """The latest answer to the same query in a batch sent after the item's: recorded before this import, or
-    by it to a row sent (a file may hold rows of two batches of a query: the older one, after the newer, is
-    not taken)."""
-    later = [a for a in known.recorded.get(_query(item), []) if a.sent_at > item.sent_at]
-    if before := known.newer.get((item.batch_id, item.row_key)):
+def _newer_answer(known: _Known, item: _Item, any_centre: bool = False) -> _Newer | None:
+    """The latest answer to the same query (any_centre: to the same issue, asked of any centre) in a batch sent
+    after the item's: recorded before this import, or by it to a row sent (a file may hold rows of two batches
+    of a query: the older one, after the newer, is not taken)."""
+    later = [a for a in known.recorded.get(_issue(item), [])
+             if a.sent_at > item.sent_at and (any_centre or a.centre_id == item.centre_id)]
+    if before := (known.newer_anywhere if any_centre else known.newer).get((item.batch_id, item.row_key)):
         later.append(before)
     return max(later, key=lambda a: (a.sent_at, a.imported_at), default=None)
 
@@ -766,9 +778,13 @@ def _record_answer(answer: _Answer, file_name: str, file_sha256: str, who: str, 
         file_name if answer.sheet is None else f"{file_name} sheet {answer.sheet!r}", file_sha256,
         answer.row_number, who, now))
     if (item.batch_id, item.row_key) in known.sent:
-        known.recorded.setdefault(_query(item), []).append(_Newer(item.sent_at, now, item.batch_id,
-                                                                   answer.response.value))
+        known.recorded.setdefault(_issue(item), []).append(_Newer(item.sent_at, now, item.batch_id,
+                                                                   answer.response.value, item.centre_id))
     summary.recorded += 1
+    if elsewhere := _newer_answer(known, item, any_centre=True):  # the record has moved to another centre since
+        warn(f"the same finding was answered {elsewhere.response!r} in batch {elsewhere.batch_id} of centre "
+             f"{elsewhere.centre_id}, sent later: this answer is recorded, but the newer one stands for the waiver")
+        return
     key = _waiver_key(item)
     if answer.response is Response.CONFIRMED:
         # The waiver is made for the value sent even when the run no longer finds it: it can only ever waive
