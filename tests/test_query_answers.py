@@ -150,6 +150,25 @@ def test_answers_on_a_copied_sheet_are_read_and_named_by_sheet(tmp_path):
     assert answered == [("queries", 2, ""), ("queries", 3, ""), ("answers", 2, "confirmed"), ("answers", 3, "")]
 
 
+def test_answers_on_a_sheet_without_the_hidden_columns_refuse_the_file_naming_the_sheet_and_the_columns(tmp_path):
+    """A centre answers on a filtered range pasted to a new sheet: Excel pastes the visible cells only, without the
+    hidden columns that match an answer to its query. A sheet of notes without answers is no matter."""
+    path = tmp_path / "queries.xlsx"
+    _write_xlsx(path, [[*r[:RESPONSE], None, None, *r[COMMENT + 1:]] for r in _sent_rows()], "IT-BO01")
+    book = load_workbook(path)
+    book.create_sheet("notes").append(["nothing to read here"])
+    pasted = book.create_sheet("answers")
+    for row in book["queries"].iter_rows(max_col=COMMENT + 1, values_only=True):
+        pasted.append(row)
+    book.save(path)
+    assert len(list(read_returned(path))) == 2  # the pasted sheet's answers not filled in yet
+    pasted.cell(row=3, column=COMMENT + 1, value="checked")
+    book.save(path)
+    with pytest.raises(ResponseFileError, match=r"^queries\.xlsx sheet 'answers' row 1: holds answers, but not the "
+                                                r"columns 'query batch', 'row key', by which an answer is matched"):
+        list(read_returned(path))
+
+
 def test_a_sheet_without_the_query_columns_is_named(tmp_path):
     path = tmp_path / "queries.xlsx"
     _write_xlsx(path, _sent_rows(), "IT-BO01")

@@ -223,7 +223,8 @@ def _header(row: Sequence[Any]) -> list[str]:
 
 def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
     """Every sheet with the query header: a centre may answer on a copied or renamed sheet. If none has
-    it, the sheet `queries` or else the first, whose header the error names."""
+    it, the sheet `queries` or else the first, whose header the error names. Another sheet holding answers
+    refuses the file: its answers cannot be matched to their queries, and would be left out unsaid."""
     from openpyxl import load_workbook
 
     _check_unpacked_size(path)
@@ -239,7 +240,25 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[Sequence[Any]]]]:
     if not sheets:
         raise ResponseFileError(f"{path.name}: the workbook has no sheet; expected the sheet 'queries'")
     with_header = [(title, rows) for title, rows in sheets if rows and set(HEADER) <= set(_header(rows[0]))]
+    for title, rows in sheets if with_header else []:  # else the sheet read names what it lacks
+        if missing := _answered_without_columns(rows):
+            raise ResponseFileError(
+                f"{path.name} sheet {_quoted(title)} row 1: holds answers, but not the columns "
+                f"{', '.join(repr(m) for m in missing)}, by which an answer is matched to its query (hidden in the "
+                "sheet sent: a filtered range copied to a new sheet leaves them out); answer on the sheet sent, or "
+                "copy it whole")
     return with_header or [next((s for s in sheets if s[0] == "queries"), sheets[0])]
+
+
+def _answered_without_columns(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The query columns a sheet lacks when it holds answers (a cell under `response` or `comment`): none when
+    it has every column, or no answer."""
+    header = _header(rows[0]) if rows else []
+    missing = [h for h in HEADER if h not in header]
+    answers = [i for i, name in enumerate(header) if name in (_RESPONSE, _COMMENT)]
+    if missing and any(i < len(row) and _returned_text(row[i]).strip() for row in rows[1:] for i in answers):
+        return missing
+    return []
 
 
 def _check_unpacked_size(path: Path) -> None:
