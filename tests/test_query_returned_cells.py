@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from test_query_returned_files import DATED, EDITED, _checked, _returned_value, _sent_item, _workbook
+from test_query_returned_files import DATED, EDITED, KEY, _checked, _returned_value, _sent_item, _workbook
 
 from etl.quality.queries import HEADER
+from etl.quality.responses import ImportSummary, ResponseFileError, check_rows, read_returned
 
 VALUE = HEADER.index("value")
 
@@ -74,3 +75,32 @@ def test_a_number_grouped_with_two_marks_is_no_re_typing_and_is_refused_as_edite
                                                  ("1234567.8", "1,234,567.8")])
 def test_a_number_grouped_with_one_mark_throughout_is_read_as_sent(tmp_path, value, returned):
     assert _returned_value(tmp_path, value, returned) == (1, [])
+
+
+def test_a_query_column_named_twice_refuses_the_file_naming_both_columns(tmp_path):
+    """The `response` column copied and inserted at the end: which of the two the centre filled in is unknown (the
+    last one was read, the answer in the first dropped)."""
+    path = tmp_path / "answers.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([[*HEADER, "response"], [*DATED, "confirmed", "", "Q1", "k", ""]])
+    with pytest.raises(ResponseFileError, match=r"^answers\.csv row 1: the column 'response' is there 2 times "
+                                                r"\(columns L, P\); keep the one sent$"):
+        list(read_returned(path))
+
+
+def test_cells_under_no_header_are_named_in_a_warning_and_the_row_still_taken(tmp_path):
+    """An answer typed a column too far right, a note beyond the header on a row of its own: neither is read, and
+    each row says which columns were not (not what they hold: it may name a patient)."""
+    item = _sent_item(DATED)
+    path = tmp_path / "answers.xlsx"
+    _workbook(path, item, DATED)
+    book = load_workbook(path)
+    book.active.cell(row=2, column=len(HEADER) + 1, value="confirmed")
+    book.active.cell(row=4, column=len(HEADER) + 2, value="see TREP-000001")
+    book.save(path)
+    summary = ImportSummary(path.name)
+    taken = check_rows(list(read_returned(path)), path.name, {("Q1", item.row_key): item}, {"Q1"}, {}, KEY, summary)
+    assert (len(taken), summary.rows, summary.problems) == (1, 1, [])
+    assert [str(w) for w in summary.warnings] == [
+        f"answers.xlsx row {n}: the cell in column {column}, under no header, is not read: an answer goes in column "
+        "'response', a comment in 'comment'" for n, column in ((2, "P"), (4, "Q"))]

@@ -171,13 +171,15 @@ class _Item:
 
 class ReturnedRow(NamedTuple):
     """A non-empty row of a returned file: its sheet (named when a workbook has several query sheets),
-    its number (the header is row 1), header -> cell text, and the headers of its XLSX number cells (whose
-    text is Python's, a decimal point and no grouping, whichever locale typed them)."""
+    its number (the header is row 1), header -> cell text, the headers of its XLSX number cells (whose
+    text is Python's, a decimal point and no grouping, whichever locale typed them), and the columns (1 is A)
+    of its non-empty cells under no header, which are not read."""
 
     sheet: str | None
     number: int
     cells: dict[str, str]
     numbers: frozenset[str] = frozenset()
+    unread: tuple[int, ...] = ()
 
 
 def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedRow]:
@@ -201,11 +203,26 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
             raise ResponseFileError(f"{where} row 1: the columns {', '.join(repr(m) for m in missing)} are missing; "
                                     "expected the header of a query workbook sent by rtw queries")
         named = [(i, name) for i, name in enumerate(header) if name]  # not every column a header spans
+        for name in HEADER:  # which of two columns the centre filled in is unknown
+            if len(twice := [i for i, n in named if n == name]) > 1:
+                raise ResponseFileError(f"{where} row 1: the column {name!r} is there {len(twice)} times (columns "
+                                        f"{', '.join(_column_letter(i + 1) for i in twice)}); keep the one sent")
         for number, row in enumerate(rows[1:], start=2):
             cells = {name: _returned_text(row[i]) if i < len(row) else "" for i, name in named}
-            if any(v.strip() for v in cells.values()):
+            unread = tuple(i + 1 for i, value in enumerate(row)
+                           if (i >= len(header) or not header[i]) and _returned_text(value).strip())
+            if any(v.strip() for v in cells.values()) or unread:
                 numbers = frozenset(name for i, name in named if i < len(row) and _is_number(row[i]))
-                yield ReturnedRow(sheet if several else None, number, cells, numbers)
+                yield ReturnedRow(sheet if several else None, number, cells, numbers, unread)
+
+
+def _column_letter(number: int) -> str:
+    """A column as a spreadsheet names it: 1 is A, 27 is AA."""
+    letters = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
 
 
 def _returned_text(value: Any) -> str:
@@ -557,6 +574,14 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
     answers = []
     for row in rows:
         sheet, number, cells = row.sheet, row.number, row.cells
+        if row.unread:  # an answer typed a column too far, say (its text is not quoted: it may name a patient)
+            summary.warnings.append(RowProblem(
+                file_name, number, f"the {'cells' if len(row.unread) > 1 else 'cell'} in column"
+                f"{'s' if len(row.unread) > 1 else ''} {', '.join(_column_letter(c) for c in row.unread)}, under no "
+                f"header, {'are' if len(row.unread) > 1 else 'is'} not read: an answer goes in column {_RESPONSE!r}, a "
+                f"comment in {_COMMENT!r}", sheet))
+            if not any(v.strip() for v in cells.values()):
+                continue
         summary.rows += 1
 
         def refuse(message: str, number: int = number, sheet: str | None = sheet) -> None:
