@@ -87,7 +87,8 @@ def test_a_file_of_every_kind_of_row_records_and_reports_each_as_an_answer_at_a_
 
     assert {k: v for k, v in vars(summary).items() if k not in ("problems", "warnings")} == {
         "file_name": "answers.csv", "rows": 17, "unanswered": 1, "recorded": 4, "already_imported": 1,
-        "repeated": 1, "superseded": 2, "waivers_added": 1, "waivers_not_found": 0, "waivers_withdrawn": 2}
+        "repeated": 1, "superseded": 2, "waivers_added": 1, "waivers_not_found": 0, "waivers_withdrawn": 2,
+        "erased": 0}
     ids = {old.batch_id: "old", new.batch_id: "new", mi02.batch_id: "mi02"}
     assert [(p.row_number, p.message.replace(old.batch_id, "old").replace(new.batch_id, "new"))
             for p in summary.warnings] == [

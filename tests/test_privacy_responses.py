@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 
 from etl.config import Home
+from etl.forget import forget
 from etl.quality.queries import HEADER, _write_csv, cell_text, row_key, send_queries
 from etl.quality.responses import ImportSummary, _Item, check_rows, import_responses, read_returned
-from etl.transform.pseudonym import PseudonymKey
+from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
 KEY = PseudonymKey(b"test-key-0123456789abcdef0123456789")
 SENT = ["4103e9eb9f8c0177077c9457", "registry_it", "REG", 2, "", "birth_date", "<hidden>", "CONF-DATE-VALID",
@@ -83,3 +85,35 @@ def test_a_comment_is_stored_without_the_day_it_gives_whether_the_patient_s_birt
     home = copy_of(small_run, tmp_path)
     assert _answered(home, tmp_path, held=False) == "nato il {date}, visto 2 volte"
     assert _answered(home, tmp_path, held=True) == "nato il {date}, visto 2 volte"
+
+
+def test_an_answer_about_a_patient_erased_since_the_batch_was_sent_is_not_taken_with_a_warning(small_run, tmp_path):
+    """The patient withdraws consent (rtw forget) while the centre answers: their query rows are gone, so the row
+    key is no batch's row; the import says why and takes nothing, without blaming the centre for editing it."""
+    home = copy_of(small_run, tmp_path)
+    key = PseudonymKey(SMALL_RUN_KEY.encode())
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        (centre,) = con.execute("SELECT min(centre_id) FROM dq.issue WHERE source_id = 'registry_it'").fetchone()
+    finally:
+        con.close()
+    sent = send_queries(home, f"registry_it:{centre}", key)
+    with sent.csv.open(encoding="utf-8-sig", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    for row in rows:
+        row[HEADER.index("response")] = "cannot_determine"
+    answered = tmp_path / "answered.csv"
+    with answered.open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    pseudonym = rows[0][HEADER.index("patient pseudonym")]
+    (staged,) = (home.staging / "registry_it").glob("*.parquet")
+    (number,) = {k for k in pq.read_table(staged, columns=["codice_paziente"]).column(0).to_pylist()
+                 if source_pseudonym(key, "registry_it", k) == pseudonym}
+    forget(home, "registry_it", number, key_value=SMALL_RUN_KEY)
+    summary = import_responses(home, answered, key)
+    erased = [n for n, row in enumerate(rows, start=2) if row[HEADER.index("patient pseudonym")] == pseudonym]
+    assert summary.problems == []
+    assert (summary.erased, summary.recorded) == (len(erased), len(rows) - len(erased))
+    assert [str(w) for w in summary.warnings] == [
+        f"answered.csv row {n}: the patient of this row was erased (rtw forget) after the batch was sent; not taken"
+        for n in erased]

@@ -54,7 +54,7 @@ import json
 import logging
 import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -78,6 +78,7 @@ from etl.transform.screen import TextScreen, every_source_numbers, hide_days, ty
 log = logging.getLogger(__name__)
 
 _SHOWN = [name for name, _ in SHOWN]
+_PSEUDONYM, _SOURCE = _SHOWN[:2]
 _RESPONSE, _COMMENT = (name for name, _ in ANSWER)
 _BATCH, _ROW_KEY = (name for name, _ in HIDDEN)
 # The most a returned file may hold (a CSV's bytes, a workbook's unpacked members): a centre's list is
@@ -145,6 +146,7 @@ class ImportSummary:
     waivers_added: int = 0  # that take effect at the next run: for a value the latest run finds
     waivers_not_found: int = 0  # for a value the latest run does not find (changed since, or the finding gone)
     waivers_withdrawn: int = 0
+    erased: int = 0  # answers about a patient erased (rtw forget) since the batch was sent: not taken
     problems: list[RowProblem] = field(default_factory=list)  # rows refused
     warnings: list[RowProblem] = field(default_factory=list)  # taken for an old value, or left for a newer answer
 
@@ -569,8 +571,10 @@ class _Answer:
 
 def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple[str, str], _Item],
                known_batches: set[str], rules: Mapping[str, Rule], key: PseudonymKey,
-               summary: ImportSummary) -> list[_Answer]:
-    """The answers of the rows that pass every check; a RowProblem in `summary` for each that does not."""
+               summary: ImportSummary, erased: Collection[tuple[str, str]] = frozenset()) -> list[_Answer]:
+    """The answers of the rows that pass every check; a RowProblem in `summary` for each that does not. erased:
+    the (source, patient pseudonym) of the patients erased by rtw forget (meta.erasure), whose query rows are
+    gone: an answer about one is not taken, with a warning, not refused as a row copied or edited."""
     answers = []
     for row in rows:
         sheet, number, cells = row.sheet, row.number, row.cells
@@ -593,6 +597,14 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
                    "workbook of another warehouse, or was the column edited?")
             continue
         item = items.get((batch_id, given_key))
+        if item is None and (cells.get(_SOURCE, "").strip(), cells.get(_PSEUDONYM, "").strip()) in erased:
+            if not cells.get(_RESPONSE, "").strip() and not cells.get(_COMMENT, "").strip():
+                summary.unanswered += 1
+                continue
+            summary.erased += 1
+            summary.warnings.append(RowProblem(file_name, number, "the patient of this row was erased (rtw forget) "
+                                               "after the batch was sent; not taken", sheet))
+            continue
         if item is None:
             refuse(f"the row key (column {_ROW_KEY!r}) is not one of batch {batch_id}'s rows: the row was copied from "
                    "another workbook or its key edited")
@@ -912,7 +924,8 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
         batch_ids = sorted({r.cells.get(_BATCH, "").strip() for r in rows} - {""})
         known = {b for (b,) in con.execute("SELECT batch_id FROM meta.query_batch WHERE list_contains(?, batch_id)",
                                            [batch_ids]).fetchall()}
-        answers = check_rows(rows, shown, _items(con, sorted(known)), known, catalogue, key, summary)
+        erased = set(con.execute("SELECT source_id, source_patient_pseudonym FROM meta.erasure").fetchall())
+        answers = check_rows(rows, shown, _items(con, sorted(known)), known, catalogue, key, summary, erased)
         # A comment naming a patient's number or birth date is kept without them (etl/transform/screen.py).
         screen = typed_text_screen(home, con, numbers=numbers)
         answers = [replace(a, comment=_screened_comment(screen, a.comment)) if a.comment else a for a in answers]
@@ -923,8 +936,8 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
     for problem in [*summary.problems, *summary.warnings]:  # info: the command line prints them itself
         log.info("%s", problem)
     log.info("%s: %d rows, %d answers recorded, %d already imported, %d repeated, %d superseded, %d unanswered, "
-             "%d refused, %d waivers added, %d waivers for a value no longer found, %d waivers withdrawn", shown,
-             summary.rows, summary.recorded, summary.already_imported, summary.repeated, summary.superseded,
-             summary.unanswered, len(summary.problems), summary.waivers_added, summary.waivers_not_found,
-             summary.waivers_withdrawn)
+             "%d about a patient erased since, %d refused, %d waivers added, %d waivers for a value no longer found, "
+             "%d waivers withdrawn", shown, summary.rows, summary.recorded, summary.already_imported, summary.repeated,
+             summary.superseded, summary.unanswered, summary.erased, len(summary.problems), summary.waivers_added,
+             summary.waivers_not_found, summary.waivers_withdrawn)
     return summary
