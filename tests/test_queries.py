@@ -67,9 +67,10 @@ def test_a_centre_gets_its_open_issues_sorted_by_patient_form_and_line(warehouse
     assert sex[10] == "F, M or U" and sex[11] is None and sex[12] is None  # the centre's response and comment
     assert sex[13] == DRAFT_BATCH and len(sex[14]) == 64  # hidden: the batch and the row's HMAC key
     assert len({r[14] for r in rows[1:]}) == len(rows) - 1  # one key per row
-    # Readable: bold frozen header, a filter over every visible column, wide text columns, the key hidden.
+    # Readable: bold frozen header, a filter over every column (the hidden batch and key too: a sort from its buttons
+    # moves the rows of its range only), wide text columns, the key hidden.
     assert all(cell.font.b for cell in sheet[1])
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:M{len(rows)}"
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:O{len(rows)}"
     assert sheet.column_dimensions["J"].width >= 40
     assert sheet.column_dimensions["N"].hidden and sheet.column_dimensions["O"].hidden
     assert not sheet.column_dimensions["L"].hidden

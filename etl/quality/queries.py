@@ -251,7 +251,9 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], centre_name: str) -> 
     for column in range(visible + 1, len(COLUMNS) + 1):  # batch id and row key: hidden, read back at import
         sheet.column_dimensions[get_column_letter(column)].hidden = True
     sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(visible)}{len(rows) + 1}"
+    # Over every column, the hidden ones too: a sort from the filter's buttons moves the rows of its range only,
+    # and would part a row from its batch id and row key.
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{len(rows) + 1}"
     book.properties.title = f"Data queries for centre {centre_name}"
     book.save(path)
 
