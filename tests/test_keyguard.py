@@ -175,6 +175,26 @@ def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_another_env_key(
         rotate_key(keyed.home, long_enough)
 
 
+def test_rekey_refuses_a_mappings_folder_without_a_source_the_warehouse_holds(keyed, tmp_path):
+    """A held source rekey would not reload (RTW_SOURCES_DIR without its mapping) would stay under the old key,
+    its patients split from their other records: refused, naming the source and the folder, nothing changed."""
+    from etl.config import SOURCES_DIR
+
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    for mapping in SOURCES_DIR.glob("*.yaml"):
+        if mapping.stem != "registry_it":
+            shutil.copy(mapping, mappings / mapping.name)
+    new_key_file = tmp_path / "new.key"
+    new_key_file.write_text("a7" * 32)
+    before = _digest(keyed.home.warehouse)
+    with pytest.raises(RekeyError) as refused:
+        rotate_key(keyed.home, new_key_file, sources_dir=mappings)
+    assert f"the warehouse holds registry_it, with no mapping in {mappings}" in str(refused.value)
+    assert _digest(keyed.home.warehouse) == before and keyed.home.key_file.read_text().strip() == keyed.key
+    assert not list(keyed.home.key_file.parent.glob("*.old"))
+
+
 def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path):
     home = Home(tmp_path / "home")
     shutil.copytree(keyed.home.root, home.root, symlinks=True)

@@ -217,6 +217,8 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     # approve the old key for its own run, and this publish would record no new fingerprint.
     try:
         with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id):
+            held = _sources_held(home)
+            _refuse_unmapped(held, folder)
             old_key_file = _keep_old_key(home, old_key)
             try:
                 sources, converted, dropped = _reload_and_publish(home, run_id, new_value, old_key, folder, say)
@@ -235,6 +237,27 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
                     new_fingerprint=new_fingerprint, old_key_file=old_key_file,
                     old_key_from_env=bool(os.environ.get(KEY_ENV)), decisions_converted=converted,
                     decisions_dropped=tuple(dropped))
+
+
+def _sources_held(home: Home) -> set[str]:
+    """The sources the live warehouse holds rows of, under the current key: loaded once (meta.source), or with
+    stage rows."""
+    with schema.reading(home.warehouse) as live:
+        if live is None:
+            return set()
+        return {s for (s,) in live.execute("SELECT source_id FROM meta.source WHERE last_loaded_run_id IS NOT NULL "
+                                           "UNION SELECT DISTINCT source_id FROM stage.record").fetchall()}
+
+
+def _refuse_unmapped(held: set[str], sources_dir: Path) -> None:
+    """A held source without a mapping in `sources_dir` would not be reloaded: its rows would stay under the old
+    key, its patients split from their other sources' records and out of reach of `rtw forget`."""
+    unmapped = sorted(s for s in held if not (sources_dir / f"{s}.yaml").is_file())
+    if unmapped:
+        raise RekeyError(f"the warehouse holds {', '.join(unmapped)}, with no mapping in {sources_dir} "
+                         "(RTW_SOURCES_DIR, when set, replaces the shipped mappings folder): rekey reloads every "
+                         "source, and these would stay under the old key. Nothing was changed; rekey with the "
+                         "mappings folder that holds every source's mapping")
 
 
 def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
