@@ -36,6 +36,9 @@ once and never printed, logged or stored. Erasure is:
 - the file steps are done after the publish: until they are, a note under the home (`_Pending`) keeps the
   persons whose rows go, and `rtw forget` for a patient erased already does them again (an erasure killed, or
   a step failed);
+- what was written before a `rtw rekey` (issue history, queries and answers, reports) names the patient by
+  their pseudonym under the key of the day: erased and scrubbed by the patient's pseudonym under every kept
+  key too (`_former_pseudonyms`);
 - `meta.erasure`, by pseudonym only: harmonise reads it and leaves the patient out of every later
   run while the centre's exports still hold them (`drop_erased`), after `rtw rekey` too: each
   pseudonym is checked under the key it was made under (`Erasures`); an export naming them (their records,
@@ -52,6 +55,7 @@ of each row's patient key; derived files only ever hold pseudonyms and patient i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import itertools
@@ -141,18 +145,25 @@ class _Marks:
     # Persons another source still links: their person-level rows in a kept marts set (patient_summary,
     # survival, ...) hold the patient's contribution (a source, an enrolment date) under the person's id.
     persons_kept: tuple[str, ...] = ()
+    # The patient's pseudonyms under the keys rtw rekey retired (`_former_pseudonyms`): the issue history, the
+    # queries, the centre's answers and the reports written before a rekey name the patient so.
+    former: tuple[str, ...] = ()
 
     @property
-    def prefix(self) -> str:
-        return f"{self.pseudonym}|"
+    def pseudonyms(self) -> tuple[str, ...]:
+        return (self.pseudonym, *self.former)
+
+    @property
+    def prefixes(self) -> list[str]:
+        return [f"{p}|" for p in self.pseudonyms]
 
     def tokens(self) -> list[str]:
-        return [self.pseudonym, *self.patient_ids]
+        return [*self.pseudonyms, *self.patient_ids]
 
     def of_history(self) -> _Marks:
         """For kept marts sets: the surviving persons' rows go too (history; the next set is derived
         from the warehouse without the patient, and so is the set forget exports)."""
-        return _Marks(self.pseudonym, (*self.patient_ids, *self.persons_kept))
+        return _Marks(self.pseudonym, (*self.patient_ids, *self.persons_kept), former=self.former)
 
 
 # --- the erasure list, read by harmonise ---------------------------------------------------------
@@ -199,6 +210,14 @@ class Erasures:
                     f"as {self.key_file.name}.<time>.old (mode 0600; rtw rekey kept it so), then run again")
             keyed.append((found, pseudonyms))
         return keyed
+
+
+def _former_pseudonyms(key_file: Path, key: PseudonymKey, source_id: str, patient_key: str) -> tuple[str, ...]:
+    """The patient's pseudonyms under every kept key but `key` (the one in use): what was written before a rekey
+    names them so. Only the kept keys can tell: the clear number is in none of those rows."""
+    current = key.fingerprint()
+    return tuple(sorted({source_pseudonym(kept, source_id, patient_key) for kept in _kept_keys(key_file)
+                         if kept.fingerprint() != current}))
 
 
 def _kept_keys(key_file: Path) -> list[PseudonymKey]:
@@ -408,7 +427,9 @@ def _rows_citing(column: pa.ChunkedArray | pa.Array, marks: _Marks) -> pa.Chunke
     a list of texts holding one (marts.held_back_endpoints' source_record_keys: the row goes whole, as its counts
     count the patient). None for a column of neither type."""
     if _is_text(column.type):
-        hit = pc.or_(pc.starts_with(column, marks.prefix), pc.is_in(column, pa.array(marks.tokens())))
+        hit = pc.is_in(column, pa.array(marks.tokens()))
+        for prefix in marks.prefixes:
+            hit = pc.or_(hit, pc.starts_with(column, prefix))
         return pc.fill_null(hit, False)
     if (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) and _is_text(column.type.value_type):
         lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -474,7 +495,8 @@ def _linked_elsewhere(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym:
 
 
 def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudonym: str, run_id: str,
-                        started_at: datetime) -> tuple[int, _Marks]:
+                        started_at: datetime, former: tuple[str, ...] = ()) -> tuple[int, _Marks]:
+    """`former`: the patient's pseudonyms under retired keys (`_Marks.former`)."""
     prefix = f"{pseudonym}|"
     # Per file, the rows of the patient's records: their own, and the section rows they joined, in the files
     # those came from (stage.record.section_file_sha256).
@@ -498,11 +520,13 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     for table in stage_tables:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
-    _erase_answers(con, source_id, prefix)
+    pseudonyms = [pseudonym, *former]  # what was kept from before a rekey names the patient by a former one
+    _erase_answers(con, source_id, pseudonyms)
     for table in ("dq.quarantine", "dq.issue_span", "meta.record_removal"):
-        con.execute(f"DELETE FROM {table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
-                    [source_id, prefix])
-    con.execute("DELETE FROM dq.issue_span WHERE source_id = ? AND patient_pseudonym = ?", [source_id, pseudonym])
+        con.execute(f"DELETE FROM {table} WHERE source_id = ? AND list_contains(?, split_part(source_record_key, "
+                    "'|', 1))", [source_id, pseudonyms])
+    con.execute("DELETE FROM dq.issue_span WHERE source_id = ? AND list_contains(?, patient_pseudonym)",
+                [source_id, pseudonyms])
     # Re-link without the patient: a person whose id was drawn from the erased patient's key gets another
     # one, and the old id is swept below with the rest.
     validated = con.execute("SELECT run_id FROM meta.run WHERE validated ORDER BY finished_at DESC LIMIT 1").fetchone()
@@ -512,7 +536,7 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     linked = {r[0] for t in sorted(person_tables)
               for r in con.execute(f"SELECT DISTINCT patient_id FROM stage.{t}").fetchall()}
     marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked),
-                   tuple(p for p in person_ids if p in linked))
+                   tuple(p for p in person_ids if p in linked), former)
     _sweep(con, marks)
     _record_erasure(con, source_id, pseudonym, run_id)
     _record_run(con, run_id, started_at, source_id,
@@ -520,7 +544,7 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     return int(records), marks
 
 
-def _erase_answers(con: duckdb.DuckDBPyConnection, source_id: str, prefix: str) -> None:
+def _erase_answers(con: duckdb.DuckDBPyConnection, source_id: str, pseudonyms: list[str]) -> None:
     """The centre's answers to the patient's queries. An answer names its query by row key only, so the
     sweep, which finds the query rows by the record key, would leave it, and its comment is the centre's
     own words: they may quote the patient's number, a birth date or an EUPID."""
@@ -528,7 +552,7 @@ def _erase_answers(con: duckdb.DuckDBPyConnection, source_id: str, prefix: str) 
         return
     con.execute("DELETE FROM meta.query_response r WHERE EXISTS (SELECT 1 FROM meta.query_item i WHERE "
                 "i.batch_id = r.batch_id AND i.row_key = r.row_key AND i.source_id = ? AND "
-                "starts_with(i.source_record_key, ?))", [source_id, prefix])
+                "list_contains(?, split_part(i.source_record_key, '|', 1)))", [source_id, pseudonyms])
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, started_at: datetime, source_id: str,
@@ -566,10 +590,10 @@ def _sweep(con: duckdb.DuckDBPyConnection, marks: _Marks) -> None:
                 con.execute(f'UPDATE {schema_name}.{table} SET "{column}" = replace("{column}", ?, ?) '
                             f'WHERE contains("{column}", ?)', [token, ERASED_PATIENT, token])
             continue
-        condition = (f'starts_with("{column}", ?) OR "{column}" IN (SELECT unnest(?)) OR '
-                     f'contains("{column}", ?)')
-        con.execute(f'DELETE FROM {schema_name}.{table} WHERE {condition}',
-                    [marks.prefix, marks.tokens(), marks.pseudonym])
+        # contains() finds a record key too (`<pseudonym>|...`)
+        condition = " OR ".join([f'"{column}" IN (SELECT unnest(?))',
+                                 *(f'contains("{column}", ?)' for _ in marks.pseudonyms)])
+        con.execute(f'DELETE FROM {schema_name}.{table} WHERE {condition}', [marks.tokens(), *marks.pseudonyms])
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -603,6 +627,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
         guard_key(home, run_id, key_value)  # a pseudonym under another key would match nobody
         key = load_key(home.key_file, key_value)
         pseudonym = source_pseudonym(key, source_id, patient_key)
+        former = _former_pseudonyms(home.key_file, key, source_id, patient_key)
         try:  # under the key of each earlier erasure: one made before a rekey names another pseudonym
             erased_already = _erased_test(key, source_id, erased_pseudonyms(home.warehouse, source_id))(patient_key)
         except ErasureKeyMissing as exc:
@@ -627,7 +652,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
                             f"consent withdrawal: one patient of {source_id} not loaded yet, erasure recorded ahead")
                 return
             result.linked_elsewhere = _linked_elsewhere(con, source_id, pseudonym)
-            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at)
+            removed, marks = _erase_in_warehouse(con, source_id, pseudonym, run_id, started_at, former)
             result.records_removed = removed
             marks_found.append(marks)
             pending.note(run_id, marks)  # before the publish: a forget killed after it finds what it must scrub
@@ -636,7 +661,7 @@ def forget(home: Home, source_id: str, patient_key: str, *, key_value: str | Non
             result.resumed = True
             log.info("this patient of %s was erased already (meta.erasure): the erasure's file steps are done again",
                      source_id)
-            marks_found.append(pending.marks() or _Marks(pseudonym))
+            marks_found.append(dataclasses.replace(pending.marks() or _Marks(pseudonym), former=former))
         else:
             try:
                 swap_in_next(home.warehouse, run_id, erase, compact=True)

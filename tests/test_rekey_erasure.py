@@ -1,7 +1,7 @@
 """`rtw rekey` keeps what was decided under the old key: erasures (rtw forget) stay enforced, with
 the old key file rekey kept, or loudly refused without it; reviewers' decisions name the new
 pseudonyms, and those that cannot are reported. One rekey serves the module (its fixture), one night after it
-both erasures."""
+both erasures; forget after it finds what was written under the old key."""
 
 from __future__ import annotations
 
@@ -71,6 +71,40 @@ def _persons(home: Home) -> dict[tuple[str, str], tuple[str, str]]:
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
+def _queries_answered(home: Home) -> None:
+    """The queries of a registry centre with a loaded patient sent and its answers imported."""
+    (centre,), = query_rows(home, "SELECT min(centre_id) FROM dq.issue_span WHERE source_id = 'registry_it' AND "
+                                  "patient_pseudonym IN (SELECT source_patient_pseudonym FROM stage.patient_source)")
+    runner = CliRunner()
+    sent = runner.invoke(app, ["queries", "--home", str(home.root), "--centre", centre, "--source", "registry_it"])
+    assert sent.exit_code == 0, sent.output
+    rows = list(csv.reader(next(home.reports.glob("*/queries/*.csv")).open(encoding="utf-8-sig")))
+    for row in rows[1:]:
+        row[rows[0].index("response")] = "cannot_determine"
+    returned = home.root.parent / "returned.csv"
+    with returned.open("w", encoding="utf-8-sig", newline="") as out:
+        csv.writer(out).writerows(rows)
+    imported = runner.invoke(app, ["responses", "import", str(returned), "--home", str(home.root)])
+    assert imported.exit_code == 0, imported.output
+
+
+def _citing(home: Home, pseudonym: str) -> tuple[int, int, int, list[str]]:
+    """What names the patient by `pseudonym`: issue spans, query items, the centre's answers to those (which name
+    their query by row key only), files (not secrets/)."""
+    (spans, items, answers), = query_rows(home, """
+        SELECT (SELECT count(*) FROM dq.issue_span WHERE patient_pseudonym = $1 OR starts_with(source_record_key, $2)),
+               (SELECT count(*) FROM meta.query_item WHERE starts_with(source_record_key, $2)),
+               (SELECT count(*) FROM meta.query_response r JOIN meta.query_item i USING (batch_id, row_key)
+                WHERE starts_with(i.source_record_key, $2))""", [pseudonym, f"{pseudonym}|"])
+    files = sorted(str(p.relative_to(home.root)) for p in home.root.rglob("*") if p.is_file()
+                   and home.key_file.parent not in p.parents and pseudonym.encode() in p.read_bytes())
+    return spans, items, answers, files
+
+
+def _answers(home: Home) -> int:
+    return query_rows(home, "SELECT count(*) FROM meta.query_response")[0][0]
+
+
 def _two_unlinked(home: Home) -> tuple[PatientRef, PatientRef]:
     """Two patients of two sources, without EUPIDs, each alone in their person: a link can join them."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
@@ -128,6 +162,7 @@ def rekeyed(tmp_path_factory: pytest.TempPathFactory) -> Rekeyed:
         forgotten = _registry_patient(home, besides=frozenset({second.pseudonym}))
         forget(home, "registry_it", forgotten)
         numbers = _truth(home, old_key)
+        _queries_answered(home)
         new_key_file = root / "new.key"
         new_key_file.write_text(NEW_KEY + "\n")
         result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
@@ -138,13 +173,15 @@ def rekeyed(tmp_path_factory: pytest.TempPathFactory) -> Rekeyed:
 
 @pytest.fixture(scope="module")
 def next_night(rekeyed: Rekeyed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, RunSummary, str]:
-    """The night after the rekey, on a copy: a second registry patient forgotten after the rekey, on a host whose
-    clock is an hour behind the one that rekeyed, and the centre's next export still holding both patients
-    forgotten. (home, the night's summary, the patient forgotten after the rekey)"""
+    """The night after the rekey, on a copy: a second registry patient forgotten after the rekey (one queried and
+    answered under the old key), on a host whose clock is an hour behind the one that rekeyed, and the centre's next
+    export still holding both patients forgotten. (home, the night's summary, the patient forgotten after the rekey)"""
     home = copy_of(rekeyed.home, tmp_path_factory.mktemp("rekey_next_night"))
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(KEY_ENV, raising=False)
-        after = _registry_patient(home)
+        queried = {rekeyed.numbers[("registry_it", k.split("|")[0])] for (k,) in query_rows(
+            home, "SELECT source_record_key FROM meta.query_item WHERE source_id = 'registry_it'")}
+        after = min(n for n in queried if source_pseudonym(NEW, "registry_it", n) in _loaded(home, "registry_it"))
         forget(home, "registry_it", after)
         con = duckdb.connect(str(home.warehouse))
         try:  # forgotten on a host whose clock is an hour behind the one that rekeyed
@@ -172,6 +209,19 @@ def test_a_patient_forgotten_after_a_rekey_stays_out_whatever_the_clocks_say(
     home, summary, after = next_night
     assert summary.status == "completed"
     assert source_pseudonym(NEW, "registry_it", after) not in _loaded(home, "registry_it")
+
+
+def test_a_patient_forgotten_after_a_rekey_leaves_nothing_named_by_their_old_pseudonym(
+        rekeyed: Rekeyed, next_night: tuple[Home, RunSummary, str]) -> None:
+    """The issue history, queries, the centre's answers and the reports of the runs before the rekey name the
+    patient by their pseudonym under the old key: forget finds them under every kept key."""
+    home, _, after = next_night
+    (old,) = [p for (s, p), n in rekeyed.numbers.items() if s == "registry_it" and n == after]
+    spans, items, answers, files = _citing(rekeyed.home, old)  # before the erasure
+    assert spans and items and answers and any(f.startswith("reports/") for f in files)
+
+    assert _citing(home, old) == (0, 0, 0, [])
+    assert _answers(home) == _answers(rekeyed.home) - answers  # the patient's answers, not just their queries
 
 
 def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(rekeyed: Rekeyed, tmp_path: Path) -> None:
