@@ -624,8 +624,13 @@ def rekey(new_key_file: Annotated[Path, typer.Option("--new-key-file", help="Fil
         _fail(str(exc))
     old = (done.old_fingerprint or "none recorded")[:8]
     kept = f"; the old key is kept as {done.old_key_file}" if done.old_key_file else ""
-    console.print(f"re-keyed {len(done.sources)} sources in run {done.run_id}: key fingerprint {old} -> "
-                  f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}.")
+    if done.finished:  # killed after its publish: the warehouse was re-keyed already
+        console.print(f"finished the rekey of run {done.run_id}, which stopped after re-keying the warehouse: key "
+                      f"fingerprint {old} -> {done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new "
+                      f"key{kept}.")
+    else:
+        console.print(f"re-keyed {len(done.sources)} sources in run {done.run_id}: key fingerprint {old} -> "
+                      f"{done.new_fingerprint[:8]}; {rtw_home.key_file} now holds the new key{kept}.")
     if done.old_key_from_env:  # the key file is not what runs read: whoever sets the env must change it
         console.print(f"[bold]{KEY_ENV} still holds the old key, and the next run refuses it[/bold]: set it to the "
                       f"new key ({KEY_ENV}=\"$(cat {shlex.quote(str(new_key_file))})\"), and the Airflow Variable "

@@ -22,6 +22,7 @@ from etl.config import Home
 from etl.forget import forget
 from etl.link.decision import PatientRef, record_decision
 from etl.steps import RunSummary
+from etl.transform.keyguard import KeyMismatch, refuse_other_key
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
 
 NEW_KEY = "rekey-test-new-key-0123456789abcdef0123456789"
@@ -235,6 +236,31 @@ def test_without_the_old_key_file_the_source_is_refused_loudly_not_let_back(reke
     assert "registry_it" in summary.message and "cannot be kept out" in summary.message
     assert rekeyed.old_fingerprint[:8] in summary.message and "pseudonym.key.<time>.old" in summary.message
     assert source_pseudonym(NEW, "registry_it", rekeyed.forgotten) not in _loaded(home, "registry_it")
+
+
+def test_a_rekey_killed_before_it_wrote_the_key_file_is_finished_by_rekey_again(rekeyed: Rekeyed,
+                                                                                tmp_path: Path) -> None:
+    """Killed after its publish (crash point after_swap), a rekey leaves the warehouse on the new key and the key file
+    holding the retired one: the runs' refusal says so (not that the key file holds the new key), and rekey with the
+    same new key installs it."""
+    home = copy_of(rekeyed.home, tmp_path)
+    (kept,) = home.key_file.parent.glob("pseudonym.key.*.old")
+    home.key_file.write_bytes(kept.read_bytes())  # what the killed rekey left
+
+    with pytest.raises(KeyMismatch) as refused:
+        pipeline.run(home)
+    message = str(refused.value)
+    assert "stopped before it wrote the new key" in message and "it holds the retired key" in message
+    assert "the new key is in" not in message
+
+    new_key_file = tmp_path / "new.key"
+    new_key_file.write_text(NEW_KEY + "\n")
+    result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
+    assert result.exit_code == 0, result.output
+    assert "finished the rekey of run" in " ".join(result.output.split())
+    assert home.key_file.read_text().strip() == NEW_KEY
+    assert list(home.key_file.parent.glob("pseudonym.key.*.old")) == [kept]  # it holds the retired key already
+    refuse_other_key(home)  # runs take the key file's key again
 
 
 def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(rekeyed: Rekeyed) -> None:

@@ -165,6 +165,7 @@ class Rotation:
     old_key_from_env: bool = False  # the previous key came from env: whoever sets it must now give the new one
     decisions_converted: int = 0  # reviewers' link / unlink decisions, now naming the new pseudonyms
     decisions_dropped: tuple[str, ...] = ()  # those whose patients are in no export: what and why
+    finished: bool = False  # a rekey killed after its publish, finished: the new key installed, nothing reloaded
 
 
 def read_new_key(new_key_file: Path) -> str:
@@ -202,6 +203,8 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     old_fingerprint = recorded_fingerprint(home.warehouse)
     new_fingerprint = PseudonymKey(new_value.encode("utf-8")).fingerprint()
     if new_fingerprint == old_fingerprint:
+        if (finished := _finish_rotation(home, new_value, new_fingerprint)) is not None:
+            return finished
         raise RekeyError(f"the warehouse already uses that key (fingerprint {_short(new_fingerprint)})")
     old_key = _current_key(home, old_fingerprint)
     if old_key is None and not without_old_key:
@@ -231,7 +234,7 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
     if recorded_fingerprint(home.warehouse) != new_fingerprint:
         raise RekeyError("the re-keyed warehouse did not record the new key; the key file is unchanged")
     # A crash here leaves the warehouse on the new key and the old key file in place: runs then
-    # refuse ("the key differs") until the new key is copied in; nothing is mixed.
+    # refuse ("the key differs"), nothing is mixed, until rekey with the same new key finishes it.
     _install_key(home, new_value, old_key)
     return Rotation(run_id=run_id, sources=sources, old_fingerprint=old_fingerprint,
                     new_fingerprint=new_fingerprint, old_key_file=old_key_file,
@@ -258,6 +261,35 @@ def _refuse_unmapped(held: set[str], sources_dir: Path) -> None:
                          "(RTW_SOURCES_DIR, when set, replaces the shipped mappings folder): rekey reloads every "
                          "source, and these would stay under the old key. Nothing was changed; rekey with the "
                          "mappings folder that holds every source's mapping")
+
+
+def _finish_rotation(home: Home, new_value: str, new_fingerprint: str) -> Rotation | None:
+    """A rekey killed after its publish (the warehouse records the new key) and before it installed the key: the
+    key file holds the key it retired, or is missing. Installed now, under the run lock; the key file's key is kept
+    first when no old key file holds it. None: not such a rekey (the key file holds the new key, or another)."""
+    with schema.reading(home.warehouse) as live:
+        assert live is not None  # the caller found the warehouse
+        retired = dict(live.execute("SELECT fingerprint, retired_run_id FROM meta.key_fingerprint WHERE "
+                                    "retired_run_id IS NOT NULL ORDER BY recorded_at").fetchall())
+    from etl import pipeline
+
+    held = {k.fingerprint() for k in key_file_readings(home.key_file)} if home.key_file.exists() else set()
+    if not retired or new_fingerprint in held or (held and not held & set(retired)):
+        return None
+    run_id = pipeline.new_run_id()
+    try:
+        with fsio.private_umask(), runlock.run_lock(home.ensure(), run_id):
+            kept = sorted(home.key_file.parent.glob(f"{home.key_file.name}.*.old"))
+            if held and not any(held & {k.fingerprint() for k in key_file_readings(f)} for f in kept):
+                kept.append(fsio.copy_file(home.key_file, _old_key_path(home)))
+            fsio.write_text(home.key_file, new_value + "\n")
+    except runlock.RunBusy as exc:
+        raise RekeyError(f"{exc}; try again when it has finished") from None
+    old_fingerprint = next((f for f in held if f in retired), None)
+    by = retired.get(old_fingerprint or "") or next(reversed(retired.values()), run_id)
+    return Rotation(run_id=by, sources=[], old_fingerprint=old_fingerprint, new_fingerprint=new_fingerprint,
+                    old_key_file=kept[-1] if kept else None, old_key_from_env=bool(os.environ.get(KEY_ENV)),
+                    finished=True)
 
 
 def _current_key(home: Home, recorded: str | None) -> PseudonymKey | None:
@@ -328,12 +360,18 @@ def _after_rotation(home: Home, fingerprint: str, live: duckdb.DuckDBPyConnectio
     with schema.reading(home.warehouse, live) as con:
         try:
             row = None if con is None else con.execute(
-                "SELECT retired_run_id FROM meta.key_fingerprint WHERE fingerprint = ? AND retired_run_id IS NOT "
-                "NULL", [fingerprint]).fetchone()
+                "SELECT retired_run_id, (SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL) "
+                "FROM meta.key_fingerprint WHERE fingerprint = ? AND retired_run_id IS NOT NULL", [fingerprint]
+            ).fetchone()
         except duckdb.CatalogException:
             row = None
     if row is None:
         return "restore the key, or rotate it with `rtw rekey`"
+    if not (home.key_file.exists() and row[1] in {k.fingerprint() for k in key_file_readings(home.key_file)}):
+        # killed after its publish, before it wrote the key file
+        return (f"this key was retired by `rtw rekey` in run {row[0]}, which stopped before it wrote the new key to "
+                f"{home.key_file} (" + ("it is missing" if not home.key_file.exists() else "it holds the retired key")
+                + "): run `rtw rekey --new-key-file <the new key's file>` again to finish the rotation")
     return (f"this key was retired by `rtw rekey` in run {row[0]}; the new key is in {home.key_file}: put it in "
             f"{KEY_ENV} (and in the Airflow Variable rtw_pseudonym_key, for the DAG), or unset them so the key "
             "file is read")
