@@ -757,11 +757,14 @@ def _erased_at(home: Home, source_id: str, pseudonym: str) -> datetime | None:
 def _remove_leftovers(home: Home) -> list[str]:
     """What a killed run left behind (crash repair clears it at the next run's start, which may be days
     away): its next warehouse, a whole copy of the live one with the patient in it, with its WAL, DuckDB's
-    spill and GX's batch files; half-written copies under staging/ and archive/. Under the run lock no
-    live run owns any of it."""
-    from etl.repair import stale_temporaries
+    spill and GX's batch files; half-written copies under staging/ and archive/; the harmonised files of a run that
+    never published (a killed rekey's are under a key never installed: the scrub would not find the patient in
+    them). Under the run lock no live run owns any of it."""
+    from etl.repair import stale_temporaries, unpublished_harmonised
 
-    leftovers = stale_temporaries(home)
+    with reading(home.warehouse) as live:
+        assert live is not None  # forget checked it exists
+        leftovers = stale_temporaries(home) + unpublished_harmonised(home, live)
     for path in leftovers:
         fsio.remove_path(path)
     return [str(p) for p in leftovers]

@@ -6,6 +6,8 @@ rename), but it can leave behind:
   publish cut short, `*.partial` of etl/fsio.py, `*.tmp` and the `.latest.*` / `.current.*` links
   of older versions. They are removed from the home's own folders; landing/ is left alone (a drop
   zone may be delivering into it under a temporary name) and so is airflow/.
+- the harmonised files of a run that never published (killed before its publish, a rekey's among them, whose
+  rows are under a key never installed, where `rtw forget` would not find a patient): removed;
 - derived outputs behind the warehouse: killed after the swap, `marts/current` and
   `reports/latest` still show the run before. They are brought in line with the live warehouse's
   last validated run: the marts are exported again, `latest` points at that run's page, which is
@@ -56,6 +58,16 @@ def stale_temporaries(home: Home) -> list[Path]:
     return found
 
 
+def unpublished_harmonised(home: Home, con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The harmonised folders (`staging/<source>/harmonised/<run>`) of runs the live warehouse (on `con`) never
+    recorded: no run of theirs is in meta.run, nor a source's last load. None is read again (a load carries over
+    from its source's last one). Call under the run lock: no live run has any."""
+    published = {r for (r,) in con.execute("SELECT run_id FROM meta.run UNION SELECT last_loaded_run_id FROM "
+                                           "meta.source WHERE last_loaded_run_id IS NOT NULL").fetchall()}
+    return sorted(f for f in home.staging.glob("*/harmonised/*")
+                  if f.is_dir() and not f.is_symlink() and f.name not in published)
+
+
 def _validated_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The live warehouse's last validated run and every run after it, oldest first."""
     rows = con.execute("""
@@ -101,6 +113,11 @@ def repair(home: Home, live: duckdb.DuckDBPyConnection | None = None) -> list[st
     # One read of the live warehouse for what follows (a connection costs some 20 ms of every run).
     with reading(home.warehouse, live) as con:
         assert con is not None  # it exists
+        if unpublished := unpublished_harmonised(home, con):
+            for folder in unpublished:
+                fsio.remove_path(folder)
+            done.append("repair: removed the harmonised files of runs that never published: "
+                        + ", ".join(str(f.relative_to(home.staging)) for f in unpublished))
         current = _validated_runs(con)
         if current:
             _bring_in_line(home, con, current, done, notes)

@@ -6,11 +6,13 @@ both erasures; forget after it finds what was written under the old key."""
 from __future__ import annotations
 
 import csv
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+from hostile_home import rtw
 from own_key_home import home_with_own_key
 from shared_build import copy_of
 from typer.testing import CliRunner
@@ -19,8 +21,10 @@ from warehouse_query import query_rows
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home
+from etl.crash import CRASH_ENV
 from etl.forget import forget
 from etl.link.decision import PatientRef, record_decision
+from etl.repair import repair
 from etl.steps import RunSummary
 from etl.transform.keyguard import KeyMismatch, refuse_other_key
 from etl.transform.pseudonym import KEY_ENV, PseudonymKey, source_pseudonym
@@ -261,6 +265,32 @@ def test_a_rekey_killed_before_it_wrote_the_key_file_is_finished_by_rekey_again(
     assert home.key_file.read_text().strip() == NEW_KEY
     assert list(home.key_file.parent.glob("pseudonym.key.*.old")) == [kept]  # it holds the retired key already
     refuse_other_key(home)  # runs take the key file's key again
+
+
+def test_a_rekey_killed_after_harmonising_leaves_no_rows_under_its_key(rekeyed: Rekeyed, tmp_path: Path) -> None:
+    """A rekey killed once a source is harmonised under its new key (never installed) left that harmonised folder:
+    rows under a key no one holds, where forget would never find its patient. Forget and the next run's repair
+    remove the harmonised folders of runs that never published."""
+    killed_home = copy_of(rekeyed.home, tmp_path / "killed")
+    before = set(killed_home.staging.glob("*/harmonised/*"))
+    new_key_file = tmp_path / "newer.key"
+    new_key_file.write_text("rekey-test-newer-key-0123456789abcdef0123456789\n")
+    killed = rtw(killed_home.root, "rekey", "--new-key-file", str(new_key_file),
+                 env={KEY_ENV: None, CRASH_ENV: "harmonised"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    (left,) = set(killed_home.staging.glob("*/harmonised/*")) - before
+    repaired = copy_of(killed_home, tmp_path / "repaired")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(KEY_ENV, raising=False)
+        done = forget(killed_home, "registry_it", _registry_patient(killed_home))
+        assert str(left) in done.files_deleted and not left.exists()
+
+        said = repair(repaired)
+    assert not (repaired.root / left.relative_to(killed_home.root)).exists()
+    assert any("harmonised files of runs that never published" in line for line in said)
+    assert {p.relative_to(repaired.root) for p in repaired.staging.glob("*/harmonised/*")} == {
+        p.relative_to(killed_home.root) for p in before}  # the published runs' are kept
 
 
 def test_rekey_converts_the_reviewers_decisions_and_says_which_it_drops(rekeyed: Rekeyed) -> None:
