@@ -195,6 +195,29 @@ def test_rekey_refuses_a_mappings_folder_without_a_source_the_warehouse_holds(ke
     assert not list(keyed.home.key_file.parent.glob("*.old"))
 
 
+def test_rekey_publishes_every_source_or_nothing(keyed, tmp_path):
+    """A source publish fails (its harmonised file gone) fails the rekey, before the key is recorded or installed."""
+    home = copy_of(keyed.home, tmp_path)
+    new_key = "c4" * 32
+    new_key_file = tmp_path / "new.key"
+    new_key_file.write_text(new_key)
+    harmonised, before = _harmonised(home), _digest(home.warehouse)
+
+    def lose_a_harmonised_file(said: str) -> None:
+        if said == "publishing the re-keyed warehouse":
+            (lost,) = set(home.staging.glob("registry_it/harmonised/*/records.parquet")) - {
+                h / "records.parquet" for h in harmonised}
+            lost.unlink()
+
+    with pytest.raises(RekeyError, match=r"rekey stopped before publishing.*registry_it: harmonised file .* missing"):
+        rotate_key(home, new_key_file, progress=lose_a_harmonised_file)
+    assert _digest(home.warehouse) == before and home.key_file.read_text().strip() == keyed.key
+    assert not list(home.key_file.parent.glob("*.old")) and _harmonised(home) == harmonised
+
+    rotate_key(home, new_key_file)
+    assert home.key_file.read_text().strip() == new_key
+
+
 def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path):
     home = Home(tmp_path / "home")
     shutil.copytree(keyed.home.root, home.root, symlinks=True)

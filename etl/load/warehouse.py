@@ -45,7 +45,7 @@ from etl.quality.validate import QualityPlan, start_judging, validate
 from etl.resources import code_digest, code_files
 from etl.schema import among, core_columns, drop_temp_tables, rows_digest
 from etl.steps import ExportFile, FileCounts, LoadedFile, SourceOutcome, SourceStatus
-from etl.transform.keyguard import record_fingerprint
+from etl.transform.keyguard import RekeyError, record_fingerprint
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -645,7 +645,10 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
     linkage = load_config()  # a broken configuration fails the publish before anything is written
 
     def record(con: duckdb.DuckDBPyConnection) -> None:
-        record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
+        rekeyed = record_fingerprint(con, warehouse, run_id)  # the key plan approved; another one aborts the publish
+        if rekeyed and any(o.failed for o in outcomes):  # a failed source would stay under the old key
+            raise RekeyError("rekey stopped before publishing, the warehouse and the key file are unchanged: "
+                             f"{run_message(o for o in outcomes if o.failed)}")
         harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
         with timing.step("load stage"):
             for outcome in outcomes:

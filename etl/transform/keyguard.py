@@ -124,8 +124,9 @@ def refuse_other_key(home: Home, key_value: str | None = None,
         raise WarehouseBusy("the warehouse is being written by a run") from None
 
 
-def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: str) -> None:
-    """In publish's transaction: record the key plan approved for this run.
+def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: str) -> bool:
+    """In publish's transaction: record the key plan approved for this run; whether it rotated the key (rtw rekey's
+    publish, which then must load every source under the new key).
 
     A key other than the recorded one is accepted only when plan approved a rotation; anything else
     aborts the publish (the live warehouse stays as it was). No approval for this run (publish called
@@ -135,13 +136,13 @@ def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: 
     try:
         approval = json.loads(approval_file.read_text())
     except FileNotFoundError:
-        return
+        return False
     if approval.get("run_id") != run_id:
-        return
+        return False
     fingerprint = approval["fingerprint"]
     row = con.execute("SELECT fingerprint FROM meta.key_fingerprint WHERE retired_run_id IS NULL").fetchone()
     if row and row[0] == fingerprint:
-        return
+        return False
     if row and not approval.get("rotate"):
         raise KeyMismatch(f"run {run_id} was planned with a key (fingerprint {_short(fingerprint)}) other than "
                           f"the warehouse's ({_short(row[0])}); nothing was published")
@@ -151,6 +152,7 @@ def record_fingerprint(con: duckdb.DuckDBPyConnection, warehouse: Path, run_id: 
         from etl.link.decision import convert_decisions
 
         convert_decisions(con, approval["decisions"])
+    return bool(approval.get("rotate"))  # else the first key a warehouse records
 
 
 @dataclass(frozen=True)
@@ -385,25 +387,31 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, old_key: Pseudo
 
     planned = pipeline.plan(home, sources_dir=sources_dir, run_id=run_id, force=True, key_value=new_value,
                             rotate_key=True)
-    outcomes = []
-    for source_id in planned.changed:
-        say(f"{source_id}: reloading under the new key")
-        extracted = pipeline.extract_source(home, run_id, source_id, sources_dir=sources_dir)
-        outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value, sources_dir=sources_dir))
-    failed = [o for o in outcomes if o.failed]
-    if failed or planned.unchanged:
-        # A source kept under the old key would be cut off from the others: publish nothing.
-        (home.key_file.parent / APPROVAL_FILE).unlink(missing_ok=True)
-        for source_id in planned.changed:  # harmonised under a key never installed: of no use to anyone
-            shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
-        reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
-        raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: {reasons}")
-    conversions, dropped = _rekeyed_decisions(home, outcomes, old_key, PseudonymKey(new_value.encode("utf-8")),
-                                              sources_dir)
-    approval_file = home.key_file.parent / APPROVAL_FILE  # publish converts them in its transaction
-    fsio.write_text(approval_file, json.dumps({**json.loads(approval_file.read_text()), "decisions": conversions}))
-    say("publishing the re-keyed warehouse")
-    pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+    try:
+        outcomes = []
+        for source_id in planned.changed:
+            say(f"{source_id}: reloading under the new key")
+            extracted = pipeline.extract_source(home, run_id, source_id, sources_dir=sources_dir)
+            outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value,
+                                                         sources_dir=sources_dir))
+        failed = [o for o in outcomes if o.failed]
+        if failed or planned.unchanged:
+            # A source kept under the old key would be cut off from the others: publish nothing.
+            reasons = "; ".join(f"{o.source_id}: {o.message}" for o in failed) or f"not reloaded: {planned.unchanged}"
+            raise RekeyError(f"rekey stopped before publishing, the warehouse and the key file are unchanged: "
+                             f"{reasons}")
+        conversions, dropped = _rekeyed_decisions(home, outcomes, old_key, PseudonymKey(new_value.encode("utf-8")),
+                                                  sources_dir)
+        approval_file = home.key_file.parent / APPROVAL_FILE  # publish converts them in its transaction
+        fsio.write_text(approval_file, json.dumps({**json.loads(approval_file.read_text()), "decisions": conversions}))
+        say("publishing the re-keyed warehouse")
+        pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+    except BaseException:
+        if recorded_fingerprint(home.warehouse) != PseudonymKey(new_value.encode("utf-8")).fingerprint():
+            (home.key_file.parent / APPROVAL_FILE).unlink(missing_ok=True)
+            for source_id in planned.changed:  # harmonised under a key never installed: of no use to anyone
+                shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
+        raise
     return list(planned.changed), len(read_decisions(home.warehouse)), dropped
 
 
