@@ -8,8 +8,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from etl.transform.keyguard import (
     recorded_fingerprint,
     rotate_key,
 )
-from etl.transform.pseudonym import KEY_ENV, PseudonymKey, load_key
+from etl.transform.pseudonym import KEY_ENV, PseudonymKey, load_key, source_pseudonym
 
 OTHER_KEY = "a-different-key-someone-set-in-the-environment"
 
@@ -195,9 +197,45 @@ def test_rekey_refuses_a_mappings_folder_without_a_source_the_warehouse_holds(ke
     assert not list(keyed.home.key_file.parent.glob("*.old"))
 
 
-def test_rekey_publishes_every_source_or_nothing(keyed, tmp_path):
-    """A source publish fails (its harmonised file gone) fails the rekey, before the key is recorded or installed."""
+def _sacha_removes_a_follow_up(home: Home) -> str:
+    """SACHA's increment after its snapshot, deleting a follow-up visit of a patient (meta.record_removal audits it);
+    the patient's number."""
+    snapshot = next((home.landing / "sacha_fr").glob("*.xml"))
+    text = snapshot.read_text(encoding="utf-8")
+    subject = re.search(r'<SubjectData SubjectKey="([^"]+)"(?:(?!</SubjectData>).)*?StudyEventOID="SE\.FOLLOWUP" '
+                        r'StudyEventRepeatKey="2"', text, re.S)
+    prior = re.search(r'FileOID="([^"]+)"', text)
+    assert subject and prior
+    increment = snapshot.with_name("SACHA_ODM_29991230.xml")
+    increment.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileOID="INC1" '
+        f'FileType="Transactional" PriorFileOID="{prior[1]}" CreationDateTime="2999-12-30T01:00:00" '
+        'ODMVersion="1.3.2">\n<ClinicalData StudyOID="SACHA" MetaDataVersionOID="v1">\n'
+        f'<SubjectData SubjectKey="{subject[1]}" TransactionType="Update"><StudyEventData StudyEventOID="SE.FOLLOWUP" '
+        'StudyEventRepeatKey="2" TransactionType="Remove"/></SubjectData>\n</ClinicalData>\n</ODM>\n')
+    an_hour_ago = time.time() - 3600  # past the landing's quiet period
+    os.utime(increment, (an_hour_ago, an_hour_ago))
+    return subject[1]
+
+
+def _removals(home: Home) -> list[tuple[str, str, str]]:
+    """meta.record_removal: (pseudonym, the rest of the record key, run)."""
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return [(k.split("|")[0], k.partition("|")[2], r) for k, r in con.execute(
+            "SELECT source_record_key, run_id FROM meta.record_removal ORDER BY ALL").fetchall()]
+    finally:
+        con.close()
+
+
+def test_rekey_publishes_every_source_or_nothing_and_audits_each_removal_once(keyed, tmp_path):
+    """A source publish fails (its harmonised file gone) fails the rekey, before the key is recorded or installed.
+    A rekey that publishes records each removal once, under the new pseudonym, with the run that applied it."""
     home = copy_of(keyed.home, tmp_path)
+    patient = _sacha_removes_a_follow_up(home)
+    assert pipeline.run(home).status == "completed"
+    ((pseudonym, removed, applied_in),) = _removals(home)
+    assert pseudonym == source_pseudonym(PseudonymKey(keyed.key.encode()), "sacha_fr", patient)
     new_key = "c4" * 32
     new_key_file = tmp_path / "new.key"
     new_key_file.write_text(new_key)
@@ -215,7 +253,8 @@ def test_rekey_publishes_every_source_or_nothing(keyed, tmp_path):
     assert not list(home.key_file.parent.glob("*.old")) and _harmonised(home) == harmonised
 
     rotate_key(home, new_key_file)
-    assert home.key_file.read_text().strip() == new_key
+    assert _removals(home) == [(source_pseudonym(PseudonymKey(new_key.encode()), "sacha_fr", patient), removed,
+                                applied_in)]
 
 
 def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path):

@@ -206,11 +206,30 @@ def _refill(con: duckdb.DuckDBPyConnection, table: str, source_id: str, rows: st
 _PARQUET_NAMES = {"record": "records", "rejection": "rejections", "link_key": "link_keys"}
 
 
-def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome) -> None:
-    """Keep the audit of removals: a chain is re-applied on every load, a removal is recorded once."""
+def _record_removals(con: duckdb.DuckDBPyConnection, outcome: SourceOutcome, *, rekeyed: bool = False) -> None:
+    """Keep the audit of removals: a chain is re-applied on every load, a removal is recorded once.
+    `rekeyed` (rtw rekey's publish): the source's removals are recorded anew, under the new pseudonyms (those
+    under the old key would stay beside them, each removal audited twice), each with the run that first applied
+    it: the same removal's, else the first of its increment's."""
     assert outcome.harmonised_dir is not None
     parquet = Path(outcome.harmonised_dir) / "removals.parquet"
-    if parquet.exists():
+    if rekeyed:
+        con.execute("CREATE OR REPLACE TEMP TABLE removal_before AS SELECT *, regexp_replace(source_record_key, "
+                    "'^[^|]*', '') AS local_part FROM meta.record_removal WHERE source_id = ?", [outcome.source_id])
+        con.execute("DELETE FROM meta.record_removal WHERE source_id = ?", [outcome.source_id])
+        try:
+            if parquet.exists():
+                con.execute("""
+                    INSERT INTO meta.record_removal BY NAME SELECT * REPLACE (coalesce(
+                        (SELECT min(b.run_id) FROM removal_before b WHERE b.source_file_sha256 = new.source_file_sha256
+                         AND b.record_set IS NOT DISTINCT FROM new.record_set AND b.level IS NOT DISTINCT FROM new.level
+                         AND b.local_part = regexp_replace(new.source_record_key, '^[^|]*', '')),
+                        (SELECT min(b.run_id) FROM removal_before b
+                         WHERE b.source_file_sha256 = new.source_file_sha256),
+                        new.run_id) AS run_id) FROM read_parquet(?) new""", [str(parquet)])
+        finally:
+            drop_temp_tables(con, "removal_before")
+    elif parquet.exists():
         con.execute("INSERT INTO meta.record_removal BY NAME SELECT * FROM read_parquet(?) new "
                     "WHERE NOT EXISTS (SELECT 1 FROM meta.record_removal old WHERE old.source_id = new.source_id "
                     "AND old.source_record_key = new.source_record_key "
@@ -652,7 +671,7 @@ def publish(warehouse: Path, run_id: str, outcomes: Sequence[SourceOutcome], *, 
         harmonised = sorted(o.source_id for o in outcomes if o.status is SourceStatus.HARMONISED)
         with timing.step("load stage"):
             for outcome in outcomes:
-                _load_outcome(con, run_id, outcome)
+                _load_outcome(con, run_id, outcome, rekeyed=rekeyed)
         said = {o.source_id: o.notices for o in outcomes} | dict(notices or {})
         for source_id, source_notices in said.items():
             for notice in dict.fromkeys(source_notices):
@@ -705,13 +724,14 @@ def run_message(outcomes: Iterable[SourceOutcome]) -> str | None:
     return "; ".join(said) or None
 
 
-def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome) -> None:
+def _load_outcome(con: duckdb.DuckDBPyConnection, run_id: str, outcome: SourceOutcome, *, rekeyed: bool = False
+                  ) -> None:
     """A source's outcome into the warehouse: its stage rows, removals and accepted files when it was
-    harmonised; its files and its status always."""
+    harmonised; its files and its status always. `rekeyed`: rtw rekey's publish (`_record_removals`)."""
     if outcome.status is SourceStatus.HARMONISED:
         _rename_record_sets_in_history(con, run_id, outcome)
         _replace_source(con, outcome)
-        _record_removals(con, outcome)
+        _record_removals(con, outcome, rekeyed=rekeyed)
         for accepted in outcome.accepted:  # each once, though a file stays current (and accepted) for nights:
             # another acceptance of the same content (sent again after a replacement) is another row
             con.execute("INSERT INTO meta.file_acceptance (source_id, source_file_sha256, file_name, accepted_at, "
