@@ -230,7 +230,8 @@ def _removals(home: Home) -> list[tuple[str, str, str]]:
 
 def test_rekey_publishes_every_source_or_nothing_and_audits_each_removal_once(keyed, tmp_path):
     """A source publish fails (its harmonised file gone) fails the rekey, before the key is recorded or installed.
-    A rekey that publishes records each removal once, under the new pseudonym, with the run that applied it."""
+    A rekey that publishes records each removal once, under the new pseudonym, with the run that applied it; and a
+    mapped source that never delivered (nothing of it under the old key) is left out, said, not a failure."""
     home = copy_of(keyed.home, tmp_path)
     patient = _sacha_removes_a_follow_up(home)
     assert pipeline.run(home).status == "completed"
@@ -252,7 +253,15 @@ def test_rekey_publishes_every_source_or_nothing_and_audits_each_removal_once(ke
     assert _digest(home.warehouse) == before and home.key_file.read_text().strip() == keyed.key
     assert not list(home.key_file.parent.glob("*.old")) and _harmonised(home) == harmonised
 
-    rotate_key(home, new_key_file)
+    from etl.config import SOURCES_DIR
+
+    mappings = tmp_path / "mappings"
+    shutil.copytree(SOURCES_DIR, mappings)
+    (mappings / "registry_fr.yaml").write_text((mappings / "registry_it.yaml").read_text().replace(
+        "source_id: registry_it", "source_id: registry_fr"))
+    said: list[str] = []
+    rotate_key(home, new_key_file, sources_dir=mappings, progress=said.append)
+    assert any(s.startswith("registry_fr: nothing of it is stored, left out: no export files") for s in said)
     assert _removals(home) == [(source_pseudonym(PseudonymKey(new_key.encode()), "sacha_fr", patient), removed,
                                 applied_in)]
 

@@ -226,7 +226,8 @@ def rotate_key(home: Home, new_key_file: Path, *, sources_dir: Path | None = Non
             _refuse_unmapped(held, folder)
             old_key_file = _keep_old_key(home, old_key)
             try:
-                sources, converted, dropped = _reload_and_publish(home, run_id, new_value, old_key, folder, say)
+                sources, converted, dropped = _reload_and_publish(home, run_id, new_value, old_key, folder, say,
+                                                                  held)
             except BaseException:
                 if old_key_file and recorded_fingerprint(home.warehouse) != new_fingerprint:
                     old_key_file.unlink(missing_ok=True)  # nothing was rotated: the old key is still the key
@@ -380,8 +381,10 @@ def _after_rotation(home: Home, fingerprint: str, live: duckdb.DuckDBPyConnectio
 
 
 def _reload_and_publish(home: Home, run_id: str, new_value: str, old_key: PseudonymKey | None, sources_dir: Path,
-                        say: Callable[[str], None]) -> tuple[list[str], int, list[str]]:
+                        say: Callable[[str], None], held: set[str]) -> tuple[list[str], int, list[str]]:
     """Every source extracted and harmonised under the new key, then one publish; or nothing published.
+    A source of which the warehouse holds nothing (`held`: `_sources_held`) and that cannot be read (a mapped
+    source that never delivered) is left out, said: nothing of it is under the old key.
     Returns the sources, and how many reviewers' decisions were converted and which were dropped."""
     from etl import pipeline
 
@@ -392,8 +395,11 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, old_key: Pseudo
         for source_id in planned.changed:
             say(f"{source_id}: reloading under the new key")
             extracted = pipeline.extract_source(home, run_id, source_id, sources_dir=sources_dir)
-            outcomes.append(pipeline.harmonise_extracted(home, extracted, key_value=new_value,
-                                                         sources_dir=sources_dir))
+            outcome = pipeline.harmonise_extracted(home, extracted, key_value=new_value, sources_dir=sources_dir)
+            if outcome.failed and source_id not in held:
+                say(f"{source_id}: nothing of it is stored, left out: {outcome.message}")
+                continue
+            outcomes.append(outcome)
         failed = [o for o in outcomes if o.failed]
         if failed or planned.unchanged:
             # A source kept under the old key would be cut off from the others: publish nothing.
@@ -405,14 +411,15 @@ def _reload_and_publish(home: Home, run_id: str, new_value: str, old_key: Pseudo
         approval_file = home.key_file.parent / APPROVAL_FILE  # publish converts them in its transaction
         fsio.write_text(approval_file, json.dumps({**json.loads(approval_file.read_text()), "decisions": conversions}))
         say("publishing the re-keyed warehouse")
-        pipeline.publish_run(home, planned, outcomes, trigger="cli", sources_dir=sources_dir)
+        reloaded = planned.model_copy(update={"changed": [o.source_id for o in outcomes]})
+        pipeline.publish_run(home, reloaded, outcomes, trigger="cli", sources_dir=sources_dir)
     except BaseException:
         if recorded_fingerprint(home.warehouse) != PseudonymKey(new_value.encode("utf-8")).fingerprint():
             (home.key_file.parent / APPROVAL_FILE).unlink(missing_ok=True)
             for source_id in planned.changed:  # harmonised under a key never installed: of no use to anyone
                 shutil.rmtree(home.staging / source_id / "harmonised" / run_id, ignore_errors=True)
         raise
-    return list(planned.changed), len(read_decisions(home.warehouse)), dropped
+    return list(reloaded.changed), len(read_decisions(home.warehouse)), dropped
 
 
 def _rekeyed_decisions(home: Home, outcomes: list[SourceOutcome], old_key: PseudonymKey | None,
