@@ -27,11 +27,12 @@ KEY = "blank-edged-key-0123456789abcdef0123456789"
 NEW_KEY = "rekey-blanks-new-key-0123456789abcdef0123456789"
 
 
-@pytest.fixture(scope="module", params=["\n", " "], ids=["trailing-newline", "trailing-blank"])
-def edged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]]:
-    """A home built with the key in env only, a blank or line break after it, as a Variable saved so gives it.
-    12 persons: the registry's export holds 3 of them, one to erase and others to count."""
-    given = KEY + request.param
+@pytest.fixture(scope="module")
+def edged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, str]]:
+    """A home built with the key in env only, a blank and a line break after it, as a Variable saved so gives it
+    (one home for both: each is stripped alike when a kept key is read back; the messages for each are tested
+    below). 12 persons: the registry's export holds 3 of them, one to erase and others to count."""
+    given = KEY + " \n"
     home = resolve_home(tmp_path_factory.mktemp("rekey_blanks") / "home")
     generate(home.root, patients=12, seed=12)
     with pytest.MonkeyPatch.context() as mp:
