@@ -21,9 +21,9 @@ from own_key_home import home_with_own_key
 from shared_build import copy_of
 from typer.testing import CliRunner
 
-from etl import pipeline, runlock
+from etl import config, pipeline, runlock
 from etl.cli import app
-from etl.config import WAREHOUSE_SQL_DIR, Home
+from etl.config import SOURCES_DIR, WAREHOUSE_SQL_DIR, Home
 from etl.steps import RunSummary
 from etl.transform.keyguard import (
     APPROVAL_FILE,
@@ -180,8 +180,6 @@ def test_rekey_refuses_a_short_key_the_same_key_a_busy_home_and_another_env_key(
 def test_rekey_refuses_a_mappings_folder_without_a_source_the_warehouse_holds(keyed, tmp_path):
     """A held source rekey would not reload (RTW_SOURCES_DIR without its mapping) would stay under the old key,
     its patients split from their other records: refused, naming the source and the folder, nothing changed."""
-    from etl.config import SOURCES_DIR
-
     mappings = tmp_path / "mappings"
     mappings.mkdir()
     for mapping in SOURCES_DIR.glob("*.yaml"):
@@ -228,18 +226,22 @@ def _removals(home: Home) -> list[tuple[str, str, str]]:
         con.close()
 
 
-def test_rekey_publishes_every_source_or_nothing_and_audits_each_removal_once(keyed, tmp_path):
-    """A source publish fails (its harmonised file gone) fails the rekey, before the key is recorded or installed.
-    A rekey that publishes records each removal once, under the new pseudonym, with the run that applied it; and a
-    mapped source that never delivered (nothing of it under the old key) is left out, said, not a failure."""
-    home = copy_of(keyed.home, tmp_path)
+def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path, monkeypatch):
+    """All or nothing: a source that cannot be reloaded, or whose publish fails (its harmonised file gone), fails the
+    rekey before the key is recorded or installed. A rekey that publishes records each removal once, under the new
+    pseudonym, with the run that applied it; a mapped source that never delivered (nothing of it under the old key)
+    is left out, said, not a failure."""
+    home = Home(tmp_path / "home")
+    shutil.copytree(keyed.home.root, home.root, symlinks=True)
     patient = _sacha_removes_a_follow_up(home)
     assert pipeline.run(home).status == "completed"
     ((pseudonym, removed, applied_in),) = _removals(home)
     assert pseudonym == source_pseudonym(PseudonymKey(keyed.key.encode()), "sacha_fr", patient)
-    new_key = "c4" * 32
+    old_key, old_pseudonyms = keyed.key, _pseudonyms(home)
     new_key_file = tmp_path / "new.key"
-    new_key_file.write_text(new_key)
+    new_key = "e3" * 32
+    new_key_file.write_text(new_key + "\n")
+
     harmonised, before = _harmonised(home), _digest(home.warehouse)
 
     def lose_a_harmonised_file(said: str) -> None:
@@ -250,41 +252,25 @@ def test_rekey_publishes_every_source_or_nothing_and_audits_each_removal_once(ke
 
     with pytest.raises(RekeyError, match=r"rekey stopped before publishing.*registry_it: harmonised file .* missing"):
         rotate_key(home, new_key_file, progress=lose_a_harmonised_file)
-    assert _digest(home.warehouse) == before and home.key_file.read_text().strip() == keyed.key
+    assert _digest(home.warehouse) == before and home.key_file.read_text().strip() == old_key
     assert not list(home.key_file.parent.glob("*.old")) and _harmonised(home) == harmonised
-
-    from etl.config import SOURCES_DIR
-
-    mappings = tmp_path / "mappings"
-    shutil.copytree(SOURCES_DIR, mappings)
-    (mappings / "registry_fr.yaml").write_text((mappings / "registry_it.yaml").read_text().replace(
-        "source_id: registry_it", "source_id: registry_fr"))
-    said: list[str] = []
-    rotate_key(home, new_key_file, sources_dir=mappings, progress=said.append)
-    assert any(s.startswith("registry_fr: nothing of it is stored, left out: no export files") for s in said)
-    assert _removals(home) == [(source_pseudonym(PseudonymKey(new_key.encode()), "sacha_fr", patient), removed,
-                                applied_in)]
-
-
-def test_rekey_reloads_everything_under_the_new_key_in_one_publish(keyed, tmp_path):
-    home = Home(tmp_path / "home")
-    shutil.copytree(keyed.home.root, home.root, symlinks=True)
-    old_key, old_pseudonyms = keyed.key, _pseudonyms(home)
-    new_key_file = tmp_path / "new.key"
-    new_key = "e3" * 32
-    new_key_file.write_text(new_key + "\n")
-
-    # All or nothing: a source that cannot be reloaded stops the rekey before publishing.
     shutil.move(home.landing / "iltb", tmp_path / "iltb")
-    before = _digest(home.warehouse)
     with pytest.raises(RekeyError, match=r"rekey stopped before publishing.*iltb"):
         rotate_key(home, new_key_file)
     assert _digest(home.warehouse) == before and home.key_file.read_text().strip() == old_key
     shutil.move(tmp_path / "iltb", home.landing / "iltb")
 
+    mappings = tmp_path / "mappings"
+    shutil.copytree(SOURCES_DIR, mappings)
+    (mappings / "registry_fr.yaml").write_text((mappings / "registry_it.yaml").read_text().replace(
+        "source_id: registry_it", "source_id: registry_fr"))
+    monkeypatch.setattr(config, "SOURCES_DIR", mappings)  # as RTW_SOURCES_DIR names it when rtw starts
     result = CliRunner().invoke(app, ["rekey", "--home", str(home.root), "--new-key-file", str(new_key_file)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
+    assert "registry_fr: nothing of it is stored, left out: no export files" in said
+    assert _removals(home) == [(source_pseudonym(PseudonymKey(new_key.encode()), "sacha_fr", patient), removed,
+                                applied_in)]
     new_fingerprint = PseudonymKey(new_key.encode()).fingerprint()
     assert "re-keyed 5 sources" in said and f"-> {new_fingerprint[:8]}" in said
     assert new_key not in result.output and old_key not in result.output
