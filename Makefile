@@ -33,7 +33,7 @@ run: install
 # out in the order tests/conftest.py gives them, the Airflow modules first (--no-loadscope-reorder: xdist's own
 # order put the Airflow modules last). The slowest tests are listed at the end (the suite must stay
 # under 15 minutes here).
-TEST_WORKERS ?= 5
+TEST_WORKERS ?= 4
 
 # mypy checks beside the tests (27 s on one core before them, the other idle); its verdict is said after them and
 # fails the target as theirs does.
