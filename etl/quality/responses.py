@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+from openpyxl.utils import get_column_letter
 
 from etl.config import Home
 from etl.extract.file_names import shown_file_name
@@ -208,7 +209,7 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
         for name in HEADER:  # which of two columns the centre filled in is unknown
             if len(twice := [i for i, n in named if n == name]) > 1:
                 raise ResponseFileError(f"{where} row 1: the column {name!r} is there {len(twice)} times (columns "
-                                        f"{', '.join(_column_letter(i + 1) for i in twice)}); keep the one sent")
+                                        f"{', '.join(get_column_letter(i + 1) for i in twice)}); keep the one sent")
         for number, row in enumerate(rows[1:], start=2):
             cells = {name: _returned_text(row[i]) if i < len(row) else "" for i, name in named}
             unread = tuple(i + 1 for i, value in enumerate(row)
@@ -216,15 +217,6 @@ def read_returned(path: Path, encoding: str | None = None) -> Iterator[ReturnedR
             if any(v.strip() for v in cells.values()) or unread:
                 numbers = frozenset(name for i, name in named if i < len(row) and _is_number(row[i]))
                 yield ReturnedRow(sheet if several else None, number, cells, numbers, unread)
-
-
-def _column_letter(number: int) -> str:
-    """A column as a spreadsheet names it: 1 is A, 27 is AA."""
-    letters = ""
-    while number:
-        number, rest = divmod(number - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
 
 
 def _returned_text(value: Any) -> str:
@@ -581,7 +573,7 @@ def check_rows(rows: Sequence[ReturnedRow], file_name: str, items: Mapping[tuple
         if row.unread:  # an answer typed a column too far, say (its text is not quoted: it may name a patient)
             summary.warnings.append(RowProblem(
                 file_name, number, f"the {'cells' if len(row.unread) > 1 else 'cell'} in column"
-                f"{'s' if len(row.unread) > 1 else ''} {', '.join(_column_letter(c) for c in row.unread)}, under no "
+                f"{'s' if len(row.unread) > 1 else ''} {', '.join(get_column_letter(c) for c in row.unread)}, under no "
                 f"header, {'are' if len(row.unread) > 1 else 'is'} not read: an answer goes in column {_RESPONSE!r}, a "
                 f"comment in {_COMMENT!r}", sheet))
             if not any(v.strip() for v in cells.values()):
