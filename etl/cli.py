@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from etl import fsio
-from etl.config import Home, resolve_home
+from etl.config import Home, connect_duckdb, resolve_home
 from etl.terminal import log_to_terminal, plain
 
 if TYPE_CHECKING:
@@ -255,7 +255,6 @@ def _patient_numbers(rtw_home: Home, source: str) -> PatientNumbers:
 @app.command()
 def status(home: HomeOption = None) -> None:
     """The last runs (those that failed before publishing too), and the state of every source file."""
-    import duckdb
 
     from etl import run_record
     from etl.pull.nights import read_pulls
@@ -266,7 +265,7 @@ def status(home: HomeOption = None) -> None:
         if (nights := run_record.unpublished(rtw_home, set())) or pulls:
             _print_runs([], nights, pulls)
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
-    con = duckdb.connect(str(rtw_home.warehouse), read_only=True)
+    con = connect_duckdb(rtw_home.warehouse, read_only=True)
     try:
         published = con.execute(
             "SELECT epoch(started_at), run_id, trigger, status, sources_changed, sources_unchanged, sources_failed, "

@@ -16,10 +16,11 @@ from typing import Any
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
 
-__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "LEFT_FOR_LATER_PULLS", "LEFT_FOR_LATER_PULLS_SETTING",
-           "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB", "READ_SECONDS_SETTING", "REPO_ROOT",
-           "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError", "bytes_setting", "count_setting",
-           "read_time_limit", "resolve_home", "seconds_setting", "set_memory_limit"]
+__all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "DUCKDB_THREADS_SETTING", "LEFT_FOR_LATER_PULLS",
+           "LEFT_FOR_LATER_PULLS_SETTING", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
+           "READ_SECONDS_SETTING", "REPO_ROOT", "SOURCES_DIR", "WAREHOUSE_SQL_DIR", "Home", "SettingError",
+           "bytes_setting", "connect_duckdb", "count_setting", "duckdb_threads", "read_time_limit", "resolve_home",
+           "seconds_setting", "set_memory_limit"]
 
 DEFAULT_HOME = Path("var")
 # Read once at import, as before: the shipped mappings, or env RTW_SOURCES_DIR.
@@ -28,6 +29,11 @@ WAREHOUSE_SQL_DIR = warehouse_sql_dir()
 # What one DuckDB database of a run may hold in memory before it spills to disk (the publish's
 # warehouse, linkage's scoring). DuckDB's default, 80% of the machine, lets memory grow with the data.
 DUCKDB_MEMORY_LIMIT = os.environ.get("RTW_DUCKDB_MEMORY_LIMIT", "512MB")
+# How many threads each DuckDB of a run may use; unset, DuckDB's own choice (one a core). A machine whose cores
+# are shared (Airflow's other tasks, a test session's workers) is better served by fewer: on the tests' 40-person
+# homes, four pytest workers on two cores, one thread each took a fifth less CPU than two (the threads' hand-offs
+# cost more than small queries gain). Read at each connection.
+DUCKDB_THREADS_SETTING = "RTW_DUCKDB_THREADS"
 # Linkage scores in a DuckDB of its own while the warehouse's stays open: the two limits add up.
 LINKAGE_MEMORY_LIMIT = os.environ.get("RTW_LINKAGE_MEMORY_LIMIT", "384MB")
 # How long a native reader (ReadStat, calamine) may read one file in its process of its own
@@ -58,6 +64,24 @@ def set_memory_limit(con: Any, limit: str, setting: str) -> None:
         con.execute("SET memory_limit = ?", [limit])
     except duckdb.Error as exc:
         raise SettingError(f"{setting}={limit!r} is not a memory size DuckDB reads (e.g. 512MB, 2GB): {exc}") from None
+
+
+def duckdb_threads() -> int | None:
+    """The threads env RTW_DUCKDB_THREADS gives each DuckDB connection, None when unset (DuckDB's default)."""
+    given = os.environ.get(DUCKDB_THREADS_SETTING, "")
+    return count_setting(DUCKDB_THREADS_SETTING, 1) if given.strip() else None
+
+
+def connect_duckdb(database: str | Path = ":memory:", *, read_only: bool = False) -> Any:
+    """A DuckDB connection (DuckDBPyConnection) with the threads the setting allows. Set on the database, not
+    given in the connection's config: DuckDB refuses a second connection to an open file with another config."""
+    import duckdb
+
+    threads = duckdb_threads()
+    con = duckdb.connect(str(database), read_only=read_only)
+    if threads is not None:
+        con.execute(f"SET threads = {threads}")
+    return con
 
 
 def read_time_limit(size: int) -> float:

@@ -79,7 +79,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import crash, fsio, runlock
-from etl.config import SOURCES_DIR, Home
+from etl.config import SOURCES_DIR, Home, connect_duckdb
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.errors import ExtractError
 from etl.extract.file_names import (
@@ -235,7 +235,7 @@ def erased_pseudonyms(warehouse: Path, source_id: str) -> Erasures:
     erasures = Erasures(source_id, {}, Home(warehouse.parent).key_file)
     if not warehouse.exists():
         return erasures
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         if not in_warehouse(con, "meta.erasure"):
             return erasures
@@ -1025,7 +1025,7 @@ def _rebuild_latest_report(home: Home) -> None:
     """reports/latest must point at a page: rebuild the last validated run's page from the live warehouse."""
     from etl.quality.report import build_report
 
-    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con = connect_duckdb(home.warehouse, read_only=True)
     try:
         row = con.execute("SELECT run_id FROM meta.run WHERE validated ORDER BY finished_at DESC LIMIT 1").fetchone()
     finally:

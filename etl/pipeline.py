@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from etl import crash, fsio, memory, publish_outputs, repair, run_record, runlock, schema, timing
-from etl.config import SOURCES_DIR, Home, bytes_setting, read_time_limit
+from etl.config import SOURCES_DIR, Home, bytes_setting, connect_duckdb, duckdb_threads, read_time_limit
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
 from etl.extract.errors import ExtractError
@@ -135,6 +135,7 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
     connection to the live warehouse the caller holds (repair's)."""
     run_id = run_id or new_run_id()
     read_time_limit(0)  # a wrong RTW_READ_SECONDS stops the run here, named, not each source's reading
+    duckdb_threads()  # and a wrong RTW_DUCKDB_THREADS
     with schema.reading(home.warehouse, live) as live:
         guard_key(home, run_id, key_value, rotate=rotate_key, live=live)
         state = read_source_state(home.warehouse, live)
@@ -652,7 +653,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 def summarise(home: Home, run_id: str | None = None) -> RunSummary:
     """Rows per core table, quarantined rows and the run's status (the last run's by default), read
     from the warehouse."""
-    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con = connect_duckdb(home.warehouse, read_only=True)
     try:
         return _summary(con, home, run_id)
     finally:

@@ -24,7 +24,7 @@ from typing import TypeVar
 import duckdb
 
 from etl import fsio
-from etl.config import Home
+from etl.config import Home, connect_duckdb
 from etl.extract.file_names import PATIENT
 from etl.extract.landing import ERASED_SUFFIX
 from etl.load.dictionary import write_dictionary_page
@@ -59,7 +59,7 @@ def published(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
     None when it cannot be opened (after a publish that stands, a failure is an output's note, not a raise):
     each output then opens its own and says why it cannot. Close it before writing the warehouse."""
     try:
-        con = duckdb.connect(str(warehouse), read_only=True)
+        con = connect_duckdb(warehouse, read_only=True)
     except (duckdb.Error, OSError):
         yield None
         return
@@ -173,7 +173,7 @@ def record_notes(warehouse: Path, run_id: str, notes: list[str]) -> None:
         return
     try:
         with _publish_lock(warehouse):
-            con = duckdb.connect(str(warehouse))
+            con = connect_duckdb(warehouse)
             try:
                 con.executemany("INSERT INTO meta.run_note VALUES (?, ?, ?)",
                                 [[run_id, datetime.now(UTC), note] for note in notes])

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from etl.config import WAREHOUSE_SQL_DIR
+from etl.config import WAREHOUSE_SQL_DIR, connect_duckdb
 
 # The DDL files that define tables, in the order they must run.
 DDL_FILES = ("core.sql", "meta.sql", "dq.sql", "stage.sql")
@@ -29,7 +29,7 @@ _KEY_CLAUSE = re.compile(r" PRIMARY KEY(?=,|\n)|,\s*PRIMARY KEY \([^)]*\)")
 
 @cache
 def _catalogue() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = connect_duckdb()
     for name in DDL_FILES:
         con.execute((WAREHOUSE_SQL_DIR / name).read_text())
     return con
@@ -42,7 +42,7 @@ def unindexed(ddl: str) -> str:
 
 @cache
 def _unindexed_catalogue() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = connect_duckdb()
     con.execute(unindexed((WAREHOUSE_SQL_DIR / "core.sql").read_text()))
     return con
 
@@ -113,7 +113,7 @@ def reading(warehouse: Path, con: duckdb.DuckDBPyConnection | None = None
     if con is not None or not warehouse.exists():
         yield con
         return
-    own = duckdb.connect(str(warehouse), read_only=True)
+    own = connect_duckdb(warehouse, read_only=True)
     try:
         yield own
     finally:

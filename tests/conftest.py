@@ -12,6 +12,9 @@ from shared_build import built_once
 # Tests write export files and run at once: the landing quiet period (a file must be unchanged for
 # that long before it is read) is off, except in the tests of it, which pass their own.
 os.environ.setdefault("RTW_QUIET_SECONDS", "0")
+# Four workers share two cores here: DuckDB's second thread a connection only costs them (a fifth more CPU measured
+# on the tests' small homes). Every process the tests start inherits it (the DAG's tasks through airflow_env).
+os.environ.setdefault("RTW_DUCKDB_THREADS", "1")
 # pytest-xdist's workers set COLUMNS and LINES; with both set, rich fixes the CLI console's size when
 # etl.cli is imported, and the tests that give the command a wide COLUMNS would see it wrapped at 80.
 for _name in ("COLUMNS", "LINES"):

@@ -6,10 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from etl import pipeline, runlock
-from etl.config import REPO_ROOT, Home, SettingError, bytes_setting, count_setting, read_time_limit
+from etl.config import (
+    REPO_ROOT,
+    Home,
+    SettingError,
+    bytes_setting,
+    connect_duckdb,
+    count_setting,
+    duckdb_threads,
+    read_time_limit,
+)
 from etl.extract.landing import quiet_seconds_default
 
 
@@ -80,3 +90,21 @@ def test_every_setting_the_code_reads_is_in_the_settings_table() -> None:
     section = (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8").split("## Settings\n", 1)[1]
     listed = set(re.findall(r"^\| `(RTW_[A-Z_]+)` \|", section.split("\n## ", 1)[0], flags=re.M))
     assert read == listed
+
+
+def test_duckdb_s_threads_are_the_setting_s_on_every_connection_and_a_wrong_one_stops_the_run_as_it_plans(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("RTW_DUCKDB_THREADS", raising=False)
+    assert duckdb_threads() is None
+    with connect_duckdb() as con, duckdb.connect() as own:  # DuckDB's own choice: one a core
+        assert con.execute("SELECT current_setting('threads')").fetchone() == \
+            own.execute("SELECT current_setting('threads')").fetchone()
+    monkeypatch.setenv("RTW_DUCKDB_THREADS", " 3 ")
+    warehouse = tmp_path / "w.duckdb"
+    with connect_duckdb(warehouse) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+    with connect_duckdb(warehouse, read_only=True) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+    monkeypatch.setenv("RTW_DUCKDB_THREADS", "0")
+    with pytest.raises(SettingError, match=r"^RTW_DUCKDB_THREADS='0' is not a whole number of 1 or more \(e\.g\. 1\)"):
+        pipeline.plan(Home(tmp_path))

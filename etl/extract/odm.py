@@ -75,6 +75,7 @@ import pyarrow.parquet as pq
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
+from etl.config import connect_duckdb
 from etl.extract.adapter import (
     LINEAGE_COLUMNS,
     ColumnInfo,
@@ -599,7 +600,7 @@ _ENCLOSES = " AND ".join([
 def _removals(staged: Path) -> pd.DataFrame:
     """Container Removes and item Removes of one staged file, in document order: their keys read as the records'
     (a subject key left out stays null), and `depth`, how many keys their element sets."""
-    con = duckdb.connect()
+    con = connect_duckdb()
     try:
         keys = ", ".join(f"{c if c == 'subject_key' else _key_read(c)} AS {c}" for c in _CUT_KEYS)
         return con.execute(

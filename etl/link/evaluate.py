@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-import duckdb
-
+from etl.config import connect_duckdb
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 
 
@@ -50,7 +49,7 @@ def _pairs(groups: dict[str, list[tuple[str, str]]]) -> set[tuple[tuple[str, str
 
 def measure(warehouse: Path, truth_dir: Path, key: PseudonymKey) -> LinkageQuality:
     """Pairwise precision and recall of the warehouse's persons against the truth."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         linked = con.execute("SELECT source_id, source_patient_pseudonym, patient_id "
                              "FROM stage.patient_link").fetchall()

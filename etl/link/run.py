@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from etl.config import LINKAGE_MEMORY_LIMIT, set_memory_limit
+from etl.config import LINKAGE_MEMORY_LIMIT, connect_duckdb, set_memory_limit
 from etl.frames import row_dicts
 from etl.link.cluster import CLERICAL, HELD_APART, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
@@ -314,7 +314,7 @@ def _spill_folder(con: duckdb.DuckDBPyConnection) -> str:
 
 def _scoring_database(spill_to: str) -> duckdb.DuckDBPyConnection:
     """Splink's own DuckDB, in memory up to linkage's limit, then on disk at `spill_to`."""
-    scoring = duckdb.connect()
+    scoring = connect_duckdb()
     set_memory_limit(scoring, LINKAGE_MEMORY_LIMIT, "RTW_LINKAGE_MEMORY_LIMIT")
     scoring.execute("SET temp_directory = ?", [spill_to])
     return scoring
@@ -362,7 +362,7 @@ def prior(features: pd.DataFrame, config: LinkageConfig) -> float:
     pairs = (int(sizes.sum()) ** 2 - int((sizes ** 2).sum())) // 2
     if pairs == 0:
         return config.prior
-    con = duckdb.connect()
+    con = connect_duckdb()
     try:
         con.register("f", features)
         rules = " OR ".join(f"({rule})" for rule in config.prior_rules)

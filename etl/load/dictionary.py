@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from etl import fsio
-from etl.config import WAREHOUSE_SQL_DIR
+from etl.config import WAREHOUSE_SQL_DIR, connect_duckdb
 from etl.schema import primary_keys
 
 SCHEMAS = ("core", "marts", "meta", "dq")  # stage is internal to publish: not for analysts
@@ -98,7 +98,7 @@ def _keys(schema: str) -> dict[str, tuple[str, ...]]:
 
 
 def read_warehouse_catalog(warehouse: Path) -> list[TableDoc]:
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         return read_catalog(con)
     finally:

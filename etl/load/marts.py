@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl import fsio, timing
-from etl.config import WAREHOUSE_SQL_DIR
+from etl.config import WAREHOUSE_SQL_DIR, connect_duckdb
 from etl.load.countries import ISO_3166_ALPHA2
 from etl.load.populations import default_population_file, read_child_population, write_child_population
 from etl.load.suppression import (
@@ -235,7 +235,7 @@ def export_parquet(warehouse: Path, marts_dir: Path) -> list[Path]:
     One export at a time: call it after publish (the publish lock makes that so when publish calls it).
     """
     runs = fsio.private_folder(marts_dir / "runs")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         run_id, names = _latest_run_id(con), _mart_names(con)
         if not names:
@@ -385,7 +385,7 @@ def export_public(warehouse: Path, out_dir: Path, min_cell: int = 5) -> list[Pat
     table, treatment lines as the response and board_response counts.
     """
     fsio.private_folder(out_dir)
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         missing = ({table.name for table in PUBLIC_TABLES} | {"survival_km"}) - set(_mart_names(con))
         if missing:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from etl import fsio
+from etl.config import connect_duckdb
 from etl.load.survival import DAYS_PER_YEAR, ENDPOINTS
 
 # The rows of panels: (origin, grouping). Advice groups exist only from the recommendation (before it, the
@@ -68,7 +68,7 @@ def plot_survival(warehouse: Path, out: Path, *, min_patients: int = 10, max_yea
     time axis stops at `max_years`: registries follow patients for decades, relapses for a few years.
     """
     shown = " OR ".join("(origin = ? AND grouping = ?)" for _ in ROWS)
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         steps = con.execute(f"SELECT * FROM marts.survival_km WHERE {shown} "
                             "ORDER BY origin, endpoint, grouping, group_value, time_days",

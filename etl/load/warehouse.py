@@ -31,7 +31,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from etl import crash, fsio, memory, run_record, runlock, schema, timing
-from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, set_memory_limit
+from etl.config import DUCKDB_MEMORY_LIMIT, WAREHOUSE_SQL_DIR, Home, connect_duckdb, set_memory_limit
 from etl.extract.file_names import PATIENT, gone_file_name
 from etl.link.model import LinkageConfig, load_config
 from etl.link.run import LINKAGE_WRITES, link_sources
@@ -806,7 +806,7 @@ def _change_and_swap(warehouse: Path, next_file: Path, fresh: Path,
                      change: Callable[[duckdb.DuckDBPyConnection], None], *, existed: bool, compact: bool,
                      after_swap: Callable[[], None]) -> None:
     """swap_in_next's work on the next file, once it holds the live warehouse (nothing when not `existed`)."""
-    con = duckdb.connect(str(next_file))
+    con = connect_duckdb(next_file)
     con.execute("SET enable_progress_bar = false")  # a long query would draw a bar into the run's log
     try:
         # Beyond it DuckDB spills to `<next file>.tmp`, which crash repair clears with the `.next` file.

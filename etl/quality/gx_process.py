@@ -40,6 +40,7 @@ from typing import IO, Any
 import duckdb
 
 from etl import fsio, timing
+from etl.config import connect_duckdb
 from etl.quality.catalogue import Rule
 from etl.quality.findings import RuleRun
 from etl.quality.gx_suites import Batch, import_gx, new_context, run_suites, write_data_docs
@@ -244,7 +245,7 @@ def _batches(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> Iterator[
 def _judged(job: Job) -> tuple[Any, list[RuleRun]]:
     """A new GX context and the job's rule runs (the context holds their results, for the Data Docs)."""
     context = new_context(job.data_docs_dir)
-    with duckdb.connect() as con:  # reads the batch files
+    with connect_duckdb() as con:  # reads the batch files
         return context, run_suites(context, lambda table: _batches(con, job.batch_files[table])
                                    if table in job.batch_files else None, job.rules, run_name=job.run_name)
 

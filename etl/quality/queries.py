@@ -47,7 +47,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from etl import fsio
-from etl.config import Home
+from etl.config import Home, connect_duckdb
 from etl.quality.findings import value_hash
 from etl.quality.query_status import queries_as_of, sent_items_sql
 from etl.quality.report import RunChoice, choose_run
@@ -180,7 +180,7 @@ def _open_issue_counts(con: duckdb.DuckDBPyConnection, choice: RunChoice) -> dic
 
 def open_issues_by_centre(warehouse: Path, run_id: str | None = None) -> dict[Centre, int]:
     """Centre -> number of open issues in the run (default: the latest), for every centre it judged."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         return _open_issue_counts(con, choose_run(con, run_id))
     finally:
@@ -306,7 +306,7 @@ def write_centre_queries(warehouse: Path, out_dir: Path, centre_id: str, run_id:
     """Write <out_dir>/queries_<source>_<centre>_<run>.xlsx and .csv with the centre's open issues of the
     run (default: the latest); return (xlsx, csv). A centre with no open issue gets the header only.
     Nothing is recorded: answers to such a workbook are refused at import; send_queries records."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         choice = choose_run(con, run_id)
         centre = find_centre(con, choice, centre_id, source_id)

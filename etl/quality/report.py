@@ -45,6 +45,7 @@ import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from etl import fsio
+from etl.config import connect_duckdb
 from etl.quality import issue_spans
 from etl.quality.catalogue import THRESHOLD_DIGITS
 from etl.quality.query_status import (
@@ -723,7 +724,7 @@ def build_report(warehouse: Path, reports_dir: Path, run_id: str | None = None, 
     whose GX findings still hold for sources that did not change). attachments: (title, file) pages or
     images copied next to the page and linked under "More".
     """
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_duckdb(warehouse, read_only=True)
     try:
         choice = choose_run(con, run_id)
         context = _read_report(con, choice)

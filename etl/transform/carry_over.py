@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl import fsio, resources, schema
-from etl.config import WAREHOUSE_SQL_DIR
+from etl.config import WAREHOUSE_SQL_DIR, connect_duckdb
 from etl.extract.adapter import FORMAT_MODULES, LINE_COLUMN
 from etl.extract.file_names import PATIENT
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS, screened_fields
@@ -111,7 +111,7 @@ def patients(mapping: SourceMapping, tables: Mapping[str, pa.Table], key: Pseudo
     if files is None or not tables:
         return None
     norms = {}  # record set -> each row's normalised patient key (None: no key), in memory only
-    with duckdb.connect() as con:
+    with connect_duckdb() as con:
         rows = []
         for index, name in enumerate(sorted(tables)):
             table = tables[name]
@@ -241,7 +241,7 @@ def _judged_otherwise(previous: Path, free_text: Mapping[str, list[str]], carrie
                            else r"contains(value, '<hidden>') OR regexp_matches(value, '\d')", "value"))
         if not wheres:
             return set()
-        with duckdb.connect() as con:
+        with connect_duckdb() as con:
             con.register("carried", pa.table({"p": carried.unique()}))
             found = con.execute("SELECT DISTINCT p, t FROM (" + " UNION ALL ".join(
                 f"SELECT split_part(source_record_key, '|', 1) AS p, {text} AS t "
@@ -322,7 +322,7 @@ def carried_rows(found: Patients) -> Iterator[tuple[str, pa.Table]]:
     its free text is screened anew when the screen changed since."""
     if found.previous is None:
         return
-    with duckdb.connect() as con:
+    with connect_duckdb() as con:
         con.register("carried", pa.table({"p": found.carried["source_patient_pseudonym"].unique()}))
         con.register("file_now", pa.table({"record_set": list(found.files),
                                            "file": [f for f, _ in found.files.values()],
