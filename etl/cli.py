@@ -255,7 +255,6 @@ def _patient_numbers(rtw_home: Home, source: str) -> PatientNumbers:
 @app.command()
 def status(home: HomeOption = None) -> None:
     """The last runs (those that failed before publishing too), and the state of every source file."""
-
     from etl import run_record
     from etl.pull.nights import read_pulls
 

@@ -12,9 +12,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl.resources import REPO_ROOT, chosen_sources_dir, warehouse_sql_dir
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["DEFAULT_HOME", "DUCKDB_MEMORY_LIMIT", "DUCKDB_THREADS_SETTING", "LEFT_FOR_LATER_PULLS",
            "LEFT_FOR_LATER_PULLS_SETTING", "LINKAGE_MEMORY_LIMIT", "READ_SECONDS", "READ_SECONDS_PER_MB",
@@ -72,10 +75,10 @@ def duckdb_threads() -> int | None:
     return count_setting(DUCKDB_THREADS_SETTING, 1) if given.strip() else None
 
 
-def connect_duckdb(database: str | Path = ":memory:", *, read_only: bool = False) -> Any:
-    """A DuckDB connection (DuckDBPyConnection) with the threads the setting allows. Set on the database, not
+def connect_duckdb(database: str | Path = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the threads the setting allows. Set on the database, not
     given in the connection's config: DuckDB refuses a second connection to an open file with another config."""
-    import duckdb
+    import duckdb  # not at import: `rtw --help` and the DAG file's parse need no DuckDB
 
     threads = duckdb_threads()
     con = duckdb.connect(str(database), read_only=read_only)
