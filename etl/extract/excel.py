@@ -218,7 +218,8 @@ def cell_text(value: Any) -> str:
 
 
 def column_letter(index: int) -> str:
-    """0 -> "A", 26 -> "AA"."""
+    """0 -> "A", 26 -> "AA". Not openpyxl's get_column_letter: importing openpyxl.utils imports all of openpyxl
+    (~0.3 s), which this calamine reader otherwise never needs."""
     letters = ""
     index += 1
     while index:
