@@ -6,7 +6,11 @@ otherwise). The points, in the order a run meets them: `extracted` (a file archi
 and written, not yet renamed in), `after_swap`, `outputs` (marts exported, report not yet written).
 `rtw forget` meets `before_swap` and `after_swap` too (its erasure published, its files not yet scrubbed).
 tests/test_hostile.py kills a run at each. A DAG run meets `leased` before them (its plan_run has written
-the home's lease and holds the home's lock still); `rtw run`, which takes no lease, never does.
+the home's lease and holds the home's lock still); `rtw run`, which takes no lease, never does. A worker
+process of `rtw run` (etl/source_worker.py) meets `preparing` as it starts, before it prepares its source.
+
+With env RTW_TEST_HOLD_AT=<point>, the process stops there and waits until it is ended, as a step that hangs
+would: what ends it can be tested without a race against the step's own end (tests/test_crash_stopped.py).
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import signal
 CRASH_ENV = "RTW_TEST_CRASH_AT"
 POINTS = ("extracted", "harmonised", "before_swap", "after_swap", "outputs")
 DAG_POINTS = ("leased",)
+WORKER_POINTS = ("preparing",)
+HOLD_ENV = "RTW_TEST_HOLD_AT"
 
 
 def crash_point(name: str) -> None:
-    """Die here when the test hook names this point."""
-    assert name in POINTS + DAG_POINTS, name
+    """Die here when the test hook names this point; wait here for good when the hold hook does."""
+    assert name in POINTS + DAG_POINTS + WORKER_POINTS, name
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    while os.environ.get(HOLD_ENV) == name:
+        signal.pause()

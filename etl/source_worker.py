@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from etl import fsio, timing
+from etl import crash, fsio, timing
 from etl.config import Home
 from etl.extract.isolated import die_with
 
@@ -27,6 +27,7 @@ from etl.extract.isolated import die_with
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # else each worker's KeyboardInterrupt traceback in the run's stderr
     die_with(int(sys.argv[1]))  # before the import that takes time: a run gone meanwhile waits for nothing
+    crash.crash_point("preparing")
     from etl.pipeline import prepare_source
 
     job = json.loads(sys.stdin.read())

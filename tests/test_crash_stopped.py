@@ -33,9 +33,9 @@ def _stop_signals_heard() -> None:
         signal.signal(number, signal.SIG_DFL)
 
 
-def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, **env: str) -> tuple[int, str]:
-    """`rtw run` (with `args` and `env`), sent signal `number` as soon as its progress says `when_said`: its exit code
-    and output."""
+def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, **env: str) -> tuple[int, str, int]:
+    """`rtw run` (with `args` and `env`), sent signal `number` as soon as its progress says `when_said`: its exit code,
+    output and process id."""
     run = subprocess.Popen([RTW, "run", *args, "--home", str(home)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, preexec_fn=_stop_signals_heard,
                            env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250", **env})
@@ -46,8 +46,11 @@ def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, *
         if when_said in line:
             run.send_signal(number)
             break
-    said.append(run.communicate(timeout=600)[0])
-    return run.returncode, "".join(said)
+    try:
+        said.append(run.communicate(timeout=600)[0])
+    finally:
+        run.kill()  # a run that did not stop is not left behind
+    return run.returncode, "".join(said), run.pid
 
 
 # Ctrl-C while registry_it (the changed source) is harmonised, then SIGTERM as its next run publishes, on the same
@@ -58,7 +61,7 @@ STOPS = [(signal.SIGINT, "registry_it: harmonising", "extract and harmonise regi
 
 def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(home, loaded):
     for number, when_said, step in STOPS:
-        code, said = _signalled(home, number, when_said)
+        code, said, _ = _signalled(home, number, when_said)
         assert code == 1, said
         last = said.strip().splitlines()[-1]
         assert re.fullmatch(rf"rtw: the run could not complete: stopped by {number.name} at \d{{4}}-\d\d-\d\d "
@@ -76,13 +79,30 @@ def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(ho
     assert run_count(home) == loaded.runs + 1
 
 
+def _workers_of(pid: int) -> list[str]:
+    """The source worker processes (etl/source_worker.py) run `pid` started that still exist."""
+    return [cmd.parent.name for cmd in Path("/proc").glob("[0-9]*/cmdline")
+            if _read(cmd).split("\0")[1:4] == ["-m", "etl.source_worker", str(pid)]]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # ended meanwhile
+        return ""
+
+
 def test_a_run_told_to_stop_while_its_sources_are_prepared_in_worker_processes_stops_them_too(home, loaded):
-    code, said = _signalled(home, signal.SIGTERM, "(worker process)", "--force", RTW_PARALLEL_MIN_BYTES="0")
+    # Its workers held as they start (etl/crash.py), as a long harmonise would hold them: the run must end them, or
+    # it would wait for them for good.
+    code, said, pid = _signalled(home, signal.SIGTERM, "(worker process)", "--force", RTW_PARALLEL_MIN_BYTES="0",
+                                 RTW_TEST_HOLD_AT="preparing")
     assert code == 1, said
     assert "stopped by SIGTERM" in said.strip().splitlines()[-1], said
     [record] = [json.loads(p.read_text()) for p in (home / "runs").glob("*.json")]
     assert record["status"] == "failed" and record["step"].endswith("(worker processes)")
-    # Its workers were ended with it, before they harmonised their sources (waited for, every one did).
+    assert "its extract and harmonise process was killed by signal 15" in said, said
+    assert _workers_of(pid) == [], said  # ended with it, waited for
     assert not list(home.glob(f"staging/*/harmonised/{record['run_id']}")), said
     assert run_count(home) == loaded.runs
     assert rtw(home).returncode == 0
