@@ -1,9 +1,11 @@
 import os
 import stat
+import unicodedata
 
 import pytest
 
 from etl.transform.pseudonym import (
+    UNSEEN,
     PseudonymKey,
     holds_patient_key,
     load_key,
@@ -70,9 +72,22 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     ("see ILTB-00012", "ILTB\u201300012", True),
     ("ILTB\u2013000123", "ILTB-00012", False),  # still a longer number, not this one
     ("ILTB/00012", "ILTB-00012", False),  # no typed separator
+    # spaced as a sentence is ('07 – 0012'), marks no one sees typed or pasted into it (a zero-width space, a soft
+    # hyphen, a left-to-right mark)
+    ("the child of 07 – 0012 relapsed", "07-0012", True),
+    ("ILTB  _ 00012", "ILTB-00012", True),
+    ("call ILTB-000​12", "ILTB-00012", True),
+    ("ILTB­-00012 and ‎ILTB-0‍0012", "ILTB-00012", True),
+    ("ILTB - 000123", "ILTB-00012", False),  # spaced, still a longer number
+    ("ILTB​00012", "ILTB-00012", False),  # no separator seen
 ])
 def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_values(text, key, holds):
     assert holds_patient_key(text, key) is holds
+
+
+def test_the_marks_read_past_are_format_characters_no_one_sees():
+    unseen = [chr(c) for c in range(0x110000) if UNSEEN.fullmatch(chr(c))]
+    assert len(unseen) == 129 and {unicodedata.category(c) for c in unseen} == {"Cf"}
 
 
 def test_a_record_key_s_local_part_never_keeps_the_patient_s_number_even_inside_a_longer_one():

@@ -84,6 +84,7 @@ SEPARATORS = "-_ "  # a name writes a key's ILTB-00012 as ILTB_00012 as often as
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
 _SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 TYPED_SEPARATORS = SEPARATORS + _DASHES + _SPACES
+TYPED_SPACES = " " + _SPACES
 _ANY_SEPARATOR = f"[{re.escape(TYPED_SEPARATORS)}]"
 _TYPED_AS = {**dict.fromkeys(_DASHES, "-"), **dict.fromkeys(_SPACES, " ")}
 _AS_WRITTEN = {"-": f"[{re.escape('-' + _DASHES)}]", " ": f"[{re.escape(' ' + _SPACES)}]"}

@@ -119,25 +119,38 @@ def names_a_patient(source_patient_key: str) -> bool:
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
     """Whether a free text repeats the patient's own number (a note naming the patient), whatever its
     case and whichever separators join its runs ('-', '_', ' ' or a dash or space Word or Excel typed for them:
-    ILTB\u201300012 for ILTB-00012, as the screen reads any patient's number), standing on its own (not inside a
-    longer run of letters or digits): such a text cannot leave harmonise as it is."""
+    ILTB\u201300012 for ILTB-00012, as the screen reads any patient's number), spaced or not (ILTB \u2013 00012),
+    with marks no one sees typed or pasted into it or not (a zero-width space, a soft hyphen), standing on its own
+    (not inside a longer run of letters or digits): such a text cannot leave harmonise as it is."""
     longest_run, written = _own_number(source_patient_key)
-    folded = text.casefold()
+    folded = _seen(text).casefold()
     if not written or longest_run not in folded:
         return False  # most texts: not even the number's longest run of letters or digits is there
     return re.search(written, folded) is not None
 
 
+# Format characters (Unicode's Cf) a reader never sees in a text of our languages: a soft hyphen, zero-width spaces
+# and joiners, bidi marks and isolates, word joiners, a byte order mark, tags
+UNSEEN = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+                    "\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
+
+
+def _seen(text: str) -> str:
+    """The text as a reader sees it (without the `UNSEEN`): read past, such marks hide no number."""
+    return text if text.isascii() else UNSEEN.sub("", text)
+
+
 @functools.lru_cache(maxsize=1 << 10)  # harmonise asks patient after patient, each for all of their texts
 def _own_number(source_patient_key: str) -> tuple[str, str]:
     """A patient number's longest run of letters and digits (case-folded), and the regex of the number standing
-    on its own in a case-folded text, each separator as any (file_names.TYPED_SEPARATORS); no regex for a number
-    that names nobody (`names_a_patient`)."""
-    from etl.extract.file_names import TYPED_SEPARATORS  # here, not above: file_names imports this module
-    norm = normalise_patient_key(source_patient_key).casefold()
+    on its own in a case-folded text, each separator as any (file_names.TYPED_SEPARATORS), spaces around it or
+    not; no regex for a number that names nobody (`names_a_patient`)."""
+    from etl.extract.file_names import TYPED_SEPARATORS, TYPED_SPACES  # here: file_names imports this module
+    norm = _seen(normalise_patient_key(source_patient_key)).casefold()
     if not names_a_patient(norm):
         return "", ""
-    typed = f"[{re.escape(TYPED_SEPARATORS)}]"
+    spaced = f"[{re.escape(TYPED_SPACES)}]*"
+    typed = f"{spaced}[{re.escape(TYPED_SEPARATORS)}]{spaced}"
     number = "".join(typed if c in TYPED_SEPARATORS else re.escape(c) for c in norm)
     return max(re.findall(r"[^\W_]+", norm) or [""], key=len), rf"(?<![^\W_]){number}(?![^\W_])"
 
