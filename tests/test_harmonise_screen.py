@@ -144,6 +144,16 @@ def test_a_number_typed_with_a_unicode_dash_or_space_is_a_patient_number():
     assert not any(number in shown for number in ("00001", "00002", "00003", "00099"))
 
 
+def test_a_number_or_birth_date_with_marks_no_one_sees_typed_into_it_is_screened_as_it_is_seen():
+    # A zero-width space, a soft hyphen, a bidi mark typed or pasted into a number (a web page's, Word's) hide it from
+    # no reader; a text that hides nothing keeps them, as written.
+    screen = TextScreen.of(["ILTB-00001"], [PartialDate(date(2014, 1, 15), "day")])
+    typed = "see ILTB-000\u200b02 and \u200eILTB\u00ad-00003, born 15/01/\u200d2014"
+    assert screen.screened(typed) == "see {patient} and {patient}, born {date}"
+    assert screen.holds("ILTB-0000\u200b2") and screen.holds_number("REG-ILTB\u2060-00009")
+    assert screen.screened("nota\u200b bene, dose 15/01\u200b/2015") == "nota\u200b bene, dose 15/01\u200b/2015"
+
+
 def test_a_birth_date_refused_still_tells_the_screen_every_day_it_reads_as():
     # Typed to the day in a layout the mapping does not take (ISO in a dd/mm/yyyy source), the birth date is
     # refused, and hidden as the birth field; its day is still nobody's to show, in a note or a refused value of

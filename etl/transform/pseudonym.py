@@ -123,7 +123,7 @@ def holds_patient_key(text: str, source_patient_key: str) -> bool:
     with marks no one sees typed or pasted into it or not (a zero-width space, a soft hyphen), standing on its own
     (not inside a longer run of letters or digits): such a text cannot leave harmonise as it is."""
     longest_run, written = _own_number(source_patient_key)
-    folded = _seen(text).casefold()
+    folded = as_seen(text).casefold()
     if not written or longest_run not in folded:
         return False  # most texts: not even the number's longest run of letters or digits is there
     return re.search(written, folded) is not None
@@ -135,7 +135,7 @@ UNSEEN = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\
                     "\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
 
 
-def _seen(text: str) -> str:
+def as_seen(text: str) -> str:
     """The text as a reader sees it (without the `UNSEEN`): read past, such marks hide no number."""
     return text if text.isascii() else UNSEEN.sub("", text)
 
@@ -146,7 +146,7 @@ def _own_number(source_patient_key: str) -> tuple[str, str]:
     on its own in a case-folded text, each separator as any (file_names.TYPED_SEPARATORS), spaces around it or
     not; no regex for a number that names nobody (`names_a_patient`)."""
     from etl.extract.file_names import TYPED_SEPARATORS, TYPED_SPACES  # here: file_names imports this module
-    norm = _seen(normalise_patient_key(source_patient_key)).casefold()
+    norm = as_seen(normalise_patient_key(source_patient_key)).casefold()
     if not names_a_patient(norm):
         return "", ""
     spaced = f"[{re.escape(TYPED_SPACES)}]*"

@@ -20,7 +20,9 @@ number and birth date are caught by harmonise; this catches those of every patie
   case (harmonise uses the EUPID field as written and loads it hashed; in another field it names a person
   across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
 
-`screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps the rest);
+Each is read in a text as it is seen: marks no one sees typed or pasted into it (a zero-width space, a soft hyphen)
+hide nothing (pseudonym.as_seen). `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps
+the rest);
 `holds` says whether a value may be quoted in a message at all (a birth date to the day only); `holds_number`
 whether it holds a number of a key's shape, whoever's birth dates the source holds (a record key: it stays the
 same as patients arrive and leave, unless one brings or takes away a key's shape, and hides the record's own
@@ -61,7 +63,7 @@ from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, PatientNumbers, staged_keys
 from etl.transform.mapping import SourceMapping, load_mapping
-from etl.transform.pseudonym import names_a_patient
+from etl.transform.pseudonym import as_seen, names_a_patient
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
@@ -232,7 +234,8 @@ class TextScreen:
         """Whether the text holds a number shaped like a patient key of the source, or a birth date of it given
         to the day. Not a day in a birth month: in a source giving months only, nearly every refused date
         (12/13/2021 for 13/12/2021) would be, and a query that cannot quote it is hard to answer. Or one of the
-        source's EUPIDs."""
+        source's EUPIDs. Read as seen (`as_seen`): a zero-width space typed into a number hides it from no reader."""
+        text = as_seen(text)
         if self._eupids and self._eupids_hidden(text) != text:
             return True
         if not _DIGIT.search(text):
@@ -244,6 +247,7 @@ class TextScreen:
         as a day, unless it has a key's shape itself: eight digits). Not a birth date: what a record key may not
         show (harmonise `publish_keys`). The answer follows the shapes of every key of the source: a patient with
         a key of a new shape can make it yes for another patient's record (`key_fingerprint`)."""
+        text = as_seen(text)
         if not _DIGIT.search(text) or (keys := self._numbers.key_pattern) is None:
             return False
         return any(m.group("day") is None or keys.fullmatch(m.group("day")) for m in self._pattern.finditer(text))
@@ -261,11 +265,12 @@ class TextScreen:
 
     def screened(self, text: str) -> str:
         """The text with each patient number (or EUPID of the source) replaced by {patient} and each birth date by
-        {date}."""
-        text = self._eupids_hidden(text)  # first: a key's shape inside an EUPID (EU12345678) is part of it
-        if not _DIGIT.search(text):
-            return text
-        return self._pattern.sub(lambda m: self._hidden(m) or m.group(0), text)
+        {date}; read as seen (`as_seen`), the marks no one sees left out of a text that hid anything."""
+        seen = as_seen(text)
+        shown = self._eupids_hidden(seen)  # first: a key's shape inside an EUPID (EU12345678) is part of it
+        if _DIGIT.search(shown):
+            shown = self._pattern.sub(lambda m: self._hidden(m) or m.group(0), shown)
+        return text if shown == seen else shown
 
 
 def typed_text_screen(home: Home, con: duckdb.DuckDBPyConnection, sources_dir: Path = SOURCES_DIR,
