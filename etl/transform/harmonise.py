@@ -42,6 +42,7 @@ from etl.transform import iccc3, icdo3
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
+    as_seen,
     holds_patient_key,
     normalise_patient_key,
     person_id,
@@ -357,7 +358,8 @@ class _Engine:
         holds another patient's number or birth date of the source: a message may not quote it."""
         if holds_patient_key(raw, record.patient_key):
             return True
-        if any(day.strftime(layout) in raw for day in self._own_days(record.norm) for layout in _BIRTH_WRITTEN):
+        seen = as_seen(raw)  # a zero-width space typed into the date hides it from no reader
+        if any(day.strftime(layout) in seen for day in self._own_days(record.norm) for layout in _BIRTH_WRITTEN):
             return True
         return self.screen.holds(raw)
 
