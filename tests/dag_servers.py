@@ -49,7 +49,7 @@ def _free_port() -> int:
 @contextmanager
 def smtp_server() -> Iterator[Inbox]:
     inbox = Inbox(host="127.0.0.1", port=_free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port, ready_timeout=60)  # a loaded CI starts slow
     controller.start()
     try:
         yield inbox

@@ -36,6 +36,7 @@ from few_sources import few_sources
 from etl import run_record, runlock
 from etl.airflow_local import DAG_ID, airflow_env
 from etl.config import Home
+from etl.crash import HOLD_ENV
 from etl.repair import stale_temporaries
 
 pytestmark = pytest.mark.airflow
@@ -77,11 +78,13 @@ def _one_source_home(root: Path, factory: pytest.TempPathFactory) -> tuple[Home,
 
 
 def _dag_run_stopped_in_publish(home: Home, env: dict[str, str]) -> str:
-    """`airflow dags test` sent SIGTERM as soon as publish's next warehouse appears; its output."""
+    """`airflow dags test` sent SIGTERM as soon as publish's next warehouse appears, its publish held before the
+    swap (etl/crash.py) till then: a stop acted on late would find it published; its output."""
     log = home.airflow / "stopped.log"
+    held = {HOLD_ENV: "before_swap"}
     with log.open("w") as out:
-        run = subprocess.Popen([sys.executable, "-m", "airflow", "dags", "test", DAG_ID], env=airflow_env(home) | env,
-                               stdout=out, stderr=subprocess.STDOUT)
+        run = subprocess.Popen([sys.executable, "-m", "airflow", "dags", "test", DAG_ID],
+                               env=airflow_env(home) | env | held, stdout=out, stderr=subprocess.STDOUT)
         try:
             while not list(home.root.glob(f".{home.warehouse.name}.*.next")):
                 assert run.poll() is None, log.read_text(errors="replace")[-3000:]  # it ended before it published

@@ -54,14 +54,16 @@ def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, *
 
 
 # Ctrl-C while registry_it (the changed source) is harmonised, then SIGTERM as its next run publishes, on the same
-# home: that next run reaching publish shows the first stop left it free to go on with the change.
-STOPS = [(signal.SIGINT, "registry_it: harmonising", "extract and harmonise registry_it"),
-         (signal.SIGTERM, "publishing the warehouse", "publish")]
+# home: that next run reaching publish shows the first stop left it free to go on with the change. Each run is held
+# at the end of its step (etl/crash.py) till the signal ends it: a stop acted on late would otherwise find the run in
+# its next step, or published.
+STOPS = [(signal.SIGINT, "registry_it: harmonising", "extract and harmonise registry_it", "harmonised"),
+         (signal.SIGTERM, "publishing the warehouse", "publish", "before_swap")]
 
 
 def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(home, loaded):
-    for number, when_said, step in STOPS:
-        code, said, _ = _signalled(home, number, when_said)
+    for number, when_said, step, held_at in STOPS:
+        code, said, _ = _signalled(home, number, when_said, RTW_TEST_HOLD_AT=held_at)
         assert code == 1, said
         last = said.strip().splitlines()[-1]
         assert re.fullmatch(rf"rtw: the run could not complete: stopped by {number.name} at \d{{4}}-\d\d-\d\d "

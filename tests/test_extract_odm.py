@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -336,10 +335,8 @@ def _one_item_odm(prolog: str, value: str) -> str:
 ], ids=["billion-laughs", "external-entity", "external-parameter-entity"])
 def test_entity_declarations_are_refused_without_expansion_or_fetching(tmp_path, prolog, value):
     path = _write(tmp_path, "attack.xml", _one_item_odm(prolog, value))
-    started = time.perf_counter()
-    with pytest.raises(OdmFormatError) as caught:
+    with pytest.raises(OdmFormatError) as caught:  # expanded, the billion laughs would not end, nor fit in memory
         list(iter_odm_items(path))
-    assert time.perf_counter() - started < 1
     message = str(caught.value)
     assert message.startswith("attack.xml line ") and "DOCTYPE declares entities" in message
     assert "root:" not in message and "lollol" not in message

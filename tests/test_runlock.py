@@ -40,19 +40,20 @@ def test_a_second_holder_is_refused_with_who_holds_the_home(tmp_path):
 
 def test_a_waiting_run_gets_the_home_when_the_holder_ends(tmp_path):
     home = resolve_home(tmp_path).ensure()
-    release = threading.Event()
+    held, release, released = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:
         with runlock.run_lock(home, "run-a"):
-            release.wait(5)
+            held.set()
+            release.wait(60)
+            released.set()  # as the holder lets go: the waiting run cannot have the home before
 
     holder = threading.Thread(target=hold)
     holder.start()
-    time.sleep(0.2)
+    assert held.wait(60)
     threading.Timer(0.5, release.set).start()
-    started = time.monotonic()
-    with runlock.run_lock(home, "run-b", wait=10):
-        assert 0.2 < time.monotonic() - started < 5
+    with runlock.run_lock(home, "run-b", wait=60):
+        assert released.is_set()  # it waited for the holder's end
     holder.join()
 
 
@@ -193,17 +194,18 @@ def test_report_and_export_wait_for_a_run_holding_the_home_and_otherwise_name_it
             assert "--wait" in refused.output
     assert os.readlink(home.reports / "latest") == latest
 
-    released = threading.Event()
+    held, release, released = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:
         with runlock.run_lock(home, "nightly-2"):
-            released.wait(5)
-        released.set()
+            held.set()
+            release.wait(60)
+            released.set()
 
     holder = threading.Thread(target=hold)
     holder.start()
-    time.sleep(0.2)
-    threading.Timer(0.5, released.set).start()
+    assert held.wait(60)
+    threading.Timer(0.5, release.set).start()
     done = runner.invoke(app, ["export", "--home", str(home.root), "--wait", "30"], env={"COLUMNS": "250"})
     assert done.exit_code == 0, done.output
     assert released.is_set() and "Parquet marts in" in done.output  # it ran once the holder had ended

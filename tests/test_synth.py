@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import time
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
@@ -482,8 +481,6 @@ def test_every_diagnosis_code_of_the_vocabulary_is_classified_by_iccc3():
     assert not unclassified
 
 
-def test_two_thousand_persons_take_seconds(tmp_path):
-    started = time.perf_counter()
+def test_two_thousand_persons_are_generated_across_the_sources(tmp_path):  # its time: benchmarks/bench.py's synth_s
     summary = generate(tmp_path, patients=2000, seed=1)
-    assert time.perf_counter() - started < 30
     assert summary.patients_per_source["sacha_fr"] > summary.patients_per_source["iltb"] > 0
