@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_RUN_KEY
+from processes import alive
 
 from etl import pipeline, timing
 from etl.config import Home, resolve_home
@@ -573,20 +574,11 @@ def test_the_gx_process_ends_with_the_run_that_started_it(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
     pid = int(started.stdout.strip())
     for _ in range(30):  # ended by the kernel at once; GX's import alone would take it seconds
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.1)
     else:
         pytest.fail(f"the GX process {pid} outlived the run that started it")
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process runs: not gone (reaped between two looks too) and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"  # the state follows the command's name
 
 
 LAZY_PROBE = """

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from processes import alive
+
 # The run's stand-in: starts a worker as pipeline._prepare_in_workers does, says its pid, and waits to be killed.
 # The worker's stdin is a pipe this test holds open, so the worker waits for its job as long as it lives; its
 # stderr goes to the file the test may name.
@@ -25,14 +27,6 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_worker_ends_when_the_run_is_killed() -> None:
     job_read, job_write = os.pipe()
     run = subprocess.Popen([sys.executable, "-c", _RUN, str(job_read)], stdout=subprocess.PIPE, text=True,
@@ -44,10 +38,10 @@ def test_a_worker_ends_when_the_run_is_killed() -> None:
         run.send_signal(signal.SIGKILL)
         run.wait()
         for _ in range(300):  # the kernel ends it at once; an orphan waits for its job for ever
-            if not _alive(worker):
+            if not alive(worker):
                 break
             time.sleep(0.1)
-        assert not _alive(worker), "the worker outlived the run that started it"
+        assert not alive(worker), "the worker outlived the run that started it"
     finally:
         os.close(job_write)
         os.close(job_read)
@@ -87,10 +81,10 @@ def test_a_worker_leaves_ctrl_c_to_its_run(tmp_path: Path) -> None:
         run.send_signal(signal.SIGKILL)  # the run ends its workers (here: the kernel, as the run is gone)
         run.wait()
         for _ in range(300):
-            if not _alive(worker):
+            if not alive(worker):
                 break
             time.sleep(0.1)
-        assert not _alive(worker)
+        assert not alive(worker)
         assert "KeyboardInterrupt" not in said.read_text(), said.read_text()
     finally:
         os.close(job_write)
