@@ -166,11 +166,11 @@ def celery_run(tmp_path_factory) -> Iterator[dict]:
     try:
         cluster.start_all()
         _wait_for("both Celery workers ready", lambda: all(f"{w}@" in cluster.log(w) and " ready." in cluster.log(w)
-                                                            for w in WORKERS), 120, cluster.logs)
+                                                            for w in WORKERS), 300, cluster.logs)
         # Unpausing lets the scheduler create the latest nightly run (catchup=False): no manual trigger.
         _wait_for("the DAG parsed and unpaused", lambda: cluster.airflow("dags", "unpause", DAG_ID,
                                                                         check=False).returncode == 0,
-                  120, cluster.logs)
+                  300, cluster.logs)  # generous: a loaded machine starts seven processes of Airflow and Celery
         _wait_for("the nightly run finished", lambda: any(r["state"] in ("success", "failed")
                                                           for r in _runs(cluster)), RUN_TIMEOUT, cluster.logs)
         runs = _runs(cluster)
