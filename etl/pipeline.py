@@ -780,12 +780,18 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
     order = sorted(planned.changed, key=lambda s: -_export_bytes(home, [s]))
     with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES) as threads:
         try:
-            prepared = dict(zip(order, threads.map(one, order), strict=True))
+            # A stop waits till every source is handed to the pool: one acting as the pool starts a thread found
+            # that thread not yet the pool's, which then went on unwaited for, saying its source failed after
+            # the run had said its last word.
+            with run_record.stops_held():
+                results = threads.map(one, order)
+            prepared = dict(zip(order, results, strict=True))
         except BaseException:  # told to stop: no worker starts, those at work end with it (the pool waits for them)
             with starting:
                 stopping = True
                 for worker in working:
                     worker.terminate()
+            threads.shutdown(wait=False, cancel_futures=True)  # the sources not begun are not begun
             raise
     for _, steps in prepared.values():
         timing.recorded.extend(steps)

@@ -93,11 +93,15 @@ def stops_held() -> Iterator[None]:
                 before[number] = signal.signal(number, lambda number, _frame: held.append(number))
         yield
     finally:
-        with ExitStack() as delivered:  # every handler put back first, then what arrived sent again
-            for arrived in reversed(dict.fromkeys(held)):
-                delivered.callback(signal.raise_signal, arrived)
+        with ExitStack() as restored:  # every handler put back (each even if another's raised), then what arrived
+            restored.callback(_sent_again, held)  # read once they are back: one arriving as they go back is in it
             for swapped, handler in before.items():
-                signal.signal(swapped, handler)
+                restored.callback(signal.signal, swapped, handler)
+
+
+def _sent_again(held: list[int]) -> None:
+    for arrived in dict.fromkeys(held):
+        signal.raise_signal(arrived)
 
 
 def stop_behind(exc: BaseException) -> BaseException | None:

@@ -59,3 +59,23 @@ def test_a_stop_held_meanwhile_is_delivered_after_the_block_with_another_thread_
     finally:
         idle.set()
         other.join()
+
+
+def test_a_stop_arriving_as_the_held_handlers_are_put_back_is_delivered(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    # The block's end puts each handler back: a stop arriving then met the holding handler still in place for it,
+    # after what had arrived was read, and was lost: the run went on as if never told.
+    night = run_record.Night(Home(tmp_path / "home"), "20261206T000000Z", "cli")
+    put_back, arrived = signal.signal, []
+
+    def stopped_as_put_back(number: int, handler: object) -> object:
+        if not arrived:  # as the first is put back: SIGTERM's holding handler is in place till its own is
+            arrived.append(number)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return put_back(number, handler)  # type: ignore[arg-type]
+
+    with pytest.raises(run_record.Stopped), night.stoppable():
+        with run_record.stops_held():
+            monkeypatch.setattr(signal, "signal", stopped_as_put_back)
+        monkeypatch.undo()
+        pytest.fail("not stopped")

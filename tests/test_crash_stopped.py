@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,16 +41,19 @@ def _signalled(home: Path, number: signal.Signals, when_said: str, *args: str, *
                            stderr=subprocess.STDOUT, text=True, preexec_fn=_stop_signals_heard,
                            env={**os.environ, "RTW_PSEUDONYM_KEY": KEY, "COLUMNS": "250", **env})
     assert run.stdout is not None
-    said = []
-    for line in run.stdout:
-        said.append(line)
-        if when_said in line:
-            run.send_signal(number)
-            break
+    said, signalled = [], False
+    ending = threading.Timer(600, run.kill)  # a run that does not stop is not waited for, nor left behind
+    ending.start()
     try:
-        said.append(run.communicate(timeout=600)[0])
+        for line in run.stdout:  # to its end: communicate() would lose what this loop has read ahead
+            said.append(line)
+            if when_said in line and not signalled:
+                run.send_signal(number)
+                signalled = True
+        run.wait()
     finally:
-        run.kill()  # a run that did not stop is not left behind
+        ending.cancel()
+        run.kill()
     return run.returncode, "".join(said), run.pid
 
 
