@@ -10,7 +10,9 @@ the home's lease and holds the home's lock still); `rtw run`, which takes no lea
 process of `rtw run` (etl/source_worker.py) meets `preparing` as it starts, before it prepares its source.
 
 With env RTW_TEST_HOLD_AT=<point>, the process stops there and waits until it is ended, as a step that hangs
-would: what ends it can be tested without a race against the step's own end (tests/test_crash_stopped.py).
+would: what ends it can be tested without a race against the step's own end (tests/test_crash_stopped.py); or till
+it is sent SIGUSR1, after which it goes on and holds nowhere (tests/test_runlock.py: a run holding the home while
+another starts). It says on stderr that it holds.
 """
 
 from __future__ import annotations
@@ -30,5 +32,8 @@ def crash_point(name: str) -> None:
     assert name in POINTS + DAG_POINTS + WORKER_POINTS, name
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    while os.environ.get(HOLD_ENV) == name:
-        signal.pause()
+    if os.environ.get(HOLD_ENV) == name:
+        signal.signal(signal.SIGUSR1, lambda _number, _frame: os.environ.pop(HOLD_ENV, None))
+        os.write(2, f"held at {name} ({HOLD_ENV})\n".encode())  # for the test to act on
+        while os.environ.get(HOLD_ENV) == name:
+            signal.pause()

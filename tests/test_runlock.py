@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from task_processes import task_process
 
 from etl import runlock
 from etl.config import REPO_ROOT, SettingError, resolve_home
+from etl.crash import HOLD_ENV
 from etl.synth import generate
 
 RTW = str(Path(sys.executable).with_name("rtw"))
@@ -140,16 +142,32 @@ def test_a_dag_plan_replaces_the_lease_of_a_dag_run_that_has_ended_not_of_one_st
 
 
 @pytest.mark.integration
-def test_two_runs_started_at_once_one_completes_the_other_exits_cleanly(tmp_path):
+def test_a_run_started_while_another_holds_the_home_exits_cleanly_and_the_holder_completes(tmp_path):
     generate(tmp_path, patients=30, seed=5)
     env = {**os.environ, "RTW_PSEUDONYM_KEY": "two-runs-key", "COLUMNS": "200"}
     command = [RTW, "run", "--home", str(tmp_path)]
-    runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for _ in range(2)]
-    outputs = [r.communicate(timeout=600)[0] for r in runs]
-    codes = sorted(r.returncode for r in runs)
-    assert codes == [0, 1], outputs
-    loser = outputs[[r.returncode for r in runs].index(1)]
+    # The first held once it staged an export (etl/crash.py), the home its own, till the second has tried: started
+    # together, the second could start after the first had ended.
+    holder = subprocess.Popen(command, cwd=REPO_ROOT, env=env | {HOLD_ENV: "extracted"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    assert holder.stdout is not None
+    ending = threading.Timer(600, holder.kill)  # a holder that does not go on is not waited for
+    ending.start()
+    try:
+        said = [holder.stdout.readline()]
+        while "held at extracted" not in said[-1]:
+            said.append(holder.stdout.readline())
+            assert said[-1], "".join(said)  # it ended before it extracted
+        second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        holder.send_signal(signal.SIGUSR1)  # let go on
+        said.append(holder.stdout.read())  # to its end (communicate() would lose what readline read ahead)
+        holder.wait()
+    finally:
+        ending.cancel()
+        holder.kill()
+    outputs = ["".join(said), second.stdout + second.stderr]
+    assert [holder.returncode, second.returncode] == [0, 1], outputs
+    loser = outputs[1]
     assert BUSY.search(loser), loser
     assert "Traceback" not in loser
     for output in outputs:
