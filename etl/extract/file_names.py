@@ -87,7 +87,7 @@ TYPED_SEPARATORS = SEPARATORS + _DASHES + _SPACES
 TYPED_SPACES = " " + _SPACES
 _ANY_SEPARATOR = f"[{re.escape(TYPED_SEPARATORS)}]"
 _TYPED_AS = {**dict.fromkeys(_DASHES, "-"), **dict.fromkeys(_SPACES, " ")}
-_AS_WRITTEN = {"-": f"[{re.escape('-' + _DASHES)}]", " ": f"[{re.escape(' ' + _SPACES)}]"}
+_AS_WRITTEN = {"-": f"[{re.escape('-' + _DASHES)}]", " ": f"[{re.escape(TYPED_SPACES)}]"}
 _A_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4}|\d{6})?(?!\d)"
 _ANY_LONG_NUMBER = re.compile(rf"(?<!\d)(?!{_A_DATE})\d{{6,}}(?!\d)")
 # A part of a name joined by '-' that is a date (2026-11-01, 01-11-2026, 2026-11, 20261101): never in a key

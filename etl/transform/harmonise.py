@@ -356,12 +356,12 @@ class _Engine:
     def _private(self, record: _Record, raw: str) -> bool:
         """Whether a value repeats the record's patient number or, written any usual way, birth date, or
         holds another patient's number or birth date of the source: a message may not quote it."""
-        if holds_patient_key(raw, record.patient_key):
+        seen = as_seen(raw)  # once for the three checks: a zero-width space typed into a number hides it from no reader
+        if holds_patient_key(seen, record.patient_key):
             return True
-        seen = as_seen(raw)  # a zero-width space typed into the date hides it from no reader
         if any(day.strftime(layout) in seen for day in self._own_days(record.norm) for layout in _BIRTH_WRITTEN):
             return True
-        return self.screen.holds(raw)
+        return self.screen.holds(seen)
 
     def _own_days(self, norm: str) -> frozenset[date]:
         """The days a patient's birth date is (given to the day), or may be (refused: each day its text reads as)."""

@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
-from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, PatientNumbers, staged_keys
+from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, TYPED_SPACES, PatientNumbers, staged_keys
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen, names_a_patient
 from etl.transform.values import PartialDate
@@ -74,9 +74,8 @@ DATE = "{date}"
 # twice by '/', twice by '.' or twice by a dash: '-' or one typed for it (2007–08–03, as Word puts it:
 # file_names.TYPED_SEPARATORS), each with a space or not on either side (03. 08. 2007, 03.08. 2007, 12 / 09 / 2015);
 # never by spaces alone (`cycles 2 3 2019` stays).
-_SPACES = "".join(c for c in TYPED_SEPARATORS if c.isspace())
-_DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in _SPACES + '_'))}]"
-_SPACE = f"[{re.escape(_SPACES)}]?"
+_DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPACES + '_'))}]"
+_SPACE = f"[{re.escape(TYPED_SPACES)}]?"
 
 
 def _parted(first: str, second: str, third: str) -> str:
