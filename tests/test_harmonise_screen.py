@@ -76,6 +76,18 @@ def test_a_birth_date_typed_with_spaces_or_an_en_dash_is_screened_and_another_da
         "as for the child born {date} ({date}), seen 2019 \u2013 05 \u2013 02"
 
 
+def test_a_birth_date_in_words_with_a_two_digit_year_or_parted_by_spaces_is_screened_and_another_day_stays():
+    # ILTB-00003's birth date, 06/03/1996, as centres write it in other patients' notes (one per note)
+    written = ["6 mars 1996", "March 6th, 1996", "06MAR1996", "06-Mar-96", "06.03.96", "06 03 1996",
+               "6. März 1996"]
+    rows = [PATIENTS[0] | {"rid": str(10 + n), "reason": f"as for the child born {day}, seen 6 May 1996"}
+            for n, day in enumerate(written)]
+    result = _harmonised([*rows, *PATIENTS[1:]])
+    assert result.rejections.empty
+    reasons = result.tables["tumour_board_review"].reason_not_followed.tolist()[:len(written)]
+    assert reasons == ["as for the child born {date}, seen 6 May 1996"] * len(written)
+
+
 @pytest.mark.parametrize("own", ["ILTB-00001", "ILTB\u201300001", "ILTB\u00a000001", "iltb_00001"])
 def test_the_patient_s_own_number_in_a_free_text_still_quarantines_the_record(own):
     # However its '-' was typed (an en dash by Word's autocorrect, a no-break space): not loaded as {patient}.

@@ -20,10 +20,11 @@ from shared_build import copy_of
 from etl import pipeline
 from etl.config import Home
 from etl.extract.odm import read_odm_header
+from etl.transform.days import shows_day
 from etl.transform.harmonise import harmonise_source
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, publish_record_key, published_key, source_pseudonym
-from etl.transform.screen import TextScreen, shows_day
+from etl.transform.screen import TextScreen
 from etl.transform.values import PartialDate
 
 KEY = PseudonymKey(b"record-keys-test-key")

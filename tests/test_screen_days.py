@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from etl.transform.screen import DATE, TextScreen, days_shown, hide_days
+import pytest
+
+from etl.transform.days import DATE, days_shown, hide_days
+from etl.transform.screen import TextScreen
 
 
 def test_the_days_hidden_are_the_days_shown_and_a_code_of_as_many_digits_stays():
@@ -16,13 +19,38 @@ def test_the_days_hidden_are_the_days_shown_and_a_code_of_as_many_digits_stays()
     assert hide_days("nessuna data") == "nessuna data"
 
 
-def test_a_day_parted_by_spaced_marks_or_a_typed_dash_is_a_day_and_spaces_alone_or_mixed_marks_are_not():
-    # As a centre types it (03. 08. 2007, 12 / 09 / 2015) or Word's autocorrect puts an en dash for '-'.
+def test_a_day_parted_by_spaced_marks_a_typed_dash_or_spaces_is_a_day_and_mixed_marks_are_not():
+    # As a centre types it (03. 08. 2007, 12 / 09 / 2015, 03 08 2007) or Word's autocorrect puts an en dash for '-'.
     text = ("nata il 03. 08. 2007, visto 03.08. 2007 e 2007\u201308\u201303 o 2007\u201308-03, "
-            "esame 12\u00a0/\u00a009\u00a0/\u00a02015")
-    assert hide_days(text) == f"nata il {DATE}, visto {DATE} e {DATE} o {DATE}, esame {DATE}"
+            "esame 12\u00a0/\u00a009\u00a0/\u00a02015, cicli 03 08 2007")
+    assert hide_days(text) == f"nata il {DATE}, visto {DATE} e {DATE} o {DATE}, esame {DATE}, cicli {DATE}"
     assert days_shown(text) == {date(2007, 8, 3), date(2007, 3, 8), date(2015, 9, 12), date(2015, 12, 9)}
-    ordinary = "cicli 2 3 2019, dose 12.5 - 10.2015, 03/08-2007, ILTB\u201300002, 2007_08_03"
+    ordinary = "cicli 2 3 519, dose 12.5 - 10.2015, 03/08-2007, ILTB\u201300002, 2007_08_03, 1 2 3, v2.1"
+    assert hide_days(ordinary) == ordinary and days_shown(ordinary) == frozenset()
+
+
+@pytest.mark.parametrize(("written", "days"), [
+    ("15 January 2024", {date(2024, 1, 15)}), ("15 janv. 2024", {date(2024, 1, 15)}),
+    ("15. März 2024", {date(2024, 3, 15)}), ("1er mars 2024", {date(2024, 3, 1)}),
+    ("3 AOÛT 2010", {date(2010, 8, 3)}), ("15 de enero de 2024", {date(2024, 1, 15)}),
+    ("nato il 16 gennaio 1995.", {date(1995, 1, 16)}), ("15 października 2020", {date(2020, 10, 15)}),
+    ("January 15th, 2024", {date(2024, 1, 15)}), ("sept. 3, 2019", {date(2019, 9, 3)}),
+    ("15JAN2024", {date(2024, 1, 15)}), ("15-Jan-2024", {date(2024, 1, 15)}),
+    ("DOB 15JAN24", {date(1924, 1, 15), date(2024, 1, 15)}),
+    ("15/01/24", {date(1924, 1, 15), date(2024, 1, 15)}),
+    ("visto 3.4.07", {date(1907, 4, 3), date(2007, 4, 3), date(1907, 3, 4), date(2007, 3, 4)}),
+])
+def test_a_day_in_words_or_with_a_two_digit_year_is_a_day(written, days):
+    """SAS's DATE9 (15JAN2024), a spreadsheet's 15-Jan-24, and a month in words in the network's languages."""
+    assert days_shown(written) == days
+    assert DATE in hide_days(written) and not any(str(d.day) in hide_days(written) for d in days)
+
+
+@pytest.mark.parametrize("ordinary", [
+    "31 February 2024", "marker 15 2024", "on 3 May 12 patients", "2 x 3 mg 2019", "Maybe 3, 2019",
+    "12:30:45", "dose 15 mg/m2 2024", "grade 3/4/5", "TREP-000002 on day 15",
+])
+def test_words_and_numbers_that_are_no_day_stay(ordinary):
     assert hide_days(ordinary) == ordinary and days_shown(ordinary) == frozenset()
 
 

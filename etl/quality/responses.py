@@ -73,8 +73,9 @@ from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_te
 from etl.quality.query_status import sent_items_sql
 from etl.quality.report import choose_run
 from etl.spreadsheet import EXCEL_BOOLEANS, spreadsheet_boolean
+from etl.transform.days import hide_days
 from etl.transform.pseudonym import PseudonymKey
-from etl.transform.screen import TextScreen, every_source_numbers, hide_days, typed_text_screen
+from etl.transform.screen import TextScreen, every_source_numbers, typed_text_screen
 
 log = logging.getLogger(__name__)
 
@@ -882,7 +883,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any
 
 def _screened_comment(screen: TextScreen, comment: str) -> str:
     """A centre's comment as it is stored: without patient numbers and EUPIDs (the typed-text screen), and with
-    every day hidden, digits that read as a date (etl/transform/screen.py `hide_days`), not a code of as many
+    every day hidden, digits that read as a date (etl/transform/days.py `hide_days`), not a code of as many
     ("MedDRA 10019211"). A comment answering a query about a birth date is where a centre writes the day
     ("corrected: born 16/02/2012"), which the warehouse never holds, in whatever month: the patient's held one
     is the wrong one the query is about, and a quarantined patient has none."""

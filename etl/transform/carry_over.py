@@ -56,11 +56,12 @@ from etl import fsio, resources, schema
 from etl.config import WAREHOUSE_SQL_DIR, connect_duckdb
 from etl.extract.adapter import FORMAT_MODULES, LINE_COLUMN
 from etl.extract.file_names import PATIENT
+from etl.transform.days import DATE
 from etl.transform.harmonise import PATIENT_COUNT_COLUMNS, screened_fields
 from etl.transform.mapping import SourceMapping
 from etl.transform.pseudonym import PseudonymKey, source_pseudonym
 from etl.transform.records import SourcePatientKeys
-from etl.transform.screen import DATE, TextScreen
+from etl.transform.screen import TextScreen
 
 MEMO = "patients.parquet"
 _MEMO_COLUMNS = ["who", "source_patient_pseudonym", "digest", *PATIENT_COUNT_COLUMNS[1:]]

@@ -39,6 +39,7 @@ from etl.frames import row_dicts
 from etl.schema import core_columns
 from etl.spreadsheet import BOOLEAN_WORDS
 from etl.transform import iccc3, icdo3
+from etl.transform.days import days_shown
 from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_template, template_fields
 from etl.transform.pseudonym import (
     PseudonymKey,
@@ -51,7 +52,7 @@ from etl.transform.pseudonym import (
     shown_local,
     source_pseudonym,
 )
-from etl.transform.screen import TextScreen, days_shown
+from etl.transform.screen import TextScreen
 from etl.transform.values import (
     PartialDate,
     ValueRejected,
@@ -381,7 +382,7 @@ class _Engine:
 
     def _birth(self, row: Mapping[str, str]) -> tuple[PartialDate | None, frozenset[date]]:
         """The birth date a patient record gives; when harmonise refuses it, the days its text may be read as
-        (screen.py `days_shown`: none for a text that reads as no day)."""
+        (days.py `days_shown`: none for a text that reads as no day)."""
         spec = self.mapping.patient.fields.get("birth_date")
         given = self._given(spec, row) if spec is not None else None
         if given is None:

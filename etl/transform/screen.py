@@ -12,8 +12,8 @@ number and birth date are caught by harmonise; this catches those of every patie
   them to their digits, their digits as many: `PatientNumbers.key_pattern`; a file name takes them in any
   case and across '-', '_' or ' ', where a word's end costs only the name's detail), so a dose, a date,
   `ISO8601` or `visit 2026` stays;
-- a birth date is a date written as a day (2024-01-15, 15/01/2024, 15.01.2024, 01/15/2024, 20240115; parted by
-  spaced marks or a typed dash too, 15. 01. 2024, 2024–01–15: `DAY_WRITTEN`) that is the birth date of a
+- a birth date is a date written as a day (2024-01-15, 15/01/2024, 01/15/2024, 20240115, 15.1.24, 15 01 2024,
+  15 January 2024, 15JAN2024, 1er janvier 2024, ...: etl/transform/days.py `DAY_WRITTEN`) that is the birth date of a
   patient of the source, or that falls in the birth month of one whose source gives the month only (the text
   would tell the day the warehouse never holds);
 - an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
@@ -28,7 +28,7 @@ whether it holds a number of a key's shape, whoever's birth dates the source hol
 same as patients arrive and leave, unless one brings or takes away a key's shape, and hides the record's own
 patient's birth date by `shows_day`). A date
 that is nobody's birth date stays, and so does a number of no key's shape; neither can find a name, a
-place, or a date written in words: those only a reader can see (docs/privacy.md).
+place, or a day written in words (`the third of March 2014`): those only a reader can see (docs/privacy.md).
 
 Cheap by construction: the shapes, dates and EUPIDs are gathered once per source (the births only when a text
 first holds a digit; etl/transform/parts.py `source_screen`: every part of a large source is screened by
@@ -61,77 +61,17 @@ import pyarrow.parquet as pq
 
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
-from etl.extract.file_names import PATIENT, TYPED_SEPARATORS, TYPED_SPACES, PatientNumbers, staged_keys
+from etl.extract.file_names import PATIENT, PatientNumbers, staged_keys
+from etl.transform.days import DATE, DAY_WRITTEN, day_readings, days_shown
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen, names_a_patient
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
 
-DATE = "{date}"
-# A day written as digits: year first (2024-01-15), year last (15/01/2024, 01/15/2024), or eight digits
-# year first (20240115); the group `day` holds it. Parted, its year is of 1900-2099 (`_YEAR`). Its parts are parted
-# twice by '/', twice by '.' or twice by a dash: '-' or one typed for it (2007–08–03, as Word puts it:
-# file_names.TYPED_SEPARATORS), each with a space or not on either side (03. 08. 2007, 03.08. 2007, 12 / 09 / 2015);
-# never by spaces alone (`cycles 2 3 2019` stays).
-_DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPACES + '_'))}]"
-_SPACE = f"[{re.escape(TYPED_SPACES)}]?"
-
-
-def _parted(first: str, second: str, third: str) -> str:
-    return "|".join(f"{first}{_SPACE}{mark}{_SPACE}{second}{_SPACE}{mark}{_SPACE}{third}"
-                    for mark in ("/", r"\.", _DASH))
-
-
-# A year of 1900-2099: a number after "2 - " (a list's item) is no day of the year 0012, and read as one it hid a
-# patient number of that shape (07-0012) from the key pattern, which the day pattern goes before.
-_YEAR, _MONTH_OR_DAY = r"(?:19|20)\d\d", r"\d{1,2}"
-DAY_WRITTEN = (rf"(?P<day>(?<!\d)(?:{_parted(_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY)}"
-               rf"|{_parted(_MONTH_OR_DAY, _MONTH_OR_DAY, _YEAR)}|\d{{8}})(?!\d))")
-_DAY_PARTS = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
-_DAYS = re.compile(DAY_WRITTEN)
-
-
-def day_readings(written: str) -> list[date]:
-    """The days a day written as digits (`DAY_WRITTEN`) reads as, any way it may be: year first, or year last
-    with the day or the month first (as in the US); none when no way gives a date (1001-92-11)."""
-    parts = _DAY_PARTS.findall(written)
-    if len(parts) == 1:  # 20240115; never day first, as a MedDRA code (10052015) would read
-        readings = [(written[:4], written[4:6], written[6:])]
-    elif len(parts[0]) == 4:
-        readings = [(parts[0], parts[1], parts[2])]
-    else:  # day first, or month first as in the US
-        readings = [(parts[2], parts[1], parts[0]), (parts[2], parts[0], parts[1])]
-    days = []
-    for year, month, day in readings:
-        try:
-            days.append(date(int(year), int(month), int(day)))
-        except ValueError:
-            continue
-    return days
-
-
-def days_shown(text: str) -> frozenset[date]:
-    """The days a text holds written as digits, each read as the screen reads a day (`day_readings`)."""
-    if _DIGIT.search(text) is None:
-        return frozenset()
-    return frozenset(day for m in _DAYS.finditer(text) for day in day_readings(m.group("day")))
-
-
-def hide_days(text: str) -> str:
-    """The text with each day written as digits that reads as a date (`days_shown`) replaced by {date}; digits of
-    a day's shape that read as none stay (a MedDRA code, 10019211)."""
-    if _DIGIT.search(text) is None:
-        return text
-    return _DAYS.sub(lambda m: DATE if day_readings(m.group("day")) else m.group(0), text)
-
-
-def shows_day(text: str, day: date) -> bool:
-    """Whether a text holds `day` written as digits, read as the screen reads a day (`day_readings`)."""
-    return day in days_shown(text)
 
 
 class TextScreen:
