@@ -144,13 +144,15 @@ def _edge(run: str) -> str:
     return r"\d" if run[0].isdigit() else _LETTERS if run[0].isalpha() else ""
 
 
-def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool = False) -> str:
+def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool = False, spaced: bool = False) -> str:
     """`joined_as_written`: each separator as the key writes it (a dash any dash, a space any space), not '-',
-    '_' or ' ' alike (`TYPED_SEPARATORS`)."""
+    '_' or ' ' alike (`TYPED_SEPARATORS`); `spaced`: with a space or not on either side of it (`07 – 0012` as a
+    note types 07-0012; in a text, where a number's place need not line up with a name's)."""
+    around = f"{_AS_WRITTEN[' ']}?" if spaced else ""
     return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
                    else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
-                   else _AS_WRITTEN.get(_TYPED_AS.get(r, r), re.escape(r)) if joined_as_written
-                   else _ANY_SEPARATOR if r in TYPED_SEPARATORS else re.escape(r)
+                   else around + _AS_WRITTEN.get(_TYPED_AS.get(r, r), re.escape(r)) + around if joined_as_written
+                   else around + _ANY_SEPARATOR + around if r in TYPED_SEPARATORS else re.escape(r)
                    for r in runs)
 
 
@@ -167,14 +169,15 @@ def runs_into_letters(runs: Sequence[str]) -> bool:
         len(runs[0]) >= 2 or sum(len(r) for r in runs if r.isdigit()) >= _SHORTEST_NUMBER_RUN_IN)
 
 
-def key_shape(key: str, *, literal: bool = False) -> str:
+def key_shape(key: str, *, literal: bool = False, spaced: bool = False) -> str:
     """The regex of the numbers shaped like a patient key (see the module docstring); `literal`: of the key
     itself as a name writes it (its runs as they are, '-', '_' and ' ' alike; to match in any case), run into
     letters before it too when its own letters come first (`runs_into_letters`): `rtw forget` looks for one
-    patient's own number, not for any number of the shape."""
+    patient's own number, not for any number of the shape. `spaced`: a separator with a space or not on either
+    side (a free text's `07 – 0012`)."""
     runs = NAME_RUNS.findall(normalise_patient_key(key))
     first = "" if literal and runs_into_letters(runs) else _edge(runs[0])
-    return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal)}{_shape_end(runs)}"
+    return f"{f'(?<!{first})' if first else ''}{_shape_body(runs, literal, spaced=spaced)}{_shape_end(runs)}"
 
 
 def _run_in_shapes(keys: Mapping[str, int], *, in_text: bool) -> set[str]:
@@ -192,7 +195,8 @@ def _run_in_shapes(keys: Mapping[str, int], *, in_text: bool) -> set[str]:
     for key, count in keys.items():
         runs = NAME_RUNS.findall(key.strip())
         if runs_into_letters(runs):
-            shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=in_text) + _shape_end(runs))
+            shape = (len(runs[0]), _shape_body(runs[1:], literal=False, joined_as_written=in_text, spaced=in_text)
+                     + _shape_end(runs))
             own = normalise_patient_key(runs[0])
             letters.setdefault(shape, Counter())[own] += count
             written.setdefault(own, {own}).add(runs[0])
@@ -257,8 +261,9 @@ class PatientNumbers:
 
     @functools.cached_property
     def _text_shapes(self) -> set[str]:
-        """The keys' shapes in a free text: run into letters only as the keys write and join them."""
-        return self._key_shapes | _run_in_shapes(self._shaped, in_text=True)
+        """The keys' shapes in a free text: a separator spaced around or not (`07 – 0012`, as the patient's own
+        number is found: pseudonym.holds_patient_key); run into letters only as the keys write and join them."""
+        return {key_shape(k, spaced=True) for k in self._shaped} | _run_in_shapes(self._shaped, in_text=True)
 
     def found(self, name: str) -> Iterator[re.Match[str]]:
         """Each patient number in a file name, in its order."""

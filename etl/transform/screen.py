@@ -6,7 +6,7 @@ number and birth date are caught by harmonise; this catches those of every patie
 
 - a patient number is anything shaped like one of the source's patient keys (each run of digits and
   of letters by its length, '-', '_' and ' ' alike, and any Unicode dash or space as one of them, such as the
-  en dash Word puts for '-': etl/extract/file_names.py `key_shape`), so the
+  en dash Word puts for '-', spaced around or not: etl/extract/file_names.py `key_shape`), so the
   number of a patient of another part, or of none yet, is found too; run into a word before it
   (`seen by PatID1234` for keys ID0001: the letters of three keys or more, as the keys write them and join
   them to their digits, their digits as many: `PatientNumbers.key_pattern`; a file name takes them in any
