@@ -457,8 +457,9 @@ def responses_import(file: Annotated[Path, typer.Argument(
                      encoding: Annotated[str | None, typer.Option(
                          "--encoding", metavar="CODE_PAGE",
                          help="The code page a returned CSV was saved in when it is not UTF-8, e.g. cp1250 (Polish, "
-                              "Czech, Hungarian Excel); default: Windows-1252. An XLSX, and Excel's Unicode text "
-                              "(UTF-16, .txt or renamed .csv), need none")] = None) -> None:
+                              "Czech, Hungarian Excel); default: Windows-1252, or Mac Roman for what Excel for Mac "
+                              "saves. An XLSX, and Excel's Unicode text (UTF-16, .txt or renamed .csv), need none")]
+                     = None) -> None:
     """Import a centre's answers: each row checked, confirmed findings waived from the next run on."""
     from etl.quality.queries import warehouse_key
     from etl.quality.responses import import_responses

@@ -35,6 +35,7 @@ from typer.testing import CliRunner, Result
 from etl import pipeline
 from etl.cli import app
 from etl.config import Home, resolve_home
+from etl.quality.code_pages import western_code_page
 from etl.quality.queries import HEADER, Selection, SentBatch, _write_csv, _write_xlsx, _written, send_queries
 from etl.quality.query_status import CentreQueries, per_centre, queries_as_of
 from etl.quality.report import build_report, choose_run
@@ -76,6 +77,33 @@ def test_a_csv_saved_again_by_excel_on_windows_reads_back(tmp_path):
         csv.writer(handle, delimiter=";").writerows(table)
     assert b"\x97" in path.read_bytes()  # the em dash, not UTF-8
     assert [r.cells for r in read_returned(path)] == [_expected(row) for row in sent]
+
+
+FRENCH = "vérifié à la source: è, ç, ê, où; À revoir — Köln, España"
+
+
+def test_a_csv_saved_again_by_excel_for_mac_reads_back(tmp_path):
+    """Excel for Mac saves "Comma Separated Values" in Mac Roman: read as Windows-1252, é came back as Ž and è,
+    ç, ê, ù made the file refused, told to give cp1250."""
+    sent = [[*row[:COMMENT], FRENCH, *row[COMMENT + 1:]] for row in _sent_rows()]
+    written = tmp_path / "queries.csv"
+    _write_csv(written, sent)
+    path = _resaved(written, tmp_path / "resaved.csv", "mac_roman")
+    assert b"\xd1" in path.read_bytes()  # rtw's em dash, as Mac Roman writes it
+    assert [r.cells for r in read_returned(path)] == [_expected(row) for row in sent]
+    windows = _resaved(written, tmp_path / "windows.csv", "cp1252")  # the same text from Windows reads as it did
+    assert [r.cells for r in read_returned(windows)] == [_expected(row) for row in sent]
+
+
+@pytest.mark.parametrize(("text", "code_page"), [
+    ("vérifié — à revoir, n° 3, 5 µg, 10 €", "cp1252"), ("vérifié — à revoir, n° 3, 5 µg", "mac_roman"),
+    ("Kraków, Dvořák — ťažký", None),  # Central European (cp1250): neither reads it cleanly
+])
+def test_the_western_code_page_is_told_by_how_each_reads_the_text(text, code_page):
+    encoded = text.encode(code_page or "cp1250")
+    assert western_code_page(encoded) == code_page
+    if code_page:
+        assert encoded.decode(western_code_page(encoded)) == text
 
 
 def test_a_cell_longer_than_a_spreadsheet_holds_is_cut_alike_in_both_files_and_reads_back(tmp_path):

@@ -27,7 +27,8 @@ quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks
 code page of its locale, or saved as "Unicode text" (UTF-16, tab-separated, named .txt, perhaps renamed
 .csv). UTF-16 is known by its byte-order mark or, without one, by its NUL bytes: the header's characters
 are ASCII, so every other byte of its start is NUL (which no CSV in a code page or UTF-8 holds). A CSV
-that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe) unless the import is told its
+that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe; or Mac Roman, Excel for Mac's, when
+Windows-1252 reads it as no Western text is written: etl/quality/code_pages.py) unless the import is told its
 code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0, true as
@@ -68,6 +69,7 @@ from etl.config import Home
 from etl.extract.file_names import shown_file_name
 from etl.pull.unzip import ZipLimits, ZipRefused, check_zip
 from etl.quality.catalogue import Rule, load_catalogue
+from etl.quality.code_pages import western_code_page
 from etl.quality.findings import value_hash_sql
 from etl.quality.queries import ANSWER, HEADER, HIDDEN, SHOWN, Response, cell_text, row_key
 from etl.quality.query_status import sent_items_sql
@@ -306,12 +308,13 @@ def _csv_text(path: Path, encoding: str | None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        try:  # Excel on Windows saves "CSV" in the ANSI code page; rtw's own text has an em dash (0x97)
-            return data.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise ResponseFileError(f"{path.name}: neither UTF-8 nor Windows-1252 text ({exc}); save the CSV as "
-                                    "UTF-8, or give its code page (--encoding cp1250 for Central European "
-                                    "Excel)") from None
+        pass
+    # Excel saves "CSV" in the code page of its locale: Windows-1252 on Windows (rtw's own em dash is 0x97), Mac
+    # Roman on a Mac
+    if (code_page := western_code_page(data)) is None:
+        raise ResponseFileError(f"{path.name}: neither UTF-8 nor Windows-1252 nor Mac Roman text; save the CSV as "
+                                "UTF-8, or give its code page (--encoding cp1250 for Central European Excel)")
+    return data.decode(code_page)
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
