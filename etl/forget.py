@@ -520,7 +520,8 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     for table in stage_tables:
         con.execute(f"DELETE FROM stage.{table} WHERE source_id = ? AND starts_with(source_record_key, ?)",
                     [source_id, prefix])
-    pseudonyms = [pseudonym, *former]  # what was kept from before a rekey names the patient by a former one
+    named = _Marks(pseudonym, former=former)  # what was kept from before a rekey names the patient by a former one
+    pseudonyms = list(named.pseudonyms)
     _erase_answers(con, source_id, pseudonyms)
     for table in ("dq.quarantine", "dq.issue_span", "meta.record_removal"):
         con.execute(f"DELETE FROM {table} WHERE source_id = ? AND list_contains(?, split_part(source_record_key, "
@@ -535,8 +536,8 @@ def _erase_in_warehouse(con: duckdb.DuckDBPyConnection, source_id: str, pseudony
     # The person stays if any other record still names them (another source, or one held in quarantine).
     linked = {r[0] for t in sorted(person_tables)
               for r in con.execute(f"SELECT DISTINCT patient_id FROM stage.{t}").fetchall()}
-    marks = _Marks(pseudonym, tuple(p for p in person_ids if p not in linked),
-                   tuple(p for p in person_ids if p in linked), former)
+    marks = dataclasses.replace(named, patient_ids=tuple(p for p in person_ids if p not in linked),
+                                persons_kept=tuple(p for p in person_ids if p in linked))
     _sweep(con, marks)
     _record_erasure(con, source_id, pseudonym, run_id)
     _record_run(con, run_id, started_at, source_id,
