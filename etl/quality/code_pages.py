@@ -1,54 +1,36 @@
 """Which Western code page a CSV saved by Excel is in: Windows-1252 (Excel on Windows) or Mac Roman (Excel for
-Mac's "Comma Separated Values" and "CSV (Macintosh)"), told by how each reads the text.
+Mac's "Comma Separated Values" and "CSV (Macintosh)"), told by the bytes of the accented letters in its words.
 
-The two put Western Europe's accented letters at different bytes: Mac Roman's é (0x8E) reads as Windows-1252's
-Ž, its è, ç, ê and ù (0x8F, 0x8D, 0x90, 0x9D) are no Windows-1252 character at all, and the em dash of rtw's own
-messages (Mac Roman 0xD1) reads as Ñ. Windows-1252 is read unless its reading holds what no Western text
-holds (a capital after a small letter, `vŽrifiŽ`; a capital standing alone, ` Ñ `; a symbol against a letter,
-`voilˆ`) and Mac Roman's reading holds none of it: a text in another code page (cp1250, Polish) reads badly
-both ways, and is refused, for the import to be told its code page.
+The two put Western Europe's small accented letters at different bytes: Windows-1252 at 0xDF-0xFF (é is 0xE9),
+Mac Roman at 0x80-0x9F (é is 0x8E, which Windows-1252 reads as Ž; its è, ç, ê are no Windows-1252 character at
+all). A byte of either kind against a small letter is a vote for its code page, and so is rtw's own em or en
+dash between spaces (Windows-1252 0x97, 0x96; Mac Roman 0xD1, 0xD0). Only the Mac Roman letters that Windows-1252
+reads as nothing a word holds vote for Mac Roman (Ž, Š, Œ, ˆ, ˜, Ÿ, none): not its ó, ñ, í, ú, ö, û, ù, which
+Windows-1252 reads as a dash, an apostrophe, œ, š, ž (chart—value, l’avis, cœur) or Slovak's ť (cp1250).
+
+Mac Roman is read only when it has more votes: a Windows-1252 file is read as it always was, and a Central
+European one (cp1250: its small letters are Windows-1252's bytes) is read as Windows-1252, or refused when
+Windows-1252 has no character for one of its bytes, for the import to be told its code page.
 """
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 WINDOWS, MAC = "cp1252", "mac_roman"
-_CAPITALS_ALONE = set("ÀÉÈ")  # French "À revoir", Italian "È": a word of one capital
-_SIGNS = set("€£°ºª±×÷µ§©®")  # a unit, a currency or a mark beside a number or a word
-_ODD = set("†‡‰‹›ƒ")  # punctuation never against a letter in a note
-_DASHES = set("–—")  # between spaces or numbers, never inside a word (Mac Roman's ñ, ó: Espa–a)
+_WINDOWS_LETTER = rb"[\xdf-\xf6\xf8-\xff]"  # ß, à-ö, ø-ÿ
+_MAC_LETTER = rb"[\x88\x8a-\x90\x98\x9f]"  # à, ä-ê, ò, ü
+_WINDOWS_VOTES = re.compile(rb"[a-z]" + _WINDOWS_LETTER + rb"|" + _WINDOWS_LETTER + rb"[a-z]| [\x96\x97] ")
+_MAC_VOTES = re.compile(rb"[a-z]" + _MAC_LETTER + rb"|" + _MAC_LETTER + rb"[a-z]| [\xd0\xd1] ")
 
 
 def western_code_page(data: bytes) -> str | None:
-    """`WINDOWS` or `MAC` for bytes in one of the two (not UTF-8: the caller tried it first), None when neither
-    reads them cleanly."""
+    """`WINDOWS` or `MAC` for bytes in one of the two (not UTF-8: the caller tried it first), None when Mac Roman
+    has no more votes and Windows-1252 cannot read them."""
+    if len(_MAC_VOTES.findall(data)) > len(_WINDOWS_VOTES.findall(data)):
+        return MAC
     try:
-        windows: str | None = data.decode(WINDOWS)
+        data.decode(WINDOWS)
     except UnicodeDecodeError:
-        windows = None
-    if windows is not None and not _odd(windows):
-        return WINDOWS
-    return MAC if not _odd(data.decode(MAC)) else WINDOWS if windows is not None else None
-
-
-def _odd(text: str) -> bool:
-    """Whether a reading holds a character no Western text holds where it stands."""
-    for at, char in enumerate(text):
-        if char.isascii():
-            continue
-        before = text[at - 1] if at else " "
-        after = text[at + 1] if at + 1 < len(text) else " "
-        category = unicodedata.category(char)
-        if category.startswith("L") and not unicodedata.name(char, "").startswith(("LATIN", "MICRO")):
-            return True  # a Greek or other letter in a Western text (Mac Roman's π for cp1250's ą)
-        if category == "Lu" and (before.islower() or (not before.isalpha() and not after.isalpha()
-                                                      and char not in _CAPITALS_ALONE)):
-            return True
-        if char in _ODD and (before.isalpha() or after.isalpha()):
-            return True
-        if char in _DASHES and before.isalpha() and after.isalpha():
-            return True
-        if category.startswith("S") and char not in _SIGNS and (before.isalpha() or after.isalpha()):
-            return True
-    return False
+        return None
+    return WINDOWS

@@ -27,8 +27,8 @@ quoting is always Excel's, `""` inside a quoted cell, which may hold line breaks
 code page of its locale, or saved as "Unicode text" (UTF-16, tab-separated, named .txt, perhaps renamed
 .csv). UTF-16 is known by its byte-order mark or, without one, by its NUL bytes: the header's characters
 are ASCII, so every other byte of its start is NUL (which no CSV in a code page or UTF-8 holds). A CSV
-that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe; or Mac Roman, Excel for Mac's, when
-Windows-1252 reads it as no Western text is written: etl/quality/code_pages.py) unless the import is told its
+that is neither UTF-16 nor UTF-8 is read as Windows-1252 (Western Europe; or Mac Roman, Excel for Mac's, when its
+accented letters are at Mac Roman's bytes: etl/quality/code_pages.py) unless the import is told its
 code page (`encoding`: cp1250 for Polish, Czech or Hungarian Excel, whose "ł", "ř",
 "ő" Windows-1252 reads as other letters, or refuses); its cells are compared as text, a cell a
 spreadsheet re-typed (2027-11-16 saved as a date cell or as 16/11/2027, 0012 as 12, a line as 12.0, true as
