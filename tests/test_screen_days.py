@@ -9,6 +9,7 @@ import pytest
 
 from etl.transform.days import DATE, days_shown, hide_days
 from etl.transform.screen import TextScreen
+from etl.transform.values import PartialDate
 
 
 def test_the_days_hidden_are_the_days_shown_and_a_code_of_as_many_digits_stays():
@@ -38,7 +39,11 @@ def test_a_day_parted_by_spaced_marks_a_typed_dash_or_spaces_is_a_day_and_mixed_
     ("15JAN2024", {date(2024, 1, 15)}), ("15-Jan-2024", {date(2024, 1, 15)}),
     ("DOB 15JAN24", {date(1924, 1, 15), date(2024, 1, 15)}),
     ("15/01/24", {date(1924, 1, 15), date(2024, 1, 15)}),
-    ("visto 3.4.07", {date(1907, 4, 3), date(2007, 4, 3), date(1907, 3, 4), date(2007, 3, 4)}),
+    ("visto 03.04.07", {date(1907, 4, 3), date(2007, 4, 3), date(1907, 3, 4), date(2007, 3, 4)}),
+    ("3.III.2010", {date(2010, 3, 3)}), ("3 - XII - 2010", {date(2010, 12, 3)}), ("03.Mrz.10", {date(1910, 3, 3),
+                                                                                            date(2010, 3, 3)}),
+    ("1.º de marzo de 2010", {date(2010, 3, 1)}), ("2010-Mar-03", {date(2010, 3, 3)}),
+    ("15 APR\u0130L 2024", {date(2024, 4, 15)}),  # a Turkish-locale capital I: the regex folds it, so must the reading
 ])
 def test_a_day_in_words_or_with_a_two_digit_year_is_a_day(written, days):
     """SAS's DATE9 (15JAN2024), a spreadsheet's 15-Jan-24, and a month in words in the network's languages."""
@@ -49,6 +54,10 @@ def test_a_day_in_words_or_with_a_two_digit_year_is_a_day(written, days):
 @pytest.mark.parametrize("ordinary", [
     "31 February 2024", "marker 15 2024", "on 3 May 12 patients", "2 x 3 mg 2019", "Maybe 3, 2019",
     "12:30:45", "dose 15 mg/m2 2024", "grade 3/4/5", "TREP-000002 on day 15",
+    # a helper's review: a two-digit year only after two digits each, with marks unspaced; "of" is no part of a
+    # month-first year; no day after a letter or a decimal point
+    "Apgar 8/9/10", "APGAR 9-10-10", "protocol v2.1.12", "MTX 5-10-15 mg/m2", "1-3-12 weeks", "MRD 1/10/21",
+    "incidence 1 out of 2000 live births", "Mutation im RB1-Gen 2012", "WBC 3.2 10 2012", "3 III 2010 r.",
 ])
 def test_words_and_numbers_that_are_no_day_stay(ordinary):
     assert hide_days(ordinary) == ordinary and days_shown(ordinary) == frozenset()
@@ -63,3 +72,16 @@ def test_a_patient_number_after_a_lists_dash_is_no_day_and_is_hidden():
         assert "07-0012" not in screen.screened(text) and screen.holds(text), text
     assert screen.screened("Related: 1 - 07-0011, 2 - 07-0013") == "Related: 1 - {patient}, 2 - {patient}"
     assert hide_days("lotto 1001-92-11, anno 0042-07-02") == "lotto 1001-92-11, anno 0042-07-02"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Bruder am 12.03. 07-0042 vorgestellt", "Bruder am 12.03. {patient} vorgestellt"),
+    ("Tel. 4.5. 07-0042", "Tel. 4.5. {patient}"), ("seen 2011 5 07-0042", "seen 2011 5 {patient}"),
+    ("Telefonat 5.6. 03.08.2007 (Geschwister)", "Telefonat 5.6. {date} (Geschwister)"),
+    ("Konsil 12.03. 03.08.2007", "Konsil 12.03. {date}"),
+])
+def test_a_short_or_spaced_day_does_not_take_the_start_of_a_number_or_date_after_it(text, shown):
+    """A helper's review: a day with a two-digit year after spaced marks (12.03. 07), or parted by spaces (2011 5 07),
+    took the start of another patient's number or birth date after it, which then showed."""
+    screen = TextScreen.of([f"07-{n:04d}" for n in range(1, 60)], [PartialDate(date(2007, 8, 3), "day")], [])
+    assert screen.screened(text) == shown and screen.holds(text)
