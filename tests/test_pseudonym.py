@@ -71,7 +71,11 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     ("see iltb_00012 and ILTB 00012", "ILTB-00012", True),
     ("see ILTB-00012", "ILTB\u201300012", True),
     ("ILTB\u2013000123", "ILTB-00012", False),  # still a longer number, not this one
-    ("ILTB/00012", "ILTB-00012", False),  # no typed separator
+    # '/', '.', a tab or no separator at all (a leak hunt found ILTB00002 and ILTB/00003 loaded as written)
+    ("ILTB/00012", "ILTB-00012", True), ("ILTB.00012 and ILTB\t00012", "ILTB-00012", True),
+    ("see ILTB00012", "ILTB-00012", True), ("ref 010002", "01-0002", True), ("ref 0100021", "01-0002", False),
+    ("\uff29\uff2c\uff34\uff22-\uff10\uff10\uff10\uff11\uff12", "ILTB-00012", False),  # full-width letters
+    ("ILTB-\uff10\uff10\uff10\uff11\uff12", "ILTB-00012", True),  # full-width digits are digits
     # spaced as a sentence is ('07 – 0012'), marks no one sees typed or pasted into it (a zero-width space, a soft
     # hyphen, a left-to-right mark)
     ("the child of 07 – 0012 relapsed", "07-0012", True),
@@ -79,7 +83,7 @@ def test_explicit_key_and_env_win_over_the_file(tmp_path, monkeypatch):
     ("call ILTB-000​12", "ILTB-00012", True),
     ("ILTB­-00012 and ‎ILTB-0‍0012", "ILTB-00012", True),
     ("ILTB - 000123", "ILTB-00012", False),  # spaced, still a longer number
-    ("ILTB​00012", "ILTB-00012", False),  # no separator seen
+    ("ILTB​00012", "ILTB-00012", True),  # no separator seen: none is needed
 ])
 def test_the_patient_s_number_is_found_standing_on_its_own_not_inside_other_values(text, key, holds):
     assert holds_patient_key(text, key) is holds

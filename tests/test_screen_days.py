@@ -85,3 +85,25 @@ def test_a_short_or_spaced_day_does_not_take_the_start_of_a_number_or_date_after
     took the start of another patient's number or birth date after it, which then showed."""
     screen = TextScreen.of([f"07-{n:04d}" for n in range(1, 60)], [PartialDate(date(2007, 8, 3), "day")], [])
     assert screen.screened(text) == shown and screen.holds(text)
+
+
+def test_another_patient_s_number_is_found_without_a_separator_or_with_a_slash_dot_or_tab_between_letters_and_digits():
+    """A leak hunt: ILTB00002, ILTB/00003 and ILTB<tab>00005 were loaded as written, and TREP000002 quoted."""
+    screen = TextScreen.of([f"ILTB-{n:05d}" for n in range(1, 40)], [], [])
+    text = "seen with ILTB00002, ILTB/00003, ILTB\t00005, ILTB.00007; HbA1c 7.2, ISO8601, COVID19"
+    assert screen.screened(text) == "seen with {patient}, {patient}, {patient}, {patient}; HbA1c 7.2, ISO8601, COVID19"
+    # keys written without one: a mark, not a space (a note's "in 2021" for keys ID0001 is no number)
+    written_together = TextScreen.of([f"TREP{n:06d}" for n in range(1, 40)], [], [])
+    assert written_together.screened("TREP-000002 or TREP/000003, in 202100") == "{patient} or {patient}, in 202100"
+    # digits meeting digits keep their separator: 300001 for 30-0001 would take every dose of six digits
+    sacha = TextScreen.of([f"30-{n:04d}" for n in range(1, 40)], [], [])
+    assert sacha.screened("ref 30-0001, 400000 IE") == "ref {patient}, 400000 IE"
+
+
+def test_a_date_year_first_with_the_month_in_words_or_in_full_width_digits_is_a_day():
+    """A leak hunt: 2012 Aug 10 and １０/０８/２０１２ (a birth date) were loaded as written."""
+    assert days_shown("born 2012 Aug 10") == {date(2012, 8, 10)}
+    full_width = "\uff11\uff10/\uff10\uff18/\uff12\uff10\uff11\uff12"
+    assert hide_days(f"né le {full_width}") == f"né le {DATE}"
+    screen = TextScreen.of([], [PartialDate(date(2012, 8, 10), "day")], [])
+    assert screen.screened(f"born {full_width}, 2012 Aug 10") == "born {date}, {date}"

@@ -147,13 +147,39 @@ def _edge(run: str) -> str:
 def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool = False, spaced: bool = False) -> str:
     """`joined_as_written`: each separator as the key writes it (a dash any dash, a space any space), not '-',
     '_' or ' ' alike (`TYPED_SEPARATORS`); `spaced`: with a space or not on either side of it (`07 – 0012` as a
-    note types 07-0012; in a text, where a number's place need not line up with a name's)."""
+    note types 07-0012; in a text, where a number's place need not line up with a name's), and where letters meet
+    digits any separator a note may put there or none (ILTB00002, ILTB/00002, ILTB.00002 for ILTB-00002; TREP-000002
+    for TREP000002): `_LOOSE`."""
     around = f"{_AS_WRITTEN[' ']}?" if spaced else ""
-    return "".join(re.escape(r) if literal and r.isalnum() else rf"\d{{{len(r)}}}" if r[0].isdigit()
-                   else rf"{_LETTERS}{{{len(r)}}}" if r[0].isalpha()
-                   else around + _AS_WRITTEN.get(_TYPED_AS.get(r, r), re.escape(r)) + around if joined_as_written
-                   else around + _ANY_SEPARATOR + around if r in TYPED_SEPARATORS else re.escape(r)
-                   for r in runs)
+    shaped = []
+    for at, r in enumerate(runs):
+        before, after = runs[at - 1] if at else "", runs[at + 1] if at + 1 < len(runs) else ""
+        if spaced and r.isalnum() and before.isalnum() and before[0].isalpha() != r[0].isalpha():
+            shaped.append(_JOINED)  # ID0001 written ID-0001
+        if spaced and not r.isalnum() and _letters_meet_digits(before, after):
+            shaped.append(_LOOSE)
+        elif literal and r.isalnum():
+            shaped.append(re.escape(r))
+        elif r[0].isdigit():
+            shaped.append(rf"\d{{{len(r)}}}")
+        elif r[0].isalpha():
+            shaped.append(rf"{_LETTERS}{{{len(r)}}}")
+        elif joined_as_written:
+            shaped.append(around + _AS_WRITTEN.get(_TYPED_AS.get(r, r), re.escape(r)) + around)
+        else:
+            shaped.append(around + _ANY_SEPARATOR + around if r in TYPED_SEPARATORS else re.escape(r))
+    return "".join(shaped)
+
+
+def _letters_meet_digits(before: str, after: str) -> bool:
+    return bool(before) and bool(after) and before.isalnum() and after.isalnum() and \
+        before[0].isalpha() != after[0].isalpha()
+
+
+# Between a key's letters and digits in a note: any separator typed, '/', '.' or a tab, spaced or not, or none; where
+# the key writes none, a mark without spaces (ID-0001 for ID0001, but a note's "in 2021" is no number)
+_LOOSE = rf"(?:[{re.escape(TYPED_SPACES)}\t]*[{re.escape(TYPED_SEPARATORS)}/.\t][{re.escape(TYPED_SPACES)}\t]*)?"
+_JOINED = rf"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPACES))}/.]?"
 
 
 def _shape_end(runs: Sequence[str]) -> str:

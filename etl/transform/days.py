@@ -11,8 +11,8 @@ record's own birth date and a centre's comment (`hide_days`) share.
   Apgar 8/9/10, a dose 5-10-15 or 12.03. 07-0042, where 07-0042 is a patient number).
 - With the month in words, in the languages of the network's centres (English, French, German, Italian, Spanish,
   Portuguese, Dutch, Polish), whole or cut short, in any case: 15 January 2024, 15 janv. 2024, 15. März 2024,
-  1er mars 2024, 15 de enero de 2024, 15 stycznia 2024, January 15th, 2024, 2024-Jan-15; run together or parted
-  by marks, as SAS's DATE9 and spreadsheets write it (15JAN2024, 15-Jan-2024, 03.Mrz.10), a two-digit year too
+  1er mars 2024, 15 de enero de 2024, 15 stycznia 2024, January 15th, 2024, 2024-Jan-15, 2024 Jan 15; run together
+  or parted by marks, as SAS's DATE9 and spreadsheets write it (15JAN2024, 15-Jan-2024, 03.Mrz.10), a two-digit year too
   (15JAN24, 15-Jan-24); a Roman month between marks, as Polish and Italian centres write it (3.III.2010).
   Not after a letter (RB1-Gen 2012 is a gene).
 
@@ -27,6 +27,7 @@ import re
 from datetime import date
 
 from etl.extract.file_names import TYPED_SEPARATORS, TYPED_SPACES
+from etl.transform.pseudonym import as_seen
 
 DATE = "{date}"
 
@@ -98,7 +99,7 @@ _NOT_AFTER_LETTER = r"(?<![^\W\d_])"  # RB1-Gen 2012 (a gene; gen: January in It
 _DAY_FIRST = (rf"{_NOT_AFTER_LETTER}(?:{_MONTH_OR_DAY}{_ORDINAL}{_PART}{{0,3}}{_OF}{_MONTH}{_PART}{{0,3}}{_THEN_OF}"
               rf"{_YEAR}|{_MONTH_OR_DAY}{_TIGHT}{_MONTH}{_TIGHT}{_SHORT_YEAR}{_RUNS_ON}"
               rf"|{_MONTH_OR_DAY}\.?{_SPACE}?{_MARK}?{_SPACE}?(?:{'|'.join(sorted(_ROMAN, key=len, reverse=True))})"
-              rf"{_SPACE}?{_MARK}{_SPACE}?{_YEAR}|{_YEAR}{_MARK}{_MONTH}{_MARK}{_MONTH_OR_DAY})")
+              rf"{_SPACE}?{_MARK}{_SPACE}?{_YEAR}|{_YEAR}{_PART}{{1,3}}{_MONTH}{_PART}{{1,3}}{_MONTH_OR_DAY}{_ORDINAL})")
 # The month first (January 15, 2024): looked for only where a word starts and a number follows it.
 _MONTH_FIRST = (rf"(?<![^\W\d_])(?=[^\W\d_]{{3,12}}\.?{_PART}{{0,3}}\d)"
                 rf"{_MONTH}{_PART}{{0,3}}{_MONTH_OR_DAY}{_ORDINAL}{_PART}{{0,3}}{_YEAR}")
@@ -158,18 +159,21 @@ def day_readings(written: str) -> list[date]:
 
 
 def days_shown(text: str) -> frozenset[date]:
-    """The days a text holds written as a day (`DAY_WRITTEN`), each read as every date it may be."""
+    """The days a text holds written as a day (`DAY_WRITTEN`), each read as every date it may be; read as seen
+    (pseudonym.as_seen: a full-width date is a date)."""
     if _DIGIT.search(text) is None:
         return frozenset()
-    return frozenset(day for m in _DAYS.finditer(text) for day in day_readings(m.group("day")))
+    return frozenset(day for m in _DAYS.finditer(as_seen(text)) for day in day_readings(m.group("day")))
 
 
 def hide_days(text: str) -> str:
     """The text with each day written (`DAY_WRITTEN`) that reads as a date replaced by {date}; digits of a day's
-    shape that read as none stay (a MedDRA code, 10019211)."""
+    shape that read as none stay (a MedDRA code, 10019211). Read as seen: a text that hid nothing is kept as written."""
     if _DIGIT.search(text) is None:
         return text
-    return _DAYS.sub(lambda m: DATE if day_readings(m.group("day")) else m.group(0), text)
+    seen = as_seen(text)
+    shown = _DAYS.sub(lambda m: DATE if day_readings(m.group("day")) else m.group(0), seen)
+    return text if shown == seen else shown
 
 
 def shows_day(text: str, day: date) -> bool:

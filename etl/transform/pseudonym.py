@@ -19,6 +19,7 @@ import hmac
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,8 @@ def names_a_patient(source_patient_key: str) -> bool:
 def holds_patient_key(text: str, source_patient_key: str) -> bool:
     """Whether a free text repeats the patient's own number (a note naming the patient), whatever its
     case and whichever separators join its runs ('-', '_', ' ' or a dash or space Word or Excel typed for them:
-    ILTB\u201300012 for ILTB-00012, as the screen reads any patient's number), spaced or not (ILTB \u2013 00012),
+    ILTB\u201300012 for ILTB-00012, as the screen reads any patient's number; '/', '.', a tab, or none: ILTB00012,
+    010002 for 01-0002), spaced or not (ILTB \u2013 00012),
     with marks no one sees typed or pasted into it or not (a zero-width space, a soft hyphen), standing on its own
     (not inside a longer run of letters or digits): such a text cannot leave harmonise as it is."""
     longest_run, written = _own_number(source_patient_key)
@@ -135,9 +137,15 @@ UNSEEN = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\
                     "\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
 
 
+_OTHER_DIGITS = re.compile(r"(?![0-9])\d")  # a digit of another script: full-width １０/０８/２０１２, Arabic-Indic
+
+
 def as_seen(text: str) -> str:
-    """The text as a reader sees it (without the `UNSEEN`): read past, such marks hide no number."""
-    return text if text.isascii() else UNSEEN.sub("", text)
+    """The text as a reader sees it (without the `UNSEEN`): read past, such marks hide no number; a digit of another
+    script as the digit it is (a full-width date is a date)."""
+    if text.isascii():
+        return text
+    return _OTHER_DIGITS.sub(lambda digit: str(unicodedata.digit(digit.group())), UNSEEN.sub("", text))
 
 
 @functools.lru_cache(maxsize=1 << 10)  # harmonise asks patient after patient, each for all of their texts
@@ -149,8 +157,8 @@ def _own_number(source_patient_key: str) -> tuple[str, str]:
     norm = as_seen(normalise_patient_key(source_patient_key)).casefold()
     if not names_a_patient(norm):
         return "", ""
-    spaced = f"[{re.escape(TYPED_SPACES)}]*"
-    typed = f"{spaced}[{re.escape(TYPED_SEPARATORS)}]{spaced}"
+    spaced = f"[{re.escape(TYPED_SPACES)}\t]*"
+    typed = f"(?:{spaced}[{re.escape(TYPED_SEPARATORS)}/.\t]{spaced})?"  # or none: ILTB00012, 010002 for 01-0002
     number = "".join(typed if c in TYPED_SEPARATORS else re.escape(c) for c in norm)
     return max(re.findall(r"[^\W_]+", norm) or [""], key=len), rf"(?<![^\W_]){number}(?![^\W_])"
 
