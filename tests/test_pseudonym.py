@@ -4,8 +4,11 @@ import unicodedata
 
 import pytest
 
+from etl.transform import pseudonym
 from etl.transform.pseudonym import (
+    KEY_ENV,
     UNSEEN,
+    BlankKey,
     PseudonymKey,
     holds_patient_key,
     load_key,
@@ -100,3 +103,22 @@ def test_a_record_key_s_local_part_never_keeps_the_patient_s_number_even_inside_
         published = published_key(KEY, "s", patient, local)
         assert patient.casefold() not in published.casefold(), published
     assert published_key(KEY, "s", "P7", "REG[P7]").endswith("|REG[P7]")  # too short to name anyone
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n"])
+def test_a_blank_key_is_refused_and_a_short_one_said(tmp_path, monkeypatch, caplog, blank):
+    """A CLI audit: a key of blanks in env, or an empty key file, built a warehouse anyone could compute the
+    pseudonyms of; a short key passed without a word."""
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(blank)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(BlankKey, match=rf"key in {key_file} is blank: give one of at least 32"):
+        load_key(key_file)
+    if blank:
+        monkeypatch.setenv(KEY_ENV, blank)
+        with pytest.raises(BlankKey, match=f"key in env {KEY_ENV} is blank"):
+            load_key(key_file)
+    monkeypatch.setenv(KEY_ENV, f"short-{blank!r}")
+    pseudonym._said_short.cache_clear()  # said once a process: maybe by another test already
+    assert load_key(key_file).secret == f"short-{blank!r}".encode()
+    assert "fewer than 32: a short key can be guessed offline" in caplog.text and "short-" not in caplog.text

@@ -35,6 +35,7 @@ from etl.link.decision import read_decisions
 from etl.steps import SourceOutcome
 from etl.transform.pseudonym import (
     KEY_ENV,
+    SHORT_KEY_CHARS,
     PseudonymKey,
     key_file_readings,
     key_is_configured,
@@ -45,7 +46,7 @@ from etl.transform.pseudonym import (
 log = logging.getLogger(__name__)
 
 APPROVAL_FILE = "approved_key.json"
-MIN_NEW_KEY_CHARS = 32  # the generated keys have 64 hex characters; a short one can be guessed offline
+MIN_NEW_KEY_CHARS = SHORT_KEY_CHARS  # a new key must not be short
 _LOCK_HELD = "Could not set lock on file"  # DuckDB's IOException when another process holds the file
 _SHOWN = 8  # fingerprint characters shown in messages: enough to tell keys apart, says nothing of the key
 

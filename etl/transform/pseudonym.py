@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -27,6 +28,7 @@ from pathlib import Path
 from etl import fsio
 
 KEY_ENV = "RTW_PSEUDONYM_KEY"
+log = logging.getLogger(__name__)
 _DIGEST_CHARS = 24  # 96 bits: collisions are negligible at registry scale, ids stay readable
 _SEPARATOR = "\x1f"  # unit separator: cannot appear in keys, so parts never run together
 _FINGERPRINT_LABEL = b"rtw pseudonymisation key fingerprint v1"
@@ -66,13 +68,37 @@ class PseudonymKey:
 
 
 def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
-    """The pseudonymisation key: explicit value, else env, else the key file (created if missing)."""
+    """The pseudonymisation key: explicit value, else env, else the key file (created if missing). A blank one is
+    refused (anyone could compute its pseudonyms); a short one is said once a process (`SHORT_KEY_CHARS`)."""
     value = explicit or os.environ.get(KEY_ENV)
     if value:
-        return PseudonymKey(value.encode("utf-8"))
+        return _checked(value, "the key given" if explicit else f"env {KEY_ENV}")
     if not key_file.exists():
         fsio.create_exclusive(key_file, secrets.token_hex(32).encode())  # whole or absent, 0600; first wins
-    return PseudonymKey(key_file.read_text().strip().encode("utf-8"))
+    return _checked(key_file.read_text().strip(), str(key_file))
+
+
+SHORT_KEY_CHARS = 32  # the generated keys have 64 hex characters; a shorter one may be guessed offline
+
+
+class BlankKey(ValueError):
+    """The pseudonymisation key is empty or blanks only."""
+
+
+def _checked(value: str, where: str) -> PseudonymKey:
+    if not value.strip():
+        raise BlankKey(f"the pseudonymisation key in {where} is blank: give one of at least {SHORT_KEY_CHARS} "
+                       "characters, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`")
+    if len(value) < SHORT_KEY_CHARS:
+        _said_short(where, len(value))
+    return PseudonymKey(value.encode("utf-8"))
+
+
+@functools.cache
+def _said_short(where: str, length: int) -> None:
+    log.warning("the pseudonymisation key in %s has %d characters, fewer than %d: a short key can be guessed "
+                "offline and every pseudonym with it; rotate it with `rtw rekey --new-key-file` (docs/operations.md)",
+                where, length, SHORT_KEY_CHARS)
 
 
 def key_file_readings(key_file: Path) -> list[PseudonymKey]:
