@@ -853,5 +853,20 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         console.print(f"validation report: {summary.report}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+def main() -> None:
+    """The `rtw` command: a file or folder the command cannot use (not writable, a file where a folder is wanted, a
+    disk full) or a warehouse file DuckDB cannot read is said in one line, not a traceback; env RTW_TRACEBACK=1
+    shows where it arose (docs/operations.md)."""
+    import os
+
+    import duckdb
+
+    try:
+        app()
+    except (OSError, duckdb.Error) as exc:
+        if os.environ.get("RTW_TRACEBACK"):
+            raise
+        what = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        kind = "the warehouse cannot be used" if isinstance(exc, duckdb.Error) else "a file or folder cannot be used"
+        console.print(plain(f"rtw: {kind}: {what} (RTW_TRACEBACK=1 shows where)", "red"), soft_wrap=True)
+        sys.exit(1)

@@ -3,6 +3,9 @@ terminal, and Rich wraps at 80 columns there, so a reason naming a path came in 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -20,3 +23,20 @@ def test_a_run_that_cannot_complete_says_why_on_one_line_without_a_terminal(tmp_
     [line] = ran.output.splitlines()
     assert line.startswith("rtw: the run could not complete: ") and len(line) > 80
     assert str(home / "warehouse.duckdb") in line
+
+
+def test_a_file_or_warehouse_a_command_cannot_use_is_said_in_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A CLI audit: a damaged warehouse, or a file where a folder is wanted, ended `rtw status` and `rtw synth` in a
+    Python traceback. The console entry point (`main`, what the installed `rtw` runs) says it in one line."""
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "warehouse.duckdb").write_bytes(b"not a database " * 100)
+    a_file = tmp_path / "a file"
+    a_file.write_text("")
+    env = os.environ | {"COLUMNS": "80", "RTW_TRACEBACK": ""}
+    for args, said in ((["status", "--home", str(damaged)], "rtw: the warehouse cannot be used: "),
+                       (["synth", "--out", str(a_file)], "rtw: a file or folder cannot be used: Not a directory: ")):
+        done = subprocess.run([sys.executable, "-c", "from etl.cli import main; main()", *args], env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+        assert said in done.stdout and "RTW_TRACEBACK=1 shows where" in done.stdout
