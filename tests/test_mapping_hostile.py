@@ -242,3 +242,22 @@ def test_the_coded_fields_are_walked_once_for_every_check(tmp_path):
     mapping = _load(tmp_path, field="laterality: {column: side, codes: {L: left}}")
     assert [(where, table, name) for where, table, name, _ in mapping.coded_fields()] == [
         ("patient", "patient_source", "sex"), ("tables.diagnosis", "diagnosis", "laterality")]
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda t: t.replace("ILTB_(?P<record_set>[A-Z0-9]+)", "ILTB_(?P<record_set>[A-Z0-9+)"),
+     r"record_set_from_file: not a regular expression \(unterminated character set"),
+    (lambda t: t.replace("encoding: utf-8-sig", "encoding: klingon"), r"unknown encoding 'klingon'; expected a code"),
+    (lambda t: t.replace('delimiter: ";"', 'delimiter: ";;"'), r"';;' is 2 characters; expected one"),
+    (lambda t: t.replace("title:", "# \udcff\ntitle:", 1), r"not UTF-8 text \(byte \d+: invalid start byte\); save"),
+])
+def test_a_regex_encoding_delimiter_or_file_that_cannot_be_read_is_refused_when_the_mapping_loads(tmp_path, edit, said):
+    """A CLI audit: these passed the mapping's checks and failed the run as a whole (a bad regex, a file not UTF-8),
+    or printed a traceback when the first file was read (an encoding, a delimiter): now each is the mapping's."""
+    from etl.config import SOURCES_DIR
+
+    path = tmp_path / "iltb.yaml"
+    path.write_bytes(edit((SOURCES_DIR / "iltb.yaml").read_text()).encode("utf-8", "surrogateescape"))
+    with pytest.raises(MappingError, match=said) as refused:
+        load_mapping(path)
+    assert str(path) in str(refused.value)

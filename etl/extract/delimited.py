@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from etl.extract.adapter import FormatDetails, OneTableAdapter, StageResult, refuse_if_other_format, staging_writer
 from etl.extract.errors import ExtractError
@@ -482,6 +482,25 @@ class CsvOptions(BaseModel):
         None, ge=1, description="the line naming the columns (1-based); lines above it (a title, notes) are skipped, "
         "and still counted in line numbers. Default: line 1; a file whose first lines fill no more than half as many "
         "fields as a line below is refused naming the header_row that reads it, never read from another line")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str | None) -> str | None:
+        """Refused when the mapping is read, not when the first file is (where it stopped the run)."""
+        if encoding is not None:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding {encoding!r}; expected a code page such as cp1252, utf-8-sig, "
+                                 "latin-1") from None
+        return encoding
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, delimiter: str | None) -> str | None:
+        if delimiter is not None and len(delimiter) != 1:
+            raise ValueError(f"{delimiter!r} is {len(delimiter)} characters; expected one, such as ';', ',' or a tab")
+        return delimiter
 
 
 class CsvAdapter(OneTableAdapter):

@@ -606,6 +606,11 @@ class SourceMapping(_Strict):
                              f"'{self.decimal_mark()}'; give one decimal mark")
         if self.record_set_from_file and "(?P<record_set>" not in self.record_set_from_file:
             raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
+        if self.record_set_from_file:
+            try:
+                re.compile(self.record_set_from_file)
+            except re.error as exc:
+                raise ValueError(f"record_set_from_file: not a regular expression ({exc})") from None
         return self
 
     def record_groups(self) -> list[tuple[str, ...]]:
@@ -914,7 +919,12 @@ def _check_vocabularies(mapping: SourceMapping, path: Path, catalogue: Catalogue
 
 def load_mapping(path: Path) -> SourceMapping:
     """Read and validate one mapping file."""
-    mapping = _mapping_of(path, path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the mapping as UTF-8") \
+            from None
+    mapping = _mapping_of(path, text)
     _check_against_core(mapping, path)
     _check_code_lists(mapping, path)
     catalogue = _rule_catalogue()  # as it is now, read once by the checks needing it
