@@ -7,6 +7,7 @@ recorded in the warehouse); non-zero with a one-line reason when it could not ru
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import sys
 import time
@@ -497,6 +498,8 @@ def export(home: HomeOption = None,
     from etl.load.marts import export_parquet, export_public
 
     rtw_home = resolve_home(home)
+    if out is not None and not public:  # the marts' Parquet sets live in the home: another folder would be ignored
+        _fail(f"--out {out} is where --public writes; without --public the marts go to {rtw_home.marts / 'current'}")
     if not rtw_home.warehouse.exists():
         _fail(f"no warehouse yet at {rtw_home.warehouse}; run 'rtw run' first")
     with _holding(rtw_home, "export", wait):
@@ -779,6 +782,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     from etl.extract.errors import ExtractError
     from etl.onboard.reading import shown_error
     from etl.onboard.scaffold import draft_mapping, read_sources, validate_draft
+    from etl.transform.mapping import SOURCE_ID_PATTERN
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -792,6 +796,9 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     if out is not None and str(out) == "-":
         sys.stdout.write(draft.text)
         return
+    if re.fullmatch(SOURCE_ID_PATTERN, draft.source_id) is None:  # it names a file: ../x would be written elsewhere
+        _fail(f"source id {draft.source_id!r}: expected lower-case letters, digits and '_', starting with a letter "
+              "(e.g. registry_fr); give --source-id")
     target = out or _mappings_folder() / f"{draft.source_id}.yaml"
     if target.exists() and not force:
         _fail(f"{target} exists; give --out elsewhere or --force to replace it")
@@ -800,7 +807,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
     problems = validate_draft(draft)
     console.print(f"draft mapping: {target} ({draft.todos} TODOs to complete)", markup=False)
     if problems:
-        console.print("[yellow]it does not validate yet:[/yellow] " + "; ".join(problems))
+        console.print(plain("it does not validate yet: " + "; ".join(problems), "yellow"))  # [a-z] is no markup
     else:
         console.print(f"it validates as a mapping; complete the TODOs, then: {_check_command(draft.source_id, target)}",
                       soft_wrap=True, markup=False)  # one line to copy; a folder's [brackets] are no markup

@@ -38,3 +38,15 @@ def test_a_draft_written_elsewhere_is_checked_with_its_folder(tmp_path: Path) ->
                             env=env)
     assert _hint(renamed.output) == ("rename it reg_x.yaml (a mapping's file is named by its source_id), then "
                                      f"rtw check reg_x --sources-dir {shlex.quote(str(drafts))}")
+
+
+def test_a_source_id_that_is_no_name_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """A CLI audit: --source-id ../../escaped wrote escaped.yaml two folders above the mappings folder."""
+    export = tmp_path / "reg_x.csv"
+    export.write_text(EXPORT)
+    shipped = tmp_path / "a" / "b" / "mappings"
+    shipped.mkdir(parents=True)
+    env = {"RTW_SOURCES_DIR": str(shipped), "RTW_HOME": str(tmp_path / "home"), "COLUMNS": "300"}
+    refused = CliRunner().invoke(app, ["scaffold", str(export), "--source-id", "../../escaped"], env=env)
+    assert refused.exit_code == 1 and "source id '../../escaped': expected lower-case letters" in refused.output
+    assert not list(tmp_path.rglob("*.yaml"))

@@ -545,6 +545,10 @@ def test_rtw_export_public_writes_the_tables_and_says_what_it_withheld(synthetic
         f"{t.name}.{ext}" for t in PUBLIC_TABLES for ext in ("csv", "parquet"))
     activity = pd.read_csv(tmp_path / "public" / "registry_activity.csv", keep_default_na=False)
     assert "other" in set(activity.centre_id) and "FR" in set(activity.country)
+    # --out without --public was ignored (the marts went to the home, exit 0): a CLI audit
+    ignored = CliRunner().invoke(app, ["export", "--home", str(tmp_path / "home"), "--out", str(tmp_path / "x")],
+                                 env={"COLUMNS": "250"})
+    assert ignored.exit_code == 1 and "is where --public writes" in ignored.output and not (tmp_path / "x").exists()
 
 
 def test_a_shared_label_that_a_spreadsheet_would_run_is_published_as_text_in_the_csv(public, tmp_path):

@@ -117,6 +117,9 @@ def as_formats(formats: DateFormats) -> tuple[str, ...]:
     return (formats,) if isinstance(formats, str) else tuple(formats)
 
 
+SOURCE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"  # a mapping's file name, a folder's under the home: never a path
+
+
 class MappingError(ValueError):
     """A mapping file is invalid; the message names the file and the key."""
 
@@ -476,7 +479,7 @@ class Delivery(_Strict):
 class SourceMapping(_Strict):
     """One source: `sources/<source_id>.yaml`."""
 
-    source_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the file name without .yaml: lower case, "
+    source_id: str = Field(pattern=SOURCE_ID_PATTERN, description="the file name without .yaml: lower case, "
                                                                      "digits and _")
     title: str = Field(description="the source's name as people know it")
     format: str = Field(description="the export format: the name of a source adapter "
