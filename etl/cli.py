@@ -34,6 +34,7 @@ app = typer.Typer(help="Rare Tumour Warehouse: nightly import of paediatric rare
 console = Console(stderr=False)
 HomeOption = Annotated[Path | None, typer.Option("--home", help="Runtime home (default: $RTW_HOME or ./var)")]
 STRICT_FAILED = 3  # rtw run --strict: published, but a source failed or was held
+MAX_PATIENTS = 1_000_000  # synthetic persons: ten times a European registry's decade (a mistyped count filled a disk)
 
 
 def _fail(message: str) -> None:
@@ -58,7 +59,7 @@ def _mappings_folder() -> Path:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write landing/ and truth/ into")],
-    patients: Annotated[int, typer.Option(min=1, help="Number of distinct persons")] = 300,
+    patients: Annotated[int, typer.Option(min=1, max=MAX_PATIENTS, help="Number of distinct persons")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files")] = 42,
     error_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of records with an injected error")] = 0.02,
     partial_starts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of treatment lines a source starts "
@@ -113,7 +114,7 @@ def run(home: HomeOption = None,
 
 @app.command()
 def demo(home: HomeOption = None,
-         patients: Annotated[int, typer.Option(min=1)] = 300,
+         patients: Annotated[int, typer.Option(min=1, max=MAX_PATIENTS)] = 300,
          seed: Annotated[int, typer.Option()] = 42) -> None:
     """Generate synthetic exports and run the nightly DAG once with the real Airflow."""
     from etl import airflow_local, pipeline
@@ -732,7 +733,7 @@ def profile(file: Annotated[Path, typer.Argument(help="An export file of any sup
     from etl.onboard.reading import read_file, reader_options, shown_error
 
     if not file.is_file():
-        _fail(f"{file}: no such file")
+        _fail(f"{file}: {'a folder, not a file' if file.is_dir() else 'no such file'}")
     try:
         adapter = adapter_for_file(file)
         options = reader_options(adapter, _reader_options(option))
@@ -786,7 +787,7 @@ def scaffold(files: Annotated[list[Path], typer.Argument(help="One or more expor
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        _fail(f"no such file: {', '.join(missing)}")
+        _fail(f"not a file (none there, or a folder): {', '.join(missing)}")
     try:
         draft = draft_mapping(read_sources(files, source_id, _reader_options(option)))
     except ExtractError as exc:  # names as the run shows them: a patient number in a file's or a sheet's

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from etl.cli import app
@@ -40,3 +41,15 @@ def test_a_file_or_warehouse_a_command_cannot_use_is_said_in_one_line_not_a_trac
                               capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
         assert said in done.stdout and "RTW_TRACEBACK=1 shows where" in done.stdout
+
+
+def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path: Path) -> None:
+    """A CLI audit: a folder given to `rtw profile` or `rtw responses import` was said to be no such file."""
+    from etl.config import Home
+    from etl.quality.responses import ResponseFileError, import_responses
+    from etl.transform.pseudonym import PseudonymKey
+
+    done = CliRunner().invoke(app, ["profile", str(tmp_path)], env={"COLUMNS": "300"})
+    assert done.exit_code == 1 and f"rtw: {tmp_path}: a folder, not a file" in done.output, done.output
+    with pytest.raises(ResponseFileError, match="a folder, not a file"):
+        import_responses(Home(tmp_path), tmp_path, PseudonymKey(b"cli-messages-key-0123456789abcdef"))

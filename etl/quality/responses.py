@@ -901,10 +901,10 @@ def import_responses(home: Home, path: Path, key: PseudonymKey, *, wait: float =
     from etl.load.warehouse import change_warehouse
     from etl.pipeline import new_run_id
 
+    if not path.is_file():
+        raise ResponseFileError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     if not home.warehouse.exists():
         raise ResponseFileError(f"no warehouse at {home.warehouse}; run 'rtw run' first")
-    if not path.is_file():
-        raise ResponseFileError(f"{path}: no such file")
     # The file's and its sheets' names as stored and logged: a centre may name them after a patient (its sha256
     # tells the file apart).
     numbers = every_source_numbers(home)
