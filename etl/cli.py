@@ -153,6 +153,12 @@ def accept(source: Annotated[str, typer.Argument(help="The source id, e.g. regis
     folder = rtw_home.landing / source
     path = Path(file) if Path(file).is_absolute() or Path(file).exists() else folder / file
     if not folder.is_dir():
+        from etl.pull.deliveries import UnknownSource, refuse_unknown
+
+        try:  # a mistyped source id: said so, with the ones there are
+            refuse_unknown([source], _mappings_folder())
+        except UnknownSource as exc:
+            _fail(str(exc))
         _fail(f"no landing folder for source '{source}' at {folder}")
     numbers = _patient_numbers(rtw_home, source)
     if not path.exists() and Path(file).name == file and (landed := _landing_file(folder, file)) is not None:

@@ -53,3 +53,11 @@ def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path: Path) -> None:
     assert done.exit_code == 1 and f"rtw: {tmp_path}: a folder, not a file" in done.output, done.output
     with pytest.raises(ResponseFileError, match="a folder, not a file"):
         import_responses(Home(tmp_path), tmp_path, PseudonymKey(b"cli-messages-key-0123456789abcdef"))
+
+
+def test_accept_of_a_source_with_no_mapping_names_the_sources_there_are(tmp_path: Path) -> None:
+    """A CLI audit: a mistyped source id was told 'no landing folder'."""
+    done = CliRunner().invoke(app, ["accept", "registry_xx", "foo.csv", "--home", str(tmp_path)],
+                              env={"COLUMNS": "300"})
+    assert done.exit_code == 1 and "no source 'registry_xx' (no mapping registry_xx.yaml" in done.output
+    assert "the sources are: crizotinib_imt, esmart, iltb, registry_it, sacha_fr" in done.output
