@@ -2,6 +2,7 @@
 when it loads, naming the file, the key (and line) and what to write instead; values are read as written."""
 
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -261,3 +262,15 @@ def test_a_regex_encoding_delimiter_or_file_that_cannot_be_read_is_refused_when_
     with pytest.raises(MappingError, match=said) as refused:
         load_mapping(path)
     assert str(path) in str(refused.value)
+
+
+def test_a_field_written_as_a_list_says_the_keys_a_field_takes_not_a_class_name(tmp_path):
+    """A CLI audit: `study_id: [TREP]` was told "Input should be a valid dictionary or instance of FieldSpec"."""
+    from etl.config import SOURCES_DIR
+
+    path = tmp_path / "registry_it.yaml"
+    path.write_text(re.sub(r"(?m)^(\s*)study_id:.*$", r"\1study_id: [TREP]", (SOURCES_DIR / "registry_it.yaml")
+                           .read_text(encoding="utf-8"), count=1), encoding="utf-8")
+    with pytest.raises(MappingError, match=r"study_id: expected keys \(column, const, .*\), not a list") as refused:
+        load_mapping(path)
+    assert "FieldSpec" not in str(refused.value)

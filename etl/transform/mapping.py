@@ -732,11 +732,21 @@ def _describe(error: ValidationError) -> str:
             model = _model_at(loc[:-1])
             allowed = f"; allowed here: {', '.join(_keys_of(model))}" if model is not None else ""
             message = f"unknown key{allowed}"
+        elif problem["type"] == "model_type":  # pydantic names its class ("instance of FieldSpec"): say the keys
+            model = _model_at(loc)
+            keys = f" ({', '.join(_keys_of(model))})" if model is not None else ""
+            message = f"expected keys{keys}, not {_written_as(problem['input'])}"
         # Checks across keys name their keys in the message; the location is then the top level.
         line = f"{where}: {message}" if loc else message
         if line not in lines:
             lines.append(line)
     return "; ".join(lines)
+
+
+def _written_as(value: object) -> str:
+    """What a YAML value is, in a data manager's words."""
+    return ("a list" if isinstance(value, list) else "nothing" if value is None else "yes/no"
+            if isinstance(value, bool) else "a number" if isinstance(value, int | float) else f"the text {value!r}")
 
 
 # The rule catalogue, read when a check first needs it, or why it cannot be read (_rule_catalogue).
