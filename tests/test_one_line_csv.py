@@ -52,6 +52,8 @@ HANDED_BACK = {
     "a ragged row": (b"a;b\n1;2\n3\n", r"line 3: expected 2 fields, found 1"),
     "a byte the encoding lacks": (b"a;b\n1;2\n3;\xff\xfe\n", r"line 3: bytes .* cannot be decoded as utf-8"),
     "one column": (b"a\n1\n\n2\n", None),
+    # Python's csv said "do you need to open the file in universal-newline mode?" (a CLI audit)
+    "a carriage return alone": (b"a;b\n1;2\n3;4\r5;6\n", r"line 3: a carriage return \(\\r\) alone inside an unquoted"),
 }
 
 

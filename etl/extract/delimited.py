@@ -307,6 +307,11 @@ def _records(path: Path, lines: Iterable[str], dialect: CsvDialect, *,
                     f"{path.name}, line {end_of_previous + 1}: a value in the record starting here runs past "
                     f"{csv.field_size_limit():,} characters (a quote opened and never closed, or a value that long); "
                     "expected quoted values to be closed and values of at most that length") from None
+            if "new-line character seen in unquoted field" in str(error):  # Python's words speak of opening files
+                raise ExtractError(
+                    f"{path.name}, line {end_of_previous + 1}: a carriage return (\\r) alone inside an unquoted value "
+                    "(binary data, or text from an old Mac); expected lines ending in \\n or \\r\\n and line breaks "
+                    "in values quoted") from None
             raise ExtractError(f"{path.name}, line {end_of_previous + 1}: malformed quoting in the record starting "
                                f"here ({error}); expected quoted values to be closed and followed by a delimiter") \
                 from None
