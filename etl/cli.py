@@ -95,6 +95,8 @@ def run(home: HomeOption = None,
     log_to_terminal(logging.WARNING)
     rtw_home = resolve_home(home)
     mappings = _mappings_folder()
+    if not rtw_home.root.exists():  # a first night, or a mistyped --home: either way worth a line
+        console.print(plain(f"rtw: no home at {rtw_home.root} yet: making a new one", "yellow"), soft_wrap=True)
     started = time.perf_counter()
     try:
         summary = pipeline.run(rtw_home, sources_dir=mappings, force=force, wait=wait,

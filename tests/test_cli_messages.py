@@ -61,3 +61,11 @@ def test_accept_of_a_source_with_no_mapping_names_the_sources_there_are(tmp_path
                               env={"COLUMNS": "300"})
     assert done.exit_code == 1 and "no source 'registry_xx' (no mapping registry_xx.yaml" in done.output
     assert "the sources are: crizotinib_imt, esmart, iltb, registry_it, sacha_fr" in done.output
+
+
+def test_a_run_of_a_home_not_there_says_it_makes_one(tmp_path: Path) -> None:
+    """A CLI audit: a mistyped --home made a new home in silence, every source failing for want of exports."""
+    home = tmp_path / "a mistyped home"
+    ran = CliRunner().invoke(app, ["run", "--home", str(home)],
+                             env={"COLUMNS": "300", "RTW_PSEUDONYM_KEY": "cli-messages-key-0123456789abcdef"})
+    assert ran.output.splitlines()[0] == f"rtw: no home at {home} yet: making a new one", ran.output
