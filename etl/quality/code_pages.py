@@ -5,7 +5,7 @@ The two put Western Europe's small accented letters at different bytes: Windows-
 Mac Roman at 0x80-0x9F (é is 0x8E, which Windows-1252 reads as Ž; its è, ç, ê are no Windows-1252 character at
 all). A byte of either kind against a small letter is a vote for its code page, and so is rtw's own em or en
 dash between spaces (Windows-1252 0x97, 0x96; Mac Roman 0xD1, 0xD0). Only the Mac Roman letters that Windows-1252
-reads as nothing a word holds vote for Mac Roman (Ž, Š, Œ, ˆ, ˜, Ÿ, none): not its ó, ñ, í, ú, ö, û, ù, which
+reads as nothing a word holds vote for Mac Roman (ˆ, Š, ‹, Œ, Ž, ˜, Ÿ, or none): not its ó, ñ, í, ú, ö, û, ù, which
 Windows-1252 reads as a dash, an apostrophe, œ, š, ž (chart—value, l’avis, cœur) or Slovak's ť (cp1250).
 
 Mac Roman is read only when it has more votes: a Windows-1252 file is read as it always was, and a Central
