@@ -6,13 +6,14 @@ number and birth date are caught by harmonise; this catches those of every patie
 
 - a patient number is anything shaped like one of the source's patient keys (each run of digits and
   of letters by its length, '-', '_' and ' ' alike, and any Unicode dash or space as one of them, such as the
-  en dash Word puts for '-', spaced around or not: etl/extract/file_names.py `key_shape`), so the
+  en dash Word puts for '-', spaced around or not, and where letters meet digits '/', '.', a tab or none: ILTB00002;
+  etl/extract/file_names.py `key_shape`), so the
   number of a patient of another part, or of none yet, is found too; run into a word before it
   (`seen by PatID1234` for keys ID0001: the letters of three keys or more, as the keys write them and join
   them to their digits, their digits as many: `PatientNumbers.key_pattern`; a file name takes them in any
   case and across '-', '_' or ' ', where a word's end costs only the name's detail), so a dose, a date,
   `ISO8601` or `visit 2026` stays;
-- a birth date is a date written as a day (2024-01-15, 15/01/2024, 01/15/2024, 20240115, 15.1.24, 15 01 2024,
+- a birth date is a date written as a day (2024-01-15, 15/01/2024, 01/15/2024, 20240115, 15.01.24, 15 01 2024,
   15 January 2024, 15JAN2024, 1er janvier 2024, ...: etl/transform/days.py `DAY_WRITTEN`) that is the birth date of a
   patient of the source, or that falls in the birth month of one whose source gives the month only (the text
   would tell the day the warehouse never holds);
