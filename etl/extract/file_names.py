@@ -149,7 +149,7 @@ def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool =
     '_' or ' ' alike (`TYPED_SEPARATORS`); `spaced`: with a space or not on either side of it (`07 – 0012` as a
     note types 07-0012; in a text, where a number's place need not line up with a name's), and where letters meet
     digits any separator a note may put there or none (ILTB00002, ILTB/00002, ILTB.00002 for ILTB-00002; TREP-000002
-    for TREP000002): `_LOOSE`."""
+    for TREP000002): `NOTE_SEPARATOR`, `_JOINED`."""
     around = f"{_AS_WRITTEN[' ']}?" if spaced else ""
     shaped = []
     for at, r in enumerate(runs):
@@ -157,7 +157,7 @@ def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool =
         if spaced and r.isalnum() and before.isalnum() and before[0].isalpha() != r[0].isalpha():
             shaped.append(_JOINED)  # ID0001 written ID-0001
         if spaced and not r.isalnum() and _letters_meet_digits(before, after):
-            shaped.append(_LOOSE)
+            shaped.append(NOTE_SEPARATOR)
         elif literal and r.isalnum():
             shaped.append(re.escape(r))
         elif r[0].isdigit():
@@ -176,9 +176,11 @@ def _letters_meet_digits(before: str, after: str) -> bool:
         before[0].isalpha() != after[0].isalpha()
 
 
-# Between a key's letters and digits in a note: any separator typed, '/', '.' or a tab, spaced or not, or none; where
-# the key writes none, a mark without spaces (ID-0001 for ID0001, but a note's "in 2021" is no number)
-_LOOSE = rf"(?:[{re.escape(TYPED_SPACES)}\t]*[{re.escape(TYPED_SEPARATORS)}/.\t][{re.escape(TYPED_SPACES)}\t]*)?"
+# Between a key's letters and digits in a note (and between any runs of the patient's own number: pseudonym.py): any
+# separator typed, '/', '.' or a tab, spaced or not, or none; where the key writes none, a mark without spaces (ID-0001
+# for ID0001, but a note's "in 2021" is no number)
+_NOTE_SPACES = rf"[{re.escape(TYPED_SPACES)}\t]*"
+NOTE_SEPARATOR = rf"(?:{_NOTE_SPACES}[{re.escape(TYPED_SEPARATORS)}/.\t]{_NOTE_SPACES})?"
 _JOINED = rf"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPACES))}/.]?"
 
 

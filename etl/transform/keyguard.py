@@ -35,6 +35,7 @@ from etl.link.decision import read_decisions
 from etl.steps import SourceOutcome
 from etl.transform.pseudonym import (
     KEY_ENV,
+    NEW_KEY_HINT,
     SHORT_KEY_CHARS,
     PseudonymKey,
     key_file_readings,
@@ -46,7 +47,6 @@ from etl.transform.pseudonym import (
 log = logging.getLogger(__name__)
 
 APPROVAL_FILE = "approved_key.json"
-MIN_NEW_KEY_CHARS = SHORT_KEY_CHARS  # a new key must not be short
 _LOCK_HELD = "Could not set lock on file"  # DuckDB's IOException when another process holds the file
 _SHOWN = 8  # fingerprint characters shown in messages: enough to tell keys apart, says nothing of the key
 
@@ -177,9 +177,9 @@ def read_new_key(new_key_file: Path) -> str:
         value = new_key_file.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise RekeyError(f"cannot read the new key file {new_key_file}: {exc.__class__.__name__}") from None
-    if len(value) < MIN_NEW_KEY_CHARS:
+    if len(value) < SHORT_KEY_CHARS:
         raise RekeyError(f"the new key in {new_key_file} has {len(value)} characters; give at least "
-                         f"{MIN_NEW_KEY_CHARS}, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`")
+                         f"{SHORT_KEY_CHARS}, {NEW_KEY_HINT}")
     return value
 
 

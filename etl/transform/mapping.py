@@ -607,9 +607,9 @@ class SourceMapping(_Strict):
         if "decimal" in self.model_fields_set and self.decimal_mark() != self.decimal:
             raise ValueError(f"decimal: '{self.decimal}' but the reader's options give decimal "
                              f"'{self.decimal_mark()}'; give one decimal mark")
-        if self.record_set_from_file and "(?P<record_set>" not in self.record_set_from_file:
-            raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
         if self.record_set_from_file:
+            if "(?P<record_set>" not in self.record_set_from_file:
+                raise ValueError("record_set_from_file needs a named group (?P<record_set>...)")
             try:
                 re.compile(self.record_set_from_file)
             except re.error as exc:

@@ -79,6 +79,7 @@ def load_key(key_file: Path, explicit: str | None = None) -> PseudonymKey:
 
 
 SHORT_KEY_CHARS = 32  # the generated keys have 64 hex characters; a shorter one may be guessed offline
+NEW_KEY_HINT = "e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`"
 
 
 class BlankKey(ValueError):
@@ -88,7 +89,7 @@ class BlankKey(ValueError):
 def _checked(value: str, where: str) -> PseudonymKey:
     if not value.strip():
         raise BlankKey(f"the pseudonymisation key in {where} is blank: give one of at least {SHORT_KEY_CHARS} "
-                       "characters, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`")
+                       f"characters, {NEW_KEY_HINT}")
     if len(value) < SHORT_KEY_CHARS:
         _said_short(where, len(value))
     return PseudonymKey(value.encode("utf-8"))
@@ -179,13 +180,12 @@ def _own_number(source_patient_key: str) -> tuple[str, str]:
     """A patient number's longest run of letters and digits (case-folded), and the regex of the number standing
     on its own in a case-folded text, each separator as any (file_names.TYPED_SEPARATORS), spaces around it or
     not; no regex for a number that names nobody (`names_a_patient`)."""
-    from etl.extract.file_names import TYPED_SEPARATORS, TYPED_SPACES  # here: file_names imports this module
+    from etl.extract.file_names import NOTE_SEPARATOR, TYPED_SEPARATORS  # here: file_names imports this module
     norm = as_seen(normalise_patient_key(source_patient_key)).casefold()
     if not names_a_patient(norm):
         return "", ""
-    spaced = f"[{re.escape(TYPED_SPACES)}\t]*"
-    typed = f"(?:{spaced}[{re.escape(TYPED_SEPARATORS)}/.\t]{spaced})?"  # or none: ILTB00012, 010002 for 01-0002
-    number = "".join(typed if c in TYPED_SEPARATORS else re.escape(c) for c in norm)
+    # any separator or none: ILTB00012, 010002 for 01-0002
+    number = "".join(NOTE_SEPARATOR if c in TYPED_SEPARATORS else re.escape(c) for c in norm)
     return max(re.findall(r"[^\W_]+", norm) or [""], key=len), rf"(?<![^\W_]){number}(?![^\W_])"
 
 
