@@ -9,9 +9,13 @@ night it stays. `read_apart` runs a read (staging, or the metadata for `rtw prof
 from this process: it reads, writes the staged Parquet file and sends back its result, pickled, or the
 exception it raised, through a pipe. A child killed by a signal becomes an `ExtractError` naming the
 file and saying that the reader crashed on it; what it had half-written beside the staged file is
-removed. A child that has not answered within a time limit (a damaged file can make a C parser loop: the
-run, every source, and the home's lock would wait on it) is killed and fails its file the same way; the
-limit grows with the file's size (etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
+removed. A crash is read once more, in a new child, before the file is refused: a damaged file crashes the
+reader again, while a crash that does not repeat was not the file's (a fork in a process with threads
+inherits their libraries' state half-changed: the test suite met one, on a file read well before and
+after), and refusing a good file would keep its night's data out. A child that has not answered within a
+time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
+on it) is killed and fails its file the same way, read once only; the limit grows with the file's size
+(etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
 
 Fork, not a fresh interpreter: the child has every module already imported (a fork of a run's
 process takes some milliseconds, an interpreter's start and imports a second). The run's process has
@@ -63,16 +67,36 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
                reader: str = "ReadStat", prepare: Callable[[], object] | None = None) -> T:
     """`read()` (which reads `path`, a `what` such as 'SPSS data file', with `reader`; staging writes `out`, a
     file or a folder) in a forked child: its result, or the exception it raised. A child killed by a signal
-    (the reader crashed) raises an `ExtractError` naming the file, and anything it left half-written at or
-    beside `out` is removed; so does a child that has not answered within `read_time_limit` of the file's
-    size, killed. `prepare`: imports what the child would import on first use (it must import
-    nothing), called before the fork."""
+    (the reader crashed, twice: a crash is read once more) raises an `ExtractError` naming the file, and
+    anything it left half-written at or beside `out` is removed; so does a child that has not answered within
+    `read_time_limit` of the file's size, killed. `prepare`: imports what the child would import on first use
+    (it must import nothing), called before the fork."""
     if not hasattr(os, "fork"):
         return read()
     if prepare is not None:
         prepare()
-    limit = read_time_limit(_size(path))
     _prctl()  # looked up before the fork: the child only calls it (die_with)
+    try:
+        return _read_forked(path, read, what=what, out=out, reader=reader)
+    except _Crashed as crashed:
+        # The same bytes crash a reader again; a crash that does not repeat was not the file's (a native
+        # library's state inherited through the fork, or a damaged page of memory) and must not refuse it.
+        log.warning("%s: the reader (%s) crashed on it (%s): read once more, in a new process", path.name, reader,
+                    crashed.signal_name)
+        return _read_forked(path, read, what=what, out=out, reader=reader)
+
+
+class _Crashed(ExtractError):
+    """The reading process was killed by a crash signal (_CRASHES), named `signal_name`."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str) -> T:
+    """`read()` in a forked child, once (`read_apart`)."""
+    limit = read_time_limit(_size(path))
     before = _written(out)
     parent = os.getpid()
     answers, answer = os.pipe()
@@ -98,7 +122,10 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         raise
     if os.waitstatus_to_exitcode(status) != 0 or not said:  # minus the signal's number for a killed child
         _remove_written(out, before)
-        raise ExtractError(_how_it_ended(path, what, reader, status))
+        message = _how_it_ended(path, what, reader, status)
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASHES:
+            raise _Crashed(message, signal.Signals(os.WTERMSIG(status)).name)
+        raise ExtractError(message)
     outcome, value = pickle.loads(said)
     if outcome == "raised":
         raise value
