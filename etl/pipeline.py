@@ -87,7 +87,7 @@ from etl.transform.mapping import MappingError, SourceMapping, load_mapping
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, published_key
 from etl.transform.records import load_current_records, with_file_names
-from etl.transform.screen import TextScreen
+from etl.transform.screen import TextScreen, other_source_shapes
 
 log = logging.getLogger("rtw")
 
@@ -382,7 +382,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
         last_load = read_source_state(home.warehouse).get(source_id, {}).get("last_loaded_run_id")
         with fsio.written_atomically(out, folder=True) as folder:  # publish never finds half a source
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
-                home.staging / source_id / "harmonised" / last_load if last_load else None))
+                home.staging / source_id / "harmonised" / last_load if last_load else None),
+                others=lambda: other_source_shapes(home, source_id, sources_dir))
             # An export still naming them (their records, or the removal the centre was asked for: an ODM
             # increment's Remove is no record) loses them from its archive copy and staged rows too.
             if holding := {*left_out, *exports_holding([(sha, path) for path, _, _, sha in staged], mapping, key,

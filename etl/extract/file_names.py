@@ -327,7 +327,19 @@ class PatientNumbers:
         """The keys' shapes alone, without the guess of any long number (None: no key has a shape): what a
         free text is screened by (etl/transform/screen.py), where a long number is as often a dose; run into
         letters only as the keys write them (`_run_in_shapes`): a note's `visit 2026` or `doses 1000 mg` stays."""
-        return _alternatives(self._text_shapes) if self._text_shapes else None
+        return shapes_pattern(self._text_shapes)
+
+    @property
+    def text_shapes(self) -> frozenset[str]:
+        """The regexes `key_pattern` joins: another source's screen adds them to its own (`shapes_pattern`)."""
+        return frozenset(self._text_shapes)
+
+
+def shapes_pattern(shapes: Iterable[str]) -> re.Pattern[str] | None:
+    """The keys' shapes (`PatientNumbers.text_shapes`, of one source or several) as one pattern, the longest
+    tried first; None without any."""
+    shapes = set(shapes)
+    return _alternatives(shapes) if shapes else None
 
 
 def joined_alike(key: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,29 +64,33 @@ class HarmonisedSource:
 
 def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
                         run_id: str, folder: Path, *, part_records: int = PART_RECORDS,
-                        previous: Path | None = None) -> HarmonisedSource:
+                        previous: Path | None = None,
+                        others: Callable[[], Iterable[frozenset[str]]] = tuple) -> HarmonisedSource:
     """Harmonise a source into `<table>.parquet`, records, rejections and link_keys.parquet in `folder`.
 
     previous: the folder of the source's last load, whose patients with unchanged records are
     carried over rather than harmonised again (etl/transform/carry_over.py). A file of it that cannot
-    be read back (damaged on disk) carries nothing over: every patient is harmonised, with a warning."""
+    be read back (damaged on disk) carries nothing over: every patient is harmonised, with a warning.
+    others: the other sources' keys' shapes (screen.py `other_source_shapes`), read when a free text first holds
+    a digit: they are screened out of the source's free text too."""
     try:
-        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, previous)
+        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, previous, others)
     except carry_over.Unreadable as exc:
         log.warning("%s: the last load's harmonised rows cannot be read back (%s): every patient is "
                     "harmonised again", mapping.source_id, exc)
         for written in folder.glob("*.parquet"):
             written.unlink()
-        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, None)
+        return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, None, others)
 
 
 def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], key: PseudonymKey,
-                         run_id: str, folder: Path, part_records: int, previous: Path | None) -> HarmonisedSource:
+                         run_id: str, folder: Path, part_records: int, previous: Path | None,
+                         others: Callable[[], Iterable[frozenset[str]]]) -> HarmonisedSource:
     notices = ignored_notices(mapping, {name: _lineage_of(table) for name, table in record_sets.items()
                                         if mapping.is_ignored(name)})
     tables = {name: table for name, table in record_sets.items() if not mapping.is_ignored(name)}
     keys = SourcePatientKeys(mapping, tables)  # read once: by the screen, the carry-over and the cut into parts
-    screen = source_screen(mapping, tables, keys)  # every part's free text is screened by every patient of the source
+    screen = source_screen(mapping, tables, keys, others)  # every part's free text: by every patient of the source
     patients = carry_over.patients(mapping, tables, key, previous, screen, keys)
     rows = patients.fresh_rows if patients is not None else None
     parts = part_count(mapping, tables, part_records, rows)
@@ -123,12 +127,13 @@ def _harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Ta
     return out
 
 
-def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], keys: SourcePatientKeys) -> TextScreen:
+def source_screen(mapping: SourceMapping, record_sets: Mapping[str, pa.Table], keys: SourcePatientKeys,
+                  others: Callable[[], Iterable[frozenset[str]]] = tuple) -> TextScreen:
     """What a free text of the source may not show, whichever part or night harmonises it: the shapes of
-    every patient key of the source (`keys`: its record sets'), every patient's birth date and EUPID (each read
-    when first needed)."""
+    every patient key of the source (`keys`: its record sets') and of the other sources' (`others`), every
+    patient's birth date and EUPID (each read when first needed)."""
     return TextScreen(PatientNumbers(lambda: keys.distinct), lambda: source_births(mapping, record_sets),
-                      lambda: eupids_given(mapping, _patient_rows(mapping, record_sets, "eupid")))
+                      lambda: eupids_given(mapping, _patient_rows(mapping, record_sets, "eupid")), others)
 
 
 def source_births(mapping: SourceMapping, record_sets: Mapping[str, pa.Table]) -> list[PartialDate]:

@@ -12,7 +12,8 @@ number and birth date are caught by harmonise; this catches those of every patie
   (`seen by PatID1234` for keys ID0001: the letters of three keys or more, as the keys write them and join
   them to their digits, their digits as many: `PatientNumbers.key_pattern`; a file name takes them in any
   case and across '-', '_' or ' ', where a word's end costs only the name's detail), so a dose, a date,
-  `ISO8601` or `visit 2026` stays;
+  `ISO8601` or `visit 2026` stays; and in a free text (not a record key) anything shaped like another source's keys
+  (`others`: a tumour board's note names a registry's patient), each source's shapes its own keys';
 - a birth date is a date written as a day (2024-01-15, 15/01/2024, 01/15/2024, 20240115, 15.01.24, 15 01 2024,
   15 January 2024, 15JAN2024, 1er janvier 2024, ...: etl/transform/days.py `DAY_WRITTEN`) that is the birth date of a
   patient of the source, or that falls in the birth month of one whose source gives the month only (the text
@@ -58,14 +59,18 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
-from etl.extract.file_names import PATIENT, PatientNumbers, staged_keys
+from etl.extract.file_names import PATIENT, PatientNumbers, shapes_pattern, staged_keys
+from etl.resources import code_digest
 from etl.transform.days import DATE, DAY_WRITTEN, day_readings, days_shown
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen, names_a_patient
+from etl.transform.records import staged_patient_keys
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
@@ -79,10 +84,14 @@ class TextScreen:
     """A source's patient numbers (by their keys' shapes), birth dates and EUPIDs, found in a text."""
 
     def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]],
-                 eupids: Callable[[], Iterable[str]] = tuple) -> None:
+                 eupids: Callable[[], Iterable[str]] = tuple,
+                 others: Callable[[], Iterable[frozenset[str]]] = tuple) -> None:
+        """others: the other sources' keys' shapes (`other_source_shapes`), which a free text is screened by too: a
+        tumour board's note names a registry's patient. Not a record key (`holds_number`)."""
         self._numbers = numbers
         self._births = births
         self._eupids_given = eupids
+        self._others = others
         self._in_keys: dict[str, tuple[bool, frozenset[date]]] = {}
 
     @classmethod
@@ -118,9 +127,17 @@ class TextScreen:
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern[str]:
-        # A day first: a number shape inside a date (01-2024 in 15-01-2024) is part of the date.
-        keys = self._numbers.key_pattern
-        return re.compile(DAY_WRITTEN + (f"|(?:{keys.pattern})" if keys is not None else ""))
+        """A day, or a number of the source's keys' shapes (a record key's local part: `holds_number`)."""
+        return _days_or(self._numbers.key_pattern)
+
+    @functools.cached_property
+    def _text_keys(self) -> re.Pattern[str] | None:
+        """The shapes of the source's keys and of every other source's (`others`): what a free text may not show."""
+        return shapes_pattern(self._numbers.text_shapes.union(*self._others()))
+
+    @functools.cached_property
+    def _text_pattern(self) -> re.Pattern[str]:
+        return _days_or(self._text_keys)
 
     @functools.cached_property
     def _birth_days(self) -> tuple[frozenset[date], frozenset[tuple[int, int]]]:
@@ -144,21 +161,22 @@ class TextScreen:
         return any(read in days or (read.year, read.month) in months for read in day_readings(written))
 
     def _hidden(self, match: re.Match[str], by_month: bool = True) -> str | None:
-        """What a match is replaced by; None: it names nobody and stays."""
+        """What a match of `_text_pattern` is replaced by; None: it names nobody and stays."""
         day = match.group("day")
         if day is None:
             return PATIENT
         if self._is_birth(day, by_month):
             return DATE
-        keys = self._numbers.key_pattern
+        keys = self._text_keys
         return PATIENT if keys is not None and keys.fullmatch(day) else None  # a key of eight digits
 
     def fingerprint(self, secret: bytes) -> str:
         """A digest of what the screen looks for (the keys' shapes, the birth days and months), keyed by
         `secret`: it cannot be recomputed from guessed birth dates. Equal fingerprints screen a text alike."""
         days, months = self._birth_days
-        looked_for = json.dumps([self._key_shapes(), sorted(day.isoformat() for day in days), sorted(months),
-                                 *([sorted(self._eupids)] if self._eupids else [])])  # unchanged where none
+        keys = self._text_keys
+        looked_for = json.dumps([keys.pattern if keys is not None else None, sorted(day.isoformat() for day in days),
+                                 sorted(months), *([sorted(self._eupids)] if self._eupids else [])])  # as before, none
         return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
 
     def key_fingerprint(self, secret: bytes) -> str:
@@ -180,7 +198,7 @@ class TextScreen:
             return True
         if not _DIGIT.search(text):
             return False
-        return any(self._hidden(m, by_month=False) is not None for m in self._pattern.finditer(text))
+        return any(self._hidden(m, by_month=False) is not None for m in self._text_pattern.finditer(text))
 
     def holds_number(self, text: str) -> bool:
         """Whether the text holds a number shaped like a patient key of the source, whoever's it is (a day is read
@@ -209,8 +227,13 @@ class TextScreen:
         seen = as_seen(text)
         shown = self._eupids_hidden(seen)  # first: a key's shape inside an EUPID (EU12345678) is part of it
         if _DIGIT.search(shown):
-            shown = self._pattern.sub(lambda m: self._hidden(m) or m.group(0), shown)
+            shown = self._text_pattern.sub(lambda m: self._hidden(m) or m.group(0), shown)
         return text if shown == seen else shown
+
+
+def _days_or(keys: re.Pattern[str] | None) -> re.Pattern[str]:
+    # A day first: a number shape inside a date (01-2024 in 15-01-2024) is part of the date.
+    return re.compile(DAY_WRITTEN + (f"|(?:{keys.pattern})" if keys is not None else ""))
 
 
 def typed_text_screen(home: Home, con: duckdb.DuckDBPyConnection, sources_dir: Path = SOURCES_DIR,
@@ -233,6 +256,66 @@ def every_source_numbers(home: Home, sources_dir: Path = SOURCES_DIR) -> Patient
     of a file a person hands in (a centre's returned queries), may not show."""
     return PatientNumbers(lambda: (k for folder, mapping in _staged_sources(home, sources_dir)
                                    for k in staged_keys(folder, mapping)))
+
+
+def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_DIR) -> list[frozenset[str]]:
+    """The keys' shapes of every source but `source_id` (`PatientNumbers.text_shapes`: a source's shapes are its own
+    keys'), by their staged exports as found when read: what a free text of `source_id` is screened by besides its
+    own patients' (`TextScreen`'s others). Another source whose exports are staged meanwhile (its extract beside
+    this harmonise) gives its keys as one or the other night had them."""
+    return [_staged_shapes(folder, mapping) for folder, mapping in _staged_sources(home, sources_dir)
+            if folder.name != source_id]
+
+
+# staging/.key_shapes/<source>.json: the keys' shapes (no number) of a source's staged exports, by their names
+_SHAPES_MEMOS = ".key_shapes"
+
+
+@functools.cache
+def _shapes_code() -> str:
+    etl = Path(__file__).parents[1]
+    return code_digest([etl / "extract" / "file_names.py", etl / "transform" / "pseudonym.py"])
+
+
+def _staged_shapes(folder: Path, mapping: SourceMapping) -> frozenset[str]:
+    """The shapes of the keys of a source's staged exports, kept beside them for the next source's harmonise: the
+    keys of a registry's 100,000 patients are read once for the exports staged, not by every other source's
+    harmonise every night."""
+    staged = sorted(p.name for p in folder.iterdir() if STAGED_NAME.fullmatch(p.name)) if folder.is_dir() else []
+    memo, made_by = folder.parent / _SHAPES_MEMOS / f"{folder.name}.json", _shapes_code()
+    try:
+        kept = json.loads(memo.read_text(encoding="utf-8"))
+        if kept["staged"] == staged and kept["code"] == made_by:
+            return frozenset(kept["shapes"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not one this code reads
+        pass
+    keys, whole = _staged_keys_found(folder, mapping)
+    shapes = PatientNumbers.of(keys).text_shapes
+    if whole:  # not kept when an export was replaced under the read: the next one reads them all
+        try:
+            memo.parent.mkdir(exist_ok=True)
+            with fsio.written_atomically(memo) as temporary:
+                temporary.write_text(json.dumps({"staged": staged, "code": made_by, "shapes": sorted(shapes)}),
+                                     encoding="utf-8")
+        except OSError as exc:
+            log.info("%s: the shapes of its keys were not kept (%s)", folder.name, exc.__class__.__name__)
+    return shapes
+
+
+def _staged_keys_found(folder: Path, mapping: SourceMapping) -> tuple[set[str], bool]:
+    """`staged_keys`, of each export still staged when read, and whether every one listed was read: one replaced
+    meanwhile is gone, its successor read if listed (another source's extract stages beside this harmonise)."""
+    keys: set[str] = set()
+    whole = True
+    for staged in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if STAGED_NAME.fullmatch(staged.name):
+            try:
+                keys |= staged_patient_keys(staged, mapping)
+            except (OSError, pa.ArrowInvalid) as exc:  # removed, or replaced, under this read
+                whole = False
+                log.info("%s: %s was not read for the screen of another source's text (%s)", folder.name,
+                         staged.name, exc.__class__.__name__)
+    return keys, whole
 
 
 def _staged_sources(home: Home, sources_dir: Path) -> Iterator[tuple[Path, SourceMapping]]:
