@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -84,10 +84,11 @@ from etl.transform import carry_over
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
+from etl.transform.other_sources import other_source_shapes, screen_missed, source_shapes, write_screened_with
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, published_key
 from etl.transform.records import load_current_records, with_file_names
-from etl.transform.screen import TextScreen, other_source_shapes
+from etl.transform.screen import TextScreen
 
 log = logging.getLogger("rtw")
 
@@ -140,6 +141,7 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         guard_key(home, run_id, key_value, rotate=rotate_key, live=live)
         state = read_source_state(home.warehouse, live)
     changed, unchanged, notices = [], [], {}
+    shapes = cache(lambda: source_shapes(home, sources_dir))  # read once, when a source asks
     for path in sorted(sources_dir.glob("*.yaml")):
         source_id = path.stem
         try:
@@ -161,7 +163,8 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         loaded = previous.get("status") == "loaded"
         if found.series_only_waiting and _holds_any(home, source_id, found.series_only_waiting):
             unchanged.append(source_id)  # a loaded form's only export is still being written: the source keeps its data
-        elif not force and previous.get("fingerprint") == fingerprint and loaded:
+        elif not force and previous.get("fingerprint") == fingerprint and loaded and not _screen_missed(
+                home, source_id, mapping, previous.get("last_loaded_run_id"), shapes):
             unchanged.append(source_id)
         else:
             changed.append(source_id)
@@ -172,6 +175,18 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         notices[folder.name] = [said]
     return RunPlan(run_id=run_id, started_at=datetime.now(UTC), changed=changed, unchanged=unchanged,
                    notices=notices)
+
+
+def _screen_missed(home: Home, source_id: str, mapping: SourceMapping, last_load: str | None,
+                   shapes: Callable[[], Mapping[str, frozenset[str]]]) -> bool:
+    """Whether the source's last load has a free text holding a number shaped like another source's keys, which
+    were not known when it was harmonised (etl/transform/other_sources.py): loaded again, it is screened anew."""
+    harmonised = home.staging / source_id / "harmonised" / (last_load or "")
+    if not last_load or not screen_missed(source_id, mapping, harmonised, shapes()):
+        return False
+    log.warning("%s: a free text it loaded holds a number shaped like another source's patient keys, known since: "
+                "loaded again, its free text screened by them", source_id)
+    return True
 
 
 def unmapped_landing(home: Home, sources_dir: Path) -> list[Path]:
@@ -384,6 +399,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
             result = harmonise_to_folder(mapping, frames, key, run_id, folder, previous=(
                 home.staging / source_id / "harmonised" / last_load if last_load else None),
                 others=lambda: other_source_shapes(home, source_id, sources_dir))
+            if result.screen is not None:
+                write_screened_with(folder, result.screen)
             # An export still naming them (their records, or the removal the centre was asked for: an ODM
             # increment's Remove is no record) loses them from its archive copy and staged rows too.
             if holding := {*left_out, *exports_holding([(sha, path) for path, _, _, sha in staged], mapping, key,

@@ -159,7 +159,32 @@ def test_a_crash_that_does_not_repeat_does_not_refuse_the_file(tmp_path: Path,
 
     with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
         assert read_apart(tmp_path / "cases.sav", crashing_once, what="SPSS data file") == "read"
-    assert "cases.sav: the reader (ReadStat) crashed on it (SIGBUS): read once more, in a new process" in caplog.text
+    assert "the reader (ReadStat) crashed (SIGBUS): the file is read once more, in a new process" in caplog.text
+    assert "cases.sav" not in caplog.text  # a delivered name may hold a patient number
+
+
+def test_a_crash_whose_second_read_finds_no_process_refuses_the_file_never_read_in_this_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that crashed a reader is never read in the run's process, where a second crash would end the run."""
+    readers, run = tmp_path / "readers", os.getpid()
+    forks = iter([os.fork])
+
+    def fork_once() -> int:
+        try:
+            return next(forks)()
+        except StopIteration:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable") from None
+
+    def crashing() -> None:
+        with readers.open("a") as noted:
+            noted.write(f"{os.getpid()}\n")
+        if os.getpid() != run:
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file \(SIGSEGV\)"):
+        read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
+    assert run not in [int(pid) for pid in readers.read_text().split()]
 
 
 def test_the_reading_process_is_the_first_the_out_of_memory_killer_takes(tmp_path: Path) -> None:
@@ -186,7 +211,7 @@ def test_a_fork_that_fails_reads_in_this_process_and_leaks_nothing(tmp_path: Pat
     with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
         assert read_apart(tmp_path / "cases.sav", lambda: os.getpid(), what="SPSS data file") == os.getpid()
     assert _open_fds() == before
-    assert "cases.sav: no process could be started to read it" in caplog.text
+    assert "no process could be started to read a file" in caplog.text and "cases.sav" not in caplog.text
 
 
 # In a fresh interpreter, as a run's: each format's first staging, the modules its reading process imported.

@@ -5,18 +5,24 @@ test is the source's own (`holds_number`)."""
 from __future__ import annotations
 
 import csv
+import logging
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 from test_screen_whole_source import BOARD, KEY, _export, _night, _notes, _patient
 
 from etl import pipeline
+from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PatientNumbers
+from etl.synth import generate
+from etl.transform.other_sources import other_source_shapes
 from etl.transform.parts import harmonise_to_folder
-from etl.transform.screen import TextScreen, other_source_shapes
+from etl.transform.screen import TextScreen
 
 REGISTRY = PatientNumbers.of([f"TREP-{n:06d}" for n in range(1, 41)])
 
@@ -57,9 +63,8 @@ def _rows(path: Path, encoding: str = "utf-8-sig") -> list[list[str]]:
         return list(csv.reader(f, delimiter=";"))
 
 
-def test_a_tumour_board_note_naming_a_registry_patient_reaches_the_warehouse_without_the_number(
-        small_run, tmp_path: Path) -> None:
-    home = copy_of(small_run, tmp_path)
+def _plant_note(home: Home) -> str:
+    """A tumour board's reason naming a registry_it patient, in iLTB's export; the number named."""
     registry = _rows(next((home.landing / "registry_it").glob("*.csv")), "latin-1")
     named = registry[1][registry[0].index("codice_paziente")]
     advice = home.landing / "iltb" / "ILTB_ADVICE.csv"
@@ -67,14 +72,43 @@ def test_a_tumour_board_note_naming_a_registry_patient_reaches_the_warehouse_wit
     rows[1][rows[0].index("REASON_NF")] = f"registry patient {named} had the same agent"
     with advice.open("w", encoding="utf-8-sig", newline="") as f:
         csv.writer(f, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return named
 
+
+def _notes_loaded(home: Home) -> list[str]:
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT reason_not_followed FROM core.tumour_board_review "
+                                          "WHERE reason_not_followed LIKE 'registry patient%'").fetchall()]
+
+
+def test_a_tumour_board_note_naming_a_registry_patient_reaches_the_warehouse_without_the_number(
+        small_run, tmp_path: Path) -> None:
+    home = copy_of(small_run, tmp_path)
+    named = _plant_note(home)
     summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.status == "completed" and "iltb" in summary.sources_changed
-    with duckdb.connect(str(home.warehouse), read_only=True) as con:
-        notes = [r[0] for r in con.execute("SELECT reason_not_followed FROM core.tumour_board_review "
-                                           "WHERE reason_not_followed LIKE 'registry patient%'").fetchall()]
-    assert notes == ["registry patient {patient} had the same agent"]
-    assert named.encode() not in home.warehouse.read_bytes()
+    assert _notes_loaded(home) == ["registry patient {patient} had the same agent"]
+    assert named not in {row[0] for row in duckdb.connect(str(home.warehouse), read_only=True).execute(
+        "SELECT reason_not_followed FROM core.tumour_board_review").fetchall()}
+
+
+def test_a_note_loaded_before_the_registry_was_first_staged_is_screened_again_the_next_night(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A first night prepares iLTB before registry_it (one by one, by name): its note is loaded as written. The next
+    night, nothing delivered, finds it holding a number of registry_it's keys' shapes and loads iLTB again."""
+    home = Home(tmp_path / "home")
+    generate(home.root, patients=40, seed=12)
+    named = _plant_note(home)
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
+    assert _notes_loaded(home) == [f"registry patient {named} had the same agent"]  # registry_it not staged yet
+
+    with caplog.at_level(logging.WARNING, logger="rtw"):
+        again = pipeline.run(home, key_value=SMALL_RUN_KEY)
+    assert again.status == "completed" and again.sources_changed == ["iltb"]
+    assert _notes_loaded(home) == ["registry patient {patient} had the same agent"]
+    assert ("iltb: a free text it loaded holds a number shaped like another source's patient keys, known since: "
+            "loaded again") in caplog.text
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_changed == []  # and not the night after
 
 
 def test_the_other_sources_are_each_read_from_their_staged_exports_once_and_an_unreadable_one_is_passed_by(
@@ -95,3 +129,14 @@ def test_the_other_sources_are_each_read_from_their_staged_exports_once_and_an_u
     after = other_source_shapes(home, "iltb")
     assert after == [frozenset() if any("TREP" in shape for shape in shapes) else shapes for shapes in before]
     assert not kept.exists()  # an export not read keeps nothing: the next harmonise reads them again
+
+
+def test_another_source_whose_mapping_cannot_be_read_keeps_the_shapes_last_read(
+        small_run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home, sources = copy_of(small_run, tmp_path), tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, sources)
+    before = other_source_shapes(home, "iltb", sources)
+    (sources / "registry_it.yaml").write_text("patient: [not a mapping")
+    with caplog.at_level(logging.WARNING):
+        assert other_source_shapes(home, "iltb", sources) == before
+    assert "registry_it: its patient keys cannot be read for the screen of another source's free text" in caplog.text

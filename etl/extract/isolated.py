@@ -81,9 +81,13 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     except _Crashed as crashed:
         # The same bytes crash a reader again; a crash that does not repeat was not the file's (a native
         # library's state inherited through the fork, or a damaged page of memory) and must not refuse it.
-        log.warning("%s: the reader (%s) crashed on it (%s): read once more, in a new process", path.name, reader,
-                    crashed.signal_name)
-        return _read_forked(path, read, what=what, out=out, reader=reader)
+        # Not named here: a delivered name may hold a patient number, which the refusal's message hides.
+        log.warning("the reader (%s) crashed (%s): the file is read once more, in a new process (a second crash "
+                    "refuses it)", reader, crashed.signal_name)
+        try:
+            return _read_forked(path, read, what=what, out=out, reader=reader, here_without_fork=False)
+        except _NoFork:  # never in this process: a file that crashed a reader would end the run
+            raise crashed from None
 
 
 class _Crashed(ExtractError):
@@ -94,8 +98,14 @@ class _Crashed(ExtractError):
         self.signal_name = signal_name
 
 
-def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str) -> T:
-    """`read()` in a forked child, once (`read_apart`)."""
+class _NoFork(Exception):
+    """No process could be started for a read that may not be done in this one."""
+
+
+def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str,
+                 here_without_fork: bool = True) -> T:
+    """`read()` in a forked child, once (`read_apart`); in this process when no child can be started and
+    `here_without_fork`, else _NoFork."""
     limit = read_time_limit(_size(path))
     before = _written(out)
     parent = os.getpid()
@@ -105,8 +115,10 @@ def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | No
     except OSError as error:  # no process for it (EAGAIN: a limit on processes; ENOMEM): the file is still read
         os.close(answers)
         os.close(answer)
-        log.warning("%s: no process could be started to read it (%s): read in the run's process, which a crash "
-                    "of the reader (%s) on the file would end", path.name, error.strerror or error, reader)
+        if not here_without_fork:
+            raise _NoFork from error
+        log.warning("no process could be started to read a file (%s): read in the run's process, which a crash "
+                    "of the reader (%s) on the file would end", error.strerror or error, reader)
         return read()
     if child == 0:
         _read_in_child(read, answers, answer, parent)

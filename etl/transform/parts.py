@@ -71,8 +71,8 @@ def harmonise_to_folder(mapping: SourceMapping, record_sets: Mapping[str, pa.Tab
     previous: the folder of the source's last load, whose patients with unchanged records are
     carried over rather than harmonised again (etl/transform/carry_over.py). A file of it that cannot
     be read back (damaged on disk) carries nothing over: every patient is harmonised, with a warning.
-    others: the other sources' keys' shapes (screen.py `other_source_shapes`), read when a free text first holds
-    a digit: they are screened out of the source's free text too."""
+    others: the other sources' keys' shapes (other_sources.py `other_source_shapes`), read when the screen is first
+    used: they are screened out of the source's free text too."""
     try:
         return _harmonise_to_folder(mapping, record_sets, key, run_id, folder, part_records, previous, others)
     except carry_over.Unreadable as exc:

@@ -59,18 +59,14 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl import fsio
 from etl.config import SOURCES_DIR, Home
 from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.file_names import PATIENT, PatientNumbers, shapes_pattern, staged_keys
-from etl.resources import code_digest
 from etl.transform.days import DATE, DAY_WRITTEN, day_readings, days_shown
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen, names_a_patient
-from etl.transform.records import staged_patient_keys
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
@@ -86,7 +82,7 @@ class TextScreen:
     def __init__(self, numbers: PatientNumbers, births: Callable[[], Iterable[PartialDate]],
                  eupids: Callable[[], Iterable[str]] = tuple,
                  others: Callable[[], Iterable[frozenset[str]]] = tuple) -> None:
-        """others: the other sources' keys' shapes (`other_source_shapes`), which a free text is screened by too: a
+        """others: the other sources' keys' shapes (other_sources.py), which a free text is screened by too: a
         tumour board's note names a registry's patient. Not a record key (`holds_number`)."""
         self._numbers = numbers
         self._births = births
@@ -131,9 +127,19 @@ class TextScreen:
         return _days_or(self._numbers.key_pattern)
 
     @functools.cached_property
+    def _other_shapes(self) -> frozenset[str]:
+        return frozenset().union(*self._others())
+
+    @functools.cached_property
     def _text_keys(self) -> re.Pattern[str] | None:
         """The shapes of the source's keys and of every other source's (`others`): what a free text may not show."""
-        return shapes_pattern(self._numbers.text_shapes.union(*self._others()))
+        return shapes_pattern(self._numbers.text_shapes | self._other_shapes)
+
+    @property
+    def others_seen(self) -> frozenset[str] | None:
+        """The other sources' shapes the screen looked for, once a text or the fingerprint asked it (None: nothing
+        did, and no text of the source was screened)."""
+        return self._other_shapes if "_text_keys" in self.__dict__ else None
 
     @functools.cached_property
     def _text_pattern(self) -> re.Pattern[str]:
@@ -256,66 +262,6 @@ def every_source_numbers(home: Home, sources_dir: Path = SOURCES_DIR) -> Patient
     of a file a person hands in (a centre's returned queries), may not show."""
     return PatientNumbers(lambda: (k for folder, mapping in _staged_sources(home, sources_dir)
                                    for k in staged_keys(folder, mapping)))
-
-
-def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_DIR) -> list[frozenset[str]]:
-    """The keys' shapes of every source but `source_id` (`PatientNumbers.text_shapes`: a source's shapes are its own
-    keys'), by their staged exports as found when read: what a free text of `source_id` is screened by besides its
-    own patients' (`TextScreen`'s others). Another source whose exports are staged meanwhile (its extract beside
-    this harmonise) gives its keys as one or the other night had them."""
-    return [_staged_shapes(folder, mapping) for folder, mapping in _staged_sources(home, sources_dir)
-            if folder.name != source_id]
-
-
-# staging/.key_shapes/<source>.json: the keys' shapes (no number) of a source's staged exports, by their names
-_SHAPES_MEMOS = ".key_shapes"
-
-
-@functools.cache
-def _shapes_code() -> str:
-    etl = Path(__file__).parents[1]
-    return code_digest([etl / "extract" / "file_names.py", etl / "transform" / "pseudonym.py"])
-
-
-def _staged_shapes(folder: Path, mapping: SourceMapping) -> frozenset[str]:
-    """The shapes of the keys of a source's staged exports, kept beside them for the next source's harmonise: the
-    keys of a registry's 100,000 patients are read once for the exports staged, not by every other source's
-    harmonise every night."""
-    staged = sorted(p.name for p in folder.iterdir() if STAGED_NAME.fullmatch(p.name)) if folder.is_dir() else []
-    memo, made_by = folder.parent / _SHAPES_MEMOS / f"{folder.name}.json", _shapes_code()
-    try:
-        kept = json.loads(memo.read_text(encoding="utf-8"))
-        if kept["staged"] == staged and kept["code"] == made_by:
-            return frozenset(kept["shapes"])
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not one this code reads
-        pass
-    keys, whole = _staged_keys_found(folder, mapping)
-    shapes = PatientNumbers.of(keys).text_shapes
-    if whole:  # not kept when an export was replaced under the read: the next one reads them all
-        try:
-            memo.parent.mkdir(exist_ok=True)
-            with fsio.written_atomically(memo) as temporary:
-                temporary.write_text(json.dumps({"staged": staged, "code": made_by, "shapes": sorted(shapes)}),
-                                     encoding="utf-8")
-        except OSError as exc:
-            log.info("%s: the shapes of its keys were not kept (%s)", folder.name, exc.__class__.__name__)
-    return shapes
-
-
-def _staged_keys_found(folder: Path, mapping: SourceMapping) -> tuple[set[str], bool]:
-    """`staged_keys`, of each export still staged when read, and whether every one listed was read: one replaced
-    meanwhile is gone, its successor read if listed (another source's extract stages beside this harmonise)."""
-    keys: set[str] = set()
-    whole = True
-    for staged in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if STAGED_NAME.fullmatch(staged.name):
-            try:
-                keys |= staged_patient_keys(staged, mapping)
-            except (OSError, pa.ArrowInvalid) as exc:  # removed, or replaced, under this read
-                whole = False
-                log.info("%s: %s was not read for the screen of another source's text (%s)", folder.name,
-                         staged.name, exc.__class__.__name__)
-    return keys, whole
 
 
 def _staged_sources(home: Home, sources_dir: Path) -> Iterator[tuple[Path, SourceMapping]]:

@@ -1,0 +1,155 @@
+"""The other sources' patient keys a source's free text is screened by: a tumour board's note names a registry's
+patient (`see registry TREP-000002`), which the source's own keys' shapes do not find (etl/transform/screen.py).
+
+Each source's shapes are its own keys' (`PatientNumbers.text_shapes`), read from its staged exports when the
+screen is first used (a text holding a digit, or the carry-over's fingerprint), and kept in
+staging/.key_shapes/<source>.json (regexes, no number) by the names of the exports they were read from: a
+registry's 100,000 keys are read once for its exports, not by every other source's harmonise every night. A
+source with keys of eight digits has every other source's notes lose their eight-digit codes (MedDRA 10019211)
+as its own do: a note's detail, never a number.
+
+A source harmonised before another's exports are first staged (a new deployment's first night, a new source:
+`rtw run` prepares the sources one or two at a time, the DAG side by side) does not know that source's keys yet. Its
+harmonised folder says which shapes its screen looked for (SCREENED_WITH); the next night's plan asks
+(`screen_missed`) whether a free text it loaded holds a number of a shape known since, and loads the source
+again if one does: its carried notes are then screened anew (the screen's fingerprint holds the shapes).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl import fsio
+from etl.config import SOURCES_DIR, Home
+from etl.extract.adapter import STAGED_NAME
+from etl.extract.file_names import PatientNumbers, shapes_pattern
+from etl.resources import code_digest
+from etl.transform.harmonise import screened_fields
+from etl.transform.mapping import SourceMapping, load_mapping
+from etl.transform.pseudonym import as_seen
+from etl.transform.records import patient_columns, staged_patient_keys
+from etl.transform.screen import TextScreen
+
+log = logging.getLogger(__name__)
+
+SCREENED_WITH = "screened_with.json"  # in a source's harmonised folder: the other sources' shapes its screen knew
+_SHAPES_MEMOS = ".key_shapes"  # staging/.key_shapes/<source>.json
+
+
+def source_shapes(home: Home, sources_dir: Path = SOURCES_DIR) -> dict[str, frozenset[str]]:
+    """The keys' shapes of every source staged in the home with a mapping in `sources_dir`
+    (`PatientNumbers.text_shapes`: a source's shapes are its own keys'), by its staged exports as found when read.
+    One whose exports are staged meanwhile (its extract beside another's harmonise) gives its keys as one or the
+    other night had them."""
+    shapes = {}
+    for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
+        mapping = sources_dir / f"{folder.name}.yaml"
+        if not folder.name.startswith(".") and folder.is_dir() and mapping.is_file():
+            shapes[folder.name] = _staged_shapes(folder, mapping)
+    return shapes
+
+
+def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_DIR) -> list[frozenset[str]]:
+    """The keys' shapes of every source but `source_id` (`source_shapes`): what a free text of `source_id` is
+    screened by besides its own patients' (`TextScreen`'s others)."""
+    return [shapes for name, shapes in source_shapes(home, sources_dir).items() if name != source_id]
+
+
+@functools.cache
+def _shapes_code() -> str:
+    etl = Path(__file__).parents[1]
+    return code_digest([etl / "extract" / "file_names.py", etl / "extract" / "adapter.py",
+                        etl / "transform" / "pseudonym.py", etl / "transform" / "records.py"])
+
+
+def _staged_shapes(folder: Path, mapping_path: Path) -> frozenset[str]:
+    """The shapes of the keys of a source's staged exports, kept (`_SHAPES_MEMOS`) by the exports' names, the
+    columns the mapping reads the patient key from and this code: a registry's 100,000 keys are read once for
+    its exports, not by every other source's harmonise every night. What cannot be read (the mapping, an export
+    replaced or damaged under the read, the folder) leaves the shapes last kept in the screen, with a warning: a
+    screen never looks for fewer numbers than it did for a fault of another source's files."""
+    memo, made_by = folder.parent / _SHAPES_MEMOS / f"{folder.name}.json", _shapes_code()
+    try:
+        kept = json.loads(memo.read_text(encoding="utf-8"))
+        kept_shapes = frozenset(kept["shapes"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not one this code reads
+        kept, kept_shapes = None, frozenset()
+    try:
+        mapping = load_mapping(mapping_path)
+        staged = sorted(p for p in folder.iterdir() if STAGED_NAME.fullmatch(p.name))
+    except (OSError, ValueError) as exc:  # its own run says what is wrong with it
+        log.warning("%s: its patient keys cannot be read for the screen of another source's free text (%s): the "
+                    "shapes kept from its last read stand", folder.name, exc.__class__.__name__)
+        return kept_shapes
+    looked_at = {"staged": [p.name for p in staged], "columns": sorted(patient_columns(mapping)), "code": made_by}
+    if kept is not None and all(kept.get(name) == value for name, value in looked_at.items()):
+        return kept_shapes
+    keys, unread = _staged_keys_found(staged, mapping)
+    shapes = PatientNumbers.of(keys).text_shapes
+    if unread:  # replaced or damaged under the read: those kept stand beside, and nothing is kept
+        log.warning("%s: %s not read for the screen of another source's free text (%s): the shapes kept from its "
+                    "last read stand beside", folder.name, unread[0][0], unread[0][1])
+        return shapes | kept_shapes
+    try:
+        memo.parent.mkdir(exist_ok=True)
+        with fsio.written_atomically(memo) as temporary:
+            temporary.write_text(json.dumps({**looked_at, "shapes": sorted(shapes)}), encoding="utf-8")
+    except OSError as exc:
+        log.info("%s: the shapes of its keys were not kept (%s)", folder.name, exc.__class__.__name__)
+    return shapes
+
+
+def _staged_keys_found(staged: list[Path], mapping: SourceMapping) -> tuple[set[str], list[tuple[str, str]]]:
+    """The patient keys of each export `staged` (`staged_keys`'s), and those not read, with why: one replaced
+    meanwhile is gone (another source's extract stages beside this harmonise), one damaged on disk staged again
+    by its own source's next extract."""
+    keys: set[str] = set()
+    unread = []
+    for export in staged:
+        try:
+            keys |= staged_patient_keys(export, mapping)
+        except (OSError, pa.ArrowException) as exc:
+            unread.append((export.name, exc.__class__.__name__))
+    return keys, unread
+
+
+def write_screened_with(folder: Path, screen: TextScreen) -> None:
+    """Say in a source's harmonised `folder` which other sources' shapes its screen looked for (null: it screened
+    no text, and none can have missed a number)."""
+    seen = screen.others_seen
+    (folder / SCREENED_WITH).write_text(json.dumps(sorted(seen) if seen is not None else None), encoding="utf-8")
+
+
+def screen_missed(source_id: str, mapping: SourceMapping, harmonised: Path,
+                  shapes: Mapping[str, frozenset[str]]) -> bool:
+    """Whether a free text of the source's last load (its `harmonised` folder) holds a number shaped like another
+    source's keys (`shapes`: every source's, `source_shapes`) that its screen did not know then: the source is
+    loaded again, its notes screened anew. A load of an earlier version, which says nothing of it, is taken as
+    having known them (an upgrade loads every source again in any case)."""
+    try:
+        seen = json.loads((harmonised / SCREENED_WITH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if seen is None:
+        return False
+    missed = set().union(*(known for name, known in shapes.items() if name != source_id)) - set(seen)
+    if not missed or (pattern := shapes_pattern(missed)) is None:
+        return False
+    for table, fields in screened_fields(mapping).items():
+        path = harmonised / f"{table}.parquet"
+        columns = [f for f in fields if path.is_file() and f in pq.read_schema(path).names]
+        if not columns:
+            continue
+        texts = pq.read_table(path, columns=columns)
+        for column in texts.columns:
+            values = column.unique().to_pylist() if pa.types.is_string(column.type) else []
+            if any(isinstance(v, str) and pattern.search(as_seen(v)) for v in values):
+                return True
+    return False
