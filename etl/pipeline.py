@@ -84,7 +84,13 @@ from etl.transform import carry_over
 from etl.transform.harmonise import HarmoniseError
 from etl.transform.keyguard import guard_key
 from etl.transform.mapping import MappingError, SourceMapping, load_mapping
-from etl.transform.other_sources import other_source_shapes, screen_missed, source_shapes, write_screened_with
+from etl.transform.other_sources import (
+    keep_shapes,
+    other_source_shapes,
+    screen_missed,
+    source_shapes,
+    write_screened_with,
+)
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.pseudonym import PseudonymKey, load_key, published_key
 from etl.transform.records import load_current_records, with_file_names
@@ -401,6 +407,7 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                 others=lambda: other_source_shapes(home, source_id, sources_dir))
             if result.screen is not None:
                 write_screened_with(folder, result.screen)
+                keep_shapes(home, source_id, _mapping_path(source_id, sources_dir), result.screen)
             # An export still naming them (their records, or the removal the centre was asked for: an ODM
             # increment's Remove is no record) loses them from its archive copy and staged rows too.
             if holding := {*left_out, *exports_holding([(sha, path) for path, _, _, sha in staged], mapping, key,

@@ -1,10 +1,11 @@
 """The other sources' patient keys a source's free text is screened by: a tumour board's note names a registry's
 patient (`see registry TREP-000002`), which the source's own keys' shapes do not find (etl/transform/screen.py).
 
-Each source's shapes are its own keys' (`PatientNumbers.text_shapes`), read from its staged exports when the
-screen is first used (a text holding a digit, or the carry-over's fingerprint), and kept in
-staging/.key_shapes/<source>.json (regexes, no number) by the names of the exports they were read from: a
-registry's 100,000 keys are read once for its exports, not by every other source's harmonise every night. A
+Each source's shapes are its own keys' (`PatientNumbers.text_shapes`), kept in staging/.key_shapes/<source>.json
+(regexes, no number) by the source's own harmonise, from the keys it read: another source's harmonise (when its
+screen is first used: a text holding a digit, or the carry-over's fingerprint) and the plan read a file, not a
+registry's 100,000 keys every night. A source none has kept them for (an earlier version's load) has them read
+from its staged exports once. A
 source with keys of eight digits has every other source's notes lose their eight-digit codes (MedDRA 10019211)
 as its own do: a note's detail, never a number.
 
@@ -18,6 +19,7 @@ again if one does: its carried notes are then screened anew (the screen's finger
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -34,7 +36,7 @@ from etl.resources import code_digest
 from etl.transform.harmonise import screened_fields
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen
-from etl.transform.records import patient_columns, staged_patient_keys
+from etl.transform.records import staged_patient_keys
 from etl.transform.screen import TextScreen
 
 log = logging.getLogger(__name__)
@@ -43,15 +45,14 @@ SCREENED_WITH = "screened_with.json"  # in a source's harmonised folder: the oth
 _SHAPES_MEMOS = ".key_shapes"  # staging/.key_shapes/<source>.json
 
 
-def source_shapes(home: Home, sources_dir: Path = SOURCES_DIR) -> dict[str, frozenset[str]]:
-    """The keys' shapes of every source staged in the home with a mapping in `sources_dir`
-    (`PatientNumbers.text_shapes`: a source's shapes are its own keys'), by its staged exports as found when read.
-    One whose exports are staged meanwhile (its extract beside another's harmonise) gives its keys as one or the
-    other night had them."""
+def source_shapes(home: Home, sources_dir: Path = SOURCES_DIR, *, but: str | None = None) -> dict[str, frozenset[str]]:
+    """The keys' shapes of every source staged in the home with a mapping in `sources_dir` (but `but`), each its
+    own keys' (`PatientNumbers.text_shapes`): as its last harmonise kept them (`keep_shapes`), else read from its
+    staged exports and kept."""
     shapes = {}
     for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
         mapping = sources_dir / f"{folder.name}.yaml"
-        if not folder.name.startswith(".") and folder.is_dir() and mapping.is_file():
+        if folder.name != but and not folder.name.startswith(".") and folder.is_dir() and mapping.is_file():
             shapes[folder.name] = _staged_shapes(folder, mapping)
     return shapes
 
@@ -59,7 +60,13 @@ def source_shapes(home: Home, sources_dir: Path = SOURCES_DIR) -> dict[str, froz
 def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_DIR) -> list[frozenset[str]]:
     """The keys' shapes of every source but `source_id` (`source_shapes`): what a free text of `source_id` is
     screened by besides its own patients' (`TextScreen`'s others)."""
-    return [shapes for name, shapes in source_shapes(home, sources_dir).items() if name != source_id]
+    return list(source_shapes(home, sources_dir, but=source_id).values())
+
+
+def keep_shapes(home: Home, source_id: str, mapping_path: Path, screen: TextScreen) -> None:
+    """Keep the shapes of the keys a source's harmonise read (its `screen`'s own), for the other sources' harmonise
+    and the plan (`source_shapes`): read there, its keys' shapes cost a file, not its staged exports."""
+    _keep(home.staging / _SHAPES_MEMOS / f"{source_id}.json", _looked_at(mapping_path), screen.own_shapes)
 
 
 @functools.cache
@@ -69,27 +76,40 @@ def _shapes_code() -> str:
                         etl / "transform" / "pseudonym.py", etl / "transform" / "records.py"])
 
 
+def _looked_at(mapping_path: Path) -> dict[str, str]:
+    """What kept shapes were read by: the source's mapping (the columns its patient key is read from) and this code."""
+    return {"mapping": hashlib.sha256(mapping_path.read_bytes()).hexdigest(), "code": _shapes_code()}
+
+
+def _keep(memo: Path, looked_at: dict[str, str], shapes: frozenset[str]) -> None:
+    try:
+        memo.parent.mkdir(exist_ok=True)
+        with fsio.written_atomically(memo) as temporary:
+            temporary.write_text(json.dumps({**looked_at, "shapes": sorted(shapes)}), encoding="utf-8")
+    except OSError as exc:
+        log.info("%s: the shapes of its keys were not kept (%s)", memo.stem, exc.__class__.__name__)
+
+
 def _staged_shapes(folder: Path, mapping_path: Path) -> frozenset[str]:
-    """The shapes of the keys of a source's staged exports, kept (`_SHAPES_MEMOS`) by the exports' names, the
-    columns the mapping reads the patient key from and this code: a registry's 100,000 keys are read once for
-    its exports, not by every other source's harmonise every night. What cannot be read (the mapping, an export
-    replaced or damaged under the read, the folder) leaves the shapes last kept in the screen, with a warning: a
-    screen never looks for fewer numbers than it did for a fault of another source's files."""
-    memo, made_by = folder.parent / _SHAPES_MEMOS / f"{folder.name}.json", _shapes_code()
+    """The shapes of a source's keys: those its last harmonise kept (`keep_shapes`), while its mapping and this code
+    are the ones that read them; else read from its staged exports, and kept. What cannot be read (the mapping, an
+    export replaced or damaged under the read, the folder) leaves the shapes last kept in the screen, with a
+    warning: a screen never looks for fewer numbers than it did for a fault of another source's files."""
+    memo = folder.parent / _SHAPES_MEMOS / f"{folder.name}.json"
     try:
         kept = json.loads(memo.read_text(encoding="utf-8"))
         kept_shapes = frozenset(kept["shapes"])
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or not one this code reads
         kept, kept_shapes = None, frozenset()
     try:
+        looked_at = _looked_at(mapping_path)
+        if kept is not None and all(kept.get(name) == value for name, value in looked_at.items()):
+            return kept_shapes
         mapping = load_mapping(mapping_path)
         staged = sorted(p for p in folder.iterdir() if STAGED_NAME.fullmatch(p.name))
     except (OSError, ValueError) as exc:  # its own run says what is wrong with it
         log.warning("%s: its patient keys cannot be read for the screen of another source's free text (%s): the "
                     "shapes kept from its last read stand", folder.name, exc.__class__.__name__)
-        return kept_shapes
-    looked_at = {"staged": [p.name for p in staged], "columns": sorted(patient_columns(mapping)), "code": made_by}
-    if kept is not None and all(kept.get(name) == value for name, value in looked_at.items()):
         return kept_shapes
     keys, unread = _staged_keys_found(staged, mapping)
     shapes = PatientNumbers.of(keys).text_shapes
@@ -97,12 +117,7 @@ def _staged_shapes(folder: Path, mapping_path: Path) -> frozenset[str]:
         log.warning("%s: %s not read for the screen of another source's free text (%s): the shapes kept from its "
                     "last read stand beside", folder.name, unread[0][0], unread[0][1])
         return shapes | kept_shapes
-    try:
-        memo.parent.mkdir(exist_ok=True)
-        with fsio.written_atomically(memo) as temporary:
-            temporary.write_text(json.dumps({**looked_at, "shapes": sorted(shapes)}), encoding="utf-8")
-    except OSError as exc:
-        log.info("%s: the shapes of its keys were not kept (%s)", folder.name, exc.__class__.__name__)
+    _keep(memo, looked_at, shapes)
     return shapes
 
 

@@ -136,6 +136,11 @@ class TextScreen:
         return shapes_pattern(self._numbers.text_shapes | self._other_shapes)
 
     @property
+    def own_shapes(self) -> frozenset[str]:
+        """The shapes of the source's own keys (`PatientNumbers.text_shapes`), kept for the other sources' screens."""
+        return self._numbers.text_shapes
+
+    @property
     def others_seen(self) -> frozenset[str] | None:
         """The other sources' shapes the screen looked for, once a text or the fingerprint asked it (None: nothing
         did, and no text of the source was screened)."""
