@@ -188,10 +188,9 @@ def _screen_missed(home: Home, source_id: str, mapping: SourceMapping, last_load
     """Whether the source's last load has a free text holding a number shaped like another source's keys, which
     were not known when it was harmonised (etl/transform/other_sources.py): loaded again, it is screened anew."""
     harmonised = home.staging / source_id / "harmonised" / (last_load or "")
-    if not last_load or not screen_missed(source_id, mapping, harmonised, shapes()):
+    if not last_load or (why := screen_missed(source_id, mapping, harmonised, shapes())) is None:
         return False
-    log.warning("%s: a free text it loaded holds a number shaped like another source's patient keys, known since: "
-                "loaded again, its free text screened by them", source_id)
+    log.warning("%s: %s", source_id, why)
     return True
 
 
@@ -407,7 +406,6 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                 others=lambda: other_source_shapes(home, source_id, sources_dir))
             if result.screen is not None:
                 write_screened_with(folder, result.screen)
-                keep_shapes(home, source_id, _mapping_path(source_id, sources_dir), result.screen)
             # An export still naming them (their records, or the removal the centre was asked for: an ODM
             # increment's Remove is no record) loses them from its archive copy and staged rows too.
             if holding := {*left_out, *exports_holding([(sha, path) for path, _, _, sha in staged], mapping, key,
@@ -418,6 +416,8 @@ def harmonise_extracted(home: Home, extracted: SourceOutcome, *, key_value: str 
                                     folder / "records.parquet")
             if held:
                 raise _Held(held, to_accept)  # a held load leaves no harmonised files behind
+            if result.screen is not None:
+                keep_shapes(home, source_id, _mapping_path(source_id, sources_dir), result.screen)
             removals = [r for r in _removal_rows(source_id, run_id, key, record_sets.removed, result.screen)
                         if r["source_record_key"].partition("|")[0] not in erased]  # an erased patient leaves no audit
             pq.write_table(pa.Table.from_pylist(removals, schema=schema.arrow_schema("meta.record_removal")),

@@ -5,6 +5,7 @@ test is the source's own (`holds_number`)."""
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import shutil
@@ -20,7 +21,7 @@ from etl import pipeline
 from etl.config import SOURCES_DIR, Home
 from etl.extract.file_names import PatientNumbers
 from etl.synth import generate
-from etl.transform.other_sources import other_source_shapes
+from etl.transform.other_sources import keep_shapes, other_source_shapes, source_shapes
 from etl.transform.parts import harmonise_to_folder
 from etl.transform.screen import TextScreen
 
@@ -108,10 +109,36 @@ def test_a_note_loaded_before_the_registry_was_first_staged_is_screened_again_th
     assert _notes_loaded(home) == ["registry patient {patient} had the same agent"]
     assert ("iltb: a free text it loaded holds a number shaped like another source's patient keys, known since: "
             "loaded again") in caplog.text
+    # crizotinib_imt, prepared first, knew no other source's keys either; its notes hold none of them, and say so
+    (checked,) = (home.staging / "crizotinib_imt" / "harmonised").iterdir()
+    assert any("TREP" in shape for shape in json.loads((checked / "screened_with.json").read_text()))
     assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_changed == []  # and not the night after
 
 
-def test_the_other_sources_are_each_read_from_their_staged_exports_once_and_an_unreadable_one_is_passed_by(
+def test_a_last_load_whose_screen_cannot_be_told_is_loaded_again(small_run, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    home = copy_of(small_run, tmp_path)
+    (said,) = (home.staging / "iltb" / "harmonised").glob("*/screened_with.json")
+    said.write_text("5")  # not a list of shapes
+    with caplog.at_level(logging.WARNING, logger="rtw"):
+        assert pipeline.run(home, key_value=SMALL_RUN_KEY).sources_changed == ["iltb"]
+    assert "iltb: its last load's free text cannot be read for the other sources' patient keys" in caplog.text
+
+
+def test_a_source_s_harmonise_keeps_the_shapes_of_its_keys_for_the_others_until_its_mapping_changes(
+        tmp_path: Path) -> None:
+    home, sources = Home(tmp_path / "home").ensure(), tmp_path / "sources"
+    (home.staging / "registry_it").mkdir(parents=True)  # no export staged: only what its harmonise kept tells
+    sources.mkdir()
+    shutil.copy2(SOURCES_DIR / "registry_it.yaml", sources)
+    keep_shapes(home, "registry_it", sources / "registry_it.yaml", TextScreen(REGISTRY, list))
+    assert source_shapes(home, sources) == {"registry_it": REGISTRY.text_shapes}
+    with (sources / "registry_it.yaml").open("a") as mapping:
+        mapping.write("\n# edited\n")  # its key may be read from another column now
+    assert source_shapes(home, sources) == {"registry_it": frozenset()}  # read again from its staged exports
+
+
+def test_the_other_sources_keys_are_kept_read_once_and_an_unreadable_export_is_passed_by(
         small_run, tmp_path: Path) -> None:
     home = copy_of(small_run, tmp_path)
     before = other_source_shapes(home, "iltb")  # by the staging's folders, sorted

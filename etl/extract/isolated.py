@@ -31,7 +31,8 @@ leave its reader staging on and the home held by a dead run until the read ends.
 
 Where os.fork does not exist (Windows), or fails (EAGAIN: a limit on processes; ENOMEM), the read runs
 in this process, as before (a fork that fails says so in the log): the file is read, without the
-protection from a crash or the time limit.
+protection from a crash or the time limit; never after a crash, whose second read finding no process refuses
+the file.
 """
 
 from __future__ import annotations

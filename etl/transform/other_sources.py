@@ -4,8 +4,8 @@ patient (`see registry TREP-000002`), which the source's own keys' shapes do not
 Each source's shapes are its own keys' (`PatientNumbers.text_shapes`), kept in staging/.key_shapes/<source>.json
 (regexes, no number) by the source's own harmonise, from the keys it read: another source's harmonise (when its
 screen is first used: a text holding a digit, or the carry-over's fingerprint) and the plan read a file, not a
-registry's 100,000 keys every night. A source none has kept them for (an earlier version's load) has them read
-from its staged exports once. A
+registry's 100,000 keys every night. A source none has kept them for (an earlier version's load), or whose
+mapping or this code changed since, has them read from its staged exports, and kept. A
 source with keys of eight digits has every other source's notes lose their eight-digit codes (MedDRA 10019211)
 as its own do: a note's detail, never a number.
 
@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -65,8 +66,15 @@ def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_
 
 def keep_shapes(home: Home, source_id: str, mapping_path: Path, screen: TextScreen) -> None:
     """Keep the shapes of the keys a source's harmonise read (its `screen`'s own), for the other sources' harmonise
-    and the plan (`source_shapes`): read there, its keys' shapes cost a file, not its staged exports."""
-    _keep(home.staging / _SHAPES_MEMOS / f"{source_id}.json", _looked_at(mapping_path), screen.own_shapes)
+    and the plan (`source_shapes`): read there, its keys' shapes cost a file, not its staged exports. Called once
+    the load is not held: a cut export's fewer keys never narrow another source's screen."""
+    memo = home.staging / _SHAPES_MEMOS / f"{source_id}.json"
+    try:
+        looked_at = _looked_at(mapping_path)
+    except OSError as exc:  # the next reader reads them from the staged exports
+        log.info("%s: the shapes of its keys were not kept (%s)", source_id, exc.__class__.__name__)
+        return
+    _keep(memo, looked_at, screen.own_shapes)
 
 
 @functools.cache
@@ -143,27 +151,43 @@ def write_screened_with(folder: Path, screen: TextScreen) -> None:
 
 
 def screen_missed(source_id: str, mapping: SourceMapping, harmonised: Path,
-                  shapes: Mapping[str, frozenset[str]]) -> bool:
-    """Whether a free text of the source's last load (its `harmonised` folder) holds a number shaped like another
-    source's keys (`shapes`: every source's, `source_shapes`) that its screen did not know then: the source is
-    loaded again, its notes screened anew. A load of an earlier version, which says nothing of it, is taken as
-    having known them (an upgrade loads every source again in any case)."""
+                  shapes: Mapping[str, frozenset[str]]) -> str | None:
+    """Why the source is loaded again (None: it need not be): a free text of its last load (its `harmonised`
+    folder) holds a number shaped like another source's keys (`shapes`: every source's, `source_shapes`) that its
+    screen did not know then, its notes to be screened anew. Texts found to hold none are noted as screened by
+    those shapes too (SCREENED_WITH): they are read again only when another shape arrives. A load of an earlier
+    version, which says nothing of it, is taken as having known them (an upgrade loads every source again in any
+    case); one whose files cannot be read is loaded again (harmonise rewrites them)."""
     try:
         seen = json.loads((harmonised / SCREENED_WITH).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if seen is None:
-        return False
-    missed = set().union(*(known for name, known in shapes.items() if name != source_id)) - set(seen)
-    if not missed or (pattern := shapes_pattern(missed)) is None:
-        return False
-    for table, fields in screened_fields(mapping).items():
+    except FileNotFoundError:
+        return None
+    try:
+        if seen is None:
+            return None
+        missed = set().union(*(known for name, known in shapes.items() if name != source_id)) - set(seen)
+        if not missed or (pattern := shapes_pattern(missed)) is None:
+            return None
+        if _holds_any(harmonised, screened_fields(mapping), pattern):
+            return ("a free text it loaded holds a number shaped like another source's patient keys, known since: "
+                    "loaded again, its free text screened by them")
+    except (OSError, ValueError, TypeError, re.error, pa.ArrowException) as exc:
+        return (f"its last load's free text cannot be read for the other sources' patient keys "
+                f"({exc.__class__.__name__}): loaded again")
+    try:
+        with fsio.written_atomically(harmonised / SCREENED_WITH) as temporary:
+            temporary.write_text(json.dumps(sorted({*seen, *missed})), encoding="utf-8")
+    except OSError as exc:  # read again the next night
+        log.info("%s: what its free text was found clean of was not kept (%s)", source_id, exc.__class__.__name__)
+    return None
+
+
+def _holds_any(harmonised: Path, fields: Mapping[str, list[str]], pattern: re.Pattern[str]) -> bool:
+    """Whether a value of the harmonised tables' free-text `fields` holds a match of `pattern`, as seen."""
+    for table, names in fields.items():
         path = harmonised / f"{table}.parquet"
-        columns = [f for f in fields if path.is_file() and f in pq.read_schema(path).names]
-        if not columns:
-            continue
-        texts = pq.read_table(path, columns=columns)
-        for column in texts.columns:
+        columns = sorted(set(names) & set(pq.read_schema(path).names)) if names and path.is_file() else []
+        for column in pq.read_table(path, columns=columns).columns if columns else []:
             values = column.unique().to_pylist() if pa.types.is_string(column.type) else []
             if any(isinstance(v, str) and pattern.search(as_seen(v)) for v in values):
                 return True
