@@ -187,8 +187,10 @@ def _screen_missed(home: Home, source_id: str, mapping: SourceMapping, last_load
                    shapes: Callable[[], Mapping[str, frozenset[str]]]) -> bool:
     """Whether the source's last load has a free text holding a number shaped like another source's keys, which
     were not known when it was harmonised (etl/transform/other_sources.py): loaded again, it is screened anew."""
-    harmonised = home.staging / source_id / "harmonised" / (last_load or "")
-    if not last_load or (why := screen_missed(source_id, mapping, harmonised, shapes())) is None:
+    if not last_load:
+        return False
+    why = screen_missed(source_id, mapping, home.staging / source_id / "harmonised" / last_load, shapes())
+    if why is None:
         return False
     log.warning("%s: %s", source_id, why)
     return True

@@ -154,7 +154,7 @@ def _shape_body(runs: Sequence[str], literal: bool, *, joined_as_written: bool =
     shaped = []
     for at, r in enumerate(runs):
         before, after = runs[at - 1] if at else "", runs[at + 1] if at + 1 < len(runs) else ""
-        if spaced and r.isalnum() and before.isalnum() and before[0].isalpha() != r[0].isalpha():
+        if spaced and _letters_meet_digits(before, r):
             shaped.append(_JOINED)  # ID0001 written ID-0001
         if spaced and not r.isalnum() and _letters_meet_digits(before, after):
             shaped.append(NOTE_SEPARATOR)

@@ -38,7 +38,7 @@ from etl.transform.harmonise import screened_fields
 from etl.transform.mapping import SourceMapping, load_mapping
 from etl.transform.pseudonym import as_seen
 from etl.transform.records import staged_patient_keys
-from etl.transform.screen import TextScreen
+from etl.transform.screen import TextScreen, staged_source_folders
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,8 @@ def source_shapes(home: Home, sources_dir: Path = SOURCES_DIR, *, but: str | Non
     """The keys' shapes of every source staged in the home with a mapping in `sources_dir` (but `but`), each its
     own keys' (`PatientNumbers.text_shapes`): as its last harmonise kept them (`keep_shapes`), else read from its
     staged exports and kept."""
-    shapes = {}
-    for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
-        mapping = sources_dir / f"{folder.name}.yaml"
-        if folder.name != but and not folder.name.startswith(".") and folder.is_dir() and mapping.is_file():
-            shapes[folder.name] = _staged_shapes(folder, mapping)
-    return shapes
+    return {folder.name: _staged_shapes(folder, mapping)
+            for folder, mapping in staged_source_folders(home, sources_dir) if folder.name != but}
 
 
 def other_source_shapes(home: Home, source_id: str, sources_dir: Path = SOURCES_DIR) -> list[frozenset[str]]:

@@ -269,11 +269,16 @@ def every_source_numbers(home: Home, sources_dir: Path = SOURCES_DIR) -> Patient
                                    for k in staged_keys(folder, mapping)))
 
 
-def _staged_sources(home: Home, sources_dir: Path) -> Iterator[tuple[Path, SourceMapping]]:
+def staged_source_folders(home: Home, sources_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """Each source's staging folder with its mapping file in `sources_dir` (a folder without one is no source's)."""
     for folder in sorted(home.staging.iterdir()) if home.staging.is_dir() else []:
         path = sources_dir / f"{folder.name}.yaml"
-        if not path.is_file():
-            continue
+        if folder.is_dir() and path.is_file():
+            yield folder, path
+
+
+def _staged_sources(home: Home, sources_dir: Path) -> Iterator[tuple[Path, SourceMapping]]:
+    for folder, path in staged_source_folders(home, sources_dir):
         try:
             mapping = load_mapping(path)
         except (OSError, ValueError) as exc:  # the nightly run says what is wrong with it
