@@ -160,6 +160,7 @@ def test_a_crash_that_does_not_repeat_does_not_refuse_the_file(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
         assert read_apart(tmp_path / "cases.sav", crashing_once, what="SPSS data file") == "read"
     assert "the reader (ReadStat) crashed (SIGBUS): the file is read once more, in a new process" in caplog.text
+    assert "the reader (ReadStat) crashed in: File" in caplog.text and "in crashing_once" in caplog.text  # where
     assert "cases.sav" not in caplog.text  # a delivered name may hold a patient number
 
 

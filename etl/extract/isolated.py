@@ -12,7 +12,9 @@ file and saying that the reader crashed on it; what it had half-written beside t
 removed. A crash is read once more, in a new child, before the file is refused: a damaged file crashes the
 reader again, while a crash that does not repeat was not the file's (a fork in a process with threads
 inherits their libraries' state half-changed: the test suite met one, on a file read well before and
-after), and refusing a good file would keep its night's data out. A child that has not answered within a
+after; and once a crash that repeated in the second child, from a test worker's state, not the file's), and
+refusing a good file would keep its night's data out. Where the child's Python was when it crashed is logged
+(faulthandler's frames: code, never data). A child that has not answered within a
 time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
 on it) is killed and fails its file the same way, read once only; the limit grows with the file's size
 (etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
@@ -45,11 +47,12 @@ import os
 import pickle
 import selectors
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 from etl.config import READ_SECONDS_PER_MB, READ_SECONDS_SETTING, read_time_limit
 from etl.extract.errors import ExtractError
@@ -107,6 +110,13 @@ def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | No
                  here_without_fork: bool = True) -> T:
     """`read()` in a forked child, once (`read_apart`); in this process when no child can be started and
     `here_without_fork`, else _NoFork."""
+    with tempfile.TemporaryFile() as frames:  # where the child's Python was when it crashed (faulthandler)
+        return _read_forked_into(path, read, what=what, out=out, reader=reader, here_without_fork=here_without_fork,
+                                 frames=frames)
+
+
+def _read_forked_into(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str,
+                      here_without_fork: bool, frames: IO[bytes]) -> T:
     limit = read_time_limit(_size(path))
     before = _written(out)
     parent = os.getpid()
@@ -122,7 +132,7 @@ def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | No
                     "of the reader (%s) on the file would end", error.strerror or error, reader)
         return read()
     if child == 0:
-        _read_in_child(read, answers, answer, parent)
+        _read_in_child(read, answers, answer, parent, frames.fileno())
     os.close(answer)
     try:
         said = _answer(answers, limit)
@@ -137,6 +147,8 @@ def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | No
         _remove_written(out, before)
         message = _how_it_ended(path, what, reader, status)
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASHES:
+            frames.seek(0)
+            log.warning("the reader (%s) crashed in: %s", reader, _where(frames.read()))
             raise _Crashed(message, signal.Signals(os.WTERMSIG(status)).name)
         raise ExtractError(message)
     outcome, value = pickle.loads(said)
@@ -166,7 +178,14 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int) -> NoReturn:
+def _where(dumped: bytes) -> str:
+    """The innermost Python frames of a crashed child (faulthandler's dump: code's files, lines and functions,
+    never data), for whoever finds out why the reader crashed."""
+    lines = [line.strip() for line in dumped.decode("utf-8", "replace").splitlines() if line.strip().startswith("File")]
+    return " <- ".join(lines[:4]) or "no Python frame (crashed outside Python's code)"
+
+
+def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int, frames: int) -> NoReturn:
     """The child: the read, its result or exception sent pickled through `answer`; never returns."""
     code = 1
     try:
@@ -176,7 +195,8 @@ def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: i
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
             if signal.getsignal(number) is not signal.SIG_IGN:  # one ignored stays so (rtw run & from a script)
                 signal.signal(number, signal.SIG_DFL)
-        faulthandler.disable()  # a crash is the parent's to say, not a dump of this process's stack on stderr
+        # A crash is the parent's to say, not a dump on stderr: where the child was goes to `frames`, for the log
+        faulthandler.enable(file=frames, all_threads=False)
         try:
             said = pickle.dumps(("done", read()))
         except BaseException as error:  # every error goes to the parent, which raises it
