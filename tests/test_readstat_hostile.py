@@ -4,12 +4,14 @@ nothing of a refused file is staged."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import crashing_reads
 import numpy as np
 import pandas as pd
 import pyreadstat
@@ -24,7 +26,7 @@ from etl.extract.sas import read_sas_metadata, stage_sas
 from etl.extract.spss import ADAPTER as SPSS
 from etl.extract.spss import read_spss_metadata, stage_spss
 from etl.extract.stata import stage_stata, staged_stata_metadata
-from etl.fsio import TEMP_SUFFIX, written_atomically
+from etl.fsio import TEMP_SUFFIX
 
 LINEAGE = {"source_file": "cases", "source_file_sha256": "0" * 64}
 CASES = pd.DataFrame({"pid": [f"NL-{i:05d}" for i in range(50)], "age": np.arange(50, dtype=float)})
@@ -259,11 +261,7 @@ def test_a_reader_killed_while_writing_leaves_nothing_staged(tmp_path: Path) -> 
     earlier = out.parent / f".cases.parquet.earlier{TEMP_SUFFIX}"  # another reader's: not this one's to remove
     earlier.write_bytes(b"")
 
-    def crashing() -> None:
-        with written_atomically(out) as temp:
-            temp.write_bytes(b"PAR1 half")
-            os.kill(os.getpid(), signal.SIGSEGV)
-
+    crashing = functools.partial(crashing_reads.crash_writing, out)
     with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file \(SIGSEGV\)"):
         read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file", out=out)
     assert list(out.parent.iterdir()) == [earlier]

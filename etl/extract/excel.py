@@ -83,6 +83,7 @@ Gotchas of the format:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import struct
@@ -1109,10 +1110,10 @@ class ExcelAdapter(SourceAdapter):
 
     def stage(self, path: Path, out: Path, options: ExcelOptions, lineage: dict[str, str]) -> StageResult:
         # in a child of its own: calamine aborts the process on a workbook whose grid it cannot allocate
-        return isolated.read_apart(
-            path, lambda: stage_workbook(path, out, header_row=options.header_row, sheets=options.sheets,
-                                         merged_cells=options.merged_cells, lineage=lineage),
-            what="Excel or OpenDocument workbook", out=out, reader="python-calamine")
+        staging = functools.partial(stage_workbook, path, out, header_row=options.header_row, sheets=options.sheets,
+                                    merged_cells=options.merged_cells, lineage=lineage)
+        return isolated.read_apart(path, staging, what="Excel or OpenDocument workbook", out=out,
+                                   reader="python-calamine")
 
     def record_tables(self, staged: Path, record_set: str) -> dict[str, pa.Table]:
         return read_staged_workbook(staged)

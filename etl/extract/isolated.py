@@ -9,17 +9,18 @@ night it stays. `read_apart` runs a read (staging, or the metadata for `rtw prof
 from this process: it reads, writes the staged Parquet file and sends back its result, pickled, or the
 exception it raised, through a pipe. A child killed by a signal becomes an `ExtractError` naming the
 file and saying that the reader crashed on it; what it had half-written beside the staged file is
-removed. A crash is read once more, in a new child, before the file is refused: a damaged file crashes the
-reader again, while a crash that does not repeat was not the file's (a fork in a process with threads
-inherits their libraries' state half-changed: the test suite met one, on a file read well before and
-after; and once a crash that repeated in the second child, from a test worker's state, not the file's), and
-refusing a good file would keep its night's data out. Where the child's Python was when it crashed is logged
-(faulthandler's frames: code, never data). A child that has not answered within a
+removed. A crash is read once more, in a fresh interpreter, before the file is refused: a damaged file
+crashes the reader again, while a crash that does not repeat was not the file's (a fork in a process with
+threads inherits their libraries' state half-changed: the test suite met such crashes on files read well
+before and after, once in two forked children in a row, from the test worker's state), and refusing a good
+file would keep its night's data out. The fresh interpreter inherits nothing but files: the read is pickled
+to it (a module's function, or a functools.partial of one). Where the child's Python was when it crashed is
+logged (faulthandler's frames: code, never data). A child that has not answered within a
 time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
 on it) is killed and fails its file the same way, read once only; the limit grows with the file's size
 (etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
 
-Fork, not a fresh interpreter: the child has every module already imported (a fork of a run's
+Fork first, not a fresh interpreter: the child has every module already imported (a fork of a run's
 process takes some milliseconds, an interpreter's start and imports a second). The run's process has
 threads (DuckDB's, GX's import, a thread pool), and the child holds only the thread that forked: it
 touches nothing they may have locked. It reads with pyreadstat, numpy, pandas and Arrow (glibc's
@@ -39,6 +40,7 @@ the file.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import functools
@@ -47,12 +49,14 @@ import os
 import pickle
 import selectors
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, Protocol, TypeVar
 
 from etl.config import READ_SECONDS_PER_MB, READ_SECONDS_SETTING, read_time_limit
 from etl.extract.errors import ExtractError
@@ -71,26 +75,32 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
                reader: str = "ReadStat", prepare: Callable[[], object] | None = None) -> T:
     """`read()` (which reads `path`, a `what` such as 'SPSS data file', with `reader`; staging writes `out`, a
     file or a folder) in a forked child: its result, or the exception it raised. A child killed by a signal
-    (the reader crashed, twice: a crash is read once more) raises an `ExtractError` naming the file, and
-    anything it left half-written at or beside `out` is removed; so does a child that has not answered within
-    `read_time_limit` of the file's size, killed. `prepare`: imports what the child would import on first use
-    (it must import nothing), called before the fork."""
+    (the reader crashed, twice: a crash is read once more, in a fresh interpreter) raises an `ExtractError`
+    naming the file, and anything it left half-written at or beside `out` is removed; so does a child that has
+    not answered within `read_time_limit` of the file's size, killed. `read` pickles (a module's function, or a
+    functools.partial of one over values that pickle): the fresh interpreter imports it. `prepare`: imports
+    what the child would import on first use (it must import nothing), called before the fork."""
     if not hasattr(os, "fork"):
         return read()
     if prepare is not None:
         prepare()
     _prctl()  # looked up before the fork: the child only calls it (die_with)
     try:
-        return _read_forked(path, read, what=what, out=out, reader=reader)
+        return _read_once(path, functools.partial(_fork, read), what=what, out=out, reader=reader)
+    except _NoProcess as none:  # EAGAIN: a limit on processes; ENOMEM: the file is still read
+        log.warning("no process could be started to read a file (%s): read in the run's process, which a crash "
+                    "of the reader (%s) on the file would end", none.reason, reader)
+        return read()
     except _Crashed as crashed:
-        # The same bytes crash a reader again; a crash that does not repeat was not the file's (a native
-        # library's state inherited through the fork, or a damaged page of memory) and must not refuse it.
-        # Not named here: a delivered name may hold a patient number, which the refusal's message hides.
-        log.warning("the reader (%s) crashed (%s): the file is read once more, in a new process (a second crash "
-                    "refuses it)", reader, crashed.signal_name)
+        # The same bytes crash a reader again; a crash that does not repeat was not the file's (the state a
+        # fork inherits, or a damaged page of memory) and must not refuse it. Not named here: a delivered name
+        # may hold a patient number, which the refusal's message hides.
+        log.warning("the reader (%s) crashed (%s): the file is read once more, in a new interpreter (a second "
+                    "crash refuses it)", reader, crashed.signal_name)
+        call = pickle.dumps(read)
         try:
-            return _read_forked(path, read, what=what, out=out, reader=reader, here_without_fork=False)
-        except _NoFork:  # never in this process: a file that crashed a reader would end the run
+            return _read_once(path, functools.partial(_start, call), what=what, out=out, reader=reader)
+        except _NoProcess:  # never in this process: a file that crashed a reader would end the run
             raise crashed from None
 
 
@@ -102,59 +112,112 @@ class _Crashed(ExtractError):
         self.signal_name = signal_name
 
 
-class _NoFork(Exception):
-    """No process could be started for a read that may not be done in this one."""
+class _NoProcess(Exception):
+    """No process could be started for a read (fork or exec failed), for `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _read_forked(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str,
-                 here_without_fork: bool = True) -> T:
-    """`read()` in a forked child, once (`read_apart`); in this process when no child can be started and
-    `here_without_fork`, else _NoFork."""
-    with tempfile.TemporaryFile() as frames:  # where the child's Python was when it crashed (faulthandler)
-        return _read_forked_into(path, read, what=what, out=out, reader=reader, here_without_fork=here_without_fork,
-                                 frames=frames)
+class _Child(Protocol):
+    """A reading process, forked (_Forked) or started afresh (subprocess.Popen)."""
+
+    def wait(self) -> int:
+        """Its exit code once it has ended: minus the signal's number for one killed by a signal."""
+
+    def kill(self) -> None:
+        """SIGKILL."""
 
 
-def _read_forked_into(path: Path, read: Callable[[], T], *, what: str, out: Path | None, reader: str,
-                      here_without_fork: bool, frames: IO[bytes]) -> T:
+# How a reading process is started: given the pipe's two ends and the file for its frames (faulthandler).
+Start = Callable[[int, int, IO[bytes]], _Child]
+
+
+def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader: str) -> Any:
+    """`read()` in a child `start` started, once (`read_apart`); _NoProcess when none could be."""
     limit = read_time_limit(_size(path))
     before = _written(out)
-    parent = os.getpid()
-    answers, answer = os.pipe()
-    try:
-        child = os.fork()
-    except OSError as error:  # no process for it (EAGAIN: a limit on processes; ENOMEM): the file is still read
-        os.close(answers)
-        os.close(answer)
-        if not here_without_fork:
-            raise _NoFork from error
-        log.warning("no process could be started to read a file (%s): read in the run's process, which a crash "
-                    "of the reader (%s) on the file would end", error.strerror or error, reader)
-        return read()
-    if child == 0:
-        _read_in_child(read, answers, answer, parent, frames.fileno())
-    os.close(answer)
-    try:
-        said = _answer(answers, limit)
-        if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
-            raise ExtractError(_past_limit(path, reader, limit))
-        _pid, status = os.waitpid(child, 0)
-    except BaseException:  # past its limit, or interrupted (Ctrl-C): the child goes with the read
-        _end(child)
-        _remove_written(out, before)
-        raise
-    if os.waitstatus_to_exitcode(status) != 0 or not said:  # minus the signal's number for a killed child
-        _remove_written(out, before)
-        message = _how_it_ended(path, what, reader, status)
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASHES:
-            frames.seek(0)
-            log.warning("the reader (%s) crashed in: %s", reader, _where(frames.read()))
-            raise _Crashed(message, signal.Signals(os.WTERMSIG(status)).name)
-        raise ExtractError(message)
+    with tempfile.TemporaryFile() as frames:  # where the child's Python was when it crashed (faulthandler)
+        answers, answer = os.pipe()
+        try:
+            child = start(answers, answer, frames)
+        except OSError as error:
+            os.close(answers)
+            raise _NoProcess(str(error.strerror or error)) from error
+        finally:
+            os.close(answer)
+        try:
+            said = _answer(answers, limit)
+            if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
+                raise ExtractError(_past_limit(path, reader, limit))
+            code = child.wait()
+        except BaseException:  # past its limit, or interrupted (Ctrl-C): the child goes with the read
+            _end(child)
+            _remove_written(out, before)
+            raise
+        if code != 0 or not said:
+            _remove_written(out, before)
+            message = _how_it_ended(path, what, reader, code)
+            if -code in _CRASHES:
+                frames.seek(0)
+                log.warning("the reader (%s) crashed in: %s", reader, _where(frames.read()))
+                raise _Crashed(message, signal.Signals(-code).name)
+            raise ExtractError(message)
     outcome, value = pickle.loads(said)
     if outcome == "raised":
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
+
+
+class _Forked:
+    """A child forked from this process (`_fork`)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _fork(read: Callable[[], Any], answers: int, answer: int, frames: IO[bytes]) -> _Child:
+    """A child forked to run `read`: every module already imported, a fork takes some milliseconds."""
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.close(answers)
+        _read_in_child(read, answer, parent, frames.fileno())
+    return _Forked(child)
+
+
+def _start(call: bytes, answers: int, answer: int, frames: IO[bytes]) -> _Child:
+    """A fresh interpreter running the pickled `call`: nothing of this process's state but its files (a
+    second or so to start and import)."""
+    with tempfile.TemporaryFile() as pickled:
+        pickled.write(call)
+        pickled.seek(0)
+        path = os.pathsep.join(entry for entry in sys.path if entry)  # the modules `call` names, found as here
+        return subprocess.Popen(
+            [sys.executable, "-c", _STARTED, str(os.getpid()), str(answer), str(frames.fileno())],
+            stdin=pickled, pass_fds=(answer, frames.fileno()), env={**os.environ, "PYTHONPATH": path})
+
+
+_STARTED = "import sys; from etl.extract.isolated import read_started; read_started(*map(int, sys.argv[1:]))"
+
+
+def read_started(parent: int, answer: int, frames: int) -> NoReturn:
+    """The fresh interpreter's read (`_start`): the call pickled on standard input; never returns."""
+    die_with(parent)
+    _read_in_child(functools.partial(_unpickled_call, sys.stdin.buffer), answer, parent, frames)
+
+
+def _unpickled_call(pickled: IO[bytes]) -> object:
+    read: Callable[[], object] = pickle.load(pickled)  # written by the run that started this one
+    return read()
 
 
 def die_with(parent: int) -> None:
@@ -185,12 +248,11 @@ def _where(dumped: bytes) -> str:
     return " <- ".join(lines[:4]) or "no Python frame (crashed outside Python's code)"
 
 
-def _read_in_child(read: Callable[[], Any], answers: int, answer: int, parent: int, frames: int) -> NoReturn:
+def _read_in_child(read: Callable[[], Any], answer: int, parent: int, frames: int) -> NoReturn:
     """The child: the read, its result or exception sent pickled through `answer`; never returns."""
     code = 1
     try:
         die_with(parent)  # nobody waits for the read of a parent gone
-        os.close(answers)
         _first_to_go_when_memory_runs_out()
         for number in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers (Airflow's, a run's)
             if signal.getsignal(number) is not signal.SIG_IGN:  # one ignored stays so (rtw run & from a script)
@@ -231,10 +293,11 @@ def _pickled_error(error: BaseException) -> bytes:
         return pickle.dumps(("raised", RuntimeError(f"{type(error).__name__}: {error}")))
 
 
-def _how_it_ended(path: Path, what: str, reader: str, status: int) -> str:
-    """Why the child gave no answer, as the source's failure says it."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
+def _how_it_ended(path: Path, what: str, reader: str, code: int) -> str:
+    """Why the child gave no answer (its exit `code`: minus the signal's number for one killed by a signal), as
+    the source's failure says it."""
+    if code < 0:
+        number = -code
         name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
         if number == signal.SIGKILL:  # the kernel's out-of-memory killer, or someone's kill -9
             return (f"{path.name}: the process reading it was killed ({name}: out of memory?); expected it to be "
@@ -244,8 +307,8 @@ def _how_it_ended(path: Path, what: str, reader: str, status: int) -> str:
                     f"{what} it claims to be; expected a complete {what} (ask for it again, written anew)")
         return (f"{path.name}: the process reading it was stopped ({name}: sent by someone or something on this "
                 "machine, not by the file); expected it to be read when the run is not stopped")
-    return (f"{path.name}: the process reading it ended without an answer (exit status "
-            f"{os.waitstatus_to_exitcode(status)}); expected a complete {what}")
+    return (f"{path.name}: the process reading it ended without an answer (exit status {code}); expected a "
+            f"complete {what}")
 
 
 def _size(path: Path) -> int:
@@ -281,12 +344,10 @@ def _past_limit(path: Path, reader: str, limit: float) -> str:
             "for a file this large")
 
 
-def _end(child: int) -> None:
-    try:
-        os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-    except ChildProcessError:  # already reaped
-        pass
+def _end(child: _Child) -> None:
+    child.kill()
+    with contextlib.suppress(ChildProcessError):  # already reaped
+        child.wait()
 
 
 # -- what a killed child leaves ----------------------------------------------------------------------

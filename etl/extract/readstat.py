@@ -490,12 +490,20 @@ def _ready_to_fork() -> None:
         nw.from_native(frame, eager_only=True)
 
 
-def stage_apart(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFrame, Dataset]], as_text: NumbersAsText,
-                lineage: Mapping[str, str] | None, metadata_key: bytes, *, what: str) -> StagedDataset:
-    """`stage_dataset` in a child process (`read_apart`). `chunks` is a generator, which reads only when
-    iterated: in the child."""
-    return read_apart(
-        path, lambda: stage_dataset(path, out, chunks, as_text, dict(lineage or {}), metadata_key), what=what, out=out)
+Chunks = Callable[[], Iterator[tuple[int, pd.DataFrame, Dataset]]]
+
+
+def stage_apart(path: Path, out: Path, chunks: Chunks, as_text: NumbersAsText, lineage: Mapping[str, str] | None,
+                metadata_key: bytes, *, what: str) -> StagedDataset:
+    """`stage_dataset` of `chunks()` in a child process (`read_apart`): `chunks` (a functools.partial of a
+    format's chunk reader) reads there, and `as_text` is a module's function (both pickle)."""
+    staging = functools.partial(_stage_chunks, path, out, chunks, as_text, dict(lineage or {}), metadata_key)
+    return read_apart(path, staging, what=what, out=out)
+
+
+def _stage_chunks(path: Path, out: Path, chunks: Chunks, as_text: NumbersAsText, lineage: Mapping[str, str],
+                  metadata_key: bytes) -> StagedDataset:
+    return stage_dataset(path, out, chunks(), as_text, lineage, metadata_key)
 
 
 def stage_dataset(path: Path, out: Path, chunks: Iterator[tuple[int, pd.DataFrame, Dataset]],

@@ -61,6 +61,7 @@ same memory for 100,000 or 500,000 observations.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import mmap
@@ -183,7 +184,7 @@ def _read(path: Path, file_format: str, source: Any = None, **kwargs: Any) -> tu
 
 def read_sas_metadata(path: Path, encoding: str | None = None) -> SasMetadata:
     """A SAS file's dataset name, label, encoding and its variables' labels and formats, without the data."""
-    return readstat.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+    return readstat.read_apart(path, functools.partial(_read_metadata, path, encoding), what=_WHAT)
 
 
 def _read_metadata(path: Path, encoding: str | None) -> SasMetadata:
@@ -455,7 +456,7 @@ def stage_sas(path: Path, out: Path, *, lineage: dict[str, str] | None = None, e
     never leaves half a file where a reader would look. Read in a child process (etl/extract/isolated.py):
     a file that crashes ReadStat fails on its own.
     """
-    chunks = iter_sas_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    chunks = functools.partial(iter_sas_chunks, path, encoding=encoding, chunk_rows=chunk_rows)  # read in the child
     staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, SAS_METADATA_KEY, what=_WHAT)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
 

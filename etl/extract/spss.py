@@ -98,6 +98,7 @@ peaks at 377 and 1,221 MiB.
 
 from __future__ import annotations
 
+import functools
 import io
 import mmap
 import re
@@ -290,7 +291,11 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 def read_spss_metadata(path: Path, encoding: str | None = None) -> SpssMetadata:
     """An SPSS file's label, encoding and its variables' labels, formats, value labels and missing
     values, without the data."""
-    return readstat.read_apart(path, lambda: _read_metadata(path, encoding)[0], what=_WHAT)
+    return readstat.read_apart(path, functools.partial(_metadata_only, path, encoding), what=_WHAT)
+
+
+def _metadata_only(path: Path, encoding: str | None) -> SpssMetadata:
+    return _read_metadata(path, encoding)[0]
 
 
 def _read_metadata(path: Path, encoding: str | None) -> tuple[SpssMetadata, Any]:
@@ -634,7 +639,7 @@ def stage_spss(path: Path, out: Path, *, lineage: dict[str, str] | None = None, 
     """Stage an SPSS file to one Parquet file: variables as text, `_line`, lineage; labels and codes in
     the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
     (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
-    chunks = iter_spss_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    chunks = functools.partial(iter_spss_chunks, path, encoding=encoding, chunk_rows=chunk_rows)  # read in the child
     staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, SPSS_METADATA_KEY, what=_WHAT)
     return StageResult(rows=staged.rows, notices=tuple(staged.notices(path)))
 
@@ -661,7 +666,7 @@ class SpssAdapter(OneTableAdapter):
         # text decoded as staging decodes it. The encoding is not given back: the file declares it (or the
         # options did), and a draft mapping need not repeat it. Read in a child process, as staging is.
         encoding = options.encoding if options else None
-        return readstat.read_apart(path, lambda: _format_details(path, encoding), what=_WHAT)
+        return readstat.read_apart(path, functools.partial(_format_details, path, encoding), what=_WHAT)
 
 
 def _format_details(path: Path, encoding: str | None) -> FormatDetails:

@@ -59,6 +59,7 @@ against 4.7 s (2.1x). Staging peaks at 237 MiB for 200,000 observations and 238 
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterator
@@ -235,7 +236,7 @@ def _read(path: Path, file_format: str, *, where: str = "", **kwargs: Any) -> tu
 
 def read_stata_metadata(path: Path, encoding: str | None = None) -> StataMetadata:
     """A Stata file's label and its variables' labels, formats and value labels, without the data."""
-    return readstat.read_apart(path, lambda: _read_metadata(path, encoding), what=_WHAT)
+    return readstat.read_apart(path, functools.partial(_read_metadata, path, encoding), what=_WHAT)
 
 
 def _read_metadata(path: Path, encoding: str | None) -> StataMetadata:
@@ -355,7 +356,7 @@ def stage_stata(path: Path, out: Path, *, lineage: dict[str, str] | None = None,
     """Stage a Stata dataset to one Parquet file: variables as text, `_line`, lineage; labels and codes
     in the metadata. All or nothing: the file appears at `out` only when complete. Read in a child process
     (etl/extract/isolated.py): a file that crashes ReadStat fails on its own."""
-    chunks = iter_stata_chunks(path, encoding=encoding, chunk_rows=chunk_rows)  # a generator: read in the child
+    chunks = functools.partial(iter_stata_chunks, path, encoding=encoding, chunk_rows=chunk_rows)  # read in the child
     staged = readstat.stage_apart(path, out, chunks, _as_text, lineage, STATA_METADATA_KEY, what=_WHAT)
     notices = staged.notices(path)
     if staged.metadata.file_encoding is None:
