@@ -46,6 +46,8 @@ def test_a_day_parted_by_spaced_marks_a_typed_dash_or_spaces_is_a_day_and_mixed_
     ("3.III.2010", {date(2010, 3, 3)}), ("3 - XII - 2010", {date(2010, 12, 3)}), ("03.Mrz.10", {date(1910, 3, 3),
                                                                                             date(2010, 3, 3)}),
     ("1.º de marzo de 2010", {date(2010, 3, 1)}), ("2010-Mar-03", {date(2010, 3, 3)}),
+    ("3/3/'10", {date(1910, 3, 3), date(2010, 3, 3)}), ("nata il 3.12.\u201907", {date(1907, 12, 3), date(2007, 12, 3),
+                                                                                 date(1907, 3, 12), date(2007, 3, 12)}),
     ("15 APR\u0130L 2024", {date(2024, 4, 15)}),  # a Turkish-locale capital I: the regex folds it, so must the reading
 ])
 def test_a_day_in_words_or_with_a_two_digit_year_is_a_day(written, days):

@@ -8,7 +8,8 @@ record's own birth date and a centre's comment (`hide_days`) share.
   never by two different marks (03/08-2007). A year of four digits is of 1900-2099: after "2 - " (a list's item)
   07-0012 is a patient number, no day of the year 0012. A year of two digits is read as of 1900-1999 and of
   2000-2099 both, after a day and a month of two digits each and marks without spaces (15/01/24, 03.08.07: not
-  Apgar 8/9/10, a dose 5-10-15 or 12.03. 07-0042, where 07-0042 is a patient number).
+  Apgar 8/9/10, a dose 5-10-15 or 12.03. 07-0042, where 07-0042 is a patient number), or after an apostrophe
+  that cuts it short, which says it is a year (3/3/'10, 3.3.’10).
 - With the month in words, in the languages of the network's centres (English, French, German, Italian, Spanish,
   Portuguese, Dutch, Polish), whole or cut short, in any case: 15 January 2024, 15 janv. 2024, 15. März 2024,
   1er mars 2024, 15 de enero de 2024, 15 stycznia 2024, January 15th, 2024, 2024-Jan-15, 2024 Jan 15; run together
@@ -55,6 +56,7 @@ _DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPAC
 _MARK = rf"(?:[/.]|{_DASH})"
 _YEAR, _SHORT_YEAR, _MONTH_OR_DAY, _TWO = r"(?:19|20)\d\d", r"\d\d", r"\d{1,2}", r"\d\d"
 _RUNS_ON = rf"(?!{_SPACE}?{_MARK}{_SPACE}?\d)"  # no more digits after a mark: a longer number's (07-0042)
+_CUT_YEAR = r"['\u2018\u2019]\d\d"  # '10, as an apostrophe cuts a year short: a year, after any day and month
 
 
 def _parted(first: str, second: str, third: str, space: str = f"{_SPACE}?") -> str:
@@ -70,7 +72,8 @@ def _spaced(first: str, second: str, third: str) -> str:
 _AS_DIGITS = "|".join([
     _parted(_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY), _parted(_MONTH_OR_DAY, _MONTH_OR_DAY, _YEAR),
     _spaced(_YEAR, _MONTH_OR_DAY, _MONTH_OR_DAY), _spaced(_MONTH_OR_DAY, _MONTH_OR_DAY, _YEAR),
-    f"(?:{_parted(_TWO, _TWO, _SHORT_YEAR, space='')}){_RUNS_ON}", r"\d{8}"])
+    f"(?:{_parted(_TWO, _TWO, _SHORT_YEAR, space='')}){_RUNS_ON}",
+    f"(?:{_parted(_MONTH_OR_DAY, _MONTH_OR_DAY, _CUT_YEAR, space='')}){_RUNS_ON}", r"\d{8}"])
 
 
 def _trie(words: list[str]) -> str:
