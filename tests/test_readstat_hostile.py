@@ -5,17 +5,15 @@ nothing of a refused file is staged."""
 from __future__ import annotations
 
 import functools
-import os
-import signal
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import crashing_reads
 import numpy as np
 import pandas as pd
 import pyreadstat
 import pytest
+import reads_apart
 
 from etl.extract import spss
 from etl.extract.adapter import StageResult
@@ -261,26 +259,20 @@ def test_a_reader_killed_while_writing_leaves_nothing_staged(tmp_path: Path) -> 
     earlier = out.parent / f".cases.parquet.earlier{TEMP_SUFFIX}"  # another reader's: not this one's to remove
     earlier.write_bytes(b"")
 
-    crashing = functools.partial(crashing_reads.crash_writing, out)
+    crashing = functools.partial(reads_apart.crash_writing, out)
     with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file \(SIGSEGV\)"):
         read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file", out=out)
     assert list(out.parent.iterdir()) == [earlier]
 
-    def renamed_then_killed() -> None:
-        out.write_bytes(b"PAR1 whole")
-        os.kill(os.getpid(), signal.SIGKILL)
-
     with pytest.raises(ExtractError, match=r"^cases\.sav: the process reading it was killed \(SIGKILL: out of memory"):
-        read_apart(tmp_path / "cases.sav", renamed_then_killed, what="SPSS data file", out=out)
+        read_apart(tmp_path / "cases.sav", functools.partial(reads_apart.renamed_then_killed, out),
+                   what="SPSS data file", out=out)
     assert list(out.parent.iterdir()) == [earlier]
 
 
 def test_an_error_of_the_reading_process_is_raised_as_it_was(tmp_path: Path) -> None:
-    def failing() -> None:
-        raise KeyError("no such variable")
-
     with pytest.raises(KeyError, match="no such variable") as raised:
-        read_apart(tmp_path / "cases.sav", failing, what="SPSS data file")
+        read_apart(tmp_path / "cases.sav", reads_apart.failing, what="SPSS data file")
     assert "in the reading process" in raised.value.__notes__[0] and "failing" in raised.value.__notes__[0]
 
 

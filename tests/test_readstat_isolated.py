@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import crashing_reads
 import pandas as pd
 import pyreadstat
 import pytest
+import reads_apart
 from processes import alive
 
 from etl.config import Home
@@ -32,7 +32,6 @@ from etl.extract import isolated
 from etl.extract.adapter import adapter_for
 from etl.extract.errors import ExtractError
 from etl.extract.isolated import read_apart
-from etl.fsio import written_atomically
 from etl.runlock import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,16 +101,12 @@ def test_a_run_killed_while_its_reader_reads_leaves_the_home_free(tmp_path: Path
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_a_reader_stopped_by_a_signal_does_not_blame_the_file(tmp_path: Path, number: signal.Signals) -> None:
-    def stopped() -> None:
-        os.kill(os.getpid(), number)
-        time.sleep(10)
-
     # Not ignored here, as a pytest started in the background from a script would have SIGINT (the reader keeps a
     # signal its run ignores).
     before = signal.signal(number, signal.SIG_DFL)
     try:
         with pytest.raises(ExtractError) as raised:
-            read_apart(tmp_path / "cases.sav", stopped, what="SPSS data file")
+            read_apart(tmp_path / "cases.sav", functools.partial(reads_apart.stopped, number), what="SPSS data file")
     finally:
         signal.signal(number, before)
     message = str(raised.value)
@@ -123,7 +118,7 @@ def test_a_reader_stopped_by_a_signal_does_not_blame_the_file(tmp_path: Path, nu
 def test_a_reader_that_crashes_blames_the_file(tmp_path: Path, number: signal.Signals) -> None:
     crashed = rf"^cases\.sav: the reader \(ReadStat\) crashed on the file \({number.name}\)"
     with pytest.raises(ExtractError, match=crashed):
-        read_apart(tmp_path / "cases.sav", functools.partial(crashing_reads.crash, number), what="SPSS data file")
+        read_apart(tmp_path / "cases.sav", functools.partial(reads_apart.crash, number), what="SPSS data file")
 
 
 @pytest.mark.parametrize(("ending", "said"), [
@@ -134,7 +129,7 @@ def test_a_reader_that_fails_refuses_the_file_and_never_reads_it_again_in_this_p
     """A read that crashed its process, or left it without an answer, is not tried again in the run's process,
     where the same file would crash the run (or hang it): the file is refused, saying how its reader ended."""
     readers, run = tmp_path / "readers", os.getpid()
-    failing = functools.partial(crashing_reads.noted_then, readers, run, ending)
+    failing = functools.partial(reads_apart.noted_then, readers, run, ending)
     with pytest.raises(ExtractError) as raised:
         read_apart(tmp_path / "cases.sav", failing, what="SPSS data file")
     assert str(raised.value).startswith(f"cases.sav: {said}")
@@ -147,34 +142,68 @@ def test_a_crash_of_the_state_a_fork_inherits_does_not_refuse_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A good file whose reader crashes in every process forked from the run (a native library's state, half
     changed when it forked: make test met one, in both of a read's children) is read by a fresh interpreter."""
-    monkeypatch.setitem(crashing_reads.INHERITED, "broken", True)
+    monkeypatch.setitem(reads_apart.INHERITED, "broken", True)
     with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
-        assert read_apart(tmp_path / "cases.sav", crashing_reads.crash_where_inherited, what="SPSS data file") == "read"
+        assert read_apart(tmp_path / "cases.sav", reads_apart.crash_where_inherited, what="SPSS data file") == "read"
     assert "the reader (ReadStat) crashed (SIGBUS): the file is read once more, in a new interpreter" in caplog.text
     assert "the reader (ReadStat) crashed in: File" in caplog.text and "in crash_where_inherited" in caplog.text
     assert "cases.sav" not in caplog.text  # a delivered name may hold a patient number
 
 
-def test_a_crash_whose_second_read_finds_no_process_refuses_the_file_never_read_in_this_process(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file that crashed a reader is never read in the run's process, where a second crash would end the run."""
+@pytest.mark.parametrize("trouble", ["no process", "an interpreter that answers nothing", "not an OSError"])
+def test_a_crash_whose_second_read_cannot_be_had_refuses_the_file_never_read_in_this_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, trouble: str) -> None:
+    """A file that crashed a reader is never read in the run's process, where a second crash would end the run;
+    a second read that cannot be had (no process, an interpreter that fails before it reads) refuses it on its
+    first crash, saying why, and leaks no descriptor."""
     readers, run = tmp_path / "readers", os.getpid()
 
     def no_process(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(subprocess, "Popen", no_process)
-    crashing = functools.partial(crashing_reads.noted_then, readers, run, "crash")
-    with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file \(SIGSEGV\)"):
-        read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
+    def not_an_os_error(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        raise TypeError("expected str, bytes or os.PathLike object, not NoneType")
+
+    if trouble == "no process":
+        monkeypatch.setattr(subprocess, "Popen", no_process)
+    elif trouble == "not an OSError":
+        monkeypatch.setattr(subprocess, "Popen", not_an_os_error)
+    else:
+        monkeypatch.setattr(sys, "executable", "/bin/false")
+    crashing = functools.partial(reads_apart.noted_then, readers, run, "crash")
+    before = _open_fds()
+    with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
+        if trouble == "not an OSError":  # a bug of ours: raised as it is
+            with pytest.raises(TypeError, match="not NoneType"):
+                read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
+        else:
+            with pytest.raises(ExtractError, match=r"^cases\.sav: the reader \(ReadStat\) crashed on the file "
+                                                   r"\(SIGSEGV\)"):
+                read_apart(tmp_path / "cases.sav", crashing, what="SPSS data file")
     assert run not in [int(pid) for pid in readers.read_text().split()]
+    assert _open_fds() == before
+    said = {"no process": "no interpreter could be started for the second read (Resource temporarily unavailable)",
+            "an interpreter that answers nothing": "the interpreter of the second read ended without an answer (exit "
+                                                   "status 1): the file is refused on its first crash",
+            "not an OSError": "the file is read once more"}[trouble]
+    assert said in caplog.text and "cases.sav" not in caplog.text
+
+
+def test_a_crash_s_second_read_finds_the_run_s_modules_wherever_it_runs(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fresh interpreter looks in no folder of its own first: run from a folder holding an `etl` package or a
+    `pickle.py` of another version, it read them, and refused a good file for the trouble."""
+    (tmp_path / "etl").mkdir()
+    (tmp_path / "etl" / "__init__.py").write_text("raise SystemExit(7)\n")
+    (tmp_path / "pickle.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(reads_apart.INHERITED, "broken", True)
+    assert read_apart(tmp_path / "cases.sav", reads_apart.crash_where_inherited, what="SPSS data file") == "read"
+    assert not (tmp_path / "ran").exists()
 
 
 def test_the_reading_process_is_the_first_the_out_of_memory_killer_takes(tmp_path: Path) -> None:
-    def scores() -> tuple[str, ...]:
-        return tuple(Path(f"/proc/{pid}/oom_score_adj").read_text().strip() for pid in ("self", os.getppid()))
-
-    child, parent = read_apart(tmp_path / "cases.sav", scores, what="SPSS data file")
+    child, parent = read_apart(tmp_path / "cases.sav", reads_apart.scores, what="SPSS data file")
     assert child == "1000"
     assert parent == Path("/proc/self/oom_score_adj").read_text().strip() != "1000"
 
@@ -192,7 +221,7 @@ def test_a_fork_that_fails_reads_in_this_process_and_leaks_nothing(tmp_path: Pat
     monkeypatch.setattr(os, "fork", no_process)
     before = _open_fds()
     with caplog.at_level(logging.WARNING, logger="etl.extract.isolated"):
-        assert read_apart(tmp_path / "cases.sav", lambda: os.getpid(), what="SPSS data file") == os.getpid()
+        assert read_apart(tmp_path / "cases.sav", reads_apart.pid, what="SPSS data file") == os.getpid()
     assert _open_fds() == before
     assert "no process could be started to read a file" in caplog.text and "cases.sav" not in caplog.text
 
@@ -241,7 +270,7 @@ def test_what_a_crash_leaves_beside_a_file_named_with_brackets_is_removed(tmp_pa
     out.parent.mkdir()
 
     with pytest.raises(ExtractError, match="crashed"):
-        read_apart(tmp_path / "cases.sav", functools.partial(crashing_reads.crash_writing, out), what="SPSS data file",
+        read_apart(tmp_path / "cases.sav", functools.partial(reads_apart.crash_writing, out), what="SPSS data file",
                    out=out)
     assert list(out.parent.iterdir()) == []
 
@@ -264,14 +293,8 @@ def test_a_reader_that_never_finishes_is_stopped_past_its_limit(tmp_path: Path, 
 
     monkeypatch.setattr(os, "fork", forking)
 
-    def looping() -> None:
-        with written_atomically(out) as temp:
-            temp.write_bytes(b"PAR1 half")
-            while True:
-                time.sleep(1)
-
     with pytest.raises(ExtractError) as stopped:
-        read_apart(tmp_path / "cases.sav", looping, what="SPSS data file", out=out)
+        read_apart(tmp_path / "cases.sav", functools.partial(reads_apart.looping, out), what="SPSS data file", out=out)
     assert str(stopped.value) == (
         "cases.sav: the reader (ReadStat) did not finish within 1 s: stopped; the file may be damaged (a reader in "
         "a loop) or too large for the limit, which is RTW_READ_SECONDS plus 10 s a MB of the file: raise "

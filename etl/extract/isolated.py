@@ -14,7 +14,9 @@ crashes the reader again, while a crash that does not repeat was not the file's 
 threads inherits their libraries' state half-changed: the test suite met such crashes on files read well
 before and after, once in two forked children in a row, from the test worker's state), and refusing a good
 file would keep its night's data out. The fresh interpreter inherits nothing but files: the read is pickled
-to it (a module's function, or a functools.partial of one). Where the child's Python was when it crashed is
+to it (a module's function, or a functools.partial of one), and it finds modules where the run does (isolated:
+no folder of the run's, no env PYTHONPATH first). One that cannot start, or ends before it answers, leaves the
+file refused on its first crash, the log saying why. Where the child's Python was when it crashed is
 logged (faulthandler's frames: code, never data). A child that has not answered within a
 time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
 on it) is killed and fails its file the same way, read once only; the limit grows with the file's size
@@ -78,10 +80,12 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     (the reader crashed, twice: a crash is read once more, in a fresh interpreter) raises an `ExtractError`
     naming the file, and anything it left half-written at or beside `out` is removed; so does a child that has
     not answered within `read_time_limit` of the file's size, killed. `read` pickles (a module's function, or a
-    functools.partial of one over values that pickle): the fresh interpreter imports it. `prepare`: imports
+    functools.partial of one over values that pickle; pickled before the first read, so one that does not fails
+    every time, not only after a crash): the fresh interpreter imports it. `prepare`: imports
     what the child would import on first use (it must import nothing), called before the fork."""
     if not hasattr(os, "fork"):
         return read()
+    call = pickle.dumps(read)  # for a crash's second read; pickled now, so that a read that cannot be fails always
     if prepare is not None:
         prepare()
     _prctl()  # looked up before the fork: the child only calls it (die_with)
@@ -97,10 +101,15 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         # may hold a patient number, which the refusal's message hides.
         log.warning("the reader (%s) crashed (%s): the file is read once more, in a new interpreter (a second "
                     "crash refuses it)", reader, crashed.signal_name)
-        call = pickle.dumps(read)
         try:
             return _read_once(path, functools.partial(_start, call), what=what, out=out, reader=reader)
-        except _NoProcess:  # never in this process: a file that crashed a reader would end the run
+        except _NoProcess as none:  # never in this process: a file that crashed a reader would end the run
+            log.warning("no interpreter could be started for the second read (%s): the file is refused on its "
+                        "first crash", none.reason)
+            raise crashed from None
+        except _NoAnswer as silent:  # the interpreter's trouble (its error is on stderr), not the file's
+            log.warning("the interpreter of the second read ended without an answer (exit status %s): the file is "
+                        "refused on its first crash", silent.code)
             raise crashed from None
 
 
@@ -110,6 +119,14 @@ class _Crashed(ExtractError):
     def __init__(self, message: str, signal_name: str) -> None:
         super().__init__(message)
         self.signal_name = signal_name
+
+
+class _NoAnswer(ExtractError):
+    """The reading process ended without an answer, not killed by a signal: with exit status `code`."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _NoProcess(Exception):
@@ -142,9 +159,11 @@ def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader:
         answers, answer = os.pipe()
         try:
             child = start(answers, answer, frames)
-        except OSError as error:
+        except BaseException as error:
             os.close(answers)
-            raise _NoProcess(str(error.strerror or error)) from error
+            if isinstance(error, OSError):
+                raise _NoProcess(str(error.strerror or error)) from error
+            raise
         finally:
             os.close(answer)
         try:
@@ -163,7 +182,7 @@ def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader:
                 frames.seek(0)
                 log.warning("the reader (%s) crashed in: %s", reader, _where(frames.read()))
                 raise _Crashed(message, signal.Signals(-code).name)
-            raise ExtractError(message)
+            raise _NoAnswer(message, code) if code >= 0 else ExtractError(message)
     outcome, value = pickle.loads(said)
     if outcome == "raised":
         raise value
@@ -196,21 +215,24 @@ def _fork(read: Callable[[], Any], answers: int, answer: int, frames: IO[bytes])
 
 def _start(call: bytes, answers: int, answer: int, frames: IO[bytes]) -> _Child:
     """A fresh interpreter running the pickled `call`: nothing of this process's state but its files (a
-    second or so to start and import)."""
+    second or so to start and import). Isolated (-I: no folder of its own or env PYTHONPATH first), it finds
+    modules where this process does: its sys.path comes first on standard input, then the call."""
     with tempfile.TemporaryFile() as pickled:
+        pickle.dump([entry for entry in sys.path if isinstance(entry, str) and entry], pickled)
         pickled.write(call)
         pickled.seek(0)
-        path = os.pathsep.join(entry for entry in sys.path if entry)  # the modules `call` names, found as here
         return subprocess.Popen(
-            [sys.executable, "-c", _STARTED, str(os.getpid()), str(answer), str(frames.fileno())],
-            stdin=pickled, pass_fds=(answer, frames.fileno()), env={**os.environ, "PYTHONPATH": path})
+            [sys.executable, "-I", "-c", _STARTED, str(os.getpid()), str(answer), str(frames.fileno())],
+            stdin=pickled, pass_fds=(answer, frames.fileno()))
 
 
-_STARTED = "import sys; from etl.extract.isolated import read_started; read_started(*map(int, sys.argv[1:]))"
+_STARTED = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
+            "from etl.extract.isolated import read_started; read_started(*map(int, sys.argv[1:]))")
 
 
 def read_started(parent: int, answer: int, frames: int) -> NoReturn:
-    """The fresh interpreter's read (`_start`): the call pickled on standard input; never returns."""
+    """The fresh interpreter's read (`_start`): the call pickled on standard input, after the modules' path;
+    never returns."""
     die_with(parent)
     _read_in_child(functools.partial(_unpickled_call, sys.stdin.buffer), answer, parent, frames)
 
