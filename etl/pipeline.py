@@ -21,7 +21,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from etl import crash, fsio, memory, publish_outputs, repair, run_record, runlock, schema, timing
+from etl import crash, fsio, interpreter, memory, publish_outputs, repair, run_record, runlock, schema, timing
 from etl.config import SOURCES_DIR, Home, bytes_setting, connect_duckdb, duckdb_threads, read_time_limit
 from etl.extract import landing
 from etl.extract.adapter import STAGED_NAME, Removal, SourceAdapter, StageResult, adapter_for, readers_digest
@@ -783,13 +782,13 @@ def _prepare_in_workers(home: Home, planned: RunPlan, key_value: str | None, sou
         job = {"home": str(home.root), "run_id": planned.run_id, "source_id": source_id, "key_value": key_value,
                "sources_dir": str(sources_dir), "log_level": logging.getLogger().getEffectiveLevel(),
                "measure_memory": timing.measure_memory}
-        # A plain interpreter (`-m`): the caller's main module is not imported again. The job, key
-        # included, goes on stdin, never on the command line; log lines go to the run's stderr.
+        # A plain interpreter (`-m`, on the run's module path): the caller's main module is not imported again.
+        # The job, key included, goes on stdin, never on the command line; log lines go to the run's stderr.
         with starting:
             if stopping:
                 return _failed(SourceOutcome(source_id=source_id, run_id=planned.run_id, status=SourceStatus.FAILED),
                                "not prepared: the run was told to stop"), []
-            worker = subprocess.Popen([sys.executable, "-m", "etl.source_worker", str(os.getpid())],
+            worker = subprocess.Popen(interpreter.module_command("etl.source_worker", str(os.getpid())),
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             working.append(worker)
         answer, _ = worker.communicate(json.dumps(job))

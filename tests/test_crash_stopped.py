@@ -88,7 +88,7 @@ def test_a_run_told_to_stop_stops_saying_so_and_the_next_run_loads_the_change(ho
 def _workers_of(pid: int) -> list[str]:
     """The source worker processes (etl/source_worker.py) run `pid` started that still exist."""
     return [cmd.parent.name for cmd in Path("/proc").glob("[0-9]*/cmdline")
-            if _read(cmd).split("\0")[1:4] == ["-m", "etl.source_worker", str(pid)]]
+            if _read(cmd).split("\0")[-3:-1] == ["etl.source_worker", str(pid)]]  # etl/interpreter.py's command
 
 
 def _read(path: Path) -> str:

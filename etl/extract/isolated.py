@@ -14,8 +14,8 @@ crashes the reader again, while a crash that does not repeat was not the file's 
 threads inherits their libraries' state half-changed: the test suite met such crashes on files read well
 before and after, once in two forked children in a row, from the test worker's state), and refusing a good
 file would keep its night's data out. The fresh interpreter inherits nothing but files: the read is pickled
-to it (a module's function, or a functools.partial of one), and it finds modules where the run does (isolated:
-no folder of the run's, no env PYTHONPATH first). One that cannot start, or ends before it answers, leaves the
+to it (a module's function, or a functools.partial of one), and it finds modules where the run does
+(etl/interpreter.py). One that cannot start, or ends before it answers, leaves the
 file refused on its first crash, the log saying why. Where the child's Python was when it crashed is
 logged (faulthandler's frames: code, never data). A child that has not answered within a
 time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
@@ -63,6 +63,7 @@ from typing import IO, Any, NoReturn, Protocol, TypeVar
 from etl.config import READ_SECONDS_PER_MB, READ_SECONDS_SETTING, read_time_limit
 from etl.extract.errors import ExtractError
 from etl.fsio import remove_path, temporaries
+from etl.interpreter import code_command
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -215,24 +216,19 @@ def _fork(read: Callable[[], Any], answers: int, answer: int, frames: IO[bytes])
 
 def _start(call: bytes, answers: int, answer: int, frames: IO[bytes]) -> _Child:
     """A fresh interpreter running the pickled `call`: nothing of this process's state but its files (a
-    second or so to start and import). Isolated (-I: no folder of its own or env PYTHONPATH first), it finds
-    modules where this process does: its sys.path comes first on standard input, then the call."""
+    second or so to start and import), on the run's module path (etl/interpreter.py)."""
     with tempfile.TemporaryFile() as pickled:
-        pickle.dump([entry for entry in sys.path if isinstance(entry, str) and entry], pickled)
         pickled.write(call)
         pickled.seek(0)
-        return subprocess.Popen(
-            [sys.executable, "-I", "-c", _STARTED, str(os.getpid()), str(answer), str(frames.fileno())],
-            stdin=pickled, pass_fds=(answer, frames.fileno()))
+        return subprocess.Popen(code_command(_STARTED, str(os.getpid()), str(answer), str(frames.fileno())),
+                                stdin=pickled, pass_fds=(answer, frames.fileno()))
 
 
-_STARTED = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
-            "from etl.extract.isolated import read_started; read_started(*map(int, sys.argv[1:]))")
+_STARTED = "from etl.extract.isolated import read_started; read_started(*map(int, sys.argv[1:]))"
 
 
 def read_started(parent: int, answer: int, frames: int) -> NoReturn:
-    """The fresh interpreter's read (`_start`): the call pickled on standard input, after the modules' path;
-    never returns."""
+    """The fresh interpreter's read (`_start`): the call pickled on standard input; never returns."""
     die_with(parent)
     _read_in_child(functools.partial(_unpickled_call, sys.stdin.buffer), answer, parent, frames)
 

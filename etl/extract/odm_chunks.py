@@ -33,7 +33,7 @@ import mmap
 import os
 import re
 import subprocess
-import sys
+import tempfile
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from etl import fsio
+from etl import fsio, interpreter
 from etl.extract import odm_subjects
 from etl.extract.adapter import StageResult, staging_writer
 from etl.extract.odm_items import columns_batch, read_item_batches, write_batches
@@ -163,8 +163,13 @@ def _second_process(path: Path, parts: list[SubDocument], out: Path, batch_rows:
     where = {"parts": [{"head": p.head.decode("latin-1"), "start": p.start, "end": p.end,
                         "tail": p.tail.decode("latin-1"), "first_line": p.first_line} for p in parts],
              "size": seen.st_size, "mtime_ns": seen.st_mtime_ns, "batch_rows": batch_rows}
-    return subprocess.Popen([sys.executable, "-m", odm_subjects.__name__, str(path), str(out), json.dumps(where)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The file's name on stdin, not the command line, which any user of the machine sees (a delivered name may
+    # hold a patient number).
+    with tempfile.TemporaryFile() as job:
+        job.write(json.dumps({"path": str(path), "out": str(out), "where": where}).encode())
+        job.seek(0)
+        return subprocess.Popen(interpreter.module_command(odm_subjects.__name__), stdin=job,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _halves(parts: list[SubDocument]) -> tuple[list[SubDocument], list[SubDocument]]:

@@ -15,8 +15,9 @@ from the subject where its batch started, anything it does not read exactly as t
 element out of place, a DTD): this walk is the reference, and reads everything where the C walk
 could not be compiled.
 
-Only lxml is imported: run as `python -m etl.extract.odm_subjects PATH OUT WHERE`, it is the second
-process of `odm_chunks`, which starts in a twentieth of a second.
+Only lxml is imported: run as `python -m etl.extract.odm_subjects` (etl/interpreter.py), told on stdin (JSON) the
+file's PATH, where to write OUT and WHERE its parts lie, it is the second process of `odm_chunks`, which starts in
+a twentieth of a second.
 
 Plain means: ClinicalData holds only SubjectData, SubjectData holds SiteRef, AuditRecord and
 StudyEventData, StudyEventData FormData, FormData ItemGroupData, ItemGroupData `<ItemData>`
@@ -362,4 +363,5 @@ def _stage_parts(path: Path, out: Path, where: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _stage_parts(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))
+    _job = json.loads(sys.stdin.read())  # the file, where to write, where its parts lie (odm_chunks)
+    _stage_parts(Path(_job["path"]), Path(_job["out"]), _job["where"])

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import duckdb
 
-from etl import fsio, timing
+from etl import fsio, interpreter, timing
 from etl.config import connect_duckdb
 from etl.quality.catalogue import Rule
 from etl.quality.findings import RuleRun
@@ -86,8 +86,8 @@ class GxProcess:
     """The run's side of the process: `submit` a job, then take its `runs` and wait for its Data Docs."""
 
     def __init__(self) -> None:
-        # A plain interpreter (`-m`): the caller's main module is not imported again.
-        self._process = subprocess.Popen([sys.executable, "-c", _START, str(os.getpid())],
+        # A plain interpreter (on the run's module path): the caller's main module is not imported again.
+        self._process = subprocess.Popen(interpreter.code_command(_START, str(os.getpid())),
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._job: Job | None = None
         self._ended = False
