@@ -63,6 +63,7 @@ def test_a_day_in_words_or_with_a_two_digit_year_is_a_day(written, days):
     # month-first year; no day after a letter or a decimal point
     "Apgar 8/9/10", "APGAR 9-10-10", "protocol v2.1.12", "MTX 5-10-15 mg/m2", "1-3-12 weeks", "MRD 1/10/21",
     "incidence 1 out of 2000 live births", "Mutation im RB1-Gen 2012", "WBC 3.2 10 2012", "3 III 2010 r.",
+    "codes 1/2/'12' and 3/4/\u201815\u2019",  # quoted, not a year cut short
 ])
 def test_words_and_numbers_that_are_no_day_stay(ordinary):
     assert hide_days(ordinary) == ordinary and days_shown(ordinary) == frozenset()

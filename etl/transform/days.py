@@ -56,7 +56,8 @@ _DASH = f"[{re.escape(''.join(c for c in TYPED_SEPARATORS if c not in TYPED_SPAC
 _MARK = rf"(?:[/.]|{_DASH})"
 _YEAR, _SHORT_YEAR, _MONTH_OR_DAY, _TWO = r"(?:19|20)\d\d", r"\d\d", r"\d{1,2}", r"\d\d"
 _RUNS_ON = rf"(?!{_SPACE}?{_MARK}{_SPACE}?\d)"  # no more digits after a mark: a longer number's (07-0042)
-_CUT_YEAR = r"['\u2018\u2019]\d\d"  # '10, as an apostrophe cuts a year short: a year, after any day and month
+# '10, as an apostrophe cuts a year short: a year, after any day and month; not a quotation ('12')
+_CUT_YEAR = r"['\u2019]\d\d(?!['\u2019])"
 
 
 def _parted(first: str, second: str, third: str, space: str = f"{_SPACE}?") -> str:

@@ -261,7 +261,7 @@ class DaysOr:
             found = day if is_day else key
             assert found is not None
             yield found, is_day
-            end = found.end()
+            end = max(found.end(), found.start() + 1)  # past an empty match too (no shape makes one)
             if day is not None and day.start() < end:
                 day = DAYS.search(text, end)
             if key is not None and key.start() < end:
