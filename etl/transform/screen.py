@@ -89,6 +89,7 @@ class TextScreen:
         self._eupids_given = eupids
         self._others = others
         self._in_keys: dict[str, tuple[bool, frozenset[date]]] = {}
+        self._others_seen: frozenset[str] | None = None  # once `_text_keys` is made
 
     @classmethod
     def of(cls, keys: Iterable[str], births: Iterable[PartialDate], eupids: Iterable[str] = ()) -> TextScreen:
@@ -133,6 +134,7 @@ class TextScreen:
     @functools.cached_property
     def _text_keys(self) -> re.Pattern[str] | None:
         """The shapes of the source's keys and of every other source's (`others`): what a free text may not show."""
+        self._others_seen = self._other_shapes
         return shapes_pattern(self._numbers.text_shapes | self._other_shapes)
 
     @property
@@ -144,7 +146,7 @@ class TextScreen:
     def others_seen(self) -> frozenset[str] | None:
         """The other sources' shapes the screen looked for, once a text or the fingerprint asked it (None: nothing
         did, and no text of the source was screened)."""
-        return self._other_shapes if "_text_keys" in self.__dict__ else None
+        return self._others_seen
 
     @functools.cached_property
     def _text_pattern(self) -> DaysOr:
