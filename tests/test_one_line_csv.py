@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from etl.extract import one_line_csv
 from etl.extract.delimited import CsvDialect, iter_csv_rows, sniff_dialect, stage_csv
 from etl.extract.errors import ExtractError
 from etl.extract.one_line_csv import stage_one_line_records
@@ -54,6 +55,10 @@ HANDED_BACK = {
     "one column": (b"a\n1\n\n2\n", None),
     # Python's csv said "do you need to open the file in universal-newline mode?" (a CLI audit)
     "a carriage return alone": (b"a;b\n1;2\n3;4\r5;6\n", r"line 3: a carriage return \(\\r\) alone inside an unquoted"),
+    # a hunt: Arrow ended a row at it, the blank line made the counts agree, and lines were misnumbered
+    "a carriage return alone and a blank line": (b"a;b\n\n1;2\n3;4\r5;6\n",
+                                                 r"line 4: a carriage return \(\\r\) alone inside an unquoted"),
+    "a carriage return ending the file": (b"a;b\n1;2\n3;4\r", None),
 }
 
 
@@ -89,3 +94,36 @@ def test_line_numbers_follow_the_file_across_arrow_blocks(tmp_path: Path) -> Non
     assert len(staged["_line"]) == 200_000
     assert staged["_line"][123_456] == 123_458 and staged["patient"][123_456] == "P0123456"
     assert staged["note"][199_999] == "note 199999; ok"
+
+
+def test_a_header_spanning_lines_goes_to_the_record_reader(tmp_path: Path) -> None:
+    """A hunt: the header's second line ('ID";Name;DOB', a quoted line break in a column's name) was staged as a
+    record by the fast path, which skips lines up to the header's first."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b'"Patient\nID";Name;DOB\nP001;Ann;01/02/2010\nP002;Bob;01/02/2011\n')
+    dialect = sniff_dialect(path)
+    stage_csv(path, tmp_path / "staged.parquet", dialect, lineage=LINEAGE)
+    staged = pq.read_table(tmp_path / "staged.parquet")
+    assert staged.column("_line").to_pylist() == [3, 4]
+    assert staged.to_pylist() == [{**row, **LINEAGE} for row in _slow(path, dialect)]
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", ["Patient\nID", "Name", "DOB"], "utf-8", ";",
+                                  '"', staged.schema, LINEAGE) is None
+
+
+@pytest.mark.parametrize("block", [2, 3, 5, 7])
+def test_a_crlf_cut_between_two_blocks_is_one_line_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       block: int) -> None:
+    monkeypatch.setattr(one_line_csv, "_BLOCK", block)
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"a;b\r\n1;2\r\n3;4\r\n")
+    schema = pq.read_table(_staged(path, tmp_path)).schema
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", ["a", "b"], "utf-8", ";", '"', schema,
+                                  LINEAGE) == 2
+    path.write_bytes(b"a;b\r\n1;2\r3;4\r\n\r\n")  # a carriage return alone, whichever block it ends
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", ["a", "b"], "utf-8", ";", '"', schema,
+                                  LINEAGE) is None
+
+
+def _staged(path: Path, folder: Path) -> Path:
+    stage_csv(path, folder / "staged.parquet", sniff_dialect(path), lineage=LINEAGE)
+    return folder / "staged.parquet"

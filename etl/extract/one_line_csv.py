@@ -10,7 +10,10 @@ record-by-record reader of `etl.extract.delimited`, whose errors name the line:
 - a line holding the quote character whose fields Python's strict csv reads otherwise, or not at
   all (a stray quote): those few lines are read both ways and must agree;
 - a count of records other than the count of lines after the header (a blank line, a record
-  spanning lines).
+  spanning lines);
+- a header spanning lines (a quoted line break in a column's name: its second line would be read as a
+  record) or a carriage return alone, which ends a row for Arrow and no line here (lines would be
+  misnumbered where a blank line makes the counts agree).
 """
 
 from __future__ import annotations
@@ -30,19 +33,25 @@ _BLOCK = 1 << 23
 
 def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, bytes]] | None:
     """(lines, {line number: raw line} of the lines holding the quote character), or None when the
-    file does not decode."""
+    file does not decode or holds a carriage return alone."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     lines, has_quote, last = 0, False, b""
     with path.open("rb") as handle:
         try:
             while block := handle.read(_BLOCK):
                 decoder.decode(block)
+                # a carriage return alone: in the block, or ending the last one (whose line feed may open this one)
+                alone = block.count(b"\r") - block.count(b"\r\n") - (block[-1:] == b"\r")
+                if alone or (last == b"\r" and block[:1] != b"\n"):
+                    return None
                 lines += block.count(b"\n")
                 has_quote = has_quote or quotechar in block
                 last = block[-1:]
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             return None
+    if last == b"\r":
+        return None
     quoted: dict[int, bytes] = {}
     if has_quote:  # most files quote nothing; the others few lines
         with path.open("rb") as handle:
@@ -57,6 +66,8 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
     record count, or None when the file is not one whose every record is one line (`out` is then
     to be overwritten by the record-by-record reader). `header` is on line `header_line`: the lines
     up to it are skipped (Arrow skips lines, blank ones included, ignoring quotes)."""
+    if any("\n" in name or "\r" in name for name in header):  # the header spans lines
+        return None
     scanned = _scan(path, encoding, quotechar.encode(encoding))
     if scanned is None:
         return None
