@@ -576,3 +576,35 @@ def test_adapter_contract() -> None:
     assert ADAPTER.staged_name("ab" * 32) == "ab" * 32
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         ExcelOptions.model_validate({"delimiter": ";"})
+
+
+def _rewritten(path: Path, part: str, old: bytes, new: bytes) -> None:
+    """The workbook with one of its parts' bytes replaced, the others as they were."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    parts[part] = parts[part].replace(old, new)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+
+
+def test_two_sheets_of_one_name_are_refused_not_one_read_twice(tmp_path: Path) -> None:
+    """A hunt: calamine finds a sheet by its name, so a workbook naming two sheets alike (Excel never writes one)
+    staged the first twice and lost the second's rows without a word."""
+    path = _workbook(tmp_path, {"DEMO": [["patient"], ["P001"]], "DEMO2": [["patient"], ["P002"], ["P003"]]})
+    _rewritten(path, "xl/workbook.xml", b'name="DEMO2"', b'name="demo"')
+    with pytest.raises(ExtractError, match=r"imt\.xlsx: two sheets are named 'demo' \(names compared ignoring "
+                                           r"case\); expected each sheet named once") as refused:
+        _stage(path)
+    assert refused.value.quoted == ("DEMO", "demo")
+    assert not (tmp_path / "staged").exists() or list((tmp_path / "staged").iterdir()) == []
+
+
+def test_what_calamine_quotes_of_a_cell_it_cannot_read_is_left_out(tmp_path: Path) -> None:
+    """A hunt: "not a readable workbook: ... (unrecognized entity `&P998877;`)" put a cell's text in the log."""
+    rows = f"<table:table-row>{_ods_cell('patient')}{_ods_cell('name')}</table:table-row>" \
+           f"<table:table-row>{_ods_cell('P001')}{_ods_cell('Rossi &amp; &P998877;')}</table:table-row>"
+    with pytest.raises(ExtractError, match=r"registry\.ods: not a readable workbook: a zip archive that calamine "
+                                           r"cannot read as one \(.*\[\.\.\.\].*\)") as refused:
+        _stage(_ods(tmp_path / "registry.ods", rows))  # calamine reads an .ods's cells as it opens it
+    assert "P998877" not in str(refused.value) and "Rossi" not in str(refused.value)

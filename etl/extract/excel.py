@@ -281,9 +281,12 @@ def _unreadable(error: BaseException) -> bool:
 
 def _said(error: BaseException) -> str:
     """What calamine said, on one line (a panic's message spans several), after the error's kind unless it is
-    calamine's own."""
-    said = " ".join(str(error).split())
+    calamine's own; what it quotes left out: the text of a cell it could not read (an entity, `&P998877;`)."""
+    said = _QUOTED.sub("[...]", " ".join(str(error).split()))
     return said if isinstance(error, calamine.CalamineError) else f"{type(error).__name__}: {said}"
+
+
+_QUOTED = re.compile(r"`[^`]*`|\"[^\"]*\"|(?<!\w)'[^']*'(?!\w)")
 
 
 def _load_sheet(path: Path, workbook: calamine.CalamineWorkbook, name: str) -> calamine.CalamineSheet:
@@ -309,14 +312,24 @@ def read_workbook_sheets(path: Path) -> list[tuple[str, bool]]:
     """The workbook's worksheets in order, each with whether it is hidden (chart and macro sheets left out)."""
     workbook = _open_workbook(path)
     try:
-        return _worksheets(workbook)
+        return _worksheets(path, workbook)
     finally:
         workbook.close()
 
 
-def _worksheets(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
-    return [(sheet.name, sheet.visible != calamine.SheetVisibleEnum.Visible)
-            for sheet in workbook.sheets_metadata if sheet.typ == calamine.SheetTypeEnum.WorkSheet]
+def _worksheets(path: Path, workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
+    """The worksheets, each with whether it is hidden; two of one name (ignoring case, as Excel compares them)
+    refused: calamine finds a sheet by its name, and one of the two would be read twice, the other never."""
+    sheets = [(sheet.name, sheet.visible != calamine.SheetVisibleEnum.Visible)
+              for sheet in workbook.sheets_metadata if sheet.typ == calamine.SheetTypeEnum.WorkSheet]
+    seen: set[str] = set()
+    for name, _hidden in sheets:
+        if name.casefold() in seen:
+            raise ExtractError(f"{path.name}: two sheets are named '{name}' (names compared ignoring case); "
+                               "expected each sheet named once, as Excel and LibreOffice keep them (the workbook "
+                               "was written by another program, or damaged?)", quoted=[n for n, _ in sheets])
+        seen.add(name.casefold())
+    return sheets
 
 
 _PACKAGE_PARSER = etree.XMLParser(**SAFE_TREE_PARSER)  # no DTD, entity
@@ -958,7 +971,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
     rows = 0
     notices: list[str] = []
     merged_in_data = False
-    worksheets = [name for name, _hidden in _worksheets(workbook)]  # what an error may quote
+    worksheets = [name for name, _hidden in _worksheets(path, workbook)]  # what an error may quote
     archive = _package(path) if opendocument is None else None
     try:
         try:
@@ -1005,7 +1018,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
 
 
 def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list[str] | None) -> list[tuple[str, bool]]:
-    worksheets = _worksheets(workbook)
+    worksheets = _worksheets(path, workbook)
     if wanted is None:
         return worksheets
     names = [name for name, _hidden in worksheets]
