@@ -627,3 +627,25 @@ def test_an_xport_v8_file_stating_0_observations_cut_inside_one_is_refused(tmp_p
     whole, rest = divmod(80 * records, 24)
     assert _refused(stage_sas, path) == (f"dm.xpt: truncated: observation {whole + 1} is cut short after {rest} of "
                                          "its 24 bytes; expected the complete file")
+
+
+@pytest.mark.parametrize("damage", ["a value label table of length -40", "an expansion field of length -5"])
+def test_a_stata_115_file_whose_lengths_step_back_is_refused_at_once(tmp_path: Path, damage: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hunt: the check of where an old Stata file ends looped on lengths that step back, until the reader's time
+    limit (600 s) stopped it, saying to raise the limit."""
+    monkeypatch.setenv("RTW_READ_SECONDS", "60")  # a loop fails the test, not the session
+    path = tmp_path / "cases.dta"
+    pyreadstat.write_dta(CASES, str(path), version=12)
+    data = path.read_bytes()
+    if damage.startswith("a value label"):
+        data += struct.pack("<i", -40) + b"lbl".ljust(33, b"\0") + b"\0\0\0" + struct.pack("<ii", -6, 0)
+    else:  # the expansion fields' end (a zero type and length) made a field stepping back over itself
+        variables = struct.unpack_from("<H", data, 4)[0]
+        at = 109 + variables * (1 + 33 + 2 + 49 + 33 + 81) + 2
+        assert data[at:at + 5] == b"\0" * 5
+        data = data[:at] + struct.pack("<Bi", 1, -5) + data[at + 5:]
+    path.write_bytes(data)
+    with pytest.raises(ExtractError, match=r"^cases\.dta: [\d,]+ bytes, where the file's header and sections end "
+                                           r"at byte [\d,]+; expected the complete file"):
+        stage_stata(path, tmp_path / "staged.parquet")

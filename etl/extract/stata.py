@@ -208,6 +208,8 @@ def _labels_end(path: Path, release: int, size: int) -> int:
             if len(field) < 5:
                 return position
             kind, length = struct.unpack(f"{order}Bi", field)
+            if length < 0:  # no field is: not a file that ends anywhere (and a loop, stepping back)
+                return position
             position += 5
             if kind == 0 and length == 0:
                 break
@@ -220,8 +222,8 @@ def _labels_end(path: Path, release: int, size: int) -> int:
                 return position + 48
             length = struct.unpack_from(f"{order}i", table)[0]
             entries, text = struct.unpack_from(f"{order}ii", table, 40)
-            if length != 8 + 8 * entries + text:
-                return position  # not a table: no file ends here
+            if entries < 0 or text < 0 or length != 8 + 8 * entries + text:
+                return position  # not a table: no file ends here (one of length -40 looped here)
             position += 40 + length
     return position
 
