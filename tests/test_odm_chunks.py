@@ -166,6 +166,7 @@ def test_line_numbers_past_65535_are_the_files(tmp_path, monkeypatch, caplog):
     # meant to be, and their lines shifted.
     monkeypatch.setattr(odm_chunks, "PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(odm_chunks, "PART_LINES", 10**6)
+    monkeypatch.setattr(odm_chunks, "MAX_PART_BYTES", 1 << 30)  # cut by lines alone
     path = _export(tmp_path, 12_000, subject_attributes="")  # 144,000 lines
     parts = odm_chunks.plan_parts(path)
     assert parts is not None and len(parts) == 4  # the prolog and three parts under MAX_PART_LINES
@@ -192,6 +193,18 @@ def test_a_part_is_cut_short_where_lines_are_longer_than_at_first(tmp_path, monk
     with caplog.at_level("DEBUG", logger=odm_chunks.__name__):
         _both_ways(path, tmp_path, monkeypatch)
     assert _kept(caplog)
+
+
+def test_parts_are_cut_by_bytes_too_and_a_file_of_long_lines_is_read_in_one_pass(tmp_path, monkeypatch):
+    """A hunt: parts were cut by lines only, and each is read whole into a tree: subjects all on one line made one
+    part of the file (126 MiB: 1.86 GB in the run's process), a gigabyte of no line at all one of a gigabyte."""
+    monkeypatch.setattr(odm_chunks, "MAX_PART_BYTES", 4_000)
+    path = _export(tmp_path, 200)
+    parts = odm_chunks.plan_parts(path)
+    assert parts is not None and all(p.end - p.start <= 4_000 for p in parts[1:]) and len(parts) > 20
+    one_line = _export(tmp_path, 0, middle="".join(_subject(n).replace("\n", "") for n in range(200)) + "\n")
+    assert odm_chunks.plan_parts(one_line) is None
+    assert stage_odm(one_line, tmp_path / "x.parquet", lineage=LINEAGE).rows == 1_200
 
 
 def test_a_subject_longer_than_a_part_is_read_in_one_pass(tmp_path, monkeypatch):

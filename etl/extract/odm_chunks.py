@@ -58,6 +58,10 @@ PROCESS_MIN_BYTES = 16 << 20
 READ_AHEAD = 4  # parts read on threads ahead of the one written: their rows are what that holds
 # libxml2 knows the line of an element only up to 65,535 (`odm_subjects`): a part is cut shorter.
 PART_LINES, MAX_PART_LINES = 20_000, 60_000
+# A part is read whole into a tree (some 15 times its bytes), READ_AHEAD of them at once: a file of long lines
+# (every subject on one, or a gigabyte of no line at all) is cut by bytes too, and one whose subject alone is
+# longer is read in one pass, which streams (its memory flat). 20,000 lines of an EDC's export are some 1.4 MB.
+MAX_PART_BYTES = 4 << 20
 LEAD_BYTES = 3 << 19
 _CLOSE = b"</ClinicalData></ODM>\n"
 _SUBJECT_LINE = re.compile(rb"\n[ \t]*<SubjectData[\s>]")
@@ -71,7 +75,8 @@ _ASCII_MARKUP = re.compile(rb"(?i)utf-?8|(?:us-)?ascii|iso-?8859-\d+|latin-?1|(?
 
 
 def plan_parts(path: Path) -> list[SubDocument] | None:
-    """The prolog, then the subjects in parts under MAX_PART_LINES lines each, of a plain export; or None."""
+    """The prolog, then the subjects in parts under MAX_PART_LINES lines and MAX_PART_BYTES each, of a plain
+    export; or None."""
     with path.open("rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             return None
@@ -100,7 +105,8 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
     # made before a SubjectData line.
     sample = data[start:start + (1 << 20)]
     line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
-    step, target = _part_bytes(len(data) - start, PART_LINES * line_bytes), start
+    # (half the most bytes: each cut is made at the first subject after its step)
+    step, target = _part_bytes(len(data) - start, min(PART_LINES * line_bytes, MAX_PART_BYTES // 2)), start
     while start < len(data):
         # Each cut sought a step after the last one's target (cuts at whole subjects stay alike), or half a step
         # past a part that overshot it (a subject longer than a step): no run of one-subject parts after it.
@@ -116,6 +122,8 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
                 return None  # a subject as long as a part
             end = last.start() + 1
             lines = _line_breaks(data, start, end)
+        if end - start > MAX_PART_BYTES:
+            return None  # a subject longer than a part may be
         parts.append(SubDocument(head, start, end, b"" if end == len(data) else _CLOSE, line))
         start, line = end, line + lines
     return parts
