@@ -101,7 +101,11 @@ def test_a_sheet_calamine_cannot_read_fails_its_file_naming_the_sheet(tmp_path: 
     ("<row r='9'><c r='AB9'><v>1</v></c></row>", (9, 28)),  # quoted as XML allows
     ('<row\n r="9"><c\n r = "AB9"><v>1</v></c></row>', (9, 28)),
     ('<row r="1048576" ht="20" customHeight="1"/>', (2, 26)),  # a formatted empty row: calamine allocates none
-    ('<row r="3"><c r="XFD3" s="1"/></row>', (3, 26)),  # nor for a formatted empty cell's column
+    ('<row r="3"><c r="XFD3" s="1"/></row>', (2, 26)),  # nor for a formatted empty cell, nor its row
+    # a hunt: a column formatted down to the sheet's end, as Excel writes it, was refused (62,914,560 cells)
+    ('<row r="1048576" spans="1:1"><c r="A1048576" s="1"/></row>', (2, 26)),
+    ('<row r="7"><c r="XFD7" s="1"></c>\n</row>', (2, 26)),
+    ('<row r="9"><c><v>1</v></c></row>', (9, 26)),  # a cell of no reference: the row's
 ])
 def test_a_sheets_reach_is_read_as_calamine_reads_its_cells(tmp_path: Path, cells: str, reach: tuple[int, int]) -> None:
     def edit(parts: dict[str, bytes]) -> None:

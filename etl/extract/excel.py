@@ -334,10 +334,13 @@ def _worksheets(path: Path, workbook: calamine.CalamineWorkbook) -> list[tuple[s
 
 _PACKAGE_PARSER = etree.XMLParser(**SAFE_TREE_PARSER)  # no DTD, entity
 _OFFICE_DOCUMENT = "/officeDocument"  # the end of the relationship type naming the workbook part
-# The reference of a row or cell that holds something (not an empty <row .../> or <c .../>, which a format gives
-# and calamine allocates nothing for): its column letters (none for a row) and row number, whatever the element's
-# prefix, the attribute's place, quotes or spacing: a scan, not a parse
-_REACH = re.compile(rb"""<(?:[\w.-]+:)?(?:row|c)\s[^>]*?(?<=\s)r\s*=\s*["']([A-Z]{0,3})(\d+)["'][^>]*?(?<!/)>""")
+# The reference of a row or cell that holds something (not an empty <row .../> or <c .../>, a <c ...></c>, nor a
+# row of such cells only, which a format gives and calamine allocates nothing for: a column formatted down to row
+# 1,048,576 was refused): its column letters (none for a row) and row number, whatever the element's prefix, the
+# attribute's place, quotes or spacing: a scan, not a parse (a row cut from its end by a block counts)
+_NOTHING_HELD = rb"(?:\s*<(?:[\w.-]+:)?c\s[^>]*?(?:/>|>\s*</(?:[\w.-]+:)?c>))*\s*</(?:[\w.-]+:)?(?:row|c)>"
+_REACH = re.compile(rb"""<(?:[\w.-]+:)?(?:row|c)\s[^>]*?(?<=\s)r\s*=\s*["']([A-Z]{0,3})(\d+)["'][^>]*?(?<!/)>"""
+                    rb"(?!" + _NOTHING_HELD + rb")")
 
 
 def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
