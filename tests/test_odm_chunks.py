@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import reference_corpus
@@ -630,3 +631,40 @@ def test_the_c_walk_and_the_python_walk_agree_on_mutated_exports(tmp_path):
             in_c = _walked_in_c(path, parts[1:], batch_rows)
         read_in_c += any(isinstance(walked, list) and walked for walked in in_c)
     assert read_in_c > 50  # many of them stay lean and well-formed
+
+
+def _sending(items: dict[str, str]) -> str:
+    """Subject S09999's ItemGroupData IG.AE, repeat key 1, with `items`."""
+    rows = "".join(f'\n        <ItemData ItemOID="{oid}" Value="{value}"/>' for oid, value in items.items())
+    return ('  <SubjectData SubjectKey="S09999">\n    <StudyEventData StudyEventOID="SE.AE"><FormData FormOID="F.AE">\n'
+            f'      <ItemGroupData ItemGroupOID="IG.AE" ItemGroupRepeatKey="1">{rows}\n'
+            '      </ItemGroupData></FormData></StudyEventData>\n  </SubjectData>\n')
+
+
+def test_a_subject_sent_twice_in_a_row_is_staged_alike_wherever_a_cut_falls(tmp_path, monkeypatch):
+    """A hunt: a subject's ItemGroupData were numbered from 0 again after a batch's or part's cut between its two
+    sendings, so the second sending's first was taken for the first's last, and its items (C) put in the first's
+    record: the records a file made depended on where it was cut."""
+    twice = _sending({"A": "a1", "B": "b1"}) + _sending({"C": "c2", "A": "a2"})
+    path = _export(tmp_path, 0, middle="".join(_subject(n) for n in range(20)) + twice
+                   + "".join(_subject(n) for n in range(20, 40)))
+    stage_odm(path, tmp_path / "whole.parquet", lineage=LINEAGE, batch_rows=1 << 20)
+    whole = pq.read_table(tmp_path / "whole.parquet")
+    assert whole.filter(pc.equal(whole["subject_key"], "S09999"))["container"].to_pylist() == [0, 0, 1, 1]
+    monkeypatch.setattr(odm_chunks, "plan_parts", lambda path: None)
+    for batch_rows in (121, 122, 123):  # the one-pass reader's batch cut before, between and after the sendings
+        stage_odm(path, tmp_path / "cut.parquet", lineage=LINEAGE, batch_rows=batch_rows)
+        assert pq.read_table(tmp_path / "cut.parquet").equals(whole), batch_rows
+    monkeypatch.undo()
+    data = path.read_bytes()
+    second = data.find(b'<SubjectData SubjectKey="S09999"', data.find(b'<SubjectData SubjectKey="S09999"') + 1) - 2
+    cut_between = 0
+    for lines in range(5, 60):  # the parallel reader's parts, one of them starting at the second sending
+        _read_by(monkeypatch, "threads")
+        monkeypatch.setattr(odm_chunks, "PART_LINES", lines)
+        parts = odm_chunks.plan_parts(path)
+        assert parts is not None
+        cut_between += second in [p.start for p in parts]
+        stage_odm(path, tmp_path / "parts.parquet", lineage=LINEAGE)
+        assert pq.read_table(tmp_path / "parts.parquet").equals(whole), lines
+    assert cut_between

@@ -201,8 +201,9 @@ def columns_batch(columns: RowColumns) -> pa.RecordBatch:
 
 def _containers(frame_index: bytes, subject: pa.Array) -> pa.Array:
     """Each row's container (the ItemGroupData of an ItemData) numbered from 0 within its subject's run of
-    rows, which tells two ItemGroupData sent with the same keys apart. A container's rows are consecutive
-    and every reader cuts its batches between subjects, so every reader numbers alike."""
+    rows in the batch, which tells two ItemGroupData sent with the same keys apart. A container's rows are
+    consecutive and every reader cuts its batches between SubjectData elements; a run cut by a batch's end
+    (a subject sent twice in a row) is numbered on by `write_batches`, so every reader numbers alike."""
     rows = len(subject)
     if not rows:
         return pa.array([], pa.int32())
@@ -213,6 +214,27 @@ def _containers(frame_index: bytes, subject: pa.Array) -> pa.Array:
     new_subject[1:] = pc.fill_null(pc.not_equal(subject[1:], subject[:-1]), True).to_numpy(zero_copy_only=False)
     counted = np.cumsum(new_container, dtype=np.int32)
     return pa.array(counted - np.maximum.accumulate(np.where(new_subject, counted, 0)), pa.int32())
+
+
+def _containers_on(batch: pa.RecordBatch, last: _LastContainer) -> tuple[pa.RecordBatch, _LastContainer]:
+    """The batch with the containers of its first subject's run numbered on from the last batch's `last`
+    (subject, container) when that run goes on across the cut: numbered from 0 again, its first ItemGroupData
+    was taken for the last one of the run before it, and their items for one record's (a hunt: the parallel
+    reader merged a subject's second sending into its first where a part began between them). Also the
+    batch's own last (subject, container)."""
+    if not batch.num_rows:
+        return batch, last
+    subjects, at = batch.column("subject_key"), batch.schema.get_field_index("container")
+    containers = batch.column(at).to_numpy(zero_copy_only=False)
+    first = subjects[0].as_py()
+    if last is not None and first is not None and first == last[0]:
+        differs = pc.fill_null(pc.not_equal(subjects, first), True).to_numpy(zero_copy_only=False)
+        run = int(differs.argmax()) if differs.any() else len(differs)
+        containers = containers.copy()
+        containers[:run] += last[1] + 1
+        batch = batch.set_column(at, "container", pa.array(containers, pa.int32()))
+    subject = subjects[-1].as_py()
+    return batch, (subject, int(containers[-1])) if subject is not None else None
 
 
 def _numbers(data: bytes, kind: pa.DataType, length: int) -> pa.Array:
@@ -476,11 +498,16 @@ def _reindexed(frame: list[Any] | None) -> list[list[Any]]:
     return chain
 
 
+_LastContainer = tuple[str, int] | None  # a batch's last subject and container
+
+
 def write_batches(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
                   lineage: dict[str, str]) -> int:
     """Write `batches` as rows of `schema` (the staging columns, then lineage constants); return how many."""
     rows = 0
+    last: _LastContainer = None
     for batch in batches:
+        batch, last = _containers_on(batch, last)
         constants = [pa.repeat(pa.scalar(value, pa.string()), batch.num_rows) for value in lineage.values()]
         writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, *constants], schema=schema))
         rows += batch.num_rows
