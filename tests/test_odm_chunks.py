@@ -668,3 +668,15 @@ def test_a_subject_sent_twice_in_a_row_is_staged_alike_wherever_a_cut_falls(tmp_
         stage_odm(path, tmp_path / "parts.parquet", lineage=LINEAGE)
         assert pq.read_table(tmp_path / "parts.parquet").equals(whole), lines
     assert cut_between
+
+
+def test_an_odm_start_tag_in_a_comment_before_the_root_is_not_taken_for_it(tmp_path, monkeypatch):
+    """A hunt: the parts' head took the first `<ODM`, here in a comment binding a vendor's prefix to ODM's
+    namespace, and the parallel reader staged the vendor's ItemData as ODM's (16 rows where one pass stages 8)."""
+    _read_by(monkeypatch, "threads")
+    path = _export(tmp_path, 40)
+    text = path.read_text().replace("<ODM ", f'<!-- <ODM xmlns="{NS}" xmlns:v="{NS}"> -->\n<ODM xmlns:v="urn:v" ', 1)
+    path.write_text(text.replace('<ItemData ItemOID="IT.1"', '<v:ItemData ItemOID="IT.1"'))
+    assert odm_chunks.plan_parts(path) is None  # read in one pass
+    path.write_text(text.replace("<!-- <ODM", "<!-- ODM").replace("> -->", " -->"))  # a comment before it: cut
+    assert odm_chunks.plan_parts(path) is not None

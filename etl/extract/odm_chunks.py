@@ -92,7 +92,7 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
     root, start_tag = _ROOT.search(data, 0, clinical), _CLINICAL_DATA.match(data, clinical)
     declaration = _DECLARATION.match(data)
     first = _SUBJECT_LINE.search(data, clinical)
-    if root is None or start_tag is None or first is None:
+    if root is None or start_tag is None or first is None or _commented(data, root.start()):
         return None
     encoding = _ENCODING.search(declaration.group()) if declaration else None
     if encoding and not _ASCII_MARKUP.fullmatch(encoding.group(1)):
@@ -127,6 +127,13 @@ def _plan(data: mmap.mmap) -> list[SubDocument] | None:
         parts.append(SubDocument(head, start, end, b"" if end == len(data) else _CLOSE, line))
         start, line = end, line + lines
     return parts
+
+
+def _commented(data: mmap.mmap, at: int) -> bool:
+    """Whether `at` lies in a comment: the `<ODM` found first is in one, not the root (a hunt: one binding a
+    vendor's prefix to ODM's namespace made the parts' head read vendor ItemData as ODM's)."""
+    opened = data.rfind(b"<!--", 0, at)
+    return opened >= 0 and data.find(b"-->", opened + 4, at) < 0
 
 
 def _part_bytes(subjects: int, most: int) -> int:
