@@ -127,3 +127,18 @@ def test_a_crlf_cut_between_two_blocks_is_one_line_end(tmp_path: Path, monkeypat
 def _staged(path: Path, folder: Path) -> Path:
     stage_csv(path, folder / "staged.parquet", sniff_dialect(path), lineage=LINEAGE)
     return folder / "staged.parquet"
+
+
+def test_a_file_quoting_more_lines_than_are_kept_goes_to_the_record_reader(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each quoted line is kept and read again: a file quoting every value is read by the record reader alone."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b'"a";"b"\n"1";"2"\n"3";"4"\n')
+    schema = pq.read_table(_staged(path, tmp_path)).schema
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", ["a", "b"], "utf-8", ";", '"', schema,
+                                  LINEAGE) == 2
+    monkeypatch.setattr(one_line_csv, "QUOTED_LINES_MOST", 2)
+    assert stage_one_line_records(path, tmp_path / "fast.parquet", ["a", "b"], "utf-8", ";", '"', schema,
+                                  LINEAGE) is None
+    assert pq.read_table(_staged(path, tmp_path)).to_pylist() == [
+        {"a": "1", "b": "2", "_line": 2, **LINEAGE}, {"a": "3", "b": "4", "_line": 3, **LINEAGE}]

@@ -11,6 +11,7 @@ record-by-record reader of `etl.extract.delimited`, whose errors name the line:
   all (a stray quote): those few lines are read both ways and must agree;
 - a count of records other than the count of lines after the header (a blank line, a record
   spanning lines);
+- more than half its lines holding the quote character (beyond a few), or more than QUOTED_LINES_MOST;
 - a header spanning lines (a quoted line break in a column's name: its second line would be read as a
   record) or a carriage return alone, which ends a row for Arrow and no line here (lines would be
   misnumbered where a blank line makes the counts agree).
@@ -29,11 +30,16 @@ import pyarrow.csv as pa_csv
 from etl.extract.adapter import staging_writer
 
 _BLOCK = 1 << 23
+# Lines holding the quote character are kept and read again here: a file quoting most of its lines (R's, many
+# EDCs' exports quote every value) is read faster and in less memory by the record reader alone (18 MiB,
+# 400,000 lines: 0.97 s and 213 MiB against 2.50 s and 278 MiB both ways), one quoting a tenth of them faster
+# here (35 MiB, 1,000,000 lines: 1.41 s against 2.42 s); beyond QUOTED_LINES_MOST the kept lines' memory counts.
+QUOTED_LINES_MOST, _QUOTED_FEW = 500_000, 10_000
 
 
 def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, bytes]] | None:
     """(lines, {line number: raw line} of the lines holding the quote character), or None when the
-    file does not decode or holds a carriage return alone."""
+    file does not decode, holds a carriage return alone, or more quoted lines than it keeps."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     lines, has_quote, last = 0, False, b""
     with path.open("rb") as handle:
@@ -54,8 +60,13 @@ def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, b
         return None
     quoted: dict[int, bytes] = {}
     if has_quote:  # most files quote nothing; the others few lines
+        most = min(QUOTED_LINES_MOST, max(_QUOTED_FEW, lines // 2))
         with path.open("rb") as handle:
-            quoted = {number: raw for number, raw in enumerate(handle, start=1) if quotechar in raw}
+            for number, raw in enumerate(handle, start=1):
+                if quotechar in raw:
+                    if len(quoted) == most:
+                        return None
+                    quoted[number] = raw
     return lines + (last not in (b"", b"\n")), quoted
 
 
