@@ -680,3 +680,26 @@ def test_an_odm_start_tag_in_a_comment_before_the_root_is_not_taken_for_it(tmp_p
     assert odm_chunks.plan_parts(path) is None  # read in one pass
     path.write_text(text.replace("<!-- <ODM", "<!-- ODM").replace("> -->", " -->"))  # a comment before it: cut
     assert odm_chunks.plan_parts(path) is not None
+
+
+@pytest.mark.parametrize(("wrap", "said"), [
+    (lambda text: text.replace("<ClinicalData", '<v:Wrap xmlns:v="urn:v"><ClinicalData')
+     .replace("</ClinicalData>", "</ClinicalData></v:Wrap>"), r"a ClinicalData inside <\{urn:v\}Wrap>, an element of "
+                                                             r"another namespace; expected ClinicalData in ODM's own"),
+    (lambda text: text.replace("<ClinicalData", '<ClinicalData xmlns="http://www.cdisc.org/ns/odm/v2.0"'),
+     r"a ClinicalData of namespace http://www.cdisc.org/ns/odm/v2\.0 in an ODM of namespace "
+     r"http://www\.cdisc\.org/ns/odm/v1\.3; expected the clinical data in its ODM's namespace"),
+], ids=["in a vendor's element", "of another namespace"])
+@pytest.mark.parametrize("reader", ["threads", "one pass"])
+def test_clinical_data_odm_does_not_read_is_refused_not_said_absent(tmp_path, monkeypatch, wrap, said, reader):
+    """A hunt: a vendor's element around ClinicalData, or ClinicalData of ODM 2.0 in an ODM 1.3 file, was skipped
+    whole: every value lost, under a notice that the file held no ClinicalData (a metadata-only file)."""
+    if reader == "threads":
+        _read_by(monkeypatch, reader)
+    else:
+        monkeypatch.setattr(odm_chunks, "plan_parts", lambda path: None)
+    path = _export(tmp_path, 400)
+    path.write_text(wrap(path.read_text()))
+    with pytest.raises(OdmFormatError, match=rf"^SACHA_ODM_20261101\.xml: line 5: {said}"):
+        stage_odm(path, tmp_path / "staged.parquet", lineage=LINEAGE)
+    assert not (tmp_path / "staged.parquet").exists()

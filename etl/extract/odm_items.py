@@ -323,6 +323,12 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                                     "another namespace, within ClinicalData; expected clinical data in ODM's own "
                                     "containers (a vendor extension around values is not read, and its values "
                                     "would be lost)")
+                            elif frame is None and etree.QName(elem.tag).localname == "ClinicalData":
+                                raise OdmFormatError(
+                                    f"{path.name}: line {line}: a ClinicalData inside <{vendor.tag}>, an element of "
+                                    "another namespace; expected ClinicalData in ODM's own elements (a vendor "
+                                    "extension around it is not read: every value would be lost, the file said "
+                                    "to hold no ClinicalData)")
                             continue
                         if elem is item_elem:  # the plain ItemData being read ends: its row is complete
                             item_elem = None
@@ -363,6 +369,13 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                         else:
                             local = None if tag[0] == "{" else tag
                         if local is None:  # a vendor extension: skipped, but counted if it sits in the data
+                            if event == "start" and etree.QName(tag).localname == "ClinicalData":
+                                raise OdmFormatError(
+                                    f"{path.name}: line {line}: a ClinicalData of namespace "
+                                    f"{etree.QName(tag).namespace or '(none)'} in an ODM of namespace "
+                                    f"{prefix[1:-1] or '(none)'}; expected the clinical data in its ODM's namespace "
+                                    "(read as another's, every value would be lost, the file said to hold no "
+                                    "ClinicalData)")
                             if frame is not None:
                                 namespace = etree.QName(elem).namespace or "(none)"
                                 foreign[namespace] = foreign.get(namespace, 0) + 1
