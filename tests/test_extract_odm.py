@@ -354,6 +354,16 @@ def test_an_external_dtd_is_never_read(tmp_path):
         list(iter_odm_items(_write(tmp_path, "secret.xml", _one_item_odm(prolog, "&secret;"))))
 
 
+def test_an_entity_no_doctype_declares_is_refused_where_it_is(tmp_path):
+    """A hunt: `caf&nbsp;e` (HTML's entity, as a web EDC writes it) in a file with no DOCTYPE stopped the parser's
+    events, and the error said line 1, column 5, 'StartTag: invalid element name', not the line of the value."""
+    lines = _one_item_odm("", "x").splitlines()
+    text = "\n".join([*lines[:-1], *([""] * 50), lines[-1]]).replace(' Value="x"', ' Value="caf&nbsp;e"')
+    entity_line = next(n for n, line in enumerate(text.splitlines(), 1) if "&nbsp;" in line)
+    with pytest.raises(OdmFormatError, match=rf"^nbsp\.xml line {entity_line}, column \d+: Entity 'nbsp' not defined"):
+        list(iter_odm_items(_write(tmp_path, "nbsp.xml", text)))
+
+
 def test_a_value_over_the_parser_limit_is_refused_not_truncated(tmp_path):
     path = _write(tmp_path, "upload.xml", _one_item_odm("", "QUFB" * 3_000_000))  # a 12 MB file upload
     with pytest.raises(OdmFormatError, match=r"^upload\.xml line 2, column \d+: over a parser safety limit: .*HUGE$"):

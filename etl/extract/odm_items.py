@@ -308,6 +308,10 @@ def read_item_batches(path: Path, *, notices: list[str], document: SubDocument |
                 for chunk in pieces:
                     if chunk:
                         feed(chunk)
+                        # an undeclared entity is logged as its line is fed, and may end the events (no end
+                        # tag of ENTITY_CHECKPOINTS comes), the log then replaced by a later, misleading error
+                        if watch_entities and len(parser.feed_error_log) > errors_seen:
+                            errors_seen = refuse_undeclared_entities(path, parser.feed_error_log, errors_seen)
                     else:
                         parser.close()
                     for event, elem in events:
