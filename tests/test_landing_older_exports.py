@@ -301,3 +301,29 @@ def test_an_export_loaded_by_an_acceptance_replaced_and_sent_again_is_held_and_c
                                        "ORDER BY accepted_at", [_sha(older)])][-1] == summary.run_id
     assert _query(home, "SELECT count(*) FROM meta.file_acceptance WHERE source_file_sha256 = ?",
                   [_sha(older)]) == [(2,)]
+
+
+@pytest.mark.integration
+def test_an_earlier_export_sent_again_under_a_later_name_is_held(first_night, tmp_path):
+    """A hunt: registry_it's export of 1 November, replaced by that of 2 November, copied in again as
+    TREP_export_20261103.csv: its name's day is the latest, and it replaced the newer data without a word."""
+    home = copy_of(first_night, tmp_path)
+    (first,) = (home.landing / "registry_it").glob("TREP_export_*.csv")
+    earlier = first.read_bytes()
+    later = first.with_name("TREP_export_20261102.csv")
+    later.write_bytes(earlier.replace(b"/2026;", b"/2025;", 1))  # one date changed: another export
+    assert later.read_bytes() != earlier
+    assert pipeline.run(home, key_value=KEY_TEXT).sources_failed == []
+    kept = _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'registry_it' "
+                        "AND status = 'loaded'")
+    assert kept == [(_sha(later.read_bytes()),)]
+    first.with_name("TREP_export_20261103.csv").write_bytes(earlier)
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert summary.sources_failed == ["registry_it"]
+    message = " ".join((summary.message or "").split())
+    assert (f"TREP_export_20261103.csv holds the bytes of {first.name} (exported 2026-11-01), which the warehouse "
+            "loaded and then replaced with TREP_export_20261102.csv (exported 2026-11-02)") in message
+    assert "rtw accept registry_it TREP_export_20261103.csv" in message
+    assert _query(home, "SELECT source_file_sha256 FROM meta.source_file WHERE source_id = 'registry_it' "
+                        "AND status = 'loaded'") == kept  # the later export stays loaded
+    assert _accounted(home) == []
