@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -319,7 +319,7 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     """The current exports written before the one of their series the warehouse loaded (`recorded`: the
     source's files it records, by sha256), earlier exports sent again under a fixed name, or under a newer name
     with the bytes of one it loaded and replaced since, each with why the source must be held for it
-    (landing.older_than_loaded, _loaded_and_replaced). The landing folder cannot tell, whether the pull landed
+    (landing.older_than_loaded). The landing folder cannot tell, whether the pull landed
     the file or a data manager dropped it: the warehouse can."""
     source_id = mapping.source_id
     accepted = set(accepted_files(home.root, source_id))
@@ -327,10 +327,8 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     loaded_series = {f.series for f in loaded.values()}
     judged = [f for f in found.current if f.sha256 not in accepted and f.sha256 not in loaded
               and not mapping.is_ignored(f.series) and f.series in loaded_series]
-    again = _loaded_and_replaced(judged, recorded, loaded)
-    judged = [f for f in judged if all(f is not held for held, _ in again)]
     if not judged:
-        return again
+        return []
     # A loaded export's written instant (its archive copy's CreationDateTime) tells only against a new
     # export of its series that states one too (landing.written_before): read only then.
     timed = {f.series for f in judged if f.header.created is not None}
@@ -339,31 +337,9 @@ def _older_exports(home: Home, mapping: SourceMapping, found: landing.SourceFile
     exports = {sha: landing.LoadedExport(f.name, f.series, f.exported_on, landing.archived_header(
         home.archive, source_id, sha, read).created if f.series in timed else None)
                for sha, f in loaded.items() if f.series in judged_series}
-    return again + landing.older_than_loaded(judged, exports, accepted)
-
-
-def _loaded_and_replaced(judged: list[landing.LandingFile], recorded: dict[str, RecordedFile],
-                         loaded: dict[str, RecordedFile]) -> list[tuple[landing.LandingFile, str]]:
-    """The current exports holding the bytes of one the warehouse loaded and then replaced with a later export of
-    its series (recorded superseded, of an earlier day than the one loaded), each with why: an earlier export
-    sent again under another name, whose day (a later one in its name, or a fixed name's copy time) cannot tell
-    it (a hunt: yesterday's export copied in under tomorrow's name replaced today's data, the run said nothing).
-    A later export sent back after an earlier one was accepted is loaded, as any later export."""
-    held = []
-    for export in judged:
-        then = recorded.get(export.sha256)
-        if then is None or then.status != "superseded" or then.exported_on is None:
-            continue
-        latest = max((f for f in loaded.values() if f.series == export.series),
-                     key=lambda f: f.exported_on or date.min)
-        if latest.exported_on is None or then.exported_on >= latest.exported_on:
-            continue
-        held.append((export, (
-            f"{export.name} holds the bytes of {then.name} (exported {then.exported_on}), which the warehouse "
-            f"loaded and then replaced with {latest.name} (exported {latest.exported_on}): an earlier export sent "
-            "again, which would replace newer data. Have the newer export sent again, or remove this file (or "
-            "accept it, if its data are the right ones): the source keeps its last good data meanwhile")))
-    return held
+    replaced = {sha: landing.LoadedExport(f.name, f.series, f.exported_on) for sha, f in recorded.items()
+                if f.status == "superseded"}
+    return landing.older_than_loaded(judged, exports, accepted, replaced)
 
 
 def _withdraw_spent_acceptances(home: Home, source_id: str, superseded: set[str]) -> None:

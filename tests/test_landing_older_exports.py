@@ -62,6 +62,15 @@ def test_a_series_seen_for_the_first_time_an_accepted_or_a_loaded_export_is_not_
     assert older_than_loaded([_export("ILTB_ENROL.csv", date(2026, 10, 1))], {}, set()) == []  # a first load
 
 
+def test_the_bytes_of_an_export_loaded_and_replaced_are_judged_by_their_recorded_day_whatever_their_name():
+    replaced = {"new": LoadedExport("ILTB_ENROL_1025.csv", "ENROL", date(2026, 10, 25))}
+    ((_, reason),) = older_than_loaded([_export("ILTB_ENROL_1104.csv", date(2026, 11, 4))], LOADED, set(), replaced)
+    assert reason.startswith("ILTB_ENROL_1104.csv holds the bytes of ILTB_ENROL_1025.csv (exported 2026-10-25), "
+                             "which the warehouse loaded and then replaced with ILTB_ENROL.csv (exported 2026-11-03)")
+    later = {"new": LoadedExport("ILTB_ENROL_1105.csv", "ENROL", date(2026, 11, 5))}  # sent back after an earlier
+    assert older_than_loaded([_export("ILTB_ENROL_1105.csv", date(2026, 11, 5))], LOADED, set(), later) == []
+
+
 def test_files_that_say_when_they_were_written_are_told_apart_within_a_day():
     written = datetime(2026, 11, 3, 1, 30, tzinfo=UTC)
     loaded = {"loaded": LoadedExport("export.xml", "ENROL", date(2026, 11, 3), written)}

@@ -326,20 +326,35 @@ def _written(export: LandingFile | LoadedExport) -> str:
 
 
 def older_than_loaded(current: Sequence[LandingFile], loaded: Mapping[str, LoadedExport],
-                      accepted: AbstractSet[str]) -> list[tuple[LandingFile, str]]:
+                      accepted: AbstractSet[str], replaced: Mapping[str, LoadedExport] | None = None
+                      ) -> list[tuple[LandingFile, str]]:
     """The current exports that must not be loaded, each with why: written before an export the warehouse
-    loaded of its series (`loaded`, by sha256), an older export sent again under a name that cannot tell (one
-    reason a file; empty when none). A file loaded already, or accepted (`accepted`: sha256s, `rtw accept`), is
-    not judged, nor one of a series the warehouse holds nothing of. Names are as delivered: SourceFiles.shown
-    shows them."""
+    loaded of its series (`loaded`, by sha256), an older export sent again under a name that cannot tell, or
+    the bytes of one it loaded and then replaced with a later export (`replaced`: those it records superseded,
+    by sha256), judged by the day recorded of them whatever their name says now (yesterday's export copied in
+    under tomorrow's name). One reason a file; empty when none. A file loaded already, or accepted (`accepted`:
+    sha256s, `rtw accept`), is not judged, nor one of a series the warehouse holds nothing of. Names are as
+    delivered: SourceFiles.shown shows them."""
     held = []
     for export in current:
         if export.sha256 in loaded or export.sha256 in accepted:
             continue
-        newer = [(sha, f) for sha, f in loaded.items() if f.series == export.series and written_before(export, f)]
+        then = (replaced or {}).get(export.sha256)
+        of_series = [(sha, f) for sha, f in loaded.items() if f.series == export.series]
+        newer = [(sha, f) for sha, f in of_series if then is not None and then.exported_on is not None
+                 and f.exported_on is not None and then.exported_on < f.exported_on]
+        by_bytes = bool(newer)
+        newer = newer or [(sha, f) for sha, f in of_series if written_before(export, f)]
         if not newer:
             continue
         sha, latest = max(newer, key=lambda n: (n[1].exported_on or date.min, n[1].created or _NO_INSTANT))
+        if by_bytes and then is not None:
+            held.append((export, (
+                f"{export.name} holds the bytes of {then.name} (exported {then.exported_on}), which the warehouse "
+                f"loaded and then replaced with {latest.name} (exported {latest.exported_on}): an earlier export "
+                "sent again, which would replace newer data. Have the newer export sent again, or remove this file "
+                "(or accept it, if its data are the right ones): the source keeps its last good data meanwhile")))
+            continue
         held.append((export, (
             f"{export.name} ({_written(export)}) is older than {latest.name} ({_written(latest)}), the "
             "export of its series the warehouse loaded: an earlier export sent again, which would "
