@@ -141,6 +141,18 @@ def test_a_quote_never_closed_is_said_with_the_line_it_opens_on(tmp_path: Path) 
         _read_all(path, CsvDialect("utf-8", ";", ".", None))
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_refused_saying_so(tmp_path: Path, encoding: str) -> None:
+    """A hunt: it decoded as UTF-8 (NUL bytes between the letters): big-endian staged junk column names, which
+    the mapping then missed; little-endian failed as 'expected 2 fields'."""
+    path = tmp_path / "export.csv"
+    path.write_bytes("id;nome\r\n1;Forlì\r\n".encode(encoding))
+    with pytest.raises(ExtractError, match=r"export.csv, line 1: a NUL byte .* UTF-16 text without a byte-order mark"):
+        sniff_dialect(path)
+    with pytest.raises(ExtractError, match=r"line 1: a NUL byte .* UTF-16 text without a byte-order mark"):
+        stage_csv(path, tmp_path / "staged.parquet", CsvDialect("utf-8", ";", ".", None))
+
+
 def test_undecodable_byte_names_file_line_and_encoding(tmp_path: Path) -> None:
     path = _write(tmp_path, "TREP_export_20240101.csv", REGISTRY_IT.encode("cp1252"))
     with pytest.raises(ExtractError, match=r"TREP_export_20240101\.csv, line 2: .*utf-8"):

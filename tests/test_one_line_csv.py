@@ -59,6 +59,12 @@ HANDED_BACK = {
     "a carriage return alone and a blank line": (b"a;b\n\n1;2\n3;4\r5;6\n",
                                                  r"line 4: a carriage return \(\\r\) alone inside an unquoted"),
     "a carriage return ending the file": (b"a;b\n1;2\n3;4\r", None),
+    # a hunt: NUL bytes and the header again (two exports joined) loaded as values
+    "a NUL byte": (b"a;b\n1;2\n3;x\x00y\n", r"line 3: a NUL byte \(0x00\) at byte 4 of the line; .* damaged file"),
+    "zeros padding a copy cut short": (b"a;b\n1;2\n3;4\n" + b"\x00" * 64, r"line 4: a NUL byte .* damaged file"),
+    "the header again": (b"a;b\n1;2\na;b\n3;4\n", r"line 3: the header of line 1 again; .*two exports joined"),
+    "the header again, marked and quoted": (b'a;b\n1;2\n\xef\xbb\xbf a ;"b"\n3;4\n', r"line 3: the header of line 1"),
+    "a first value the first column's name": (b"a;b\n1;2\na;3\n", None),
 }
 
 

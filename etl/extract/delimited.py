@@ -29,6 +29,9 @@ Gotchas of the files we receive:
   no more than half as many fields as a line below them (Excel's rule for its header row) is
   refused saying which `header_row` would read it, and so is a file whose header moved from the
   line the mapping names (a line above it as wide as a header), rather than read from another line.
+- NUL bytes are no text: between the letters they are UTF-16 without its byte-order mark (which decodes as
+  UTF-8), elsewhere a damaged file (a copy cut short and padded with zeros); either is refused at its line,
+  as is a record repeating the header (two exports joined into one file), rather than loaded as values.
 """
 
 from __future__ import annotations
@@ -126,6 +129,10 @@ def sniff_dialect(path: Path, *, sample_bytes: int = 256_000, **overrides: str |
     if sample.startswith(_UTF16_BOMS):
         raise ExtractError(f"{path.name}: starts with a UTF-16 byte-order mark; expected UTF-8 or 8-bit text "
                            "(re-export as UTF-8)")
+    if (nul := sample.find(b"\x00")) >= 0:  # before sniffing: UTF-16 without a mark decodes as UTF-8
+        start = sample.rfind(b"\n", 0, nul) + 1
+        end = sample.find(b"\n", nul)
+        _refuse_nul(path, sample[start:end if end >= 0 else len(sample)], sample.count(b"\n", 0, nul) + 1)
     encoding = given["encoding"] if "encoding" in given else _sniff_encoding(sample, truncated)
     if sample.startswith(_UTF8_BOM) and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
         # Read as the mapping says, the mark would become part of the first column's name ("ï»¿id").
@@ -251,7 +258,7 @@ def iter_csv_rows(path: Path, dialect: CsvDialect, *, chunk_rows: int = 50_000) 
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     with path.open("rb") as handle:
-        _line, header, records = _header(path, _decoded_lines(path, handle, dialect.encoding), dialect)
+        header_line, header, records = _header(path, _decoded_lines(path, handle, dialect.encoding), dialect)
         rows: list[list[str]] = []
         lines: list[int] = []
         yielded = False
@@ -260,6 +267,10 @@ def iter_csv_rows(path: Path, dialect: CsvDialect, *, chunk_rows: int = 50_000) 
                 raise ExtractError(
                     f"{path.name}, line {line}: expected {len(header)} fields, found {len(record)} "
                     f"(delimiter {dialect.delimiter!r}; is a delimiter or line break in a value unquoted?)")
+            if _column_name(record[0]) == header[0] and [_column_name(value) for value in record] == header:
+                raise ExtractError(
+                    f"{path.name}, line {line}: the header of line {header_line} again; expected one header and "
+                    "records below it (two exports joined into one file? send each export as a file of its own)")
             rows.append(record)
             lines.append(line)
             if len(rows) == chunk_rows:
@@ -275,6 +286,8 @@ def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     number = 0
     for number, raw in enumerate(handle, start=1):
+        if b"\x00" in raw:
+            _refuse_nul(path, raw, number)
         try:
             yield decoder.decode(raw)
         except UnicodeDecodeError as error:
@@ -287,6 +300,22 @@ def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]
     except UnicodeDecodeError:
         raise ExtractError(f"{path.name}, line {number}: the file ends inside a multi-byte character; "
                            f"expected complete {encoding} text") from None
+
+
+def _refuse_nul(path: Path, raw: bytes, line: int) -> None:
+    """Refuse a line holding a NUL byte, naming it: no text in any encoding read here holds one. Between the
+    letters, they are UTF-16 without a byte-order mark (read as UTF-8, junk column names or 'expected 2 fields');
+    elsewhere a damaged file (a copy cut short and padded with zeros) or binary data, whose NULs loaded as values."""
+    at = raw.find(b"\x00")
+    if at < 0:
+        return
+    nuls = sorted((raw[0::2].count(0), raw[1::2].count(0)))  # UTF-16's: at every other byte, one of the two
+    why = ("NUL bytes between the letters are UTF-16 text without a byte-order mark (re-export as UTF-8)"
+           if nuls[1] >= 4 and nuls[1] * 4 >= len(raw) and nuls[0] * 10 <= nuls[1] else
+           "NUL bytes are no text (a damaged file, such as a copy cut short and padded with zeros, or binary "
+           "data: send the export again)")
+    raise ExtractError(f"{path.name}, line {line}: a NUL byte (0x00) at byte {at + 1} of the line; expected UTF-8 or "
+                       f"8-bit text: {why}")
 
 
 def _records(path: Path, lines: Iterable[str], dialect: CsvDialect, *,

@@ -14,7 +14,9 @@ record-by-record reader of `etl.extract.delimited`, whose errors name the line:
 - more than half its lines holding the quote character (beyond a few), or more than QUOTED_LINES_MOST;
 - a header spanning lines (a quoted line break in a column's name: its second line would be read as a
   record) or a carriage return alone, which ends a row for Arrow and no line here (lines would be
-  misnumbered where a blank line makes the counts agree).
+  misnumbered where a blank line makes the counts agree);
+- a NUL byte, or a record whose first value is the first column's name (the header again, two exports
+  joined): the record reader refuses the file naming the line, or reads the record.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from etl.extract.adapter import staging_writer
@@ -49,6 +52,8 @@ def _scan(path: Path, encoding: str, quotechar: bytes) -> tuple[int, dict[int, b
                 # a carriage return alone: in the block, or ending the last one (whose line feed may open this one)
                 alone = block.count(b"\r") - block.count(b"\r\n") - (block[-1:] == b"\r")
                 if alone or (last == b"\r" and block[:1] != b"\n"):
+                    return None
+                if b"\x00" in block:  # the record reader names its line
                     return None
                 lines += block.count(b"\n")
                 has_quote = has_quote or quotechar in block
@@ -96,7 +101,8 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
         with staging_writer(out, schema) as writer:
             for batch in pa_csv.open_csv(path, reader_options, parse_options, convert_options):
                 first_line = rows + header_line + 1
-                if not _agrees(batch, first_line, quoted, encoding, delimiter, quotechar):
+                if not _agrees(batch, first_line, quoted, encoding, delimiter, quotechar) or \
+                        _header_again(batch, header[0]):
                     return None
                 numbers = pa.array(np.arange(first_line, first_line + batch.num_rows, dtype=np.int64))
                 repeated = [c.take(np.zeros(batch.num_rows, dtype=np.int32)) for c in constants]
@@ -107,6 +113,13 @@ def stage_one_line_records(path: Path, out: Path, header: list[str], encoding: s
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
     return rows if rows == lines - header_line else None
+
+
+def _header_again(batch: pa.RecordBatch, first_name: str) -> bool:
+    """Whether a record may repeat the header (its first value the first column's name): the record reader tells."""
+    # trimmed as the header's names are, and of a byte-order mark: two UTF-8 exports joined put one mid-file
+    values = pc.utf8_trim(batch.column(0), characters=" \t\r\n\u00a0\ufeff")
+    return batch.num_rows > 0 and pc.any(pc.equal(values, first_name)).as_py()
 
 
 def _agrees(batch: pa.RecordBatch, first_line: int, quoted: dict[int, bytes], encoding: str, delimiter: str,
