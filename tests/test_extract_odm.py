@@ -364,6 +364,20 @@ def test_an_entity_no_doctype_declares_is_refused_where_it_is(tmp_path):
         list(iter_odm_items(_write(tmp_path, "nbsp.xml", text)))
 
 
+@pytest.mark.parametrize("declared", ["ISO-8859-1", "windows-1252"])
+def test_utf8_text_declared_as_a_one_byte_encoding_is_refused_naming_its_first_line(tmp_path, declared):
+    """A hunt: XML allows it, and it loaded 'Forlì' as 'ForlÃ¬'. Written as it declares, it loads as it says."""
+    text = _one_item_odm(f'<?xml version="1.0" encoding="{declared}"?>' + "\n" * 20, "Forlì")
+    (mixed := tmp_path / "mixed.xml").write_bytes(text.encode("utf-8"))
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "Forlì" in row)
+    with pytest.raises(OdmFormatError, match=rf'^mixed\.xml line {line}: the file declares encoding="{declared}", '
+                                             r"but its text is UTF-8 \(.*'é' as 'Ã©'\)"):
+        stage_odm(mixed, tmp_path / "mixed.parquet")
+    (as_said := tmp_path / "as_said.xml").write_bytes(text.encode("cp1252"))
+    stage_odm(as_said, tmp_path / "as_said.parquet")
+    assert "Forlì" in pq.read_table(tmp_path / "as_said.parquet").column("value").to_pylist()
+
+
 def test_a_value_over_the_parser_limit_is_refused_not_truncated(tmp_path):
     path = _write(tmp_path, "upload.xml", _one_item_odm("", "QUFB" * 3_000_000))  # a 12 MB file upload
     with pytest.raises(OdmFormatError, match=r"^upload\.xml line 2, column \d+: over a parser safety limit: .*HUGE$"):

@@ -9,9 +9,10 @@ the strings written in the file (bad values included); typing and decoding happe
 Gotchas of the format, all seen in real exports:
 - Versions: ODM 1.3.x share the namespace `.../odm/v1.3`, ODM 2.0 uses `.../odm/v2.0`, ODM 1.1 and
   some 1.3 tools use no namespace at all (1.1 with `<!DOCTYPE ODM SYSTEM "odm1-1-0.dtd">` and
-  ISO-8859-1). Elements are matched by local name in the root's namespace, so vendor extensions
-  (`redcap:*`, an embedded HL7 FHIR resource) and everything inside them are skipped while the ODM
-  elements around them are still read; but an ODM ItemData inside a vendor element within
+  ISO-8859-1: a file declaring a one-byte encoding whose text is UTF-8, which XML allows and which would
+  load every accented letter as two, is refused). Elements are matched by local name in the root's
+  namespace, so vendor extensions (`redcap:*`, an embedded HL7 FHIR resource) and everything inside
+  them are skipped while the ODM elements around them are still read; but an ODM ItemData inside a vendor element within
   ClinicalData refuses the file (its values would be lost unsaid). `ODMVersion` and `Granularity`
   are not trusted: ODM 2.0 examples declare `Granularity="Metadata"` and still carry ClinicalData.
 - Where the value lives: `ItemData/@Value` (1.x); the text of the typed 1.x variants
@@ -101,7 +102,14 @@ from etl.extract.odm_items import (
     refuse_undeclared_entities,
     write_batches,
 )
-from etl.extract.odm_xml import SAFE_PARSER, OdmFormatError, SubDocument, format_error, root_prefix
+from etl.extract.odm_xml import (
+    SAFE_PARSER,
+    OdmFormatError,
+    SubDocument,
+    format_error,
+    refuse_utf8_declared_otherwise,
+    root_prefix,
+)
 from etl.fsio import write_bytes, written_atomically
 from etl.memory import no_cyclic_gc
 from etl.schema import sql_text
@@ -227,7 +235,7 @@ def stage_odm(path: Path, out_path: Path, *, lineage: dict[str, str] | None = No
     if clashes:
         raise ValueError(f"lineage column(s) {clashes} clash with the ODM row columns")
     schema = pa.schema([*STAGING_SCHEMA, *(pa.field(key, pa.string()) for key in lineage)])
-
+    refuse_utf8_declared_otherwise(path)
     # The ItemDefs come before the first ClinicalData: read up to it, a few ms whatever the file's size.
     try:
         item_oids = sorted(read_odm_metadata(path).item_defs)

@@ -7,6 +7,8 @@ Only lxml is imported (no pyarrow), so `odm_subjects` starts fast in a second pr
 
 from __future__ import annotations
 
+import codecs
+import mmap
 import re
 from array import array
 from dataclasses import dataclass
@@ -47,6 +49,38 @@ class SubDocument:
     end: int
     tail: bytes
     first_line: int  # the file's line of byte `start`
+
+
+# A one-byte encoding declared, whose bytes the file's text is not written in when it is UTF-8 throughout.
+_ONE_BYTE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']((?i:iso-?8859-\d+|latin-?1|(?:windows|cp)-?125\d))["']""")
+_DECODED_BLOCK = 1 << 23
+
+
+def refuse_utf8_declared_otherwise(path: Path) -> None:
+    """Refuse a file declaring a one-byte encoding (ISO-8859-1, windows-1252) whose non-ASCII bytes are all UTF-8
+    characters: XML allows it, and every accented letter would load as two ('é' as 'Ã©'). A text in the declared
+    encoding is almost never valid UTF-8 beyond ASCII, so this refuses no file written as it says."""
+    with path.open("rb") as handle:
+        declared = _ONE_BYTE.match(handle.read(256))
+        if declared is None or handle.seek(0, 2) == 0:
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            first = re.search(rb"[\x80-\xff]", data)
+            if first is None:
+                return
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            try:  # ASCII before the first: decoded from there, in blocks
+                for start in range(first.start(), len(data), _DECODED_BLOCK):
+                    decoder.decode(data[start:start + _DECODED_BLOCK])
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                return
+            line = 1 + sum(data[start:min(start + _DECODED_BLOCK, first.start())].count(b"\n")
+                           for start in range(0, first.start(), _DECODED_BLOCK))
+    encoding = declared.group(1).decode("ascii")
+    raise OdmFormatError(f"{path.name} line {line}: the file declares encoding=\"{encoding}\", but its text is UTF-8 "
+                         f"(each accented letter would load as two, 'é' as 'Ã©'); expected the declaration to name "
+                         "the encoding the text is written in (export it again declaring UTF-8)")
 
 
 def root_prefix(path: Path, root: Any, line: int) -> str:
