@@ -7,14 +7,14 @@ those rows to one Parquet file; `read_odm_metadata` returns the ItemDefs and Cod
 the strings written in the file (bad values included); typing and decoding happen later.
 
 Gotchas of the format, all seen in real exports:
-- Versions: ODM 1.3.x share the namespace `.../odm/v1.3`, ODM 2.0 uses `.../odm/v2.0`, ODM 1.1 and
-  some 1.3 tools use no namespace at all (1.1 with `<!DOCTYPE ODM SYSTEM "odm1-1-0.dtd">` and
-  ISO-8859-1: a file declaring a one-byte encoding whose text is UTF-8, which XML allows and which would
-  load every accented letter as two, is refused). Elements are matched by local name in the root's
-  namespace, so vendor extensions (`redcap:*`, an embedded HL7 FHIR resource) and everything inside
-  them are skipped while the ODM elements around them are still read; but an ODM ItemData inside a vendor element within
-  ClinicalData refuses the file (its values would be lost unsaid). `ODMVersion` and `Granularity`
-  are not trusted: ODM 2.0 examples declare `Granularity="Metadata"` and still carry ClinicalData.
+- Versions: ODM 1.3.x share the namespace `.../odm/v1.3`, ODM 2.0 uses `.../odm/v2.0`, ODM 1.1 and some
+  1.3 tools use no namespace at all (1.1 with `<!DOCTYPE ODM SYSTEM "odm1-1-0.dtd">` and ISO-8859-1: a
+  file declaring a one-byte encoding whose text is UTF-8, which XML allows and which would load every
+  accented letter as two, is refused). Elements are matched by local name in the root's namespace, so
+  vendor extensions (`redcap:*`, an embedded HL7 FHIR resource) and everything inside them are skipped
+  while the ODM elements around them are still read; but an ODM ItemData inside a vendor element within
+  ClinicalData refuses the file (its values would be lost unsaid). `ODMVersion` and `Granularity` are
+  not trusted: ODM 2.0 examples declare `Granularity="Metadata"` and still carry ClinicalData.
 - Where the value lives: `ItemData/@Value` (1.x); the text of the typed 1.x variants
   (`ItemDataInteger`, ..., `ItemDataBase64Binary` for REDCap file uploads), whose lower-cased suffix
   becomes `item_data_type`; the text of `<Value>` children (ODM 2.0, and 1.3.2 files borrowing 2.0
