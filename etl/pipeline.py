@@ -168,6 +168,10 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         loaded = previous.get("status") == "loaded"
         if found.series_only_waiting and _holds_any(home, source_id, found.series_only_waiting):
             unchanged.append(source_id)  # a loaded form's only export is still being written: the source keeps its data
+            if previous.get("fingerprint") != fingerprint:  # a finished change of another export waits with it
+                said = found.shown(_change_waits(source_id, found), numbers)
+                log.warning("%s", said)
+                notices[source_id].append(said)
         elif not force and previous.get("fingerprint") == fingerprint and loaded and not _screen_missed(
                 home, source_id, mapping, previous.get("last_loaded_run_id"), shapes):
             unchanged.append(source_id)
@@ -203,6 +207,15 @@ def unmapped_landing(home: Home, sources_dir: Path) -> list[Path]:
     mapped = {p.stem for p in sources_dir.glob("*.yaml")}
     return sorted(f for f in home.landing.iterdir()
                   if f.is_dir() and not f.name.startswith(".") and f.name not in mapped)
+
+
+def _change_waits(source_id: str, found: landing.SourceFiles) -> str:
+    """What a source kept as it was for a loaded form's export still being written says of its other changes."""
+    names = [name for name, series in zip(found.waiting, found.waiting_series, strict=True)
+             if series in found.series_only_waiting]
+    return (f"{source_id}: its other exports changed, and wait with the source until {', '.join(names)} "
+            f"{'is' if len(names) == 1 else 'are'} complete: the warehouse holds that form, which a run reading "
+            "the source now would lose")
 
 
 def _holds_any(home: Home, source_id: str, series: Sequence[str]) -> bool:

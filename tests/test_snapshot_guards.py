@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,6 +250,22 @@ def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypat
     assert "iltb" in summary.sources_unchanged and summary.sources_failed == []
     assert _iltb_follow_up(home) == before > 0
     assert any("ILTB_FU.csv not read yet" in n for n in summary.notices)
+
+
+def test_another_form_s_change_waiting_for_a_form_still_being_written_is_said(loaded, monkeypatch):
+    """A hunt: the finished change of one form waited for another form still being written, and the run said only
+    that the other was not read yet."""
+    home, _ = loaded
+    follow_up, treatment = home.landing / "iltb" / "ILTB_FU.csv", home.landing / "iltb" / "ILTB_TREAT.csv"
+    follow_up.write_bytes(follow_up.read_bytes())  # being rewritten as the run starts
+    lines = treatment.read_bytes().split(b"\r\n")
+    treatment.write_bytes(b"\r\n".join(lines[:-3] + lines[-2:]))  # a treatment row less, written an hour ago
+    os.utime(treatment, (time.time() - 7200, time.time() - 7200))
+    monkeypatch.setenv("RTW_QUIET_SECONDS", "3600")
+    summary = pipeline.run(home, key_value=KEY_TEXT)
+    assert "iltb" in summary.sources_unchanged and summary.sources_failed == []
+    assert any("iltb: its other exports changed, and wait with the source until ILTB_FU.csv is complete" in n
+               for n in summary.notices), summary.notices
 
 
 def test_a_new_form_whose_file_never_settles_waits_without_stopping_the_others(loaded):
