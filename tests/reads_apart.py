@@ -78,3 +78,11 @@ def crash_where_inherited() -> str:
     if INHERITED["broken"]:
         crash(signal.SIGBUS)
     return "read"
+
+
+def slow_crash_where_inherited(seconds: float) -> str:
+    """Crashes after `seconds` in a process whose INHERITED state is broken; reads elsewhere."""
+    if INHERITED["broken"]:
+        time.sleep(seconds)
+        crash(signal.SIGBUS)
+    return "read"

@@ -150,6 +150,26 @@ def test_a_crash_of_the_state_a_fork_inherits_does_not_refuse_the_file(
     assert "cases.sav" not in caplog.text  # a delivered name may hold a patient number
 
 
+def test_a_crash_s_second_read_has_what_the_first_left_of_the_file_s_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hunt: the second read had the whole limit again (a file crashing its reader at the end of its time had it
+    twice)."""
+    monkeypatch.setitem(reads_apart.INHERITED, "broken", True)
+    monkeypatch.setenv("RTW_READ_SECONDS", "60")
+    given: list[float] = []
+    answer = isolated._answer
+
+    def answering(answers: int, limit: float) -> bytes | None:
+        given.append(limit)
+        return answer(answers, limit)
+
+    monkeypatch.setattr(isolated, "_answer", answering)
+    read = functools.partial(reads_apart.slow_crash_where_inherited, 0.5)
+    assert read_apart(tmp_path / "cases.sav", read, what="SPSS data file") == "read"
+    first, second = given
+    assert first <= 60 and second <= first - 0.5
+
+
 @pytest.mark.parametrize("trouble", ["no process", "an interpreter that answers nothing", "not an OSError"])
 def test_a_crash_whose_second_read_cannot_be_had_refuses_the_file_never_read_in_this_process(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, trouble: str) -> None:

@@ -20,7 +20,8 @@ file refused on its first crash, the log saying why. Where the child's Python wa
 logged (faulthandler's frames: code, never data). A child that has not answered within a
 time limit (a damaged file can make a C parser loop: the run, every source, and the home's lock would wait
 on it) is killed and fails its file the same way, read once only; the limit grows with the file's size
-(etl/config.py `read_time_limit`, env RTW_READ_SECONDS).
+(etl/config.py `read_time_limit`, env RTW_READ_SECONDS), and is the file's: a crash's second read has what
+the first left of it (a file that crashed its reader at the end of its time would have had it twice).
 
 Fork first, not a fresh interpreter: the child has every module already imported (a fork of a run's
 process takes some milliseconds, an interpreter's start and imports a second). The run's process has
@@ -90,8 +91,11 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
     if prepare is not None:
         prepare()
     _prctl()  # looked up before the fork: the child only calls it (die_with)
+    limit = read_time_limit(_size(path))
+    deadline = time.monotonic() + limit  # the file's, whichever reads it: a second read has what the first left
     try:
-        return _read_once(path, functools.partial(_fork, read), what=what, out=out, reader=reader)
+        return _read_once(path, functools.partial(_fork, read), what=what, out=out, reader=reader, limit=limit,
+                          deadline=deadline)
     except _NoProcess as none:  # EAGAIN: a limit on processes; ENOMEM: the file is still read
         log.warning("no process could be started to read a file (%s): read in the run's process, which a crash "
                     "of the reader (%s) on the file would end", none.reason, reader)
@@ -103,7 +107,8 @@ def read_apart(path: Path, read: Callable[[], T], *, what: str, out: Path | None
         log.warning("the reader (%s) crashed (%s): the file is read once more, in a new interpreter (a second "
                     "crash refuses it)", reader, crashed.signal_name)
         try:
-            return _read_once(path, functools.partial(_start, call), what=what, out=out, reader=reader)
+            return _read_once(path, functools.partial(_start, call), what=what, out=out, reader=reader, limit=limit,
+                              deadline=deadline)
         except _NoProcess as none:  # never in this process: a file that crashed a reader would end the run
             log.warning("no interpreter could be started for the second read (%s): the file is refused on its "
                         "first crash", none.reason)
@@ -152,9 +157,10 @@ class _Child(Protocol):
 Start = Callable[[int, int, IO[bytes]], _Child]
 
 
-def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader: str) -> Any:
-    """`read()` in a child `start` started, once (`read_apart`); _NoProcess when none could be."""
-    limit = read_time_limit(_size(path))
+def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader: str, limit: float,
+               deadline: float) -> Any:
+    """`read()` in a child `start` started, once (`read_apart`), stopped at `deadline` (time.monotonic's) if it has
+    not answered: past the file's time `limit`; _NoProcess when none could be started."""
     before = _written(out)
     with tempfile.TemporaryFile() as frames:  # where the child's Python was when it crashed (faulthandler)
         answers, answer = os.pipe()
@@ -168,7 +174,7 @@ def _read_once(path: Path, start: Start, *, what: str, out: Path | None, reader:
         finally:
             os.close(answer)
         try:
-            said = _answer(answers, limit)
+            said = _answer(answers, deadline - time.monotonic())
             if said is None:  # past its limit: a reader in a loop, or stuck, is stopped as a crashed one ends
                 raise ExtractError(_past_limit(path, reader, limit))
             code = child.wait()
