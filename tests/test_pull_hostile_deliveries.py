@@ -5,6 +5,7 @@ whose directory declares its members' compressed sizes larger than they are."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -201,3 +202,63 @@ def test_a_new_checksum_of_a_pulled_export_taken_back_after_the_listing_fails_no
     _taken_back_after_the_listing(monkeypatch, drop / "TREP_export_20261101.csv.sha256")
     outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
     assert outcome.status is PullStatus.NOTHING_NEW and outcome.failures == [], outcome.message
+
+
+def test_a_checksum_sidecar_the_pull_may_not_read_fails_its_export_alone(tmp_path, home, drop, monkeypatch):
+    """A hunt: one unreadable sidecar (mode 000 on the sender's side) failed the listing, retried, and nothing
+    landed, every other file of the drop zone with it."""
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    send(drop / "TREP_export_20261102.csv", EXPORT + b"2;B\n")
+    send(drop / "TREP_export_20261102.csv.sha256", hashlib.sha256(EXPORT + b"2;B\n").hexdigest().encode())
+    read_text = DropZone.read_text
+
+    def refused(zone: DropZone, remote: RemoteFile, limit: int = 1 << 20) -> str:
+        if remote.name.endswith(".sha256"):  # as for a user the file's mode shuts out (the tests run as root)
+            raise PermissionError(13, "Permission denied")
+        return read_text(zone, remote, limit)
+
+    monkeypatch.setattr(DropZone, "read_text", refused)
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert _landed(home) == ["TREP_export_20261101.csv"]
+    assert outcome.status is PullStatus.FAILED and len(outcome.failures) == 1
+    assert ("TREP_export_20261102.csv from" in outcome.failures[0] and "not pulled: its checksum sidecar "
+            "TREP_export_20261102.csv.sha256 cannot be read (Permission denied)" in outcome.failures[0])
+
+
+def test_a_zip_whose_compressed_data_is_damaged_is_refused_at_once_naming_its_member(tmp_path, home, drop):
+    """A hunt: zlib's error was taken for a dropped connection: the zip fetched and unpacked again, then 'Error -3
+    while decompressing data (gave up after 3 attempts)', naming neither the member nor the damage."""
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    packed = bytearray(zipped({"TREP_export_20261101.csv": EXPORT * 2000}))
+    packed[60:200] = bytes(140)  # inside the member's compressed bytes
+    send(drop / "TREP_20261101.zip", bytes(packed))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and _landed(home) == []
+    assert "not pulled: member 'TREP_export_20261101.csv' cannot be unpacked: its compressed data is damaged (" \
+        in outcome.message and "gave up" not in outcome.message, outcome.message  # not retried
+
+
+def test_a_zip_of_no_export_names_its_members_escaped_and_at_most_twenty(tmp_path, home, drop):
+    """A hunt: 9,000 members made a failure of 495 kB (the log, the XCom, each pull's ledger line), and a member
+    named with a line break wrote a line of its own into the log ('registry_it: pulled 1 file(s) ...')."""
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    members = {"notes.txt\nregistry_it: pulled 1 file(s)": b"x"} | {f"other_{i:02d}.txt": b"x" for i in range(30)}
+    send(drop / "TREP_20261101.zip", zipped(members))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and _landed(home) == []
+    (failure,) = outcome.failures
+    assert "\n" not in failure and "(members: notes.txt\\nregistry_it: pulled 1 file(s), other_00.txt, " in failure
+    assert "other_18.txt, and 11 more)" in failure, failure
+
+
+def test_a_named_pipe_named_as_an_export_is_said_never_read(tmp_path, home, drop):
+    sources = registry_sources(tmp_path, drop)
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    os.mkfifo(drop / "TREP_export_20261102.csv")
+    os.mkfifo(drop / "notes.fifo")  # not named as an export: passed over
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == ["TREP_export_20261101.csv"]
+    assert [(s.name, s.reason) for s in outcome.skipped] == [(
+        "TREP_export_20261102.csv",
+        "not a regular file (a named pipe, socket or device), never read: exports are delivered as files")]

@@ -172,9 +172,11 @@ def _quiet_seconds(delivery: Delivery) -> float:
 
 
 def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile], ledger: Ledger,
-               now: float, links: Iterable[str] = ()) -> tuple[list[_Candidate], list[SkippedFile]]:
+               now: float, links: Iterable[str] = (), others: Iterable[str] = ()
+               ) -> tuple[list[_Candidate], list[SkippedFile]]:
     """The remote exports to land now, and those left for later with the reason (`links`: the names of the
-    drop zone's links, never followed: one named as an export is said)."""
+    drop zone's links, never followed, and `others` of what is no file, a named pipe or a device, never read:
+    one named as an export is said)."""
     delivery = mapping.delivery
     assert delivery is not None
     by_name = {f.name: f for f in listing}
@@ -221,9 +223,10 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                 except Gone:
                     skipped.append(checksum_gone(name, sidecar))
                     continue
-                except ValueError as exc:
+                except (ValueError, PermissionError) as exc:  # this file's trouble: the others are pulled
+                    unread = f"cannot be read ({exc.strerror or exc})" if isinstance(exc, PermissionError) else str(exc)
                     candidates.append(_Candidate(remote=remote, expected_sha256=None, sidecar=sidecar,
-                                                 refusal=f"its checksum sidecar {sidecar.name} {exc}"))
+                                                 refusal=f"its checksum sidecar {sidecar.name} {unread}"))
                     continue
             elif manifest_gone is not None:
                 skipped.append(checksum_gone(name, manifest_gone))
@@ -256,6 +259,8 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
         candidates.append(_Candidate(remote=remote, expected_sha256=expected, sidecar=sidecar))
     skipped += [SkippedFile(name=shown(name), reason="a symbolic link, never followed: a drop zone's links are not "
                             "exports (put the file itself there)") for name in links if fits(name)]
+    skipped += [SkippedFile(name=shown(name), reason="not a regular file (a named pipe, socket or device), never read: "
+                            "exports are delivered as files") for name in others if fits(name)]
     if delivery.checksum != "none":
         skipped += _declared_not_delivered(by_name, manifest, str(delivery.checksum_manifest), ledger, fits)
     return candidates, skipped
@@ -297,8 +302,8 @@ def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: 
             return False  # it declares what was pulled
         try:
             return checksums.parse_sidecar(zone.read_text(sidecar), remote.name) != last.sha256
-        except (ValueError, Gone):  # not a digest of this file, or taken back since the listing: nothing new
-            return False
+        except (ValueError, Gone, PermissionError):  # not a digest of this file, taken back since the listing, or
+            return False  # not readable by the pull: nothing new can be told
     declared = manifest.get(remote.name)
     return declared is not None and declared != last.sha256
 
@@ -376,8 +381,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
     finally:
         temp.unlink(missing_ok=True)
     if not unpacked.landed:
-        raise ZipRefused(f"no member matches '{mapping.files}' (members: {', '.join(unpacked.skipped) or 'none'})",
-                         unpacked.skipped)
+        members = _listed([shown(member) for member in unpacked.skipped], ", ") or "none"
+        raise ZipRefused(f"no member matches '{mapping.files}' (members: {members})", unpacked.skipped)
     left_out = [member for member in unpacked.skipped
                 if temporary_export(PurePosixPath(member.replace("\\", "/")).name, is_export)]
     return _Landed(sha256, unpacked.landed, tuple(left_out))
@@ -521,10 +526,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
     where = delivery.url
     listing: list[RemoteFile] = []
     try:
-        listing, links, folders = retrying(policy, lambda: connection.zone().list_entries(),
-                                           what=f"{source_id}: listing {where}", on_error=connection.reset)
+        listing, links, folders, others = retrying(policy, lambda: connection.zone().list_entries(),
+                                                   what=f"{source_id}: listing {where}", on_error=connection.reset)
         candidates, skipped = retrying(policy, lambda: _new_files(mapping, connection.zone(), listing, ledger,
-                                                                  time.time(), links),
+                                                                  time.time(), links, others),
                                        what=f"{source_id}: reading checksums in {where}", on_error=connection.reset,
                                        said=lambda line: names_shown(line, _as_said(listing), numbers))
     except (TransferFailed, ChecksumMismatch, ZipRefused, CredentialsError, RemoteRefused) as exc:
@@ -600,7 +605,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
         pulled += landed
         names.update([*landed, *left_out])
         if left_out:
-            notes.append(f"{remote.name}: its member(s) {', '.join(left_out)} not landed: named as an upload's "
+            notes.append(f"{remote.name}: its member(s) {_listed([shown(m) for m in left_out], ', ')} not landed: "
+                         "named as an upload's "
                          "temporary or a lock file (zipped while a file was written or open)")
         if delivery.delete_after_pull:
             try:

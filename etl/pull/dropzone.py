@@ -48,11 +48,13 @@ class RemoteFile(BaseModel):
 
 class Listing(NamedTuple):
     """The top of a drop zone, each by name: its regular files, the names of its links and of its folders (not
-    read: a sender who puts a delivery in a subfolder is told so), dotfolders left out as dotfiles are."""
+    read: a sender who puts a delivery in a subfolder is told so), dotfolders left out as dotfiles are, and of
+    what is none of these (a named pipe, socket or device: never read, said when named as an export)."""
 
     files: list[RemoteFile]
     links: list[str]
     folders: list[str]
+    others: list[str]
 
 
 class RemoteRefused(ValueError):
@@ -83,7 +85,7 @@ class DropZone:
     def list_entries(self) -> Listing:
         """The regular files at the top of the drop zone, the names of the links and of the folders there."""
         self.filesystem.invalidate_cache()  # a poll must see what arrived since the last one
-        files, links, folders = [], [], []
+        files, links, folders, others = [], [], [], []
         try:
             entries = self.filesystem.ls(self.root, detail=True)
         except FileNotFoundError:
@@ -99,7 +101,9 @@ class DropZone:
                 name = posixpath.basename(str(entry["name"]).rstrip("/"))
                 if name and not name.startswith("."):  # a server's own (.ssh, .snapshot): no sender's
                     folders.append(name)
-        return Listing(sorted(files, key=lambda f: f.name), sorted(links), sorted(folders))
+            else:  # fsspec's 'other': a named pipe, socket or device
+                others.append(posixpath.basename(str(entry["name"]).rstrip("/")))
+        return Listing(sorted(files, key=lambda f: f.name), sorted(links), sorted(folders), sorted(others))
 
     def stat(self, remote: RemoteFile) -> RemoteFile | None:
         """The file at `remote`'s path as it is now (None when gone or no longer a regular file)."""

@@ -17,12 +17,15 @@ all are renamed in only when all are complete, so a refused or broken zip lands 
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from pydantic import BaseModel, ConfigDict
 
@@ -173,7 +176,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
             digest = hashlib.sha256()
             try:
                 with archive.open(info) as member, temp.open("wb") as out:
-                    while chunk := member.read(_CHUNK):
+                    while chunk := _unpacked(member, info.filename):
                         written += len(chunk)
                         produced += len(chunk)
                         if written > info.file_size or produced > limits.max_total_bytes:
@@ -181,7 +184,7 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
                                              "declares (a zip bomb?)", [info.filename])
                         out.write(chunk)
                         digest.update(chunk)
-            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+            except _DAMAGED as exc:
                 raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})", [info.filename]) from None
             except RuntimeError as exc:  # an encrypted member
                 raise ZipRefused(f"member {info.filename!r} cannot be unpacked ({exc})", [info.filename]) from None
@@ -190,3 +193,18 @@ def unpack_zip(zip_path: Path, folder: Path, wanted: Callable[[str], bool], *, l
             for name, sha256 in digests.items():
                 before_landing(name, sha256)
         return Unpacked(landed=sorted(chosen), skipped=skipped)
+
+
+# What a member's header or compressed bytes, damaged, raise as they are read: the zip is refused, never retried
+# as a dropped connection would be (zlib's, lzma's and bz2's errors are not BadZipFile's).
+_DAMAGED = (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, lzma.LZMAError)
+
+
+def _unpacked(member: IO[bytes], name: str) -> bytes:
+    """The member's next bytes; a damaged stream refused naming it (bz2's error is an OSError, told from the
+    landing folder's own, which writing raises, by being raised here)."""
+    try:
+        return member.read(_CHUNK)
+    except (*_DAMAGED, OSError) as exc:
+        raise ZipRefused(f"member {name!r} cannot be unpacked: its compressed data is damaged ({exc})",
+                         [name]) from None
