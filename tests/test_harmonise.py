@@ -393,3 +393,26 @@ def test_a_yes_no_field_refuses_a_word_of_no_spreadsheet_naming_what_it_reads():
     assert result.tables["adverse_event"].empty
     assert "'ja' is not yes/no (expected one of Y, N, yes, no, true, false, 1, 0, or a spreadsheet's TRUE/FALSE" \
         in " ".join(result.rejections.message)
+
+
+def test_where_keeps_the_records_whose_value_is_listed_as_a_code_list_matches_codes():
+    """A hunt: `off_label` was not OFF_LABEL, and its record fed no table, counted loaded with no issue."""
+    mapping = _with(tables={"treatment": {"from": "REG", "where": {"route": ["OFF_LABEL"]},
+                                          "fields": {"drug_name": {"column": "drug"}}}})
+    rows = [{**CLEAN, "rid": rid, "route": route, "drug": f"drug {rid}"}
+            for rid, route in (("1", "OFF_LABEL"), ("2", "off_label"), ("3", " Off_Label "), ("4", "STANDARD"))]
+    found = harmonise_source(mapping, {"REG": _frame(rows)}, KEY, "run-1").tables["treatment"]
+    assert sorted(found.drug_name) == ["drug 1", "drug 2", "drug 3"]
+
+
+def test_a_required_field_whose_code_stands_for_no_value_is_quarantined_as_an_empty_one():
+    """A hunt: `9` (unknown) mapped to null loaded NULL where an empty cell was quarantined."""
+    mapping = _with(patient={"from": "REG", "fields": {
+        "sex": {"column": "sex", "required": True, "codes": {"1": "male", "2": "female", "9": None}},
+        "birth_date": {"column": "born", "type": "date"}}})
+    result = harmonise_source(mapping, {"REG": _frame([CLEAN, {**CLEAN, "rid": "2", "pid": "P2", "sex": "9"}])},
+                              KEY, "run-1")
+    assert len(result.tables["patient_source"]) == 1
+    (reason,) = result.rejections.itertuples()
+    assert (reason.rule_id, reason.field) == ("CONF-REQUIRED-PRESENT", "sex")
+    assert reason.message == "sex (sex): required, but its code '9' stands for no value"

@@ -87,11 +87,13 @@ def test_numbers_respect_the_decimal_mark():
     assert parse_decimal("0.25") == 0.25
     with pytest.raises(ValueRejected, match="decimal mark ','"):
         parse_decimal("1.234,5", ",")
-    for thousands in ("1.200", "12.500", "-1.200.000"):  # a point before each group of three: never guessed
+    # a point before each group of three: never guessed, in any script's digits (a hunt: ١.٣٠٠ loaded as 1.3)
+    for thousands in ("1.200", "12.500", "-1.200.000", "١.٣٠٠", "１.２００"):
         expected = rf"'{re.escape(thousands)}' is not a number written with decimal mark ','"
         with pytest.raises(ValueRejected, match=expected):
             parse_decimal(thousands, ",")
     assert parse_decimal("67.5", ",") == 67.5 and parse_decimal("0.125", ",") == 0.125  # a point, plainly
+    assert parse_decimal("١,٥", ",") == 1.5 and parse_decimal("１２", ",") == 12.0
     assert parse_decimal("1.234", ",", typed=True) == 1.234  # an Excel number cell, a SAS numeric
     with pytest.raises(ValueRejected, match=r"decimal mark '\.'"):
         parse_decimal("1,200")

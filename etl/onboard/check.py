@@ -47,6 +47,7 @@ from etl.transform.mapping import (
     template_fields,
 )
 from etl.transform.records import declared_columns, staged_patient_keys
+from etl.transform.values import code_form
 
 if TYPE_CHECKING:
     from etl.transform.harmonise import FieldReader
@@ -292,7 +293,8 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             keep = pd.Series(True, index=head.index)
             for column, allowed in target.where.items():
                 if column in head.columns:
-                    keep &= head[column].astype("string").fillna("").str.strip().isin(allowed)
+                    folded = {code_form(value) for value in allowed}  # as harmonise keeps them
+                    keep &= head[column].astype("string").fillna("").map(code_form).isin(folded)
             group[target.head] = head.loc[keep]
         findings += _field_findings(target, group, reading)
         if mapping.patient_key in head.columns:

@@ -57,6 +57,7 @@ from etl.transform.values import (
     PartialDate,
     ValueRejected,
     age_days,
+    code_form,
     folded_codes,
     gene_symbol_case,
     map_code,
@@ -130,6 +131,10 @@ def _code_parts(fields: Mapping[str, FieldSpec]) -> list[_CodePart]:
 log = logging.getLogger(__name__)
 # Columns every record set carries (lineage, ODM keys): a joined record takes them from its head.
 _LINEAGE = {"source_file", "source_file_sha256", LINE_COLUMN}
+
+
+class _CodedAsNone(ValueRejected):
+    """A required field's code that the code list makes no value: quarantined as an empty one is."""
 
 
 class HarmoniseError(ValueError):
@@ -437,6 +442,8 @@ class _Engine:
             origin, raw = given  # a first_of alternative: read, and named in a message, as the one it is
             try:
                 out[name] = value = self.convert(origin, raw)
+                if value is None and spec.required:  # a code standing for no value ("9": unknown) is none given
+                    raise _CodedAsNone(f"required, but its code '{raw}' stands for no value")
                 if origin.codes is None and spec.type in _FREE_TEXT and value and holds_patient_key(value, record.norm):
                     out[name] = None  # the patient's number typed into a note: held back, never shown
                     record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
@@ -451,7 +458,8 @@ class _Engine:
                 # date typed into another field.
                 if name in PRIVATE_FIELDS or self._private(record, raw):
                     message, shown = message.replace(raw, "<hidden>"), "<hidden>"
-                rule = CODE_IN_LIST if origin.codes is not None else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST)
+                rule = (REQUIRED_PRESENT if isinstance(exc, _CodedAsNone) else CODE_IN_LIST if origin.codes is not None
+                        else _RULE_BY_TYPE.get(spec.type, CODE_IN_LIST))
                 record.reject(rule, name, shown, f"{name} ({_named(spec, origin)}): {message}")
                 out[name] = None
         return out
@@ -586,8 +594,10 @@ class _Engine:
         rows = []
         groups, repeated = spec.groups(), spec.repeated_fields()
         code_parts = {group: _code_parts(fields) for group, fields in groups}  # found once, not per record
+        # matched as a code list's codes are (`off_label` is OFF_LABEL): an exact match dropped such a record unsaid
+        where = {column: {code_form(value) for value in allowed} for column, allowed in (spec.where or {}).items()}
         for record in records:
-            if spec.where and any(record.row.get(c, "").strip() not in allowed for c, allowed in spec.where.items()):
+            if where and any(code_form(record.row.get(c, "")) not in allowed for c, allowed in where.items()):
                 continue
             for group, fields in groups:
                 if group is not None and all(self._raw(fields[name], record.row) is None for name in repeated):

@@ -219,6 +219,8 @@ def parse_decimal(text: str, decimal_mark: str = ".", *, typed: bool = False) ->
     a reader typed (`typed`: an Excel number cell, a SAS numeric) is written with a point, whatever it is.
     """
     raw = text.strip()
+    if not raw.isascii():  # another script's digits (١.٣٠٠, full-width １.２００) are judged as ASCII's are
+        raw = re.sub(r"\d", lambda digit: str(unicodedata.decimal(digit.group(), "x")), raw)
     candidate = raw.replace(decimal_mark, ".") if decimal_mark != "." else raw
     thousands = decimal_mark == "," and not typed and re.fullmatch(r"[+-]?[1-9]\d{0,2}(\.\d{3})+", raw)
     if thousands or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
