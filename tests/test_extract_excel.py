@@ -24,6 +24,7 @@ from etl.extract.excel import (
     read_workbook_sheets,
     stage_workbook,
 )
+from etl.extract.excel_dates import shown_by
 
 LINEAGE = {"source_file": "imt.xlsx", "source_file_sha256": "0" * 64}
 
@@ -76,6 +77,40 @@ def test_types_become_the_text_the_sheet_shows(tmp_path: Path) -> None:
     assert frame["_line"].dtype == "int64"
     assert (frame["source_file_sha256"] == "0" * 64).all()
     assert notices == ("imt.xlsx: sheet 'Enrolment': 3 rows", "imt.xlsx: sheet 'Enrolment': 1 blank row(s) skipped")
+
+
+def test_a_date_formatted_to_show_its_month_or_year_is_staged_as_shown(tmp_path: Path) -> None:
+    """A hunt: `12/2021` typed into Excel is the date 2021-12-01 shown `mmm-yy`; it staged as that day, and
+    loaded as an exact date (precision day) nobody gave."""
+    rows = [["patient", "diagnosed", "custom", "year", "day", "month_and_time", "text"],
+            ["IMT-001", dt.datetime(2021, 12, 1), dt.datetime(2021, 11, 1), dt.datetime(2020, 1, 1),
+             dt.datetime(2021, 12, 3), dt.datetime(2021, 12, 3, 10, 30), "12/2021"]]
+    path = _workbook(tmp_path, {"Diagnosis": rows, "Other": [["patient", "diagnosed"], ["IMT-002",
+                                                                                        dt.datetime(2019, 5, 1)]]})
+    book = openpyxl.load_workbook(path)
+    sheet = book["Diagnosis"]
+    formats = {"B2": "mmm-yy", "C2": r'[$-409]MMMM\ YYYY;@', "D2": "yyyy", "E2": '"on "dd/mm/yyyy',
+               "F2": "mm/yyyy hh:mm", "G2": "@"}
+    for cell, number_format in formats.items():
+        sheet[cell].number_format = number_format
+    book["Other"]["B2"].number_format = "MM/YYYY"
+    book.save(path)
+    record_sets, notices = _stage(path)
+    assert _records(record_sets["Diagnosis"]) == [
+        {"patient": "IMT-001", "diagnosed": "2021-12", "custom": "2021-11", "year": "2020", "day": "2021-12-03",
+         "month_and_time": "2021-12-03T10:30:00", "text": "12/2021", "_line": 2}]
+    assert _records(record_sets["Other"]) == [{"patient": "IMT-002", "diagnosed": "2019-05", "_line": 2}]
+    assert ("imt.xlsx: sheet 'Diagnosis': 3 date cell(s) formatted to show a month and year, or a year, and no "
+            "day: staged as shown (2021-12, 2021), not as the day Excel stores (read with a `%Y-%m` or `%Y` date "
+            "format)") in notices
+
+
+@pytest.mark.parametrize(("number_format", "shown"), [
+    ("mmm-yy", "month"), ("MM/YYYY", "month"), ("[$-407]MMMM YYYY;@", "month"), ("yyyy", "year"), ("yy", "year"),
+    ('"Year "yyyy', "year"), ('"d"yyyy', "year"), ("dd/mm/yyyy", None), ("d-mmm-yy", None), ("mm/yyyy hh:mm", None),
+    ("mmm", None), ("h:mm", None), ("General", None), ("0.00", None), ("#,##0", None)])
+def test_a_format_shows_a_month_or_a_year_without_a_day(number_format: str, shown: str | None) -> None:
+    assert shown_by(number_format) == shown
 
 
 def test_one_record_set_per_sheet_in_workbook_order(tmp_path: Path) -> None:

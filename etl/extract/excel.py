@@ -23,7 +23,9 @@ Gotchas of the format:
   a cell formatted General or Text stays the number or the text typed ("43831", "03/05/2019"):
   that is what the sheet shows, and the mapping's date formats parse the text. Dates before
   1900-03-01 are unreliable (Excel's 1900 leap-year bug; serial 0 reads as the time 00:00:00);
-  1904-based workbooks (old Mac Excel) are converted by calamine.
+  1904-based workbooks (old Mac Excel) are converted by calamine. An .xlsx's date cell formatted to show
+  a month and year, or a year, and no day (`mmm-yy`, Excel's own for "12/2021" typed in) stages as it shows,
+  `2021-12` or `2021`, not as the day Excel stores (etl/extract/excel_dates.py; a notice counts them).
 - Numbers are doubles: whole numbers are written without ".0"; others with at most 15 significant
   digits (Excel's own precision, so 0.1+0.2 stored as 0.30000000000000004 is "0.3"), never in
   exponent notation. Text that looks numeric ("00123") stays text: leading zeros survive.
@@ -91,7 +93,7 @@ import sys
 import zipfile
 import zlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -114,6 +116,7 @@ from etl.extract.adapter import (
     what_it_is,
 )
 from etl.extract.errors import ExtractError
+from etl.extract.excel_dates import Shown, partial_date_cells, partial_date_styles, partial_date_text
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.fsio import written_atomically
 from etl.spreadsheet import EXCEL_BOOLEANS
@@ -509,6 +512,18 @@ def _package(path: Path) -> zipfile.ZipFile | None:
         return None
 
 
+def _partial_date_styles(archive: zipfile.ZipFile) -> dict[int, Shown]:
+    """An .xlsx's cell styles whose format shows a date without its day (`excel_dates`); {} for an .xlsb, or
+    a package whose styles part is not found."""
+    try:
+        workbook = _related(archive, "_rels/.rels", "", _OFFICE_DOCUMENT)
+        folder, _, name = workbook.rpartition("/")
+        styles = _related(archive, f"{folder}/_rels/{name}.rels", folder, "/styles")
+    except (KeyError, StopIteration, etree.XMLSyntaxError, *_DAMAGED_MEMBER):
+        return {}
+    return {} if workbook.endswith(".bin") else partial_date_styles(archive, styles)
+
+
 def _scan_sheet_part(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str],
                      name: str) -> np.ndarray | None:
     """Refuse a sheet whose grid calamine could not hold (MAX_SHEET_CELLS) before it loads it. An .xlsb
@@ -684,6 +699,7 @@ class SheetRead:
     merged_in_data: np.ndarray = field(default_factory=lambda: _NO_RANGES)
     merged_from_header: np.ndarray = field(default_factory=lambda: _NO_RANGES)
     merged_filled: bool = False  # merged_in_data were filled (merged_cells: fill)
+    partial_dates: int = 0  # date cells staged as the month or year their format shows (excel_dates.py)
 
 
 def detect_header_row(rows: Iterable[tuple[int, list[Any]]]) -> int | None:
@@ -841,13 +857,15 @@ class _FillDown:
 
 def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int | None, found: SheetRead,
                        *, chunk_rows: int = CHUNK_ROWS, merged: np.ndarray = _NO_RANGES, fill: bool = False,
+                       partial_dates: Mapping[int, Mapping[int, Shown]] | None = None,
                        ) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
     """Stream a sheet as (header, row numbers, columns of text), `chunk_rows` records at a time.
 
     The first item always comes (maybe with no records), so an empty sheet still has its header.
     `found` collects the blank rows skipped, the unnamed empty columns dropped, the header row
     found when `header_row` is None (see `detect_header_row`) and the `merged` ranges (`merged_ranges`)
-    in the data rows, which `fill` fills (see the module docstring).
+    in the data rows, which `fill` fills (see the module docstring). `partial_dates`: the cells whose format
+    shows a date without its day (`excel_dates.partial_date_cells`), staged as they show it.
     """
     (first_row, first_column), (last_row, _last_column) = sheet.start or (0, 0), sheet.end or (0, 0)
     # python-calamine's iter_rows yields every row from the sheet's first (row 1), but cells from its
@@ -884,6 +902,8 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     number = header_row
     for number, cells in rows:
         texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]  # most cells are text
+        if partial_dates and (shown := partial_dates.get(number)):
+            found.partial_dates += _as_shown(texts, cells, shown, first_column)
         # Blank rows and unnamed columns are judged by the cells as delivered, before any filling.
         if not any(text.strip() for text in texts):
             found.blank_rows += 1
@@ -911,6 +931,17 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     found.dropped_columns = tuple(column_letter(first_column + index) for index in unnamed)
     if records or not yielded:
         yield header, numbers, _columns(records, len(header))
+
+
+def _as_shown(texts: list[str], cells: list[Any], shown: Mapping[int, Shown], first_column: int) -> int:
+    """A row's date cells whose format shows no day, as their format shows them (in `texts`); how many."""
+    count = 0
+    for column, what in shown.items():
+        index = column - first_column
+        if 0 <= index < len(cells) and isinstance(cells[index], dt.date):  # a datetime is a date too
+            texts[index] = partial_date_text(cells[index], what)
+            count += 1
+    return count
 
 
 def _columns(records: list[list[str]], width: int) -> list[list[str]]:
@@ -981,11 +1012,14 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
             members = sheet_parts(archive) if archive is not None else {}
         except _DAMAGED_MEMBER as error:
             raise _damaged(path, "", error) from None
+        styles = _partial_date_styles(archive) if archive is not None else {}
         with written_atomically(out, folder=True) as temp:
             parts = []
             chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
             for index, (name, hidden) in enumerate(chosen, start=1):
                 binary_merged = _scan_sheet_part(path, archive, members, name)
+                partial_dates = (partial_date_cells(archive, members[name], styles)
+                                 if archive is not None and styles and name in members else None)
                 sheet = _load_sheet(path, workbook, name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
@@ -1004,7 +1038,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                 found = SheetRead()
                 parts.append(f"{index:03d}.parquet")
                 count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows,
-                                     _NO_RANGES if merged is None else merged, fill)
+                                     _NO_RANGES if merged is None else merged, fill, partial_dates)
                 rows += count
                 notices += _sheet_notices(path.name, name, hidden, count, found)
                 merged_in_data = merged_in_data or len(found.merged_in_data) > 0
@@ -1033,12 +1067,13 @@ def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list
 
 
 def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_row: int | None, lineage: dict[str, str],
-                 found: SheetRead, chunk_rows: int, merged: np.ndarray, fill: bool) -> int:
+                 found: SheetRead, chunk_rows: int, merged: np.ndarray, fill: bool,
+                 partial_dates: Mapping[int, Mapping[int, Shown]] | None = None) -> int:
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
         for header, numbers, columns in iter_sheet_records(path, sheet, header_row, found, chunk_rows=chunk_rows,
-                                                           merged=merged, fill=fill):
+                                                           merged=merged, fill=fill, partial_dates=partial_dates):
             if writer is None:
                 clashes = sorted(set(lineage) & set(header))
                 if clashes:
@@ -1079,6 +1114,10 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
         notices.append(f"{where}: merged cells {_listed(found.merged_in_data)} in the data rows: the value is in "
                        "the top-left cell only, the others are empty (`options: {merged_cells: fill}` gives every "
                        "cell of a range its value)")
+    if found.partial_dates:
+        notices.append(f"{where}: {found.partial_dates} date cell(s) formatted to show a month and year, or a year, "
+                       "and no day: staged as shown (2021-12, 2021), not as the day Excel stores (read with a "
+                       "`%Y-%m` or `%Y` date format)")
     if len(found.merged_from_header):
         notices.append(f"{where}: merged cells {_listed(found.merged_from_header)} run from the header row (or "
                        "above it) into the data rows: the data rows are left empty, not filled with the header's "
