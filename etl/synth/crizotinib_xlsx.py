@@ -8,8 +8,9 @@ Every sheet starts with `Patient ID` and `Record` (the 1-based number of the for
 patient), so a record key is `<Patient ID>|<Sheet>[<Record>]`.
 Gotchas of the format, on purpose:
 - Dates are Excel date cells, except at sites whose staff type them as text `dd/mm/yyyy`
-  (DE-01, BE-01), partial diagnosis dates (text `mm/yyyy`) and the month and year of birth
-  (text `mm/yyyy`, the only birth information collected).
+  (DE-01, BE-01), and the month and year of birth (text `mm/yyyy`, the only birth information
+  collected). A partial diagnosis date is text `mm/yyyy` at those sites, elsewhere what Excel makes
+  of `12/2021` typed in: the date 2021-12-01 in a cell formatted `mmm-yy`.
 - Numbers (Record, LVEF, size, CTCAE grade) are numeric cells; the MedDRA code is text.
 - A duplicate is a row pasted twice, one under the other.
 - openpyxl stamps the time of writing into the workbook properties and the zip entries; both
@@ -96,6 +97,10 @@ TRAILING_BLANK_ROWS = 5
 ENROLMENT_ERROR_BOOST = 5
 _MODIFIED = re.compile(rb">[^<]*</dcterms:modified>")
 Cell = str | int | float | date | None
+
+
+class _Month(date):
+    """A month typed into a date cell: the month's first day, formatted to show the month (`mmm-yy`)."""
 Row = dict[str, Cell]
 
 
@@ -141,7 +146,7 @@ class CrizotinibXlsxWriter:
                 for index, value in enumerate(values, 1):
                     cell = sheet.cell(number, index, value)
                     if isinstance(value, date):
-                        cell.number_format = "DD/MM/YYYY"
+                        cell.number_format = "mmm-yy" if isinstance(value, _Month) else "DD/MM/YYYY"
             # The export tool draws the table's borders a few rows past the data: styled empty cells.
             last = HEADER_ROW + len(self._rows[name])
             for number in range(last + 1, last + 1 + TRAILING_BLANK_ROWS):
@@ -196,12 +201,13 @@ class _Subject:
         self.records: list[EmittedRecord] = []
 
     def _day(self, day: PDate | date | None) -> Cell:
-        """A date cell, or the text some sites type; a partial date is always text (`05/2019`)."""
+        """A date cell, or the text some sites type; a month a date cell formatted to show it, or text
+        (`05/2019`) where dates are typed as text; a year always text."""
         if day is None:
             return None
         if isinstance(day, PDate):
             if day.precision == "month":
-                return day.value.strftime("%m/%Y")
+                return day.value.strftime("%m/%Y") if self.text_dates else _Month(day.value.year, day.value.month, 1)
             if day.precision == "year":
                 return f"{day.value.year:04d}"
             day = day.value
