@@ -166,9 +166,9 @@ def plan(home: Home, *, sources_dir: Path = SOURCES_DIR, run_id: str | None = No
         fingerprint = _fingerprint(path, [*found.current, *found.superseded])
         previous = state.get(source_id, {})
         loaded = previous.get("status") == "loaded"
-        if found.series_only_waiting and _holds_any(home, source_id, found.series_only_waiting):
+        if found.series_only_waiting and (loaded_files := _held_files(home, source_id, found.series_only_waiting)):
             unchanged.append(source_id)  # a loaded form's only export is still being written: the source keeps its data
-            if previous.get("fingerprint") != fingerprint:  # a finished change of another export waits with it
+            if any(f.sha256 not in loaded_files for f in found.current):  # another export's change waits with it
                 said = found.shown(_change_waits(source_id, found), numbers)
                 log.warning("%s", said)
                 notices[source_id].append(said)
@@ -218,10 +218,12 @@ def _change_waits(source_id: str, found: landing.SourceFiles) -> str:
             "the source now would lose")
 
 
-def _holds_any(home: Home, source_id: str, series: Sequence[str]) -> bool:
-    """Whether the live warehouse holds a file of any of the source's `series` (whatever last night's
-    status: a held source keeps its loaded files). A form never loaded waits without stopping the others."""
-    return any(f.series in series for f in read_loaded_files(home.warehouse, source_id).values())
+def _held_files(home: Home, source_id: str, series: Sequence[str]) -> dict[str, LoadedFile]:
+    """The source's loaded files (by sha256) when the live warehouse holds a file of any of its `series`
+    (whatever last night's status: a held source keeps its loaded files), else {}. A form never loaded waits
+    without stopping the others."""
+    loaded = read_loaded_files(home.warehouse, source_id)
+    return loaded if any(f.series in series for f in loaded.values()) else {}
 
 
 def _export_file(f: landing.LandingFile, numbers: PatientNumbers) -> ExportFile:

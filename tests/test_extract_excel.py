@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -82,15 +83,15 @@ def test_types_become_the_text_the_sheet_shows(tmp_path: Path) -> None:
 def test_a_date_formatted_to_show_its_month_or_year_is_staged_as_shown(tmp_path: Path) -> None:
     """A hunt: `12/2021` typed into Excel is the date 2021-12-01 shown `mmm-yy`; it staged as that day, and
     loaded as an exact date (precision day) nobody gave."""
-    rows = [["patient", "diagnosed", "custom", "year", "day", "month_and_time", "text"],
+    rows = [["patient", "diagnosed", "custom", "year", "day", "month_and_time", "text", "typed_in_full"],
             ["IMT-001", dt.datetime(2021, 12, 1), dt.datetime(2021, 11, 1), dt.datetime(2020, 1, 1),
-             dt.datetime(2021, 12, 3), dt.datetime(2021, 12, 3, 10, 30), "12/2021"]]
+             dt.datetime(2021, 12, 3), dt.datetime(2021, 12, 3, 10, 30), "12/2021", dt.datetime(2021, 12, 17)]]
     path = _workbook(tmp_path, {"Diagnosis": rows, "Other": [["patient", "diagnosed"], ["IMT-002",
                                                                                         dt.datetime(2019, 5, 1)]]})
     book = openpyxl.load_workbook(path)
     sheet = book["Diagnosis"]
     formats = {"B2": "mmm-yy", "C2": r'[$-409]MMMM\ YYYY;@', "D2": "yyyy", "E2": '"on "dd/mm/yyyy',
-               "F2": "mm/yyyy hh:mm", "G2": "@"}
+               "F2": "mm/yyyy hh:mm", "G2": "@", "H2": "mmm-yy"}
     for cell, number_format in formats.items():
         sheet[cell].number_format = number_format
     book["Other"]["B2"].number_format = "MM/YYYY"
@@ -98,11 +99,30 @@ def test_a_date_formatted_to_show_its_month_or_year_is_staged_as_shown(tmp_path:
     record_sets, notices = _stage(path)
     assert _records(record_sets["Diagnosis"]) == [
         {"patient": "IMT-001", "diagnosed": "2021-12", "custom": "2021-11", "year": "2020", "day": "2021-12-03",
-         "month_and_time": "2021-12-03T10:30:00", "text": "12/2021", "_line": 2}]
+         "month_and_time": "2021-12-03T10:30:00", "text": "12/2021", "typed_in_full": "2021-12-17", "_line": 2}]
     assert _records(record_sets["Other"]) == [{"patient": "IMT-002", "diagnosed": "2019-05", "_line": 2}]
     assert ("imt.xlsx: sheet 'Diagnosis': 3 date cell(s) formatted to show a month and year, or a year, and no "
             "day: staged as shown (2021-12, 2021), not as the day Excel stores (read with a `%Y-%m` or `%Y` date "
             "format)") in notices
+
+
+def test_a_month_cell_without_its_reference_is_found_by_its_place(tmp_path: Path) -> None:
+    """OOXML lets a writer leave out a cell's or row's reference (`r`); calamine reads such a sheet by order."""
+    path = _workbook(tmp_path, {"Diagnosis": [["patient", "diagnosed"], ["IMT-001", dt.datetime(2021, 12, 1)],
+                                              ["IMT-002", dt.datetime(2020, 3, 1)]]})
+    book = openpyxl.load_workbook(path)
+    for cell in ("B2", "B3"):
+        book["Diagnosis"][cell].number_format = "mmm-yy"
+    book.save(path)
+    with zipfile.ZipFile(path) as packed:
+        parts = {info.filename: packed.read(info) for info in packed.infolist()}
+    sheet = next(name for name in parts if name.startswith("xl/worksheets/sheet"))
+    parts[sheet] = re.sub(rb'<(c|row) r="[A-Z]*\d+"', rb"<\1", parts[sheet])
+    with zipfile.ZipFile(path, "w") as packed:
+        for name, data in parts.items():
+            packed.writestr(name, data)
+    record_sets, _ = _stage(path)
+    assert list(record_sets["Diagnosis"]["diagnosed"]) == ["2021-12", "2020-03"]
 
 
 @pytest.mark.parametrize(("number_format", "shown"), [

@@ -416,3 +416,10 @@ def test_a_required_field_whose_code_stands_for_no_value_is_quarantined_as_an_em
     (reason,) = result.rejections.itertuples()
     assert (reason.rule_id, reason.field) == ("CONF-REQUIRED-PRESENT", "sex")
     assert reason.message == "sex (sex): required, but its code '9' stands for no value"
+    # first_of reads the first alternative that gives a text, whatever its code list makes of it: as it was
+    alternatives = _with(patient={"from": "REG", "fields": {
+        "sex": {"required": True, "first_of": [{"column": "sex", "codes": {"1": "male", "2": "female", "9": None}},
+                                               {"column": "sex2", "codes": {"M": "male", "F": "female"}}]},
+        "birth_date": {"column": "born", "type": "date"}}})
+    result = harmonise_source(alternatives, {"REG": _frame([{**CLEAN, "sex": "9", "sex2": "F"}])}, KEY, "run-1")
+    assert len(result.tables["patient_source"]) == 1 and result.rejections.empty

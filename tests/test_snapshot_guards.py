@@ -250,6 +250,7 @@ def test_a_form_still_being_written_keeps_its_source_as_it_was(loaded, monkeypat
     assert "iltb" in summary.sources_unchanged and summary.sources_failed == []
     assert _iltb_follow_up(home) == before > 0
     assert any("ILTB_FU.csv not read yet" in n for n in summary.notices)
+    assert not any("other exports changed" in n for n in summary.notices), summary.notices  # none did
 
 
 def test_another_form_s_change_waiting_for_a_form_still_being_written_is_said(loaded, monkeypatch):

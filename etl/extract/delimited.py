@@ -311,7 +311,7 @@ def _refuse_nul(path: Path, raw: bytes, line: int) -> None:
         return
     nuls = sorted((raw[0::2].count(0), raw[1::2].count(0)))  # UTF-16's: at every other byte, one of the two
     why = ("NUL bytes between the letters are UTF-16 text without a byte-order mark (re-export as UTF-8)"
-           if nuls[1] >= 4 and nuls[1] * 4 >= len(raw) and nuls[0] * 10 <= nuls[1] else
+           if nuls[1] >= 2 and nuls[1] * 4 >= len(raw) and nuls[0] * 10 <= nuls[1] else
            "NUL bytes are no text (a damaged file, such as a copy cut short and padded with zeros, or binary "
            "data: send the export again)")
     raise ExtractError(f"{path.name}, line {line}: a NUL byte (0x00) at byte {at + 1} of the line; expected UTF-8 or "

@@ -25,7 +25,8 @@ Gotchas of the format:
   1900-03-01 are unreliable (Excel's 1900 leap-year bug; serial 0 reads as the time 00:00:00);
   1904-based workbooks (old Mac Excel) are converted by calamine. An .xlsx's date cell formatted to show
   a month and year, or a year, and no day (`mmm-yy`, Excel's own for "12/2021" typed in) stages as it shows,
-  `2021-12` or `2021`, not as the day Excel stores (etl/extract/excel_dates.py; a notice counts them).
+  `2021-12` or `2021`, not as the first day Excel stores (etl/extract/excel_dates.py; a notice counts them);
+  another day, typed in full, is kept.
 - Numbers are doubles: whole numbers are written without ".0"; others with at most 15 significant
   digits (Excel's own precision, so 0.1+0.2 stored as 0.30000000000000004 is "0.3"), never in
   exponent notation. Text that looks numeric ("00123") stays text: leading zeros survive.
@@ -934,12 +935,14 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
 
 
 def _as_shown(texts: list[str], cells: list[Any], shown: Mapping[int, Shown], first_column: int) -> int:
-    """A row's date cells whose format shows no day, as their format shows them (in `texts`); how many."""
+    """A row's date cells whose format shows no day, as their format shows them (in `texts`) when they hold
+    what typing that makes (`partial_date_text`); how many."""
     count = 0
     for column, what in shown.items():
         index = column - first_column
-        if 0 <= index < len(cells) and isinstance(cells[index], dt.date):  # a datetime is a date too
-            texts[index] = partial_date_text(cells[index], what)
+        text = partial_date_text(cells[index], what) if 0 <= index < len(cells) else None
+        if text is not None:
+            texts[index] = text
             count += 1
     return count
 

@@ -442,7 +442,9 @@ class _Engine:
             origin, raw = given  # a first_of alternative: read, and named in a message, as the one it is
             try:
                 out[name] = value = self.convert(origin, raw)
-                if value is None and spec.required:  # a code standing for no value ("9": unknown) is none given
+                # A code standing for no value ("9": unknown) is none given; first_of reads the first alternative
+                # that gives a text, whatever its code list makes of it (its docs), so it is left as it was.
+                if value is None and spec.required and not spec.first_of:
                     raise _CodedAsNone(f"required, but its code '{raw}' stands for no value")
                 if origin.codes is None and spec.type in _FREE_TEXT and value and holds_patient_key(value, record.norm):
                     out[name] = None  # the patient's number typed into a note: held back, never shown
