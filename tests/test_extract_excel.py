@@ -102,8 +102,8 @@ def test_a_date_formatted_to_show_its_month_or_year_is_staged_as_shown(tmp_path:
          "month_and_time": "2021-12-03T10:30:00", "text": "12/2021", "typed_in_full": "2021-12-17", "_line": 2}]
     assert _records(record_sets["Other"]) == [{"patient": "IMT-002", "diagnosed": "2019-05", "_line": 2}]
     assert ("imt.xlsx: sheet 'Diagnosis': 3 date cell(s) formatted to show a month and year, or a year, and no "
-            "day: staged as shown (2021-12, 2021), not as the day Excel stores (read with a `%Y-%m` or `%Y` date "
-            "format)") in notices
+            "day, and holding the first day Excel stores for one typed in: staged as shown (2021-12, 2021; read with "
+            "a `%Y-%m` or `%Y` date format)") in notices
 
 
 def test_a_month_cell_without_its_reference_is_found_by_its_place(tmp_path: Path) -> None:

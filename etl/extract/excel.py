@@ -1119,8 +1119,8 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
                        "cell of a range its value)")
     if found.partial_dates:
         notices.append(f"{where}: {found.partial_dates} date cell(s) formatted to show a month and year, or a year, "
-                       "and no day: staged as shown (2021-12, 2021), not as the day Excel stores (read with a "
-                       "`%Y-%m` or `%Y` date format)")
+                       "and no day, and holding the first day Excel stores for one typed in: staged as shown "
+                       "(2021-12, 2021; read with a `%Y-%m` or `%Y` date format)")
     if len(found.merged_from_header):
         notices.append(f"{where}: merged cells {_listed(found.merged_from_header)} run from the header row (or "
                        "above it) into the data rows: the data rows are left empty, not filled with the header's "

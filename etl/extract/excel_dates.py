@@ -10,9 +10,10 @@ what typing that makes, the month's (or year's) first day. Another day was typed
 a format: it is kept.
 
 Read from the package's parts, not by calamine: `styles.xml`'s formats (a few kB) tell which styles are such,
-and only a workbook that has one has its sheets' cell tags scanned for them (a second look at the sheet's
-XML, in blocks). An .xlsb, .xls or .ods is not looked at (their styles are binary records or another schema):
-their cells stage as the day calamine gives.
+and only a workbook that has one has its sheets searched for them (a second look at each sheet's XML, in
+blocks, for those styles' attributes: 1.2 s for a 66 MB sheet, where a look at every cell's tag took 3.7). An
+.xlsb, .xls or .ods is not looked at (their styles are binary records or another schema): their cells stage as
+the day calamine gives.
 """
 
 from __future__ import annotations
