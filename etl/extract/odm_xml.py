@@ -84,10 +84,11 @@ def refuse_utf8_declared_otherwise(path: Path) -> None:
 
 
 def _one_byte(encoding: str) -> bool:
-    """Whether `encoding` (as an XML declaration names it: `ISO-8859-1`, `ISO_8859-1`, `l1`, `CP819`,
-    `windows-1252`, `koi8-r`) writes a character beyond ASCII in one byte: most such bytes read alone as one
+    """Whether `encoding` (as an XML declaration names it: `ISO-8859-1`, `ISO_8859-1`, `ISO-LATIN-1`, `l1`,
+    `CP819`, `windows-1252`, `koi8-r`) writes a character beyond ASCII in one byte: most such bytes read alone as one
     character (a multi-byte encoding's lead bytes do not; ASCII reads none). False for a name Python does not
     know: libxml2 reads the file, or refuses it, in its own words."""
+    encoding = re.sub(r"(?i)^iso[-_]?latin[-_]?", "latin", encoding)  # libxml2's ISO-LATIN-1, which Python lacks
     try:
         codecs.lookup(encoding)
     except LookupError:
