@@ -373,6 +373,16 @@ def test_check_counts_unknown_codes_unreadable_dates_and_empty_required_fields()
                for f in diagnosis)
 
 
+def test_check_warns_of_a_required_field_s_codes_the_code_list_makes_null():
+    """As the night quarantines them (CONF-REQUIRED-PRESENT): `"9": null`, unknown, is no value given."""
+    mapping = SourceMapping.model_validate(_MAPPING)
+    mapping.patient.fields["sex"] = mapping.patient.fields["sex"].model_copy(
+        update={"required": True, "codes": {"M": "male", "F": "female", "X": None}})
+    findings = [f for f in check_record_sets(mapping, {"REG": _registry_frame()}) if "patient.fields.sex" in f.where]
+    assert any(f.severity == "warning" and "required, but 7 of 14 values are a code the code list makes null: their "
+               "records are quarantined (CONF-REQUIRED-PRESENT) (REG_1.csv:6" in f.message for f in findings), findings
+
+
 def test_check_wants_every_record_set_mapped_or_ignored_and_every_column_present():
     mapping = SourceMapping.model_validate(_MAPPING)
     other = _registry_frame().drop(columns=["dob"])

@@ -47,7 +47,7 @@ from etl.transform.mapping import (
     template_fields,
 )
 from etl.transform.records import declared_columns, staged_patient_keys
-from etl.transform.values import code_form
+from etl.transform.values import code_form, folded_codes
 
 if TYPE_CHECKING:
     from etl.transform.harmonise import FieldReader
@@ -411,7 +411,22 @@ def _read_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[st
                         index=frame.index, dtype="string").dropna()
         where = f"record set {record_set}, {_read_by(spec, alternative)} ({target.key}.fields.{name})"
         findings += _value_findings(where, name, alternative, frame, raw, reading)
+        if spec.required and spec.first_of is None and spec.codes:  # as harmonise quarantines them
+            findings += _coded_as_none(where, spec.codes, frame, raw)
     return findings
+
+
+def _coded_as_none(where: str, codes: Mapping[str, object], frame: pd.DataFrame, raw: pd.Series) -> list[Finding]:
+    """A required field's values that its code list makes no value (`"9": null`): their records are quarantined
+    as empty ones are."""
+    folded = folded_codes(dict(codes))
+    none = raw.map(lambda text: folded.get(code_form(text), "") is None).astype(bool)
+    if not none.any():
+        return []
+    coded, count = none.reindex(frame.index, fill_value=False), int(none.sum())
+    return [Finding("warning", where, f"required, but {_of(count, len(raw), 'value')} {'is' if count == 1 else 'are'} "
+                                      "a code the code list makes null: their records are quarantined "
+                                      f"(CONF-REQUIRED-PRESENT) ({_some(_places(frame, coded))})")]
 
 
 def _read_by(spec: FieldSpec, alternative: FieldSpec) -> str:
