@@ -35,6 +35,11 @@ def test_a_shared_eupid_links_two_sources_to_one_person():
     two = person_id(KEY, "iltb", "ILTB-00123", " eu7f3k9q2m")
     assert one == two
     assert person_id(KEY, "sacha_fr", "07-0042", None) != person_id(KEY, "iltb", "07-0042", None)
+    # A hunt: written with its hyphens, a space or an invisible character, it made a second person
+    for written in ("EU-7F3K-9Q2M", "EU7F3K 9Q2M", "EU7F3K\u200b9Q2M", "ＥＵ７Ｆ３Ｋ９Ｑ２Ｍ"):
+        assert person_id(KEY, "registry_it", "TREP-000001", written) == one, written
+    assert person_id(KEY, "iltb", "ILTB-00123", "EU7F3K9Q2N") != one
+    assert person_id(KEY, "iltb", "ILTB-00123", " - ") == person_id(KEY, "iltb", "ILTB-00123", None)  # none given
 
 
 def test_published_record_keys_keep_the_local_part_and_hide_the_patient():

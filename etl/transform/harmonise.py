@@ -44,6 +44,7 @@ from etl.transform.mapping import FieldSpec, SourceMapping, TableSpec, fill_temp
 from etl.transform.pseudonym import (
     PseudonymKey,
     as_seen,
+    eupid_form,
     holds_patient_key,
     normalise_patient_key,
     person_id,
@@ -584,8 +585,8 @@ class _Engine:
             values = self.values(self.mapping.patient.fields, record)
             record.tables.append("patient_source")
             norm = record.norm  # (its birth date read already: `read_births`)
-            if values.get("eupid"):
-                self.eupid.setdefault(norm, str(values["eupid"]).upper())
+            if values.get("eupid") and (eupid := eupid_form(str(values["eupid"]))):
+                self.eupid.setdefault(norm, eupid)
             if values.get("centre_id"):
                 self.centre.setdefault(norm, str(values["centre_id"]))
             rows.append({"_record": record, **values})

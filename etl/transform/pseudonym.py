@@ -126,10 +126,18 @@ def source_pseudonym(key: PseudonymKey, source_id: str, source_patient_key: str)
     return key.digest("source", source_id, normalise_patient_key(source_patient_key))
 
 
+def eupid_form(eupid: str) -> str:
+    """An EUPID as sources are linked by it: its letters and digits, upper case. Sources write one EUPID
+    `EU9EE0KVCH`, `eu9ee0kvch` and `EU-9EE0-KVCH` (its symbols are Crockford base 32's, whose hyphens are read
+    past), or with a space or an invisible character copied in: read as written, one child became two persons,
+    their EUPIDs told apart and the pair kept off the review list. "" when it holds no letter or digit."""
+    return "".join(character for character in unicodedata.normalize("NFKC", eupid) if character.isalnum()).upper()
+
+
 def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid: str | None) -> str:
     """The warehouse patient_id: from the EUPID when there is one, so sources link; else per source."""
-    if eupid and eupid.strip():
-        return key.digest("eupid", eupid.strip().upper())
+    if eupid and (form := eupid_form(eupid)):
+        return key.digest("eupid", form)
     return key.digest("person", source_id, normalise_patient_key(source_patient_key))
 
 
