@@ -9,6 +9,7 @@ what the evidence keeps apart.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,27 @@ class Link:
     patient_id: str
     link_method: str
     match_probability: float | None
+
+
+def apart_by_shared_eupid(patients: Sequence[SourcePatient]) -> tuple[list[SourcePatient], list[list[SourcePatient]]]:
+    """The patients, those of a EUPID two patients of one source share (a typo at a centre, or one child registered
+    twice) each given an id of its own and no EUPID: harmonise gave them the EUPID's one id, and they started as
+    one person, two children merged without a word. Linked by it to no one, each may still be linked on its
+    score or by a reviewer, and never to the other (two patients of one source). Also the groups so split."""
+    by_eupid: dict[str, list[SourcePatient]] = {}
+    for p in patients:
+        if p.has_eupid:
+            by_eupid.setdefault(p.harmonised_id, []).append(p)
+    shared = [group for group in by_eupid.values() if len({p.key for p in group}) > len({p.source_id for p in group})]
+    split = {p.key for group in shared for p in group}
+    return [SourcePatient(p.source_id, p.pseudonym, _own_id(p), False) if p.key in split else p
+            for p in patients], shared
+
+
+def _own_id(patient: SourcePatient) -> str:
+    """An id of the patient's own, of the shape of harmonise's (drawn from keyed digests: nothing in clear)."""
+    digest = hashlib.sha256(f"{patient.harmonised_id}|{patient.source_id}|{patient.pseudonym}".encode()).hexdigest()
+    return digest[:len(patient.harmonised_id)]
 
 
 def link_persons(patients: Sequence[SourcePatient], edges: Iterable[Edge],

@@ -32,7 +32,16 @@ import pandas as pd
 
 from etl.config import LINKAGE_MEMORY_LIMIT, connect_duckdb, set_memory_limit
 from etl.frames import row_dicts
-from etl.link.cluster import CLERICAL, HELD_APART, PROBABILISTIC, Edge, Link, SourcePatient, link_persons
+from etl.link.cluster import (
+    CLERICAL,
+    HELD_APART,
+    PROBABILISTIC,
+    Edge,
+    Link,
+    SourcePatient,
+    apart_by_shared_eupid,
+    link_persons,
+)
 from etl.link.model import LinkageConfig, evidence_label, splink_settings
 from etl.resources import code_digest
 from etl.schema import drop_temp_tables, rows_digest
@@ -177,8 +186,9 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
                features: pd.DataFrame) -> tuple[LinkageSummary, list[tuple[str, str]]]:
     """Score the pairs, cluster them into persons (stage.patient_link), list the pairs to review; the summary and
     the reviewers' decisions not applied (each source's and why)."""
-    patients = [SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
-                for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])]
+    patients, shared = apart_by_shared_eupid([
+        SourcePatient(r["source_id"], r["unique_id"], r["harmonised_patient_id"], bool(r["has_eupid"]))
+        for r in row_dicts(features[["source_id", "unique_id", "harmonised_patient_id", "has_eupid"]])])
     pairs = score_pairs(features, config, spill_to=_spill_folder(con))
     decisions = _latest_decisions(con)
     links, refused, review = link_scored(patients, row_dicts(pairs), decisions, config, run_id)
@@ -196,8 +206,22 @@ def _link_anew(con: duckdb.DuckDBPyConnection, run_id: str, config: LinkageConfi
         con.execute("INSERT INTO dq.link_candidate BY NAME SELECT * FROM review")
         con.unregister("review")
     methods = [link.link_method for link in links.values()]
+    said = _eupids_shared(shared) + unapplied_decisions(decisions, links, refused)
     return (LinkageSummary(len(patients), len(pairs), methods.count(PROBABILISTIC), methods.count(CLERICAL),
-                           len(review), run_id), unapplied_decisions(decisions, links, refused))
+                           len(review), run_id), said)
+
+
+def _eupids_shared(groups: list[list[SourcePatient]]) -> list[tuple[str, str]]:
+    """What is said (each night, with the reviewers' decisions not applied) of a EUPID two patients of one source
+    share: each patient of it is linked by it to no one (`apart_by_shared_eupid`)."""
+    said = []
+    for group in groups:
+        names = ", ".join(_name(p.key) for p in sorted(group, key=lambda p: p.key))
+        said.append((min(p.source_id for p in group),
+                     f"{names} share one EUPID, two of them patients of one source (a typo at the centre, or one child "
+                     "registered twice): none is linked by it, each is linked on its score or by a reviewer alone; "
+                     "ask the centre to correct the EUPID"))
+    return said
 
 
 def link_scored(patients: Sequence[SourcePatient], scored: list[dict[Any, Any]], decisions: Decisions,
