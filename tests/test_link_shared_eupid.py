@@ -13,6 +13,7 @@ from warehouse_query import query_rows
 
 from etl import pipeline
 from etl.link.cluster import SourcePatient, apart_by_shared_eupid
+from etl.link.decision import PatientRef, record_decision
 
 
 def test_patients_of_one_source_sharing_a_eupid_are_held_apart_by_it():
@@ -44,4 +45,32 @@ def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small
     said = query_rows(home, "SELECT source_id, notice FROM meta.source_notice WHERE run_id = ? AND notice LIKE "
                             "'linkage: %share one EUPID%'", [summary.run_id])
     assert [source for source, _ in said] == ["registry_it"]
-    assert "share one EUPID, two of them patients of one source (a typo at the centre, or one child" in said[0][1]
+    assert "share one EUPID, 2 of them patients of registry_it (a typo at its centre, or one child" in said[0][1]
+
+
+def test_a_reviewer_may_link_a_patient_of_a_eupid_shared_in_its_source(small_run, tmp_path):
+    """The review: `rtw link` refused it as sharing an EUPID (or holding another), which linkage no longer reads."""
+    home = copy_of(small_run, tmp_path)
+    (export,) = (home.landing / "registry_it").glob("*.csv")
+    rows = list(csv.reader(io.StringIO(export.read_bytes().decode("cp1252")), delimiter=";"))
+    eupid = rows[0].index("eupid")
+    first, second = [row for row in rows[1:] if row[eupid]][:2]
+    second[eupid] = first[eupid]
+    text = io.StringIO()
+    csv.writer(text, delimiter=";", lineterminator="\r\n").writerows(rows)
+    export.write_bytes(text.getvalue().encode("cp1252"))
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
+    split = query_rows(home, "SELECT source_id, source_patient_pseudonym FROM stage.link_key k WHERE has_eupid AND "
+                             "source_id = 'registry_it' AND harmonised_patient_id IN (SELECT harmonised_patient_id "
+                             "FROM stage.link_key WHERE source_id = 'registry_it' AND has_eupid GROUP BY 1 "
+                             "HAVING count(DISTINCT source_patient_pseudonym) > 1) ORDER BY 2")
+    # a patient of another EUPID, whose person holds no patient of registry_it: linked by a reviewer, the typo's fix
+    other = query_rows(home, "SELECT source_id, source_patient_pseudonym FROM stage.link_key k WHERE source_id = "
+                             "'iltb' AND has_eupid AND NOT EXISTS (SELECT 1 FROM stage.link_key r WHERE r.source_id = "
+                             "'registry_it' AND r.harmonised_patient_id = k.harmonised_patient_id) ORDER BY 2 LIMIT 1")
+    (one, _two), (stranger,) = split[:2], other
+    record_decision(home, PatientRef(*one), PatientRef(*stranger), "link")  # not refused: applied the next night
+    assert pipeline.run(home, key_value=SMALL_RUN_KEY, force=True).status == "completed"
+    linked = query_rows(home, "SELECT count(DISTINCT patient_id) FROM stage.patient_link WHERE source_id || ':' || "
+                              "source_patient_pseudonym IN (?, ?)", [":".join(one), ":".join(stranger)])
+    assert linked == [(1,)]

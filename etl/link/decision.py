@@ -87,8 +87,11 @@ def _refuse_what_cannot_apply(con: duckdb.DuckDBPyConnection, a: PatientRef, b: 
         found = con.execute("SELECT any_value(harmonised_patient_id), bool_or(has_eupid) FROM stage.link_key "
                             "WHERE source_id = ? AND source_patient_pseudonym = ?",
                             [patient.source_id, patient.pseudonym]).fetchone() or (None, False)
-        sources = {s for (s,) in con.execute("SELECT DISTINCT source_id FROM stage.link_key WHERE "
-                                             "harmonised_patient_id = ?", [found[0]]).fetchall()}
+        held = con.execute("SELECT list(DISTINCT source_id), count(DISTINCT (source_id, source_patient_pseudonym)) "
+                           "FROM stage.link_key WHERE harmonised_patient_id = ?", [found[0]]).fetchone() or ([], 0)
+        sources = set(held[0] or ())
+        if found[1] and held[1] > len(sources):  # a EUPID two patients of one source share links no one by it
+            return str(patient), False, {patient.source_id}  # (cluster.apart_by_shared_eupid)
         return found[0], bool(found[1]), sources
 
     (id_a, eupid_a, sources_a), (id_b, eupid_b, sources_b) = eupid_group(a), eupid_group(b)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import combinations
@@ -217,10 +218,11 @@ def _eupids_shared(groups: list[list[SourcePatient]]) -> list[tuple[str, str]]:
     said = []
     for group in groups:
         names = ", ".join(_name(p.key) for p in sorted(group, key=lambda p: p.key))
-        said.append((min(p.source_id for p in group),
-                     f"{names} share one EUPID, two of them patients of one source (a typo at the centre, or one child "
-                     "registered twice): none is linked by it, each is linked on its score or by a reviewer alone; "
-                     "ask the centre to correct the EUPID"))
+        counts = Counter(p.source_id for p in group)
+        for source in sorted(s for s, count in counts.items() if count > 1):  # the centre that typed it twice
+            said.append((source, f"{names} share one EUPID, {counts[source]} of them patients of {source} (a typo at "
+                                 "its centre, or one child registered twice): none is linked by it, each is linked on "
+                                 "its score or by a reviewer alone; ask the centre to correct the EUPID"))
     return said
 
 
