@@ -201,3 +201,9 @@ def test_an_eupid_the_source_delivers_is_a_patient_identifier_in_any_other_field
     assert board.reason_not_followed.tolist() == ["see (eupid {patient}), EUJGBF8MG1x, {patient}", None]
     assert result.tables["patient_source"].link_method.tolist() == ["eupid"] * 2  # the EUPID field as it was
     assert "KB27XX4A" not in _everything_shown(result)
+
+
+def test_an_eupid_given_with_hyphens_is_screened_as_linkage_reads_it():
+    """A review: linkage reads EU-9EE0-KVCH as EU9EE0KVCH; a note writing it so kept it in clear."""
+    screen = TextScreen.of(["ILTB-00001"], [], ["EU-9EE0-KVCH"])
+    assert screen.screened("see EU9EE0KVCH and eu9ee0kvch, EU-9EE0-KVCH") == "see {patient} and {patient}, {patient}"

@@ -66,7 +66,7 @@ from etl.extract.adapter import STAGED_NAME, adapter_for, record_column
 from etl.extract.file_names import PATIENT, PatientNumbers, shapes_pattern, staged_keys
 from etl.transform.days import DATE, DAYS, day_readings, days_shown
 from etl.transform.mapping import SourceMapping, load_mapping
-from etl.transform.pseudonym import as_seen, names_a_patient
+from etl.transform.pseudonym import as_seen, eupid_form, names_a_patient
 from etl.transform.values import PartialDate
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,10 @@ class TextScreen:
 
     @functools.cached_property
     def _eupids(self) -> frozenset[str]:
-        """The source's EUPIDs (upper-case), those long enough to name anyone (as a patient key: `names_a_patient`)."""
-        return frozenset(e for given in self._eupids_given() if names_a_patient(e := given.strip().upper()))
+        """The source's EUPIDs (upper-case), those long enough to name anyone (as a patient key: `names_a_patient`):
+        each as written and as linkage reads it (`eupid_form`: `EU-9EE0-KVCH` is `EU9EE0KVCH` in a text too)."""
+        return frozenset(e for given in self._eupids_given() for e in {given.strip().upper(), eupid_form(given)}
+                         if names_a_patient(e))
 
     @functools.cached_property
     def _eupid_pattern(self) -> re.Pattern[str] | None:
