@@ -119,6 +119,7 @@ from etl.extract.adapter import (
 from etl.extract.errors import ExtractError
 from etl.extract.excel_dates import Shown, partial_date_cells, partial_date_styles, partial_date_text
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
+from etl.extract.sheet_xml import column_number, part_blocks
 from etl.fsio import written_atomically
 from etl.spreadsheet import EXCEL_BOOLEANS
 
@@ -351,14 +352,19 @@ def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     """An .xlsx's or .xlsb's worksheet parts by sheet name (found through the package's relationships); {}
     when they cannot be found, which calamine then reports. A part damaged raises `_DAMAGED_MEMBER`."""
     try:
-        workbook = _related(archive, "_rels/.rels", "", _OFFICE_DOCUMENT)
-        folder, _, name = workbook.rpartition("/")
-        targets = _relationships(archive, f"{folder}/_rels/{name}.rels", folder)
+        workbook, targets = _workbook_part(archive)
         data = archive.read(workbook)
         sheets = _binary_sheets(data) if workbook.endswith(".bin") else _xml_sheets(data)
     except (KeyError, StopIteration, etree.XMLSyntaxError, struct.error, UnicodeDecodeError):
         return {}
     return {name: targets[rel][0] for name, rel in sheets if rel in targets}
+
+
+def _workbook_part(archive: zipfile.ZipFile) -> tuple[str, dict[str, tuple[str, str]]]:
+    """The package's workbook part and its relationships (`_relationships`: its sheets', its styles'...)."""
+    workbook = _related(archive, "_rels/.rels", "", _OFFICE_DOCUMENT)
+    folder, _, name = workbook.rpartition("/")
+    return workbook, _relationships(archive, f"{folder}/_rels/{name}.rels", folder)
 
 
 def _xml_sheets(workbook: bytes) -> list[tuple[str, str]]:
@@ -433,15 +439,11 @@ def sheet_extent(archive: zipfile.ZipFile, part: str, merged: bytearray | None =
     if part.endswith(".bin"):
         with archive.open(part) as stream:
             return binary_sheet_extent(stream, merged=merged)
-    rows, columns, carry = 0, 26, b""
-    with archive.open(part) as stream:
-        while block := stream.read(1 << 20):
-            text = carry + block
-            cut = text.rfind(b"<")  # a tag cut by the block is read with the next one
-            text, carry = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
-            reached = _REACH.findall(text)
-            rows = max([rows, *(int(row) for _, row in reached)])
-            columns = max([columns, *map(_column_number, {letters for letters, _ in reached if len(letters) > 1})])
+    rows, columns = 0, 26
+    for text in part_blocks(archive, part):
+        reached = _REACH.findall(text)
+        rows = max([rows, *(int(row) for _, row in reached)])
+        columns = max([columns, *map(column_number, {letters for letters, _ in reached if len(letters) > 1})])
     return rows, columns
 
 
@@ -497,13 +499,6 @@ def binary_sheet_extent(stream: Any, block: int = 1 << 20, merged: bytearray | N
     return rows, columns
 
 
-def _column_number(letters: bytes) -> int:
-    number = 0
-    for letter in letters:
-        number = number * 26 + letter - 64
-    return number
-
-
 def _package(path: Path) -> zipfile.ZipFile | None:
     """An .xlsx/.xlsm/.xlsb's zip archive, for `sheet_extent`; None for another kind (or a zip calamine
     refuses)."""
@@ -517,9 +512,8 @@ def _partial_date_styles(archive: zipfile.ZipFile) -> dict[int, Shown]:
     """An .xlsx's cell styles whose format shows a date without its day (`excel_dates`); {} for an .xlsb, or
     a package whose styles part is not found."""
     try:
-        workbook = _related(archive, "_rels/.rels", "", _OFFICE_DOCUMENT)
-        folder, _, name = workbook.rpartition("/")
-        styles = _related(archive, f"{folder}/_rels/{name}.rels", folder, "/styles")
+        workbook, targets = _workbook_part(archive)
+        styles = next(target for target, kind in targets.values() if kind.endswith("/styles"))
     except (KeyError, StopIteration, etree.XMLSyntaxError, *_DAMAGED_MEMBER):
         return {}
     return {} if workbook.endswith(".bin") else partial_date_styles(archive, styles)

@@ -22,12 +22,12 @@ import datetime as dt
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
 from typing import Literal
 
 from lxml import etree
 
 from etl.extract.odm_xml import SAFE_TREE_PARSER
+from etl.extract.sheet_xml import column_number, part_blocks
 
 Shown = Literal["month", "year"]  # what a cell's format shows of its date: a month of a year, or a year
 
@@ -85,28 +85,16 @@ def partial_date_cells(archive: zipfile.ZipFile, part: str, styles: dict[int, Sh
     styled = re.compile(rb"""(?<=\s)s\s*=\s*["'](""" + b"|".join(str(i).encode() for i in sorted(styles))
                         + rb""")["']""")
     cells: dict[int, dict[int, Shown]] = {}
-    for text in _blocks(archive, part):
+    for text in part_blocks(archive, part):
         for attribute in styled.finditer(text):
             tag = text[text.rfind(b"<", 0, attribute.start()):text.find(b">", attribute.end()) + 1]
             if not _CELL.match(tag):
                 continue  # a row's or column's style, or text in a value
             if (reference := _REFERENCE.search(tag)) is None:
                 return _walked(archive, part, styled, styles)
-            cells.setdefault(int(reference.group(2)), {})[_column(reference.group(1))] = styles[int(attribute.group(1))]
+            row, column = int(reference.group(2)), column_number(reference.group(1)) - 1
+            cells.setdefault(row, {})[column] = styles[int(attribute.group(1))]
     return cells
-
-
-def _blocks(archive: zipfile.ZipFile, part: str) -> Iterator[bytes]:
-    """A part's text in blocks of about a MiB, each ending before a tag's start (a tag cut is read whole
-    with the next)."""
-    carry = b""
-    with archive.open(part) as stream:
-        while block := stream.read(1 << 20):
-            text = carry + block
-            cut = text.rfind(b"<")
-            text, carry = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
-            yield text
-    yield carry
 
 
 def _walked(archive: zipfile.ZipFile, part: str, styled: re.Pattern[bytes],
@@ -115,7 +103,7 @@ def _walked(archive: zipfile.ZipFile, part: str, styled: re.Pattern[bytes],
     after the last."""
     cells: dict[int, dict[int, Shown]] = {}
     row, column = 0, -1
-    for text in _blocks(archive, part):
+    for text in part_blocks(archive, part):
         for tag in _ROW_OR_CELL.finditer(text):
             if tag.group(1) == b"row":
                 number = _ROW_NUMBER.search(tag.group())
@@ -123,19 +111,12 @@ def _walked(archive: zipfile.ZipFile, part: str, styled: re.Pattern[bytes],
                 continue
             reference = _REFERENCE.search(tag.group())
             if reference:
-                row, column = int(reference.group(2)), _column(reference.group(1))
+                row, column = int(reference.group(2)), column_number(reference.group(1)) - 1
             else:
                 column += 1
             if tag.group(1) == b"c" and (style := styled.search(tag.group())) is not None:
                 cells.setdefault(row, {})[column] = styles[int(style.group(1))]
     return cells
-
-
-def _column(letters: bytes) -> int:
-    number = 0
-    for letter in letters:
-        number = number * 26 + letter - 64
-    return number - 1
 
 
 def partial_date_text(value: object, shown: Shown) -> str | None:
