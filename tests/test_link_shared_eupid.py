@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from conftest import SMALL_RUN_KEY
 from shared_build import copy_of
 from warehouse_query import query_rows
 
 from etl import pipeline
+from etl.config import Home
 from etl.link.cluster import SourcePatient, apart_by_shared_eupid
 from etl.link.decision import PatientRef, record_decision
 
@@ -26,16 +28,22 @@ def test_patients_of_one_source_sharing_a_eupid_are_held_apart_by_it():
     assert apart_by_shared_eupid([a, other]) == ([a, other], [])  # one per source: one person, as ever
 
 
-def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small_run, tmp_path):
+def _eupid_typed_twice(small_run: Home, tmp_path: Path) -> Home:
+    """A copy of the small run whose registry_it export gives its second patient with an EUPID the first's."""
     home = copy_of(small_run, tmp_path)
     (export,) = (home.landing / "registry_it").glob("*.csv")
     rows = list(csv.reader(io.StringIO(export.read_bytes().decode("cp1252")), delimiter=";"))
     eupid = rows[0].index("eupid")
     first, second = [row for row in rows[1:] if row[eupid]][:2]
-    second[eupid] = first[eupid]  # the second patient's EUPID typed as the first's
+    second[eupid] = first[eupid]
     text = io.StringIO()
     csv.writer(text, delimiter=";", lineterminator="\r\n").writerows(rows)
     export.write_bytes(text.getvalue().encode("cp1252"))
+    return home
+
+
+def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small_run, tmp_path):
+    home = _eupid_typed_twice(small_run, tmp_path)
     persons_before = query_rows(home, "SELECT count(*) FROM core.patient")[0][0]
     summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
     assert summary.status == "completed", summary.message
@@ -50,15 +58,7 @@ def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small
 
 def test_a_reviewer_may_link_a_patient_of_a_eupid_shared_in_its_source(small_run, tmp_path):
     """The review: `rtw link` refused it as sharing an EUPID (or holding another), which linkage no longer reads."""
-    home = copy_of(small_run, tmp_path)
-    (export,) = (home.landing / "registry_it").glob("*.csv")
-    rows = list(csv.reader(io.StringIO(export.read_bytes().decode("cp1252")), delimiter=";"))
-    eupid = rows[0].index("eupid")
-    first, second = [row for row in rows[1:] if row[eupid]][:2]
-    second[eupid] = first[eupid]
-    text = io.StringIO()
-    csv.writer(text, delimiter=";", lineterminator="\r\n").writerows(rows)
-    export.write_bytes(text.getvalue().encode("cp1252"))
+    home = _eupid_typed_twice(small_run, tmp_path)
     assert pipeline.run(home, key_value=SMALL_RUN_KEY).status == "completed"
     split = query_rows(home, "SELECT source_id, source_patient_pseudonym FROM stage.link_key k WHERE has_eupid AND "
                              "source_id = 'registry_it' AND harmonised_patient_id IN (SELECT harmonised_patient_id "

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import pandas as pd
 import pyarrow as pa
@@ -302,13 +302,11 @@ def _decoded_lines(path: Path, handle: BinaryIO, encoding: str) -> Iterator[str]
                            f"expected complete {encoding} text") from None
 
 
-def _refuse_nul(path: Path, raw: bytes, line: int) -> None:
-    """Refuse a line holding a NUL byte, naming it: no text in any encoding read here holds one. Between the
+def _refuse_nul(path: Path, raw: bytes, line: int) -> NoReturn:
+    """Refuse a line holding a NUL byte (`raw`), naming it: no text in any encoding read here holds one. Between the
     letters, they are UTF-16 without a byte-order mark (read as UTF-8, junk column names or 'expected 2 fields');
     elsewhere a damaged file (a copy cut short and padded with zeros) or binary data, whose NULs loaded as values."""
     at = raw.find(b"\x00")
-    if at < 0:
-        return
     nuls = sorted((raw[0::2].count(0), raw[1::2].count(0)))  # UTF-16's: at every other byte, one of the two
     why = ("NUL bytes between the letters are UTF-16 text without a byte-order mark (re-export as UTF-8)"
            if nuls[1] >= 2 and nuls[1] * 4 >= len(raw) and nuls[0] * 10 <= nuls[1] else
