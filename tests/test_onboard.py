@@ -382,6 +382,18 @@ def test_check_warns_of_a_required_field_s_codes_the_code_list_makes_null():
     assert any(f.severity == "warning" and "required, but 7 of 14 values are a code the code list makes null: their "
                "records are quarantined (CONF-REQUIRED-PRESENT) (REG_1.csv:6" in f.message for f in findings), findings
 
+    # Of first_of, a code standing for no value gives way to the next alternative (the X rows: "F" in extra);
+    # the records none of them gives a value are quarantined (the Y row).
+    mapping.patient.fields["sex"] = type(mapping.patient.fields["sex"]).model_validate({"required": True, "first_of": [
+        {"column": "sex", "codes": {"M": "male", "F": "female", "X": None, "Y": None}},
+        {"column": "extra", "codes": {"F": "female"}}]})
+    frame = _registry_frame()
+    frame.loc[frame.sex == "X", "extra"] = "F"
+    findings = [f for f in check_record_sets(mapping, {"REG": frame}) if "patient.fields.sex" in f.where]
+    assert [(f.severity, f.message) for f in findings] == [
+        ("warning", "required, but 1 of 7 values is a code the code list makes null: their records are quarantined "
+                    "(CONF-REQUIRED-PRESENT) (REG_1.csv:13)")], findings
+
 
 def test_check_wants_every_record_set_mapped_or_ignored_and_every_column_present():
     mapping = SourceMapping.model_validate(_MAPPING)

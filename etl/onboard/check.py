@@ -411,8 +411,8 @@ def _read_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[st
                         index=frame.index, dtype="string").dropna()
         where = f"record set {record_set}, {_read_by(spec, alternative)} ({target.key}.fields.{name})"
         findings += _value_findings(where, name, alternative, frame, raw, reading)
-        if spec.required and spec.first_of is None and spec.codes:  # as harmonise quarantines them
-            findings += _coded_as_none(where, spec.codes, frame, raw)
+        if spec.required and alternative.codes:  # as harmonise quarantines them (of first_of: none gave a value)
+            findings += _coded_as_none(where, alternative.codes, frame, raw)
     return findings
 
 

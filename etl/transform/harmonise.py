@@ -231,11 +231,24 @@ class _Engine:
     def _given(self, spec: FieldSpec, row: Mapping[str, str]) -> tuple[FieldSpec, str] | None:
         """The spec that gives the record's value, with its raw text: the field's own column or template, or
         the first of its `first_of` alternatives that gives one (read with that alternative's format and codes,
-        so a date's precision is the alternative's); None when none does."""
+        so a date's precision is the alternative's; a code its code list reads as no value, "9": unknown, gives
+        none, the next alternative being tried, and is the one given when no other gives a value); None when
+        none gives a text."""
+        coded_as_none = None
         for alternative in spec.alternatives():
-            if (raw := self._read(alternative, row)) is not None:
+            if (raw := self._read(alternative, row)) is None:
+                continue
+            if spec.first_of is None or not self._stands_for_none(alternative, raw):
                 return alternative, raw
-        return None
+            coded_as_none = coded_as_none or (alternative, raw)
+        return coded_as_none
+
+    def _stands_for_none(self, spec: FieldSpec, raw: str) -> bool:
+        """Whether the spec's code list reads `raw` as no value (an unlisted code gives one: refused)."""
+        try:
+            return spec.codes is not None and self.code(spec, raw) is None
+        except ValueRejected:
+            return False
 
     def _read(self, spec: FieldSpec, row: Mapping[str, str]) -> str | None:
         if spec.template is not None:
@@ -443,9 +456,8 @@ class _Engine:
             origin, raw = given  # a first_of alternative: read, and named in a message, as the one it is
             try:
                 out[name] = value = self.convert(origin, raw)
-                # A code standing for no value ("9": unknown) is none given; first_of reads the first alternative
-                # that gives a text, whatever its code list makes of it (its docs), so it is left as it was.
-                if value is None and spec.required and not spec.first_of:
+                # A code standing for no value ("9": unknown) is none given (of first_of: none of them gave one).
+                if value is None and spec.required:
                     raise _CodedAsNone(f"required, but its code '{raw}' stands for no value")
                 if origin.codes is None and spec.type in _FREE_TEXT and value and holds_patient_key(value, record.norm):
                     out[name] = None  # the patient's number typed into a note: held back, never shown
