@@ -67,6 +67,20 @@ def test_parts_withheld_within_a_row_do_not_add_up_to_a_small_count():
     assert_nothing_recoverable(published, table)
 
 
+def test_a_response_withheld_does_not_come_back_from_the_objective_responses_and_the_other_classes():
+    # A hunt: complete and partial responses withheld, their sum n_objective_response shown: 24 assessed less
+    # 17 objective, 5 stable and two zeros gave back the 2 progressions withheld.
+    table = next(t for t in PUBLIC_TABLES if t.name == "response")
+    counts = {"n_assessed": 24, "n_complete": 14, "n_partial": 3, "n_stable": 5, "n_progression": 2,
+              "n_no_response": 0, "n_not_evaluable": 0, "n_objective_response": 17}
+    frame = pd.DataFrame([{"regimen": "crizotinib", "advice_group": "not_compared", "timepoint": "best",
+                           **counts, "orr": 17 / 24, "orr_ci_lower": 0.5, "orr_ci_upper": 0.9}])
+    published = suppress(frame, table, MIN_CELL).iloc[0]
+    assert pd.isna(published.n_progression)
+    unknown = [c for c in ("n_objective_response", "n_stable", "n_progression", "n_no_response", "n_not_evaluable")
+               if pd.isna(published[c])]
+    assert pd.isna(published.n_assessed) or len(unknown) > 1, published
+
 def test_within_a_row_parts_of_a_total_and_the_rates_that_derive_from_them_are_protected():
     table = PublicTable("toxicity", dimensions=("drug",), counts=("n_exposed", "n_severe"),
                         relations=(Relation("n_exposed", ("n_severe",)),), derived={"rate": ("n_severe", "n_exposed")})

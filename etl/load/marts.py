@@ -309,7 +309,9 @@ PUBLIC_TABLES = (
         relations=(Relation("n_assessed", ("n_complete", "n_partial", "n_stable", "n_progression", "n_no_response",
                                            "n_not_evaluable"), exact=True),
                    Relation("n_objective_response", ("n_complete", "n_partial"), exact=True),
-                   Relation("n_assessed", ("n_objective_response",))),
+                   # The two above together: the responses withheld in both give way to the others shown.
+                   Relation("n_assessed", ("n_objective_response", "n_stable", "n_progression", "n_no_response",
+                                           "n_not_evaluable"), exact=True)),
         derived={column: ("n_objective_response", "n_assessed") for column in ("orr", "orr_ci_lower", "orr_ci_upper")},
         written={"regimen": frozenset()}, persons="n_assessed"),  # lines: one child in five lines of a regimen counts 5
     PublicTable(
