@@ -23,7 +23,8 @@ IDENTIFYING_NAME = re.compile(
     r"subj|pati.nt|paziente|paciente|(?<![a-z])paz(?![a-z])|patno|pat_?id|pid\b|usubjid|eupid|mrn|nhs|ssn|insee|(?<![a-z])ipp(?![a-z])|"
     r"(?<![a-z])nip(?![a-z])|(?<![a-z])fall_?n(?:r|ummer)|(?<![a-z])dossier(?:_?n|$)|(?<![a-z])nhc(?![a-z])|"
     r"(?<![a-z])historia(?:_?cl|$)|(?<![a-z])pat_?(?:nr|no|num)|(?<![a-z])dni(?![a-z])|codice_?fiscale|"
-    r"name|nom\b|nome|nombre|apellido|naam|initial|birth|brth|dob\b|nascita|naiss|geburt|nacim|nascim|geboort|"
+    r"name|nom(?![a-z])|nome|nombre|nominativ|apellido|naam|nazwisk|(?<![a-z])imi[eę](?![a-z])|initial|"
+    r"birth|brth|dob\b|nascita|naiss|geburt|nacim|nascim|geboort|"
     r"address|email|phone|tel\b",
     re.IGNORECASE)
 # Labels are sentences ("Subject Death Flag", "Sexo del paciente"), so only phrases that name an identifier count: a

@@ -163,6 +163,8 @@ def test_identifiers_are_never_shown_even_when_frequent():
     assert profile_column("RESP", pd.Series(["CR", "PR", "SD", "PD"] * 20)).top_values  # codes stay shown
     sizes = profile_column("dimensione_mm", pd.Series([str(5 + i % 75) for i in range(600)]))
     assert sizes.hidden_reason is None and sizes.top_values  # a measurement is not a number that names
+    for name in ("nom_usage", "nominativo", "nazwisko", "imie", "imię", "prenom"):  # a hunt: the names were shown
+        assert profile_column(name, pd.Series(["Bianchi Chiara"] * 6)).hidden_reason == "identifier-like name", name
     for name in ("historia_familiar", "dossier_complet"):  # yes/no questions, not identifiers
         assert profile_column(name, pd.Series(["Y", "N"] * 5)).hidden_reason is None, name
 
