@@ -66,6 +66,16 @@ def test_integer_code_keys_are_read_as_text(tmp_path):
      "give exactly one of column, const"),
     ("  treatment:\n    from: REG\n    fields:\n      drug_name: {column: d, colour: red}",
      "tables.treatment.fields.drug_name.colour"),
+    # A value its core column cannot hold (a hunt: a sex drafted `type: integer` crashed its source's harmonise).
+    ("  treatment:\n    from: REG\n    fields:\n      drug_name: {column: d, type: integer}",
+     "tables.treatment.fields.drug_name: type: integer, which core.treatment.drug_name (VARCHAR) cannot hold: "
+     "read it as text (no type:; codes: to translate the source's codes)"),
+    ("  treatment:\n    from: REG\n    fields:\n      line_number: {column: n, codes: {a: first}}",
+     "tables.treatment.fields.line_number: code 'a' maps to 'first', which core.treatment.line_number (INTEGER) "
+     "cannot hold: read it as integer"),
+    ("  follow_up:\n    from: REG\n    fields:\n      contact_date: {column: d}",
+     "tables.follow_up.fields.contact_date: text (no type:), which core.follow_up.contact_date (DATE) cannot hold: "
+     "read it as date"),
 ])
 def test_errors_name_the_file_and_the_key(tmp_path, tables, where):
     path = _write(tmp_path, tables)

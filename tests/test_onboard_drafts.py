@@ -26,6 +26,12 @@ def test_sex_codes_are_drafted_by_the_column_s_other_codes(values, expected):
     assert _sex_codes(values) == expected
 
 
+def test_a_sex_of_a_few_numbered_codes_is_drafted_as_codes_not_as_a_number():
+    """A hunt: five records' 1 and 2 were drafted `type: integer`, which core's sex (a word) cannot hold: the draft
+    validated, and the night's harmonise crashed."""
+    spec, note = field_line(profile_column("sex", pd.Series(["1", "2", "1", "2", "1"])), None, True, sex=True)
+    assert yaml.safe_load(spec) == {"column": "sex"} and "map each code to the warehouse's value (codes:)" in note
+
 def test_two_codes_are_never_drafted_to_the_same_sex():
     from etl.onboard.scaffold import sex_values
 

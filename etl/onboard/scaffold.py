@@ -462,6 +462,13 @@ def field_line(column: ColumnProfile, main_format: str | None, format_lists: boo
         elif column.code_list:
             labelled = ", ".join(f"{code} '{label}'" if label else code for code, label in column.code_list.items())
             notes.append(f"TODO: check: labelled {labelled} read as no value (null_values)")
+    elif column.kind in ("integer", "decimal") and sex:  # numbered codes (1, 2): core holds a word (male, female)
+        codes, left_out = _codes(column, sex=True)
+        if codes != "{}":
+            parts.append(f"codes: {codes}")
+        notes.append("TODO: map each code to the warehouse's value (codes:)")
+        if left_out > 0:
+            notes.append(f"{left_out} rarer codes (seen < {MIN_SHOWN} times) not listed")
     elif column.kind in ("integer", "decimal"):
         parts.append(f"type: {column.kind}")
         if column.detail:

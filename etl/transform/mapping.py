@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from etl.config import SOURCES_DIR
 from etl.quality.params import PARAMS, ParamValue, check_param
-from etl.schema import core_columns
+from etl.schema import column_types, core_columns
 from etl.transform.values import check_date_format, code_form, human_format
 
 if TYPE_CHECKING:
@@ -886,6 +886,56 @@ def _check_against_core(mapping: SourceMapping, path: Path) -> None:
                                    f"'{fspec.ref}' is not a table of this mapping")
 
 
+# The core column types that hold what a field of each type gives (harmonise writes a value into its core column's
+# type and cannot another: a sex drafted `type: integer` crashed its source's harmonise, "Expected bytes, got int").
+_HELD_BY = {"text": ("VARCHAR",), "list": ("VARCHAR",), "icdo3_histology": ("VARCHAR",),
+            "icdo3_behaviour": ("VARCHAR",), "icdo3_grade": ("VARCHAR",), "icdo3_topography": ("VARCHAR",),
+            "date": ("DATE",), "integer": ("INTEGER", "DOUBLE"), "decimal": ("DOUBLE",), "boolean": ("BOOLEAN",)}
+_TYPE_FOR = {"VARCHAR": "text (no type:; codes: to translate the source's codes)", "DATE": "date",
+             "INTEGER": "integer", "DOUBLE": "decimal", "BOOLEAN": "boolean"}
+
+
+def _held(value: object, sql: str) -> bool:
+    """Whether a code list's value (of a text field: loaded as written) is one a core column of type `sql` holds."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return sql == "BOOLEAN"
+    if isinstance(value, int):
+        return sql in ("INTEGER", "DOUBLE")
+    if isinstance(value, float):
+        return sql == "DOUBLE"
+    return isinstance(value, str) and sql == "VARCHAR"
+
+
+def _check_types(mapping: SourceMapping, path: Path) -> None:
+    """Every field read from the source gives what its core column holds: its type's values, or of a text field
+    with a code list, its codes' values as written (`{"1": 1}` for an integer grade)."""
+    for where, spec in mapping.sections().items():
+        table = "patient_source" if where == "patient" else where.removeprefix("tables.")
+        types = dict(column_types(f"core.{table}"))
+        for name, field in spec.every_field().items():
+            sql = types.get(name.partition("[")[0])
+            if sql is None:  # not a core column (a patient's birth date and EUPID link, unstored)
+                continue
+            for place, alternative in ([(name, field)] if field.first_of is None else
+                                       [(f"{name}.first_of.{i}", a) for i, a in enumerate(field.first_of)]):
+                if not alternative.alternatives():
+                    continue  # const, age_at and ref: checked where they are read
+                if alternative.type == "text" and alternative.codes:
+                    wrong = next(((code, value) for code, value in alternative.codes.items()
+                                  if not _held(value, sql)), None)
+                    if wrong is None:
+                        continue
+                    given = f"code '{wrong[0]}' maps to {wrong[1]!r}"
+                elif sql in _HELD_BY[alternative.type]:
+                    continue
+                else:
+                    given = f"type: {alternative.type}" if alternative.type != "text" else "text (no type:)"
+                raise MappingError(f"{path}: {where}.fields.{place}: {given}, which core.{table}.{name} ({sql}) "
+                                   f"cannot hold: read it as {_TYPE_FOR[sql]}")
+
+
 def _check_code_lists(mapping: SourceMapping, path: Path) -> None:
     """Every value of a typed field's code list reads as that type (codes are translated, then typed)."""
     if all(spec.type == "text" for *_, spec in mapping.coded_fields()):
@@ -939,6 +989,7 @@ def load_mapping(path: Path) -> SourceMapping:
             from None
     mapping = _mapping_of(path, text)
     _check_against_core(mapping, path)
+    _check_types(mapping, path)
     _check_code_lists(mapping, path)
     catalogue = _rule_catalogue()  # as it is now, read once by the checks needing it
     _check_vocabularies(mapping, path, catalogue)
