@@ -135,8 +135,8 @@ def test_date_formats_may_be_a_list_and_must_use_known_directives(tmp_path):
                                             "unknown_date_parts: ['00', UK, '99', XX]\n"))
     assert mapping.date_formats() == ("%d.%m.%Y", "%m.%Y", "%Y")
     assert mapping.date_formats(mapping.tables["follow_up"].fields["contact_date"]) == ("%d.%m.%Y", "%m.%Y", "%Y")
-    message = _refused(_extra(tmp_path, "date_format: ['%d.%m.%Y', '%b %Y']\n"))
-    assert "date_format: '%b %Y': %b not understood" in message
+    message = _refused(_extra(tmp_path, "date_format: ['%d.%m.%Y', '%B %Y']\n"))
+    assert "date_format: '%B %Y': %B not understood" in message
     message = _refused(_extra(tmp_path, "", tables="  follow_up:\n    from: REG\n    fields:\n"
                                                    "      contact_date: {column: d, type: date, format: '%d.%m'}\n"))
     assert "tables.follow_up.fields.contact_date.format: '%d.%m': a date format needs %Y once" in message

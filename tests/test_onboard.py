@@ -127,6 +127,11 @@ def test_date_layouts_are_recognised_with_partial_dates_and_unknown_parts():
     assert date_layout_of("2019-05") == "%Y-%m"
     assert date_layout_of("2019-05-03T10:20:30") == "%Y-%m-%dT%H:%M:%S"
     assert date_layout_of("99/99/9999") is None
+    # A hunt: SAS's DATE9 dates were a code list, repeated diagnosis dates shown and drafted as codes.
+    assert date_layout_of("21JUN2019") == "%d%b%Y" and date_layout_of("21-Jun-2019") == "%d-%b-%Y"
+    assert date_layout_of("21JUX2019") is None
+    repeated = profile_column("diag_date", pd.Series(["21JUN2019"] * 12 + ["29JUN2018"] * 6))
+    assert (repeated.kind, repeated.top_values) == ("date", ())
     assert shape_of("31/UK/2019") == "99/UK/9999"
     assert shape_of("Dupont") == "xxxxxx"
 

@@ -28,6 +28,10 @@ from etl.transform.values import (
     ("2019", "%Y-%m-%d", date(2019, 1, 1), "year"),
     ("05/2010", "%m/%Y", date(2010, 5, 1), "month"),
     ("29/02/2024", "%d/%m/%Y", date(2024, 2, 29), "day"),
+    # %b: a month's English abbreviation, as SAS's DATE9 and Oracle write it (a hunt: such dates were shown)
+    ("21JUN2019", "%d%b%Y", date(2019, 6, 21), "day"),
+    ("21-jun-2019", "%d-%b-%Y", date(2019, 6, 21), "day"),
+    ("UK Sep 2019", "%d %b %Y", date(2019, 9, 1), "month"),
 ])
 def test_dates_parse_with_precision(text, fmt, expected, precision):
     assert parse_date(text, fmt) == PartialDate(expected, precision)
@@ -40,6 +44,8 @@ def test_dates_parse_with_precision(text, fmt, expected, precision):
     ("17/UK/2019", "%d/%m/%Y", "gives a day but no month"),
     ("2019/05/17", "%d/%m/%Y", "is not a date written dd/mm/yyyy"),
     ("yesterday", "%Y-%m-%d", "is not a date written yyyy-mm-dd"),
+    ("21JUX2019", "%d%b%Y", "is not a date written ddmonyyyy"),
+    ("31FEB2019", "%d%b%Y", "'31FEB2019' is not a real date (expected ddmonyyyy)"),
 ])
 def test_impossible_dates_are_rejected_with_what_was_expected(text, fmt, message):
     with pytest.raises(ValueRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -109,6 +115,8 @@ def test_a_date_time_gives_its_date_under_a_year_first_format_or_with_time_direc
     assert parse_date("2021-03-04T14:30:00", "%Y-%m-%dT%H:%M:%S") == day
     assert parse_date("04.03.2021 14:30", "%d.%m.%Y %H:%M") == day
     assert check_date_format("%Y-%m-%dT%H:%M:%S") == "%Y-%m-%dT%H:%M:%S"
+    with pytest.raises(ValueError, match="%m or %b"):
+        check_date_format("%d%m%b%Y")  # a month written twice
     with pytest.raises(ValueRejected, match=r"not a date written dd\.mm\.yyyy"):
         parse_date("04.03.2021 14:30", "%d.%m.%Y")  # a day-first format says where its time is
     with pytest.raises(ValueRejected):

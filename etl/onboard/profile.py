@@ -183,6 +183,7 @@ def _part(name: str, digits: str) -> str:
 
 _D, _M, _Y = _part("d", r"\d{1,2}"), _part("m", r"\d{1,2}"), r"(?P<Y>\d{4})"
 _D2, _M2 = _part("d", r"\d{2}"), _part("m", r"\d{2}")
+_MON = r"(?P<b>(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))"  # %b: SAS's DATE9 21JUN2019, Oracle's 21-JUN-2019
 _DATE_LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((fmt, re.compile(regex)) for fmt, regex in (
     # Date-times as adapters and exports write them; a date field reads their date (see scaffold).
     ("%Y-%m-%dT%H:%M:%S", rf"{_Y}-{_M2}-{_D2}T\d{{2}}:\d{{2}}:\d{{2}}(\.\d+)?"),
@@ -194,6 +195,9 @@ _DATE_LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((fmt, re.compile(
     ("%Y%m%d", r"(?P<Y>(19|20)\d{2})(?P<m>\d{2})(?P<d>\d{2})"),
     ("%Y-%m", rf"{_Y}-{_M2}"),
     ("slash", rf"(?P<a>\d{{1,2}}|{_UNKNOWN_PART})/(?P<b>\d{{1,2}}|{_UNKNOWN_PART})/{_Y}"),
+    ("%d%b%Y", rf"{_D}{_MON}{_Y}"),
+    ("%d-%b-%Y", rf"{_D}-{_MON}-{_Y}"),
+    ("%d %b %Y", rf"{_D} {_MON} {_Y}"),
     ("%d.%m.%Y", rf"{_D}\.{_M}\.{_Y}"),
     ("%d-%m-%Y", rf"{_D}-{_M}-{_Y}"),
     ("%m/%Y", rf"{_M}/{_Y}"),

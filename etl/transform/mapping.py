@@ -85,7 +85,7 @@ def _check_formats(formats: DateFormats | None) -> DateFormats | None:
 
 
 # A format's time and the separator before it ('%d/%m/%Y %H:%M' -> '%d/%m/%Y'): the time is dropped.
-_TIME_OF_FORMAT = re.compile(r"(?<=%[dmY])[^%]*%[HMS].*$")
+_TIME_OF_FORMAT = re.compile(r"(?<=%[dmbY])[^%]*%[HMS].*$")
 
 
 def _swapped(fmt: str) -> str:

@@ -59,7 +59,10 @@ def age_days(at: PartialDate, birth: PartialDate) -> int:
     return min(days, -1) if at.period_end < birth.value else max(days, 0)
 
 
-_HUMAN = {"d": "dd", "m": "mm", "Y": "yyyy", "H": "HH", "M": "MM", "S": "SS"}
+_HUMAN = {"d": "dd", "m": "mm", "b": "mon", "Y": "yyyy", "H": "HH", "M": "MM", "S": "SS"}
+# %b: a month's English abbreviation, in any case, as SAS's DATE9 (21JUN2019) and Oracle (21-JUN-2019) write it.
+_MONTHS = {name: number for number, name in enumerate(
+    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
 DATE_DIRECTIVES = frozenset(_HUMAN)
 # A date field keeps the date: the time of a date-time (%H %M %S, or an ISO date-time read with a
 # year-first format) is read and dropped.
@@ -70,7 +73,7 @@ _ISO_TIME = (r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
 
 def human_format(fmt: str) -> str:
     """'%d/%m/%Y' -> 'dd/mm/yyyy', for error messages."""
-    return re.sub(r"%([dmYHMS])", lambda m: _HUMAN[m.group(1)], fmt)
+    return re.sub(r"%([dmbYHMS])", lambda m: _HUMAN[m.group(1)], fmt)
 
 
 def human_formats(formats: tuple[str, ...]) -> str:
@@ -80,25 +83,27 @@ def human_formats(formats: tuple[str, ...]) -> str:
 
 
 def check_date_format(fmt: str) -> str:
-    """A date format the parser understands: %d %m %Y and literal text, with a year, and optionally a
+    """A date format the parser understands: %d %m (or %b) %Y and literal text, with a year, and optionally a
     time (%H %M %S, read and dropped); else ValueError."""
     directives = re.findall(r"%(.)", fmt)
     unknown = sorted({d for d in directives if d not in DATE_DIRECTIVES})
     if unknown:
         raise ValueError(f"'{fmt}': {', '.join('%' + d for d in unknown)} not understood; "
-                         "a date format uses %d (day), %m (month), %Y (4-digit year), literal text, and "
+                         "a date format uses %d (day), %m (month), %b (month as JAN-DEC), %Y (4-digit year), "
+                         "literal text, and "
                          "%H %M %S for a time (dropped: a date field keeps the date)")
-    if directives.count("Y") != 1 or any(directives.count(d) > 1 for d in "dmHMS"):
-        raise ValueError(f"'{fmt}': a date format needs %Y once, and %d / %m / %H / %M / %S at most once each")
+    if directives.count("Y") != 1 or any(directives.count(d) > 1 for d in "dmbHMS") or {"m", "b"} <= set(directives):
+        raise ValueError(f"'{fmt}': a date format needs %Y once, and %d / %m or %b / %H / %M / %S at most once each")
     return fmt
 
 
-def _part_pattern(name: str, unknown_parts: tuple[str, ...], digits: str = "1,2") -> str:
-    # A day or month is 1-2 digits (00 and 99 are digits) or one of the source's letter markers;
-    # naming the markers, rather than any 1-3 letters, keeps compact formats (%d%m%Y) unambiguous.
+def _part_pattern(name: str, unknown_parts: tuple[str, ...], digits: str = "1,2", names: str = "") -> str:
+    # A day or month is 1-2 digits (00 and 99 are digits), or a month's name (`names`, for %b), or one of the
+    # source's letter markers; naming the markers, rather than any 1-3 letters, keeps compact formats unambiguous.
     letters = sorted({p for p in unknown_parts if not p.isdigit()}, key=len, reverse=True)
     markers = "".join(f"|(?i:{re.escape(p)})" for p in letters)
-    return rf"(?P<{name}>\d{{{digits}}}{markers})"
+    written = f"(?i:{names})" if names else rf"\d{{{digits}}}"
+    return rf"(?P<{name}>{written}{markers})"
 
 
 def _compact(tokens: list[str], name: str) -> bool:
@@ -110,11 +115,11 @@ def _compact(tokens: list[str], name: str) -> bool:
 
 @lru_cache(maxsize=256)
 def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
-    tokens = [t for t in re.split(r"(%[dmYHMS])", fmt) if t]
+    tokens = [t for t in re.split(r"(%[dmbYHMS])", fmt) if t]
     # Compact, a day or month is two digits: with one or two, 1122019 (%d%m%Y) is 11 Feb or 1 Dec and
     # 201912 (%Y%m%d) would read as 2 Jan 2019.
     parts = {name: _part_pattern(name, unknown_parts, "2" if _compact(tokens, name) else "1,2") for name in "dm"}
-    parts |= {"Y": r"(?P<Y>\d{4})", **_TIME_PARTS}
+    parts |= {"b": _part_pattern("m", unknown_parts, names="|".join(_MONTHS)), "Y": r"(?P<Y>\d{4})", **_TIME_PARTS}
     if fmt.startswith("%Y"):
         # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019; one ending with the day
         # also reads an ISO date-time (2019-05-17T14:30:00), its time dropped.
@@ -151,7 +156,8 @@ def _parse_one(text: str, fmt: str, unknown_parts: tuple[str, ...]) -> PartialDa
     if day_known and not month_known:
         raise _NotReal(f"'{text}' gives a day but no month")
     try:
-        month = int(month_text) if month_known and month_text else 1
+        month = (int(month_text) if month_text.isdigit() else _MONTHS[month_text.upper()]) \
+            if month_known and month_text else 1
         day = int(day_text) if day_known and day_text else 1
         value = date(year, month, day)
     except ValueError:
