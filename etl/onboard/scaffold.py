@@ -16,6 +16,7 @@ hold, validates as a mapping; `rtw check` then compares it with the data.
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import unicodedata
@@ -167,8 +168,14 @@ def _varying_pattern(piece: str) -> str:
     return re.sub(r"\d+", lambda digits: rf"\d{{{len(digits[0])}}}", re.escape(piece))  # 2026-11-01
 
 
-def _glob_part(text: str) -> str:
-    return re.sub(_VARYING, "*", text)
+_MARK = "\0"  # where a single name varies, in the name (no file name holds a NUL)
+
+
+def _glob_part(text: str, varying: re.Pattern[str] | str = _VARYING) -> str:
+    """The glob matching `text` with each varying part (a date, a run number) any text: the rest matched as
+    written, a name's `[`, `*` or `?` too (export[v2]_*.csv would match no file its own name)."""
+    pieces = re.split(varying, text)
+    return "*".join(glob.escape(piece) for piece in pieces)
 
 
 def _record_set_pattern(names: Sequence[str]) -> str:
@@ -197,8 +204,9 @@ def file_layout(names: Sequence[str], one_record_set_per_file: bool) -> list[str
     """The `files:` line and how record sets are named, as YAML lines."""
     if len(names) == 1:
         name = names[0]
-        glob = _DATE_RUN.sub(lambda m: m.group(0)[0] + "*" if m.group(0)[0] in "_-. " else "*", name)
-        lines = [f"files: {_q(glob)}"]
+        # Each date or run number any text, the separator before it kept (TREP_export_*.csv).
+        marked = _DATE_RUN.sub(lambda m: m.group(0)[0] + _MARK if m.group(0)[0] in "_-. " else _MARK, name)
+        lines = [f"files: {_q(_glob_part(marked, _MARK))}"]
         if one_record_set_per_file:
             lines.append(f"record_set: {_q(record_set_from(name))}"
                          "  # per-form exports (one file a form): use record_set_from_file instead")
