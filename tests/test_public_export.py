@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from marts_fixture import MartsWarehouse, built_warehouse
@@ -262,6 +263,81 @@ def test_protect_withholds_nothing_when_no_cell_is_small():
     constraints = [Constraint((2, "n"), ((0, "n"), (1, "n")))]
     assert protect(values, set(values), constraints, MIN_CELL) == set()
 
+
+_BOARD_ADVICE_400 = (  # marts.board_advice_summary of a synthetic 400-person warehouse (a hunt's: seed 42)
+    ",,116,116,114,105,9;I(a),,75,75,73,68,5;I(b),,27,27,27,24,3;I(d),,9,9,9,8,1;I(e),,4,4,4,4,0;"
+    "unknown,,1,1,1,1,0;I(a),2018,4,4,4,4,0;I(a),2019,7,7,7,7,0;I(a),2020,9,9,9,8,1;I(a),2021,8,8,8,8,0;"
+    "I(a),2022,11,11,11,10,1;I(a),2023,9,9,9,8,1;I(a),2024,10,10,10,9,1;I(a),2025,10,10,10,9,1;"
+    "I(a),2026,7,7,5,5,0;I(b),2018,2,2,2,1,1;I(b),2019,5,5,5,5,0;I(b),2020,3,3,3,3,0;I(b),2021,3,3,3,3,0;"
+    "I(b),2022,4,4,4,4,0;I(b),2024,6,6,6,4,2;I(b),2025,3,3,3,3,0;I(b),2026,1,1,1,1,0;I(d),2018,1,1,1,1,0;"
+    "I(d),2019,1,1,1,1,0;I(d),2020,1,1,1,1,0;I(d),2021,2,2,2,2,0;I(d),2022,1,1,1,1,0;I(d),2024,1,1,1,1,0;"
+    "I(d),2025,1,1,1,1,0;I(d),2026,1,1,1,0,1;I(e),2020,1,1,1,1,0;I(e),2023,1,1,1,1,0;I(e),2025,2,2,2,2,0;"
+    "unknown,2023,1,1,1,1,0;,2018,7,7,7,6,1;,2019,13,13,13,13,0;,2020,14,14,14,13,1;,2021,13,13,13,13,0;"
+    ",2022,16,16,16,15,1;,2023,11,11,11,10,1;,2024,17,17,17,14,3;,2025,16,16,16,15,1;,2026,9,9,7,6,1")
+
+
+def test_no_small_count_is_bounded_by_several_relations_together():
+    """A hunt: a year's `all` row less one subgroup's n_follow_known and another's n_cases bounded a third's
+    withheld cases from above, and its followed from below: both 1, each relation alone telling nothing."""
+    table = next(t for t in PUBLIC_TABLES if t.name == "board_advice_summary")
+    frame = pd.DataFrame([[None if v == "" else v for v in row.split(",")] for row in _BOARD_ADVICE_400.split(";")],
+                         columns=["iccc3_subgroup", "recommendation_year", *table.counts])
+    frame[list(table.counts)] = frame[list(table.counts)].astype(int)
+    frame["proportion_followed"] = frame.n_followed / frame.n_follow_known
+    published = suppress(frame, table, MIN_CELL)
+    assert not _bounded_small(published, frame, table)
+
+
+def _bounded_small(published: pd.DataFrame, truth: pd.DataFrame, table: PublicTable) -> list[str]:
+    """The withheld small cells a reader bounds within 1 to MIN_CELL - 1 by a linear program over every relation
+    at once: each row's (a total at least its parts, exactly their sum if exact) and each `all` row's (the sum
+    of the rows it totals), every count at least 0."""
+    from scipy.optimize import linprog
+
+    hidden = [(row, c) for row in range(len(published)) for c in table.counts if pd.isna(published.at[row, c])]
+    index = {cell: i for i, cell in enumerate(hidden)}
+    equal, upper = [], []  # (coefficients, constant) of sum(coefficient * cell) + constant == 0, or <= 0
+
+    def term(terms: list[tuple[int, tuple[int, str]]], into: list) -> None:
+        row_of = np.zeros(len(hidden))
+        constant = 0.0
+        for sign, cell in terms:
+            if cell in index:
+                row_of[index[cell]] += sign
+            else:
+                constant += sign * float(published.at[cell])
+        into.append((row_of, constant))
+
+    dims = list(table.dimensions)
+    for row in range(len(published)):
+        for relation in table.relations:
+            terms = [(1, (row, relation.total))] + [(-1, (row, p)) for p in relation.parts]
+            term(terms, equal) if relation.exact else term([(-s, c) for s, c in terms], upper)
+        for dim in dims:
+            if published.at[row, dim] != "all":
+                continue
+            others = [d for d in dims if d != dim]
+            children = [r for r in range(len(published)) if published.at[r, dim] != "all"
+                        and all(published.at[r, d] == published.at[row, d] for d in others)]
+            for count in table.counts:
+                term([(1, (row, count))] + [(-1, (r, count)) for r in children], equal)
+    a_eq = np.array([t for t, _ in equal]) if equal else None
+    b_eq = np.array([-c for _, c in equal]) if equal else None
+    a_ub = np.array([t for t, _ in upper]) if upper else None
+    b_ub = np.array([-c for _, c in upper]) if upper else None
+    found = []
+    for (row, column), i in index.items():
+        value = truth.at[row, column]
+        if not 0 < value < MIN_CELL:
+            continue
+        objective = np.zeros(len(hidden))
+        objective[i] = 1
+        bounds = [(0, 10**6)] * len(hidden)
+        low = linprog(objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        high = linprog(-objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        if low.fun > 1 - 1e-6 and -high.fun < MIN_CELL - 1e-6:
+            found.append(f"{published.loc[row, dims].to_dict()} {column}: {low.fun:.1f} to {-high.fun:.1f}")
+    return found
 
 # -- an independent check of a published table -------------------------------------------------------
 

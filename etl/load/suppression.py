@@ -20,8 +20,12 @@ when exactly one is unknown (withheld, or an implied remainder from 1 to min_cel
 smallest other part is withheld too, else the total. Two unknown parts of a total shown are not
 enough when they add up to less than min_cell: the total less the parts shown gives their sum, a
 small count of its own (2 cases in two withheld subgroups), so a further positive part is withheld.
-Repeat until nothing changes. Columns derived from counts (rates, confidence intervals, medians) are
-withheld with any of their counts.
+Repeat until nothing changes. Then the pattern is checked as a whole, as a reader would attack it: relations
+together give bounds no relation alone gives (a year's total less one subgroup's followed and another's cases
+bounds a third's cases), so each group of cells not shown that relations link is a linear program, and a small
+count whose least and greatest values both lie from 1 to min_cell - 1 gets the nearest cell shown withheld
+beside it; the heuristic and the check run again until none is. Columns derived from counts (rates, confidence
+intervals, medians) are withheld with any of their counts.
 
 Implied counts: a column derived from counts can give away a count that is never written. A Kaplan-Meier
 estimate shown with its n_patients tells how many events there were before its landmark (with no censoring,
@@ -139,7 +143,8 @@ class Constraint:
 
 
 def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Sequence[Constraint],
-            min_cell: int, implied: Collection[Cell] = frozenset()) -> set[Cell]:
+            min_cell: int, implied: Collection[Cell] = frozenset(), floors: Mapping[Cell, int] | None = None
+            ) -> set[Cell]:
     """The published cells to withhold so that no small cell can be read or recomputed.
 
     implied: published cells that are not written (the events a survival estimate gives away): withholding one
@@ -147,6 +152,24 @@ def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Seque
     """
     sensitive = {cell for cell, value in values.items() if 0 < value < min_cell}
     withheld = sensitive & published
+    audited: dict[frozenset[Cell], list[Cell]] = {}  # a linked group of cells not shown -> its cells exposed
+    while True:
+        _complement(values, published, constraints, min_cell, implied, sensitive, withheld)
+        exposed = _exposed(values, published - withheld, constraints, min_cell, audited, floors or {})
+        blurring: set[Cell] = set()
+        for cell in exposed:  # each one's nearest cell shown: a second unknown where the bounds closed on it
+            candidates = _around(cell, published - withheld, constraints)
+            if candidates:
+                blurring.add(min(candidates, key=lambda c, far=candidates: (far[c], c not in implied,
+                                                                             values[c] == 0, values[c])))
+        if not blurring:
+            return withheld
+        withheld |= blurring
+
+
+def _complement(values: Mapping[Cell, int], published: set[Cell], constraints: Sequence[Constraint], min_cell: int,
+                implied: Collection[Cell], sensitive: set[Cell], withheld: set[Cell]) -> None:
+    """The classic heuristic (module docstring), one relation at a time, until it withholds nothing more."""
     changed = True
     while changed:
         changed = False
@@ -166,7 +189,126 @@ def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Seque
             if candidates:
                 withheld.add(min(candidates, key=lambda c: (c not in implied, values[c] == 0, values[c])))
                 changed = True
-    return withheld
+
+
+def _exposed(values: Mapping[Cell, int], shown: set[Cell], constraints: Sequence[Constraint], min_cell: int,
+             audited: dict[frozenset[Cell], list[Cell]], floors: Mapping[Cell, int]) -> list[Cell]:
+    """The small counts not shown that a reader can still tell are small (from 1 to min_cell - 1), the relations
+    taken together rather than one at a time: relations that are not exact give bounds (a subgroup's cases are at
+    least its followed ones; the year's cases less two subgroups' are at most a third's) that close on a count as
+    no relation alone does. Each group of cells not shown that relations link is a linear program, each of its
+    small cells bounded (`audited` keeps a group's answer: one the next complement leaves alone is not solved
+    again)."""
+    exposed = []
+    for cells, relations in _linked(shown, constraints):
+        if cells not in audited and any(0 < values[c] < min_cell for c in cells):
+            audited[cells] = _bounded_small(values, cells, relations, min_cell, floors)
+        exposed += audited.get(cells, [])
+    return sorted(exposed)
+
+
+def _linked(shown: set[Cell], constraints: Sequence[Constraint]) -> list[tuple[frozenset[Cell], list[Constraint]]]:
+    """The cells not shown, in groups that relations link, with the relations of each group."""
+    parent: dict[Cell, Cell] = {}
+
+    def root(cell: Cell) -> Cell:
+        while parent.setdefault(cell, cell) != cell:
+            parent[cell] = parent[parent[cell]]
+            cell = parent[cell]
+        return cell
+
+    hidden = [[c for c in (k.total, *k.parts) if c not in shown] for k in constraints]
+    for cells in hidden:
+        for cell in cells[1:]:
+            parent[root(cell)] = root(cells[0])
+        if cells:
+            root(cells[0])
+    members: dict[Cell, set[Cell]] = {}
+    for cell in parent:
+        members.setdefault(root(cell), set()).add(cell)
+    relations: dict[Cell, list[Constraint]] = {}
+    for constraint, cells in zip(constraints, hidden, strict=True):
+        if cells:
+            relations.setdefault(root(cells[0]), []).append(constraint)
+    return [(frozenset(cells), relations[top]) for top, cells in members.items()]
+
+
+def _bounded_small(values: Mapping[Cell, int], cells: frozenset[Cell], relations: Sequence[Constraint],
+                   min_cell: int, floors: Mapping[Cell, int]) -> list[Cell]:
+    """The group's small cells whose least and greatest values, given the cells shown and every relation (each
+    total the sum of its parts, every count at least 0, or 1 where `floors` says a reader knows it), both lie from
+    1 to min_cell - 1. A solution with many small cells at 0 (or at min_cell) shows them free at once; only the
+    others are bounded one at a time."""
+    from scipy.optimize import linprog  # only a public export audits
+
+    order = sorted(cells)
+    index = {cell: i for i, cell in enumerate(order)}
+    matrix = np.zeros((len(relations), len(order)))
+    known = np.zeros(len(relations))
+    for row, constraint in enumerate(relations):
+        for sign, cell in ((1, constraint.total), *((-1, part) for part in constraint.parts)):
+            if cell in index:
+                matrix[row, index[cell]] += sign
+            else:
+                known[row] -= sign * values[cell]
+    # No count reaches _CAP: a solution within it is one the reader cannot rule out, and a greatest value at it
+    # is no bound they know.
+    bounds = [(floors.get(cell, 0), _CAP) for cell in order]
+
+    def solved(weights: dict[Cell, int]) -> Any:
+        objective = np.zeros(len(order))
+        for cell, weight in weights.items():
+            objective[index[cell]] = weight
+        return linprog(objective, A_eq=matrix, b_eq=known, bounds=bounds, method="highs")
+
+    def freed_by(found: Any, cells: list[Cell], sign: int) -> set[Cell]:
+        at = dict(zip(order, found.x, strict=True))
+        return {c for c in cells if (at[c] < 1 - 1e-6 if sign > 0 else at[c] > min_cell - 1 + 1e-6)}
+
+    def free(cells: list[Cell], sign: int) -> set[Cell]:
+        """Those of the cells that can be 0 (sign 1) or min_cell and more (sign -1): solutions pushing all the
+        cells left that way free many at once; each cell none of them frees is then pushed alone."""
+        freed: set[Cell] = set()
+        left = list(cells)
+        while left:
+            found = solved(dict.fromkeys(left, sign))
+            if found.status == 2:  # relations that do not hold as exact (a patient in no group): nothing is told
+                return set(cells)
+            newly = freed_by(found, left, sign) if found.success else set()
+            if not newly:
+                break
+            freed |= newly
+            left = [c for c in left if c not in newly]
+        for cell in left:
+            one = solved({cell: sign})
+            if not one.success or freed_by(one, [cell], sign):
+                freed.add(cell)
+        return freed
+
+    small = [cell for cell in order if 0 < values[cell] < min_cell]
+    can_be_none = free(small, 1)
+    above_zero = [cell for cell in small if cell not in can_be_none]
+    return sorted(set(above_zero) - free(above_zero, -1)) if above_zero else []
+
+
+_CAP = 10**6
+
+
+def _around(cell: Cell, shown: set[Cell], constraints: Sequence[Constraint]) -> dict[Cell, int]:
+    """The cells shown that could be withheld to blur an exposed cell, each with how far it is: 0 in a relation
+    of the cell itself, 1 in a relation of a cell hidden beside it, and so on."""
+    distance: dict[Cell, int] = {}
+    reached, frontier, step = {cell}, {cell}, 0
+    while frontier and not distance:
+        near = [k for k in constraints if frontier & {k.total, *k.parts}]
+        for constraint in near:
+            for other in (constraint.total, *constraint.parts):
+                if other in shown:
+                    distance.setdefault(other, step)
+        frontier = {c for k in near for c in (k.total, *k.parts) if c not in shown} - reached
+        reached |= frontier
+        step += 1
+    return distance
 
 
 def _small_sum(constraint: Constraint, unknown: list[Cell], values: Mapping[Cell, int], min_cell: int) -> bool:
@@ -232,16 +374,20 @@ def suppress_tables(frames: Mapping[str, pd.DataFrame], tables: Sequence[PublicT
     values: dict[Cell, int] = {}
     published: set[Cell] = set()
     implied: set[Cell] = set()
+    floors: dict[Cell, int] = {}  # a row of persons exists because it counts one: a reader knows its count is 1 or more
     constraints: list[Constraint] = []
     for table in tables:  # each table's cells on rows of their own: offset by the rows of the tables before it
         shift = offsets[table.name]
-        local, shown, relations = _cells(frames[table.name], table)
+        frame = frames[table.name]
+        if table.persons and bool((frame[table.persons] >= 1).all()):
+            floors |= {(row + shift, table.persons): 1 for row in range(len(frame))}
+        local, shown, relations = _cells(frame, table)
         values.update({(row + shift, column): value for (row, column), value in local.items()})
         published |= {(row + shift, column) for row, column in shown}
         implied |= {(row + shift, column) for row, column in shown if column in table.implied}
         constraints += [Constraint(_moved(k.total, shift), tuple(_moved(c, shift) for c in k.parts)) for k in relations]
     constraints += list(_totals_of_constraints(frames, tables, offsets))
-    withheld = protect(values, published, constraints, min_cell, implied)
+    withheld = protect(values, published, constraints, min_cell, implied, floors)
     return {table.name: _published(frames[table.name], table, {
         (row - offsets[table.name], column) for row, column in withheld
         if offsets[table.name] <= row < offsets[table.name] + len(frames[table.name])}, min_cell) for table in tables}
