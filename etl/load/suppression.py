@@ -158,10 +158,9 @@ def protect(values: Mapping[Cell, int], published: set[Cell], constraints: Seque
         exposed = _exposed(values, published - withheld, constraints, min_cell, audited, floors or {})
         blurring: set[Cell] = set()
         for cell in exposed:  # each one's nearest cell shown: a second unknown where the bounds closed on it
-            candidates = _around(cell, published - withheld, constraints)
-            if candidates:
-                blurring.add(min(candidates, key=lambda c, far=candidates: (far[c], c not in implied,
-                                                                             values[c] == 0, values[c])))
+            chosen = _nearest_shown(cell, published - withheld, constraints, implied, values)
+            if chosen is not None:
+                blurring.add(chosen)
         if not blurring:
             return withheld
         withheld |= blurring
@@ -294,9 +293,11 @@ def _bounded_small(values: Mapping[Cell, int], cells: frozenset[Cell], relations
 _CAP = 10**6
 
 
-def _around(cell: Cell, shown: set[Cell], constraints: Sequence[Constraint]) -> dict[Cell, int]:
-    """The cells shown that could be withheld to blur an exposed cell, each with how far it is: 0 in a relation
-    of the cell itself, 1 in a relation of a cell hidden beside it, and so on."""
+def _nearest_shown(cell: Cell, shown: set[Cell], constraints: Sequence[Constraint], implied: Collection[Cell],
+                   values: Mapping[Cell, int]) -> Cell | None:
+    """The cell shown to withhold to blur an exposed cell: the nearest (in a relation of the cell itself, else of
+    a cell hidden beside it, and so on), then as the heuristic chooses (an implied one, a positive one, the
+    smallest); None when every cell it is linked to is withheld already."""
     distance: dict[Cell, int] = {}
     reached, frontier, step = {cell}, {cell}, 0
     while frontier and not distance:
@@ -308,7 +309,7 @@ def _around(cell: Cell, shown: set[Cell], constraints: Sequence[Constraint]) -> 
         frontier = {c for k in near for c in (k.total, *k.parts) if c not in shown} - reached
         reached |= frontier
         step += 1
-    return distance
+    return min(distance, key=lambda c: (distance[c], c not in implied, values[c] == 0, values[c]), default=None)
 
 
 def _small_sum(constraint: Constraint, unknown: list[Cell], values: Mapping[Cell, int], min_cell: int) -> bool:
