@@ -52,6 +52,14 @@ def test_a_title_above_the_header_is_refused_saying_which_header_row_reads_it(tm
         assert "unquoted" not in str(refused.value)
 
 
+def test_a_header_leaving_columns_unnamed_is_refused_naming_them_not_as_a_title(tmp_path):
+    """A hunt: `patient_id,,sex,` was said to be "a title above the header?", the unnamed columns unsaid."""
+    path = _export(tmp_path, "patient_id,,sex,\nPT1,x,M,y\nPT2,x,F,y\n")
+    with pytest.raises(ExtractError) as refused:
+        _staged(tmp_path, path, sniff_dialect(path))
+    assert str(refused.value).startswith("TREP_export_20261101.csv: line 1, the header, leaves columns 2, 4 without "
+                                         "a name, where line 2 fills them: expected a name for every column")
+
 def test_a_comma_export_with_a_title_is_refused_not_read_as_one_column(tmp_path):
     path = _export(tmp_path, "Registry export\nid,patient,sex\n1,P-1,F\n2,P-2,M\n")
     assert sniff_dialect(path).delimiter == ","

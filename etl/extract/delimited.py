@@ -406,6 +406,13 @@ def _refuse_misplaced_header(path: Path, head: list[tuple[int, list[str]]], line
         wide = len(dict(head)[seen])
         fewer = "fewer fields" if all(len(fields) < wide for fields in titles) else "fewer fields filled"
         span = f"line {line} has" if seen == line + 1 else f"lines {line}-{seen - 1} have"
+        unnamed = [i for i, name in enumerate(titles[0], start=1) if not name.strip()] \
+            if len(titles) == 1 and len(titles[0]) == wide else []
+        if header_row == 1 and unnamed and len(unnamed) <= wide / 2:  # a header leaving some unnamed, not a title
+            raise ExtractError(f"{path.name}: line {line}, the header, leaves column{'s' * (len(unnamed) > 1)} "
+                               f"{', '.join(map(str, unnamed))} without a name, where line {seen} fills "
+                               f"{'them' if len(unnamed) > 1 else 'it'}: expected a name for every column; "
+                               f"or is line {line} a title above the header? {how}")
         if header_row == 1:
             # A one-column file whose values hold the delimiter ("Smith, John") looks the same
             one_column = (f"; or a one-column file whose values hold {delimiter!r}: set delimiter: to a character "
