@@ -173,7 +173,7 @@ _MARK = "\0"  # where a single name varies, in the name (no file name holds a NU
 
 def _glob_part(text: str, varying: re.Pattern[str] | str = _VARYING) -> str:
     """The glob matching `text` with each varying part (a date, a run number) any text: the rest matched as
-    written, a name's `[`, `*` or `?` too (export[v2]_*.csv would match no file its own name)."""
+    written, a name's `[`, `*` or `?` too (unescaped, export[v2]_*.csv matched no file, not even its own)."""
     pieces = re.split(varying, text)
     return "*".join(glob.escape(piece) for piece in pieces)
 
