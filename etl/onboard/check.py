@@ -47,7 +47,7 @@ from etl.transform.mapping import (
     template_fields,
 )
 from etl.transform.records import declared_columns, staged_patient_keys
-from etl.transform.values import code_form, folded_codes
+from etl.transform.values import code_form
 
 if TYPE_CHECKING:
     from etl.transform.harmonise import FieldReader
@@ -412,15 +412,21 @@ def _read_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[st
         where = f"record set {record_set}, {_read_by(spec, alternative)} ({target.key}.fields.{name})"
         findings += _value_findings(where, name, alternative, frame, raw, reading)
         if spec.required and alternative.codes:  # as harmonise quarantines them (of first_of: none gave a value)
-            findings += _coded_as_none(where, alternative.codes, frame, raw)
+            findings += _coded_as_none(where, alternative, frame, raw, reading)
     return findings
 
 
-def _coded_as_none(where: str, codes: Mapping[str, object], frame: pd.DataFrame, raw: pd.Series) -> list[Finding]:
-    """A required field's values that its code list makes no value (`"9": null`): their records are quarantined
-    as empty ones are."""
-    folded = folded_codes(dict(codes))
-    none = raw.map(lambda text: folded.get(code_form(text), "") is None).astype(bool)
+def _coded_as_none(where: str, spec: FieldSpec, frame: pd.DataFrame, raw: pd.Series,
+                   reading: FieldReader) -> list[Finding]:
+    """A required field's values that its code list makes no value (`"9": null`), read as the night reads them
+    (`FieldReader.convert`): their records are quarantined as empty ones are."""
+    def is_none(text: str) -> bool:
+        try:
+            return reading.convert(spec, text) is None
+        except reading.refused:
+            return False  # a code the list misses: its own finding
+
+    none = raw.map(is_none).astype(bool)
     if not none.any():
         return []
     coded, count = none.reindex(frame.index, fill_value=False), int(none.sum())
