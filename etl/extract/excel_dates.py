@@ -114,7 +114,7 @@ def _walked(archive: zipfile.ZipFile, part: str, styled: re.Pattern[bytes],
                 row, column = int(reference.group(2)), column_number(reference.group(1)) - 1
             else:
                 column += 1
-            if tag.group(1) == b"c" and (style := styled.search(tag.group())) is not None:
+            if (style := styled.search(tag.group())) is not None:
                 cells.setdefault(row, {})[column] = styles[int(style.group(1))]
     return cells
 
