@@ -207,3 +207,15 @@ def test_an_eupid_given_with_hyphens_is_screened_as_linkage_reads_it():
     """A review: linkage reads EU-9EE0-KVCH as EU9EE0KVCH; a note writing it so kept it in clear."""
     screen = TextScreen.of(["ILTB-00001"], [], ["EU-9EE0-KVCH"])
     assert screen.screened("see EU9EE0KVCH and eu9ee0kvch, EU-9EE0-KVCH") == "see {patient} and {patient}, {patient}"
+
+
+def test_an_eupid_given_whole_is_screened_where_a_note_writes_it_in_parts():
+    """A hunt: a source giving EU9EE0KVCH whole kept `EU-9EE0-KVCH` and `EU 9EE0 KVCH` of a note in clear
+    (linkage reads them as one)."""
+    screen = TextScreen.of(["ILTB-00001"], [], ["EU9EE0KVCH", "EUAB12CD34"])
+    note = "twin of EU-9EE0-KVCH (eu 9ee0 kvch; EU9EE0/KVCH), not EUAB12-CD35, EU 9EE0, EU-9EE0-KVCHX"
+    assert screen.screened(note) == \
+        "twin of {patient} ({patient}; {patient}), not EUAB12-CD35, EU 9EE0, EU-9EE0-KVCHX"
+    assert screen.holds("EU 9EE0-KVCH") and not screen.holds("EU 9EE0")
+    # two EUPIDs written one after the other are each hidden
+    assert screen.screened("EU-9EE0-KVCH EU-AB12-CD34") == "{patient} {patient}"

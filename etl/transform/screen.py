@@ -19,8 +19,9 @@ number and birth date are caught by harmonise; this catches those of every patie
   patient of the source, or that falls in the birth month of one whose source gives the month only (the text
   would tell the day the warehouse never holds);
 - an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
-  case (harmonise uses the EUPID field as written and loads it hashed; in another field it names a person
-  across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
+  case, or written in parts (`EU-9EE0-KVCH` or `EU 9EE0 KVCH` of `EU9EE0KVCH`, as linkage reads it apart: a single
+  mark between its parts) (harmonise uses the EUPID field as written and loads it hashed; in another field it names
+  a person across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
 
 Each is read in a text as it is seen: marks no one sees typed or pasted into it (a zero-width space, a soft hyphen)
 hide nothing (pseudonym.as_seen). `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps
@@ -48,6 +49,7 @@ every day hidden (`hide_days`, etl/quality/responses.py): it corrects a birth da
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import hmac
@@ -73,6 +75,7 @@ log = logging.getLogger(__name__)
 
 _DIGIT = re.compile(r"\d")
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
+_PARTS_APART = re.compile(r"[^\w\n]|_")  # one mark between an EUPID's parts written apart (EU-9EE0-KVCH, EU 9EE0 KVCH)
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
 
 
@@ -115,13 +118,44 @@ class TextScreen:
         """Whether a text without a digit may hold what the screen hides: an EUPID of letters only (EUABCDEFGH)."""
         return any(not any(c.isdigit() for c in e) for e in self._eupids)
 
+    @functools.cached_property
+    def _eupids_in_order(self) -> list[str]:
+        """The source's EUPIDs as linkage reads them (letters and digits only), in order: what a run of tokens
+        written apart may begin (`_begins_one`), without a set of every beginning (a registry's 100,000 EUPIDs)."""
+        return sorted(e for e in self._eupids if e.isalnum())
+
+    def _begins_one(self, read: str) -> bool:
+        ordered = self._eupids_in_order
+        at = bisect.bisect_left(ordered, read)
+        return at < len(ordered) and ordered[at].startswith(read)
+
     def _eupids_hidden(self, text: str) -> str:
-        """The text with each of the source's EUPIDs in it, a whole token in any case, replaced by {patient}."""
+        """The text with each of the source's EUPIDs in it replaced by {patient}: a whole token in any case, or
+        tokens one mark apart that read together as one (`EU-9EE0-KVCH`, `eu 9ee0 kvch` of `EU9EE0KVCH`)."""
         eupids = self._eupids
         if not eupids:
             return text
-        if any(t.upper() in eupids for t in _TOKEN.findall(text)):  # most texts name none: no new string
-            text = _TOKEN.sub(lambda m: PATIENT if m.group().upper() in eupids else m.group(), text)
+        tokens = [(m.start(), m.end(), m.group().upper()) for m in _TOKEN.finditer(text)]
+        if not any(self._begins_one(t) for _, _, t in tokens):  # most texts name none
+            return text
+        spans, at = [], 0
+        while at < len(tokens):
+            start, _, read = tokens[at]
+            last = at if read in eupids else None
+            after = at
+            while self._begins_one(read) and after + 1 < len(tokens) \
+                    and _PARTS_APART.fullmatch(text[tokens[after][1]:tokens[after + 1][0]]):
+                after += 1
+                read += tokens[after][2]
+                if read in eupids:
+                    last = after
+            if last is None:
+                at += 1
+                continue
+            spans.append((start, tokens[last][1]))
+            at = last + 1
+        for start, end in reversed(spans):
+            text = text[:start] + PATIENT + text[end:]
         return self._eupid_pattern.sub(PATIENT, text) if self._eupid_pattern is not None else text
 
     @functools.cached_property
@@ -191,7 +225,7 @@ class TextScreen:
         days, months = self._birth_days
         keys = self._text_keys
         looked_for = json.dumps([keys.pattern if keys is not None else None, sorted(day.isoformat() for day in days),
-                                 sorted(months), *([sorted(self._eupids)] if self._eupids else [])])  # as before, none
+                                 sorted(months), *([sorted(self._eupids), "in parts"] if self._eupids else [])])
         return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
 
     def key_fingerprint(self, secret: bytes) -> str:
