@@ -101,6 +101,11 @@ def test_numbers_respect_the_decimal_mark():
     assert parse_decimal("67.5", ",") == 67.5 and parse_decimal("0.125", ",") == 0.125  # a point, plainly
     assert parse_decimal("١,٥", ",") == 1.5 and parse_decimal("１２", ",") == 12.0
     assert parse_decimal("1.234", ",", typed=True) == 1.234  # an Excel number cell, a SAS numeric
+    assert parse_decimal("1.5", ",", typed=True) == 1.5 and parse_decimal("1200", ",", typed=True) == 1200
+    # ... but no reader writes a number cell 1.200: a text cell's (a hunt: loaded 1.2 where 1,200 was meant)
+    for thousands in ("1.200", "-12.500"):
+        with pytest.raises(ValueRejected, match=rf"'{thousands}' is not a number written with decimal mark ','"):
+            parse_decimal(thousands, ",", typed=True)
     with pytest.raises(ValueRejected, match=r"decimal mark '\.'"):
         parse_decimal("1,200")
     assert parse_integer(" 3 ") == 3

@@ -222,12 +222,15 @@ def parse_decimal(text: str, decimal_mark: str = ".", *, typed: bool = False) ->
 
     A point reads as a decimal point in a decimal-comma source too (4.5), but not where it stands before
     each group of three digits (`1.200`, `12.500.000`): more likely 1200 than 1.2, so refused. A number
-    a reader typed (`typed`: an Excel number cell, a SAS numeric) is written with a point, whatever it is.
+    a reader typed (`typed`: an Excel number cell, a SAS numeric) is written with a point, whatever it is; but
+    never with a zero ending its fraction (the readers write a number's shortest form): `1.200` of a typed format
+    is a text cell's, judged as text is (`1.234` cannot be told from a number cell's, and is read so).
     """
     raw = text.strip()
     if not raw.isascii():  # another script's digits (١.٣٠٠, full-width １.２００) are judged as ASCII's are
         raw = re.sub(r"\d", lambda digit: str(unicodedata.decimal(digit.group(), "x")), raw)
     candidate = raw.replace(decimal_mark, ".") if decimal_mark != "." else raw
+    typed = typed and not (raw.endswith("0") and "." in raw)  # no number cell is written 1.200
     thousands = decimal_mark == "," and not typed and re.fullmatch(r"[+-]?[1-9]\d{0,2}(\.\d{3})+", raw)
     if thousands or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", candidate):
         raise ValueRejected(f"'{text}' is not a number written with decimal mark '{decimal_mark}' "
