@@ -54,6 +54,14 @@ def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small
                             "'linkage: %share one EUPID%'", [summary.run_id])
     assert [source for source, _ in said] == ["registry_it"]
     assert "share one EUPID, 2 of them patients of registry_it (a typo at its centre, or one child" in said[0][1]
+    # ... and an issue of each patient's registration, for the centre's queries (it was a notice only)
+    issues = query_rows(home, "SELECT source_id, table_name, source_record_key, field, message FROM dq.issue "
+                              "WHERE rule_id = 'PAT-EUPID-SHARED' ORDER BY source_record_key")
+    keys = [key for _, _, key, _, _ in issues]
+    assert [(s, t, f) for s, t, _, f, _ in issues] == [("registry_it", "patient_source", "eupid")] * 2
+    assert [message for *_, message in issues] == [
+        f"the EUPID of this patient is also that of registry_it patient record {other}: linkage links neither by it"
+        for other in reversed(keys)]
 
 
 def test_a_reviewer_may_link_a_patient_of_a_eupid_shared_in_its_source(small_run, tmp_path):

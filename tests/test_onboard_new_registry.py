@@ -38,6 +38,14 @@ def test_an_export_date_written_with_separators_is_a_wildcard_in_the_draft(first
     assert record_set_from(next_day) == layout["record_set"]
 
 
+def test_a_record_set_is_named_by_the_whole_name_without_its_extension_and_date():
+    """A hunt: `a.b.c_20261101.csv` drafted record set `a`, `export[v2]_20261101.csv` record set `export[v2`."""
+    assert [record_set_from(name) for name in ("reg.v2_20261101.csv", "export[v2]_20261101.csv",
+                                               "NRX datos – 2026-11-01.csv", "(pazienti)_2026_11_01.xlsx",
+                                               "20261101.csv")] == \
+        ["reg.v2", "export[v2]", "NRX datos", "(pazienti)", "RECORDS"]
+
+
 def test_a_source_id_from_a_file_name_keeps_its_letters_in_ascii():
     assert source_id_from("NRX datos ñandú – 2026-11-01.csv") == "nrx_datos_nandu"
     assert source_id_from("Régistre_Müller_20261101.csv") == "registre_muller"

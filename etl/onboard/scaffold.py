@@ -40,6 +40,7 @@ _SEPARATED_DATE = r"(?:19|20)\d\d[-_.]\d\d[-_.]\d\d|\d\d[-_.]\d\d[-_.](?:19|20)\
 # made from are shown so, etl/onboard/reading.py): the part of a name that differs between a series' files.
 _VARYING = rf"{_SEPARATED_DATE}|\d{{6,}}|{re.escape(PATIENT)}"
 _DATE_RUN = re.compile(rf"[_\-. ]?(?:{_VARYING})")
+_SEPARATORS = r"[\s_.\-–—]+"  # what stands between a file name's words and its date
 _RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     # A registry names its centres by the hospital (hospital, ospedale, Klinik, ziekenhuis), not a stay in one
@@ -131,9 +132,11 @@ def source_id_from(name: str) -> str:
 
 
 def record_set_from(name: str) -> str:
-    """The record set a one-record-set file feeds, from its name: 'TREP_export_20261101.csv' -> 'TREP_export'."""
-    stem = _DATE_RUN.sub("", Path(name).name).split(".")[0]
-    return re.sub(r"^[\W_]+|[\W_]+$", "", stem) or "RECORDS"  # 'NRX datos – 2026-11-01.csv' -> 'NRX datos'
+    """The record set a one-record-set file feeds, from its name without its extension and export date:
+    'TREP_export_20261101.csv' -> 'TREP_export', 'NRX datos – 2026-11-01.csv' -> 'NRX datos' (the separators around
+    the date dropped), 'reg.v2_20261101.csv' -> 'reg.v2', 'export[v2]_20261101.csv' -> 'export[v2]'."""
+    stem = _DATE_RUN.sub("", Path(name).stem)
+    return re.sub(rf"^{_SEPARATORS}|{_SEPARATORS}$", "", stem) or "RECORDS"
 
 
 def _common_start(texts: Sequence[str]) -> str:
