@@ -342,3 +342,16 @@ def test_the_page_and_the_terminal_give_a_column_s_empty_share_alike(tmp_path):
     console.print(profile_tables(profile))
     assert page.xpath('//tr[@data-column="centro"]/td[@class="num"]')[0].text_content() == "25%"
     assert [line for line in console.export_text().splitlines() if "│ centro" in line and "│   25% │" in line]
+
+
+def test_a_workbook_of_empty_sheets_is_refused_not_drafted(tmp_path):
+    """A hunt: its draft (`from: "TODO"`, no field) was said to validate, and `rtw check` then refused it."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "Pazienti"
+    book.create_sheet("Follow-up")
+    book.save(tmp_path / "registro_20261101.xlsx")
+    with pytest.raises(ValueError, match=r"^no record set with a column in registro_20261101\.xlsx \(.*sheet "
+                                         r"'Pazienti' is empty.*\): nothing to draft a mapping from$"):
+        read_sources([tmp_path / "registro_20261101.xlsx"], "registro")

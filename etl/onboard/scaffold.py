@@ -748,6 +748,10 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
     if advised:  # read again as the draft will read them, so its keys and profiles are the filled rows'
         reader_options = checked_options(adapter, {**given, **advised})
         reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
+    if not any(data_columns(frame) for read in reads for frame in read.record_sets.values()):
+        said = "; ".join(notice for read in reads for notice in read.notices)
+        raise ValueError(f"no record set with a column in {', '.join(read.name for read in reads)}"
+                         f"{f' ({said})' if said else ''}: nothing to draft a mapping from")
     shown_names = list(dict.fromkeys(r.name for r in reads))  # a file per patient: one name shown
     shown = record_set_names(shown_names, adapter.one_record_set_per_file)
     reads = [_named(r, shown[r.name]) for r in reads]  # as the draft names them: without a patient number
