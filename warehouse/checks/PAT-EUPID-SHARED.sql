@@ -3,7 +3,6 @@
 -- subcategory: verification
 -- level: record
 -- severity: warning
--- confirmable: false
 -- threshold: 0
 -- table: patient_source
 -- field: eupid
