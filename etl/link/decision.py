@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from etl.config import Home
+from etl.link.cluster import SourcePatient, apart_by_shared_eupid
 from etl.schema import drop_temp_tables, in_warehouse, reading
 
 DECISIONS = ("link", "unlink")
@@ -84,15 +85,15 @@ def record_decision(home: Home, left: PatientRef, right: PatientRef, decision: s
 def _refuse_what_cannot_apply(con: duckdb.DuckDBPyConnection, a: PatientRef, b: PatientRef, decision: str) -> None:
     """What the warehouse knows already: EUPIDs decide before any reviewer (etl/link/cluster.py)."""
     def eupid_group(patient: PatientRef) -> tuple[str, bool, set[str]]:
-        found = con.execute("SELECT any_value(harmonised_patient_id), bool_or(has_eupid) FROM stage.link_key "
-                            "WHERE source_id = ? AND source_patient_pseudonym = ?",
-                            [patient.source_id, patient.pseudonym]).fetchone() or (None, False)
-        held = con.execute("SELECT list(DISTINCT source_id), count(DISTINCT (source_id, source_patient_pseudonym)) "
-                           "FROM stage.link_key WHERE harmonised_patient_id = ?", [found[0]]).fetchone() or ([], 0)
-        sources = set(held[0] or ())
-        if found[1] and held[1] > len(sources):  # a EUPID two patients of one source share links no one by it
-            return str(patient), False, {patient.source_id}  # (cluster.apart_by_shared_eupid)
-        return found[0], bool(found[1]), sources
+        """The patient's person id as the night starts it, whether by an EUPID, and the sources it holds: the
+        patients of the patient's harmonised id, apart where the run sets them apart (`apart_by_shared_eupid`)."""
+        rows = con.execute("SELECT source_id, source_patient_pseudonym, harmonised_patient_id, has_eupid "
+                           "FROM stage.link_key WHERE harmonised_patient_id = (SELECT any_value(harmonised_patient_id) "
+                           "FROM stage.link_key WHERE source_id = ? AND source_patient_pseudonym = ?)",
+                           [patient.source_id, patient.pseudonym]).fetchall()
+        patients, _ = apart_by_shared_eupid([SourcePatient(*row) for row in rows])
+        me = next(p for p in patients if p.key == (patient.source_id, patient.pseudonym))
+        return me.harmonised_id, me.has_eupid, {p.source_id for p in patients if p.harmonised_id == me.harmonised_id}
 
     (id_a, eupid_a, sources_a), (id_b, eupid_b, sources_b) = eupid_group(a), eupid_group(b)
     if id_a == id_b:
