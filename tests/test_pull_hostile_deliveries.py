@@ -262,3 +262,18 @@ def test_a_named_pipe_named_as_an_export_is_said_never_read(tmp_path, home, drop
     assert [(s.name, s.reason) for s in outcome.skipped] == [(
         "TREP_export_20261102.csv",
         "not a regular file (a named pipe, socket or device), never read: exports are delivered as files")]
+
+
+def test_two_files_whose_names_differ_only_in_case_are_refused_and_the_others_pulled(tmp_path, home, drop):
+    """A hunt: a zip's members so named were refused, two such files in a folder drop zone both landed (on a
+    case-insensitive file system, a share landing/ is copied to, one would silently replace the other)."""
+    sources = registry_sources(tmp_path, drop, files="TREP_*.csv")
+    send(drop / "TREP_export_20261101.csv", EXPORT)
+    send(drop / "TREP_export_20261102.csv", EXPORT + b"2;B\n")
+    send(drop / "TREP_EXPORT_20261102.csv", EXPORT + b"3;C\n")
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.FAILED and _landed(home) == ["TREP_export_20261101.csv"]
+    for name, other in (("TREP_export_20261102.csv", "TREP_EXPORT_20261102.csv"),
+                        ("TREP_EXPORT_20261102.csv", "TREP_export_20261102.csv")):
+        assert f"{name} from {drop} not pulled: its name differs only in case from {other} (one file on a " \
+               "case-insensitive file system): rename one in the drop zone" in outcome.message, outcome.message

@@ -263,7 +263,25 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                             "exports are delivered as files") for name in others if fits(name)]
     if delivery.checksum != "none":
         skipped += _declared_not_delivered(by_name, manifest, str(delivery.checksum_manifest), ledger, fits)
-    return candidates, skipped
+    return _apart_by_case(candidates), skipped
+
+
+def _apart_by_case(candidates: list[_Candidate]) -> list[_Candidate]:
+    """The candidates, those whose names differ only in case from another's refused (as a zip's members are): on
+    a case-insensitive file system (a share landing/ is copied to) one would silently replace the other."""
+    by_folded: dict[str, list[str]] = {}
+    for candidate in candidates:
+        by_folded.setdefault(candidate.remote.name.casefold(), []).append(candidate.remote.name)
+    kept = []
+    for candidate in candidates:
+        name = candidate.remote.name
+        others = [n for n in by_folded[name.casefold()] if n != name]
+        if others and candidate.refusal is None:
+            candidate = candidate.model_copy(update={"refusal": f"its name differs only in case from {others[0]} (one "
+                                                     "file on a case-insensitive file system): rename one in the drop "
+                                                     "zone"})
+        kept.append(candidate)
+    return kept
 
 
 def _declared_not_delivered(by_name: dict[str, RemoteFile], manifest: dict[str, str], manifest_name: str,
