@@ -219,3 +219,10 @@ def test_an_eupid_given_whole_is_screened_where_a_note_writes_it_in_parts():
     assert screen.holds("EU 9EE0-KVCH") and not screen.holds("EU 9EE0")
     # two EUPIDs written one after the other are each hidden
     assert screen.screened("EU-9EE0-KVCH EU-AB12-CD34") == "{patient} {patient}"
+    # spaced marks, a line between parts, full-width letters: linkage reads each as the EUPID (a review)
+    assert screen.screened("EU - 9EE0 - KVCH, EU 9EE0\nKVCH, \uff25\uff35\uff19\uff25\uff25\uff10KVCH.") == \
+        "{patient}, {patient}, {patient}."
+    # an EUPID given with marks and full-width letters is hidden as written (a review: no token of the note began
+    # its plain form, and the screen returned before looking for it as written)
+    given = TextScreen.of([], [], ["\uff25\uff35-9EE0-KVCH"])
+    assert given.screened("see \uff25\uff35-9EE0-KVCH today") == "see {patient} today"

@@ -60,8 +60,8 @@ def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small
     keys = [key for _, _, key, _, _ in issues]
     assert [(s, t, f) for s, t, _, f, _ in issues] == [("registry_it", "patient_source", "eupid")] * 2
     assert [message for *_, message in issues] == [
-        f"the EUPID of this patient is also that of registry_it patient record {other}: linkage links neither by it"
-        for other in reversed(keys)]
+        f"the EUPID of this patient is also that of 1 other patient(s) of registry_it: patient record {other}; linkage "
+        "links none of them by it" for other in reversed(keys)]
 
 
 def test_a_reviewer_may_link_a_patient_of_a_eupid_shared_in_its_source(small_run, tmp_path):

@@ -56,6 +56,7 @@ import hmac
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
@@ -75,8 +76,15 @@ log = logging.getLogger(__name__)
 
 _DIGIT = re.compile(r"\d")
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
-_PARTS_APART = re.compile(r"[^\w\n]|_")  # one mark between an EUPID's parts written apart (EU-9EE0-KVCH, EU 9EE0 KVCH)
+# Between an EUPID's parts written apart: a mark, spaced or not, or spaces (EU-9EE0-KVCH, EU - 9EE0, EU 9EE0 KVCH)
+_PARTS_APART = re.compile(r"\s{0,2}(?:[^\w\s]|_)?\s{0,2}")
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
+
+
+def _read(token: str) -> str:
+    """A token as an EUPID is looked up: upper case, a full-width or other compatibility form as linkage reads
+    it (`eupid_form`: NFKC)."""
+    return (token if token.isascii() else unicodedata.normalize("NFKC", token)).upper()
 
 
 class TextScreen:
@@ -124,30 +132,41 @@ class TextScreen:
         written apart may begin (`_begins_one`), without a set of every beginning (a registry's 100,000 EUPIDs)."""
         return sorted(e for e in self._eupids if e.isalnum())
 
+    @functools.cached_property
+    def _eupid_heads(self) -> frozenset[str]:
+        """The first one and two characters of the EUPIDs: a token that begins none of them is passed at once."""
+        return frozenset(e[:n] for e in self._eupids_in_order for n in (1, 2))
+
     def _begins_one(self, read: str) -> bool:
+        if read[:2] not in self._eupid_heads:
+            return False
         ordered = self._eupids_in_order
         at = bisect.bisect_left(ordered, read)
         return at < len(ordered) and ordered[at].startswith(read)
 
     def _eupids_hidden(self, text: str) -> str:
-        """The text with each of the source's EUPIDs in it replaced by {patient}: a whole token in any case, or
-        tokens one mark apart that read together as one (`EU-9EE0-KVCH`, `eu 9ee0 kvch` of `EU9EE0KVCH`)."""
-        eupids = self._eupids
-        if not eupids:
+        """The text with each of the source's EUPIDs in it replaced by {patient}: as written, or as linkage reads
+        it (`eupid_form`), a whole token or tokens a mark apart that read together as one (`EU-9EE0-KVCH`,
+        `eu 9ee0 kvch`, `EU - 9EE0 - KVCH`, a full-width `ＥＵ９ＥＥ０ＫＶＣＨ` of `EU9EE0KVCH`)."""
+        if not self._eupids:
             return text
-        tokens = [(m.start(), m.end(), m.group().upper()) for m in _TOKEN.finditer(text)]
-        if not any(self._begins_one(t) for _, _, t in tokens):  # most texts name none
-            return text
+        if any(self._begins_one(_read(t)) for t in _TOKEN.findall(text)):  # most texts name none
+            text = self._parts_hidden(text)
+        return self._eupid_pattern.sub(PATIENT, text) if self._eupid_pattern is not None else text
+
+    def _parts_hidden(self, text: str) -> str:
+        """`_eupids_hidden`'s tokens: each run of tokens a mark apart that reads as one EUPID, the longest."""
+        tokens = [(m.start(), m.end(), _read(m.group())) for m in _TOKEN.finditer(text)]
         spans, at = [], 0
         while at < len(tokens):
             start, _, read = tokens[at]
-            last = at if read in eupids else None
+            last = at if read in self._eupids else None
             after = at
             while self._begins_one(read) and after + 1 < len(tokens) \
                     and _PARTS_APART.fullmatch(text[tokens[after][1]:tokens[after + 1][0]]):
                 after += 1
                 read += tokens[after][2]
-                if read in eupids:
+                if read in self._eupids:
                     last = after
             if last is None:
                 at += 1
@@ -156,7 +175,7 @@ class TextScreen:
             at = last + 1
         for start, end in reversed(spans):
             text = text[:start] + PATIENT + text[end:]
-        return self._eupid_pattern.sub(PATIENT, text) if self._eupid_pattern is not None else text
+        return text
 
     @functools.cached_property
     def _pattern(self) -> DaysOr:
