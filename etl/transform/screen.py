@@ -21,7 +21,8 @@ number and birth date are caught by harmonise; this catches those of every patie
 - an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
   case, or written in parts as linkage reads it (`EU-9EE0-KVCH`, `EU - 9EE0 - KVCH` or `EU 9EE0 KVCH` of
   `EU9EE0KVCH`: a mark or spaces between its parts; full-width letters too) (harmonise uses the EUPID field as written
-  and loads it hashed; in another field it names a person across registries). Not in a record key (`holds_number`): its key would change as patients arrive.
+  and loads it hashed; in another field it names a person across registries). Not in a record key (`holds_number`):
+  its key would change as patients arrive.
 
 Each is read in a text as it is seen: marks no one sees typed or pasted into it (a zero-width space, a soft hyphen)
 hide nothing (pseudonym.as_seen). `screened` replaces each by `{patient}` or `{date}` (a text loaded as written keeps
