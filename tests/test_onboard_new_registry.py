@@ -16,7 +16,14 @@ import yaml
 from etl.onboard.check import check_source
 from etl.onboard.profile import profile_column
 from etl.onboard.reading import ColumnInfo
-from etl.onboard.scaffold import draft_mapping, file_layout, read_sources, record_set_from, source_id_from
+from etl.onboard.scaffold import (
+    draft_mapping,
+    file_layout,
+    read_sources,
+    record_set_from,
+    record_set_names,
+    source_id_from,
+)
 
 # A registry's rows: a patient number, sex, a birth date, a centre (six patients, each code seen 5 times at least).
 _ROWS = "".join(f"NRX-{100 + i};{'HM'[i % 2]};{(i % 27) + 1:02d}/0{(i % 9) + 1}/2010;ES0{1 + i % 2}\r\n"
@@ -44,6 +51,16 @@ def test_a_record_set_is_named_by_the_whole_name_without_its_extension_and_date(
                                                "NRX datos – 2026-11-01.csv", "(pazienti)_2026_11_01.xlsx",
                                                "20261101.csv")] == \
         ["reg.v2", "export[v2]", "NRX datos", "(pazienti)", "RECORDS"]
+
+
+def test_exports_of_one_series_told_apart_by_their_dates_are_one_record_set():
+    """A review: `reg.v2_20261101.csv` and `reg.v2_20261201.csv` were drafted as record sets `2` and `2`."""
+    names = ["reg.v2_20261101.csv", "reg.v2_20261201.csv"]
+    assert record_set_names(names, True) == dict.fromkeys(names, "reg.v2")
+    layout = yaml.safe_load("\n".join(file_layout(names, True)))
+    assert layout["record_set"] == "reg.v2" and all(Path(n).match(layout["files"]) for n in names), layout
+    assert record_set_names(["NRX_PAC_2026-11-01.csv", "NRX_SEG_2026-11-01.csv"], True) == {
+        "NRX_PAC_2026-11-01.csv": "PAC", "NRX_SEG_2026-11-01.csv": "SEG"}  # per-form files as before
 
 
 def test_a_source_id_from_a_file_name_keeps_its_letters_in_ascii():

@@ -189,12 +189,18 @@ def _record_set_pattern(names: Sequence[str]) -> str:
     return f"{_pattern_part(prefix)}(?P<record_set>[A-Za-z0-9]+?){date_part}{_pattern_part(suffix)}"
 
 
+def _one_series(names: Sequence[str]) -> bool:
+    """Whether the names are one export's, told apart by their dates only (`reg.v2_20261101.csv`,
+    `reg.v2_20261201.csv`): one record set, not one a file (its date's first digit was drafted as one)."""
+    return len({_DATE_RUN.sub("", name) for name in names}) == 1
+
+
 def record_set_names(names: Sequence[str], one_record_set_per_file: bool) -> dict[str, str | None]:
     """File name -> the record set it feeds (None: the format names its own record sets)."""
     if not one_record_set_per_file:
         return dict.fromkeys(names)
-    if len(names) == 1:
-        return {names[0]: record_set_from(names[0])}
+    if _one_series(names):
+        return {name: record_set_from(name) for name in names}
     pattern = re.compile(_record_set_pattern(names))
     found: dict[str, str | None] = {}
     for name in names:
@@ -205,7 +211,7 @@ def record_set_names(names: Sequence[str], one_record_set_per_file: bool) -> dic
 
 def file_layout(names: Sequence[str], one_record_set_per_file: bool) -> list[str]:
     """The `files:` line and how record sets are named, as YAML lines."""
-    if len(names) == 1:
+    if _one_series(names):
         name = names[0]
         # Each date or run number any text, the separator before it kept (TREP_export_*.csv).
         marked = _DATE_RUN.sub(lambda m: m.group(0)[0] + _MARK if m.group(0)[0] in "_-. " else _MARK, name)
