@@ -37,6 +37,7 @@ _CSV = ("pat_nr;sexo;fecha_nacimiento;centro\r\n" + _ROWS).encode("utf-8")
     ("Registro 01.11.2026.csv", "Registro 02.11.2026.csv"),
     ("TREP_export_20261101.csv", "TREP_export_20261102.csv"),
     ("export[v2]_20261101.csv", "export[v2]_20261102.csv"),  # a hunt: `[v2]` was a class, matching no file
+    ("AE_2026-11-01T10.30.csv", "AE_2026-11-02T09.15.csv"),  # a review: its time was record set `AET10.30`
 ])
 def test_an_export_date_written_with_separators_is_a_wildcard_in_the_draft(first, next_day):
     layout = yaml.safe_load("\n".join(file_layout([first], True)))

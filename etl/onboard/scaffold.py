@@ -35,7 +35,8 @@ from etl.transform.mapping import template_fields
 
 # An export date written with separators (2026-11-01, 2026_11_01, 01.11.2026): a national registry's export is
 # as often so named as 20261101.
-_SEPARATED_DATE = r"(?:19|20)\d\d[-_.]\d\d[-_.]\d\d|\d\d[-_.]\d\d[-_.](?:19|20)\d\d"
+_SEPARATED_DATE = (r"(?:(?:19|20)\d\d[-_.]\d\d[-_.]\d\d|\d\d[-_.]\d\d[-_.](?:19|20)\d\d)"
+                   r"(?:[T_ -]\d\d[-:.h]\d\d(?:[-:.]\d\d)?)?")  # and its time: AE_2026-11-01T10.30.csv
 # An export date or timestamp in a file name, or a patient number (shown as {patient}: the names a draft is
 # made from are shown so, etl/onboard/reading.py): the part of a name that differs between a series' files.
 _VARYING = rf"{_SEPARATED_DATE}|\d{{6,}}|{re.escape(PATIENT)}"
