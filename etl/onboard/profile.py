@@ -29,6 +29,7 @@ import pandas as pd
 from etl.extract.readstat import codes_said, listed
 from etl.identifying import MANY_LABELS, looks_identifying, too_many_labels
 from etl.onboard.reading import ColumnInfo, FileRead, data_columns
+from etl.transform.values import MONTH_ABBREVIATIONS
 
 MIN_SHOWN = 5  # a value seen fewer times than this is masked everywhere
 TOP_VALUES = 10
@@ -183,7 +184,7 @@ def _part(name: str, digits: str) -> str:
 
 _D, _M, _Y = _part("d", r"\d{1,2}"), _part("m", r"\d{1,2}"), r"(?P<Y>\d{4})"
 _D2, _M2 = _part("d", r"\d{2}"), _part("m", r"\d{2}")
-_MON = r"(?P<b>(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))"  # %b: SAS's DATE9 21JUN2019, Oracle's 21-JUN-2019
+_MON = f"(?P<b>(?i:{'|'.join(MONTH_ABBREVIATIONS)}))"  # %b: SAS's DATE9 21JUN2019, Oracle's 21-JUN-2019
 _DATE_LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((fmt, re.compile(regex)) for fmt, regex in (
     # Date-times as adapters and exports write them; a date field reads their date (see scaffold).
     ("%Y-%m-%dT%H:%M:%S", rf"{_Y}-{_M2}-{_D2}T\d{{2}}:\d{{2}}:\d{{2}}(\.\d+)?"),

@@ -61,7 +61,7 @@ def age_days(at: PartialDate, birth: PartialDate) -> int:
 
 _HUMAN = {"d": "dd", "m": "mm", "b": "mon", "Y": "yyyy", "H": "HH", "M": "MM", "S": "SS"}
 # %b: a month's English abbreviation, in any case, as SAS's DATE9 (21JUN2019) and Oracle (21-JUN-2019) write it.
-_MONTHS = {name: number for number, name in enumerate(
+MONTH_ABBREVIATIONS = {name: number for number, name in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
 DATE_DIRECTIVES = frozenset(_HUMAN)
 # A date field keeps the date: the time of a date-time (%H %M %S, or an ISO date-time read with a
@@ -119,7 +119,8 @@ def _date_regex(fmt: str, unknown_parts: tuple[str, ...]) -> re.Pattern[str]:
     # Compact, a day or month is two digits: with one or two, 1122019 (%d%m%Y) is 11 Feb or 1 Dec and
     # 201912 (%Y%m%d) would read as 2 Jan 2019.
     parts = {name: _part_pattern(name, unknown_parts, "2" if _compact(tokens, name) else "1,2") for name in "dm"}
-    parts |= {"b": _part_pattern("m", unknown_parts, names="|".join(_MONTHS)), "Y": r"(?P<Y>\d{4})", **_TIME_PARTS}
+    parts |= {"b": _part_pattern("m", unknown_parts, names="|".join(MONTH_ABBREVIATIONS)), "Y": r"(?P<Y>\d{4})",
+              **_TIME_PARTS}
     if fmt.startswith("%Y"):
         # Year-first (ISO) dates are truncated rather than padded: 2019-05, 2019; one ending with the day
         # also reads an ISO date-time (2019-05-17T14:30:00), its time dropped.
@@ -156,7 +157,7 @@ def _parse_one(text: str, fmt: str, unknown_parts: tuple[str, ...]) -> PartialDa
     if day_known and not month_known:
         raise _NotReal(f"'{text}' gives a day but no month")
     try:
-        month = (int(month_text) if month_text.isdigit() else _MONTHS[month_text.upper()]) \
+        month = (int(month_text) if month_text.isdigit() else MONTH_ABBREVIATIONS[month_text.upper()]) \
             if month_known and month_text else 1
         day = int(day_text) if day_known and day_text else 1
         value = date(year, month, day)
