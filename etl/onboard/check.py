@@ -34,7 +34,7 @@ from etl.extract.errors import ExtractError
 from etl.extract.file_names import PatientNumbers, sheets_shown, shown_record_sets, staged_keys
 from etl.extract.landing import LandingFile, SourceFiles, discover
 from etl.frames import row_dicts
-from etl.onboard.profile import MIN_SHOWN, counted, shape_of
+from etl.onboard.profile import MIN_SHOWN, counted, shape_of, some
 from etl.onboard.reading import header_is_a_record
 from etl.onboard.yaml_lines import compose, line_of, line_of_dotted, split_key_path
 from etl.transform.mapping import (
@@ -288,7 +288,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
                                         "column names (an export without its header row?): they are not shown"))
             else:
                 findings.append(Finding("error", where, f"not in the data; columns present: "
-                                        f"{_some(c for c in sorted(present) if not c.startswith('source_file'))}"))
+                                        f"{some(c for c in sorted(present) if not c.startswith('source_file'))}"))
         if target.where:
             keep = pd.Series(True, index=head.index)
             for column, allowed in target.where.items():
@@ -303,7 +303,7 @@ def check_record_sets(mapping: SourceMapping, record_sets: Mapping[str, pd.DataF
             if int(keyless.sum()):  # where, so the registry can fill them in: the rows hold no number to hide
                 findings.append(Finding("warning", f"record set {target.head}, column {mapping.patient_key}"
                                         " (patient_key)", f"{counted(int(keyless.sum()), 'record')} without a "
-                                        f"patient key ({_some(_places(group[target.head], keyless))})"))
+                                        f"patient key ({some(_places(group[target.head], keyless))})"))
     findings += _join_refusal(mapping, record_sets)
     for name in sorted({target.head for target in targets} & set(record_sets)):
         findings += _repeated_keys(mapping, name, record_sets[name])
@@ -370,11 +370,6 @@ def _of(part: int, whole: int, noun: str) -> str:
     return f"{part} of {counted(whole, noun)}"
 
 
-def _some(names: Iterable[Any], limit: int = 12) -> str:
-    listed = [str(n) for n in names]
-    return ", ".join(listed[:limit]) + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
-
-
 def _holder(group: Mapping[str, pd.DataFrame], columns: set[str]) -> tuple[str, pd.DataFrame] | None:
     """The first record set of a `from:` group holding all of a field's columns."""
     return next(((name, frame) for name, frame in group.items() if columns <= set(frame.columns)), None)
@@ -405,7 +400,7 @@ def _read_findings(target: _Target, name: str, spec: FieldSpec, holder: tuple[st
     if spec.required and bool(none.any()):
         findings.append(Finding("warning", f"record set {record_set}, {_read_by(spec, spec)} "
                                 f"({target.key}.fields.{name})", f"required but empty in "
-                                f"{_of(int(none.sum()), len(frame), 'record')} ({_some(_places(frame, none))})"))
+                                f"{_of(int(none.sum()), len(frame), 'record')} ({some(_places(frame, none))})"))
     for alternative in spec.alternatives():
         raw = pd.Series([read[1] if read is not None and read[0] is alternative else None for read in given],
                         index=frame.index, dtype="string").dropna()
@@ -432,7 +427,7 @@ def _coded_as_none(where: str, spec: FieldSpec, frame: pd.DataFrame, raw: pd.Ser
     coded, count = none.reindex(frame.index, fill_value=False), int(none.sum())
     return [Finding("warning", where, f"required, but {_of(count, len(raw), 'value')} {'is' if count == 1 else 'are'} "
                                       "a code the code list makes null: their records are quarantined "
-                                      f"(CONF-REQUIRED-PRESENT) ({_some(_places(frame, coded))})")]
+                                      f"(CONF-REQUIRED-PRESENT) ({some(_places(frame, coded))})")]
 
 
 def _read_by(spec: FieldSpec, alternative: FieldSpec) -> str:
@@ -470,7 +465,7 @@ def _value_findings(where: str, name: str, spec: FieldSpec, frame: pd.DataFrame,
         grouped[_shown(value, count, private).rsplit(" ×", 1)[0]] += count
     shown = [f"{text} ×{count}" for text, count in grouped.most_common(EXAMPLES)]
     rare = raw.isin([v for v, n in failing.items() if n < MIN_SHOWN or private]).reindex(frame.index, fill_value=False)
-    places = f"; at {_some(_places(frame, rare))}" if bool(rare.any()) else ""
+    places = f"; at {some(_places(frame, rare))}" if bool(rare.any()) else ""
     severity: Severity = "error" if filled >= MIN_SHOWN and failed / filled > MOSTLY_FAILING else "warning"
     hint = f" — most values fail: {_fix_hint(spec)}" if severity == "error" else ""
     example = "" if private else f" (e.g. {reason})" if len(failing) == 1 and min(failing.values()) >= MIN_SHOWN \

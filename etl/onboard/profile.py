@@ -387,6 +387,12 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def some(names: Iterable[object], limit: int = 12, separator: str = ", ") -> str:
+    """The first `limit` names, then how many more (`a, b and 3 more`), as onboarding messages list them."""
+    listed = [str(n) for n in names]
+    return separator.join(listed[:limit]) + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
+
+
 def profile_column(name: str, values: pd.Series, info: ColumnInfo | None = None, *,
                    value_labels: bool = False) -> ColumnProfile:
     """Infer a column's type and summarise its values; rare and identifying values are not kept. `value_labels`:

@@ -28,7 +28,15 @@ from pathlib import Path
 import pandas as pd
 
 from etl.extract.file_names import PATIENT
-from etl.onboard.profile import MIN_SHOWN, ColumnProfile, FileProfile, RecordSetProfile, frequent, is_ctcae_grade
+from etl.onboard.profile import (
+    MIN_SHOWN,
+    ColumnProfile,
+    FileProfile,
+    RecordSetProfile,
+    frequent,
+    is_ctcae_grade,
+    some,
+)
 from etl.onboard.reading import PATIENT_KEY_NAME, FileRead, FormatDetails, data_columns
 from etl.terminal import printable
 from etl.transform.mapping import template_fields
@@ -756,8 +764,8 @@ def read_sources(paths: Sequence[Path], source_id: str | None = None,
         reader_options = checked_options(adapter, {**given, **advised})
         reads = [read_file(p, adapter, record_set=names[p.name], options=reader_options) for p in paths]
     if not any(data_columns(frame) for read in reads for frame in read.record_sets.values()):
-        said = _first_few([notice for read in reads for notice in read.notices], "; ")
-        raise ValueError(f"no record set with a column in {_first_few([read.name for read in reads], ', ')}"
+        said = some(dict.fromkeys(notice for read in reads for notice in read.notices), 3, "; ")
+        raise ValueError(f"no record set with a column in {some(dict.fromkeys(read.name for read in reads), 3)}"
                          f"{f' ({said})' if said else ''}: nothing to draft a mapping from")
     shown_names = list(dict.fromkeys(r.name for r in reads))  # a file per patient: one name shown
     shown = record_set_names(shown_names, adapter.one_record_set_per_file)
@@ -776,12 +784,6 @@ def _named(read: FileRead, record_set: str | None) -> FileRead:
     if record_set is None:
         return read
     return replace(read, record_sets=dict(zip([record_set], read.record_sets.values(), strict=False)))
-
-
-def _first_few(items: Sequence[str], separator: str, few: int = 3) -> str:
-    """The first `few` of `items` (a file per patient: thousands), then how many more."""
-    unique = list(dict.fromkeys(items))
-    return separator.join(unique[:few]) + (f" and {len(unique) - few} more" if len(unique) > few else "")
 
 
 def validate_draft(draft: Draft) -> list[str]:
