@@ -186,7 +186,7 @@ def _complement(values: Mapping[Cell, int], published: set[Cell], constraints: S
             else:
                 continue
             if candidates:
-                withheld.add(min(candidates, key=lambda c: (c not in implied, values[c] == 0, values[c])))
+                withheld.add(min(candidates, key=lambda c: _preference(c, implied, values)))
                 changed = True
 
 
@@ -309,7 +309,13 @@ def _nearest_shown(cell: Cell, shown: set[Cell], constraints: Sequence[Constrain
         frontier = {c for k in near for c in (k.total, *k.parts) if c not in shown} - reached
         reached |= frontier
         step += 1
-    return min(distance, key=lambda c: (distance[c], c not in implied, values[c] == 0, values[c]), default=None)
+    return min(distance, key=lambda c: (distance[c], *_preference(c, implied, values)), default=None)
+
+
+def _preference(cell: Cell, implied: Collection[Cell], values: Mapping[Cell, int]) -> tuple[bool, bool, int]:
+    """Which of several cells to withhold first, as the heuristic and the audit both choose: an implied one, then a
+    positive one before a zero, then the smallest."""
+    return cell not in implied, values[cell] == 0, values[cell]
 
 
 def _small_sum(constraint: Constraint, unknown: list[Cell], values: Mapping[Cell, int], min_cell: int) -> bool:
