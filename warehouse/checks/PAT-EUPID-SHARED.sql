@@ -30,5 +30,4 @@ SELECT e.source_id, e.source_record_key, NULL AS value,
         || ': patient record ' || array_to_string(list_filter(s.first_keys, k -> k <> e.source_record_key)[1:3], ', ')
         || CASE WHEN e.sharing > 4 THEN ', ...' ELSE '' END || '; linkage links none of them by it' AS message
 FROM eupid e
-JOIN shared_by s USING (source_id, harmonised_patient_id)
-WHERE e.sharing > 1
+JOIN shared_by s USING (source_id, harmonised_patient_id)  -- the groups of more than one
