@@ -73,13 +73,15 @@ def person_lines(treatments: pd.DataFrame) -> pd.DataFrame:
     per_source["precision"] = [earliest.get(key) for key
                                in zip(per_source.person, per_source.source_id, per_source.source_line)]
     per_source["drugs"] = _named(per_source)
-    per_source[["start_date", "precision"]] = _dated_within(per_source)
+    per_source[["start_date", "precision", "start_nth"]] = _dated_within(per_source)
     per_source["rank"] = per_source.precision.map(PRECISION_RANK)
-    # a start left to the month or year is not the line of its first day: "March 2022" is not 1 March
-    per_source["match"] = [(f"{start}|{precision}" if rank else str(start)) if pd.notna(start) else f"{source}|{line}"
-                           for start, precision, rank, source, line in zip(per_source.start_date, per_source.precision,
-                                                                           per_source["rank"], per_source.source_id,
-                                                                           per_source.source_line)]
+    # a start left to the month or year is not the line of its first day ("March 2022" is not 1 March), and a source's
+    # second line "March 2022" is a second start
+    per_source["match"] = [(f"{start}|{precision}" + (f"|{nth}" if nth > 1 else "") if rank else str(start))
+                           if pd.notna(start) else f"{source}|{line}"
+                           for start, precision, nth, rank, source, line
+                           in zip(per_source.start_date, per_source.precision, per_source.start_nth,
+                                  per_source["rank"], per_source.source_id, per_source.source_line)]
     return (per_source.sort_values("rank", kind="stable").groupby(["person", "drugs", "match"])
             .agg(start_date=("start_date", "first"), start_date_precision=("precision", "first"),
                  n_sources=("source_id", "nunique"),
@@ -148,30 +150,39 @@ def _dated_within(lines: pd.DataFrame) -> pd.DataFrame:
     of the same person and drugs another source dates more precisely within that period: a source's k-th such line
     (by line number) the k-th of those starts (by came_first), but for a start a line of its own source gives. The
     lines given to the month are matched first (to the starts given to the day), then those given to the year (to
-    the starts given to the day or month, as matched): "2022", "March 2022" and 14 March 2022 are one start."""
+    the starts given to the day or month, as matched): "2022", "March 2022" and 14 March 2022 are one start. A start
+    left to its month or year is the source's nth so given (its nth line of those drugs and that period), with
+    start_nth: a source's two lines "March 2022" are two starts."""
     rows = list(lines[["source_id", "person", "source_line", "drugs", "start_date", "precision"]]
                 .itertuples(index=False, name=None))
-    starts = [(row[4], row[5]) for row in rows]
+    nth: dict[int, int] = {}
+    same_start: dict[tuple[Any, ...], list[int]] = {}
+    for i, (source, person, _, drugs, start, precision) in enumerate(rows):
+        if pd.notna(start) and PRECISION_RANK[precision]:
+            same_start.setdefault((source, person, drugs, start, precision), []).append(i)
+    for alike in same_start.values():
+        nth.update({i: k for k, i in enumerate(sorted(alike, key=lambda i: _line_order(rows[i][2])), start=1)})
+    starts = [(row[4], row[5], nth.get(i, 1)) for i, row in enumerate(rows)]
     for level in ("month", "year"):
         periods: dict[tuple[Any, ...], list[int]] = {}
         # per person and drugs, the starts more precise than the level, each with the sources that give it
-        given_by: dict[tuple[Any, ...], dict[tuple[Any, str], set[Any]]] = {}
+        given_by: dict[tuple[Any, ...], dict[tuple[Any, str, int], set[Any]]] = {}
         for i, (source, person, _, drugs, _, _) in enumerate(rows):
-            start, precision = starts[i]
+            start, precision, start_nth = starts[i]
             if pd.isna(start):
                 continue
             if precision == level:
                 periods.setdefault((source, person, drugs, pd.Timestamp(start).date()), []).append(i)
             elif PRECISION_RANK[precision] < PRECISION_RANK[level]:
-                given_by.setdefault((person, drugs), {}).setdefault((start, precision), set()).add(source)
+                given_by.setdefault((person, drugs), {}).setdefault((start, precision, start_nth), set()).add(source)
         for (source, person, drugs, first), partial in periods.items():
             last = period_end(first, level)
             dated = sorted((start for start, sources in given_by.get((person, drugs), {}).items()
                             if first <= pd.Timestamp(start[0]).date() <= last and source not in sources),
-                           key=lambda start: came_first(*start))
+                           key=lambda start: (came_first(start[0], start[1]), start[2]))
             for i, start in zip(sorted(partial, key=lambda i: _line_order(rows[i][2])), dated):
                 starts[i] = start
-    return pd.DataFrame(starts, index=lines.index, columns=["start_date", "precision"])
+    return pd.DataFrame(starts, index=lines.index, columns=["start_date", "precision", "start_nth"])
 
 
 def regimen(drugs: tuple[str, ...]) -> str:

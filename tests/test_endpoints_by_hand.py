@@ -64,6 +64,10 @@ def test_a_response_assessed_before_the_line_started_is_no_response_to_it():
     _response(warehouse, "t1", "2022-05-01", "CR", "best")
     _response(warehouse, "t1", "2022-07-01", "PD", "best")
     assert _responses(warehouse) == {"cycle1": (date(2022, 7, 1), "PD"), "best": (date(2022, 7, 1), "PD")}
+    # marts.left_out says why the two CRs are not counted: dated before the line, not another assessment of it.
+    reasons = warehouse.con.execute("SELECT split_part(reason, ':', 1), n_rows FROM marts.left_out "
+                                    "WHERE mart = 'response' AND n_rows > 0").fetchall()
+    assert reasons == [("dated before its line started", 2)]
 
 
 def test_a_response_on_the_day_the_line_started_or_without_a_date_counts():
@@ -231,6 +235,36 @@ def test_lines_one_source_gives_to_one_month_pair_with_the_lines_another_dates_w
                                  (date(2022, 3, 20), 2, ["t2", "t4"], "not_compared")]
 
 
+def test_two_lines_one_source_gives_to_one_month_stay_two_lines_with_their_own_responses():
+    # The board registry restarted ruxolitinib as line 2 within November 2022, both lines given to the month: one
+    # line held both, its cycle-1 response line 2's PD and its best line 1's NR. A second source's single "November
+    # 2022" line is the first of them.
+    warehouse = _person()
+    _started(warehouse, "iltb", "t1", "2022-11-01", "month", drug="ruxolitinib")
+    _started(warehouse, "iltb", "t2", "2022-11-01", "month", line_number=2, drug="ruxolitinib")
+    _started(warehouse, "sacha_fr", "t3", "2022-11-01", "month", drug="ruxolitinib")
+    _response(warehouse, "t1", "2022-12-23", "NR")
+    _response(warehouse, "t1", "2022-12-23", "NR", "best")
+    _response(warehouse, "t2", "2022-12-20", "PD")
+    _response(warehouse, "t2", "2022-12-20", "PD", "best")
+    assert sorted(keys for _, _, keys, _ in _lines(warehouse)) == [["t1", "t3"], ["t2"]]
+    assessed = warehouse.con.execute("SELECT list(treatment_ids), list(response ORDER BY timepoint) "
+                                     "FROM marts.response_line JOIN marts.treatment_line USING (line_id) "
+                                     "GROUP BY line_id ORDER BY 2").fetchall()
+    assert [(keys[0], responses) for keys, responses in assessed] == [(["t1", "t3"], ["NR", "NR"]),
+                                                                      (["t2"], ["PD", "PD"])]
+
+
+def test_a_line_given_to_the_year_pairs_with_a_sources_second_line_given_to_the_month():
+    # SACHA's lines 1 and 2 both "March 2022" are two starts; the registry's lines 1 and 2 both "2022" are those two.
+    warehouse = _person()
+    _started(warehouse, "sacha_fr", "t1", "2022-03-01", "month")
+    _started(warehouse, "sacha_fr", "t2", "2022-03-01", "month", line_number=2)
+    _started(warehouse, "registry", "t3", "2022-01-01", "year")
+    _started(warehouse, "registry", "t4", "2022-01-01", "year", line_number=2)
+    assert sorted(keys for _, _, keys, _ in _lines(warehouse)) == [["t1", "t3"], ["t2", "t4"]]
+
+
 def _board_advice(warehouse: Warehouse) -> list[tuple[Any, ...]]:
     build_marts(warehouse.con)
     return warehouse.con.execute("SELECT treatment_start_date, advised_treatment_start_date, "
@@ -264,3 +298,36 @@ def test_the_next_treatment_is_the_one_that_must_have_come_first():
     _started(warehouse, "iltb", "t1", "2022-03-01", "month")
     _started(warehouse, "iltb", "t2", "2022-03-16", "day", line_number=2, drug="vincristine")
     assert _board_advice(warehouse) == [(date(2022, 3, 16), date(2022, 3, 1), 1, None)]
+
+
+# -- time from diagnosis to registration --------------------------------------------------------------------------
+
+def _days_to_registration(enrolled: tuple[str, str], *diagnoses: tuple[str, str, str]) -> float | None:
+    """marts.registry_activity's median for one registration (first day, precision) of the registry's diagnoses
+    (event type, first day, precision)."""
+    warehouse = _person()
+    warehouse.insert("study_enrolment", source_id="registry", enrolment_id="e1", patient_id="P1", study_id="TREP",
+                     enrolment_date=enrolled[0], enrolment_date_precision=enrolled[1])
+    for event, day, precision in diagnoses:
+        warehouse.insert("diagnosis", source_id="registry", diagnosis_id=f"d{warehouse.n}", patient_id="P1",
+                         event_type=event, diagnosis_date=day, diagnosis_date_precision=precision)
+    build_marts(warehouse.con)
+    [(days,)] = warehouse.con.execute("SELECT days_to_registration_median FROM marts.registry_activity").fetchall()
+    return days
+
+
+def test_a_diagnosis_known_to_its_year_or_month_is_placed_before_the_registration():
+    # "2021" before a registration of 15 June 2021 was timed from 1 January (165 days): it is placed mid-way between
+    # 1 January and 15 June, 24 March. "June 2021" before 10 June 2021 was 9 days: placed on 5 June.
+    assert _days_to_registration(("2021-06-15", "day"), ("initial", "2021-01-01", "year")) == 83
+    assert _days_to_registration(("2021-06-10", "day"), ("initial", "2021-06-01", "month")) == 5
+    # A diagnosis surely after the registration times none.
+    assert _days_to_registration(("2021-06-10", "day"), ("initial", "2021-07-01", "month")) is None
+
+
+def test_a_registration_known_to_its_year_is_timed_from_the_progression_that_led_to_it():
+    # Registered "2021"; diagnosed 1 May 2019, progressed 10 March 2021. The progression was skipped (after 1
+    # January, the stored day) and the time ran 611 days from 2019; the registration is placed mid-way between the
+    # progression and the end of 2021, 5 August: 148 days.
+    assert _days_to_registration(("2021-01-01", "year"), ("initial", "2019-05-01", "day"),
+                                 ("progression", "2021-03-10", "day")) == 148

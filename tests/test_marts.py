@@ -690,12 +690,25 @@ def test_registry_activity(built, core, latest_export):
     enrolment["registration_year"] = enrolment.enrolment_date.dt.year
     diagnosis = core["diagnosis"]
     diagnosis = diagnosis[diagnosis.diagnosis_date >= pd.Timestamp("1900-01-01")]
-    latest = []
-    for patient_id, source_id, registered in zip(enrolment.patient_id, enrolment.source_id, enrolment.enrolment_date):
+    days = []
+    # Dates known to the month or year placed mid-period: a diagnosis not after the registration's last day (the
+    # latest export's at most), which it must not be surely after; the registration not before the diagnosis.
+    for patient_id, source_id, registered, given in zip(enrolment.patient_id, enrolment.source_id,
+                                                       enrolment.enrolment_date, enrolment.enrolment_date_precision):
+        if pd.isna(registered):
+            days.append(None)
+            continue
+        last = min(expected.period_end(registered.date(), given), latest_export.date())
         mine = diagnosis[(diagnosis.patient_id == patient_id) & (diagnosis.source_id == source_id)
-                         & (diagnosis.diagnosis_date <= registered)]
-        latest.append(mine.diagnosis_date.max())
-    enrolment["days"] = _days(enrolment.enrolment_date, pd.to_datetime(pd.Series(latest, index=enrolment.index)))
+                         & (diagnosis.diagnosis_date.dt.date <= last)]
+        placed = [(expected.placed_date(d.date(), p, None, last), d.date()) for d, p
+                  in zip(mine.diagnosis_date, mine.diagnosis_date_precision)]
+        if not placed:
+            days.append(None)
+            continue
+        diagnosed, first = max(placed)
+        days.append((expected.placed_date(registered.date(), given, first, last) - diagnosed).days)
+    enrolment["days"] = pd.Series(days, index=enrolment.index, dtype="float")
     rows = []
     for (study, centre, nation, year), group in enrolment.groupby(["study_id", "centre_id", "country",
                                                                     "registration_year"], dropna=False):

@@ -23,7 +23,8 @@
 --     "March 2022" and 14 March 2022 of three sources are one line. Each line matches one start: "2022" beside
 --     two lines dated within it is the first, and does not make them one. Lines one source numbers apart stay
 --     apart: a start one of its lines has (given or matched) is none of its other lines. A start left to its month
---     or year (none matched) is its own, not the day it is stored as: "March 2022" is not the line of 1 March.
+--     or year (none matched) is its own, not the day it is stored as: "March 2022" is not the line of 1 March; a
+--     source's two lines "March 2022" are two (its second another source's second "March 2022").
 --   advice group, the target board registry's comparison (groups of marts.board_advice):
 --     followed      the first line started on or after the recommendation of a submission whose
 --                   priority-1 targeted advice was followed, that gives one of the advised drugs;
@@ -115,18 +116,25 @@ named_line AS (
 
 drug_line AS (
     -- A line naming no drug is the person's line that names them (named_line), if any: one source leaving a line's
-    -- drug out does not make it a second line.
-    SELECT source_line.* REPLACE (coalesce(named_line.drugs, source_line.drugs) AS drugs)
-    FROM source_line
-    LEFT JOIN named_line USING (source_id, patient_id, line_key)
+    -- drug out does not make it a second line. Each is numbered among its source's lines of the same drugs and start
+    -- given alike in the source's order (line number): nth. A start left to its month or year is the nth start so
+    -- given (start_nth: two lines "March 2022" of one source are two lines); a day is one start.
+    SELECT *, CASE WHEN precision_rank(start_date_precision) > 0 THEN nth ELSE 1 END AS start_nth
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY source_id, patient_id, drugs, start_date, start_date_precision
+            ORDER BY TRY_CAST(line_key AS BIGINT) NULLS LAST, line_key) AS nth
+        FROM (
+            SELECT source_line.* REPLACE (coalesce(named_line.drugs, source_line.drugs) AS drugs)
+            FROM source_line
+            LEFT JOIN named_line USING (source_id, patient_id, line_key)
+        )
+    )
 ),
 
 partial_line AS (
-    -- A line started only in a month or year (stored as its period's first day), numbered among its source's lines
-    -- of the same drugs and period in the source's order (line number).
-    SELECT *, row_number() OVER (
-        PARTITION BY source_id, patient_id, drugs, start_date, start_date_precision
-        ORDER BY TRY_CAST(line_key AS BIGINT) NULLS LAST, line_key) AS nth
+    -- A line started only in a month or year (stored as its period's first day).
+    SELECT *
     FROM drug_line
     WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) > 0
 ),
@@ -143,7 +151,8 @@ month_target AS (
     -- The start each line given to a month takes: of the same drugs, dated to the day within the month by another
     -- source and by none of its own (a start it gives is a line it numbers apart from them), its k-th line of the
     -- month (by line number) the k-th start in the order they came (came_first).
-    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision
+    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision,
+           1 AS start_nth
     FROM partial_line AS period
     JOIN day_start AS start
         ON start.patient_id = period.patient_id
@@ -161,7 +170,8 @@ month_dated AS (
     -- line dated 10 March.
     SELECT drug_line.* REPLACE (coalesce(month_target.start_date, drug_line.start_date) AS start_date,
                                 coalesce(month_target.start_date_precision, drug_line.start_date_precision)
-                                    AS start_date_precision)
+                                    AS start_date_precision,
+                                coalesce(month_target.start_nth, drug_line.start_nth) AS start_nth)
     FROM drug_line
     LEFT JOIN month_target USING (source_id, patient_id, line_key)
 ),
@@ -169,7 +179,7 @@ month_dated AS (
 month_start AS (
     -- The starts dated to the day or month once those lines are matched, each with the sources that give it (a line
     -- given to the month and matched, the source of the day too): what a line given to the year can be.
-    SELECT patient_id, drugs, start_date, start_date_precision, list(DISTINCT source_id) AS source_ids
+    SELECT patient_id, drugs, start_date, start_date_precision, start_nth, list(DISTINCT source_id) AS source_ids
     FROM month_dated
     WHERE start_date IS NOT NULL AND precision_rank(start_date_precision) IN (0, 1)
     GROUP BY ALL
@@ -179,7 +189,8 @@ year_target AS (
     -- The start each line given to a year takes, as month_target: "2022" beside "March 2022" of a second source and
     -- 14 March 2022 of a third is their line (the month matched first); a start of a line of its own source, matched
     -- or not, is not another of its lines.
-    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision
+    SELECT period.source_id, period.patient_id, period.line_key, start.start_date, start.start_date_precision,
+           start.start_nth
     FROM partial_line AS period
     JOIN month_start AS start
         ON start.patient_id = period.patient_id
@@ -189,23 +200,27 @@ year_target AS (
     WHERE precision_rank(period.start_date_precision) = 2
     QUALIFY period.nth = row_number() OVER (
         PARTITION BY period.source_id, period.patient_id, period.line_key
-        ORDER BY came_first(start.start_date, start.start_date_precision))
+        ORDER BY came_first(start.start_date, start.start_date_precision), start.start_nth)
 ),
 
 matched_line AS (
     -- Each line with its start once the lines given to the year are matched too.
     SELECT month_dated.* REPLACE (coalesce(year_target.start_date, month_dated.start_date) AS start_date,
                                   coalesce(year_target.start_date_precision, month_dated.start_date_precision)
-                                      AS start_date_precision)
+                                      AS start_date_precision,
+                                  coalesce(year_target.start_nth, month_dated.start_nth) AS start_nth)
     FROM month_dated
     LEFT JOIN year_target USING (source_id, patient_id, line_key)
 ),
 
 keyed_line AS (
     -- The key of the person's line each line is: its start, with its precision when left to the month or year (a line
-    -- "March 2022" no start matched is not the line of 1 March, stored alike), or for a start unknown its own.
+    -- "March 2022" no start matched is not the line of 1 March, stored alike) and, after the first, which start so
+    -- given it is (a source's second line "March 2022" is another's second), or for a start unknown its own.
     SELECT *, coalesce(CAST(start_date AS VARCHAR)
-                           || CASE WHEN precision_rank(start_date_precision) > 0 THEN '|' || start_date_precision
+                           || CASE WHEN precision_rank(start_date_precision) > 0
+                                   THEN '|' || start_date_precision
+                                        || CASE WHEN start_nth > 1 THEN '|' || start_nth ELSE '' END
                                    ELSE '' END,
                        source_id || '|' || line_key) AS match_key
     FROM matched_line
@@ -271,7 +286,7 @@ LEFT JOIN endpoint_line USING (line_id)
 ORDER BY person_line.patient_id, person_line.start_date, line_id;
 
 COMMENT ON TABLE marts.treatment_line IS 'One row per treatment line of a person, assessed or not: each line counted once whichever sources report it, with the board submission it answers. The lines of marts.response_line and of n_treated in marts.board_response.';
-COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date, with its precision when only its month or year is known (source and line number when the start is unknown).';
+COMMENT ON COLUMN marts.treatment_line.line_id IS 'Identifier of the person''s line: a hash of patient, drugs and start date, with its precision when only its month or year is known (and which of a source''s lines so started, after the first; source and line number when the start is unknown).';
 COMMENT ON COLUMN marts.treatment_line.patient_id IS 'Pseudonymous patient identifier.';
 COMMENT ON COLUMN marts.treatment_line.regimen IS 'Drugs of the treatment line, INN sorted and joined by + ; unknown when none of its treatments names its drug.';
 COMMENT ON COLUMN marts.treatment_line.start_date IS 'Start of the line: the earliest start of its treatments, the first day of its period when known only to the month or year (start_date_precision); of a line several sources report, the most precise (a start "in March 2022" beside 10 March 2022 is 10 March); NULL when no source gives one.';

@@ -6,7 +6,11 @@
 --     differ from the centre's.
 --   time from diagnosis to registration: from the latest diagnosis event that the same source
 --     records on or before the registration date (for a registry the initial diagnosis, for a
---     relapse registry the relapse that led to enrolment) to the registration date.
+--     relapse registry the relapse that led to enrolment) to the registration date. A date known
+--     only to its month or year (*_precision) is placed in the middle of the days it can be on
+--     (placed_date of mart_functions.sql): a diagnosis not after the registration's last possible
+--     day, a registration not before the diagnosis's first; a diagnosis counts unless surely after
+--     the registration ("2021" is before a registration of 15 June 2021, on 24 March: 83 days).
 --   quartiles are continuous (linear interpolation), over registrations with that time known.
 --   a date that cannot be true (before 1900 or after the latest export loaded) counts as unknown:
 --     an enrolment so dated is counted with registration_year NULL, like one without a date, and
@@ -39,25 +43,41 @@ registration AS (
         coalesce(enrolment.centre_id, 'unknown') AS centre_id,
         coalesce(patient.country, 'unknown') AS country,
         enrolment.enrolment_date,
+        enrolment.enrolment_date_precision,
         year(enrolment.enrolment_date) AS registration_year
     FROM enrolment_dated AS enrolment
     LEFT JOIN core.patient AS patient USING (patient_id)
 ),
 
-diagnosis_before AS (
-    SELECT registration.enrolment_id, max(diagnosis.diagnosis_date) AS diagnosis_date
+registration_bounded AS (  -- the last day each registration can be on
+    SELECT registration.*,
+           least(period_end(enrolment_date, coalesce(enrolment_date_precision, 'day')), period.latest) AS last_day
     FROM registration
     CROSS JOIN plausible_period AS period
-    JOIN core.diagnosis AS diagnosis
-        ON diagnosis.patient_id = registration.patient_id
-       AND diagnosis.source_id = registration.source_id
-       AND diagnosis.diagnosis_date BETWEEN period.earliest AND registration.enrolment_date
-    GROUP BY registration.enrolment_id
+),
+
+diagnosis_before AS (  -- the latest diagnosis not surely after the registration, placed not after it
+    SELECT enrolment_id, first_day, placed_on
+    FROM (
+        SELECT registration.enrolment_id, diagnosis.diagnosis_id, diagnosis.diagnosis_date AS first_day,
+               placed_date(diagnosis.diagnosis_date, diagnosis.diagnosis_date_precision, NULL, registration.last_day)
+                   AS placed_on
+        FROM registration_bounded AS registration
+        CROSS JOIN plausible_period AS period
+        JOIN core.diagnosis AS diagnosis
+            ON diagnosis.patient_id = registration.patient_id
+           AND diagnosis.source_id = registration.source_id
+           AND diagnosis.diagnosis_date BETWEEN period.earliest AND registration.last_day
+    )
+    QUALIFY row_number() OVER (PARTITION BY enrolment_id ORDER BY placed_on DESC, first_day DESC, diagnosis_id) = 1
 ),
 
 timed AS (
-    SELECT registration.*, registration.enrolment_date - diagnosis_before.diagnosis_date AS days_to_registration
-    FROM registration
+    SELECT registration.*,
+           placed_date(registration.enrolment_date, registration.enrolment_date_precision,
+                       diagnosis_before.first_day, registration.last_day)
+           - diagnosis_before.placed_on AS days_to_registration
+    FROM registration_bounded AS registration
     LEFT JOIN diagnosis_before USING (enrolment_id)
 )
 
@@ -83,7 +103,7 @@ COMMENT ON COLUMN marts.registry_activity.country IS 'The patients'' country of 
 COMMENT ON COLUMN marts.registry_activity.registration_year IS 'Calendar year of the registration (enrolment date). Unit: year.';
 COMMENT ON COLUMN marts.registry_activity.n_registrations IS 'Registrations (enrolments). Unit: registrations.';
 COMMENT ON COLUMN marts.registry_activity.n_patients IS 'Distinct patients registered. Unit: patients.';
-COMMENT ON COLUMN marts.registry_activity.n_with_diagnosis_date IS 'Registrations whose time from diagnosis is known (a diagnosis of the same source on or before the registration). Unit: registrations.';
+COMMENT ON COLUMN marts.registry_activity.n_with_diagnosis_date IS 'Registrations whose time from diagnosis is known (a diagnosis of the same source not surely after the registration). Unit: registrations.';
 COMMENT ON COLUMN marts.registry_activity.days_to_registration_p25 IS 'First quartile of the time from diagnosis to registration. Unit: days.';
 COMMENT ON COLUMN marts.registry_activity.days_to_registration_median IS 'Median time from diagnosis to registration. Unit: days.';
 COMMENT ON COLUMN marts.registry_activity.days_to_registration_p75 IS 'Third quartile of the time from diagnosis to registration. Unit: days.';

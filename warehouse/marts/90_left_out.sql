@@ -6,9 +6,11 @@
 --   adverse_events, response: a record pointing to a treatment that is not in core (its
 --     treatment form is missing or was held back; rule XT-TREATMENT-KNOWN lists each one), and a
 --     record with no treatment at all; neither can be attributed to a drug or regimen.
---   response: an assessment at a timepoint the mart does not report (end of treatment, ...), and
---     another assessment of the same person's line and timepoint: a later one, or the same line
---     reported by another source (marts.response_line: the earliest counts, each line once).
+--   response: an assessment at a timepoint the mart does not report (end of treatment, ...); one dated
+--     before its line started (a baseline filed under the line, or a date error: no response to it); and
+--     another assessment of the same person's line and timepoint: at cycle 1 a later one (the earliest
+--     evaluable counts), at best a lesser one (the best counts), or the same line reported by another
+--     source (marts.response_line: each line once).
 --   survival_km, survival_landmark: a patient x origin whose OS or EFS time is unknown in
 --     marts.survival (no date ends the follow-up: no contact dated, nor a death; a death without a
 --     date counts at the end of follow-up), or negative (it ends before the origin: a date error in a source).
@@ -39,11 +41,15 @@ WITH treatment_reference AS (
     WHERE timepoint IN ('cycle1', 'best')
 ),
 
-response_repeat AS (
-    -- A person's line counts once per timepoint (marts.response_line): the other assessments of it are left out.
-    SELECT count(*) - (SELECT count(*) FROM marts.response_line) AS n
-    FROM core.response_assessment
-    WHERE timepoint IN ('cycle1', 'best') AND treatment_id IN (SELECT treatment_id FROM core.treatment)
+response_of_line AS (
+    -- The assessments of a known treatment, as marts.response_line reads them: those dated before their line started
+    -- are no response to it; of the others, a person's line counts once per timepoint.
+    SELECT count(*) FILTER (WHERE response.assessment_date < line.start_date) AS before_start,
+           count(*) FILTER (WHERE response.assessment_date < line.start_date IS NOT true)
+           - (SELECT count(*) FROM marts.response_line) AS repeated
+    FROM (SELECT start_date, unnest(treatment_ids) AS treatment_id FROM marts.treatment_line) AS line
+    JOIN core.response_assessment AS response USING (treatment_id)
+    WHERE response.timepoint IN ('cycle1', 'best')
 ),
 
 held_back AS (
@@ -121,9 +127,14 @@ reason (mart, reason, unit, n_rows) AS (
            count(*) FILTER (WHERE timepoint IS NULL OR timepoint NOT IN ('cycle1', 'best'))
     FROM core.response_assessment
     UNION ALL
-    SELECT 'response', 'another assessment of the same line and timepoint: a later one, or the same line from another source (the earliest counts)',
-           'response assessments', n
-    FROM response_repeat
+    SELECT 'response', 'dated before its line started: no response to it (a baseline filed under the line, or a date '
+           || 'error)', 'response assessments', before_start
+    FROM response_of_line
+    UNION ALL
+    SELECT 'response', 'another assessment of the same line and timepoint: at cycle 1 a later one (the earliest '
+           || 'evaluable counts), at best a lesser one (the best counts), or the same line from another source',
+           'response assessments', repeated
+    FROM response_of_line
     UNION ALL
     SELECT mart, 'unknown ' || endpoint || ' time in marts.survival: no date ends the follow-up (no contact '
            || 'dated, nor a death)', 'patients x origins', unknown
