@@ -26,6 +26,9 @@ from etl.transform.values import (
     ("2019-05-17", "%Y-%m-%d", date(2019, 5, 17), "day"),
     ("2019-05", "%Y-%m-%d", date(2019, 5, 1), "month"),
     ("2019", "%Y-%m-%d", date(2019, 1, 1), "year"),
+    # ISO 8601's day without its month (SDTM --DTC, as ESMART's SAS export writes it): was refused, and one such
+    # event's record held ESMART's whole export back (shrink guard)
+    ("2019---15", "%Y-%m-%d", date(2019, 1, 1), "year"),
     ("05/2010", "%m/%Y", date(2010, 5, 1), "month"),
     ("29/02/2024", "%d/%m/%Y", date(2024, 2, 29), "day"),
     # %b: a month's English abbreviation, as SAS's DATE9 and Oracle write it (a hunt: such dates were shown)
@@ -42,6 +45,9 @@ def test_dates_parse_with_precision(text, fmt, expected, precision):
     ("29/02/2023", "%d/%m/%Y", "not a real date"),
     ("2019-13-05", "%Y-%m-%d", "'2019-13-05' is not a real date (expected yyyy-mm-dd)"),
     ("17/UK/2019", "%d/%m/%Y", "gives a day but no month"),
+    ("0000---15", "%Y-%m-%d", "'0000---15' is not a real date (expected yyyy-mm-dd)"),
+    ("2019---32", "%Y-%m-%d", "is not a date written yyyy-mm-dd"),
+    ("2019---15", "%d/%m/%Y", "is not a date written dd/mm/yyyy"),
     ("2019/05/17", "%d/%m/%Y", "is not a date written dd/mm/yyyy"),
     ("yesterday", "%Y-%m-%d", "is not a date written yyyy-mm-dd"),
     ("21JUX2019", "%d%b%Y", "is not a date written ddmonyyyy"),

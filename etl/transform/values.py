@@ -144,8 +144,16 @@ class _NotReal(ValueRejected):
     """The text has the shape of the format but is not a calendar date."""
 
 
+# ISO 8601's day without its month, a hyphen for the month (CDISC SDTM's --DTC: 2019---15): the year is known.
+_ISO_DAY_WITHOUT_MONTH = re.compile(r"(\d{4})---(?:0[1-9]|[12]\d|3[01])")
+
+
 def _parse_one(text: str, fmt: str, unknown_parts: tuple[str, ...]) -> PartialDate | None:
     """The date if `text` is written in `fmt`; None if it is not; _NotReal if written so but impossible."""
+    if fmt.startswith("%Y-%m") and (iso := _ISO_DAY_WITHOUT_MONTH.fullmatch(text)):
+        if int(iso.group(1)) < 1:
+            raise _NotReal(f"'{text}' is not a real date")
+        return PartialDate(date(int(iso.group(1)), 1, 1), "year")
     match = _date_regex(fmt, unknown_parts).match(text)
     if not match:
         return None
