@@ -140,6 +140,27 @@ def test_an_eupid_or_a_centre_shaped_like_a_patient_key_is_kept_as_written():
     assert patients.link_method.tolist() == ["eupid", "eupid"] and patients.patient_id.nunique() == 2
 
 
+def test_a_centre_holding_a_patient_s_number_is_held_back_and_shown_nowhere():
+    # A hunt: a site typed into the centre column the number of another patient of the trial (IMT-FR02-001): the
+    # centre, a code used as written, reached core, the marts, dq and the report. A centre of a key's shape that is
+    # no patient's number stays (FR0004 beside keys AB0001: the test above).
+    fields = BOARD.model_dump(by_alias=True, exclude_none=True)
+    fields["patient"]["fields"] |= {"centre_id": {"column": "centre"}}
+    fields["tables"]["tumour_board_review"]["fields"] |= {"centre_id": {"column": "centre"}}
+    mapping = SourceMapping.model_validate(fields)
+    frame = pd.DataFrame([ROW | {"pid": "IMT-FR02-001", "rid": "1", "born": "", "centre": "FR02"},
+                          ROW | {"pid": "IMT-FR02-002", "rid": "2", "born": "", "centre": "imt fr02 001"},
+                          ROW | {"pid": "IMT-FR02-003", "rid": "3", "born": "", "centre": "IMT-FR02-009"}])
+    frame["_line"], frame["source_file"], frame["source_file_sha256"] = [2, 3, 4], "board.csv", "f" * 64
+    result = harmonise_source(mapping, {"REG": frame}, KEY, "run-1")
+    assert result.tables["patient_source"].centre_id.tolist() == ["FR02", "IMT-FR02-009"]  # no one's number
+    assert set(result.rejections.rule_id) == {"CONF-TEXT-NO-PATIENT-KEY"}
+    assert set(result.rejections.message) == {"centre_id (centre): holds a patient's number (hidden), where a "
+                                              "centre's code was expected"}
+    assert "001" not in " ".join(str(c) for c in result.records.centre_id)
+    assert "fr02 001" not in _everything_shown(result).lower()
+
+
 def test_a_number_typed_with_a_unicode_dash_or_space_is_a_patient_number():
     # Word and Excel put an en dash for '-' (ILTB–00002), and a no-break space is pasted for ' ': a refused code,
     # a note and a record number so typed are judged as if typed with '-' or ' ' (one character each).

@@ -467,6 +467,11 @@ class _Engine:
                     # Another patient's number or birth date: loaded without. A first_of field is screened
                     # whole (a code list's value too), as carry_over.py screens a carried column anew.
                     out[name] = self.screen.screened(value)
+                elif name == "centre_id" and isinstance(value, str) and self.screen.names_a_patient(value):
+                    out[name] = None  # a centre routes queries as written: one holding a number is never shown
+                    record.reject(NO_PATIENT_KEY_IN_TEXT, name, "<hidden>",
+                                  f"{name} ({_named(spec, origin)}): holds a patient's number (hidden), where a "
+                                  "centre's code was expected")
             except (ValueRejected, icdo3.IcdO3Error) as exc:
                 message, shown = str(exc), raw
                 # Never echo a birth date or EUPID, even a broken one, nor the patient's number or birth
@@ -588,7 +593,8 @@ class _Engine:
         if spec is None:
             return None
         given = self._given(spec, {column: row.get(column, "") for column in spec.columns()})
-        return self._case(*given) if given is not None else None
+        centre = self._case(*given) if given is not None else None
+        return None if centre is None or self.screen.names_a_patient(centre) else centre  # a number: never shown
 
     # -- tables ---------------------------------------------------------------------------
     def patient_rows(self, records: list[_Record]) -> list[dict[str, Any]]:

@@ -101,6 +101,7 @@ class TextScreen:
         self._eupids_given = eupids
         self._others = others
         self._in_keys: dict[str, tuple[bool, frozenset[date]]] = {}
+        self._patients_named: dict[str, bool] = {}  # `names_a_patient`'s memo
         self._others_seen: frozenset[str] | None = None  # once `_text_keys` is made
 
     @classmethod
@@ -279,6 +280,21 @@ class TextScreen:
         if not _DIGIT.search(text) or (keys := self._numbers.key_pattern) is None:
             return False
         return any(not is_day or keys.fullmatch(m.group("day")) for m, is_day in self._pattern.finditer(text))
+
+    def names_a_patient(self, text: str) -> bool:
+        """Whether the text holds the number of one of the source's patients, found by their keys' shapes and read as
+        one of the keys (a shape alone does not do: a centre's code may have one): what a code used as written, a
+        centre, may not hold (harmonise holds such a record back). Judged once per text: a source's few centres
+        repeat on every record (bounded as `in_key`'s memo)."""
+        if (found := self._patients_named.get(text)) is None:
+            if len(self._patients_named) >= _IN_KEYS_KEPT:
+                self._patients_named.clear()
+            seen = as_seen(text)
+            found = self._patients_named[text] = (
+                _DIGIT.search(seen) is not None and self._numbers.key_pattern is not None
+                and any(self._numbers.is_key(m.group("day") if is_day else m.group(0))
+                        for m, is_day in self._pattern.finditer(seen)))
+        return found
 
     def in_key(self, local: str) -> tuple[bool, frozenset[date]]:
         """What a record key's local part shows: whether a number of the keys' shape (`holds_number`), and the
