@@ -68,6 +68,16 @@ def test_a_free_text_is_loaded_with_other_patients_numbers_and_birth_dates_repla
                       "REG[3]": reasons["3"]}
 
 
+def test_a_day_the_text_says_is_a_birth_date_is_hidden_however_written_and_whoever_s_it_is():
+    # A hunt: a patient's exact birth date in their own diagnosis label, as the screen reads no day (eight digits day
+    # first, a year of two digits unpadded), was loaded as written. Nobody's birth date here: the words say it is one.
+    reasons = {"1": "LAL-T DDN 08112011", "2": "LAL-T née le 8/11/11, geb. am 8.11.2011",
+               "3": "born in 2011, relapse 8/11/11, 10052015 (MedDRA)"}  # a year, and days no words call a birth
+    result = _harmonised([p | {"reason": reasons[p["rid"]]} for p in PATIENTS])
+    loaded = result.tables["tumour_board_review"].reason_not_followed.tolist()
+    assert loaded == ["LAL-T DDN {date}", "LAL-T née le {date}, geb. am {date}", reasons["3"]]
+
+
 def test_a_birth_date_typed_with_spaces_or_an_en_dash_is_screened_and_another_day_so_typed_stays():
     # ILTB-00003's birth date, 06/03/1996, in another patient's note; a day nobody was born on stays.
     result = _harmonised([PATIENTS[0] | {"reason": "as for the child born 06. 03. 1996 (1996\u201303\u201306), "

@@ -56,16 +56,16 @@ def test_a_note_naming_the_birth_date_of_a_patient_of_another_part_is_screened(t
 
 
 def test_a_carried_note_is_screened_by_the_birth_date_of_a_patient_who_arrived_later(tmp_path: Path) -> None:
-    first = [_patient(1, "01/03/2003", reason="brother born 15/07/2011, dose 400 mg"),
+    first = [_patient(1, "01/03/2003", reason="brother seen 15/07/2011, dose 400 mg"),
              _patient(2, "02/03/2004", rectype="15/07/2011"),  # a refused code: quoted, nobody's birth date yet
              _patient(3, "03/03/2005", reason="seen 16/07/2011"),
              _patient(4, "04/03/2006", rectype="07/2011")]  # refused, and still nobody's birth date
     night1, _, _ = _night(tmp_path, "1", first, "a")
-    assert _notes(night1)["REG[1]"] == "brother born 15/07/2011, dose 400 mg"
+    assert _notes(night1)["REG[1]"] == "brother seen 15/07/2011, dose 400 mg"
     assert _refused(night1) == [("recommendation_type", "07/2011"), ("recommendation_type", "15/07/2011")]
 
     night2, said, fresh = _night(tmp_path, "2", [*first, _patient(9, "15/07/2011")], "b", previous=night1)
-    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother born {date}, dose 400 mg",
+    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother seen {date}, dose 400 mg",
                                                "REG[3]": "seen 16/07/2011"}
     assert _refused(night2) == _refused(fresh) == [("recommendation_type", "07/2011"),
                                                    ("recommendation_type", "<hidden>")]
@@ -76,24 +76,24 @@ def test_a_carried_note_is_screened_by_the_birth_date_of_a_patient_who_arrived_l
 def test_a_changed_patient_s_note_is_screened_by_an_unchanged_patient_s_birth_date(tmp_path: Path) -> None:
     first = [_patient(1, "01/03/2003"), _patient(2, "02/03/2004")]
     night1, _, _ = _night(tmp_path, "1", first, "a")
-    night2, said, _ = _night(tmp_path, "2", [first[0] | {"reason": "cousin born 02/03/2004"}, first[1]], "b",
+    night2, said, _ = _night(tmp_path, "2", [first[0] | {"reason": "cousin seen 02/03/2004"}, first[1]], "b",
                              previous=night1)
-    assert said.carried == 1 and _notes(night2) == {"REG[1]": "cousin born {date}"}
+    assert said.carried == 1 and _notes(night2) == {"REG[1]": "cousin seen {date}"}
 
 
 def test_a_carried_note_shows_again_what_is_nobody_s_birth_date_any_more_as_a_fresh_load_does(tmp_path: Path) -> None:
     # Three keys stay (the keys' shapes as they were: ILTB run into a word counts from three keys on)
-    first = [_patient(1, "01/03/2003", reason="brother born 15/07/2011"), _patient(2, "02/03/2004"),
+    first = [_patient(1, "01/03/2003", reason="brother seen 15/07/2011"), _patient(2, "02/03/2004"),
              _patient(3, "03/03/2005"), _patient(9, "15/07/2011")]
     night1, _, _ = _night(tmp_path, "1", first, "a")
-    assert _notes(night1) == {"REG[1]": "brother born {date}"}
+    assert _notes(night1) == {"REG[1]": "brother seen {date}"}
     night2, said, fresh = _night(tmp_path, "2", first[:3], "b", previous=night1)  # patient 9 is no more
-    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother born 15/07/2011"}
+    assert _notes(night2) == _notes(fresh) == {"REG[1]": "brother seen 15/07/2011"}
     assert said.carried == 2  # the screened note's patient is harmonised again: what it hid is not kept
 
 
 def test_a_night_that_leaves_the_screen_as_it_was_carries_the_notes_as_they_were(tmp_path: Path) -> None:
-    first = [_patient(1, "01/03/2003", reason="brother born 02/03/2004"), _patient(2, "02/03/2004"),
+    first = [_patient(1, "01/03/2003", reason="brother seen 02/03/2004"), _patient(2, "02/03/2004"),
              _patient(3, "03/03/2005", reason="seen 16/07/2011")]
     night1, _, _ = _night(tmp_path, "1", first, "a")
     night2, said, _ = _night(tmp_path, "2", [*first[:2], first[2] | {"sex": "2"}], "b", previous=night1)
@@ -102,7 +102,7 @@ def test_a_night_that_leaves_the_screen_as_it_was_carries_the_notes_as_they_were
     def carried(folder: Path) -> list[dict[str, object]]:  # the unchanged patients' rows, lineage and all
         rows = pq.read_table(folder / "tumour_board_review.parquet").sort_by("source_record_key").to_pylist()
         return [r for r in rows if not r["source_record_key"].endswith("|REG[3]")]
-    assert carried(night2) == carried(night1) and _notes(night2)["REG[1]"] == "brother born {date}"
+    assert carried(night2) == carried(night1) and _notes(night2)["REG[1]"] == "brother seen {date}"
 
 
 def test_a_changed_night_reads_each_patient_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,29 +140,29 @@ def _countries(folder: Path) -> dict[str, str]:
 
 
 def test_a_carried_patient_record_s_free_text_is_screened_by_patients_who_arrived_later(tmp_path: Path) -> None:
-    first = [_patient(1, "01/03/2003", country="born 15/07/2011"), _patient(2, "02/03/2004", country="see FR 1234"),
+    first = [_patient(1, "01/03/2003", country="seen 15/07/2011"), _patient(2, "02/03/2004", country="see FR 1234"),
              _patient(3, "03/03/2005")]
     night1, _, _ = _country_night(tmp_path, "1", first, "a")
-    assert _countries(night1) == {"REG[1]": "BORN 15/07/2011", "REG[2]": "SEE FR 1234"}  # nobody's, yet
+    assert _countries(night1) == {"REG[1]": "SEEN 15/07/2011", "REG[2]": "SEE FR 1234"}  # nobody's, yet
 
     night2, said, fresh = _country_night(tmp_path, "2", [*first, _patient(9, "15/07/2011")], "b", previous=night1)
     assert said.carried == 3  # screened where they were carried
-    assert _countries(night2) == _countries(fresh) == {"REG[1]": "BORN {date}", "REG[2]": "SEE FR 1234"}
+    assert _countries(night2) == _countries(fresh) == {"REG[1]": "SEEN {date}", "REG[2]": "SEE FR 1234"}
     # A key of a new shape: nobody is carried over (a record key may be published otherwise: carry_over.py)
     new_shape = {"pid": "FR 9999", "rid": "10", "born": "01/01/2012"}
     night3, said, fresh = _country_night(tmp_path, "3", [*first, _patient(9, "15/07/2011"), new_shape], "c",
                                          previous=night2)
     assert said.carried == 0
-    assert _countries(night3) == _countries(fresh) == {"REG[1]": "BORN {date}", "REG[2]": "SEE {patient}"}
+    assert _countries(night3) == _countries(fresh) == {"REG[1]": "SEEN {date}", "REG[2]": "SEE {patient}"}
 
 
 def test_a_carried_patient_record_that_hid_a_date_nobody_was_born_on_any_more_shows_it(tmp_path: Path) -> None:
-    first = [_patient(1, "01/03/2003", country="born 15/07/2011"), _patient(2, "02/03/2004"),
+    first = [_patient(1, "01/03/2003", country="seen 15/07/2011"), _patient(2, "02/03/2004"),
              _patient(3, "03/03/2005"), _patient(9, "15/07/2011")]  # three keys stay: their shapes as they were
     night1, _, _ = _country_night(tmp_path, "1", first, "a")
-    assert _countries(night1) == {"REG[1]": "BORN {date}"}
+    assert _countries(night1) == {"REG[1]": "SEEN {date}"}
     night2, said, fresh = _country_night(tmp_path, "2", first[:3], "b", previous=night1)  # patient 9 is no more
-    assert _countries(night2) == _countries(fresh) == {"REG[1]": "BORN 15/07/2011"}
+    assert _countries(night2) == _countries(fresh) == {"REG[1]": "SEEN 15/07/2011"}
     assert said.carried == 2  # its patient harmonised again: what the screen hid is not kept
 
 

@@ -17,7 +17,8 @@ number and birth date are caught by harmonise; this catches those of every patie
 - a birth date is a date written as a day (2024-01-15, 15/01/2024, 01/15/2024, 20240115, 15.01.24, 15 01 2024,
   15 January 2024, 15JAN2024, 1er janvier 2024, ...: etl/transform/days.py `DAY_WRITTEN`) that is the birth date of a
   patient of the source, or that falls in the birth month of one whose source gives the month only (the text
-  would tell the day the warehouse never holds);
+  would tell the day the warehouse never holds); and any day in digits the words before it call a birth date
+  (`DOB 08112011`, `née le 8/11/11`, `geb. am 8.11.2011`: `_BIRTH_SAID`), whoever's it is and however written;
 - an EUPID is one the source delivers for any of its patients, a whole token of letters and digits in any
   case, or written in parts as linkage reads it (`EU-9EE0-KVCH`, `EU - 9EE0 - KVCH` or `EU 9EE0 KVCH` of
   `EU9EE0KVCH`: a mark or spaces between its parts; full-width letters too) (harmonise uses the EUPID field as written
@@ -80,6 +81,29 @@ _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID i
 # Between an EUPID's parts written apart: a mark, spaced or not, or spaces (EU-9EE0-KVCH, EU - 9EE0, EU 9EE0 KVCH)
 _PARTS_APART = re.compile(r"\s{0,2}(?:[^\w\s]|_)?\s{0,2}")
 _IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
+# A day in digits right after words that say it is a birth date, in the network's languages (DOB 08112011, né le
+# 8/11/11, geb. am 8.11.2011): hidden whoever's it is and however written, even as the screen reads no other day
+# (eight digits day first, a year of two digits unpadded); a year alone stays (the warehouse holds birth years).
+# The digits are looked for first (few notes hold any), then the words just before them. Each alternative starts with
+# a digit, and what stands before it is judged after: a regex starting with a look-behind is tried at every character
+# (7 times slower).
+_DAY_DIGITS = re.compile(r"\d(?:\d{3}(?P<iso>[./-])\d{1,2}(?P=iso)\d{1,2}"
+                         r"|\d?(?P<mark>[./-])\d{1,2}(?P=mark)(?:\d{4}|\d{2})"
+                         r"|\d?\s\d{1,2}\s(?:\d{4}|\d{2})|\d{7}|\d{5})(?!\d)")
+_BIRTH_SAID = re.compile(
+    r"(?<![^\W\d_])(?:born|b\.|dob|d\.o\.b\.?|date\s+of\s+birth|birth\s*date|n[ée]e?|ddn|date\s+de\s+naissance"
+    r"|geb\.?|geboren|geburtsdatum|nat[oa]|data\s+di\s+nascita|nacid[oa]|fecha\s+de\s+nacimiento|nascid[oa]"
+    r"|data\s+de\s+nascimento|geboortedatum|urodzon[ya]|data\s+urodzenia)(?![^\W\d_])"
+    r"[\s:=,]{0,3}(?:(?:le|am|il|el|on|em|op|dnia|the)\s+)?$", re.IGNORECASE)
+_SAID_BEFORE = 40  # characters before a day where its words are looked for
+
+
+def _births_said(text: str) -> Iterator[re.Match[str]]:
+    """Each day in digits a text says is a birth date (`_BIRTH_SAID`)."""
+    for day in _DAY_DIGITS.finditer(text):
+        before = text[max(0, day.start() - _SAID_BEFORE):day.start()]
+        if not before[-1:].isdigit() and before[-1:] not in "./-" and _BIRTH_SAID.search(before):
+            yield day
 
 
 def _read(token: str) -> str:
@@ -246,7 +270,8 @@ class TextScreen:
         days, months = self._birth_days
         keys = self._text_keys
         looked_for = json.dumps([keys.pattern if keys is not None else None, sorted(day.isoformat() for day in days),
-                                 sorted(months), *([sorted(self._eupids), "in parts"] if self._eupids else [])])
+                                 sorted(months), *([sorted(self._eupids), "in parts"] if self._eupids else []),
+                                 _BIRTH_SAID.pattern])
         return hmac.new(secret, looked_for.encode(), hashlib.sha256).hexdigest()
 
     def key_fingerprint(self, secret: bytes) -> str:
@@ -268,6 +293,8 @@ class TextScreen:
             return True
         if not _DIGIT.search(text):
             return False
+        if next(_births_said(text), None) is not None:
+            return True
         return any(self._hidden(m, is_day, by_month=False) is not None
                    for m, is_day in self._text_pattern.finditer(text))
 
@@ -313,6 +340,8 @@ class TextScreen:
         seen = as_seen(text)
         shown = self._eupids_hidden(seen)  # first: a key's shape inside an EUPID (EU12345678) is part of it
         if _DIGIT.search(shown):
+            for day in reversed(list(_births_said(shown))):
+                shown = shown[:day.start()] + DATE + shown[day.end():]
             shown = self._text_pattern.sub(lambda m, is_day: self._hidden(m, is_day) or m.group(0), shown)
         return text if shown == seen else shown
 
