@@ -28,6 +28,23 @@ def test_the_newest_file_of_a_series_is_current_and_older_ones_are_superseded(tm
     assert [f.name for f in found.superseded] == ["SACHA_ODM_20261001.xml"]
 
 
+def test_an_export_downloaded_again_under_the_same_name_is_the_later_one(tmp_path):
+    # A hunt: a same-day corrected re-export saved by the browser as "... (1).csv" sorted before the original (a
+    # space before the dot) and was set aside unread, its death never loaded.
+    folder = tmp_path / "landing" / "registry_it"
+    folder.mkdir(parents=True)
+    for name, text in [("TREP_export_20261101.csv", "first"), ("TREP_export_20261101 (1).csv", "corrected"),
+                       ("TREP_export_20261101 (2).csv", "corrected again"), ("TREP_export_20261031 (3).csv", "old")]:
+        (folder / name).write_text(text)
+        os.utime(folder / name, (1e9, 1e9))  # one time: the names alone tell the order
+    found = discover(tmp_path / "landing", load_mappings()["registry_it"])
+    assert [f.name for f in found.current] == ["TREP_export_20261101 (2).csv"]
+    assert sorted(f.name for f in found.superseded) == ["TREP_export_20261031 (3).csv", "TREP_export_20261101 (1).csv",
+                                                        "TREP_export_20261101.csv"]
+    assert found.notices == ("registry_it: TREP_export_20261101 (2).csv read as a later download of "
+                             "TREP_export_20261101.csv, TREP_export_20261101 (1).csv, which it supersedes",)
+
+
 def test_a_copy_of_an_export_under_another_name_is_set_aside_with_a_notice(tmp_path):
     folder = tmp_path / "landing" / "iltb"
     folder.mkdir(parents=True)

@@ -3,11 +3,12 @@
 Exports land in `landing/<source_id>/` exactly as delivered and are never modified. Files of
 one *series* replace each other (the same Ennov form exported again, the next ODM snapshot);
 the current file of a series is the one whose name sorts last (exports carry their date in
-the name), ties broken by modification time, or, when every file says when it was written
-(ODM CreationDateTime), the latest written. An increment (an ODM Transactional export) does
-not replace: the current files are the last snapshot and the increments after it, each
-following the one before (PriorFileOID). Older files of a series are superseded. Every
-file is identified by its sha256, and copied once into `archive/<source_id>/`.
+the name; a name downloaded again, `x (1).csv`, just after `x.csv`), ties broken by modification
+time, or, when every file says when it was written (ODM CreationDateTime), the latest written.
+An increment (an ODM Transactional export) does not replace: the current files are the last
+snapshot and the increments after it, each following the one before (PriorFileOID). Older files
+of a series are superseded. Every file is identified by its sha256, and copied once into
+`archive/<source_id>/`.
 
 A source that delivers under one fixed name (`registry.csv`, `export.xml`) leaves nothing in landing to
 order by: an older export sent again by mistake is the series' only file, so its current one. It is told by
@@ -258,6 +259,10 @@ def discover(landing_dir: Path, mapping: SourceMapping, *, quiet_seconds: float 
     superseded: list[LandingFile] = []
     for files in by_series.values():
         chain, older, problem = _chain(files)
+        for again in (f for f in chain if download_order(f.name)[1]):
+            if first := [f.name for f in older if download_order(f.name)[0] == download_order(again.name)[0]]:
+                notices.append(f"{mapping.source_id}: {again.name} read as a later download of {', '.join(first)}, "
+                               "which it supersedes")
         current += chain
         superseded += older
         problems += [f"{mapping.source_id}: {problem}"] if problem else []
@@ -279,6 +284,18 @@ def _without_copies(source_id: str, current: list[LandingFile], notices: list[st
     return [f for f in current if first[f.sha256] == f.name]
 
 
+# A browser's or a file manager's name for a second download of one name: "x (1).csv", "x(2).csv"
+_DOWNLOADED_AGAIN = re.compile(r"(?P<stem>.+?) ?\((?P<n>[1-9]\d{0,2})\)(?P<extension>(?:\.[A-Za-z0-9]+)*)")
+
+
+def download_order(name: str) -> tuple[str, int]:
+    """Where a name sorts among its series' names: as the name it was downloaded again under, just after it
+    ("TREP_export_20261101 (1).csv" after TREP_export_20261101.csv, (2) after (1)): by its name alone, the space
+    sorting before the dot, a same-day corrected export downloaded again was set aside unread."""
+    again = _DOWNLOADED_AGAIN.fullmatch(name)
+    return (again["stem"] + again["extension"], int(again["n"])) if again else (name, 0)
+
+
 def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFile], str | None]:
     """A series' current files (its last snapshot, then the increments after it, in order), the older
     ones, and what breaks the chain (a missing increment, increments without a snapshot), if anything:
@@ -286,7 +303,7 @@ def _chain(files: list[LandingFile]) -> tuple[list[LandingFile], list[LandingFil
     if all(f.header.created is not None for f in files):
         files.sort(key=lambda f: (f.header.created, f.name))  # the file's own clock, when every file has one
     else:
-        files.sort(key=lambda f: (f.name, f.path.stat().st_mtime_ns))
+        files.sort(key=lambda f: (download_order(f.name), f.path.stat().st_mtime_ns))
     snapshots = [i for i, f in enumerate(files) if not f.header.increment]
     if not snapshots:
         return files, [], (f"{len(files)} transactional export(s) ({files[0].name}, ...) but no snapshot to apply "
