@@ -106,6 +106,25 @@ def test_a_date_formatted_to_show_its_month_or_year_is_staged_as_shown(tmp_path:
             "a `%Y-%m` or `%Y` date format)") in notices
 
 
+def test_an_error_cell_or_a_formula_never_computed_is_staged_as_excel_shows_it_not_as_empty(tmp_path: Path) -> None:
+    """A hunt: calamine reads an error cell, and a formula a program wrote without its value, as empty: a centre's
+    #DIV/0! LVEF and a size =58 loaded NULL without a word. A formula with its value keeps the value."""
+    path = _workbook(tmp_path, {"Enrolment": [["patient", "lvef", "size", "note"], ["IMT-001", 1, "=58", "=A2"],
+                                              ["IMT-002", 2, 3, "x"], ["IMT-003", 4, 5, "y"]]})
+    book = openpyxl.load_workbook(path)
+    sheet = book["Enrolment"]
+    sheet["B2"].value, sheet["B2"].data_type = "#DIV/0!", "e"
+    sheet["C3"].value, sheet["C3"].data_type = "#N/A", "e"
+    book.save(path)
+    _rewritten(path, "xl/worksheets/sheet1.xml", b"<f>A2</f><v></v>", b"<f>A2</f><v>IMT-001</v>")  # computed
+    record_sets, notices = _stage(path)
+    assert [(r["lvef"], r["size"], r["note"]) for r in _records(record_sets["Enrolment"])] == [
+        ("#DIV/0!", "=58", "IMT-001"), ("2", "#N/A", "x"), ("4", "5", "y")]
+    assert ("imt.xlsx: sheet 'Enrolment': 3 cell(s) hold an Excel error (#N/A, #DIV/0!, ...) or a formula whose value "
+            "was never computed: staged as Excel shows them (the error, or =the formula), not as empty, so that a "
+            "field they feed refuses them (a workbook saved by Excel keeps its formulas' values)") in notices
+
+
 def test_a_month_cell_without_its_reference_is_found_by_its_place(tmp_path: Path) -> None:
     """OOXML lets a writer leave out a cell's or row's reference (`r`); calamine reads such a sheet by order."""
     path = _workbook(tmp_path, {"Diagnosis": [["patient", "diagnosed"], ["IMT-001", dt.datetime(2021, 12, 1)],

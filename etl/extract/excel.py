@@ -31,9 +31,10 @@ Gotchas of the format:
   digits (Excel's own precision, so 0.1+0.2 stored as 0.30000000000000004 is "0.3"), never in
   exponent notation. Text that looks numeric ("00123") stays text: leading zeros survive.
 - Booleans are written TRUE / FALSE, as English Excel shows them (etl/spreadsheet.EXCEL_BOOLEANS; a
-  German one shows WAHR / FALSCH). Error cells (#N/A, #DIV/0!) read as
-  empty: calamine does not return them. A formula gives its cached value; a workbook written by a
-  program that never computed its formulas has none, and those cells read as empty.
+  German one shows WAHR / FALSCH). A formula gives its cached value. Error cells (#N/A, #DIV/0!),
+  which calamine reads as empty, and formulas of a workbook written by a program that never computed
+  them (no cached value) are staged as Excel shows them, `#DIV/0!`, `=58`, for a typed field to refuse
+  (an .xlsx's: etl/extract/excel_unread.py; a notice counts them); an .xlsb's, .xls's or .ods's read as empty.
 - Merged cells hold their value in the top-left cell only; calamine reads the range's other cells
   as empty. By default (`merged_cells: top_left`) they stay so, as delivered, and a notice lists the
   ranges in the data rows and names the option: a patient number merged over a patient's follow-up
@@ -118,6 +119,7 @@ from etl.extract.adapter import (
 )
 from etl.extract.errors import ExtractError
 from etl.extract.excel_dates import Shown, partial_date_cells, partial_date_styles, partial_date_text
+from etl.extract.excel_unread import unread_cells
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.extract.sheet_xml import column_number, part_blocks
 from etl.fsio import written_atomically
@@ -695,6 +697,7 @@ class SheetRead:
     merged_from_header: np.ndarray = field(default_factory=lambda: _NO_RANGES)
     merged_filled: bool = False  # merged_in_data were filled (merged_cells: fill)
     partial_dates: int = 0  # date cells staged as the month or year their format shows (excel_dates.py)
+    unread: int = 0  # error cells and formulas never computed, staged as Excel shows them (excel_unread.py)
 
 
 def detect_header_row(rows: Iterable[tuple[int, list[Any]]]) -> int | None:
@@ -853,6 +856,7 @@ class _FillDown:
 def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int | None, found: SheetRead,
                        *, chunk_rows: int = CHUNK_ROWS, merged: np.ndarray = _NO_RANGES, fill: bool = False,
                        partial_dates: Mapping[int, Mapping[int, Shown]] | None = None,
+                       unread: Mapping[int, Mapping[int, str]] | None = None,
                        ) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
     """Stream a sheet as (header, row numbers, columns of text), `chunk_rows` records at a time.
 
@@ -860,7 +864,9 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     `found` collects the blank rows skipped, the unnamed empty columns dropped, the header row
     found when `header_row` is None (see `detect_header_row`) and the `merged` ranges (`merged_ranges`)
     in the data rows, which `fill` fills (see the module docstring). `partial_dates`: the cells whose format
-    shows a date without its day (`excel_dates.partial_date_cells`), staged as they show it.
+    shows a date without its day (`excel_dates.partial_date_cells`), staged as they show it; `unread`: the cells
+    calamine reads as empty that hold an error or a formula never computed (`excel_unread.unread_cells`), staged
+    as Excel shows them.
     """
     (first_row, first_column), (last_row, _last_column) = sheet.start or (0, 0), sheet.end or (0, 0)
     # python-calamine's iter_rows yields every row from the sheet's first (row 1), but cells from its
@@ -899,6 +905,8 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
         texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]  # most cells are text
         if partial_dates and (shown := partial_dates.get(number)):
             found.partial_dates += _as_shown(texts, cells, shown, first_column)
+        if unread and (held := unread.get(number)):
+            found.unread += _unread_shown(texts, held, first_column)
         # Blank rows and unnamed columns are judged by the cells as delivered, before any filling.
         if not any(text.strip() for text in texts):
             found.blank_rows += 1
@@ -937,6 +945,22 @@ def _as_shown(texts: list[str], cells: list[Any], shown: Mapping[int, Shown], fi
         text = partial_date_text(cells[index], what) if 0 <= index < len(cells) else None
         if text is not None:
             texts[index] = text
+            count += 1
+    return count
+
+
+def _unread_shown(texts: list[str], held: Mapping[int, str], first_column: int) -> int:
+    """A row's cells calamine read as empty that hold an error or a formula never computed, as Excel shows
+    them (in `texts`, widened to reach them); how many."""
+    count = 0
+    for column, shown in held.items():
+        index = column - first_column
+        if index < 0:
+            continue  # left of what calamine reads: no column of the sheet's
+        if index >= len(texts):
+            texts.extend([""] * (index + 1 - len(texts)))
+        if not texts[index].strip():
+            texts[index] = shown
             count += 1
     return count
 
@@ -1017,6 +1041,8 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                 binary_merged = _scan_sheet_part(path, archive, members, name)
                 partial_dates = (partial_date_cells(archive, members[name], styles)
                                  if archive is not None and styles and name in members else None)
+                unread = (unread_cells(archive, members[name])
+                          if archive is not None and members.get(name, "").endswith(".xml") else None)
                 sheet = _load_sheet(path, workbook, name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")
@@ -1035,7 +1061,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                 found = SheetRead()
                 parts.append(f"{index:03d}.parquet")
                 count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows,
-                                     _NO_RANGES if merged is None else merged, fill, partial_dates)
+                                     _NO_RANGES if merged is None else merged, fill, partial_dates, unread)
                 rows += count
                 notices += _sheet_notices(path.name, name, hidden, count, found)
                 merged_in_data = merged_in_data or len(found.merged_in_data) > 0
@@ -1065,12 +1091,14 @@ def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list
 
 def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_row: int | None, lineage: dict[str, str],
                  found: SheetRead, chunk_rows: int, merged: np.ndarray, fill: bool,
-                 partial_dates: Mapping[int, Mapping[int, Shown]] | None = None) -> int:
+                 partial_dates: Mapping[int, Mapping[int, Shown]] | None = None,
+                 unread: Mapping[int, Mapping[int, str]] | None = None) -> int:
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
         for header, numbers, columns in iter_sheet_records(path, sheet, header_row, found, chunk_rows=chunk_rows,
-                                                           merged=merged, fill=fill, partial_dates=partial_dates):
+                                                           merged=merged, fill=fill, partial_dates=partial_dates,
+                                                           unread=unread):
             if writer is None:
                 clashes = sorted(set(lineage) & set(header))
                 if clashes:
@@ -1115,6 +1143,11 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
         notices.append(f"{where}: {found.partial_dates} date cell(s) formatted to show a month and year, or a year, "
                        "and no day, and holding the first day Excel stores for one typed in: staged as shown "
                        "(2021-12, 2021; read with a `%Y-%m` or `%Y` date format)")
+    if found.unread:
+        notices.append(f"{where}: {found.unread} cell(s) hold an Excel error (#N/A, #DIV/0!, ...) or a formula "
+                       "whose value was never computed: staged as Excel shows them (the error, or =the formula), "
+                       "not as empty, so that a field they feed refuses them (a workbook saved by Excel keeps "
+                       "its formulas' values)")
     if len(found.merged_from_header):
         notices.append(f"{where}: merged cells {_listed(found.merged_from_header)} run from the header row (or "
                        "above it) into the data rows: the data rows are left empty, not filled with the header's "
