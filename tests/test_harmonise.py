@@ -114,6 +114,29 @@ def test_a_record_repeated_with_its_patient_number_in_another_case_is_the_same_r
     assert result.rejections.source_record_key.iloc[0] == f"{result.tables['diagnosis'].source_record_key.iloc[0]}#2"
 
 
+def test_a_patient_s_record_giving_another_sex_or_birth_date_than_their_first_is_held_back():
+    """A hunt: a registry's second row of a patient (a second tumour) born six years earlier, or of another sex, was
+    loaded; the patient's demographics were silently the first row's and its ages counted from a birth it does not
+    give. A birth date known to the month agrees with a day in it; one left empty agrees with any."""
+    rows = [CLEAN,  # born "00/05/2010": May 2010
+            {**CLEAN, "rid": "2", "born": "17/05/2010"},  # within May 2010: agrees
+            {**CLEAN, "rid": "3", "born": ""},  # not given
+            {**CLEAN, "rid": "4", "born": "27/03/2004"},
+            {**CLEAN, "rid": "5", "sex": "1"}]
+    result = harmonise_source(MAPPING, {"REG": _frame(rows)}, KEY, "run-1")
+    assert len(result.tables["diagnosis"]) == 3 and len(result.tables["patient_source"]) == 1
+    held = result.rejections.sort_values("source_record_key")
+    assert held.rule_id.tolist() == ["CONF-PATIENT-AGREES"] * 2
+    first = result.tables["patient_source"].source_record_key.iloc[0]
+    assert held.message.tolist() == [
+        f"birth_date (born): not the birth date the patient's record {first} gives (both hidden); expected the "
+        "patient's records to agree",
+        f"sex (sex): 'male', where the patient's record {first} gives 'female'; expected the patient's records to "
+        "agree"]
+    assert "2004" not in " ".join(held.value.astype(str))
+    assert result.file_counts["f" * 64] == {"rows_read": 5, "rows_loaded": 3, "rows_quarantined": 2}
+
+
 def test_a_record_set_nobody_maps_is_quarantined_not_lost():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
     assert result.rejections.message.tolist() == [

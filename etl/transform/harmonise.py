@@ -89,6 +89,7 @@ ICDO3_TOPOGRAPHY = "CONF-ICDO3-TOPOGRAPHY"
 KEY_UNIQUE = "CONF-KEY-UNIQUE"
 PATIENT_KEY_PRESENT = "CONF-PATIENT-KEY-PRESENT"
 NO_PATIENT_KEY_IN_TEXT = "CONF-TEXT-NO-PATIENT-KEY"
+PATIENT_AGREES = "CONF-PATIENT-AGREES"
 _FREE_TEXT = {"text", "list"}  # the types whose values are loaded as written, unchecked by a code list
 # Codes harmonise uses as written, never screened for other patients: an EUPID links persons (one made
 # {patient} would join every patient whose EUPID had a key's shape), a centre routes queries.
@@ -681,15 +682,20 @@ class _Engine:
 
 
 def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per source patient: the first clean patient record, coarsened."""
-    seen: set[str] = set()
+    """One row per source patient: the first clean patient record, coarsened. A later patient record of theirs
+    (a registry's row per tumour repeats the patient) giving another sex, or a birth date the first's cannot be,
+    is held back (`_disagrees`): which is right only the centre knows."""
+    first: dict[str, dict[str, Any]] = {}
     kept = []
     for row in rows:
         record: _Record = row["_record"]
         norm = record.norm
-        if record.rejected or norm in seen:
+        if record.rejected:
             continue
-        seen.add(norm)
+        if norm in first:
+            _disagrees(engine.mapping, record, row, first[norm])
+            continue
+        first[norm] = row
         birth = row.get("birth_date")
         pseudonym = source_pseudonym(engine.key, engine.mapping.source_id, record.patient_key)
         if isinstance(birth, PartialDate):
@@ -706,6 +712,24 @@ def _patient_source(engine: _Engine, rows: list[dict[str, Any]]) -> pd.DataFrame
             "country": row.get("country"),
         })
     return engine.finish("patient_source", kept)
+
+
+def _disagrees(mapping: SourceMapping, record: _Record, row: Mapping[str, Any], first: Mapping[str, Any]) -> None:
+    """Hold back a patient record whose sex, or birth date, the patient's first record gives otherwise (a birth
+    date known to the month agrees with a day in it; one not given agrees with any): it was loaded, its patient's
+    demographics silently the first's, and ages counted from a birth date it does not give. Never quoted."""
+    said_first = first["_record"].published_key
+    fields = mapping.patient.fields
+    sex, other_sex = row.get("sex"), first.get("sex")
+    if sex is not None and other_sex is not None and sex != other_sex:
+        record.reject(PATIENT_AGREES, "sex", str(sex), f"sex ({fields['sex'].origin()}): '{sex}', where the "
+                      f"patient's record {said_first} gives '{other_sex}'; expected the patient's records to agree")
+    birth, other_birth = row.get("birth_date"), first.get("birth_date")
+    if (isinstance(birth, PartialDate) and isinstance(other_birth, PartialDate)
+            and (birth.period_end < other_birth.value or other_birth.period_end < birth.value)):
+        record.reject(PATIENT_AGREES, "birth_date", "<hidden>",
+                      f"birth_date ({fields['birth_date'].origin()}): not the birth date the patient's record "
+                      f"{said_first} gives (both hidden); expected the patient's records to agree")
 
 
 def _link_keys(engine: _Engine, patient_source: pd.DataFrame) -> pd.DataFrame:
