@@ -25,7 +25,7 @@ from etl.extract.excel import (
     read_workbook_sheets,
     stage_workbook,
 )
-from etl.extract.excel_dates import shown_by
+from etl.extract.excel_shown import shown_by
 
 LINEAGE = {"source_file": "imt.xlsx", "source_file_sha256": "0" * 64}
 
@@ -147,9 +147,27 @@ def test_a_month_cell_without_its_reference_is_found_by_its_place(tmp_path: Path
 @pytest.mark.parametrize(("number_format", "shown"), [
     ("mmm-yy", "month"), ("MM/YYYY", "month"), ("[$-407]MMMM YYYY;@", "month"), ("yyyy", "year"), ("yy", "year"),
     ('"Year "yyyy', "year"), ('"d"yyyy', "year"), ("dd/mm/yyyy", None), ("d-mmm-yy", None), ("mm/yyyy hh:mm", None),
-    ("mmm", None), ("h:mm", None), ("General", None), ("0.00", None), ("#,##0", None)])
-def test_a_format_shows_a_month_or_a_year_without_a_day(number_format: str, shown: str | None) -> None:
+    ("mmm", None), ("h:mm", None), ("General", None), ("0.00", None), ("#,##0", None),
+    ("0000", 4), ("00;-00", 2), ("0", None), ('"IT-"0000', None), ("0000.0", None)])
+def test_a_format_shows_a_month_or_a_year_without_a_day_or_leading_zeros(number_format: str,
+                                                                        shown: str | int | None) -> None:
     assert shown_by(number_format) == shown
+
+
+def test_a_number_formatted_to_show_leading_zeros_is_staged_with_them(tmp_path: Path) -> None:
+    """A hunt: a centre typed 0042 (Excel stores 42) and formatted the column 0000, as on another sheet the number
+    was typed as text: calamine gave 42 there, and the patient was two, one of them of no enrolment."""
+    path = _workbook(tmp_path, {"Enrolment": [["patient", "lvef"], ["0042", 64]],
+                                "Follow-up": [["patient", "visit"], [42, 1], [7, 2], [42.5, 3], [-3, 4], ["x", 5]]})
+    book = openpyxl.load_workbook(path)
+    for row in range(2, 7):
+        book["Follow-up"][f"A{row}"].number_format = "0000"
+    book.save(path)
+    record_sets, notices = _stage(path)
+    assert list(record_sets["Follow-up"]["patient"]) == ["0042", "0007", "42.5", "-3", "x"]
+    assert list(record_sets["Follow-up"]["visit"]) == ["1", "2", "3", "4", "5"]
+    assert ("imt.xlsx: sheet 'Follow-up': 2 number cell(s) formatted to show leading zeros (0000): staged as shown "
+            "(0042, not 42)") in notices
 
 
 def test_one_record_set_per_sheet_in_workbook_order(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The shipped mappings' dates read what their readers stage: an Excel date cell formatted to show a month or a year
-stages as `2017-05` or `2017` (etl/extract/excel_dates.py), so an Excel source's field written as a month or a year
+stages as `2017-05` or `2017` (etl/extract/excel_shown.py), so an Excel source's field written as a month or a year
 reads that too. A hunt: the crizotinib trial's month and year of birth, `%m/%Y` only, quarantined every patient whose
 site typed "05/2017" into a cell Excel made a month-formatted date."""
 

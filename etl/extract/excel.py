@@ -25,7 +25,7 @@ Gotchas of the format:
   1900-03-01 are unreliable (Excel's 1900 leap-year bug; serial 0 reads as the time 00:00:00);
   1904-based workbooks (old Mac Excel) are converted by calamine. An .xlsx's date cell formatted to show
   a month and year, or a year, and no day (`mmm-yy`, Excel's own for "12/2021" typed in) stages as it shows,
-  `2021-12` or `2021`, not as the first day Excel stores (etl/extract/excel_dates.py; a notice counts them);
+  `2021-12` or `2021`, not as the first day Excel stores (etl/extract/excel_shown.py; a notice counts them);
   another day, typed in full, is kept.
 - Numbers are doubles: whole numbers are written without ".0"; others with at most 15 significant
   digits (Excel's own precision, so 0.1+0.2 stored as 0.30000000000000004 is "0.3"), never in
@@ -118,7 +118,7 @@ from etl.extract.adapter import (
     what_it_is,
 )
 from etl.extract.errors import ExtractError
-from etl.extract.excel_dates import Shown, partial_date_cells, partial_date_styles, partial_date_text
+from etl.extract.excel_shown import Shown, shown_cells, shown_styles, shown_text
 from etl.extract.excel_unread import unread_cells
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.extract.sheet_xml import column_number, part_blocks
@@ -510,15 +510,16 @@ def _package(path: Path) -> zipfile.ZipFile | None:
         return None
 
 
-def _partial_date_styles(archive: zipfile.ZipFile) -> dict[int, Shown]:
-    """An .xlsx's cell styles whose format shows a date without its day (`excel_dates`); {} for an .xlsb, or
+def _shown_styles(archive: zipfile.ZipFile) -> dict[int, Shown]:
+    """An .xlsx's cell styles whose format shows a date without its day or a number's leading zeros
+    (`excel_shown`); {} for an .xlsb, or
     a package whose styles part is not found."""
     try:
         workbook, targets = _workbook_part(archive)
         styles = next(target for target, kind in targets.values() if kind.endswith("/styles"))
     except (KeyError, StopIteration, etree.XMLSyntaxError, *_DAMAGED_MEMBER):
         return {}
-    return {} if workbook.endswith(".bin") else partial_date_styles(archive, styles)
+    return {} if workbook.endswith(".bin") else shown_styles(archive, styles)
 
 
 def _scan_sheet_part(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str],
@@ -696,7 +697,8 @@ class SheetRead:
     merged_in_data: np.ndarray = field(default_factory=lambda: _NO_RANGES)
     merged_from_header: np.ndarray = field(default_factory=lambda: _NO_RANGES)
     merged_filled: bool = False  # merged_in_data were filled (merged_cells: fill)
-    partial_dates: int = 0  # date cells staged as the month or year their format shows (excel_dates.py)
+    partial_dates: int = 0  # date cells staged as the month or year their format shows (excel_shown.py)
+    padded_numbers: int = 0  # whole numbers staged with the leading zeros their format shows (excel_shown.py)
     unread: int = 0  # error cells and formulas never computed, staged as Excel shows them (excel_unread.py)
 
 
@@ -855,7 +857,7 @@ class _FillDown:
 
 def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: int | None, found: SheetRead,
                        *, chunk_rows: int = CHUNK_ROWS, merged: np.ndarray = _NO_RANGES, fill: bool = False,
-                       partial_dates: Mapping[int, Mapping[int, Shown]] | None = None,
+                       shown: Mapping[int, Mapping[int, Shown]] | None = None,
                        unread: Mapping[int, Mapping[int, str]] | None = None,
                        ) -> Iterator[tuple[list[str], list[int], list[list[str]]]]:
     """Stream a sheet as (header, row numbers, columns of text), `chunk_rows` records at a time.
@@ -863,10 +865,10 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     The first item always comes (maybe with no records), so an empty sheet still has its header.
     `found` collects the blank rows skipped, the unnamed empty columns dropped, the header row
     found when `header_row` is None (see `detect_header_row`) and the `merged` ranges (`merged_ranges`)
-    in the data rows, which `fill` fills (see the module docstring). `partial_dates`: the cells whose format
-    shows a date without its day (`excel_dates.partial_date_cells`), staged as they show it; `unread`: the cells
-    calamine reads as empty that hold an error or a formula never computed (`excel_unread.unread_cells`), staged
-    as Excel shows them.
+    in the data rows, which `fill` fills (see the module docstring). `shown`: the cells whose format shows a
+    date without its day or a number's leading zeros (`excel_shown.shown_cells`), staged as it shows them;
+    `unread`: the cells calamine reads as empty that hold an error or a formula never computed
+    (`excel_unread.unread_cells`), staged as Excel shows them.
     """
     (first_row, first_column), (last_row, _last_column) = sheet.start or (0, 0), sheet.end or (0, 0)
     # python-calamine's iter_rows yields every row from the sheet's first (row 1), but cells from its
@@ -903,8 +905,8 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
     number = header_row
     for number, cells in rows:
         texts = [cell if type(cell) is str else cell_text(cell) for cell in cells]  # most cells are text
-        if partial_dates and (shown := partial_dates.get(number)):
-            found.partial_dates += _as_shown(texts, cells, shown, first_column)
+        if shown and (formatted := shown.get(number)):
+            _as_shown(texts, cells, formatted, first_column, found)
         if unread and (held := unread.get(number)):
             found.unread += _unread_shown(texts, held, first_column)
         # Blank rows and unnamed columns are judged by the cells as delivered, before any filling.
@@ -936,17 +938,19 @@ def iter_sheet_records(path: Path, sheet: calamine.CalamineSheet, header_row: in
         yield header, numbers, _columns(records, len(header))
 
 
-def _as_shown(texts: list[str], cells: list[Any], shown: Mapping[int, Shown], first_column: int) -> int:
-    """A row's date cells whose format shows no day, as their format shows them (in `texts`) when they hold
-    what typing that makes (`partial_date_text`); how many."""
-    count = 0
-    for column, what in shown.items():
+def _as_shown(texts: list[str], cells: list[Any], formatted: Mapping[int, Shown], first_column: int,
+              found: SheetRead) -> None:
+    """A row's cells whose format shows a date without its day or a number's leading zeros, as the format shows
+    them (in `texts`; `shown_text`), counted in `found`."""
+    for column, what in formatted.items():
         index = column - first_column
-        text = partial_date_text(cells[index], what) if 0 <= index < len(cells) else None
+        text = shown_text(cells[index], what) if 0 <= index < len(cells) else None
         if text is not None:
             texts[index] = text
-            count += 1
-    return count
+            if isinstance(what, int):
+                found.padded_numbers += 1
+            else:
+                found.partial_dates += 1
 
 
 def _unread_shown(texts: list[str], held: Mapping[int, str], first_column: int) -> int:
@@ -1033,14 +1037,14 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
             members = sheet_parts(archive) if archive is not None else {}
         except _DAMAGED_MEMBER as error:
             raise _damaged(path, "", error) from None
-        styles = _partial_date_styles(archive) if archive is not None else {}
+        styles = _shown_styles(archive) if archive is not None else {}
         with written_atomically(out, folder=True) as temp:
             parts = []
             chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
             for index, (name, hidden) in enumerate(chosen, start=1):
                 binary_merged = _scan_sheet_part(path, archive, members, name)
-                partial_dates = (partial_date_cells(archive, members[name], styles)
-                                 if archive is not None and styles and name in members else None)
+                shown = (shown_cells(archive, members[name], styles)
+                         if archive is not None and styles and name in members else None)
                 unread = (unread_cells(archive, members[name])
                           if archive is not None and members.get(name, "").endswith(".xml") else None)
                 sheet = _load_sheet(path, workbook, name)
@@ -1061,7 +1065,7 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
                 found = SheetRead()
                 parts.append(f"{index:03d}.parquet")
                 count = _stage_sheet(path, sheet, temp / parts[-1], header_row, lineage, found, chunk_rows,
-                                     _NO_RANGES if merged is None else merged, fill, partial_dates, unread)
+                                     _NO_RANGES if merged is None else merged, fill, shown, unread)
                 rows += count
                 notices += _sheet_notices(path.name, name, hidden, count, found)
                 merged_in_data = merged_in_data or len(found.merged_in_data) > 0
@@ -1091,14 +1095,13 @@ def _chosen_sheets(path: Path, workbook: calamine.CalamineWorkbook, wanted: list
 
 def _stage_sheet(path: Path, sheet: calamine.CalamineSheet, out: Path, header_row: int | None, lineage: dict[str, str],
                  found: SheetRead, chunk_rows: int, merged: np.ndarray, fill: bool,
-                 partial_dates: Mapping[int, Mapping[int, Shown]] | None = None,
+                 shown: Mapping[int, Mapping[int, Shown]] | None = None,
                  unread: Mapping[int, Mapping[int, str]] | None = None) -> int:
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
         for header, numbers, columns in iter_sheet_records(path, sheet, header_row, found, chunk_rows=chunk_rows,
-                                                           merged=merged, fill=fill, partial_dates=partial_dates,
-                                                           unread=unread):
+                                                           merged=merged, fill=fill, shown=shown, unread=unread):
             if writer is None:
                 clashes = sorted(set(lineage) & set(header))
                 if clashes:
@@ -1143,6 +1146,9 @@ def _sheet_notices(file_name: str, sheet: str, hidden: bool, rows: int, found: S
         notices.append(f"{where}: {found.partial_dates} date cell(s) formatted to show a month and year, or a year, "
                        "and no day, and holding the first day Excel stores for one typed in: staged as shown "
                        "(2021-12, 2021; read with a `%Y-%m` or `%Y` date format)")
+    if found.padded_numbers:
+        notices.append(f"{where}: {found.padded_numbers} number cell(s) formatted to show leading zeros (0000): "
+                       "staged as shown (0042, not 42)")
     if found.unread:
         notices.append(f"{where}: {found.unread} cell(s) hold an Excel error (#N/A, #DIV/0!, ...) or a formula "
                        "whose value was never computed: staged as Excel shows them (the error, or =the formula), "

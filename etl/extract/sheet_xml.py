@@ -1,5 +1,6 @@
 """A worksheet part's XML read as bytes, not parsed: what the Excel reader's scans share (its reach, before
-calamine loads the sheet: etl/extract/excel.py; its cells formatted to show a month: excel_dates.py)."""
+calamine loads the sheet: etl/extract/excel.py; its cells formatted to show a month or leading zeros:
+excel_shown.py; its error cells: excel_unread.py)."""
 
 from __future__ import annotations
 
