@@ -331,3 +331,21 @@ def test_a_registration_known_to_its_year_is_timed_from_the_progression_that_led
     # progression and the end of 2021, 5 August: 148 days.
     assert _days_to_registration(("2021-01-01", "year"), ("initial", "2019-05-01", "day"),
                                  ("progression", "2021-03-10", "day")) == 148
+
+
+# -- adverse events of a combination ----------------------------------------------------------------------------
+
+def test_an_event_recorded_against_an_arm_counts_for_each_of_its_drugs_not_a_later_line():
+    # ESMART records an arm's events against its first drug (EX[1]): the grade-3 event of ribociclib + temozolomide
+    # sat on ribociclib alone, temozolomide looking free of toxicity. A later line's drug is not of the event.
+    warehouse = _person()
+    for treatment_id, drug, line in (("t1", "ribociclib", 1), ("t2", "temozolomide", 1), ("t3", "olaparib", 2)):
+        warehouse.insert("treatment", source_id="esmart", treatment_id=treatment_id, patient_id="P1",
+                         line_number=line, drug_name=drug, start_date="2022-03-01", start_date_precision="day",
+                         access_route="trial")
+    warehouse.insert("adverse_event", source_id="esmart", ae_id="a1", patient_id="P1", treatment_id="t1",
+                     term="Neutropenia", ctcae_grade=3)
+    build_marts(warehouse.con)
+    harmed = warehouse.con.execute("SELECT drug_name, n_patients_exposed, n_events, n_patients_grade3plus "
+                                   "FROM marts.adverse_events ORDER BY drug_name").fetchall()
+    assert harmed == [("olaparib", 1, 0, 0), ("ribociclib", 1, 1, 1), ("temozolomide", 1, 1, 1)]

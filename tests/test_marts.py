@@ -373,7 +373,13 @@ def test_adverse_events(built, core):
     events, treatment = core["adverse_event"], core["treatment"]
     exposure = treatment[treatment.source_id.isin(set(events.source_id))].copy()
     exposure["access_route"] = exposure.access_route.fillna("unknown")
-    attributed = events.merge(exposure[["treatment_id", "drug_name", "access_route"]], on="treatment_id")
+    # an event counts for every drug of its treatment's line in its source (a combination's for each of its drugs)
+    against = events.merge(exposure[["treatment_id", "source_id", "line_number"]].rename(
+        columns={"treatment_id": "against", "line_number": "line"}), left_on=["treatment_id", "source_id"],
+        right_on=["against", "source_id"])
+    lines = against.merge(exposure, on=["source_id", "patient_id"], suffixes=("", "_given"))
+    lines = lines[(lines.treatment_id_given == lines.against) | (lines.line_number == lines.line)]
+    attributed = lines.drop_duplicates(["ae_id", "drug_name", "access_route"])
     attributed["is_grade3plus"] = attributed.ctcae_grade >= 3
     attributed["is_serious"] = attributed.is_serious.fillna(False).astype(bool)
     rows = []
@@ -812,7 +818,7 @@ def test_the_definitions_hold_at_their_edges():
         "drug b + drug c", "followed", 1, 1.0)  # the earlier of two cycle-1 assessments; MLFS is a response
     toxicity = con.execute("SELECT drug_name, n_patients_exposed, n_patients_grade3plus, n_patients_serious "
                            "FROM marts.adverse_events ORDER BY drug_name").fetchall()
-    assert toxicity == [("drug b", 1, 1, 1), ("drug c", 1, 0, 0)]
+    assert toxicity == [("drug b", 1, 1, 1), ("drug c", 1, 1, 1)]  # the combination's event counts for both drugs
     relapse = row("SELECT * FROM marts.survival WHERE patient_id = 'P1' AND origin = 'relapse'")
     # Died on an unknown date: at the last contact. The progression on the relapse day is not after it.
     assert (relapse["os_event"], relapse["os_days"], relapse["efs_event_type"], relapse["efs_days"]) == (

@@ -4,8 +4,11 @@
 --   exposed: a patient with a treatment of that drug by that route, counted only in sources that
 --     record adverse events (a source with at least one row in core.adverse_event); a registry
 --     that does not collect toxicity would otherwise look free of it.
---   an adverse event belongs to the treatment it is recorded against (treatment_id); events
---     without a treatment are not attributed to a drug. Grade is CTCAE v5.
+--   an adverse event belongs to the treatment it is recorded against (treatment_id) and to every
+--     drug of that treatment's line in its source (line_number): a combination's event counts for
+--     each of its drugs, as a trial records events for its arm as a whole (ESMART's point to the
+--     arm's first drug) and no source says which drug of a regimen caused one. Events without a
+--     treatment are not attributed to a drug. Grade is CTCAE v5.
 --   proportion_grade3plus = n_patients_grade3plus / n_patients_exposed, and likewise for serious.
 
 CREATE OR REPLACE TABLE marts.adverse_events AS
@@ -17,21 +20,28 @@ exposure AS (
     SELECT
         treatment.treatment_id,
         treatment.patient_id,
+        treatment.source_id,
+        treatment.line_number,
         treatment.drug_name,
         coalesce(treatment.access_route, 'unknown') AS access_route
     FROM core.treatment AS treatment
     SEMI JOIN recording_sources USING (source_id)
 ),
 
-event AS (
-    SELECT
+event AS (  -- each event once per drug and route of its treatment's line
+    SELECT DISTINCT
+        adverse_event.ae_id,
         exposure.drug_name,
         exposure.access_route,
         exposure.patient_id,
         adverse_event.ctcae_grade >= 3 AS is_grade3plus,
         coalesce(adverse_event.is_serious, false) AS is_serious
     FROM core.adverse_event AS adverse_event
-    JOIN exposure USING (treatment_id)
+    JOIN exposure AS against USING (treatment_id)
+    JOIN exposure
+        ON exposure.source_id = against.source_id
+       AND exposure.patient_id = against.patient_id
+       AND (exposure.treatment_id = against.treatment_id OR exposure.line_number = against.line_number)
 ),
 
 exposed AS (
@@ -72,7 +82,7 @@ COMMENT ON TABLE marts.adverse_events IS 'Safety per drug and access route: pati
 COMMENT ON COLUMN marts.adverse_events.drug_name IS 'Drug, INN in lower case.';
 COMMENT ON COLUMN marts.adverse_events.access_route IS 'How the drug was given. Codes: trial / off_label / compassionate / standard / unknown.';
 COMMENT ON COLUMN marts.adverse_events.n_patients_exposed IS 'Patients treated with the drug by that route, in sources that record adverse events. Unit: patients.';
-COMMENT ON COLUMN marts.adverse_events.n_events IS 'Adverse events of any grade recorded against these treatments. Unit: events.';
+COMMENT ON COLUMN marts.adverse_events.n_events IS 'Adverse events of any grade recorded against these treatments or another of their line (a combination''s event counts for each of its drugs). Unit: events.';
 COMMENT ON COLUMN marts.adverse_events.n_events_grade3plus IS 'Adverse events of CTCAE grade 3, 4 or 5. Unit: events.';
 COMMENT ON COLUMN marts.adverse_events.n_patients_grade3plus IS 'Exposed patients with at least one event of CTCAE grade >= 3. Unit: patients.';
 COMMENT ON COLUMN marts.adverse_events.proportion_grade3plus IS 'n_patients_grade3plus / n_patients_exposed. Unit: proportion (0-1).';
