@@ -137,6 +137,18 @@ def test_a_patient_s_record_giving_another_sex_or_birth_date_than_their_first_is
     assert result.file_counts["f" * 64] == {"rows_read": 5, "rows_loaded": 3, "rows_quarantined": 2}
 
 
+def test_an_eupid_that_is_no_one_s_links_no_one_and_is_told():
+    fields = MAPPING.model_dump(by_alias=True, exclude_none=True)
+    fields["patient"]["fields"]["eupid"] = {"column": "eupid"}
+    rows = [{**CLEAN, "eupid": "NK"}, {**CLEAN, "rid": "2", "pid": "P2", "eupid": "EU00000000"},
+            {**CLEAN, "rid": "3", "pid": "P3", "eupid": "EU7F3K9Q2M"}]
+    result = harmonise_source(SourceMapping.model_validate(fields), {"REG": _frame(rows)}, KEY, "run-1")
+    assert result.tables["patient_source"].link_method.tolist() == ["unlinked", "unlinked", "eupid"]
+    assert result.notices == ["reg_test: 2 patient record(s) give an EUPID that is no one's (fewer than 8 letters "
+                              "and digits, or one symbol repeated: a 'not known' such as NK or EU00000000; not "
+                              "shown): linked without it (list the source's code under null_values)"]
+
+
 def test_a_record_set_nobody_maps_is_quarantined_not_lost():
     result = harmonise_source(MAPPING, {"REG": _frame([CLEAN]), "NEWFORM": _frame([CLEAN])}, KEY, "run-1")
     assert result.rejections.message.tolist() == [

@@ -142,8 +142,8 @@ def test_an_eupid_or_a_centre_shaped_like_a_patient_key_is_kept_as_written():
     fields = BOARD.model_dump(by_alias=True, exclude_none=True)
     fields["patient"]["fields"] |= {"centre_id": {"column": "centre"}, "eupid": {"column": "eupid", "case": "upper"}}
     mapping = SourceMapping.model_validate(fields)
-    frame = pd.DataFrame([ROW | {"pid": "AB0001", "rid": "1", "born": "", "centre": "FR0004", "eupid": "EU1234"},
-                          ROW | {"pid": "AB0002", "rid": "2", "born": "", "centre": "FR0005", "eupid": "EU9876"}])
+    frame = pd.DataFrame([ROW | {"pid": "AB0001", "rid": "1", "born": "", "centre": "FR0004", "eupid": "EU12345678"},
+                          ROW | {"pid": "AB0002", "rid": "2", "born": "", "centre": "FR0005", "eupid": "EU98765432"}])
     frame["_line"], frame["source_file"], frame["source_file_sha256"] = [2, 3], "board.csv", "f" * 64
     patients = harmonise_source(mapping, {"REG": frame}, KEY, "run-1").tables["patient_source"]
     assert patients.centre_id.tolist() == ["FR0004", "FR0005"]

@@ -40,6 +40,19 @@ def test_a_shared_eupid_links_two_sources_to_one_person():
         assert person_id(KEY, "registry_it", "TREP-000001", written) == one, written
     assert person_id(KEY, "iltb", "ILTB-00123", "EU7F3K9Q2N") != one
     assert person_id(KEY, "iltb", "ILTB-00123", " - ") == person_id(KEY, "iltb", "ILTB-00123", None)  # none given
+    # A hunt: copied with a look-alike letter, which Crockford base 32 reads as the digit (I and L 1, O 0), it made a
+    # second person no reviewer could link (two EUPIDs)
+    zero_one = person_id(KEY, "sacha_fr", "07-0042", "EU0F1K9Q2M")
+    assert person_id(KEY, "iltb", "ILTB-00123", "euOFlK9Q2M") == zero_one
+    assert person_id(KEY, "esmart", "E-1", "EUOFIK9Q2M") == zero_one
+
+
+@pytest.mark.parametrize("placeholder", ["NK", "UNK", "0", "n/a", "EU00000000", "EU-XXXX-XXXX", "9999999999"])
+def test_a_source_s_not_known_in_the_eupid_field_links_no_one(placeholder):
+    # A hunt: two sources writing NK for a child without an EUPID made two unrelated children one person.
+    assert pseudonym.eupid_form(placeholder) == ""
+    assert person_id(KEY, "iltb", "ILTB-00003", placeholder) != person_id(KEY, "registry_it", "TREP-000007",
+                                                                            placeholder)
 
 
 def test_published_record_keys_keep_the_local_part_and_hide_the_patient():

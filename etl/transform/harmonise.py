@@ -218,6 +218,7 @@ class _Engine:
         self.refused_birth: dict[str, frozenset[date]] = {}
         self.birth_of: dict[str, PartialDate] = {}  # by source pseudonym: the birth date linkage tokens
         self.eupid: dict[str, str] = {}
+        self.not_eupids = 0  # patient records whose EUPID field holds no one's EUPID (`eupid_form`)
         self.centre: dict[str, str] = {}  # the centre of each patient, for records that do not repeat it
         self._formats: dict[int, tuple[str, ...]] = {}
         self._folded: dict[int, dict[str, object]] = {}  # each code list keyed by code_form, folded once
@@ -606,6 +607,8 @@ class _Engine:
             norm = record.norm  # (its birth date read already: `read_births`)
             if values.get("eupid") and (eupid := eupid_form(str(values["eupid"]))):
                 self.eupid.setdefault(norm, eupid)
+            elif values.get("eupid"):
+                self.not_eupids += 1  # NK, EU00000000: linked without it (notice: `_not_eupids_notice`)
             if values.get("centre_id"):
                 self.centre.setdefault(norm, str(values["centre_id"]))
             rows.append({"_record": record, **values})
@@ -889,6 +892,11 @@ def harmonise_source(mapping: SourceMapping, record_sets: Mapping[str, pd.DataFr
                   for table, spec in mapping.tables.items()}
     # A record quarantined by any table is held back from all of them: finish() skips it.
     tables = {"patient_source": _patient_source(engine, patient_rows)}
+    if engine.not_eupids:
+        notices.append(f"{mapping.source_id}: {engine.not_eupids} patient record(s) give an EUPID that is no one's "
+                       "(fewer than 8 letters and digits, or one symbol repeated: a 'not known' such as NK or "
+                       "EU00000000; not shown): linked without it (list the source's code under null_values)")
+        log.warning(notices[-1])
     tables.update({table: engine.finish(table, rows) for table, rows in table_rows.items()})
     if "diagnosis" in tables and not tables["diagnosis"].empty:
         tables["diagnosis"] = _with_iccc3(tables["diagnosis"])

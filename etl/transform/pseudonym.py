@@ -127,11 +127,23 @@ def source_pseudonym(key: PseudonymKey, source_id: str, source_patient_key: str)
 
 
 def eupid_form(eupid: str) -> str:
-    """An EUPID as sources are linked by it: its letters and digits, upper case. Sources write one EUPID
-    `EU9EE0KVCH`, `eu9ee0kvch` and `EU-9EE0-KVCH` (its symbols are Crockford base 32's, whose hyphens are read
-    past), or with a space or an invisible character copied in: read as written, one child became two persons,
-    their EUPIDs told apart and the pair kept off the review list. "" when it holds no letter or digit."""
-    return "".join(character for character in unicodedata.normalize("NFKC", eupid) if character.isalnum()).upper()
+    """An EUPID as sources are linked by it: its letters and digits, upper case, and after its `EU` the letters
+    Crockford base 32 reads as digits read so (I and L as 1, O as 0: no EUPID symbol, and a hand copies
+    `EUCK1QGG7D` as `EUCKLQGG7D`). Sources write one EUPID `EU9EE0KVCH`, `eu9ee0kvch` and `EU-9EE0-KVCH` (its
+    symbols are Crockford base 32's, whose hyphens are read past), or with a space or an invisible character
+    copied in: read as written, one child became two persons, their EUPIDs told apart and the pair kept off the
+    review list, which no reviewer could link. "" when it is no one's EUPID: fewer than 8 letters and digits, or
+    one symbol repeated after its `EU` (a source's "not known": `NK`, `UNK`, `0`, `EU00000000`), which linked
+    every child of two sources so written into one person."""
+    form = "".join(character for character in unicodedata.normalize("NFKC", eupid) if character.isalnum()).upper()
+    head, symbols = (form[:2], form[2:]) if form.startswith(_EUPID_HEAD) else ("", form)
+    symbols = symbols.translate(_CROCKFORD_DIGITS)
+    return head + symbols if len(form) >= _SHORTEST_EUPID and len(set(symbols)) > 1 else ""
+
+
+_EUPID_HEAD = "EU"
+_CROCKFORD_DIGITS = str.maketrans("ILO", "110")
+_SHORTEST_EUPID = 8
 
 
 def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid: str | None) -> str:
