@@ -136,3 +136,28 @@ def test_one_centre_s_queries_are_that_centre_s_of_all(history, days_later):
         assert each[centre] == [q for q in every if (q.source_id, q.centre_id) == centre] != []
     assert each[("iltb", "XX99")] == []
     assert any(q.is_open for q in each[("registry_it", "IT-BO01")])
+
+
+def test_a_query_whose_record_moved_to_another_centre_is_not_the_first_centre_s_open_query(history, tmp_path):
+    """A hunt: a patient transferred from IT-MI01 to another centre; the run found their issues there only, yet
+    IT-MI01's queries stayed open (sent 3, still open 3, and no reminder possible), counted beside the new centre's:
+    one issue open twice. The issue is the same; the query was to a centre that no longer has it."""
+    moved = tmp_path / "moved.duckdb"
+    shutil.copy(history, moved)
+    con = duckdb.connect(str(moved))
+    try:
+        run_id, now = validated_runs(con)[-1], datetime.now(UTC)
+        mine = [q for q in queries_as_of(con, run_id, now, ("registry_it", "IT-MI01")) if q.is_open]
+        record = mine[0].source_record_key
+        open_before = sum(q.is_open for q in queries_as_of(con, run_id, now))
+        con.execute("UPDATE dq.issue_span SET centre_id = 'IT-XX99' WHERE source_id = 'registry_it' "
+                    "AND source_record_key = ?", [record])
+        after = queries_as_of(con, run_id, now, ("registry_it", "IT-MI01"))
+        trend, expected = age_trend(con, validated_runs(con), now=now), _per_run(con, validated_runs(con), now)
+    finally:
+        con.close()
+    assert [q.is_present for q in after if q.source_record_key == record] == [False] * len(
+        [q for q in mine if q.source_record_key == record])
+    assert [q for q in after if q.is_open] == [q for q in mine if q.source_record_key != record]
+    moved_queries = sum(q.source_record_key == record for q in mine)
+    assert trend == expected and trend[-1].still_open == open_before - moved_queries

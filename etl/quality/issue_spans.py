@@ -132,7 +132,7 @@ class SpansSql(NamedTuple):
 _SPANS = f"""
 SELECT first_validation AS first_number,
        coalesce(last_validation, (SELECT max(number) FROM dq.validation)) AS last_number,
-       rule_id, source_id, source_record_key, field, {value_hash_sql('value')} AS value_hash
+       rule_id, source_id, centre_id, source_record_key, field, {value_hash_sql('value')} AS value_hash
 FROM dq.issue_span
 """
 # A warehouse from before the spans, not yet published to, keeps a row per run and issue: each is a span of
@@ -140,8 +140,8 @@ FROM dq.issue_span
 _RUN_NUMBERS_BEFORE_SPANS = ("SELECT run_id, row_number() OVER (ORDER BY run_id) AS number "
                              "FROM (SELECT DISTINCT run_id FROM dq.issue)")
 _ROWS_BEFORE_SPANS = f"""
-SELECT n.number AS first_number, n.number AS last_number, i.rule_id, i.source_id, i.source_record_key, i.field,
-       {value_hash_sql('i.value')} AS value_hash
+SELECT n.number AS first_number, n.number AS last_number, i.rule_id, i.source_id, i.centre_id, i.source_record_key,
+       i.field, {value_hash_sql('i.value')} AS value_hash
 FROM dq.issue i JOIN ({_RUN_NUMBERS_BEFORE_SPANS}) n USING (run_id)
 """
 

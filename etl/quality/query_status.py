@@ -78,8 +78,9 @@ WITH sent AS (
     FROM sent s JOIN meta.query_response r USING (batch_id, row_key)
     WHERE r.imported_at <= $as_of
     GROUP BY 1, 2, 3, 4, 5
-), present AS (    -- the run's open findings of each issue identity, and the values they have
-    SELECT rule_id, source_id, source_record_key, coalesce(field, '') AS field,
+), present AS (    -- the run's open findings of each issue identity at each centre, and the values they have (an
+                   -- issue whose record moved to another centre is no more the first centre's query)
+    SELECT centre_id, rule_id, source_id, source_record_key, coalesce(field, '') AS field,
            list(DISTINCT {issue_value_hash}) AS value_hashes
     FROM dq.issue WHERE run_id = $run {of_source} GROUP BY ALL
 ), queries AS (   -- one row per query (centre x issue identity)
@@ -90,7 +91,7 @@ WITH sent AS (
            coalesce(NOT list_contains(p.value_hashes, a.answer.value_hash), false) AS is_answer_for_another_value
     FROM queries q
     LEFT JOIN answered a USING (centre_id, rule_id, source_id, source_record_key, field)
-    LEFT JOIN present p USING (rule_id, source_id, source_record_key, field)
+    LEFT JOIN present p USING (centre_id, rule_id, source_id, source_record_key, field)
 )
 SELECT centre_id, rule_id, source_id, source_record_key, nullif(field, '') AS field, first_sent,
        CASE WHEN NOT is_answer_for_another_value THEN answer.response END AS response,
@@ -111,7 +112,7 @@ ORDER BY source_id, centre_id, source_record_key, rule_id, field
 _AGE_TREND = """
 WITH items AS (
     SELECT s.*, dense_rank() OVER (ORDER BY centre_id, rule_id, source_id, source_record_key, field) AS query,
-           dense_rank() OVER (ORDER BY rule_id, source_id, source_record_key, field) AS issue
+           dense_rank() OVER (ORDER BY centre_id, rule_id, source_id, source_record_key, field) AS issue
     FROM ({sent_items}) s
 ), sent_from AS (  -- from when a query counts as sent, and its first batch sent by then
     SELECT query, counted_from AS since, any_value(first_sent) AS first_sent
@@ -135,9 +136,9 @@ WITH items AS (
 ), found AS (      -- the issues ever sent that each run found, and the values it found them with
     SELECT m.run_id, m.as_of, i.issue, list(DISTINCT s.value_hash) AS value_hashes
     FROM ({spans}) s
-    JOIN (SELECT DISTINCT issue, rule_id, source_id, source_record_key, field FROM items) i
+    JOIN (SELECT DISTINCT issue, centre_id, rule_id, source_id, source_record_key, field FROM items) i
       ON i.rule_id = s.rule_id AND i.source_id = s.source_id AND i.source_record_key = s.source_record_key
-     AND i.field = coalesce(s.field, '')
+     AND i.field = coalesce(s.field, '') AND i.centre_id = s.centre_id
     JOIN moments m ON m.number BETWEEN s.first_number AND s.last_number
     GROUP BY ALL
 ), judged AS (
