@@ -28,14 +28,22 @@ def test_patients_of_one_source_sharing_a_eupid_are_held_apart_by_it():
     assert apart_by_shared_eupid([a, other]) == ([a, other], [])  # one per source: one person, as ever
 
 
-def _eupid_typed_twice(small_run: Home, tmp_path: Path) -> Home:
-    """A copy of the small run whose registry_it export gives its second patient with an EUPID the first's."""
+def _eupid_typed_twice(small_run: Home, tmp_path: Path, *, at_its_centre: bool = False) -> Home:
+    """A copy of the small run whose registry_it export gives its second patient with an EUPID the first's (of
+    another centre), and `at_its_centre` a patient of the first's centre too."""
     home = copy_of(small_run, tmp_path)
     (export,) = (home.landing / "registry_it").glob("*.csv")
     rows = list(csv.reader(io.StringIO(export.read_bytes().decode("cp1252")), delimiter=";"))
-    eupid = rows[0].index("eupid")
+    eupid, centre = rows[0].index("eupid"), rows[0].index("codice_centro")
     first, second = [row for row in rows[1:] if row[eupid]][:2]
+    assert first[centre] != second[centre]
     second[eupid] = first[eupid]
+    if at_its_centre:  # a third patient, moved to the first's centre
+        patient = rows[0].index("codice_paziente")
+        third = next(row[patient] for row in rows[1:] if row[patient] not in (first[patient], second[patient]))
+        for row in rows[1:]:
+            if row[patient] == third:
+                row[centre], row[eupid] = first[centre], first[eupid]
     text = io.StringIO()
     csv.writer(text, delimiter=";", lineterminator="\r\n").writerows(rows)
     export.write_bytes(text.getvalue().encode("cp1252"))
@@ -59,9 +67,25 @@ def test_a_eupid_typed_for_two_patients_of_a_source_keeps_them_two_persons(small
                               "WHERE rule_id = 'PAT-EUPID-SHARED' ORDER BY source_record_key")
     keys = [key for _, _, key, _, _ in issues]
     assert [(s, t, f) for s, t, _, f, _ in issues] == [("registry_it", "patient_source", "eupid")] * 2
+    # the other patient is another centre's: counted, not named (the message goes to the centre with its queries)
     assert [message for *_, message in issues] == [
-        f"the EUPID of this patient is also that of 1 other patient(s) of registry_it: patient record {other}; linkage "
-        "links none of them by it" for other in reversed(keys)]
+        "the EUPID of this patient is also that of 1 other patient(s) of registry_it: 1 at another centre; linkage "
+        "links none of them by it"] * 2
+    assert not set(keys) & {word for *_, message in issues for word in message.split()}
+
+
+def test_a_eupid_shared_at_one_centre_names_that_centre_s_records_only(small_run, tmp_path):
+    home = _eupid_typed_twice(small_run, tmp_path, at_its_centre=True)
+    summary = pipeline.run(home, key_value=SMALL_RUN_KEY)
+    issues = query_rows(home, "SELECT i.source_record_key, r.centre_id, i.message FROM dq.issue i JOIN (SELECT "
+                              "DISTINCT source_record_key, centre_id FROM stage.record) r USING (source_record_key) "
+                              "WHERE i.run_id = ? AND i.rule_id = 'PAT-EUPID-SHARED' ORDER BY 2, 1", [summary.run_id])
+    assert len(issues) == 3 and len({centre for _, centre, _ in issues}) == 2
+    for key, centre, message in issues:
+        mine = [k for k, c, _ in issues if c == centre and k != key]
+        shown = (f": patient record {mine[0]}, and 1 at another centre" if mine else ": 2 at another centre")
+        assert message == (f"the EUPID of this patient is also that of 2 other patient(s) of registry_it{shown}; "
+                           "linkage links none of them by it"), (key, centre)
 
 
 def test_a_reviewer_may_link_a_patient_of_a_eupid_shared_in_its_source(small_run, tmp_path):
