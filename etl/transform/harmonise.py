@@ -608,7 +608,7 @@ class _Engine:
             if values.get("eupid") and (eupid := eupid_form(str(values["eupid"]))):
                 self.eupid.setdefault(norm, eupid)
             elif values.get("eupid"):
-                self.not_eupids += 1  # NK, EU00000000: linked without it (notice: `_not_eupids_notice`)
+                self.not_eupids += 1  # NK, EU00000000: linked without it (harmonise_source's notice counts them)
             if values.get("centre_id"):
                 self.centre.setdefault(norm, str(values["centre_id"]))
             rows.append({"_record": record, **values})

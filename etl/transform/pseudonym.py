@@ -126,6 +126,11 @@ def source_pseudonym(key: PseudonymKey, source_id: str, source_patient_key: str)
     return key.digest("source", source_id, normalise_patient_key(source_patient_key))
 
 
+_EUPID_HEAD = "EU"
+_CROCKFORD_DIGITS = str.maketrans("ILO", "110")  # the letters Crockford base 32 reads as digits
+_SHORTEST_EUPID = 8  # letters and digits
+
+
 def eupid_form(eupid: str) -> str:
     """An EUPID as sources are linked by it: its letters and digits, upper case, and after its `EU` the letters
     Crockford base 32 reads as digits read so (I and L as 1, O as 0: no EUPID symbol, and a hand copies
@@ -139,11 +144,6 @@ def eupid_form(eupid: str) -> str:
     head, symbols = (form[:2], form[2:]) if form.startswith(_EUPID_HEAD) else ("", form)
     symbols = symbols.translate(_CROCKFORD_DIGITS)
     return head + symbols if len(form) >= _SHORTEST_EUPID and len(set(symbols)) > 1 else ""
-
-
-_EUPID_HEAD = "EU"
-_CROCKFORD_DIGITS = str.maketrans("ILO", "110")
-_SHORTEST_EUPID = 8
 
 
 def person_id(key: PseudonymKey, source_id: str, source_patient_key: str, eupid: str | None) -> str:
