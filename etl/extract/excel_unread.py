@@ -44,8 +44,10 @@ def unread_cells(archive: zipfile.ZipFile, part: str) -> dict[int, dict[int, str
                     if event == "start":
                         number = element.get("r")
                         row, column = int(number) if number and number.isdigit() else row + 1, -1
-                    else:
+                    else:  # a row read: nothing of it kept, nor of the rows before it
                         element.clear()
+                        while element.getprevious() is not None:
+                            del element.getparent()[0]
                     continue
                 if event == "start":
                     continue
