@@ -134,6 +134,11 @@ def sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def sql_name(name: str) -> str:
+    """`name` as a quoted SQL identifier: a source's column named anything (`Stadium "FIGO"`, an ODM ItemOID)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def rows_digest(con: duckdb.DuckDBPyConnection, query: str) -> str:
     """The count and the sum of the row hashes of `query`: the same for the same rows in any order,
     different (but for a 2**-64 chance) when a value changes, a row comes or goes."""

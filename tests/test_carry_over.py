@@ -276,6 +276,15 @@ def test_a_carried_record_key_is_published_as_a_full_load_does_when_the_keys_sha
     assert shown <= {key.split("|")[1] for key in _published_keys(night3)}
 
 
+def test_a_column_named_with_a_quote_is_read_and_carried(tmp_path: Path) -> None:
+    """A hunt: an export's column `Stadium "FIGO"` (mapped or not) made the run's SQL fail, the source with it,
+    though `rtw check` found nothing: its name went into the statement unquoted."""
+    first = [_patient(n, f"0{n}/03/2003") | {'Stadium "FIGO"': "II"} for n in (1, 2)]
+    night1, said, _ = _night(tmp_path, "1", first, "a")
+    night2, said, fresh = _night(tmp_path, "2", first, "b", previous=night1)
+    assert said.carried == 2 and _published_keys(night2) == _published_keys(fresh)
+
+
 def _imported_by(roots: list[Path], etl: Path) -> set[Path]:
     """The modules under `etl` that `roots` import at any depth, inside a function too, and the packages
     holding them, as Python's parser reads the imports."""

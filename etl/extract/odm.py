@@ -112,7 +112,7 @@ from etl.extract.odm_xml import (
 )
 from etl.fsio import write_bytes, written_atomically
 from etl.memory import no_cyclic_gc
-from etl.schema import sql_text
+from etl.schema import sql_name, sql_text
 
 if TYPE_CHECKING:
     from etl.transform.mapping import SourceMapping
@@ -356,10 +356,6 @@ def _key_read(column: str, table: str = "") -> str:
     return f"coalesce({table}{column}, {sql_text(_KEY_LEFT_OUT[column])})"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def odm_record_tables(staged: Path, *, keep_absent: bool = False) -> dict[str, pa.Table]:
     """Pivot one staged ODM file into a table per ItemGroupOID.
 
@@ -431,7 +427,7 @@ def _pivot(con: duckdb.DuckDBPyConnection, group_oid: str | None, item_oids: Seq
     group_by = ", ".join(str(i + 1) for i in range(len(ODM_KEY_COLUMNS) + stretched + len(LINEAGE_COLUMNS)))
     pivots = ", ".join(
         f"arg_max(coalesce(value, ''), file_row_number) FILTER (WHERE item_oid = {sql_text(oid)}) "
-        f"AS {_quote(oid)}" for oid in item_oids)
+        f"AS {sql_name(oid)}" for oid in item_oids)
     withdrawn = ", bool_and(coalesce(transaction_type, '') = 'Remove') AS _withdrawn_only" if increment else ""
     rows = "(SELECT *, 1 AS _copy FROM items WHERE item_group_oid IS NOT DISTINCT FROM $group)"
     if copies:

@@ -172,7 +172,7 @@ def _row_text(index: int, table: pa.Table) -> str:
     """SQL for everything harmonise reads in a row of record set number `index`: its values and line
     (its record set's name and columns are in the memo's header), or its place where it has no line
     (a repeated record key's first copy wins); the file it comes from is left out."""
-    values = ", ".join(f"coalesce(\"{c}\"::VARCHAR, chr({ord(_NULL)}))" for c in _compared(table))
+    values = ", ".join(f"coalesce({schema.sql_name(c)}::VARCHAR, chr({ord(_NULL)}))" for c in _compared(table))
     place = "" if LINE_COLUMN in table.column_names else ", _order::VARCHAR"
     return f"concat_ws(chr({ord(_SEPARATOR)}), '{index}'{place}, {values})"
 
