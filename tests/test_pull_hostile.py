@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from drop_zone import registry_sources, send
 from etl.config import SOURCES_DIR, Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 from etl.pull.deliveries import DropZoneState, check_drop_zone
+from etl.pull.dropzone import _remote
 from etl.transform.mapping import MappingError, load_mapping
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
@@ -56,6 +58,20 @@ def test_a_stale_checksum_beside_a_changed_file_is_a_mismatch_not_a_skip(tmp_pat
     # the sender fixes the sidecar: the new bytes land (the ledger recorded nothing false)
     send(drop / f"{EXPORT}.sha256", hashlib.sha256(B).hexdigest().encode(), 60)
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: B}
+
+
+@pytest.mark.parametrize(("written", "age"), [(b"", 3600), (b"3f2a", 5)], ids=["empty", "half-written"])
+def test_a_checksum_sidecar_still_being_written_leaves_its_export_for_later(tmp_path, home, drop, written, age):
+    """A hunt: `sha256sum x > x.sha256` makes the sidecar empty first; a pull then failed the source (the night
+    red), where an empty export is left for later."""
+    sources = registry_sources(tmp_path, drop)
+    send(drop / EXPORT, A)
+    send(drop / f"{EXPORT}.sha256", written, age)
+    waiting = _pull(home, sources)
+    assert waiting.status is PullStatus.NOTHING_NEW and _landed(home) == {}, waiting.message
+    assert "holds no digest yet" in waiting.skipped[0].reason
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode())
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
 
 
 def test_a_marker_older_than_its_file_declares_nothing(tmp_path, home, drop):
@@ -171,3 +187,12 @@ def test_a_passphrase_protected_key_is_read_and_a_missing_key_file_is_said_at_on
                                            "extra": {"key_file": str(tmp_path / "id_ed25519")}}))
     with pytest.raises(CredentialsError, match="registry_it: the key_file of its connection is not a file"):
         _sftp_options("127.0.0.1", 22, None, missing, "registry_it")
+
+
+@pytest.mark.parametrize("stamp", [999_999_999_999, -99_999_999_999_999])
+def test_a_file_time_no_calendar_holds_is_that_file_s_alone(stamp):
+    """A hunt: a file in the drop zone dated year 33658 (a sender may set any time; tmpfs and SFTP keep it) failed
+    the listing, the whole source with it, naming no file. Far ahead, it waits as a time ahead of this clock does;
+    far behind, it is old."""
+    listed = _remote({"name": "/zone/TREP_export_20261101.csv", "size": 3, "type": "file", "mtime": stamp})
+    assert listed.modified == (datetime.max if stamp > 0 else datetime.min).replace(tzinfo=UTC)

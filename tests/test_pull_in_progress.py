@@ -71,6 +71,23 @@ def test_a_file_that_changes_while_it_is_read_does_not_land_and_is_pulled_next_n
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: later}
 
 
+def test_a_file_grown_after_the_listing_is_read_no_further_than_its_listed_size(tmp_path, home, drop):
+    """A hunt: the room landing was judged to have was for the listed size, and the read went on to the end: a file
+    made a sparse 200 MiB after the listing wrote all of it into landing before its change was seen."""
+    sources = registry_sources(tmp_path, str(drop))
+    send(drop / EXPORT, A)
+    read: list[int] = []
+
+    def grow(remote, so_far):
+        read.append(so_far)
+        if len(read) == 1:
+            os.truncate(drop / EXPORT, 200 << 20)
+
+    outcome = _pull(home, sources, progress=grow)
+    assert outcome.status is PullStatus.NOTHING_NEW and "changed while it was read" in outcome.skipped[0].reason
+    assert max(read) == len(A) + 1 and _landed(home) == {}
+
+
 def test_a_zip_that_changes_while_it_is_read_is_not_unpacked(tmp_path, home, drop):
     sources = registry_sources(tmp_path, str(drop), ", unzip: true")
     first = zipped({EXPORT: A, "noise.bin": os.urandom(8 << 10)})

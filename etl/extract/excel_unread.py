@@ -30,12 +30,12 @@ _REFERENCE = re.compile(r"([A-Z]{1,3})(\d+)")
 def unread_cells(archive: zipfile.ZipFile, part: str) -> dict[int, dict[int, str]]:
     """The part's cells holding an error or a formula without its value, as Excel shows them: by row (1-based),
     by column (0-based); {} when it has none, or its XML cannot be walked (calamine then reads it as it can)."""
-    if not any(_MAY_HOLD.search(block) for block in part_blocks(archive, part)):
-        return {}
     cells: dict[int, dict[int, str]] = {}
     row = 0
     column = -1
     try:
+        if not any(_MAY_HOLD.search(block) for block in part_blocks(archive, part)):
+            return {}
         with archive.open(part) as stream:
             events = etree.iterparse(stream, events=("start", "end"), tag=("{*}row", "{*}c"),
                                      **{k: v for k, v in SAFE_PARSER.items() if k != "events"})

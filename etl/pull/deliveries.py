@@ -165,6 +165,15 @@ def credentials_for(mapping: SourceMapping, connection_uri: str | None) -> Crede
     return parse_connection(from_env, connection_id=f"{mapping.source_id}: connection '{delivery.connection}'")
 
 
+def _being_written(marker: RemoteFile, delivery: Delivery, now: float) -> bool:
+    """Whether a marker that says nothing yet may still be being written: empty (`sha256sum x > x.sha256` makes it
+    so first), or changed within the quiet period (not on S3, whose objects appear whole)."""
+    if marker.size == 0:
+        return True
+    return (delivery.kind != "s3" and marker.modified is not None
+            and now - marker.modified.timestamp() < _quiet_seconds(delivery))
+
+
 def _quiet_seconds(delivery: Delivery) -> float:
     from etl.extract.landing import quiet_seconds_default  # the landing reader's default: one setting for both
 
@@ -224,6 +233,11 @@ def _new_files(mapping: SourceMapping, zone: DropZone, listing: list[RemoteFile]
                     skipped.append(checksum_gone(name, sidecar))
                     continue
                 except (ValueError, PermissionError) as exc:  # this file's trouble: the others are pulled
+                    if isinstance(exc, ValueError) and _being_written(sidecar, delivery, now):
+                        skipped.append(SkippedFile(name=name, reason=f"its checksum sidecar {sidecar.name} holds no "
+                                                   "digest yet (empty, or written within the quiet period: "
+                                                   "sha256sum may still be writing it); the next pull reads it"))
+                        continue
                     unread = f"cannot be read ({exc.strerror or exc})" if isinstance(exc, PermissionError) else str(exc)
                     candidates.append(_Candidate(remote=remote, expected_sha256=None, sidecar=sidecar,
                                                  refusal=f"its checksum sidecar {sidecar.name} {unread}"))

@@ -162,7 +162,10 @@ def _modified(entry: dict[str, Any]) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):  # a time no calendar holds (a sender may set any): this file
+            return (datetime.max if value > 0 else datetime.min).replace(tzinfo=UTC)  # waits, not the listing fails
     return None
 
 

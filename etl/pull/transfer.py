@@ -78,7 +78,9 @@ def download(zone: DropZone, remote: RemoteFile, temp: Path, *, expected_sha256:
     digest = hashlib.sha256()
     written = 0
     with _opened(zone, remote) as handle, temp.open("wb") as out:
-        while chunk := handle.read(policy.chunk_bytes):
+        # Read no further than its listed size and a byte: the room judged was for that (a file grown, or a sparse
+        # terabyte swapped in, since the listing would fill landing's disk before its change was seen).
+        while written <= remote.size and (chunk := handle.read(min(policy.chunk_bytes, remote.size + 1 - written))):
             out.write(chunk)
             digest.update(chunk)
             written += len(chunk)
