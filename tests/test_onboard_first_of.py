@@ -97,6 +97,13 @@ def test_scaffold_keys_a_record_set_of_one_record_per_patient_by_its_name_writte
                                                                               "SEG": "{record_set}[{VISITSEQ}]"}
     # A patient key repeated: the profile cannot tell one record per patient, and drafts no key.
     assert choose_record_keys({"PAC": pd.concat([patients, patients])}, "pat_nr") == {"PAC": None}
+    # A hunt: a clinical column whose name holds rec, num or line numbered one record per patient (recidiva si/no,
+    # baseline_ecog 0-4, numero_figli): the key changed, and the record's issues with it, when the value did.
+    six = pd.DataFrame({"pat_nr": [f"NRX-{i}" for i in range(6)], "recidiva": ["si", "no"] * 3,
+                        "baseline_ecog": ["0", "2", "1"] * 2, "numero_figli": ["2", "0", "1"] * 2})
+    assert choose_record_keys({"TRV": six}, "pat_nr") == {"TRV": "TRV"}
+    numbered = six.assign(record_id=[f"R-{i}" for i in range(6)])  # a record's own number: its key
+    assert choose_record_keys({"TRV": numbered}, "pat_nr") == {"TRV": "{record_set}[{record_id}]"}
 
 
 def test_a_drafted_one_record_per_patient_key_is_the_record_set_s_and_checks(tmp_path):

@@ -50,7 +50,10 @@ _SEPARATED_DATE = (r"(?:(?:19|20)\d\d[-_.]\d\d[-_.]\d\d|\d\d[-_.]\d\d[-_.](?:19|
 _VARYING = rf"{_SEPARATED_DATE}|\d{{6,}}|{re.escape(PATIENT)}"
 _DATE_RUN = re.compile(rf"[_\-. ]?(?:{_VARYING})")
 _SEPARATORS = r"[\s_.\-–—]+"  # what stands between a file name's words and its date
-_RECORD_NO = re.compile(r"rec|seq|^no$|num|^id|_id$|line|repeat", re.IGNORECASE)
+# A column named as one that numbers records: a word of its name (RECORDNO, rec_no, Fall_Nr, line, repeat, id), or
+# SDTM's --SEQ (AESEQ); not a word that only starts so (recidiva, recettore) nor one that ends so (baseline).
+_RECORD_NO = re.compile(r"(?<![a-z])(?:rec(?:ord)?|seq(?:uence)?|line|repeat|idx|index|n[or]|num(?:ber|ero)?|nummer|id)"
+                        r"(?:_?(?:no|nr|num|id))?(?![a-z])|seq(?![a-z])", re.IGNORECASE)
 _PATIENT_FIELDS: dict[str, re.Pattern[str]] = {
     # A registry names its centres by the hospital (hospital, ospedale, Klinik, ziekenhuis), not a stay in one
     # (hospitalizacion, Klinikaufenthalt).
@@ -276,7 +279,8 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
     unique: dict[str, set[str]] = {}
     for name, frame in frames.items():
         candidates = [c for c in data_columns(frame) if c != patient_key and _RECORD_NO.search(c)]
-        unique[name] = {c for c in candidates if patient_key in frame and _unique_with(frame, [patient_key, c])}
+        unique[name] = {c for c in candidates if patient_key in frame and _unique_with(frame, [patient_key, c])
+                        and _numbers_records(frame, patient_key, c)}
     # A record set without records tells nothing of its keys (every column is unique in it): it takes a key the
     # others share, if it has that column, and no key of its own.
     filled = [columns for name, columns in unique.items() if not frames[name].empty]
@@ -296,6 +300,20 @@ def choose_record_keys(frames: Mapping[str, pd.DataFrame], patient_key: str | No
         else:
             keys[name] = None
     return keys
+
+
+def _numbers_records(frame: pd.DataFrame, patient_key: str, column: str) -> bool:
+    """Whether a column's values number the records: each a record's own (unique in the record set), or each
+    patient's records counted from 0 or 1 (AESEQ 1, 2, 3). Where a patient has one record any column tells them
+    apart: a clinical value (a count, a yes/no) in the key would change it, and the record's issues, as it changes."""
+    values = frame[column].astype(str).str.strip()
+    given = values[values != ""]
+    if given.is_unique:
+        return True
+    if not given.str.fullmatch(r"\d{1,9}").all():
+        return False
+    first = given.astype(int).groupby(frame.loc[given.index, patient_key]).min()
+    return bool(first.isin([0, 1]).all())
 
 
 def _one_per_patient(record_set: str) -> str:
