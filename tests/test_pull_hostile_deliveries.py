@@ -252,6 +252,19 @@ def test_a_zip_of_no_export_names_its_members_escaped_and_at_most_twenty(tmp_pat
     assert "other_18.txt, and 11 more)" in failure, failure
 
 
+def test_a_zip_s_members_not_named_as_exports_are_said_beside_those_landed(tmp_path, home, drop):
+    """A hunt: a zip of one export and four other members (two of them exports in another case, the sender's
+    slip) said only the one pulled; docs/pull.md says the others are listed as skipped."""
+    sources = registry_sources(tmp_path, drop, ", unzip: true")
+    members = {"TREP_export_20261101.csv": b"codice_paziente\n1\n", "TREP_export_20261102.CSV": b"x",
+               "Trep_export_20261103.csv": b"x", "README.txt": b"x", "export/": b""}
+    send(drop / "TREP_20261101.zip", zipped(members))
+    outcome = pull_source(home, "registry_it", sources_dir=sources, policy=FAST)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == ["TREP_export_20261101.csv"]
+    assert ("TREP_20261101.zip: its member(s) TREP_export_20261102.CSV, Trep_export_20261103.csv, README.txt not "
+            "landed: not named as the source's exports ('TREP_export_*.csv')") in outcome.message, outcome.message
+
+
 def test_a_named_pipe_named_as_an_export_is_said_never_read(tmp_path, home, drop):
     sources = registry_sources(tmp_path, drop)
     send(drop / "TREP_export_20261101.csv", EXPORT)

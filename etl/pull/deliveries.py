@@ -114,6 +114,7 @@ class _Landed(NamedTuple):
     sha256: str
     names: list[str]  # the landing file names (a zip: its members)
     left_out: tuple[str, ...] = ()  # a zip's members of an upload's temporary or a lock file's name
+    unmatched: tuple[str, ...] = ()  # and those not named as the source's exports
 
 
 class _SameContent(Settled):  # re-uploaded unchanged; or a copy of a current file, sent again under a new name
@@ -417,7 +418,8 @@ def _land_zip(zone: DropZone, candidate: _Candidate, folder: Path, ledger: Ledge
         raise ZipRefused(f"no member matches '{mapping.files}' (members: {members})", unpacked.skipped)
     left_out = [member for member in unpacked.skipped
                 if temporary_export(PurePosixPath(member.replace("\\", "/")).name, is_export)]
-    return _Landed(sha256, unpacked.landed, tuple(left_out))
+    unmatched = [member for member in unpacked.skipped if member not in left_out and not member.endswith("/")]
+    return _Landed(sha256, unpacked.landed, tuple(left_out), tuple(unmatched))
 
 
 def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]) -> str | None:
@@ -605,9 +607,8 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             return _land_file(zone, candidate, folder, ledger, policy, progress, series)
 
         try:
-            sha256, landed, left_out = retrying(policy, land, what=f"{source_id}: {remote.path}",
-                                                on_error=connection.reset,
-                                                said=as_shown)
+            sha256, landed, left_out, unmatched = retrying(policy, land, what=f"{source_id}: {remote.path}",
+                                                           on_error=connection.reset, said=as_shown)
         except _SameContent as same:
             copied = None if same.earlier is None else same.earlier.remote_path
             if not ledger.record(remote, same.sha256, [], candidate.sidecar, copy_of=copied):
@@ -635,7 +636,10 @@ def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger:
             continue
         ledger.record(remote, sha256, landed, candidate.sidecar)
         pulled += landed
-        names.update([*landed, *left_out])
+        names.update([*landed, *left_out, *unmatched])
+        if unmatched:  # as docs/pull.md says: none left out without a word
+            notes.append(f"{remote.name}: its member(s) {_listed([shown(m) for m in unmatched], ', ')} not landed: "
+                         f"not named as the source's exports ('{mapping.files}')")
         if left_out:
             notes.append(f"{remote.name}: its member(s) {_listed([shown(m) for m in left_out], ', ')} not landed: "
                          "named as an upload's "
