@@ -3,6 +3,7 @@ version, stale markers, a new version uploaded mid-pull, links swapped in, names
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from etl.config import SOURCES_DIR, Home
 from etl.pull import PullPolicy, PullStatus, pull_source
 from etl.pull.deliveries import DropZoneState, check_drop_zone
 from etl.pull.dropzone import _remote
+from etl.pull.ledger import ledger_folder
 from etl.transform.mapping import MappingError, load_mapping
 
 FAST = PullPolicy(attempts=3, backoff_seconds=0.01)
@@ -196,3 +198,21 @@ def test_a_file_time_no_calendar_holds_is_that_file_s_alone(stamp):
     far behind, it is old."""
     listed = _remote({"name": "/zone/TREP_export_20261101.csv", "size": 3, "type": "file", "mtime": stamp})
     assert listed.modified == (datetime.max if stamp > 0 else datetime.min).replace(tzinfo=UTC)
+
+
+def test_a_pull_held_by_another_of_its_source_waits_a_while_then_says_so(tmp_path, home, drop, monkeypatch):
+    """A hunt: the pull waited for the lock without end, and `rtw pull`, going through the sources in turn, pulled
+    none after a source whose pull hung on its drop zone."""
+    sources = registry_sources(tmp_path, drop)
+    send(drop / EXPORT, A)
+    monkeypatch.setenv("RTW_PULL_WAIT", "0.5")
+    folder = ledger_folder(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "registry_it.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        busy = _pull(home, sources)
+        assert time.monotonic() - started < 30
+    assert busy.status is PullStatus.FAILED and _landed(home) == {}
+    assert "another pull of registry_it held it for 0.5 s" in busy.message, busy.message
+    assert _pull(home, sources).status is PullStatus.PULLED  # the lock let go: pulled

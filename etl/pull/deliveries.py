@@ -33,7 +33,7 @@ from etl.extract.landing import named_as_export, series_of, temporary_export, up
 from etl.pull import checksums
 from etl.pull.credentials import Credentials, CredentialsError, connection_uri_from_env, env_name, parse_connection
 from etl.pull.dropzone import DropZone, Gone, RemoteFile, RemoteRefused, connect
-from etl.pull.ledger import Ledger, PulledFile, ledger_key, pulling, read_ledger, sidecar_seen
+from etl.pull.ledger import Ledger, PullBusy, PulledFile, ledger_key, pulling, read_ledger, sidecar_seen
 from etl.pull.nights import record_pull
 from etl.pull.transfer import (
     ChangedWhileRead,
@@ -535,21 +535,31 @@ def _pull_source(home: Home, source_id: str, connection_uri: str | None, sources
     except OSError as exc:  # a key file that cannot be read
         return _failed(source_id, f"{source_id}: {exc}")
     folder = fsio.private_folder(home.landing / source_id)
-    with pulling(home, source_id):
-        # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
-        # Crash repair leaves landing/ alone, so the pull tidies its own.
-        for stale in folder.glob(f".*{fsio.TEMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
-        try:
-            ledger = read_ledger(home, source_id, mend=True, key=ledger_key(home, key_value))
-        except (ValueError, OSError) as exc:  # OSError: a key file that cannot be read
-            return _failed(source_id, f"{source_id}: {exc}")
-        connection = _Connection(delivery, credentials, source_id)
-        try:
-            return _pull(mapping, connection, folder, ledger, policy, progress,
-                         PatientNumbers.staged(home.staging, mapping))
-        finally:
-            connection.reset()
+    try:
+        with pulling(home, source_id, bounded=True):
+            return _pull_held(home, source_id, mapping, delivery, credentials, folder, policy, progress, key_value)
+    except PullBusy as busy:
+        return _failed(source_id, f"{source_id}: not pulled: {busy}; the next pull tries again")
+
+
+def _pull_held(home: Home, source_id: str, mapping: SourceMapping, delivery: Delivery,
+               credentials: Credentials | None, folder: Path, policy: PullPolicy, progress: Progress | None,
+               key_value: str | None) -> PullOutcome:
+    """The pull of one source, its lock held."""
+    # A pull killed mid-file (kill -9, power cut) left its temporary; under the lock none is live.
+    # Crash repair leaves landing/ alone, so the pull tidies its own.
+    for stale in folder.glob(f".*{fsio.TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+    try:
+        ledger = read_ledger(home, source_id, mend=True, key=ledger_key(home, key_value))
+    except (ValueError, OSError) as exc:  # OSError: a key file that cannot be read
+        return _failed(source_id, f"{source_id}: {exc}")
+    connection = _Connection(delivery, credentials, source_id)
+    try:
+        numbers = PatientNumbers.staged(home.staging, mapping)
+        return _pull(mapping, connection, folder, ledger, policy, progress, numbers)
+    finally:
+        connection.reset()
 
 
 def _pull(mapping: SourceMapping, connection: _Connection, folder: Path, ledger: Ledger, policy: PullPolicy,

@@ -53,6 +53,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,7 +62,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from etl import fsio
-from etl.config import Home
+from etl.config import Home, seconds_setting
 from etl.pull.dropzone import RemoteFile
 from etl.transform.pseudonym import PseudonymKey, key_is_configured, load_key
 
@@ -435,13 +436,36 @@ def _readable(where: str) -> Iterator[None]:
                          "again") from None
 
 
+class PullBusy(RuntimeError):
+    """Another pull of the source held its lock for the whole wait."""
+
+
 @contextmanager
-def pulling(home: Home, source_id: str) -> Iterator[None]:
-    """Hold the source's pull lock for the block; waits for another pull of the same source."""
+def pulling(home: Home, source_id: str, *, lock: str = "lock", bounded: bool = False) -> Iterator[None]:
+    """Hold the source's pull lock (or its other `lock`) for the block; waits for another holder. `bounded` (a
+    pull): at most RTW_PULL_WAIT seconds (default 120), then PullBusy: `rtw pull` goes through every source in
+    turn, and one held by a long download or a pull hung on its drop zone stopped every source after it."""
     folder = fsio.private_folder(ledger_folder(home))
-    fd = fsio.open_private(folder / f"{source_id}.lock")
+    fd = fsio.open_private(folder / f"{source_id}.{lock}")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not bounded:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            wait = seconds_setting("RTW_PULL_WAIT", 120)
+            deadline = time.monotonic() + wait
+            while not _locked_now(fd):
+                if time.monotonic() >= deadline:
+                    raise PullBusy(f"another pull of {source_id} held it for {wait:g} s (a long download, or a "
+                                   "pull hung on its drop zone; RTW_PULL_WAIT sets the wait)")
+                time.sleep(0.2)
         yield
     finally:
         os.close(fd)
+
+
+def _locked_now(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -69,8 +69,8 @@ def record_pull(home: Home, source_id: str, failure: str | None,
     an error (the Airflow task's log)."""
     path = ledger_folder(home) / f"{source_id}{_SUFFIX}"
     now = datetime.now(UTC)
-    try:  # under the source's pull lock: of two pulls at once (the DAG's, rtw pull), each adds its line
-        with pulling(home, source_id):
+    try:  # of two pulls at once (the DAG's, rtw pull), each adds its line; not under the pull lock, which a pull
+        with pulling(home, source_id, lock="nights.lock"):  # still at it holds (this one said it was busy)
             kept = path.read_text(encoding="utf-8").splitlines()[-(KEPT - 1):] if path.exists() else []
             waiting = None if left is None else _waiting(_last_left(kept), left, now)
             line = PullNight(source_id=source_id, at=now, failure=failure,
