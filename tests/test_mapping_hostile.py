@@ -183,6 +183,22 @@ def test_a_rule_judging_some_rows_only_does_not_refuse_a_code_list_value(tmp_pat
     assert load_mapping(path).tables["response_assessment"].fields["response"].codes["x"] == "excellent"
 
 
+@pytest.mark.parametrize(("table", "field", "value"), [
+    ("follow_up", "disease_status", "NED"), ("adverse_event", "relatedness", "possible"),
+    ("adverse_event", "outcome", "resolved"), ("tumour_board_review", "treatment_intent", "cure"),
+    ("response_assessment", "criteria", "RECIST")])
+def test_a_code_list_value_no_vocabulary_holds_is_refused_in_every_coded_column(tmp_path, table, field, value):
+    # A hunt: disease_status `NULL: NED` passed rtw check and loaded NED on every row, no issue raised: only the
+    # columns an in-set rule judged were checked.
+    path = tmp_path / "reg_test.yaml"
+    text = MAPPING.format(sex_codes='{"1": male}', date_format='"%d/%m/%Y"', field="laterality: {column: side}")
+    coded = f"      {field}: {{column: x, codes: {{a: {value}}}}}\n"
+    path.write_text(text + f"  {table}:\n    from: REG\n    fields:\n{coded}")
+    with pytest.raises(MappingError, match=rf"{field}.codes: code 'a' maps to '{value}', which core.{table}.{field} "
+                                           "does not hold"):
+        load_mapping(path)
+
+
 def _with_follow_up(tmp_path: Path, codes: str, more: str = "") -> Path:
     path = tmp_path / "reg_test.yaml"
     text = MAPPING.format(sex_codes='{"1": male}', date_format='"%d/%m/%Y"', field="laterality: {column: side}")
