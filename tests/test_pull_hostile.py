@@ -107,6 +107,25 @@ def test_delete_after_pull_leaves_a_version_uploaded_during_the_pull(tmp_path, h
     assert not (drop / EXPORT).exists()
 
 
+def test_delete_after_pull_keeps_a_checksum_written_again_during_the_pull(tmp_path, home, drop):
+    """A hunt: the markers were deleted as listed, unlooked at: the sender's next delivery's checksum, written while
+    the pull ran, went with them, and that delivery then landed unchecked (or waited for ever, checksums required)."""
+    sources = registry_sources(tmp_path, drop, ", delete_after_pull: true")
+    send(drop / EXPORT, A)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode())
+    nexts = f"{hashlib.sha256(B).hexdigest()}  {EXPORT}\n".encode()
+
+    def next_delivery(remote, so_far):
+        if remote.name == EXPORT and not (drop / ".begun").exists():
+            (drop / ".begun").touch()
+            send(drop / f"{EXPORT}.sha256", nexts, 0)
+
+    outcome = _pull(home, sources, progress=next_delivery)
+    assert outcome.status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
+    assert not (drop / EXPORT).exists() and (drop / f"{EXPORT}.sha256").read_bytes() == nexts
+    assert f"{EXPORT}.sha256 not deleted from the drop zone: written again while {EXPORT} was pulled" in outcome.message
+
+
 def test_a_link_swapped_in_after_the_listing_is_not_followed(tmp_path, home, drop):
     sources = registry_sources(tmp_path, drop)
     secret = tmp_path / "elsewhere.key"

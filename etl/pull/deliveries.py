@@ -430,9 +430,16 @@ def _delete_remote(zone: DropZone, remote: RemoteFile, listing: list[RemoteFile]
         return (f"{remote.name} was not deleted from the drop zone: it changed while it was pulled (the next pull "
                 "takes it)")
     zone.delete(remote)
-    for marker in listing:
+    rewritten = []
+    for marker in listing:  # as listed: one written again since is the next delivery's (its checksum, its marker)
         if marker.name in (f"{remote.name}.sha256", f"{remote.name}.done"):
-            zone.delete(marker)
+            if (now := zone.stat(marker)) is not None and (now.size, now.version) != (marker.size, marker.version):
+                rewritten.append(marker.name)
+            elif now is not None:
+                zone.delete(marker)
+    if rewritten:
+        return (f"{', '.join(rewritten)} not deleted from the drop zone: written again while {remote.name} was pulled "
+                "(the next delivery's, kept for it)")
     return None
 
 
