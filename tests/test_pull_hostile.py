@@ -76,6 +76,25 @@ def test_a_checksum_sidecar_still_being_written_leaves_its_export_for_later(tmp_
     assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: A}
 
 
+def test_a_manifest_declaring_new_bytes_beside_a_stale_sidecar_is_a_mismatch_said_not_a_skip(tmp_path, home, drop):
+    """A hunt: a correction of the same size and time, declared by the manifest, was taken for the file already
+    pulled: the sidecar pulled beside it (left there) was read first, and the manifest never."""
+    sources = registry_sources(tmp_path, drop, ", checksum_manifest: SHA256SUMS")
+    send(drop / EXPORT, A, 7200)
+    send(drop / f"{EXPORT}.sha256", hashlib.sha256(A).hexdigest().encode(), 7200)
+    assert _pull(home, sources).status is PullStatus.PULLED
+    same_size = A.replace(b";A", b";C")
+    was = (drop / EXPORT).stat()
+    (drop / EXPORT).write_bytes(same_size)
+    os.utime(drop / EXPORT, ns=(was.st_atime_ns, was.st_mtime_ns))  # same size, same time (touch -r, rsync -t)
+    send(drop / "SHA256SUMS", f"{hashlib.sha256(same_size).hexdigest()}  {EXPORT}\n".encode(), 60)
+    refused = _pull(home, sources)
+    assert refused.status is PullStatus.FAILED and _landed(home) == {EXPORT: A}
+    assert "does not match" in refused.message and EXPORT in refused.message, refused.message
+    (drop / f"{EXPORT}.sha256").unlink()  # the sender takes the stale sidecar away: the manifest's bytes land
+    assert _pull(home, sources).status is PullStatus.PULLED and _landed(home) == {EXPORT: same_size}
+
+
 def test_a_marker_older_than_its_file_declares_nothing(tmp_path, home, drop):
     sources = registry_sources(tmp_path, drop)
     send(drop / EXPORT, A, 7200)

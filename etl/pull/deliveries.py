@@ -330,13 +330,14 @@ def _declared_anew(zone: DropZone, remote: RemoteFile, ledger: Ledger, by_name: 
     last = ledger.last(remote.path)
     if last is None or delivery.checksum == "none":
         return False
-    if (sidecar := by_name.get(f"{remote.name}.sha256")) is not None:  # first, as for a new file
-        if _sidecar_pulled(sidecar, last):
-            return False  # it declares what was pulled
+    sidecar = by_name.get(f"{remote.name}.sha256")
+    if sidecar is not None and not _sidecar_pulled(sidecar, last):  # first, as for a new file
         try:
             return checksums.parse_sidecar(zone.read_text(sidecar), remote.name) != last.sha256
         except (ValueError, Gone, PermissionError):  # not a digest of this file, taken back since the listing, or
             return False  # not readable by the pull: nothing new can be told
+    # No sidecar, or the one pulled beside it (stale, left there): the manifest may declare new bytes, which are
+    # then judged against that sidecar, a mismatch said
     declared = manifest.get(remote.name)
     return declared is not None and declared != last.sha256
 
