@@ -19,6 +19,7 @@ listed, and so is a SAS, SPSS or Stata table of more value labels than the night
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -521,7 +522,39 @@ def profile_record_set(name: str, frame: pd.DataFrame, infos: Mapping[str, Colum
                 frame, column.name, [c for c in names if c != column.name]):
             columns[i] = replace(column, top_values=(), masked_values=column.distinct,
                                  hidden_reason="numbers the records of each patient")
+    # a hidden one too (a birth date in step with a patient number hidden); not a dataset's labelled codes, whose
+    # labels the reader's own rules show or hide (`labels_shown`)
+    in_step = columns_in_step(frame, [c for c in names if not (c in infos and infos[c].codes)])
+    for i, column in enumerate(columns):
+        if column.name in in_step and not column.hidden_reason:
+            columns[i] = replace(column, top_values=(), masked_values=column.distinct,
+                                 hidden_reason="repeats in step with another column (one value per patient: a "
+                                               "number, a birth date, initials)")
     return RecordSetProfile(name, len(frame), tuple(columns))
+
+
+_IN_STEP_FEWEST = 5  # distinct values: fewer (a sex, a yes/no beside a code) name no one
+
+
+def columns_in_step(frame: pd.DataFrame, names: Iterable[str]) -> set[str]:
+    """The columns whose values repeat in step with another's, one to one (KVNR, GebDat and Kuerzel of a follow-up
+    table, each repeated on every visit of its patient): values that belong to one patient each, whatever their
+    names or shapes (an insurance number, a birth date written dd.mm.yy, initials), which a table without a visit
+    number hid nowhere. Compared only where the distinct counts are equal, as one to one needs."""
+    by_count: dict[int, list[tuple[str, pd.Series]]] = {}
+    for name in names:
+        values = frame[name].astype("string").fillna("").str.strip()
+        distinct = values[values != ""].nunique()
+        if _IN_STEP_FEWEST <= distinct < int((values != "").sum()):
+            by_count.setdefault(distinct, []).append((name, values))
+    found: set[str] = set()
+    for group in by_count.values():
+        for (first, a), (second, b) in itertools.combinations(group, 2):
+            both = (a != "") & (b != "")
+            pairs = pd.DataFrame({"a": a[both], "b": b[both]}).drop_duplicates()
+            if len(pairs) and len(pairs) == pairs.a.nunique() == pairs.b.nunique() >= _IN_STEP_FEWEST:
+                found |= {first, second}
+    return found
 
 
 def profile_file(read: FileRead) -> FileProfile:
