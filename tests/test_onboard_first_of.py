@@ -104,6 +104,7 @@ def test_scaffold_keys_a_record_set_of_one_record_per_patient_by_its_name_writte
     assert choose_record_keys({"TRV": six}, "pat_nr") == {"TRV": "TRV"}
     numbered = six.assign(record_id=[f"R-{i}" for i in range(6)])  # a record's own number: its key
     assert choose_record_keys({"TRV": numbered}, "pat_nr") == {"TRV": "{record_set}[{record_id}]"}
+    assert choose_record_keys({"TRV": six.assign(record_id="")}, "pat_nr") == {"TRV": "TRV"}  # an empty one: none
 
 
 def test_a_drafted_one_record_per_patient_key_is_the_record_set_s_and_checks(tmp_path):

@@ -308,6 +308,8 @@ def _numbers_records(frame: pd.DataFrame, patient_key: str, column: str) -> bool
     apart: a clinical value (a count, a yes/no) in the key would change it, and the record's issues, as it changes."""
     values = frame[column].astype(str).str.strip()
     given = values[values != ""]
+    if given.empty:
+        return False  # an empty column numbers nothing
     if given.is_unique:
         return True
     if not given.str.fullmatch(r"\d{1,9}").all():
