@@ -119,7 +119,7 @@ from etl.extract.adapter import (
 )
 from etl.extract.errors import ExtractError
 from etl.extract.excel_shown import Shown, shown_cells, shown_styles, shown_text
-from etl.extract.excel_unread import unread_cells
+from etl.extract.excel_unread import MAY_HOLD, unread_cells
 from etl.extract.odm_xml import SAFE_PARSER, SAFE_TREE_PARSER
 from etl.extract.sheet_xml import column_number, part_blocks
 from etl.fsio import written_atomically
@@ -434,10 +434,12 @@ def _relationships(archive: zipfile.ZipFile, rels: str, folder: str) -> dict[str
     return found
 
 
-def sheet_extent(archive: zipfile.ZipFile, part: str, merged: bytearray | None = None) -> tuple[int, int]:
+def sheet_extent(archive: zipfile.ZipFile, part: str, merged: bytearray | None = None,
+                 unread: list[bool] | None = None) -> tuple[int, int]:
     """The furthest row and column (1-based) a worksheet part's cells reach, scanned from its XML in blocks
     (or its records: `binary_sheet_extent`, which adds an .xlsb's merged ranges to `merged`). Columns A-Z
-    count as 26: only a wider reach matters."""
+    count as 26: only a wider reach matters. `unread`, when given, gets True once a block may hold an error cell
+    or a formula (`excel_unread.MAY_HOLD`): the same blocks, not a walk of the part's own for them."""
     if part.endswith(".bin"):
         with archive.open(part) as stream:
             return binary_sheet_extent(stream, merged=merged)
@@ -446,6 +448,8 @@ def sheet_extent(archive: zipfile.ZipFile, part: str, merged: bytearray | None =
         reached = _REACH.findall(text)
         rows = max([rows, *(int(row) for _, row in reached)])
         columns = max([columns, *map(column_number, {letters for letters, _ in reached if len(letters) > 1})])
+        if unread is not None and not unread and MAY_HOLD.search(text):
+            unread.append(True)
     return rows, columns
 
 
@@ -523,21 +527,23 @@ def _shown_styles(archive: zipfile.ZipFile) -> dict[int, Shown]:
 
 
 def _scan_sheet_part(path: Path, archive: zipfile.ZipFile | None, parts: dict[str, str],
-                     name: str) -> np.ndarray | None:
+                     name: str) -> tuple[np.ndarray | None, bool]:
     """Refuse a sheet whose grid calamine could not hold (MAX_SHEET_CELLS) before it loads it. An .xlsb
     sheet's merged ranges (as `merged_ranges` gives them) are read in the same walk of its records and
-    returned; None for another sheet, or one whose part was not found."""
+    returned (None for another sheet, or one whose part was not found), and whether an .xlsx sheet's part may
+    hold an error cell or a formula (`excel_unread`), seen in the same look at its XML."""
     if archive is None or name not in parts:
-        return None
+        return None, False
     merged = bytearray() if parts[name].endswith(".bin") else None
+    unread: list[bool] = []
     try:
-        rows, columns = sheet_extent(archive, parts[name], merged)
+        rows, columns = sheet_extent(archive, parts[name], merged, unread)
     except KeyError:  # a part missing: calamine says which
-        return None
+        return None, False
     except _DAMAGED_MEMBER as error:  # its reach unknown: not left to calamine, which may read a part failing
         raise _damaged(path, f", sheet '{name}'", error) from None  # its checksum (it read a workbook.xml so)
     _refuse_reach(path, name, rows, columns)
-    return None if merged is None else binary_merged_ranges(merged)
+    return None if merged is None else binary_merged_ranges(merged), bool(unread)
 
 
 _LAST_ROW, _LAST_COLUMN = 1_048_575, 16_383  # 0-based: Excel's sheet ends at XFD1048576
@@ -1042,11 +1048,10 @@ def stage_workbook(path: Path, out: Path, *, header_row: int | None = None, shee
             parts = []
             chosen = _chosen_sheets(path, workbook, sheets)  # their names: the notices quote them
             for index, (name, hidden) in enumerate(chosen, start=1):
-                binary_merged = _scan_sheet_part(path, archive, members, name)
+                binary_merged, may_hold_unread = _scan_sheet_part(path, archive, members, name)
                 shown = (shown_cells(archive, members[name], styles)
                          if archive is not None and styles and name in members else None)
-                unread = (unread_cells(archive, members[name])
-                          if archive is not None and members.get(name, "").endswith(".xml") else None)
+                unread = unread_cells(archive, members[name]) if archive is not None and may_hold_unread else None
                 sheet = _load_sheet(path, workbook, name)
                 if sheet.start is None:
                     notices.append(f"{path.name}: sheet '{name}' is empty: no record set")

@@ -6,10 +6,11 @@ So they are staged as Excel shows them, the error (`#DIV/0!`), or the formula (`
 them, naming the cell's value, and the centre is asked; a free text keeps what the sheet shows. A notice counts
 them per sheet.
 
-Read from the sheet's part, not by calamine: a part holding no `t="e"` attribute and no formula is not parsed (a
-look at its bytes, in blocks); one that does is walked cell by cell (lxml's iterparse, each cell cleared), its
-places counted for a cell or row without a reference (`r`, which OOXML lets a writer leave out). An .xlsb, .xls or
-.ods is not looked at (their cells are binary records or another schema): such cells stay empty there.
+Read from the sheet's part, not by calamine: a part holding no `t="e"` attribute and no formula (`MAY_HOLD`,
+looked for in the look at its bytes that finds its reach: excel.sheet_extent) is not parsed; one that does is
+walked cell by cell (lxml's iterparse, each cell cleared), its places counted for a cell or row without a reference
+(`r`, which OOXML lets a writer leave out). An .xlsb, .xls or .ods is not looked at (their cells are binary records
+or another schema): such cells stay empty there.
 """
 
 from __future__ import annotations
@@ -21,21 +22,20 @@ import zlib
 from lxml import etree
 
 from etl.extract.odm_xml import SAFE_PARSER
-from etl.extract.sheet_xml import column_number, part_blocks
+from etl.extract.sheet_xml import column_number
 
-_MAY_HOLD = re.compile(rb"""\st\s*=\s*["']e["']|<(?:[\w.-]+:)?f[\s>/]""")
+MAY_HOLD = re.compile(rb"""\st\s*=\s*["']e["']|<(?:[\w.-]+:)?f[\s>/]""")
 _REFERENCE = re.compile(r"([A-Z]{1,3})(\d+)")
 
 
 def unread_cells(archive: zipfile.ZipFile, part: str) -> dict[int, dict[int, str]]:
     """The part's cells holding an error or a formula without its value, as Excel shows them: by row (1-based),
-    by column (0-based); {} when it has none, or its XML cannot be walked (calamine then reads it as it can)."""
+    by column (0-based); {} when it has none, or its XML cannot be walked (calamine then reads it as it can).
+    Asked of a part `MAY_HOLD` found in."""
     cells: dict[int, dict[int, str]] = {}
     row = 0
     column = -1
     try:
-        if not any(_MAY_HOLD.search(block) for block in part_blocks(archive, part)):
-            return {}
         with archive.open(part) as stream:
             events = etree.iterparse(stream, events=("start", "end"), tag=("{*}row", "{*}c"),
                                      **{k: v for k, v in SAFE_PARSER.items() if k != "events"})
