@@ -62,6 +62,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow.parquet as pq
@@ -80,7 +81,8 @@ _DIGIT = re.compile(r"\d")
 _TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits: where an EUPID is looked for
 # Between an EUPID's parts written apart: a mark, spaced or not, or spaces (EU-9EE0-KVCH, EU - 9EE0, EU 9EE0 KVCH)
 _PARTS_APART = re.compile(r"\s{0,2}(?:[^\w\s]|_)?\s{0,2}")
-_IN_KEYS_KEPT = 1 << 16  # local parts judged and kept (TextScreen.in_key)
+T = TypeVar("T")
+_IN_KEYS_KEPT = 1 << 16  # texts judged and kept (TextScreen.in_key, names_a_patient)
 # A day in digits right after words that say it is a birth date, in the network's languages (DOB 08112011, né le
 # 8/11/11, geb. am 8.11.2011): hidden whoever's it is and however written, even as the screen reads no other day
 # (eight digits day first, a year of two digits unpadded); a year alone stays (the warehouse holds birth years).
@@ -96,6 +98,16 @@ _BIRTH_SAID = re.compile(
     r"|data\s+de\s+nascimento|geboortedatum|urodzon[ya]|data\s+urodzenia)(?![^\W\d_])"
     r"[\s:=,]{0,3}(?:(?:le|am|il|el|on|em|op|dnia|the)\s+)?$", re.IGNORECASE)
 _SAID_BEFORE = 40  # characters before a day where its words are looked for
+
+
+def _kept(memo: dict[str, T], text: str, judged: Callable[[str], T]) -> T:
+    """What `judged` says of `text`, judged once while `memo` keeps it (at most _IN_KEYS_KEPT texts: emptied when
+    full, as a source numbering every record apart repeats none)."""
+    if (found := memo.get(text)) is None:
+        if len(memo) >= _IN_KEYS_KEPT:
+            memo.clear()
+        found = memo[text] = judged(text)
+    return found
 
 
 def _births_said(text: str) -> Iterator[re.Match[str]]:
@@ -313,26 +325,20 @@ class TextScreen:
         one of the keys (a shape alone does not do: a centre's code may have one): what a code used as written, a
         centre, may not hold (harmonise holds such a record back). Judged once per text: a source's few centres
         repeat on every record (bounded as `in_key`'s memo)."""
-        if (found := self._patients_named.get(text)) is None:
-            if len(self._patients_named) >= _IN_KEYS_KEPT:
-                self._patients_named.clear()
-            seen = as_seen(text)
-            found = self._patients_named[text] = (
-                _DIGIT.search(seen) is not None and self._numbers.key_pattern is not None
+        return _kept(self._patients_named, text, self._names_a_patient)
+
+    def _names_a_patient(self, text: str) -> bool:
+        seen = as_seen(text)
+        return (_DIGIT.search(seen) is not None and self._numbers.key_pattern is not None
                 and any(self._numbers.is_key(m.group("day") if is_day else m.group(0))
                         for m, is_day in self._pattern.finditer(seen)))
-        return found
 
     def in_key(self, local: str) -> tuple[bool, frozenset[date]]:
         """What a record key's local part shows: whether a number of the keys' shape (`holds_number`), and the
         days it may be read as (`days_shown`, for the record's own birth date). Judged once per local part: a
         form's keys repeat across every patient (harmonise `publish_keys`); a registry numbering every record
         apart repeats none, so the memo is bounded."""
-        if (shown := self._in_keys.get(local)) is None:
-            if len(self._in_keys) >= _IN_KEYS_KEPT:
-                self._in_keys.clear()
-            shown = self._in_keys[local] = (self.holds_number(local), days_shown(local))
-        return shown
+        return _kept(self._in_keys, local, lambda text: (self.holds_number(text), days_shown(text)))
 
     def screened(self, text: str) -> str:
         """The text with each patient number (or EUPID of the source) replaced by {patient} and each birth date by
